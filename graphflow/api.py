@@ -1,0 +1,38 @@
+"""The public node API: everything a built-in node or a plugin imports comes from here.
+
+    from graphflow.api import Node, Int, Float, Choice, IMAGE, progress
+"""
+
+from graphflow.context import (
+    Interrupted,
+    NodeInputError,
+    check_interrupted,
+    current_workflow,
+    progress,
+    show,
+)
+from graphflow.folders import folders, safe_join
+from graphflow.node import Bool, Choice, Float, Int, Node, NodeDeclarationError, Text
+from graphflow.types import (
+    BOOLEAN,
+    CLIP,
+    CONDITIONING,
+    FLOAT,
+    IMAGE,
+    INT,
+    LATENT,
+    MASK,
+    MODEL,
+    STRING,
+    VAE,
+    socket_type,
+)
+from graphflow.workflow import ComfyAlias
+
+__all__ = [
+    "Node", "Int", "Float", "Text", "Bool", "Choice", "NodeDeclarationError", "ComfyAlias",
+    "socket_type", "MODEL", "CLIP", "VAE", "CONDITIONING", "LATENT", "IMAGE", "MASK",
+    "INT", "FLOAT", "STRING", "BOOLEAN",
+    "progress", "check_interrupted", "show", "current_workflow", "Interrupted", "NodeInputError",
+    "folders", "safe_join",
+]

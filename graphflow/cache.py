@@ -1,0 +1,77 @@
+"""The output cache: node outputs keyed by signature, bounded by entry count and bytes (LRU)."""
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+
+@dataclass
+class CacheEntry:
+    outputs: tuple
+    ui: dict = field(default_factory=dict)
+    nbytes: int = 0
+
+
+def estimate_nbytes(value, _seen=None) -> int:
+    """Bytes held by a value: tensors, arrays, modules (their parameters), containers of them."""
+    seen = _seen if _seen is not None else set()
+    if id(value) in seen:
+        return 0
+    seen.add(id(value))
+    if isinstance(value, (str, bytes, int, float, bool)) or value is None:
+        return 0
+    if hasattr(value, "untyped_storage"):  # torch.Tensor
+        return value.numel() * value.element_size()
+    if hasattr(value, "nbytes") and isinstance(value.nbytes, int):  # numpy, or objects that know their size
+        return value.nbytes
+    if hasattr(value, "parameters") and hasattr(value, "buffers"):  # torch.nn.Module
+        return sum(estimate_nbytes(t, seen) for t in list(value.parameters()) + list(value.buffers()))
+    if isinstance(value, dict):
+        return sum(estimate_nbytes(v, seen) for v in value.values())
+    if isinstance(value, (list, tuple, set)):
+        return sum(estimate_nbytes(v, seen) for v in value)
+    if hasattr(value, "__dict__"):
+        return sum(estimate_nbytes(v, seen) for v in vars(value).values())
+    return 0
+
+
+class OutputCache:
+    def __init__(self, max_entries: int = 10_000, max_bytes: int | None = 16 * 2**30):
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._entries: OrderedDict[str, CacheEntry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, signature: str) -> CacheEntry | None:
+        with self._lock:
+            entry = self._entries.get(signature)
+            if entry is not None:
+                self._entries.move_to_end(signature)
+            return entry
+
+    def put(self, signature: str, outputs: tuple, ui: dict | None = None) -> None:
+        entry = CacheEntry(outputs, ui or {}, estimate_nbytes(outputs))
+        with self._lock:
+            old = self._entries.pop(signature, None)
+            if old is not None:
+                self.nbytes -= old.nbytes
+            self._entries[signature] = entry
+            self.nbytes += entry.nbytes
+            # Keep the newest entry even if it alone exceeds the byte bound: the run needs it.
+            while len(self._entries) > 1 and (
+                len(self._entries) > self.max_entries or (self.max_bytes is not None and self.nbytes > self.max_bytes)
+            ):
+                _, evicted = self._entries.popitem(last=False)
+                self.nbytes -= evicted.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.nbytes = 0
+
+    def __contains__(self, signature: str) -> bool:
+        return signature in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,257 @@
+"""graphflow's command line: run, validate, nodes, inspect, serve.
+
+Exit codes: 0 success, 1 unreadable file, 2 bad command line, 3 invalid workflow,
+4 a node failed, 130 interrupted.
+"""
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+EXIT_OK, EXIT_FILE, EXIT_USAGE, EXIT_INVALID, EXIT_NODE_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="graphflow", description="Run latent-diffusion node graphs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a workflow JSON file (ours or ComfyUI API format)")
+    run.add_argument("workflow")
+    run.add_argument("--set", action="append", default=[], metavar="NODE_ID.INPUT=VALUE",
+                     help="override an input; VALUE is JSON (numbers, true, \"text\") or plain text")
+    _add_folder_flags(run)
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+
+    validate = sub.add_parser("validate", help="check a workflow without running it")
+    validate.add_argument("workflow")
+    validate.add_argument("--set", action="append", default=[], metavar="NODE_ID.INPUT=VALUE")
+    _add_folder_flags(validate)
+
+    nodes = sub.add_parser("nodes", help="list the available nodes")
+    nodes.add_argument("--json", action="store_true", help="print the full catalogue as JSON")
+    _add_folder_flags(nodes)
+
+    inspect = sub.add_parser("inspect", help="describe a checkpoint file")
+    inspect.add_argument("checkpoint")
+
+    serve = sub.add_parser("serve", help="start the server and browser editor")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8188)
+    _add_folder_flags(serve)
+
+    args = parser.parse_args(argv)
+    if getattr(args, "device", None):
+        os.environ["GRAPHFLOW_DEVICE"] = args.device
+    if hasattr(args, "models_dir"):
+        from graphflow.folders import configure
+
+        configure(models=args.models_dir, inputs=args.input_dir, outputs=args.output_dir,
+                  plugins=args.plugins_dir or [])
+    return {"run": cmd_run, "validate": cmd_validate, "nodes": cmd_nodes,
+            "inspect": cmd_inspect, "serve": cmd_serve}[args.command](args)
+
+
+def _add_folder_flags(parser) -> None:
+    parser.add_argument("--models-dir", help="folder with checkpoints/, vae/, loras/ (default ./models)")
+    parser.add_argument("--input-dir", help="folder LoadImage reads from (default ./inputs)")
+    parser.add_argument("--output-dir", help="folder results are saved in (default ./outputs)")
+    parser.add_argument("--plugins-dir", action="append", help="an extra plugin folder (repeatable)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: the best available)")
+
+
+def _error(message: str) -> None:
+    print(f"graphflow: {message}", file=sys.stderr)
+
+
+def _load(args):
+    """The workflow with --set overrides applied, or an exit code."""
+    from graphflow.registry import default_registry
+    from graphflow.workflow import WorkflowFormatError, load_workflow
+
+    registry = default_registry()
+    for problem in registry.problems:
+        _error(f"plugin problem: {problem.get('message', problem)}")
+    try:
+        workflow = load_workflow(args.workflow, registry)
+    except WorkflowFormatError as e:
+        _error(str(e))
+        return None, None, EXIT_FILE
+    for assignment in args.set:
+        key, sep, raw = assignment.partition("=")
+        node_id, dot, name = key.rpartition(".")
+        if not sep or not dot:
+            _error(f"--set {assignment!r}: expected NODE_ID.INPUT=VALUE")
+            return None, None, EXIT_USAGE
+        if node_id not in workflow.nodes:
+            _error(f"--set {assignment!r}: the workflow has no node {node_id!r}")
+            return None, None, EXIT_INVALID
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        workflow.nodes[node_id].inputs[name] = value
+    return workflow, registry, None
+
+
+def _print_problems(problems) -> None:
+    _error(f"invalid workflow ({len(problems)} problem{'s' if len(problems) != 1 else ''}):")
+    for problem in problems:
+        print(f"  - {problem}", file=sys.stderr)
+
+
+def cmd_validate(args) -> int:
+    from graphflow.validation import validate
+
+    workflow, registry, code = _load(args)
+    if workflow is None:
+        return code
+    problems = validate(workflow, registry)
+    if problems:
+        _print_problems(problems)
+        return EXIT_INVALID
+    print(f"{args.workflow}: valid ({len(workflow.nodes)} nodes)")
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    from graphflow.executor import Executor
+    from graphflow.folders import folders
+
+    workflow, registry, code = _load(args)
+    if workflow is None:
+        return code
+    interrupt = threading.Event()
+
+    def on_sigint(signum, frame):
+        if interrupt.is_set():
+            raise KeyboardInterrupt
+        interrupt.set()
+        _error("interrupting (press Ctrl-C again to abort at once)")
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    printer = ProgressPrinter(quiet=args.quiet)
+    try:
+        result = Executor(registry).run(workflow, on_event=printer, interrupt=interrupt)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        printer.close()
+
+    if result.status == "invalid":
+        _print_problems(result.problems)
+        return EXIT_INVALID
+    if result.status == "interrupted":
+        _error(f"interrupted in node {result.error['node_id']} ({result.error['node_type']})")
+        return EXIT_INTERRUPTED
+    if result.status == "error":
+        err = result.error
+        where = f"node {err['node_id']} ({err['node_type']})" + (f", input '{err['input']}'" if err["input"] else "")
+        print(err["traceback"], file=sys.stderr, end="")
+        _error(f"{where} failed: {err['exception_type']}: {err['message']}")
+        return EXIT_NODE_FAILED
+    for node_id, shown in result.outputs.items():
+        for image in shown.get("images", []):
+            if image.get("type", "output") == "output":
+                path = folders.outputs / image.get("subfolder", "") / image["filename"]
+                print(path)
+        for text in shown.get("text", []):
+            print(text)
+    if not args.quiet:
+        print(f"done in {result.elapsed:.2f}s ({len(result.executed)} ran, {len(result.cached)} cached)",
+              file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_nodes(args) -> int:
+    from graphflow.registry import default_registry
+
+    catalogue = default_registry().catalogue()
+    if args.json:
+        print(json.dumps(catalogue, indent=2, default=str))
+        return EXIT_OK
+    by_category: dict[str, list[dict]] = {}
+    for entry in catalogue["nodes"].values():
+        by_category.setdefault(entry["category"], []).append(entry)
+    for category in sorted(by_category):
+        print(f"{category}:")
+        for entry in by_category[category]:
+            summary = (entry["description"].splitlines() or [""])[0]
+            source = "" if entry["source"] == "builtin" else f" [{entry['source']}]"
+            print(f"  {entry['type']:<28}{summary}{source}")
+    for problem in catalogue["problems"]:
+        print(f"problem: {problem.get('message', problem)}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_inspect(args) -> int:
+    from graphflow.models.checkpoint import CheckpointError, inspect_report
+
+    try:
+        print(inspect_report(args.checkpoint))
+    except (CheckpointError, FileNotFoundError) as e:
+        _error(str(e))
+        return EXIT_FILE
+    return EXIT_OK
+
+
+def cmd_serve(args) -> int:
+    from graphflow.server.app import serve
+
+    return serve(host=args.host, port=args.port)
+
+
+class ProgressPrinter:
+    """Turns executor events into progress lines on stderr (a live bar on a terminal)."""
+
+    def __init__(self, quiet: bool = False, stream=None):
+        self.quiet = quiet
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
+        self.total = 0
+        self.done = 0
+        self.started = 0.0
+        self._bar_open = False
+
+    def __call__(self, event: dict) -> None:
+        if self.quiet:
+            return
+        kind = event["type"]
+        if kind == "run_started":
+            self.total, self.started = len(event["nodes"]), time.perf_counter()
+        elif kind == "node_started":
+            self._line(f"[{self.done + 1}/{self.total}] {event['node_type']} (node {event['node']})")
+        elif kind in ("node_finished", "node_cached"):
+            self.done += 1
+            if kind == "node_finished" and event["elapsed"] >= 0.5:
+                self._line(f"[{self.done}/{self.total}] {event['node_type']} (node {event['node']}) "
+                           f"done in {event['elapsed']:.2f}s")
+        elif kind == "progress" and event["max"]:
+            value, total = event["value"], event["max"]
+            width = 30
+            filled = int(width * value / total)
+            bar = f"  {event['node_type']} |{'#' * filled}{'.' * (width - filled)}| {value}/{total}"
+            if self.live:
+                self.stream.write("\r" + bar)
+                self._bar_open = True
+                self.stream.flush()
+            elif value == total:
+                self._line(bar)
+
+    def _line(self, text: str) -> None:
+        if self._bar_open:
+            self.stream.write("\n")
+            self._bar_open = False
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self._bar_open:
+            self.stream.write("\n")
+            self._bar_open = False
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""What a running node can reach: progress reports, the interrupt check, results to show.
+
+The executor sets the context around each node's run(); outside a run these are no-ops,
+so a node can be called directly in a test or a script.
+"""
+
+import threading
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+class Interrupted(Exception):
+    """The run was interrupted (by the user or a caller); raised inside the running node."""
+
+
+class NodeInputError(ValueError):
+    """A node's input has a value the node can't work with; names the input for the error report."""
+
+    def __init__(self, input: str, message: str):
+        super().__init__(message)
+        self.input = input
+
+
+@dataclass
+class NodeContext:
+    run_id: str
+    node_id: str
+    node_type: str
+    emit: Callable[[dict], None]
+    interrupt: threading.Event
+    workflow: dict = field(default_factory=dict)
+    ui: dict = field(default_factory=dict)
+
+
+_current: ContextVar[NodeContext | None] = ContextVar("graphflow_node_context", default=None)
+
+
+def current() -> NodeContext | None:
+    return _current.get()
+
+
+def check_interrupted() -> None:
+    ctx = _current.get()
+    if ctx is not None and ctx.interrupt.is_set():
+        raise Interrupted(f"interrupted in node {ctx.node_id} ({ctx.node_type})")
+
+
+def progress(value: int, total: int, preview: Any = None) -> None:
+    """Report step `value` of `total` (and optionally a preview image); also checks for interrupt."""
+    ctx = _current.get()
+    if ctx is None:
+        return
+    check_interrupted()
+    event = {"type": "progress", "run_id": ctx.run_id, "node": ctx.node_id, "node_type": ctx.node_type,
+             "value": value, "max": total}
+    if preview is not None:
+        event["preview"] = preview
+    ctx.emit(event)
+
+
+def show(**results: list) -> None:
+    """Attach results to the running node for the user to see, e.g. show(images=[...], text=[...])."""
+    ctx = _current.get()
+    if ctx is None:
+        return
+    for key, values in results.items():
+        ctx.ui.setdefault(key, []).extend(values)
+
+
+def current_workflow() -> dict:
+    """The workflow being run, as JSON (SaveImage embeds it in the PNG)."""
+    ctx = _current.get()
+    return ctx.workflow if ctx is not None else {}

@@ -1,0 +1,207 @@
+"""The executor: runs a workflow's nodes in topological order, reusing cached outputs.
+
+A node's signature is a Merkle hash of its type, version, literal inputs, external
+fingerprint and the signatures of the nodes it links from, so an unchanged subgraph hits
+the cache, a changed widget re-runs only that node and its descendants, and two identical
+subgraphs in one graph run once.
+"""
+
+import hashlib
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable
+
+from graphflow.cache import OutputCache
+from graphflow.context import Interrupted, NodeContext, NodeInputError, _current
+from graphflow.registry import Registry
+from graphflow.validation import Plan, Problem, plan_workflow
+from graphflow.workflow import Workflow
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str  # success | invalid | error | interrupted
+    outputs: dict[str, dict] = field(default_factory=dict)  # node id -> what it showed (images, text)
+    problems: list[Problem] = field(default_factory=list)
+    error: dict | None = None  # node_id, node_type, input, exception_type, message, traceback
+    executed: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    elapsed: float = 0.0
+    values: dict[str, tuple] = field(default_factory=dict, repr=False)  # node outputs of this run
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "success"
+
+    def to_json(self) -> dict:
+        return {
+            "run_id": self.run_id, "status": self.status, "outputs": self.outputs,
+            "problems": [p.to_dict() for p in self.problems], "error": self.error,
+            "executed": self.executed, "cached": self.cached, "timings": self.timings, "elapsed": self.elapsed,
+        }
+
+
+def _no_events(event: dict) -> None:
+    pass
+
+
+class Executor:
+    def __init__(self, registry: Registry, cache: OutputCache | None = None):
+        self.registry = registry
+        self.cache = cache if cache is not None else OutputCache()
+        self._lock = threading.Lock()
+
+    def run(
+        self,
+        workflow: Workflow,
+        *,
+        outputs: list[str] | None = None,
+        on_event: Callable[[dict], None] | None = None,
+        interrupt: threading.Event | None = None,
+        run_id: str | None = None,
+    ) -> RunResult:
+        run_id = run_id or uuid.uuid4().hex
+        emit = on_event or _no_events
+        interrupt = interrupt or threading.Event()
+        result = RunResult(run_id, "success")
+        start = time.perf_counter()
+        with self._lock:
+            plan, problems = plan_workflow(workflow, self.registry, outputs)
+            if plan is None:
+                result.status, result.problems = "invalid", problems
+                emit({"type": "run_invalid", "run_id": run_id, "problems": [p.to_dict() for p in problems]})
+                return result
+            emit({"type": "run_started", "run_id": run_id, "nodes": plan.order})
+            self._execute(plan, result, emit, interrupt)
+        result.elapsed = time.perf_counter() - start
+        emit({"type": "run_finished", "run_id": run_id, "status": result.status, "elapsed": result.elapsed,
+              "outputs": result.outputs, "error": result.error})
+        return result
+
+    def signatures(self, plan: Plan) -> dict[str, str]:
+        signatures = {}
+        nonce = uuid.uuid4().hex  # never-cacheable nodes get a fresh signature every run
+        for node_id in plan.order:
+            node = plan.nodes[node_id]
+            cls = node.cls
+            # Widget values are validated JSON literals in declaration order, so repr is canonical.
+            text = f"{cls.node_type}\0{cls.version}\0{node.widgets!r}\0{cls.fingerprint(**node.widgets)!r}"
+            for name, (src, index) in sorted(node.links.items()):
+                text += f"\0{name}={signatures[src]}:{index}"
+            if not cls.cacheable:
+                text += nonce
+            signatures[node_id] = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+        return signatures
+
+    def _execute(self, plan: Plan, result: RunResult, emit, interrupt) -> None:
+        run_id = result.run_id
+        values = result.values
+        try:
+            signatures = self.signatures(plan)
+        except Exception as e:  # a node's fingerprint failed (e.g. its file vanished)
+            node_id = _failing_fingerprint(plan)
+            self._fail(result, emit, node_id, plan.nodes[node_id].cls.node_type, e)
+            return
+        workflow_json = plan.workflow.to_json() if plan.workflow is not None else {}
+        for node_id in plan.order:
+            node = plan.nodes[node_id]
+            node_type = node.cls.node_type
+            if interrupt.is_set():
+                self._interrupted(result, emit, node_id, node_type, "before it started")
+                return
+            signature = signatures[node_id]
+            entry = self.cache.get(signature)
+            if entry is not None:
+                values[node_id] = entry.outputs
+                result.cached.append(node_id)
+                if entry.ui:
+                    result.outputs[node_id] = entry.ui
+                emit({"type": "node_cached", "run_id": run_id, "node": node_id, "node_type": node_type, "ui": entry.ui})
+                continue
+
+            emit({"type": "node_started", "run_id": run_id, "node": node_id, "node_type": node_type})
+            ctx = NodeContext(run_id, node_id, node_type, emit, interrupt, workflow_json)
+            token = _current.set(ctx)
+            began = time.perf_counter()
+            try:
+                instance = node.cls.__new__(node.cls)
+                instance.__dict__.update(node.widgets)
+                for name, (src, index) in node.links.items():
+                    instance.__dict__[name] = values[src][index]
+                if any(node.cls.input_specs[name].widget for name in node.links):
+                    _check_linked_widgets(node, instance)
+                outputs = _as_tuple(node.cls, instance.run())
+            except Interrupted:
+                self._interrupted(result, emit, node_id, node_type, "while it ran")
+                return
+            except Exception as e:
+                self._fail(result, emit, node_id, node_type, e)
+                return
+            finally:
+                _current.reset(token)
+            elapsed = time.perf_counter() - began
+            values[node_id] = outputs
+            result.executed.append(node_id)
+            result.timings[node_id] = elapsed
+            if ctx.ui:
+                result.outputs[node_id] = ctx.ui
+            if node.cls.cacheable:
+                self.cache.put(signature, outputs, ctx.ui)
+            emit({"type": "node_finished", "run_id": run_id, "node": node_id, "node_type": node_type,
+                  "elapsed": elapsed, "ui": ctx.ui})
+
+    def _fail(self, result, emit, node_id, node_type, exc) -> None:
+        result.status = "error"
+        result.error = {
+            "node_id": node_id,
+            "node_type": node_type,
+            "input": getattr(exc, "input", None),
+            "exception_type": type(exc).__name__,
+            "message": str(exc),
+            "traceback": "".join(traceback.format_exception(exc)),
+        }
+        emit({"type": "node_failed", "run_id": result.run_id, "node": node_id, "node_type": node_type, "error": result.error})
+
+    def _interrupted(self, result, emit, node_id, node_type, when) -> None:
+        result.status = "interrupted"
+        result.error = {"node_id": node_id, "node_type": node_type, "input": None,
+                        "exception_type": "Interrupted", "message": f"interrupted {when}", "traceback": ""}
+        emit({"type": "run_interrupted", "run_id": result.run_id, "node": node_id, "node_type": node_type})
+
+
+def _as_tuple(cls, returned) -> tuple:
+    expected = len(cls.output_specs)
+    if expected == 1:
+        return (returned,)
+    if expected == 0:
+        return ()
+    if not isinstance(returned, tuple) or len(returned) != expected:
+        names = ", ".join(o.name for o in cls.output_specs)
+        raise TypeError(f"run() must return a tuple of {expected} values ({names}), got {type(returned).__name__}")
+    return returned
+
+
+def _check_linked_widgets(node, instance) -> None:
+    from pydantic import ValidationError
+
+    widgets = {name: instance.__dict__[name] for name, spec in node.cls.input_specs.items() if spec.widget}
+    try:
+        node.cls.widget_model.model_validate(widgets)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise NodeInputError(str(err["loc"][0]), f"linked value {err.get('input')!r}: {err['msg']}") from None
+
+
+def _failing_fingerprint(plan: Plan) -> str:
+    for node_id in plan.order:
+        node = plan.nodes[node_id]
+        try:
+            node.cls.fingerprint(**node.widgets)
+        except Exception:
+            return node_id
+    return plan.order[0]

@@ -1,0 +1,6 @@
+"""The model stack: UNet, VAE, text encoders, checkpoints."""
+
+from .diffusion_model import BetaSchedule, DiffusionModel
+from .latent_formats import FLUX, LATENT_FORMATS, SD1, SD3, SDXL, LatentFormat, fit_rgb_factors
+from .unet import UNet, UNetConfig, unet_config_from_state_dict
+from .vae import VAE, Autoencoder, AutoencoderKL, VAEConfig, vae_config_from_state_dict

@@ -1,0 +1,86 @@
+"""Latent formats: how a VAE's raw latents map into the space the diffusion model works in,
+and a cheap linear latent -> RGB map for live previews.
+
+process_in(z) = (z - shift) * scale      raw VAE latent -> model space
+process_out(x) = x / scale + shift       model space -> raw VAE latent
+
+Preview factors act on MODEL-space latents (what the sampler holds) and give RGB in about
+-1..1. The SD1 and SDXL matrices are least-squares fits of the real VAEs' decoded images,
+downscaled to latent resolution, against the latents (SD1: the fit published by Keturn in 2022;
+SDXL: the public fit with a bias term used across SD front-ends). They could not be refit here
+because no real VAE weights are available offline; `fit_rgb_factors` computes such a fit for any
+VAE (the demo model uses it) and is tested on synthetic data. SD3/Flux have no preset factors:
+their previews fall back to `rgb_factors=None` handling in `preview`.
+"""
+
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class LatentFormat:
+    name: str
+    channels: int
+    scale_factor: float
+    shift_factor: float = 0.0
+    rgb_factors: tuple[tuple[float, float, float], ...] | None = field(default=None, repr=False)
+    rgb_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def process_in(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self.shift_factor) * self.scale_factor
+
+    def process_out(self, x: torch.Tensor) -> torch.Tensor:
+        return x / self.scale_factor + self.shift_factor
+
+    def with_scale(self, scale_factor: float, shift_factor: float | None = None) -> "LatentFormat":
+        """The same format with another scale (a custom or demo VAE)."""
+        shift = self.shift_factor if shift_factor is None else shift_factor
+        return replace(self, scale_factor=scale_factor, shift_factor=shift)
+
+    def preview(self, x: torch.Tensor) -> torch.Tensor:
+        """Model-space latent [B, C, h, w] -> cheap preview IMAGE [B, h, w, 3] in 0..1 (CPU float32)."""
+        x = x.detach().float().cpu()
+        if self.rgb_factors is not None:
+            factors = torch.tensor(self.rgb_factors, dtype=torch.float32)
+            rgb = torch.einsum("bchw,cr->bhwr", x, factors) + torch.tensor(self.rgb_bias)
+        else:  # no fit known: show the first three channels, each normalised to its own range
+            rgb = x[:, :3].permute(0, 2, 3, 1)
+            lo = rgb.amin(dim=(1, 2), keepdim=True)
+            hi = rgb.amax(dim=(1, 2), keepdim=True)
+            rgb = (rgb - lo) / (hi - lo).clamp_min(1e-6) * 2 - 1
+        return ((rgb + 1) / 2).clamp(0, 1)
+
+
+def fit_rgb_factors(latents: torch.Tensor, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Least-squares preview map from model-space latents [N, C, h, w] to the decoded pixels
+    [N, 3, H, W] in -1..1 (area-downscaled to h x w). Returns (factors [C, 3], bias [3])."""
+    target = F.adaptive_avg_pool2d(pixels.float(), latents.shape[-2:])
+    a = latents.float().permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
+    b = target.permute(0, 2, 3, 1).reshape(-1, 3)
+    a1 = torch.cat([a, torch.ones(a.shape[0], 1)], dim=1)
+    solution = torch.linalg.lstsq(a1, b).solution
+    return solution[:-1], solution[-1]
+
+
+SD1 = LatentFormat(
+    "sd1", channels=4, scale_factor=0.18215,
+    rgb_factors=((0.3512, 0.2297, 0.3227),
+                 (0.3250, 0.4974, 0.2350),
+                 (-0.2829, 0.1762, 0.2721),
+                 (-0.2120, -0.2616, -0.7177)))
+
+SDXL = LatentFormat(
+    "sdxl", channels=4, scale_factor=0.13025,
+    rgb_factors=((0.3651, 0.4232, 0.4341),
+                 (-0.2533, -0.0042, 0.1068),
+                 (0.1076, 0.1111, -0.0362),
+                 (-0.3165, -0.2492, -0.2188)),
+    rgb_bias=(0.1084, -0.0175, -0.0011))
+
+SD3 = LatentFormat("sd3", channels=16, scale_factor=1.5305, shift_factor=0.0609)
+
+FLUX = LatentFormat("flux", channels=16, scale_factor=0.3611, shift_factor=0.1159)
+
+LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, SD3, FLUX)}

@@ -1,0 +1,151 @@
+"""Prompt -> CLIP token windows with per-token weights, the way ComfyUI tokenizes.
+
+Weighting syntax (ComfyUI's, so imported graphs encode alike):
+  `(text)`        multiplies the weight of `text` by 1.1 (nesting multiplies: `((x))` = 1.21)
+  `(text:1.3)`    sets the weight of `text` to 1.3 (absolute, not multiplied by outer brackets)
+  `\\(` `\\)`     literal brackets
+  `[text]`        plain text: ComfyUI does not read A1111's down-weighting brackets, neither do we.
+
+Windowing: the prompt becomes windows of 77 tokens, each `BOS + up to 75 tokens + EOS + padding`.
+Each weighted segment is tokenized on its own; a segment of fewer than 8 tokens that does not fit
+the current window moves whole to the next one, a longer one is cut at the window edge. SD1's
+CLIP-L pads with EOS, OpenCLIP (SD2's ViT-H, SDXL's bigG) pads with token 0, as the original
+FrozenOpenCLIPEmbedder's open_clip.tokenize did.
+
+Text is cleaned like OpenAI's/open_clip's tokenizer (ftfy.fix_text, HTML unescape twice,
+whitespace collapsed, lower case) before transformers' CLIPTokenizer runs the BPE, so ids equal
+the reference tokenizer's.
+"""
+
+import html
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import ftfy
+
+VOCAB_DIR = Path(__file__).parent / "clip_vocab"
+BOS, EOS = 49406, 49407
+WINDOW = 77
+# A weighted segment shorter than this moves whole to the next window instead of being cut.
+MAX_WORD_LENGTH = 8
+PAREN_WEIGHT = 1.1
+
+_ESCAPED_OPEN, _ESCAPED_CLOSE = "\0\2", "\0\1"
+
+
+@lru_cache(maxsize=1)
+def clip_bpe():
+    """transformers' CLIPTokenizer over the vocabulary shipped in clip_vocab/ (no hub)."""
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer.from_pretrained(str(VOCAB_DIR), local_files_only=True)
+
+
+def clean_text(text: str) -> str:
+    text = html.unescape(html.unescape(ftfy.fix_text(text)))
+    return " ".join(text.split()).lower()
+
+
+def encode_text(text: str) -> list[int]:
+    """BPE token ids of `text`, without BOS/EOS."""
+    text = clean_text(text)
+    if not text:
+        return []
+    return clip_bpe()(text, add_special_tokens=False)["input_ids"]
+
+
+def _split_brackets(text: str) -> list[str]:
+    """Top-level split into plain runs and `( ... )` groups, exactly as ComfyUI's parser does
+    (including its handling of stray brackets: an unmatched `)` makes the rest plain text)."""
+    parts, current, depth = [], "", 0
+    for ch in text:
+        if ch == "(":
+            if depth == 0:
+                if current:
+                    parts.append(current)
+                current = "("
+            else:
+                current += ch
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                parts.append(current + ")")
+                current = ""
+            else:
+                current += ch
+        else:
+            current += ch
+    if current:
+        parts.append(current)
+    return parts
+
+
+def _weighted_segments(text: str, weight: float) -> list[tuple[str, float]]:
+    out = []
+    for part in _split_brackets(text):
+        if len(part) >= 2 and part[0] == "(" and part[-1] == ")":
+            inner, inner_weight = part[1:-1], weight * PAREN_WEIGHT
+            colon = inner.rfind(":")
+            if colon > 0:
+                try:
+                    inner_weight = float(inner[colon + 1 :])
+                    inner = inner[:colon]
+                except ValueError:
+                    pass
+            out += _weighted_segments(inner, inner_weight)
+        else:
+            out.append((part, weight))
+    return out
+
+
+def parse_weighted_prompt(prompt: str) -> list[tuple[str, float]]:
+    """`"a (red:1.3) car"` -> `[("a ", 1.0), ("red", 1.3), (" car", 1.0)]`; escapes resolved."""
+    escaped = prompt.replace("\\(", _ESCAPED_OPEN).replace("\\)", _ESCAPED_CLOSE)
+    return [
+        (seg.replace(_ESCAPED_OPEN, "(").replace(_ESCAPED_CLOSE, ")"), w)
+        for seg, w in _weighted_segments(escaped, 1.0)
+    ]
+
+
+@dataclass(frozen=True)
+class TokenWindows:
+    """k windows of 77 token ids and their weights (1.0 on BOS/EOS/padding)."""
+
+    ids: list[list[int]]
+    weights: list[list[float]]
+
+    @property
+    def has_weights(self) -> bool:
+        return any(w != 1.0 for window in self.weights for w in window)
+
+
+def tokenize_prompt(prompt: str, pad_token: int) -> TokenWindows:
+    """Weighted prompt -> 77-token windows (BOS, <= 75 tokens, EOS, pad_token...)."""
+    groups = [[(t, w) for t in encode_text(seg)] for seg, w in parse_weighted_prompt(prompt)]
+    limit = WINDOW - 2
+    windows: list[list[tuple[int, float]]] = [[]]
+    for group in groups:
+        is_large = len(group) >= MAX_WORD_LENGTH
+        while group:
+            room = limit - len(windows[-1])
+            if len(group) <= room:
+                windows[-1].extend(group)
+                break
+            if is_large:
+                windows[-1].extend(group[:room])
+                group = group[room:]
+            windows.append([])
+    ids, weights = [], []
+    for body in windows:
+        padding = WINDOW - 2 - len(body)
+        ids.append([BOS] + [t for t, _ in body] + [EOS] + [pad_token] * padding)
+        weights.append([1.0] + [w for _, w in body] + [1.0] + [1.0] * padding)
+    return TokenWindows(ids, weights)
+
+
+def empty_window(pad_token: int) -> list[int]:
+    """The empty prompt's window: weighting interpolates from its embedding."""
+    return [BOS, EOS] + [pad_token] * (WINDOW - 2)

@@ -1,0 +1,372 @@
+"""The latent-diffusion UNet of Stable Diffusion 1.x / 2.x / SDXL (base and refiner).
+
+Parameter names mirror the original LDM checkpoints (`model.diffusion_model.*` without
+the prefix), so a checkpoint loads with a plain `load_state_dict` and saves with a plain
+`state_dict()`. The block layout follows LDM's `openaimodel.UNetModel`:
+
+    input_blocks.0            conv_in
+    input_blocks.k            [ResBlock, SpatialTransformer?]  or  [Downsample]
+    middle_block              [ResBlock, SpatialTransformer, ResBlock]
+    output_blocks.k           [ResBlock, SpatialTransformer?, Upsample?]
+    out                       GroupNorm, SiLU, conv_out
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class UNetConfig:
+    in_channels: int = 4  # 9 for inpainting models: noisy latent + mask + masked-image latent
+    out_channels: int = 4
+    model_channels: int = 320
+    channel_mult: tuple[int, ...] = (1, 2, 4, 4)
+    num_res_blocks: int | tuple[int, ...] = 2  # per level; an int means the same for every level
+    # Transformer depth per level; 0 = no attention at that level (LDM's attention_resolutions).
+    transformer_depth: tuple[int, ...] = (1, 1, 1, 0)
+    transformer_depth_middle: int = 1  # 0 = the middle block is a single ResBlock
+    # Per-block overrides for distilled variants whose depth changes within a level (SSD-1B).
+    transformer_depth_input: tuple[int, ...] | None = None  # one per input ResBlock
+    transformer_depth_output: tuple[int, ...] | None = None  # one per output block
+    context_dim: int | None = 768
+    num_heads: int = 8  # SD1 fixes the head count ...
+    num_head_channels: int = -1  # ... SD2/SDXL fix the head width (64); -1 = unused
+    use_linear_in_transformer: bool = False  # SD2/SDXL: Linear proj_in/out instead of 1x1 conv
+    adm_in_channels: int = 0  # SDXL's vector conditioning y (2816 base, 2560 refiner); 0 = none
+    norm_groups: int = 32
+
+    def __post_init__(self):
+        self.channel_mult = tuple(self.channel_mult)
+        levels = len(self.channel_mult)
+        if isinstance(self.num_res_blocks, int):
+            self.num_res_blocks = (self.num_res_blocks,) * levels
+        self.num_res_blocks = tuple(self.num_res_blocks)
+        self.transformer_depth = tuple(self.transformer_depth)
+        if len(self.num_res_blocks) != levels or len(self.transformer_depth) != levels:
+            raise ValueError(
+                f"UNetConfig: num_res_blocks {self.num_res_blocks} and transformer_depth "
+                f"{self.transformer_depth} need one entry per level of channel_mult {self.channel_mult}")
+        if self.transformer_depth_input is not None:
+            self.transformer_depth_input = tuple(self.transformer_depth_input)
+            if len(self.transformer_depth_input) != sum(self.num_res_blocks):
+                raise ValueError("UNetConfig: transformer_depth_input needs one entry per input ResBlock")
+        if self.transformer_depth_output is not None:
+            self.transformer_depth_output = tuple(self.transformer_depth_output)
+            if len(self.transformer_depth_output) != sum(n + 1 for n in self.num_res_blocks):
+                raise ValueError("UNetConfig: transformer_depth_output needs one entry per output block")
+        if (self.num_heads == -1) == (self.num_head_channels == -1):
+            raise ValueError("UNetConfig: set exactly one of num_heads and num_head_channels")
+
+    @property
+    def attention_resolutions(self) -> tuple[int, ...]:
+        """LDM's notation: the downsampling factors (1, 2, 4, ...) of the levels with attention."""
+        return tuple(2 ** i for i, d in enumerate(self.transformer_depth) if d > 0)
+
+    def input_depths(self) -> list[int]:
+        if self.transformer_depth_input is not None:
+            return list(self.transformer_depth_input)
+        return [d for d, n in zip(self.transformer_depth, self.num_res_blocks) for _ in range(n)]
+
+    def output_depths(self) -> list[int]:
+        if self.transformer_depth_output is not None:
+            return list(self.transformer_depth_output)
+        pairs = list(zip(self.transformer_depth, self.num_res_blocks))[::-1]
+        return [d for d, n in pairs for _ in range(n + 1)]
+
+    def heads(self, channels: int) -> tuple[int, int]:
+        """(number of heads, channels per head) of a transformer with `channels` channels."""
+        if self.num_head_channels == -1:
+            return self.num_heads, channels // self.num_heads
+        if channels < self.num_head_channels:  # tiny test models: one narrow head
+            return 1, channels
+        return channels // self.num_head_channels, self.num_head_channels
+
+
+def unet_config_from_state_dict(shapes: dict[str, tuple[int, ...]], norm_groups: int = 32) -> UNetConfig:
+    """Infer a UNetConfig from UNet key names and tensor shapes (keys without the
+    'model.diffusion_model.' prefix). Neither the head layout nor the GroupNorm group count
+    shows in shapes: SD1 (context 768) uses 8 heads, everything else 64-channel heads, as the
+    originals do; groups come from the caller (32 unless the checkpoint's metadata says otherwise)."""
+    shapes = {k: tuple(v) for k, v in shapes.items()}
+    if "input_blocks.0.0.weight" not in shapes:
+        raise ValueError("not a LDM UNet state dict: 'input_blocks.0.0.weight' is missing")
+    model_channels, in_channels = shapes["input_blocks.0.0.weight"][:2]
+
+    def depth(prefix: str) -> int:
+        ids = {k[len(prefix):].split(".")[0] for k in shapes if k.startswith(prefix)}
+        return len(ids)
+
+    num_input_blocks = 1 + max(int(k.split(".")[1]) for k in shapes if k.startswith("input_blocks."))
+    channel_mult, num_res_blocks, input_depths = [], [], []
+    res_in_level = 0
+    for i in range(1, num_input_blocks):
+        if f"input_blocks.{i}.0.op.weight" in shapes:  # downsample closes a level
+            num_res_blocks.append(res_in_level)
+            res_in_level = 0
+            continue
+        out_ch = shapes[f"input_blocks.{i}.0.in_layers.2.weight"][0]
+        if res_in_level == 0:
+            channel_mult.append(out_ch // model_channels)
+        res_in_level += 1
+        input_depths.append(depth(f"input_blocks.{i}.1.transformer_blocks."))
+    num_res_blocks.append(res_in_level)
+
+    num_output_blocks = 1 + max(int(k.split(".")[1]) for k in shapes if k.startswith("output_blocks."))
+    output_depths = [depth(f"output_blocks.{i}.1.transformer_blocks.") for i in range(num_output_blocks)]
+
+    per_level, start = [], 0
+    for n in num_res_blocks:
+        per_level.append(max(input_depths[start:start + n], default=0))
+        start += n
+    default_input = [d for d, n in zip(per_level, num_res_blocks) for _ in range(n)]
+    default_output = [d for d, n in list(zip(per_level, num_res_blocks))[::-1] for _ in range(n + 1)]
+
+    context_dim = next((s[1] for k, s in shapes.items() if k.endswith("attn2.to_k.weight")), None)
+    linear = next((len(s) == 2 for k, s in shapes.items() if k.endswith(".proj_in.weight")), False)
+    heads = dict(num_heads=8, num_head_channels=-1) if context_dim == 768 else dict(num_heads=-1, num_head_channels=64)
+    return UNetConfig(
+        in_channels=in_channels,
+        out_channels=shapes["out.2.weight"][0],
+        model_channels=model_channels,
+        channel_mult=tuple(channel_mult),
+        num_res_blocks=tuple(num_res_blocks),
+        transformer_depth=tuple(per_level),
+        transformer_depth_middle=depth("middle_block.1.transformer_blocks."),
+        transformer_depth_input=None if input_depths == default_input else tuple(input_depths),
+        transformer_depth_output=None if output_depths == default_output else tuple(output_depths),
+        context_dim=context_dim,
+        use_linear_in_transformer=linear,
+        adm_in_channels=shapes["label_emb.0.0.weight"][1] if "label_emb.0.0.weight" in shapes else 0,
+        norm_groups=norm_groups,
+        **heads,
+    )
+
+
+def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding [B, dim] of float timesteps [B], cos half first (LDM's order), in float32."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=timesteps.device) / half)
+    args = timesteps.float()[:, None] * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        emb = F.pad(emb, (0, 1))
+    return emb
+
+
+class ResBlock(nn.Module):
+    def __init__(self, channels: int, emb_channels: int, out_channels: int, groups: int):
+        super().__init__()
+        self.in_layers = nn.Sequential(
+            nn.GroupNorm(groups, channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1))
+        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_channels, out_channels))
+        # index 2 held LDM's Dropout; the placeholder keeps the checkpoint key out_layers.3
+        self.out_layers = nn.Sequential(
+            nn.GroupNorm(groups, out_channels), nn.SiLU(), nn.Identity(),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1))
+        self.skip_connection = nn.Identity() if out_channels == channels else nn.Conv2d(channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.in_layers(x) + self.emb_layers(emb)[:, :, None, None]
+        return self.skip_connection(x) + self.out_layers(h)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int | None = None):
+        super().__init__()
+        inner = heads * dim_head
+        self.heads = heads
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_k = nn.Linear(context_dim or dim, inner, bias=False)
+        self.to_v = nn.Linear(context_dim or dim, inner, bias=False)
+        self.to_out = nn.Sequential(nn.Linear(inner, dim))
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        context = x if context is None else context
+        b, n, _ = x.shape
+        q, k, v = (t.view(b, -1, self.heads, t.shape[-1] // self.heads).transpose(1, 2)
+                   for t in (self.to_q(x), self.to_k(context), self.to_v(context)))
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
+
+
+class GEGLU(nn.Module):
+    def __init__(self, dim: int, inner: int):
+        super().__init__()
+        self.proj = nn.Linear(dim, inner * 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, gate = self.proj(x).chunk(2, dim=-1)
+        return x * F.gelu(gate)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        # index 1 held LDM's Dropout
+        self.net = nn.Sequential(GEGLU(dim, dim * 4), nn.Identity(), nn.Linear(dim * 4, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class BasicTransformerBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int | None):
+        super().__init__()
+        self.attn1 = Attention(dim, heads, dim_head)
+        self.ff = FeedForward(dim)
+        self.attn2 = Attention(dim, heads, dim_head, context_dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.norm3 = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.attn1(self.norm1(x))
+        x = x + self.attn2(self.norm2(x), context)
+        return x + self.ff(self.norm3(x))
+
+
+class SpatialTransformer(nn.Module):
+    def __init__(self, channels: int, heads: int, dim_head: int, depth: int,
+                 context_dim: int | None, use_linear: bool, groups: int):
+        super().__init__()
+        inner = heads * dim_head
+        self.use_linear = use_linear
+        self.norm = nn.GroupNorm(groups, channels, eps=1e-6)
+        self.proj_in = nn.Linear(channels, inner) if use_linear else nn.Conv2d(channels, inner, 1)
+        self.transformer_blocks = nn.ModuleList(
+            BasicTransformerBlock(inner, heads, dim_head, context_dim) for _ in range(depth))
+        self.proj_out = nn.Linear(inner, channels) if use_linear else nn.Conv2d(inner, channels, 1)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        b, c, h, w = x.shape
+        t = self.norm(x)
+        if not self.use_linear:
+            t = self.proj_in(t)
+        t = t.permute(0, 2, 3, 1).reshape(b, h * w, -1)  # tokens in row-major pixel order
+        if self.use_linear:
+            t = self.proj_in(t)
+        for block in self.transformer_blocks:
+            t = block(t, context)
+        if self.use_linear:
+            t = self.proj_out(t)
+        t = t.reshape(b, h, w, -1).permute(0, 3, 1, 2)
+        if not self.use_linear:
+            t = self.proj_out(t)
+        return x + t
+
+
+class Downsample(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.op = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class Upsample(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class Block(nn.Sequential):
+    """LDM's TimestepEmbedSequential: hands each layer the inputs it needs."""
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        for layer in self:
+            if isinstance(layer, ResBlock):
+                x = layer(x, emb)
+            elif isinstance(layer, SpatialTransformer):
+                x = layer(x, context)
+            else:
+                x = layer(x)
+        return x
+
+
+class UNet(nn.Module):
+    def __init__(self, config: UNetConfig):
+        super().__init__()
+        self.config = cfg = config
+        mc, groups = cfg.model_channels, cfg.norm_groups
+        emb_dim = mc * 4
+
+        def transformer(ch: int, depth: int) -> SpatialTransformer:
+            heads, dim_head = cfg.heads(ch)
+            return SpatialTransformer(ch, heads, dim_head, depth, cfg.context_dim, cfg.use_linear_in_transformer, groups)
+
+        self.time_embed = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        if cfg.adm_in_channels:
+            self.label_emb = nn.Sequential(nn.Sequential(
+                nn.Linear(cfg.adm_in_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)))
+
+        self.input_blocks = nn.ModuleList([Block(nn.Conv2d(cfg.in_channels, mc, 3, padding=1))])
+        skip_channels = [mc]
+        ch = mc
+        depths = iter(cfg.input_depths())
+        for level, (mult, n_res) in enumerate(zip(cfg.channel_mult, cfg.num_res_blocks)):
+            for _ in range(n_res):
+                layers = [ResBlock(ch, emb_dim, mult * mc, groups)]
+                ch = mult * mc
+                depth = next(depths)
+                if depth:
+                    layers.append(transformer(ch, depth))
+                self.input_blocks.append(Block(*layers))
+                skip_channels.append(ch)
+            if level != len(cfg.channel_mult) - 1:
+                self.input_blocks.append(Block(Downsample(ch)))
+                skip_channels.append(ch)
+
+        middle = [ResBlock(ch, emb_dim, ch, groups)]
+        if cfg.transformer_depth_middle:
+            middle += [transformer(ch, cfg.transformer_depth_middle), ResBlock(ch, emb_dim, ch, groups)]
+        self.middle_block = Block(*middle)
+
+        self.output_blocks = nn.ModuleList()
+        depths = iter(cfg.output_depths())
+        for level in reversed(range(len(cfg.channel_mult))):
+            n_res = cfg.num_res_blocks[level]
+            for i in range(n_res + 1):
+                out_ch = cfg.channel_mult[level] * mc
+                layers = [ResBlock(ch + skip_channels.pop(), emb_dim, out_ch, groups)]
+                ch = out_ch
+                depth = next(depths)
+                if depth:
+                    layers.append(transformer(ch, depth))
+                if level and i == n_res:
+                    layers.append(Upsample(ch))
+                self.output_blocks.append(Block(*layers))
+
+        self.out = nn.Sequential(nn.GroupNorm(groups, ch), nn.SiLU(), nn.Conv2d(mc, cfg.out_channels, 3, padding=1))
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None,
+                y: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, in_channels, h, w], timesteps float [B] in [0, 999], context [B, T, context_dim],
+        y [B, adm_in_channels] (SDXL) -> the prediction [B, out_channels, h, w] (eps or v)."""
+        dtype = self.out[2].weight.dtype
+        if timesteps.dim() == 0:
+            timesteps = timesteps.expand(x.shape[0])
+        emb = self.time_embed(timestep_embedding(timesteps, self.config.model_channels).to(dtype))
+        if self.config.adm_in_channels:
+            if y is None:
+                raise ValueError(f"this UNet needs the vector conditioning y [B, {self.config.adm_in_channels}]")
+            emb = emb + self.label_emb(y.to(dtype))
+        if context is not None:
+            context = context.to(dtype)
+
+        h = x.to(dtype)
+        skips = []
+        for block in self.input_blocks:
+            h = block(h, emb, context)
+            skips.append(h)
+        h = self.middle_block(h, emb, context)
+        for block in self.output_blocks:
+            h = block(torch.cat([h, skips.pop()], dim=1), emb, context)
+        return self.out(h)

@@ -1,0 +1,283 @@
+"""The node API: how a node (built-in or plugin) declares its inputs and outputs.
+
+    class EmptyLatent(Node):
+        '''Make a blank latent batch to start sampling from.'''
+        category = "latent"
+        width: int = Int(512, min=16, max=16384, step=8)
+        height: int = Int(512, min=16, max=16384, step=8)
+        batch_size: int = Int(1, min=1, max=4096)
+        outputs = {"latent": LATENT}
+
+        def run(self):
+            return {"samples": torch.zeros(self.batch_size, 4, self.height // 8, self.width // 8)}
+
+Annotated class attributes are the inputs, in order: a socket annotation (IMAGE, MODEL, ...)
+makes a link input, any other is a widget whose constraints come from Int/Float/Text/Bool/
+Choice. An input with a default is optional (a socket input is optional with `= None`).
+One pydantic model is built from the widgets, so validation, defaults and the catalogue
+JSON all come from this one declaration. `run()` reads the inputs as attributes and returns
+the single output's value, or a tuple in the order of `outputs`.
+"""
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, get_type_hints
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+
+from graphflow.types import SOCKET_TYPES, SocketType, socket_of
+
+
+class NodeDeclarationError(TypeError):
+    """A node class declares its inputs or outputs wrongly."""
+
+
+_REQUIRED = object()
+RESERVED_NAMES = {
+    "run", "category", "version", "outputs", "output_node", "cacheable", "display_name",
+    "node_type", "fingerprint", "upgrade", "comfy", "inputs", "spec",
+}
+
+
+@dataclass
+class Widget:
+    """Constraints and editor hints for a widget input; build it with Int/Float/Text/Bool/Choice."""
+
+    kind: str  # INT, FLOAT, STRING, BOOLEAN or CHOICE
+    default: Any = _REQUIRED
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    multiline: bool = False
+    options: Sequence | Callable[[], Sequence] | None = None
+    hints: dict = field(default_factory=dict)
+    description: str = ""
+
+    def choices(self) -> list:
+        options = self.options() if callable(self.options) else self.options
+        return list(options or [])
+
+
+def Int(default=_REQUIRED, *, min=None, max=None, step=1, description="", **hints) -> Any:
+    return Widget("INT", default, min, max, step, description=description, hints=hints)
+
+
+def Float(default=_REQUIRED, *, min=None, max=None, step=0.01, description="", **hints) -> Any:
+    return Widget("FLOAT", default, min, max, step, description=description, hints=hints)
+
+
+def Text(default=_REQUIRED, *, multiline=False, description="", **hints) -> Any:
+    return Widget("STRING", default, multiline=multiline, description=description, hints=hints)
+
+
+def Bool(default=_REQUIRED, *, description="", **hints) -> Any:
+    return Widget("BOOLEAN", default, description=description, hints=hints)
+
+
+def Choice(options: Sequence | Callable[[], Sequence], default=_REQUIRED, *, description="", **hints) -> Any:
+    """A value from a list; `options` may be a function, called whenever the list is needed
+    (e.g. the files in a models folder). Hints such as `upload="image"` guide the editor."""
+    return Widget("CHOICE", default, options=options, description=description, hints=hints)
+
+
+_PLAIN_WIDGET_KINDS = {int: "INT", float: "FLOAT", str: "STRING", bool: "BOOLEAN"}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    type: str  # socket type name, or the widget kind
+    required: bool
+    socket: SocketType | None = None
+    widget: Widget | None = None
+
+    @property
+    def default(self):
+        if self.widget is None or self.widget.default is _REQUIRED:
+            return None
+        return self.widget.default
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    name: str
+    type: str
+
+
+def _check_choice(widget: Widget):
+    def check(value):
+        choices = widget.choices()
+        if value not in choices:
+            shown = ", ".join(map(repr, choices[:12])) + (" ..." if len(choices) > 12 else "")
+            raise ValueError(f"{value!r} is not one of the choices: {shown or '(none available)'}")
+        return value
+
+    return check
+
+
+def _pydantic_field(spec: InputSpec):
+    w = spec.widget
+    default = ... if w.default is _REQUIRED else w.default
+    if w.kind == "CHOICE":
+        return Annotated[Any, AfterValidator(_check_choice(w))], default
+    python_type = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}[w.kind]
+    constraints = {}
+    if w.min is not None:
+        constraints["ge"] = w.min
+    if w.max is not None:
+        constraints["le"] = w.max
+    if w.kind == "FLOAT":
+        constraints["allow_inf_nan"] = False
+    return Annotated[python_type, Field(**constraints)], default
+
+
+class Node:
+    """Base class of every node. Its docstring is the help text the editor shows."""
+
+    node_type: ClassVar[str]  # defaults to the class name
+    display_name: ClassVar[str | None] = None
+    category: ClassVar[str] = "misc"
+    version: ClassVar[int] = 1
+    outputs: ClassVar[dict] = {}
+    output_node: ClassVar[bool] = False  # produces results (save/preview): the executor runs toward these
+    cacheable: ClassVar[bool] = True  # False: re-run every time, and so are its descendants
+    comfy: ClassVar[Any] = None  # ComfyAlias (graphflow.workflow) mapping ComfyUI names onto this node
+
+    # Filled in by __init_subclass__ from the declaration:
+    input_specs: ClassVar[dict[str, InputSpec]] = {}
+    output_specs: ClassVar[tuple[OutputSpec, ...]] = ()
+    widget_model: ClassVar[type[BaseModel]]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "node_type" not in cls.__dict__:
+            cls.node_type = cls.__name__
+        cls.input_specs = _declared_inputs(cls)
+        cls.output_specs = _declared_outputs(cls)
+        widgets = {name: _pydantic_field(s) for name, s in cls.input_specs.items() if s.widget}
+        cls.widget_model = create_model(
+            f"{cls.__name__}Widgets", __config__=ConfigDict(extra="ignore"), **widgets
+        )
+
+    @classmethod
+    def description(cls) -> str:
+        return inspect.cleandoc(cls.__doc__) if cls.__doc__ else ""
+
+    @classmethod
+    def fingerprint(cls, **widgets) -> str | None:
+        """State outside the inputs that the result depends on (a file's mtime or hash).
+
+        Called with the widget values before each run; a changed fingerprint re-runs the node."""
+        return None
+
+    @classmethod
+    def upgrade(cls, inputs: dict, saved_version: int) -> dict | None:
+        """Map the inputs of a workflow saved with an older version of this node onto the
+        current declaration; None (the default) means it can't, and the workflow is reported
+        as needing an update of this node."""
+        return None
+
+    def run(self):
+        raise TypeError(f"node {self.node_type} declares no run()")
+
+
+def _declared_inputs(cls) -> dict[str, InputSpec]:
+    specs = {}
+    for klass in reversed(cls.__mro__):
+        if klass is Node or not issubclass(klass, Node):
+            continue
+        try:
+            hints = get_type_hints(klass, include_extras=True)
+        except Exception as e:
+            raise NodeDeclarationError(f"node {cls.__name__}: cannot read its input annotations: {e}") from e
+        for name in klass.__dict__.get("__annotations__", {}):
+            hint = hints[name]
+            if getattr(hint, "__origin__", None) is ClassVar or name.startswith("_"):
+                continue
+            if name in RESERVED_NAMES:
+                raise NodeDeclarationError(
+                    f"node {cls.__name__}: input name {name!r} is reserved by the node API; rename it"
+                )
+            specs[name] = _input_spec(cls, name, hint, klass.__dict__.get(name, _REQUIRED))
+    return specs
+
+
+def _input_spec(cls, name, hint, default) -> InputSpec:
+    socket = socket_of(hint)
+    if socket is not None:
+        if default is not _REQUIRED and default is not None:
+            raise NodeDeclarationError(
+                f"node {cls.__name__}: socket input {name!r} may only default to None (optional)"
+            )
+        return InputSpec(name, socket.name, required=default is _REQUIRED, socket=socket)
+    if isinstance(default, Widget):
+        widget = default
+    elif hint in _PLAIN_WIDGET_KINDS:
+        widget = Widget(_PLAIN_WIDGET_KINDS[hint], default)
+    else:
+        raise NodeDeclarationError(
+            f"node {cls.__name__}: input {name!r} has annotation {hint!r}; use a socket type "
+            "(IMAGE, LATENT, ...) or int/float/str/bool with Int/Float/Text/Bool/Choice"
+        )
+    if widget.kind == "CHOICE" and widget.options is None:
+        raise NodeDeclarationError(f"node {cls.__name__}: choice input {name!r} has no options")
+    return InputSpec(name, widget.kind, required=widget.default is _REQUIRED, widget=widget)
+
+
+def _declared_outputs(cls) -> tuple[OutputSpec, ...]:
+    if not isinstance(cls.outputs, dict):
+        raise NodeDeclarationError(f"node {cls.__name__}: outputs must be a dict of name -> socket type")
+    specs = []
+    for name, annotation in cls.outputs.items():
+        socket = socket_of(annotation)
+        if socket is None:
+            raise NodeDeclarationError(
+                f"node {cls.__name__}: output {name!r} is {annotation!r}, not a socket type"
+            )
+        specs.append(OutputSpec(name, socket.name))
+    return tuple(specs)
+
+
+def widget_catalogue(widget: Widget) -> dict:
+    entry = {"kind": widget.kind}
+    if widget.default is not _REQUIRED:
+        entry["default"] = widget.default
+    for key in ("min", "max", "step"):
+        value = getattr(widget, key)
+        if value is not None and widget.kind in ("INT", "FLOAT"):
+            entry[key] = value
+    if widget.multiline:
+        entry["multiline"] = True
+    if widget.kind == "CHOICE":
+        entry["options"] = widget.choices()
+    if widget.description:
+        entry["description"] = widget.description
+    entry.update(widget.hints)
+    return entry
+
+
+def node_catalogue(cls: type[Node], source: str | None = None) -> dict:
+    """The catalogue entry of one node class: what the editor and `graphflow nodes` show."""
+    inputs = []
+    for spec in cls.input_specs.values():
+        entry = {"name": spec.name, "type": spec.type, "required": spec.required}
+        if spec.widget:
+            entry.update(widget_catalogue(spec.widget))
+        inputs.append(entry)
+    return {
+        "type": cls.node_type,
+        "display_name": cls.display_name or cls.node_type,
+        "category": cls.category,
+        "description": cls.description(),
+        "version": cls.version,
+        "output_node": cls.output_node,
+        "cacheable": cls.cacheable,
+        "source": source or "builtin",
+        "inputs": inputs,
+        "outputs": [{"name": o.name, "type": o.type} for o in cls.output_specs],
+    }
+
+
+def socket_catalogue() -> dict:
+    return {t.name: {"color": t.color, "description": t.description} for t in SOCKET_TYPES.values()}

@@ -1,0 +1,100 @@
+"""The registry: every node type known to this process, and its machine-readable catalogue."""
+
+import importlib
+import inspect
+import pkgutil
+from types import ModuleType
+
+from graphflow.node import Node, node_catalogue, socket_catalogue
+
+
+class DuplicateNodeError(ValueError):
+    """Two sources define the same node type."""
+
+
+class Registry:
+    def __init__(self):
+        self._nodes: dict[str, type[Node]] = {}
+        self._sources: dict[str, str] = {}
+        self._comfy: dict[str, type[Node]] = {}
+        self.problems: list[dict] = []  # load problems (broken plugins, clashes) for the catalogue
+
+    def add(self, cls: type[Node], source: str = "builtin") -> None:
+        if not (isinstance(cls, type) and issubclass(cls, Node)) or cls is Node:
+            raise TypeError(f"{cls!r} is not a Node subclass")
+        name = cls.node_type
+        if name in self._nodes and self._nodes[name] is not cls:
+            raise DuplicateNodeError(
+                f"node type {name!r} from {source} is already defined by {self._sources[name]}; "
+                f"the one from {self._sources[name]} is kept"
+            )
+        self._nodes[name] = cls
+        self._sources[name] = source
+        if cls.comfy is not None:
+            for class_type in cls.comfy.class_types:
+                self._comfy.setdefault(class_type, cls)
+
+    def add_module(self, module: ModuleType, source: str = "builtin") -> list[type[Node]]:
+        """Register every concrete node class a module defines (one that has its own run)."""
+        added = []
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, Node) and cls.__module__ == module.__name__ and cls.run is not Node.run:
+                self.add(cls, source)
+                added.append(cls)
+        return added
+
+    def load_builtin(self) -> "Registry":
+        import nodes
+
+        for info in sorted(pkgutil.iter_modules(nodes.__path__), key=lambda m: m.name):
+            self.add_module(importlib.import_module(f"nodes.{info.name}"))
+        return self
+
+    def get(self, node_type: str) -> type[Node] | None:
+        return self._nodes.get(node_type)
+
+    def source(self, node_type: str) -> str | None:
+        return self._sources.get(node_type)
+
+    def comfy_node(self, class_type: str) -> type[Node] | None:
+        """Our node for a ComfyUI class name: an alias first, else a node of the same name."""
+        return self._comfy.get(class_type) or self._nodes.get(class_type)
+
+    def __contains__(self, node_type: str) -> bool:
+        return node_type in self._nodes
+
+    def __iter__(self):
+        return iter(self._nodes.values())
+
+    def __len__(self):
+        return len(self._nodes)
+
+    def catalogue(self) -> dict:
+        return {
+            "nodes": {name: node_catalogue(cls, self._sources[name]) for name, cls in sorted(self._nodes.items())},
+            "sockets": socket_catalogue(),
+            "problems": list(self.problems),
+        }
+
+
+_default: Registry | None = None
+
+
+def default_registry() -> Registry:
+    """The process-wide registry: built-in nodes plus discovered plugins, loaded once."""
+    global _default
+    if _default is None:
+        registry = Registry().load_builtin()
+        try:
+            from graphflow.plugins import load_plugins
+        except ImportError:
+            load_plugins = None
+        if load_plugins is not None:
+            load_plugins(registry)
+        _default = registry
+    return _default
+
+
+def reset_default_registry() -> None:
+    global _default
+    _default = None

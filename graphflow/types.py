@@ -1,0 +1,71 @@
+"""Socket types: the named kinds of value that flow along links.
+
+A socket type is declared once with `socket_type(name)`, which returns an annotation
+to use on node inputs (`image: IMAGE`) and in `outputs = {"image": IMAGE}`.
+Plugins declare their own the same way.
+"""
+
+from dataclasses import dataclass
+from typing import Annotated, Any, get_args, get_origin
+
+
+@dataclass(frozen=True)
+class SocketType:
+    name: str
+    color: str = "#9e9e9e"
+    description: str = ""
+
+
+class Socket:
+    """Annotation marker: this input or output is a link carrying `type`."""
+
+    __slots__ = ("type",)
+
+    def __init__(self, type: SocketType):
+        self.type = type
+
+    def __repr__(self):
+        return f"Socket({self.type.name})"
+
+
+SOCKET_TYPES: dict[str, SocketType] = {}
+
+
+def socket_type(name: str, color: str = "#9e9e9e", description: str = ""):
+    """Declare (or look up) the socket type `name` and return its annotation.
+
+    Declaring the same name twice with the same colour is harmless (two plugins may
+    share a type); a different colour for an existing name keeps the first one.
+    """
+    if not name or not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"socket type name {name!r} must be letters, digits, '_' or '-'")
+    existing = SOCKET_TYPES.get(name)
+    declared = existing or SocketType(name, color, description)
+    SOCKET_TYPES.setdefault(name, declared)
+    return Annotated[Any, Socket(declared)]
+
+
+def socket_of(annotation) -> SocketType | None:
+    """The socket type an annotation declares, or None for a plain widget type."""
+    if isinstance(annotation, str):  # outputs may name a type by its string
+        return SOCKET_TYPES.get(annotation) or SOCKET_TYPES.setdefault(annotation, SocketType(annotation))
+    if get_origin(annotation) is Annotated:
+        for meta in get_args(annotation)[1:]:
+            if isinstance(meta, Socket):
+                return meta.type
+    return None
+
+
+MODEL = socket_type("MODEL", "#b39ddb", "A diffusion model (UNet) with its sampling configuration")
+CLIP = socket_type("CLIP", "#ffd54f", "A text encoder with its tokenizer")
+VAE = socket_type("VAE", "#ef5350", "A variational autoencoder between pixels and latents")
+CONDITIONING = socket_type("CONDITIONING", "#ffa931", "Text embeddings and their options")
+LATENT = socket_type("LATENT", "#ff9cf9", "A latent image batch (dict with 'samples')")
+IMAGE = socket_type("IMAGE", "#64b5f6", "Image batch, float [B, H, W, C] in 0..1")
+MASK = socket_type("MASK", "#81c784", "Mask batch, float [B, H, W] in 0..1")
+
+# Primitive sockets: a widget input also accepts a link carrying its own kind of value.
+INT = socket_type("INT", "#29b6f6", "An integer")
+FLOAT = socket_type("FLOAT", "#26a69a", "A real number")
+STRING = socket_type("STRING", "#a1887f", "Text")
+BOOLEAN = socket_type("BOOLEAN", "#7986cb", "True or false")

@@ -1,0 +1,243 @@
+"""Validation: every problem of a workflow in one report, or a plan ready to execute.
+
+Only the nodes that would run are checked: the output nodes (or the requested ones) and
+their ancestors, as in ComfyUI, so a half-wired node off to the side doesn't block a run.
+"""
+
+import difflib
+from dataclasses import dataclass, field
+
+import networkx as nx
+from pydantic import ValidationError
+
+from graphflow.node import Node
+from graphflow.registry import Registry
+from graphflow.workflow import Workflow, is_link, literal
+
+# What each widget kind accepts from a link.
+WIDGET_LINK_TYPES = {
+    "INT": {"INT"},
+    "FLOAT": {"FLOAT", "INT"},
+    "STRING": {"STRING"},
+    "BOOLEAN": {"BOOLEAN"},
+    "CHOICE": {"STRING", "INT", "FLOAT"},
+}
+ANY = "*"
+
+
+@dataclass
+class Problem:
+    node_id: str | None
+    node_type: str | None
+    input: str | None
+    message: str
+
+    def __str__(self):
+        where = []
+        if self.node_id is not None:
+            where.append(f"node {self.node_id}" + (f" ({self.node_type})" if self.node_type else ""))
+        if self.input is not None:
+            where.append(f"input '{self.input}'")
+        return (", ".join(where) + ": " if where else "") + self.message
+
+    def to_dict(self) -> dict:
+        return {"node_id": self.node_id, "node_type": self.node_type, "input": self.input, "message": self.message}
+
+
+class WorkflowInvalid(Exception):
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(map(str, problems)))
+
+
+@dataclass
+class PlannedNode:
+    id: str
+    cls: type[Node]
+    widgets: dict  # validated literal widget values, defaults filled in
+    links: dict[str, tuple[str, int]]  # input name -> (source node id, output index)
+
+
+@dataclass
+class Plan:
+    order: list[str]  # topological
+    nodes: dict[str, PlannedNode]
+    targets: list[str]
+    workflow: Workflow = field(repr=False, default=None)
+
+
+def plan_workflow(workflow: Workflow, registry: Registry, outputs: list[str] | None = None) -> tuple[Plan | None, list[Problem]]:
+    problems: list[Problem] = []
+    entries = workflow.nodes
+
+    if outputs:
+        targets = []
+        for node_id in outputs:
+            if node_id in entries:
+                targets.append(node_id)
+            else:
+                problems.append(Problem(node_id, None, None, "requested output node does not exist"))
+    else:
+        targets = [i for i, e in entries.items() if (cls := registry.get(e.type)) is not None and cls.output_node]
+        if not targets:
+            known = [i for i, e in entries.items() if e.type not in registry]
+            if not known:
+                problems.append(Problem(None, None, None,
+                                        "the workflow has no output node (such as SaveImage or PreviewImage): nothing would run"))
+
+    # Nodes that would run: targets and their ancestors, plus unknown-type nodes (so they're reported).
+    needed, stack = set(), list(targets) + [i for i, e in entries.items() if e.type not in registry]
+    while stack:
+        node_id = stack.pop()
+        if node_id in needed:
+            continue
+        needed.add(node_id)
+        for value in entries[node_id].inputs.values():
+            if is_link(value) and value[0] in entries:
+                stack.append(value[0])
+
+    planned: dict[str, PlannedNode] = {}
+    graph = nx.DiGraph()
+    for node_id in sorted(needed, key=_natural_key):
+        node = _check_node(node_id, workflow, registry, problems)
+        graph.add_node(node_id)
+        if node is not None:
+            planned[node_id] = node
+            for src, _ in node.links.values():
+                graph.add_edge(src, node_id)
+
+    order = []
+    try:
+        order = list(nx.topological_sort(graph))
+    except nx.NetworkXUnfeasible:
+        cycle = nx.find_cycle(graph)
+        path = [edge[0] for edge in cycle] + [cycle[0][0]]
+        first = path[0]
+        problems.append(Problem(first, entries[first].type, None,
+                                "links form a cycle: " + " -> ".join(path) + "; a workflow must be acyclic"))
+
+    if problems:
+        return None, problems
+    return Plan(order, planned, targets, workflow), []
+
+
+def validate(workflow: Workflow, registry: Registry, outputs: list[str] | None = None) -> list[Problem]:
+    return plan_workflow(workflow, registry, outputs)[1]
+
+
+def _natural_key(node_id: str):
+    return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
+
+
+def _check_node(node_id, workflow: Workflow, registry: Registry, problems: list[Problem]) -> PlannedNode | None:
+    entry = workflow.nodes[node_id]
+    cls = registry.get(entry.type)
+    if cls is None:
+        close = difflib.get_close_matches(entry.type, [c.node_type for c in registry], n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        problems.append(Problem(node_id, entry.type, None, f"unknown node type '{entry.type}'{hint}"))
+        return None
+
+    inputs = entry.inputs
+    if entry.version is not None and entry.version != cls.version:
+        if entry.version > cls.version:
+            problems.append(Problem(node_id, entry.type, None,
+                                    f"saved with version {entry.version} of this node, newer than the installed version {cls.version}"))
+            return None
+        upgraded = cls.upgrade(dict(inputs), entry.version)
+        if upgraded is None:
+            problems.append(Problem(node_id, entry.type, None,
+                                    f"saved with version {entry.version} of this node; version {cls.version} "
+                                    "can't read it: this node needs updating (re-create it)"))
+            return None
+        inputs = upgraded
+
+    count = len(problems)
+    links, literals = {}, {}
+    for name, value in inputs.items():
+        spec = cls.input_specs.get(name)
+        if spec is None:
+            known = ", ".join(cls.input_specs) or "none"
+            problems.append(Problem(node_id, entry.type, name, f"unknown input; this node's inputs are: {known}"))
+            continue
+        if is_link(value):
+            resolved = _check_link(node_id, entry.type, spec, value, workflow, registry, problems)
+            if resolved is not None:
+                links[name] = resolved
+        elif spec.socket is not None:
+            problems.append(Problem(node_id, entry.type, name,
+                                    f"expected a link from a {spec.type} output, got the value {_short(value)}"))
+        else:
+            literals[name] = literal(value)
+
+    for name, spec in cls.input_specs.items():
+        if spec.required and name not in inputs:
+            what = f"a link from a {spec.type} output" if spec.socket else f"a {spec.type.lower()} value"
+            problems.append(Problem(node_id, entry.type, name, f"missing required input: expected {what}"))
+
+    widgets = {}
+    try:
+        widgets = cls.widget_model.model_validate(literals).model_dump()
+    except ValidationError as e:
+        for err in e.errors():
+            name = str(err["loc"][0]) if err["loc"] else None
+            if err["type"] == "missing" and (name in links or name not in literals):
+                continue  # a linked widget, or a missing input reported above
+            problems.append(Problem(node_id, entry.type, name, _widget_message(cls, name, err)))
+    if len(problems) > count:
+        return None
+    for name in links:
+        widgets.pop(name, None)
+    return PlannedNode(node_id, cls, widgets, links)
+
+
+def _check_link(node_id, node_type, spec, value, workflow, registry, problems):
+    src_id, output = value
+    src = workflow.nodes.get(src_id)
+    if src is None:
+        problems.append(Problem(node_id, node_type, spec.name, f"links to node '{src_id}', which does not exist"))
+        return None
+    src_cls = registry.get(src.type)
+    if src_cls is None:
+        return None  # reported on that node
+    outs = src_cls.output_specs
+    listing = ", ".join(f"{i}: {o.name} ({o.type})" for i, o in enumerate(outs)) or "none"
+    if isinstance(output, str):
+        index = next((i for i, o in enumerate(outs) if o.name == output), None)
+        if index is None:
+            problems.append(Problem(node_id, node_type, spec.name,
+                                    f"links to output '{output}' of node {src_id} ({src.type}), which has no such output; its outputs are {listing}"))
+            return None
+    else:
+        index = output
+        if not 0 <= index < len(outs):
+            problems.append(Problem(node_id, node_type, spec.name,
+                                    f"links to output {index} of node {src_id} ({src.type}), which has outputs {listing}"))
+            return None
+    out_type = outs[index].type
+    accepted = {spec.type} if spec.socket is not None else WIDGET_LINK_TYPES[spec.type]
+    if out_type != ANY and spec.type != ANY and out_type not in accepted:
+        expected = spec.type if spec.socket is not None else " or ".join(sorted(accepted))
+        problems.append(Problem(node_id, node_type, spec.name,
+                                f"expected a link of type {expected}, but output {index} of node {src_id} ({src.type}) is {out_type}"))
+        return None
+    return (src_id, index)
+
+
+def _widget_message(cls, name, err) -> str:
+    spec = cls.input_specs.get(name)
+    value = _short(err.get("input"))
+    if spec is None or spec.widget is None:
+        return err["msg"]
+    w = spec.widget
+    kind = {"INT": "an integer", "FLOAT": "a number", "STRING": "text", "BOOLEAN": "true or false"}.get(w.kind)
+    if err["type"] in ("greater_than_equal", "less_than_equal"):
+        return f"got {value}; expected {kind} from {w.min} to {w.max}"
+    if w.kind == "CHOICE":
+        return str(err.get("ctx", {}).get("error", err["msg"]))
+    return f"got {value}; expected {kind}" + (f" from {w.min} to {w.max}" if w.min is not None and w.max is not None else "")
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,285 @@
+import threading
+
+import pytest
+
+import toy_nodes
+from graphflow.cache import OutputCache
+from graphflow.executor import Executor
+from graphflow.workflow import parse_workflow
+
+runs = toy_nodes.runs
+
+
+def chain(value=2.0, factor=3):
+    return parse_workflow({"nodes": {
+        "1": {"type": "Number", "inputs": {"value": value}},
+        "2": {"type": "Scale", "inputs": {"x": ["1", 0], "factor": factor}},
+        "3": {"type": "Number", "inputs": {"value": 10}},
+        "4": {"type": "Add", "inputs": {"a": ["2", "y"], "b": ["3", 0]}},
+        "5": {"type": "Show", "inputs": {"x": ["4", 0]}},
+    }})
+
+
+def test_runs_in_order_and_shows_results(toy_registry):
+    events = []
+    result = Executor(toy_registry).run(chain(), on_event=events.append)
+    assert result.ok
+    assert result.outputs == {"5": {"text": ["16.0"]}}
+    assert sorted(result.executed) == ["1", "2", "3", "4", "5"]
+    order = [e["node"] for e in events if e["type"] == "node_started"]
+    assert order.index("2") > order.index("1") and order.index("4") > order.index("3")
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+    assert all("elapsed" in e for e in events if e["type"] == "node_finished")
+
+
+def test_unchanged_rerun_recomputes_nothing(toy_registry):
+    executor = Executor(toy_registry)
+    executor.run(chain())
+    before = dict(runs)
+    events = []
+    result = executor.run(chain(), on_event=events.append)
+    assert result.ok and result.outputs == {"5": {"text": ["16.0"]}}
+    assert dict(runs) == before
+    assert sorted(result.cached) == ["1", "2", "3", "4", "5"] and result.executed == []
+    assert {e["node"] for e in events if e["type"] == "node_cached"} == {"1", "2", "3", "4", "5"}
+
+
+def test_changed_widget_recomputes_only_node_and_descendants(toy_registry):
+    executor = Executor(toy_registry)
+    executor.run(chain(factor=3))
+    result = executor.run(chain(factor=4))
+    assert sorted(result.executed) == ["2", "4", "5"]
+    assert sorted(result.cached) == ["1", "3"]
+    assert result.outputs["5"] == {"text": ["18.0"]}
+
+
+def test_only_ancestors_of_outputs_run(toy_registry):
+    wf = chain()
+    wf.nodes["99"] = wf.nodes["1"].model_copy(update={"inputs": {"value": 7}})
+    wf.nodes["98"] = parse_workflow({"nodes": {"x": {"type": "Scale", "inputs": {"x": ["99", 0]}}}}).nodes["x"]
+    result = Executor(toy_registry).run(wf)
+    assert "99" not in result.executed and "98" not in result.executed
+
+
+def test_requested_outputs_limit_the_run(toy_registry):
+    wf = parse_workflow({"nodes": {
+        "1": {"type": "Number", "inputs": {"value": 1}},
+        "2": {"type": "Show", "inputs": {"x": ["1", 0]}},
+        "3": {"type": "Number", "inputs": {"value": 5}},
+        "4": {"type": "Show", "inputs": {"x": ["3", 0]}},
+    }})
+    result = Executor(toy_registry).run(wf, outputs=["4"])
+    assert sorted(result.executed) == ["3", "4"]
+
+
+def test_identical_subgraphs_run_once(toy_registry):
+    wf = parse_workflow({"nodes": {
+        "a1": {"type": "Number", "inputs": {"value": 2}},
+        "a2": {"type": "Scale", "inputs": {"x": ["a1", 0], "factor": 5}},
+        "b1": {"type": "Number", "inputs": {"value": 2}},
+        "b2": {"type": "Scale", "inputs": {"x": ["b1", 0], "factor": 5}},
+        "s": {"type": "Add", "inputs": {"a": ["a2", 0], "b": ["b2", 0]}},
+        "out": {"type": "Show", "inputs": {"x": ["s", 0]}},
+    }})
+    result = Executor(toy_registry).run(wf)
+    assert result.outputs["out"] == {"text": ["20.0"]}
+    assert runs["Number"] == 1 and runs["Scale"] == 1
+    assert len(result.cached) == 2
+
+
+def test_never_cacheable_node_and_descendants_rerun(toy_registry):
+    wf = parse_workflow({"nodes": {
+        "c": {"type": "Clock"},
+        "k": {"type": "Number", "inputs": {"value": 1}},
+        "a": {"type": "Add", "inputs": {"a": ["c", 0], "b": ["k", 0]}},
+        "o": {"type": "Show", "inputs": {"x": ["a", 0]}},
+    }})
+    executor = Executor(toy_registry)
+    first = executor.run(wf)
+    second = executor.run(wf)
+    assert first.outputs["o"] != second.outputs["o"]
+    assert sorted(second.executed) == ["a", "c", "o"] and second.cached == ["k"]
+
+
+def test_fingerprint_change_reruns(toy_registry, tmp_path):
+    from graphflow.api import Node, Text, show
+    from graphflow.types import STRING
+
+    target = tmp_path / "f.txt"
+    target.write_text("one")
+
+    class ReadFile(Node):
+        output_node = True
+        path: str = Text("")
+        outputs = {"text": STRING}
+
+        @classmethod
+        def fingerprint(cls, path):
+            from pathlib import Path
+            return Path(path).read_text()
+
+        def run(self):
+            from pathlib import Path
+            text = Path(self.path).read_text()
+            show(text=[text])
+            return text
+
+    toy_registry.add(ReadFile)
+    wf = parse_workflow({"nodes": {"r": {"type": "ReadFile", "inputs": {"path": str(target)}}}})
+    executor = Executor(toy_registry)
+    assert executor.run(wf).outputs["r"] == {"text": ["one"]}
+    assert executor.run(wf).cached == ["r"]
+    target.write_text("two")
+    again = executor.run(wf)
+    assert again.executed == ["r"] and again.outputs["r"] == {"text": ["two"]}
+
+
+def test_failing_node_keeps_cache_of_finished_nodes(toy_registry):
+    wf = parse_workflow({"nodes": {
+        "1": {"type": "Number", "inputs": {"value": 4}},
+        "2": {"type": "Scale", "inputs": {"x": ["1", 0]}},
+        "3": {"type": "Fail", "inputs": {"x": ["2", 0]}},
+        "4": {"type": "Show", "inputs": {"x": ["3", 0]}},
+    }})
+    executor = Executor(toy_registry)
+    events = []
+    result = executor.run(wf, on_event=events.append)
+    assert result.status == "error"
+    err = result.error
+    assert (err["node_id"], err["node_type"], err["input"]) == ("3", "Fail", "x")
+    assert err["exception_type"] == "NodeInputError" and "refusing 8.0" in err["message"]
+    assert "Traceback" in err["traceback"] and "toy_nodes.py" in err["traceback"]
+    assert any(e["type"] == "node_failed" and e["node"] == "3" for e in events)
+    assert "4" not in result.executed
+
+    wf.nodes["3"].inputs["ok"] = True  # the fix
+    fixed = executor.run(wf)
+    assert fixed.ok and sorted(fixed.cached) == ["1", "2"] and sorted(fixed.executed) == ["3", "4"]
+    assert runs["Number"] == 1 and runs["Scale"] == 1
+
+
+def test_interrupt_inside_a_node(toy_registry):
+    gate = threading.Event()
+    toy_nodes.Slow.gate = gate
+    interrupt = threading.Event()
+    wf = parse_workflow({"nodes": {
+        "1": {"type": "Number"},
+        "2": {"type": "Slow", "inputs": {"x": ["1", 0], "steps": 5}},
+        "3": {"type": "Show", "inputs": {"x": ["2", 0]}},
+    }})
+    progress = []
+
+    def on_event(event):
+        if event["type"] == "progress":
+            progress.append(event["value"])
+            if event["value"] == 2:
+                interrupt.set()
+                gate.set()
+
+    try:
+        result = Executor(toy_registry).run(wf, on_event=on_event, interrupt=interrupt)
+    finally:
+        toy_nodes.Slow.gate = None
+    assert result.status == "interrupted"
+    assert result.error["node_id"] == "2" and result.error["node_type"] == "Slow"
+    assert progress == [1, 2]
+    assert "3" not in result.executed
+
+
+def test_interrupt_between_nodes(toy_registry):
+    interrupt = threading.Event()
+    events = []
+
+    def on_event(event):
+        events.append(event)
+        if event["type"] == "node_finished" and event["node"] == "1":
+            interrupt.set()
+
+    result = Executor(toy_registry).run(chain(), on_event=on_event, interrupt=interrupt)
+    assert result.status == "interrupted" and result.executed == ["1"]
+    assert result.error["node_id"] in {"2", "3"}
+
+
+def test_progress_events_carry_node_and_counts(toy_registry):
+    wf = parse_workflow({"nodes": {
+        "1": {"type": "Number"},
+        "2": {"type": "Slow", "inputs": {"x": ["1", 0], "steps": 4}},
+        "3": {"type": "Show", "inputs": {"x": ["2", 0]}},
+    }})
+    events = []
+    Executor(toy_registry).run(wf, on_event=events.append)
+    steps = [(e["node"], e["value"], e["max"]) for e in events if e["type"] == "progress"]
+    assert steps == [("2", i, 4) for i in range(1, 5)]
+
+
+def test_multiple_outputs_and_linked_widget(toy_registry):
+    wf = parse_workflow({"nodes": {
+        "1": {"type": "Number", "inputs": {"value": 3.7}},
+        "2": {"type": "Split", "inputs": {"x": ["1", 0]}},
+        "3": {"type": "Repeat", "inputs": {"times": ["2", "whole"], "text": "x"}},
+        "4": {"type": "ShowText", "inputs": {"text": ["3", 0]}},
+        "5": {"type": "ShowText", "inputs": {"text": ["2", 1]}},
+    }})
+    result = Executor(toy_registry).run(wf)
+    assert result.ok, result.error
+    assert result.outputs["4"] == {"text": ["xxx"]} and result.outputs["5"] == {"text": ["n=3.7"]}
+
+
+def test_linked_widget_value_out_of_range_fails_with_input_named(toy_registry):
+    wf = parse_workflow({"nodes": {
+        "1": {"type": "Number", "inputs": {"value": 9}},
+        "2": {"type": "Split", "inputs": {"x": ["1", 0]}},
+        "3": {"type": "Repeat", "inputs": {"times": ["2", "whole"]}},
+        "4": {"type": "ShowText", "inputs": {"text": ["3", 0]}},
+    }})
+    result = Executor(toy_registry).run(wf)
+    assert result.status == "error" and result.error["node_id"] == "3" and result.error["input"] == "times"
+
+
+def test_cache_lru_bounds_entries_and_bytes(toy_registry):
+    cache = OutputCache(max_entries=2)
+    executor = Executor(toy_registry, cache)
+    executor.run(chain())
+    assert len(cache) == 2  # five nodes ran, only the two most recent stay
+    import torch
+
+    big = OutputCache(max_entries=100, max_bytes=1000)
+    big.put("a", (torch.zeros(100),))  # 400 bytes
+    big.put("b", (torch.zeros(100),))
+    big.put("c", (torch.zeros(100),))  # 1200 > 1000: evict the oldest
+    assert "a" not in big and "b" in big and "c" in big and big.nbytes == 800
+    big.get("b")  # b is now the most recent
+    big.put("d", (torch.zeros(100),))
+    assert "c" not in big and "b" in big
+
+
+def test_cache_survives_between_runs_with_distinct_executors_sharing_it(toy_registry):
+    cache = OutputCache()
+    Executor(toy_registry, cache).run(chain())
+    result = Executor(toy_registry, cache).run(chain())
+    assert result.executed == []
+
+
+def test_invalid_workflow_runs_nothing(toy_registry):
+    wf = chain()
+    wf.nodes["2"].inputs["factor"] = 99
+    result = Executor(toy_registry).run(wf)
+    assert result.status == "invalid" and runs == {}
+    assert [(p.node_id, p.input) for p in result.problems] == [("2", "factor")]
+
+
+def test_wrong_number_of_returned_values_is_a_node_error(toy_registry):
+    from graphflow.api import Node
+    from graphflow.types import INT, STRING
+
+    class Bad(Node):
+        output_node = True
+        outputs = {"a": INT, "b": STRING}
+
+        def run(self):
+            return 1
+
+    toy_registry.add(Bad)
+    result = Executor(toy_registry).run(parse_workflow({"nodes": {"1": {"type": "Bad"}}}))
+    assert result.status == "error" and "tuple of 2 values (a, b)" in result.error["message"]
