@@ -160,6 +160,7 @@ class Executor:
         result.error = {
             "node_id": node_id,
             "node_type": node_type,
+            "source": self.registry.source(node_type),  # "builtin" or the plugin that defined it
             "input": getattr(exc, "input", None),
             "exception_type": type(exc).__name__,
             "message": str(exc),
@@ -169,7 +170,7 @@ class Executor:
 
     def _interrupted(self, result, emit, node_id, node_type, when) -> None:
         result.status = "interrupted"
-        result.error = {"node_id": node_id, "node_type": node_type, "input": None,
+        result.error = {"node_id": node_id, "node_type": node_type, "source": self.registry.source(node_type), "input": None,
                         "exception_type": "Interrupted", "message": f"interrupted {when}", "traceback": ""}
         emit({"type": "run_interrupted", "run_id": result.run_id, "node": node_id, "node_type": node_type})
 

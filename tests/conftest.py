@@ -16,3 +16,23 @@ def toy_registry():
         registry.add(cls, source="tests")
     toy_nodes.runs.clear()
     return registry
+
+
+@pytest.fixture
+def tmp_folders(tmp_path):
+    """Point the process-wide folders (models, inputs, outputs, temp) at a fresh temp dir."""
+    from graphflow import folders as folders_module
+
+    saved = dict(folders_module.folders.__dict__)
+    configured = folders_module.configure(home=tmp_path)
+    for sub in (configured.inputs, configured.outputs, configured.models):
+        sub.mkdir(parents=True, exist_ok=True)
+    yield configured
+    folders_module.folders.__dict__.update(saved)
+
+
+@pytest.fixture(scope="session")
+def builtin_registry():
+    from graphflow.registry import Registry
+
+    return Registry().load_builtin()

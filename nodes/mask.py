@@ -1,0 +1,176 @@
+"""Mask nodes: compose, convert, invert, grow, feather, solid, crop. A MASK is [B, H, W] in 0..1."""
+
+import torch
+import torch.nn.functional as F
+
+from graphflow.api import (IMAGE, MASK, Bool, Choice, ComfyAlias, Float, Int, Node,
+                           NodeInputError)
+
+MAX_SIZE = 16384
+
+COMPOSE_OPERATIONS = {
+    "multiply": lambda d, s: d * s,
+    "add": lambda d, s: d + s,
+    "subtract": lambda d, s: d - s,
+    "and": lambda d, s: (d.round().bool() & s.round().bool()).float(),
+    "or": lambda d, s: (d.round().bool() | s.round().bool()).float(),
+    "xor": lambda d, s: (d.round().bool() ^ s.round().bool()).float(),
+    "min": torch.minimum,
+    "max": torch.maximum,
+}
+
+
+class MaskCompose(Node):
+    """Combine `source` into `destination` with its top-left corner at (x, y), by the chosen
+    operation, where the two overlap; the result is clamped to 0..1. and/or/xor treat
+    values above 0.5 as set."""
+    category = "mask"
+    destination: MASK
+    source: MASK
+    x: int = Int(0, min=-MAX_SIZE, max=MAX_SIZE)
+    y: int = Int(0, min=-MAX_SIZE, max=MAX_SIZE)
+    operation: str = Choice(list(COMPOSE_OPERATIONS), "multiply")
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("MaskComposite",))
+
+    def run(self):
+        dest, src = self.destination, self.source
+        if dest.shape[0] != src.shape[0] and 1 not in (dest.shape[0], src.shape[0]):
+            raise NodeInputError("source", f"batch of {src.shape[0]} masks can't combine with {dest.shape[0]}")
+        batch = max(dest.shape[0], src.shape[0])
+        out = dest.expand(batch, -1, -1).clone()
+        src = src.expand(batch, -1, -1)
+        H, W = out.shape[1:]
+        h, w = src.shape[1:]
+        top, left = max(self.y, 0), max(self.x, 0)
+        bottom, right = min(self.y + h, H), min(self.x + w, W)
+        if bottom > top and right > left:
+            region = out[:, top:bottom, left:right]
+            part = src[:, top - self.y:bottom - self.y, left - self.x:right - self.x]
+            out[:, top:bottom, left:right] = COMPOSE_OPERATIONS[self.operation](region, part)
+        return out.clamp(0, 1)
+
+
+class ImageToMask(Node):
+    """Take one channel of an image as a mask."""
+    category = "mask"
+    image: IMAGE
+    channel: str = Choice(["red", "green", "blue", "alpha"], "red")
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("ImageToMask",))
+
+    def run(self):
+        index = ["red", "green", "blue", "alpha"].index(self.channel)
+        if index >= self.image.shape[-1]:
+            raise NodeInputError("channel", f"the image has {self.image.shape[-1]} channels, no {self.channel}")
+        return self.image[..., index].clone()
+
+
+class MaskToImage(Node):
+    """Show a mask as a grey image."""
+    category = "mask"
+    mask: MASK
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("MaskToImage",))
+
+    def run(self):
+        return self.mask[..., None].expand(-1, -1, -1, 3).clone()
+
+
+class InvertMask(Node):
+    """1 - mask."""
+    category = "mask"
+    mask: MASK
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("InvertMask",))
+
+    def run(self):
+        return 1.0 - self.mask
+
+
+def _dilate(mask: torch.Tensor, tapered: bool) -> torch.Tensor:
+    """One 3x3 grey dilation of [B, 1, H, W]; tapered uses the cross so corners round off."""
+    if not tapered:
+        return F.max_pool2d(mask, 3, stride=1, padding=1)
+    padded = F.pad(mask, (1, 1, 1, 1), value=float("-inf"))
+    return torch.stack([mask, padded[..., :-2, 1:-1], padded[..., 2:, 1:-1],
+                        padded[..., 1:-1, :-2], padded[..., 1:-1, 2:]]).amax(0)
+
+
+class GrowMask(Node):
+    """Grow the mask by `expand` pixels (negative shrinks it). Tapered corners grow with a
+    cross-shaped step, giving rounded rather than square corners."""
+    category = "mask"
+    mask: MASK
+    expand: int = Int(0, min=-MAX_SIZE, max=MAX_SIZE)
+    tapered_corners: bool = Bool(True)
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("GrowMask",))
+
+    def run(self):
+        return grow_mask(self.mask, self.expand, self.tapered_corners)
+
+
+def grow_mask(mask: torch.Tensor, pixels: int, tapered: bool = True) -> torch.Tensor:
+    x = mask[:, None].float()
+    for _ in range(abs(pixels)):
+        # Erosion is dilation of the complement.
+        x = _dilate(x, tapered) if pixels > 0 else 1.0 - _dilate(1.0 - x, tapered)
+    return x[:, 0]
+
+
+class FeatherMask(Node):
+    """Fade the mask to 0 linearly over the given number of pixels at each border."""
+    category = "mask"
+    mask: MASK
+    left: int = Int(0, min=0, max=MAX_SIZE)
+    top: int = Int(0, min=0, max=MAX_SIZE)
+    right: int = Int(0, min=0, max=MAX_SIZE)
+    bottom: int = Int(0, min=0, max=MAX_SIZE)
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("FeatherMask",))
+
+    def run(self):
+        _, H, W = self.mask.shape
+
+        def ramp(n, size):
+            # Pixel i (0 = at the border) keeps (i + 1) / n of its value, for i < n.
+            r = torch.ones(size)
+            k = min(n, size)
+            r[:k] = (torch.arange(k, dtype=torch.float32) + 1) / n
+            return r
+
+        across = ramp(self.left, W) * ramp(self.right, W).flip(0)
+        down = ramp(self.top, H) * ramp(self.bottom, H).flip(0)
+        return self.mask * down[:, None] * across[None, :]
+
+
+class SolidMask(Node):
+    """A mask of one value everywhere."""
+    category = "mask"
+    value: float = Float(1.0, min=0.0, max=1.0)
+    width: int = Int(512, min=1, max=MAX_SIZE)
+    height: int = Int(512, min=1, max=MAX_SIZE)
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("SolidMask",))
+
+    def run(self):
+        return torch.full((1, self.height, self.width), self.value)
+
+
+class CropMask(Node):
+    """Cut a rectangle out of the mask."""
+    category = "mask"
+    mask: MASK
+    x: int = Int(0, min=0, max=MAX_SIZE)
+    y: int = Int(0, min=0, max=MAX_SIZE)
+    width: int = Int(512, min=1, max=MAX_SIZE)
+    height: int = Int(512, min=1, max=MAX_SIZE)
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("CropMask",))
+
+    def run(self):
+        _, H, W = self.mask.shape
+        if self.x >= W or self.y >= H:
+            raise NodeInputError("x", f"the crop starts at ({self.x}, {self.y}), outside the {W}x{H} mask")
+        return self.mask[:, self.y:self.y + self.height, self.x:self.x + self.width].clone()

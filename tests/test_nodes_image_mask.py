@@ -1,0 +1,163 @@
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from graphflow.executor import Executor
+from graphflow.workflow import parse_workflow
+
+
+def call(registry, node_type, **inputs):
+    """Run one node's run() directly with the given inputs (defaults filled in)."""
+    cls = registry.get(node_type)
+    values = cls.widget_model.model_validate({k: v for k, v in inputs.items()
+                                              if cls.input_specs[k].widget}).model_dump()
+    node = cls.__new__(cls)
+    node.__dict__.update(values)
+    node.__dict__.update({k: v for k, v in inputs.items() if cls.input_specs[k].socket})
+    for name, spec in cls.input_specs.items():
+        node.__dict__.setdefault(name, None)
+    return node.run()
+
+
+def test_mask_compose_operations_offset_and_clamp(builtin_registry):
+    dest = torch.full((1, 4, 4), 0.6)
+    src = torch.full((1, 2, 2), 0.7)
+    expected = {"multiply": 0.42, "add": 1.0, "subtract": 0.0, "min": 0.6, "max": 0.7,
+                "and": 1.0, "or": 1.0, "xor": 0.0}
+    for op, value in expected.items():
+        out = call(builtin_registry, "MaskCompose", destination=dest, source=src, x=1, y=2, operation=op)
+        assert out.shape == (1, 4, 4)
+        assert torch.allclose(out[0, 2:4, 1:3], torch.tensor(value)), op
+        assert torch.allclose(out[0, :2], torch.tensor(0.6)) and torch.allclose(out[0, :, 3], torch.tensor(0.6))
+    # Partly outside the destination: only the overlap changes.
+    out = call(builtin_registry, "MaskCompose", destination=dest, source=src, x=-1, y=3, operation="add")
+    assert torch.allclose(out[0, 3, 0], torch.tensor(1.0)) and torch.allclose(out[0, 3, 1], torch.tensor(0.6))
+
+
+def test_grow_mask_square_tapered_and_shrink(builtin_registry):
+    mask = torch.zeros(1, 9, 9)
+    mask[0, 4, 4] = 1
+    square = call(builtin_registry, "GrowMask", mask=mask, expand=2, tapered_corners=False)
+    assert square.sum() == 25 and square[0, 2:7, 2:7].min() == 1
+    diamond = call(builtin_registry, "GrowMask", mask=mask, expand=2, tapered_corners=True)
+    assert diamond.sum() == 13 and diamond[0, 2, 2] == 0 and diamond[0, 2, 4] == 1
+    shrunk = call(builtin_registry, "GrowMask", mask=square, expand=-1, tapered_corners=False)
+    assert shrunk.sum() == 9
+
+
+def test_feather_mask_ramps(builtin_registry):
+    out = call(builtin_registry, "FeatherMask", mask=torch.ones(1, 6, 10), left=4, top=0, right=2, bottom=3)
+    assert torch.allclose(out[0, 0, :4], torch.tensor([0.25, 0.5, 0.75, 1.0]))
+    assert torch.allclose(out[0, 0, -2:], torch.tensor([1.0, 0.5]))
+    assert torch.allclose(out[0, -3:, 5], torch.tensor([1.0, 2 / 3, 1 / 3]))
+
+
+def test_image_mask_conversions_solid_crop_invert(builtin_registry):
+    image = torch.rand(2, 5, 6, 3)
+    green = call(builtin_registry, "ImageToMask", image=image, channel="green")
+    assert torch.equal(green, image[..., 1])
+    back = call(builtin_registry, "MaskToImage", mask=green)
+    assert back.shape == (2, 5, 6, 3) and torch.equal(back[..., 2], green)
+    from graphflow.context import NodeInputError
+    with pytest.raises(NodeInputError, match="no alpha"):
+        call(builtin_registry, "ImageToMask", image=image, channel="alpha")
+    solid = call(builtin_registry, "SolidMask", value=0.25, width=7, height=3)
+    assert solid.shape == (1, 3, 7) and solid.unique().tolist() == [0.25]
+    crop = call(builtin_registry, "CropMask", mask=green, x=2, y=1, width=3, height=10)
+    assert torch.equal(crop, green[:, 1:, 2:5])
+    assert torch.allclose(call(builtin_registry, "InvertMask", mask=green), 1 - green)
+
+
+def test_pad_for_outpaint_keeps_centre_and_masks_border(builtin_registry):
+    image = torch.rand(1, 32, 40, 3)
+    padded, mask = call(builtin_registry, "PadImageForOutpaint", image=image, left=16, top=0, right=8,
+                        bottom=24, feathering=10)
+    assert padded.shape == (1, 56, 64, 3) and mask.shape == (1, 56, 64)
+    assert torch.equal(padded[:, :32, 16:56], image)
+    assert (padded[:, 32:] == 0.5).all() and (padded[:, :, :16] == 0.5).all()
+    assert (mask[:, 32:] == 1).all() and (mask[:, :, :16] == 1).all() and (mask[:, :, 56:] == 1).all()
+    # Inside: 1 at the padded edge, fading to 0 at `feathering` pixels; the unpadded top edge stays 0.
+    assert mask[0, 10, 16] == 1 and mask[0, 10, 26] == 0 and 0 < mask[0, 10, 20] < 1
+    assert mask[0, 0, 36] == 0
+    no_feather = call(builtin_registry, "PadImageForOutpaint", image=image, left=8, feathering=0)[1]
+    assert (no_feather[:, :, 8:] == 0).all()
+
+
+def test_image_scale_sizes_and_crop(builtin_registry):
+    image = torch.rand(1, 40, 80, 3)
+    out = call(builtin_registry, "ImageScale", image=image, upscale_method="bilinear", width=40, height=0)
+    assert out.shape == (1, 20, 40, 3)
+    out = call(builtin_registry, "ImageScale", image=image, upscale_method="lanczos", width=30, height=30,
+               crop="center")
+    assert out.shape == (1, 30, 30, 3) and 0 <= out.min() and out.max() <= 1
+    same = call(builtin_registry, "ImageScale", image=image, upscale_method="nearest-exact", width=80, height=40)
+    assert torch.equal(same, image)
+
+
+def test_latent_nodes(builtin_registry):
+    empty = call(builtin_registry, "EmptyLatent", width=64, height=48, batch_size=3)
+    assert empty["samples"].shape == (3, 4, 6, 8) and empty["samples"].abs().sum() == 0
+    up = call(builtin_registry, "LatentUpscale", samples={"samples": torch.rand(1, 4, 8, 8)},
+              upscale_method="bilinear", width=128, height=0)
+    assert up["samples"].shape == (1, 4, 16, 16)
+    batch = call(builtin_registry, "LatentBatch", samples1={"samples": torch.rand(2, 4, 8, 8)},
+                 samples2={"samples": torch.rand(1, 4, 4, 4)})
+    assert batch["samples"].shape == (3, 4, 8, 8) and batch["batch_index"] == [0, 1, 2]
+    latent = {"samples": torch.rand(1, 4, 8, 8)}
+    masked = call(builtin_registry, "SetLatentNoiseMask", samples=latent, mask=torch.ones(1, 64, 64))
+    assert masked["noise_mask"].shape == (1, 1, 64, 64) and "noise_mask" not in latent
+
+
+def test_load_image_alpha_becomes_mask_and_save_embeds_workflow(builtin_registry, tmp_folders):
+    rgba = Image.new("RGBA", (20, 10), (255, 0, 0, 255))
+    rgba.putpixel((3, 4), (0, 0, 255, 0))  # one transparent pixel
+    rgba.save(tmp_folders.inputs / "red.png")
+    workflow = parse_workflow({"nodes": {
+        "1": {"type": "LoadImage", "inputs": {"image": "red.png"}},
+        "2": {"type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "shots/red"}},
+        "3": {"type": "MaskToImage", "inputs": {"mask": ["1", 1]}},
+        "4": {"type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "mask"}},
+    }, "ui": {"note": "kept"}})
+    executor = Executor(builtin_registry)
+    result = executor.run(workflow)
+    assert result.ok, result.error
+    assert result.outputs["2"] == {"images": [{"filename": "red_00001.png", "subfolder": "shots", "type": "output"}]}
+    saved = Image.open(tmp_folders.outputs / "shots" / "red_00001.png")
+    assert saved.size == (20, 10) and saved.getpixel((0, 0)) == (255, 0, 0)
+    embedded = json.loads(saved.text["graphflow"])
+    assert embedded["nodes"]["2"]["inputs"]["filename_prefix"] == "shots/red" and embedded["ui"] == {"note": "kept"}
+    mask = Image.open(tmp_folders.outputs / "mask_00001.png")
+    assert mask.getpixel((3, 4)) == (255, 255, 255) and mask.getpixel((0, 0)) == (0, 0, 0)
+
+    # Counter continues; a changed input file re-runs LoadImage (fingerprint), unchanged hits the cache.
+    workflow.nodes["2"].inputs["filename_prefix"] = "shots/red "  # different signature, same folder
+    assert executor.run(workflow).ok
+    again = executor.run(workflow)
+    assert "1" in again.cached
+    Image.new("RGB", (20, 10), (0, 255, 0)).save(tmp_folders.inputs / "red.png")
+    changed = executor.run(workflow)
+    assert "1" in changed.executed
+
+
+def test_file_names_cannot_escape_their_folders(builtin_registry, tmp_folders, tmp_path):
+    Image.new("RGB", (4, 4)).save(tmp_path / "secret.png")
+    workflow = parse_workflow({"nodes": {
+        "1": {"type": "LoadImage", "inputs": {"image": "../secret.png"}},
+        "2": {"type": "PreviewImage", "inputs": {"images": ["1", 0]}}}})
+    result = Executor(builtin_registry).run(workflow)
+    assert result.status == "invalid" and result.problems[0].input == "image"
+
+    Image.new("RGB", (4, 4)).save(tmp_folders.inputs / "ok.png")
+    workflow = parse_workflow({"nodes": {
+        "1": {"type": "LoadImage", "inputs": {"image": "ok.png"}},
+        "2": {"type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "../../evil"}}}})
+    result = Executor(builtin_registry).run(workflow)
+    assert result.status == "error" and result.error["input"] == "filename_prefix"
+    assert not list(tmp_path.glob("**/evil*"))
+
+    (tmp_folders.inputs / "link.png").symlink_to(tmp_path / "secret.png")
+    from graphflow.folders import UnsafePathError
+    with pytest.raises(UnsafePathError):
+        tmp_folders.input_path("link.png")
