@@ -40,7 +40,11 @@ def main(argv: list[str] | None = None) -> int:
 
     serve = sub.add_parser("serve", help="start the server and browser editor")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    serve.add_argument("--port", type=int, default=8188)
+    serve.add_argument("--port", type=int, default=8188, help="port (default 8188; 0 picks a free one)")
+    serve.add_argument("--db", help="SQLite file for the queue and history (default <output dir>/history.db)")
+    serve.add_argument("--max-upload-mb", type=float, default=50, help="largest accepted upload (default 50)")
+    serve.add_argument("--cache-max-gb", type=float, help="bound on cached outputs and loaded models (default 16)")
+    serve.add_argument("--workers", type=int, default=1, help="graphs run at once on the device (default 1)")
     _add_folder_flags(serve)
 
     args = parser.parse_args(argv)
@@ -149,6 +153,8 @@ def cmd_run(args) -> int:
     if result.status == "error":
         err = result.error
         where = f"node {err['node_id']} ({err['node_type']})" + (f", input '{err['input']}'" if err["input"] else "")
+        if err.get("source") not in (None, "builtin"):
+            where += f", from plugin '{err['source']}'"
         print(err["traceback"], file=sys.stderr, end="")
         _error(f"{where} failed: {err['exception_type']}: {err['message']}")
         return EXIT_NODE_FAILED
@@ -200,7 +206,8 @@ def cmd_inspect(args) -> int:
 def cmd_serve(args) -> int:
     from graphflow.server.app import serve
 
-    return serve(host=args.host, port=args.port)
+    return serve(host=args.host, port=args.port, db_path=args.db, max_upload_mb=args.max_upload_mb,
+                 cache_max_gb=args.cache_max_gb, workers=args.workers)
 
 
 class ProgressPrinter:

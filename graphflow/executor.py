@@ -139,7 +139,7 @@ class Executor:
             except Interrupted:
                 self._interrupted(result, emit, node_id, node_type, "while it ran")
                 return
-            except Exception as e:
+            except (Exception, SystemExit) as e:  # a node calling sys.exit() fails its run, not the process
                 self._fail(result, emit, node_id, node_type, e)
                 return
             finally:

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-BUNDLED_MODELS = Path(__file__).parent / "bundled"  # the shipped demo checkpoint lives here
+BUNDLED = Path(__file__).parent / "bundled"  # the shipped demo checkpoint and example inputs
 MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -41,6 +41,7 @@ class Folders:
 
     def __post_init__(self):
         env = os.environ.get
+        self.home = Path(self.home).resolve()
         self.models = Path(self.models or env("GRAPHFLOW_MODELS_DIR") or self.home / "models").resolve()
         self.inputs = Path(self.inputs or env("GRAPHFLOW_INPUT_DIR") or self.home / "inputs").resolve()
         self.outputs = Path(self.outputs or env("GRAPHFLOW_OUTPUT_DIR") or self.home / "outputs").resolve()
@@ -50,7 +51,7 @@ class Folders:
 
     def model_dirs(self, kind: str) -> list[Path]:
         """Search path for a kind of model (checkpoints, vae, loras, text_encoders): the user's folder first."""
-        return [self.models / kind, BUNDLED_MODELS / kind]
+        return [self.models / kind, BUNDLED / kind]
 
     def list_models(self, kind: str) -> list[str]:
         names = set()
@@ -69,13 +70,25 @@ class Folders:
         searched = ", ".join(str(d) for d in self.model_dirs(kind))
         raise FileNotFoundError(f"no {kind} file named {name!r} in {searched}")
 
+    def input_dirs(self) -> list[Path]:
+        """Where LoadImage looks: the user's inputs (uploads go there), then the bundled examples."""
+        return [self.inputs, BUNDLED / "inputs"]
+
     def list_inputs(self) -> list[str]:
-        if not self.inputs.is_dir():
-            return []
-        return sorted(p.relative_to(self.inputs).as_posix() for p in self.inputs.rglob("*")
-                      if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        names = set()
+        for base in self.input_dirs():
+            if base.is_dir():
+                names.update(p.relative_to(base).as_posix() for p in base.rglob("*")
+                             if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        return sorted(names)
 
     def input_path(self, name: str) -> Path:
+        """The input file `name` (the user's first, then a bundled example); a name that exists
+        nowhere resolves into the user's inputs folder."""
+        for base in self.input_dirs():
+            path = safe_join(base, name)
+            if path.is_file():
+                return path
         return safe_join(self.inputs, name)
 
     def output_path(self, name: str) -> Path:

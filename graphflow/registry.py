@@ -6,6 +6,7 @@ import pkgutil
 from types import ModuleType
 
 from graphflow.node import Node, node_catalogue, socket_catalogue
+from graphflow.workflow import comfy_aliases
 
 
 class DuplicateNodeError(ValueError):
@@ -18,6 +19,7 @@ class Registry:
         self._sources: dict[str, str] = {}
         self._comfy: dict[str, type[Node]] = {}
         self.problems: list[dict] = []  # load problems (broken plugins, clashes) for the catalogue
+        self.plugins: list[dict] = []  # loaded plugins: {name, file, origin, nodes} (graphflow.plugins)
 
     def add(self, cls: type[Node], source: str = "builtin") -> None:
         if not (isinstance(cls, type) and issubclass(cls, Node)) or cls is Node:
@@ -30,8 +32,8 @@ class Registry:
             )
         self._nodes[name] = cls
         self._sources[name] = source
-        if cls.comfy is not None:
-            for class_type in cls.comfy.class_types:
+        for alias in comfy_aliases(cls):
+            for class_type in alias.class_types:
                 self._comfy.setdefault(class_type, cls)
 
     def add_module(self, module: ModuleType, source: str = "builtin") -> list[type[Node]]:
@@ -84,13 +86,10 @@ def default_registry() -> Registry:
     """The process-wide registry: built-in nodes plus discovered plugins, loaded once."""
     global _default
     if _default is None:
+        from graphflow.plugins import load_plugins
+
         registry = Registry().load_builtin()
-        try:
-            from graphflow.plugins import load_plugins
-        except ImportError:
-            load_plugins = None
-        if load_plugins is not None:
-            load_plugins(registry)
+        load_plugins(registry)
         _default = registry
     return _default
 

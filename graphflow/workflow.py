@@ -107,12 +107,20 @@ def save_workflow(workflow: Workflow, path: str | Path) -> None:
 
 @dataclass(frozen=True)
 class ComfyAlias:
-    """How a ComfyUI class maps onto one of our nodes (set as the node's `comfy` attribute)."""
+    """How a ComfyUI class maps onto one of our nodes (the node's `comfy` attribute holds one,
+    or a tuple of them when several ComfyUI classes map onto the node)."""
 
     class_types: tuple[str, ...]
     inputs: dict[str, str] = field(default_factory=dict)  # ComfyUI input name -> ours
     values: dict[str, dict] = field(default_factory=dict)  # our input name -> {ComfyUI value: ours}
     ignore: tuple[str, ...] = ()  # ComfyUI inputs with no meaning here
+    fixed: dict = field(default_factory=dict)  # our inputs set by the class itself (VAEDecodeTiled: tiled=True)
+
+
+def comfy_aliases(cls) -> tuple[ComfyAlias, ...]:
+    if cls.comfy is None:
+        return ()
+    return cls.comfy if isinstance(cls.comfy, tuple) else (cls.comfy,)
 
 
 def import_comfy(graph: dict, registry) -> Workflow:
@@ -123,8 +131,8 @@ def import_comfy(graph: dict, registry) -> Workflow:
     for node_id, entry in graph.items():
         class_type = entry["class_type"]
         cls = registry.comfy_node(class_type)
-        alias = cls.comfy if cls is not None and cls.comfy is not None and class_type in cls.comfy.class_types else None
-        inputs = {}
+        alias = next((a for a in comfy_aliases(cls) if class_type in a.class_types), None) if cls else None
+        inputs = dict(alias.fixed) if alias is not None else {}
         for name, value in (entry.get("inputs") or {}).items():
             if alias is not None:
                 if name in alias.ignore:

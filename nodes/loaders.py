@@ -1,0 +1,93 @@
+"""Model loaders: checkpoints, standalone VAEs, LoRAs. Files are found in the models folder
+(checkpoints/, vae/, loras/) and, for checkpoints, among the bundled demo models."""
+
+from graphflow.api import CLIP, MODEL, VAE, Choice, ComfyAlias, Float, Node, NodeInputError, folders
+
+# graphflow.models is imported inside run(): it pulls in transformers (seconds of start-up),
+# which `graphflow nodes`, `validate` and the server's start shouldn't pay for.
+
+DEMO_CHECKPOINT = "graphflow-demo.safetensors"
+
+
+def _file_state(kind: str, name: str) -> str:
+    """A model file's identity for the cache: path, size and modification time (hashing GBs is too slow)."""
+    stat = folders.find_model(kind, name).stat()
+    return f"{name}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _find(kind: str, name: str, input_name: str):
+    try:
+        return folders.find_model(kind, name)
+    except (FileNotFoundError, ValueError) as e:
+        raise NodeInputError(input_name, str(e)) from None
+
+
+class LoadCheckpoint(Node):
+    """Load a single-file checkpoint (SD1.x, SD2.x, SDXL; .safetensors) and split it into its
+    diffusion model, text encoder and VAE. The architecture is detected from the weights."""
+    category = "loaders"
+    checkpoint: str = Choice(lambda: folders.list_models("checkpoints"), DEMO_CHECKPOINT)
+    outputs = {"model": MODEL, "clip": CLIP, "vae": VAE}
+    comfy = ComfyAlias(("CheckpointLoaderSimple",), inputs={"ckpt_name": "checkpoint"})
+
+    @classmethod
+    def fingerprint(cls, checkpoint):
+        return _file_state("checkpoints", checkpoint)
+
+    def run(self):
+        from graphflow.models.checkpoint import CheckpointError, load_checkpoint
+
+        path = _find("checkpoints", self.checkpoint, "checkpoint")
+        try:
+            loaded = load_checkpoint(path)
+        except CheckpointError as e:
+            raise NodeInputError("checkpoint", str(e)) from None
+        return loaded.model, loaded.clip, loaded.vae
+
+
+class LoadVAE(Node):
+    """Load a standalone VAE file to use instead of a checkpoint's own."""
+    category = "loaders"
+    vae_name: str = Choice(lambda: folders.list_models("vae"))
+    outputs = {"vae": VAE}
+    comfy = ComfyAlias(("VAELoader",))
+
+    @classmethod
+    def fingerprint(cls, vae_name):
+        return _file_state("vae", vae_name)
+
+    def run(self):
+        from graphflow.models.checkpoint import CheckpointError, load_vae
+
+        try:
+            return load_vae(_find("vae", self.vae_name, "vae_name"))
+        except CheckpointError as e:
+            raise NodeInputError("vae_name", str(e)) from None
+
+
+class LoadLoRA(Node):
+    """Apply a LoRA (kohya-style .safetensors) to the diffusion model and the text encoder with
+    separate strengths. The inputs are left untouched: new model and text encoder come out.
+    Without a text encoder connected, only the model is changed."""
+    category = "loaders"
+    model: MODEL
+    clip: CLIP = None
+    lora_name: str = Choice(lambda: folders.list_models("loras"))
+    strength_model: float = Float(1.0, min=-100.0, max=100.0, step=0.01)
+    strength_clip: float = Float(1.0, min=-100.0, max=100.0, step=0.01)
+    outputs = {"model": MODEL, "clip": CLIP}
+    comfy = (ComfyAlias(("LoraLoader",)), ComfyAlias(("LoraLoaderModelOnly",)))
+
+    @classmethod
+    def fingerprint(cls, lora_name, **widgets):
+        return _file_state("loras", lora_name)
+
+    def run(self):
+        from graphflow.models.checkpoint import CheckpointError
+        from graphflow.models.lora import apply_lora
+
+        path = _find("loras", self.lora_name, "lora_name")
+        try:
+            return apply_lora(self.model, self.clip, path, self.strength_model, self.strength_clip)
+        except CheckpointError as e:
+            raise NodeInputError("lora_name", str(e)) from None

@@ -1,0 +1,83 @@
+"""The samplers: denoise a latent with a diffusion model, guided by positive and negative prompts."""
+
+from graphflow.api import (CONDITIONING, LATENT, MODEL, Choice, ComfyAlias, Float, Int, Node, progress)
+from graphflow.images import image_to_pil
+from graphflow.sampling import SAMPLER_NAMES, SCHEDULER_NAMES
+from graphflow.sampling.pipeline import NOISE_MODES, sample
+
+SEED_MAX = 2**64 - 1
+
+
+def _reporter(steps: int):
+    """Sampler callback: step progress with a small preview every few steps (progress() also
+    raises Interrupted when the user interrupts)."""
+
+    def on_step(info):
+        preview = info.get("preview")
+        progress(info["step"], info["total"], image_to_pil(preview) if preview is not None else None)
+
+    return on_step
+
+
+def _preview_every(steps: int) -> int:
+    return max(1, steps // 20)
+
+
+class KSampler(Node):
+    """Denoise a latent: from pure noise (txt2img, denoise 1.0) or part-way from an encoded
+    image (img2img, denoise < 1). cfg scales how strongly the positive prompt is followed
+    against the negative: uncond + cfg * (cond - uncond). Same seed, settings and model give
+    the same image on any device. noise_mode "per_image" makes each image of a batch
+    independent of the batch size (ancestral/SDE samplers); "comfy" matches ComfyUI."""
+    category = "sampling"
+    model: MODEL
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    steps: int = Int(20, min=1, max=10000)
+    cfg: float = Float(8.0, min=0.0, max=100.0, step=0.1)
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler")
+    scheduler: str = Choice(SCHEDULER_NAMES, "normal")
+    positive: CONDITIONING
+    negative: CONDITIONING
+    latent_image: LATENT
+    denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    noise_mode: str = Choice(NOISE_MODES, "comfy")
+    outputs = {"latent": LATENT}
+    comfy = ComfyAlias(("KSampler",))
+
+    def run(self):
+        return sample(self.model, self.seed, self.steps, self.cfg, self.sampler_name, self.scheduler,
+                      self.positive, self.negative, self.latent_image, denoise=self.denoise,
+                      callback=_reporter(self.steps), preview_every=_preview_every(self.steps),
+                      noise_mode=self.noise_mode)
+
+
+class KSamplerAdvanced(Node):
+    """A sampler with step control: run only steps start_at_step..end_at_step of the schedule,
+    with or without adding noise first, optionally returning the latent with its leftover noise
+    (to hand it to another sampler, e.g. SDXL base then refiner)."""
+    category = "sampling"
+    model: MODEL
+    add_noise: str = Choice(["enable", "disable"], "enable")
+    noise_seed: int = Int(0, min=0, max=SEED_MAX)
+    steps: int = Int(20, min=1, max=10000)
+    cfg: float = Float(8.0, min=0.0, max=100.0, step=0.1)
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler")
+    scheduler: str = Choice(SCHEDULER_NAMES, "normal")
+    positive: CONDITIONING
+    negative: CONDITIONING
+    latent_image: LATENT
+    start_at_step: int = Int(0, min=0, max=10000)
+    end_at_step: int = Int(10000, min=0, max=10000)
+    return_with_leftover_noise: str = Choice(["disable", "enable"], "disable")
+    noise_mode: str = Choice(NOISE_MODES, "comfy")
+    outputs = {"latent": LATENT}
+    comfy = ComfyAlias(("KSamplerAdvanced",))
+
+    def run(self):
+        return sample(self.model, self.noise_seed, self.steps, self.cfg, self.sampler_name, self.scheduler,
+                      self.positive, self.negative, self.latent_image,
+                      start_step=self.start_at_step, end_step=self.end_at_step,
+                      add_noise=self.add_noise == "enable",
+                      return_with_leftover_noise=self.return_with_leftover_noise == "enable",
+                      callback=_reporter(self.steps), preview_every=_preview_every(self.steps),
+                      noise_mode=self.noise_mode)

@@ -1,0 +1,87 @@
+"""VAE nodes: pixels to latents and back, tiled for large images, and inpainting's encode."""
+
+import torch
+import torch.nn.functional as F
+
+from graphflow.api import IMAGE, LATENT, MASK, VAE, Bool, ComfyAlias, Int, Node, NodeInputError
+from nodes.mask import grow_mask
+
+MAX_TILE = 4096
+
+
+def _require_vae(vae):
+    if vae is None:
+        raise NodeInputError("vae", "no VAE: the checkpoint has none; load one with LoadVAE")
+    return vae
+
+
+class VAEEncode(Node):
+    """Encode images into latents (raw VAE space). Sizes are cropped to multiples of 8.
+    Tiled encoding handles images too large for memory."""
+    category = "latent"
+    pixels: IMAGE
+    vae: VAE
+    tiled: bool = Bool(False)
+    tile_size: int = Int(512, min=64, max=MAX_TILE, step=32)
+    overlap: int = Int(64, min=0, max=MAX_TILE // 4, step=32)
+    outputs = {"latent": LATENT}
+    comfy = (ComfyAlias(("VAEEncode",)),
+             ComfyAlias(("VAEEncodeTiled",), fixed={"tiled": True}, ignore=("temporal_size", "temporal_overlap")))
+
+    def run(self):
+        vae = _require_vae(self.vae)
+        if self.tiled:
+            return {"samples": vae.encode_tiled(self.pixels, self.tile_size, self.overlap)}
+        return {"samples": vae.encode(self.pixels)}
+
+
+class VAEDecode(Node):
+    """Decode latents into images. Tiled decoding (overlapping tiles blended without seams)
+    handles images too large for memory; plain decoding also falls back to it when memory runs out."""
+    category = "latent"
+    samples: LATENT
+    vae: VAE
+    tiled: bool = Bool(False)
+    tile_size: int = Int(512, min=64, max=MAX_TILE, step=32)
+    overlap: int = Int(64, min=0, max=MAX_TILE // 4, step=32)
+    outputs = {"image": IMAGE}
+    comfy = (ComfyAlias(("VAEDecode",)),
+             ComfyAlias(("VAEDecodeTiled",), fixed={"tiled": True}, ignore=("temporal_size", "temporal_overlap")))
+
+    def run(self):
+        vae = _require_vae(self.vae)
+        latent = self.samples["samples"]
+        if latent.shape[1] != vae.latent_channels:
+            raise NodeInputError("samples", f"latents have {latent.shape[1]} channels; this VAE uses {vae.latent_channels}")
+        if self.tiled:
+            return vae.decode_tiled(latent, self.tile_size, self.overlap)
+        return vae.decode(latent)
+
+
+class VAEEncodeForInpaint(Node):
+    """Encode an image for inpainting: the masked area (grown by `grow_mask_by` pixels) is
+    greyed out before encoding, and the mask is attached so the sampler repaints only there.
+    Use denoise 1.0; for inpainting models (9 channels) this is the input they expect."""
+    category = "latent/inpaint"
+    pixels: IMAGE
+    vae: VAE
+    mask: MASK
+    grow_mask_by: int = Int(6, min=0, max=64)
+    outputs = {"latent": LATENT}
+    comfy = ComfyAlias(("VAEEncodeForInpaint",))
+
+    def run(self):
+        vae = _require_vae(self.vae)
+        pixels = self.pixels
+        b, h, w, _ = pixels.shape
+        f = vae.downscale
+        mask = self.mask.reshape(-1, 1, *self.mask.shape[-2:]).float()
+        mask = F.interpolate(mask, size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+        top, left = (h % f) // 2, (w % f) // 2
+        H, W = h - h % f, w - w % f
+        pixels, mask = pixels[:, top:top + H, left:left + W], mask[:, top:top + H, left:left + W]
+        if self.grow_mask_by:
+            mask = grow_mask(mask, self.grow_mask_by, tapered=False)
+        keep = (1.0 - mask.round())[..., None]
+        greyed = (pixels - 0.5) * keep + 0.5
+        return {"samples": vae.encode(greyed), "noise_mask": mask[:, None].clamp(0, 1)}

@@ -1,0 +1,135 @@
+"""Every example workflow runs, on generated random-weight checkpoints in the real layout."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from graphflow.executor import Executor
+from graphflow.testing import write_checkpoint, write_lora
+from graphflow.workflow import load_workflow
+
+WORKFLOWS = Path(__file__).parent.parent / "workflows"
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    models = tmp_path_factory.mktemp("models")
+    (models / "checkpoints").mkdir()
+    (models / "loras").mkdir()
+    for arch in ("sd1", "sd1_inpaint", "sdxl", "sdxl_refiner"):
+        write_checkpoint(models / "checkpoints" / f"tiny_{arch}.safetensors", arch)
+    write_lora(models / "loras" / "tiny_sd1_lora.safetensors", "sd1")
+    return models
+
+
+@pytest.fixture
+def folders(tmp_folders, checkpoints):
+    tmp_folders.models = checkpoints
+    return tmp_folders
+
+
+def workflow(name, **sets):
+    wf = load_workflow(WORKFLOWS / f"{name}.json")
+    for key, value in sets.items():
+        node, _, inp = key.rpartition("__")
+        wf.nodes[node].inputs[inp] = value
+    return wf
+
+
+def run(registry, wf, executor=None):
+    result = (executor or Executor(registry)).run(wf)
+    assert result.ok, result.error or result.problems
+    return result
+
+
+def saved_images(folders, result, node):
+    from PIL import Image
+    import numpy as np
+    return [torch.from_numpy(np.asarray(Image.open(folders.outputs / i["subfolder"] / i["filename"]), dtype=np.float32) / 255)
+            for i in result.outputs[node]["images"]]
+
+
+def test_txt2img_shapes_and_determinism(builtin_registry, folders):
+    wf = workflow("txt2img", **{"1__checkpoint": "tiny_sd1.safetensors", "5__steps": 4})
+    first = run(builtin_registry, wf).values["6"][0]
+    second = run(builtin_registry, wf).values["6"][0]  # a fresh executor: nothing cached
+    assert first.shape == (4, 64, 64, 3)
+    assert torch.equal(first, second)
+    wf.nodes["5"].inputs["seed"] = 2
+    assert not torch.equal(run(builtin_registry, wf).values["6"][0], first)
+
+
+def test_img2img_starts_from_the_image(builtin_registry, folders):
+    wf = workflow("img2img", **{"1__checkpoint": "tiny_sd1.safetensors", "6__steps": 4})
+    result = run(builtin_registry, wf)
+    encoded = result.values["5"][0]["samples"]
+    out = result.values["6"][0]["samples"]
+    assert out.shape == encoded.shape == (1, 4, 8, 8)
+    assert not torch.equal(out, encoded)
+    wf.nodes["6"].inputs["denoise"] = 0.0  # nothing to denoise: the image's latent comes back
+    assert torch.allclose(run(builtin_registry, wf).values["6"][0]["samples"], encoded, atol=1e-5)
+
+
+def test_inpaint_keeps_the_unmasked_region(builtin_registry, folders):
+    wf = workflow("inpaint", **{"1__checkpoint": "tiny_sd1.safetensors", "10__steps": 4})
+    result = run(builtin_registry, wf)
+    before = result.values["8"][0]["samples"]
+    after = result.values["10"][0]["samples"]
+    mask = result.values["7"][0]  # 1 inside the 32x32 square at (16, 16)
+    latent_mask = torch.nn.functional.interpolate(mask[:, None], size=before.shape[-2:], mode="nearest")[0, 0]
+    assert torch.allclose(after[..., latent_mask == 0], before[..., latent_mask == 0], atol=1e-5)
+    assert (after[..., latent_mask == 1] - before[..., latent_mask == 1]).abs().mean() > 0.05
+
+
+@pytest.mark.parametrize("checkpoint", ["tiny_sd1.safetensors", "tiny_sd1_inpaint.safetensors"])
+def test_outpaint_changes_border_and_keeps_centre(builtin_registry, folders, checkpoint):
+    wf = workflow("outpaint", **{"1__checkpoint": checkpoint, "7__steps": 4})
+    result = run(builtin_registry, wf)
+    image = result.values["8"][0]
+    assert image.shape == (1, 64, 96, 3)
+    encoded = result.values["6"][0]["samples"]
+    out = result.values["7"][0]["samples"]
+    assert out.shape == (1, 4, 8, 12)
+    border = (out[..., 9:] - encoded[..., 9:]).abs().mean()
+    assert border > 0.05  # the padded strip (latent columns 8..11, minus the grown mask) is repainted
+    if checkpoint == "tiny_sd1.safetensors":  # a noise mask keeps the known latent exactly
+        assert torch.allclose(out[..., :6], encoded[..., :6], atol=1e-5)
+
+
+def test_lora_strength_zero_equals_no_lora(builtin_registry, folders):
+    base = workflow("txt2img", **{"1__checkpoint": "tiny_sd1.safetensors", "5__steps": 3, "4__batch_size": 1})
+    plain = run(builtin_registry, base).values["6"][0]
+
+    def with_lora(strength):
+        wf = base.model_copy(deep=True)
+        wf.nodes["20"] = type(wf.nodes["1"])(type="LoadLoRA", inputs={
+            "model": ["1", "model"], "clip": ["1", "clip"], "lora_name": "tiny_sd1_lora.safetensors",
+            "strength_model": strength, "strength_clip": strength})
+        wf.nodes["2"].inputs["clip"] = ["20", "clip"]
+        wf.nodes["3"].inputs["clip"] = ["20", "clip"]
+        wf.nodes["5"].inputs["model"] = ["20", "model"]
+        return run(builtin_registry, wf).values["6"][0]
+
+    assert torch.equal(with_lora(0.0), plain)
+    assert not torch.equal(with_lora(1.0), plain)
+
+
+def test_sdxl_base_then_refiner(builtin_registry, folders):
+    ckpts = folders.models / "checkpoints"
+    for real, tiny in (("sd_xl_base_1.0", "tiny_sdxl"), ("sd_xl_refiner_1.0", "tiny_sdxl_refiner")):
+        if not (ckpts / f"{real}.safetensors").exists():
+            (ckpts / f"{real}.safetensors").symlink_to(ckpts / f"{tiny}.safetensors")
+    wf = workflow("sdxl_refiner", **{"9__width": 64, "9__height": 64, "10__steps": 5, "11__steps": 5,
+                                     "10__end_at_step": 3, "11__start_at_step": 3})
+    result = run(builtin_registry, wf)
+    assert result.values["12"][0].shape == (1, 64, 64, 3)
+    assert result.outputs["13"]["images"][0]["filename"].startswith("sdxl_refined_")
+
+
+def test_every_workflow_file_is_covered():
+    names = {p.stem for p in WORKFLOWS.glob("*.json")}
+    covered = {"txt2img", "img2img", "inpaint", "outpaint", "sdxl_refiner", "lora",
+               "vae_black_hole", "latent_health"}
+    assert names <= covered, f"workflows without a test: {names - covered}"
