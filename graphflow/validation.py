@@ -166,13 +166,13 @@ def _check_node(node_id, workflow: Workflow, registry: Registry, problems: list[
                 links[name] = resolved
         elif spec.socket is not None:
             problems.append(Problem(node_id, entry.type, name,
-                                    f"expected a link from a {spec.type} output, got the value {_short(value)}"))
+                                    f"expected a link from {_a(spec.type)} output, got the value {_short(value)}"))
         else:
             literals[name] = literal(value)
 
     for name, spec in cls.input_specs.items():
         if spec.required and name not in inputs:
-            what = f"a link from a {spec.type} output" if spec.socket else f"a {spec.type.lower()} value"
+            what = f"a link from {_a(spec.type)} output" if spec.socket else f"{_a(spec.type.lower())} value"
             problems.append(Problem(node_id, entry.type, name, f"missing required input: expected {what}"))
 
     widgets = {}
@@ -236,6 +236,10 @@ def _widget_message(cls, name, err) -> str:
     if w.kind == "CHOICE":
         return str(err.get("ctx", {}).get("error", err["msg"]))
     return f"got {value}; expected {kind}" + (f" from {w.min} to {w.max}" if w.min is not None and w.max is not None else "")
+
+
+def _a(word: str) -> str:
+    return ("an " if word[:1].upper() in "AEIOU" else "a ") + word
 
 
 def _short(value) -> str:

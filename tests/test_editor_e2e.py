@@ -1,0 +1,668 @@
+"""The browser editor end to end: Debian's headless Chromium, driven by Playwright, against a
+real server on 127.0.0.1. Graphs are built through the UI alone (menus, drags, widgets).
+
+Needs the `chromium` package (apt) and the `playwright` Python package; no browser download.
+"""
+
+import asyncio
+import base64
+import json
+import os
+import re
+import shutil
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import ClassVar
+
+import pytest
+import torch
+from PIL import Image
+
+from graphflow import folders as folders_module
+from graphflow.api import IMAGE, Int, Node, progress
+from graphflow.registry import Registry
+from graphflow.validation import WIDGET_LINK_TYPES
+
+import toy_nodes
+
+WEB = Path(__file__).resolve().parents[1] / "web"
+CHROMIUM = os.environ.get("GRAPHFLOW_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TIMEOUT_MS = 30_000  # an upper bound; every wait ends on a condition
+CHECKPOINT = "tiny-sd1.safetensors"
+
+
+# --- nodes for the tests -------------------------------------------------------------------
+
+class Swatch(Node):
+    """A solid-colour image."""
+    category = "test"
+    width: int = Int(24, min=1, max=256)
+    height: int = Int(16, min=1, max=256)
+    red: int = Int(200, min=0, max=255)
+    outputs = {"image": IMAGE}
+
+    def run(self):
+        image = torch.zeros(1, self.height, self.width, 3)
+        image[..., 0] = self.red / 255
+        image[..., 2] = 0.5
+        return image
+
+
+class Develop(Node):
+    """Passes an image on over `steps` steps with a preview at each; waits at step 2 while `gate` is closed."""
+    category = "test"
+    image: IMAGE
+    steps: int = Int(4, min=1, max=50)
+    outputs = {"image": IMAGE}
+    gate: ClassVar[threading.Event] = threading.Event()
+
+    def run(self):
+        from graphflow.api import check_interrupted
+
+        for i in range(1, self.steps + 1):
+            preview = Image.new("RGB", (16, 16), (40 * i % 256, 120, 200))
+            progress(i, self.steps, preview=preview)
+            while i == 2 and not Develop.gate.wait(0.01):
+                check_interrupted()
+        return self.image
+
+
+TEST_NODES = [Swatch, Develop, toy_nodes.Number, toy_nodes.Fail, toy_nodes.Show, toy_nodes.Add]
+
+
+# --- fixtures --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A real server (built-in nodes plus the test nodes) on 127.0.0.1, an ephemeral port,
+    its event loop in a thread."""
+    from aiohttp import web
+
+    from graphflow.server.app import create_app
+    from graphflow.testing import write_checkpoint
+
+    home = tmp_path_factory.mktemp("editor")
+    saved = dict(folders_module.folders.__dict__)
+    folders_module.configure(home=home)
+    (folders_module.folders.models / "checkpoints").mkdir(parents=True)
+    write_checkpoint(folders_module.folders.models / "checkpoints" / CHECKPOINT, "sd1")
+    registry = Registry().load_builtin()
+    for cls in TEST_NODES:
+        registry.add(cls, source="tests")
+    Develop.gate.set()
+
+    # The server gets its own thread and loop (Playwright's sync API holds this thread's loop).
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(create_app(registry, home / "history.db", web_dir=WEB), access_log=None)
+    started = threading.Event()
+    failure = []
+
+    def serve():
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(runner.setup())
+            loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
+        except BaseException as e:  # reported on the test thread
+            failure.append(e)
+            return
+        finally:
+            started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, name="editor-test-server", daemon=True)
+    thread.start()
+    started.wait(60)
+    if failure:
+        raise failure[0]
+    port = runner.addresses[0][1]
+    try:
+        yield SimpleNamespace(url=f"http://127.0.0.1:{port}/", home=home, registry=registry)
+    finally:
+        Develop.gate.set()
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+        folders_module.folders.__dict__.update(saved)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), (
+        f"Chromium not found at {CHROMIUM}: install Debian's package (apt-get install -y chromium) "
+        "or set GRAPHFLOW_CHROMIUM")
+    with sync_playwright() as p:
+        # launch() gives every run a fresh temporary profile (user-data dir).
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1600, "height": 1000}, accept_downloads=True)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server.url)
+    wait_ready(page)
+    page.locator("#btn-new").click()  # start from an empty canvas
+    expect_nodes(page, 0)
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors in the page: {errors}"
+
+
+# --- helpers: the UI as a user drives it -----------------------------------------------------
+
+def wait_ready(page):
+    page.wait_for_function("document.body.classList.contains('ready')")
+    page.wait_for_selector("#connection.connected")
+
+
+def expect_nodes(page, count):
+    page.wait_for_function(f"document.querySelectorAll('#nodes .node').length === {count}")
+
+
+def node(page, node_id):
+    return page.locator(f'.node[data-node-id="{node_id}"]')
+
+
+def add_node(page, node_type, x, y, search=None):
+    """Double-click the canvas at (x, y), search the menu, pick `node_type`; returns the new id."""
+    before = set(page.eval_on_selector_all("#nodes .node", "ns => ns.map(n => n.dataset.nodeId)"))
+    page.mouse.dblclick(x, y)
+    page.wait_for_selector(".node-menu")
+    page.keyboard.type(search or node_type)
+    page.locator(f'.node-menu .menu-item[data-node-type="{node_type}"]').click()
+    page.wait_for_function(f"document.querySelectorAll('#nodes .node').length === {len(before) + 1}")
+    after = set(page.eval_on_selector_all("#nodes .node", "ns => ns.map(n => n.dataset.nodeId)"))
+    (new_id,) = after - before
+    assert node(page, new_id).get_attribute("data-node-type") == node_type
+    return new_id
+
+
+def centre(locator):
+    box = locator.bounding_box()
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def drag(page, source, target):
+    page.mouse.move(*centre(source))
+    page.mouse.down()
+    x, y = centre(target)
+    page.mouse.move(x, y, steps=8)
+    page.mouse.up()
+
+
+def link(page, src, output, dst, input_name):
+    drag(page, node(page, src).locator(f'[data-output="{output}"] .socket'),
+         node(page, dst).locator(f'[data-input="{input_name}"] .socket'))
+    page.wait_for_selector(f'#links g.link[data-link-dst="{dst}"][data-link-input="{input_name}"]', state="attached")
+
+
+def set_number(page, node_id, name, value):
+    """Type `value` into a number widget; returns what the widget shows after Enter."""
+    field = node(page, node_id).locator(f'[data-input="{name}"] input.w-value')
+    field.fill(str(value))
+    field.press("Enter")
+    return field.input_value()
+
+
+def set_text(page, node_id, name, value):
+    field = node(page, node_id).locator(f'[data-input="{name}"] .w-value')
+    field.fill(value)
+    field.blur()
+
+
+def workflow(page):
+    return page.evaluate("graphflow.editor.workflow()")
+
+
+def queue(page):
+    page.locator("#btn-queue").click()
+
+
+def wait_image(page, node_id):
+    """The output image on node `node_id`, once loaded; returns (width, height)."""
+    img = node(page, node_id).locator("img.output-image").first
+    img.wait_for()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
+    return img.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+
+
+def api(page, path):
+    return page.evaluate("path => fetch(path).then(r => r.json())", path)
+
+
+def last_run(page):
+    return api(page, "/api/history?limit=1")["items"][0]
+
+
+# --- tests -----------------------------------------------------------------------------------
+
+def test_widget_link_rules_match_the_engine():
+    source = (WEB / "js" / "catalogue.js").read_text()
+    table = re.search(r"export const WIDGET_LINK_TYPES = (\{.*?\});", source).group(1)
+    assert {k: set(v) for k, v in json.loads(table).items()} == {k: set(v) for k, v in WIDGET_LINK_TYPES.items()}
+
+
+def test_loading_and_saving_keeps_what_the_editor_does_not_know(page):
+    """Unknown node types, unknown inputs, list literals and other tools' ui keys come back
+    out unchanged; a link naming its output by name is resolved to the index."""
+    original = {
+        "version": 1,
+        "nodes": {
+            "1": {"type": "Swatch", "inputs": {"red": 5, "shade": {"__value__": [1, 2]}}, "version": 1},
+            "2": {"type": "FromAPlugin", "inputs": {"image": ["1", "image"], "mode": "fast", "points": {"__value__": [3, 4]}}},
+            "3": {"type": "SaveImage", "inputs": {"images": ["1", "image"], "filename_prefix": "x"}, "version": 1},
+        },
+        "ui": {"imported_from": "elsewhere", "nodes": {"1": {"pos": [0, 0], "width": 260}, "3": {"pos": [400, 0], "width": 300, "title": "Out"}}},
+    }
+    page.evaluate("wf => graphflow.load(wf, false)", original)
+    expect_nodes(page, 3)
+    saved = workflow(page)
+    assert saved["nodes"]["1"] == {"type": "Swatch", "inputs": {"width": 24, "height": 16, "red": 5, "shade": {"__value__": [1, 2]}}, "version": 1}
+    assert saved["nodes"]["2"] == {"type": "FromAPlugin", "inputs": {"image": ["1", 0], "mode": "fast", "points": {"__value__": [3, 4]}}}
+    assert saved["nodes"]["3"]["inputs"] == {"images": ["1", 0], "filename_prefix": "x"}
+    assert saved["ui"]["imported_from"] == "elsewhere"
+    assert saved["ui"]["nodes"]["3"] == {"pos": [400, 0], "width": 300, "title": "Out"}
+    assert saved["ui"]["nodes"]["2"]["pos"]  # placed, since it had no position
+    assert "unknown node type 'FromAPlugin'" in node(page, "2").locator(".node-message").inner_text()
+    assert node(page, "3").locator(".node-title").inner_text() == "Out"
+
+
+def test_menu_pan_and_zoom(page):
+    # The add-node menu: grouped by category, searchable, with each node's help text.
+    page.mouse.dblclick(400, 300)
+    menu = page.locator(".node-menu")
+    menu.wait_for()
+    categories = menu.locator(".menu-category").all_text_contents()
+    assert "test" in categories and "sampling" in categories and categories == sorted(categories)
+    page.keyboard.type("swatch")
+    assert menu.locator(".menu-category").count() == 0
+    assert menu.locator(".menu-item").first.get_attribute("data-node-type") == "Swatch"
+    assert "A solid-colour image." in menu.locator(".menu-help").inner_text()
+    page.keyboard.press("Escape")
+    menu.wait_for(state="detached")
+    swatch = add_node(page, "Swatch", 400, 300)
+
+    # Zoom keeps the point under the pointer fixed; dragging empty canvas pans.
+    header = node(page, swatch).locator(".node-header")
+    x, y = centre(header)
+    page.mouse.move(x, y)
+    page.mouse.wheel(0, -400)
+    page.wait_for_function("graphflow.editor.viewport.zoom > 1.2")
+    assert centre(header) == pytest.approx((x, y), abs=2)
+    assert page.locator("#zoom-indicator").inner_text() != "100%"
+    before = page.evaluate("graphflow.editor.viewport.state")
+    page.mouse.move(900, 700)
+    page.mouse.down()
+    page.mouse.move(800, 650, steps=4)
+    page.mouse.up()
+    page.wait_for_function("""([el, x, y]) => {
+        const r = el.getBoundingClientRect();
+        return Math.hypot(r.x + r.width / 2 - x, r.y + r.height / 2 - y) < 2;
+    }""", arg=[header.element_handle(), x - 100, y - 50])
+    after = page.evaluate("graphflow.editor.viewport.state")
+    assert (after["x"] - before["x"], after["y"] - before["y"]) == (-100, -50)
+
+
+def test_build_run_and_watch_progress(page, server):
+    """From an empty canvas: add nodes from the menu, wire them, set widgets, queue; see the
+    running node, its progress bar and live preview, then the image on the output node."""
+    swatch = add_node(page, "Swatch", 150, 200)
+    develop = add_node(page, "Develop", 500, 200)
+    save = add_node(page, "SaveImage", 850, 200, search="save")
+    link(page, swatch, "image", develop, "image")
+    link(page, develop, "image", save, "images")
+    set_number(page, swatch, "width", 40)
+    set_number(page, swatch, "height", 30)
+    set_number(page, swatch, "red", 17)
+    set_number(page, develop, "steps", 5)
+    set_text(page, save, "filename_prefix", "e2e_build")
+
+    Develop.gate.clear()
+    try:
+        queue(page)
+        node(page, develop).and_(page.locator(".running")).wait_for()
+        page.wait_for_function(
+            "id => document.querySelector(`.node[data-node-id='${id}'] .node-progress`).dataset.value === '2'", arg=develop)
+        bar = node(page, develop).locator(".node-progress-bar")
+        assert bar.evaluate("b => b.style.width") == "40%"
+        node(page, develop).locator(".node-preview img").wait_for()
+        assert not page.locator("#run-status").is_hidden()
+    finally:
+        Develop.gate.set()
+    assert wait_image(page, save) == [40, 30]
+    node(page, develop).and_(page.locator(".done")).wait_for()
+    page.locator("#results figure.result img").first.wait_for()
+
+    run = last_run(page)
+    assert run["status"] == "success"
+    (image,) = run["outputs"][save]["images"]
+    assert image["filename"].startswith("e2e_build")
+    pixel = Image.open(folders_module.folders.outputs / image["subfolder"] / image["filename"]).getpixel((5, 5))
+    assert pixel[0] == 17  # the value typed into the widget reached the node
+
+
+def test_incompatible_link_is_refused_with_a_reason(page):
+    swatch = add_node(page, "Swatch", 150, 250)
+    add = add_node(page, "Add", 550, 250)
+    drag(page, node(page, swatch).locator('[data-output="image"] .socket'),
+         node(page, add).locator('[data-input="a"] .socket'))
+    note = page.locator(".link-refused")
+    note.wait_for()
+    assert "IMAGE" in note.inner_text() and "NUMBER" in note.inner_text()
+    assert page.locator("#links g.link").count() == 0
+    assert workflow(page)["nodes"][add]["inputs"] == {}
+
+    # A compatible link into a widget input is accepted (INT into Swatch's width).
+    number = add_node(page, "IntValue", 150, 600, search="intvalue")
+    link(page, number, "value", swatch, "width")
+    assert workflow(page)["nodes"][swatch]["inputs"]["width"] == [number, 0]
+    assert node(page, swatch).locator('[data-input="width"]').get_attribute("class").count("linked") == 1
+
+
+def test_errors_are_shown_on_the_nodes_they_concern(page):
+    # Validation: a required link left unconnected is reported on that input, nothing is queued.
+    swatch = add_node(page, "Swatch", 150, 200)
+    save = add_node(page, "SaveImage", 550, 200, search="saveimage")
+    queue(page)
+    row = node(page, save).locator('[data-input="images"]')
+    row.locator(".w-error").wait_for()
+    assert "missing required input" in row.inner_text()
+    assert "has-error" in node(page, save).get_attribute("class")
+    assert "has-error" not in node(page, swatch).get_attribute("class")
+
+    # A run error: the failing node and its input are marked, the others are not.
+    page.locator("#btn-new").click()
+    number = add_node(page, "Number", 150, 200)
+    fail = add_node(page, "Fail", 500, 200)
+    show = add_node(page, "Show", 850, 200)
+    link(page, number, "number", fail, "x")
+    link(page, fail, "x", show, "x")
+    queue(page)
+    node(page, fail).and_(page.locator(".failed")).wait_for()
+    message = node(page, fail).locator('[data-input="x"] .w-error')
+    message.wait_for()
+    assert "refusing" in message.inner_text()
+    assert "NodeInputError" in message.inner_text()
+    assert "failed" not in node(page, number).get_attribute("class")
+    assert "has-error" not in node(page, show).get_attribute("class")
+    page.locator(".toast.error").filter(has_text="Fail").first.wait_for()
+
+
+def test_save_reload_load_and_rerun_from_cache(page, server, tmp_path):
+    swatch = add_node(page, "Swatch", 150, 200)
+    save = add_node(page, "SaveImage", 550, 200, search="saveimage")
+    link(page, swatch, "image", save, "images")
+    red = int(time.time() * 1000) % 200 + 30  # a value no earlier run used, so the first run computes
+    set_number(page, swatch, "red", red)
+    queue(page)
+    wait_image(page, save)
+    first = last_run(page)
+    assert first["status"] == "success" and swatch in api(page, f"/api/history/{first['run_id']}")["executed"]
+
+    with page.expect_download() as download:
+        page.locator("#btn-save").click()
+    saved = tmp_path / "saved.json"
+    download.value.save_as(saved)
+    data = json.loads(saved.read_text())
+    assert data["nodes"][swatch] == {"type": "Swatch", "inputs": {"width": 24, "height": 16, "red": red}, "version": 1}
+    assert data["nodes"][save]["inputs"]["images"] == [swatch, 0]
+    assert data["ui"]["nodes"][swatch]["pos"]
+
+    # The last graph survives a reload.
+    page.reload()
+    wait_ready(page)
+    expect_nodes(page, 2)
+    assert workflow(page)["nodes"] == data["nodes"]
+
+    # Load the saved file into an empty editor and run it again: everything comes from the cache.
+    page.locator("#btn-new").click()
+    expect_nodes(page, 0)
+    page.locator("#file-open").set_input_files(str(saved))
+    expect_nodes(page, 2)
+    queue(page)
+    node(page, swatch).and_(page.locator(".cached")).wait_for()
+    node(page, save).and_(page.locator(".cached")).wait_for()
+    wait_image(page, save)
+    page.wait_for_function("id => graphflow.monitor.current === null", arg=first["run_id"])
+    second = api(page, f"/api/history/{last_run(page)['run_id']}")
+    assert second["run_id"] != first["run_id"]
+    assert second["executed"] == [] and sorted(second["cached"]) == sorted([swatch, save])
+
+
+def test_dropping_a_saved_png_restores_its_graph(page, server):
+    swatch = add_node(page, "Swatch", 150, 200)
+    save = add_node(page, "SaveImage", 550, 200, search="saveimage")
+    link(page, swatch, "image", save, "images")
+    set_number(page, swatch, "red", 99)
+    set_text(page, save, "filename_prefix", "e2e_png")
+    queue(page)
+    wait_image(page, save)
+    built = workflow(page)["nodes"]
+    image = last_run(page)["outputs"][save]["images"][0]
+    png = (folders_module.folders.outputs / image["subfolder"] / image["filename"]).read_bytes()
+
+    page.locator("#btn-new").click()
+    expect_nodes(page, 0)
+    page.evaluate("""async (b64) => {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const data = new DataTransfer();
+        data.items.add(new File([bytes], "dropped.png", {type: "image/png"}));
+        document.getElementById("canvas").dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true}));
+    }""", base64.b64encode(png).decode())
+    expect_nodes(page, 2)
+    assert workflow(page)["nodes"] == built
+
+
+def test_edit_select_copy_paste_delete_undo(page):
+    a = add_node(page, "Swatch", 200, 200)
+    b = add_node(page, "SaveImage", 600, 200, search="saveimage")
+    link(page, a, "image", b, "images")
+
+    # Select both with ctrl+drag, move them together.
+    page.keyboard.down("Control")
+    page.mouse.move(100, 120)
+    page.mouse.down()
+    page.mouse.move(1000, 600, steps=6)
+    page.mouse.up()
+    page.keyboard.up("Control")
+    assert page.locator(".node.selected").count() == 2
+    before = workflow(page)["ui"]["nodes"]
+    header = node(page, a).locator(".node-header")
+    x, y = centre(header)
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 100, y + 50, steps=5)
+    page.mouse.up()
+    after = workflow(page)["ui"]["nodes"]
+    zoom = page.evaluate("graphflow.editor.viewport.zoom")
+    for node_id in (a, b):
+        assert after[node_id]["pos"][0] - before[node_id]["pos"][0] == pytest.approx(100 / zoom, abs=2)
+
+    # Copy and paste both: the link between them is copied too.
+    page.locator("#canvas").focus()
+    page.keyboard.press("Control+c")
+    page.mouse.move(300, 650)
+    page.keyboard.press("Control+v")
+    expect_nodes(page, 4)
+    nodes = workflow(page)["nodes"]
+    (pasted_save,) = [i for i, n in nodes.items() if n["type"] == "SaveImage" and i != b]
+    (pasted_swatch,) = [i for i, n in nodes.items() if n["type"] == "Swatch" and i != a]
+    assert nodes[pasted_save]["inputs"]["images"] == [pasted_swatch, 0]
+
+    # Delete a node, then a link; undo both; redo one.
+    node(page, pasted_swatch).locator(".node-header").click()
+    page.keyboard.press("Delete")
+    expect_nodes(page, 3)
+    assert "images" not in workflow(page)["nodes"][pasted_save]["inputs"]
+    page.locator(f'#links g.link[data-link-dst="{b}"] .link-hit').click(force=True)
+    page.keyboard.press("Delete")
+    page.wait_for_function("() => document.querySelectorAll('#links g.link').length === 0")
+    page.keyboard.press("Control+z")
+    page.wait_for_function("() => document.querySelectorAll('#links g.link').length === 1")
+    page.keyboard.press("Control+z")
+    expect_nodes(page, 4)
+    assert page.locator("#links g.link").count() == 2
+    page.keyboard.press("Control+Shift+z")
+    expect_nodes(page, 3)
+
+
+def test_widgets_drag_toggle_choose_upload_and_paint_mask(page, server, tmp_path):
+    decode = add_node(page, "VAEDecode", 200, 150, search="vaedecode")
+    tile = node(page, decode).locator('[data-input="tile_size"] .w-number')
+    # Drag right on a number to scrub it up by its step (32), within its limits.
+    x, y = centre(tile.locator(".w-label"))
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 40, y, steps=5)
+    page.mouse.up()
+    value = workflow(page)["nodes"][decode]["inputs"]["tile_size"]
+    assert value > 512 and (value - 512) % 32 == 0
+    node(page, decode).locator('[data-input="tiled"] [role="switch"]').click()
+    assert workflow(page)["nodes"][decode]["inputs"]["tiled"] is True
+    assert set_number(page, decode, "overlap", 99999) == "1024"  # typed values are kept within max
+    assert workflow(page)["nodes"][decode]["inputs"]["overlap"] == 1024
+
+    sampler = add_node(page, "KSampler", 650, 150, search="ksampler")
+    node(page, sampler).locator('[data-input="sampler_name"] select').select_option("dpmpp_2m")
+    assert workflow(page)["nodes"][sampler]["inputs"]["sampler_name"] == "dpmpp_2m"
+
+    # LoadImage: upload a picture, then paint a mask over it.
+    picture = tmp_path / "cat.png"
+    Image.new("RGB", (64, 48), (10, 200, 30)).save(picture)
+    load = add_node(page, "LoadImage", 200, 600, search="loadimage")
+    with page.expect_file_chooser() as chooser:
+        node(page, load).locator('[data-action="upload"]').click()
+    chooser.value.set_files(str(picture))
+    page.wait_for_function("id => graphflow.editor.workflow().nodes[id].inputs.image === 'cat.png'", arg=load)
+    thumb = node(page, load).locator("img.w-thumb")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=thumb.element_handle())
+
+    node(page, load).locator('[data-action="paint-mask"]').click()
+    canvas = page.locator(".mask-view")
+    canvas.wait_for()
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + 5, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 3, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.up()
+    page.locator('[data-action="save-mask"]').click()
+    page.wait_for_function("id => graphflow.editor.workflow().nodes[id].inputs.image !== 'cat.png'", arg=load)
+    masked = workflow(page)["nodes"][load]["inputs"]["image"]
+    with Image.open(folders_module.folders.inputs / masked) as stored:
+        alpha = stored.convert("RGBA").getchannel("A")
+        assert alpha.getpixel((5, 24)) == 0  # painted: to be repainted
+        assert alpha.getpixel((60, 5)) == 255  # untouched
+        assert stored.convert("RGB").getpixel((60, 5)) == (10, 200, 30)
+
+
+def test_interrupt_and_history(page):
+    swatch = add_node(page, "Swatch", 150, 200)
+    develop = add_node(page, "Develop", 500, 200)
+    save = add_node(page, "SaveImage", 850, 200, search="saveimage")
+    link(page, swatch, "image", develop, "image")
+    link(page, develop, "image", save, "images")
+    set_number(page, develop, "steps", 7)  # a value no other test uses: Develop runs for real
+    set_number(page, swatch, "red", int(time.time() * 1000) % 200 + 30)
+    Develop.gate.clear()
+    try:
+        queue(page)
+        node(page, develop).and_(page.locator(".running")).wait_for()
+        page.locator("#panel .tabs button[data-tab='queue']").click()
+        page.locator("#queue-list li.running").wait_for()
+        page.locator("#btn-interrupt").click()
+        page.locator(".toast").filter(has_text="Interrupted").wait_for()
+    finally:
+        Develop.gate.set()
+    page.locator("#panel .tabs button[data-tab='history']").click()
+    entry = page.locator("#history-list li.interrupted").first
+    entry.wait_for()
+
+    # Reload a past run from the history into a new canvas.
+    page.locator("#btn-new").click()
+    expect_nodes(page, 0)
+    entry.get_by_role("button", name="Load").click()
+    expect_nodes(page, 3)
+    assert workflow(page)["nodes"][develop]["inputs"]["steps"] == 7
+
+
+def test_txt2img_built_from_the_builtin_nodes(page):
+    """The default text-to-image chain, built through the UI from an empty canvas, runs on a
+    random-weight SD1 checkpoint and shows its image."""
+    ckpt = add_node(page, "LoadCheckpoint", 40, 330, search="loadcheckpoint")
+    positive = add_node(page, "CLIPEncode", 360, 80, search="clipencode")
+    negative = add_node(page, "CLIPEncode", 360, 380, search="clipencode")
+    latent = add_node(page, "EmptyLatent", 360, 680, search="emptylatent")
+    sampler = add_node(page, "KSampler", 680, 80, search="ksampler")
+    decode = add_node(page, "VAEDecode", 990, 80, search="vaedecode")
+    save = add_node(page, "SaveImage", 990, 420, search="saveimage")
+    node(page, ckpt).locator('[data-input="checkpoint"] select').select_option(CHECKPOINT)
+    link(page, ckpt, "clip", positive, "clip")
+    link(page, ckpt, "clip", negative, "clip")
+    link(page, ckpt, "model", sampler, "model")
+    link(page, positive, "conditioning", sampler, "positive")
+    link(page, negative, "conditioning", sampler, "negative")
+    link(page, latent, "latent", sampler, "latent_image")
+    link(page, sampler, "latent", decode, "samples")
+    link(page, ckpt, "vae", decode, "vae")
+    link(page, decode, "image", save, "images")
+    set_text(page, positive, "text", "a red circle on a white background")
+    set_number(page, latent, "width", 64)
+    set_number(page, latent, "height", 48)
+    set_number(page, sampler, "steps", 3)
+    set_number(page, sampler, "seed", 7)
+    queue(page)
+    assert wait_image(page, save) == [64, 48]
+    run = last_run(page)
+    assert run["status"] == "success", run
+
+
+COMFY_TXT2IMG = {
+    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT}, "_meta": {"title": "Load Checkpoint"}},
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a blue square", "clip": ["4", 1]}},
+    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
+    "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+    "3": {"class_type": "KSampler", "inputs": {"seed": 5, "steps": 2, "cfg": 7.0, "sampler_name": "euler",
+                                               "scheduler": "normal", "denoise": 1.0, "model": ["4", 0],
+                                               "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
+    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}},
+}
+
+
+def test_dropping_a_comfyui_api_graph_imports_it(page, server):
+    """The server converts (one mapping of ComfyUI names, graphflow/workflow.py); the editor
+    lays the graph out and keeps ComfyUI's titles."""
+    from graphflow.workflow import parse_workflow
+
+    page.evaluate("""(text) => {
+        const data = new DataTransfer();
+        data.items.add(new File([text], "comfy_api.json", {type: "application/json"}));
+        document.getElementById("canvas").dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true}));
+    }""", json.dumps(COMFY_TXT2IMG))
+    page.wait_for_function("document.querySelectorAll('#nodes .node').length === 7 || document.querySelector('.toast.error')")
+    refused = page.locator(".toast.error")
+    assert refused.count() == 0, f"import failed: {refused.first.inner_text()}"
+    imported = workflow(page)
+    expected = parse_workflow(COMFY_TXT2IMG, server.registry).to_json()["nodes"]
+    assert {i: n["type"] for i, n in imported["nodes"].items()} == {i: n["type"] for i, n in expected.items()}
+    for node_id, entry in expected.items():
+        for name, value in entry["inputs"].items():
+            assert imported["nodes"][node_id]["inputs"][name] == value
+    assert node(page, "4").locator(".node-title").inner_text() == "Load Checkpoint"
+    boxes = [node(page, i).bounding_box() for i in expected]
+    for k, a in enumerate(boxes):  # laid out: no two nodes overlap
+        for b in boxes[k + 1:]:
+            assert (a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"]
+                    or a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"])

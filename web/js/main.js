@@ -1,0 +1,320 @@
+// Start-up: fetch the catalogue, restore the last graph, and wire the toolbar, the side
+// panel, the websocket and file drops to the editor.
+
+import {api, inputUrl, viewUrl} from "./api_client.js";
+import {CanvasInput, isTyping} from "./canvas_input.js";
+import {Catalogue} from "./catalogue.js";
+import {Editor} from "./editor.js";
+import {Graph} from "./graph.js";
+import {paintMask} from "./mask_painter.js";
+import {NodeMenu} from "./menu.js";
+import {RunMonitor} from "./run_monitor.js";
+import {SidePanel} from "./side_panel.js";
+import {toast} from "./toast.js";
+import {downloadWorkflow, readWorkflowFile} from "./workflow_files.js";
+import {LiveConnection} from "./ws_client.js";
+import {openImage} from "./lightbox.js";
+
+const WORKFLOW_KEY = "graphflow.workflow";
+const CLIENT_KEY = "graphflow.client_id";
+const DEFAULT_WORKFLOW = "/web/default_workflow.json";
+
+const $ = (id) => document.getElementById(id);
+
+function clientId() {
+  let id = localStorage.getItem(CLIENT_KEY);
+  if (!id) {
+    id = `editor-${crypto.getRandomValues(new Uint32Array(2)).join("")}`;
+    localStorage.setItem(CLIENT_KEY, id);
+  }
+  return id;
+}
+
+async function boot() {
+  let catalogue;
+  try {
+    catalogue = new Catalogue(await api.nodes());
+  } catch (e) {
+    document.getElementById("empty-hint").hidden = false;
+    document.getElementById("empty-hint").textContent = `Can't reach the graphflow server: ${e.message}. Reload when it runs.`;
+    return;
+  }
+  const app = new App(catalogue);
+  window.graphflow = app; // for debugging from the console
+  await app.start();
+}
+
+class App {
+  constructor(catalogue) {
+    this.catalogue = catalogue;
+    this.clientId = clientId();
+    this.saveTimer = 0;
+    this.editor = new Editor(
+      {canvas: $("canvas"), world: $("world"), links: $("links"), nodes: $("nodes"),
+       emptyHint: $("empty-hint"), zoomIndicator: $("zoom-indicator")},
+      catalogue,
+      {
+        upload: (file) => this.upload(file),
+        paintMask: (path) => this.paintMask(path),
+        thumbnail: (path) => inputUrl(path, 256),
+        openImage: (image) => this.openImage(image),
+        changed: () => this.scheduleSave(),
+        historyChanged: (history) => {
+          $("btn-undo").disabled = !history.canUndo;
+          $("btn-redo").disabled = !history.canRedo;
+        },
+      });
+    this.menu = new NodeMenu(catalogue);
+    this.input = new CanvasInput(this.editor, this.menu, $("selection-box"));
+    this.panel = new SidePanel($("panel"), {
+      cancel: (id) => api.cancel(id).catch((e) => toast(e.message, {kind: "error"})),
+      cancelAll: () => api.cancelAll().catch((e) => toast(e.message, {kind: "error"})),
+      interrupt: () => this.interrupt(),
+      loadRun: (id) => this.loadRun(id),
+      refreshHistory: () => this.refreshHistory(),
+      openImage: (image) => this.openImage(image),
+    });
+    this.monitor = new RunMonitor(this.editor, this.panel, this.clientId, () => {
+      if ($("panel").querySelector('[data-pane="history"]').classList.contains("active")) this.refreshHistory();
+    });
+  }
+
+  async start() {
+    this.wireToolbar();
+    this.wireDrops();
+    await this.restore();
+    this.live = new LiveConnection(this.clientId, {
+      onMessage: (type, data) => this.monitor.handle(type, data),
+      onPreview: (meta, blob) => this.monitor.preview(meta, blob),
+      onState: (state) => {
+        const box = $("connection");
+        box.textContent = state === "connected" ? "connected" : "reconnecting…";
+        box.className = `connection ${state}`;
+      },
+    });
+    if (this.catalogue.problems.length) {
+      toast(`${this.catalogue.problems.length} plugin problem(s)`, {kind: "warning", timeout: 10000,
+        detail: this.catalogue.problems.map((p) => p.message || JSON.stringify(p)).join("\n")});
+    }
+    api.system().then((info) => {
+      const device = info.device || {};
+      $("device").textContent = [device.name || device.device, info.versions && `graphflow ${info.versions.graphflow || ""}`].filter(Boolean).join(" · ");
+    }).catch(() => {});
+    document.body.classList.add("ready");
+  }
+
+  // --- loading and saving ---
+
+  async restore() {
+    const saved = localStorage.getItem(WORKFLOW_KEY);
+    if (saved) {
+      try {
+        this.load(JSON.parse(saved), true);
+        return;
+      } catch (e) {
+        toast(`Couldn't restore the last workflow: ${e.message}`, {kind: "warning"});
+      }
+    }
+    await this.loadDefault(true);
+  }
+
+  /** Load our workflow JSON; `keepView` uses its saved pan/zoom. */
+  load(workflow, keepView = true) {
+    const {graph, view} = Graph.fromWorkflow(workflow, this.catalogue);
+    this.editor.load(graph, keepView ? view : null);
+    const unknown = [...graph.nodes.values()].filter((n) => !this.catalogue.has(n.type));
+    if (unknown.length) {
+      const types = [...new Set(unknown.map((n) => n.type))].join(", ");
+      this.editor.showProblems(unknown.map((n) => ({node_id: n.id, input: null, message: `unknown node type '${n.type}': no installed node or plugin defines it`})));
+      toast(`This workflow uses node types that aren't installed: ${types}`, {kind: "warning", timeout: 8000});
+    }
+  }
+
+  async loadDefault(quiet = false) {
+    try {
+      const response = await fetch(DEFAULT_WORKFLOW);
+      const workflow = await response.json();
+      const missing = Object.values(workflow.nodes).filter((n) => !this.catalogue.has(n.type));
+      if (quiet && missing.length) {
+        this.editor.load(new Graph());
+        return;
+      }
+      this.load(workflow, false);
+    } catch (e) {
+      if (!quiet) toast(`Couldn't load the default workflow: ${e.message}`, {kind: "error"});
+      this.editor.load(new Graph());
+    }
+  }
+
+  scheduleSave() {
+    clearTimeout(this.saveTimer);
+    this.saveTimer = setTimeout(() => this.saveLocal(), 250);
+  }
+
+  saveLocal() {
+    clearTimeout(this.saveTimer);
+    try {
+      localStorage.setItem(WORKFLOW_KEY, JSON.stringify(this.editor.workflow()));
+    } catch (e) {
+      toast(`Couldn't keep the workflow in this browser: ${e.message}`, {kind: "warning"});
+    }
+  }
+
+  async openFile(file) {
+    try {
+      const {workflow, problems} = await readWorkflowFile(file);
+      this.load(workflow, false);
+      if (problems.length) this.monitor.showProblems(problems);
+      else toast(`Opened ${file.name}`, {kind: "success", timeout: 2500});
+    } catch (e) {
+      toast(`Couldn't open ${file.name}: ${e.message}`, {kind: "error", timeout: 10000,
+        detail: e.body && e.body.problems ? e.body.problems.map((p) => p.message).join("\n") : ""});
+    }
+  }
+
+  // --- running ---
+
+  async queue() {
+    const workflow = this.editor.workflow();
+    this.editor.clearProblems();
+    try {
+      const queued = await api.queueRun(workflow, this.clientId);
+      toast(queued.position ? `Queued #${queued.number} (${queued.position} ahead)` : `Queued #${queued.number}`, {timeout: 1800});
+    } catch (e) {
+      if (e.status === 400 && Array.isArray(e.body.problems)) this.monitor.showProblems(e.body.problems);
+      else toast(`Couldn't queue the workflow: ${e.message}`, {kind: "error"});
+    }
+  }
+
+  async interrupt() {
+    try {
+      await api.interrupt();
+    } catch (e) {
+      toast(e.message, {kind: "error"});
+    }
+  }
+
+  async refreshHistory() {
+    try {
+      const page = await api.history(0, 50);
+      this.panel.setHistory(page.items);
+    } catch (e) {
+      toast(`Couldn't read the history: ${e.message}`, {kind: "error"});
+    }
+  }
+
+  async loadRun(runId) {
+    try {
+      const run = await api.run(runId);
+      this.load(run.workflow, true);
+      for (const [id, ui] of Object.entries(run.outputs || {})) {
+        const view = this.editor.views.get(id);
+        if (view) this.monitor.showOutputs(view, id, ui);
+      }
+      if (run.problems && run.problems.length) this.editor.showProblems(run.problems);
+      if (run.error && run.error.node_id != null && run.status === "error") {
+        this.editor.showProblems([{node_id: run.error.node_id, input: run.error.input,
+          message: `${run.error.exception_type}: ${run.error.message}`}]);
+      }
+    } catch (e) {
+      toast(`Couldn't load run ${runId}: ${e.message}`, {kind: "error"});
+    }
+  }
+
+  // --- files for widgets ---
+
+  async refreshCatalogue() {
+    try {
+      this.catalogue = new Catalogue(await api.nodes());
+      this.editor.updateCatalogue(this.catalogue);
+      this.menu.catalogue = this.catalogue;
+    } catch { /* keep the old one */ }
+  }
+
+  async upload(file) {
+    try {
+      const stored = await api.upload(file);
+      await this.refreshCatalogue();
+      return stored.path;
+    } catch (e) {
+      toast(`Upload failed: ${e.message}`, {kind: "error"});
+      return null;
+    }
+  }
+
+  async paintMask(path) {
+    if (!path) return null;
+    try {
+      const blob = await paintMask(inputUrl(path), path);
+      if (!blob) return null;
+      const stem = path.slice(path.lastIndexOf("/") + 1).replace(/\.[^.]+$/, "");
+      const stored = await api.uploadMask(blob, path, `${stem.replace(/-mask$/, "")}-mask.png`);
+      await this.refreshCatalogue();
+      return stored.path;
+    } catch (e) {
+      toast(`Mask painting failed: ${e.message}`, {kind: "error"});
+      return null;
+    }
+  }
+
+  openImage(image) {
+    openImage(viewUrl(image), image.filename, (blob) => this.openFile(new File([blob], image.filename, {type: "image/png"})));
+  }
+
+  // --- wiring ---
+
+  wireToolbar() {
+    $("btn-new").addEventListener("click", () => this.editor.load(new Graph()));
+    $("btn-default").addEventListener("click", () => this.loadDefault());
+    $("btn-open").addEventListener("click", () => $("file-open").click());
+    $("file-open").addEventListener("change", () => {
+      const file = $("file-open").files[0];
+      if (file) this.openFile(file);
+      $("file-open").value = "";
+    });
+    $("btn-save").addEventListener("click", () => this.download());
+    $("btn-undo").addEventListener("click", () => this.editor.undo());
+    $("btn-redo").addEventListener("click", () => this.editor.redo());
+    $("btn-fit").addEventListener("click", () => this.editor.fit());
+    $("btn-queue").addEventListener("click", () => this.queue());
+    $("btn-interrupt").addEventListener("click", () => this.interrupt());
+    $("btn-panel").addEventListener("click", () => document.body.classList.toggle("panel-hidden"));
+    // Toolbar buttons give focus back, so Space/Enter don't repeat the last click.
+    $("toolbar").addEventListener("click", (e) => e.target.closest("button")?.blur());
+    document.addEventListener("keydown", (e) => {
+      const ctrl = e.ctrlKey || e.metaKey;
+      if (ctrl && e.key === "Enter") this.queue();
+      else if (ctrl && e.key.toLowerCase() === "s") this.download();
+      else if (ctrl && e.key.toLowerCase() === "o" && !isTyping()) $("file-open").click();
+      else return;
+      e.preventDefault();
+    });
+    addEventListener("beforeunload", () => this.saveLocal());
+  }
+
+  download() {
+    this.saveLocal();
+    const stamp = new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-");
+    downloadWorkflow(this.editor.workflow(), `workflow-${stamp}.json`);
+  }
+
+  wireDrops() {
+    const canvas = $("canvas");
+    canvas.addEventListener("dragover", (e) => {
+      if ([...e.dataTransfer.types].includes("Files")) {
+        e.preventDefault();
+        canvas.classList.add("drop-target");
+      }
+    });
+    canvas.addEventListener("dragleave", () => canvas.classList.remove("drop-target"));
+    canvas.addEventListener("drop", (e) => {
+      canvas.classList.remove("drop-target");
+      const file = e.dataTransfer.files && e.dataTransfer.files[0];
+      if (!file) return;
+      e.preventDefault();
+      this.openFile(file);
+    });
+  }
+}
+
+boot();

@@ -1,0 +1,204 @@
+// The add-node menu (searchable, grouped by category, with each node's help text) and small
+// context menus for nodes and links.
+
+import {displayName} from "./catalogue.js";
+
+function el(tag, className, attrs = {}) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+  return node;
+}
+
+function place(box, clientX, clientY) {
+  document.body.append(box);
+  const r = box.getBoundingClientRect();
+  box.style.left = `${Math.max(4, Math.min(clientX, innerWidth - r.width - 4))}px`;
+  box.style.top = `${Math.max(4, Math.min(clientY, innerHeight - r.height - 4))}px`;
+}
+
+/** How well `spec` matches `query` (higher is better; 0: no match). */
+function score(spec, query) {
+  const name = displayName(spec).toLowerCase();
+  const type = spec.type.toLowerCase();
+  if (name === query || type === query) return 100;
+  if (name.startsWith(query) || type.startsWith(query)) return 80;
+  const words = name.replace(/([a-z])([A-Z])/g, "$1 $2");
+  if (new RegExp(`\\b${query.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`).test(words.toLowerCase())) return 60;
+  if (name.includes(query) || type.includes(query)) return 50;
+  if (spec.category.toLowerCase().includes(query)) return 30;
+  let i = 0;
+  for (const ch of type) if (ch === query[i]) i += 1;
+  if (i === query.length && type[0] === query[0]) return 20;
+  if ((spec.description || "").toLowerCase().includes(query)) return 10;
+  return 0;
+}
+
+export class NodeMenu {
+  constructor(catalogue) {
+    this.catalogue = catalogue;
+    this.box = null;
+  }
+
+  get isOpen() {
+    return Boolean(this.box);
+  }
+
+  /** Show the menu at a client point; resolves to the chosen node spec, or null. */
+  open(clientX, clientY, {filter = null, title = "Add node"} = {}) {
+    this.close();
+    return new Promise((resolve) => {
+      this.resolve = resolve;
+      const box = el("div", "node-menu", {role: "dialog", "aria-label": title});
+      const head = el("div", "menu-head");
+      const search = el("input", "menu-search", {type: "search", placeholder: `${title}: search nodes…`, spellcheck: "false", "aria-label": "search nodes"});
+      head.append(search);
+      const body = el("div", "menu-body");
+      const list = el("div", "menu-list", {role: "listbox"});
+      const help = el("div", "menu-help");
+      body.append(list, help);
+      box.append(head, body);
+      this.box = box;
+
+      const specs = Object.values(this.catalogue.nodes).filter((s) => !filter || filter(s));
+      let items = [];
+      let active = 0;
+      const activate = (i) => {
+        active = Math.max(0, Math.min(items.length - 1, i));
+        items.forEach((item, j) => item.el.classList.toggle("active", j === active));
+        if (items[active]) {
+          items[active].el.scrollIntoView({block: "nearest"});
+          this.showHelp(help, items[active].spec);
+        } else help.replaceChildren();
+      };
+      const render = () => {
+        const query = search.value.trim().toLowerCase();
+        list.replaceChildren();
+        items = [];
+        let shown;
+        if (query) {
+          shown = specs.map((s) => [score(s, query), s]).filter(([sc]) => sc > 0)
+            .sort((a, b) => b[0] - a[0] || displayName(a[1]).localeCompare(displayName(b[1]))).map(([, s]) => s);
+        } else {
+          shown = specs.sort((a, b) => a.category.localeCompare(b.category) || displayName(a).localeCompare(displayName(b)));
+        }
+        let category = null;
+        for (const spec of shown) {
+          if (!query && spec.category !== category) {
+            category = spec.category;
+            const header = el("div", "menu-category");
+            header.textContent = category;
+            list.append(header);
+          }
+          const item = el("div", "menu-item", {role: "option", "data-node-type": spec.type});
+          const name = el("span", "menu-item-name");
+          name.textContent = displayName(spec);
+          item.append(name);
+          if (query) {
+            const cat = el("span", "menu-item-category");
+            cat.textContent = spec.category;
+            item.append(cat);
+          }
+          const index = items.length;
+          item.addEventListener("pointerenter", () => activate(index));
+          item.addEventListener("click", () => this.finish(spec));
+          items.push({el: item, spec});
+          list.append(item);
+        }
+        if (!items.length) {
+          const none = el("div", "menu-empty");
+          none.textContent = specs.length ? "No node matches." : "No node fits here.";
+          list.append(none);
+        }
+        activate(0);
+      };
+      search.addEventListener("input", render);
+      search.addEventListener("keydown", (e) => {
+        if (e.key === "ArrowDown") { e.preventDefault(); activate(active + 1); }
+        else if (e.key === "ArrowUp") { e.preventDefault(); activate(active - 1); }
+        else if (e.key === "Enter") { e.preventDefault(); if (items[active]) this.finish(items[active].spec); }
+        else if (e.key === "Escape") { e.preventDefault(); this.finish(null); }
+      });
+      box.addEventListener("pointerdown", (e) => e.stopPropagation());
+      box.addEventListener("wheel", (e) => e.stopPropagation());
+      this.outside = (e) => { if (!box.contains(e.target)) this.finish(null); };
+      setTimeout(() => document.addEventListener("pointerdown", this.outside), 0);
+      render();
+      place(box, clientX, clientY);
+      search.focus();
+    });
+  }
+
+  showHelp(help, spec) {
+    help.replaceChildren();
+    const title = el("div", "help-title");
+    title.textContent = displayName(spec);
+    const meta = el("div", "help-meta");
+    meta.textContent = `${spec.category}${spec.source && spec.source !== "builtin" ? ` · ${spec.source}` : ""}`;
+    help.append(title, meta);
+    // Docstrings wrap at ~100 columns: rejoin lines, keep blank-line paragraphs.
+    for (const paragraph of (spec.description || "No description.").split(/\n\s*\n/)) {
+      const text = el("p", "help-text");
+      text.textContent = paragraph.replace(/\s*\n\s*/g, " ");
+      help.append(text);
+    }
+    const io = el("div", "help-io");
+    const sockets = spec.inputs.filter((i) => !i.kind).map((i) => `${i.name} (${i.type})`);
+    const outs = spec.outputs.map((o) => `${o.name} (${o.type})`);
+    if (sockets.length) io.append(line("In", sockets.join(", ")));
+    if (outs.length) io.append(line("Out", outs.join(", ")));
+    help.append(io);
+    function line(label, value) {
+      const row = el("div");
+      const b = el("b");
+      b.textContent = `${label}: `;
+      row.append(b, value);
+      return row;
+    }
+  }
+
+  finish(spec) {
+    const resolve = this.resolve;
+    this.resolve = null;
+    this.close();
+    if (resolve) resolve(spec);
+  }
+
+  close() {
+    if (this.outside) document.removeEventListener("pointerdown", this.outside);
+    this.outside = null;
+    if (this.box) this.box.remove();
+    this.box = null;
+    const resolve = this.resolve;
+    this.resolve = null;
+    if (resolve) resolve(null);
+  }
+}
+
+/** A small menu of actions: [{label, action, danger?, disabled?}]. */
+export function contextMenu(clientX, clientY, entries) {
+  document.querySelectorAll(".context-menu").forEach((m) => m.remove());
+  const box = el("div", "context-menu", {role: "menu"});
+  const close = () => {
+    box.remove();
+    document.removeEventListener("pointerdown", outside);
+    document.removeEventListener("keydown", escape);
+  };
+  const outside = (e) => { if (!box.contains(e.target)) close(); };
+  const escape = (e) => { if (e.key === "Escape") close(); };
+  for (const entry of entries) {
+    const item = el("button", `context-item${entry.danger ? " danger" : ""}`, {type: "button", role: "menuitem"});
+    item.textContent = entry.label;
+    item.disabled = Boolean(entry.disabled);
+    item.addEventListener("click", () => {
+      close();
+      entry.action();
+    });
+    box.append(item);
+  }
+  place(box, clientX, clientY);
+  setTimeout(() => {
+    document.addEventListener("pointerdown", outside);
+    document.addEventListener("keydown", escape);
+  }, 0);
+}
