@@ -65,6 +65,14 @@ class OutputCache:
                 _, evicted = self._entries.popitem(last=False)
                 self.nbytes -= evicted.nbytes
 
+    def discard(self, predicate) -> int:
+        """Drop the entries whose outputs satisfy `predicate(outputs)` (e.g. those holding models)."""
+        with self._lock:
+            doomed = [signature for signature, entry in self._entries.items() if predicate(entry.outputs)]
+            for signature in doomed:
+                self.nbytes -= self._entries.pop(signature).nbytes
+        return len(doomed)
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

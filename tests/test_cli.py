@@ -53,7 +53,7 @@ def test_node_failure_exit_code(use_toy_registry, tmp_path, capsys):
              "3": {"type": "Show", "inputs": {"x": ["2", 0]}}}
     assert cli.main(["run", write(tmp_path, nodes)]) == cli.EXIT_NODE_FAILED
     err = capsys.readouterr().err
-    assert "node 2 (Fail), input 'x' failed: NodeInputError: refusing 1.0" in err
+    assert "node 2 (Fail), input 'x', from plugin 'tests' failed: NodeInputError: refusing 1.0" in err
 
 
 def test_unreadable_file_exit_code(use_toy_registry, tmp_path, capsys):

@@ -1,0 +1,168 @@
+"""Websocket fan-out: every connected client gets every message, and none can hold up the worker.
+
+Each client has a bounded outbox drained by its own task. Broadcasting only appends to the
+outboxes (never awaits), so the event loop, and through it the worker, never waits on a
+client. A full outbox drops the oldest preview frame first, then the oldest progress message
+(both are superseded by newer ones); a client that still can't keep up is disconnected and
+can reconnect to get a fresh `status` snapshot.
+"""
+
+import asyncio
+import io
+import json
+import logging
+import struct
+from collections import deque
+from dataclasses import dataclass
+
+from aiohttp import web
+
+log = logging.getLogger("graphflow.server")
+
+PREVIEW_FRAME = 4  # binary frame type: preview image with JSON metadata (see docs/api.md)
+PREVIEW_MAX_SIDE = 512
+
+KEEP, PROGRESS, PREVIEW = 0, 1, 2  # how readily a queued message may be dropped
+
+
+def dumps(value) -> str:
+    return json.dumps(value, default=str, separators=(",", ":"))
+
+
+def message(kind: str, data: dict) -> str:
+    return dumps({"type": kind, "data": data})
+
+
+def preview_frame(meta: dict, image, max_side: int = PREVIEW_MAX_SIDE) -> bytes:
+    """A binary preview frame: type, metadata length, JSON metadata, JPEG bytes."""
+    from PIL import Image
+
+    if not isinstance(image, Image.Image):
+        image = _to_pil(image)
+    image = image.convert("RGB")
+    if max(image.size) > max_side:
+        image = image.copy()
+        image.thumbnail((max_side, max_side))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=80)
+    meta = dict(meta, image_type="image/jpeg", width=image.width, height=image.height)
+    header = dumps(meta).encode()
+    return struct.pack(">II", PREVIEW_FRAME, len(header)) + header + buffer.getvalue()
+
+
+def parse_preview_frame(frame: bytes) -> tuple[dict, bytes]:
+    """(metadata, image bytes) of a preview frame; what a Python client does with one."""
+    kind, length = struct.unpack_from(">II", frame)
+    if kind != PREVIEW_FRAME:
+        raise ValueError(f"not a preview frame (type {kind})")
+    return json.loads(frame[8:8 + length]), frame[8 + length:]
+
+
+def _to_pil(value):
+    """A preview given as an IMAGE tensor/array ([B,]H,W,C in 0..1) instead of a PIL image."""
+    import numpy as np
+    from PIL import Image
+
+    array = value.detach().float().cpu().numpy() if hasattr(value, "detach") else np.asarray(value, dtype=np.float32)
+    if array.ndim == 4:
+        array = array[0]
+    if array.ndim != 3:
+        raise TypeError(f"preview must be a PIL image or an [H, W, C] image, got shape {array.shape}")
+    return Image.fromarray((array[..., :3].clip(0, 1) * 255).round().astype("uint8"))
+
+
+@dataclass
+class Outgoing:
+    payload: str | bytes
+    rank: int = KEEP
+
+
+class Client:
+    def __init__(self, ws: web.WebSocketResponse, client_id: str, limit: int, send_timeout: float, transport=None):
+        self.ws = ws
+        self.client_id = client_id
+        self.limit = limit
+        self.send_timeout = send_timeout
+        self.transport = transport
+        self.outbox: deque[Outgoing] = deque()
+        self.wakeup = asyncio.Event()
+        self.overflowed = False
+        self.dropped = 0
+
+    def push(self, item: Outgoing) -> None:
+        if self.overflowed:
+            return
+        while len(self.outbox) >= self.limit:
+            if not (self._drop(PREVIEW) or self._drop(PROGRESS)):
+                self.overflowed = True  # the pump disconnects it
+                break
+        else:
+            self.outbox.append(item)
+        self.wakeup.set()
+
+    def _drop(self, rank: int) -> bool:
+        for i, queued in enumerate(self.outbox):
+            if queued.rank == rank:
+                del self.outbox[i]
+                self.dropped += 1
+                return True
+        return False
+
+    async def pump(self) -> None:
+        """Send the outbox in order until the socket closes or the client falls too far behind."""
+        try:
+            while not self.ws.closed:
+                if self.overflowed:
+                    log.warning("websocket client %s can't keep up; disconnecting it", self.client_id)
+                    self._abort()
+                    return
+                if not self.outbox:
+                    self.wakeup.clear()
+                    await self.wakeup.wait()
+                    continue
+                item = self.outbox.popleft()
+                send = self.ws.send_str if isinstance(item.payload, str) else self.ws.send_bytes
+                await asyncio.wait_for(send(item.payload), self.send_timeout)
+        except (asyncio.TimeoutError, ConnectionError, RuntimeError) as e:
+            log.info("websocket client %s dropped: %s", self.client_id, type(e).__name__)
+            self._abort()
+
+    def _abort(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()
+
+
+class Hub:
+    def __init__(self, outbox_limit: int = 256, send_timeout: float = 10.0):
+        self.clients: set[Client] = set()
+        self.outbox_limit = outbox_limit
+        self.send_timeout = send_timeout
+
+    def connect(self, ws, client_id: str, first: list[Outgoing], transport=None) -> Client:
+        """Register a client; `first` (the state snapshot) is queued ahead of any later message."""
+        client = Client(ws, client_id, self.outbox_limit, self.send_timeout, transport)
+        for item in first:
+            client.push(item)
+        self.clients.add(client)
+        return client
+
+    def disconnect(self, client: Client) -> None:
+        self.clients.discard(client)
+
+    def send(self, kind: str, data: dict, rank: int = KEEP) -> None:
+        if self.clients:
+            item = Outgoing(message(kind, data), rank)
+            for client in list(self.clients):
+                client.push(item)
+
+    def send_frame(self, frame: bytes) -> None:
+        item = Outgoing(frame, PREVIEW)
+        for client in list(self.clients):
+            client.push(item)
+
+    async def close_all(self) -> None:
+        for client in list(self.clients):
+            try:
+                await asyncio.wait_for(client.ws.close(code=1001, message=b"server shutting down"), 2)
+            except (asyncio.TimeoutError, ConnectionError, RuntimeError):
+                client._abort()

@@ -1,0 +1,209 @@
+"""Files from and to clients: uploads into inputs/, and which files /api/view may serve.
+
+A client names files only inside a folder: a file name has no path separators and no leading
+dot, a subfolder has no `..` or absolute part, and the resolved path (symlinks followed) must
+stay in the folder (graphflow.folders.safe_join). Uploads must be real images of an allowed
+format within the size and dimension limits, checked by decoding them with Pillow.
+"""
+
+import hashlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import BodyPartReader, web
+
+from graphflow.folders import UnsafePathError, folders, safe_join
+
+# Formats an upload may have, and the extension it is stored under (LoadImage lists these).
+UPLOAD_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp"}
+FORMAT_EXTENSIONS = {"PNG": {".png"}, "JPEG": {".jpg", ".jpeg"}, "WEBP": {".webp"}, "BMP": {".bmp"}}
+DECLARED_TYPES = {"image/png", "image/jpeg", "image/jpg", "image/webp", "image/bmp", "image/x-ms-bmp",
+                  "application/octet-stream", ""}
+VIEW_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
+              ".bmp": "image/bmp", ".gif": "image/gif"}
+FIELD_LIMIT = 4096  # bytes in a non-file form field
+
+
+class UploadError(Exception):
+    """A refused upload or file request; the server answers {"error": message} with `status`."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class UploadLimits:
+    max_bytes: int = 50 * 2**20
+    max_side: int = 8192
+
+
+def clean_filename(name: str | None) -> str:
+    """A client's file name, refused if it is anything but a plain name."""
+    if not name or not name.strip():
+        raise UploadError(400, "the upload has no file name")
+    if any(c in name for c in "/\\") or name in (".", "..") or name.startswith("."):
+        raise UploadError(400, f"file name {name!r} must be a plain name (no path separators, no leading dot)")
+    if any(ord(c) < 32 or c == "\x7f" for c in name) or len(name.encode()) > 255:
+        raise UploadError(400, f"file name {name!r} has control characters or is too long")
+    return name
+
+
+def clean_subfolder(subfolder: str | None) -> str:
+    if not subfolder:
+        return ""
+    parts = subfolder.replace("\\", "/").split("/")
+    if subfolder.startswith(("/", "\\")) or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
+        raise UploadError(400, f"subfolder {subfolder!r} must be a relative path inside its folder "
+                               "(no '..', no absolute path, no hidden parts)")
+    if "\\" in subfolder or any(ord(c) < 32 for c in subfolder):
+        raise UploadError(400, f"subfolder {subfolder!r} has invalid characters")
+    return "/".join(parts)
+
+
+def folder_of(kind: str) -> Path:
+    bases = {"output": folders.outputs, "input": folders.inputs, "temp": folders.temp}
+    if kind not in bases:
+        raise UploadError(400, f"type must be one of output, input, temp; got {kind!r}")
+    return bases[kind]
+
+
+def resolve_view(kind: str, subfolder: str | None, filename: str | None) -> Path:
+    """The file /api/view may serve, or an UploadError (400 unsafe, 404 missing)."""
+    base = folder_of(kind or "output")
+    name = clean_filename(filename)
+    sub = clean_subfolder(subfolder)
+    try:
+        path = safe_join(base, f"{sub}/{name}" if sub else name)
+    except UnsafePathError as e:
+        raise UploadError(400, str(e)) from None
+    if path.suffix.lower() not in VIEW_TYPES:
+        raise UploadError(400, f"{name!r} is not an image file this server serves")
+    if not path.is_file():
+        raise UploadError(404, f"no file {name!r} in the {kind or 'output'} folder"
+                               + (f" (subfolder {sub!r})" if sub else ""))
+    return path
+
+
+async def read_form(request: web.Request, limits: UploadLimits, file_fields=("image",)) -> tuple[dict, dict]:
+    """The multipart form: text fields, and the file {"filename", "content_type", "data"}.
+
+    Refuses a body over the limit before reading it when its length is declared, and stops
+    reading as soon as the file passes the limit otherwise."""
+    if request.content_length is not None and request.content_length > limits.max_bytes + 64 * 1024:
+        raise UploadError(413, f"upload of {request.content_length} bytes is over the limit of {limits.max_bytes} bytes")
+    if not request.content_type.startswith("multipart/"):
+        raise UploadError(400, "expected a multipart/form-data body with the file in the 'image' field")
+    reader = await request.multipart()
+    fields, upload = {}, None
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise UploadError(400, "nested multipart bodies are not accepted")
+        if part.name in file_fields and upload is None:
+            data = bytearray()
+            while chunk := await part.read_chunk(256 * 1024):
+                data += chunk
+                if len(data) > limits.max_bytes:
+                    raise UploadError(413, f"upload is over the limit of {limits.max_bytes} bytes")
+            declared = (part.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+            upload = {"filename": part.filename, "content_type": declared, "data": bytes(data)}
+        else:
+            value = await part.read(decode=True)
+            if len(value) > FIELD_LIMIT:
+                raise UploadError(400, f"form field {part.name!r} is too long")
+            fields[part.name] = value.decode("utf-8", "replace")
+    if upload is None:
+        raise UploadError(400, f"no file in the form (expected a field named {' or '.join(file_fields)!r})")
+    return fields, upload
+
+
+def check_image(data: bytes, declared_type: str, limits: UploadLimits) -> dict:
+    """Decode the image with Pillow: allowed format, within the dimension limit, not truncated."""
+    from PIL import Image, UnidentifiedImageError
+
+    if declared_type not in DECLARED_TYPES:
+        raise UploadError(415, f"content type {declared_type!r} is not an accepted image type "
+                               f"(png, jpeg, webp, bmp)")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            fmt = image.format
+            width, height = image.size
+            if fmt not in UPLOAD_FORMATS:
+                raise UploadError(415, f"image format {fmt} is not accepted; use PNG, JPEG, WebP or BMP")
+            if width > limits.max_side or height > limits.max_side:
+                raise UploadError(400, f"image is {width}x{height}; the limit is {limits.max_side}x{limits.max_side}")
+            image.load()  # decode fully: truncated or corrupt data fails here
+    except UploadError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise UploadError(415, f"the upload is not a readable image: {e}") from None
+    return {"format": fmt, "width": width, "height": height}
+
+
+def store_input(data: bytes, filename: str, subfolder: str, fmt: str, overwrite: bool) -> dict:
+    """Write an upload into inputs/<subfolder>/ atomically; returns the upload response."""
+    stem, suffix = os.path.splitext(filename)
+    if suffix.lower() not in FORMAT_EXTENSIONS[fmt]:
+        suffix = UPLOAD_FORMATS[fmt]  # the name says another format than the content has
+    name = stem + suffix
+    try:
+        folder = safe_join(folders.inputs, subfolder) if subfolder else folders.inputs.resolve()
+        folders.inputs.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        folder = safe_join(folders.inputs, subfolder) if subfolder else folders.inputs.resolve()
+        target = safe_join(folder, name)
+        if not overwrite:
+            digest = hashlib.sha256(data).digest()
+            counter = 1
+            while target.exists():
+                if target.is_file() and hashlib.sha256(target.read_bytes()).digest() == digest:
+                    break  # the same file is already there: reuse it
+                name = f"{stem} ({counter}){suffix}"
+                target = safe_join(folder, name)
+                counter += 1
+    except UnsafePathError as e:
+        raise UploadError(400, str(e)) from None
+    if target.exists() and not target.is_file():
+        raise UploadError(400, f"{name!r} exists and is not a file")
+    fd, temp = tempfile.mkstemp(prefix=".upload-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    path = f"{subfolder}/{name}" if subfolder else name
+    return {"name": name, "subfolder": subfolder, "type": "input", "path": path}
+
+
+def apply_mask(original: Path, mask_data: bytes) -> bytes:
+    """The original image with the mask as its alpha channel (PNG bytes); see docs/api.md."""
+    from PIL import Image, ImageOps
+
+    with Image.open(original) as source, Image.open(io.BytesIO(mask_data)) as mask:
+        image = ImageOps.exif_transpose(source).convert("RGBA")
+        if "A" in mask.getbands():
+            alpha = mask.getchannel("A")
+        else:
+            alpha = ImageOps.invert(mask.convert("L"))  # white = painted = to change
+        if alpha.size != image.size:
+            alpha = alpha.resize(image.size, Image.Resampling.BILINEAR)
+        image.putalpha(alpha)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
+def thumbnail(path: Path, size: int) -> bytes:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        image.thumbnail((size, size))
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=85)
+        return buffer.getvalue()
