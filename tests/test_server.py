@@ -455,3 +455,19 @@ async def test_two_workers_run_two_graphs_at_once(start):
     assert statuses == ["interrupted", "success"]
     system = await (await client.get("/api/system")).json()
     assert system["workers"] == 2 and system["cache"]["max_bytes"] == 10**6
+
+
+async def test_example_workflows_are_served(aiohttp_client, tmp_path):
+    import json
+    from pathlib import Path
+
+    from graphflow.server.app import create_app
+
+    client = await aiohttp_client(create_app(db_path=tmp_path / "h.db"))
+    listing = await (await client.get("/api/workflows")).json()
+    assert "txt2img" in listing["workflows"]
+    served = await (await client.get("/api/workflows/txt2img")).json()
+    on_disk = json.loads((Path(__file__).parent.parent / "workflows" / "txt2img.json").read_text())
+    assert served == on_disk
+    assert (await client.get("/api/workflows/nope")).status == 404
+    assert (await client.get("/api/workflows/..%2Fpyproject")).status in (400, 404)

@@ -244,6 +244,24 @@ async def get_nodes(request):
     return json_response(_server(request).registry.catalogue())
 
 
+EXAMPLE_WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
+
+
+async def list_examples(request):
+    names = sorted(p.stem for p in EXAMPLE_WORKFLOWS.glob("*.json")) if EXAMPLE_WORKFLOWS.is_dir() else []
+    return json_response({"workflows": names})
+
+
+async def get_example(request):
+    name = request.match_info["name"]
+    if not name.replace("_", "").replace("-", "").isalnum():
+        return error_response(400, f"invalid workflow name {name!r}")
+    path = EXAMPLE_WORKFLOWS / f"{name}.json"
+    if not path.is_file():
+        return error_response(404, f"no example workflow named {name!r}")
+    return web.Response(text=path.read_text(encoding="utf-8"), content_type="application/json")
+
+
 async def post_run(request):
     server = _server(request)
     try:
@@ -605,6 +623,8 @@ def create_app(registry: Registry | None = None, db_path: str | Path | None = No
     r.add_get("/api/system", system)
     r.add_post("/api/runs", post_run)
     r.add_post("/api/workflow/convert", convert_workflow)
+    r.add_get("/api/workflows", list_examples)
+    r.add_get("/api/workflows/{name}", get_example)
     r.add_get("/api/queue", get_queue)
     r.add_delete("/api/queue", cancel_all)
     r.add_delete("/api/queue/{run_id}", cancel_run)

@@ -17,7 +17,7 @@ import {openImage} from "./lightbox.js";
 
 const WORKFLOW_KEY = "graphflow.workflow";
 const CLIENT_KEY = "graphflow.client_id";
-const DEFAULT_WORKFLOW = "/web/default_workflow.json";
+const DEFAULT_WORKFLOW = "/api/workflows/txt2img";  // workflows/txt2img.json, the README's main job
 
 const $ = (id) => document.getElementById(id);
 
