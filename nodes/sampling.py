@@ -26,9 +26,10 @@ def _preview_every(steps: int) -> int:
 class KSampler(Node):
     """Denoise a latent: from pure noise (txt2img, denoise 1.0) or part-way from an encoded
     image (img2img, denoise < 1). cfg scales how strongly the positive prompt is followed
-    against the negative: uncond + cfg * (cond - uncond). Same seed, settings and model give
-    the same image on any device. noise_mode "per_image" makes each image of a batch
-    independent of the batch size (ancestral/SDE samplers); "comfy" matches ComfyUI."""
+    against the negative: uncond + cfg * (cond - uncond). The starting noise comes from the
+    seed on the CPU, so it is the same on every device. Ancestral and SDE samplers add noise at
+    every step: noise_mode "comfy" draws it as ComfyUI does (one stream on the model's device);
+    "per_image" gives each image its own CPU stream, the same on any device and batch size."""
     category = "sampling"
     model: MODEL
     seed: int = Int(0, min=0, max=SEED_MAX)

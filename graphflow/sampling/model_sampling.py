@@ -1,0 +1,163 @@
+"""A discrete-time (DDPM) eps / v model seen as a k-diffusion denoiser D(x; sigma).
+
+The samplers work in k-diffusion's "sigma space" (Karras et al. 2022, "Elucidating the Design
+Space of Diffusion-Based Generative Models", sec. 2): x = x0 + sigma * eps, no signal scaling.
+A DDPM timestep t with cumulative alpha a_t corresponds to sigma_t = sqrt((1 - a_t) / a_t), and
+the UNet, trained on the variance-preserving x_vp = sqrt(a_t) x0 + sqrt(1 - a_t) eps, sees
+x_vp = x / sqrt(sigma^2 + 1) (the c_in scaling).
+
+Timestep lookup: ComfyUI feeds the UNet the NEAREST training timestep (argmin of
+|log sigma - log sigma_t|), an integer, even when the schedule's sigma lies between two table
+entries (`normal`, `karras`, ...). We do the same by default so imported graphs give ComfyUI's
+images; `quantize=False` gives k-diffusion's / diffusers' log-sigma interpolation instead
+(fractional timesteps), used to compare against diffusers' schedulers.
+"""
+
+import math
+
+import torch
+
+
+def append_dims(v: torch.Tensor, ndim: int) -> torch.Tensor:
+    """Broadcast a per-sample [B] (or scalar) tensor against an ndim-dimensional batch."""
+    return v.reshape(v.shape + (1,) * (ndim - v.ndim))
+
+
+def alphas_cumprod_from_betas(linear_start: float = 0.00085, linear_end: float = 0.012,
+                              num_timesteps: int = 1000, kind: str = "scaled_linear") -> torch.Tensor:
+    """LDM's beta schedules, computed in float64 as ComfyUI does (float32 here shifts sigma_max in
+    the 6th digit)."""
+    if kind == "scaled_linear":  # SD1/SD2/SDXL: linear in sqrt(beta)
+        betas = torch.linspace(linear_start ** 0.5, linear_end ** 0.5, num_timesteps, dtype=torch.float64) ** 2
+    elif kind == "linear":
+        betas = torch.linspace(linear_start, linear_end, num_timesteps, dtype=torch.float64)
+    else:
+        raise ValueError(f"unknown beta schedule {kind!r}; expected 'scaled_linear' or 'linear'")
+    return torch.cumprod(1.0 - betas, dim=0)
+
+
+class DiscreteSchedule:
+    """The sigma table of a model trained on discrete timesteps, plus its eps/v parametrisation.
+
+    sigmas: float32 [num_timesteps], increasing with t (SD: 0.029167 ... 14.614641).
+    """
+
+    def __init__(self, alphas_cumprod: torch.Tensor, prediction: str = "eps", sigma_data: float = 1.0):
+        if prediction not in ("eps", "v"):
+            raise ValueError(f"prediction must be 'eps' or 'v', got {prediction!r}")
+        alphas_cumprod = alphas_cumprod.to(torch.float64)
+        self.sigmas = (((1 - alphas_cumprod) / alphas_cumprod) ** 0.5).to(torch.float32)
+        self.log_sigmas = self.sigmas.log()
+        self.prediction = prediction
+        self.sigma_data = sigma_data
+        self._tables = {}
+
+    @classmethod
+    def from_betas(cls, linear_start: float = 0.00085, linear_end: float = 0.012, num_timesteps: int = 1000,
+                   kind: str = "scaled_linear", prediction: str = "eps") -> "DiscreteSchedule":
+        return cls(alphas_cumprod_from_betas(linear_start, linear_end, num_timesteps, kind), prediction)
+
+    @classmethod
+    def for_model(cls, model) -> "DiscreteSchedule":
+        """From a MODEL's `beta_schedule` (linear_start, linear_end, num_timesteps, kind) and `prediction`."""
+        b = model.beta_schedule
+        return cls.from_betas(b.linear_start, b.linear_end, b.num_timesteps,
+                              getattr(b, "kind", "scaled_linear"), model.prediction)
+
+    @property
+    def sigma_min(self) -> torch.Tensor:
+        return self.sigmas[0]
+
+    @property
+    def sigma_max(self) -> torch.Tensor:
+        return self.sigmas[-1]
+
+    def _log_sigmas(self, device: torch.device) -> torch.Tensor:
+        if device not in self._tables:
+            self._tables[device] = self.log_sigmas.to(device)
+        return self._tables[device]
+
+    def timestep(self, sigma: torch.Tensor, quantize: bool = True) -> torch.Tensor:
+        """The training timestep of each sigma, float32, same shape and device as `sigma`.
+        quantize=True: the nearest table entry in log sigma (ComfyUI); False: linear interpolation
+        between the two neighbouring entries in log sigma (k-diffusion, diffusers)."""
+        log_sigmas = self._log_sigmas(sigma.device)
+        log_sigma = sigma.float().log().reshape(-1)
+        # the two table entries around each sigma (log_sigmas increases with t)
+        high = torch.searchsorted(log_sigmas, log_sigma).clamp(1, len(log_sigmas) - 1)
+        low = high - 1
+        if quantize:  # the nearer one; ties go to the lower timestep, as an argmin over the table would
+            nearer_low = (log_sigma - log_sigmas[low]).abs() <= (log_sigma - log_sigmas[high]).abs()
+            return torch.where(nearer_low, low, high).reshape(sigma.shape).float()
+        w = ((log_sigma - log_sigmas[low]) / (log_sigmas[high] - log_sigmas[low])).clamp(0, 1)
+        return (low + w).reshape(sigma.shape)
+
+    def sigma(self, timestep: torch.Tensor | float) -> torch.Tensor:
+        """sigma at a (fractional) timestep: linear interpolation of log sigma between table entries."""
+        timestep = torch.as_tensor(timestep)
+        log_sigmas = self._log_sigmas(timestep.device)
+        t = timestep.float().clamp(0, len(log_sigmas) - 1)
+        low, high, w = t.floor().long(), t.ceil().long(), t.frac()
+        return ((1 - w) * log_sigmas[low] + w * log_sigmas[high]).exp()
+
+    def c_in(self, sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The UNet's input: x / sqrt(sigma^2 + sigma_data^2) (sigma space -> variance-preserving)."""
+        sigma = append_dims(sigma, x.ndim)
+        return x / (sigma ** 2 + self.sigma_data ** 2) ** 0.5
+
+    def denoised(self, sigma: torch.Tensor, model_output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The UNet's prediction -> x0 estimate.
+        eps: x - sigma * eps.
+        v (Salimans & Ho 2022, "Progressive Distillation", v = alpha eps - sigma_vp x0):
+           x * sd^2 / (sigma^2 + sd^2) - v * sigma * sd / sqrt(sigma^2 + sd^2)."""
+        sigma = append_dims(sigma, x.ndim)
+        if self.prediction == "eps":
+            return x - model_output * sigma
+        sd = self.sigma_data
+        return x * sd ** 2 / (sigma ** 2 + sd ** 2) - model_output * sigma * sd / (sigma ** 2 + sd ** 2) ** 0.5
+
+    def is_max_denoise(self, sigma0: torch.Tensor | float) -> bool:
+        """Whether sampling starts from pure noise (sigma0 at or above the table's top)."""
+        sigma0, sigma_max = float(sigma0), float(self.sigma_max)
+        return math.isclose(sigma0, sigma_max, rel_tol=1e-5) or sigma0 > sigma_max
+
+    def noise_scaling(self, sigma: torch.Tensor, noise: torch.Tensor, latent: torch.Tensor,
+                      max_denoise: bool = False) -> torch.Tensor:
+        """The sampler's starting point. From pure noise the latent (zero, or an image) has unit
+        prior variance, so x = latent + noise * sqrt(1 + sigma^2); at a lower start sigma
+        (img2img, inpainting's known region) x = latent + noise * sigma. The same for eps and v
+        models: both are sampled in the same sigma space, only the denoiser differs."""
+        sigma = torch.as_tensor(sigma, dtype=noise.dtype, device=noise.device)
+        if sigma.ndim:  # per-sample [B]
+            sigma = append_dims(sigma, noise.ndim)
+        if max_denoise:
+            noise = noise * torch.sqrt(1.0 + sigma ** 2.0)
+        else:
+            noise = noise * sigma
+        return noise + latent
+
+
+class ModelDenoiser:
+    """D(x; sigma) for a MODEL (graphflow.models.DiffusionModel or anything with `unet(x, t, context,
+    y)`, `dtype`, `prediction`, `beta_schedule`).
+
+    x stays float32; the UNet runs in the model's dtype and its output is cast back to float32.
+    `concat` (inpainting models: mask + masked-image latent) is appended to the c_in-scaled x,
+    unscaled, as ComfyUI and the LDM inpainting training do."""
+
+    def __init__(self, model, schedule: DiscreteSchedule | None = None, quantize_timesteps: bool = True):
+        self.model = model
+        self.schedule = schedule or DiscreteSchedule.for_model(model)
+        self.quantize_timesteps = quantize_timesteps
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
+                 y: torch.Tensor | None = None, concat: torch.Tensor | None = None) -> torch.Tensor:
+        xc = self.schedule.c_in(sigma, x)
+        if concat is not None:
+            xc = torch.cat([xc, concat.to(xc.device, xc.dtype)], dim=1)
+        dtype = self.model.dtype
+        t = self.schedule.timestep(sigma, self.quantize_timesteps).float()
+        output = self.model.unet(xc.to(dtype), t,
+                                 None if context is None else context.to(dtype),
+                                 None if y is None else y.to(dtype)).float()
+        return self.schedule.denoised(sigma, output, x)

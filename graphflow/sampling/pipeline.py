@@ -1,0 +1,248 @@
+"""The KSampler: `sample(...)` turns a LATENT into a denoised LATENT the way ComfyUI's KSampler /
+KSamplerAdvanced do, so imported graphs give the same images.
+
+Order of events (ComfyUI's):
+ 1. sigmas = the scheduler's for `steps` (dpm_2 / uni_pc: steps + 1 with the penultimate dropped;
+    denoise < 1: int(steps / denoise) steps, keep the last steps + 1); then end_step cuts the
+    tail (the last sigma set to 0 unless return_with_leftover_noise) and start_step the head.
+ 2. noise = seeded CPU noise for the whole batch (noise.initial_noise), zeros if add_noise is off.
+ 3. latent_image = the input latent, mapped into model space (latent_format.process_in) unless it
+    is all zeros (an empty latent stays 0 whatever the format's shift).
+ 4. x = latent_image + noise * sqrt(1 + sigma_0^2) when sigma_0 is the model's sigma_max (pure
+    noise), else latent_image + noise * sigma_0 (img2img, KSamplerAdvanced's later start).
+ 5. Each model call is CFG over the conditioning lists (guidance.py); with a "noise_mask" the
+    known region (mask 0) of x is first replaced by latent_image + noise * sigma and the known
+    region of the prediction by latent_image, so the sampler only ever changes the masked part.
+    ComfyUI's "ddim" (= euler) re-noises with fresh noise from seed + 1 instead.
+    9-channel inpainting models get [x, mask, masked-image latent] as input (the LDM/diffusers
+    layout); the mask is the noise mask rounded, the masked-image latent the input latent
+    (VAEEncodeForInpaint greys out the masked pixels before encoding), or per conditioning
+    "concat_mask" / "concat_latent_image" (InpaintModelConditioning's options).
+ 6. The result is mapped back (process_out) and returned on the CPU as float32.
+The UNet runs in the model's dtype on its device; x stays float32 between steps.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..context import NodeInputError
+from .guidance import CFGDenoiser, prepare_conds, repeat_to_batch
+from .model_sampling import DiscreteSchedule, ModelDenoiser
+from .noise import initial_noise, inpaint_noise
+from .preview import latent_preview
+from .samplers import DISCARD_PENULTIMATE_SIGMA, RANDOM_INPAINT_NOISE, SAMPLERS, STOCHASTIC_SAMPLERS
+from .schedules import SCHEDULERS, compute_sigmas
+
+NOISE_MODES = ("comfy", "per_image")
+
+# What an SD VAE encodes a mid-grey image to, in model space (scaled): the masked-image latent an
+# inpainting model sees when no mask is given (nothing known), as ComfyUI uses.
+BLANK_INPAINT_LATENT = (0.8223, -0.6876, 0.6364, 0.1380)
+
+
+def sample(model, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str,
+           positive: list, negative: list, latent: dict, denoise: float = 1.0,
+           start_step: int | None = None, end_step: int | None = None, add_noise: bool = True,
+           return_with_leftover_noise: bool = False, callback=None, preview_every: int = 1,
+           noise_mode: str = "comfy") -> dict:
+    """Sample a LATENT with a MODEL; returns a new LATENT dict (input keys kept, "samples" replaced).
+
+    KSampler = sample(..., denoise=d); KSamplerAdvanced = sample(..., start_step, end_step,
+    add_noise, return_with_leftover_noise) with denoise 1.
+    callback(payload) is called once per step with payload {"i": step index from 0,
+    "step": i + 1, "total": number of steps run, "sigma": float, "x": current model-space latent,
+    "denoised": the x0 estimate (model space), "preview": IMAGE [1, h, w, 3] or None}; raise in it
+    to interrupt. A preview is made every `preview_every` steps and at the last (0 / None: never).
+    noise_mode "comfy": noise added during sampling (ancestral / SDE samplers) as ComfyUI draws it
+    (one stream seeded with `seed`, on the model's device); "per_image": image i of the batch has
+    its own CPU stream seeded with seed + batch_index[i], independent of batch size and device.
+    """
+    if sampler_name not in SAMPLERS:
+        raise NodeInputError("sampler_name", f"unknown sampler {sampler_name!r}; expected one of {', '.join(SAMPLERS)}")
+    if scheduler not in SCHEDULERS:
+        raise NodeInputError("scheduler", f"unknown scheduler {scheduler!r}; expected one of {', '.join(SCHEDULERS)}")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise NodeInputError("steps", f"steps must be a whole number >= 1, got {steps!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise NodeInputError("seed", f"seed must be a whole number >= 0, got {seed!r}")
+    if not isinstance(cfg, (int, float)) or not math.isfinite(cfg):
+        raise NodeInputError("cfg", f"cfg must be a finite number, got {cfg!r}")
+    if not isinstance(denoise, (int, float)) or not 0.0 <= denoise <= 1.0:
+        raise NodeInputError("denoise", f"denoise must be between 0 and 1, got {denoise!r}")
+    for name, value in (("start_step", start_step), ("end_step", end_step)):
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise NodeInputError(name, f"{name} must be a whole number >= 0, got {value!r}")
+    if noise_mode not in NOISE_MODES:
+        raise NodeInputError("noise_mode", f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+    samples = _latent_samples(model, latent)
+
+    schedule = DiscreteSchedule.for_model(model)
+    sigmas = compute_sigmas(schedule, scheduler, steps, denoise,
+                            discard_penultimate=sampler_name in DISCARD_PENULTIMATE_SIGMA)
+    if end_step is not None and end_step < len(sigmas) - 1:
+        sigmas = sigmas[:end_step + 1].clone()
+        if not return_with_leftover_noise:
+            sigmas[-1] = 0
+    if start_step is not None:
+        if start_step < len(sigmas) - 1:
+            sigmas = sigmas[start_step:]
+        else:
+            return dict(latent)  # nothing left to do: ComfyUI returns the input latent
+    if len(sigmas) < 2:
+        return dict(latent)
+
+    batch_index = latent.get("batch_index")
+    if add_noise:
+        noise = initial_noise(samples, seed, batch_index)
+    else:
+        noise = torch.zeros(samples.shape, dtype=torch.float32)
+    out = dict(latent)
+    out["samples"] = sample_with_sigmas(
+        model, sigmas, noise, samples, positive, negative, cfg, sampler_name, seed,
+        noise_mask=latent.get("noise_mask"), batch_index=batch_index, callback=callback,
+        preview_every=preview_every, noise_mode=noise_mode, schedule=schedule)
+    return out
+
+
+def _latent_samples(model, latent) -> torch.Tensor:
+    if not isinstance(latent, dict) or "samples" not in latent:
+        raise NodeInputError("latent_image", "expected a LATENT: a dict with 'samples' [B, C, h, w]")
+    samples = latent["samples"]
+    if not torch.is_tensor(samples) or samples.ndim != 4:
+        raise NodeInputError("latent_image", f"LATENT 'samples' must be a [B, C, h, w] tensor, got "
+                                             f"{tuple(samples.shape) if torch.is_tensor(samples) else type(samples).__name__}")
+    channels = model.latent_format.channels
+    if samples.shape[1] != channels:
+        if torch.count_nonzero(samples) == 0:  # an empty latent made for another format: resize it
+            return torch.zeros(samples.shape[0], channels, *samples.shape[2:])
+        raise NodeInputError("latent_image", f"the latent has {samples.shape[1]} channels, the model expects {channels}")
+    return samples.float()
+
+
+def sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent_samples: torch.Tensor,
+                       positive: list, negative: list, cfg: float, sampler_name: str, seed: int, *,
+                       noise_mask: torch.Tensor | None = None, batch_index: list[int] | None = None,
+                       callback=None, preview_every: int = 1, noise_mode: str = "comfy",
+                       schedule: DiscreteSchedule | None = None) -> torch.Tensor:
+    """Run one sampler over given sigmas (steps 3-6 above). latent_samples: raw VAE latent;
+    noise: unit noise of the same shape (zeros for none). Returns the raw latent, CPU float32."""
+    schedule = schedule or DiscreteSchedule.for_model(model)
+    fmt = model.latent_format
+    device = model.device
+    with torch.no_grad():
+        sigmas = sigmas.to(device=device, dtype=torch.float32)
+        latent_image = latent_samples.to(device=device, dtype=torch.float32)
+        if torch.count_nonzero(latent_image) > 0:
+            latent_image = fmt.process_in(latent_image)
+        noise = noise.to(device=device, dtype=torch.float32)
+        shape = tuple(noise.shape)
+        denoise_mask = None if noise_mask is None else prepare_noise_mask(noise_mask, shape, device)
+
+        concat_fn = None
+        if model.in_channels != fmt.channels:
+            if model.in_channels != 2 * fmt.channels + 1:
+                raise NodeInputError("model", f"the model takes {model.in_channels} input channels; only "
+                                              f"{fmt.channels} (plain) or {2 * fmt.channels + 1} (inpainting) are supported")
+
+            def concat_fn(options):
+                return inpaint_concat(options, latent_image, denoise_mask, fmt, shape, device)
+
+        denoiser = CFGDenoiser(
+            ModelDenoiser(model, schedule),
+            prepare_conds(positive, model, shape, device, concat_fn=concat_fn),
+            prepare_conds(negative, model, shape, device, negative=True, concat_fn=concat_fn),
+            cfg)
+        if denoise_mask is not None:
+            blend_noise = inpaint_noise(shape, seed).to(device) if sampler_name in RANDOM_INPAINT_NOISE else noise
+            denoiser = MaskedDenoiser(denoiser, schedule, latent_image, blend_noise, denoise_mask)
+
+        x = schedule.noise_scaling(sigmas[0], noise, latent_image, schedule.is_max_denoise(sigmas[0]))
+        options = {}
+        if sampler_name in STOCHASTIC_SAMPLERS:
+            if noise_mode == "per_image":
+                indices = list(range(shape[0])) if batch_index is None else list(batch_index)
+                options["seed"] = [(seed + int(i)) % 2 ** 64 for i in indices]
+            else:
+                options["seed"] = seed
+        total = len(sigmas) - 1
+
+        def on_step(info):
+            if callback is None:
+                return
+            i = info["i"]
+            preview = None
+            if preview_every and (i % preview_every == 0 or i == total - 1):
+                preview = latent_preview(info["denoised"], fmt)
+            callback({"i": i, "step": i + 1, "total": total, "sigma": float(info["sigma"]),
+                      "x": info["x"], "denoised": info["denoised"], "preview": preview})
+
+        x = SAMPLERS[sampler_name](denoiser, x, sigmas, callback=on_step, **options)
+        return fmt.process_out(x.float()).cpu()
+
+
+def prepare_noise_mask(noise_mask: torch.Tensor, shape: tuple, device) -> torch.Tensor:
+    """LATENT noise_mask (any of [h, w], [B, h, w], [B, 1, h, w], any resolution) -> [B, C, h, w] at
+    the latent's size (bilinear), repeated over channels and batch."""
+    mask = noise_mask.float().reshape(-1, 1, noise_mask.shape[-2], noise_mask.shape[-1])
+    mask = F.interpolate(mask, size=shape[2:], mode="bilinear")
+    mask = mask.repeat(1, shape[1], 1, 1)
+    return repeat_to_batch(mask, shape[0]).to(device)
+
+
+def _resize_center(t: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Crop to the target's aspect ratio around the centre, then resize bilinearly."""
+    old_h, old_w = t.shape[-2:]
+    old_aspect, new_aspect = old_w / old_h, width / height
+    x0 = y0 = 0
+    if old_aspect > new_aspect:
+        x0 = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
+    elif old_aspect < new_aspect:
+        y0 = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
+    t = t[..., y0:old_h - y0, x0:old_w - x0]
+    return F.interpolate(t, size=(height, width), mode="bilinear")
+
+
+def inpaint_concat(options: dict, latent_image: torch.Tensor, denoise_mask: torch.Tensor | None,
+                   latent_format, shape: tuple, device) -> torch.Tensor:
+    """The 1 + C extra input channels of an inpainting UNet: [mask, masked-image latent]."""
+    batch, _, h, w = shape
+    masked_latent = latent_image
+    if options.get("concat_latent_image") is not None:
+        masked_latent = latent_format.process_in(options["concat_latent_image"].float().to(device))
+    if tuple(masked_latent.shape[-2:]) != (h, w):
+        masked_latent = _resize_center(masked_latent, h, w)
+    masked_latent = repeat_to_batch(masked_latent, batch)
+    mask = options.get("concat_mask", denoise_mask)
+    if mask is None:  # nothing known: all to inpaint over a grey image
+        blank = torch.tensor(BLANK_INPAINT_LATENT[:latent_image.shape[1]], device=device).reshape(1, -1, 1, 1)
+        return torch.cat([torch.ones(batch, 1, h, w, device=device), blank.expand(batch, -1, h, w)], dim=1)
+    mask = mask.float().to(device)
+    if mask.ndim == 4:
+        mask = mask[:, :1]
+    mask = mask.reshape(-1, 1, mask.shape[-2], mask.shape[-1])
+    if tuple(mask.shape[-2:]) != (h, w):
+        mask = _resize_center(mask, h, w)
+    mask = repeat_to_batch(mask.round(), batch)
+    return torch.cat([mask, masked_latent], dim=1)
+
+
+class MaskedDenoiser:
+    """Keeps a noise mask's known region (mask 0) on the input latent: before each model call the
+    known region of x is set to latent + noise * sigma (the latent noised to the current level),
+    after it the known region of the prediction is set to the latent."""
+
+    def __init__(self, denoiser, schedule: DiscreteSchedule, latent_image: torch.Tensor, noise: torch.Tensor,
+                 mask: torch.Tensor):
+        self.denoiser = denoiser
+        self.schedule = schedule
+        self.latent_image = latent_image
+        self.noise = noise
+        self.mask = mask
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **extra_args) -> torch.Tensor:
+        keep = 1.0 - self.mask
+        x = x * self.mask + self.schedule.noise_scaling(sigma, self.noise, self.latent_image) * keep
+        denoised = self.denoiser(x, sigma, **extra_args)
+        return denoised * self.mask + self.latent_image * keep
