@@ -1,7 +1,6 @@
 """Latent-space diagnostics: see how a VAE uses its latent space (the math is in graphflow.diagnostics)."""
 
 import json
-import math
 
 import torch
 
@@ -76,8 +75,8 @@ class VAELogVarMap(Node):
             raise NodeInputError("image", f"needs at least {f}x{f} pixels, got {images.shape[2]}x{images.shape[1]}")
         logvar_sheets, mean_sheets, reports = [], [], []
         for i in range(images.shape[0]):
-            progress(i, images.shape[0])
             mean, lv = (t[0] for t in self.vae.encode_posterior(images[i:i + 1]))
+            progress(i + 1, images.shape[0])
             magnitude, _ = logvar.anomaly_map(lv)
             top = logvar.anomalies(lv, 1)[0]
             tiles = [heatmaps.labelled_tile(lv[c], f"logvar c{c}") for c in range(lv.shape[0])]
@@ -140,7 +139,7 @@ class VAESensitivityMap(Node):
                                    marks=(result.location(),))
         median = result.median
         top = [{"row": loc.row, "col": loc.col, "effect": loc.effect,
-                "x_median": loc.effect / median if median > 0 else math.inf} for loc in result.top(self.top_k)]
+                "x_median": loc.effect / median if median > 0 else None} for loc in result.top(self.top_k)]
         report = result.report(self.top_k, self.vae.downscale)
         show(text=[report])
         return heatmap, heatmaps.from_pil(overlay)[None], json.dumps(top), float(result.black_hole_score), report
@@ -212,9 +211,11 @@ class ImageDifference(Node):
     def run(self):
         a, b = _image(self.image_a, "image_a"), _image(self.image_b, "image_b")
         if a.shape[1:] != b.shape[1:]:
-            raise NodeInputError("image_b", f"size {b.shape[2]}x{b.shape[1]} differs from image_a's {a.shape[2]}x{a.shape[1]}")
+            raise NodeInputError("image_b", f"size {b.shape[2]}x{b.shape[1]} differs from image_a's "
+                                            f"{a.shape[2]}x{a.shape[1]}")
         if a.shape[0] != b.shape[0] and 1 not in (a.shape[0], b.shape[0]):
-            raise NodeInputError("image_b", f"batch of {b.shape[0]} doesn't match image_a's {a.shape[0]} (nor is one 1)")
+            raise NodeInputError("image_b", f"batch of {b.shape[0]} doesn't match image_a's {a.shape[0]} "
+                                            "(nor is one of them 1)")
         if min(a.shape[1:3]) < 11:
             raise NodeInputError("image_a", "SSIM needs images of at least 11x11 pixels")
         psnr = image_metrics.psnr(a, b)
@@ -227,7 +228,7 @@ class ImageDifference(Node):
                 raise NodeInputError("lpips", str(e)) from None
         a, b = torch.broadcast_tensors(a, b)
         diff = (a - b).abs().mean(dim=3)
-        tiles = [heatmaps.labelled_tile(d, "|a - b|", lo=0.0, hi=max(d.max().item(), 1e-6), min_size=max(d.shape))
+        tiles = [heatmaps.labelled_tile(d, "|a - b|", lo=0.0, hi=max(d.max().item(), 1e-6))
                  for d in diff]
         lines = []
         for i in range(diff.shape[0]):
