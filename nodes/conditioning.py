@@ -11,9 +11,10 @@ MAX_SIZE = 16384
 
 
 class CLIPEncode(Node):
-    """Encode a prompt with the text encoder. Long prompts are split into 77-token windows;
-    (word:1.3) weights a part, (word) is 1.1 and [word] 0.9. clip_skip -1 uses the last
-    layer, -2 the one before it; 0 keeps the model's default (SD2 and SDXL: -2)."""
+    """Encode a prompt with the text encoder. Long prompts are split into 77-token windows.
+    (word:1.3) weights a part and (word) is 1.1, as in ComfyUI; \\( is a literal bracket and
+    [word] is plain text. clip_skip -1 uses the last layer, -2 the one before it; 0 keeps the
+    model's default (SD2 and SDXL: -2)."""
     category = "conditioning"
     text: str = Text("", multiline=True)
     clip: CLIP

@@ -13,6 +13,7 @@ open_clip at run time.
 
 import argparse
 import gzip
+import importlib.util
 import json
 from pathlib import Path
 
@@ -47,9 +48,11 @@ def build_vocab(bpe_gz: Path) -> tuple[dict[str, int], list[str]]:
 
 
 def default_source() -> Path:
-    import open_clip  # noqa: PLC0415 - tool-only dependency
-
-    return Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
+    """open_clip's copy, located without importing the (slow to import) package."""
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None:
+        raise SystemExit("open_clip_torch is not installed: pip install open_clip_torch, or pass --source")
+    return Path(spec.submodule_search_locations[0]) / "bpe_simple_vocab_16e6.txt.gz"
 
 
 def main() -> None:

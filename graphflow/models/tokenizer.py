@@ -18,12 +18,10 @@ the reference tokenizer's.
 """
 
 import html
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import ftfy
 
 VOCAB_DIR = Path(__file__).parent / "clip_vocab"
 BOS, EOS = 49406, 49407
@@ -44,6 +42,8 @@ def clip_bpe():
 
 
 def clean_text(text: str) -> str:
+    import ftfy  # imported on first use: only prompt cleaning needs it
+
     text = html.unescape(html.unescape(ftfy.fix_text(text)))
     return " ".join(text.split()).lower()
 

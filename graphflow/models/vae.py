@@ -109,9 +109,10 @@ class AttnBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         t = self.norm(x)
-        q, k, v = (conv(t).reshape(b, 1, c, h * w).transpose(2, 3) for conv in (self.q, self.k, self.v))
-        out = F.scaled_dot_product_attention(q, k, v)
-        return x + self.proj_out(out.transpose(2, 3).reshape(b, c, h, w))
+        # [b, 1 head, h*w tokens, c]; views in both NCHW and channels-last layouts
+        q, k, v = (conv(t).flatten(2).transpose(1, 2)[:, None] for conv in (self.q, self.k, self.v))
+        out = F.scaled_dot_product_attention(q, k, v)[:, 0]
+        return x + self.proj_out(out.transpose(1, 2).reshape(b, c, h, w))
 
 
 class Downsample(nn.Module):
@@ -217,17 +218,23 @@ class AutoencoderKL(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixels [B, 3, H, W] in -1..1 -> posterior (mean, logvar), each [B, C, H/8, W/8]."""
-        moments = self.encoder(x)
+        moments = self.encoder(_fast_layout(x))
         if self.config.use_quant_conv:
             moments = self.quant_conv(moments)
-        mean, logvar = moments.chunk(2, dim=1)
+        mean, logvar = moments.contiguous().chunk(2, dim=1)
         return mean, logvar.clamp(-30.0, 20.0)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Raw latent [B, C, h, w] -> pixels [B, 3, 8h, 8w], roughly -1..1 (not clamped)."""
+        z = _fast_layout(z)
         if self.config.use_quant_conv:
             z = self.post_quant_conv(z)
-        return self.decoder(z)
+        return self.decoder(z).contiguous()
+
+
+def _fast_layout(x: torch.Tensor) -> torch.Tensor:
+    # oneDNN convolutions run faster on NHWC activations (measured on CPU; CUDA left as it is)
+    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
 
 
 class VAE:
@@ -293,10 +300,11 @@ class VAE:
         x = self._pixels_in(image)
         try:
             mean, logvar = self.module.encode(x)
+            return mean.float().cpu(), logvar.float().cpu()
         except OutOfMemoryError:
-            _free_memory()
-            return self.encode_posterior_tiled(image)
-        return mean.float().cpu(), logvar.float().cpu()
+            pass  # leave the except block first so the failed attempt's tensors can be freed
+        del x
+        return _smaller_tiles_until_it_fits(lambda tile: self.encode_posterior_tiled(image, tile, tile // 8))
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         """IMAGE [B, H, W, 3] 0..1 -> raw latent (the posterior mean) [B, C, H/8, W/8]."""
@@ -319,11 +327,11 @@ class VAE:
         """Raw latent [B, C, h, w] -> IMAGE [B, 8h, 8w, 3] 0..1; tiles by itself when memory runs out."""
         z = self._latent_in(latent)
         try:
-            x = self.module.decode(z)
+            return self._pixels_out(self.module.decode(z))
         except OutOfMemoryError:
-            _free_memory()
-            return self.decode_tiled(latent)
-        return self._pixels_out(x)
+            pass  # leave the except block first so the failed attempt's tensors can be freed
+        del z
+        return _smaller_tiles_until_it_fits(lambda tile: self.decode_tiled(latent, tile, tile // 8))
 
     @torch.no_grad()
     def decode_tiled(self, latent: torch.Tensor, tile_size: int = 512, overlap: int = 64) -> torch.Tensor:
@@ -337,6 +345,14 @@ class VAE:
 Autoencoder = VAE  # the name CONTRACTS.md uses for the socket
 
 
-def _free_memory():
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+def _smaller_tiles_until_it_fits(run, tile_px: int = 512, smallest_px: int = 64):
+    """run(tile_size) with tiles of 512, 256, 128, 64 pixels until one fits in memory."""
+    while True:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        try:
+            return run(tile_px)
+        except OutOfMemoryError:
+            if tile_px <= smallest_px:
+                raise
+        tile_px //= 2

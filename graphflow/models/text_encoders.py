@@ -1,0 +1,377 @@
+"""CLIP text encoders of SD1 / SD2 / SDXL and the CLIP socket (`TextEncoder`).
+
+Each CLIP "tower" is a transformers CLIPTextModel (or CLIPTextModelWithProjection where the
+checkpoint holds OpenCLIP's text_projection). Towers and how real pipelines read them:
+
+    arch          towers (checkpoint prefix)                               output            pooled
+    sd1           clip_l  cond_stage_model.transformer.text_model.         last layer + LN   clip_l EOS state
+    sd2           clip_h  cond_stage_model.model.            (OpenCLIP)    penultimate + LN  clip_h projected
+    sdxl          clip_l  conditioner.embedders.0.transformer.text_model.  penultimate       -
+                  clip_g  conditioner.embedders.1.model.     (OpenCLIP)    penultimate       clip_g projected
+    sdxl_refiner  clip_g  conditioner.embedders.0.model.     (OpenCLIP)    penultimate       clip_g projected
+
+SDXL concatenates clip_l (768) and clip_g (1280) states into 2048 channels. The pooled output
+always comes from the final layer through the final layer norm (and projection), whatever the
+clip skip. `clip_skip` (ComfyUI's stop_at_clip_layer) picks hidden_states[clip_skip]: -1 the
+last layer, -2 the penultimate. SD1/SD2 apply the final layer norm to the picked layer (as
+ComfyUI, A1111, diffusers and SD2's FrozenOpenCLIPEmbedder do); SDXL does not (as SDXL's
+original embedders, ComfyUI and diffusers do).
+
+Prompt weights follow ComfyUI: the empty prompt is encoded alongside, and a token of weight w
+becomes empty + (z - empty) * w at its position; pooled comes from the first window, unweighted.
+
+OpenCLIP checkpoints store the text transformer in open_clip's names (resblocks, fused
+in_proj q/k/v, text_projection as a [width, dim] matrix); `openclip_to_hf` maps them onto
+transformers' names, `hf_to_openclip` back.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+from .tokenizer import BOS, EOS, WINDOW, TokenWindows, empty_window, tokenize_prompt
+
+HF, OPENCLIP = "hf", "openclip"
+
+
+@dataclass(frozen=True)
+class TowerSpec:
+    """Where a tower lives in a single-file checkpoint and how it is read."""
+
+    name: str  # clip_l | clip_h | clip_g
+    prefix: str
+    layout: str  # HF (transformers' names below text_model.) or OPENCLIP
+    pad_token: int  # SD1's CLIP-L pads with EOS, OpenCLIP with 0
+    hidden_act: str  # not visible in weights: OpenAI CLIP-L uses quick_gelu, OpenCLIP gelu
+
+
+CLIP_L = dict(name="clip_l", layout=HF, pad_token=EOS, hidden_act="quick_gelu")
+OPEN_CLIP = dict(layout=OPENCLIP, pad_token=0, hidden_act="gelu")
+
+ARCH_TOWERS: dict[str, tuple[TowerSpec, ...]] = {
+    "sd1": (TowerSpec(prefix="cond_stage_model.transformer.text_model.", **CLIP_L),),
+    "sd2": (TowerSpec(name="clip_h", prefix="cond_stage_model.model.", **OPEN_CLIP),),
+    "sdxl": (TowerSpec(prefix="conditioner.embedders.0.transformer.text_model.", **CLIP_L),
+             TowerSpec(name="clip_g", prefix="conditioner.embedders.1.model.", **OPEN_CLIP)),
+    "sdxl_refiner": (TowerSpec(name="clip_g", prefix="conditioner.embedders.0.model.", **OPEN_CLIP),),
+}
+DEFAULT_CLIP_SKIP = {"sd1": -1, "sd2": -2, "sdxl": -2, "sdxl_refiner": -2}
+LAYER_NORM_HIDDEN = {"sd1": True, "sd2": True, "sdxl": False, "sdxl_refiner": False}
+
+
+# -- key layouts -------------------------------------------------------------------------------
+# Keys below are relative to the tower: HF names as transformers' CLIPTextModelWithProjection
+# has them ("text_model.encoder.layers.0...", "text_projection.weight").
+
+_OPENCLIP_BLOCK = {"ln_1": "layer_norm1", "ln_2": "layer_norm2", "attn.out_proj": "self_attn.out_proj",
+                   "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2"}
+_OPENCLIP_TOP = {"token_embedding.weight": "text_model.embeddings.token_embedding.weight",
+                 "positional_embedding": "text_model.embeddings.position_embedding.weight",
+                 "ln_final.weight": "text_model.final_layer_norm.weight",
+                 "ln_final.bias": "text_model.final_layer_norm.bias"}
+OPENCLIP_IGNORED = ("logit_scale", "attn_mask")  # not part of the text transformer's computation
+
+
+def openclip_key_map(key: str) -> list[tuple[str, object]]:
+    """OpenCLIP key -> [(HF key, op)], op: None (as is), "T" (transpose) or i (the i-th third of
+    a fused q/k/v tensor). [] for keys that carry nothing we use; KeyError for unknown keys."""
+    if key in _OPENCLIP_TOP:
+        return [(_OPENCLIP_TOP[key], None)]
+    if key == "text_projection":
+        return [("text_projection.weight", "T")]
+    if key in OPENCLIP_IGNORED:
+        return []
+    parts = key.split(".")
+    if len(parts) >= 5 and parts[:2] == ["transformer", "resblocks"]:
+        layer, rest = parts[2], ".".join(parts[3:])
+        base = f"text_model.encoder.layers.{layer}."
+        if rest in ("attn.in_proj_weight", "attn.in_proj_bias"):
+            kind = rest.rsplit("_", 1)[1]
+            return [(f"{base}self_attn.{p}_proj.{kind}", i) for i, p in enumerate("qkv")]
+        module, param = rest.rsplit(".", 1)
+        if module in _OPENCLIP_BLOCK:
+            return [(f"{base}{_OPENCLIP_BLOCK[module]}.{param}", None)]
+    raise KeyError(key)
+
+
+def _apply(op, t):
+    if op is None:
+        return t
+    if op == "T":
+        return t.T.contiguous() if isinstance(t, torch.Tensor) else tuple(reversed(t))
+    if isinstance(t, torch.Tensor):
+        n = t.shape[0] // 3
+        return t[op * n:(op + 1) * n]
+    return (t[0] // 3, *t[1:])
+
+
+def hf_key_map(key: str) -> list[tuple[str, object]]:
+    """Key below `...transformer.text_model.` (SD1/SDXL CLIP-L) -> [(HF key, op)]."""
+    if key == "embeddings.position_ids":  # a buffer some files carry (sometimes corrupted): rebuilt
+        return []
+    if key.startswith("text_projection"):
+        return [(key, None)]
+    return [("text_model." + key, None)]
+
+
+def tower_key_map(layout: str) -> Callable[[str], list[tuple[str, object]]]:
+    return openclip_key_map if layout == OPENCLIP else hf_key_map
+
+
+def to_hf_shapes(shapes: dict[str, tuple], layout: str) -> dict[str, tuple]:
+    """Tower shapes in HF names. Raises KeyError naming the first unknown key."""
+    key_map, out = tower_key_map(layout), {}
+    for key, shape in shapes.items():
+        for hf_key, op in key_map(key):
+            out[hf_key] = _apply(op, tuple(shape))
+    return out
+
+
+def hf_to_openclip(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """transformers CLIPTextModel(WithProjection) state (text_model.* names) -> OpenCLIP names."""
+    reverse = {v: k for k, v in _OPENCLIP_TOP.items()}
+    out, qkv = {}, {}
+    for key, t in state.items():
+        key = key if key.startswith(("text_model.", "text_projection")) else "text_model." + key
+        if key in reverse:
+            out[reverse[key]] = t
+        elif key == "text_projection.weight":
+            out["text_projection"] = t.T.contiguous()
+        elif key.startswith("text_model.encoder.layers."):
+            layer, rest = key[len("text_model.encoder.layers."):].split(".", 1)
+            base = f"transformer.resblocks.{layer}."
+            module, param = rest.rsplit(".", 1)
+            if module in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"):
+                qkv.setdefault((base, param), {})[module[-6]] = t
+            else:
+                inverse = {v: k for k, v in _OPENCLIP_BLOCK.items()}
+                out[f"{base}{inverse[module]}.{param}"] = t
+        elif key != "text_model.embeddings.position_ids":
+            raise KeyError(key)
+    for (base, param), parts in qkv.items():
+        out[f"{base}attn.in_proj_{param}"] = torch.cat([parts["q"], parts["k"], parts["v"]])
+    return out
+
+
+# -- configs -----------------------------------------------------------------------------------
+
+def clip_config_from_shapes(hf_shapes: dict[str, tuple], hidden_act: str, overrides: dict | None = None) -> CLIPTextConfig:
+    """CLIPTextConfig from HF-named shapes. Heads are not visible in weights: hidden/64 (CLIP's
+    convention, at least 1) unless `overrides` (checkpoint metadata) say otherwise."""
+    try:
+        vocab, hidden = hf_shapes["text_model.embeddings.token_embedding.weight"]
+        positions = hf_shapes["text_model.embeddings.position_embedding.weight"][0]
+        intermediate = hf_shapes["text_model.encoder.layers.0.mlp.fc1.weight"][0]
+    except KeyError as e:
+        raise ValueError(f"text encoder weights lack {e.args[0]}") from None
+    layers = 1 + max(int(k.split(".")[3]) for k in hf_shapes if k.startswith("text_model.encoder.layers."))
+    projection = hf_shapes.get("text_projection.weight")
+    values = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate,
+                  num_hidden_layers=layers, num_attention_heads=max(1, hidden // 64),
+                  max_position_embeddings=positions, hidden_act=hidden_act, layer_norm_eps=1e-5,
+                  projection_dim=projection[0] if projection else hidden,
+                  bos_token_id=BOS, eos_token_id=EOS, pad_token_id=1)
+    values.update(overrides or {})
+    if values["vocab_size"] <= EOS:
+        raise ValueError(f"text encoder vocabulary has {values['vocab_size']} tokens; CLIP's tokenizer needs {EOS + 1}")
+    if values["max_position_embeddings"] < WINDOW:
+        raise ValueError(f"text encoder has {values['max_position_embeddings']} positions; prompts come in {WINDOW}-token windows")
+    if values["hidden_size"] % values["num_attention_heads"]:
+        raise ValueError(f"hidden size {values['hidden_size']} is not divisible by {values['num_attention_heads']} heads")
+    return CLIPTextConfig(**values)
+
+
+def build_tower_module(config: CLIPTextConfig, projection: bool) -> nn.Module:
+    """The transformers model for a config, with parameters on the meta device (no init cost)."""
+    with torch.device("meta"):
+        return CLIPTextModelWithProjection(config) if projection else CLIPTextModel(config)
+
+
+def text_transformer(model: nn.Module) -> nn.Module:
+    """The module holding embeddings/encoder/final_layer_norm (transformers >= 5.6 flattened
+    CLIPTextModel; CLIPTextModelWithProjection and older versions wrap it as .text_model)."""
+    return model.text_model if hasattr(model, "text_model") else model
+
+
+def load_tower_weights(model: nn.Module, hf_state: dict[str, torch.Tensor]) -> None:
+    """Assign HF-named tensors (text_model.*, text_projection.weight) into a meta-built model
+    without copying, then rebuild the position_ids buffer. Raises ValueError on a key mismatch."""
+    inner = text_transformer(model)
+    inner_state = {k[len("text_model."):]: v for k, v in hf_state.items() if k.startswith("text_model.")}
+    missing, unexpected = [], [k for k in hf_state if not k.startswith(("text_model.", "text_projection."))]
+    result = inner.load_state_dict(inner_state, strict=False, assign=True)
+    missing += ["text_model." + k for k in result.missing_keys]
+    unexpected += ["text_model." + k for k in result.unexpected_keys]
+    if hasattr(model, "text_projection"):
+        if "text_projection.weight" in hf_state:
+            model.text_projection.load_state_dict({"weight": hf_state["text_projection.weight"]}, assign=True)
+        else:
+            missing.append("text_projection.weight")
+    elif "text_projection.weight" in hf_state:
+        unexpected.append("text_projection.weight")
+    if missing or unexpected:
+        raise ValueError(f"text encoder weights do not fit the model: missing {missing[:6]}, unexpected {unexpected[:6]}")
+    device = inner.embeddings.token_embedding.weight.device
+    positions = inner.embeddings.position_embedding.weight.shape[0]
+    inner.embeddings.position_ids = torch.arange(positions, device=device).expand(1, -1)
+    model.requires_grad_(False)
+    model.eval()
+
+
+# -- towers and the CLIP socket ----------------------------------------------------------------
+
+class ClipTower:
+    """One CLIP text transformer and the token conventions of its checkpoint."""
+
+    def __init__(self, spec: TowerSpec, model: nn.Module):
+        self.spec = spec
+        self.model = model
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def transformer(self) -> nn.Module:
+        return text_transformer(self.model)
+
+    @property
+    def num_layers(self) -> int:
+        return self.model.config.num_hidden_layers
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.hidden_size
+
+    @property
+    def projection(self) -> nn.Linear | None:
+        return getattr(self.model, "text_projection", None)
+
+    def with_model(self, model: nn.Module) -> "ClipTower":
+        return ClipTower(self.spec, model)
+
+    @torch.no_grad()
+    def run(self, ids: list[list[int]], clip_skip: int, layer_norm_hidden: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token windows [N][77] -> (hidden states [N, 77, D], pooled [N, P]), float32 on CPU."""
+        device = self.transformer.embeddings.token_embedding.weight.device
+        tokens = torch.tensor(ids, dtype=torch.long, device=device)
+        out = self.transformer(input_ids=tokens, output_hidden_states=True)
+        hidden = out.hidden_states[clip_skip]
+        if layer_norm_hidden:
+            hidden = self.transformer.final_layer_norm(hidden)
+        pooled = out.pooler_output
+        if self.projection is not None:
+            pooled = self.projection(pooled)
+        return hidden.float().cpu(), pooled.float().cpu()
+
+
+class TextEncoder:
+    """The CLIP socket: prompt -> (cond [1, 77*k, D], pooled [1, P]).
+
+    `clip_skip` None means the architecture's default (-1 for SD1, -2 for SD2/SDXL);
+    `with_clip_skip` gives a new encoder sharing the weights (ComfyUI's CLIPSetLastLayer)."""
+
+    def __init__(self, arch: str, towers: list[ClipTower], clip_skip: int | None = None):
+        if arch not in ARCH_TOWERS:
+            raise ValueError(f"unknown architecture {arch!r}; expected one of {tuple(ARCH_TOWERS)}")
+        self.arch = arch
+        self.towers = list(towers)
+        self.clip_skip = DEFAULT_CLIP_SKIP[arch] if clip_skip is None else clip_skip
+        self._check_clip_skip(self.clip_skip)
+
+    def _check_clip_skip(self, clip_skip: int) -> None:
+        layers = min(t.num_layers for t in self.towers)
+        if not isinstance(clip_skip, int) or not -layers <= clip_skip <= -1:
+            raise ValueError(f"clip_skip must be an integer from -1 (last layer) to -{layers}, got {clip_skip!r}")
+
+    def with_clip_skip(self, clip_skip: int) -> "TextEncoder":
+        return TextEncoder(self.arch, self.towers, clip_skip)
+
+    def with_towers(self, towers: list[ClipTower]) -> "TextEncoder":
+        return TextEncoder(self.arch, towers, self.clip_skip)
+
+    def tower(self, name: str) -> ClipTower:
+        for t in self.towers:
+            if t.name == name:
+                return t
+        raise KeyError(f"this {self.arch} text encoder has no {name} tower (has {[t.name for t in self.towers]})")
+
+    @property
+    def output_dim(self) -> int:
+        return sum(t.hidden_size for t in self.towers)
+
+    @property
+    def device(self) -> torch.device:
+        return self.towers[0].transformer.embeddings.token_embedding.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.towers[0].transformer.embeddings.token_embedding.weight.dtype
+
+    def to(self, device=None, dtype=None) -> "TextEncoder":
+        for t in self.towers:
+            t.model.to(device=device, dtype=dtype)
+        return self
+
+    def tokenize(self, prompt: str) -> dict[str, TokenWindows]:
+        return {t.name: tokenize_prompt(prompt, t.spec.pad_token) for t in self.towers}
+
+    def encode(self, prompt: str, clip_skip: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
+        clip_skip = self.clip_skip if clip_skip is None else clip_skip
+        self._check_clip_skip(clip_skip)
+        layer_norm = LAYER_NORM_HIDDEN[self.arch]
+        conds, pooled = [], None
+        for tower in self.towers:
+            windows = tokenize_prompt(prompt, tower.spec.pad_token)
+            cond, tower_pooled = _encode_windows(tower, windows, clip_skip, layer_norm)
+            conds.append(cond)
+            pooled = tower_pooled  # the last tower's: clip_g for SDXL
+        length = min(c.shape[1] for c in conds)
+        return torch.cat([c[:, :length] for c in conds], dim=-1), pooled
+
+
+def _encode_windows(tower: ClipTower, windows: TokenWindows, clip_skip: int, layer_norm: bool):
+    weighted = windows.has_weights
+    ids = windows.ids + ([empty_window(tower.spec.pad_token)] if weighted else [])
+    hidden, pooled = tower.run(ids, clip_skip, layer_norm)
+    k = len(windows.ids)
+    z = hidden[:k]
+    if weighted:
+        w = torch.tensor(windows.weights, dtype=torch.float32)[..., None]
+        empty = hidden[k:]
+        z = torch.where(w != 1.0, (z - empty) * w + empty, z)
+    return z.reshape(1, -1, z.shape[-1]), pooled[:1]
+
+
+def tower_from_weights(spec: TowerSpec, shapes: dict[str, tuple], get_tensor: Callable[..., torch.Tensor],
+                       device: torch.device, dtype: torch.dtype, overrides: dict | None = None) -> ClipTower:
+    """Build a tower from tower-relative checkpoint keys (prefix already stripped), one tensor at
+    a time: `get_tensor(key, device, dtype)` reads it cast and moved; OpenCLIP tensors are then
+    split/transposed, and everything is assigned into a meta-built model."""
+    overrides = dict(overrides or {})
+    hidden_act = overrides.pop("hidden_act", spec.hidden_act)
+    known = set(CLIPTextConfig().to_dict())
+    unknown = set(overrides) - known
+    if unknown:
+        raise ValueError(f"unknown text encoder config fields {sorted(unknown)}")
+    key_map = tower_key_map(spec.layout)
+    hf_shapes = to_hf_shapes(shapes, spec.layout)
+    config = clip_config_from_shapes(hf_shapes, hidden_act, overrides)
+    model = build_tower_module(config, projection="text_projection.weight" in hf_shapes)
+    state = {}
+    for key in shapes:
+        targets = key_map(key)
+        if not targets:
+            continue
+        tensor = get_tensor(key, device, dtype)
+        for hf_key, op in targets:
+            state[hf_key] = _apply(op, tensor).contiguous()
+        del tensor
+    load_tower_weights(model, state)
+    return ClipTower(spec, model)
+

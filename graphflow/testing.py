@@ -1,0 +1,222 @@
+"""Random-weight model files in the real layouts, for tests and benchmarks (no downloads).
+
+    write_checkpoint(path, "sdxl")                  # tiny SDXL single-file checkpoint, a few MB
+    write_checkpoint(path, "sd1", scaled_down=False, components=("text",))   # real-size CLIP-L only
+    write_lora(path, "sd1", rank=4)                 # kohya-style LoRA fitting write_checkpoint's model
+    write_vae(path)                                 # standalone LDM VAE
+
+Architectures: sd1, sd1_inpaint, sd2 (eps), sd2_v (v-prediction, marked in metadata), sdxl,
+sdxl_refiner. Keys, shapes and text-encoder layouts are those of the real checkpoints (CLIP-L
+in transformers' names, OpenCLIP towers with fused in_proj and a [width, dim] text_projection,
+SD1's int64 position_ids buffer, OpenCLIP's logit_scale). Scaled-down models keep the real
+vocabulary (49408 tokens, so the real tokenizer works) and shrink everything else; their head
+counts follow the loaders' conventions, so a file's detected configuration is what wrote it.
+Weights are Gaussian, scaled by 1/sqrt(fan_in) so activations stay O(1); norm weights near 1.
+"""
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from transformers import CLIPTextConfig
+
+from .models.checkpoint import UNET_PREFIX, VAE_PREFIX, config_metadata
+from .models.text_encoders import ARCH_TOWERS, HF, build_tower_module, hf_to_openclip
+from .models.unet import UNet, UNetConfig
+from .models.vae import AutoencoderKL, VAEConfig
+
+ARCHS = ("sd1", "sd1_inpaint", "sd2", "sd2_v", "sdxl", "sdxl_refiner")
+SIZE_EMBEDDING = 256  # SDXL embeds each size/crop/aesthetic number in 256 channels
+
+# (hidden, layers, intermediate, projection dim or None)
+TEXT_FULL = {"clip_l": (768, 12, 3072, None), "clip_h": (1024, 24, 4096, 1024), "clip_g": (1280, 32, 5120, 1280)}
+TEXT_TINY = {"clip_l": (64, 2, 256, None), "clip_h": (128, 3, 512, 128), "clip_g": (128, 3, 512, 128)}
+HIDDEN_ACT = {"clip_l": "quick_gelu", "clip_h": "gelu", "clip_g": "gelu"}
+PROJECTED = {"clip_l": False, "clip_h": True, "clip_g": True}  # OpenCLIP towers carry text_projection
+
+
+def base_arch(arch: str) -> str:
+    if arch not in ARCHS:
+        raise ValueError(f"unknown test architecture {arch!r}; expected one of {ARCHS}")
+    return {"sd1_inpaint": "sd1", "sd2_v": "sd2"}.get(arch, arch)
+
+
+def text_config(tower: str, scaled_down: bool = True) -> CLIPTextConfig:
+    hidden, layers, intermediate, projection = (TEXT_TINY if scaled_down else TEXT_FULL)[tower]
+    return CLIPTextConfig(vocab_size=49408, hidden_size=hidden, intermediate_size=intermediate,
+                          num_hidden_layers=layers, num_attention_heads=max(1, hidden // 64),
+                          max_position_embeddings=77, hidden_act=HIDDEN_ACT[tower], layer_norm_eps=1e-5,
+                          projection_dim=projection or hidden, bos_token_id=49406, eos_token_id=49407, pad_token_id=1)
+
+
+def unet_config(arch: str, scaled_down: bool = True) -> UNetConfig:
+    base = base_arch(arch)
+    towers = TEXT_TINY if scaled_down else TEXT_FULL
+    context = sum(towers[s.name][0] for s in ARCH_TOWERS[base])
+    pooled = towers["clip_g"][3]
+    in_channels = 9 if arch == "sd1_inpaint" else 4
+    if not scaled_down:
+        if base == "sd1":
+            return UNetConfig(in_channels=in_channels, context_dim=768, num_heads=8, num_head_channels=-1)
+        if base == "sd2":
+            return UNetConfig(context_dim=1024, num_heads=-1, num_head_channels=64, use_linear_in_transformer=True)
+        if base == "sdxl":
+            return UNetConfig(channel_mult=(1, 2, 4), transformer_depth=(0, 2, 10), transformer_depth_middle=10,
+                              context_dim=2048, num_heads=-1, num_head_channels=64, use_linear_in_transformer=True,
+                              adm_in_channels=2816)
+        return UNetConfig(model_channels=384, channel_mult=(1, 2, 4, 4), transformer_depth=(0, 4, 4, 0),
+                          transformer_depth_middle=4, context_dim=1280, num_heads=-1, num_head_channels=64,
+                          use_linear_in_transformer=True, adm_in_channels=2560)
+    tiny = dict(in_channels=in_channels, model_channels=32, channel_mult=(1, 2), num_res_blocks=1,
+                transformer_depth=(1, 1), transformer_depth_middle=1, context_dim=context,
+                num_heads=-1, num_head_channels=64, use_linear_in_transformer=base != "sd1")
+    if base == "sdxl":
+        tiny.update(transformer_depth=(0, 2), adm_in_channels=pooled + 6 * SIZE_EMBEDDING)
+    if base == "sdxl_refiner":
+        tiny.update(transformer_depth=(0, 1), adm_in_channels=pooled + 5 * SIZE_EMBEDDING)
+    return UNetConfig(**tiny)
+
+
+def vae_config(scaled_down: bool = True) -> VAEConfig:
+    return VAEConfig(ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1) if scaled_down else VAEConfig()
+
+
+def _random_like(name: str, shape: tuple, generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
+    if name.endswith("position_ids"):
+        return torch.arange(shape[-1]).expand(shape).clone()
+    if len(shape) == 0:  # OpenCLIP's logit_scale
+        return torch.tensor(4.6052, dtype=dtype)
+    x = torch.randn(shape, generator=generator)
+    if name.endswith("bias"):
+        x = x * 0.02
+    elif len(shape) == 1:  # norm weights
+        x = 1.0 + 0.1 * x
+    elif "embedding" in name:
+        x = x * 0.02
+    else:
+        fan_in = 1
+        for s in shape[1:]:
+            fan_in *= s
+        x = x / fan_in ** 0.5
+    return x.to(dtype)
+
+
+def random_state(shapes: dict[str, tuple], seed: int = 0, dtype: torch.dtype = torch.float16) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return {k: _random_like(k, tuple(s), generator, dtype) for k, s in shapes.items()}
+
+
+def _module_shapes(module) -> dict[str, tuple]:
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def unet_state(config: UNetConfig, seed: int = 0, dtype=torch.float16) -> dict[str, torch.Tensor]:
+    with torch.device("meta"):
+        shapes = _module_shapes(UNet(config))
+    return random_state(shapes, seed, dtype)
+
+
+def vae_state(config: VAEConfig, seed: int = 0, dtype=torch.float16) -> dict[str, torch.Tensor]:
+    with torch.device("meta"):
+        shapes = _module_shapes(AutoencoderKL(config))
+    return random_state(shapes, seed, dtype)
+
+
+def tower_state(tower: str, scaled_down: bool = True, seed: int = 0, dtype=torch.float16) -> dict[str, torch.Tensor]:
+    """A random tower in transformers' names (text_model.*, text_projection.weight)."""
+    config = text_config(tower, scaled_down)
+    model = build_tower_module(config, projection=PROJECTED[tower])
+    shapes = {}
+    for k, v in model.state_dict().items():
+        k = k if k.startswith(("text_model.", "text_projection")) else "text_model." + k
+        shapes[k] = tuple(v.shape)
+    shapes["text_model.embeddings.position_ids"] = (1, config.max_position_embeddings)
+    return random_state(shapes, seed, dtype)
+
+
+def text_encoder_state(arch: str, scaled_down: bool = True, seed: int = 0, dtype=torch.float16) -> dict[str, torch.Tensor]:
+    """The text-encoder part of a checkpoint: every tower under its real prefix and layout."""
+    out = {}
+    for i, spec in enumerate(ARCH_TOWERS[base_arch(arch)]):
+        state = tower_state(spec.name, scaled_down, seed + 100 + i, dtype)
+        if spec.layout == HF:
+            out.update({spec.prefix + k[len("text_model."):]: v for k, v in state.items()})
+        else:
+            state.pop("text_model.embeddings.position_ids")
+            out.update({spec.prefix + k: v for k, v in hf_to_openclip(state).items()})
+            out[spec.prefix + "logit_scale"] = torch.tensor(4.6052, dtype=dtype)
+    return out
+
+
+def write_checkpoint(path, arch: str, scaled_down: bool = True, seed: int = 0, dtype=torch.float16,
+                     components=("unet", "vae", "text"), unet: UNetConfig | None = None,
+                     metadata: dict | None = None) -> Path:
+    """A random single-file checkpoint in the LDM layout. `unet` replaces the UNet config
+    (e.g. a mid-size one); sd2_v is marked v-prediction in graphflow.config metadata."""
+    path = Path(path)
+    tensors = {}
+    if "unet" in components:
+        state = unet_state(unet or unet_config(arch, scaled_down), seed, dtype)
+        tensors.update({UNET_PREFIX + k: v for k, v in state.items()})
+    if "vae" in components:
+        tensors.update({VAE_PREFIX + k: v for k, v in vae_state(vae_config(scaled_down), seed + 1, dtype).items()})
+    if "text" in components:
+        tensors.update(text_encoder_state(arch, scaled_down, seed, dtype))
+    meta = dict(metadata or {})
+    if arch == "sd2_v":
+        meta.update(config_metadata(prediction="v"))
+    save_file(tensors, str(path), metadata=meta or None)
+    return path
+
+
+def write_vae(path, scaled_down: bool = True, seed: int = 1, dtype=torch.float16, prefixed: bool = False,
+              config: VAEConfig | None = None, metadata: dict | None = None) -> Path:
+    """A standalone VAE in the LDM layout, bare keys or (prefixed) under first_stage_model."""
+    state = vae_state(config or vae_config(scaled_down), seed, dtype)
+    prefix = VAE_PREFIX if prefixed else ""
+    save_file({prefix + k: v for k, v in state.items()}, str(path), metadata=metadata)
+    return Path(path)
+
+
+def write_lora(path, arch: str, rank: int = 4, alpha: float | None = 2.0, seed: int = 0, scaled_down: bool = True,
+               conv: bool = True, text: bool = True, naming: str = "diffusers", scale: float = 0.05) -> Path:
+    """A kohya-style LoRA for write_checkpoint(arch, scaled_down)'s model: every attention/MLP
+    Linear (and proj_in/out) of the UNet's transformers, with `conv` also the ResBlock and
+    resampling convolutions (LoCon), with `text` every text-encoder Linear. UNet names in
+    diffusers' spelling (kohya's) or LDM's (`naming="ldm"`)."""
+    from .models.lora import text_lora_names, unet_diffusers_blocks, unet_diffusers_name
+
+    with torch.device("meta"):
+        unet = UNet(unet_config(arch, scaled_down))
+    blocks = unet_diffusers_blocks(unet)
+    targets = {}
+    for name, module in unet.named_modules():
+        if not isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+            continue
+        in_transformer = ".transformer_blocks." in name or name.endswith((".proj_in", ".proj_out"))
+        in_resnet = any(part in name for part in (".in_layers.", ".out_layers.", ".skip_connection", ".op", ".conv"))
+        if not (in_transformer or conv and in_resnet and isinstance(module, torch.nn.Conv2d)):
+            continue
+        label = unet_diffusers_name(name, blocks) if naming == "diffusers" else name
+        targets["lora_unet_" + label.replace(".", "_")] = tuple(module.weight.shape)
+    if text:
+        from .models.text_encoders import ClipTower, TextEncoder
+
+        towers = [ClipTower(spec, build_tower_module(text_config(spec.name, scaled_down), PROJECTED[spec.name]))
+                  for spec in ARCH_TOWERS[base_arch(arch)]]
+        clip = TextEncoder(base_arch(arch), towers)
+        for key, (index, module_path) in text_lora_names(clip).items():
+            targets[key] = tuple(towers[index].model.get_submodule(module_path).weight.shape)
+    generator = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for key, shape in targets.items():
+        out_ch, in_ch, *kernel = shape
+        down_shape = (rank, in_ch, *kernel)
+        up_shape = (out_ch, rank, *([1] * len(kernel)))
+        tensors[key + ".lora_down.weight"] = torch.randn(down_shape, generator=generator) * scale
+        tensors[key + ".lora_up.weight"] = torch.randn(up_shape, generator=generator) * scale
+        if alpha is not None:
+            tensors[key + ".alpha"] = torch.tensor(float(alpha))
+    save_file(tensors, str(path))
+    return Path(path)
+
