@@ -8,7 +8,7 @@ from graphflow.sampling.pipeline import NOISE_MODES, sample
 SEED_MAX = 2**64 - 1
 
 
-def _reporter(steps: int):
+def _reporter():
     """Sampler callback: step progress with a small preview every few steps (progress() also
     raises Interrupted when the user interrupts)."""
 
@@ -19,8 +19,11 @@ def _reporter(steps: int):
     return on_step
 
 
-def _preview_every(steps: int) -> int:
-    return max(1, steps // 20)
+def _sample(node, seed: int, **options) -> dict:
+    """The inputs both samplers share, passed to the sampling engine."""
+    return sample(node.model, seed, node.steps, node.cfg, node.sampler_name, node.scheduler,
+                  node.positive, node.negative, node.latent_image, callback=_reporter(),
+                  preview_every=max(1, node.steps // 20), noise_mode=node.noise_mode, **options)
 
 
 class KSampler(Node):
@@ -46,10 +49,7 @@ class KSampler(Node):
     comfy = ComfyAlias(("KSampler",))
 
     def run(self):
-        return sample(self.model, self.seed, self.steps, self.cfg, self.sampler_name, self.scheduler,
-                      self.positive, self.negative, self.latent_image, denoise=self.denoise,
-                      callback=_reporter(self.steps), preview_every=_preview_every(self.steps),
-                      noise_mode=self.noise_mode)
+        return _sample(self, self.seed, denoise=self.denoise)
 
 
 class KSamplerAdvanced(Node):
@@ -75,10 +75,6 @@ class KSamplerAdvanced(Node):
     comfy = ComfyAlias(("KSamplerAdvanced",))
 
     def run(self):
-        return sample(self.model, self.noise_seed, self.steps, self.cfg, self.sampler_name, self.scheduler,
-                      self.positive, self.negative, self.latent_image,
-                      start_step=self.start_at_step, end_step=self.end_at_step,
-                      add_noise=self.add_noise == "enable",
-                      return_with_leftover_noise=self.return_with_leftover_noise == "enable",
-                      callback=_reporter(self.steps), preview_every=_preview_every(self.steps),
-                      noise_mode=self.noise_mode)
+        return _sample(self, self.noise_seed, start_step=self.start_at_step, end_step=self.end_at_step,
+                       add_noise=self.add_noise == "enable",
+                       return_with_leftover_noise=self.return_with_leftover_noise == "enable")
