@@ -100,3 +100,20 @@ def test_real_cli_subprocess_with_builtin_nodes(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "graphflow.cli", "run", path, "--set", "2.text=[\"9\", 0]"],
                          capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode == 3 and "links to node '9'" in bad.stderr
+
+
+def test_inspect_reports_architecture_or_a_clear_error(tmp_path, capsys):
+    from graphflow.testing import write_checkpoint
+
+    good = tmp_path / "tiny_sdxl.safetensors"
+    write_checkpoint(good, "sdxl")
+    assert cli.main(["inspect", str(good)]) == 0
+    report = capsys.readouterr().out
+    assert "SDXL" in report and "0.13025" in report
+
+    damaged = tmp_path / "cut.safetensors"
+    damaged.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    assert cli.main(["inspect", str(damaged)]) == cli.EXIT_FILE
+    err = capsys.readouterr().err
+    assert "cut.safetensors" in err and "Traceback" not in err
+    assert cli.main(["inspect", str(tmp_path / "missing.safetensors")]) == cli.EXIT_FILE
