@@ -349,7 +349,8 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None,
                 y: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, in_channels, h, w], timesteps float [B] in [0, 999], context [B, T, context_dim],
-        y [B, adm_in_channels] (SDXL) -> the prediction [B, out_channels, h, w] (eps or v)."""
+        y [B, adm_in_channels] (SDXL) -> the prediction [B, out_channels, h, w] (eps or v).
+        Inputs are moved to the UNet's device and dtype; the output stays in them."""
         dtype, device = self.out[2].weight.dtype, self.out[2].weight.device
         timesteps = torch.as_tensor(timesteps, device=device)
         if timesteps.dim() == 0:
@@ -362,9 +363,9 @@ class UNet(nn.Module):
         if context is not None:
             context = context.to(device, dtype)
 
+        # Layout: activations follow the weights' memory format. Channels-last activations with
+        # plain weights measured 1.3x slower on CPU (oneDNN reorders every weight on every call).
         h = x.to(device, dtype)
-        if h.device.type == "cpu" and __import__("os").environ.get("GF_CL", "1") == "1":  # oneDNN convolutions run about 1.3-2x faster on NHWC activations (measured)
-            h = h.contiguous(memory_format=torch.channels_last)
         skips = []
         for block in self.input_blocks:
             h = block(h, emb, context)
@@ -372,4 +373,4 @@ class UNet(nn.Module):
         h = self.middle_block(h, emb, context)
         for block in self.output_blocks:
             h = block(torch.cat([h, skips.pop()], dim=1), emb, context)
-        return self.out(h).contiguous()
+        return self.out(h)

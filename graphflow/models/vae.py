@@ -291,7 +291,7 @@ class VAE:
 
     @staticmethod
     def _pixels_out(x: torch.Tensor) -> torch.Tensor:
-        return ((x.float() + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 1).cpu()
+        return ((x.float() + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 1).contiguous().cpu()
 
     # -- encode --------------------------------------------------------------------
     @torch.no_grad()
