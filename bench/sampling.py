@@ -59,7 +59,7 @@ def diffusers_pipeline(checkpoint, device):
                lambda original, state: create_vae_diffusers_config_from_ldm(original, state,
                                                                             scaling_factor=0.18215),
                vae_original, convert_ldm_vae_checkpoint)
-    tokenizer = CLIPTokenizer(str(VOCAB_DIR / "vocab.json"), str(VOCAB_DIR / "merges.txt"))
+    tokenizer = CLIPTokenizer(str(VOCAB_DIR / "vocab.json"), str(VOCAB_DIR / "merges.txt"), model_max_length=77)
     scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                                        num_train_timesteps=1000, timestep_spacing="linspace")
     text_encoder = checkpoint.clip.towers[0].model

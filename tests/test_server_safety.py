@@ -282,7 +282,8 @@ async def test_stuck_websocket_client_is_cut_off_without_holding_up_runs(start):
 
 
 def test_serve_prints_url_answers_on_loopback_and_stops_cleanly(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(REPO), GRAPHFLOW_HOME=str(tmp_path))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+               GRAPHFLOW_HOME=str(tmp_path))
     process = subprocess.Popen(
         [sys.executable, "-m", "graphflow.cli", "serve", "--port", "0", "--output-dir", str(tmp_path / "out"),
          "--db", str(tmp_path / "q.db")],
