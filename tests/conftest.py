@@ -1,7 +1,16 @@
+import os
 import sys
 from pathlib import Path
 
-import pytest
+# One intra-op thread per process: the suite's tensors are tiny, and with servers, subprocesses
+# and a browser running beside it, torch's thread pool oversubscribes the cores; measured 50x
+# slower for a tiny UNet on a busy 2-core machine. Set before torch is imported; children inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 sys.path.insert(0, str(Path(__file__).parent))
 
