@@ -133,3 +133,29 @@ def test_every_workflow_file_is_covered():
     covered = {"txt2img", "img2img", "inpaint", "outpaint", "sdxl_refiner", "lora",
                "vae_black_hole", "latent_health"}
     assert names <= covered, f"workflows without a test: {names - covered}"
+
+
+COMFY_TXT2IMG = {
+    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny_sd1.safetensors"},
+          "_meta": {"title": "Load Checkpoint"}},
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red circle on a blue background", "clip": ["4", 1]}},
+    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
+    "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 4}},
+    "3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 4, "cfg": 5.0, "sampler_name": "euler",
+                                               "scheduler": "normal", "denoise": 1.0, "model": ["4", 0],
+                                               "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
+    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}},
+}
+
+
+def test_comfyui_api_graph_gives_the_same_picture_as_ours(builtin_registry, folders):
+    from graphflow.workflow import parse_workflow
+
+    imported = parse_workflow(COMFY_TXT2IMG, builtin_registry)
+    assert imported.nodes["4"].type == "LoadCheckpoint" and imported.nodes["4"].inputs == {"checkpoint": "tiny_sd1.safetensors"}
+    assert imported.nodes["5"].type == "EmptyLatent" and imported.nodes["6"].type == "CLIPEncode"
+    theirs = run(builtin_registry, imported)
+    ours = run(builtin_registry, workflow("txt2img", **{"1__checkpoint": "tiny_sd1.safetensors", "5__steps": 4}))
+    assert torch.equal(theirs.values["8"][0], ours.values["6"][0])
+    assert theirs.outputs["9"]["images"][0]["filename"].startswith("ComfyUI_")
