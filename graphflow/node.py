@@ -251,6 +251,8 @@ def widget_catalogue(widget: Widget) -> dict:
         entry["multiline"] = True
     if widget.kind == "CHOICE":
         entry["options"] = widget.choices()
+        if callable(widget.options):
+            entry["dynamic_options"] = True  # computed when asked (files in a folder): may change
     if widget.description:
         entry["description"] = widget.description
     entry.update(widget.hints)

@@ -117,3 +117,11 @@ def test_inspect_reports_architecture_or_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "cut.safetensors" in err and "Traceback" not in err
     assert cli.main(["inspect", str(tmp_path / "missing.safetensors")]) == cli.EXIT_FILE
+
+
+def test_node_reference_docs_are_up_to_date():
+    from pathlib import Path
+
+    tools = Path(__file__).parent.parent / "tools" / "make_node_docs.py"
+    done = subprocess.run([sys.executable, str(tools), "--check"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
