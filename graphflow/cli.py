@@ -193,7 +193,8 @@ def cmd_nodes(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from graphflow.models.checkpoint import CheckpointError, inspect_report
+    from graphflow.models.checkpoint_report import inspect_report
+    from graphflow.models.weight_files import CheckpointError
 
     try:
         print(inspect_report(args.checkpoint))

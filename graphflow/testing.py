@@ -20,10 +20,11 @@ import torch
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig
 
-from .models.checkpoint import UNET_PREFIX, VAE_PREFIX, config_metadata
+from .models.architecture import UNET_PREFIX, VAE_PREFIX
 from .models.text_encoders import ARCH_TOWERS, HF, build_tower_module, hf_to_openclip
 from .models.unet import UNet, UNetConfig
 from .models.vae import AutoencoderKL, VAEConfig
+from .models.weight_files import config_metadata
 
 ARCHS = ("sd1", "sd1_inpaint", "sd2", "sd2_v", "sdxl", "sdxl_refiner")
 SIZE_EMBEDDING = 256  # SDXL embeds each size/crop/aesthetic number in 256 channels

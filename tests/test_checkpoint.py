@@ -12,11 +12,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from graphflow.models import DiffusionModel
-from graphflow.models.checkpoint import (UNET_PREFIX, VAE_PREFIX, CheckpointError, config_metadata, detect_architecture,
-                                         inspect_report, load_checkpoint, load_vae)
+from graphflow.models.checkpoint import (UNET_PREFIX, VAE_PREFIX, CheckpointError, detect_architecture, load_checkpoint,
+                                         load_vae)
+from graphflow.models.checkpoint_report import inspect_report
 from graphflow.models.text_encoders import ARCH_TOWERS, HF, build_tower_module, hf_to_openclip
 from graphflow.models.unet import UNet
 from graphflow.models.vae import AutoencoderKL
+from graphflow.models.weight_files import config_metadata
 from graphflow.testing import (ARCHS, PROJECTED, text_config, unet_config, vae_config, vae_state, write_checkpoint,
                                write_vae)
 

@@ -7,9 +7,10 @@ from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint, con
 from safetensors.torch import load_file, save_file
 from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-from graphflow.models.checkpoint import config_metadata, load_text_encoder
+from graphflow.models.checkpoint import load_text_encoder
 from graphflow.models.text_encoders import hf_to_openclip, openclip_key_map
 from graphflow.models.tokenizer import EOS, clip_bpe, tokenize_prompt
+from graphflow.models.weight_files import config_metadata
 from graphflow.testing import text_config, tower_state, write_checkpoint
 
 TOL = 1e-4

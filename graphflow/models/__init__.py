@@ -5,6 +5,8 @@ from .latent_formats import FLUX, LATENT_FORMATS, SD1, SD3, SDXL, LatentFormat, 
 from .unet import UNet, UNetConfig, unet_config_from_state_dict
 from .vae import VAE, Autoencoder, AutoencoderKL, VAEConfig, vae_config_from_state_dict
 from .text_encoders import ClipTower, TextEncoder
-from .checkpoint import (ArchInfo, Checkpoint, CheckpointError, detect_architecture, inspect_report, load_checkpoint,
-                         load_text_encoder, load_vae)
+from .architecture import ArchInfo, detect_architecture
+from .checkpoint import Checkpoint, load_checkpoint, load_text_encoder, load_vae
+from .checkpoint_report import inspect_report
+from .weight_files import CheckpointError
 from .lora import LoraError, apply_lora

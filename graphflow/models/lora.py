@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, WeightFile
+from .weight_files import CheckpointError, WeightFile
 from .diffusion_model import DiffusionModel
 from .text_encoders import TextEncoder
 

@@ -1,0 +1,256 @@
+"""What a single-file SD checkpoint is: its LDM key layout and the architecture its keys show.
+
+Architecture detection works on key names and shapes (see `detect_architecture`). What weights
+cannot show comes from the file's `graphflow.config` metadata (see graphflow.models.weight_files).
+
+v-prediction cannot be seen in weights. It is taken, first match wins, from: the `prediction`
+argument; graphflow.config; the ModelSpec metadata `modelspec.prediction_type`; a `v_pred`
+marker key (ComfyUI's convention); for 4-channel SD2 only, ComfyUI's heuristic (std of
+output_blocks.11.1.transformer_blocks.0.norm1.bias > 0.09 means the 768-v model); else eps.
+"""
+
+from collections import Counter
+from dataclasses import dataclass, field, fields, replace
+
+from .latent_formats import SD1, SDXL, LatentFormat
+from .text_encoders import ARCH_TOWERS, HF, TowerSpec
+from .unet import UNetConfig, unet_config_from_state_dict
+from .vae import VAEConfig, vae_config_from_state_dict
+from .weight_files import CONFIG_KEY, CONFIG_SECTIONS, CheckpointError, read_graphflow_config
+
+UNET_PREFIX = "model.diffusion_model."
+VAE_PREFIX = "first_stage_model."
+VAE_PARTS = ("encoder", "decoder", "quant_conv", "post_quant_conv")  # a VAE file's other keys (loss.*) are not read
+
+ARCH_NAMES = {"sd1": "SD1.x", "sd2": "SD2.x", "sdxl": "SDXL base", "sdxl_refiner": "SDXL refiner"}
+
+
+# -- key prefixes ------------------------------------------------------------------------------
+
+_KNOWN_PREFIXES = (UNET_PREFIX, VAE_PREFIX, "cond_stage_model.transformer.", "cond_stage_model.model.",
+                   "conditioner.embedders.0.transformer.", "conditioner.embedders.0.model.",
+                   "conditioner.embedders.1.model.", "model_ema.")
+
+
+def prefix_summary(keys) -> dict[str, int]:
+    """Key counts by prefix: the known checkpoint sections, else the first name component."""
+    counts = Counter()
+    for key in keys:
+        prefix = next((p for p in _KNOWN_PREFIXES if key.startswith(p)), None)
+        if prefix is None:
+            prefix = "lora_*" if key.startswith("lora_") else key.split(".")[0] + ("." if "." in key else "")
+        counts[prefix] += 1
+    return dict(counts.most_common())
+
+
+def format_prefixes(prefixes: dict[str, int], limit: int = 8) -> str:
+    if not prefixes:
+        return "(no tensors)"
+    items = [f"{p} ({n})" for p, n in list(prefixes.items())[:limit]]
+    more = len(prefixes) - limit
+    return ", ".join(items) + (f", and {more} more" if more > 0 else "")
+
+
+def _hint(prefixes: dict[str, int]) -> str:
+    if "lora_*" in prefixes:
+        return " This looks like a LoRA file: load it with a LoRA loader."
+    if any(p.startswith(("down_blocks", "up_blocks", "conv_in")) for p in prefixes):
+        return " This looks like a diffusers-format UNet; single-file (LDM layout) checkpoints are expected."
+    if any(p.startswith(("encoder.", "decoder.")) for p in prefixes):
+        return " This looks like a standalone VAE: load it with a VAE loader."
+    return ""
+
+
+# -- architecture detection --------------------------------------------------------------------
+
+@dataclass
+class ArchInfo:
+    """What a checkpoint is, as far as its keys, shapes and metadata tell."""
+
+    arch: str  # sd1 | sd2 | sdxl | sdxl_refiner
+    prediction: str  # eps | v
+    prediction_source: str
+    unet: UNetConfig
+    vae: VAEConfig | None
+    towers: tuple[TowerSpec, ...]
+    latent_format: LatentFormat
+    tower_overrides: dict = field(default_factory=dict)
+    prefixes: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+
+    @property
+    def inpaint(self) -> bool:
+        return self.unet.in_channels == 2 * self.latent_format.channels + 1
+
+    @property
+    def in_channels(self) -> int:
+        return self.unet.in_channels
+
+    @property
+    def context_dim(self) -> int | None:
+        return self.unet.context_dim
+
+    @property
+    def adm_channels(self) -> int:
+        return self.unet.adm_in_channels
+
+    @property
+    def latent_channels(self) -> int:
+        return self.latent_format.channels
+
+    @property
+    def name(self) -> str:
+        return ARCH_NAMES[self.arch] + (" inpainting" if self.inpaint else "") + (" (v-prediction)" if self.prediction == "v" else "")
+
+
+def _tower_present(shapes, spec: TowerSpec) -> bool:
+    marker = "embeddings.token_embedding.weight" if spec.layout == HF else "token_embedding.weight"
+    return spec.prefix + marker in shapes
+
+
+def locate_towers(shapes) -> tuple[str | None, tuple[TowerSpec, ...], list[str]]:
+    """The family whose text-encoder layout the keys show, its towers (prefixes adjusted to the
+    file), and what is missing. Old SD1 files lack the `text_model.` level under transformer."""
+    for arch in ("sdxl", "sdxl_refiner", "sd2", "sd1"):
+        specs = []
+        for spec in ARCH_TOWERS[arch]:
+            if not _tower_present(shapes, spec) and spec.layout == HF:
+                legacy = replace(spec, prefix=spec.prefix.removesuffix("text_model."))
+                spec = legacy if _tower_present(shapes, legacy) else spec
+            specs.append(spec)
+        found = [s for s in specs if _tower_present(shapes, s)]
+        if found:
+            missing = [f"{s.name} under {s.prefix}" for s in specs if s not in found]
+            return arch, tuple(specs), missing
+    return None, (), []
+
+
+def config_overrides(dataclass_type, values: dict | None, what: str):
+    values = dict(values or {})
+    names = {f.name for f in fields(dataclass_type)}
+    unknown = set(values) - names
+    if unknown:
+        raise CheckpointError(f"{CONFIG_KEY}: unknown {what} fields {sorted(unknown)}; known: {sorted(names)}")
+    return values
+
+
+def _normalize_prediction(value) -> str:
+    v = str(value).lower()
+    if v in ("eps", "epsilon"):
+        return "eps"
+    if v in ("v", "v_prediction", "v-prediction"):
+        return "v"
+    raise CheckpointError(f"prediction must be 'eps' or 'v', got {value!r}")
+
+
+def _detect_prediction(arch, unet: UNetConfig, shapes, metadata, config, prediction, get_tensor) -> tuple[str, str]:
+    if prediction is not None:
+        return _normalize_prediction(prediction), "given by the caller"
+    if "prediction" in config:
+        return _normalize_prediction(config["prediction"]), f"metadata {CONFIG_KEY}"
+    spec = (metadata or {}).get("modelspec.prediction_type")
+    if spec:
+        return _normalize_prediction(spec), "metadata modelspec.prediction_type"
+    if "v_pred" in shapes:
+        return "v", "'v_pred' marker key"
+    key = UNET_PREFIX + "output_blocks.11.1.transformer_blocks.0.norm1.bias"
+    if arch == "sd2" and unet.in_channels == 4 and key in shapes and get_tensor is not None:
+        std = float(get_tensor(key).float().std(unbiased=False))
+        if std > 0.09:
+            return "v", f"SD2 heuristic (ComfyUI's): norm1.bias std {std:.3f} > 0.09"
+        return "eps", f"SD2 heuristic (ComfyUI's): norm1.bias std {std:.3f} <= 0.09"
+    return "eps", "default: no v-prediction marker"
+
+
+def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | None = None,
+                        prediction: str | None = None, get_tensor=None) -> ArchInfo:
+    """Identify a single-file checkpoint from its key names and shapes (and safetensors metadata).
+
+    The text-encoder layout decides the family: CLIP-L under cond_stage_model.transformer -> SD1;
+    OpenCLIP under cond_stage_model.model -> SD2; CLIP-L + OpenCLIP bigG under conditioner.embedders.0/1
+    -> SDXL base; bigG alone under conditioner.embedders.0 -> SDXL refiner. Without text-encoder
+    keys, the UNet's numbers decide (context 768 -> SD1, 1024 -> SD2, adm 2816 -> SDXL, 2560 ->
+    refiner). 9 UNet input channels mean an inpainting model. The UNet's context width must
+    equal the text encoders' output and SDXL needs vector conditioning (adm); a mismatch is an
+    unsupported variant and raises CheckpointError."""
+    shapes = {k: tuple(v) for k, v in shapes.items()}
+    config = read_graphflow_config(metadata)
+    prefixes = prefix_summary(shapes)
+    notes = []
+    unknown_sections = set(config) - set(CONFIG_SECTIONS)
+    if unknown_sections:
+        notes.append(f"ignored unknown {CONFIG_KEY} sections {sorted(unknown_sections)}")
+
+    unet_shapes = {k[len(UNET_PREFIX):]: s for k, s in shapes.items() if k.startswith(UNET_PREFIX)}
+    if not unet_shapes:
+        raise CheckpointError(f"no UNet keys under {UNET_PREFIX}; found prefixes: {format_prefixes(prefixes)}."
+                              + _hint(prefixes))
+    try:
+        unet = unet_config_from_state_dict(unet_shapes)
+    except (ValueError, KeyError, IndexError, TypeError) as e:
+        raise CheckpointError(f"the UNet keys under {UNET_PREFIX} are incomplete or of an unknown layout "
+                              f"({type(e).__name__}: {e}); {len(unet_shapes)} UNet keys found") from None
+    unet_values = config_overrides(UNetConfig, config.get("unet"), "unet")
+    if unet_values:
+        unet = replace(unet, **unet_values)
+
+    arch, towers, missing = locate_towers(shapes)
+    if missing:
+        raise CheckpointError(f"{ARCH_NAMES[arch]} text encoder incomplete: missing {', '.join(missing)}; "
+                              f"found prefixes: {format_prefixes(prefixes)}")
+    context, adm = unet.context_dim, unet.adm_in_channels
+    if arch is None:
+        arch = config.get("arch") or {(768, 0): "sd1", (1024, 0): "sd2", (2048, 2816): "sdxl",
+                                      (1280, 2560): "sdxl_refiner"}.get((context, adm))
+        if arch not in ARCH_TOWERS:
+            raise CheckpointError(f"no text encoder keys and the UNet (context {context}, adm {adm}) matches no "
+                                  f"known architecture; found prefixes: {format_prefixes(prefixes)}")
+        notes.append("no text encoder in the file: CLIP must come from a separate text encoder file")
+    if arch.startswith("sdxl") != bool(adm):
+        raise CheckpointError(f"unsupported variant: {ARCH_NAMES[arch]} text encoders with a UNet whose vector "
+                              f"conditioning (adm_in_channels) is {adm}")
+
+    tower_overrides = config.get("text_encoders") or {}
+    if not isinstance(tower_overrides, dict):
+        raise CheckpointError(f"{CONFIG_KEY}: 'text_encoders' must map tower names to config overrides")
+    if towers:
+        width = 0
+        for spec in towers:
+            hidden_key = spec.prefix + ("embeddings.token_embedding.weight" if spec.layout == HF else "token_embedding.weight")
+            width += shapes[hidden_key][1]
+        if context != width:
+            raise CheckpointError(f"the UNet attends to context width {context} but the {ARCH_NAMES[arch]} text "
+                                  f"encoders give {width}: unsupported or mismatched checkpoint")
+
+    vae = None
+    vae_shapes = {k[len(VAE_PREFIX):]: s for k, s in shapes.items()
+                  if k.startswith(VAE_PREFIX) and k[len(VAE_PREFIX):].split(".")[0] in VAE_PARTS}
+    vae_values = config_overrides(VAEConfig, config.get("vae"), "vae")
+    if vae_shapes:
+        vae = vae_config_from_shapes(vae_shapes, vae_values, "first_stage_model.")
+    else:
+        notes.append(f"no VAE in the file (no keys under {VAE_PREFIX}): a separate VAE file is needed")
+
+    latent_format = SDXL if arch.startswith("sdxl") else SD1
+    lf = config.get("latent_format") or {}
+    if lf:
+        latent_format = latent_format.with_scale(float(lf["scale_factor"]), lf.get("shift_factor"))
+    if vae is not None and vae.latent_channels != latent_format.channels:
+        raise CheckpointError(f"the VAE has {vae.latent_channels} latent channels, {ARCH_NAMES[arch]} uses "
+                              f"{latent_format.channels}")
+    if unet.in_channels not in (latent_format.channels, 2 * latent_format.channels + 1):
+        raise CheckpointError(f"the UNet takes {unet.in_channels} input channels; expected {latent_format.channels} "
+                              f"(or {2 * latent_format.channels + 1} for inpainting)")
+
+    pred, source = _detect_prediction(arch, unet, shapes, metadata, config, prediction, get_tensor)
+    return ArchInfo(arch=arch, prediction=pred, prediction_source=source, unet=unet, vae=vae, towers=towers,
+                    latent_format=latent_format, tower_overrides=tower_overrides, prefixes=prefixes, notes=notes)
+
+
+def vae_config_from_shapes(vae_shapes, overrides, where: str) -> VAEConfig:
+    try:
+        config = vae_config_from_state_dict(vae_shapes)
+    except (ValueError, KeyError, IndexError) as e:
+        raise CheckpointError(f"the VAE keys under {where} are incomplete or of an unknown layout "
+                              f"({type(e).__name__}: {e})") from None
+    return replace(config, **overrides) if overrides else config

@@ -1,0 +1,76 @@
+"""`graphflow inspect`: a readable description of a checkpoint, from its header alone."""
+
+import math
+from collections import Counter
+
+from .architecture import UNET_PREFIX, VAE_PREFIX, detect_architecture, format_prefixes, prefix_summary
+from .text_encoders import HF, OPENCLIP
+from .weight_files import WeightFile
+
+
+_SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+                       "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "I64": "int64", "I32": "int32",
+                       "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+
+
+def _is_float(dtype: str) -> bool:
+    return dtype.startswith(("F", "BF", "float", "bfloat"))
+
+
+def _count(f: "WeightFile", keys) -> int:
+    """Parameters: floating-point tensors only (not position_ids-like index buffers)."""
+    return sum(math.prod(f.shapes[k]) for k in keys if _is_float(f.dtypes[k]))
+
+
+def _dtypes(f: "WeightFile", keys) -> str:
+    counts = Counter(_SAFETENSORS_DTYPES.get(f.dtypes[k], f.dtypes[k]) for k in keys if _is_float(f.dtypes[k]))
+    return ", ".join(d + (f" ({n} tensors)" if len(counts) > 1 else "") for d, n in counts.most_common())
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:,.1f}M" if n >= 1e5 else f"{n:,}"
+
+
+def inspect_report(path, allow_pickle: bool = False) -> str:
+    """A readable description of a checkpoint, from its header (no weights are loaded)."""
+    with WeightFile(path, allow_pickle) as f:
+        info = detect_architecture(f.shapes, f.metadata, get_tensor=f.get)
+        size = f.path.stat().st_size
+        lines = [f"file: {f.path.name} ({size / 2**20:,.1f} MiB, {f.format}, {len(f.shapes)} tensors)",
+                 f"architecture: {info.name} [{info.arch}]",
+                 f"prediction: {info.prediction} ({info.prediction_source})",
+                 f"latent: {info.latent_channels} channels, scaling factor {info.latent_format.scale_factor}"
+                 + (f", shift {info.latent_format.shift_factor}" if info.latent_format.shift_factor else ""),
+                 "components:"]
+        used = set()
+        unet_keys = [k for k in f.shapes if k.startswith(UNET_PREFIX)]
+        used.update(unet_keys)
+        u = info.unet
+        lines.append(f"  unet: {_millions(_count(f, unet_keys))} params, {_dtypes(f, unet_keys)}; "
+                     f"in {u.in_channels} ch{' (inpainting)' if info.inpaint else ''}, context {u.context_dim}, "
+                     f"adm {u.adm_in_channels}, channels {u.model_channels} x {list(u.channel_mult)}, "
+                     f"transformer depth {list(u.transformer_depth)}")
+        if info.vae is not None:
+            vae_keys = [k for k in f.shapes if k.startswith(VAE_PREFIX)]
+            used.update(vae_keys)
+            lines.append(f"  vae: {_millions(_count(f, vae_keys))} params, {_dtypes(f, vae_keys)}; "
+                         f"{info.vae.latent_channels} latent channels, downscale {info.vae.downscale}, "
+                         f"channels {info.vae.ch} x {list(info.vae.ch_mult)}")
+        else:
+            lines.append("  vae: none")
+        for spec in info.towers:
+            keys = [k for k in f.shapes if k.startswith(spec.prefix)]
+            used.update(keys)
+            width_key = spec.prefix + ("embeddings.token_embedding.weight" if spec.layout == HF else "token_embedding.weight")
+            layer_ids = {k[len(spec.prefix):].split(".")[2] for k in keys if ".layers." in k or ".resblocks." in k}
+            layout = "OpenCLIP layout" if spec.layout == OPENCLIP else "transformers layout"
+            lines.append(f"  text encoder {spec.name}: {_millions(_count(f, keys))} params, "
+                         f"{_dtypes(f, keys)}; width {f.shapes[width_key][1]}, {len(layer_ids)} layers, {layout}")
+        if not info.towers:
+            lines.append("  text encoder: none")
+        other = prefix_summary(k for k in f.shapes if k not in used)
+        if other:
+            lines.append(f"other keys: {format_prefixes(other)}")
+        for note in info.notes:
+            lines.append(f"note: {note}")
+    return "\n".join(lines)

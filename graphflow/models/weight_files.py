@@ -1,0 +1,189 @@
+"""Weight files: a model file's key names, shapes and tensors, and graphflow's metadata in it.
+
+Reading: safetensors headers give names, shapes and dtypes without touching the weights.
+Pickled files (.ckpt/.pt/.pth/.bin) are refused unless `allow_pickle=True`, and then only go
+through `torch.load(weights_only=True)`, which rebuilds plain tensors and refuses other objects.
+
+What weights cannot show (v-prediction, head counts, ...) a file states in its safetensors metadata,
+key `graphflow.config`, a JSON object:
+
+    {"arch": "sd1",                         optional; only used when no text encoder is present
+     "prediction": "eps" | "v",
+     "unet": {UNetConfig field: value},     e.g. {"num_heads": 4, "num_head_channels": -1}
+     "vae": {VAEConfig field: value},       e.g. {"norm_groups": 8}
+     "text_encoders": {"clip_l" | "clip_h" | "clip_g": {CLIPTextConfig field: value}},
+                                            e.g. {"clip_l": {"num_attention_heads": 2, "hidden_act": "gelu"}}
+     "latent_format": {"scale_factor": 0.68, "shift_factor": 0.0}}
+"""
+
+import json
+from pathlib import Path
+
+import torch
+
+CONFIG_KEY = "graphflow.config"
+CONFIG_SECTIONS = ("arch", "prediction", "unet", "vae", "text_encoders", "latent_format")
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+PICKLE_PROTOCOLS = (b"\x02", b"\x03", b"\x04", b"\x05")  # a bare pickle starts with 0x80, protocol
+
+
+class CheckpointError(Exception):
+    """A model file that cannot be used, with a message saying what was found."""
+
+
+_TORCH_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                 "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+                 "BOOL": torch.bool}
+for _name, _attr in (("F8_E4M3", "float8_e4m3fn"), ("F8_E5M2", "float8_e5m2")):
+    if hasattr(torch, _attr):
+        _TORCH_DTYPES[_name] = getattr(torch, _attr)
+
+
+def _cast_dtype(t_dtype: torch.dtype, dtype: torch.dtype | None) -> torch.dtype:
+    """Floating-point tensors take the target dtype; integer buffers keep theirs."""
+    return dtype if dtype is not None and t_dtype.is_floating_point else t_dtype
+
+
+class WeightFile:
+    """A weights file's key names, shapes and dtypes (from the header alone) and its tensors on request.
+
+    `get(key, device, dtype)` gives one tensor where it is wanted. A safetensors tensor that stays
+    as stored (CPU, same dtype) is a zero-copy view of the memory-mapped file; one that must be
+    cast or moved is read into a private buffer first, so the file's pages are not kept resident
+    next to the converted copy."""
+
+    def __init__(self, path, allow_pickle: bool = False):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CheckpointError(f"{self.path}: no such file")
+        with open(self.path, "rb") as fh:
+            head = fh.read(9)
+        # safetensors: an 8-byte little-endian header length (any bytes), then the JSON header's '{'
+        safetensors_like = head[8:9] == b"{"
+        pickled = head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[1:2] in PICKLE_PROTOCOLS)
+        if not safetensors_like and (pickled or self.path.suffix.lower() in PICKLE_SUFFIXES):
+            self._open_pickle(allow_pickle)
+        else:
+            self._open_safetensors()
+
+    def _open_safetensors(self):
+        from safetensors import safe_open
+
+        self.format = "safetensors"
+        try:
+            self._handle = safe_open(str(self.path), framework="pt", device="cpu")
+            self.metadata = dict(self._handle.metadata() or {})
+            with open(self.path, "rb") as fh:  # offsets for direct reads (safe_open has validated them)
+                size = int.from_bytes(fh.read(8), "little")
+                header = json.loads(fh.read(size))
+        except Exception as e:  # safetensors raises its own error type for a bad header or a short file
+            raise CheckpointError(
+                f"{self.path.name} is not a readable safetensors file ({type(e).__name__}: {e}); "
+                f"it may be truncated or corrupt ({self.path.stat().st_size} bytes)") from None
+        header.pop("__metadata__", None)
+        self._data_start = 8 + size
+        self._entries = header
+        self.shapes = {k: tuple(v["shape"]) for k, v in header.items()}
+        self.dtypes = {k: v["dtype"] for k, v in header.items()}
+        self._file = open(self.path, "rb")
+
+    def _open_pickle(self, allow_pickle: bool):
+        if not allow_pickle:
+            raise CheckpointError(
+                f"{self.path.name} is a pickle-based checkpoint; unpickling can run arbitrary code, so it is not "
+                f"loaded by default. Convert it to .safetensors, or allow pickles explicitly (allow_pickle=True), "
+                f"which loads it with torch.load(weights_only=True): plain tensors only.")
+        self.format = "pickle"
+        try:
+            try:
+                obj = torch.load(self.path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as e:
+                if "mmap" not in str(e):
+                    raise
+                obj = torch.load(self.path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
+        except Exception as e:
+            raise CheckpointError(f"{self.path.name} could not be loaded with torch.load(weights_only=True): "
+                                  f"{type(e).__name__}: {e}") from None
+        if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+            obj = obj["state_dict"]
+        if not isinstance(obj, dict):
+            raise CheckpointError(f"{self.path.name} holds a {type(obj).__name__}, not a dict of tensors")
+        self._tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        self._handle = self._file = None
+        self.shapes = {k: tuple(v.shape) for k, v in self._tensors.items()}
+        self.dtypes = {k: str(v.dtype).replace("torch.", "") for k, v in self._tensors.items()}
+        self.metadata = {}
+
+    def get(self, key: str, device=None, dtype: torch.dtype | None = None) -> torch.Tensor:
+        device = torch.device(device) if device is not None else torch.device("cpu")
+        if self._handle is None:
+            t = self._tensors[key]
+            return t.to(device=device, dtype=_cast_dtype(t.dtype, dtype))
+        stored = _TORCH_DTYPES.get(self.dtypes[key])
+        try:
+            if stored is None or (device.type == "cpu" and _cast_dtype(stored, dtype) == stored):
+                return self._handle.get_tensor(key)  # zero-copy: pages come in as the weights are used
+            return self._read(key, stored).to(device=device, dtype=_cast_dtype(stored, dtype))
+        except Exception as e:
+            raise CheckpointError(f"{self.path.name}: cannot read tensor {key!r} ({e}); the file may be corrupt") from None
+
+    def _read(self, key: str, stored: torch.dtype) -> torch.Tensor:
+        begin, end = self._entries[key]["data_offsets"]
+        shape = self.shapes[key]
+        if end == begin:
+            return torch.empty(shape, dtype=stored)
+        buffer = bytearray(end - begin)
+        self._file.seek(self._data_start + begin)
+        if self._file.readinto(buffer) != len(buffer):
+            raise ValueError("unexpected end of file")
+        return torch.frombuffer(buffer, dtype=stored).reshape(shape)
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+        self._handle = self._file = None
+        self._tensors = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def view(self, prefix: str) -> "KeyView":
+        return KeyView(self, prefix)
+
+    def config(self) -> dict:
+        return read_graphflow_config(self.metadata, self.path.name)
+
+
+class KeyView:
+    """The keys of a file under one prefix, with the prefix stripped."""
+
+    def __init__(self, source, prefix: str):
+        self.source, self.prefix = source, prefix
+        self.shapes = {k[len(prefix):]: s for k, s in source.shapes.items() if k.startswith(prefix)}
+
+    def get(self, key: str, device=None, dtype=None) -> torch.Tensor:
+        return self.source.get(self.prefix + key, device, dtype)
+
+
+def read_graphflow_config(metadata: dict | None, name: str = "checkpoint") -> dict:
+    raw = (metadata or {}).get(CONFIG_KEY)
+    if raw is None:
+        return {}
+    try:
+        config = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{name}: metadata {CONFIG_KEY!r} is not valid JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{name}: metadata {CONFIG_KEY!r} must be a JSON object")
+    return config
+
+
+def config_metadata(**sections) -> dict[str, str]:
+    """safetensors metadata carrying a graphflow.config (sections as documented above)."""
+    unknown = set(sections) - set(CONFIG_SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown graphflow.config sections {sorted(unknown)}; expected {CONFIG_SECTIONS}")
+    return {CONFIG_KEY: json.dumps({k: v for k, v in sections.items() if v is not None}, sort_keys=True)}

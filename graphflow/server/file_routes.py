@@ -1,0 +1,47 @@
+"""File routes: viewing outputs and inputs, and uploading images and masks."""
+
+import asyncio
+import json
+
+from aiohttp import web
+
+from graphflow.server import uploads
+from graphflow.server.json_api import int_query, json_response
+from graphflow.server.server import server_of
+from graphflow.server.uploads import UploadError
+
+
+async def view(request):
+    query = request.query
+    path = uploads.resolve_view(query.get("type") or "output", query.get("subfolder"), query.get("filename"))
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+    if query.get("thumbnail"):
+        size = int_query(request, "thumbnail", 256, 16, 2048)
+        data = await asyncio.to_thread(uploads.thumbnail, path, size)
+        return web.Response(body=data, content_type="image/jpeg", headers=headers)
+    headers["Content-Type"] = uploads.VIEW_TYPES[path.suffix.lower()]
+    return web.FileResponse(path, headers=headers)
+
+
+async def upload(request, mask: bool = False):
+    server = server_of(request)
+    limits = server.config.limits
+    fields, file = await uploads.read_form(request, limits)
+    name = uploads.clean_filename(file["filename"])
+    subfolder = uploads.clean_subfolder(fields.get("subfolder"))
+    overwrite = fields.get("overwrite", "").strip().lower() in ("1", "true", "yes", "on")
+    info = await asyncio.to_thread(uploads.check_image, file["data"], file["content_type"], limits)
+    data = file["data"]
+    if mask:
+        raw = fields.get("original") or fields.get("original_ref")
+        try:
+            ref = json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            ref = None
+        if not isinstance(ref, dict):
+            raise UploadError(400, "a mask upload needs 'original': JSON {filename, subfolder, type} of the image")
+        original = uploads.resolve_view(ref.get("type") or "input", ref.get("subfolder"), ref.get("filename"))
+        data = await asyncio.to_thread(uploads.apply_mask, original, data)
+        info = await asyncio.to_thread(uploads.check_image, data, "image/png", limits)
+    result = await asyncio.to_thread(uploads.store_input, data, name, subfolder, info["format"], overwrite)
+    return json_response(dict(result, **info))

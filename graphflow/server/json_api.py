@@ -1,0 +1,59 @@
+"""How the routes read JSON requests and write JSON replies. Bad input raises UploadError, which the
+application's guard turns into an error reply with its status."""
+
+import json
+import re
+
+from aiohttp import web
+
+from graphflow.validation import Problem
+
+from graphflow.server.events import dumps
+from graphflow.server.uploads import UploadError
+
+CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+def json_response(data, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=dumps)
+
+
+def error_response(status: int, message: str) -> web.Response:
+    return json_response({"error": message}, status)
+
+
+def invalid_response(problems: list[Problem]) -> web.Response:
+    return json_response({"error": "invalid workflow", "problems": [p.to_dict() for p in problems]}, 400)
+
+
+async def json_body(request: web.Request, optional: bool = False):
+    if optional and not request.body_exists:
+        return {}
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UploadError(400, "the body is not valid JSON") from None
+    if optional and body is None:
+        return {}
+    return body
+
+
+def valid_client_id(value) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not CLIENT_ID.match(value):
+        raise UploadError(400, "client_id must be 1-128 letters, digits or _.:-")
+    return value
+
+
+def int_query(request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UploadError(400, f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise UploadError(400, f"{name} must be from {low} to {high}, got {value}")
+    return value

@@ -1,0 +1,132 @@
+"""Run routes: submitting runs, the queue, interrupts, history, and the websocket that streams
+live progress."""
+
+import asyncio
+import json
+import uuid
+
+from aiohttp import WSMsgType, web
+
+from graphflow.validation import Problem
+
+from graphflow.server.events import PREVIEW, Outgoing, message
+from graphflow.server.json_api import (error_response, int_query, invalid_response, json_body, json_response,
+                                        valid_client_id)
+from graphflow.server.server import QUEUE_MESSAGE_LIMIT, server_of
+from graphflow.server.store import FINISHED
+from graphflow.server.uploads import UploadError
+
+
+async def post_run(request):
+    server = server_of(request)
+    try:
+        body = await json_body(request)
+    except UploadError as e:
+        return invalid_response([Problem(None, None, None, str(e))])
+    if not isinstance(body, dict) or "workflow" not in body:
+        return invalid_response([Problem(None, None, None,
+                                         "the body must be a JSON object with the workflow under 'workflow'")])
+    client_id = valid_client_id(body.get("client_id"))
+    workflow, problems = server.check(body["workflow"], body.get("outputs"))
+    if problems:
+        return invalid_response(problems)
+    return json_response(server.enqueue(workflow, client_id, body.get("outputs"), bool(body.get("front"))))
+
+
+async def get_queue(request):
+    return json_response(server_of(request).queue_json())
+
+
+async def cancel_run(request):
+    server = server_of(request)
+    run_id = request.match_info["run_id"]
+    if server.store.cancel(run_id):
+        record = server.store.get(run_id)
+        server.hub.send("run_cancelled", {"run_id": run_id, "client_id": record["client_id"]})
+        server.queue_changed()
+        return json_response({"run_id": run_id, "status": "cancelled"})
+    status = server.store.status_of(run_id)
+    if status is None:
+        return error_response(404, f"no run {run_id!r}")
+    if status == "running":
+        return error_response(409, f"run {run_id} is running; interrupt it with POST /api/interrupt")
+    return error_response(409, f"run {run_id} already finished ({status})")
+
+
+async def cancel_all(request):
+    server = server_of(request)
+    cancelled = []
+    for item in server.store.pending():
+        if server.store.cancel(item["run_id"]):
+            cancelled.append(item["run_id"])
+            server.hub.send("run_cancelled", {"run_id": item["run_id"], "client_id": item["client_id"]})
+    server.queue_changed()
+    return json_response({"cancelled": cancelled})
+
+
+async def interrupt(request):
+    server = server_of(request)
+    body = await json_body(request, optional=True)
+    run_id = body.get("run_id") if isinstance(body, dict) else None
+    interrupted = []
+    for state in list(server.running.values()):
+        if run_id is None or state.run_id == run_id:
+            state.interrupt.set()
+            interrupted.append(state.run_id)
+    return json_response({"interrupted": interrupted})
+
+
+async def get_history(request):
+    server = server_of(request)
+    offset = int_query(request, "offset", 0, 0, 2**62)
+    limit = int_query(request, "limit", 50, 1, 500)
+    status = request.query.get("status") or None
+    if status is not None and status not in FINISHED:
+        raise UploadError(400, f"status must be one of {', '.join(FINISHED)}")
+    total, items = server.store.history(offset, limit, status)
+    return json_response({"total": total, "offset": offset, "limit": limit, "items": items})
+
+
+async def get_run(request):
+    record = server_of(request).store.get(request.match_info["run_id"])
+    if record is None:
+        return error_response(404, f"no run {request.match_info['run_id']!r}")
+    return json_response(record)
+
+
+async def delete_run(request):
+    server = server_of(request)
+    run_id = request.match_info["run_id"]
+    if server.store.delete(run_id):
+        return json_response({"run_id": run_id, "deleted": True})
+    status = server.store.status_of(run_id)
+    if status is None:
+        return error_response(404, f"no run {run_id!r}")
+    return error_response(409, f"run {run_id} is {status}; cancel or interrupt it first")
+
+
+async def websocket(request):
+    server = server_of(request)
+    client_id = valid_client_id(request.query.get("client_id") or request.query.get("clientId")) or uuid.uuid4().hex
+    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
+    await ws.prepare(request)
+    # The snapshot and registration happen in one step, so no message falls between them.
+    frames = [s for s in server.running.values() if s.frame is not None]
+    first = [Outgoing(message("status", {"client_id": client_id, "queue": server.queue_json(QUEUE_MESSAGE_LIMIT),
+                                         "previews": [s.run_id for s in frames]}))]
+    first += [Outgoing(s.frame, PREVIEW) for s in frames]
+    client = server.hub.connect(ws, client_id, first, request.transport)
+    pump = asyncio.create_task(client.pump())
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                try:
+                    kind = json.loads(msg.data).get("type")
+                except (json.JSONDecodeError, AttributeError):
+                    kind = None
+                if kind == "ping":
+                    client.push(Outgoing(message("pong", {})))
+    finally:
+        server.hub.disconnect(client)
+        pump.cancel()
+    return ws

@@ -1,0 +1,167 @@
+"""The Server behind the application: its configuration, run store, workers, websocket hub and
+queue state, and how a request finds it (`app[SERVER]`, `server_of(request)`)."""
+
+import asyncio
+import ipaddress
+import logging
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from graphflow.cache import OutputCache
+from graphflow.executor import Executor
+from graphflow.registry import Registry
+from graphflow.validation import Problem, validate
+from graphflow.workflow import Workflow, parse_workflow
+
+from graphflow.server.events import KEEP, PROGRESS, Hub
+from graphflow.server.store import RunStore
+from graphflow.server.uploads import UploadLimits
+from graphflow.server.worker import RunState, Worker
+
+log = logging.getLogger("graphflow.server")
+
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+QUEUE_MESSAGE_LIMIT = 100  # pending runs listed in websocket queue messages
+
+
+@dataclass
+class ServerConfig:
+    db_path: Path
+    host: str = "127.0.0.1"
+    workers: int = 1
+    limits: UploadLimits = field(default_factory=UploadLimits)
+    preview_max_side: int = 512
+    outbox_limit: int = 256
+    send_timeout: float = 10.0
+    allowed_origins: tuple[str, ...] = ()
+    shutdown_timeout: float = 10.0
+    web_dir: Path | None = WEB_DIR
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Server:
+    def __init__(self, registry: Registry, config: ServerConfig, cache: OutputCache, paused: bool = False):
+        self.registry = registry
+        self.config = config
+        self.cache = cache
+        self.store = RunStore(config.db_path)
+        self.hub = Hub(config.outbox_limit, config.send_timeout)
+        self.running: dict[str, RunState] = {}
+        self.workers = [Worker(self, Executor(registry, cache), i) for i in range(config.workers)]
+        self.paused = paused
+        self.stopping = False
+        self.work = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._queue_scheduled = False
+        self.loopback_only = is_loopback(config.host)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self, app=None) -> None:
+        requeued = self.store.recover()
+        if requeued:
+            log.info("%d run(s) were running when the server last died; they are back in the queue", len(requeued))
+        self.work = asyncio.Event()
+        self.work.set()
+        self._tasks = [asyncio.create_task(w.loop(), name=f"graphflow-worker-{w.index}") for w in self.workers]
+
+    async def stop(self, app=None) -> None:
+        """Stop taking runs; a running run is interrupted and goes back to the queue."""
+        self.stopping = True
+        for state in list(self.running.values()):
+            state.stopping = True
+            state.interrupt.set()
+        self.work.set()
+        if self._tasks:
+            done, pending = await asyncio.wait(self._tasks, timeout=self.config.shutdown_timeout)
+            for task in pending:  # a node that never checks for interrupts; its run is recovered on restart
+                log.warning("a run did not stop within %.0fs; it will run again after a restart",
+                            self.config.shutdown_timeout)
+                task.cancel()
+        await self.hub.close_all()
+
+    async def cleanup(self, app=None) -> None:
+        self.store.close()
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        self.work.set()
+
+    # --- state shared with the worker ------------------------------------------------------
+
+    def queue_json(self, limit: int | None = None) -> dict:
+        return {"running": [s.to_json() for s in self.running.values()],
+                "pending": self.store.pending(limit), "pending_total": self.store.count_pending()}
+
+    def queue_changed(self) -> None:
+        """Tell clients about the queue, once per loop iteration however many changes came."""
+        if not self._queue_scheduled:
+            self._queue_scheduled = True
+            asyncio.get_running_loop().call_soon(self._send_queue)
+
+    def _send_queue(self) -> None:
+        self._queue_scheduled = False
+        if self.hub.clients:
+            self.hub.send("queue", self.queue_json(QUEUE_MESSAGE_LIMIT))
+
+    def run_event(self, state: RunState, event: dict, frame: bytes | None) -> None:
+        """An executor event, on the loop thread: update the run's state and tell every client."""
+        kind = event.pop("type")
+        event["client_id"] = state.client_id
+        if kind in ("node_started", "progress"):
+            if state.node != event["node"]:
+                state.progress = None
+            state.node, state.node_type = event["node"], event["node_type"]
+        if kind == "progress":
+            state.progress = {"value": event["value"], "max": event["max"]}
+        if frame is not None:
+            state.frame = frame
+        self.hub.send(kind, event, PROGRESS if kind == "progress" else KEEP)
+        if frame is not None:
+            self.hub.send_frame(frame)
+
+    # --- submitting --------------------------------------------------------------------------
+
+    def check(self, data, outputs) -> tuple[Workflow | None, list[Problem]]:
+        """Parse and validate (on the loop: it takes well under a millisecond for usual graphs,
+        and a thread hand-off would cost more than that on a busy machine)."""
+        if outputs is not None and not (isinstance(outputs, list) and all(isinstance(o, str) for o in outputs)):
+            return None, [Problem(None, None, None, "'outputs' must be a list of node ids")]
+        try:
+            workflow = parse_workflow(data, self.registry)
+        except Exception as e:  # WorkflowFormatError, or a malformed ComfyUI graph
+            return None, [Problem(None, None, None, str(e) or type(e).__name__)]
+        problems = validate(workflow, self.registry, outputs or None)
+        return (None, problems) if problems else (workflow, [])
+
+    def enqueue(self, workflow: Workflow, client_id: str | None, outputs, front: bool,
+                run_id: str | None = None) -> dict:
+        run_id = run_id or uuid.uuid4().hex
+        number = self.store.add(run_id, workflow.to_json(), client_id=client_id, targets=outputs or None,
+                                front=front)
+        position = self.store.position(run_id)
+        self.queue_changed()
+        self.work.set()
+        return {"run_id": run_id, "position": position, "number": number}
+
+
+SERVER = web.AppKey("server", Server)  # app[SERVER]: the Server behind an application
+
+
+def server_of(request: web.Request) -> Server:
+    return request.app[SERVER]
