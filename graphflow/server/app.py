@@ -24,7 +24,7 @@ from graphflow.registry import Registry, default_registry
 from graphflow.server import comfyui_routes, editor_routes, file_routes, run_routes, system_routes
 from graphflow.server.json_api import error_response
 from graphflow.server.server import SERVER, WEB_DIR, Server, ServerConfig, is_loopback
-from graphflow.server.uploads import UploadError, UploadLimits
+from graphflow.server.uploads import RequestError, UploadLimits
 
 
 def _host_name(host_header: str) -> str:
@@ -45,7 +45,7 @@ def _guard(server: Server):
                 return error_response(403, f"requests from {origin!r} are not allowed")
         try:
             return await handler(request)
-        except UploadError as e:
+        except RequestError as e:
             return error_response(e.status, str(e))
         except UnsafePathError as e:
             return error_response(400, str(e))

@@ -5,7 +5,7 @@ from graphflow.validation import Problem
 from graphflow.server.json_api import CLIENT_ID, json_body, json_response, valid_client_id
 from graphflow.server.server import server_of
 from graphflow.server.store import FINISHED
-from graphflow.server.uploads import UploadError
+from graphflow.server.uploads import RequestError
 
 
 def _comfy_node_errors(problems: list[Problem]) -> dict:
@@ -23,7 +23,7 @@ async def comfy_prompt(request):
     server = server_of(request)
     try:
         body = await json_body(request)
-    except UploadError as e:
+    except RequestError as e:
         body = None
         problems = [Problem(None, None, None, str(e))]
     if body is not None:
@@ -40,7 +40,7 @@ async def comfy_prompt(request):
     run_id = body.get("prompt_id")
     if run_id is not None and (not isinstance(run_id, str) or not CLIENT_ID.match(run_id)
                                or server.store.status_of(run_id) is not None):
-        raise UploadError(400, "prompt_id must be a new id of 1-128 letters, digits or _.:-")
+        raise RequestError(400, "prompt_id must be a new id of 1-128 letters, digits or _.:-")
     queued = server.enqueue(workflow, valid_client_id(body.get("client_id")), None, bool(body.get("front")), run_id)
     return json_response({"prompt_id": queued["run_id"], "number": queued["number"], "node_errors": {}})
 

@@ -10,7 +10,7 @@ from graphflow.workflow import parse_workflow
 
 from graphflow.server.json_api import error_response, json_body, json_response
 from graphflow.server.server import server_of
-from graphflow.server.uploads import UploadError
+from graphflow.server.uploads import RequestError
 
 
 async def get_nodes(request):
@@ -41,7 +41,7 @@ async def convert_workflow(request):
     server = server_of(request)
     try:
         body = await json_body(request)
-    except UploadError as e:
+    except RequestError as e:
         return json_response({"error": str(e), "problems": [Problem(None, None, None, str(e)).to_dict()]}, 400)
     if not isinstance(body, dict) or "workflow" not in body:
         message = "the body must be a JSON object with the workflow under 'workflow'"

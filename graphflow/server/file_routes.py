@@ -8,7 +8,7 @@ from aiohttp import web
 from graphflow.server import uploads
 from graphflow.server.json_api import int_query, json_response
 from graphflow.server.server import server_of
-from graphflow.server.uploads import UploadError
+from graphflow.server.uploads import RequestError
 
 
 async def view(request):
@@ -39,7 +39,7 @@ async def upload(request, mask: bool = False):
         except json.JSONDecodeError:
             ref = None
         if not isinstance(ref, dict):
-            raise UploadError(400, "a mask upload needs 'original': JSON {filename, subfolder, type} of the image")
+            raise RequestError(400, "a mask upload needs 'original': JSON {filename, subfolder, type} of the image")
         original = uploads.resolve_view(ref.get("type") or "input", ref.get("subfolder"), ref.get("filename"))
         data = await asyncio.to_thread(uploads.apply_mask, original, data)
         info = await asyncio.to_thread(uploads.check_image, data, "image/png", limits)

@@ -1,4 +1,4 @@
-"""How the routes read JSON requests and write JSON replies. Bad input raises UploadError, which the
+"""How the routes read JSON requests and write JSON replies. Bad input raises RequestError, which the
 application's guard turns into an error reply with its status."""
 
 import json
@@ -9,7 +9,7 @@ from aiohttp import web
 from graphflow.validation import Problem
 
 from graphflow.server.events import dumps
-from graphflow.server.uploads import UploadError
+from graphflow.server.uploads import RequestError
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
@@ -32,7 +32,7 @@ async def json_body(request: web.Request, optional: bool = False):
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UploadError(400, "the body is not valid JSON") from None
+        raise RequestError(400, "the body is not valid JSON") from None
     if optional and body is None:
         return {}
     return body
@@ -42,7 +42,7 @@ def valid_client_id(value) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or not CLIENT_ID.match(value):
-        raise UploadError(400, "client_id must be 1-128 letters, digits or _.:-")
+        raise RequestError(400, "client_id must be 1-128 letters, digits or _.:-")
     return value
 
 
@@ -53,7 +53,7 @@ def int_query(request, name: str, default: int, low: int, high: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise UploadError(400, f"{name} must be an integer, got {raw!r}") from None
+        raise RequestError(400, f"{name} must be an integer, got {raw!r}") from None
     if not low <= value <= high:
-        raise UploadError(400, f"{name} must be from {low} to {high}, got {value}")
+        raise RequestError(400, f"{name} must be from {low} to {high}, got {value}")
     return value

@@ -14,14 +14,14 @@ from graphflow.server.json_api import (error_response, int_query, invalid_respon
                                         valid_client_id)
 from graphflow.server.server import QUEUE_MESSAGE_LIMIT, server_of
 from graphflow.server.store import FINISHED
-from graphflow.server.uploads import UploadError
+from graphflow.server.uploads import RequestError
 
 
 async def post_run(request):
     server = server_of(request)
     try:
         body = await json_body(request)
-    except UploadError as e:
+    except RequestError as e:
         return invalid_response([Problem(None, None, None, str(e))])
     if not isinstance(body, dict) or "workflow" not in body:
         return invalid_response([Problem(None, None, None,
@@ -82,7 +82,7 @@ async def get_history(request):
     limit = int_query(request, "limit", 50, 1, 500)
     status = request.query.get("status") or None
     if status is not None and status not in FINISHED:
-        raise UploadError(400, f"status must be one of {', '.join(FINISHED)}")
+        raise RequestError(400, f"status must be one of {', '.join(FINISHED)}")
     total, items = server.store.history(offset, limit, status)
     return json_response({"total": total, "offset": offset, "limit": limit, "items": items})
 

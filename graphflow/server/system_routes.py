@@ -9,7 +9,7 @@ from graphflow.device import free_memory, memory_stats
 
 from graphflow.server.json_api import json_body, json_response
 from graphflow.server.server import server_of
-from graphflow.server.uploads import UploadError
+from graphflow.server.uploads import RequestError
 
 
 def holds_model(value, depth: int = 0) -> bool:
@@ -33,7 +33,7 @@ async def free(request):
     server = server_of(request)
     body = await json_body(request, optional=True)
     if not isinstance(body, dict):
-        raise UploadError(400, 'expected {"models": bool, "cache": bool}')
+        raise RequestError(400, 'expected {"models": bool, "cache": bool}')
     drop_cache = bool(body.get("cache") or body.get("free_memory"))
     drop_models = bool(body.get("models") or body.get("unload_models"))
     dropped = 0

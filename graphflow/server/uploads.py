@@ -27,8 +27,9 @@ VIEW_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", 
 FIELD_LIMIT = 4096  # bytes in a non-file form field
 
 
-class UploadError(Exception):
-    """A refused upload or file request; the server answers {"error": message} with `status`."""
+class RequestError(Exception):
+    """A request the server refuses (bad JSON, a bad upload, a file outside its folder...);
+    it answers {"error": message} with `status`."""
 
     def __init__(self, status: int, message: str):
         super().__init__(message)
@@ -44,11 +45,11 @@ class UploadLimits:
 def clean_filename(name: str | None) -> str:
     """A client's file name, refused if it is anything but a plain name."""
     if not name or not name.strip():
-        raise UploadError(400, "the upload has no file name")
+        raise RequestError(400, "the upload has no file name")
     if any(c in name for c in "/\\") or name in (".", "..") or name.startswith("."):
-        raise UploadError(400, f"file name {name!r} must be a plain name (no path separators, no leading dot)")
+        raise RequestError(400, f"file name {name!r} must be a plain name (no path separators, no leading dot)")
     if any(ord(c) < 32 or c == "\x7f" for c in name) or len(name.encode()) > 255:
-        raise UploadError(400, f"file name {name!r} has control characters or is too long")
+        raise RequestError(400, f"file name {name!r} has control characters or is too long")
     return name
 
 
@@ -57,33 +58,33 @@ def clean_subfolder(subfolder: str | None) -> str:
         return ""
     parts = subfolder.replace("\\", "/").split("/")
     if subfolder.startswith(("/", "\\")) or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
-        raise UploadError(400, f"subfolder {subfolder!r} must be a relative path inside its folder "
+        raise RequestError(400, f"subfolder {subfolder!r} must be a relative path inside its folder "
                                "(no '..', no absolute path, no hidden parts)")
     if "\\" in subfolder or any(ord(c) < 32 for c in subfolder):
-        raise UploadError(400, f"subfolder {subfolder!r} has invalid characters")
+        raise RequestError(400, f"subfolder {subfolder!r} has invalid characters")
     return "/".join(parts)
 
 
 def folder_of(kind: str) -> Path:
     bases = {"output": folders.outputs, "input": folders.inputs, "temp": folders.temp}
     if kind not in bases:
-        raise UploadError(400, f"type must be one of output, input, temp; got {kind!r}")
+        raise RequestError(400, f"type must be one of output, input, temp; got {kind!r}")
     return bases[kind]
 
 
 def resolve_view(kind: str, subfolder: str | None, filename: str | None) -> Path:
-    """The file /api/view may serve, or an UploadError (400 unsafe, 404 missing)."""
+    """The file /api/view may serve, or an RequestError (400 unsafe, 404 missing)."""
     base = folder_of(kind or "output")
     name = clean_filename(filename)
     sub = clean_subfolder(subfolder)
     try:
         path = safe_join(base, f"{sub}/{name}" if sub else name)
     except UnsafePathError as e:
-        raise UploadError(400, str(e)) from None
+        raise RequestError(400, str(e)) from None
     if path.suffix.lower() not in VIEW_TYPES:
-        raise UploadError(400, f"{name!r} is not an image file this server serves")
+        raise RequestError(400, f"{name!r} is not an image file this server serves")
     if not path.is_file():
-        raise UploadError(404, f"no file {name!r} in the {kind or 'output'} folder"
+        raise RequestError(404, f"no file {name!r} in the {kind or 'output'} folder"
                                + (f" (subfolder {sub!r})" if sub else ""))
     return path
 
@@ -94,29 +95,29 @@ async def read_form(request: web.Request, limits: UploadLimits, file_fields=("im
     Refuses a body over the limit before reading it when its length is declared, and stops
     reading as soon as the file passes the limit otherwise."""
     if request.content_length is not None and request.content_length > limits.max_bytes + 64 * 1024:
-        raise UploadError(413, f"upload of {request.content_length} bytes is over the limit of {limits.max_bytes} bytes")
+        raise RequestError(413, f"upload of {request.content_length} bytes is over the limit of {limits.max_bytes} bytes")
     if not request.content_type.startswith("multipart/"):
-        raise UploadError(400, "expected a multipart/form-data body with the file in the 'image' field")
+        raise RequestError(400, "expected a multipart/form-data body with the file in the 'image' field")
     reader = await request.multipart()
     fields, upload = {}, None
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
-            raise UploadError(400, "nested multipart bodies are not accepted")
+            raise RequestError(400, "nested multipart bodies are not accepted")
         if part.name in file_fields and upload is None:
             data = bytearray()
             while chunk := await part.read_chunk(256 * 1024):
                 data += chunk
                 if len(data) > limits.max_bytes:
-                    raise UploadError(413, f"upload is over the limit of {limits.max_bytes} bytes")
+                    raise RequestError(413, f"upload is over the limit of {limits.max_bytes} bytes")
             declared = (part.headers.get("Content-Type") or "").split(";")[0].strip().lower()
             upload = {"filename": part.filename, "content_type": declared, "data": bytes(data)}
         else:
             value = await part.read(decode=True)
             if len(value) > FIELD_LIMIT:
-                raise UploadError(400, f"form field {part.name!r} is too long")
+                raise RequestError(400, f"form field {part.name!r} is too long")
             fields[part.name] = value.decode("utf-8", "replace")
     if upload is None:
-        raise UploadError(400, f"no file in the form (expected a field named {' or '.join(file_fields)!r})")
+        raise RequestError(400, f"no file in the form (expected a field named {' or '.join(file_fields)!r})")
     return fields, upload
 
 
@@ -125,21 +126,21 @@ def check_image(data: bytes, declared_type: str, limits: UploadLimits) -> dict:
     from PIL import Image, UnidentifiedImageError
 
     if declared_type not in DECLARED_TYPES:
-        raise UploadError(415, f"content type {declared_type!r} is not an accepted image type "
+        raise RequestError(415, f"content type {declared_type!r} is not an accepted image type "
                                f"(png, jpeg, webp, bmp)")
     try:
         with Image.open(io.BytesIO(data)) as image:
             fmt = image.format
             width, height = image.size
             if fmt not in UPLOAD_FORMATS:
-                raise UploadError(415, f"image format {fmt} is not accepted; use PNG, JPEG, WebP or BMP")
+                raise RequestError(415, f"image format {fmt} is not accepted; use PNG, JPEG, WebP or BMP")
             if width > limits.max_side or height > limits.max_side:
-                raise UploadError(400, f"image is {width}x{height}; the limit is {limits.max_side}x{limits.max_side}")
+                raise RequestError(400, f"image is {width}x{height}; the limit is {limits.max_side}x{limits.max_side}")
             image.load()  # decode fully: truncated or corrupt data fails here
-    except UploadError:
+    except RequestError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise UploadError(415, f"the upload is not a readable image: {e}") from None
+        raise RequestError(415, f"the upload is not a readable image: {e}") from None
     return {"format": fmt, "width": width, "height": height}
 
 
@@ -165,9 +166,9 @@ def store_input(data: bytes, filename: str, subfolder: str, fmt: str, overwrite:
                 target = safe_join(folder, name)
                 counter += 1
     except UnsafePathError as e:
-        raise UploadError(400, str(e)) from None
+        raise RequestError(400, str(e)) from None
     if target.exists() and not target.is_file():
-        raise UploadError(400, f"{name!r} exists and is not a file")
+        raise RequestError(400, f"{name!r} exists and is not a file")
     fd, temp = tempfile.mkstemp(prefix=".upload-", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -1,0 +1,144 @@
+"""The bundled demo checkpoint, end to end: its images must show what their prompts say.
+
+A random-weight model can only show that tensors flow; this trained one (tools/train_demo.py)
+shows that text encoding, classifier-free guidance, sampling, the latent scaling factor and VAE
+decoding work TOGETHER: prompts "a {colour} {shape} on a {background} background" are sampled
+through the engine's KSampler code path and judged by pixel measurements (graphflow.demo.measure).
+Breaking one link (CFG operands swapped, scaling factor forgotten) must make these checks fail,
+and the tests below show that it does.
+"""
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from graphflow.demo import evaluate, measure, shapes
+from graphflow.models.checkpoint import detect_architecture, load_checkpoint
+from graphflow.sampling import guidance
+
+import graphflow
+
+DEMO = Path(graphflow.__file__).parent / "bundled" / "checkpoints" / "graphflow-demo.safetensors"
+REPEATS = 2  # images per colour x shape in the grid (each from different noise in the one batch)
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_checkpoint(DEMO, device="cpu", dtype=torch.float32)
+
+
+@pytest.fixture(scope="module")
+def default_report(demo):
+    report = evaluate.evaluate(demo, repeats=REPEATS)
+    print(f"\ndefault settings {evaluate.DEFAULTS}: {report.summary()}")
+    return report
+
+
+# -- the measurements themselves ---------------------------------------------------------------
+
+def test_measurements_read_ground_truth_images():
+    images, specs = shapes.dataset(300, seed=4242)
+    found = [measure.measure(image) for image in images]
+    assert all(m.colour == s.colour for m, s in zip(found, specs))
+    assert all(m.shape == s.shape for m, s in zip(found, specs))
+    assert all(m.background == s.background for m, s in zip(found, specs))
+    fills = {s: [m.fill_ratio for m, spec in zip(found, specs) if spec.shape == s] for s in shapes.SHAPES}
+    for shape, values in fills.items():
+        assert abs(np.median(values) - shapes.FILL_RATIO[shape]) < 0.05, (shape, np.median(values))
+
+
+def test_measurements_find_nothing_on_a_blank_image():
+    blank = np.full((64, 64, 3), 128, dtype=np.uint8)
+    m = measure.measure(blank)
+    assert (m.colour, m.shape, m.background) == (None, None, "gray")
+
+
+# -- the file ----------------------------------------------------------------------------------
+
+def test_demo_checkpoint_is_small_and_found_by_default():
+    from graphflow import folders
+
+    assert DEMO.stat().st_size <= 25_000_000
+    assert folders.folders.find_model("checkpoints", "graphflow-demo.safetensors") == DEMO.resolve()
+
+
+def test_demo_checkpoint_is_detected_like_any_sd1_file(demo):
+    from safetensors import safe_open
+
+    with safe_open(str(DEMO), "pt") as f:
+        shapes_ = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        metadata = f.metadata()
+    info = detect_architecture(shapes_, metadata)
+    assert (info.arch, info.prediction, info.inpaint) == ("sd1", "eps", False)
+    assert info.context_dim == demo.clip.output_dim == 64
+    # the scaling factor is the file's own (1 / std of its training latents), not SD's 0.18215
+    assert demo.model.latent_format.scale_factor == info.latent_format.scale_factor
+    assert not math.isclose(info.latent_format.scale_factor, 0.18215, rel_tol=0.05)
+    assert info.vae.norm_groups == 8
+
+
+def test_vae_reconstructs_held_out_images(demo):
+    images, _ = shapes.dataset(64, seed=987654)  # training used seeds 0..3000: these are new images
+    pixels = torch.from_numpy(images).float() / 255
+    decoded = demo.vae.decode(demo.vae.encode(pixels))
+    mse = ((decoded - pixels) ** 2).mean().item()
+    psnr = 10 * math.log10(1 / mse)
+    print(f"\nVAE held-out PSNR {psnr:.2f} dB")
+    assert psnr > 25.0
+
+
+# -- prompts -> pictures -----------------------------------------------------------------------
+
+def test_images_show_their_prompts(default_report):
+    assert default_report.colour_accuracy >= 0.9, default_report.summary()
+    assert default_report.shape_accuracy >= 0.8, default_report.summary()
+
+
+def test_guidance_makes_prompts_stick(demo, default_report):
+    unguided = evaluate.evaluate(demo, repeats=REPEATS, cfg=1.0)
+    print(f"\ncfg 1.0: {unguided.summary()}")
+    default = default_report.colour_accuracy + default_report.shape_accuracy
+    assert unguided.colour_accuracy + unguided.shape_accuracy <= default - 0.15, unguided.summary()
+
+
+def test_swapped_cfg_operands_break_the_images(demo, default_report, monkeypatch):
+    # cond + (uncond - cond) * cfg: guidance pushed AWAY from the prompt
+    monkeypatch.setattr(guidance, "cfg_combine", lambda cond, uncond, cfg: cond + (uncond - cond) * cfg)
+    broken = evaluate.evaluate(demo, repeats=REPEATS)
+    print(f"\nswapped CFG: {broken.summary()}")
+    assert broken.colour_accuracy <= 0.5, broken.summary()
+
+
+def test_forgotten_scaling_factor_breaks_the_images(demo, default_report, monkeypatch):
+    # sampling in raw VAE space: no process_in / process_out scaling
+    monkeypatch.setattr(demo.model, "latent_format", replace(demo.model.latent_format, scale_factor=1.0))
+    broken = evaluate.evaluate(demo, repeats=REPEATS)
+    print(f"\nno scaling factor: {broken.summary()}")
+    assert broken.colour_accuracy <= 0.5, broken.summary()
+
+
+# -- the same through the node graph -----------------------------------------------------------
+
+def test_shipped_txt2img_workflow_draws_its_prompt(builtin_registry, tmp_folders):
+    """workflows/txt2img.json as shipped (LoadCheckpoint -> CLIPEncode -> KSampler -> VAEDecode)
+    finds the bundled model by default and draws what its prompt says."""
+    from graphflow.executor import Executor
+    from graphflow.workflow import load_workflow
+
+    wf = load_workflow(Path(__file__).parent.parent / "workflows" / "txt2img.json")
+    prompt = wf.nodes["2"].inputs["text"]
+    words = prompt.split()
+    colour = next(w for w in words if w in shapes.COLOURS)
+    shape = next(w for w in words if w in shapes.SHAPES)
+    background = words[words.index("background") - 1]
+    result = Executor(builtin_registry).run(wf)
+    assert result.ok, result.error or result.problems
+    decoded = next(v[0] for k, v in result.values.items() if wf.nodes[k].type == "VAEDecode")
+    found = [measure.measure(image) for image in decoded]
+    print(f"\n{prompt!r}: {[(m.colour, m.shape, m.background) for m in found]}")
+    right = [(m.colour, m.shape, m.background) == (colour, shape, background) for m in found]
+    assert sum(right) >= 0.75 * len(found)
