@@ -24,7 +24,6 @@ from .text_encoders import ARCH_TOWERS, CLIP_L, HF, OPEN_CLIP, TextEncoder, Towe
 from .unet import UNet, UNetConfig
 from .vae import VAE, AutoencoderKL, VAEConfig
 from .weight_files import CheckpointError, KeyView, WeightFile
-from .weight_files import config_metadata  # noqa: F401  (tools/train_demo.py imports it from here)
 
 # -- building modules --------------------------------------------------------------------------
 
