@@ -1,13 +1,13 @@
-"""Train the demo LoRA: teaches the demo model to draw its shapes as outlines instead of filled.
+"""Train the demo LoRA: teaches the demo model to draw its shapes small, in the top-left corner.
 
     .venv/bin/python tools/train_demo_lora.py [--steps 800] [--rank 8]
 
 The demo checkpoint (tools/train_demo.py) is loaded through graphflow's own loader and frozen.
 Low-rank adapters (up @ down, up starting at zero, so training starts from the unchanged model)
 are put on the UNet's attention projections and its residual blocks' convolutions, and trained
-on outline drawings of the same shapes with the same captions: the prompt stays "a red circle
-on a blue background", only the style changes, so the LoRA's effect is plain to see and to
-measure (an outline fills little of its bounding box). The result is written as a kohya-style
+on drawings of the same shapes with the same captions, always small and in the top-left corner:
+the prompt stays "a red circle on a blue background", only the composition changes, so the
+LoRA's effect is plain to see and to measure (where the shape's centre is). The result is written as a kohya-style
 LoRA file (lora_unet_<diffusers block name>.lora_down/lora_up/alpha), the format users bring,
 and is applied by the LoadLoRA node like any other.
 """
@@ -15,12 +15,12 @@ and is applied by the LoadLoRA node like any other.
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
 from torch import nn
 
 from graphflow.demo import shapes
@@ -31,7 +31,7 @@ from graphflow.models.lora import unet_lora_names
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = ROOT / "graphflow" / "bundled"
 CHECKPOINT = BUNDLED / "checkpoints" / "graphflow-demo.safetensors"
-DEFAULT_OUT = BUNDLED / "loras" / "graphflow-demo-outline.safetensors"
+DEFAULT_OUT = BUNDLED / "loras" / "graphflow-demo-corner.safetensors"
 TARGETS = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "attn2.to_q", "attn2.to_k",
            "attn2.to_v", "attn2.to_out.0", "in_layers.2", "out_layers.3", "proj_in", "proj_out")
 
@@ -40,25 +40,14 @@ def log(*parts):
     print(time.strftime("%H:%M:%S"), *parts, flush=True)
 
 
-def render_outline(spec: shapes.ShapeSpec, rng: np.random.Generator, size: int = shapes.IMAGE_SIZE,
-                   line: float = 0.07) -> np.ndarray:
-    """The shape of `spec` drawn as an outline `line` (fraction of the image) wide."""
-    big = size * shapes.SUPERSAMPLE
-    background = tuple(int(c) for c in shapes.BACKGROUNDS[spec.background])
-    colour = tuple(int(np.clip(c + rng.integers(-12, 13), 0, 255)) for c in shapes.COLOURS[spec.colour])
-    image = Image.new("RGB", (big, big), background)
-    draw = ImageDraw.Draw(image)
-    half, width = spec.side * big / 2, max(1, round(line * big))
-    x0, y0 = spec.cx * big - half, spec.cy * big - half
-    x1, y1 = spec.cx * big + half, spec.cy * big + half
-    if spec.shape == "circle":
-        draw.ellipse((x0, y0, x1, y1), outline=colour, width=width)
-    elif spec.shape == "square":
-        draw.rectangle((x0, y0, x1, y1), outline=colour, width=width)
-    else:
-        draw.line([(spec.cx * big, y0), (x1, y1), (x0, y1), (spec.cx * big, y0)], fill=colour, width=width,
-                  joint="curve")
-    return np.asarray(image.resize((size, size), Image.BOX))
+def corner_spec(rng: np.random.Generator) -> shapes.ShapeSpec:
+    """A random caption's shape, drawn small and in the top-left corner. The demo VAE only knows
+    filled shapes of the training sizes (outlines or pastel colours reconstruct at 19 dB, against
+    33 dB for its own kind of image), so the LoRA changes where and how big, which it can draw."""
+    spec = shapes.random_spec(rng)
+    side = float(rng.uniform(shapes.MIN_SIDE, shapes.MIN_SIDE + 0.04))
+    low = shapes.MARGIN + side / 2
+    return replace(spec, side=side, cx=low + float(rng.uniform(0, 0.03)), cy=low + float(rng.uniform(0, 0.03)))
 
 
 class LowRank(nn.Module):
@@ -121,14 +110,14 @@ def main():
     model, clip, vae = checkpoint.model, checkpoint.clip, checkpoint.vae
     start = time.time()
     rng = np.random.default_rng(args.seed)
-    specs = [shapes.random_spec(rng) for _ in range(args.images)]
-    images = torch.from_numpy(np.stack([render_outline(s, rng) for s in specs])).float() / 255.0
+    specs = [corner_spec(rng) for _ in range(args.images)]
+    images = torch.from_numpy(np.stack([shapes.render(s, rng=rng) for s in specs])).float() / 255.0
     latents = model.latent_format.process_in(torch.cat([vae.encode(images[i:i + 256])
                                                         for i in range(0, len(images), 256)]))
     captions = sorted({s.caption for s in specs})
     contexts = {c: clip.encode(c)[0][0] for c in captions}
     context = torch.stack([contexts[s.caption] for s in specs])
-    log(f"{len(images)} outline images encoded in {time.time() - start:.0f} s")
+    log(f"{len(images)} corner images encoded in {time.time() - start:.0f} s")
 
     unet = model.unet.requires_grad_(False)
     kohya = kohya_names(unet)  # before the adapters rename the module paths
@@ -163,7 +152,7 @@ def main():
         state[f"{name}.lora_up.weight"] = adapter.up.weight.detach().to(torch.float16).contiguous()
         state[f"{name}.alpha"] = torch.tensor(float(args.rank), dtype=torch.float16)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    metadata = {"graphflow.demo": json.dumps({"about": "demo LoRA: shapes drawn as outlines", "rank": args.rank,
+    metadata = {"graphflow.demo": json.dumps({"about": "demo LoRA: shapes drawn small in the top-left corner", "rank": args.rank,
                                                "steps": args.steps, "base": args.checkpoint.name})}
     save_file(state, str(args.out), metadata=metadata)
     args.out.chmod(0o644)

@@ -1,0 +1,143 @@
+"""The shipped example workflows, exactly as saved, on the bundled demo model: each must run and
+show what it is for, judged by pixel measurements (graphflow.demo.measure), not by eye."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from graphflow.demo import measure, shapes
+from graphflow.executor import Executor
+from graphflow.workflow import load_workflow
+
+WORKFLOWS = Path(__file__).parent.parent / "workflows"
+
+
+def run(registry, name, **sets):
+    wf = load_workflow(WORKFLOWS / f"{name}.json")
+    for key, value in sets.items():
+        node, _, inp = key.rpartition("__")
+        wf.nodes[node].inputs[inp] = value
+    result = Executor(registry).run(wf)
+    assert result.ok, result.error or result.problems
+    return wf, result
+
+
+def output_of(wf, result, node_type, index=0):
+    (node,) = [k for k, n in wf.nodes.items() if n.type == node_type]
+    return result.values[node][index]
+
+
+def prompt_words(prompt):
+    words = prompt.split()
+    colour = next(w for w in words if w in shapes.COLOURS)
+    shape = next(w for w in words if w in shapes.SHAPES)
+    return colour, shape, words[words.index("background") - 1]
+
+
+def described(image):
+    m = measure.measure(image)
+    return m.colour, m.shape, m.background
+
+
+def input_image(wf):
+    from PIL import Image
+
+    from graphflow.folders import folders
+    from graphflow.images import pil_to_image
+
+    (node,) = [n for n in wf.nodes.values() if n.type == "LoadImage"]
+    return pil_to_image(Image.open(folders.input_path(node.inputs["image"])).convert("RGB"))[0]
+
+
+def test_txt2img_draws_its_prompt(builtin_registry, tmp_folders):
+    """The README's main job: LoadCheckpoint -> CLIPEncode -> KSampler -> VAEDecode -> SaveImage."""
+    wf, result = run(builtin_registry, "txt2img")
+    want = prompt_words(wf.nodes["2"].inputs["text"])
+    images = output_of(wf, result, "VAEDecode")
+    found = [described(image) for image in images]
+    print(f"\n{want}: {found}")
+    assert sum(f == want for f in found) >= 0.75 * len(found)
+    saved = result.outputs["7"]["images"]
+    assert len(saved) == len(images) and all((tmp_folders.outputs / i["filename"]).is_file() for i in saved)
+
+
+def test_img2img_redraws_the_image_to_its_prompt(builtin_registry, tmp_folders):
+    wf, result = run(builtin_registry, "img2img")
+    source = described(input_image(wf))
+    want = prompt_words(wf.nodes["2"].inputs["text"])
+    assert source != want  # the example changes what the picture shows
+    assert described(output_of(wf, result, "VAEDecode")[0]) == want
+
+
+def test_inpaint_repaints_the_masked_square_only(builtin_registry, tmp_folders):
+    wf, result = run(builtin_registry, "inpaint")
+    before = input_image(wf)
+    after = output_of(wf, result, "VAEDecode")[0]
+    mask = output_of(wf, result, "MaskCompose")[0]  # 1 inside the square that is repainted
+    colour, shape, background = prompt_words(wf.nodes["2"].inputs["text"])
+    assert described(after) == (colour, shape, background)
+    outside = mask < 0.5
+    outside[12:52, 12:52] = False  # the VAE's receptive field blurs a few pixels across the edge
+    assert (after - before).abs()[outside].mean() < 0.03  # unmasked pixels: a VAE round trip away
+    inside = measure.measure(after).mask & (mask > 0.5).numpy()
+    assert inside.sum() >= 0.9 * measure.measure(after).mask.sum()  # the new shape is in the square
+
+
+def test_outpaint_extends_the_background(builtin_registry, tmp_folders):
+    wf, result = run(builtin_registry, "outpaint")
+    before = input_image(wf)
+    after = output_of(wf, result, "VAEDecode")[0]
+    h, w, _ = before.shape
+    added = wf.nodes["5"].inputs["right"]
+    assert after.shape == (h, w + added, 3)
+    assert (after[:, : w - 16] - before[:, : w - 16]).abs().mean() < 0.03  # the original stays
+    background = shapes.BACKGROUNDS[prompt_words(wf.nodes["2"].inputs["text"])[2]]
+    new_strip = after[:, w + 4:].reshape(-1, 3).numpy()
+    near_background = np.abs(new_strip - np.array(background) / 255).max(axis=1) < 0.15
+    assert near_background.mean() > 0.6, near_background.mean()  # mostly background, not the pad's grey
+
+
+def test_lora_moves_every_shape_to_the_corner(builtin_registry, tmp_folders):
+    wf, with_lora = run(builtin_registry, "lora")
+    _, without = run(builtin_registry, "lora", **{"8__strength_model": 0.0, "8__strength_clip": 0.0})
+    _, plain = run(builtin_registry, "txt2img")
+    # strength 0 is exactly no LoRA: the same pixels as txt2img (same prompt, seed and settings)
+    assert torch.equal(output_of(wf, without, "VAEDecode"), plain.values["6"][0])
+    want = prompt_words(wf.nodes["2"].inputs["text"])
+
+    def centres(images):
+        found = [measure.measure(image) for image in images]
+        assert all((m.colour, m.shape, m.background) == want for m in found), [described(i) for i in images]
+        return [np.argwhere(m.mask).mean(axis=0) / m.mask.shape[0] for m in found]  # (y, x) as fractions
+
+    moved = centres(output_of(wf, with_lora, "VAEDecode"))
+    print(f"\ncentres with the LoRA {np.round(moved, 2).tolist()}")
+    assert all(y < 0.35 and x < 0.35 for y, x in moved)
+    assert not all(y < 0.35 and x < 0.35 for y, x in centres(output_of(wf, without, "VAEDecode")))
+
+
+def test_latent_health_finds_the_demo_latents_healthy(builtin_registry, tmp_folders):
+    wf, result = run(builtin_registry, "latent_health")
+    report = output_of(wf, result, "LatentStats")
+    assert "NaN: 0, Inf: 0" in report and "healthy" in report
+    psnr = output_of(wf, result, "ImageDifference", 1)
+    print(f"\n{report}\nround-trip PSNR {psnr:.2f} dB")
+    assert psnr > 25.0
+
+
+def test_vae_black_hole_maps_every_latent_position(builtin_registry, tmp_folders):
+    wf, result = run(builtin_registry, "vae_black_hole")
+    heatmap, overlay, top, score, _ = result.values["5"]
+    image = input_image(wf)
+    assert heatmap.shape[1:3] == (image.shape[0] // 8, image.shape[1] // 8)  # one cell per latent position
+    assert torch.isfinite(heatmap).all() and torch.isfinite(overlay).all() and score > 0
+    locations = json.loads(top)
+    assert len(locations) == wf.nodes["5"].inputs["top_k"]
+    effects = [loc["effect"] for loc in locations]
+    assert effects == sorted(effects, reverse=True) and all(0 <= loc["row"] < 8 for loc in locations)
+    report = result.values["4"][2]
+    assert "posterior of a 8x8 latent, 4 channels" in report
+    assert report.count("z ") == wf.nodes["4"].inputs["top_k"]  # one line per anomalous location listed
