@@ -84,7 +84,7 @@ def main() -> int:
         page.locator('.node[data-node-type="LoadCheckpoint"] [data-input="checkpoint"] select').select_option(checkpoint)
         page.locator("#btn-fit").click()
         page.locator("#btn-queue").click()
-        page.locator('.node[data-node-type="SaveImage"] img.output-image').wait_for()
+        page.locator('.node[data-node-type="SaveImage"] img.output-image').first.wait_for()
         page.wait_for_function("[...document.images].every((i) => i.complete)")
         page.mouse.click(5, 300)  # deselect
         page.wait_for_selector(".toast", state="detached")
@@ -104,6 +104,8 @@ def main() -> int:
         page.keyboard.press("Escape")
         page.locator("#btn-queue").click()
         page.locator(".node.has-error").first.wait_for()
+        page.locator(".toast.error").wait_for()
+        page.wait_for_timeout(400)  # past the toast's fade-in
         page.screenshot(path=str(out / "editor-error.png"))
         browser.close()
     for name in ("editor-default-workflow.png", "editor-add-node.png", "editor-error.png"):
