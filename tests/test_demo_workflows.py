@@ -2,6 +2,7 @@
 show what it is for, judged by pixel measurements (graphflow.demo.measure), not by eye."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -140,4 +141,6 @@ def test_vae_black_hole_maps_every_latent_position(builtin_registry, tmp_folders
     assert effects == sorted(effects, reverse=True) and all(0 <= loc["row"] < 8 for loc in locations)
     report = result.values["4"][2]
     assert "posterior of a 8x8 latent, 4 channels" in report
-    assert report.count("z ") == wf.nodes["4"].inputs["top_k"]  # one line per anomalous location listed
+    listed = re.findall(r"^\s+\d+\. \((\d+), (\d+)\)", report, flags=re.MULTILINE)
+    assert len(listed) == wf.nodes["4"].inputs["top_k"]  # one line per anomalous location
+    assert all(0 <= int(row) < 8 and 0 <= int(col) < 8 for row, col in listed)
