@@ -122,3 +122,30 @@ def test_forgotten_scaling_factor_breaks_the_images(demo, default_report, monkey
     broken = evaluate.evaluate(demo, repeats=BROKEN_REPEATS)
     print(f"\nno scaling factor: {broken.summary()}")
     assert broken.colour_accuracy <= 0.5, broken.summary()
+
+
+# -- the trainer -------------------------------------------------------------------------------
+
+def test_trainer_writes_a_checkpoint_the_loader_reads(tmp_path):
+    """tools/train_demo.py end to end at toy length: every stage runs and its file loads like SD1."""
+    import importlib.util
+    import json
+
+    from safetensors import safe_open
+
+    spec = importlib.util.spec_from_file_location("train_demo", Path(__file__).parent.parent / "tools" / "train_demo.py")
+    train_demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_demo)
+    out = tmp_path / "tiny-demo.safetensors"
+    train_demo.main(["--stage", "vae", "--work", str(tmp_path), "--vae-steps", "2", "--eval-images", "4"])
+    train_demo.main(["--stage", "unet", "--work", str(tmp_path), "--unet-steps", "2", "--unet-images", "32",
+                     "--checkpoint-every", "0"])
+    train_demo.main(["--stage", "save", "--work", str(tmp_path), "--out", str(out)])
+    trained = torch.load(tmp_path / "unet.pt")
+    checkpoint = load_checkpoint(out, device="cpu", dtype=torch.float32)
+    assert checkpoint.model.latent_format.scale_factor == pytest.approx(trained["scale"] / train_demo.LATENT_UNITS, rel=1e-5)
+    with safe_open(str(out), "pt") as f:
+        about = json.loads(f.metadata()["graphflow.demo"])
+    assert about["unet_steps"] == 2
+    image = checkpoint.vae.decode(torch.zeros(1, 4, 8, 8))
+    assert image.shape == (1, 64, 64, 3) and torch.isfinite(image).all()
