@@ -5,12 +5,7 @@ from collections import Counter
 
 from .architecture import UNET_PREFIX, VAE_PREFIX, detect_architecture, format_prefixes, prefix_summary
 from .text_encoders import HF, OPENCLIP
-from .weight_files import WeightFile
-
-
-_SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
-                       "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "I64": "int64", "I32": "int32",
-                       "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+from .weight_files import WeightFile, dtype_name
 
 
 def _is_float(dtype: str) -> bool:
@@ -23,7 +18,7 @@ def _count(f: "WeightFile", keys) -> int:
 
 
 def _dtypes(f: "WeightFile", keys) -> str:
-    counts = Counter(_SAFETENSORS_DTYPES.get(f.dtypes[k], f.dtypes[k]) for k in keys if _is_float(f.dtypes[k]))
+    counts = Counter(dtype_name(f.dtypes[k]) for k in keys if _is_float(f.dtypes[k]))
     return ", ".join(d + (f" ({n} tensors)" if len(counts) > 1 else "") for d, n in counts.most_common())
 
 

@@ -39,6 +39,12 @@ for _name, _attr in (("F8_E4M3", "float8_e4m3fn"), ("F8_E5M2", "float8_e5m2")):
         _TORCH_DTYPES[_name] = getattr(torch, _attr)
 
 
+def dtype_name(stored: str) -> str:
+    """torch's name for a safetensors header dtype ("F16" -> "float16"); unknown ones as they are."""
+    known = _TORCH_DTYPES.get(stored)
+    return str(known).removeprefix("torch.") if known is not None else stored
+
+
 def _cast_dtype(t_dtype: torch.dtype, dtype: torch.dtype | None) -> torch.dtype:
     """Floating-point tensors take the target dtype; integer buffers keep theirs."""
     return dtype if dtype is not None and t_dtype.is_floating_point else t_dtype
