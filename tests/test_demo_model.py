@@ -23,7 +23,8 @@ from graphflow.sampling import guidance
 import graphflow
 
 DEMO = Path(graphflow.__file__).parent / "bundled" / "checkpoints" / "graphflow-demo.safetensors"
-REPEATS = 12  # images per colour x shape in the default grid: 216 images, each from its own noise
+REPEATS = 4  # images per colour x shape in the grid, per seed
+SEEDS = (0, 1, 2, 3, 4)  # one batch per seed: 360 images, each from its own noise
 BROKEN_REPEATS = 2  # enough to see a broken pipeline collapse
 
 
@@ -34,7 +35,7 @@ def demo():
 
 @pytest.fixture(scope="module")
 def default_report(demo):
-    report = evaluate.evaluate(demo, repeats=REPEATS)
+    report = evaluate.evaluate(demo, repeats=REPEATS, seeds=SEEDS)
     print(f"\ndefault settings {evaluate.DEFAULTS}: {report.summary()}")
     return report
 
@@ -100,12 +101,13 @@ def test_images_show_their_prompts(default_report):
 
 
 def test_guidance_makes_prompts_stick(demo, default_report):
-    # The demo model is good enough that unguided samples are mostly right too (about 1 in 50 wrong,
-    # measured over 5 seeds x 108 images, against none wrong at cfg 5): the test asks for what CFG
-    # measurably adds, more images right at the default guidance than at 1.0 on the same noise.
-    unguided = evaluate.evaluate(demo, repeats=REPEATS, cfg=1.0)
-    print(f"\ncfg 1.0: {unguided.summary()}; all right: {unguided.accuracy:.1%} vs {default_report.accuracy:.1%}")
-    assert unguided.accuracy <= default_report.accuracy - 0.01, (unguided.summary(), default_report.summary())
+    # The demo model is good enough that unguided samples are mostly right too (about 1 in 50 wrong
+    # against none at cfg 5): the test asks for what CFG measurably adds, fewer wrong images at the
+    # default guidance than at 1.0 on the same noise, over a sample large enough to see 1 in 50.
+    unguided = evaluate.evaluate(demo, repeats=REPEATS, seeds=SEEDS, cfg=1.0)
+    wrong = {cfg: round((1 - r.accuracy) * len(r.cases)) for cfg, r in ((1.0, unguided), (5.0, default_report))}
+    print(f"\ncfg 1.0: {unguided.summary()}; images wrong at cfg 1.0 / 5.0: {wrong[1.0]} / {wrong[5.0]}")
+    assert unguided.accuracy < default_report.accuracy, (unguided.summary(), default_report.summary())
 
 
 def test_swapped_cfg_operands_break_the_images(demo, default_report, monkeypatch):

@@ -2,7 +2,7 @@
 
 Used by the demo model's tests and by tools/train_demo.py: prompts "a {colour} {shape} on a
 {background} background" for every colour x shape, `repeats` images each (the background word
-cycles so every background appears), all in ONE call of graphflow.sampling.sample (one batch),
+cycles so every background appears), one call of graphflow.sampling.sample (one batch) per seed,
 decoded by the checkpoint's VAE, measured by graphflow.demo.measure.
 """
 
@@ -85,10 +85,12 @@ def generate(checkpoint, prompts: list[str], seed: int = 0, negative: str = "", 
     return checkpoint.vae.decode(out["samples"])
 
 
-def evaluate(checkpoint, repeats: int = 3, seed: int = 0, **settings) -> Report:
+def evaluate(checkpoint, repeats: int = 3, seeds: tuple[int, ...] = (0,), **settings) -> Report:
+    """The grid of `repeats` images per colour x shape, sampled once per seed (one batch each)."""
     cases = grid_cases(repeats)
-    images = generate(checkpoint, [c.prompt for c in cases], seed=seed, **settings)
-    return Report(cases, images, [measure.measure(image) for image in images])
+    batches = [generate(checkpoint, [c.prompt for c in cases], seed=seed, **settings) for seed in seeds]
+    images = torch.cat(batches)
+    return Report(cases * len(seeds), images, [measure.measure(image) for image in images])
 
 
 def save_grid(images: torch.Tensor, path, columns: int, scale: int = 2) -> None:
