@@ -148,7 +148,7 @@ async def _serve(host, port, **options) -> int:
         try:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
-            pass
+            pass  # no signal handlers here (Windows, or not the main thread): Ctrl-C still ends the loop
     try:
         await stop.wait()
     finally:
