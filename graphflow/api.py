@@ -9,6 +9,7 @@ from graphflow.context import (
     check_interrupted,
     current_workflow,
     progress,
+    send_image,
     show,
 )
 from graphflow.folders import folders, safe_join
@@ -33,6 +34,6 @@ __all__ = [
     "Node", "Int", "Float", "Text", "Bool", "Choice", "NodeDeclarationError", "ComfyAlias",
     "socket_type", "MODEL", "CLIP", "VAE", "CONDITIONING", "LATENT", "IMAGE", "MASK",
     "INT", "FLOAT", "STRING", "BOOLEAN",
-    "progress", "check_interrupted", "show", "current_workflow", "Interrupted", "NodeInputError",
+    "progress", "check_interrupted", "show", "send_image", "current_workflow", "Interrupted", "NodeInputError",
     "folders", "safe_join",
 ]

@@ -68,6 +68,16 @@ def show(**results: list) -> None:
         ctx.ui.setdefault(key, []).extend(values)
 
 
+def send_image(png: bytes) -> None:
+    """Send a PNG to the run's clients over the websocket instead of saving it (outside a server
+    run it goes nowhere)."""
+    ctx = _current.get()
+    if ctx is None:
+        return
+    check_interrupted()
+    ctx.emit({"type": "image", "run_id": ctx.run_id, "node": ctx.node_id, "node_type": ctx.node_type, "png": bytes(png)})
+
+
 def current_workflow() -> dict:
     """The workflow being run, as JSON (SaveImage embeds it in the PNG)."""
     ctx = _current.get()

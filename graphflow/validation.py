@@ -85,8 +85,10 @@ def plan_workflow(workflow: Workflow, registry: Registry, outputs: list[str] | N
                 problems.append(Problem(None, None, None,
                                         "the workflow has no output node (such as SaveImage or PreviewImage): nothing would run"))
 
-    # Nodes that would run: targets and their ancestors, plus unknown-type nodes (so they're reported).
-    needed, stack = set(), list(targets) + [i for i, e in entries.items() if e.type not in registry]
+    # Nodes that would run: targets and their ancestors, plus (when no outputs are named)
+    # unknown-type nodes, so they're reported.
+    unknown = [] if outputs else [i for i, e in entries.items() if e.type not in registry]
+    needed, stack = set(), list(targets) + unknown
     while stack:
         node_id = stack.pop()
         if node_id in needed:
@@ -119,6 +121,14 @@ def plan_workflow(workflow: Workflow, registry: Registry, outputs: list[str] | N
     if problems:
         return None, problems
     return Plan(order, planned, targets, workflow), []
+
+
+def output_nodes(workflow: Workflow, registry: Registry) -> list[str]:
+    """The nodes a run would aim at: output nodes, and unknown-type nodes that nothing reads from
+    (a custom output node this registry lacks)."""
+    read = {value[0] for e in workflow.nodes.values() for value in e.inputs.values() if is_link(value)}
+    return [i for i, e in workflow.nodes.items()
+            if (cls := registry.get(e.type)) is not None and cls.output_node or cls is None and i not in read]
 
 
 def validate(workflow: Workflow, registry: Registry, outputs: list[str] | None = None) -> list[Problem]:

@@ -115,6 +115,8 @@ class ComfyAlias:
     values: dict[str, dict] = field(default_factory=dict)  # our input name -> {ComfyUI value: ours}
     ignore: tuple[str, ...] = ()  # ComfyUI inputs with no meaning here
     fixed: dict = field(default_factory=dict)  # our inputs set by the class itself (VAEDecodeTiled: tiled=True)
+    optional: tuple[str, ...] = ()  # listed as optional to ComfyUI clients: its optional inputs, and ours it lacks
+    outputs: tuple[int, ...] | None = None  # our output index for each of ComfyUI's outputs (None: the same)
 
 
 def comfy_aliases(cls) -> tuple[ComfyAlias, ...]:
@@ -127,7 +129,12 @@ def import_comfy(graph: dict, registry) -> Workflow:
     """Convert a ComfyUI API-format graph, renaming classes, inputs and values by the aliases.
 
     Classes without an equivalent keep their name, so validation reports them by node."""
-    nodes, titles = {}, {}
+    nodes, titles, output_maps = {}, {}, {}
+    for node_id, entry in graph.items():
+        cls = registry.comfy_node(entry["class_type"])
+        alias = next((a for a in comfy_aliases(cls) if entry["class_type"] in a.class_types), None) if cls else None
+        if alias is not None and alias.outputs is not None:
+            output_maps[str(node_id)] = alias.outputs
     for node_id, entry in graph.items():
         class_type = entry["class_type"]
         cls = registry.comfy_node(class_type)
@@ -141,6 +148,9 @@ def import_comfy(graph: dict, registry) -> Workflow:
                 mapping = alias.values.get(name)
                 if mapping is not None and not is_link(value) and value in mapping:
                     value = mapping[value]
+            if is_link(value) and str(value[0]) in output_maps and isinstance(value[1], int):
+                outputs = output_maps[str(value[0])]
+                value = [value[0], outputs[value[1]] if 0 <= value[1] < len(outputs) else value[1]]
             inputs[name] = value
         nodes[str(node_id)] = {"type": cls.node_type if cls is not None else class_type, "inputs": inputs}
         title = (entry.get("_meta") or {}).get("title")

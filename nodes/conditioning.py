@@ -20,7 +20,7 @@ class CLIPEncode(Node):
     clip: CLIP
     clip_skip: int = Int(0, min=-24, max=0)
     outputs = {"conditioning": CONDITIONING}
-    comfy = ComfyAlias(("CLIPTextEncode",))
+    comfy = ComfyAlias(("CLIPTextEncode",), optional=("clip_skip",))
 
     def run(self):
         if self.clip is None:

@@ -9,7 +9,7 @@ import torch
 from PIL import Image, ImageSequence, PngImagePlugin, UnidentifiedImageError
 
 from graphflow.api import (IMAGE, MASK, Choice, ComfyAlias, Int, Node, NodeInputError, Text,
-                           current_workflow, folders, safe_join, show)
+                           current_workflow, folders, safe_join, send_image, show)
 from graphflow.images import (RESIZE_METHODS, center_crop_to_aspect, image_to_pil, pil_alpha_mask,
                               pil_to_image, resize_nchw)
 
@@ -103,6 +103,24 @@ class PreviewImage(Node):
             image_to_pil(image).save(folders.temp / name, compress_level=1)
             shown.append({"filename": name, "subfolder": "", "type": "temp"})
         show(images=shown)
+
+
+class SaveImageWebsocket(Node):
+    """Send images to the client that queued the run, as PNG frames over its websocket, instead of
+    saving them (ComfyUI's websocket-images example reads them this way). Nothing is written to disk."""
+    category = "image"
+    output_node = True
+    cacheable = False  # a cached run would send nothing
+    images: IMAGE
+    comfy = ComfyAlias(("SaveImageWebsocket",))
+
+    def run(self):
+        import io
+
+        for image in self.images:
+            buffer = io.BytesIO()
+            image_to_pil(image).save(buffer, format="PNG", compress_level=1)
+            send_image(buffer.getvalue())
 
 
 class ImageScale(Node):

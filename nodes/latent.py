@@ -31,8 +31,8 @@ class LatentUpscale(Node):
     category = "latent"
     samples: LATENT
     upscale_method: str = Choice(RESIZE_METHODS, "nearest-exact")
-    width: int = Int(1024, min=0, max=MAX_SIZE, step=8)
-    height: int = Int(1024, min=0, max=MAX_SIZE, step=8)
+    width: int = Int(512, min=0, max=MAX_SIZE, step=8)
+    height: int = Int(512, min=0, max=MAX_SIZE, step=8)
     crop: str = Choice(["disabled", "center"], "disabled")
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("LatentUpscale",))

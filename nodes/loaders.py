@@ -76,7 +76,7 @@ class LoadLoRA(Node):
     strength_model: float = Float(1.0, min=-100.0, max=100.0, step=0.01)
     strength_clip: float = Float(1.0, min=-100.0, max=100.0, step=0.01)
     outputs = {"model": MODEL, "clip": CLIP}
-    comfy = (ComfyAlias(("LoraLoader",)), ComfyAlias(("LoraLoaderModelOnly",)))
+    comfy = (ComfyAlias(("LoraLoader",)), ComfyAlias(("LoraLoaderModelOnly",), optional=("clip", "strength_clip"), outputs=(0,)))
 
     @classmethod
     def fingerprint(cls, lora_name, **widgets):
