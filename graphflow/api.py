@@ -11,6 +11,7 @@ from graphflow.context import (
     progress,
     send_image,
     show,
+    warn,
 )
 from graphflow.folders import folders, safe_join
 from graphflow.node import Bool, Choice, Float, Int, Node, NodeDeclarationError, Text
@@ -34,6 +35,6 @@ __all__ = [
     "Node", "Int", "Float", "Text", "Bool", "Choice", "NodeDeclarationError", "ComfyAlias",
     "socket_type", "MODEL", "CLIP", "VAE", "CONDITIONING", "LATENT", "IMAGE", "MASK",
     "INT", "FLOAT", "STRING", "BOOLEAN",
-    "progress", "check_interrupted", "show", "send_image", "current_workflow", "Interrupted", "NodeInputError",
+    "progress", "check_interrupted", "show", "send_image", "warn", "current_workflow", "Interrupted", "NodeInputError",
     "folders", "safe_join",
 ]

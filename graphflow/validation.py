@@ -194,11 +194,32 @@ def _check_node(node_id, workflow: Workflow, registry: Registry, problems: list[
             if err["type"] == "missing" and (name in links or name not in literals):
                 continue  # a linked widget, or a missing input reported above
             problems.append(Problem(node_id, entry.type, name, _widget_message(cls, name, err)))
+    if len(problems) == count:
+        _check_model_files(node_id, cls, widgets, links, problems)
     if len(problems) > count:
         return None
     for name in links:
         widgets.pop(name, None)
     return PlannedNode(node_id, cls, widgets, links)
+
+
+def _check_model_files(node_id, cls, widgets: dict, links: dict, problems: list[Problem]) -> None:
+    """Model files named by widgets marked `model_folder=...` must be loadable (graphflow.models.file_check)."""
+    for name, spec in cls.input_specs.items():
+        kind = spec.widget.hints.get("model_folder") if spec.widget is not None else None
+        if kind is None or name in links or not isinstance(widgets.get(name), str):
+            continue
+        from graphflow.folders import folders
+        from graphflow.models.file_check import model_file_problem
+
+        try:
+            path = folders.find_model(kind, widgets[name])
+        except (FileNotFoundError, ValueError) as e:
+            problems.append(Problem(node_id, cls.node_type, name, str(e)))
+            continue
+        problem = model_file_problem(kind, path)
+        if problem is not None:
+            problems.append(Problem(node_id, cls.node_type, name, problem))
 
 
 def _check_link(node_id, node_type, spec, value, workflow, registry, problems):

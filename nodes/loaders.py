@@ -1,7 +1,7 @@
 """Model loaders: checkpoints, standalone VAEs, LoRAs. Files are found in the models folder
 (checkpoints/, vae/, loras/) and, for checkpoints, among the bundled demo models."""
 
-from graphflow.api import CLIP, MODEL, VAE, Choice, ComfyAlias, Float, Node, NodeInputError, folders
+from graphflow.api import CLIP, MODEL, VAE, Choice, ComfyAlias, Float, Node, NodeInputError, folders, warn
 
 # graphflow.models is imported inside run(): it pulls in transformers (seconds of start-up),
 # which `graphflow nodes`, `validate` and the server's start shouldn't pay for.
@@ -23,10 +23,11 @@ def _find(kind: str, name: str, input_name: str):
 
 
 class LoadCheckpoint(Node):
-    """Load a single-file checkpoint (SD1.x, SD2.x, SDXL; .safetensors) and split it into its
-    diffusion model, text encoder and VAE. The architecture is detected from the weights."""
+    """Load a single-file checkpoint (SD1.x, SD2.x, SDXL; .safetensors, or .ckpt through PyTorch's
+    restricted unpickler) and split it into its diffusion model, text encoder and VAE. The
+    architecture is detected from the weights."""
     category = "loaders"
-    checkpoint: str = Choice(lambda: folders.list_models("checkpoints"), DEMO_CHECKPOINT)
+    checkpoint: str = Choice(lambda: folders.list_models("checkpoints"), DEMO_CHECKPOINT, model_folder="checkpoints")
     outputs = {"model": MODEL, "clip": CLIP, "vae": VAE}
     comfy = ComfyAlias(("CheckpointLoaderSimple",), inputs={"ckpt_name": "checkpoint"})
 
@@ -48,7 +49,7 @@ class LoadCheckpoint(Node):
 class LoadVAE(Node):
     """Load a standalone VAE file to use instead of a checkpoint's own."""
     category = "loaders"
-    vae_name: str = Choice(lambda: folders.list_models("vae"))
+    vae_name: str = Choice(lambda: folders.list_models("vae"), model_folder="vae")
     outputs = {"vae": VAE}
     comfy = ComfyAlias(("VAELoader",))
 
@@ -68,11 +69,12 @@ class LoadVAE(Node):
 class LoadLoRA(Node):
     """Apply a LoRA (kohya-style .safetensors) to the diffusion model and the text encoder with
     separate strengths. The inputs are left untouched: new model and text encoder come out.
-    Without a text encoder connected, only the model is changed."""
+    Without a text encoder connected, only the model is changed. LoRA modules that match no
+    layer are skipped with one warning listing them; a LoRA that matches nothing fails."""
     category = "loaders"
     model: MODEL
     clip: CLIP = None
-    lora_name: str = Choice(lambda: folders.list_models("loras"))
+    lora_name: str = Choice(lambda: folders.list_models("loras"), model_folder="loras")
     strength_model: float = Float(1.0, min=-100.0, max=100.0, step=0.01)
     strength_clip: float = Float(1.0, min=-100.0, max=100.0, step=0.01)
     outputs = {"model": MODEL, "clip": CLIP}
@@ -88,6 +90,7 @@ class LoadLoRA(Node):
 
         path = _find("loras", self.lora_name, "lora_name")
         try:
-            return apply_lora(self.model, self.clip, path, self.strength_model, self.strength_clip)
+            return apply_lora(self.model, self.clip, path, self.strength_model, self.strength_clip, strict=False,
+                              warn=warn)
         except CheckpointError as e:
             raise NodeInputError("lora_name", str(e)) from None

@@ -77,6 +77,7 @@ class ArchInfo:
     tower_overrides: dict = field(default_factory=dict)
     prefixes: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    zero_terminal_snr: bool = False  # a 'ztsnr' marker key: trained on a zero-terminal-SNR schedule
 
     @property
     def inpaint(self) -> bool:
@@ -181,6 +182,12 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
     if unknown_sections:
         notes.append(f"ignored unknown {CONFIG_KEY} sections {sorted(unknown_sections)}")
 
+    if "edm_mean" in shapes or "edm_std" in shapes:
+        # Playground v2.5: an SDXL UNet trained with EDM (sigma_data 0.5, continuous sigmas) on
+        # latents normalised by per-channel mean/std. Sampled as plain SDXL it gives wrong pictures.
+        raise CheckpointError("this is a Playground v2.5-style checkpoint ('edm_mean'/'edm_std' keys: EDM sampling on "
+                              "per-channel normalised latents), which graphflow does not sample yet; as plain SDXL it "
+                              "would give wrong pictures, so it is refused")
     unet_shapes = {k[len(UNET_PREFIX):]: s for k, s in shapes.items() if k.startswith(UNET_PREFIX)}
     if not unet_shapes:
         raise CheckpointError(f"no UNet keys under {UNET_PREFIX}; found prefixes: {format_prefixes(prefixes)}."
@@ -243,8 +250,12 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
                               f"(or {2 * latent_format.channels + 1} for inpainting)")
 
     pred, source = _detect_prediction(arch, unet, shapes, metadata, config, prediction, get_tensor)
+    zsnr = "ztsnr" in shapes
+    if zsnr:
+        notes.append("'ztsnr' marker key: sampled on the zero-terminal-SNR schedule")
     return ArchInfo(arch=arch, prediction=pred, prediction_source=source, unet=unet, vae=vae, towers=towers,
-                    latent_format=latent_format, tower_overrides=tower_overrides, prefixes=prefixes, notes=notes)
+                    latent_format=latent_format, tower_overrides=tower_overrides, prefixes=prefixes, notes=notes,
+                    zero_terminal_snr=zsnr)
 
 
 def vae_config_from_shapes(vae_shapes, overrides, where: str) -> VAEConfig:

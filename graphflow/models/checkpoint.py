@@ -18,7 +18,7 @@ from torch import nn
 from ..device import compute_device, default_dtype
 from .architecture import (ARCH_NAMES, UNET_PREFIX, VAE_PARTS, VAE_PREFIX, ArchInfo, config_overrides,
                            detect_architecture, format_prefixes, locate_towers, prefix_summary, vae_config_from_shapes)
-from .diffusion_model import DiffusionModel
+from .diffusion_model import BetaSchedule, DiffusionModel
 from .latent_formats import SD1, LatentFormat
 from .text_encoders import ARCH_TOWERS, CLIP_L, HF, OPEN_CLIP, TextEncoder, TowerSpec, tower_from_weights
 from .unet import UNet, UNetConfig
@@ -87,17 +87,17 @@ class Checkpoint:
     info: ArchInfo
 
 
-def load_checkpoint(path, device=None, dtype=None, prediction: str | None = None,
-                    allow_pickle: bool = False) -> Checkpoint:
+def load_checkpoint(path, device=None, dtype=None, prediction: str | None = None) -> Checkpoint:
     """Load a single-file SD1/SD2/SDXL checkpoint. `dtype` overrides every component's dtype
     (defaults: fp32 on CPU; on CUDA fp16 UNet/CLIP and bf16 VAE, fp32 VAE without bf16).
     `prediction` ("eps"/"v") overrides what the file says. A file without a VAE or text
     encoder gives None for that part (info.notes says so)."""
-    with WeightFile(path, allow_pickle) as f:
+    with WeightFile(path) as f:
         info = detect_architecture(f.shapes, f.metadata, prediction, get_tensor=f.get)
         unet_device, unet_dtype = _resolve(device, dtype, "unet")
         unet = build_unet(f.view(UNET_PREFIX), info.unet, unet_device, unet_dtype)
-        model = DiffusionModel(unet, info.arch, info.prediction, info.latent_format)
+        model = DiffusionModel(unet, info.arch, info.prediction, info.latent_format,
+                               BetaSchedule(zero_terminal_snr=info.zero_terminal_snr))
         vae = clip = None
         if info.vae is not None:
             vae = build_vae(f.view(VAE_PREFIX), info.vae, info.latent_format, *_resolve(device, dtype, "vae"))
@@ -154,13 +154,12 @@ class _DiffusersVAEView:
         return self.source.get(self.names[key], device, dtype).reshape(self.shapes[key])
 
 
-def load_vae(path, device=None, dtype=None, latent_format: LatentFormat | None = None,
-             allow_pickle: bool = False) -> VAE:
+def load_vae(path, device=None, dtype=None, latent_format: LatentFormat | None = None) -> VAE:
     """A standalone VAE file: LDM layout (bare `encoder.down.N...` keys, or under
     `first_stage_model.`, or a whole checkpoint's VAE) or diffusers layout (`encoder.down_blocks...`).
     Latents are raw, so the latent format only names the channel count: SD1's for 4 channels
     unless given (or set in graphflow.config)."""
-    with WeightFile(path, allow_pickle) as f:
+    with WeightFile(path) as f:
         config = f.config()
         prefixes = prefix_summary(f.shapes)
         if any(k.startswith(VAE_PREFIX) for k in f.shapes):
@@ -217,13 +216,13 @@ class _StandaloneView:
         return self.source.get(key if key.startswith("text_projection") else self.spec.prefix + key, device, dtype)
 
 
-def load_text_encoder(paths, arch: str | None = None, device=None, dtype=None, allow_pickle: bool = False) -> TextEncoder:
+def load_text_encoder(paths, arch: str | None = None, device=None, dtype=None) -> TextEncoder:
     """CLIP from separate file(s): a single-file checkpoint (its text encoders), one CLIP text
     model (transformers or OpenCLIP layout: 768 wide -> SD1's CLIP-L, 1024 -> SD2's ViT-H,
     1280 -> bigG as for the SDXL refiner), or two files [CLIP-L, bigG] for SDXL."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     device, dtype = _resolve(device, dtype, "text_encoder")
-    files = [WeightFile(p, allow_pickle) for p in paths]
+    files = [WeightFile(p) for p in paths]
     try:
         if len(files) == 1:
             f = files[0]

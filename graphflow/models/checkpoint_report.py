@@ -26,9 +26,9 @@ def _millions(n: int) -> str:
     return f"{n / 1e6:,.1f}M" if n >= 1e5 else f"{n:,}"
 
 
-def inspect_report(path, allow_pickle: bool = False) -> str:
+def inspect_report(path) -> str:
     """A readable description of a checkpoint, from its header (no weights are loaded)."""
-    with WeightFile(path, allow_pickle) as f:
+    with WeightFile(path) as f:
         info = detect_architecture(f.shapes, f.metadata, get_tensor=f.get)
         size = f.path.stat().st_size
         lines = [f"file: {f.path.name} ({size / 2**20:,.1f} MiB, {f.format}, {len(f.shapes)} tensors)",

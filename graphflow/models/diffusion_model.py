@@ -18,9 +18,24 @@ class BetaSchedule:
     linear_end: float = 0.012
     num_timesteps: int = 1000
     kind: str = "scaled_linear"  # betas = linspace(sqrt(start), sqrt(end), n) ** 2
+    zero_terminal_snr: bool = False  # rescaled so the last timestep is pure noise (Lin et al. 2023)
 
     def alphas_cumprod(self) -> torch.Tensor:
         """Cumulative product of (1 - beta) over the training timesteps, float64 [num_timesteps]."""
+        alphas_cumprod = self._alphas_cumprod()
+        if not self.zero_terminal_snr:
+            return alphas_cumprod
+        # Algorithm 1 of "Common Diffusion Noise Schedules and Sample Steps are Flawed": shift and
+        # scale sqrt(alpha_bar) so it ends at 0 and keeps its first value. The last value is then
+        # set to 4.8973e-08 instead of 0, as ComfyUI does, so sigma_max stays finite (~4519).
+        root = alphas_cumprod.sqrt()
+        first, last = root[0].clone(), root[-1].clone()
+        root = (root - last) * first / (first - last)
+        rescaled = root ** 2
+        rescaled[-1] = 4.8973451890853435e-08
+        return rescaled
+
+    def _alphas_cumprod(self) -> torch.Tensor:
         if self.kind == "scaled_linear":
             betas = torch.linspace(self.linear_start ** 0.5, self.linear_end ** 0.5, self.num_timesteps,
                                    dtype=torch.float64) ** 2

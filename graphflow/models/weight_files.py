@@ -1,8 +1,9 @@
 """Weight files: a model file's key names, shapes and tensors, and graphflow's metadata in it.
 
 Reading: safetensors headers give names, shapes and dtypes without touching the weights.
-Pickled files (.ckpt/.pt/.pth/.bin) are refused unless `allow_pickle=True`, and then only go
-through `torch.load(weights_only=True)`, which rebuilds plain tensors and refuses other objects.
+Pickled files (.ckpt/.pt/.pth/.bin) go through PyTorch's restricted unpickler only
+(`torch.load(weights_only=True)`), which rebuilds plain tensors and containers and refuses any
+other object, so a file that would run code is refused rather than run (as ComfyUI loads them).
 
 What weights cannot show (v-prediction, head counts, ...) a file states in its safetensors metadata,
 key `graphflow.config`, a JSON object:
@@ -17,6 +18,7 @@ key `graphflow.config`, a JSON object:
 """
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -58,7 +60,7 @@ class WeightFile:
     cast or moved is read into a private buffer first, so the file's pages are not kept resident
     next to the converted copy."""
 
-    def __init__(self, path, allow_pickle: bool = False):
+    def __init__(self, path):
         self.path = Path(path)
         if not self.path.is_file():
             raise CheckpointError(f"{self.path}: no such file")
@@ -68,7 +70,7 @@ class WeightFile:
         safetensors_like = head[8:9] == b"{"
         pickled = head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[1:2] in PICKLE_PROTOCOLS)
         if not safetensors_like and (pickled or self.path.suffix.lower() in PICKLE_SUFFIXES):
-            self._open_pickle(allow_pickle)
+            self._open_pickle()
         else:
             self._open_safetensors()
 
@@ -93,12 +95,7 @@ class WeightFile:
         self.dtypes = {k: v["dtype"] for k, v in header.items()}
         self._file = open(self.path, "rb")
 
-    def _open_pickle(self, allow_pickle: bool):
-        if not allow_pickle:
-            raise CheckpointError(
-                f"{self.path.name} is a pickle-based checkpoint; unpickling can run arbitrary code, so it is not "
-                f"loaded by default. Convert it to .safetensors, or allow pickles explicitly (allow_pickle=True), "
-                f"which loads it with torch.load(weights_only=True): plain tensors only.")
+    def _open_pickle(self):
         self.format = "pickle"
         try:
             try:
@@ -108,8 +105,10 @@ class WeightFile:
                     raise
                 obj = torch.load(self.path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
         except Exception as e:
-            raise CheckpointError(f"{self.path.name} could not be loaded with torch.load(weights_only=True): "
-                                  f"{type(e).__name__}: {e}") from None
+            found = re.search(r"WeightsUnpickler error: (.*?\.)(?:\s|$)", str(e))
+            reason = found.group(1) if found else f"{type(e).__name__}: {e}"
+            raise CheckpointError(f"{self.path.name} was refused by PyTorch's restricted unpickler "
+                                  f"(torch.load weights_only=True, which loads plain tensors only): {reason}") from None
         if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
             obj = obj["state_dict"]
         if not isinstance(obj, dict):

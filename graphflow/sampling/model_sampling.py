@@ -59,10 +59,8 @@ class DiscreteSchedule:
 
     @classmethod
     def for_model(cls, model) -> "DiscreteSchedule":
-        """From a MODEL's `beta_schedule` (linear_start, linear_end, num_timesteps, kind) and `prediction`."""
-        b = model.beta_schedule
-        return cls.from_betas(b.linear_start, b.linear_end, b.num_timesteps,
-                              getattr(b, "kind", "scaled_linear"), model.prediction)
+        """From a MODEL's `beta_schedule` (its alphas_cumprod(): betas, zero terminal SNR) and `prediction`."""
+        return cls(model.beta_schedule.alphas_cumprod(), model.prediction)
 
     @property
     def sigma_min(self) -> torch.Tensor:
