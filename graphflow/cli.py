@@ -74,16 +74,21 @@ def _error(message: str) -> None:
 def _load(args):
     """The workflow with --set overrides applied, or an exit code."""
     from graphflow.registry import default_registry
-    from graphflow.workflow import WorkflowFormatError, load_workflow
+    from graphflow.workflow import WorkflowFormatError, parse_workflow, read_json_file
 
     registry = default_registry()
     for problem in registry.problems:
         _error(f"plugin problem: {problem.get('message', problem)}")
     try:
-        workflow = load_workflow(args.workflow, registry)
+        data = read_json_file(args.workflow)
     except WorkflowFormatError as e:
         _error(str(e))
         return None, None, EXIT_FILE
+    try:
+        workflow = parse_workflow(data, registry)
+    except WorkflowFormatError as e:  # JSON, but not a workflow: its problems, as validation reports them
+        _print_problems(e.problems)
+        return None, None, EXIT_INVALID
     for assignment in args.set:
         key, sep, raw = assignment.partition("=")
         node_id, dot, name = key.rpartition(".")

@@ -107,7 +107,10 @@ class OutputSpec:
 
 def _check_choice(widget: Widget):
     def check(value):
-        choices = widget.choices()
+        try:
+            choices = widget.choices()
+        except Exception as e:  # a folder listing that failed, say: a problem with this input, not a crash
+            raise ValueError(f"the choices could not be listed: {type(e).__name__}: {e}") from None
         if value not in choices:
             shown = ", ".join(map(repr, choices[:12])) + (" ..." if len(choices) > 12 else "")
             raise ValueError(f"{value!r} is not one of the choices: {shown or '(none available)'}")

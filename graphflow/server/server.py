@@ -14,7 +14,7 @@ from graphflow.cache import OutputCache
 from graphflow.executor import Executor
 from graphflow.registry import Registry
 from graphflow.validation import Problem, validate
-from graphflow.workflow import Workflow, parse_workflow
+from graphflow.workflow import Workflow, WorkflowFormatError, parse_workflow
 
 from graphflow.server.events import KEEP, PROGRESS, Hub
 from graphflow.server.store import RunStore
@@ -144,8 +144,8 @@ class Server:
             return None, [Problem(None, None, None, "'outputs' must be a list of node ids")]
         try:
             workflow = parse_workflow(data, self.registry)
-        except Exception as e:  # WorkflowFormatError, or a malformed ComfyUI graph
-            return None, [Problem(None, None, None, str(e) or type(e).__name__)]
+        except WorkflowFormatError as e:
+            return None, e.problems
         problems = validate(workflow, self.registry, outputs or None)
         return (None, problems) if problems else (workflow, [])
 
