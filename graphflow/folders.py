@@ -6,7 +6,7 @@ and symlinks that lead outside are refused.
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 BUNDLED = Path(__file__).parent / "bundled"  # the shipped demo checkpoint and example inputs
 MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
@@ -104,3 +104,31 @@ def configure(**paths) -> Folders:
     new = Folders(**paths)
     folders.__dict__.update(new.__dict__)  # keep the same object so imports of `folders` see it
     return folders
+
+
+MAX_NAME_PART = 200  # characters in one folder or file name (filesystems allow 255; SaveImage adds a suffix)
+MAX_NAME_LENGTH = 1000
+
+
+def file_name_problem(name) -> str | None:
+    """Why `name` can't be a file name relative to a folder (None when it can), from the text
+    alone, so validation refuses it before a run; safe_join still checks at use (symlinks)."""
+    if not isinstance(name, str) or not name.strip():
+        return "expected a file name, got an empty one"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"a file name of {len(name)} characters is too long (at most {MAX_NAME_LENGTH})"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return f"file name {name[:60]!r} contains a control character (newline, NUL, ...)"
+    if "\\" in name:
+        return f"file name {name[:60]!r} contains a backslash; use '/' for subfolders"
+    if name.startswith("/") or PureWindowsPath(name).drive:
+        return f"file name {name[:60]!r} is absolute; it must be relative to its folder"
+    parts = name.split("/")
+    if ".." in parts:
+        return f"file name {name[:60]!r} must stay inside its folder (no '..')"
+    if all(p in ("", ".") for p in parts):
+        return f"file name {name!r} names no file"
+    longest = max(parts, key=len)
+    if len(longest) > MAX_NAME_PART:
+        return f"a folder or file name of {len(longest)} characters is too long (at most {MAX_NAME_PART})"
+    return None

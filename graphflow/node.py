@@ -26,6 +26,7 @@ from typing import Annotated, Any, ClassVar, get_type_hints
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
+from graphflow.folders import file_name_problem
 from graphflow.types import SOCKET_TYPES, SocketType, socket_of
 
 
@@ -68,6 +69,8 @@ def Float(default=_REQUIRED, *, min=None, max=None, step=0.01, description="", *
 
 
 def Text(default=_REQUIRED, *, multiline=False, description="", **hints) -> Any:
+    """Text; `file_name=True` makes it a file name inside a folder (SaveImage's prefix), refused at
+    validation when absolute, with '..', a backslash or control characters, or too long."""
     return Widget("STRING", default, multiline=multiline, description=description, hints=hints)
 
 
@@ -119,11 +122,20 @@ def _check_choice(widget: Widget):
     return check
 
 
+def _check_file_name(value: str) -> str:
+    problem = file_name_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
 def _pydantic_field(spec: InputSpec):
     w = spec.widget
     default = ... if w.default is _REQUIRED else w.default
     if w.kind == "CHOICE":
         return Annotated[Any, AfterValidator(_check_choice(w))], default
+    if w.kind == "STRING" and w.hints.get("file_name"):  # Text(..., file_name=True): a name inside a folder
+        return Annotated[str, AfterValidator(_check_file_name)], default
     python_type = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}[w.kind]
     constraints = {}
     if w.min is not None:

@@ -65,7 +65,7 @@ class SaveImage(Node):
     category = "image"
     output_node = True
     images: IMAGE
-    filename_prefix: str = Text("graphflow")
+    filename_prefix: str = Text("graphflow", file_name=True)
     comfy = ComfyAlias(("SaveImage",))
 
     def run(self):
