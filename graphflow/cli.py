@@ -24,12 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--set", action="append", default=[], metavar="NODE_ID.INPUT=VALUE",
                      help="override an input; VALUE is JSON (numbers, true, \"text\") or plain text")
     _add_folder_flags(run)
+    _add_limit_flags(run)
     run.add_argument("--quiet", action="store_true", help="no progress output")
 
     validate = sub.add_parser("validate", help="check a workflow without running it")
     validate.add_argument("workflow")
     validate.add_argument("--set", action="append", default=[], metavar="NODE_ID.INPUT=VALUE")
     _add_folder_flags(validate)
+    _add_limit_flags(validate)
 
     nodes = sub.add_parser("nodes", help="list the available nodes")
     nodes.add_argument("--json", action="store_true", help="print the full catalogue as JSON")
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--cache-max-gb", type=float, help="bound on cached outputs and loaded models (default 16)")
     serve.add_argument("--workers", type=int, default=1, help="graphs run at once on the device (default 1)")
     _add_folder_flags(serve)
+    _add_limit_flags(serve, server=True)
 
     args = parser.parse_args(argv)
     if getattr(args, "device", None):
@@ -65,6 +68,31 @@ def _add_folder_flags(parser) -> None:
     parser.add_argument("--output-dir", help="folder results are saved in (default ./outputs)")
     parser.add_argument("--plugins-dir", action="append", help="an extra plugin folder (repeatable)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: the best available)")
+
+
+def _add_limit_flags(parser, server: bool = False) -> None:
+    # Defaults of `serve` are graphflow.resource_limits.SERVER_LIMITS (not imported for --help); 0: no limit.
+    default = (lambda text: f" (default {text}; 0: no limit)") if server else (lambda text: " (default: none)")
+    parser.add_argument("--max-pixels", type=int, metavar="N", help="largest image or latent, in pixels per image"
+                        + default("67108864 = 8192x8192"))
+    parser.add_argument("--max-batch", type=int, metavar="N", help="largest batch" + default("64"))
+    parser.add_argument("--max-steps", type=int, metavar="N", help="most sampling steps per sampler" + default("1000"))
+    parser.add_argument("--max-run-seconds", type=float, metavar="S",
+                        help="stop a run that takes longer, as an interrupt would" + default("3600"))
+
+
+def _limits(args, server: bool = False):
+    """The RunLimits from the --max-* flags (over the server's defaults for `serve`)."""
+    from dataclasses import replace
+
+    from graphflow.resource_limits import SERVER_LIMITS, RunLimits
+
+    limits = SERVER_LIMITS if server else RunLimits()
+    for name in ("max_pixels", "max_batch", "max_steps", "max_run_seconds"):
+        value = getattr(args, name, None)
+        if value is not None:
+            limits = replace(limits, **{name: value if value > 0 else None})
+    return limits
 
 
 def _error(message: str) -> None:
@@ -118,7 +146,7 @@ def cmd_validate(args) -> int:
     workflow, registry, code = _load(args)
     if workflow is None:
         return code
-    problems = validate(workflow, registry)
+    problems = validate(workflow, registry, limits=_limits(args))
     if problems:
         _print_problems(problems)
         return EXIT_INVALID
@@ -144,7 +172,7 @@ def cmd_run(args) -> int:
     previous = signal.signal(signal.SIGINT, on_sigint)
     printer = ProgressPrinter(quiet=args.quiet)
     try:
-        result = Executor(registry).run(workflow, on_event=printer, interrupt=interrupt)
+        result = Executor(registry, limits=_limits(args)).run(workflow, on_event=printer, interrupt=interrupt)
     finally:
         signal.signal(signal.SIGINT, previous)
         printer.close()
@@ -153,7 +181,8 @@ def cmd_run(args) -> int:
         _print_problems(result.problems)
         return EXIT_INVALID
     if result.status == "interrupted":
-        _error(f"interrupted in node {result.error['node_id']} ({result.error['node_type']})")
+        why = "stopped at its time limit" if result.error.get("time_limit") else "interrupted"
+        _error(f"{why} in node {result.error['node_id']} ({result.error['node_type']})")
         return EXIT_INTERRUPTED
     if result.status == "error":
         err = result.error
@@ -213,7 +242,7 @@ def cmd_serve(args) -> int:
     from graphflow.server.app import serve
 
     return serve(host=args.host, port=args.port, db_path=args.db, max_upload_mb=args.max_upload_mb,
-                 cache_max_gb=args.cache_max_gb, workers=args.workers)
+                 cache_max_gb=args.cache_max_gb, workers=args.workers, run_limits=_limits(args, server=True))
 
 
 class ProgressPrinter:

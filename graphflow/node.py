@@ -37,7 +37,7 @@ class NodeDeclarationError(TypeError):
 _REQUIRED = object()
 RESERVED_NAMES = {
     "run", "category", "version", "outputs", "output_node", "cacheable", "display_name",
-    "node_type", "fingerprint", "upgrade", "comfy", "inputs", "spec",
+    "node_type", "fingerprint", "upgrade", "comfy", "inputs", "spec", "estimate",
 }
 
 
@@ -191,6 +191,14 @@ class Node:
         """Map the inputs of a workflow saved with an older version of this node onto the
         current declaration; None (the default) means it can't, and the workflow is reported
         as needing an update of this node."""
+        return None
+
+    @classmethod
+    def estimate(cls, widgets: dict, inputs: dict):
+        """What a run of this node takes, for the check before a run starts: an Estimate
+        (graphflow.resource_limits) of its outputs' pixel size and its working memory, from its
+        widget values and the Size of each linked latent/image/mask input (None: unknown).
+        None (the default) reads the widgets' resource hints (Int(..., resource="width"))."""
         return None
 
     def run(self):

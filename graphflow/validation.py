@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 import networkx as nx
 from pydantic import ValidationError
 
+from graphflow import resource_limits
 from graphflow.node import Node
+from graphflow.resource_limits import RunLimits
 from graphflow.registry import Registry
 from graphflow.workflow import Problem, Workflow, is_link, literal  # Problem: re-exported
 
@@ -47,7 +49,10 @@ class Plan:
     workflow: Workflow = field(repr=False, default=None)
 
 
-def plan_workflow(workflow: Workflow, registry: Registry, outputs: list[str] | None = None) -> tuple[Plan | None, list[Problem]]:
+def plan_workflow(workflow: Workflow, registry: Registry, outputs: list[str] | None = None,
+                  limits: RunLimits | None = None) -> tuple[Plan | None, list[Problem]]:
+    """The plan, or every problem; `limits` (default: what fits on this machine) bounds the sizes,
+    steps and memory the run may take (graphflow.resource_limits)."""
     problems: list[Problem] = []
     entries = workflow.nodes
 
@@ -99,11 +104,16 @@ def plan_workflow(workflow: Workflow, registry: Registry, outputs: list[str] | N
 
     if problems:
         return None, problems
-    return Plan(order, planned, targets, workflow), []
+    plan = Plan(order, planned, targets, workflow)
+    problems = resource_limits.check(plan, limits)
+    if problems:
+        return None, problems
+    return plan, []
 
 
-def validate(workflow: Workflow, registry: Registry, outputs: list[str] | None = None) -> list[Problem]:
-    return plan_workflow(workflow, registry, outputs)[1]
+def validate(workflow: Workflow, registry: Registry, outputs: list[str] | None = None,
+             limits: RunLimits | None = None) -> list[Problem]:
+    return plan_workflow(workflow, registry, outputs, limits)[1]
 
 
 def _natural_key(node_id: str):

@@ -20,6 +20,7 @@ from aiohttp import web
 from graphflow.cache import OutputCache
 from graphflow.folders import UnsafePathError, folders
 from graphflow.registry import Registry, default_registry
+from graphflow.resource_limits import SERVER_LIMITS, RunLimits
 
 from graphflow.server import comfyui_routes, editor_routes, file_routes, run_routes, system_routes
 from graphflow.server.json_api import error_response
@@ -58,9 +59,10 @@ def create_app(registry: Registry | None = None, db_path: str | Path | None = No
                cache_max_bytes: int | None = None, max_upload_bytes: int = 50 * 2**20,
                max_image_side: int = 8192, paused: bool = False, web_dir: Path | None = WEB_DIR,
                allowed_origins: tuple[str, ...] = (), outbox_limit: int = 256, send_timeout: float = 10.0,
-               shutdown_timeout: float = 10.0) -> web.Application:
+               shutdown_timeout: float = 10.0, run_limits: RunLimits | None = None) -> web.Application:
     """The server application. `db_path` defaults to <output dir>/history.db; `paused` starts
-    with the queue held (app[SERVER].resume() releases it)."""
+    with the queue held (app[SERVER].resume() releases it); `run_limits` bound what a run may take
+    (default SERVER_LIMITS: a size, batch, steps and time policy, and what fits on this machine)."""
     registry = registry if registry is not None else default_registry()
     if cache is None:
         cache = OutputCache(max_bytes=cache_max_bytes) if cache_max_bytes is not None else OutputCache()
@@ -70,7 +72,7 @@ def create_app(registry: Registry | None = None, db_path: str | Path | None = No
         db_path=Path(db_path) if db_path is not None else folders.outputs / "history.db",
         host=host, workers=workers, limits=UploadLimits(max_upload_bytes, max_image_side),
         outbox_limit=outbox_limit, send_timeout=send_timeout, allowed_origins=tuple(allowed_origins), shutdown_timeout=shutdown_timeout,
-        web_dir=web_dir)
+        web_dir=web_dir, run_limits=run_limits if run_limits is not None else SERVER_LIMITS)
     server = Server(registry, config, cache, paused=paused)
     app = web.Application(middlewares=[_guard(server)], client_max_size=max_upload_bytes + 2**20)
     app[SERVER] = server
@@ -118,13 +120,13 @@ def _url(host: str, port: int) -> str:
 
 def serve(host: str = "127.0.0.1", port: int = 8188, *, db_path: str | Path | None = None,
           max_upload_mb: float = 50, cache_max_gb: float | None = None, workers: int = 1,
-          registry: Registry | None = None) -> int:
+          registry: Registry | None = None, run_limits: RunLimits | None = None) -> int:
     """Run the server until SIGINT/SIGTERM; prints the URL. Returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     return asyncio.run(_serve(host, port, db_path=db_path, max_upload_bytes=int(max_upload_mb * 2**20),
                               cache_max_bytes=int(cache_max_gb * 2**30) if cache_max_gb else None,
-                              workers=workers, registry=registry))
+                              workers=workers, registry=registry, run_limits=run_limits))
 
 
 async def _serve(host, port, **options) -> int:

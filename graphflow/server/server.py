@@ -13,6 +13,7 @@ from aiohttp import web
 from graphflow.cache import OutputCache
 from graphflow.executor import Executor
 from graphflow.registry import Registry
+from graphflow.resource_limits import RunLimits
 from graphflow.validation import Problem, validate
 from graphflow.workflow import Workflow, WorkflowFormatError, parse_workflow
 
@@ -40,6 +41,7 @@ class ServerConfig:
     allowed_origins: tuple[str, ...] = ()
     shutdown_timeout: float = 10.0
     web_dir: Path | None = WEB_DIR
+    run_limits: RunLimits = field(default_factory=RunLimits)  # create_app's default: SERVER_LIMITS
 
 
 def is_loopback(host: str) -> bool:
@@ -59,7 +61,7 @@ class Server:
         self.store = RunStore(config.db_path)
         self.hub = Hub(config.outbox_limit, config.send_timeout)
         self.running: dict[str, RunState] = {}
-        self.workers = [Worker(self, Executor(registry, cache), i) for i in range(config.workers)]
+        self.workers = [Worker(self, Executor(registry, cache, config.run_limits), i) for i in range(config.workers)]
         self.paused = paused
         self.stopping = False
         self.work = asyncio.Event()
@@ -146,7 +148,7 @@ class Server:
             workflow = parse_workflow(data, self.registry)
         except WorkflowFormatError as e:
             return None, e.problems
-        problems = validate(workflow, self.registry, outputs or None)
+        problems = validate(workflow, self.registry, outputs or None, self.config.run_limits)
         return (None, problems) if problems else (workflow, [])
 
     def enqueue(self, workflow: Workflow, client_id: str | None, outputs, front: bool,
