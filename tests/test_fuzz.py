@@ -14,8 +14,9 @@ from graphflow import folders as folders_module
 from graphflow.resource_limits import SERVER_LIMITS
 from graphflow.server.app import create_app
 
-FAST = settings(max_examples=150, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+def fast(examples: int):
+    return settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats()
            | st.sampled_from(fuzz_inputs.SCALARS[-10:]) | st.text(max_size=6))
@@ -49,7 +50,7 @@ def graphs(types, inputs):
 
 
 def test_reader_and_validator_answer_any_graph(builtin_registry, names):
-    @FAST
+    @fast(100)
     @given(graphs(*names))
     def check(data):
         fuzz_inputs.check_answer(data, builtin_registry)
@@ -61,7 +62,7 @@ def test_reader_and_validator_answer_any_graph(builtin_registry, names):
 def test_reader_and_validator_answer_mutated_examples(builtin_registry):
     bases = fuzz_inputs.seeds()
 
-    @FAST
+    @fast(200)
     @given(st.randoms(use_true_random=False))
     def check(r):
         fuzz_inputs.check_answer(fuzz_inputs.random_workflow(r, bases), builtin_registry)

@@ -190,3 +190,13 @@ async def test_the_server_stops_and_reports_a_run_over_its_time_limit(server_reg
         await asyncio.sleep(0.05)
     assert record["status"] == "interrupted"
     assert "time limit of 0.3 s" in record["error"]["message"]
+
+
+def test_cli_run_stops_at_its_time_limit(server_registry, monkeypatch, tmp_path, capsys):
+    import graphflow.registry
+
+    monkeypatch.setattr(graphflow.registry, "_default", server_registry)
+    path = tmp_path / "hold.json"
+    path.write_text(json.dumps(hold_workflow()))
+    assert cli.main(["run", str(path), "--max-run-seconds", "0.3", "--quiet"]) == cli.EXIT_INTERRUPTED
+    assert "stopped at its time limit in node 2 (Hold)" in capsys.readouterr().err
