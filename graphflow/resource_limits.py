@@ -125,9 +125,10 @@ def check(plan, limits: RunLimits | None = None) -> list[Problem]:
             estimate = cls.estimate(dict(node.widgets), dict(inputs)) or default_estimate(cls, node.widgets, inputs)
             if not isinstance(estimate, Estimate) or not isinstance(estimate.size, (Size, type(None))):
                 raise TypeError(f"estimate() returned {estimate!r}, not an Estimate")
+            working = max(0, int(estimate.memory))
         except Exception:  # a node's own estimate failed: its size is unknown, the run isn't refused for it
             log.warning("node %s (%s): estimate() failed", node_id, cls.node_type, exc_info=True)
-            estimate = Estimate(None)
+            estimate, working = Estimate(None), 0
         size = estimate.size
         sizes[node_id] = size
         same = next((n for n, s in inputs.items() if s is not None and s == size), None)
@@ -141,7 +142,6 @@ def check(plan, limits: RunLimits | None = None) -> list[Problem]:
         out_bytes = sum(_bytes(o.type, size) for o in cls.output_specs)
         in_bytes = sum(_bytes(cls.input_specs[name].type, s) for name, s in inputs.items())
         held += out_bytes
-        working = max(0, int(estimate.memory))
         if not (out_bytes or in_bytes or working) or origin[node_id] in too_big:
             continue
         budget = budget or _budget(limits)

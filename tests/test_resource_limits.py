@@ -200,3 +200,21 @@ def test_cli_run_stops_at_its_time_limit(server_registry, monkeypatch, tmp_path,
     path.write_text(json.dumps(hold_workflow()))
     assert cli.main(["run", str(path), "--max-run-seconds", "0.3", "--quiet"]) == cli.EXIT_INTERRUPTED
     assert "stopped at its time limit in node 2 (Hold)" in capsys.readouterr().err
+
+
+def test_a_failing_estimate_leaves_the_size_unknown_and_the_run_allowed():
+    class Broken(Node):
+        outputs = {"image": IMAGE}
+
+        @classmethod
+        def estimate(cls, widgets, inputs):
+            return Estimate(Size(1, 8, 8), memory=float("nan"))
+
+        def run(self):
+            raise AssertionError("never run")
+
+    registry = Registry()
+    registry.add(Broken)
+    registry.add(server_nodes.Boom)
+    workflow = parse_workflow({"nodes": {"1": {"type": "Broken"}, "2": {"type": "Boom", "inputs": {"image": ["1", 0]}}}})
+    assert validate(workflow, registry, limits=RunLimits(ram_bytes=1, device_bytes=1)) == []
