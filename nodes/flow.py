@@ -77,3 +77,48 @@ class FluxGuidance(Node):
 
     def run(self):
         return [(cond, {**options, "guidance": self.guidance}) for cond, options in self.conditioning]
+
+
+def _flow_clip(clip, arch: str, node: str):
+    if clip is None:
+        raise NodeInputError("clip", "no text encoder connected")
+    if getattr(clip, "arch", None) != arch or not hasattr(clip, f"encode_{arch}"):
+        raise NodeInputError("clip", f"{node} needs a {arch.upper()} text encoder (from DualCLIPLoader/TripleCLIPLoader "
+                                     f"type {arch}, or a {arch.upper()} checkpoint); got a {getattr(clip, 'arch', '?')} one")
+    return clip
+
+
+class CLIPTextEncodeSD3(Node):
+    """Encode a prompt for SD3 / SD3.5 with a separate text for each encoder: CLIP-L, CLIP-G and
+    T5-XXL. empty_padding "none" leaves an encoder with an empty text out of the conditioning;
+    "empty_prompt" encodes it as the empty prompt."""
+    category = "advanced/conditioning"
+    clip: CLIP
+    clip_l: str = Text("", multiline=True)
+    clip_g: str = Text("", multiline=True)
+    t5xxl: str = Text("", multiline=True)
+    empty_padding: str = Choice(["none", "empty_prompt"], "none")
+    outputs = {"conditioning": CONDITIONING}
+    comfy = ComfyAlias(("CLIPTextEncodeSD3",))
+
+    def run(self):
+        clip = _flow_clip(self.clip, "sd3", "CLIPTextEncodeSD3")
+        cond, pooled = clip.encode_sd3(self.clip_l, self.clip_g, self.t5xxl, empty_padding=self.empty_padding != "none")
+        return [(cond, {"pooled_output": pooled})]
+
+
+class CLIPTextEncodeFlux(Node):
+    """Encode a prompt for FLUX: the CLIP-L text gives the pooled vector, the T5-XXL text the
+    tokens; guidance is FLUX dev's distilled guidance scale (as FluxGuidance sets it)."""
+    category = "advanced/conditioning/flux"
+    clip: CLIP
+    clip_l: str = Text("", multiline=True)
+    t5xxl: str = Text("", multiline=True)
+    guidance: float = Float(DEFAULT_FLUX_GUIDANCE, min=0.0, max=100.0, step=0.1)
+    outputs = {"conditioning": CONDITIONING}
+    comfy = ComfyAlias(("CLIPTextEncodeFlux",))
+
+    def run(self):
+        clip = _flow_clip(self.clip, "flux", "CLIPTextEncodeFlux")
+        cond, pooled = clip.encode_flux(self.clip_l, self.t5xxl)
+        return [(cond, {"pooled_output": pooled, "guidance": self.guidance})]

@@ -198,14 +198,14 @@ def flow_vectors(model, options: dict, batch: int) -> tuple[torch.Tensor, torch.
     """(y [B, P], guidance [B] or None) of one conditioning entry for a flow model. y is the
     pooled text vector (zeros when the conditioning has none, as ComfyUI's zeroed encoders give);
     guidance only for models with a guidance embedding (FLUX dev), default 3.5 as in ComfyUI."""
-    channels = getattr(model, "pooled_channels", None) or POOLED_CHANNELS.get(getattr(model, "arch", None), 0)
+    declared = getattr(model, "pooled_channels", None)
     pooled = options.get("pooled_output")
     if pooled is None:
-        pooled = torch.zeros(1, channels)
+        pooled = torch.zeros(1, declared or POOLED_CHANNELS.get(getattr(model, "arch", None), 0))
     pooled = pooled.float().reshape(-1, pooled.shape[-1])
-    if channels and pooled.shape[-1] != channels:
+    if declared and pooled.shape[-1] != declared:
         raise ValueError(f"the pooled text vector has {pooled.shape[-1]} channels, this "
-                         f"{getattr(model, 'arch', 'flow')} model expects {channels}")
+                         f"{getattr(model, 'arch', 'flow')} model expects {declared}")
     if pooled.shape[0] != batch:
         pooled = pooled.repeat(math.ceil(batch / pooled.shape[0]), 1)[:batch]
     guidance = None
