@@ -15,7 +15,7 @@ from graphflow.sampling import SAMPLERS, SCHEDULERS, FlowDenoiser, FlowSchedule,
 from graphflow.sampling.flow_samplers import FLOW_SAMPLERS, NOT_FOR_FLOW, sample_euler_ancestral_rf
 from graphflow.sampling.pipeline import sample
 from graphflow.sampling.samplers import sample_euler_ancestral
-from tests.flow_fakes import FakeFlowModel, constant_x0, gaussian_x0
+from flow_fakes import FakeFlowModel, constant_x0, gaussian_x0
 
 # -- sigma tables and schedules --------------------------------------------------------------
 
