@@ -284,3 +284,16 @@ def test_stochastic_samplers_run_on_flow_models_through_ksampler(name):
     out = sample(model, 1, 5, 1.0, name, "simple", _cond(), _cond(), {"samples": torch.zeros(1, 16, 4, 4)})
     assert torch.isfinite(out["samples"]).all()
     assert all(float(c["sigma"].max()) < 1.0 + 1e-6 for c in model.calls)
+
+
+def test_previews_of_16_channel_latents_during_flow_sampling():
+    model = FakeFlowModel(gaussian_x0(0.0, 1.0), arch="flux")
+    seen = []
+    sample(model, 2, 3, 1.0, "euler", "simple", _cond(), _cond(), {"samples": torch.zeros(1, 16, 6, 10)},
+           callback=seen.append, preview_every=1)
+    assert len(seen) == 3
+    for info in seen:
+        preview = info["preview"]
+        assert preview.shape == (1, 6, 10, 3) and preview.dtype == torch.float32
+        assert float(preview.min()) >= 0.0 and float(preview.max()) <= 1.0
+    assert float(seen[-1]["preview"].std()) > 0.05  # the latent's structure shows, not a flat image
