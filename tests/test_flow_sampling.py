@@ -105,7 +105,8 @@ def test_normal_equals_diffusers_default_flow_match_schedule(n):
 
 @pytest.mark.parametrize("n", [1, 4, 10, 20, 50])
 def test_simple_equals_diffusers_with_flux_pipeline_sigmas(n):
-    """simple = shift(1 - i/n): diffusers' FluxPipeline passes sigmas = linspace(1, 1/n, n)."""
+    """simple = shift(1 - i/n) when n divides the table length (1000 SD3, 10000 FLUX): diffusers'
+    FluxPipeline passes sigmas = linspace(1, 1/n, n)."""
     linear = np.linspace(1.0, 1 / n, n)
     ref = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0)
     ref.set_timesteps(sigmas=linear)
@@ -297,3 +298,33 @@ def test_previews_of_16_channel_latents_during_flow_sampling():
         assert preview.shape == (1, 6, 10, 3) and preview.dtype == torch.float32
         assert float(preview.min()) >= 0.0 and float(preview.max()) <= 1.0
     assert float(seen[-1]["preview"].std()) > 0.05  # the latent's structure shows, not a flat image
+
+
+@pytest.mark.parametrize("family", ["sd3", "flux"])
+def test_ksampler_euler_equals_a_diffusers_flow_match_loop(family):
+    """Same model, same initial noise: KSampler (euler) against diffusers' scheduler loop as its
+    SD3 pipeline (shift 3, default timesteps = our "normal") and FLUX pipeline (dynamic mu,
+    sigmas linspace(1, 1/n, n) = our "simple" when n divides the 10000-entry table; otherwise
+    ComfyUI's simple rounds t down to the table, e.g. 6 steps differ by 7e-5 in sigma)."""
+    steps, seed = 5, 4
+    predict = gaussian_x0(0.3, 0.6)
+    if family == "sd3":
+        model = FakeFlowModel(predict, arch="sd3")
+        scheduler, ref = "normal", FlowMatchEulerDiscreteScheduler(shift=3.0)
+        ref.set_timesteps(steps)
+    else:
+        model = FakeFlowModel(predict, arch="flux", guidance_embed=True)
+        model.model_sampling = FlowSchedule.flux(flux_mu(512, 384))
+        scheduler = "simple"
+        ref = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                              base_image_seq_len=256, max_image_seq_len=4096)
+        ref.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), mu=calculate_shift(32 * 24, 256, 4096, 0.5, 1.15))
+    shape = (1, 16, 48, 64)
+    out = sample(model, seed, steps, 1.0, "euler", scheduler, _cond(), _cond(), {"samples": torch.zeros(shape)})
+    ours = model.latent_format.process_in(out["samples"])
+    latents = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    reference = FakeFlowModel(predict)
+    for i, t in enumerate(ref.timesteps):
+        v = reference(latents, ref.sigmas[i].reshape(1))
+        latents = ref.step(v, t, latents).prev_sample
+    assert float((ours - latents).abs().max()) < 1e-5

@@ -161,7 +161,7 @@ def model_sampling_for(model):
     """A MODEL's sampling: the one a ModelSamplingSD3/Flux node set (`model_sampling`), else the
     flow default for flow models, else the eps/v model's discrete schedule."""
     sampling = getattr(model, "model_sampling", None)
-    if sampling is not None:
+    if sampling is not None and hasattr(sampling, "sigmas"):
         return sampling
     if getattr(model, "prediction", None) == "flow":
         return default_flow_schedule(model)
