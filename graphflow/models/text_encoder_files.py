@@ -42,6 +42,8 @@ def _tower(view, what: str, device, dtype) -> ClipTower:
 
 
 def _t5(view, what: str, device, dtype) -> T5Encoder:
+    if dtype == torch.float16 and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        dtype = torch.bfloat16  # T5 v1.1's activations overflow fp16; bf16 keeps fp32's range
     prefix = t5_prefix(view.shapes)
     sub = KeyView(view, prefix)
     try:
