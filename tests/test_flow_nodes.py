@@ -175,5 +175,7 @@ def test_loader_nodes_report_bad_files(registry, files):
     sdxl = call(registry, "LoadDualTextEncoders", clip_name1="clip_g.safetensors", clip_name2="clip_l.safetensors",
                 type="sdxl")
     assert sdxl.arch == "sdxl" and [t.name for t in sdxl.towers] == ["clip_l", "clip_g"]
+    sd1 = call(registry, "LoadTextEncoder", clip_name="clip_l.safetensors", type="stable_diffusion")
+    assert sd1.arch == "sd1" and sd1.encode("a cat")[0].shape == (1, 77, 64)
     single = call(registry, "LoadTextEncoder", clip_name="clip_g.safetensors", type="sd3")
     assert single.clip_g is not None and single.clip_l is None and single.t5 is None

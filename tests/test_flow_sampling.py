@@ -328,3 +328,21 @@ def test_ksampler_euler_equals_a_diffusers_flow_match_loop(family):
         v = reference(latents, ref.sigmas[i].reshape(1))
         latents = ref.step(v, t, latents).prev_sample
     assert float((ours - latents).abs().max()) < 1e-5
+
+
+def test_inpainting_a_flow_model_keeps_the_known_region():
+    """noise_mask 0 keeps the input: the known region is re-noised the flow way
+    (sigma * noise + (1 - sigma) * latent) before each call and lands on the latent."""
+    model = FakeFlowModel(constant_x0(0.5), arch="sd3")
+    raw = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(5))
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., :, 4:] = 1.0
+    out = sample(model, 9, 4, 1.0, "euler", "simple", _cond(), _cond(), {"samples": raw, "noise_mask": mask})
+    samples = out["samples"]
+    torch.testing.assert_close(samples[..., :4], raw[..., :4], atol=1e-5, rtol=0)
+    torch.testing.assert_close(samples[..., 4:], torch.full_like(samples[..., 4:], 0.5 / 1.5305 + 0.0609), atol=1e-5, rtol=0)
+    second = model.calls[1]
+    sigma = float(second["sigma"][0])
+    noise = torch.randn((1, 16, 8, 8), generator=torch.Generator().manual_seed(9))
+    known = sigma * noise + (1 - sigma) * (raw - 0.0609) * 1.5305
+    torch.testing.assert_close(second["x"][..., :4], known[..., :4], atol=1e-5, rtol=0)
