@@ -236,3 +236,29 @@ def test_flux_conditioning_is_t5_tokens_and_clip_l_pooled(encoder_files, referen
         load_text_encoders([encoder_files["clip_l"], encoder_files["clip_g"]], "flux", device="cpu")
     with pytest.raises(CheckpointError, match="not supported"):
         load_text_encoders([encoder_files["clip_l"]], "wan", device="cpu")
+
+
+@torch.no_grad()
+def test_all_in_one_prefixed_text_encoders_equal_the_separate_files(tmp_path, encoder_files, sd3_clip):
+    """ComfyUI's packaged SD3.5 / FLUX files keep the encoders under text_encoders.<name>.transformer.;
+    flow_text_encoder_from_file (for the checkpoint loader) reads them as the separate files."""
+    from graphflow.models.text_encoder_files import flow_text_encoder_from_file
+    from graphflow.models.weight_files import WeightFile
+
+    state = {}
+    for i, kind in enumerate(("clip_l", "clip_g", "t5xxl")):
+        path = write_text_encoder(tmp_path / f"{kind}.safetensors", kind, seed=i, dtype=torch.float32,
+                                  prefix=f"text_encoders.{kind}.transformer.")
+        state.update(load_file(str(path)))
+    state["model.diffusion_model.x_embedder.proj.weight"] = torch.zeros(4, 16, 2, 2, dtype=torch.float16)
+    save_file(state, str(tmp_path / "all_in_one.safetensors"))
+    with WeightFile(tmp_path / "all_in_one.safetensors") as f:
+        clip = flow_text_encoder_from_file(f, "sd3", device="cpu", dtype=torch.float32)
+        with pytest.raises(CheckpointError, match="clip_g"):
+            flow_text_encoder_from_file(f, "flux", device="cpu")
+    ours, pooled = clip.encode("a lighthouse at dusk")
+    ref, ref_pooled = sd3_clip.encode("a lighthouse at dusk")  # the separate files of the same seeds
+    torch.testing.assert_close(ours, ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(pooled, ref_pooled, atol=1e-6, rtol=0)
+    with WeightFile(encoder_files["clip_l"]) as f:
+        assert flow_text_encoder_from_file(f, "sd3") is None  # no prefixed encoders: not an all-in-one file
