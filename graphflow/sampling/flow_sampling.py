@@ -70,7 +70,6 @@ class FlowSchedule:
         self.multiplier = float(multiplier)
         t = torch.arange(1, timesteps + 1, 1) / timesteps  # float32, as ComfyUI builds it
         self.sigmas = self.sigma(t * self.multiplier).float()
-        self.log_sigmas = self.sigmas.log()
 
     @classmethod
     def sd3(cls, shift: float = DEFAULT_SD3_SHIFT, multiplier: float = 1000.0) -> "FlowSchedule":
@@ -129,13 +128,6 @@ class FlowSchedule:
     def inverse_noise_scaling(self, sigma, latent: torch.Tensor) -> torch.Tensor:
         sigma = float(sigma)
         return latent if sigma == 0.0 else latent / (1.0 - sigma)
-
-    def half_log_snr(self, sigma: torch.Tensor) -> torch.Tensor:
-        """lambda = log(alpha / sigma) with alpha = 1 - sigma (the DPM-Solver time variable)."""
-        return sigma.logit().neg()
-
-    def sigma_from_half_log_snr(self, lam: torch.Tensor) -> torch.Tensor:
-        return lam.neg().sigmoid()
 
 
 def is_flow(schedule) -> bool:
