@@ -262,3 +262,12 @@ def test_all_in_one_prefixed_text_encoders_equal_the_separate_files(tmp_path, en
     torch.testing.assert_close(pooled, ref_pooled, atol=1e-6, rtol=0)
     with WeightFile(encoder_files["clip_l"]) as f:
         assert flow_text_encoder_from_file(f, "sd3") is None  # no prefixed encoders: not an all-in-one file
+
+
+@torch.no_grad()
+def test_clip_skip_on_sd3_encoders(sd3_clip):
+    last = sd3_clip.with_clip_skip(-1)
+    context, _ = last.encode("a cat")
+    torch.testing.assert_close(context[:, :77, :64], _clip_by_hand(sd3_clip.clip_l, "a cat", layer=-1)[0], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="clip_skip"):
+        sd3_clip.encode("a cat", clip_skip=-9)

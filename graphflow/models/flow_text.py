@@ -86,10 +86,13 @@ class FlowTextEncoder:
         return FlowTextEncoder(self.arch, named.get("clip_l"), named.get("clip_g"), self.t5, self.clip_skip,
                                self.context_dim)
 
-    def with_clip_skip(self, clip_skip: int) -> "FlowTextEncoder":
+    def _check_clip_skip(self, clip_skip: int) -> None:
         layers = min((t.num_layers for t in self.towers), default=1)
         if not isinstance(clip_skip, int) or not -layers <= clip_skip <= -1:
             raise ValueError(f"clip_skip must be an integer from -1 (last layer) to -{layers}, got {clip_skip!r}")
+
+    def with_clip_skip(self, clip_skip: int) -> "FlowTextEncoder":
+        self._check_clip_skip(clip_skip)
         return FlowTextEncoder(self.arch, self.clip_l, self.clip_g, self.t5, clip_skip, self.context_dim)
 
     @property
@@ -142,6 +145,7 @@ class FlowTextEncoder:
         T5 prompt: T5 sees only </s>). The two CLIP prompts are evened out to the same number of
         77-token windows with empty-prompt windows, as ComfyUI does."""
         clip_skip = self.clip_skip if clip_skip is None else clip_skip
+        self._check_clip_skip(clip_skip)
         windows = {}
         for name, text in (("clip_l", clip_l), ("clip_g", clip_g)):
             tower = getattr(self, name)
