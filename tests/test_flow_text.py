@@ -148,10 +148,11 @@ def sd3_clip(encoder_files):
 
 
 def _clip_by_hand(tower, prompt, layer=-2):
+    """Hidden states at `layer`; pooled projected for CLIP-G only (ComfyUI's SD3 CLIP-L is not)."""
     ids = torch.tensor(tokenize_prompt(prompt, tower.spec.pad_token).ids)
     out = tower.transformer(input_ids=ids, output_hidden_states=True)
     pooled = out.pooler_output[:1]
-    if tower.projection is not None:
+    if tower.name == "clip_g":
         pooled = tower.projection(pooled)
     return out.hidden_states[layer].reshape(1, -1, out.hidden_states[layer].shape[-1]), pooled
 
@@ -271,3 +272,25 @@ def test_clip_skip_on_sd3_encoders(sd3_clip):
     torch.testing.assert_close(context[:, :77, :64], _clip_by_hand(sd3_clip.clip_l, "a cat", layer=-1)[0], atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="clip_skip"):
         sd3_clip.encode("a cat", clip_skip=-9)
+
+
+@torch.no_grad()
+def test_clip_l_projection_is_ignored_for_sd3_and_flux(encoder_files, sd3_clip):
+    """The clip_l.safetensors shared between FLUX and SD3 carries OpenAI's text_projection; ComfyUI
+    (and Stability's SD3 code) pool CLIP-L without it, CLIP-G with its own."""
+    from graphflow.models.text_encoders import CLIP_L, TowerSpec, tower_from_weights
+
+    state = load_file(str(encoder_files["clip_l"]))
+    state["text_projection.weight"] = torch.randn(64, 64, generator=torch.Generator().manual_seed(8)) / 8
+    state = {k.removeprefix("text_model."): v for k, v in state.items()}
+    tower = tower_from_weights(TowerSpec(prefix="", **CLIP_L), {k: tuple(v.shape) for k, v in state.items()},
+                               lambda k, d, t: state[k].to(t), "cpu", torch.float32)
+    assert tower.projection is not None
+    ids = torch.tensor(tokenize_prompt("a cat", tower.spec.pad_token).ids)
+    unprojected = tower.transformer(input_ids=ids).pooler_output
+    sd3 = FlowTextEncoder("sd3", clip_l=tower, clip_g=sd3_clip.clip_g, t5=sd3_clip.t5)
+    _, pooled = sd3.encode("a cat")
+    torch.testing.assert_close(pooled[:, :64], unprojected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(pooled[:, 64:], _clip_by_hand(sd3_clip.clip_g, "a cat")[1], atol=1e-6, rtol=0)
+    _, pooled = FlowTextEncoder("flux", clip_l=tower, t5=sd3_clip.t5).encode("a cat")
+    torch.testing.assert_close(pooled, unprojected, atol=1e-6, rtol=0)

@@ -3,8 +3,10 @@ how their outputs make one conditioning (ComfyUI's assembly, so imported graphs 
 
 SD3: context = [CLIP-L penultimate (768) | CLIP-G penultimate (1280)] concatenated on channels
      (2048), zero-padded to 4096, then T5's tokens appended on the token axis (77k + T5 tokens);
-     pooled = CLIP-L pooled | CLIP-G pooled (768 + 1280 = 2048), both projected where the tower
-     has a projection (diffusers' SD3 pipeline; real SD3 CLIP-L projections are the identity).
+     pooled = CLIP-L pooled (not projected) | CLIP-G pooled (projected) (768 + 1280 = 2048), as
+     ComfyUI and Stability's SD3 reference code do; SD3's own CLIP-L has no (an identity)
+     projection, so diffusers' projected CLIP-L equals it, but the CLIP-L files shared with
+     FLUX carry OpenAI's real projection, which ComfyUI ignores here and so do we.
      A missing CLIP-L gives zeros in its 768 channels and pooled part, a missing CLIP-G its
      1280; without T5 the context is the CLIP part alone; with nothing at all zeros [1, 77, 4096].
      T5 is padded to 77 tokens.
@@ -75,7 +77,8 @@ class FlowTextEncoder:
         tower = getattr(self, name)
         if tower is None:
             return POOLED[name]
-        return tower.model.config.projection_dim if tower.projection is not None else tower.hidden_size
+        projected = name == "clip_g" and tower.projection is not None
+        return tower.model.config.projection_dim if projected else tower.hidden_size
 
     @property
     def towers(self) -> list[ClipTower]:
@@ -87,7 +90,9 @@ class FlowTextEncoder:
                                self.context_dim)
 
     def _check_clip_skip(self, clip_skip: int) -> None:
-        layers = min((t.num_layers for t in self.towers), default=1)
+        if not self.towers:  # T5 alone: no CLIP layer to pick
+            return
+        layers = min(t.num_layers for t in self.towers)
         if not isinstance(clip_skip, int) or not -layers <= clip_skip <= -1:
             raise ValueError(f"clip_skip must be an integer from -1 (last layer) to -{layers}, got {clip_skip!r}")
 
@@ -170,7 +175,7 @@ class FlowTextEncoder:
                     parts.append(None)
                     pools.append(torch.zeros(1, self._pooled_width(name)))
                 else:
-                    hidden, pool = clip_encode(tower, windows[name], clip_skip, projected=True)
+                    hidden, pool = clip_encode(tower, windows[name], clip_skip, projected=name == "clip_g")
                     parts.append(hidden)
                     pools.append(pool)
             present = [p for p in parts if p is not None]
