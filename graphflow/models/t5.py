@@ -6,7 +6,9 @@ the `tokenizers` library; nothing is downloaded. Ids equal transformers' T5Token
 same file: the prompt's pieces, then </s> (1). Unlike CLIP there are no 77-token windows: a long
 prompt is one sequence. It is padded with <pad> (0) to a minimum length, as ComfyUI does: 77
 for SD3, 256 for FLUX (dev and schnell alike), and no attention mask (padding is attended to,
-as in ComfyUI and diffusers' pipelines). Prompt weights ((word:1.2)) work as for CLIP: a
+as in ComfyUI and diffusers' pipelines). diffusers' pipelines instead pad and truncate to
+max_sequence_length (SD3 256, FLUX dev 512, schnell 256), so parity tests against them pass the
+same ids or embeddings. Prompt weights ((word:1.2)) work as for CLIP: a
 weighted token becomes empty + (z - empty) * w, empty being the encoding of "</s> <pad>...".
 
 Encoder: transformers' T5EncoderModel, its config read from the weights' shapes (T5-XXL v1.1:
