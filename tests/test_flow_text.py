@@ -126,6 +126,9 @@ def test_t5_from_state_dict_reads_any_prefix_and_checks_keys(t5_reference):
     enc = t5_from_state_dict({"model.t5xxl.transformer." + k: v for k, v in saved.items()})
     ids = _ids("hello")
     torch.testing.assert_close(enc.run(ids.tolist()), reference(input_ids=ids).last_hidden_state, atol=1e-4, rtol=0)
+    embed_only = {k: v for k, v in saved.items() if k != "shared.weight"}
+    embed_only["encoder.embed_tokens.weight"] = saved["shared.weight"]
+    torch.testing.assert_close(t5_from_state_dict(embed_only).run(ids.tolist()), enc.run(ids.tolist()), atol=0, rtol=0)
     with pytest.raises(ValueError, match="no T5"):
         t5_from_state_dict({"foo.weight": torch.zeros(1)})
     broken = {k: v for k, v in saved.items() if "block.1.layer.1" not in k}
