@@ -20,6 +20,11 @@ Order of events (ComfyUI's):
     "concat_mask" / "concat_latent_image" (InpaintModelConditioning's options).
  6. The result is mapped back (process_out) and returned on the CPU as float32.
 The UNet runs in the model's dtype on its device; x stays float32 between steps.
+
+Flow models (SD3, FLUX: prediction "flow", see flow_sampling.py) take the same path with their
+own sampling (the model's ModelSamplingSD3/Flux setting or its family's default): sigmas from the
+flow table, x = sigma_0 * noise + (1 - sigma_0) * latent_image in steps 4 and 5, the flow
+variants of the noise-adding samplers, and leftover noise divided by (1 - sigma) on the way out.
 """
 
 import math
@@ -28,9 +33,9 @@ import torch
 import torch.nn.functional as F
 
 from ..context import NodeInputError
-from .guidance import CFGDenoiser, prepare_conds, repeat_to_batch
 from .flow_samplers import NOT_FOR_FLOW, sampler_for
 from .flow_sampling import FlowDenoiser, is_flow, model_sampling_for
+from .guidance import CFGDenoiser, prepare_conds, repeat_to_batch
 from .model_sampling import DiscreteSchedule, ModelDenoiser
 from .noise import initial_noise, inpaint_noise
 from .preview import latent_preview
