@@ -15,6 +15,7 @@ from graphflow.context import (
 )
 from graphflow.folders import folders, safe_join
 from graphflow.node import Bool, Choice, Float, Int, Node, NodeDeclarationError, Text
+from graphflow.resource_limits import Estimate, Size
 from graphflow.types import (
     BOOLEAN,
     CLIP,
@@ -35,6 +36,6 @@ __all__ = [
     "Node", "Int", "Float", "Text", "Bool", "Choice", "NodeDeclarationError", "ComfyAlias",
     "socket_type", "MODEL", "CLIP", "VAE", "CONDITIONING", "LATENT", "IMAGE", "MASK",
     "INT", "FLOAT", "STRING", "BOOLEAN",
-    "progress", "check_interrupted", "show", "send_image", "warn", "current_workflow", "Interrupted", "NodeInputError",
-    "folders", "safe_join",
+    "progress", "check_interrupted", "show", "send_image", "warn", "current_workflow", "Interrupted",
+    "NodeInputError", "folders", "safe_join", "Estimate", "Size",
 ]

@@ -43,19 +43,20 @@ async def comfy_prompt(request):
     server = server_of(request)
     try:
         body = await json_body(request)
+        if not isinstance(body, dict) or "prompt" not in body:
+            raise RequestError(400, "the body must be a JSON object with the graph under 'prompt'")
+        client_id = valid_client_id(body.get("client_id"))
+        run_id = body.get("prompt_id")
+        if run_id is not None and (not isinstance(run_id, str) or not CLIENT_ID.match(run_id)
+                                   or server.store.status_of(run_id) is not None):
+            raise RequestError(400, "prompt_id must be a new id of 1-128 letters, digits or _.:-")
     except RequestError as e:
         return _failed([Problem(None, None, None, str(e))])
-    if not isinstance(body, dict) or "prompt" not in body:
-        return _failed([Problem(None, None, None, "the body must be a JSON object with the graph under 'prompt'")])
     workflow, valid_outputs, problems = server.check_partial(body["prompt"])
     if not valid_outputs:
         return _failed(problems or [Problem(None, None, None, "the prompt has no output node")])
-    run_id = body.get("prompt_id")
-    if run_id is not None and (not isinstance(run_id, str) or not CLIENT_ID.match(run_id)
-                               or server.store.status_of(run_id) is not None):
-        raise RequestError(400, "prompt_id must be a new id of 1-128 letters, digits or _.:-")
     targets = None if not problems else valid_outputs
-    queued = server.enqueue(workflow, valid_client_id(body.get("client_id")), targets, bool(body.get("front")), run_id)
+    queued = server.enqueue(workflow, client_id, targets, bool(body.get("front")), run_id)
     return json_response({"prompt_id": queued["run_id"], "number": queued["number"],
                           "node_errors": _comfy_node_errors(problems)})
 
