@@ -11,6 +11,8 @@ from pathlib import Path
 BUNDLED = Path(__file__).parent / "bundled"  # the shipped demo checkpoint and example inputs
 MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+# kinds ComfyUI keeps in more than one folder (the older name second)
+KIND_FOLDERS = {"diffusion_models": ("diffusion_models", "unet")}
 
 
 class UnsafePathError(ValueError):
@@ -51,7 +53,8 @@ class Folders:
 
     def model_dirs(self, kind: str) -> list[Path]:
         """Search path for a kind of model (checkpoints, vae, loras, text_encoders): the user's folder first."""
-        return [self.models / kind, BUNDLED / kind]
+        names = KIND_FOLDERS.get(kind, (kind,))
+        return [*(self.models / name for name in names), *(BUNDLED / name for name in names)]
 
     def list_models(self, kind: str) -> list[str]:
         names = set()
