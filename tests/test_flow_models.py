@@ -62,10 +62,8 @@ def flux_diffusers_config(cfg) -> dict:
                 axes_dims_rope=list(cfg.axes_dim))
 
 
-@pytest.fixture
-def flux_any_width(monkeypatch):
+def flux_conversion_any_width():
     """diffusers' FLUX conversion with the width and MLP ratio read from the checkpoint."""
-    import diffusers.loaders.single_file_model as sfm
     import diffusers.loaders.single_file_utils as sfu
 
     source = inspect.getsource(sfu.convert_flux_transformer_checkpoint_to_diffusers)
@@ -75,8 +73,15 @@ def flux_any_width(monkeypatch):
                                    "mlp_ratio = checkpoint['double_blocks.0.img_mlp.0.weight'].shape[0] / inner_dim")
     namespace = dict(vars(sfu))
     exec(compile(source, sfu.__file__, "exec"), namespace)
+    return namespace["convert_flux_transformer_checkpoint_to_diffusers"]
+
+
+@pytest.fixture
+def flux_any_width(monkeypatch):
+    import diffusers.loaders.single_file_model as sfm
+
     entry = dict(sfm.SINGLE_FILE_LOADABLE_CLASSES["FluxTransformer2DModel"])
-    entry["checkpoint_mapping_fn"] = namespace["convert_flux_transformer_checkpoint_to_diffusers"]
+    entry["checkpoint_mapping_fn"] = flux_conversion_any_width()
     monkeypatch.setitem(sfm.SINGLE_FILE_LOADABLE_CLASSES, "FluxTransformer2DModel", entry)
 
 
