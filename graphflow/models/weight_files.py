@@ -28,6 +28,11 @@ PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 PICKLE_PROTOCOLS = (b"\x02", b"\x03", b"\x04", b"\x05")  # a bare pickle starts with 0x80, protocol
 
 
+# Smaller tensors are copied: each page fault on a mapped file brings in its neighbours too (64 KB
+# of fault-around), so mapping a 1 KB bias costs 64 KB of resident memory; a copy costs 1 KB.
+ZERO_COPY_MIN_BYTES = 1 << 20
+
+
 class CheckpointError(Exception):
     """A model file that cannot be used, with a message saying what was found."""
 
@@ -153,7 +158,9 @@ class WeightFile:
             return t.to(device=device, dtype=_cast_dtype(t.dtype, dtype))
         stored = _TORCH_DTYPES.get(self.dtypes[key])
         try:
-            if stored is None or (device.type == "cpu" and _cast_dtype(stored, dtype) == stored):
+            begin, end = self._entries[key]["data_offsets"]
+            as_stored = device.type == "cpu" and _cast_dtype(stored, dtype) == stored
+            if stored is None or (as_stored and end - begin >= ZERO_COPY_MIN_BYTES):
                 mapped = self._mapped(key)  # zero-copy: pages come in as the weights are used
                 if mapped is not None:
                     return mapped
