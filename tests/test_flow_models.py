@@ -256,6 +256,17 @@ def flux_all_in_one(tmp_path_factory):
     return write_flow_checkpoint(tmp_path_factory.mktemp("flow") / "flux1-dev-aio.safetensors", "flux_dev")
 
 
+def test_sd3_all_in_one_loads_model_and_vae(tmp_path):
+    path = write_flow_checkpoint(tmp_path / "sd3.5_large.safetensors", "sd35_large")
+    ckpt = load_checkpoint(path, device="cpu", text_encoders=False)
+    assert ckpt.info.family == "sd35_large" and ckpt.info.vae_prefix == "first_stage_model."
+    assert ckpt.model.latent_format is SD3 and ckpt.vae.latent_format is SD3 and ckpt.vae.module.config.z_channels == 16
+    with WeightFile(path) as f:
+        expected = f.get("model.diffusion_model.joint_blocks.1.context_block.attn.qkv.weight").float()
+    assert torch.equal(ckpt.model.unet.joint_blocks[1].context_block.attn.qkv.weight, expected)
+    assert ckpt.model.unet.joint_blocks[1].context_block.pre_only  # the last text block only feeds k, v
+
+
 def test_all_in_one_loads_model_and_vae(flux_all_in_one):
     ckpt = load_checkpoint(flux_all_in_one, device="cpu", text_encoders=False)
     assert isinstance(ckpt.model, DiffusionModel) and ckpt.model.arch == "flux" and ckpt.model.prediction == "flow"
@@ -298,8 +309,9 @@ def test_diffusion_model_contract(flux_all_in_one, tmp_path):
     x, sigma = torch.randn(1, 16, 7, 9), torch.tensor([0.6])  # odd sizes are padded and cropped back
     context, y = torch.randn(1, 5, 192), torch.randn(1, 64)
     assert dev(x, sigma, context, y, guidance=torch.tensor([3.5])).shape == x.shape
-    with pytest.raises(ValueError, match="guidance"):
-        dev(x, sigma, context, y)
+    with torch.no_grad():  # without guidance: ComfyUI's default 3.5, and the strength matters
+        assert torch.equal(dev(x, sigma, context, y), dev(x, sigma, context, y, guidance=torch.tensor([3.5])))
+        assert not torch.allclose(dev(x, sigma, context, y), dev(x, sigma, context, y, guidance=torch.tensor([1.0])))
     schnell = load_diffusion_model(write_flow_checkpoint(tmp_path / "s.safetensors", "flux_schnell",
                                                          components=("model",), prefixed=False), device="cpu")
     assert (schnell.guidance_embed, schnell.shift_dynamic, schnell.sampling_shift) == (False, False, 1.0)

@@ -50,8 +50,8 @@ class DiffusionModel:
         context  text tokens [B, T, 4096] (SD3: CLIP-L+G states zero-padded to 4096 next to T5's
                  along T; FLUX: T5's)
         y        pooled vector [B, 2048] (SD3: CLIP-L + CLIP-G pooled) or [B, 768] (FLUX: CLIP-L)
-        guidance [B] floats, FLUX dev's distilled guidance (FluxGuidance, 3.5 usual); required
-                 when `guidance_embed`, ignored otherwise
+        guidance [B] floats (or one), FLUX dev's distilled guidance (FluxGuidance); None means
+                 3.5 as in ComfyUI; ignored by models without `guidance_embed` (schnell, SD3)
         concat   FLUX Fill's extra channels [B, 80, h, w]: masked-image latent (16) + mask folded
                  8x8 into 64 channels
     The flow shift a sampler applies by default (ComfyUI's): SD3 `sampling_shift` 3.0, sigma' =

@@ -22,6 +22,8 @@ from torch import nn
 from .cast_layers import Linear
 from .mmdit import layer_norm, timestep_embedding
 
+DEFAULT_GUIDANCE = 3.5  # dev's distilled guidance when none is given (ComfyUI's default)
+
 
 @dataclass(frozen=True)
 class FluxConfig:
@@ -234,9 +236,10 @@ class Flux(nn.Module):
         img = self.img_in(img)
         vec = self.time_in(timestep_embedding(sigma * 1000).to(dtype))
         if self.guidance_in is not None:
-            if guidance is None:
-                raise ValueError("FLUX dev needs a guidance strength (FluxGuidance; 3.5 is usual)")
-            vec = vec + self.guidance_in(timestep_embedding(guidance.reshape(-1).expand(img.shape[0]) * 1000).to(dtype))
+            if guidance is None:  # no FluxGuidance in the graph: ComfyUI's default strength
+                guidance = torch.full((img.shape[0],), DEFAULT_GUIDANCE, device=img.device)
+            guidance = torch.as_tensor(guidance, dtype=torch.float32, device=img.device).reshape(-1)
+            vec = vec + self.guidance_in(timestep_embedding(guidance.expand(img.shape[0]) * 1000).to(dtype))
         vec = vec + self.vector_in(y.to(dtype))
         txt = self.txt_in(txt.to(dtype))
         ids = torch.cat([txt_ids, img_ids], dim=1)
