@@ -265,6 +265,10 @@ def test_sd3_all_in_one_loads_model_and_vae(tmp_path):
         expected = f.get("model.diffusion_model.joint_blocks.1.context_block.attn.qkv.weight").float()
     assert torch.equal(ckpt.model.unet.joint_blocks[1].context_block.attn.qkv.weight, expected)
     assert ckpt.model.unet.joint_blocks[1].context_block.pre_only  # the last text block only feeds k, v
+    with WeightFile(path) as f:  # both CLIP towers, each with the projection SD3 pools through
+        towers = flow_clip_towers(f, ckpt.info, "cpu", torch.float32)
+    assert sorted(towers) == ["clip_g", "clip_l"]
+    assert [t.projection.weight.shape for t in (towers["clip_l"], towers["clip_g"])] == [(64, 64), (128, 128)]
 
 
 def test_all_in_one_loads_model_and_vae(flux_all_in_one):

@@ -8,7 +8,7 @@ import torch
 
 from .cast_layers import compute_dtype
 from .latent_formats import FLUX, SD1, SD3, SDXL, LatentFormat
-from .unet import UNet, timestep_embedding
+from .unet import timestep_embedding
 
 ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux")
 FLOW_ARCHS = ("sd3", "flux")
