@@ -357,6 +357,8 @@ def test_fp8_weights_stay_fp8_and_compute_upcast(tmp_path, weight_dtype):
     save_file(state, str(tmp_path / "stored_fp8.safetensors"))
     stored = load_diffusion_model(tmp_path / "stored_fp8.safetensors", device="cpu", dtype=torch.float32)
     assert stored.unet.img_in.weight.dtype == storage and stored.dtype == torch.float32
+    fp8.to(dtype=torch.float32)  # a new compute dtype leaves the fp8 storage alone
+    assert linear.weight.dtype == storage and linear.bias.dtype == torch.float32 and fp8.dtype == torch.float32
     with pytest.raises(CheckpointError, match="weight_dtype must be one of"):
         load_diffusion_model(path, device="cpu", weight_dtype="int4")
 

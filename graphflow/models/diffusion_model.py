@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .cast_layers import compute_dtype
+from .cast_layers import FP8_DTYPES, compute_dtype
 from .latent_formats import FLUX, SD1, SD3, SDXL, LatentFormat
 from .unet import timestep_embedding
 
@@ -118,7 +118,12 @@ class DiffusionModel:
         return compute_dtype(self.unet)
 
     def to(self, device=None, dtype=None) -> "DiffusionModel":
-        self.unet.to(device=device, dtype=dtype)
+        """Move and/or change the compute dtype; fp8-stored weights stay fp8."""
+        if dtype is None:
+            self.unet.to(device=device)
+        else:
+            self.unet._apply(lambda t: t.to(device=device, dtype=dtype if t.is_floating_point()
+                                            and t.dtype not in FP8_DTYPES else t.dtype))
         return self
 
     def with_unet(self, unet) -> "DiffusionModel":
@@ -129,6 +134,8 @@ class DiffusionModel:
     def __call__(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None,
                  y: torch.Tensor | None = None, guidance: torch.Tensor | None = None, **extra) -> torch.Tensor:
         if self.is_flow:
+            if y is None:  # no pooled text vector: zeros, as ComfyUI does
+                y = torch.zeros(x.shape[0], self.adm_channels, device=x.device, dtype=x.dtype)
             return self.unet(x, timesteps, context, y, guidance=guidance, **extra)
         return self.unet(x, timesteps, context, y)
 
