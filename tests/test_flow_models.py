@@ -456,3 +456,22 @@ def test_unet_loader_reads_both_folders_and_comfy_names(builtin_registry, tmp_fo
                                                                        "weight_dtype": "default"}}},
                         builtin_registry)
     assert wf.nodes["1"].type == "LoadDiffusionModel" and wf.nodes["1"].inputs["weight_dtype"] == "default"
+
+
+def test_split_text_encoder_files_are_in_transformers_layouts(tmp_path):
+    """The files write_flow_text_encoder makes (for the text-encoder loaders' tests) load strictly
+    into transformers' own classes: T5EncoderModel (embed_tokens tied to shared) and CLIP."""
+    from safetensors.torch import load_file
+    from transformers import CLIPTextModelWithProjection, T5EncoderModel
+
+    from graphflow.testing import t5_config, text_config, write_flow_text_encoder
+
+    t5 = T5EncoderModel(t5_config())
+    missing, unexpected = t5.load_state_dict(load_file(str(write_flow_text_encoder(tmp_path / "t5xxl.safetensors",
+                                                                                   "t5xxl"))), strict=False)
+    assert missing == ["encoder.embed_tokens.weight"] and unexpected == []
+    assert torch.equal(t5.encoder.embed_tokens.weight, t5.shared.weight)
+    for name in ("clip_l", "clip_g"):
+        clip = CLIPTextModelWithProjection(text_config(name))
+        state = load_file(str(write_flow_text_encoder(tmp_path / f"{name}.safetensors", name)))
+        clip.load_state_dict(state, strict=True)
