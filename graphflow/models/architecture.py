@@ -12,6 +12,7 @@ output_blocks.11.1.transformer_blocks.0.norm1.bias > 0.09 means the 768-v model)
 from collections import Counter
 from dataclasses import dataclass, field, fields, replace
 
+from .flow_architecture import FlowInfo, detect_flow_model
 from .latent_formats import SD1, SDXL, LatentFormat
 from .text_encoders import ARCH_TOWERS, HF, TowerSpec
 from .unet import UNetConfig, unet_config_from_state_dict
@@ -29,7 +30,8 @@ ARCH_NAMES = {"sd1": "SD1.x", "sd2": "SD2.x", "sdxl": "SDXL base", "sdxl_refiner
 
 _KNOWN_PREFIXES = (UNET_PREFIX, VAE_PREFIX, "cond_stage_model.transformer.", "cond_stage_model.model.",
                    "conditioner.embedders.0.transformer.", "conditioner.embedders.0.model.",
-                   "conditioner.embedders.1.model.", "model_ema.")
+                   "conditioner.embedders.1.model.", "model_ema.", "text_encoders.clip_l.transformer.",
+                   "text_encoders.clip_g.transformer.", "text_encoders.t5xxl.transformer.", "vae.")
 
 
 def prefix_summary(keys) -> dict[str, int]:
@@ -164,8 +166,11 @@ def _detect_prediction(arch, unet: UNetConfig, shapes, metadata, config, predict
 
 
 def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | None = None,
-                        prediction: str | None = None, get_tensor=None) -> ArchInfo:
+                        prediction: str | None = None, get_tensor=None) -> ArchInfo | FlowInfo:
     """Identify a single-file checkpoint from its key names and shapes (and safetensors metadata).
+
+    SD3 / SD3.5 / FLUX.1 files (all-in-one or diffusion model only) give a FlowInfo
+    (graphflow.models.flow_architecture); everything below is about the UNet families.
 
     The text-encoder layout decides the family: CLIP-L under cond_stage_model.transformer -> SD1;
     OpenCLIP under cond_stage_model.model -> SD2; CLIP-L + OpenCLIP bigG under conditioner.embedders.0/1
@@ -175,6 +180,11 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
     equal the text encoders' output and SDXL needs vector conditioning (adm); a mismatch is an
     unsupported variant and raises CheckpointError."""
     shapes = {k: tuple(v) for k, v in shapes.items()}
+    flow = detect_flow_model(shapes)
+    if flow is not None:
+        if prediction is not None and prediction != "flow":
+            raise CheckpointError(f"{flow.name} is a rectified-flow model; prediction {prediction!r} does not apply")
+        return flow
     config = read_graphflow_config(metadata)
     prefixes = prefix_summary(shapes)
     notes = []
