@@ -17,7 +17,8 @@ Order of events (ComfyUI's):
     9-channel inpainting models get [x, mask, masked-image latent] as input (the LDM/diffusers
     layout); the mask is the noise mask rounded, the masked-image latent the input latent
     (VAEEncodeForInpaint greys out the masked pixels before encoding), or per conditioning
-    "concat_mask" / "concat_latent_image" (InpaintModelConditioning's options).
+    "concat_mask" / "concat_latent_image" (InpaintModelConditioning's options). 8-channel
+    InstructPix2Pix models get [x, the conditioning's "concat_latent_image"] (ip2p_concat).
  6. The result is mapped back (process_out) and returned on the CPU as float32.
 The UNet runs in the model's dtype on its device; x stays float32 between steps.
 """
@@ -141,18 +142,21 @@ def sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent_
         denoise_mask = None if noise_mask is None else prepare_noise_mask(noise_mask, shape, device)
 
         concat_fn = None
-        if model.in_channels != fmt.channels:
-            if model.in_channels != 2 * fmt.channels + 1:
-                raise NodeInputError("model", f"the model takes {model.in_channels} input channels; only "
-                                              f"{fmt.channels} (plain) or {2 * fmt.channels + 1} (inpainting) are supported")
-
+        if model.in_channels == 2 * fmt.channels + 1:
             def concat_fn(options):
                 return inpaint_concat(options, latent_image, denoise_mask, fmt, shape, device)
+        elif model.in_channels == 2 * fmt.channels:
+            def concat_fn(options):
+                return ip2p_concat(options, getattr(model, "arch", "sd1"), fmt, shape, device)
+        elif model.in_channels != fmt.channels:
+            raise NodeInputError("model", f"the model takes {model.in_channels} input channels; only {fmt.channels} "
+                                          f"(plain), {2 * fmt.channels} (InstructPix2Pix) or {2 * fmt.channels + 1} "
+                                          f"(inpainting) are supported")
 
         denoiser = CFGDenoiser(
             ModelDenoiser(model, schedule),
-            prepare_conds(positive, model, shape, device, concat_fn=concat_fn),
-            prepare_conds(negative, model, shape, device, negative=True, concat_fn=concat_fn),
+            prepare_conds(positive, model, shape, device, concat_fn=concat_fn, schedule=schedule),
+            prepare_conds(negative, model, shape, device, negative=True, concat_fn=concat_fn, schedule=schedule),
             cfg)
         if denoise_mask is not None:
             blend_noise = inpaint_noise(shape, seed).to(device) if sampler_name in RANDOM_INPAINT_NOISE else noise
@@ -226,6 +230,22 @@ def inpaint_concat(options: dict, latent_image: torch.Tensor, denoise_mask: torc
         mask = _resize_center(mask, h, w)
     mask = repeat_to_batch(mask.round(), batch)
     return torch.cat([mask, masked_latent], dim=1)
+
+
+def ip2p_concat(options: dict, arch: str, latent_format, shape: tuple, device) -> torch.Tensor:
+    """The C extra input channels of an InstructPix2Pix UNet: the encoded input image
+    ("concat_latent_image", InstructPixToPixConditioning's option) resized to the latent, zeros
+    without one. SD1/SD2 models were trained on the raw VAE latent (as diffusers' pipeline feeds
+    it), SDXL ones (CosXL edit) on the scaled one, as ComfyUI feeds them."""
+    batch, channels, h, w = shape
+    image = options.get("concat_latent_image")
+    if image is None:
+        return torch.zeros(batch, channels, h, w, device=device)
+    image = image.float().to(device)
+    if tuple(image.shape[-2:]) != (h, w):
+        image = _resize_center(image, h, w)
+    image = repeat_to_batch(image, batch)
+    return latent_format.process_in(image) if arch.startswith("sdxl") else image
 
 
 class MaskedDenoiser:
