@@ -1,15 +1,18 @@
-"""Latent nodes: empty latents, upscale, batch, noise mask.
+"""Latent nodes: empty latents, upscale, composite, batch, blend and arithmetic, noise mask, save/load.
 
 A LATENT is a dict {"samples": [B, C, H/8, W/8] in the VAE's raw space, "noise_mask"?: [B, 1, h, w]
 at any resolution (the sampler resizes it), "batch_index"?: [int]}; nodes never modify the
 dict they're given."""
 
+import json
 import math
+import re
 
 import torch
 import torch.nn.functional as F
 
-from graphflow.api import LATENT, MASK, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError
+from graphflow.api import (LATENT, MASK, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text,
+                           current_workflow, folders, safe_join, show)
 from graphflow.images import RESIZE_METHODS, bislerp, center_crop_to_aspect, composite_masked, resize_nchw
 
 MAX_SIZE = 16384
@@ -318,3 +321,81 @@ class LatentMultiply(Node):
         out = dict(self.samples)
         out["samples"] = _samples(self.samples, "samples") * self.multiplier
         return out
+
+
+# ComfyUI's .latent file: safetensors with "latent_tensor" (the raw VAE latent) and an empty
+# "latent_format_version_0" marker; files without the marker are older ones holding SD1's
+# scaled latent, which is divided by 0.18215 on loading.
+LATENT_EXTENSION = ".latent"
+OLD_LATENT_SCALE = 0.18215
+
+
+def _next_latent_counter(folder, stem: str) -> int:
+    pattern = re.compile(re.escape(stem) + r"_(\d{5})_\.latent$")
+    numbers = [int(m.group(1)) for p in folder.glob(f"{stem}_*.latent") if (m := pattern.match(p.name))]
+    return max(numbers, default=0) + 1
+
+
+class SaveLatent(Node):
+    """Save latents to the outputs folder as a .latent file (ComfyUI's format: safetensors with
+    the raw latent under "latent_tensor"), with the workflow in its metadata. Copy it to the
+    inputs folder to load it with LoadLatent."""
+    category = "latent"
+    output_node = True
+    samples: LATENT
+    filename_prefix: str = Text("latents/graphflow")
+    comfy = ComfyAlias(("SaveLatent",))
+
+    def run(self):
+        from safetensors.torch import save_file
+
+        x = _samples(self.samples, "samples")
+        try:
+            target = safe_join(folders.outputs, self.filename_prefix)
+        except ValueError as e:
+            raise NodeInputError("filename_prefix", str(e)) from None
+        folder, stem = target.parent, target.name
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{stem}_{_next_latent_counter(folder, stem):05d}_{LATENT_EXTENSION}"
+        workflow = current_workflow()
+        metadata = {"graphflow": json.dumps(workflow)} if workflow else None
+        save_file({"latent_tensor": x.detach().cpu().contiguous(), "latent_format_version_0": torch.tensor([])},
+                  str(folder / name), metadata=metadata)
+        subfolder = folder.relative_to(folders.outputs).as_posix()
+        show(latents=[{"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"}])
+
+
+def _latent_files() -> list[str]:
+    names = set()
+    for base in folders.input_dirs():
+        if base.is_dir():
+            names.update(p.relative_to(base).as_posix() for p in base.rglob("*" + LATENT_EXTENSION) if p.is_file())
+    return sorted(names)
+
+
+class LoadLatent(Node):
+    """Load a .latent file (ComfyUI's format, as SaveLatent writes it) from the inputs folder."""
+    category = "latent"
+    latent: str = Choice(_latent_files, description="a .latent file in the inputs folder")
+    outputs = {"latent": LATENT}
+    comfy = ComfyAlias(("LoadLatent",))
+
+    @classmethod
+    def fingerprint(cls, latent):
+        stat = folders.input_path(latent).stat()
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+    def run(self):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            tensors = load_file(str(folders.input_path(self.latent)), device="cpu")
+        except (FileNotFoundError, SafetensorError, OSError) as e:
+            raise NodeInputError("latent", f"can't read {self.latent!r} as a .latent file: {e}") from None
+        samples = tensors.get("latent_tensor")
+        if samples is None or samples.ndim != 4:
+            raise NodeInputError("latent", f"{self.latent!r} holds no 'latent_tensor' [B, C, h, w] "
+                                           f"(keys: {sorted(tensors)})")
+        multiplier = 1.0 if "latent_format_version_0" in tensors else 1.0 / OLD_LATENT_SCALE
+        return {"samples": samples.float() * multiplier}
