@@ -10,6 +10,7 @@ from .latent_formats import SD1, SDXL, LatentFormat
 from .unet import UNet, timestep_embedding
 
 ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner")
+PREDICTIONS = ("eps", "v", "x0", "lcm")  # as graphflow.sampling.model_sampling.DiscreteSchedule
 
 
 @dataclass(frozen=True)
@@ -40,13 +41,17 @@ class DiffusionModel:
                  beta_schedule: BetaSchedule = BetaSchedule()):
         if arch not in ARCHS:
             raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHS}")
-        if prediction not in ("eps", "v"):
-            raise ValueError(f"prediction must be 'eps' or 'v', got {prediction!r}")
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         self.unet = unet.eval()
         self.arch = arch
         self.prediction = prediction
         self.latent_format = latent_format or (SDXL if arch.startswith("sdxl") else SD1)
         self.beta_schedule = beta_schedule
+        self.zsnr = False  # sigma table rescaled to zero terminal SNR (ModelSamplingDiscrete)
+        # Sampling options set by model-patch nodes, read by graphflow.sampling.pipeline:
+        # "cfg_rescale" (RescaleCFG's multiplier), "differential_diffusion" (its strength).
+        self.options: dict = {}
 
     @property
     def in_channels(self) -> int:
@@ -72,6 +77,20 @@ class DiffusionModel:
     def to(self, device=None, dtype=None) -> "DiffusionModel":
         self.unet.to(device=device, dtype=dtype)
         return self
+
+    def with_sampling(self, prediction: str, zsnr: bool = False) -> "DiffusionModel":
+        """The same model sampled with another parametrisation / sigma table (shares the UNet)."""
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+        clone = copy.copy(self)
+        clone.prediction, clone.zsnr = prediction, bool(zsnr)
+        return clone
+
+    def with_options(self, **options) -> "DiffusionModel":
+        """The same model with sampling options added (see `options`); the original is unchanged."""
+        clone = copy.copy(self)
+        clone.options = {**self.options, **options}
+        return clone
 
     def with_unet(self, unet: UNet) -> "DiffusionModel":
         clone = copy.copy(self)

@@ -287,15 +287,34 @@ def cfg_combine(cond: torch.Tensor, uncond: torch.Tensor, cfg: float) -> torch.T
     return uncond + (cond - uncond) * cfg
 
 
+def rescaled_cfg(x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor, cfg: float,
+                 multiplier: float) -> torch.Tensor:
+    """CFG with the rescale of Lin et al. 2023 ("Common Diffusion Noise Schedules ...", sec. 3.4), as
+    ComfyUI's RescaleCFG does it: in v-space, the guided v is scaled to the per-image standard
+    deviation of the positive v, then mixed with the plain guided v by `multiplier`; cond and
+    uncond are denoised predictions (x0), and so is the result."""
+    s = sigma.reshape(-1, *[1] * (x.ndim - 1))
+    root = (s * s + 1).sqrt()
+    x_vp = x / (s * s + 1)
+    v_cond = (x_vp - cond) * root / s
+    v_uncond = (x_vp - uncond) * root / s
+    v_cfg = v_uncond + cfg * (v_cond - v_uncond)
+    ratio = v_cond.std(dim=tuple(range(1, x.ndim)), keepdim=True) / v_cfg.std(dim=tuple(range(1, x.ndim)), keepdim=True)
+    v_final = multiplier * v_cfg * ratio + (1.0 - multiplier) * v_cfg
+    return x_vp - v_final * s / root
+
+
 class CFGDenoiser:
     """D(x; sigma) with classifier-free guidance, for the samplers:
     denoiser(x, sigma) -> uncond + (cond - uncond) * cfg."""
 
-    def __init__(self, model_denoiser, positive: list[Cond], negative: list[Cond], cfg: float):
+    def __init__(self, model_denoiser, positive: list[Cond], negative: list[Cond], cfg: float,
+                 rescale: float = 0.0):
         self.model_denoiser = model_denoiser
         self.positive, self.negative = list(positive), list(negative)
         match_areas(self.positive, self.negative)
         self.cfg = float(cfg)
+        self.rescale = float(rescale)  # RescaleCFG's multiplier; 0 = plain CFG
         self.skip_uncond = math.isclose(self.cfg, 1.0)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -303,4 +322,6 @@ class CFGDenoiser:
                                      x, sigma)
         if self.skip_uncond:
             return cond
+        if self.rescale:
+            return rescaled_cfg(x, sigma, cond, uncond, self.cfg, self.rescale)
         return cfg_combine(cond, uncond, self.cfg)

@@ -1,0 +1,51 @@
+"""Model-level sampling settings, as ComfyUI's ModelSamplingDiscrete, RescaleCFG and
+DifferentialDiffusion: each returns a new MODEL sharing the UNet (the input is unchanged)."""
+
+from graphflow.api import MODEL, Bool, Choice, ComfyAlias, Float, Node
+
+SAMPLING = {"eps": "eps", "v_prediction": "v", "lcm": "lcm", "x0": "x0"}
+
+
+class ModelSamplingDiscrete(Node):
+    """Say how the model was trained, when the file can't: eps (most SD models), v_prediction
+    (SD2-768, some fine-tunes), lcm (latent consistency models and LCM LoRAs: use the lcm sampler,
+    few steps, cfg about 1-2) or x0 (predicts the clean image). zsnr rescales the noise schedule to
+    zero terminal SNR, for models trained that way (usually with v_prediction)."""
+    category = "advanced/model"
+    model: MODEL
+    sampling: str = Choice(list(SAMPLING), "eps")
+    zsnr: bool = Bool(False)
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("ModelSamplingDiscrete",))
+
+    def run(self):
+        return self.model.with_sampling(SAMPLING[self.sampling], self.zsnr)
+
+
+class RescaleCFG(Node):
+    """Rescale the guided prediction to the positive prompt's contrast (Lin et al. 2023), which
+    keeps high cfg from burning out colours, notably with v-prediction / zero-SNR models. multiplier
+    mixes the rescaled result with plain CFG (0 = plain CFG)."""
+    category = "advanced/model"
+    model: MODEL
+    multiplier: float = Float(0.7, min=0.0, max=1.0, step=0.01)
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("RescaleCFG",))
+
+    def run(self):
+        return self.model.with_options(cfg_rescale=self.multiplier)
+
+
+class DifferentialDiffusion(Node):
+    """Inpaint with a soft mask that says how much each pixel may change: a pixel at 0.3 is
+    repainted only over the last 30% of the steps, one at 1 from the start (Levin & Fried 2023).
+    Use with a grey-level noise mask (SetLatentNoiseMask, InpaintModelConditioning). strength below
+    1 blends the per-step binary mask with the soft one."""
+    category = "advanced/model"
+    model: MODEL
+    strength: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("DifferentialDiffusion",))
+
+    def run(self):
+        return self.model.with_options(differential_diffusion=self.strength)
