@@ -1,5 +1,6 @@
-"""Model-level sampling settings, as ComfyUI's ModelSamplingDiscrete, RescaleCFG and
-DifferentialDiffusion: each returns a new MODEL sharing the UNet (the input is unchanged)."""
+"""Model-level sampling settings and UNet patches, as ComfyUI's ModelSamplingDiscrete, RescaleCFG,
+DifferentialDiffusion, FreeU and FreeU_V2: each returns a new MODEL sharing the UNet's weights (the
+input is unchanged)."""
 
 from graphflow.api import MODEL, Bool, Choice, ComfyAlias, Float, Node
 
@@ -49,3 +50,41 @@ class DifferentialDiffusion(Node):
 
     def run(self):
         return self.model.with_options(differential_diffusion=self.strength)
+
+
+class FreeU(Node):
+    """FreeU (Si et al. 2023): amplify the UNet decoder's backbone features (b1 at the deepest
+    level, b2 at the next) and damp the low frequencies of its skip connections (s1, s2), which
+    often gives more detail and better structure for free. b = 1 and s = 1 change nothing."""
+    category = "model_patches/unet"
+    model: MODEL
+    b1: float = Float(1.1, min=0.0, max=10.0, step=0.01)
+    b2: float = Float(1.2, min=0.0, max=10.0, step=0.01)
+    s1: float = Float(0.9, min=0.0, max=10.0, step=0.01)
+    s2: float = Float(0.2, min=0.0, max=10.0, step=0.01)
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("FreeU",))
+
+    def run(self):
+        from graphflow.models.freeu import apply_freeu
+
+        return apply_freeu(self.model, self.b1, self.b2, self.s1, self.s2, version=1)
+
+
+class FreeU_V2(Node):
+    """FreeU version 2: like FreeU, but the backbone amplification follows each pixel's mean
+    activation (from 1 where it is lowest to b where it is highest), which keeps colours from
+    oversaturating. b = 1 and s = 1 change nothing."""
+    category = "model_patches/unet"
+    model: MODEL
+    b1: float = Float(1.3, min=0.0, max=10.0, step=0.01)
+    b2: float = Float(1.4, min=0.0, max=10.0, step=0.01)
+    s1: float = Float(0.9, min=0.0, max=10.0, step=0.01)
+    s2: float = Float(0.2, min=0.0, max=10.0, step=0.01)
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("FreeU_V2",))
+
+    def run(self):
+        from graphflow.models.freeu import apply_freeu
+
+        return apply_freeu(self.model, self.b1, self.b2, self.s1, self.s2, version=2)

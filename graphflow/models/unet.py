@@ -371,6 +371,10 @@ class UNet(nn.Module):
             h = block(h, emb, context)
             skips.append(h)
         h = self.middle_block(h, emb, context)
+        patches = getattr(self, "output_block_patches", ())  # FreeU: set on a shallow copy (graphflow.models.freeu)
         for block in self.output_blocks:
-            h = block(torch.cat([h, skips.pop()], dim=1), emb, context)
+            skip = skips.pop()
+            for patch in patches:
+                h, skip = patch(h, skip)
+            h = block(torch.cat([h, skip], dim=1), emb, context)
         return self.out(h)
