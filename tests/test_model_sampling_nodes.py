@@ -1,15 +1,15 @@
-"""ModelSamplingDiscrete (eps / v / lcm / x0, zero terminal SNR), RescaleCFG and DifferentialDiffusion:
-closed forms and diffusers' published formulas."""
+"""ModelSamplingDiscrete (eps / v / lcm / x0, zero terminal SNR), ModelSamplingContinuousEDM, RescaleCFG
+and DifferentialDiffusion: closed forms, ComfyUI's formulas and diffusers' schedulers."""
 
 import pytest
 import torch
-from sampling_fakes import SD, FakeModel, context_eps, gaussian_eps, prompt
+from sampling_fakes import SD, FakeModel, gaussian_eps, prompt
 from test_nodes_image_mask import call
 
+from graphflow.context import NodeInputError
 from graphflow.models.checkpoint import load_checkpoint
 from graphflow.sampling import DiscreteSchedule, ModelDenoiser, compute_sigmas, prepare_conds, sample
 from graphflow.sampling.guidance import CFGDenoiser, rescaled_cfg
-from graphflow.sampling.model_sampling import alphas_cumprod_from_betas
 from graphflow.sampling.pipeline import differential_mask
 from graphflow.testing import write_checkpoint
 
@@ -163,3 +163,44 @@ def test_differential_diffusion_in_sampling(builtin_registry, model):
         x = c["x"] * (sigma ** 2 + 1).sqrt()
         known.append(torch.allclose(x[..., 4:], (latent * 0.18215 + noise * sigma)[..., 4:], atol=1e-4))
     assert known[:4] == [True] * 4 and known[-4:] == [False] * 4  # held early, free late
+
+
+def test_continuous_edm_schedule_matches_diffusers_preconditioning():
+    from diffusers import EDMEulerScheduler
+
+    from graphflow.sampling.model_sampling import ContinuousSchedule
+
+    x, out = torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3)
+    sigma = torch.tensor([80.0, 0.3])
+    for prediction, theirs in (("edm", "epsilon"), ("v", "v_prediction")):
+        schedule = ContinuousSchedule(0.002, 120.0, prediction)
+        reference = EDMEulerScheduler(sigma_data=schedule.sigma_data, prediction_type=theirs)
+        s = sigma.reshape(-1, 1, 1, 1)
+        torch.testing.assert_close(schedule.denoised(sigma, out, x), reference.precondition_outputs(x, out, s))
+        torch.testing.assert_close(schedule.c_in(sigma, x), reference.precondition_inputs(x, s))
+        torch.testing.assert_close(schedule.timestep(sigma), reference.precondition_noise(sigma))
+    schedule = ContinuousSchedule(0.002, 120.0, "edm")
+    assert float(schedule.sigma_min) == pytest.approx(0.002) and float(schedule.sigma_max) == pytest.approx(120.0)
+    assert float(schedule.sigma(schedule.timestep(torch.tensor([7.0])))) == pytest.approx(7.0)
+    assert schedule.percent_to_sigma(0.5) == pytest.approx((0.002 * 120.0) ** 0.5)
+
+
+def test_model_sampling_continuous_edm_node_and_sampling(builtin_registry, model):
+    edm = call(builtin_registry, "ModelSamplingContinuousEDM", model=model, sampling="edm", sigma_max=80.0,
+               sigma_min=0.01)
+    assert (edm.prediction, edm.edm) == ("edm", (0.01, 80.0)) and model.edm is None and edm.unet is model.unet
+    for bad, name in (({"sampling": "cosmos_rflow"}, "sampling"), ({"sigma_min": 0.0}, "sigma_min"),
+                      ({"sigma_min": 200.0}, "sigma_min")):
+        args = {"sampling": "v_prediction", "sigma_max": 120.0, "sigma_min": 0.002, **bad}
+        with pytest.raises(NodeInputError) as e:
+            call(builtin_registry, "ModelSamplingContinuousEDM", model=model, **args)
+        assert e.value.input == name
+    fake = FakeModel(lambda x, t, c, y: torch.zeros_like(x))
+    fake.prediction, fake.edm = "edm", (0.01, 80.0)
+    sample(fake, 0, 5, 1.0, "euler", "karras", prompt(0.1), prompt(0.0), {"samples": torch.zeros(1, 4, 4, 4)})
+    sigmas = compute_sigmas(DiscreteSchedule.for_model(fake), "karras", 5)
+    assert float(sigmas[0]) == pytest.approx(80.0) and float(sigmas[-2]) == pytest.approx(0.01)
+    timesteps = torch.stack([c["t"][0] for c in fake.unet.calls])
+    torch.testing.assert_close(timesteps, 0.25 * sigmas[:-1].log())  # the UNet is told c_noise
+    # Back to discrete sampling clears the EDM setting.
+    assert call(builtin_registry, "ModelSamplingDiscrete", model=edm, sampling="eps", zsnr=False).edm is None

@@ -10,7 +10,7 @@ from .latent_formats import SD1, SDXL, LatentFormat
 from .unet import UNet, timestep_embedding
 
 ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner")
-PREDICTIONS = ("eps", "v", "x0", "lcm")  # as graphflow.sampling.model_sampling.DiscreteSchedule
+PREDICTIONS = ("eps", "v", "x0", "lcm", "edm")  # as graphflow.sampling.model_sampling
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class DiffusionModel:
         self.latent_format = latent_format or (SDXL if arch.startswith("sdxl") else SD1)
         self.beta_schedule = beta_schedule
         self.zsnr = False  # sigma table rescaled to zero terminal SNR (ModelSamplingDiscrete)
+        self.edm = None  # (sigma_min, sigma_max): continuous-time sampling (ModelSamplingContinuousEDM)
         # Sampling options set by model-patch nodes, read by graphflow.sampling.pipeline:
         # "cfg_rescale" (RescaleCFG's multiplier), "differential_diffusion" (its strength).
         self.options: dict = {}
@@ -82,8 +83,21 @@ class DiffusionModel:
         """The same model sampled with another parametrisation / sigma table (shares the UNet)."""
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+        if prediction == "edm":
+            raise ValueError("'edm' prediction needs continuous sampling (with_continuous_sampling)")
         clone = copy.copy(self)
-        clone.prediction, clone.zsnr = prediction, bool(zsnr)
+        clone.prediction, clone.zsnr, clone.edm = prediction, bool(zsnr), None
+        return clone
+
+    def with_continuous_sampling(self, prediction: str, sigma_min: float, sigma_max: float) -> "DiffusionModel":
+        """The same model sampled in continuous time (EDM): timestep 0.25 ln sigma, sigmas in
+        [sigma_min, sigma_max]; prediction "edm", "v" or "eps"."""
+        if prediction not in ("edm", "v", "eps"):
+            raise ValueError(f"continuous-time prediction must be 'edm', 'v' or 'eps', got {prediction!r}")
+        if not 0 < sigma_min < sigma_max:
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got sigma_min {sigma_min} and sigma_max {sigma_max}")
+        clone = copy.copy(self)
+        clone.prediction, clone.zsnr, clone.edm = prediction, False, (float(sigma_min), float(sigma_max))
         return clone
 
     def with_options(self, **options) -> "DiffusionModel":

@@ -11,7 +11,6 @@ hold them stay valid. Both must have the same architecture and sizes.
 
 from collections.abc import Callable
 
-import torch
 from torch import nn
 
 from .diffusion_model import DiffusionModel

@@ -82,13 +82,8 @@ def _resize_mask(mask: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Tensor
 
 
 def percent_to_sigma(schedule, percent: float) -> float:
-    """ComfyUI's percent of the sampling process -> sigma on a discrete schedule: 0 is above every
-    sigma, 1 is 0, in between the sigma at timestep (1 - percent) * 999 (log-sigma interpolated)."""
-    if percent <= 0.0:
-        return 999999999.9
-    if percent >= 1.0:
-        return 0.0
-    return float(schedule.sigma((1.0 - percent) * (len(schedule.sigmas) - 1)))
+    """ComfyUI's percent of the sampling process -> sigma (the schedule's own rule)."""
+    return schedule.percent_to_sigma(percent)
 
 
 def _mask_bounds(mask: torch.Tensor) -> tuple[int, int, int, int]:

@@ -89,7 +89,11 @@ class DiscreteSchedule:
     @classmethod
     def for_model(cls, model) -> "DiscreteSchedule":
         """From a MODEL's `beta_schedule` (linear_start, linear_end, num_timesteps, kind), `prediction`
-        and `zsnr` (set by ModelSamplingDiscrete; False if absent)."""
+        and `zsnr` (set by ModelSamplingDiscrete; False if absent); a ContinuousSchedule for a model
+        whose `edm` (sigma_min, sigma_max) ModelSamplingContinuousEDM set."""
+        edm = getattr(model, "edm", None)
+        if edm is not None:
+            return ContinuousSchedule(edm[0], edm[1], model.prediction)
         b = model.beta_schedule
         return cls.from_betas(b.linear_start, b.linear_end, b.num_timesteps,
                               getattr(b, "kind", "scaled_linear"), model.prediction, getattr(model, "zsnr", False))
@@ -131,6 +135,15 @@ class DiscreteSchedule:
         low, high, w = t.floor().long(), t.ceil().long(), t.frac()
         return ((1 - w) * log_sigmas[low] + w * log_sigmas[high]).exp()
 
+    def percent_to_sigma(self, percent: float) -> float:
+        """ComfyUI's percent of the sampling process -> sigma: 0 is above every sigma, 1 is 0, in
+        between the sigma at timestep (1 - percent) * 999 (log-sigma interpolated)."""
+        if percent <= 0.0:
+            return 999999999.9
+        if percent >= 1.0:
+            return 0.0
+        return float(self.sigma((1.0 - percent) * (len(self.sigmas) * self.skip - 1)))
+
     def c_in(self, sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The UNet's input: x / sqrt(sigma^2 + sigma_data^2) (sigma space -> variance-preserving)."""
         sigma = append_dims(sigma, x.ndim)
@@ -152,6 +165,8 @@ class DiscreteSchedule:
         if self.prediction == "eps":
             return x - model_output * sigma
         sd = self.sigma_data
+        if self.prediction == "edm":  # Karras et al. 2022, table 1: c_skip x + c_out F
+            return x * sd ** 2 / (sigma ** 2 + sd ** 2) + model_output * sigma * sd / (sigma ** 2 + sd ** 2) ** 0.5
         return x * sd ** 2 / (sigma ** 2 + sd ** 2) - model_output * sigma * sd / (sigma ** 2 + sd ** 2) ** 0.5
 
     def is_max_denoise(self, sigma0: torch.Tensor | float) -> bool:
@@ -173,6 +188,41 @@ class DiscreteSchedule:
         else:
             noise = noise * sigma
         return noise + latent
+
+
+class ContinuousSchedule(DiscreteSchedule):
+    """Continuous noise levels (EDM, Karras et al. 2022), as ComfyUI's ModelSamplingContinuousEDM:
+    the UNet's timestep is c_noise = 0.25 ln sigma; sigmas between sigma_min and sigma_max; the
+    table (for the table-based schedulers) is 1000 log-uniform sigmas. prediction "edm" (F-
+    prediction, sigma_data 0.5), "v" or "eps" (sigma_data 1)."""
+
+    def __init__(self, sigma_min: float, sigma_max: float, prediction: str = "v"):
+        if prediction not in ("edm", "v", "eps"):
+            raise ValueError(f"continuous-time prediction must be 'edm', 'v' or 'eps', got {prediction!r}")
+        if not 0 < sigma_min < sigma_max:
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}")
+        self.sigmas = torch.linspace(math.log(sigma_min), math.log(sigma_max), 1000).exp().float()
+        self.log_sigmas = self.sigmas.log()
+        self.range = (float(sigma_min), float(sigma_max))
+        self.prediction = prediction
+        self.sigma_data = 0.5 if prediction == "edm" else 1.0
+        self.zsnr = False
+        self.skip = 1
+        self._tables = {}
+
+    def timestep(self, sigma: torch.Tensor, quantize: bool = True) -> torch.Tensor:
+        return 0.25 * sigma.float().log()
+
+    def sigma(self, timestep: torch.Tensor | float) -> torch.Tensor:
+        return (torch.as_tensor(timestep).float() / 0.25).exp()
+
+    def percent_to_sigma(self, percent: float) -> float:
+        if percent <= 0.0:
+            return 999999999.9
+        if percent >= 1.0:
+            return 0.0
+        low, high = (math.log(v) for v in self.range)
+        return math.exp((high - low) * (1.0 - percent) + low)
 
 
 class ModelDenoiser:
