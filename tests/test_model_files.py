@@ -53,7 +53,8 @@ def test_checkpoint_save_round_trips_a_merged_model(builtin_registry, tmp_folder
     # The same key layout as a real checkpoint (OpenCLIP's unused logit_scale aside).
     original = set(load_file(str(paths[0])))
     written = set(load_file(str(path)))
-    assert written == {k for k in original if not k.endswith("logit_scale")}
+    marker = {"v_pred"} if arch == "sd2_v" else set()  # ComfyUI's v-prediction marker key
+    assert written == {k for k in original if not k.endswith("logit_scale")} | marker
     with safe_open(str(path), "pt") as f:
         assert f.metadata()["modelspec.predict_key"] == ("v" if arch == "sd2_v" else "epsilon")
     call(builtin_registry, "CheckpointSave", model=model, clip=clip, vae=first.vae, filename_prefix="checkpoints/m")
@@ -164,3 +165,19 @@ def test_vae_tiled_classes_map_onto_our_vae_nodes_with_tiling(builtin_registry):
          tile_size=256, overlap=32)
     call(builtin_registry, "VAEEncode", pixels=torch.zeros(1, 8, 8, 3), vae=vae, tiled=True, tile_size=512, overlap=64)
     assert vae.calls == [("decode", 256, 32), ("encode", 512, 64)]
+
+
+def test_checkpoint_save_marks_v_prediction_and_zsnr_as_comfyui_does(builtin_registry, tmp_folders, tmp_path):
+    ckpt = load_checkpoint(write_checkpoint(tmp_path / "m.safetensors", "sd1"), device="cpu")
+    vz = call(builtin_registry, "ModelSamplingDiscrete", model=ckpt.model, sampling="v_prediction", zsnr=True)
+    call(builtin_registry, "CheckpointSave", model=vz, clip=ckpt.clip, vae=ckpt.vae, filename_prefix="vz")
+    path = saved_file(tmp_folders, "vz")
+    with safe_open(str(path), "pt") as f:
+        assert {"v_pred", "ztsnr"} <= set(f.keys())
+    back = load_checkpoint(path, device="cpu")
+    assert (back.model.prediction, back.model.zsnr) == ("v", True)
+    # A sampling choice such as lcm is not a property of the weights: the file stays a plain eps model.
+    lcm = call(builtin_registry, "ModelSamplingDiscrete", model=ckpt.model, sampling="lcm", zsnr=False)
+    call(builtin_registry, "CheckpointSave", model=lcm, clip=ckpt.clip, vae=ckpt.vae, filename_prefix="lcm")
+    back = load_checkpoint(saved_file(tmp_folders, "lcm"), device="cpu")
+    assert (back.model.prediction, back.model.zsnr) == ("eps", False)

@@ -98,6 +98,7 @@ def load_checkpoint(path, device=None, dtype=None, prediction: str | None = None
         unet_device, unet_dtype = _resolve(device, dtype, "unet")
         unet = build_unet(f.view(UNET_PREFIX), info.unet, unet_device, unet_dtype)
         model = DiffusionModel(unet, info.arch, info.prediction, info.latent_format)
+        model.zsnr = "ztsnr" in f.shapes  # ComfyUI's marker of a zero-terminal-SNR model
         vae = clip = None
         if info.vae is not None:
             vae = build_vae(f.view(VAE_PREFIX), info.vae, info.latent_format, *_resolve(device, dtype, "vae"))

@@ -8,8 +8,9 @@
                                        transformers' names, OpenCLIP towers with fused q/k/v)
 
 What weights cannot show is written into the safetensors metadata (`graphflow.config`: prediction,
-head counts, norm groups, latent scale), and ComfyUI's `modelspec.*` keys, so the file loads back as
-the same model.
+head counts, norm groups, latent scale) with ComfyUI's `modelspec.*` keys, and, as ComfyUI does,
+empty `v_pred` / `ztsnr` marker tensors for v-prediction (zero terminal SNR) models, so the file
+loads back as the same model.
 """
 
 import json
@@ -47,6 +48,10 @@ def checkpoint_state(model: DiffusionModel, clip: TextEncoder, vae: VAE) -> dict
     state.update({VAE_PREFIX + k: v for k, v in vae.module.state_dict().items()})
     for tower in clip.towers:
         state.update({tower.spec.prefix + k: v for k, v in _tower_state(tower).items()})
+    if model.prediction == "v" and model.edm is None:  # ComfyUI's marker keys, which both loaders read
+        state["v_pred"] = torch.tensor([])
+        if model.zsnr:
+            state["ztsnr"] = torch.tensor([])
     return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
 
 
@@ -56,16 +61,18 @@ def checkpoint_metadata(model: DiffusionModel, clip: TextEncoder, vae: VAE, titl
     if fmt.rgb_factors is not None:
         latent_format.update(rgb_factors=[list(r) for r in fmt.rgb_factors], rgb_bias=list(fmt.rgb_bias))
     unet = model.unet.config
+    trained = model.prediction if model.prediction in ("eps", "v") and model.edm is None else None
     metadata = config_metadata(
-        prediction=model.prediction,
+        prediction=trained,  # lcm / x0 / EDM sampling is a sampling choice, not stored (as in ComfyUI)
         unet={"num_heads": unet.num_heads, "num_head_channels": unet.num_head_channels, "norm_groups": unet.norm_groups},
         vae={"norm_groups": vae.module.config.norm_groups},
         text_encoders={t.name: {"num_attention_heads": t.model.config.num_attention_heads,
                                 "hidden_act": t.model.config.hidden_act} for t in clip.towers},
         latent_format=latent_format)
     metadata.update({"modelspec.sai_model_spec": "1.0.0", "modelspec.implementation": "sgm",
-                     "modelspec.architecture": MODELSPEC_ARCH[model.arch], "modelspec.title": title,
-                     "modelspec.predict_key": "epsilon" if model.prediction == "eps" else "v"})
+                     "modelspec.architecture": MODELSPEC_ARCH[model.arch], "modelspec.title": title})
+    if trained is not None:
+        metadata["modelspec.predict_key"] = "epsilon" if trained == "eps" else "v"
     if model.inpaint:
         metadata["modelspec.architecture"] += "/inpaint"
     return metadata
