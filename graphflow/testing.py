@@ -4,6 +4,7 @@
     write_checkpoint(path, "sd1", scaled_down=False, components=("text",))   # real-size CLIP-L only
     write_lora(path, "sd1", rank=4)                 # kohya-style LoRA fitting write_checkpoint's model
     write_vae(path)                                 # standalone LDM VAE
+    write_text_encoder(path, "t5xxl")               # standalone CLIP-L / CLIP-G / T5-XXL file
 
 Architectures: sd1, sd1_inpaint, sd2 (eps), sd2_v (v-prediction, marked in metadata), sdxl,
 sdxl_refiner. Keys, shapes and text-encoder layouts are those of the real checkpoints (CLIP-L
@@ -147,6 +148,40 @@ def text_encoder_state(arch: str, scaled_down: bool = True, seed: int = 0, dtype
             out.update({spec.prefix + k: v for k, v in hf_to_openclip(state).items()})
             out[spec.prefix + "logit_scale"] = torch.tensor(4.6052, dtype=dtype)
     return out
+
+
+T5_FULL = dict(d_model=4096, d_kv=64, num_heads=64, d_ff=10240, num_layers=24)  # T5-XXL v1.1
+T5_TINY = dict(d_model=192, d_kv=48, num_heads=4, d_ff=256, num_layers=2)  # >= tiny CLIP-L + CLIP-G (192)
+
+
+def t5_state(scaled_down: bool = True, seed: int = 0, dtype=torch.float16) -> dict[str, torch.Tensor]:
+    """A random T5 v1.1 encoder (gated-gelu, T5's 32128-row embedding) in transformers' names, as
+    t5xxl_fp16.safetensors has them: shared.weight, encoder.block.*, encoder.final_layer_norm."""
+    from transformers import T5Config, T5EncoderModel
+
+    config = T5Config(vocab_size=32128, feed_forward_proj="gated-gelu", is_encoder_decoder=False, use_cache=False,
+                      **(T5_TINY if scaled_down else T5_FULL))
+    with torch.device("meta"):
+        shapes = _module_shapes(T5EncoderModel(config))
+    shapes.pop("encoder.embed_tokens.weight", None)  # tied to shared.weight
+    return random_state(shapes, seed, dtype)
+
+
+def write_text_encoder(path, kind: str, scaled_down: bool = True, seed: int = 0, dtype=torch.float16,
+                       prefix: str = "") -> Path:
+    """A standalone text encoder file as ComfyUI's model pages ship them: kind "clip_l" or "clip_g"
+    (transformers' names, text_model.* + text_projection.weight) or "t5xxl" (see t5_state);
+    dtype may be an fp8 type (t5xxl_fp8_e4m3fn). `prefix` puts the keys under e.g.
+    "text_encoders.t5xxl.transformer." (ComfyUI's all-in-one layout)."""
+    if kind == "t5xxl":
+        state = t5_state(scaled_down, seed, torch.float32)
+    else:
+        state = tower_state(kind, scaled_down, seed, torch.float32)
+        state.pop("text_model.embeddings.position_ids")
+    state = {prefix + k: v.to(dtype) for k, v in state.items()}
+    path = Path(path)
+    save_file(state, str(path))
+    return path
 
 
 def write_checkpoint(path, arch: str, scaled_down: bool = True, seed: int = 0, dtype=torch.float16,

@@ -9,8 +9,8 @@ import hashlib
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from graphflow.api import (IMAGE, MASK, Bool, Choice, ComfyAlias, Float, Int, Node,
-                           NodeInputError, folders)
+from graphflow.api import (IMAGE, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node,
+                           NodeInputError, Size, folders)
 
 MAX_SIZE = 16384
 
@@ -155,8 +155,8 @@ class SolidMask(Node):
     """A mask of one value everywhere."""
     category = "mask"
     value: float = Float(1.0, min=0.0, max=1.0)
-    width: int = Int(512, min=1, max=MAX_SIZE)
-    height: int = Int(512, min=1, max=MAX_SIZE)
+    width: int = Int(512, min=1, max=MAX_SIZE, resource="width")
+    height: int = Int(512, min=1, max=MAX_SIZE, resource="height")
     outputs = {"mask": MASK}
     comfy = ComfyAlias(("SolidMask",))
 
@@ -174,6 +174,14 @@ class CropMask(Node):
     height: int = Int(512, min=1, max=MAX_SIZE)
     outputs = {"mask": MASK}
     comfy = ComfyAlias(("CropMask",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        mask = inputs.get("mask")
+        if mask is None or not isinstance(widgets.get("width"), int) or not isinstance(widgets.get("height"), int):
+            return Estimate(mask)
+        return Estimate(Size(mask.batch, max(1, min(widgets["height"], mask.height - widgets.get("y", 0))),
+                             max(1, min(widgets["width"], mask.width - widgets.get("x", 0)))))
 
     def run(self):
         _, H, W = self.mask.shape

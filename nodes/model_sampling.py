@@ -2,9 +2,26 @@
 ModelSamplingContinuousEDM, RescaleCFG, DifferentialDiffusion, FreeU and FreeU_V2: each returns a
 new MODEL sharing the UNet's weights (the input is unchanged)."""
 
+import copy
+
 from graphflow.api import MODEL, Bool, Choice, ComfyAlias, Float, Node, NodeInputError
 
 SAMPLING = {"eps": "eps", "v_prediction": "v", "lcm": "lcm", "x0": "x0"}
+
+
+def _discrete_model(model):
+    """The MODEL if it is an SD1/SD2/SDXL UNet model (the nodes below change its sampling or UNet)."""
+    if not hasattr(model, "with_sampling") or getattr(model, "prediction", None) == "flow":
+        raise NodeInputError("model", "this node works on SD1.x / SD2.x / SDXL models; this one is a "
+                                      f"{getattr(model, 'prediction', '?')!r} model (use ModelSamplingSD3 / Flux)")
+    return model
+
+
+def _with_options(model, **options):
+    """A shallow copy of any MODEL with sampling options added (read by graphflow.sampling.pipeline)."""
+    clone = copy.copy(model)
+    clone.options = {**getattr(model, "options", {}), **options}
+    return clone
 
 
 class ModelSamplingDiscrete(Node):
@@ -20,7 +37,7 @@ class ModelSamplingDiscrete(Node):
     comfy = ComfyAlias(("ModelSamplingDiscrete",))
 
     def run(self):
-        return self.model.with_sampling(SAMPLING[self.sampling], self.zsnr)
+        return _discrete_model(self.model).with_sampling(SAMPLING[self.sampling], self.zsnr)
 
 
 class RescaleCFG(Node):
@@ -34,7 +51,7 @@ class RescaleCFG(Node):
     comfy = ComfyAlias(("RescaleCFG",))
 
     def run(self):
-        return self.model.with_options(cfg_rescale=self.multiplier)
+        return _with_options(self.model, cfg_rescale=self.multiplier)
 
 
 class DifferentialDiffusion(Node):
@@ -49,7 +66,7 @@ class DifferentialDiffusion(Node):
     comfy = ComfyAlias(("DifferentialDiffusion",))
 
     def run(self):
-        return self.model.with_options(differential_diffusion=self.strength)
+        return _with_options(self.model, differential_diffusion=self.strength)
 
 
 class FreeU(Node):
@@ -68,7 +85,7 @@ class FreeU(Node):
     def run(self):
         from graphflow.models.freeu import apply_freeu
 
-        return apply_freeu(self.model, self.b1, self.b2, self.s1, self.s2, version=1)
+        return apply_freeu(_discrete_model(self.model), self.b1, self.b2, self.s1, self.s2, version=1)
 
 
 class FreeU_V2(Node):
@@ -87,7 +104,7 @@ class FreeU_V2(Node):
     def run(self):
         from graphflow.models.freeu import apply_freeu
 
-        return apply_freeu(self.model, self.b1, self.b2, self.s1, self.s2, version=2)
+        return apply_freeu(_discrete_model(self.model), self.b1, self.b2, self.s1, self.s2, version=2)
 
 
 EDM_SAMPLING = {"v_prediction": "v", "edm": "edm", "eps": "eps"}
@@ -114,4 +131,5 @@ class ModelSamplingContinuousEDM(Node):
         if not 0 < self.sigma_min < self.sigma_max:
             raise NodeInputError("sigma_min", f"sigma_min ({self.sigma_min}) must be above 0 and below sigma_max "
                                               f"({self.sigma_max})")
-        return self.model.with_continuous_sampling(EDM_SAMPLING[self.sampling], self.sigma_min, self.sigma_max)
+        return _discrete_model(self.model).with_continuous_sampling(EDM_SAMPLING[self.sampling], self.sigma_min,
+                                                                    self.sigma_max)

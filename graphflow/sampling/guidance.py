@@ -46,6 +46,7 @@ class Cond:
     strength: float = 1.0
     mask: torch.Tensor | None = None  # [b, h, w] at latent resolution
     mask_strength: float = 1.0
+    guidance: torch.Tensor | None = None  # [B] FLUX dev's distilled guidance scale
     sigma_start: float | None = None  # active only while sigma_end <= sigma <= sigma_start
     sigma_end: float | None = None
 
@@ -112,8 +113,13 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
         embedding, options = entry
         if embedding.ndim != 3:
             raise ValueError(f"conditioning entry {k}: embedding must be [B, T, D], got shape {tuple(embedding.shape)}")
-        y = None
-        if getattr(model, "adm_channels", 0):
+        y = guidance = None
+        if getattr(model, "prediction", None) == "flow":  # SD3 / FLUX: pooled text vector (+ guidance)
+            from .flow_sampling import flow_vectors
+            y, guidance = flow_vectors(model, options, batch)
+            y = y.to(device)
+            guidance = None if guidance is None else guidance.to(device)
+        elif getattr(model, "adm_channels", 0):
             y = model.encode_adm(options, latent_hw[1] * 8, latent_hw[0] * 8, negative=negative)
             if y is None:
                 raise ValueError(f"the model needs SDXL vector conditioning ({model.adm_channels} channels) "
@@ -128,9 +134,9 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
         sigma_start = sigma_end = None
         if options.get("start_percent") is not None or options.get("end_percent") is not None:
             if schedule is None:
-                from .model_sampling import DiscreteSchedule
+                from .flow_sampling import model_sampling_for
 
-                schedule = DiscreteSchedule.for_model(model)
+                schedule = model_sampling_for(model)
             sigma_start = percent_to_sigma(schedule, float(options.get("start_percent", 0.0)))
             sigma_end = percent_to_sigma(schedule, float(options.get("end_percent", 1.0)))
         out.append(Cond(
@@ -141,6 +147,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             strength=float(options.get("strength", 1.0)),
             mask=mask,
             mask_strength=float(options.get("mask_strength", 1.0)),
+            guidance=guidance,
             sigma_start=sigma_start,
             sigma_end=sigma_end,
         ))
@@ -167,7 +174,8 @@ def _add_area_counterparts(targets: list[Cond], source: Cond) -> None:
             smallest = c
     if smallest is None or (smallest.area is not None and smallest.area == source.area):
         return
-    targets.append(replace(source, context=smallest.context, y=smallest.y, concat=smallest.concat))
+    targets.append(replace(source, context=smallest.context, y=smallest.y, concat=smallest.concat,
+                           guidance=smallest.guidance))
 
 
 def match_areas(positive: list[Cond], negative: list[Cond]) -> None:
@@ -201,11 +209,12 @@ def _crop_and_weight(cond: Cond, x: torch.Tensor):
         mask = torch.ones_like(input_x)
     weight = mask * cond.strength
     if cond.mask is None and area is not None:
-        # Fade the weight in over 8 latent pixels at edges that are inside the image.
+        # Fade the weight in over 8 latent pixels at edges that are inside the image (over fewer
+        # where the image's border, at a size that is no multiple of 64 px, cut the area shorter).
         h, w, y0, x0 = area
         ramp = 8
         for dim, (size, offset, full) in ((2, (h, y0, H)), (3, (w, x0, W))):
-            for t in range(ramp):
+            for t in range(min(ramp, size)):
                 factor = (t + 1) / ramp
                 if offset != 0:
                     weight.narrow(dim, t, 1).mul_(factor)
@@ -218,7 +227,7 @@ def _can_batch(a, b) -> bool:
     (xa, _, _, ca), (xb, _, _, cb) = a, b
     if xa.shape != xb.shape:
         return False
-    for ta, tb in ((ca.y, cb.y), (ca.concat, cb.concat)):
+    for ta, tb in ((ca.y, cb.y), (ca.concat, cb.concat), (ca.guidance, cb.guidance)):
         if (ta is None) != (tb is None) or (ta is not None and ta.shape != tb.shape):
             return False
     sa, sb = ca.context.shape, cb.context.shape
@@ -266,7 +275,10 @@ def predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tenso
         y = None if batch[0][3].y is None else torch.cat([b[3].y for b in batch])
         concat = None if batch[0][3].concat is None else torch.cat([_crop_concat(b[3].concat, b[2]) for b in batch])
         sigma_in = torch.cat([sigma] * chunks)
-        predictions = model_denoiser(input_x, sigma_in, context=context, y=y, concat=concat).chunk(chunks)
+        extra = {}
+        if batch[0][3].guidance is not None:
+            extra["guidance"] = torch.cat([b[3].guidance for b in batch])
+        predictions = model_denoiser(input_x, sigma_in, context=context, y=y, concat=concat, **extra).chunk(chunks)
         for (_, weight, area, _, index), prediction in zip(batch, predictions):
             if area is None:
                 out[index] += prediction * weight

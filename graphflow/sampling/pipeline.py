@@ -21,6 +21,11 @@ Order of events (ComfyUI's):
     InstructPix2Pix models get [x, the conditioning's "concat_latent_image"] (ip2p_concat).
  6. The result is mapped back (process_out) and returned on the CPU as float32.
 The UNet runs in the model's dtype on its device; x stays float32 between steps.
+
+Flow models (SD3, FLUX: prediction "flow", see flow_sampling.py) take the same path with their
+own sampling (the model's ModelSamplingSD3/Flux setting or its family's default): sigmas from the
+flow table, x = sigma_0 * noise + (1 - sigma_0) * latent_image in steps 4 and 5, the flow
+variants of the noise-adding samplers, and leftover noise divided by (1 - sigma) on the way out.
 """
 
 import math
@@ -29,6 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from ..context import NodeInputError
+from .flow_samplers import NOT_FOR_FLOW, sampler_for
+from .flow_sampling import FlowDenoiser, is_flow, model_sampling_for
 from .guidance import CFGDenoiser, prepare_conds, repeat_to_batch
 from .model_sampling import DiscreteSchedule, ModelDenoiser
 from .noise import initial_noise, inpaint_noise
@@ -79,7 +86,10 @@ def sample(model, seed: int, steps: int, cfg: float, sampler_name: str, schedule
         raise NodeInputError("noise_mode", f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
     samples = _latent_samples(model, latent)
 
-    schedule = DiscreteSchedule.for_model(model)
+    schedule = model_sampling_for(model)
+    if is_flow(schedule) and sampler_name in NOT_FOR_FLOW:
+        raise NodeInputError("sampler_name", f"{sampler_name!r} does not work with flow models (SD3, FLUX): "
+                                             f"{NOT_FOR_FLOW[sampler_name]}")
     sigmas = compute_sigmas(schedule, scheduler, steps, denoise,
                             discard_penultimate=sampler_name in DISCARD_PENULTIMATE_SIGMA)
     if end_step is not None and end_step < len(sigmas) - 1:
@@ -129,7 +139,8 @@ def sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent_
                        schedule: DiscreteSchedule | None = None) -> torch.Tensor:
     """Run one sampler over given sigmas (steps 3-6 above). latent_samples: raw VAE latent;
     noise: unit noise of the same shape (zeros for none). Returns the raw latent, CPU float32."""
-    schedule = schedule or DiscreteSchedule.for_model(model)
+    schedule = schedule or model_sampling_for(model)
+    flow = is_flow(schedule)
     fmt = model.latent_format
     device = model.device
     with torch.no_grad():
@@ -142,7 +153,9 @@ def sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent_
         denoise_mask = None if noise_mask is None else prepare_noise_mask(noise_mask, shape, device)
 
         concat_fn = None
-        if model.in_channels == 2 * fmt.channels + 1:
+        if flow:
+            pass  # flow models (SD3, FLUX) take the latent's channels only
+        elif model.in_channels == 2 * fmt.channels + 1:
             def concat_fn(options):
                 return inpaint_concat(options, latent_image, denoise_mask, fmt, shape, device)
         elif model.in_channels == 2 * fmt.channels:
@@ -155,7 +168,7 @@ def sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent_
 
         model_options = getattr(model, "options", {})
         denoiser = CFGDenoiser(
-            ModelDenoiser(model, schedule),
+            FlowDenoiser(model, schedule) if flow else ModelDenoiser(model, schedule),
             prepare_conds(positive, model, shape, device, concat_fn=concat_fn, schedule=schedule),
             prepare_conds(negative, model, shape, device, negative=True, concat_fn=concat_fn, schedule=schedule),
             cfg, rescale=model_options.get("cfg_rescale", 0.0))
@@ -186,7 +199,9 @@ def sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent_
             callback({"i": i, "step": i + 1, "total": total, "sigma": float(info["sigma"]),
                       "x": info["x"], "denoised": info["denoised"], "preview": preview})
 
-        x = SAMPLERS[sampler_name](denoiser, x, sigmas, callback=on_step, **options)
+        x = sampler_for(sampler_name, schedule)(denoiser, x, sigmas, callback=on_step, **options)
+        if hasattr(schedule, "inverse_noise_scaling"):  # flow: leftover noise back to the noise_scaling convention
+            x = schedule.inverse_noise_scaling(sigmas[-1], x)
         return fmt.process_out(x.float()).cpu()
 
 
