@@ -203,6 +203,13 @@ class ImageScaleBy(Node):
     outputs = {"image": IMAGE}
     comfy = ComfyAlias(("ImageScaleBy",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, scale = inputs.get("image"), widgets.get("scale_by")
+        if size is None or not isinstance(scale, (int, float)):
+            return Estimate(size)
+        return Estimate(Size(size.batch, max(1, round(size.height * scale)), max(1, round(size.width * scale))))
+
     def run(self):
         image = _image(self.image, "image")
         h, w = image.shape[1:3]
@@ -219,6 +226,14 @@ class ImageScaleToTotalPixels(Node):
     megapixels: float = Float(1.0, min=0.01, max=16.0, step=0.01)
     outputs = {"image": IMAGE}
     comfy = ComfyAlias(("ImageScaleToTotalPixels",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, megapixels = inputs.get("image"), widgets.get("megapixels")
+        if size is None or not isinstance(megapixels, (int, float)):
+            return Estimate(size)
+        scale = (megapixels * 1024 * 1024 / (size.width * size.height)) ** 0.5
+        return Estimate(Size(size.batch, max(1, round(size.height * scale)), max(1, round(size.width * scale))))
 
     def run(self):
         image = _image(self.image, "image")
@@ -254,9 +269,9 @@ class ImageCompositeMasked(Node):
 class EmptyImage(Node):
     """A batch of images of one colour, given as a 0xRRGGBB number (0 = black)."""
     category = "image"
-    width: int = Int(512, min=1, max=MAX_SIZE)
-    height: int = Int(512, min=1, max=MAX_SIZE)
-    batch_size: int = Int(1, min=1, max=4096)
+    width: int = Int(512, min=1, max=MAX_SIZE, resource="width")
+    height: int = Int(512, min=1, max=MAX_SIZE, resource="height")
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
     color: int = Int(0, min=0, max=0xFFFFFF, display="color")
     outputs = {"image": IMAGE}
     comfy = ComfyAlias(("EmptyImage",))
@@ -273,6 +288,13 @@ class ImageBatch(Node):
     image2: IMAGE
     outputs = {"image": IMAGE}
     comfy = ComfyAlias(("ImageBatch",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        a, b = inputs.get("image1"), inputs.get("image2")
+        if a is None or b is None:
+            return Estimate(a or b)
+        return Estimate(Size(a.batch + b.batch, a.height, a.width))
 
     def run(self):
         a, b = _image(self.image1, "image1"), _image(self.image2, "image2")
@@ -318,6 +340,16 @@ class ImageCrop(Node):
     outputs = {"image": IMAGE}
     comfy = ComfyAlias(("ImageCrop",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("image")
+        values = [widgets.get(k) for k in ("width", "height", "x", "y")]
+        if size is None or not all(isinstance(v, int) for v in values):
+            return Estimate(size)
+        width, height, x, y = values
+        x, y = min(x, size.width - 1), min(y, size.height - 1)
+        return Estimate(Size(size.batch, min(height, size.height - y), min(width, size.width - x)))
+
     def run(self):
         image = _image(self.image, "image")
         x, y = min(self.x, image.shape[2] - 1), min(self.y, image.shape[1] - 1)
@@ -347,6 +379,13 @@ class ImageRotate(Node):
     rotation: str = Choice(list(ROTATIONS), "none")
     outputs = {"image": IMAGE}
     comfy = ComfyAlias(("ImageRotate",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("image")
+        if size is not None and ROTATIONS.get(widgets.get("rotation"), 0) % 2:
+            return Estimate(Size(size.batch, size.width, size.height))
+        return Estimate(size)
 
     def run(self):
         return torch.rot90(_image(self.image, "image"), k=ROTATIONS[self.rotation], dims=[2, 1]).clone()

@@ -118,6 +118,13 @@ def _fit(reference: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     return _repeat_to(other, reference.shape[0])
 
 
+def _scaled_estimate(size, scale) -> Estimate:
+    """The size of a batch resized by `scale` (for the validator's resource check)."""
+    if size is None or not isinstance(scale, (int, float)):
+        return Estimate(size)
+    return Estimate(Size(size.batch, max(1, round(size.height * scale)), max(1, round(size.width * scale))))
+
+
 class LatentUpscaleBy(Node):
     """Resize latents by a factor (sizes rounded to whole latent pixels). bislerp interpolates
     each position's channel vector spherically, which keeps upscaled latents from going flat."""
@@ -127,6 +134,10 @@ class LatentUpscaleBy(Node):
     scale_by: float = Float(1.5, min=0.01, max=8.0, step=0.01)
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("LatentUpscaleBy",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return _scaled_estimate(inputs.get("samples"), widgets.get("scale_by"))
 
     def run(self):
         x = _samples(self.samples, "samples")
@@ -220,6 +231,13 @@ class RepeatLatentBatch(Node):
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("RepeatLatentBatch",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, amount = inputs.get("samples"), widgets.get("amount")
+        if size is None or not isinstance(amount, int):
+            return Estimate(size)
+        return Estimate(Size(size.batch * amount, size.height, size.width))
+
     def run(self):
         x = _samples(self.samples, "samples")
         out = dict(self.samples)
@@ -245,6 +263,14 @@ class LatentFromBatch(Node):
     length: int = Int(1, min=1, max=64)
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("LatentFromBatch",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, start, length = inputs.get("samples"), widgets.get("batch_index"), widgets.get("length")
+        if size is None or not isinstance(start, int) or not isinstance(length, int):
+            return Estimate(size)
+        start = min(size.batch - 1, start)
+        return Estimate(Size(min(size.batch - start, length), size.height, size.width))
 
     def run(self):
         x = _samples(self.samples, "samples")

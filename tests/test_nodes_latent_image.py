@@ -216,3 +216,37 @@ def test_load_image_mask_channels(builtin_registry, tmp_folders):
     (tmp_folders.inputs / "broken.png").write_bytes(b"not a png")
     with pytest.raises(NodeInputError, match="broken.png"):
         call(builtin_registry, "LoadImageMask", image="broken.png", channel="red")
+
+
+def test_size_changing_nodes_tell_the_validator_their_sizes(builtin_registry):
+    """The resource check follows sizes through the new nodes: an 8x LatentUpscaleBy or a repeated
+    batch is refused where it happens, not let through at its input's size."""
+    from graphflow.resource_limits import RunLimits, Size, default_estimate
+
+    def estimate(node_type, inputs, **widgets):
+        cls = builtin_registry.get(node_type)
+        return (cls.estimate(widgets, inputs) or default_estimate(cls, widgets, inputs)).size
+
+    image = Size(2, 100, 200)
+    assert estimate("LatentUpscaleBy", {"samples": image}, scale_by=8.0) == Size(2, 800, 1600)
+    assert estimate("ImageScaleBy", {"image": image}, scale_by=0.5) == Size(2, 50, 100)
+    assert estimate("ImageScaleToTotalPixels", {"image": image}, megapixels=1.0) == Size(2, 724, 1448)
+    assert estimate("RepeatLatentBatch", {"samples": image}, amount=3) == Size(6, 100, 200)
+    assert estimate("LatentFromBatch", {"samples": image}, batch_index=1, length=5) == Size(1, 100, 200)
+    assert estimate("ImageBatch", {"image1": image, "image2": Size(1, 10, 10)}) == Size(3, 100, 200)
+    assert estimate("ImageCrop", {"image": image}, width=150, height=50, x=100, y=0) == Size(2, 50, 100)
+    assert estimate("ImageRotate", {"image": image}, rotation="90 degrees") == Size(2, 200, 100)
+    assert estimate("EmptyImage", {}, width=64, height=32, batch_size=4, color=0) == Size(4, 32, 64)
+    # In a workflow: the upscale is refused by the server policy, at the upscale.
+    from graphflow.validation import validate
+    from graphflow.workflow import parse_workflow
+
+    graph = {"1": {"class_type": "EmptyLatentImage", "inputs": {"width": 1024, "height": 1024, "batch_size": 1}},
+             "2": {"class_type": "LatentUpscaleBy", "inputs": {"samples": ["1", 0], "upscale_method": "bilinear",
+                                                               "scale_by": 8.0}},
+             "3": {"class_type": "PreviewImage", "inputs": {"images": ["4", 0]}},
+             "4": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+             "5": {"class_type": "SaveLatent", "inputs": {"samples": ["2", 0], "filename_prefix": "x"}}}
+    found = validate(parse_workflow(graph, builtin_registry), builtin_registry,
+                     limits=RunLimits(max_pixels=4096 * 4096))
+    assert [p.node_id for p in found] == ["2"], found
