@@ -156,3 +156,26 @@ def test_instruct_pix2pix_conditioning_feeds_the_raw_image_latent(builtin_regist
     x = model.unet.calls[0]["x"]
     assert x.shape == (2, 8, 8, 9)
     torch.testing.assert_close(x[:, 4:], image_latent.expand(2, -1, -1, -1))
+
+
+def test_timestep_range_on_a_flow_model_uses_its_schedule(builtin_registry):
+    from flow_fakes import FakeFlowModel
+
+    from graphflow.sampling.flow_sampling import model_sampling_for
+
+    def by_prompt(x, sigma, context, y, guidance):  # x0 = the prompt's value: shows which prompt ran
+        return context.float().mean(dim=(1, 2)).reshape(-1, 1, 1, 1).expand_as(x)
+
+    model = FakeFlowModel(by_prompt)
+    late = call(builtin_registry, "ConditioningSetTimestepRange", conditioning=prompt(0.9, dim=8), start=0.6, end=1.0)
+    cond = prepare_conds(late, model, (1, 16, 8, 8), "cpu")[0]
+    schedule = model_sampling_for(model)
+    assert cond.sigma_start == pytest.approx(schedule.percent_to_sigma(0.6)) and cond.sigma_end == 0.0
+    sample(model, 0, 8, 1.0, "euler", "simple", prompt(0.2) + late, prompt(0.0),
+           {"samples": torch.zeros(1, 16, 8, 8)})
+    for c in model.calls:  # cfg 1: positive only; the late prompt joins the batch below its start sigma
+        early = float(c["sigma"][0]) > cond.sigma_start
+        assert c["context"].shape[0] == (1 if early else 2)
+        if early:
+            assert torch.all(c["context"] == 0.2)
+    assert {c["context"].shape[0] for c in model.calls} == {1, 2}
