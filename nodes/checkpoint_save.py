@@ -28,6 +28,9 @@ class CheckpointSave(Node):
     def run(self):
         from graphflow.models.checkpoint_save import save_checkpoint
 
+        if not hasattr(self.model, "unet") or getattr(self.model, "prediction", None) == "flow":
+            raise NodeInputError("model", "CheckpointSave writes SD1.x / SD2.x / SDXL checkpoints; this model is "
+                                          f"a {getattr(self.model, 'arch', '?')} flow model")
         for name in ("clip", "vae"):
             if getattr(self, name) is None:
                 raise NodeInputError(name, f"no {name.upper()} to save (the checkpoint had none)")

@@ -171,7 +171,8 @@ class LatentComposite(Node):
         x, y, feather = self.x // 8, self.y // 8, self.feather // 8
         H, W = dest.shape[2:]
         if x >= W or y >= H:
-            raise NodeInputError("x", f"({self.x}, {self.y}) lies outside the {W * 8}x{H * 8} destination")
+            raise NodeInputError("x" if x >= W else "y",
+                                 f"({self.x}, {self.y}) lies outside the {W * 8}x{H * 8} destination")
         src = _repeat_to(src[:, :, :H - y, :W - x], dest.shape[0])
         h, w = src.shape[2:]
         mask = torch.ones_like(src)
