@@ -143,13 +143,13 @@ def test_zero_terminal_snr_vpred_checkpoint_gets_its_schedule(tmp_path):
     tensors["ztsnr"] = torch.tensor([])
     save_file(tensors, str(path))
     ckpt = load_checkpoint(path, device="cpu")
-    assert ckpt.model.prediction == "v" and ckpt.info.zero_terminal_snr
+    assert ckpt.model.prediction == "v" and ckpt.info.zero_terminal_snr and ckpt.model.zsnr
     schedule = DiscreteSchedule.for_model(ckpt.model)
     betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
     reference = torch.cumprod(1 - rescale_zero_terminal_snr(betas), 0)  # diffusers: ends at exactly 0
-    ours = ckpt.model.beta_schedule.alphas_cumprod()
-    torch.testing.assert_close(ours[:-1], reference[:-1], rtol=1e-9, atol=1e-12)
-    assert reference[-1] == 0 and ours[-1] == pytest.approx(4.8973451890853435e-08)
+    ours = 1 / (schedule.sigmas.double() ** 2 + 1)
+    torch.testing.assert_close(ours[:-1], reference[:-1], rtol=1e-6, atol=1e-9)  # sigmas are stored float32
+    assert reference[-1] == 0 and float(ours[-1]) == pytest.approx(4.8973451890853435e-08, rel=1e-5)
     assert float(schedule.sigma_max) == pytest.approx(4518.9, rel=1e-3), "pure noise at the last timestep"
     plain = DiscreteSchedule.for_model(load_checkpoint(write_checkpoint(tmp_path / "p.safetensors", "sdxl"), device="cpu").model)
     assert float(plain.sigma_max) == pytest.approx(14.6146, rel=1e-4)

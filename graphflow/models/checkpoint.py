@@ -171,8 +171,8 @@ def load_checkpoint(path, device=None, dtype=None, prediction: str | None = None
             return _load_flow_checkpoint(f, info, device, dtype, weight_dtype, text_encoders)
         unet_device, unet_dtype = _resolve(device, dtype, "unet")
         unet = build_unet(f.view(UNET_PREFIX), info.unet, unet_device, unet_dtype)
-        model = DiffusionModel(unet, info.arch, info.prediction, info.latent_format,
-                               BetaSchedule(zero_terminal_snr=info.zero_terminal_snr))
+        model = DiffusionModel(unet, info.arch, info.prediction, info.latent_format)
+        model.zsnr = info.zero_terminal_snr  # ComfyUI's 'ztsnr' marker key
         vae = clip = None
         if info.vae is not None:
             vae = build_vae(f.view(VAE_PREFIX), info.vae, info.latent_format, *_resolve(device, dtype, "vae"))

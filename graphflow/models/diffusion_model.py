@@ -12,7 +12,7 @@ from .unet import timestep_embedding
 
 ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux")
 FLOW_ARCHS = ("sd3", "flux")
-PREDICTIONS = ("eps", "v", "flow")
+PREDICTIONS = ("eps", "v", "x0", "lcm", "edm", "flow")  # as graphflow.sampling.model_sampling (+ flow)
 
 
 @dataclass(frozen=True)
@@ -21,24 +21,9 @@ class BetaSchedule:
     linear_end: float = 0.012
     num_timesteps: int = 1000
     kind: str = "scaled_linear"  # betas = linspace(sqrt(start), sqrt(end), n) ** 2
-    zero_terminal_snr: bool = False  # rescaled so the last timestep is pure noise (Lin et al. 2023)
 
     def alphas_cumprod(self) -> torch.Tensor:
         """Cumulative product of (1 - beta) over the training timesteps, float64 [num_timesteps]."""
-        alphas_cumprod = self._alphas_cumprod()
-        if not self.zero_terminal_snr:
-            return alphas_cumprod
-        # Algorithm 1 of "Common Diffusion Noise Schedules and Sample Steps are Flawed": shift and
-        # scale sqrt(alpha_bar) so it ends at 0 and keeps its first value. The last value is then
-        # set to 4.8973e-08 instead of 0, as ComfyUI does, so sigma_max stays finite (~4519).
-        root = alphas_cumprod.sqrt()
-        first, last = root[0].clone(), root[-1].clone()
-        root = (root - last) * first / (first - last)
-        rescaled = root ** 2
-        rescaled[-1] = 4.8973451890853435e-08
-        return rescaled
-
-    def _alphas_cumprod(self) -> torch.Tensor:
         if self.kind == "scaled_linear":
             betas = torch.linspace(self.linear_start ** 0.5, self.linear_end ** 0.5, self.num_timesteps,
                                    dtype=torch.float64) ** 2
@@ -82,7 +67,7 @@ class DiffusionModel:
             raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHS}")
         if prediction not in PREDICTIONS or (prediction == "flow") != (arch in FLOW_ARCHS):
             raise ValueError(f"prediction {prediction!r} does not fit {arch}: flow models (sd3, flux) predict "
-                             f"'flow', the UNet families 'eps' or 'v'")
+                             f"'flow', the UNet families one of {PREDICTIONS[:-1]}")
         self.unet = unet.eval()
         self.arch = arch
         self.prediction = prediction
@@ -95,6 +80,11 @@ class DiffusionModel:
         self.sampling_shift = sampling_shift
         self.shift_dynamic = (arch == "flux" and self.guidance_embed) if shift_dynamic is None else shift_dynamic
         self.base_shift, self.max_shift = base_shift, max_shift
+        self.zsnr = False  # sigma table rescaled to zero terminal SNR (ModelSamplingDiscrete, 'ztsnr' key)
+        self.edm = None  # (sigma_min, sigma_max): continuous-time sampling (ModelSamplingContinuousEDM)
+        # Sampling options set by model-patch nodes, read by graphflow.sampling.pipeline:
+        # "cfg_rescale" (RescaleCFG's multiplier), "differential_diffusion" (its strength).
+        self.options: dict = {}
 
     @property
     def is_flow(self) -> bool:
@@ -140,6 +130,33 @@ class DiffusionModel:
             self.unet._apply(lambda t: t.to(device=device, dtype=dtype if t.is_floating_point()
                                             and t.dtype not in FP8_DTYPES else t.dtype))
         return self
+
+    def with_sampling(self, prediction: str, zsnr: bool = False) -> "DiffusionModel":
+        """The same model sampled with another parametrisation / sigma table (shares the UNet)."""
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+        if prediction == "edm":
+            raise ValueError("'edm' prediction needs continuous sampling (with_continuous_sampling)")
+        clone = copy.copy(self)
+        clone.prediction, clone.zsnr, clone.edm = prediction, bool(zsnr), None
+        return clone
+
+    def with_continuous_sampling(self, prediction: str, sigma_min: float, sigma_max: float) -> "DiffusionModel":
+        """The same model sampled in continuous time (EDM): timestep 0.25 ln sigma, sigmas in
+        [sigma_min, sigma_max]; prediction "edm", "v" or "eps"."""
+        if prediction not in ("edm", "v", "eps"):
+            raise ValueError(f"continuous-time prediction must be 'edm', 'v' or 'eps', got {prediction!r}")
+        if not 0 < sigma_min < sigma_max:
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got sigma_min {sigma_min} and sigma_max {sigma_max}")
+        clone = copy.copy(self)
+        clone.prediction, clone.zsnr, clone.edm = prediction, False, (float(sigma_min), float(sigma_max))
+        return clone
+
+    def with_options(self, **options) -> "DiffusionModel":
+        """The same model with sampling options added (see `options`); the original is unchanged."""
+        clone = copy.copy(self)
+        clone.options = {**self.options, **options}
+        return clone
 
     def with_unet(self, unet) -> "DiffusionModel":
         clone = copy.copy(self)

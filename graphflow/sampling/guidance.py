@@ -12,6 +12,12 @@ ConditioningSetArea / SetMask do:
   - an entry with "mask" ([H, W] or [B, H, W], resized bilinearly to the latent) weighs its
     prediction by mask * "mask_strength" * strength (no fading);
   - pixels no entry covers get 0.
+  - an entry with "set_area_to_bounds" (ConditioningSetMask's "mask bounds") and a mask gets the
+    area of the mask's non-zero bounding box (at least 8x8 latent pixels), so only that crop runs;
+  - an entry with "start_percent" / "end_percent" (ConditioningSetTimestepRange) takes part only
+    while end_sigma <= sigma <= start_sigma, the percents turned into sigmas by the model's
+    schedule (0% = the noisiest, above any sigma; 100% = sigma 0), judged by the batch's first
+    sigma; at a step where no entry of a side is active that side's prediction is 0, as in ComfyUI.
   Before sampling, every area entry of one side gets a counterpart on the other side with the same
   area, strength and mask, built from the smallest other-side entry that contains the area (or one
   without area), so the negative is also evaluated on each crop.
@@ -41,6 +47,12 @@ class Cond:
     mask: torch.Tensor | None = None  # [b, h, w] at latent resolution
     mask_strength: float = 1.0
     guidance: torch.Tensor | None = None  # [B] FLUX dev's distilled guidance scale
+    sigma_start: float | None = None  # active only while sigma_end <= sigma <= sigma_start
+    sigma_end: float | None = None
+
+    def active(self, sigma: torch.Tensor) -> bool:
+        s = float(sigma.reshape(-1)[0])
+        return (self.sigma_start is None or s <= self.sigma_start) and (self.sigma_end is None or s >= self.sigma_end)
 
 
 def repeat_to_batch(t: torch.Tensor, batch: int) -> torch.Tensor:
@@ -70,11 +82,26 @@ def _resize_mask(mask: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Tensor
     return mask
 
 
+def percent_to_sigma(schedule, percent: float) -> float:
+    """ComfyUI's percent of the sampling process -> sigma (the schedule's own rule)."""
+    return schedule.percent_to_sigma(percent)
+
+
+def _mask_bounds(mask: torch.Tensor) -> tuple[int, int, int, int]:
+    """(h, w, y, x) of the non-zero part of a [b, h, w] mask, at least 8x8; (8, 8, 0, 0) if empty."""
+    nonzero = torch.nonzero(mask.abs().amax(0))
+    if nonzero.numel() == 0:
+        return (8, 8, 0, 0)
+    (y0, x0), (y1, x1) = nonzero.amin(0).tolist(), nonzero.amax(0).tolist()
+    return (max(8, y1 - y0 + 1), max(8, x1 - x0 + 1), y0, x0)
+
+
 def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = False,
-                  concat_fn=None) -> list[Cond]:
+                  concat_fn=None, schedule=None) -> list[Cond]:
     """CONDITIONING list -> [Cond]. SDXL's y comes from model.encode_adm(options, width_px,
     height_px, negative=...) with the full image size (latent size * 8) as default sizes.
-    concat_fn(options) -> [B, c, h, w] | None supplies inpainting models' extra channels."""
+    concat_fn(options) -> [B, c, h, w] | None supplies inpainting models' extra channels.
+    schedule (a DiscreteSchedule; the model's own if None) turns timestep ranges into sigmas."""
     if not isinstance(conditioning, (list, tuple)):
         raise TypeError(f"conditioning must be a list of (tensor, options) pairs, got {type(conditioning).__name__}")
     batch, latent_hw = x_shape[0], tuple(x_shape[2:])
@@ -99,15 +126,30 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
                                  f"but encode_adm gave none for conditioning entry {k}")
             y = repeat_to_batch(y, batch).to(device)
         mask = options.get("mask")
+        if mask is not None:
+            mask = _resize_mask(mask, latent_hw).to(device)
+        area = None if options.get("area") is None else _resolve_area(options["area"], latent_hw)
+        if mask is not None and options.get("set_area_to_bounds"):
+            area = _mask_bounds(mask)
+        sigma_start = sigma_end = None
+        if options.get("start_percent") is not None or options.get("end_percent") is not None:
+            if schedule is None:
+                from .flow_sampling import model_sampling_for
+
+                schedule = model_sampling_for(model)
+            sigma_start = percent_to_sigma(schedule, float(options.get("start_percent", 0.0)))
+            sigma_end = percent_to_sigma(schedule, float(options.get("end_percent", 1.0)))
         out.append(Cond(
             context=repeat_to_batch(embedding, batch).to(device),
             y=y,
             concat=None if concat_fn is None else concat_fn(options),
-            area=None if options.get("area") is None else _resolve_area(options["area"], latent_hw),
+            area=area,
             strength=float(options.get("strength", 1.0)),
-            mask=None if mask is None else _resize_mask(mask, latent_hw).to(device),
+            mask=mask,
             mask_strength=float(options.get("mask_strength", 1.0)),
             guidance=guidance,
+            sigma_start=sigma_start,
+            sigma_end=sigma_end,
         ))
     return out
 
@@ -218,6 +260,8 @@ def predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tenso
     to_run = []
     for index, side in enumerate(sides):
         for cond in side or []:
+            if not cond.active(sigma):
+                continue
             input_x, weight, area = _crop_and_weight(cond, x)
             to_run.append((input_x, weight, area, cond, index))
 
@@ -250,15 +294,34 @@ def cfg_combine(cond: torch.Tensor, uncond: torch.Tensor, cfg: float) -> torch.T
     return uncond + (cond - uncond) * cfg
 
 
+def rescaled_cfg(x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor, cfg: float,
+                 multiplier: float) -> torch.Tensor:
+    """CFG with the rescale of Lin et al. 2023 ("Common Diffusion Noise Schedules ...", sec. 3.4), as
+    ComfyUI's RescaleCFG does it: in v-space, the guided v is scaled to the per-image standard
+    deviation of the positive v, then mixed with the plain guided v by `multiplier`; cond and
+    uncond are denoised predictions (x0), and so is the result."""
+    s = sigma.reshape(-1, *[1] * (x.ndim - 1))
+    root = (s * s + 1).sqrt()
+    x_vp = x / (s * s + 1)
+    v_cond = (x_vp - cond) * root / s
+    v_uncond = (x_vp - uncond) * root / s
+    v_cfg = v_uncond + cfg * (v_cond - v_uncond)
+    ratio = v_cond.std(dim=tuple(range(1, x.ndim)), keepdim=True) / v_cfg.std(dim=tuple(range(1, x.ndim)), keepdim=True)
+    v_final = multiplier * v_cfg * ratio + (1.0 - multiplier) * v_cfg
+    return x_vp - v_final * s / root
+
+
 class CFGDenoiser:
     """D(x; sigma) with classifier-free guidance, for the samplers:
     denoiser(x, sigma) -> uncond + (cond - uncond) * cfg."""
 
-    def __init__(self, model_denoiser, positive: list[Cond], negative: list[Cond], cfg: float):
+    def __init__(self, model_denoiser, positive: list[Cond], negative: list[Cond], cfg: float,
+                 rescale: float = 0.0):
         self.model_denoiser = model_denoiser
         self.positive, self.negative = list(positive), list(negative)
         match_areas(self.positive, self.negative)
         self.cfg = float(cfg)
+        self.rescale = float(rescale)  # RescaleCFG's multiplier; 0 = plain CFG
         self.skip_uncond = math.isclose(self.cfg, 1.0)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -266,4 +329,6 @@ class CFGDenoiser:
                                      x, sigma)
         if self.skip_uncond:
             return cond
+        if self.rescale:
+            return rescaled_cfg(x, sigma, cond, uncond, self.cfg, self.rescale)
         return cfg_combine(cond, uncond, self.cfg)

@@ -17,7 +17,8 @@ Order of events (ComfyUI's):
     9-channel inpainting models get [x, mask, masked-image latent] as input (the LDM/diffusers
     layout); the mask is the noise mask rounded, the masked-image latent the input latent
     (VAEEncodeForInpaint greys out the masked pixels before encoding), or per conditioning
-    "concat_mask" / "concat_latent_image" (InpaintModelConditioning's options).
+    "concat_mask" / "concat_latent_image" (InpaintModelConditioning's options). 8-channel
+    InstructPix2Pix models get [x, the conditioning's "concat_latent_image"] (ip2p_concat).
  6. The result is mapped back (process_out) and returned on the CPU as float32.
 The UNet runs in the model's dtype on its device; x stays float32 between steps.
 
@@ -152,22 +153,31 @@ def sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent_
         denoise_mask = None if noise_mask is None else prepare_noise_mask(noise_mask, shape, device)
 
         concat_fn = None
-        if not flow and model.in_channels != fmt.channels:
-            if model.in_channels != 2 * fmt.channels + 1:
-                raise NodeInputError("model", f"the model takes {model.in_channels} input channels; only "
-                                              f"{fmt.channels} (plain) or {2 * fmt.channels + 1} (inpainting) are supported")
-
+        if flow:
+            pass  # flow models (SD3, FLUX) take the latent's channels only
+        elif model.in_channels == 2 * fmt.channels + 1:
             def concat_fn(options):
                 return inpaint_concat(options, latent_image, denoise_mask, fmt, shape, device)
+        elif model.in_channels == 2 * fmt.channels:
+            def concat_fn(options):
+                return ip2p_concat(options, getattr(model, "arch", "sd1"), fmt, shape, device)
+        elif model.in_channels != fmt.channels:
+            raise NodeInputError("model", f"the model takes {model.in_channels} input channels; only {fmt.channels} "
+                                          f"(plain), {2 * fmt.channels} (InstructPix2Pix) or {2 * fmt.channels + 1} "
+                                          f"(inpainting) are supported")
 
+        model_options = getattr(model, "options", {})
         denoiser = CFGDenoiser(
             FlowDenoiser(model, schedule) if flow else ModelDenoiser(model, schedule),
-            prepare_conds(positive, model, shape, device, concat_fn=concat_fn),
-            prepare_conds(negative, model, shape, device, negative=True, concat_fn=concat_fn),
-            cfg)
+            prepare_conds(positive, model, shape, device, concat_fn=concat_fn, schedule=schedule),
+            prepare_conds(negative, model, shape, device, negative=True, concat_fn=concat_fn, schedule=schedule),
+            cfg, rescale=model_options.get("cfg_rescale", 0.0))
         if denoise_mask is not None:
             blend_noise = inpaint_noise(shape, seed).to(device) if sampler_name in RANDOM_INPAINT_NOISE else noise
-            denoiser = MaskedDenoiser(denoiser, schedule, latent_image, blend_noise, denoise_mask)
+            mask_fn = None
+            if model_options.get("differential_diffusion") is not None:
+                mask_fn = differential_mask(schedule, sigmas, model_options["differential_diffusion"])
+            denoiser = MaskedDenoiser(denoiser, schedule, latent_image, blend_noise, denoise_mask, mask_fn)
 
         x = schedule.noise_scaling(sigmas[0], noise, latent_image, schedule.is_max_denoise(sigmas[0]))
         options = {}
@@ -241,21 +251,59 @@ def inpaint_concat(options: dict, latent_image: torch.Tensor, denoise_mask: torc
     return torch.cat([mask, masked_latent], dim=1)
 
 
+def ip2p_concat(options: dict, arch: str, latent_format, shape: tuple, device) -> torch.Tensor:
+    """The C extra input channels of an InstructPix2Pix UNet: the encoded input image
+    ("concat_latent_image", InstructPixToPixConditioning's option) resized to the latent, zeros
+    without one. SD1/SD2 models were trained on the raw VAE latent (as diffusers' pipeline feeds
+    it), SDXL ones (CosXL edit) on the scaled one, as ComfyUI feeds them."""
+    batch, channels, h, w = shape
+    image = options.get("concat_latent_image")
+    if image is None:
+        return torch.zeros(batch, channels, h, w, device=device)
+    image = image.float().to(device)
+    if tuple(image.shape[-2:]) != (h, w):
+        image = _resize_center(image, h, w)
+    image = repeat_to_batch(image, batch)
+    return latent_format.process_in(image) if arch.startswith("sdxl") else image
+
+
+def differential_mask(schedule: DiscreteSchedule, sigmas: torch.Tensor, strength: float = 1.0):
+    """Differential diffusion (Levin & Fried 2023): a soft mask says how much each pixel may change
+    by WHEN it is released: at each step the mask becomes binary, 1 where it is at least the
+    fraction of the run still ahead (in timesteps, from the first sigma to the last non-zero one
+    or sigma_min), so 1s change from the start and 0.3s only over the last 30%. strength < 1 mixes
+    the binary mask with the soft one. ComfyUI's DifferentialDiffusion."""
+    sigma_to = max(float(sigmas[-1]), float(schedule.sigma_min))
+    ts_from = float(schedule.timestep(sigmas[:1].cpu().float())[0])
+    ts_to = float(schedule.timestep(torch.tensor([sigma_to]))[0])
+
+    def mask_fn(sigma: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        current = float(schedule.timestep(sigma.reshape(-1)[:1].cpu().float())[0])
+        threshold = (current - ts_to) / (ts_from - ts_to) if ts_from != ts_to else 0.0
+        binary = (mask >= threshold).to(mask.dtype)
+        return strength * binary + (1 - strength) * mask if strength < 1 else binary
+
+    return mask_fn
+
+
 class MaskedDenoiser:
     """Keeps a noise mask's known region (mask 0) on the input latent: before each model call the
     known region of x is set to latent + noise * sigma (the latent noised to the current level),
-    after it the known region of the prediction is set to the latent."""
+    after it the known region of the prediction is set to the latent. mask_fn(sigma, mask), if
+    given, makes the mask used at each step (differential diffusion)."""
 
     def __init__(self, denoiser, schedule: DiscreteSchedule, latent_image: torch.Tensor, noise: torch.Tensor,
-                 mask: torch.Tensor):
+                 mask: torch.Tensor, mask_fn=None):
         self.denoiser = denoiser
         self.schedule = schedule
         self.latent_image = latent_image
         self.noise = noise
         self.mask = mask
+        self.mask_fn = mask_fn
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **extra_args) -> torch.Tensor:
-        keep = 1.0 - self.mask
-        x = x * self.mask + self.schedule.noise_scaling(sigma, self.noise, self.latent_image) * keep
+        mask = self.mask if self.mask_fn is None else self.mask_fn(sigma, self.mask)
+        keep = 1.0 - mask
+        x = x * mask + self.schedule.noise_scaling(sigma, self.noise, self.latent_image) * keep
         denoised = self.denoiser(x, sigma, **extra_args)
-        return denoised * self.mask + self.latent_image * keep
+        return denoised * mask + self.latent_image * keep
