@@ -128,13 +128,14 @@ def _add_area_counterparts(targets: list[Cond], source: Cond) -> None:
     targets.append(replace(source, context=smallest.context, y=smallest.y, concat=smallest.concat))
 
 
-def match_areas(positive: list[Cond], negative: list[Cond]) -> None:
-    """Give every area entry a same-area counterpart on the other side (in place, ComfyUI's order:
-    positive's areas first, then negative's, including counterparts just added)."""
-    sides = [positive, negative]
+def match_areas(*sides: list[Cond]) -> None:
+    """Give every area entry a same-area counterpart on each other side (in place, ComfyUI's order:
+    the first side's areas first, then the next's, including counterparts just added)."""
     for k, side in enumerate(sides):
         for c in side:  # the list may grow while iterating; that is intended
-            _add_area_counterparts(sides[1 - k], c)
+            for j, other in enumerate(sides):
+                if j != k:
+                    _add_area_counterparts(other, c)
 
 
 def _crop_and_weight(cond: Cond, x: torch.Tensor):
@@ -240,7 +241,12 @@ def cfg_combine(cond: torch.Tensor, uncond: torch.Tensor, cfg: float) -> torch.T
 
 class CFGDenoiser:
     """D(x; sigma) with classifier-free guidance, for the samplers:
-    denoiser(x, sigma) -> uncond + (cond - uncond) * cfg."""
+    denoiser(x, sigma) -> uncond + (cond - uncond) * cfg.
+
+    post_cfg(args) -> denoised, when a sampler passes one, is called after the combination with
+    {"denoised", "cond_denoised", "uncond_denoised", "x", "sigma"} and its result returned: the
+    CFG++ samplers record the unconditional prediction with it. With a post_cfg the negative side
+    is evaluated even at cfg 1 (ComfyUI's disable_cfg1_optimization), since the hook needs it."""
 
     def __init__(self, model_denoiser, positive: list[Cond], negative: list[Cond], cfg: float):
         self.model_denoiser = model_denoiser
@@ -249,9 +255,78 @@ class CFGDenoiser:
         self.cfg = float(cfg)
         self.skip_uncond = math.isclose(self.cfg, 1.0)
 
-    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        cond, uncond = predict_sides(self.model_denoiser, [self.positive, None if self.skip_uncond else self.negative],
-                                     x, sigma)
-        if self.skip_uncond:
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, post_cfg=None) -> torch.Tensor:
+        skip = self.skip_uncond and post_cfg is None
+        cond, uncond = predict_sides(self.model_denoiser, [self.positive, None if skip else self.negative], x, sigma)
+        if skip:
             return cond
-        return cfg_combine(cond, uncond, self.cfg)
+        return _post_cfg(post_cfg, cfg_combine(cond, uncond, self.cfg), cond, uncond, x, sigma)
+
+
+def _post_cfg(post_cfg, denoised, cond, uncond, x, sigma):
+    if post_cfg is None:
+        return denoised
+    return post_cfg({"denoised": denoised, "cond_denoised": cond, "uncond_denoised": uncond, "x": x, "sigma": sigma})
+
+
+class DualCFGDenoiser:
+    """Guidance by two prompts and a negative (ComfyUI's DualCFGGuider), with c1 = cond1,
+    c2 = cond2 (treated as a negative prompt for SDXL's size conditioning, as ComfyUI does):
+      regular: D = [neg + (c2 - neg) * cfg_cond2_negative] + (c1 - c2) * cfg_conds
+      nested:  D = neg + cfg_cond2_negative * ([c2 + (c1 - c2) * cfg_conds] - neg)
+    The bracketed CFG is the one a post_cfg hook sees. In the regular style a scale of 1 skips
+    the side it would cancel (negative; then also cond2 if cfg_conds is 1), unless a hook needs it."""
+
+    def __init__(self, model_denoiser, cond1: list[Cond], cond2: list[Cond], negative: list[Cond],
+                 cfg_conds: float, cfg_cond2_negative: float, nested: bool = False):
+        self.model_denoiser = model_denoiser
+        self.cond1, self.cond2, self.negative = list(cond1), list(cond2), list(negative)
+        match_areas(self.cond1, self.cond2, self.negative)
+        self.cfg_conds, self.cfg_cond2_negative = float(cfg_conds), float(cfg_cond2_negative)
+        self.nested = nested
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, post_cfg=None) -> torch.Tensor:
+        negative, cond2 = self.negative, self.cond2
+        if not self.nested and post_cfg is None and math.isclose(self.cfg_cond2_negative, 1.0):
+            negative = None
+            if math.isclose(self.cfg_conds, 1.0):
+                cond2 = None
+        neg, c2, c1 = predict_sides(self.model_denoiser, [negative, cond2, self.cond1], x, sigma)
+        if self.nested:
+            text = _post_cfg(post_cfg, cfg_combine(c1, c2, self.cfg_conds), c1, c2, x, sigma)
+            return neg + self.cfg_cond2_negative * (text - neg)
+        return _post_cfg(post_cfg, cfg_combine(c2, neg, self.cfg_cond2_negative), c2, neg, x, sigma) \
+            + (c1 - c2) * self.cfg_conds
+
+
+@dataclass
+class CFGGuider:
+    """A GUIDER: a MODEL, its positive and negative CONDITIONING and the CFG scale (BasicGuider is
+    this with no negative and cfg 1). denoiser() builds the samplers' D(x; sigma) from the model's
+    denoiser and prepare(conditioning, negative=False) -> [Cond]."""
+
+    model: object
+    positive: list
+    negative: list
+    cfg: float = 1.0
+
+    def denoiser(self, model_denoiser, prepare):
+        return CFGDenoiser(model_denoiser, prepare(self.positive), prepare(self.negative, negative=True), self.cfg)
+
+
+@dataclass
+class DualCFGGuider:
+    """A GUIDER with two prompts and a negative (see DualCFGDenoiser)."""
+
+    model: object
+    cond1: list
+    cond2: list
+    negative: list
+    cfg_conds: float
+    cfg_cond2_negative: float
+    nested: bool = False
+
+    def denoiser(self, model_denoiser, prepare):
+        return DualCFGDenoiser(model_denoiser, prepare(self.cond1), prepare(self.cond2, negative=True),
+                               prepare(self.negative, negative=True), self.cfg_conds, self.cfg_cond2_negative,
+                               self.nested)

@@ -20,6 +20,7 @@ uni_pc) are computed in float64.
 """
 
 import inspect
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -32,6 +33,14 @@ from .noise import brownian_noise_sampler, gaussian_noise_sampler
 DISCARD_PENULTIMATE_SIGMA = frozenset({"dpm_2", "dpm_2_ancestral", "uni_pc", "uni_pc_bh2"})
 # ComfyUI's "ddim" is "euler" whose inpainting re-noise uses fresh noise (seed + 1).
 RANDOM_INPAINT_NOISE = frozenset({"ddim"})
+
+
+@dataclass(frozen=True)
+class SamplerChoice:
+    """A SAMPLER value (KSamplerSelect): a sampler of SAMPLERS by name, with options for it."""
+
+    name: str
+    options: dict = field(default_factory=dict)
 
 
 def to_d(x, sigma, denoised):
