@@ -32,7 +32,8 @@ from .guidance import CFGGuider, prepare_conds, repeat_to_batch
 from .model_sampling import DiscreteSchedule, ModelDenoiser
 from .noise import NoiseSource, initial_noise, inpaint_noise
 from .preview import latent_preview
-from .samplers import DISCARD_PENULTIMATE_SIGMA, RANDOM_INPAINT_NOISE, SAMPLERS, STOCHASTIC_SAMPLERS, SamplerChoice
+from .samplers import (DISCARD_PENULTIMATE_SIGMA, RANDOM_INPAINT_NOISE, SAMPLERS, SCHEDULE_SAMPLERS, STOCHASTIC_SAMPLERS,
+                       SamplerChoice)
 from .schedules import SCHEDULERS, compute_sigmas
 
 NOISE_MODES = ("comfy", "per_image")
@@ -203,6 +204,8 @@ def sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent_
 
         x = schedule.noise_scaling(sigmas[0], noise, latent_image, schedule.is_max_denoise(sigmas[0]))
         options = dict(sampler_options or {})
+        if sampler_name in SCHEDULE_SAMPLERS:
+            options["schedule"] = schedule
         if sampler_name in STOCHASTIC_SAMPLERS:
             if noise_mode == "per_image":
                 indices = list(range(shape[0])) if batch_index is None else list(batch_index)
