@@ -233,6 +233,60 @@ def test_post_cfg_hook_sees_the_unconditional_prediction_even_at_cfg_one():
 
 # ---- inputs ----------------------------------------------------------------------------------
 
+COMFY_SAMPLERS = [  # ComfyUI's KSampler sampler_name choices, in its order (its /object_info)
+    "euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2", "dpm_2",
+    "dpm_2_ancestral", "lms", "dpm_fast", "dpm_adaptive", "dpmpp_2s_ancestral", "dpmpp_2s_ancestral_cfg_pp",
+    "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m", "dpmpp_2m_cfg_pp", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
+    "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm", "lcm", "ipndm",
+    "ipndm_v", "deis", "res_multistep", "res_multistep_cfg_pp", "res_multistep_ancestral",
+    "res_multistep_ancestral_cfg_pp", "gradient_estimation", "gradient_estimation_cfg_pp", "er_sde", "seeds_2",
+    "seeds_3", "sa_solver", "sa_solver_pece", "ddim", "uni_pc", "uni_pc_bh2"]
+
+# ComfyUI's inputs of these nodes, in order: name, type, default (None: a link or no default)
+COMFY_INPUTS = {
+    "SamplerCustomAdvanced": [("noise", "NOISE", None), ("guider", "GUIDER", None), ("sampler", "SAMPLER", None),
+                              ("sigmas", "SIGMAS", None), ("latent_image", "LATENT", None)],
+    "SamplerCustom": [("model", "MODEL", None), ("add_noise", "BOOLEAN", True), ("noise_seed", "INT", 0),
+                      ("cfg", "FLOAT", 8.0), ("positive", "CONDITIONING", None), ("negative", "CONDITIONING", None),
+                      ("sampler", "SAMPLER", None), ("sigmas", "SIGMAS", None), ("latent_image", "LATENT", None)],
+    "BasicGuider": [("model", "MODEL", None), ("conditioning", "CONDITIONING", None)],
+    "CFGGuider": [("model", "MODEL", None), ("positive", "CONDITIONING", None), ("negative", "CONDITIONING", None),
+                  ("cfg", "FLOAT", 8.0)],
+    "DualCFGGuider": [("model", "MODEL", None), ("cond1", "CONDITIONING", None), ("cond2", "CONDITIONING", None),
+                      ("negative", "CONDITIONING", None), ("cfg_conds", "FLOAT", 8.0),
+                      ("cfg_cond2_negative", "FLOAT", 8.0), ("style", "CHOICE", "regular")],
+    "RandomNoise": [("noise_seed", "INT", 0)],
+    "DisableNoise": [],
+    "KSamplerSelect": [("sampler_name", "CHOICE", "euler")],
+    "BasicScheduler": [("model", "MODEL", None), ("scheduler", "CHOICE", "simple"), ("steps", "INT", 20),
+                       ("denoise", "FLOAT", 1.0)],
+    "KarrasScheduler": [("steps", "INT", 20), ("sigma_max", "FLOAT", 14.614642), ("sigma_min", "FLOAT", 0.0291675),
+                        ("rho", "FLOAT", 7.0)],
+    "ExponentialScheduler": [("steps", "INT", 20), ("sigma_max", "FLOAT", 14.614642),
+                             ("sigma_min", "FLOAT", 0.0291675)],
+    "SDTurboScheduler": [("model", "MODEL", None), ("steps", "INT", 1), ("denoise", "FLOAT", 1.0)],
+    "SplitSigmas": [("sigmas", "SIGMAS", None), ("step", "INT", 0)],
+    "SplitSigmasDenoise": [("sigmas", "SIGMAS", None), ("denoise", "FLOAT", 1.0)],
+    "FlipSigmas": [("sigmas", "SIGMAS", None)],
+}
+
+
+def test_sampler_choices_are_comfyuis():
+    from graphflow.sampling import SAMPLER_NAMES
+
+    assert SAMPLER_NAMES == COMFY_SAMPLERS
+    assert cs.KSamplerSelect.input_specs["sampler_name"].widget.choices() == COMFY_SAMPLERS
+
+
+@pytest.mark.parametrize("node_type", list(COMFY_INPUTS))
+def test_nodes_have_comfyuis_names_inputs_and_defaults(node_type, builtin_registry):
+    from graphflow.node import node_catalogue
+
+    cls = builtin_registry.comfy_node(node_type)
+    assert cls is not None and cls.node_type == node_type
+    got = [(i["name"], i["type"], i.get("default")) for i in node_catalogue(cls)["inputs"]]
+    assert got == COMFY_INPUTS[node_type]
+
 def test_sample_custom_names_bad_inputs():
     model = FakeModel(gaussian_eps(0.0, 1.0))
     guider = run_node(cs.CFGGuider, model=model, positive=prompt(0.1), negative=prompt(0.0), cfg=2.0)

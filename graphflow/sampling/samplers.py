@@ -849,9 +849,12 @@ sample_dpmpp_2m_sde_heun_gpu = _on_device_brownian(sample_dpmpp_2m_sde_heun)
 
 @torch.no_grad()
 def sample_ipndm_v(denoiser, x, sigmas, extra_args=None, callback=None, disable=None, max_order=4):
-    """iPNDM with variable step sizes (Zhang & Chen 2023 / zju-pi diff-solvers' iPNDM_v): the
-    Adams-Bashforth weights of ipndm re-derived for uneven sigma steps h_n = sigma_{n+1} - sigma_n,
-    so a Karras schedule is integrated at full order."""
+    """iPNDM with variable step sizes (zju-pi diff-solvers' iPNDM_v, as ComfyUI has it): the
+    Adams-Bashforth weights of ipndm adjusted for uneven sigma steps h_n = sigma_{n+1} - sigma_n.
+    Its order-2 weights are exact variable-step AB2 and on uniform steps its order-3 weights are
+    AB3's; on uneven steps the order-3/4 weights are not the exact variable-step ones (the source
+    has "1 - a * b / c" where the exact weight is "(1 - a) * b / c"), kept for ComfyUI parity.
+    lms is the exact variable-step Adams-Bashforth method."""
     extra_args = extra_args or {}
     s_in = x.new_ones([x.shape[0]])
     t = sigmas
