@@ -243,30 +243,44 @@ class CFGDenoiser:
     """D(x; sigma) with classifier-free guidance, for the samplers:
     denoiser(x, sigma) -> uncond + (cond - uncond) * cfg.
 
-    post_cfg(args) -> denoised, when a sampler passes one, is called after the combination with
-    {"denoised", "cond_denoised", "uncond_denoised", "x", "sigma"} and its result returned: the
-    CFG++ samplers record the unconditional prediction with it. With a post_cfg the negative side
-    is evaluated even at cfg 1 (ComfyUI's disable_cfg1_optimization), since the hook needs it."""
+    After the combination come, in order, the model's own post-CFG functions (model patches such
+    as PerturbedAttentionGuidance: `post_cfg_functions` on the MODEL) and the post_cfg hook a
+    sampler passes (the CFG++ samplers record the unconditional prediction with it). Each gets
+    {"denoised", "cond_denoised", "uncond_denoised", "x", "sigma", "cond", "model",
+    "predict"} and returns the new denoised; predict(conds, x, sigma) runs the model on a list of
+    Cond. With a sampler hook the negative side is evaluated even at cfg 1 (ComfyUI's
+    disable_cfg1_optimization), since the hook needs it; otherwise at cfg 1 the negative is
+    skipped and its prediction is 0, as in ComfyUI."""
 
-    def __init__(self, model_denoiser, positive: list[Cond], negative: list[Cond], cfg: float):
+    def __init__(self, model_denoiser, positive: list[Cond], negative: list[Cond], cfg: float,
+                 post_cfg_functions=()):
         self.model_denoiser = model_denoiser
         self.positive, self.negative = list(positive), list(negative)
         match_areas(self.positive, self.negative)
         self.cfg = float(cfg)
         self.skip_uncond = math.isclose(self.cfg, 1.0)
+        self.post_cfg_functions = tuple(post_cfg_functions)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, post_cfg=None) -> torch.Tensor:
         skip = self.skip_uncond and post_cfg is None
         cond, uncond = predict_sides(self.model_denoiser, [self.positive, None if skip else self.negative], x, sigma)
-        if skip:
+        if skip and not self.post_cfg_functions:
             return cond
-        return _post_cfg(post_cfg, cfg_combine(cond, uncond, self.cfg), cond, uncond, x, sigma)
+        denoised = cond if skip else cfg_combine(cond, uncond, self.cfg)
+        return _post_cfg(self, post_cfg, denoised, cond, uncond, self.positive, x, sigma)
 
 
-def _post_cfg(post_cfg, denoised, cond, uncond, x, sigma):
-    if post_cfg is None:
+def _post_cfg(denoiser, post_cfg, denoised, cond, uncond, cond_list, x, sigma):
+    functions = denoiser.post_cfg_functions + ((post_cfg,) if post_cfg is not None else ())
+    if not functions:
         return denoised
-    return post_cfg({"denoised": denoised, "cond_denoised": cond, "uncond_denoised": uncond, "x": x, "sigma": sigma})
+    model_denoiser = denoiser.model_denoiser
+    args = {"cond_denoised": cond, "uncond_denoised": uncond, "x": x, "sigma": sigma, "cond": cond_list,
+            "model": getattr(model_denoiser, "model", None),
+            "predict": lambda conds, x_, sigma_: predict_sides(model_denoiser, [conds], x_, sigma_)[0]}
+    for fn in functions:
+        denoised = fn({**args, "denoised": denoised})
+    return denoised
 
 
 class DualCFGDenoiser:
@@ -274,16 +288,17 @@ class DualCFGDenoiser:
     c2 = cond2 (treated as a negative prompt for SDXL's size conditioning, as ComfyUI does):
       regular: D = [neg + (c2 - neg) * cfg_cond2_negative] + (c1 - c2) * cfg_conds
       nested:  D = neg + cfg_cond2_negative * ([c2 + (c1 - c2) * cfg_conds] - neg)
-    The bracketed CFG is the one a post_cfg hook sees. In the regular style a scale of 1 skips
+    The bracketed CFG is the one post-CFG functions see. In the regular style a scale of 1 skips
     the side it would cancel (negative; then also cond2 if cfg_conds is 1), unless a hook needs it."""
 
     def __init__(self, model_denoiser, cond1: list[Cond], cond2: list[Cond], negative: list[Cond],
-                 cfg_conds: float, cfg_cond2_negative: float, nested: bool = False):
+                 cfg_conds: float, cfg_cond2_negative: float, nested: bool = False, post_cfg_functions=()):
         self.model_denoiser = model_denoiser
         self.cond1, self.cond2, self.negative = list(cond1), list(cond2), list(negative)
         match_areas(self.cond1, self.cond2, self.negative)
         self.cfg_conds, self.cfg_cond2_negative = float(cfg_conds), float(cfg_cond2_negative)
         self.nested = nested
+        self.post_cfg_functions = tuple(post_cfg_functions)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, post_cfg=None) -> torch.Tensor:
         negative, cond2 = self.negative, self.cond2
@@ -293,9 +308,9 @@ class DualCFGDenoiser:
                 cond2 = None
         neg, c2, c1 = predict_sides(self.model_denoiser, [negative, cond2, self.cond1], x, sigma)
         if self.nested:
-            text = _post_cfg(post_cfg, cfg_combine(c1, c2, self.cfg_conds), c1, c2, x, sigma)
+            text = _post_cfg(self, post_cfg, cfg_combine(c1, c2, self.cfg_conds), c1, c2, self.cond1, x, sigma)
             return neg + self.cfg_cond2_negative * (text - neg)
-        return _post_cfg(post_cfg, cfg_combine(c2, neg, self.cfg_cond2_negative), c2, neg, x, sigma) \
+        return _post_cfg(self, post_cfg, cfg_combine(c2, neg, self.cfg_cond2_negative), c2, neg, self.cond2, x, sigma) \
             + (c1 - c2) * self.cfg_conds
 
 
@@ -311,7 +326,8 @@ class CFGGuider:
     cfg: float = 1.0
 
     def denoiser(self, model_denoiser, prepare):
-        return CFGDenoiser(model_denoiser, prepare(self.positive), prepare(self.negative, negative=True), self.cfg)
+        return CFGDenoiser(model_denoiser, prepare(self.positive), prepare(self.negative, negative=True), self.cfg,
+                           getattr(self.model, "post_cfg_functions", ()))
 
 
 @dataclass
@@ -329,4 +345,4 @@ class DualCFGGuider:
     def denoiser(self, model_denoiser, prepare):
         return DualCFGDenoiser(model_denoiser, prepare(self.cond1), prepare(self.cond2, negative=True),
                                prepare(self.negative, negative=True), self.cfg_conds, self.cfg_cond2_negative,
-                               self.nested)
+                               self.nested, getattr(self.model, "post_cfg_functions", ()))
