@@ -248,9 +248,10 @@ class CFGDenoiser:
     sampler passes (the CFG++ samplers record the unconditional prediction with it). Each gets
     {"denoised", "cond_denoised", "uncond_denoised", "x", "sigma", "cond", "model",
     "predict"} and returns the new denoised; predict(conds, x, sigma) runs the model on a list of
-    Cond. With a sampler hook the negative side is evaluated even at cfg 1 (ComfyUI's
-    disable_cfg1_optimization), since the hook needs it; otherwise at cfg 1 the negative is
-    skipped and its prediction is 0, as in ComfyUI."""
+    Cond ("cond" / "uncond": the two sides' lists). With a sampler hook, or a model function
+    marked `needs_uncond`, the negative side is evaluated even at cfg 1 (ComfyUI's
+    disable_cfg1_optimization); otherwise at cfg 1 the negative is skipped and its prediction is
+    0, as in ComfyUI."""
 
     def __init__(self, model_denoiser, positive: list[Cond], negative: list[Cond], cfg: float,
                  post_cfg_functions=()):
@@ -258,8 +259,9 @@ class CFGDenoiser:
         self.positive, self.negative = list(positive), list(negative)
         match_areas(self.positive, self.negative)
         self.cfg = float(cfg)
-        self.skip_uncond = math.isclose(self.cfg, 1.0)
         self.post_cfg_functions = tuple(post_cfg_functions)
+        needs_uncond = any(getattr(fn, "needs_uncond", False) for fn in self.post_cfg_functions)
+        self.skip_uncond = math.isclose(self.cfg, 1.0) and not needs_uncond
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, post_cfg=None) -> torch.Tensor:
         skip = self.skip_uncond and post_cfg is None
@@ -267,15 +269,16 @@ class CFGDenoiser:
         if skip and not self.post_cfg_functions:
             return cond
         denoised = cond if skip else cfg_combine(cond, uncond, self.cfg)
-        return _post_cfg(self, post_cfg, denoised, cond, uncond, self.positive, x, sigma)
+        return _post_cfg(self, post_cfg, denoised, cond, uncond, self.positive, self.negative, x, sigma)
 
 
-def _post_cfg(denoiser, post_cfg, denoised, cond, uncond, cond_list, x, sigma):
+def _post_cfg(denoiser, post_cfg, denoised, cond, uncond, cond_list, uncond_list, x, sigma):
     functions = denoiser.post_cfg_functions + ((post_cfg,) if post_cfg is not None else ())
     if not functions:
         return denoised
     model_denoiser = denoiser.model_denoiser
     args = {"cond_denoised": cond, "uncond_denoised": uncond, "x": x, "sigma": sigma, "cond": cond_list,
+            "uncond": uncond_list,
             "model": getattr(model_denoiser, "model", None),
             "predict": lambda conds, x_, sigma_: predict_sides(model_denoiser, [conds], x_, sigma_)[0]}
     for fn in functions:
@@ -302,15 +305,17 @@ class DualCFGDenoiser:
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, post_cfg=None) -> torch.Tensor:
         negative, cond2 = self.negative, self.cond2
-        if not self.nested and post_cfg is None and math.isclose(self.cfg_cond2_negative, 1.0):
+        needs_uncond = post_cfg is not None or any(getattr(fn, "needs_uncond", False) for fn in self.post_cfg_functions)
+        if not self.nested and not needs_uncond and math.isclose(self.cfg_cond2_negative, 1.0):
             negative = None
             if math.isclose(self.cfg_conds, 1.0):
                 cond2 = None
         neg, c2, c1 = predict_sides(self.model_denoiser, [negative, cond2, self.cond1], x, sigma)
         if self.nested:
-            text = _post_cfg(self, post_cfg, cfg_combine(c1, c2, self.cfg_conds), c1, c2, self.cond1, x, sigma)
+            text = _post_cfg(self, post_cfg, cfg_combine(c1, c2, self.cfg_conds), c1, c2, self.cond1, self.cond2, x, sigma)
             return neg + self.cfg_cond2_negative * (text - neg)
-        return _post_cfg(self, post_cfg, cfg_combine(c2, neg, self.cfg_cond2_negative), c2, neg, self.cond2, x, sigma) \
+        return _post_cfg(self, post_cfg, cfg_combine(c2, neg, self.cfg_cond2_negative), c2, neg, self.cond2,
+                         self.negative, x, sigma) \
             + (c1 - c2) * self.cfg_conds
 
 
