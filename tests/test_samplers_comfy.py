@@ -309,3 +309,58 @@ def test_sa_solver_adds_noise_only_in_the_models_middle_range():
     start, end = float(SD.sigma(torch.tensor(0.8 * 999))), float(SD.sigma(torch.tensor(0.2 * 999)))
     inside = [float(s) for s in sigmas[1:-1] if start >= float(s) >= end]
     assert draws == pytest.approx(inside) and 0 < len(inside) < len(sigmas) - 2
+
+
+@pytest.mark.parametrize("name,solver_type", [("dpmpp_2m_sde_heun", "heun"), ("dpmpp_2m_sde", "midpoint")])
+def test_dpmpp_2m_sde_matches_diffusers_sde_dpmsolver_pp(name, solver_type):
+    """diffusers' DPMSolverMultistepScheduler(algorithm_type="sde-dpmsolver++") works on the
+    variance-preserving sample x / sqrt(1 + sigma^2); fed the same eps and the same noise draws
+    it must land where ours does."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    mu, s = 0.3, 0.6
+    model = posterior_mean(mu, s)
+    steps = 10
+    scheduler = DPMSolverMultistepScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                            algorithm_type="sde-dpmsolver++", solver_type=solver_type,
+                                            use_karras_sigmas=True)
+    scheduler.set_timesteps(steps)
+    sigmas = scheduler.sigmas.float()
+    g = torch.Generator().manual_seed(0)
+    sample_vp = torch.randn(1, 4, 8, 8, generator=g)
+    noises = [torch.randn(1, 4, 8, 8, generator=g) for _ in range(steps)]
+    x_start = sample_vp * (1 + sigmas[0] ** 2).sqrt()
+    for i, t in enumerate(scheduler.timesteps):
+        x = sample_vp * (1 + sigmas[i] ** 2).sqrt()
+        eps = (x - model(x, sigmas[i].reshape(1))) / sigmas[i]
+        sample_vp = scheduler.step(eps, t, sample_vp, variance_noise=noises[i]).prev_sample
+    draws = iter(noises)
+    ours = SAMPLERS[name](model, x_start, sigmas, noise_sampler=lambda *_: next(draws))
+    torch.testing.assert_close(ours, sample_vp, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("tau", [0.0, 1.0])
+def test_sa_solver_matches_diffusers_sa_solver_scheduler(tau):
+    """diffusers' SASolverScheduler (data prediction, predictor order 3, corrector order 4 as
+    ComfyUI's) on the variance-preserving sample, the same eps and the same noise draws. Compared
+    one step before the end, where the two lower their orders differently."""
+    from diffusers import SASolverScheduler
+
+    model = posterior_mean(0.3, 0.6)
+    steps = 12
+    scheduler = SASolverScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                  predictor_order=3, corrector_order=4, tau_func=lambda t: tau,
+                                  lower_order_final=False, use_karras_sigmas=True)
+    scheduler.set_timesteps(steps)
+    sigmas = scheduler.sigmas.float()[:steps]
+    sample_vp = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    x_start = sample_vp * (1 + sigmas[0] ** 2).sqrt()
+    g = torch.Generator().manual_seed(1)
+    for i, t in enumerate(scheduler.timesteps[:steps - 1]):
+        x = sample_vp * (1 + sigmas[i] ** 2).sqrt()
+        eps = (x - model(x, sigmas[i].reshape(1))) / sigmas[i]
+        sample_vp = scheduler.step(eps, t, sample_vp, generator=g).prev_sample
+    g = torch.Generator().manual_seed(1)
+    ours = SAMPLERS["sa_solver"](model, x_start, sigmas, tau_func=lambda sigma: tau,
+                                 noise_sampler=lambda *_: torch.randn(1, 4, 8, 8, generator=g))
+    torch.testing.assert_close(ours, sample_vp * (1 + sigmas[-1] ** 2).sqrt(), rtol=1e-4, atol=1e-4)
