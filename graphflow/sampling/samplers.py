@@ -559,6 +559,31 @@ def sample_uni_pc_bh2(denoiser, x, sigmas, extra_args=None, callback=None, disab
 # guided denoiser hands the unconditional prediction over through its post_cfg hook; a denoiser
 # without one (no CFG) has D_uncond = D, and the sampler reduces to its plain counterpart.
 
+def half_log_snr(sigma, flow: bool = False):
+    """lambda = log(alpha / sigma): -log sigma for eps/v models (alpha = 1 in sigma space),
+    log((1 - sigma) / sigma) for flow models (x = (1 - sigma) x0 + sigma eps)."""
+    return sigma.logit().neg() if flow else sigma.log().neg()
+
+
+def sigma_of_half_log_snr(lam, flow: bool = False):
+    return lam.neg().sigmoid() if flow else lam.neg().exp()
+
+
+def _signal_scale(sigma, flow: bool):
+    """alpha: the signal's scale at sigma (1 in sigma space, 1 - sigma for flow models)."""
+    return 1 - sigma if flow else torch.ones_like(sigma)
+
+
+def _below_one(sigmas, flow: bool, schedule=None):
+    """Flow models' lambda is -inf at sigma = 1: start just below it (ComfyUI's
+    offset_first_sigma_for_snr: the model's sigma 1e-4 of the way into sampling)."""
+    if not flow or len(sigmas) <= 1 or sigmas[0] < 1:
+        return sigmas
+    sigmas = sigmas.clone()
+    sigmas[0] = 1.0 - 1e-4 if schedule is None else _percent_to_sigma(schedule, 1e-4)
+    return sigmas
+
+
 class _UncondRecorder:
     """post_cfg hook keeping the last unconditional prediction of the CFG denoiser."""
 
@@ -595,8 +620,9 @@ def _guided(denoiser, extra_args):
 
 @torch.no_grad()
 def sample_euler_ancestral_cfg_pp(denoiser, x, sigmas, extra_args=None, callback=None, disable=None,
-                                  eta=1.0, s_noise=1.0, noise_sampler=None, seed=None):
-    """Euler ancestral with CFG++: x = D_cfg + sigma_down * (x - D_uncond) / sigma + sigma_up * noise."""
+                                  eta=1.0, s_noise=1.0, noise_sampler=None, seed=None, flow=False):
+    """Euler ancestral with CFG++: x = D_cfg + sigma_down * (x - D_uncond) / sigma + sigma_up * noise
+    (flow: the same in the variance-exploding coordinates x / alpha, alpha = 1 - sigma, as ComfyUI)."""
     model = _guided(denoiser, extra_args or {})
     noise_sampler = noise_sampler or gaussian_noise_sampler(x, seed)
     s_in = x.new_ones([x.shape[0]])
@@ -607,35 +633,58 @@ def sample_euler_ancestral_cfg_pp(denoiser, x, sigmas, extra_args=None, callback
         if sigmas[i + 1] == 0:
             x = denoised
             continue
-        sigma_down, sigma_up = get_ancestral_step(sigmas[i], sigmas[i + 1], eta=eta)
-        x = denoised + to_d(x, sigmas[i], uncond) * sigma_down
+        alpha_s, alpha_t = _signal_scale(sigmas[i], flow), _signal_scale(sigmas[i + 1], flow)
+        d = to_d(x, sigmas[i], alpha_s * uncond)
+        sigma_down, sigma_up = get_ancestral_step(sigmas[i] / alpha_s, sigmas[i + 1] / alpha_t, eta=eta)
+        x = alpha_t * denoised + alpha_t * sigma_down * d
         if eta > 0 and s_noise > 0:
-            x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
+            x = x + alpha_t * noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
     return x
 
 
 @torch.no_grad()
-def sample_euler_cfg_pp(denoiser, x, sigmas, extra_args=None, callback=None, disable=None):
-    """Euler with CFG++: x_next = D_cfg + sigma_next * (x - D_uncond) / sigma."""
+def sample_euler_cfg_pp(denoiser, x, sigmas, extra_args=None, callback=None, disable=None, flow=False):
+    """Euler with CFG++: x_next = D_cfg + sigma_next * (x - D_uncond) / sigma (flow:
+    (1 - sigma_next) D_cfg + sigma_next (x - (1 - sigma) D_uncond) / sigma)."""
     return sample_euler_ancestral_cfg_pp(denoiser, x, sigmas, extra_args, callback, disable, eta=0.0, s_noise=0.0,
-                                         noise_sampler=lambda *_: None)
+                                         noise_sampler=lambda *_: None, flow=flow)
 
 
 @torch.no_grad()
 def sample_dpmpp_2s_ancestral_cfg_pp(denoiser, x, sigmas, extra_args=None, callback=None, disable=None,
-                                     eta=1.0, s_noise=1.0, noise_sampler=None, seed=None):
+                                     eta=1.0, s_noise=1.0, noise_sampler=None, seed=None, flow=False):
     """DPM-Solver++(2S) ancestral with CFG++ (ComfyUI's): both sub-steps move along the
     unconditional prediction, and the guidance D_cfg - D_uncond of the step's first evaluation is
-    added to the result."""
+    added to the result (flow: scaled by alpha = 1 - sigma_{i+1}, the sub-steps and the re-noise
+    those of flow models: x = (s'/s) x + (1 - s'/s) D, then signal scaled alpha_next / alpha_down)."""
     model = _guided(denoiser, extra_args or {})
     noise_sampler = noise_sampler or gaussian_noise_sampler(x, seed)
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
         denoised, uncond = model(x, sigmas[i] * s_in)
         guidance = denoised - uncond
-        sigma_down, sigma_up = get_ancestral_step(sigmas[i], sigmas[i + 1], eta=eta)
         if callback is not None:
             callback(_step_info(i, x, sigmas[i], denoised))
+        if flow:
+            sigma_down = sigmas[i + 1] * (1 + (sigmas[i + 1] / sigmas[i] - 1) * eta)
+            alpha_next, alpha_down = 1 - sigmas[i + 1], 1 - sigma_down
+            renoise = (sigmas[i + 1] ** 2 - sigma_down ** 2 * alpha_next ** 2 / alpha_down ** 2) ** 0.5
+            if sigmas[i + 1] == 0:
+                x = x + to_d(x, sigmas[i], uncond) * (sigma_down - sigmas[i])
+            else:
+                if sigmas[i] == 1.0:
+                    sigma_s = sigmas[i].new_tensor(0.9999)
+                else:
+                    lam, lam_down = half_log_snr(sigmas[i], True), half_log_snr(sigma_down, True)
+                    sigma_s = sigma_of_half_log_snr(lam + (lam_down - lam) / 2, True)
+                u = (sigma_s / sigmas[i]) * x + (1 - sigma_s / sigmas[i]) * uncond
+                _, uncond_2 = model(u, sigma_s * s_in)
+                x = (sigma_down / sigmas[i]) * x + (1 - sigma_down / sigmas[i]) * uncond_2
+            if sigmas[i + 1] > 0 and eta > 0:
+                x = (alpha_next / alpha_down) * x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * renoise
+            x = x + (1 - sigmas[i + 1]) * guidance
+            continue
+        sigma_down, sigma_up = get_ancestral_step(sigmas[i], sigmas[i + 1], eta=eta)
         if sigma_down == 0:
             x = x + to_d(x, sigmas[i], uncond) * (sigma_down - sigmas[i])
         else:
@@ -1069,11 +1118,11 @@ def _er_sde_noise_scaler(x):
 
 @torch.no_grad()
 def sample_er_sde(denoiser, x, sigmas, extra_args=None, callback=None, disable=None, s_noise=1.0,
-                  noise_sampler=None, seed=None, noise_scaler=None, max_stage=3):
+                  noise_sampler=None, seed=None, noise_scaler=None, max_stage=3, flow=False, schedule=None):
     """ER-SDE-Solver-3 (Cui et al. 2023, "Elucidating the solution space of extended reverse-time
-    SDE for diffusion models", arXiv:2309.06169), VP form in sigma space where the paper's lambda
-    is sigma: stage 1 is the exact step for constant D under the noise scale function
-    phi(sigma) = sigma (e^{sigma^0.3} + 10) (the paper's default), stages 2-3 add first and second
+    SDE for diffusion models", arXiv:2309.06169), VP form: with the paper's lambda = sigma / alpha
+    (sigma itself in sigma space), stage 1 is the exact step for constant D under the noise scale
+    function phi(l) = l (e^{l^0.3} + 10) (the paper's default), stages 2-3 add first and second
     differences of D with their integrals taken over 200 points; fresh noise keeps the marginals."""
     extra_args = extra_args or {}
     noise_sampler = noise_sampler or gaussian_noise_sampler(x, seed)
@@ -1081,7 +1130,8 @@ def sample_er_sde(denoiser, x, sigmas, extra_args=None, callback=None, disable=N
     s_in = x.new_ones([x.shape[0]])
     points = 200.0
     index = torch.arange(0, points, dtype=torch.float32, device=x.device)
-    lam = sigmas
+    sigmas = _below_one(sigmas, flow, schedule)
+    lam = half_log_snr(sigmas, flow).neg().exp() if flow else sigmas  # sigma / alpha
     old_denoised = old_denoised_d = None
     for i in range(len(sigmas) - 1):
         denoised = denoiser(x, sigmas[i] * s_in, **extra_args)
@@ -1092,22 +1142,24 @@ def sample_er_sde(denoiser, x, sigmas, extra_args=None, callback=None, disable=N
             x = denoised
         else:
             lam_s, lam_t = lam[i], lam[i + 1]
+            alpha_t = sigmas[i + 1] / lam_t
+            r_alpha = alpha_t / (sigmas[i] / lam_s)
             r = noise_scaler(lam_t) / noise_scaler(lam_s)
-            x = r * x + (1 - r) * denoised
+            x = r_alpha * r * x + alpha_t * (1 - r) * denoised
             if stage >= 2:
                 dt = lam_t - lam_s
                 positions = lam_t + index * (-dt / points)
                 scaled = noise_scaler(positions)
                 integral = torch.sum(1 / scaled) * (-dt / points)
                 denoised_d = (denoised - old_denoised) / (lam_s - lam[i - 1])
-                x = x + (dt + integral * noise_scaler(lam_t)) * denoised_d
+                x = x + alpha_t * (dt + integral * noise_scaler(lam_t)) * denoised_d
                 if stage >= 3:
                     integral_u = torch.sum((positions - lam_s) / scaled) * (-dt / points)
                     denoised_u = (denoised_d - old_denoised_d) / ((lam_s - lam[i - 2]) / 2)
-                    x = x + (dt ** 2 / 2 + integral_u * noise_scaler(lam_t)) * denoised_u
+                    x = x + alpha_t * (dt ** 2 / 2 + integral_u * noise_scaler(lam_t)) * denoised_u
                 old_denoised_d = denoised_d
             if s_noise > 0:
-                x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * \
+                x = x + alpha_t * noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * \
                     (lam_t ** 2 - lam_s ** 2 * r ** 2).sqrt().nan_to_num(nan=0.0)
         old_denoised = denoised
     return x
@@ -1123,18 +1175,19 @@ def _h_phi_2(h):
 
 @torch.no_grad()
 def sample_seeds_2(denoiser, x, sigmas, extra_args=None, callback=None, disable=None, eta=1.0, s_noise=1.0,
-                   noise_sampler=None, seed=None, r=0.5, solver_type="phi_1"):
+                   noise_sampler=None, seed=None, r=0.5, solver_type="phi_1", flow=False, schedule=None):
     """SEEDS-2 (Gonzalez et al. 2023, "SEEDS: Exponential SDE Solvers for Fast High-Quality
     Sampling from Diffusion Models", arXiv:2305.14267): a 2-stage exponential SDE step in
-    lambda = -log sigma, data prediction, the stage at r * h; the noise of the two sub-intervals
-    is drawn separately and combined so it is one consistent Brownian increment. eta = 0: the
-    deterministic exponential 2-stage method (DPM-Solver++(2S))."""
+    lambda = log(alpha / sigma), data prediction, the stage at r * h; the noise of the two
+    sub-intervals is drawn separately and combined so it is one consistent Brownian increment.
+    eta = 0: the deterministic exponential 2-stage method (DPM-Solver++(2S))."""
     if solver_type not in ("phi_1", "phi_2"):
         raise ValueError("solver_type must be 'phi_1' or 'phi_2'")
     extra_args = extra_args or {}
     noise_sampler = noise_sampler or gaussian_noise_sampler(x, seed)
     inject = eta > 0 and s_noise > 0
     s_in = x.new_ones([x.shape[0]])
+    sigmas = _below_one(sigmas, flow, schedule)
     for i in range(len(sigmas) - 1):
         denoised = denoiser(x, sigmas[i] * s_in, **extra_args)
         if callback is not None:
@@ -1142,21 +1195,24 @@ def sample_seeds_2(denoiser, x, sigmas, extra_args=None, callback=None, disable=
         if sigmas[i + 1] == 0:
             x = denoised
             continue
-        lam_s, lam_t = _t_fn(sigmas[i]), _t_fn(sigmas[i + 1])
+        lam_s, lam_t = half_log_snr(sigmas[i], flow), half_log_snr(sigmas[i + 1], flow)
         h = lam_t - lam_s
         h_eta = h * (eta + 1)
-        sigma_1 = _sigma_fn(torch.lerp(lam_s, lam_t, r))
-        x_2 = sigma_1 / sigmas[i] * (-r * h * eta).exp() * x - _h_phi_1(-r * h_eta) * denoised
+        lam_1 = torch.lerp(lam_s, lam_t, r)
+        sigma_1 = sigma_of_half_log_snr(lam_1, flow)
+        alpha_1, alpha_t = sigma_1 * lam_1.exp(), sigmas[i + 1] * lam_t.exp()
+        x_2 = sigma_1 / sigmas[i] * (-r * h * eta).exp() * x - alpha_1 * _h_phi_1(-r * h_eta) * denoised
         if inject:
             sde_noise = (-2 * r * h * eta).expm1().neg().sqrt() * noise_sampler(sigmas[i], sigma_1)
             x_2 = x_2 + sde_noise * sigma_1 * s_noise
         denoised_2 = denoiser(x_2, sigma_1 * s_in, **extra_args)
         if solver_type == "phi_1":
-            x = sigmas[i + 1] / sigmas[i] * (-h * eta).exp() * x - _h_phi_1(-h_eta) * torch.lerp(denoised, denoised_2, 1 / (2 * r))
+            x = sigmas[i + 1] / sigmas[i] * (-h * eta).exp() * x \
+                - alpha_t * _h_phi_1(-h_eta) * torch.lerp(denoised, denoised_2, 1 / (2 * r))
         else:
             b2 = _h_phi_2(-h_eta) / r
             b1 = _h_phi_1(-h_eta) - b2
-            x = sigmas[i + 1] / sigmas[i] * (-h * eta).exp() * x - (b1 * denoised + b2 * denoised_2)
+            x = sigmas[i + 1] / sigmas[i] * (-h * eta).exp() * x - alpha_t * (b1 * denoised + b2 * denoised_2)
         if inject:
             segment = (r - 1) * h * eta
             sde_noise = sde_noise * segment.exp() + segment.mul(2).expm1().neg().sqrt() * noise_sampler(sigma_1, sigmas[i + 1])
@@ -1166,13 +1222,14 @@ def sample_seeds_2(denoiser, x, sigmas, extra_args=None, callback=None, disable=
 
 @torch.no_grad()
 def sample_seeds_3(denoiser, x, sigmas, extra_args=None, callback=None, disable=None, eta=1.0, s_noise=1.0,
-                   noise_sampler=None, seed=None, r_1=1 / 3, r_2=2 / 3):
+                   noise_sampler=None, seed=None, r_1=1 / 3, r_2=2 / 3, flow=False, schedule=None):
     """SEEDS-3 (Gonzalez et al. 2023): the 3-stage exponential SDE step (stages at r_1 h, r_2 h),
-    data prediction in lambda = -log sigma, with one consistent Brownian path over the stages."""
+    data prediction in lambda = log(alpha / sigma), with one consistent Brownian path over the stages."""
     extra_args = extra_args or {}
     noise_sampler = noise_sampler or gaussian_noise_sampler(x, seed)
     inject = eta > 0 and s_noise > 0
     s_in = x.new_ones([x.shape[0]])
+    sigmas = _below_one(sigmas, flow, schedule)
     for i in range(len(sigmas) - 1):
         denoised = denoiser(x, sigmas[i] * s_in, **extra_args)
         if callback is not None:
@@ -1180,18 +1237,20 @@ def sample_seeds_3(denoiser, x, sigmas, extra_args=None, callback=None, disable=
         if sigmas[i + 1] == 0:
             x = denoised
             continue
-        lam_s, lam_t = _t_fn(sigmas[i]), _t_fn(sigmas[i + 1])
+        lam_s, lam_t = half_log_snr(sigmas[i], flow), half_log_snr(sigmas[i + 1], flow)
         h = lam_t - lam_s
         h_eta = h * (eta + 1)
-        sigma_1, sigma_2 = _sigma_fn(torch.lerp(lam_s, lam_t, r_1)), _sigma_fn(torch.lerp(lam_s, lam_t, r_2))
-        x_2 = sigma_1 / sigmas[i] * (-r_1 * h * eta).exp() * x - _h_phi_1(-r_1 * h_eta) * denoised
+        lam_1, lam_2 = torch.lerp(lam_s, lam_t, r_1), torch.lerp(lam_s, lam_t, r_2)
+        sigma_1, sigma_2 = sigma_of_half_log_snr(lam_1, flow), sigma_of_half_log_snr(lam_2, flow)
+        alpha_1, alpha_2, alpha_t = sigma_1 * lam_1.exp(), sigma_2 * lam_2.exp(), sigmas[i + 1] * lam_t.exp()
+        x_2 = sigma_1 / sigmas[i] * (-r_1 * h * eta).exp() * x - alpha_1 * _h_phi_1(-r_1 * h_eta) * denoised
         if inject:
             sde_noise = (-2 * r_1 * h * eta).expm1().neg().sqrt() * noise_sampler(sigmas[i], sigma_1)
             x_2 = x_2 + sde_noise * sigma_1 * s_noise
         denoised_2 = denoiser(x_2, sigma_1 * s_in, **extra_args)
         a3_2 = r_2 / r_1 * _h_phi_2(-r_2 * h_eta)
         a3_1 = _h_phi_1(-r_2 * h_eta) - a3_2
-        x_3 = sigma_2 / sigmas[i] * (-r_2 * h * eta).exp() * x - (a3_1 * denoised + a3_2 * denoised_2)
+        x_3 = sigma_2 / sigmas[i] * (-r_2 * h * eta).exp() * x - alpha_2 * (a3_1 * denoised + a3_2 * denoised_2)
         if inject:
             segment = (r_1 - r_2) * h * eta
             sde_noise = sde_noise * segment.exp() + segment.mul(2).expm1().neg().sqrt() * noise_sampler(sigma_1, sigma_2)
@@ -1199,7 +1258,7 @@ def sample_seeds_3(denoiser, x, sigmas, extra_args=None, callback=None, disable=
         denoised_3 = denoiser(x_3, sigma_2 * s_in, **extra_args)
         b3 = _h_phi_2(-h_eta) / r_2
         b1 = _h_phi_1(-h_eta) - b3
-        x = sigmas[i + 1] / sigmas[i] * (-h * eta).exp() * x - (b1 * denoised + b3 * denoised_3)
+        x = sigmas[i + 1] / sigmas[i] * (-h * eta).exp() * x - alpha_t * (b1 * denoised + b3 * denoised_3)
         if inject:
             segment = (r_2 - 1) * h * eta
             sde_noise = sde_noise * segment.exp() + segment.mul(2).expm1().neg().sqrt() * noise_sampler(sigma_2, sigmas[i + 1])
@@ -1211,7 +1270,8 @@ def stochastic_adams_coefficients(lambdas: torch.Tensor, lambda_s: float, lambda
     """SA-Solver's b_j (Xue et al. 2023, "SA-Solver: Stochastic Adams Solver for Fast Sampling of
     Diffusion Models", eqs. 15 / 18, data prediction, sigma space): the weights of D at the nodes
     `lambdas` such that sum_j b_j D_j = (1 + tau^2) integral_{lambda_s}^{lambda_t}
-    e^{-(1 + tau^2)(lambda_t - l)} P(l) dl for the interpolating polynomial P of the D_j. Exact on
+    e^{-(1 + tau^2)(lambda_t - l)} P(l) dl for the interpolating polynomial P of the D_j (times
+    alpha_t, 1 in sigma space, they are the solver's weights). Exact on
     monomials l^p by the recurrence J_p = t^p - s^p e^{-kh} - (p / k) J_{p-1}, then a Vandermonde
     solve; in float64."""
     k = 1.0 + tau ** 2
@@ -1239,7 +1299,7 @@ def _percent_to_sigma(schedule, percent: float) -> float:
 @torch.no_grad()
 def sample_sa_solver(denoiser, x, sigmas, extra_args=None, callback=None, disable=None, tau_func=None,
                      s_noise=1.0, noise_sampler=None, seed=None, predictor_order=3, corrector_order=4,
-                     use_pece=False, schedule=None):
+                     use_pece=False, schedule=None, flow=False):
     """SA-Solver (Xue et al. 2023): stochastic Adams predictor (order 3) and corrector (order 4)
     on the SDE with stochasticity tau(sigma); by default tau = 1 between 20% and 80% of the model's
     schedule and 0 (the ODE) outside, as ComfyUI. Orders drop near the end of a schedule that ends
@@ -1249,7 +1309,8 @@ def sample_sa_solver(denoiser, x, sigmas, extra_args=None, callback=None, disabl
     extra_args = extra_args or {}
     noise_sampler = noise_sampler or gaussian_noise_sampler(x, seed)
     s_in = x.new_ones([x.shape[0]])
-    lambdas = _t_fn(sigmas.double())
+    sigmas = _below_one(sigmas, flow, schedule)
+    lambdas = half_log_snr(sigmas.double(), flow)
     if tau_func is None:
         if schedule is None:
             from .model_sampling import DiscreteSchedule
@@ -1281,6 +1342,7 @@ def sample_sa_solver(denoiser, x, sigmas, extra_args=None, callback=None, disabl
             x = x_pred
         else:
             b = stochastic_adams_coefficients(lambdas[i - c_order + 1:i + 1], lambdas[i - 1], lambdas[i], tau)
+            b = b * float(sigmas[i] * lambdas[i].exp())  # alpha at sigma_i
             x = sigmas[i] / sigmas[i - 1] * math.exp(-(tau ** 2) * h) * x + combine(preds[-c_order:], b)
             if tau > 0 and s_noise > 0:
                 x = x + noise  # the predictor's noise, reused
@@ -1292,6 +1354,7 @@ def sample_sa_solver(denoiser, x, sigmas, extra_args=None, callback=None, disabl
         else:
             tau = tau_func(sigmas[i + 1])
             b = stochastic_adams_coefficients(lambdas[i - p_order + 1:i + 1], lambdas[i], lambdas[i + 1], tau)
+            b = b * float(sigmas[i + 1] * lambdas[i + 1].exp())  # alpha at sigma_{i+1}
             h = float(lambdas[i + 1] - lambdas[i])
             x_pred = sigmas[i + 1] / sigmas[i] * math.exp(-(tau ** 2) * h) * x + combine(preds[-p_order:], b)
             if tau > 0 and s_noise > 0:
@@ -1304,10 +1367,10 @@ def sample_sa_solver(denoiser, x, sigmas, extra_args=None, callback=None, disabl
 @torch.no_grad()
 def sample_sa_solver_pece(denoiser, x, sigmas, extra_args=None, callback=None, disable=None, tau_func=None,
                           s_noise=1.0, noise_sampler=None, seed=None, predictor_order=3, corrector_order=4,
-                          schedule=None):
+                          schedule=None, flow=False):
     """SA-Solver in PECE mode (predict, evaluate, correct, evaluate)."""
     return sample_sa_solver(denoiser, x, sigmas, extra_args, callback, disable, tau_func, s_noise, noise_sampler,
-                            seed, predictor_order, corrector_order, use_pece=True, schedule=schedule)
+                            seed, predictor_order, corrector_order, use_pece=True, schedule=schedule, flow=flow)
 
 
 # In ComfyUI's menu order.
@@ -1359,6 +1422,11 @@ SAMPLERS = {
 # Samplers that add noise while sampling; the pipeline passes them `seed`.
 STOCHASTIC_SAMPLERS = frozenset(name for name, fn in SAMPLERS.items()
                                 if "seed" in inspect.signature(fn).parameters)
-# Samplers that read the model's schedule (SA-Solver's stochastic interval); the pipeline passes it.
+# Samplers with a `flow` switch (ComfyUI's CONST branches: lambda = log((1 - sigma) / sigma), alpha =
+# 1 - sigma) must get flow=True for flow models (SD3, FLUX); the others need no change or have
+# none in ComfyUI either (dpmpp_2m_cfg_pp, res_multistep*, gradient_estimation*: sigma space there too).
+FLOW_SWITCH_SAMPLERS = frozenset(name for name, fn in SAMPLERS.items() if "flow" in inspect.signature(fn).parameters)
+# Samplers that read the model's schedule (SA-Solver's stochastic interval; the flow models' start
+# just below sigma = 1); the pipeline passes it.
 SCHEDULE_SAMPLERS = frozenset(name for name, fn in SAMPLERS.items()
                               if "schedule" in inspect.signature(fn).parameters)
