@@ -422,3 +422,23 @@ def test_flow_sde_samplers_start_just_below_sigma_one():
     SAMPLERS["seeds_2"](model, torch.randn(1, 1, 4, 4), flow_sigmas(4), seed=0, flow=True,
                         schedule=SimpleNamespace(percent_to_sigma=lambda p: 0.98765))
     assert seen[0] == pytest.approx(0.98765)
+
+
+def test_the_pipeline_switches_samplers_to_flow_for_a_flow_schedule(monkeypatch):
+    from graphflow.sampling import pipeline
+
+    seen = {}
+
+    def recorder(denoiser, x, sigmas, callback=None, **options):
+        seen.update(options)
+        return x
+    monkeypatch.setitem(pipeline.SAMPLERS, "seeds_2", recorder)
+    model = FakeModel(context_eps)
+    schedule = DiscreteSchedule.from_betas()
+    args = (model, SD.sigmas[[999, 500]], torch.zeros(1, 4, 8, 8), torch.zeros(1, 4, 8, 8), prompt(0.1), prompt(0.0),
+            2.0, "seeds_2", 1)
+    pipeline.sample_with_sigmas(*args, schedule=schedule)
+    assert "flow" not in seen and seen["schedule"] is schedule and seen["seed"] == 1
+    schedule.prediction = "flow"  # what a flow model's sampling reports
+    pipeline.sample_with_sigmas(*args, schedule=schedule)
+    assert seen["flow"] is True

@@ -32,8 +32,8 @@ from .guidance import CFGGuider, prepare_conds, repeat_to_batch
 from .model_sampling import DiscreteSchedule, ModelDenoiser
 from .noise import NoiseSource, initial_noise, inpaint_noise
 from .preview import latent_preview
-from .samplers import (DISCARD_PENULTIMATE_SIGMA, RANDOM_INPAINT_NOISE, SAMPLERS, SCHEDULE_SAMPLERS, STOCHASTIC_SAMPLERS,
-                       SamplerChoice)
+from .samplers import (DISCARD_PENULTIMATE_SIGMA, FLOW_SWITCH_SAMPLERS, RANDOM_INPAINT_NOISE, SAMPLERS, SCHEDULE_SAMPLERS,
+                       STOCHASTIC_SAMPLERS, SamplerChoice)
 from .schedules import SCHEDULERS, compute_sigmas
 
 NOISE_MODES = ("comfy", "per_image")
@@ -206,6 +206,8 @@ def sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent_
         options = dict(sampler_options or {})
         if sampler_name in SCHEDULE_SAMPLERS:
             options["schedule"] = schedule
+        if sampler_name in FLOW_SWITCH_SAMPLERS and getattr(schedule, "prediction", None) == "flow":
+            options["flow"] = True  # flow-matching models (SD3, FLUX) sample with their lambda and alpha
         if sampler_name in STOCHASTIC_SAMPLERS:
             if noise_mode == "per_image":
                 indices = list(range(shape[0])) if batch_index is None else list(batch_index)
