@@ -17,10 +17,55 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 FORMAT_VERSION = 1
+# Deeper JSON is refused before anything walks it: real workflows nest about 6 levels (a literal
+# list inside an input), and recursive readers and writers (pydantic, json) fail near 1,000.
+MAX_JSON_DEPTH = 64
+
+
+@dataclass
+class Problem:
+    """One thing wrong with a workflow, located as closely as known (node, input)."""
+
+    node_id: str | None
+    node_type: str | None
+    input: str | None
+    message: str
+
+    def __str__(self):
+        where = []
+        if self.node_id is not None:
+            where.append(f"node {self.node_id}" + (f" ({self.node_type})" if self.node_type else ""))
+        if self.input is not None:
+            where.append(f"input '{self.input}'")
+        return (", ".join(where) + ": " if where else "") + self.message
+
+    def to_dict(self) -> dict:
+        return {"node_id": self.node_id, "node_type": self.node_type, "input": self.input, "message": self.message}
 
 
 class WorkflowFormatError(ValueError):
-    """The file is not a workflow this version of graphflow can read."""
+    """The data is not a workflow this version of graphflow can read; `problems` says where."""
+
+    def __init__(self, message: str, problems: list[Problem] | None = None):
+        super().__init__(message)
+        self.problems = problems or [Problem(None, None, None, message)]
+
+
+def json_depth_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether lists and objects nest deeper than `limit` (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list, tuple)))
+    return False
 
 
 class NodeEntry(BaseModel):
@@ -58,16 +103,20 @@ def literal(value: Any) -> Any:
 
 
 def is_comfy_api_graph(data: Any) -> bool:
+    """An object of node entries with `class_type` (entries that lack it are reported on import)."""
     return (
         isinstance(data, dict)
-        and bool(data)
         and "nodes" not in data
-        and all(isinstance(v, dict) and "class_type" in v for v in data.values())
+        and any(isinstance(v, dict) and "class_type" in v for v in data.values())
     )
 
 
 def parse_workflow(data: Any, registry=None) -> Workflow:
-    """A Workflow from parsed JSON: our format, or a ComfyUI API-format graph (needs the registry)."""
+    """A Workflow from parsed JSON: our format, or a ComfyUI API-format graph (needs the registry).
+
+    Any other JSON value raises WorkflowFormatError, whose `problems` name the nodes at fault."""
+    if json_depth_exceeds(data):
+        raise WorkflowFormatError(f"not a workflow: lists and objects nest deeper than {MAX_JSON_DEPTH} levels")
     if is_comfy_api_graph(data):
         if registry is None:
             from graphflow.registry import default_registry
@@ -83,22 +132,49 @@ def parse_workflow(data: Any, registry=None) -> Workflow:
         raise WorkflowFormatError(
             f"workflow format version {version} is newer than this graphflow reads ({FORMAT_VERSION})"
         )
+    return _validated(data)
+
+
+def _validated(data: dict, type_of: dict | None = None) -> Workflow:
+    """The Workflow model of `data`, or WorkflowFormatError with one problem per pydantic error."""
     try:
         return Workflow.model_validate(data)
     except ValidationError as e:
-        details = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        raise WorkflowFormatError(f"malformed workflow: {details}") from None
+        errors = e.errors(include_url=False)
+    problems = []
+    for err in errors:
+        loc = tuple(err["loc"])
+        node_id = str(loc[1]) if len(loc) > 1 and loc[0] == "nodes" else None
+        node_type = (type_of or {}).get(node_id)
+        if node_type is None and node_id is not None and isinstance(data.get("nodes"), dict):
+            entry = data["nodes"].get(node_id)
+            node_type = entry.get("type") if isinstance(entry, dict) and isinstance(entry.get("type"), str) else None
+        name = str(loc[3]) if len(loc) > 3 and loc[2] == "inputs" else None
+        field_name = ".".join(map(str, loc[2:] if node_id is not None else loc)) or "the workflow"
+        problems.append(Problem(node_id, node_type or None, name, f"{field_name}: {err['msg']}"))
+    details = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in errors)
+    raise WorkflowFormatError(f"malformed workflow: {details}", problems)
 
 
 def load_workflow(path: str | Path, registry=None) -> Workflow:
+    return parse_workflow(read_json_file(path), registry)
+
+
+def read_json_file(path: str | Path) -> Any:
+    """The JSON value in a file; WorkflowFormatError when it can't be read or isn't JSON."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise WorkflowFormatError(f"no such workflow file: {path}") from None
+    except IsADirectoryError:
+        raise WorkflowFormatError(f"{path} is a folder, not a workflow file") from None
+    except OSError as e:
+        raise WorkflowFormatError(f"can't read {path}: {e.strerror or e}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise WorkflowFormatError(f"{path} is not valid JSON: {e}") from None
-    return parse_workflow(data, registry)
+    except RecursionError:
+        raise WorkflowFormatError(f"not a workflow: {path} nests lists and objects too deeply") from None
 
 
 def save_workflow(workflow: Workflow, path: str | Path) -> None:
@@ -126,27 +202,52 @@ def comfy_aliases(cls) -> tuple[ComfyAlias, ...]:
 def import_comfy(graph: dict, registry) -> Workflow:
     """Convert a ComfyUI API-format graph, renaming classes, inputs and values by the aliases.
 
-    Classes without an equivalent keep their name, so validation reports them by node."""
-    nodes, titles = {}, {}
-    for node_id, entry in graph.items():
-        class_type = entry["class_type"]
+    Classes without an equivalent keep their name, so validation reports them by node; entries
+    that are not a node at all raise WorkflowFormatError with a problem for each."""
+    nodes, titles, problems, type_of = {}, {}, [], {}
+    for key, entry in graph.items():
+        node_id = str(key)
+        if not isinstance(entry, dict):
+            problems.append(Problem(node_id, None, None, f"expected a node object with 'class_type', got {_short(entry)}"))
+            continue
+        class_type = entry.get("class_type")
+        if not isinstance(class_type, str) or not class_type:
+            problems.append(Problem(node_id, None, None,
+                                    f"'class_type' must be a node class name (text), got {_short(class_type)}"))
+            continue
+        raw_inputs = entry.get("inputs")
+        if raw_inputs is None:
+            raw_inputs = {}
+        if not isinstance(raw_inputs, dict):
+            problems.append(Problem(node_id, class_type, None,
+                                    f"'inputs' must be an object of input name to value, got {_short(raw_inputs)}"))
+            continue
         cls = registry.comfy_node(class_type)
         alias = next((a for a in comfy_aliases(cls) if class_type in a.class_types), None) if cls else None
         inputs = dict(alias.fixed) if alias is not None else {}
-        for name, value in (entry.get("inputs") or {}).items():
+        for name, value in raw_inputs.items():
             if alias is not None:
                 if name in alias.ignore:
                     continue
                 name = alias.inputs.get(name, name)
                 mapping = alias.values.get(name)
-                if mapping is not None and not is_link(value) and value in mapping:
+                if mapping is not None and isinstance(value, (str, int, float)) and value in mapping:
                     value = mapping[value]
             inputs[name] = value
-        nodes[str(node_id)] = {"type": cls.node_type if cls is not None else class_type, "inputs": inputs}
-        title = (entry.get("_meta") or {}).get("title")
-        if title:
-            titles[str(node_id)] = title
+        node_type = cls.node_type if cls is not None else class_type
+        nodes[node_id], type_of[node_id] = {"type": node_type, "inputs": inputs}, node_type
+        meta = entry.get("_meta")
+        title = meta.get("title") if isinstance(meta, dict) else None
+        if isinstance(title, str) and title:
+            titles[node_id] = title
+    if problems:
+        raise WorkflowFormatError("malformed ComfyUI graph: " + "; ".join(map(str, problems)), problems)
     ui = {"imported_from": "comfyui-api"}
     if titles:
         ui["titles"] = titles
-    return Workflow.model_validate({"version": FORMAT_VERSION, "nodes": nodes, "ui": ui})
+    return _validated({"version": FORMAT_VERSION, "nodes": nodes, "ui": ui}, type_of)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

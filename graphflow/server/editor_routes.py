@@ -6,7 +6,7 @@ from pathlib import Path
 from aiohttp import web
 
 from graphflow.validation import Problem, validate
-from graphflow.workflow import parse_workflow
+from graphflow.workflow import WorkflowFormatError, parse_workflow
 
 from graphflow.server.json_api import error_response, json_body, json_response
 from graphflow.server.server import server_of
@@ -48,9 +48,8 @@ async def convert_workflow(request):
         return json_response({"error": message, "problems": [Problem(None, None, None, message).to_dict()]}, 400)
     try:
         workflow = parse_workflow(body["workflow"], server.registry)
-    except Exception as e:
-        problem = Problem(None, None, None, str(e) or type(e).__name__)
-        return json_response({"error": problem.message, "problems": [problem.to_dict()]}, 400)
+    except WorkflowFormatError as e:
+        return json_response({"error": str(e), "problems": [p.to_dict() for p in e.problems]}, 400)
     problems = validate(workflow, server.registry)
     return json_response({"workflow": workflow.to_json(), "problems": [p.to_dict() for p in problems]})
 
