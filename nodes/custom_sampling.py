@@ -14,6 +14,7 @@ from graphflow.sampling.noise import NoiseSource
 from graphflow.sampling.pipeline import sample_custom
 from graphflow.sampling.samplers import SamplerChoice
 from graphflow.sampling.schedules import exponential_sigmas, karras_sigmas, sd_turbo
+from nodes.sampling import _estimate  # a UNet's working memory for the latent, as KSampler's
 
 SEED_MAX = 2**64 - 1
 
@@ -49,6 +50,7 @@ class SamplerCustomAdvanced(Node):
     sigmas: SIGMAS
     latent_image: LATENT
     outputs = {"output": LATENT, "denoised_output": LATENT}
+    estimate = classmethod(_estimate)
 
     def run(self):
         return _run(self.guider, self.noise, self.sampler, self.sigmas, self.latent_image)
@@ -69,6 +71,7 @@ class SamplerCustom(Node):
     sigmas: SIGMAS
     latent_image: LATENT
     outputs = {"output": LATENT, "denoised_output": LATENT}
+    estimate = classmethod(_estimate)
 
     def run(self):
         guider = CFGGuidance(self.model, self.positive, self.negative, self.cfg)
@@ -155,7 +158,7 @@ class BasicScheduler(Node):
     category = "sampling/custom_sampling/schedulers"
     model: MODEL
     scheduler: str = Choice(SCHEDULER_NAMES, "simple")
-    steps: int = Int(20, min=1, max=10000)
+    steps: int = Int(20, min=1, max=10000, resource="steps")
     denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
     outputs = {"sigmas": SIGMAS}
 
@@ -167,7 +170,7 @@ class KarrasScheduler(Node):
     """Karras et al.'s schedule: sigmas spaced uniformly in sigma^(1/rho) from sigma_max down to
     sigma_min, then 0. The defaults are SD1/SD2/SDXL's noise range."""
     category = "sampling/custom_sampling/schedulers"
-    steps: int = Int(20, min=1, max=10000)
+    steps: int = Int(20, min=1, max=10000, resource="steps")
     sigma_max: float = Float(14.614642, min=0.0, max=5000.0, step=0.01)
     sigma_min: float = Float(0.0291675, min=0.0, max=5000.0, step=0.01)
     rho: float = Float(7.0, min=0.0, max=100.0, step=0.01)
@@ -182,7 +185,7 @@ class KarrasScheduler(Node):
 class ExponentialScheduler(Node):
     """Sigmas spaced uniformly in log sigma from sigma_max down to sigma_min, then 0."""
     category = "sampling/custom_sampling/schedulers"
-    steps: int = Int(20, min=1, max=10000)
+    steps: int = Int(20, min=1, max=10000, resource="steps")
     sigma_max: float = Float(14.614642, min=0.0, max=5000.0, step=0.01)
     sigma_min: float = Float(0.0291675, min=0.0, max=5000.0, step=0.01)
     outputs = {"sigmas": SIGMAS}
@@ -199,7 +202,7 @@ class SDTurboScheduler(Node):
     steps); denoise < 1 starts further down (img2img)."""
     category = "sampling/custom_sampling/schedulers"
     model: MODEL
-    steps: int = Int(1, min=1, max=10)
+    steps: int = Int(1, min=1, max=10, resource="steps")
     denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
     outputs = {"sigmas": SIGMAS}
 

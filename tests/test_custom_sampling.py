@@ -331,3 +331,20 @@ def test_every_sampler_runs_in_the_pipeline_and_keeps_a_masks_known_region(name)
     tolerance = {"uni_pc": 0.05, "uni_pc_bh2": 0.05, "dpm_fast": 0.5, "dpm_adaptive": 0.5}.get(name, 1e-4)
     torch.testing.assert_close(samples[..., :4], known[..., :4], rtol=0, atol=tolerance)
     assert (samples[..., 4:] - known[..., 4:]).abs().max() > 1e-2
+
+
+def test_custom_samplers_declare_their_memory_and_schedulers_their_steps(builtin_registry):
+    from graphflow.resource_limits import RunLimits
+    from graphflow.validation import validate
+
+    graph = demo_graph()
+    graph["21"]["inputs"]["steps"] = 5000
+    wf = parse_workflow(graph, builtin_registry)
+    problems = validate(wf, builtin_registry, outputs=["25"], limits=RunLimits(max_steps=1000))
+    assert [(p.node_id, p.input) for p in problems] == [("21", "steps")]
+    graph = demo_graph()
+    graph["4"]["inputs"].update(width=16384, height=16384, batch_size=64)
+    for node in ("22", "25"):  # SamplerCustom, SamplerCustomAdvanced: the UNet's working memory
+        problems = validate(parse_workflow(graph, builtin_registry), builtin_registry, outputs=[node],
+                            limits=RunLimits(ram_bytes=10**10, device_bytes=10**10))
+        assert [(p.node_id, p.input) for p in problems] == [(node, "latent_image")]
