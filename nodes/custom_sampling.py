@@ -5,8 +5,7 @@ through the same sampling engine as KSampler, so the same choices give the same 
 import torch
 
 from graphflow.api import (CONDITIONING, GUIDER, LATENT, MODEL, NOISE, SAMPLER, SIGMAS, Bool, Choice, Float, Int,
-                           Node, NodeInputError, progress)
-from graphflow.images import image_to_pil
+                           Node, NodeInputError)
 from graphflow.sampling import SAMPLER_NAMES, SCHEDULER_NAMES, DiscreteSchedule, compute_sigmas
 from graphflow.sampling.guidance import CFGGuider as CFGGuidance
 from graphflow.sampling.guidance import DualCFGGuider as DualCFGGuidance
@@ -14,17 +13,8 @@ from graphflow.sampling.noise import NoiseSource
 from graphflow.sampling.pipeline import sample_custom
 from graphflow.sampling.samplers import SamplerChoice
 from graphflow.sampling.schedules import exponential_sigmas, karras_sigmas, sd_turbo
-from nodes.sampling import _estimate  # a UNet's working memory for the latent, as KSampler's
-
-SEED_MAX = 2**64 - 1
-
-
-def _reporter():
-    def on_step(info):
-        preview = info.get("preview")
-        progress(info["step"], info["total"], image_to_pil(preview) if preview is not None else None)
-
-    return on_step
+# KSampler's seed range, progress reporter and estimate (a UNet's working memory for the latent)
+from nodes.sampling import SEED_MAX, _estimate, _reporter
 
 
 def _run(guider, noise, sampler, sigmas, latent):
