@@ -12,14 +12,13 @@ extra UNet evaluation per step."""
 import contextlib
 import copy
 
-from graphflow.models.unet import BasicTransformerBlock
 
 
 def middle_self_attentions(unet) -> list:
     middle = getattr(unet, "middle_block", None)
     if middle is None:
         return []
-    return [block.attn1 for block in middle.modules() if isinstance(block, BasicTransformerBlock)]
+    return [block.attn1 for block in middle.modules() if hasattr(block, "attn1")]  # transformer blocks
 
 
 def _value_only(attention):

@@ -21,14 +21,13 @@ import math
 import torch
 import torch.nn.functional as F
 
-from graphflow.models.unet import BasicTransformerBlock
 
 
 def first_middle_self_attention(unet):
     middle = getattr(unet, "middle_block", None)
     if middle is None:
         return None
-    return next((block.attn1 for block in middle.modules() if isinstance(block, BasicTransformerBlock)), None)
+    return next((block.attn1 for block in middle.modules() if hasattr(block, "attn1")), None)
 
 
 @contextlib.contextmanager
