@@ -272,7 +272,7 @@ class ImageCompositeMasked(Node):
     resize_source: bool = Bool(False)
     mask: MASK = None
     outputs = {"image": IMAGE}
-    comfy = ComfyAlias(("ImageCompositeMasked",))
+    comfy = ComfyAlias(("ImageCompositeMasked",), optional=("mask",))
 
     def run(self):
         dest, src = _image(self.destination, "destination"), _image(self.source, "source")

@@ -31,11 +31,15 @@ class EmptyLatent(Node):
         return {"samples": torch.zeros(self.batch_size, 4, self.height // 8, self.width // 8)}
 
 
+LATENT_RESIZE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "bislerp")
+
+
 class LatentUpscale(Node):
-    """Resize latents to a new pixel size (0 keeps the aspect ratio from the other side)."""
+    """Resize latents to a new pixel size (0 keeps the aspect ratio from the other side). bislerp
+    interpolates spherically between neighbours, as ComfyUI's does."""
     category = "latent"
     samples: LATENT
-    upscale_method: str = Choice(RESIZE_METHODS, "nearest-exact")
+    upscale_method: str = Choice(LATENT_RESIZE_METHODS, "nearest-exact")
     width: int = Int(512, min=0, max=MAX_SIZE, step=8, resource="width")
     height: int = Int(512, min=0, max=MAX_SIZE, step=8, resource="height")
     crop: str = Choice(["disabled", "center"], "disabled")
@@ -50,7 +54,10 @@ class LatentUpscale(Node):
         if self.crop == "center":
             x = center_crop_to_aspect(x, width, height)
         out = {k: v for k, v in self.samples.items() if k != "noise_mask"}
-        out["samples"] = resize_nchw(x, width, height, self.upscale_method)
+        if self.upscale_method == "bislerp":
+            out["samples"] = bislerp(x, width, height).to(x.dtype)
+        else:
+            out["samples"] = resize_nchw(x, width, height, self.upscale_method)
         return out
 
 
@@ -93,8 +100,6 @@ class SetLatentNoiseMask(Node):
         out["noise_mask"] = self.mask.reshape(-1, 1, *self.mask.shape[-2:]).float()
         return out
 
-
-LATENT_RESIZE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "bislerp")
 
 
 def _samples(latent, name: str) -> torch.Tensor:
@@ -205,7 +210,7 @@ class LatentCompositeMasked(Node):
     resize_source: bool = Bool(False)
     mask: MASK = None
     outputs = {"latent": LATENT}
-    comfy = ComfyAlias(("LatentCompositeMasked",))
+    comfy = ComfyAlias(("LatentCompositeMasked",), optional=("mask",))
 
     def run(self):
         dest, src = _samples(self.destination, "destination"), _samples(self.source, "source")

@@ -63,7 +63,7 @@ class DifferentialDiffusion(Node):
     model: MODEL
     strength: float = Float(1.0, min=0.0, max=1.0, step=0.01)
     outputs = {"model": MODEL}
-    comfy = ComfyAlias(("DifferentialDiffusion",))
+    comfy = ComfyAlias(("DifferentialDiffusion",), optional=("strength",))
 
     def run(self):
         return _with_options(self.model, differential_diffusion=self.strength)

@@ -178,13 +178,14 @@ def _add_area_counterparts(targets: list[Cond], source: Cond) -> None:
                            guidance=smallest.guidance))
 
 
-def match_areas(positive: list[Cond], negative: list[Cond]) -> None:
-    """Give every area entry a same-area counterpart on the other side (in place, ComfyUI's order:
-    positive's areas first, then negative's, including counterparts just added)."""
-    sides = [positive, negative]
+def match_areas(*sides: list[Cond]) -> None:
+    """Give every area entry a same-area counterpart on each other side (in place, ComfyUI's order:
+    the first side's areas first, then the next's, including counterparts just added)."""
     for k, side in enumerate(sides):
         for c in side:  # the list may grow while iterating; that is intended
-            _add_area_counterparts(sides[1 - k], c)
+            for j, other in enumerate(sides):
+                if j != k:
+                    _add_area_counterparts(other, c)
 
 
 def _crop_and_weight(cond: Cond, x: torch.Tensor):
@@ -313,22 +314,120 @@ def rescaled_cfg(x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor, uncon
 
 class CFGDenoiser:
     """D(x; sigma) with classifier-free guidance, for the samplers:
-    denoiser(x, sigma) -> uncond + (cond - uncond) * cfg."""
+    denoiser(x, sigma) -> uncond + (cond - uncond) * cfg.
+
+    After the combination come, in order, the model's own post-CFG functions (model patches such
+    as PerturbedAttentionGuidance: `post_cfg_functions` on the MODEL) and the post_cfg hook a
+    sampler passes (the CFG++ samplers record the unconditional prediction with it). Each gets
+    {"denoised", "cond_denoised", "uncond_denoised", "x", "sigma", "cond", "model",
+    "predict"} and returns the new denoised; predict(conds, x, sigma) runs the model on a list of
+    Cond ("cond" / "uncond": the two sides' lists). With a sampler hook, or a model function
+    marked `needs_uncond`, the negative side is evaluated even at cfg 1 (ComfyUI's
+    disable_cfg1_optimization); otherwise at cfg 1 the negative is skipped and its prediction is
+    0, as in ComfyUI."""
 
     def __init__(self, model_denoiser, positive: list[Cond], negative: list[Cond], cfg: float,
-                 rescale: float = 0.0):
+                 post_cfg_functions=(), rescale: float = 0.0):
         self.model_denoiser = model_denoiser
         self.positive, self.negative = list(positive), list(negative)
         match_areas(self.positive, self.negative)
         self.cfg = float(cfg)
         self.rescale = float(rescale)  # RescaleCFG's multiplier; 0 = plain CFG
-        self.skip_uncond = math.isclose(self.cfg, 1.0)
+        self.post_cfg_functions = tuple(post_cfg_functions)
+        needs_uncond = any(getattr(fn, "needs_uncond", False) for fn in self.post_cfg_functions)
+        self.skip_uncond = math.isclose(self.cfg, 1.0) and not needs_uncond
 
-    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        cond, uncond = predict_sides(self.model_denoiser, [self.positive, None if self.skip_uncond else self.negative],
-                                     x, sigma)
-        if self.skip_uncond:
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, post_cfg=None) -> torch.Tensor:
+        skip = self.skip_uncond and post_cfg is None
+        cond, uncond = predict_sides(self.model_denoiser, [self.positive, None if skip else self.negative], x, sigma)
+        if skip and not self.post_cfg_functions:
             return cond
-        if self.rescale:
-            return rescaled_cfg(x, sigma, cond, uncond, self.cfg, self.rescale)
-        return cfg_combine(cond, uncond, self.cfg)
+        if skip:
+            denoised = cond
+        elif self.rescale:
+            denoised = rescaled_cfg(x, sigma, cond, uncond, self.cfg, self.rescale)
+        else:
+            denoised = cfg_combine(cond, uncond, self.cfg)
+        return _post_cfg(self, post_cfg, denoised, cond, uncond, self.positive, self.negative, x, sigma)
+
+
+def _post_cfg(denoiser, post_cfg, denoised, cond, uncond, cond_list, uncond_list, x, sigma):
+    functions = denoiser.post_cfg_functions + ((post_cfg,) if post_cfg is not None else ())
+    if not functions:
+        return denoised
+    model_denoiser = denoiser.model_denoiser
+    args = {"cond_denoised": cond, "uncond_denoised": uncond, "x": x, "sigma": sigma, "cond": cond_list,
+            "uncond": uncond_list,
+            "model": getattr(model_denoiser, "model", None),
+            "predict": lambda conds, x_, sigma_: predict_sides(model_denoiser, [conds], x_, sigma_)[0]}
+    for fn in functions:
+        denoised = fn({**args, "denoised": denoised})
+    return denoised
+
+
+class DualCFGDenoiser:
+    """Guidance by two prompts and a negative (ComfyUI's DualCFGGuider), with c1 = cond1,
+    c2 = cond2 (treated as a negative prompt for SDXL's size conditioning, as ComfyUI does):
+      regular: D = [neg + (c2 - neg) * cfg_cond2_negative] + (c1 - c2) * cfg_conds
+      nested:  D = neg + cfg_cond2_negative * ([c2 + (c1 - c2) * cfg_conds] - neg)
+    The bracketed CFG is the one post-CFG functions see. In the regular style a scale of 1 skips
+    the side it would cancel (negative; then also cond2 if cfg_conds is 1), unless a hook needs it."""
+
+    def __init__(self, model_denoiser, cond1: list[Cond], cond2: list[Cond], negative: list[Cond],
+                 cfg_conds: float, cfg_cond2_negative: float, nested: bool = False, post_cfg_functions=()):
+        self.model_denoiser = model_denoiser
+        self.cond1, self.cond2, self.negative = list(cond1), list(cond2), list(negative)
+        match_areas(self.cond1, self.cond2, self.negative)
+        self.cfg_conds, self.cfg_cond2_negative = float(cfg_conds), float(cfg_cond2_negative)
+        self.nested = nested
+        self.post_cfg_functions = tuple(post_cfg_functions)
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, post_cfg=None) -> torch.Tensor:
+        negative, cond2 = self.negative, self.cond2
+        needs_uncond = post_cfg is not None or any(getattr(fn, "needs_uncond", False) for fn in self.post_cfg_functions)
+        if not self.nested and not needs_uncond and math.isclose(self.cfg_cond2_negative, 1.0):
+            negative = None
+            if math.isclose(self.cfg_conds, 1.0):
+                cond2 = None
+        neg, c2, c1 = predict_sides(self.model_denoiser, [negative, cond2, self.cond1], x, sigma)
+        if self.nested:
+            text = _post_cfg(self, post_cfg, cfg_combine(c1, c2, self.cfg_conds), c1, c2, self.cond1, self.cond2, x, sigma)
+            return neg + self.cfg_cond2_negative * (text - neg)
+        return _post_cfg(self, post_cfg, cfg_combine(c2, neg, self.cfg_cond2_negative), c2, neg, self.cond2,
+                         self.negative, x, sigma) \
+            + (c1 - c2) * self.cfg_conds
+
+
+@dataclass
+class CFGGuider:
+    """A GUIDER: a MODEL, its positive and negative CONDITIONING and the CFG scale (BasicGuider is
+    this with no negative and cfg 1). denoiser() builds the samplers' D(x; sigma) from the model's
+    denoiser and prepare(conditioning, negative=False) -> [Cond]."""
+
+    model: object
+    positive: list
+    negative: list
+    cfg: float = 1.0
+
+    def denoiser(self, model_denoiser, prepare):
+        return CFGDenoiser(model_denoiser, prepare(self.positive), prepare(self.negative, negative=True), self.cfg,
+                           getattr(self.model, "post_cfg_functions", ()),
+                           getattr(self.model, "options", {}).get("cfg_rescale", 0.0))
+
+
+@dataclass
+class DualCFGGuider:
+    """A GUIDER with two prompts and a negative (see DualCFGDenoiser)."""
+
+    model: object
+    cond1: list
+    cond2: list
+    negative: list
+    cfg_conds: float
+    cfg_cond2_negative: float
+    nested: bool = False
+
+    def denoiser(self, model_denoiser, prepare):
+        return DualCFGDenoiser(model_denoiser, prepare(self.cond1), prepare(self.cond2, negative=True),
+                               prepare(self.negative, negative=True), self.cfg_conds, self.cfg_cond2_negative,
+                               self.nested, getattr(self.model, "post_cfg_functions", ()))

@@ -36,11 +36,12 @@ import torch.nn.functional as F
 from ..context import NodeInputError
 from .flow_samplers import NOT_FOR_FLOW, sampler_for
 from .flow_sampling import FlowDenoiser, is_flow, model_sampling_for
-from .guidance import CFGDenoiser, prepare_conds, repeat_to_batch
+from .guidance import CFGGuider, prepare_conds, repeat_to_batch
 from .model_sampling import DiscreteSchedule, ModelDenoiser
-from .noise import initial_noise, inpaint_noise
+from .noise import NoiseSource, initial_noise, inpaint_noise
 from .preview import latent_preview
-from .samplers import DISCARD_PENULTIMATE_SIGMA, RANDOM_INPAINT_NOISE, SAMPLERS, STOCHASTIC_SAMPLERS
+from .samplers import (DISCARD_PENULTIMATE_SIGMA, FLOW_SWITCH_SAMPLERS, RANDOM_INPAINT_NOISE, SAMPLERS, SCHEDULE_SAMPLERS,
+                       STOCHASTIC_SAMPLERS, SamplerChoice)
 from .schedules import SCHEDULERS, compute_sigmas
 
 NOISE_MODES = ("comfy", "per_image")
@@ -117,6 +118,46 @@ def sample(model, seed: int, steps: int, cfg: float, sampler_name: str, schedule
     return out
 
 
+def sample_custom(guider, noise: NoiseSource, sampler: SamplerChoice, sigmas: torch.Tensor, latent: dict,
+                  callback=None, preview_every: int = 1) -> tuple[dict, dict]:
+    """SamplerCustom / SamplerCustomAdvanced: run `sampler` over the given `sigmas` (no scheduler,
+    no dropped penultimate sigma) with `guider`'s model and guidance, starting from `noise`, through
+    the same sample_with_sigmas as KSampler. Returns (output, denoised_output): the sampled LATENT
+    and the x0 estimate of the last step (the output itself when no step ran)."""
+    if not hasattr(guider, "denoiser") or not hasattr(guider, "model"):
+        raise NodeInputError("guider", f"expected a GUIDER (from CFGGuider, BasicGuider, ...), got {type(guider).__name__}")
+    if not isinstance(noise, NoiseSource):
+        raise NodeInputError("noise", f"expected a NOISE (from RandomNoise or DisableNoise), got {type(noise).__name__}")
+    if not isinstance(sampler, SamplerChoice) or sampler.name not in SAMPLERS:
+        raise NodeInputError("sampler", f"expected a SAMPLER (from KSamplerSelect), got {sampler!r}")
+    if not torch.is_tensor(sigmas) or sigmas.ndim != 1:
+        raise NodeInputError("sigmas", "expected SIGMAS: a 1-D tensor of decreasing noise levels, got "
+                                       f"{tuple(sigmas.shape) if torch.is_tensor(sigmas) else type(sigmas).__name__}")
+    model = guider.model
+    samples = _latent_samples(model, latent)
+    out = dict(latent)
+    out["samples"] = samples
+    if len(sigmas) == 0:
+        return out, out
+    batch_index = latent.get("batch_index")
+    last = {}
+
+    def on_step(info):
+        last["denoised"] = info["denoised"]
+        if callback is not None:
+            callback(info)
+
+    out["samples"] = sample_with_sigmas(
+        model, sigmas.float(), noise.generate(samples, batch_index), samples, None, None, 1.0, sampler.name, noise.seed,
+        noise_mask=latent.get("noise_mask"), batch_index=batch_index, callback=on_step, preview_every=preview_every,
+        guider=guider, sampler_options=sampler.options)
+    if "denoised" not in last:
+        return out, out
+    denoised = dict(latent)
+    denoised["samples"] = model.latent_format.process_out(last["denoised"].float()).cpu()
+    return out, denoised
+
+
 def _latent_samples(model, latent) -> torch.Tensor:
     if not isinstance(latent, dict) or "samples" not in latent:
         raise NodeInputError("latent_image", "expected a LATENT: a dict with 'samples' [B, C, h, w]")
@@ -136,9 +177,12 @@ def sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent_
                        positive: list, negative: list, cfg: float, sampler_name: str, seed: int, *,
                        noise_mask: torch.Tensor | None = None, batch_index: list[int] | None = None,
                        callback=None, preview_every: int = 1, noise_mode: str = "comfy",
-                       schedule: DiscreteSchedule | None = None) -> torch.Tensor:
+                       schedule: DiscreteSchedule | None = None, guider=None,
+                       sampler_options: dict | None = None) -> torch.Tensor:
     """Run one sampler over given sigmas (steps 3-6 above). latent_samples: raw VAE latent;
-    noise: unit noise of the same shape (zeros for none). Returns the raw latent, CPU float32."""
+    noise: unit noise of the same shape (zeros for none). Returns the raw latent, CPU float32.
+    guider (a GUIDER: guidance.CFGGuider, DualCFGGuider) replaces positive / negative / cfg, which
+    KSampler's CFGGuider is made of; sampler_options are passed on to the sampler function."""
     schedule = schedule or model_sampling_for(model)
     flow = is_flow(schedule)
     fmt = model.latent_format
@@ -167,11 +211,13 @@ def sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent_
                                           f"(inpainting) are supported")
 
         model_options = getattr(model, "options", {})
-        denoiser = CFGDenoiser(
-            FlowDenoiser(model, schedule) if flow else ModelDenoiser(model, schedule),
-            prepare_conds(positive, model, shape, device, concat_fn=concat_fn, schedule=schedule),
-            prepare_conds(negative, model, shape, device, negative=True, concat_fn=concat_fn, schedule=schedule),
-            cfg, rescale=model_options.get("cfg_rescale", 0.0))
+
+        def prepare(conditioning, negative=False):
+            return prepare_conds(conditioning, model, shape, device, negative=negative, concat_fn=concat_fn,
+                                 schedule=schedule)
+
+        guider = guider or CFGGuider(model, positive, negative, cfg)
+        denoiser = guider.denoiser(FlowDenoiser(model, schedule) if flow else ModelDenoiser(model, schedule), prepare)
         if denoise_mask is not None:
             blend_noise = inpaint_noise(shape, seed).to(device) if sampler_name in RANDOM_INPAINT_NOISE else noise
             mask_fn = None
@@ -180,7 +226,11 @@ def sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent_
             denoiser = MaskedDenoiser(denoiser, schedule, latent_image, blend_noise, denoise_mask, mask_fn)
 
         x = schedule.noise_scaling(sigmas[0], noise, latent_image, schedule.is_max_denoise(sigmas[0]))
-        options = {}
+        options = dict(sampler_options or {})
+        if sampler_name in SCHEDULE_SAMPLERS:
+            options["schedule"] = schedule
+        if sampler_name in FLOW_SWITCH_SAMPLERS and getattr(schedule, "prediction", None) == "flow":
+            options["flow"] = True  # flow-matching models (SD3, FLUX) sample with their lambda and alpha
         if sampler_name in STOCHASTIC_SAMPLERS:
             if noise_mode == "per_image":
                 indices = list(range(shape[0])) if batch_index is None else list(batch_index)
