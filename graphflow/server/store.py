@@ -125,12 +125,13 @@ class RunStore:
                       (RUNNING, time.time(), row["run_id"]))
         return self.get(row["run_id"])
 
-    def requeue(self, run_id: str) -> None:
-        """Back to the head of the queue (the server is stopping while it runs)."""
+    def requeue(self, run_id: str, attempt_counts: bool = True) -> None:
+        """Back to the head of the queue (the server died or is stopping while it runs). A clean
+        stop passes attempt_counts=False: only deaths count towards MAX_ATTEMPTS."""
         row = self._execute("SELECT MIN(priority) FROM runs WHERE status = ?", (PENDING,)).fetchone()
         priority = min(row[0] or 0, 0) - 1
-        self._execute("UPDATE runs SET status = ?, priority = ?, started_at = NULL WHERE run_id = ?",
-                      (PENDING, priority, run_id))
+        self._execute("UPDATE runs SET status = ?, priority = ?, started_at = NULL, attempts = attempts - ? "
+                      "WHERE run_id = ?", (PENDING, priority, 0 if attempt_counts else 1, run_id))
 
     def finish(self, run_id: str, status: str, *, outputs=None, error=None, problems=None,
                timings=None, executed=None, cached=None, elapsed=None) -> None:

@@ -130,7 +130,7 @@ class Worker:
             server.running.pop(state.run_id, None)
 
         if state.stopping and result.status == "interrupted":
-            store.requeue(state.run_id)  # the server is stopping: run it again after the restart
+            store.requeue(state.run_id, attempt_counts=False)  # the server is stopping: run it again after the restart
             server.queue_changed()
             return
         store.finish(state.run_id, result.status, outputs=result.outputs, error=result.error,

@@ -1,0 +1,268 @@
+"""A server in a subprocess, killed with SIGKILL while it works its queue and restarted on the
+same folders: tests/test_persistence.py runs a few kills, bench/soak.py many.
+
+The server is `graphflow serve`'s own serve() on an ephemeral loopback port with cheap nodes:
+`Pattern` (a seeded image built over a few steps, with progress and a short sleep per step so
+that most kills land inside a run) and the built-in `SaveImage`, which writes a PNG with the
+workflow embedded. Every run has its own seed, so each output can be checked against the run
+that made it: same seed in the PNG, same pixels as recomputing the pattern here.
+
+    python tests/persistence.py --serve HOME  # the subprocess
+"""
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from graphflow.api import IMAGE, Float, Int, Node, progress
+
+REPO = Path(__file__).resolve().parents[1]
+PREFIX = "kill/run"  # one prefix for every run: SaveImage's numbering is part of what is tested
+FINISHED = ("success", "error", "interrupted", "cancelled", "invalid")
+
+
+class Pattern(Node):
+    """A seeded noise image, smoothed over `steps` steps (sleeping `pause` seconds in each)."""
+    category = "test"
+    seed: int = Int(0, min=0, max=2**31)
+    size: int = Int(64, min=8, max=1024)
+    steps: int = Int(4, min=1, max=100)
+    pause: float = Float(0.01, min=0.0, max=5.0)
+    outputs = {"image": IMAGE}
+
+    def run(self):
+        x = pattern(self.seed, self.size, self.steps, lambda i: (time.sleep(self.pause), progress(i, self.steps)))
+        return x
+
+
+def pattern(seed: int, size: int, steps: int, each_step=lambda i: None) -> torch.Tensor:
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(seed))
+    kernel = torch.full((3, 1, 3, 3), 1 / 9)
+    for i in range(1, steps + 1):
+        x = torch.nn.functional.conv2d(x, kernel, padding=1, groups=3)
+        each_step(i)
+    return x.permute(0, 2, 3, 1).contiguous()
+
+
+def registry():
+    import nodes.image
+    from graphflow.registry import Registry
+
+    r = Registry()
+    r.add(Pattern, source="tests")
+    r.add(nodes.image.SaveImage)
+    return r
+
+
+def workflow(seed: int, size: int = 64, steps: int = 4, pause: float = 0.01) -> dict:
+    return {"version": 1, "nodes": {
+        "1": {"type": "Pattern", "inputs": {"seed": seed, "size": size, "steps": steps, "pause": pause}},
+        "2": {"type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": PREFIX}},
+    }}
+
+
+def serve_main(home: str, workers: int) -> None:
+    from graphflow import folders
+    from graphflow.server.app import serve
+
+    torch.set_num_threads(1)
+    folders.configure(home=Path(home))
+    sys.exit(serve("127.0.0.1", 0, db_path=Path(home) / "runs.db", workers=workers, registry=registry()))
+
+
+# --- the parent's side ------------------------------------------------------------------------
+
+class ServerProcess:
+    def __init__(self, home: Path, workers: int = 1):
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+                   GRAPHFLOW_HOME=str(home), OMP_NUM_THREADS="1")
+        self.log = open(home / "server.log", "a")
+        self.process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--serve", str(home), "--workers", str(workers)],
+            cwd=home, env=env, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        line = self.process.stdout.readline()
+        if "http://" not in line:
+            self.process.kill()
+            raise RuntimeError(f"the server did not start: {line!r}; see {home / 'server.log'}")
+        self.url = line.split()[4]
+        self.pid = self.process.pid
+
+    def get(self, path: str):
+        with urllib.request.urlopen(self.url + path, timeout=30) as response:
+            return json.load(response)
+
+    def post(self, path: str, body: dict):
+        request = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)
+
+    def submit(self, seed: int, **options) -> str:
+        return self.post("api/runs", {"workflow": workflow(seed, **options)})["run_id"]
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self.log.close()
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        code = self.process.wait(timeout=60)
+        self.log.close()
+        return code
+
+
+def runs_table(db: Path) -> dict[str, dict]:
+    """Every run's status, attempts and outputs, read straight from the database."""
+    connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = connection.execute("SELECT run_id, status, attempts, outputs, workflow FROM runs").fetchall()
+    finally:
+        connection.close()
+    return {r[0]: {"status": r[1], "attempts": r[2], "outputs": json.loads(r[3]) if r[3] else None,
+                   "seed": json.loads(r[4])["nodes"]["1"]["inputs"]["seed"]} for r in rows}
+
+
+def integrity(db: Path) -> str:
+    connection = sqlite3.connect(db)
+    try:
+        return connection.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        connection.close()
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@dataclass
+class KillReport:
+    kills: int = 0
+    submitted: dict[str, int] = field(default_factory=dict)  # run id -> seed, as acknowledged
+    hit_running: int = 0  # kills that landed while a run was running (it ran again)
+    integrity: list[str] = field(default_factory=list)  # integrity_check after each kill and at the end
+    lost: list[str] = field(default_factory=list)  # acknowledged runs not finished successfully
+    changed: list[str] = field(default_factory=list)  # finished runs whose record changed after a kill
+    bad_outputs: list[str] = field(default_factory=list)  # outputs missing, unreadable or not their run's
+    unreadable_files: list[str] = field(default_factory=list)  # any PNG in outputs that can't be read
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.lost or self.changed or self.bad_outputs or self.unreadable_files) and \
+            all(i == "ok" for i in self.integrity)
+
+    def summary(self) -> str:
+        return (f"{self.kills} kills ({self.hit_running} mid-run), {len(self.submitted)} runs: lost "
+                f"{len(self.lost)}, finished records changed {len(self.changed)}, bad outputs "
+                f"{len(self.bad_outputs)}, unreadable files {len(self.unreadable_files)}, integrity "
+                f"{sorted(set(self.integrity))}, {self.seconds:.1f} s")
+
+
+def kill_cycle(home: Path, kills: int, runs_per_kill: int, seed: int = 0, workers: int = 1,
+               window: float = 0.4, size: int = 64, timeout: float = 120) -> KillReport:
+    """Submit runs, SIGKILL the server at a random moment while it works them, restart it on the
+    same folders; `kills` times, then let the last server drain the queue and check everything."""
+    began = time.monotonic()
+    rng = random.Random(seed)
+    db = home / "runs.db"
+    report = KillReport()
+    seeds = iter(range(seed * 10**6, (seed + 1) * 10**6))
+    finished_before: dict[str, dict] = {}
+
+    for _ in range(kills):
+        server = ServerProcess(home, workers)
+        # The runs a kill left running are first in the queue again; let them finish before the
+        # next kill, so no run is hit twice (a run that kills the server twice is given up on).
+        redo = [r for r, row in runs_table(db).items() if row["attempts"] > 0 and row["status"] not in FINISHED]
+        for _ in range(runs_per_kill):
+            s = next(seeds)
+            report.submitted[server.submit(s, size=size)] = s
+        wait_until(lambda: all(runs_table(db)[r]["status"] in FINISHED for r in redo), timeout, "requeued runs")
+        time.sleep(rng.uniform(0, window))
+        server.kill()
+        report.kills += 1
+        report.integrity.append(integrity(db))
+        table = runs_table(db)
+        finished_before.update({r: row for r, row in table.items() if row["status"] in FINISHED})
+
+    server = ServerProcess(home, workers)
+    wait_until(lambda: all(runs_table(db)[r]["status"] in FINISHED for r in report.submitted), timeout,
+               "the queue to drain")
+    history = {}
+    offset = 0
+    while True:  # the history as a client reads it
+        page = server.get(f"api/history?limit=500&offset={offset}")
+        history.update({item["run_id"]: item for item in page["items"]})
+        offset += len(page["items"])
+        if offset >= page["total"] or not page["items"]:
+            break
+    server.stop()
+    report.integrity.append(integrity(db))
+
+    table = runs_table(db)
+    report.hit_running = sum(row["attempts"] > 1 for row in table.values())
+    report.changed = [r for r, row in finished_before.items() if table[r] != row]
+    report.lost = [r for r in report.submitted if history.get(r, {}).get("status") != "success"]
+    outputs = home / "outputs"
+    for run_id, s in report.submitted.items():
+        if run_id in report.lost:
+            continue
+        try:
+            (image,) = history[run_id]["outputs"]["2"]["images"]
+            check_output(outputs / image["subfolder"] / image["filename"], s, size)
+        except (KeyError, ValueError, OSError, AssertionError) as e:
+            report.bad_outputs.append(f"{run_id}: {type(e).__name__}: {e}")
+    for path in sorted(outputs.rglob("*.png")):
+        try:
+            read_png(path)
+        except (OSError, ValueError) as e:
+            report.unreadable_files.append(f"{path.name}: {e}")
+    report.seconds = time.monotonic() - began
+    return report
+
+
+def read_png(path: Path):
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+        return image.copy(), dict(image.text)
+
+
+def check_output(path: Path, seed: int, size: int) -> None:
+    """The PNG is the one its run made: its seed in the embedded workflow, its pixels."""
+    import numpy as np
+
+    from graphflow.images import image_to_pil
+
+    image, text = read_png(path)
+    embedded = json.loads(text["graphflow"])["nodes"]["1"]["inputs"]["seed"]
+    assert embedded == seed, f"{path.name} holds the workflow of seed {embedded}, not {seed}"
+    expected = np.asarray(image_to_pil(pattern(seed, size, 4)[0]))
+    assert np.array_equal(np.asarray(image), expected), f"{path.name}: pixels differ from seed {seed}'s"
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--serve", metavar="HOME", required=True)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    serve_main(args.serve, args.workers)
