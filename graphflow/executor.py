@@ -142,6 +142,11 @@ class Executor:
             except (Exception, SystemExit) as e:  # a node calling sys.exit() fails its run, not the process
                 self._fail(result, emit, node_id, node_type, e)
                 return
+            except BaseException as e:  # KeyboardInterrupt, GeneratorExit... raised by the node's own code
+                if isinstance(e, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+                    raise  # Ctrl-C in a terminal: abort at once
+                self._fail(result, emit, node_id, node_type, e)
+                return
             finally:
                 _current.reset(token)
             elapsed = time.perf_counter() - began
@@ -161,9 +166,9 @@ class Executor:
             "node_id": node_id,
             "node_type": node_type,
             "source": self.registry.source(node_type),  # "builtin" or the plugin that defined it
-            "input": getattr(exc, "input", None),
+            "input": exc.input if isinstance(exc, NodeInputError) else None,
             "exception_type": type(exc).__name__,
-            "message": str(exc),
+            "message": exception_message(exc),
             "traceback": "".join(traceback.format_exception(exc)),
         }
         emit({"type": "node_failed", "run_id": result.run_id, "node": node_id, "node_type": node_type, "error": result.error})
@@ -173,6 +178,15 @@ class Executor:
         result.error = {"node_id": node_id, "node_type": node_type, "source": self.registry.source(node_type), "input": None,
                         "exception_type": "Interrupted", "message": f"interrupted {when}", "traceback": ""}
         emit({"type": "run_interrupted", "run_id": result.run_id, "node": node_id, "node_type": node_type})
+
+
+def exception_message(exc: BaseException) -> str:
+    """str(exc), else its type's name (MemoryError() says nothing), even for an exception whose
+    __str__ fails (plugin code can raise anything)."""
+    try:
+        return str(exc) or type(exc).__name__
+    except Exception:
+        return f"({type(exc).__name__} whose message can't be read)"
 
 
 def _as_tuple(cls, returned) -> tuple:

@@ -16,7 +16,7 @@ import traceback
 from dataclasses import dataclass, field
 
 from graphflow.device import free_memory
-from graphflow.executor import Executor, RunResult
+from graphflow.executor import Executor, RunResult, exception_message
 from graphflow.validation import Problem
 from graphflow.workflow import WorkflowFormatError, parse_workflow
 
@@ -55,8 +55,11 @@ class ExecutorThread:
             loop, future, fn, args = job
             try:
                 outcome, failed = fn(*args), False
-            except BaseException as e:  # handed to the awaiting coroutine
+            except Exception as e:  # handed to the awaiting coroutine
                 outcome, failed = e, True
+            except BaseException as e:  # KeyboardInterrupt, SystemExit...: asyncio would stop the server on them
+                outcome, failed = RuntimeError(f"{type(e).__name__} raised on the worker thread"), True
+                outcome.__cause__ = e
             try:
                 loop.call_soon_threadsafe(_resolve, future, outcome, failed)
             except RuntimeError:
@@ -123,7 +126,7 @@ class Worker:
             log.exception("run %s failed in the worker", state.run_id)
             result = RunResult(state.run_id, "error", error={
                 "node_id": None, "node_type": None, "source": None, "input": None,
-                "exception_type": type(e).__name__, "message": str(e),
+                "exception_type": type(e).__name__, "message": exception_message(e),
                 "traceback": "".join(traceback.format_exception(e))})
         finally:
             self.state = None
