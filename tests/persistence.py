@@ -2,14 +2,16 @@
 same folders: tests/test_persistence.py runs a few kills, bench/soak.py many.
 
 The server is `graphflow serve`'s own serve() on an ephemeral loopback port with cheap nodes:
-`Pattern` (a seeded image built over a few steps, with progress and a short sleep per step so
-that most kills land inside a run) and the built-in `SaveImage`, which writes a PNG with the
-workflow embedded. Every run has its own seed, so each output can be checked against the run
+the plugin soak_plugin/soak_pattern.py's `Pattern` (a seeded image built over a few steps,
+with progress and a short sleep per step so that most kills land inside a run) and the
+built-in `SaveImage`, which writes a PNG with the workflow embedded (`cli=True` starts the
+real `graphflow serve --plugins-dir`, with every built-in node: slower to start). Every run has its own seed, so each output can be checked against the run
 that made it: same seed in the PNG, same pixels as recomputing the pattern here.
 
     python tests/persistence.py --serve HOME  # the subprocess
 """
 
+import importlib.util
 import json
 import os
 import random
@@ -25,43 +27,32 @@ from pathlib import Path
 
 import torch
 
-from graphflow.api import IMAGE, Float, Int, Node, progress
-
 REPO = Path(__file__).resolve().parents[1]
+PLUGIN_DIR = Path(__file__).resolve().parent / "soak_plugin"
 PREFIX = "kill/run"  # one prefix for every run: SaveImage's numbering is part of what is tested
 FINISHED = ("success", "error", "interrupted", "cancelled", "invalid")
 
 
-class Pattern(Node):
-    """A seeded noise image, smoothed over `steps` steps (sleeping `pause` seconds in each)."""
-    category = "test"
-    seed: int = Int(0, min=0, max=2**31)
-    size: int = Int(64, min=8, max=1024)
-    steps: int = Int(4, min=1, max=100)
-    pause: float = Float(0.01, min=0.0, max=5.0)
-    outputs = {"image": IMAGE}
-
-    def run(self):
-        x = pattern(self.seed, self.size, self.steps, lambda i: (time.sleep(self.pause), progress(i, self.steps)))
-        return x
+def _load_pattern():
+    spec = importlib.util.spec_from_file_location("soak_pattern_reference", PLUGIN_DIR / "soak_pattern.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.pattern
 
 
-def pattern(seed: int, size: int, steps: int, each_step=lambda i: None) -> torch.Tensor:
-    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(seed))
-    kernel = torch.full((3, 1, 3, 3), 1 / 9)
-    for i in range(1, steps + 1):
-        x = torch.nn.functional.conv2d(x, kernel, padding=1, groups=3)
-        each_step(i)
-    return x.permute(0, 2, 3, 1).contiguous()
+pattern = _load_pattern()  # to recompute each run's image here
 
 
 def registry():
+    """SaveImage and the plugin's Pattern: what `graphflow serve --plugins-dir` would offer of them."""
     import nodes.image
+    from graphflow.plugins import load_plugins
     from graphflow.registry import Registry
 
     r = Registry()
-    r.add(Pattern, source="tests")
     r.add(nodes.image.SaveImage)
+    load_plugins(r, [PLUGIN_DIR], entry_points=False)
+    assert not r.problems, r.problems
     return r
 
 
@@ -84,18 +75,29 @@ def serve_main(home: str, workers: int) -> None:
 # --- the parent's side ------------------------------------------------------------------------
 
 class ServerProcess:
-    def __init__(self, home: Path, workers: int = 1):
+    """The server, started and waited for; its output goes to HOME/server.log."""
+
+    def __init__(self, home: Path, workers: int = 1, cli: bool = False):
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
                    GRAPHFLOW_HOME=str(home), OMP_NUM_THREADS="1")
-        self.log = open(home / "server.log", "a")
-        self.process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--serve", str(home), "--workers", str(workers)],
-            cwd=home, env=env, stdout=subprocess.PIPE, stderr=self.log, text=True)
-        line = self.process.stdout.readline()
-        if "http://" not in line:
-            self.process.kill()
-            raise RuntimeError(f"the server did not start: {line!r}; see {home / 'server.log'}")
-        self.url = line.split()[4]
+        if cli:
+            command = [sys.executable, "-m", "graphflow.cli", "serve", "--port", "0", "--db", str(home / "runs.db"),
+                       "--output-dir", str(home / "outputs"), "--plugins-dir", str(PLUGIN_DIR),
+                       "--workers", str(workers)]
+        else:
+            command = [sys.executable, str(Path(__file__).resolve()), "--serve", str(home), "--workers", str(workers)]
+        log_path = home / "server.log"
+        start = log_path.stat().st_size if log_path.exists() else 0
+        self.log = open(log_path, "a")
+        self.process = subprocess.Popen(command, cwd=home, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                        text=True)
+        deadline = time.monotonic() + 120
+        while "running at http://" not in (text := log_path.read_text()[start:]):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()
+                raise RuntimeError(f"the server did not start:\n{text}")
+            time.sleep(0.02)
+        self.url = text.split("running at ", 1)[1].split()[0]
         self.pid = self.process.pid
 
     def get(self, path: str):
@@ -175,7 +177,7 @@ class KillReport:
 
 
 def kill_cycle(home: Path, kills: int, runs_per_kill: int, seed: int = 0, workers: int = 1,
-               window: float = 0.4, size: int = 64, timeout: float = 120) -> KillReport:
+               window: float = 0.05, size: int = 64, timeout: float = 120, cli: bool = False) -> KillReport:
     """Submit runs, SIGKILL the server at a random moment while it works them, restart it on the
     same folders; `kills` times, then let the last server drain the queue and check everything."""
     began = time.monotonic()
@@ -186,14 +188,20 @@ def kill_cycle(home: Path, kills: int, runs_per_kill: int, seed: int = 0, worker
     finished_before: dict[str, dict] = {}
 
     for _ in range(kills):
-        server = ServerProcess(home, workers)
+        server = ServerProcess(home, workers, cli)
         # The runs a kill left running are first in the queue again; let them finish before the
         # next kill, so no run is hit twice (a run that kills the server twice is given up on).
         redo = [r for r, row in runs_table(db).items() if row["attempts"] > 0 and row["status"] not in FINISHED]
+        batch = []
         for _ in range(runs_per_kill):
             s = next(seeds)
-            report.submitted[server.submit(s, size=size)] = s
+            batch.append(server.submit(s, size=size))
+            report.submitted[batch[-1]] = s
         wait_until(lambda: all(runs_table(db)[r]["status"] in FINISHED for r in redo), timeout, "requeued runs")
+        # The kill comes after a random number of this batch's runs, at a random moment of the next.
+        done = rng.randrange(runs_per_kill)
+        wait_until(lambda: sum(runs_table(db)[r]["status"] in FINISHED for r in batch) >= done, timeout,
+                   f"{done} runs")
         time.sleep(rng.uniform(0, window))
         server.kill()
         report.kills += 1
@@ -201,7 +209,7 @@ def kill_cycle(home: Path, kills: int, runs_per_kill: int, seed: int = 0, worker
         table = runs_table(db)
         finished_before.update({r: row for r, row in table.items() if row["status"] in FINISHED})
 
-    server = ServerProcess(home, workers)
+    server = ServerProcess(home, workers, cli)
     wait_until(lambda: all(runs_table(db)[r]["status"] in FINISHED for r in report.submitted), timeout,
                "the queue to drain")
     history = {}
