@@ -11,6 +11,7 @@ that made it: same seed in the PNG, same pixels as recomputing the pattern here.
     python tests/persistence.py --serve HOME  # the subprocess
 """
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -19,8 +20,8 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
-import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,9 +111,6 @@ class ServerProcess:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.load(response)
 
-    def submit(self, seed: int, **options) -> str:
-        return self.post("api/runs", {"workflow": workflow(seed, **options)})["run_id"]
-
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=30)
@@ -136,6 +134,15 @@ def runs_table(db: Path) -> dict[str, dict]:
                    "seed": json.loads(r[4])["nodes"]["1"]["inputs"]["seed"]} for r in rows}
 
 
+def statuses(db: Path) -> dict[str, tuple[str, int]]:
+    """run id -> (status, attempts): the cheap read the waits poll."""
+    connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return {r[0]: (r[1], r[2]) for r in connection.execute("SELECT run_id, status, attempts FROM runs")}
+    finally:
+        connection.close()
+
+
 def integrity(db: Path) -> str:
     connection = sqlite3.connect(db)
     try:
@@ -149,19 +156,22 @@ def wait_until(predicate, timeout: float, what: str) -> None:
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+        time.sleep(0.03)
 
 
 @dataclass
 class KillReport:
     kills: int = 0
     submitted: dict[str, int] = field(default_factory=dict)  # run id -> seed, as acknowledged
+    unacknowledged: int = 0  # runs stored whose submission got no answer (the kill cut it off)
     hit_running: int = 0  # kills that landed while a run was running (it ran again)
     integrity: list[str] = field(default_factory=list)  # integrity_check after each kill and at the end
-    lost: list[str] = field(default_factory=list)  # acknowledged runs not finished successfully
+    lost: list[str] = field(default_factory=list)  # runs (acknowledged or stored) not finished successfully
     changed: list[str] = field(default_factory=list)  # finished runs whose record changed after a kill
     bad_outputs: list[str] = field(default_factory=list)  # outputs missing, unreadable or not their run's
     unreadable_files: list[str] = field(default_factory=list)  # any PNG in outputs that can't be read
+    orphans: int = 0  # complete PNGs of runs that were killed after saving and ran again
+    temp_files: int = 0  # SaveImage's temporary files left by a kill mid-write
     seconds: float = 0.0
 
     @property
@@ -170,47 +180,91 @@ class KillReport:
             all(i == "ok" for i in self.integrity)
 
     def summary(self) -> str:
-        return (f"{self.kills} kills ({self.hit_running} mid-run), {len(self.submitted)} runs: lost "
-                f"{len(self.lost)}, finished records changed {len(self.changed)}, bad outputs "
-                f"{len(self.bad_outputs)}, unreadable files {len(self.unreadable_files)}, integrity "
-                f"{sorted(set(self.integrity))}, {self.seconds:.1f} s")
+        return (f"{self.kills} kills ({self.hit_running} mid-run), {len(self.submitted)} runs acknowledged "
+                f"(+{self.unacknowledged} stored unacknowledged): lost {len(self.lost)}, finished records "
+                f"changed {len(self.changed)}, bad outputs {len(self.bad_outputs)}, unreadable files "
+                f"{len(self.unreadable_files)}, integrity {sorted(set(self.integrity))}; orphan PNGs "
+                f"{self.orphans}, temp files left {self.temp_files}; {self.seconds:.1f} s")
+
+
+class Trickle:
+    """Submits a run every `every` seconds to whichever server is up, so that kills also land
+    while a submission is in flight; keeps the acknowledged ones."""
+
+    def __init__(self, seeds, size: int, every: float = 0.1):
+        self.url, self.seeds, self.size, self.every = None, seeds, size, every
+        self.acknowledged: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._main, daemon=True)
+        self.thread.start()
+
+    def _main(self):
+        while not self.stopping.wait(self.every):
+            url = self.url
+            if url is None:
+                continue
+            with self.lock:
+                seed = next(self.seeds)
+            body = json.dumps({"workflow": workflow(seed, size=self.size)}).encode()
+            request = urllib.request.Request(url + "api/runs", data=body, headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    self.acknowledged[json.load(response)["run_id"]] = seed
+            except (OSError, ValueError):  # the server died under it
+                pass
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(30)
 
 
 def kill_cycle(home: Path, kills: int, runs_per_kill: int, seed: int = 0, workers: int = 1,
-               window: float = 0.05, size: int = 64, timeout: float = 120, cli: bool = False) -> KillReport:
-    """Submit runs, SIGKILL the server at a random moment while it works them, restart it on the
-    same folders; `kills` times, then let the last server drain the queue and check everything."""
+               window: float = 0.05, size: int = 64, pause: float = 0.03, trickle: bool = True,
+               timeout: float = 120, cli: bool = False) -> KillReport:
+    """Submit runs, SIGKILL the server at a random moment while it works them (and, with
+    `trickle`, while more are being submitted), restart it on the same folders; `kills` times,
+    then let the last server drain the queue and check everything."""
     began = time.monotonic()
     rng = random.Random(seed)
     db = home / "runs.db"
     report = KillReport()
     seeds = iter(range(seed * 10**6, (seed + 1) * 10**6))
     finished_before: dict[str, dict] = {}
+    background = Trickle(seeds, size) if trickle else None
 
     for _ in range(kills):
         server = ServerProcess(home, workers, cli)
         # The runs a kill left running are first in the queue again; let them finish before the
         # next kill, so no run is hit twice (a run that kills the server twice is given up on).
-        redo = [r for r, row in runs_table(db).items() if row["attempts"] > 0 and row["status"] not in FINISHED]
+        redo = [r for r, (status, attempts) in statuses(db).items() if attempts > 0 and status not in FINISHED]
         batch = []
         for _ in range(runs_per_kill):
-            s = next(seeds)
-            batch.append(server.submit(s, size=size))
+            with background.lock if background else contextlib.nullcontext():
+                s = next(seeds)
+            batch.append(server.post("api/runs", {"workflow": workflow(s, size=size, pause=pause)})["run_id"])
             report.submitted[batch[-1]] = s
-        wait_until(lambda: all(runs_table(db)[r]["status"] in FINISHED for r in redo), timeout, "requeued runs")
+        if background:
+            background.url = server.url
+        wait_until(lambda: all(statuses(db)[r][0] in FINISHED for r in redo), timeout, "requeued runs")
         # The kill comes after a random number of this batch's runs, at a random moment of the next.
         done = rng.randrange(runs_per_kill)
-        wait_until(lambda: sum(runs_table(db)[r]["status"] in FINISHED for r in batch) >= done, timeout,
+        wait_until(lambda: sum(statuses(db)[r][0] in FINISHED for r in batch) >= done, timeout,
                    f"{done} runs")
         time.sleep(rng.uniform(0, window))
         server.kill()
+        if background:
+            background.url = None
         report.kills += 1
         report.integrity.append(integrity(db))
         table = runs_table(db)
         finished_before.update({r: row for r, row in table.items() if row["status"] in FINISHED})
+    if background:
+        background.stop()
+        report.submitted.update(background.acknowledged)
 
     server = ServerProcess(home, workers, cli)
-    wait_until(lambda: all(runs_table(db)[r]["status"] in FINISHED for r in report.submitted), timeout,
+    wait_until(lambda: all(status in FINISHED for status, _ in statuses(db).values()), timeout,
                "the queue to drain")
     history = {}
     offset = 0
@@ -224,16 +278,21 @@ def kill_cycle(home: Path, kills: int, runs_per_kill: int, seed: int = 0, worker
     report.integrity.append(integrity(db))
 
     table = runs_table(db)
+    stored = {r: row["seed"] for r, row in table.items()}
+    report.unacknowledged = len(stored.keys() - report.submitted.keys())
     report.hit_running = sum(row["attempts"] > 1 for row in table.values())
     report.changed = [r for r, row in finished_before.items() if table[r] != row]
-    report.lost = [r for r in report.submitted if history.get(r, {}).get("status") != "success"]
+    report.lost = [r for r in report.submitted.keys() | stored.keys() if history.get(r, {}).get("status") != "success"]
     outputs = home / "outputs"
-    for run_id, s in report.submitted.items():
+    referenced = set()
+    for run_id, s in {**stored, **report.submitted}.items():
         if run_id in report.lost:
             continue
         try:
             (image,) = history[run_id]["outputs"]["2"]["images"]
-            check_output(outputs / image["subfolder"] / image["filename"], s, size)
+            path = outputs / image["subfolder"] / image["filename"]
+            referenced.add(path)
+            check_output(path, s, size)
         except (KeyError, ValueError, OSError, AssertionError) as e:
             report.bad_outputs.append(f"{run_id}: {type(e).__name__}: {e}")
     for path in sorted(outputs.rglob("*.png")):
@@ -241,6 +300,8 @@ def kill_cycle(home: Path, kills: int, runs_per_kill: int, seed: int = 0, worker
             read_png(path)
         except (OSError, ValueError) as e:
             report.unreadable_files.append(f"{path.name}: {e}")
+    report.orphans = len(set(outputs.rglob("*.png")) - referenced)
+    report.temp_files = len(list(outputs.rglob(".*.tmp")))
     report.seconds = time.monotonic() - began
     return report
 

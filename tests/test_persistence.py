@@ -9,9 +9,12 @@ import persistence
 
 
 def test_sigkill_mid_queue_loses_nothing(tmp_path):
+    """Three kills at random moments (inside a run, mostly; sometimes during a submission),
+    restarts on the same folders: every run that was acknowledged or stored ends in success
+    with its own output, finished records never change, and SQLite finds the database intact."""
     report = persistence.kill_cycle(tmp_path, kills=3, runs_per_kill=6, seed=1)
-    assert report.kills == 3 and len(report.submitted) == 18
-    assert report.hit_running >= 1, "no kill landed inside a run; the test tested nothing"  # ~90% of kills do
+    assert report.kills == 3 and len(report.submitted) >= 18
+    assert report.hit_running >= 1, "no kill landed inside a run; the test tested nothing"
     assert report.integrity == ["ok"] * 4
     assert report.lost == [] and report.changed == []
     assert report.bad_outputs == [] and report.unreadable_files == []
@@ -126,3 +129,17 @@ async def test_clean_stops_do_not_count_towards_giving_up_on_a_run(tmp_path, aio
     finally:
         server_nodes.Hold.gate.set()
         folders_module.folders.__dict__.update(saved)
+
+
+def test_runs_left_running_by_a_crash_keep_their_order(tmp_path):
+    from graphflow.server.store import RunStore
+
+    store = RunStore(tmp_path / "runs.db")
+    for run_id in ("a", "b", "c", "d"):
+        store.add(run_id, {"nodes": {}})
+    store.claim_next(), store.claim_next()  # two workers were running a and b when the server died
+    store.close()
+    store = RunStore(tmp_path / "runs.db")
+    assert store.recover() == ["a", "b"]
+    assert [p["run_id"] for p in store.pending()] == ["a", "b", "c", "d"]
+    store.close()

@@ -69,7 +69,9 @@ class RunStore:
     def recover(self) -> list[str]:
         """After a restart: runs left `running` go back to the head of the queue (or fail if this
         already happened MAX_ATTEMPTS times, so a run that kills the server can't loop forever)."""
-        rows = self._execute("SELECT run_id, attempts FROM runs WHERE status = ?", (RUNNING,)).fetchall()
+        # Each requeued run goes ahead of the queue: the latest first, so they keep their order.
+        rows = self._execute("SELECT run_id, attempts FROM runs WHERE status = ? ORDER BY priority DESC, number DESC",
+                             (RUNNING,)).fetchall()
         requeued = []
         for row in rows:
             if row["attempts"] >= MAX_ATTEMPTS:
@@ -82,7 +84,7 @@ class RunStore:
             else:
                 self.requeue(row["run_id"])
                 requeued.append(row["run_id"])
-        return requeued
+        return requeued[::-1]
 
     def add(self, run_id: str, workflow: dict, *, client_id=None, targets=None, front=False) -> int:
         priority = 0
