@@ -48,6 +48,7 @@ class Client:
         self.finished: dict[str, tuple[float, str]] = {}
         self.changed = asyncio.Event()
         self.closed_early = None
+        self.node_events = 0  # node_finished messages received (these may be dropped for a client behind)
 
     async def connect(self):
         self.ws = await self.session.ws_connect(self.url + f"ws?client_id={self.name}", max_msg_size=0)
@@ -57,7 +58,9 @@ class Client:
         import aiohttp
 
         async for msg in self.ws:
-            if msg.type == aiohttp.WSMsgType.TEXT and '"run_finished"' in msg.data:
+            if msg.type == aiohttp.WSMsgType.TEXT and '"node_finished"' in msg.data:
+                self.node_events += 1
+            elif msg.type == aiohttp.WSMsgType.TEXT and '"run_finished"' in msg.data:
                 data = json.loads(msg.data)["data"]
                 self.finished[data["run_id"]] = (time.perf_counter(), data["status"])
                 self.changed.set()
@@ -122,12 +125,14 @@ async def websocket_soak(url: str, pid: int, clients: int, prompts: int, timeout
                 latencies.append(done - t0)
                 failed += status != "success"
         seen = [len(all_runs & c.finished.keys()) for c in pool]
+        node_events = [c.node_events / (2 * (len(all_runs) + len(warm))) for c in pool]  # two nodes a run
         for c in pool:
             await c.ws.close()
             c.reader.cancel()
     return {"runs": len(all_runs), "clients": clients, "every_client_saw": min(seen), "failed": failed,
             "queued_in": queued_in, "drained_in": drained_in, "rss_before": before, "rss_after": after,
-            "rss_peak": peak, "p50": statistics.median(latencies), "p99": percentile(latencies, 0.99)}
+            "rss_peak": peak, "p50": statistics.median(latencies), "p99": percentile(latencies, 0.99),
+            "node_events": (min(node_events), max(node_events))}
 
 
 def main() -> int:
@@ -159,6 +164,8 @@ def main() -> int:
         print(f"websocket soak: {figures['runs']} prompts queued by {figures['clients']} clients in "
               f"{figures['queued_in']:.1f} s, drained in {figures['drained_in']:.1f} s; every client saw "
               f"{figures['every_client_saw']}/{figures['runs']} completions, {figures['failed']} failed")
+        print(f"  node_finished messages received: {figures['node_events'][0]:.0%} to {figures['node_events'][1]:.0%} "
+              "per client (the rest dropped for clients behind; no run_finished is dropped)")
         print(f"  submit-to-done latency: p50 {figures['p50'] * 1000:.0f} ms, p99 {figures['p99'] * 1000:.0f} ms "
               "(queueing included)")
         print(f"  server RSS: {figures['rss_before'] / mb:.1f} MiB before, {figures['rss_after'] / mb:.1f} MiB after "
@@ -169,6 +176,8 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as home:
             report = persistence.kill_cycle(Path(home), args.kills, args.runs_per_kill, seed=args.seed,
                                             workers=args.workers, size=128, timeout=args.timeout)
+            log = (Path(home) / "server.log").read_text()
+        print(f"kill -9 soak: the server log has {log.count('Traceback')} tracebacks")
         print(f"kill -9 soak ({args.workers} worker(s)): {report.summary()}", flush=True)
         for problem in report.lost + report.changed + report.bad_outputs + report.unreadable_files:
             print("  ", problem)

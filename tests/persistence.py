@@ -191,7 +191,7 @@ class Trickle:
     """Submits a run every `every` seconds to whichever server is up, so that kills also land
     while a submission is in flight; keeps the acknowledged ones."""
 
-    def __init__(self, seeds, size: int, every: float = 0.1):
+    def __init__(self, seeds, size: int, every: float):
         self.url, self.seeds, self.size, self.every = None, seeds, size, every
         self.acknowledged: dict[str, int] = {}
         self.lock = threading.Lock()
@@ -220,10 +220,11 @@ class Trickle:
 
 
 def kill_cycle(home: Path, kills: int, runs_per_kill: int, seed: int = 0, workers: int = 1,
-               window: float = 0.05, size: int = 64, pause: float = 0.03, trickle: bool = True,
+               window: float = 0.05, size: int = 64, pause: float = 0.03, trickle: float | None = 0.1,
                timeout: float = 120, cli: bool = False) -> KillReport:
     """Submit runs, SIGKILL the server at a random moment while it works them (and, with
-    `trickle`, while more are being submitted), restart it on the same folders; `kills` times,
+    `trickle`, while more are submitted, one every `trickle` seconds), restart it on the same
+    folders; `kills` times,
     then let the last server drain the queue and check everything."""
     began = time.monotonic()
     rng = random.Random(seed)
@@ -231,7 +232,7 @@ def kill_cycle(home: Path, kills: int, runs_per_kill: int, seed: int = 0, worker
     report = KillReport()
     seeds = iter(range(seed * 10**6, (seed + 1) * 10**6))
     finished_before: dict[str, dict] = {}
-    background = Trickle(seeds, size) if trickle else None
+    background = Trickle(seeds, size, trickle) if trickle else None
 
     for _ in range(kills):
         server = ServerProcess(home, workers, cli)

@@ -12,8 +12,8 @@ def test_sigkill_mid_queue_loses_nothing(tmp_path):
     """Three kills at random moments (inside a run, mostly; sometimes during a submission),
     restarts on the same folders: every run that was acknowledged or stored ends in success
     with its own output, finished records never change, and SQLite finds the database intact."""
-    report = persistence.kill_cycle(tmp_path, kills=3, runs_per_kill=6, seed=1)
-    assert report.kills == 3 and len(report.submitted) >= 18
+    report = persistence.kill_cycle(tmp_path, kills=3, runs_per_kill=5, seed=1, trickle=0.2)
+    assert report.kills == 3 and len(report.submitted) >= 15
     assert report.hit_running >= 1, "no kill landed inside a run; the test tested nothing"
     assert report.integrity == ["ok"] * 4
     assert report.lost == [] and report.changed == []
