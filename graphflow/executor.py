@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from graphflow.cache import OutputCache
-from graphflow.context import Interrupted, NodeContext, NodeInputError, _current
+from graphflow.context import ForcedInterrupt, Interrupted, NodeContext, NodeInputError, _current, force_interrupt
 from graphflow.registry import Registry
 from graphflow.validation import Plan, Problem, plan_workflow
 from graphflow.workflow import Workflow
@@ -55,6 +55,7 @@ class Executor:
         self.registry = registry
         self.cache = cache if cache is not None else OutputCache()
         self._lock = threading.Lock()
+        self._node: NodeContext | None = None  # the node running now
 
     def run(
         self,
@@ -82,6 +83,12 @@ class Executor:
         emit({"type": "run_finished", "run_id": run_id, "status": result.status, "elapsed": result.elapsed,
               "outputs": result.outputs, "error": result.error})
         return result
+
+    def force_interrupt(self) -> bool:
+        """Stop the running node even if it never checks for interrupts (for a caller that set
+        the interrupt and waited in vain); False if no node is in its run()."""
+        ctx = self._node
+        return ctx is not None and ctx.interrupt.is_set() and force_interrupt(ctx)
 
     def signatures(self, plan: Plan) -> dict[str, str]:
         signatures = {}
@@ -127,6 +134,7 @@ class Executor:
             emit({"type": "node_started", "run_id": run_id, "node": node_id, "node_type": node_type})
             ctx = NodeContext(run_id, node_id, node_type, emit, interrupt, workflow_json)
             token = _current.set(ctx)
+            self._node = ctx
             began = time.perf_counter()
             try:
                 instance = node.cls.__new__(node.cls)
@@ -135,8 +143,15 @@ class Executor:
                     instance.__dict__[name] = values[src][index]
                 if any(node.cls.input_specs[name].widget for name in node.links):
                     _check_linked_widgets(node, instance)
-                outputs = _as_tuple(node.cls, instance.run())
-            except Interrupted:
+                ctx.thread = threading.get_ident()
+                try:
+                    returned = instance.run()
+                finally:
+                    with ctx.guard:
+                        ctx.thread = None
+                # A ForcedInterrupt sent as run() returned arrives by this call at the latest.
+                outputs = _as_tuple(node.cls, returned)
+            except (Interrupted, ForcedInterrupt):
                 self._interrupted(result, emit, node_id, node_type, "while it ran")
                 return
             except (Exception, SystemExit) as e:  # a node calling sys.exit() fails its run, not the process
@@ -148,6 +163,9 @@ class Executor:
                 self._fail(result, emit, node_id, node_type, e)
                 return
             finally:
+                with ctx.guard:
+                    ctx.thread = None
+                self._node = None
                 _current.reset(token)
             elapsed = time.perf_counter() - began
             values[node_id] = outputs

@@ -55,7 +55,7 @@ class Raises(Node):
 
 class Spin(Node):
     """Busy for up to `seconds`; `check` is how it looks for interrupts: check_interrupted(),
-    progress(), or "never"."""
+    progress(), "never", or "swallow" (it checks but catches the exception)."""
     output_node = True
     image: IMAGE
     seconds: float = Float(60.0, min=0.0, max=600.0)
@@ -72,6 +72,11 @@ class Spin(Node):
                 check_interrupted()
             elif self.check == "progress" and i % 100 == 0:
                 progress(i // 100, 10**6)
+            elif self.check == "swallow":  # catches everything it can, the interrupt included
+                try:
+                    check_interrupted()
+                except Exception:
+                    pass
         show(text=[f"spun {i}"])
 
 
@@ -186,19 +191,46 @@ async def test_a_long_running_plugin_is_interrupted_and_the_queue_goes_on(client
     assert (await wait_record(client, good))["status"] == "success"
 
 
-async def test_a_plugin_that_never_checks_finishes_and_the_server_stays_up(client):
-    """Nothing can stop Python code that never looks (threads can't be killed); its run goes on
-    to its end while the server keeps answering, and the queued runs follow."""
+@pytest.mark.parametrize("check", ["never", "swallow"])
+async def test_a_plugin_that_ignores_interrupts_is_stopped_by_force(client, check):
+    """A Python loop that never checks, or catches the Interrupted it gets, would hold the queue
+    forever: after FORCE_AFTER seconds the worker raises the interrupt inside the node."""
+    from graphflow.server.worker import FORCE_AFTER
+
     client = await client()
-    spinning = await submit(client, graph("Spin", seconds=1.5, check="never"))
+    spinning = await submit(client, graph("Spin", seconds=120.0, check=check))
     good = await submit(client, GOOD)
     await wait_running(client, "Spin")
     began = time.monotonic()
     for _ in range(5):
-        assert (await client.get("/api/queue")).status == 200
-    assert time.monotonic() - began < 1.5
-    assert (await wait_record(client, spinning))["status"] == "success"
+        assert (await client.get("/api/queue")).status == 200  # the server answers while the plugin spins
+    assert (await (await client.post("/api/interrupt")).json())["interrupted"] == [spinning]
+    record = await wait_record(client, spinning)
+    assert FORCE_AFTER <= time.monotonic() - began < FORCE_AFTER + 10
+    assert record["status"] == "interrupted" and record["error"]["node_type"] == "Spin"
     assert (await wait_record(client, good))["status"] == "success"
+
+
+def test_forced_interrupt_reaches_only_a_node_inside_run(toy_registry):
+    """force_interrupt() is a no-op between nodes and after the run: the exception can only
+    land in the node it was meant for."""
+    executor = Executor(toy_registry)
+    assert executor.force_interrupt() is False  # nothing running
+    interrupt = threading.Event()
+    forced = []
+
+    def on_event(event):  # between two nodes, with the interrupt set: there is no node to force
+        if event["type"] == "node_finished" and event["node"] == "a":
+            interrupt.set()
+            forced.append(executor.force_interrupt())
+
+    workflow = parse_workflow({"nodes": {"a": {"type": "Number", "inputs": {"value": 1}},
+                                         "b": {"type": "Show", "inputs": {"x": ["a", 0]}}}})
+    result = executor.run(workflow, interrupt=interrupt, on_event=on_event)
+    assert forced == [False] and result.status == "interrupted" and result.executed == ["a"]
+    assert "before it started" in result.error["message"]
+    assert executor.force_interrupt() is False
+    assert executor.run(workflow).ok  # no exception was left pending in this thread
 
 
 async def test_a_plugin_printing_heavily_does_not_hold_up_the_server(client, capfd):

@@ -25,6 +25,7 @@ from graphflow.server.events import preview_frame
 log = logging.getLogger("graphflow.server")
 
 FLUSH_INTERVAL = 0.02  # seconds between deliveries of a running graph's events to the clients
+FORCE_AFTER = 2.0  # seconds a node may ignore an interrupt before it is stopped by force
 
 
 class ExecutorThread:
@@ -192,13 +193,26 @@ class Worker:
             with batch_lock:
                 batch.append((event, frame))
 
+        async def force_if_ignored() -> None:
+            # Every way of interrupting sets the event; a node that never checks for it (a plain
+            # Python loop) would hold the queue forever, so it gets the interrupt raised in it,
+            # again after each FORCE_AFTER in case it catches exceptions.
+            while not state.interrupt.is_set():
+                await asyncio.sleep(0.1)
+            while True:
+                await asyncio.sleep(FORCE_AFTER)
+                if self.executor.force_interrupt():
+                    log.warning("node %s (%s) of run %s ignored the interrupt; stopping it by force",
+                                state.node, state.node_type, state.run_id)
+
         started = time.perf_counter()
-        flusher = asyncio.create_task(flush_periodically())
+        helpers = [asyncio.create_task(flush_periodically()), asyncio.create_task(force_if_ignored())]
         try:
             result = await self.thread.submit(_run, self.executor, workflow, record.get("targets"), on_event,
                                               state.interrupt, state.run_id)
         finally:
-            flusher.cancel()
+            for task in helpers:
+                task.cancel()
             drain()
         result.values.clear()  # node outputs live on in the cache, not here
         log.info("run %s: %s in %.2fs", state.run_id, result.status, time.perf_counter() - started)
