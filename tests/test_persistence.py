@@ -74,6 +74,24 @@ def test_two_runs_saving_at_once_never_share_a_file(tmp_folders, monkeypatch):
     assert len(pixels) == 2  # two different images, neither overwritten by the other
 
 
+def test_save_image_without_hard_links_still_takes_free_names(tmp_folders, monkeypatch):
+    import errno
+    import os
+
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "hard links not supported")
+
+    monkeypatch.setattr(os, "link", no_links)
+    (tmp_folders.outputs / "x_00002.png").write_bytes(b"taken")  # claimed by someone else meanwhile
+    monkeypatch.setattr("nodes.image._next_counter", lambda folder, stem: 1)
+    save_image("x", 1)
+    save_image("x", 2)
+    names = sorted(p.name for p in tmp_folders.outputs.iterdir())
+    assert names == ["x_00001.png", "x_00002.png", "x_00003.png"]
+    assert (tmp_folders.outputs / "x_00002.png").read_bytes() == b"taken"
+    persistence.read_png(tmp_folders.outputs / "x_00003.png")
+
+
 # --- clean stops are not crashes ---------------------------------------------------------------
 
 async def test_clean_stops_do_not_count_towards_giving_up_on_a_run(tmp_path, aiohttp_client):
