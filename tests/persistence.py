@@ -11,7 +11,6 @@ that made it: same seed in the PNG, same pixels as recomputing the pattern here.
     python tests/persistence.py --serve HOME  # the subprocess
 """
 
-import contextlib
 import importlib.util
 import json
 import os
@@ -188,22 +187,26 @@ class KillReport:
 
 
 class Trickle:
-    """Submits a run every `every` seconds to whichever server is up, so that kills also land
-    while a submission is in flight; keeps the acknowledged ones."""
+    """Submits up to `per_life` runs, `every` seconds apart, to each server while it is up, so
+    that kills also land while a submission is in flight; keeps the acknowledged ones."""
 
-    def __init__(self, seeds, size: int, every: float):
-        self.url, self.seeds, self.size, self.every = None, seeds, size, every
+    def __init__(self, seeds, lock: threading.Lock, size: int, every: float, per_life: int = 3):
+        self.seeds, self.lock, self.size, self.every, self.per_life = seeds, lock, size, every, per_life
+        self.url, self.left = None, 0
         self.acknowledged: dict[str, int] = {}
-        self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._main, daemon=True)
         self.thread.start()
 
+    def serve(self, url: str | None) -> None:
+        self.url, self.left = url, self.per_life
+
     def _main(self):
         while not self.stopping.wait(self.every):
             url = self.url
-            if url is None:
+            if url is None or self.left <= 0:
                 continue
+            self.left -= 1
             with self.lock:
                 seed = next(self.seeds)
             body = json.dumps({"workflow": workflow(seed, size=self.size)}).encode()
@@ -223,7 +226,7 @@ def kill_cycle(home: Path, kills: int, runs_per_kill: int, seed: int = 0, worker
                window: float = 0.05, size: int = 64, pause: float = 0.03, trickle: float | None = 0.1,
                timeout: float = 120, cli: bool = False) -> KillReport:
     """Submit runs, SIGKILL the server at a random moment while it works them (and, with
-    `trickle`, while more are submitted, one every `trickle` seconds), restart it on the same
+    `trickle`, while a few more are submitted, `trickle` seconds apart), restart it on the same
     folders; `kills` times,
     then let the last server drain the queue and check everything."""
     began = time.monotonic()
@@ -232,7 +235,8 @@ def kill_cycle(home: Path, kills: int, runs_per_kill: int, seed: int = 0, worker
     report = KillReport()
     seeds = iter(range(seed * 10**6, (seed + 1) * 10**6))
     finished_before: dict[str, dict] = {}
-    background = Trickle(seeds, size, trickle) if trickle else None
+    seeds_lock = threading.Lock()
+    background = Trickle(seeds, seeds_lock, size, trickle) if trickle else None
 
     for _ in range(kills):
         server = ServerProcess(home, workers, cli)
@@ -241,12 +245,12 @@ def kill_cycle(home: Path, kills: int, runs_per_kill: int, seed: int = 0, worker
         redo = [r for r, (status, attempts) in statuses(db).items() if attempts > 0 and status not in FINISHED]
         batch = []
         for _ in range(runs_per_kill):
-            with background.lock if background else contextlib.nullcontext():
+            with seeds_lock:
                 s = next(seeds)
             batch.append(server.post("api/runs", {"workflow": workflow(s, size=size, pause=pause)})["run_id"])
             report.submitted[batch[-1]] = s
         if background:
-            background.url = server.url
+            background.serve(server.url)
         wait_until(lambda: all(statuses(db)[r][0] in FINISHED for r in redo), timeout, "requeued runs")
         # The kill comes after a random number of this batch's runs, at a random moment of the next.
         done = rng.randrange(runs_per_kill)
@@ -255,7 +259,7 @@ def kill_cycle(home: Path, kills: int, runs_per_kill: int, seed: int = 0, worker
         time.sleep(rng.uniform(0, window))
         server.kill()
         if background:
-            background.url = None
+            background.serve(None)
         report.kills += 1
         report.integrity.append(integrity(db))
         table = runs_table(db)
