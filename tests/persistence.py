@@ -171,12 +171,13 @@ class KillReport:
     unreadable_files: list[str] = field(default_factory=list)  # any PNG in outputs that can't be read
     orphans: int = 0  # complete PNGs of runs that were killed after saving and ran again
     temp_files: int = 0  # SaveImage's temporary files left by a kill mid-write
+    exit_code: int | None = None  # of the last server, stopped with SIGINT after the checks
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
         return not (self.lost or self.changed or self.bad_outputs or self.unreadable_files) and \
-            all(i == "ok" for i in self.integrity)
+            all(i == "ok" for i in self.integrity) and self.exit_code == 0
 
     def summary(self) -> str:
         return (f"{self.kills} kills ({self.hit_running} mid-run), {len(self.submitted)} runs acknowledged "
@@ -227,8 +228,7 @@ def kill_cycle(home: Path, kills: int, runs_per_kill: int, seed: int = 0, worker
                timeout: float = 120, cli: bool = False) -> KillReport:
     """Submit runs, SIGKILL the server at a random moment while it works them (and, with
     `trickle`, while a few more are submitted, `trickle` seconds apart), restart it on the same
-    folders; `kills` times,
-    then let the last server drain the queue and check everything."""
+    folders; `kills` times, then let the last server drain the queue and check everything."""
     began = time.monotonic()
     rng = random.Random(seed)
     db = home / "runs.db"
@@ -279,7 +279,7 @@ def kill_cycle(home: Path, kills: int, runs_per_kill: int, seed: int = 0, worker
         offset += len(page["items"])
         if offset >= page["total"] or not page["items"]:
             break
-    server.stop()
+    report.exit_code = server.stop()
     report.integrity.append(integrity(db))
 
     table = runs_table(db)

@@ -18,6 +18,7 @@ def test_sigkill_mid_queue_loses_nothing(tmp_path):
     assert report.integrity == ["ok"] * 4
     assert report.lost == [] and report.changed == []
     assert report.bad_outputs == [] and report.unreadable_files == []
+    assert report.exit_code == 0 and report.ok
 
 
 # --- SaveImage under crashes and concurrency (what the kill test found) -------------------------
