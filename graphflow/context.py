@@ -4,6 +4,7 @@ The executor sets the context around each node's run(); outside a run these are 
 so a node can be called directly in a test or a script.
 """
 
+import ctypes
 import logging
 import threading
 from contextvars import ContextVar
@@ -16,6 +17,11 @@ log = logging.getLogger("graphflow")
 
 class Interrupted(Exception):
     """The run was interrupted (by the user or a caller); raised inside the running node."""
+
+
+class ForcedInterrupt(BaseException):
+    """Raised into a node that ignored an interrupt (see force_interrupt). A BaseException, so
+    that the node's own `except Exception` can't swallow it."""
 
 
 class NodeInputError(ValueError):
@@ -35,6 +41,19 @@ class NodeContext:
     interrupt: threading.Event
     workflow: dict = field(default_factory=dict)
     ui: dict = field(default_factory=dict)
+    thread: int | None = None  # the thread inside the node's run(), while it is (under guard)
+    guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+def force_interrupt(ctx: NodeContext) -> bool:
+    """Raise ForcedInterrupt inside the node's run(), for a node that never checks for
+    interrupts; False if it isn't in run() any more. Python delivers it at the node's next
+    bytecode: a Python loop stops, a long C call (a sleep, one big tensor op) finishes first."""
+    with ctx.guard:
+        if ctx.thread is None:
+            return False
+        return ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ctx.thread),
+                                                          ctypes.py_object(ForcedInterrupt)) == 1
 
 
 _current: ContextVar[NodeContext | None] = ContextVar("graphflow_node_context", default=None)

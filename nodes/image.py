@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 import re
 import uuid
 
@@ -60,6 +61,32 @@ def _next_counter(folder, stem: str) -> int:
     return max(numbers, default=0) + 1
 
 
+def _save_new(picture: Image.Image, folder, stem: str, counter: int, **options) -> tuple[str, int]:
+    """Save as the first free `stem_NNNNN.png` from `counter` on; (name, number). The PNG is
+    written under a temporary name and then linked to its own: a process killed mid-write
+    leaves no half file under a real name, and two runs saving at once never take one name."""
+    temporary = folder / f".{stem[:64]}.{uuid.uuid4().hex}.tmp"
+    try:
+        picture.save(temporary, format="PNG", **options)
+        while True:
+            path = folder / f"{stem}_{counter:05d}.png"
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                counter += 1
+                continue
+            except OSError:  # a filesystem without hard links: claim the name, then move the file onto it
+                try:
+                    open(path, "xb").close()
+                except FileExistsError:
+                    counter += 1
+                    continue
+                os.replace(temporary, path)
+            return path.name, counter
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 class SaveImage(Node):
     """Save images as PNG files in the outputs folder, with the workflow embedded so that
     dropping the file on the editor restores the graph. The prefix may contain a subfolder."""
@@ -81,9 +108,9 @@ class SaveImage(Node):
         counter = _next_counter(folder, stem)
         metadata = _png_metadata()
         saved = []
-        for i, image in enumerate(self.images):
-            name = f"{stem}_{counter + i:05d}.png"
-            image_to_pil(image).save(folder / name, pnginfo=metadata, compress_level=4)
+        for image in self.images:
+            name, counter = _save_new(image_to_pil(image), folder, stem, counter, pnginfo=metadata, compress_level=4)
+            counter += 1
             saved.append({"filename": name, "subfolder": subfolder, "type": "output"})
         show(images=saved)
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from graphflow.api import (LATENT, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError,
                            Size, Text, current_workflow, folders, safe_join, show)
-from graphflow.images import RESIZE_METHODS, bislerp, center_crop_to_aspect, composite_masked, resize_nchw
+from graphflow.images import bislerp, center_crop_to_aspect, composite_masked, resize_nchw
 
 MAX_SIZE = 16384
 

@@ -1,6 +1,5 @@
 """VAE nodes: pixels to latents and back, tiled for large images, and inpainting's encode."""
 
-import torch
 import torch.nn.functional as F
 
 from graphflow.api import IMAGE, LATENT, MASK, VAE, Bool, ComfyAlias, Int, Node, NodeInputError

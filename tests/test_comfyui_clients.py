@@ -11,7 +11,6 @@ import sys
 import urllib.parse
 import urllib.request
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest

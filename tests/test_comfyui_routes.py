@@ -6,12 +6,11 @@ import io
 import json
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from graphflow.server.comfyui_object_info import object_info
 from graphflow.workflow import comfy_aliases
-from test_server import TIMEOUT, home, image_workflow, receive_until, registry, start, submit  # noqa: F401
+from test_server import home, image_workflow, receive_until, registry, start, submit  # noqa: F401
 from server_nodes import Hold
 
 # ComfyUI v0.3.64's GET /object_info, copied from the project's reference facts.

@@ -20,7 +20,7 @@ from ..device import compute_device, default_dtype
 from .architecture import (ARCH_NAMES, UNET_PREFIX, VAE_PARTS, VAE_PREFIX, ArchInfo, config_overrides,
                            detect_architecture, format_prefixes, locate_towers, prefix_summary, vae_config_from_shapes)
 from .cast_layers import FP8_DTYPES, WEIGHT_DTYPES, castable_weights
-from .diffusion_model import BetaSchedule, DiffusionModel
+from .diffusion_model import DiffusionModel
 from .flow_architecture import FlowInfo, detect_flow_model, vae_in
 from .flux import Flux
 from .latent_formats import FLUX, SD1, SD3, LatentFormat

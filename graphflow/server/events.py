@@ -2,9 +2,10 @@
 
 Each client has a bounded outbox drained by its own task. Broadcasting only appends to the
 outboxes (never awaits), so the event loop, and through it the worker, never waits on a
-client. A full outbox drops the oldest preview frame first, then the oldest progress message
-(both are superseded by newer ones); a client that still can't keep up is disconnected and
-can reconnect to get a fresh `status` snapshot.
+client. A new queue snapshot replaces one still waiting in an outbox. A full outbox drops the
+oldest preview frame first, then the oldest progress message, then the oldest node event
+(all superseded by newer messages, and a run's `run_finished` carries its outcome); a client
+that still can't keep up is disconnected and can reconnect to get a fresh `status` snapshot.
 """
 
 import asyncio
@@ -24,7 +25,8 @@ log = logging.getLogger("graphflow.server")
 PREVIEW_FRAME = 4  # binary frame type: preview image with JSON metadata (see docs/api.md)
 PREVIEW_MAX_SIDE = 512
 
-KEEP, PROGRESS, PREVIEW = 0, 1, 2  # how readily a queued message may be dropped
+KEEP, PROGRESS, PREVIEW, NODE = 0, 1, 2, 3  # how readily a queued message may be dropped
+DROP_ORDER = (PREVIEW, PROGRESS, NODE)
 
 
 def dumps(value) -> str:
@@ -83,6 +85,7 @@ def _to_pil(value):
 class Outgoing:
     payload: str | bytes
     rank: int = KEEP
+    replaces: str | None = None  # a snapshot: it replaces a queued message with the same key
 
 
 class Client:
@@ -103,8 +106,13 @@ class Client:
     def push(self, item: Outgoing) -> None:
         if self.overflowed:
             return
+        if item.replaces is not None:
+            for i, queued in enumerate(self.outbox):
+                if queued.replaces == item.replaces:
+                    del self.outbox[i]
+                    break
         while len(self.outbox) >= self.limit:
-            if not (self._drop(PREVIEW) or self._drop(PROGRESS)):
+            if not any(self._drop(rank) for rank in DROP_ORDER):
                 self.overflowed = True  # the pump disconnects it
                 break
         else:
@@ -161,19 +169,20 @@ class Hub:
     def disconnect(self, client: Client) -> None:
         self.clients.discard(client)
 
-    def send(self, kind: str, data: dict, rank: int = KEEP) -> None:
+    def send(self, kind: str, data: dict, rank: int = KEEP, replaces: str | None = None) -> None:
         if not self.clients:
             return
         item = comfy_items = None
         for client in list(self.clients):
             if client.protocol == "comfyui":
                 if comfy_items is None:
-                    comfy_items = [Outgoing(message(k, d), rank) for k, d in comfyui_messages.translate(kind, data)]
+                    comfy_items = [Outgoing(message(k, d), rank, replaces)
+                                   for k, d in comfyui_messages.translate(kind, data)]
                 if comfyui_messages.concerns(client.client_id, data):
                     for comfy_item in comfy_items:
                         client.push(comfy_item)
             else:
-                item = item or Outgoing(message(kind, data), rank)
+                item = item or Outgoing(message(kind, data), rank, replaces)
                 client.push(item)
 
     def send_frame(self, frame: bytes, client_id: str | None = None) -> None:

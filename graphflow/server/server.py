@@ -17,7 +17,7 @@ from graphflow.resource_limits import RunLimits
 from graphflow.validation import Problem, output_nodes, validate
 from graphflow.workflow import Workflow, WorkflowFormatError, parse_workflow
 
-from graphflow.server.events import KEEP, PROGRESS, Hub
+from graphflow.server.events import KEEP, NODE, PROGRESS, Hub
 from graphflow.server.store import RunStore
 from graphflow.server.uploads import UploadLimits
 from graphflow.server.worker import RunState, Worker
@@ -27,6 +27,8 @@ log = logging.getLogger("graphflow.server")
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 QUEUE_MESSAGE_LIMIT = 100  # pending runs listed in websocket queue messages
+# What a client that falls behind may lose (see events.py); a run's outcome is never dropped.
+RANKS = {"progress": PROGRESS, "node_started": NODE, "node_finished": NODE, "node_cached": NODE}
 
 
 @dataclass
@@ -119,7 +121,7 @@ class Server:
     def _send_queue(self) -> None:
         self._queue_scheduled = False
         if self.hub.clients:
-            self.hub.send("queue", self.queue_json(QUEUE_MESSAGE_LIMIT))
+            self.hub.send("queue", self.queue_json(QUEUE_MESSAGE_LIMIT), replaces="queue")
 
     def run_event(self, state: RunState, event: dict, frame: bytes | None) -> None:
         """An executor event, on the loop thread: update the run's state and tell every client."""
@@ -136,7 +138,7 @@ class Server:
             state.progress = {"value": event["value"], "max": event["max"]}
         if frame is not None:
             state.frame = frame
-        self.hub.send(kind, event, PROGRESS if kind == "progress" else KEEP)
+        self.hub.send(kind, event, RANKS.get(kind, KEEP))
         if frame is not None:
             self.hub.send_frame(frame, state.client_id)
 
