@@ -1,4 +1,4 @@
-"""The workflow JSON format (version 1) and its loading, saving and ComfyUI import.
+"""The workflow JSON format (version 1), its loading and saving (ComfyUI's formats: comfy_format).
 
     {"version": 1,
      "nodes": {"<id>": {"type": "KSampler", "inputs": {"seed": 5, "model": ["4", 0]}}},
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 FORMAT_VERSION = 1
 
@@ -35,6 +35,13 @@ class Workflow(BaseModel):
     version: int = FORMAT_VERSION
     nodes: dict[str, NodeEntry]
     ui: dict[str, Any] = Field(default_factory=dict)
+    # Non-fatal notes from importing (inputs ComfyUI itself ignores, muted nodes left out, ...):
+    # {node_id, node_type, input, message}; not saved.
+    _notes: list = PrivateAttr(default_factory=list)
+
+    @property
+    def notes(self) -> list[dict]:
+        return self._notes
 
     def to_json(self) -> dict:
         return self.model_dump(mode="json", exclude_none=True)
@@ -58,25 +65,28 @@ def literal(value: Any) -> Any:
 
 
 def is_comfy_api_graph(data: Any) -> bool:
-    return (
-        isinstance(data, dict)
-        and bool(data)
-        and "nodes" not in data
-        and all(isinstance(v, dict) and "class_type" in v for v in data.values())
-    )
+    from graphflow.comfy_format import is_api_graph
+
+    return is_api_graph(data)
 
 
 def parse_workflow(data: Any, registry=None) -> Workflow:
-    """A Workflow from parsed JSON: our format, or a ComfyUI API-format graph (needs the registry)."""
-    if is_comfy_api_graph(data):
+    """A Workflow from parsed JSON: our format, or a ComfyUI API-format or UI-format graph
+    (those need the registry, for the ComfyUI names; graphflow.comfy_format reads them)."""
+    from graphflow import comfy_format
+
+    if comfy_format.is_api_graph(data) or comfy_format.is_ui_graph(data):
         if registry is None:
             from graphflow.registry import default_registry
 
             registry = default_registry()
-        return import_comfy(data, registry)
+        if comfy_format.is_api_graph(data):
+            return comfy_format.import_api(data, registry)
+        return comfy_format.import_ui(data, registry)
     if not isinstance(data, dict) or "nodes" not in data:
         raise WorkflowFormatError(
-            "not a workflow: expected {\"version\": 1, \"nodes\": {...}} or a ComfyUI API-format graph"
+            "not a workflow: expected {\"version\": 1, \"nodes\": {...}}, a ComfyUI API-format graph "
+            "or a ComfyUI UI-format graph"
         )
     version = data.get("version", FORMAT_VERSION)
     if isinstance(version, int) and version > FORMAT_VERSION:
@@ -91,11 +101,21 @@ def parse_workflow(data: Any, registry=None) -> Workflow:
 
 
 def load_workflow(path: str | Path, registry=None) -> Workflow:
+    """A workflow from a file: JSON in any format parse_workflow reads, or a PNG/WebP picture
+    whose metadata holds one (ours, ComfyUI's, or A1111/Forge generation parameters)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise WorkflowFormatError(f"no such workflow file: {path}") from None
+    except IsADirectoryError:
+        raise WorkflowFormatError(f"{path} is a folder, not a workflow file") from None
+    from graphflow.picture_metadata import is_picture, workflow_from_picture
+
+    if is_picture(raw):
+        return workflow_from_picture(raw, registry, what=str(path))
+    try:
+        data = json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise WorkflowFormatError(f"{path} is not valid JSON: {e}") from None
     return parse_workflow(data, registry)
@@ -124,29 +144,7 @@ def comfy_aliases(cls) -> tuple[ComfyAlias, ...]:
 
 
 def import_comfy(graph: dict, registry) -> Workflow:
-    """Convert a ComfyUI API-format graph, renaming classes, inputs and values by the aliases.
+    """Convert a ComfyUI API-format graph (graphflow.comfy_format.import_api)."""
+    from graphflow.comfy_format import import_api
 
-    Classes without an equivalent keep their name, so validation reports them by node."""
-    nodes, titles = {}, {}
-    for node_id, entry in graph.items():
-        class_type = entry["class_type"]
-        cls = registry.comfy_node(class_type)
-        alias = next((a for a in comfy_aliases(cls) if class_type in a.class_types), None) if cls else None
-        inputs = dict(alias.fixed) if alias is not None else {}
-        for name, value in (entry.get("inputs") or {}).items():
-            if alias is not None:
-                if name in alias.ignore:
-                    continue
-                name = alias.inputs.get(name, name)
-                mapping = alias.values.get(name)
-                if mapping is not None and not is_link(value) and value in mapping:
-                    value = mapping[value]
-            inputs[name] = value
-        nodes[str(node_id)] = {"type": cls.node_type if cls is not None else class_type, "inputs": inputs}
-        title = (entry.get("_meta") or {}).get("title")
-        if title:
-            titles[str(node_id)] = title
-    ui = {"imported_from": "comfyui-api"}
-    if titles:
-        ui["titles"] = titles
-    return Workflow.model_validate({"version": FORMAT_VERSION, "nodes": nodes, "ui": ui})
+    return import_api(graph, registry)
