@@ -1,4 +1,4 @@
-"""graphflow's command line: run, validate, nodes, inspect, serve.
+"""graphflow's command line: run, validate, convert, nodes, inspect, serve.
 
 Exit codes: 0 success, 1 unreadable file, 2 bad command line, 3 invalid workflow,
 4 a node failed, 130 interrupted.
@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="graphflow", description="Run latent-diffusion node graphs.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run a workflow JSON file (ours or ComfyUI API format)")
+    run = sub.add_parser("run", help="run a workflow: JSON (ours, ComfyUI API or UI format) or a PNG/WebP carrying one")
     run.add_argument("workflow")
     run.add_argument("--set", action="append", default=[], metavar="NODE_ID.INPUT=VALUE",
                      help="override an input; VALUE is JSON (numbers, true, \"text\") or plain text")
@@ -30,6 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     validate.add_argument("workflow")
     validate.add_argument("--set", action="append", default=[], metavar="NODE_ID.INPUT=VALUE")
     _add_folder_flags(validate)
+
+    convert = sub.add_parser("convert", help="write a workflow in another format (ours, ComfyUI API or UI)")
+    convert.add_argument("workflow")
+    convert.add_argument("--to", required=True, choices=("graphflow", "comfy-api", "comfy-ui"))
+    convert.add_argument("-o", "--output", help="file to write (default: standard output)")
+    _add_folder_flags(convert)
 
     nodes = sub.add_parser("nodes", help="list the available nodes")
     nodes.add_argument("--json", action="store_true", help="print the full catalogue as JSON")
@@ -55,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
         configure(models=args.models_dir, inputs=args.input_dir, outputs=args.output_dir,
                   plugins=args.plugins_dir or [])
-    return {"run": cmd_run, "validate": cmd_validate, "nodes": cmd_nodes,
+    return {"run": cmd_run, "validate": cmd_validate, "convert": cmd_convert, "nodes": cmd_nodes,
             "inspect": cmd_inspect, "serve": cmd_serve}[args.command](args)
 
 
@@ -84,7 +90,11 @@ def _load(args):
     except WorkflowFormatError as e:
         _error(str(e))
         return None, None, EXIT_FILE
-    for assignment in args.set:
+    for note in workflow.notes:
+        where = f"node {note['node_id']} ({note['node_type']})" if note.get("node_id") else ""
+        where += f", input '{note['input']}'" if note.get("input") else ""
+        _error(f"note: {where + ': ' if where else ''}{note['message']}")
+    for assignment in getattr(args, "set", []):
         key, sep, raw = assignment.partition("=")
         node_id, dot, name = key.rpartition(".")
         if not sep or not dot:
@@ -168,6 +178,25 @@ def cmd_run(args) -> int:
     if not args.quiet:
         print(f"done in {result.elapsed:.2f}s ({len(result.executed)} ran, {len(result.cached)} cached)",
               file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_convert(args) -> int:
+    from graphflow.comfy_format import convert
+
+    workflow, registry, code = _load(args)
+    if workflow is None:
+        return code
+    text = json.dumps(convert(workflow, args.to, registry), indent=2) + "\n"
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:
+            _error(f"can't write {args.output}: {e}")
+            return EXIT_FILE
+    else:
+        sys.stdout.write(text)
     return EXIT_OK
 
 

@@ -213,6 +213,9 @@ def _flatten(data: dict) -> tuple[dict[str, dict], dict[str, tuple], set[str]]:
         for raw in node_list:
             node = dict(raw)
             node["id"] = prefix + _node_id(raw["id"])
+            if prefix:  # inner link ids are local to their subgraph
+                node["inputs"] = [{**i, "link": None if i.get("link") is None else prefix + _node_id(i["link"])}
+                                  for i in raw.get("inputs") or []]
             nodes[node["id"]] = node
             definition = subgraphs.get(node.get("type"))
             if definition is None:
@@ -334,7 +337,8 @@ def ui_to_api(data: dict, registry) -> tuple[dict, dict, list[dict]]:
             seen[name] = {"link": socket.get("link"), "resolved": target}
             if target is None:
                 continue
-            inputs[name] = target[2] if target[0] == "value" else [target[1], target[2]]
+            value = target[1] if target[0] == "value" else [target[1], target[2]]
+            inputs[name] = {"__value__": value} if target[0] == "value" and isinstance(value, list) else value
         for name, value in values.items():
             inputs.setdefault(name, {"__value__": value} if isinstance(value, list) else value)
         if order is None:
@@ -610,7 +614,8 @@ def export_ui(workflow: Workflow, registry) -> dict:
     result.setdefault("last_node_id", 0)
     result["last_node_id"] = max([result["last_node_id"]] + [n["id"] for n in out_nodes if isinstance(n["id"], int)])
     result["last_link_id"] = max([int(original.get("last_link_id") or 0)] + list(links))
-    result["nodes"] = sorted(out_nodes, key=lambda n: (not isinstance(n["id"], int), n["id"] if isinstance(n["id"], int) else 0))
+    saved_order = {n.get("id"): i for i, n in enumerate(original.get("nodes", []))}
+    result["nodes"] = sorted(out_nodes, key=lambda n: (saved_order.get(n["id"], len(saved_order)), n["id"]))
     result["links"] = [links[k] for k in sorted(links)]
     result.setdefault("groups", workflow.ui.get("groups", []))
     result.setdefault("config", {})
