@@ -513,6 +513,7 @@ def export_ui(workflow: Workflow, registry) -> dict:
     next_link = max([int(k) for k in old_links if k.isdigit()] + [int(original.get("last_link_id") or 0)]) + 1
     links: dict[int, list] = {}
     out_nodes = []
+    placed = _columns(workflow)
 
     for node_id, entry in api.items():
         if node_id not in ids:
@@ -521,7 +522,7 @@ def export_ui(workflow: Workflow, registry) -> dict:
         order = _widget_order(class_type, registry) or []
         old = originals.get(node_id) if _same_class(originals.get(node_id), class_type, workflow, node_id, registry) else None
         record = converted.get(node_id, {})
-        ui_node = copy.deepcopy(old) if old else {"id": ids[node_id], "type": class_type, "pos": [0, 0],
+        ui_node = copy.deepcopy(old) if old else {"id": ids[node_id], "type": class_type, "pos": placed[node_id],
                                                      "size": [260, 120], "flags": {}, "order": 0, "mode": 0,
                                                      "properties": {"Node name for S&R": class_type}}
         ui_node["id"] = ids[node_id]
@@ -622,6 +623,26 @@ def export_ui(workflow: Workflow, registry) -> dict:
     result.setdefault("extra", {})
     result.setdefault("version", 0.4)
     return result
+
+
+def _columns(workflow: Workflow) -> dict[str, list[int]]:
+    """Positions for nodes saved without any: a column per link depth, stacked downwards."""
+    depth: dict[str, int] = {}
+
+    def depth_of(node_id, seen=()):
+        if node_id not in depth:
+            sources = [v[0] for v in workflow.nodes[node_id].inputs.values()
+                       if is_link(v) and v[0] in workflow.nodes and v[0] not in seen]
+            depth[node_id] = 1 + max((depth_of(s, seen + (node_id,)) for s in sources), default=-1)
+        return depth[node_id]
+
+    rows: dict[int, int] = {}
+    placed = {}
+    for node_id in workflow.nodes:
+        column = depth_of(node_id)
+        placed[node_id] = [column * 360, rows.get(column, 0) * 220]
+        rows[column] = rows.get(column, 0) + 1
+    return placed
 
 
 def _is_value(value) -> bool:
