@@ -32,9 +32,9 @@ def by_id(nodes):
     return {n["id"]: n for n in nodes}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def executor(builtin_registry):
-    return Executor(builtin_registry)  # shared, so the demo checkpoint loads once
+    return Executor(builtin_registry)  # a fresh cache: every output node really runs
 
 
 def images_of(workflow, result):
