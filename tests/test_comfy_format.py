@@ -376,3 +376,15 @@ async def test_convert_endpoint_reads_ui_format_and_pictures_and_writes_each_for
 
     workflow, problems = client.app[SERVER].check(ui, None)  # what POST /api/runs does first
     assert problems == [] and workflow.nodes["3"].inputs["seed"] == 42
+
+
+def test_comfyui_docs_are_up_to_date():
+    import subprocess
+    import sys
+
+    tool = Path(__file__).parent.parent / "tools" / "make_comfy_docs.py"
+    done = subprocess.run([sys.executable, str(tool), "--check"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    text = (Path(__file__).parent.parent / "docs" / "comfyui.md").read_text()
+    assert "| `CheckpointLoaderSimple` | `LoadCheckpoint` | `ckpt_name` → `checkpoint` |" in text
+
