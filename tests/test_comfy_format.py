@@ -225,6 +225,8 @@ def test_corpus_runs_on_the_demo_model(name, builtin_registry, executor, tmp_fol
     assert images and all(torch.isfinite(i).all() and i.std() > 0.01 for i in images.values())
     if name == "hires_fix_ui.json":
         assert images["11"].shape[1:3] == (128, 128) and images["7"].shape[1:3] == (64, 64)
+    if name == "area_composition_ui.json":
+        assert images["7"].shape[1:3] == (64, 128)
     if name == "outpaint_api.json":
         assert images["8"].shape[1:3] == (64, 96)
     saved = list(tmp_folders.outputs.rglob("*.png"))
