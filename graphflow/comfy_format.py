@@ -201,13 +201,93 @@ def _links_of(raw_links) -> dict[str, tuple]:
     return links
 
 
-def _flatten(data: dict) -> tuple[dict[str, dict], dict[str, tuple], set[str]]:
-    """Every node of the graph with subgraph instances expanded (inner ids "instance:inner"), the
-    links by id, and the ids of subgraph instances (their nodes forward values in and out)."""
+def group_node_name(node_type, data: dict) -> str | None:
+    """The name of the legacy group node (`extra.groupNodes`) a node type stands for, if any."""
+    groups = (data.get("extra") or {}).get("groupNodes") or {}
+    for separator in (">", "/"):
+        prefix = "workflow" + separator
+        if isinstance(node_type, str) and node_type.startswith(prefix) and node_type[len(prefix):] in groups:
+            return node_type[len(prefix):]
+    return None
+
+
+def _expand_group_node(instance: dict, definition: dict, links: dict, registry, notes: list) -> list[dict]:
+    """The inner nodes of a legacy group node instance (ids "instance:index"), wired to the
+    instance's inputs, which turns into a forwarder of its visible outputs. The group's inputs
+    are its inner nodes' unlinked sockets, node by node, then their unlinked converted widgets;
+    its outputs, their outputs not used only inside; its widgets_values, their widgets in turn
+    (as ComfyUI's group nodes lay them out)."""
+    inst, inner = instance["id"], instance["id"] + ":"
+    made = []
+    for i, raw in enumerate(definition.get("nodes") or []):
+        node = copy.deepcopy(raw)
+        node["id"] = inner + str(i)
+        node["inputs"] = [dict(x, link=None) for x in raw.get("inputs") or []]
+        made.append(node)
+    inner_links = [l for l in definition.get("links") or [] if isinstance(l, list) and len(l) >= 4
+                   and l[0] is not None and l[2] is not None]
+    linked_to = {(l[2], l[3]) for l in inner_links}
+    linked_from = {(l[0], l[1]) for l in inner_links}
+    external = {(e[0], e[1]) for e in definition.get("external") or []}
+    for k, l in enumerate(inner_links):
+        link_id = f"{inner}L{k}"
+        links[link_id] = (inner + str(l[0]), l[1], inner + str(l[2]), l[3], l[5] if len(l) > 5 else None)
+        if l[2] < len(made) and l[3] < len(made[l[2]]["inputs"]):
+            made[l[2]]["inputs"][l[3]]["link"] = link_id
+    free = [(i, s) for converted in (False, True) for i, n in enumerate(made)
+            for s, x in enumerate(n["inputs"]) if bool(x.get("widget")) == converted and (i, s) not in linked_to]
+    for outer, (i, s) in zip(instance.get("inputs") or [], free):
+        made[i]["inputs"][s]["link"] = outer.get("link")
+    forwards = []
+    for i, node in enumerate(made):
+        for o, output in enumerate(node.get("outputs") or []):
+            if (i, o) in linked_from and (i, o) not in external:
+                continue
+            link_id = f"{inner}O{len(forwards)}"
+            links[link_id] = (inner + str(i), o, inst, len(forwards), output.get("type"))
+            forwards.append({"name": output.get("name"), "type": output.get("type"), "link": link_id})
+    values = instance.get("widgets_values")
+    if isinstance(values, list) and values:
+        plan = []  # (inner node index, position in its widgets_values) for each of the group's values
+        for i, node in enumerate(made):
+            if node.get("type") == "PrimitiveNode":
+                if (i, 0) in linked_from:
+                    plan += [(i, 0), (i, 1)]  # its value and control_after_generate
+                continue
+            order = _widget_order(node.get("type"), registry) if node.get("type") not in VIRTUAL_TYPES else []
+            if order is None:
+                plan = None
+                break
+            converted = {(x.get("widget") or {}).get("name") for x in node["inputs"] if x.get("widget")}
+            at = 0
+            for entry in (e for e in order if e.get("widget")):
+                width = 1 + bool(entry.get("control")) + bool(entry.get("upload"))
+                if entry["name"] not in converted:
+                    plan += [(i, at + k) for k in range(width)]
+                at += width
+        if plan is not None and len(plan) == len(values):
+            for (i, position), value in zip(plan, values):
+                saved = made[i].setdefault("widgets_values", [])
+                saved.extend([None] * (position + 1 - len(saved)))
+                saved[position] = value
+        else:
+            notes.append({"node_id": inst, "node_type": instance.get("type"), "input": None,
+                          "message": "the group node's widget values could not be matched to its inner nodes; "
+                                     "the values saved in its definition were used"})
+    instance.update({"type": "__forward", "inputs": forwards, "group_node": instance.get("type")})
+    return made
+
+
+def _flatten(data: dict, registry=None, notes: list | None = None) -> tuple[dict[str, dict], dict[str, tuple], set[str]]:
+    """Every node of the graph with subgraph and group node instances expanded (inner ids
+    "instance:inner"), the links by id, and the ids of subgraph instances (their nodes forward
+    values in and out)."""
     subgraphs = {s["id"]: s for s in (data.get("definitions") or {}).get("subgraphs", []) if "id" in s}
+    group_nodes = (data.get("extra") or {}).get("groupNodes") or {}
     nodes: dict[str, dict] = {}
     links = _links_of(data.get("links"))
     instances: set[str] = set()
+    notes = [] if notes is None else notes
 
     def add(node_list, prefix, depth):
         for raw in node_list:
@@ -217,6 +297,10 @@ def _flatten(data: dict) -> tuple[dict[str, dict], dict[str, tuple], set[str]]:
                 node["inputs"] = [{**i, "link": None if i.get("link") is None else prefix + _node_id(i["link"])}
                                   for i in raw.get("inputs") or []]
             nodes[node["id"]] = node
+            group = group_node_name(node.get("type"), data)
+            if group is not None and depth <= 8:
+                add(_expand_group_node(node, group_nodes[group], links, registry, notes), "", depth + 1)
+                continue
             definition = subgraphs.get(node.get("type"))
             if definition is None:
                 continue
@@ -321,9 +405,10 @@ def _widget_values(node: dict, order: list[dict]) -> tuple[dict, dict]:
 def ui_to_api(data: dict, registry) -> tuple[dict, dict, list[dict]]:
     """An API graph from a UI graph, the UI-only facts kept for writing it back (`ui.comfyui`),
     and notes on what was left out."""
-    nodes, links, instances = _flatten(data)
+    notes = []
+    nodes, links, instances = _flatten(data, registry, notes)
     resolver = _Resolver(nodes, links)
-    graph, notes, resolved_inputs, unknown = {}, [], {}, {}
+    graph, resolved_inputs, unknown = {}, {}, {}
     for node_id, node in nodes.items():
         node_type, mode = node.get("type"), node.get("mode", 0)
         if node_type in VIRTUAL_TYPES or node_type == "__forward" or mode in (MUTED, BYPASSED):
@@ -400,7 +485,7 @@ def import_ui(data: dict, registry) -> Workflow:
                                                "text": (node.get("widgets_values") or [""])[0]})
     workflow = import_api(graph, registry, ui)
     workflow.notes.extend(notes)
-    for node_id, node in _flatten(data)[0].items():
+    for node_id, node in _flatten(data, registry)[0].items():
         if node.get("mode") in (MUTED, BYPASSED) and node.get("type") not in VIRTUAL_TYPES:
             what = "muted: it does not run" if node["mode"] == MUTED else "bypassed: its inputs pass through"
             workflow.notes.append({"node_id": node_id, "node_type": node.get("type"), "input": None,
@@ -498,7 +583,8 @@ def export_ui(workflow: Workflow, registry) -> dict:
     originals = {_node_id(n.get("id")): n for n in original.get("nodes", [])}
     old_links = {k: list(v) for k, v in _links_of(original.get("links")).items()}
     instances = {k for k, n in originals.items() if n.get("type") in
-                 {s.get("id") for s in (original.get("definitions") or {}).get("subgraphs", [])}}
+                 {s.get("id") for s in (original.get("definitions") or {}).get("subgraphs", [])}
+                 or group_node_name(n.get("type"), original) is not None}
 
     # UI ids are integers: keep numeric ids, number the others after the largest.
     ids = {}

@@ -104,6 +104,19 @@ def test_subgraph_is_expanded_with_instance_prefixed_ids(builtin_registry):
     assert "6" not in workflow.nodes
 
 
+def test_legacy_group_node_is_expanded_with_the_instance_values(builtin_registry):
+    workflow = load("txt2img_group_node_ui.json", builtin_registry)
+    assert workflow.nodes["6:0"].inputs == {"clip": ["4", 1], "text": "a red circle on a white background"}
+    assert workflow.nodes["6:1"].inputs == {"clip": ["4", 1], "text": ""}  # not the definition's "old negative"
+    assert workflow.nodes["3"].inputs["negative"] == ["6:1", 0] and workflow.notes == []
+    data = json.loads((CORPUS / "txt2img_group_node_ui.json").read_text())
+    data["nodes"][-1 if data["nodes"][-1]["id"] == 6 else [n["id"] for n in data["nodes"]].index(6)][
+        "widgets_values"] = ["only one value"]
+    workflow = parse_workflow(data, builtin_registry)
+    assert workflow.nodes["6:1"].inputs["text"] == "old negative"  # the definition's, with a note
+    assert [n["node_id"] for n in workflow.notes] == ["6"]
+
+
 def test_widget_order_includes_control_after_generate_and_upload_values(builtin_registry):
     ksa = [i["name"] for i in comfy_catalogue()["KSamplerAdvanced"]["inputs"] if i.get("widget")]
     assert ksa == ["add_noise", "noise_seed", "steps", "cfg", "sampler_name", "scheduler", "start_at_step",
@@ -242,8 +255,9 @@ def test_api_graph_and_the_same_graph_in_ui_format_give_the_same_images(builtin_
         result = Executor(builtin_registry).run(ui)
         assert result.ok
         assert torch.equal(result.values["8"][0], reference.values["8"][0]), name
-    sub = Executor(builtin_registry).run(load("txt2img_subgraph_ui.json", builtin_registry))
-    assert torch.equal(sub.values["8"][0], reference.values["8"][0])
+    for name in ("txt2img_subgraph_ui.json", "txt2img_group_node_ui.json"):
+        nested = Executor(builtin_registry).run(load(name, builtin_registry))
+        assert torch.equal(nested.values["8"][0], reference.values["8"][0]), name
 
 
 # --- pictures ---------------------------------------------------------------------------------

@@ -35,8 +35,9 @@ Everywhere graphflow takes a workflow (`graphflow run` / `validate` / `convert`,
   `control_after_generate` value after seed widgets and the upload value after LoadImage's
   file), widgets converted to inputs and their links are read, PrimitiveNode values and Reroutes
   are resolved, muted nodes (mode 2) are left out and bypassed nodes (mode 4) pass each output's
-  first input of the same type through, as ComfyUI does. Subgraphs (`definitions.subgraphs`) are
-  expanded; their nodes get ids `instance:inner`, like ComfyUI's API exports. Positions, widths,
+  first input of the same type through, as ComfyUI does. Subgraphs (`definitions.subgraphs`) and
+  legacy group nodes (`extra.groupNodes`, types `workflow>NAME`) are expanded; their nodes get
+  ids `instance:inner`, like ComfyUI's API exports. Positions, widths,
   titles, groups, notes and the view go in our `ui` block, so the editor shows the graph as laid
   out; everything else (sizes, modes, colours, Reroutes, Primitives, the original links) goes in
   `ui.comfyui`, so that writing it back gives the same nodes, links, values and positions.
@@ -59,9 +60,10 @@ LIMITS = """## Not supported yet
 - Unknown classes (custom nodes, and the core nodes listed below): their links are read, but
   their `widgets_values` can't be named without the node's definition; validation names the node
   and says it is not one of graphflow's (and which pack it comes from, for well-known packs).
-- Legacy group nodes (`extra.groupNodes`, node types `workflow>NAME`) are not expanded.
-- A subgraph is written back as it was read: edits made in graphflow to the nodes inside it are
-  not written into its definition.
+- A subgraph or group node is written back as it was read: edits made in graphflow to the nodes
+  inside it are not written into its definition. A group node whose widget values don't match
+  its inner nodes (PrimitiveNodes or custom nodes inside it) uses the values saved in its
+  definition, with a note.
 - A1111 settings beyond txt2img (hires fix, refiner, ADetailer, LoRA tags in the prompt) are
   not turned into nodes.
 """
