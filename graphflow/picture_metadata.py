@@ -34,6 +34,13 @@ A1111_SCHEDULERS = {
 }
 
 
+# Settings that change the picture but have no node in the txt2img graph (others, such as hashes
+# and the version, don't change it).
+A1111_NOT_READ = {"denoising strength", "hires upscale", "hires upscaler", "hires steps", "hires resize",
+                  "refiner", "refiner switch at", "adetailer model", "variation seed", "variation seed strength",
+                  "face restoration", "eta", "ensd", "rng", "noise multiplier", "sgm noise multiplier"}
+
+
 def is_picture(raw: bytes) -> bool:
     return raw.startswith(PNG_SIGNATURE) or (raw[:4] == b"RIFF" and raw[8:12] == b"WEBP")
 
@@ -81,7 +88,13 @@ def workflow_from_picture(raw: bytes, registry=None, what: str = "the picture") 
             except (json.JSONDecodeError, WorkflowFormatError) as e:
                 errors.append(f"its '{key}' metadata: {e}")
     if "parameters" in chunks:
-        return parse_workflow(a1111_graph(parse_a1111(chunks["parameters"])), registry)
+        settings = parse_a1111(chunks["parameters"])
+        workflow = parse_workflow(a1111_graph(settings), registry)
+        left = sorted(k for k in settings if k in A1111_NOT_READ)
+        if left:
+            workflow.notes.append({"node_id": None, "node_type": None, "input": None,
+                                   "message": "A1111 settings not turned into nodes: " + ", ".join(left)})
+        return workflow
     if errors:
         raise WorkflowFormatError(f"{what}: couldn't read " + "; ".join(errors))
     raise WorkflowFormatError(f"{what} holds no workflow (no graphflow, ComfyUI or A1111 metadata)")

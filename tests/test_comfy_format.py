@@ -272,7 +272,7 @@ def png_with(chunks: dict) -> bytes:
     return out.getvalue()
 
 
-def test_comfyui_png_opens_its_editor_graph_else_its_prompt(builtin_registry, tmp_path):
+def test_comfyui_png_opens_its_editor_graph_else_its_prompt(builtin_registry, tmp_path, tmp_folders, capsys):
     ui_text = (CORPUS / "txt2img_tricks_ui.json").read_text()
     api_text = (CORPUS / "txt2img_api.json").read_text()
     both = tmp_path / "ComfyUI_00001_.png"
@@ -285,6 +285,10 @@ def test_comfyui_png_opens_its_editor_graph_else_its_prompt(builtin_registry, tm
     assert workflow.ui["imported_from"] == "comfyui-api"
     assert workflow.to_json()["nodes"] == load("txt2img_api.json", builtin_registry).to_json()["nodes"]
     assert main(["validate", str(both)]) == 0
+    assert "valid (7 nodes)" in capsys.readouterr().out
+    assert main(["run", str(both), "--quiet", "--output-dir", str(tmp_path / "out")]) == 0
+    (printed,) = capsys.readouterr().out.split()
+    assert Path(printed).is_file() and Path(printed).parent == tmp_path / "out"
 
 
 def test_webp_with_comfyui_exif_strings(builtin_registry):
@@ -333,6 +337,19 @@ def test_a1111_parameters_are_parsed():
     assert a1111_sampler("DPM++ 2M SDE Heun Karras") == ("dpmpp_2m_sde_heun", "karras")
     with pytest.raises(WorkflowFormatError, match="no ComfyUI equivalent"):
         a1111_sampler("Made Up")
+
+
+def test_a1111_parameters_in_webp_user_comment_and_settings_left_out_are_noted(builtin_registry):
+    exif = Image.Exif()
+    text = A1111.replace("Steps: 4,", "Steps: 4, Denoising strength: 0.4, Hires upscale: 2,")
+    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\x00" + text.encode("utf-16-be")
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), "blue").save(out, format="WEBP", exif=exif)
+    workflow = workflow_from_picture(out.getvalue(), builtin_registry)
+    sampler = next(n for n in workflow.nodes.values() if n.type == "KSampler")
+    assert sampler.inputs["sampler_name"] == "dpmpp_2m" and sampler.inputs["scheduler"] == "karras"
+    assert [n["message"] for n in workflow.notes] == [
+        "A1111 settings not turned into nodes: denoising strength, hires upscale"]
 
 
 def test_a1111_png_opens_as_a_txt2img_graph_and_runs(builtin_registry, executor, tmp_folders):
