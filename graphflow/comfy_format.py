@@ -652,10 +652,10 @@ def export_ui(workflow: Workflow, registry) -> dict:
                     widgets.append(controls.get(name, CONTROL_DEFAULT))
                 if spec.get("upload"):
                     widgets.append("image")
-                if socket is not None:
+                if socket is not None or name in old_inputs:  # newer editors list every widget's socket
                     base = dict(old_inputs.get(name) or {"name": name, "type": spec["type"]})
                     base["widget"] = {"name": name}
-                    new_inputs.append((rank, {**base, **socket}))
+                    new_inputs.append((rank, {**base, "link": socket["link"] if socket else None}))
             else:
                 base = dict(old_inputs.get(name) or {"name": name, "type": spec["type"]})
                 base["link"] = socket["link"] if socket else None

@@ -59,6 +59,19 @@ def test_ui_workflow_converts_validates_and_round_trips(name, builtin_registry):
         {k: v for k, v in original.items() if k not in ("nodes", "links")}
 
 
+def test_newer_editor_shape_with_a_socket_for_every_widget(builtin_registry):
+    """ComfyUI's newer editors list each widget in `inputs` too (link null unless connected)."""
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    for node in data["nodes"]:
+        order = comfy_catalogue()[node["type"]]["inputs"]
+        node["inputs"] += [{"localized_name": i["name"], "name": i["name"], "type": i["type"],
+                            "widget": {"name": i["name"]}, "link": None} for i in order if i.get("widget")]
+    workflow = parse_workflow(data, builtin_registry)
+    assert workflow.to_json()["nodes"] == load("txt2img_api.json", builtin_registry).to_json()["nodes"]
+    written = export_ui(workflow, builtin_registry)
+    assert by_id(written["nodes"]) == by_id(data["nodes"]) and written["links"] == data["links"]
+
+
 def test_ui_layout_titles_groups_and_view_go_in_the_ui_block(builtin_registry):
     workflow = load("txt2img_tricks_ui.json", builtin_registry)
     assert workflow.ui["nodes"]["3"] == {"pos": [863, 186], "width": 315}
@@ -140,7 +153,7 @@ def test_editing_after_import_is_written_back(builtin_registry):
     written = export_ui(workflow, builtin_registry)
     nodes = by_id(written["nodes"])
     assert nodes[3]["widgets_values"][:2] == [7, "fixed"]
-    assert all(i["name"] != "seed" for i in nodes[3]["inputs"])  # the primitive's link is gone
+    assert [i["link"] for i in nodes[3]["inputs"] if i["name"] == "seed"] == [None]  # the primitive's link is gone
     assert not any(link[1] == 12 for link in written["links"])
     positive = nodes[3]["inputs"][1]
     assert positive["name"] == "positive"
