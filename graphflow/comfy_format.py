@@ -124,7 +124,9 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
         declared = {i["name"] for i in catalogue[class_type]["inputs"]} if class_type in catalogue else None
         inputs = dict(alias.fixed) if alias is not None else {}
         for name, value in (entry.get("inputs") or {}).items():
-            if name in UPLOAD_INPUTS or (declared is not None and name not in declared):
+            ours = alias.inputs.get(name, name) if alias is not None else name
+            undeclared = declared is not None and name not in declared and not (cls and ours in cls.input_specs)
+            if name in UPLOAD_INPUTS or undeclared:  # graphflow's own extra inputs are kept
                 what = "the editor's upload button" if name in UPLOAD_INPUTS else f"an input {class_type} does not declare"
                 notes.append({"node_id": str(node_id), "node_type": class_type, "input": name,
                               "message": f"ignored, as ComfyUI does: {what}"})

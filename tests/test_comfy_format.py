@@ -199,6 +199,8 @@ def test_api_inputs_comfyui_ignores_are_notes_not_errors(builtin_registry):
     assert validate(workflow, builtin_registry) == []
     assert {(n["node_id"], n["input"]) for n in workflow.notes} == {("4", "upload"), ("8", "not_an_input")}
     assert "image" in workflow.nodes["4"].inputs and "upload" not in workflow.nodes["4"].inputs
+    graph["9"]["inputs"]["noise_mode"] = "per_image"  # ComfyUI lacks it, graphflow's KSampler has it
+    assert parse_workflow(graph, builtin_registry).nodes["9"].inputs["noise_mode"] == "per_image"
 
 
 def test_unknown_classes_say_whether_core_or_which_custom_pack(builtin_registry):
