@@ -706,6 +706,9 @@ def export_ui(workflow: Workflow, registry) -> dict:
     saved_order = {n.get("id"): i for i, n in enumerate(original.get("nodes", []))}
     result["nodes"] = sorted(out_nodes, key=lambda n: (saved_order.get(n["id"], len(saved_order)), n["id"]))
     result["links"] = [links[k] for k in sorted(links)]
+    if any(isinstance(link, dict) for link in original.get("links") or []):  # the schema-1 shape
+        keys = ("id", "origin_id", "origin_slot", "target_id", "target_slot", "type")
+        result["links"] = [dict(zip(keys, link)) for link in result["links"]]
     result.setdefault("groups", workflow.ui.get("groups", []))
     result.setdefault("config", {})
     result.setdefault("extra", {})

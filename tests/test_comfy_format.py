@@ -72,6 +72,15 @@ def test_newer_editor_shape_with_a_socket_for_every_widget(builtin_registry):
     assert by_id(written["nodes"]) == by_id(data["nodes"]) and written["links"] == data["links"]
 
 
+def test_links_as_objects_schema_1_shape(builtin_registry):
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    keys = ("id", "origin_id", "origin_slot", "target_id", "target_slot", "type")
+    data["links"] = [dict(zip(keys, link)) for link in data["links"]]
+    workflow = parse_workflow(data, builtin_registry)
+    assert workflow.to_json()["nodes"] == load("txt2img_api.json", builtin_registry).to_json()["nodes"]
+    assert export_ui(workflow, builtin_registry)["links"] == data["links"]
+
+
 def test_ui_layout_titles_groups_and_view_go_in_the_ui_block(builtin_registry):
     workflow = load("txt2img_tricks_ui.json", builtin_registry)
     assert workflow.ui["nodes"]["3"] == {"pos": [863, 186], "width": 315}
@@ -215,6 +224,7 @@ def test_unknown_classes_say_whether_core_or_which_custom_pack(builtin_registry)
     assert custom_pack("ShowText|pysssss") == "ComfyUI-Custom-Scripts (pysssss)"
     assert custom_pack("Power Lora Loader (rgthree)") == "rgthree-comfy"
     assert custom_pack("KSampler") is None and unknown_type_hint("KSampler2000") == ""
+    assert [c for c in comfy_catalogue() if custom_pack(c)] == []  # no core class taken for a pack's
 
 
 def test_unknown_custom_node_in_ui_format_is_noted_and_kept_on_writing(builtin_registry):
