@@ -408,9 +408,9 @@ def ui_to_api(data: dict, registry) -> tuple[dict, dict, list[dict]]:
     """An API graph from a UI graph, the UI-only facts kept for writing it back (`ui.comfyui`),
     and notes on what was left out."""
     notes = []
-    nodes, links, instances = _flatten(data, registry, notes)
+    nodes, links, _ = _flatten(data, registry, notes)
     resolver = _Resolver(nodes, links)
-    graph, resolved_inputs, unknown = {}, {}, {}
+    graph, resolved_inputs = {}, {}
     for node_id, node in nodes.items():
         node_type, mode = node.get("type"), node.get("mode", 0)
         if node_type in VIRTUAL_TYPES or node_type == "__forward" or mode in (MUTED, BYPASSED):
@@ -418,7 +418,7 @@ def ui_to_api(data: dict, registry) -> tuple[dict, dict, list[dict]]:
         order = _widget_order(node_type, registry)
         inputs, seen = {}, {}
         values, controls = _widget_values(node, order or [])
-        for i, socket in enumerate(node.get("inputs") or []):
+        for socket in node.get("inputs") or []:
             name = (socket.get("widget") or {}).get("name") or socket.get("name")
             target = resolver.link(socket.get("link"))
             seen[name] = {"link": socket.get("link"), "resolved": target}
@@ -429,7 +429,6 @@ def ui_to_api(data: dict, registry) -> tuple[dict, dict, list[dict]]:
         for name, value in values.items():
             inputs.setdefault(name, {"__value__": value} if isinstance(value, list) else value)
         if order is None:
-            unknown[node_id] = node_type
             notes.append({"node_id": node_id, "node_type": node_type, "input": None,
                           "message": "its widget values can't be named without the node's definition; "
                                      "only its links were read"})
