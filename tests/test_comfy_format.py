@@ -271,6 +271,23 @@ def test_corpus_runs_on_the_demo_model(name, builtin_registry, executor, tmp_fol
     assert saved
 
 
+def test_inpaint_workflow_on_an_inpainting_checkpoint(builtin_registry, executor, tmp_folders):
+    """The same ComfyUI inpaint graph on a (tiny, random) 9-channel inpainting model."""
+    from graphflow.testing import write_checkpoint
+
+    checkpoints = tmp_folders.models / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    write_checkpoint(checkpoints / "tiny-inpainting.safetensors", "sd1_inpaint")
+    graph = json.loads((CORPUS / "inpaint_api.json").read_text())
+    graph["1"]["inputs"]["ckpt_name"] = "tiny-inpainting.safetensors"
+    workflow = parse_workflow(graph, builtin_registry)
+    assert validate(workflow, builtin_registry) == []
+    result = executor.run(workflow)
+    assert result.ok, result.error
+    image = result.values["10"][0]
+    assert image.shape == (1, 64, 64, 3) and torch.isfinite(image).all()
+
+
 def test_api_graph_and_the_same_graph_in_ui_format_give_the_same_images(builtin_registry, executor, tmp_folders):
     api = load("txt2img_api.json", builtin_registry)
     reference = executor.run(api)
