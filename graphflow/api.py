@@ -13,6 +13,7 @@ from graphflow.context import (
 )
 from graphflow.folders import folders, safe_join
 from graphflow.node import Bool, Choice, Float, Int, Node, NodeDeclarationError, Text
+from graphflow.resource_limits import Estimate, Size
 from graphflow.types import (
     BOOLEAN,
     CLIP,
@@ -34,5 +35,5 @@ __all__ = [
     "socket_type", "MODEL", "CLIP", "VAE", "CONDITIONING", "LATENT", "IMAGE", "MASK",
     "INT", "FLOAT", "STRING", "BOOLEAN",
     "progress", "check_interrupted", "show", "current_workflow", "Interrupted", "NodeInputError",
-    "folders", "safe_join",
+    "folders", "safe_join", "Estimate", "Size",
 ]

@@ -1,7 +1,7 @@
 """graphflow's command line: run, validate, convert, nodes, inspect, serve.
 
 Exit codes: 0 success, 1 unreadable file, 2 bad command line, 3 invalid workflow,
-4 a node failed, 130 interrupted.
+4 a node failed, 130 interrupted, 141 the output pipe closed (`| head`).
 """
 
 import argparse
@@ -13,6 +13,7 @@ import threading
 import time
 
 EXIT_OK, EXIT_FILE, EXIT_USAGE, EXIT_INVALID, EXIT_NODE_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_BROKEN_PIPE = 128 + 13  # the status of a process SIGPIPE ended, as `cat` shows under `| head`
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,12 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--set", action="append", default=[], metavar="NODE_ID.INPUT=VALUE",
                      help="override an input; VALUE is JSON (numbers, true, \"text\") or plain text")
     _add_folder_flags(run)
+    _add_limit_flags(run)
     run.add_argument("--quiet", action="store_true", help="no progress output")
 
     validate = sub.add_parser("validate", help="check a workflow without running it")
     validate.add_argument("workflow")
     validate.add_argument("--set", action="append", default=[], metavar="NODE_ID.INPUT=VALUE")
     _add_folder_flags(validate)
+    _add_limit_flags(validate)
 
     convert = sub.add_parser("convert", help="write a workflow in another format (ours, ComfyUI API or UI)")
     convert.add_argument("workflow")
@@ -42,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     _add_folder_flags(nodes)
 
     inspect = sub.add_parser("inspect", help="describe a checkpoint file")
-    inspect.add_argument("checkpoint")
+    inspect.add_argument("checkpoint", help="a file path, or a checkpoint's name as LoadCheckpoint lists it")
+    _add_model_folder_flags(inspect)
 
     serve = sub.add_parser("serve", help="start the server and browser editor")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -52,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--cache-max-gb", type=float, help="bound on cached outputs and loaded models (default 16)")
     serve.add_argument("--workers", type=int, default=1, help="graphs run at once on the device (default 1)")
     _add_folder_flags(serve)
+    _add_limit_flags(serve, server=True)
 
     args = parser.parse_args(argv)
     if getattr(args, "device", None):
@@ -59,18 +64,67 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(args, "models_dir"):
         from graphflow.folders import configure
 
-        configure(models=args.models_dir, inputs=args.input_dir, outputs=args.output_dir,
-                  plugins=args.plugins_dir or [])
-    return {"run": cmd_run, "validate": cmd_validate, "convert": cmd_convert, "nodes": cmd_nodes,
-            "inspect": cmd_inspect, "serve": cmd_serve}[args.command](args)
+        try:
+            configure(models=args.models_dir, inputs=getattr(args, "input_dir", None),
+                      outputs=getattr(args, "output_dir", None), plugins=getattr(args, "plugins_dir", None) or [],
+                      extra_model_paths=args.extra_model_paths)
+        except ValueError as e:  # an unreadable extra model paths file
+            _error(str(e))
+            return EXIT_USAGE
+    command = {"run": cmd_run, "validate": cmd_validate, "convert": cmd_convert, "nodes": cmd_nodes,
+               "inspect": cmd_inspect, "serve": cmd_serve}[args.command]
+    try:
+        code = command(args)
+        sys.stdout.flush()  # here, where a closed pipe is handled, not at interpreter exit
+        return code
+    except KeyboardInterrupt:  # a second Ctrl-C during a run, or one outside it
+        _error("aborted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`graphflow inspect X | head`): stop quietly, as `cat` does, and
+        # point stdout at /dev/null so the interpreter's final flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _add_model_folder_flags(parser) -> None:
+    parser.add_argument("--models-dir", help="folder with checkpoints/, vae/, loras/ (default ./models)")
+    parser.add_argument("--extra-model-paths", metavar="FILE",
+                        help="a ComfyUI-style extra_model_paths.yaml naming more model folders "
+                             "(default $GRAPHFLOW_EXTRA_MODEL_PATHS, else ./extra_model_paths.yaml if present)")
 
 
 def _add_folder_flags(parser) -> None:
-    parser.add_argument("--models-dir", help="folder with checkpoints/, vae/, loras/ (default ./models)")
+    _add_model_folder_flags(parser)
     parser.add_argument("--input-dir", help="folder LoadImage reads from (default ./inputs)")
     parser.add_argument("--output-dir", help="folder results are saved in (default ./outputs)")
     parser.add_argument("--plugins-dir", action="append", help="an extra plugin folder (repeatable)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: the best available)")
+
+
+def _add_limit_flags(parser, server: bool = False) -> None:
+    # Defaults of `serve` are graphflow.resource_limits.SERVER_LIMITS (not imported for --help); 0: no limit.
+    default = (lambda text: f" (default {text}; 0: no limit)") if server else (lambda text: " (default: none)")
+    parser.add_argument("--max-pixels", type=int, metavar="N", help="largest image or latent, in pixels per image"
+                        + default("67108864 = 8192x8192"))
+    parser.add_argument("--max-batch", type=int, metavar="N", help="largest batch" + default("64"))
+    parser.add_argument("--max-steps", type=int, metavar="N", help="most sampling steps per sampler" + default("1000"))
+    parser.add_argument("--max-run-seconds", type=float, metavar="S",
+                        help="stop a run that takes longer, as an interrupt would" + default("3600"))
+
+
+def _limits(args, server: bool = False):
+    """The RunLimits from the --max-* flags (over the server's defaults for `serve`)."""
+    from dataclasses import replace
+
+    from graphflow.resource_limits import SERVER_LIMITS, RunLimits
+
+    limits = SERVER_LIMITS if server else RunLimits()
+    for name in ("max_pixels", "max_batch", "max_steps", "max_run_seconds"):
+        value = getattr(args, name, None)
+        if value is not None:
+            limits = replace(limits, **{name: value if value > 0 else None})
+    return limits
 
 
 def _error(message: str) -> None:
@@ -80,17 +134,23 @@ def _error(message: str) -> None:
 def _load(args):
     """The workflow with --set overrides applied, or an exit code."""
     from graphflow.registry import default_registry
-    from graphflow.workflow import WorkflowFormatError, load_workflow
+    from graphflow.picture_metadata import is_picture_file
+    from graphflow.workflow import WorkflowFormatError, load_workflow, parse_workflow, read_json_file
 
     registry = default_registry()
     for problem in registry.problems:
         _error(f"plugin problem: {problem.get('message', problem)}")
     try:
-        workflow = load_workflow(args.workflow, registry)
+        data = None if is_picture_file(args.workflow) else read_json_file(args.workflow)
     except WorkflowFormatError as e:
         _error(str(e))
         return None, None, EXIT_FILE
-    for note in workflow.notes:
+    try:
+        workflow = parse_workflow(data, registry) if data is not None else load_workflow(args.workflow, registry)
+    except WorkflowFormatError as e:  # JSON (or a picture), but not a workflow: its problems, as validation reports them
+        _print_problems(e.problems)
+        return None, None, EXIT_INVALID
+    for note in workflow.notes:  # non-fatal remarks of a ComfyUI import
         where = f"node {note['node_id']} ({note['node_type']})" if note.get("node_id") else ""
         where += f", input '{note['input']}'" if note.get("input") else ""
         _error(f"note: {where + ': ' if where else ''}{note['message']}")
@@ -123,7 +183,7 @@ def cmd_validate(args) -> int:
     workflow, registry, code = _load(args)
     if workflow is None:
         return code
-    problems = validate(workflow, registry)
+    problems = validate(workflow, registry, limits=_limits(args))
     if problems:
         _print_problems(problems)
         return EXIT_INVALID
@@ -139,17 +199,18 @@ def cmd_run(args) -> int:
     if workflow is None:
         return code
     interrupt = threading.Event()
+    printer = ProgressPrinter(quiet=args.quiet)
 
     def on_sigint(signum, frame):
         if interrupt.is_set():
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt  # main() turns it into a one-line "aborted"
         interrupt.set()
+        printer.close()  # end a live progress bar's line first
         _error("interrupting (press Ctrl-C again to abort at once)")
 
     previous = signal.signal(signal.SIGINT, on_sigint)
-    printer = ProgressPrinter(quiet=args.quiet)
     try:
-        result = Executor(registry).run(workflow, on_event=printer, interrupt=interrupt)
+        result = Executor(registry, limits=_limits(args)).run(workflow, on_event=printer, interrupt=interrupt)
     finally:
         signal.signal(signal.SIGINT, previous)
         printer.close()
@@ -158,7 +219,8 @@ def cmd_run(args) -> int:
         _print_problems(result.problems)
         return EXIT_INVALID
     if result.status == "interrupted":
-        _error(f"interrupted in node {result.error['node_id']} ({result.error['node_type']})")
+        why = "stopped at its time limit" if result.error.get("time_limit") else "interrupted"
+        _error(f"{why} in node {result.error['node_id']} ({result.error['node_type']})")
         return EXIT_INTERRUPTED
     if result.status == "error":
         err = result.error
@@ -226,18 +288,31 @@ def cmd_inspect(args) -> int:
     from graphflow.models.weight_files import CheckpointError
 
     try:
-        print(inspect_report(args.checkpoint))
+        print(inspect_report(_model_file(args.checkpoint)))
     except (CheckpointError, FileNotFoundError) as e:
         _error(str(e))
         return EXIT_FILE
     return EXIT_OK
 
 
+def _model_file(name: str):
+    """A file path as given, else a checkpoint of that name in the models folders (as LoadCheckpoint finds it)."""
+    from graphflow.folders import UnsafePathError, folders
+
+    if os.path.isfile(name):
+        return name
+    try:
+        return folders.find_model("checkpoints", name)
+    except (FileNotFoundError, UnsafePathError):
+        searched = ", ".join(str(d) for d in folders.model_dirs("checkpoints"))
+        raise FileNotFoundError(f"no file {name!r}, and no checkpoint of that name in {searched}") from None
+
+
 def cmd_serve(args) -> int:
     from graphflow.server.app import serve
 
     return serve(host=args.host, port=args.port, db_path=args.db, max_upload_mb=args.max_upload_mb,
-                 cache_max_gb=args.cache_max_gb, workers=args.workers)
+                 cache_max_gb=args.cache_max_gb, workers=args.workers, run_limits=_limits(args, server=True))
 
 
 class ProgressPrinter:

@@ -21,8 +21,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from graphflow.workflow import (FORMAT_VERSION, Workflow, WorkflowFormatError, comfy_aliases, is_link,
-                                literal)
+from graphflow.workflow import (FORMAT_VERSION, Problem, Workflow, WorkflowFormatError, _short, _validated,
+                                comfy_aliases, is_comfy_api_graph, is_link, literal)
 
 MUTED, BYPASSED = 2, 4
 VIRTUAL_TYPES = {"Reroute", "PrimitiveNode", "Note", "MarkdownNote"}
@@ -95,8 +95,7 @@ def unknown_type_hint(node_type: str) -> str:
 
 
 def is_api_graph(data: Any) -> bool:
-    return (isinstance(data, dict) and bool(data) and "nodes" not in data
-            and all(isinstance(v, dict) and "class_type" in v for v in data.values()))
+    return is_comfy_api_graph(data)
 
 
 def is_ui_graph(data: Any) -> bool:
@@ -113,46 +112,60 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
     Inputs ComfyUI itself ignores (ones the class does not declare, the upload button) are
     dropped with a note (Workflow.notes). Classes without an equivalent keep their name, so
     validation reports them by node."""
-    nodes, titles, notes, classes = {}, {}, [], {}
+    nodes, titles, notes, classes, problems, type_of = {}, {}, [], {}, [], {}
     catalogue = comfy_catalogue()
-    for node_id, entry in graph.items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("class_type"), str):
-            raise WorkflowFormatError(f"node {node_id}: a ComfyUI API node needs a 'class_type' name")
-        class_type = entry["class_type"]
+    for key, entry in graph.items():
+        node_id = str(key)
+        if not isinstance(entry, dict):
+            problems.append(Problem(node_id, None, None, f"expected a node object with 'class_type', got {_short(entry)}"))
+            continue
+        class_type = entry.get("class_type")
+        if not isinstance(class_type, str) or not class_type:
+            problems.append(Problem(node_id, None, None,
+                                    f"'class_type' must be a node class name (text), got {_short(class_type)}"))
+            continue
+        raw_inputs = entry.get("inputs")
+        if raw_inputs is None:
+            raw_inputs = {}
+        if not isinstance(raw_inputs, dict):
+            problems.append(Problem(node_id, class_type, None,
+                                    f"'inputs' must be an object of input name to value, got {_short(raw_inputs)}"))
+            continue
         cls = registry.comfy_node(class_type)
         alias = _alias_for(cls, class_type)
         declared = {i["name"] for i in catalogue[class_type]["inputs"]} if class_type in catalogue else None
         inputs = dict(alias.fixed) if alias is not None else {}
-        for name, value in (entry.get("inputs") or {}).items():
+        for name, value in raw_inputs.items():
             ours = alias.inputs.get(name, name) if alias is not None else name
             undeclared = declared is not None and name not in declared and not (cls and ours in cls.input_specs)
             if name in UPLOAD_INPUTS or undeclared:  # graphflow's own extra inputs are kept
                 what = "the editor's upload button" if name in UPLOAD_INPUTS else f"an input {class_type} does not declare"
-                notes.append({"node_id": str(node_id), "node_type": class_type, "input": name,
+                notes.append({"node_id": node_id, "node_type": class_type, "input": name,
                               "message": f"ignored, as ComfyUI does: {what}"})
                 continue
             if alias is not None:
                 if name in alias.ignore:
                     continue
-                name = alias.inputs.get(name, name)
+                name = ours
                 mapping = alias.values.get(name)
-                if mapping is not None and not is_link(value) and _hashable(value) and value in mapping:
+                if mapping is not None and isinstance(value, (str, int, float)) and value in mapping:
                     value = mapping[value]
             inputs[name] = value
-        nodes[str(node_id)] = {"type": cls.node_type if cls is not None else class_type, "inputs": inputs}
-        classes[str(node_id)] = class_type
-        title = (entry.get("_meta") or {}).get("title")
-        if title:
-            titles[str(node_id)] = title
+        node_type = cls.node_type if cls is not None else class_type
+        nodes[node_id], type_of[node_id] = {"type": node_type, "inputs": inputs}, node_type
+        classes[node_id] = class_type
+        meta = entry.get("_meta")
+        title = meta.get("title") if isinstance(meta, dict) else None
+        if isinstance(title, str) and title:
+            titles[node_id] = title
+    if problems:
+        raise WorkflowFormatError("malformed ComfyUI graph: " + "; ".join(map(str, problems)), problems)
     if ui is None:
         ui = {"imported_from": "comfyui-api"}
         if titles:
             ui["titles"] = titles
     ui.setdefault("comfyui", {})["classes"] = classes  # the class each node was, for writing it back
-    try:
-        workflow = Workflow.model_validate({"version": FORMAT_VERSION, "nodes": nodes, "ui": ui})
-    except Exception as e:
-        raise WorkflowFormatError(f"malformed ComfyUI graph: {e}") from None
+    workflow = _validated({"version": FORMAT_VERSION, "nodes": nodes, "ui": ui}, type_of)
     workflow.notes.extend(notes)
     return workflow
 

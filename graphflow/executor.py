@@ -17,6 +17,7 @@ from typing import Callable
 from graphflow.cache import OutputCache
 from graphflow.context import Interrupted, NodeContext, NodeInputError, _current
 from graphflow.registry import Registry
+from graphflow.resource_limits import RunLimits
 from graphflow.validation import Plan, Problem, plan_workflow
 from graphflow.workflow import Workflow
 
@@ -51,9 +52,10 @@ def _no_events(event: dict) -> None:
 
 
 class Executor:
-    def __init__(self, registry: Registry, cache: OutputCache | None = None):
+    def __init__(self, registry: Registry, cache: OutputCache | None = None, limits: RunLimits | None = None):
         self.registry = registry
         self.cache = cache if cache is not None else OutputCache()
+        self.limits = limits  # checked before each run; max_run_seconds stops a run like an interrupt
         self._lock = threading.Lock()
 
     def run(
@@ -71,13 +73,28 @@ class Executor:
         result = RunResult(run_id, "success")
         start = time.perf_counter()
         with self._lock:
-            plan, problems = plan_workflow(workflow, self.registry, outputs)
+            plan, problems = plan_workflow(workflow, self.registry, outputs, self.limits)
             if plan is None:
                 result.status, result.problems = "invalid", problems
                 emit({"type": "run_invalid", "run_id": run_id, "problems": [p.to_dict() for p in problems]})
                 return result
             emit({"type": "run_started", "run_id": run_id, "nodes": plan.order})
-            self._execute(plan, result, emit, interrupt)
+            limit = self.limits.max_run_seconds if self.limits is not None else None
+            timed_out = []  # the timer's mark that it, not a user, interrupted the run
+            timer = None
+            if limit is not None:
+                timer = threading.Timer(limit, lambda: (timed_out.append(True), interrupt.set()))
+                timer.daemon = True
+                timer.start()
+            try:
+                self._execute(plan, result, emit, interrupt)
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            if result.status == "interrupted" and timed_out:
+                result.error["message"] = f"stopped: the run went over its time limit of {limit:g} s " \
+                                          f"({result.error['message']})"
+                result.error["time_limit"] = limit
         result.elapsed = time.perf_counter() - start
         emit({"type": "run_finished", "run_id": run_id, "status": result.status, "elapsed": result.elapsed,
               "outputs": result.outputs, "error": result.error})

@@ -26,6 +26,7 @@ from typing import Annotated, Any, ClassVar, get_type_hints
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
+from graphflow.folders import file_name_problem
 from graphflow.types import SOCKET_TYPES, SocketType, socket_of
 
 
@@ -36,7 +37,7 @@ class NodeDeclarationError(TypeError):
 _REQUIRED = object()
 RESERVED_NAMES = {
     "run", "category", "version", "outputs", "output_node", "cacheable", "display_name",
-    "node_type", "fingerprint", "upgrade", "comfy", "inputs", "spec",
+    "node_type", "fingerprint", "upgrade", "comfy", "inputs", "spec", "estimate",
 }
 
 
@@ -68,6 +69,8 @@ def Float(default=_REQUIRED, *, min=None, max=None, step=0.01, description="", *
 
 
 def Text(default=_REQUIRED, *, multiline=False, description="", **hints) -> Any:
+    """Text; `file_name=True` makes it a file name inside a folder (SaveImage's prefix), refused at
+    validation when absolute, with '..', a backslash or control characters, or too long."""
     return Widget("STRING", default, multiline=multiline, description=description, hints=hints)
 
 
@@ -107,7 +110,10 @@ class OutputSpec:
 
 def _check_choice(widget: Widget):
     def check(value):
-        choices = widget.choices()
+        try:
+            choices = widget.choices()
+        except Exception as e:  # a folder listing that failed, say: a problem with this input, not a crash
+            raise ValueError(f"the choices could not be listed: {type(e).__name__}: {e}") from None
         if value not in choices:
             shown = ", ".join(map(repr, choices[:12])) + (" ..." if len(choices) > 12 else "")
             raise ValueError(f"{value!r} is not one of the choices: {shown or '(none available)'}")
@@ -116,11 +122,20 @@ def _check_choice(widget: Widget):
     return check
 
 
+def _check_file_name(value: str) -> str:
+    problem = file_name_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
 def _pydantic_field(spec: InputSpec):
     w = spec.widget
     default = ... if w.default is _REQUIRED else w.default
     if w.kind == "CHOICE":
         return Annotated[Any, AfterValidator(_check_choice(w))], default
+    if w.kind == "STRING" and w.hints.get("file_name"):  # Text(..., file_name=True): a name inside a folder
+        return Annotated[str, AfterValidator(_check_file_name)], default
     python_type = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}[w.kind]
     constraints = {}
     if w.min is not None:
@@ -176,6 +191,14 @@ class Node:
         """Map the inputs of a workflow saved with an older version of this node onto the
         current declaration; None (the default) means it can't, and the workflow is reported
         as needing an update of this node."""
+        return None
+
+    @classmethod
+    def estimate(cls, widgets: dict, inputs: dict):
+        """What a run of this node takes, for the check before a run starts: an Estimate
+        (graphflow.resource_limits) of its outputs' pixel size and its working memory, from its
+        widget values and the Size of each linked latent/image/mask input (None: unknown).
+        None (the default) reads the widgets' resource hints (Int(..., resource="width"))."""
         return None
 
     def run(self):

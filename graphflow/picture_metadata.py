@@ -45,6 +45,15 @@ def is_picture(raw: bytes) -> bool:
     return raw.startswith(PNG_SIGNATURE) or (raw[:4] == b"RIFF" and raw[8:12] == b"WEBP")
 
 
+def is_picture_file(path) -> bool:
+    """Whether a file starts like a PNG or WebP (False when it can't be read: the JSON reader reports that)."""
+    try:
+        with open(path, "rb") as f:
+            return is_picture(f.read(12))
+    except OSError:
+        return False
+
+
 def picture_text(raw: bytes) -> dict[str, str]:
     """{key: text} of the workflow-bearing metadata of a PNG or WebP picture."""
     try:

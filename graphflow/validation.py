@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 import networkx as nx
 from pydantic import ValidationError
 
+from graphflow import resource_limits
 from graphflow.node import Node
+from graphflow.resource_limits import RunLimits
 from graphflow.registry import Registry
-from graphflow.workflow import Workflow, is_link, literal
+from graphflow.workflow import Problem, Workflow, is_link, literal  # Problem: re-exported
 
 # What each widget kind accepts from a link.
 WIDGET_LINK_TYPES = {
@@ -23,25 +25,6 @@ WIDGET_LINK_TYPES = {
     "CHOICE": {"STRING", "INT", "FLOAT"},
 }
 ANY = "*"
-
-
-@dataclass
-class Problem:
-    node_id: str | None
-    node_type: str | None
-    input: str | None
-    message: str
-
-    def __str__(self):
-        where = []
-        if self.node_id is not None:
-            where.append(f"node {self.node_id}" + (f" ({self.node_type})" if self.node_type else ""))
-        if self.input is not None:
-            where.append(f"input '{self.input}'")
-        return (", ".join(where) + ": " if where else "") + self.message
-
-    def to_dict(self) -> dict:
-        return {"node_id": self.node_id, "node_type": self.node_type, "input": self.input, "message": self.message}
 
 
 class WorkflowInvalid(Exception):
@@ -66,7 +49,10 @@ class Plan:
     workflow: Workflow = field(repr=False, default=None)
 
 
-def plan_workflow(workflow: Workflow, registry: Registry, outputs: list[str] | None = None) -> tuple[Plan | None, list[Problem]]:
+def plan_workflow(workflow: Workflow, registry: Registry, outputs: list[str] | None = None,
+                  limits: RunLimits | None = None) -> tuple[Plan | None, list[Problem]]:
+    """The plan, or every problem; `limits` (default: what fits on this machine) bounds the sizes,
+    steps and memory the run may take (graphflow.resource_limits)."""
     problems: list[Problem] = []
     entries = workflow.nodes
 
@@ -118,15 +104,20 @@ def plan_workflow(workflow: Workflow, registry: Registry, outputs: list[str] | N
 
     if problems:
         return None, problems
-    return Plan(order, planned, targets, workflow), []
+    plan = Plan(order, planned, targets, workflow)
+    problems = resource_limits.check(plan, limits)
+    if problems:
+        return None, problems
+    return plan, []
 
 
-def validate(workflow: Workflow, registry: Registry, outputs: list[str] | None = None) -> list[Problem]:
-    return plan_workflow(workflow, registry, outputs)[1]
+def validate(workflow: Workflow, registry: Registry, outputs: list[str] | None = None,
+             limits: RunLimits | None = None) -> list[Problem]:
+    return plan_workflow(workflow, registry, outputs, limits)[1]
 
 
 def _natural_key(node_id: str):
-    return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
+    return (0, int(node_id), "") if node_id.isascii() and node_id.isdigit() else (1, 0, node_id)
 
 
 def _check_node(node_id, workflow: Workflow, registry: Registry, problems: list[Problem]) -> PlannedNode | None:
@@ -148,7 +139,14 @@ def _check_node(node_id, workflow: Workflow, registry: Registry, problems: list[
             problems.append(Problem(node_id, entry.type, None,
                                     f"saved with version {entry.version} of this node, newer than the installed version {cls.version}"))
             return None
-        upgraded = cls.upgrade(dict(inputs), entry.version)
+        try:
+            upgraded = cls.upgrade(dict(inputs), entry.version)
+        except Exception as e:  # the node's own upgrade code failed: report it on the node
+            problems.append(Problem(node_id, entry.type, None, f"saved with version {entry.version} of this node; "
+                                    f"its upgrade to version {cls.version} failed: {type(e).__name__}: {e}"))
+            return None
+        if upgraded is not None and not isinstance(upgraded, dict):
+            upgraded = None
         if upgraded is None:
             problems.append(Problem(node_id, entry.type, None,
                                     f"saved with version {entry.version} of this node; version {cls.version} "
@@ -237,7 +235,7 @@ def _widget_message(cls, name, err) -> str:
     kind = {"INT": "an integer", "FLOAT": "a number", "STRING": "text", "BOOLEAN": "true or false"}.get(w.kind)
     if err["type"] in ("greater_than_equal", "less_than_equal"):
         return f"got {value}; expected {kind} from {w.min} to {w.max}"
-    if w.kind == "CHOICE":
+    if w.kind == "CHOICE" or err["type"] == "value_error":  # a validator's own message (choices, file names)
         return str(err.get("ctx", {}).get("error", err["msg"]))
     return f"got {value}; expected {kind}" + (f" from {w.min} to {w.max}" if w.min is not None and w.max is not None else "")
 

@@ -17,10 +17,55 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 FORMAT_VERSION = 1
+# Deeper JSON is refused before anything walks it: real workflows nest about 6 levels (a literal
+# list inside an input), and recursive readers and writers (pydantic, json) fail near 1,000.
+MAX_JSON_DEPTH = 64
+
+
+@dataclass
+class Problem:
+    """One thing wrong with a workflow, located as closely as known (node, input)."""
+
+    node_id: str | None
+    node_type: str | None
+    input: str | None
+    message: str
+
+    def __str__(self):
+        where = []
+        if self.node_id is not None:
+            where.append(f"node {self.node_id}" + (f" ({self.node_type})" if self.node_type else ""))
+        if self.input is not None:
+            where.append(f"input '{self.input}'")
+        return (", ".join(where) + ": " if where else "") + self.message
+
+    def to_dict(self) -> dict:
+        return {"node_id": self.node_id, "node_type": self.node_type, "input": self.input, "message": self.message}
 
 
 class WorkflowFormatError(ValueError):
-    """The file is not a workflow this version of graphflow can read."""
+    """The data is not a workflow this version of graphflow can read; `problems` says where."""
+
+    def __init__(self, message: str, problems: list[Problem] | None = None):
+        super().__init__(message)
+        self.problems = problems or [Problem(None, None, None, message)]
+
+
+def json_depth_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether lists and objects nest deeper than `limit` (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list, tuple)))
+    return False
 
 
 class NodeEntry(BaseModel):
@@ -65,24 +110,36 @@ def literal(value: Any) -> Any:
 
 
 def is_comfy_api_graph(data: Any) -> bool:
-    from graphflow.comfy_format import is_api_graph
-
-    return is_api_graph(data)
+    """An object of node entries with `class_type` (entries that lack it are reported on import)."""
+    return (
+        isinstance(data, dict)
+        and "nodes" not in data
+        and any(isinstance(v, dict) and "class_type" in v for v in data.values())
+    )
 
 
 def parse_workflow(data: Any, registry=None) -> Workflow:
     """A Workflow from parsed JSON: our format, or a ComfyUI API-format or UI-format graph
-    (those need the registry, for the ComfyUI names; graphflow.comfy_format reads them)."""
+    (those need the registry, for the ComfyUI names; graphflow.comfy_format reads them).
+
+    Any other JSON value raises WorkflowFormatError, whose `problems` name the nodes at fault."""
+    if json_depth_exceeds(data):
+        raise WorkflowFormatError(f"not a workflow: lists and objects nest deeper than {MAX_JSON_DEPTH} levels")
     from graphflow import comfy_format
 
-    if comfy_format.is_api_graph(data) or comfy_format.is_ui_graph(data):
+    if is_comfy_api_graph(data) or comfy_format.is_ui_graph(data):
         if registry is None:
             from graphflow.registry import default_registry
 
             registry = default_registry()
-        if comfy_format.is_api_graph(data):
+        if is_comfy_api_graph(data):
             return comfy_format.import_api(data, registry)
-        return comfy_format.import_ui(data, registry)
+        try:
+            return comfy_format.import_ui(data, registry)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+            if isinstance(e, WorkflowFormatError):
+                raise
+            raise WorkflowFormatError(f"malformed ComfyUI UI-format graph: {type(e).__name__}: {e}") from None
     if not isinstance(data, dict) or "nodes" not in data:
         raise WorkflowFormatError(
             "not a workflow: expected {\"version\": 1, \"nodes\": {...}}, a ComfyUI API-format graph "
@@ -93,32 +150,65 @@ def parse_workflow(data: Any, registry=None) -> Workflow:
         raise WorkflowFormatError(
             f"workflow format version {version} is newer than this graphflow reads ({FORMAT_VERSION})"
         )
+    return _validated(data)
+
+
+def _validated(data: dict, type_of: dict | None = None) -> Workflow:
+    """The Workflow model of `data`, or WorkflowFormatError with one problem per pydantic error."""
     try:
         return Workflow.model_validate(data)
     except ValidationError as e:
-        details = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        raise WorkflowFormatError(f"malformed workflow: {details}") from None
+        errors = e.errors(include_url=False)
+    problems = []
+    for err in errors:
+        loc = tuple(err["loc"])
+        node_id = str(loc[1]) if len(loc) > 1 and loc[0] == "nodes" else None
+        node_type = (type_of or {}).get(node_id)
+        if node_type is None and node_id is not None and isinstance(data.get("nodes"), dict):
+            entry = data["nodes"].get(node_id)
+            node_type = entry.get("type") if isinstance(entry, dict) and isinstance(entry.get("type"), str) else None
+        name = str(loc[3]) if len(loc) > 3 and loc[2] == "inputs" else None
+        field_name = ".".join(map(str, loc[2:] if node_id is not None else loc)) or "the workflow"
+        problems.append(Problem(node_id, node_type or None, name, f"{field_name}: {err['msg']}"))
+    details = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in errors)
+    raise WorkflowFormatError(f"malformed workflow: {details}", problems)
 
 
 def load_workflow(path: str | Path, registry=None) -> Workflow:
     """A workflow from a file: JSON in any format parse_workflow reads, or a PNG/WebP picture
     whose metadata holds one (ours, ComfyUI's, or A1111/Forge generation parameters)."""
+    from graphflow.picture_metadata import is_picture, workflow_from_picture
+
+    raw = _read_bytes(path)
+    if is_picture(raw):
+        return workflow_from_picture(raw, registry, what=str(path))
+    return parse_workflow(_json_of(raw, path), registry)
+
+
+def read_json_file(path: str | Path) -> Any:
+    """The JSON value in a file; WorkflowFormatError when it can't be read or isn't JSON."""
+    return _json_of(_read_bytes(path), path)
+
+
+def _read_bytes(path: str | Path) -> bytes:
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise WorkflowFormatError(f"no such workflow file: {path}") from None
     except IsADirectoryError:
         raise WorkflowFormatError(f"{path} is a folder, not a workflow file") from None
-    from graphflow.picture_metadata import is_picture, workflow_from_picture
+    except OSError as e:
+        raise WorkflowFormatError(f"can't read {path}: {e.strerror or e}") from None
 
-    if is_picture(raw):
-        return workflow_from_picture(raw, registry, what=str(path))
+
+def _json_of(raw: bytes, path: str | Path) -> Any:
     try:
-        data = json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise WorkflowFormatError(f"{path} is not valid JSON: {e}") from None
-    return parse_workflow(data, registry)
+    except RecursionError:
+        raise WorkflowFormatError(f"not a workflow: {path} nests lists and objects too deeply") from None
 
 
 def save_workflow(workflow: Workflow, path: str | Path) -> None:
@@ -148,3 +238,8 @@ def import_comfy(graph: dict, registry) -> Workflow:
     from graphflow.comfy_format import import_api
 
     return import_api(graph, registry)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -8,7 +8,7 @@ import uuid
 import torch
 from PIL import Image, ImageSequence, PngImagePlugin, UnidentifiedImageError
 
-from graphflow.api import (IMAGE, MASK, Choice, ComfyAlias, Int, Node, NodeInputError, Text,
+from graphflow.api import (IMAGE, MASK, Choice, ComfyAlias, Estimate, Int, Node, NodeInputError, Size, Text,
                            current_workflow, folders, safe_join, show)
 from graphflow.images import (RESIZE_METHODS, center_crop_to_aspect, image_to_pil, pil_alpha_mask,
                               pil_to_image, resize_nchw)
@@ -65,7 +65,7 @@ class SaveImage(Node):
     category = "image"
     output_node = True
     images: IMAGE
-    filename_prefix: str = Text("graphflow")
+    filename_prefix: str = Text("graphflow", file_name=True)
     comfy = ComfyAlias(("SaveImage",))
 
     def run(self):
@@ -111,8 +111,8 @@ class ImageScale(Node):
     category = "image/transform"
     image: IMAGE
     upscale_method: str = Choice(RESIZE_METHODS, "nearest-exact")
-    width: int = Int(512, min=0, max=MAX_SIZE)
-    height: int = Int(512, min=0, max=MAX_SIZE)
+    width: int = Int(512, min=0, max=MAX_SIZE, resource="width")
+    height: int = Int(512, min=0, max=MAX_SIZE, resource="height")
     crop: str = Choice(["disabled", "center"], "disabled")
     outputs = {"image": IMAGE}
     comfy = ComfyAlias(("ImageScale",))
@@ -148,6 +148,16 @@ class PadImageForOutpaint(Node):
     feathering: int = Int(40, min=0, max=MAX_SIZE)
     outputs = {"image": IMAGE, "mask": MASK}
     comfy = ComfyAlias(("ImagePadForOutpaint",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        image = inputs.get("image")
+        if image is None:
+            return Estimate(None)
+        pad = {side: widgets.get(side) if isinstance(widgets.get(side), int) else 0
+               for side in ("left", "top", "right", "bottom")}
+        return Estimate(Size(image.batch, image.height + pad["top"] + pad["bottom"],
+                             image.width + pad["left"] + pad["right"]))
 
     def run(self):
         b, h, w, c = self.image.shape

@@ -7,7 +7,7 @@ dict they're given."""
 import torch
 import torch.nn.functional as F
 
-from graphflow.api import LATENT, MASK, Choice, ComfyAlias, Int, Node
+from graphflow.api import LATENT, MASK, Choice, ComfyAlias, Estimate, Int, Node, Size
 from graphflow.images import RESIZE_METHODS, center_crop_to_aspect, resize_nchw
 
 MAX_SIZE = 16384
@@ -16,9 +16,9 @@ MAX_SIZE = 16384
 class EmptyLatent(Node):
     """A blank latent batch of the given pixel size to start txt2img from (4 channels, 1/8 size)."""
     category = "latent"
-    width: int = Int(512, min=16, max=MAX_SIZE, step=8)
-    height: int = Int(512, min=16, max=MAX_SIZE, step=8)
-    batch_size: int = Int(1, min=1, max=4096)
+    width: int = Int(512, min=16, max=MAX_SIZE, step=8, resource="width")
+    height: int = Int(512, min=16, max=MAX_SIZE, step=8, resource="height")
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("EmptyLatentImage",))
 
@@ -31,8 +31,8 @@ class LatentUpscale(Node):
     category = "latent"
     samples: LATENT
     upscale_method: str = Choice(RESIZE_METHODS, "nearest-exact")
-    width: int = Int(1024, min=0, max=MAX_SIZE, step=8)
-    height: int = Int(1024, min=0, max=MAX_SIZE, step=8)
+    width: int = Int(1024, min=0, max=MAX_SIZE, step=8, resource="width")
+    height: int = Int(1024, min=0, max=MAX_SIZE, step=8, resource="height")
     crop: str = Choice(["disabled", "center"], "disabled")
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("LatentUpscale",))
@@ -56,6 +56,13 @@ class LatentBatch(Node):
     samples2: LATENT
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("LatentBatch",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        a, b = inputs.get("samples1"), inputs.get("samples2")
+        if a is None or b is None:
+            return Estimate(a or b)
+        return Estimate(Size(a.batch + b.batch, a.height, a.width))
 
     def run(self):
         a, b = self.samples1["samples"], self.samples2["samples"]

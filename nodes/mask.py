@@ -3,8 +3,8 @@
 import torch
 import torch.nn.functional as F
 
-from graphflow.api import (IMAGE, MASK, Bool, Choice, ComfyAlias, Float, Int, Node,
-                           NodeInputError)
+from graphflow.api import (IMAGE, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node,
+                           NodeInputError, Size)
 
 MAX_SIZE = 16384
 
@@ -149,8 +149,8 @@ class SolidMask(Node):
     """A mask of one value everywhere."""
     category = "mask"
     value: float = Float(1.0, min=0.0, max=1.0)
-    width: int = Int(512, min=1, max=MAX_SIZE)
-    height: int = Int(512, min=1, max=MAX_SIZE)
+    width: int = Int(512, min=1, max=MAX_SIZE, resource="width")
+    height: int = Int(512, min=1, max=MAX_SIZE, resource="height")
     outputs = {"mask": MASK}
     comfy = ComfyAlias(("SolidMask",))
 
@@ -168,6 +168,14 @@ class CropMask(Node):
     height: int = Int(512, min=1, max=MAX_SIZE)
     outputs = {"mask": MASK}
     comfy = ComfyAlias(("CropMask",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        mask = inputs.get("mask")
+        if mask is None or not isinstance(widgets.get("width"), int) or not isinstance(widgets.get("height"), int):
+            return Estimate(mask)
+        return Estimate(Size(mask.batch, max(1, min(widgets["height"], mask.height - widgets.get("y", 0))),
+                             max(1, min(widgets["width"], mask.width - widgets.get("x", 0)))))
 
     def run(self):
         _, H, W = self.mask.shape

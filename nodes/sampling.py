@@ -1,11 +1,19 @@
 """The samplers: denoise a latent with a diffusion model, guided by positive and negative prompts."""
 
-from graphflow.api import (CONDITIONING, LATENT, MODEL, Choice, ComfyAlias, Float, Int, Node, progress)
+from graphflow.api import (CONDITIONING, LATENT, MODEL, Choice, ComfyAlias, Estimate, Float, Int, Node, progress)
 from graphflow.images import image_to_pil
 from graphflow.sampling import SAMPLER_NAMES, SCHEDULER_NAMES
 from graphflow.sampling.pipeline import NOISE_MODES, sample
 
 SEED_MAX = 2**64 - 1
+# A lower bound of a UNet's working memory per image pixel: its first level keeps about six
+# 320-channel activations at 1/8 of the side (the skip connections) in half precision.
+UNET_BYTES_PER_PIXEL = 6 * 320 * 2 / 64
+
+
+def _estimate(cls, widgets, inputs):
+    size = inputs.get("latent_image")
+    return Estimate(size, memory=int(UNET_BYTES_PER_PIXEL * size.batch * size.pixels) if size else 0)
 
 
 def _reporter():
@@ -36,7 +44,7 @@ class KSampler(Node):
     category = "sampling"
     model: MODEL
     seed: int = Int(0, min=0, max=SEED_MAX)
-    steps: int = Int(20, min=1, max=10000)
+    steps: int = Int(20, min=1, max=10000, resource="steps")
     cfg: float = Float(8.0, min=0.0, max=100.0, step=0.1)
     sampler_name: str = Choice(SAMPLER_NAMES, "euler")
     scheduler: str = Choice(SCHEDULER_NAMES, "normal")
@@ -47,6 +55,7 @@ class KSampler(Node):
     noise_mode: str = Choice(NOISE_MODES, "comfy")
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("KSampler",))
+    estimate = classmethod(_estimate)
 
     def run(self):
         return _sample(self, self.seed, denoise=self.denoise)
@@ -60,7 +69,7 @@ class KSamplerAdvanced(Node):
     model: MODEL
     add_noise: str = Choice(["enable", "disable"], "enable")
     noise_seed: int = Int(0, min=0, max=SEED_MAX)
-    steps: int = Int(20, min=1, max=10000)
+    steps: int = Int(20, min=1, max=10000, resource="steps")
     cfg: float = Float(8.0, min=0.0, max=100.0, step=0.1)
     sampler_name: str = Choice(SAMPLER_NAMES, "euler")
     scheduler: str = Choice(SCHEDULER_NAMES, "normal")
@@ -73,6 +82,7 @@ class KSamplerAdvanced(Node):
     noise_mode: str = Choice(NOISE_MODES, "comfy")
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("KSamplerAdvanced",))
+    estimate = classmethod(_estimate)
 
     def run(self):
         return _sample(self, self.noise_seed, start_step=self.start_at_step, end_step=self.end_at_step,

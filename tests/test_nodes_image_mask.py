@@ -153,9 +153,9 @@ def test_file_names_cannot_escape_their_folders(builtin_registry, tmp_folders, t
     workflow = parse_workflow({"nodes": {
         "1": {"type": "LoadImage", "inputs": {"image": "ok.png"}},
         "2": {"type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "../../evil"}}}})
-    result = Executor(builtin_registry).run(workflow)
-    assert result.status == "error" and result.error["input"] == "filename_prefix"
-    assert not list(tmp_path.glob("**/evil*"))
+    result = Executor(builtin_registry).run(workflow)  # refused at validation, before LoadImage runs
+    assert result.status == "invalid" and result.problems[0].input == "filename_prefix"
+    assert result.executed == [] and not list(tmp_path.glob("**/evil*"))
 
     (tmp_folders.inputs / "link.png").symlink_to(tmp_path / "secret.png")
     from graphflow.folders import UnsafePathError

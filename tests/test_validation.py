@@ -150,3 +150,27 @@ def test_outdated_node_version(toy_registry):
     assert node == "2" and "version 1" in msg and "needs updating" in msg
     node, inp, msg = only(toy_registry, {**base, "2": {"type": "Versioned", "version": 4, "inputs": {"x": ["1", 0]}}})
     assert "newer than the installed version 3" in msg
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("prefix, words", [
+    ("../../evil", "no '..'"), ("sub/../../evil", "no '..'"), ("/etc/evil", "absolute"), ("C:evil", "absolute"),
+    ("a\\b", "backslash"), ("a\x00b", "control character"), ("a\nb", "control character"),
+    ("x" * 5000, "5000 characters is too long"), ("", "empty"), ("./", "names no file"),
+])
+def test_file_name_inputs_are_refused_at_validation(builtin_registry, prefix, words):
+    # SaveImage's prefix is a Text(file_name=True): checked before anything runs, not when saving.
+    workflow = parse_workflow({"nodes": {
+        "1": {"type": "EmptyLatent"}, "2": {"type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}}}})
+    found = [(p.node_id, p.input, p.message) for p in validate(workflow, builtin_registry)]
+    assert [f[:2] for f in found if f[1] == "filename_prefix"] == [("2", "filename_prefix")], found
+    assert words in next(f[2] for f in found if f[1] == "filename_prefix")
+
+
+def test_file_names_with_subfolders_are_fine(builtin_registry):
+    for prefix in ("shots/red", "a b/c-d_e.f", "x" * 200):
+        workflow = parse_workflow({"nodes": {"1": {"type": "LoadImage", "inputs": {"image": "nothing.png"}},
+                                             "2": {"type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}}}})
+        assert [p for p in validate(workflow, builtin_registry) if p.input == "filename_prefix"] == []

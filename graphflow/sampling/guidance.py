@@ -159,11 +159,12 @@ def _crop_and_weight(cond: Cond, x: torch.Tensor):
         mask = torch.ones_like(input_x)
     weight = mask * cond.strength
     if cond.mask is None and area is not None:
-        # Fade the weight in over 8 latent pixels at edges that are inside the image.
+        # Fade the weight in over 8 latent pixels at edges that are inside the image (over fewer
+        # where the image's border, at a size that is no multiple of 64 px, cut the area shorter).
         h, w, y0, x0 = area
         ramp = 8
         for dim, (size, offset, full) in ((2, (h, y0, H)), (3, (w, x0, W))):
-            for t in range(ramp):
+            for t in range(min(ramp, size)):
                 factor = (t + 1) / ramp
                 if offset != 0:
                     weight.narrow(dim, t, 1).mul_(factor)

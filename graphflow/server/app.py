@@ -20,6 +20,7 @@ from aiohttp import web
 from graphflow.cache import OutputCache
 from graphflow.folders import UnsafePathError, folders
 from graphflow.registry import Registry, default_registry
+from graphflow.resource_limits import SERVER_LIMITS, RunLimits
 
 from graphflow.server import comfyui_routes, editor_routes, file_routes, run_routes, system_routes
 from graphflow.server.json_api import error_response
@@ -33,16 +34,38 @@ def _host_name(host_header: str) -> str:
     return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
 
 
+def _address(netloc: str, scheme: str) -> tuple[str, int] | None:
+    """(host, port) of a host[:port], the scheme's port when none is given; None if malformed."""
+    try:
+        parts = urlsplit(f"//{netloc}")
+        return (parts.hostname or "", parts.port or {"http": 80, "https": 443}.get(scheme, 0))
+    except ValueError:
+        return None
+
+
+def _same_origin(origin: str, host_header: str, scheme: str) -> bool:
+    """The page that sent the request is this server's own: the same host and port, where
+    localhost, 127.0.0.1 and ::1 count as one host (a page opened at 127.0.0.1 talking to
+    localhost). Other origins stay out, a rebinding name too: it is no loopback name."""
+    if origin == "null":
+        return False
+    origin_parts = urlsplit(origin)
+    theirs = _address(origin_parts.netloc, origin_parts.scheme)
+    ours = _address(host_header, scheme)
+    if theirs is None or ours is None or theirs[1] != ours[1]:
+        return False
+    return theirs[0] == ours[0] or (is_loopback(theirs[0]) and is_loopback(ours[0]))
+
+
 def _guard(server: Server):
     @web.middleware
     async def guard(request: web.Request, handler):
         if server.loopback_only and not is_loopback(_host_name(request.host).lower()):
             return error_response(403, f"host {request.host!r} is not this machine's loopback address")
         origin = request.headers.get("Origin")
-        if origin is not None:
-            netloc = urlsplit(origin).netloc.lower() if origin != "null" else ""
-            if netloc != request.host.lower() and origin not in server.config.allowed_origins:
-                return error_response(403, f"requests from {origin!r} are not allowed")
+        if origin is not None and not _same_origin(origin, request.host, request.scheme) \
+                and origin not in server.config.allowed_origins:
+            return error_response(403, f"requests from {origin!r} are not allowed")
         try:
             return await handler(request)
         except RequestError as e:
@@ -58,9 +81,10 @@ def create_app(registry: Registry | None = None, db_path: str | Path | None = No
                cache_max_bytes: int | None = None, max_upload_bytes: int = 50 * 2**20,
                max_image_side: int = 8192, paused: bool = False, web_dir: Path | None = WEB_DIR,
                allowed_origins: tuple[str, ...] = (), outbox_limit: int = 256, send_timeout: float = 10.0,
-               shutdown_timeout: float = 10.0) -> web.Application:
+               shutdown_timeout: float = 10.0, run_limits: RunLimits | None = None) -> web.Application:
     """The server application. `db_path` defaults to <output dir>/history.db; `paused` starts
-    with the queue held (app[SERVER].resume() releases it)."""
+    with the queue held (app[SERVER].resume() releases it); `run_limits` bound what a run may take
+    (default SERVER_LIMITS: a size, batch, steps and time policy, and what fits on this machine)."""
     registry = registry if registry is not None else default_registry()
     if cache is None:
         cache = OutputCache(max_bytes=cache_max_bytes) if cache_max_bytes is not None else OutputCache()
@@ -70,7 +94,7 @@ def create_app(registry: Registry | None = None, db_path: str | Path | None = No
         db_path=Path(db_path) if db_path is not None else folders.outputs / "history.db",
         host=host, workers=workers, limits=UploadLimits(max_upload_bytes, max_image_side),
         outbox_limit=outbox_limit, send_timeout=send_timeout, allowed_origins=tuple(allowed_origins), shutdown_timeout=shutdown_timeout,
-        web_dir=web_dir)
+        web_dir=web_dir, run_limits=run_limits if run_limits is not None else SERVER_LIMITS)
     server = Server(registry, config, cache, paused=paused)
     app = web.Application(middlewares=[_guard(server)], client_max_size=max_upload_bytes + 2**20)
     app[SERVER] = server
@@ -118,13 +142,13 @@ def _url(host: str, port: int) -> str:
 
 def serve(host: str = "127.0.0.1", port: int = 8188, *, db_path: str | Path | None = None,
           max_upload_mb: float = 50, cache_max_gb: float | None = None, workers: int = 1,
-          registry: Registry | None = None) -> int:
+          registry: Registry | None = None, run_limits: RunLimits | None = None) -> int:
     """Run the server until SIGINT/SIGTERM; prints the URL. Returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     return asyncio.run(_serve(host, port, db_path=db_path, max_upload_bytes=int(max_upload_mb * 2**20),
                               cache_max_bytes=int(cache_max_gb * 2**30) if cache_max_gb else None,
-                              workers=workers, registry=registry))
+                              workers=workers, registry=registry, run_limits=run_limits))
 
 
 async def _serve(host, port, **options) -> int:

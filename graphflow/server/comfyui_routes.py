@@ -21,27 +21,27 @@ def _comfy_node_errors(problems: list[Problem]) -> dict:
 
 async def comfy_prompt(request):
     server = server_of(request)
+    workflow = None
     try:
         body = await json_body(request)
-    except RequestError as e:
-        body = None
-        problems = [Problem(None, None, None, str(e))]
-    if body is not None:
         if not isinstance(body, dict) or "prompt" not in body:
-            problems = [Problem(None, None, None, "the body must be a JSON object with the graph under 'prompt'")]
-        else:
-            workflow, problems = server.check(body["prompt"], None)
+            raise RequestError(400, "the body must be a JSON object with the graph under 'prompt'")
+        client_id = valid_client_id(body.get("client_id"))
+        run_id = body.get("prompt_id")
+        if run_id is not None and (not isinstance(run_id, str) or not CLIENT_ID.match(run_id)
+                                   or server.store.status_of(run_id) is not None):
+            raise RequestError(400, "prompt_id must be a new id of 1-128 letters, digits or _.:-")
+    except RequestError as e:
+        problems = [Problem(None, None, None, str(e))]
+    else:
+        workflow, problems = server.check(body["prompt"], None)
     if problems:
         return json_response({
             "error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation",
                       "details": "\n".join(map(str, problems)), "extra_info": {}},
             "node_errors": _comfy_node_errors(problems),
             "problems": [p.to_dict() for p in problems]}, 400)
-    run_id = body.get("prompt_id")
-    if run_id is not None and (not isinstance(run_id, str) or not CLIENT_ID.match(run_id)
-                               or server.store.status_of(run_id) is not None):
-        raise RequestError(400, "prompt_id must be a new id of 1-128 letters, digits or _.:-")
-    queued = server.enqueue(workflow, valid_client_id(body.get("client_id")), None, bool(body.get("front")), run_id)
+    queued = server.enqueue(workflow, client_id, None, bool(body.get("front")), run_id)
     return json_response({"prompt_id": queued["run_id"], "number": queued["number"], "node_errors": {}})
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from aiohttp import web
 
 from graphflow.validation import Problem, validate
-from graphflow.workflow import parse_workflow
+from graphflow.workflow import WorkflowFormatError, parse_workflow
 
 from graphflow.server.json_api import error_response, json_body, json_response
 from graphflow.server.server import server_of
@@ -71,9 +71,12 @@ async def convert_workflow(request):
             workflow = workflow_from_picture(raw, server.registry, what=str(body.get("name") or "the picture"))
         else:
             workflow = parse_workflow(body["workflow"], server.registry)
+    except WorkflowFormatError as e:
+        return json_response({"error": str(e), "problems": [p.to_dict() for p in e.problems]}, 400)
+    try:
         converted = convert(workflow, target, server.registry)
-    except Exception as e:
-        return failed(str(e) or type(e).__name__)
+    except Exception as e:  # a graph read but not writable in that format: say why
+        return failed(f"can't write it as {target}: {e or type(e).__name__}")
     problems = validate(workflow, server.registry)
     return json_response({"workflow": converted, "format": target, "problems": [p.to_dict() for p in problems],
                           "notes": workflow.notes})

@@ -7,6 +7,7 @@ import re
 from aiohttp import web
 
 from graphflow.validation import Problem
+from graphflow.workflow import MAX_JSON_DEPTH, json_depth_exceeds
 
 from graphflow.server.events import dumps
 from graphflow.server.uploads import RequestError
@@ -33,6 +34,13 @@ async def json_body(request: web.Request, optional: bool = False):
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise RequestError(400, "the body is not valid JSON") from None
+    except RecursionError:  # the decoder gives up near the interpreter's limit
+        body = None
+        too_deep = True
+    else:
+        too_deep = json_depth_exceeds(body)
+    if too_deep:  # refused before any recursive code (validation, storing) walks it
+        raise RequestError(400, f"the body nests lists and objects deeper than {MAX_JSON_DEPTH} levels")
     if optional and body is None:
         return {}
     return body

@@ -21,12 +21,11 @@ async def post_run(request):
     server = server_of(request)
     try:
         body = await json_body(request)
+        if not isinstance(body, dict) or "workflow" not in body:
+            raise RequestError(400, "the body must be a JSON object with the workflow under 'workflow'")
+        client_id = valid_client_id(body.get("client_id"))
     except RequestError as e:
         return invalid_response([Problem(None, None, None, str(e))])
-    if not isinstance(body, dict) or "workflow" not in body:
-        return invalid_response([Problem(None, None, None,
-                                         "the body must be a JSON object with the workflow under 'workflow'")])
-    client_id = valid_client_id(body.get("client_id"))
     workflow, problems = server.check(body["workflow"], body.get("outputs"))
     if problems:
         return invalid_response(problems)

@@ -13,8 +13,9 @@ from aiohttp import web
 from graphflow.cache import OutputCache
 from graphflow.executor import Executor
 from graphflow.registry import Registry
+from graphflow.resource_limits import RunLimits
 from graphflow.validation import Problem, validate
-from graphflow.workflow import Workflow, parse_workflow
+from graphflow.workflow import Workflow, WorkflowFormatError, parse_workflow
 
 from graphflow.server.events import KEEP, PROGRESS, Hub
 from graphflow.server.store import RunStore
@@ -40,6 +41,7 @@ class ServerConfig:
     allowed_origins: tuple[str, ...] = ()
     shutdown_timeout: float = 10.0
     web_dir: Path | None = WEB_DIR
+    run_limits: RunLimits = field(default_factory=RunLimits)  # create_app's default: SERVER_LIMITS
 
 
 def is_loopback(host: str) -> bool:
@@ -59,7 +61,7 @@ class Server:
         self.store = RunStore(config.db_path)
         self.hub = Hub(config.outbox_limit, config.send_timeout)
         self.running: dict[str, RunState] = {}
-        self.workers = [Worker(self, Executor(registry, cache), i) for i in range(config.workers)]
+        self.workers = [Worker(self, Executor(registry, cache, config.run_limits), i) for i in range(config.workers)]
         self.paused = paused
         self.stopping = False
         self.work = asyncio.Event()
@@ -144,9 +146,9 @@ class Server:
             return None, [Problem(None, None, None, "'outputs' must be a list of node ids")]
         try:
             workflow = parse_workflow(data, self.registry)
-        except Exception as e:  # WorkflowFormatError, or a malformed ComfyUI graph
-            return None, [Problem(None, None, None, str(e) or type(e).__name__)]
-        problems = validate(workflow, self.registry, outputs or None)
+        except WorkflowFormatError as e:
+            return None, e.problems
+        problems = validate(workflow, self.registry, outputs or None, self.config.run_limits)
         return (None, problems) if problems else (workflow, [])
 
     def enqueue(self, workflow: Workflow, client_id: str | None, outputs, front: bool,

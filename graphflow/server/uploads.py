@@ -139,7 +139,11 @@ def check_image(data: bytes, declared_type: str, limits: UploadLimits) -> dict:
             image.load()  # decode fully: truncated or corrupt data fails here
     except RequestError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except UnidentifiedImageError:  # its text names Python's in-memory file object: say it plainly
+        raise RequestError(415, "the upload is not an image Pillow can read (expected PNG, JPEG, WebP or BMP data)") from None
+    except Image.DecompressionBombError:
+        raise RequestError(400, "the image has too many pixels to decode safely") from None
+    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt: Pillow says what broke
         raise RequestError(415, f"the upload is not a readable image: {e}") from None
     return {"format": fmt, "width": width, "height": height}
 

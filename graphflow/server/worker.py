@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 from graphflow.device import free_memory
 from graphflow.executor import Executor, RunResult
-from graphflow.validation import Problem
 from graphflow.workflow import WorkflowFormatError, parse_workflow
 
 from graphflow.server.events import preview_frame
@@ -149,7 +148,7 @@ class Worker:
         try:
             workflow = parse_workflow(record["workflow"], self.server.registry)
         except WorkflowFormatError as e:
-            problems = [Problem(None, None, None, str(e))]
+            problems = e.problems
             self.server.hub.send("run_invalid", {"run_id": state.run_id, "client_id": state.client_id,
                                                  "problems": [p.to_dict() for p in problems]})
             return RunResult(state.run_id, "invalid", problems=problems)

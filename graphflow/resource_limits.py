@@ -1,0 +1,250 @@
+"""Resource limits: what a run may ask for, checked before it starts.
+
+Validation calls `check(plan, limits)`. It follows the pixel size (batch, height, width) of the
+latents, images and masks along the links, from the nodes that set it (EmptyLatent's width,
+height and batch_size, an upscale's new size) to the nodes that consume it, and refuses:
+- what breaks a policy limit (`max_pixels` per image, `max_batch`, `max_steps`), which
+  `graphflow serve` sets by default and `graphflow run` only when asked;
+- what cannot fit in this machine's memory whatever the model: the tensors a node holds and
+  the working memory it declares, against the compute device's memory and the RAM.
+The estimates are lower bounds, so a refused run would surely have failed; one that passes
+may still run out of memory, as before. `max_run_seconds` is enforced by the executor.
+
+A node tells its sizes with hints on its widgets: `Int(512, resource="width")` (also "height",
+"batch"; 0 keeps the aspect ratio of the input) and `Int(20, resource="steps")`; without them
+its outputs take the size of its first sized input. A node whose sizes or working memory
+follow another rule overrides `Node.estimate(widgets, inputs)` and returns an `Estimate`.
+"""
+
+import functools
+import logging
+import os
+from dataclasses import dataclass, field
+
+from graphflow.workflow import Problem
+
+log = logging.getLogger("graphflow.resource_limits")
+
+SIZED_SOCKETS = {"LATENT": 4 * 4 / 64, "IMAGE": 3 * 4, "MASK": 4}  # bytes per pixel: fp32, latents at 1/8 side
+RESOURCE_HINTS = ("width", "height", "batch", "steps")
+
+
+@dataclass(frozen=True)
+class Size:
+    """The pixel size of a batch of latents, images or masks (latents count their decoded pixels)."""
+
+    batch: int
+    height: int
+    width: int
+
+    @property
+    def pixels(self) -> int:
+        return self.height * self.width
+
+    def __str__(self):
+        return f"{self.batch} × {self.width}×{self.height}"
+
+
+@dataclass
+class Estimate:
+    """What running a node takes: the size of its latent/image/mask outputs (None: unknown) and
+    the working memory it needs beyond its inputs and outputs (activations), in bytes."""
+
+    size: Size | None = None
+    memory: int = 0
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """None means no limit; ram_bytes/device_bytes None means this machine's."""
+
+    max_pixels: int | None = None
+    max_batch: int | None = None
+    max_steps: int | None = None
+    max_run_seconds: float | None = None
+    ram_bytes: int | None = None
+    device_bytes: int | None = None
+
+
+# `graphflow serve` defaults: a shared server refuses what one user shouldn't take alone.
+SERVER_LIMITS = RunLimits(max_pixels=8192 * 8192, max_batch=64, max_steps=1000, max_run_seconds=3600)
+
+
+def hinted(cls, hint: str) -> str | None:
+    """The name of the widget of `cls` with resource hint `hint`, if any."""
+    for name, spec in cls.input_specs.items():
+        if spec.widget is not None and spec.widget.hints.get("resource") == hint:
+            return name
+    return None
+
+
+def default_estimate(cls, widgets: dict, inputs: dict) -> Estimate:
+    """Sizes from the resource hints (width/height/batch), else the first sized input's."""
+    source = next((s for s in inputs.values() if s is not None), None)
+    width_name, height_name, batch_name = hinted(cls, "width"), hinted(cls, "height"), hinted(cls, "batch")
+    width, height = widgets.get(width_name), widgets.get(height_name)
+    batch = widgets.get(batch_name) if batch_name else None
+    if not isinstance(width, int) or not isinstance(height, int):
+        if source is not None and isinstance(batch, int):
+            return Estimate(Size(batch, source.height, source.width))
+        return Estimate(source)
+    if width == 0 or height == 0:  # 0 keeps the input's aspect ratio
+        if source is None:
+            return Estimate(None)
+        if width == 0 and height == 0:
+            width, height = source.width, source.height
+        elif width == 0:
+            width = max(1, round(source.width * height / source.height))
+        else:
+            height = max(1, round(source.height * width / source.width))
+    if not isinstance(batch, int):
+        batch = source.batch if source is not None else 1
+    return Estimate(Size(batch, height, width))
+
+
+def check(plan, limits: RunLimits | None = None) -> list[Problem]:
+    """Problems with what the planned run would take; [] when it may start."""
+    limits = limits or RunLimits()
+    problems: list[Problem] = []
+    sizes: dict[str, Size | None] = {}  # node id -> size of its sized outputs
+    origin: dict[str, str] = {}  # node id -> the node that set that size
+    held = 0  # bytes of outputs the run holds until it ends
+    budget = None
+    too_big: set[str] = set()  # origins already reported: one memory problem per oversized size
+    for node_id in plan.order:
+        node = plan.nodes[node_id]
+        cls = node.cls
+        steps_name = hinted(cls, "steps")
+        if limits.max_steps is not None and steps_name and node.widgets.get(steps_name, 0) > limits.max_steps:
+            problems.append(Problem(node_id, cls.node_type, steps_name,
+                                    f"{node.widgets[steps_name]} steps is more than this server allows "
+                                    f"({limits.max_steps})"))
+        inputs = {name: sizes.get(src) for name, (src, _) in node.links.items()
+                  if cls.input_specs[name].type in SIZED_SOCKETS}
+        try:
+            estimate = cls.estimate(dict(node.widgets), dict(inputs)) or default_estimate(cls, node.widgets, inputs)
+            if not isinstance(estimate, Estimate) or not isinstance(estimate.size, (Size, type(None))):
+                raise TypeError(f"estimate() returned {estimate!r}, not an Estimate")
+            working = max(0, int(estimate.memory))
+        except Exception:  # a node's own estimate failed: its size is unknown, the run isn't refused for it
+            log.warning("node %s (%s): estimate() failed", node_id, cls.node_type, exc_info=True)
+            estimate, working = Estimate(None), 0
+        size = estimate.size
+        sizes[node_id] = size
+        same = next((n for n, s in inputs.items() if s is not None and s == size), None)
+        if same is not None:
+            origin[node_id] = origin.get(node.links[same][0], node.links[same][0])
+        else:
+            origin[node_id] = node_id
+        if size is not None and origin[node_id] == node_id:
+            problems += _policy_problems(node_id, cls, size, inputs, limits)
+
+        out_bytes = sum(_bytes(o.type, size) for o in cls.output_specs)
+        in_bytes = sum(_bytes(cls.input_specs[name].type, s) for name, s in inputs.items())
+        held += out_bytes
+        if not (out_bytes or in_bytes or working) or origin[node_id] in too_big:
+            continue
+        budget = budget or _budget(limits)
+        where = _largest_input(inputs) or _size_input(cls, size)
+        source = origin.get(node_id)
+        from_note = f" (the size is set by node {source} ({plan.nodes[source].cls.node_type}))" \
+            if source not in (None, node_id) else ""
+        device_name, device_bytes = budget["device"]
+        count = len(problems)
+        if device_bytes is not None and working > device_bytes:
+            problems.append(Problem(node_id, cls.node_type, where,
+                                    f"{_what(size)} needs at least {_gb(working)} of working memory on "
+                                    f"{device_name}, which has {_gb(device_bytes)}{from_note}"))
+        elif budget["ram"] is not None:
+            on_cpu = working if device_bytes is None or device_name == "cpu" else 0
+            need = in_bytes + out_bytes + on_cpu
+            if need > budget["ram"]:
+                problems.append(Problem(node_id, cls.node_type, where,
+                                        f"{_what(size)} needs at least {_gb(need)} of memory; this machine has "
+                                        f"{_gb(budget['ram'])}{from_note}"))
+            elif held > budget["ram"]:
+                problems.append(Problem(node_id, cls.node_type, where,
+                                        f"the run's latents and images add up to at least {_gb(held)} by this "
+                                        f"node; this machine has {_gb(budget['ram'])}{from_note}"))
+                held = 0  # reported once
+        if len(problems) > count:
+            too_big.add(origin[node_id])
+    return problems
+
+
+def _policy_problems(node_id, cls, size: Size, inputs: dict, limits: RunLimits) -> list[Problem]:
+    problems = []
+    if limits.max_pixels is not None and size.pixels > limits.max_pixels:
+        problems.append(Problem(node_id, cls.node_type, _size_input(cls, size, "width") or _largest_input(inputs),
+                                f"an image of {size.width}×{size.height} ({size.pixels / 1e6:.1f} megapixels) is "
+                                f"larger than this server allows ({limits.max_pixels / 1e6:.1f} megapixels)"))
+    if limits.max_batch is not None and size.batch > limits.max_batch:
+        problems.append(Problem(node_id, cls.node_type, hinted(cls, "batch") or _largest_input(inputs),
+                                f"a batch of {size.batch} is more than this server allows ({limits.max_batch})"))
+    return problems
+
+
+def _bytes(socket_type: str, size: Size | None) -> int:
+    if size is None or socket_type not in SIZED_SOCKETS:
+        return 0
+    return int(size.batch * size.pixels * SIZED_SOCKETS[socket_type])
+
+
+def _largest_input(inputs: dict) -> str | None:
+    known = [(s.batch * s.pixels, name) for name, s in inputs.items() if s is not None]
+    return max(known)[1] if known else None
+
+
+def _size_input(cls, size: Size | None, prefer: str | None = None) -> str | None:
+    if prefer is None and size is not None and size.batch > 1:
+        prefer = "batch"
+    return hinted(cls, prefer or "width") or hinted(cls, "width") or hinted(cls, "batch")
+
+
+def _what(size: Size | None) -> str:
+    return f"a batch of {size}" if size is not None else "this node"
+
+
+def _gb(n: float) -> str:
+    for unit, scale in (("GB", 2**30), ("TB", 2**40), ("PB", 2**50)):
+        if n < 1000 * scale or unit == "PB":
+            return f"{n / scale:,.1f} {unit}"
+
+
+def _budget(limits: RunLimits) -> dict:
+    ram = limits.ram_bytes if limits.ram_bytes is not None else machine_ram()
+    if limits.device_bytes is not None:
+        device = ("device", limits.device_bytes)
+    else:
+        device = machine_device()
+    return {"ram": ram, "device": device}
+
+
+@functools.cache
+def machine_ram() -> int | None:
+    """Physical memory, or the container's limit when lower; None where unknown."""
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            text = f.read().strip()
+        if text.isdigit():
+            ram = min(ram, int(text))
+    except OSError:
+        pass
+    return ram
+
+
+@functools.cache
+def machine_device() -> tuple[str, int | None]:
+    """The compute device's name and memory (None for the CPU, which uses the RAM)."""
+    from graphflow.device import compute_device  # torch: only once a run has sizes to check
+
+    device = compute_device()
+    if device.type == "cuda":
+        import torch
+
+        return str(device), torch.cuda.get_device_properties(device).total_memory
+    return device.type, None

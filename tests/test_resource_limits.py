@@ -1,0 +1,220 @@
+"""Resource bombs are refused before a run starts (sizes followed along the links, memory against
+this machine, the server's policy limits), and a run over its time limit is stopped like an interrupt."""
+
+import asyncio
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import server_nodes
+from graphflow import cli
+from graphflow import folders as folders_module
+from graphflow.api import IMAGE, Estimate, Int, Node, Size
+from graphflow.executor import Executor
+from graphflow.registry import Registry
+from graphflow.resource_limits import SERVER_LIMITS, RunLimits, check, default_estimate
+from graphflow.server.app import SERVER, create_app
+from graphflow.validation import plan_workflow, validate
+from graphflow.workflow import parse_workflow
+
+GB = 2**30
+TXT2IMG = json.loads((Path(__file__).resolve().parents[1] / "workflows" / "txt2img.json").read_text())
+
+
+def txt2img(**latent) -> dict:
+    workflow = json.loads(json.dumps(TXT2IMG))
+    node = next(n for n in workflow["nodes"].values() if n["type"] == "EmptyLatent")
+    node["inputs"].update(latent)
+    return workflow
+
+
+def problems(registry, workflow, limits=None):
+    return validate(parse_workflow(workflow), registry, limits=limits)
+
+
+def test_the_issue_bomb_is_refused_at_its_source(builtin_registry):
+    found = problems(builtin_registry, txt2img(width=16384, height=16384, batch_size=4096))
+    assert found, "16384x16384 x 4096 latents (about 274 GB) passed validation"
+    first = found[0]
+    assert (first.node_id, first.node_type, first.input) == ("4", "EmptyLatent", "batch_size")
+    assert "4096 × 16384×16384" in first.message and "this machine has" in first.message
+    assert all("Error" not in p.message for p in found)
+
+
+def test_sizes_follow_the_links_and_memory_is_checked_where_it_is_needed(builtin_registry):
+    # 1 x 2048x2048 is small, but 64 of them upscaled to 8192x8192 images need 64*8192*8192*12 B = 48 GB.
+    workflow = txt2img(width=2048, height=2048, batch_size=64)
+    workflow["nodes"]["8"] = {"type": "ImageScale", "inputs": {"image": ["6", 0], "width": 8192, "height": 0}}
+    workflow["nodes"]["7"]["inputs"]["images"] = ["8", 0]
+    limits = RunLimits(ram_bytes=40 * GB, device_bytes=10**15)
+    found = problems(builtin_registry, workflow, limits)
+    assert [(p.node_id, p.input) for p in found] == [("8", "image")], found
+    assert "64 × 8192×8192" in found[0].message and "40.0 GB" in found[0].message
+    assert "set by node" not in found[0].message  # the upscale sets this size itself
+    assert problems(builtin_registry, workflow, RunLimits(ram_bytes=80 * GB, device_bytes=10**15)) == []
+
+
+def test_working_memory_on_the_device(builtin_registry):
+    # The sampler's UNet activations must fit on the device, whatever the RAM.
+    workflow = txt2img(width=4096, height=4096, batch_size=16)
+    found = problems(builtin_registry, workflow, RunLimits(ram_bytes=10**15, device_bytes=4 * GB))
+    assert [(p.node_id, p.node_type, p.input) for p in found] == [("5", "KSampler", "latent_image")]
+    assert "working memory on device" in found[0].message and "set by node 4 (EmptyLatent)" in found[0].message
+
+
+def test_server_policy_limits_name_the_input(builtin_registry):
+    workflow = txt2img(width=16384, height=16384, batch_size=100)
+    workflow["nodes"]["5"]["inputs"]["steps"] = 5000
+    limits = RunLimits(max_pixels=8192 * 8192, max_batch=64, max_steps=1000, ram_bytes=10**18, device_bytes=10**18)
+    found = {(p.node_id, p.input): p.message for p in problems(builtin_registry, workflow, limits)}
+    assert set(found) == {("4", "width"), ("4", "batch_size"), ("5", "steps")}
+    assert "268.4 megapixels" in found[("4", "width")] and "(64)" in found[("4", "batch_size")]
+    assert "5000 steps" in found[("5", "steps")]
+    assert problems(builtin_registry, txt2img(), limits) == []  # the example itself is fine
+
+
+def test_keep_aspect_and_padding_sizes(builtin_registry):
+    workflow = txt2img(width=1024, height=512, batch_size=2)
+    workflow["nodes"]["8"] = {"type": "ImageScale", "inputs": {"image": ["6", 0], "width": 0, "height": 4096}}
+    workflow["nodes"]["9"] = {"type": "PadImageForOutpaint", "inputs": {"image": ["8", 0], "left": 64, "right": 64}}
+    workflow["nodes"]["7"]["inputs"]["images"] = ["9", 0]
+    plan, found = plan_workflow(parse_workflow(workflow), builtin_registry, limits=RunLimits(ram_bytes=10**15, device_bytes=10**15))
+    assert found == []
+    limits = RunLimits(max_pixels=8192 * 4096 + 1)  # the upscale gives 8192x4096; the padding goes over
+    [problem] = check(plan, limits)
+    assert (problem.node_id, problem.node_type) == ("9", "PadImageForOutpaint")
+    assert "8320×4096" in problem.message
+
+
+def test_a_node_declares_its_cost_with_hints_or_estimate():
+    class Tiles(Node):
+        width: int = Int(64, resource="width")
+        height: int = Int(64, resource="height")
+        copies: int = Int(1, resource="batch")
+        outputs = {"image": IMAGE}
+
+        @classmethod
+        def estimate(cls, widgets, inputs):
+            size = default_estimate(cls, widgets, inputs).size
+            return Estimate(size, memory=1000 * size.batch * size.pixels)
+
+        def run(self):
+            raise AssertionError("never run")
+
+    assert default_estimate(Tiles, {"width": 10, "height": 20, "copies": 3}, {}).size == Size(3, 20, 10)
+    registry = Registry()
+    registry.add(Tiles)
+    registry.add(server_nodes.Boom)
+    workflow = parse_workflow({"nodes": {"1": {"type": "Tiles", "inputs": {"width": 1000, "height": 1000}},
+                                         "2": {"type": "Boom", "inputs": {"image": ["1", 0]}}}})
+    assert validate(workflow, registry, limits=RunLimits(ram_bytes=10**10, device_bytes=10**10)) == []
+    [problem] = validate(workflow, registry, limits=RunLimits(ram_bytes=10**10, device_bytes=10**8))  # needs 1e9 B
+    assert (problem.node_id, problem.input) == ("1", "width") and "0.9 GB of working memory" in problem.message
+
+
+def test_cli_validate_applies_limit_flags(tmp_path, capsys):
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(txt2img(batch_size=10)))
+    assert cli.main(["validate", str(path), "--max-batch", "8"]) == cli.EXIT_INVALID
+    assert "input 'batch_size': a batch of 10 is more than this server allows (8)" in capsys.readouterr().err
+    assert cli.main(["validate", str(path)]) == cli.EXIT_OK
+
+
+async def test_server_defaults_refuse_the_bomb(builtin_registry, aiohttp_client, tmp_path):
+    saved = dict(folders_module.folders.__dict__)
+    folders_module.configure(home=tmp_path)
+    try:
+        app = create_app(builtin_registry, tmp_path / "runs.db", web_dir=None, paused=True)
+        assert app[SERVER].config.run_limits == SERVER_LIMITS
+        c = await aiohttp_client(app)
+        bomb = txt2img(width=16384, height=16384, batch_size=4096)
+        bomb["nodes"]["5"]["inputs"]["steps"] = 10000
+        for path, body in (("/api/runs", {"workflow": bomb}), ("/prompt", {"prompt": to_comfy(bomb)})):
+            r = await c.post(path, json=body)
+            assert r.status == 400
+            found = {(p["node_id"], p["input"]) for p in (await r.json())["problems"]}
+            assert {("4", "width"), ("4", "batch_size"), ("5", "steps")} <= found, found
+        r = await c.post("/api/runs", json={"workflow": txt2img()})
+        assert r.status == 200
+    finally:
+        folders_module.folders.__dict__.update(saved)
+
+
+def to_comfy(workflow: dict) -> dict:
+    return {i: {"class_type": n["type"], "inputs": n["inputs"]} for i, n in workflow["nodes"].items()}
+
+
+# --- the time limit ---------------------------------------------------------------------------
+
+def hold_workflow() -> dict:
+    return {"nodes": {"1": {"type": "Canvas", "inputs": {"steps": 1}}, "2": {"type": "Hold", "inputs": {"image": ["1", 0]}},
+                      "3": {"type": "SaveTestImage", "inputs": {"image": ["2", 0]}}}}
+
+
+@pytest.fixture
+def server_registry(tmp_path):
+    saved = dict(folders_module.folders.__dict__)
+    folders_module.configure(home=tmp_path)
+    server_nodes.Hold.gate = threading.Event()  # never opened: only an interrupt ends Hold
+    registry = Registry()
+    for cls in server_nodes.SERVER_NODES:
+        registry.add(cls, source="tests")
+    yield registry
+    server_nodes.Hold.gate.set()
+    folders_module.folders.__dict__.update(saved)
+
+
+def test_a_run_over_its_time_limit_is_stopped_like_an_interrupt(server_registry):
+    executor = Executor(server_registry, limits=RunLimits(max_run_seconds=0.3))
+    began = time.perf_counter()
+    result = executor.run(parse_workflow(hold_workflow()))
+    assert result.status == "interrupted" and time.perf_counter() - began < 5
+    assert result.error["node_id"] == "2" and result.error["time_limit"] == 0.3
+    assert "time limit of 0.3 s" in result.error["message"]
+    assert result.executed == ["1"] and "1" not in result.cached
+    assert executor.run(parse_workflow(hold_workflow())).cached == ["1"]  # finished nodes keep their cache
+
+
+async def test_the_server_stops_and_reports_a_run_over_its_time_limit(server_registry, aiohttp_client, tmp_path):
+    c = await aiohttp_client(create_app(server_registry, tmp_path / "runs.db", web_dir=None,
+                                        run_limits=RunLimits(max_run_seconds=0.3)))
+    r = await c.post("/api/runs", json={"workflow": hold_workflow()})
+    run_id = (await r.json())["run_id"]
+    for _ in range(400):
+        record = await (await c.get(f"/api/history/{run_id}")).json()
+        if record["status"] not in ("pending", "running"):
+            break
+        await asyncio.sleep(0.05)
+    assert record["status"] == "interrupted"
+    assert "time limit of 0.3 s" in record["error"]["message"]
+
+
+def test_cli_run_stops_at_its_time_limit(server_registry, monkeypatch, tmp_path, capsys):
+    import graphflow.registry
+
+    monkeypatch.setattr(graphflow.registry, "_default", server_registry)
+    path = tmp_path / "hold.json"
+    path.write_text(json.dumps(hold_workflow()))
+    assert cli.main(["run", str(path), "--max-run-seconds", "0.3", "--quiet"]) == cli.EXIT_INTERRUPTED
+    assert "stopped at its time limit in node 2 (Hold)" in capsys.readouterr().err
+
+
+def test_a_failing_estimate_leaves_the_size_unknown_and_the_run_allowed():
+    class Broken(Node):
+        outputs = {"image": IMAGE}
+
+        @classmethod
+        def estimate(cls, widgets, inputs):
+            return Estimate(Size(1, 8, 8), memory=float("nan"))
+
+        def run(self):
+            raise AssertionError("never run")
+
+    registry = Registry()
+    registry.add(Broken)
+    registry.add(server_nodes.Boom)
+    workflow = parse_workflow({"nodes": {"1": {"type": "Broken"}, "2": {"type": "Boom", "inputs": {"image": ["1", 0]}}}})
+    assert validate(workflow, registry, limits=RunLimits(ram_bytes=1, device_bytes=1)) == []
