@@ -553,10 +553,13 @@ def export_api(workflow: Workflow, registry) -> dict:
     """The workflow as a ComfyUI API graph. Widgets ComfyUI declares and we lack get ComfyUI's
     defaults, so ComfyUI accepts the graph; nodes with no ComfyUI equivalent keep our name."""
     catalogue = comfy_catalogue()
-    titles = dict(workflow.ui.get("titles") or {})
-    titles.update({k: v["title"] for k, v in (workflow.ui.get("nodes") or {}).items()
-                   if isinstance(v, dict) and v.get("title")})
-    classes = (workflow.ui.get("comfyui") or {}).get("classes") or {}
+    ui = workflow.ui
+    titles = {k: v for k, v in (ui.get("titles") if isinstance(ui.get("titles"), dict) else {}).items()
+              if isinstance(v, str)}
+    titles.update({k: v["title"] for k, v in (ui.get("nodes") if isinstance(ui.get("nodes"), dict) else {}).items()
+                   if isinstance(v, dict) and isinstance(v.get("title"), str) and v["title"]})
+    kept = ui.get("comfyui") if isinstance(ui.get("comfyui"), dict) else {}
+    classes = kept.get("classes") if isinstance(kept.get("classes"), dict) else {}
     graph = {}
     for node_id, node in workflow.nodes.items():
         cls = registry.get(node.type)
@@ -589,11 +592,20 @@ def export_api(workflow: Workflow, registry) -> dict:
 def export_ui(workflow: Workflow, registry) -> dict:
     """The workflow as a ComfyUI UI graph. A graph read from one gets back its nodes, links
     (through its Reroutes and Primitives, where the values still agree), values and layout."""
+    kept = workflow.ui.get("comfyui")
+    if isinstance(kept, dict) and kept.get("workflow"):
+        try:
+            return _export_ui(workflow, registry, kept)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            pass  # the kept ComfyUI graph was edited into something unreadable: write ours afresh
+    return _export_ui(workflow, registry, {})
+
+
+def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
     api = export_api(workflow, registry)
-    kept = (workflow.ui.get("comfyui") or {})
     original = copy.deepcopy(kept.get("workflow") or {})
     converted = kept.get("converted") or {}
-    layout = workflow.ui.get("nodes") or {}
+    layout = workflow.ui.get("nodes") if isinstance(workflow.ui.get("nodes"), dict) else {}
     originals = {_node_id(n.get("id")): n for n in original.get("nodes", [])}
     old_links = {k: list(v) for k, v in _links_of(original.get("links")).items()}
     instances = {k for k, n in originals.items() if n.get("type") in
@@ -626,10 +638,10 @@ def export_ui(workflow: Workflow, registry) -> dict:
                                                      "size": [260, 120], "flags": {}, "order": 0, "mode": 0,
                                                      "properties": {"Node name for S&R": class_type}}
         ui_node["id"] = ids[node_id]
-        place = layout.get(node_id) or {}
+        place = layout.get(node_id) if isinstance(layout.get(node_id), dict) else {}
         if isinstance(place.get("pos"), list):
             ui_node["pos"] = place["pos"]
-        if place.get("width") is not None:
+        if isinstance(place.get("width"), (int, float)):
             size = list(ui_node.get("size") or [260, 120])
             ui_node["size"] = [place["width"], size[1] if len(size) > 1 else 120]
         title = place.get("title") or (entry.get("_meta") or {}).get("title")
