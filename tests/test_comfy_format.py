@@ -175,6 +175,14 @@ def test_editing_after_import_is_written_back(builtin_registry):
     assert parse_workflow(written, builtin_registry).to_json()["nodes"] == workflow.to_json()["nodes"]
 
 
+def test_damaged_comfyui_block_still_writes_the_graph(builtin_registry):
+    workflow = load("txt2img_tricks_ui.json", builtin_registry)
+    workflow.ui["comfyui"]["workflow"]["nodes"] = [{"id": [1, 2]}, "junk"]
+    written = export_ui(workflow, builtin_registry)
+    assert parse_workflow(written, builtin_registry).to_json()["nodes"] == workflow.to_json()["nodes"]
+    assert by_id(written["nodes"])[3]["pos"] == [863, 186]  # the layout still comes from ui.nodes
+
+
 def test_ours_to_ui_to_ours_keeps_the_graph(builtin_registry):
     shipped = Path(__file__).parent.parent / "workflows"
     for path in sorted(shipped.glob("*.json")):
