@@ -1,6 +1,6 @@
 """Primitive values: feed one number or text into several widget inputs, and show text."""
 
-from graphflow.api import BOOLEAN, FLOAT, INT, STRING, Bool, Float, Int, Node, Text, show
+from graphflow.api import BOOLEAN, FLOAT, INT, STRING, Bool, ComfyAlias, Float, Int, Node, Text, show
 
 
 class IntValue(Node):
@@ -8,6 +8,7 @@ class IntValue(Node):
     category = "primitives"
     value: int = Int(0, min=-(2**63), max=2**64 - 1)
     outputs = {"value": INT}
+    comfy = ComfyAlias(("PrimitiveInt",))
 
     def run(self):
         return self.value
@@ -18,6 +19,7 @@ class FloatValue(Node):
     category = "primitives"
     value: float = Float(0.0, step=0.01)
     outputs = {"value": FLOAT}
+    comfy = ComfyAlias(("PrimitiveFloat",))
 
     def run(self):
         return self.value
@@ -28,6 +30,7 @@ class TextValue(Node):
     category = "primitives"
     text: str = Text("", multiline=True)
     outputs = {"text": STRING}
+    comfy = ComfyAlias(("PrimitiveString", "PrimitiveStringMultiline"), inputs={"value": "text"})
 
     def run(self):
         return self.text
@@ -38,6 +41,7 @@ class BoolValue(Node):
     category = "primitives"
     value: bool = Bool(False)
     outputs = {"value": BOOLEAN}
+    comfy = ComfyAlias(("PrimitiveBoolean",))
 
     def run(self):
         return self.value
