@@ -1,6 +1,6 @@
 """Primitive values: feed one number or text into several widget inputs, and show text."""
 
-from graphflow.api import BOOLEAN, FLOAT, INT, STRING, Bool, ComfyAlias, Float, Int, Node, Text, show
+from graphflow.api import BOOLEAN, FLOAT, INT, STRING, Bool, Float, Int, Node, Text, show
 
 
 class IntValue(Node):
@@ -8,7 +8,6 @@ class IntValue(Node):
     category = "primitives"
     value: int = Int(0, min=-(2**63), max=2**64 - 1)
     outputs = {"value": INT}
-    comfy = ComfyAlias(("PrimitiveInt",))
 
     def run(self):
         return self.value
@@ -19,7 +18,6 @@ class FloatValue(Node):
     category = "primitives"
     value: float = Float(0.0, step=0.01)
     outputs = {"value": FLOAT}
-    comfy = ComfyAlias(("PrimitiveFloat",))
 
     def run(self):
         return self.value
@@ -30,7 +28,6 @@ class TextValue(Node):
     category = "primitives"
     text: str = Text("", multiline=True)
     outputs = {"text": STRING}
-    comfy = ComfyAlias(("PrimitiveString", "PrimitiveStringMultiline"), inputs={"value": "text"})
 
     def run(self):
         return self.text
@@ -41,7 +38,6 @@ class BoolValue(Node):
     category = "primitives"
     value: bool = Bool(False)
     outputs = {"value": BOOLEAN}
-    comfy = ComfyAlias(("PrimitiveBoolean",))
 
     def run(self):
         return self.value

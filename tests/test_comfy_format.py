@@ -139,23 +139,6 @@ def test_legacy_group_node_is_expanded_with_the_instance_values(builtin_registry
     assert [n["node_id"] for n in workflow.notes] == ["6"]
 
 
-def test_newer_primitive_nodes_map_onto_ours(builtin_registry):
-    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
-    data["nodes"].append({"id": 20, "type": "PrimitiveInt", "pos": [600, 30], "size": [270, 82], "flags": {},
-                          "order": 7, "mode": 0, "inputs": [],
-                          "outputs": [{"name": "INT", "type": "INT", "links": [10]}],
-                          "properties": {"Node name for S&R": "PrimitiveInt"}, "widgets_values": [1234, "fixed"]})
-    ksampler = next(n for n in data["nodes"] if n["id"] == 3)
-    ksampler["inputs"].append({"name": "seed", "type": "INT", "widget": {"name": "seed"}, "link": 10})
-    data["links"].append([10, 20, 0, 3, 4, "INT"])
-    workflow = parse_workflow(data, builtin_registry)
-    assert workflow.nodes["20"].type == "IntValue" and workflow.nodes["20"].inputs == {"value": 1234}
-    assert workflow.nodes["3"].inputs["seed"] == ["20", 0]
-    assert validate(workflow, builtin_registry) == []
-    written = export_ui(workflow, builtin_registry)
-    assert by_id(written["nodes"]) == by_id(data["nodes"]) and written["links"] == data["links"]
-
-
 def test_widget_order_includes_control_after_generate_and_upload_values(builtin_registry):
     ksa = [i["name"] for i in comfy_catalogue()["KSamplerAdvanced"]["inputs"] if i.get("widget")]
     assert ksa == ["add_noise", "noise_seed", "steps", "cfg", "sampler_name", "scheduler", "start_at_step",
