@@ -134,9 +134,13 @@ def _check_node(node_id, workflow: Workflow, registry: Registry, problems: list[
     entry = workflow.nodes[node_id]
     cls = registry.get(entry.type)
     if cls is None:
+        from graphflow.comfy_format import unknown_type_hint
+
+        why = unknown_type_hint(entry.type)
         close = difflib.get_close_matches(entry.type, [c.node_type for c in registry], n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        problems.append(Problem(node_id, entry.type, None, f"unknown node type '{entry.type}'{hint}"))
+        message = f"unknown node type: {why}" if why else f"unknown node type '{entry.type}'{hint}"
+        problems.append(Problem(node_id, entry.type, None, message))
         return None
 
     inputs = entry.inputs

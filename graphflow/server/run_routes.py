@@ -30,7 +30,10 @@ async def post_run(request):
     workflow, problems = server.check(body["workflow"], body.get("outputs"))
     if problems:
         return invalid_response(problems)
-    return json_response(server.enqueue(workflow, client_id, body.get("outputs"), bool(body.get("front"))))
+    queued = server.enqueue(workflow, client_id, body.get("outputs"), bool(body.get("front")))
+    if workflow.notes:  # non-fatal remarks of a ComfyUI import (inputs ComfyUI itself ignores, ...)
+        queued["notes"] = workflow.notes
+    return json_response(queued)
 
 
 async def get_queue(request):
