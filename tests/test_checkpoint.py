@@ -158,6 +158,26 @@ def test_metadata_config_overrides(tmp_path, checkpoints):
         load_checkpoint(bad, device="cpu")
 
 
+def test_preview_uses_the_rgb_factors_the_checkpoint_carries(tmp_path, checkpoints):
+    """The demo model stores its own latent -> RGB fit; previews must use it, not SD1's."""
+    from graphflow.sampling.preview import latent_preview
+
+    tensors = load_file(str(checkpoints["sd1"]))
+    factors = [[1.0, -1.0, -1.0], [-1.0, -1.0, 1.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]  # ch0 red, ch1 blue
+    path = tmp_path / "fit.safetensors"
+    save_file(tensors, str(path), metadata=config_metadata(
+        latent_format={"scale_factor": 0.5, "rgb_factors": factors, "rgb_bias": [0.0, 0.0, 0.0]}))
+    info = detect_architecture({k: tuple(v.shape) for k, v in tensors.items()},
+                               config_metadata(latent_format={"scale_factor": 0.5, "rgb_factors": factors}))
+    assert info.latent_format.rgb_factors == tuple(map(tuple, factors))
+    ckpt = load_checkpoint(path, device="cpu")
+    x = torch.zeros(1, 4, 8, 8)
+    x[:, 1] = 1.0  # blue background
+    x[:, 0, 2:6, 2:6], x[:, 1, 2:6, 2:6] = 1.0, 0.0  # a red square
+    rgb = latent_preview(x, ckpt.model.latent_format)[0]
+    assert rgb[4, 4].tolist() == [1.0, 0.0, 0.0] and rgb[0, 0].tolist() == [0.0, 0.0, 1.0]
+
+
 # -- errors ------------------------------------------------------------------------------------
 
 def test_pickle_checkpoint_loads_through_the_restricted_unpickler(tmp_path, checkpoints):

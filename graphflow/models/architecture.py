@@ -252,6 +252,9 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
     lf = config.get("latent_format") or {}
     if lf:
         latent_format = latent_format.with_scale(float(lf["scale_factor"]), lf.get("shift_factor"))
+        if lf.get("rgb_factors"):  # a preview fit the file carries (the demo model's) beats the stock one
+            latent_format = replace(latent_format, rgb_factors=tuple(tuple(map(float, r)) for r in lf["rgb_factors"]),
+                                    rgb_bias=tuple(map(float, lf.get("rgb_bias") or (0.0, 0.0, 0.0))))
     if vae is not None and vae.latent_channels != latent_format.channels:
         raise CheckpointError(f"the VAE has {vae.latent_channels} latent channels, {ARCH_NAMES[arch]} uses "
                               f"{latent_format.channels}")

@@ -77,10 +77,13 @@ def resolve_view(kind: str, subfolder: str | None, filename: str | None) -> Path
     base = folder_of(kind or "output")
     name = clean_filename(filename)
     sub = clean_subfolder(subfolder)
+    # inputs are found where runs find them: the user's folder first, then the bundled examples
+    bases = folders.input_dirs() if kind == "input" else [base]
     try:
-        path = safe_join(base, f"{sub}/{name}" if sub else name)
+        paths = [safe_join(b, f"{sub}/{name}" if sub else name) for b in bases]
     except UnsafePathError as e:
         raise RequestError(400, str(e)) from None
+    path = next((p for p in paths if p.is_file()), paths[0])
     if path.suffix.lower() not in VIEW_TYPES:
         raise RequestError(400, f"{name!r} is not an image file this server serves")
     if not path.is_file():
