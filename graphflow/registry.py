@@ -73,7 +73,9 @@ class Registry:
 
     def catalogue(self) -> dict:
         return {
-            "nodes": {name: node_catalogue(cls, self._sources[name]) for name, cls in sorted(self._nodes.items())},
+            "nodes": {name: dict(node_catalogue(cls, self._sources[name]),  # ComfyUI names: the editor's search knows them
+                                 comfy=sorted({t for a in comfy_aliases(cls) for t in a.class_types}))
+                      for name, cls in sorted(self._nodes.items())},
             "sockets": socket_catalogue(),
             "problems": list(self.problems),
         }

@@ -151,6 +151,8 @@ def page(browser, server):
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    page.accept_dialogs = lambda dialog: dialog.accept()  # "discard unsaved changes?": yes, unless a test asks
+    page.on("dialog", page.accept_dialogs)
     page.goto(server.url)
     wait_ready(page)
     page.locator("#btn-new").click()  # start from an empty canvas
@@ -723,3 +725,110 @@ def test_dropping_a_comfyui_ui_workflow_and_png_lays_them_out_as_saved(page, ser
         page.locator("#export-format").select_option("comfy-ui")
     exported = json.loads(Path(download.value.path()).read_text())
     assert exported["links"] == saved["links"]
+
+
+# --- issue 18: defects a new user hit ----------------------------------------------------------
+
+@pytest.mark.parametrize("query,expected", [
+    ("vae decode", "VAEDecode"), ("load image", "LoadImage"), ("Empty Latent", "EmptyLatent"),
+    ("CLIPTextEncode", "CLIPEncode"), ("CheckpointLoaderSimple", "LoadCheckpoint"),
+    ("EmptyLatentImage", "EmptyLatent"), ("ksmplr", "KSampler")])
+def test_node_search_is_multi_word_fuzzy_and_knows_comfyui_names(page, query, expected):
+    page.mouse.dblclick(400, 300)
+    page.wait_for_selector(".node-menu")
+    page.keyboard.type(query)
+    first = page.locator(".node-menu .menu-item").first
+    first.wait_for()
+    assert first.get_attribute("data-node-type") == expected
+    page.keyboard.press("Enter")
+    expect_nodes(page, 1)
+
+
+def test_a_number_typed_off_its_step_is_snapped_in_the_widget(page):
+    latent = add_node(page, "EmptyLatent", 300, 200, search="emptylatent")
+    assert set_number(page, latent, "height", 100) == "104"  # step 8 from min 16
+    assert workflow(page)["nodes"][latent]["inputs"]["height"] == 104
+
+
+def test_two_tabs_have_their_own_client_ids(page, server):
+    second = page.context.new_page()
+    second.goto(server.url)
+    wait_ready(second)
+    first_id = page.evaluate("graphflow.clientId")
+    assert first_id and second.evaluate("graphflow.clientId") != first_id
+    page.reload()
+    wait_ready(page)
+    assert page.evaluate("graphflow.clientId") == first_id  # a reload keeps the tab's id
+    second.close()
+
+
+def test_interrupt_clears_the_live_preview(page):
+    swatch = add_node(page, "Swatch", 150, 200)
+    develop = add_node(page, "Develop", 500, 200)
+    link(page, swatch, "image", develop, "image")
+    show = add_node(page, "SaveImage", 850, 200, search="saveimage")
+    link(page, develop, "image", show, "images")
+    set_number(page, develop, "steps", 9)
+    set_number(page, swatch, "red", int(time.time() * 1000) % 200 + 30)
+    Develop.gate.clear()
+    try:
+        queue(page)
+        node(page, develop).locator(".node-preview img").wait_for()
+        page.locator("#btn-interrupt").click()
+        page.locator(".toast").filter(has_text="Interrupted").wait_for()
+    finally:
+        Develop.gate.set()
+    page.wait_for_function("id => !document.querySelector(`.node[data-node-id='${id}'] .node-preview img`)", arg=develop)
+    time.sleep(0.3)  # a late preview frame must not bring it back
+    assert node(page, develop).locator(".node-preview img").count() == 0
+
+
+def test_bundled_input_shows_and_its_mask_goes_to_the_users_inputs(page, server):
+    from graphflow.folders import BUNDLED
+
+    load = add_node(page, "LoadImage", 200, 200, search="loadimage")
+    node(page, load).locator('[data-input="image"] select').select_option("red-circle-on-blue.png")
+    thumb = node(page, load).locator("img.w-thumb")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=thumb.element_handle())
+    node(page, load).locator('[data-action="paint-mask"]').click()
+    canvas = page.locator(".mask-view")
+    canvas.wait_for()
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + 5, box["y"] + 5)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 3, box["y"] + 5, steps=5)
+    page.mouse.up()
+    page.locator('[data-action="save-mask"]').click()
+    page.wait_for_function("id => graphflow.editor.workflow().nodes[id].inputs.image !== 'red-circle-on-blue.png'", arg=load)
+    masked = workflow(page)["nodes"][load]["inputs"]["image"]
+    assert (folders_module.folders.inputs / masked).is_file()
+    assert not (BUNDLED / "inputs" / masked).exists()
+
+
+def test_replacing_an_edited_graph_asks_first_and_can_be_undone(page):
+    page.remove_listener("dialog", page.accept_dialogs)
+    asked = []
+
+    def answer(dialog, accept):
+        asked.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    add_node(page, "Swatch", 300, 200)
+    page.once("dialog", lambda d: answer(d, False))
+    page.locator("#btn-new").click()
+    page.wait_for_function("true")
+    assert asked and "unsaved" in asked[0]
+    expect_nodes(page, 1)  # refused: kept
+    page.once("dialog", lambda d: answer(d, True))
+    page.locator("#btn-default").click()
+    page.wait_for_function("document.querySelectorAll('#nodes .node').length > 1")
+    assert len(asked) == 2
+    page.locator("#canvas").click(position={"x": 5, "y": 5})
+    page.keyboard.press("Control+z")  # Undo brings the replaced graph back
+    expect_nodes(page, 1)
+    assert [n["type"] for n in workflow(page)["nodes"].values()] == ["Swatch"]
+    page.keyboard.press("Control+y")
+    page.wait_for_function("document.querySelectorAll('#nodes .node').length > 1")
+    page.locator("#btn-new").click()  # the loaded default is unchanged: no question
+    expect_nodes(page, 0)
+    assert len(asked) == 2

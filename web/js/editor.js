@@ -41,8 +41,9 @@ export class Editor {
 
   // --- loading and rebuilding ---
 
-  /** Replace the graph (a loaded workflow); `view` is the saved pan/zoom or null to fit. */
-  load(graph, view = null) {
+  /** Replace the graph (a loaded workflow); `view` is the saved pan/zoom or null to fit.
+   * `undoable`: Undo brings the replaced graph back (New, Open, a drop, History → Load). */
+  load(graph, view = null, undoable = false) {
     this.graph = graph;
     this.shown.clear();
     this.problems = [];
@@ -51,7 +52,8 @@ export class Editor {
     this.rebuild();
     if (view) this.viewport.set(view);
     else this.fit();
-    this.history.reset(this.graph.snapshot());
+    if (undoable && this.history.states.length) this.history.record(this.graph.snapshot());
+    else this.history.reset(this.graph.snapshot());
     this.hooks.changed && this.hooks.changed("graph");
   }
 

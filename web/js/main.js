@@ -22,10 +22,11 @@ const DEFAULT_WORKFLOW = "/api/workflows/txt2img";  // workflows/txt2img.json, t
 const $ = (id) => document.getElementById(id);
 
 function clientId() {
-  let id = localStorage.getItem(CLIENT_KEY);
+  // per tab (sessionStorage): two tabs must not see or interrupt each other's runs
+  let id = sessionStorage.getItem(CLIENT_KEY);
   if (!id) {
     id = `editor-${crypto.getRandomValues(new Uint32Array(2)).join("")}`;
-    localStorage.setItem(CLIENT_KEY, id);
+    sessionStorage.setItem(CLIENT_KEY, id);
   }
   return id;
 }
@@ -118,16 +119,35 @@ class App {
     await this.loadDefault(true);
   }
 
+  /** Whether the graph may be replaced: nothing unsaved, or the user agrees (Undo brings it back). */
+  mayDiscard() {
+    if (!this.editor.graph.nodes.size || JSON.stringify(this.editor.graph.snapshot()) === this.clean) return true;
+    return confirm("Replace this workflow? Its unsaved changes are discarded (Ctrl+Z brings them back).");
+  }
+
+  markClean() {
+    this.clean = JSON.stringify(this.editor.graph.snapshot());
+  }
+
+  /** Replace the graph, asking first when it has unsaved changes; returns whether it did. */
+  replace(graph, view = null) {
+    if (!this.mayDiscard()) return false;
+    this.editor.load(graph, view, true);
+    this.markClean();
+    return true;
+  }
+
   /** Load our workflow JSON; `keepView` uses its saved pan/zoom. */
   load(workflow, keepView = true) {
     const {graph, view} = Graph.fromWorkflow(workflow, this.catalogue);
-    this.editor.load(graph, keepView ? view : null);
+    if (!this.replace(graph, keepView ? view : null)) return false;
     const unknown = [...graph.nodes.values()].filter((n) => !this.catalogue.has(n.type));
     if (unknown.length) {
       const types = [...new Set(unknown.map((n) => n.type))].join(", ");
       this.editor.showProblems(unknown.map((n) => ({node_id: n.id, input: null, message: `unknown node type '${n.type}': no installed node or plugin defines it`})));
       toast(`This workflow uses node types that aren't installed: ${types}`, {kind: "warning", timeout: 8000});
     }
+    return true;
   }
 
   async loadDefault(quiet = false) {
@@ -136,13 +156,13 @@ class App {
       const workflow = await response.json();
       const missing = Object.values(workflow.nodes).filter((n) => !this.catalogue.has(n.type));
       if (quiet && missing.length) {
-        this.editor.load(new Graph());
+        this.replace(new Graph());
         return;
       }
       this.load(workflow, false);
     } catch (e) {
       if (!quiet) toast(`Couldn't load the default workflow: ${e.message}`, {kind: "error"});
-      this.editor.load(new Graph());
+      this.replace(new Graph());
     }
   }
 
@@ -163,7 +183,7 @@ class App {
   async openFile(file) {
     try {
       const {workflow, problems} = await readWorkflowFile(file);
-      this.load(workflow, false);
+      if (!this.load(workflow, false)) return;
       if (problems.length) this.monitor.showProblems(problems);
       else toast(`Opened ${file.name}`, {kind: "success", timeout: 2500});
     } catch (e) {
@@ -206,7 +226,7 @@ class App {
   async loadRun(runId) {
     try {
       const run = await api.run(runId);
-      this.load(run.workflow, true);
+      if (!this.load(run.workflow, true)) return;
       for (const [id, ui] of Object.entries(run.outputs || {})) {
         const view = this.editor.views.get(id);
         if (view) this.monitor.showOutputs(view, id, ui);
@@ -264,7 +284,7 @@ class App {
   // --- wiring ---
 
   wireToolbar() {
-    $("btn-new").addEventListener("click", () => this.editor.load(new Graph()));
+    $("btn-new").addEventListener("click", () => this.replace(new Graph()));
     $("btn-default").addEventListener("click", () => this.loadDefault());
     $("btn-open").addEventListener("click", () => $("file-open").click());
     $("file-open").addEventListener("change", () => {
@@ -299,6 +319,7 @@ class App {
 
   download() {
     this.saveLocal();
+    this.markClean();
     const stamp = new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-");
     downloadWorkflow(this.editor.workflow(), `workflow-${stamp}.json`);
   }

@@ -2,6 +2,7 @@
 // context menus for nodes and links.
 
 import {displayName} from "./catalogue.js";
+import {score} from "./node_search.js";
 
 function el(tag, className, attrs = {}) {
   const node = document.createElement(tag);
@@ -15,23 +16,6 @@ function place(box, clientX, clientY) {
   const r = box.getBoundingClientRect();
   box.style.left = `${Math.max(4, Math.min(clientX, innerWidth - r.width - 4))}px`;
   box.style.top = `${Math.max(4, Math.min(clientY, innerHeight - r.height - 4))}px`;
-}
-
-/** How well `spec` matches `query` (higher is better; 0: no match). */
-function score(spec, query) {
-  const name = displayName(spec).toLowerCase();
-  const type = spec.type.toLowerCase();
-  if (name === query || type === query) return 100;
-  if (name.startsWith(query) || type.startsWith(query)) return 80;
-  const words = name.replace(/([a-z])([A-Z])/g, "$1 $2");
-  if (new RegExp(`\\b${query.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`).test(words.toLowerCase())) return 60;
-  if (name.includes(query) || type.includes(query)) return 50;
-  if (spec.category.toLowerCase().includes(query)) return 30;
-  let i = 0;
-  for (const ch of type) if (ch === query[i]) i += 1;
-  if (i === query.length && type[0] === query[0]) return 20;
-  if ((spec.description || "").toLowerCase().includes(query)) return 10;
-  return 0;
 }
 
 export class NodeMenu {

@@ -107,7 +107,8 @@ export class RunMonitor {
 
   preview(meta, blob) {
     const url = URL.createObjectURL(blob);
-    const view = meta.run_id === this.current ? this.view(meta.node) : null;
+    const live = meta.run_id === this.current && meta.run_id !== this.stopped;
+    const view = live ? this.view(meta.node) : null;
     if (view) view.setPreview(url);
     else URL.revokeObjectURL(url);
   }
@@ -143,6 +144,8 @@ export class RunMonitor {
 
   on_run_interrupted(data) {
     if (data.run_id !== this.current) return;
+    this.stopped = data.run_id;  // a preview frame still in flight must not come back
+    this.clearPreviews();
     this.view(data.node)?.setStatus(null);
     toast(`Interrupted at ${this.label(data.node, data.node_type)}`, {kind: "warning"});
   }
@@ -160,9 +163,14 @@ export class RunMonitor {
           {kind: "error", timeout: 10000, detail: lines.join("\n")});
   }
 
+  clearPreviews() {
+    for (const view of this.editor.views.values()) view.setPreview(null);
+  }
+
   on_run_finished(data) {
     if (data.run_id === this.current) {
       this.current = null;
+      this.clearPreviews();
       this.statusBox.hidden = !(this.queue && (this.queue.running || []).length);
       if (data.status === "success") {
         toast(`Finished in ${Number(data.elapsed || 0).toFixed(1)} s`, {kind: "success", timeout: 2500});

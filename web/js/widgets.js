@@ -71,6 +71,11 @@ function numberWidget(input, value, hooks) {
   };
   const normalise = (v) => {
     let n = Math.min(max, Math.max(min, v));
+    if (isInt && step > 1) {  // snap to the step, as the engine would at run time (height 100, step 8 -> 104)
+      const origin = Number.isFinite(min) ? min : 0;
+      n = origin + Math.round((n - origin) / step) * step;
+      if (n > max) n -= step;
+    }
     n = isInt ? Math.round(n) : Number(n.toFixed(Math.max(places, 6)));
     return n;
   };

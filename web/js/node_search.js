@@ -1,0 +1,42 @@
+// How well a node spec matches what was typed in the add-node menu: its name, type and ComfyUI
+// class names, multi-word ("vae decode" finds VAEDecode) and fuzzy ("ksmp" finds KSampler).
+
+import {displayName} from "./catalogue.js";
+
+/** "CLIPTextEncode" -> ["clip", "text", "encode"] */
+function words(text) {
+  return text.replace(/([a-z0-9])([A-Z])/g, "$1 $2").replace(/([A-Z]+)([A-Z][a-z])/g, "$1 $2")
+    .toLowerCase().split(/[^a-z0-9]+/).filter(Boolean);
+}
+
+const squash = (text) => text.toLowerCase().replace(/[^a-z0-9]/g, "");
+
+function subsequence(needle, haystack) {
+  let i = 0;
+  for (const ch of haystack) if (ch === needle[i]) i += 1;
+  return i === needle.length;
+}
+
+/** Higher is better; 0: no match. */
+export function score(spec, query) {
+  const tokens = query.toLowerCase().split(/\s+/).filter(Boolean);
+  const joined = tokens.join("");
+  if (!joined) return 1;
+  const names = [displayName(spec), spec.type, ...(spec.comfy || [])];
+  let best = 0;
+  for (const name of names) {
+    const flat = squash(name);
+    const parts = words(name);
+    if (flat === joined) best = Math.max(best, 100);
+    else if (flat.startsWith(joined)) best = Math.max(best, 80);
+    else if (tokens.every((t) => parts.some((p) => p.startsWith(t)))) best = Math.max(best, 70);
+    else if (flat.includes(joined) || tokens.every((t) => flat.includes(t))) best = Math.max(best, 50);
+    else if (flat[0] === joined[0] && subsequence(joined, flat)) best = Math.max(best, 20);
+  }
+  if (best) return best;
+  const category = (spec.category || "").toLowerCase();
+  if (tokens.every((t) => category.includes(t))) return 30;
+  const description = (spec.description || "").toLowerCase();
+  if (tokens.every((t) => description.includes(t))) return 10;
+  return 0;
+}
