@@ -31,6 +31,7 @@ class LatentStats(Node):
     healthy band of +-1. The scaling factor is the connected VAE's unless set here."""
     display_name = "Latent Stats (health check)"
     category = "diagnostics"
+    output_node = True  # it shows a report: runs with nothing downstream
     latent: LATENT
     vae: VAE = None
     scale_factor: float = Float(0.0, min=0.0, max=1000.0, step=0.00001,
@@ -63,6 +64,7 @@ class VAELogVarMap(Node):
     hole") shows an outlier there; a healthy VAE's map has none."""
     display_name = "VAE Log-Variance Map"
     category = "diagnostics"
+    output_node = True  # it shows a report: runs with nothing downstream
     vae: VAE
     image: IMAGE
     top_k: int = Int(5, min=1, max=100, description="anomalous locations to list")
@@ -102,6 +104,7 @@ class VAESensitivityMap(Node):
     disk (see its error). Uses the sample at batch_index of the latent batch."""
     display_name = "VAE Sensitivity Map"
     category = "diagnostics"
+    output_node = True  # it shows a report: runs with nothing downstream
     vae: VAE
     latent: LATENT
     patch: int = Int(3, min=1, max=15, description="side of the perturbed square, in latent cells (clipped at borders)")
@@ -203,6 +206,7 @@ class ImageDifference(Node):
     channels, with its range), PSNR in dB and SSIM (1 = identical), and optionally LPIPS (needs
     the AlexNet weights on disk). A batch of 1 is compared against every image of the other."""
     category = "diagnostics"
+    output_node = True  # it shows a report: runs with nothing downstream
     image_a: IMAGE
     image_b: IMAGE
     lpips: bool = Bool(False, description="also measure LPIPS")

@@ -832,3 +832,19 @@ def test_replacing_an_edited_graph_asks_first_and_can_be_undone(page):
     page.locator("#btn-new").click()  # the loaded default is unchanged: no question
     expect_nodes(page, 0)
     assert len(asked) == 2
+
+
+def test_a_diagnostic_node_with_nothing_downstream_runs_and_shows_its_report(page):
+    ckpt = add_node(page, "LoadCheckpoint", 40, 200, search="loadcheckpoint")
+    latent = add_node(page, "EmptyLatent", 40, 600, search="emptylatent")
+    stats = add_node(page, "LatentStats", 500, 300, search="latentstats")
+    node(page, ckpt).locator('[data-input="checkpoint"] select').select_option(CHECKPOINT)
+    set_number(page, latent, "width", 64)
+    set_number(page, latent, "height", 64)
+    link(page, latent, "latent", stats, "latent")
+    link(page, ckpt, "vae", stats, "vae")
+    queue(page)
+    report = node(page, stats).locator("pre.output-text")
+    report.wait_for()
+    assert "std" in report.inner_text()
+    assert last_run(page)["status"] == "success"
