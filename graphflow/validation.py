@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 from pydantic import ValidationError
 
+from graphflow.node_modes import apply_modes
 from graphflow import resource_limits
 from graphflow.node import Node
 from graphflow.resource_limits import RunLimits
@@ -54,6 +55,7 @@ def plan_workflow(workflow: Workflow, registry: Registry, outputs: list[str] | N
     """The plan, or every problem; `limits` (default: what fits on this machine) bounds the sizes,
     steps and memory the run may take (graphflow.resource_limits)."""
     problems: list[Problem] = []
+    workflow = apply_modes(workflow, registry)  # muted and bypassed nodes don't run
     entries = workflow.nodes
 
     if outputs:

@@ -1,0 +1,61 @@
+"""Muted and bypassed nodes (ComfyUI's modes 2 and 4; Ctrl+M and Ctrl+B in the editor), kept in
+the workflow's ui block: `ui.nodes[id].mode` is "mute" or "bypass".
+
+As in ComfyUI, a muted node does not run (a node that needs its output then has a missing
+input), and a bypassed node does not run either: each reader of one of its outputs reads instead
+the bypassed node's first linked input of the same type, followed through chains of bypasses.
+"""
+
+from graphflow.workflow import Workflow, is_link
+
+MODES = ("mute", "bypass")
+
+
+def node_modes(workflow: Workflow) -> dict[str, str]:
+    ui_nodes = workflow.ui.get("nodes") if isinstance(workflow.ui, dict) else None
+    if not isinstance(ui_nodes, dict):
+        return {}
+    return {i: u["mode"] for i, u in ui_nodes.items()
+            if isinstance(u, dict) and u.get("mode") in MODES and i in workflow.nodes}
+
+
+def apply_modes(workflow: Workflow, registry) -> Workflow:
+    """The workflow as it runs: muted and bypassed nodes left out, links rewired past bypasses."""
+    modes = node_modes(workflow)
+    if not modes:
+        return workflow
+
+    def through(link):
+        """Where a link really reads from, past bypassed nodes; None when nothing passes through."""
+        seen = set()
+        while link[0] in modes and modes[link[0]] == "bypass" and link[0] not in seen:
+            seen.add(link[0])
+            entry = workflow.nodes[link[0]]
+            cls = registry.get(entry.type)
+            specs = list(cls.output_specs) if cls is not None else []
+            index = link[1] if isinstance(link[1], int) else next(
+                (k for k, o in enumerate(specs) if o.name == link[1]), len(specs))  # an output named
+            if index >= len(specs):
+                return None
+            wanted = specs[index].type
+            link = next((tuple(v) for name, v in entry.inputs.items() if is_link(v)
+                         and (s := cls.input_specs.get(name)) is not None and s.type == wanted), None)
+            if link is None:
+                return None
+        return None if link[0] in modes else link
+
+    kept = {}
+    for node_id, entry in workflow.nodes.items():
+        if node_id in modes:
+            continue
+        inputs = {}
+        for name, value in entry.inputs.items():
+            if is_link(value) and value[0] in modes:
+                value = through(tuple(value))
+                if value is None:
+                    continue  # muted, or a bypass with no input of that type: the input is missing
+                value = list(value)
+            inputs[name] = value
+        kept[node_id] = entry.model_copy(update={"inputs": inputs})
+    result = workflow.model_copy(update={"nodes": kept})
+    return result
