@@ -36,7 +36,7 @@ export const api = {
   queue: () => request("GET", "/api/queue"),
   cancel: (runId) => request("DELETE", `/api/queue/${encodeURIComponent(runId)}`),
   cancelAll: () => request("DELETE", "/api/queue"),
-  interrupt: () => request("POST", "/api/interrupt", {}),
+  interrupt: (runId) => request("POST", "/api/interrupt", runId ? {run_id: runId} : {}),
   history: (offset = 0, limit = 50) => request("GET", `/api/history?offset=${offset}&limit=${limit}`),
   run: (runId) => request("GET", `/api/history/${encodeURIComponent(runId)}`),
   convertWorkflow: (workflow, to = "graphflow") => request("POST", "/api/workflow/convert", {workflow, to}),

@@ -398,6 +398,8 @@ export class CanvasInput {
     else if (ctrl && k === "x") { if (editor.copy()) editor.deleteNodes(new Set(editor.selected)); }
     else if (ctrl && k === "v") editor.paste(e.shiftKey);
     else if (ctrl && k === "d") editor.duplicate();
+    else if (ctrl && k === "b") editor.toggleMode("bypass");
+    else if (ctrl && k === "m") editor.toggleMode("mute");
     else if (ctrl && k === "a") editor.select([...editor.views.keys()]);
     else if (e.key === "." && !ctrl) editor.fit();
     else if (e.key === "Escape") editor.select([]);

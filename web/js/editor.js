@@ -76,6 +76,7 @@ export class Editor {
       openImage: this.hooks.openImage,
     });
     view.setSelected(this.selected.has(node.id));
+    view.el.dataset.mode = node.mode || "";
     this.dom.nodes.append(view.el);
     this.views.set(node.id, view);
     this.resizeObserver.observe(view.el);
@@ -248,6 +249,18 @@ export class Editor {
     this.graph.disconnect(dstId, input);
     this.syncLinks();
     if (commit) this.commit();
+  }
+
+  /** Bypass (Ctrl+B) or mute (Ctrl+M) the selected nodes; again to turn it off, as in ComfyUI. */
+  toggleMode(mode) {
+    const nodes = [...this.selected].map((id) => this.graph.nodes.get(id)).filter(Boolean);
+    if (!nodes.length) return;
+    const next = nodes.every((n) => n.mode === mode) ? null : mode;
+    for (const node of nodes) {
+      node.mode = next;
+      this.views.get(node.id).el.dataset.mode = next || "";
+    }
+    this.commit();
   }
 
   rename(id, title) {

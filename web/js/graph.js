@@ -1,6 +1,6 @@
 // The graph being edited, and its conversion to and from the workflow JSON format
 // (graphflow/workflow.py). Positions, widths and titles live in the workflow's `ui` block:
-//   "ui": {"nodes": {"<id>": {"pos": [x, y], "width": 260, "title": "..."}}, "view": {...}}
+//   "ui": {"nodes": {"<id>": {"pos": [x, y], "width": 260, "title": "...", "mode": "bypass"|"mute"}}, "view": {...}}
 // Other `ui` keys (written by other tools) are kept verbatim.
 
 import {isWidget} from "./catalogue.js";
@@ -99,6 +99,7 @@ export class Graph {
       if (node.version != null) nodes[id].version = node.version;
       layout[id] = {pos: [...node.pos], width: node.width};
       if (node.title) layout[id].title = node.title;
+      if (node.mode) layout[id].mode = node.mode;  // "bypass" or "mute" (graphflow/node_modes.py)
     }
     const ui = {...this.ui, nodes: layout};
     if (view) ui.view = view;
@@ -116,7 +117,8 @@ export class Graph {
       const node = {id, type: entry.type, title: saved.title || titles[id] || null,
                     pos: Array.isArray(saved.pos) ? saved.pos.map(Number) : null,
                     width: Number(saved.width) || DEFAULT_WIDTH, values: {}, links: {}, extra: {},
-                    version: entry.version ?? (spec ? spec.version : null)};
+                    version: entry.version ?? (spec ? spec.version : null),
+                    mode: ["bypass", "mute"].includes(saved.mode) ? saved.mode : null};
       const inputs = entry.inputs || {};
       const known = spec ? new Map(spec.inputs.map((i) => [i.name, i])) : null;
       for (const [name, value] of Object.entries(inputs)) {

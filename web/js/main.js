@@ -208,7 +208,9 @@ class App {
 
   async interrupt() {
     try {
-      await api.interrupt();
+      // this tab's run only: another tab's run is not ours to stop
+      if (this.monitor.current) await api.interrupt(this.monitor.current);
+      else toast("Nothing queued from this tab is running", {timeout: 2000});
     } catch (e) {
       toast(e.message, {kind: "error"});
     }
