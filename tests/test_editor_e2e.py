@@ -877,3 +877,27 @@ def test_bypass_and_mute_with_ctrl_b_and_ctrl_m(page):
     assert "mode" not in workflow(page)["ui"]["nodes"][develop]
     page.keyboard.press("Control+z")
     assert workflow(page)["ui"]["nodes"][develop]["mode"] == "bypass"
+
+
+def test_interrupt_in_another_tab_leaves_this_tabs_run_alone(page, server):
+    swatch = add_node(page, "Swatch", 150, 200)
+    develop = add_node(page, "Develop", 500, 200)
+    save = add_node(page, "SaveImage", 850, 200, search="saveimage")
+    link(page, swatch, "image", develop, "image")
+    link(page, develop, "image", save, "images")
+    set_number(page, swatch, "red", int(time.time() * 1000) % 200 + 32)
+    other = page.context.new_page()
+    other.goto(server.url)
+    wait_ready(other)
+    Develop.gate.clear()
+    try:
+        queue(page)
+        node(page, develop).and_(page.locator(".running")).wait_for()
+        other.locator("#btn-interrupt").click()
+        other.locator(".toast").filter(has_text="Nothing queued from this tab").wait_for()
+        assert node(other, develop).locator(".running").count() == 0  # not drawn on the other tab
+    finally:
+        Develop.gate.set()
+    wait_image(page, save)
+    assert last_run(page)["status"] == "success"
+    other.close()
