@@ -221,3 +221,14 @@ def write_lora(path, arch: str, rank: int = 4, alpha: float | None = 2.0, seed: 
     save_file(tensors, str(path))
     return Path(path)
 
+
+
+def write_esrgan(path, num_filters: int = 8, num_blocks: int = 1, scale: int = 4, seed: int = 0) -> Path:
+    """A random-weight ESRGAN (RRDBNet, spandrel's own class) saved as .safetensors in the original
+    ESRGAN key layout (model.0..., model.1.sub.N.RDB1...), as upscale-model files come."""
+    from spandrel.architectures.ESRGAN import ESRGAN
+
+    torch.manual_seed(seed)
+    net = ESRGAN(num_filters=num_filters, num_blocks=num_blocks, scale=scale)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    return Path(path)

@@ -1,0 +1,93 @@
+"""Upscale models through spandrel: loading original-layout files, tiling, refusing wrong files."""
+
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from graphflow.context import Interrupted
+from graphflow.models.upscale import load_upscale_model, upscale
+from graphflow.models.weight_files import CheckpointError
+from graphflow.testing import write_esrgan, write_lora
+
+RECEPTIVE_RADIUS = 24  # input pixels: conv_first + 1 RRDB (15 convs) + trunk + 2 upconvs + HR + last, 3x3 each
+
+
+@pytest.fixture(scope="module")
+def esrgan(tmp_path_factory):
+    return write_esrgan(tmp_path_factory.mktemp("up") / "esrgan_x4.safetensors", scale=4)
+
+
+def test_spandrel_recognises_the_original_layout(esrgan):
+    model = load_upscale_model(esrgan)
+    assert model.architecture.name == "ESRGAN" and model.scale == 4
+    image = torch.rand(1, 20, 24, 3)
+    out = upscale(model, image, tile=0)
+    assert out.shape == (1, 80, 96, 3)
+    with torch.no_grad():  # the untiled path is the bare network on the whole image
+        direct = model.model(image.permute(0, 3, 1, 2)).clamp(0, 1).permute(0, 2, 3, 1)
+    assert torch.allclose(out, direct, atol=1e-6)
+    assert 0.01 < out.std() and (out > 0).float().mean() > 0.5  # not clamped flat
+
+
+def test_tiled_equals_untiled_away_from_seams(esrgan):
+    model = load_upscale_model(esrgan)
+    torch.manual_seed(1)
+    image = torch.rand(1, 120, 136, 3)
+    whole = upscale(model, image, tile=0)
+    calls = []
+    tiled = upscale(model, image, tile=64, overlap=16, on_tile=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (len(calls), len(calls)) and len(calls) == 3 * 3  # starts 0, 48, 56/72 on each axis
+    # inner tile edges (input pixels): each tile's start > 0 and end < size
+    def far_from_edges(size):
+        starts = [0, 48, size - 64]
+        edges = [s for s in starts if s > 0] + [s + 64 for s in starts if s + 64 < size]
+        keep = torch.ones(size, dtype=torch.bool)
+        for e in edges:
+            keep[max(0, e - RECEPTIVE_RADIUS):e + RECEPTIVE_RADIUS] = False
+        return keep.repeat_interleave(4)
+    ky, kx = far_from_edges(120), far_from_edges(136)
+    assert ky.sum() > 0 and kx.sum() > 0
+    diff = (whole - tiled).abs()[0][ky][:, kx]
+    assert diff.max() < 1e-3
+    # at the seams they differ (the receptive field is cut) but are cross-faded, not broken
+    assert (whole - tiled).abs().max() > 1e-4
+    assert (whole - tiled).abs().mean() < 0.05
+
+
+def test_interrupt_between_tiles(esrgan):
+    model = load_upscale_model(esrgan)
+
+    def stop(done, total):
+        if done == 2:
+            raise Interrupted("stop")
+    with pytest.raises(Interrupted):
+        upscale(model, torch.rand(1, 64, 64, 3), tile=32, overlap=8, on_tile=stop)
+
+
+def test_refuses_wrong_and_damaged_files(tmp_path, esrgan):
+    lora = write_lora(tmp_path / "a_lora.safetensors", "sd1")
+    with pytest.raises(CheckpointError, match="a_lora.safetensors is not an upscale model"):
+        load_upscale_model(lora)
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(esrgan.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="cut.safetensors .*truncated"):
+        load_upscale_model(cut)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+    evil = tmp_path / "evil.pth"
+    evil.write_bytes(pickle.dumps({"model.0.weight": Evil()}))
+    with pytest.raises(CheckpointError, match="evil.pth could not be loaded with torch.load\\(weights_only=True\\)"):
+        load_upscale_model(evil)
+    # a plain-tensor pickle (.pth as most upscalers ship) is accepted
+    state = load_upscale_model(esrgan).model.state_dict()
+    good = tmp_path / "good.pth"
+    torch.save(state, good)
+    assert load_upscale_model(good).scale == 4
+    bad_shapes = tmp_path / "bad.safetensors"
+    save_file({"model.0.weight": torch.zeros(3)}, str(bad_shapes))
+    with pytest.raises(CheckpointError, match="bad.safetensors"):
+        load_upscale_model(bad_shapes)
