@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
+from .embeddings import embedding_lookup
 from .tokenizer import BOS, EOS, WINDOW, TokenWindows, empty_window, tokenize_prompt
 
 HF, OPENCLIP = "hf", "openclip"
@@ -254,11 +255,18 @@ class ClipTower:
         return ClipTower(self.spec, model)
 
     @torch.no_grad()
-    def run(self, ids: list[list[int]], clip_skip: int, layer_norm_hidden: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token windows [N][77] -> (hidden states [N, 77, D], pooled [N, P]), float32 on CPU."""
-        device = self.transformer.embeddings.token_embedding.weight.device
-        tokens = torch.tensor(ids, dtype=torch.long, device=device)
-        out = self.transformer(input_ids=tokens, output_hidden_states=True)
+    def run(self, ids: list[list[int]], clip_skip: int, layer_norm_hidden: bool,
+            vectors: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token windows [N][77] -> (hidden states [N, 77, D], pooled [N, P]), float32 on CPU.
+        vectors {(window, position): [D]} replace those token embeddings (textual inversion)."""
+        embedding = self.transformer.embeddings.token_embedding
+        tokens = torch.tensor(ids, dtype=torch.long, device=embedding.weight.device)
+        hook = embedding.register_forward_hook(_put_vectors(vectors)) if vectors else None
+        try:
+            out = self.transformer(input_ids=tokens, output_hidden_states=True)
+        finally:
+            if hook is not None:
+                hook.remove()
         hidden = out.hidden_states[clip_skip]
         if layer_norm_hidden:
             hidden = self.transformer.final_layer_norm(hidden)
@@ -266,6 +274,16 @@ class ClipTower:
         if self.projection is not None:
             pooled = self.projection(pooled)
         return hidden.float().cpu(), pooled.float().cpu()
+
+
+def _put_vectors(vectors: dict):
+    # a forward hook on the token embedding: the transformer's own forward takes ids only
+    def put(module, inputs, output):
+        output = output.clone()
+        for (window, position), vector in vectors.items():
+            output[window, position] = vector.to(output.device, output.dtype)
+        return output
+    return put
 
 
 class TextEncoder:
@@ -317,7 +335,8 @@ class TextEncoder:
         return self
 
     def tokenize(self, prompt: str) -> dict[str, TokenWindows]:
-        return {t.name: tokenize_prompt(prompt, t.spec.pad_token) for t in self.towers}
+        return {t.name: tokenize_prompt(prompt, t.spec.pad_token, embedding_lookup(t.name, t.hidden_size))
+                for t in self.towers}
 
     def encode(self, prompt: str, clip_skip: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         if not isinstance(prompt, str):
@@ -327,7 +346,7 @@ class TextEncoder:
         layer_norm = LAYER_NORM_HIDDEN[self.arch]
         conds, pooled = [], None
         for tower in self.towers:
-            windows = tokenize_prompt(prompt, tower.spec.pad_token)
+            windows = tokenize_prompt(prompt, tower.spec.pad_token, embedding_lookup(tower.name, tower.hidden_size))
             cond, tower_pooled = _encode_windows(tower, windows, clip_skip, layer_norm)
             conds.append(cond)
             pooled = tower_pooled  # the last tower's: clip_g for SDXL
@@ -338,7 +357,7 @@ class TextEncoder:
 def _encode_windows(tower: ClipTower, windows: TokenWindows, clip_skip: int, layer_norm: bool):
     weighted = windows.has_weights
     ids = windows.ids + ([empty_window(tower.spec.pad_token)] if weighted else [])
-    hidden, pooled = tower.run(ids, clip_skip, layer_norm)
+    hidden, pooled = tower.run(ids, clip_skip, layer_norm, windows.vectors)
     k = len(windows.ids)
     z = hidden[:k]
     if weighted:

@@ -31,7 +31,7 @@ from ..context import NodeInputError
 from .guidance import CFGDenoiser, prepare_conds, repeat_to_batch
 from .model_sampling import DiscreteSchedule, ModelDenoiser
 from .noise import initial_noise, inpaint_noise
-from .preview import latent_preview
+from .preview import make_preview
 from .samplers import DISCARD_PENULTIMATE_SIGMA, RANDOM_INPAINT_NOISE, SAMPLERS, STOCHASTIC_SAMPLERS
 from .schedules import SCHEDULERS, compute_sigmas
 
@@ -174,7 +174,7 @@ def sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent_
             i = info["i"]
             preview = None
             if preview_every and (i % preview_every == 0 or i == total - 1):
-                preview = latent_preview(info["denoised"], fmt)
+                preview = make_preview(info["denoised"], fmt)
             callback({"i": i, "step": i + 1, "total": total, "sigma": float(info["sigma"]),
                       "x": info["x"], "denoised": info["denoised"], "preview": preview})
 
