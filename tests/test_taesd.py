@@ -79,3 +79,95 @@ def test_refuses_wrong_files(tmp_path):
     cut.write_bytes((tmp_path / "taesd_decoder.safetensors").read_bytes()[:3000])
     with pytest.raises(CheckpointError, match="cut.safetensors .*truncated"):
         load_half(cut, "decoder")
+
+
+# -- previews on the demo model -----------------------------------------------------------------
+
+from pathlib import Path  # noqa: E402
+
+import torch.nn.functional as F  # noqa: E402
+
+from graphflow.executor import Executor  # noqa: E402
+from graphflow.images import pil_to_image  # noqa: E402
+from graphflow.sampling.preview import preview_method, set_preview_method  # noqa: E402
+from graphflow.workflow import load_workflow  # noqa: E402
+
+ROOT = Path(__file__).parent.parent
+DEMO_TAESD = ROOT / "graphflow" / "bundled" / "demo_taesd"
+
+
+def _run_with_previews(registry, method):
+    wf = load_workflow(ROOT / "workflows" / "txt2img.json")
+    wf.nodes["4"].inputs["batch_size"] = 1
+    wf.nodes["5"].inputs["steps"] = 10
+    events = []
+    saved = preview_method()
+    set_preview_method(method)
+    try:
+        result = Executor(registry).run(wf, on_event=events.append)
+    finally:
+        set_preview_method(saved)
+    assert result.ok, result.error
+    previews = [pil_to_image(e["preview"])[0] for e in events if e["type"] == "progress" and "preview" in e]
+    return previews, result.values["6"][0][0]
+
+
+def _distance(preview, final):
+    """Mean absolute difference at the final image's size (small previews upscaled bilinearly)."""
+    p = F.interpolate(preview.permute(2, 0, 1)[None], size=final.shape[:2], mode="bilinear", align_corners=False)
+    return (p[0].permute(1, 2, 0) - final).abs().mean().item()
+
+
+def test_taesd_previews_are_closer_to_the_final_image(builtin_registry, tmp_folders):
+    """The demo TAESD (tools/train_demo_taesd.py, distilled from the demo VAE) in models/vae_approx/:
+    --previews taesd sends its decodes, which match the final image better than latent2rgb's."""
+    approx = tmp_folders.models / "vae_approx"
+    approx.mkdir(parents=True, exist_ok=True)
+    linear, final = _run_with_previews(builtin_registry, "latent2rgb")
+    fallback, _ = _run_with_previews(builtin_registry, "taesd")  # no TAESD file yet: latent2rgb
+    assert len(fallback) == len(linear) and all(torch.equal(a, b) for a, b in zip(fallback, linear))
+    none, _ = _run_with_previews(builtin_registry, "none")
+    assert none == []
+
+    (approx / "taesd_decoder.safetensors").write_bytes((DEMO_TAESD / "taesd_decoder.safetensors").read_bytes())
+    tiny, final_again = _run_with_previews(builtin_registry, "taesd")
+    assert torch.equal(final, final_again)  # previews don't change the result
+    assert len(tiny) == len(linear) and tiny[-1].shape == (64, 64, 3) and linear[-1].shape == (8, 8, 3)
+    d_tiny, d_linear = _distance(tiny[-1], final), _distance(linear[-1], final)
+    print(f"\nlast preview vs final image, mean abs difference: taesd {d_tiny:.4f}, latent2rgb {d_linear:.4f}")
+    assert d_tiny < 0.5 * d_linear
+    mid = len(tiny) // 2
+    assert _distance(tiny[mid], final) < _distance(linear[mid], final)
+
+
+def _call(registry, node_type, **inputs):
+    cls = registry.get(node_type)
+    node = cls.__new__(cls)
+    node.__dict__.update(inputs)
+    return node.run()
+
+
+def test_loadvae_offers_taesd_when_both_halves_are_present(builtin_registry, tmp_folders):
+    """TAESD as a fast VAE: listed by LoadVAE (ComfyUI's VAELoader) once both files are there,
+    and its decodes of the demo model's latents are close to the demo VAE's."""
+    from graphflow.models.checkpoint import load_checkpoint
+
+    approx = tmp_folders.models / "vae_approx"
+    approx.mkdir(parents=True, exist_ok=True)
+    widget = builtin_registry.get("LoadVAE").input_specs["vae_name"].widget
+    (approx / "taesd_decoder.safetensors").write_bytes((DEMO_TAESD / "taesd_decoder.safetensors").read_bytes())
+    assert "taesd" not in widget.choices()  # one half is not enough
+    (approx / "taesd_encoder.safetensors").write_bytes((DEMO_TAESD / "taesd_encoder.safetensors").read_bytes())
+    assert "taesd" in widget.choices()
+    tiny = _call(builtin_registry, "LoadVAE", vae_name="taesd")
+    demo = load_checkpoint(ROOT / "graphflow" / "bundled" / "checkpoints" / "graphflow-demo.safetensors",
+                           device="cpu", dtype=torch.float32)
+    assert tiny.latent_format.scale_factor == demo.vae.latent_format.scale_factor  # from the files' metadata
+    from graphflow.demo import shapes
+    images = torch.from_numpy(shapes.dataset(4, seed=5)[0]).float() / 255
+    latents = demo.vae.encode(images)
+    reference = demo.vae.decode(latents)
+    fast = tiny.decode(latents)
+    assert fast.shape == reference.shape
+    assert (fast - reference).abs().mean() < 0.05
+    assert (tiny.encode(images) - latents).abs().mean() < 0.2 * latents.abs().mean()

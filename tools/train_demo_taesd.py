@@ -25,6 +25,7 @@ from safetensors.torch import save_file
 from graphflow.demo import shapes
 from graphflow.models.checkpoint import load_checkpoint
 from graphflow.models.taesd import Decoder, Encoder, TAESDConfig
+from graphflow.models.weight_files import config_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT = ROOT / "graphflow" / "bundled" / "checkpoints" / "graphflow-demo.safetensors"
@@ -92,7 +93,9 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     for name, net in (("encoder", encoder), ("decoder", decoder)):
         state = {k: v.half().contiguous() for k, v in net.state_dict().items()}
-        save_file(state, str(args.out / f"taesd_{name}.safetensors"))
+        # the demo's latent scale, so LoadVAE's "taesd" maps the demo's raw latents correctly
+        meta = config_metadata(latent_format={"scale_factor": scale.scale_factor, "shift_factor": scale.shift_factor})
+        save_file(state, str(args.out / f"taesd_{name}.safetensors"), metadata=meta)
     log(f"written to {args.out}")
 
 

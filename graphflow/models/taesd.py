@@ -161,6 +161,12 @@ class TinyVAE:
 def load_tiny_vae(folder_paths: dict[str, Path | None], name: str, device=None) -> TinyVAE:
     """TinyVAE `name` (a key of VARIANTS) from {"encoder": path, "decoder": path}."""
     fmt = VARIANTS[name]
+    for path in folder_paths.values():  # a TAESD made for another scale states it (tools/train_demo_taesd.py)
+        if path is not None and Path(path).suffix == ".safetensors":
+            with WeightFile(path) as f:
+                lf = f.config().get("latent_format")
+            if lf:
+                fmt = fmt.with_scale(float(lf["scale_factor"]), lf.get("shift_factor"))
     halves = {part: load_half(p, part, device) if p is not None else None for part, p in folder_paths.items()}
     vae = TinyVAE(halves.get("encoder"), halves.get("decoder"), fmt)
     for part, module in halves.items():
