@@ -91,3 +91,46 @@ def test_refuses_wrong_and_damaged_files(tmp_path, esrgan):
     save_file({"model.0.weight": torch.zeros(3)}, str(bad_shapes))
     with pytest.raises(CheckpointError, match="bad.safetensors"):
         load_upscale_model(bad_shapes)
+
+
+def test_comfyui_graph_upscales_with_progress_per_tile(builtin_registry, tmp_folders, esrgan):
+    """ComfyUI's UpscaleModelLoader / ImageUpscaleWithModel import onto ours and run; progress is
+    reported per tile through the executor's events."""
+    from graphflow.executor import Executor
+    from graphflow.workflow import parse_workflow
+
+    folder = tmp_folders.models / "upscale_models"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "x4.safetensors").write_bytes(esrgan.read_bytes())
+    graph = {
+        "1": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "x4.safetensors"}},
+        "2": {"class_type": "LoadImage", "inputs": {"image": "red-circle-on-blue.png"}},
+        "3": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["1", 0], "image": ["2", 0]}},
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "up"}},
+    }
+    wf = parse_workflow(graph, builtin_registry)
+    assert wf.nodes["1"].type == "LoadUpscaleModel" and wf.nodes["3"].type == "ImageUpscaleWithModel"
+    wf.nodes["3"].inputs["tile_size"] = 32
+    events = []
+    result = Executor(builtin_registry).run(wf, on_event=events.append)
+    assert result.ok, result.error
+    source = result.values["2"][0]
+    assert result.values["3"][0].shape == (1, source.shape[1] * 4, source.shape[2] * 4, 3)
+    ticks = [(e["value"], e["max"]) for e in events if e["type"] == "progress" and e["node"] == "3"]
+    assert ticks and ticks[-1][0] == ticks[-1][1] == len(ticks) > 1
+
+
+def test_loader_node_names_the_file_it_refuses(builtin_registry, tmp_folders):
+    from graphflow.executor import Executor
+    from graphflow.workflow import parse_workflow
+
+    folder = tmp_folders.models / "upscale_models"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_lora(folder / "not_an_upscaler.safetensors", "sd1")
+    graph = {"1": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "not_an_upscaler.safetensors"}},
+             "2": {"class_type": "LoadImage", "inputs": {"image": "red-circle-on-blue.png"}},
+             "3": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["1", 0], "image": ["2", 0]}},
+             "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "up"}}}
+    result = Executor(builtin_registry).run(parse_workflow(graph, builtin_registry))
+    assert result.status == "error" and result.error["input"] == "model_name"
+    assert "not_an_upscaler.safetensors is not an upscale model" in result.error["message"]
