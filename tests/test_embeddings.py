@@ -122,6 +122,14 @@ def test_refuses_damaged_or_foreign_embedding_files(encoders, emb_dir):
     (emb_dir / "cut.safetensors").write_bytes(good.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="cut.safetensors .*truncated"):
         clip.encode("embedding:cut")
+    import pickle
+
+    class Code:
+        def __reduce__(self):
+            return (print, ("ran",))
+    (emb_dir / "code.pt").write_bytes(pickle.dumps({"string_to_param": {"*": Code()}}))
+    with pytest.raises(CheckpointError, match=r"code.pt could not be loaded with torch.load\(weights_only=True\)"):
+        clip.encode("embedding:code")
     save_file({"a": torch.zeros(2, 4), "b": torch.zeros(2, 4)}, str(emb_dir / "lora.safetensors"))
     with pytest.raises(CheckpointError, match="lora.safetensors is not a textual-inversion embedding"):
         clip.encode("embedding:lora")

@@ -171,3 +171,17 @@ def test_loadvae_offers_taesd_when_both_halves_are_present(builtin_registry, tmp
     assert fast.shape == reference.shape
     assert (fast - reference).abs().mean() < 0.05
     assert (tiny.encode(images) - latents).abs().mean() < 0.2 * latents.abs().mean()
+
+
+def test_cli_previews_flag_sets_the_method(tmp_path, monkeypatch):
+    from graphflow import cli
+    from graphflow.sampling import preview as preview_module
+
+    chosen = []
+    monkeypatch.setattr(preview_module, "set_preview_method", chosen.append)
+    (tmp_path / "wf.json").write_text('{"version": 1, "nodes": {}}')
+    cli.main(["run", str(tmp_path / "wf.json"), "--previews", "none", "--output-dir", str(tmp_path)])
+    assert chosen == ["none"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["run", str(tmp_path / "wf.json"), "--previews", "vae"])
+    assert exit_info.value.code == 2
