@@ -185,3 +185,55 @@ def test_cli_previews_flag_sets_the_method(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["run", str(tmp_path / "wf.json"), "--previews", "vae"])
     assert exit_info.value.code == 2
+
+
+async def test_server_sends_taesd_frames_over_the_websocket(builtin_registry, tmp_folders, aiohttp_client):
+    """`graphflow serve --previews taesd` with the demo TAESD in models/vae_approx/: the websocket's
+    preview frames are TAESD decodes (full 64x64 size; latent2rgb's are 8x8) close to the result."""
+    import asyncio
+    import io
+    import json
+
+    import numpy as np
+    from aiohttp import WSMsgType
+    from PIL import Image
+
+    from graphflow.server.app import create_app
+    from graphflow.server.events import parse_preview_frame
+
+    approx = tmp_folders.models / "vae_approx"
+    approx.mkdir(parents=True, exist_ok=True)
+    (approx / "taesd_decoder.safetensors").write_bytes((DEMO_TAESD / "taesd_decoder.safetensors").read_bytes())
+    wf = json.loads((ROOT / "workflows" / "txt2img.json").read_text())
+    wf["nodes"]["4"]["inputs"]["batch_size"] = 1
+    wf["nodes"]["5"]["inputs"]["steps"] = 10
+    saved = preview_method()
+    set_preview_method("taesd")
+    try:
+        client = await aiohttp_client(create_app(builtin_registry, tmp_folders.outputs / "runs.db", web_dir=None))
+        ws = await client.ws_connect("/ws?client_id=t")
+        body = await (await client.post("/api/runs", json={"workflow": wf, "client_id": "t"})).json()
+        frames, done = [], None
+
+        async def collect():
+            nonlocal done
+            while True:
+                msg = await ws.receive()
+                if msg.type == WSMsgType.BINARY:
+                    frames.append(parse_preview_frame(msg.data))
+                elif msg.type == WSMsgType.TEXT:
+                    item = json.loads(msg.data)
+                    if item["type"] == "run_finished" and item["data"]["run_id"] == body["run_id"]:
+                        done = item["data"]
+                        return
+                else:
+                    raise AssertionError(f"websocket ended: {msg.type}")
+        await asyncio.wait_for(collect(), 120)
+    finally:
+        set_preview_method(saved)
+    assert done["status"] == "success", done
+    assert frames and all(meta["width"] == meta["height"] == 64 for meta, _ in frames)
+    (image,) = done["outputs"]["7"]["images"]
+    final = np.asarray(Image.open(tmp_folders.outputs / image["subfolder"] / image["filename"]), np.float32) / 255
+    last = np.asarray(Image.open(io.BytesIO(frames[-1][1])).convert("RGB"), np.float32) / 255
+    assert np.abs(last - final).mean() < 0.1
