@@ -158,22 +158,22 @@ class TinyVAE:
         return self.encode(image)
 
 
-def load_tiny_vae(folder_paths: dict[str, Path | None], name: str, device=None) -> TinyVAE:
+def load_tiny_vae(paths: dict[str, Path | None], name: str, device=None) -> TinyVAE:
     """TinyVAE `name` (a key of VARIANTS) from {"encoder": path, "decoder": path}."""
     fmt = VARIANTS[name]
-    for path in folder_paths.values():  # a TAESD made for another scale states it (tools/train_demo_taesd.py)
+    for path in paths.values():  # a TAESD made for another scale states it (tools/train_demo_taesd.py)
         if path is not None and Path(path).suffix == ".safetensors":
             with WeightFile(path) as f:
                 lf = f.config().get("latent_format")
             if lf:
                 fmt = fmt.with_scale(float(lf["scale_factor"]), lf.get("shift_factor"))
-    halves = {part: load_half(p, part, device) if p is not None else None for part, p in folder_paths.items()}
+    halves = {part: load_half(p, part, device) if p is not None else None for part, p in paths.items()}
     vae = TinyVAE(halves.get("encoder"), halves.get("decoder"), fmt)
     for part, module in halves.items():
         if module is None:
             continue
         channels = module[-1].out_channels if part == "encoder" else module[1].in_channels
         if channels != fmt.channels:
-            raise CheckpointError(f"{folder_paths[part].name}: a {channels}-channel TAESD {part}, but {name} "
+            raise CheckpointError(f"{paths[part].name}: a {channels}-channel TAESD {part}, but {name} "
                                   f"works on {fmt.channels}-channel latents")
     return vae

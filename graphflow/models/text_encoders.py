@@ -25,7 +25,9 @@ in_proj q/k/v, text_projection as a [width, dim] matrix); `openclip_to_hf` maps 
 transformers' names, `hf_to_openclip` back.
 """
 
+import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
@@ -261,12 +263,13 @@ class ClipTower:
         vectors {(window, position): [D]} replace those token embeddings (textual inversion)."""
         embedding = self.transformer.embeddings.token_embedding
         tokens = torch.tensor(ids, dtype=torch.long, device=embedding.weight.device)
-        hook = embedding.register_forward_hook(_put_vectors(vectors)) if vectors else None
+        if vectors:
+            _install_vector_hook(embedding)
+        token = _VECTORS.set(vectors or None)
         try:
             out = self.transformer(input_ids=tokens, output_hidden_states=True)
         finally:
-            if hook is not None:
-                hook.remove()
+            _VECTORS.reset(token)
         hidden = out.hidden_states[clip_skip]
         if layer_norm_hidden:
             hidden = self.transformer.final_layer_norm(hidden)
@@ -276,14 +279,28 @@ class ClipTower:
         return hidden.float().cpu(), pooled.float().cpu()
 
 
-def _put_vectors(vectors: dict):
-    # a forward hook on the token embedding: the transformer's own forward takes ids only
-    def put(module, inputs, output):
-        output = output.clone()
-        for (window, position), vector in vectors.items():
-            output[window, position] = vector.to(output.device, output.dtype)
-        return output
-    return put
+# Embedding vectors for the forward running in this thread: the transformer's forward takes ids
+# only, so a hook on the token embedding puts them in. The hook stays installed and reads a context
+# variable, so two threads sharing one text encoder (server workers) never see each other's.
+_VECTORS: ContextVar[dict | None] = ContextVar("graphflow_embedding_vectors", default=None)
+_hook_lock = threading.Lock()
+
+
+def _put_vectors(module, inputs, output):
+    vectors = _VECTORS.get()
+    if not vectors:
+        return None
+    output = output.clone()
+    for (window, position), vector in vectors.items():
+        output[window, position] = vector.to(output.device, output.dtype)
+    return output
+
+
+def _install_vector_hook(embedding: nn.Module) -> None:
+    with _hook_lock:
+        if not getattr(embedding, "_graphflow_vectors", False):
+            embedding.register_forward_hook(_put_vectors)
+            embedding._graphflow_vectors = True
 
 
 class TextEncoder:
