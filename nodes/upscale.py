@@ -35,8 +35,9 @@ class LoadUpscaleModel(Node):
 class ImageUpscaleWithModel(Node):
     """Upscale images with an upscale model, in tiles of tile_size pixels overlapping by overlap
     pixels; neighbouring tiles are cross-faded linearly over the overlap, so the result equals the
-    untiled one away from the seams. tile_size 0 runs the whole image at once. Progress is reported
-    per tile and the run can be interrupted between tiles."""
+    untiled one away from the seams. tile_size 0 runs the whole image at once. When the device runs
+    out of memory the tile size is halved and the image done again. Progress is reported per tile
+    and the run can be interrupted between tiles."""
     category = "image/upscaling"
     upscale_model: UPSCALE_MODEL
     image: IMAGE
@@ -46,9 +47,9 @@ class ImageUpscaleWithModel(Node):
     comfy = ComfyAlias(("ImageUpscaleWithModel",))
 
     def run(self):
-        from graphflow.models.upscale import upscale
+        from graphflow.models.upscale import upscale_fitting
 
         if self.image.shape[-1] != self.upscale_model.input_channels:
             raise NodeInputError("image", f"the model takes {self.upscale_model.input_channels}-channel images, "
                                           f"got {self.image.shape[-1]} channels")
-        return upscale(self.upscale_model, self.image, self.tile_size, self.overlap, on_tile=progress)
+        return upscale_fitting(self.upscale_model, self.image, self.tile_size, self.overlap, on_tile=progress)

@@ -134,3 +134,26 @@ def test_loader_node_names_the_file_it_refuses(builtin_registry, tmp_folders):
     result = Executor(builtin_registry).run(parse_workflow(graph, builtin_registry))
     assert result.status == "error" and result.error["input"] == "model_name"
     assert "not_an_upscaler.safetensors is not an upscale model" in result.error["message"]
+
+
+def test_out_of_memory_halves_the_tile(esrgan):
+    from graphflow.models.upscale import upscale_fitting
+
+    model = load_upscale_model(esrgan)
+    sizes = []
+
+    class Tight:  # the model, but "out of memory" on tiles larger than 32 pixels
+        scale, net = model.scale, model.model
+
+        def __init__(self):
+            self.model = self.net
+
+        def __call__(self, x):
+            sizes.append(x.shape[-1])
+            if x.shape[-1] > 32:
+                raise torch.OutOfMemoryError("fake")
+            return model(x)
+    image = torch.rand(1, 64, 64, 3)
+    out = upscale_fitting(Tight(), image, tile=128, overlap=8, smallest=16)
+    assert sizes[0] == 64 and sizes[-1] == 32 and out.shape == (1, 256, 256, 3)
+    assert torch.allclose(out, upscale(model, image, tile=32, overlap=8))

@@ -111,3 +111,20 @@ def upscale(model, image: torch.Tensor, tile: int = DEFAULT_TILE, overlap: int =
                     if on_tile is not None:
                         on_tile(done, total)
     return (out / weight).permute(0, 2, 3, 1).clamp(0, 1)
+
+
+def upscale_fitting(model, image: torch.Tensor, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
+                    on_tile=None, smallest: int = 64) -> torch.Tensor:
+    """upscale(), halving the tile size each time the device runs out of memory (as ComfyUI does),
+    down to `smallest` pixels."""
+    if tile <= 0:
+        tile = max(image.shape[1], image.shape[2])
+    while True:
+        try:
+            return upscale(model, image, tile, overlap, on_tile)
+        except torch.OutOfMemoryError:
+            if tile <= smallest:
+                raise
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        tile //= 2
