@@ -327,6 +327,8 @@ class ProgressPrinter:
             if kind == "node_finished" and event["elapsed"] >= 0.5:
                 self._line(f"[{self.done}/{self.total}] {event['node_type']} (node {event['node']}) "
                            f"done in {event['elapsed']:.2f}s")
+        elif kind == "warning":
+            self._line(f"warning: node {event['node']} ({event['node_type']}): {event['message']}")
         elif kind == "progress" and event["max"]:
             value, total = event["value"], event["max"]
             width = 30

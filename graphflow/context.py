@@ -4,10 +4,14 @@ The executor sets the context around each node's run(); outside a run these are 
 so a node can be called directly in a test or a script.
 """
 
+import logging
 import threading
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+
+log = logging.getLogger("graphflow")
 
 
 class Interrupted(Exception):
@@ -66,6 +70,26 @@ def show(**results: list) -> None:
         return
     for key, values in results.items():
         ctx.ui.setdefault(key, []).extend(values)
+
+
+def warn(message: str) -> None:
+    """Tell the user something went less than right without failing the node (a LoRA key that
+    matched no layer, say): logged, printed by the CLI, sent to the editor."""
+    ctx = _current.get()
+    log.warning("%s%s", f"node {ctx.node_id} ({ctx.node_type}): " if ctx is not None else "", message)
+    if ctx is not None:
+        ctx.emit({"type": "warning", "run_id": ctx.run_id, "node": ctx.node_id, "node_type": ctx.node_type,
+                  "message": message})
+
+
+def send_image(png: bytes) -> None:
+    """Send a PNG to the run's clients over the websocket instead of saving it (outside a server
+    run it goes nowhere)."""
+    ctx = _current.get()
+    if ctx is None:
+        return
+    check_interrupted()
+    ctx.emit({"type": "image", "run_id": ctx.run_id, "node": ctx.node_id, "node_type": ctx.node_type, "png": bytes(png)})
 
 
 def current_workflow() -> dict:

@@ -191,6 +191,8 @@ class ComfyAlias:
     values: dict[str, dict] = field(default_factory=dict)  # our input name -> {ComfyUI value: ours}
     ignore: tuple[str, ...] = ()  # ComfyUI inputs with no meaning here
     fixed: dict = field(default_factory=dict)  # our inputs set by the class itself (VAEDecodeTiled: tiled=True)
+    optional: tuple[str, ...] = ()  # listed as optional to ComfyUI clients: its optional inputs, and ours it lacks
+    outputs: tuple[int, ...] | None = None  # our output index for each of ComfyUI's outputs (None: the same)
 
 
 def comfy_aliases(cls) -> tuple[ComfyAlias, ...]:
@@ -205,6 +207,13 @@ def import_comfy(graph: dict, registry) -> Workflow:
     Classes without an equivalent keep their name, so validation reports them by node; entries
     that are not a node at all raise WorkflowFormatError with a problem for each."""
     nodes, titles, problems, type_of = {}, {}, [], {}
+    output_maps = {}  # node id -> our output index for each of its ComfyUI class's outputs
+    for key, entry in graph.items():
+        class_type = entry.get("class_type") if isinstance(entry, dict) else None
+        cls = registry.comfy_node(class_type) if isinstance(class_type, str) else None
+        alias = next((a for a in comfy_aliases(cls) if class_type in a.class_types), None) if cls else None
+        if alias is not None and alias.outputs is not None:
+            output_maps[str(key)] = alias.outputs
     for key, entry in graph.items():
         node_id = str(key)
         if not isinstance(entry, dict):
@@ -233,6 +242,9 @@ def import_comfy(graph: dict, registry) -> Workflow:
                 mapping = alias.values.get(name)
                 if mapping is not None and isinstance(value, (str, int, float)) and value in mapping:
                     value = mapping[value]
+            if is_link(value) and str(value[0]) in output_maps and isinstance(value[1], int):
+                outputs = output_maps[str(value[0])]
+                value = [value[0], outputs[value[1]] if 0 <= value[1] < len(outputs) else value[1]]
             inputs[name] = value
         node_type = cls.node_type if cls is not None else class_type
         nodes[node_id], type_of[node_id] = {"type": node_type, "inputs": inputs}, node_type

@@ -11,7 +11,7 @@ class LoadUpscaleModel(Node):
     """Load an image upscale model (.safetensors, or a .pth/.pt read as plain tensors only):
     ESRGAN, RealESRGAN, SwinIR, HAT, DAT and the other architectures spandrel recognises from the keys."""
     category = "loaders"
-    model_name: str = Choice(lambda: folders.list_models("upscale_models"))
+    model_name: str = Choice(lambda: folders.list_models("upscale_models"), model_folder="upscale_models")
     outputs = {"upscale_model": UPSCALE_MODEL}
     comfy = ComfyAlias(("UpscaleModelLoader",))
 
@@ -44,7 +44,7 @@ class ImageUpscaleWithModel(Node):
     tile_size: int = Int(512, min=0, max=8192, step=8)
     overlap: int = Int(32, min=0, max=512)
     outputs = {"image": IMAGE}
-    comfy = ComfyAlias(("ImageUpscaleWithModel",))
+    comfy = ComfyAlias(("ImageUpscaleWithModel",), optional=("tile_size", "overlap"))
 
     def run(self):
         from graphflow.models.upscale import upscale_fitting

@@ -128,7 +128,7 @@ def test_refuses_damaged_or_foreign_embedding_files(encoders, emb_dir):
         def __reduce__(self):
             return (print, ("ran",))
     (emb_dir / "code.pt").write_bytes(pickle.dumps({"string_to_param": {"*": Code()}}))
-    with pytest.raises(CheckpointError, match=r"code.pt could not be loaded with torch.load\(weights_only=True\)"):
+    with pytest.raises(CheckpointError, match="code.pt was refused by PyTorch's restricted unpickler"):
         clip.encode("embedding:code")
     save_file({"a": torch.zeros(2, 4), "b": torch.zeros(2, 4)}, str(emb_dir / "lora.safetensors"))
     with pytest.raises(CheckpointError, match="lora.safetensors is not a textual-inversion embedding"):

@@ -80,7 +80,7 @@ def test_refuses_wrong_and_damaged_files(tmp_path, esrgan):
             return (print, ("pwned",))
     evil = tmp_path / "evil.pth"
     evil.write_bytes(pickle.dumps({"model.0.weight": Evil()}))
-    with pytest.raises(CheckpointError, match="evil.pth could not be loaded with torch.load\\(weights_only=True\\)"):
+    with pytest.raises(CheckpointError, match="evil.pth was refused by PyTorch's restricted unpickler"):
         load_upscale_model(evil)
     # a plain-tensor pickle (.pth as most upscalers ship) is accepted
     state = load_upscale_model(esrgan).model.state_dict()
@@ -157,3 +157,37 @@ def test_out_of_memory_halves_the_tile(esrgan):
     out = upscale_fitting(Tight(), image, tile=128, overlap=8, smallest=16)
     assert sizes[0] == 64 and sizes[-1] == 32 and out.shape == (1, 256, 256, 3)
     assert torch.allclose(out, upscale(model, image, tile=32, overlap=8))
+
+
+def test_validation_refuses_a_pickle_with_code_and_allows_taesd(builtin_registry, tmp_folders):
+    """Before anything runs: LoadUpscaleModel naming a pickle that would run code is a problem of
+    its model_name; LoadVAE's "taesd" (two files in vae_approx/, no file in vae/) is not."""
+    from graphflow.validation import validate
+    from graphflow.workflow import parse_workflow
+
+    folder = tmp_folders.models / "upscale_models"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+    (folder / "evil.pth").write_bytes(pickle.dumps({"model.0.weight": Evil()}))
+    graph = {"1": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "evil.pth"}},
+             "2": {"class_type": "LoadImage", "inputs": {"image": "red-circle-on-blue.png"}},
+             "3": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["1", 0], "image": ["2", 0]}},
+             "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}}}
+    problems = validate(parse_workflow(graph, builtin_registry), builtin_registry)
+    assert [(p.node_id, p.input) for p in problems] == [("1", "model_name")]
+    assert "evil.pth was refused by PyTorch's restricted unpickler" in problems[0].message
+
+    from pathlib import Path
+    demo = Path(__file__).parent.parent / "graphflow" / "bundled" / "demo_taesd"
+    approx = tmp_folders.models / "vae_approx"
+    approx.mkdir(parents=True, exist_ok=True)
+    for part in ("encoder", "decoder"):
+        (approx / f"taesd_{part}.safetensors").write_bytes((demo / f"taesd_{part}.safetensors").read_bytes())
+    graph = {"1": {"class_type": "VAELoader", "inputs": {"vae_name": "taesd"}},
+             "2": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+             "3": {"class_type": "VAEDecode", "inputs": {"samples": ["2", 0], "vae": ["1", 0]}},
+             "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}}}
+    assert validate(parse_workflow(graph, builtin_registry), builtin_registry) == []

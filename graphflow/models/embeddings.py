@@ -37,8 +37,9 @@ def _read(path: Path) -> dict[str, torch.Tensor]:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise CheckpointError(f"{path.name} could not be loaded with torch.load(weights_only=True): "
-                                  f"{type(e).__name__}: {e}") from None
+            raise CheckpointError(f"{path.name} was refused by PyTorch's restricted unpickler (torch.load "
+                                  f"weights_only=True, which loads plain tensors only): {type(e).__name__}: "
+                                  f"{str(e).splitlines()[0]}") from None
         if isinstance(obj, dict) and isinstance(obj.get("string_to_param"), dict):
             return {"string_to_param": next(iter(obj["string_to_param"].values()))}
         if isinstance(obj, torch.Tensor):

@@ -79,7 +79,7 @@ def Decoder(cfg: TAESDConfig) -> nn.Sequential:
 
 
 def _read(path: Path, part: str) -> dict[str, torch.Tensor]:
-    with WeightFile(path, allow_pickle=True) as f:
+    with WeightFile(path) as f:
         state = {k: f.get(k, dtype=torch.float32).clone() for k in f.shapes}
     # ComfyUI-style combined files carry the halves under prefixes
     prefix = f"taesd_{part}."

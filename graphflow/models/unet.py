@@ -378,8 +378,12 @@ class UNet(nn.Module):
             h = block(h, emb, context)
             skips.append(h)
         h = self.middle_block(h, emb, context)
+        patches = getattr(self, "output_block_patches", ())  # FreeU: set on a shallow copy (graphflow.models.freeu)
         for block in self.output_blocks:
-            h = torch.cat([h, skips.pop()], dim=1)
+            skip = skips.pop()
+            for patch in patches:
+                h, skip = patch(h, skip)
+            h = torch.cat([h, skip], dim=1)
             # Any multiple of 8 pixels works: a block that upsamples goes to the next skip's size.
             h = block(h, emb, context, skips[-1].shape[2:] if skips else None)
         return self.out(h)

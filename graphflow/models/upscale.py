@@ -30,7 +30,7 @@ def load_upscale_model(path, device=None):
     import spandrel
 
     path = Path(path)
-    with WeightFile(path, allow_pickle=True) as weights:
+    with WeightFile(path) as weights:
         state = {k: weights.get(k).clone() for k in weights.shapes}
     if "module.layers.0.residual_group.blocks.0.norm1.weight" in state:  # SwinIR saved from DataParallel
         state = {k.removeprefix("module."): v for k, v in state.items()}

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from graphflow.server import comfyui_messages
+
 log = logging.getLogger("graphflow.server")
 
 PREVIEW_FRAME = 4  # binary frame type: preview image with JSON metadata (see docs/api.md)
@@ -50,6 +52,12 @@ def preview_frame(meta: dict, image, max_side: int = PREVIEW_MAX_SIDE) -> bytes:
     return struct.pack(">II", PREVIEW_FRAME, len(header)) + header + buffer.getvalue()
 
 
+def png_frame(meta: dict, png: bytes) -> bytes:
+    """A binary frame of a PNG a node sent as it is (SaveImageWebsocket), in the preview framing."""
+    header = dumps(dict(meta, image_type="image/png")).encode()
+    return struct.pack(">II", PREVIEW_FRAME, len(header)) + header + png
+
+
 def parse_preview_frame(frame: bytes) -> tuple[dict, bytes]:
     """(metadata, image bytes) of a preview frame; what a Python client does with one."""
     kind, length = struct.unpack_from(">II", frame)
@@ -78,9 +86,12 @@ class Outgoing:
 
 
 class Client:
-    def __init__(self, ws: web.WebSocketResponse, client_id: str, limit: int, send_timeout: float, transport=None):
+    def __init__(self, ws: web.WebSocketResponse, client_id: str, limit: int, send_timeout: float, transport=None,
+                 protocol: str = "graphflow", previews: bool = True):
         self.ws = ws
         self.client_id = client_id
+        self.protocol = protocol  # "graphflow", or "comfyui": ComfyUI's messages, for its own prompts only
+        self.previews = previews
         self.limit = limit
         self.send_timeout = send_timeout
         self.transport = transport
@@ -138,9 +149,10 @@ class Hub:
         self.outbox_limit = outbox_limit
         self.send_timeout = send_timeout
 
-    def connect(self, ws, client_id: str, first: list[Outgoing], transport=None) -> Client:
+    def connect(self, ws, client_id: str, first: list[Outgoing], transport=None, protocol: str = "graphflow",
+                previews: bool = True) -> Client:
         """Register a client; `first` (the state snapshot) is queued ahead of any later message."""
-        client = Client(ws, client_id, self.outbox_limit, self.send_timeout, transport)
+        client = Client(ws, client_id, self.outbox_limit, self.send_timeout, transport, protocol, previews)
         for item in first:
             client.push(item)
         self.clients.add(client)
@@ -150,15 +162,44 @@ class Hub:
         self.clients.discard(client)
 
     def send(self, kind: str, data: dict, rank: int = KEEP) -> None:
-        if self.clients:
-            item = Outgoing(message(kind, data), rank)
-            for client in list(self.clients):
+        if not self.clients:
+            return
+        item = comfy_items = None
+        for client in list(self.clients):
+            if client.protocol == "comfyui":
+                if comfy_items is None:
+                    comfy_items = [Outgoing(message(k, d), rank) for k, d in comfyui_messages.translate(kind, data)]
+                if comfyui_messages.concerns(client.client_id, data):
+                    for comfy_item in comfy_items:
+                        client.push(comfy_item)
+            else:
+                item = item or Outgoing(message(kind, data), rank)
                 client.push(item)
 
-    def send_frame(self, frame: bytes) -> None:
+    def send_frame(self, frame: bytes, client_id: str | None = None) -> None:
+        """A preview frame of a run submitted by `client_id`: ours to our clients, ComfyUI's framing
+        to the ComfyUI clients that submitted it."""
         item = Outgoing(frame, PREVIEW)
+        comfy_item = None
         for client in list(self.clients):
-            client.push(item)
+            if not client.previews:
+                continue
+            if client.protocol != "comfyui":
+                client.push(item)
+            elif comfyui_messages.concerns(client.client_id, {"client_id": client_id}):
+                comfy_item = comfy_item or Outgoing(comfyui_messages.preview_frame(frame), PREVIEW)
+                client.push(comfy_item)
+
+    def send_image(self, frame: bytes, image: bytes, client_id: str | None) -> None:
+        """An image a node sends instead of saving it (SaveImageWebsocket): to ComfyUI clients as
+        ComfyUI's PNG frame, to ours as a preview frame; never dropped."""
+        comfy_item = Outgoing(comfyui_messages.image_frame(image))
+        item = Outgoing(frame)
+        for client in list(self.clients):
+            if client.protocol != "comfyui":
+                client.push(item)
+            elif comfyui_messages.concerns(client.client_id, {"client_id": client_id}):
+                client.push(comfy_item)
 
     async def close_all(self) -> None:
         for client in list(self.clients):

@@ -161,9 +161,10 @@ class RunStore:
         row = self._execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return row["status"] if row is not None else None
 
-    def history(self, offset: int = 0, limit: int = 50, status: str | None = None) -> tuple[int, list[dict]]:
-        """Finished runs, newest first, without their workflows."""
-        statuses = (status,) if status else FINISHED
+    def history(self, offset: int = 0, limit: int = 50, status: str | None = None,
+                ran: bool = False) -> tuple[int, list[dict]]:
+        """Finished runs, newest first, without their workflows (`ran`: only those that started)."""
+        statuses = (status,) if status else tuple(s for s in FINISHED if not ran or s != "cancelled")
         placeholders = ",".join("?" * len(statuses))
         total = self._execute(f"SELECT COUNT(*) FROM runs WHERE status IN ({placeholders})", statuses).fetchone()[0]
         rows = self._execute(

@@ -19,7 +19,7 @@ from graphflow.device import free_memory
 from graphflow.executor import Executor, RunResult
 from graphflow.workflow import WorkflowFormatError, parse_workflow
 
-from graphflow.server.events import preview_frame
+from graphflow.server.events import png_frame, preview_frame
 
 log = logging.getLogger("graphflow.server")
 
@@ -176,7 +176,10 @@ class Worker:
             if event["type"] == "run_finished":
                 return  # sent by run() once history is written
             frame = None
-            if "preview" in event:
+            if event["type"] == "image":
+                meta = {"run_id": state.run_id, "node": event["node"], "node_type": event["node_type"], "final": True}
+                frame = png_frame(meta, event["png"])
+            elif "preview" in event:
                 image = event.pop("preview")
                 try:
                     frame = preview_frame({"run_id": state.run_id, "node": event["node"],
