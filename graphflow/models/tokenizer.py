@@ -17,7 +17,8 @@ start or after a space or newline begins an embedding reference; the next whites
 the name (a trailing comma is dropped when the name with it is unknown) and the rest is text. The
 embedding's vectors form one group (moved whole to the next window like a short word) with the
 segment's weight; in the ids they are placeholder tokens, their vectors in `TokenWindows.vectors`.
-An unknown name is logged as a warning and left out, as ComfyUI does.
+An unknown name is warned about (graphflow.context.warn: logged, shown by the CLI and the editor)
+and left out, as ComfyUI does.
 
 Text is cleaned like OpenAI's/open_clip's tokenizer (ftfy.fix_text, HTML unescape twice,
 whitespace collapsed, lower case) before transformers' CLIPTokenizer runs the BPE, so ids equal
@@ -25,11 +26,12 @@ the reference tokenizer's.
 """
 
 import html
-import logging
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+
+from ..context import warn
 
 
 VOCAB_DIR = Path(__file__).parent / "clip_vocab"
@@ -42,7 +44,6 @@ PAREN_WEIGHT = 1.1
 _ESCAPED_OPEN, _ESCAPED_CLOSE = "\0\2", "\0\1"
 EMBEDDING = "embedding:"
 PLACEHOLDER = 0  # the id standing where an embedding vector goes (never EOS: the pooled output looks for it)
-log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1)
@@ -150,7 +151,7 @@ def _embedding_groups(text: str, weight: float, embeddings) -> list[list]:
                 vectors = embeddings(stripped) if stripped else None
                 leftover = f"{name[len(stripped):]} {leftover}"
             if vectors is None:
-                log.warning("embedding:%s does not exist in models/embeddings/, ignoring it", name)
+                warn(f"embedding:{name} does not exist in models/embeddings/, ignoring it")
             else:
                 groups.append([(v, weight) for v in vectors])
             word = leftover
