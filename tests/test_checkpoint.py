@@ -374,3 +374,23 @@ def test_peak_memory_is_about_one_copy(tmp_path, checkpoints):
         assert result["model"] > 80e6
         assert result["load_peak"] < 1.3, result
         assert result["in_use"] < 1.3, result
+
+
+def test_the_demo_models_preview_of_a_red_circle_on_blue_is_red_on_blue():
+    """The bundled demo checkpoint carries its fitted preview factors; SD1's stock ones gave a
+    white blob on magenta."""
+    import numpy as np
+    from PIL import Image
+
+    from graphflow.folders import BUNDLED
+    from graphflow.sampling.preview import latent_preview
+
+    ckpt = load_checkpoint(BUNDLED / "checkpoints" / "graphflow-demo.safetensors", device="cpu")
+    fmt = ckpt.model.latent_format
+    pixels = np.asarray(Image.open(BUNDLED / "inputs" / "red-circle-on-blue.png").convert("RGB"), dtype="float32") / 255
+    latent = fmt.process_in(ckpt.vae.encode(torch.from_numpy(pixels)[None]))
+    rgb = latent_preview(latent, fmt)[0]
+    h, w, _ = rgb.shape
+    centre, corner = rgb[h // 2, w // 2], rgb[1, 1]
+    assert centre[0] > centre[2] + 0.3 and centre[0] > centre[1] + 0.2, centre  # red
+    assert corner[2] > corner[0] + 0.3 and corner[2] > corner[1] + 0.3, corner  # blue
