@@ -140,7 +140,7 @@ class LoraModule:
                       else p["lokr_w2_a"] @ p["lokr_w2_b"])
             if w2.dim() == 4:
                 w1 = w1[:, :, None, None]
-            delta = torch.kron(w1, w2)
+            delta = torch.kron(w1.contiguous(), w2.contiguous())
             scale = alpha / rank if alpha is not None and rank is not None else 1.0
         else:
             delta, scale = p["diff"], 1.0
@@ -157,7 +157,8 @@ class LoraModule:
             return w + strength * delta
         scale = self.parts["dora_scale"].to(weight.device, torch.float32)
         merged = w + delta
-        if scale.numel() == w.shape[0]:  # one magnitude per output row
+        on_output = scale.shape[0] == w.shape[0] if scale.dim() > 1 else scale.numel() == w.shape[0]
+        if on_output and scale.numel() == w.shape[0]:  # one magnitude per output row
             norm = merged.flatten(1).norm(dim=1).reshape(-1, *[1] * (w.dim() - 1))
         elif scale.numel() == w.shape[1]:  # per input column (LyCORIS's default)
             norm = merged.transpose(0, 1).flatten(1).norm(dim=1).reshape(1, -1, *[1] * (w.dim() - 2))
@@ -209,7 +210,10 @@ def read_lora(path) -> dict[str, LoraModule]:
                                 f"<lora_unet_|lora_te_...>.lora_down.weight / .lora_up.weight / .alpha (or "
                                 f"LoHa hada_*, LoKr lokr_*, dora_scale), or diffusers/PEFT-style "
                                 f"<unet.|transformer.|text_encoder.>...lora_A.weight / .lora_B.weight")
-            modules.setdefault(name, LoraModule()).parts[part] = f.get(key)
+            tensor = f.get(key)
+            if part == "dora_scale" and "lora_magnitude_vector" in key:  # PEFT's: one per output row
+                tensor = tensor.reshape(-1, 1)
+            modules.setdefault(name, LoraModule()).parts[part] = tensor
     for name, module in modules.items():
         problem = module.check()
         if problem:
