@@ -111,3 +111,155 @@ def test_locon_tucker_mid_equals_its_three_convolutions(tmp_path):
     f = nn.functional
     expected = conv(x) + 0.5 * f.conv2d(f.conv2d(f.conv2d(x, down), mid, padding=1), up)
     torch.testing.assert_close(f.conv2d(x, merged, conv.bias, padding=1), expected, atol=1e-4, rtol=1e-4)
+
+
+# -- every format through the loader on a tiny checkpoint ---------------------------------------
+
+LINEAR = ("down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q", "input_blocks.1.1.transformer_blocks.0.attn1.to_q")
+CONV = ("mid_block.resnets.1.conv2", "middle_block.2.out_layers.3")
+TEXT = "encoder.layers.1.self_attn.k_proj"  # inside transformers' text_model
+
+
+def module_tensors(fmt: str, shape, gen) -> dict[str, torch.Tensor]:
+    """One module of format `fmt` for a weight of `shape` (kohya part names), rank 2."""
+    out_ch, in_ch, *kernel = shape
+    k = 1
+    for n in kernel:
+        k *= n
+    r = lambda *s: torch.randn(*s, generator=gen) * 0.1  # noqa: E731
+    if fmt in ("lora", "dora"):
+        parts = {"lora_down.weight": r(2, in_ch, *kernel), "lora_up.weight": r(out_ch, 2, *[1] * len(kernel))}
+        if fmt == "dora":
+            parts["dora_scale"] = torch.rand(out_ch, 1, generator=gen) + 0.5
+        return parts
+    if fmt == "locon_tucker":
+        if not kernel:
+            return module_tensors("lora", shape, gen)
+        return {"lora_down.weight": r(2, in_ch, 1, 1), "lora_mid.weight": r(2, 2, *kernel),
+                "lora_up.weight": r(out_ch, 2, 1, 1)}
+    if fmt == "loha":
+        return {"hada_w1_a": r(out_ch, 2), "hada_w1_b": r(2, in_ch * k), "hada_w2_a": r(out_ch, 2),
+                "hada_w2_b": r(2, in_ch * k)}
+    if fmt == "lokr":  # w1 over a factor 2 of both sides, w2 low-rank over the rest
+        return {"lokr_w1": r(2, 2), "lokr_w2_a": r(out_ch // 2, 2), "lokr_w2_b": r(2, in_ch // 2 * k)}
+    if fmt == "diff":
+        return {"diff": r(*shape)}
+    raise ValueError(fmt)
+
+
+def format_file(path, fmt, ckpt, layout="kohya", seed=0):
+    """A LoRA file of `fmt` naming LINEAR, CONV (UNet) and TEXT (text encoder); returns the file and
+    the (tower or 'unet', module path) it names."""
+    gen = torch.Generator().manual_seed(seed)
+    tensors, named = {}, set()
+    tower = ckpt.clip.towers[0]
+    inner = "text_model." if tower.transformer is not tower.model else ""
+    for diffusers_name, ours in (LINEAR, CONV):
+        parts = module_tensors(fmt, ckpt.model.unet.get_submodule(ours).weight.shape, gen)
+        for part, value in parts.items():
+            key = (f"unet.{diffusers_name}.{part}".replace("lora_down.weight", "lora_A.weight")
+                   .replace("lora_up.weight", "lora_B.weight") if layout == "diffusers"
+                   else f"lora_unet_{diffusers_name.replace('.', '_')}.{part}")
+            tensors[key] = value
+        named.add(("unet", ours))
+    parts = module_tensors(fmt, tower.model.get_submodule(inner + TEXT).weight.shape, gen)
+    for part, value in parts.items():
+        key = (f"text_encoder.text_model.{TEXT}.{part}".replace("lora_down.weight", "lora_A.weight")
+               .replace("lora_up.weight", "lora_B.weight") if layout == "diffusers"
+               else f"lora_te_text_model_{TEXT.replace('.', '_')}.{part}")
+        tensors[key] = value
+    named.add((0, inner + TEXT))
+    save_file(tensors, str(path))
+    return path, named
+
+
+@pytest.fixture(scope="module")
+def sd1(tmp_path_factory):
+    root = tmp_path_factory.mktemp("formats")
+    return load_checkpoint(write_checkpoint(root / "sd1.safetensors", "sd1"), device="cpu"), root
+
+
+def changed_weights(ckpt, model, clip):
+    old = dict(ckpt.model.unet.named_parameters())
+    changed = {("unet", n.removesuffix(".weight")) for n, p in model.unet.named_parameters()
+               if p is not old[n] and not torch.equal(p, old[n])}
+    old_text = dict(ckpt.clip.towers[0].model.named_parameters())
+    changed |= {(0, n.removesuffix(".weight")) for n, p in clip.towers[0].model.named_parameters()
+                if p is not old_text[n] and not torch.equal(p, old_text[n])}
+    return changed
+
+
+@pytest.mark.parametrize("fmt, layout", [("locon_tucker", "kohya"), ("loha", "kohya"), ("lokr", "kohya"),
+                                         ("dora", "kohya"), ("diff", "kohya"), ("lora", "diffusers"),
+                                         ("dora", "diffusers")])
+def test_each_format_changes_exactly_the_weights_it_names(sd1, fmt, layout):
+    ckpt, root = sd1
+    path, named = format_file(root / f"{fmt}_{layout}.safetensors", fmt, ckpt, layout)
+    before = {p: ckpt.model.unet.get_submodule(p).weight.clone() for _, p in named if _ == "unet"}
+    model, clip = apply_lora(ckpt.model, ckpt.clip, path, 0.8, 0.6)
+    assert changed_weights(ckpt, model, clip) == named
+    modules = read_lora(path)
+    names = unet_lora_names(ckpt.model.unet)
+    for key, module in modules.items():
+        if key in names:  # the change is the module's, at the model strength
+            path_ = names[key]
+            torch.testing.assert_close(model.unet.get_submodule(path_).weight,
+                                       module.patched(before[path_], 0.8), atol=1e-6, rtol=1e-6)
+            assert torch.equal(ckpt.model.unet.get_submodule(path_).weight, before[path_])
+
+
+def test_sdxl_text_encoder_2_in_diffusers_layout(tmp_path):
+    ckpt = load_checkpoint(write_checkpoint(tmp_path / "xl.safetensors", "sdxl"), device="cpu")
+    gen = torch.Generator().manual_seed(3)
+    towers = ckpt.clip.towers
+    tensors = {}
+    for prefix, tower in (("text_encoder", towers[0]), ("text_encoder_2", towers[1])):
+        inner = "text_model." if tower.transformer is not tower.model else ""
+        w = tower.model.get_submodule(inner + TEXT).weight
+        tensors[f"{prefix}.text_model.{TEXT}.lora_A.weight"] = torch.randn(2, w.shape[1], generator=gen)
+        tensors[f"{prefix}.text_model.{TEXT}.lora_B.weight"] = torch.randn(w.shape[0], 2, generator=gen)
+    save_file(tensors, str(tmp_path / "te2.safetensors"))
+    _, clip = apply_lora(ckpt.model, ckpt.clip, tmp_path / "te2.safetensors", 1.0, 1.0)
+    for index in (0, 1):
+        old = dict(towers[index].model.named_parameters())
+        changed = [n for n, p in clip.towers[index].model.named_parameters() if p is not old[n]]
+        assert [n.split("text_model.")[-1] for n in changed] == [TEXT + ".weight"]
+
+
+def write_controlnet(path):
+    save_file({"control_model.input_hint_block.0.weight": torch.zeros(16, 3, 3, 3),
+               "control_model.zero_convs.0.0.weight": torch.zeros(32, 32, 1, 1),
+               "control_model.input_blocks.0.0.weight": torch.zeros(32, 4, 3, 3)}, str(path))
+
+
+def test_loader_refuses_wrong_or_damaged_files(tmp_path, sd1):
+    ckpt, root = sd1
+    write_controlnet(tmp_path / "control_canny.safetensors")
+    with pytest.raises(LoraError, match=r"control_canny\.safetensors.*expected a LoRA file.*ControlNet"):
+        apply_lora(ckpt.model, ckpt.clip, tmp_path / "control_canny.safetensors")
+
+    good = write_lora(tmp_path / "good.safetensors", "sd1")
+    data = good.read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(LoraError, match=r"cut\.safetensors.*truncated.*expected a LoRA file"):
+        apply_lora(ckpt.model, ckpt.clip, tmp_path / "cut.safetensors")
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this must not run",))
+
+    with open(tmp_path / "evil.pt", "wb") as f:
+        pickle.dump({"lora_unet_x.lora_down.weight": Evil()}, f)
+    with pytest.raises(LoraError, match=r"evil\.pt.*restricted unpickler(.|\n)*expected a LoRA file"):
+        apply_lora(ckpt.model, ckpt.clip, tmp_path / "evil.pt")
+
+    save_file({"lora_unet_x.hada_w1_a": torch.zeros(4, 2), "lora_unet_x.hada_w1_b": torch.zeros(2, 4)},
+              str(tmp_path / "half_loha.safetensors"))
+    with pytest.raises(LoraError, match=r"half_loha\.safetensors: lora_unet_x: a LoHa module needs hada_w2_a, hada_w2_b"):
+        apply_lora(ckpt.model, ckpt.clip, tmp_path / "half_loha.safetensors")
+
+    # a LoKr whose kron product has the wrong size for the layer it names
+    save_file({f"lora_unet_{CONV[0].replace('.', '_')}.lokr_w1": torch.zeros(3, 3),
+               f"lora_unet_{CONV[0].replace('.', '_')}.lokr_w2": torch.zeros(5, 5)}, str(tmp_path / "odd.safetensors"))
+    with pytest.raises(LoraError, match=r"odd\.safetensors: middle_block\.2\.out_layers\.3: the LoKr module"):
+        apply_lora(ckpt.model, ckpt.clip, tmp_path / "odd.safetensors")

@@ -192,9 +192,19 @@ def _split_key(key: str) -> tuple[str, str]:
     return name, rest
 
 
-def read_lora(path) -> dict[str, LoraModule]:
-    """kohya module name -> LoraModule, from a file in any layout above."""
-    file = Path(path).name
+def _what_it_is(keys) -> str:
+    """A hint for a file that is no LoRA, from its keys."""
+    keys = list(keys)
+    if any(k.startswith(("control_model.", "controlnet_", "input_hint_block.")) or ".controlnet_" in k for k in keys):
+        return "; it looks like a ControlNet (load it with ControlNetLoader)"
+    if any(k.startswith(("model.diffusion_model.", "first_stage_model.", "cond_stage_model.")) for k in keys):
+        return "; it looks like a full checkpoint (load it with CheckpointLoaderSimple)"
+    if any(k.startswith(("encoder.down", "decoder.up")) for k in keys):
+        return "; it looks like a VAE"
+    return ""
+
+
+def _read_modules(path, file) -> dict[str, LoraModule]:
     with WeightFile(path) as f:
         modules: dict[str, LoraModule] = {}
         for key in f.shapes:
@@ -209,11 +219,24 @@ def read_lora(path) -> dict[str, LoraModule]:
                 raise LoraError(f"{file}: unexpected key {key!r}; expected a LoRA file: kohya-style "
                                 f"<lora_unet_|lora_te_...>.lora_down.weight / .lora_up.weight / .alpha (or "
                                 f"LoHa hada_*, LoKr lokr_*, dora_scale), or diffusers/PEFT-style "
-                                f"<unet.|transformer.|text_encoder.>...lora_A.weight / .lora_B.weight")
+                                f"<unet.|transformer.|text_encoder.>...lora_A.weight / .lora_B.weight"
+                                f"{_what_it_is(f.shapes)}")
             tensor = f.get(key)
             if part == "dora_scale" and "lora_magnitude_vector" in key:  # PEFT's: one per output row
                 tensor = tensor.reshape(-1, 1)
             modules.setdefault(name, LoraModule()).parts[part] = tensor
+    return modules
+
+
+def read_lora(path) -> dict[str, LoraModule]:
+    """kohya module name -> LoraModule, from a file in any layout above."""
+    file = Path(path).name
+    try:
+        modules = _read_modules(path, file)
+    except LoraError:
+        raise
+    except CheckpointError as e:
+        raise LoraError(f"{e}; expected a LoRA file") from None
     for name, module in modules.items():
         problem = module.check()
         if problem:
