@@ -2,6 +2,7 @@
 the same tensors (fp32), loading through LoadLoRA on a tiny checkpoint, and refusals."""
 
 import pickle
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -263,3 +264,38 @@ def test_loader_refuses_wrong_or_damaged_files(tmp_path, sd1):
                f"lora_unet_{CONV[0].replace('.', '_')}.lokr_w2": torch.zeros(5, 5)}, str(tmp_path / "odd.safetensors"))
     with pytest.raises(LoraError, match=r"odd\.safetensors: middle_block\.2\.out_layers\.3: the LoKr module"):
         apply_lora(ckpt.model, ckpt.clip, tmp_path / "odd.safetensors")
+
+
+def test_load_lora_node_runs_lycoris_files_and_refuses_a_controlnet(builtin_registry, tmp_folders, sd1):
+    from graphflow.executor import Executor
+    from graphflow.workflow import parse_workflow
+
+    ckpt, _ = sd1
+    for sub in ("checkpoints", "loras"):
+        (tmp_folders.models / sub).mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
+    format_file(tmp_folders.models / "loras" / "loha.safetensors", "loha", ckpt)
+    write_controlnet(tmp_folders.models / "loras" / "control_canny.safetensors")
+
+    def graph(lora):
+        return {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+                "10": {"class_type": "LoraLoader", "inputs": {"model": ["4", 0], "clip": ["4", 1], "lora_name": lora,
+                                                               "strength_model": 1.0, "strength_clip": 1.0}},
+                "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": ["10", 1]}},
+                "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+                "3": {"class_type": "KSampler", "inputs": {
+                    "seed": 2, "steps": 1, "cfg": 1.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0,
+                    "model": ["10", 0], "positive": ["6", 0], "negative": ["6", 0], "latent_image": ["5", 0]}},
+                "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+                "9": {"class_type": "PreviewImage", "inputs": {"images": ["8", 0]}}}
+
+    executor = Executor(builtin_registry)
+    ok = executor.run(parse_workflow(graph("loha.safetensors"), builtin_registry))
+    assert ok.status == "success", (ok.problems, ok.error)
+    model, clip = ok.values["10"]
+    base = SimpleNamespace(model=ok.values["4"][0], clip=ok.values["4"][1])
+    assert changed_weights(base, model, clip) == format_file(tmp_folders.models / "loras" / "loha.safetensors",
+                                                             "loha", ckpt)[1]
+    bad = executor.run(parse_workflow(graph("control_canny.safetensors"), builtin_registry))
+    assert bad.status == "error" and bad.error["node_id"] == "10"
+    assert "control_canny.safetensors" in bad.error["message"] and "ControlNet" in bad.error["message"]
