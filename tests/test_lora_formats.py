@@ -299,3 +299,23 @@ def test_load_lora_node_runs_lycoris_files_and_refuses_a_controlnet(builtin_regi
     bad = executor.run(parse_workflow(graph("control_canny.safetensors"), builtin_registry))
     assert bad.status == "error" and bad.error["node_id"] == "10"
     assert "control_canny.safetensors" in bad.error["message"] and "ControlNet" in bad.error["message"]
+
+
+def test_flux_lora_in_bfl_comfyui_and_kohya_layouts(tmp_path):
+    from graphflow.testing import write_flow_checkpoint
+
+    ckpt = load_checkpoint(write_flow_checkpoint(tmp_path / "flux.safetensors", "flux_schnell"), device="cpu")
+    unet, gen = ckpt.model.unet, torch.Generator().manual_seed(4)
+    qkv = unet.get_submodule("double_blocks.0.img_attn.qkv").weight
+    linear1 = unet.get_submodule("single_blocks.0.linear1").weight
+    save_file({"diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight": torch.randn(2, qkv.shape[1], generator=gen),
+               "diffusion_model.double_blocks.0.img_attn.qkv.lora_B.weight": torch.randn(qkv.shape[0], 2, generator=gen),
+               "lora_unet_single_blocks_0_linear1.lokr_w1": torch.randn(2, 2, generator=gen),
+               "lora_unet_single_blocks_0_linear1.lokr_w2": torch.randn(linear1.shape[0] // 2, linear1.shape[1] // 2,
+                                                                         generator=gen)},
+              str(tmp_path / "flux_lora.safetensors"))
+    model, _ = apply_lora(ckpt.model, None, tmp_path / "flux_lora.safetensors", 0.5, 0.0)
+    old = dict(unet.named_parameters())
+    changed = {n for n, p in model.unet.named_parameters() if p is not old[n]}
+    assert changed == {"double_blocks.0.img_attn.qkv.weight", "single_blocks.0.linear1.weight"}
+    assert not torch.equal(model.unet.get_submodule("single_blocks.0.linear1").weight, linear1)
