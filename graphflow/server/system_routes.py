@@ -83,7 +83,9 @@ async def system(request):
         "memory": _ram(),
         "cache": _cache_json(server.cache),
         "queue": {"running": len(server.running), "pending": server.store.count_pending()},
-        "workers": len(server.workers),
+        "workers": len(server.workers) if server.dispatcher is None else len(server.dispatcher.pool.slots),
+        # Ray workers: name, host, device, what each has loaded and runs (None: runs here).
+        "cluster": server.dispatcher.describe() if server.dispatcher is not None else None,
         "limits": {"max_upload_bytes": server.config.limits.max_bytes,
                    "max_image_side": server.config.limits.max_side},
         "problems": list(server.registry.problems),
