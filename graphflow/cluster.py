@@ -388,7 +388,12 @@ class WorkerPool:
 
 
 class WorkerDied(Exception):
-    """The worker running a run died (its process killed, its machine lost)."""
+    """The worker running a run died (its process killed, its machine lost); `started`: the run
+    had begun there (a worker found dead before it began is not the run's fault)."""
+
+    def __init__(self, message: str, started: bool = True):
+        super().__init__(message)
+        self.started = started
 
 
 async def execute_remote(slot: Slot, run_id: str, workflow_json: dict, targets, keys: dict,
@@ -403,9 +408,11 @@ async def execute_remote(slot: Slot, run_id: str, workflow_json: dict, targets, 
         slot.actor.interrupt.remote(run_id)
 
     forwarder = asyncio.create_task(forward_interrupt())
+    started = False
     try:
         async for ref in stream:
             item = await ref
+            started = True
             for event, frame in item.get("events", ()):
                 deliver(event, frame)
             if "result" in item:
@@ -414,7 +421,7 @@ async def execute_remote(slot: Slot, run_id: str, workflow_json: dict, targets, 
                 return item["result"], item["files"], item["loaded"]
         raise WorkerDied(f"worker {slot.name} ended run {run_id} without a result")
     except RayActorError as e:
-        raise WorkerDied(f"worker {slot.name} died during run {run_id}: {type(e).__name__}") from e
+        raise WorkerDied(f"worker {slot.name} died during run {run_id}: {type(e).__name__}", started) from e
     finally:
         forwarder.cancel()
 
@@ -560,7 +567,7 @@ class RayDispatcher:
             self.pool.drop(slot)
             server.running.pop(run_id, None)
             dead = self.deaths.setdefault(run_id, [])
-            if not state.stopping:
+            if e.started and not state.stopping:
                 dead.append(slot.name)
             if len(dead) < MAX_WORKER_DEATHS:
                 store.requeue(run_id)  # at the head: it runs next, elsewhere

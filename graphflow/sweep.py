@@ -217,7 +217,7 @@ async def _run_on_ray(prepared, runnable, registry, pool, stop, record, counts) 
                                                         lambda event, frame: None, interrupt)
             except WorkerDied as e:
                 pool.drop(slot)
-                deaths[index] = deaths.get(index, 0) + 1
+                deaths[index] = deaths.get(index, 0) + e.started
                 if deaths[index] < MAX_WORKER_DEATHS:
                     todo.insert(0, index)  # runs next, on another worker
                 else:
