@@ -304,3 +304,40 @@ async def test_zz_killed_worker_run_completes_elsewhere_and_the_pool_heals(start
     system = await (await client.get("/api/system")).json()
     assert victim.name not in {w["name"] for w in system["cluster"]["workers"]}
     await ws.close()
+
+
+async def test_a_run_that_kills_two_workers_is_recorded_as_an_error(aiohttp_client, tmp_path, monkeypatch):
+    """The dispatcher's bookkeeping, with workers whose every call dies (no processes killed)."""
+    import graphflow.cluster as cluster
+    from graphflow.cluster import Slot, WorkerDied
+
+    class DyingPool(WorkerPool):
+        def start(self):
+            self.slots = [Slot("doomed-1", None), Slot("doomed-2", None)]
+
+        def missing(self):
+            return []
+
+    calls = []
+
+    async def dies(slot, run_id, *args, **kwargs):
+        calls.append(slot.name)
+        raise WorkerDied(f"worker {slot.name} died during run {run_id}")
+
+    monkeypatch.setattr(cluster, "execute_remote", dies)
+    monkeypatch.setattr(cluster, "RECONCILE_INTERVAL", 3600)
+    pool = DyingPool(workers=2)
+    app = create_app(default_registry(), tmp_path / "runs.db", web_dir=None, dispatcher=RayDispatcher(pool, False))
+    client = await aiohttp_client(app)
+    ws = await client.ws_connect("/ws")
+    run_id = await submit(client, txt2img())
+    record = await finished(client, run_id)
+    assert record["status"] == "error" and record["error"]["exception_type"] == "WorkerDied"
+    assert sorted(calls) == ["doomed-1", "doomed-2"]  # requeued once, ran elsewhere, not a third time
+    assert record["placement"]["died_on"] == calls
+    assert pool.slots == []  # both dropped
+    kinds = []
+    while "run_finished" not in kinds:
+        kinds.append((await next_message(ws))["type"])
+    assert kinds.count("run_requeued") == 1
+    await ws.close()
