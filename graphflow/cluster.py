@@ -518,6 +518,9 @@ class RayDispatcher:
         if not idle:
             return False
         pending = self.server.store.pending(LOOKAHEAD)
+        if len(self.keys) > 4 * LOOKAHEAD:  # forget runs cancelled while queued
+            window = {item["run_id"] for item in pending}
+            self.keys = {run_id: keys for run_id, keys in self.keys.items() if run_id in window}
         wanted = [frozenset(self._keys_of(item["run_id"]).values()) for item in pending]
         fewest = lambda s: (len(self._models(s)), s.runs)  # noqa: E731
         spread = None
