@@ -114,6 +114,19 @@ class WorkerActor:
         """{server key: label} of the models still in this worker's cache."""
         return {key: label for key, (signature, label) in self.keys.items() if signature in self.executor.cache}
 
+    def free(self, models: bool, cache: bool) -> int:
+        """As the server's /api/free, on this worker: drop cached outputs (or those holding models)."""
+        from graphflow.device import free_memory
+        from graphflow.server.system_routes import holds_model
+
+        if cache:
+            dropped = len(self.executor.cache)
+            self.executor.cache.clear()
+        else:
+            dropped = self.executor.cache.discard(holds_model) if models else 0
+        free_memory()
+        return dropped
+
     def interrupt(self, run_id: str) -> bool:
         event = self.interrupts.get(run_id)
         if event is not None:
@@ -450,6 +463,19 @@ class RayDispatcher:
         self.deaths: dict[str, list[str]] = {}  # run id -> workers that died running it
         self.current: dict[str, set[str]] = {}  # worker name -> model keys of the run it runs
         self.tasks: set[asyncio.Task] = set()
+
+    async def free(self, models: bool, cache: bool) -> int:
+        """/api/free on every worker; how many cached outputs they dropped."""
+        refs = [slot.actor.free.remote(models, cache) for slot in self.pool.slots]
+        dropped = 0
+        for ref in refs:
+            try:
+                dropped += await ref
+            except RayActorError:
+                pass  # gone; the pool notices
+        for slot in self.pool.slots:
+            slot.loaded = {}  # as the next report will say
+        return dropped
 
     def describe(self) -> dict:
         return {"engine": "ray", "address": self.pool.address or "local",

@@ -157,6 +157,15 @@ async def test_runs_spread_over_two_workers_and_come_back_with_their_files(start
     await ws.close()
 
 
+async def test_free_reaches_the_workers(start, cluster):
+    pool, _ = cluster
+    client = await start()
+    await finished(client, await submit(client, txt2img(seed=99, prefix="free")))
+    response = await client.post("/api/free", json={"models": True})
+    assert (await response.json())["dropped"] >= 1
+    assert all(info["loaded"] == {} for info in ray.get([s.actor.info.remote() for s in pool.slots]))
+
+
 async def test_alternating_checkpoints_settle_one_per_worker(start, cluster):
     pool, _ = cluster
     before = worker_loads(pool)

@@ -43,6 +43,8 @@ async def free(request):
     elif drop_models:
         dropped = server.cache.discard(holds_model)
     await asyncio.to_thread(free_memory)
+    if server.dispatcher is not None and (drop_cache or drop_models):
+        dropped += await server.dispatcher.free(drop_models, drop_cache)  # the workers hold the models
     return json_response({"dropped": dropped, "cache": _cache_json(server.cache)})
 
 
