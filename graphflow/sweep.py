@@ -161,7 +161,10 @@ def run_sweep(workflow, lines: list[dict], results_path, registry, *, limits=Non
         else:
             import asyncio
 
-            asyncio.run(_run_on_ray(prepared, runnable, registry, pool, stop, record, counts))
+            def restart_clock() -> None:
+                progress.started = time.perf_counter()
+
+            asyncio.run(_run_on_ray(prepared, runnable, registry, pool, stop, record, counts, restart_clock))
     return counts
 
 
@@ -189,12 +192,13 @@ def _run_here(prepared, runnable, registry, limits, stop, record, counts) -> Non
         record(index, result.status, image_files(result.outputs), error, worker="local", elapsed=result.elapsed)
 
 
-async def _run_on_ray(prepared, runnable, registry, pool, stop, record, counts) -> None:
+async def _run_on_ray(prepared, runnable, registry, pool, stop, record, counts, progress_started) -> None:
     import asyncio
 
     from graphflow.cluster import MAX_WORKER_DEATHS, WorkerDied, execute_remote, model_keys, store_files
 
     await asyncio.to_thread(pool.start)
+    progress_started()  # the rate counts runs, not the cluster's start
     todo = list(runnable)
     deaths: dict[int, int] = {}
     interrupts: list[threading.Event] = []
