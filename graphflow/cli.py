@@ -190,6 +190,9 @@ def cmd_run(args) -> int:
 
     if args.sweep:
         return cmd_sweep(args)
+    if args.ray_workers is not None or args.ray_address is not None:
+        _error("--ray-workers/--ray-address run sweeps (--sweep FILE.jsonl); a single run runs in this process")
+        return EXIT_USAGE
     workflow, registry, code = _load(args)
     if workflow is None:
         return code

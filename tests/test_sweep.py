@@ -55,6 +55,11 @@ def test_ray_flags_are_listed(capsys):
     assert "--sweep" in out and "--ray-workers" in out and "--ray-address" in out
 
 
+def test_ray_flags_without_a_sweep_are_refused(capsys):
+    assert main(["run", str(ROOT / "workflows" / "txt2img.json"), "--ray-workers", "2"]) == 2
+    assert "--sweep" in capsys.readouterr().err
+
+
 def test_light_commands_do_not_import_ray():
     check = subprocess.run([sys.executable, "-c", "import sys, graphflow.cli, graphflow.server.app, graphflow.sweep; "
                             "print('ray' in sys.modules)"],
