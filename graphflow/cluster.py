@@ -56,6 +56,31 @@ def model_keys(workflow, registry, targets=None) -> dict[str, str]:
             if any(o.type in MODEL_TYPES for o in plan.nodes[node_id].cls.output_specs)}
 
 
+MAX_SHIPPED_INPUTS = 512 * 2**20  # bytes of input files sent with one run
+
+
+def input_files(workflow_json: dict) -> dict[str, bytes]:
+    """The files of this machine's inputs folder (uploads) that the workflow names in a widget:
+    sent with the run, since a worker elsewhere can't read them (bundled examples it has)."""
+    from graphflow.folders import folders, safe_join
+
+    files, total = {}, 0
+    for node in (workflow_json.get("nodes") or {}).values():
+        for value in (node.get("inputs") or {}).values() if isinstance(node, dict) else ():
+            if not isinstance(value, str) or value in files or not value or len(value) > 1000:
+                continue
+            try:
+                path = safe_join(folders.inputs, value)
+            except ValueError:
+                continue
+            if path.is_file():
+                total += path.stat().st_size
+                if total > MAX_SHIPPED_INPUTS:
+                    raise ValueError(f"the run's input files take more than {MAX_SHIPPED_INPUTS >> 20} MB")
+                files[value] = path.read_bytes()
+    return files
+
+
 def _label(node) -> str:
     names = [str(v) for v in node.inputs.values() if isinstance(v, str)]
     return f"{node.type}({', '.join(names)})" if names else node.type
@@ -84,10 +109,11 @@ class WorkerActor:
             torch.set_num_threads(torch_threads)
         # Outputs land in a private folder and are shipped back: no shared filesystem assumed.
         self.scratch = Path(tempfile.mkdtemp(prefix=f"graphflow-{name}-"))
-        configure(**folder_paths, outputs=self.scratch / "outputs")
+        configure(**{**folder_paths, "inputs": self.scratch / "inputs", "outputs": self.scratch / "outputs"})
         from graphflow.folders import folders
 
         folders.temp = self.scratch / "temp"
+        folders.plugins = list(dict.fromkeys(folders.plugins))  # home/plugins and GRAPHFLOW_PLUGINS come twice
         self.registry = default_registry()
         cache = OutputCache(max_bytes=cache_max_bytes) if cache_max_bytes else OutputCache()
         self.executor = Executor(self.registry, cache, limits)
@@ -133,9 +159,18 @@ class WorkerActor:
             event.set()
         return event is not None
 
-    def run(self, run_id: str, workflow_json: dict, targets, keys: dict[str, str], preview_max_side: int = 512):
-        """Streams {"events": [(event, frame)]} batches, then {"result": ...} with the output files."""
+    def run(self, run_id: str, workflow_json: dict, targets, keys: dict[str, str], preview_max_side: int = 512,
+            inputs: dict[str, bytes] | None = None):
+        """Streams {"events": [(event, frame)]} batches, then {"result": ...} with the output files.
+        `inputs`: the server's input files the workflow names, put in this worker's inputs folder."""
         from graphflow.executor import RunResult
+        from graphflow.folders import folders, safe_join
+
+        for name, data in (inputs or {}).items():
+            path = safe_join(folders.inputs, name)
+            if not (path.is_file() and path.read_bytes() == data):  # unchanged: keep it (and its cache)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
         from graphflow.validation import plan_workflow
         from graphflow.workflow import WorkflowFormatError, parse_workflow
 
@@ -382,8 +417,7 @@ class WorkerPool:
             return self.folder_paths
         from graphflow.folders import folders
 
-        return {"home": str(folders.home), "models": str(folders.models), "inputs": str(folders.inputs),
-                "plugins": [str(p) for p in folders.plugins]}
+        return {"home": str(folders.home), "models": str(folders.models), "plugins": [str(p) for p in folders.plugins]}
 
     def drop(self, slot: Slot) -> None:
         slot.alive = False
@@ -411,9 +445,11 @@ class WorkerDied(Exception):
 
 async def execute_remote(slot: Slot, run_id: str, workflow_json: dict, targets, keys: dict,
                          deliver, interrupt: threading.Event, preview_max_side: int = 512) -> tuple[dict, list, dict]:
-    """Run on `slot`: `deliver(event, frame)` for each event as it streams back; interrupt forwarded.
-    Returns (result json, shipped files, loaded models). Raises WorkerDied."""
-    stream = slot.actor.run.remote(run_id, workflow_json, targets, keys, preview_max_side)
+    """Run on `slot`: `deliver(event, frame)` for each event as it streams back; interrupt forwarded;
+    the input files it names go with it. Returns (result json, shipped files, loaded models).
+    Raises WorkerDied."""
+    inputs = await asyncio.to_thread(input_files, workflow_json)
+    stream = slot.actor.run.remote(run_id, workflow_json, targets, keys, preview_max_side, inputs)
 
     async def forward_interrupt() -> None:
         while not interrupt.is_set():

@@ -187,6 +187,22 @@ async def test_alternating_checkpoints_settle_one_per_worker(start, cluster):
         assert sorted(loads.values()) == [0, 1], (checkpoint, loads)
 
 
+async def test_an_uploaded_input_goes_with_the_run(start, cluster):
+    pool, home = cluster
+    client = await start()
+    upload = home / "inputs" / "uploads" / "mine.png"
+    upload.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (64, 64), (10, 200, 30)).save(upload)  # only in the server's inputs folder
+    workflow = json.loads((ROOT / "workflows" / "img2img.json").read_text())
+    workflow.pop("ui", None)
+    workflow["nodes"]["4"]["inputs"]["image"] = "uploads/mine.png"
+    workflow["nodes"]["6"]["inputs"]["steps"] = 2
+    record = await finished(client, await submit(client, workflow))
+    assert record["status"] == "success", record["error"]
+    with Image.open(home / "outputs" / record["outputs"]["8"]["images"][0]["filename"]) as image:
+        assert image.size == (64, 64)
+
+
 async def test_interrupt_reaches_a_remote_run(start):
     client = await start()
     ws = await client.ws_connect("/ws")
