@@ -227,6 +227,9 @@ async def _run_on_ray(prepared, runnable, registry, pool, stop, record, counts, 
                 else:
                     record(index, "error", error=f"{e}; the line killed {deaths[index]} workers", worker=slot.name)
                 return
+            except Exception as e:  # not the worker's death: this line's failure (e.g. its inputs too big)
+                record(index, "error", error=f"{type(e).__name__}: {e}", worker=slot.name)
+                continue
             finally:
                 interrupts.remove(interrupt)
             if result["status"] == "interrupted" and stop.is_set():
