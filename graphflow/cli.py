@@ -1,7 +1,7 @@
-"""graphflow's command line: run, validate, nodes, inspect, serve.
+"""graphflow's command line: run, validate, convert, nodes, inspect, serve.
 
 Exit codes: 0 success, 1 unreadable file, 2 bad command line, 3 invalid workflow,
-4 a node failed, 130 interrupted.
+4 a node failed, 130 interrupted, 141 the output pipe closed (`| head`).
 """
 
 import argparse
@@ -13,13 +13,14 @@ import threading
 import time
 
 EXIT_OK, EXIT_FILE, EXIT_USAGE, EXIT_INVALID, EXIT_NODE_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_BROKEN_PIPE = 128 + 13  # the status of a process SIGPIPE ended, as `cat` shows under `| head`
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="graphflow", description="Run latent-diffusion node graphs.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run a workflow JSON file (ours or ComfyUI API format)")
+    run = sub.add_parser("run", help="run a workflow: JSON (ours, ComfyUI API or UI format) or a PNG/WebP carrying one")
     run.add_argument("workflow")
     run.add_argument("--set", action="append", default=[], metavar="NODE_ID.INPUT=VALUE",
                      help="override an input; VALUE is JSON (numbers, true, \"text\") or plain text")
@@ -39,12 +40,19 @@ def main(argv: list[str] | None = None) -> int:
     _add_folder_flags(validate)
     _add_limit_flags(validate)
 
+    convert = sub.add_parser("convert", help="write a workflow in another format (ours, ComfyUI API or UI)")
+    convert.add_argument("workflow")
+    convert.add_argument("--to", required=True, choices=("graphflow", "comfy-api", "comfy-ui"))
+    convert.add_argument("-o", "--output", help="file to write (default: standard output)")
+    _add_folder_flags(convert)
+
     nodes = sub.add_parser("nodes", help="list the available nodes")
     nodes.add_argument("--json", action="store_true", help="print the full catalogue as JSON")
     _add_folder_flags(nodes)
 
     inspect = sub.add_parser("inspect", help="describe a checkpoint file")
-    inspect.add_argument("checkpoint")
+    inspect.add_argument("checkpoint", help="a file path, or a checkpoint's name as LoadCheckpoint lists it")
+    _add_model_folder_flags(inspect)
 
     serve = sub.add_parser("serve", help="start the server and browser editor")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -63,14 +71,38 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(args, "models_dir"):
         from graphflow.folders import configure
 
-        configure(models=args.models_dir, inputs=args.input_dir, outputs=args.output_dir,
-                  plugins=args.plugins_dir or [])
-    return {"run": cmd_run, "validate": cmd_validate, "nodes": cmd_nodes,
-            "inspect": cmd_inspect, "serve": cmd_serve}[args.command](args)
+        try:
+            configure(models=args.models_dir, inputs=getattr(args, "input_dir", None),
+                      outputs=getattr(args, "output_dir", None), plugins=getattr(args, "plugins_dir", None) or [],
+                      extra_model_paths=args.extra_model_paths)
+        except ValueError as e:  # an unreadable extra model paths file
+            _error(str(e))
+            return EXIT_USAGE
+    command = {"run": cmd_run, "validate": cmd_validate, "convert": cmd_convert, "nodes": cmd_nodes,
+               "inspect": cmd_inspect, "serve": cmd_serve}[args.command]
+    try:
+        code = command(args)
+        sys.stdout.flush()  # here, where a closed pipe is handled, not at interpreter exit
+        return code
+    except KeyboardInterrupt:  # a second Ctrl-C during a run, or one outside it
+        _error("aborted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`graphflow inspect X | head`): stop quietly, as `cat` does, and
+        # point stdout at /dev/null so the interpreter's final flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _add_model_folder_flags(parser) -> None:
+    parser.add_argument("--models-dir", help="folder with checkpoints/, vae/, loras/ (default ./models)")
+    parser.add_argument("--extra-model-paths", metavar="FILE",
+                        help="a ComfyUI-style extra_model_paths.yaml naming more model folders "
+                             "(default $GRAPHFLOW_EXTRA_MODEL_PATHS, else ./extra_model_paths.yaml if present)")
 
 
 def _add_folder_flags(parser) -> None:
-    parser.add_argument("--models-dir", help="folder with checkpoints/, vae/, loras/ (default ./models)")
+    _add_model_folder_flags(parser)
     parser.add_argument("--input-dir", help="folder LoadImage reads from (default ./inputs)")
     parser.add_argument("--output-dir", help="folder results are saved in (default ./outputs)")
     parser.add_argument("--plugins-dir", action="append", help="an extra plugin folder (repeatable)")
@@ -132,22 +164,27 @@ def _error(message: str) -> None:
 def _load(args):
     """The workflow with --set overrides applied, or an exit code."""
     from graphflow.registry import default_registry
-    from graphflow.workflow import WorkflowFormatError, parse_workflow, read_json_file
+    from graphflow.picture_metadata import is_picture_file
+    from graphflow.workflow import WorkflowFormatError, load_workflow, parse_workflow, read_json_file
 
     registry = default_registry()
     for problem in registry.problems:
         _error(f"plugin problem: {problem.get('message', problem)}")
     try:
-        data = read_json_file(args.workflow)
+        data = None if is_picture_file(args.workflow) else read_json_file(args.workflow)
     except WorkflowFormatError as e:
         _error(str(e))
         return None, None, EXIT_FILE
     try:
-        workflow = parse_workflow(data, registry)
-    except WorkflowFormatError as e:  # JSON, but not a workflow: its problems, as validation reports them
+        workflow = parse_workflow(data, registry) if data is not None else load_workflow(args.workflow, registry)
+    except WorkflowFormatError as e:  # JSON (or a picture), but not a workflow: its problems, as validation reports them
         _print_problems(e.problems)
         return None, None, EXIT_INVALID
-    for assignment in args.set:
+    for note in workflow.notes:  # non-fatal remarks of a ComfyUI import
+        where = f"node {note['node_id']} ({note['node_type']})" if note.get("node_id") else ""
+        where += f", input '{note['input']}'" if note.get("input") else ""
+        _error(f"note: {where + ': ' if where else ''}{note['message']}")
+    for assignment in getattr(args, "set", []):
         key, sep, raw = assignment.partition("=")
         node_id, dot, name = key.rpartition(".")
         if not sep or not dot:
@@ -197,15 +234,16 @@ def cmd_run(args) -> int:
     if workflow is None:
         return code
     interrupt = threading.Event()
+    printer = ProgressPrinter(quiet=args.quiet)
 
     def on_sigint(signum, frame):
         if interrupt.is_set():
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt  # main() turns it into a one-line "aborted"
         interrupt.set()
+        printer.close()  # end a live progress bar's line first
         _error("interrupting (press Ctrl-C again to abort at once)")
 
     previous = signal.signal(signal.SIGINT, on_sigint)
-    printer = ProgressPrinter(quiet=args.quiet)
     try:
         result = Executor(registry, limits=_limits(args)).run(workflow, on_event=printer, interrupt=interrupt)
     finally:
@@ -295,6 +333,25 @@ def cmd_sweep(args) -> int:
     return EXIT_NODE_FAILED if counts["failed"] else EXIT_OK
 
 
+def cmd_convert(args) -> int:
+    from graphflow.comfy_format import convert
+
+    workflow, registry, code = _load(args)
+    if workflow is None:
+        return code
+    text = json.dumps(convert(workflow, args.to, registry), indent=2) + "\n"
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:
+            _error(f"can't write {args.output}: {e}")
+            return EXIT_FILE
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
 def cmd_nodes(args) -> int:
     from graphflow.registry import default_registry
 
@@ -321,11 +378,24 @@ def cmd_inspect(args) -> int:
     from graphflow.models.weight_files import CheckpointError
 
     try:
-        print(inspect_report(args.checkpoint))
+        print(inspect_report(_model_file(args.checkpoint)))
     except (CheckpointError, FileNotFoundError) as e:
         _error(str(e))
         return EXIT_FILE
     return EXIT_OK
+
+
+def _model_file(name: str):
+    """A file path as given, else a checkpoint of that name in the models folders (as LoadCheckpoint finds it)."""
+    from graphflow.folders import UnsafePathError, folders
+
+    if os.path.isfile(name):
+        return name
+    try:
+        return folders.find_model("checkpoints", name)
+    except (FileNotFoundError, UnsafePathError):
+        searched = ", ".join(str(d) for d in folders.model_dirs("checkpoints"))
+        raise FileNotFoundError(f"no file {name!r}, and no checkpoint of that name in {searched}") from None
 
 
 def cmd_serve(args) -> int:
@@ -365,6 +435,8 @@ class ProgressPrinter:
             if kind == "node_finished" and event["elapsed"] >= 0.5:
                 self._line(f"[{self.done}/{self.total}] {event['node_type']} (node {event['node']}) "
                            f"done in {event['elapsed']:.2f}s")
+        elif kind == "warning":
+            self._line(f"warning: node {event['node']} ({event['node_type']}): {event['message']}")
         elif kind == "progress" and event["max"]:
             value, total = event["value"], event["max"]
             width = 30

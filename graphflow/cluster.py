@@ -154,10 +154,23 @@ class WorkerActor:
         return dropped
 
     def interrupt(self, run_id: str) -> bool:
+        """Interrupt the run; a node that ignores it is stopped by force after FORCE_AFTER seconds,
+        as on the server's own worker."""
+        from graphflow.server.worker import FORCE_AFTER
+
         event = self.interrupts.get(run_id)
-        if event is not None:
-            event.set()
-        return event is not None
+        if event is None:
+            return False
+        event.set()
+
+        def force() -> None:
+            while run_id in self.interrupts:
+                time.sleep(FORCE_AFTER)
+                if run_id in self.interrupts and self.executor.force_interrupt():
+                    log.warning("run %s ignored the interrupt; stopping it by force", run_id)
+
+        threading.Thread(target=force, daemon=True).start()
+        return True
 
     def run(self, run_id: str, workflow_json: dict, targets, keys: dict[str, str], preview_max_side: int = 512,
             inputs: dict[str, bytes] | None = None):
@@ -199,7 +212,12 @@ class WorkerActor:
             if event["type"] == "run_finished":
                 return  # the server sends it once history is written
             frame = None
-            if "preview" in event:
+            if event["type"] == "image":  # sent instead of saved (SaveImageWebsocket): as the local worker does
+                from graphflow.server.events import png_frame
+
+                frame = png_frame({"run_id": run_id, "node": event["node"], "node_type": event["node_type"],
+                                   "final": True}, event["png"])
+            elif "preview" in event:
                 from graphflow.server.events import preview_frame
 
                 image = event.pop("preview")
@@ -635,7 +653,7 @@ class RayDispatcher:
             if e.started and not state.stopping:
                 dead.append(slot.name)
             if len(dead) < MAX_WORKER_DEATHS:
-                store.requeue(run_id)  # at the head: it runs next, elsewhere
+                store.requeue(run_id, attempt_counts=False)  # at the head: next, elsewhere (not a server death)
                 server.hub.send("run_requeued", {"run_id": run_id, "client_id": state.client_id,
                                                  "worker": slot.name, "reason": str(e)})
             else:
@@ -660,7 +678,7 @@ class RayDispatcher:
             outputs = {}
         server.running.pop(run_id, None)
         if state.stopping and result["status"] == "interrupted":
-            store.requeue(run_id)  # the server is stopping: run it again after the restart
+            store.requeue(run_id, attempt_counts=False)  # the server is stopping: run it again after the restart
             self._done(slot)
             return
         placement = {"worker": slot.name, "host": slot.info.get("host"), "device": slot.info.get("device"),

@@ -1,33 +1,84 @@
 """Where models, inputs, outputs and plugins live, and safe resolution of names inside them.
 
-A name from a workflow or a client is always relative to its folder: absolute paths, `..`
-and symlinks that lead outside are refused.
+A name from a workflow or a client is always relative to its folder: absolute paths and `..`
+are refused everywhere. In the inputs and outputs folders, which clients write to and read
+from, symlinks that lead outside are refused too. The models folders follow links: users link
+their model files and folders from shared drives and other tools, and only they put links there.
+
+Extra model folders come from a ComfyUI-style extra_model_paths.yaml (see load_extra_model_paths).
 """
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 
+import yaml
+
 BUNDLED = Path(__file__).parent / "bundled"  # the shipped demo checkpoint and example inputs
 MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+# kinds ComfyUI keeps in more than one folder (the older name second)
+KIND_FOLDERS = {"diffusion_models": ("diffusion_models", "unet")}
 
 
 class UnsafePathError(ValueError):
     """A name tries to leave its folder."""
 
 
-def safe_join(base: Path, name: str) -> Path:
+def safe_join(base: Path, name: str, follow_links: bool = False) -> Path:
+    """base / name, refusing names that leave base. follow_links=True (models folders) allows
+    symlinks inside base to lead anywhere; otherwise the resolved path must stay inside base."""
     if not name or "\x00" in name:
         raise UnsafePathError(f"empty or invalid file name {name!r}")
     relative = Path(name)
     if relative.is_absolute() or relative.anchor or ".." in relative.parts or name.startswith(("/", "\\")) or "\\" in name:
         raise UnsafePathError(f"file name {name!r} must stay inside its folder (no absolute paths or '..')")
+    if follow_links:
+        return (Path(base) / relative).resolve()
     base = Path(base).resolve()
     path = (base / relative).resolve()  # follows symlinks
     if path != base and base not in path.parents:
         raise UnsafePathError(f"file name {name!r} leads outside its folder")
     return path
+
+
+# ComfyUI's legacy names for model kinds, as its extra_model_paths.yaml may use them
+COMFY_KINDS = {"clip": "text_encoders", "unet": "diffusion_models"}
+
+
+def load_extra_model_paths(path: Path) -> dict[str, list[Path]]:
+    """Read a ComfyUI-style extra_model_paths.yaml: {kind: [folders]}. Each section maps model
+    kinds (checkpoints, vae, loras, text_encoders, ...) to a folder or several, one per line,
+    relative to the section's base_path, itself relative to the file's folder:
+
+        comfyui:
+            base_path: /path/to/ComfyUI/
+            checkpoints: models/checkpoints/
+            loras: |
+                models/loras/
+                /mnt/shared/loras/
+    """
+    path = Path(path).expanduser()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ValueError(f"extra model paths file {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"extra model paths file {path}: expected sections of kind: folder entries")
+    here = path.resolve().parent
+    extra: dict[str, list[Path]] = {}
+    for name, section in data.items():
+        if not isinstance(section, dict):
+            raise ValueError(f"extra model paths file {path}: section {name!r} must map model kinds to folders")
+        base = here / Path(str(section.get("base_path") or "")).expanduser()
+        for kind, value in section.items():
+            if kind in ("base_path", "is_default") or value is None:
+                continue
+            for line in str(value).splitlines():
+                if line.strip():
+                    folder = (base / Path(line.strip()).expanduser()).resolve()
+                    extra.setdefault(COMFY_KINDS.get(kind, kind), []).append(folder)
+    return extra
 
 
 @dataclass
@@ -38,6 +89,10 @@ class Folders:
     outputs: Path | None = None
     temp: Path | None = None
     plugins: list[Path] = field(default_factory=list)
+    # a ComfyUI-style extra_model_paths.yaml; default GRAPHFLOW_EXTRA_MODEL_PATHS, else
+    # <home>/extra_model_paths.yaml when there is one
+    extra_model_paths: Path | None = None
+    extra_models: dict[str, list[Path]] = field(default_factory=dict)
 
     def __post_init__(self):
         env = os.environ.get
@@ -48,23 +103,29 @@ class Folders:
         self.temp = Path(self.temp or self.home / "temp").resolve()
         extra = [Path(p) for p in env("GRAPHFLOW_PLUGINS", "").split(os.pathsep) if p]
         self.plugins = [Path(p).resolve() for p in [self.home / "plugins", *self.plugins, *extra]]
+        paths_file = self.extra_model_paths or env("GRAPHFLOW_EXTRA_MODEL_PATHS")
+        if not paths_file and (self.home / "extra_model_paths.yaml").is_file():
+            paths_file = self.home / "extra_model_paths.yaml"
+        if paths_file:
+            self.extra_model_paths = Path(paths_file)
+            self.extra_models = load_extra_model_paths(self.extra_model_paths)
 
     def model_dirs(self, kind: str) -> list[Path]:
-        """Search path for a kind of model (checkpoints, vae, loras, text_encoders): the user's folder first."""
-        return [self.models / kind, BUNDLED / kind]
+        """Search path for a kind of model (checkpoints, vae, loras, text_encoders, diffusion_models):
+        the user's folders first, then the extra model folders, then the bundled models."""
+        names = KIND_FOLDERS.get(kind, (kind,))
+        return [*(self.models / name for name in names), *(d for name in names for d in self.extra_models.get(name, [])),
+                *(BUNDLED / name for name in names)]
 
     def list_models(self, kind: str) -> list[str]:
         names = set()
         for base in self.model_dirs(kind):
-            if base.is_dir():
-                for path in base.rglob("*"):
-                    if path.suffix.lower() in MODEL_EXTENSIONS and path.is_file():
-                        names.add(path.relative_to(base).as_posix())
+            names.update(name for name in _walk_files(base) if name.lower().endswith(MODEL_EXTENSIONS))
         return sorted(names)
 
     def find_model(self, kind: str, name: str) -> Path:
         for base in self.model_dirs(kind):
-            path = safe_join(base, name)
+            path = safe_join(base, name, follow_links=True)
             if path.is_file():
                 return path
         searched = ", ".join(str(d) for d in self.model_dirs(kind))
@@ -79,7 +140,7 @@ class Folders:
         for base in self.input_dirs():
             if base.is_dir():
                 names.update(p.relative_to(base).as_posix() for p in base.rglob("*")
-                             if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+                             if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and _stays_inside(base, p))
         return sorted(names)
 
     def input_path(self, name: str) -> Path:
@@ -93,6 +154,26 @@ class Folders:
 
     def output_path(self, name: str) -> Path:
         return safe_join(self.outputs, name)
+
+
+def _walk_files(base: Path) -> list[str]:
+    """Names (posix, relative to base) of the files under base, following linked files and
+    folders; a link loop is entered once."""
+    names, seen = [], set()
+    for root, dirs, files in os.walk(base, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs.clear()
+            continue
+        seen.add(real)
+        relative = Path(root).relative_to(base)
+        names += [(relative / f).as_posix() for f in files if os.path.isfile(os.path.join(root, f))]
+    return names
+
+
+def _stays_inside(base: Path, path: Path) -> bool:
+    base = base.resolve()
+    return base in path.resolve().parents
 
 
 folders = Folders()

@@ -13,12 +13,12 @@ that its module exposes under a public name and that are defined inside the plug
 module or one of its submodules. So a package's __init__ lists its nodes by importing them;
 a class imported from elsewhere (a built-in node to subclass) is not registered again.
 
-A plugin is all or nothing: if it fails to import (syntax error, missing dependency, a bad
-node declaration, any exception) or to register (a node type already defined), none of its
-nodes or socket types are kept, and a problem entry {plugin, file, kind, message, location,
-traceback} is added to `registry.problems` for `graphflow nodes` and the server to show.
-Built-in nodes are registered before any plugin and plugins in load order, so on a clash the
-earlier definition wins and the problem says which one was kept.
+A plugin that fails to import (syntax error, missing dependency, a bad node declaration, any
+exception) is skipped whole: none of its nodes or socket types are kept, and a problem entry
+{plugin, file, kind, message, location, traceback} is added to `registry.problems` for
+`graphflow nodes` and the server to show. Built-in nodes are registered before any plugin and
+plugins in load order, so on a node type clash the earlier definition wins; only the clashing
+node is skipped (and reported, naming the one kept), the plugin's other nodes load.
 """
 
 import hashlib
@@ -119,13 +119,19 @@ def _load_one(registry: Registry, name, file, origin, importer) -> dict:
         classes = _node_classes(module)
         if not classes:
             raise PluginError("empty", "it defines no nodes (no public Node subclass with a run() in its module)")
-        _check_clashes(registry, classes)
+        clashes = _clashes(registry, classes)
+        if len(clashes) == len(classes):  # nothing of its own left to load
+            raise PluginError("clash", next(iter(clashes.values())))
     except (Exception, SystemExit) as e:  # SystemExit too: a plugin must not end the server
         for socket in set(SOCKET_TYPES) - sockets_before:  # all or nothing: forget its socket types too
             del SOCKET_TYPES[socket]
         if isinstance(e, PluginError):
             raise
         raise _describe(e, root=file if origin == "folder" else None) from None
+    for cls, reason in clashes.items():
+        registry.problems.append(_problem(name, file, "clash", f"plugin '{name}' ({file}): node {cls.__name__} "
+                                                               f"skipped: {reason}; the plugin's other nodes load"))
+    classes = [cls for cls in classes if cls not in clashes]
     for cls in classes:
         registry.add(cls, source=name)
     for cls in classes:  # a ComfyUI alias taken by an earlier node stays with it; say so
@@ -199,8 +205,10 @@ def _node_classes(module: ModuleType) -> list[type[Node]]:
     return classes
 
 
-def _check_clashes(registry: Registry, classes: list[type[Node]]) -> None:
-    mine = {}
+def _clashes(registry: Registry, classes: list[type[Node]]) -> dict[type[Node], str]:
+    """The classes whose node type an earlier source defines, with the reason. A type defined
+    twice in the plugin itself is a bug in it, which skips the plugin (PluginError)."""
+    mine, clashes = {}, {}
     for cls in classes:
         name = cls.node_type
         if name in mine:
@@ -210,7 +218,8 @@ def _check_clashes(registry: Registry, classes: list[type[Node]]) -> None:
             owner = registry.source(name)
             who = "the built-in nodes" if owner == "builtin" else f"plugin '{owner}'"
             kept = "the built-in one" if owner == "builtin" else f"the one from plugin '{owner}'"
-            raise PluginError("clash", f"node type '{name}' is already defined by {who}; {kept} is kept")
+            clashes[cls] = f"node type '{name}' is already defined by {who}; {kept} is kept"
+    return clashes
 
 
 def _describe(e: BaseException, root: Path | None) -> PluginError:

@@ -8,7 +8,7 @@ from graphflow.api import (FLOAT, IMAGE, LATENT, STRING, VAE, Bool, Choice, Floa
                            progress, show)
 from graphflow.diagnostics import heatmaps, image_metrics, latent_edits, logvar, sensitivity
 from graphflow.diagnostics.latent_stats import latent_stats, stats_chart
-from graphflow.models import LatentFormat
+from graphflow.models.latent_formats import LatentFormat
 
 
 def _samples(latent, input: str) -> torch.Tensor:

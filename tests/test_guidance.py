@@ -128,3 +128,16 @@ def test_bad_conditioning_is_reported():
         prepare_conds([torch.zeros(1, 77, 8)], model, SHAPE, "cpu")
     with pytest.raises(ValueError, match=r"\[B, T, D\]"):
         prepare_conds([(torch.zeros(77, 8), {})], model, SHAPE, "cpu")
+
+
+def test_area_cut_short_by_an_image_that_is_no_multiple_of_64px():
+    # 72x40 px -> a 9x5 latent; a 64x64 px area at (8, 8) px keeps 8 rows but only 4 columns
+    x = torch.zeros(1, 4, 9, 5)
+    positive = prompt(0.2) + prompt(0.6, area=(8, 8, 1, 1), strength=1.0)
+    model, denoiser = guided(positive, prompt(0.0), cfg=1.0, shape=x.shape)
+    out = -denoiser(x, torch.tensor([1.0]))
+    assert sorted(tuple(c["x"].shape[2:]) for c in model.unet.calls) == [(8, 4), (9, 5)]
+    # row 8 is the top fade's last (weight 8/8); columns 1..4 fade in from the left: 1/8 .. 4/8
+    for col, weight in zip(range(1, 5), (1 / 8, 2 / 8, 3 / 8, 4 / 8)):
+        torch.testing.assert_close(out[0, 0, 8, col], torch.tensor((0.2 + 0.6 * weight) / (1 + weight)))
+    torch.testing.assert_close(out[0, :, 0, :], torch.full((4, 5), 0.2))  # outside the area

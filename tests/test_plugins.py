@@ -298,7 +298,7 @@ def test_broken_plugins_are_skipped_with_a_reason_and_the_others_load(registry, 
     (folder / "README.txt").write_text("not a plugin")
 
     loaded = load_plugins(registry, [folder], entry_points=False)
-    assert [p["name"] for p in loaded] == ["good"]
+    assert [(p["name"], p["nodes"]) for p in loaded] == [("good", ["Good"]), ("half_clash", ["UniqueOne"])]
     assert registry.source("Good") == "good"
 
     problems = problems_by_plugin(registry)
@@ -323,13 +323,15 @@ def test_broken_plugins_are_skipped_with_a_reason_and_the_others_load(registry, 
     assert "Traceback" in problems["raises"]["traceback"]
     assert "SystemExit while loading: 3" in problems["exits"]["message"]
     assert "defines no nodes" in problems["empty"]["message"]
-    assert "node type 'IntValue' is already defined by the built-in nodes; the built-in one is kept" \
-        in problems["half_clash"]["message"]
+    # a clash skips the clashing node only: the plugin's other node loads (issue 17)
+    assert ("node IntValue skipped: node type 'IntValue' is already defined by the built-in nodes; the built-in "
+            "one is kept; the plugin's other nodes load") in problems["half_clash"]["message"]
+    assert registry.source("UniqueOne") == "half_clash"
     assert "defines node type 'Same' twice" in problems["twice"]["message"]
     assert "add an __init__.py" in problems["no_init"]["message"]
 
     # All or nothing: nothing from a skipped plugin stays, not even its socket types or modules.
-    for node_type in ("Oops", "Bad", "Exploded", "UniqueOne", "Same"):
+    for node_type in ("Oops", "Bad", "Exploded", "Same"):
         assert node_type not in registry
     assert registry.source("IntValue") == "builtin"
     assert "EXPLODED" not in SOCKET_TYPES

@@ -355,3 +355,16 @@ def test_repeating_a_shorter_prompt_leaves_the_real_unet_output_unchanged():
     separate = [denoiser(x, sigma, context=long.context), denoiser(x, sigma, context=short.context)]
     for a, b in zip(batched, separate):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_sizes_that_are_no_multiple_of_64px_sample_with_areas():
+    """72x40 px (a 9x5 latent) runs through the real UNet, whole and through an area crop of 8x4."""
+    model, config = real_model("sd1")
+    forwards = []
+    model.unet.register_forward_hook(lambda module, args, output: forwards.append(tuple(args[0].shape[2:])))
+    positive = [(torch.full((1, 77, config.context_dim), 0.5), {}),
+                (torch.full((1, 77, config.context_dim), 0.2), {"area": (8, 8, 1, 1), "strength": 1.0})]
+    negative = [(torch.full((1, 77, config.context_dim), -0.5), {})]
+    out = sample(model, 1, 2, 5.0, "euler", "normal", positive, negative, {"samples": torch.zeros(1, 4, 9, 5)})
+    assert out["samples"].shape == (1, 4, 9, 5) and torch.isfinite(out["samples"]).all()
+    assert sorted(set(forwards)) == [(8, 4), (9, 5)]

@@ -165,6 +165,8 @@ async def test_uploads_must_be_real_images_within_limits(start, home):
     client = await start(max_image_side=64)
     not_image = await client.post("/api/upload", data=form(b"<script>alert(1)</script>", filename="x.png"))
     assert not_image.status == 415
+    message = (await not_image.json())["error"]
+    assert "PNG, JPEG, WebP or BMP" in message and "object at 0x" not in message and "BytesIO" not in message
     wrong_type = await client.post("/api/upload", data=form(png(), content_type="text/html"))
     assert wrong_type.status == 415
     gif = await client.post("/api/upload", data=form(png(fmt="GIF"), filename="a.gif", content_type="image/gif"))
@@ -216,6 +218,27 @@ async def test_foreign_origins_and_hosts_are_refused(start):
     assert (await client.get("/api/queue", headers={"Host": f"localhost:{client.server.port}"})).status == 200
     with pytest.raises(Exception):
         await client.ws_connect("/ws", headers={"Origin": "http://evil.example"})
+
+
+async def test_loopback_names_of_the_same_port_are_one_origin(start):
+    """A page opened at 127.0.0.1:P may call localhost:P (and the reverse): the same machine and
+    server. Another port, another host, or a name rebound to 127.0.0.1 stays out."""
+    client = await start()
+    port = client.server.port
+
+    async def status(origin, host):
+        return (await client.get("/api/queue", headers={"Origin": origin, "Host": host})).status
+
+    assert await status(f"http://127.0.0.1:{port}", f"localhost:{port}") == 200
+    assert await status(f"http://localhost:{port}", f"127.0.0.1:{port}") == 200
+    assert await status(f"http://[::1]:{port}", f"localhost:{port}") == 200
+    assert await status(f"http://LOCALHOST:{port}", f"localhost:{port}") == 200
+    assert await status(f"http://127.0.0.1:{port + 1}", f"localhost:{port}") == 403  # another local server
+    assert await status("http://127.0.0.1", f"localhost:{port}") == 403  # port 80
+    assert await status(f"http://evil.example:{port}", f"localhost:{port}") == 403
+    assert await status(f"http://127.0.0.1:{port}", f"evil.example:{port}") == 403  # DNS rebinding
+    assert await status(f"http://127.0.0.1:{port}x", f"localhost:{port}") == 403  # malformed
+    assert await status("null", f"localhost:{port}") == 403
 
 
 async def test_slow_clients_lose_previews_first_and_never_block():

@@ -225,7 +225,7 @@ def test_diffusion_model_properties_and_schedule():
     patched = sdxl.with_unet(other)
     assert patched.unet is other and sdxl.unet is not other and patched.latent_format is sdxl.latent_format
     with pytest.raises(ValueError, match="prediction"):
-        DiffusionModel(other, "sdxl", prediction="x0")
+        DiffusionModel(other, "sdxl", prediction="flow")
 
     acp = sdxl.beta_schedule.alphas_cumprod()
     ref = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear").alphas_cumprod
@@ -237,3 +237,29 @@ def test_diffusion_model_properties_and_schedule():
 def test_missing_y_is_a_clear_error():
     with pytest.raises(ValueError, match="vector conditioning"):
         random_unet(TINY["sdxl"])(torch.randn(1, 4, 8, 8), torch.tensor([1.0]), torch.randn(1, 2, 2048))
+
+
+@pytest.mark.parametrize("name", ["sd1_inpaint", "sdxl_refiner"])
+def test_sizes_not_multiples_of_64_match_diffusers(name):
+    """Any multiple of 8 pixels runs, as in ComfyUI: 72x40 px (latent 9x5) halves to 5x3, 3x2, 2x1
+    in a 4-level UNet, and each upsampling must meet its skip connection's size, not double."""
+    cfg = TINY[name]
+    ours = random_unet(cfg)
+    theirs, _ = to_diffusers_unet(ours)
+    g = torch.Generator().manual_seed(2)
+    for h, w in [(9, 5), (13, 65 // 8)]:
+        x = torch.randn(1, cfg.in_channels, h, w, generator=g)
+        t = torch.tensor([500.0])
+        context = torch.randn(1, 4, cfg.context_dim, generator=g)
+        y, added = None, None
+        if cfg.adm_in_channels:
+            pooled = torch.randn(1, 32, generator=g)
+            y = DiffusionModel(ours, arch_of(name)).encode_adm({"pooled_output": pooled, "aesthetic_score": 6.0},
+                                                               width_px=8 * w, height_px=8 * h)
+            added = {"text_embeds": pooled, "time_ids": torch.tensor([[8.0 * h, 8.0 * w, 0, 0, 6.0]])}
+        with torch.no_grad():
+            out = ours(x, t, context, y)
+            ref = theirs(x, t, encoder_hidden_states=context, added_cond_kwargs=added).sample
+        assert out.shape == (1, cfg.out_channels, h, w)
+        assert ref.abs().mean() > 0.05
+        assert (out - ref).abs().max().item() <= 1e-4, (h, w)

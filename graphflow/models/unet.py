@@ -273,19 +273,26 @@ class Upsample(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+    def forward(self, x: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        # Up to the size of the skip connection it meets (odd sizes: 5 -> 9, not 10), as LDM does
+        # when given an output shape; without one, plain doubling.
+        if size is None:
+            return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        return self.conv(F.interpolate(x, size=size, mode="nearest"))
 
 
 class Block(nn.Sequential):
     """LDM's TimestepEmbedSequential: hands each layer the inputs it needs."""
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None,
+                up_size: tuple[int, int] | None = None) -> torch.Tensor:
         for layer in self:
             if isinstance(layer, ResBlock):
                 x = layer(x, emb)
             elif isinstance(layer, SpatialTransformer):
                 x = layer(x, context)
+            elif isinstance(layer, Upsample):
+                x = layer(x, up_size)
             else:
                 x = layer(x)
         return x
@@ -371,6 +378,12 @@ class UNet(nn.Module):
             h = block(h, emb, context)
             skips.append(h)
         h = self.middle_block(h, emb, context)
+        patches = getattr(self, "output_block_patches", ())  # FreeU: set on a shallow copy (graphflow.models.freeu)
         for block in self.output_blocks:
-            h = block(torch.cat([h, skips.pop()], dim=1), emb, context)
+            skip = skips.pop()
+            for patch in patches:
+                h, skip = patch(h, skip)
+            h = torch.cat([h, skip], dim=1)
+            # Any multiple of 8 pixels works: a block that upsamples goes to the next skip's size.
+            h = block(h, emb, context, skips[-1].shape[2:] if skips else None)
         return self.out(h)

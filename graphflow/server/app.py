@@ -34,16 +34,38 @@ def _host_name(host_header: str) -> str:
     return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
 
 
+def _address(netloc: str, scheme: str) -> tuple[str, int] | None:
+    """(host, port) of a host[:port], the scheme's port when none is given; None if malformed."""
+    try:
+        parts = urlsplit(f"//{netloc}")
+        return (parts.hostname or "", parts.port or {"http": 80, "https": 443}.get(scheme, 0))
+    except ValueError:
+        return None
+
+
+def _same_origin(origin: str, host_header: str, scheme: str) -> bool:
+    """The page that sent the request is this server's own: the same host and port, where
+    localhost, 127.0.0.1 and ::1 count as one host (a page opened at 127.0.0.1 talking to
+    localhost). Other origins stay out, a rebinding name too: it is no loopback name."""
+    if origin == "null":
+        return False
+    origin_parts = urlsplit(origin)
+    theirs = _address(origin_parts.netloc, origin_parts.scheme)
+    ours = _address(host_header, scheme)
+    if theirs is None or ours is None or theirs[1] != ours[1]:
+        return False
+    return theirs[0] == ours[0] or (is_loopback(theirs[0]) and is_loopback(ours[0]))
+
+
 def _guard(server: Server):
     @web.middleware
     async def guard(request: web.Request, handler):
         if server.loopback_only and not is_loopback(_host_name(request.host).lower()):
             return error_response(403, f"host {request.host!r} is not this machine's loopback address")
         origin = request.headers.get("Origin")
-        if origin is not None:
-            netloc = urlsplit(origin).netloc.lower() if origin != "null" else ""
-            if netloc != request.host.lower() and origin not in server.config.allowed_origins:
-                return error_response(403, f"requests from {origin!r} are not allowed")
+        if origin is not None and not _same_origin(origin, request.host, request.scheme) \
+                and origin not in server.config.allowed_origins:
+            return error_response(403, f"requests from {origin!r} are not allowed")
         try:
             return await handler(request)
         except RequestError as e:
@@ -104,11 +126,22 @@ def create_app(registry: Registry | None = None, db_path: str | Path | None = No
     # ComfyUI-compatible names for scripts written against ComfyUI.
     r.add_post("/prompt", comfyui_routes.comfy_prompt)
     r.add_get("/prompt", comfyui_routes.comfy_prompt_info)
+    r.add_get("/history", comfyui_routes.comfy_history_list)
+    r.add_post("/history", comfyui_routes.comfy_history_change)
     r.add_get("/history/{run_id}", comfyui_routes.comfy_history)
+    r.add_get("/queue", comfyui_routes.comfy_queue)
+    r.add_post("/queue", comfyui_routes.comfy_queue_change)
+    r.add_get("/object_info", comfyui_routes.comfy_object_info)
+    r.add_get("/object_info/{class_type}", comfyui_routes.comfy_object_info)
+    r.add_get("/system_stats", comfyui_routes.comfy_system_stats)
+    r.add_get("/embeddings", comfyui_routes.comfy_embeddings)
+    r.add_get("/models", comfyui_routes.comfy_models)
+    r.add_get("/models/{folder}", comfyui_routes.comfy_models)
     r.add_get("/view", file_routes.view)
     r.add_post("/upload/image", file_routes.upload)
     r.add_post("/upload/mask", partial(file_routes.upload, mask=True))
-    r.add_post("/interrupt", run_routes.interrupt)
+    r.add_post("/interrupt", comfyui_routes.comfy_interrupt)
+    r.add_post("/free", system_routes.free)
     r.add_get("/", editor_routes.index)
     if web_dir is not None and web_dir.is_dir():
         r.add_static("/web/", web_dir, follow_symlinks=False)

@@ -1,0 +1,203 @@
+"""The CLIP socket of SD3 / SD3.5 and FLUX.1: CLIP-L, CLIP-G and T5-XXL, each optional, and
+how their outputs make one conditioning (ComfyUI's assembly, so imported graphs encode alike).
+
+SD3: context = [CLIP-L penultimate (768) | CLIP-G penultimate (1280)] concatenated on channels
+     (2048), zero-padded to 4096, then T5's tokens appended on the token axis (77k + T5 tokens);
+     pooled = CLIP-L pooled (not projected) | CLIP-G pooled (projected) (768 + 1280 = 2048), as
+     ComfyUI and Stability's SD3 reference code do; SD3's own CLIP-L has no (an identity)
+     projection, so diffusers' projected CLIP-L equals it, but the CLIP-L files shared with
+     FLUX carry OpenAI's real projection, which ComfyUI ignores here and so do we.
+     A missing CLIP-L gives zeros in its 768 channels and pooled part, a missing CLIP-G its
+     1280; without T5 the context is the CLIP part alone; with nothing at all zeros [1, 77, 4096].
+     T5 is padded to 77 tokens.
+FLUX: context = T5 tokens (padded to 256, dev and schnell alike, as ComfyUI pads), pooled =
+     CLIP-L's pooled output without projection (768; diffusers' FluxPipeline uses CLIPTextModel's
+     pooler_output too). A missing T5 gives zeros [1, 256, 4096], a missing CLIP-L zero pooled.
+CLIP hidden states are not passed through the final layer norm (as SDXL's, ComfyUI's and
+diffusers'); pooled always comes from the last layer, first window, unweighted.
+"""
+
+import torch
+
+from .t5 import EOS as T5_EOS
+from .t5 import MIN_LENGTH, T5Encoder
+from .text_encoders import ClipTower
+from .tokenizer import TokenWindows, empty_window, tokenize_prompt
+
+ARCHS = ("sd3", "flux")
+CONTEXT_DIM = 4096
+POOLED = {"clip_l": 768, "clip_g": 1280}
+
+
+@torch.no_grad()
+def clip_encode(tower: ClipTower, windows: TokenWindows, clip_skip: int = -2,
+                projected: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token windows -> (hidden states [1, 77k, D] at clip_skip with ComfyUI's weighting,
+    pooled [1, P] of the first window; projected if asked and the tower has a projection)."""
+    weighted = windows.has_weights
+    ids = windows.ids + ([empty_window(tower.spec.pad_token)] if weighted else [])
+    transformer = tower.transformer
+    tokens = torch.tensor(ids, dtype=torch.long, device=transformer.embeddings.token_embedding.weight.device)
+    out = transformer(input_ids=tokens, output_hidden_states=True)
+    hidden = out.hidden_states[clip_skip].float().cpu()
+    pooled = out.pooler_output[:1]
+    if projected and tower.projection is not None:
+        pooled = tower.projection(pooled)
+    k = len(windows.ids)
+    z = hidden[:k]
+    if weighted:
+        w = torch.tensor(windows.weights, dtype=torch.float32)[..., None]
+        z = torch.where(w != 1.0, (z - hidden[k:]) * w + hidden[k:], z)
+    return z.reshape(1, -1, z.shape[-1]), pooled.float().cpu()
+
+
+class FlowTextEncoder:
+    """prompt -> (context [1, T, 4096], pooled [1, 2048 | 768]) for SD3 ("sd3") or FLUX ("flux")."""
+
+    def __init__(self, arch: str, clip_l: ClipTower | None = None, clip_g: ClipTower | None = None,
+                 t5: T5Encoder | None = None, clip_skip: int = -2, context_dim: int | None = None):
+        if arch not in ARCHS:
+            raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHS}")
+        if arch == "flux" and clip_g is not None:
+            raise ValueError("FLUX uses CLIP-L and T5-XXL, not CLIP-G")
+        if clip_l is None and clip_g is None and t5 is None:
+            raise ValueError("a text encoder needs at least one of CLIP-L, CLIP-G, T5-XXL")
+        self.arch = arch
+        self.clip_l, self.clip_g, self.t5 = clip_l, clip_g, t5
+        self.clip_skip = clip_skip
+        # the token width: T5's (4096 for T5-XXL; diffusers pads CLIP to T5's width), else SD3's 4096
+        self.context_dim = context_dim or (t5.hidden_size if t5 is not None else CONTEXT_DIM)
+
+    def _width(self, name: str) -> int:
+        """A CLIP tower's width, or the real model's when it is missing (its zeros stand in)."""
+        tower = getattr(self, name)
+        return tower.hidden_size if tower is not None else POOLED[name]
+
+    def _pooled_width(self, name: str) -> int:
+        tower = getattr(self, name)
+        if tower is None:
+            return POOLED[name]
+        projected = name == "clip_g" and tower.projection is not None
+        return tower.model.config.projection_dim if projected else tower.hidden_size
+
+    @property
+    def towers(self) -> list[ClipTower]:
+        return [t for t in (self.clip_l, self.clip_g) if t is not None]
+
+    def with_towers(self, towers: list[ClipTower]) -> "FlowTextEncoder":
+        named = {t.name: t for t in towers}
+        return FlowTextEncoder(self.arch, named.get("clip_l"), named.get("clip_g"), self.t5, self.clip_skip,
+                               self.context_dim)
+
+    def _check_clip_skip(self, clip_skip: int) -> None:
+        if not self.towers:  # T5 alone: no CLIP layer to pick
+            return
+        layers = min(t.num_layers for t in self.towers)
+        if not isinstance(clip_skip, int) or not -layers <= clip_skip <= -1:
+            raise ValueError(f"clip_skip must be an integer from -1 (last layer) to -{layers}, got {clip_skip!r}")
+
+    def with_clip_skip(self, clip_skip: int) -> "FlowTextEncoder":
+        self._check_clip_skip(clip_skip)
+        return FlowTextEncoder(self.arch, self.clip_l, self.clip_g, self.t5, clip_skip, self.context_dim)
+
+    @property
+    def output_dim(self) -> int:
+        return self.context_dim
+
+    @property
+    def device(self) -> torch.device:
+        return self.t5.device if self.t5 is not None else self.towers[0].transformer.embeddings.token_embedding.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.t5.dtype if self.t5 is not None else self.towers[0].transformer.embeddings.token_embedding.weight.dtype
+
+    def to(self, device=None, dtype=None) -> "FlowTextEncoder":
+        for t in self.towers:
+            t.model.to(device=device, dtype=dtype)
+        if self.t5 is not None:
+            self.t5.to(device, dtype)
+        return self
+
+    # -- encoding ------------------------------------------------------------------------------
+
+    def encode(self, prompt: str, clip_skip: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One prompt for every encoder (CLIPTextEncode)."""
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
+        if self.arch == "flux":
+            return self.encode_flux(prompt, prompt)
+        return self.encode_sd3(prompt, prompt, prompt, empty_padding=True, clip_skip=clip_skip)
+
+    def encode_flux(self, clip_l: str, t5xxl: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """CLIPTextEncodeFlux: T5 tokens as context, CLIP-L's unprojected pooled output."""
+        length = MIN_LENGTH["flux"]
+        if self.t5 is not None:
+            context = self.t5.encode(t5xxl, length)
+        else:
+            context = torch.zeros(1, length, self.context_dim)
+        if self.clip_l is not None:
+            _, pooled = clip_encode(self.clip_l, tokenize_prompt(clip_l, self.clip_l.spec.pad_token),
+                                    self.clip_skip, projected=False)
+        else:
+            pooled = torch.zeros(1, POOLED["clip_l"])
+        return context, pooled
+
+    def encode_sd3(self, clip_l: str, clip_g: str, t5xxl: str, empty_padding: bool = True,
+                   clip_skip: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """CLIPTextEncodeSD3. empty_padding False ("none"): an empty prompt is left out instead of
+        being encoded as the empty prompt (both CLIP prompts empty: no CLIP part at all; empty
+        T5 prompt: T5 sees only </s>). The two CLIP prompts are evened out to the same number of
+        77-token windows with empty-prompt windows, as ComfyUI does."""
+        clip_skip = self.clip_skip if clip_skip is None else clip_skip
+        self._check_clip_skip(clip_skip)
+        windows = {}
+        for name, text in (("clip_l", clip_l), ("clip_g", clip_g)):
+            tower = getattr(self, name)
+            pad = tower.spec.pad_token if tower is not None else 0
+            windows[name] = None if (not text and not empty_padding) else tokenize_prompt(text, pad)
+        lw, gw = windows["clip_l"], windows["clip_g"]
+        if (lw is None) != (gw is None) or (lw is not None and len(lw.ids) != len(gw.ids)):
+            count = max(len(w.ids) for w in (lw, gw) if w is not None)
+            for name in ("clip_l", "clip_g"):
+                tower, w = getattr(self, name), windows[name]
+                pad = tower.spec.pad_token if tower is not None else 0
+                w = w or TokenWindows([], [])
+                extra = count - len(w.ids)
+                windows[name] = TokenWindows(w.ids + [empty_window(pad)] * extra, w.weights + [[1.0] * 77] * extra)
+
+        context = pooled = None
+        if windows["clip_l"] is not None:
+            parts, pools = [], []
+            for name in ("clip_l", "clip_g"):
+                tower = getattr(self, name)
+                if tower is None:
+                    parts.append(None)
+                    pools.append(torch.zeros(1, self._pooled_width(name)))
+                else:
+                    hidden, pool = clip_encode(tower, windows[name], clip_skip, projected=name == "clip_g")
+                    parts.append(hidden)
+                    pools.append(pool)
+            present = [p for p in parts if p is not None]
+            if present:
+                length = min(p.shape[1] for p in present)
+                parts = [torch.zeros(1, length, self._width(n)) if p is None else p[:, :length]
+                         for p, n in zip(parts, ("clip_l", "clip_g"))]
+                clip = torch.cat(parts, dim=-1)
+                if clip.shape[-1] > self.context_dim:
+                    raise ValueError(f"CLIP-L + CLIP-G give {clip.shape[-1]} channels, wider than the "
+                                     f"{self.context_dim}-channel context they are padded to")
+                context = torch.nn.functional.pad(clip, (0, self.context_dim - clip.shape[-1]))
+            pooled = torch.cat(pools, dim=-1)
+
+        if self.t5 is not None:
+            if t5xxl or empty_padding:
+                t5 = self.t5.encode(t5xxl, MIN_LENGTH["sd3"])
+            else:
+                t5 = self.t5.encode_ids([T5_EOS])
+            context = t5 if context is None else torch.cat([context, t5], dim=1)
+        if context is None:
+            context = torch.zeros(1, 77, self.context_dim)
+        if pooled is None:
+            pooled = torch.zeros(1, self._pooled_width("clip_l") + self._pooled_width("clip_g"))
+        return context, pooled

@@ -1,0 +1,123 @@
+"""Text encoders from separate files, as ComfyUI's CLIPLoader / DualCLIPLoader / TripleCLIPLoader
+take them (files in models/text_encoders/ or models/clip/): each file is recognised from its key
+names and shapes alone, so the order the files are given in does not matter.
+
+A file holds one bare encoder (clip_l.safetensors, clip_g.safetensors, t5xxl_fp16.safetensors,
+t5xxl_fp8_e4m3fn.safetensors: transformers' or OpenCLIP's names) or several under ComfyUI's
+prefixes (`text_encoders.clip_l.transformer.`, `clip_g.transformer.`, `t5xxl.transformer.`, ...),
+as ComfyUI's all-in-one checkpoints and CLIPSave files do; `flow_text_encoder_from_file` reads
+those for the checkpoint loader too.
+"""
+
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from ..device import compute_device, default_dtype
+from .checkpoint import _standalone_tower, _StandaloneView, load_text_encoder
+from .flow_text import FlowTextEncoder
+from .t5 import T5Encoder, t5_from_weights, t5_prefix
+from .text_encoders import ClipTower, TextEncoder, tower_from_weights
+from .weight_files import CheckpointError, KeyView, WeightFile
+
+COMPONENT_PREFIXES = {name: (f"text_encoders.{name}.transformer.", f"{name}.transformer.")
+                      for name in ("clip_l", "clip_g", "t5xxl")}
+CLIP_TYPES = ("stable_diffusion", "sd3", "flux")  # CLIPLoader's types graphflow can build
+DUAL_TYPES = ("sdxl", "sd3", "flux")
+
+
+def _device_dtype(device, dtype):
+    device = torch.device(device) if device is not None else compute_device()
+    return device, dtype or default_dtype("text_encoder", device)
+
+
+def _tower(view, what: str, device, dtype) -> ClipTower:
+    spec = _standalone_tower(view.shapes)
+    standalone = _StandaloneView(view, spec)
+    try:
+        return tower_from_weights(replace(spec, prefix=""), standalone.shapes, standalone.get, device, dtype)
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"{what}: {e}") from None
+
+
+def _t5(view, what: str, device, dtype) -> T5Encoder:
+    if dtype == torch.float16 and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        dtype = torch.bfloat16  # T5 v1.1's activations overflow fp16; bf16 keeps fp32's range
+    prefix = t5_prefix(view.shapes)
+    sub = KeyView(view, prefix)
+    try:
+        return t5_from_weights(sub.shapes, sub.get, device, dtype)
+    except ValueError as e:
+        raise CheckpointError(f"{what}: {e}") from None
+
+
+def _prefixed_components(f, device, dtype) -> dict[str, object]:
+    found = {}
+    for name, prefixes in COMPONENT_PREFIXES.items():
+        for prefix in prefixes:
+            view = KeyView(f, prefix)
+            if view.shapes:
+                what = f"{f.path.name} ({prefix})"
+                found[name] = _t5(view, what, device, dtype) if name == "t5xxl" else _tower(view, what, device, dtype)
+                break
+    return found
+
+
+def components(f, device, dtype) -> dict[str, object]:
+    """Every text encoder in an open weight file: {"clip_l" | "clip_g" | "clip_h": ClipTower,
+    "t5xxl": T5Encoder}."""
+    found = _prefixed_components(f, device, dtype)
+    if found:
+        return found
+    if t5_prefix(f.shapes) is not None:
+        return {"t5xxl": _t5(f, f.path.name, device, dtype)}
+    tower = _tower(f, f.path.name, device, dtype)
+    return {tower.name: tower}
+
+
+def flow_text_encoder_from_file(f, arch: str, device=None, dtype=None) -> FlowTextEncoder | None:
+    """The SD3 / FLUX text encoders inside an open all-in-one checkpoint (None if it has none)."""
+    found = _prefixed_components(f, *_device_dtype(device, dtype))
+    if not found:
+        return None
+    return _assemble(arch, found, f.path.name)
+
+
+def _assemble(arch: str, found: dict, names: str) -> FlowTextEncoder:
+    allowed = {"sd3": {"clip_l", "clip_g", "t5xxl"}, "flux": {"clip_l", "t5xxl"}}[arch]
+    extra = set(found) - allowed
+    if extra:
+        raise CheckpointError(f"{names}: found {sorted(found)}; a {arch} text encoder takes {sorted(allowed)}, "
+                              f"not {sorted(extra)}")
+    return FlowTextEncoder(arch, found.get("clip_l"), found.get("clip_g"), found.get("t5xxl"))
+
+
+def load_text_encoders(paths, clip_type: str, device=None, dtype=None) -> TextEncoder | FlowTextEncoder:
+    """CLIP from 1-3 files for a ComfyUI loader `type`: stable_diffusion (SD1 CLIP-L / SD2 ViT-H),
+    sdxl (CLIP-L + CLIP-G), sd3 (any of CLIP-L, CLIP-G, T5-XXL), flux (CLIP-L + T5-XXL)."""
+    paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    if clip_type in ("stable_diffusion", "sdxl"):
+        def tower_name(path):
+            with WeightFile(path) as f:
+                try:
+                    return _standalone_tower(f.shapes).name
+                except CheckpointError:
+                    return ""
+        paths.sort(key=lambda p: tower_name(p) != "clip_l")  # CLIP-L first, whatever the node's order
+        return load_text_encoder(paths, arch="sdxl" if clip_type == "sdxl" else None, device=device, dtype=dtype)
+    if clip_type not in ("sd3", "flux"):
+        raise CheckpointError(f"text encoder type {clip_type!r} is not supported; graphflow builds "
+                              f"stable_diffusion, sdxl, sd3 and flux")
+    device, dtype = _device_dtype(device, dtype)
+    found = {}
+    for path in paths:
+        with WeightFile(path) as f:
+            for name, component in components(f, device, dtype).items():
+                if name in found:
+                    raise CheckpointError(f"two {name} text encoders given ({path.name} and another file)")
+                found[name] = component
+    names = ", ".join(p.name for p in paths)
+    if clip_type == "flux" and set(found) != {"clip_l", "t5xxl"}:
+        raise CheckpointError(f"{names}: FLUX needs a CLIP-L and a T5-XXL file, found {sorted(found)}")
+    return _assemble(clip_type, found, names)

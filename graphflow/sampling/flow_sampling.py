@@ -1,0 +1,208 @@
+"""Rectified-flow ("CONST") model sampling: SD3 / SD3.5 and FLUX.1 seen as denoisers D(x; sigma).
+
+A flow model is trained on x_t = (1 - sigma) x0 + sigma eps, sigma in [0, 1], and predicts the
+velocity v = eps - x0 (Lipman et al. 2023, "Flow Matching"; Esser et al. 2024, "Scaling Rectified
+Flow Transformers", the SD3 paper). So D(x; sigma) = x - sigma v, and k-diffusion's ODE step
+x + (x - D) / sigma * (sigma_next - sigma) is exactly the flow's Euler step: the sigma-space
+samplers run unchanged. What differs from the eps/v models (model_sampling.DiscreteSchedule):
+  - no input scaling (c_in = 1), the model gets sigma itself as its timestep (the model file
+    applies its own x1000);
+  - the starting point is sigma * noise + (1 - sigma) * latent, whatever sigma (ComfyUI's CONST
+    ignores max_denoise: sigma_max is 1, where the latent has weight 0 anyway);
+  - a sample stopped early (leftover noise) is divided by (1 - sigma) when handed back, so that
+    re-noising it with noise_scaling later gives the same x (ComfyUI's inverse_noise_scaling).
+
+Sigma of a training time t in (0, 1], with ComfyUI's two shifts (their nodes of the same name):
+  ModelSamplingSD3 ("discrete flow"): sigma = shift t / (1 + (shift - 1) t); SD3 uses shift 3,
+      FLUX schnell shift 1; a table of 1000 times t = k / 1000, timestep = sigma * multiplier.
+  ModelSamplingFlux: sigma = e^mu / (e^mu + (1 / t - 1)) (SD3 paper eq. 23's "time shift" in
+      log-SNR); mu is linear in the number of 2x2 image patches, base_shift at 256 patches and
+      max_shift at 4096 (`flux_mu`); FLUX dev defaults to mu 1.15 (1024x1024); a table of
+      10000 times, timestep = sigma.
+The schedulers (schedules.py) read only the table and sigma/timestep, so every one of them works
+over flow sigmas as ComfyUI computes them.
+"""
+
+import math
+
+import torch
+
+from .model_sampling import DiscreteSchedule, append_dims
+
+DEFAULT_SD3_SHIFT = 3.0
+FLUX_BASE_SHIFT, FLUX_MAX_SHIFT = 0.5, 1.15
+DEFAULT_FLUX_GUIDANCE = 3.5  # ComfyUI's when the conditioning sets none
+
+
+def time_snr_shift(shift: float, t):
+    """SD3's shift: sigma = shift t / (1 + (shift - 1) t) (the identity for shift 1)."""
+    if shift == 1.0:
+        return t
+    return shift * t / (1 + (shift - 1) * t)
+
+
+def flux_time_shift(mu: float, t):
+    """FLUX's shift: sigma = e^mu / (e^mu + (1 / t - 1)); equals time_snr_shift(e^mu, t)."""
+    return math.exp(mu) / (math.exp(mu) + (1 / t - 1))
+
+
+def flux_mu(width: int, height: int, base_shift: float = FLUX_BASE_SHIFT, max_shift: float = FLUX_MAX_SHIFT) -> float:
+    """ModelSamplingFlux's mu for an image of width x height pixels: linear in the number of
+    packed latent tokens (width/16 * height/16), base_shift at 256 tokens, max_shift at 4096."""
+    slope = (max_shift - base_shift) / (4096 - 256)
+    return width * height / (8 * 8 * 2 * 2) * slope + (base_shift - slope * 256)
+
+
+class FlowSchedule:
+    """The model sampling of a flow model: sigma table, sigma(t), and the CONST parametrisation.
+    Same interface as model_sampling.DiscreteSchedule, so schedulers, samplers and the pipeline
+    take either. kind "shift" (ModelSamplingSD3) or "flux" (ModelSamplingFlux, shift = mu)."""
+
+    prediction = "flow"
+    sigma_data = 1.0
+
+    def __init__(self, kind: str = "shift", shift: float = DEFAULT_SD3_SHIFT, multiplier: float = 1000.0,
+                 timesteps: int = 1000):
+        if kind not in ("shift", "flux"):
+            raise ValueError(f"flow sampling kind must be 'shift' or 'flux', got {kind!r}")
+        self.kind = kind
+        self.shift = float(shift)
+        self.multiplier = float(multiplier)
+        t = torch.arange(1, timesteps + 1, 1) / timesteps  # float32, as ComfyUI builds it
+        self.sigmas = self.sigma(t * self.multiplier).float()
+
+    @classmethod
+    def sd3(cls, shift: float = DEFAULT_SD3_SHIFT, multiplier: float = 1000.0) -> "FlowSchedule":
+        return cls("shift", shift, multiplier, 1000)
+
+    @classmethod
+    def flux(cls, mu: float = FLUX_MAX_SHIFT) -> "FlowSchedule":
+        return cls("flux", mu, 1.0, 10000)
+
+    def __repr__(self):
+        return f"FlowSchedule({self.kind!r}, shift={self.shift}, multiplier={self.multiplier}, timesteps={len(self.sigmas)})"
+
+    @property
+    def sigma_min(self) -> torch.Tensor:
+        return self.sigmas[0]
+
+    @property
+    def sigma_max(self) -> torch.Tensor:
+        return self.sigmas[-1]
+
+    def timestep(self, sigma: torch.Tensor, quantize: bool = True) -> torch.Tensor:
+        """ComfyUI's timestep of a sigma: sigma * multiplier (continuous, never quantized)."""
+        return torch.as_tensor(sigma) * self.multiplier
+
+    def sigma(self, timestep) -> torch.Tensor:
+        t = torch.as_tensor(timestep) / self.multiplier
+        if self.kind == "flux":
+            return flux_time_shift(self.shift, t)
+        return time_snr_shift(self.shift, t)
+
+    def percent_to_sigma(self, percent: float) -> float:
+        if percent <= 0.0:
+            return 1.0
+        if percent >= 1.0:
+            return 0.0
+        shift = flux_time_shift if self.kind == "flux" else time_snr_shift
+        return float(shift(self.shift, 1.0 - percent))
+
+    def c_in(self, sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def denoised(self, sigma: torch.Tensor, model_output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Velocity -> x0: x - sigma v."""
+        return x - model_output * append_dims(sigma, x.ndim)
+
+    def is_max_denoise(self, sigma0) -> bool:
+        sigma0, sigma_max = float(sigma0), float(self.sigma_max)
+        return math.isclose(sigma0, sigma_max, rel_tol=1e-5) or sigma0 > sigma_max
+
+    def noise_scaling(self, sigma, noise: torch.Tensor, latent: torch.Tensor, max_denoise: bool = False) -> torch.Tensor:
+        sigma = torch.as_tensor(sigma, dtype=noise.dtype, device=noise.device)
+        if sigma.ndim:
+            sigma = append_dims(sigma, noise.ndim)
+        return sigma * noise + (1.0 - sigma) * latent
+
+    def inverse_noise_scaling(self, sigma, latent: torch.Tensor) -> torch.Tensor:
+        sigma = float(sigma)
+        return latent if sigma == 0.0 else latent / (1.0 - sigma)
+
+
+def is_flow(schedule) -> bool:
+    return getattr(schedule, "prediction", None) == "flow"
+
+
+def default_flow_schedule(model) -> FlowSchedule:
+    """The sampling a flow MODEL gets without a ModelSamplingSD3/Flux node, as ComfyUI sets it:
+    SD3/SD3.5 shift 3.0 (or the model's `sampling_shift`); FLUX dev mu 1.15; FLUX schnell (no
+    guidance embedding) shift 1.0."""
+    arch = getattr(model, "arch", None)
+    shift = getattr(model, "sampling_shift", None)
+    if isinstance(shift, dict):  # {"shift": s} or {"base_shift", "max_shift"} (FLUX dev's dynamic shift)
+        shift = shift.get("shift", shift.get("max_shift"))
+    if arch == "flux":
+        if getattr(model, "guidance_embed", True):
+            return FlowSchedule.flux(FLUX_MAX_SHIFT if shift is None else float(shift))
+        return FlowSchedule.sd3(1.0 if shift is None else float(shift), multiplier=1.0)
+    return FlowSchedule.sd3(DEFAULT_SD3_SHIFT if shift is None else float(shift))
+
+
+def model_sampling_for(model):
+    """A MODEL's sampling: the one a ModelSamplingSD3/Flux node set (`model_sampling`), else the
+    flow default for flow models, else the eps/v model's discrete schedule."""
+    sampling = getattr(model, "model_sampling", None)
+    if sampling is not None and hasattr(sampling, "sigmas"):
+        return sampling
+    if getattr(model, "prediction", None) == "flow":
+        return default_flow_schedule(model)
+    return DiscreteSchedule.for_model(model)
+
+
+POOLED_CHANNELS = {"sd3": 2048, "flux": 768}
+
+
+class FlowDenoiser:
+    """D(x; sigma) for a flow MODEL called as model(x, sigma, context, y, guidance=None) -> velocity.
+    x stays float32; the model runs in its dtype. `guidance` (FLUX dev's distilled guidance
+    scale, [B]) is passed only to models with a guidance embedding."""
+
+    def __init__(self, model, schedule: FlowSchedule | None = None):
+        self.model = model
+        self.schedule = schedule or default_flow_schedule(model)
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
+                 y: torch.Tensor | None = None, concat: torch.Tensor | None = None,
+                 guidance: torch.Tensor | None = None) -> torch.Tensor:
+        dtype = self.model.dtype
+        xc = x if concat is None else torch.cat([x, concat.to(x.device, x.dtype)], dim=1)
+        kwargs = {}
+        if guidance is not None:
+            kwargs["guidance"] = guidance.to(x.device, torch.float32)
+        v = self.model(xc.to(dtype), sigma.float(),
+                       None if context is None else context.to(dtype),
+                       None if y is None else y.to(dtype), **kwargs).float()
+        return self.schedule.denoised(sigma, v, x)
+
+
+def flow_vectors(model, options: dict, batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(y [B, P], guidance [B] or None) of one conditioning entry for a flow model. y is the
+    pooled text vector (zeros when the conditioning has none, as ComfyUI's zeroed encoders give);
+    guidance only for models with a guidance embedding (FLUX dev), default 3.5 as in ComfyUI."""
+    declared = getattr(model, "pooled_channels", None)
+    pooled = options.get("pooled_output")
+    if pooled is None:
+        pooled = torch.zeros(1, declared or POOLED_CHANNELS.get(getattr(model, "arch", None), 0))
+    pooled = pooled.float().reshape(-1, pooled.shape[-1])
+    if declared and pooled.shape[-1] != declared:
+        raise ValueError(f"the pooled text vector has {pooled.shape[-1]} channels, this "
+                         f"{getattr(model, 'arch', 'flow')} model expects {declared}")
+    if pooled.shape[0] != batch:
+        pooled = pooled.repeat(math.ceil(batch / pooled.shape[0]), 1)[:batch]
+    guidance = None
+    if getattr(model, "guidance_embed", False):
+        value = options.get("guidance", DEFAULT_FLUX_GUIDANCE)
+        if value is not None:
+            guidance = torch.full((batch,), float(value))
+    return pooled, guidance

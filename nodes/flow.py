@@ -1,0 +1,124 @@
+"""SD3 / SD3.5 and FLUX.1 nodes: flow-model sampling shifts, the 16-channel empty latent, FLUX's
+distilled guidance, and the per-encoder prompt nodes (ComfyUI's names and inputs)."""
+
+import copy
+
+import torch
+
+from graphflow.api import CLIP, CONDITIONING, LATENT, MODEL, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text
+from graphflow.sampling.flow_sampling import DEFAULT_FLUX_GUIDANCE, FLUX_BASE_SHIFT, FLUX_MAX_SHIFT, FlowSchedule, flux_mu
+
+MAX_SIZE = 16384
+
+
+def _with_sampling(model, sampling):
+    """A shallow copy of the MODEL that samples with `sampling` (the input stays untouched)."""
+    if getattr(model, "prediction", None) != "flow":
+        raise NodeInputError("model", f"flow-model sampling needs a flow model (SD3, FLUX); this one predicts "
+                                      f"{getattr(model, 'prediction', '?')!r}")
+    clone = copy.copy(model)
+    clone.model_sampling = sampling
+    return clone
+
+
+class ModelSamplingSD3(Node):
+    """Set a flow model's timestep shift: sigma = shift t / (1 + (shift - 1) t). Higher shifts
+    spend more steps at high noise (SD3 and SD3.5 are trained with 3.0)."""
+    category = "advanced/model"
+    model: MODEL
+    shift: float = Float(3.0, min=0.0, max=100.0, step=0.01)
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("ModelSamplingSD3",))
+
+    def run(self):
+        return _with_sampling(self.model, FlowSchedule.sd3(self.shift))
+
+
+class ModelSamplingFlux(Node):
+    """Set FLUX's resolution-dependent shift: mu grows linearly with the image's token count
+    (width/16 x height/16), base_shift at 256 tokens, max_shift at 4096 (1024x1024), and
+    sigma = e^mu / (e^mu + 1/t - 1). Set width and height to the image being generated."""
+    category = "advanced/model"
+    model: MODEL
+    max_shift: float = Float(FLUX_MAX_SHIFT, min=0.0, max=100.0, step=0.01)
+    base_shift: float = Float(FLUX_BASE_SHIFT, min=0.0, max=100.0, step=0.01)
+    width: int = Int(1024, min=16, max=MAX_SIZE, step=8)
+    height: int = Int(1024, min=16, max=MAX_SIZE, step=8)
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("ModelSamplingFlux",))
+
+    def run(self):
+        mu = flux_mu(self.width, self.height, self.base_shift, self.max_shift)
+        return _with_sampling(self.model, FlowSchedule.flux(mu))
+
+
+class EmptySD3Latent(Node):
+    """A blank 16-channel latent batch (SD3, SD3.5, FLUX) of the given pixel size, 1/8 size."""
+    category = "latent"
+    width: int = Int(1024, min=16, max=MAX_SIZE, step=16)
+    height: int = Int(1024, min=16, max=MAX_SIZE, step=16)
+    batch_size: int = Int(1, min=1, max=4096)
+    outputs = {"latent": LATENT}
+    comfy = ComfyAlias(("EmptySD3LatentImage",))
+
+    def run(self):
+        return {"samples": torch.zeros(self.batch_size, 16, self.height // 8, self.width // 8)}
+
+
+class FluxGuidance(Node):
+    """FLUX dev's distilled guidance scale, stored in the conditioning and fed to the model's
+    guidance embedding (not classifier-free guidance: run the sampler at cfg 1). Models without
+    a guidance embedding (FLUX schnell, SD3) ignore it."""
+    category = "advanced/conditioning/flux"
+    conditioning: CONDITIONING
+    guidance: float = Float(DEFAULT_FLUX_GUIDANCE, min=0.0, max=100.0, step=0.1)
+    outputs = {"conditioning": CONDITIONING}
+    comfy = ComfyAlias(("FluxGuidance",))
+
+    def run(self):
+        return [(cond, {**options, "guidance": self.guidance}) for cond, options in self.conditioning]
+
+
+def _flow_clip(clip, arch: str, node: str):
+    if clip is None:
+        raise NodeInputError("clip", "no text encoder connected")
+    if getattr(clip, "arch", None) != arch or not hasattr(clip, f"encode_{arch}"):
+        raise NodeInputError("clip", f"{node} needs a {arch.upper()} text encoder (from DualCLIPLoader/TripleCLIPLoader "
+                                     f"type {arch}, or a {arch.upper()} checkpoint); got a {getattr(clip, 'arch', '?')} one")
+    return clip
+
+
+class CLIPTextEncodeSD3(Node):
+    """Encode a prompt for SD3 / SD3.5 with a separate text for each encoder: CLIP-L, CLIP-G and
+    T5-XXL. empty_padding "none" leaves an encoder with an empty text out of the conditioning;
+    "empty_prompt" encodes it as the empty prompt."""
+    category = "advanced/conditioning"
+    clip: CLIP
+    clip_l: str = Text("", multiline=True)
+    clip_g: str = Text("", multiline=True)
+    t5xxl: str = Text("", multiline=True)
+    empty_padding: str = Choice(["none", "empty_prompt"], "none")
+    outputs = {"conditioning": CONDITIONING}
+    comfy = ComfyAlias(("CLIPTextEncodeSD3",))
+
+    def run(self):
+        clip = _flow_clip(self.clip, "sd3", "CLIPTextEncodeSD3")
+        cond, pooled = clip.encode_sd3(self.clip_l, self.clip_g, self.t5xxl, empty_padding=self.empty_padding != "none")
+        return [(cond, {"pooled_output": pooled})]
+
+
+class CLIPTextEncodeFlux(Node):
+    """Encode a prompt for FLUX: the CLIP-L text gives the pooled vector, the T5-XXL text the
+    tokens; guidance is FLUX dev's distilled guidance scale (as FluxGuidance sets it)."""
+    category = "advanced/conditioning/flux"
+    clip: CLIP
+    clip_l: str = Text("", multiline=True)
+    t5xxl: str = Text("", multiline=True)
+    guidance: float = Float(DEFAULT_FLUX_GUIDANCE, min=0.0, max=100.0, step=0.1)
+    outputs = {"conditioning": CONDITIONING}
+    comfy = ComfyAlias(("CLIPTextEncodeFlux",))
+
+    def run(self):
+        clip = _flow_clip(self.clip, "flux", "CLIPTextEncodeFlux")
+        cond, pooled = clip.encode_flux(self.clip_l, self.t5xxl)
+        return [(cond, {"pooled_output": pooled, "guidance": self.guidance})]

@@ -1,0 +1,95 @@
+"""Text encoder loaders (ComfyUI's CLIPLoader, DualCLIPLoader, TripleCLIPLoader): separate text
+encoder files from models/text_encoders/ (or the older models/clip/), combined into the CLIP a
+model family needs. Which encoder each file holds is read from its weights, in any order."""
+
+from graphflow.api import CLIP, Choice, ComfyAlias, Node, NodeInputError, folders
+
+KINDS = ("text_encoders", "clip")
+
+
+def _list() -> list[str]:
+    return sorted({name for kind in KINDS for name in folders.list_models(kind)})
+
+
+def _find(name: str, input_name: str):
+    for kind in KINDS:
+        try:
+            return folders.find_model(kind, name)
+        except (FileNotFoundError, ValueError):
+            continue
+    raise NodeInputError(input_name, f"no text encoder file named {name!r} in models/text_encoders or models/clip")
+
+
+def _state(*names) -> str:
+    parts = []
+    for name in names:
+        try:
+            stat = _find(name, "clip_name").stat()
+            parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}")
+        except NodeInputError:
+            parts.append(f"{name}:missing")
+    return "|".join(parts)
+
+
+def _load(inputs: list[tuple[str, str]], clip_type: str):
+    from graphflow.models.text_encoder_files import load_text_encoders
+    from graphflow.models.weight_files import CheckpointError
+
+    paths = [_find(name, input_name) for input_name, name in inputs]
+    try:
+        return load_text_encoders(paths, clip_type)
+    except CheckpointError as e:
+        raise NodeInputError(inputs[0][0] if len(inputs) == 1 else "type", str(e)) from None
+
+
+class LoadTextEncoder(Node):
+    """Load one text encoder file: a CLIP-L (SD1) or ViT-H (SD2) for stable_diffusion, or any one
+    of CLIP-L, CLIP-G, T5-XXL for sd3 (the others are then left out of the conditioning)."""
+    category = "advanced/loaders"
+    clip_name: str = Choice(_list)
+    type: str = Choice(["stable_diffusion", "sd3"], "stable_diffusion")
+    outputs = {"clip": CLIP}
+    comfy = ComfyAlias(("CLIPLoader",), ignore=("device",))
+
+    @classmethod
+    def fingerprint(cls, clip_name, **widgets):
+        return _state(clip_name)
+
+    def run(self):
+        return _load([("clip_name", self.clip_name)], self.type)
+
+
+class LoadDualTextEncoders(Node):
+    """Load two text encoder files: CLIP-L + CLIP-G (sdxl), two of CLIP-L / CLIP-G / T5-XXL (sd3),
+    or CLIP-L + T5-XXL (flux)."""
+    category = "advanced/loaders"
+    clip_name1: str = Choice(_list)
+    clip_name2: str = Choice(_list)
+    type: str = Choice(["sdxl", "sd3", "flux"], "sdxl")
+    outputs = {"clip": CLIP}
+    comfy = ComfyAlias(("DualCLIPLoader",), ignore=("device",))
+
+    @classmethod
+    def fingerprint(cls, clip_name1, clip_name2, **widgets):
+        return _state(clip_name1, clip_name2)
+
+    def run(self):
+        return _load([("clip_name1", self.clip_name1), ("clip_name2", self.clip_name2)], self.type)
+
+
+class LoadTripleTextEncoders(Node):
+    """Load SD3 / SD3.5's three text encoders: CLIP-L, CLIP-G and T5-XXL (any order)."""
+    category = "advanced/loaders"
+    clip_name1: str = Choice(_list)
+    clip_name2: str = Choice(_list)
+    clip_name3: str = Choice(_list)
+    outputs = {"clip": CLIP}
+    comfy = ComfyAlias(("TripleCLIPLoader",))
+
+    @classmethod
+    def fingerprint(cls, clip_name1, clip_name2, clip_name3):
+        return _state(clip_name1, clip_name2, clip_name3)
+
+    def run(self):
+        return _load([("clip_name1", self.clip_name1), ("clip_name2", self.clip_name2),
+                      ("clip_name3", self.clip_name3)], "sd3")
