@@ -138,7 +138,8 @@ class WorkerActor:
 
     def loaded(self) -> dict[str, str]:
         """{server key: label} of the models still in this worker's cache."""
-        return {key: label for key, (signature, label) in self.keys.items() if signature in self.executor.cache}
+        return {key: label for key, (signature, label) in list(self.keys.items())  # a run may add keys meanwhile
+                if signature in self.executor.cache}
 
     def free(self, models: bool, cache: bool) -> int:
         """As the server's /api/free, on this worker: drop cached outputs (or those holding models)."""
@@ -558,14 +559,20 @@ class RayDispatcher:
         while True:
             await asyncio.sleep(RECONCILE_INTERVAL)
             for slot in [s for s in self.pool.slots if not s.busy]:
+                runs = slot.runs
                 try:
-                    slot.info = await asyncio.wait_for(asyncio.wrap_future(slot.actor.info.remote().future()), 30)
-                    slot.loaded = slot.info["loaded"]
-                except Exception as e:
-                    if slot.busy:
+                    info = await asyncio.wait_for(asyncio.wrap_future(slot.actor.info.remote().future()), 30)
+                except (RayActorError, asyncio.TimeoutError) as e:
+                    if slot.busy or slot.runs != runs:
                         continue  # picked up a run meanwhile; that run will tell
                     log.warning("worker %s is gone (%s); dropping it", slot.name, type(e).__name__)
                     self.pool.drop(slot)
+                    continue
+                except Exception:
+                    log.exception("worker %s could not report", slot.name)
+                    continue
+                if not slot.busy and slot.runs == runs:  # else a newer result has said what it holds
+                    slot.info, slot.loaded = info, info["loaded"]
             try:
                 missing = await asyncio.to_thread(self.pool.missing)
                 if missing:

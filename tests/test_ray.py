@@ -177,7 +177,8 @@ async def test_alternating_checkpoints_settle_one_per_worker(start, cluster):
     assert [r["status"] for r in records] == ["success"] * len(sequence)
 
     ran_on = {c: {r["placement"]["worker"] for r, cc in zip(records, sequence) if cc == c} for c in set(sequence)}
-    assert len(ran_on["ckpt-c.safetensors"]) == 1 and len(ran_on["ckpt-d.safetensors"]) == 1
+    order = [(c[5], r["placement"]["worker"], r["started_at"]) for r, c in zip(records, sequence)]
+    assert len(ran_on["ckpt-c.safetensors"]) == 1 and len(ran_on["ckpt-d.safetensors"]) == 1, order
     assert ran_on["ckpt-c.safetensors"] != ran_on["ckpt-d.safetensors"]
     # Each checkpoint was loaded once in all, not once per worker.
     after = worker_loads(pool)
