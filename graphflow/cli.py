@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--results", metavar="FILE.jsonl",
                      help="where a sweep records each line's status and files (default FILE.results.jsonl)")
     _add_ray_flags(run)
+    _add_preview_flag(run)
 
     validate = sub.add_parser("validate", help="check a workflow without running it")
     validate.add_argument("workflow")
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, default=1, help="graphs run at once on the device (default 1)")
     _add_ray_flags(serve)
     _add_folder_flags(serve)
+    _add_preview_flag(serve)
     _add_limit_flags(serve, server=True)
 
     args = parser.parse_args(argv)
@@ -92,6 +94,19 @@ def main(argv: list[str] | None = None) -> int:
         # point stdout at /dev/null so the interpreter's final flush cannot fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+
+
+def _add_preview_flag(parser) -> None:
+    # the choices are graphflow.sampling.preview.PREVIEW_METHODS (not imported: it pulls in torch)
+    parser.add_argument("--previews", choices=("none", "latent2rgb", "taesd"), default="latent2rgb",
+                        help="sampler previews: none, latent2rgb (a cheap linear map, the default) or taesd "
+                             "(the tiny autoencoder when its decoder is in models/vae_approx/, else latent2rgb)")
+
+
+def _set_previews(args) -> None:
+    from graphflow.sampling.preview import set_preview_method
+
+    set_preview_method(args.previews)
 
 
 def _add_model_folder_flags(parser) -> None:
@@ -233,6 +248,7 @@ def cmd_run(args) -> int:
     workflow, registry, code = _load(args)
     if workflow is None:
         return code
+    _set_previews(args)
     interrupt = threading.Event()
     printer = ProgressPrinter(quiet=args.quiet)
 
@@ -401,6 +417,7 @@ def _model_file(name: str):
 def cmd_serve(args) -> int:
     from graphflow.server.app import serve
 
+    _set_previews(args)
     try:
         ray = _ray_options(args)
     except ValueError as e:

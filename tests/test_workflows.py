@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from graphflow.executor import Executor
-from graphflow.testing import write_checkpoint, write_lora
+from graphflow.testing import write_checkpoint, write_esrgan, write_lora
 from graphflow.workflow import load_workflow
 
 WORKFLOWS = Path(__file__).parent.parent / "workflows"
@@ -21,6 +21,8 @@ def checkpoints(tmp_path_factory):
     for arch in ("sd1", "sd1_inpaint", "sdxl", "sdxl_refiner"):
         write_checkpoint(models / "checkpoints" / f"tiny_{arch}.safetensors", arch)
     write_lora(models / "loras" / "tiny_sd1_lora.safetensors", "sd1")
+    (models / "upscale_models").mkdir()
+    write_esrgan(models / "upscale_models" / "tiny_esrgan_x2.safetensors", scale=2)
     return models
 
 
@@ -128,10 +130,20 @@ def test_sdxl_base_then_refiner(builtin_registry, folders):
     assert result.outputs["13"]["images"][0]["filename"].startswith("sdxl_refined_")
 
 
+def test_hires_fix_with_a_brought_upscaler(builtin_registry, folders):
+    """hires_fix_upscale.json with a user's ESRGAN file in place of the bundled upscaler."""
+    wf = workflow("hires_fix_upscale", **{"1__checkpoint": "tiny_sd1.safetensors", "5__steps": 2, "10__steps": 2,
+                                          "7__model_name": "tiny_esrgan_x2.safetensors", "8__tile_size": 32})
+    result = run(builtin_registry, wf)
+    assert result.values["8"][0].shape == (1, 128, 128, 3)
+    assert result.values["11"][0].shape == (1, 128, 128, 3)
+    assert result.outputs["12"]["images"][0]["filename"].startswith("hires_fix")
+
+
 def test_every_workflow_file_is_covered():
     names = {p.stem for p in WORKFLOWS.glob("*.json")}
     covered = {"txt2img", "img2img", "inpaint", "outpaint", "sdxl_refiner", "lora",
-               "vae_black_hole", "latent_health"}
+               "vae_black_hole", "latent_health", "hires_fix_upscale"}
     assert names <= covered, f"workflows without a test: {names - covered}"
 
 
