@@ -95,7 +95,7 @@ class WorkerActor:
     runs themselves go one at a time through the executor's lock."""
 
     def __init__(self, name: str, folder_paths: dict, cache_max_bytes: int | None = None,
-                 limits=None, torch_threads: int | None = None):
+                 limits=None, torch_threads: int | None = None, previews: str | None = None):
         from graphflow.cache import OutputCache
         from graphflow.executor import Executor
         from graphflow.folders import configure
@@ -114,6 +114,10 @@ class WorkerActor:
 
         folders.temp = self.scratch / "temp"
         folders.plugins = list(dict.fromkeys(folders.plugins))  # home/plugins and GRAPHFLOW_PLUGINS come twice
+        if previews is not None:  # the server's --previews
+            from graphflow.sampling.preview import set_preview_method
+
+            set_preview_method(previews)
         self.registry = default_registry()
         cache = OutputCache(max_bytes=cache_max_bytes) if cache_max_bytes else OutputCache()
         self.executor = Executor(self.registry, cache, limits)
@@ -418,8 +422,10 @@ class WorkerPool:
             if self.torch_threads:
                 threads = str(self.torch_threads)
                 options["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}}
+            from graphflow.sampling.preview import preview_method
+
             actor = ray.remote(WorkerActor).options(**options).remote(
-                name, self._folder_paths(), self.cache_max_bytes, self.limits, self.torch_threads)
+                name, self._folder_paths(), self.cache_max_bytes, self.limits, self.torch_threads, preview_method())
             new.append(Slot(name, actor))
         ready = []
         for slot in new:
