@@ -71,7 +71,19 @@ class Develop(Node):
         return self.image
 
 
-TEST_NODES = [Swatch, Develop, toy_nodes.Number, toy_nodes.Fail, toy_nodes.Show, toy_nodes.Add]
+class Seeded(Node):
+    """Shows its seed (for the seed widget's control after generate)."""
+    category = "test"
+    output_node = True
+    seed: int = Int(0, min=0, max=2**32)
+
+    def run(self):
+        from graphflow.api import show
+
+        show(text=[str(self.seed)])
+
+
+TEST_NODES = [Seeded, Swatch, Develop, toy_nodes.Number, toy_nodes.Fail, toy_nodes.Show, toy_nodes.Add]
 
 
 # --- fixtures --------------------------------------------------------------------------------
@@ -901,3 +913,22 @@ def test_interrupt_in_another_tab_leaves_this_tabs_run_alone(page, server):
     wait_image(page, save)
     assert last_run(page)["status"] == "success"
     other.close()
+
+
+def test_seed_control_after_generate(page):
+    seeded = add_node(page, "Seeded", 300, 200)
+    set_number(page, seeded, "seed", 5)
+    node(page, seeded).locator('[data-input="seed"] select.w-control').select_option("increment")
+    assert workflow(page)["ui"]["nodes"][seeded]["control"] == {"seed": "increment"}
+    queue(page)
+    page.wait_for_function("id => graphflow.editor.workflow().nodes[id].inputs.seed === 6", arg=seeded)
+    assert node(page, seeded).locator('[data-input="seed"] input.w-value').input_value() == "6"
+    node(page, seeded).locator("pre.output-text").filter(has_text="5").wait_for()  # the run used 5
+    node(page, seeded).locator('[data-input="seed"] select.w-control').select_option("randomize")
+    queue(page)
+    page.wait_for_function("id => graphflow.editor.workflow().nodes[id].inputs.seed !== 6", arg=seeded)
+    node(page, seeded).locator('[data-input="seed"] select.w-control').select_option("fixed")
+    value = workflow(page)["nodes"][seeded]["inputs"]["seed"]
+    queue(page)
+    page.locator(".toast").filter(has_text="Queued").last.wait_for()
+    assert workflow(page)["nodes"][seeded]["inputs"]["seed"] == value and "control" not in workflow(page)["ui"]["nodes"][seeded]

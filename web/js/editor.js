@@ -5,6 +5,7 @@ import {Graph} from "./graph.js";
 import {LinkLayer} from "./links.js";
 import {NodeView} from "./node_view.js";
 import {UndoHistory} from "./undo.js";
+import {nextValue} from "./seed_control.js";
 import {Viewport} from "./viewport.js";
 import {displayName, isWidget} from "./catalogue.js";
 
@@ -70,6 +71,11 @@ export class Editor {
   createView(node) {
     const view = new NodeView(node, this.catalogue.get(node.type), this.catalogue, {
       change: (n, input, value, commit) => this.setValue(n.id, input, value, commit),
+      setControl: (n, input, mode) => {
+        n.control = {...(n.control || {}), [input]: mode};
+        if (mode === "fixed") delete n.control[input];
+        this.commit();
+      },
       upload: this.hooks.upload,
       paintMask: this.hooks.paintMask,
       thumbnail: this.hooks.thumbnail,
@@ -173,6 +179,23 @@ export class Editor {
     if (view) view.widgets.get(input)?.setError("");
     if (commit) this.commit();
     else this.hooks.changed && this.hooks.changed("value");
+  }
+
+  /** After a queue: step or draw the seeds whose control after generate says so. */
+  applyControls() {
+    let changed = false;
+    for (const node of this.graph.nodes.values()) {
+      for (const [name, mode] of Object.entries(node.control || {})) {
+        const input = this.catalogue.input(node.type, name);
+        if (!input || name in node.links) continue;
+        const value = nextValue(mode, node.values[name], input);
+        if (value === node.values[name]) continue;
+        node.values[name] = value;
+        this.views.get(node.id)?.widgets.get(name)?.setValue(value);
+        changed = true;
+      }
+    }
+    if (changed) this.commit();
   }
 
   addNode(spec, worldPos) {

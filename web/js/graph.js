@@ -51,7 +51,7 @@ export class Graph {
     const values = {};
     for (const input of spec.inputs) if (isWidget(input)) values[input.name] = initialValue(input);
     const node = {id, type: spec.type, title: null, pos: [Math.round(pos[0]), Math.round(pos[1])],
-                  width: DEFAULT_WIDTH, values, links: {}, extra: {}, version: spec.version};
+                  width: DEFAULT_WIDTH, values, links: {}, extra: {}, version: spec.version, control: {}};
     this.nodes.set(id, node);
     return node;
   }
@@ -99,7 +99,8 @@ export class Graph {
       if (node.version != null) nodes[id].version = node.version;
       layout[id] = {pos: [...node.pos], width: node.width};
       if (node.title) layout[id].title = node.title;
-      if (node.mode) layout[id].mode = node.mode;  // "bypass" or "mute" (graphflow/node_modes.py)
+      if (node.mode) layout[id].mode = node.mode;
+      if (node.control && Object.keys(node.control).length) layout[id].control = {...node.control};  // seed_control.js  // "bypass" or "mute" (graphflow/node_modes.py)
     }
     const ui = {...this.ui, nodes: layout};
     if (view) ui.view = view;
@@ -118,7 +119,8 @@ export class Graph {
                     pos: Array.isArray(saved.pos) ? saved.pos.map(Number) : null,
                     width: Number(saved.width) || DEFAULT_WIDTH, values: {}, links: {}, extra: {},
                     version: entry.version ?? (spec ? spec.version : null),
-                    mode: ["bypass", "mute"].includes(saved.mode) ? saved.mode : null};
+                    mode: ["bypass", "mute"].includes(saved.mode) ? saved.mode : null,
+                    control: saved.control && typeof saved.control === "object" ? {...saved.control} : {}};
       const inputs = entry.inputs || {};
       const known = spec ? new Map(spec.inputs.map((i) => [i.name, i])) : null;
       for (const [name, value] of Object.entries(inputs)) {

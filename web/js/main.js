@@ -199,6 +199,7 @@ class App {
     this.editor.clearProblems();
     try {
       const queued = await api.queueRun(workflow, this.clientId);
+      this.editor.applyControls();  // seeds' control after generate
       toast(queued.position ? `Queued #${queued.number} (${queued.position} ahead)` : `Queued #${queued.number}`, {timeout: 1800});
     } catch (e) {
       if (e.status === 400 && Array.isArray(e.body.problems)) this.monitor.showProblems(e.body.problems);

@@ -3,6 +3,7 @@
 
 import {categoryColor, displayName, isWidget} from "./catalogue.js";
 import {createWidget} from "./widgets.js";
+import {controlSelect, hasControl} from "./seed_control.js";
 import {viewUrl} from "./api_client.js";
 
 function el(tag, className, attrs = {}) {
@@ -57,6 +58,9 @@ export class NodeView {
           paintMask: hooks.paintMask,
           thumbnail: hooks.thumbnail,
         });
+        if (hasControl(input) && hooks.setControl) {
+          widget.el.append(controlSelect((node.control || {})[input.name], (mode) => hooks.setControl(node, input.name, mode)));
+        }
         widget.el.querySelector(".socket").style.setProperty("--socket-color", catalogue.color(input.type === "CHOICE" ? "STRING" : input.type));
         this.widgets.set(input.name, widget);
         this.inputSockets.set(input.name, widget.el.querySelector(".socket"));
