@@ -932,3 +932,16 @@ def test_seed_control_after_generate(page):
     queue(page)
     page.locator(".toast").filter(has_text="Queued").last.wait_for()
     assert workflow(page)["nodes"][seeded]["inputs"]["seed"] == value and "control" not in workflow(page)["ui"]["nodes"][seeded]
+
+
+def test_queue_n_times_steps_the_seed_between_runs(page):
+    seeded = add_node(page, "Seeded", 300, 200)
+    set_number(page, seeded, "seed", 40)
+    node(page, seeded).locator('[data-input="seed"] select.w-control').select_option("increment")
+    page.locator("#batch-count").fill("3")
+    queue(page)
+    page.wait_for_function("id => graphflow.editor.workflow().nodes[id].inputs.seed === 43", arg=seeded)
+    page.wait_for_function("() => fetch('/api/history?limit=3').then(r => r.json()).then("
+                           "p => p.items.length === 3 && p.items.every(i => i.status === 'success'))")
+    runs = [api(page, f"/api/history/{i['run_id']}") for i in api(page, "/api/history?limit=3")["items"]]
+    assert sorted(r["outputs"][seeded]["text"][0] for r in runs) == ["40", "41", "42"]

@@ -194,13 +194,17 @@ class App {
 
   // --- running ---
 
+  /** Queue the workflow, batch-count times (ComfyUI's "queue N times"): the seeds' control
+   * after generate applies between the runs, so each run gets its own seed. */
   async queue() {
-    const workflow = this.editor.workflow();
+    const count = Math.max(1, Math.min(100, Math.round(Number($("batch-count").value)) || 1));
     this.editor.clearProblems();
     try {
-      const queued = await api.queueRun(workflow, this.clientId);
-      this.editor.applyControls();  // seeds' control after generate
-      toast(queued.position ? `Queued #${queued.number} (${queued.position} ahead)` : `Queued #${queued.number}`, {timeout: 1800});
+      for (let i = 0; i < count; i += 1) {
+        const queued = await api.queueRun(this.editor.workflow(), this.clientId);
+        this.editor.applyControls();
+        toast(queued.position ? `Queued #${queued.number} (${queued.position} ahead)` : `Queued #${queued.number}`, {timeout: 1800});
+      }
     } catch (e) {
       if (e.status === 400 && Array.isArray(e.body.problems)) this.monitor.showProblems(e.body.problems);
       else toast(`Couldn't queue the workflow: ${e.message}`, {kind: "error"});
