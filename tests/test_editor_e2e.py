@@ -945,3 +945,19 @@ def test_queue_n_times_steps_the_seed_between_runs(page):
                            "p => p.items.length === 3 && p.items.every(i => i.status === 'success'))")
     runs = [api(page, f"/api/history/{i['run_id']}") for i in api(page, "/api/history?limit=3")["items"]]
     assert sorted(r["outputs"][seeded]["text"][0] for r in runs) == ["40", "41", "42"]
+
+
+def test_results_panel_is_filled_from_the_history_after_a_reload(page):
+    swatch = add_node(page, "Swatch", 150, 200)
+    save = add_node(page, "SaveImage", 500, 200, search="saveimage")
+    link(page, swatch, "image", save, "images")
+    set_number(page, swatch, "red", int(time.time() * 1000) % 200 + 33)
+    queue(page)
+    wait_image(page, save)
+    name = node(page, save).locator("img.output-image").first.get_attribute("src")
+    page.reload()
+    wait_ready(page)
+    figure = page.locator("#panel figure.result img").first
+    figure.wait_for(state="attached")
+    sources = page.eval_on_selector_all("#panel figure.result img", "imgs => imgs.map(i => i.getAttribute('src'))")
+    assert name in sources, (name, sources)

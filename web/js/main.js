@@ -97,6 +97,7 @@ class App {
       toast(`${this.catalogue.problems.length} plugin problem(s)`, {kind: "warning", timeout: 10000,
         detail: this.catalogue.problems.map((p) => p.message || JSON.stringify(p)).join("\n")});
     }
+    this.loadGallery();  // not awaited: the editor is usable at once
     api.system().then((info) => {
       const device = info.device || {};
       $("device").textContent = [device.name || device.device, info.versions && `graphflow ${info.versions.graphflow || ""}`].filter(Boolean).join(" · ");
@@ -228,6 +229,19 @@ class App {
     } catch (e) {
       toast(`Couldn't read the history: ${e.message}`, {kind: "error"});
     }
+  }
+
+  /** The Results panel after a reload: the images of the last successful runs, from the history. */
+  async loadGallery(limit = 12) {
+    try {
+      const page = await api.history(0, limit);
+      const runs = await Promise.all(page.items.filter((i) => i.status === "success").map((i) => api.run(i.run_id)));
+      for (const run of runs.reverse()) {  // oldest first: the panel puts the newest on top
+        for (const [id, ui] of Object.entries(run.outputs || {})) {
+          if (ui.images && ui.images.length) this.panel.addResults(ui.images, `run #${run.number ?? ""} · node #${id}`);
+        }
+      }
+    } catch { /* no history: an empty gallery */ }
   }
 
   async loadRun(runId) {
