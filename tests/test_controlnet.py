@@ -180,3 +180,48 @@ def test_hint_resized_like_comfyui():
     hint = resize_hint(image, 64, 64)  # centre crop to 1:1, then nearest-exact
     assert hint.shape == (1, 3, 64, 64)
     assert hint.min() == 1.0
+
+
+def test_t2i_adapter_matches_diffusers(tmp_path):
+    """Our original-layout file against diffusers' T2IAdapter given the same weights (diffusers'
+    keys renamed to the original layout; our loader's strict load checks every key is used)."""
+    from diffusers import T2IAdapter as DiffusersT2IAdapter
+
+    from graphflow.models.controlnet import load_control_model
+    from graphflow.models.t2i_adapter import T2IAdapter, T2IAdapterConfig, from_diffusers_layout
+
+    theirs = DiffusersT2IAdapter(in_channels=3, channels=[32, 64, 64], num_res_blocks=2, downscale_factor=8,
+                                 adapter_type="full_adapter").eval()
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.copy_(torch.randn_like(p) * (0.5 / max(1, p[0].numel()) ** 0.5) + (0.1 if p.dim() == 1 else 0))
+    original = from_diffusers_layout(theirs.state_dict())  # diffusers -> original key names
+    assert "body.2.in_conv.weight" in original and "body.3.block2.weight" in original
+    path = tmp_path / "t2iadapter_test.safetensors"
+    save_file({k: v.contiguous() for k, v in original.items()}, str(path))
+    ours = load_control_model(path)
+    assert isinstance(ours, T2IAdapter)
+    assert ours.config == T2IAdapterConfig(channels=(32, 64, 64), blocks_per_level=2)
+    hint = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        mine, ref = ours(hint), theirs(hint)
+    assert len(mine) == len(ref) == 3
+    for a, b in zip(mine, ref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_t2i_features_go_where_diffusers_puts_them():
+    """UNet control "input" at the end of each level == diffusers' down_intrablock_additional_residuals."""
+    from graphflow.models.unet import UNetConfig
+
+    cfg = UNetConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=2, transformer_depth=(1, 1),
+                     context_dim=768, num_heads=8, num_head_channels=-1)
+    unet = random_unet(cfg)
+    theirs, _ = to_diffusers_unet(unet)
+    g = torch.Generator().manual_seed(2)
+    x, t, context = torch.randn(1, 4, 8, 8, generator=g), torch.tensor([500.0]), torch.randn(1, 3, 768, generator=g)
+    features = [torch.randn(1, 32, 8, 8, generator=g), torch.randn(1, 64, 4, 4, generator=g)]
+    with torch.no_grad():
+        mine = unet(x, t, context, control={"input": [None, None, features[0], None, None, features[1]]})
+        ref = theirs(x, t, context, down_intrablock_additional_residuals=list(features)).sample
+    torch.testing.assert_close(mine, ref, atol=1e-4, rtol=1e-4)

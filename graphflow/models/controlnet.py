@@ -161,6 +161,8 @@ class ControlNet(nn.Module):
 
     def control(self, applied: "ControlApplied", x, timesteps, context, y) -> dict:
         """The residuals for the UNet input x, with the applied hint at x's pixel size."""
+        if self.middle_block_out[0].weight.device != x.device:
+            self.to(x.device)
         hint = applied.hint(x.shape[2] * 8, x.shape[3] * 8, x.shape[0], x.device, self.dtype)
         return self(x, hint, timesteps, context, y)
 
@@ -183,6 +185,19 @@ def _strip(shapes) -> str | None:
     return None
 
 
+def load_control_model(path, base=None, device="cpu", dtype: torch.dtype | None = None):
+    """What ControlNetLoader / DiffControlNetLoader load: a ControlNet (plain, Control-LoRA or
+    difference file) or a T2I-Adapter, told apart by their keys."""
+    with WeightFile(path, allow_pickle=True) as wf:
+        shapes = wf.shapes
+        if "conv_in.weight" in shapes or "adapter.conv_in.weight" in shapes:
+            from .t2i_adapter import load_t2i_adapter
+
+            state = {k: wf.get(k, device, dtype) for k in shapes}
+            return load_t2i_adapter(state, wf.path.name)
+    return load_controlnet(path, base=base, device=device, dtype=dtype)
+
+
 def load_controlnet(path, base=None, device="cpu", dtype: torch.dtype | None = None,
                     allow_pickle: bool = True) -> ControlNet:
     """A ControlNet from an original-layout file (with or without `control_model.`), or from a
@@ -193,12 +208,12 @@ def load_controlnet(path, base=None, device="cpu", dtype: torch.dtype | None = N
         overrides = wf.config().get("unet", {})
         if "lora_controlnet" in wf.shapes:
             return _load_control_lora(wf, base, device, dtype, overrides)
-        prefix = _strip(wf.shapes)
+        prefix = _strip({k: s for k, s in wf.shapes.items() if k != "difference"})
         if prefix is None:
             raise CheckpointError(
                 f"{name} is not a ControlNet: expected original-layout keys 'control_model.input_hint_block.0.weight' "
                 f"and 'control_model.input_blocks.0.0.weight' (or without the prefix), found {_describe(wf.shapes)}")
-        shapes = {k[len(prefix):]: s for k, s in wf.shapes.items() if k.startswith(prefix)}
+        shapes = {k[len(prefix):]: s for k, s in wf.shapes.items() if k.startswith(prefix) and k != "difference"}
         try:
             config = controlnet_config_from_shapes(shapes, overrides)
         except (KeyError, ValueError) as e:
@@ -206,6 +221,14 @@ def load_controlnet(path, base=None, device="cpu", dtype: torch.dtype | None = N
         with torch.device("meta"):
             net = ControlNet(config)
         state = {k: wf.get(prefix + k, device, dtype) for k in shapes}
+        if "difference" in wf.shapes:  # a "diff" ControlNet: encoder weights stored relative to the base
+            if base is None:
+                raise CheckpointError(f"{name} stores its weights as differences to a base model: load it with "
+                                      f"DiffControlNetLoader and the checkpoint's MODEL connected")
+            base_state = getattr(base, "unet", base).state_dict()
+            for k in state:
+                if k in base_state and base_state[k].shape == state[k].shape:
+                    state[k] = state[k] + base_state[k].to(state[k].device, state[k].dtype)
     _assign(net, state, name)
     return net.eval().requires_grad_(False)
 

@@ -301,7 +301,7 @@ class Block(nn.Sequential):
 def _add_control(h: torch.Tensor, residuals, k: int) -> torch.Tensor:
     if residuals is None or residuals[k] is None:
         return h
-    return h + residuals[k].to(h.dtype)
+    return h + residuals[k].to(h.device, h.dtype)
 
 
 class UNet(nn.Module):
