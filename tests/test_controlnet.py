@@ -225,3 +225,57 @@ def test_t2i_features_go_where_diffusers_puts_them():
         mine = unet(x, t, context, control={"input": [None, None, features[0], None, None, features[1]]})
         ref = theirs(x, t, context, down_intrablock_additional_residuals=list(features)).sample
     torch.testing.assert_close(mine, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_stacked_controls_add_and_respect_their_sigma_range():
+    from graphflow.models.controlnet import ControlApplied
+    from graphflow.sampling.model_sampling import DiscreteSchedule
+
+    schedule = DiscreteSchedule.from_betas()
+    a, b = random_controlnet("sd1", seed=1), random_controlnet("sd1", seed=2)
+    x, _, t, context, _ = inputs(TINY["sd1"], batch=1)
+    image = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(3))
+    first = ControlApplied(a, image, 0.5)
+    late = ControlApplied(b, image, 2.0, start_percent=0.5, end_percent=1.0, previous=first)
+    high, low = schedule.sigmas[-1].reshape(1), schedule.sigmas[10].reshape(1)
+    hint = resize_hint(image, 64, 64)
+    with torch.no_grad():
+        ra, rb = a(x, hint, t, context), b(x, hint, t, context)
+        early = late.residuals(x, high, t, context, None, schedule)  # only the first is active at sigma max
+        both = late.residuals(x, low, t, context, None, schedule)
+    for k in ("output", "middle"):
+        for got, ref in zip(early[k], ra[k]):
+            torch.testing.assert_close(got, ref * 0.5)
+        for got, r1, r2 in zip(both[k], ra[k], rb[k]):
+            torch.testing.assert_close(got, r1 * 0.5 + r2 * 2.0)
+    # 50 % of sampling is the sigma at timestep 499.5 (ComfyUI's percent_to_sigma)
+    start, end = late.sigma_range(schedule)
+    assert end == 0.0 and start == pytest.approx(float(schedule.sigma(499.5)))
+
+
+def test_strength_zero_through_the_sampler_is_bit_equal(tmp_path):
+    """Not the nodes' shortcut: a control at strength 0 runs, its zero residuals are added, and the
+    sampled latent equals the plain one bit for bit."""
+    from graphflow.models.controlnet import ControlApplied
+    from graphflow.sampling.pipeline import sample
+    from graphflow.testing import write_checkpoint
+    from graphflow.models.checkpoint import load_checkpoint
+
+    write_checkpoint(tmp_path / "tiny.safetensors", "sd1")
+    model = load_checkpoint(tmp_path / "tiny.safetensors").model
+    cfg = model.unet.config
+    net = ControlNet(ControlNetConfig(unet=cfg))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.05)
+    g = torch.Generator().manual_seed(0)
+    context = torch.randn(1, 77, cfg.context_dim, generator=g)
+    image = torch.rand(1, 64, 64, 3, generator=g)
+    latent = {"samples": torch.zeros(2, 4, 8, 8)}
+    control = ControlApplied(net, image, 0.0)
+    run = lambda pos, neg: sample(model, 1, 3, 4.0, "euler", "normal", pos, neg, latent)["samples"]
+    plain = run([(context, {})], [(context * 0, {})])
+    zero = run([(context, {"control": control})], [(context * 0, {"control": control})])
+    assert torch.equal(zero, plain)
+    control.strength = 1.0
+    assert (run([(context, {"control": control})], [(context * 0, {"control": control})]) - plain).abs().max() > 1e-3
