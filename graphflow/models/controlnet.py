@@ -159,7 +159,7 @@ class ControlNet(nn.Module):
         h = self.middle_block(h, emb, context)
         return {"output": outs, "middle": [self.middle_block_out(h)]}
 
-    def control(self, applied: "ControlApplied", x, timesteps, context, y) -> dict:
+    def control(self, applied: "ControlApplied", x, timesteps, context, y, unet_config=None) -> dict:
         """The residuals for the UNet input x, with the applied hint at x's pixel size."""
         if self.middle_block_out[0].weight.device != x.device:
             self.to(x.device)
@@ -329,14 +329,17 @@ class ControlApplied:
             return float(schedule.sigma(torch.tensor((1.0 - p) * (len(schedule.sigmas) - 1))))
         return to_sigma(self.start_percent), to_sigma(self.end_percent)
 
-    def residuals(self, x: torch.Tensor, sigma: torch.Tensor, timesteps: torch.Tensor, context, y, schedule) -> dict | None:
-        """Summed residuals of this control and the ones before it, or None where none is active."""
-        out = None if self.previous is None else self.previous.residuals(x, sigma, timesteps, context, y, schedule)
+    def residuals(self, x: torch.Tensor, sigma: torch.Tensor, timesteps: torch.Tensor, context, y, schedule,
+                  unet_config=None) -> dict | None:
+        """Summed residuals of this control and the ones before it, or None where none is active.
+        unet_config: the UNet's layout (where T2I-Adapter features go)."""
+        out = None if self.previous is None else self.previous.residuals(x, sigma, timesteps, context, y, schedule,
+                                                                          unet_config)
         start, end = self.sigma_range(schedule)
         s = float(sigma.reshape(-1)[0])
         if not (end <= s <= start):
             return out
-        mine = self.net.control(self, x, timesteps, context, y)
+        mine = self.net.control(self, x, timesteps, context, y, unet_config)
         mine = {k: [None if r is None else r * self.strength for r in v] for k, v in mine.items()}
         if out is None:
             return mine

@@ -22,8 +22,6 @@ from torch import nn
 
 from .weight_files import CheckpointError
 
-# Where the features go in an SD1/SD2 UNet (2 ResBlocks per level): after input blocks 2, 5, 8, 11.
-UNET_RES_BLOCKS = 2
 
 
 @dataclass
@@ -85,18 +83,25 @@ class T2IAdapter(nn.Module):
             features.append(x)
         return features
 
-    def control(self, applied, x: torch.Tensor, timesteps, context, y) -> dict:
-        """Features for the UNet's input blocks (None where none is added). They depend on the hint
-        only, so they are computed once per hint size and batch, as ComfyUI does."""
+    def control(self, applied, x: torch.Tensor, timesteps, context, y, unet_config=None) -> dict:
+        """Features for the UNet's input blocks (None where none is added): each level's feature
+        after the level's last ResBlock (SD1/SD2: input blocks 2, 5, 8, 11). They depend on the
+        hint only, so they are computed once per hint size and batch, as ComfyUI does."""
         if self.conv_in.weight.device != x.device:
             self.to(x.device)
         key = (id(applied), tuple(x.shape))
         if self._cache is None or self._cache[0] != key:
             hint = applied.hint(x.shape[2] * 8, x.shape[3] * 8, x.shape[0], x.device, self.dtype)
             features = self(hint)
-            blocks = [None] * (1 + len(features) * (UNET_RES_BLOCKS + 1) - 1)
-            for level, f in enumerate(features):
-                blocks[1 + level * (UNET_RES_BLOCKS + 1) + UNET_RES_BLOCKS - 1] = f
+            res = (2,) * len(features) if unet_config is None else unet_config.num_res_blocks
+            if len(res) != len(features):
+                raise ValueError(f"this T2I-Adapter has {len(features)} levels, the UNet {len(res)}")
+            blocks = [None] * (sum(n + 1 for n in res))  # conv_in, ResBlocks, downsamples
+            index = 0
+            for n, f in zip(res, features):
+                index += n
+                blocks[index] = f
+                index += 1
             self._cache = (key, blocks)
         return {"input": list(self._cache[1])}
 

@@ -157,7 +157,8 @@ class ModelDenoiser:
         residuals = None
         if control is not None:  # ControlNets see the scaled latent without inpainting channels
             t = self.schedule.timestep(sigma, self.quantize_timesteps).float()
-            residuals = control.residuals(xc, sigma, t, context, y, self.schedule)
+            residuals = control.residuals(xc, sigma, t, context, y, self.schedule,
+                                          getattr(self.model.unet, "config", None))
         if concat is not None:
             xc = torch.cat([xc, concat.to(xc.device, xc.dtype)], dim=1)
         dtype = self.model.dtype
