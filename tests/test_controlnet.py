@@ -279,3 +279,21 @@ def test_strength_zero_through_the_sampler_is_bit_equal(tmp_path):
     assert torch.equal(zero, plain)
     control.strength = 1.0
     assert (run([(context, {"control": control})], [(context * 0, {"control": control})]) - plain).abs().max() > 1e-3
+
+
+def test_difference_controlnet_adds_the_base_weights(tmp_path):
+    """A "diff" ControlNet (key `difference`): encoder tensors are differences to the base UNet."""
+    cfg = TINY["sd1"]
+    base = random_unet(cfg, seed=4)
+    full = random_controlnet("sd1", seed=5)
+    base_state = base.state_dict()
+    state = {"difference": torch.tensor([1.0])}
+    for k, v in full.state_dict().items():
+        state["control_model." + k] = v - base_state[k] if k in base_state else v
+    path = tmp_path / "diff.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    with pytest.raises(CheckpointError, match="diff.safetensors stores its weights as differences"):
+        load_controlnet(path)
+    got = load_controlnet(path, base=base).state_dict()
+    for k, v in full.state_dict().items():
+        torch.testing.assert_close(got[k], v, msg=k)
