@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from graphflow.models.controlnet import ControlNet, ControlNetConfig, load_controlnet, resize_hint
 from graphflow.models.weight_files import CheckpointError
-from tests.test_unet import TINY, ldm_original_config, random_unet, to_diffusers_unet
+from tests.test_unet import FULL, TINY, ldm_original_config, random_unet, to_diffusers_unet
 
 
 def random_controlnet(arch: str, seed: int = 0) -> ControlNet:
@@ -30,10 +30,10 @@ def write_controlnet(path, net: ControlNet, prefix: str = "control_model.", dtyp
     return path
 
 
-def diffusers_controlnet(path, cfg) -> ControlNetModel:
+def diffusers_controlnet(path, cfg, checkpoint=None, meta=False) -> ControlNetModel:
     from safetensors.torch import load_file
 
-    checkpoint = load_file(str(path))
+    checkpoint = checkpoint if checkpoint is not None else load_file(str(path))
     original = ldm_original_config(cfg)
     original["model"]["params"]["control_stage_config"] = {
         "params": {**original["model"]["params"]["unet_config"]["params"], "hint_channels": 3}}
@@ -44,12 +44,14 @@ def diffusers_controlnet(path, cfg) -> ControlNetModel:
         "in_channels", "down_block_types", "block_out_channels", "layers_per_block", "cross_attention_dim",
         "attention_head_dim", "use_linear_projection", "class_embed_type", "addition_embed_type",
         "addition_time_embed_dim", "projection_class_embeddings_input_dim", "transformer_layers_per_block")}}
-    model = ControlNetModel(**config)
     converted = convert_controlnet_checkpoint(checkpoint, config)
     if cfg.adm_in_channels:  # diffusers' ControlNet key map has no entry for SDXL's label_emb
         for ours, theirs in (("0.0", "linear_1"), ("0.2", "linear_2")):
             for p in ("weight", "bias"):
                 converted[f"add_embedding.{theirs}.{p}"] = checkpoint[f"control_model.label_emb.{ours}.{p}"]
+    if meta:
+        return config, converted
+    model = ControlNetModel(**config)
     model.load_state_dict(converted, strict=True)
     return model.eval()
 
@@ -297,3 +299,22 @@ def test_difference_controlnet_adds_the_base_weights(tmp_path):
     got = load_controlnet(path, base=base).state_dict()
     for k, v in full.state_dict().items():
         torch.testing.assert_close(got[k], v, msg=k)
+
+
+@pytest.mark.parametrize("arch", ["sd1", "sd2", "sdxl"])
+def test_full_size_layout_matches_diffusers(arch):
+    """Full-size keys and shapes (meta tensors) as lllyasviel's / SDXL ControlNet files have them:
+    diffusers' converter fills every parameter of its ControlNetModel with the right shape, and
+    our config read back from the shapes is the one the net was built from."""
+    from graphflow.models.controlnet import controlnet_config_from_shapes
+
+    with torch.device("meta"):
+        ours = ControlNet(ControlNetConfig(unet=FULL[arch]))
+    checkpoint = {"control_model." + k: v for k, v in ours.state_dict().items()}
+    config, converted = diffusers_controlnet(None, FULL[arch], checkpoint, meta=True)
+    with torch.device("meta"):
+        theirs = ControlNetModel(**config)
+    expected = {k: tuple(v.shape) for k, v in theirs.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in converted.items()} == expected
+    shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    assert controlnet_config_from_shapes(shapes) == ours.config
