@@ -67,6 +67,13 @@ def test_t2i_adapter_through_the_nodes_and_sampler(builtin_registry, models):
     applied = call(builtin_registry, "ApplyControlNet", conditioning=positive, control_net=net, image=image, strength=1.0)
     assert applied[0][1]["control"].net is net and "control" not in positive[0][1]
     assert (sample(builtin_registry, model, applied, negative) - plain).abs().max() > 1e-3
+    # a 1-channel (sketch / canny) adapter takes the image's grey levels
+    grey = T2IAdapter(T2IAdapterConfig(channels=tuple(m * cfg.model_channels for m in cfg.channel_mult), hint_channels=1))
+    save_file({k: v.contiguous() for k, v in grey.state_dict().items()}, str(models / "controlnet" / "t2i_grey.safetensors"))
+    grey = call(builtin_registry, "LoadControlNet", control_net_name="t2i_grey.safetensors")
+    assert grey.config.hint_channels == 1
+    applied = call(builtin_registry, "ApplyControlNet", conditioning=positive, control_net=grey, image=image, strength=1.0)
+    assert (sample(builtin_registry, model, applied, negative) - plain).abs().max() > 1e-3
     zero = call(builtin_registry, "ApplyControlNet", conditioning=positive, control_net=net, image=image, strength=0.0)
     assert torch.equal(sample(builtin_registry, model, zero, negative), plain)
 
@@ -114,3 +121,29 @@ def test_comfyui_names(builtin_registry):
     assert [wf.nodes[k].type for k in "1234"] == ["LoadControlNet", "LoadDiffControlNet", "ApplyControlNet",
                                                   "ApplyControlNetAdvanced"]
     assert wf.nodes["4"].inputs["start_percent"] == 0.1
+
+
+def test_control_lora_needs_the_model_and_loads_with_it(builtin_registry, models):
+    from graphflow.models.controlnet import ControlNet, ControlNetConfig
+
+    model = load_model(builtin_registry)[0]
+    base = model.unet.state_dict()
+    with torch.device("meta"):
+        layout = ControlNet(ControlNetConfig(unet=model.unet.config)).state_dict()
+    g = torch.Generator().manual_seed(0)
+    state = {"lora_controlnet": torch.tensor([])}
+    for k, v in layout.items():
+        if k in base and v.ndim >= 2:
+            stem = k.removesuffix(".weight")
+            state[stem + ".up"] = torch.randn(v.shape[0], 2, generator=g) * 0.01
+            state[stem + ".down"] = torch.randn(2, v[0].numel(), generator=g) * 0.01
+        elif k not in base:
+            state[k] = torch.randn(v.shape, generator=g) * 0.01
+    save_file(state, str(models / "controlnet" / "control-lora-test.safetensors"))
+    with pytest.raises(NodeInputError, match="control-lora-test.safetensors is a Control-LoRA: it needs the base model"):
+        call(builtin_registry, "LoadControlNet", control_net_name="control-lora-test.safetensors")
+    net = call(builtin_registry, "LoadDiffControlNet", model=model, control_net_name="control-lora-test.safetensors")
+    key = "input_blocks.1.0.in_layers.2.weight"
+    stem = key.removesuffix(".weight")
+    expected = base[key].float() + (state[stem + ".up"] @ state[stem + ".down"]).reshape(base[key].shape)
+    torch.testing.assert_close(net.state_dict()[key].float(), expected, atol=2e-3, rtol=1e-3)

@@ -92,6 +92,8 @@ class T2IAdapter(nn.Module):
         key = (id(applied), tuple(x.shape))
         if self._cache is None or self._cache[0] != key:
             hint = applied.hint(x.shape[2] * 8, x.shape[3] * 8, x.shape[0], x.device, self.dtype)
+            if self.config.hint_channels == 1:  # sketch/canny adapters read grey levels (ComfyUI: channel mean)
+                hint = hint.mean(1, keepdim=True)
             features = self(hint)
             res = (2,) * len(features) if unet_config is None else unet_config.num_res_blocks
             if len(res) != len(features):
