@@ -3,8 +3,6 @@ original-layout file converted by diffusers' own single-file code), the UNet's c
 against diffusers' UNet2DConditionModel given the same residuals, Control-LoRA building, and
 the loader's refusals."""
 
-import json
-
 import pytest
 import torch
 from diffusers import ControlNetModel

@@ -19,7 +19,7 @@ ComfyUI does.
 """
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -161,6 +161,10 @@ class ControlNet(nn.Module):
 
     def control(self, applied: "ControlApplied", x, timesteps, context, y, unet_config=None) -> dict:
         """The residuals for the UNet input x, with the applied hint at x's pixel size."""
+        expected = self.config.unet.context_dim
+        if context is not None and expected is not None and context.shape[-1] != expected:
+            raise ValueError(f"this ControlNet was made for a model with {expected}-wide text embeddings, but "
+                             f"the model being sampled gives {context.shape[-1]} (an SD1 ControlNet on SDXL, say)")
         if self.middle_block_out[0].weight.device != x.device:
             self.to(x.device)
         hint = applied.hint(x.shape[2] * 8, x.shape[3] * 8, x.shape[0], x.device, self.dtype)
