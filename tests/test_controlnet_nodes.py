@@ -147,3 +147,14 @@ def test_control_lora_needs_the_model_and_loads_with_it(builtin_registry, models
     stem = key.removesuffix(".weight")
     expected = base[key].float() + (state[stem + ".up"] @ state[stem + ".down"]).reshape(base[key].shape)
     torch.testing.assert_close(net.state_dict()[key].float(), expected, atol=2e-3, rtol=1e-3)
+
+
+def test_controlnet_for_another_model_family_is_refused_clearly(builtin_registry, models):
+    write_controlnet(models / "controlnet" / "xl.safetensors", "sdxl")
+    model, clip, _ = load_model(builtin_registry)
+    net = call(builtin_registry, "LoadControlNet", control_net_name="xl.safetensors")
+    positive = call(builtin_registry, "CLIPEncode", text="a red circle", clip=clip)
+    applied = call(builtin_registry, "ApplyControlNet", conditioning=positive, control_net=net,
+                   image=torch.rand(1, 64, 64, 3), strength=1.0)
+    with pytest.raises(Exception, match="ControlNet was made for a model with .*-wide text embeddings"):
+        sample(builtin_registry, model, applied, positive)
