@@ -165,8 +165,8 @@ class ControlNet(nn.Module):
         if context is not None and expected is not None and context.shape[-1] != expected:
             raise ValueError(f"this ControlNet was made for a model with {expected}-wide text embeddings, but "
                              f"the model being sampled gives {context.shape[-1]} (an SD1 ControlNet on SDXL, say)")
-        if self.middle_block_out[0].weight.device != x.device:
-            self.to(x.device)
+        if self.middle_block_out[0].weight.device != x.device or self.dtype != x.dtype:
+            self.to(x.device, x.dtype)  # run in the sampled model's device and dtype, as ComfyUI casts it
         hint = applied.hint(x.shape[2] * 8, x.shape[3] * 8, x.shape[0], x.device, self.dtype)
         return self(x, hint, timesteps, context, y)
 

@@ -87,8 +87,9 @@ class T2IAdapter(nn.Module):
         """Features for the UNet's input blocks (None where none is added): each level's feature
         after the level's last ResBlock (SD1/SD2: input blocks 2, 5, 8, 11). They depend on the
         hint only, so they are computed once per hint size and batch, as ComfyUI does."""
-        if self.conv_in.weight.device != x.device:
-            self.to(x.device)
+        if self.conv_in.weight.device != x.device or self.dtype != x.dtype:
+            self.to(x.device, x.dtype)  # run in the sampled model's device and dtype
+            self._cache = None
         key = (id(applied), tuple(x.shape))
         if self._cache is None or self._cache[0] != key:
             hint = applied.hint(x.shape[2] * 8, x.shape[3] * 8, x.shape[0], x.device, self.dtype)
