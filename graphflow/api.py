@@ -9,7 +9,9 @@ from graphflow.context import (
     check_interrupted,
     current_workflow,
     progress,
+    send_image,
     show,
+    warn,
 )
 from graphflow.folders import folders, safe_join
 from graphflow.node import Bool, Choice, Float, Int, Node, NodeDeclarationError, Text
@@ -19,11 +21,15 @@ from graphflow.types import (
     CLIP,
     CONDITIONING,
     FLOAT,
+    GUIDER,
     IMAGE,
     INT,
     LATENT,
     MASK,
     MODEL,
+    NOISE,
+    SAMPLER,
+    SIGMAS,
     STRING,
     VAE,
     socket_type,
@@ -33,7 +39,7 @@ from graphflow.workflow import ComfyAlias
 __all__ = [
     "Node", "Int", "Float", "Text", "Bool", "Choice", "NodeDeclarationError", "ComfyAlias",
     "socket_type", "MODEL", "CLIP", "VAE", "CONDITIONING", "LATENT", "IMAGE", "MASK",
-    "INT", "FLOAT", "STRING", "BOOLEAN",
-    "progress", "check_interrupted", "show", "current_workflow", "Interrupted", "NodeInputError",
-    "folders", "safe_join", "Estimate", "Size",
+    "INT", "FLOAT", "STRING", "BOOLEAN", "SIGMAS", "SAMPLER", "GUIDER", "NOISE",
+    "progress", "check_interrupted", "show", "send_image", "warn", "current_workflow", "Interrupted",
+    "NodeInputError", "folders", "safe_join", "Estimate", "Size",
 ]

@@ -1,4 +1,4 @@
-"""graphflow's command line: run, validate, nodes, inspect, serve.
+"""graphflow's command line: run, validate, convert, nodes, inspect, serve.
 
 Exit codes: 0 success, 1 unreadable file, 2 bad command line, 3 invalid workflow,
 4 a node failed, 130 interrupted, 141 the output pipe closed (`| head`).
@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="graphflow", description="Run latent-diffusion node graphs.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run a workflow JSON file (ours or ComfyUI API format)")
+    run = sub.add_parser("run", help="run a workflow: JSON (ours, ComfyUI API or UI format) or a PNG/WebP carrying one")
     run.add_argument("workflow")
     run.add_argument("--set", action="append", default=[], metavar="NODE_ID.INPUT=VALUE",
                      help="override an input; VALUE is JSON (numbers, true, \"text\") or plain text")
@@ -33,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     validate.add_argument("--set", action="append", default=[], metavar="NODE_ID.INPUT=VALUE")
     _add_folder_flags(validate)
     _add_limit_flags(validate)
+
+    convert = sub.add_parser("convert", help="write a workflow in another format (ours, ComfyUI API or UI)")
+    convert.add_argument("workflow")
+    convert.add_argument("--to", required=True, choices=("graphflow", "comfy-api", "comfy-ui"))
+    convert.add_argument("-o", "--output", help="file to write (default: standard output)")
+    _add_folder_flags(convert)
 
     nodes = sub.add_parser("nodes", help="list the available nodes")
     nodes.add_argument("--json", action="store_true", help="print the full catalogue as JSON")
@@ -65,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as e:  # an unreadable extra model paths file
             _error(str(e))
             return EXIT_USAGE
-    command = {"run": cmd_run, "validate": cmd_validate, "nodes": cmd_nodes,
+    command = {"run": cmd_run, "validate": cmd_validate, "convert": cmd_convert, "nodes": cmd_nodes,
                "inspect": cmd_inspect, "serve": cmd_serve}[args.command]
     try:
         code = command(args)
@@ -128,22 +134,27 @@ def _error(message: str) -> None:
 def _load(args):
     """The workflow with --set overrides applied, or an exit code."""
     from graphflow.registry import default_registry
-    from graphflow.workflow import WorkflowFormatError, parse_workflow, read_json_file
+    from graphflow.picture_metadata import is_picture_file
+    from graphflow.workflow import WorkflowFormatError, load_workflow, parse_workflow, read_json_file
 
     registry = default_registry()
     for problem in registry.problems:
         _error(f"plugin problem: {problem.get('message', problem)}")
     try:
-        data = read_json_file(args.workflow)
+        data = None if is_picture_file(args.workflow) else read_json_file(args.workflow)
     except WorkflowFormatError as e:
         _error(str(e))
         return None, None, EXIT_FILE
     try:
-        workflow = parse_workflow(data, registry)
-    except WorkflowFormatError as e:  # JSON, but not a workflow: its problems, as validation reports them
+        workflow = parse_workflow(data, registry) if data is not None else load_workflow(args.workflow, registry)
+    except WorkflowFormatError as e:  # JSON (or a picture), but not a workflow: its problems, as validation reports them
         _print_problems(e.problems)
         return None, None, EXIT_INVALID
-    for assignment in args.set:
+    for note in workflow.notes:  # non-fatal remarks of a ComfyUI import
+        where = f"node {note['node_id']} ({note['node_type']})" if note.get("node_id") else ""
+        where += f", input '{note['input']}'" if note.get("input") else ""
+        _error(f"note: {where + ': ' if where else ''}{note['message']}")
+    for assignment in getattr(args, "set", []):
         key, sep, raw = assignment.partition("=")
         node_id, dot, name = key.rpartition(".")
         if not sep or not dot:
@@ -232,6 +243,25 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
+def cmd_convert(args) -> int:
+    from graphflow.comfy_format import convert
+
+    workflow, registry, code = _load(args)
+    if workflow is None:
+        return code
+    text = json.dumps(convert(workflow, args.to, registry), indent=2) + "\n"
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:
+            _error(f"can't write {args.output}: {e}")
+            return EXIT_FILE
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
 def cmd_nodes(args) -> int:
     from graphflow.registry import default_registry
 
@@ -310,6 +340,8 @@ class ProgressPrinter:
             if kind == "node_finished" and event["elapsed"] >= 0.5:
                 self._line(f"[{self.done}/{self.total}] {event['node_type']} (node {event['node']}) "
                            f"done in {event['elapsed']:.2f}s")
+        elif kind == "warning":
+            self._line(f"warning: node {event['node']} ({event['node_type']}): {event['message']}")
         elif kind == "progress" and event["max"]:
             value, total = event["value"], event["max"]
             width = 30

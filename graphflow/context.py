@@ -4,14 +4,24 @@ The executor sets the context around each node's run(); outside a run these are 
 so a node can be called directly in a test or a script.
 """
 
+import ctypes
+import logging
 import threading
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 
+log = logging.getLogger("graphflow")
+
+
 class Interrupted(Exception):
     """The run was interrupted (by the user or a caller); raised inside the running node."""
+
+
+class ForcedInterrupt(BaseException):
+    """Raised into a node that ignored an interrupt (see force_interrupt). A BaseException, so
+    that the node's own `except Exception` can't swallow it."""
 
 
 class NodeInputError(ValueError):
@@ -31,6 +41,19 @@ class NodeContext:
     interrupt: threading.Event
     workflow: dict = field(default_factory=dict)
     ui: dict = field(default_factory=dict)
+    thread: int | None = None  # the thread inside the node's run(), while it is (under guard)
+    guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+def force_interrupt(ctx: NodeContext) -> bool:
+    """Raise ForcedInterrupt inside the node's run(), for a node that never checks for
+    interrupts; False if it isn't in run() any more. Python delivers it at the node's next
+    bytecode: a Python loop stops, a long C call (a sleep, one big tensor op) finishes first."""
+    with ctx.guard:
+        if ctx.thread is None:
+            return False
+        return ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ctx.thread),
+                                                          ctypes.py_object(ForcedInterrupt)) == 1
 
 
 _current: ContextVar[NodeContext | None] = ContextVar("graphflow_node_context", default=None)
@@ -66,6 +89,26 @@ def show(**results: list) -> None:
         return
     for key, values in results.items():
         ctx.ui.setdefault(key, []).extend(values)
+
+
+def warn(message: str) -> None:
+    """Tell the user something went less than right without failing the node (a LoRA key that
+    matched no layer, say): logged, printed by the CLI, sent to the editor."""
+    ctx = _current.get()
+    log.warning("%s%s", f"node {ctx.node_id} ({ctx.node_type}): " if ctx is not None else "", message)
+    if ctx is not None:
+        ctx.emit({"type": "warning", "run_id": ctx.run_id, "node": ctx.node_id, "node_type": ctx.node_type,
+                  "message": message})
+
+
+def send_image(png: bytes) -> None:
+    """Send a PNG to the run's clients over the websocket instead of saving it (outside a server
+    run it goes nowhere)."""
+    ctx = _current.get()
+    if ctx is None:
+        return
+    check_interrupted()
+    ctx.emit({"type": "image", "run_id": ctx.run_id, "node": ctx.node_id, "node_type": ctx.node_type, "png": bytes(png)})
 
 
 def current_workflow() -> dict:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from graphflow.cache import OutputCache
-from graphflow.context import Interrupted, NodeContext, NodeInputError, _current
+from graphflow.context import ForcedInterrupt, Interrupted, NodeContext, NodeInputError, _current, force_interrupt
 from graphflow.registry import Registry
 from graphflow.resource_limits import RunLimits
 from graphflow.validation import Plan, Problem, plan_workflow
@@ -57,6 +57,7 @@ class Executor:
         self.cache = cache if cache is not None else OutputCache()
         self.limits = limits  # checked before each run; max_run_seconds stops a run like an interrupt
         self._lock = threading.Lock()
+        self._node: NodeContext | None = None  # the node running now
 
     def run(
         self,
@@ -99,6 +100,12 @@ class Executor:
         emit({"type": "run_finished", "run_id": run_id, "status": result.status, "elapsed": result.elapsed,
               "outputs": result.outputs, "error": result.error})
         return result
+
+    def force_interrupt(self) -> bool:
+        """Stop the running node even if it never checks for interrupts (for a caller that set
+        the interrupt and waited in vain); False if no node is in its run()."""
+        ctx = self._node
+        return ctx is not None and ctx.interrupt.is_set() and force_interrupt(ctx)
 
     def signatures(self, plan: Plan) -> dict[str, str]:
         signatures = {}
@@ -144,6 +151,7 @@ class Executor:
             emit({"type": "node_started", "run_id": run_id, "node": node_id, "node_type": node_type})
             ctx = NodeContext(run_id, node_id, node_type, emit, interrupt, workflow_json)
             token = _current.set(ctx)
+            self._node = ctx
             began = time.perf_counter()
             try:
                 instance = node.cls.__new__(node.cls)
@@ -152,14 +160,29 @@ class Executor:
                     instance.__dict__[name] = values[src][index]
                 if any(node.cls.input_specs[name].widget for name in node.links):
                     _check_linked_widgets(node, instance)
-                outputs = _as_tuple(node.cls, instance.run())
-            except Interrupted:
+                ctx.thread = threading.get_ident()
+                try:
+                    returned = instance.run()
+                finally:
+                    with ctx.guard:
+                        ctx.thread = None
+                # A ForcedInterrupt sent as run() returned arrives by this call at the latest.
+                outputs = _as_tuple(node.cls, returned)
+            except (Interrupted, ForcedInterrupt):
                 self._interrupted(result, emit, node_id, node_type, "while it ran")
                 return
             except (Exception, SystemExit) as e:  # a node calling sys.exit() fails its run, not the process
                 self._fail(result, emit, node_id, node_type, e)
                 return
+            except BaseException as e:  # KeyboardInterrupt, GeneratorExit... raised by the node's own code
+                if isinstance(e, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+                    raise  # Ctrl-C in a terminal: abort at once
+                self._fail(result, emit, node_id, node_type, e)
+                return
             finally:
+                with ctx.guard:
+                    ctx.thread = None
+                self._node = None
                 _current.reset(token)
             elapsed = time.perf_counter() - began
             values[node_id] = outputs
@@ -178,9 +201,9 @@ class Executor:
             "node_id": node_id,
             "node_type": node_type,
             "source": self.registry.source(node_type),  # "builtin" or the plugin that defined it
-            "input": getattr(exc, "input", None),
+            "input": exc.input if isinstance(exc, NodeInputError) else None,
             "exception_type": type(exc).__name__,
-            "message": str(exc),
+            "message": exception_message(exc),
             "traceback": "".join(traceback.format_exception(exc)),
         }
         emit({"type": "node_failed", "run_id": result.run_id, "node": node_id, "node_type": node_type, "error": result.error})
@@ -190,6 +213,15 @@ class Executor:
         result.error = {"node_id": node_id, "node_type": node_type, "source": self.registry.source(node_type), "input": None,
                         "exception_type": "Interrupted", "message": f"interrupted {when}", "traceback": ""}
         emit({"type": "run_interrupted", "run_id": result.run_id, "node": node_id, "node_type": node_type})
+
+
+def exception_message(exc: BaseException) -> str:
+    """str(exc), else its type's name (MemoryError() says nothing), even for an exception whose
+    __str__ fails (plugin code can raise anything)."""
+    try:
+        return str(exc) or type(exc).__name__
+    except Exception:
+        return f"({type(exc).__name__} whose message can't be read)"
 
 
 def _as_tuple(cls, returned) -> tuple:

@@ -17,6 +17,8 @@ import yaml
 BUNDLED = Path(__file__).parent / "bundled"  # the shipped demo checkpoint and example inputs
 MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+# kinds ComfyUI keeps in more than one folder (the older name second)
+KIND_FOLDERS = {"diffusion_models": ("diffusion_models", "unet")}
 
 
 class UnsafePathError(ValueError):
@@ -109,9 +111,11 @@ class Folders:
             self.extra_models = load_extra_model_paths(self.extra_model_paths)
 
     def model_dirs(self, kind: str) -> list[Path]:
-        """Search path for a kind of model (checkpoints, vae, loras, text_encoders): the user's
-        folder first, then the extra model folders, then the bundled models."""
-        return [self.models / kind, *self.extra_models.get(kind, []), BUNDLED / kind]
+        """Search path for a kind of model (checkpoints, vae, loras, text_encoders, diffusion_models):
+        the user's folders first, then the extra model folders, then the bundled models."""
+        names = KIND_FOLDERS.get(kind, (kind,))
+        return [*(self.models / name for name in names), *(d for name in names for d in self.extra_models.get(name, [])),
+                *(BUNDLED / name for name in names)]
 
     def list_models(self, kind: str) -> list[str]:
         names = set()

@@ -67,3 +67,69 @@ def center_crop_to_aspect(x: torch.Tensor, width: int, height: int) -> torch.Ten
     new_h = round(w / target)
     top = (h - new_h) // 2
     return x[..., top:top + new_h, :]
+
+
+def _slerp(a: torch.Tensor, b: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation of vectors along dim 1 ([N, C, ...]), with the norms interpolated
+    linearly; nearly parallel vectors take a, opposite ones the plain lerp."""
+    na, nb = a.norm(dim=1, keepdim=True), b.norm(dim=1, keepdim=True)
+    ua = torch.where(na == 0, torch.zeros_like(a), a / na.clamp(min=1e-30))
+    ub = torch.where(nb == 0, torch.zeros_like(b), b / nb.clamp(min=1e-30))
+    dot = (ua * ub).sum(1, keepdim=True).clamp(-1, 1)
+    omega = torch.acos(dot)
+    so = torch.sin(omega)
+    safe_so = torch.where(so.abs() < 1e-7, torch.ones_like(so), so)
+    out = (torch.sin((1 - r) * omega) / safe_so) * ua + (torch.sin(r * omega) / safe_so) * ub
+    out = out * (na * (1 - r) + nb * r)
+    out = torch.where(dot > 1 - 1e-5, a, out)
+    return torch.where(dot < 1e-5 - 1, a * (1 - r) + b * r, out)
+
+
+def _bislerp_axis(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+    old = x.shape[dim]
+    # Source positions as bilinear resizing (half-pixel centres) picks them, clamped at the edges.
+    pos = ((torch.arange(size, dtype=torch.float64) + 0.5) * old / size - 0.5).clamp(0, old - 1)
+    i0 = pos.floor().long()
+    i1 = (i0 + 1).clamp(max=old - 1)
+    shape = [1] * x.ndim
+    shape[dim] = size
+    r = (pos - i0).to(x.dtype).reshape(shape)
+    return _slerp(x.index_select(dim, i0), x.index_select(dim, i1), r)
+
+
+def bislerp(x: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Resize NCHW latents like bilinear, but interpolating each position's channel vector
+    spherically (direction slerped, length lerped), which keeps latents from washing out."""
+    x = x.float()
+    return _bislerp_axis(_bislerp_axis(x, width, 3), height, 2)
+
+
+def composite_masked(destination: torch.Tensor, source: torch.Tensor, x: int, y: int,
+                     mask: torch.Tensor | None = None, multiplier: int = 1,
+                     resize_source: bool = False) -> torch.Tensor:
+    """Paste NCHW `source` into a copy of `destination` with its top-left corner at pixel (x, y)
+    (divided by `multiplier`: 8 for latents), blended by `mask` (resized to the source) where
+    given; the part outside the destination is cut off. ComfyUI's ImageCompositeMasked /
+    LatentCompositeMasked."""
+    out = destination.clone()
+    if resize_source:
+        source = F.interpolate(source, size=out.shape[2:], mode="bilinear")
+    source = source.to(out.dtype)
+    if source.shape[0] != out.shape[0]:
+        source = source.repeat(-(-out.shape[0] // source.shape[0]), 1, 1, 1)[:out.shape[0]]
+    left, top = x // multiplier, y // multiplier
+    h = min(source.shape[2], out.shape[2] - top)
+    w = min(source.shape[3], out.shape[3] - left)
+    if h <= 0 or w <= 0:
+        return out
+    if mask is None:
+        mask = torch.ones_like(source)
+    else:
+        mask = F.interpolate(mask.float().reshape(-1, 1, *mask.shape[-2:]), size=source.shape[2:],
+                             mode="bilinear").to(out.dtype)
+        if mask.shape[0] != source.shape[0]:
+            mask = mask.repeat(-(-source.shape[0] // mask.shape[0]), 1, 1, 1)[:source.shape[0]]
+    mask = mask[:, :, :h, :w]
+    region = out[:, :, top:top + h, left:left + w]
+    out[:, :, top:top + h, left:left + w] = mask * source[:, :, :h, :w] + (1 - mask) * region
+    return out

@@ -19,7 +19,7 @@ follow another rule overrides `Node.estimate(widgets, inputs)` and returns an `E
 import functools
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from graphflow.workflow import Problem
 

@@ -258,6 +258,139 @@ def write_lora(path, arch: str, rank: int = 4, alpha: float | None = 2.0, seed: 
 
 
 
+# -- SD3 / SD3.5 / FLUX.1 ----------------------------------------------------------------------
+# Scaled-down flow models keep the real structure (QK-norm, MMDiT-X attn2 blocks, the last text
+# block pre-only, dev's guidance_in, Fill's 384 packed channels) and the real vocabularies
+# (CLIP 49408, T5 32128). Their widths fit the tiny text encoders: SD3 context = CLIP-L + CLIP-G
+# widths = the tiny T5's (192), pooled = both projections (64 + 128); FLUX pooled = CLIP-L (64).
+
+FLOW_FAMILIES = ("sd3_medium", "sd35_large", "sd35_medium", "flux_dev", "flux_schnell", "flux_fill")
+FLOW_TEXT_ENCODERS = {"sd3": ("clip_l", "clip_g", "t5xxl"), "flux": ("clip_l", "t5xxl")}
+FLOW_VAE_PREFIX = {"sd3": "first_stage_model.", "flux": "vae."}  # Stability's / ComfyUI's FLUX saves
+T5_TINY_WIDTH = TEXT_TINY["clip_l"][0] + TEXT_TINY["clip_g"][0]
+
+
+def flow_arch(family: str) -> str:
+    if family not in FLOW_FAMILIES:
+        raise ValueError(f"unknown flow family {family!r}; expected one of {FLOW_FAMILIES}")
+    return "sd3" if family.startswith("sd3") else "flux"
+
+
+def flow_model_config(family: str, scaled_down: bool = True):
+    from .models.flux import FluxConfig
+    from .models.mmdit import MMDiTConfig
+
+    arch = flow_arch(family)
+    if arch == "sd3":
+        if not scaled_down:
+            return {"sd3_medium": MMDiTConfig(),
+                    "sd35_large": MMDiTConfig(hidden_size=2432, depth=38, num_heads=38, qk_norm=True),
+                    "sd35_medium": MMDiTConfig(pos_embed_max_size=384, qk_norm=True,
+                                               x_self_attn_layers=tuple(range(13)))}[family]
+        pooled = TEXT_TINY["clip_l"][0] + TEXT_TINY["clip_g"][3]
+        tiny = dict(hidden_size=128, depth=2, num_heads=2, pos_embed_max_size=16, context_dim=T5_TINY_WIDTH,
+                    adm_in_channels=pooled)
+        extra = {"sd3_medium": {}, "sd35_large": dict(qk_norm=True),
+                 "sd35_medium": dict(depth=3, qk_norm=True, x_self_attn_layers=(0, 1))}[family]
+        return MMDiTConfig(**{**tiny, **extra})
+    in_channels = 384 if family == "flux_fill" else 64
+    guidance = family != "flux_schnell"
+    if not scaled_down:
+        return FluxConfig(in_channels=in_channels, guidance_embed=guidance)
+    return FluxConfig(in_channels=in_channels, guidance_embed=guidance, hidden_size=64, num_heads=2, depth=1,
+                      depth_single_blocks=2, axes_dim=(4, 14, 14), vec_in_dim=TEXT_TINY["clip_l"][0],
+                      context_in_dim=T5_TINY_WIDTH)
+
+
+def flow_vae_config(scaled_down: bool = True) -> VAEConfig:
+    """The 16-channel KL-VAE of SD3 and FLUX (no quant convs)."""
+    sixteen = dict(z_channels=16, embed_dim=16, use_quant_conv=False)
+    return VAEConfig(ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1, **sixteen) if scaled_down else VAEConfig(**sixteen)
+
+
+def t5_config(scaled_down: bool = True):
+    """T5-XXL's encoder (T5 v1.1: gated GELU, no biases), or a tiny one with its vocabulary."""
+    from transformers import T5Config
+
+    if scaled_down:
+        return T5Config(vocab_size=32128, d_model=T5_TINY_WIDTH, d_kv=32, d_ff=256, num_layers=2, num_heads=6,
+                        feed_forward_proj="gated-gelu", is_encoder_decoder=False, tie_word_embeddings=False)
+    return T5Config(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+                    feed_forward_proj="gated-gelu", is_encoder_decoder=False, tie_word_embeddings=False)
+
+
+def _flow_net_shapes(family: str, scaled_down: bool) -> dict[str, tuple]:
+    from .models.flux import Flux
+    from .models.mmdit import MMDiT
+
+    config = flow_model_config(family, scaled_down)
+    with torch.device("meta"):
+        return _module_shapes(MMDiT(config) if flow_arch(family) == "sd3" else Flux(config))
+
+
+def _flow_tower_shapes(name: str, scaled_down: bool) -> dict[str, tuple]:
+    """A text encoder's keys as SD3/FLUX files hold them (below `.transformer.`)."""
+    if name == "t5xxl":
+        from transformers import T5EncoderModel
+
+        with torch.device("meta"):
+            shapes = _module_shapes(T5EncoderModel(t5_config(scaled_down)))
+        shapes.pop("encoder.embed_tokens.weight", None)  # tied to shared.weight; files hold it once
+        return shapes
+    config = text_config(name, scaled_down)
+    with torch.device("meta"):
+        model = build_tower_module(config, projection=True)  # SD3 projects both pooled outputs
+    shapes = {}
+    for k, v in model.state_dict().items():
+        shapes[k if k.startswith(("text_model.", "text_projection")) else "text_model." + k] = tuple(v.shape)
+    return shapes
+
+
+def flow_file_shapes(family: str, scaled_down: bool = True, components=("model", "vae", "text"),
+                     prefixed: bool = True) -> dict[str, tuple]:
+    """Every key and shape of a SD3/FLUX file, without allocating anything (meta tensors)."""
+    arch = flow_arch(family)
+    shapes = {}
+    if "model" in components:
+        prefix = UNET_PREFIX if prefixed else ""
+        shapes.update({prefix + k: s for k, s in _flow_net_shapes(family, scaled_down).items()})
+    if "vae" in components:
+        with torch.device("meta"):
+            vae = _module_shapes(AutoencoderKL(flow_vae_config(scaled_down)))
+        shapes.update({FLOW_VAE_PREFIX[arch] + k: s for k, s in vae.items()})
+    if "text" in components:
+        for name in FLOW_TEXT_ENCODERS[arch]:
+            shapes.update({f"text_encoders.{name}.transformer.{k}": s
+                           for k, s in _flow_tower_shapes(name, scaled_down).items()})
+    return shapes
+
+
+def write_flow_checkpoint(path, family: str, scaled_down: bool = True, seed: int = 0, dtype=torch.float16,
+                          components=("model", "vae", "text"), prefixed: bool = True) -> Path:
+    """A random SD3/SD3.5/FLUX file: all-in-one (the default: model.diffusion_model. + VAE +
+    text_encoders.*) or, with components=("model",) and prefixed=False, a diffusion-model-only
+    file in Stability's / BFL's bare layout."""
+    shapes = flow_file_shapes(family, scaled_down, components, prefixed)
+    state = random_state(shapes, seed, torch.float32)
+    save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}, str(path))
+    return Path(path)
+
+
+def write_flow_vae(path, seed: int = 1, dtype=torch.float16, prefix: str = "", scaled_down: bool = True) -> Path:
+    """A standalone 16-channel VAE; bare keys as BFL's ae.safetensors."""
+    state = vae_state(flow_vae_config(scaled_down), seed, dtype)
+    save_file({prefix + k: v for k, v in state.items()}, str(path))
+    return Path(path)
+
+
+def write_flow_text_encoder(path, name: str, seed: int = 2, dtype=torch.float16, scaled_down: bool = True) -> Path:
+    """A standalone text-encoder file as ComfyUI distributes them: clip_l / clip_g in
+    transformers' CLIPTextModelWithProjection keys, t5xxl in T5EncoderModel keys."""
+    state = random_state(_flow_tower_shapes(name, scaled_down), seed, torch.float32)
+    save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}, str(path))
+    return Path(path)
+
+
 def write_controlnet(path, arch: str = "sd1", seed: int = 0, scaled_down: bool = True, dtype=torch.float16) -> Path:
     """A random-weight ControlNet in the original layout (control_model.*) for write_checkpoint(arch)'s UNet."""
     from safetensors.torch import save_file

@@ -63,6 +63,10 @@ CONDITIONING = socket_type("CONDITIONING", "#ffa931", "Text embeddings and their
 LATENT = socket_type("LATENT", "#ff9cf9", "A latent image batch (dict with 'samples')")
 IMAGE = socket_type("IMAGE", "#64b5f6", "Image batch, float [B, H, W, C] in 0..1")
 MASK = socket_type("MASK", "#81c784", "Mask batch, float [B, H, W] in 0..1")
+SIGMAS = socket_type("SIGMAS", "#cddc39", "A noise schedule: 1-D float tensor of decreasing sigmas")
+SAMPLER = socket_type("SAMPLER", "#ec407a", "A sampling algorithm chosen by name, with its options")
+GUIDER = socket_type("GUIDER", "#66bb6a", "A model with its conditioning and how predictions combine (CFG)")
+NOISE = socket_type("NOISE", "#bdbdbd", "Seeded starting noise for a sampler, or none")
 
 # Primitive sockets: a widget input also accepts a link carrying its own kind of value.
 INT = socket_type("INT", "#29b6f6", "An integer")

@@ -71,8 +71,10 @@ def plan_workflow(workflow: Workflow, registry: Registry, outputs: list[str] | N
                 problems.append(Problem(None, None, None,
                                         "the workflow has no output node (such as SaveImage or PreviewImage): nothing would run"))
 
-    # Nodes that would run: targets and their ancestors, plus unknown-type nodes (so they're reported).
-    needed, stack = set(), list(targets) + [i for i, e in entries.items() if e.type not in registry]
+    # Nodes that would run: targets and their ancestors, plus (when no outputs are named)
+    # unknown-type nodes, so they're reported.
+    unknown = [] if outputs else [i for i, e in entries.items() if e.type not in registry]
+    needed, stack = set(), list(targets) + unknown
     while stack:
         node_id = stack.pop()
         if node_id in needed:
@@ -111,6 +113,14 @@ def plan_workflow(workflow: Workflow, registry: Registry, outputs: list[str] | N
     return plan, []
 
 
+def output_nodes(workflow: Workflow, registry: Registry) -> list[str]:
+    """The nodes a run would aim at: output nodes, and unknown-type nodes that nothing reads from
+    (a custom output node this registry lacks)."""
+    read = {value[0] for e in workflow.nodes.values() for value in e.inputs.values() if is_link(value)}
+    return [i for i, e in workflow.nodes.items()
+            if (cls := registry.get(e.type)) is not None and cls.output_node or cls is None and i not in read]
+
+
 def validate(workflow: Workflow, registry: Registry, outputs: list[str] | None = None,
              limits: RunLimits | None = None) -> list[Problem]:
     return plan_workflow(workflow, registry, outputs, limits)[1]
@@ -124,9 +134,13 @@ def _check_node(node_id, workflow: Workflow, registry: Registry, problems: list[
     entry = workflow.nodes[node_id]
     cls = registry.get(entry.type)
     if cls is None:
+        from graphflow.comfy_format import unknown_type_hint
+
+        why = unknown_type_hint(entry.type)
         close = difflib.get_close_matches(entry.type, [c.node_type for c in registry], n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        problems.append(Problem(node_id, entry.type, None, f"unknown node type '{entry.type}'{hint}"))
+        message = f"unknown node type: {why}" if why else f"unknown node type '{entry.type}'{hint}"
+        problems.append(Problem(node_id, entry.type, None, message))
         return None
 
     inputs = entry.inputs
@@ -182,11 +196,32 @@ def _check_node(node_id, workflow: Workflow, registry: Registry, problems: list[
             if err["type"] == "missing" and (name in links or name not in literals):
                 continue  # a linked widget, or a missing input reported above
             problems.append(Problem(node_id, entry.type, name, _widget_message(cls, name, err)))
+    if len(problems) == count:
+        _check_model_files(node_id, cls, widgets, links, problems)
     if len(problems) > count:
         return None
     for name in links:
         widgets.pop(name, None)
     return PlannedNode(node_id, cls, widgets, links)
+
+
+def _check_model_files(node_id, cls, widgets: dict, links: dict, problems: list[Problem]) -> None:
+    """Model files named by widgets marked `model_folder=...` must be loadable (graphflow.models.file_check)."""
+    for name, spec in cls.input_specs.items():
+        kind = spec.widget.hints.get("model_folder") if spec.widget is not None else None
+        if kind is None or name in links or not isinstance(widgets.get(name), str):
+            continue
+        from graphflow.folders import folders
+        from graphflow.models.file_check import model_file_problem
+
+        try:
+            path = folders.find_model(kind, widgets[name])
+        except (FileNotFoundError, ValueError) as e:
+            problems.append(Problem(node_id, cls.node_type, name, str(e)))
+            continue
+        problem = model_file_problem(kind, path)
+        if problem is not None:
+            problems.append(Problem(node_id, cls.node_type, name, problem))
 
 
 def _check_link(node_id, node_type, spec, value, workflow, registry, problems):

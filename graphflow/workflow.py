@@ -1,4 +1,4 @@
-"""The workflow JSON format (version 1) and its loading, saving and ComfyUI import.
+"""The workflow JSON format (version 1), its loading and saving (ComfyUI's formats: comfy_format).
 
     {"version": 1,
      "nodes": {"<id>": {"type": "KSampler", "inputs": {"seed": 5, "model": ["4", 0]}}},
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 FORMAT_VERSION = 1
 # Deeper JSON is refused before anything walks it: real workflows nest about 6 levels (a literal
@@ -80,6 +80,13 @@ class Workflow(BaseModel):
     version: int = FORMAT_VERSION
     nodes: dict[str, NodeEntry]
     ui: dict[str, Any] = Field(default_factory=dict)
+    # Non-fatal notes from importing (inputs ComfyUI itself ignores, muted nodes left out, ...):
+    # {node_id, node_type, input, message}; not saved.
+    _notes: list = PrivateAttr(default_factory=list)
+
+    @property
+    def notes(self) -> list[dict]:
+        return self._notes
 
     def to_json(self) -> dict:
         return self.model_dump(mode="json", exclude_none=True)
@@ -112,20 +119,31 @@ def is_comfy_api_graph(data: Any) -> bool:
 
 
 def parse_workflow(data: Any, registry=None) -> Workflow:
-    """A Workflow from parsed JSON: our format, or a ComfyUI API-format graph (needs the registry).
+    """A Workflow from parsed JSON: our format, or a ComfyUI API-format or UI-format graph
+    (those need the registry, for the ComfyUI names; graphflow.comfy_format reads them).
 
     Any other JSON value raises WorkflowFormatError, whose `problems` name the nodes at fault."""
     if json_depth_exceeds(data):
         raise WorkflowFormatError(f"not a workflow: lists and objects nest deeper than {MAX_JSON_DEPTH} levels")
-    if is_comfy_api_graph(data):
+    from graphflow import comfy_format
+
+    if is_comfy_api_graph(data) or comfy_format.is_ui_graph(data):
         if registry is None:
             from graphflow.registry import default_registry
 
             registry = default_registry()
-        return import_comfy(data, registry)
+        if is_comfy_api_graph(data):
+            return comfy_format.import_api(data, registry)
+        try:
+            return comfy_format.import_ui(data, registry)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+            if isinstance(e, WorkflowFormatError):
+                raise
+            raise WorkflowFormatError(f"malformed ComfyUI UI-format graph: {type(e).__name__}: {e}") from None
     if not isinstance(data, dict) or "nodes" not in data:
         raise WorkflowFormatError(
-            "not a workflow: expected {\"version\": 1, \"nodes\": {...}} or a ComfyUI API-format graph"
+            "not a workflow: expected {\"version\": 1, \"nodes\": {...}}, a ComfyUI API-format graph "
+            "or a ComfyUI UI-format graph"
         )
     version = data.get("version", FORMAT_VERSION)
     if isinstance(version, int) and version > FORMAT_VERSION:
@@ -157,20 +175,36 @@ def _validated(data: dict, type_of: dict | None = None) -> Workflow:
 
 
 def load_workflow(path: str | Path, registry=None) -> Workflow:
-    return parse_workflow(read_json_file(path), registry)
+    """A workflow from a file: JSON in any format parse_workflow reads, or a PNG/WebP picture
+    whose metadata holds one (ours, ComfyUI's, or A1111/Forge generation parameters)."""
+    from graphflow.picture_metadata import is_picture, workflow_from_picture
+
+    raw = _read_bytes(path)
+    if is_picture(raw):
+        return workflow_from_picture(raw, registry, what=str(path))
+    return parse_workflow(_json_of(raw, path), registry)
 
 
 def read_json_file(path: str | Path) -> Any:
     """The JSON value in a file; WorkflowFormatError when it can't be read or isn't JSON."""
+    return _json_of(_read_bytes(path), path)
+
+
+def _read_bytes(path: str | Path) -> bytes:
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return path.read_bytes()
     except FileNotFoundError:
         raise WorkflowFormatError(f"no such workflow file: {path}") from None
     except IsADirectoryError:
         raise WorkflowFormatError(f"{path} is a folder, not a workflow file") from None
     except OSError as e:
         raise WorkflowFormatError(f"can't read {path}: {e.strerror or e}") from None
+
+
+def _json_of(raw: bytes, path: str | Path) -> Any:
+    try:
+        return json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise WorkflowFormatError(f"{path} is not valid JSON: {e}") from None
     except RecursionError:
@@ -191,6 +225,8 @@ class ComfyAlias:
     values: dict[str, dict] = field(default_factory=dict)  # our input name -> {ComfyUI value: ours}
     ignore: tuple[str, ...] = ()  # ComfyUI inputs with no meaning here
     fixed: dict = field(default_factory=dict)  # our inputs set by the class itself (VAEDecodeTiled: tiled=True)
+    optional: tuple[str, ...] = ()  # listed as optional to ComfyUI clients: its optional inputs, and ours it lacks
+    outputs: tuple[int, ...] | None = None  # our output index for each of ComfyUI's outputs (None: the same)
 
 
 def comfy_aliases(cls) -> tuple[ComfyAlias, ...]:
@@ -200,52 +236,10 @@ def comfy_aliases(cls) -> tuple[ComfyAlias, ...]:
 
 
 def import_comfy(graph: dict, registry) -> Workflow:
-    """Convert a ComfyUI API-format graph, renaming classes, inputs and values by the aliases.
+    """Convert a ComfyUI API-format graph (graphflow.comfy_format.import_api)."""
+    from graphflow.comfy_format import import_api
 
-    Classes without an equivalent keep their name, so validation reports them by node; entries
-    that are not a node at all raise WorkflowFormatError with a problem for each."""
-    nodes, titles, problems, type_of = {}, {}, [], {}
-    for key, entry in graph.items():
-        node_id = str(key)
-        if not isinstance(entry, dict):
-            problems.append(Problem(node_id, None, None, f"expected a node object with 'class_type', got {_short(entry)}"))
-            continue
-        class_type = entry.get("class_type")
-        if not isinstance(class_type, str) or not class_type:
-            problems.append(Problem(node_id, None, None,
-                                    f"'class_type' must be a node class name (text), got {_short(class_type)}"))
-            continue
-        raw_inputs = entry.get("inputs")
-        if raw_inputs is None:
-            raw_inputs = {}
-        if not isinstance(raw_inputs, dict):
-            problems.append(Problem(node_id, class_type, None,
-                                    f"'inputs' must be an object of input name to value, got {_short(raw_inputs)}"))
-            continue
-        cls = registry.comfy_node(class_type)
-        alias = next((a for a in comfy_aliases(cls) if class_type in a.class_types), None) if cls else None
-        inputs = dict(alias.fixed) if alias is not None else {}
-        for name, value in raw_inputs.items():
-            if alias is not None:
-                if name in alias.ignore:
-                    continue
-                name = alias.inputs.get(name, name)
-                mapping = alias.values.get(name)
-                if mapping is not None and isinstance(value, (str, int, float)) and value in mapping:
-                    value = mapping[value]
-            inputs[name] = value
-        node_type = cls.node_type if cls is not None else class_type
-        nodes[node_id], type_of[node_id] = {"type": node_type, "inputs": inputs}, node_type
-        meta = entry.get("_meta")
-        title = meta.get("title") if isinstance(meta, dict) else None
-        if isinstance(title, str) and title:
-            titles[node_id] = title
-    if problems:
-        raise WorkflowFormatError("malformed ComfyUI graph: " + "; ".join(map(str, problems)), problems)
-    ui = {"imported_from": "comfyui-api"}
-    if titles:
-        ui["titles"] = titles
-    return _validated({"version": FORMAT_VERSION, "nodes": nodes, "ui": ui}, type_of)
+    return import_api(graph, registry)
 
 
 def _short(value) -> str:

@@ -1,11 +1,17 @@
-"""Text conditioning: encode prompts, combine, restrict to an area, zero out.
+"""Text conditioning: encode prompts, combine, concatenate, average, restrict to an area, a mask
+or a part of the sampling, zero out; the image conditioning of inpainting and InstructPix2Pix models.
 
 CONDITIONING is a list of (embedding [B, T, D], options) pairs; options may carry
-"pooled_output" (SDXL), "area" (h, w, y, x in latent units) and "strength"."""
+"pooled_output" (SDXL), "area" (h, w, y, x in latent units, or ("percentage", h, w, y, x)),
+"strength", "mask" + "mask_strength" + "set_area_to_bounds", "start_percent" / "end_percent",
+"concat_latent_image" / "concat_mask" (graphflow.sampling.guidance and pipeline read them).
+Nodes never modify the lists or dicts they are given."""
 
 import torch
+import torch.nn.functional as F
 
-from graphflow.api import CLIP, CONDITIONING, ComfyAlias, Float, Int, Node, NodeInputError, Text
+from graphflow.api import (CLIP, CONDITIONING, IMAGE, LATENT, MASK, VAE, Bool, Choice, ComfyAlias, Float, Int,
+                           Node, NodeInputError, Text)
 
 MAX_SIZE = 16384
 
@@ -20,7 +26,7 @@ class CLIPEncode(Node):
     clip: CLIP
     clip_skip: int = Int(0, min=-24, max=0)
     outputs = {"conditioning": CONDITIONING}
-    comfy = ComfyAlias(("CLIPTextEncode",))
+    comfy = ComfyAlias(("CLIPTextEncode",), optional=("clip_skip",))
 
     def run(self):
         if self.clip is None:
@@ -96,3 +102,188 @@ class ConditioningZeroOut(Node):
                 options["pooled_output"] = torch.zeros_like(options["pooled_output"])
             zeroed.append((torch.zeros_like(cond), options))
         return zeroed
+
+
+def _with_options(conditioning, **values) -> list:
+    return [(cond, {**options, **values}) for cond, options in conditioning]
+
+
+def _first(conditioning, name: str):
+    if not conditioning:
+        raise NodeInputError(name, "the conditioning is empty")
+    return conditioning[0]
+
+
+class ConditioningConcat(Node):
+    """Append the tokens of `conditioning_from` to each entry of `conditioning_to`: one longer
+    prompt, attended to as a whole (unlike Combine, which averages two predictions). Only the
+    first entry of conditioning_from is used."""
+    category = "conditioning"
+    conditioning_to: CONDITIONING
+    conditioning_from: CONDITIONING
+    outputs = {"conditioning": CONDITIONING}
+    comfy = ComfyAlias(("ConditioningConcat",))
+
+    def run(self):
+        source = _first(self.conditioning_from, "conditioning_from")[0]
+        out = []
+        for cond, options in self.conditioning_to:
+            if cond.shape[-1] != source.shape[-1]:
+                raise NodeInputError("conditioning_from", f"embeddings are {source.shape[-1]} wide; "
+                                                          f"conditioning_to's are {cond.shape[-1]} (another model?)")
+            out.append((torch.cat([cond, source.to(cond.dtype).expand(cond.shape[0], -1, -1)], dim=1), dict(options)))
+        return out
+
+
+class ConditioningAverage(Node):
+    """Blend two prompts' embeddings: to * conditioning_to_strength + from * (1 - strength),
+    token by token (conditioning_from cut or zero-padded to conditioning_to's length), and the
+    same for SDXL's pooled output. Only the first entry of conditioning_from is used."""
+    category = "conditioning"
+    conditioning_to: CONDITIONING
+    conditioning_from: CONDITIONING
+    conditioning_to_strength: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    outputs = {"conditioning": CONDITIONING}
+    comfy = ComfyAlias(("ConditioningAverage",))
+
+    def run(self):
+        source, source_options = _first(self.conditioning_from, "conditioning_from")
+        pooled_from = source_options.get("pooled_output")
+        w = self.conditioning_to_strength
+        out = []
+        for cond, options in self.conditioning_to:
+            if cond.shape[-1] != source.shape[-1]:
+                raise NodeInputError("conditioning_from", f"embeddings are {source.shape[-1]} wide; "
+                                                          f"conditioning_to's are {cond.shape[-1]} (another model?)")
+            other = source[:, :cond.shape[1]]
+            if other.shape[1] < cond.shape[1]:
+                other = F.pad(other, (0, 0, 0, cond.shape[1] - other.shape[1]))
+            options = dict(options)
+            pooled_to = options.get("pooled_output")
+            if pooled_from is not None:
+                options["pooled_output"] = pooled_from if pooled_to is None else pooled_to * w + pooled_from * (1 - w)
+            out.append((cond * w + other.to(cond.dtype) * (1 - w), options))
+        return out
+
+
+class ConditioningSetTimestepRange(Node):
+    """Use the conditioning only during part of the sampling: from `start` to `end` as fractions
+    of the denoising process (0 = the first, noisiest step; 1 = the end), measured on the model's
+    noise schedule as ComfyUI does. Combine several to change prompts mid-way."""
+    category = "advanced/conditioning"
+    conditioning: CONDITIONING
+    start: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    outputs = {"conditioning": CONDITIONING}
+    comfy = ComfyAlias(("ConditioningSetTimestepRange",))
+
+    def run(self):
+        if self.start > self.end:
+            raise NodeInputError("start", f"start ({self.start}) is after end ({self.end})")
+        return _with_options(self.conditioning, start_percent=self.start, end_percent=self.end)
+
+
+class ConditioningSetMask(Node):
+    """Apply the conditioning only where the mask is (weighted by the mask's values times
+    `strength`, against the other conditionings it is combined with). "mask bounds" runs the
+    model on the mask's bounding box only, which is faster and gives the prompt the whole crop."""
+    category = "conditioning"
+    conditioning: CONDITIONING
+    mask: MASK
+    strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    set_cond_area: str = Choice(["default", "mask bounds"], "default")
+    outputs = {"conditioning": CONDITIONING}
+    comfy = ComfyAlias(("ConditioningSetMask",))
+
+    def run(self):
+        mask = self.mask
+        if mask.ndim == 2:
+            mask = mask[None]
+        if mask.ndim != 3:
+            raise NodeInputError("mask", f"expected a MASK [B, H, W], got shape {tuple(mask.shape)}")
+        return _with_options(self.conditioning, mask=mask, mask_strength=self.strength,
+                             set_area_to_bounds=self.set_cond_area == "mask bounds")
+
+
+class ConditioningSetAreaPercentage(Node):
+    """Apply the conditioning only to a rectangle given as fractions of the image size, with a
+    strength relative to the other conditionings it is combined with."""
+    category = "conditioning"
+    conditioning: CONDITIONING
+    width: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    height: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    x: float = Float(0.0, min=0.0, max=1.0, step=0.01)
+    y: float = Float(0.0, min=0.0, max=1.0, step=0.01)
+    strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    outputs = {"conditioning": CONDITIONING}
+    comfy = ComfyAlias(("ConditioningSetAreaPercentage",))
+
+    def run(self):
+        if self.x >= 1.0 or self.y >= 1.0:
+            raise NodeInputError("x" if self.x >= 1.0 else "y", "the area starts at the image's edge")
+        area = ("percentage", self.height, self.width, self.y, self.x)
+        return _with_options(self.conditioning, area=area, strength=self.strength, set_area_to_bounds=False)
+
+
+def _crop_to_multiple(pixels: torch.Tensor, multiple: int, *others: torch.Tensor):
+    """Centre-crop IMAGE [B, H, W, C] (and same-size [B, 1, H, W] masks) to multiples of `multiple`."""
+    h, w = pixels.shape[1:3]
+    H, W = h // multiple * multiple, w // multiple * multiple
+    top, left = (h % multiple) // 2, (w % multiple) // 2
+    cropped = [pixels[:, top:top + H, left:left + W]]
+    cropped += [m[:, :, top:top + H, left:left + W] for m in others]
+    return cropped
+
+
+class InpaintModelConditioning(Node):
+    """Conditioning for inpainting models (9 input channels): the image with the masked area
+    greyed out is encoded and given to the model with the mask, through both conditionings. The
+    latent is the whole image encoded, so denoise below 1 keeps its content; with noise_mask the
+    sampler also changes only the masked area. Works with ordinary models too (noise mask only)."""
+    category = "conditioning/inpaint"
+    positive: CONDITIONING
+    negative: CONDITIONING
+    vae: VAE
+    pixels: IMAGE
+    mask: MASK
+    noise_mask: bool = Bool(True)
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
+    comfy = ComfyAlias(("InpaintModelConditioning",))
+
+    def run(self):
+        if self.vae is None:
+            raise NodeInputError("vae", "no VAE: the checkpoint has none; load one with LoadVAE")
+        f = self.vae.downscale
+        mask = self.mask.reshape(-1, 1, *self.mask.shape[-2:]).float()
+        mask = F.interpolate(mask, size=self.pixels.shape[1:3], mode="bilinear")
+        pixels, mask = _crop_to_multiple(self.pixels, f, mask)
+        keep = (1.0 - mask.round())[:, 0, :, :, None]
+        greyed = (pixels - 0.5) * keep + 0.5
+        concat_latent = self.vae.encode(greyed)
+        latent = {"samples": self.vae.encode(pixels)}
+        if self.noise_mask:
+            latent["noise_mask"] = mask
+        values = {"concat_latent_image": concat_latent, "concat_mask": mask}
+        return _with_options(self.positive, **values), _with_options(self.negative, **values), latent
+
+
+class InstructPixToPixConditioning(Node):
+    """Conditioning for InstructPix2Pix models (8 input channels): the image to edit is encoded
+    and given to the model through both conditionings; the prompt says what to change. The
+    latent is empty (all zeros) at the image's size: sample it at denoise 1."""
+    category = "conditioning/instructpix2pix"
+    positive: CONDITIONING
+    negative: CONDITIONING
+    vae: VAE
+    pixels: IMAGE
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
+    comfy = ComfyAlias(("InstructPixToPixConditioning",))
+
+    def run(self):
+        if self.vae is None:
+            raise NodeInputError("vae", "no VAE: the checkpoint has none; load one with LoadVAE")
+        (pixels,) = _crop_to_multiple(self.pixels, self.vae.downscale)
+        concat_latent = self.vae.encode(pixels)
+        values = {"concat_latent_image": concat_latent}
+        return (_with_options(self.positive, **values), _with_options(self.negative, **values),
+                {"samples": torch.zeros_like(concat_latent)})

@@ -1,17 +1,19 @@
-"""Image nodes: load, save, preview, scale, pad for outpainting."""
+"""Image nodes: load, save, preview, scale, crop, flip, composite, batch, pad for outpainting."""
 
 import hashlib
 import json
+import os
 import re
 import uuid
 
 import torch
 from PIL import Image, ImageSequence, PngImagePlugin, UnidentifiedImageError
 
-from graphflow.api import (IMAGE, MASK, Choice, ComfyAlias, Estimate, Int, Node, NodeInputError, Size, Text,
-                           current_workflow, folders, safe_join, show)
-from graphflow.images import (RESIZE_METHODS, center_crop_to_aspect, image_to_pil, pil_alpha_mask,
-                              pil_to_image, resize_nchw)
+from graphflow.api import (IMAGE, INT, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node,
+                           NodeInputError,
+                           Size, Text, current_workflow, folders, safe_join, send_image, show)
+from graphflow.images import (RESIZE_METHODS, center_crop_to_aspect, composite_masked, image_to_pil,
+                              pil_alpha_mask, pil_to_image, resize_nchw)
 
 MAX_SIZE = 16384
 
@@ -59,6 +61,32 @@ def _next_counter(folder, stem: str) -> int:
     return max(numbers, default=0) + 1
 
 
+def _save_new(picture: Image.Image, folder, stem: str, counter: int, **options) -> tuple[str, int]:
+    """Save as the first free `stem_NNNNN.png` from `counter` on; (name, number). The PNG is
+    written under a temporary name and then linked to its own: a process killed mid-write
+    leaves no half file under a real name, and two runs saving at once never take one name."""
+    temporary = folder / f".{stem[:64]}.{uuid.uuid4().hex}.tmp"
+    try:
+        picture.save(temporary, format="PNG", **options)
+        while True:
+            path = folder / f"{stem}_{counter:05d}.png"
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                counter += 1
+                continue
+            except OSError:  # a filesystem without hard links: claim the name, then move the file onto it
+                try:
+                    open(path, "xb").close()
+                except FileExistsError:
+                    counter += 1
+                    continue
+                os.replace(temporary, path)
+            return path.name, counter
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 class SaveImage(Node):
     """Save images as PNG files in the outputs folder, with the workflow embedded so that
     dropping the file on the editor restores the graph. The prefix may contain a subfolder."""
@@ -80,9 +108,9 @@ class SaveImage(Node):
         counter = _next_counter(folder, stem)
         metadata = _png_metadata()
         saved = []
-        for i, image in enumerate(self.images):
-            name = f"{stem}_{counter + i:05d}.png"
-            image_to_pil(image).save(folder / name, pnginfo=metadata, compress_level=4)
+        for image in self.images:
+            name, counter = _save_new(image_to_pil(image), folder, stem, counter, pnginfo=metadata, compress_level=4)
+            counter += 1
             saved.append({"filename": name, "subfolder": subfolder, "type": "output"})
         show(images=saved)
 
@@ -103,6 +131,24 @@ class PreviewImage(Node):
             image_to_pil(image).save(folders.temp / name, compress_level=1)
             shown.append({"filename": name, "subfolder": "", "type": "temp"})
         show(images=shown)
+
+
+class SaveImageWebsocket(Node):
+    """Send images to the client that queued the run, as PNG frames over its websocket, instead of
+    saving them (ComfyUI's websocket-images example reads them this way). Nothing is written to disk."""
+    category = "image"
+    output_node = True
+    cacheable = False  # a cached run would send nothing
+    images: IMAGE
+    comfy = ComfyAlias(("SaveImageWebsocket",))
+
+    def run(self):
+        import io
+
+        for image in self.images:
+            buffer = io.BytesIO()
+            image_to_pil(image).save(buffer, format="PNG", compress_level=1)
+            send_image(buffer.getvalue())
 
 
 class ImageScale(Node):
@@ -178,3 +224,238 @@ class PadImageForOutpaint(Node):
             inner = fade * fade
         mask[self.top:self.top + h, self.left:self.left + w] = inner
         return padded, mask[None].expand(b, H, W).clone()
+
+
+def _image(image, name: str) -> torch.Tensor:
+    if not torch.is_tensor(image) or image.ndim != 4:
+        raise NodeInputError(name, "expected an IMAGE: a [B, H, W, C] tensor")
+    return image
+
+
+def _resize_image(image: torch.Tensor, width: int, height: int, method: str, crop: bool = False) -> torch.Tensor:
+    x = image.movedim(-1, 1)
+    if crop:
+        x = center_crop_to_aspect(x, width, height)
+    return resize_nchw(x, width, height, method).clamp(0, 1).movedim(1, -1)
+
+
+class ImageScaleBy(Node):
+    """Resize images by a factor (sizes rounded to whole pixels)."""
+    category = "image/upscaling"
+    image: IMAGE
+    upscale_method: str = Choice(RESIZE_METHODS, "nearest-exact")
+    scale_by: float = Float(1.0, min=0.01, max=8.0, step=0.01)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("ImageScaleBy",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, scale = inputs.get("image"), widgets.get("scale_by")
+        if size is None or not isinstance(scale, (int, float)):
+            return Estimate(size)
+        return Estimate(Size(size.batch, max(1, round(size.height * scale)), max(1, round(size.width * scale))))
+
+    def run(self):
+        image = _image(self.image, "image")
+        h, w = image.shape[1:3]
+        return _resize_image(image, max(1, round(w * self.scale_by)), max(1, round(h * self.scale_by)),
+                             self.upscale_method)
+
+
+class ImageScaleToTotalPixels(Node):
+    """Resize images to about `megapixels` million pixels (1 megapixel = 1024 x 1024), keeping
+    the aspect ratio."""
+    category = "image/upscaling"
+    image: IMAGE
+    upscale_method: str = Choice(RESIZE_METHODS, "nearest-exact")
+    megapixels: float = Float(1.0, min=0.01, max=16.0, step=0.01)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("ImageScaleToTotalPixels",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, megapixels = inputs.get("image"), widgets.get("megapixels")
+        if size is None or not isinstance(megapixels, (int, float)):
+            return Estimate(size)
+        scale = (megapixels * 1024 * 1024 / (size.width * size.height)) ** 0.5
+        return Estimate(Size(size.batch, max(1, round(size.height * scale)), max(1, round(size.width * scale))))
+
+    def run(self):
+        image = _image(self.image, "image")
+        h, w = image.shape[1:3]
+        scale = (self.megapixels * 1024 * 1024 / (w * h)) ** 0.5
+        return _resize_image(image, max(1, round(w * scale)), max(1, round(h * scale)), self.upscale_method)
+
+
+class ImageCompositeMasked(Node):
+    """Paste `source` into `destination` with its top-left corner at (x, y), blended by `mask`
+    (resized to the source; 1 = source) where given; what falls outside is cut off.
+    resize_source first resizes the source to the destination's size."""
+    category = "image"
+    destination: IMAGE
+    source: IMAGE
+    x: int = Int(0, min=0, max=MAX_SIZE)
+    y: int = Int(0, min=0, max=MAX_SIZE)
+    resize_source: bool = Bool(False)
+    mask: MASK = None
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("ImageCompositeMasked",), optional=("mask",))
+
+    def run(self):
+        dest, src = _image(self.destination, "destination"), _image(self.source, "source")
+        if src.shape[-1] < dest.shape[-1]:
+            raise NodeInputError("source", f"{src.shape[-1]} channels; the destination has {dest.shape[-1]}")
+        src = src[..., :dest.shape[-1]]
+        out = composite_masked(dest.movedim(-1, 1), src.movedim(-1, 1), self.x, self.y, self.mask, 1,
+                               self.resize_source)
+        return out.movedim(1, -1)
+
+
+class EmptyImage(Node):
+    """A batch of images of one colour, given as a 0xRRGGBB number (0 = black)."""
+    category = "image"
+    width: int = Int(512, min=1, max=MAX_SIZE, resource="width")
+    height: int = Int(512, min=1, max=MAX_SIZE, resource="height")
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
+    color: int = Int(0, min=0, max=0xFFFFFF, display="color")
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("EmptyImage",))
+
+    def run(self):
+        rgb = torch.tensor([(self.color >> 16) & 0xFF, (self.color >> 8) & 0xFF, self.color & 0xFF]) / 255.0
+        return rgb.reshape(1, 1, 1, 3).expand(self.batch_size, self.height, self.width, 3).clone()
+
+
+class ImageBatch(Node):
+    """Join two image batches; image2 is resized (centre-cropped, bilinear) to image1's size."""
+    category = "image"
+    image1: IMAGE
+    image2: IMAGE
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("ImageBatch",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        a, b = inputs.get("image1"), inputs.get("image2")
+        if a is None or b is None:
+            return Estimate(a or b)
+        return Estimate(Size(a.batch + b.batch, a.height, a.width))
+
+    def run(self):
+        a, b = _image(self.image1, "image1"), _image(self.image2, "image2")
+        if a.shape[-1] != b.shape[-1]:
+            raise NodeInputError("image2", f"{b.shape[-1]} channels; image1 has {a.shape[-1]}")
+        if a.shape[1:3] != b.shape[1:3]:
+            b = _resize_image(b, a.shape[2], a.shape[1], "bilinear", crop=True)
+        return torch.cat([a, b.to(a.dtype)])
+
+
+class ImageInvert(Node):
+    """1 - image: the negative."""
+    category = "image"
+    image: IMAGE
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("ImageInvert",))
+
+    def run(self):
+        return 1.0 - _image(self.image, "image")
+
+
+class GetImageSize(Node):
+    """The width, height and batch size of an image batch."""
+    category = "image"
+    image: IMAGE
+    outputs = {"width": INT, "height": INT, "batch_size": INT}
+    comfy = ComfyAlias(("GetImageSize",))
+
+    def run(self):
+        b, h, w, _ = _image(self.image, "image").shape
+        return w, h, b
+
+
+class ImageCrop(Node):
+    """Cut a width x height rectangle with its top-left corner at (x, y) out of the images
+    (x and y are moved inside the image; the rectangle is cut off at its edges)."""
+    category = "image/transform"
+    image: IMAGE
+    width: int = Int(512, min=1, max=MAX_SIZE)
+    height: int = Int(512, min=1, max=MAX_SIZE)
+    x: int = Int(0, min=0, max=MAX_SIZE)
+    y: int = Int(0, min=0, max=MAX_SIZE)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("ImageCrop",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("image")
+        values = [widgets.get(k) for k in ("width", "height", "x", "y")]
+        if size is None or not all(isinstance(v, int) for v in values):
+            return Estimate(size)
+        width, height, x, y = values
+        x, y = min(x, size.width - 1), min(y, size.height - 1)
+        return Estimate(Size(size.batch, min(height, size.height - y), min(width, size.width - x)))
+
+    def run(self):
+        image = _image(self.image, "image")
+        x, y = min(self.x, image.shape[2] - 1), min(self.y, image.shape[1] - 1)
+        return image[:, y:y + self.height, x:x + self.width].clone()
+
+
+FLIPS = {"x-axis: vertically": 1, "y-axis: horizontally": 2}
+ROTATIONS = {"none": 0, "90 degrees": 1, "180 degrees": 2, "270 degrees": 3}
+
+
+class ImageFlip(Node):
+    """Mirror the images: upside down (x-axis) or left to right (y-axis)."""
+    category = "image/transform"
+    image: IMAGE
+    flip_method: str = Choice(list(FLIPS), "x-axis: vertically")
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("ImageFlip",))
+
+    def run(self):
+        return torch.flip(_image(self.image, "image"), dims=[FLIPS[self.flip_method]])
+
+
+class ImageRotate(Node):
+    """Rotate the images clockwise by a multiple of 90 degrees."""
+    category = "image/transform"
+    image: IMAGE
+    rotation: str = Choice(list(ROTATIONS), "none")
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("ImageRotate",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("image")
+        if size is not None and ROTATIONS.get(widgets.get("rotation"), 0) % 2:
+            return Estimate(Size(size.batch, size.width, size.height))
+        return Estimate(size)
+
+    def run(self):
+        return torch.rot90(_image(self.image, "image"), k=ROTATIONS[self.rotation], dims=[2, 1]).clone()
+
+
+class Canny(Node):
+    """Canny edge map (white edges on black), the control image of canny ControlNets. The
+    thresholds are on the blurred Sobel gradient's magnitude (a sharp black-to-white step
+    reaches about 2.6): pixels above high_threshold are edges, those above low_threshold are
+    edges where they connect to one. Computed as kornia's canny, which ComfyUI uses."""
+    category = "image/preprocessors"
+    image: IMAGE
+    low_threshold: float = Float(0.4, min=0.01, max=0.99, step=0.01)
+    high_threshold: float = Float(0.8, min=0.01, max=0.99, step=0.01)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("Canny",))
+
+    def run(self):
+        from graphflow.canny import canny
+
+        image = _image(self.image, "image")
+        if self.low_threshold > self.high_threshold:
+            raise NodeInputError("low_threshold", f"{self.low_threshold} is above high_threshold "
+                                                  f"({self.high_threshold})")
+        if image.shape[-1] not in (1, 3):
+            image = image[..., :3]
+        edges = canny(image.movedim(-1, 1), self.low_threshold, self.high_threshold)
+        return edges.repeat(1, 3, 1, 1).movedim(1, -1)

@@ -1,14 +1,19 @@
-"""Latent nodes: empty latents, upscale, batch, noise mask.
+"""Latent nodes: empty latents, upscale, composite, batch, blend and arithmetic, noise mask, save/load.
 
 A LATENT is a dict {"samples": [B, C, H/8, W/8] in the VAE's raw space, "noise_mask"?: [B, 1, h, w]
 at any resolution (the sampler resizes it), "batch_index"?: [int]}; nodes never modify the
 dict they're given."""
 
+import json
+import math
+import re
+
 import torch
 import torch.nn.functional as F
 
-from graphflow.api import LATENT, MASK, Choice, ComfyAlias, Estimate, Int, Node, Size
-from graphflow.images import RESIZE_METHODS, center_crop_to_aspect, resize_nchw
+from graphflow.api import (LATENT, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError,
+                           Size, Text, current_workflow, folders, safe_join, show)
+from graphflow.images import bislerp, center_crop_to_aspect, composite_masked, resize_nchw
 
 MAX_SIZE = 16384
 
@@ -26,13 +31,17 @@ class EmptyLatent(Node):
         return {"samples": torch.zeros(self.batch_size, 4, self.height // 8, self.width // 8)}
 
 
+LATENT_RESIZE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "bislerp")
+
+
 class LatentUpscale(Node):
-    """Resize latents to a new pixel size (0 keeps the aspect ratio from the other side)."""
+    """Resize latents to a new pixel size (0 keeps the aspect ratio from the other side). bislerp
+    interpolates spherically between neighbours, as ComfyUI's does."""
     category = "latent"
     samples: LATENT
-    upscale_method: str = Choice(RESIZE_METHODS, "nearest-exact")
-    width: int = Int(1024, min=0, max=MAX_SIZE, step=8, resource="width")
-    height: int = Int(1024, min=0, max=MAX_SIZE, step=8, resource="height")
+    upscale_method: str = Choice(LATENT_RESIZE_METHODS, "nearest-exact")
+    width: int = Int(512, min=0, max=MAX_SIZE, step=8, resource="width")
+    height: int = Int(512, min=0, max=MAX_SIZE, step=8, resource="height")
     crop: str = Choice(["disabled", "center"], "disabled")
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("LatentUpscale",))
@@ -45,7 +54,10 @@ class LatentUpscale(Node):
         if self.crop == "center":
             x = center_crop_to_aspect(x, width, height)
         out = {k: v for k, v in self.samples.items() if k != "noise_mask"}
-        out["samples"] = resize_nchw(x, width, height, self.upscale_method)
+        if self.upscale_method == "bislerp":
+            out["samples"] = bislerp(x, width, height).to(x.dtype)
+        else:
+            out["samples"] = resize_nchw(x, width, height, self.upscale_method)
         return out
 
 
@@ -87,3 +99,342 @@ class SetLatentNoiseMask(Node):
         out = dict(self.samples)
         out["noise_mask"] = self.mask.reshape(-1, 1, *self.mask.shape[-2:]).float()
         return out
+
+
+
+def _samples(latent, name: str) -> torch.Tensor:
+    if not isinstance(latent, dict) or not torch.is_tensor(latent.get("samples")) or latent["samples"].ndim != 4:
+        raise NodeInputError(name, "expected a LATENT: a dict with 'samples' [B, C, h, w]")
+    return latent["samples"]
+
+
+def _repeat_to(t: torch.Tensor, batch: int) -> torch.Tensor:
+    if t.shape[0] == batch:
+        return t
+    return t.repeat(math.ceil(batch / t.shape[0]), *[1] * (t.ndim - 1))[:batch]
+
+
+def _fit(reference: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """`other` made the shape of `reference` for elementwise arithmetic: resized (bilinear,
+    centre-cropped to the aspect ratio) and repeated to the batch, as ComfyUI's latent maths does."""
+    if other.shape[2:] != reference.shape[2:]:
+        other = F.interpolate(center_crop_to_aspect(other, reference.shape[3], reference.shape[2]),
+                              size=reference.shape[2:], mode="bilinear")
+    return _repeat_to(other, reference.shape[0])
+
+
+def _scaled_estimate(size, scale) -> Estimate:
+    """The size of a batch resized by `scale` (for the validator's resource check)."""
+    if size is None or not isinstance(scale, (int, float)):
+        return Estimate(size)
+    return Estimate(Size(size.batch, max(1, round(size.height * scale)), max(1, round(size.width * scale))))
+
+
+class LatentUpscaleBy(Node):
+    """Resize latents by a factor (sizes rounded to whole latent pixels). bislerp interpolates
+    each position's channel vector spherically, which keeps upscaled latents from going flat."""
+    category = "latent"
+    samples: LATENT
+    upscale_method: str = Choice(LATENT_RESIZE_METHODS, "nearest-exact")
+    scale_by: float = Float(1.5, min=0.01, max=8.0, step=0.01)
+    outputs = {"latent": LATENT}
+    comfy = ComfyAlias(("LatentUpscaleBy",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return _scaled_estimate(inputs.get("samples"), widgets.get("scale_by"))
+
+    def run(self):
+        x = _samples(self.samples, "samples")
+        width = max(1, round(x.shape[-1] * self.scale_by))
+        height = max(1, round(x.shape[-2] * self.scale_by))
+        out = dict(self.samples)
+        if self.upscale_method == "bislerp":
+            out["samples"] = bislerp(x, width, height).to(x.dtype)
+        else:
+            out["samples"] = resize_nchw(x, width, height, self.upscale_method)
+        return out
+
+
+class LatentComposite(Node):
+    """Paste `samples_from` into `samples_to` with its top-left corner at pixel (x, y) (multiples
+    of 8). `feather` (pixels) fades the pasted edges that lie inside the destination, linearly
+    over feather / 8 latent pixels. The noisy-latent-composition technique uses this."""
+    category = "latent"
+    samples_to: LATENT
+    samples_from: LATENT
+    x: int = Int(0, min=0, max=MAX_SIZE, step=8)
+    y: int = Int(0, min=0, max=MAX_SIZE, step=8)
+    feather: int = Int(0, min=0, max=MAX_SIZE, step=8)
+    outputs = {"latent": LATENT}
+    comfy = ComfyAlias(("LatentComposite",))
+
+    def run(self):
+        dest, src = _samples(self.samples_to, "samples_to"), _samples(self.samples_from, "samples_from")
+        if dest.shape[1] != src.shape[1]:
+            raise NodeInputError("samples_from", f"{src.shape[1]} channels; samples_to has {dest.shape[1]}")
+        x, y, feather = self.x // 8, self.y // 8, self.feather // 8
+        H, W = dest.shape[2:]
+        if x >= W or y >= H:
+            raise NodeInputError("x" if x >= W else "y",
+                                 f"({self.x}, {self.y}) lies outside the {W * 8}x{H * 8} destination")
+        src = _repeat_to(src[:, :, :H - y, :W - x], dest.shape[0])
+        h, w = src.shape[2:]
+        mask = torch.ones_like(src)
+        for t in range(feather):
+            factor = (t + 1) / feather
+            if y != 0:
+                mask[:, :, t] *= factor
+            if y + h < H:
+                mask[:, :, h - 1 - t] *= factor
+            if x != 0:
+                mask[:, :, :, t] *= factor
+            if x + w < W:
+                mask[:, :, :, w - 1 - t] *= factor
+        out = dict(self.samples_to)
+        s = dest.clone()
+        s[:, :, y:y + h, x:x + w] = src * mask + s[:, :, y:y + h, x:x + w] * (1 - mask)
+        out["samples"] = s
+        return out
+
+
+class LatentCompositeMasked(Node):
+    """Paste `source` into `destination` at pixel (x, y) (multiples of 8), blended by `mask`
+    (resized to the source; 1 = source) where given. resize_source first resizes the source to
+    the destination's size."""
+    category = "latent"
+    destination: LATENT
+    source: LATENT
+    x: int = Int(0, min=0, max=MAX_SIZE, step=8)
+    y: int = Int(0, min=0, max=MAX_SIZE, step=8)
+    resize_source: bool = Bool(False)
+    mask: MASK = None
+    outputs = {"latent": LATENT}
+    comfy = ComfyAlias(("LatentCompositeMasked",), optional=("mask",))
+
+    def run(self):
+        dest, src = _samples(self.destination, "destination"), _samples(self.source, "source")
+        if dest.shape[1] != src.shape[1]:
+            raise NodeInputError("source", f"{src.shape[1]} channels; destination has {dest.shape[1]}")
+        out = dict(self.destination)
+        out["samples"] = composite_masked(dest, src, self.x, self.y, self.mask, 8, self.resize_source)
+        return out
+
+
+def _masks_for_batch(latent: dict, batch: int):
+    masks = latent["noise_mask"]
+    if masks.ndim == 4 and masks.shape[0] < batch:
+        masks = _repeat_to(masks, batch)
+    return masks
+
+
+class RepeatLatentBatch(Node):
+    """Repeat the whole batch `amount` times (noise masks and batch indices follow, the indices
+    continuing so each copy gets its own noise)."""
+    category = "latent/batch"
+    samples: LATENT
+    amount: int = Int(1, min=1, max=64)
+    outputs = {"latent": LATENT}
+    comfy = ComfyAlias(("RepeatLatentBatch",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, amount = inputs.get("samples"), widgets.get("amount")
+        if size is None or not isinstance(amount, int):
+            return Estimate(size)
+        return Estimate(Size(size.batch * amount, size.height, size.width))
+
+    def run(self):
+        x = _samples(self.samples, "samples")
+        out = dict(self.samples)
+        out["samples"] = x.repeat(self.amount, 1, 1, 1)
+        mask = self.samples.get("noise_mask")
+        if mask is not None and mask.shape[0] > 1:
+            out["noise_mask"] = _masks_for_batch(self.samples, x.shape[0]).repeat(
+                self.amount, *[1] * (mask.ndim - 1))
+        if "batch_index" in self.samples:
+            index = list(self.samples["batch_index"])
+            offset = max(index) - min(index) + 1
+            out["batch_index"] = index + [i + k * offset for k in range(1, self.amount) for i in index]
+        return out
+
+
+class LatentFromBatch(Node):
+    """Take `length` latents starting at `batch_index` (clamped to the batch). They keep their
+    indices, so the sampler gives each the starting noise of its index in the batch (drawn
+    image by image from the seed, as ComfyUI does)."""
+    category = "latent/batch"
+    samples: LATENT
+    batch_index: int = Int(0, min=0, max=63)
+    length: int = Int(1, min=1, max=64)
+    outputs = {"latent": LATENT}
+    comfy = ComfyAlias(("LatentFromBatch",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, start, length = inputs.get("samples"), widgets.get("batch_index"), widgets.get("length")
+        if size is None or not isinstance(start, int) or not isinstance(length, int):
+            return Estimate(size)
+        start = min(size.batch - 1, start)
+        return Estimate(Size(min(size.batch - start, length), size.height, size.width))
+
+    def run(self):
+        x = _samples(self.samples, "samples")
+        start = min(x.shape[0] - 1, self.batch_index)
+        length = min(x.shape[0] - start, self.length)
+        out = dict(self.samples)
+        out["samples"] = x[start:start + length].clone()
+        if "noise_mask" in self.samples:
+            masks = self.samples["noise_mask"]
+            if masks.shape[0] == 1:
+                out["noise_mask"] = masks.clone()
+            else:
+                out["noise_mask"] = _masks_for_batch(self.samples, x.shape[0])[start:start + length].clone()
+        index = self.samples.get("batch_index")
+        out["batch_index"] = list(range(start, start + length)) if index is None else list(index[start:start + length])
+        return out
+
+
+class LatentBlend(Node):
+    """samples1 * blend_factor + samples2 * (1 - blend_factor); samples2 is resized to samples1."""
+    category = "latent"
+    samples1: LATENT
+    samples2: LATENT
+    blend_factor: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    outputs = {"latent": LATENT}
+    comfy = ComfyAlias(("LatentBlend",))
+
+    def run(self):
+        a, b = _samples(self.samples1, "samples1"), _samples(self.samples2, "samples2")
+        if a.shape[1] != b.shape[1]:
+            raise NodeInputError("samples2", f"{b.shape[1]} channels; samples1 has {a.shape[1]}")
+        if a.shape[2:] != b.shape[2:]:
+            b = F.interpolate(center_crop_to_aspect(b, a.shape[3], a.shape[2]), size=a.shape[2:], mode="bicubic")
+        out = dict(self.samples1)
+        out["samples"] = a * self.blend_factor + _repeat_to(b, a.shape[0]) * (1 - self.blend_factor)
+        return out
+
+
+def _arithmetic(node, combine) -> dict:
+    a, b = _samples(node.samples1, "samples1"), _samples(node.samples2, "samples2")
+    if a.shape[1] != b.shape[1]:
+        raise NodeInputError("samples2", f"{b.shape[1]} channels; samples1 has {a.shape[1]}")
+    out = dict(node.samples1)
+    out["samples"] = combine(a, _fit(a, b))
+    return out
+
+
+class LatentAdd(Node):
+    """samples1 + samples2 (samples2 resized and repeated to samples1's shape)."""
+    category = "latent/advanced"
+    samples1: LATENT
+    samples2: LATENT
+    outputs = {"latent": LATENT}
+    comfy = ComfyAlias(("LatentAdd",))
+
+    def run(self):
+        return _arithmetic(self, torch.add)
+
+
+class LatentSubtract(Node):
+    """samples1 - samples2 (samples2 resized and repeated to samples1's shape)."""
+    category = "latent/advanced"
+    samples1: LATENT
+    samples2: LATENT
+    outputs = {"latent": LATENT}
+    comfy = ComfyAlias(("LatentSubtract",))
+
+    def run(self):
+        return _arithmetic(self, torch.sub)
+
+
+class LatentMultiply(Node):
+    """samples * multiplier."""
+    category = "latent/advanced"
+    samples: LATENT
+    multiplier: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    outputs = {"latent": LATENT}
+    comfy = ComfyAlias(("LatentMultiply",))
+
+    def run(self):
+        out = dict(self.samples)
+        out["samples"] = _samples(self.samples, "samples") * self.multiplier
+        return out
+
+
+# ComfyUI's .latent file: safetensors with "latent_tensor" (the raw VAE latent) and an empty
+# "latent_format_version_0" marker; files without the marker are older ones holding SD1's
+# scaled latent, which is divided by 0.18215 on loading.
+LATENT_EXTENSION = ".latent"
+OLD_LATENT_SCALE = 0.18215
+
+
+def _next_latent_counter(folder, stem: str) -> int:
+    pattern = re.compile(re.escape(stem) + r"_(\d{5})_\.latent$")
+    numbers = [int(m.group(1)) for p in folder.glob(f"{stem}_*.latent") if (m := pattern.match(p.name))]
+    return max(numbers, default=0) + 1
+
+
+class SaveLatent(Node):
+    """Save latents to the outputs folder as a .latent file (ComfyUI's format: safetensors with
+    the raw latent under "latent_tensor"), with the workflow in its metadata. Copy it to the
+    inputs folder to load it with LoadLatent."""
+    category = "latent"
+    output_node = True
+    samples: LATENT
+    filename_prefix: str = Text("latents/graphflow")
+    comfy = ComfyAlias(("SaveLatent",))
+
+    def run(self):
+        from safetensors.torch import save_file
+
+        x = _samples(self.samples, "samples")
+        try:
+            target = safe_join(folders.outputs, self.filename_prefix)
+        except ValueError as e:
+            raise NodeInputError("filename_prefix", str(e)) from None
+        folder, stem = target.parent, target.name
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{stem}_{_next_latent_counter(folder, stem):05d}_{LATENT_EXTENSION}"
+        workflow = current_workflow()
+        metadata = {"graphflow": json.dumps(workflow)} if workflow else None
+        save_file({"latent_tensor": x.detach().cpu().contiguous(), "latent_format_version_0": torch.tensor([])},
+                  str(folder / name), metadata=metadata)
+        subfolder = folder.relative_to(folders.outputs).as_posix()
+        show(latents=[{"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"}])
+
+
+def _latent_files() -> list[str]:
+    names = set()
+    for base in folders.input_dirs():
+        if base.is_dir():
+            names.update(p.relative_to(base).as_posix() for p in base.rglob("*" + LATENT_EXTENSION) if p.is_file())
+    return sorted(names)
+
+
+class LoadLatent(Node):
+    """Load a .latent file (ComfyUI's format, as SaveLatent writes it) from the inputs folder."""
+    category = "latent"
+    latent: str = Choice(_latent_files, description="a .latent file in the inputs folder")
+    outputs = {"latent": LATENT}
+    comfy = ComfyAlias(("LoadLatent",))
+
+    @classmethod
+    def fingerprint(cls, latent):
+        stat = folders.input_path(latent).stat()
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+    def run(self):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            tensors = load_file(str(folders.input_path(self.latent)), device="cpu")
+        except (FileNotFoundError, SafetensorError, OSError) as e:
+            raise NodeInputError("latent", f"can't read {self.latent!r} as a .latent file: {e}") from None
+        samples = tensors.get("latent_tensor")
+        if samples is None or samples.ndim != 4:
+            raise NodeInputError("latent", f"{self.latent!r} holds no 'latent_tensor' [B, C, h, w] "
+                                           f"(keys: {sorted(tensors)})")
+        multiplier = 1.0 if "latent_format_version_0" in tensors else 1.0 / OLD_LATENT_SCALE
+        return {"samples": samples.float() * multiplier}

@@ -1,7 +1,8 @@
-"""Model loaders: checkpoints, standalone VAEs, LoRAs. Files are found in the models folder
-(checkpoints/, vae/, loras/) and, for checkpoints, among the bundled demo models."""
+"""Model loaders: checkpoints, diffusion models alone, standalone VAEs, LoRAs. Files are found in
+the models folder (checkpoints/, diffusion_models/ or unet/, vae/, loras/) and, for checkpoints,
+among the bundled demo models."""
 
-from graphflow.api import CLIP, MODEL, VAE, Choice, ComfyAlias, Float, Node, NodeInputError, folders
+from graphflow.api import CLIP, MODEL, VAE, Choice, ComfyAlias, Float, Node, NodeInputError, folders, warn
 
 # graphflow.models is imported inside run(): it pulls in transformers (seconds of start-up),
 # which `graphflow nodes`, `validate` and the server's start shouldn't pay for.
@@ -23,10 +24,11 @@ def _find(kind: str, name: str, input_name: str):
 
 
 class LoadCheckpoint(Node):
-    """Load a single-file checkpoint (SD1.x, SD2.x, SDXL; .safetensors) and split it into its
-    diffusion model, text encoder and VAE. The architecture is detected from the weights."""
+    """Load a single-file checkpoint (SD1.x, SD2.x, SDXL, and all-in-one SD3/SD3.5/FLUX.1 files;
+    .safetensors, or .ckpt through PyTorch's restricted unpickler) and split it into its diffusion
+    model, text encoder and VAE. The architecture is detected from the weights."""
     category = "loaders"
-    checkpoint: str = Choice(lambda: folders.list_models("checkpoints"), DEMO_CHECKPOINT)
+    checkpoint: str = Choice(lambda: folders.list_models("checkpoints"), DEMO_CHECKPOINT, model_folder="checkpoints")
     outputs = {"model": MODEL, "clip": CLIP, "vae": VAE}
     comfy = ComfyAlias(("CheckpointLoaderSimple",), inputs={"ckpt_name": "checkpoint"})
 
@@ -45,10 +47,41 @@ class LoadCheckpoint(Node):
         return loaded.model, loaded.clip, loaded.vae
 
 
-class LoadVAE(Node):
-    """Load a standalone VAE file to use instead of a checkpoint's own."""
+WEIGHT_DTYPES = ("default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2")
+
+
+class LoadDiffusionModel(Node):
+    """Load a diffusion model alone: a SD3/SD3.5/FLUX.1 transformer file as distributed
+    (flux1-dev.safetensors, sd3.5_large.safetensors, ...) or the UNet of a SD1/SD2/SDXL
+    checkpoint, from models/diffusion_models/ or models/unet/. weight_dtype fp8_* keeps the
+    transformer's weights in 8 bits (half the memory of bf16), upcast layer by layer as it runs;
+    fp8_e4m3fn_fast is taken as fp8_e4m3fn."""
     category = "loaders"
-    vae_name: str = Choice(lambda: folders.list_models("vae"))
+    unet_name: str = Choice(lambda: folders.list_models("diffusion_models"))
+    weight_dtype: str = Choice(WEIGHT_DTYPES, "default")
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("UNETLoader",))
+
+    @classmethod
+    def fingerprint(cls, unet_name, **widgets):
+        return _file_state("diffusion_models", unet_name)
+
+    def run(self):
+        from graphflow.models.checkpoint import CheckpointError, load_diffusion_model
+
+        path = _find("diffusion_models", self.unet_name, "unet_name")
+        weight_dtype = "fp8_e4m3fn" if self.weight_dtype == "fp8_e4m3fn_fast" else self.weight_dtype
+        try:
+            return load_diffusion_model(path, weight_dtype=weight_dtype)
+        except CheckpointError as e:
+            raise NodeInputError("unet_name", str(e)) from None
+
+
+class LoadVAE(Node):
+    """Load a standalone VAE file to use instead of a checkpoint's own (SD1/SDXL VAEs, the
+    16-channel SD3 VAE, FLUX's ae.safetensors)."""
+    category = "loaders"
+    vae_name: str = Choice(lambda: folders.list_models("vae"), model_folder="vae")
     outputs = {"vae": VAE}
     comfy = ComfyAlias(("VAELoader",))
 
@@ -68,15 +101,16 @@ class LoadVAE(Node):
 class LoadLoRA(Node):
     """Apply a LoRA (kohya-style .safetensors) to the diffusion model and the text encoder with
     separate strengths. The inputs are left untouched: new model and text encoder come out.
-    Without a text encoder connected, only the model is changed."""
+    Without a text encoder connected, only the model is changed. LoRA modules that match no
+    layer are skipped with one warning listing them; a LoRA that matches nothing fails."""
     category = "loaders"
     model: MODEL
     clip: CLIP = None
-    lora_name: str = Choice(lambda: folders.list_models("loras"))
+    lora_name: str = Choice(lambda: folders.list_models("loras"), model_folder="loras")
     strength_model: float = Float(1.0, min=-100.0, max=100.0, step=0.01)
     strength_clip: float = Float(1.0, min=-100.0, max=100.0, step=0.01)
     outputs = {"model": MODEL, "clip": CLIP}
-    comfy = (ComfyAlias(("LoraLoader",)), ComfyAlias(("LoraLoaderModelOnly",)))
+    comfy = (ComfyAlias(("LoraLoader",)), ComfyAlias(("LoraLoaderModelOnly",), optional=("clip", "strength_clip"), outputs=(0,)))
 
     @classmethod
     def fingerprint(cls, lora_name, **widgets):
@@ -88,6 +122,7 @@ class LoadLoRA(Node):
 
         path = _find("loras", self.lora_name, "lora_name")
         try:
-            return apply_lora(self.model, self.clip, path, self.strength_model, self.strength_clip)
+            return apply_lora(self.model, self.clip, path, self.strength_model, self.strength_clip, strict=False,
+                              warn=warn)
         except CheckpointError as e:
             raise NodeInputError("lora_name", str(e)) from None

@@ -1,10 +1,16 @@
-"""Mask nodes: compose, convert, invert, grow, feather, solid, crop. A MASK is [B, H, W] in 0..1."""
+"""Mask nodes: load, compose, convert, invert, threshold, grow, feather, solid, crop, join as alpha.
+A MASK is [B, H, W] in 0..1."""
 
 import torch
 import torch.nn.functional as F
 
+import hashlib
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
 from graphflow.api import (IMAGE, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node,
-                           NodeInputError, Size)
+                           NodeInputError, Size, folders)
 
 MAX_SIZE = 16384
 
@@ -182,3 +188,60 @@ class CropMask(Node):
         if self.x >= W or self.y >= H:
             raise NodeInputError("x", f"the crop starts at ({self.x}, {self.y}), outside the {W}x{H} mask")
         return self.mask[:, self.y:self.y + self.height, self.x:self.x + self.width].clone()
+
+
+class ThresholdMask(Node):
+    """1 where the mask is above `value`, else 0."""
+    category = "mask"
+    mask: MASK
+    value: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("ThresholdMask",))
+
+    def run(self):
+        return (self.mask > self.value).float()
+
+
+class JoinImageWithAlpha(Node):
+    """Give images an alpha channel from a mask: alpha = 1 - mask (mask 1 = transparent, as
+    LoadImage makes it). The mask is resized to the images; RGBA images come out."""
+    category = "mask/compositing"
+    image: IMAGE
+    alpha: MASK
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("JoinImageWithAlpha",))
+
+    def run(self):
+        image, mask = self.image, self.alpha
+        if image.ndim != 4 or mask.ndim not in (2, 3):
+            raise NodeInputError("alpha", "expected an IMAGE [B, H, W, C] and a MASK [B, H, W]")
+        mask = mask.reshape(-1, 1, *mask.shape[-2:]).float()
+        mask = F.interpolate(mask, size=image.shape[1:3], mode="bilinear")[:, 0]
+        batch = min(image.shape[0], mask.shape[0])
+        return torch.cat([image[:batch, ..., :3], (1.0 - mask[:batch, ..., None]).to(image.dtype)], dim=-1)
+
+
+class LoadImageMask(Node):
+    """Load one channel of an image from the inputs folder as a mask. For alpha the mask is
+    1 - alpha (transparent = 1, the area to repaint); an image without alpha gives zeros."""
+    category = "mask"
+    image: str = Choice(folders.list_inputs, upload="image", description="a file in the inputs folder")
+    channel: str = Choice(["alpha", "red", "green", "blue"], "alpha")
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("LoadImageMask",))
+
+    @classmethod
+    def fingerprint(cls, image, **widgets):
+        return hashlib.sha256(folders.input_path(image).read_bytes()).hexdigest()
+
+    def run(self):
+        try:
+            picture = ImageOps.exif_transpose(Image.open(folders.input_path(self.image)))
+        except (FileNotFoundError, UnidentifiedImageError) as e:
+            raise NodeInputError("image", f"can't read {self.image!r} as an image: {e}") from None
+        if picture.mode == "I":  # 16-bit greys: to 8 bits before the RGBA conversion
+            picture = picture.point(lambda v: v * (1 / 255))
+        band = {"alpha": 3, "red": 0, "green": 1, "blue": 2}[self.channel]
+        values = np.asarray(picture.convert("RGBA"), dtype=np.float32)[..., band] / 255.0
+        mask = torch.from_numpy(values.copy())
+        return (1.0 - mask if self.channel == "alpha" else mask)[None]

@@ -54,7 +54,7 @@ class KSampler(Node):
     denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
     noise_mode: str = Choice(NOISE_MODES, "comfy")
     outputs = {"latent": LATENT}
-    comfy = ComfyAlias(("KSampler",))
+    comfy = ComfyAlias(("KSampler",), optional=("noise_mode",))
     estimate = classmethod(_estimate)
 
     def run(self):
@@ -81,7 +81,7 @@ class KSamplerAdvanced(Node):
     return_with_leftover_noise: str = Choice(["disable", "enable"], "disable")
     noise_mode: str = Choice(NOISE_MODES, "comfy")
     outputs = {"latent": LATENT}
-    comfy = ComfyAlias(("KSamplerAdvanced",))
+    comfy = ComfyAlias(("KSamplerAdvanced",), optional=("noise_mode",))
     estimate = classmethod(_estimate)
 
     def run(self):

@@ -1,6 +1,5 @@
 """VAE nodes: pixels to latents and back, tiled for large images, and inpainting's encode."""
 
-import torch
 import torch.nn.functional as F
 
 from graphflow.api import IMAGE, LATENT, MASK, VAE, Bool, ComfyAlias, Int, Node, NodeInputError
@@ -25,7 +24,7 @@ class VAEEncode(Node):
     tile_size: int = Int(512, min=64, max=MAX_TILE, step=32)
     overlap: int = Int(64, min=0, max=MAX_TILE // 4, step=32)
     outputs = {"latent": LATENT}
-    comfy = (ComfyAlias(("VAEEncode",)),
+    comfy = (ComfyAlias(("VAEEncode",), optional=("tiled", "tile_size", "overlap")),
              ComfyAlias(("VAEEncodeTiled",), fixed={"tiled": True}, ignore=("temporal_size", "temporal_overlap")))
 
     def run(self):
@@ -45,7 +44,7 @@ class VAEDecode(Node):
     tile_size: int = Int(512, min=64, max=MAX_TILE, step=32)
     overlap: int = Int(64, min=0, max=MAX_TILE // 4, step=32)
     outputs = {"image": IMAGE}
-    comfy = (ComfyAlias(("VAEDecode",)),
+    comfy = (ComfyAlias(("VAEDecode",), optional=("tiled", "tile_size", "overlap")),
              ComfyAlias(("VAEDecodeTiled",), fixed={"tiled": True}, ignore=("temporal_size", "temporal_overlap")))
 
     def run(self):

@@ -160,13 +160,11 @@ def test_metadata_config_overrides(tmp_path, checkpoints):
 
 # -- errors ------------------------------------------------------------------------------------
 
-def test_refuses_pickle_unless_allowed(tmp_path, checkpoints):
+def test_pickle_checkpoint_loads_through_the_restricted_unpickler(tmp_path, checkpoints):
     state = load_file(str(checkpoints["sd1"]))
     path = tmp_path / "model.ckpt"
     torch.save({"state_dict": state, "global_step": 10}, path)
-    with pytest.raises(CheckpointError, match="pickle.*allow_pickle=True"):
-        load_checkpoint(path, device="cpu")
-    ckpt = load_checkpoint(path, device="cpu", allow_pickle=True)
+    ckpt = load_checkpoint(path, device="cpu")
     assert ckpt.info.arch == "sd1"
     assert torch.equal(ckpt.model.unet.out[2].weight, state[UNET_PREFIX + "out.2.weight"].float())
 
@@ -176,11 +174,12 @@ class Payload:  # an arbitrary object: weights_only unpickling must refuse it
         return (print, ("this must never run",))
 
 
-def test_pickle_with_objects_is_refused_even_when_allowed(tmp_path):
+def test_pickle_with_objects_is_refused(tmp_path, capfd):
     path = tmp_path / "evil.pt"
     torch.save({"state_dict": {"x": torch.zeros(1)}, "payload": Payload()}, path)
-    with pytest.raises(CheckpointError, match="weights_only=True"):
-        load_checkpoint(path, device="cpu", allow_pickle=True)
+    with pytest.raises(CheckpointError, match="evil.pt was refused by PyTorch's restricted unpickler.*print"):
+        load_checkpoint(path, device="cpu")
+    assert "this must never run" not in capfd.readouterr().out
 
 
 def test_safetensors_header_that_starts_like_a_pickle(tmp_path):

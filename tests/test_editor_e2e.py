@@ -666,3 +666,60 @@ def test_dropping_a_comfyui_api_graph_imports_it(page, server):
         for b in boxes[k + 1:]:
             assert (a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"]
                     or a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"])
+
+
+def _drop_file(page, name, mime, data: bytes):
+    page.evaluate("""([name, mime, b64]) => {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const data = new DataTransfer();
+        data.items.add(new File([bytes], name, {type: mime}));
+        document.getElementById("canvas").dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true}));
+    }""", [name, mime, base64.b64encode(data).decode()])
+
+
+def _expect_laid_out_as_saved(page, saved):
+    """Every kept node at its saved position, relative to the others, on screen and in the graph."""
+    kept = {str(n["id"]): n for n in saved["nodes"] if n["type"] not in ("Reroute", "PrimitiveNode", "Note")
+            and n.get("mode", 0) == 0}
+    page.wait_for_function(f"document.querySelectorAll('#nodes .node').length === {len(kept)} "
+                           "|| document.querySelector('.toast.error')")
+    refused = page.locator(".toast.error")
+    assert refused.count() == 0, f"import failed: {refused.first.inner_text()}"
+    layout = workflow(page)["ui"]["nodes"]
+    for node_id, entry in kept.items():
+        assert layout[node_id]["pos"] == entry["pos"]
+    zoom = page.evaluate("graphflow.editor.viewport.zoom")
+    first, *others = kept
+    origin = node(page, first).bounding_box()
+    for node_id in others:
+        box = node(page, node_id).bounding_box()
+        dx = kept[node_id]["pos"][0] - kept[first]["pos"][0]
+        dy = kept[node_id]["pos"][1] - kept[first]["pos"][1]
+        assert abs(box["x"] - origin["x"] - dx * zoom) < 2 and abs(box["y"] - origin["y"] - dy * zoom) < 2
+
+
+def test_dropping_a_comfyui_ui_workflow_and_png_lays_them_out_as_saved(page, server):
+    from PIL import PngImagePlugin
+
+    corpus = Path(__file__).parent / "comfyui"
+    text = (corpus / "txt2img_tricks_ui.json").read_text()
+    saved = json.loads(text)
+    _drop_file(page, "comfy_ui.json", "application/json", text.encode())
+    _expect_laid_out_as_saved(page, saved)
+    assert node(page, "7").locator(".node-title").inner_text() == "Negative"
+
+    page.locator("#btn-new").click()
+    expect_nodes(page, 0)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("prompt", (corpus / "txt2img_api.json").read_text())
+    info.add_text("workflow", text)
+    picture = __import__("io").BytesIO()
+    Image.new("RGB", (64, 64), "white").save(picture, format="PNG", pnginfo=info)
+    _drop_file(page, "ComfyUI_00001_.png", "image/png", picture.getvalue())
+    _expect_laid_out_as_saved(page, saved)
+
+    # Export back from the menu: the same ComfyUI links.
+    with page.expect_download() as download:
+        page.locator("#export-format").select_option("comfy-ui")
+    exported = json.loads(Path(download.value.path()).read_text())
+    assert exported["links"] == saved["links"]

@@ -130,14 +130,15 @@ def _denoiser(model, schedule):
 @pytest.mark.parametrize("name", [n for n in SAMPLERS if n not in NOT_FOR_FLOW])
 def test_every_flow_sampler_lands_on_a_constant_x0(name):
     """D(x; sigma) = c for all x: each step maps x - c to (sigma'/sigma)(x - c), so sampling to
-    sigma = 0 gives c exactly (uni_pc stops at sigma 0.001 as ComfyUI's does)."""
+    sigma = 0 gives c exactly (uni_pc stops at sigma 0.001 as ComfyUI's does; dpm_fast and
+    dpm_adaptive integrate from the largest to the smallest nonzero sigma, as k-diffusion's do)."""
     schedule = FlowSchedule.sd3(3.0)
     model = FakeFlowModel(constant_x0(0.3))
     sigmas = SCHEDULERS["simple"](schedule, 6)
     x = torch.randn(2, 16, 4, 4, generator=torch.Generator().manual_seed(0))
     options = {"seed": 5} if name in FLOW_SAMPLERS or "seed" in str(SAMPLERS[name].__code__.co_varnames) else {}
     out = sampler_for(name, schedule)(_denoiser(model, schedule), x, sigmas, **options)
-    end = 0.001 if name.startswith("uni_pc") else 0.0
+    end = 0.001 if name.startswith("uni_pc") else float(sigmas[-2]) if name in ("dpm_fast", "dpm_adaptive") else 0.0
     expected = 0.3 + (x - 0.3) * end / float(sigmas[0])
     torch.testing.assert_close(out, expected, atol=2e-5, rtol=0)
     assert all(float(c["sigma"].max()) <= 1.0 for c in model.calls)

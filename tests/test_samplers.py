@@ -15,9 +15,23 @@ from graphflow.sampling.noise import BrownianTreeNoiseSampler, gaussian_noise_sa
 from graphflow.sampling.samplers import get_ancestral_step, lms_coefficient
 
 SD = DiscreteSchedule.from_betas()
-DETERMINISTIC = ["euler", "ddim", "heun", "dpm_2", "lms", "dpmpp_2m", "ipndm", "uni_pc", "uni_pc_bh2"]
-# Stochastic samplers with eta = 0 must solve the same ODE.
-ETA_ZERO = ["euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde"]
+DETERMINISTIC = ["euler", "ddim", "heun", "dpm_2", "lms", "dpmpp_2m", "ipndm", "uni_pc", "uni_pc_bh2",
+                 "heunpp2", "ipndm_v", "deis", "res_multistep", "gradient_estimation",
+                 # without CFG (a plain denoiser) the CFG++ samplers are their plain counterparts
+                 "euler_cfg_pp", "dpmpp_2m_cfg_pp", "res_multistep_cfg_pp", "gradient_estimation_cfg_pp"]
+# Stochastic samplers with eta = 0 (SA-Solver: tau = 0) must solve the same ODE.
+ETA_ZERO = ["euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde",
+            "euler_ancestral_cfg_pp", "dpmpp_2s_ancestral_cfg_pp", "res_multistep_ancestral",
+            "res_multistep_ancestral_cfg_pp", "seeds_2", "seeds_3", "dpmpp_2m_sde_heun", "sa_solver", "sa_solver_pece"]
+# First-order methods (heunpp2's and gradient estimation's corrections do not raise the order).
+FIRST_ORDER = {"euler", "ddim", "euler_ancestral", "euler_cfg_pp", "euler_ancestral_cfg_pp", "heunpp2",
+               "gradient_estimation", "gradient_estimation_cfg_pp"}
+
+
+def ode_options(name):
+    if name.startswith("sa_solver"):
+        return {"tau_func": lambda sigma: 0.0}
+    return {"eta": 0.0} if name in ETA_ZERO else {}
 
 
 def gaussian_problem(seed=0, shape=(2, 4, 8, 8)):
@@ -44,8 +58,7 @@ def ode_error(name, steps, end_at_zero=True, scheduler="karras"):
     if not end_at_zero:
         sigmas = sigmas[:-1]
     x_T = start(sigmas[0])
-    options = {"eta": 0.0} if name in ETA_ZERO else {}
-    out = SAMPLERS[name](denoiser, x_T.clone(), sigmas, **options)
+    out = SAMPLERS[name](denoiser, x_T.clone(), sigmas, **ode_options(name))
     sigma_end = sigmas[-1]
     if name.startswith("uni_pc") and end_at_zero:
         sigma_end = torch.tensor(0.001)  # UniPC stops at 0.001 (ComfyUI), lambda must stay finite
@@ -54,13 +67,15 @@ def ode_error(name, steps, end_at_zero=True, scheduler="karras"):
 
 @pytest.mark.parametrize("name", DETERMINISTIC + ETA_ZERO)
 def test_ode_samplers_reach_the_exact_transport(name):
-    assert ode_error(name, 60) < 0.12 if name in ("euler", "ddim", "euler_ancestral") else ode_error(name, 60) < 0.01
+    assert ode_error(name, 60) < 0.12 if name in FIRST_ORDER else ode_error(name, 60) < 0.01
 
 
 # Global convergence order measured from 40 -> 80 steps on the ODE to sigma_min. The multistep
 # methods warm up (and uni_pc finishes) with first-order steps, which caps the global order at 2.
 ORDERS = [("euler", 0.9), ("heun", 1.8), ("dpm_2", 1.8), ("lms", 1.8), ("dpmpp_2m", 1.8), ("ipndm", 1.8),
-          ("uni_pc", 2.2), ("uni_pc_bh2", 2.2), ("dpmpp_2s_ancestral", 1.8), ("dpmpp_3m_sde", 1.7)]
+          ("uni_pc", 2.2), ("uni_pc_bh2", 2.2), ("dpmpp_2s_ancestral", 1.8), ("dpmpp_3m_sde", 1.7),
+          ("deis", 2.8), ("res_multistep", 1.9), ("dpmpp_2m_cfg_pp", 1.8), ("seeds_2", 1.8), ("seeds_3", 2.5),
+          ("sa_solver", 3.5), ("sa_solver_pece", 3.5), ("heunpp2", 0.9), ("gradient_estimation", 0.8)]
 
 
 @pytest.mark.parametrize("name,order", ORDERS)
@@ -69,7 +84,7 @@ def test_convergence_order(name, order):
     measured = np.log2(errors[1] / errors[2])
     assert measured > order, (errors, measured)
     assert errors[2] < errors[1] < errors[0]
-    if name == "euler":
+    if name in FIRST_ORDER:
         assert measured < 1.2  # and not better than first order
 
 
@@ -79,10 +94,12 @@ def test_third_order_samplers_beat_second_order_ones():
         assert ode_error("dpmpp_3m_sde", steps) < ode_error("dpmpp_2m", steps) / 3
 
 
-@pytest.mark.parametrize("name", [n for n in DETERMINISTIC if n not in ("euler", "ddim")])
+@pytest.mark.parametrize("name", [n for n in DETERMINISTIC if n not in FIRST_ORDER])
 def test_higher_order_samplers_beat_euler_at_equal_steps(name):
+    # RES multistep's interpolation error constant is larger at 10 Karras steps (0.36 vs euler's 0.62)
+    margin = 1.5 if name.startswith("res_multistep") else 2.5
     for steps in (10, 20):
-        assert ode_error(name, steps) < ode_error("euler", steps) / 2.5
+        assert ode_error(name, steps) < ode_error("euler", steps) / margin
 
 
 def test_ddim_is_euler_and_eta_zero_ancestral_is_its_ode_solver():
@@ -113,7 +130,7 @@ def consistency_problem(mu=0.3, s=0.5):
     return f
 
 
-STOCHASTIC_STEPS = {"euler_ancestral": 200, "ddpm": 200}
+STOCHASTIC_STEPS = {"euler_ancestral": 200, "euler_ancestral_cfg_pp": 200, "ddpm": 200}
 
 
 # the "_gpu" variants differ only in where the Brownian tree lives (the same on a CPU-only machine)
@@ -221,6 +238,10 @@ def test_lms_coefficients_equal_numerical_integration():
             assert total == pytest.approx(t[i + 1] - t[i], rel=1e-12)
 
 
+# DPM-Solver-fast / adaptive use only the schedule's ends and take their own steps
+OWN_STEPS = {"dpm_fast", "dpm_adaptive"}
+
+
 @pytest.mark.parametrize("name", list(SAMPLERS))
 def test_callback_once_per_step_and_interrupt(name):
     denoiser, _, start = gaussian_problem(shape=(1, 4, 4, 4))
@@ -228,14 +249,21 @@ def test_callback_once_per_step_and_interrupt(name):
     seen = []
     options = {"seed": 0} if name in STOCHASTIC_SAMPLERS else {}
     SAMPLERS[name](denoiser, start(sigmas[0]), sigmas, callback=lambda info: seen.append(info), **options)
-    assert [info["i"] for info in seen] == list(range(5))
+    steps = [info["i"] for info in seen]
+    if name in OWN_STEPS:
+        assert len(steps) >= 2 and steps == sorted(steps) and steps[0] == 0 and steps[-1] <= 4
+    else:
+        assert steps == list(range(5))
     assert all({"x", "denoised", "sigma"} <= set(info) for info in seen)
 
     class Stop(Exception):
         pass
 
+    calls = []
+
     def interrupt(info):
-        if info["i"] == 2:
+        calls.append(info)
+        if len(calls) == 2:
             raise Stop
 
     with pytest.raises(Stop):

@@ -364,7 +364,7 @@ async def test_comfyui_api_format_and_prompt_endpoint(start):
     assert record["workflow"]["ui"]["titles"] == {"1": "Paint"}
 
     converted = await (await client.post("/api/workflow/convert", json={"workflow": graph})).json()
-    assert converted == {"workflow": record["workflow"], "problems": []}
+    assert converted == {"workflow": record["workflow"], "format": "graphflow", "problems": [], "notes": []}
     broken = dict(graph, **{"3": {"class_type": "Nowhere", "inputs": {}}})
     converted = await (await client.post("/api/workflow/convert", json={"workflow": broken})).json()
     assert converted["workflow"]["nodes"]["3"]["type"] == "Nowhere"

@@ -225,7 +225,7 @@ def test_diffusion_model_properties_and_schedule():
     patched = sdxl.with_unet(other)
     assert patched.unet is other and sdxl.unet is not other and patched.latent_format is sdxl.latent_format
     with pytest.raises(ValueError, match="prediction"):
-        DiffusionModel(other, "sdxl", prediction="x0")
+        DiffusionModel(other, "sdxl", prediction="flow")
 
     acp = sdxl.beta_schedule.alphas_cumprod()
     ref = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear").alphas_cumprod

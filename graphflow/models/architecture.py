@@ -12,6 +12,7 @@ output_blocks.11.1.transformer_blocks.0.norm1.bias > 0.09 means the 768-v model)
 from collections import Counter
 from dataclasses import dataclass, field, fields, replace
 
+from .flow_architecture import FlowInfo, detect_flow_model
 from .latent_formats import SD1, SDXL, LatentFormat
 from .text_encoders import ARCH_TOWERS, HF, TowerSpec
 from .unet import UNetConfig, unet_config_from_state_dict
@@ -29,7 +30,8 @@ ARCH_NAMES = {"sd1": "SD1.x", "sd2": "SD2.x", "sdxl": "SDXL base", "sdxl_refiner
 
 _KNOWN_PREFIXES = (UNET_PREFIX, VAE_PREFIX, "cond_stage_model.transformer.", "cond_stage_model.model.",
                    "conditioner.embedders.0.transformer.", "conditioner.embedders.0.model.",
-                   "conditioner.embedders.1.model.", "model_ema.")
+                   "conditioner.embedders.1.model.", "model_ema.", "text_encoders.clip_l.transformer.",
+                   "text_encoders.clip_g.transformer.", "text_encoders.t5xxl.transformer.", "vae.")
 
 
 def prefix_summary(keys) -> dict[str, int]:
@@ -77,6 +79,7 @@ class ArchInfo:
     tower_overrides: dict = field(default_factory=dict)
     prefixes: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    zero_terminal_snr: bool = False  # a 'ztsnr' marker key: trained on a zero-terminal-SNR schedule
 
     @property
     def inpaint(self) -> bool:
@@ -163,8 +166,11 @@ def _detect_prediction(arch, unet: UNetConfig, shapes, metadata, config, predict
 
 
 def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | None = None,
-                        prediction: str | None = None, get_tensor=None) -> ArchInfo:
+                        prediction: str | None = None, get_tensor=None) -> ArchInfo | FlowInfo:
     """Identify a single-file checkpoint from its key names and shapes (and safetensors metadata).
+
+    SD3 / SD3.5 / FLUX.1 files (all-in-one or diffusion model only) give a FlowInfo
+    (graphflow.models.flow_architecture); everything below is about the UNet families.
 
     The text-encoder layout decides the family: CLIP-L under cond_stage_model.transformer -> SD1;
     OpenCLIP under cond_stage_model.model -> SD2; CLIP-L + OpenCLIP bigG under conditioner.embedders.0/1
@@ -174,6 +180,11 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
     equal the text encoders' output and SDXL needs vector conditioning (adm); a mismatch is an
     unsupported variant and raises CheckpointError."""
     shapes = {k: tuple(v) for k, v in shapes.items()}
+    flow = detect_flow_model(shapes)
+    if flow is not None:
+        if prediction is not None and prediction != "flow":
+            raise CheckpointError(f"{flow.name} is a rectified-flow model; prediction {prediction!r} does not apply")
+        return flow
     config = read_graphflow_config(metadata)
     prefixes = prefix_summary(shapes)
     notes = []
@@ -181,6 +192,12 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
     if unknown_sections:
         notes.append(f"ignored unknown {CONFIG_KEY} sections {sorted(unknown_sections)}")
 
+    if "edm_mean" in shapes or "edm_std" in shapes:
+        # Playground v2.5: an SDXL UNet trained with EDM (sigma_data 0.5, continuous sigmas) on
+        # latents normalised by per-channel mean/std. Sampled as plain SDXL it gives wrong pictures.
+        raise CheckpointError("this is a Playground v2.5-style checkpoint ('edm_mean'/'edm_std' keys: EDM sampling on "
+                              "per-channel normalised latents), which graphflow does not sample yet; as plain SDXL it "
+                              "would give wrong pictures, so it is refused")
     unet_shapes = {k[len(UNET_PREFIX):]: s for k, s in shapes.items() if k.startswith(UNET_PREFIX)}
     if not unet_shapes:
         raise CheckpointError(f"no UNet keys under {UNET_PREFIX}; found prefixes: {format_prefixes(prefixes)}."
@@ -243,8 +260,12 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
                               f"(or {2 * latent_format.channels + 1} for inpainting)")
 
     pred, source = _detect_prediction(arch, unet, shapes, metadata, config, prediction, get_tensor)
+    zsnr = "ztsnr" in shapes
+    if zsnr:
+        notes.append("'ztsnr' marker key: sampled on the zero-terminal-SNR schedule")
     return ArchInfo(arch=arch, prediction=pred, prediction_source=source, unet=unet, vae=vae, towers=towers,
-                    latent_format=latent_format, tower_overrides=tower_overrides, prefixes=prefixes, notes=notes)
+                    latent_format=latent_format, tower_overrides=tower_overrides, prefixes=prefixes, notes=notes,
+                    zero_terminal_snr=zsnr)
 
 
 def vae_config_from_shapes(vae_shapes, overrides, where: str) -> VAEConfig:

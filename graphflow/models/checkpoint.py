@@ -8,6 +8,7 @@ private buffer, converted, and the buffer dropped. The peak is about the loaded 
 (tests/test_checkpoint.py measures it); on CUDA the host holds about one tensor at a time.
 """
 
+import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,21 +19,26 @@ from torch import nn
 from ..device import compute_device, default_dtype
 from .architecture import (ARCH_NAMES, UNET_PREFIX, VAE_PARTS, VAE_PREFIX, ArchInfo, config_overrides,
                            detect_architecture, format_prefixes, locate_towers, prefix_summary, vae_config_from_shapes)
+from .cast_layers import FP8_DTYPES, WEIGHT_DTYPES, castable_weights
 from .diffusion_model import DiffusionModel
-from .latent_formats import SD1, LatentFormat
+from .flow_architecture import FlowInfo, detect_flow_model, vae_in
+from .flux import Flux
+from .latent_formats import FLUX, SD1, SD3, LatentFormat
+from .mmdit import MMDiT
 from .text_encoders import ARCH_TOWERS, CLIP_L, HF, OPEN_CLIP, TextEncoder, TowerSpec, tower_from_weights
 from .unet import UNet, UNetConfig
 from .vae import VAE, AutoencoderKL, VAEConfig
-from .weight_files import CheckpointError, KeyView, WeightFile
+from .weight_files import _TORCH_DTYPES, CheckpointError, KeyView, WeightFile
 
 # -- building modules --------------------------------------------------------------------------
 
-def _assign(module: nn.Module, source, device, dtype, what: str, keys=None) -> nn.Module:
-    """Read `source`'s tensors one at a time onto device/dtype and assign them into the meta-built module."""
+def _assign(module: nn.Module, source, device, dtype, what: str, keys=None, dtype_of=None) -> nn.Module:
+    """Read `source`'s tensors one at a time onto device/dtype (or `dtype_of(key)`) and assign
+    them into the meta-built module."""
     keys = list(source.shapes if keys is None else keys)
     state = {}
     for key in keys:
-        state[key] = source.get(key, device, dtype)
+        state[key] = source.get(key, device, dtype if dtype_of is None else dtype_of(key))
     expected = set(module.state_dict())
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
@@ -79,32 +85,132 @@ def build_text_encoder(source, arch: str, towers, overrides: dict, device, dtype
     return TextEncoder(arch, built, clip_skip)
 
 
+def build_flow_model(source, info: FlowInfo, device, dtype, weight_dtype: str = "default") -> DiffusionModel:
+    """The MM-DiT or FLUX network of `source` (keys without prefix) as a DiffusionModel.
+    Linear/Conv weights are stored in `weight_dtype` (fp8_e4m3fn / fp8_e5m2), or kept in fp8 where
+    the file holds them so ("default"); everything else, and all computation, is in `dtype`."""
+    if weight_dtype not in WEIGHT_DTYPES:
+        raise CheckpointError(f"weight_dtype must be one of {list(WEIGHT_DTYPES)}, got {weight_dtype!r}")
+    storage = WEIGHT_DTYPES[weight_dtype]
+    if weight_dtype != "default" and storage is None:
+        raise CheckpointError(f"this torch ({torch.__version__}) has no {weight_dtype}")
+    with torch.device("meta"):
+        net = MMDiT(info.config) if info.arch == "sd3" else Flux(info.config)
+    castable = castable_weights(net)
+
+    def dtype_of(key):
+        if key in castable:
+            if storage is not None:
+                return storage
+            if _stored_dtype(source, key) in FP8_DTYPES:
+                return _stored_dtype(source, key)
+        return dtype
+
+    net = _assign(net, source, device, dtype, f"{info.name} ({info.prefix or 'no prefix'})", dtype_of=dtype_of)
+    return DiffusionModel(net, info.arch, "flow", info.latent_format)
+
+
+def _stored_dtype(source, key) -> torch.dtype | None:
+    """The dtype a tensor has in the file, from the header (no read)."""
+    while isinstance(source, KeyView):
+        source, key = source.source, source.prefix + key
+    return _TORCH_DTYPES.get(source.dtypes.get(key))
+
+
+def _flow_default_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on GPUs that have it (SD3.5 and FLUX activations overflow fp16), else the usual."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported() and not os.environ.get("GRAPHFLOW_DTYPE"):
+        return torch.bfloat16
+    return default_dtype("unet", device)
+
+
+def flow_clip_towers(f, info: FlowInfo, device, dtype) -> dict:
+    """The CLIP-L / CLIP-G towers of an all-in-one SD3/FLUX file (transformers' layout under
+    text_encoders.clip_*.transformer.), as ClipTowers by name."""
+    towers = {}
+    for name in ("clip_l", "clip_g"):
+        if name not in info.text_encoders:
+            continue
+        spec = TowerSpec(prefix="text_model.", **CLIP_L) if name == "clip_l" else TowerSpec(
+            name="clip_g", prefix="text_model.", layout=HF, pad_token=0, hidden_act="gelu")
+        view = _StandaloneView(KeyView(f, info.text_encoders[name]), spec)
+        try:
+            towers[name] = tower_from_weights(replace(spec, prefix=""), view.shapes, view.get, device, dtype, None)
+        except (ValueError, KeyError) as e:
+            raise CheckpointError(f"text encoder {name} ({info.text_encoders[name]}): {e}") from None
+    return towers
+
+
+def flow_text_encoder(f, info: FlowInfo, device, dtype):
+    """The CLIP socket of an all-in-one SD3/FLUX file: CLIP-L, CLIP-G and T5-XXL under ComfyUI's
+    `text_encoders.<name>.transformer.` prefixes (graphflow.models.text_encoder_files)."""
+    from .text_encoder_files import flow_text_encoder_from_file  # it builds on this module
+
+    return flow_text_encoder_from_file(f, info.arch, device, dtype)
+
+
 @dataclass
 class Checkpoint:
     model: DiffusionModel
     clip: TextEncoder | None
     vae: VAE | None
-    info: ArchInfo
+    info: ArchInfo | FlowInfo
 
 
 def load_checkpoint(path, device=None, dtype=None, prediction: str | None = None,
-                    allow_pickle: bool = False) -> Checkpoint:
-    """Load a single-file SD1/SD2/SDXL checkpoint. `dtype` overrides every component's dtype
-    (defaults: fp32 on CPU; on CUDA fp16 UNet/CLIP and bf16 VAE, fp32 VAE without bf16).
-    `prediction` ("eps"/"v") overrides what the file says. A file without a VAE or text
-    encoder gives None for that part (info.notes says so)."""
-    with WeightFile(path, allow_pickle) as f:
+                    weight_dtype: str = "default", text_encoders: bool = True) -> Checkpoint:
+    """Load a single-file checkpoint: SD1/SD2/SDXL, or SD3/SD3.5/FLUX.1 (all-in-one or diffusion
+    model only). `dtype` overrides every component's dtype (defaults: fp32 on CPU; on CUDA fp16
+    UNet/CLIP and bf16 VAE, fp32 VAE without bf16; bf16 for SD3/FLUX). `prediction`
+    ("eps"/"v") overrides what the file says. `weight_dtype` (SD3/FLUX): see build_flow_model.
+    A file without a VAE or text encoder gives None for that part (info.notes says so);
+    text_encoders=False skips them."""
+    with WeightFile(path) as f:
         info = detect_architecture(f.shapes, f.metadata, prediction, get_tensor=f.get)
+        if isinstance(info, FlowInfo):
+            return _load_flow_checkpoint(f, info, device, dtype, weight_dtype, text_encoders)
         unet_device, unet_dtype = _resolve(device, dtype, "unet")
         unet = build_unet(f.view(UNET_PREFIX), info.unet, unet_device, unet_dtype)
         model = DiffusionModel(unet, info.arch, info.prediction, info.latent_format)
+        model.zsnr = info.zero_terminal_snr  # ComfyUI's 'ztsnr' marker key
         vae = clip = None
         if info.vae is not None:
             vae = build_vae(f.view(VAE_PREFIX), info.vae, info.latent_format, *_resolve(device, dtype, "vae"))
-        if info.towers:
+        if info.towers and text_encoders:
             clip = build_text_encoder(f, info.arch, info.towers, info.tower_overrides,
                                       *_resolve(device, dtype, "text_encoder"))
     return Checkpoint(model, clip, vae, info)
+
+
+def _load_flow_checkpoint(f, info: FlowInfo, device, dtype, weight_dtype, text_encoders) -> Checkpoint:
+    model_device = torch.device(device) if device is not None else compute_device()
+    model = build_flow_model(f.view(info.prefix), info, model_device, dtype or _flow_default_dtype(model_device),
+                             weight_dtype)
+    vae = clip = None
+    if info.vae is not None:
+        vae = build_vae(f.view(info.vae_prefix), info.vae, info.latent_format, *_resolve(device, dtype, "vae"),
+                        what=info.vae_prefix)
+    if info.text_encoders and text_encoders:
+        clip = flow_text_encoder(f, info, *_resolve(device, dtype, "text_encoder"))
+    return Checkpoint(model, clip, vae, info)
+
+
+def load_diffusion_model(path, device=None, dtype=None, weight_dtype: str = "default") -> DiffusionModel:
+    """A diffusion model alone (ComfyUI's UNETLoader): a SD3/SD3.5/FLUX.1 file with or without
+    the `model.diffusion_model.` prefix (other parts of the file are not read), or the UNet of
+    a SD1/SD2/SDXL file under `model.diffusion_model.`."""
+    with WeightFile(path) as f:
+        info = detect_flow_model(f.shapes)
+        if info is not None:
+            model_device = torch.device(device) if device is not None else compute_device()
+            return build_flow_model(f.view(info.prefix), info, model_device,
+                                    dtype or _flow_default_dtype(model_device), weight_dtype)
+        if weight_dtype != "default":
+            raise CheckpointError("weight_dtype fp8 is supported for SD3/FLUX diffusion models only")
+        info = detect_architecture(f.shapes, f.metadata, get_tensor=f.get)
+        unet_device, unet_dtype = _resolve(device, dtype, "unet")
+        unet = build_unet(f.view(UNET_PREFIX), info.unet, unet_device, unet_dtype)
+        return DiffusionModel(unet, info.arch, info.prediction, info.latent_format)
 
 
 # -- standalone VAE files ----------------------------------------------------------------------
@@ -154,17 +260,17 @@ class _DiffusersVAEView:
         return self.source.get(self.names[key], device, dtype).reshape(self.shapes[key])
 
 
-def load_vae(path, device=None, dtype=None, latent_format: LatentFormat | None = None,
-             allow_pickle: bool = False) -> VAE:
+def load_vae(path, device=None, dtype=None, latent_format: LatentFormat | None = None) -> VAE:
     """A standalone VAE file: LDM layout (bare `encoder.down.N...` keys, or under
     `first_stage_model.`, or a whole checkpoint's VAE) or diffusers layout (`encoder.down_blocks...`).
     Latents are raw, so the latent format only names the channel count: SD1's for 4 channels
     unless given (or set in graphflow.config)."""
-    with WeightFile(path, allow_pickle) as f:
+    with WeightFile(path) as f:
         config = f.config()
         prefixes = prefix_summary(f.shapes)
-        if any(k.startswith(VAE_PREFIX) for k in f.shapes):
-            source, where = f.view(VAE_PREFIX), VAE_PREFIX
+        found = vae_in(f.shapes)
+        if found is not None:
+            source, where = f.view(found[0]), found[0]
         elif "encoder.down.0.block.0.conv1.weight" in f.shapes:
             source, where = KeyView(f, ""), "LDM layout"
         elif "encoder.down_blocks.0.resnets.0.conv1.weight" in f.shapes:
@@ -175,8 +281,10 @@ def load_vae(path, device=None, dtype=None, latent_format: LatentFormat | None =
                                   f"{format_prefixes(prefixes)}")
         shapes = {k: s for k, s in source.shapes.items() if k.split(".")[0] in VAE_PARTS}
         vae_config = vae_config_from_shapes(shapes, config_overrides(VAEConfig, config.get("vae"), "vae"), where)
-        if latent_format is None:
-            latent_format = SD1 if vae_config.latent_channels == 4 else LatentFormat(
+        if latent_format is None:  # a 16-channel file under first_stage_model. is SD3's, else FLUX's (ae.safetensors)
+            flow = detect_flow_model(f.shapes)
+            sixteen = flow.latent_format if flow is not None else SD3 if where == VAE_PREFIX else FLUX
+            latent_format = {4: SD1, 16: sixteen}.get(vae_config.latent_channels) or LatentFormat(
                 "custom", vae_config.latent_channels, 1.0)
             lf = config.get("latent_format") or {}
             if lf:
@@ -217,13 +325,13 @@ class _StandaloneView:
         return self.source.get(key if key.startswith("text_projection") else self.spec.prefix + key, device, dtype)
 
 
-def load_text_encoder(paths, arch: str | None = None, device=None, dtype=None, allow_pickle: bool = False) -> TextEncoder:
+def load_text_encoder(paths, arch: str | None = None, device=None, dtype=None) -> TextEncoder:
     """CLIP from separate file(s): a single-file checkpoint (its text encoders), one CLIP text
     model (transformers or OpenCLIP layout: 768 wide -> SD1's CLIP-L, 1024 -> SD2's ViT-H,
     1280 -> bigG as for the SDXL refiner), or two files [CLIP-L, bigG] for SDXL."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     device, dtype = _resolve(device, dtype, "text_encoder")
-    files = [WeightFile(p, allow_pickle) for p in paths]
+    files = [WeightFile(p) for p in paths]
     try:
         if len(files) == 1:
             f = files[0]

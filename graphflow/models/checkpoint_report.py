@@ -4,6 +4,7 @@ import math
 from collections import Counter
 
 from .architecture import UNET_PREFIX, VAE_PREFIX, detect_architecture, format_prefixes, prefix_summary
+from .flow_architecture import FlowInfo
 from .text_encoders import HF, OPENCLIP
 from .weight_files import WeightFile, dtype_name
 
@@ -26,11 +27,13 @@ def _millions(n: int) -> str:
     return f"{n / 1e6:,.1f}M" if n >= 1e5 else f"{n:,}"
 
 
-def inspect_report(path, allow_pickle: bool = False) -> str:
+def inspect_report(path) -> str:
     """A readable description of a checkpoint, from its header (no weights are loaded)."""
-    with WeightFile(path, allow_pickle) as f:
+    with WeightFile(path) as f:
         info = detect_architecture(f.shapes, f.metadata, get_tensor=f.get)
         size = f.path.stat().st_size
+        if isinstance(info, FlowInfo):
+            return _flow_report(f, info, size)
         lines = [f"file: {f.path.name} ({size / 2**20:,.1f} MiB, {f.format}, {len(f.shapes)} tensors)",
                  f"architecture: {info.name} [{info.arch}]",
                  f"prediction: {info.prediction} ({info.prediction_source})",
@@ -68,4 +71,46 @@ def inspect_report(path, allow_pickle: bool = False) -> str:
             lines.append(f"other keys: {format_prefixes(other)}")
         for note in info.notes:
             lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+def _flow_report(f: "WeightFile", info: FlowInfo, size: int) -> str:
+    lf = info.latent_format
+    lines = [f"file: {f.path.name} ({size / 2**20:,.1f} MiB, {f.format}, {len(f.shapes)} tensors)",
+             f"architecture: {info.name} [{info.arch}, {info.family}]",
+             "prediction: flow (rectified flow, velocity)",
+             f"latent: {lf.channels} channels, scaling factor {lf.scale_factor}, shift {lf.shift_factor}",
+             "components:"]
+    model_keys = [k for k in f.shapes if k.startswith(info.prefix) and not k.startswith(
+        ("text_encoders.", info.vae_prefix or "text_encoders."))]
+    used = set(model_keys)
+    c = info.config
+    if info.arch == "sd3":
+        detail = (f"depth {c.depth}, width {c.hidden_size}, {c.num_heads} heads, patch {c.patch_size}, "
+                  f"QK-norm {'yes' if c.qk_norm else 'no'}, position table {c.pos_embed_max_size}^2"
+                  + (f", MMDiT-X attn2 in blocks {c.x_self_attn_layers[0]}..{c.x_self_attn_layers[-1]}"
+                     if c.x_self_attn_layers else ""))
+    else:
+        detail = (f"{c.depth} double + {c.depth_single_blocks} single blocks, width {c.hidden_size}, "
+                  f"{c.num_heads} heads, in {c.in_channels} packed ch, guidance embedding "
+                  f"{'yes' if c.guidance_embed else 'no'}")
+    lines.append(f"  diffusion model ({info.prefix or 'no prefix'}): {_millions(_count(f, model_keys))} params, "
+                 f"{_dtypes(f, model_keys)}; {detail}")
+    if info.vae is not None:
+        vae_keys = [k for k in f.shapes if k.startswith(info.vae_prefix)]
+        used.update(vae_keys)
+        lines.append(f"  vae ({info.vae_prefix}): {_millions(_count(f, vae_keys))} params, {_dtypes(f, vae_keys)}; "
+                     f"{info.vae.latent_channels} latent channels, downscale {info.vae.downscale}")
+    else:
+        lines.append("  vae: none")
+    for name, prefix in info.text_encoders.items():
+        keys = [k for k in f.shapes if k.startswith(prefix)]
+        used.update(keys)
+        lines.append(f"  text encoder {name}: {_millions(_count(f, keys))} params, {_dtypes(f, keys)}")
+    if not info.text_encoders:
+        lines.append("  text encoder: none")
+    other = prefix_summary(k for k in f.shapes if k not in used)
+    if other:
+        lines.append(f"other keys: {format_prefixes(other)}")
+    lines += [f"note: {note}" for note in info.notes]
     return "\n".join(lines)

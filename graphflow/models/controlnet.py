@@ -323,15 +323,9 @@ class ControlApplied:
         self._hint = None
 
     def sigma_range(self, schedule) -> tuple[float, float]:
-        """(sigma_start, sigma_end): percent p of sampling is the sigma at timestep (1 - p) * 999,
-        0 % means no upper bound and 100 % means down to sigma 0 (ComfyUI's percent_to_sigma)."""
-        def to_sigma(p):
-            if p <= 0.0:
-                return math.inf
-            if p >= 1.0:
-                return 0.0
-            return float(schedule.sigma(torch.tensor((1.0 - p) * (len(schedule.sigmas) - 1))))
-        return to_sigma(self.start_percent), to_sigma(self.end_percent)
+        """(sigma_start, sigma_end) through the schedule's own percent_to_sigma (ComfyUI's rule:
+        0 % is above every sigma, 100 % is sigma 0)."""
+        return schedule.percent_to_sigma(self.start_percent), schedule.percent_to_sigma(self.end_percent)
 
     def residuals(self, x: torch.Tensor, sigma: torch.Tensor, timesteps: torch.Tensor, context, y, schedule,
                   unet_config=None) -> dict | None:

@@ -1,15 +1,18 @@
-"""The MODEL socket: a UNet plus what a sampler must know about it (prediction type, latent
-format, noise schedule, SDXL's vector conditioning)."""
+"""The MODEL socket: a UNet or a flow transformer (MM-DiT, FLUX) plus what a sampler must know
+about it (prediction type, latent format, noise schedule or flow shift, vector conditioning)."""
 
 import copy
 from dataclasses import dataclass
 
 import torch
 
-from .latent_formats import SD1, SDXL, LatentFormat
-from .unet import UNet, timestep_embedding
+from .cast_layers import FP8_DTYPES, compute_dtype
+from .latent_formats import FLUX, SD1, SD3, SDXL, LatentFormat
+from .unet import timestep_embedding
 
-ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner")
+ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux")
+FLOW_ARCHS = ("sd3", "flux")
+PREDICTIONS = ("eps", "v", "x0", "lcm", "edm", "flow")  # as graphflow.sampling.model_sampling (+ flow)
 
 
 @dataclass(frozen=True)
@@ -32,33 +35,82 @@ class BetaSchedule:
 
 
 class DiffusionModel:
-    """unet(x, timesteps, context, y) predicts eps or v for model-space latents (LDM convention,
-    float timesteps in [0, 999]). Copying is shallow: `with_unet` gives a new DiffusionModel that
-    differs only by its UNet (LoRA-patched weights, say) and shares everything else."""
+    """A denoising network and what a sampler needs to know about it. Copying is shallow:
+    `with_unet` gives a new DiffusionModel that differs only by its network (LoRA-patched
+    weights, say) and shares everything else. `unet` holds the network for every family.
 
-    def __init__(self, unet: UNet, arch: str, prediction: str = "eps", latent_format: LatentFormat | None = None,
-                 beta_schedule: BetaSchedule = BetaSchedule()):
+    UNet families (sd1, sd2, sdxl, sdxl_refiner; prediction "eps" or "v"):
+        model(x, t, context, y) with model-space x, float timesteps t in [0, 999] (LDM
+        convention), context [B, T, C], y SDXL's vector or None -> eps or v.
+
+    Flow families (sd3, flux; prediction "flow", rectified flow x_t = (1 - sigma) x0 + sigma eps):
+        model(x, sigma, context, y, guidance=None, concat=None) -> velocity v, x0 = x - sigma * v
+        x        model-space latent [B, 16, h, w] (what the sampler holds; FLUX packs 2x2 inside)
+        sigma    float tensor [B] in [0, 1]; the network scales it by 1000 itself
+        context  text tokens [B, T, 4096] (SD3: CLIP-L+G states zero-padded to 4096 next to T5's
+                 along T; FLUX: T5's)
+        y        pooled vector [B, 2048] (SD3: CLIP-L + CLIP-G pooled) or [B, 768] (FLUX: CLIP-L)
+        guidance [B] floats (or one), FLUX dev's distilled guidance (FluxGuidance); None means
+                 3.5 as in ComfyUI; ignored by models without `guidance_embed` (schnell, SD3)
+        concat   FLUX Fill's extra channels [B, 80, h, w]: masked-image latent (16) + mask folded
+                 8x8 into 64 channels
+    The flow shift a sampler applies by default (ComfyUI's): SD3 `sampling_shift` 3.0, sigma' =
+    s t / (1 + (s - 1) t). FLUX dev `shift_dynamic`: the resolution-dependent exponential shift,
+    mu linear from base_shift 0.5 at 256 image tokens to max_shift 1.15 at 4096, sigma' = e^mu /
+    (e^mu + 1/t - 1) (`sampling_shift` 1.15 is the mu used without a resolution). schnell:
+    fixed `sampling_shift` 1.0, no shift."""
+
+    def __init__(self, unet, arch: str, prediction: str = "eps", latent_format: LatentFormat | None = None,
+                 beta_schedule: BetaSchedule = BetaSchedule(), sampling_shift: float | None = None,
+                 shift_dynamic: bool | None = None, base_shift: float = 0.5, max_shift: float = 1.15):
         if arch not in ARCHS:
             raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHS}")
-        if prediction not in ("eps", "v"):
-            raise ValueError(f"prediction must be 'eps' or 'v', got {prediction!r}")
+        if prediction not in PREDICTIONS or (prediction == "flow") != (arch in FLOW_ARCHS):
+            raise ValueError(f"prediction {prediction!r} does not fit {arch}: flow models (sd3, flux) predict "
+                             f"'flow', the UNet families one of {PREDICTIONS[:-1]}")
         self.unet = unet.eval()
         self.arch = arch
         self.prediction = prediction
-        self.latent_format = latent_format or (SDXL if arch.startswith("sdxl") else SD1)
+        self.latent_format = latent_format or {"sd3": SD3, "flux": FLUX}.get(arch) or (
+            SDXL if arch.startswith("sdxl") else SD1)
         self.beta_schedule = beta_schedule
+        self.guidance_embed = bool(getattr(unet.config, "guidance_embed", False))
+        if sampling_shift is None:
+            sampling_shift = {"sd3": 3.0, "flux": 1.15 if self.guidance_embed else 1.0}.get(arch)
+        self.sampling_shift = sampling_shift
+        self.shift_dynamic = (arch == "flux" and self.guidance_embed) if shift_dynamic is None else shift_dynamic
+        self.base_shift, self.max_shift = base_shift, max_shift
+        self.zsnr = False  # sigma table rescaled to zero terminal SNR (ModelSamplingDiscrete, 'ztsnr' key)
+        self.edm = None  # (sigma_min, sigma_max): continuous-time sampling (ModelSamplingContinuousEDM)
+        # Sampling options set by model-patch nodes, read by graphflow.sampling.pipeline:
+        # "cfg_rescale" (RescaleCFG's multiplier), "differential_diffusion" (its strength).
+        self.options: dict = {}
+
+    @property
+    def is_flow(self) -> bool:
+        return self.prediction == "flow"
 
     @property
     def in_channels(self) -> int:
-        return self.unet.config.in_channels
+        """Latent channels the network takes (FLUX: its packed width / 4)."""
+        return self.unet.config.in_channels // (4 if self.arch == "flux" else 1)
 
     @property
     def inpaint(self) -> bool:
         """A 9-channel inpainting model: input = noisy latent (4) + mask (1) + masked-image latent (4)."""
-        return self.in_channels == 2 * self.latent_format.channels + 1
+        return not self.is_flow and self.in_channels == 2 * self.latent_format.channels + 1
+
+    @property
+    def fill(self) -> bool:
+        """FLUX Fill: 16 latent + 80 concat channels (masked-image latent, mask folded 8x8)."""
+        return self.arch == "flux" and self.in_channels == self.latent_format.channels + 80
 
     @property
     def adm_channels(self) -> int:
+        if self.arch == "sd3":
+            return self.unet.config.adm_in_channels
+        if self.arch == "flux":
+            return self.unet.config.vec_in_dim
         return self.unet.config.adm_in_channels
 
     @property
@@ -67,19 +119,56 @@ class DiffusionModel:
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.unet.parameters()).dtype
+        """The compute dtype (fp8-stored weights are upcast to it layer by layer)."""
+        return compute_dtype(self.unet)
 
     def to(self, device=None, dtype=None) -> "DiffusionModel":
-        self.unet.to(device=device, dtype=dtype)
+        """Move and/or change the compute dtype; fp8-stored weights stay fp8."""
+        if dtype is None:
+            self.unet.to(device=device)
+        else:
+            self.unet._apply(lambda t: t.to(device=device, dtype=dtype if t.is_floating_point()
+                                            and t.dtype not in FP8_DTYPES else t.dtype))
         return self
 
-    def with_unet(self, unet: UNet) -> "DiffusionModel":
+    def with_sampling(self, prediction: str, zsnr: bool = False) -> "DiffusionModel":
+        """The same model sampled with another parametrisation / sigma table (shares the UNet)."""
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+        if prediction == "edm":
+            raise ValueError("'edm' prediction needs continuous sampling (with_continuous_sampling)")
+        clone = copy.copy(self)
+        clone.prediction, clone.zsnr, clone.edm = prediction, bool(zsnr), None
+        return clone
+
+    def with_continuous_sampling(self, prediction: str, sigma_min: float, sigma_max: float) -> "DiffusionModel":
+        """The same model sampled in continuous time (EDM): timestep 0.25 ln sigma, sigmas in
+        [sigma_min, sigma_max]; prediction "edm", "v" or "eps"."""
+        if prediction not in ("edm", "v", "eps"):
+            raise ValueError(f"continuous-time prediction must be 'edm', 'v' or 'eps', got {prediction!r}")
+        if not 0 < sigma_min < sigma_max:
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got sigma_min {sigma_min} and sigma_max {sigma_max}")
+        clone = copy.copy(self)
+        clone.prediction, clone.zsnr, clone.edm = prediction, False, (float(sigma_min), float(sigma_max))
+        return clone
+
+    def with_options(self, **options) -> "DiffusionModel":
+        """The same model with sampling options added (see `options`); the original is unchanged."""
+        clone = copy.copy(self)
+        clone.options = {**self.options, **options}
+        return clone
+
+    def with_unet(self, unet) -> "DiffusionModel":
         clone = copy.copy(self)
         clone.unet = unet
         return clone
 
     def __call__(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None,
-                 y: torch.Tensor | None = None) -> torch.Tensor:
+                 y: torch.Tensor | None = None, guidance: torch.Tensor | None = None, **extra) -> torch.Tensor:
+        if self.is_flow:
+            if y is None:  # no pooled text vector: zeros, as ComfyUI does
+                y = torch.zeros(x.shape[0], self.adm_channels, device=x.device, dtype=x.dtype)
+            return self.unet(x, timesteps, context, y, guidance=guidance, **extra)
         return self.unet(x, timesteps, context, y)
 
     def encode_adm(self, cond_options: dict, width_px: int, height_px: int, negative: bool = False) -> torch.Tensor | None:
@@ -91,6 +180,10 @@ class DiffusionModel:
                         aesthetic score)
         Sizes default to the image being generated (width_px x height_px), crops to 0, the aesthetic
         score to 6.0 (2.5 for the negative prompt, as SDXL's refiner was trained)."""
+        if self.is_flow:  # the pooled text vector as it is (zeros without one, as ComfyUI)
+            pooled = cond_options.get("pooled_output")
+            pooled = torch.zeros(1, self.adm_channels) if pooled is None else pooled.float().cpu().reshape(-1, self.adm_channels)
+            return pooled
         if not self.adm_channels:
             return None
         width = cond_options.get("width", width_px)

@@ -20,7 +20,7 @@ diffusers'); pooled always comes from the last layer, first window, unweighted.
 import torch
 
 from .t5 import EOS as T5_EOS
-from .t5 import MIN_LENGTH, T5Encoder, tokenize_t5
+from .t5 import MIN_LENGTH, T5Encoder
 from .text_encoders import ClipTower
 from .tokenizer import TokenWindows, empty_window, tokenize_prompt
 

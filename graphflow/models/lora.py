@@ -208,10 +208,12 @@ def _patch(root: nn.Module, patches: dict[str, LoraModule], strength: float, lor
 
 
 def apply_lora(model: DiffusionModel | None, clip: TextEncoder | None, lora_path, strength_model: float = 1.0,
-               strength_clip: float = 1.0, strict: bool = True) -> tuple[DiffusionModel | None, TextEncoder | None]:
+               strength_clip: float = 1.0, strict: bool = True,
+               warn=None) -> tuple[DiffusionModel | None, TextEncoder | None]:
     """(model, clip) with the LoRA applied, as new objects; the inputs are not modified.
     strict: every LoRA module must match a layer (else LoraError listing the unmatched ones);
-    with strict=False unmatched modules are skipped, but a LoRA that matches nothing still fails.
+    with strict=False unmatched modules are skipped, with one call of `warn` listing them (as
+    ComfyUI does), but a LoRA that matches nothing still fails.
     With clip None, text-encoder modules are ignored (a model-only load)."""
     name = Path(lora_path).name
     modules = read_lora(lora_path)
@@ -233,6 +235,9 @@ def apply_lora(model: DiffusionModel | None, clip: TextEncoder | None, lora_path
         raise LoraError(f"{name}: {len(unmatched)} of {len(modules)} LoRA modules match no layer of this {arch} "
                         f"model (e.g. {', '.join(sorted(unmatched)[:4])}); it was probably made for another "
                         f"architecture")
+    if unmatched and warn is not None:
+        warn(f"{name}: {len(unmatched)} of {len(modules)} LoRA modules match no layer of this {arch} model and "
+             f"were skipped: {', '.join(sorted(unmatched))}")
     if model is not None and strength_model != 0 and unet_patches:
         model = model.with_unet(_patch(model.unet, unet_patches, strength_model, name))
     if clip is not None and strength_clip != 0 and text_patches:

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+# transformers is imported where a model is built: architecture detection (validation reads a
+# checkpoint's header) needs this module's layout tables, not transformers' start-up cost.
 
 from .tokenizer import BOS, EOS, WINDOW, TokenWindows, empty_window, tokenize_prompt
 
@@ -158,7 +159,7 @@ def hf_to_openclip(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 # -- configs -----------------------------------------------------------------------------------
 
-def clip_config_from_shapes(hf_shapes: dict[str, tuple], hidden_act: str, overrides: dict | None = None) -> CLIPTextConfig:
+def clip_config_from_shapes(hf_shapes: dict[str, tuple], hidden_act: str, overrides: dict | None = None):
     """CLIPTextConfig from HF-named shapes. Heads are not visible in weights: hidden/64 (CLIP's
     convention, at least 1) unless `overrides` (checkpoint metadata) say otherwise."""
     try:
@@ -181,11 +182,15 @@ def clip_config_from_shapes(hf_shapes: dict[str, tuple], hidden_act: str, overri
         raise ValueError(f"text encoder has {values['max_position_embeddings']} positions; prompts come in {WINDOW}-token windows")
     if values["hidden_size"] % values["num_attention_heads"]:
         raise ValueError(f"hidden size {values['hidden_size']} is not divisible by {values['num_attention_heads']} heads")
+    from transformers import CLIPTextConfig
+
     return CLIPTextConfig(**values)
 
 
-def build_tower_module(config: CLIPTextConfig, projection: bool) -> nn.Module:
-    """The transformers model for a config, with parameters on the meta device (no init cost)."""
+def build_tower_module(config, projection: bool) -> nn.Module:
+    """The transformers model for a CLIPTextConfig, with parameters on the meta device (no init cost)."""
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
     with torch.device("meta"):
         return CLIPTextModelWithProjection(config) if projection else CLIPTextModel(config)
 
@@ -355,6 +360,8 @@ def tower_from_weights(spec: TowerSpec, shapes: dict[str, tuple], get_tensor: Ca
     split/transposed, and everything is assigned into a meta-built model."""
     overrides = dict(overrides or {})
     hidden_act = overrides.pop("hidden_act", spec.hidden_act)
+    from transformers import CLIPTextConfig
+
     known = set(CLIPTextConfig().to_dict())
     unknown = set(overrides) - known
     if unknown:

@@ -394,8 +394,13 @@ class UNet(nn.Module):
         h = self.middle_block(h, emb, context)
         for k in range(len(control.get("middle") or ())):
             h = _add_control(h, control["middle"], k)
+        patches = getattr(self, "output_block_patches", ())  # FreeU: set on a shallow copy (graphflow.models.freeu)
         for block in self.output_blocks:
-            h = torch.cat([h, _add_control(skips.pop(), control.get("output"), len(skips))], dim=1)
+            # ControlNet residuals join the skip before any patch sees it, as in ComfyUI
+            skip = _add_control(skips.pop(), control.get("output"), len(skips))
+            for patch in patches:
+                h, skip = patch(h, skip)
+            h = torch.cat([h, skip], dim=1)
             # Any multiple of 8 pixels works: a block that upsamples goes to the next skip's size.
             h = block(h, emb, context, skips[-1].shape[2:] if skips else None)
         return self.out(h)

@@ -1,8 +1,9 @@
 """Weight files: a model file's key names, shapes and tensors, and graphflow's metadata in it.
 
 Reading: safetensors headers give names, shapes and dtypes without touching the weights.
-Pickled files (.ckpt/.pt/.pth/.bin) are refused unless `allow_pickle=True`, and then only go
-through `torch.load(weights_only=True)`, which rebuilds plain tensors and refuses other objects.
+Pickled files (.ckpt/.pt/.pth/.bin) go through PyTorch's restricted unpickler only
+(`torch.load(weights_only=True)`), which rebuilds plain tensors and containers and refuses any
+other object, so a file that would run code is refused rather than run (as ComfyUI loads them).
 
 What weights cannot show (v-prediction, head counts, ...) a file states in its safetensors metadata,
 key `graphflow.config`, a JSON object:
@@ -17,6 +18,8 @@ key `graphflow.config`, a JSON object:
 """
 
 import json
+import math
+import re
 from pathlib import Path
 
 import torch
@@ -25,6 +28,11 @@ CONFIG_KEY = "graphflow.config"
 CONFIG_SECTIONS = ("arch", "prediction", "unet", "vae", "text_encoders", "latent_format")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 PICKLE_PROTOCOLS = (b"\x02", b"\x03", b"\x04", b"\x05")  # a bare pickle starts with 0x80, protocol
+
+
+# Smaller tensors are copied: each page fault on a mapped file brings in its neighbours too (64 KB
+# of fault-around), so mapping a 1 KB bias costs 64 KB of resident memory; a copy costs 1 KB.
+ZERO_COPY_MIN_BYTES = 1 << 20
 
 
 class CheckpointError(Exception):
@@ -58,7 +66,7 @@ class WeightFile:
     cast or moved is read into a private buffer first, so the file's pages are not kept resident
     next to the converted copy."""
 
-    def __init__(self, path, allow_pickle: bool = False):
+    def __init__(self, path):
         self.path = Path(path)
         if not self.path.is_file():
             raise CheckpointError(f"{self.path}: no such file")
@@ -68,37 +76,57 @@ class WeightFile:
         safetensors_like = head[8:9] == b"{"
         pickled = head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[1:2] in PICKLE_PROTOCOLS)
         if not safetensors_like and (pickled or self.path.suffix.lower() in PICKLE_SUFFIXES):
-            self._open_pickle(allow_pickle)
+            self._open_pickle()
         else:
             self._open_safetensors()
 
     def _open_safetensors(self):
-        from safetensors import safe_open
-
+        """Names, shapes and dtypes from the header alone. The file is memory-mapped only when a
+        tensor is first wanted as stored (zero-copy): mapping a file larger than the machine's
+        memory can be refused, and `graphflow inspect` of a 30 GB file needs no mapping at all."""
         self.format = "safetensors"
+        file_size = self.path.stat().st_size
         try:
-            self._handle = safe_open(str(self.path), framework="pt", device="cpu")
-            self.metadata = dict(self._handle.metadata() or {})
-            with open(self.path, "rb") as fh:  # offsets for direct reads (safe_open has validated them)
+            with open(self.path, "rb") as fh:
                 size = int.from_bytes(fh.read(8), "little")
+                if not 2 <= size <= file_size - 8:
+                    raise ValueError(f"header length {size} does not fit in the file")
                 header = json.loads(fh.read(size))
-        except Exception as e:  # safetensors raises its own error type for a bad header or a short file
+            if not isinstance(header, dict):
+                raise ValueError("the header is not a JSON object")
+            metadata = header.pop("__metadata__", None) or {}
+            data_size = file_size - 8 - size
+            for key, entry in header.items():
+                begin, end = entry["data_offsets"]
+                stored = _TORCH_DTYPES.get(entry["dtype"])
+                if not 0 <= begin <= end <= data_size:
+                    raise ValueError(f"tensor {key!r} lies beyond the end of the data")
+                if stored is not None and math.prod(entry["shape"]) * stored.itemsize != end - begin:
+                    raise ValueError(f"tensor {key!r}: shape {entry['shape']} does not match its {end - begin} bytes")
+        except Exception as e:
             raise CheckpointError(
                 f"{self.path.name} is not a readable safetensors file ({type(e).__name__}: {e}); "
-                f"it may be truncated or corrupt ({self.path.stat().st_size} bytes)") from None
-        header.pop("__metadata__", None)
+                f"it may be truncated or corrupt ({file_size} bytes)") from None
+        self.metadata = {str(k): str(v) for k, v in metadata.items()}
         self._data_start = 8 + size
         self._entries = header
         self.shapes = {k: tuple(v["shape"]) for k, v in header.items()}
         self.dtypes = {k: v["dtype"] for k, v in header.items()}
+        self._handle = None  # safe_open's memory map, opened on first zero-copy use
         self._file = open(self.path, "rb")
 
-    def _open_pickle(self, allow_pickle: bool):
-        if not allow_pickle:
-            raise CheckpointError(
-                f"{self.path.name} is a pickle-based checkpoint; unpickling can run arbitrary code, so it is not "
-                f"loaded by default. Convert it to .safetensors, or allow pickles explicitly (allow_pickle=True), "
-                f"which loads it with torch.load(weights_only=True): plain tensors only.")
+    def _mapped(self, key: str) -> torch.Tensor | None:
+        """A zero-copy view of the tensor in the memory-mapped file, or None where mapping is refused."""
+        if self._handle is None:
+            from safetensors import safe_open
+
+            try:
+                self._handle = safe_open(str(self.path), framework="pt", device="cpu")
+            except Exception:  # e.g. ENOMEM mapping a file larger than memory allows: read instead
+                self._handle = False
+        return self._handle.get_tensor(key) if self._handle else None
+
+    def _open_pickle(self):
         self.format = "pickle"
         try:
             try:
@@ -108,8 +136,10 @@ class WeightFile:
                     raise
                 obj = torch.load(self.path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
         except Exception as e:
-            raise CheckpointError(f"{self.path.name} could not be loaded with torch.load(weights_only=True): "
-                                  f"{type(e).__name__}: {e}") from None
+            found = re.search(r"WeightsUnpickler error: (.*?\.)(?:\s|$)", str(e))
+            reason = found.group(1) if found else f"{type(e).__name__}: {e}"
+            raise CheckpointError(f"{self.path.name} was refused by PyTorch's restricted unpickler "
+                                  f"(torch.load weights_only=True, which loads plain tensors only): {reason}") from None
         if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
             obj = obj["state_dict"]
         if not isinstance(obj, dict):
@@ -122,13 +152,19 @@ class WeightFile:
 
     def get(self, key: str, device=None, dtype: torch.dtype | None = None) -> torch.Tensor:
         device = torch.device(device) if device is not None else torch.device("cpu")
-        if self._handle is None:
+        if self.format == "pickle":
             t = self._tensors[key]
             return t.to(device=device, dtype=_cast_dtype(t.dtype, dtype))
         stored = _TORCH_DTYPES.get(self.dtypes[key])
         try:
-            if stored is None or (device.type == "cpu" and _cast_dtype(stored, dtype) == stored):
-                return self._handle.get_tensor(key)  # zero-copy: pages come in as the weights are used
+            begin, end = self._entries[key]["data_offsets"]
+            as_stored = device.type == "cpu" and _cast_dtype(stored, dtype) == stored
+            if stored is None or (as_stored and end - begin >= ZERO_COPY_MIN_BYTES):
+                mapped = self._mapped(key)  # zero-copy: pages come in as the weights are used
+                if mapped is not None:
+                    return mapped
+                if stored is None:
+                    raise ValueError(f"dtype {self.dtypes[key]} can only be read through a memory map, which was refused")
             return self._read(key, stored).to(device=device, dtype=_cast_dtype(stored, dtype))
         except Exception as e:
             raise CheckpointError(f"{self.path.name}: cannot read tensor {key!r} ({e}); the file may be corrupt") from None

@@ -243,6 +243,11 @@ def sample_lcm_rf(denoiser, x, sigmas, extra_args=None, callback=None, disable=N
     return x
 
 
+def sample_dpmpp_2m_sde_heun_rf(denoiser, x, sigmas, **kwargs):
+    """dpmpp_2m_sde_rf with the Heun-type second-order term (ComfyUI's dpmpp_2m_sde_heun)."""
+    return sample_dpmpp_2m_sde_rf(denoiser, x, sigmas, solver_type="heun", **kwargs)
+
+
 FLOW_SAMPLERS = {
     "euler_ancestral": sample_euler_ancestral_rf,
     "dpmpp_2s_ancestral": sample_dpmpp_2s_ancestral_rf,
@@ -250,6 +255,8 @@ FLOW_SAMPLERS = {
     "dpmpp_sde_gpu": _on_device_brownian(sample_dpmpp_sde_rf),
     "dpmpp_2m_sde": sample_dpmpp_2m_sde_rf,
     "dpmpp_2m_sde_gpu": _on_device_brownian(sample_dpmpp_2m_sde_rf),
+    "dpmpp_2m_sde_heun": sample_dpmpp_2m_sde_heun_rf,
+    "dpmpp_2m_sde_heun_gpu": _on_device_brownian(sample_dpmpp_2m_sde_heun_rf),
     "dpmpp_3m_sde": sample_dpmpp_3m_sde_rf,
     "dpmpp_3m_sde_gpu": _on_device_brownian(sample_dpmpp_3m_sde_rf),
     "lcm": sample_lcm_rf,

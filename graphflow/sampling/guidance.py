@@ -12,6 +12,12 @@ ConditioningSetArea / SetMask do:
   - an entry with "mask" ([H, W] or [B, H, W], resized bilinearly to the latent) weighs its
     prediction by mask * "mask_strength" * strength (no fading);
   - pixels no entry covers get 0.
+  - an entry with "set_area_to_bounds" (ConditioningSetMask's "mask bounds") and a mask gets the
+    area of the mask's non-zero bounding box (at least 8x8 latent pixels), so only that crop runs;
+  - an entry with "start_percent" / "end_percent" (ConditioningSetTimestepRange) takes part only
+    while end_sigma <= sigma <= start_sigma, the percents turned into sigmas by the model's
+    schedule (0% = the noisiest, above any sigma; 100% = sigma 0), judged by the batch's first
+    sigma; at a step where no entry of a side is active that side's prediction is 0, as in ComfyUI.
   Before sampling, every area entry of one side gets a counterpart on the other side with the same
   area, strength and mask, built from the smallest other-side entry that contains the area (or one
   without area), so the negative is also evaluated on each crop.
@@ -42,6 +48,12 @@ class Cond:
     mask_strength: float = 1.0
     guidance: torch.Tensor | None = None  # [B] FLUX dev's distilled guidance scale
     control: object = None  # ControlNets / T2I-Adapters (graphflow.models.controlnet.ControlApplied)
+    sigma_start: float | None = None  # active only while sigma_end <= sigma <= sigma_start
+    sigma_end: float | None = None
+
+    def active(self, sigma: torch.Tensor) -> bool:
+        s = float(sigma.reshape(-1)[0])
+        return (self.sigma_start is None or s <= self.sigma_start) and (self.sigma_end is None or s >= self.sigma_end)
 
 
 def repeat_to_batch(t: torch.Tensor, batch: int) -> torch.Tensor:
@@ -71,11 +83,26 @@ def _resize_mask(mask: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Tensor
     return mask
 
 
+def percent_to_sigma(schedule, percent: float) -> float:
+    """ComfyUI's percent of the sampling process -> sigma (the schedule's own rule)."""
+    return schedule.percent_to_sigma(percent)
+
+
+def _mask_bounds(mask: torch.Tensor) -> tuple[int, int, int, int]:
+    """(h, w, y, x) of the non-zero part of a [b, h, w] mask, at least 8x8; (8, 8, 0, 0) if empty."""
+    nonzero = torch.nonzero(mask.abs().amax(0))
+    if nonzero.numel() == 0:
+        return (8, 8, 0, 0)
+    (y0, x0), (y1, x1) = nonzero.amin(0).tolist(), nonzero.amax(0).tolist()
+    return (max(8, y1 - y0 + 1), max(8, x1 - x0 + 1), y0, x0)
+
+
 def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = False,
-                  concat_fn=None) -> list[Cond]:
+                  concat_fn=None, schedule=None) -> list[Cond]:
     """CONDITIONING list -> [Cond]. SDXL's y comes from model.encode_adm(options, width_px,
     height_px, negative=...) with the full image size (latent size * 8) as default sizes.
-    concat_fn(options) -> [B, c, h, w] | None supplies inpainting models' extra channels."""
+    concat_fn(options) -> [B, c, h, w] | None supplies inpainting models' extra channels.
+    schedule (a DiscreteSchedule; the model's own if None) turns timestep ranges into sigmas."""
     if not isinstance(conditioning, (list, tuple)):
         raise TypeError(f"conditioning must be a list of (tensor, options) pairs, got {type(conditioning).__name__}")
     batch, latent_hw = x_shape[0], tuple(x_shape[2:])
@@ -100,16 +127,31 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
                                  f"but encode_adm gave none for conditioning entry {k}")
             y = repeat_to_batch(y, batch).to(device)
         mask = options.get("mask")
+        if mask is not None:
+            mask = _resize_mask(mask, latent_hw).to(device)
+        area = None if options.get("area") is None else _resolve_area(options["area"], latent_hw)
+        if mask is not None and options.get("set_area_to_bounds"):
+            area = _mask_bounds(mask)
+        sigma_start = sigma_end = None
+        if options.get("start_percent") is not None or options.get("end_percent") is not None:
+            if schedule is None:
+                from .flow_sampling import model_sampling_for
+
+                schedule = model_sampling_for(model)
+            sigma_start = percent_to_sigma(schedule, float(options.get("start_percent", 0.0)))
+            sigma_end = percent_to_sigma(schedule, float(options.get("end_percent", 1.0)))
         out.append(Cond(
             context=repeat_to_batch(embedding, batch).to(device),
             y=y,
             concat=None if concat_fn is None else concat_fn(options),
-            area=None if options.get("area") is None else _resolve_area(options["area"], latent_hw),
+            area=area,
             strength=float(options.get("strength", 1.0)),
-            mask=None if mask is None else _resize_mask(mask, latent_hw).to(device),
+            mask=mask,
             mask_strength=float(options.get("mask_strength", 1.0)),
             guidance=guidance,
             control=options.get("control"),
+            sigma_start=sigma_start,
+            sigma_end=sigma_end,
         ))
     return out
 
@@ -138,13 +180,14 @@ def _add_area_counterparts(targets: list[Cond], source: Cond) -> None:
                            guidance=smallest.guidance))
 
 
-def match_areas(positive: list[Cond], negative: list[Cond]) -> None:
-    """Give every area entry a same-area counterpart on the other side (in place, ComfyUI's order:
-    positive's areas first, then negative's, including counterparts just added)."""
-    sides = [positive, negative]
+def match_areas(*sides: list[Cond]) -> None:
+    """Give every area entry a same-area counterpart on each other side (in place, ComfyUI's order:
+    the first side's areas first, then the next's, including counterparts just added)."""
     for k, side in enumerate(sides):
         for c in side:  # the list may grow while iterating; that is intended
-            _add_area_counterparts(sides[1 - k], c)
+            for j, other in enumerate(sides):
+                if j != k:
+                    _add_area_counterparts(other, c)
 
 
 def _crop_and_weight(cond: Cond, x: torch.Tensor):
@@ -220,6 +263,8 @@ def predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tenso
     to_run = []
     for index, side in enumerate(sides):
         for cond in side or []:
+            if not cond.active(sigma):
+                continue
             input_x, weight, area = _crop_and_weight(cond, x)
             to_run.append((input_x, weight, area, cond, index))
 
@@ -254,20 +299,139 @@ def cfg_combine(cond: torch.Tensor, uncond: torch.Tensor, cfg: float) -> torch.T
     return uncond + (cond - uncond) * cfg
 
 
+def rescaled_cfg(x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor, cfg: float,
+                 multiplier: float) -> torch.Tensor:
+    """CFG with the rescale of Lin et al. 2023 ("Common Diffusion Noise Schedules ...", sec. 3.4), as
+    ComfyUI's RescaleCFG does it: in v-space, the guided v is scaled to the per-image standard
+    deviation of the positive v, then mixed with the plain guided v by `multiplier`; cond and
+    uncond are denoised predictions (x0), and so is the result."""
+    s = sigma.reshape(-1, *[1] * (x.ndim - 1))
+    root = (s * s + 1).sqrt()
+    x_vp = x / (s * s + 1)
+    v_cond = (x_vp - cond) * root / s
+    v_uncond = (x_vp - uncond) * root / s
+    v_cfg = v_uncond + cfg * (v_cond - v_uncond)
+    ratio = v_cond.std(dim=tuple(range(1, x.ndim)), keepdim=True) / v_cfg.std(dim=tuple(range(1, x.ndim)), keepdim=True)
+    v_final = multiplier * v_cfg * ratio + (1.0 - multiplier) * v_cfg
+    return x_vp - v_final * s / root
+
+
 class CFGDenoiser:
     """D(x; sigma) with classifier-free guidance, for the samplers:
-    denoiser(x, sigma) -> uncond + (cond - uncond) * cfg."""
+    denoiser(x, sigma) -> uncond + (cond - uncond) * cfg.
 
-    def __init__(self, model_denoiser, positive: list[Cond], negative: list[Cond], cfg: float):
+    After the combination come, in order, the model's own post-CFG functions (model patches such
+    as PerturbedAttentionGuidance: `post_cfg_functions` on the MODEL) and the post_cfg hook a
+    sampler passes (the CFG++ samplers record the unconditional prediction with it). Each gets
+    {"denoised", "cond_denoised", "uncond_denoised", "x", "sigma", "cond", "model",
+    "predict"} and returns the new denoised; predict(conds, x, sigma) runs the model on a list of
+    Cond ("cond" / "uncond": the two sides' lists). With a sampler hook, or a model function
+    marked `needs_uncond`, the negative side is evaluated even at cfg 1 (ComfyUI's
+    disable_cfg1_optimization); otherwise at cfg 1 the negative is skipped and its prediction is
+    0, as in ComfyUI."""
+
+    def __init__(self, model_denoiser, positive: list[Cond], negative: list[Cond], cfg: float,
+                 post_cfg_functions=(), rescale: float = 0.0):
         self.model_denoiser = model_denoiser
         self.positive, self.negative = list(positive), list(negative)
         match_areas(self.positive, self.negative)
         self.cfg = float(cfg)
-        self.skip_uncond = math.isclose(self.cfg, 1.0)
+        self.rescale = float(rescale)  # RescaleCFG's multiplier; 0 = plain CFG
+        self.post_cfg_functions = tuple(post_cfg_functions)
+        needs_uncond = any(getattr(fn, "needs_uncond", False) for fn in self.post_cfg_functions)
+        self.skip_uncond = math.isclose(self.cfg, 1.0) and not needs_uncond
 
-    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        cond, uncond = predict_sides(self.model_denoiser, [self.positive, None if self.skip_uncond else self.negative],
-                                     x, sigma)
-        if self.skip_uncond:
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, post_cfg=None) -> torch.Tensor:
+        skip = self.skip_uncond and post_cfg is None
+        cond, uncond = predict_sides(self.model_denoiser, [self.positive, None if skip else self.negative], x, sigma)
+        if skip and not self.post_cfg_functions:
             return cond
-        return cfg_combine(cond, uncond, self.cfg)
+        if skip:
+            denoised = cond
+        elif self.rescale:
+            denoised = rescaled_cfg(x, sigma, cond, uncond, self.cfg, self.rescale)
+        else:
+            denoised = cfg_combine(cond, uncond, self.cfg)
+        return _post_cfg(self, post_cfg, denoised, cond, uncond, self.positive, self.negative, x, sigma)
+
+
+def _post_cfg(denoiser, post_cfg, denoised, cond, uncond, cond_list, uncond_list, x, sigma):
+    functions = denoiser.post_cfg_functions + ((post_cfg,) if post_cfg is not None else ())
+    if not functions:
+        return denoised
+    model_denoiser = denoiser.model_denoiser
+    args = {"cond_denoised": cond, "uncond_denoised": uncond, "x": x, "sigma": sigma, "cond": cond_list,
+            "uncond": uncond_list,
+            "model": getattr(model_denoiser, "model", None),
+            "predict": lambda conds, x_, sigma_: predict_sides(model_denoiser, [conds], x_, sigma_)[0]}
+    for fn in functions:
+        denoised = fn({**args, "denoised": denoised})
+    return denoised
+
+
+class DualCFGDenoiser:
+    """Guidance by two prompts and a negative (ComfyUI's DualCFGGuider), with c1 = cond1,
+    c2 = cond2 (treated as a negative prompt for SDXL's size conditioning, as ComfyUI does):
+      regular: D = [neg + (c2 - neg) * cfg_cond2_negative] + (c1 - c2) * cfg_conds
+      nested:  D = neg + cfg_cond2_negative * ([c2 + (c1 - c2) * cfg_conds] - neg)
+    The bracketed CFG is the one post-CFG functions see. In the regular style a scale of 1 skips
+    the side it would cancel (negative; then also cond2 if cfg_conds is 1), unless a hook needs it."""
+
+    def __init__(self, model_denoiser, cond1: list[Cond], cond2: list[Cond], negative: list[Cond],
+                 cfg_conds: float, cfg_cond2_negative: float, nested: bool = False, post_cfg_functions=()):
+        self.model_denoiser = model_denoiser
+        self.cond1, self.cond2, self.negative = list(cond1), list(cond2), list(negative)
+        match_areas(self.cond1, self.cond2, self.negative)
+        self.cfg_conds, self.cfg_cond2_negative = float(cfg_conds), float(cfg_cond2_negative)
+        self.nested = nested
+        self.post_cfg_functions = tuple(post_cfg_functions)
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, post_cfg=None) -> torch.Tensor:
+        negative, cond2 = self.negative, self.cond2
+        needs_uncond = post_cfg is not None or any(getattr(fn, "needs_uncond", False) for fn in self.post_cfg_functions)
+        if not self.nested and not needs_uncond and math.isclose(self.cfg_cond2_negative, 1.0):
+            negative = None
+            if math.isclose(self.cfg_conds, 1.0):
+                cond2 = None
+        neg, c2, c1 = predict_sides(self.model_denoiser, [negative, cond2, self.cond1], x, sigma)
+        if self.nested:
+            text = _post_cfg(self, post_cfg, cfg_combine(c1, c2, self.cfg_conds), c1, c2, self.cond1, self.cond2, x, sigma)
+            return neg + self.cfg_cond2_negative * (text - neg)
+        return _post_cfg(self, post_cfg, cfg_combine(c2, neg, self.cfg_cond2_negative), c2, neg, self.cond2,
+                         self.negative, x, sigma) \
+            + (c1 - c2) * self.cfg_conds
+
+
+@dataclass
+class CFGGuider:
+    """A GUIDER: a MODEL, its positive and negative CONDITIONING and the CFG scale (BasicGuider is
+    this with no negative and cfg 1). denoiser() builds the samplers' D(x; sigma) from the model's
+    denoiser and prepare(conditioning, negative=False) -> [Cond]."""
+
+    model: object
+    positive: list
+    negative: list
+    cfg: float = 1.0
+
+    def denoiser(self, model_denoiser, prepare):
+        return CFGDenoiser(model_denoiser, prepare(self.positive), prepare(self.negative, negative=True), self.cfg,
+                           getattr(self.model, "post_cfg_functions", ()),
+                           getattr(self.model, "options", {}).get("cfg_rescale", 0.0))
+
+
+@dataclass
+class DualCFGGuider:
+    """A GUIDER with two prompts and a negative (see DualCFGDenoiser)."""
+
+    model: object
+    cond1: list
+    cond2: list
+    negative: list
+    cfg_conds: float
+    cfg_cond2_negative: float
+    nested: bool = False
+
+    def denoiser(self, model_denoiser, prepare):
+        return DualCFGDenoiser(model_denoiser, prepare(self.cond1), prepare(self.cond2, negative=True),
+                               prepare(self.negative, negative=True), self.cfg_conds, self.cfg_cond2_negative,
+                               self.nested, getattr(self.model, "post_cfg_functions", ()))

@@ -36,33 +36,67 @@ def alphas_cumprod_from_betas(linear_start: float = 0.00085, linear_end: float =
     return torch.cumprod(1.0 - betas, dim=0)
 
 
+PREDICTIONS = ("eps", "v", "x0", "lcm")
+LCM_ORIGINAL_TIMESTEPS = 50  # LCM distils the schedule to 50 of the 1000 training timesteps
+
+
+def rescale_zero_terminal_snr(sigmas: torch.Tensor) -> torch.Tensor:
+    """Lin et al. 2023, "Common Diffusion Noise Schedules and Sample Steps are Flawed", alg. 1: shift
+    and scale sqrt(alpha_bar) so the last timestep has zero SNR (kept at alpha_bar 4.897e-8, as
+    ComfyUI does, so its sigma stays finite) while the first keeps its value."""
+    root = (1 / (sigmas * sigmas + 1)).sqrt()
+    first, last = root[0].clone(), root[-1].clone()
+    root = (root - last) * (first / (first - last))
+    alphas = root ** 2
+    alphas[-1] = 4.8973451890853435e-08
+    return ((1 - alphas) / alphas) ** 0.5
+
+
 class DiscreteSchedule:
-    """The sigma table of a model trained on discrete timesteps, plus its eps/v parametrisation.
+    """The sigma table of a model trained on discrete timesteps, plus its parametrisation.
 
     sigmas: float32 [num_timesteps], increasing with t (SD: 0.029167 ... 14.614641).
+    prediction: what the UNet outputs: "eps", "v", "x0" (the clean latent itself) or "lcm" (a
+    latent consistency model: eps with LCM's boundary condition, on a table distilled to 50 of
+    the training timesteps, t = 19, 39, ..., 999). zsnr: the table rescaled to zero terminal SNR
+    (models trained so, e.g. with v-prediction). ComfyUI's ModelSamplingDiscrete sets both.
     """
 
-    def __init__(self, alphas_cumprod: torch.Tensor, prediction: str = "eps", sigma_data: float = 1.0):
-        if prediction not in ("eps", "v"):
-            raise ValueError(f"prediction must be 'eps' or 'v', got {prediction!r}")
+    def __init__(self, alphas_cumprod: torch.Tensor, prediction: str = "eps", sigma_data: float = 1.0,
+                 zsnr: bool = False):
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         alphas_cumprod = alphas_cumprod.to(torch.float64)
-        self.sigmas = (((1 - alphas_cumprod) / alphas_cumprod) ** 0.5).to(torch.float32)
+        sigmas = ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5
+        if zsnr:
+            sigmas = rescale_zero_terminal_snr(sigmas)
+        self.sigmas = sigmas.to(torch.float32)
+        self.skip = 1  # training timesteps per table entry
+        if prediction == "lcm":
+            self.skip = len(self.sigmas) // LCM_ORIGINAL_TIMESTEPS
+            self.sigmas = self.sigmas[self.skip - 1::self.skip].clone()
         self.log_sigmas = self.sigmas.log()
         self.prediction = prediction
         self.sigma_data = sigma_data
+        self.zsnr = zsnr
         self._tables = {}
 
     @classmethod
     def from_betas(cls, linear_start: float = 0.00085, linear_end: float = 0.012, num_timesteps: int = 1000,
-                   kind: str = "scaled_linear", prediction: str = "eps") -> "DiscreteSchedule":
-        return cls(alphas_cumprod_from_betas(linear_start, linear_end, num_timesteps, kind), prediction)
+                   kind: str = "scaled_linear", prediction: str = "eps", zsnr: bool = False) -> "DiscreteSchedule":
+        return cls(alphas_cumprod_from_betas(linear_start, linear_end, num_timesteps, kind), prediction, zsnr=zsnr)
 
     @classmethod
     def for_model(cls, model) -> "DiscreteSchedule":
-        """From a MODEL's `beta_schedule` (linear_start, linear_end, num_timesteps, kind) and `prediction`."""
+        """From a MODEL's `beta_schedule` (linear_start, linear_end, num_timesteps, kind), `prediction`
+        and `zsnr` (set by ModelSamplingDiscrete; False if absent); a ContinuousSchedule for a model
+        whose `edm` (sigma_min, sigma_max) ModelSamplingContinuousEDM set."""
+        edm = getattr(model, "edm", None)
+        if edm is not None:
+            return ContinuousSchedule(edm[0], edm[1], model.prediction)
         b = model.beta_schedule
         return cls.from_betas(b.linear_start, b.linear_end, b.num_timesteps,
-                              getattr(b, "kind", "scaled_linear"), model.prediction)
+                              getattr(b, "kind", "scaled_linear"), model.prediction, getattr(model, "zsnr", False))
 
     @property
     def sigma_min(self) -> torch.Tensor:
@@ -88,17 +122,27 @@ class DiscreteSchedule:
         low = high - 1
         if quantize:  # the nearer one; ties go to the lower timestep, as an argmin over the table would
             nearer_low = (log_sigma - log_sigmas[low]).abs() <= (log_sigma - log_sigmas[high]).abs()
-            return torch.where(nearer_low, low, high).reshape(sigma.shape).float()
+            index = torch.where(nearer_low, low, high)
+            return (index * self.skip + (self.skip - 1)).reshape(sigma.shape).float()
         w = ((log_sigma - log_sigmas[low]) / (log_sigmas[high] - log_sigmas[low])).clamp(0, 1)
-        return (low + w).reshape(sigma.shape)
+        return ((low + w) * self.skip + (self.skip - 1)).reshape(sigma.shape)
 
     def sigma(self, timestep: torch.Tensor | float) -> torch.Tensor:
         """sigma at a (fractional) timestep: linear interpolation of log sigma between table entries."""
         timestep = torch.as_tensor(timestep)
         log_sigmas = self._log_sigmas(timestep.device)
-        t = timestep.float().clamp(0, len(log_sigmas) - 1)
+        t = ((timestep.float() - (self.skip - 1)) / self.skip).clamp(0, len(log_sigmas) - 1)
         low, high, w = t.floor().long(), t.ceil().long(), t.frac()
         return ((1 - w) * log_sigmas[low] + w * log_sigmas[high]).exp()
+
+    def percent_to_sigma(self, percent: float) -> float:
+        """ComfyUI's percent of the sampling process -> sigma: 0 is above every sigma, 1 is 0, in
+        between the sigma at timestep (1 - percent) * 999 (log-sigma interpolated)."""
+        if percent <= 0.0:
+            return 999999999.9
+        if percent >= 1.0:
+            return 0.0
+        return float(self.sigma((1.0 - percent) * (len(self.sigmas) * self.skip - 1)))
 
     def c_in(self, sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The UNet's input: x / sqrt(sigma^2 + sigma_data^2) (sigma space -> variance-preserving)."""
@@ -110,10 +154,19 @@ class DiscreteSchedule:
         eps: x - sigma * eps.
         v (Salimans & Ho 2022, "Progressive Distillation", v = alpha eps - sigma_vp x0):
            x * sd^2 / (sigma^2 + sd^2) - v * sigma * sd / sqrt(sigma^2 + sd^2)."""
+        if self.prediction == "x0":
+            return model_output
+        if self.prediction == "lcm":  # consistency boundary condition (Luo et al. 2023), timesteps scaled by 10
+            t = append_dims(self.timestep(sigma) * 10.0, x.ndim)
+            c_skip = 0.25 / (t * t + 0.25)
+            c_out = t / (t * t + 0.25) ** 0.5
+            return c_out * (x - model_output * append_dims(sigma, x.ndim)) + c_skip * x
         sigma = append_dims(sigma, x.ndim)
         if self.prediction == "eps":
             return x - model_output * sigma
         sd = self.sigma_data
+        if self.prediction == "edm":  # Karras et al. 2022, table 1: c_skip x + c_out F
+            return x * sd ** 2 / (sigma ** 2 + sd ** 2) + model_output * sigma * sd / (sigma ** 2 + sd ** 2) ** 0.5
         return x * sd ** 2 / (sigma ** 2 + sd ** 2) - model_output * sigma * sd / (sigma ** 2 + sd ** 2) ** 0.5
 
     def is_max_denoise(self, sigma0: torch.Tensor | float) -> bool:
@@ -135,6 +188,41 @@ class DiscreteSchedule:
         else:
             noise = noise * sigma
         return noise + latent
+
+
+class ContinuousSchedule(DiscreteSchedule):
+    """Continuous noise levels (EDM, Karras et al. 2022), as ComfyUI's ModelSamplingContinuousEDM:
+    the UNet's timestep is c_noise = 0.25 ln sigma; sigmas between sigma_min and sigma_max; the
+    table (for the table-based schedulers) is 1000 log-uniform sigmas. prediction "edm" (F-
+    prediction, sigma_data 0.5), "v" or "eps" (sigma_data 1)."""
+
+    def __init__(self, sigma_min: float, sigma_max: float, prediction: str = "v"):
+        if prediction not in ("edm", "v", "eps"):
+            raise ValueError(f"continuous-time prediction must be 'edm', 'v' or 'eps', got {prediction!r}")
+        if not 0 < sigma_min < sigma_max:
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}")
+        self.sigmas = torch.linspace(math.log(sigma_min), math.log(sigma_max), 1000).exp().float()
+        self.log_sigmas = self.sigmas.log()
+        self.range = (float(sigma_min), float(sigma_max))
+        self.prediction = prediction
+        self.sigma_data = 0.5 if prediction == "edm" else 1.0
+        self.zsnr = False
+        self.skip = 1
+        self._tables = {}
+
+    def timestep(self, sigma: torch.Tensor, quantize: bool = True) -> torch.Tensor:
+        return 0.25 * sigma.float().log()
+
+    def sigma(self, timestep: torch.Tensor | float) -> torch.Tensor:
+        return (torch.as_tensor(timestep).float() / 0.25).exp()
+
+    def percent_to_sigma(self, percent: float) -> float:
+        if percent <= 0.0:
+            return 999999999.9
+        if percent >= 1.0:
+            return 0.0
+        low, high = (math.log(v) for v in self.range)
+        return math.exp((high - low) * (1.0 - percent) + low)
 
 
 class ModelDenoiser:

@@ -18,6 +18,7 @@ A noise sampler is called as noise_sampler(sigma, sigma_next) -> tensor shaped l
 """
 
 import warnings
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -42,6 +43,20 @@ def initial_noise(samples: torch.Tensor, seed: int, batch_index: list[int] | Non
         if i in wanted:
             per_index[i] = noise
     return torch.cat([per_index[i] for i in batch_index])
+
+
+@dataclass(frozen=True)
+class NoiseSource:
+    """A NOISE value (RandomNoise / DisableNoise): the starting noise of a custom sampler, and the
+    seed its ancestral / SDE sampler draws with (0 when disabled, as ComfyUI)."""
+
+    seed: int = 0
+    enabled: bool = True
+
+    def generate(self, samples: torch.Tensor, batch_index: list[int] | None = None) -> torch.Tensor:
+        if not self.enabled:
+            return torch.zeros(samples.shape, dtype=torch.float32)
+        return initial_noise(samples, self.seed, batch_index)
 
 
 def inpaint_noise(shape, seed: int) -> torch.Tensor:

@@ -17,7 +17,8 @@ Order of events (ComfyUI's):
     9-channel inpainting models get [x, mask, masked-image latent] as input (the LDM/diffusers
     layout); the mask is the noise mask rounded, the masked-image latent the input latent
     (VAEEncodeForInpaint greys out the masked pixels before encoding), or per conditioning
-    "concat_mask" / "concat_latent_image" (InpaintModelConditioning's options).
+    "concat_mask" / "concat_latent_image" (InpaintModelConditioning's options). 8-channel
+    InstructPix2Pix models get [x, the conditioning's "concat_latent_image"] (ip2p_concat).
  6. The result is mapped back (process_out) and returned on the CPU as float32.
 The UNet runs in the model's dtype on its device; x stays float32 between steps.
 
@@ -35,11 +36,12 @@ import torch.nn.functional as F
 from ..context import NodeInputError
 from .flow_samplers import NOT_FOR_FLOW, sampler_for
 from .flow_sampling import FlowDenoiser, is_flow, model_sampling_for
-from .guidance import CFGDenoiser, prepare_conds, repeat_to_batch
+from .guidance import CFGGuider, prepare_conds, repeat_to_batch
 from .model_sampling import DiscreteSchedule, ModelDenoiser
-from .noise import initial_noise, inpaint_noise
+from .noise import NoiseSource, initial_noise, inpaint_noise
 from .preview import latent_preview
-from .samplers import DISCARD_PENULTIMATE_SIGMA, RANDOM_INPAINT_NOISE, SAMPLERS, STOCHASTIC_SAMPLERS
+from .samplers import (DISCARD_PENULTIMATE_SIGMA, FLOW_SWITCH_SAMPLERS, RANDOM_INPAINT_NOISE, SAMPLERS, SCHEDULE_SAMPLERS,
+                       STOCHASTIC_SAMPLERS, SamplerChoice)
 from .schedules import SCHEDULERS, compute_sigmas
 
 NOISE_MODES = ("comfy", "per_image")
@@ -116,6 +118,46 @@ def sample(model, seed: int, steps: int, cfg: float, sampler_name: str, schedule
     return out
 
 
+def sample_custom(guider, noise: NoiseSource, sampler: SamplerChoice, sigmas: torch.Tensor, latent: dict,
+                  callback=None, preview_every: int = 1) -> tuple[dict, dict]:
+    """SamplerCustom / SamplerCustomAdvanced: run `sampler` over the given `sigmas` (no scheduler,
+    no dropped penultimate sigma) with `guider`'s model and guidance, starting from `noise`, through
+    the same sample_with_sigmas as KSampler. Returns (output, denoised_output): the sampled LATENT
+    and the x0 estimate of the last step (the output itself when no step ran)."""
+    if not hasattr(guider, "denoiser") or not hasattr(guider, "model"):
+        raise NodeInputError("guider", f"expected a GUIDER (from CFGGuider, BasicGuider, ...), got {type(guider).__name__}")
+    if not isinstance(noise, NoiseSource):
+        raise NodeInputError("noise", f"expected a NOISE (from RandomNoise or DisableNoise), got {type(noise).__name__}")
+    if not isinstance(sampler, SamplerChoice) or sampler.name not in SAMPLERS:
+        raise NodeInputError("sampler", f"expected a SAMPLER (from KSamplerSelect), got {sampler!r}")
+    if not torch.is_tensor(sigmas) or sigmas.ndim != 1:
+        raise NodeInputError("sigmas", "expected SIGMAS: a 1-D tensor of decreasing noise levels, got "
+                                       f"{tuple(sigmas.shape) if torch.is_tensor(sigmas) else type(sigmas).__name__}")
+    model = guider.model
+    samples = _latent_samples(model, latent)
+    out = dict(latent)
+    out["samples"] = samples
+    if len(sigmas) == 0:
+        return out, out
+    batch_index = latent.get("batch_index")
+    last = {}
+
+    def on_step(info):
+        last["denoised"] = info["denoised"]
+        if callback is not None:
+            callback(info)
+
+    out["samples"] = sample_with_sigmas(
+        model, sigmas.float(), noise.generate(samples, batch_index), samples, None, None, 1.0, sampler.name, noise.seed,
+        noise_mask=latent.get("noise_mask"), batch_index=batch_index, callback=on_step, preview_every=preview_every,
+        guider=guider, sampler_options=sampler.options)
+    if "denoised" not in last:
+        return out, out
+    denoised = dict(latent)
+    denoised["samples"] = model.latent_format.process_out(last["denoised"].float()).cpu()
+    return out, denoised
+
+
 def _latent_samples(model, latent) -> torch.Tensor:
     if not isinstance(latent, dict) or "samples" not in latent:
         raise NodeInputError("latent_image", "expected a LATENT: a dict with 'samples' [B, C, h, w]")
@@ -135,9 +177,12 @@ def sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent_
                        positive: list, negative: list, cfg: float, sampler_name: str, seed: int, *,
                        noise_mask: torch.Tensor | None = None, batch_index: list[int] | None = None,
                        callback=None, preview_every: int = 1, noise_mode: str = "comfy",
-                       schedule: DiscreteSchedule | None = None) -> torch.Tensor:
+                       schedule: DiscreteSchedule | None = None, guider=None,
+                       sampler_options: dict | None = None) -> torch.Tensor:
     """Run one sampler over given sigmas (steps 3-6 above). latent_samples: raw VAE latent;
-    noise: unit noise of the same shape (zeros for none). Returns the raw latent, CPU float32."""
+    noise: unit noise of the same shape (zeros for none). Returns the raw latent, CPU float32.
+    guider (a GUIDER: guidance.CFGGuider, DualCFGGuider) replaces positive / negative / cfg, which
+    KSampler's CFGGuider is made of; sampler_options are passed on to the sampler function."""
     schedule = schedule or model_sampling_for(model)
     flow = is_flow(schedule)
     fmt = model.latent_format
@@ -152,25 +197,40 @@ def sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent_
         denoise_mask = None if noise_mask is None else prepare_noise_mask(noise_mask, shape, device)
 
         concat_fn = None
-        if not flow and model.in_channels != fmt.channels:
-            if model.in_channels != 2 * fmt.channels + 1:
-                raise NodeInputError("model", f"the model takes {model.in_channels} input channels; only "
-                                              f"{fmt.channels} (plain) or {2 * fmt.channels + 1} (inpainting) are supported")
-
+        if flow:
+            pass  # flow models (SD3, FLUX) take the latent's channels only
+        elif model.in_channels == 2 * fmt.channels + 1:
             def concat_fn(options):
                 return inpaint_concat(options, latent_image, denoise_mask, fmt, shape, device)
+        elif model.in_channels == 2 * fmt.channels:
+            def concat_fn(options):
+                return ip2p_concat(options, getattr(model, "arch", "sd1"), fmt, shape, device)
+        elif model.in_channels != fmt.channels:
+            raise NodeInputError("model", f"the model takes {model.in_channels} input channels; only {fmt.channels} "
+                                          f"(plain), {2 * fmt.channels} (InstructPix2Pix) or {2 * fmt.channels + 1} "
+                                          f"(inpainting) are supported")
 
-        denoiser = CFGDenoiser(
-            FlowDenoiser(model, schedule) if flow else ModelDenoiser(model, schedule),
-            prepare_conds(positive, model, shape, device, concat_fn=concat_fn),
-            prepare_conds(negative, model, shape, device, negative=True, concat_fn=concat_fn),
-            cfg)
+        model_options = getattr(model, "options", {})
+
+        def prepare(conditioning, negative=False):
+            return prepare_conds(conditioning, model, shape, device, negative=negative, concat_fn=concat_fn,
+                                 schedule=schedule)
+
+        guider = guider or CFGGuider(model, positive, negative, cfg)
+        denoiser = guider.denoiser(FlowDenoiser(model, schedule) if flow else ModelDenoiser(model, schedule), prepare)
         if denoise_mask is not None:
             blend_noise = inpaint_noise(shape, seed).to(device) if sampler_name in RANDOM_INPAINT_NOISE else noise
-            denoiser = MaskedDenoiser(denoiser, schedule, latent_image, blend_noise, denoise_mask)
+            mask_fn = None
+            if model_options.get("differential_diffusion") is not None:
+                mask_fn = differential_mask(schedule, sigmas, model_options["differential_diffusion"])
+            denoiser = MaskedDenoiser(denoiser, schedule, latent_image, blend_noise, denoise_mask, mask_fn)
 
         x = schedule.noise_scaling(sigmas[0], noise, latent_image, schedule.is_max_denoise(sigmas[0]))
-        options = {}
+        options = dict(sampler_options or {})
+        if sampler_name in SCHEDULE_SAMPLERS:
+            options["schedule"] = schedule
+        if sampler_name in FLOW_SWITCH_SAMPLERS and getattr(schedule, "prediction", None) == "flow":
+            options["flow"] = True  # flow-matching models (SD3, FLUX) sample with their lambda and alpha
         if sampler_name in STOCHASTIC_SAMPLERS:
             if noise_mode == "per_image":
                 indices = list(range(shape[0])) if batch_index is None else list(batch_index)
@@ -241,21 +301,59 @@ def inpaint_concat(options: dict, latent_image: torch.Tensor, denoise_mask: torc
     return torch.cat([mask, masked_latent], dim=1)
 
 
+def ip2p_concat(options: dict, arch: str, latent_format, shape: tuple, device) -> torch.Tensor:
+    """The C extra input channels of an InstructPix2Pix UNet: the encoded input image
+    ("concat_latent_image", InstructPixToPixConditioning's option) resized to the latent, zeros
+    without one. SD1/SD2 models were trained on the raw VAE latent (as diffusers' pipeline feeds
+    it), SDXL ones (CosXL edit) on the scaled one, as ComfyUI feeds them."""
+    batch, channels, h, w = shape
+    image = options.get("concat_latent_image")
+    if image is None:
+        return torch.zeros(batch, channels, h, w, device=device)
+    image = image.float().to(device)
+    if tuple(image.shape[-2:]) != (h, w):
+        image = _resize_center(image, h, w)
+    image = repeat_to_batch(image, batch)
+    return latent_format.process_in(image) if arch.startswith("sdxl") else image
+
+
+def differential_mask(schedule: DiscreteSchedule, sigmas: torch.Tensor, strength: float = 1.0):
+    """Differential diffusion (Levin & Fried 2023): a soft mask says how much each pixel may change
+    by WHEN it is released: at each step the mask becomes binary, 1 where it is at least the
+    fraction of the run still ahead (in timesteps, from the first sigma to the last non-zero one
+    or sigma_min), so 1s change from the start and 0.3s only over the last 30%. strength < 1 mixes
+    the binary mask with the soft one. ComfyUI's DifferentialDiffusion."""
+    sigma_to = max(float(sigmas[-1]), float(schedule.sigma_min))
+    ts_from = float(schedule.timestep(sigmas[:1].cpu().float())[0])
+    ts_to = float(schedule.timestep(torch.tensor([sigma_to]))[0])
+
+    def mask_fn(sigma: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        current = float(schedule.timestep(sigma.reshape(-1)[:1].cpu().float())[0])
+        threshold = (current - ts_to) / (ts_from - ts_to) if ts_from != ts_to else 0.0
+        binary = (mask >= threshold).to(mask.dtype)
+        return strength * binary + (1 - strength) * mask if strength < 1 else binary
+
+    return mask_fn
+
+
 class MaskedDenoiser:
     """Keeps a noise mask's known region (mask 0) on the input latent: before each model call the
     known region of x is set to latent + noise * sigma (the latent noised to the current level),
-    after it the known region of the prediction is set to the latent."""
+    after it the known region of the prediction is set to the latent. mask_fn(sigma, mask), if
+    given, makes the mask used at each step (differential diffusion)."""
 
     def __init__(self, denoiser, schedule: DiscreteSchedule, latent_image: torch.Tensor, noise: torch.Tensor,
-                 mask: torch.Tensor):
+                 mask: torch.Tensor, mask_fn=None):
         self.denoiser = denoiser
         self.schedule = schedule
         self.latent_image = latent_image
         self.noise = noise
         self.mask = mask
+        self.mask_fn = mask_fn
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **extra_args) -> torch.Tensor:
-        keep = 1.0 - self.mask
-        x = x * self.mask + self.schedule.noise_scaling(sigma, self.noise, self.latent_image) * keep
+        mask = self.mask if self.mask_fn is None else self.mask_fn(sigma, self.mask)
+        keep = 1.0 - mask
+        x = x * mask + self.schedule.noise_scaling(sigma, self.noise, self.latent_image) * keep
         denoised = self.denoiser(x, sigma, **extra_args)
-        return denoised * self.mask + self.latent_image * keep
+        return denoised * mask + self.latent_image * keep

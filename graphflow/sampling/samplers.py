@@ -20,6 +20,8 @@ uni_pc) are computed in float64.
 """
 
 import inspect
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -32,6 +34,14 @@ from .noise import brownian_noise_sampler, gaussian_noise_sampler
 DISCARD_PENULTIMATE_SIGMA = frozenset({"dpm_2", "dpm_2_ancestral", "uni_pc", "uni_pc_bh2"})
 # ComfyUI's "ddim" is "euler" whose inpainting re-noise uses fresh noise (seed + 1).
 RANDOM_INPAINT_NOISE = frozenset({"ddim"})
+
+
+@dataclass(frozen=True)
+class SamplerChoice:
+    """A SAMPLER value (KSamplerSelect): a sampler of SAMPLERS by name, with options for it."""
+
+    name: str
+    options: dict = field(default_factory=dict)
 
 
 def to_d(x, sigma, denoised):
@@ -543,25 +553,867 @@ def sample_uni_pc_bh2(denoiser, x, sigmas, extra_args=None, callback=None, disab
     return sample_uni_pc(denoiser, x, sigmas, extra_args=extra_args, callback=callback, disable=disable, variant="bh2")
 
 
-# In ComfyUI's menu order (the subset implemented here).
+# ---- CFG++ (Chung et al. 2024, "CFG++: Manifold-constrained Classifier Free Guidance") ---------
+# A CFG++ step takes the guided x0 estimate for where it goes but the unconditional one for the
+# noise direction it re-adds: x_next = D_cfg + sigma_next * (x - D_uncond) / sigma for Euler. The
+# guided denoiser hands the unconditional prediction over through its post_cfg hook; a denoiser
+# without one (no CFG) has D_uncond = D, and the sampler reduces to its plain counterpart.
+
+def half_log_snr(sigma, flow: bool = False):
+    """lambda = log(alpha / sigma): -log sigma for eps/v models (alpha = 1 in sigma space),
+    log((1 - sigma) / sigma) for flow models (x = (1 - sigma) x0 + sigma eps)."""
+    return sigma.logit().neg() if flow else sigma.log().neg()
+
+
+def sigma_of_half_log_snr(lam, flow: bool = False):
+    return lam.neg().sigmoid() if flow else lam.neg().exp()
+
+
+def _signal_scale(sigma, flow: bool):
+    """alpha: the signal's scale at sigma (1 in sigma space, 1 - sigma for flow models)."""
+    return 1 - sigma if flow else torch.ones_like(sigma)
+
+
+def _below_one(sigmas, flow: bool, schedule=None):
+    """Flow models' lambda is -inf at sigma = 1: start just below it (ComfyUI's
+    offset_first_sigma_for_snr: the model's sigma 1e-4 of the way into sampling)."""
+    if not flow or len(sigmas) <= 1 or sigmas[0] < 1:
+        return sigmas
+    sigmas = sigmas.clone()
+    sigmas[0] = 1.0 - 1e-4 if schedule is None else _percent_to_sigma(schedule, 1e-4)
+    return sigmas
+
+
+class _UncondRecorder:
+    """post_cfg hook keeping the last unconditional prediction of the CFG denoiser."""
+
+    def __init__(self):
+        self.uncond = None
+
+    def __call__(self, args):
+        self.uncond = args["uncond_denoised"]
+        return args["denoised"]
+
+
+def _accepts_post_cfg(denoiser) -> bool:
+    try:
+        params = inspect.signature(denoiser).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "post_cfg" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def _guided(denoiser, extra_args):
+    """(x, sigma) -> (denoised, uncond_denoised) for the CFG++ samplers."""
+    if not _accepts_post_cfg(denoiser):
+        def plain(x, sigma):
+            denoised = denoiser(x, sigma, **extra_args)
+            return denoised, denoised
+        return plain
+    recorder = _UncondRecorder()
+
+    def guided(x, sigma):
+        denoised = denoiser(x, sigma, post_cfg=recorder, **extra_args)
+        return denoised, recorder.uncond
+    return guided
+
+
+@torch.no_grad()
+def sample_euler_ancestral_cfg_pp(denoiser, x, sigmas, extra_args=None, callback=None, disable=None,
+                                  eta=1.0, s_noise=1.0, noise_sampler=None, seed=None, flow=False):
+    """Euler ancestral with CFG++: x = D_cfg + sigma_down * (x - D_uncond) / sigma + sigma_up * noise
+    (flow: the same in the variance-exploding coordinates x / alpha, alpha = 1 - sigma, as ComfyUI)."""
+    model = _guided(denoiser, extra_args or {})
+    noise_sampler = noise_sampler or gaussian_noise_sampler(x, seed)
+    s_in = x.new_ones([x.shape[0]])
+    for i in range(len(sigmas) - 1):
+        denoised, uncond = model(x, sigmas[i] * s_in)
+        if callback is not None:
+            callback(_step_info(i, x, sigmas[i], denoised))
+        if sigmas[i + 1] == 0:
+            x = denoised
+            continue
+        alpha_s, alpha_t = _signal_scale(sigmas[i], flow), _signal_scale(sigmas[i + 1], flow)
+        d = to_d(x, sigmas[i], alpha_s * uncond)
+        sigma_down, sigma_up = get_ancestral_step(sigmas[i] / alpha_s, sigmas[i + 1] / alpha_t, eta=eta)
+        x = alpha_t * denoised + alpha_t * sigma_down * d
+        if eta > 0 and s_noise > 0:
+            x = x + alpha_t * noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
+    return x
+
+
+@torch.no_grad()
+def sample_euler_cfg_pp(denoiser, x, sigmas, extra_args=None, callback=None, disable=None, flow=False):
+    """Euler with CFG++: x_next = D_cfg + sigma_next * (x - D_uncond) / sigma (flow:
+    (1 - sigma_next) D_cfg + sigma_next (x - (1 - sigma) D_uncond) / sigma)."""
+    return sample_euler_ancestral_cfg_pp(denoiser, x, sigmas, extra_args, callback, disable, eta=0.0, s_noise=0.0,
+                                         noise_sampler=lambda *_: None, flow=flow)
+
+
+@torch.no_grad()
+def sample_dpmpp_2s_ancestral_cfg_pp(denoiser, x, sigmas, extra_args=None, callback=None, disable=None,
+                                     eta=1.0, s_noise=1.0, noise_sampler=None, seed=None, flow=False):
+    """DPM-Solver++(2S) ancestral with CFG++ (ComfyUI's): both sub-steps move along the
+    unconditional prediction, and the guidance D_cfg - D_uncond of the step's first evaluation is
+    added to the result (flow: scaled by alpha = 1 - sigma_{i+1}, the sub-steps and the re-noise
+    those of flow models: x = (s'/s) x + (1 - s'/s) D, then signal scaled alpha_next / alpha_down)."""
+    model = _guided(denoiser, extra_args or {})
+    noise_sampler = noise_sampler or gaussian_noise_sampler(x, seed)
+    s_in = x.new_ones([x.shape[0]])
+    for i in range(len(sigmas) - 1):
+        denoised, uncond = model(x, sigmas[i] * s_in)
+        guidance = denoised - uncond
+        if callback is not None:
+            callback(_step_info(i, x, sigmas[i], denoised))
+        if flow:
+            sigma_down = sigmas[i + 1] * (1 + (sigmas[i + 1] / sigmas[i] - 1) * eta)
+            alpha_next, alpha_down = 1 - sigmas[i + 1], 1 - sigma_down
+            renoise = (sigmas[i + 1] ** 2 - sigma_down ** 2 * alpha_next ** 2 / alpha_down ** 2) ** 0.5
+            if sigmas[i + 1] == 0:
+                x = x + to_d(x, sigmas[i], uncond) * (sigma_down - sigmas[i])
+            else:
+                if sigmas[i] == 1.0:
+                    sigma_s = sigmas[i].new_tensor(0.9999)
+                else:
+                    lam, lam_down = half_log_snr(sigmas[i], True), half_log_snr(sigma_down, True)
+                    sigma_s = sigma_of_half_log_snr(lam + (lam_down - lam) / 2, True)
+                u = (sigma_s / sigmas[i]) * x + (1 - sigma_s / sigmas[i]) * uncond
+                _, uncond_2 = model(u, sigma_s * s_in)
+                x = (sigma_down / sigmas[i]) * x + (1 - sigma_down / sigmas[i]) * uncond_2
+            if sigmas[i + 1] > 0 and eta > 0:
+                x = (alpha_next / alpha_down) * x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * renoise
+            x = x + (1 - sigmas[i + 1]) * guidance
+            continue
+        sigma_down, sigma_up = get_ancestral_step(sigmas[i], sigmas[i + 1], eta=eta)
+        if sigma_down == 0:
+            x = x + to_d(x, sigmas[i], uncond) * (sigma_down - sigmas[i])
+        else:
+            t, t_next = _t_fn(sigmas[i]), _t_fn(sigma_down)
+            h = t_next - t
+            s = t + h / 2
+            x_2 = (_sigma_fn(s) / _sigma_fn(t)) * x - (-h / 2).expm1() * uncond
+            _, uncond_2 = model(x_2, _sigma_fn(s) * s_in)
+            x = (_sigma_fn(t_next) / _sigma_fn(t)) * x - (-h).expm1() * uncond_2
+        if sigmas[i + 1] > 0:
+            x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
+        x = x + guidance
+    return x
+
+
+@torch.no_grad()
+def sample_dpmpp_2m_cfg_pp(denoiser, x, sigmas, extra_args=None, callback=None, disable=None):
+    """DPM-Solver++(2M) with CFG++ (ComfyUI's): x_next = D_cfg + e^{-h} (x - D_uncond) plus the
+    second-order term (1 - e^{-h}) / (2r) (D_cfg - D_uncond,prev)."""
+    model = _guided(denoiser, extra_args or {})
+    s_in = x.new_ones([x.shape[0]])
+    old_uncond = None
+    for i in range(len(sigmas) - 1):
+        denoised, uncond = model(x, sigmas[i] * s_in)
+        if callback is not None:
+            callback(_step_info(i, x, sigmas[i], denoised))
+        t, t_next = _t_fn(sigmas[i]), _t_fn(sigmas[i + 1])
+        h = t_next - t
+        mix = -torch.exp(-h) * uncond
+        if old_uncond is not None and sigmas[i + 1] != 0:
+            r = (t - _t_fn(sigmas[i - 1])) / h
+            mix = mix - torch.expm1(-h) * (1 / (2 * r)) * (denoised - old_uncond)
+        x = denoised + mix + torch.exp(-h) * x
+        old_uncond = uncond
+    return x
+
+
+# ---- more single-step and multistep ODE solvers --------------------------------------------
+
+@torch.no_grad()
+def sample_heunpp2(denoiser, x, sigmas, extra_args=None, callback=None, disable=None):
+    """Heun++ (ComfyUI's heunpp2, from sd-webui-samplers-scheduler): Heun's method that also
+    looks two sigmas ahead, averaging the slopes at sigma_i, sigma_{i+1}, sigma_{i+2} with weights
+    sigma_{i+1} / (3 sigma_0) and sigma_{i+2} / (3 sigma_0) (the rest on the first). The last step
+    is Euler, the one before it Heun with weight sigma_{i+1} / (2 sigma_0)."""
+    extra_args = extra_args or {}
+    s_in = x.new_ones([x.shape[0]])
+    s_end = sigmas[-1]
+    for i in range(len(sigmas) - 1):
+        denoised = denoiser(x, sigmas[i] * s_in, **extra_args)
+        d = to_d(x, sigmas[i], denoised)
+        if callback is not None:
+            callback(_step_info(i, x, sigmas[i], denoised))
+        dt = sigmas[i + 1] - sigmas[i]
+        if sigmas[i + 1] == s_end:
+            x = x + d * dt
+            continue
+        x_2 = x + d * dt
+        d_2 = to_d(x_2, sigmas[i + 1], denoiser(x_2, sigmas[i + 1] * s_in, **extra_args))
+        if sigmas[i + 2] == s_end:
+            w2 = sigmas[i + 1] / (2 * sigmas[0])
+            x = x + (d * (1 - w2) + d_2 * w2) * dt
+        else:
+            x_3 = x_2 + d_2 * (sigmas[i + 2] - sigmas[i + 1])
+            d_3 = to_d(x_3, sigmas[i + 2], denoiser(x_3, sigmas[i + 2] * s_in, **extra_args))
+            w2, w3 = sigmas[i + 1] / (3 * sigmas[0]), sigmas[i + 2] / (3 * sigmas[0])
+            x = x + ((1 - w2 - w3) * d + w2 * d_2 + w3 * d_3) * dt
+    return x
+
+
+def _dpm_solver_step(eps, cache, x, t, t_next, order, r1=None):
+    """One DPM-Solver step of order 1, 2 (midpoint r1, default 1/2) or 3 (r1 = 1/3, r2 = 2/3) in
+    lambda = -log sigma (Lu et al. 2022, "DPM-Solver", Algorithms 1 and 2, noise-prediction form in
+    sigma space). eps(cache, key, x, t) evaluates the model once per key and step, so the 2nd- and
+    3rd-order steps of DPM-Solver-23 share their first two evaluations."""
+    sigma = _sigma_fn
+    h = t_next - t
+    e = eps(cache, "eps", x, t)
+    if order == 1:
+        return x - sigma(t_next) * h.expm1() * e
+    if order == 2:
+        r1 = 1 / 2 if r1 is None else r1
+        s1 = t + r1 * h
+        e_1 = eps(cache, "eps_r1", x - sigma(s1) * (r1 * h).expm1() * e, s1)
+        return x - sigma(t_next) * h.expm1() * e - sigma(t_next) / (2 * r1) * h.expm1() * (e_1 - e)
+    r1, r2 = 1 / 3, 2 / 3
+    s1, s2 = t + r1 * h, t + r2 * h
+    e_1 = eps(cache, "eps_r1", x - sigma(s1) * (r1 * h).expm1() * e, s1)
+    u2 = x - sigma(s2) * (r2 * h).expm1() * e - sigma(s2) * (r2 / r1) * ((r2 * h).expm1() / (r2 * h) - 1) * (e_1 - e)
+    e_2 = eps(cache, "eps_r2", u2, s2)
+    return x - sigma(t_next) * h.expm1() * e - sigma(t_next) / r2 * (h.expm1() / h - 1) * (e_2 - e)
+
+
+def _dpm_solver_eps(denoiser, x_like, extra_args):
+    s_in = x_like.new_ones([x_like.shape[0]])
+
+    def eps(cache, key, x, t):
+        if key not in cache:
+            denoised = denoiser(x, _sigma_fn(t) * s_in, **extra_args)
+            cache[key] = (x - denoised) / _sigma_fn(t)
+            if key == "eps":
+                cache["denoised"] = denoised
+        return cache[key]
+    return eps
+
+
+def _sigma_range(sigmas):
+    """ComfyUI's (sigma_min, sigma_max) for the DPM-Solver samplers: they end at the last nonzero
+    sigma instead of at 0."""
+    sigma_min = sigmas[-1] if sigmas[-1] > 0 else sigmas[-2]
+    return sigma_min, sigmas[0]
+
+
+@torch.no_grad()
+def sample_dpm_fast(denoiser, x, sigmas, extra_args=None, callback=None, disable=None):
+    """DPM-Solver-fast (Lu et al. 2022, sec. 3.4): len(sigmas) - 1 model evaluations spent on
+    floor(n / 3) + 1 steps uniform in lambda = -log sigma, third-order steps with a final 2nd / 1st
+    order one. Only the schedule's ends are used: it runs from sigmas[0] to the last nonzero sigma
+    (ComfyUI's), returning x there, not the denoised estimate."""
+    if len(sigmas) <= 1:
+        return x
+    nfe = len(sigmas) - 1
+    sigma_min, sigma_max = _sigma_range(sigmas)
+    m = nfe // 3 + 1
+    ts = torch.linspace(float(_t_fn(sigma_max)), float(_t_fn(sigma_min)), m + 1, device=x.device)
+    orders = [3] * (m - 2) + [2, 1] if nfe % 3 == 0 else [3] * (m - 1) + [nfe % 3]
+    eps = _dpm_solver_eps(denoiser, x, extra_args or {})
+    for i, order in enumerate(orders):
+        cache = {}
+        eps(cache, "eps", x, ts[i])
+        if callback is not None:
+            callback(_step_info(i, x, _sigma_fn(ts[i]), cache["denoised"]))
+        x = _dpm_solver_step(eps, cache, x, ts[i], ts[i + 1], order)
+    return x
+
+
+@torch.no_grad()
+def sample_dpm_adaptive(denoiser, x, sigmas, extra_args=None, callback=None, disable=None, order=3, rtol=0.05,
+                        atol=0.0078, h_init=0.05, pcoeff=0.0, icoeff=1.0, dcoeff=0.0, accept_safety=0.81):
+    """DPM-Solver-12 / 23 with adaptive step size (Lu et al. 2022, sec. 3.4 / k-diffusion): a lower-
+    and a higher-order step sharing evaluations estimate the local error, and a PID controller on
+    it picks the next step in lambda. Runs from sigmas[0] to the last nonzero sigma, ignoring the
+    rest of the schedule; the callback comes once per attempted step, its i the share of the
+    lambda range done, in schedule steps."""
+    if len(sigmas) <= 1:
+        return x
+    if order not in (2, 3):
+        raise ValueError("order should be 2 or 3")
+    total = len(sigmas) - 1
+    sigma_min, sigma_max = _sigma_range(sigmas)
+    t_start, t_end = _t_fn(sigma_max), _t_fn(sigma_min)
+    atol, rtol = torch.tensor(atol), torch.tensor(rtol)
+    controller = _PIDStepSizeController(h_init, pcoeff, icoeff, dcoeff, order, accept_safety)
+    eps = _dpm_solver_eps(denoiser, x, extra_args or {})
+    s, x_prev = t_start, x
+    while s < t_end - 1e-5:
+        t = torch.minimum(t_end, s + controller.h)
+        cache = {}
+        eps(cache, "eps", x, s)
+        if callback is not None:
+            done = int((s - t_start) / (t_end - t_start) * total)
+            callback(_step_info(min(done, total - 1), x, _sigma_fn(s), cache["denoised"]))
+        if order == 2:
+            x_low = _dpm_solver_step(eps, cache, x, s, t, 1)
+            x_high = _dpm_solver_step(eps, cache, x, s, t, 2)
+        else:
+            x_low = _dpm_solver_step(eps, cache, x, s, t, 2, r1=1 / 3)
+            x_high = _dpm_solver_step(eps, cache, x, s, t, 3)
+        delta = torch.maximum(atol, rtol * torch.maximum(x_low.abs(), x_prev.abs()))
+        error = torch.linalg.norm((x_low - x_high) / delta) / x.numel() ** 0.5
+        if controller.propose_step(error):
+            x_prev, x, s = x_low, x_high, t
+    return x
+
+
+class _PIDStepSizeController:
+    """PID control of the step size from the error (Söderlind 2003; k-diffusion's defaults: I only)."""
+
+    def __init__(self, h, pcoeff, icoeff, dcoeff, order, accept_safety, eps=1e-8):
+        self.h = h
+        self.b1 = (pcoeff + icoeff + dcoeff) / order
+        self.b2 = -(pcoeff + 2 * dcoeff) / order
+        self.b3 = dcoeff / order
+        self.accept_safety = accept_safety
+        self.eps = eps
+        self.errs = []
+
+    def propose_step(self, error) -> bool:
+        inv_error = 1 / (float(error) + self.eps)
+        if not self.errs:
+            self.errs = [inv_error, inv_error, inv_error]
+        self.errs[0] = inv_error
+        factor = self.errs[0] ** self.b1 * self.errs[1] ** self.b2 * self.errs[2] ** self.b3
+        factor = 1 + math.atan(factor - 1)  # soft limiter
+        accept = factor >= self.accept_safety
+        if accept:
+            self.errs[2], self.errs[1] = self.errs[1], self.errs[0]
+        self.h *= factor
+        return accept
+@torch.no_grad()
+def sample_dpmpp_2m_sde_heun(denoiser, x, sigmas, extra_args=None, callback=None, disable=None,
+                             eta=1.0, s_noise=1.0, noise_sampler=None, seed=None, brownian_on_cpu=True):
+    """DPM-Solver++(2M) SDE with the Heun-type second-order correction (solver_type="heun")."""
+    return sample_dpmpp_2m_sde(denoiser, x, sigmas, extra_args, callback, disable, eta=eta, s_noise=s_noise,
+                               noise_sampler=noise_sampler, seed=seed, solver_type="heun",
+                               brownian_on_cpu=brownian_on_cpu)
+
+
+sample_dpmpp_2m_sde_heun_gpu = _on_device_brownian(sample_dpmpp_2m_sde_heun)
+
+
+@torch.no_grad()
+def sample_ipndm_v(denoiser, x, sigmas, extra_args=None, callback=None, disable=None, max_order=4):
+    """iPNDM with variable step sizes (zju-pi diff-solvers' iPNDM_v, as ComfyUI has it): the
+    Adams-Bashforth weights of ipndm adjusted for uneven sigma steps h_n = sigma_{n+1} - sigma_n.
+    Its order-2 weights are exact variable-step AB2 and on uniform steps its order-3 weights are
+    AB3's; on uneven steps the order-3/4 weights are not the exact variable-step ones (the source
+    has "1 - a * b / c" where the exact weight is "(1 - a) * b / c"), kept for ComfyUI parity.
+    lms is the exact variable-step Adams-Bashforth method."""
+    extra_args = extra_args or {}
+    s_in = x.new_ones([x.shape[0]])
+    t = sigmas
+    history = []  # previous slopes, oldest first
+    for i in range(len(sigmas) - 1):
+        denoised = denoiser(x, t[i] * s_in, **extra_args)
+        if callback is not None:
+            callback(_step_info(i, x, t[i], denoised))
+        d = (x - denoised) / t[i]
+        order = min(max_order, i + 1)
+        h = t[i + 1] - t[i]
+        if t[i + 1] == 0:
+            x_next = denoised
+        elif order == 1:
+            x_next = x + h * d
+        else:
+            h1 = t[i] - t[i - 1]
+            if order == 2:
+                coeffs = [(2 + h / h1) / 2, -(h / h1) / 2]
+            else:
+                h2 = t[i - 1] - t[i - 2]
+                temp1 = (1 - h / (3 * (h + h1)) * (h * (h + h1)) / (h1 * (h1 + h2))) / 2
+                if order == 3:
+                    coeffs = [(2 + h / h1) / 2 + temp1, -(h / h1) / 2 - (1 + h1 / h2) * temp1, temp1 * h1 / h2]
+                else:
+                    h3 = t[i - 2] - t[i - 3]
+                    ratio = h1 * (h1 + h2) / (h2 * (h2 + h3))
+                    temp2 = ((1 - h / (3 * (h + h1))) / 2 + (1 - h / (2 * (h + h1))) * h / (6 * (h + h1 + h2))) \
+                        * (h * (h + h1) * (h + h1 + h2)) / (h1 * (h1 + h2) * (h1 + h2 + h3))
+                    coeffs = [(2 + h / h1) / 2 + temp1 + temp2,
+                              -(h / h1) / 2 - (1 + h1 / h2) * temp1 - (1 + h1 / h2 + ratio) * temp2,
+                              temp1 * h1 / h2 + (h1 / h2 + ratio * (1 + h2 / h3)) * temp2,
+                              -temp2 * ratio * h1 / h2]
+            slope = coeffs[0] * d + sum(c * old for c, old in zip(coeffs[1:], reversed(history)))
+            x_next = x + h * slope
+        history = (history + [d])[-(max_order - 1):]
+        x = x_next
+    return x
+
+
+def deis_coefficients(sigmas: torch.Tensor, max_order: int = 3, points: int = 10000,
+                      sigma_range: tuple[float, float] = (0.002, 80.0)) -> list[list[float]]:
+    """DEIS "tAB" weights (Zhang & Chen 2023, "Fast Sampling of Diffusion Models with Exponential
+    Integrator", eq. 15): step i moves x by sum_j C_ij d_{i-j}, C_ij = integral over [t_i, t_{i+1}]
+    of the Lagrange basis polynomial of t_{i-j} (in the VP time t) times dsigma/dt. t is the time of
+    the VP-SDE whose beta_min, beta_max map t in [1e-3, 1] onto sigma_range (EDM's), as ComfyUI and
+    the diff-solvers reference do; the integral is their left Riemann sum over `points` points, in
+    float64. Step i's order is min(i + 1, max_order); first-order steps get [] (plain Euler)."""
+    sigma_min, sigma_max = sigma_range
+    eps_s = 1e-3
+    beta_d = 2 * (math.log(sigma_min ** 2 + 1) / eps_s - math.log(sigma_max ** 2 + 1)) / (eps_s - 1)
+    beta_min = math.log(sigma_max ** 2 + 1) - 0.5 * beta_d
+    s = sigmas.detach().cpu().double()
+    t = ((beta_min ** 2 + 2 * beta_d * (s ** 2 + 1).log()).sqrt() - beta_min) / beta_d  # sigma -> VP time
+    out = []
+    for i in range(len(t) - 1):
+        order = min(i + 1, max_order)
+        if order == 1 or s[i + 1] <= 0:  # the step into sigma = 0 is Euler
+            out.append([])
+            continue
+        taus = torch.linspace(float(t[i]), float(t[i + 1]), points, dtype=torch.float64)
+        dtau = (t[i + 1] - t[i]) / points
+        # sigma(t)^2 = e^{beta_d t^2 / 2 + beta_min t} - 1, so dsigma/dt = (beta_d t + beta_min)(sigma^2 + 1) / (2 sigma)
+        alpha = torch.exp(-0.5 * taus ** 2 * beta_d - taus * beta_min)
+        dsigma_dt = 0.5 * (beta_d * taus + beta_min) / torch.sqrt(alpha * (1 - alpha))
+        nodes = [t[i - k] for k in range(order)]
+        row = []
+        for j in range(order):
+            basis = torch.ones_like(taus)
+            for k in range(order):
+                if k != j:
+                    basis = basis * (taus - nodes[k]) / (nodes[j] - nodes[k])
+            row.append(float(torch.sum(dsigma_dt * basis) * dtau))
+        out.append(row)
+    return out
+
+
+@torch.no_grad()
+def sample_deis(denoiser, x, sigmas, extra_args=None, callback=None, disable=None, max_order=3):
+    """DEIS multistep (tAB, order 3 by default; see deis_coefficients), warming up from Euler; the
+    step into sigma = 0 is Euler (lands on the denoised value)."""
+    extra_args = extra_args or {}
+    s_in = x.new_ones([x.shape[0]])
+    coefficients = deis_coefficients(sigmas, max_order)
+    history = []
+    for i in range(len(sigmas) - 1):
+        denoised = denoiser(x, sigmas[i] * s_in, **extra_args)
+        if callback is not None:
+            callback(_step_info(i, x, sigmas[i], denoised))
+        d = (x - denoised) / sigmas[i]
+        order = 1 if sigmas[i + 1] <= 0 else min(max_order, i + 1)
+        if order == 1:
+            x_next = x + (sigmas[i + 1] - sigmas[i]) * d
+        else:
+            coeffs = coefficients[i]
+            x_next = x + coeffs[0] * d + sum(c * old for c, old in zip(coeffs[1:], reversed(history)))
+        history = (history + [d])[-(max_order - 1):]
+        x = x_next
+    return x
+
+
+@torch.no_grad()
+def _res_multistep(denoiser, x, sigmas, extra_args=None, callback=None, eta=0.0, s_noise=1.0,
+                   noise_sampler=None, seed=None, cfg_pp=False):
+    """RES multistep (Zhang et al. 2023, "Improved order analysis and design of exponential
+    integrator for diffusion models", arXiv:2308.02157, the 2nd-order multistep method): an
+    exponential-integrator step in lambda = -log sigma with phi-function weights
+    b1 = phi_1(-h) - phi_2(-h) / c2, b2 = phi_2(-h) / c2 on the current and previous denoised values.
+    eta > 0: ancestral (step to sigma_down, noise up to sigma_{i+1}); cfg_pp: CFG++ (steps along
+    the unconditional prediction, the guidance D_cfg - D_uncond added to x first)."""
+    model = _guided(denoiser, extra_args or {})
+    if eta > 0:
+        noise_sampler = noise_sampler or gaussian_noise_sampler(x, seed)
+    s_in = x.new_ones([x.shape[0]])
+
+    def phi1(t):
+        return torch.expm1(t) / t
+
+    def phi2(t):
+        return (phi1(t) - 1.0) / t
+
+    old_sigma_down = old_denoised = None
+    for i in range(len(sigmas) - 1):
+        denoised, uncond = model(x, sigmas[i] * s_in)
+        sigma_down, sigma_up = get_ancestral_step(sigmas[i], sigmas[i + 1], eta=eta)
+        if callback is not None:
+            callback(_step_info(i, x, sigmas[i], denoised))
+        if sigma_down == 0 or old_denoised is None:
+            if cfg_pp:
+                x = denoised + to_d(x, sigmas[i], uncond) * sigma_down
+            else:
+                x = x + to_d(x, sigmas[i], denoised) * (sigma_down - sigmas[i])
+        else:
+            t, t_old, t_next, t_prev = _t_fn(sigmas[i]), _t_fn(old_sigma_down), _t_fn(sigma_down), _t_fn(sigmas[i - 1])
+            h = t_next - t
+            c2 = (t_prev - t_old) / h
+            b1 = torch.nan_to_num(phi1(-h) - phi2(-h) / c2, nan=0.0)
+            b2 = torch.nan_to_num(phi2(-h) / c2, nan=0.0)
+            if cfg_pp:
+                x = x + (denoised - uncond)
+                x = _sigma_fn(h) * x + h * (b1 * uncond + b2 * old_denoised)
+            else:
+                x = _sigma_fn(h) * x + h * (b1 * denoised + b2 * old_denoised)
+        if sigmas[i + 1] > 0 and eta > 0:
+            x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
+        old_denoised = uncond if cfg_pp else denoised
+        old_sigma_down = sigma_down
+    return x
+
+
+@torch.no_grad()
+def sample_res_multistep(denoiser, x, sigmas, extra_args=None, callback=None, disable=None):
+    """RES 2nd-order multistep (see _res_multistep)."""
+    return _res_multistep(denoiser, x, sigmas, extra_args, callback)
+
+
+@torch.no_grad()
+def sample_res_multistep_cfg_pp(denoiser, x, sigmas, extra_args=None, callback=None, disable=None):
+    """RES multistep with CFG++."""
+    return _res_multistep(denoiser, x, sigmas, extra_args, callback, cfg_pp=True)
+
+
+@torch.no_grad()
+def sample_res_multistep_ancestral(denoiser, x, sigmas, extra_args=None, callback=None, disable=None,
+                                   eta=1.0, s_noise=1.0, noise_sampler=None, seed=None):
+    """RES multistep, ancestral."""
+    return _res_multistep(denoiser, x, sigmas, extra_args, callback, eta, s_noise, noise_sampler, seed)
+
+
+@torch.no_grad()
+def sample_res_multistep_ancestral_cfg_pp(denoiser, x, sigmas, extra_args=None, callback=None, disable=None,
+                                          eta=1.0, s_noise=1.0, noise_sampler=None, seed=None):
+    """RES multistep, ancestral, with CFG++."""
+    return _res_multistep(denoiser, x, sigmas, extra_args, callback, eta, s_noise, noise_sampler, seed, cfg_pp=True)
+
+
+@torch.no_grad()
+def sample_gradient_estimation(denoiser, x, sigmas, extra_args=None, callback=None, disable=None, ge_gamma=2.0,
+                               cfg_pp=False):
+    """Gradient estimation (Permenter & Yuan 2024, "Interpreting and Improving Diffusion Models from
+    an Optimization Perspective"): Euler plus (ge_gamma - 1) (d_i - d_{i-1}) dt, an extrapolation
+    of the slope from the previous one. cfg_pp: the Euler part as CFG++."""
+    model = _guided(denoiser, extra_args or {})
+    s_in = x.new_ones([x.shape[0]])
+    old_d = None
+    for i in range(len(sigmas) - 1):
+        denoised, uncond = model(x, sigmas[i] * s_in)
+        d = to_d(x, sigmas[i], uncond if cfg_pp else denoised)
+        if callback is not None:
+            callback(_step_info(i, x, sigmas[i], denoised))
+        dt = sigmas[i + 1] - sigmas[i]
+        if sigmas[i + 1] == 0:
+            x = denoised
+        else:
+            x = denoised + d * sigmas[i + 1] if cfg_pp else x + d * dt
+            if i >= 1:
+                x = x + (ge_gamma - 1) * (d - old_d) * dt
+        old_d = d
+    return x
+
+
+@torch.no_grad()
+def sample_gradient_estimation_cfg_pp(denoiser, x, sigmas, extra_args=None, callback=None, disable=None,
+                                      ge_gamma=2.0):
+    """Gradient estimation with CFG++."""
+    return sample_gradient_estimation(denoiser, x, sigmas, extra_args, callback, disable, ge_gamma, cfg_pp=True)
+
+
+def _er_sde_noise_scaler(x):
+    return x * ((x ** 0.3).exp() + 10.0)
+
+
+@torch.no_grad()
+def sample_er_sde(denoiser, x, sigmas, extra_args=None, callback=None, disable=None, s_noise=1.0,
+                  noise_sampler=None, seed=None, noise_scaler=None, max_stage=3, flow=False, schedule=None):
+    """ER-SDE-Solver-3 (Cui et al. 2023, "Elucidating the solution space of extended reverse-time
+    SDE for diffusion models", arXiv:2309.06169), VP form: with the paper's lambda = sigma / alpha
+    (sigma itself in sigma space), stage 1 is the exact step for constant D under the noise scale
+    function phi(l) = l (e^{l^0.3} + 10) (the paper's default), stages 2-3 add first and second
+    differences of D with their integrals taken over 200 points; fresh noise keeps the marginals."""
+    extra_args = extra_args or {}
+    noise_sampler = noise_sampler or gaussian_noise_sampler(x, seed)
+    noise_scaler = noise_scaler or _er_sde_noise_scaler
+    s_in = x.new_ones([x.shape[0]])
+    points = 200.0
+    index = torch.arange(0, points, dtype=torch.float32, device=x.device)
+    sigmas = _below_one(sigmas, flow, schedule)
+    lam = half_log_snr(sigmas, flow).neg().exp() if flow else sigmas  # sigma / alpha
+    old_denoised = old_denoised_d = None
+    for i in range(len(sigmas) - 1):
+        denoised = denoiser(x, sigmas[i] * s_in, **extra_args)
+        if callback is not None:
+            callback(_step_info(i, x, sigmas[i], denoised))
+        stage = min(max_stage, i + 1)
+        if sigmas[i + 1] == 0:
+            x = denoised
+        else:
+            lam_s, lam_t = lam[i], lam[i + 1]
+            alpha_t = sigmas[i + 1] / lam_t
+            r_alpha = alpha_t / (sigmas[i] / lam_s)
+            r = noise_scaler(lam_t) / noise_scaler(lam_s)
+            x = r_alpha * r * x + alpha_t * (1 - r) * denoised
+            if stage >= 2:
+                dt = lam_t - lam_s
+                positions = lam_t + index * (-dt / points)
+                scaled = noise_scaler(positions)
+                integral = torch.sum(1 / scaled) * (-dt / points)
+                denoised_d = (denoised - old_denoised) / (lam_s - lam[i - 1])
+                x = x + alpha_t * (dt + integral * noise_scaler(lam_t)) * denoised_d
+                if stage >= 3:
+                    integral_u = torch.sum((positions - lam_s) / scaled) * (-dt / points)
+                    denoised_u = (denoised_d - old_denoised_d) / ((lam_s - lam[i - 2]) / 2)
+                    x = x + alpha_t * (dt ** 2 / 2 + integral_u * noise_scaler(lam_t)) * denoised_u
+                old_denoised_d = denoised_d
+            if s_noise > 0:
+                x = x + alpha_t * noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * \
+                    (lam_t ** 2 - lam_s ** 2 * r ** 2).sqrt().nan_to_num(nan=0.0)
+        old_denoised = denoised
+    return x
+
+
+def _h_phi_1(h):
+    return torch.expm1(h)
+
+
+def _h_phi_2(h):
+    return (torch.expm1(h) - h) / h
+
+
+@torch.no_grad()
+def sample_seeds_2(denoiser, x, sigmas, extra_args=None, callback=None, disable=None, eta=1.0, s_noise=1.0,
+                   noise_sampler=None, seed=None, r=0.5, solver_type="phi_1", flow=False, schedule=None):
+    """SEEDS-2 (Gonzalez et al. 2023, "SEEDS: Exponential SDE Solvers for Fast High-Quality
+    Sampling from Diffusion Models", arXiv:2305.14267): a 2-stage exponential SDE step in
+    lambda = log(alpha / sigma), data prediction, the stage at r * h; the noise of the two
+    sub-intervals is drawn separately and combined so it is one consistent Brownian increment.
+    eta = 0: the deterministic exponential 2-stage method (DPM-Solver++(2S))."""
+    if solver_type not in ("phi_1", "phi_2"):
+        raise ValueError("solver_type must be 'phi_1' or 'phi_2'")
+    extra_args = extra_args or {}
+    noise_sampler = noise_sampler or gaussian_noise_sampler(x, seed)
+    inject = eta > 0 and s_noise > 0
+    s_in = x.new_ones([x.shape[0]])
+    sigmas = _below_one(sigmas, flow, schedule)
+    for i in range(len(sigmas) - 1):
+        denoised = denoiser(x, sigmas[i] * s_in, **extra_args)
+        if callback is not None:
+            callback(_step_info(i, x, sigmas[i], denoised))
+        if sigmas[i + 1] == 0:
+            x = denoised
+            continue
+        lam_s, lam_t = half_log_snr(sigmas[i], flow), half_log_snr(sigmas[i + 1], flow)
+        h = lam_t - lam_s
+        h_eta = h * (eta + 1)
+        lam_1 = torch.lerp(lam_s, lam_t, r)
+        sigma_1 = sigma_of_half_log_snr(lam_1, flow)
+        alpha_1, alpha_t = sigma_1 * lam_1.exp(), sigmas[i + 1] * lam_t.exp()
+        x_2 = sigma_1 / sigmas[i] * (-r * h * eta).exp() * x - alpha_1 * _h_phi_1(-r * h_eta) * denoised
+        if inject:
+            sde_noise = (-2 * r * h * eta).expm1().neg().sqrt() * noise_sampler(sigmas[i], sigma_1)
+            x_2 = x_2 + sde_noise * sigma_1 * s_noise
+        denoised_2 = denoiser(x_2, sigma_1 * s_in, **extra_args)
+        if solver_type == "phi_1":
+            x = sigmas[i + 1] / sigmas[i] * (-h * eta).exp() * x \
+                - alpha_t * _h_phi_1(-h_eta) * torch.lerp(denoised, denoised_2, 1 / (2 * r))
+        else:
+            b2 = _h_phi_2(-h_eta) / r
+            b1 = _h_phi_1(-h_eta) - b2
+            x = sigmas[i + 1] / sigmas[i] * (-h * eta).exp() * x - alpha_t * (b1 * denoised + b2 * denoised_2)
+        if inject:
+            segment = (r - 1) * h * eta
+            sde_noise = sde_noise * segment.exp() + segment.mul(2).expm1().neg().sqrt() * noise_sampler(sigma_1, sigmas[i + 1])
+            x = x + sde_noise * sigmas[i + 1] * s_noise
+    return x
+
+
+@torch.no_grad()
+def sample_seeds_3(denoiser, x, sigmas, extra_args=None, callback=None, disable=None, eta=1.0, s_noise=1.0,
+                   noise_sampler=None, seed=None, r_1=1 / 3, r_2=2 / 3, flow=False, schedule=None):
+    """SEEDS-3 (Gonzalez et al. 2023): the 3-stage exponential SDE step (stages at r_1 h, r_2 h),
+    data prediction in lambda = log(alpha / sigma), with one consistent Brownian path over the stages."""
+    extra_args = extra_args or {}
+    noise_sampler = noise_sampler or gaussian_noise_sampler(x, seed)
+    inject = eta > 0 and s_noise > 0
+    s_in = x.new_ones([x.shape[0]])
+    sigmas = _below_one(sigmas, flow, schedule)
+    for i in range(len(sigmas) - 1):
+        denoised = denoiser(x, sigmas[i] * s_in, **extra_args)
+        if callback is not None:
+            callback(_step_info(i, x, sigmas[i], denoised))
+        if sigmas[i + 1] == 0:
+            x = denoised
+            continue
+        lam_s, lam_t = half_log_snr(sigmas[i], flow), half_log_snr(sigmas[i + 1], flow)
+        h = lam_t - lam_s
+        h_eta = h * (eta + 1)
+        lam_1, lam_2 = torch.lerp(lam_s, lam_t, r_1), torch.lerp(lam_s, lam_t, r_2)
+        sigma_1, sigma_2 = sigma_of_half_log_snr(lam_1, flow), sigma_of_half_log_snr(lam_2, flow)
+        alpha_1, alpha_2, alpha_t = sigma_1 * lam_1.exp(), sigma_2 * lam_2.exp(), sigmas[i + 1] * lam_t.exp()
+        x_2 = sigma_1 / sigmas[i] * (-r_1 * h * eta).exp() * x - alpha_1 * _h_phi_1(-r_1 * h_eta) * denoised
+        if inject:
+            sde_noise = (-2 * r_1 * h * eta).expm1().neg().sqrt() * noise_sampler(sigmas[i], sigma_1)
+            x_2 = x_2 + sde_noise * sigma_1 * s_noise
+        denoised_2 = denoiser(x_2, sigma_1 * s_in, **extra_args)
+        a3_2 = r_2 / r_1 * _h_phi_2(-r_2 * h_eta)
+        a3_1 = _h_phi_1(-r_2 * h_eta) - a3_2
+        x_3 = sigma_2 / sigmas[i] * (-r_2 * h * eta).exp() * x - alpha_2 * (a3_1 * denoised + a3_2 * denoised_2)
+        if inject:
+            segment = (r_1 - r_2) * h * eta
+            sde_noise = sde_noise * segment.exp() + segment.mul(2).expm1().neg().sqrt() * noise_sampler(sigma_1, sigma_2)
+            x_3 = x_3 + sde_noise * sigma_2 * s_noise
+        denoised_3 = denoiser(x_3, sigma_2 * s_in, **extra_args)
+        b3 = _h_phi_2(-h_eta) / r_2
+        b1 = _h_phi_1(-h_eta) - b3
+        x = sigmas[i + 1] / sigmas[i] * (-h * eta).exp() * x - alpha_t * (b1 * denoised + b3 * denoised_3)
+        if inject:
+            segment = (r_2 - 1) * h * eta
+            sde_noise = sde_noise * segment.exp() + segment.mul(2).expm1().neg().sqrt() * noise_sampler(sigma_2, sigmas[i + 1])
+            x = x + sde_noise * sigmas[i + 1] * s_noise
+    return x
+
+
+def stochastic_adams_coefficients(lambdas: torch.Tensor, lambda_s: float, lambda_t: float, tau: float) -> torch.Tensor:
+    """SA-Solver's b_j (Xue et al. 2023, "SA-Solver: Stochastic Adams Solver for Fast Sampling of
+    Diffusion Models", eqs. 15 / 18, data prediction, sigma space): the weights of D at the nodes
+    `lambdas` such that sum_j b_j D_j = (1 + tau^2) integral_{lambda_s}^{lambda_t}
+    e^{-(1 + tau^2)(lambda_t - l)} P(l) dl for the interpolating polynomial P of the D_j (times
+    alpha_t, 1 in sigma space, they are the solver's weights). Exact on
+    monomials l^p by the recurrence J_p = t^p - s^p e^{-kh} - (p / k) J_{p-1}, then a Vandermonde
+    solve; in float64."""
+    k = 1.0 + tau ** 2
+    s, t = float(lambda_s), float(lambda_t)
+    decay = math.exp(-k * (t - s))
+    n = len(lambdas)
+    monomial = []
+    for p in range(n):
+        j = t ** p - s ** p * decay
+        if p:
+            j -= p / k * monomial[-1]
+        monomial.append(j)
+    nodes = lambdas.detach().cpu().double()
+    vandermonde = torch.stack([nodes ** p for p in range(n)])  # [p, j]
+    return torch.linalg.solve(vandermonde, torch.tensor(monomial, dtype=torch.float64))
+
+
+def _percent_to_sigma(schedule, percent: float) -> float:
+    """The sigma a share `percent` of the way into sampling (ComfyUI's model_sampling.percent_to_sigma)."""
+    if hasattr(schedule, "percent_to_sigma"):
+        return float(schedule.percent_to_sigma(percent))
+    return float(schedule.sigma(torch.tensor((1 - percent) * (len(schedule.sigmas) - 1))))
+
+
+@torch.no_grad()
+def sample_sa_solver(denoiser, x, sigmas, extra_args=None, callback=None, disable=None, tau_func=None,
+                     s_noise=1.0, noise_sampler=None, seed=None, predictor_order=3, corrector_order=4,
+                     use_pece=False, schedule=None, flow=False):
+    """SA-Solver (Xue et al. 2023): stochastic Adams predictor (order 3) and corrector (order 4)
+    on the SDE with stochasticity tau(sigma); by default tau = 1 between 20% and 80% of the model's
+    schedule and 0 (the ODE) outside, as ComfyUI. Orders drop near the end of a schedule that ends
+    at 0. use_pece: evaluate the model again at the corrected point (PECE; one more call a step)."""
+    if len(sigmas) <= 1:
+        return x
+    extra_args = extra_args or {}
+    noise_sampler = noise_sampler or gaussian_noise_sampler(x, seed)
+    s_in = x.new_ones([x.shape[0]])
+    sigmas = _below_one(sigmas, flow, schedule)
+    lambdas = half_log_snr(sigmas.double(), flow)
+    if tau_func is None:
+        if schedule is None:
+            from .model_sampling import DiscreteSchedule
+            schedule = DiscreteSchedule.from_betas()
+        start, end = _percent_to_sigma(schedule, 0.2), _percent_to_sigma(schedule, 0.8)
+
+        def tau_func(sigma):
+            return 1.0 if start >= float(sigma) >= end else 0.0
+
+    def combine(preds, b):
+        return sum(float(w) * p for w, p in zip(b, preds))
+
+    max_order = max(predictor_order, corrector_order)
+    x_pred = x
+    h, tau, noise = 0.0, 0.0, 0.0
+    preds = []
+    lower_order_to_end = float(sigmas[-1]) == 0
+    for i in range(len(sigmas) - 1):
+        denoised = denoiser(x_pred, sigmas[i] * s_in, **extra_args)
+        if callback is not None:
+            callback(_step_info(i, x_pred, sigmas[i], denoised))
+        preds = (preds + [denoised])[-max_order:]
+        p_order = min(predictor_order, len(preds))
+        c_order = 0 if i == 0 or (sigmas[i + 1] == 0 and not use_pece) else min(corrector_order, len(preds))
+        if lower_order_to_end:
+            p_order = min(p_order, len(sigmas) - 2 - i)
+            c_order = min(c_order, len(sigmas) - 1 - i)
+        if c_order == 0:
+            x = x_pred
+        else:
+            b = stochastic_adams_coefficients(lambdas[i - c_order + 1:i + 1], lambdas[i - 1], lambdas[i], tau)
+            b = b * float(sigmas[i] * lambdas[i].exp())  # alpha at sigma_i
+            x = sigmas[i] / sigmas[i - 1] * math.exp(-(tau ** 2) * h) * x + combine(preds[-c_order:], b)
+            if tau > 0 and s_noise > 0:
+                x = x + noise  # the predictor's noise, reused
+            if use_pece:
+                denoised = denoiser(x, sigmas[i] * s_in, **extra_args)
+                preds[-1] = denoised
+        if sigmas[i + 1] == 0:
+            x_pred = denoised
+        else:
+            tau = tau_func(sigmas[i + 1])
+            b = stochastic_adams_coefficients(lambdas[i - p_order + 1:i + 1], lambdas[i], lambdas[i + 1], tau)
+            b = b * float(sigmas[i + 1] * lambdas[i + 1].exp())  # alpha at sigma_{i+1}
+            h = float(lambdas[i + 1] - lambdas[i])
+            x_pred = sigmas[i + 1] / sigmas[i] * math.exp(-(tau ** 2) * h) * x + combine(preds[-p_order:], b)
+            if tau > 0 and s_noise > 0:
+                noise = noise_sampler(sigmas[i], sigmas[i + 1]) * sigmas[i + 1] * \
+                    math.sqrt(-math.expm1(-2 * tau ** 2 * h)) * s_noise
+                x_pred = x_pred + noise
+    return x_pred
+
+
+@torch.no_grad()
+def sample_sa_solver_pece(denoiser, x, sigmas, extra_args=None, callback=None, disable=None, tau_func=None,
+                          s_noise=1.0, noise_sampler=None, seed=None, predictor_order=3, corrector_order=4,
+                          schedule=None, flow=False):
+    """SA-Solver in PECE mode (predict, evaluate, correct, evaluate)."""
+    return sample_sa_solver(denoiser, x, sigmas, extra_args, callback, disable, tau_func, s_noise, noise_sampler,
+                            seed, predictor_order, corrector_order, use_pece=True, schedule=schedule, flow=flow)
+
+
+# In ComfyUI's menu order.
 SAMPLERS = {
     "euler": sample_euler,
+    "euler_cfg_pp": sample_euler_cfg_pp,
     "euler_ancestral": sample_euler_ancestral,
+    "euler_ancestral_cfg_pp": sample_euler_ancestral_cfg_pp,
     "heun": sample_heun,
+    "heunpp2": sample_heunpp2,
     "dpm_2": sample_dpm_2,
     "dpm_2_ancestral": sample_dpm_2_ancestral,
     "lms": sample_lms,
+    "dpm_fast": sample_dpm_fast,
+    "dpm_adaptive": sample_dpm_adaptive,
     "dpmpp_2s_ancestral": sample_dpmpp_2s_ancestral,
+    "dpmpp_2s_ancestral_cfg_pp": sample_dpmpp_2s_ancestral_cfg_pp,
     "dpmpp_sde": sample_dpmpp_sde,
     "dpmpp_sde_gpu": sample_dpmpp_sde_gpu,
     "dpmpp_2m": sample_dpmpp_2m,
+    "dpmpp_2m_cfg_pp": sample_dpmpp_2m_cfg_pp,
     "dpmpp_2m_sde": sample_dpmpp_2m_sde,
     "dpmpp_2m_sde_gpu": sample_dpmpp_2m_sde_gpu,
+    "dpmpp_2m_sde_heun": sample_dpmpp_2m_sde_heun,
+    "dpmpp_2m_sde_heun_gpu": sample_dpmpp_2m_sde_heun_gpu,
     "dpmpp_3m_sde": sample_dpmpp_3m_sde,
     "dpmpp_3m_sde_gpu": sample_dpmpp_3m_sde_gpu,
     "ddpm": sample_ddpm,
     "lcm": sample_lcm,
     "ipndm": sample_ipndm,
+    "ipndm_v": sample_ipndm_v,
+    "deis": sample_deis,
+    "res_multistep": sample_res_multistep,
+    "res_multistep_cfg_pp": sample_res_multistep_cfg_pp,
+    "res_multistep_ancestral": sample_res_multistep_ancestral,
+    "res_multistep_ancestral_cfg_pp": sample_res_multistep_ancestral_cfg_pp,
+    "gradient_estimation": sample_gradient_estimation,
+    "gradient_estimation_cfg_pp": sample_gradient_estimation_cfg_pp,
+    "er_sde": sample_er_sde,
+    "seeds_2": sample_seeds_2,
+    "seeds_3": sample_seeds_3,
+    "sa_solver": sample_sa_solver,
+    "sa_solver_pece": sample_sa_solver_pece,
     "ddim": sample_euler,  # ComfyUI's "ddim" is euler (+ fresh inpainting re-noise, see pipeline)
     "uni_pc": sample_uni_pc,
     "uni_pc_bh2": sample_uni_pc_bh2,
@@ -570,3 +1422,11 @@ SAMPLERS = {
 # Samplers that add noise while sampling; the pipeline passes them `seed`.
 STOCHASTIC_SAMPLERS = frozenset(name for name, fn in SAMPLERS.items()
                                 if "seed" in inspect.signature(fn).parameters)
+# Samplers with a `flow` switch (ComfyUI's CONST branches: lambda = log((1 - sigma) / sigma), alpha =
+# 1 - sigma) must get flow=True for flow models (SD3, FLUX); the others need no change or have
+# none in ComfyUI either (dpmpp_2m_cfg_pp, res_multistep*, gradient_estimation*: sigma space there too).
+FLOW_SWITCH_SAMPLERS = frozenset(name for name, fn in SAMPLERS.items() if "flow" in inspect.signature(fn).parameters)
+# Samplers that read the model's schedule (SA-Solver's stochastic interval; the flow models' start
+# just below sigma = 1); the pipeline passes it.
+SCHEDULE_SAMPLERS = frozenset(name for name, fn in SAMPLERS.items()
+                              if "schedule" in inspect.signature(fn).parameters)

@@ -71,19 +71,36 @@ def ddim_uniform(schedule: DiscreteSchedule, steps: int) -> torch.Tensor:
     return torch.tensor(out[::-1], dtype=torch.float32)
 
 
-def karras(schedule: DiscreteSchedule, steps: int, rho: float = 7.0) -> torch.Tensor:
-    """Karras et al. 2022 eq. 5: sigma_i = (s_max^(1/rho) + i/(n-1) (s_min^(1/rho) - s_max^(1/rho)))^rho."""
-    sigma_min, sigma_max = float(schedule.sigma_min), float(schedule.sigma_max)
+def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
+    """Karras et al. 2022 eq. 5: sigma_i = (s_max^(1/rho) + i/(n-1) (s_min^(1/rho) - s_max^(1/rho)))^rho, then 0."""
     ramp = torch.linspace(0, 1, steps)
     min_inv_rho, max_inv_rho = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     sigmas = (max_inv_rho + ramp * (min_inv_rho - max_inv_rho)) ** rho
     return torch.cat([sigmas, sigmas.new_zeros([1])])
 
 
-def exponential(schedule: DiscreteSchedule, steps: int) -> torch.Tensor:
-    """Sigmas uniform in log sigma between the table's ends."""
-    sigma_min, sigma_max = float(schedule.sigma_min), float(schedule.sigma_max)
+def exponential_sigmas(steps: int, sigma_min: float, sigma_max: float) -> torch.Tensor:
+    """Sigmas uniform in log sigma from sigma_max to sigma_min, then 0."""
     sigmas = torch.linspace(math.log(sigma_max), math.log(sigma_min), steps).exp()
+    return torch.cat([sigmas, sigmas.new_zeros([1])])
+
+
+def karras(schedule: DiscreteSchedule, steps: int, rho: float = 7.0) -> torch.Tensor:
+    """karras_sigmas between the table's ends."""
+    return karras_sigmas(steps, float(schedule.sigma_min), float(schedule.sigma_max), rho)
+
+
+def exponential(schedule: DiscreteSchedule, steps: int) -> torch.Tensor:
+    """exponential_sigmas between the table's ends."""
+    return exponential_sigmas(steps, float(schedule.sigma_min), float(schedule.sigma_max))
+
+
+def sd_turbo(schedule: DiscreteSchedule, steps: int, denoise: float = 1.0) -> torch.Tensor:
+    """SD-Turbo / SDXL-Turbo's schedule (ComfyUI's SDTurboScheduler): the timesteps 999, 899, ...,
+    99 it was distilled on, starting 10 - int(10 * denoise) of them in, `steps` of them, then 0."""
+    start = 10 - int(10 * denoise)
+    timesteps = torch.flip(torch.arange(1, 11) * 100 - 1, (0,))[start:start + steps]
+    sigmas = schedule.sigma(timesteps)
     return torch.cat([sigmas, sigmas.new_zeros([1])])
 
 

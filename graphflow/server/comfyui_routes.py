@@ -1,8 +1,18 @@
-"""ComfyUI-compatible routes, for scripts written against ComfyUI's /prompt and /history."""
+"""ComfyUI's HTTP API, served beside ours for scripts, bots and apps written against ComfyUI:
+/prompt, /queue, /history, /object_info, /system_stats, /embeddings, /models, /interrupt, /free,
+/upload and /view, with ComfyUI's request and response shapes (docs/comfyui.md lists them)."""
 
+import asyncio
+
+from aiohttp import web
+
+from graphflow.device import memory_stats
+from graphflow.folders import folders
 from graphflow.validation import Problem
 
-from graphflow.server.json_api import CLIENT_ID, json_body, json_response, valid_client_id
+from graphflow.server import system_routes
+from graphflow.server.comfyui_object_info import object_info
+from graphflow.server.json_api import CLIENT_ID, error_response, int_query, json_body, json_response, valid_client_id
 from graphflow.server.server import server_of
 from graphflow.server.store import FINISHED
 from graphflow.server.uploads import RequestError
@@ -19,9 +29,18 @@ def _comfy_node_errors(problems: list[Problem]) -> dict:
     return errors
 
 
+def _failed(problems: list[Problem]):
+    return json_response({
+        "error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation",
+                  "details": "\n".join(map(str, problems)), "extra_info": {}},
+        "node_errors": _comfy_node_errors(problems),
+        "problems": [p.to_dict() for p in problems]}, 400)
+
+
 async def comfy_prompt(request):
+    """Queue a ComfyUI prompt. As in ComfyUI, the outputs whose part of the graph is valid run and
+    the invalid ones come back in `node_errors`; only a prompt with no valid output is refused."""
     server = server_of(request)
-    workflow = None
     try:
         body = await json_body(request)
         if not isinstance(body, dict) or "prompt" not in body:
@@ -32,17 +51,14 @@ async def comfy_prompt(request):
                                    or server.store.status_of(run_id) is not None):
             raise RequestError(400, "prompt_id must be a new id of 1-128 letters, digits or _.:-")
     except RequestError as e:
-        problems = [Problem(None, None, None, str(e))]
-    else:
-        workflow, problems = server.check(body["prompt"], None)
-    if problems:
-        return json_response({
-            "error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation",
-                      "details": "\n".join(map(str, problems)), "extra_info": {}},
-            "node_errors": _comfy_node_errors(problems),
-            "problems": [p.to_dict() for p in problems]}, 400)
-    queued = server.enqueue(workflow, client_id, None, bool(body.get("front")), run_id)
-    return json_response({"prompt_id": queued["run_id"], "number": queued["number"], "node_errors": {}})
+        return _failed([Problem(None, None, None, str(e))])
+    workflow, valid_outputs, problems = server.check_partial(body["prompt"])
+    if not valid_outputs:
+        return _failed(problems or [Problem(None, None, None, "the prompt has no output node")])
+    targets = None if not problems else valid_outputs
+    queued = server.enqueue(workflow, client_id, targets, bool(body.get("front")), run_id)
+    return json_response({"prompt_id": queued["run_id"], "number": queued["number"],
+                          "node_errors": _comfy_node_errors(problems)})
 
 
 async def comfy_prompt_info(request):
@@ -59,3 +75,127 @@ async def comfy_history(request):
     return json_response({record["run_id"]: {
         "prompt": [record["number"], record["run_id"], record["workflow"], {}, list(record["outputs"] or {})],
         "outputs": record["outputs"] or {}, "status": status}})
+
+
+# --- ComfyUI's other HTTP routes ----------------------------------------------------------------
+
+MODEL_FOLDERS = ("checkpoints", "vae", "loras", "embeddings", "text_encoders", "clip", "diffusion_models", "unet",
+                 "controlnet", "upscale_models", "vae_approx", "clip_vision", "style_models", "hypernetworks")
+
+
+async def comfy_object_info(request):
+    info = object_info(server_of(request).registry)
+    class_type = request.match_info.get("class_type")
+    if class_type is None:
+        return json_response(info)
+    return json_response({class_type: info[class_type]} if class_type in info else {})
+
+
+def _queue_item(record: dict) -> list:
+    """ComfyUI's queue entry: [number, prompt_id, prompt, extra_data, outputs_to_execute]."""
+    return [record.get("number"), record["run_id"], {}, {"client_id": record.get("client_id")},
+            list(record.get("targets") or [])]
+
+
+async def comfy_queue(request):
+    server = server_of(request)
+    running = [_queue_item(s.to_json()) for s in server.running.values()]
+    return json_response({"queue_running": running,
+                          "queue_pending": [_queue_item(r) for r in server.store.pending()]})
+
+
+async def comfy_queue_change(request):
+    """{"clear": true} cancels every pending prompt; {"delete": [ids]} cancels those."""
+    server = server_of(request)
+    body = await json_body(request, optional=True)
+    if not isinstance(body, dict):
+        raise RequestError(400, 'expected {"clear": true} or {"delete": [prompt ids]}')
+    ids = [r["run_id"] for r in server.store.pending()] if body.get("clear") else body.get("delete") or []
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise RequestError(400, "'delete' must be a list of prompt ids")
+    for run_id in ids:
+        if server.store.cancel(run_id):
+            server.hub.send("run_cancelled", {"run_id": run_id, "client_id": None})
+    server.queue_changed()
+    return web.Response(status=200)
+
+
+def _history_entry(record: dict) -> dict:
+    status = {"status_str": "success" if record["status"] == "success" else "error",
+              "completed": record["status"] == "success", "messages": []}
+    return {"prompt": [record["number"], record["run_id"], record.get("workflow") or {}, {},
+                       list(record["outputs"] or {})],
+            "outputs": record["outputs"] or {}, "status": status}
+
+
+async def comfy_history_list(request):
+    """The most recent finished prompts, oldest first as ComfyUI lists them (`max_items`)."""
+    store = server_of(request).store
+    max_items = int_query(request, "max_items", 10_000, 1, 10_000)
+    _, items = store.history(0, max_items, ran=True)
+    return json_response({r["run_id"]: _history_entry(r) for r in reversed(items)})
+
+
+async def comfy_history_change(request):
+    store = server_of(request).store
+    body = await json_body(request, optional=True)
+    if not isinstance(body, dict):
+        raise RequestError(400, 'expected {"clear": true} or {"delete": [prompt ids]}')
+    if body.get("clear"):
+        while True:
+            _, items = store.history(0, 500)
+            if not items:
+                break
+            for item in items:
+                store.delete(item["run_id"])
+    ids = body.get("delete") or []
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise RequestError(400, "'delete' must be a list of prompt ids")
+    for run_id in ids:
+        store.delete(run_id)
+    return web.Response(status=200)
+
+
+async def comfy_system_stats(request):
+    import platform
+    import sys
+
+    import torch
+
+    stats = await asyncio.to_thread(memory_stats)
+    ram = system_routes.ram()
+    device = {"name": stats.get("name", stats["device"]), "type": stats["device"].split(":")[0], "index": 0,
+              "vram_total": stats.get("vram_total", ram.get("ram_total", 0)),
+              "vram_free": stats.get("vram_free", ram.get("ram_available", 0)),
+              "torch_vram_total": stats.get("vram_total", 0), "torch_vram_free": stats.get("vram_free", 0)}
+    return json_response({
+        "system": {"os": sys.platform, "ram_total": ram.get("ram_total", 0), "ram_free": ram.get("ram_available", 0),
+                   "comfyui_version": f"graphflow {system_routes.version('graphflow')}",
+                   "python_version": sys.version, "pytorch_version": torch.__version__,
+                   "embedded_python": False, "argv": sys.argv, "platform": platform.platform()},
+        "devices": [device]})
+
+
+async def comfy_embeddings(request):
+    names = folders.list_models("embeddings")
+    return json_response(sorted({name.rsplit(".", 1)[0] for name in names}))
+
+
+async def comfy_models(request):
+    folder = request.match_info.get("folder")
+    if folder is None:
+        return json_response(list(MODEL_FOLDERS))
+    if folder not in MODEL_FOLDERS:
+        return error_response(404, f"no model folder {folder!r}; there are {', '.join(MODEL_FOLDERS)}")
+    return json_response(folders.list_models(folder))
+
+
+async def comfy_interrupt(request):
+    """Interrupt the running prompt (ComfyUI's optional {"prompt_id"} names which)."""
+    server = server_of(request)
+    body = await json_body(request, optional=True)
+    run_id = body.get("prompt_id") or body.get("run_id") if isinstance(body, dict) else None
+    for state in list(server.running.values()):
+        if run_id is None or state.run_id == run_id:
+            state.interrupt.set()
+    return web.Response(status=200)

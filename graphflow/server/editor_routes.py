@@ -36,22 +36,50 @@ async def get_example(request):
 
 
 async def convert_workflow(request):
-    """A workflow in our format from ours or a ComfyUI API graph, with its validation report
-    (informative: the editor loads an invalid graph so the user can fix it)."""
+    """A workflow converted to a format (`to`: graphflow, the default; comfy-api; comfy-ui) from
+    `workflow` (ours, a ComfyUI API or UI graph) or `image` (a PNG/WebP, base64, whose metadata
+    holds one), with its validation report and import notes (informative: the editor loads an
+    invalid graph so the user can fix it)."""
+    import base64
+    import binascii
+
+    from graphflow.comfy_format import FORMATS, convert
+    from graphflow.picture_metadata import workflow_from_picture
+
     server = server_of(request)
+
+    def failed(message, status=400):
+        problem = Problem(None, None, None, message)
+        return json_response({"error": message, "problems": [problem.to_dict()]}, status)
+
     try:
         body = await json_body(request)
     except RequestError as e:
-        return json_response({"error": str(e), "problems": [Problem(None, None, None, str(e)).to_dict()]}, 400)
-    if not isinstance(body, dict) or "workflow" not in body:
-        message = "the body must be a JSON object with the workflow under 'workflow'"
-        return json_response({"error": message, "problems": [Problem(None, None, None, message).to_dict()]}, 400)
+        return failed(str(e))
+    if not isinstance(body, dict) or ("workflow" not in body and "image" not in body):
+        return failed("the body must be a JSON object with the workflow under 'workflow' "
+                      "(or a PNG/WebP, base64, under 'image')")
+    target = body.get("to", "graphflow")
+    if target not in FORMATS:
+        return failed(f"'to' must be one of {', '.join(FORMATS)}, got {target!r}")
     try:
-        workflow = parse_workflow(body["workflow"], server.registry)
+        if "image" in body:
+            try:
+                raw = base64.b64decode(body["image"], validate=True)
+            except (binascii.Error, TypeError, ValueError):
+                return failed("'image' must be a base64-encoded PNG or WebP file")
+            workflow = workflow_from_picture(raw, server.registry, what=str(body.get("name") or "the picture"))
+        else:
+            workflow = parse_workflow(body["workflow"], server.registry)
     except WorkflowFormatError as e:
         return json_response({"error": str(e), "problems": [p.to_dict() for p in e.problems]}, 400)
+    try:
+        converted = convert(workflow, target, server.registry)
+    except Exception as e:  # a graph read but not writable in that format: say why
+        return failed(f"can't write it as {target}: {e or type(e).__name__}")
     problems = validate(workflow, server.registry)
-    return json_response({"workflow": workflow.to_json(), "problems": [p.to_dict() for p in problems]})
+    return json_response({"workflow": converted, "format": target, "problems": [p.to_dict() for p in problems],
+                          "notes": workflow.notes})
 
 
 async def index(request):

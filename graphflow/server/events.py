@@ -2,9 +2,10 @@
 
 Each client has a bounded outbox drained by its own task. Broadcasting only appends to the
 outboxes (never awaits), so the event loop, and through it the worker, never waits on a
-client. A full outbox drops the oldest preview frame first, then the oldest progress message
-(both are superseded by newer ones); a client that still can't keep up is disconnected and
-can reconnect to get a fresh `status` snapshot.
+client. A new queue snapshot replaces one still waiting in an outbox. A full outbox drops the
+oldest preview frame first, then the oldest progress message, then the oldest node event
+(all superseded by newer messages, and a run's `run_finished` carries its outcome); a client
+that still can't keep up is disconnected and can reconnect to get a fresh `status` snapshot.
 """
 
 import asyncio
@@ -17,12 +18,15 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from graphflow.server import comfyui_messages
+
 log = logging.getLogger("graphflow.server")
 
 PREVIEW_FRAME = 4  # binary frame type: preview image with JSON metadata (see docs/api.md)
 PREVIEW_MAX_SIDE = 512
 
-KEEP, PROGRESS, PREVIEW = 0, 1, 2  # how readily a queued message may be dropped
+KEEP, PROGRESS, PREVIEW, NODE = 0, 1, 2, 3  # how readily a queued message may be dropped
+DROP_ORDER = (PREVIEW, PROGRESS, NODE)
 
 
 def dumps(value) -> str:
@@ -50,6 +54,12 @@ def preview_frame(meta: dict, image, max_side: int = PREVIEW_MAX_SIDE) -> bytes:
     return struct.pack(">II", PREVIEW_FRAME, len(header)) + header + buffer.getvalue()
 
 
+def png_frame(meta: dict, png: bytes) -> bytes:
+    """A binary frame of a PNG a node sent as it is (SaveImageWebsocket), in the preview framing."""
+    header = dumps(dict(meta, image_type="image/png")).encode()
+    return struct.pack(">II", PREVIEW_FRAME, len(header)) + header + png
+
+
 def parse_preview_frame(frame: bytes) -> tuple[dict, bytes]:
     """(metadata, image bytes) of a preview frame; what a Python client does with one."""
     kind, length = struct.unpack_from(">II", frame)
@@ -75,12 +85,16 @@ def _to_pil(value):
 class Outgoing:
     payload: str | bytes
     rank: int = KEEP
+    replaces: str | None = None  # a snapshot: it replaces a queued message with the same key
 
 
 class Client:
-    def __init__(self, ws: web.WebSocketResponse, client_id: str, limit: int, send_timeout: float, transport=None):
+    def __init__(self, ws: web.WebSocketResponse, client_id: str, limit: int, send_timeout: float, transport=None,
+                 protocol: str = "graphflow", previews: bool = True):
         self.ws = ws
         self.client_id = client_id
+        self.protocol = protocol  # "graphflow", or "comfyui": ComfyUI's messages, for its own prompts only
+        self.previews = previews
         self.limit = limit
         self.send_timeout = send_timeout
         self.transport = transport
@@ -92,8 +106,13 @@ class Client:
     def push(self, item: Outgoing) -> None:
         if self.overflowed:
             return
+        if item.replaces is not None:
+            for i, queued in enumerate(self.outbox):
+                if queued.replaces == item.replaces:
+                    del self.outbox[i]
+                    break
         while len(self.outbox) >= self.limit:
-            if not (self._drop(PREVIEW) or self._drop(PROGRESS)):
+            if not any(self._drop(rank) for rank in DROP_ORDER):
                 self.overflowed = True  # the pump disconnects it
                 break
         else:
@@ -138,9 +157,10 @@ class Hub:
         self.outbox_limit = outbox_limit
         self.send_timeout = send_timeout
 
-    def connect(self, ws, client_id: str, first: list[Outgoing], transport=None) -> Client:
+    def connect(self, ws, client_id: str, first: list[Outgoing], transport=None, protocol: str = "graphflow",
+                previews: bool = True) -> Client:
         """Register a client; `first` (the state snapshot) is queued ahead of any later message."""
-        client = Client(ws, client_id, self.outbox_limit, self.send_timeout, transport)
+        client = Client(ws, client_id, self.outbox_limit, self.send_timeout, transport, protocol, previews)
         for item in first:
             client.push(item)
         self.clients.add(client)
@@ -149,16 +169,46 @@ class Hub:
     def disconnect(self, client: Client) -> None:
         self.clients.discard(client)
 
-    def send(self, kind: str, data: dict, rank: int = KEEP) -> None:
-        if self.clients:
-            item = Outgoing(message(kind, data), rank)
-            for client in list(self.clients):
+    def send(self, kind: str, data: dict, rank: int = KEEP, replaces: str | None = None) -> None:
+        if not self.clients:
+            return
+        item = comfy_items = None
+        for client in list(self.clients):
+            if client.protocol == "comfyui":
+                if comfy_items is None:
+                    comfy_items = [Outgoing(message(k, d), rank, replaces)
+                                   for k, d in comfyui_messages.translate(kind, data)]
+                if comfyui_messages.concerns(client.client_id, data):
+                    for comfy_item in comfy_items:
+                        client.push(comfy_item)
+            else:
+                item = item or Outgoing(message(kind, data), rank, replaces)
                 client.push(item)
 
-    def send_frame(self, frame: bytes) -> None:
+    def send_frame(self, frame: bytes, client_id: str | None = None) -> None:
+        """A preview frame of a run submitted by `client_id`: ours to our clients, ComfyUI's framing
+        to the ComfyUI clients that submitted it."""
         item = Outgoing(frame, PREVIEW)
+        comfy_item = None
         for client in list(self.clients):
-            client.push(item)
+            if not client.previews:
+                continue
+            if client.protocol != "comfyui":
+                client.push(item)
+            elif comfyui_messages.concerns(client.client_id, {"client_id": client_id}):
+                comfy_item = comfy_item or Outgoing(comfyui_messages.preview_frame(frame), PREVIEW)
+                client.push(comfy_item)
+
+    def send_image(self, frame: bytes, image: bytes, client_id: str | None) -> None:
+        """An image a node sends instead of saving it (SaveImageWebsocket): to ComfyUI clients as
+        ComfyUI's PNG frame, to ours as a preview frame; never dropped."""
+        comfy_item = Outgoing(comfyui_messages.image_frame(image))
+        item = Outgoing(frame)
+        for client in list(self.clients):
+            if client.protocol != "comfyui":
+                client.push(item)
+            elif comfyui_messages.concerns(client.client_id, {"client_id": client_id}):
+                client.push(comfy_item)
 
     async def close_all(self) -> None:
         for client in list(self.clients):

@@ -19,6 +19,11 @@ async def view(request):
         size = int_query(request, "thumbnail", 256, 16, 2048)
         data = await asyncio.to_thread(uploads.thumbnail, path, size)
         return web.Response(body=data, content_type="image/jpeg", headers=headers)
+    channel = query.get("channel", "rgba")
+    preview = query.get("preview")
+    if preview or channel != "rgba":  # ComfyUI's /view options: a converted preview, or one channel
+        data, content_type = await asyncio.to_thread(uploads.converted, path, preview, channel)
+        return web.Response(body=data, content_type=content_type, headers=headers)
     headers["Content-Type"] = uploads.VIEW_TYPES[path.suffix.lower()]
     return web.FileResponse(path, headers=headers)
 

@@ -9,6 +9,7 @@ from aiohttp import WSMsgType, web
 
 from graphflow.validation import Problem
 
+from graphflow.server import comfyui_messages
 from graphflow.server.events import PREVIEW, Outgoing, message
 from graphflow.server.json_api import (error_response, int_query, invalid_response, json_body, json_response,
                                         valid_client_id)
@@ -29,7 +30,10 @@ async def post_run(request):
     workflow, problems = server.check(body["workflow"], body.get("outputs"))
     if problems:
         return invalid_response(problems)
-    return json_response(server.enqueue(workflow, client_id, body.get("outputs"), bool(body.get("front"))))
+    queued = server.enqueue(workflow, client_id, body.get("outputs"), bool(body.get("front")))
+    if workflow.notes:  # non-fatal remarks of a ComfyUI import (inputs ComfyUI itself ignores, ...)
+        queued["notes"] = workflow.notes
+    return json_response(queued)
 
 
 async def get_queue(request):
@@ -106,15 +110,24 @@ async def delete_run(request):
 
 async def websocket(request):
     server = server_of(request)
+    # ComfyUI's clients say `clientId` and get ComfyUI's messages (graphflow.server.comfyui_messages).
+    protocol = "comfyui" if "clientId" in request.query or request.query.get("protocol") == "comfyui" else "graphflow"
     client_id = valid_client_id(request.query.get("client_id") or request.query.get("clientId")) or uuid.uuid4().hex
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
     await ws.prepare(request)
     # The snapshot and registration happen in one step, so no message falls between them.
-    frames = [s for s in server.running.values() if s.frame is not None]
-    first = [Outgoing(message("status", {"client_id": client_id, "queue": server.queue_json(QUEUE_MESSAGE_LIMIT),
-                                         "previews": [s.run_id for s in frames]}))]
-    first += [Outgoing(s.frame, PREVIEW) for s in frames]
-    client = server.hub.connect(ws, client_id, first, request.transport)
+    if protocol == "comfyui":
+        remaining = server.store.count_pending() + len(server.running)
+        first = [Outgoing(message(*comfyui_messages.status(remaining, client_id)))]
+    else:
+        frames = [s for s in server.running.values() if s.frame is not None]
+        first = [Outgoing(message("status", {"client_id": client_id, "queue": server.queue_json(QUEUE_MESSAGE_LIMIT),
+                                             "previews": [s.run_id for s in frames]}))]
+        first += [Outgoing(s.frame, PREVIEW) for s in frames]
+    # ComfyUI sends no preview frames unless started with a preview method, and its clients count
+    # every binary frame as a result image; so its clients get previews only with `previews=1`.
+    previews = protocol == "graphflow" or request.query.get("previews") in ("1", "true")
+    client = server.hub.connect(ws, client_id, first, request.transport, protocol, previews)
     pump = asyncio.create_task(client.pump())
     try:
         async for msg in ws:

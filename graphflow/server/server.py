@@ -14,10 +14,10 @@ from graphflow.cache import OutputCache
 from graphflow.executor import Executor
 from graphflow.registry import Registry
 from graphflow.resource_limits import RunLimits
-from graphflow.validation import Problem, validate
+from graphflow.validation import Problem, output_nodes, validate
 from graphflow.workflow import Workflow, WorkflowFormatError, parse_workflow
 
-from graphflow.server.events import KEEP, PROGRESS, Hub
+from graphflow.server.events import KEEP, NODE, PROGRESS, Hub
 from graphflow.server.store import RunStore
 from graphflow.server.uploads import UploadLimits
 from graphflow.server.worker import RunState, Worker
@@ -27,6 +27,8 @@ log = logging.getLogger("graphflow.server")
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 QUEUE_MESSAGE_LIMIT = 100  # pending runs listed in websocket queue messages
+# What a client that falls behind may lose (see events.py); a run's outcome is never dropped.
+RANKS = {"progress": PROGRESS, "node_started": NODE, "node_finished": NODE, "node_cached": NODE}
 
 
 @dataclass
@@ -119,12 +121,15 @@ class Server:
     def _send_queue(self) -> None:
         self._queue_scheduled = False
         if self.hub.clients:
-            self.hub.send("queue", self.queue_json(QUEUE_MESSAGE_LIMIT))
+            self.hub.send("queue", self.queue_json(QUEUE_MESSAGE_LIMIT), replaces="queue")
 
     def run_event(self, state: RunState, event: dict, frame: bytes | None) -> None:
         """An executor event, on the loop thread: update the run's state and tell every client."""
         kind = event.pop("type")
         event["client_id"] = state.client_id
+        if kind == "image":  # a node's image sent over the websocket instead of saved
+            self.hub.send_image(frame, event["png"], state.client_id)
+            return
         if kind in ("node_started", "progress"):
             if state.node != event["node"]:
                 state.progress = None
@@ -133,9 +138,9 @@ class Server:
             state.progress = {"value": event["value"], "max": event["max"]}
         if frame is not None:
             state.frame = frame
-        self.hub.send(kind, event, PROGRESS if kind == "progress" else KEEP)
+        self.hub.send(kind, event, RANKS.get(kind, KEEP))
         if frame is not None:
-            self.hub.send_frame(frame)
+            self.hub.send_frame(frame, state.client_id)
 
     # --- submitting --------------------------------------------------------------------------
 
@@ -150,6 +155,25 @@ class Server:
             return None, e.problems
         problems = validate(workflow, self.registry, outputs or None, self.config.run_limits)
         return (None, problems) if problems else (workflow, [])
+
+    def check_partial(self, data) -> tuple[Workflow | None, list[str], list[Problem]]:
+        """ComfyUI's /prompt rule: (workflow, the output nodes whose part of the graph is valid, the
+        problems of the others)."""
+        workflow, problems = self.check(data, None)
+        if workflow is not None:
+            return workflow, output_nodes(workflow, self.registry), []
+        try:
+            workflow = parse_workflow(data, self.registry)
+        except WorkflowFormatError:
+            return None, [], problems
+        valid, problems = [], []
+        for node_id in output_nodes(workflow, self.registry):
+            node_problems = validate(workflow, self.registry, [node_id], self.config.run_limits)
+            if node_problems:
+                problems += [p for p in node_problems if p not in problems]
+            else:
+                valid.append(node_id)
+        return workflow, valid, problems
 
     def enqueue(self, workflow: Workflow, client_id: str | None, outputs, front: bool,
                 run_id: str | None = None) -> dict:

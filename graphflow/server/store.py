@@ -69,7 +69,9 @@ class RunStore:
     def recover(self) -> list[str]:
         """After a restart: runs left `running` go back to the head of the queue (or fail if this
         already happened MAX_ATTEMPTS times, so a run that kills the server can't loop forever)."""
-        rows = self._execute("SELECT run_id, attempts FROM runs WHERE status = ?", (RUNNING,)).fetchall()
+        # Each requeued run goes ahead of the queue: the latest first, so they keep their order.
+        rows = self._execute("SELECT run_id, attempts FROM runs WHERE status = ? ORDER BY priority DESC, number DESC",
+                             (RUNNING,)).fetchall()
         requeued = []
         for row in rows:
             if row["attempts"] >= MAX_ATTEMPTS:
@@ -82,7 +84,7 @@ class RunStore:
             else:
                 self.requeue(row["run_id"])
                 requeued.append(row["run_id"])
-        return requeued
+        return requeued[::-1]
 
     def add(self, run_id: str, workflow: dict, *, client_id=None, targets=None, front=False) -> int:
         priority = 0
@@ -125,12 +127,13 @@ class RunStore:
                       (RUNNING, time.time(), row["run_id"]))
         return self.get(row["run_id"])
 
-    def requeue(self, run_id: str) -> None:
-        """Back to the head of the queue (the server is stopping while it runs)."""
+    def requeue(self, run_id: str, attempt_counts: bool = True) -> None:
+        """Back to the head of the queue (the server died or is stopping while it runs). A clean
+        stop passes attempt_counts=False: only deaths count towards MAX_ATTEMPTS."""
         row = self._execute("SELECT MIN(priority) FROM runs WHERE status = ?", (PENDING,)).fetchone()
         priority = min(row[0] or 0, 0) - 1
-        self._execute("UPDATE runs SET status = ?, priority = ?, started_at = NULL WHERE run_id = ?",
-                      (PENDING, priority, run_id))
+        self._execute("UPDATE runs SET status = ?, priority = ?, started_at = NULL, attempts = attempts - ? "
+                      "WHERE run_id = ?", (PENDING, priority, 0 if attempt_counts else 1, run_id))
 
     def finish(self, run_id: str, status: str, *, outputs=None, error=None, problems=None,
                timings=None, executed=None, cached=None, elapsed=None) -> None:
@@ -161,9 +164,10 @@ class RunStore:
         row = self._execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return row["status"] if row is not None else None
 
-    def history(self, offset: int = 0, limit: int = 50, status: str | None = None) -> tuple[int, list[dict]]:
-        """Finished runs, newest first, without their workflows."""
-        statuses = (status,) if status else FINISHED
+    def history(self, offset: int = 0, limit: int = 50, status: str | None = None,
+                ran: bool = False) -> tuple[int, list[dict]]:
+        """Finished runs, newest first, without their workflows (`ran`: only those that started)."""
+        statuses = (status,) if status else tuple(s for s in FINISHED if not ran or s != "cancelled")
         placeholders = ",".join("?" * len(statuses))
         total = self._execute(f"SELECT COUNT(*) FROM runs WHERE status IN ({placeholders})", statuses).fetchone()[0]
         rows = self._execute(

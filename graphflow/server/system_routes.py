@@ -50,14 +50,14 @@ def _cache_json(cache: OutputCache) -> dict:
     return {"entries": len(cache), "bytes": cache.nbytes, "max_bytes": cache.max_bytes}
 
 
-def _version(package: str) -> str | None:
+def version(package: str) -> str | None:
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return None
 
 
-def _ram() -> dict:
+def ram() -> dict:
     info = {}
     try:
         with open("/proc/meminfo") as f:
@@ -77,10 +77,10 @@ async def system(request):
     import torch
 
     return json_response({
-        "versions": {"graphflow": _version("graphflow"), "python": platform.python_version(),
+        "versions": {"graphflow": version("graphflow"), "python": platform.python_version(),
                      "torch": torch.__version__, "aiohttp": aiohttp.__version__, "pillow": PIL.__version__},
         "device": await asyncio.to_thread(memory_stats),
-        "memory": _ram(),
+        "memory": ram(),
         "cache": _cache_json(server.cache),
         "queue": {"running": len(server.running), "pending": server.store.count_pending()},
         "workers": len(server.workers),

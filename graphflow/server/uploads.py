@@ -203,6 +203,37 @@ def apply_mask(original: Path, mask_data: bytes) -> bytes:
         return buffer.getvalue()
 
 
+def converted(path: Path, preview: str | None, channel: str) -> tuple[bytes, str]:
+    """ComfyUI's /view conversions: `channel` rgb (no alpha) or a (the alpha alone, on black), then
+    `preview` "webp;90" / "jpeg;90" re-encodes at that quality. Returns (bytes, content type)."""
+    from PIL import Image
+
+    if channel not in ("rgba", "rgb", "a"):
+        raise RequestError(400, f"channel must be rgba, rgb or a; got {channel!r}")
+    fmt, quality = "png", 90
+    if preview:
+        fmt, _, q = preview.partition(";")
+        fmt = fmt.strip().lower()
+        if fmt not in ("webp", "jpeg"):
+            raise RequestError(400, f"preview must be webp or jpeg with an optional ;quality, got {preview!r}")
+        try:
+            quality = int(q) if q else 90
+        except ValueError:
+            raise RequestError(400, f"preview quality must be an integer, got {q!r}") from None
+        quality = min(max(quality, 1), 100)
+    with Image.open(path) as image:
+        image.load()
+        if channel == "rgb" or fmt == "jpeg":
+            image = image.convert("RGB")
+        elif channel == "a":
+            alpha = image.convert("RGBA").getchannel("A")
+            image = Image.new("RGBA", image.size)
+            image.putalpha(alpha)
+        buffer = io.BytesIO()
+        image.save(buffer, format=fmt.upper(), **({"quality": quality} if fmt != "png" else {}))
+    return buffer.getvalue(), f"image/{fmt}"
+
+
 def thumbnail(path: Path, size: int) -> bytes:
     from PIL import Image
 

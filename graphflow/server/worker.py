@@ -16,14 +16,15 @@ import traceback
 from dataclasses import dataclass, field
 
 from graphflow.device import free_memory
-from graphflow.executor import Executor, RunResult
+from graphflow.executor import Executor, RunResult, exception_message
 from graphflow.workflow import WorkflowFormatError, parse_workflow
 
-from graphflow.server.events import preview_frame
+from graphflow.server.events import png_frame, preview_frame
 
 log = logging.getLogger("graphflow.server")
 
 FLUSH_INTERVAL = 0.02  # seconds between deliveries of a running graph's events to the clients
+FORCE_AFTER = 2.0  # seconds a node may ignore an interrupt before it is stopped by force
 
 
 class ExecutorThread:
@@ -54,8 +55,11 @@ class ExecutorThread:
             loop, future, fn, args = job
             try:
                 outcome, failed = fn(*args), False
-            except BaseException as e:  # handed to the awaiting coroutine
+            except Exception as e:  # handed to the awaiting coroutine
                 outcome, failed = e, True
+            except BaseException as e:  # KeyboardInterrupt, SystemExit...: asyncio would stop the server on them
+                outcome, failed = RuntimeError(f"{type(e).__name__} raised on the worker thread"), True
+                outcome.__cause__ = e
             try:
                 loop.call_soon_threadsafe(_resolve, future, outcome, failed)
             except RuntimeError:
@@ -122,14 +126,14 @@ class Worker:
             log.exception("run %s failed in the worker", state.run_id)
             result = RunResult(state.run_id, "error", error={
                 "node_id": None, "node_type": None, "source": None, "input": None,
-                "exception_type": type(e).__name__, "message": str(e),
+                "exception_type": type(e).__name__, "message": exception_message(e),
                 "traceback": "".join(traceback.format_exception(e))})
         finally:
             self.state = None
             server.running.pop(state.run_id, None)
 
         if state.stopping and result.status == "interrupted":
-            store.requeue(state.run_id)  # the server is stopping: run it again after the restart
+            store.requeue(state.run_id, attempt_counts=False)  # the server is stopping: run it again after the restart
             server.queue_changed()
             return
         store.finish(state.run_id, result.status, outputs=result.outputs, error=result.error,
@@ -176,7 +180,10 @@ class Worker:
             if event["type"] == "run_finished":
                 return  # sent by run() once history is written
             frame = None
-            if "preview" in event:
+            if event["type"] == "image":
+                meta = {"run_id": state.run_id, "node": event["node"], "node_type": event["node_type"], "final": True}
+                frame = png_frame(meta, event["png"])
+            elif "preview" in event:
                 image = event.pop("preview")
                 try:
                     frame = preview_frame({"run_id": state.run_id, "node": event["node"],
@@ -188,13 +195,26 @@ class Worker:
             with batch_lock:
                 batch.append((event, frame))
 
+        async def force_if_ignored() -> None:
+            # Every way of interrupting sets the event; a node that never checks for it (a plain
+            # Python loop) would hold the queue forever, so it gets the interrupt raised in it,
+            # again after each FORCE_AFTER in case it catches exceptions.
+            while not state.interrupt.is_set():
+                await asyncio.sleep(0.1)
+            while True:
+                await asyncio.sleep(FORCE_AFTER)
+                if self.executor.force_interrupt():
+                    log.warning("node %s (%s) of run %s ignored the interrupt; stopping it by force",
+                                state.node, state.node_type, state.run_id)
+
         started = time.perf_counter()
-        flusher = asyncio.create_task(flush_periodically())
+        helpers = [asyncio.create_task(flush_periodically()), asyncio.create_task(force_if_ignored())]
         try:
             result = await self.thread.submit(_run, self.executor, workflow, record.get("targets"), on_event,
                                               state.interrupt, state.run_id)
         finally:
-            flusher.cancel()
+            for task in helpers:
+                task.cancel()
             drain()
         result.values.clear()  # node outputs live on in the cache, not here
         log.info("run %s: %s in %.2fs", state.run_id, result.status, time.perf_counter() - started)

@@ -39,7 +39,8 @@ export const api = {
   interrupt: () => request("POST", "/api/interrupt", {}),
   history: (offset = 0, limit = 50) => request("GET", `/api/history?offset=${offset}&limit=${limit}`),
   run: (runId) => request("GET", `/api/history/${encodeURIComponent(runId)}`),
-  convertWorkflow: (workflow) => request("POST", "/api/workflow/convert", {workflow}),
+  convertWorkflow: (workflow, to = "graphflow") => request("POST", "/api/workflow/convert", {workflow, to}),
+  convertPicture: (image, name) => request("POST", "/api/workflow/convert", {image, name}),
 
   upload(file, name = file.name) {
     const form = new FormData();

@@ -273,6 +273,11 @@ class App {
       $("file-open").value = "";
     });
     $("btn-save").addEventListener("click", () => this.download());
+    $("export-format").addEventListener("change", (e) => {
+      const format = e.target.value;
+      e.target.value = "";
+      this.exportAs(format);
+    });
     $("btn-undo").addEventListener("click", () => this.editor.undo());
     $("btn-redo").addEventListener("click", () => this.editor.redo());
     $("btn-fit").addEventListener("click", () => this.editor.fit());
@@ -296,6 +301,17 @@ class App {
     this.saveLocal();
     const stamp = new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-");
     downloadWorkflow(this.editor.workflow(), `workflow-${stamp}.json`);
+  }
+
+  /** Download the workflow in a ComfyUI format (the server converts: graphflow/comfy_format.py). */
+  async exportAs(format) {
+    try {
+      const converted = await api.convertWorkflow(this.editor.workflow(), format);
+      const stamp = new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-");
+      downloadWorkflow(converted.workflow, `workflow-${stamp}-${format}.json`);
+    } catch (e) {
+      toast(`Couldn't export the workflow: ${e.message}`, {kind: "error"});
+    }
   }
 
   wireDrops() {

@@ -1,5 +1,6 @@
-// Opening and saving workflow files: our JSON, ComfyUI API-format JSON (converted by the
-// server, which owns the ComfyUI name mapping) and PNGs made by SaveImage (graph embedded).
+// Opening and saving workflow files: our JSON; ComfyUI's API-format and UI-format JSON, and
+// pictures (PNG, WebP) carrying a graph (ours, ComfyUI's, A1111 parameters). The server owns
+// the ComfyUI mapping (graphflow/comfy_format.py), so everything but our own JSON goes there.
 
 import {api} from "./api_client.js";
 import {readPngText} from "./png_metadata.js";
@@ -15,18 +16,26 @@ function isOurs(data) {
   return data && typeof data === "object" && data.nodes && typeof data.nodes === "object" && !Array.isArray(data.nodes);
 }
 
+function isComfyUiGraph(data) {
+  return data && typeof data === "object" && Array.isArray(data.nodes);
+}
+
 /** {workflow: ours, problems} from parsed data of any supported kind; problems come with a
  * converted graph (the server validates it; the editor opens it anyway, to be fixed). */
 export async function toWorkflow(data, what) {
   if (isOurs(data)) return {workflow: data, problems: []};
-  if (isComfyApiGraph(data)) {
+  if (isComfyApiGraph(data) || isComfyUiGraph(data)) {
     const converted = await api.convertWorkflow(data);
     return {workflow: converted.workflow, problems: converted.problems || []};
   }
-  if (data && Array.isArray(data.nodes) && Array.isArray(data.links)) {
-    throw new WorkflowFileError(`${what} is a ComfyUI editor graph; export it from ComfyUI with "Save (API)" and open that instead`);
-  }
-  throw new WorkflowFileError(`${what} is not a workflow: expected {"version": 1, "nodes": {...}} or a ComfyUI API-format graph`);
+  throw new WorkflowFileError(`${what} is not a workflow: expected {"version": 1, "nodes": {...}} or a ComfyUI graph (API or UI format)`);
+}
+
+function base64Of(buffer) {
+  const bytes = new Uint8Array(buffer);
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(text);
 }
 
 function parseJson(text, what) {
@@ -41,18 +50,22 @@ function parseJson(text, what) {
 export async function readWorkflowFile(file) {
   const what = file.name || "the file";
   const buffer = await file.arrayBuffer();
-  const head = new Uint8Array(buffer, 0, Math.min(8, buffer.byteLength));
-  if (head[0] === 0x89 && head[1] === 0x50) {
+  const head = new Uint8Array(buffer, 0, Math.min(12, buffer.byteLength));
+  const isPng = head[0] === 0x89 && head[1] === 0x50;
+  const isWebp = String.fromCharCode(...head.subarray(0, 4)) === "RIFF" && String.fromCharCode(...head.subarray(8, 12)) === "WEBP";
+  if (isPng) {
     const text = await readPngText(buffer);
     if (text.graphflow) return toWorkflow(parseJson(text.graphflow, what), what);
-    if (text.prompt) return toWorkflow(parseJson(text.prompt, what), what);
-    if (text.workflow) return toWorkflow(parseJson(text.workflow, what), what);
-    throw new WorkflowFileError(`${what} holds no workflow (only PNGs saved by SaveImage do)`);
+  }
+  if (isPng || isWebp) {
+    // ComfyUI's chunks, WebP EXIF and A1111 parameters: the server reads them.
+    const converted = await api.convertPicture(base64Of(buffer), what);
+    return {workflow: converted.workflow, problems: converted.problems || []};
   }
   return toWorkflow(parseJson(new TextDecoder().decode(buffer), what), what);
 }
 
-/** Offer `workflow` as a download named `name`. */
+/** Offer `workflow` (any JSON) as a download named `name`. */
 export function downloadWorkflow(workflow, name = "workflow.json") {
   const blob = new Blob([JSON.stringify(workflow, null, 2) + "\n"], {type: "application/json"});
   const link = document.createElement("a");

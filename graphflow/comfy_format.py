@@ -1,0 +1,805 @@
+"""ComfyUI's workflow formats: reading its API-format and UI-format graphs, and writing both.
+
+API format: `{"<id>": {"class_type": ..., "inputs": {...}, "_meta": {"title": ...}}}`.
+UI format (what ComfyUI's editor saves and its PNGs carry): `nodes` (list), `links` (list),
+positional `widgets_values` in the order of each class's `input_order`, Primitive and Reroute
+nodes, muted (mode 2) and bypassed (mode 4) nodes, groups, and `definitions.subgraphs`.
+
+A UI graph is first resolved into an API graph as ComfyUI's editor does when it queues, then
+renamed onto our nodes through the registry's ComfyAlias table. What our format has no place
+for (sizes, modes, Reroutes, Primitives, notes, the original links) goes into `ui.comfyui`,
+so that writing the graph back as a UI graph gives the same nodes, links, values and layout.
+
+The widget order of ComfyUI's core classes comes from comfy_catalogue.json (made by
+tools/make_comfy_catalogue.py from ComfyUI's /object_info); for our own nodes it is their
+declaration order.
+"""
+
+import copy
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from graphflow.workflow import (FORMAT_VERSION, Problem, Workflow, WorkflowFormatError, _short, _validated,
+                                comfy_aliases, is_comfy_api_graph, is_link, literal)
+
+MUTED, BYPASSED = 2, 4
+VIRTUAL_TYPES = {"Reroute", "PrimitiveNode", "Note", "MarkdownNote"}
+UPLOAD_INPUTS = ("upload", "choose file to upload")  # the editor's upload button, which some exports write
+CONTROL_DEFAULT = "fixed"
+
+# Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
+# can be named as coming from its pack rather than just being unknown.
+CUSTOM_PACKS = {
+    "ComfyUI Impact Pack": ("FaceDetailer", "DetailerForEach", "SAMLoader", "UltralyticsDetectorProvider",
+                            "BboxDetectorSEGS", "SegmDetectorSEGS", "ImpactWildcardProcessor",
+                            "ImpactWildcardEncode", "ImpactSwitch", "ImpactInt", "ImpactFloat", "ImpactString",
+                            "ToBasicPipe", "FromBasicPipe", "BasicPipeToDetailerPipe", "SEGSDetailer",
+                            "SEGSPaste", "SEGSPreview", "ImpactSimpleDetectorSEGS", "MaskToSEGS", "Impact"),
+    "WAS Node Suite": ("Image Blend", "Text Multiline", "Text Concatenate", "Number to Int", "Image Resize",
+                       "Text String", "Image Save", "Load Image Batch", "CLIPTextEncode (NSP)", "WAS_"),
+    "rgthree-comfy": ("Power Lora Loader (rgthree)", "Seed (rgthree)", "Context (rgthree)",
+                      "Fast Groups Muter (rgthree)", "Fast Groups Bypasser (rgthree)", "Display Any (rgthree)",
+                      "Image Comparer (rgthree)", "Lora Loader Stack (rgthree)", "(rgthree)"),
+    "ComfyUI-Custom-Scripts (pysssss)": ("ShowText|pysssss", "CheckpointLoader|pysssss", "LoraLoader|pysssss",
+                                         "StringFunction|pysssss", "|pysssss"),
+    "Efficiency Nodes": ("Efficient Loader", "KSampler (Efficient)", "KSampler Adv. (Efficient)",
+                         "Eff. Loader SDXL", "LoRA Stacker", "XY Plot"),
+    "ComfyUI_Comfyroll_CustomNodes": ("CR ",),
+    "comfyui_controlnet_aux": ("CannyEdgePreprocessor", "DWPreprocessor", "OpenposePreprocessor",
+                               "DepthAnythingPreprocessor", "LineArtPreprocessor", "AIO_Preprocessor",
+                               "Zoe-DepthMapPreprocessor", "MiDaS-DepthMapPreprocessor", "HEDPreprocessor"),
+    "ComfyUI_IPAdapter_plus": ("IPAdapter",),
+    "ComfyUI-KJNodes": ("GetNode", "SetNode", "ImageResizeKJ", "ConditioningMultiCombine", "GetImageSizeAndCount"),
+    "ComfyUI-VideoHelperSuite": ("VHS_",),
+    "ComfyUI_UltimateSDUpscale": ("UltimateSDUpscale",),
+    "ComfyUI-AnimateDiff-Evolved": ("ADE_", "AnimateDiff"),
+    "ComfyUI-Advanced-ControlNet": ("ACN_", "ControlNetLoaderAdvanced"),
+    "ComfyUI_essentials": ("ImageResize+", "GetImageSize+", "SimpleMath+", "+"),
+    "cg-use-everywhere": ("Anything Everywhere",),
+    "ComfyUI-Easy-Use": ("easy ",),
+    "comfyui-inspire-pack": ("Inspire", "KSampler //Inspire", "//Inspire"),
+    "ComfyUI-Crystools": ("[Crystools]",),
+}
+
+
+@cache
+def comfy_catalogue() -> dict:
+    """ComfyUI's core classes: {class: {inputs: [...], outputs: [...], output_node, category}}."""
+    text = resources.files("graphflow").joinpath("comfy_catalogue.json").read_text(encoding="utf-8")
+    return json.loads(text)["nodes"]
+
+
+def custom_pack(class_type: str) -> str | None:
+    """The well-known custom node pack a ComfyUI class name comes from, if it is one: a whole
+    name, a prefix, or (for markers such as "|pysssss" and "(rgthree)") a suffix."""
+    for pack, names in CUSTOM_PACKS.items():
+        for name in names:
+            if class_type == name or class_type.startswith(name) or (name[0] in "|(+[/" and class_type.endswith(name)):
+                return pack
+    return None
+
+
+def unknown_type_hint(node_type: str) -> str:
+    """Why a node type is unknown, for the validation message."""
+    if node_type in comfy_catalogue():
+        return f"'{node_type}' is a ComfyUI core node that graphflow does not support yet (see docs/comfyui.md)"
+    pack = custom_pack(node_type)
+    if pack:
+        return f"'{node_type}' is a ComfyUI custom node from {pack}, not one of graphflow's nodes"
+    return ""
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def is_api_graph(data: Any) -> bool:
+    return is_comfy_api_graph(data)
+
+
+def is_ui_graph(data: Any) -> bool:
+    return isinstance(data, dict) and isinstance(data.get("nodes"), list) and isinstance(data.get("links", []), list)
+
+
+def _alias_for(cls, class_type: str):
+    return next((a for a in comfy_aliases(cls) if class_type in a.class_types), None) if cls else None
+
+
+def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
+    """Our workflow from a ComfyUI API graph, renaming classes, inputs and values by the aliases.
+
+    Inputs ComfyUI itself ignores (ones the class does not declare, the upload button) are
+    dropped with a note (Workflow.notes). Classes without an equivalent keep their name, so
+    validation reports them by node."""
+    nodes, titles, notes, classes, problems, type_of = {}, {}, [], {}, [], {}
+    catalogue = comfy_catalogue()
+    output_maps = {}  # node id -> our output index for each of its ComfyUI class's outputs
+    for key, entry in graph.items():
+        class_type = entry.get("class_type") if isinstance(entry, dict) else None
+        alias = _alias_for(registry.comfy_node(class_type), class_type) if isinstance(class_type, str) else None
+        if alias is not None and alias.outputs is not None:
+            output_maps[str(key)] = alias.outputs
+    for key, entry in graph.items():
+        node_id = str(key)
+        if not isinstance(entry, dict):
+            problems.append(Problem(node_id, None, None, f"expected a node object with 'class_type', got {_short(entry)}"))
+            continue
+        class_type = entry.get("class_type")
+        if not isinstance(class_type, str) or not class_type:
+            problems.append(Problem(node_id, None, None,
+                                    f"'class_type' must be a node class name (text), got {_short(class_type)}"))
+            continue
+        raw_inputs = entry.get("inputs")
+        if raw_inputs is None:
+            raw_inputs = {}
+        if not isinstance(raw_inputs, dict):
+            problems.append(Problem(node_id, class_type, None,
+                                    f"'inputs' must be an object of input name to value, got {_short(raw_inputs)}"))
+            continue
+        cls = registry.comfy_node(class_type)
+        alias = _alias_for(cls, class_type)
+        declared = {i["name"] for i in catalogue[class_type]["inputs"]} if class_type in catalogue else None
+        inputs = dict(alias.fixed) if alias is not None else {}
+        for name, value in raw_inputs.items():
+            ours = alias.inputs.get(name, name) if alias is not None else name
+            undeclared = declared is not None and name not in declared and not (cls and ours in cls.input_specs)
+            if name in UPLOAD_INPUTS or undeclared:  # graphflow's own extra inputs are kept
+                what = "the editor's upload button" if name in UPLOAD_INPUTS else f"an input {class_type} does not declare"
+                notes.append({"node_id": node_id, "node_type": class_type, "input": name,
+                              "message": f"ignored, as ComfyUI does: {what}"})
+                continue
+            if alias is not None:
+                if name in alias.ignore:
+                    continue
+                name = ours
+                mapping = alias.values.get(name)
+                if mapping is not None and isinstance(value, (str, int, float)) and value in mapping:
+                    value = mapping[value]
+            if is_link(value) and str(value[0]) in output_maps and isinstance(value[1], int):
+                outputs = output_maps[str(value[0])]
+                value = [value[0], outputs[value[1]] if 0 <= value[1] < len(outputs) else value[1]]
+            inputs[name] = value
+        node_type = cls.node_type if cls is not None else class_type
+        nodes[node_id], type_of[node_id] = {"type": node_type, "inputs": inputs}, node_type
+        classes[node_id] = class_type
+        meta = entry.get("_meta")
+        title = meta.get("title") if isinstance(meta, dict) else None
+        if isinstance(title, str) and title:
+            titles[node_id] = title
+    if problems:
+        raise WorkflowFormatError("malformed ComfyUI graph: " + "; ".join(map(str, problems)), problems)
+    if ui is None:
+        ui = {"imported_from": "comfyui-api"}
+        if titles:
+            ui["titles"] = titles
+    ui.setdefault("comfyui", {})["classes"] = classes  # the class each node was, for writing it back
+    workflow = _validated({"version": FORMAT_VERSION, "nodes": nodes, "ui": ui}, type_of)
+    workflow.notes.extend(notes)
+    return workflow
+
+
+def _hashable(value) -> bool:
+    try:
+        hash(value)
+        return True
+    except TypeError:
+        return False
+
+
+def _widget_order(class_type: str, registry) -> list[dict] | None:
+    """The inputs of a class in widgets_values order: [{name, type, widget, control, upload}]."""
+    catalogue = comfy_catalogue()
+    if class_type in catalogue:
+        return catalogue[class_type]["inputs"]
+    cls = registry.get(class_type) or registry.comfy_node(class_type)
+    if cls is None:
+        return None
+    alias = _alias_for(cls, class_type)
+    back = {ours: theirs for theirs, ours in alias.inputs.items()} if alias else {}
+    order = []
+    for spec in cls.input_specs.values():
+        entry = {"name": back.get(spec.name, spec.name), "type": spec.type}
+        if spec.socket is None:
+            entry["widget"] = True
+            if spec.type == "INT" and spec.name in ("seed", "noise_seed"):
+                entry["control"] = True
+        order.append(entry)
+    return order
+
+
+def _node_id(value) -> str:
+    return str(value)
+
+
+def _links_of(raw_links) -> dict[str, tuple]:
+    """{link id: (from id, from slot, to id, to slot, type)} from either link shape."""
+    links = {}
+    for link in raw_links or []:
+        if isinstance(link, dict):
+            links[_node_id(link["id"])] = (_node_id(link["origin_id"]), int(link["origin_slot"]),
+                                           _node_id(link["target_id"]), int(link["target_slot"]), link.get("type"))
+        elif isinstance(link, (list, tuple)) and len(link) >= 5:
+            links[_node_id(link[0])] = (_node_id(link[1]), int(link[2]), _node_id(link[3]), int(link[4]),
+                                        link[5] if len(link) > 5 else None)
+    return links
+
+
+def group_node_name(node_type, data: dict) -> str | None:
+    """The name of the legacy group node (`extra.groupNodes`) a node type stands for, if any."""
+    groups = (data.get("extra") or {}).get("groupNodes") or {}
+    for separator in (">", "/"):
+        prefix = "workflow" + separator
+        if isinstance(node_type, str) and node_type.startswith(prefix) and node_type[len(prefix):] in groups:
+            return node_type[len(prefix):]
+    return None
+
+
+def _expand_group_node(instance: dict, definition: dict, links: dict, registry, notes: list) -> list[dict]:
+    """The inner nodes of a legacy group node instance (ids "instance:index"), wired to the
+    instance's inputs, which turns into a forwarder of its visible outputs. The group's inputs
+    are its inner nodes' unlinked sockets, node by node, then their unlinked converted widgets;
+    its outputs, their outputs not used only inside; its widgets_values, their widgets in turn
+    (as ComfyUI's group nodes lay them out)."""
+    inst, inner = instance["id"], instance["id"] + ":"
+    made = []
+    for i, raw in enumerate(definition.get("nodes") or []):
+        node = copy.deepcopy(raw)
+        node["id"] = inner + str(i)
+        node["inputs"] = [dict(x, link=None) for x in raw.get("inputs") or []]
+        made.append(node)
+    inner_links = [l for l in definition.get("links") or [] if isinstance(l, list) and len(l) >= 4
+                   and l[0] is not None and l[2] is not None]
+    linked_to = {(l[2], l[3]) for l in inner_links}
+    linked_from = {(l[0], l[1]) for l in inner_links}
+    external = {(e[0], e[1]) for e in definition.get("external") or []}
+    for k, l in enumerate(inner_links):
+        link_id = f"{inner}L{k}"
+        links[link_id] = (inner + str(l[0]), l[1], inner + str(l[2]), l[3], l[5] if len(l) > 5 else None)
+        if l[2] < len(made) and l[3] < len(made[l[2]]["inputs"]):
+            made[l[2]]["inputs"][l[3]]["link"] = link_id
+    free = [(i, s) for converted in (False, True) for i, n in enumerate(made)
+            for s, x in enumerate(n["inputs"]) if bool(x.get("widget")) == converted and (i, s) not in linked_to]
+    for outer, (i, s) in zip(instance.get("inputs") or [], free):
+        made[i]["inputs"][s]["link"] = outer.get("link")
+    forwards = []
+    for i, node in enumerate(made):
+        for o, output in enumerate(node.get("outputs") or []):
+            if (i, o) in linked_from and (i, o) not in external:
+                continue
+            link_id = f"{inner}O{len(forwards)}"
+            links[link_id] = (inner + str(i), o, inst, len(forwards), output.get("type"))
+            forwards.append({"name": output.get("name"), "type": output.get("type"), "link": link_id})
+    values = instance.get("widgets_values")
+    if isinstance(values, list) and values:
+        plan = []  # (inner node index, position in its widgets_values) for each of the group's values
+        for i, node in enumerate(made):
+            if node.get("type") == "PrimitiveNode":
+                if (i, 0) in linked_from:
+                    plan += [(i, 0), (i, 1)]  # its value and control_after_generate
+                continue
+            order = _widget_order(node.get("type"), registry) if node.get("type") not in VIRTUAL_TYPES else []
+            if order is None:
+                plan = None
+                break
+            converted = {(x.get("widget") or {}).get("name") for x in node["inputs"] if x.get("widget")}
+            at = 0
+            for entry in (e for e in order if e.get("widget")):
+                width = 1 + bool(entry.get("control")) + bool(entry.get("upload"))
+                if entry["name"] not in converted:
+                    plan += [(i, at + k) for k in range(width)]
+                at += width
+        if plan is not None and len(plan) == len(values):
+            for (i, position), value in zip(plan, values):
+                saved = made[i].setdefault("widgets_values", [])
+                saved.extend([None] * (position + 1 - len(saved)))
+                saved[position] = value
+        else:
+            notes.append({"node_id": inst, "node_type": instance.get("type"), "input": None,
+                          "message": "the group node's widget values could not be matched to its inner nodes; "
+                                     "the values saved in its definition were used"})
+    instance.update({"type": "__forward", "inputs": forwards, "group_node": instance.get("type")})
+    return made
+
+
+def _flatten(data: dict, registry=None, notes: list | None = None) -> tuple[dict[str, dict], dict[str, tuple], set[str]]:
+    """Every node of the graph with subgraph and group node instances expanded (inner ids
+    "instance:inner"), the links by id, and the ids of subgraph instances (their nodes forward
+    values in and out)."""
+    subgraphs = {s["id"]: s for s in (data.get("definitions") or {}).get("subgraphs", []) if "id" in s}
+    group_nodes = (data.get("extra") or {}).get("groupNodes") or {}
+    nodes: dict[str, dict] = {}
+    links = _links_of(data.get("links"))
+    instances: set[str] = set()
+    notes = [] if notes is None else notes
+
+    def add(node_list, prefix, depth):
+        for raw in node_list:
+            node = dict(raw)
+            node["id"] = prefix + _node_id(raw["id"])
+            if prefix:  # inner link ids are local to their subgraph
+                node["inputs"] = [{**i, "link": None if i.get("link") is None else prefix + _node_id(i["link"])}
+                                  for i in raw.get("inputs") or []]
+            nodes[node["id"]] = node
+            group = group_node_name(node.get("type"), data)
+            if group is not None and depth <= 8:
+                add(_expand_group_node(node, group_nodes[group], links, registry, notes), "", depth + 1)
+                continue
+            definition = subgraphs.get(node.get("type"))
+            if definition is None:
+                continue
+            if depth > 8:
+                raise WorkflowFormatError(f"node {node['id']}: subgraphs nested too deeply")
+            instances.add(node["id"])
+            inner = node["id"] + ":"
+            for link_id, (a, a_slot, b, b_slot, kind) in _links_of(definition.get("links")).items():
+                a = node["id"] + ":in" if a == "-10" else inner + a
+                b = node["id"] + ":out" if b == "-20" else inner + b
+                links[inner + link_id] = (a, a_slot, b, b_slot, kind)
+            # The input proxy forwards what feeds the instance; the instance forwards its outputs.
+            nodes[node["id"] + ":in"] = {"id": node["id"] + ":in", "type": "__forward",
+                                         "inputs": [dict(i) for i in node.get("inputs") or []]}
+            nodes[node["id"] + ":out"] = {"id": node["id"] + ":out", "type": "__forward", "inputs": [
+                {"name": o.get("name"), "type": o.get("type"), "link": None} for o in definition.get("outputs", [])]}
+            add(definition.get("nodes", []), inner, depth + 1)
+        return nodes
+
+    add(data.get("nodes", []), "", 0)
+    # Inner links into the output proxy become its inputs; the instance then forwards them.
+    for link_id, (a, a_slot, b, b_slot, kind) in links.items():
+        if b.endswith(":out") and b[:-4] in instances:
+            slots = nodes[b]["inputs"]
+            if b_slot < len(slots):
+                slots[b_slot]["link"] = link_id
+    for instance in instances:
+        nodes[instance] = {**nodes[instance], "type": "__forward", "inputs": nodes[instance + ":out"]["inputs"],
+                           "subgraph": nodes[instance].get("type")}
+    return nodes, links, instances
+
+
+class _Resolver:
+    """Follows a link back through Reroutes, bypassed nodes and subgraph boundaries to a real
+    node's output ("link", id, slot), a Primitive's value ("value", v), or nothing (None)."""
+
+    def __init__(self, nodes, links):
+        self.nodes, self.links = nodes, links
+
+    def link(self, link_id, depth=0):
+        if link_id is None or depth > 100:
+            return None
+        link = self.links.get(_node_id(link_id))
+        if link is None:
+            return None
+        return self.output(link[0], link[1], link[4], depth)
+
+    def output(self, node_id, slot, kind, depth):
+        node = self.nodes.get(node_id)
+        if node is None:
+            return None
+        node_type, mode = node.get("type"), node.get("mode", 0)
+        if mode == MUTED:
+            return None
+        inputs = node.get("inputs") or []
+        if node_type in ("Reroute", "__forward"):
+            index = 0 if node_type == "Reroute" else slot
+            return self.link(inputs[index].get("link"), depth + 1) if index < len(inputs) else None
+        if node_type == "PrimitiveNode":
+            values = node.get("widgets_values") or []
+            return ("value", values[0]) if values else None
+        if mode == BYPASSED:
+            out_type = kind or _slot_type(node.get("outputs"), slot)
+            candidates = ([inputs[slot]] if slot < len(inputs) and inputs[slot].get("type") == out_type else []) + \
+                         [i for i in inputs if i.get("type") == out_type]
+            for candidate in candidates:
+                if candidate.get("link") is not None:
+                    return self.link(candidate["link"], depth + 1)
+            return None
+        if node_type in ("Note", "MarkdownNote"):
+            return None
+        return ("link", node_id, slot)
+
+
+def _slot_type(outputs, slot):
+    outputs = outputs or []
+    return outputs[slot].get("type") if slot < len(outputs) else None
+
+
+def _widget_values(node: dict, order: list[dict]) -> tuple[dict, dict]:
+    """{input name: value} and {input name: control_after_generate value} from widgets_values."""
+    raw = node.get("widgets_values")
+    if isinstance(raw, dict):  # some nodes save their widgets by name
+        return {k: v for k, v in raw.items() if any(i["name"] == k for i in order)}, {}
+    values, controls, at = {}, {}, 0
+    raw = raw or []
+    for entry in order:
+        if not entry.get("widget"):
+            continue
+        if at < len(raw):
+            values[entry["name"]] = raw[at]
+        at += 1
+        if entry.get("control"):
+            if at < len(raw) and raw[at] in ("fixed", "increment", "decrement", "randomize"):
+                controls[entry["name"]] = raw[at]
+                at += 1
+        if entry.get("upload"):
+            at += 1
+    return values, controls
+
+
+def ui_to_api(data: dict, registry) -> tuple[dict, dict, list[dict]]:
+    """An API graph from a UI graph, the UI-only facts kept for writing it back (`ui.comfyui`),
+    and notes on what was left out."""
+    notes = []
+    nodes, links, _ = _flatten(data, registry, notes)
+    resolver = _Resolver(nodes, links)
+    graph, resolved_inputs = {}, {}
+    for node_id, node in nodes.items():
+        node_type, mode = node.get("type"), node.get("mode", 0)
+        if node_type in VIRTUAL_TYPES or node_type == "__forward" or mode in (MUTED, BYPASSED):
+            continue
+        order = _widget_order(node_type, registry)
+        inputs, seen = {}, {}
+        values, controls = _widget_values(node, order or [])
+        for socket in node.get("inputs") or []:
+            name = (socket.get("widget") or {}).get("name") or socket.get("name")
+            target = resolver.link(socket.get("link"))
+            seen[name] = {"link": socket.get("link"), "resolved": target}
+            if target is None:
+                continue
+            value = target[1] if target[0] == "value" else [target[1], target[2]]
+            inputs[name] = {"__value__": value} if target[0] == "value" and isinstance(value, list) else value
+        for name, value in values.items():
+            inputs.setdefault(name, {"__value__": value} if isinstance(value, list) else value)
+        if order is None:
+            notes.append({"node_id": node_id, "node_type": node_type, "input": None,
+                          "message": "its widget values can't be named without the node's definition; "
+                                     "only its links were read"})
+        entry = {"class_type": node_type, "inputs": inputs}
+        if node.get("title"):
+            entry["_meta"] = {"title": node["title"]}
+        graph[node_id] = entry
+        resolved_inputs[node_id] = {"inputs": {k: _jsonable(v) for k, v in seen.items()}, "controls": controls}
+    return graph, resolved_inputs, notes
+
+
+def _jsonable(record):
+    target = record["resolved"]
+    return {"link": record["link"], "resolved": list(target) if target is not None else None}
+
+
+def _pos(node) -> list[float] | None:
+    pos = node.get("pos")
+    if isinstance(pos, dict):
+        pos = [pos.get("0", 0), pos.get("1", 0)]
+    return [pos[0], pos[1]] if isinstance(pos, (list, tuple)) and len(pos) >= 2 else None
+
+
+def import_ui(data: dict, registry) -> Workflow:
+    """Our workflow from a ComfyUI UI-format graph, with its layout and UI-only parts in `ui`."""
+    graph, resolved, notes = ui_to_api(data, registry)
+    layout = {}
+    for node in data.get("nodes", []):
+        node_id = _node_id(node.get("id"))
+        if node_id not in graph:
+            continue
+        entry = {}
+        if (pos := _pos(node)) is not None:
+            entry["pos"] = pos
+        size = node.get("size")
+        if isinstance(size, dict):
+            size = [size.get("0"), size.get("1")]
+        if isinstance(size, (list, tuple)) and size and isinstance(size[0], (int, float)):
+            entry["width"] = size[0]
+        if node.get("title"):
+            entry["title"] = node["title"]
+        layout[node_id] = entry
+    ui = {"imported_from": "comfyui-ui", "nodes": layout}
+    if data.get("groups"):
+        ui["groups"] = data["groups"]
+    ds = (data.get("extra") or {}).get("ds")
+    if isinstance(ds, dict) and isinstance(ds.get("offset"), (list, dict)):
+        offset = ds["offset"] if isinstance(ds["offset"], list) else [ds["offset"].get("0", 0), ds["offset"].get("1", 0)]
+        scale = float(ds.get("scale") or 1)
+        ui["view"] = {"x": round(offset[0] * scale), "y": round(offset[1] * scale), "zoom": scale}
+    ui["comfyui"] = {"workflow": {k: v for k, v in data.items()}, "converted": resolved}
+    for node in data.get("nodes", []):
+        if node.get("type") in ("Note", "MarkdownNote"):
+            ui.setdefault("notes", []).append({"id": _node_id(node.get("id")), "pos": _pos(node),
+                                               "text": (node.get("widgets_values") or [""])[0]})
+    workflow = import_api(graph, registry, ui)
+    workflow.notes.extend(notes)
+    for node_id, node in _flatten(data, registry)[0].items():
+        if node.get("mode") in (MUTED, BYPASSED) and node.get("type") not in VIRTUAL_TYPES:
+            what = "muted: it does not run" if node["mode"] == MUTED else "bypassed: its inputs pass through"
+            workflow.notes.append({"node_id": node_id, "node_type": node.get("type"), "input": None,
+                                   "message": f"left out, {what} (as in ComfyUI)"})
+    return workflow
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def _comfy_class(cls, inputs: dict, preferred: str | None = None) -> tuple[str, Any]:
+    """The ComfyUI class our node is written as (the one it was read from, if any), and its
+    alias (None: our own name)."""
+    aliases = comfy_aliases(cls)
+    fits = [a for a in aliases if all(literal(inputs.get(k)) == v for k, v in a.fixed.items())]
+    for alias in fits:
+        if preferred in alias.class_types:
+            return preferred, alias
+    for alias in sorted(fits, key=lambda a: not a.fixed):
+        return alias.class_types[0], alias
+    return cls.node_type, None
+
+
+def _output_index(registry, workflow: Workflow, src: str, output) -> int:
+    if isinstance(output, int):
+        return output
+    src_cls = registry.get(workflow.nodes[src].type) if src in workflow.nodes else None
+    names = [o.name for o in src_cls.output_specs] if src_cls else []
+    return names.index(output) if output in names else 0
+
+
+def _comfy_inputs(node, cls, alias, registry, workflow) -> dict:
+    """A node's inputs in ComfyUI's names and values (links as [id, index])."""
+    back = {ours: theirs for theirs, ours in alias.inputs.items()} if alias else {}
+    out = {}
+    for name, value in node.inputs.items():
+        if alias is not None and name in alias.fixed:
+            continue
+        if is_link(value):
+            out[back.get(name, name)] = [value[0], _output_index(registry, workflow, value[0], value[1])]
+            continue
+        value = literal(value)
+        if alias is not None and name in alias.values:
+            reverse = {v: k for k, v in alias.values[name].items()}
+            value = reverse.get(value, value) if _hashable(value) else value
+        out[back.get(name, name)] = {"__value__": value} if isinstance(value, list) else value
+    return out
+
+
+def export_api(workflow: Workflow, registry) -> dict:
+    """The workflow as a ComfyUI API graph. Widgets ComfyUI declares and we lack get ComfyUI's
+    defaults, so ComfyUI accepts the graph; nodes with no ComfyUI equivalent keep our name."""
+    catalogue = comfy_catalogue()
+    ui = workflow.ui
+    titles = {k: v for k, v in (ui.get("titles") if isinstance(ui.get("titles"), dict) else {}).items()
+              if isinstance(v, str)}
+    titles.update({k: v["title"] for k, v in (ui.get("nodes") if isinstance(ui.get("nodes"), dict) else {}).items()
+                   if isinstance(v, dict) and isinstance(v.get("title"), str) and v["title"]})
+    kept = ui.get("comfyui") if isinstance(ui.get("comfyui"), dict) else {}
+    classes = kept.get("classes") if isinstance(kept.get("classes"), dict) else {}
+    graph = {}
+    for node_id, node in workflow.nodes.items():
+        cls = registry.get(node.type)
+        if cls is None:
+            class_type, inputs = node.type, dict(node.inputs)
+        else:
+            class_type, alias = _comfy_class(cls, node.inputs, classes.get(node_id))
+            inputs = _comfy_inputs(node, cls, alias, registry, workflow)
+            cls_with_defaults = {spec.name: spec.default for spec in cls.input_specs.values()
+                                 if spec.socket is None and spec.default is not None}
+            back = {ours: theirs for theirs, ours in alias.inputs.items()} if alias else {}
+            for name, default in cls_with_defaults.items():
+                if alias is not None and name in alias.fixed:
+                    continue
+                inputs.setdefault(back.get(name, name), default)
+            if class_type in catalogue:
+                declared = catalogue[class_type]["inputs"]
+                names = {i["name"] for i in declared}
+                inputs = {k: v for k, v in inputs.items() if k in names}
+                for entry in declared:
+                    if entry.get("widget") and entry["name"] not in inputs and "default" in entry:
+                        inputs[entry["name"]] = entry["default"]
+        entry = {"inputs": inputs, "class_type": class_type}
+        if node_id in titles:
+            entry["_meta"] = {"title": titles[node_id]}
+        graph[node_id] = entry
+    return graph
+
+
+def export_ui(workflow: Workflow, registry) -> dict:
+    """The workflow as a ComfyUI UI graph. A graph read from one gets back its nodes, links
+    (through its Reroutes and Primitives, where the values still agree), values and layout."""
+    kept = workflow.ui.get("comfyui")
+    if isinstance(kept, dict) and kept.get("workflow"):
+        try:
+            return _export_ui(workflow, registry, kept)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            pass  # the kept ComfyUI graph was edited into something unreadable: write ours afresh
+    return _export_ui(workflow, registry, {})
+
+
+def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
+    api = export_api(workflow, registry)
+    original = copy.deepcopy(kept.get("workflow") or {})
+    converted = kept.get("converted") or {}
+    layout = workflow.ui.get("nodes") if isinstance(workflow.ui.get("nodes"), dict) else {}
+    originals = {_node_id(n.get("id")): n for n in original.get("nodes", [])}
+    old_links = {k: list(v) for k, v in _links_of(original.get("links")).items()}
+    instances = {k for k, n in originals.items() if n.get("type") in
+                 {s.get("id") for s in (original.get("definitions") or {}).get("subgraphs", [])}
+                 or group_node_name(n.get("type"), original) is not None}
+
+    # UI ids are integers: keep numeric ids, number the others after the largest.
+    ids = {}
+    next_id = max([int(k) for k in list(originals) + list(workflow.nodes) if k.isdigit()] + [0]) + 1
+    for node_id in workflow.nodes:
+        if node_id.isdigit():
+            ids[node_id] = int(node_id)
+        elif ":" in node_id and node_id.split(":")[0] in instances:
+            continue  # inside a subgraph: written by its instance, kept verbatim
+        else:
+            ids[node_id], next_id = next_id, next_id + 1
+    next_link = max([int(k) for k in old_links if k.isdigit()] + [int(original.get("last_link_id") or 0)]) + 1
+    links: dict[int, list] = {}
+    out_nodes = []
+    placed = _columns(workflow)
+
+    for node_id, entry in api.items():
+        if node_id not in ids:
+            continue
+        class_type, inputs = entry["class_type"], entry["inputs"]
+        order = _widget_order(class_type, registry) or []
+        old = originals.get(node_id) if _same_class(originals.get(node_id), class_type, workflow, node_id, registry) else None
+        record = converted.get(node_id, {})
+        ui_node = copy.deepcopy(old) if old else {"id": ids[node_id], "type": class_type, "pos": placed[node_id],
+                                                     "size": [260, 120], "flags": {}, "order": 0, "mode": 0,
+                                                     "properties": {"Node name for S&R": class_type}}
+        ui_node["id"] = ids[node_id]
+        place = layout.get(node_id) if isinstance(layout.get(node_id), dict) else {}
+        if isinstance(place.get("pos"), list):
+            ui_node["pos"] = place["pos"]
+        if isinstance(place.get("width"), (int, float)):
+            size = list(ui_node.get("size") or [260, 120])
+            ui_node["size"] = [place["width"], size[1] if len(size) > 1 else 120]
+        title = place.get("title") or (entry.get("_meta") or {}).get("title")
+        if title:
+            ui_node["title"] = title
+        if not order:  # a class we can't describe: keep it as it was
+            out_nodes.append(ui_node)
+            continue
+        old_list = [((i.get("widget") or {}).get("name") or i.get("name")) for i in (old or {}).get("inputs") or []]
+        old_inputs = dict(zip(old_list, (old or {}).get("inputs") or []))
+        new_inputs, widgets = [], []
+        controls = record.get("controls") or {}
+        old_values, _ = _widget_values(old, order) if old else ({}, {})
+        for position, spec in enumerate(order):
+            name = spec["name"]
+            value = inputs.get(name)
+            linked = not _is_value(value) and value[0] in ids
+            before = (record.get("inputs") or {}).get(name)
+            socket = None
+            if before is not None and before["link"] is not None and _agrees(before["resolved"], value):
+                socket = {"link": before["link"]}  # the original link, through its Reroutes/Primitives
+            elif linked:
+                link_id, next_link = next_link, next_link + 1
+                links[link_id] = [link_id, ids[value[0]], value[1], ids[node_id], 0, spec["type"]]
+                socket = {"link": link_id}
+            # Where it sits: as before, else sockets first and converted widgets after (as ComfyUI).
+            rank = old_list.index(name) if name in old_list else 1000 * (2 if spec.get("widget") else 1) + position
+            if spec.get("widget"):
+                shown = old_values.get(name, spec.get("default")) if not _is_value(value) else value
+                if isinstance(shown, dict) and set(shown) == {"__value__"}:
+                    shown = shown["__value__"]
+                widgets.append(shown)
+                if spec.get("control"):
+                    widgets.append(controls.get(name, CONTROL_DEFAULT))
+                if spec.get("upload"):
+                    widgets.append("image")
+                if socket is not None or name in old_inputs:  # newer editors list every widget's socket
+                    base = dict(old_inputs.get(name) or {"name": name, "type": spec["type"]})
+                    base["widget"] = {"name": name}
+                    new_inputs.append((rank, {**base, "link": socket["link"] if socket else None}))
+            else:
+                base = dict(old_inputs.get(name) or {"name": name, "type": spec["type"]})
+                base["link"] = socket["link"] if socket else None
+                new_inputs.append((rank, base))
+        new_inputs = [socket for _, socket in sorted(new_inputs, key=lambda pair: pair[0])]
+        ui_node["inputs"] = new_inputs
+        ui_node["widgets_values"] = widgets
+        if not old:
+            cls = registry.comfy_node(class_type)
+            outs = comfy_catalogue().get(class_type, {}).get("outputs") or (
+                [{"name": o.name, "type": o.type} for o in cls.output_specs] if cls else [])
+            ui_node["outputs"] = [{"name": o["name"], "type": o["type"], "links": []} for o in outs]
+        out_nodes.append(ui_node)
+
+    written = {n["id"] for n in out_nodes}
+    real = set(converted)
+    for node_id, node in originals.items():  # Reroutes, Primitives, notes, muted, bypassed, subgraphs
+        if node_id not in real and node_id not in ids and node.get("id") not in written:
+            out_nodes.append(copy.deepcopy(node))
+            written.add(node.get("id"))
+    # Original links still used by a written node's input.
+    for node in out_nodes:
+        for socket in node.get("inputs") or []:
+            link = socket.get("link")
+            if link is not None and link not in links and _node_id(link) in old_links:
+                a, a_slot, b, b_slot, kind = old_links[_node_id(link)]
+                if int(a) in written:
+                    links[link] = [link, int(a), a_slot, int(b), b_slot, kind]
+                else:
+                    socket["link"] = None
+    for node in out_nodes:  # every link's target slot, from where its input now sits
+        for index, socket in enumerate(node.get("inputs") or []):
+            if socket.get("link") in links:
+                links[socket["link"]][3], links[socket["link"]][4] = node["id"], index
+    for node in out_nodes:
+        for slot, output in enumerate(node.get("outputs") or []):
+            now = [lid for lid, l in links.items() if l[1] == node["id"] and l[2] == slot]
+            if sorted(now) != sorted(output.get("links") or []):  # else keep the saved order
+                output["links"] = now or (None if output.get("links") is None else [])
+            if output.get("links") is not None and "slot_index" in output:
+                output["slot_index"] = slot
+    result = {k: v for k, v in original.items() if k not in ("nodes", "links")}
+    result.setdefault("last_node_id", 0)
+    result["last_node_id"] = max([result["last_node_id"]] + [n["id"] for n in out_nodes if isinstance(n["id"], int)])
+    result["last_link_id"] = max([int(original.get("last_link_id") or 0)] + list(links))
+    saved_order = {n.get("id"): i for i, n in enumerate(original.get("nodes", []))}
+    result["nodes"] = sorted(out_nodes, key=lambda n: (saved_order.get(n["id"], len(saved_order)), n["id"]))
+    result["links"] = [links[k] for k in sorted(links)]
+    if any(isinstance(link, dict) for link in original.get("links") or []):  # the schema-1 shape
+        keys = ("id", "origin_id", "origin_slot", "target_id", "target_slot", "type")
+        result["links"] = [dict(zip(keys, link)) for link in result["links"]]
+    result.setdefault("groups", workflow.ui.get("groups", []))
+    result.setdefault("config", {})
+    result.setdefault("extra", {})
+    result.setdefault("version", 0.4)
+    return result
+
+
+def _columns(workflow: Workflow) -> dict[str, list[int]]:
+    """Positions for nodes saved without any: a column per link depth, stacked downwards."""
+    depth: dict[str, int] = {}
+
+    def depth_of(node_id, seen=()):
+        if node_id not in depth:
+            sources = [v[0] for v in workflow.nodes[node_id].inputs.values()
+                       if is_link(v) and v[0] in workflow.nodes and v[0] not in seen]
+            depth[node_id] = 1 + max((depth_of(s, seen + (node_id,)) for s in sources), default=-1)
+        return depth[node_id]
+
+    rows: dict[int, int] = {}
+    placed = {}
+    for node_id in workflow.nodes:
+        column = depth_of(node_id)
+        placed[node_id] = [column * 360, rows.get(column, 0) * 220]
+        rows[column] = rows.get(column, 0) + 1
+    return placed
+
+
+def _is_value(value) -> bool:
+    return not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+                and isinstance(value[1], int))
+
+
+def _agrees(resolved, value) -> bool:
+    if resolved is None:
+        return False
+    if resolved[0] == "value":
+        return _is_value(value) and resolved[1] == value
+    return not _is_value(value) and str(resolved[1]) == str(value[0]) and int(resolved[2]) == int(value[1])
+
+
+def _same_class(old, class_type, workflow, node_id, registry) -> bool:
+    if old is None:
+        return False
+    if old.get("type") == class_type:
+        return True
+    ours = registry.comfy_node(old.get("type"))
+    return ours is not None and ours.node_type == workflow.nodes[node_id].type
+
+
+def convert(workflow: Workflow, to: str, registry) -> dict:
+    """The workflow as JSON in one of the formats: graphflow, comfy-api, comfy-ui."""
+    if to == "graphflow":
+        return workflow.to_json()
+    if to == "comfy-api":
+        return export_api(workflow, registry)
+    if to == "comfy-ui":
+        return export_ui(workflow, registry)
+    raise WorkflowFormatError(f"unknown format {to!r}: expected graphflow, comfy-api or comfy-ui")
+
+
+FORMATS = ("graphflow", "comfy-api", "comfy-ui")

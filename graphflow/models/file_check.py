@@ -1,0 +1,37 @@
+"""What validation says about a model file a workflow names, before anything runs.
+
+A file the loader would refuse is reported as a problem of the input that names it: a pickle
+that PyTorch's restricted unpickler refuses (it would run code; nothing of it runs here either),
+a damaged or truncated safetensors file, and a checkpoint whose architecture cannot be detected.
+Only headers are read (a pickle's object stream is unpickled with its tensors memory-mapped), so
+it costs milliseconds; answers are kept per file state (path, size, modification time).
+"""
+
+from pathlib import Path
+
+_answers: dict[tuple, str | None] = {}
+
+
+def model_file_problem(kind: str, path: Path) -> str | None:
+    """Why the model file at `path` (a file of models folder `kind`) cannot be loaded, or None."""
+    stat = path.stat()
+    key = (str(path), kind, stat.st_size, stat.st_mtime_ns)
+    if key not in _answers:
+        if len(_answers) > 256:
+            _answers.clear()
+        _answers[key] = _problem(kind, path)
+    return _answers[key]
+
+
+def _problem(kind: str, path: Path) -> str | None:
+    from .weight_files import CheckpointError, WeightFile
+
+    try:
+        with WeightFile(path) as f:
+            if kind == "checkpoints":
+                from .architecture import detect_architecture
+
+                detect_architecture(f.shapes, f.metadata, get_tensor=f.get)
+    except CheckpointError as e:
+        return str(e)
+    return None

@@ -1,0 +1,132 @@
+"""What a SD3 / SD3.5 / FLUX.1 file is, from its safetensors header alone (names and shapes).
+
+Layouts recognised (P = the diffusion model's prefix: `model.diffusion_model.` in all-in-one
+files and ComfyUI's saves, none in diffusion-model-only files):
+
+    SD3 / SD3.5 (Stability)   P joint_blocks.N.{x_block,context_block}.*, x_embedder, pos_embed, ...
+    FLUX.1 (BFL)              P double_blocks.N.*, single_blocks.N.*, img_in, txt_in, ...
+    VAE                       first_stage_model.* (Stability) or vae.* (ComfyUI's FLUX saves)
+    text encoders             text_encoders.{clip_l,clip_g,t5xxl}.transformer.* (transformers' layouts)
+
+Families: SD3 medium (no QK-norm), SD3.5 large (RMS QK-norm), SD3.5 medium (MMDiT-X: attn2 in
+early blocks); FLUX.1 dev (guidance_in), schnell (none), Fill (384 packed input channels =
+noisy latent + masked image + mask), and the 128-channel control variants (Depth/Canny).
+"""
+
+from dataclasses import dataclass, field
+
+from .flux import FluxConfig, flux_config_from_state_dict
+from .latent_formats import FLUX, SD3, LatentFormat
+from .mmdit import MMDiTConfig, mmdit_config_from_state_dict
+from .vae import VAEConfig, vae_config_from_state_dict
+from .weight_files import CheckpointError
+
+DIFFUSION_PREFIXES = ("model.diffusion_model.", "")
+VAE_PREFIXES = ("first_stage_model.", "vae.")
+VAE_PARTS = ("encoder", "decoder", "quant_conv", "post_quant_conv")
+TEXT_ENCODER_PREFIX = "text_encoders."
+TEXT_ENCODERS = ("clip_l", "clip_g", "t5xxl")
+
+FAMILY_NAMES = {"sd3_medium": "SD3 medium", "sd35_large": "SD3.5 large", "sd35_medium": "SD3.5 medium",
+                "flux_dev": "FLUX.1 dev", "flux_schnell": "FLUX.1 schnell", "flux_fill": "FLUX.1 Fill (dev)",
+                "flux_control": "FLUX.1 Depth/Canny (dev)"}
+_MARKERS = {"sd3": ("joint_blocks.0.x_block.attn.qkv.weight", "x_embedder.proj.weight"),
+            "flux": ("double_blocks.0.img_attn.qkv.weight", "img_in.weight")}
+
+
+@dataclass
+class FlowInfo:
+    """A flow-model file: the family, where each part is and the configurations read from shapes."""
+
+    arch: str  # sd3 | flux
+    family: str  # a FAMILY_NAMES key
+    prefix: str  # of the diffusion model's keys
+    config: MMDiTConfig | FluxConfig
+    vae: VAEConfig | None = None
+    vae_prefix: str | None = None
+    text_encoders: dict = field(default_factory=dict)  # clip_l / clip_g / t5xxl -> key prefix
+    notes: list = field(default_factory=list)
+    prediction: str = "flow"
+
+    @property
+    def name(self) -> str:
+        return FAMILY_NAMES[self.family]
+
+    @property
+    def latent_format(self) -> LatentFormat:
+        return SD3 if self.arch == "sd3" else FLUX
+
+    @property
+    def latent_channels(self) -> int:
+        return self.latent_format.channels
+
+
+def find_flow_model(shapes) -> tuple[str, str] | None:
+    """(arch, prefix) of a SD3/FLUX diffusion model among the keys, or None."""
+    for arch, markers in _MARKERS.items():
+        for prefix in DIFFUSION_PREFIXES:
+            if all(prefix + m in shapes for m in markers):
+                return arch, prefix
+    return None
+
+
+def _family(arch: str, config) -> str:
+    if arch == "sd3":
+        return "sd35_medium" if config.x_self_attn_layers else "sd35_large" if config.qk_norm else "sd3_medium"
+    packed = config.in_channels // 4
+    if packed == config.latent_channels + 80:
+        return "flux_fill"
+    if packed == 2 * config.latent_channels:
+        return "flux_control"
+    return "flux_dev" if config.guidance_embed else "flux_schnell"
+
+
+def _text_encoders(shapes) -> dict[str, str]:
+    found = {}
+    for name in TEXT_ENCODERS:
+        prefix = f"{TEXT_ENCODER_PREFIX}{name}.transformer."
+        if any(k.startswith(prefix) for k in shapes):
+            found[name] = prefix
+    return found
+
+
+def vae_in(shapes) -> tuple[str, dict] | None:
+    """(prefix, shapes without it) of an LDM-layout VAE under first_stage_model. or vae., or None."""
+    for prefix in VAE_PREFIXES:
+        part = {k[len(prefix):]: s for k, s in shapes.items()
+                if k.startswith(prefix) and k[len(prefix):].split(".")[0] in VAE_PARTS}
+        if part:
+            return prefix, part
+    return None
+
+
+def detect_flow_model(shapes) -> FlowInfo | None:
+    """A SD3/SD3.5/FLUX file's FlowInfo, from names and shapes only; None for other files."""
+    found = find_flow_model(shapes)
+    if found is None:
+        return None
+    arch, prefix = found
+    model_shapes = {k[len(prefix):]: tuple(s) for k, s in shapes.items() if k.startswith(prefix)} if prefix else {
+        k: tuple(s) for k, s in shapes.items() if not k.startswith((TEXT_ENCODER_PREFIX, *VAE_PREFIXES))}
+    try:
+        config = (mmdit_config_from_state_dict if arch == "sd3" else flux_config_from_state_dict)(model_shapes)
+    except (KeyError, ValueError, IndexError, TypeError) as e:
+        raise CheckpointError(f"the {'MM-DiT' if arch == 'sd3' else 'FLUX'} keys under {prefix or '(no prefix)'} are "
+                              f"incomplete or of an unknown layout ({type(e).__name__}: {e})") from None
+    info = FlowInfo(arch=arch, family=_family(arch, config), prefix=prefix, config=config,
+                    text_encoders=_text_encoders(shapes))
+    vae = vae_in(shapes)
+    if vae is not None:
+        info.vae_prefix = vae[0]
+        try:
+            info.vae = vae_config_from_state_dict(vae[1])
+        except (KeyError, ValueError, IndexError) as e:
+            raise CheckpointError(f"the VAE keys under {vae[0]} are incomplete ({type(e).__name__}: {e})") from None
+        if info.vae.latent_channels != info.latent_channels:
+            raise CheckpointError(f"the VAE under {vae[0]} has {info.vae.latent_channels} latent channels; "
+                                  f"{info.name} uses {info.latent_channels}")
+    else:
+        info.notes.append("no VAE in the file: load one (ae.safetensors for FLUX) with LoadVAE")
+    if not info.text_encoders:
+        info.notes.append("no text encoders in the file: load them with DualCLIPLoader / TripleCLIPLoader")
+    return info

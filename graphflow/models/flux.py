@@ -1,0 +1,268 @@
+"""FLUX.1 (dev, schnell, Fill): the Black Forest Labs rectified-flow transformer, in BFL's key layout.
+
+Double-stream blocks (separate image / text weights, joint attention) then single-stream
+blocks (one sequence, attention and MLP in parallel), rotary position embeddings over three
+axes (unused, row, column; text tokens all at 0), and a timestep + pooled CLIP-L vector (+ for
+dev the distilled guidance strength) modulating every block. Parameter names are BFL's
+(`double_blocks.0.img_attn.qkv.weight`, ...) without ComfyUI's `model.diffusion_model.`.
+
+`forward` takes and returns image-shaped latents: the 2x2 packing into 64-channel tokens and
+back happens here, so a sampler sees [B, 16, H/8, W/8] like any other model. sigma [B] in
+[0, 1] and dev's guidance [B] are scaled by 1000 inside, as BFL's code does. Fill takes 384
+input channels: the packed noisy latent (64) then `concat` [B, 80, h, w] packed (the masked
+image's 16-channel latent and the mask folded 8x8 into 64 channels).
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .cast_layers import Linear
+from .mmdit import layer_norm, timestep_embedding
+
+DEFAULT_GUIDANCE = 3.5  # dev's distilled guidance when none is given (ComfyUI's default)
+
+
+@dataclass(frozen=True)
+class FluxConfig:
+    in_channels: int = 64  # packed: 16 latent channels x 2 x 2 (Fill: 384)
+    out_channels: int = 64
+    vec_in_dim: int = 768
+    context_in_dim: int = 4096
+    hidden_size: int = 3072
+    mlp_ratio: float = 4.0
+    num_heads: int = 24
+    depth: int = 19
+    depth_single_blocks: int = 38
+    axes_dim: tuple[int, ...] = (16, 56, 56)
+    theta: int = 10000
+    qkv_bias: bool = True
+    guidance_embed: bool = True  # dev; schnell has no guidance_in
+
+    @property
+    def latent_channels(self) -> int:
+        return self.out_channels // 4
+
+
+def flux_config_from_state_dict(shapes: dict[str, tuple]) -> FluxConfig:
+    """The architecture from key names and shapes (keys without `model.diffusion_model.`). The
+    rotary axes are not in the weights: BFL's split of a 128-wide head is (16, 56, 56); other
+    head sizes keep the proportions (7/16 of the head to each spatial axis)."""
+    hidden, in_channels = shapes["img_in.weight"]
+    head_dim = shapes["double_blocks.0.img_attn.norm.query_norm.scale"][0]
+    spatial = head_dim * 7 // 32 * 2
+    count = lambda prefix: len({k.split(".")[1] for k in shapes if k.startswith(prefix)})  # noqa: E731
+    return FluxConfig(
+        in_channels=in_channels, out_channels=shapes["final_layer.linear.weight"][0],
+        vec_in_dim=shapes["vector_in.in_layer.weight"][1], context_in_dim=shapes["txt_in.weight"][1],
+        hidden_size=hidden, mlp_ratio=shapes["double_blocks.0.img_mlp.0.weight"][0] / hidden,
+        num_heads=hidden // head_dim, depth=count("double_blocks."), depth_single_blocks=count("single_blocks."),
+        axes_dim=(head_dim - 2 * spatial, spatial, spatial),
+        qkv_bias="double_blocks.0.img_attn.qkv.bias" in shapes, guidance_embed="guidance_in.in_layer.weight" in shapes)
+
+
+def rope(pos: torch.Tensor, dim: int, theta: int) -> torch.Tensor:
+    """[B, L] positions -> [B, L, dim/2, 2, 2] rotation matrices (float64 angles, as BFL)."""
+    scale = torch.arange(0, dim, 2, dtype=torch.float64, device=pos.device) / dim
+    angles = pos.to(torch.float64)[..., None] / theta ** scale
+    cos, sin = torch.cos(angles), torch.sin(angles)
+    return torch.stack([cos, -sin, sin, cos], dim=-1).reshape(*angles.shape, 2, 2).float()
+
+
+def apply_rope(x: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
+    x_ = x.float().reshape(*x.shape[:-1], -1, 1, 2)
+    return (pe[..., 0] * x_[..., 0] + pe[..., 1] * x_[..., 1]).reshape(x.shape).type_as(x)
+
+
+def attention(q, k, v, pe):
+    out = F.scaled_dot_product_attention(apply_rope(q, pe), apply_rope(k, pe), v)
+    return out.transpose(1, 2).flatten(2)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return F.rms_norm(x.float(), x.shape[-1:], eps=1e-6).to(x.dtype) * self.scale.to(x.dtype)
+
+
+class QKNorm(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.query_norm, self.key_norm = RMSNorm(dim), RMSNorm(dim)
+
+
+class MLPEmbedder(nn.Module):
+    def __init__(self, in_dim: int, dim: int):
+        super().__init__()
+        self.in_layer, self.out_layer = Linear(in_dim, dim), Linear(dim, dim)
+
+    def forward(self, x):
+        return self.out_layer(F.silu(self.in_layer(x)))
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, qkv_bias: bool):
+        super().__init__()
+        self.heads = heads
+        self.qkv = Linear(dim, 3 * dim, bias=qkv_bias)
+        self.norm = QKNorm(dim // heads)
+        self.proj = Linear(dim, dim)
+
+    def qkv_heads(self, x):
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        return self.norm.query_norm(q), self.norm.key_norm(k), v
+
+
+class Modulation(nn.Module):
+    """SiLU -> Linear of the conditioning vector into (shift, scale, gate) x 1 or 2."""
+
+    def __init__(self, dim: int, double: bool):
+        super().__init__()
+        self.lin = Linear(dim, (6 if double else 3) * dim)
+
+    def forward(self, vec):
+        return self.lin(F.silu(vec))[:, None].chunk(self.lin.out_features // self.lin.in_features, dim=-1)
+
+
+def mlp(dim: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(Linear(dim, hidden), nn.GELU(approximate="tanh"), Linear(hidden, dim))
+
+
+class DoubleStreamBlock(nn.Module):
+    def __init__(self, cfg: FluxConfig):
+        super().__init__()
+        dim, hidden = cfg.hidden_size, int(cfg.hidden_size * cfg.mlp_ratio)
+        for s in ("img", "txt"):
+            setattr(self, f"{s}_mod", Modulation(dim, double=True))
+            setattr(self, f"{s}_norm1", layer_norm(dim))
+            setattr(self, f"{s}_attn", SelfAttention(dim, cfg.num_heads, cfg.qkv_bias))
+            setattr(self, f"{s}_norm2", layer_norm(dim))
+            setattr(self, f"{s}_mlp", mlp(dim, hidden))
+
+    def forward(self, img, txt, vec, pe):
+        img_mods, txt_mods = self.img_mod(vec), self.txt_mod(vec)
+        iq, ik, iv = self.img_attn.qkv_heads((1 + img_mods[1]) * self.img_norm1(img) + img_mods[0])
+        tq, tk, tv = self.txt_attn.qkv_heads((1 + txt_mods[1]) * self.txt_norm1(txt) + txt_mods[0])
+        out = attention(torch.cat([tq, iq], 2), torch.cat([tk, ik], 2), torch.cat([tv, iv], 2), pe)
+        n = txt.shape[1]
+        img = self._post(img, out[:, n:], img_mods, self.img_attn, self.img_norm2, self.img_mlp)
+        txt = self._post(txt, out[:, :n], txt_mods, self.txt_attn, self.txt_norm2, self.txt_mlp)
+        return img, txt
+
+    @staticmethod
+    def _post(x, attn, mods, attn_module, norm2, mlp_module):
+        shift1, scale1, gate1, shift2, scale2, gate2 = mods
+        x = x + gate1 * attn_module.proj(attn)
+        return x + gate2 * mlp_module((1 + scale2) * norm2(x) + shift2)
+
+
+class SingleStreamBlock(nn.Module):
+    def __init__(self, cfg: FluxConfig):
+        super().__init__()
+        dim = cfg.hidden_size
+        self.heads, self.mlp_hidden = cfg.num_heads, int(dim * cfg.mlp_ratio)
+        self.linear1 = Linear(dim, 3 * dim + self.mlp_hidden)
+        self.linear2 = Linear(dim + self.mlp_hidden, dim)
+        self.norm = QKNorm(dim // cfg.num_heads)
+        self.pre_norm = layer_norm(dim)
+        self.modulation = Modulation(dim, double=False)
+
+    def forward(self, x, vec, pe):
+        shift, scale, gate = self.modulation(vec)
+        qkv, hidden = self.linear1((1 + scale) * self.pre_norm(x) + shift).split(
+            [3 * x.shape[-1], self.mlp_hidden], dim=-1)
+        b, n, _ = x.shape
+        q, k, v = qkv.view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        out = attention(self.norm.query_norm(q), self.norm.key_norm(k), v, pe)
+        return x + gate * self.linear2(torch.cat([out, F.gelu(hidden, approximate="tanh")], dim=2))
+
+
+class LastLayer(nn.Module):
+    def __init__(self, cfg: FluxConfig):
+        super().__init__()
+        self.norm_final = layer_norm(cfg.hidden_size)
+        self.linear = Linear(cfg.hidden_size, cfg.out_channels)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), Linear(cfg.hidden_size, 2 * cfg.hidden_size))
+
+    def forward(self, x, vec):
+        shift, scale = self.adaLN_modulation(vec).chunk(2, dim=1)
+        return self.linear((1 + scale[:, None]) * self.norm_final(x) + shift[:, None])
+
+
+def pack(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] (H, W even) -> [B, H/2 * W/2, C * 4], channels (c, row, column) as BFL."""
+    b, c, h, w = x.shape
+    return x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, h * w // 4, c * 4)
+
+
+def unpack(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    b, _, d = x.shape
+    c = d // 4
+    return x.reshape(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
+
+
+def image_ids(h: int, w: int, batch: int, device) -> torch.Tensor:
+    """[B, h*w, 3] positions of the packed tokens: (0, row, column)."""
+    ids = torch.zeros(h, w, 3, device=device)
+    ids[..., 1] = torch.arange(h, device=device)[:, None]
+    ids[..., 2] = torch.arange(w, device=device)[None, :]
+    return ids.reshape(1, h * w, 3).expand(batch, -1, -1)
+
+
+class Flux(nn.Module):
+    def __init__(self, config: FluxConfig):
+        super().__init__()
+        self.config = cfg = config
+        if sum(cfg.axes_dim) != cfg.hidden_size // cfg.num_heads:
+            raise ValueError(f"rotary axes {cfg.axes_dim} must add up to the head size {cfg.hidden_size // cfg.num_heads}")
+        self.img_in = Linear(cfg.in_channels, cfg.hidden_size)
+        self.time_in = MLPEmbedder(256, cfg.hidden_size)
+        self.vector_in = MLPEmbedder(cfg.vec_in_dim, cfg.hidden_size)
+        self.guidance_in = MLPEmbedder(256, cfg.hidden_size) if cfg.guidance_embed else None
+        self.txt_in = Linear(cfg.context_in_dim, cfg.hidden_size)
+        self.double_blocks = nn.ModuleList(DoubleStreamBlock(cfg) for _ in range(cfg.depth))
+        self.single_blocks = nn.ModuleList(SingleStreamBlock(cfg) for _ in range(cfg.depth_single_blocks))
+        self.final_layer = LastLayer(cfg)
+
+    def forward_packed(self, img, img_ids, txt, txt_ids, sigma, y, guidance=None):
+        """BFL's forward on packed tokens: img [B, N, in_channels], ids [B, L, 3]."""
+        dtype = img.dtype
+        img = self.img_in(img)
+        vec = self.time_in(timestep_embedding(sigma * 1000).to(dtype))
+        if self.guidance_in is not None:
+            if guidance is None:  # no FluxGuidance in the graph: ComfyUI's default strength
+                guidance = torch.full((img.shape[0],), DEFAULT_GUIDANCE, device=img.device)
+            guidance = torch.as_tensor(guidance, dtype=torch.float32, device=img.device).reshape(-1)
+            vec = vec + self.guidance_in(timestep_embedding(guidance.expand(img.shape[0]) * 1000).to(dtype))
+        vec = vec + self.vector_in(y.to(dtype))
+        txt = self.txt_in(txt.to(dtype))
+        ids = torch.cat([txt_ids, img_ids], dim=1)
+        pe = torch.cat([rope(ids[..., i], d, self.config.theta) for i, d in enumerate(self.config.axes_dim)],
+                       dim=-3)[:, None]  # [B, 1, L, head_dim/2, 2, 2]
+        for block in self.double_blocks:
+            img, txt = block(img, txt, vec, pe)
+        x = torch.cat([txt, img], dim=1)
+        for block in self.single_blocks:
+            x = block(x, vec, pe)
+        return self.final_layer(x[:, txt.shape[1]:], vec)
+
+    def forward(self, x, sigma, context, y, guidance=None, concat=None, **unused):
+        H, W = x.shape[-2:]
+        if H % 2 or W % 2:  # odd latent sizes: pad as ComfyUI does, crop the output back
+            x = F.pad(x, (0, W % 2, 0, H % 2), mode="circular")
+            concat = None if concat is None else F.pad(concat, (0, W % 2, 0, H % 2), mode="circular")
+        if concat is not None:
+            x = torch.cat([x, concat.to(x.dtype)], dim=1)
+        if x.shape[1] * 4 != self.config.in_channels:
+            raise ValueError(f"FLUX with {self.config.in_channels} packed input channels takes "
+                             f"{self.config.in_channels // 4} latent channels (with concat), got {x.shape[1]}")
+        b, _, h, w = x.shape
+        txt_ids = torch.zeros(b, context.shape[1], 3, device=x.device)
+        out = self.forward_packed(pack(x), image_ids(h // 2, w // 2, b, x.device), context, txt_ids, sigma, y, guidance)
+        return unpack(out, h, w)[..., :H, :W]

@@ -1,0 +1,74 @@
+"""Weight merging of two MODELs (their UNets) or two CLIPs, as ComfyUI's ModelMerge* / CLIPMerge*:
+every parameter becomes
+
+    w = w1 * a + w2 * b        Simple: (ratio, 1 - ratio)   Add: (1, 1)   Subtract: (m, -m)
+
+with (a, b) per parameter for block-wise merges. The result is a new object whose merged
+parameters are new tensors (computed in float32, stored in model1's dtype and device) and whose
+other parameters are model1's, shared: the inputs are never modified, so cached results that
+hold them stay valid. Both must have the same architecture and sizes.
+"""
+
+from collections.abc import Callable
+
+from torch import nn
+
+from .diffusion_model import DiffusionModel
+from .lora import patched_copy
+from .text_encoders import TextEncoder
+
+
+class MergeError(ValueError):
+    """The two models can't be merged (different architectures or sizes)."""
+
+
+Factors = Callable[[str], tuple[float, float]]  # parameter name -> (a, b)
+
+
+def merge_modules(first: nn.Module, second: nn.Module, factors: Factors, what: str = "model") -> nn.Module:
+    params1 = dict(first.named_parameters())
+    params2 = dict(second.named_parameters())
+    missing, extra = sorted(set(params1) - set(params2)), sorted(set(params2) - set(params1))
+    if missing or extra:
+        raise MergeError(f"the two {what}s have different layers (only in the first: {missing[:3]}, only in the "
+                         f"second: {extra[:3]}); they are of different architectures")
+    weights = {}
+    for name, w1 in params1.items():
+        w2 = params2[name]
+        if w1.shape != w2.shape:
+            raise MergeError(f"{what} layer {name} is {tuple(w1.shape)} in the first and {tuple(w2.shape)} in the "
+                             f"second; they are of different sizes")
+        a, b = factors(name)
+        if a == 1.0 and b == 0.0:
+            continue  # unchanged: keep sharing the first's tensor
+        merged = w1.float() * a + w2.to(w1.device).float() * b
+        weights[name] = merged.to(w1.dtype)
+    return patched_copy(first, weights)
+
+
+def merge_models(model1: DiffusionModel, model2: DiffusionModel, factors: Factors) -> DiffusionModel:
+    if model1.arch != model2.arch:
+        raise MergeError(f"can't merge a {model1.arch} model with a {model2.arch} model")
+    return model1.with_unet(merge_modules(model1.unet, model2.unet, factors, "UNet"))
+
+
+def merge_clips(clip1: TextEncoder, clip2: TextEncoder, factors: Factors) -> TextEncoder:
+    names1, names2 = [t.name for t in clip1.towers], [t.name for t in clip2.towers]
+    if clip1.arch != clip2.arch or names1 != names2:
+        raise MergeError(f"can't merge a {clip1.arch} text encoder ({names1}) with a {clip2.arch} one ({names2})")
+    towers = [t1.with_model(merge_modules(t1.model, t2.model, factors, f"text encoder {t1.name}"))
+              for t1, t2 in zip(clip1.towers, clip2.towers)]
+    return clip1.with_towers(towers)
+
+
+def block_factors(ratios: dict[str, float], default: float) -> Factors:
+    """ModelMergeBlocks' rule: the ratio of the longest prefix that the parameter name starts with
+    (`default` if none); the result is ratio * model1 + (1 - ratio) * model2."""
+    def factors(name: str) -> tuple[float, float]:
+        ratio, best = default, 0
+        for prefix, value in ratios.items():
+            if name.startswith(prefix) and len(prefix) > best:
+                ratio, best = value, len(prefix)
+        return ratio, 1.0 - ratio
+
+    return factors

@@ -1,0 +1,237 @@
+"""MM-DiT: the SD3 / SD3.5 diffusion transformer, in Stability's key layout.
+
+Esser et al. 2024, "Scaling Rectified Flow Transformers for High-Resolution Image Synthesis".
+Image patches and text tokens keep separate weights (x_block / context_block of each joint
+block) but attend jointly; every block is modulated (adaLN) by the timestep plus the pooled
+text vector. SD3.5 adds RMS QK-norm; SD3.5 medium (MMDiT-X) gives its first blocks a second,
+image-only self-attention (`attn2`) and a 128x128-patch position table. Parameter names are
+those of the original files without `model.diffusion_model.`.
+
+Input: model-space latent x [B, C, H, W], sigma [B] in [0, 1] (scaled by 1000 here, as SD3's
+model sampling does), context [B, T, 4096], pooled y [B, 2048]. Output: velocity [B, C, H, W].
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .cast_layers import Conv2d, Linear
+
+
+@dataclass(frozen=True)
+class MMDiTConfig:
+    in_channels: int = 16
+    out_channels: int = 16
+    patch_size: int = 2
+    hidden_size: int = 1536
+    depth: int = 24
+    num_heads: int = 24
+    mlp_ratio: float = 4.0
+    pos_embed_max_size: int = 192
+    context_dim: int = 4096
+    adm_in_channels: int = 2048
+    qk_norm: bool = False
+    x_self_attn_layers: tuple[int, ...] = ()  # MMDiT-X blocks with the extra image self-attention
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+
+def mmdit_config_from_state_dict(shapes: dict[str, tuple]) -> MMDiTConfig:
+    """The architecture from key names and shapes (keys without `model.diffusion_model.`).
+    Heads cannot be seen in the weights: QK-norm's width gives the head size where present,
+    else 64 as in every released SD3 (heads = depth)."""
+    hidden, in_channels, patch, _ = shapes["x_embedder.proj.weight"]
+    blocks = {int(k.split(".")[1]) for k in shapes if k.startswith("joint_blocks.")}
+    depth = max(blocks) + 1
+    ln_q = shapes.get("joint_blocks.0.x_block.attn.ln_q.weight")
+    head_dim = ln_q[0] if ln_q else 64
+    return MMDiTConfig(
+        in_channels=in_channels, out_channels=shapes["final_layer.linear.weight"][0] // patch ** 2,
+        patch_size=patch, hidden_size=hidden, depth=depth, num_heads=hidden // head_dim,
+        mlp_ratio=shapes["joint_blocks.0.x_block.mlp.fc1.weight"][0] / hidden,
+        pos_embed_max_size=math.isqrt(shapes["pos_embed"][1]),
+        context_dim=shapes["context_embedder.weight"][1], adm_in_channels=shapes["y_embedder.mlp.0.weight"][1],
+        qk_norm=ln_q is not None,
+        x_self_attn_layers=tuple(i for i in range(depth) if f"joint_blocks.{i}.x_block.attn2.qkv.weight" in shapes))
+
+
+def timestep_embedding(t: torch.Tensor, dim: int = 256, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding, cos half first (as SD3 and FLUX were trained), float32."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def modulate(x, shift, scale):
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+def layer_norm(dim: int) -> nn.LayerNorm:
+    return nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):  # reduced in fp32 so bf16 runs match
+        return F.rms_norm(x.float(), x.shape[-1:], self.weight.float(), 1e-6).to(x.dtype)
+
+
+class Embedder(nn.Module):
+    """Linear -> SiLU -> Linear (`mlp.0`, `mlp.2`): the timestep and pooled-text embedders."""
+
+    def __init__(self, in_dim: int, dim: int):
+        super().__init__()
+        self.mlp = nn.Sequential(Linear(in_dim, dim), nn.SiLU(), Linear(dim, dim))
+
+    def forward(self, x):
+        return self.mlp(x)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int, qk_norm: bool, pre_only: bool = False):
+        super().__init__()
+        self.heads = heads
+        self.qkv = Linear(dim, 3 * dim)
+        self.proj = None if pre_only else Linear(dim, dim)
+        self.ln_q = RMSNorm(dim // heads) if qk_norm else None
+        self.ln_k = RMSNorm(dim // heads) if qk_norm else None
+
+    def qkv_heads(self, x):
+        """q, k, v as [B, heads, L, head_dim]."""
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        if self.ln_q is not None:
+            q, k = self.ln_q(q), self.ln_k(k)
+        return q, k, v
+
+
+def attention(q, k, v):
+    out = F.scaled_dot_product_attention(q, k, v)
+    return out.transpose(1, 2).flatten(2)  # [B, L, heads * head_dim]
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1, self.fc2 = Linear(dim, hidden), Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class Block(nn.Module):
+    """One stream's half of a joint block. pre_only (the last text block) only feeds keys and
+    values; x_self_attn (MMDiT-X) adds attn2 with its own 3 modulation terms."""
+
+    def __init__(self, cfg: MMDiTConfig, pre_only: bool = False, x_self_attn: bool = False):
+        super().__init__()
+        dim = cfg.hidden_size
+        self.pre_only, self.x_self_attn = pre_only, x_self_attn
+        self.norm1 = layer_norm(dim)
+        self.attn = Attention(dim, cfg.num_heads, cfg.qk_norm, pre_only)
+        if x_self_attn:
+            self.attn2 = Attention(dim, cfg.num_heads, cfg.qk_norm)
+        if not pre_only:
+            self.norm2 = layer_norm(dim)
+            self.mlp = Mlp(dim, int(dim * cfg.mlp_ratio))
+        mods = 2 if pre_only else 9 if x_self_attn else 6
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), Linear(dim, mods * dim))
+
+    def pre_attention(self, x, c):
+        mods = self.adaLN_modulation(c).chunk(2 if self.pre_only else 9 if self.x_self_attn else 6, dim=1)
+        h = self.norm1(x)
+        qkv = self.attn.qkv_heads(modulate(h, mods[0], mods[1]))
+        qkv2 = self.attn2.qkv_heads(modulate(h, mods[6], mods[7])) if self.x_self_attn else None
+        return qkv, qkv2, mods
+
+    def post_attention(self, x, attn, attn2, mods):
+        if self.pre_only:
+            return None
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mods[:6]
+        x = x + gate_msa[:, None] * self.attn.proj(attn)
+        if self.x_self_attn:
+            x = x + mods[8][:, None] * self.attn2.proj(attn2)
+        return x + gate_mlp[:, None] * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+
+
+class JointBlock(nn.Module):
+    def __init__(self, cfg: MMDiTConfig, index: int):
+        super().__init__()
+        self.context_block = Block(cfg, pre_only=index == cfg.depth - 1)
+        self.x_block = Block(cfg, x_self_attn=index in cfg.x_self_attn_layers)
+
+    def forward(self, context, x, c):
+        (cq, ck, cv), _, cmods = self.context_block.pre_attention(context, c)
+        (xq, xk, xv), x_qkv2, xmods = self.x_block.pre_attention(x, c)
+        joint = attention(torch.cat([cq, xq], 2), torch.cat([ck, xk], 2), torch.cat([cv, xv], 2))
+        n = context.shape[1]
+        attn2 = attention(*x_qkv2) if x_qkv2 is not None else None
+        context = self.context_block.post_attention(context, joint[:, :n], None, cmods)
+        return context, self.x_block.post_attention(x, joint[:, n:], attn2, xmods)
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, cfg: MMDiTConfig):
+        super().__init__()
+        self.proj = Conv2d(cfg.in_channels, cfg.hidden_size, cfg.patch_size, stride=cfg.patch_size)
+
+    def forward(self, x):
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class FinalLayer(nn.Module):
+    def __init__(self, cfg: MMDiTConfig):
+        super().__init__()
+        self.norm_final = layer_norm(cfg.hidden_size)
+        self.linear = Linear(cfg.hidden_size, cfg.patch_size ** 2 * cfg.out_channels)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), Linear(cfg.hidden_size, 2 * cfg.hidden_size))
+
+    def forward(self, x, c):
+        shift, scale = self.adaLN_modulation(c).chunk(2, dim=1)
+        return self.linear(modulate(self.norm_final(x), shift, scale))
+
+
+class MMDiT(nn.Module):
+    def __init__(self, config: MMDiTConfig):
+        super().__init__()
+        self.config = cfg = config
+        self.x_embedder = PatchEmbed(cfg)
+        self.register_buffer("pos_embed", torch.zeros(1, cfg.pos_embed_max_size ** 2, cfg.hidden_size))
+        self.t_embedder = Embedder(256, cfg.hidden_size)
+        self.y_embedder = Embedder(cfg.adm_in_channels, cfg.hidden_size)
+        self.context_embedder = Linear(cfg.context_dim, cfg.hidden_size)
+        self.joint_blocks = nn.ModuleList(JointBlock(cfg, i) for i in range(cfg.depth))
+        self.final_layer = FinalLayer(cfg)
+
+    def cropped_pos_embed(self, h: int, w: int) -> torch.Tensor:
+        """The centre h x w window of the position table (SD3 trains on centre crops of it)."""
+        m = self.config.pos_embed_max_size
+        if h > m or w > m:
+            raise ValueError(f"a {h}x{w}-patch latent exceeds the model's {m}x{m} position table")
+        top, left = (m - h) // 2, (m - w) // 2
+        table = self.pos_embed.reshape(1, m, m, -1)[:, top:top + h, left:left + w]
+        return table.reshape(1, h * w, -1)
+
+    def forward(self, x, sigma, context, y, **unused):
+        p, (H, W) = self.config.patch_size, x.shape[-2:]
+        if H % p or W % p:  # odd latent sizes: pad as ComfyUI does, crop the output back
+            x = F.pad(x, (0, -W % p, 0, -H % p), mode="circular")
+        h, w = x.shape[-2] // p, x.shape[-1] // p
+        dtype = x.dtype
+        tokens = self.x_embedder(x) + self.cropped_pos_embed(h, w).to(dtype)
+        c = self.t_embedder(timestep_embedding(sigma * 1000).to(dtype)) + self.y_embedder(y.to(dtype))
+        context = self.context_embedder(context.to(dtype))
+        for block in self.joint_blocks:
+            context, tokens = block(context, tokens, c)
+        out = self.final_layer(tokens, c)  # [B, h*w, p*p*C]
+        out = out.reshape(-1, h, w, p, p, self.config.out_channels).permute(0, 5, 1, 3, 2, 4)
+        return out.reshape(-1, self.config.out_channels, h * p, w * p)[..., :H, :W]

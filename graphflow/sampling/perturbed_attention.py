@@ -1,0 +1,57 @@
+"""Perturbed-Attention Guidance (Ahn et al. 2024, "Self-Rectifying Diffusion Sampling with
+Perturbed-Attention Guidance", arXiv:2403.17377), as ComfyUI's PerturbedAttentionGuidance node:
+
+    D = D_cfg + scale * (D_cond - D_cond,perturbed)
+
+where the perturbed prediction runs the positive prompt through the UNet with every
+self-attention of the middle block replaced by the identity attention map, so each token keeps
+its own value: attn1(x) = to_out(to_v(x)). Guiding away from that structure-blind prediction
+sharpens structure, also without CFG. It is a post-CFG function on the MODEL (guidance.py), one
+extra UNet evaluation per step."""
+
+import contextlib
+import copy
+
+
+
+def middle_self_attentions(unet) -> list:
+    middle = getattr(unet, "middle_block", None)
+    if middle is None:
+        return []
+    return [block.attn1 for block in middle.modules() if hasattr(block, "attn1")]  # transformer blocks
+
+
+def _value_only(attention):
+    def forward(x, context=None):
+        return attention.to_out(attention.to_v(x))
+    return forward
+
+
+@contextlib.contextmanager
+def identity_self_attention(unet):
+    """Within the block, the middle block's self-attentions return their value projection
+    (the instance's forward is swapped and restored, so no attention is computed and the shared
+    UNet is left as it was)."""
+    modules = middle_self_attentions(unet)
+    for attention in modules:
+        attention.forward = _value_only(attention)
+    try:
+        yield modules
+    finally:
+        for attention in modules:
+            del attention.forward
+
+
+def perturbed_attention_guidance(model, scale: float):
+    """A shallow copy of the MODEL with the PAG post-CFG function appended (the input model is
+    not changed)."""
+    def post_cfg(args):
+        if scale == 0:
+            return args["denoised"]
+        with identity_self_attention(args["model"].unet):
+            perturbed = args["predict"](args["cond"], args["x"], args["sigma"])
+        return args["denoised"] + (args["cond_denoised"] - perturbed) * scale
+
+    patched = copy.copy(model)
+    patched.post_cfg_functions = (*getattr(model, "post_cfg_functions", ()), post_cfg)
+    return patched

@@ -1,0 +1,102 @@
+"""Self-Attention Guidance (Hong et al. 2023, "Improving Sample Quality of Diffusion Models Using
+Self-Attention Guidance", arXiv:2210.00939), as ComfyUI's SelfAttentionGuidance node:
+
+    D = D_cfg + scale * (degraded - D_uncond(degraded + x - D_uncond))
+
+`degraded` is the unconditional x0 estimate Gaussian-blurred (9x9 kernel, blur_sigma) where the
+UNet's attention concentrates: the keys of the first self-attention in the middle block that
+receive more than the average attention (column sum of the head-averaged map > 1), upsampled
+(nearest) from the middle block's grid to the latent. Re-noising the degraded estimate with the
+same noise and asking the model again shows what the blurred-away detail was; the difference
+is pushed back in. A post-CFG function on the MODEL (guidance.py); it needs the unconditional
+prediction, so it also runs at cfg 1. The attention map is recorded in a re-run of the
+unconditional prediction (ComfyUI records it during the batched CFG call), so a step costs two
+extra UNet evaluations here instead of one; the result is the same.
+"""
+
+import contextlib
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+
+def first_middle_self_attention(unet):
+    middle = getattr(unet, "middle_block", None)
+    if middle is None:
+        return None
+    return next((block.attn1 for block in middle.modules() if hasattr(block, "attn1")), None)
+
+
+@contextlib.contextmanager
+def recorded_attention(attention):
+    """Within the block, `attention` computes softmax(q k^T / sqrt(d)) explicitly and appends the
+    probabilities [b, heads, n, n] of each call to the yielded list (forward swapped, then restored)."""
+    records = []
+
+    def forward(x, context=None):
+        context = x if context is None else context
+        b, n, _ = x.shape
+        q, k, v = (t.view(b, -1, attention.heads, t.shape[-1] // attention.heads).transpose(1, 2)
+                   for t in (attention.to_q(x), attention.to_k(context), attention.to_v(context)))
+        probs = (q.float() @ k.float().transpose(-1, -2) * q.shape[-1] ** -0.5).softmax(dim=-1)
+        records.append(probs)
+        out = probs.to(v.dtype) @ v
+        return attention.to_out(out.transpose(1, 2).reshape(b, n, -1))
+
+    attention.forward = forward
+    try:
+        yield records
+    finally:
+        del attention.forward
+
+
+def gaussian_blur_2d(img: torch.Tensor, kernel_size: int, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur per channel with reflect padding (kernel exp(-x^2 / 2 sigma^2), normalised)."""
+    half = (kernel_size - 1) * 0.5
+    x = torch.linspace(-half, half, steps=kernel_size)
+    pdf = torch.exp(-0.5 * (x / sigma).pow(2))
+    kernel = (pdf / pdf.sum()).to(device=img.device, dtype=img.dtype)
+    kernel2d = (kernel[:, None] @ kernel[None, :]).expand(img.shape[-3], 1, kernel_size, kernel_size)
+    img = F.pad(img, [kernel_size // 2] * 4, mode="reflect")
+    return F.conv2d(img, kernel2d, groups=img.shape[-3])
+
+
+def blur_map(x0: torch.Tensor, probs: torch.Tensor, sigma: float, threshold: float = 1.0) -> torch.Tensor | None:
+    """x0 blurred where the keys of the attention probabilities [b, heads, n, n] get more than
+    `threshold` in total; None when the map does not fit the latent's middle-block grid."""
+    b, _, lh, lw = x0.shape
+    n = probs.shape[-1]
+    mask = probs.reshape(b, -1, n, n).mean(1).sum(1) > threshold
+    ratio = 2 ** (math.ceil(math.sqrt(lh * lw / n)) - 1).bit_length()
+    grid = [math.ceil(lh / ratio), math.ceil(lw / ratio)]
+    if grid[0] * grid[1] != n:
+        return None
+    mask = F.interpolate(mask.reshape(b, 1, *grid).to(x0.dtype), (lh, lw))
+    blurred = gaussian_blur_2d(x0, 9, sigma) if sigma > 0 else x0  # sigma 0: a delta kernel
+    return blurred * mask + x0 * (1 - mask)
+
+
+def self_attention_guidance(model, scale: float, blur_sigma: float):
+    """A shallow copy of the MODEL with the SAG post-CFG function appended."""
+    def post_cfg(args):
+        denoised, uncond_pred = args["denoised"], args["uncond_denoised"]
+        attention = first_middle_self_attention(args["model"].unet)
+        if min(denoised.shape[2:]) <= 4 or attention is None:  # too small to pad for the blur
+            return denoised
+        with recorded_attention(attention) as records:
+            args["predict"](args["uncond"], args["x"], args["sigma"])
+        if not records:  # no unconditional prompt ran (BasicGuider): nothing to guide with
+            return denoised
+        degraded = blur_map(uncond_pred, records[0][-uncond_pred.shape[0]:], blur_sigma)
+        if degraded is None:
+            return denoised
+        sag = args["predict"](args["uncond"], degraded + args["x"] - uncond_pred, args["sigma"])
+        return denoised + (degraded - sag) * scale
+
+    post_cfg.needs_uncond = True
+    patched = copy.copy(model)
+    patched.post_cfg_functions = (*getattr(model, "post_cfg_functions", ()), post_cfg)
+    return patched

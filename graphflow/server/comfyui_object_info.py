@@ -1,0 +1,105 @@
+"""ComfyUI's `GET /object_info` schema, generated from our catalogue and alias table.
+
+Every ComfyUI class that one of our nodes answers to (its `comfy` alias) is listed under the
+ComfyUI class name, with ComfyUI's input names (the alias's renames reversed), ComfyUI's
+values for renamed choices, and the inputs a ComfyUI client must send under `required`.
+Inputs the alias fixes (VAEDecodeTiled's `tiled`, say) are left out; our own additions that
+ComfyUI's class lacks (the alias's `optional`) are listed under `optional`, so a ComfyUI client
+that fills the required inputs gets our defaults for them. Being derived, it cannot drift from
+what the nodes accept.
+"""
+
+from graphflow.node import _REQUIRED
+from graphflow.workflow import ComfyAlias, comfy_aliases
+
+WIDGET_TYPES = {"INT": "INT", "FLOAT": "FLOAT", "STRING": "STRING", "BOOLEAN": "BOOLEAN"}
+
+
+def _widget_options(widget, alias: ComfyAlias, our_name: str) -> dict:
+    options = {}
+    if widget.default is not _REQUIRED:
+        default = widget.default
+        if widget.kind == "CHOICE":
+            default = _comfy_value(alias, our_name, default)
+        options["default"] = default
+    if widget.kind in ("INT", "FLOAT"):
+        for key in ("min", "max", "step"):
+            value = getattr(widget, key)
+            if value is not None:
+                options[key] = value
+    if widget.kind == "STRING" and widget.multiline:
+        options["multiline"] = True
+    if widget.hints.get("control_after_generate") or (widget.kind == "INT" and our_name in ("seed", "noise_seed")):
+        options["control_after_generate"] = True
+    if widget.hints.get("upload") == "image":
+        options["image_upload"] = True
+    if widget.description:
+        options["tooltip"] = widget.description
+    return options
+
+
+def _comfy_value(alias: ComfyAlias, our_name: str, value):
+    """Our value of a choice input as ComfyUI names it (the alias's value renames reversed)."""
+    for comfy_value, ours in alias.values.get(our_name, {}).items():
+        if ours == value:
+            return comfy_value
+    return value
+
+
+def _input_entry(spec, alias: ComfyAlias) -> list:
+    widget = spec.widget
+    if widget is None:
+        return [spec.type, {}]
+    if widget.kind == "CHOICE":
+        choices = [_comfy_value(alias, spec.name, c) for c in widget.choices()]
+        return [choices, _widget_options(widget, alias, spec.name)]
+    return [WIDGET_TYPES[widget.kind], _widget_options(widget, alias, spec.name)]
+
+
+def class_info(cls, class_type: str, alias: ComfyAlias) -> dict:
+    """The object_info entry of ComfyUI class `class_type`, answered by our node `cls`."""
+    comfy_name = {ours: comfy for comfy, ours in alias.inputs.items()}
+    required, optional = {}, {}
+    for spec in cls.input_specs.values():
+        if spec.name in alias.fixed:
+            continue
+        name = comfy_name.get(spec.name, spec.name)
+        entry = _input_entry(spec, alias)
+        # ComfyUI lists widgets with defaults as required; optional are sockets that may be left
+        # unlinked and inputs that exist only here.
+        is_optional = spec.name in alias.optional
+        (optional if is_optional else required)[name] = entry
+    outputs = [o.type for o in cls.output_specs]
+    if alias.outputs is not None:
+        outputs = [outputs[i] for i in alias.outputs]
+    info = {
+        "input": {"required": required} | ({"optional": optional} if optional else {}),
+        "input_order": {"required": list(required)} | ({"optional": list(optional)} if optional else {}),
+        "output": outputs,
+        "output_is_list": [False] * len(outputs),
+        "output_name": outputs,
+        "name": class_type,
+        "display_name": cls.display_name or class_type,
+        "description": cls.description(),
+        "python_module": "graphflow",
+        "category": cls.category,
+        "output_node": bool(cls.output_node),
+        "graphflow_node": cls.node_type,
+    }
+    return info
+
+
+def object_info(registry) -> dict:
+    """ComfyUI class name -> object_info entry, for every ComfyUI class one of our nodes answers to,
+    and for our nodes that have no ComfyUI counterpart, under their own names."""
+    info = {}
+    for cls in registry:
+        node_type = cls.node_type
+        aliases = comfy_aliases(cls)
+        for alias in aliases:
+            for class_type in alias.class_types:
+                if registry.comfy_node(class_type) is cls:
+                    info[class_type] = class_info(cls, class_type, alias)
+        if not aliases and node_type not in info:
+            info[node_type] = class_info(cls, node_type, ComfyAlias((node_type,)))
+    return info

@@ -1,0 +1,159 @@
+"""Model merging: two MODELs (UNets) or two CLIPs mixed weight by weight, as ComfyUI's
+ModelMerge* / CLIPMerge* nodes; the block-wise merges set a ratio per UNet block. Inputs are never
+modified (graphflow.models.merge)."""
+
+from graphflow.api import CLIP, MODEL, ComfyAlias, Float, Node, NodeInputError
+
+
+def _merge_models(node, factors):
+    from graphflow.models.merge import MergeError, merge_models
+
+    try:
+        return merge_models(node.model1, node.model2, factors)
+    except MergeError as e:
+        raise NodeInputError("model2", str(e)) from None
+
+
+def _merge_clips(node, factors):
+    from graphflow.models.merge import MergeError, merge_clips
+
+    if node.clip1 is None or node.clip2 is None:
+        raise NodeInputError("clip1" if node.clip1 is None else "clip2", "no text encoder (the checkpoint has none)")
+    try:
+        return merge_clips(node.clip1, node.clip2, factors)
+    except MergeError as e:
+        raise NodeInputError("clip2", str(e)) from None
+
+
+class ModelMergeSimple(Node):
+    """model1 * ratio + model2 * (1 - ratio), weight by weight (ratio 1 = model1 unchanged).
+    Only the diffusion model is merged; use CLIPMergeSimple for the text encoders."""
+    category = "advanced/model_merging"
+    model1: MODEL
+    model2: MODEL
+    ratio: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("ModelMergeSimple",))
+
+    def run(self):
+        return _merge_models(self, lambda name: (self.ratio, 1.0 - self.ratio))
+
+
+class ModelMergeAdd(Node):
+    """model1 + model2, weight by weight: adds a difference made by ModelMergeSubtract."""
+    category = "advanced/model_merging"
+    model1: MODEL
+    model2: MODEL
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("ModelMergeAdd",))
+
+    def run(self):
+        return _merge_models(self, lambda name: (1.0, 1.0))
+
+
+class ModelMergeSubtract(Node):
+    """(model1 - model2) * multiplier, weight by weight: the difference a fine-tune made (e.g.
+    an inpainting model minus its base), to add to another model with ModelMergeAdd."""
+    category = "advanced/model_merging"
+    model1: MODEL
+    model2: MODEL
+    multiplier: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("ModelMergeSubtract",))
+
+    def run(self):
+        return _merge_models(self, lambda name: (self.multiplier, -self.multiplier))
+
+
+class ModelMergeBlocks(Node):
+    """Merge with one ratio for the UNet's input blocks, one for the middle block and one for the
+    output blocks (ratio 1 = model1's weights): model1 * ratio + model2 * (1 - ratio). The time
+    embedding follows `input`, the final layers `out`."""
+    category = "advanced/model_merging"
+    model1: MODEL
+    model2: MODEL
+    input: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    middle: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    out: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("ModelMergeBlocks",))
+
+    def run(self):
+        from graphflow.models.merge import block_factors
+
+        return _merge_models(self, block_factors({"input": self.input, "middle": self.middle, "out": self.out},
+                                                 self.input))
+
+
+def _block_merge_node(name: str, doc: str, prefixes: list[str], aliases: tuple[str, ...]) -> type[Node]:
+    """A per-block merge node: one ratio input per UNet block prefix, named with '_' for '.'
+    (ComfyUI's names, with their dots, map onto them)."""
+    ours = {prefix: prefix.rstrip(".").replace(".", "_") for prefix in prefixes}
+    namespace = {"__module__": __name__, "__doc__": doc, "category": "advanced/model_merging/model_specific",
+                 "__annotations__": {"model1": MODEL, "model2": MODEL}, "outputs": {"model": MODEL},
+                 "comfy": ComfyAlias(aliases, inputs={p: o for p, o in ours.items() if p != o})}
+    for prefix, attribute in ours.items():
+        namespace["__annotations__"][attribute] = float
+        namespace[attribute] = Float(1.0, min=0.0, max=1.0, step=0.01)
+
+    def run(self):
+        from graphflow.models.merge import block_factors
+
+        ratios = {prefix: getattr(self, attribute) for prefix, attribute in ours.items()}
+        return _merge_models(self, block_factors(ratios, ratios[prefixes[0]]))
+
+    namespace["run"] = run
+    return type(name, (Node,), namespace)
+
+
+_SD1_BLOCKS = (["time_embed.", "label_emb."] + [f"input_blocks.{i}." for i in range(12)]
+               + [f"middle_block.{i}." for i in range(3)] + [f"output_blocks.{i}." for i in range(12)] + ["out."])
+_SDXL_BLOCKS = (["time_embed.", "label_emb."] + [f"input_blocks.{i}" for i in range(9)]
+                + [f"middle_block.{i}" for i in range(3)] + [f"output_blocks.{i}" for i in range(9)] + ["out."])
+
+ModelMergeSD1 = _block_merge_node(
+    "ModelMergeSD1", """Merge two SD1.x or SD2.x models with one ratio per UNet block (ratio 1 = model1's
+    weights): model1 * ratio + model2 * (1 - ratio). Inputs are the 12 input blocks, the 3 parts of
+    the middle block and the 12 output blocks.""", _SD1_BLOCKS, ("ModelMergeSD1", "ModelMergeSD2"))
+ModelMergeSDXL = _block_merge_node(
+    "ModelMergeSDXL", """Merge two SDXL models with one ratio per UNet block (ratio 1 = model1's
+    weights): model1 * ratio + model2 * (1 - ratio). Inputs are the 9 input blocks, the 3 parts of
+    the middle block and the 9 output blocks.""", _SDXL_BLOCKS, ("ModelMergeSDXL",))
+
+
+class CLIPMergeSimple(Node):
+    """clip1 * ratio + clip2 * (1 - ratio), weight by weight (ratio 1 = clip1 unchanged)."""
+    category = "advanced/model_merging"
+    clip1: CLIP
+    clip2: CLIP
+    ratio: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    outputs = {"clip": CLIP}
+    comfy = ComfyAlias(("CLIPMergeSimple",))
+
+    def run(self):
+        return _merge_clips(self, lambda name: (self.ratio, 1.0 - self.ratio))
+
+
+class CLIPMergeAdd(Node):
+    """clip1 + clip2, weight by weight."""
+    category = "advanced/model_merging"
+    clip1: CLIP
+    clip2: CLIP
+    outputs = {"clip": CLIP}
+    comfy = ComfyAlias(("CLIPMergeAdd",))
+
+    def run(self):
+        return _merge_clips(self, lambda name: (1.0, 1.0))
+
+
+class CLIPMergeSubtract(Node):
+    """(clip1 - clip2) * multiplier, weight by weight."""
+    category = "advanced/model_merging"
+    clip1: CLIP
+    clip2: CLIP
+    multiplier: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    outputs = {"clip": CLIP}
+    comfy = ComfyAlias(("CLIPMergeSubtract",))
+
+    def run(self):
+        return _merge_clips(self, lambda name: (self.multiplier, -self.multiplier))

@@ -1,0 +1,123 @@
+"""ComfyUI API graphs built from the core nodes added for issue 14, validated and run on the bundled
+demo model, and judged by what the pictures show (graphflow.demo.measure)."""
+
+import torch
+
+from graphflow.demo import measure
+from graphflow.executor import Executor
+from graphflow.validation import validate
+from graphflow.workflow import parse_workflow
+
+PROMPT = "a red circle on a white background"
+
+
+def base_graph(width=64, batch=1):
+    return {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "graphflow-demo.safetensors"}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": PROMPT, "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": width, "height": 64, "batch_size": batch}},
+        "3": {"class_type": "KSampler", "inputs": {"seed": 3, "steps": 10, "cfg": 5.0, "sampler_name": "euler",
+                                                   "scheduler": "normal", "denoise": 1.0, "model": ["4", 0],
+                                                   "positive": ["6", 0], "negative": ["7", 0],
+                                                   "latent_image": ["5", 0]}},
+    }
+
+
+def run(registry, graph, outputs=("8",)):
+    """Import, validate and run toward the given nodes (these graphs have no output node)."""
+    workflow = parse_workflow(graph, registry)
+    problems = validate(workflow, registry, list(outputs))
+    assert not problems, problems
+    result = Executor(registry).run(workflow, outputs=list(outputs))
+    assert result.ok, result.error or result.problems
+    return result
+
+
+def described(image):
+    m = measure.measure(image)
+    return m.colour, m.shape, m.background
+
+
+def test_hires_fix_with_latent_upscale_by(builtin_registry, tmp_folders):
+    graph = base_graph()
+    graph.update({
+        "10": {"class_type": "LatentUpscaleBy", "inputs": {"samples": ["3", 0], "upscale_method": "bislerp",
+                                                           "scale_by": 1.5}},
+        "11": {"class_type": "KSampler", "inputs": {"seed": 4, "steps": 10, "cfg": 5.0, "sampler_name": "euler",
+                                                    "scheduler": "normal", "denoise": 0.5, "model": ["4", 0],
+                                                    "positive": ["6", 0], "negative": ["7", 0],
+                                                    "latent_image": ["10", 0]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["11", 0], "vae": ["4", 2]}},
+        "12": {"class_type": "GetImageSize", "inputs": {"image": ["8", 0]}},
+    })
+    result = run(builtin_registry, graph, ("8", "12"))
+    image = result.values["8"][0][0]
+    assert image.shape == (96, 96, 3) and result.values["12"] == (96, 96, 1)
+    assert described(image) == ("red", "circle", "white")
+
+
+def test_a_prompt_outside_its_timestep_range_changes_nothing(builtin_registry, tmp_folders):
+    plain = base_graph()
+    plain["8"] = {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}}
+    graph = {k: {**v, "inputs": dict(v["inputs"])} for k, v in plain.items()}
+    graph.update({
+        "20": {"class_type": "CLIPTextEncode", "inputs": {"text": "a blue square on a black background",
+                                                          "clip": ["4", 1]}},
+        "21": {"class_type": "ConditioningSetTimestepRange", "inputs": {"conditioning": ["20", 0], "start": 1.0,
+                                                                        "end": 1.0}},
+        "22": {"class_type": "ConditioningCombine", "inputs": {"conditioning_1": ["6", 0],
+                                                               "conditioning_2": ["21", 0]}},
+    })
+    graph["3"]["inputs"]["positive"] = ["22", 0]
+    switched = run(builtin_registry, graph).values["8"][0]
+    assert torch.equal(switched, run(builtin_registry, plain).values["8"][0])
+    # Active over the whole run instead, the blue square is averaged in and the picture changes.
+    graph["21"]["inputs"].update(start=0.0, end=1.0)
+    assert (run(builtin_registry, graph).values["8"][0] - switched).abs().mean() > 0.05
+
+
+def test_noisy_latent_composition(builtin_registry, tmp_folders):
+    """ComfyUI's noisy latent composition: two 70%-sampled latents (with their leftover noise) pasted
+    side by side with LatentComposite and finished together, each half under its own prompt
+    (ConditioningSetAreaPercentage)."""
+    def half(node, text, seed):
+        return {
+            f"{node}t": {"class_type": "CLIPTextEncode", "inputs": {"text": text, "clip": ["4", 1]}},
+            node: {"class_type": "KSamplerAdvanced", "inputs": {
+                "add_noise": "enable", "noise_seed": seed, "steps": 10, "cfg": 5.0, "sampler_name": "euler",
+                "scheduler": "normal", "model": ["4", 0], "positive": [f"{node}t", 0], "negative": ["7", 0],
+                "latent_image": ["5", 0], "start_at_step": 0, "end_at_step": 7,
+                "return_with_leftover_noise": "enable"}},
+        }
+    graph = base_graph()
+    del graph["3"], graph["6"]
+    graph.update(half("30", PROMPT, 1))
+    graph.update(half("31", "a blue square on a black background", 2))
+    graph.update({
+        "32": {"class_type": "EmptyLatentImage", "inputs": {"width": 128, "height": 64, "batch_size": 1}},
+        "33": {"class_type": "LatentComposite", "inputs": {"samples_to": ["32", 0], "samples_from": ["30", 0],
+                                                           "x": 0, "y": 0, "feather": 0}},
+        "34": {"class_type": "LatentComposite", "inputs": {"samples_to": ["33", 0], "samples_from": ["31", 0],
+                                                           "x": 64, "y": 0, "feather": 0}},
+        "35": {"class_type": "KSamplerAdvanced", "inputs": {
+            "add_noise": "disable", "noise_seed": 0, "steps": 10, "cfg": 5.0, "sampler_name": "euler",
+            "scheduler": "normal", "model": ["4", 0], "positive": ["40", 0], "negative": ["7", 0],
+            "latent_image": ["34", 0], "start_at_step": 7, "end_at_step": 10000,
+            "return_with_leftover_noise": "disable"}},
+        "38": {"class_type": "ConditioningSetAreaPercentage", "inputs": {"conditioning": ["30t", 0], "width": 0.5,
+                                                                         "height": 1.0, "x": 0.0, "y": 0.0,
+                                                                         "strength": 1.0}},
+        "39": {"class_type": "ConditioningSetAreaPercentage", "inputs": {"conditioning": ["31t", 0], "width": 0.5,
+                                                                         "height": 1.0, "x": 0.5, "y": 0.0,
+                                                                         "strength": 1.0}},
+        "40": {"class_type": "ConditioningCombine", "inputs": {"conditioning_1": ["38", 0],
+                                                               "conditioning_2": ["39", 0]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["35", 0], "vae": ["4", 2]}},
+        "36": {"class_type": "ImageCrop", "inputs": {"image": ["8", 0], "width": 64, "height": 64, "x": 0, "y": 0}},
+        "37": {"class_type": "ImageCrop", "inputs": {"image": ["8", 0], "width": 64, "height": 64, "x": 64, "y": 0}},
+    })
+    result = run(builtin_registry, graph, ("36", "37"))
+    assert result.values["8"][0].shape == (1, 64, 128, 3)
+    left, right = described(result.values["36"][0][0]), described(result.values["37"][0][0])
+    assert left == ("red", "circle", "white") and right == ("blue", "square", "black")

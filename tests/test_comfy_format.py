@@ -1,0 +1,473 @@
+"""ComfyUI's formats: its UI-format and API-format workflows (tests/comfyui/, written in the shapes
+ComfyUI saves), converting, validating and running them on the demo model, writing them back,
+and the workflows pictures carry (ComfyUI's PNG/WebP chunks, ours, A1111 parameters)."""
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image, PngImagePlugin
+
+from graphflow.cli import main
+from graphflow.comfy_format import (comfy_catalogue, custom_pack, export_api, export_ui, import_ui,
+                                    unknown_type_hint)
+from graphflow.executor import Executor
+from graphflow.picture_metadata import a1111_sampler, parse_a1111, workflow_from_picture
+from graphflow.validation import validate
+from graphflow.workflow import WorkflowFormatError, load_workflow, parse_workflow
+
+CORPUS = Path(__file__).parent / "comfyui"
+UI_FILES = sorted(p.name for p in CORPUS.glob("*_ui.json"))
+RUNNABLE = sorted(p.name for p in CORPUS.glob("*.json") if not p.name.startswith("missing_"))
+
+
+def load(name, registry):
+    return load_workflow(CORPUS / name, registry)
+
+
+def by_id(nodes):
+    return {n["id"]: n for n in nodes}
+
+
+@pytest.fixture
+def executor(builtin_registry):
+    return Executor(builtin_registry)  # a fresh cache: every output node really runs
+
+
+def images_of(workflow, result):
+    return {node_id: result.values[node_id][0] for node_id, node in workflow.nodes.items() if node.type == "VAEDecode"}
+
+
+# --- reading and writing back -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", UI_FILES)
+def test_ui_workflow_converts_validates_and_round_trips(name, builtin_registry):
+    original = json.loads((CORPUS / name).read_text())
+    workflow = load(name, builtin_registry)
+    assert validate(workflow, builtin_registry) == []
+    # Through our JSON (as the editor saves it), then back to ComfyUI's UI format.
+    again = parse_workflow(json.loads(json.dumps(workflow.to_json())), builtin_registry)
+    written = export_ui(again, builtin_registry)
+    assert by_id(written["nodes"]) == by_id(original["nodes"])  # every value, position, size, mode
+    assert [n["id"] for n in written["nodes"]] == [n["id"] for n in original["nodes"]]
+    assert written["links"] == original["links"]
+    assert {k: v for k, v in written.items() if k not in ("nodes", "links")} == \
+        {k: v for k, v in original.items() if k not in ("nodes", "links")}
+
+
+def test_newer_editor_shape_with_a_socket_for_every_widget(builtin_registry):
+    """ComfyUI's newer editors list each widget in `inputs` too (link null unless connected)."""
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    for node in data["nodes"]:
+        order = comfy_catalogue()[node["type"]]["inputs"]
+        node["inputs"] += [{"localized_name": i["name"], "name": i["name"], "type": i["type"],
+                            "widget": {"name": i["name"]}, "link": None} for i in order if i.get("widget")]
+    workflow = parse_workflow(data, builtin_registry)
+    assert workflow.to_json()["nodes"] == load("txt2img_api.json", builtin_registry).to_json()["nodes"]
+    written = export_ui(workflow, builtin_registry)
+    assert by_id(written["nodes"]) == by_id(data["nodes"]) and written["links"] == data["links"]
+
+
+def test_links_as_objects_schema_1_shape(builtin_registry):
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    keys = ("id", "origin_id", "origin_slot", "target_id", "target_slot", "type")
+    data["links"] = [dict(zip(keys, link)) for link in data["links"]]
+    workflow = parse_workflow(data, builtin_registry)
+    assert workflow.to_json()["nodes"] == load("txt2img_api.json", builtin_registry).to_json()["nodes"]
+    assert export_ui(workflow, builtin_registry)["links"] == data["links"]
+
+
+def test_ui_layout_titles_groups_and_view_go_in_the_ui_block(builtin_registry):
+    workflow = load("txt2img_tricks_ui.json", builtin_registry)
+    assert workflow.ui["nodes"]["3"] == {"pos": [863, 186], "width": 315}
+    assert workflow.ui["nodes"]["7"]["title"] == "Negative"
+    assert workflow.ui["groups"][0]["title"] == "Prompts"
+    assert workflow.ui["view"] == {"x": 96, "y": -32, "zoom": 0.8}
+    assert workflow.ui["notes"][0]["text"].startswith("The LoRA is bypassed")
+
+
+def test_primitive_reroute_bypass_and_mute_resolve_as_comfyui_does(builtin_registry):
+    tricks = load("txt2img_tricks_ui.json", builtin_registry)
+    plain = load("txt2img_api.json", builtin_registry)
+    # The bypassed LoRA passes MODEL and CLIP through, the Reroute forwards the VAE, the
+    # Primitive gives the seed, the muted preview is left out: the plain graph remains.
+    assert tricks.to_json()["nodes"] == plain.to_json()["nodes"]
+    noted = {(n["node_id"], n["message"].split(":")[0]) for n in tricks.notes}
+    assert noted == {("10", "left out, bypassed"), ("13", "left out, muted")}
+
+
+def test_muted_source_leaves_its_consumer_without_the_input(builtin_registry):
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    for node in data["nodes"]:
+        if node["id"] == 5:
+            node["mode"] = 2  # EmptyLatentImage muted: KSampler gets no latent, as in ComfyUI
+    problems = validate(parse_workflow(data, builtin_registry), builtin_registry)
+    assert [(p.node_id, p.input) for p in problems] == [("3", "latent_image")]
+
+
+def test_bypassed_node_without_a_matching_input_gives_nothing(builtin_registry):
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    for node in data["nodes"]:
+        if node["id"] == 8:
+            node["mode"] = 4  # VAEDecode bypassed: no IMAGE input to pass on to SaveImage
+    problems = validate(parse_workflow(data, builtin_registry), builtin_registry)
+    assert [(p.node_id, p.input) for p in problems] == [("9", "images")]
+
+
+def test_subgraph_is_expanded_with_instance_prefixed_ids(builtin_registry):
+    workflow = load("txt2img_subgraph_ui.json", builtin_registry)
+    assert workflow.nodes["6:1"].type == "CLIPEncode"
+    assert workflow.nodes["6:1"].inputs["clip"] == ["4", 1]
+    assert workflow.nodes["3"].inputs["positive"] == ["6:1", 0]
+    assert "6" not in workflow.nodes
+
+
+def test_legacy_group_node_is_expanded_with_the_instance_values(builtin_registry):
+    workflow = load("txt2img_group_node_ui.json", builtin_registry)
+    assert workflow.nodes["6:0"].inputs == {"clip": ["4", 1], "text": "a red circle on a white background"}
+    assert workflow.nodes["6:1"].inputs == {"clip": ["4", 1], "text": ""}  # not the definition's "old negative"
+    assert workflow.nodes["3"].inputs["negative"] == ["6:1", 0] and workflow.notes == []
+    data = json.loads((CORPUS / "txt2img_group_node_ui.json").read_text())
+    data["nodes"][-1 if data["nodes"][-1]["id"] == 6 else [n["id"] for n in data["nodes"]].index(6)][
+        "widgets_values"] = ["only one value"]
+    workflow = parse_workflow(data, builtin_registry)
+    assert workflow.nodes["6:1"].inputs["text"] == "old negative"  # the definition's, with a note
+    assert [n["node_id"] for n in workflow.notes] == ["6"]
+
+
+def test_widget_order_includes_control_after_generate_and_upload_values(builtin_registry):
+    ksa = [i["name"] for i in comfy_catalogue()["KSamplerAdvanced"]["inputs"] if i.get("widget")]
+    assert ksa == ["add_noise", "noise_seed", "steps", "cfg", "sampler_name", "scheduler", "start_at_step",
+                   "end_at_step", "return_with_leftover_noise"]
+    ui = {"nodes": [{"id": 1, "type": "KSamplerAdvanced", "mode": 0, "inputs": [], "outputs": [],
+                     "widgets_values": ["disable", 0, "fixed", 25, 8, "euler", "normal", 20, 10000, "disable"]},
+                    {"id": 2, "type": "LoadImage", "mode": 0, "inputs": [], "outputs": [],
+                     "widgets_values": ["red-circle-on-blue.png", "image"]}], "links": []}
+    workflow = import_ui(ui, builtin_registry)
+    assert workflow.nodes["1"].inputs == {"add_noise": "disable", "noise_seed": 0, "steps": 25, "cfg": 8,
+                                          "sampler_name": "euler", "scheduler": "normal", "start_at_step": 20,
+                                          "end_at_step": 10000, "return_with_leftover_noise": "disable"}
+    assert workflow.nodes["2"].inputs == {"image": "red-circle-on-blue.png"}
+
+
+def test_editing_after_import_is_written_back(builtin_registry):
+    workflow = load("txt2img_tricks_ui.json", builtin_registry)
+    workflow.nodes["3"].inputs["seed"] = 7  # no longer the Primitive's value
+    workflow.nodes["3"].inputs["positive"] = ["7", 0]  # both prompts from the negative encoder
+    workflow.ui["nodes"]["5"]["pos"] = [10, 20]
+    written = export_ui(workflow, builtin_registry)
+    nodes = by_id(written["nodes"])
+    assert nodes[3]["widgets_values"][:2] == [7, "fixed"]
+    assert [i["link"] for i in nodes[3]["inputs"] if i["name"] == "seed"] == [None]  # the primitive's link is gone
+    assert not any(link[1] == 12 for link in written["links"])
+    positive = nodes[3]["inputs"][1]
+    assert positive["name"] == "positive"
+    assert next(link for link in written["links"] if link[0] == positive["link"])[1:5] == [7, 0, 3, 1]
+    assert sorted(nodes[7]["outputs"][0]["links"]) == sorted([6, positive["link"]])
+    assert nodes[6]["outputs"][0]["links"] == []  # ComfyUI's way of saying nothing is connected
+    assert nodes[5]["pos"] == [10, 20]
+    assert written["last_link_id"] == positive["link"] == 15
+    # What ComfyUI would queue from the written graph is what we now have.
+    assert parse_workflow(written, builtin_registry).to_json()["nodes"] == workflow.to_json()["nodes"]
+
+
+def test_damaged_comfyui_block_still_writes_the_graph(builtin_registry):
+    workflow = load("txt2img_tricks_ui.json", builtin_registry)
+    workflow.ui["comfyui"]["workflow"]["nodes"] = [{"id": [1, 2]}, "junk"]
+    written = export_ui(workflow, builtin_registry)
+    assert parse_workflow(written, builtin_registry).to_json()["nodes"] == workflow.to_json()["nodes"]
+    assert by_id(written["nodes"])[3]["pos"] == [863, 186]  # the layout still comes from ui.nodes
+
+
+def test_ours_to_ui_to_ours_keeps_the_graph(builtin_registry):
+    shipped = Path(__file__).parent.parent / "workflows"
+    for path in sorted(shipped.glob("*.json")):
+        ours = load_workflow(path, builtin_registry)
+        ui = export_ui(ours, builtin_registry)
+        back = parse_workflow(json.loads(json.dumps(ui)), builtin_registry)
+        again = parse_workflow(json.loads(json.dumps(export_api(ours, builtin_registry))), builtin_registry)
+        for other in (back, again):
+            assert set(other.nodes) == set(ours.nodes), path.name
+            for node_id, node in ours.nodes.items():
+                got = other.nodes[node_id]
+                assert got.type == node.type, (path.name, node_id)
+                for name, value in node.inputs.items():
+                    if isinstance(value, list) and isinstance(value[1], str):  # a link by output name
+                        cls = builtin_registry.get(ours.nodes[value[0]].type)
+                        value = [value[0], [o.name for o in cls.output_specs].index(value[1])]
+                    assert got.inputs.get(name) == value, (path.name, node_id, name)
+        positions = [tuple(n["pos"]) for n in ui["nodes"]]
+        assert len(set(positions)) == len(positions)  # laid out, not stacked, when ours had no positions
+        if "nodes" in ours.ui:
+            assert back.ui["nodes"]["1"]["pos"] == ours.ui["nodes"]["1"]["pos"]
+
+
+# --- API format -------------------------------------------------------------------------------
+
+
+def test_api_inputs_comfyui_ignores_are_notes_not_errors(builtin_registry):
+    graph = json.loads((CORPUS / "inpaint_api.json").read_text())
+    graph["8"]["inputs"]["not_an_input"] = 3
+    workflow = parse_workflow(graph, builtin_registry)
+    assert validate(workflow, builtin_registry) == []
+    assert {(n["node_id"], n["input"]) for n in workflow.notes} == {("4", "upload"), ("8", "not_an_input")}
+    assert "image" in workflow.nodes["4"].inputs and "upload" not in workflow.nodes["4"].inputs
+    graph["9"]["inputs"]["noise_mode"] = "per_image"  # ComfyUI lacks it, graphflow's KSampler has it
+    assert parse_workflow(graph, builtin_registry).nodes["9"].inputs["noise_mode"] == "per_image"
+
+
+def test_unknown_classes_say_whether_core_or_which_custom_pack(builtin_registry):
+    graph = json.loads((CORPUS / "txt2img_api.json").read_text())
+    graph["20"] = {"class_type": "FaceDetailer", "inputs": {"image": ["8", 0]}}
+    graph["21"] = {"class_type": "SaveAnimatedPNG", "inputs": {"images": ["8", 0]}}
+    graph["22"] = {"class_type": "MyOwnThing", "inputs": {}}
+    problems = {p.node_id: p.message for p in validate(parse_workflow(graph, builtin_registry), builtin_registry)}
+    assert "custom node from ComfyUI Impact Pack, not one of graphflow's nodes" in problems["20"]
+    assert "ComfyUI core node that graphflow does not support yet" in problems["21"]
+    assert problems["22"].startswith("unknown node type 'MyOwnThing'")
+    assert custom_pack("ShowText|pysssss") == "ComfyUI-Custom-Scripts (pysssss)"
+    assert custom_pack("Power Lora Loader (rgthree)") == "rgthree-comfy"
+    assert custom_pack("KSampler") is None and unknown_type_hint("KSampler2000") == ""
+    assert [c for c in comfy_catalogue() if custom_pack(c)] == []  # no core class taken for a pack's
+
+
+def test_unknown_custom_node_in_ui_format_is_noted_and_kept_on_writing(builtin_registry):
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    data["nodes"].append({"id": 20, "type": "Image Blend", "pos": [5, 5], "size": [300, 100], "flags": {},
+                          "order": 9, "mode": 0, "inputs": [{"name": "image_a", "type": "IMAGE", "link": 10}],
+                          "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": None}],
+                          "properties": {}, "widgets_values": [0.5, "normal"]})
+    data["links"].append([10, 8, 0, 20, 0, "IMAGE"])
+    data["nodes"][4]["outputs"][0]["links"].append(10)  # VAEDecode's IMAGE also feeds it
+    workflow = parse_workflow(data, builtin_registry)
+    assert workflow.nodes["20"].inputs == {"image_a": ["8", 0]}
+    assert any(n["node_id"] == "20" and "can't be named" in n["message"] for n in workflow.notes)
+    problems = validate(workflow, builtin_registry)
+    assert [p.node_id for p in problems] == ["20"] and "WAS Node Suite" in problems[0].message
+    written = export_ui(workflow, builtin_registry)
+    assert by_id(written["nodes"])[20] == data["nodes"][-1]
+    assert written["links"] == data["links"]
+
+
+def test_missing_model_fails_validation_naming_only_that_file(builtin_registry, tmp_folders):
+    problems = validate(load("missing_model_api.json", builtin_registry), builtin_registry)
+    assert len(problems) == 1
+    assert problems[0].node_id == "4" and "sd_xl_base_1.0.safetensors" in problems[0].message
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", RUNNABLE)
+def test_corpus_runs_on_the_demo_model(name, builtin_registry, executor, tmp_folders):
+    workflow = load(name, builtin_registry)
+    result = executor.run(workflow)
+    assert result.ok, result.error or result.problems
+    images = images_of(workflow, result)
+    assert images and all(torch.isfinite(i).all() and i.std() > 0.01 for i in images.values())
+    if name == "hires_fix_ui.json":
+        assert images["11"].shape[1:3] == (128, 128) and images["7"].shape[1:3] == (64, 64)
+    if name == "area_composition_ui.json":
+        assert images["7"].shape[1:3] == (64, 128)
+    if name == "outpaint_api.json":
+        assert images["8"].shape[1:3] == (64, 96)
+    saved = list(tmp_folders.outputs.rglob("*.png"))
+    assert saved
+
+
+def test_inpaint_workflow_on_an_inpainting_checkpoint(builtin_registry, executor, tmp_folders):
+    """The same ComfyUI inpaint graph on a (tiny, random) 9-channel inpainting model."""
+    from graphflow.testing import write_checkpoint
+
+    checkpoints = tmp_folders.models / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    write_checkpoint(checkpoints / "tiny-inpainting.safetensors", "sd1_inpaint")
+    graph = json.loads((CORPUS / "inpaint_api.json").read_text())
+    graph["1"]["inputs"]["ckpt_name"] = "tiny-inpainting.safetensors"
+    workflow = parse_workflow(graph, builtin_registry)
+    assert validate(workflow, builtin_registry) == []
+    result = executor.run(workflow)
+    assert result.ok, result.error
+    image = result.values["10"][0]
+    assert image.shape == (1, 64, 64, 3) and torch.isfinite(image).all()
+
+
+def test_api_graph_and_the_same_graph_in_ui_format_give_the_same_images(builtin_registry, executor, tmp_folders):
+    api = load("txt2img_api.json", builtin_registry)
+    reference = executor.run(api)
+    assert reference.ok
+    for name in ("txt2img_ui.json", "txt2img_tricks_ui.json"):
+        ui = load(name, builtin_registry)
+        result = Executor(builtin_registry).run(ui)
+        assert result.ok
+        assert torch.equal(result.values["8"][0], reference.values["8"][0]), name
+    for name in ("txt2img_subgraph_ui.json", "txt2img_group_node_ui.json"):
+        nested = Executor(builtin_registry).run(load(name, builtin_registry))
+        assert torch.equal(nested.values["8"][0], reference.values["8"][0]), name
+
+
+# --- pictures ---------------------------------------------------------------------------------
+
+
+def png_with(chunks: dict) -> bytes:
+    info = PngImagePlugin.PngInfo()
+    for key, text in chunks.items():
+        info.add_text(key, text)
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(out, format="PNG", pnginfo=info)
+    return out.getvalue()
+
+
+def test_comfyui_png_opens_its_editor_graph_else_its_prompt(builtin_registry, tmp_path, tmp_folders, capsys):
+    ui_text = (CORPUS / "txt2img_tricks_ui.json").read_text()
+    api_text = (CORPUS / "txt2img_api.json").read_text()
+    both = tmp_path / "ComfyUI_00001_.png"
+    both.write_bytes(png_with({"prompt": json.dumps(json.loads(api_text)), "workflow": ui_text}))
+    workflow = load_workflow(both, builtin_registry)
+    assert workflow.ui["imported_from"] == "comfyui-ui" and workflow.ui["nodes"]["3"]["pos"] == [863, 186]
+    only_prompt = tmp_path / "prompt.png"
+    only_prompt.write_bytes(png_with({"prompt": api_text}))
+    workflow = load_workflow(only_prompt, builtin_registry)
+    assert workflow.ui["imported_from"] == "comfyui-api"
+    assert workflow.to_json()["nodes"] == load("txt2img_api.json", builtin_registry).to_json()["nodes"]
+    assert main(["validate", str(both)]) == 0
+    assert "valid (7 nodes)" in capsys.readouterr().out
+    assert main(["run", str(both), "--quiet", "--output-dir", str(tmp_path / "out")]) == 0
+    (printed,) = capsys.readouterr().out.split()
+    assert Path(printed).is_file() and Path(printed).parent == tmp_path / "out"
+
+
+def test_webp_with_comfyui_exif_strings(builtin_registry):
+    exif = Image.Exif()
+    exif[0x010F] = "workflow:" + (CORPUS / "txt2img_ui.json").read_text()
+    exif[0x0110] = "prompt:" + (CORPUS / "txt2img_api.json").read_text()
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), "blue").save(out, format="WEBP", exif=exif)
+    workflow = workflow_from_picture(out.getvalue(), builtin_registry)
+    assert workflow.ui["imported_from"] == "comfyui-ui" and "3" in workflow.nodes
+
+
+def test_our_png_round_trips_through_saveimage(builtin_registry, executor, tmp_folders):
+    workflow = load("txt2img_ui.json", builtin_registry)
+    assert executor.run(workflow).ok
+    (saved,) = tmp_folders.outputs.rglob("*.png")
+    again = load_workflow(saved, builtin_registry)
+    assert again.to_json()["nodes"] == workflow.to_json()["nodes"]
+    assert again.ui["nodes"] == workflow.ui["nodes"]
+
+
+def test_picture_without_workflow_is_a_clear_error(tmp_path):
+    plain = tmp_path / "plain.png"
+    plain.write_bytes(png_with({}))
+    with pytest.raises(WorkflowFormatError, match="holds no workflow"):
+        load_workflow(plain)
+
+
+A1111 = """masterpiece, a red circle
+on a white background
+Negative prompt: blurry, lowres
+Steps: 4, Sampler: DPM++ 2M Karras, CFG scale: 6.5, Seed: 1234, Size: 64x64, Model hash: 1b2c3d, \
+Model: graphflow-demo, Clip skip: 2, Lora hashes: "corner: 0123, other: 4567", Version: v1.9.4"""
+
+
+def test_a1111_parameters_are_parsed():
+    settings = parse_a1111(A1111)
+    assert settings["prompt"] == "masterpiece, a red circle\non a white background"
+    assert settings["negative"] == "blurry, lowres"
+    assert settings["steps"] == "4" and settings["cfg scale"] == "6.5" and settings["seed"] == "1234"
+    assert settings["size"] == "64x64" and settings["model"] == "graphflow-demo"
+    assert settings["lora hashes"] == "corner: 0123, other: 4567"
+    assert a1111_sampler("DPM++ 2M Karras") == ("dpmpp_2m", "karras")
+    assert a1111_sampler("Euler a") == ("euler_ancestral", "normal")
+    assert a1111_sampler("DPM++ SDE", "Exponential") == ("dpmpp_sde", "exponential")
+    assert a1111_sampler("DPM++ 2M SDE Heun Karras") == ("dpmpp_2m_sde_heun", "karras")
+    with pytest.raises(WorkflowFormatError, match="no ComfyUI equivalent"):
+        a1111_sampler("Made Up")
+
+
+def test_a1111_parameters_in_webp_user_comment_and_settings_left_out_are_noted(builtin_registry):
+    exif = Image.Exif()
+    text = A1111.replace("Steps: 4,", "Steps: 4, Denoising strength: 0.4, Hires upscale: 2,")
+    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\x00" + text.encode("utf-16-be")
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), "blue").save(out, format="WEBP", exif=exif)
+    workflow = workflow_from_picture(out.getvalue(), builtin_registry)
+    sampler = next(n for n in workflow.nodes.values() if n.type == "KSampler")
+    assert sampler.inputs["sampler_name"] == "dpmpp_2m" and sampler.inputs["scheduler"] == "karras"
+    assert [n["message"] for n in workflow.notes] == [
+        "A1111 settings not turned into nodes: denoising strength, hires upscale"]
+
+
+def test_a1111_png_opens_as_a_txt2img_graph_and_runs(builtin_registry, executor, tmp_folders):
+    text = A1111.replace("DPM++ 2M Karras", "Euler")
+    workflow = workflow_from_picture(png_with({"parameters": text}), builtin_registry)
+    assert validate(workflow, builtin_registry) == []
+    kinds = {node.type: node.inputs for node in workflow.nodes.values()}
+    assert kinds["LoadCheckpoint"]["checkpoint"] == "graphflow-demo.safetensors"
+    assert kinds["KSampler"]["seed"] == 1234 and kinds["KSampler"]["cfg"] == 6.5
+    assert kinds["KSampler"]["steps"] == 4 and kinds["KSampler"]["sampler_name"] == "euler"
+    assert kinds["EmptyLatent"] == {"width": 64, "height": 64, "batch_size": 1}
+    assert kinds["CLIPSetLastLayer"]["stop_at_clip_layer"] == -2
+    assert sorted(i["text"] for t, i in ((n.type, n.inputs) for n in workflow.nodes.values()) if t == "CLIPEncode") \
+        == ["blurry, lowres", "masterpiece, a red circle\non a white background"]
+    assert executor.run(workflow).ok
+
+
+# --- command line and server ------------------------------------------------------------------
+
+
+def test_cli_convert_to_each_format(tmp_path, capsys):
+    source = CORPUS / "txt2img_tricks_ui.json"
+    assert main(["convert", str(source), "--to", "comfy-ui", "-o", str(tmp_path / "ui.json")]) == 0
+    written = json.loads((tmp_path / "ui.json").read_text())
+    assert written["links"] == json.loads(source.read_text())["links"]
+    assert main(["convert", str(source), "--to", "comfy-api"]) == 0
+    api = json.loads(capsys.readouterr().out)
+    assert api["3"]["class_type"] == "KSampler" and api["3"]["inputs"]["seed"] == 42
+    assert api["4"] == {"inputs": {"ckpt_name": "graphflow-demo.safetensors"}, "class_type": "CheckpointLoaderSimple"}
+    assert main(["convert", str(tmp_path / "ui.json"), "--to", "graphflow"]) == 0
+    ours = json.loads(capsys.readouterr().out)
+    assert ours["version"] == 1 and ours["nodes"]["4"]["type"] == "LoadCheckpoint"
+    assert main(["validate", str(CORPUS / "inpaint_api.json")]) == 0
+    assert "note: node 4 (LoadImage), input 'upload': ignored" in capsys.readouterr().err
+
+
+async def test_convert_endpoint_reads_ui_format_and_pictures_and_writes_each_format(aiohttp_client, tmp_path,
+                                                                                     builtin_registry):
+    from graphflow.server.app import create_app
+
+    client = await aiohttp_client(create_app(builtin_registry, tmp_path / "runs.db", web_dir=None))
+    ui = json.loads((CORPUS / "txt2img_tricks_ui.json").read_text())
+    body = await (await client.post("/api/workflow/convert", json={"workflow": ui})).json()
+    assert body["problems"] == [] and body["workflow"]["nodes"]["3"]["type"] == "KSampler"
+    assert len(body["notes"]) == 2
+    back = await (await client.post("/api/workflow/convert", json={"workflow": body["workflow"],
+                                                                  "to": "comfy-ui"})).json()
+    assert back["workflow"]["links"] == ui["links"] and back["format"] == "comfy-ui"
+    picture = base64.b64encode(png_with({"workflow": json.dumps(ui)})).decode()
+    body = await (await client.post("/api/workflow/convert", json={"image": picture, "name": "x.png"})).json()
+    assert body["workflow"]["ui"]["nodes"]["3"]["pos"] == [863, 186]
+    response = await client.post("/api/workflow/convert", json={"workflow": ui, "to": "nope"})
+    assert response.status == 400
+    response = await client.post("/api/workflow/convert", json={"image": "not base64!"})
+    assert response.status == 400
+    from graphflow.server.app import SERVER
+
+    workflow, problems = client.app[SERVER].check(ui, None)  # what POST /api/runs does first
+    assert problems == [] and workflow.nodes["3"].inputs["seed"] == 42
+
+
+def test_comfyui_docs_are_up_to_date():
+    import subprocess
+    import sys
+
+    tool = Path(__file__).parent.parent / "tools" / "make_comfy_docs.py"
+    done = subprocess.run([sys.executable, str(tool), "--check"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    text = (Path(__file__).parent.parent / "docs" / "comfyui.md").read_text()
+    assert "| `CheckpointLoaderSimple` | `LoadCheckpoint` | `ckpt_name` → `checkpoint` |" in text
+

@@ -1,0 +1,212 @@
+"""ComfyUI's HTTP routes served beside ours: shapes of /object_info, /queue, /history,
+/system_stats, /embeddings, /models, /view conversions, /free and /interrupt."""
+
+import asyncio
+import io
+import json
+from pathlib import Path
+
+from PIL import Image
+
+from graphflow.server.comfyui_object_info import object_info
+from graphflow.workflow import comfy_aliases
+from test_server import home, image_workflow, receive_until, registry, start, submit  # noqa: F401
+from server_nodes import Hold
+
+# ComfyUI v0.3.64's GET /object_info, copied from the project's reference facts.
+REFERENCE = json.loads((Path(__file__).parent / "data" / "comfyui-object-info.json").read_text())
+
+# Where our /object_info knowingly differs from ComfyUI's, and why. Everything else must match.
+KNOWN_DIFFERENCES = {
+    ("ModelSamplingDiscrete", "sampling", "choices"): "img_to_img is not implemented (the node refuses it by name)",
+    ("CLIPLoader", "type", "choices"): "text encoders of model families graphflow does not have",
+    ("DualCLIPLoader", "type", "choices"): "text encoders of model families graphflow does not have",
+}
+# Our files are named graphflow_… where ComfyUI's are ComfyUI_… (every filename_prefix default).
+OUR_NAME = ("ComfyUI", "graphflow")
+FILE_CHOICES = {"ckpt_name", "vae_name", "lora_name", "image", "unet_name", "clip_name", "clip_name1", "clip_name2",
+                "clip_name3", "control_net_name", "model_name", "latent"}  # lists of the test machine's files
+
+
+def aliased_classes(registry):
+    for cls in registry:
+        for alias in comfy_aliases(cls):
+            for class_type in alias.class_types:
+                if registry.comfy_node(class_type) is cls:
+                    yield class_type, alias
+
+
+def test_object_info_matches_comfyui_for_every_aliased_node(builtin_registry):
+    ours = object_info(builtin_registry)
+    checked = 0
+    for class_type, alias in aliased_classes(builtin_registry):
+        if class_type not in REFERENCE:
+            continue  # a custom node pack's class (not in ComfyUI's core catalogue)
+        ref, mine = REFERENCE[class_type], ours[class_type]
+        ignored = set(alias.ignore)
+        expected_order = [n for n in ref["input_order"].get("required", []) if n not in ignored]
+        assert mine["input_order"]["required"] == expected_order, class_type
+        mine_inputs = {**mine["input"]["required"], **mine["input"].get("optional", {})}
+        for section in ("required", "optional"):
+            for name, spec in ref["input"].get(section, {}).items():
+                if name in ignored:
+                    continue
+                assert name in mine_inputs, f"{class_type}: input {name} missing"
+                ref_type, ref_options = spec[0], (spec[1] if len(spec) > 1 else {})
+                if ref_type == "COMBO":  # ComfyUI's newer spelling of a choice list
+                    ref_type = ref_options["options"]
+                my_type, my_options = mine_inputs[name]
+                if isinstance(ref_type, list):
+                    assert isinstance(my_type, list), f"{class_type}.{name}: expected a choice"
+                    missing = set(ref_type) - set(my_type)
+                    if name not in FILE_CHOICES and (class_type, name, "choices") not in KNOWN_DIFFERENCES:
+                        assert not missing, f"{class_type}.{name}: choices missing {sorted(missing)}"
+                else:
+                    assert my_type == ref_type, f"{class_type}.{name}: type {my_type} != {ref_type}"
+                if "default" in ref_options and (class_type, name, "default") not in KNOWN_DIFFERENCES:
+                    if name not in FILE_CHOICES:
+                        expected = ref_options["default"]
+                        if name == "filename_prefix":
+                            expected = expected.replace(*OUR_NAME)
+                        assert my_options.get("default") == expected, f"{class_type}.{name} default"
+        assert mine["output"] == ref["output"], class_type
+        assert mine["output_node"] == ref["output_node"], class_type
+        checked += 1
+    assert checked >= 30
+
+
+async def test_object_info_routes(start):
+    client = await start()
+    everything = await (await client.get("/object_info")).json()
+    assert "SaveTestImage" in everything
+    one = await (await client.get("/object_info/Canvas")).json()
+    assert list(one) == ["Canvas"] and one["Canvas"]["input_order"]["required"][0] == "width"
+    assert await (await client.get("/object_info/Nope")).json() == {}
+
+
+async def test_queue_and_history_in_comfyui_shapes(start):
+    client = await start()
+    ws = await client.ws_connect("/ws?clientId=c1")
+    first = await ws.receive_json()
+    assert first == {"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}}, "sid": "c1"}}
+    held = await submit(client, image_workflow("a", hold=True), client_id="c1")
+    waiting = await submit(client, image_workflow("b"), client_id="c1")
+    await receive_until(ws, lambda m: m["type"] == "executing" and m["data"]["node"] == "2")
+    queue = await (await client.get("/queue")).json()
+    assert [item[1] for item in queue["queue_running"]] == [held["run_id"]]
+    assert [item[1] for item in queue["queue_pending"]] == [waiting["run_id"]]
+    assert (await (await client.get("/prompt")).json())["exec_info"]["queue_remaining"] == 2
+
+    assert (await client.post("/queue", json={"delete": [waiting["run_id"]]})).status == 200
+    assert (await (await client.get("/queue")).json())["queue_pending"] == []
+    Hold.gate.set()
+    await receive_until(ws, lambda m: m["type"] == "executing" and m["data"]["node"] is None
+                        and m["data"]["prompt_id"] == held["run_id"])
+    history = await (await client.get("/history")).json()
+    assert list(history) == [held["run_id"]]
+    entry = history[held["run_id"]]
+    assert entry["status"]["completed"] and entry["outputs"]["3"]["images"][0]["filename"].startswith("a")
+    third = await submit(client, image_workflow("c"), client_id="c1")
+    await receive_until(ws, lambda m: m["type"] == "executing" and m["data"]["node"] is None
+                        and m["data"]["prompt_id"] == third["run_id"])
+    assert list(await (await client.get("/history?max_items=1")).json()) == [third["run_id"]]
+    assert (await client.post("/history", json={"delete": [held["run_id"]]})).status == 200
+    assert list(await (await client.get("/history")).json()) == [third["run_id"]]
+    assert (await client.post("/history", json={"clear": True})).status == 200
+    assert await (await client.get("/history")).json() == {}
+    await ws.close()
+
+
+async def test_comfyui_clients_hear_only_their_own_prompts_and_ours_hear_all(start):
+    client = await start()
+    mine = await client.ws_connect("/ws?clientId=mine")
+    other = await client.ws_connect("/ws?clientId=other")
+    ours = await client.ws_connect("/ws?client_id=editor")
+    for ws in (mine, other, ours):
+        await ws.receive_json()
+    run = await submit(client, image_workflow("x"), client_id="mine")
+    got = await receive_until(mine, lambda m: m["type"] == "executing" and m["data"]["node"] is None)
+    assert [m["type"] for m in got if m["type"] != "status"] == [
+        "execution_start", "executing", "progress", "progress", "progress", "executing", "executed",
+        "execution_success", "executing"]
+    assert got[-1]["data"] == {"node": None, "prompt_id": run["run_id"]}
+    assert not any(m["type"] == "frame" for m in got), "no preview frames unless asked for"
+    theirs = await receive_until(ours, lambda m: m["type"] == "run_finished")
+    assert any(m["type"] == "frame" for m in theirs), "our own clients keep our messages and previews"
+    await asyncio.sleep(0.1)
+    leftover = []
+    while True:
+        try:
+            leftover.append((await other.receive_json(timeout=0.2))["type"])
+        except asyncio.TimeoutError:
+            break
+    assert set(leftover) <= {"status"}, f"another client's prompt leaked: {leftover}"
+    for ws in (mine, other, ours):
+        await ws.close()
+
+
+async def test_execution_error_and_interrupt_messages(start):
+    client = await start()
+    ws = await client.ws_connect("/ws?clientId=c2")
+    await ws.receive_json()
+    failed = await submit(client, image_workflow("f", fail=True), client_id="c2")
+    got = await receive_until(ws, lambda m: m["type"] == "executing" and m["data"]["node"] is None)
+    error = next(m["data"] for m in got if m["type"] == "execution_error")
+    assert error["prompt_id"] == failed["run_id"] and error["node_id"] == "3" and error["node_type"] == "Boom"
+    assert error["exception_message"] and isinstance(error["traceback"], list)
+    assert "execution_success" not in [m["type"] for m in got]
+
+    held = await submit(client, image_workflow("h", hold=True), client_id="c2")
+    await receive_until(ws, lambda m: m["type"] == "executing" and m["data"]["node"] == "2")
+    assert (await client.post("/interrupt", json={"prompt_id": held["run_id"]})).status == 200
+    got = await receive_until(ws, lambda m: m["type"] == "executing" and m["data"]["node"] is None)
+    stopped = next(m["data"] for m in got if m["type"] == "execution_interrupted")
+    assert stopped["prompt_id"] == held["run_id"] and stopped["node_id"] == "2"
+    await ws.close()
+
+
+async def test_system_stats_embeddings_models_and_free(start, home):
+    client = await start()
+    stats = await (await client.get("/system_stats")).json()
+    assert stats["system"]["ram_total"] > 0 and stats["system"]["python_version"]
+    assert stats["devices"][0]["type"] in ("cpu", "cuda", "mps") and "vram_free" in stats["devices"][0]
+    (home / "models" / "embeddings").mkdir(parents=True)
+    (home / "models" / "embeddings" / "bad-hands.safetensors").write_bytes(b"x")
+    assert await (await client.get("/embeddings")).json() == ["bad-hands"]
+    folders_listed = await (await client.get("/models")).json()
+    assert "checkpoints" in folders_listed and "loras" in folders_listed
+    checkpoints = await (await client.get("/models/checkpoints")).json()
+    assert "graphflow-demo.safetensors" in checkpoints
+    assert (await client.get("/models/nowhere")).status == 404
+    assert (await client.post("/free", json={"unload_models": True, "free_memory": True})).status == 200
+
+
+async def test_view_preview_and_channel(start, home):
+    client = await start()
+    (home / "outputs").mkdir(parents=True, exist_ok=True)
+    image = Image.new("RGBA", (20, 10), (200, 10, 30, 128))
+    image.save(home / "outputs" / "pic.png")
+    response = await client.get("/view?filename=pic.png&type=output&preview=webp;50")
+    assert response.headers["Content-Type"] == "image/webp"
+    assert Image.open(io.BytesIO(await response.read())).size == (20, 10)
+    response = await client.get("/view?filename=pic.png&type=output&preview=jpeg;80")
+    assert Image.open(io.BytesIO(await response.read())).format == "JPEG"
+    rgb = Image.open(io.BytesIO(await (await client.get("/view?filename=pic.png&channel=rgb")).read()))
+    assert rgb.mode == "RGB" and rgb.getpixel((0, 0)) == (200, 10, 30)
+    alpha = Image.open(io.BytesIO(await (await client.get("/view?filename=pic.png&channel=a")).read()))
+    assert alpha.getpixel((0, 0)) == (0, 0, 0, 128)
+    assert (await client.get("/view?filename=pic.png&channel=xyz")).status == 400
+    assert (await client.get("/view?filename=pic.png&preview=gif")).status == 400
+
+
+async def test_upload_image_answers_in_comfyui_shape(start):
+    import aiohttp
+
+    client = await start()
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(buffer, format="PNG")
+    form = aiohttp.FormData()
+    form.add_field("image", buffer.getvalue(), filename="up.png", content_type="image/png")
+    form.add_field("subfolder", "sub")
+    body = await (await client.post("/upload/image", data=form)).json()
+    assert {k: body[k] for k in ("name", "subfolder", "type")} == {"name": "up.png", "subfolder": "sub", "type": "input"}

@@ -1,0 +1,118 @@
+"""ModelMerge* / CLIPMerge*: merged weights against hand arithmetic on the files' state dicts; the
+inputs stay untouched (the cache may hold them)."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_nodes_image_mask import call
+
+from graphflow.context import NodeInputError
+from graphflow.models.checkpoint import load_checkpoint
+from graphflow.testing import write_checkpoint
+
+UNET = "model.diffusion_model."
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("merge")
+    paths = [write_checkpoint(folder / f"m{seed}.safetensors", "sd1", seed=seed) for seed in (0, 7)]
+    loaded = [load_checkpoint(p, device="cpu", dtype=torch.float32) for p in paths]
+    files = [{k[len(UNET):]: v.float() for k, v in load_file(str(p)).items() if k.startswith(UNET)} for p in paths]
+    return loaded, files
+
+
+def snapshot(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def assert_unchanged(module, before):
+    after = module.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items())
+
+
+@pytest.mark.parametrize("node, widgets, expected", [
+    ("ModelMergeSimple", {"ratio": 0.3}, lambda a, b: 0.3 * a + 0.7 * b),
+    ("ModelMergeAdd", {}, lambda a, b: a + b),
+    ("ModelMergeSubtract", {"multiplier": 2.5}, lambda a, b: 2.5 * (a - b)),
+])
+def test_model_merges_match_hand_arithmetic(builtin_registry, pair, node, widgets, expected):
+    (c1, c2), (w1, w2) = pair
+    before1, before2 = snapshot(c1.model.unet), snapshot(c2.model.unet)
+    merged = call(builtin_registry, node, model1=c1.model, model2=c2.model, **widgets)
+    state = merged.unet.state_dict()
+    assert set(state) == set(w1)
+    for key in w1:
+        torch.testing.assert_close(state[key], expected(w1[key], w2[key]), rtol=1e-5, atol=1e-6)
+    assert merged is not c1.model and merged.arch == "sd1"
+    assert_unchanged(c1.model.unet, before1)
+    assert_unchanged(c2.model.unet, before2)
+
+
+def test_ratio_one_keeps_model1_sharing_its_tensors(builtin_registry, pair):
+    (c1, c2), _ = pair
+    merged = call(builtin_registry, "ModelMergeSimple", model1=c1.model, model2=c2.model, ratio=1.0)
+    for (name, p), (_, q) in zip(merged.unet.named_parameters(), c1.model.unet.named_parameters()):
+        assert p is q, name
+
+
+def test_block_merges_pick_the_ratio_by_block(builtin_registry, pair):
+    (c1, c2), (w1, w2) = pair
+    merged = call(builtin_registry, "ModelMergeBlocks", model1=c1.model, model2=c2.model, input=0.2, middle=0.5,
+                  out=0.9)
+    state = merged.unet.state_dict()
+    seen = set()
+    for key in w1:
+        ratio = 0.5 if key.startswith("middle") else 0.9 if key.startswith("out") else 0.2  # time_embed: input's
+        seen.add(ratio)
+        torch.testing.assert_close(state[key], ratio * w1[key] + (1 - ratio) * w2[key], rtol=1e-5, atol=1e-6)
+    assert seen == {0.2, 0.5, 0.9}
+    sd1 = call(builtin_registry, "ModelMergeSD1", model1=c1.model, model2=c2.model, input_blocks_1=0.0,
+               output_blocks_0=0.25)
+    state = sd1.unet.state_dict()
+    for key in w1:
+        ratio = 0.0 if key.startswith("input_blocks.1.") else 0.25 if key.startswith("output_blocks.0.") else 1.0
+        torch.testing.assert_close(state[key], ratio * w1[key] + (1 - ratio) * w2[key], rtol=1e-5, atol=1e-6)
+
+
+def test_sdxl_block_node_takes_comfyui_input_names(builtin_registry):
+    from graphflow.workflow import import_comfy
+
+    graph = {"1": {"class_type": "ModelMergeSDXL", "inputs": {"model1": ["2", 0], "model2": ["2", 0],
+                                                              "time_embed.": 0.1, "input_blocks.4": 0.4, "out.": 0.9}}}
+    entry = import_comfy(graph, builtin_registry).nodes["1"]
+    assert entry.type == "ModelMergeSDXL"
+    assert entry.inputs == {"model1": ["2", 0], "model2": ["2", 0], "time_embed": 0.1, "input_blocks_4": 0.4,
+                            "out": 0.9}
+    order = list(builtin_registry.get("ModelMergeSDXL").input_specs)
+    assert order[:4] == ["model1", "model2", "time_embed", "label_emb"] and order[-1] == "out"
+    assert len(order) == 2 + 2 + 9 + 3 + 9 + 1
+
+
+@pytest.mark.parametrize("node, widgets, expected", [
+    ("CLIPMergeSimple", {"ratio": 0.75}, lambda a, b: 0.75 * a + 0.25 * b),
+    ("CLIPMergeAdd", {}, lambda a, b: a + b),
+    ("CLIPMergeSubtract", {"multiplier": -1.0}, lambda a, b: -(a - b)),
+])
+def test_clip_merges(builtin_registry, pair, node, widgets, expected):
+    (c1, c2), _ = pair
+    t1, t2 = c1.clip.towers[0].model, c2.clip.towers[0].model
+    before1 = snapshot(t1)
+    merged = call(builtin_registry, node, clip1=c1.clip, clip2=c2.clip, **widgets)
+    p1, p2 = dict(t1.named_parameters()), dict(t2.named_parameters())
+    for name, p in merged.towers[0].model.named_parameters():
+        torch.testing.assert_close(p, expected(p1[name], p2[name]), rtol=1e-5, atol=1e-6)
+    assert_unchanged(t1, before1)
+    assert merged.arch == "sd1" and merged.clip_skip == c1.clip.clip_skip
+    merged.encode("a red circle")  # still a working text encoder
+
+
+def test_different_architectures_are_refused(builtin_registry, pair, tmp_path):
+    (c1, _), _ = pair
+    other = load_checkpoint(write_checkpoint(tmp_path / "xl.safetensors", "sdxl"), device="cpu", dtype=torch.float32)
+    with pytest.raises(NodeInputError, match="sd1.*sdxl") as e:
+        call(builtin_registry, "ModelMergeSimple", model1=c1.model, model2=other.model, ratio=0.5)
+    assert e.value.input == "model2"
+    with pytest.raises(NodeInputError, match="sd1") as e:
+        call(builtin_registry, "CLIPMergeAdd", clip1=c1.clip, clip2=other.clip)
+    assert e.value.input == "clip2"
