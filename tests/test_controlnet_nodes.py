@@ -41,7 +41,7 @@ def test_loaders_refuse_wrong_and_damaged_files(builtin_registry, models):
     torch.save({"control_model.input_hint_block.0.weight": Evil()}, folder / "evil.pth")
     cases = {"a-lora.safetensors": r"a-lora.safetensors is not a ControlNet: expected .*control_model.input_hint_block.* a LoRA",
              "cut.safetensors": r"cut.safetensors is not a readable safetensors file.*truncated",
-             "evil.pth": r"evil.pth could not be loaded with torch.load\(weights_only=True\)"}
+             "evil.pth": r"evil.pth was refused by PyTorch.s restricted unpickler"}
     for node in ("LoadControlNet", "LoadDiffControlNet"):
         for name, message in cases.items():
             extra = {"model": load_model(builtin_registry)[0]} if node == "LoadDiffControlNet" else {}

@@ -192,7 +192,7 @@ def _strip(shapes) -> str | None:
 def load_control_model(path, base=None, device="cpu", dtype: torch.dtype | None = None):
     """What ControlNetLoader / DiffControlNetLoader load: a ControlNet (plain, Control-LoRA or
     difference file) or a T2I-Adapter, told apart by their keys."""
-    with WeightFile(path, allow_pickle=True) as wf:
+    with WeightFile(path) as wf:
         shapes = wf.shapes
         if "conv_in.weight" in shapes or "adapter.conv_in.weight" in shapes:
             from .t2i_adapter import load_t2i_adapter
@@ -202,12 +202,11 @@ def load_control_model(path, base=None, device="cpu", dtype: torch.dtype | None 
     return load_controlnet(path, base=base, device=device, dtype=dtype)
 
 
-def load_controlnet(path, base=None, device="cpu", dtype: torch.dtype | None = None,
-                    allow_pickle: bool = True) -> ControlNet:
+def load_controlnet(path, base=None, device="cpu", dtype: torch.dtype | None = None) -> ControlNet:
     """A ControlNet from an original-layout file (with or without `control_model.`), or from a
     Control-LoRA file on top of `base` (a DiffusionModel or UNet) whose weights the low-rank
     differences apply to. Pickled .pth files load through torch.load(weights_only=True)."""
-    with WeightFile(path, allow_pickle=allow_pickle) as wf:
+    with WeightFile(path) as wf:
         name = wf.path.name
         overrides = wf.config().get("unet", {})
         if "lora_controlnet" in wf.shapes:
