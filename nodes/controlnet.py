@@ -35,7 +35,7 @@ class LoadControlNet(Node):
     control_model. prefix) or a T2I-Adapter. Control-LoRA files need the base model: use
     LoadDiffControlNet."""
     category = "loaders"
-    control_net_name: str = Choice(lambda: folders.list_models("controlnet"))
+    control_net_name: str = Choice(lambda: folders.list_models("controlnet"), model_folder="controlnet")
     outputs = {"control_net": CONTROL_NET}
     comfy = ComfyAlias(("ControlNetLoader",))
 
@@ -52,7 +52,7 @@ class LoadDiffControlNet(Node):
     to the model's UNet weights) or a "difference" ControlNet; a plain ControlNet loads as is."""
     category = "loaders"
     model: MODEL
-    control_net_name: str = Choice(lambda: folders.list_models("controlnet"))
+    control_net_name: str = Choice(lambda: folders.list_models("controlnet"), model_folder="controlnet")
     outputs = {"control_net": CONTROL_NET}
     comfy = ComfyAlias(("DiffControlNetLoader",))
 
@@ -118,7 +118,7 @@ class ApplyControlNetAdvanced(Node):
     end_percent: float = Float(1.0, min=0.0, max=1.0, step=0.001)
     vae: VAE = None
     outputs = {"positive": CONDITIONING, "negative": CONDITIONING}
-    comfy = ComfyAlias(("ControlNetApplyAdvanced",))
+    comfy = ComfyAlias(("ControlNetApplyAdvanced",), optional=("vae",))
 
     def run(self):
         image = _hint_image(self.image)

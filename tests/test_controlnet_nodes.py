@@ -158,3 +158,18 @@ def test_controlnet_for_another_model_family_is_refused_clearly(builtin_registry
                    image=torch.rand(1, 64, 64, 3), strength=1.0)
     with pytest.raises(Exception, match="ControlNet was made for a model with .*-wide text embeddings"):
         sample(builtin_registry, model, applied, positive)
+
+
+def test_validation_checks_the_controlnet_file(builtin_registry, models):
+    """A damaged ControlNet file is reported before anything runs, naming the node's input."""
+    from pathlib import Path
+
+    from graphflow.validation import validate
+    from graphflow.workflow import load_workflow
+
+    good = write_controlnet(models / "controlnet" / "good.safetensors", "sd1")
+    (models / "controlnet" / "cut.safetensors").write_bytes(good.read_bytes()[:5000])
+    wf = load_workflow(Path(__file__).parent.parent / "workflows" / "controlnet.json")
+    wf.nodes["8"].inputs["control_net_name"] = "cut.safetensors"
+    problems = validate(wf, builtin_registry)
+    assert any(p.input == "control_net_name" and "cut.safetensors" in p.message for p in problems), problems
