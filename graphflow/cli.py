@@ -27,6 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     _add_folder_flags(run)
     _add_limit_flags(run)
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--sweep", metavar="FILE.jsonl",
+                     help='run once per line of overrides ({"NODE_ID.INPUT": value} or ["NODE_ID.INPUT=VALUE"]); '
+                          "resumes where an earlier, interrupted sweep stopped")
+    run.add_argument("--results", metavar="FILE.jsonl",
+                     help="where a sweep records each line's status and files (default FILE.results.jsonl)")
+    _add_ray_flags(run)
+    _add_preview_flag(run)
 
     validate = sub.add_parser("validate", help="check a workflow without running it")
     validate.add_argument("workflow")
@@ -55,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--max-upload-mb", type=float, default=50, help="largest accepted upload (default 50)")
     serve.add_argument("--cache-max-gb", type=float, help="bound on cached outputs and loaded models (default 16)")
     serve.add_argument("--workers", type=int, default=1, help="graphs run at once on the device (default 1)")
+    _add_ray_flags(serve)
     _add_folder_flags(serve)
+    _add_preview_flag(serve)
     _add_limit_flags(serve, server=True)
 
     args = parser.parse_args(argv)
@@ -87,6 +96,19 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
 
 
+def _add_preview_flag(parser) -> None:
+    # the choices are graphflow.sampling.preview.PREVIEW_METHODS (not imported: it pulls in torch)
+    parser.add_argument("--previews", choices=("none", "latent2rgb", "taesd"), default="latent2rgb",
+                        help="sampler previews: none, latent2rgb (a cheap linear map, the default) or taesd "
+                             "(the tiny autoencoder when its decoder is in models/vae_approx/, else latent2rgb)")
+
+
+def _set_previews(args) -> None:
+    from graphflow.sampling.preview import set_preview_method
+
+    set_preview_method(args.previews)
+
+
 def _add_model_folder_flags(parser) -> None:
     parser.add_argument("--models-dir", help="folder with checkpoints/, vae/, loras/ (default ./models)")
     parser.add_argument("--extra-model-paths", metavar="FILE",
@@ -100,6 +122,29 @@ def _add_folder_flags(parser) -> None:
     parser.add_argument("--output-dir", help="folder results are saved in (default ./outputs)")
     parser.add_argument("--plugins-dir", action="append", help="an extra plugin folder (repeatable)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: the best available)")
+
+
+def _add_ray_flags(parser) -> None:
+    group = parser.add_argument_group("scale-out on Ray (pip install 'graphflow[ray]')")
+    where = group.add_mutually_exclusive_group()
+    where.add_argument("--ray-workers", type=int, metavar="N", help="start a Ray cluster on this machine with N workers")
+    where.add_argument("--ray-address", metavar="ADDR",
+                       help="join a running Ray cluster (ray start --head ...): a worker per --gpus-per-worker "
+                            "GPUs, a CPU worker on each machine without GPUs; machines may join and leave")
+    group.add_argument("--gpus-per-worker", type=float, default=1.0, metavar="G", help="GPUs per worker (default 1)")
+
+
+def _ray_options(args) -> dict | None:
+    """The WorkerPool options from the --ray-* flags (None: run in this process)."""
+    if getattr(args, "ray_workers", None) is None and getattr(args, "ray_address", None) is None:
+        return None
+    if args.ray_workers is not None and args.ray_workers < 1:
+        raise ValueError("--ray-workers must be at least 1")
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise ValueError("--ray-workers/--ray-address need Ray: pip install 'graphflow[ray]'") from None
+    return {"workers": args.ray_workers, "address": args.ray_address, "gpus_per_worker": args.gpus_per_worker}
 
 
 def _add_limit_flags(parser, server: bool = False) -> None:
@@ -195,9 +240,15 @@ def cmd_run(args) -> int:
     from graphflow.executor import Executor
     from graphflow.folders import folders
 
+    if args.sweep:
+        return cmd_sweep(args)
+    if args.ray_workers is not None or args.ray_address is not None:
+        _error("--ray-workers/--ray-address run sweeps (--sweep FILE.jsonl); a single run runs in this process")
+        return EXIT_USAGE
     workflow, registry, code = _load(args)
     if workflow is None:
         return code
+    _set_previews(args)
     interrupt = threading.Event()
     printer = ProgressPrinter(quiet=args.quiet)
 
@@ -241,6 +292,61 @@ def cmd_run(args) -> int:
         print(f"done in {result.elapsed:.2f}s ({len(result.executed)} ran, {len(result.cached)} cached)",
               file=sys.stderr)
     return EXIT_OK
+
+
+def cmd_sweep(args) -> int:
+    from pathlib import Path
+
+    from graphflow.sweep import SweepError, SweepProgress, read_results, read_sweep, run_sweep
+    from graphflow.validation import validate
+
+    try:
+        ray = _ray_options(args)
+    except ValueError as e:
+        _error(str(e))
+        return EXIT_USAGE
+    workflow, registry, code = _load(args)
+    if workflow is None:
+        return code
+    try:
+        lines = read_sweep(args.sweep)
+    except (OSError, SweepError) as e:
+        _error(str(e))
+        return EXIT_FILE
+    problems = validate(workflow, registry, limits=_limits(args))
+    if problems:  # the base workflow; each line's overrides are checked when it runs
+        _print_problems(problems)
+        return EXIT_INVALID
+    results = Path(args.results) if args.results else Path(args.sweep).with_suffix(".results.jsonl")
+    already = sum(1 for r in read_results(results).values() if r.get("status") == "success")
+    progress = SweepProgress(len(lines), already, quiet=args.quiet)
+    pool = None
+    if ray is not None:
+        from graphflow.cluster import WorkerPool
+
+        pool = WorkerPool(**ray, limits=_limits(args))
+    stop = threading.Event()
+
+    def on_sigint(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        _error("interrupting the sweep; run the same command again to resume (Ctrl-C again to abort at once)")
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        counts = run_sweep(workflow, lines, results, registry, limits=_limits(args), pool=pool, stop=stop,
+                           progress=progress)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pool is not None:
+            pool.shutdown()
+    if not args.quiet:
+        print(f"sweep: {counts['ran']} ran ({counts['failed']} failed), {counts['skipped']} already done; "
+              f"results in {results}", file=sys.stderr)
+    if counts["interrupted"]:
+        return EXIT_INTERRUPTED
+    return EXIT_NODE_FAILED if counts["failed"] else EXIT_OK
 
 
 def cmd_convert(args) -> int:
@@ -311,7 +417,13 @@ def _model_file(name: str):
 def cmd_serve(args) -> int:
     from graphflow.server.app import serve
 
-    return serve(host=args.host, port=args.port, db_path=args.db, max_upload_mb=args.max_upload_mb,
+    _set_previews(args)
+    try:
+        ray = _ray_options(args)
+    except ValueError as e:
+        _error(str(e))
+        return EXIT_USAGE
+    return serve(ray=ray, host=args.host, port=args.port, db_path=args.db, max_upload_mb=args.max_upload_mb,
                  cache_max_gb=args.cache_max_gb, workers=args.workers, run_limits=_limits(args, server=True))
 
 

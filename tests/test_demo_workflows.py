@@ -179,3 +179,18 @@ def test_controlnet_puts_the_shape_where_the_hint_says(builtin_registry, tmp_fol
     print(f"IoU, square top-left: {[round(float(v), 2) for v, _ in found]}")
     assert all((m.colour, m.shape, m.background) == ("green", "square", "white") for _, m in found)
     assert min(v for v, _ in found) > 0.75
+
+
+def test_hires_fix_upscales_and_keeps_the_picture(builtin_registry, tmp_folders):
+    """txt2img at 64x64 -> the bundled 2x upscaler -> VAE encode -> KSampler at denoise 0.5: a
+    128x128 picture of the same prompt, laid out like the first pass."""
+    wf, result = run(builtin_registry, "hires_fix_upscale")
+    first = result.values["6"][0][0]
+    upscaled = result.values["8"][0][0]
+    final = result.values["11"][0][0]
+    assert first.shape == (64, 64, 3) and upscaled.shape == final.shape == (128, 128, 3)
+    want = prompt_words(wf.nodes["2"].inputs["text"])
+    assert described(first) == want and described(final) == want
+    down = torch.nn.functional.avg_pool2d(final.permute(2, 0, 1)[None], 2)[0].permute(1, 2, 0)
+    assert (down - first).abs().mean() < 0.1  # the second pass refines; it doesn't redraw
+    assert result.outputs["12"]["images"][0]["filename"].startswith("hires_fix")
