@@ -256,16 +256,18 @@ class ClipTower:
     @torch.no_grad()
     def run(self, ids: list[list[int]], clip_skip: int, layer_norm_hidden: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Token windows [N][77] -> (hidden states [N, 77, D], pooled [N, P]), float32 on CPU."""
-        device = self.transformer.embeddings.token_embedding.weight.device
-        tokens = torch.tensor(ids, dtype=torch.long, device=device)
-        out = self.transformer(input_ids=tokens, output_hidden_states=True)
-        hidden = out.hidden_states[clip_skip]
-        if layer_norm_hidden:
-            hidden = self.transformer.final_layer_norm(hidden)
-        pooled = out.pooler_output
-        if self.projection is not None:
-            pooled = self.projection(pooled)
-        return hidden.float().cpu(), pooled.float().cpu()
+        from graphflow import memory  # the manager puts the tower on the device and takes it off after
+
+        with memory.use(self.model, "text_encoder", f"text_encoder:{self.name}"):
+            tokens = torch.tensor(ids, dtype=torch.long, device=memory.manager().device_for(self.model))
+            out = self.transformer(input_ids=tokens, output_hidden_states=True)
+            hidden = out.hidden_states[clip_skip]
+            if layer_norm_hidden:
+                hidden = self.transformer.final_layer_norm(hidden)
+            pooled = out.pooler_output
+            if self.projection is not None:
+                pooled = self.projection(pooled)
+            return hidden.float().cpu(), pooled.float().cpu()
 
 
 class TextEncoder:

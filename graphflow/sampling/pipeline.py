@@ -173,7 +173,15 @@ def _latent_samples(model, latent) -> torch.Tensor:
     return samples.float()
 
 
-def sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent_samples: torch.Tensor,
+def sample_with_sigmas(model, *args, **kwargs) -> torch.Tensor:
+    """_sample_with_sigmas with the model on the device for the whole run (graphflow.memory)."""
+    from graphflow import memory
+
+    with memory.use(model.unet, "diffusion_model", f"diffusion_model:{model.arch}"):
+        return _sample_with_sigmas(model, *args, **kwargs)
+
+
+def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent_samples: torch.Tensor,
                        positive: list, negative: list, cfg: float, sampler_name: str, seed: int, *,
                        noise_mask: torch.Tensor | None = None, batch_index: list[int] | None = None,
                        callback=None, preview_every: int = 1, noise_mode: str = "comfy",

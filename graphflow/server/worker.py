@@ -139,7 +139,7 @@ class Worker:
         store.finish(state.run_id, result.status, outputs=result.outputs, error=result.error,
                      problems=[p.to_dict() for p in result.problems], timings=result.timings,
                      executed=result.executed, cached=result.cached, elapsed=result.elapsed)
-        if result.error and "OutOfMemory" in (result.error.get("exception_type") or ""):
+        if result.error and (result.error.get("out_of_memory") or "OutOfMemory" in (result.error.get("exception_type") or "")):
             server.cache.clear()  # start the next run from a clean device
             free_memory()
         server.hub.send("run_finished", {
