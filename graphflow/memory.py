@@ -17,6 +17,7 @@ for weights (the rest for activations), `--vram none` streams every block; `--re
 keeps that much aside for other programs.
 """
 
+import functools
 import os
 import threading
 import time
@@ -53,6 +54,7 @@ class Component:
     blocks: int = 0
     resident_blocks: int = 0
     last_used: float = 0.0
+    factor: float = 1.0  # counted bytes per real byte (bench/memory.py: scaled-down models as full-size)
     hooks: list = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -62,10 +64,13 @@ class Component:
 
 
 class MemoryManager:
-    def __init__(self, vram: str = "normal", reserve_gb: float = 0.0):
+    def __init__(self, vram: str = "normal", reserve_gb: float = 0.0, virtual_sizes: dict[str, float] | None = None):
         self.configure(vram, reserve_gb)
+        self.virtual_sizes = virtual_sizes or {}  # component name -> bytes to count it as (benchmarks)
         self.components: dict[int, Component] = {}
         self.events: list[dict] = []  # what the manager did: load, partial, offload (tests read it)
+        self.streaming = 0  # bytes of streamed blocks on the device right now
+        self.peak = 0  # most weight bytes on the device at once (bench/memory.py)
         self._lock = threading.RLock()
 
     def configure(self, vram: str = "normal", reserve_gb: float = 0.0) -> None:
@@ -96,7 +101,7 @@ class MemoryManager:
     def used(self) -> int:
         """Bytes on the device: the managed weights (the simulated budget), else what CUDA reports."""
         if os.environ.get("GRAPHFLOW_VRAM_BUDGET_GB") or self.device.type != "cuda":
-            return sum(c.resident_bytes for c in self.components.values())
+            return sum(c.resident_bytes for c in self.components.values()) + self.streaming
         free, total = torch.cuda.mem_get_info(self.device)
         return total - free
 
@@ -110,11 +115,12 @@ class MemoryManager:
             self._forget_dead()
             comp = self.components.get(id(module))
             if comp is None or comp.module() is not module:
+                name = name or f"{kind}:{type(module).__name__}@{id(module):x}"
                 size = module_bytes(module)
+                factor = self.virtual_sizes.get(name, size) / max(size, 1)
                 on_device = _device_of(module) == self.device
-                comp = Component(name or f"{kind}:{type(module).__name__}@{id(module):x}", kind,
-                                 weakref.ref(module), size,
-                                 blocks=len(_blocks(module)))
+                comp = Component(name, kind, weakref.ref(module), int(size * factor),
+                                 blocks=len(_blocks(module)), factor=factor)
                 # The offload device is the device on the CPU: there, only the record moves.
                 if on_device and self.device != self.offload_device:
                     comp.state, comp.resident_bytes, comp.resident_blocks = "loaded", size, comp.blocks
@@ -166,12 +172,15 @@ class MemoryManager:
         if target >= comp.size:
             module.to(self.device)
             comp.state, comp.resident_bytes, comp.resident_blocks = "loaded", comp.size, comp.blocks
+            self._note_peak()
             self.events.append({"action": "load", "component": comp.name, "kind": comp.kind, "bytes": comp.size})
             return
+        blocks = _blocks(module)
+        sizes = [int(_own_bytes(b) * comp.factor) for b in blocks]
+        target -= max(sizes, default=0)  # room for the largest block streamed in beside the resident ones
         resident = streamed = 0
         count = 0
-        for block in _blocks(module):
-            size = _own_bytes(block)
+        for block, size in zip(blocks, sizes):
             if resident + size <= target and streamed == 0:  # keep a prefix: blocks run in order
                 _move_own(block, self.device)
                 resident += size
@@ -179,17 +188,24 @@ class MemoryManager:
             else:
                 _move_own(block, self.offload_device)
                 streamed += 1
-                comp.hooks.append(block.register_forward_pre_hook(self._stream_in))
-                comp.hooks.append(block.register_forward_hook(self._stream_out))
+                comp.hooks.append(block.register_forward_pre_hook(functools.partial(self._stream_in, size)))
+                comp.hooks.append(block.register_forward_hook(functools.partial(self._stream_out, size)))
         comp.state, comp.resident_bytes, comp.resident_blocks = "partial", resident, count
+        self._note_peak()
         self.events.append({"action": "partial", "component": comp.name, "kind": comp.kind, "bytes": resident,
                             "blocks": comp.blocks, "resident_blocks": count})
 
-    def _stream_in(self, block, args):
+    def _stream_in(self, size, block, args):
         _move_own(block, self.device)
+        self.streaming += size
+        self._note_peak()
 
-    def _stream_out(self, block, args, output):
+    def _stream_out(self, size, block, args, output):
         _move_own(block, self.offload_device)
+        self.streaming = max(0, self.streaming - size)
+
+    def _note_peak(self) -> None:
+        self.peak = max(self.peak, sum(c.resident_bytes for c in self.components.values()) + self.streaming)
 
     def _remove_hooks(self, comp: Component) -> None:
         for hook in comp.hooks:
