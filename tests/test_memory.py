@@ -2,6 +2,7 @@
 (GRAPHFLOW_VRAM_BUDGET_GB): LRU offload, partial load with per-block streaming hooks, the
 demo workflows bit-identical to the unlimited run, out-of-memory in a node through the server."""
 
+import os
 from typing import ClassVar
 
 import pytest
@@ -166,3 +167,20 @@ async def test_out_of_memory_in_a_node_offloads_and_the_server_keeps_going(aioht
     system = await (await client.get("/api/system")).json()
     assert system["models"]["components"][0]["state"] == "loaded"
     assert system["models"]["used"] == memory.module_bytes(GreedyModel.model)
+
+
+def test_cli_memory_flags(monkeypatch, tmp_path, capsys):
+    from graphflow.cli import EXIT_USAGE, main
+
+    monkeypatch.setenv("GRAPHFLOW_VRAM", "normal")  # restored after the test whatever main() sets
+    monkeypatch.setenv("GRAPHFLOW_RESERVE_VRAM_GB", "0")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", str(tmp_path / "missing.json"), "--vram", "tiny"])
+    assert exit_info.value.code == 2 and "--vram" in capsys.readouterr().err
+    assert main(["run", str(tmp_path / "missing.json"), "--reserve-vram", "-1"]) == EXIT_USAGE
+    assert "--reserve-vram" in capsys.readouterr().err
+    live = memory.MemoryManager()
+    monkeypatch.setattr(memory, "_manager", live)
+    main(["run", str(tmp_path / "missing.json"), "--vram", "low", "--reserve-vram", "1.5"])
+    assert (live.vram, live.reserve) == ("low", int(1.5 * GiB))
+    assert os.environ["GRAPHFLOW_VRAM"] == "low"  # read by a server's worker processes too
