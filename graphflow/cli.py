@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_limit_flags(run)
     _add_memory_flags(run)
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_preview_flag(run)
 
     validate = sub.add_parser("validate", help="check a workflow without running it")
     validate.add_argument("workflow")
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--cache-max-gb", type=float, help="bound on cached outputs and loaded models (default 16)")
     serve.add_argument("--workers", type=int, default=1, help="graphs run at once on the device (default 1)")
     _add_folder_flags(serve)
+    _add_preview_flag(serve)
     _add_limit_flags(serve, server=True)
     _add_memory_flags(serve)
 
@@ -96,6 +98,19 @@ def main(argv: list[str] | None = None) -> int:
         # point stdout at /dev/null so the interpreter's final flush cannot fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+
+
+def _add_preview_flag(parser) -> None:
+    # the choices are graphflow.sampling.preview.PREVIEW_METHODS (not imported: it pulls in torch)
+    parser.add_argument("--previews", choices=("none", "latent2rgb", "taesd"), default="latent2rgb",
+                        help="sampler previews: none, latent2rgb (a cheap linear map, the default) or taesd "
+                             "(the tiny autoencoder when its decoder is in models/vae_approx/, else latent2rgb)")
+
+
+def _set_previews(args) -> None:
+    from graphflow.sampling.preview import set_preview_method
+
+    set_preview_method(args.previews)
 
 
 def _add_model_folder_flags(parser) -> None:
@@ -218,6 +233,7 @@ def cmd_run(args) -> int:
     workflow, registry, code = _load(args)
     if workflow is None:
         return code
+    _set_previews(args)
     interrupt = threading.Event()
     printer = ProgressPrinter(quiet=args.quiet)
 
@@ -331,6 +347,7 @@ def _model_file(name: str):
 def cmd_serve(args) -> int:
     from graphflow.server.app import serve
 
+    _set_previews(args)
     return serve(host=args.host, port=args.port, db_path=args.db, max_upload_mb=args.max_upload_mb,
                  cache_max_gb=args.cache_max_gb, workers=args.workers, run_limits=_limits(args, server=True))
 

@@ -211,6 +211,8 @@ def _check_model_files(node_id, cls, widgets: dict, links: dict, problems: list[
         kind = spec.widget.hints.get("model_folder") if spec.widget is not None else None
         if kind is None or name in links or not isinstance(widgets.get(name), str):
             continue
+        if widgets[name] in spec.widget.hints.get("not_files", ()):  # LoadVAE's "taesd": two files elsewhere
+            continue
         from graphflow.folders import folders
         from graphflow.models.file_check import model_file_problem
 

@@ -1,6 +1,6 @@
-"""Model loaders: checkpoints, diffusion models alone, standalone VAEs, LoRAs. Files are found in
-the models folder (checkpoints/, diffusion_models/ or unet/, vae/, loras/) and, for checkpoints,
-among the bundled demo models."""
+"""Model loaders: checkpoints, diffusion models alone, standalone VAEs (and TAESD), LoRAs. Files
+are found in the models folder (checkpoints/, diffusion_models/ or unet/, vae/, vae_approx/,
+loras/) and, for checkpoints, among the bundled demo models."""
 
 from graphflow.api import CLIP, MODEL, VAE, Choice, ComfyAlias, Float, Node, NodeInputError, folders, warn
 
@@ -77,25 +77,63 @@ class LoadDiffusionModel(Node):
             raise NodeInputError("unet_name", str(e)) from None
 
 
+# TAESD releases offered by LoadVAE when both halves are in models/vae_approx/ (ComfyUI's names)
+TAESD_NAMES = ("taesd", "taesdxl", "taesd3", "taef1")
+
+
+def _taesd_halves(name: str) -> dict:
+    """{"encoder": file name, "decoder": file name} of a TAESD release in vae_approx/ (missing: absent)."""
+    present = set(folders.list_models("vae_approx"))
+    halves = {}
+    for part in ("encoder", "decoder"):
+        for suffix in (".safetensors", ".pth"):
+            if f"{name}_{part}{suffix}" in present:
+                halves[part] = f"{name}_{part}{suffix}"
+                break
+    return halves
+
+
+def _vae_choices() -> list[str]:
+    return folders.list_models("vae") + [n for n in TAESD_NAMES if len(_taesd_halves(n)) == 2]
+
+
 class LoadVAE(Node):
     """Load a standalone VAE file to use instead of a checkpoint's own (SD1/SDXL VAEs, the
-    16-channel SD3 VAE, FLUX's ae.safetensors)."""
+    16-channel SD3 VAE, FLUX's ae.safetensors). "taesd", "taesdxl",
+    "taesd3" and "taef1" are the tiny autoencoders (fast, approximate decodes and encodes), offered
+    when both their files (NAME_encoder / NAME_decoder .safetensors) are in models/vae_approx/."""
     category = "loaders"
-    vae_name: str = Choice(lambda: folders.list_models("vae"), model_folder="vae")
+    vae_name: str = Choice(_vae_choices, model_folder="vae", not_files=TAESD_NAMES)
     outputs = {"vae": VAE}
     comfy = ComfyAlias(("VAELoader",))
 
     @classmethod
     def fingerprint(cls, vae_name):
+        if vae_name in TAESD_NAMES:
+            return ";".join(_file_state("vae_approx", f) for f in _taesd_halves(vae_name).values())
         return _file_state("vae", vae_name)
 
     def run(self):
         from graphflow.models.checkpoint import CheckpointError, load_vae
 
         try:
+            if self.vae_name in TAESD_NAMES:
+                return self._tiny()
             return load_vae(_find("vae", self.vae_name, "vae_name"))
         except CheckpointError as e:
             raise NodeInputError("vae_name", str(e)) from None
+
+    def _tiny(self):
+        from graphflow.device import compute_device
+        from graphflow.models.taesd import load_tiny_vae
+
+        halves = _taesd_halves(self.vae_name)
+        if len(halves) < 2:
+            raise NodeInputError("vae_name", f"{self.vae_name} needs {self.vae_name}_encoder.safetensors and "
+                                             f"{self.vae_name}_decoder.safetensors in models/vae_approx/; "
+                                             f"found {sorted(halves.values()) or 'neither'}")
+        paths = {part: _find("vae_approx", f, "vae_name") for part, f in halves.items()}
+        return load_tiny_vae(paths, self.vae_name, compute_device())
 
 
 class LoadLoRA(Node):

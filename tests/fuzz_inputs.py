@@ -17,9 +17,11 @@ SCALARS = [None, True, False, 0, -1, 1, 7, 2**63, -(2**70), 1.5, -0.0, 1e308, fl
 
 
 def seeds() -> list:
-    ours = [json.loads(p.read_text()) for p in sorted(WORKFLOWS.glob("*.json"))]
-    comfy = [{i: {"class_type": n["type"], "inputs": n.get("inputs", {}), "_meta": {"title": i}}
-              for i, n in w["nodes"].items()} for w in ours]
+    shipped = [json.loads(p.read_text()) for p in sorted(WORKFLOWS.glob("*.json"))]
+    ours = [w for w in shipped if "nodes" in w]
+    comfy = [w for w in shipped if "nodes" not in w]  # workflows shipped in ComfyUI's API format
+    comfy += [{i: {"class_type": n["type"], "inputs": n.get("inputs", {}), "_meta": {"title": i}}
+               for i, n in w["nodes"].items()} for w in ours]
     return ours + comfy
 
 

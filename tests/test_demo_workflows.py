@@ -144,3 +144,18 @@ def test_vae_black_hole_maps_every_latent_position(builtin_registry, tmp_folders
     listed = re.findall(r"^\s+\d+\. \((\d+), (\d+)\)", report, flags=re.MULTILINE)
     assert len(listed) == wf.nodes["4"].inputs["top_k"]  # one line per anomalous location
     assert all(0 <= int(row) < 8 and 0 <= int(col) < 8 for row, col in listed)
+
+
+def test_hires_fix_upscales_and_keeps_the_picture(builtin_registry, tmp_folders):
+    """txt2img at 64x64 -> the bundled 2x upscaler -> VAE encode -> KSampler at denoise 0.5: a
+    128x128 picture of the same prompt, laid out like the first pass."""
+    wf, result = run(builtin_registry, "hires_fix_upscale")
+    first = result.values["6"][0][0]
+    upscaled = result.values["8"][0][0]
+    final = result.values["11"][0][0]
+    assert first.shape == (64, 64, 3) and upscaled.shape == final.shape == (128, 128, 3)
+    want = prompt_words(wf.nodes["2"].inputs["text"])
+    assert described(first) == want and described(final) == want
+    down = torch.nn.functional.avg_pool2d(final.permute(2, 0, 1)[None], 2)[0].permute(1, 2, 0)
+    assert (down - first).abs().mean() < 0.1  # the second pass refines; it doesn't redraw
+    assert result.outputs["12"]["images"][0]["filename"].startswith("hires_fix")

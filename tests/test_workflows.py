@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from graphflow.executor import Executor
-from graphflow.testing import write_checkpoint, write_lora
+from graphflow.testing import write_checkpoint, write_esrgan, write_lora
 from graphflow.workflow import load_workflow
 
 WORKFLOWS = Path(__file__).parent.parent / "workflows"
@@ -21,6 +21,8 @@ def checkpoints(tmp_path_factory):
     for arch in ("sd1", "sd1_inpaint", "sdxl", "sdxl_refiner"):
         write_checkpoint(models / "checkpoints" / f"tiny_{arch}.safetensors", arch)
     write_lora(models / "loras" / "tiny_sd1_lora.safetensors", "sd1")
+    (models / "upscale_models").mkdir()
+    write_esrgan(models / "upscale_models" / "tiny_esrgan_x2.safetensors", scale=2)
     return models
 
 
@@ -128,10 +130,21 @@ def test_sdxl_base_then_refiner(builtin_registry, folders):
     assert result.outputs["13"]["images"][0]["filename"].startswith("sdxl_refined_")
 
 
+def test_hires_fix_with_a_brought_upscaler(builtin_registry, folders):
+    """hires_fix_upscale.json with a user's ESRGAN file in place of the bundled upscaler."""
+    wf = workflow("hires_fix_upscale", **{"1__checkpoint": "tiny_sd1.safetensors", "5__steps": 2, "10__steps": 2,
+                                          "7__model_name": "tiny_esrgan_x2.safetensors", "8__tile_size": 32})
+    result = run(builtin_registry, wf)
+    assert result.values["8"][0].shape == (1, 128, 128, 3)
+    assert result.values["11"][0].shape == (1, 128, 128, 3)
+    assert result.outputs["12"]["images"][0]["filename"].startswith("hires_fix")
+
+
 def test_every_workflow_file_is_covered():
     names = {p.stem for p in WORKFLOWS.glob("*.json")}
     covered = {"txt2img", "img2img", "inpaint", "outpaint", "sdxl_refiner", "lora",
-               "vae_black_hole", "latent_health"}
+               "vae_black_hole", "latent_health", "hires_fix_upscale", "flux_dev_comfyui_example",
+               "sd35_large_comfyui_example"}
     assert names <= covered, f"workflows without a test: {names - covered}"
 
 
@@ -159,3 +172,54 @@ def test_comfyui_api_graph_gives_the_same_picture_as_ours(builtin_registry, fold
     ours = run(builtin_registry, workflow("txt2img", **{"1__checkpoint": "tiny_sd1.safetensors", "5__steps": 4}))
     assert torch.equal(theirs.values["8"][0], ours.values["6"][0])
     assert theirs.outputs["9"]["images"][0]["filename"].startswith("ComfyUI_")
+
+
+# -- SD3.5 / FLUX: ComfyUI's own example graphs, unchanged but for the image size, on tiny random
+# files saved under the names the workflows ask for.
+
+@pytest.fixture(scope="module")
+def flow_models(tmp_path_factory):
+    from graphflow.testing import write_flow_checkpoint, write_flow_vae, write_text_encoder
+
+    models = tmp_path_factory.mktemp("flow_models")
+    for sub in ("checkpoints", "diffusion_models", "text_encoders", "clip", "vae"):
+        (models / sub).mkdir()
+    write_flow_checkpoint(models / "diffusion_models" / "flux1-dev.safetensors", "flux_dev", components=("model",),
+                          prefixed=False)
+    write_flow_vae(models / "vae" / "ae.safetensors")
+    write_flow_checkpoint(models / "checkpoints" / "sd3.5_large.safetensors", "sd35_large",
+                          components=("model", "vae"))
+    write_text_encoder(models / "text_encoders" / "t5xxl_fp16.safetensors", "t5xxl", seed=4)
+    write_text_encoder(models / "clip" / "clip_l.safetensors", "clip_l", seed=5)
+    write_text_encoder(models / "text_encoders" / "clip_g.safetensors", "clip_g", seed=6)
+    return models
+
+
+@pytest.fixture
+def flow_folders(tmp_folders, flow_models):
+    tmp_folders.models = flow_models
+    return tmp_folders
+
+
+def test_flux_dev_comfyui_example(builtin_registry, flow_folders):
+    wf = workflow("flux_dev_comfyui_example", **{"27__width": 96, "27__height": 64, "17__steps": 3})
+    result = run(builtin_registry, wf)
+    image = result.values["8"][0]
+    assert image.shape == (1, 64, 96, 3) and float(image.std()) > 0.01
+    [saved] = saved_images(flow_folders, result, "9")
+    assert (saved - image[0]).abs().max() <= 1 / 255 + 1e-6
+    assert result.values["17"][0].shape == (4,)  # 3 steps of the model's own (FLUX) sigmas
+    seed2 = workflow("flux_dev_comfyui_example", **{"27__width": 96, "27__height": 64, "17__steps": 3,
+                                                   "25__noise_seed": 1})
+    assert not torch.equal(run(builtin_registry, seed2).values["8"][0], image)
+
+
+def test_sd35_large_comfyui_example(builtin_registry, flow_folders):
+    wf = workflow("sd35_large_comfyui_example", **{"53__width": 64, "53__height": 64, "3__steps": 3})
+    result = run(builtin_registry, wf)
+    image = result.values["8"][0]
+    assert image.shape == (1, 64, 64, 3) and float(image.std()) > 0.01
+    assert result.outputs["9"]["images"][0]["filename"].startswith("ComfyUI_")
+    again = run(builtin_registry, workflow("sd35_large_comfyui_example",
+                                           **{"53__width": 64, "53__height": 64, "3__steps": 3}))
+    assert torch.equal(again.values["8"][0], image)

@@ -25,13 +25,17 @@ in_proj q/k/v, text_projection as a [width, dim] matrix); `openclip_to_hf` maps 
 transformers' names, `hf_to_openclip` back.
 """
 
+import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+# transformers is imported where a model is built: architecture detection (validation reads a
+# checkpoint's header) needs this module's layout tables, not transformers' start-up cost.
 
+from .embeddings import embedding_lookup
 from .tokenizer import BOS, EOS, WINDOW, TokenWindows, empty_window, tokenize_prompt
 
 HF, OPENCLIP = "hf", "openclip"
@@ -158,7 +162,7 @@ def hf_to_openclip(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 # -- configs -----------------------------------------------------------------------------------
 
-def clip_config_from_shapes(hf_shapes: dict[str, tuple], hidden_act: str, overrides: dict | None = None) -> CLIPTextConfig:
+def clip_config_from_shapes(hf_shapes: dict[str, tuple], hidden_act: str, overrides: dict | None = None):
     """CLIPTextConfig from HF-named shapes. Heads are not visible in weights: hidden/64 (CLIP's
     convention, at least 1) unless `overrides` (checkpoint metadata) say otherwise."""
     try:
@@ -181,11 +185,15 @@ def clip_config_from_shapes(hf_shapes: dict[str, tuple], hidden_act: str, overri
         raise ValueError(f"text encoder has {values['max_position_embeddings']} positions; prompts come in {WINDOW}-token windows")
     if values["hidden_size"] % values["num_attention_heads"]:
         raise ValueError(f"hidden size {values['hidden_size']} is not divisible by {values['num_attention_heads']} heads")
+    from transformers import CLIPTextConfig
+
     return CLIPTextConfig(**values)
 
 
-def build_tower_module(config: CLIPTextConfig, projection: bool) -> nn.Module:
-    """The transformers model for a config, with parameters on the meta device (no init cost)."""
+def build_tower_module(config, projection: bool) -> nn.Module:
+    """The transformers model for a CLIPTextConfig, with parameters on the meta device (no init cost)."""
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
     with torch.device("meta"):
         return CLIPTextModelWithProjection(config) if projection else CLIPTextModel(config)
 
@@ -254,13 +262,22 @@ class ClipTower:
         return ClipTower(self.spec, model)
 
     @torch.no_grad()
-    def run(self, ids: list[list[int]], clip_skip: int, layer_norm_hidden: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token windows [N][77] -> (hidden states [N, 77, D], pooled [N, P]), float32 on CPU."""
+    def run(self, ids: list[list[int]], clip_skip: int, layer_norm_hidden: bool,
+            vectors: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token windows [N][77] -> (hidden states [N, 77, D], pooled [N, P]), float32 on CPU.
+        vectors {(window, position): [D]} replace those token embeddings (textual inversion)."""
         from graphflow import memory  # the manager puts the tower on the device and takes it off after
 
         with memory.use(self.model, "text_encoder", f"text_encoder:{self.name}"):
+            embedding = self.transformer.embeddings.token_embedding
             tokens = torch.tensor(ids, dtype=torch.long, device=memory.manager().device_for(self.model))
-            out = self.transformer(input_ids=tokens, output_hidden_states=True)
+            if vectors:
+                _install_vector_hook(embedding)
+            token = _VECTORS.set(vectors or None)
+            try:
+                out = self.transformer(input_ids=tokens, output_hidden_states=True)
+            finally:
+                _VECTORS.reset(token)
             hidden = out.hidden_states[clip_skip]
             if layer_norm_hidden:
                 hidden = self.transformer.final_layer_norm(hidden)
@@ -268,6 +285,30 @@ class ClipTower:
             if self.projection is not None:
                 pooled = self.projection(pooled)
             return hidden.float().cpu(), pooled.float().cpu()
+
+
+# Embedding vectors for the forward running in this thread: the transformer's forward takes ids
+# only, so a hook on the token embedding puts them in. The hook stays installed and reads a context
+# variable, so two threads sharing one text encoder (server workers) never see each other's.
+_VECTORS: ContextVar[dict | None] = ContextVar("graphflow_embedding_vectors", default=None)
+_hook_lock = threading.Lock()
+
+
+def _put_vectors(module, inputs, output):
+    vectors = _VECTORS.get()
+    if not vectors:
+        return None
+    output = output.clone()
+    for (window, position), vector in vectors.items():
+        output[window, position] = vector.to(output.device, output.dtype)
+    return output
+
+
+def _install_vector_hook(embedding: nn.Module) -> None:
+    with _hook_lock:
+        if not getattr(embedding, "_graphflow_vectors", False):
+            embedding.register_forward_hook(_put_vectors)
+            embedding._graphflow_vectors = True
 
 
 class TextEncoder:
@@ -319,7 +360,8 @@ class TextEncoder:
         return self
 
     def tokenize(self, prompt: str) -> dict[str, TokenWindows]:
-        return {t.name: tokenize_prompt(prompt, t.spec.pad_token) for t in self.towers}
+        return {t.name: tokenize_prompt(prompt, t.spec.pad_token, embedding_lookup(t.name, t.hidden_size))
+                for t in self.towers}
 
     def encode(self, prompt: str, clip_skip: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         if not isinstance(prompt, str):
@@ -329,7 +371,7 @@ class TextEncoder:
         layer_norm = LAYER_NORM_HIDDEN[self.arch]
         conds, pooled = [], None
         for tower in self.towers:
-            windows = tokenize_prompt(prompt, tower.spec.pad_token)
+            windows = tokenize_prompt(prompt, tower.spec.pad_token, embedding_lookup(tower.name, tower.hidden_size))
             cond, tower_pooled = _encode_windows(tower, windows, clip_skip, layer_norm)
             conds.append(cond)
             pooled = tower_pooled  # the last tower's: clip_g for SDXL
@@ -340,7 +382,7 @@ class TextEncoder:
 def _encode_windows(tower: ClipTower, windows: TokenWindows, clip_skip: int, layer_norm: bool):
     weighted = windows.has_weights
     ids = windows.ids + ([empty_window(tower.spec.pad_token)] if weighted else [])
-    hidden, pooled = tower.run(ids, clip_skip, layer_norm)
+    hidden, pooled = tower.run(ids, clip_skip, layer_norm, windows.vectors)
     k = len(windows.ids)
     z = hidden[:k]
     if weighted:
@@ -357,6 +399,8 @@ def tower_from_weights(spec: TowerSpec, shapes: dict[str, tuple], get_tensor: Ca
     split/transposed, and everything is assigned into a meta-built model."""
     overrides = dict(overrides or {})
     hidden_act = overrides.pop("hidden_act", spec.hidden_act)
+    from transformers import CLIPTextConfig
+
     known = set(CLIPTextConfig().to_dict())
     unknown = set(overrides) - known
     if unknown:

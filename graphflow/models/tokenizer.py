@@ -12,15 +12,26 @@ the current window moves whole to the next one, a longer one is cut at the windo
 CLIP-L pads with EOS, OpenCLIP (SD2's ViT-H, SDXL's bigG) pads with token 0, as the original
 FrozenOpenCLIPEmbedder's open_clip.tokenize did.
 
+Textual-inversion embeddings (ComfyUI's rules): inside a weighted segment, `embedding:` at its
+start or after a space or newline begins an embedding reference; the next whitespace-free word is
+the name (a trailing comma is dropped when the name with it is unknown) and the rest is text. The
+embedding's vectors form one group (moved whole to the next window like a short word) with the
+segment's weight; in the ids they are placeholder tokens, their vectors in `TokenWindows.vectors`.
+An unknown name is warned about (graphflow.context.warn: logged, shown by the CLI and the editor)
+and left out, as ComfyUI does.
+
 Text is cleaned like OpenAI's/open_clip's tokenizer (ftfy.fix_text, HTML unescape twice,
 whitespace collapsed, lower case) before transformers' CLIPTokenizer runs the BPE, so ids equal
 the reference tokenizer's.
 """
 
 import html
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+
+from ..context import warn
 
 
 VOCAB_DIR = Path(__file__).parent / "clip_vocab"
@@ -31,6 +42,8 @@ MAX_WORD_LENGTH = 8
 PAREN_WEIGHT = 1.1
 
 _ESCAPED_OPEN, _ESCAPED_CLOSE = "\0\2", "\0\1"
+EMBEDDING = "embedding:"
+PLACEHOLDER = 0  # the id standing where an embedding vector goes (never EOS: the pooled output looks for it)
 
 
 @lru_cache(maxsize=1)
@@ -116,18 +129,51 @@ class TokenWindows:
 
     ids: list[list[int]]
     weights: list[list[float]]
+    vectors: dict = field(default_factory=dict)  # (window, position) -> embedding vector [D]
 
     @property
     def has_weights(self) -> bool:
         return any(w != 1.0 for window in self.weights for w in window)
 
 
-def tokenize_prompt(prompt: str, pad_token: int) -> TokenWindows:
-    """Weighted prompt -> 77-token windows (BOS, <= 75 tokens, EOS, pad_token...)."""
-    groups = [[(t, w) for t in encode_text(seg)] for seg, w in parse_weighted_prompt(prompt)]
+def _embedding_groups(text: str, weight: float, embeddings) -> list[list]:
+    """A segment's token groups: plain text as one group, each found embedding as another."""
+    split = re.split(f" {EMBEDDING}|\n{EMBEDDING}", text)
+    words = [split[0]] + [EMBEDDING + rest for rest in split[1:]]
+    groups = []
+    for word in words:
+        if word.startswith(EMBEDDING):
+            parts = word[len(EMBEDDING):].strip("\n").split()
+            name, leftover = (parts[0], " ".join(parts[1:])) if parts else ("", "")
+            vectors = embeddings(name) if name else None
+            if vectors is None and name.strip(",") != name:
+                stripped = name.strip(",")
+                vectors = embeddings(stripped) if stripped else None
+                leftover = f"{name[len(stripped):]} {leftover}"
+            if vectors is None:
+                warn(f"embedding:{name} does not exist in models/embeddings/, ignoring it")
+            else:
+                groups.append([(v, weight) for v in vectors])
+            word = leftover
+        if word:
+            groups.append([(t, weight) for t in encode_text(word)])
+    return groups
+
+
+def tokenize_prompt(prompt: str, pad_token: int, embeddings=None) -> TokenWindows:
+    """Weighted prompt -> 77-token windows (BOS, <= 75 tokens, EOS, pad_token...).
+    embeddings: name -> vectors [n, D] or None (unknown); None: `embedding:` is plain text."""
+    groups = []
+    for seg, w in parse_weighted_prompt(prompt):
+        if embeddings is not None and EMBEDDING in seg:
+            groups += _embedding_groups(seg, w, embeddings)
+        else:
+            groups.append([(t, w) for t in encode_text(seg)])
     limit = WINDOW - 2
     windows: list[list[tuple[int, float]]] = [[]]
     for group in groups:
+        if not group:
+            continue
         is_large = len(group) >= MAX_WORD_LENGTH
         while group:
             room = limit - len(windows[-1])
@@ -138,12 +184,19 @@ def tokenize_prompt(prompt: str, pad_token: int) -> TokenWindows:
                 windows[-1].extend(group[:room])
                 group = group[room:]
             windows.append([])
-    ids, weights = [], []
-    for body in windows:
+    ids, weights, vectors = [], [], {}
+    for w, body in enumerate(windows):
         padding = WINDOW - 2 - len(body)
-        ids.append([BOS] + [t for t, _ in body] + [EOS] + [pad_token] * padding)
-        weights.append([1.0] + [w for _, w in body] + [1.0] + [1.0] * padding)
-    return TokenWindows(ids, weights)
+        row = [BOS]
+        for position, (t, _) in enumerate(body, start=1):
+            if isinstance(t, int):
+                row.append(t)
+            else:
+                row.append(PLACEHOLDER)
+                vectors[(w, position)] = t
+        ids.append(row + [EOS] + [pad_token] * padding)
+        weights.append([1.0] + [wt for _, wt in body] + [1.0] + [1.0] * padding)
+    return TokenWindows(ids, weights, vectors)
 
 
 def empty_window(pad_token: int) -> list[int]:

@@ -39,7 +39,7 @@ from .flow_sampling import FlowDenoiser, is_flow, model_sampling_for
 from .guidance import CFGGuider, prepare_conds, repeat_to_batch
 from .model_sampling import DiscreteSchedule, ModelDenoiser
 from .noise import NoiseSource, initial_noise, inpaint_noise
-from .preview import latent_preview
+from .preview import make_preview
 from .samplers import (DISCARD_PENULTIMATE_SIGMA, FLOW_SWITCH_SAMPLERS, RANDOM_INPAINT_NOISE, SAMPLERS, SCHEDULE_SAMPLERS,
                        STOCHASTIC_SAMPLERS, SamplerChoice)
 from .schedules import SCHEDULERS, compute_sigmas
@@ -253,7 +253,7 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
             i = info["i"]
             preview = None
             if preview_every and (i % preview_every == 0 or i == total - 1):
-                preview = latent_preview(info["denoised"], fmt)
+                preview = make_preview(info["denoised"], fmt)
             callback({"i": i, "step": i + 1, "total": total, "sigma": float(info["sigma"]),
                       "x": info["x"], "denoised": info["denoised"], "preview": preview})
 

@@ -1,4 +1,11 @@
-"""Live previews while sampling: a cheap linear latent -> RGB map, no VAE decode.
+"""Live previews while sampling, and the one place that decides how they are made.
+
+The method is a process-wide setting (`graphflow run/serve --previews`, set_preview_method):
+  none        no previews (saves the work)
+  latent2rgb  a cheap linear latent -> RGB map, no VAE decode (the default)
+  taesd       the tiny autoencoder's decoder (graphflow.models.taesd) for the model's latent family,
+              when its file is in models/vae_approx/ (taesd_decoder, taesdxl_decoder,
+              taesd3_decoder, taef1_decoder .safetensors/.pth); else latent2rgb
 
 The map is the latent format's own (`LatentFormat.preview`, least-squares RGB factors fitted to
 the real VAE for SD1/SDXL). A format without one (an object lacking `preview`) is shown as its
@@ -6,9 +13,84 @@ first three channels, each stretched to its own range: enough to see composition
 """
 
 import io
+import logging
+import threading
 
 import torch
 from PIL import Image
+
+log = logging.getLogger(__name__)
+
+PREVIEW_METHODS = ("none", "latent2rgb", "taesd")
+# the latent format's family -> the TAESD release for it (ComfyUI's file names)
+TAESD_FOR_FAMILY = {"sd1": "taesd", "sd2": "taesd", "sdxl": "taesdxl", "sd3": "taesd3", "flux": "taef1"}
+
+_method = "latent2rgb"
+_decoders: dict = {}  # (path, size, mtime, device) -> decoder module
+_lock = threading.Lock()
+
+
+def set_preview_method(method: str) -> None:
+    global _method
+    if method not in PREVIEW_METHODS:
+        raise ValueError(f"unknown preview method {method!r}; expected one of {', '.join(PREVIEW_METHODS)}")
+    _method = method
+
+
+def preview_method() -> str:
+    return _method
+
+
+def make_preview(x: torch.Tensor, latent_format) -> torch.Tensor | None:
+    """The sampler's preview of a model-space latent [B, C, h, w] by the configured method:
+    IMAGE [1, H, W, 3] in 0..1 (CPU float32), or None when previews are off."""
+    if _method == "none":
+        return None
+    if _method == "taesd":
+        decoder = taesd_decoder(latent_format, x.device)
+        if decoder is not None:
+            with torch.no_grad():
+                weight = next(decoder.parameters())
+                image = decoder(x[:1].detach().to(weight.device, weight.dtype))
+            return image.float().clamp(0, 1).permute(0, 2, 3, 1).cpu()
+    return latent_preview(x, latent_format)
+
+
+def taesd_decoder(latent_format, device=None):
+    """The TAESD decoder for this latent format's family from models/vae_approx/, or None (no file,
+    another family, or a file that can't be read: logged once, previews fall back to latent2rgb)."""
+    from graphflow.folders import folders
+
+    name = TAESD_FOR_FAMILY.get(getattr(latent_format, "name", ""))
+    if name is None:
+        return None
+    path = None
+    for suffix in (".safetensors", ".pth"):
+        try:
+            path = folders.find_model("vae_approx", f"{name}_decoder{suffix}")
+            break
+        except (FileNotFoundError, ValueError):
+            continue
+    if path is None:
+        return None
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns, str(device))
+    with _lock:
+        if key not in _decoders:
+            from graphflow.models.taesd import load_half
+            from graphflow.models.weight_files import CheckpointError
+
+            try:
+                decoder = load_half(path, "decoder", device)
+                if decoder[1].in_channels != latent_format.channels:
+                    raise CheckpointError(f"{path.name} decodes {decoder[1].in_channels}-channel latents, "
+                                          f"the model makes {latent_format.channels}")
+            except CheckpointError as e:
+                log.warning("TAESD previews off, using latent2rgb: %s", e)
+                decoder = None
+            _decoders.clear()  # one decoder at a time: a new file or device replaces the old
+            _decoders[key] = decoder
+        return _decoders[key]
 
 
 def latent_preview(x: torch.Tensor, latent_format) -> torch.Tensor:
