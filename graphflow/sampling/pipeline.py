@@ -177,7 +177,10 @@ def sample_with_sigmas(model, *args, **kwargs) -> torch.Tensor:
     """_sample_with_sigmas with the model on the device for the whole run (graphflow.memory)."""
     from graphflow import memory
 
-    with memory.use(model.unet, "diffusion_model", f"diffusion_model:{model.arch}"):
+    unet = getattr(model, "unet", None)
+    if not isinstance(unet, torch.nn.Module):  # a stand-in model (tests, plugins): nothing to place
+        return _sample_with_sigmas(model, *args, **kwargs)
+    with memory.use(unet, "diffusion_model", f"diffusion_model:{getattr(model, 'arch', 'model')}"):
         return _sample_with_sigmas(model, *args, **kwargs)
 
 
