@@ -89,6 +89,13 @@ def test_vram_none_streams_everything_and_text_encoders_leave(fresh_manager, mon
     with pytest.raises(ValueError, match="--vram"):
         fresh_manager.configure("tiny")
 
+    fresh_manager.offload_all()
+    fresh_manager.configure("low")  # at most half the free memory for weights: split though it would fit
+    budget(monkeypatch, 1.5 * memory.module_bytes(model))
+    with memory.use(model, "diffusion_model") as comp:
+        assert comp.state == "partial" and 0 < comp.resident_bytes <= 0.75 * comp.size
+        assert torch.equal(model(x), want)
+
 
 def run_workflow(registry, name):
     result = Executor(registry).run(load_workflow(WORKFLOWS / f"{name}.json"))
