@@ -28,6 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     _add_limit_flags(run)
     _add_memory_flags(run)
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--sweep", metavar="FILE.jsonl",
+                     help='run once per line of overrides ({"NODE_ID.INPUT": value} or ["NODE_ID.INPUT=VALUE"]); '
+                          "resumes where an earlier, interrupted sweep stopped")
+    run.add_argument("--results", metavar="FILE.jsonl",
+                     help="where a sweep records each line's status and files (default FILE.results.jsonl)")
+    _add_ray_flags(run)
     _add_preview_flag(run)
 
     validate = sub.add_parser("validate", help="check a workflow without running it")
@@ -57,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--max-upload-mb", type=float, default=50, help="largest accepted upload (default 50)")
     serve.add_argument("--cache-max-gb", type=float, help="bound on cached outputs and loaded models (default 16)")
     serve.add_argument("--workers", type=int, default=1, help="graphs run at once on the device (default 1)")
+    _add_ray_flags(serve)
     _add_folder_flags(serve)
     _add_preview_flag(serve)
     _add_limit_flags(serve, server=True)
@@ -135,6 +142,29 @@ def _add_memory_flags(parser) -> None:
                              "in and out); default normal")
     parser.add_argument("--reserve-vram", type=float, metavar="GB",
                         help="device memory to leave free for other programs (default 0)")
+
+
+def _add_ray_flags(parser) -> None:
+    group = parser.add_argument_group("scale-out on Ray (pip install 'graphflow[ray]')")
+    where = group.add_mutually_exclusive_group()
+    where.add_argument("--ray-workers", type=int, metavar="N", help="start a Ray cluster on this machine with N workers")
+    where.add_argument("--ray-address", metavar="ADDR",
+                       help="join a running Ray cluster (ray start --head ...): a worker per --gpus-per-worker "
+                            "GPUs, a CPU worker on each machine without GPUs; machines may join and leave")
+    group.add_argument("--gpus-per-worker", type=float, default=1.0, metavar="G", help="GPUs per worker (default 1)")
+
+
+def _ray_options(args) -> dict | None:
+    """The WorkerPool options from the --ray-* flags (None: run in this process)."""
+    if getattr(args, "ray_workers", None) is None and getattr(args, "ray_address", None) is None:
+        return None
+    if args.ray_workers is not None and args.ray_workers < 1:
+        raise ValueError("--ray-workers must be at least 1")
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise ValueError("--ray-workers/--ray-address need Ray: pip install 'graphflow[ray]'") from None
+    return {"workers": args.ray_workers, "address": args.ray_address, "gpus_per_worker": args.gpus_per_worker}
 
 
 def _add_limit_flags(parser, server: bool = False) -> None:
@@ -230,6 +260,11 @@ def cmd_run(args) -> int:
     from graphflow.executor import Executor
     from graphflow.folders import folders
 
+    if args.sweep:
+        return cmd_sweep(args)
+    if args.ray_workers is not None or args.ray_address is not None:
+        _error("--ray-workers/--ray-address run sweeps (--sweep FILE.jsonl); a single run runs in this process")
+        return EXIT_USAGE
     workflow, registry, code = _load(args)
     if workflow is None:
         return code
@@ -277,6 +312,61 @@ def cmd_run(args) -> int:
         print(f"done in {result.elapsed:.2f}s ({len(result.executed)} ran, {len(result.cached)} cached)",
               file=sys.stderr)
     return EXIT_OK
+
+
+def cmd_sweep(args) -> int:
+    from pathlib import Path
+
+    from graphflow.sweep import SweepError, SweepProgress, read_results, read_sweep, run_sweep
+    from graphflow.validation import validate
+
+    try:
+        ray = _ray_options(args)
+    except ValueError as e:
+        _error(str(e))
+        return EXIT_USAGE
+    workflow, registry, code = _load(args)
+    if workflow is None:
+        return code
+    try:
+        lines = read_sweep(args.sweep)
+    except (OSError, SweepError) as e:
+        _error(str(e))
+        return EXIT_FILE
+    problems = validate(workflow, registry, limits=_limits(args))
+    if problems:  # the base workflow; each line's overrides are checked when it runs
+        _print_problems(problems)
+        return EXIT_INVALID
+    results = Path(args.results) if args.results else Path(args.sweep).with_suffix(".results.jsonl")
+    already = sum(1 for r in read_results(results).values() if r.get("status") == "success")
+    progress = SweepProgress(len(lines), already, quiet=args.quiet)
+    pool = None
+    if ray is not None:
+        from graphflow.cluster import WorkerPool
+
+        pool = WorkerPool(**ray, limits=_limits(args))
+    stop = threading.Event()
+
+    def on_sigint(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        _error("interrupting the sweep; run the same command again to resume (Ctrl-C again to abort at once)")
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        counts = run_sweep(workflow, lines, results, registry, limits=_limits(args), pool=pool, stop=stop,
+                           progress=progress)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pool is not None:
+            pool.shutdown()
+    if not args.quiet:
+        print(f"sweep: {counts['ran']} ran ({counts['failed']} failed), {counts['skipped']} already done; "
+              f"results in {results}", file=sys.stderr)
+    if counts["interrupted"]:
+        return EXIT_INTERRUPTED
+    return EXIT_NODE_FAILED if counts["failed"] else EXIT_OK
 
 
 def cmd_convert(args) -> int:
@@ -348,7 +438,12 @@ def cmd_serve(args) -> int:
     from graphflow.server.app import serve
 
     _set_previews(args)
-    return serve(host=args.host, port=args.port, db_path=args.db, max_upload_mb=args.max_upload_mb,
+    try:
+        ray = _ray_options(args)
+    except ValueError as e:
+        _error(str(e))
+        return EXIT_USAGE
+    return serve(ray=ray, host=args.host, port=args.port, db_path=args.db, max_upload_mb=args.max_upload_mb,
                  cache_max_gb=args.cache_max_gb, workers=args.workers, run_limits=_limits(args, server=True))
 
 

@@ -64,6 +64,9 @@ CUSTOM_PACKS = {
 }
 
 
+EXTRA_PROPERTY = "graphflow_inputs"  # UI node property holding the values of our inputs ComfyUI lacks
+
+
 @cache
 def comfy_catalogue() -> dict:
     """ComfyUI's core classes: {class: {inputs: [...], outputs: [...], output_node, category}}."""
@@ -450,6 +453,10 @@ def ui_to_api(data: dict, registry) -> tuple[dict, dict, list[dict]]:
             inputs[name] = {"__value__": value} if target[0] == "value" and isinstance(value, list) else value
         for name, value in values.items():
             inputs.setdefault(name, {"__value__": value} if isinstance(value, list) else value)
+        extra = (node.get("properties") or {}).get(EXTRA_PROPERTY)
+        if isinstance(extra, dict):
+            for name, value in extra.items():
+                inputs.setdefault(str(name), value)
         if order is None:
             notes.append({"node_id": node_id, "node_type": node_type, "input": None,
                           "message": "its widget values can't be named without the node's definition; "
@@ -560,7 +567,8 @@ def _comfy_inputs(node, cls, alias, registry, workflow) -> dict:
 
 def export_api(workflow: Workflow, registry) -> dict:
     """The workflow as a ComfyUI API graph. Widgets ComfyUI declares and we lack get ComfyUI's
-    defaults, so ComfyUI accepts the graph; nodes with no ComfyUI equivalent keep our name."""
+    defaults, so ComfyUI accepts the graph; values of our own inputs the workflow sets are kept
+    (ComfyUI ignores them); nodes with no ComfyUI equivalent keep our name."""
     catalogue = comfy_catalogue()
     ui = workflow.ui
     titles = {k: v for k, v in (ui.get("titles") if isinstance(ui.get("titles"), dict) else {}).items()
@@ -587,7 +595,10 @@ def export_api(workflow: Workflow, registry) -> dict:
             if class_type in catalogue:
                 declared = catalogue[class_type]["inputs"]
                 names = {i["name"] for i in declared}
-                inputs = {k: v for k, v in inputs.items() if k in names}
+                # Our own inputs ComfyUI's class lacks stay where the workflow sets them (ComfyUI
+                # ignores inputs a class does not declare; we read them back).
+                explicit = {back.get(name, name) for name in node.inputs}
+                inputs = {k: v for k, v in inputs.items() if k in names or k in explicit}
                 for entry in declared:
                     if entry.get("widget") and entry["name"] not in inputs and "default" in entry:
                         inputs[entry["name"]] = entry["default"]
@@ -698,6 +709,15 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
         new_inputs = [socket for _, socket in sorted(new_inputs, key=lambda pair: pair[0])]
         ui_node["inputs"] = new_inputs
         ui_node["widgets_values"] = widgets
+        # Values of inputs ComfyUI's class lacks (ours: KSampler's noise_mode, tiling sizes) have no
+        # place among its positional widgets; they ride in the node's properties, which ComfyUI keeps.
+        known = {spec["name"] for spec in order}
+        extra = {k: v for k, v in inputs.items() if k not in known and _is_value(v)}
+        properties = dict(ui_node.get("properties") or {})
+        properties.pop(EXTRA_PROPERTY, None)
+        if extra:
+            properties[EXTRA_PROPERTY] = extra
+        ui_node["properties"] = properties
         if not old:
             cls = registry.comfy_node(class_type)
             outs = comfy_catalogue().get(class_type, {}).get("outputs") or (

@@ -155,6 +155,13 @@ class Folders:
     def output_path(self, name: str) -> Path:
         return safe_join(self.outputs, name)
 
+    def output_location(self, prefix: str) -> tuple[Path, str]:
+        """Where files named by a filename prefix go: (folder inside the outputs, created; file stem).
+        The prefix may hold subfolders; one that leads outside raises ValueError."""
+        target = safe_join(self.outputs, prefix)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target.parent, target.name
+
 
 def _walk_files(base: Path) -> list[str]:
     """Names (posix, relative to base) of the files under base, following linked files and

@@ -3,8 +3,7 @@ checkpoint that our loader, ComfyUI and diffusers read (graphflow.models.checkpo
 
 import re
 
-from graphflow.api import (CLIP, MODEL, VAE, ComfyAlias, Node, NodeInputError, Text, current_workflow, folders,
-                           safe_join, show)
+from graphflow.api import CLIP, MODEL, VAE, ComfyAlias, Node, NodeInputError, Text, current_workflow, folders, show
 
 
 def _next_counter(folder, stem: str) -> int:
@@ -22,7 +21,7 @@ class CheckpointSave(Node):
     model: MODEL
     clip: CLIP
     vae: VAE
-    filename_prefix: str = Text("checkpoints/graphflow")
+    filename_prefix: str = Text("checkpoints/graphflow", file_name=True)
     comfy = ComfyAlias(("CheckpointSave",))
 
     def run(self):
@@ -35,11 +34,9 @@ class CheckpointSave(Node):
             if getattr(self, name) is None:
                 raise NodeInputError(name, f"no {name.upper()} to save (the checkpoint had none)")
         try:
-            target = safe_join(folders.outputs, self.filename_prefix)
+            folder, stem = folders.output_location(self.filename_prefix)
         except ValueError as e:
             raise NodeInputError("filename_prefix", str(e)) from None
-        folder, stem = target.parent, target.name
-        folder.mkdir(parents=True, exist_ok=True)
         name = f"{stem}_{_next_counter(folder, stem):05d}_.safetensors"
         workflow = current_workflow()
         try:

@@ -9,9 +9,8 @@ import uuid
 import torch
 from PIL import Image, ImageSequence, PngImagePlugin, UnidentifiedImageError
 
-from graphflow.api import (IMAGE, INT, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node,
-                           NodeInputError,
-                           Size, Text, current_workflow, folders, safe_join, send_image, show)
+from graphflow.api import (IMAGE, INT, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError,
+                           Size, Text, current_workflow, folders, send_image, show)
 from graphflow.images import (RESIZE_METHODS, center_crop_to_aspect, composite_masked, image_to_pil,
                               pil_alpha_mask, pil_to_image, resize_nchw)
 
@@ -98,11 +97,9 @@ class SaveImage(Node):
 
     def run(self):
         try:
-            target = safe_join(folders.outputs, self.filename_prefix)
+            folder, stem = folders.output_location(self.filename_prefix)
         except ValueError as e:
             raise NodeInputError("filename_prefix", str(e)) from None
-        folder, stem = target.parent, target.name
-        folder.mkdir(parents=True, exist_ok=True)
         subfolder = folder.relative_to(folders.outputs).as_posix()
         subfolder = "" if subfolder == "." else subfolder
         counter = _next_counter(folder, stem)

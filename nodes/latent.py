@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from graphflow.api import (LATENT, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError,
-                           Size, Text, current_workflow, folders, safe_join, show)
+                           Size, Text, current_workflow, folders, show)
 from graphflow.images import bislerp, center_crop_to_aspect, composite_masked, resize_nchw
 
 MAX_SIZE = 16384
@@ -382,7 +382,7 @@ class SaveLatent(Node):
     category = "latent"
     output_node = True
     samples: LATENT
-    filename_prefix: str = Text("latents/graphflow")
+    filename_prefix: str = Text("latents/graphflow", file_name=True)
     comfy = ComfyAlias(("SaveLatent",))
 
     def run(self):
@@ -390,11 +390,9 @@ class SaveLatent(Node):
 
         x = _samples(self.samples, "samples")
         try:
-            target = safe_join(folders.outputs, self.filename_prefix)
+            folder, stem = folders.output_location(self.filename_prefix)
         except ValueError as e:
             raise NodeInputError("filename_prefix", str(e)) from None
-        folder, stem = target.parent, target.name
-        folder.mkdir(parents=True, exist_ok=True)
         name = f"{stem}_{_next_latent_counter(folder, stem):05d}_{LATENT_EXTENSION}"
         workflow = current_workflow()
         metadata = {"graphflow": json.dumps(workflow)} if workflow else None

@@ -1,14 +1,30 @@
-"""kohya-style LoRA files applied to a MODEL and a CLIP without touching the originals.
+"""LoRA-family files applied to a MODEL and a CLIP without touching the originals.
 
-A LoRA file holds, per patched layer, `<name>.lora_down.weight` [r, in(, kh, kw)],
-`<name>.lora_up.weight` [out, r(, 1, 1)] and optionally `<name>.alpha`; the layer's weight becomes
+Formats (per patched layer, all in float32; `strength` multiplies the whole change):
+  LoRA / LoCon  `lora_down` [r, in(, kh, kw)], `lora_up` [out, r(, 1, 1)], optional `alpha`:
+                delta = (alpha / r) up @ down; with LoCon's Tucker core `lora_mid` [r, r, kh, kw]
+                the down projection is `mid` contracted with `down` (down is then [r, in, 1, 1])
+  LoHa          `hada_w1_a/b`, `hada_w2_a/b` (optional CP cores `hada_t1/t2`):
+                delta = (alpha / r) (w1_a @ w1_b) * (w2_a @ w2_b), r = w1_b's rows
+  LoKr          `lokr_w1` or `lokr_w1_a @ lokr_w1_b`, `lokr_w2` or `lokr_w2_a @ lokr_w2_b` (or CP
+                with `lokr_t2`): delta = s kron(w1, w2), s = alpha / r when a factor is
+                decomposed (r = its rank), else 1
+  full diff     `diff`: delta = diff
+  DoRA          any of the above with `dora_scale` (LyCORIS/kohya) or `lora_magnitude_vector`
+                (PEFT): W' = dora_scale * (W + delta) / ||W + delta||, the norm taken per output
+                row when dora_scale has one entry per output, else per input column (as ComfyUI
+                and LyCORIS do); W + strength (W' - W)
 
-    W + strength * (alpha / r) * up @ down            (alpha defaults to r)
-
-Names are the module paths with '.' -> '_' behind a prefix: `lora_unet_` for the UNet, in
-diffusers' block names (down_blocks.0.attentions.0...) or, as some trainers write them, in LDM's
-(input_blocks.1.1...); `lora_te_` for SD1/SD2's text encoder, `lora_te1_` / `lora_te2_` for
-SDXL's CLIP-L / bigG, in transformers' names (text_model.encoder.layers.0.self_attn.q_proj).
+Key layouts:
+  kohya         `<prefix><module path with '_'>.<part>`, prefixes `lora_unet_` (UNet, diffusers'
+                block names or LDM's; FLUX/SD3's own module names), `lora_te_` (SD1/SD2 text
+                encoder), `lora_te1_` / `lora_te2_` (SDXL CLIP-L / bigG), text modules in
+                transformers' names (text_model.encoder.layers.0.self_attn.q_proj)
+  diffusers/PEFT `unet.` / `transformer.` / `text_encoder.` / `text_encoder_2.` + dotted module
+                path + `.lora_A.weight` / `.lora_B.weight` (or `.lora.down.weight` /
+                `.lora.up.weight`, or old attention processors' `processor.to_q_lora.down.weight`),
+                `.alpha`, `.lora_magnitude_vector`; PEFT's `base_model.model.` is dropped
+  ComfyUI/BFL   `diffusion_model.` + the model's own module path + the parts of either layout
 
 `apply_lora` returns new model/clip objects whose patched layers hold new weight tensors and
 whose every other parameter is the original's (shared, not copied): a graph can keep using the
@@ -17,7 +33,7 @@ un-patched model, and cached results stay valid. A LoRA module that matches no l
 """
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -27,59 +43,206 @@ from .weight_files import CheckpointError, WeightFile
 from .diffusion_model import DiffusionModel
 from .text_encoders import TextEncoder
 
-UNSUPPORTED = {"hada_": "LoHa", "lokr_": "LoKr", "dora_scale": "DoRA", "lora_mid": "LoCon with a Tucker mid",
-               "diff": "full-weight diff", "w_norm": "GLoRA/norm", "on_input": "IA3"}
+UNSUPPORTED = {"w_norm": "GLoRA/norm", "on_input": "IA3", "oft_": "OFT", "boft_": "BOFT", "a1.weight": "GLoRA"}
+PARTS = ("lora_down.weight", "lora_up.weight", "lora_mid.weight", "alpha", "dora_scale", "diff",
+         "hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2",
+         "lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2")
+# diffusers/PEFT part spellings -> kohya's
+DIFFUSERS_PARTS = {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_up.weight",
+                   "lora.down.weight": "lora_down.weight", "lora.up.weight": "lora_up.weight",
+                   "lora_down.weight": "lora_down.weight", "lora_up.weight": "lora_up.weight",
+                   "lora_mid.weight": "lora_mid.weight",
+                   "lora_magnitude_vector": "dora_scale", "lora_magnitude_vector.weight": "dora_scale",
+                   "dora_scale": "dora_scale", "alpha": "alpha"}
+DIFFUSERS_PREFIXES = {"unet.": "lora_unet_", "transformer.": "lora_unet_", "diffusion_model.": "lora_unet_",
+                      "model.diffusion_model.": "lora_unet_", "text_encoder.": "lora_te_",
+                      "text_encoder_2.": "lora_te2_"}
+# old diffusers attention-processor LoRAs: attn1.processor.to_q_lora -> attn1.to_q
+PROCESSOR_NAMES = {"to_q_lora": "to_q", "to_k_lora": "to_k", "to_v_lora": "to_v", "to_out_lora": "to_out.0"}
 RESNET_NAMES = {"in_layers.0": "norm1", "in_layers.2": "conv1", "emb_layers.1": "time_emb_proj",
                 "out_layers.0": "norm2", "out_layers.3": "conv2", "skip_connection": "conv_shortcut"}
+DORA_EPS = torch.finfo(torch.float32).eps
 
 
 class LoraError(CheckpointError):
     """A LoRA file that cannot be applied to the given model, with what was found."""
 
 
+def _cp(core: torch.Tensor, b: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """A CP/Tucker-decomposed conv weight: core [r, r, kh, kw] with b [r, in] and a [out, r]."""
+    return torch.einsum("i j k l, j r, i p -> p r k l", core, b.flatten(1), a.flatten(1))
+
+
 @dataclass
 class LoraModule:
-    down: torch.Tensor
-    up: torch.Tensor
-    alpha: float | None = None
+    """One patched layer: its tensors by kohya part name (see the module docstring)."""
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        names = self.parts.keys()
+        if any(n.startswith("hada_") for n in names):
+            return "LoHa"
+        if any(n.startswith("lokr_") for n in names):
+            return "LoKr"
+        if "diff" in names:
+            return "diff"
+        return "LoRA"
+
+    @property
+    def alpha(self) -> float | None:
+        return float(self.parts["alpha"]) if "alpha" in self.parts else None
 
     @property
     def rank(self) -> int:
-        return self.down.shape[0]
+        return self.parts["lora_down.weight"].shape[0]
+
+    def check(self) -> str | None:
+        """What is missing for this module's format, or None."""
+        has = self.parts.keys()
+        need = {"LoRA": [{"lora_down.weight", "lora_up.weight"}],
+                "LoHa": [{"hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"}],
+                "LoKr": [{"lokr_w1"} if "lokr_w1" in has else {"lokr_w1_a", "lokr_w1_b"},
+                         {"lokr_w2"} if "lokr_w2" in has else {"lokr_w2_a", "lokr_w2_b"}],
+                "diff": [{"diff"}]}[self.kind]
+        if "hada_t1" in has or "hada_t2" in has:
+            need.append({"hada_t1", "hada_t2"})
+        missing = sorted(set().union(*need) - has)
+        return f"a {self.kind} module needs {', '.join(missing)}" if missing else None
 
     def delta(self, shape: torch.Size, device) -> torch.Tensor:
-        """(alpha / r) * up @ down in float32, shaped like the patched weight."""
-        down, up = self.down.to(device, torch.float32), self.up.to(device, torch.float32)
-        scale = (self.alpha if self.alpha is not None else self.rank) / self.rank
-        delta = up.flatten(1) @ down.flatten(1)
+        """The change to a weight of `shape` at strength 1 (before DoRA), in float32."""
+        p = {k: v.to(device, torch.float32) for k, v in self.parts.items()}
+        alpha, kind = self.alpha, self.kind
+        if kind == "LoRA":
+            down, up = p["lora_down.weight"], p["lora_up.weight"]
+            if "lora_mid.weight" in p:  # Tucker: fold the core into down -> [r, in, kh, kw]
+                down = _cp(p["lora_mid.weight"], down, torch.eye(down.shape[0], device=device))
+            delta, rank = up.flatten(1) @ down.flatten(1), self.rank
+            scale = (alpha if alpha is not None else rank) / rank
+        elif kind == "LoHa":
+            rank = p["hada_w1_b"].shape[0]
+            if "hada_t1" in p:
+                m1 = _cp(p["hada_t1"], p["hada_w1_b"], p["hada_w1_a"])
+                m2 = _cp(p["hada_t2"], p["hada_w2_b"], p["hada_w2_a"])
+            else:
+                m1, m2 = p["hada_w1_a"] @ p["hada_w1_b"], p["hada_w2_a"] @ p["hada_w2_b"]
+            delta, scale = m1 * m2, (alpha if alpha is not None else rank) / rank
+        elif kind == "LoKr":
+            rank = None
+            w1 = p.get("lokr_w1")
+            if w1 is None:
+                rank, w1 = p["lokr_w1_b"].shape[0], p["lokr_w1_a"] @ p["lokr_w1_b"]
+            w2 = p.get("lokr_w2")
+            if w2 is None:
+                rank = p["lokr_w2_b"].shape[0]
+                w2 = (_cp(p["lokr_t2"], p["lokr_w2_b"], p["lokr_w2_a"]) if "lokr_t2" in p
+                      else p["lokr_w2_a"] @ p["lokr_w2_b"])
+            if w2.dim() == 4:
+                w1 = w1[:, :, None, None]
+            delta = torch.kron(w1.contiguous(), w2.contiguous())
+            scale = alpha / rank if alpha is not None and rank is not None else 1.0
+        else:
+            delta, scale = p["diff"], 1.0
         if delta.numel() != shape.numel():
-            raise ValueError(f"up {tuple(up.shape)} @ down {tuple(down.shape)} does not fit a weight of shape {tuple(shape)}")
+            got = ", ".join(f"{k} {tuple(v.shape)}" for k, v in self.parts.items() if v.dim())
+            raise ValueError(f"the {kind} module ({got}) does not fit a weight of shape {tuple(shape)}")
         return (delta * scale).reshape(shape)
+
+    def patched(self, weight: torch.Tensor, strength: float) -> torch.Tensor:
+        """The new weight (float32) at `strength`."""
+        w = weight.float()
+        delta = self.delta(weight.shape, weight.device)
+        if "dora_scale" not in self.parts:
+            return w + strength * delta
+        scale = self.parts["dora_scale"].to(weight.device, torch.float32)
+        merged = w + delta
+        on_output = scale.shape[0] == w.shape[0] if scale.dim() > 1 else scale.numel() == w.shape[0]
+        if on_output and scale.numel() == w.shape[0]:  # one magnitude per output row
+            norm = merged.flatten(1).norm(dim=1).reshape(-1, *[1] * (w.dim() - 1))
+        elif scale.numel() == w.shape[1]:  # per input column (LyCORIS's default)
+            norm = merged.transpose(0, 1).flatten(1).norm(dim=1).reshape(1, -1, *[1] * (w.dim() - 2))
+        else:
+            raise ValueError(f"dora_scale {tuple(scale.shape)} fits neither axis of a weight of shape {tuple(w.shape)}")
+        merged = merged * (scale.reshape(norm.shape) / (norm + DORA_EPS))
+        return w + strength * (merged - w)
+
+
+def _split_key(key: str) -> tuple[str, str]:
+    """A file key -> (kohya module name, kohya part name); ('', '') when it is no LoRA key."""
+    if key.startswith("base_model.model."):
+        key = key[len("base_model.model."):]
+    for prefix, kohya in DIFFUSERS_PREFIXES.items():
+        if key.startswith(prefix):
+            body = key[len(prefix):]
+            part = next((p for p in sorted(DIFFUSERS_PARTS, key=len, reverse=True)
+                         if body.endswith("." + p)), None)
+            if part is None:
+                part = next((p for p in PARTS if body.endswith("." + p)), None)
+                if part is None:
+                    return key, ""
+                kohya_part = part
+            else:
+                kohya_part = DIFFUSERS_PARTS[part]
+            path = body[:-len(part) - 1].split(".")
+            if len(path) >= 2 and path[-2] == "processor" and path[-1] in PROCESSOR_NAMES:
+                path = path[:-2] + PROCESSOR_NAMES[path[-1]].split(".")
+            return kohya + "_".join(path), kohya_part
+    name, _, rest = key.partition(".")
+    return name, rest
+
+
+def _what_it_is(keys) -> str:
+    """A hint for a file that is no LoRA, from its keys."""
+    keys = list(keys)
+    if any(k.startswith(("control_model.", "controlnet_", "input_hint_block.")) or ".controlnet_" in k for k in keys):
+        return "; it looks like a ControlNet (load it with ControlNetLoader)"
+    if any(k.startswith(("model.diffusion_model.", "first_stage_model.", "cond_stage_model.")) for k in keys):
+        return "; it looks like a full checkpoint (load it with CheckpointLoaderSimple)"
+    if any(k.startswith(("encoder.down", "decoder.up")) for k in keys):
+        return "; it looks like a VAE"
+    return ""
+
+
+def _read_modules(path, file) -> dict[str, LoraModule]:
+    with WeightFile(path) as f:
+        modules: dict[str, LoraModule] = {}
+        for key in f.shapes:
+            name, part = _split_key(key)
+            kind = next((k for k in UNSUPPORTED if k in part), None)
+            if kind:
+                raise LoraError(f"{file}: {name} is a {UNSUPPORTED[kind]} module ({key}); supported are LoRA, "
+                                f"LoCon, LoHa, LoKr, DoRA and full-diff modules")
+            if part not in PARTS:
+                if part in ("diff_b", "lora_up.bias", "lora_down.bias", "bias"):
+                    raise LoraError(f"{file}: {key} patches a bias; bias patches are not supported")
+                raise LoraError(f"{file}: unexpected key {key!r}; expected a LoRA file: kohya-style "
+                                f"<lora_unet_|lora_te_...>.lora_down.weight / .lora_up.weight / .alpha (or "
+                                f"LoHa hada_*, LoKr lokr_*, dora_scale), or diffusers/PEFT-style "
+                                f"<unet.|transformer.|text_encoder.>...lora_A.weight / .lora_B.weight"
+                                f"{_what_it_is(f.shapes)}")
+            tensor = f.get(key)
+            if part == "dora_scale" and "lora_magnitude_vector" in key:  # PEFT's: one per output row
+                tensor = tensor.reshape(-1, 1)
+            modules.setdefault(name, LoraModule()).parts[part] = tensor
+    return modules
 
 
 def read_lora(path) -> dict[str, LoraModule]:
-    """kohya module name -> LoraModule."""
-    with WeightFile(path) as f:
-        parts: dict[str, dict[str, torch.Tensor]] = {}
-        for key in f.shapes:
-            name, _, rest = key.partition(".")
-            kind = next((k for k in UNSUPPORTED if k in rest), None)
-            if kind:
-                raise LoraError(f"{Path(path).name}: {name} is a {UNSUPPORTED[kind]} module ({key}); only plain "
-                                f"LoRA (lora_down/lora_up/alpha) is supported")
-            if rest not in ("lora_down.weight", "lora_up.weight", "alpha"):
-                raise LoraError(f"{Path(path).name}: unexpected key {key!r}; expected kohya-style "
-                                f"<lora_unet_|lora_te_...>.lora_down.weight / .lora_up.weight / .alpha")
-            parts.setdefault(name, {})[rest] = f.get(key)
-    modules = {}
-    for name, p in parts.items():
-        if "lora_down.weight" not in p or "lora_up.weight" not in p:
-            raise LoraError(f"{Path(path).name}: {name} lacks lora_down or lora_up")
-        alpha = p.get("alpha")
-        modules[name] = LoraModule(p["lora_down.weight"], p["lora_up.weight"],
-                                   None if alpha is None else float(alpha))
+    """kohya module name -> LoraModule, from a file in any layout above."""
+    file = Path(path).name
+    try:
+        modules = _read_modules(path, file)
+    except LoraError:
+        raise
+    except CheckpointError as e:
+        raise LoraError(f"{e}; expected a LoRA file") from None
+    for name, module in modules.items():
+        problem = module.check()
+        if problem:
+            raise LoraError(f"{file}: {name}: {problem} (has {', '.join(sorted(module.parts))})")
     if not modules:
-        raise LoraError(f"{Path(path).name} holds no LoRA modules")
+        raise LoraError(f"{file} holds no LoRA modules")
     return modules
 
 
@@ -141,13 +304,13 @@ def _patchable(module: nn.Module) -> bool:
 
 def unet_lora_names(unet: nn.Module) -> dict[str, str]:
     """kohya name (diffusers and LDM spellings) -> our UNet module path."""
-    blocks = unet_diffusers_blocks(unet)
+    blocks = unet_diffusers_blocks(unet) if hasattr(unet, "input_blocks") else {}
     names = {}
     for path, module in unet.named_modules():
         if not _patchable(module):
             continue
         names["lora_unet_" + path.replace(".", "_")] = path
-        diffusers = unet_diffusers_name(path, blocks)
+        diffusers = unet_diffusers_name(path, blocks) if blocks else None
         if diffusers:
             names["lora_unet_" + diffusers.replace(".", "_")] = path
     return names
@@ -163,6 +326,8 @@ def text_lora_names(clip: TextEncoder) -> dict[str, tuple[int, str]]:
         for path, module in inner.named_modules():
             if _patchable(module):
                 names[prefix + "text_model_" + path.replace(".", "_")] = (index, inner_path + path)
+                if prefix == "lora_te1_":  # diffusers' `text_encoder.` is SDXL's CLIP-L too
+                    names["lora_te_text_model_" + path.replace(".", "_")] = (index, inner_path + path)
     return names
 
 
@@ -199,11 +364,11 @@ def _patch(root: nn.Module, patches: dict[str, LoraModule], strength: float, lor
     for path, lora in patches.items():
         weight = root.get_submodule(path).weight
         try:
-            delta = lora.delta(weight.shape, weight.device)
+            new = lora.patched(weight, strength)
         except ValueError as e:
             raise LoraError(f"{lora_name}: {path}: {e}; the LoRA was probably made for another architecture "
                             f"or model size") from None
-        weights[path + ".weight"] = (weight.float() + strength * delta).to(weight.dtype)
+        weights[path + ".weight"] = new.to(weight.dtype)
     return patched_copy(root, weights)
 
 

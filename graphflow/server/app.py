@@ -81,10 +81,12 @@ def create_app(registry: Registry | None = None, db_path: str | Path | None = No
                cache_max_bytes: int | None = None, max_upload_bytes: int = 50 * 2**20,
                max_image_side: int = 8192, paused: bool = False, web_dir: Path | None = WEB_DIR,
                allowed_origins: tuple[str, ...] = (), outbox_limit: int = 256, send_timeout: float = 10.0,
-               shutdown_timeout: float = 10.0, run_limits: RunLimits | None = None) -> web.Application:
+               shutdown_timeout: float = 10.0, run_limits: RunLimits | None = None,
+               dispatcher=None) -> web.Application:
     """The server application. `db_path` defaults to <output dir>/history.db; `paused` starts
     with the queue held (app[SERVER].resume() releases it); `run_limits` bound what a run may take
-    (default SERVER_LIMITS: a size, batch, steps and time policy, and what fits on this machine)."""
+    (default SERVER_LIMITS: a size, batch, steps and time policy, and what fits on this machine);
+    `dispatcher` (graphflow.cluster.RayDispatcher) runs the queue on Ray workers instead of here."""
     registry = registry if registry is not None else default_registry()
     if cache is None:
         cache = OutputCache(max_bytes=cache_max_bytes) if cache_max_bytes is not None else OutputCache()
@@ -95,7 +97,7 @@ def create_app(registry: Registry | None = None, db_path: str | Path | None = No
         host=host, workers=workers, limits=UploadLimits(max_upload_bytes, max_image_side),
         outbox_limit=outbox_limit, send_timeout=send_timeout, allowed_origins=tuple(allowed_origins), shutdown_timeout=shutdown_timeout,
         web_dir=web_dir, run_limits=run_limits if run_limits is not None else SERVER_LIMITS)
-    server = Server(registry, config, cache, paused=paused)
+    server = Server(registry, config, cache, paused=paused, dispatcher=dispatcher)
     app = web.Application(middlewares=[_guard(server)], client_max_size=max_upload_bytes + 2**20)
     app[SERVER] = server
     app.on_startup.append(server.start)
@@ -153,13 +155,21 @@ def _url(host: str, port: int) -> str:
 
 def serve(host: str = "127.0.0.1", port: int = 8188, *, db_path: str | Path | None = None,
           max_upload_mb: float = 50, cache_max_gb: float | None = None, workers: int = 1,
-          registry: Registry | None = None, run_limits: RunLimits | None = None) -> int:
-    """Run the server until SIGINT/SIGTERM; prints the URL. Returns the exit code."""
+          registry: Registry | None = None, run_limits: RunLimits | None = None, ray: dict | None = None) -> int:
+    """Run the server until SIGINT/SIGTERM; prints the URL. Returns the exit code. `ray`: the
+    options of graphflow.cluster.WorkerPool (workers, address, gpus_per_worker) to run on Ray."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    cache_max_bytes = int(cache_max_gb * 2**30) if cache_max_gb else None
+    dispatcher = None
+    if ray is not None:
+        from graphflow.cluster import RayDispatcher, WorkerPool
+
+        limits = run_limits if run_limits is not None else SERVER_LIMITS
+        dispatcher = RayDispatcher(WorkerPool(**ray, cache_max_bytes=cache_max_bytes, limits=limits))
     return asyncio.run(_serve(host, port, db_path=db_path, max_upload_bytes=int(max_upload_mb * 2**20),
-                              cache_max_bytes=int(cache_max_gb * 2**30) if cache_max_gb else None,
-                              workers=workers, registry=registry, run_limits=run_limits))
+                              cache_max_bytes=cache_max_bytes, workers=workers, registry=registry,
+                              run_limits=run_limits, dispatcher=dispatcher))
 
 
 async def _serve(host, port, **options) -> int:

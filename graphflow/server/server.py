@@ -56,14 +56,18 @@ def is_loopback(host: str) -> bool:
 
 
 class Server:
-    def __init__(self, registry: Registry, config: ServerConfig, cache: OutputCache, paused: bool = False):
+    def __init__(self, registry: Registry, config: ServerConfig, cache: OutputCache, paused: bool = False,
+                 dispatcher=None):
         self.registry = registry
         self.config = config
         self.cache = cache
         self.store = RunStore(config.db_path)
         self.hub = Hub(config.outbox_limit, config.send_timeout)
         self.running: dict[str, RunState] = {}
-        self.workers = [Worker(self, Executor(registry, cache, config.run_limits), i) for i in range(config.workers)]
+        # A dispatcher (graphflow.cluster.RayDispatcher) runs the queue on other processes instead.
+        self.dispatcher = dispatcher
+        self.workers = [] if dispatcher is not None else [
+            Worker(self, Executor(registry, cache, config.run_limits), i) for i in range(config.workers)]
         self.paused = paused
         self.stopping = False
         self.work = asyncio.Event()
@@ -80,6 +84,8 @@ class Server:
         self.work = asyncio.Event()
         self.work.set()
         self._tasks = [asyncio.create_task(w.loop(), name=f"graphflow-worker-{w.index}") for w in self.workers]
+        if self.dispatcher is not None:
+            self._tasks.append(asyncio.create_task(self.dispatcher.loop(self), name="graphflow-dispatcher"))
 
     async def stop(self, app=None) -> None:
         """Stop taking runs; a running run is interrupted and goes back to the queue."""

@@ -34,12 +34,13 @@ CREATE TABLE IF NOT EXISTS runs (
     problems TEXT,
     timings TEXT,
     executed TEXT,
-    cached TEXT
+    cached TEXT,
+    placement TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_queue ON runs (status, priority, number);
 """
 
-JSON_COLUMNS = ("workflow", "targets", "outputs", "error", "problems", "timings", "executed", "cached")
+JSON_COLUMNS = ("workflow", "targets", "outputs", "error", "problems", "timings", "executed", "cached", "placement")
 
 
 def _dumps(value) -> str | None:
@@ -57,6 +58,9 @@ class RunStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
+            if "placement" not in columns:  # a database from before placements were recorded
+                self._db.execute("ALTER TABLE runs ADD COLUMN placement TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -127,6 +131,12 @@ class RunStore:
                       (RUNNING, time.time(), row["run_id"]))
         return self.get(row["run_id"])
 
+    def claim(self, run_id: str) -> dict | None:
+        """This pending run, marked running (a dispatcher picked it); None if it isn't pending."""
+        cursor = self._execute("UPDATE runs SET status = ?, started_at = ?, attempts = attempts + 1 "
+                               "WHERE run_id = ? AND status = ?", (RUNNING, time.time(), run_id, PENDING))
+        return self.get(run_id) if cursor.rowcount == 1 else None
+
     def requeue(self, run_id: str, attempt_counts: bool = True) -> None:
         """Back to the head of the queue (the server died or is stopping while it runs). A clean
         stop passes attempt_counts=False: only deaths count towards MAX_ATTEMPTS."""
@@ -136,13 +146,15 @@ class RunStore:
                       "WHERE run_id = ?", (PENDING, priority, 0 if attempt_counts else 1, run_id))
 
     def finish(self, run_id: str, status: str, *, outputs=None, error=None, problems=None,
-               timings=None, executed=None, cached=None, elapsed=None) -> None:
+               timings=None, executed=None, cached=None, elapsed=None, placement=None) -> None:
+        """`placement`: where and when it ran (worker, device, queue_wait and run_seconds)."""
         assert status in FINISHED, status
         self._execute(
             "UPDATE runs SET status = ?, finished_at = ?, outputs = ?, error = ?, problems = ?, timings = ?, "
-            "executed = ?, cached = ?, elapsed = ? WHERE run_id = ?",
+            "executed = ?, cached = ?, elapsed = ?, placement = ? WHERE run_id = ?",
             (status, time.time(), _dumps(outputs or {}), _dumps(error), _dumps(problems or []),
-             _dumps(timings or {}), _dumps(executed or []), _dumps(cached or []), elapsed, run_id))
+             _dumps(timings or {}), _dumps(executed or []), _dumps(cached or []), elapsed, _dumps(placement),
+             run_id))
 
     def cancel(self, run_id: str) -> bool:
         """Cancel a pending run; False if it isn't pending."""
@@ -171,7 +183,8 @@ class RunStore:
         placeholders = ",".join("?" * len(statuses))
         total = self._execute(f"SELECT COUNT(*) FROM runs WHERE status IN ({placeholders})", statuses).fetchone()[0]
         rows = self._execute(
-            "SELECT run_id, number, status, client_id, submitted_at, started_at, finished_at, elapsed, outputs, error "
+            "SELECT run_id, number, status, client_id, submitted_at, started_at, finished_at, elapsed, outputs, error, "
+            "placement "
             f"FROM runs WHERE status IN ({placeholders}) ORDER BY finished_at DESC, number DESC LIMIT ? OFFSET ?",
             (*statuses, limit, offset)).fetchall()
         return total, [_record(row) for row in rows]

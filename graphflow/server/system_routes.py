@@ -43,6 +43,8 @@ async def free(request):
     elif drop_models:
         dropped = server.cache.discard(holds_model)
     await asyncio.to_thread(free_memory)
+    if server.dispatcher is not None and (drop_cache or drop_models):
+        dropped += await server.dispatcher.free(drop_models, drop_cache)  # the workers hold the models
     return json_response({"dropped": dropped, "cache": _cache_json(server.cache)})
 
 
@@ -90,7 +92,9 @@ async def system(request):
         "models": await asyncio.to_thread(_models_json),  # what is resident where (graphflow.memory)
         "cache": _cache_json(server.cache),
         "queue": {"running": len(server.running), "pending": server.store.count_pending()},
-        "workers": len(server.workers),
+        "workers": len(server.workers) if server.dispatcher is None else len(server.dispatcher.pool.slots),
+        # Ray workers: name, host, device, what each has loaded and runs (None: runs here).
+        "cluster": server.dispatcher.describe() if server.dispatcher is not None else None,
         "limits": {"max_upload_bytes": server.config.limits.max_bytes,
                    "max_image_side": server.config.limits.max_side},
         "problems": list(server.registry.problems),

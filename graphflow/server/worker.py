@@ -138,7 +138,9 @@ class Worker:
             return
         store.finish(state.run_id, result.status, outputs=result.outputs, error=result.error,
                      problems=[p.to_dict() for p in result.problems], timings=result.timings,
-                     executed=result.executed, cached=result.cached, elapsed=result.elapsed)
+                     executed=result.executed, cached=result.cached, elapsed=result.elapsed,
+                     placement={"worker": f"local-{self.index}", "queue_wait": state.started_at - state.submitted_at,
+                                "run_seconds": result.elapsed})
         if result.error and (result.error.get("out_of_memory") or "OutOfMemory" in (result.error.get("exception_type") or "")):
             server.cache.clear()  # start the next run from a clean device
             free_memory()

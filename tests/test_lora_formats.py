@@ -1,0 +1,321 @@
+"""LoCon/LoHa/LoKr/DoRA and the diffusers/PEFT layout: merged weights against PEFT's own merge on
+the same tensors (fp32), loading through LoadLoRA on a tiny checkpoint, and refusals."""
+
+import pickle
+from types import SimpleNamespace
+
+import pytest
+import torch
+from peft import LoHaConfig, LoKrConfig, LoraConfig, get_peft_model
+from safetensors.torch import save_file
+from torch import nn
+
+from graphflow.models.checkpoint import load_checkpoint
+from graphflow.models.lora import LoraError, apply_lora, read_lora, unet_lora_names
+from graphflow.testing import write_checkpoint, write_lora
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(64, 48)
+        self.conv = nn.Conv2d(32, 48, 3)
+
+
+def peft_case(config, seed=0):
+    """(base weights, PEFT-merged weights, adapter tensors by (module, part)) with every adapter
+    tensor random (PEFT zero-inits some)."""
+    torch.manual_seed(seed)
+    base = Tiny()
+    original = {n: base.get_submodule(n).weight.detach().clone() for n in ("lin", "conv")}
+    model = get_peft_model(base, config)
+    tensors = {}
+    with torch.no_grad():
+        for key, value in model.state_dict().items():
+            if "base_layer" in key or ".default" not in key:
+                continue
+            value.copy_(torch.randn_like(value) * 0.3 + (1.0 if "magnitude" in key else 0.0))
+            module, part = key.removeprefix("base_model.model.").replace(".default", "").split(".", 1)
+            tensors[module, part] = value.clone()
+    merged = model.merge_and_unload()
+    return original, {n: merged.get_submodule(n).weight.detach() for n in ("lin", "conv")}, tensors
+
+
+def merged_by_us(tmp_path, original, file_tensors, strength=1.0):
+    path = tmp_path / "lora.safetensors"
+    save_file({k: v.contiguous() for k, v in file_tensors.items()}, str(path))
+    modules = read_lora(path)
+    return {n: modules[f"lora_unet_{n}"].patched(original[n], strength) for n in ("lin", "conv")}
+
+
+def kohya(tensors, alpha, names=None):
+    out = {f"lora_unet_{m}.{(names or {}).get(p, p)}": v for (m, p), v in tensors.items()}
+    out.update({f"lora_unet_{m}.alpha": torch.tensor(float(alpha)) for m in ("lin", "conv")})
+    return out
+
+
+@pytest.mark.parametrize("dora", [False, True])
+def test_lora_and_dora_match_peft_in_diffusers_layout(tmp_path, dora):
+    config = LoraConfig(r=4, lora_alpha=3, target_modules=["lin", "conv"], use_dora=dora)
+    original, expected, tensors = peft_case(config)
+    # diffusers/PEFT layout: unet.<path>.lora_A.weight / lora_B.weight / lora_magnitude_vector
+    file = {f"unet.{m}.{p}": v for (m, p), v in tensors.items()}
+    file.update({f"unet.{m}.alpha": torch.tensor(3.0) for m in ("lin", "conv")})
+    ours = merged_by_us(tmp_path, original, file)
+    for name in ours:
+        assert not torch.allclose(expected[name], original[name], atol=1e-3)
+        torch.testing.assert_close(ours[name], expected[name], atol=1e-5, rtol=1e-5)
+
+
+def test_dora_strength_scales_the_whole_change(tmp_path):
+    original, expected, tensors = peft_case(LoraConfig(r=4, lora_alpha=3, target_modules=["lin", "conv"], use_dora=True))
+    file = kohya(tensors, 3.0, {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_up.weight",
+                                "lora_magnitude_vector.weight": "dora_scale"})
+    file = {k: v.reshape(-1, 1) if k.endswith("dora_scale") else v for k, v in file.items()}  # kohya's [out, 1]
+    ours = merged_by_us(tmp_path, original, file, strength=0.5)
+    for name in ours:
+        torch.testing.assert_close(ours[name], original[name] + 0.5 * (expected[name] - original[name]),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_loha_matches_peft(tmp_path):
+    config = LoHaConfig(r=4, alpha=3, target_modules=["lin", "conv"], use_effective_conv2d=True)
+    original, expected, tensors = peft_case(config)
+    assert ("conv", "hada_t1") in tensors  # the CP (Tucker) conv form
+    ours = merged_by_us(tmp_path, original, kohya(tensors, 3.0))
+    for name in ours:
+        torch.testing.assert_close(ours[name], expected[name], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("decompose_both", [False, True])
+def test_lokr_matches_peft(tmp_path, decompose_both):
+    config = LoKrConfig(r=2, alpha=3, target_modules=["lin", "conv"], use_effective_conv2d=True,
+                        decompose_both=decompose_both)
+    original, expected, tensors = peft_case(config)
+    assert ("conv", "lokr_t2") in tensors and (("lin", "lokr_w1_a") in tensors) == decompose_both
+    ours = merged_by_us(tmp_path, original, kohya(tensors, 3.0))
+    for name in ours:
+        torch.testing.assert_close(ours[name], expected[name], atol=1e-5, rtol=1e-5)
+
+
+def test_locon_tucker_mid_equals_its_three_convolutions(tmp_path):
+    """LyCORIS's Tucker LoCon runs up(mid(down(x))): a 1x1 down, a kxk core, a 1x1 up; the merged
+    conv must give the same output."""
+    torch.manual_seed(1)
+    conv = nn.Conv2d(6, 8, 3, padding=1)
+    down, mid, up = torch.randn(3, 6, 1, 1), torch.randn(3, 3, 3, 3), torch.randn(8, 3, 1, 1)
+    path = tmp_path / "locon.safetensors"
+    save_file({"lora_unet_c.lora_down.weight": down, "lora_unet_c.lora_mid.weight": mid,
+               "lora_unet_c.lora_up.weight": up, "lora_unet_c.alpha": torch.tensor(1.5)}, str(path))
+    merged = read_lora(path)["lora_unet_c"].patched(conv.weight.detach(), 1.0)
+    x = torch.randn(2, 6, 9, 9)
+    f = nn.functional
+    expected = conv(x) + 0.5 * f.conv2d(f.conv2d(f.conv2d(x, down), mid, padding=1), up)
+    torch.testing.assert_close(f.conv2d(x, merged, conv.bias, padding=1), expected, atol=1e-4, rtol=1e-4)
+
+
+# -- every format through the loader on a tiny checkpoint ---------------------------------------
+
+LINEAR = ("down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q", "input_blocks.1.1.transformer_blocks.0.attn1.to_q")
+CONV = ("mid_block.resnets.1.conv2", "middle_block.2.out_layers.3")
+TEXT = "encoder.layers.1.self_attn.k_proj"  # inside transformers' text_model
+
+
+def module_tensors(fmt: str, shape, gen) -> dict[str, torch.Tensor]:
+    """One module of format `fmt` for a weight of `shape` (kohya part names), rank 2."""
+    out_ch, in_ch, *kernel = shape
+    k = 1
+    for n in kernel:
+        k *= n
+    r = lambda *s: torch.randn(*s, generator=gen) * 0.1  # noqa: E731
+    if fmt in ("lora", "dora"):
+        parts = {"lora_down.weight": r(2, in_ch, *kernel), "lora_up.weight": r(out_ch, 2, *[1] * len(kernel))}
+        if fmt == "dora":
+            parts["dora_scale"] = torch.rand(out_ch, 1, generator=gen) + 0.5
+        return parts
+    if fmt == "locon_tucker":
+        if not kernel:
+            return module_tensors("lora", shape, gen)
+        return {"lora_down.weight": r(2, in_ch, 1, 1), "lora_mid.weight": r(2, 2, *kernel),
+                "lora_up.weight": r(out_ch, 2, 1, 1)}
+    if fmt == "loha":
+        return {"hada_w1_a": r(out_ch, 2), "hada_w1_b": r(2, in_ch * k), "hada_w2_a": r(out_ch, 2),
+                "hada_w2_b": r(2, in_ch * k)}
+    if fmt == "lokr":  # w1 over a factor 2 of both sides, w2 low-rank over the rest
+        return {"lokr_w1": r(2, 2), "lokr_w2_a": r(out_ch // 2, 2), "lokr_w2_b": r(2, in_ch // 2 * k)}
+    if fmt == "diff":
+        return {"diff": r(*shape)}
+    raise ValueError(fmt)
+
+
+def format_file(path, fmt, ckpt, layout="kohya", seed=0):
+    """A LoRA file of `fmt` naming LINEAR, CONV (UNet) and TEXT (text encoder); returns the file and
+    the (tower or 'unet', module path) it names."""
+    gen = torch.Generator().manual_seed(seed)
+    tensors, named = {}, set()
+    tower = ckpt.clip.towers[0]
+    inner = "text_model." if tower.transformer is not tower.model else ""
+    for diffusers_name, ours in (LINEAR, CONV):
+        parts = module_tensors(fmt, ckpt.model.unet.get_submodule(ours).weight.shape, gen)
+        for part, value in parts.items():
+            key = (f"unet.{diffusers_name}.{part}".replace("lora_down.weight", "lora_A.weight")
+                   .replace("lora_up.weight", "lora_B.weight") if layout == "diffusers"
+                   else f"lora_unet_{diffusers_name.replace('.', '_')}.{part}")
+            tensors[key] = value
+        named.add(("unet", ours))
+    parts = module_tensors(fmt, tower.model.get_submodule(inner + TEXT).weight.shape, gen)
+    for part, value in parts.items():
+        key = (f"text_encoder.text_model.{TEXT}.{part}".replace("lora_down.weight", "lora_A.weight")
+               .replace("lora_up.weight", "lora_B.weight") if layout == "diffusers"
+               else f"lora_te_text_model_{TEXT.replace('.', '_')}.{part}")
+        tensors[key] = value
+    named.add((0, inner + TEXT))
+    save_file(tensors, str(path))
+    return path, named
+
+
+@pytest.fixture(scope="module")
+def sd1(tmp_path_factory):
+    root = tmp_path_factory.mktemp("formats")
+    return load_checkpoint(write_checkpoint(root / "sd1.safetensors", "sd1"), device="cpu"), root
+
+
+def changed_weights(ckpt, model, clip):
+    old = dict(ckpt.model.unet.named_parameters())
+    changed = {("unet", n.removesuffix(".weight")) for n, p in model.unet.named_parameters()
+               if p is not old[n] and not torch.equal(p, old[n])}
+    old_text = dict(ckpt.clip.towers[0].model.named_parameters())
+    changed |= {(0, n.removesuffix(".weight")) for n, p in clip.towers[0].model.named_parameters()
+                if p is not old_text[n] and not torch.equal(p, old_text[n])}
+    return changed
+
+
+@pytest.mark.parametrize("fmt, layout", [("locon_tucker", "kohya"), ("loha", "kohya"), ("lokr", "kohya"),
+                                         ("dora", "kohya"), ("diff", "kohya"), ("lora", "diffusers"),
+                                         ("dora", "diffusers")])
+def test_each_format_changes_exactly_the_weights_it_names(sd1, fmt, layout):
+    ckpt, root = sd1
+    path, named = format_file(root / f"{fmt}_{layout}.safetensors", fmt, ckpt, layout)
+    before = {p: ckpt.model.unet.get_submodule(p).weight.clone() for _, p in named if _ == "unet"}
+    model, clip = apply_lora(ckpt.model, ckpt.clip, path, 0.8, 0.6)
+    assert changed_weights(ckpt, model, clip) == named
+    modules = read_lora(path)
+    names = unet_lora_names(ckpt.model.unet)
+    for key, module in modules.items():
+        if key in names:  # the change is the module's, at the model strength
+            path_ = names[key]
+            torch.testing.assert_close(model.unet.get_submodule(path_).weight,
+                                       module.patched(before[path_], 0.8), atol=1e-6, rtol=1e-6)
+            assert torch.equal(ckpt.model.unet.get_submodule(path_).weight, before[path_])
+
+
+def test_sdxl_text_encoder_2_in_diffusers_layout(tmp_path):
+    ckpt = load_checkpoint(write_checkpoint(tmp_path / "xl.safetensors", "sdxl"), device="cpu")
+    gen = torch.Generator().manual_seed(3)
+    towers = ckpt.clip.towers
+    tensors = {}
+    for prefix, tower in (("text_encoder", towers[0]), ("text_encoder_2", towers[1])):
+        inner = "text_model." if tower.transformer is not tower.model else ""
+        w = tower.model.get_submodule(inner + TEXT).weight
+        tensors[f"{prefix}.text_model.{TEXT}.lora_A.weight"] = torch.randn(2, w.shape[1], generator=gen)
+        tensors[f"{prefix}.text_model.{TEXT}.lora_B.weight"] = torch.randn(w.shape[0], 2, generator=gen)
+    save_file(tensors, str(tmp_path / "te2.safetensors"))
+    _, clip = apply_lora(ckpt.model, ckpt.clip, tmp_path / "te2.safetensors", 1.0, 1.0)
+    for index in (0, 1):
+        old = dict(towers[index].model.named_parameters())
+        changed = [n for n, p in clip.towers[index].model.named_parameters() if p is not old[n]]
+        assert [n.split("text_model.")[-1] for n in changed] == [TEXT + ".weight"]
+
+
+def write_controlnet(path):
+    save_file({"control_model.input_hint_block.0.weight": torch.zeros(16, 3, 3, 3),
+               "control_model.zero_convs.0.0.weight": torch.zeros(32, 32, 1, 1),
+               "control_model.input_blocks.0.0.weight": torch.zeros(32, 4, 3, 3)}, str(path))
+
+
+def test_loader_refuses_wrong_or_damaged_files(tmp_path, sd1):
+    ckpt, root = sd1
+    write_controlnet(tmp_path / "control_canny.safetensors")
+    with pytest.raises(LoraError, match=r"control_canny\.safetensors.*expected a LoRA file.*ControlNet"):
+        apply_lora(ckpt.model, ckpt.clip, tmp_path / "control_canny.safetensors")
+
+    good = write_lora(tmp_path / "good.safetensors", "sd1")
+    data = good.read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(LoraError, match=r"cut\.safetensors.*truncated.*expected a LoRA file"):
+        apply_lora(ckpt.model, ckpt.clip, tmp_path / "cut.safetensors")
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this must not run",))
+
+    with open(tmp_path / "evil.pt", "wb") as f:
+        pickle.dump({"lora_unet_x.lora_down.weight": Evil()}, f)
+    with pytest.raises(LoraError, match=r"evil\.pt.*restricted unpickler(.|\n)*expected a LoRA file"):
+        apply_lora(ckpt.model, ckpt.clip, tmp_path / "evil.pt")
+
+    save_file({"lora_unet_x.hada_w1_a": torch.zeros(4, 2), "lora_unet_x.hada_w1_b": torch.zeros(2, 4)},
+              str(tmp_path / "half_loha.safetensors"))
+    with pytest.raises(LoraError, match=r"half_loha\.safetensors: lora_unet_x: a LoHa module needs hada_w2_a, hada_w2_b"):
+        apply_lora(ckpt.model, ckpt.clip, tmp_path / "half_loha.safetensors")
+
+    # a LoKr whose kron product has the wrong size for the layer it names
+    save_file({f"lora_unet_{CONV[0].replace('.', '_')}.lokr_w1": torch.zeros(3, 3),
+               f"lora_unet_{CONV[0].replace('.', '_')}.lokr_w2": torch.zeros(5, 5)}, str(tmp_path / "odd.safetensors"))
+    with pytest.raises(LoraError, match=r"odd\.safetensors: middle_block\.2\.out_layers\.3: the LoKr module"):
+        apply_lora(ckpt.model, ckpt.clip, tmp_path / "odd.safetensors")
+
+
+def test_load_lora_node_runs_lycoris_files_and_refuses_a_controlnet(builtin_registry, tmp_folders, sd1):
+    from graphflow.executor import Executor
+    from graphflow.workflow import parse_workflow
+
+    ckpt, _ = sd1
+    for sub in ("checkpoints", "loras"):
+        (tmp_folders.models / sub).mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
+    format_file(tmp_folders.models / "loras" / "loha.safetensors", "loha", ckpt)
+    write_controlnet(tmp_folders.models / "loras" / "control_canny.safetensors")
+
+    def graph(lora):
+        return {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+                "10": {"class_type": "LoraLoader", "inputs": {"model": ["4", 0], "clip": ["4", 1], "lora_name": lora,
+                                                               "strength_model": 1.0, "strength_clip": 1.0}},
+                "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": ["10", 1]}},
+                "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+                "3": {"class_type": "KSampler", "inputs": {
+                    "seed": 2, "steps": 1, "cfg": 1.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0,
+                    "model": ["10", 0], "positive": ["6", 0], "negative": ["6", 0], "latent_image": ["5", 0]}},
+                "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+                "9": {"class_type": "PreviewImage", "inputs": {"images": ["8", 0]}}}
+
+    executor = Executor(builtin_registry)
+    ok = executor.run(parse_workflow(graph("loha.safetensors"), builtin_registry))
+    assert ok.status == "success", (ok.problems, ok.error)
+    model, clip = ok.values["10"]
+    base = SimpleNamespace(model=ok.values["4"][0], clip=ok.values["4"][1])
+    assert changed_weights(base, model, clip) == format_file(tmp_folders.models / "loras" / "loha.safetensors",
+                                                             "loha", ckpt)[1]
+    bad = executor.run(parse_workflow(graph("control_canny.safetensors"), builtin_registry))
+    assert bad.status == "error" and bad.error["node_id"] == "10"
+    assert "control_canny.safetensors" in bad.error["message"] and "ControlNet" in bad.error["message"]
+
+
+def test_flux_lora_in_bfl_comfyui_and_kohya_layouts(tmp_path):
+    from graphflow.testing import write_flow_checkpoint
+
+    ckpt = load_checkpoint(write_flow_checkpoint(tmp_path / "flux.safetensors", "flux_schnell"), device="cpu")
+    unet, gen = ckpt.model.unet, torch.Generator().manual_seed(4)
+    qkv = unet.get_submodule("double_blocks.0.img_attn.qkv").weight
+    linear1 = unet.get_submodule("single_blocks.0.linear1").weight
+    save_file({"diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight": torch.randn(2, qkv.shape[1], generator=gen),
+               "diffusion_model.double_blocks.0.img_attn.qkv.lora_B.weight": torch.randn(qkv.shape[0], 2, generator=gen),
+               "lora_unet_single_blocks_0_linear1.lokr_w1": torch.randn(2, 2, generator=gen),
+               "lora_unet_single_blocks_0_linear1.lokr_w2": torch.randn(linear1.shape[0] // 2, linear1.shape[1] // 2,
+                                                                         generator=gen)},
+              str(tmp_path / "flux_lora.safetensors"))
+    model, _ = apply_lora(ckpt.model, None, tmp_path / "flux_lora.safetensors", 0.5, 0.0)
+    old = dict(unet.named_parameters())
+    changed = {n for n, p in model.unet.named_parameters() if p is not old[n]}
+    assert changed == {"double_blocks.0.img_attn.qkv.weight", "single_blocks.0.linear1.weight"}
+    assert not torch.equal(model.unet.get_submodule("single_blocks.0.linear1").weight, linear1)
