@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="override an input; VALUE is JSON (numbers, true, \"text\") or plain text")
     _add_folder_flags(run)
     _add_limit_flags(run)
+    _add_memory_flags(run)
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.add_argument("--sweep", metavar="FILE.jsonl",
                      help='run once per line of overrides ({"NODE_ID.INPUT": value} or ["NODE_ID.INPUT=VALUE"]); '
@@ -66,10 +67,20 @@ def main(argv: list[str] | None = None) -> int:
     _add_folder_flags(serve)
     _add_preview_flag(serve)
     _add_limit_flags(serve, server=True)
+    _add_memory_flags(serve)
 
     args = parser.parse_args(argv)
     if getattr(args, "device", None):
         os.environ["GRAPHFLOW_DEVICE"] = args.device
+    if getattr(args, "vram", None) is not None or getattr(args, "reserve_vram", None) is not None:
+        # Read by graphflow.memory when it is first imported (light commands never import it).
+        if args.reserve_vram is not None and args.reserve_vram < 0:
+            _error(f"--reserve-vram must be >= 0 GB, got {args.reserve_vram:g}")
+            return EXIT_USAGE
+        os.environ["GRAPHFLOW_VRAM"] = args.vram or "normal"
+        os.environ["GRAPHFLOW_RESERVE_VRAM_GB"] = str(args.reserve_vram or 0)
+        if "graphflow.memory" in sys.modules:
+            sys.modules["graphflow.memory"].manager().configure(args.vram or "normal", args.reserve_vram or 0)
     if hasattr(args, "models_dir"):
         from graphflow.folders import configure
 
@@ -122,6 +133,15 @@ def _add_folder_flags(parser) -> None:
     parser.add_argument("--output-dir", help="folder results are saved in (default ./outputs)")
     parser.add_argument("--plugins-dir", action="append", help="an extra plugin folder (repeatable)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: the best available)")
+
+
+def _add_memory_flags(parser) -> None:
+    parser.add_argument("--vram", choices=("normal", "low", "none"),
+                        help="model memory policy: normal (whole models on the device when they fit, else "
+                             "partly), low (at most half the free memory for weights), none (stream every block "
+                             "in and out); default normal")
+    parser.add_argument("--reserve-vram", type=float, metavar="GB",
+                        help="device memory to leave free for other programs (default 0)")
 
 
 def _add_ray_flags(parser) -> None:

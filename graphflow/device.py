@@ -27,6 +27,15 @@ def compute_device() -> torch.device:
     return torch.device("cpu")
 
 
+def load_device() -> torch.device:
+    """Where loaders put weights: the CPU when the memory manager is to stream or budget them
+    (GRAPHFLOW_VRAM low/none, GRAPHFLOW_VRAM_BUDGET_GB), so a model larger than the device
+    loads at all; it moves them to compute_device() when they run. Else compute_device()."""
+    if os.environ.get("GRAPHFLOW_VRAM", "normal") != "normal" or os.environ.get("GRAPHFLOW_VRAM_BUDGET_GB"):
+        return torch.device("cpu")
+    return compute_device()
+
+
 def parse_dtype(name: str) -> torch.dtype:
     try:
         return DTYPES[name.lower()]

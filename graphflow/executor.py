@@ -206,6 +206,14 @@ class Executor:
             "message": exception_message(exc),
             "traceback": "".join(traceback.format_exception(exc)),
         }
+        if _out_of_memory(exc):
+            from graphflow import memory  # torch is loaded already: it raised
+
+            memory.manager().offload_all()  # the next run starts from an empty device
+            result.error["out_of_memory"] = True
+            result.error["suggestion"] = (f"node {node_id} ({node_type}) ran out of memory; the loaded models were "
+                                          "moved to CPU RAM. Run again with --vram low (or --vram none, or "
+                                          "--reserve-vram GB), or a smaller image or batch.")
         emit({"type": "node_failed", "run_id": result.run_id, "node": node_id, "node_type": node_type, "error": result.error})
 
     def _interrupted(self, result, emit, node_id, node_type, when) -> None:
@@ -213,6 +221,11 @@ class Executor:
         result.error = {"node_id": node_id, "node_type": node_type, "source": self.registry.source(node_type), "input": None,
                         "exception_type": "Interrupted", "message": f"interrupted {when}", "traceback": ""}
         emit({"type": "run_interrupted", "run_id": result.run_id, "node": node_id, "node_type": node_type})
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    # By name: this module must not import torch (light commands); torch.OutOfMemoryError is the CUDA one.
+    return isinstance(exc, MemoryError) or any(c.__name__ == "OutOfMemoryError" for c in type(exc).__mro__)
 
 
 def exception_message(exc: BaseException) -> str:

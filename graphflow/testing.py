@@ -399,3 +399,17 @@ def write_esrgan(path, num_filters: int = 8, num_blocks: int = 1, scale: int = 4
     net = ESRGAN(num_filters=num_filters, num_blocks=num_blocks, scale=scale)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
     return Path(path)
+
+
+def write_controlnet(path, arch: str = "sd1", seed: int = 0, scaled_down: bool = True, dtype=torch.float16) -> Path:
+    """A random-weight ControlNet in the original layout (control_model.*) for write_checkpoint(arch)'s UNet."""
+    from safetensors.torch import save_file
+
+    from .models.controlnet import ControlNet, ControlNetConfig
+
+    with torch.device("meta"):
+        shapes = _module_shapes(ControlNet(ControlNetConfig(unet=unet_config(arch, scaled_down))))
+    state = {"control_model." + k: v for k, v in random_state(shapes, seed, dtype).items()}
+    path = Path(path)
+    save_file(state, str(path))
+    return path

@@ -275,6 +275,8 @@ def test_corpus_runs_on_the_demo_model(name, builtin_registry, executor, tmp_fol
         assert images["7"].shape[1:3] == (64, 128)
     if name == "outpaint_api.json":
         assert images["8"].shape[1:3] == (64, 96)
+    if name == "noisy_latent_composition_api.json":
+        assert images["8"].shape[1:3] == (64, 128)
     saved = list(tmp_folders.outputs.rglob("*.png"))
     assert saved
 

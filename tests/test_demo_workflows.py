@@ -146,6 +146,41 @@ def test_vae_black_hole_maps_every_latent_position(builtin_registry, tmp_folders
     assert all(0 <= int(row) < 8 and 0 <= int(col) < 8 for row, col in listed)
 
 
+def test_controlnet_puts_the_shape_where_the_hint_says(builtin_registry, tmp_folders):
+    """The shipped demo ControlNet: the generated shape covers the hint's silhouette (IoU of the
+    measured shape mask with the hint), for the saved hint and for another shape and place; at
+    strength 0 the workflow gives txt2img's exact pixels."""
+    from PIL import Image
+
+    def iou(image, hint):
+        m = measure.measure(image)
+        return (m.mask & hint).sum() / max(1, (m.mask | hint).sum()), m
+
+    wf, result = run(builtin_registry, "controlnet")
+    hint = input_image(wf)[..., 0].numpy() > 0.5
+    want = prompt_words(wf.nodes["2"].inputs["text"])
+    with_cn = [iou(image, hint) for image in output_of(wf, result, "VAEDecode")]
+    _, off = run(builtin_registry, "controlnet", **{"10__strength": 0.0})
+    _, plain = run(builtin_registry, "txt2img")
+    assert torch.equal(output_of(wf, off, "VAEDecode"), plain.values["6"][0])
+    without = [iou(image, hint) for image in output_of(wf, off, "VAEDecode")]
+    print(f"\nIoU with the hint: ControlNet {[round(float(v), 2) for v, _ in with_cn]}, "
+          f"strength 0 {[round(float(v), 2) for v, _ in without]}")
+    assert all((m.colour, m.shape, m.background) == want for _, m in with_cn)
+    assert min(v for v, _ in with_cn) > 0.75
+    assert max(v for v, _ in without) < 0.5
+
+    # another shape, colour and place: a green square in the top-left on white
+    spec = shapes.ShapeSpec("green", "square", "white", 0.42, 0.3, 0.3)
+    Image.fromarray(shapes.render_mask(spec)).save(tmp_folders.inputs / "square-top-left.png")
+    wf, result = run(builtin_registry, "controlnet", **{"9__image": "square-top-left.png", "2__text": spec.caption})
+    hint = shapes.render_mask(spec)[..., 0] > 127
+    found = [iou(image, hint) for image in output_of(wf, result, "VAEDecode")]
+    print(f"IoU, square top-left: {[round(float(v), 2) for v, _ in found]}")
+    assert all((m.colour, m.shape, m.background) == ("green", "square", "white") for _, m in found)
+    assert min(v for v, _ in found) > 0.75
+
+
 def test_hires_fix_upscales_and_keeps_the_picture(builtin_registry, tmp_folders):
     """txt2img at 64x64 -> the bundled 2x upscaler -> VAE encode -> KSampler at denoise 0.5: a
     128x128 picture of the same prompt, laid out like the first pass."""

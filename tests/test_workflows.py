@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from graphflow.executor import Executor
-from graphflow.testing import write_checkpoint, write_esrgan, write_lora
+from graphflow.testing import write_checkpoint, write_controlnet, write_esrgan, write_lora
 from graphflow.workflow import load_workflow
 
 WORKFLOWS = Path(__file__).parent.parent / "workflows"
@@ -21,6 +21,8 @@ def checkpoints(tmp_path_factory):
     for arch in ("sd1", "sd1_inpaint", "sdxl", "sdxl_refiner"):
         write_checkpoint(models / "checkpoints" / f"tiny_{arch}.safetensors", arch)
     write_lora(models / "loras" / "tiny_sd1_lora.safetensors", "sd1")
+    (models / "controlnet").mkdir()
+    write_controlnet(models / "controlnet" / "tiny_sd1_controlnet.safetensors", "sd1")
     (models / "upscale_models").mkdir()
     write_esrgan(models / "upscale_models" / "tiny_esrgan_x2.safetensors", scale=2)
     return models
@@ -130,6 +132,17 @@ def test_sdxl_base_then_refiner(builtin_registry, folders):
     assert result.outputs["13"]["images"][0]["filename"].startswith("sdxl_refined_")
 
 
+def test_controlnet_runs_and_strength_matters(builtin_registry, folders):
+    sets = {"1__checkpoint": "tiny_sd1.safetensors", "8__control_net_name": "tiny_sd1_controlnet.safetensors",
+            "5__steps": 3}
+    on = run(builtin_registry, workflow("controlnet", **sets)).values["6"][0]
+    off = run(builtin_registry, workflow("controlnet", **sets, **{"10__strength": 0.0})).values["6"][0]
+    plain = run(builtin_registry, workflow("txt2img", **{"1__checkpoint": "tiny_sd1.safetensors", "5__steps": 3})).values["6"][0]
+    assert on.shape == (4, 64, 64, 3)
+    assert torch.equal(off, plain)
+    assert (on - plain).abs().max() > 1e-3
+
+
 def test_hires_fix_with_a_brought_upscaler(builtin_registry, folders):
     """hires_fix_upscale.json with a user's ESRGAN file in place of the bundled upscaler."""
     wf = workflow("hires_fix_upscale", **{"1__checkpoint": "tiny_sd1.safetensors", "5__steps": 2, "10__steps": 2,
@@ -144,7 +157,7 @@ def test_every_workflow_file_is_covered():
     names = {p.stem for p in WORKFLOWS.glob("*.json")}
     covered = {"txt2img", "img2img", "inpaint", "outpaint", "sdxl_refiner", "lora",
                "vae_black_hole", "latent_health", "hires_fix_upscale", "flux_dev_comfyui_example",
-               "sd35_large_comfyui_example"}
+               "sd35_large_comfyui_example", "controlnet"}
     assert names <= covered, f"workflows without a test: {names - covered}"
 
 

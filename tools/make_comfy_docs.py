@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 from graphflow.comfy_format import CUSTOM_PACKS, comfy_catalogue
+from graphflow.server.comfyui_messages import MESSAGE_TYPES
+from graphflow.server.comfyui_routes import ROUTES
 from graphflow.registry import Registry
 from graphflow.workflow import comfy_aliases
 
@@ -104,6 +106,14 @@ def render() -> str:
             by_category.setdefault(info.get("category") or "(none)", []).append(class_type)
     for category in sorted(by_category):
         lines.append(f"- {category}: " + ", ".join(f"`{c}`" for c in sorted(by_category[category])))
+    lines += ["", "## ComfyUI's API, served beside ours", "",
+              "Scripts, bots and apps written against ComfyUI's HTTP and websocket API work unchanged "
+              "(details in docs/api.md):", "", "| method | path | what it does |", "|---|---|---|"]
+    lines += [f"| {method} | `{path}` | {what} |" for method, path, _, what in ROUTES]
+    lines += ["", "Websocket `/ws?clientId=ID` (ComfyUI's spelling) gets ComfyUI's messages for the prompts "
+              "queued with that client id: " + ", ".join(f"`{m}`" for m in MESSAGE_TYPES) + ", with "
+              "`executing` `node: null` at the end of every prompt; binary frames in ComfyUI's framing "
+              "(`SaveImageWebsocket` PNGs always, sampler previews with `&previews=1`).", ""]
     lines += ["", "## Custom node packs recognised by name", ""]
     lines += [f"- {pack}: " + ", ".join(f"`{n}`" for n in names) for pack, names in CUSTOM_PACKS.items()]
     return "\n".join(lines).rstrip() + "\n"

@@ -100,6 +100,15 @@ def render(spec: ShapeSpec, size: int = IMAGE_SIZE, rng: np.random.Generator | N
     return np.asarray(image.resize((size, size), Image.BOX))
 
 
+def render_mask(spec: ShapeSpec, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Where `spec`'s shape is: white on black, uint8 [size, size, 3] (the demo ControlNet's hint)."""
+    white = ShapeSpec("yellow", spec.shape, "black", spec.side, spec.cx, spec.cy)
+    image = render(white, size).astype(np.float32)
+    fg, bg = np.array(COLOURS["yellow"], np.float32), np.array(BACKGROUNDS["black"], np.float32)
+    t = ((image - bg) @ (fg - bg)) / float((fg - bg) @ (fg - bg))
+    return np.repeat((np.clip(t, 0, 1) * 255).round().astype(np.uint8)[..., None], 3, axis=-1)
+
+
 def dataset(n: int, seed: int, size: int = IMAGE_SIZE) -> tuple[np.ndarray, list[ShapeSpec]]:
     """n random images (uint8 [n, size, size, 3]) and what they show; the same seed gives the same set."""
     rng = np.random.default_rng(seed)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..device import compute_device, default_dtype
+from ..device import compute_device, default_dtype, load_device
 from .architecture import (ARCH_NAMES, UNET_PREFIX, VAE_PARTS, VAE_PREFIX, ArchInfo, config_overrides,
                            detect_architecture, format_prefixes, locate_towers, prefix_summary, vae_config_from_shapes)
 from .cast_layers import FP8_DTYPES, WEIGHT_DTYPES, castable_weights
@@ -56,8 +56,10 @@ def _assign(module: nn.Module, source, device, dtype, what: str, keys=None, dtyp
 
 
 def _resolve(device, dtype, component: str) -> tuple[torch.device, torch.dtype]:
-    device = torch.device(device) if device is not None else compute_device()
-    return device, dtype or default_dtype(component, device)
+    if device is not None:
+        device = torch.device(device)
+        return device, dtype or default_dtype(component, device)
+    return load_device(), dtype or default_dtype(component, compute_device())  # dtype: where it will run
 
 
 def build_unet(source, config: UNetConfig, device, dtype) -> UNet:
@@ -183,8 +185,9 @@ def load_checkpoint(path, device=None, dtype=None, prediction: str | None = None
 
 
 def _load_flow_checkpoint(f, info: FlowInfo, device, dtype, weight_dtype, text_encoders) -> Checkpoint:
-    model_device = torch.device(device) if device is not None else compute_device()
-    model = build_flow_model(f.view(info.prefix), info, model_device, dtype or _flow_default_dtype(model_device),
+    model_device = torch.device(device) if device is not None else load_device()
+    model = build_flow_model(f.view(info.prefix), info, model_device,
+                             dtype or _flow_default_dtype(torch.device(device) if device else compute_device()),
                              weight_dtype)
     vae = clip = None
     if info.vae is not None:
@@ -202,9 +205,10 @@ def load_diffusion_model(path, device=None, dtype=None, weight_dtype: str = "def
     with WeightFile(path) as f:
         info = detect_flow_model(f.shapes)
         if info is not None:
-            model_device = torch.device(device) if device is not None else compute_device()
+            model_device = torch.device(device) if device is not None else load_device()
             return build_flow_model(f.view(info.prefix), info, model_device,
-                                    dtype or _flow_default_dtype(model_device), weight_dtype)
+                                    dtype or _flow_default_dtype(torch.device(device) if device else compute_device()),
+                                    weight_dtype)
         if weight_dtype != "default":
             raise CheckpointError("weight_dtype fp8 is supported for SD3/FLUX diffusion models only")
         info = detect_architecture(f.shapes, f.metadata, get_tensor=f.get)

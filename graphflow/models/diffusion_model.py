@@ -115,7 +115,9 @@ class DiffusionModel:
 
     @property
     def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
+        from graphflow.memory import manager
+
+        return manager().device_for(self.unet)
 
     @property
     def dtype(self) -> torch.dtype:

@@ -124,8 +124,11 @@ class T5Encoder:
     @torch.no_grad()
     def run(self, ids: list[list[int]]) -> torch.Tensor:
         """Token ids [N][T] -> last hidden state (after the final layer norm) [N, T, d_model], float32 CPU."""
-        tokens = torch.tensor(ids, dtype=torch.long, device=self.device)
-        return self.model(input_ids=tokens).last_hidden_state.float().cpu()
+        from graphflow import memory  # on the device for this call only
+
+        with memory.use(self.model, "text_encoder", "text_encoder:t5"):
+            tokens = torch.tensor(ids, dtype=torch.long, device=memory.manager().device_for(self.model))
+            return self.model(input_ids=tokens).last_hidden_state.float().cpu()
 
     def encode(self, prompt: str, min_length: int = 0) -> torch.Tensor:
         """Weighted prompt -> [1, T, d_model] (T = max(pieces + 1, min_length))."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..device import compute_device, default_dtype
+from ..device import compute_device, default_dtype, load_device
 from .checkpoint import _standalone_tower, _StandaloneView, load_text_encoder
 from .flow_text import FlowTextEncoder
 from .t5 import T5Encoder, t5_from_weights, t5_prefix
@@ -28,8 +28,10 @@ DUAL_TYPES = ("sdxl", "sd3", "flux")
 
 
 def _device_dtype(device, dtype):
-    device = torch.device(device) if device is not None else compute_device()
-    return device, dtype or default_dtype("text_encoder", device)
+    if device is not None:
+        device = torch.device(device)
+        return device, dtype or default_dtype("text_encoder", device)
+    return load_device(), dtype or default_dtype("text_encoder", compute_device())
 
 
 def _tower(view, what: str, device, dtype) -> ClipTower:

@@ -266,22 +266,25 @@ class ClipTower:
             vectors: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Token windows [N][77] -> (hidden states [N, 77, D], pooled [N, P]), float32 on CPU.
         vectors {(window, position): [D]} replace those token embeddings (textual inversion)."""
-        embedding = self.transformer.embeddings.token_embedding
-        tokens = torch.tensor(ids, dtype=torch.long, device=embedding.weight.device)
-        if vectors:
-            _install_vector_hook(embedding)
-        token = _VECTORS.set(vectors or None)
-        try:
-            out = self.transformer(input_ids=tokens, output_hidden_states=True)
-        finally:
-            _VECTORS.reset(token)
-        hidden = out.hidden_states[clip_skip]
-        if layer_norm_hidden:
-            hidden = self.transformer.final_layer_norm(hidden)
-        pooled = out.pooler_output
-        if self.projection is not None:
-            pooled = self.projection(pooled)
-        return hidden.float().cpu(), pooled.float().cpu()
+        from graphflow import memory  # the manager puts the tower on the device and takes it off after
+
+        with memory.use(self.model, "text_encoder", f"text_encoder:{self.name}"):
+            embedding = self.transformer.embeddings.token_embedding
+            tokens = torch.tensor(ids, dtype=torch.long, device=memory.manager().device_for(self.model))
+            if vectors:
+                _install_vector_hook(embedding)
+            token = _VECTORS.set(vectors or None)
+            try:
+                out = self.transformer(input_ids=tokens, output_hidden_states=True)
+            finally:
+                _VECTORS.reset(token)
+            hidden = out.hidden_states[clip_skip]
+            if layer_norm_hidden:
+                hidden = self.transformer.final_layer_norm(hidden)
+            pooled = out.pooler_output
+            if self.projection is not None:
+                pooled = self.projection(pooled)
+            return hidden.float().cpu(), pooled.float().cpu()
 
 
 # Embedding vectors for the forward running in this thread: the transformer's forward takes ids

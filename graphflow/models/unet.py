@@ -298,6 +298,12 @@ class Block(nn.Sequential):
         return x
 
 
+def _add_control(h: torch.Tensor, residuals, k: int) -> torch.Tensor:
+    if residuals is None or residuals[k] is None:
+        return h
+    return h + residuals[k].to(h.device, h.dtype)
+
+
 class UNet(nn.Module):
     def __init__(self, config: UNetConfig):
         super().__init__()
@@ -354,10 +360,16 @@ class UNet(nn.Module):
         self.out = nn.Sequential(nn.GroupNorm(groups, ch), nn.SiLU(), nn.Conv2d(mc, cfg.out_channels, 3, padding=1))
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None,
-                y: torch.Tensor | None = None) -> torch.Tensor:
+                y: torch.Tensor | None = None, control: dict | None = None) -> torch.Tensor:
         """x [B, in_channels, h, w], timesteps float [B] in [0, 999], context [B, T, context_dim],
         y [B, adm_in_channels] (SDXL) -> the prediction [B, out_channels, h, w] (eps or v).
-        Inputs are moved to the UNet's device and dtype; the output stays in them."""
+        Inputs are moved to the UNet's device and dtype; the output stays in them.
+
+        control (ControlNets, T2I-Adapters; lists may hold None for "nothing here"):
+          "input":  one tensor per input block, added to its output (T2I-Adapter features),
+          "middle": tensors added to the middle block's output,
+          "output": one tensor per input block, added to its skip connection as the decoder takes it
+                    (ControlNet residuals)."""
         dtype, device = self.out[2].weight.dtype, self.out[2].weight.device
         timesteps = torch.as_tensor(timesteps, device=device)
         if timesteps.dim() == 0:
@@ -373,14 +385,19 @@ class UNet(nn.Module):
         # Layout: activations follow the weights' memory format. Channels-last activations with
         # plain weights measured 1.3x slower on CPU (oneDNN reorders every weight on every call).
         h = x.to(device, dtype)
+        control = control or {}
         skips = []
-        for block in self.input_blocks:
+        for k, block in enumerate(self.input_blocks):
             h = block(h, emb, context)
+            h = _add_control(h, control.get("input"), k)
             skips.append(h)
         h = self.middle_block(h, emb, context)
+        for k in range(len(control.get("middle") or ())):
+            h = _add_control(h, control["middle"], k)
         patches = getattr(self, "output_block_patches", ())  # FreeU: set on a shallow copy (graphflow.models.freeu)
         for block in self.output_blocks:
-            skip = skips.pop()
+            # ControlNet residuals join the skip before any patch sees it, as in ComfyUI
+            skip = _add_control(skips.pop(), control.get("output"), len(skips))
             for patch in patches:
                 h, skip = patch(h, skip)
             h = torch.cat([h, skip], dim=1)

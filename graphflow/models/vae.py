@@ -6,6 +6,7 @@ decoder.up.N in LDM's order, where up.0 is the LAST stage run (full resolution).
 use 4 latent channels; SD3/Flux VAEs are the same network with z_channels=16 and no quant convs.
 """
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -237,6 +238,17 @@ def _fast_layout(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
 
 
+def _on_device(method):
+    """Run a VAE method with its module put on the device by the memory manager."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        from graphflow import memory
+
+        with memory.use(self.module, "vae", "vae"):
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
 class VAE:
     """The VAE socket: images in ComfyUI's convention (BHWC, 0..1, CPU float32) in and out;
     latents raw (not scaled). Work runs on the module's device and dtype.
@@ -259,7 +271,9 @@ class VAE:
 
     @property
     def device(self) -> torch.device:
-        return next(self.module.parameters()).device
+        from graphflow.memory import manager
+
+        return manager().device_for(self.module)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -295,6 +309,7 @@ class VAE:
 
     # -- encode --------------------------------------------------------------------
     @torch.no_grad()
+    @_on_device
     def encode_posterior(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """IMAGE [B, H, W, 3] 0..1 -> (mean, logvar) raw latents, CPU float32."""
         x = self._pixels_in(image)
@@ -311,6 +326,7 @@ class VAE:
         return self.encode_posterior(image)[0]
 
     @torch.no_grad()
+    @_on_device
     def encode_posterior_tiled(self, image: torch.Tensor, tile_size: int = 512, overlap: int = 64):
         x = self._pixels_in(image)
         f, c = self.downscale, self.latent_channels
@@ -323,6 +339,7 @@ class VAE:
 
     # -- decode --------------------------------------------------------------------
     @torch.no_grad()
+    @_on_device
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """Raw latent [B, C, h, w] -> IMAGE [B, 8h, 8w, 3] 0..1; tiles by itself when memory runs out."""
         z = self._latent_in(latent)
@@ -334,6 +351,7 @@ class VAE:
         return _smaller_tiles_until_it_fits(lambda tile: self.decode_tiled(latent, tile, tile // 8))
 
     @torch.no_grad()
+    @_on_device
     def decode_tiled(self, latent: torch.Tensor, tile_size: int = 512, overlap: int = 64) -> torch.Tensor:
         f = self.downscale
         z = self._latent_in(latent)

@@ -239,13 +239,20 @@ class ModelDenoiser:
         self.quantize_timesteps = quantize_timesteps
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
-                 y: torch.Tensor | None = None, concat: torch.Tensor | None = None) -> torch.Tensor:
+                 y: torch.Tensor | None = None, concat: torch.Tensor | None = None,
+                 control=None) -> torch.Tensor:
         xc = self.schedule.c_in(sigma, x)
+        dtype = self.model.dtype
+        residuals = None
+        if control is not None:  # ControlNets see the scaled latent without inpainting channels, in the UNet's dtype
+            t = self.schedule.timestep(sigma, self.quantize_timesteps).float()
+            residuals = control.residuals(xc.to(dtype), sigma, t, context, y, self.schedule,
+                                          getattr(self.model.unet, "config", None))
         if concat is not None:
             xc = torch.cat([xc, concat.to(xc.device, xc.dtype)], dim=1)
-        dtype = self.model.dtype
         t = self.schedule.timestep(sigma, self.quantize_timesteps).float()
         output = self.model.unet(xc.to(dtype), t,
                                  None if context is None else context.to(dtype),
-                                 None if y is None else y.to(dtype)).float()
+                                 None if y is None else y.to(dtype),
+                                 **({} if residuals is None else {"control": residuals})).float()
         return self.schedule.denoised(sigma, output, x)

@@ -173,7 +173,18 @@ def _latent_samples(model, latent) -> torch.Tensor:
     return samples.float()
 
 
-def sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent_samples: torch.Tensor,
+def sample_with_sigmas(model, *args, **kwargs) -> torch.Tensor:
+    """_sample_with_sigmas with the model on the device for the whole run (graphflow.memory)."""
+    from graphflow import memory
+
+    unet = getattr(model, "unet", None)
+    if not isinstance(unet, torch.nn.Module):  # a stand-in model (tests, plugins): nothing to place
+        return _sample_with_sigmas(model, *args, **kwargs)
+    with memory.use(unet, "diffusion_model", f"diffusion_model:{getattr(model, 'arch', 'model')}"):
+        return _sample_with_sigmas(model, *args, **kwargs)
+
+
+def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent_samples: torch.Tensor,
                        positive: list, negative: list, cfg: float, sampler_name: str, seed: int, *,
                        noise_mask: torch.Tensor | None = None, batch_index: list[int] | None = None,
                        callback=None, preview_every: int = 1, noise_mode: str = "comfy",

@@ -123,25 +123,9 @@ def create_app(registry: Registry | None = None, db_path: str | Path | None = No
     r.add_post("/api/upload/mask", partial(file_routes.upload, mask=True))
     r.add_post("/api/free", system_routes.free)
     r.add_get("/ws", run_routes.websocket)
-    # ComfyUI-compatible names for scripts written against ComfyUI.
-    r.add_post("/prompt", comfyui_routes.comfy_prompt)
-    r.add_get("/prompt", comfyui_routes.comfy_prompt_info)
-    r.add_get("/history", comfyui_routes.comfy_history_list)
-    r.add_post("/history", comfyui_routes.comfy_history_change)
-    r.add_get("/history/{run_id}", comfyui_routes.comfy_history)
-    r.add_get("/queue", comfyui_routes.comfy_queue)
-    r.add_post("/queue", comfyui_routes.comfy_queue_change)
-    r.add_get("/object_info", comfyui_routes.comfy_object_info)
-    r.add_get("/object_info/{class_type}", comfyui_routes.comfy_object_info)
-    r.add_get("/system_stats", comfyui_routes.comfy_system_stats)
-    r.add_get("/embeddings", comfyui_routes.comfy_embeddings)
-    r.add_get("/models", comfyui_routes.comfy_models)
-    r.add_get("/models/{folder}", comfyui_routes.comfy_models)
-    r.add_get("/view", file_routes.view)
-    r.add_post("/upload/image", file_routes.upload)
-    r.add_post("/upload/mask", partial(file_routes.upload, mask=True))
-    r.add_post("/interrupt", comfyui_routes.comfy_interrupt)
-    r.add_post("/free", system_routes.free)
+    # ComfyUI's API, for scripts written against ComfyUI (docs/comfyui.md lists it from ROUTES).
+    for method, path, handler, _ in comfyui_routes.ROUTES:
+        r.add_route(method, path, handler)
     r.add_get("/", editor_routes.index)
     if web_dir is not None and web_dir.is_dir():
         r.add_static("/web/", web_dir, follow_symlinks=False)

@@ -14,6 +14,8 @@ clients wait for.
 import struct
 import time
 
+MESSAGE_TYPES = ("status", "execution_start", "execution_cached", "executing", "progress", "executed",
+                 "execution_success", "execution_error", "execution_interrupted")
 PREVIEW_IMAGE = 1  # ComfyUI's binary event type for an image
 JPEG, PNG = 1, 2  # ComfyUI's image format codes
 

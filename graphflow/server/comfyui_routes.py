@@ -3,6 +3,7 @@
 /upload and /view, with ComfyUI's request and response shapes (docs/comfyui.md lists them)."""
 
 import asyncio
+from functools import partial
 
 from aiohttp import web
 
@@ -10,7 +11,7 @@ from graphflow.device import memory_stats
 from graphflow.folders import folders
 from graphflow.validation import Problem
 
-from graphflow.server import system_routes
+from graphflow.server import file_routes, system_routes
 from graphflow.server.comfyui_object_info import object_info
 from graphflow.server.json_api import CLIENT_ID, error_response, int_query, json_body, json_response, valid_client_id
 from graphflow.server.server import server_of
@@ -199,3 +200,26 @@ async def comfy_interrupt(request):
         if run_id is None or state.run_id == run_id:
             state.interrupt.set()
     return web.Response(status=200)
+
+
+# (method, path, handler, what it does): registered by the app, listed in docs/comfyui.md.
+ROUTES = (
+    ("POST", "/prompt", comfy_prompt, "queue an API-format graph; valid outputs run, invalid ones come back in `node_errors`"),
+    ("GET", "/prompt", comfy_prompt_info, "`exec_info.queue_remaining`"),
+    ("GET", "/queue", comfy_queue, "`queue_running` and `queue_pending`"),
+    ("POST", "/queue", comfy_queue_change, "`clear`, or `delete` a list of pending prompts"),
+    ("GET", "/history", comfy_history_list, "finished prompts (`max_items`)"),
+    ("POST", "/history", comfy_history_change, "`clear`, or `delete` a list"),
+    ("GET", "/history/{run_id}", comfy_history, "one prompt's outputs and status"),
+    ("GET", "/object_info", comfy_object_info, "the node schema under ComfyUI's class and input names"),
+    ("GET", "/object_info/{class_type}", comfy_object_info, "one class's schema"),
+    ("GET", "/system_stats", comfy_system_stats, "system and device memory"),
+    ("GET", "/embeddings", comfy_embeddings, "textual-inversion embedding names"),
+    ("GET", "/models", comfy_models, "model folder names"),
+    ("GET", "/models/{folder}", comfy_models, "a model folder's files"),
+    ("GET", "/view", file_routes.view, "a file; `preview` re-encodes (webp/jpeg;quality), `channel` rgb or a"),
+    ("POST", "/upload/image", file_routes.upload, "multipart `image`, `subfolder`, `type`, `overwrite`"),
+    ("POST", "/upload/mask", partial(file_routes.upload, mask=True), "a mask onto an uploaded image (`original_ref`)"),
+    ("POST", "/interrupt", comfy_interrupt, "interrupt the running prompt (optionally `prompt_id`)"),
+    ("POST", "/free", system_routes.free, "`unload_models`, `free_memory`"),
+)

@@ -48,6 +48,12 @@ async def free(request):
     return json_response({"dropped": dropped, "cache": _cache_json(server.cache)})
 
 
+def _models_json() -> dict:
+    from graphflow.memory import manager
+
+    return manager().status()
+
+
 def _cache_json(cache: OutputCache) -> dict:
     return {"entries": len(cache), "bytes": cache.nbytes, "max_bytes": cache.max_bytes}
 
@@ -83,6 +89,7 @@ async def system(request):
                      "torch": torch.__version__, "aiohttp": aiohttp.__version__, "pillow": PIL.__version__},
         "device": await asyncio.to_thread(memory_stats),
         "memory": ram(),
+        "models": await asyncio.to_thread(_models_json),  # what is resident where (graphflow.memory)
         "cache": _cache_json(server.cache),
         "queue": {"running": len(server.running), "pending": server.store.count_pending()},
         "workers": len(server.workers) if server.dispatcher is None else len(server.dispatcher.pool.slots),

@@ -141,7 +141,7 @@ class Worker:
                      executed=result.executed, cached=result.cached, elapsed=result.elapsed,
                      placement={"worker": f"local-{self.index}", "queue_wait": state.started_at - state.submitted_at,
                                 "run_seconds": result.elapsed})
-        if result.error and "OutOfMemory" in (result.error.get("exception_type") or ""):
+        if result.error and (result.error.get("out_of_memory") or "OutOfMemory" in (result.error.get("exception_type") or "")):
             server.cache.clear()  # start the next run from a clean device
             free_memory()
         server.hub.send("run_finished", {

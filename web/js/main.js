@@ -98,10 +98,13 @@ class App {
         detail: this.catalogue.problems.map((p) => p.message || JSON.stringify(p)).join("\n")});
     }
     this.loadGallery();  // not awaited: the editor is usable at once
-    api.system().then((info) => {
+    const showSystem = () => api.system().then((info) => {
       const device = info.device || {};
-      $("device").textContent = [device.name || device.device, info.versions && `graphflow ${info.versions.graphflow || ""}`].filter(Boolean).join(" · ");
+      $("device").textContent = [device.name || device.device, memorySummary(info.models),
+        info.versions && `graphflow ${info.versions.graphflow || ""}`].filter(Boolean).join(" · ");
     }).catch(() => {});
+    showSystem();
+    setInterval(showSystem, 10000);  // what is resident changes with every run
     document.body.classList.add("ready");
   }
 
@@ -376,3 +379,14 @@ class App {
 }
 
 boot();
+
+// "2 models on device, 4.1/8.0 GB": the memory manager's view (graphflow/memory.py).
+function memorySummary(models) {
+  if (!models || !models.components) return "";
+  const gb = (n) => (n / 2 ** 30).toFixed(1);
+  const resident = models.components.filter((c) => c.state !== "offloaded");
+  const split = resident.filter((c) => c.state === "partial").length;
+  let text = `${resident.length} model${resident.length === 1 ? "" : "s"} on device${split ? ` (${split} partly)` : ""}`;
+  if (models.capacity != null) text += `, ${gb(models.used)}/${gb(models.capacity)} GB`;
+  return text;
+}

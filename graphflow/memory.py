@@ -1,0 +1,296 @@
+"""The model memory manager: every model component (diffusion model, each text encoder, the
+VAE) goes through it before running on the compute device.
+
+`use(module, kind)` is a context manager around a component's work. The manager makes room
+for the component by offloading least-recently-used ones to CPU RAM (kept, not freed); when
+the component alone does not fit, it is partially loaded: the blocks (modules that own
+parameters) that fit stay on the device, each of the rest gets a forward pre-hook that moves
+it in and a post-hook that moves it out again, so the result is the same as a full load.
+Text encoders leave the device when their work is done; the VAE and the diffusion model stay
+until something else needs the room.
+
+Capacity: `GRAPHFLOW_VRAM_BUDGET_GB` makes the manager treat the compute device as having
+that much memory, whatever it is (the CPU included, where "device" and "offload" are both
+RAM and only the manager's record tells them apart: every policy is testable without a GPU);
+else CUDA's total memory; else unlimited. `--vram low` keeps at most half the free memory
+for weights (the rest for activations), `--vram none` streams every block; `--reserve-vram GB`
+keeps that much aside for other programs.
+"""
+
+import functools
+import os
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from graphflow.device import compute_device, free_memory
+
+VRAM_MODES = ("normal", "low", "none")
+TRANSIENT = ("text_encoder",)  # kinds that leave the device as soon as their work is done
+GiB = 1024 ** 3
+
+
+def module_bytes(module: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
+
+
+def _own_bytes(module: nn.Module) -> int:
+    return sum(t.numel() * t.element_size()
+               for t in (*module.parameters(recurse=False), *module.buffers(recurse=False)))
+
+
+@dataclass
+class Component:
+    name: str
+    kind: str  # diffusion_model | text_encoder | vae | other
+    module: weakref.ref
+    size: int
+    state: str = "offloaded"  # offloaded | loaded | partial
+    resident_bytes: int = 0
+    blocks: int = 0
+    resident_blocks: int = 0
+    last_used: float = 0.0
+    factor: float = 1.0  # counted bytes per real byte (bench/memory.py: scaled-down models as full-size)
+    hooks: list = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "size": self.size, "state": self.state,
+                "resident_bytes": self.resident_bytes, "blocks": self.blocks,
+                "resident_blocks": self.resident_blocks}
+
+
+class MemoryManager:
+    def __init__(self, vram: str = "normal", reserve_gb: float = 0.0, virtual_sizes: dict[str, float] | None = None):
+        self.configure(vram, reserve_gb)
+        self.virtual_sizes = virtual_sizes or {}  # component name -> bytes to count it as (benchmarks)
+        self.components: dict[int, Component] = {}
+        self.events: list[dict] = []  # what the manager did: load, partial, offload (tests read it)
+        self.streaming = 0  # bytes of streamed blocks on the device right now
+        self.peak = 0  # most weight bytes on the device at once (bench/memory.py)
+        self._lock = threading.RLock()
+
+    def configure(self, vram: str = "normal", reserve_gb: float = 0.0) -> None:
+        if vram not in VRAM_MODES:
+            raise ValueError(f"--vram must be one of {', '.join(VRAM_MODES)}, got {vram!r}")
+        if reserve_gb < 0:
+            raise ValueError(f"--reserve-vram must be >= 0 GB, got {reserve_gb}")
+        self.vram, self.reserve = vram, int(reserve_gb * GiB)
+
+    # -- capacity -------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return compute_device()
+
+    @property
+    def offload_device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def capacity(self) -> int | None:
+        """Bytes of device memory the manager may fill (None: unlimited)."""
+        budget = os.environ.get("GRAPHFLOW_VRAM_BUDGET_GB")
+        if budget:
+            return max(0, int(float(budget) * GiB) - self.reserve)
+        if self.device.type == "cuda":
+            return max(0, torch.cuda.get_device_properties(self.device).total_memory - self.reserve)
+        return None
+
+    def used(self) -> int:
+        """Bytes on the device: the managed weights (the simulated budget), else what CUDA reports."""
+        if os.environ.get("GRAPHFLOW_VRAM_BUDGET_GB") or self.device.type != "cuda":
+            return sum(c.resident_bytes for c in self.components.values()) + self.streaming
+        free, total = torch.cuda.mem_get_info(self.device)
+        return total - free
+
+    def free(self) -> int | None:
+        cap = self.capacity()
+        return None if cap is None else max(0, cap - self.used())
+
+    # -- components -----------------------------------------------------------------------
+    def register(self, module: nn.Module, kind: str, name: str | None = None) -> Component:
+        with self._lock:
+            self._forget_dead()
+            comp = self.components.get(id(module))
+            if comp is None or comp.module() is not module:
+                name = name or f"{kind}:{type(module).__name__}@{id(module):x}"
+                size = module_bytes(module)
+                factor = self.virtual_sizes.get(name, size) / max(size, 1)
+                on_device = _device_of(module) == self.device
+                comp = Component(name, kind, weakref.ref(module), int(size * factor),
+                                 blocks=len(_blocks(module)), factor=factor)
+                # The offload device is the device on the CPU: there, only the record moves.
+                if on_device and self.device != self.offload_device:
+                    comp.state, comp.resident_bytes, comp.resident_blocks = "loaded", size, comp.blocks
+                self.components[id(module)] = comp
+            return comp
+
+    def _forget_dead(self) -> None:
+        for key in [k for k, c in self.components.items() if c.module() is None]:
+            del self.components[key]
+
+    def device_for(self, module: nn.Module) -> torch.device | None:
+        """Where a component's inputs go: the device while the manager has it there (even with
+        its first blocks streamed), else where its first parameter is."""
+        comp = self.components.get(id(module))
+        if comp is not None and comp.module() is module and comp.state != "offloaded":
+            return self.device
+        return _device_of(module)
+
+    def use(self, module: nn.Module, kind: str, name: str | None = None) -> "_Use":
+        return _Use(self, module, kind, name)
+
+    def load(self, module: nn.Module, kind: str = "other", name: str | None = None) -> Component:
+        """Put the component on the device, whole if it fits (after offloading others), else in part."""
+        with self._lock:
+            comp = self.register(module, kind, name)
+            comp.last_used = time.monotonic()
+            if comp.state == "loaded":
+                return comp
+            cap = self.capacity()
+            if self.vram == "none":
+                target = 0
+            elif cap is None:
+                target = comp.size
+            else:
+                # Offload least-recently-used others until this one fits or nothing is left to move.
+                need = comp.size - comp.resident_bytes
+                for other in sorted(self.components.values(), key=lambda c: c.last_used):
+                    if self.free() >= need * (2 if self.vram == "low" else 1):
+                        break
+                    if other is not comp and other.resident_bytes:
+                        self._offload(other)
+                room = comp.resident_bytes + self.free()
+                target = room // 2 if self.vram == "low" else room
+            self._place(comp, module, target)
+            return comp
+
+    def _place(self, comp: Component, module: nn.Module, target: int) -> None:
+        self._remove_hooks(comp)
+        if target >= comp.size:
+            module.to(self.device)
+            comp.state, comp.resident_bytes, comp.resident_blocks = "loaded", comp.size, comp.blocks
+            self._note_peak()
+            self.events.append({"action": "load", "component": comp.name, "kind": comp.kind, "bytes": comp.size})
+            return
+        blocks = _blocks(module)
+        sizes = [int(_own_bytes(b) * comp.factor) for b in blocks]
+        target -= max(sizes, default=0)  # room for the largest block streamed in beside the resident ones
+        resident = streamed = 0
+        count = 0
+        for block, size in zip(blocks, sizes):
+            if resident + size <= target and streamed == 0:  # keep a prefix: blocks run in order
+                _move_own(block, self.device)
+                resident += size
+                count += 1
+            else:
+                _move_own(block, self.offload_device)
+                streamed += 1
+                comp.hooks.append(block.register_forward_pre_hook(functools.partial(self._stream_in, size)))
+                comp.hooks.append(block.register_forward_hook(functools.partial(self._stream_out, size)))
+        comp.state, comp.resident_bytes, comp.resident_blocks = "partial", resident, count
+        self._note_peak()
+        self.events.append({"action": "partial", "component": comp.name, "kind": comp.kind, "bytes": resident,
+                            "blocks": comp.blocks, "resident_blocks": count})
+
+    def _stream_in(self, size, block, args):
+        _move_own(block, self.device)
+        self.streaming += size
+        self._note_peak()
+
+    def _stream_out(self, size, block, args, output):
+        _move_own(block, self.offload_device)
+        self.streaming = max(0, self.streaming - size)
+
+    def _note_peak(self) -> None:
+        self.peak = max(self.peak, sum(c.resident_bytes for c in self.components.values()) + self.streaming)
+
+    def _remove_hooks(self, comp: Component) -> None:
+        for hook in comp.hooks:
+            hook.remove()
+        comp.hooks.clear()
+
+    def _offload(self, comp: Component) -> None:
+        module = comp.module()
+        self._remove_hooks(comp)
+        if module is not None:
+            module.to(self.offload_device)
+        if comp.resident_bytes or comp.state != "offloaded":
+            self.events.append({"action": "offload", "component": comp.name, "kind": comp.kind})
+        comp.state, comp.resident_bytes, comp.resident_blocks = "offloaded", 0, 0
+
+    def offload(self, module: nn.Module) -> None:
+        with self._lock:
+            comp = self.components.get(id(module))
+            if comp is not None and comp.module() is module:
+                self._offload(comp)
+
+    def offload_all(self) -> None:
+        """Everything to CPU RAM (after an out-of-memory error, or when asked to free memory)."""
+        with self._lock:
+            for comp in list(self.components.values()):
+                if comp.state != "offloaded":
+                    self._offload(comp)
+        free_memory()
+
+    def status(self) -> dict:
+        with self._lock:
+            self._forget_dead()
+            cap = self.capacity()
+            return {"device": str(self.device), "vram": self.vram, "reserve": self.reserve,
+                    "simulated_budget": bool(os.environ.get("GRAPHFLOW_VRAM_BUDGET_GB")),
+                    "capacity": cap, "used": self.used(), "free": self.free(),
+                    "components": [c.to_json() for c in self.components.values()]}
+
+
+class _Use:
+    def __init__(self, manager, module, kind, name):
+        self.manager, self.module, self.kind, self.name = manager, module, kind, name
+
+    def __enter__(self):
+        return self.manager.load(self.module, self.kind, self.name)
+
+    def __exit__(self, *exc):
+        if self.kind in TRANSIENT:
+            self.manager.offload(self.module)
+        return False
+
+
+def _blocks(module: nn.Module) -> list[nn.Module]:
+    """The modules that own parameters or buffers directly, in registration order (≈ run order)."""
+    return [m for m in module.modules() if _own_bytes(m)]
+
+
+def _move_own(block: nn.Module, device: torch.device) -> None:
+    # Only the block's own tensors; its children are blocks of their own.
+    for p in block._parameters.values():
+        if p is not None and p.device != device:
+            p.data = p.data.to(device)  # the same Parameter object: references to it stay valid
+    for name, b in block._buffers.items():
+        if b is not None and b.device != device:
+            block._buffers[name] = b.to(device)
+
+
+def _device_of(module: nn.Module) -> torch.device | None:
+    for t in module.parameters():
+        return t.device
+    return None
+
+
+_manager = MemoryManager(os.environ.get("GRAPHFLOW_VRAM", "normal"),
+                         float(os.environ.get("GRAPHFLOW_RESERVE_VRAM_GB", "0") or 0))
+
+
+def manager() -> MemoryManager:
+    return _manager
+
+
+def use(module: nn.Module, kind: str, name: str | None = None):
+    """`with memory.use(model.unet, "diffusion_model"):` around a component's work."""
+    return _manager.use(module, kind, name)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError))

@@ -1,0 +1,355 @@
+"""ControlNet (Zhang, Rao & Agrawala 2023) for the SD1.x / SD2.x / SDXL UNet.
+
+A trainable copy of the UNet's encoder (time embedding, input blocks, middle block) reads the noisy
+latent plus a hint image (edges, a pose, a mask) embedded by `input_hint_block`; a zero-initialised
+1x1 conv after every input block (`zero_convs`) and after the middle block (`middle_block_out`)
+gives residuals that the UNet adds to its skip connections and middle output (UNet.forward's
+`control`). Parameter names are the original LDM layout (lllyasviel's files) without the
+`control_model.` prefix:
+
+    time_embed, label_emb (SDXL), input_blocks, middle_block     as in graphflow.models.unet
+    input_hint_block.{0,2,...,14}   conv(hint, c0) SiLU [conv(ci, ci) SiLU conv(ci, ci+1, stride 2) SiLU]... conv(c3, mc)
+    zero_convs.{i}.0                1x1 conv per input block
+    middle_block_out.0              1x1 conv
+
+Control-LoRA files (Stability's "control-lora", key `lora_controlnet`) store the encoder as
+low-rank differences to the base model's UNet (`<key>.up` @ `<key>.down`) plus full tensors for the
+rest; `load_controlnet(path, base=model)` builds the ControlNet from the base UNet's weights as
+ComfyUI does.
+"""
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .unet import Block, Downsample, ResBlock, SpatialTransformer, UNetConfig, timestep_embedding
+from .weight_files import CheckpointError, WeightFile
+
+PREFIXES = ("control_model.", "")
+
+
+@dataclass
+class ControlNetConfig:
+    unet: UNetConfig  # the encoder's layout; decoder fields (out_channels, output depths) unused
+    hint_channels: int = 3
+    hint_block: tuple[int, ...] = (16, 32, 96, 256)  # input_hint_block's widths before its last conv
+
+
+def controlnet_config_from_shapes(shapes: dict[str, tuple[int, ...]], overrides: dict | None = None) -> ControlNetConfig:
+    """The config of a ControlNet state dict (no prefix) from key names and shapes; `overrides`
+    are UNetConfig fields the shapes cannot show (head layout, GroupNorm groups)."""
+    shapes = {k: tuple(v) for k, v in shapes.items()}
+    mc, in_channels = shapes["input_blocks.0.0.weight"][:2]
+    n_blocks = 1 + max(int(k.split(".")[1]) for k in shapes if k.startswith("input_blocks."))
+    channel_mult, num_res_blocks, depths, res = [], [], [], 0
+    for i in range(1, n_blocks):
+        if f"input_blocks.{i}.0.op.weight" in shapes:
+            num_res_blocks.append(res)
+            res = 0
+            continue
+        if res == 0:
+            channel_mult.append(shapes[f"input_blocks.{i}.0.in_layers.2.weight"][0] // mc)
+        res += 1
+        depths.append(len({k.split(".")[4] for k in shapes if k.startswith(f"input_blocks.{i}.1.transformer_blocks.")}))
+    num_res_blocks.append(res)
+    per_level, start = [], 0
+    for n in num_res_blocks:
+        per_level.append(max(depths[start:start + n], default=0))
+        start += n
+    default = [d for d, n in zip(per_level, num_res_blocks) for _ in range(n)]
+    context_dim = next((s[1] for k, s in shapes.items() if k.endswith("attn2.to_k.weight")), None)
+    linear = next((len(s) == 2 for k, s in shapes.items() if k.endswith(".proj_in.weight")), False)
+    heads = dict(num_heads=8, num_head_channels=-1) if context_dim == 768 else dict(num_heads=-1, num_head_channels=64)
+    unet = dict(
+        in_channels=in_channels, model_channels=mc, channel_mult=tuple(channel_mult),
+        num_res_blocks=tuple(num_res_blocks), transformer_depth=tuple(per_level),
+        transformer_depth_middle=len({k.split(".")[3] for k in shapes if k.startswith("middle_block.1.transformer_blocks.")}),
+        transformer_depth_input=None if depths == default else tuple(depths),
+        context_dim=context_dim, use_linear_in_transformer=linear,
+        adm_in_channels=shapes["label_emb.0.0.weight"][1] if "label_emb.0.0.weight" in shapes else 0, **heads)
+    names = {f.name for f in fields(UNetConfig)}
+    unet.update({k: tuple(v) if isinstance(v, list) else v for k, v in (overrides or {}).items() if k in names})
+    hint = sorted(int(k.split(".")[1]) for k in shapes if k.startswith("input_hint_block.") and k.endswith(".weight"))
+    return ControlNetConfig(
+        unet=UNetConfig(**unet),
+        hint_channels=shapes["input_hint_block.0.weight"][1],
+        hint_block=tuple(shapes[f"input_hint_block.{i}.weight"][0] for i in hint[:-1:2]))
+
+
+class ControlNet(nn.Module):
+    def __init__(self, config: ControlNetConfig):
+        super().__init__()
+        self.config = config
+        cfg = config.unet
+        mc, groups, emb_dim = cfg.model_channels, cfg.norm_groups, cfg.model_channels * 4
+
+        def transformer(ch: int, depth: int) -> SpatialTransformer:
+            heads, dim_head = cfg.heads(ch)
+            return SpatialTransformer(ch, heads, dim_head, depth, cfg.context_dim, cfg.use_linear_in_transformer, groups)
+
+        def zero_conv(ch: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(ch, ch, 1))
+
+        self.time_embed = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        if cfg.adm_in_channels:
+            self.label_emb = nn.Sequential(nn.Sequential(
+                nn.Linear(cfg.adm_in_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)))
+
+        # the hint goes from pixels to latent size: a stride-2 conv between each pair of widths
+        widths = config.hint_block
+        hint = [nn.Conv2d(config.hint_channels, widths[0], 3, padding=1), nn.SiLU()]
+        for a, b in zip(widths, widths[1:]):
+            hint += [nn.Conv2d(a, a, 3, padding=1), nn.SiLU(), nn.Conv2d(a, b, 3, padding=1, stride=2), nn.SiLU()]
+        hint.append(nn.Conv2d(widths[-1], mc, 3, padding=1))
+        self.input_hint_block = nn.Sequential(*hint)
+
+        # the UNet's encoder, as in graphflow.models.unet.UNet
+        self.input_blocks = nn.ModuleList([Block(nn.Conv2d(cfg.in_channels, mc, 3, padding=1))])
+        self.zero_convs = nn.ModuleList([zero_conv(mc)])
+        ch = mc
+        depths = iter(cfg.input_depths())
+        for level, (mult, n_res) in enumerate(zip(cfg.channel_mult, cfg.num_res_blocks)):
+            for _ in range(n_res):
+                layers = [ResBlock(ch, emb_dim, mult * mc, groups)]
+                ch = mult * mc
+                depth = next(depths)
+                if depth:
+                    layers.append(transformer(ch, depth))
+                self.input_blocks.append(Block(*layers))
+                self.zero_convs.append(zero_conv(ch))
+            if level != len(cfg.channel_mult) - 1:
+                self.input_blocks.append(Block(Downsample(ch)))
+                self.zero_convs.append(zero_conv(ch))
+        middle = [ResBlock(ch, emb_dim, ch, groups)]
+        if cfg.transformer_depth_middle:
+            middle += [transformer(ch, cfg.transformer_depth_middle), ResBlock(ch, emb_dim, ch, groups)]
+        self.middle_block = Block(*middle)
+        self.middle_block_out = zero_conv(ch)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.middle_block_out[0].weight.dtype
+
+    def forward(self, x: torch.Tensor, hint: torch.Tensor, timesteps: torch.Tensor,
+                context: torch.Tensor | None = None, y: torch.Tensor | None = None) -> dict[str, list[torch.Tensor]]:
+        """x [B, C, h, w] (the UNet's input), hint [B, hint_channels, 8h, 8w] in 0..1 ->
+        {"output": one residual per UNet input block (for its skip connection), "middle": [one]}."""
+        dtype, device = self.dtype, self.middle_block_out[0].weight.device
+        timesteps = torch.as_tensor(timesteps, device=device)
+        if timesteps.dim() == 0:
+            timesteps = timesteps.expand(x.shape[0])
+        emb = self.time_embed(timestep_embedding(timesteps, self.config.unet.model_channels).to(dtype))
+        if self.config.unet.adm_in_channels:
+            if y is None:
+                raise ValueError(f"this ControlNet needs the vector conditioning y [B, {self.config.unet.adm_in_channels}]")
+            emb = emb + self.label_emb(y.to(device, dtype))
+        if context is not None:
+            context = context.to(device, dtype)
+        guided = self.input_hint_block(hint.to(device, dtype))
+        h = x.to(device, dtype)
+        outs = []
+        for k, (block, zero) in enumerate(zip(self.input_blocks, self.zero_convs)):
+            h = block(h, emb, context)
+            if k == 0:
+                h = h + guided
+            outs.append(zero(h))
+        h = self.middle_block(h, emb, context)
+        return {"output": outs, "middle": [self.middle_block_out(h)]}
+
+    def control(self, applied: "ControlApplied", x, timesteps, context, y, unet_config=None) -> dict:
+        """The residuals for the UNet input x, with the applied hint at x's pixel size."""
+        expected = self.config.unet.context_dim
+        if context is not None and expected is not None and context.shape[-1] != expected:
+            raise ValueError(f"this ControlNet was made for a model with {expected}-wide text embeddings, but "
+                             f"the model being sampled gives {context.shape[-1]} (an SD1 ControlNet on SDXL, say)")
+        if self.middle_block_out[0].weight.device != x.device or self.dtype != x.dtype:
+            self.to(x.device, x.dtype)  # run in the sampled model's device and dtype, as ComfyUI casts it
+        hint = applied.hint(x.shape[2] * 8, x.shape[3] * 8, x.shape[0], x.device, self.dtype)
+        return self(x, hint, timesteps, context, y)
+
+
+def _describe(shapes) -> str:
+    keys = sorted(shapes)
+    if any(k.startswith(("lora_unet_", "lora_te")) or ".lora_down." in k for k in keys):
+        return "a LoRA (kohya lora_unet_/lora_te keys)"
+    if any(k.startswith("model.diffusion_model.") for k in keys):
+        return "a full checkpoint (model.diffusion_model. keys)"
+    if any(k.startswith(("body.", "adapter.")) for k in keys):
+        return "a T2I-Adapter (body./adapter. keys)"
+    return f"{len(keys)} tensors, first keys {keys[:3]}"
+
+
+def _strip(shapes) -> str | None:
+    for prefix in PREFIXES:
+        if f"{prefix}input_hint_block.0.weight" in shapes and f"{prefix}input_blocks.0.0.weight" in shapes:
+            return prefix
+    return None
+
+
+def load_control_model(path, base=None, device="cpu", dtype: torch.dtype | None = None):
+    """What ControlNetLoader / DiffControlNetLoader load: a ControlNet (plain, Control-LoRA or
+    difference file) or a T2I-Adapter, told apart by their keys."""
+    with WeightFile(path) as wf:
+        shapes = wf.shapes
+        if "conv_in.weight" in shapes or "adapter.conv_in.weight" in shapes:
+            from .t2i_adapter import load_t2i_adapter
+
+            state = {k: wf.get(k, device, dtype) for k in shapes}
+            return load_t2i_adapter(state, wf.path.name)
+    return load_controlnet(path, base=base, device=device, dtype=dtype)
+
+
+def load_controlnet(path, base=None, device="cpu", dtype: torch.dtype | None = None) -> ControlNet:
+    """A ControlNet from an original-layout file (with or without `control_model.`), or from a
+    Control-LoRA file on top of `base` (a DiffusionModel or UNet) whose weights the low-rank
+    differences apply to. Pickled .pth files load through torch.load(weights_only=True)."""
+    with WeightFile(path) as wf:
+        name = wf.path.name
+        overrides = wf.config().get("unet", {})
+        if "lora_controlnet" in wf.shapes:
+            return _load_control_lora(wf, base, device, dtype, overrides)
+        prefix = _strip({k: s for k, s in wf.shapes.items() if k != "difference"})
+        if prefix is None:
+            raise CheckpointError(
+                f"{name} is not a ControlNet: expected original-layout keys 'control_model.input_hint_block.0.weight' "
+                f"and 'control_model.input_blocks.0.0.weight' (or without the prefix), found {_describe(wf.shapes)}")
+        shapes = {k[len(prefix):]: s for k, s in wf.shapes.items() if k.startswith(prefix) and k != "difference"}
+        try:
+            config = controlnet_config_from_shapes(shapes, overrides)
+        except (KeyError, ValueError) as e:
+            raise CheckpointError(f"{name}: the ControlNet's layout could not be read from its weights ({e})") from None
+        with torch.device("meta"):
+            net = ControlNet(config)
+        state = {k: wf.get(prefix + k, device, dtype) for k in shapes}
+        if "difference" in wf.shapes:  # a "diff" ControlNet: encoder weights stored relative to the base
+            if base is None:
+                raise CheckpointError(f"{name} stores its weights as differences to a base model: load it with "
+                                      f"DiffControlNetLoader and the checkpoint's MODEL connected")
+            base_state = getattr(base, "unet", base).state_dict()
+            for k in state:
+                if k in base_state and base_state[k].shape == state[k].shape:
+                    state[k] = state[k] + base_state[k].to(state[k].device, state[k].dtype)
+    _assign(net, state, name)
+    return net.eval().requires_grad_(False)
+
+
+def _assign(net: nn.Module, state: dict, name: str) -> None:
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or wrong:
+        raise CheckpointError(f"{name}: ControlNet weights do not match the layout read from them: "
+                              f"missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]}")
+    net.load_state_dict(state, assign=True)
+
+
+def _load_control_lora(wf: WeightFile, base, device, dtype, overrides) -> ControlNet:
+    """ComfyUI's ControlLora: encoder weights = base UNet weight + up @ down where the file has a
+    low-rank pair, the file's own tensor where it has one, else the base UNet's."""
+    name = wf.path.name
+    if base is None:
+        raise CheckpointError(f"{name} is a Control-LoRA: it needs the base model (use DiffControlNetLoader "
+                              f"with the checkpoint's MODEL connected)")
+    unet = getattr(base, "unet", base)
+    base_state = unet.state_dict()
+    shapes = {k: s for k, s in wf.shapes.items() if k != "lora_controlnet"}
+    full = {}
+    for k, s in base_state.items():
+        if k.startswith(("input_blocks.", "middle_block.", "time_embed.", "label_emb.")):
+            full[k] = tuple(s.shape)
+    full.update({k: s for k, s in shapes.items() if not k.endswith((".up", ".down"))})
+    if "input_hint_block.0.weight" not in full:
+        raise CheckpointError(f"{name}: a Control-LoRA file needs input_hint_block.* tensors")
+    config = controlnet_config_from_shapes(full, {**{f.name: getattr(unet.config, f.name) for f in fields(UNetConfig)
+                                                    if f.name in ("num_heads", "num_head_channels", "norm_groups")},
+                                                  **overrides})
+    with torch.device("meta"):
+        net = ControlNet(config)
+    state = {}
+    for k in net.state_dict():
+        if k + ".up" in shapes or k.removesuffix(".weight") + ".up" in shapes:
+            stem = k.removesuffix(".weight") if k.removesuffix(".weight") + ".up" in shapes else k
+            up, down = wf.get(stem + ".up").float(), wf.get(stem + ".down").float()
+            diff = (up.flatten(1) @ down.flatten(1)).reshape(base_state[k].shape)
+            state[k] = (base_state[k].float().cpu() + diff).to(device, dtype or base_state[k].dtype)
+        elif k in shapes:
+            state[k] = wf.get(k, device, dtype)
+        elif k in base_state:
+            state[k] = base_state[k].to(device, dtype or base_state[k].dtype).clone()
+    _assign(net, state, name)
+    return net.eval().requires_grad_(False)
+
+
+def resize_hint(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """IMAGE [B, H, W, C] -> [B, C, height, width]: centre-cropped to the aspect ratio, then resized
+    nearest-exact, as ComfyUI's ControlNet prepares its hint (common_upscale 'nearest-exact', 'center')."""
+    t = image.movedim(-1, 1).float()
+    H, W = t.shape[2:]
+    old, new = W / H, width / height
+    if old > new:
+        keep = round(W * new / old)
+        x0 = (W - keep) // 2
+        t = t[:, :, :, x0:x0 + keep]
+    elif old < new:
+        keep = round(H * old / new)
+        y0 = (H - keep) // 2
+        t = t[:, :, y0:y0 + keep]
+    if tuple(t.shape[2:]) != (height, width):
+        t = F.interpolate(t, size=(height, width), mode="nearest-exact")
+    return t
+
+
+def _repeat(t: torch.Tensor, batch: int) -> torch.Tensor:
+    if t.shape[0] == batch:
+        return t
+    return t.repeat(math.ceil(batch / t.shape[0]), *[1] * (t.ndim - 1))[:batch]
+
+
+class ControlApplied:
+    """One ControlNet or T2I-Adapter applied to a conditioning: the net, its hint image, strength and
+    the sigma range it is active in, chained to the control applied before it (stacked controls
+    add up). Travels in the conditioning options under "control", as ComfyUI's does."""
+
+    def __init__(self, net, image: torch.Tensor, strength: float, start_percent: float = 0.0,
+                 end_percent: float = 1.0, previous: "ControlApplied | None" = None):
+        self.net, self.image, self.strength = net, image, float(strength)
+        self.start_percent, self.end_percent = float(start_percent), float(end_percent)
+        self.previous = previous
+        self._hint = None
+
+    def sigma_range(self, schedule) -> tuple[float, float]:
+        """(sigma_start, sigma_end) through the schedule's own percent_to_sigma (ComfyUI's rule:
+        0 % is above every sigma, 100 % is sigma 0)."""
+        return schedule.percent_to_sigma(self.start_percent), schedule.percent_to_sigma(self.end_percent)
+
+    def residuals(self, x: torch.Tensor, sigma: torch.Tensor, timesteps: torch.Tensor, context, y, schedule,
+                  unet_config=None) -> dict | None:
+        """Summed residuals of this control and the ones before it, or None where none is active.
+        unet_config: the UNet's layout (where T2I-Adapter features go)."""
+        out = None if self.previous is None else self.previous.residuals(x, sigma, timesteps, context, y, schedule,
+                                                                          unet_config)
+        start, end = self.sigma_range(schedule)
+        s = float(sigma.reshape(-1)[0])
+        if not (end <= s <= start):
+            return out
+        mine = self.net.control(self, x, timesteps, context, y, unet_config)
+        mine = {k: [None if r is None else r * self.strength for r in v] for k, v in mine.items()}
+        if out is None:
+            return mine
+        for k, v in mine.items():
+            if k not in out:
+                out[k] = v
+            else:
+                out[k] = [a if b is None else b if a is None else a + b for a, b in zip(out[k], v)]
+        return out
+
+    def hint(self, height: int, width: int, batch: int, device, dtype) -> torch.Tensor:
+        if self._hint is None or tuple(self._hint.shape[2:]) != (height, width):
+            self._hint = resize_hint(self.image, height, width)
+        return _repeat(self._hint, batch).to(device, dtype)
+
+

@@ -1,0 +1,131 @@
+"""ControlNets and T2I-Adapters: load them from models/controlnet/ (and the bundled demo one) and
+apply them to a conditioning with a hint image.
+
+The applied control travels in the conditioning's options under "control", chained to any
+control applied before (stacked controls add their residuals), as in ComfyUI; the sampler runs
+it next to the UNet for the entries that carry it."""
+
+from graphflow.api import (CONDITIONING, IMAGE, MODEL, VAE, Choice, ComfyAlias, Float, Node, NodeInputError,
+                           folders, socket_type)
+
+CONTROL_NET = socket_type("CONTROL_NET", "#00d78d", "A ControlNet or T2I-Adapter")
+
+
+def _load(name: str, model=None):
+    from graphflow.models.controlnet import load_control_model
+    from graphflow.models.weight_files import CheckpointError
+
+    try:
+        path = folders.find_model("controlnet", name)
+    except (FileNotFoundError, ValueError) as e:
+        raise NodeInputError("control_net_name", str(e)) from None
+    try:
+        return load_control_model(path, base=model)
+    except CheckpointError as e:
+        raise NodeInputError("control_net_name", str(e)) from None
+
+
+def _fingerprint(name: str) -> str:
+    stat = folders.find_model("controlnet", name).stat()
+    return f"{name}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+class LoadControlNet(Node):
+    """Load a ControlNet (original layout: lllyasviel's .pth/.safetensors, with or without the
+    control_model. prefix) or a T2I-Adapter. Control-LoRA files need the base model: use
+    LoadDiffControlNet."""
+    category = "loaders"
+    control_net_name: str = Choice(lambda: folders.list_models("controlnet"), model_folder="controlnet")
+    outputs = {"control_net": CONTROL_NET}
+    comfy = ComfyAlias(("ControlNetLoader",))
+
+    @classmethod
+    def fingerprint(cls, control_net_name):
+        return _fingerprint(control_net_name)
+
+    def run(self):
+        return _load(self.control_net_name)
+
+
+class LoadDiffControlNet(Node):
+    """Load a ControlNet built on a base model: a Control-LoRA (its low-rank differences applied
+    to the model's UNet weights) or a "difference" ControlNet; a plain ControlNet loads as is."""
+    category = "loaders"
+    model: MODEL
+    control_net_name: str = Choice(lambda: folders.list_models("controlnet"), model_folder="controlnet")
+    outputs = {"control_net": CONTROL_NET}
+    comfy = ComfyAlias(("DiffControlNetLoader",))
+
+    @classmethod
+    def fingerprint(cls, model, control_net_name):
+        return _fingerprint(control_net_name)
+
+    def run(self):
+        return _load(self.control_net_name, self.model)
+
+
+def _apply(conditioning, net, image, strength, start, end, cache: dict):
+    """Each entry gets the control chained to what it carried; entries that carried the same
+    previous control share one new control (one ControlNet run per UNet call)."""
+    from graphflow.models.controlnet import ControlApplied
+
+    out = []
+    for cond, options in conditioning:
+        previous = options.get("control")
+        key = id(previous)
+        if key not in cache:
+            cache[key] = ControlApplied(net, image, strength, start, end, previous=previous)
+        out.append((cond, {**options, "control": cache[key]}))
+    return out
+
+
+def _hint_image(image):
+    if getattr(image, "ndim", 0) != 4 or image.shape[-1] not in (1, 3, 4):
+        raise NodeInputError("image", f"expected an IMAGE [B, H, W, C], got shape {tuple(getattr(image, 'shape', ()))}")
+    return image[..., :3] if image.shape[-1] != 1 else image.expand(*image.shape[:3], 3)
+
+
+class ApplyControlNet(Node):
+    """Guide the image with a ControlNet and a hint image (resized to the image being generated),
+    over the whole sampling, on this conditioning only."""
+    category = "conditioning/controlnet"
+    conditioning: CONDITIONING
+    control_net: CONTROL_NET
+    image: IMAGE
+    strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    outputs = {"conditioning": CONDITIONING}
+    comfy = ComfyAlias(("ControlNetApply",))
+
+    def run(self):
+        image = _hint_image(self.image)
+        if self.strength == 0:  # as ComfyUI: nothing to add, the conditioning is passed through
+            return self.conditioning
+        return _apply(self.conditioning, self.control_net, image, self.strength, 0.0, 1.0, {})
+
+
+class ApplyControlNetAdvanced(Node):
+    """Guide the image with a ControlNet and a hint image, on the positive and the negative
+    conditioning, between start_percent and end_percent of the sampling (converted to sigmas
+    through the model's schedule). The VAE is for ControlNets that read latents (SD3/FLUX ones);
+    SD1/SD2/SDXL ControlNets take the hint as pixels and ignore it."""
+    category = "conditioning/controlnet"
+    positive: CONDITIONING
+    negative: CONDITIONING
+    control_net: CONTROL_NET
+    image: IMAGE
+    strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_percent: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    vae: VAE = None
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING}
+    comfy = ComfyAlias(("ControlNetApplyAdvanced",), optional=("vae",))
+
+    def run(self):
+        image = _hint_image(self.image)
+        if self.start_percent > self.end_percent:
+            raise NodeInputError("start_percent", f"start_percent {self.start_percent} is after end_percent {self.end_percent}")
+        if self.strength == 0:
+            return self.positive, self.negative
+        cache = {}  # positive and negative share the control where they carried the same before
+        return (_apply(self.positive, self.control_net, image, self.strength, self.start_percent, self.end_percent, cache),
+                _apply(self.negative, self.control_net, image, self.strength, self.start_percent, self.end_percent, cache))

@@ -1,0 +1,318 @@
+"""ControlNet: our model against diffusers' ControlNetModel on identical random weights (our
+original-layout file converted by diffusers' own single-file code), the UNet's control hook
+against diffusers' UNet2DConditionModel given the same residuals, Control-LoRA building, and
+the loader's refusals."""
+
+import pytest
+import torch
+from diffusers import ControlNetModel
+from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint, create_unet_diffusers_config_from_ldm
+from safetensors.torch import save_file
+
+from graphflow.models.controlnet import ControlNet, ControlNetConfig, load_controlnet, resize_hint
+from graphflow.models.weight_files import CheckpointError
+from tests.test_unet import FULL, TINY, ldm_original_config, random_unet, to_diffusers_unet
+
+
+def random_controlnet(arch: str, seed: int = 0) -> ControlNet:
+    torch.manual_seed(seed)
+    net = ControlNet(ControlNetConfig(unet=TINY[arch]))
+    with torch.no_grad():  # everything random (zero convs included) so every weight matters
+        for p in net.parameters():
+            p.copy_(torch.randn_like(p) * (0.5 / max(1, p[0].numel()) ** 0.5) + (0.1 if p.dim() == 1 else 0))
+    return net.eval()
+
+
+def write_controlnet(path, net: ControlNet, prefix: str = "control_model.", dtype=torch.float32):
+    save_file({prefix + k: v.to(dtype).contiguous() for k, v in net.state_dict().items()}, str(path))
+    return path
+
+
+def diffusers_controlnet(path, cfg, checkpoint=None, meta=False) -> ControlNetModel:
+    from safetensors.torch import load_file
+
+    checkpoint = checkpoint if checkpoint is not None else load_file(str(path))
+    original = ldm_original_config(cfg)
+    original["model"]["params"]["control_stage_config"] = {
+        "params": {**original["model"]["params"]["unet_config"]["params"], "hint_channels": 3}}
+    # diffusers 0.42's create_controlnet_diffusers_config_from_ldm calls the UNet config helper
+    # without the checkpoint (a TypeError); this is its body, with the checkpoint passed
+    unet = create_unet_diffusers_config_from_ldm(original, checkpoint)
+    config = {"conditioning_channels": 3, **{k: unet[k] for k in (
+        "in_channels", "down_block_types", "block_out_channels", "layers_per_block", "cross_attention_dim",
+        "attention_head_dim", "use_linear_projection", "class_embed_type", "addition_embed_type",
+        "addition_time_embed_dim", "projection_class_embeddings_input_dim", "transformer_layers_per_block")}}
+    converted = convert_controlnet_checkpoint(checkpoint, config)
+    if cfg.adm_in_channels:  # diffusers' ControlNet key map has no entry for SDXL's label_emb
+        for ours, theirs in (("0.0", "linear_1"), ("0.2", "linear_2")):
+            for p in ("weight", "bias"):
+                converted[f"add_embedding.{theirs}.{p}"] = checkpoint[f"control_model.label_emb.{ours}.{p}"]
+    if meta:
+        return config, converted
+    model = ControlNetModel(**config)
+    model.load_state_dict(converted, strict=True)
+    return model.eval()
+
+
+def inputs(cfg, batch=2, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 4, 8, 8, generator=g)
+    hint = torch.rand(batch, 3, 64, 64, generator=g)
+    t = torch.tensor([999.0, 420.0])[:batch]
+    context = torch.randn(batch, 5, cfg.context_dim, generator=g)
+    y = torch.randn(batch, cfg.adm_in_channels, generator=g) if cfg.adm_in_channels else None
+    return x, hint, t, context, y
+
+
+@pytest.mark.parametrize("arch", ["sd1", "sd2", "sdxl"])
+def test_controlnet_matches_diffusers(arch, tmp_path):
+    ours = random_controlnet(arch)
+    path = write_controlnet(tmp_path / "cn.safetensors", ours)
+    loaded = load_controlnet(path)
+    assert loaded.config == ours.config
+    theirs = diffusers_controlnet(path, ours.config.unet)
+    x, hint, t, context, y = inputs(ours.config.unet)
+    with torch.no_grad():
+        mine = loaded(x, hint, t, context, y)
+        extra = {}
+        if y is not None:  # SDXL: diffusers splits y into pooled text embeds and size ids
+            pooled = ours.config.unet.adm_in_channels - 6 * 256
+            from graphflow.models.unet import timestep_embedding
+            # rebuild y from time ids the way diffusers embeds them, so both get the same vector
+            time_ids = torch.tensor([[64.0, 64, 0, 0, 64, 64], [32, 48, 4, 2, 64, 64]])
+            text_embeds = torch.randn(2, pooled)
+            y = torch.cat([text_embeds, timestep_embedding(time_ids.flatten(), 256).reshape(2, -1)], dim=1)
+            mine = loaded(x, hint, t, context, y)
+            extra = {"added_cond_kwargs": {"text_embeds": text_embeds, "time_ids": time_ids}}
+        down, mid = theirs(x, t, context, hint, conditioning_scale=1.0, return_dict=False, **extra)
+    assert len(mine["output"]) == len(down)
+    for a, b in zip(mine["output"], down):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(mine["middle"][0], mid, atol=2e-5, rtol=1e-4)
+
+
+def test_unet_control_hook_matches_diffusers():
+    """Residuals go where diffusers puts down_block_additional_residuals / mid_block_additional_residual."""
+    cfg = TINY["sd1"]
+    unet = random_unet(cfg)
+    theirs, _ = to_diffusers_unet(unet)
+    net = random_controlnet("sd1")
+    x, hint, t, context, _ = inputs(cfg)
+    with torch.no_grad():
+        control = net(x, hint, t, context)
+        mine = unet(x, t, context, control=control)
+        ref = theirs(x, t, context, down_block_additional_residuals=tuple(control["output"]),
+                     mid_block_additional_residual=control["middle"][0]).sample
+        plain = unet(x, t, context)
+    torch.testing.assert_close(mine, ref, atol=1e-4, rtol=1e-4)
+    assert (mine - plain).abs().max() > 1e-2  # the residuals matter
+    zero = {k: [r * 0.0 for r in v] for k, v in control.items()}
+    assert torch.equal(unet(x, t, context, control=zero), plain)  # strength 0 is bit-equal
+
+
+def test_unprefixed_and_pickled_files_load(tmp_path):
+    net = random_controlnet("sd1")
+    bare = write_controlnet(tmp_path / "bare.safetensors", net, prefix="")
+    torch.save({"control_model." + k: v for k, v in net.state_dict().items()}, tmp_path / "cn.pth")
+    x, hint, t, context, _ = inputs(net.config.unet)
+    with torch.no_grad():
+        ref = net(x, hint, t, context)["middle"][0]
+        for path in (bare, tmp_path / "cn.pth"):
+            torch.testing.assert_close(load_controlnet(path)(x, hint, t, context)["middle"][0], ref)
+
+
+def test_control_lora_builds_from_the_base_unet(tmp_path):
+    """A Control-LoRA: low-rank differences to the base UNet's encoder plus full hint/zero-conv tensors."""
+    cfg = TINY["sd2"]
+    base = random_unet(cfg)
+    full = random_controlnet("sd2", seed=3)
+    g = torch.Generator().manual_seed(5)
+    state, expected = {"lora_controlnet": torch.tensor([])}, {}
+    base_state = base.state_dict()
+    for k, v in full.state_dict().items():
+        if k in base_state and v.ndim >= 2:  # encoder matrices and convs: base + up @ down
+            up = torch.randn(v.shape[0], 2, generator=g) * 0.1
+            down = torch.randn(2, v[0].numel(), generator=g) * 0.1
+            stem = k.removesuffix(".weight")
+            state[stem + ".up"], state[stem + ".down"] = up, down
+            expected[k] = base_state[k] + (up @ down).reshape(v.shape)
+        elif k in base_state and k.startswith("input_blocks.1."):
+            expected[k] = base_state[k]  # not in the file: taken from the base
+        else:
+            state[k] = v
+            expected[k] = v
+    path = tmp_path / "control-lora.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    with pytest.raises(CheckpointError, match="control-lora.safetensors.*Control-LoRA.*base model"):
+        load_controlnet(path)
+    net = load_controlnet(path, base=base)
+    got = net.state_dict()
+    for k, v in expected.items():
+        torch.testing.assert_close(got[k], v, msg=k)
+
+
+def test_loader_refuses_wrong_and_damaged_files(tmp_path):
+    from graphflow.testing import write_lora
+
+    lora = tmp_path / "some-lora.safetensors"
+    write_lora(lora, "sd1")
+    with pytest.raises(CheckpointError, match=r"some-lora.safetensors is not a ControlNet.*input_hint_block.*a LoRA"):
+        load_controlnet(lora)
+    good = write_controlnet(tmp_path / "cn.safetensors", random_controlnet("sd1"))
+    cut = tmp_path / "truncated.safetensors"
+    cut.write_bytes(good.read_bytes()[:good.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated.safetensors.*truncated or corrupt"):
+        load_controlnet(cut)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    evil = tmp_path / "evil.pth"
+    torch.save({"control_model.x": Evil()}, evil)
+    with pytest.raises(CheckpointError, match="evil.pth was refused by PyTorch.s restricted unpickler"):
+        load_controlnet(evil)
+
+
+def test_hint_resized_like_comfyui():
+    image = torch.zeros(1, 30, 60, 3)
+    image[:, :, 15:45] = 1.0  # the centre square of a 2:1 image
+    hint = resize_hint(image, 64, 64)  # centre crop to 1:1, then nearest-exact
+    assert hint.shape == (1, 3, 64, 64)
+    assert hint.min() == 1.0
+
+
+def test_t2i_adapter_matches_diffusers(tmp_path):
+    """Our original-layout file against diffusers' T2IAdapter given the same weights (diffusers'
+    keys renamed to the original layout; our loader's strict load checks every key is used)."""
+    from diffusers import T2IAdapter as DiffusersT2IAdapter
+
+    from graphflow.models.controlnet import load_control_model
+    from graphflow.models.t2i_adapter import T2IAdapter, T2IAdapterConfig, from_diffusers_layout
+
+    theirs = DiffusersT2IAdapter(in_channels=3, channels=[32, 64, 64], num_res_blocks=2, downscale_factor=8,
+                                 adapter_type="full_adapter").eval()
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.copy_(torch.randn_like(p) * (0.5 / max(1, p[0].numel()) ** 0.5) + (0.1 if p.dim() == 1 else 0))
+    original = from_diffusers_layout(theirs.state_dict())  # diffusers -> original key names
+    assert "body.2.in_conv.weight" in original and "body.3.block2.weight" in original
+    path = tmp_path / "t2iadapter_test.safetensors"
+    save_file({k: v.contiguous() for k, v in original.items()}, str(path))
+    ours = load_control_model(path)
+    assert isinstance(ours, T2IAdapter)
+    assert ours.config == T2IAdapterConfig(channels=(32, 64, 64), blocks_per_level=2)
+    hint = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        mine, ref = ours(hint), theirs(hint)
+    assert len(mine) == len(ref) == 3
+    for a, b in zip(mine, ref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_t2i_features_go_where_diffusers_puts_them():
+    """UNet control "input" at the end of each level == diffusers' down_intrablock_additional_residuals."""
+    from graphflow.models.unet import UNetConfig
+
+    cfg = UNetConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=2, transformer_depth=(1, 1),
+                     context_dim=768, num_heads=8, num_head_channels=-1)
+    unet = random_unet(cfg)
+    theirs, _ = to_diffusers_unet(unet)
+    g = torch.Generator().manual_seed(2)
+    x, t, context = torch.randn(1, 4, 8, 8, generator=g), torch.tensor([500.0]), torch.randn(1, 3, 768, generator=g)
+    features = [torch.randn(1, 32, 8, 8, generator=g), torch.randn(1, 64, 4, 4, generator=g)]
+    with torch.no_grad():
+        mine = unet(x, t, context, control={"input": [None, None, features[0], None, None, features[1]]})
+        ref = theirs(x, t, context, down_intrablock_additional_residuals=list(features)).sample
+    torch.testing.assert_close(mine, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_stacked_controls_add_and_respect_their_sigma_range():
+    from graphflow.models.controlnet import ControlApplied
+    from graphflow.sampling.model_sampling import DiscreteSchedule
+
+    schedule = DiscreteSchedule.from_betas()
+    a, b = random_controlnet("sd1", seed=1), random_controlnet("sd1", seed=2)
+    x, _, t, context, _ = inputs(TINY["sd1"], batch=1)
+    image = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(3))
+    first = ControlApplied(a, image, 0.5)
+    late = ControlApplied(b, image, 2.0, start_percent=0.5, end_percent=1.0, previous=first)
+    high, low = schedule.sigmas[-1].reshape(1), schedule.sigmas[10].reshape(1)
+    hint = resize_hint(image, 64, 64)
+    with torch.no_grad():
+        ra, rb = a(x, hint, t, context), b(x, hint, t, context)
+        early = late.residuals(x, high, t, context, None, schedule)  # only the first is active at sigma max
+        both = late.residuals(x, low, t, context, None, schedule)
+    for k in ("output", "middle"):
+        for got, ref in zip(early[k], ra[k]):
+            torch.testing.assert_close(got, ref * 0.5)
+        for got, r1, r2 in zip(both[k], ra[k], rb[k]):
+            torch.testing.assert_close(got, r1 * 0.5 + r2 * 2.0)
+    # 50 % of sampling is the sigma at timestep 499.5 (ComfyUI's percent_to_sigma)
+    start, end = late.sigma_range(schedule)
+    assert end == 0.0 and start == pytest.approx(float(schedule.sigma(499.5)))
+
+
+def test_strength_zero_through_the_sampler_is_bit_equal(tmp_path):
+    """Not the nodes' shortcut: a control at strength 0 runs, its zero residuals are added, and the
+    sampled latent equals the plain one bit for bit."""
+    from graphflow.models.controlnet import ControlApplied
+    from graphflow.sampling.pipeline import sample
+    from graphflow.testing import write_checkpoint
+    from graphflow.models.checkpoint import load_checkpoint
+
+    write_checkpoint(tmp_path / "tiny.safetensors", "sd1")
+    model = load_checkpoint(tmp_path / "tiny.safetensors").model
+    cfg = model.unet.config
+    net = ControlNet(ControlNetConfig(unet=cfg))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.05)
+    g = torch.Generator().manual_seed(0)
+    context = torch.randn(1, 77, cfg.context_dim, generator=g)
+    image = torch.rand(1, 64, 64, 3, generator=g)
+    latent = {"samples": torch.zeros(2, 4, 8, 8)}
+    control = ControlApplied(net, image, 0.0)
+    run = lambda pos, neg: sample(model, 1, 3, 4.0, "euler", "normal", pos, neg, latent)["samples"]
+    plain = run([(context, {})], [(context * 0, {})])
+    zero = run([(context, {"control": control})], [(context * 0, {"control": control})])
+    assert torch.equal(zero, plain)
+    control.strength = 1.0
+    assert (run([(context, {"control": control})], [(context * 0, {"control": control})]) - plain).abs().max() > 1e-3
+
+
+def test_difference_controlnet_adds_the_base_weights(tmp_path):
+    """A "diff" ControlNet (key `difference`): encoder tensors are differences to the base UNet."""
+    cfg = TINY["sd1"]
+    base = random_unet(cfg, seed=4)
+    full = random_controlnet("sd1", seed=5)
+    base_state = base.state_dict()
+    state = {"difference": torch.tensor([1.0])}
+    for k, v in full.state_dict().items():
+        state["control_model." + k] = v - base_state[k] if k in base_state else v
+    path = tmp_path / "diff.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    with pytest.raises(CheckpointError, match="diff.safetensors stores its weights as differences"):
+        load_controlnet(path)
+    got = load_controlnet(path, base=base).state_dict()
+    for k, v in full.state_dict().items():
+        torch.testing.assert_close(got[k], v, msg=k)
+
+
+@pytest.mark.parametrize("arch", ["sd1", "sd2", "sdxl"])
+def test_full_size_layout_matches_diffusers(arch):
+    """Full-size keys and shapes (meta tensors) as lllyasviel's / SDXL ControlNet files have them:
+    diffusers' converter fills every parameter of its ControlNetModel with the right shape, and
+    our config read back from the shapes is the one the net was built from."""
+    from graphflow.models.controlnet import controlnet_config_from_shapes
+
+    with torch.device("meta"):
+        ours = ControlNet(ControlNetConfig(unet=FULL[arch]))
+    checkpoint = {"control_model." + k: v for k, v in ours.state_dict().items()}
+    config, converted = diffusers_controlnet(None, FULL[arch], checkpoint, meta=True)
+    with torch.device("meta"):
+        theirs = ControlNetModel(**config)
+    expected = {k: tuple(v.shape) for k, v in theirs.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in converted.items()} == expected
+    shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    assert controlnet_config_from_shapes(shapes) == ours.config

@@ -1,0 +1,175 @@
+"""The ControlNet nodes: loaders' refusals (named file, what was expected), T2I-Adapters and
+Control-LoRAs through the nodes and the sampler, ComfyUI names."""
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from graphflow.context import NodeInputError
+from graphflow.testing import write_checkpoint, write_controlnet, write_lora
+from tests.test_nodes_image_mask import call
+
+
+@pytest.fixture
+def models(tmp_folders):
+    (tmp_folders.models / "controlnet").mkdir(parents=True)
+    (tmp_folders.models / "checkpoints").mkdir(parents=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
+    return tmp_folders.models
+
+
+def load_model(registry):
+    return call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
+
+
+def sample(registry, model, positive, negative, steps=2):
+    latent = {"samples": torch.zeros(1, 4, 8, 8)}
+    return call(registry, "KSampler", model=model, positive=positive, negative=negative, latent_image=latent,
+                seed=3, steps=steps, cfg=4.0, sampler_name="euler", scheduler="normal", denoise=1.0)["samples"]
+
+
+def test_loaders_refuse_wrong_and_damaged_files(builtin_registry, models):
+    folder = models / "controlnet"
+    write_lora(folder / "a-lora.safetensors", "sd1")
+    good = write_controlnet(folder / "good.safetensors", "sd1")
+    (folder / "cut.safetensors").write_bytes(good.read_bytes()[:5000])
+
+    class Evil:
+        def __reduce__(self):
+            return (exec, ("import os",))
+
+    torch.save({"control_model.input_hint_block.0.weight": Evil()}, folder / "evil.pth")
+    cases = {"a-lora.safetensors": r"a-lora.safetensors is not a ControlNet: expected .*control_model.input_hint_block.* a LoRA",
+             "cut.safetensors": r"cut.safetensors is not a readable safetensors file.*truncated",
+             "evil.pth": r"evil.pth was refused by PyTorch.s restricted unpickler"}
+    for node in ("LoadControlNet", "LoadDiffControlNet"):
+        for name, message in cases.items():
+            extra = {"model": load_model(builtin_registry)[0]} if node == "LoadDiffControlNet" else {}
+            with pytest.raises(NodeInputError, match=message) as info:
+                call(builtin_registry, node, control_net_name=name, **extra)
+            assert info.value.input == "control_net_name"
+
+
+def test_t2i_adapter_through_the_nodes_and_sampler(builtin_registry, models):
+    from graphflow.models.t2i_adapter import T2IAdapter, T2IAdapterConfig
+
+    model, clip, _ = load_model(builtin_registry)
+    cfg = model.unet.config
+    torch.manual_seed(0)
+    adapter = T2IAdapter(T2IAdapterConfig(channels=tuple(m * cfg.model_channels for m in cfg.channel_mult)))
+    save_file({k: v.contiguous() for k, v in adapter.state_dict().items()}, str(models / "controlnet" / "t2i.safetensors"))
+    net = call(builtin_registry, "LoadControlNet", control_net_name="t2i.safetensors")
+    assert isinstance(net, T2IAdapter)
+    positive = call(builtin_registry, "CLIPEncode", text="a red circle", clip=clip)
+    negative = call(builtin_registry, "CLIPEncode", text="", clip=clip)
+    image = torch.rand(1, 64, 64, 3)
+    plain = sample(builtin_registry, model, positive, negative)
+    applied = call(builtin_registry, "ApplyControlNet", conditioning=positive, control_net=net, image=image, strength=1.0)
+    assert applied[0][1]["control"].net is net and "control" not in positive[0][1]
+    assert (sample(builtin_registry, model, applied, negative) - plain).abs().max() > 1e-3
+    # a 1-channel (sketch / canny) adapter takes the image's grey levels
+    grey = T2IAdapter(T2IAdapterConfig(channels=tuple(m * cfg.model_channels for m in cfg.channel_mult), hint_channels=1))
+    save_file({k: v.contiguous() for k, v in grey.state_dict().items()}, str(models / "controlnet" / "t2i_grey.safetensors"))
+    grey = call(builtin_registry, "LoadControlNet", control_net_name="t2i_grey.safetensors")
+    assert grey.config.hint_channels == 1
+    applied = call(builtin_registry, "ApplyControlNet", conditioning=positive, control_net=grey, image=image, strength=1.0)
+    assert (sample(builtin_registry, model, applied, negative) - plain).abs().max() > 1e-3
+    zero = call(builtin_registry, "ApplyControlNet", conditioning=positive, control_net=net, image=image, strength=0.0)
+    assert torch.equal(sample(builtin_registry, model, zero, negative), plain)
+
+
+def test_advanced_apply_stacks_and_shares_controls(builtin_registry, models):
+    write_controlnet(models / "controlnet" / "a.safetensors", "sd1", seed=1)
+    write_controlnet(models / "controlnet" / "b.safetensors", "sd1", seed=2)
+    model, clip, _ = load_model(builtin_registry)
+    a = call(builtin_registry, "LoadControlNet", control_net_name="a.safetensors")
+    b = call(builtin_registry, "LoadDiffControlNet", model=model, control_net_name="b.safetensors")
+    positive = call(builtin_registry, "CLIPEncode", text="a red circle", clip=clip)
+    negative = call(builtin_registry, "CLIPEncode", text="", clip=clip)
+    image = torch.rand(1, 48, 48, 3)
+    p1, n1 = call(builtin_registry, "ApplyControlNetAdvanced", positive=positive, negative=negative, control_net=a,
+                  image=image, strength=0.7, start_percent=0.0, end_percent=1.0)
+    p2, n2 = call(builtin_registry, "ApplyControlNetAdvanced", positive=p1, negative=n1, control_net=b,
+                  image=image, strength=0.4, start_percent=0.2, end_percent=0.8)
+    top = p2[0][1]["control"]
+    assert top is n2[0][1]["control"]  # one control object for both sides: one batched UNet call
+    assert top.net is b and top.previous.net is a and top.previous.strength == 0.7
+    # 4 steps: sigmas 14.6, 2.92, 0.93, 0.03; b is active from 5.09 (20 %) to 0.57 (80 %): the middle two
+    stacked, alone = sample(builtin_registry, model, p2, n2, steps=4), sample(builtin_registry, model, p1, n1, steps=4)
+    assert (stacked - alone).abs().max() > 1e-4
+    p3, n3 = call(builtin_registry, "ApplyControlNetAdvanced", positive=p1, negative=n1, control_net=b,
+                  image=image, strength=0.4, start_percent=0.85, end_percent=0.9)  # between steps: never active
+    assert torch.equal(sample(builtin_registry, model, p3, n3, steps=4), alone)
+    with pytest.raises(NodeInputError, match="start_percent"):
+        call(builtin_registry, "ApplyControlNetAdvanced", positive=positive, negative=negative, control_net=a,
+             image=image, strength=1.0, start_percent=0.9, end_percent=0.1)
+
+
+def test_comfyui_names(builtin_registry):
+    from graphflow.workflow import import_comfy
+
+    graph = {
+        "1": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "x.safetensors"}},
+        "2": {"class_type": "DiffControlNetLoader", "inputs": {"model": ["9", 0], "control_net_name": "x.safetensors"}},
+        "3": {"class_type": "ControlNetApply", "inputs": {"conditioning": ["9", 1], "control_net": ["1", 0],
+                                                          "image": ["9", 2], "strength": 0.5}},
+        "4": {"class_type": "ControlNetApplyAdvanced", "inputs": {
+            "positive": ["3", 0], "negative": ["9", 1], "control_net": ["2", 0], "image": ["9", 2], "strength": 1.0,
+            "start_percent": 0.1, "end_percent": 0.9, "vae": ["9", 3]}},
+    }
+    wf = import_comfy(graph, builtin_registry)
+    assert [wf.nodes[k].type for k in "1234"] == ["LoadControlNet", "LoadDiffControlNet", "ApplyControlNet",
+                                                  "ApplyControlNetAdvanced"]
+    assert wf.nodes["4"].inputs["start_percent"] == 0.1
+
+
+def test_control_lora_needs_the_model_and_loads_with_it(builtin_registry, models):
+    from graphflow.models.controlnet import ControlNet, ControlNetConfig
+
+    model = load_model(builtin_registry)[0]
+    base = model.unet.state_dict()
+    with torch.device("meta"):
+        layout = ControlNet(ControlNetConfig(unet=model.unet.config)).state_dict()
+    g = torch.Generator().manual_seed(0)
+    state = {"lora_controlnet": torch.tensor([])}
+    for k, v in layout.items():
+        if k in base and v.ndim >= 2:
+            stem = k.removesuffix(".weight")
+            state[stem + ".up"] = torch.randn(v.shape[0], 2, generator=g) * 0.01
+            state[stem + ".down"] = torch.randn(2, v[0].numel(), generator=g) * 0.01
+        elif k not in base:
+            state[k] = torch.randn(v.shape, generator=g) * 0.01
+    save_file(state, str(models / "controlnet" / "control-lora-test.safetensors"))
+    with pytest.raises(NodeInputError, match="control-lora-test.safetensors is a Control-LoRA: it needs the base model"):
+        call(builtin_registry, "LoadControlNet", control_net_name="control-lora-test.safetensors")
+    net = call(builtin_registry, "LoadDiffControlNet", model=model, control_net_name="control-lora-test.safetensors")
+    key = "input_blocks.1.0.in_layers.2.weight"
+    stem = key.removesuffix(".weight")
+    expected = base[key].float() + (state[stem + ".up"] @ state[stem + ".down"]).reshape(base[key].shape)
+    torch.testing.assert_close(net.state_dict()[key].float(), expected, atol=2e-3, rtol=1e-3)
+
+
+def test_controlnet_for_another_model_family_is_refused_clearly(builtin_registry, models):
+    write_controlnet(models / "controlnet" / "xl.safetensors", "sdxl")
+    model, clip, _ = load_model(builtin_registry)
+    net = call(builtin_registry, "LoadControlNet", control_net_name="xl.safetensors")
+    positive = call(builtin_registry, "CLIPEncode", text="a red circle", clip=clip)
+    applied = call(builtin_registry, "ApplyControlNet", conditioning=positive, control_net=net,
+                   image=torch.rand(1, 64, 64, 3), strength=1.0)
+    with pytest.raises(Exception, match="ControlNet was made for a model with .*-wide text embeddings"):
+        sample(builtin_registry, model, applied, positive)
+
+
+def test_validation_checks_the_controlnet_file(builtin_registry, models):
+    """A damaged ControlNet file is reported before anything runs, naming the node's input."""
+    from pathlib import Path
+
+    from graphflow.validation import validate
+    from graphflow.workflow import load_workflow
+
+    good = write_controlnet(models / "controlnet" / "good.safetensors", "sd1")
+    (models / "controlnet" / "cut.safetensors").write_bytes(good.read_bytes()[:5000])
+    wf = load_workflow(Path(__file__).parent.parent / "workflows" / "controlnet.json")
+    wf.nodes["8"].inputs["control_net_name"] = "cut.safetensors"
+    problems = validate(wf, builtin_registry)
+    assert any(p.input == "control_net_name" and "cut.safetensors" in p.message for p in problems), problems

@@ -1,0 +1,193 @@
+"""The model memory manager (graphflow.memory) under a simulated device budget
+(GRAPHFLOW_VRAM_BUDGET_GB): LRU offload, partial load with per-block streaming hooks, the
+demo workflows bit-identical to the unlimited run, out-of-memory in a node through the server."""
+
+import os
+from typing import ClassVar
+
+import pytest
+import torch
+from torch import nn
+
+from graphflow import memory
+from graphflow.api import Bool, Node
+from graphflow.executor import Executor
+from graphflow.registry import Registry
+from graphflow.server.app import create_app
+from graphflow.workflow import load_workflow
+
+from test_demo_workflows import WORKFLOWS
+from test_server import submit, wait_status
+
+GiB = memory.GiB
+
+
+@pytest.fixture
+def fresh_manager(monkeypatch):
+    manager = memory.MemoryManager()
+    monkeypatch.setattr(memory, "_manager", manager)
+    monkeypatch.delenv("GRAPHFLOW_VRAM_BUDGET_GB", raising=False)
+    yield manager
+    manager.offload_all()  # removes the streaming hooks from shared (cached) models
+
+
+def budget(monkeypatch, nbytes):
+    monkeypatch.setenv("GRAPHFLOW_VRAM_BUDGET_GB", repr(nbytes / GiB))
+
+
+def mlp(seed, width=64, depth=4):
+    torch.manual_seed(seed)
+    return nn.Sequential(*[nn.Linear(width, width) for _ in range(depth)])
+
+
+def test_lru_offload_then_partial_load_matches_full(fresh_manager, monkeypatch):
+    a, b = mlp(0), mlp(1)
+    size = memory.module_bytes(a)
+    x = torch.randn(3, 64)
+    want = b(x)
+    budget(monkeypatch, 1.5 * size)
+    with memory.use(a, "vae"):
+        pass
+    assert fresh_manager.components[id(a)].state == "loaded"
+    with memory.use(b, "diffusion_model"):  # needs a's room: a goes, b fits whole
+        assert fresh_manager.components[id(a)].state == "offloaded"
+        assert fresh_manager.components[id(b)].state == "loaded"
+        assert torch.equal(b(x), want)
+    assert [e["action"] for e in fresh_manager.events] == ["load", "offload", "load"]
+
+    budget(monkeypatch, 0.8 * size)  # b alone no longer fits: partly resident, the rest streamed
+    fresh_manager.offload_all()
+    fresh_manager.peak = 0
+    streamed = []
+    with memory.use(b, "diffusion_model") as comp:
+        assert comp.state == "partial" and comp.resident_blocks == 2 and comp.blocks == 4  # Linear layers
+        assert comp.resident_bytes + size / 4 <= 0.8 * size  # room left for one streamed layer
+        assert len(comp.hooks) == 2 * 2  # a pre- and a post-hook on each streamed block
+        for block in b:
+            block.register_forward_hook(lambda m, args, out: streamed.append(m))
+        assert torch.equal(b(x), want)
+    assert len(streamed) == 4
+    assert not fresh_manager.components[id(b)].hooks or fresh_manager.components[id(b)].state == "partial"
+    assert fresh_manager.used() <= fresh_manager.capacity() and fresh_manager.peak <= 0.8 * size
+
+
+def test_vram_none_streams_everything_and_text_encoders_leave(fresh_manager, monkeypatch):
+    fresh_manager.configure("none")
+    budget(monkeypatch, 100 * GiB)
+    model = mlp(2)
+    x = torch.randn(2, 64)
+    want = model(x)
+    with memory.use(model, "diffusion_model") as comp:
+        assert comp.state == "partial" and comp.resident_blocks == 0
+        assert torch.equal(model(x), want)
+    fresh_manager.configure("normal")
+    encoder = mlp(3)
+    with memory.use(encoder, "text_encoder") as comp:
+        assert comp.state == "loaded"
+    assert fresh_manager.components[id(encoder)].state == "offloaded"  # gone after encoding
+    assert fresh_manager.components[id(model)].state == "partial"  # the sampler's model stays
+    with pytest.raises(ValueError, match="--vram"):
+        fresh_manager.configure("tiny")
+
+    fresh_manager.offload_all()
+    fresh_manager.configure("low")  # at most half the free memory for weights: split though it would fit
+    budget(monkeypatch, 1.5 * memory.module_bytes(model))
+    with memory.use(model, "diffusion_model") as comp:
+        assert comp.state == "partial" and 0 < comp.resident_bytes <= 0.75 * comp.size
+        assert torch.equal(model(x), want)
+
+
+def run_workflow(registry, name):
+    result = Executor(registry).run(load_workflow(WORKFLOWS / f"{name}.json"))
+    assert result.ok, result.error or result.problems
+    return result
+
+
+def decoded(result):
+    return [v[0] for k, v in result.values.items() if v and isinstance(v[0], torch.Tensor) and v[0].dim() == 4
+            and v[0].shape[-1] == 3]
+
+
+@pytest.mark.parametrize("name", ["txt2img", "img2img"])
+def test_demo_workflow_under_a_tiny_budget_is_bit_identical(name, builtin_registry, tmp_folders, fresh_manager,
+                                                           monkeypatch):
+    free = run_workflow(builtin_registry, name)
+    sizes = {c.kind: c.size for c in fresh_manager.components.values()}
+    assert {"text_encoder", "diffusion_model", "vae"} <= set(sizes)
+    assert not any(e["action"] in ("partial", "offload") and e["kind"] != "text_encoder"
+                   for e in fresh_manager.events)
+
+    fresh_manager.offload_all()
+    fresh_manager.events.clear()
+    budget(monkeypatch, sizes["diffusion_model"] // 2)  # the UNet must be split, the others swapped
+    tight = run_workflow(builtin_registry, name)
+    want, got = decoded(free), decoded(tight)
+    assert want and all(torch.equal(a, b) for a, b in zip(want, got, strict=True))
+
+    by_kind = {}
+    for event in fresh_manager.events:
+        by_kind.setdefault(event["kind"], []).append(event)
+    split = [e for e in by_kind["diffusion_model"] if e["action"] == "partial"]
+    assert split and 0 < split[0]["resident_blocks"] < split[0]["blocks"]
+    assert split[0]["bytes"] <= sizes["diffusion_model"] // 2
+    assert any(e["action"] == "offload" for e in by_kind["text_encoder"])
+    # the UNet made room for the VAE by leaving when decoding began
+    assert any(e["action"] == "offload" for e in by_kind["diffusion_model"])
+    status = fresh_manager.status()
+    assert status["simulated_budget"] and status["used"] <= status["capacity"]
+
+
+class GreedyModel(Node):
+    """Puts a model on the device, then runs out of memory if asked (an injected CUDA OOM)."""
+    category = "test"
+    output_node = True
+    cacheable = False
+    fail: bool = Bool(False)
+    model: ClassVar[nn.Module] = mlp(4)
+
+    def run(self):
+        with memory.use(GreedyModel.model, "diffusion_model", "greedy"):
+            if self.fail:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (injected)")
+
+
+async def test_out_of_memory_in_a_node_offloads_and_the_server_keeps_going(aiohttp_client, tmp_folders,
+                                                                          fresh_manager, monkeypatch):
+    budget(monkeypatch, GiB)
+    registry = Registry()
+    registry.add(GreedyModel, source="tests")
+    client = await aiohttp_client(create_app(registry, tmp_folders.home / "runs.db", web_dir=None))
+    workflow = {"version": 1, "nodes": {"1": {"type": "GreedyModel", "inputs": {"fail": True}}}}
+    record = await wait_status(client, (await submit(client, workflow))["run_id"], ("error", "success"))
+    error = record["error"]
+    assert record["status"] == "error" and error["node_id"] == "1" and error["node_type"] == "GreedyModel"
+    assert error["exception_type"] == "OutOfMemoryError" and error["out_of_memory"]
+    assert "--vram low" in error["suggestion"] and "GreedyModel" in error["suggestion"]
+    assert [e["action"] for e in fresh_manager.events] == ["load", "offload"]  # resident models moved out
+    system = await (await client.get("/api/system")).json()
+    (greedy,) = system["models"]["components"]
+    assert greedy["name"] == "greedy" and greedy["state"] == "offloaded" and system["models"]["used"] == 0
+
+    workflow["nodes"]["1"]["inputs"]["fail"] = False
+    record = await wait_status(client, (await submit(client, workflow))["run_id"], ("error", "success"))
+    assert record["status"] == "success", record["error"]
+    system = await (await client.get("/api/system")).json()
+    assert system["models"]["components"][0]["state"] == "loaded"
+    assert system["models"]["used"] == memory.module_bytes(GreedyModel.model)
+
+
+def test_cli_memory_flags(monkeypatch, tmp_path, capsys):
+    from graphflow.cli import EXIT_USAGE, main
+
+    monkeypatch.setenv("GRAPHFLOW_VRAM", "normal")  # restored after the test whatever main() sets
+    monkeypatch.setenv("GRAPHFLOW_RESERVE_VRAM_GB", "0")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", str(tmp_path / "missing.json"), "--vram", "tiny"])
+    assert exit_info.value.code == 2 and "--vram" in capsys.readouterr().err
+    assert main(["run", str(tmp_path / "missing.json"), "--reserve-vram", "-1"]) == EXIT_USAGE
+    assert "--reserve-vram" in capsys.readouterr().err
+    live = memory.MemoryManager()
+    monkeypatch.setattr(memory, "_manager", live)
+    main(["run", str(tmp_path / "missing.json"), "--vram", "low", "--reserve-vram", "1.5"])
+    assert (live.vram, live.reserve) == ("low", int(1.5 * GiB))
+    assert os.environ["GRAPHFLOW_VRAM"] == "low"  # read by a server's worker processes too
