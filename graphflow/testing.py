@@ -388,6 +388,7 @@ def write_flow_text_encoder(path, name: str, seed: int = 2, dtype=torch.float16,
     transformers' CLIPTextModelWithProjection keys, t5xxl in T5EncoderModel keys."""
     state = random_state(_flow_tower_shapes(name, scaled_down), seed, torch.float32)
     save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}, str(path))
+    return Path(path)
 
 
 def write_esrgan(path, num_filters: int = 8, num_blocks: int = 1, scale: int = 4, seed: int = 0) -> Path:
