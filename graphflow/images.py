@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-RESIZE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "lanczos")
+from graphflow.choices import RESIZE_METHODS  # noqa: F401 (re-exported)
+
 
 
 def pil_to_image(picture: Image.Image) -> torch.Tensor:

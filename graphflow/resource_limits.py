@@ -19,6 +19,7 @@ follow another rule overrides `Node.estimate(widgets, inputs)` and returns an `E
 import functools
 import logging
 import os
+import sys
 from dataclasses import dataclass
 
 from graphflow.workflow import Problem
@@ -240,6 +241,8 @@ def machine_ram() -> int | None:
 @functools.cache
 def machine_device() -> tuple[str, int | None]:
     """The compute device's name and memory (None for the CPU, which uses the RAM)."""
+    if _cpu_only_machine():
+        return "cpu", None  # known without importing torch, which costs more than validating
     from graphflow.device import compute_device  # torch: only once a run has sizes to check
 
     device = compute_device()
@@ -248,3 +251,11 @@ def machine_device() -> tuple[str, int | None]:
 
         return str(device), torch.cuda.get_device_properties(device).total_memory
     return device.type, None
+
+
+def _cpu_only_machine() -> bool:
+    """True where no accelerator can exist: Linux with no GPU driver's device node (NVIDIA, ROCm,
+    WSL's GPU) and no device chosen by GRAPHFLOW_DEVICE. Elsewhere torch is asked."""
+    if os.environ.get("GRAPHFLOW_DEVICE") or not sys.platform.startswith("linux"):
+        return False
+    return not any(os.path.exists(node) for node in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg"))

@@ -7,8 +7,7 @@ CONDITIONING is a list of (embedding [B, T, D], options) pairs; options may carr
 "concat_latent_image" / "concat_mask" (graphflow.sampling.guidance and pipeline read them).
 Nodes never modify the lists or dicts they are given."""
 
-import torch
-import torch.nn.functional as F
+from __future__ import annotations
 
 from graphflow.api import (CLIP, CONDITIONING, IMAGE, LATENT, MASK, VAE, Bool, Choice, ComfyAlias, Float, Int,
                            Node, NodeInputError, Text)
@@ -95,6 +94,7 @@ class ConditioningZeroOut(Node):
     comfy = ComfyAlias(("ConditioningZeroOut",))
 
     def run(self):
+        import torch
         zeroed = []
         for cond, options in self.conditioning:
             options = dict(options)
@@ -125,6 +125,7 @@ class ConditioningConcat(Node):
     comfy = ComfyAlias(("ConditioningConcat",))
 
     def run(self):
+        import torch
         source = _first(self.conditioning_from, "conditioning_from")[0]
         out = []
         for cond, options in self.conditioning_to:
@@ -147,6 +148,7 @@ class ConditioningAverage(Node):
     comfy = ComfyAlias(("ConditioningAverage",))
 
     def run(self):
+        import torch.nn.functional as F
         source, source_options = _first(self.conditioning_from, "conditioning_from")
         pooled_from = source_options.get("pooled_output")
         w = self.conditioning_to_strength
@@ -251,6 +253,7 @@ class InpaintModelConditioning(Node):
     comfy = ComfyAlias(("InpaintModelConditioning",))
 
     def run(self):
+        import torch.nn.functional as F
         if self.vae is None:
             raise NodeInputError("vae", "no VAE: the checkpoint has none; load one with LoadVAE")
         f = self.vae.downscale
@@ -280,6 +283,7 @@ class InstructPixToPixConditioning(Node):
     comfy = ComfyAlias(("InstructPixToPixConditioning",))
 
     def run(self):
+        import torch
         if self.vae is None:
             raise NodeInputError("vae", "no VAE: the checkpoint has none; load one with LoadVAE")
         (pixels,) = _crop_to_multiple(self.pixels, self.vae.downscale)

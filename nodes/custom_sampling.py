@@ -2,28 +2,25 @@
 the predictions combine), a NOISE, a SAMPLER and SIGMAS, wired into SamplerCustomAdvanced. They run
 through the same sampling engine as KSampler, so the same choices give the same latent."""
 
-import torch
+from __future__ import annotations
 
 from graphflow.api import (CONDITIONING, GUIDER, LATENT, MODEL, NOISE, SAMPLER, SIGMAS, Bool, Choice, Float, Int,
                            Node, NodeInputError)
-from graphflow.sampling import SAMPLER_NAMES, SCHEDULER_NAMES, compute_sigmas, model_sampling_for
-from graphflow.sampling.guidance import CFGGuider as CFGGuidance
-from graphflow.sampling.guidance import DualCFGGuider as DualCFGGuidance
-from graphflow.sampling.noise import NoiseSource
-from graphflow.sampling.pipeline import sample_custom
-from graphflow.sampling.samplers import SamplerChoice
-from graphflow.sampling.schedules import exponential_sigmas, karras_sigmas, sd_turbo
+from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 # KSampler's seed range, progress reporter and estimate (a UNet's working memory for the latent)
 from nodes.sampling import SEED_MAX, _estimate, _reporter
 
 
 def _run(guider, noise, sampler, sigmas, latent):
+    import torch
+    from graphflow.sampling.pipeline import sample_custom
     steps = max(1, len(sigmas) - 1) if torch.is_tensor(sigmas) else 1
     return sample_custom(guider, noise, sampler, sigmas, latent, callback=_reporter(),
                          preview_every=max(1, steps // 20))
 
 
 def _check_sigmas(sigmas, name: str = "sigmas") -> torch.Tensor:
+    import torch
     if not torch.is_tensor(sigmas) or sigmas.ndim != 1:
         raise NodeInputError(name, "expected SIGMAS: a 1-D tensor of noise levels")
     return sigmas
@@ -64,6 +61,8 @@ class SamplerCustom(Node):
     estimate = classmethod(_estimate)
 
     def run(self):
+        from graphflow.sampling.guidance import CFGGuider as CFGGuidance
+        from graphflow.sampling.noise import NoiseSource
         guider = CFGGuidance(self.model, self.positive, self.negative, self.cfg)
         return _run(guider, NoiseSource(self.noise_seed, self.add_noise), self.sampler, self.sigmas, self.latent_image)
 
@@ -77,6 +76,7 @@ class BasicGuider(Node):
     outputs = {"guider": GUIDER}
 
     def run(self):
+        from graphflow.sampling.guidance import CFGGuider as CFGGuidance
         return CFGGuidance(self.model, self.conditioning, [], 1.0)
 
 
@@ -91,6 +91,7 @@ class CFGGuider(Node):
     outputs = {"guider": GUIDER}
 
     def run(self):
+        from graphflow.sampling.guidance import CFGGuider as CFGGuidance
         return CFGGuidance(self.model, self.positive, self.negative, self.cfg)
 
 
@@ -109,6 +110,7 @@ class DualCFGGuider(Node):
     outputs = {"guider": GUIDER}
 
     def run(self):
+        from graphflow.sampling.guidance import DualCFGGuider as DualCFGGuidance
         return DualCFGGuidance(self.model, self.cond1, self.cond2, self.negative, self.cfg_conds,
                                self.cfg_cond2_negative, nested=self.style == "nested")
 
@@ -120,6 +122,7 @@ class RandomNoise(Node):
     outputs = {"noise": NOISE}
 
     def run(self):
+        from graphflow.sampling.noise import NoiseSource
         return NoiseSource(self.noise_seed)
 
 
@@ -129,6 +132,7 @@ class DisableNoise(Node):
     outputs = {"noise": NOISE}
 
     def run(self):
+        from graphflow.sampling.noise import NoiseSource
         return NoiseSource(0, enabled=False)
 
 
@@ -139,6 +143,7 @@ class KSamplerSelect(Node):
     outputs = {"sampler": SAMPLER}
 
     def run(self):
+        from graphflow.sampling.samplers import SamplerChoice
         return SamplerChoice(self.sampler_name)
 
 
@@ -153,6 +158,7 @@ class BasicScheduler(Node):
     outputs = {"sigmas": SIGMAS}
 
     def run(self):
+        from graphflow.sampling import compute_sigmas, model_sampling_for
         return compute_sigmas(model_sampling_for(self.model), self.scheduler, self.steps, self.denoise)
 
 
@@ -167,6 +173,7 @@ class KarrasScheduler(Node):
     outputs = {"sigmas": SIGMAS}
 
     def run(self):
+        from graphflow.sampling.schedules import karras_sigmas
         if self.rho <= 0:
             raise NodeInputError("rho", f"rho must be above 0, got {self.rho}")
         return karras_sigmas(self.steps, self.sigma_min, self.sigma_max, self.rho)
@@ -181,6 +188,7 @@ class ExponentialScheduler(Node):
     outputs = {"sigmas": SIGMAS}
 
     def run(self):
+        from graphflow.sampling.schedules import exponential_sigmas
         for name in ("sigma_max", "sigma_min"):
             if getattr(self, name) <= 0:
                 raise NodeInputError(name, f"{name} must be above 0 (log spacing), got {getattr(self, name)}")
@@ -197,6 +205,8 @@ class SDTurboScheduler(Node):
     outputs = {"sigmas": SIGMAS}
 
     def run(self):
+        from graphflow.sampling import model_sampling_for
+        from graphflow.sampling.schedules import sd_turbo
         return sd_turbo(model_sampling_for(self.model), self.steps, self.denoise)
 
 

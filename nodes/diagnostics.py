@@ -1,17 +1,17 @@
 """Latent-space diagnostics: see how a VAE uses its latent space (the math is in graphflow.diagnostics)."""
 
+from __future__ import annotations
+
 import json
 
-import torch
 
 from graphflow.api import (FLOAT, IMAGE, LATENT, STRING, VAE, Bool, Choice, Float, Int, Node, NodeInputError,
                            progress, show)
-from graphflow.diagnostics import heatmaps, image_metrics, latent_edits, logvar, sensitivity
-from graphflow.diagnostics.latent_stats import latent_stats, stats_chart
-from graphflow.models.latent_formats import LatentFormat
+from graphflow.choices import IMAGE_METRICS, INTERPOLATIONS, PATCH_MODES, PERTURBATIONS
 
 
 def _samples(latent, input: str) -> torch.Tensor:
+    import torch
     if not isinstance(latent, dict) or not isinstance(latent.get("samples"), torch.Tensor) \
             or latent["samples"].dim() != 4:
         raise NodeInputError(input, "expected a LATENT (a dict with 'samples' [B, C, h, w])")
@@ -19,6 +19,7 @@ def _samples(latent, input: str) -> torch.Tensor:
 
 
 def _image(image, input: str) -> torch.Tensor:
+    import torch
     if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[-1] not in (3, 4):
         raise NodeInputError(input, "expected an IMAGE [B, H, W, 3]")
     return image[..., :3].float()
@@ -41,6 +42,9 @@ class LatentStats(Node):
     outputs = {"report": STRING, "chart": IMAGE}
 
     def run(self):
+        from graphflow.diagnostics import heatmaps
+        from graphflow.diagnostics.latent_stats import latent_stats, stats_chart
+        from graphflow.models.latent_formats import LatentFormat
         samples = _samples(self.latent, "latent")
         if self.vae is not None:
             fmt = self.vae.latent_format
@@ -71,6 +75,7 @@ class VAELogVarMap(Node):
     outputs = {"logvar_map": IMAGE, "mean_map": IMAGE, "report": STRING}
 
     def run(self):
+        from graphflow.diagnostics import heatmaps, logvar
         images = _image(self.image, "image")
         f = self.vae.downscale
         if images.shape[1] < f or images.shape[2] < f:
@@ -109,10 +114,10 @@ class VAESensitivityMap(Node):
     latent: LATENT
     patch: int = Int(3, min=1, max=15, description="side of the perturbed square, in latent cells (clipped at borders)")
     stride: int = Int(1, min=1, max=64, description="measure every stride-th cell (1: all of them)")
-    perturbation: str = Choice(list(sensitivity.PATCH_MODES), "zero")
+    perturbation: str = Choice(list(PATCH_MODES), "zero")
     noise_scale: float = Float(1.0, min=0.0, max=100.0, description="noise std, in units of each channel's std")
     seed: int = Int(0, min=0, max=2**63 - 1)
-    metric: str = Choice(list(image_metrics.METRICS), "mse", description="image change: mse, l1 or lpips")
+    metric: str = Choice(list(IMAGE_METRICS), "mse", description="image change: mse, l1 or lpips")
     batch_size: int = Int(0, min=0, max=256, description="decodes per batch; 0 picks one by free memory")
     top_k: int = Int(5, min=1, max=100)
     batch_index: int = Int(0, min=0, max=4095)
@@ -120,6 +125,7 @@ class VAESensitivityMap(Node):
                "report": STRING}
 
     def run(self):
+        from graphflow.diagnostics import heatmaps, image_metrics, sensitivity
         samples = _samples(self.latent, "latent")
         if self.batch_index >= samples.shape[0]:
             raise NodeInputError("batch_index", f"the latent batch has {samples.shape[0]} samples")
@@ -155,7 +161,7 @@ class LatentPerturb(Node):
     category = "diagnostics"
     latent: LATENT
     source: LATENT = None
-    mode: str = Choice(list(latent_edits.PERTURBATIONS), "zero")
+    mode: str = Choice(list(PERTURBATIONS), "zero")
     x: int = Int(0, min=0, max=16384, description="left column, in latent cells")
     y: int = Int(0, min=0, max=16384, description="top row, in latent cells")
     width: int = Int(3, min=1, max=16384)
@@ -165,6 +171,8 @@ class LatentPerturb(Node):
     outputs = {"latent": LATENT}
 
     def run(self):
+        import torch
+        from graphflow.diagnostics import latent_edits
         z = _samples(self.latent, "latent")
         h, w = z.shape[2:]
         if self.x >= w or self.y >= h:
@@ -191,10 +199,11 @@ class LatentInterpolate(Node):
     latent_a: LATENT
     latent_b: LATENT
     t: float = Float(0.5, min=0.0, max=1.0)
-    method: str = Choice(list(latent_edits.INTERPOLATIONS), "slerp")
+    method: str = Choice(list(INTERPOLATIONS), "slerp")
     outputs = {"latent": LATENT}
 
     def run(self):
+        from graphflow.diagnostics import latent_edits
         a, b = _samples(self.latent_a, "latent_a"), _samples(self.latent_b, "latent_b")
         if a.shape[1:] != b.shape[1:] or (a.shape[0] != b.shape[0] and 1 not in (a.shape[0], b.shape[0])):
             raise NodeInputError("latent_b", f"shape {list(b.shape)} doesn't match latent_a's {list(a.shape)}")
@@ -213,6 +222,8 @@ class ImageDifference(Node):
     outputs = {"heatmap": IMAGE, "psnr": FLOAT, "ssim": FLOAT, "report": STRING}
 
     def run(self):
+        import torch
+        from graphflow.diagnostics import heatmaps, image_metrics
         a, b = _image(self.image_a, "image_a"), _image(self.image_b, "image_b")
         if a.shape[1:] != b.shape[1:]:
             raise NodeInputError("image_b", f"size {b.shape[2]}x{b.shape[1]} differs from image_a's "

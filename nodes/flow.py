@@ -1,12 +1,13 @@
 """SD3 / SD3.5 and FLUX.1 nodes: flow-model sampling shifts, the 16-channel empty latent, FLUX's
 distilled guidance, and the per-encoder prompt nodes (ComfyUI's names and inputs)."""
 
+from __future__ import annotations
+
 import copy
 
-import torch
 
 from graphflow.api import CLIP, CONDITIONING, LATENT, MODEL, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text
-from graphflow.sampling.flow_sampling import DEFAULT_FLUX_GUIDANCE, FLUX_BASE_SHIFT, FLUX_MAX_SHIFT, FlowSchedule, flux_mu
+from graphflow.choices import DEFAULT_FLUX_GUIDANCE, FLUX_BASE_SHIFT, FLUX_MAX_SHIFT
 
 MAX_SIZE = 16384
 
@@ -31,6 +32,7 @@ class ModelSamplingSD3(Node):
     comfy = ComfyAlias(("ModelSamplingSD3",))
 
     def run(self):
+        from graphflow.sampling.flow_sampling import FlowSchedule
         return _with_sampling(self.model, FlowSchedule.sd3(self.shift))
 
 
@@ -48,6 +50,7 @@ class ModelSamplingFlux(Node):
     comfy = ComfyAlias(("ModelSamplingFlux",))
 
     def run(self):
+        from graphflow.sampling.flow_sampling import FlowSchedule, flux_mu
         mu = flux_mu(self.width, self.height, self.base_shift, self.max_shift)
         return _with_sampling(self.model, FlowSchedule.flux(mu))
 
@@ -62,6 +65,7 @@ class EmptySD3Latent(Node):
     comfy = ComfyAlias(("EmptySD3LatentImage",))
 
     def run(self):
+        import torch
         return {"samples": torch.zeros(self.batch_size, 16, self.height // 8, self.width // 8)}
 
 

@@ -1,18 +1,17 @@
 """Image nodes: load, save, preview, scale, crop, flip, composite, batch, pad for outpainting."""
 
+from __future__ import annotations
+
 import hashlib
 import json
 import os
 import re
 import uuid
 
-import torch
-from PIL import Image, ImageSequence, PngImagePlugin, UnidentifiedImageError
 
 from graphflow.api import (IMAGE, INT, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError,
                            Size, Text, current_workflow, folders, send_image, show)
-from graphflow.images import (RESIZE_METHODS, center_crop_to_aspect, composite_masked, image_to_pil,
-                              pil_alpha_mask, pil_to_image, resize_nchw)
+from graphflow.choices import RESIZE_METHODS
 
 MAX_SIZE = 16384
 
@@ -31,6 +30,9 @@ class LoadImage(Node):
         return hashlib.sha256(folders.input_path(image).read_bytes()).hexdigest()
 
     def run(self):
+        import torch
+        from PIL import Image, ImageSequence, UnidentifiedImageError
+        from graphflow.images import pil_alpha_mask, pil_to_image
         path = folders.input_path(self.image)
         try:
             picture = Image.open(path)
@@ -47,6 +49,7 @@ class LoadImage(Node):
 
 
 def _png_metadata() -> PngImagePlugin.PngInfo:
+    from PIL import PngImagePlugin
     info = PngImagePlugin.PngInfo()
     workflow = current_workflow()
     if workflow:
@@ -96,6 +99,7 @@ class SaveImage(Node):
     comfy = ComfyAlias(("SaveImage",))
 
     def run(self):
+        from graphflow.images import image_to_pil
         try:
             folder, stem = folders.output_location(self.filename_prefix)
         except ValueError as e:
@@ -120,6 +124,7 @@ class PreviewImage(Node):
     comfy = ComfyAlias(("PreviewImage",))
 
     def run(self):
+        from graphflow.images import image_to_pil
         folders.temp.mkdir(parents=True, exist_ok=True)
         stem = f"preview_{uuid.uuid4().hex[:12]}"
         shown = []
@@ -140,6 +145,7 @@ class SaveImageWebsocket(Node):
     comfy = ComfyAlias(("SaveImageWebsocket",))
 
     def run(self):
+        from graphflow.images import image_to_pil
         import io
 
         for image in self.images:
@@ -161,6 +167,7 @@ class ImageScale(Node):
     comfy = ComfyAlias(("ImageScale",))
 
     def run(self):
+        from graphflow.images import center_crop_to_aspect, resize_nchw
         x = self.image.movedim(-1, 1)
         width, height = target_size(x.shape[-1], x.shape[-2], self.width, self.height)
         if self.crop == "center":
@@ -203,6 +210,7 @@ class PadImageForOutpaint(Node):
                              image.width + pad["left"] + pad["right"]))
 
     def run(self):
+        import torch
         b, h, w, c = self.image.shape
         H, W = h + self.top + self.bottom, w + self.left + self.right
         padded = torch.full((b, H, W, c), 0.5, dtype=self.image.dtype)
@@ -224,12 +232,14 @@ class PadImageForOutpaint(Node):
 
 
 def _image(image, name: str) -> torch.Tensor:
+    import torch
     if not torch.is_tensor(image) or image.ndim != 4:
         raise NodeInputError(name, "expected an IMAGE: a [B, H, W, C] tensor")
     return image
 
 
 def _resize_image(image: torch.Tensor, width: int, height: int, method: str, crop: bool = False) -> torch.Tensor:
+    from graphflow.images import center_crop_to_aspect, resize_nchw
     x = image.movedim(-1, 1)
     if crop:
         x = center_crop_to_aspect(x, width, height)
@@ -299,6 +309,7 @@ class ImageCompositeMasked(Node):
     comfy = ComfyAlias(("ImageCompositeMasked",), optional=("mask",))
 
     def run(self):
+        from graphflow.images import composite_masked
         dest, src = _image(self.destination, "destination"), _image(self.source, "source")
         if src.shape[-1] < dest.shape[-1]:
             raise NodeInputError("source", f"{src.shape[-1]} channels; the destination has {dest.shape[-1]}")
@@ -319,6 +330,7 @@ class EmptyImage(Node):
     comfy = ComfyAlias(("EmptyImage",))
 
     def run(self):
+        import torch
         rgb = torch.tensor([(self.color >> 16) & 0xFF, (self.color >> 8) & 0xFF, self.color & 0xFF]) / 255.0
         return rgb.reshape(1, 1, 1, 3).expand(self.batch_size, self.height, self.width, 3).clone()
 
@@ -339,6 +351,7 @@ class ImageBatch(Node):
         return Estimate(Size(a.batch + b.batch, a.height, a.width))
 
     def run(self):
+        import torch
         a, b = _image(self.image1, "image1"), _image(self.image2, "image2")
         if a.shape[-1] != b.shape[-1]:
             raise NodeInputError("image2", f"{b.shape[-1]} channels; image1 has {a.shape[-1]}")
@@ -411,6 +424,7 @@ class ImageFlip(Node):
     comfy = ComfyAlias(("ImageFlip",))
 
     def run(self):
+        import torch
         return torch.flip(_image(self.image, "image"), dims=[FLIPS[self.flip_method]])
 
 
@@ -430,6 +444,7 @@ class ImageRotate(Node):
         return Estimate(size)
 
     def run(self):
+        import torch
         return torch.rot90(_image(self.image, "image"), k=ROTATIONS[self.rotation], dims=[2, 1]).clone()
 
 

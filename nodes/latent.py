@@ -4,16 +4,15 @@ A LATENT is a dict {"samples": [B, C, H/8, W/8] in the VAE's raw space, "noise_m
 at any resolution (the sampler resizes it), "batch_index"?: [int]}; nodes never modify the
 dict they're given."""
 
+from __future__ import annotations
+
 import json
 import math
 import re
 
-import torch
-import torch.nn.functional as F
 
 from graphflow.api import (LATENT, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError,
                            Size, Text, current_workflow, folders, show)
-from graphflow.images import bislerp, center_crop_to_aspect, composite_masked, resize_nchw
 
 MAX_SIZE = 16384
 
@@ -28,6 +27,7 @@ class EmptyLatent(Node):
     comfy = ComfyAlias(("EmptyLatentImage",))
 
     def run(self):
+        import torch
         return {"samples": torch.zeros(self.batch_size, 4, self.height // 8, self.width // 8)}
 
 
@@ -47,6 +47,7 @@ class LatentUpscale(Node):
     comfy = ComfyAlias(("LatentUpscale",))
 
     def run(self):
+        from graphflow.images import bislerp, center_crop_to_aspect, resize_nchw
         x = self.samples["samples"]
         h, w = x.shape[-2:]
         width = self.width // 8 or max(1, round(w * (self.height // 8) / h))
@@ -77,6 +78,8 @@ class LatentBatch(Node):
         return Estimate(Size(a.batch + b.batch, a.height, a.width))
 
     def run(self):
+        import torch
+        import torch.nn.functional as F
         a, b = self.samples1["samples"], self.samples2["samples"]
         if a.shape[1:] != b.shape[1:]:
             b = F.interpolate(b, size=a.shape[-2:], mode="bilinear", align_corners=False)
@@ -101,8 +104,8 @@ class SetLatentNoiseMask(Node):
         return out
 
 
-
 def _samples(latent, name: str) -> torch.Tensor:
+    import torch
     if not isinstance(latent, dict) or not torch.is_tensor(latent.get("samples")) or latent["samples"].ndim != 4:
         raise NodeInputError(name, "expected a LATENT: a dict with 'samples' [B, C, h, w]")
     return latent["samples"]
@@ -117,6 +120,8 @@ def _repeat_to(t: torch.Tensor, batch: int) -> torch.Tensor:
 def _fit(reference: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     """`other` made the shape of `reference` for elementwise arithmetic: resized (bilinear,
     centre-cropped to the aspect ratio) and repeated to the batch, as ComfyUI's latent maths does."""
+    import torch.nn.functional as F
+    from graphflow.images import center_crop_to_aspect
     if other.shape[2:] != reference.shape[2:]:
         other = F.interpolate(center_crop_to_aspect(other, reference.shape[3], reference.shape[2]),
                               size=reference.shape[2:], mode="bilinear")
@@ -145,6 +150,7 @@ class LatentUpscaleBy(Node):
         return _scaled_estimate(inputs.get("samples"), widgets.get("scale_by"))
 
     def run(self):
+        from graphflow.images import bislerp, resize_nchw
         x = _samples(self.samples, "samples")
         width = max(1, round(x.shape[-1] * self.scale_by))
         height = max(1, round(x.shape[-2] * self.scale_by))
@@ -170,6 +176,7 @@ class LatentComposite(Node):
     comfy = ComfyAlias(("LatentComposite",))
 
     def run(self):
+        import torch
         dest, src = _samples(self.samples_to, "samples_to"), _samples(self.samples_from, "samples_from")
         if dest.shape[1] != src.shape[1]:
             raise NodeInputError("samples_from", f"{src.shape[1]} channels; samples_to has {dest.shape[1]}")
@@ -213,6 +220,7 @@ class LatentCompositeMasked(Node):
     comfy = ComfyAlias(("LatentCompositeMasked",), optional=("mask",))
 
     def run(self):
+        from graphflow.images import composite_masked
         dest, src = _samples(self.destination, "destination"), _samples(self.source, "source")
         if dest.shape[1] != src.shape[1]:
             raise NodeInputError("source", f"{src.shape[1]} channels; destination has {dest.shape[1]}")
@@ -305,6 +313,8 @@ class LatentBlend(Node):
     comfy = ComfyAlias(("LatentBlend",))
 
     def run(self):
+        import torch.nn.functional as F
+        from graphflow.images import center_crop_to_aspect
         a, b = _samples(self.samples1, "samples1"), _samples(self.samples2, "samples2")
         if a.shape[1] != b.shape[1]:
             raise NodeInputError("samples2", f"{b.shape[1]} channels; samples1 has {a.shape[1]}")
@@ -333,6 +343,7 @@ class LatentAdd(Node):
     comfy = ComfyAlias(("LatentAdd",))
 
     def run(self):
+        import torch
         return _arithmetic(self, torch.add)
 
 
@@ -345,6 +356,7 @@ class LatentSubtract(Node):
     comfy = ComfyAlias(("LatentSubtract",))
 
     def run(self):
+        import torch
         return _arithmetic(self, torch.sub)
 
 
@@ -386,6 +398,7 @@ class SaveLatent(Node):
     comfy = ComfyAlias(("SaveLatent",))
 
     def run(self):
+        import torch
         from safetensors.torch import save_file
 
         x = _samples(self.samples, "samples")

@@ -1,13 +1,10 @@
 """Mask nodes: load, compose, convert, invert, threshold, grow, feather, solid, crop, join as alpha.
 A MASK is [B, H, W] in 0..1."""
 
-import torch
-import torch.nn.functional as F
+from __future__ import annotations
 
 import hashlib
 
-import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from graphflow.api import (IMAGE, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node,
                            NodeInputError, Size, folders)
@@ -21,8 +18,8 @@ COMPOSE_OPERATIONS = {
     "and": lambda d, s: (d.round().bool() & s.round().bool()).float(),
     "or": lambda d, s: (d.round().bool() | s.round().bool()).float(),
     "xor": lambda d, s: (d.round().bool() ^ s.round().bool()).float(),
-    "min": torch.minimum,
-    "max": torch.maximum,
+    "min": lambda d, s: d.minimum(s),
+    "max": lambda d, s: d.maximum(s),
 }
 
 
@@ -96,6 +93,8 @@ class InvertMask(Node):
 
 def _dilate(mask: torch.Tensor, tapered: bool) -> torch.Tensor:
     """One 3x3 grey dilation of [B, 1, H, W]; tapered uses the cross so corners round off."""
+    import torch
+    import torch.nn.functional as F
     if not tapered:
         return F.max_pool2d(mask, 3, stride=1, padding=1)
     padded = F.pad(mask, (1, 1, 1, 1), value=float("-inf"))
@@ -137,6 +136,7 @@ class FeatherMask(Node):
     comfy = ComfyAlias(("FeatherMask",))
 
     def run(self):
+        import torch
         _, H, W = self.mask.shape
 
         def ramp(n, size):
@@ -161,6 +161,7 @@ class SolidMask(Node):
     comfy = ComfyAlias(("SolidMask",))
 
     def run(self):
+        import torch
         return torch.full((1, self.height, self.width), self.value)
 
 
@@ -212,6 +213,8 @@ class JoinImageWithAlpha(Node):
     comfy = ComfyAlias(("JoinImageWithAlpha",))
 
     def run(self):
+        import torch
+        import torch.nn.functional as F
         image, mask = self.image, self.alpha
         if image.ndim != 4 or mask.ndim not in (2, 3):
             raise NodeInputError("alpha", "expected an IMAGE [B, H, W, C] and a MASK [B, H, W]")
@@ -235,6 +238,9 @@ class LoadImageMask(Node):
         return hashlib.sha256(folders.input_path(image).read_bytes()).hexdigest()
 
     def run(self):
+        import torch
+        import numpy as np
+        from PIL import Image, ImageOps, UnidentifiedImageError
         try:
             picture = ImageOps.exif_transpose(Image.open(folders.input_path(self.image)))
         except (FileNotFoundError, UnidentifiedImageError) as e:

@@ -1,11 +1,12 @@
 """Model patches that change how a MODEL's predictions are guided."""
 
+from __future__ import annotations
+
 from graphflow.api import MODEL, Float, Node, NodeInputError
-from graphflow.sampling.perturbed_attention import middle_self_attentions, perturbed_attention_guidance
-from graphflow.sampling.self_attention_guidance import self_attention_guidance
 
 
 def _check_unet(model, what: str):
+    from graphflow.sampling.perturbed_attention import middle_self_attentions
     if not middle_self_attentions(getattr(model, "unet", None)):
         raise NodeInputError("model", f"{what} needs a UNet model with self-attention in its middle block "
                                       "(SD1.x, SD2.x, SDXL)")
@@ -22,6 +23,7 @@ class PerturbedAttentionGuidance(Node):
     outputs = {"model": MODEL}
 
     def run(self):
+        from graphflow.sampling.perturbed_attention import perturbed_attention_guidance
         _check_unet(self.model, "Perturbed-Attention Guidance")
         return perturbed_attention_guidance(self.model, self.scale)
 
@@ -38,5 +40,6 @@ class SelfAttentionGuidance(Node):
     outputs = {"model": MODEL}
 
     def run(self):
+        from graphflow.sampling.self_attention_guidance import self_attention_guidance
         _check_unet(self.model, "Self-Attention Guidance")
         return self_attention_guidance(self.model, self.scale, self.blur_sigma)

@@ -1,9 +1,9 @@
 """The samplers: denoise a latent with a diffusion model, guided by positive and negative prompts."""
 
+from __future__ import annotations
+
 from graphflow.api import (CONDITIONING, LATENT, MODEL, Choice, ComfyAlias, Estimate, Float, Int, Node, progress)
-from graphflow.images import image_to_pil
-from graphflow.sampling import SAMPLER_NAMES, SCHEDULER_NAMES
-from graphflow.sampling.pipeline import NOISE_MODES, sample
+from graphflow.choices import NOISE_MODES, SAMPLER_NAMES, SCHEDULER_NAMES
 
 SEED_MAX = 2**64 - 1
 # A lower bound of a UNet's working memory per image pixel: its first level keeps about six
@@ -20,6 +20,7 @@ def _reporter():
     """Sampler callback: step progress with a small preview every few steps (progress() also
     raises Interrupted when the user interrupts)."""
 
+    from graphflow.images import image_to_pil
     def on_step(info):
         preview = info.get("preview")
         progress(info["step"], info["total"], image_to_pil(preview) if preview is not None else None)
@@ -29,6 +30,7 @@ def _reporter():
 
 def _sample(node, seed: int, **options) -> dict:
     """The inputs both samplers share, passed to the sampling engine."""
+    from graphflow.sampling.pipeline import sample
     return sample(node.model, seed, node.steps, node.cfg, node.sampler_name, node.scheduler,
                   node.positive, node.negative, node.latent_image, callback=_reporter(),
                   preview_every=max(1, node.steps // 20), noise_mode=node.noise_mode, **options)

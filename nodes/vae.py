@@ -1,6 +1,6 @@
 """VAE nodes: pixels to latents and back, tiled for large images, and inpainting's encode."""
 
-import torch.nn.functional as F
+from __future__ import annotations
 
 from graphflow.api import IMAGE, LATENT, MASK, VAE, Bool, ComfyAlias, Int, Node, NodeInputError
 from nodes.mask import grow_mask
@@ -70,6 +70,7 @@ class VAEEncodeForInpaint(Node):
     comfy = ComfyAlias(("VAEEncodeForInpaint",))
 
     def run(self):
+        import torch.nn.functional as F
         vae = _require_vae(self.vae)
         pixels = self.pixels
         b, h, w, _ = pixels.shape

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from graphflow.choices import IMAGE_METRICS as METRICS
 from graphflow.folders import folders
 
 # torchvision's own file names for the ImageNet backbones LPIPS uses
@@ -144,7 +145,6 @@ def lpips_distance(model, reference: torch.Tensor, images: torch.Tensor) -> torc
     return model(to_nchw(a), to_nchw(b), normalize=True).flatten().float().cpu()
 
 
-METRICS = ("mse", "l1", "lpips")
 
 
 def image_distance(metric: str, device: torch.device | str = "cpu"):

@@ -6,8 +6,8 @@ latent's typical values", whatever the VAE's raw range is.
 
 import torch
 
-PERTURBATIONS = ("zero", "noise", "replace")
-INTERPOLATIONS = ("lerp", "slerp")
+from graphflow.choices import INTERPOLATIONS, PERTURBATIONS
+
 
 
 def clip_region(h: int, w: int, y: int, x: int, height: int, width: int) -> tuple[int, int, int, int]:

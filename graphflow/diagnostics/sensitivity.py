@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from graphflow.choices import PATCH_MODES
+
 from .latent_edits import channel_std, clip_region
 
-PATCH_MODES = ("zero", "noise")
 
 
 @dataclass

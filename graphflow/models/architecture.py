@@ -12,11 +12,10 @@ output_blocks.11.1.transformer_blocks.0.norm1.bias > 0.09 means the 768-v model)
 from collections import Counter
 from dataclasses import dataclass, field, fields, replace
 
+from .configs import (ARCH_TOWERS, HF, TowerSpec, UNetConfig, VAEConfig, unet_config_from_state_dict,
+                      vae_config_from_state_dict)
 from .flow_architecture import FlowInfo, detect_flow_model
 from .latent_formats import SD1, SDXL, LatentFormat
-from .text_encoders import ARCH_TOWERS, HF, TowerSpec
-from .unet import UNetConfig, unet_config_from_state_dict
-from .vae import VAEConfig, vae_config_from_state_dict
 from .weight_files import CONFIG_KEY, CONFIG_SECTIONS, CheckpointError, read_graphflow_config
 
 UNET_PREFIX = "model.diffusion_model."

@@ -28,7 +28,7 @@ from .mmdit import MMDiT
 from .text_encoders import ARCH_TOWERS, CLIP_L, HF, OPEN_CLIP, TextEncoder, TowerSpec, tower_from_weights
 from .unet import UNet, UNetConfig
 from .vae import VAE, AutoencoderKL, VAEConfig
-from .weight_files import _TORCH_DTYPES, CheckpointError, KeyView, WeightFile
+from .weight_files import CheckpointError, _torch_dtype, KeyView, WeightFile
 
 # -- building modules --------------------------------------------------------------------------
 
@@ -116,7 +116,7 @@ def _stored_dtype(source, key) -> torch.dtype | None:
     """The dtype a tensor has in the file, from the header (no read)."""
     while isinstance(source, KeyView):
         source, key = source.source, source.prefix + key
-    return _TORCH_DTYPES.get(source.dtypes.get(key))
+    return _torch_dtype(source.dtypes.get(key))
 
 
 def _flow_default_dtype(device: torch.device) -> torch.dtype:

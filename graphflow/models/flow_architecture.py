@@ -15,10 +15,9 @@ noisy latent + masked image + mask), and the 128-channel control variants (Depth
 
 from dataclasses import dataclass, field
 
-from .flux import FluxConfig, flux_config_from_state_dict
+from .configs import (FluxConfig, MMDiTConfig, VAEConfig, flux_config_from_state_dict, mmdit_config_from_state_dict,
+                      vae_config_from_state_dict)
 from .latent_formats import FLUX, SD3, LatentFormat
-from .mmdit import MMDiTConfig, mmdit_config_from_state_dict
-from .vae import VAEConfig, vae_config_from_state_dict
 from .weight_files import CheckpointError
 
 DIFFUSION_PREFIXES = ("model.diffusion_model.", "")

@@ -13,54 +13,16 @@ input channels: the packed noisy latent (64) then `concat` [B, 80, h, w] packed 
 image's 16-channel latent and the mask folded 8x8 into 64 channels).
 """
 
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .configs import FluxConfig, flux_config_from_state_dict  # noqa: F401 (the config lives in configs.py, torch-free)
 from .cast_layers import Linear
 from .mmdit import layer_norm, timestep_embedding
 
 DEFAULT_GUIDANCE = 3.5  # dev's distilled guidance when none is given (ComfyUI's default)
-
-
-@dataclass(frozen=True)
-class FluxConfig:
-    in_channels: int = 64  # packed: 16 latent channels x 2 x 2 (Fill: 384)
-    out_channels: int = 64
-    vec_in_dim: int = 768
-    context_in_dim: int = 4096
-    hidden_size: int = 3072
-    mlp_ratio: float = 4.0
-    num_heads: int = 24
-    depth: int = 19
-    depth_single_blocks: int = 38
-    axes_dim: tuple[int, ...] = (16, 56, 56)
-    theta: int = 10000
-    qkv_bias: bool = True
-    guidance_embed: bool = True  # dev; schnell has no guidance_in
-
-    @property
-    def latent_channels(self) -> int:
-        return self.out_channels // 4
-
-
-def flux_config_from_state_dict(shapes: dict[str, tuple]) -> FluxConfig:
-    """The architecture from key names and shapes (keys without `model.diffusion_model.`). The
-    rotary axes are not in the weights: BFL's split of a 128-wide head is (16, 56, 56); other
-    head sizes keep the proportions (7/16 of the head to each spatial axis)."""
-    hidden, in_channels = shapes["img_in.weight"]
-    head_dim = shapes["double_blocks.0.img_attn.norm.query_norm.scale"][0]
-    spatial = head_dim * 7 // 32 * 2
-    count = lambda prefix: len({k.split(".")[1] for k in shapes if k.startswith(prefix)})  # noqa: E731
-    return FluxConfig(
-        in_channels=in_channels, out_channels=shapes["final_layer.linear.weight"][0],
-        vec_in_dim=shapes["vector_in.in_layer.weight"][1], context_in_dim=shapes["txt_in.weight"][1],
-        hidden_size=hidden, mlp_ratio=shapes["double_blocks.0.img_mlp.0.weight"][0] / hidden,
-        num_heads=hidden // head_dim, depth=count("double_blocks."), depth_single_blocks=count("single_blocks."),
-        axes_dim=(head_dim - 2 * spatial, spatial, spatial),
-        qkv_bias="double_blocks.0.img_attn.qkv.bias" in shapes, guidance_embed="guidance_in.in_layer.weight" in shapes)
 
 
 def rope(pos: torch.Tensor, dim: int, theta: int) -> torch.Tensor:

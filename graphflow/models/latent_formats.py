@@ -13,10 +13,9 @@ VAE (the demo model uses it) and is tested on synthetic data. The SD3 and FLUX m
 bias) are the fits ComfyUI publishes in its latent_formats.py, for the same model-space latents.
 """
 
-from dataclasses import dataclass, field, replace
+from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -41,6 +40,7 @@ class LatentFormat:
 
     def preview(self, x: torch.Tensor) -> torch.Tensor:
         """Model-space latent [B, C, h, w] -> cheap preview IMAGE [B, h, w, 3] in 0..1 (CPU float32)."""
+        import torch
         x = x.detach().float().cpu()
         if self.rgb_factors is not None:
             factors = torch.tensor(self.rgb_factors, dtype=torch.float32)
@@ -56,6 +56,8 @@ class LatentFormat:
 def fit_rgb_factors(latents: torch.Tensor, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Least-squares preview map from model-space latents [N, C, h, w] to the decoded pixels
     [N, 3, H, W] in -1..1 (area-downscaled to h x w). Returns (factors [C, 3], bias [3])."""
+    import torch
+    import torch.nn.functional as F
     target = F.adaptive_avg_pool2d(pixels.float(), latents.shape[-2:])
     a = latents.float().permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
     b = target.permute(0, 2, 3, 1).reshape(-1, 3)

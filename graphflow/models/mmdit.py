@@ -12,52 +12,13 @@ model sampling does), context [B, T, 4096], pooled y [B, 2048]. Output: velocity
 """
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .configs import MMDiTConfig, mmdit_config_from_state_dict  # noqa: F401 (the config lives in configs.py, torch-free)
 from .cast_layers import Conv2d, Linear
-
-
-@dataclass(frozen=True)
-class MMDiTConfig:
-    in_channels: int = 16
-    out_channels: int = 16
-    patch_size: int = 2
-    hidden_size: int = 1536
-    depth: int = 24
-    num_heads: int = 24
-    mlp_ratio: float = 4.0
-    pos_embed_max_size: int = 192
-    context_dim: int = 4096
-    adm_in_channels: int = 2048
-    qk_norm: bool = False
-    x_self_attn_layers: tuple[int, ...] = ()  # MMDiT-X blocks with the extra image self-attention
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_heads
-
-
-def mmdit_config_from_state_dict(shapes: dict[str, tuple]) -> MMDiTConfig:
-    """The architecture from key names and shapes (keys without `model.diffusion_model.`).
-    Heads cannot be seen in the weights: QK-norm's width gives the head size where present,
-    else 64 as in every released SD3 (heads = depth)."""
-    hidden, in_channels, patch, _ = shapes["x_embedder.proj.weight"]
-    blocks = {int(k.split(".")[1]) for k in shapes if k.startswith("joint_blocks.")}
-    depth = max(blocks) + 1
-    ln_q = shapes.get("joint_blocks.0.x_block.attn.ln_q.weight")
-    head_dim = ln_q[0] if ln_q else 64
-    return MMDiTConfig(
-        in_channels=in_channels, out_channels=shapes["final_layer.linear.weight"][0] // patch ** 2,
-        patch_size=patch, hidden_size=hidden, depth=depth, num_heads=hidden // head_dim,
-        mlp_ratio=shapes["joint_blocks.0.x_block.mlp.fc1.weight"][0] / hidden,
-        pos_embed_max_size=math.isqrt(shapes["pos_embed"][1]),
-        context_dim=shapes["context_embedder.weight"][1], adm_in_channels=shapes["y_embedder.mlp.0.weight"][1],
-        qk_norm=ln_q is not None,
-        x_self_attn_layers=tuple(i for i in range(depth) if f"joint_blocks.{i}.x_block.attn2.qkv.weight" in shapes))
 
 
 def timestep_embedding(t: torch.Tensor, dim: int = 256, max_period: float = 10000.0) -> torch.Tensor:

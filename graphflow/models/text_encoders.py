@@ -35,35 +35,10 @@ from torch import nn
 # transformers is imported where a model is built: architecture detection (validation reads a
 # checkpoint's header) needs this module's layout tables, not transformers' start-up cost.
 
+from .configs import (ARCH_TOWERS, CLIP_L, DEFAULT_CLIP_SKIP, HF, LAYER_NORM_HIDDEN, OPEN_CLIP,  # noqa: F401
+                      OPENCLIP, TowerSpec)
 from .embeddings import embedding_lookup
 from .tokenizer import BOS, EOS, WINDOW, TokenWindows, empty_window, tokenize_prompt
-
-HF, OPENCLIP = "hf", "openclip"
-
-
-@dataclass(frozen=True)
-class TowerSpec:
-    """Where a tower lives in a single-file checkpoint and how it is read."""
-
-    name: str  # clip_l | clip_h | clip_g
-    prefix: str
-    layout: str  # HF (transformers' names below text_model.) or OPENCLIP
-    pad_token: int  # SD1's CLIP-L pads with EOS, OpenCLIP with 0
-    hidden_act: str  # not visible in weights: OpenAI CLIP-L uses quick_gelu, OpenCLIP gelu
-
-
-CLIP_L = dict(name="clip_l", layout=HF, pad_token=EOS, hidden_act="quick_gelu")
-OPEN_CLIP = dict(layout=OPENCLIP, pad_token=0, hidden_act="gelu")
-
-ARCH_TOWERS: dict[str, tuple[TowerSpec, ...]] = {
-    "sd1": (TowerSpec(prefix="cond_stage_model.transformer.text_model.", **CLIP_L),),
-    "sd2": (TowerSpec(name="clip_h", prefix="cond_stage_model.model.", **OPEN_CLIP),),
-    "sdxl": (TowerSpec(prefix="conditioner.embedders.0.transformer.text_model.", **CLIP_L),
-             TowerSpec(name="clip_g", prefix="conditioner.embedders.1.model.", **OPEN_CLIP)),
-    "sdxl_refiner": (TowerSpec(name="clip_g", prefix="conditioner.embedders.0.model.", **OPEN_CLIP),),
-}
-DEFAULT_CLIP_SKIP = {"sd1": -1, "sd2": -2, "sdxl": -2, "sdxl_refiner": -2}
-LAYER_NORM_HIDDEN = {"sd1": True, "sd2": True, "sdxl": False, "sdxl_refiner": False}
 
 
 # -- key layouts -------------------------------------------------------------------------------

@@ -7,66 +7,16 @@ use 4 latent channels; SD3/Flux VAEs are the same network with z_channels=16 and
 """
 
 import functools
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .configs import VAEConfig, vae_config_from_state_dict  # noqa: F401 (the config lives in configs.py, torch-free)
 from .latent_formats import SD1, LatentFormat
 from .tiling import tiled_map
 
 OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-
-
-@dataclass
-class VAEConfig:
-    in_channels: int = 3
-    out_channels: int = 3
-    ch: int = 128
-    ch_mult: tuple[int, ...] = (1, 2, 4, 4)
-    num_res_blocks: int = 2
-    z_channels: int = 4
-    embed_dim: int = 4  # channels of the latent after quant_conv (= z_channels in practice)
-    use_quant_conv: bool = True  # False for SD3/Flux VAEs
-    norm_groups: int = 32  # not visible in shapes: comes from the config / checkpoint metadata
-    mid_attention: bool = True
-
-    def __post_init__(self):
-        self.ch_mult = tuple(self.ch_mult)
-
-    @property
-    def downscale(self) -> int:
-        return 2 ** (len(self.ch_mult) - 1)
-
-    @property
-    def latent_channels(self) -> int:
-        return self.embed_dim if self.use_quant_conv else self.z_channels
-
-
-def vae_config_from_state_dict(shapes: dict[str, tuple[int, ...]], norm_groups: int = 32) -> VAEConfig:
-    """Infer a VAEConfig from VAE key names and shapes (keys without 'first_stage_model.')."""
-    shapes = {k: tuple(v) for k, v in shapes.items()}
-    if "encoder.conv_in.weight" not in shapes or "decoder.conv_in.weight" not in shapes:
-        raise ValueError("not a LDM VAE state dict: 'encoder.conv_in.weight' / 'decoder.conv_in.weight' missing")
-    ch, in_channels = shapes["encoder.conv_in.weight"][:2]
-    levels = 1 + max(int(k.split(".")[2]) for k in shapes if k.startswith("encoder.down."))
-    ch_mult = tuple(shapes[f"encoder.down.{i}.block.0.conv1.weight"][0] // ch for i in range(levels))
-    num_res_blocks = 1 + max(int(k.split(".")[4]) for k in shapes if k.startswith("encoder.down.0.block."))
-    z_channels = shapes["decoder.conv_in.weight"][1]
-    use_quant_conv = "quant_conv.weight" in shapes
-    return VAEConfig(
-        in_channels=in_channels,
-        out_channels=shapes["decoder.conv_out.weight"][0],
-        ch=ch,
-        ch_mult=ch_mult,
-        num_res_blocks=num_res_blocks,
-        z_channels=z_channels,
-        embed_dim=shapes["post_quant_conv.weight"][1] if use_quant_conv else z_channels,
-        use_quant_conv=use_quant_conv,
-        norm_groups=norm_groups,
-        mid_attention="encoder.mid.attn_1.q.weight" in shapes,
-    )
 
 
 def _norm(channels: int, groups: int) -> nn.GroupNorm:

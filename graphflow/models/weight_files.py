@@ -17,12 +17,13 @@ key `graphflow.config`, a JSON object:
      "latent_format": {"scale_factor": 0.68, "shift_factor": 0.0}}
 """
 
+from __future__ import annotations
+
 import json
 import math
 import re
 from pathlib import Path
 
-import torch
 
 CONFIG_KEY = "graphflow.config"
 CONFIG_SECTIONS = ("arch", "prediction", "unet", "vae", "text_encoders", "latent_format")
@@ -39,18 +40,23 @@ class CheckpointError(Exception):
     """A model file that cannot be used, with a message saying what was found."""
 
 
-_TORCH_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-                 "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-                 "BOOL": torch.bool}
-for _name, _attr in (("F8_E4M3", "float8_e4m3fn"), ("F8_E5M2", "float8_e5m2")):
-    if hasattr(torch, _attr):
-        _TORCH_DTYPES[_name] = getattr(torch, _attr)
+# safetensors header dtypes: torch's name and the bytes per element. Names, not torch dtypes, so that
+# reading a header (validation, `inspect`) does not import torch.
+_DTYPES = {"F64": ("float64", 8), "F32": ("float32", 4), "F16": ("float16", 2), "BF16": ("bfloat16", 2),
+           "I64": ("int64", 8), "I32": ("int32", 4), "I16": ("int16", 2), "I8": ("int8", 1), "U8": ("uint8", 1),
+           "BOOL": ("bool", 1), "F8_E4M3": ("float8_e4m3fn", 1), "F8_E5M2": ("float8_e5m2", 1)}
 
 
 def dtype_name(stored: str) -> str:
     """torch's name for a safetensors header dtype ("F16" -> "float16"); unknown ones as they are."""
-    known = _TORCH_DTYPES.get(stored)
-    return str(known).removeprefix("torch.") if known is not None else stored
+    return _DTYPES[stored][0] if stored in _DTYPES else stored
+
+
+def _torch_dtype(stored: str):
+    """The torch dtype of a safetensors header dtype, or None where this torch lacks it."""
+    import torch
+
+    return getattr(torch, _DTYPES[stored][0], None) if stored in _DTYPES else None
 
 
 def _cast_dtype(t_dtype: torch.dtype, dtype: torch.dtype | None) -> torch.dtype:
@@ -98,10 +104,10 @@ class WeightFile:
             data_size = file_size - 8 - size
             for key, entry in header.items():
                 begin, end = entry["data_offsets"]
-                stored = _TORCH_DTYPES.get(entry["dtype"])
+                itemsize = _DTYPES[entry["dtype"]][1] if entry["dtype"] in _DTYPES else None
                 if not 0 <= begin <= end <= data_size:
                     raise ValueError(f"tensor {key!r} lies beyond the end of the data")
-                if stored is not None and math.prod(entry["shape"]) * stored.itemsize != end - begin:
+                if itemsize is not None and math.prod(entry["shape"]) * itemsize != end - begin:
                     raise ValueError(f"tensor {key!r}: shape {entry['shape']} does not match its {end - begin} bytes")
         except Exception as e:
             raise CheckpointError(
@@ -127,6 +133,7 @@ class WeightFile:
         return self._handle.get_tensor(key) if self._handle else None
 
     def _open_pickle(self):
+        import torch
         self.format = "pickle"
         try:
             try:
@@ -151,11 +158,12 @@ class WeightFile:
         self.metadata = {}
 
     def get(self, key: str, device=None, dtype: torch.dtype | None = None) -> torch.Tensor:
+        import torch
         device = torch.device(device) if device is not None else torch.device("cpu")
         if self.format == "pickle":
             t = self._tensors[key]
             return t.to(device=device, dtype=_cast_dtype(t.dtype, dtype))
-        stored = _TORCH_DTYPES.get(self.dtypes[key])
+        stored = _torch_dtype(self.dtypes[key])
         try:
             begin, end = self._entries[key]["data_offsets"]
             as_stored = device.type == "cpu" and _cast_dtype(stored, dtype) == stored
@@ -170,6 +178,7 @@ class WeightFile:
             raise CheckpointError(f"{self.path.name}: cannot read tensor {key!r} ({e}); the file may be corrupt") from None
 
     def _read(self, key: str, stored: torch.dtype) -> torch.Tensor:
+        import torch
         begin, end = self._entries[key]["data_offsets"]
         shape = self.shapes[key]
         if end == begin:

@@ -27,11 +27,10 @@ import math
 
 import torch
 
+from ..choices import DEFAULT_FLUX_GUIDANCE, FLUX_BASE_SHIFT, FLUX_MAX_SHIFT  # noqa: F401 (re-exported)
 from .model_sampling import DiscreteSchedule, append_dims
 
 DEFAULT_SD3_SHIFT = 3.0
-FLUX_BASE_SHIFT, FLUX_MAX_SHIFT = 0.5, 1.15
-DEFAULT_FLUX_GUIDANCE = 3.5  # ComfyUI's when the conditioning sets none
 
 
 def time_snr_shift(shift: float, t):

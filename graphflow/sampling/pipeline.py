@@ -33,6 +33,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..choices import NOISE_MODES
 from ..context import NodeInputError
 from .flow_samplers import NOT_FOR_FLOW, sampler_for
 from .flow_sampling import FlowDenoiser, is_flow, model_sampling_for
@@ -44,7 +45,6 @@ from .samplers import (DISCARD_PENULTIMATE_SIGMA, FLOW_SWITCH_SAMPLERS, RANDOM_I
                        STOCHASTIC_SAMPLERS, SamplerChoice)
 from .schedules import SCHEDULERS, compute_sigmas
 
-NOISE_MODES = ("comfy", "per_image")
 
 # What an SD VAE encodes a mid-grey image to, in model space (scaled): the masked-image latent an
 # inpainting model sees when no mask is given (nothing known), as ComfyUI uses.

@@ -1,0 +1,36 @@
+"""The choice lists and defaults that node declarations need, free of torch.
+
+Listing and validating nodes (`graphflow nodes`, `graphflow validate`, the editor's catalogue) imports
+every node module, so whatever a declaration names must not pull in torch. The modules that implement
+these choices import them from here (and tests check they implement exactly these).
+"""
+
+# KSampler's sampler_name and scheduler, in ComfyUI's order (graphflow.sampling.samplers.SAMPLERS and
+# graphflow.sampling.schedules.SCHEDULERS implement them).
+SAMPLER_NAMES = (
+    "euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2",
+    "dpm_2", "dpm_2_ancestral", "lms", "dpm_fast", "dpm_adaptive", "dpmpp_2s_ancestral",
+    "dpmpp_2s_ancestral_cfg_pp", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m", "dpmpp_2m_cfg_pp",
+    "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu",
+    "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm", "lcm", "ipndm", "ipndm_v", "deis", "res_multistep",
+    "res_multistep_cfg_pp", "res_multistep_ancestral", "res_multistep_ancestral_cfg_pp",
+    "gradient_estimation", "gradient_estimation_cfg_pp", "er_sde", "seeds_2", "seeds_3",
+    "sa_solver", "sa_solver_pece", "ddim", "uni_pc", "uni_pc_bh2",
+)
+SCHEDULER_NAMES = (
+    "simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal",
+    "linear_quadratic", "kl_optimal",
+)
+NOISE_MODES = ("comfy", "per_image")  # how a batch's initial noise is drawn (graphflow.sampling.noise)
+
+# FLUX's resolution-dependent shift and its default guidance (graphflow.sampling.flow_sampling).
+FLUX_BASE_SHIFT, FLUX_MAX_SHIFT = 0.5, 1.15
+DEFAULT_FLUX_GUIDANCE = 3.5  # ComfyUI's when the conditioning sets none
+
+RESIZE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "lanczos")  # graphflow.images.resize_nchw
+
+# Latent diagnostics (graphflow.diagnostics).
+PATCH_MODES = ("zero", "noise")  # sensitivity: what replaces a patch
+IMAGE_METRICS = ("mse", "l1", "lpips")  # image_metrics: how an image change is measured
+PERTURBATIONS = ("zero", "noise", "replace")  # latent_edits: region perturbation
+INTERPOLATIONS = ("lerp", "slerp")  # latent_edits: between two latents

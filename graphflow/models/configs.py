@@ -1,0 +1,295 @@
+"""Each model family's config, and how it is read from a checkpoint's tensor shapes.
+
+A model file (unet.py, vae.py, mmdit.py, flux.py) holds the architecture and takes its config from
+here. The configs live apart from the modules because detecting what a file holds (`graphflow
+validate`, `inspect`, the loaders' first step) needs only names and shapes, and must not import
+torch: importing it costs more than a second, longer than validating a whole workflow.
+"""
+
+import math
+from dataclasses import dataclass
+
+from .tokenizer import EOS
+
+
+@dataclass
+class UNetConfig:  # defaults: SD1.5
+    in_channels: int = 4  # 9 for inpainting models: noisy latent + mask + masked-image latent
+    out_channels: int = 4
+    model_channels: int = 320
+    channel_mult: tuple[int, ...] = (1, 2, 4, 4)
+    num_res_blocks: int | tuple[int, ...] = 2  # per level; an int means the same for every level
+    # Transformer depth per level; 0 = no attention at that level (LDM's attention_resolutions).
+    transformer_depth: tuple[int, ...] = (1, 1, 1, 0)
+    transformer_depth_middle: int = 1  # 0 = the middle block is a single ResBlock
+    # Per-block overrides for distilled variants whose depth changes within a level (SSD-1B).
+    transformer_depth_input: tuple[int, ...] | None = None  # one per input ResBlock
+    transformer_depth_output: tuple[int, ...] | None = None  # one per output block
+    context_dim: int | None = 768
+    num_heads: int = 8  # SD1 fixes the head count ...
+    num_head_channels: int = -1  # ... SD2/SDXL fix the head width (64); -1 = unused
+    use_linear_in_transformer: bool = False  # SD2/SDXL: Linear proj_in/out instead of 1x1 conv
+    adm_in_channels: int = 0  # SDXL's vector conditioning y (2816 base, 2560 refiner); 0 = none
+    norm_groups: int = 32
+
+    def __post_init__(self):
+        self.channel_mult = tuple(self.channel_mult)
+        levels = len(self.channel_mult)
+        if isinstance(self.num_res_blocks, int):
+            self.num_res_blocks = (self.num_res_blocks,) * levels
+        self.num_res_blocks = tuple(self.num_res_blocks)
+        self.transformer_depth = tuple(self.transformer_depth)
+        if len(self.num_res_blocks) != levels or len(self.transformer_depth) != levels:
+            raise ValueError(
+                f"UNetConfig: num_res_blocks {self.num_res_blocks} and transformer_depth "
+                f"{self.transformer_depth} need one entry per level of channel_mult {self.channel_mult}")
+        if self.transformer_depth_input is not None:
+            self.transformer_depth_input = tuple(self.transformer_depth_input)
+            if len(self.transformer_depth_input) != sum(self.num_res_blocks):
+                raise ValueError("UNetConfig: transformer_depth_input needs one entry per input ResBlock")
+        if self.transformer_depth_output is not None:
+            self.transformer_depth_output = tuple(self.transformer_depth_output)
+            if len(self.transformer_depth_output) != sum(n + 1 for n in self.num_res_blocks):
+                raise ValueError("UNetConfig: transformer_depth_output needs one entry per output block")
+        if (self.num_heads == -1) == (self.num_head_channels == -1):
+            raise ValueError("UNetConfig: set exactly one of num_heads and num_head_channels")
+
+    @property
+    def attention_resolutions(self) -> tuple[int, ...]:
+        """LDM's notation: the downsampling factors (1, 2, 4, ...) of the levels with attention."""
+        return tuple(2 ** i for i, d in enumerate(self.transformer_depth) if d > 0)
+
+    def input_depths(self) -> list[int]:
+        if self.transformer_depth_input is not None:
+            return list(self.transformer_depth_input)
+        return [d for d, n in zip(self.transformer_depth, self.num_res_blocks) for _ in range(n)]
+
+    def output_depths(self) -> list[int]:
+        if self.transformer_depth_output is not None:
+            return list(self.transformer_depth_output)
+        pairs = list(zip(self.transformer_depth, self.num_res_blocks))[::-1]
+        return [d for d, n in pairs for _ in range(n + 1)]
+
+    def heads(self, channels: int) -> tuple[int, int]:
+        """(number of heads, channels per head) of a transformer with `channels` channels."""
+        if self.num_head_channels == -1:
+            return self.num_heads, channels // self.num_heads
+        if channels < self.num_head_channels:  # tiny test models: one narrow head
+            return 1, channels
+        return channels // self.num_head_channels, self.num_head_channels
+
+
+def unet_config_from_state_dict(shapes: dict[str, tuple[int, ...]], norm_groups: int = 32) -> UNetConfig:
+    """Infer a UNetConfig from UNet key names and tensor shapes (keys without the
+    'model.diffusion_model.' prefix). Neither the head layout nor the GroupNorm group count
+    shows in shapes: SD1 (context 768) uses 8 heads, everything else 64-channel heads, as the
+    originals do; groups come from the caller (32 unless the checkpoint's metadata says otherwise)."""
+    shapes = {k: tuple(v) for k, v in shapes.items()}
+    if "input_blocks.0.0.weight" not in shapes:
+        raise ValueError("not a LDM UNet state dict: 'input_blocks.0.0.weight' is missing")
+    model_channels, in_channels = shapes["input_blocks.0.0.weight"][:2]
+
+    def depth(prefix: str) -> int:
+        ids = {k[len(prefix):].split(".")[0] for k in shapes if k.startswith(prefix)}
+        return len(ids)
+
+    num_input_blocks = 1 + max(int(k.split(".")[1]) for k in shapes if k.startswith("input_blocks."))
+    channel_mult, num_res_blocks, input_depths = [], [], []
+    res_in_level = 0
+    for i in range(1, num_input_blocks):
+        if f"input_blocks.{i}.0.op.weight" in shapes:  # downsample closes a level
+            num_res_blocks.append(res_in_level)
+            res_in_level = 0
+            continue
+        out_ch = shapes[f"input_blocks.{i}.0.in_layers.2.weight"][0]
+        if res_in_level == 0:
+            channel_mult.append(out_ch // model_channels)
+        res_in_level += 1
+        input_depths.append(depth(f"input_blocks.{i}.1.transformer_blocks."))
+    num_res_blocks.append(res_in_level)
+
+    num_output_blocks = 1 + max(int(k.split(".")[1]) for k in shapes if k.startswith("output_blocks."))
+    output_depths = [depth(f"output_blocks.{i}.1.transformer_blocks.") for i in range(num_output_blocks)]
+
+    per_level, start = [], 0
+    for n in num_res_blocks:
+        per_level.append(max(input_depths[start:start + n], default=0))
+        start += n
+    default_input = [d for d, n in zip(per_level, num_res_blocks) for _ in range(n)]
+    default_output = [d for d, n in list(zip(per_level, num_res_blocks))[::-1] for _ in range(n + 1)]
+
+    context_dim = next((s[1] for k, s in shapes.items() if k.endswith("attn2.to_k.weight")), None)
+    linear = next((len(s) == 2 for k, s in shapes.items() if k.endswith(".proj_in.weight")), False)
+    heads = dict(num_heads=8, num_head_channels=-1) if context_dim == 768 else dict(num_heads=-1, num_head_channels=64)
+    return UNetConfig(
+        in_channels=in_channels,
+        out_channels=shapes["out.2.weight"][0],
+        model_channels=model_channels,
+        channel_mult=tuple(channel_mult),
+        num_res_blocks=tuple(num_res_blocks),
+        transformer_depth=tuple(per_level),
+        transformer_depth_middle=depth("middle_block.1.transformer_blocks."),
+        transformer_depth_input=None if input_depths == default_input else tuple(input_depths),
+        transformer_depth_output=None if output_depths == default_output else tuple(output_depths),
+        context_dim=context_dim,
+        use_linear_in_transformer=linear,
+        adm_in_channels=shapes["label_emb.0.0.weight"][1] if "label_emb.0.0.weight" in shapes else 0,
+        norm_groups=norm_groups,
+        **heads,
+    )
+
+
+@dataclass
+class VAEConfig:
+    in_channels: int = 3
+    out_channels: int = 3
+    ch: int = 128
+    ch_mult: tuple[int, ...] = (1, 2, 4, 4)
+    num_res_blocks: int = 2
+    z_channels: int = 4
+    embed_dim: int = 4  # channels of the latent after quant_conv (= z_channels in practice)
+    use_quant_conv: bool = True  # False for SD3/Flux VAEs
+    norm_groups: int = 32  # not visible in shapes: comes from the config / checkpoint metadata
+    mid_attention: bool = True
+
+    def __post_init__(self):
+        self.ch_mult = tuple(self.ch_mult)
+
+    @property
+    def downscale(self) -> int:
+        return 2 ** (len(self.ch_mult) - 1)
+
+    @property
+    def latent_channels(self) -> int:
+        return self.embed_dim if self.use_quant_conv else self.z_channels
+
+
+def vae_config_from_state_dict(shapes: dict[str, tuple[int, ...]], norm_groups: int = 32) -> VAEConfig:
+    """Infer a VAEConfig from VAE key names and shapes (keys without 'first_stage_model.')."""
+    shapes = {k: tuple(v) for k, v in shapes.items()}
+    if "encoder.conv_in.weight" not in shapes or "decoder.conv_in.weight" not in shapes:
+        raise ValueError("not a LDM VAE state dict: 'encoder.conv_in.weight' / 'decoder.conv_in.weight' missing")
+    ch, in_channels = shapes["encoder.conv_in.weight"][:2]
+    levels = 1 + max(int(k.split(".")[2]) for k in shapes if k.startswith("encoder.down."))
+    ch_mult = tuple(shapes[f"encoder.down.{i}.block.0.conv1.weight"][0] // ch for i in range(levels))
+    num_res_blocks = 1 + max(int(k.split(".")[4]) for k in shapes if k.startswith("encoder.down.0.block."))
+    z_channels = shapes["decoder.conv_in.weight"][1]
+    use_quant_conv = "quant_conv.weight" in shapes
+    return VAEConfig(
+        in_channels=in_channels,
+        out_channels=shapes["decoder.conv_out.weight"][0],
+        ch=ch,
+        ch_mult=ch_mult,
+        num_res_blocks=num_res_blocks,
+        z_channels=z_channels,
+        embed_dim=shapes["post_quant_conv.weight"][1] if use_quant_conv else z_channels,
+        use_quant_conv=use_quant_conv,
+        norm_groups=norm_groups,
+        mid_attention="encoder.mid.attn_1.q.weight" in shapes,
+    )
+
+
+@dataclass(frozen=True)
+class MMDiTConfig:
+    in_channels: int = 16
+    out_channels: int = 16
+    patch_size: int = 2
+    hidden_size: int = 1536
+    depth: int = 24
+    num_heads: int = 24
+    mlp_ratio: float = 4.0
+    pos_embed_max_size: int = 192
+    context_dim: int = 4096
+    adm_in_channels: int = 2048
+    qk_norm: bool = False
+    x_self_attn_layers: tuple[int, ...] = ()  # MMDiT-X blocks with the extra image self-attention
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+
+def mmdit_config_from_state_dict(shapes: dict[str, tuple]) -> MMDiTConfig:
+    """The architecture from key names and shapes (keys without `model.diffusion_model.`).
+    Heads cannot be seen in the weights: QK-norm's width gives the head size where present,
+    else 64 as in every released SD3 (heads = depth)."""
+    hidden, in_channels, patch, _ = shapes["x_embedder.proj.weight"]
+    blocks = {int(k.split(".")[1]) for k in shapes if k.startswith("joint_blocks.")}
+    depth = max(blocks) + 1
+    ln_q = shapes.get("joint_blocks.0.x_block.attn.ln_q.weight")
+    head_dim = ln_q[0] if ln_q else 64
+    return MMDiTConfig(
+        in_channels=in_channels, out_channels=shapes["final_layer.linear.weight"][0] // patch ** 2,
+        patch_size=patch, hidden_size=hidden, depth=depth, num_heads=hidden // head_dim,
+        mlp_ratio=shapes["joint_blocks.0.x_block.mlp.fc1.weight"][0] / hidden,
+        pos_embed_max_size=math.isqrt(shapes["pos_embed"][1]),
+        context_dim=shapes["context_embedder.weight"][1], adm_in_channels=shapes["y_embedder.mlp.0.weight"][1],
+        qk_norm=ln_q is not None,
+        x_self_attn_layers=tuple(i for i in range(depth) if f"joint_blocks.{i}.x_block.attn2.qkv.weight" in shapes))
+
+
+@dataclass(frozen=True)
+class FluxConfig:
+    in_channels: int = 64  # packed: 16 latent channels x 2 x 2 (Fill: 384)
+    out_channels: int = 64
+    vec_in_dim: int = 768
+    context_in_dim: int = 4096
+    hidden_size: int = 3072
+    mlp_ratio: float = 4.0
+    num_heads: int = 24
+    depth: int = 19
+    depth_single_blocks: int = 38
+    axes_dim: tuple[int, ...] = (16, 56, 56)
+    theta: int = 10000
+    qkv_bias: bool = True
+    guidance_embed: bool = True  # dev; schnell has no guidance_in
+
+    @property
+    def latent_channels(self) -> int:
+        return self.out_channels // 4
+
+
+def flux_config_from_state_dict(shapes: dict[str, tuple]) -> FluxConfig:
+    """The architecture from key names and shapes (keys without `model.diffusion_model.`). The
+    rotary axes are not in the weights: BFL's split of a 128-wide head is (16, 56, 56); other
+    head sizes keep the proportions (7/16 of the head to each spatial axis)."""
+    hidden, in_channels = shapes["img_in.weight"]
+    head_dim = shapes["double_blocks.0.img_attn.norm.query_norm.scale"][0]
+    spatial = head_dim * 7 // 32 * 2
+    count = lambda prefix: len({k.split(".")[1] for k in shapes if k.startswith(prefix)})  # noqa: E731
+    return FluxConfig(
+        in_channels=in_channels, out_channels=shapes["final_layer.linear.weight"][0],
+        vec_in_dim=shapes["vector_in.in_layer.weight"][1], context_in_dim=shapes["txt_in.weight"][1],
+        hidden_size=hidden, mlp_ratio=shapes["double_blocks.0.img_mlp.0.weight"][0] / hidden,
+        num_heads=hidden // head_dim, depth=count("double_blocks."), depth_single_blocks=count("single_blocks."),
+        axes_dim=(head_dim - 2 * spatial, spatial, spatial),
+        qkv_bias="double_blocks.0.img_attn.qkv.bias" in shapes, guidance_embed="guidance_in.in_layer.weight" in shapes)
+
+
+# -- text encoder towers of single-file SD1/SD2/SDXL checkpoints ------------------------------
+HF, OPENCLIP = "hf", "openclip"
+
+
+@dataclass(frozen=True)
+class TowerSpec:
+    """Where a tower lives in a single-file checkpoint and how it is read."""
+
+    name: str  # clip_l | clip_h | clip_g
+    prefix: str
+    layout: str  # HF (transformers' names below text_model.) or OPENCLIP
+    pad_token: int  # SD1's CLIP-L pads with EOS, OpenCLIP with 0
+    hidden_act: str  # not visible in weights: OpenAI CLIP-L uses quick_gelu, OpenCLIP gelu
+
+
+CLIP_L = dict(name="clip_l", layout=HF, pad_token=EOS, hidden_act="quick_gelu")
+OPEN_CLIP = dict(layout=OPENCLIP, pad_token=0, hidden_act="gelu")
+
+ARCH_TOWERS: dict[str, tuple[TowerSpec, ...]] = {
+    "sd1": (TowerSpec(prefix="cond_stage_model.transformer.text_model.", **CLIP_L),),
+    "sd2": (TowerSpec(name="clip_h", prefix="cond_stage_model.model.", **OPEN_CLIP),),
+    "sdxl": (TowerSpec(prefix="conditioner.embedders.0.transformer.text_model.", **CLIP_L),
+             TowerSpec(name="clip_g", prefix="conditioner.embedders.1.model.", **OPEN_CLIP)),
+    "sdxl_refiner": (TowerSpec(name="clip_g", prefix="conditioner.embedders.0.model.", **OPEN_CLIP),),
+}
+DEFAULT_CLIP_SKIP = {"sd1": -1, "sd2": -2, "sdxl": -2, "sdxl_refiner": -2}
+LAYER_NORM_HIDDEN = {"sd1": True, "sd2": True, "sdxl": False, "sdxl_refiner": False}
