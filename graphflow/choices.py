@@ -27,6 +27,8 @@ NOISE_MODES = ("comfy", "per_image")  # how a batch's initial noise is drawn (gr
 FLUX_BASE_SHIFT, FLUX_MAX_SHIFT = 0.5, 1.15
 DEFAULT_FLUX_GUIDANCE = 3.5  # ComfyUI's when the conditioning sets none
 
+PREVIEW_METHODS = ("none", "latent2rgb", "taesd")  # how sampler previews are drawn (graphflow.sampling.preview)
+
 RESIZE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "lanczos")  # graphflow.images.resize_nchw
 
 # Latent diagnostics (graphflow.diagnostics).

@@ -12,6 +12,8 @@ import sys
 import threading
 import time
 
+from graphflow.choices import PREVIEW_METHODS
+
 EXIT_OK, EXIT_FILE, EXIT_USAGE, EXIT_INVALID, EXIT_NODE_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 EXIT_BROKEN_PIPE = 128 + 13  # the status of a process SIGPIPE ended, as `cat` shows under `| head`
 
@@ -108,8 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _add_preview_flag(parser) -> None:
-    # the choices are graphflow.sampling.preview.PREVIEW_METHODS (not imported: it pulls in torch)
-    parser.add_argument("--previews", choices=("none", "latent2rgb", "taesd"), default="latent2rgb",
+    parser.add_argument("--previews", choices=PREVIEW_METHODS, default="latent2rgb",
                         help="sampler previews: none, latent2rgb (a cheap linear map, the default) or taesd "
                              "(the tiny autoencoder when its decoder is in models/vae_approx/, else latent2rgb)")
 

@@ -14,13 +14,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parent.parent
-HEAVY = ("transformers", "open_clip", "diffusers", "safetensors", "graphflow.models.unet", "graphflow.models.vae",
-         "graphflow.models.text_encoders", "graphflow.models.checkpoint", "graphflow.models.lora")
-# validate also reads the header of each model file a workflow names and detects a checkpoint's
-# architecture (so an unloadable file is reported before a run): that needs the models' config
-# code, still not transformers, the model loaders or the weights.
-VALIDATE_HEAVY = tuple(h for h in HEAVY if h not in ("graphflow.models.unet", "graphflow.models.vae",
-                                                       "graphflow.models.text_encoders"))
+# torch alone takes longer to import than the goal for these commands (under 1 s): node modules
+# import it inside their runs, model detection reads only names and shapes (graphflow.models.configs),
+# so none of them may end up imported.
+HEAVY = ("torch", "transformers", "open_clip", "diffusers", "safetensors", "graphflow.models.unet",
+         "graphflow.models.vae", "graphflow.models.mmdit", "graphflow.models.flux", "graphflow.models.text_encoders",
+         "graphflow.models.checkpoint", "graphflow.models.lora", "graphflow.sampling.samplers", "graphflow.images")
 
 # Runs the CLI in-process, then reports which heavy modules ended up imported.
 PROBE = """
@@ -41,8 +40,7 @@ def cli(*argv):
 
 
 def probe(tmp_path, *argv):
-    heavy = VALIDATE_HEAVY if argv[0] == "validate" else HEAVY
-    done = subprocess.run([sys.executable, "-c", PROBE.format(heavy=heavy), *argv], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), *argv], capture_output=True, text=True,
                           cwd=tmp_path, timeout=120)
     line = next(line for line in done.stderr.splitlines() if line.startswith("PROBE"))
     return json.loads(line[len("PROBE"):])
@@ -141,3 +139,29 @@ def test_ctrl_c_twice_during_sampling_aborts_with_one_line(tmp_path):
     assert len(interrupting) == 1 and interrupting[0].startswith("graphflow: interrupting")  # not on the bar's line
     after = [line for line in lines[lines.index(interrupting[0]) + 1:] if line.strip()]
     assert after == ["graphflow: aborted"]
+
+
+def test_validate_checks_model_files_without_importing_torch(tmp_path):
+    """The model-file check still runs light: a checkpoint whose architecture cannot be detected and
+    a truncated one are reported, and neither torch nor a model module is imported to say so."""
+    from safetensors.numpy import save_file
+    import numpy as np
+
+    checkpoints = tmp_path / "models" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    save_file({"some.weight": np.zeros((2, 2), np.float32)}, str(checkpoints / "mystery.safetensors"))
+    whole = (ROOT / "graphflow" / "bundled" / "checkpoints" / "graphflow-demo.safetensors").read_bytes()
+    (checkpoints / "cut.safetensors").write_bytes(whole[:len(whole) // 2])
+    workflow = json.loads((ROOT / "workflows" / "txt2img.json").read_text())
+    for name, why in (("mystery", "no UNet keys"), ("cut", "truncated or corrupt")):
+        workflow["nodes"]["1"]["inputs"]["checkpoint"] = f"{name}.safetensors"
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(workflow))
+        done = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), "validate", str(path),
+                               "--models-dir", str(tmp_path / "models")], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=120)
+        code, loaded = json.loads(next(line for line in done.stderr.splitlines()
+                                       if line.startswith("PROBE"))[len("PROBE"):])
+        assert code == 3, done.stderr
+        assert "node 1 (LoadCheckpoint), input 'checkpoint'" in done.stderr and why in done.stderr
+        assert loaded == [], f"validate imported {loaded}"

@@ -19,9 +19,10 @@ import threading
 import torch
 from PIL import Image
 
+from graphflow.choices import PREVIEW_METHODS
+
 log = logging.getLogger(__name__)
 
-PREVIEW_METHODS = ("none", "latent2rgb", "taesd")
 # the latent format's family -> the TAESD release for it (ComfyUI's file names)
 TAESD_FOR_FAMILY = {"sd1": "taesd", "sd2": "taesd", "sdxl": "taesdxl", "sd3": "taesd3", "flux": "taef1"}
 
