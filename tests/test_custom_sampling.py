@@ -272,9 +272,11 @@ COMFY_INPUTS = {
 
 
 def test_sampler_choices_are_comfyuis():
-    from graphflow.sampling import SAMPLER_NAMES
+    from graphflow.sampling import SAMPLER_NAMES, SAMPLERS, SCHEDULER_NAMES, SCHEDULERS
 
-    assert SAMPLER_NAMES == COMFY_SAMPLERS
+    assert list(SAMPLER_NAMES) == COMFY_SAMPLERS
+    # the torch-free lists the nodes declare (graphflow.choices) are exactly what is implemented
+    assert list(SAMPLERS) == list(SAMPLER_NAMES) and list(SCHEDULERS) == list(SCHEDULER_NAMES)
     assert cs.KSamplerSelect.input_specs["sampler_name"].widget.choices() == COMFY_SAMPLERS
 
 
