@@ -181,8 +181,9 @@ def test_sd3_lora_in_diffusers_and_comfyui_layouts_matches_diffusers(tmp_path, f
 def test_unmatched_flux_keys_warn_once(tmp_path, flux_any_width):  # noqa: F811
     model, theirs, cfg = load_flux(tmp_path, "flux_schnell")
     lora = {k: v for k, v in random_peft_lora(theirs, seed=8).items() if "transformer_blocks.0.attn.to_" in k}
-    lora["transformer.transformer_blocks.7.attn.to_q.lora_A.weight"] = lora["transformer.transformer_blocks.0.attn.to_q.lora_A.weight"].clone()
-    lora["transformer.transformer_blocks.7.attn.to_q.lora_B.weight"] = lora["transformer.transformer_blocks.0.attn.to_q.lora_B.weight"].clone()
+    for part in ("lora_A", "lora_B"):  # a block this model does not have
+        lora[f"transformer.transformer_blocks.7.attn.to_q.{part}.weight"] = lora[
+            f"transformer.transformer_blocks.0.attn.to_q.{part}.weight"].clone()
     save_file(lora, str(tmp_path / "partial.safetensors"))
     warnings = []
     patched, _ = apply_lora(model, None, tmp_path / "partial.safetensors", 1.0, 0.0, strict=False, warn=warnings.append)
@@ -191,3 +192,19 @@ def test_unmatched_flux_keys_warn_once(tmp_path, flux_any_width):  # noqa: F811
                            model.unet.get_parameter("double_blocks.0.img_attn.qkv.weight"))
     with pytest.raises(LoraError, match="1 of"):
         apply_lora(model, None, tmp_path / "partial.safetensors", 1.0, 0.0)
+
+
+def test_flux_clip_l_lora_in_kohya_and_diffusers_layouts(tmp_path):
+    from graphflow.models.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(write_flow_checkpoint(tmp_path / "flux.safetensors", "flux_schnell"), device="cpu")
+    tower = ckpt.clip.towers[0]
+    q = tower.transformer.get_submodule("encoder.layers.0.self_attn.q_proj")
+    g = torch.Generator().manual_seed(2)
+    down, up = torch.randn(2, q.in_features, generator=g), torch.randn(q.out_features, 2, generator=g)
+    for key in ("lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_{}.weight",
+                "text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora.{}.weight"):
+        save_file({key.format("down"): down, key.format("up"): up}, str(tmp_path / "te.safetensors"))
+        _, clip = apply_lora(ckpt.model, ckpt.clip, tmp_path / "te.safetensors", 1.0, 0.5)
+        new = clip.towers[0].transformer.get_submodule("encoder.layers.0.self_attn.q_proj").weight
+        torch.testing.assert_close(new.float(), q.weight.float() + 0.5 * up @ down, atol=2e-3, rtol=1e-3)

@@ -339,6 +339,8 @@ def unet_lora_names(unet: nn.Module) -> dict[str, str]:
 def text_lora_names(clip: TextEncoder) -> dict[str, tuple[int, str]]:
     """kohya name -> (tower index, module path within the tower's transformers model)."""
     prefixes = {"sdxl": ("lora_te1_", "lora_te2_")}.get(clip.arch, ("lora_te_",))
+    if clip.arch in ("sd3", "flux"):  # kohya numbers the flow models' towers CLIP-L 1, CLIP-G 2 (T5 3)
+        prefixes = tuple("lora_te1_" if t is clip.clip_l else "lora_te2_" for t in clip.towers)
     names = {}
     for index, (tower, prefix) in enumerate(zip(clip.towers, prefixes)):
         inner = tower.transformer
