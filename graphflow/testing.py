@@ -414,3 +414,38 @@ def write_controlnet(path, arch: str = "sd1", seed: int = 0, scaled_down: bool =
     path = Path(path)
     save_file(state, str(path))
     return path
+
+
+def write_hypernetwork(path, widths=(64,), layer_structure=(1, 2, 1), activation: str = "relu",
+                       layer_norm: bool = False, activate_output: bool = False, seed: int = 0,
+                       scale: float = 0.3) -> Path:
+    """An A1111 hypernetwork: for each width a [keys, values] pair of MLPs (Linear, activation,
+    optional LayerNorm per step of layer_structure). `.pt` files are A1111's pickle, others the
+    flattened safetensors layout of graphflow.models.hypernetwork."""
+    generator = torch.Generator().manual_seed(seed)
+    entries = {}
+    for width in widths:
+        pair = []
+        for _ in range(2):
+            state, index = {}, 0
+            for step, (a, b) in enumerate(zip(layer_structure, layer_structure[1:])):
+                fan_in, fan_out = int(width * a), int(width * b)
+                state[f"linear.{index}.weight"] = torch.randn(fan_out, fan_in, generator=generator) * scale / fan_in ** 0.5
+                state[f"linear.{index}.bias"] = torch.randn(fan_out, generator=generator) * scale
+                last = step == len(layer_structure) - 2
+                index += 1 + (activation != "linear" and (not last or activate_output))
+                if layer_norm:
+                    state[f"linear.{index}.weight"] = 1 + torch.randn(fan_out, generator=generator) * 0.1
+                    state[f"linear.{index}.bias"] = torch.randn(fan_out, generator=generator) * 0.1
+                    index += 1
+            pair.append(state)
+        entries[width] = pair
+    settings = {"layer_structure": list(layer_structure), "activation_func": activation, "is_layer_norm": layer_norm,
+                "activate_output": activate_output, "use_dropout": False, "weight_initialization": "Normal",
+                "name": Path(path).stem, "step": 1000}
+    if Path(path).suffix == ".pt":
+        torch.save({**entries, **settings}, str(path))
+    else:
+        flat = {f"{w}.{i}.{k}": v for w, pair in entries.items() for i, state in enumerate(pair) for k, v in state.items()}
+        save_file(flat, str(path), metadata={k: str(v) for k, v in settings.items()})
+    return Path(path)

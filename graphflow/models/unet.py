@@ -175,6 +175,10 @@ class ResBlock(nn.Module):
 
 
 class Attention(nn.Module):
+    # (keys, values) -> (keys, values) on the inputs of to_k / to_v: hypernetworks, set on shallow
+    # copies (graphflow.models.hypernetwork)
+    kv_patches = ()
+
     def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int | None = None):
         super().__init__()
         inner = heads * dim_head
@@ -186,9 +190,12 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         context = x if context is None else context
+        keys = values = context
+        for patch in self.kv_patches:
+            keys, values = patch(keys, values)
         b, n, _ = x.shape
         q, k, v = (t.view(b, -1, self.heads, t.shape[-1] // self.heads).transpose(1, 2)
-                   for t in (self.to_q(x), self.to_k(context), self.to_v(context)))
+                   for t in (self.to_q(x), self.to_k(keys), self.to_v(values)))
         out = F.scaled_dot_product_attention(q, k, v)
         return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
 
