@@ -449,3 +449,30 @@ def write_hypernetwork(path, widths=(64,), layer_structure=(1, 2, 1), activation
         flat = {f"{w}.{i}.{k}": v for w, pair in entries.items() for i, state in enumerate(pair) for k, v in state.items()}
         save_file(flat, str(path), metadata={k: str(v) for k, v in settings.items()})
     return Path(path)
+
+
+def write_gligen(path, arch: str = "sd1", scaled_down: bool = True, seed: int = 0, dtype=torch.float32,
+                 prefix: str = "", alpha: float = 0.6) -> Path:
+    """A GLIGEN text-box model for write_checkpoint(arch)'s UNet, in the pruned files' layout: a
+    gated self-attention `fuser` per UNet transformer block and the `position_net` (pooled CLIP-L
+    width in, the UNet's context width out); both gates at `alpha`."""
+    from .models.gligen import GatedSelfAttention, PositionNet, fuser_heads
+
+    config = unet_config(arch, scaled_down)
+    text_dim = (TEXT_TINY if scaled_down else TEXT_FULL)["clip_l"][0]
+    shapes = {}
+    with torch.device("meta"):
+        unet = UNet(config)
+        for name, module in unet.named_modules():
+            if name.rsplit(".", 2)[-2:-1] == ["transformer_blocks"]:
+                dim = module.attn1.to_q.in_features
+                fuser = GatedSelfAttention(dim, config.context_dim, fuser_heads(dim, config.context_dim))
+                shapes.update({f"{prefix}{name}.fuser.{k}": s for k, s in _module_shapes(fuser).items()})
+        shapes.update({f"{prefix}position_net.{k}": s
+                       for k, s in _module_shapes(PositionNet(text_dim, config.context_dim)).items()})
+    state = random_state(shapes, seed, dtype)
+    for key in state:
+        if key.endswith((".alpha_attn", ".alpha_dense")):
+            state[key] = torch.tensor(alpha, dtype=dtype)
+    save_file(state, str(path))
+    return Path(path)

@@ -221,6 +221,10 @@ class FeedForward(nn.Module):
 
 
 class BasicTransformerBlock(nn.Module):
+    # GLIGEN's gated self-attention bound to its grounding tokens, run after the self-attention;
+    # set on shallow copies for one call (graphflow.models.gligen)
+    gated_self_attention = None
+
     def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int | None):
         super().__init__()
         self.attn1 = Attention(dim, heads, dim_head)
@@ -232,6 +236,8 @@ class BasicTransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         x = x + self.attn1(self.norm1(x))
+        if self.gated_self_attention is not None:
+            x = self.gated_self_attention(x)
         x = x + self.attn2(self.norm2(x), context)
         return x + self.ff(self.norm3(x))
 
