@@ -430,7 +430,8 @@ def write_hypernetwork(path, widths=(64,), layer_structure=(1, 2, 1), activation
             state, index = {}, 0
             for step, (a, b) in enumerate(zip(layer_structure, layer_structure[1:])):
                 fan_in, fan_out = int(width * a), int(width * b)
-                state[f"linear.{index}.weight"] = torch.randn(fan_out, fan_in, generator=generator) * scale / fan_in ** 0.5
+                weight = torch.randn(fan_out, fan_in, generator=generator)
+                state[f"linear.{index}.weight"] = weight * scale / fan_in ** 0.5
                 state[f"linear.{index}.bias"] = torch.randn(fan_out, generator=generator) * scale
                 last = step == len(layer_structure) - 2
                 index += 1 + (activation != "linear" and (not last or activate_output))
@@ -446,7 +447,8 @@ def write_hypernetwork(path, widths=(64,), layer_structure=(1, 2, 1), activation
     if Path(path).suffix == ".pt":
         torch.save({**entries, **settings}, str(path))
     else:
-        flat = {f"{w}.{i}.{k}": v for w, pair in entries.items() for i, state in enumerate(pair) for k, v in state.items()}
+        flat = {f"{w}.{i}.{k}": v for w, pair in entries.items()
+                for i, state in enumerate(pair) for k, v in state.items()}
         save_file(flat, str(path), metadata={k: str(v) for k, v in settings.items()})
     return Path(path)
 
