@@ -10,7 +10,9 @@ of the UNet (self- and cross-) whose key input has a width in the file gets
 before its to_k / to_v projections (k_in = v_in = the context for cross-attention, the hidden
 states for self-attention). An MLP is the A1111 `HypernetworkModule.linear` Sequential: per step of
 `layer_structure` a Linear, then the activation (not after the last Linear unless
-`activate_output`), then a LayerNorm when `is_layer_norm`; dropout is training-only.
+`activate_output`), then a LayerNorm when `is_layer_norm`; dropout is training-only. (ComfyUI
+counts the LayerNorms when it looks for the last layer, so with `is_layer_norm` it also activates
+the last Linear's output; we follow A1111, whose code trained the files.)
 
 Files:
   .pt           A1111's pickle (read with the restricted unpickler): {768: [k_state, v_state],
