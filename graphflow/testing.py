@@ -414,3 +414,67 @@ def write_controlnet(path, arch: str = "sd1", seed: int = 0, scaled_down: bool =
     path = Path(path)
     save_file(state, str(path))
     return path
+
+
+def write_hypernetwork(path, widths=(64,), layer_structure=(1, 2, 1), activation: str = "relu",
+                       layer_norm: bool = False, activate_output: bool = False, seed: int = 0,
+                       scale: float = 0.3) -> Path:
+    """An A1111 hypernetwork: for each width a [keys, values] pair of MLPs (Linear, activation,
+    optional LayerNorm per step of layer_structure). `.pt` files are A1111's pickle, others the
+    flattened safetensors layout of graphflow.models.hypernetwork."""
+    generator = torch.Generator().manual_seed(seed)
+    entries = {}
+    for width in widths:
+        pair = []
+        for _ in range(2):
+            state, index = {}, 0
+            for step, (a, b) in enumerate(zip(layer_structure, layer_structure[1:])):
+                fan_in, fan_out = int(width * a), int(width * b)
+                weight = torch.randn(fan_out, fan_in, generator=generator)
+                state[f"linear.{index}.weight"] = weight * scale / fan_in ** 0.5
+                state[f"linear.{index}.bias"] = torch.randn(fan_out, generator=generator) * scale
+                last = step == len(layer_structure) - 2
+                index += 1 + (activation != "linear" and (not last or activate_output))
+                if layer_norm:
+                    state[f"linear.{index}.weight"] = 1 + torch.randn(fan_out, generator=generator) * 0.1
+                    state[f"linear.{index}.bias"] = torch.randn(fan_out, generator=generator) * 0.1
+                    index += 1
+            pair.append(state)
+        entries[width] = pair
+    settings = {"layer_structure": list(layer_structure), "activation_func": activation, "is_layer_norm": layer_norm,
+                "activate_output": activate_output, "use_dropout": False, "weight_initialization": "Normal",
+                "name": Path(path).stem, "step": 1000}
+    if Path(path).suffix == ".pt":
+        torch.save({**entries, **settings}, str(path))
+    else:
+        flat = {f"{w}.{i}.{k}": v for w, pair in entries.items()
+                for i, state in enumerate(pair) for k, v in state.items()}
+        save_file(flat, str(path), metadata={k: str(v) for k, v in settings.items()})
+    return Path(path)
+
+
+def write_gligen(path, arch: str = "sd1", scaled_down: bool = True, seed: int = 0, dtype=torch.float32,
+                 prefix: str = "", alpha: float = 0.6) -> Path:
+    """A GLIGEN text-box model for write_checkpoint(arch)'s UNet, in the pruned files' layout: a
+    gated self-attention `fuser` per UNet transformer block and the `position_net` (pooled CLIP-L
+    width in, the UNet's context width out); both gates at `alpha`."""
+    from .models.gligen import GatedSelfAttention, PositionNet, fuser_heads
+
+    config = unet_config(arch, scaled_down)
+    text_dim = (TEXT_TINY if scaled_down else TEXT_FULL)["clip_l"][0]
+    shapes = {}
+    with torch.device("meta"):
+        unet = UNet(config)
+        for name, module in unet.named_modules():
+            if name.rsplit(".", 2)[-2:-1] == ["transformer_blocks"]:
+                dim = module.attn1.to_q.in_features
+                fuser = GatedSelfAttention(dim, config.context_dim, fuser_heads(dim, config.context_dim))
+                shapes.update({f"{prefix}{name}.fuser.{k}": s for k, s in _module_shapes(fuser).items()})
+        shapes.update({f"{prefix}position_net.{k}": s
+                       for k, s in _module_shapes(PositionNet(text_dim, config.context_dim)).items()})
+    state = random_state(shapes, seed, dtype)
+    for key in state:
+        if key.endswith((".alpha_attn", ".alpha_dense")):
+            state[key] = torch.tensor(alpha, dtype=dtype)
+    save_file(state, str(path))
+    return Path(path)

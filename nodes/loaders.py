@@ -140,8 +140,9 @@ class LoadLoRA(Node):
     """Apply a LoRA to the diffusion model and the text encoder with separate strengths: LoRA,
     LoCon (with Tucker lora_mid), LoHa, LoKr, DoRA and full-diff modules, in kohya's key layout,
     diffusers/PEFT's (unet./text_encoder./text_encoder_2. ... lora_A/lora_B) or ComfyUI's
-    (diffusion_model. ..., FLUX/SD3 in their own module names). The inputs are left untouched: new model and text encoder come out.
-    Without a text encoder connected, only the model is changed. LoRA modules that match no
+    (diffusion_model. ..., FLUX/SD3 in their own module names). FLUX/SD3 LoRAs also in diffusers'
+    transformer. layout (separate to_q/to_k/to_v, proj_mlp) and kohya's (lora_unet_double_blocks_...).
+    The inputs are left untouched: new model and text encoder come out. Without a text encoder connected, only the model is changed. LoRA modules that match no
     layer are skipped with one warning listing them; a LoRA that matches nothing fails."""
     category = "loaders"
     model: MODEL
@@ -166,3 +167,31 @@ class LoadLoRA(Node):
                               warn=warn)
         except CheckpointError as e:
             raise NodeInputError("lora_name", str(e)) from None
+
+
+class LoadHypernetwork(Node):
+    """Apply an A1111 hypernetwork (.pt, read through PyTorch's restricted unpickler, or
+    .safetensors) from models/hypernetworks/ to a SD1.x/SD2.x/SDXL model: in every attention whose
+    key input width the file covers, keys and values get their small MLP's output added, times
+    strength, before the key/value projections (as ComfyUI does). The input model is untouched."""
+    category = "loaders"
+    model: MODEL
+    hypernetwork_name: str = Choice(lambda: folders.list_models("hypernetworks"), model_folder="hypernetworks")
+    strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("HypernetworkLoader",))
+
+    @classmethod
+    def fingerprint(cls, hypernetwork_name, **widgets):
+        return _file_state("hypernetworks", hypernetwork_name)
+
+    def run(self):
+        from graphflow.models.hypernetwork import apply_hypernetwork, read_hypernetwork
+        from graphflow.models.weight_files import CheckpointError
+
+        path = _find("hypernetworks", self.hypernetwork_name, "hypernetwork_name")
+        try:
+            layers = read_hypernetwork(path)
+            return apply_hypernetwork(self.model, layers, self.strength)
+        except CheckpointError as e:
+            raise NodeInputError("hypernetwork_name", str(e)) from None

@@ -85,7 +85,9 @@ class FlowTextEncoder:
         return [t for t in (self.clip_l, self.clip_g) if t is not None]
 
     def with_towers(self, towers: list[ClipTower]) -> "FlowTextEncoder":
-        named = {t.name: t for t in towers}
+        # by slot, as `towers` lists them: a tower's own name is guessed from its width when it
+        # was read from a bare file, which scaled-down test towers can fool
+        named = dict(zip([n for n in ("clip_l", "clip_g") if getattr(self, n) is not None], towers))
         return FlowTextEncoder(self.arch, named.get("clip_l"), named.get("clip_g"), self.t5, self.clip_skip,
                                self.context_dim)
 

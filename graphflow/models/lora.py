@@ -25,6 +25,10 @@ Key layouts:
                 `.lora.up.weight`, or old attention processors' `processor.to_q_lora.down.weight`),
                 `.alpha`, `.lora_magnitude_vector`; PEFT's `base_model.model.` is dropped
   ComfyUI/BFL   `diffusion_model.` + the model's own module path + the parts of either layout
+  FLUX / SD3    also diffusers' module names (`transformer.transformer_blocks.0.attn.to_q`,
+                `single_transformer_blocks.0.proj_mlp`, kohya-style `lora_transformer_...`):
+                separate q/k/v (and FLUX's proj_mlp) patch row blocks of our fused qkv / linear1
+                (see flow_lora_names)
 
 `apply_lora` returns new model/clip objects whose patched layers hold new weight tensors and
 whose every other parameter is the original's (shared, not copied): a graph can keep using the
@@ -41,6 +45,7 @@ from torch import nn
 
 from .weight_files import CheckpointError, WeightFile
 from .diffusion_model import DiffusionModel
+from .flow_lora_names import flow_lora_names
 from .text_encoders import TextEncoder
 
 UNSUPPORTED = {"w_norm": "GLoRA/norm", "on_input": "IA3", "oft_": "OFT", "boft_": "BOFT", "a1.weight": "GLoRA"}
@@ -166,6 +171,21 @@ class LoraModule:
             raise ValueError(f"dora_scale {tuple(scale.shape)} fits neither axis of a weight of shape {tuple(w.shape)}")
         merged = merged * (scale.reshape(norm.shape) / (norm + DORA_EPS))
         return w + strength * (merged - w)
+
+
+@dataclass
+class SlicedLora:
+    """LoRA modules each patching a block of rows of one fused weight (diffusers' separate to_q /
+    to_k / to_v onto our qkv): each sees its rows as the weight it was trained on, so DoRA's norms
+    are those of that weight too. pieces: (row blocks as (start, stop) pairs, module)."""
+    pieces: list = field(default_factory=list)
+
+    def patched(self, weight: torch.Tensor, strength: float) -> torch.Tensor:
+        new = weight.float().clone()
+        for rows, lora in self.pieces:
+            index = torch.cat([torch.arange(a, b, device=weight.device) for a, b in rows])
+            new[index] = lora.patched(weight[index], strength)
+        return new
 
 
 def _split_key(key: str) -> tuple[str, str]:
@@ -319,6 +339,8 @@ def unet_lora_names(unet: nn.Module) -> dict[str, str]:
 def text_lora_names(clip: TextEncoder) -> dict[str, tuple[int, str]]:
     """kohya name -> (tower index, module path within the tower's transformers model)."""
     prefixes = {"sdxl": ("lora_te1_", "lora_te2_")}.get(clip.arch, ("lora_te_",))
+    if clip.arch in ("sd3", "flux"):  # kohya numbers the flow models' towers CLIP-L 1, CLIP-G 2 (T5 3)
+        prefixes = tuple("lora_te1_" if t is clip.clip_l else "lora_te2_" for t in clip.towers)
     names = {}
     for index, (tower, prefix) in enumerate(zip(clip.towers, prefixes)):
         inner = tower.transformer
@@ -383,11 +405,20 @@ def apply_lora(model: DiffusionModel | None, clip: TextEncoder | None, lora_path
     name = Path(lora_path).name
     modules = read_lora(lora_path)
     unet_names = unet_lora_names(model.unet) if model is not None else {}
+    flow_names = flow_lora_names(model.unet) if model is not None else {}
     text_names = text_lora_names(clip) if clip is not None else {}
     unet_patches, text_patches, unmatched = {}, {}, []
     for key, lora in modules.items():
         if key in unet_names:
             unet_patches[unet_names[key]] = lora
+        elif key in flow_names and flow_names[key][1] is None:
+            unet_patches[flow_names[key][0]] = lora
+        elif key in flow_names:
+            path, rows = flow_names[key]
+            sliced = unet_patches.setdefault(path, SlicedLora())
+            if not isinstance(sliced, SlicedLora):
+                raise LoraError(f"{name}: {key} patches part of {path}, which another module patches whole")
+            sliced.pieces.append((rows, lora))
         elif key in text_names:
             tower, path = text_names[key]
             text_patches.setdefault(tower, {})[path] = lora

@@ -49,6 +49,10 @@ class ResBlock(nn.Module):
 
 
 class Attention(nn.Module):
+    # (keys, values) -> (keys, values) on the inputs of to_k / to_v: hypernetworks, set on shallow
+    # copies (graphflow.models.hypernetwork)
+    kv_patches = ()
+
     def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int | None = None):
         super().__init__()
         inner = heads * dim_head
@@ -60,9 +64,12 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         context = x if context is None else context
+        keys = values = context
+        for patch in self.kv_patches:
+            keys, values = patch(keys, values)
         b, n, _ = x.shape
         q, k, v = (t.view(b, -1, self.heads, t.shape[-1] // self.heads).transpose(1, 2)
-                   for t in (self.to_q(x), self.to_k(context), self.to_v(context)))
+                   for t in (self.to_q(x), self.to_k(keys), self.to_v(values)))
         out = F.scaled_dot_product_attention(q, k, v)
         return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
 
@@ -88,6 +95,10 @@ class FeedForward(nn.Module):
 
 
 class BasicTransformerBlock(nn.Module):
+    # GLIGEN's gated self-attention bound to its grounding tokens, run after the self-attention;
+    # set on shallow copies for one call (graphflow.models.gligen)
+    gated_self_attention = None
+
     def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int | None):
         super().__init__()
         self.attn1 = Attention(dim, heads, dim_head)
@@ -99,6 +110,8 @@ class BasicTransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         x = x + self.attn1(self.norm1(x))
+        if self.gated_self_attention is not None:
+            x = self.gated_self_attention(x)
         x = x + self.attn2(self.norm2(x), context)
         return x + self.ff(self.norm3(x))
 

@@ -64,6 +64,24 @@ def _cast_dtype(t_dtype: torch.dtype, dtype: torch.dtype | None) -> torch.dtype:
     return dtype if dtype is not None and t_dtype.is_floating_point else t_dtype
 
 
+def read_pickle(path) -> object:
+    """A pickled file's object through PyTorch's restricted unpickler (plain tensors and
+    containers only); CheckpointError naming the file when it is refused or unreadable."""
+    path = Path(path)
+    try:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:
+            if "mmap" not in str(e):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
+    except Exception as e:
+        found = re.search(r"WeightsUnpickler error: (.*?\.)(?:\s|$)", str(e))
+        reason = found.group(1) if found else f"{type(e).__name__}: {e}"
+        raise CheckpointError(f"{path.name} was refused by PyTorch's restricted unpickler "
+                              f"(torch.load weights_only=True, which loads plain tensors only): {reason}") from None
+
+
 class WeightFile:
     """A weights file's key names, shapes and dtypes (from the header alone) and its tensors on request.
 
@@ -135,18 +153,7 @@ class WeightFile:
     def _open_pickle(self):
         import torch
         self.format = "pickle"
-        try:
-            try:
-                obj = torch.load(self.path, map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError as e:
-                if "mmap" not in str(e):
-                    raise
-                obj = torch.load(self.path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
-        except Exception as e:
-            found = re.search(r"WeightsUnpickler error: (.*?\.)(?:\s|$)", str(e))
-            reason = found.group(1) if found else f"{type(e).__name__}: {e}"
-            raise CheckpointError(f"{self.path.name} was refused by PyTorch's restricted unpickler "
-                                  f"(torch.load weights_only=True, which loads plain tensors only): {reason}") from None
+        obj = read_pickle(self.path)
         if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
             obj = obj["state_dict"]
         if not isinstance(obj, dict):

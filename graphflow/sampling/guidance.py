@@ -48,6 +48,7 @@ class Cond:
     mask_strength: float = 1.0
     guidance: torch.Tensor | None = None  # [B] FLUX dev's distilled guidance scale
     control: object = None  # ControlNets / T2I-Adapters (graphflow.models.controlnet.ControlApplied)
+    gligen: object = None  # GLIGEN boxes (graphflow.models.gligen.GligenBoxes)
     sigma_start: float | None = None  # active only while sigma_end <= sigma <= sigma_start
     sigma_end: float | None = None
 
@@ -150,6 +151,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             mask_strength=float(options.get("mask_strength", 1.0)),
             guidance=guidance,
             control=options.get("control"),
+            gligen=options.get("gligen"),
             sigma_start=sigma_start,
             sigma_end=sigma_end,
         ))
@@ -228,7 +230,7 @@ def _crop_and_weight(cond: Cond, x: torch.Tensor):
 
 def _can_batch(a, b) -> bool:
     (xa, _, _, ca), (xb, _, _, cb) = a, b
-    if xa.shape != xb.shape or ca.control is not cb.control:
+    if xa.shape != xb.shape or ca.control is not cb.control or ca.gligen is not cb.gligen:
         return False
     for ta, tb in ((ca.y, cb.y), (ca.concat, cb.concat), (ca.guidance, cb.guidance)):
         if (ta is None) != (tb is None) or (ta is not None and ta.shape != tb.shape):
@@ -283,6 +285,8 @@ def predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tenso
             extra["guidance"] = torch.cat([b[3].guidance for b in batch])
         if batch[0][3].control is not None:
             extra["control"] = batch[0][3].control
+        if batch[0][3].gligen is not None:
+            extra["gligen"] = batch[0][3].gligen
         predictions = model_denoiser(input_x, sigma_in, context=context, y=y, concat=concat, **extra).chunk(chunks)
         for (_, weight, area, _, index), prediction in zip(batch, predictions):
             if area is None:

@@ -240,7 +240,7 @@ class ModelDenoiser:
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
                  y: torch.Tensor | None = None, concat: torch.Tensor | None = None,
-                 control=None) -> torch.Tensor:
+                 control=None, gligen=None) -> torch.Tensor:
         xc = self.schedule.c_in(sigma, x)
         dtype = self.model.dtype
         residuals = None
@@ -251,7 +251,8 @@ class ModelDenoiser:
         if concat is not None:
             xc = torch.cat([xc, concat.to(xc.device, xc.dtype)], dim=1)
         t = self.schedule.timestep(sigma, self.quantize_timesteps).float()
-        output = self.model.unet(xc.to(dtype), t,
+        unet = self.model.unet if gligen is None else gligen.patched_unet(self.model.unet, xc.to(dtype))
+        output = unet(xc.to(dtype), t,
                                  None if context is None else context.to(dtype),
                                  None if y is None else y.to(dtype),
                                  **({} if residuals is None else {"control": residuals})).float()

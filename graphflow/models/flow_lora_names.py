@@ -1,0 +1,101 @@
+"""diffusers' module names of FLUX and MM-DiT (SD3) mapped onto our BFL/SAI module paths, for
+LoRAs trained on diffusers' `FluxTransformer2DModel` / `SD3Transformer2DModel` (the `transformer.`
+layout of ai-toolkit, SimpleTuner, diffusers' own scripts).
+
+diffusers splits some of our fused weights: `attn.to_q` / `to_k` / `to_v` are row blocks of our
+`qkv` (FLUX single blocks: `to_q` / `to_k` / `to_v` / `proj_mlp` of `linear1`), and its
+`norm_out.linear` (and SD3's last `norm1_context.linear`) hold our (shift, scale) rows as (scale,
+shift). So a name maps to (our module path, row blocks): the rows of our weight, in the order of
+diffusers' rows, as (start, stop) pairs, or None for the whole weight. These are the inverses of
+diffusers' single-file conversions (`convert_flux_transformer_checkpoint_to_diffusers`,
+`convert_sd3_transformer_checkpoint_to_diffusers`).
+"""
+
+Rows = tuple[tuple[int, int], ...] | None
+
+
+def _thirds(dim: int, offset: int = 0) -> dict[str, Rows]:
+    return {c: ((offset + i * dim, offset + (i + 1) * dim),) for i, c in enumerate("qkv")}
+
+
+def flux_names(cfg) -> dict[str, tuple[str, Rows]]:
+    """diffusers name -> (path, rows) for a FluxConfig."""
+    h, m = cfg.hidden_size, int(cfg.hidden_size * cfg.mlp_ratio)
+    names: dict[str, tuple[str, Rows]] = {
+        "x_embedder": ("img_in", None), "context_embedder": ("txt_in", None),
+        "time_text_embed.timestep_embedder.linear_1": ("time_in.in_layer", None),
+        "time_text_embed.timestep_embedder.linear_2": ("time_in.out_layer", None),
+        "time_text_embed.text_embedder.linear_1": ("vector_in.in_layer", None),
+        "time_text_embed.text_embedder.linear_2": ("vector_in.out_layer", None),
+        "proj_out": ("final_layer.linear", None),
+        "norm_out.linear": ("final_layer.adaLN_modulation.1", ((h, 2 * h), (0, h))),
+    }
+    if cfg.guidance_embed:
+        names["time_text_embed.guidance_embedder.linear_1"] = ("guidance_in.in_layer", None)
+        names["time_text_embed.guidance_embedder.linear_2"] = ("guidance_in.out_layer", None)
+    whole = {"norm1.linear": "img_mod.lin", "norm1_context.linear": "txt_mod.lin", "attn.to_out.0": "img_attn.proj",
+             "attn.to_add_out": "txt_attn.proj", "ff.net.0.proj": "img_mlp.0", "ff.net.2": "img_mlp.2",
+             "ff_context.net.0.proj": "txt_mlp.0", "ff_context.net.2": "txt_mlp.2"}
+    for i in range(cfg.depth):
+        ours, theirs = f"double_blocks.{i}.", f"transformer_blocks.{i}."
+        names.update({theirs + k: (ours + v, None) for k, v in whole.items()})
+        for c, rows in _thirds(h).items():
+            names[f"{theirs}attn.to_{c}"] = (ours + "img_attn.qkv", rows)
+            names[f"{theirs}attn.add_{c}_proj"] = (ours + "txt_attn.qkv", rows)
+    for i in range(cfg.depth_single_blocks):
+        ours, theirs = f"single_blocks.{i}.", f"single_transformer_blocks.{i}."
+        names[theirs + "norm.linear"] = (ours + "modulation.lin", None)
+        names[theirs + "proj_out"] = (ours + "linear2", None)
+        names[theirs + "proj_mlp"] = (ours + "linear1", ((3 * h, 3 * h + m),))
+        for c, rows in _thirds(h).items():
+            names[f"{theirs}attn.to_{c}"] = (ours + "linear1", rows)
+    return names
+
+
+def mmdit_names(cfg) -> dict[str, tuple[str, Rows]]:
+    """diffusers name -> (path, rows) for an MMDiTConfig."""
+    h = cfg.hidden_size
+    swapped = ((h, 2 * h), (0, h))
+    names: dict[str, tuple[str, Rows]] = {
+        "pos_embed.proj": ("x_embedder.proj", None), "context_embedder": ("context_embedder", None),
+        "time_text_embed.timestep_embedder.linear_1": ("t_embedder.mlp.0", None),
+        "time_text_embed.timestep_embedder.linear_2": ("t_embedder.mlp.2", None),
+        "time_text_embed.text_embedder.linear_1": ("y_embedder.mlp.0", None),
+        "time_text_embed.text_embedder.linear_2": ("y_embedder.mlp.2", None),
+        "proj_out": ("final_layer.linear", None),
+        "norm_out.linear": ("final_layer.adaLN_modulation.1", swapped),
+    }
+    for i in range(cfg.depth):
+        x, c, theirs = f"joint_blocks.{i}.x_block.", f"joint_blocks.{i}.context_block.", f"transformer_blocks.{i}."
+        last = i == cfg.depth - 1  # the last text block is pre-only: no output projection, no MLP
+        names.update({theirs + "norm1.linear": (x + "adaLN_modulation.1", None),
+                      theirs + "norm1_context.linear": (c + "adaLN_modulation.1", swapped if last else None),
+                      theirs + "attn.to_out.0": (x + "attn.proj", None),
+                      theirs + "ff.net.0.proj": (x + "mlp.fc1", None), theirs + "ff.net.2": (x + "mlp.fc2", None)})
+        if not last:
+            names.update({theirs + "attn.to_add_out": (c + "attn.proj", None),
+                          theirs + "ff_context.net.0.proj": (c + "mlp.fc1", None),
+                          theirs + "ff_context.net.2": (c + "mlp.fc2", None)})
+        for q, rows in _thirds(h).items():
+            names[f"{theirs}attn.to_{q}"] = (x + "attn.qkv", rows)
+            names[f"{theirs}attn.add_{q}_proj"] = (c + "attn.qkv", rows)
+        if i in cfg.x_self_attn_layers:
+            names[theirs + "attn2.to_out.0"] = (x + "attn2.proj", None)
+            for q, rows in _thirds(h).items():
+                names[f"{theirs}attn2.to_{q}"] = (x + "attn2.qkv", rows)
+    return names
+
+
+def flow_lora_names(net) -> dict[str, tuple[str, Rows]]:
+    """kohya-style name (`lora_unet_` or `lora_transformer_` + diffusers' name with '_') -> (our
+    module path, rows) for a Flux or MMDiT network; empty for anything else."""
+    from .flux import FluxConfig
+    from .mmdit import MMDiTConfig
+
+    cfg = getattr(net, "config", None)
+    table = flux_names(cfg) if isinstance(cfg, FluxConfig) else mmdit_names(cfg) if isinstance(cfg, MMDiTConfig) else {}
+    names = {}
+    for theirs, target in table.items():
+        flat = theirs.replace(".", "_")
+        names["lora_unet_" + flat] = names["lora_transformer_" + flat] = target
+    return names
