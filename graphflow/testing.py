@@ -414,3 +414,60 @@ def write_controlnet(path, arch: str = "sd1", seed: int = 0, scaled_down: bool =
     path = Path(path)
     save_file(state, str(path))
     return path
+
+
+CLIP_VISION_TINY = dict(hidden_size=64, num_layers=3, intermediate_size=128, patch_size=14, image_size=56)
+
+
+def clip_vision_config(kind: str = "clip", projection_dim: int = 32):
+    """A scaled-down CLIP ViT ("clip") or SigLIP ("siglip") whose detected configuration is what wrote it."""
+    from .models.clip_vision import SIGLIP_MEAN, SIGLIP_STD, CLIPVisionConfig
+
+    if kind == "siglip":
+        return CLIPVisionConfig(**CLIP_VISION_TINY, projection_dim=0, hidden_act="gelu_pytorch_tanh",
+                                layer_norm_eps=1e-6, class_token=False, image_mean=SIGLIP_MEAN, image_std=SIGLIP_STD)
+    return CLIPVisionConfig(**CLIP_VISION_TINY, projection_dim=projection_dim, hidden_act="gelu")
+
+
+def clip_vision_state(kind: str = "clip", seed: int = 0, dtype=torch.float16, layout: str = "transformers",
+                      projection_dim: int = 32) -> dict[str, torch.Tensor]:
+    """A random CLIP vision model: transformers' names (vision_model.*, visual_projection.weight; a
+    SigLIP file also carries its unused attention-pooling head), or layout "openclip" (conv1,
+    transformer.resblocks.N with fused in_proj, proj [width, dim]) as unCLIP checkpoints' embedder."""
+    from .models.clip_vision import CLIPVisionModel
+
+    config = clip_vision_config(kind, projection_dim)
+    if layout == "openclip":
+        h, inner, n = config.hidden_size, config.intermediate_size, config.num_positions
+        shapes = {"class_embedding": (h,), "conv1.weight": (h, 3, config.patch_size, config.patch_size),
+                  "positional_embedding": (n, h), "ln_pre.weight": (h,), "ln_pre.bias": (h,),
+                  "ln_post.weight": (h,), "ln_post.bias": (h,), "proj": (h, config.projection_dim)}
+        for i in range(config.num_layers):
+            b = f"transformer.resblocks.{i}."
+            shapes.update({b + "ln_1.weight": (h,), b + "ln_1.bias": (h,), b + "attn.in_proj_weight": (3 * h, h),
+                           b + "attn.in_proj_bias": (3 * h,), b + "attn.out_proj.weight": (h, h),
+                           b + "attn.out_proj.bias": (h,), b + "ln_2.weight": (h,), b + "ln_2.bias": (h,),
+                           b + "mlp.c_fc.weight": (inner, h), b + "mlp.c_fc.bias": (inner,),
+                           b + "mlp.c_proj.weight": (h, inner), b + "mlp.c_proj.bias": (h,)})
+        return random_state(shapes, seed, dtype)
+    with torch.device("meta"):
+        shapes = _module_shapes(CLIPVisionModel(config))
+    if kind == "siglip":
+        shapes.update({"vision_model.head.probe": (1, 1, config.hidden_size),
+                       "vision_model.head.mlp.fc1.weight": (config.intermediate_size, config.hidden_size)})
+    return random_state(shapes, seed, dtype)
+
+
+def write_clip_vision(path, kind: str = "clip", seed: int = 0, dtype=torch.float16, layout: str = "transformers") -> Path:
+    """A random-weight models/clip_vision/ file (see clip_vision_state)."""
+    save_file(clip_vision_state(kind, seed, dtype, layout), str(path))
+    return Path(path)
+
+
+def write_redux(path, seed: int = 0, redux_dim: int = 64, txt_dim: int = T5_TINY_WIDTH, dtype=torch.float16) -> Path:
+    """A random FLUX Redux style model (redux_up: redux_dim -> 3 txt_dim, redux_down: -> txt_dim); the
+    defaults fit clip_vision_config("siglip") and the scaled-down FLUX's T5 width."""
+    shapes = {"redux_up.weight": (3 * txt_dim, redux_dim), "redux_up.bias": (3 * txt_dim,),
+              "redux_down.weight": (txt_dim, 3 * txt_dim), "redux_down.bias": (txt_dim,)}
+    save_file(random_state(shapes, seed, dtype), str(path))
+    return Path(path)
