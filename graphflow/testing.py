@@ -186,9 +186,10 @@ def write_text_encoder(path, kind: str, scaled_down: bool = True, seed: int = 0,
 
 def write_checkpoint(path, arch: str, scaled_down: bool = True, seed: int = 0, dtype=torch.float16,
                      components=("unet", "vae", "text"), unet: UNetConfig | None = None,
-                     metadata: dict | None = None) -> Path:
+                     metadata: dict | None = None, extra: dict | None = None) -> Path:
     """A random single-file checkpoint in the LDM layout. `unet` replaces the UNet config
-    (e.g. a mid-size one); sd2_v is marked v-prediction in graphflow.config metadata."""
+    (e.g. a mid-size one); sd2_v is marked v-prediction in graphflow.config metadata; `extra`
+    tensors are added as they are."""
     path = Path(path)
     tensors = {}
     if "unet" in components:
@@ -198,6 +199,7 @@ def write_checkpoint(path, arch: str, scaled_down: bool = True, seed: int = 0, d
         tensors.update({VAE_PREFIX + k: v for k, v in vae_state(vae_config(scaled_down), seed + 1, dtype).items()})
     if "text" in components:
         tensors.update(text_encoder_state(arch, scaled_down, seed, dtype))
+    tensors.update(extra or {})
     meta = dict(metadata or {})
     if arch == "sd2_v":
         meta.update(config_metadata(prediction="v"))
@@ -471,3 +473,24 @@ def write_redux(path, seed: int = 0, redux_dim: int = 64, txt_dim: int = T5_TINY
               "redux_down.weight": (txt_dim, 3 * txt_dim), "redux_down.bias": (txt_dim,)}
     save_file(random_state(shapes, seed, dtype), str(path))
     return Path(path)
+
+
+UNCLIP_EMBED = 32  # the scaled-down CLIP vision model's projection width
+
+
+def write_unclip_checkpoint(path, seed: int = 0, dtype=torch.float16) -> Path:
+    """A random SD2.1-unCLIP checkpoint: the scaled-down SD2 model whose UNet has a class-label
+    embedding for [image embedding, noise-level embedding] (2 x 32 channels), the CLIP vision model
+    under embedder.model.visual. (OpenCLIP layout) and the noise augmentor's schedule buffers."""
+    from dataclasses import replace
+
+    from .models.unclip import cosine_alphas_cumprod
+
+    extra = {"embedder.model.visual." + k: v
+             for k, v in clip_vision_state("clip", seed + 3, dtype, "openclip", UNCLIP_EMBED).items()}
+    abar = cosine_alphas_cumprod()
+    buffers = {"alphas_cumprod": abar, "sqrt_alphas_cumprod": abar.sqrt(),
+               "sqrt_one_minus_alphas_cumprod": (1 - abar).sqrt(), "betas": 1 - abar / torch.cat([abar.new_ones(1), abar[:-1]])}
+    extra.update({"noise_augmentor." + k: v.to(dtype) for k, v in buffers.items()})
+    unet = replace(unet_config("sd2"), adm_in_channels=2 * UNCLIP_EMBED)
+    return write_checkpoint(path, "sd2", seed=seed, dtype=dtype, unet=unet, extra=extra)

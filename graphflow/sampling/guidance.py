@@ -98,11 +98,12 @@ def _mask_bounds(mask: torch.Tensor) -> tuple[int, int, int, int]:
 
 
 def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = False,
-                  concat_fn=None, schedule=None) -> list[Cond]:
+                  concat_fn=None, schedule=None, seed: int = 0) -> list[Cond]:
     """CONDITIONING list -> [Cond]. SDXL's y comes from model.encode_adm(options, width_px,
     height_px, negative=...) with the full image size (latent size * 8) as default sizes.
     concat_fn(options) -> [B, c, h, w] | None supplies inpainting models' extra channels.
-    schedule (a DiscreteSchedule; the model's own if None) turns timestep ranges into sigmas."""
+    schedule (a DiscreteSchedule; the model's own if None) turns timestep ranges into sigmas.
+    seed (the sampler's) seeds unCLIP models' noise augmentation of image embeddings."""
     if not isinstance(conditioning, (list, tuple)):
         raise TypeError(f"conditioning must be a list of (tensor, options) pairs, got {type(conditioning).__name__}")
     batch, latent_hw = x_shape[0], tuple(x_shape[2:])
@@ -121,7 +122,8 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             y = y.to(device)
             guidance = None if guidance is None else guidance.to(device)
         elif getattr(model, "adm_channels", 0):
-            y = model.encode_adm(options, latent_hw[1] * 8, latent_hw[0] * 8, negative=negative)
+            unclip = {"seed": seed} if getattr(model, "noise_augmentor", None) is not None else {}
+            y = model.encode_adm(options, latent_hw[1] * 8, latent_hw[0] * 8, negative=negative, **unclip)
             if y is None:
                 raise ValueError(f"the model needs SDXL vector conditioning ({model.adm_channels} channels) "
                                  f"but encode_adm gave none for conditioning entry {k}")
