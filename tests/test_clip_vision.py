@@ -1,6 +1,8 @@
 """CLIP vision (and SigLIP) against transformers on identical random weights; ComfyUI's preprocessing
 against a hand computation; the file layouts (transformers', OpenCLIP's) loading to the same model."""
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -145,3 +147,22 @@ def test_bad_image_is_refused(tmp_path):
     assert isinstance(vision, ClipVision)
     with pytest.raises(ValueError, match="IMAGE"):
         vision.encode_image(torch.rand(56, 56, 3))
+
+
+def test_inspect_recognises_clip_vision_redux_and_unclip_files(tmp_path, capsys):
+    from graphflow import cli
+    from graphflow.testing import write_redux, write_unclip_checkpoint
+
+    files = {"clip": write_clip_vision(tmp_path / "clip_vision_h.safetensors"),
+             "siglip": write_clip_vision(tmp_path / "sigclip.safetensors", "siglip"),
+             "redux": write_redux(tmp_path / "redux.safetensors"),
+             "unclip": write_unclip_checkpoint(tmp_path / "unclip.safetensors")}
+    expected = {"clip": r"CLIP vision model .*\n.*CLIP ViT, width 64, 3 layers, patch 14, image 56px, projection 32",
+                "siglip": r"CLIP vision model .*\n.*SigLIP, width 64, 3 layers, patch 14, image 56px, no projection",
+                "redux": r"FLUX Redux style model.*\n.*image tokens 64 wide -> text tokens 192 wide",
+                "unclip": r"SD2.x unCLIP \[sd2\](.|\n)*adm 64(.|\n)*clip vision \(embedder.model.visual.\).*projection 32"}
+    for kind, path in files.items():
+        assert cli.main(["inspect", str(path)]) == 0
+        out = capsys.readouterr().out
+        assert re.search(expected[kind], out), out
+        assert "other keys" not in out  # every key accounted for
