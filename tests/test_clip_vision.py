@@ -166,3 +166,41 @@ def test_inspect_recognises_clip_vision_redux_and_unclip_files(tmp_path, capsys)
         out = capsys.readouterr().out
         assert re.search(expected[kind], out), out
         assert "other keys" not in out  # every key accounted for
+
+
+# The released encoders (transformers configs, built on the meta device: shapes only)
+FULL = {
+    "vit_l": (dict(hidden_size=1024, num_hidden_layers=24, intermediate_size=4096, projection_dim=768,
+                   hidden_act="quick_gelu"), 224),
+    "vit_h": (dict(hidden_size=1280, num_hidden_layers=32, intermediate_size=5120, projection_dim=1024,
+                   hidden_act="gelu"), 224),
+    "vit_g": (dict(hidden_size=1664, num_hidden_layers=48, intermediate_size=8192, projection_dim=1280,
+                   hidden_act="gelu"), 224),
+    "siglip_384": (dict(hidden_size=1152, num_hidden_layers=27, intermediate_size=4304, hidden_act="gelu_pytorch_tanh",
+                        layer_norm_eps=1e-6), 384),
+}
+
+
+@pytest.mark.parametrize("name", list(FULL))
+def test_released_encoders_are_recognised_from_their_shapes(name):
+    from graphflow.models.clip_vision import clip_vision_config_from_shapes
+
+    values, size = FULL[name]
+    with torch.device("meta"):
+        if name.startswith("siglip"):
+            theirs = SiglipVisionModel(SiglipVisionConfig(num_attention_heads=16, patch_size=14, image_size=size, **values))
+        else:
+            theirs = CLIPVisionModelWithProjection(HFCLIPVisionConfig(num_attention_heads=16, patch_size=14,
+                                                                      image_size=size, **values))
+    shapes = {(k if k.startswith(("vision_model.", "visual_projection.")) else "vision_model." + k): tuple(v.shape)
+              for k, v in theirs.state_dict().items()}
+    shapes = {k: s for k, s in shapes.items() if not k.endswith("position_ids") and ".head." not in k}
+    config = clip_vision_config_from_shapes(shapes)
+    assert (config.hidden_size, config.num_layers, config.intermediate_size, config.image_size, config.hidden_act,
+            config.num_heads) == (values["hidden_size"], values["num_hidden_layers"], values["intermediate_size"],
+                                  size, values["hidden_act"], 16)
+    assert config.projection_dim == values.get("projection_dim", 0)
+    assert config.layer_norm_eps == values.get("layer_norm_eps", 1e-5)
+    with torch.device("meta"):
+        ours = {k: tuple(v.shape) for k, v in CLIPVisionModel(config).state_dict().items()}
+    assert ours == shapes

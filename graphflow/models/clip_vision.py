@@ -31,6 +31,9 @@ from .weight_files import CheckpointError, KeyView, WeightFile
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SIGLIP_MEAN = SIGLIP_STD = (0.5, 0.5, 0.5)
+# (patch, patches per side) -> input size, where the patches do not cover the image exactly:
+# SigLIP so400m-patch14-384's 27 x 14 = 378 pixels of its 384 (the conv drops the rest)
+IMAGE_SIZES = {(14, 27): 384}
 ACTIVATIONS = {"quick_gelu": lambda x: x * torch.sigmoid(1.702 * x), "gelu": F.gelu,
                "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh")}
 
@@ -80,7 +83,7 @@ def clip_vision_config_from_shapes(shapes: dict[str, tuple], overrides: dict | N
     act = "quick_gelu" if hidden == 1024 else "gelu"
     values = dict(hidden_size=hidden, num_layers=layers, num_heads=16 if hidden % 16 == 0 else 1,
                   intermediate_size=shapes[p + "encoder.layers.0.mlp.fc1.weight"][0], patch_size=patch,
-                  image_size=grid * patch, projection_dim=projection, hidden_act=act, class_token=class_token)
+                  image_size=IMAGE_SIZES.get((patch, grid), grid * patch), projection_dim=projection, hidden_act=act, class_token=class_token)
     if not class_token:
         values.update(hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6, image_mean=SIGLIP_MEAN, image_std=SIGLIP_STD)
     config = CLIPVisionConfig(**values)
