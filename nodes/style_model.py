@@ -31,8 +31,8 @@ class LoadStyleModel(Node):
 class ApplyStyleModel(Node):
     """Append an image's style tokens (every image of the batch, one after the other) to the text
     tokens of each conditioning entry. strength_type "multiply" scales the tokens by strength;
-    "attn_bias" would bias attention to them by log(strength) instead, which needs attention
-    masks graphflow's FLUX does not take yet: only strength 1 (no bias) is accepted there."""
+    "attn_bias" keeps them and biases the other tokens' attention to them by log(strength)
+    (FLUX only; strength 1 adds no bias), as ComfyUI does."""
     category = "conditioning/style_model"
     conditioning: CONDITIONING
     style_model: STYLE_MODEL
@@ -45,9 +45,6 @@ class ApplyStyleModel(Node):
     def run(self):
         import torch
 
-        if self.strength_type == "attn_bias" and self.strength != 1.0:
-            raise NodeInputError("strength_type", f"attn_bias with strength {self.strength} needs attention masks, "
-                                                  f"which graphflow's FLUX does not support yet; use multiply")
         try:
             tokens = self.style_model.tokens(self.clip_vision_output)
         except ValueError as e:
@@ -60,6 +57,36 @@ class ApplyStyleModel(Node):
             if cond.shape[-1] != tokens.shape[-1]:
                 raise NodeInputError("conditioning", f"the style model gives {tokens.shape[-1]}-wide tokens; this "
                                                      f"conditioning's are {cond.shape[-1]} wide (FLUX's T5 tokens expected)")
+            options = dict(options)
+            if "attention_mask" in options or (self.strength_type == "attn_bias" and self.strength != 1.0):
+                options["attention_mask"] = _extended_mask(options, cond, tokens.shape[1], self.strength
+                                                           if self.strength_type == "attn_bias" else 1.0)
+                options["attention_mask_img_shape"] = options.get("attention_mask_img_shape", (1, 1))
             style = tokens.to(cond.device, cond.dtype).expand(cond.shape[0], -1, -1)
-            out.append((torch.cat([cond, style], dim=1), dict(options)))
+            out.append((torch.cat([cond, style], dim=1), options))
         return out
+
+
+def _extended_mask(options: dict, cond, n: int, strength: float):
+    """ComfyUI's attention bias [B, T + n + r, T + n + r] over text, the n new style tokens and an
+    r = h x w reference image grid: the existing bias kept in its quadrants, log(strength) from
+    every text and image token to the style tokens (-inf at strength 0)."""
+    import torch
+
+    h, w = options.get("attention_mask_img_shape", (1, 1))
+    n_ref, n_txt = h * w, cond.shape[1]
+    mask = options.get("attention_mask")
+    if mask is None:
+        mask = torch.zeros(cond.shape[0], n_txt + n_ref, n_txt + n_ref, dtype=torch.float16)
+    if mask.dtype == torch.bool:  # True: attend (bias 0), False: don't (-inf)
+        mask = torch.log(mask.to(torch.float16))
+    bias = torch.log(torch.tensor(strength, dtype=torch.float32))
+    size = n_txt + n + n_ref
+    new = torch.zeros(cond.shape[0], size, size, dtype=torch.float16)
+    new[:, :n_txt, :n_txt] = mask[:, :n_txt, :n_txt]
+    new[:, :n_txt, n_txt + n:] = mask[:, :n_txt, n_txt:]
+    new[:, n_txt + n:, :n_txt] = mask[:, n_txt:, :n_txt]
+    new[:, n_txt + n:, n_txt + n:] = mask[:, n_txt:, n_txt:]
+    new[:, :n_txt, n_txt:n_txt + n] = bias
+    new[:, n_txt + n:, n_txt:n_txt + n] = bias
+    return new

@@ -60,11 +60,26 @@ def test_apply_concatenates_scaled_tokens(builtin_registry, models):
     assert cond.shape == (1, 42, T5_TINY_WIDTH)
     assert torch.equal(cond[:, :10], text) and options["guidance"] == 3.5 and "attention_mask" not in options
     torch.testing.assert_close(cond[:, 10:], 0.5 * expected)
-    [(unscaled, _)] = apply(1.0, "attn_bias")  # strength 1: no bias, the tokens as they are
+    [(unscaled, options)] = apply(1.0, "attn_bias")  # strength 1: no bias, the tokens as they are
     torch.testing.assert_close(unscaled[:, 10:], expected)
-    with pytest.raises(NodeInputError, match="attn_bias with strength 0.5 needs attention masks") as info:
-        apply(0.5, "attn_bias")
-    assert info.value.input == "strength_type"
+    assert "attention_mask" not in options
+    # ComfyUI's bias: [text 10, style 32, reference image 1 x 1]; log(strength) from text and image to style
+    [(biased, options)] = apply(0.5, "attn_bias")
+    torch.testing.assert_close(biased[:, 10:], expected)
+    mask = options["attention_mask"].float()
+    assert mask.shape == (1, 43, 43) and options["attention_mask_img_shape"] == (1, 1)
+    log_half = torch.log(torch.tensor(0.5)).half().float()
+    expected_mask = torch.zeros(1, 43, 43)
+    expected_mask[:, :10, 10:42] = log_half
+    expected_mask[:, 42:, 10:42] = log_half
+    assert torch.equal(mask, expected_mask)
+    # applied again, the existing bias is kept in its quadrants
+    twice = call(builtin_registry, "ApplyStyleModel", conditioning=[(biased, options)], style_model=style,
+                 clip_vision_output=output, strength=1.0, strength_type="multiply")
+    mask2 = twice[0][1]["attention_mask"].float()
+    assert mask2.shape == (1, 75, 75)
+    assert torch.equal(mask2[:, :42, :42], mask[:, :42, :42]) and torch.equal(mask2[:, 74:, :42], mask[:, 42:, :42])
+    assert torch.equal(mask2[:, :, 42:74], torch.zeros(1, 75, 32))  # log(1): no bias to the second image's tokens
     with pytest.raises(NodeInputError, match="FLUX's T5 tokens expected") as info:
         call(builtin_registry, "ApplyStyleModel", conditioning=[(torch.zeros(1, 77, 768), {})], style_model=style,
              clip_vision_output=output, strength=1.0, strength_type="multiply")
@@ -118,7 +133,29 @@ def test_redux_graph_on_flux(builtin_registry, models):
         return result.values["10"][0]["samples"]
 
     styled = run(graph)
+    graph["8"]["inputs"].update(strength=0.3, strength_type="attn_bias")
+    biased = run(graph)
+    graph["8"]["inputs"].update(strength=0.0)  # bias -inf: nothing attends to the style tokens
+    ignored = run(graph)
     graph["10"]["inputs"]["positive"] = ["3", 0]
     plain = run(graph)
     assert styled.shape == plain.shape == (1, 16, 4, 4)
     assert (styled - plain).abs().max() > 1e-4
+    assert (biased - plain).abs().max() > 1e-4 and (biased - styled).abs().max() > 1e-4
+    torch.testing.assert_close(ignored, plain, atol=1e-5, rtol=0)
+
+
+def test_attention_bias_upscaled_to_the_token_grid():
+    """ComfyUI's upscale_dit_mask: a bias over text + a 1 x 1 reference grid becomes one over text +
+    FLUX's image tokens (latent 6 x 4 -> 3 x 2 tokens), the reference's values spread to every token."""
+    from graphflow.sampling.flow_sampling import attention_bias
+
+    mask = torch.arange(9.0).reshape(1, 3, 3)  # 2 text tokens + 1 reference token
+    out = attention_bias(None, {"attention_mask": mask}, (6, 4))
+    assert out.shape == (1, 8, 8)
+    assert torch.equal(out[:, :2, :2], mask[:, :2, :2])
+    assert torch.equal(out[:, :2, 2:], mask[:, :2, 2:].expand(1, 2, 6))
+    assert torch.equal(out[:, 2:, :2], mask[:, 2:, :2].expand(1, 6, 2))
+    assert torch.equal(out[:, 2:, 2:], torch.full((1, 6, 6), 8.0))
+    same = attention_bias(None, {"attention_mask": out, "attention_mask_img_shape": (3, 2)}, (6, 4))
+    assert same is out or torch.equal(same, out)

@@ -50,6 +50,7 @@ class Cond:
     control: object = None  # ControlNets / T2I-Adapters (graphflow.models.controlnet.ControlApplied)
     sigma_start: float | None = None  # active only while sigma_end <= sigma <= sigma_start
     sigma_end: float | None = None
+    attention_mask: torch.Tensor | None = None  # [B, T + N, T + N] additive bias over FLUX's text + image tokens
 
     def active(self, sigma: torch.Tensor) -> bool:
         s = float(sigma.reshape(-1)[0])
@@ -115,10 +116,12 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
         embedding, options = entry
         if embedding.ndim != 3:
             raise ValueError(f"conditioning entry {k}: embedding must be [B, T, D], got shape {tuple(embedding.shape)}")
-        y = guidance = None
+        y = guidance = attention_mask = None
         if getattr(model, "prediction", None) == "flow":  # SD3 / FLUX: pooled text vector (+ guidance)
-            from .flow_sampling import flow_vectors
+            from .flow_sampling import attention_bias, flow_vectors
             y, guidance = flow_vectors(model, options, batch)
+            if options.get("attention_mask") is not None:
+                attention_mask = repeat_to_batch(attention_bias(model, options, latent_hw), batch).to(device)
             y = y.to(device)
             guidance = None if guidance is None else guidance.to(device)
         elif getattr(model, "adm_channels", 0):
@@ -154,6 +157,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             control=options.get("control"),
             sigma_start=sigma_start,
             sigma_end=sigma_end,
+            attention_mask=attention_mask,
         ))
     return out
 
@@ -236,6 +240,8 @@ def _can_batch(a, b) -> bool:
         if (ta is None) != (tb is None) or (ta is not None and ta.shape != tb.shape):
             return False
     sa, sb = ca.context.shape, cb.context.shape
+    if ca.attention_mask is not None or cb.attention_mask is not None:  # the bias fits its own token count only
+        return ca.attention_mask is not None and cb.attention_mask is not None and sa == sb
     if sa != sb:
         if sa[0] != sb[0] or sa[2] != sb[2]:
             return False
@@ -285,6 +291,8 @@ def predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tenso
             extra["guidance"] = torch.cat([b[3].guidance for b in batch])
         if batch[0][3].control is not None:
             extra["control"] = batch[0][3].control
+        if batch[0][3].attention_mask is not None:
+            extra["attention_mask"] = torch.cat([b[3].attention_mask for b in batch])
         predictions = model_denoiser(input_x, sigma_in, context=context, y=y, concat=concat, **extra).chunk(chunks)
         for (_, weight, area, _, index), prediction in zip(batch, predictions):
             if area is None:
