@@ -204,3 +204,24 @@ def test_released_encoders_are_recognised_from_their_shapes(name):
     with torch.device("meta"):
         ours = {k: tuple(v.shape) for k, v in CLIPVisionModel(config).state_dict().items()}
     assert ours == shapes
+
+
+def test_file_metadata_overrides_what_shapes_cannot_show(tmp_path):
+    """graphflow.config's "clip_vision" section sets the activation and heads; unknown fields are refused."""
+    from safetensors.torch import save_file
+
+    from graphflow.models.weight_files import config_metadata
+    from graphflow.testing import clip_vision_state
+
+    state = clip_vision_state("clip", dtype=torch.float32)
+    save_file(state, str(tmp_path / "a.safetensors"), metadata=config_metadata(clip_vision={"hidden_act": "quick_gelu",
+                                                                                            "num_heads": 4}))
+    vision = load_clip_vision(tmp_path / "a.safetensors", device="cpu", dtype=torch.float32)
+    assert (vision.config.hidden_act, vision.config.num_heads) == ("quick_gelu", 4)
+    plain = load_clip_vision(write_clip_vision(tmp_path / "b.safetensors", dtype=torch.float32), device="cpu",
+                             dtype=torch.float32)
+    image = torch.rand(1, 56, 56, 3)
+    assert not torch.allclose(vision.encode_image(image).image_embeds, plain.encode_image(image).image_embeds)
+    save_file(state, str(tmp_path / "c.safetensors"), metadata=config_metadata(clip_vision={"width": 3}))
+    with pytest.raises(CheckpointError, match=r"c.safetensors: .*unknown clip_vision config fields \['width'\]"):
+        load_clip_vision(tmp_path / "c.safetensors")

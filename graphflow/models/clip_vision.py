@@ -61,10 +61,6 @@ class CLIPVisionConfig:  # defaults: OpenAI ViT-L/14 (clip_vision_l / SD2.1-unCL
         self.image_mean, self.image_std = tuple(self.image_mean), tuple(self.image_std)
 
     @property
-    def kind(self) -> str:
-        return "clip" if self.class_token else "siglip"
-
-    @property
     def num_positions(self) -> int:
         return (self.image_size // self.patch_size) ** 2 + (1 if self.class_token else 0)
 
@@ -83,7 +79,8 @@ def clip_vision_config_from_shapes(shapes: dict[str, tuple], overrides: dict | N
     act = "quick_gelu" if hidden == 1024 else "gelu"
     values = dict(hidden_size=hidden, num_layers=layers, num_heads=16 if hidden % 16 == 0 else 1,
                   intermediate_size=shapes[p + "encoder.layers.0.mlp.fc1.weight"][0], patch_size=patch,
-                  image_size=IMAGE_SIZES.get((patch, grid), grid * patch), projection_dim=projection, hidden_act=act, class_token=class_token)
+                  image_size=IMAGE_SIZES.get((patch, grid), grid * patch), projection_dim=projection,
+                  hidden_act=act, class_token=class_token)
     if not class_token:
         values.update(hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6, image_mean=SIGLIP_MEAN, image_std=SIGLIP_STD)
     config = CLIPVisionConfig(**values)
@@ -306,7 +303,7 @@ def load_clip_vision(path, device=None, dtype=None) -> ClipVision:
     from .checkpoint import _resolve
 
     with WeightFile(path) as f:
-        for prefix in ("", "embedder.model.visual.", "clip_vision."):
+        for prefix in ("", "embedder.model.visual."):
             source = clip_vision_source(f, prefix)
             if source is not None:
                 break
