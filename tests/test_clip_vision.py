@@ -225,3 +225,21 @@ def test_file_metadata_overrides_what_shapes_cannot_show(tmp_path):
     save_file(state, str(tmp_path / "c.safetensors"), metadata=config_metadata(clip_vision={"width": 3}))
     with pytest.raises(CheckpointError, match=r"c.safetensors: .*unknown clip_vision config fields \['width'\]"):
         load_clip_vision(tmp_path / "c.safetensors")
+
+
+def test_nodes_load_and_encode_with_the_crop_choice(builtin_registry, tmp_folders):
+    from graphflow.context import NodeInputError
+    from tests.test_nodes_image_mask import call
+
+    (tmp_folders.models / "clip_vision").mkdir(parents=True)
+    write_clip_vision(tmp_folders.models / "clip_vision" / "clip_vision_h.safetensors", dtype=torch.float32)
+    vision = call(builtin_registry, "LoadCLIPVision", clip_name="clip_vision_h.safetensors")
+    image = torch.rand(1, 90, 56, 3, generator=torch.Generator().manual_seed(5))
+    embeds = {}
+    for crop, flag in (("center", True), ("none", False)):
+        embeds[crop] = call(builtin_registry, "CLIPVisionEncode", clip_vision=vision, image=image, crop=crop).image_embeds
+        torch.testing.assert_close(embeds[crop], vision.encode_image(image, crop=flag).image_embeds)
+    assert not torch.allclose(embeds["center"], embeds["none"])
+    with pytest.raises(NodeInputError, match=r"expected an IMAGE \[B, H, W, C\]") as info:
+        call(builtin_registry, "CLIPVisionEncode", clip_vision=vision, image=torch.rand(56, 56), crop="center")
+    assert info.value.input == "image"
