@@ -221,7 +221,8 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
     context, adm = unet.context_dim, unet.adm_in_channels
     if arch is None:
         arch = config.get("arch") or {(768, 0): "sd1", (1024, 0): "sd2", (2048, 2816): "sdxl",
-                                      (1280, 2560): "sdxl_refiner", (1024, 1536): "sd2", (1024, 2048): "sd2"}.get((context, adm))
+                                      (1280, 2560): "sdxl_refiner", (1024, 1536): "sd2",  # unCLIP-L
+                                      (1024, 2048): "sd2"}.get((context, adm))  # unCLIP-H
         if arch not in ARCH_TOWERS:
             raise CheckpointError(f"no text encoder keys and the UNet (context {context}, adm {adm}) matches no "
                                   f"known architecture; found prefixes: {format_prefixes(prefixes)}")

@@ -55,7 +55,8 @@ class CLIPVisionConfig:  # defaults: OpenAI ViT-L/14 (clip_vision_l / SD2.1-unCL
 
     def __post_init__(self):
         if self.hidden_act not in ACTIVATIONS:
-            raise ValueError(f"CLIPVisionConfig: hidden_act must be one of {list(ACTIVATIONS)}, got {self.hidden_act!r}")
+            raise ValueError(f"CLIPVisionConfig: hidden_act must be one of {list(ACTIVATIONS)}, "
+                             f"got {self.hidden_act!r}")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"CLIPVisionConfig: {self.num_heads} heads do not divide width {self.hidden_size}")
         self.image_mean, self.image_std = tuple(self.image_mean), tuple(self.image_std)
@@ -116,7 +117,7 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
-        q, k, v = (t.view(b, n, self.heads, -1).transpose(1, 2) for t in (self.q_proj(x), self.k_proj(x), self.v_proj(x)))
+        q, k, v = (proj(x).view(b, n, self.heads, -1).transpose(1, 2) for proj in (self.q_proj, self.k_proj, self.v_proj))
         return self.out_proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, -1))
 
 
@@ -244,7 +245,8 @@ class ClipVision:
 _OPENCLIP_VISUAL = {"class_embedding": "vision_model.embeddings.class_embedding",
                     "conv1.weight": "vision_model.embeddings.patch_embedding.weight",
                     "positional_embedding": "vision_model.embeddings.position_embedding.weight",
-                    "ln_pre.weight": "vision_model.pre_layrnorm.weight", "ln_pre.bias": "vision_model.pre_layrnorm.bias",
+                    "ln_pre.weight": "vision_model.pre_layrnorm.weight",
+                    "ln_pre.bias": "vision_model.pre_layrnorm.bias",
                     "ln_post.weight": "vision_model.post_layernorm.weight",
                     "ln_post.bias": "vision_model.post_layernorm.bias"}
 

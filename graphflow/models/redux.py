@@ -62,8 +62,8 @@ def load_style_model(path, device=None, dtype=None) -> StyleModel:
 
             hint = (" (a T2I-Adapter style model, which graphflow does not run)" if "style_embedding" in f.shapes
                     else "")
-            raise CheckpointError(f"{f.path.name} is not a FLUX Redux style model{hint}: expected 'redux_up.weight' "
-                                  f"and 'redux_down.weight'; found prefixes: {format_prefixes(prefix_summary(f.shapes))}")
+            raise CheckpointError(f"{f.path.name} is not a FLUX Redux style model{hint}: expected 'redux_up.weight' and "
+                                  f"'redux_down.weight'; found prefixes: {format_prefixes(prefix_summary(f.shapes))}")
         up, down = f.shapes["redux_up.weight"], f.shapes["redux_down.weight"]
         if up[0] != 3 * down[0] or down[1] != up[0]:
             raise CheckpointError(f"{f.path.name}: redux_up {list(up)} and redux_down {list(down)} do not chain "
