@@ -19,6 +19,8 @@ from graphflow.resource_limits import Estimate, Size
 from graphflow.types import (
     BOOLEAN,
     CLIP,
+    CLIP_VISION,
+    CLIP_VISION_OUTPUT,
     CONDITIONING,
     FLOAT,
     GUIDER,
@@ -31,6 +33,7 @@ from graphflow.types import (
     SAMPLER,
     SIGMAS,
     STRING,
+    STYLE_MODEL,
     VAE,
     socket_type,
 )
@@ -40,6 +43,7 @@ __all__ = [
     "Node", "Int", "Float", "Text", "Bool", "Choice", "NodeDeclarationError", "ComfyAlias",
     "socket_type", "MODEL", "CLIP", "VAE", "CONDITIONING", "LATENT", "IMAGE", "MASK",
     "INT", "FLOAT", "STRING", "BOOLEAN", "SIGMAS", "SAMPLER", "GUIDER", "NOISE",
+    "CLIP_VISION", "CLIP_VISION_OUTPUT", "STYLE_MODEL",
     "progress", "check_interrupted", "show", "send_image", "warn", "current_workflow", "Interrupted",
     "NodeInputError", "folders", "safe_join", "Estimate", "Size",
 ]

@@ -30,7 +30,7 @@ from torch import nn
 from graphflow.device import compute_device, free_memory
 
 VRAM_MODES = ("normal", "low", "none")
-TRANSIENT = ("text_encoder",)  # kinds that leave the device as soon as their work is done
+TRANSIENT = ("text_encoder", "clip_vision", "style_model")  # kinds that leave the device as soon as their work is done
 GiB = 1024 ** 3
 
 

@@ -186,9 +186,10 @@ def write_text_encoder(path, kind: str, scaled_down: bool = True, seed: int = 0,
 
 def write_checkpoint(path, arch: str, scaled_down: bool = True, seed: int = 0, dtype=torch.float16,
                      components=("unet", "vae", "text"), unet: UNetConfig | None = None,
-                     metadata: dict | None = None) -> Path:
+                     metadata: dict | None = None, extra: dict | None = None) -> Path:
     """A random single-file checkpoint in the LDM layout. `unet` replaces the UNet config
-    (e.g. a mid-size one); sd2_v is marked v-prediction in graphflow.config metadata."""
+    (e.g. a mid-size one); sd2_v is marked v-prediction in graphflow.config metadata; `extra`
+    tensors are added as they are."""
     path = Path(path)
     tensors = {}
     if "unet" in components:
@@ -198,6 +199,7 @@ def write_checkpoint(path, arch: str, scaled_down: bool = True, seed: int = 0, d
         tensors.update({VAE_PREFIX + k: v for k, v in vae_state(vae_config(scaled_down), seed + 1, dtype).items()})
     if "text" in components:
         tensors.update(text_encoder_state(arch, scaled_down, seed, dtype))
+    tensors.update(extra or {})
     meta = dict(metadata or {})
     if arch == "sd2_v":
         meta.update(config_metadata(prediction="v"))
@@ -478,3 +480,79 @@ def write_gligen(path, arch: str = "sd1", scaled_down: bool = True, seed: int = 
             state[key] = torch.tensor(alpha, dtype=dtype)
     save_file(state, str(path))
     return Path(path)
+CLIP_VISION_TINY = dict(hidden_size=64, num_layers=3, intermediate_size=128, patch_size=14, image_size=56)
+
+
+def clip_vision_config(kind: str = "clip", projection_dim: int = 32):
+    """A scaled-down CLIP ViT ("clip") or SigLIP ("siglip") whose detected configuration is what wrote it."""
+    from .models.clip_vision import SIGLIP_MEAN, SIGLIP_STD, CLIPVisionConfig
+
+    if kind == "siglip":
+        return CLIPVisionConfig(**CLIP_VISION_TINY, projection_dim=0, hidden_act="gelu_pytorch_tanh",
+                                layer_norm_eps=1e-6, class_token=False, image_mean=SIGLIP_MEAN, image_std=SIGLIP_STD)
+    return CLIPVisionConfig(**CLIP_VISION_TINY, projection_dim=projection_dim, hidden_act="gelu")
+
+
+def clip_vision_state(kind: str = "clip", seed: int = 0, dtype=torch.float16, layout: str = "transformers",
+                      projection_dim: int = 32) -> dict[str, torch.Tensor]:
+    """A random CLIP vision model: transformers' names (vision_model.*, visual_projection.weight; a
+    SigLIP file also carries its unused attention-pooling head), or layout "openclip" (conv1,
+    transformer.resblocks.N with fused in_proj, proj [width, dim]) as unCLIP checkpoints' embedder."""
+    from .models.clip_vision import CLIPVisionModel
+
+    config = clip_vision_config(kind, projection_dim)
+    if layout == "openclip":
+        h, inner, n = config.hidden_size, config.intermediate_size, config.num_positions
+        shapes = {"class_embedding": (h,), "conv1.weight": (h, 3, config.patch_size, config.patch_size),
+                  "positional_embedding": (n, h), "ln_pre.weight": (h,), "ln_pre.bias": (h,),
+                  "ln_post.weight": (h,), "ln_post.bias": (h,), "proj": (h, config.projection_dim)}
+        for i in range(config.num_layers):
+            b = f"transformer.resblocks.{i}."
+            shapes.update({b + "ln_1.weight": (h,), b + "ln_1.bias": (h,), b + "attn.in_proj_weight": (3 * h, h),
+                           b + "attn.in_proj_bias": (3 * h,), b + "attn.out_proj.weight": (h, h),
+                           b + "attn.out_proj.bias": (h,), b + "ln_2.weight": (h,), b + "ln_2.bias": (h,),
+                           b + "mlp.c_fc.weight": (inner, h), b + "mlp.c_fc.bias": (inner,),
+                           b + "mlp.c_proj.weight": (h, inner), b + "mlp.c_proj.bias": (h,)})
+        return random_state(shapes, seed, dtype)
+    with torch.device("meta"):
+        shapes = _module_shapes(CLIPVisionModel(config))
+    if kind == "siglip":
+        shapes.update({"vision_model.head.probe": (1, 1, config.hidden_size),
+                       "vision_model.head.mlp.fc1.weight": (config.intermediate_size, config.hidden_size)})
+    return random_state(shapes, seed, dtype)
+
+
+def write_clip_vision(path, kind: str = "clip", seed: int = 0, dtype=torch.float16, layout: str = "transformers") -> Path:
+    """A random-weight models/clip_vision/ file (see clip_vision_state)."""
+    save_file(clip_vision_state(kind, seed, dtype, layout), str(path))
+    return Path(path)
+
+
+def write_redux(path, seed: int = 0, redux_dim: int = 64, txt_dim: int = T5_TINY_WIDTH, dtype=torch.float16) -> Path:
+    """A random FLUX Redux style model (redux_up: redux_dim -> 3 txt_dim, redux_down: -> txt_dim); the
+    defaults fit clip_vision_config("siglip") and the scaled-down FLUX's T5 width."""
+    shapes = {"redux_up.weight": (3 * txt_dim, redux_dim), "redux_up.bias": (3 * txt_dim,),
+              "redux_down.weight": (txt_dim, 3 * txt_dim), "redux_down.bias": (txt_dim,)}
+    save_file(random_state(shapes, seed, dtype), str(path))
+    return Path(path)
+
+
+UNCLIP_EMBED = 32  # the scaled-down CLIP vision model's projection width
+
+
+def write_unclip_checkpoint(path, seed: int = 0, dtype=torch.float16) -> Path:
+    """A random SD2.1-unCLIP checkpoint: the scaled-down SD2 model whose UNet has a class-label
+    embedding for [image embedding, noise-level embedding] (2 x 32 channels), the CLIP vision model
+    under embedder.model.visual. (OpenCLIP layout) and the noise augmentor's schedule buffers."""
+    from dataclasses import replace
+
+    from .models.unclip import cosine_alphas_cumprod
+
+    extra = {"embedder.model.visual." + k: v
+             for k, v in clip_vision_state("clip", seed + 3, dtype, "openclip", UNCLIP_EMBED).items()}
+    abar = cosine_alphas_cumprod()
+    buffers = {"alphas_cumprod": abar, "sqrt_alphas_cumprod": abar.sqrt(),
+               "sqrt_one_minus_alphas_cumprod": (1 - abar).sqrt(), "betas": 1 - abar / torch.cat([abar.new_ones(1), abar[:-1]])}
+    extra.update({"noise_augmentor." + k: v.to(dtype) for k, v in buffers.items()})
+    unet = replace(unet_config("sd2"), adm_in_channels=2 * UNCLIP_EMBED)
+    return write_checkpoint(path, "sd2", seed=seed, dtype=dtype, unet=unet, extra=extra)

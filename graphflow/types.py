@@ -67,6 +67,9 @@ SIGMAS = socket_type("SIGMAS", "#cddc39", "A noise schedule: 1-D float tensor of
 SAMPLER = socket_type("SAMPLER", "#ec407a", "A sampling algorithm chosen by name, with its options")
 GUIDER = socket_type("GUIDER", "#66bb6a", "A model with its conditioning and how predictions combine (CFG)")
 NOISE = socket_type("NOISE", "#bdbdbd", "Seeded starting noise for a sampler, or none")
+CLIP_VISION = socket_type("CLIP_VISION", "#a8dadc", "A CLIP (or SigLIP) image encoder")
+CLIP_VISION_OUTPUT = socket_type("CLIP_VISION_OUTPUT", "#ad7452", "An image's CLIP embeddings and hidden states")
+STYLE_MODEL = socket_type("STYLE_MODEL", "#c2ffae", "A style model (FLUX Redux) turning image tokens into text tokens")
 
 # Primitive sockets: a widget input also accepts a link carrying its own kind of value.
 INT = socket_type("INT", "#29b6f6", "An integer")

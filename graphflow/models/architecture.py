@@ -30,7 +30,8 @@ ARCH_NAMES = {"sd1": "SD1.x", "sd2": "SD2.x", "sdxl": "SDXL base", "sdxl_refiner
 _KNOWN_PREFIXES = (UNET_PREFIX, VAE_PREFIX, "cond_stage_model.transformer.", "cond_stage_model.model.",
                    "conditioner.embedders.0.transformer.", "conditioner.embedders.0.model.",
                    "conditioner.embedders.1.model.", "model_ema.", "text_encoders.clip_l.transformer.",
-                   "text_encoders.clip_g.transformer.", "text_encoders.t5xxl.transformer.", "vae.")
+                   "text_encoders.clip_g.transformer.", "text_encoders.t5xxl.transformer.", "vae.",
+                   "embedder.model.visual.", "noise_augmentor.")
 
 
 def prefix_summary(keys) -> dict[str, int]:
@@ -79,6 +80,7 @@ class ArchInfo:
     prefixes: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
     zero_terminal_snr: bool = False  # a 'ztsnr' marker key: trained on a zero-terminal-SNR schedule
+    unclip: bool = False  # SD2.1-unCLIP: y is a noise-augmented CLIP image embedding (graphflow.models.unclip)
 
     @property
     def inpaint(self) -> bool:
@@ -102,7 +104,8 @@ class ArchInfo:
 
     @property
     def name(self) -> str:
-        return ARCH_NAMES[self.arch] + (" inpainting" if self.inpaint else "") + (" (v-prediction)" if self.prediction == "v" else "")
+        return (ARCH_NAMES[self.arch] + (" unCLIP" if self.unclip else "") + (" inpainting" if self.inpaint else "")
+                + (" (v-prediction)" if self.prediction == "v" else ""))
 
 
 def _tower_present(shapes, spec: TowerSpec) -> bool:
@@ -217,12 +220,15 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
     context, adm = unet.context_dim, unet.adm_in_channels
     if arch is None:
         arch = config.get("arch") or {(768, 0): "sd1", (1024, 0): "sd2", (2048, 2816): "sdxl",
-                                      (1280, 2560): "sdxl_refiner"}.get((context, adm))
+                                      (1280, 2560): "sdxl_refiner", (1024, 1536): "sd2",  # unCLIP-L
+                                      (1024, 2048): "sd2"}.get((context, adm))  # unCLIP-H
         if arch not in ARCH_TOWERS:
             raise CheckpointError(f"no text encoder keys and the UNet (context {context}, adm {adm}) matches no "
                                   f"known architecture; found prefixes: {format_prefixes(prefixes)}")
         notes.append("no text encoder in the file: CLIP must come from a separate text encoder file")
-    if arch.startswith("sdxl") != bool(adm):
+    # SD2 with vector conditioning is SD2.1-unCLIP (label_emb takes the image embedding + its noise level)
+    unclip = arch == "sd2" and bool(adm)
+    if arch.startswith("sdxl") != bool(adm) and not unclip:
         raise CheckpointError(f"unsupported variant: {ARCH_NAMES[arch]} text encoders with a UNet whose vector "
                               f"conditioning (adm_in_channels) is {adm}")
 
@@ -267,7 +273,7 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
         notes.append("'ztsnr' marker key: sampled on the zero-terminal-SNR schedule")
     return ArchInfo(arch=arch, prediction=pred, prediction_source=source, unet=unet, vae=vae, towers=towers,
                     latent_format=latent_format, tower_overrides=tower_overrides, prefixes=prefixes, notes=notes,
-                    zero_terminal_snr=zsnr)
+                    zero_terminal_snr=zsnr, unclip=unclip)
 
 
 def vae_config_from_shapes(vae_shapes, overrides, where: str) -> VAEConfig:

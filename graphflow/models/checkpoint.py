@@ -157,16 +157,18 @@ class Checkpoint:
     clip: TextEncoder | None
     vae: VAE | None
     info: ArchInfo | FlowInfo
+    clip_vision: object | None = None  # unCLIP checkpoints' image encoder (models.clip_vision.ClipVision)
 
 
 def load_checkpoint(path, device=None, dtype=None, prediction: str | None = None,
-                    weight_dtype: str = "default", text_encoders: bool = True) -> Checkpoint:
+                    weight_dtype: str = "default", text_encoders: bool = True, clip_vision: bool = False) -> Checkpoint:
     """Load a single-file checkpoint: SD1/SD2/SDXL, or SD3/SD3.5/FLUX.1 (all-in-one or diffusion
     model only). `dtype` overrides every component's dtype (defaults: fp32 on CPU; on CUDA fp16
     UNet/CLIP and bf16 VAE, fp32 VAE without bf16; bf16 for SD3/FLUX). `prediction`
     ("eps"/"v") overrides what the file says. `weight_dtype` (SD3/FLUX): see build_flow_model.
     A file without a VAE or text encoder gives None for that part (info.notes says so);
-    text_encoders=False skips them."""
+    text_encoders=False skips them. clip_vision=True also loads an unCLIP checkpoint's image
+    encoder (`embedder.model.visual.`); a checkpoint without one raises CheckpointError."""
     with WeightFile(path) as f:
         info = detect_architecture(f.shapes, f.metadata, prediction, get_tensor=f.get)
         if isinstance(info, FlowInfo):
@@ -175,13 +177,36 @@ def load_checkpoint(path, device=None, dtype=None, prediction: str | None = None
         unet = build_unet(f.view(UNET_PREFIX), info.unet, unet_device, unet_dtype)
         model = DiffusionModel(unet, info.arch, info.prediction, info.latent_format)
         model.zsnr = info.zero_terminal_snr  # ComfyUI's 'ztsnr' marker key
+        if info.unclip:
+            from .unclip import noise_augmentor_from
+
+            model.noise_augmentor = noise_augmentor_from(f, info.adm_channels)
         vae = clip = None
         if info.vae is not None:
             vae = build_vae(f.view(VAE_PREFIX), info.vae, info.latent_format, *_resolve(device, dtype, "vae"))
         if info.towers and text_encoders:
             clip = build_text_encoder(f, info.arch, info.towers, info.tower_overrides,
                                       *_resolve(device, dtype, "text_encoder"))
-    return Checkpoint(model, clip, vae, info)
+        vision = _unclip_image_encoder(f, info, device, dtype) if clip_vision else None
+    return Checkpoint(model, clip, vae, info, vision)
+
+
+def _unclip_image_encoder(f, info: ArchInfo, device, dtype):
+    from .clip_vision import build_clip_vision, clip_vision_config_from_shapes, clip_vision_source
+
+    prefix = "embedder.model.visual."
+    source = clip_vision_source(f, prefix) if info.unclip else None
+    if source is None:
+        raise CheckpointError(f"{f.path.name} is not an unCLIP checkpoint: expected a UNet with image-embedding "
+                              f"conditioning and a CLIP vision model under {prefix}; it is {info.name}")
+    try:
+        config = clip_vision_config_from_shapes(source.shapes, f.config().get("clip_vision"))
+    except (KeyError, ValueError, IndexError) as e:
+        raise CheckpointError(f"{f.path.name}: the CLIP vision model under {prefix} could not be read ({e})") from None
+    if 2 * config.projection_dim != info.adm_channels:
+        raise CheckpointError(f"{f.path.name}: the UNet takes {info.adm_channels // 2}-wide image embeddings, the "
+                              f"CLIP vision model under {prefix} gives {config.projection_dim}")
+    return build_clip_vision(source, config, *_resolve(device, dtype, "clip_vision"), what=prefix)
 
 
 def _load_flow_checkpoint(f, info: FlowInfo, device, dtype, weight_dtype, text_encoders) -> Checkpoint:

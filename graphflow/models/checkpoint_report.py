@@ -30,8 +30,11 @@ def _millions(n: int) -> str:
 def inspect_report(path) -> str:
     """A readable description of a checkpoint, from its header (no weights are loaded)."""
     with WeightFile(path) as f:
-        info = detect_architecture(f.shapes, f.metadata, get_tensor=f.get)
         size = f.path.stat().st_size
+        add_on = _add_on_report(f, size)
+        if add_on is not None:
+            return add_on
+        info = detect_architecture(f.shapes, f.metadata, get_tensor=f.get)
         if isinstance(info, FlowInfo):
             return _flow_report(f, info, size)
         lines = [f"file: {f.path.name} ({size / 2**20:,.1f} MiB, {f.format}, {len(f.shapes)} tensors)",
@@ -66,12 +69,60 @@ def inspect_report(path) -> str:
                          f"{_dtypes(f, keys)}; width {f.shapes[width_key][1]}, {len(layer_ids)} layers, {layout}")
         if not info.towers:
             lines.append("  text encoder: none")
+        if info.unclip:
+            lines += _unclip_lines(f, used)
         other = prefix_summary(k for k in f.shapes if k not in used)
         if other:
             lines.append(f"other keys: {format_prefixes(other)}")
         for note in info.notes:
             lines.append(f"note: {note}")
     return "\n".join(lines)
+
+
+def _vision_detail(source) -> str:
+    from .clip_vision import clip_vision_config_from_shapes
+
+    c = clip_vision_config_from_shapes(source.shapes)
+    return (f"{'CLIP ViT' if c.class_token else 'SigLIP'}, width {c.hidden_size}, {c.num_layers} layers, "
+            f"patch {c.patch_size}, image {c.image_size}px, "
+            + (f"projection {c.projection_dim}" if c.projection_dim else "no projection"))
+
+
+def _add_on_report(f: "WeightFile", size: int) -> str | None:
+    """A CLIP vision (models/clip_vision/) or FLUX Redux (models/style_models/) file's description, or None."""
+    from .clip_vision import clip_vision_source
+
+    head = f"file: {f.path.name} ({size / 2**20:,.1f} MiB, {f.format}, {len(f.shapes)} tensors)"
+    keys = list(f.shapes)
+    if "redux_up.weight" in f.shapes and "redux_down.weight" in f.shapes:
+        up = f.shapes["redux_up.weight"]
+        return "\n".join([head, "architecture: FLUX Redux style model (models/style_models/)",
+                          f"  {_millions(_count(f, keys))} params, {_dtypes(f, keys)}; image tokens {up[1]} wide -> "
+                          f"text tokens {f.shapes['redux_down.weight'][0]} wide"])
+    source = clip_vision_source(f) if not any(k.startswith(UNET_PREFIX) for k in keys) else None
+    if source is None:
+        return None
+    return "\n".join([head, "architecture: CLIP vision model (models/clip_vision/)",
+                      f"  {_millions(_count(f, keys))} params, {_dtypes(f, keys)}; {_vision_detail(source)}"])
+
+
+def _unclip_lines(f: "WeightFile", used: set) -> list[str]:
+    from .clip_vision import clip_vision_source
+
+    lines = []
+    prefix = "embedder.model.visual."
+    keys = [k for k in f.shapes if k.startswith("embedder.")]
+    source = clip_vision_source(f, prefix)
+    if source is not None:
+        used.update(keys)
+        lines.append(f"  clip vision ({prefix}): {_millions(_count(f, keys))} params, {_dtypes(f, keys)}; "
+                     f"{_vision_detail(source)}")
+    else:
+        lines.append(f"  clip vision: none (no image encoder under {prefix})")
+    augmentor = [k for k in f.shapes if k.startswith("noise_augmentor.")]
+    used.update(augmentor)
+    lines.append("  noise augmentor: cosine schedule, 1000 levels (computed as ComfyUI does)")
+    return lines
 
 
 def _flow_report(f: "WeightFile", info: FlowInfo, size: int) -> str:

@@ -82,6 +82,7 @@ class DiffusionModel:
         self.base_shift, self.max_shift = base_shift, max_shift
         self.zsnr = False  # sigma table rescaled to zero terminal SNR (ModelSamplingDiscrete, 'ztsnr' key)
         self.edm = None  # (sigma_min, sigma_max): continuous-time sampling (ModelSamplingContinuousEDM)
+        self.noise_augmentor = None  # unCLIP models: y is a noise-augmented CLIP image embedding (models.unclip)
         # Sampling options set by model-patch nodes, read by graphflow.sampling.pipeline:
         # "cfg_rescale" (RescaleCFG's multiplier), "differential_diffusion" (its strength).
         self.options: dict = {}
@@ -173,8 +174,11 @@ class DiffusionModel:
             return self.unet(x, timesteps, context, y, guidance=guidance, **extra)
         return self.unet(x, timesteps, context, y)
 
-    def encode_adm(self, cond_options: dict, width_px: int, height_px: int, negative: bool = False) -> torch.Tensor | None:
+    def encode_adm(self, cond_options: dict, width_px: int, height_px: int, negative: bool = False,
+                   seed: int = 0) -> torch.Tensor | None:
         """SDXL's vector conditioning y [B, adm_channels], or None for SD1/SD2.
+        unCLIP models: the conditioning's image embeddings, noise-augmented with noise from `seed`
+        (graphflow.models.unclip.unclip_adm).
 
         base (2816):    pooled CLIP-G [B, 1280] + 256-d sinusoidal embeddings of
                         (orig height, orig width, crop top, crop left, target height, target width)
@@ -186,6 +190,10 @@ class DiffusionModel:
             pooled = cond_options.get("pooled_output")
             pooled = torch.zeros(1, self.adm_channels) if pooled is None else pooled.float().cpu().reshape(-1, self.adm_channels)
             return pooled
+        if self.noise_augmentor is not None:
+            from .unclip import unclip_adm
+
+            return unclip_adm(cond_options.get("unclip_conditioning"), self.noise_augmentor, seed)
         if not self.adm_channels:
             return None
         width = cond_options.get("width", width_px)

@@ -38,8 +38,10 @@ def apply_rope(x: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
     return (pe[..., 0] * x_[..., 0] + pe[..., 1] * x_[..., 1]).reshape(x.shape).type_as(x)
 
 
-def attention(q, k, v, pe):
-    out = F.scaled_dot_product_attention(apply_rope(q, pe), apply_rope(k, pe), v)
+def attention(q, k, v, pe, mask=None):
+    """mask: None or an additive bias [B, L, L] over the [text, image] tokens (StyleModelApply's attn_bias)."""
+    mask = None if mask is None else mask[:, None].to(q.dtype)
+    out = F.scaled_dot_product_attention(apply_rope(q, pe), apply_rope(k, pe), v, attn_mask=mask)
     return out.transpose(1, 2).flatten(2)
 
 
@@ -107,11 +109,11 @@ class DoubleStreamBlock(nn.Module):
             setattr(self, f"{s}_norm2", layer_norm(dim))
             setattr(self, f"{s}_mlp", mlp(dim, hidden))
 
-    def forward(self, img, txt, vec, pe):
+    def forward(self, img, txt, vec, pe, mask=None):
         img_mods, txt_mods = self.img_mod(vec), self.txt_mod(vec)
         iq, ik, iv = self.img_attn.qkv_heads((1 + img_mods[1]) * self.img_norm1(img) + img_mods[0])
         tq, tk, tv = self.txt_attn.qkv_heads((1 + txt_mods[1]) * self.txt_norm1(txt) + txt_mods[0])
-        out = attention(torch.cat([tq, iq], 2), torch.cat([tk, ik], 2), torch.cat([tv, iv], 2), pe)
+        out = attention(torch.cat([tq, iq], 2), torch.cat([tk, ik], 2), torch.cat([tv, iv], 2), pe, mask)
         n = txt.shape[1]
         img = self._post(img, out[:, n:], img_mods, self.img_attn, self.img_norm2, self.img_mlp)
         txt = self._post(txt, out[:, :n], txt_mods, self.txt_attn, self.txt_norm2, self.txt_mlp)
@@ -135,13 +137,13 @@ class SingleStreamBlock(nn.Module):
         self.pre_norm = layer_norm(dim)
         self.modulation = Modulation(dim, double=False)
 
-    def forward(self, x, vec, pe):
+    def forward(self, x, vec, pe, mask=None):
         shift, scale, gate = self.modulation(vec)
         qkv, hidden = self.linear1((1 + scale) * self.pre_norm(x) + shift).split(
             [3 * x.shape[-1], self.mlp_hidden], dim=-1)
         b, n, _ = x.shape
         q, k, v = qkv.view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-        out = attention(self.norm.query_norm(q), self.norm.key_norm(k), v, pe)
+        out = attention(self.norm.query_norm(q), self.norm.key_norm(k), v, pe, mask)
         return x + gate * self.linear2(torch.cat([out, F.gelu(hidden, approximate="tanh")], dim=2))
 
 
@@ -192,8 +194,9 @@ class Flux(nn.Module):
         self.single_blocks = nn.ModuleList(SingleStreamBlock(cfg) for _ in range(cfg.depth_single_blocks))
         self.final_layer = LastLayer(cfg)
 
-    def forward_packed(self, img, img_ids, txt, txt_ids, sigma, y, guidance=None):
-        """BFL's forward on packed tokens: img [B, N, in_channels], ids [B, L, 3]."""
+    def forward_packed(self, img, img_ids, txt, txt_ids, sigma, y, guidance=None, attention_mask=None):
+        """BFL's forward on packed tokens: img [B, N, in_channels], ids [B, L, 3]; attention_mask an
+        additive bias [B, T + N, T + N] over [text, image] tokens or None."""
         dtype = img.dtype
         img = self.img_in(img)
         vec = self.time_in(timestep_embedding(sigma * 1000).to(dtype))
@@ -208,13 +211,13 @@ class Flux(nn.Module):
         pe = torch.cat([rope(ids[..., i], d, self.config.theta) for i, d in enumerate(self.config.axes_dim)],
                        dim=-3)[:, None]  # [B, 1, L, head_dim/2, 2, 2]
         for block in self.double_blocks:
-            img, txt = block(img, txt, vec, pe)
+            img, txt = block(img, txt, vec, pe, attention_mask)
         x = torch.cat([txt, img], dim=1)
         for block in self.single_blocks:
-            x = block(x, vec, pe)
+            x = block(x, vec, pe, attention_mask)
         return self.final_layer(x[:, txt.shape[1]:], vec)
 
-    def forward(self, x, sigma, context, y, guidance=None, concat=None, **unused):
+    def forward(self, x, sigma, context, y, guidance=None, concat=None, attention_mask=None, **unused):
         H, W = x.shape[-2:]
         if H % 2 or W % 2:  # odd latent sizes: pad as ComfyUI does, crop the output back
             x = F.pad(x, (0, W % 2, 0, H % 2), mode="circular")
@@ -226,5 +229,6 @@ class Flux(nn.Module):
                              f"{self.config.in_channels // 4} latent channels (with concat), got {x.shape[1]}")
         b, _, h, w = x.shape
         txt_ids = torch.zeros(b, context.shape[1], 3, device=x.device)
-        out = self.forward_packed(pack(x), image_ids(h // 2, w // 2, b, x.device), context, txt_ids, sigma, y, guidance)
+        out = self.forward_packed(pack(x), image_ids(h // 2, w // 2, b, x.device), context, txt_ids, sigma, y, guidance,
+                                  attention_mask)
         return unpack(out, h, w)[..., :H, :W]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 
 CONFIG_KEY = "graphflow.config"
-CONFIG_SECTIONS = ("arch", "prediction", "unet", "vae", "text_encoders", "latent_format")
+CONFIG_SECTIONS = ("arch", "prediction", "unet", "vae", "text_encoders", "latent_format", "clip_vision")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 PICKLE_PROTOCOLS = (b"\x02", b"\x03", b"\x04", b"\x05")  # a bare pickle starts with 0x80, protocol
 

@@ -26,6 +26,7 @@ over flow sigmas as ComfyUI computes them.
 import math
 
 import torch
+import torch.nn.functional as F
 
 from ..choices import DEFAULT_FLUX_GUIDANCE, FLUX_BASE_SHIFT, FLUX_MAX_SHIFT  # noqa: F401 (re-exported)
 from .model_sampling import DiscreteSchedule, append_dims
@@ -173,16 +174,46 @@ class FlowDenoiser:
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
                  y: torch.Tensor | None = None, concat: torch.Tensor | None = None,
-                 guidance: torch.Tensor | None = None) -> torch.Tensor:
+                 guidance: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         dtype = self.model.dtype
         xc = x if concat is None else torch.cat([x, concat.to(x.device, x.dtype)], dim=1)
         kwargs = {}
         if guidance is not None:
             kwargs["guidance"] = guidance.to(x.device, torch.float32)
+        if attention_mask is not None:
+            if getattr(self.model, "arch", None) != "flux":
+                raise ValueError("an attention mask (StyleModelApply's attn_bias) needs a FLUX model")
+            kwargs["attention_mask"] = attention_mask.to(x.device)
         v = self.model(xc.to(dtype), sigma.float(),
                        None if context is None else context.to(dtype),
                        None if y is None else y.to(dtype), **kwargs).float()
         return self.schedule.denoised(sigma, v, x)
+
+
+def attention_bias(model, options: dict, latent_hw: tuple[int, int]) -> torch.Tensor:
+    """A conditioning's "attention_mask" (ComfyUI's: an additive bias [B, T + n, T + n] over its text
+    tokens and an image grid of "attention_mask_img_shape" (n = h x w, 1 x 1 by default)) at FLUX's
+    image-token grid for this latent (2x2 patches, odd sizes rounded up): the image parts are
+    resized bilinearly, as ComfyUI's upscale_dit_mask does."""
+    mask = options["attention_mask"].float()
+    mask = mask[None] if mask.ndim == 2 else mask
+    hi, wi = options.get("attention_mask_img_shape", (1, 1))
+    ho, wo = math.ceil(latent_hw[0] / 2), math.ceil(latent_hw[1] / 2)
+    if (hi, wi) == (ho, wo):
+        return mask
+    b, t = mask.shape[0], mask.shape[1] - hi * wi
+
+    def grid(m, size):  # [b, rows, hi*wi] -> [b, rows, ho*wo]
+        rows = m.shape[1]
+        if hi * wi == 1:  # what bilinear gives, without its 0 * -inf = nan for a -inf bias (strength 0)
+            return m.expand(b, rows, size[0] * size[1])
+        m = F.interpolate(m.reshape(b * rows, 1, hi, wi), size=size, mode="bilinear")
+        return m.reshape(b, rows, -1)
+
+    txt_txt, txt_img = mask[:, :t, :t], grid(mask[:, :t, t:], (ho, wo))
+    img_txt = grid(mask[:, t:, :t].transpose(1, 2), (ho, wo)).transpose(1, 2)
+    img_img = grid(grid(mask[:, t:, t:], (ho, wo)).transpose(1, 2), (ho, wo)).transpose(1, 2)
+    return torch.cat([torch.cat([txt_txt, txt_img], 2), torch.cat([img_txt, img_img], 2)], 1)
 
 
 def flow_vectors(model, options: dict, batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:

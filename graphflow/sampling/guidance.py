@@ -51,6 +51,7 @@ class Cond:
     gligen: object = None  # GLIGEN boxes (graphflow.models.gligen.GligenBoxes)
     sigma_start: float | None = None  # active only while sigma_end <= sigma <= sigma_start
     sigma_end: float | None = None
+    attention_mask: torch.Tensor | None = None  # [B, T + N, T + N] additive bias over FLUX's text + image tokens
 
     def active(self, sigma: torch.Tensor) -> bool:
         s = float(sigma.reshape(-1)[0])
@@ -99,11 +100,12 @@ def _mask_bounds(mask: torch.Tensor) -> tuple[int, int, int, int]:
 
 
 def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = False,
-                  concat_fn=None, schedule=None) -> list[Cond]:
+                  concat_fn=None, schedule=None, seed: int = 0) -> list[Cond]:
     """CONDITIONING list -> [Cond]. SDXL's y comes from model.encode_adm(options, width_px,
     height_px, negative=...) with the full image size (latent size * 8) as default sizes.
     concat_fn(options) -> [B, c, h, w] | None supplies inpainting models' extra channels.
-    schedule (a DiscreteSchedule; the model's own if None) turns timestep ranges into sigmas."""
+    schedule (a DiscreteSchedule; the model's own if None) turns timestep ranges into sigmas.
+    seed (the sampler's) seeds unCLIP models' noise augmentation of image embeddings."""
     if not isinstance(conditioning, (list, tuple)):
         raise TypeError(f"conditioning must be a list of (tensor, options) pairs, got {type(conditioning).__name__}")
     batch, latent_hw = x_shape[0], tuple(x_shape[2:])
@@ -115,14 +117,17 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
         embedding, options = entry
         if embedding.ndim != 3:
             raise ValueError(f"conditioning entry {k}: embedding must be [B, T, D], got shape {tuple(embedding.shape)}")
-        y = guidance = None
+        y = guidance = attention_mask = None
         if getattr(model, "prediction", None) == "flow":  # SD3 / FLUX: pooled text vector (+ guidance)
-            from .flow_sampling import flow_vectors
+            from .flow_sampling import attention_bias, flow_vectors
             y, guidance = flow_vectors(model, options, batch)
+            if options.get("attention_mask") is not None:
+                attention_mask = repeat_to_batch(attention_bias(model, options, latent_hw), batch).to(device)
             y = y.to(device)
             guidance = None if guidance is None else guidance.to(device)
         elif getattr(model, "adm_channels", 0):
-            y = model.encode_adm(options, latent_hw[1] * 8, latent_hw[0] * 8, negative=negative)
+            unclip = {"seed": seed} if getattr(model, "noise_augmentor", None) is not None else {}
+            y = model.encode_adm(options, latent_hw[1] * 8, latent_hw[0] * 8, negative=negative, **unclip)
             if y is None:
                 raise ValueError(f"the model needs SDXL vector conditioning ({model.adm_channels} channels) "
                                  f"but encode_adm gave none for conditioning entry {k}")
@@ -154,6 +159,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             gligen=options.get("gligen"),
             sigma_start=sigma_start,
             sigma_end=sigma_end,
+            attention_mask=attention_mask,
         ))
     return out
 
@@ -236,6 +242,8 @@ def _can_batch(a, b) -> bool:
         if (ta is None) != (tb is None) or (ta is not None and ta.shape != tb.shape):
             return False
     sa, sb = ca.context.shape, cb.context.shape
+    if ca.attention_mask is not None or cb.attention_mask is not None:  # the bias fits its own token count only
+        return ca.attention_mask is not None and cb.attention_mask is not None and sa == sb
     if sa != sb:
         if sa[0] != sb[0] or sa[2] != sb[2]:
             return False
@@ -287,6 +295,8 @@ def predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tenso
             extra["control"] = batch[0][3].control
         if batch[0][3].gligen is not None:
             extra["gligen"] = batch[0][3].gligen
+        if batch[0][3].attention_mask is not None:
+            extra["attention_mask"] = torch.cat([b[3].attention_mask for b in batch])
         predictions = model_denoiser(input_x, sigma_in, context=context, y=y, concat=concat, **extra).chunk(chunks)
         for (_, weight, area, _, index), prediction in zip(batch, predictions):
             if area is None:

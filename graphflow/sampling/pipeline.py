@@ -225,7 +225,7 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
 
         def prepare(conditioning, negative=False):
             return prepare_conds(conditioning, model, shape, device, negative=negative, concat_fn=concat_fn,
-                                 schedule=schedule)
+                                 schedule=schedule, seed=seed)
 
         guider = guider or CFGGuider(model, positive, negative, cfg)
         denoiser = guider.denoiser(FlowDenoiser(model, schedule) if flow else ModelDenoiser(model, schedule), prepare)

@@ -1,0 +1,97 @@
+"""unCLIP (SD2.1-unclip): the UNet's vector conditioning is a CLIP image embedding, noise-augmented.
+
+An SD2.1-unCLIP checkpoint is an SD2 UNet with a class-label embedding (`label_emb`, adm
+channels = 2 x the embedding width), the CLIP vision model under `embedder.model.visual.`, and
+the noise augmentor's schedule under `noise_augmentor.` (cosine, "squaredcos_cap_v2", 1000 levels).
+
+The vector y is built as ComfyUI's unclip_adm: each image embedding e of each unCLIPConditioning
+(strength s, noise_augmentation a) at level n = round((max_level - 1) * a) gives
+
+    s * [ q(e, n), timestep_embedding(n) ],   q(e, n) = unscale(sqrt(abar_n) scale(e) + sqrt(1 - abar_n) noise)
+
+(scale/unscale: the embedding statistics, identity unless the file carries them). Several
+embeddings are summed and the sum's first half augmented again at `MERGE_NOISE_AUGMENTATION`.
+The noise is seeded from the sampler's seed (seed - 10, as ComfyUI; ComfyUI leaves the merge's
+noise unseeded, here it is seeded too so runs repeat); no embedding gives zeros.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .unet import timestep_embedding
+
+PREFIX = "noise_augmentor."
+MERGE_NOISE_AUGMENTATION = 0.05  # ComfyUI's unclip_noise_augment_merge default
+
+
+def cosine_alphas_cumprod(levels: int = 1000, max_beta: float = 0.999) -> torch.Tensor:
+    """alpha-bar of the "squaredcos_cap_v2" schedule (betas from cos((t + 0.008) / 1.008 * pi/2)^2, capped)."""
+    def alpha_bar(t):
+        return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+    betas = torch.tensor([min(1 - alpha_bar((i + 1) / levels) / alpha_bar(i / levels), max_beta) for i in range(levels)],
+                         dtype=torch.float64)
+    return torch.cumprod(1.0 - betas, dim=0)
+
+
+@dataclass
+class NoiseAugmentor:
+    alphas_cumprod: torch.Tensor  # float64 [levels]
+    width: int  # the image embedding's width (= the noise-level embedding's)
+    data_mean: torch.Tensor | None = None  # [width] embedding statistics, where the file has them
+    data_std: torch.Tensor | None = None
+
+    @property
+    def max_noise_level(self) -> int:
+        return len(self.alphas_cumprod)
+
+    def __call__(self, embeds: torch.Tensor, level: int, noise: torch.Tensor) -> torch.Tensor:
+        """[B, width] embeddings -> [B, 2 width]: noised embeddings and the level's embedding."""
+        x = embeds.float()
+        if self.data_mean is not None:
+            x = (x - self.data_mean) / self.data_std
+        abar = self.alphas_cumprod[level]
+        x = (abar.sqrt() * x + (1 - abar).sqrt() * noise).float()
+        if self.data_mean is not None:
+            x = x * self.data_std + self.data_mean
+        level_emb = timestep_embedding(torch.tensor([float(level)]), self.width).expand(x.shape[0], -1)
+        return torch.cat([x, level_emb], dim=1)
+
+
+def noise_augmentor_from(f, adm_channels: int) -> NoiseAugmentor:
+    """The augmentor of a checkpoint `f` (a WeightFile). The schedule is computed, as ComfyUI does
+    (files store its buffers, in fp16 in half-precision files); embedding statistics are used
+    where the file carries them (`noise_augmentor.data_mean` / `data_std`; SD2.1's files do not)."""
+    abar = cosine_alphas_cumprod()
+    mean = std = None
+    if PREFIX + "data_mean" in f.shapes:
+        mean = f.get(PREFIX + "data_mean", dtype=torch.float32).reshape(-1)
+        std = f.get(PREFIX + "data_std", dtype=torch.float32).reshape(-1)
+    return NoiseAugmentor(abar.double(), adm_channels // 2, mean, std)
+
+
+def _noise(shape, seed: int) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed % 2 ** 64))
+
+
+def unclip_adm(entries, augmentor: NoiseAugmentor, seed: int = 0) -> torch.Tensor:
+    """y [1, 2 width] from a conditioning's "unclip_conditioning" list of {"clip_vision_output",
+    "strength", "noise_augmentation"} (None or empty: zeros)."""
+    width = augmentor.width
+    parts = []
+    for entry in entries or ():
+        embeds = entry["clip_vision_output"].image_embeds.float().cpu()
+        if embeds.ndim != 2 or embeds.shape[-1] != width:
+            raise ValueError(f"this unCLIP model takes {width}-wide CLIP image embeddings; the CLIP vision output "
+                             f"gives {tuple(embeds.shape)} (use the unCLIP checkpoint's own CLIP_VISION)")
+        level = round((augmentor.max_noise_level - 1) * entry["noise_augmentation"])
+        for row in embeds:  # one adm input per image, each with the same seeded noise (as ComfyUI)
+            parts.append(augmentor(row[None], level, _noise((1, width), seed - 10)) * entry["strength"])
+    if not parts:
+        return torch.zeros(1, 2 * width)
+    if len(parts) == 1:
+        return parts[0]
+    total = torch.stack(parts).sum(0)
+    level = round((augmentor.max_noise_level - 1) * MERGE_NOISE_AUGMENTATION)
+    return augmentor(total[:, :width], level, _noise((1, width), seed - 10))
