@@ -316,3 +316,40 @@ def test_full_size_layout_matches_diffusers(arch):
     assert {k: tuple(v.shape) for k, v in converted.items()} == expected
     shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
     assert controlnet_config_from_shapes(shapes) == ours.config
+
+
+@pytest.mark.parametrize("arch", ["sd1", "sdxl"])
+def test_diffusers_layout_file_loads_and_matches_diffusers(arch, tmp_path):
+    """A diffusers-layout file (diffusion_pytorch_model.safetensors, as downloaded): the
+    state dict diffusers' own conversion made from our random net, saved as is, loads back to
+    the same weights and gives diffusers' residuals."""
+    ours = random_controlnet(arch, seed=4)
+    original = write_controlnet(tmp_path / "cn.safetensors", ours)
+    config, converted = diffusers_controlnet(original, ours.config.unet, meta=True)
+    path = tmp_path / "diffusion_pytorch_model.safetensors"
+    save_file({k: v.contiguous() for k, v in converted.items()}, str(path))
+    loaded = load_controlnet(path)
+    assert loaded.config == ours.config
+    for k, v in ours.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    theirs = ControlNetModel(**config)
+    theirs.load_state_dict(converted, strict=True)
+    x, hint, t, context, y = inputs(ours.config.unet)
+    extra = {}
+    if y is not None:
+        from graphflow.models.unet import timestep_embedding
+
+        time_ids = torch.tensor([[64.0, 64, 0, 0, 64, 64], [32, 48, 4, 2, 64, 64]])
+        text_embeds = torch.randn(2, ours.config.unet.adm_in_channels - 6 * 256)
+        y = torch.cat([text_embeds, timestep_embedding(time_ids.flatten(), 256).reshape(2, -1)], dim=1)
+        extra = {"added_cond_kwargs": {"text_embeds": text_embeds, "time_ids": time_ids}}
+    with torch.no_grad():
+        mine = loaded(x, hint, t, context, y)
+        down, mid = theirs.eval()(x, t, context, hint, conditioning_scale=1.0, return_dict=False, **extra)
+    for a, b in zip(mine["output"] + mine["middle"], list(down) + [mid]):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
+    damaged = {k: v for k, v in converted.items() if not k.startswith("controlnet_mid_block")}
+    damaged["down_blocks.0.surprise.weight"] = torch.zeros(1)
+    save_file({k: v.contiguous() for k, v in damaged.items()}, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(CheckpointError, match="bad.safetensors.*surprise"):
+        load_controlnet(tmp_path / "bad.safetensors")

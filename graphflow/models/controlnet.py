@@ -16,6 +16,10 @@ Control-LoRA files (Stability's "control-lora", key `lora_controlnet`) store the
 low-rank differences to the base model's UNet (`<key>.up` @ `<key>.down`) plus full tensors for the
 rest; `load_controlnet(path, base=model)` builds the ControlNet from the base UNet's weights as
 ComfyUI does.
+
+diffusers' layout (`diffusion_pytorch_model.safetensors`: `controlnet_cond_embedding.*`,
+`down_blocks.*`, `controlnet_down_blocks.*`, `controlnet_mid_block.*`) is renamed to the original
+one on loading (`from_diffusers_layout`).
 """
 
 import math
@@ -171,6 +175,65 @@ class ControlNet(nn.Module):
         return self(x, hint, timesteps, context, y)
 
 
+# diffusers' ResnetBlock2D names -> the LDM ResBlock's
+_RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
+           "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
+
+
+def _diffusers_name(key: str, per_level: dict[int, int], hint_blocks: int) -> str:
+    """One diffusers ControlNetModel key -> its original-layout name."""
+    parts = key.split(".")
+    head, rest = parts[0], parts[1:]
+
+    def resnet(names):
+        return ".".join([_RESNET.get(names[0], names[0])] + names[1:])
+
+    if head == "conv_in":
+        return "input_blocks.0.0." + ".".join(rest)
+    if head in ("time_embedding", "add_embedding"):
+        layer = {"linear_1": "0", "linear_2": "2"}[rest[0]]
+        return ("time_embed." if head == "time_embedding" else "label_emb.0.") + layer + "." + ".".join(rest[1:])
+    if head == "controlnet_cond_embedding":
+        index = 0 if rest[0] == "conv_in" else 2 + 2 * hint_blocks if rest[0] == "conv_out" else 2 + 2 * int(rest[1])
+        return f"input_hint_block.{index}." + ".".join(rest[-1:])
+    if head == "controlnet_down_blocks":
+        return f"zero_convs.{rest[0]}.0." + ".".join(rest[1:])
+    if head == "controlnet_mid_block":
+        return "middle_block_out.0." + ".".join(rest)
+    if head == "down_blocks":
+        level, kind, i = int(rest[0]), rest[1], int(rest[2])
+        block = 1 + sum(per_level[lv] + 1 for lv in range(level))
+        if kind == "downsamplers":
+            return f"input_blocks.{block + per_level[level]}.0.op." + ".".join(rest[4:])
+        if kind == "resnets":
+            return f"input_blocks.{block + i}.0." + resnet(rest[3:])
+        return f"input_blocks.{block + i}.1." + ".".join(rest[3:])
+    if head == "mid_block":
+        kind, i = rest[0], int(rest[1])
+        if kind == "resnets":
+            return f"middle_block.{2 * i}." + resnet(rest[2:])
+        return "middle_block.1." + ".".join(rest[2:])
+    raise KeyError(key)
+
+
+def from_diffusers_layout(keys) -> dict[str, str]:
+    """{original-layout name: diffusers key} for a diffusers ControlNetModel state dict."""
+    keys = list(keys)
+    per_level = {}
+    for k in keys:
+        if k.startswith("down_blocks.") and ".resnets." in k:
+            level, i = int(k.split(".")[1]), int(k.split(".")[3])
+            per_level[level] = max(per_level.get(level, 0), i + 1)
+    hint_blocks = len({k.split(".")[2] for k in keys if k.startswith("controlnet_cond_embedding.blocks.")})
+    names = {}
+    for k in keys:
+        try:
+            names[_diffusers_name(k, per_level, hint_blocks)] = k
+        except (KeyError, ValueError, IndexError):
+            raise CheckpointError(f"unexpected key {k!r} in a diffusers-layout ControlNet") from None
+    return names
+
+
 def _describe(shapes) -> str:
     keys = sorted(shapes)
     if any(k.startswith(("lora_unet_", "lora_te")) or ".lora_down." in k for k in keys):
@@ -211,19 +274,30 @@ def load_controlnet(path, base=None, device="cpu", dtype: torch.dtype | None = N
         overrides = wf.config().get("unet", {})
         if "lora_controlnet" in wf.shapes:
             return _load_control_lora(wf, base, device, dtype, overrides)
-        prefix = _strip({k: s for k, s in wf.shapes.items() if k != "difference"})
+        if "controlnet_cond_embedding.conv_in.weight" in wf.shapes:  # diffusers' layout
+            try:
+                names = from_diffusers_layout(wf.shapes)
+            except CheckpointError as e:
+                raise CheckpointError(f"{name}: {e}") from None
+            shapes = {ours: wf.shapes[theirs] for ours, theirs in names.items()}
+            prefix, read = "", lambda k: wf.get(names[k], device, dtype)  # noqa: E731
+        else:
+            prefix = _strip({k: s for k, s in wf.shapes.items() if k != "difference"})
+            read = lambda k: wf.get(prefix + k, device, dtype)  # noqa: E731
+            shapes = None if prefix is None else {
+                k[len(prefix):]: s for k, s in wf.shapes.items() if k.startswith(prefix) and k != "difference"}
         if prefix is None:
             raise CheckpointError(
                 f"{name} is not a ControlNet: expected original-layout keys 'control_model.input_hint_block.0.weight' "
-                f"and 'control_model.input_blocks.0.0.weight' (or without the prefix), found {_describe(wf.shapes)}")
-        shapes = {k[len(prefix):]: s for k, s in wf.shapes.items() if k.startswith(prefix) and k != "difference"}
+                f"and 'control_model.input_blocks.0.0.weight' (or without the prefix), or diffusers' "
+                f"'controlnet_cond_embedding.conv_in.weight', found {_describe(wf.shapes)}")
         try:
             config = controlnet_config_from_shapes(shapes, overrides)
         except (KeyError, ValueError) as e:
             raise CheckpointError(f"{name}: the ControlNet's layout could not be read from its weights ({e})") from None
         with torch.device("meta"):
             net = ControlNet(config)
-        state = {k: wf.get(prefix + k, device, dtype) for k in shapes}
+        state = {k: read(k) for k in shapes}
         if "difference" in wf.shapes:  # a "diff" ControlNet: encoder weights stored relative to the base
             if base is None:
                 raise CheckpointError(f"{name} stores its weights as differences to a base model: load it with "
