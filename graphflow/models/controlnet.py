@@ -163,7 +163,7 @@ class ControlNet(nn.Module):
         h = self.middle_block(h, emb, context)
         return {"output": outs, "middle": [self.middle_block_out(h)]}
 
-    def control(self, applied: "ControlApplied", x, timesteps, context, y, unet_config=None) -> dict:
+    def control(self, applied: "ControlApplied", x, timesteps, context, y, unet_config=None, **unused) -> dict:
         """The residuals for the UNet input x, with the applied hint at x's pixel size."""
         expected = self.config.unet.context_dim
         if context is not None and expected is not None and context.shape[-1] != expected:
@@ -257,12 +257,27 @@ def load_control_model(path, base=None, device="cpu", dtype: torch.dtype | None 
     difference file) or a T2I-Adapter, told apart by their keys."""
     with WeightFile(path) as wf:
         shapes = wf.shapes
+        if "pos_embed_input.proj.weight" in shapes:  # SD3 / SD3.5
+            from .mmdit_controlnet import load_mmdit_controlnet
+
+            return _named(load_mmdit_controlnet, wf, device, dtype)
+        if "controlnet_x_embedder.weight" in shapes or "pos_embed_input.weight" in shapes:  # FLUX
+            from .flux_controlnet import load_flux_controlnet
+
+            return _named(load_flux_controlnet, wf, device, dtype)
         if "conv_in.weight" in shapes or "adapter.conv_in.weight" in shapes:
             from .t2i_adapter import load_t2i_adapter
 
             state = {k: wf.get(k, device, dtype) for k in shapes}
             return load_t2i_adapter(state, wf.path.name)
     return load_controlnet(path, base=base, device=device, dtype=dtype)
+
+
+def _named(load, wf, device, dtype):
+    try:
+        return load(wf, device, dtype)
+    except CheckpointError as e:
+        raise CheckpointError(f"{wf.path.name}: {e}") from None
 
 
 def load_controlnet(path, base=None, device="cpu", dtype: torch.dtype | None = None) -> ControlNet:
@@ -389,11 +404,11 @@ class ControlApplied:
     add up). Travels in the conditioning options under "control", as ComfyUI's does."""
 
     def __init__(self, net, image: torch.Tensor, strength: float, start_percent: float = 0.0,
-                 end_percent: float = 1.0, previous: "ControlApplied | None" = None):
+                 end_percent: float = 1.0, previous: "ControlApplied | None" = None, vae=None):
         self.net, self.image, self.strength = net, image, float(strength)
         self.start_percent, self.end_percent = float(start_percent), float(end_percent)
-        self.previous = previous
-        self._hint = None
+        self.previous, self.vae = previous, vae
+        self._hint = self._latent = None
 
     def sigma_range(self, schedule) -> tuple[float, float]:
         """(sigma_start, sigma_end) through the schedule's own percent_to_sigma (ComfyUI's rule:
@@ -401,16 +416,17 @@ class ControlApplied:
         return schedule.percent_to_sigma(self.start_percent), schedule.percent_to_sigma(self.end_percent)
 
     def residuals(self, x: torch.Tensor, sigma: torch.Tensor, timesteps: torch.Tensor, context, y, schedule,
-                  unet_config=None) -> dict | None:
+                  unet_config=None, **extra) -> dict | None:
         """Summed residuals of this control and the ones before it, or None where none is active.
-        unet_config: the UNet's layout (where T2I-Adapter features go)."""
+        unet_config: the model's layout (where T2I-Adapter features go, SD3/FLUX depths); extra:
+        what else the model is given (FLUX's guidance)."""
         out = None if self.previous is None else self.previous.residuals(x, sigma, timesteps, context, y, schedule,
-                                                                          unet_config)
+                                                                          unet_config, **extra)
         start, end = self.sigma_range(schedule)
         s = float(sigma.reshape(-1)[0])
         if not (end <= s <= start):
             return out
-        mine = self.net.control(self, x, timesteps, context, y, unet_config)
+        mine = self.net.control(self, x, timesteps, context, y, unet_config, **extra)
         mine = {k: [None if r is None else r * self.strength for r in v] for k, v in mine.items()}
         if out is None:
             return mine
@@ -425,5 +441,16 @@ class ControlApplied:
         if self._hint is None or tuple(self._hint.shape[2:]) != (height, width):
             self._hint = resize_hint(self.image, height, width)
         return _repeat(self._hint, batch).to(device, dtype)
+
+    def latent_hint(self, height: int, width: int, batch: int, device, dtype) -> torch.Tensor:
+        """The hint as a model-space latent of height x width (SD3/FLUX ControlNets): resized at
+        the VAE's pixel size, encoded, shifted and scaled as the sampled latent is (ComfyUI's rule)."""
+        if self.vae is None:
+            raise ValueError("this ControlNet reads the hint as a latent: connect a VAE to the apply node")
+        if self._latent is None or tuple(self._latent.shape[2:]) != (height, width):
+            f = self.vae.downscale
+            pixels = resize_hint(self.image, height * f, width * f).movedim(1, -1)
+            self._latent = self.vae.latent_format.process_in(self.vae.encode(pixels))
+        return _repeat(self._latent, batch).to(device, dtype)
 
 

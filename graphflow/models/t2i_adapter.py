@@ -83,7 +83,7 @@ class T2IAdapter(nn.Module):
             features.append(x)
         return features
 
-    def control(self, applied, x: torch.Tensor, timesteps, context, y, unet_config=None) -> dict:
+    def control(self, applied, x: torch.Tensor, timesteps, context, y, unet_config=None, **unused) -> dict:
         """Features for the UNet's input blocks (None where none is added): each level's feature
         after the level's last ResBlock (SD1/SD2: input blocks 2, 5, 8, 11). They depend on the
         hint only, so they are computed once per hint size and batch, as ComfyUI does."""

@@ -174,12 +174,19 @@ class FlowDenoiser:
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
                  y: torch.Tensor | None = None, concat: torch.Tensor | None = None,
-                 guidance: torch.Tensor | None = None) -> torch.Tensor:
+                 guidance: torch.Tensor | None = None, control=None) -> torch.Tensor:
         dtype = self.model.dtype
         xc = x if concat is None else torch.cat([x, concat.to(x.device, x.dtype)], dim=1)
         kwargs = {}
         if guidance is not None:
             kwargs["guidance"] = guidance.to(x.device, torch.float32)
+        if control is not None:  # ControlNets see the noisy latent without Fill's channels, in the model's dtype
+            pooled = torch.zeros(x.shape[0], self.model.adm_channels, device=x.device) if y is None else y
+            residuals = control.residuals(x.to(dtype), sigma, sigma.float(), None if context is None else context.to(dtype),
+                                          pooled.to(dtype), self.schedule, getattr(self.model.unet, "config", None),
+                                          **kwargs)
+            if residuals is not None:
+                kwargs["control"] = residuals
         v = self.model(xc.to(dtype), sigma.float(),
                        None if context is None else context.to(dtype),
                        None if y is None else y.to(dtype), **kwargs).float()
