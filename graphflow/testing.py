@@ -414,3 +414,66 @@ def write_controlnet(path, arch: str = "sd1", seed: int = 0, scaled_down: bool =
     path = Path(path)
     save_file(state, str(path))
     return path
+
+
+def write_flow_controlnet(path, family: str = "sd3_medium", layout: str = "diffusers", seed: int = 0,
+                          dtype=torch.float16, scaled_down: bool = True) -> Path:
+    """A random-weight SD3 or FLUX ControlNet for write_flow_checkpoint(family)'s model (one
+    block; FLUX: one double and one single), in diffusers' layout (InstantX's
+    diffusion_pytorch_model.safetensors) or ours (layout="ours")."""
+    from dataclasses import replace
+
+    from .models import flux_controlnet, mmdit_controlnet
+
+    if layout not in ("diffusers", "ours"):
+        raise ValueError(f"layout must be 'diffusers' or 'ours', got {layout!r}")
+    base = flow_model_config(family, scaled_down)
+    if flow_arch(family) == "sd3":
+        config = mmdit_controlnet.MMDiTControlNetConfig(
+            model=replace(base, depth=1, x_self_attn_layers=tuple(i for i in base.x_self_attn_layers if i < 1)),
+            hint_channels=base.in_channels)
+        top = {**mmdit_controlnet._TOP, "pos_embed.pos_embed": "pos_embed"}
+        blocks = {"transformer_blocks": ("joint_blocks", mmdit_controlnet._BLOCK)}
+        with torch.device("meta"):
+            shapes = _module_shapes(mmdit_controlnet.MMDiTControlNet(config))
+    else:
+        config = flux_controlnet.FluxControlNetConfig(
+            model=replace(base, depth=1, depth_single_blocks=1, in_channels=64, out_channels=64), hint_channels=64)
+        top = flux_controlnet._TOP
+        blocks = {"transformer_blocks": ("double_blocks", flux_controlnet._DOUBLE),
+                  "single_transformer_blocks": ("single_blocks", flux_controlnet._SINGLE)}
+        with torch.device("meta"):
+            shapes = _module_shapes(flux_controlnet.FluxControlNet(config))
+    state = random_state(shapes, seed, dtype)
+    if layout == "diffusers":
+        state = _split_to_diffusers(state, top, blocks, config.model.hidden_size)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return Path(path)
+
+
+def _split_to_diffusers(state: dict, top: dict, blocks: dict, hidden: int) -> dict:
+    """Our fused layout -> diffusers' (the inverse of the loaders' renaming tables)."""
+    inverse_top = {ours: theirs for theirs, ours in top.items()}
+    inverse_blocks = {}
+    for theirs_list, (ours_list, table) in blocks.items():
+        stems = {}
+        for their_stem, (our_stem, part) in table.items():
+            stems.setdefault(our_stem, {})[part] = their_stem
+        inverse_blocks[ours_list] = (theirs_list, stems)
+    out = {}
+    for key, t in state.items():
+        stem, param = key.rsplit(".", 1) if "." in key else (key, "")
+        head, index, rest = (stem.split(".", 2) + ["", ""])[:3]
+        if key in inverse_top:
+            out[inverse_top[key]] = t
+        elif stem in inverse_top:
+            out[f"{inverse_top[stem]}.{param}"] = t
+        elif head in inverse_blocks and rest in inverse_blocks[head][1]:
+            theirs_list, stems = inverse_blocks[head]
+            parts = stems[rest]
+            sizes = [hidden] * (len(parts) - 1)
+            for i, chunk in zip(sorted(parts), t.split(sizes + [t.shape[0] - sum(sizes)])):
+                out[f"{theirs_list}.{index}.{parts[i]}.{'weight' if param == 'scale' else param}"] = chunk
+        else:
+            out[key] = t
+    return out

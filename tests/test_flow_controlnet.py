@@ -141,3 +141,122 @@ def test_refusals_name_the_file(tmp_path):
     save_file(state, str(tmp_path / "broken.safetensors"))
     with pytest.raises(CheckpointError, match="broken.safetensors.*missing"):
         load_control_model(tmp_path / "broken.safetensors")
+
+
+@pytest.mark.parametrize("family", ["sd35_medium", "flux_dev"])
+def test_writer_layouts_agree_and_diffusers_reads_its_layout(tmp_path, family):
+    from safetensors.torch import load_file
+
+    from graphflow.testing import write_flow_controlnet
+
+    a = write_flow_controlnet(tmp_path / "diffusers.safetensors", family, "diffusers", seed=2, dtype=torch.float32)
+    b = write_flow_controlnet(tmp_path / "ours.safetensors", family, "ours", seed=2, dtype=torch.float32)
+    na, nb = load_control_model(a), load_control_model(b)
+    assert na.control_config == nb.control_config
+    assert all(torch.equal(v, nb.state_dict()[k]) for k, v in na.state_dict().items())
+    cfg = flow_model_config(family)
+    if family.startswith("sd3"):
+        theirs = SD3ControlNetModel(**{**sd3_diffusers_config(cfg), "num_layers": 1, "dual_attention_layers": (0,)})
+    else:
+        theirs = FluxControlNetModel(**flux_controlnet_config(cfg, num_layers=1, num_single_layers=1))
+    theirs.load_state_dict(load_file(str(a)), strict=True)  # the file is diffusers' own layout
+
+
+@pytest.fixture
+def flow_models(tmp_folders):
+    from graphflow.testing import write_flow_controlnet, write_flow_vae, write_text_encoder
+
+    m = tmp_folders.models
+    for sub in ("diffusion_models", "text_encoders", "vae", "controlnet"):
+        (m / sub).mkdir()
+    for family, seed in (("sd3_medium", 3), ("flux_dev", 4)):
+        write_flow_checkpoint(m / "diffusion_models" / f"{family}.safetensors", family, dtype=torch.float32,
+                              components=("model",), prefixed=False, seed=seed)
+        write_flow_controlnet(m / "controlnet" / f"{family}_cn.safetensors", family, seed=seed + 10,
+                              dtype=torch.float32)
+    write_flow_vae(m / "vae" / "vae16.safetensors", dtype=torch.float32)
+    for name, seed in (("t5xxl", 1), ("clip_l", 2), ("clip_g", 6)):
+        write_text_encoder(m / "text_encoders" / f"{name}.safetensors", name, seed=seed, dtype=torch.float32)
+    return m
+
+
+def flow_graph(family, strength=None, node="ControlNetApplySD3"):
+    """A ComfyUI-named text-to-image graph of the tiny family; with a ControlNet unless strength is None."""
+    if family == "sd3_medium":
+        clip = {"class_type": "TripleCLIPLoader", "inputs": {"clip_name1": "clip_g.safetensors",
+                                                             "clip_name2": "t5xxl.safetensors",
+                                                             "clip_name3": "clip_l.safetensors"}}
+    else:
+        clip = {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": "t5xxl.safetensors",
+                                                           "clip_name2": "clip_l.safetensors", "type": "flux"}}
+    graph = {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": f"{family}.safetensors", "weight_dtype": "default"}},
+        "2": clip,
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red square", "clip": ["2", 0]}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["2", 0]}},
+        "5": {"class_type": "VAELoader", "inputs": {"vae_name": "vae16.safetensors"}},
+        "6": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 48, "batch_size": 1}},
+        "7": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "seed": 5, "steps": 3, "cfg": 2.0,
+                                                   "sampler_name": "euler", "scheduler": "simple",
+                                                   "positive": ["3", 0], "negative": ["4", 0],
+                                                   "latent_image": ["6", 0], "denoise": 1.0}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["7", 0], "vae": ["5", 0]}},
+    }
+    if strength is not None:
+        inputs = {"positive": ["3", 0], "negative": ["4", 0], "control_net": ["10", 0], "vae": ["5", 0],
+                  "image": ["11", 0], "strength": strength, "start_percent": 0.0, "end_percent": 1.0}
+        graph.update({
+            "10": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": f"{family}_cn.safetensors"}},
+            "11": {"class_type": "EmptyImage", "inputs": {"width": 96, "height": 64, "batch_size": 1,
+                                                          "color": 0xFF0000}},
+            "12": {"class_type": node, "inputs": inputs},
+        })
+        graph["7"]["inputs"].update(positive=["12", 0], negative=["12", 1])
+    return graph
+
+
+def run(graph):
+    import json
+
+    from graphflow.executor import Executor
+    from graphflow.registry import Registry
+    from graphflow.workflow import parse_workflow
+
+    registry = Registry().load_builtin()
+    result = Executor(registry).run(parse_workflow(json.loads(json.dumps(graph)), registry), outputs=["8"])
+    assert result.ok, result.error or result.problems
+    return result.values["8"][0]
+
+
+@pytest.mark.parametrize("family,node", [("sd3_medium", "ControlNetApplySD3"), ("flux_dev", "ControlNetApplyAdvanced")])
+def test_flow_graph_with_a_controlnet(flow_models, family, node):
+    plain = run(flow_graph(family))
+    guided = run(flow_graph(family, 1.0, node))
+    assert plain.shape == guided.shape == (1, 48, 64, 3)
+    assert (guided - plain).abs().max() > 1e-3
+    assert torch.equal(run(flow_graph(family, 0.0, node)), plain)  # strength 0: exactly the plain image
+
+
+def test_apply_nodes_ask_for_the_vae(flow_models, builtin_registry):
+    from graphflow.context import NodeInputError
+    from tests.test_nodes_image_mask import call
+
+    net = call(builtin_registry, "LoadControlNet", control_net_name="sd3_medium_cn.safetensors")
+    cond = [(torch.zeros(1, 4, 8), {})]
+    image = torch.rand(1, 32, 32, 3)
+    with pytest.raises(NodeInputError, match="connect the model's VAE") as error:
+        call(builtin_registry, "ApplyControlNetAdvanced", positive=cond, negative=cond, control_net=net, image=image,
+             strength=1.0, start_percent=0.0, end_percent=1.0)
+    assert error.value.input == "vae"
+    with pytest.raises(NodeInputError, match="through a VAE") as error:
+        call(builtin_registry, "ApplyControlNet", conditioning=cond, control_net=net, image=image, strength=1.0)
+    assert error.value.input == "control_net"
+    vae = call(builtin_registry, "LoadVAE", vae_name="vae16.safetensors")
+    positive, _ = call(builtin_registry, "ApplyControlNetWithVAE", positive=cond, negative=cond, control_net=net,
+                       vae=vae, image=image, strength=0.5, start_percent=0.0, end_percent=1.0)
+    applied = positive[0][1]["control"]
+    assert applied.vae is vae and applied.strength == 0.5
+    latent = applied.latent_hint(4, 4, 2, "cpu", torch.float32)  # the hint image encoded at 32x32 pixels
+    expected = vae.latent_format.process_in(vae.encode(torch.nn.functional.interpolate(
+        image.movedim(-1, 1), size=(32, 32), mode="nearest-exact").movedim(1, -1)))
+    assert latent.shape == (2, 16, 4, 4) and torch.equal(latent[1:], expected)
