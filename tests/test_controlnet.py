@@ -9,7 +9,7 @@ from diffusers import ControlNetModel
 from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint, create_unet_diffusers_config_from_ldm
 from safetensors.torch import save_file
 
-from graphflow.models.controlnet import ControlNet, ControlNetConfig, load_controlnet, resize_hint
+from graphflow.models.controlnet import ControlNet, ControlNetConfig, load_control_model, load_controlnet, resize_hint
 from graphflow.models.weight_files import CheckpointError
 from tests.test_unet import FULL, TINY, ldm_original_config, random_unet, to_diffusers_unet
 
@@ -353,3 +353,76 @@ def test_diffusers_layout_file_loads_and_matches_diffusers(arch, tmp_path):
     save_file({k: v.contiguous() for k, v in damaged.items()}, str(tmp_path / "bad.safetensors"))
     with pytest.raises(CheckpointError, match="bad.safetensors.*surprise"):
         load_controlnet(tmp_path / "bad.safetensors")
+
+
+def random_diffusers_adapter(seed, **config):
+    from diffusers import T2IAdapter as DiffusersT2IAdapter
+
+    torch.manual_seed(seed)
+    theirs = DiffusersT2IAdapter(**config).eval()
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.copy_(torch.randn_like(p) * (0.5 / max(1, p[0].numel()) ** 0.5) + (0.1 if p.dim() == 1 else 0))
+    return theirs
+
+
+def test_sdxl_t2i_adapter_matches_diffusers_and_lands_where_diffusers_puts_it(tmp_path):
+    """A full_adapter_xl file in diffusers' layout (TencentARC's SDXL adapters): features equal to
+    diffusers' T2IAdapter, and the UNet given them through control() equal to diffusers' UNet given
+    them as down_intrablock_additional_residuals (SDXL-like levels: no attention in the first)."""
+    from graphflow.models.t2i_adapter import T2IAdapter
+    from graphflow.models.unet import UNetConfig
+
+    theirs = random_diffusers_adapter(3, in_channels=3, channels=[32, 64, 64, 64], num_res_blocks=2,
+                                      downscale_factor=16, adapter_type="full_adapter_xl")
+    path = tmp_path / "diffusion_pytorch_model.safetensors"
+    save_file({k: v.contiguous() for k, v in theirs.state_dict().items()}, str(path))
+    ours = load_control_model(path)
+    assert isinstance(ours, T2IAdapter) and ours.config.downscale == 16 and ours.config.down_levels == (2,)
+    hint = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        mine, ref = ours(hint), theirs(hint)
+    assert len(mine) == len(ref) == 4
+    for a, b in zip(mine, ref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+    cfg = UNetConfig(model_channels=32, channel_mult=(1, 2, 2), num_res_blocks=2, transformer_depth=(0, 1, 1),
+                     context_dim=768, num_heads=8, num_head_channels=-1)
+    unet = random_unet(cfg)
+    diffusers_unet, _ = to_diffusers_unet(unet)
+
+    class Applied:
+        def hint(self, h, w, batch, device, dtype):
+            return hint
+
+    g = torch.Generator().manual_seed(2)
+    x, t, context = torch.randn(1, 4, 8, 8, generator=g), torch.tensor([500.0]), torch.randn(1, 3, 768, generator=g)
+    with torch.no_grad():
+        control = ours.control(Applied(), x, t, context, None, cfg)
+        assert [i for i, f in enumerate(control["input"]) if f is not None] == [3, 5, 8]
+        assert len(control["middle"]) == 1
+        out = unet(x, t, context, control=control)
+        expected = diffusers_unet(x, t, context, down_intrablock_additional_residuals=list(ref)).sample
+        plain = unet(x, t, context)
+    torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
+    assert (out - plain).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("layout", ["diffusers", "original"])
+def test_light_t2i_adapter_matches_diffusers(tmp_path, layout):
+    from graphflow.models.t2i_adapter import LightAdapter
+
+    theirs = random_diffusers_adapter(4, in_channels=3, channels=[32, 64, 64], num_res_blocks=2,
+                                      downscale_factor=8, adapter_type="light_adapter")
+    state = theirs.state_dict()
+    if layout == "original":  # ComfyUI's Adapter_light names: body.{level}.body.{block}
+        state = {k.removeprefix("adapter.").replace(".resnets.", ".body."): v for k, v in state.items()}
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "light.safetensors"))
+    ours = load_control_model(tmp_path / "light.safetensors")
+    assert isinstance(ours, LightAdapter) and ours.config.channels == (32, 64, 64, 64)
+    hint = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        mine, ref = ours(hint), theirs(hint)
+    assert len(mine) == len(ref) == 4
+    for a, b in zip(mine, ref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

@@ -265,7 +265,8 @@ def load_control_model(path, base=None, device="cpu", dtype: torch.dtype | None 
             from .flux_controlnet import load_flux_controlnet
 
             return _named(load_flux_controlnet, wf, device, dtype)
-        if "conv_in.weight" in shapes or "adapter.conv_in.weight" in shapes:
+        if any(k in shapes for k in ("conv_in.weight", "adapter.conv_in.weight", "body.0.out_conv.weight",
+                                     "adapter.body.0.out_conv.weight")):  # T2I-Adapters: full, SDXL, light
             from .t2i_adapter import load_t2i_adapter
 
             state = {k: wf.get(k, device, dtype) for k in shapes}
