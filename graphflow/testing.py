@@ -402,18 +402,100 @@ def write_esrgan(path, num_filters: int = 8, num_blocks: int = 1, scale: int = 4
     return Path(path)
 
 
-def write_controlnet(path, arch: str = "sd1", seed: int = 0, scaled_down: bool = True, dtype=torch.float16) -> Path:
-    """A random-weight ControlNet in the original layout (control_model.*) for write_checkpoint(arch)'s UNet."""
-    from safetensors.torch import save_file
-
+def write_controlnet(path, arch: str = "sd1", seed: int = 0, scaled_down: bool = True, dtype=torch.float16,
+                     layout: str = "original") -> Path:
+    """A random-weight ControlNet for write_checkpoint(arch)'s UNet, in the original layout
+    (control_model.*) or diffusers' (layout="diffusers": diffusion_pytorch_model.safetensors)."""
     from .models.controlnet import ControlNet, ControlNetConfig
 
+    if layout not in ("original", "diffusers"):
+        raise ValueError(f"layout must be 'original' or 'diffusers', got {layout!r}")
+    config = ControlNetConfig(unet=unet_config(arch, scaled_down))
     with torch.device("meta"):
-        shapes = _module_shapes(ControlNet(ControlNetConfig(unet=unet_config(arch, scaled_down))))
-    state = {"control_model." + k: v for k, v in random_state(shapes, seed, dtype).items()}
+        shapes = _module_shapes(ControlNet(config))
+    state = random_state(shapes, seed, dtype)
+    if layout == "diffusers":
+        state = {_controlnet_diffusers_name(k, config): v for k, v in state.items()}
+    else:
+        state = {"control_model." + k: v for k, v in state.items()}
     path = Path(path)
     save_file(state, str(path))
     return path
+
+
+_RESNET_DIFFUSERS = {"in_layers.0": "norm1", "in_layers.2": "conv1", "emb_layers.1": "time_emb_proj",
+                     "out_layers.0": "norm2", "out_layers.3": "conv2", "skip_connection": "conv_shortcut"}
+
+
+def _controlnet_diffusers_name(key: str, config) -> str:
+    """An original-layout ControlNet key -> diffusers' ControlNetModel name (what the loader undoes)."""
+    parts = key.split(".")
+    if parts[0] == "input_hint_block":
+        i, last = int(parts[1]), 4 * (len(config.hint_block) - 1) + 2
+        name = "conv_in" if i == 0 else "conv_out" if i == last else f"blocks.{(i - 2) // 2}"
+        return f"controlnet_cond_embedding.{name}.{parts[-1]}"
+    if parts[0] == "zero_convs":
+        return f"controlnet_down_blocks.{parts[1]}.{parts[-1]}"
+    if parts[0] == "middle_block_out":
+        return f"controlnet_mid_block.{parts[-1]}"
+    if parts[0] in ("time_embed", "label_emb"):
+        linear = {"0": "linear_1", "2": "linear_2"}[parts[-2]]
+        return f"{'time_embedding' if parts[0] == 'time_embed' else 'add_embedding'}.{linear}.{parts[-1]}"
+
+    def resnet(rest):
+        stem = ".".join(rest[:2]) if ".".join(rest[:2]) in _RESNET_DIFFUSERS else rest[0]
+        return ".".join([_RESNET_DIFFUSERS[stem]] + rest[len(stem.split(".")):])
+
+    if parts[0] == "middle_block":
+        j = int(parts[1])
+        return (f"mid_block.attentions.0.{'.'.join(parts[2:])}" if j == 1
+                else f"mid_block.resnets.{j // 2}.{resnet(parts[2:])}")
+    block, j, rest = int(parts[1]), int(parts[2]), parts[3:]
+    if block == 0:
+        return "conv_in." + ".".join(rest)
+    start = 1
+    for level, n in enumerate(config.unet.num_res_blocks):
+        if block < start + n:
+            kind = "resnets" if j == 0 else "attentions"
+            inner = resnet(rest) if j == 0 else ".".join(rest)
+            return f"down_blocks.{level}.{kind}.{block - start}.{inner}"
+        if block == start + n:
+            return f"down_blocks.{level}.downsamplers.0.conv.{rest[-1]}"
+        start += n + 1
+    raise KeyError(key)
+
+
+def write_t2i_adapter(path, kind: str = "full", layout: str = "original", channels=(32, 64, 64, 64),
+                      hint_channels: int = 3, seed: int = 0, dtype=torch.float16) -> Path:
+    """A random-weight T2I-Adapter: kind "full" (SD1/SD2), "xl" (diffusers' full_adapter_xl;
+    channels (c0, c1, c2, c2) for a UNet of widths (c0, c1, c2)) or "light"; in the original
+    layout or diffusers' (`adapter.*`, as TencentARC's files)."""
+    from .models.t2i_adapter import LightAdapter, T2IAdapter, T2IAdapterConfig
+
+    if kind not in ("full", "xl", "light") or layout not in ("original", "diffusers"):
+        raise ValueError(f"kind must be full, xl or light and layout original or diffusers, got {kind!r}, {layout!r}")
+    extra = {"xl": dict(downscale=16, down_levels=(2,)), "light": dict(light=True, blocks_per_level=2)}.get(kind, {})
+    config = T2IAdapterConfig(channels=tuple(channels), hint_channels=hint_channels, **extra)
+    with torch.device("meta"):
+        shapes = _module_shapes((LightAdapter if kind == "light" else T2IAdapter)(config))
+    state = random_state(shapes, seed, dtype)
+    if layout == "diffusers":
+        n = config.blocks_per_level
+        renamed = {}
+        for k, v in state.items():
+            parts = k.split(".")
+            if kind == "light":
+                name = k.replace(".body.", ".resnets.")  # body.{level}.body.{block} -> body.{level}.resnets.{block}
+            elif parts[0] == "body" and parts[2] == "in_conv":
+                name = f"body.{int(parts[1]) // n}.in_conv.{parts[-1]}"
+            elif parts[0] == "body":
+                name = f"body.{int(parts[1]) // n}.resnets.{int(parts[1]) % n}." + ".".join(parts[2:])
+            else:
+                name = k
+            renamed["adapter." + name] = v
+        state = renamed
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return Path(path)
 
 
 def write_flow_controlnet(path, family: str = "sd3_medium", layout: str = "diffusers", seed: int = 0,

@@ -426,3 +426,41 @@ def test_light_t2i_adapter_matches_diffusers(tmp_path, layout):
     assert len(mine) == len(ref) == 4
     for a, b in zip(mine, ref):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["sd1", "sdxl"])
+def test_writer_diffusers_layout_is_diffusers_own(arch, tmp_path):
+    """graphflow.testing's diffusers-layout ControlNet has exactly the names and tensors diffusers'
+    own conversion gives for the original-layout file of the same seed."""
+    from safetensors.torch import load_file
+
+    from graphflow.testing import write_controlnet as write_random_controlnet
+
+    a = write_random_controlnet(tmp_path / "a.safetensors", arch, seed=5, dtype=torch.float32)
+    b = write_random_controlnet(tmp_path / "b.safetensors", arch, seed=5, dtype=torch.float32, layout="diffusers")
+    cfg = load_controlnet(a).config.unet
+    _, converted = diffusers_controlnet(a, cfg, meta=True)
+    written = load_file(str(b))
+    assert set(written) == set(converted)
+    assert all(torch.equal(written[k], v) for k, v in converted.items())
+    assert all(torch.equal(v, load_controlnet(a).state_dict()[k]) for k, v in load_controlnet(b).state_dict().items())
+
+
+@pytest.mark.parametrize("kind,adapter_type,downscale,channels", [
+    ("full", "full_adapter", 8, [32, 64, 64]), ("xl", "full_adapter_xl", 16, [32, 64, 64, 64]),
+    ("light", "light_adapter", 8, [32, 64, 64])])
+def test_t2i_writer_layouts(kind, adapter_type, downscale, channels, tmp_path):
+    from diffusers import T2IAdapter as DiffusersT2IAdapter
+    from safetensors.torch import load_file
+
+    from graphflow.testing import write_t2i_adapter
+
+    ours_channels = channels + [channels[-1]] if kind == "light" else channels
+    a = write_t2i_adapter(tmp_path / "a.safetensors", kind, "original", ours_channels, seed=1, dtype=torch.float32)
+    b = write_t2i_adapter(tmp_path / "b.safetensors", kind, "diffusers", ours_channels, seed=1, dtype=torch.float32)
+    na, nb = load_control_model(a), load_control_model(b)
+    assert na.config == nb.config
+    assert all(torch.equal(v, nb.state_dict()[k]) for k, v in na.state_dict().items())
+    theirs = DiffusersT2IAdapter(in_channels=3, channels=channels, num_res_blocks=2, downscale_factor=downscale,
+                                 adapter_type=adapter_type)
+    theirs.load_state_dict(load_file(str(b)), strict=True)  # diffusers' own names and shapes
