@@ -499,10 +499,11 @@ def write_t2i_adapter(path, kind: str = "full", layout: str = "original", channe
 
 
 def write_flow_controlnet(path, family: str = "sd3_medium", layout: str = "diffusers", seed: int = 0,
-                          dtype=torch.float16, scaled_down: bool = True) -> Path:
+                          dtype=torch.float16, scaled_down: bool = True, hint_block: bool = False) -> Path:
     """A random-weight SD3 or FLUX ControlNet for write_flow_checkpoint(family)'s model (one
     block; FLUX: one double and one single), in diffusers' layout (InstantX's
-    diffusion_pytorch_model.safetensors) or ours (layout="ours")."""
+    diffusion_pytorch_model.safetensors) or ours (layout="ours"). hint_block (FLUX): with its own
+    pixel hint encoder and no single blocks, as XLabs' files (whose layout is ours)."""
     from dataclasses import replace
 
     from .models import flux_controlnet, mmdit_controlnet
@@ -520,7 +521,8 @@ def write_flow_controlnet(path, family: str = "sd3_medium", layout: str = "diffu
             shapes = _module_shapes(mmdit_controlnet.MMDiTControlNet(config))
     else:
         config = flux_controlnet.FluxControlNetConfig(
-            model=replace(base, depth=1, depth_single_blocks=1, in_channels=64, out_channels=64), hint_channels=64)
+            model=replace(base, depth=1, depth_single_blocks=0 if hint_block else 1, in_channels=64, out_channels=64),
+            hint_channels=64, hint_block=(16, 16, 16, 16) if hint_block else None)
         top = flux_controlnet._TOP
         blocks = {"transformer_blocks": ("double_blocks", flux_controlnet._DOUBLE),
                   "single_transformer_blocks": ("single_blocks", flux_controlnet._SINGLE)}
@@ -528,6 +530,9 @@ def write_flow_controlnet(path, family: str = "sd3_medium", layout: str = "diffu
             shapes = _module_shapes(flux_controlnet.FluxControlNet(config))
     state = random_state(shapes, seed, dtype)
     if layout == "diffusers":
+        hint_names = {0: "conv_in", 14: "conv_out", **{2 + 2 * j: f"blocks.{j}" for j in range(6)}}
+        state = {f"input_hint_block.{hint_names[int(k.split('.')[1])]}.{k.split('.')[-1]}"
+                 if k.startswith("input_hint_block.") else k: v for k, v in state.items()}
         state = _split_to_diffusers(state, top, blocks, config.model.hidden_size)
     save_file({k: v.contiguous() for k, v in state.items()}, str(path))
     return Path(path)

@@ -260,3 +260,60 @@ def test_apply_nodes_ask_for_the_vae(flow_models, builtin_registry):
     expected = vae.latent_format.process_in(vae.encode(torch.nn.functional.interpolate(
         image.movedim(-1, 1), size=(32, 32), mode="nearest-exact").movedim(1, -1)))
     assert latent.shape == (2, 16, 4, 4) and torch.equal(latent[1:], expected)
+
+
+@pytest.mark.parametrize("layout", ["diffusers", "xlabs"])
+def test_flux_controlnet_with_its_own_hint_encoder_matches_diffusers(tmp_path, flux_any_width, layout):  # noqa: F811
+    """XLabs-style: the hint as pixels in -1..1 through input_hint_block, residuals repeated
+    (diffusers' controlnet_blocks_repeat). The diffusers-layout file is diffusers' state dict; the
+    XLabs one is graphflow.testing's of the same seed, which must load to the same weights."""
+    from safetensors.torch import load_file
+
+    from graphflow.testing import write_flow_controlnet
+
+    cfg = flow_model_config("flux_dev")
+    base = write_flow_checkpoint(tmp_path / "flux.safetensors", "flux_dev", dtype=torch.float32,
+                                 components=("model",), seed=7)
+    if layout == "diffusers":  # two blocks for a one-block model: the repeat order shows below
+        theirs_net = randomize(FluxControlNetModel(**flux_controlnet_config(
+            cfg, num_layers=2, num_single_layers=0, patch_size=2, conditioning_embedding_channels=16)), 9)
+        path = save_diffusers(theirs_net, tmp_path / "diffusion_pytorch_model.safetensors")
+    else:
+        diffusers_file = write_flow_controlnet(tmp_path / "cn.safetensors", "flux_dev", "diffusers", seed=9,
+                                              dtype=torch.float32, hint_block=True)
+        theirs_net = FluxControlNetModel(**flux_controlnet_config(cfg, num_layers=1, num_single_layers=0, patch_size=2,
+                                                                  conditioning_embedding_channels=16))
+        theirs_net.load_state_dict(load_file(str(diffusers_file)), strict=True)
+        theirs_net.eval()
+        path = write_flow_controlnet(tmp_path / "xlabs.safetensors", "flux_dev", "ours", seed=9, dtype=torch.float32,
+                                     hint_block=True)
+        assert any(k.startswith("input_hint_block.14.") for k in load_file(str(path)))
+    net = load_control_model(path, dtype=torch.float32)
+    assert not net.needs_vae and net.control_config.hint_block == (16, 16, 16, 16)
+    model = load_diffusion_model(base, device="cpu", dtype=torch.float32)
+    theirs = FluxTransformer2DModel.from_single_file(
+        str(base), config=diffusers_config_dir(tmp_path, FluxTransformer2DModel, **flux_diffusers_config(cfg)),
+        local_files_only=True, torch_dtype=torch.float32).eval()
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 16, 8, 6, generator=g)
+    pixels = torch.rand(2, 64, 48, 3, generator=g)
+    sigma, guidance = torch.tensor([0.4, 1.0]), torch.tensor([3.5, 2.0])
+    context = torch.randn(2, 6, cfg.context_in_dim, generator=g)
+    y = torch.randn(2, cfg.vec_in_dim, generator=g)
+    kwargs = diffusers_flux_kwargs(cfg, pack(x), context, y, sigma, guidance, 4, 3)
+    applied = ControlApplied(net, pixels, 1.0)
+    with torch.no_grad():
+        double, single = theirs_net(controlnet_cond=pixels.movedim(-1, 1) * 2 - 1, return_dict=False, **kwargs)
+        assert single is None and len(double) == (2 if layout == "diffusers" else 1)
+        mine = net(x, pixels.movedim(-1, 1) * 2 - 1, sigma, context, y, guidance)["input"]
+        for a, b in zip(mine, double):
+            assert (a - b).abs().max() <= TOL and b.abs().mean() > 0.05
+        if layout == "diffusers":  # repeated, not stretched: a 3-block model gets residuals 0, 1, 0
+            from dataclasses import replace
+
+            deeper = net.control(applied, x, sigma, context, y, replace(model.unet.config, depth=3), guidance=guidance)
+            assert [min(range(2), key=lambda j: (r - mine[j]).abs().max()) for r in deeper["input"]] == [0, 1, 0]
+        control = net.control(applied, x, sigma, context, y, model.unet.config, guidance=guidance)
+        out = model.unet(x, sigma, context, y, guidance=guidance, control=control)
+        expected = theirs(controlnet_block_samples=double, controlnet_blocks_repeat=True, **kwargs).sample
+    assert (pack(out) - expected).abs().max() <= TOL

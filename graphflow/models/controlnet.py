@@ -76,11 +76,22 @@ def controlnet_config_from_shapes(shapes: dict[str, tuple[int, ...]], overrides:
         adm_in_channels=shapes["label_emb.0.0.weight"][1] if "label_emb.0.0.weight" in shapes else 0, **heads)
     names = {f.name for f in fields(UNetConfig)}
     unet.update({k: tuple(v) if isinstance(v, list) else v for k, v in (overrides or {}).items() if k in names})
-    hint = sorted(int(k.split(".")[1]) for k in shapes if k.startswith("input_hint_block.") and k.endswith(".weight"))
-    return ControlNetConfig(
-        unet=UNetConfig(**unet),
-        hint_channels=shapes["input_hint_block.0.weight"][1],
-        hint_block=tuple(shapes[f"input_hint_block.{i}.weight"][0] for i in hint[:-1:2]))
+    return ControlNetConfig(unet=UNetConfig(**unet), hint_channels=shapes["input_hint_block.0.weight"][1],
+                            hint_block=hint_encoder_widths(shapes))
+
+
+def hint_encoder(in_channels: int, widths: tuple[int, ...], out_channels: int) -> nn.Sequential:
+    """`input_hint_block`: the hint from pixels to latent size, a stride-2 conv between each pair of widths."""
+    hint = [nn.Conv2d(in_channels, widths[0], 3, padding=1), nn.SiLU()]
+    for a, b in zip(widths, widths[1:]):
+        hint += [nn.Conv2d(a, a, 3, padding=1), nn.SiLU(), nn.Conv2d(a, b, 3, padding=1, stride=2), nn.SiLU()]
+    hint.append(nn.Conv2d(widths[-1], out_channels, 3, padding=1))
+    return nn.Sequential(*hint)
+
+
+def hint_encoder_widths(shapes: dict) -> tuple[int, ...]:
+    convs = sorted(int(k.split(".")[1]) for k in shapes if k.startswith("input_hint_block.") and k.endswith(".weight"))
+    return tuple(shapes[f"input_hint_block.{i}.weight"][0] for i in convs[:-1:2])
 
 
 class ControlNet(nn.Module):
@@ -102,13 +113,7 @@ class ControlNet(nn.Module):
             self.label_emb = nn.Sequential(nn.Sequential(
                 nn.Linear(cfg.adm_in_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)))
 
-        # the hint goes from pixels to latent size: a stride-2 conv between each pair of widths
-        widths = config.hint_block
-        hint = [nn.Conv2d(config.hint_channels, widths[0], 3, padding=1), nn.SiLU()]
-        for a, b in zip(widths, widths[1:]):
-            hint += [nn.Conv2d(a, a, 3, padding=1), nn.SiLU(), nn.Conv2d(a, b, 3, padding=1, stride=2), nn.SiLU()]
-        hint.append(nn.Conv2d(widths[-1], mc, 3, padding=1))
-        self.input_hint_block = nn.Sequential(*hint)
+        self.input_hint_block = hint_encoder(config.hint_channels, config.hint_block, mc)
 
         # the UNet's encoder, as in graphflow.models.unet.UNet
         self.input_blocks = nn.ModuleList([Block(nn.Conv2d(cfg.in_channels, mc, 3, padding=1))])

@@ -12,6 +12,12 @@ Our layout is FLUX's (BFL names, graphflow.models.flux) plus `pos_embed_input`,
 (`transformer_blocks.*`, `single_transformer_blocks.*`, `controlnet_x_embedder`, ...) is renamed to
 it on loading, q, k, v (and the single blocks' MLP input) fused. Union ControlNets (a mode
 embedding) are refused.
+
+XLabs' ControlNets (BFL names: `double_blocks.*`, `controlnet_blocks.*`, `pos_embed_input`) read
+the hint as pixels in [-1, 1] through their own `input_hint_block` (3 stride-2 convs to latent
+size, as the SD ControlNet's) instead of the VAE, and FLUX adds their residuals repeated
+(residual i % n after double block i), as diffusers does for a FluxControlNetModel with an
+input_hint_block (controlnet_blocks_repeat) and ComfyUI for XLabs files.
 """
 
 import math
@@ -22,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cast_layers import Linear
+from .controlnet import hint_encoder, hint_encoder_widths
 from .flux import Flux, FluxConfig, flux_config_from_state_dict, image_ids, pack
 from .mmdit_controlnet import assign, fused_names, fused_shapes
 from .weight_files import CheckpointError
@@ -31,10 +38,10 @@ from .weight_files import CheckpointError
 class FluxControlNetConfig:
     model: FluxConfig  # depth / depth_single_blocks: the ControlNet's own blocks
     hint_channels: int = 64  # packed hint latent channels
+    hint_block: tuple[int, ...] | None = None  # XLabs: input_hint_block's widths (the hint is pixels)
 
 
 class FluxControlNet(Flux):
-    needs_vae = True  # the hint is a latent
 
     def __init__(self, config: FluxControlNetConfig):
         super().__init__(config.model)
@@ -45,14 +52,22 @@ class FluxControlNet(Flux):
         self.controlnet_blocks = nn.ModuleList(Linear(cfg.hidden_size, cfg.hidden_size) for _ in range(cfg.depth))
         self.controlnet_single_blocks = nn.ModuleList(
             Linear(cfg.hidden_size, cfg.hidden_size) for _ in range(cfg.depth_single_blocks))
+        if config.hint_block:
+            self.input_hint_block = hint_encoder(3, config.hint_block, config.hint_channels // 4)
+
+    @property
+    def needs_vae(self) -> bool:  # the hint is a latent unless the net encodes it itself
+        return not self.control_config.hint_block
 
     @property
     def dtype(self) -> torch.dtype:
         return self.pos_embed_input.weight.dtype
 
     def forward(self, x, hint, sigma, context, y, guidance=None, **unused) -> dict[str, list[torch.Tensor]]:
-        """x and the hint latent [B, 16, H, W] -> {"input": a residual per double block, "output":
-        per single block}, each [B, H/2 * W/2, hidden]."""
+        """x and the hint latent [B, 16, H, W] (XLabs: pixels [B, 3, 8H, 8W] in -1..1) -> {"input": a
+        residual per double block, "output": per single block}, each [B, H/2 * W/2, hidden]."""
+        if self.control_config.hint_block:
+            hint = self.input_hint_block(hint.to(self.dtype))
         H, W = x.shape[-2:]
         if H % 2 or W % 2:
             x = F.pad(x, (0, W % 2, 0, H % 2), mode="circular")
@@ -80,8 +95,11 @@ class FluxControlNet(Flux):
                              f"the model being sampled gives {context.shape[-1]}")
         if self.dtype != x.dtype or self.pos_embed_input.weight.device != x.device:
             self.to(x.device, x.dtype)
-        hint = applied.latent_hint(x.shape[2], x.shape[3], x.shape[0], x.device, x.dtype)
-        if hint.shape[1] * 4 != self.control_config.hint_channels:
+        if self.control_config.hint_block:
+            hint = applied.hint(x.shape[2] * 8, x.shape[3] * 8, x.shape[0], x.device, x.dtype) * 2 - 1
+        else:
+            hint = applied.latent_hint(x.shape[2], x.shape[3], x.shape[0], x.device, x.dtype)
+        if not self.control_config.hint_block and hint.shape[1] * 4 != self.control_config.hint_channels:
             raise ValueError(f"this ControlNet reads a {self.control_config.hint_channels // 4}-channel latent hint, "
                              f"the VAE gives {hint.shape[1]} channels")
         outs = self(x, hint, sigma, context, y, guidance)
@@ -89,7 +107,9 @@ class FluxControlNet(Flux):
                   "output": getattr(model_config, "depth_single_blocks", len(outs["output"]))}
         control = {}
         for key, res in outs.items():
-            if res:
+            if res and self.control_config.hint_block:  # XLabs: the residuals over and over
+                control[key] = [res[i % len(res)] for i in range(depths[key])]
+            elif res:
                 every = math.ceil(depths[key] / len(res))
                 control[key] = [res[i // every] for i in range(depths[key])]
         return control
@@ -127,18 +147,33 @@ def from_diffusers_layout(keys) -> dict[str, list[str]]:
                                     "single_transformer_blocks": ("single_blocks", _SINGLE)})
 
 
+def _hint_block_names(keys) -> dict[str, list[str]]:
+    """diffusers' ControlNetConditioningEmbedding (conv_in, blocks.{j}, conv_out) -> nn.Sequential indices."""
+    blocks = len({k.split(".")[2] for k in keys if k.startswith("input_hint_block.blocks.")})
+    names = {}
+    for k in keys:
+        part = k.split(".")
+        index = 0 if part[1] == "conv_in" else 2 + 2 * blocks if part[1] == "conv_out" else 2 + 2 * int(part[2])
+        names[f"input_hint_block.{index}.{part[-1]}"] = [k]
+    return names
+
+
 def flux_controlnet_config(shapes: dict[str, tuple]) -> FluxControlNetConfig:
     hidden, in_channels = shapes["img_in.weight"]
     model = flux_config_from_state_dict({**shapes, "final_layer.linear.weight": (in_channels, hidden)})
-    return FluxControlNetConfig(model=model, hint_channels=shapes["pos_embed_input.weight"][1])
+    return FluxControlNetConfig(model=model, hint_channels=shapes["pos_embed_input.weight"][1],
+                                hint_block=hint_encoder_widths(shapes) or None)
 
 
 def load_flux_controlnet(wf, device="cpu", dtype=None) -> FluxControlNet:
     """From a WeightFile in diffusers' layout or ours."""
-    if any(k.startswith(("controlnet_mode_embedder.", "input_hint_block.")) for k in wf.shapes):
-        raise CheckpointError("Union FLUX ControlNets (controlnet_mode_embedder) and ones with their own hint "
-                              "encoder (input_hint_block) are not supported")
-    names = from_diffusers_layout(wf.shapes) if "x_embedder.weight" in wf.shapes else {k: [k] for k in wf.shapes}
+    if any(k.startswith("controlnet_mode_embedder.") for k in wf.shapes):
+        raise CheckpointError("Union FLUX ControlNets (controlnet_mode_embedder) are not supported")
+    if "x_embedder.weight" in wf.shapes:
+        names = from_diffusers_layout([k for k in wf.shapes if not k.startswith("input_hint_block.")])
+        names.update(_hint_block_names([k for k in wf.shapes if k.startswith("input_hint_block.")]))
+    else:
+        names = {k: [k] for k in wf.shapes}
     shapes = fused_shapes(wf.shapes, names)
     try:
         config = flux_controlnet_config(shapes)
