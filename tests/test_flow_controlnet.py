@@ -37,9 +37,10 @@ class Hint:
     """Stands in for ControlApplied where a test gives the hint latent directly."""
 
     def __init__(self, latent):
-        self.latent = latent
+        self.latent, self.shifted = latent, None
 
-    def latent_hint(self, h, w, batch, device, dtype):
+    def latent_hint(self, h, w, batch, device, dtype, shift=True):
+        self.shifted = shift
         return self.latent
 
 
@@ -73,8 +74,15 @@ def test_sd3_controlnet_matches_diffusers(tmp_path):
         assert len(mine) == len(ref) == 2
         for a, b in zip(mine, ref):
             assert a.abs().mean() > 0.05 and (a - b).abs().max() <= TOL
-        control = net.control(Hint(hint), x, sigma, context, y, model.unet.config)
+        # as diffusers' pipeline runs these (force_zeros_for_pooled_projection): a zero pooled vector
+        # for the ControlNet, and the hint latent not shifted
+        ref = theirs_net(hidden_states=x, controlnet_cond=hint, encoder_hidden_states=context,
+                         pooled_projections=torch.zeros_like(y), timestep=sigma * 1000, return_dict=False)[0]
+        given = Hint(hint)
+        control = net.control(given, x, sigma, context, y, model.unet.config)
+        assert given.shifted is False
         assert [r is None for r in control["output"]] == [False, False, True]
+        assert (control["output"][1] - ref[0]).abs().max() <= TOL
         out = model.unet(x, sigma, context, y, control=control)
         expected = theirs(hidden_states=x, encoder_hidden_states=context, pooled_projections=y, timestep=sigma * 1000,
                           block_controlnet_hidden_states=ref).sample
@@ -260,6 +268,10 @@ def test_apply_nodes_ask_for_the_vae(flow_models, builtin_registry):
     expected = vae.latent_format.process_in(vae.encode(torch.nn.functional.interpolate(
         image.movedim(-1, 1), size=(32, 32), mode="nearest-exact").movedim(1, -1)))
     assert latent.shape == (2, 16, 4, 4) and torch.equal(latent[1:], expected)
+    unshifted = applied.latent_hint(4, 4, 1, "cpu", torch.float32, shift=False)
+    fmt = vae.latent_format  # (raw - shift) * scale without the shift: raw * scale
+    torch.testing.assert_close(unshifted, expected + fmt.shift_factor * fmt.scale_factor)
+    assert vae.latent_format.shift_factor != 0
 
 
 @pytest.mark.parametrize("layout", ["diffusers", "xlabs"])

@@ -448,15 +448,17 @@ class ControlApplied:
             self._hint = resize_hint(self.image, height, width)
         return _repeat(self._hint, batch).to(device, dtype)
 
-    def latent_hint(self, height: int, width: int, batch: int, device, dtype) -> torch.Tensor:
+    def latent_hint(self, height: int, width: int, batch: int, device, dtype, shift: bool = True) -> torch.Tensor:
         """The hint as a model-space latent of height x width (SD3/FLUX ControlNets): resized at
-        the VAE's pixel size, encoded, shifted and scaled as the sampled latent is (ComfyUI's rule)."""
+        the VAE's pixel size, encoded, shifted and scaled as the sampled latent is (ComfyUI's rule);
+        shift=False: scaled only (InstantX's SD3 ControlNets were trained so)."""
         if self.vae is None:
             raise ValueError("this ControlNet reads the hint as a latent: connect a VAE to the apply node")
-        if self._latent is None or tuple(self._latent.shape[2:]) != (height, width):
-            f = self.vae.downscale
+        if self._latent is None or self._latent[0] != (height, width, shift):
+            f, fmt = self.vae.downscale, self.vae.latent_format
             pixels = resize_hint(self.image, height * f, width * f).movedim(1, -1)
-            self._latent = self.vae.latent_format.process_in(self.vae.encode(pixels))
-        return _repeat(self._latent, batch).to(device, dtype)
+            raw = self.vae.encode(pixels)
+            self._latent = ((height, width, shift), fmt.process_in(raw) if shift else raw * fmt.scale_factor)
+        return _repeat(self._latent[1], batch).to(device, dtype)
 
 

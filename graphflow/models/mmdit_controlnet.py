@@ -10,6 +10,10 @@ the last (text-pre-only) block, as diffusers' SD3Transformer2DModel does.
 Our layout is the MM-DiT's (graphflow.models.mmdit) plus `controlnet_blocks.{i}` and
 `pos_embed_input.proj`; diffusers' layout (`transformer_blocks.*`, `pos_embed.*`,
 `time_text_embed.*`) is renamed to it on loading (`from_diffusers_layout`), q, k and v fused.
+
+These ControlNets were trained with a zero pooled-text vector and a hint latent scaled but not
+shifted (diffusers' pipeline for force_zeros_for_pooled_projection, the default of
+SD3ControlNetModel; ComfyUI's "SD3 controlnet weirdness"), so `control` gives them those.
 """
 
 from dataclasses import dataclass, replace
@@ -67,11 +71,11 @@ class MMDiTControlNet(MMDiT):
                              f"the model being sampled gives {context.shape[-1]}")
         if self.dtype != x.dtype or self.pos_embed_input.proj.weight.device != x.device:
             self.to(x.device, x.dtype)
-        hint = applied.latent_hint(x.shape[2], x.shape[3], x.shape[0], x.device, x.dtype)
+        hint = applied.latent_hint(x.shape[2], x.shape[3], x.shape[0], x.device, x.dtype, shift=False)
         if hint.shape[1] != self.control_config.hint_channels:
             raise ValueError(f"this ControlNet reads a {self.control_config.hint_channels}-channel latent hint, "
                              f"the VAE gives {hint.shape[1]} channels")
-        outs = self(x, hint, sigma, context, y)
+        outs = self(x, hint, sigma, context, torch.zeros_like(y))
         depth = model_config.depth if model_config is not None else len(outs)
         every = depth / len(outs)
         return {"output": [outs[int(i / every)] if i < depth - 1 else None for i in range(depth)]}
