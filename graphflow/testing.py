@@ -499,11 +499,13 @@ def write_t2i_adapter(path, kind: str = "full", layout: str = "original", channe
 
 
 def write_flow_controlnet(path, family: str = "sd3_medium", layout: str = "diffusers", seed: int = 0,
-                          dtype=torch.float16, scaled_down: bool = True, hint_block: bool = False) -> Path:
+                          dtype=torch.float16, scaled_down: bool = True, hint_block: bool = False,
+                          joint: bool = True) -> Path:
     """A random-weight SD3 or FLUX ControlNet for write_flow_checkpoint(family)'s model (one
     block; FLUX: one double and one single), in diffusers' layout (InstantX's
     diffusion_pytorch_model.safetensors) or ours (layout="ours"). hint_block (FLUX): with its own
-    pixel hint encoder and no single blocks, as XLabs' files (whose layout is ours)."""
+    pixel hint encoder and no single blocks, as XLabs' files (whose layout is ours). joint=False
+    (SD3): image-only blocks as Stability's SD3.5 large ControlNets in diffusers' layout."""
     from dataclasses import replace
 
     from .models import flux_controlnet, mmdit_controlnet
@@ -512,11 +514,13 @@ def write_flow_controlnet(path, family: str = "sd3_medium", layout: str = "diffu
         raise ValueError(f"layout must be 'diffusers' or 'ours', got {layout!r}")
     base = flow_model_config(family, scaled_down)
     if flow_arch(family) == "sd3":
+        model = replace(base, depth=1, x_self_attn_layers=tuple(i for i in base.x_self_attn_layers if i < 1))
         config = mmdit_controlnet.MMDiTControlNetConfig(
-            model=replace(base, depth=1, x_self_attn_layers=tuple(i for i in base.x_self_attn_layers if i < 1)),
-            hint_channels=base.in_channels)
+            model=model if joint else replace(model, x_self_attn_layers=(), qk_norm=False),
+            hint_channels=base.in_channels, joint=joint)
         top = {**mmdit_controlnet._TOP, "pos_embed.pos_embed": "pos_embed"}
-        blocks = {"transformer_blocks": ("joint_blocks", mmdit_controlnet._BLOCK)}
+        blocks = {"transformer_blocks": ("joint_blocks", mmdit_controlnet._BLOCK) if joint
+                  else ("blocks", mmdit_controlnet._SINGLE_BLOCK)}
         with torch.device("meta"):
             shapes = _module_shapes(mmdit_controlnet.MMDiTControlNet(config))
     else:

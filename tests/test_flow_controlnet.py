@@ -177,11 +177,11 @@ def flow_models(tmp_folders):
     m = tmp_folders.models
     for sub in ("diffusion_models", "text_encoders", "vae", "controlnet"):
         (m / sub).mkdir()
-    for family, seed in (("sd3_medium", 3), ("flux_dev", 4)):
+    for family, seed in (("sd3_medium", 3), ("flux_dev", 4), ("sd35_large", 5)):
         write_flow_checkpoint(m / "diffusion_models" / f"{family}.safetensors", family, dtype=torch.float32,
                               components=("model",), prefixed=False, seed=seed)
         write_flow_controlnet(m / "controlnet" / f"{family}_cn.safetensors", family, seed=seed + 10,
-                              dtype=torch.float32)
+                              dtype=torch.float32, joint=family != "sd35_large")
     write_flow_vae(m / "vae" / "vae16.safetensors", dtype=torch.float32)
     for name, seed in (("t5xxl", 1), ("clip_l", 2), ("clip_g", 6)):
         write_text_encoder(m / "text_encoders" / f"{name}.safetensors", name, seed=seed, dtype=torch.float32)
@@ -190,7 +190,7 @@ def flow_models(tmp_folders):
 
 def flow_graph(family, strength=None, node="ControlNetApplySD3"):
     """A ComfyUI-named text-to-image graph of the tiny family; with a ControlNet unless strength is None."""
-    if family == "sd3_medium":
+    if family.startswith("sd3"):
         clip = {"class_type": "TripleCLIPLoader", "inputs": {"clip_name1": "clip_g.safetensors",
                                                              "clip_name2": "t5xxl.safetensors",
                                                              "clip_name3": "clip_l.safetensors"}}
@@ -236,7 +236,8 @@ def run(graph):
     return result.values["8"][0]
 
 
-@pytest.mark.parametrize("family,node", [("sd3_medium", "ControlNetApplySD3"), ("flux_dev", "ControlNetApplyAdvanced")])
+@pytest.mark.parametrize("family,node", [("sd3_medium", "ControlNetApplySD3"), ("flux_dev", "ControlNetApplyAdvanced"),
+                                         ("sd35_large", "ControlNetApplySD3")])
 def test_flow_graph_with_a_controlnet(flow_models, family, node):
     plain = run(flow_graph(family))
     guided = run(flow_graph(family, 1.0, node))
@@ -329,3 +330,55 @@ def test_flux_controlnet_with_its_own_hint_encoder_matches_diffusers(tmp_path, f
         out = model.unet(x, sigma, context, y, guidance=guidance, control=control)
         expected = theirs(controlnet_block_samples=double, controlnet_blocks_repeat=True, **kwargs).sample
     assert (pack(out) - expected).abs().max() <= TOL
+
+
+@pytest.mark.parametrize("layout", ["diffusers", "ours"])
+def test_sd35_large_controlnet_matches_diffusers(tmp_path, layout):
+    """Stability's SD3.5 large ControlNets in diffusers' layout: image-only blocks on the sampled
+    model's own patch embedding and position table (the pipeline's _get_pos_embed_from_transformer),
+    the real pooled vector and the shifted hint latent."""
+    from safetensors.torch import load_file
+
+    from graphflow.testing import write_flow_controlnet
+
+    cfg = flow_model_config("sd35_large")
+    base = write_flow_checkpoint(tmp_path / "sd35.safetensors", "sd35_large", dtype=torch.float32,
+                                 components=("model",), seed=11)
+    model = load_diffusion_model(base, device="cpu", dtype=torch.float32)
+    theirs = SD3Transformer2DModel.from_single_file(
+        str(base), config=diffusers_config_dir(tmp_path, SD3Transformer2DModel, **sd3_diffusers_config(cfg)),
+        local_files_only=True, torch_dtype=torch.float32).eval()
+    single = dict(joint_attention_dim=None, pos_embed_type=None, use_pos_embed=False, qk_norm=None,
+                  force_zeros_for_pooled_projection=False)
+    if layout == "diffusers":
+        theirs_net = randomize(SD3ControlNetModel(**{**sd3_diffusers_config(cfg), "num_layers": 2, **single}), 12)
+        path = save_diffusers(theirs_net, tmp_path / "diffusion_pytorch_model.safetensors")
+    else:  # graphflow.testing's file of our layout, against its diffusers-layout twin
+        twin = write_flow_controlnet(tmp_path / "twin.safetensors", "sd35_large", "diffusers", seed=12,
+                                     dtype=torch.float32, joint=False)
+        theirs_net = SD3ControlNetModel(**{**sd3_diffusers_config(cfg), "num_layers": 1, **single})
+        theirs_net.load_state_dict(load_file(str(twin)), strict=True)
+        path = write_flow_controlnet(tmp_path / "ours.safetensors", "sd35_large", "ours", seed=12,
+                                     dtype=torch.float32, joint=False)
+    theirs_net.pos_embed = theirs_net._get_pos_embed_from_transformer(theirs)
+    theirs_net.eval()
+    net = load_control_model(path, dtype=torch.float32)
+    assert not net.control_config.joint
+    g = torch.Generator().manual_seed(4)
+    x, hint = torch.randn(2, 16, 8, 6, generator=g), torch.randn(2, 16, 8, 6, generator=g)
+    sigma = torch.tensor([0.3, 0.8])
+    context = torch.randn(2, 5, cfg.context_dim, generator=g)
+    y = torch.randn(2, cfg.adm_in_channels, generator=g)
+    given = Hint(hint)
+    with torch.no_grad():
+        ref = theirs_net(hidden_states=x, controlnet_cond=hint, encoder_hidden_states=None, pooled_projections=y,
+                         timestep=sigma * 1000, return_dict=False)[0]
+        control = net.control(given, x, sigma, context, y, model.unet.config, base=model.unet)
+        assert given.shifted is True
+        assert (control["output"][0] - ref[0]).abs().max() <= TOL and ref[0].abs().mean() > 0.05
+        out = model.unet(x, sigma, context, y, control=control)
+        expected = theirs(hidden_states=x, encoder_hidden_states=context, pooled_projections=y, timestep=sigma * 1000,
+                          block_controlnet_hidden_states=ref).sample
+    assert (out - expected).abs().max() <= TOL
+    with pytest.raises(ValueError, match="same width"):
+        net.control(given, x, sigma, context, y, model.unet.config)  # no base model to embed with

@@ -1,19 +1,22 @@
-"""ControlNet for the SD3 / SD3.5 MM-DiT (InstantX's and diffusers' SD3ControlNetModel).
+"""ControlNets for the SD3 / SD3.5 MM-DiT (diffusers' SD3ControlNetModel layout).
 
-A copy of the transformer's first joint blocks (none of them text-pre-only) reads the noisy
-latent's patch tokens plus the hint's: the hint is a VAE latent (the hint image encoded and
-shifted/scaled like the sampled latent), patch-embedded by a zero-initialised `pos_embed_input`.
-A zero-initialised linear layer after each block (`controlnet_blocks`) gives one residual; the
-MM-DiT adds residual int(i / (depth / n)) to the image tokens after its block i, except after
+Joint (InstantX's SD3 ControlNets): a copy of the transformer's first joint blocks (none of them
+text-pre-only) reads the noisy latent's patch tokens plus the hint's: the hint is a VAE latent,
+patch-embedded by a zero-initialised `pos_embed_input`. Single (Stability's SD3.5 large
+ControlNets in diffusers' layout): image-only blocks (`blocks.{i}`, one stream's half of a joint
+block attending to itself), no text, and the sampled model's own patch embedding and position
+table. A zero-initialised linear layer after each block (`controlnet_blocks`) gives one residual;
+the MM-DiT adds residual int(i / (depth / n)) to the image tokens after its block i, except after
 the last (text-pre-only) block, as diffusers' SD3Transformer2DModel does.
 
 Our layout is the MM-DiT's (graphflow.models.mmdit) plus `controlnet_blocks.{i}` and
 `pos_embed_input.proj`; diffusers' layout (`transformer_blocks.*`, `pos_embed.*`,
 `time_text_embed.*`) is renamed to it on loading (`from_diffusers_layout`), q, k and v fused.
 
-These ControlNets were trained with a zero pooled-text vector and a hint latent scaled but not
+The joint ones were trained with a zero pooled-text vector and a hint latent scaled but not
 shifted (diffusers' pipeline for force_zeros_for_pooled_projection, the default of
-SD3ControlNetModel; ComfyUI's "SD3 controlnet weirdness"), so `control` gives them those.
+SD3ControlNetModel; ComfyUI's "SD3 controlnet weirdness"); the single ones with both as the
+sampled model has them. `control` gives each what it expects.
 """
 
 from dataclasses import dataclass, replace
@@ -23,7 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cast_layers import Linear
-from .mmdit import JointBlock, MMDiT, MMDiTConfig, PatchEmbed, mmdit_config_from_state_dict
+from .mmdit import (Block, JointBlock, MMDiT, MMDiTConfig, PatchEmbed, attention, mmdit_config_from_state_dict,
+                    timestep_embedding)
 from .weight_files import CheckpointError
 
 
@@ -31,6 +35,7 @@ from .weight_files import CheckpointError
 class MMDiTControlNetConfig:
     model: MMDiTConfig  # depth: the ControlNet's own blocks
     hint_channels: int = 16  # the hint latent's channels (more for inpainting ControlNets)
+    joint: bool = True  # False: SD3.5 large's image-only blocks on the model's own patch embedding
 
 
 class MMDiTControlNet(MMDiT):
@@ -41,7 +46,11 @@ class MMDiTControlNet(MMDiT):
         cfg = config.model
         del self.final_layer
         self.control_config = config
-        self.joint_blocks = nn.ModuleList(JointBlock(cfg, i, pre_only=False) for i in range(cfg.depth))
+        if config.joint:
+            self.joint_blocks = nn.ModuleList(JointBlock(cfg, i, pre_only=False) for i in range(cfg.depth))
+        else:
+            del self.joint_blocks, self.x_embedder, self.pos_embed, self.context_embedder
+            self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.controlnet_blocks = nn.ModuleList(Linear(cfg.hidden_size, cfg.hidden_size) for _ in range(cfg.depth))
         self.pos_embed_input = PatchEmbed(replace(cfg, in_channels=config.hint_channels))
 
@@ -49,33 +58,46 @@ class MMDiTControlNet(MMDiT):
     def dtype(self) -> torch.dtype:
         return self.pos_embed_input.proj.weight.dtype
 
-    def forward(self, x, hint, sigma, context, y, **unused) -> list[torch.Tensor]:
+    def forward(self, x, hint, sigma, context, y, base: MMDiT | None = None, **unused) -> list[torch.Tensor]:
         """x [B, C, H, W] and the hint latent [B, hint_channels, H, W] -> one residual per block
-        [B, H/p * W/p, hidden]."""
+        [B, H/p * W/p, hidden]. base: the sampled MM-DiT (single ControlNets use its patch embedding)."""
         p, (H, W) = self.config.patch_size, x.shape[-2:]
         if H % p or W % p:
             x = F.pad(x, (0, -W % p, 0, -H % p), mode="circular")
             hint = F.pad(hint, (0, -W % p, 0, -H % p), mode="circular")
-        tokens, c, context = self.embed(x, sigma, context, y)
-        tokens = tokens + self.pos_embed_input(hint.to(tokens.dtype))
         outs = []
-        for block, out in zip(self.joint_blocks, self.controlnet_blocks):
-            context, tokens = block(context, tokens, c)
+        if self.control_config.joint:
+            tokens, c, context = self.embed(x, sigma, context, y)
+            tokens = tokens + self.pos_embed_input(hint.to(tokens.dtype))
+            for block, out in zip(self.joint_blocks, self.controlnet_blocks):
+                context, tokens = block(context, tokens, c)
+                outs.append(out(tokens))
+            return outs
+        if base is None or base.config.hidden_size != self.config.hidden_size:
+            raise ValueError(f"this SD3.5 ControlNet ({self.config.hidden_size} wide) runs on its MM-DiT's patch "
+                             f"embedding: it needs an SD3.5 model of the same width (SD3.5 large)")
+        tokens = base.x_embedder(x) + base.cropped_pos_embed(x.shape[-2] // p, x.shape[-1] // p).to(x.dtype)
+        tokens = tokens + self.pos_embed_input(hint.to(tokens.dtype))
+        c = self.t_embedder(timestep_embedding(sigma * 1000).to(x.dtype)) + self.y_embedder(y.to(x.dtype))
+        for block, out in zip(self.blocks, self.controlnet_blocks):
+            qkv, _, mods = block.pre_attention(tokens, c)
+            tokens = block.post_attention(tokens, attention(*qkv), None, mods)
             outs.append(out(tokens))
         return outs
 
-    def control(self, applied, x, sigma, context, y, model_config=None, **unused) -> dict:
+    def control(self, applied, x, sigma, context, y, model_config=None, base=None, **unused) -> dict:
         """Residuals for an MM-DiT of model_config's depth: {"output": one per block, None after the last}."""
-        if context is not None and context.shape[-1] != self.config.context_dim:
+        joint = self.control_config.joint
+        if joint and context is not None and context.shape[-1] != self.config.context_dim:
             raise ValueError(f"this SD3 ControlNet was made for {self.config.context_dim}-wide text embeddings, "
                              f"the model being sampled gives {context.shape[-1]}")
         if self.dtype != x.dtype or self.pos_embed_input.proj.weight.device != x.device:
             self.to(x.device, x.dtype)
-        hint = applied.latent_hint(x.shape[2], x.shape[3], x.shape[0], x.device, x.dtype, shift=False)
+        hint = applied.latent_hint(x.shape[2], x.shape[3], x.shape[0], x.device, x.dtype, shift=not joint)
         if hint.shape[1] != self.control_config.hint_channels:
             raise ValueError(f"this ControlNet reads a {self.control_config.hint_channels}-channel latent hint, "
                              f"the VAE gives {hint.shape[1]} channels")
-        outs = self(x, hint, sigma, context, torch.zeros_like(y))
+        outs = self(x, hint, sigma, context, torch.zeros_like(y) if joint else y, base)
         depth = model_config.depth if model_config is not None else len(outs)
         every = depth / len(outs)
         return {"output": [outs[int(i / every)] if i < depth - 1 else None for i in range(depth)]}
@@ -95,6 +117,12 @@ _BLOCK = {
     "attn2.norm_q": ("x_block.attn2.ln_q", 0), "attn2.norm_k": ("x_block.attn2.ln_k", 0),
     "ff.net.0.proj": ("x_block.mlp.fc1", 0), "ff.net.2": ("x_block.mlp.fc2", 0),
     "ff_context.net.0.proj": ("context_block.mlp.fc1", 0), "ff_context.net.2": ("context_block.mlp.fc2", 0),
+}
+# diffusers' SD3SingleTransformerBlock (SD3.5 large ControlNets) names -> our Block's
+_SINGLE_BLOCK = {
+    "norm1.linear": ("adaLN_modulation.1", 0), "attn.to_q": ("attn.qkv", 0), "attn.to_k": ("attn.qkv", 1),
+    "attn.to_v": ("attn.qkv", 2), "attn.to_out.0": ("attn.proj", 0), "attn.norm_q": ("attn.ln_q", 0),
+    "attn.norm_k": ("attn.ln_k", 0), "ff.net.0.proj": ("mlp.fc1", 0), "ff.net.2": ("mlp.fc2", 0),
 }
 _TOP = {
     "pos_embed.proj": "x_embedder.proj", "pos_embed_input.proj": "pos_embed_input.proj",
@@ -132,7 +160,10 @@ def fused_names(keys, top: dict, block_prefixes: dict[str, tuple[str, dict]]) ->
 
 
 def from_diffusers_layout(keys) -> dict[str, list[str]]:
-    return fused_names(keys, {**_TOP, "pos_embed.pos_embed": "pos_embed"}, {"transformer_blocks": ("joint_blocks", _BLOCK)})
+    keys = list(keys)
+    joint = "transformer_blocks.0.attn.add_q_proj.weight" in keys
+    blocks = ("joint_blocks", _BLOCK) if joint else ("blocks", _SINGLE_BLOCK)
+    return fused_names(keys, {**_TOP, "pos_embed.pos_embed": "pos_embed"}, {"transformer_blocks": blocks})
 
 
 def fused_shapes(shapes: dict, names: dict[str, list[str]]) -> dict[str, tuple]:
@@ -144,18 +175,29 @@ def fused_shapes(shapes: dict, names: dict[str, list[str]]) -> dict[str, tuple]:
 
 
 def mmdit_controlnet_config(shapes: dict[str, tuple]) -> MMDiTControlNetConfig:
-    """The config from our-layout shapes (the MM-DiT's reader, with the final layer it lacks)."""
-    hidden, in_channels, patch, _ = shapes["x_embedder.proj.weight"]
-    if "pos_embed" not in shapes or "joint_blocks.0.context_block.attn.qkv.weight" not in shapes:
-        raise CheckpointError("only SD3 ControlNets with joint blocks and a position table are supported "
-                              "(InstantX / diffusers SD3ControlNetModel); this one has neither")
-    model = mmdit_config_from_state_dict({**shapes, "final_layer.linear.weight": (patch * patch * in_channels, hidden)})
-    return MMDiTControlNetConfig(model=model, hint_channels=shapes["pos_embed_input.proj.weight"][1])
+    """The config from our-layout shapes: joint ones through the MM-DiT's reader (with the final
+    layer they lack); single ones from their blocks (heads of 64, as every SD3 has)."""
+    hidden, hint_channels, patch, _ = shapes["pos_embed_input.proj.weight"]
+    if "joint_blocks.0.context_block.attn.qkv.weight" in shapes:
+        if "pos_embed" not in shapes:
+            raise CheckpointError("a joint-block SD3 ControlNet needs its position table ('pos_embed')")
+        in_channels = shapes["x_embedder.proj.weight"][1]
+        model = mmdit_config_from_state_dict({**shapes,
+                                              "final_layer.linear.weight": (patch * patch * in_channels, hidden)})
+        return MMDiTControlNetConfig(model=model, hint_channels=hint_channels)
+    ln_q = shapes.get("blocks.0.attn.ln_q.weight")
+    head_dim = ln_q[0] if ln_q else 64
+    model = MMDiTConfig(patch_size=patch, hidden_size=hidden, num_heads=hidden // head_dim, qk_norm=ln_q is not None,
+                        depth=1 + max(int(k.split(".")[1]) for k in shapes if k.startswith("blocks.")),
+                        mlp_ratio=shapes["blocks.0.mlp.fc1.weight"][0] / hidden,
+                        adm_in_channels=shapes["y_embedder.mlp.0.weight"][1])
+    return MMDiTControlNetConfig(model=model, hint_channels=hint_channels, joint=False)
 
 
 def load_mmdit_controlnet(wf, device="cpu", dtype=None) -> MMDiTControlNet:
     """From a WeightFile in diffusers' layout or ours."""
-    names = from_diffusers_layout(wf.shapes) if "pos_embed.proj.weight" in wf.shapes else {k: [k] for k in wf.shapes}
+    diffusers = "time_text_embed.timestep_embedder.linear_1.weight" in wf.shapes
+    names = from_diffusers_layout(wf.shapes) if diffusers else {k: [k] for k in wf.shapes}
     shapes = fused_shapes(wf.shapes, names)
     try:
         config = mmdit_controlnet_config(shapes)

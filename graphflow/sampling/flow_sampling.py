@@ -182,9 +182,10 @@ class FlowDenoiser:
             kwargs["guidance"] = guidance.to(x.device, torch.float32)
         if control is not None:  # ControlNets see the noisy latent without Fill's channels, in the model's dtype
             pooled = torch.zeros(x.shape[0], self.model.adm_channels, device=x.device) if y is None else y
-            residuals = control.residuals(x.to(dtype), sigma, sigma.float(), None if context is None else context.to(dtype),
-                                          pooled.to(dtype), self.schedule, getattr(self.model.unet, "config", None),
-                                          **kwargs)
+            context_in = None if context is None else context.to(dtype)
+            residuals = control.residuals(x.to(dtype), sigma, sigma.float(), context_in, pooled.to(dtype),
+                                          self.schedule, getattr(self.model.unet, "config", None),
+                                          base=self.model.unet, **kwargs)
             if residuals is not None:
                 kwargs["control"] = residuals
         v = self.model(xc.to(dtype), sigma.float(),
