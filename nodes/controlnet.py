@@ -32,9 +32,12 @@ def _fingerprint(name: str) -> str:
 
 class LoadControlNet(Node):
     """Load a ControlNet or a T2I-Adapter: SD1/SD2/SDXL ControlNets in the original layout
-    (lllyasviel's .pth/.safetensors, with or without control_model.) or diffusers' layout, SD3
-    and FLUX ControlNets in diffusers' layout (InstantX's files), T2I-Adapters. Control-LoRA
-    files need the base model: use LoadDiffControlNet."""
+    (lllyasviel's .pth/.safetensors, with or without control_model.) or diffusers' layout; SD3 /
+    SD3.5 ControlNets in diffusers' layout (InstantX's, Stability's SD3.5 large ones); FLUX
+    ControlNets in diffusers' layout (InstantX's) or XLabs'; T2I-Adapters for SD1/SD2 and SDXL,
+    full or light, in TencentARC's or diffusers' layout. SD3 and FLUX ControlNets (XLabs' aside)
+    read the hint through a VAE: apply them with one. Control-LoRA files need the base model: use
+    LoadDiffControlNet."""
     category = "loaders"
     control_net_name: str = Choice(lambda: folders.list_models("controlnet"), model_folder="controlnet")
     outputs = {"control_net": CONTROL_NET}
@@ -131,7 +134,8 @@ class ApplyControlNetAdvanced(Node):
 def _apply_pair(node):
     image = _hint_image(node.image)
     if node.start_percent > node.end_percent:
-        raise NodeInputError("start_percent", f"start_percent {node.start_percent} is after end_percent {node.end_percent}")
+        raise NodeInputError("start_percent",
+                             f"start_percent {node.start_percent} is after end_percent {node.end_percent}")
     if getattr(node.control_net, "needs_vae", False) and node.vae is None:
         raise NodeInputError("vae", "this ControlNet (SD3 / FLUX) reads the hint image as a latent: connect the "
                                     "model's VAE")
