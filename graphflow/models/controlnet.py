@@ -425,7 +425,7 @@ class ControlApplied:
                   unet_config=None, **extra) -> dict | None:
         """Summed residuals of this control and the ones before it, or None where none is active.
         unet_config: the model's layout (where T2I-Adapter features go, SD3/FLUX depths); extra:
-        what else the model is given (FLUX's guidance)."""
+        FLUX's guidance, and the flow model itself as `base` (SD3.5 large ControlNets embed with it)."""
         out = None if self.previous is None else self.previous.residuals(x, sigma, timesteps, context, y, schedule,
                                                                           unet_config, **extra)
         start, end = self.sigma_range(schedule)
