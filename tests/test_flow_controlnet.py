@@ -382,3 +382,24 @@ def test_sd35_large_controlnet_matches_diffusers(tmp_path, layout):
     assert (out - expected).abs().max() <= TOL
     with pytest.raises(ValueError, match="same width"):
         net.control(given, x, sigma, context, y, model.unet.config)  # no base model to embed with
+
+
+def test_a_controlnet_for_another_family_is_refused_by_name(tmp_path):
+    from graphflow.models.t2i_adapter import feature_places
+    from graphflow.models.unet import UNetConfig
+    from graphflow.testing import write_flow_controlnet
+
+    sd3 = load_control_model(write_flow_controlnet(tmp_path / "sd3.safetensors", "sd3_medium", dtype=torch.float32))
+    flux = load_control_model(write_flow_controlnet(tmp_path / "flux.safetensors", "flux_dev", dtype=torch.float32))
+    x, sigma = torch.zeros(1, 16, 4, 4), torch.tensor([0.5])
+    context, y = torch.zeros(1, 3, flow_model_config("sd3_medium").context_dim), torch.zeros(1, 192)
+    with pytest.raises(ValueError, match="SD3 ControlNet.*not SD3 .FluxConfig"):
+        sd3.control(Hint(x), x, sigma, context, y, flow_model_config("flux_dev"))
+    with pytest.raises(ValueError, match="FLUX ControlNet.*not FLUX .MMDiTConfig"):
+        flux.control(Hint(x), x, sigma, context, y, flow_model_config("sd3_medium"))
+    with pytest.raises(ValueError, match="T2I-Adapters guide UNet models"):
+        feature_places([torch.zeros(1, 32, 4, 4)], flow_model_config("sd3_medium"))
+    sd1 = UNetConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=2, transformer_depth=(1, 1),
+                     context_dim=768, num_heads=8, num_head_channels=-1)
+    with pytest.raises(ValueError, match="64 channels wide, the UNet's is 32"):  # an SDXL-width adapter
+        feature_places([torch.zeros(1, 64, 4, 4), torch.zeros(1, 64, 2, 2)], sd1)

@@ -90,6 +90,9 @@ class FluxControlNet(Flux):
 
     def control(self, applied, x, sigma, context, y, model_config=None, guidance=None, **unused) -> dict:
         """Residuals for a FLUX of model_config's depths, one per block."""
+        if model_config is not None and not isinstance(model_config, FluxConfig):
+            raise ValueError(f"this is a FLUX ControlNet; the model being sampled is not FLUX "
+                             f"({type(model_config).__name__})")
         if context is not None and context.shape[-1] != self.config.context_in_dim:
             raise ValueError(f"this FLUX ControlNet was made for {self.config.context_in_dim}-wide text embeddings, "
                              f"the model being sampled gives {context.shape[-1]}")

@@ -88,6 +88,9 @@ class MMDiTControlNet(MMDiT):
     def control(self, applied, x, sigma, context, y, model_config=None, base=None, **unused) -> dict:
         """Residuals for an MM-DiT of model_config's depth: {"output": one per block, None after the last}."""
         joint = self.control_config.joint
+        if model_config is not None and not isinstance(model_config, MMDiTConfig):
+            raise ValueError(f"this is an SD3 ControlNet; the model being sampled is not SD3 "
+                             f"({type(model_config).__name__})")
         if joint and context is not None and context.shape[-1] != self.config.context_dim:
             raise ValueError(f"this SD3 ControlNet was made for {self.config.context_dim}-wide text embeddings, "
                              f"the model being sampled gives {context.shape[-1]}")

@@ -119,6 +119,8 @@ def feature_places(features: list[torch.Tensor], unet_config=None) -> dict[str, 
     """diffusers' rule: level by level, a feature after the level's last block if it has attention
     (or is the last level), else after its downsampler; one left over after the middle block.
     Without a UNet layout: 2 blocks per level, all with attention."""
+    if unet_config is not None and not hasattr(unet_config, "num_res_blocks"):
+        raise ValueError(f"T2I-Adapters guide UNet models (SD1/SD2/SDXL), not {type(unet_config).__name__}")
     if unet_config is None:
         res, attention, widths = (2,) * len(features), [True] * len(features), [f.shape[1] for f in features]
     else:
