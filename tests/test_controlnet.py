@@ -438,12 +438,13 @@ def test_writer_diffusers_layout_is_diffusers_own(arch, tmp_path):
 
     a = write_random_controlnet(tmp_path / "a.safetensors", arch, seed=5, dtype=torch.float32)
     b = write_random_controlnet(tmp_path / "b.safetensors", arch, seed=5, dtype=torch.float32, layout="diffusers")
-    cfg = load_controlnet(a).config.unet
-    _, converted = diffusers_controlnet(a, cfg, meta=True)
+    original = load_controlnet(a)
+    _, converted = diffusers_controlnet(a, original.config.unet, meta=True)
     written = load_file(str(b))
     assert set(written) == set(converted)
     assert all(torch.equal(written[k], v) for k, v in converted.items())
-    assert all(torch.equal(v, load_controlnet(a).state_dict()[k]) for k, v in load_controlnet(b).state_dict().items())
+    expected = original.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in load_controlnet(b).state_dict().items())
 
 
 @pytest.mark.parametrize("kind,adapter_type,downscale,channels", [
