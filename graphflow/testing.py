@@ -404,15 +404,22 @@ def write_esrgan(path, num_filters: int = 8, num_blocks: int = 1, scale: int = 4
     return Path(path)
 
 
-def write_controlnet(path, arch: str = "sd1", seed: int = 0, scaled_down: bool = True, dtype=torch.float16) -> Path:
-    """A random-weight ControlNet in the original layout (control_model.*) for write_checkpoint(arch)'s UNet."""
-    from safetensors.torch import save_file
-
+def write_controlnet(path, arch: str = "sd1", seed: int = 0, scaled_down: bool = True, dtype=torch.float16,
+                     layout: str = "original") -> Path:
+    """A random-weight ControlNet for write_checkpoint(arch)'s UNet, in the original layout
+    (control_model.*) or diffusers' (layout="diffusers": diffusion_pytorch_model.safetensors)."""
     from .models.controlnet import ControlNet, ControlNetConfig
 
+    if layout not in ("original", "diffusers"):
+        raise ValueError(f"layout must be 'original' or 'diffusers', got {layout!r}")
+    config = ControlNetConfig(unet=unet_config(arch, scaled_down))
     with torch.device("meta"):
-        shapes = _module_shapes(ControlNet(ControlNetConfig(unet=unet_config(arch, scaled_down))))
-    state = {"control_model." + k: v for k, v in random_state(shapes, seed, dtype).items()}
+        shapes = _module_shapes(ControlNet(config))
+    state = random_state(shapes, seed, dtype)
+    if layout == "diffusers":
+        state = {_controlnet_diffusers_name(k, config): v for k, v in state.items()}
+    else:
+        state = {"control_model." + k: v for k, v in state.items()}
     path = Path(path)
     save_file(state, str(path))
     return path
@@ -556,3 +563,148 @@ def write_unclip_checkpoint(path, seed: int = 0, dtype=torch.float16) -> Path:
     extra.update({"noise_augmentor." + k: v.to(dtype) for k, v in buffers.items()})
     unet = replace(unet_config("sd2"), adm_in_channels=2 * UNCLIP_EMBED)
     return write_checkpoint(path, "sd2", seed=seed, dtype=dtype, unet=unet, extra=extra)
+_RESNET_DIFFUSERS = {"in_layers.0": "norm1", "in_layers.2": "conv1", "emb_layers.1": "time_emb_proj",
+                     "out_layers.0": "norm2", "out_layers.3": "conv2", "skip_connection": "conv_shortcut"}
+
+
+def _controlnet_diffusers_name(key: str, config) -> str:
+    """An original-layout ControlNet key -> diffusers' ControlNetModel name (what the loader undoes)."""
+    parts = key.split(".")
+    if parts[0] == "input_hint_block":
+        i, last = int(parts[1]), 4 * (len(config.hint_block) - 1) + 2
+        name = "conv_in" if i == 0 else "conv_out" if i == last else f"blocks.{(i - 2) // 2}"
+        return f"controlnet_cond_embedding.{name}.{parts[-1]}"
+    if parts[0] == "zero_convs":
+        return f"controlnet_down_blocks.{parts[1]}.{parts[-1]}"
+    if parts[0] == "middle_block_out":
+        return f"controlnet_mid_block.{parts[-1]}"
+    if parts[0] in ("time_embed", "label_emb"):
+        linear = {"0": "linear_1", "2": "linear_2"}[parts[-2]]
+        return f"{'time_embedding' if parts[0] == 'time_embed' else 'add_embedding'}.{linear}.{parts[-1]}"
+
+    def resnet(rest):
+        stem = ".".join(rest[:2]) if ".".join(rest[:2]) in _RESNET_DIFFUSERS else rest[0]
+        return ".".join([_RESNET_DIFFUSERS[stem]] + rest[len(stem.split(".")):])
+
+    if parts[0] == "middle_block":
+        j = int(parts[1])
+        return (f"mid_block.attentions.0.{'.'.join(parts[2:])}" if j == 1
+                else f"mid_block.resnets.{j // 2}.{resnet(parts[2:])}")
+    block, j, rest = int(parts[1]), int(parts[2]), parts[3:]
+    if block == 0:
+        return "conv_in." + ".".join(rest)
+    start = 1
+    for level, n in enumerate(config.unet.num_res_blocks):
+        if block < start + n:
+            kind = "resnets" if j == 0 else "attentions"
+            inner = resnet(rest) if j == 0 else ".".join(rest)
+            return f"down_blocks.{level}.{kind}.{block - start}.{inner}"
+        if block == start + n:
+            return f"down_blocks.{level}.downsamplers.0.conv.{rest[-1]}"
+        start += n + 1
+    raise KeyError(key)
+
+
+def write_t2i_adapter(path, kind: str = "full", layout: str = "original", channels=(32, 64, 64, 64),
+                      hint_channels: int = 3, seed: int = 0, dtype=torch.float16) -> Path:
+    """A random-weight T2I-Adapter: kind "full" (SD1/SD2), "xl" (diffusers' full_adapter_xl;
+    channels (c0, c1, c2, c2) for a UNet of widths (c0, c1, c2)) or "light"; in the original
+    layout or diffusers' (`adapter.*`, as TencentARC's files)."""
+    from .models.t2i_adapter import LightAdapter, T2IAdapter, T2IAdapterConfig
+
+    if kind not in ("full", "xl", "light") or layout not in ("original", "diffusers"):
+        raise ValueError(f"kind must be full, xl or light and layout original or diffusers, got {kind!r}, {layout!r}")
+    extra = {"xl": dict(downscale=16, down_levels=(2,)), "light": dict(light=True, blocks_per_level=2)}.get(kind, {})
+    config = T2IAdapterConfig(channels=tuple(channels), hint_channels=hint_channels, **extra)
+    with torch.device("meta"):
+        shapes = _module_shapes((LightAdapter if kind == "light" else T2IAdapter)(config))
+    state = random_state(shapes, seed, dtype)
+    if layout == "diffusers":
+        n = config.blocks_per_level
+        renamed = {}
+        for k, v in state.items():
+            parts = k.split(".")
+            if kind == "light":
+                name = k.replace(".body.", ".resnets.")  # body.{level}.body.{block} -> body.{level}.resnets.{block}
+            elif parts[0] == "body" and parts[2] == "in_conv":
+                name = f"body.{int(parts[1]) // n}.in_conv.{parts[-1]}"
+            elif parts[0] == "body":
+                name = f"body.{int(parts[1]) // n}.resnets.{int(parts[1]) % n}." + ".".join(parts[2:])
+            else:
+                name = k
+            renamed["adapter." + name] = v
+        state = renamed
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return Path(path)
+
+
+def write_flow_controlnet(path, family: str = "sd3_medium", layout: str = "diffusers", seed: int = 0,
+                          dtype=torch.float16, scaled_down: bool = True, hint_block: bool = False,
+                          joint: bool = True) -> Path:
+    """A random-weight SD3 or FLUX ControlNet for write_flow_checkpoint(family)'s model (one
+    block; FLUX: one double and one single), in diffusers' layout (InstantX's
+    diffusion_pytorch_model.safetensors) or ours (layout="ours"). hint_block (FLUX): with its own
+    pixel hint encoder and no single blocks, as XLabs' files (whose layout is ours). joint=False
+    (SD3): image-only blocks as Stability's SD3.5 large ControlNets in diffusers' layout."""
+    from dataclasses import replace
+
+    from .models import flux_controlnet, mmdit_controlnet
+
+    if layout not in ("diffusers", "ours"):
+        raise ValueError(f"layout must be 'diffusers' or 'ours', got {layout!r}")
+    base = flow_model_config(family, scaled_down)
+    if flow_arch(family) == "sd3":
+        model = replace(base, depth=1, x_self_attn_layers=tuple(i for i in base.x_self_attn_layers if i < 1))
+        config = mmdit_controlnet.MMDiTControlNetConfig(
+            model=model if joint else replace(model, x_self_attn_layers=(), qk_norm=False),
+            hint_channels=base.in_channels, joint=joint)
+        top = {**mmdit_controlnet._TOP, "pos_embed.pos_embed": "pos_embed"}
+        blocks = {"transformer_blocks": ("joint_blocks", mmdit_controlnet._BLOCK) if joint
+                  else ("blocks", mmdit_controlnet._SINGLE_BLOCK)}
+        with torch.device("meta"):
+            shapes = _module_shapes(mmdit_controlnet.MMDiTControlNet(config))
+    else:
+        config = flux_controlnet.FluxControlNetConfig(
+            model=replace(base, depth=1, depth_single_blocks=0 if hint_block else 1, in_channels=64, out_channels=64),
+            hint_channels=64, hint_block=(16, 16, 16, 16) if hint_block else None)
+        top = flux_controlnet._TOP
+        blocks = {"transformer_blocks": ("double_blocks", flux_controlnet._DOUBLE),
+                  "single_transformer_blocks": ("single_blocks", flux_controlnet._SINGLE)}
+        with torch.device("meta"):
+            shapes = _module_shapes(flux_controlnet.FluxControlNet(config))
+    state = random_state(shapes, seed, dtype)
+    if layout == "diffusers":
+        hint_names = {0: "conv_in", 14: "conv_out", **{2 + 2 * j: f"blocks.{j}" for j in range(6)}}
+        state = {f"input_hint_block.{hint_names[int(k.split('.')[1])]}.{k.split('.')[-1]}"
+                 if k.startswith("input_hint_block.") else k: v for k, v in state.items()}
+        state = _split_to_diffusers(state, top, blocks, config.model.hidden_size)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return Path(path)
+
+
+def _split_to_diffusers(state: dict, top: dict, blocks: dict, hidden: int) -> dict:
+    """Our fused layout -> diffusers' (the inverse of the loaders' renaming tables)."""
+    inverse_top = {ours: theirs for theirs, ours in top.items()}
+    inverse_blocks = {}
+    for theirs_list, (ours_list, table) in blocks.items():
+        stems = {}
+        for their_stem, (our_stem, part) in table.items():
+            stems.setdefault(our_stem, {})[part] = their_stem
+        inverse_blocks[ours_list] = (theirs_list, stems)
+    out = {}
+    for key, t in state.items():
+        stem, param = key.rsplit(".", 1) if "." in key else (key, "")
+        head, index, rest = (stem.split(".", 2) + ["", ""])[:3]
+        if key in inverse_top:
+            out[inverse_top[key]] = t
+        elif stem in inverse_top:
+            out[f"{inverse_top[stem]}.{param}"] = t
+        elif head in inverse_blocks and rest in inverse_blocks[head][1]:
+            theirs_list, stems = inverse_blocks[head]
+            parts = stems[rest]
+            sizes = [hidden] * (len(parts) - 1)
+            for i, chunk in zip(sorted(parts), t.split(sizes + [t.shape[0] - sum(sizes)])):
+                out[f"{theirs_list}.{index}.{parts[i]}.{'weight' if param == 'scale' else param}"] = chunk
+        else:
+            out[key] = t
+    return out

@@ -31,8 +31,12 @@ def _fingerprint(name: str) -> str:
 
 
 class LoadControlNet(Node):
-    """Load a ControlNet (original layout: lllyasviel's .pth/.safetensors, with or without the
-    control_model. prefix) or a T2I-Adapter. Control-LoRA files need the base model: use
+    """Load a ControlNet or a T2I-Adapter: SD1/SD2/SDXL ControlNets in the original layout
+    (lllyasviel's .pth/.safetensors, with or without control_model.) or diffusers' layout; SD3 /
+    SD3.5 ControlNets in diffusers' layout (InstantX's, Stability's SD3.5 large ones); FLUX
+    ControlNets in diffusers' layout (InstantX's) or XLabs'; T2I-Adapters for SD1/SD2 and SDXL,
+    full or light, in TencentARC's or diffusers' layout. SD3 and FLUX ControlNets (XLabs' aside)
+    read the hint through a VAE: apply them with one. Control-LoRA files need the base model: use
     LoadDiffControlNet."""
     category = "loaders"
     control_net_name: str = Choice(lambda: folders.list_models("controlnet"), model_folder="controlnet")
@@ -64,7 +68,7 @@ class LoadDiffControlNet(Node):
         return _load(self.control_net_name, self.model)
 
 
-def _apply(conditioning, net, image, strength, start, end, cache: dict):
+def _apply(conditioning, net, image, strength, start, end, cache: dict, vae=None):
     """Each entry gets the control chained to what it carried; entries that carried the same
     previous control share one new control (one ControlNet run per UNet call)."""
     from graphflow.models.controlnet import ControlApplied
@@ -74,7 +78,7 @@ def _apply(conditioning, net, image, strength, start, end, cache: dict):
         previous = options.get("control")
         key = id(previous)
         if key not in cache:
-            cache[key] = ControlApplied(net, image, strength, start, end, previous=previous)
+            cache[key] = ControlApplied(net, image, strength, start, end, previous=previous, vae=vae)
         out.append((cond, {**options, "control": cache[key]}))
     return out
 
@@ -98,6 +102,9 @@ class ApplyControlNet(Node):
 
     def run(self):
         image = _hint_image(self.image)
+        if getattr(self.control_net, "needs_vae", False):
+            raise NodeInputError("control_net", "this ControlNet (SD3 / FLUX) reads the hint through a VAE: use "
+                                                "Apply ControlNet (ControlNetApplyAdvanced) with the vae connected")
         if self.strength == 0:  # as ComfyUI: nothing to add, the conditioning is passed through
             return self.conditioning
         return _apply(self.conditioning, self.control_net, image, self.strength, 0.0, 1.0, {})
@@ -106,8 +113,8 @@ class ApplyControlNet(Node):
 class ApplyControlNetAdvanced(Node):
     """Guide the image with a ControlNet and a hint image, on the positive and the negative
     conditioning, between start_percent and end_percent of the sampling (converted to sigmas
-    through the model's schedule). The VAE is for ControlNets that read latents (SD3/FLUX ones);
-    SD1/SD2/SDXL ControlNets take the hint as pixels and ignore it."""
+    through the model's schedule). The VAE is for ControlNets that read latents (SD3/FLUX ones, which
+    need it); SD1/SD2/SDXL ControlNets take the hint as pixels and ignore it."""
     category = "conditioning/controlnet"
     positive: CONDITIONING
     negative: CONDITIONING
@@ -121,11 +128,40 @@ class ApplyControlNetAdvanced(Node):
     comfy = ComfyAlias(("ControlNetApplyAdvanced",), optional=("vae",))
 
     def run(self):
-        image = _hint_image(self.image)
-        if self.start_percent > self.end_percent:
-            raise NodeInputError("start_percent", f"start_percent {self.start_percent} is after end_percent {self.end_percent}")
-        if self.strength == 0:
-            return self.positive, self.negative
-        cache = {}  # positive and negative share the control where they carried the same before
-        return (_apply(self.positive, self.control_net, image, self.strength, self.start_percent, self.end_percent, cache),
-                _apply(self.negative, self.control_net, image, self.strength, self.start_percent, self.end_percent, cache))
+        return _apply_pair(self)
+
+
+def _apply_pair(node):
+    image = _hint_image(node.image)
+    if node.start_percent > node.end_percent:
+        raise NodeInputError("start_percent",
+                             f"start_percent {node.start_percent} is after end_percent {node.end_percent}")
+    if getattr(node.control_net, "needs_vae", False) and node.vae is None:
+        raise NodeInputError("vae", "this ControlNet (SD3 / FLUX) reads the hint image as a latent: connect the "
+                                    "model's VAE")
+    if node.strength == 0:
+        return node.positive, node.negative
+    cache = {}  # positive and negative share the control where they carried the same before
+    vae = node.vae if getattr(node.control_net, "needs_vae", False) else None
+    return tuple(_apply(c, node.control_net, image, node.strength, node.start_percent, node.end_percent, cache, vae)
+                 for c in (node.positive, node.negative))
+
+
+class ApplyControlNetWithVAE(Node):
+    """Guide the image with a ControlNet that reads the hint image as a latent (SD3 / SD3.5 and
+    FLUX ControlNets): the hint is resized to the image being generated and encoded by the VAE,
+    on the positive and the negative conditioning, between start_percent and end_percent."""
+    category = "conditioning/controlnet"
+    positive: CONDITIONING
+    negative: CONDITIONING
+    control_net: CONTROL_NET
+    vae: VAE
+    image: IMAGE
+    strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_percent: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING}
+    comfy = ComfyAlias(("ControlNetApplySD3",))
+
+    def run(self):
+        return _apply_pair(self)

@@ -9,7 +9,7 @@ from diffusers import ControlNetModel
 from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint, create_unet_diffusers_config_from_ldm
 from safetensors.torch import save_file
 
-from graphflow.models.controlnet import ControlNet, ControlNetConfig, load_controlnet, resize_hint
+from graphflow.models.controlnet import ControlNet, ControlNetConfig, load_control_model, load_controlnet, resize_hint
 from graphflow.models.weight_files import CheckpointError
 from tests.test_unet import FULL, TINY, ldm_original_config, random_unet, to_diffusers_unet
 
@@ -316,3 +316,152 @@ def test_full_size_layout_matches_diffusers(arch):
     assert {k: tuple(v.shape) for k, v in converted.items()} == expected
     shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
     assert controlnet_config_from_shapes(shapes) == ours.config
+
+
+@pytest.mark.parametrize("arch", ["sd1", "sdxl"])
+def test_diffusers_layout_file_loads_and_matches_diffusers(arch, tmp_path):
+    """A diffusers-layout file (diffusion_pytorch_model.safetensors, as downloaded): the
+    state dict diffusers' own conversion made from our random net, saved as is, loads back to
+    the same weights and gives diffusers' residuals."""
+    ours = random_controlnet(arch, seed=4)
+    original = write_controlnet(tmp_path / "cn.safetensors", ours)
+    config, converted = diffusers_controlnet(original, ours.config.unet, meta=True)
+    path = tmp_path / "diffusion_pytorch_model.safetensors"
+    save_file({k: v.contiguous() for k, v in converted.items()}, str(path))
+    loaded = load_controlnet(path)
+    assert loaded.config == ours.config
+    for k, v in ours.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    theirs = ControlNetModel(**config)
+    theirs.load_state_dict(converted, strict=True)
+    x, hint, t, context, y = inputs(ours.config.unet)
+    extra = {}
+    if y is not None:
+        from graphflow.models.unet import timestep_embedding
+
+        time_ids = torch.tensor([[64.0, 64, 0, 0, 64, 64], [32, 48, 4, 2, 64, 64]])
+        text_embeds = torch.randn(2, ours.config.unet.adm_in_channels - 6 * 256)
+        y = torch.cat([text_embeds, timestep_embedding(time_ids.flatten(), 256).reshape(2, -1)], dim=1)
+        extra = {"added_cond_kwargs": {"text_embeds": text_embeds, "time_ids": time_ids}}
+    with torch.no_grad():
+        mine = loaded(x, hint, t, context, y)
+        down, mid = theirs.eval()(x, t, context, hint, conditioning_scale=1.0, return_dict=False, **extra)
+    for a, b in zip(mine["output"] + mine["middle"], list(down) + [mid]):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
+    damaged = {k: v for k, v in converted.items() if not k.startswith("controlnet_mid_block")}
+    damaged["down_blocks.0.surprise.weight"] = torch.zeros(1)
+    save_file({k: v.contiguous() for k, v in damaged.items()}, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(CheckpointError, match="bad.safetensors.*surprise"):
+        load_controlnet(tmp_path / "bad.safetensors")
+
+
+def random_diffusers_adapter(seed, **config):
+    from diffusers import T2IAdapter as DiffusersT2IAdapter
+
+    torch.manual_seed(seed)
+    theirs = DiffusersT2IAdapter(**config).eval()
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.copy_(torch.randn_like(p) * (0.5 / max(1, p[0].numel()) ** 0.5) + (0.1 if p.dim() == 1 else 0))
+    return theirs
+
+
+def test_sdxl_t2i_adapter_matches_diffusers_and_lands_where_diffusers_puts_it(tmp_path):
+    """A full_adapter_xl file in diffusers' layout (TencentARC's SDXL adapters): features equal to
+    diffusers' T2IAdapter, and the UNet given them through control() equal to diffusers' UNet given
+    them as down_intrablock_additional_residuals (SDXL-like levels: no attention in the first)."""
+    from graphflow.models.t2i_adapter import T2IAdapter
+    from graphflow.models.unet import UNetConfig
+
+    theirs = random_diffusers_adapter(3, in_channels=3, channels=[32, 64, 64, 64], num_res_blocks=2,
+                                      downscale_factor=16, adapter_type="full_adapter_xl")
+    path = tmp_path / "diffusion_pytorch_model.safetensors"
+    save_file({k: v.contiguous() for k, v in theirs.state_dict().items()}, str(path))
+    ours = load_control_model(path)
+    assert isinstance(ours, T2IAdapter) and ours.config.downscale == 16 and ours.config.down_levels == (2,)
+    hint = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        mine, ref = ours(hint), theirs(hint)
+    assert len(mine) == len(ref) == 4
+    for a, b in zip(mine, ref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+    cfg = UNetConfig(model_channels=32, channel_mult=(1, 2, 2), num_res_blocks=2, transformer_depth=(0, 1, 1),
+                     context_dim=768, num_heads=8, num_head_channels=-1)
+    unet = random_unet(cfg)
+    diffusers_unet, _ = to_diffusers_unet(unet)
+
+    class Applied:
+        def hint(self, h, w, batch, device, dtype):
+            return hint
+
+    g = torch.Generator().manual_seed(2)
+    x, t, context = torch.randn(1, 4, 8, 8, generator=g), torch.tensor([500.0]), torch.randn(1, 3, 768, generator=g)
+    with torch.no_grad():
+        control = ours.control(Applied(), x, t, context, None, cfg)
+        assert [i for i, f in enumerate(control["input"]) if f is not None] == [3, 5, 8]
+        assert len(control["middle"]) == 1
+        out = unet(x, t, context, control=control)
+        expected = diffusers_unet(x, t, context, down_intrablock_additional_residuals=list(ref)).sample
+        plain = unet(x, t, context)
+    torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
+    assert (out - plain).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("layout", ["diffusers", "original"])
+def test_light_t2i_adapter_matches_diffusers(tmp_path, layout):
+    from graphflow.models.t2i_adapter import LightAdapter
+
+    theirs = random_diffusers_adapter(4, in_channels=3, channels=[32, 64, 64], num_res_blocks=2,
+                                      downscale_factor=8, adapter_type="light_adapter")
+    state = theirs.state_dict()
+    if layout == "original":  # ComfyUI's Adapter_light names: body.{level}.body.{block}
+        state = {k.removeprefix("adapter.").replace(".resnets.", ".body."): v for k, v in state.items()}
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "light.safetensors"))
+    ours = load_control_model(tmp_path / "light.safetensors")
+    assert isinstance(ours, LightAdapter) and ours.config.channels == (32, 64, 64, 64)
+    hint = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        mine, ref = ours(hint), theirs(hint)
+    assert len(mine) == len(ref) == 4
+    for a, b in zip(mine, ref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["sd1", "sdxl"])
+def test_writer_diffusers_layout_is_diffusers_own(arch, tmp_path):
+    """graphflow.testing's diffusers-layout ControlNet has exactly the names and tensors diffusers'
+    own conversion gives for the original-layout file of the same seed."""
+    from safetensors.torch import load_file
+
+    from graphflow.testing import write_controlnet as write_random_controlnet
+
+    a = write_random_controlnet(tmp_path / "a.safetensors", arch, seed=5, dtype=torch.float32)
+    b = write_random_controlnet(tmp_path / "b.safetensors", arch, seed=5, dtype=torch.float32, layout="diffusers")
+    original = load_controlnet(a)
+    _, converted = diffusers_controlnet(a, original.config.unet, meta=True)
+    written = load_file(str(b))
+    assert set(written) == set(converted)
+    assert all(torch.equal(written[k], v) for k, v in converted.items())
+    expected = original.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in load_controlnet(b).state_dict().items())
+
+
+@pytest.mark.parametrize("kind,adapter_type,downscale,channels", [
+    ("full", "full_adapter", 8, [32, 64, 64]), ("xl", "full_adapter_xl", 16, [32, 64, 64, 64]),
+    ("light", "light_adapter", 8, [32, 64, 64])])
+def test_t2i_writer_layouts(kind, adapter_type, downscale, channels, tmp_path):
+    from diffusers import T2IAdapter as DiffusersT2IAdapter
+    from safetensors.torch import load_file
+
+    from graphflow.testing import write_t2i_adapter
+
+    ours_channels = channels + [channels[-1]] if kind == "light" else channels
+    a = write_t2i_adapter(tmp_path / "a.safetensors", kind, "original", ours_channels, seed=1, dtype=torch.float32)
+    b = write_t2i_adapter(tmp_path / "b.safetensors", kind, "diffusers", ours_channels, seed=1, dtype=torch.float32)
+    na, nb = load_control_model(a), load_control_model(b)
+    assert na.config == nb.config
+    assert all(torch.equal(v, nb.state_dict()[k]) for k, v in na.state_dict().items())
+    theirs = DiffusersT2IAdapter(in_channels=3, channels=channels, num_res_blocks=2, downscale_factor=downscale,
+                                 adapter_type=adapter_type)
+    theirs.load_state_dict(load_file(str(b)), strict=True)  # diffusers' own names and shapes

@@ -16,6 +16,10 @@ Control-LoRA files (Stability's "control-lora", key `lora_controlnet`) store the
 low-rank differences to the base model's UNet (`<key>.up` @ `<key>.down`) plus full tensors for the
 rest; `load_controlnet(path, base=model)` builds the ControlNet from the base UNet's weights as
 ComfyUI does.
+
+diffusers' layout (`diffusion_pytorch_model.safetensors`: `controlnet_cond_embedding.*`,
+`down_blocks.*`, `controlnet_down_blocks.*`, `controlnet_mid_block.*`) is renamed to the original
+one on loading (`from_diffusers_layout`).
 """
 
 import math
@@ -72,11 +76,22 @@ def controlnet_config_from_shapes(shapes: dict[str, tuple[int, ...]], overrides:
         adm_in_channels=shapes["label_emb.0.0.weight"][1] if "label_emb.0.0.weight" in shapes else 0, **heads)
     names = {f.name for f in fields(UNetConfig)}
     unet.update({k: tuple(v) if isinstance(v, list) else v for k, v in (overrides or {}).items() if k in names})
-    hint = sorted(int(k.split(".")[1]) for k in shapes if k.startswith("input_hint_block.") and k.endswith(".weight"))
-    return ControlNetConfig(
-        unet=UNetConfig(**unet),
-        hint_channels=shapes["input_hint_block.0.weight"][1],
-        hint_block=tuple(shapes[f"input_hint_block.{i}.weight"][0] for i in hint[:-1:2]))
+    return ControlNetConfig(unet=UNetConfig(**unet), hint_channels=shapes["input_hint_block.0.weight"][1],
+                            hint_block=hint_encoder_widths(shapes))
+
+
+def hint_encoder(in_channels: int, widths: tuple[int, ...], out_channels: int) -> nn.Sequential:
+    """`input_hint_block`: the hint from pixels to latent size, a stride-2 conv between each pair of widths."""
+    hint = [nn.Conv2d(in_channels, widths[0], 3, padding=1), nn.SiLU()]
+    for a, b in zip(widths, widths[1:]):
+        hint += [nn.Conv2d(a, a, 3, padding=1), nn.SiLU(), nn.Conv2d(a, b, 3, padding=1, stride=2), nn.SiLU()]
+    hint.append(nn.Conv2d(widths[-1], out_channels, 3, padding=1))
+    return nn.Sequential(*hint)
+
+
+def hint_encoder_widths(shapes: dict) -> tuple[int, ...]:
+    convs = sorted(int(k.split(".")[1]) for k in shapes if k.startswith("input_hint_block.") and k.endswith(".weight"))
+    return tuple(shapes[f"input_hint_block.{i}.weight"][0] for i in convs[:-1:2])
 
 
 class ControlNet(nn.Module):
@@ -98,13 +113,7 @@ class ControlNet(nn.Module):
             self.label_emb = nn.Sequential(nn.Sequential(
                 nn.Linear(cfg.adm_in_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)))
 
-        # the hint goes from pixels to latent size: a stride-2 conv between each pair of widths
-        widths = config.hint_block
-        hint = [nn.Conv2d(config.hint_channels, widths[0], 3, padding=1), nn.SiLU()]
-        for a, b in zip(widths, widths[1:]):
-            hint += [nn.Conv2d(a, a, 3, padding=1), nn.SiLU(), nn.Conv2d(a, b, 3, padding=1, stride=2), nn.SiLU()]
-        hint.append(nn.Conv2d(widths[-1], mc, 3, padding=1))
-        self.input_hint_block = nn.Sequential(*hint)
+        self.input_hint_block = hint_encoder(config.hint_channels, config.hint_block, mc)
 
         # the UNet's encoder, as in graphflow.models.unet.UNet
         self.input_blocks = nn.ModuleList([Block(nn.Conv2d(cfg.in_channels, mc, 3, padding=1))])
@@ -159,7 +168,7 @@ class ControlNet(nn.Module):
         h = self.middle_block(h, emb, context)
         return {"output": outs, "middle": [self.middle_block_out(h)]}
 
-    def control(self, applied: "ControlApplied", x, timesteps, context, y, unet_config=None) -> dict:
+    def control(self, applied: "ControlApplied", x, timesteps, context, y, unet_config=None, **unused) -> dict:
         """The residuals for the UNet input x, with the applied hint at x's pixel size."""
         expected = self.config.unet.context_dim
         if context is not None and expected is not None and context.shape[-1] != expected:
@@ -169,6 +178,65 @@ class ControlNet(nn.Module):
             self.to(x.device, x.dtype)  # run in the sampled model's device and dtype, as ComfyUI casts it
         hint = applied.hint(x.shape[2] * 8, x.shape[3] * 8, x.shape[0], x.device, self.dtype)
         return self(x, hint, timesteps, context, y)
+
+
+# diffusers' ResnetBlock2D names -> the LDM ResBlock's
+_RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
+           "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
+
+
+def _diffusers_name(key: str, per_level: dict[int, int], hint_blocks: int) -> str:
+    """One diffusers ControlNetModel key -> its original-layout name."""
+    parts = key.split(".")
+    head, rest = parts[0], parts[1:]
+
+    def resnet(names):
+        return ".".join([_RESNET.get(names[0], names[0])] + names[1:])
+
+    if head == "conv_in":
+        return "input_blocks.0.0." + ".".join(rest)
+    if head in ("time_embedding", "add_embedding"):
+        layer = {"linear_1": "0", "linear_2": "2"}[rest[0]]
+        return ("time_embed." if head == "time_embedding" else "label_emb.0.") + layer + "." + ".".join(rest[1:])
+    if head == "controlnet_cond_embedding":
+        index = 0 if rest[0] == "conv_in" else 2 + 2 * hint_blocks if rest[0] == "conv_out" else 2 + 2 * int(rest[1])
+        return f"input_hint_block.{index}." + ".".join(rest[-1:])
+    if head == "controlnet_down_blocks":
+        return f"zero_convs.{rest[0]}.0." + ".".join(rest[1:])
+    if head == "controlnet_mid_block":
+        return "middle_block_out.0." + ".".join(rest)
+    if head == "down_blocks":
+        level, kind, i = int(rest[0]), rest[1], int(rest[2])
+        block = 1 + sum(per_level[lv] + 1 for lv in range(level))
+        if kind == "downsamplers":
+            return f"input_blocks.{block + per_level[level]}.0.op." + ".".join(rest[4:])
+        if kind == "resnets":
+            return f"input_blocks.{block + i}.0." + resnet(rest[3:])
+        return f"input_blocks.{block + i}.1." + ".".join(rest[3:])
+    if head == "mid_block":
+        kind, i = rest[0], int(rest[1])
+        if kind == "resnets":
+            return f"middle_block.{2 * i}." + resnet(rest[2:])
+        return "middle_block.1." + ".".join(rest[2:])
+    raise KeyError(key)
+
+
+def from_diffusers_layout(keys) -> dict[str, str]:
+    """{original-layout name: diffusers key} for a diffusers ControlNetModel state dict."""
+    keys = list(keys)
+    per_level = {}
+    for k in keys:
+        if k.startswith("down_blocks.") and ".resnets." in k:
+            level, i = int(k.split(".")[1]), int(k.split(".")[3])
+            per_level[level] = max(per_level.get(level, 0), i + 1)
+    hint_blocks = len({k.split(".")[2] for k in keys if k.startswith("controlnet_cond_embedding.blocks.")})
+    names = {}
+    for k in keys:
+        try:
+            names[_diffusers_name(k, per_level, hint_blocks)] = k
+        except (KeyError, ValueError, IndexError):
+            raise CheckpointError(f"unexpected key {k!r} in a diffusers-layout ControlNet") from None
+    return names
 
 
 def _describe(shapes) -> str:
@@ -194,12 +262,28 @@ def load_control_model(path, base=None, device="cpu", dtype: torch.dtype | None 
     difference file) or a T2I-Adapter, told apart by their keys."""
     with WeightFile(path) as wf:
         shapes = wf.shapes
-        if "conv_in.weight" in shapes or "adapter.conv_in.weight" in shapes:
+        if "pos_embed_input.proj.weight" in shapes:  # SD3 / SD3.5
+            from .mmdit_controlnet import load_mmdit_controlnet
+
+            return _named(load_mmdit_controlnet, wf, device, dtype)
+        if "controlnet_x_embedder.weight" in shapes or "pos_embed_input.weight" in shapes:  # FLUX
+            from .flux_controlnet import load_flux_controlnet
+
+            return _named(load_flux_controlnet, wf, device, dtype)
+        if any(k in shapes for k in ("conv_in.weight", "adapter.conv_in.weight", "body.0.out_conv.weight",
+                                     "adapter.body.0.out_conv.weight")):  # T2I-Adapters: full, SDXL, light
             from .t2i_adapter import load_t2i_adapter
 
             state = {k: wf.get(k, device, dtype) for k in shapes}
             return load_t2i_adapter(state, wf.path.name)
     return load_controlnet(path, base=base, device=device, dtype=dtype)
+
+
+def _named(load, wf, device, dtype):
+    try:
+        return load(wf, device, dtype)
+    except CheckpointError as e:
+        raise CheckpointError(f"{wf.path.name}: {e}") from None
 
 
 def load_controlnet(path, base=None, device="cpu", dtype: torch.dtype | None = None) -> ControlNet:
@@ -211,19 +295,30 @@ def load_controlnet(path, base=None, device="cpu", dtype: torch.dtype | None = N
         overrides = wf.config().get("unet", {})
         if "lora_controlnet" in wf.shapes:
             return _load_control_lora(wf, base, device, dtype, overrides)
-        prefix = _strip({k: s for k, s in wf.shapes.items() if k != "difference"})
+        if "controlnet_cond_embedding.conv_in.weight" in wf.shapes:  # diffusers' layout
+            try:
+                names = from_diffusers_layout(wf.shapes)
+            except CheckpointError as e:
+                raise CheckpointError(f"{name}: {e}") from None
+            shapes = {ours: wf.shapes[theirs] for ours, theirs in names.items()}
+            prefix, read = "", lambda k: wf.get(names[k], device, dtype)  # noqa: E731
+        else:
+            prefix = _strip({k: s for k, s in wf.shapes.items() if k != "difference"})
+            read = lambda k: wf.get(prefix + k, device, dtype)  # noqa: E731
+            shapes = None if prefix is None else {
+                k[len(prefix):]: s for k, s in wf.shapes.items() if k.startswith(prefix) and k != "difference"}
         if prefix is None:
             raise CheckpointError(
                 f"{name} is not a ControlNet: expected original-layout keys 'control_model.input_hint_block.0.weight' "
-                f"and 'control_model.input_blocks.0.0.weight' (or without the prefix), found {_describe(wf.shapes)}")
-        shapes = {k[len(prefix):]: s for k, s in wf.shapes.items() if k.startswith(prefix) and k != "difference"}
+                f"and 'control_model.input_blocks.0.0.weight' (or without the prefix), or diffusers' "
+                f"'controlnet_cond_embedding.conv_in.weight', found {_describe(wf.shapes)}")
         try:
             config = controlnet_config_from_shapes(shapes, overrides)
         except (KeyError, ValueError) as e:
             raise CheckpointError(f"{name}: the ControlNet's layout could not be read from its weights ({e})") from None
         with torch.device("meta"):
             net = ControlNet(config)
-        state = {k: wf.get(prefix + k, device, dtype) for k in shapes}
+        state = {k: read(k) for k in shapes}
         if "difference" in wf.shapes:  # a "diff" ControlNet: encoder weights stored relative to the base
             if base is None:
                 raise CheckpointError(f"{name} stores its weights as differences to a base model: load it with "
@@ -315,11 +410,11 @@ class ControlApplied:
     add up). Travels in the conditioning options under "control", as ComfyUI's does."""
 
     def __init__(self, net, image: torch.Tensor, strength: float, start_percent: float = 0.0,
-                 end_percent: float = 1.0, previous: "ControlApplied | None" = None):
+                 end_percent: float = 1.0, previous: "ControlApplied | None" = None, vae=None):
         self.net, self.image, self.strength = net, image, float(strength)
         self.start_percent, self.end_percent = float(start_percent), float(end_percent)
-        self.previous = previous
-        self._hint = None
+        self.previous, self.vae = previous, vae
+        self._hint = self._latent = None
 
     def sigma_range(self, schedule) -> tuple[float, float]:
         """(sigma_start, sigma_end) through the schedule's own percent_to_sigma (ComfyUI's rule:
@@ -327,16 +422,17 @@ class ControlApplied:
         return schedule.percent_to_sigma(self.start_percent), schedule.percent_to_sigma(self.end_percent)
 
     def residuals(self, x: torch.Tensor, sigma: torch.Tensor, timesteps: torch.Tensor, context, y, schedule,
-                  unet_config=None) -> dict | None:
+                  unet_config=None, **extra) -> dict | None:
         """Summed residuals of this control and the ones before it, or None where none is active.
-        unet_config: the UNet's layout (where T2I-Adapter features go)."""
+        unet_config: the model's layout (where T2I-Adapter features go, SD3/FLUX depths); extra:
+        FLUX's guidance, and the flow model itself as `base` (SD3.5 large ControlNets embed with it)."""
         out = None if self.previous is None else self.previous.residuals(x, sigma, timesteps, context, y, schedule,
-                                                                          unet_config)
+                                                                          unet_config, **extra)
         start, end = self.sigma_range(schedule)
         s = float(sigma.reshape(-1)[0])
         if not (end <= s <= start):
             return out
-        mine = self.net.control(self, x, timesteps, context, y, unet_config)
+        mine = self.net.control(self, x, timesteps, context, y, unet_config, **extra)
         mine = {k: [None if r is None else r * self.strength for r in v] for k, v in mine.items()}
         if out is None:
             return mine
@@ -351,5 +447,18 @@ class ControlApplied:
         if self._hint is None or tuple(self._hint.shape[2:]) != (height, width):
             self._hint = resize_hint(self.image, height, width)
         return _repeat(self._hint, batch).to(device, dtype)
+
+    def latent_hint(self, height: int, width: int, batch: int, device, dtype, shift: bool = True) -> torch.Tensor:
+        """The hint as a model-space latent of height x width (SD3/FLUX ControlNets): resized at
+        the VAE's pixel size, encoded, shifted and scaled as the sampled latent is (ComfyUI's rule);
+        shift=False: scaled only (InstantX's SD3 ControlNets were trained so)."""
+        if self.vae is None:
+            raise ValueError("this ControlNet reads the hint as a latent: connect a VAE to the apply node")
+        if self._latent is None or self._latent[0] != (height, width, shift):
+            f, fmt = self.vae.downscale, self.vae.latent_format
+            pixels = resize_hint(self.image, height * f, width * f).movedim(1, -1)
+            raw = self.vae.encode(pixels)
+            self._latent = ((height, width, shift), fmt.process_in(raw) if shift else raw * fmt.scale_factor)
+        return _repeat(self._latent[1], batch).to(device, dtype)
 
 

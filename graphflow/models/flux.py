@@ -194,9 +194,8 @@ class Flux(nn.Module):
         self.single_blocks = nn.ModuleList(SingleStreamBlock(cfg) for _ in range(cfg.depth_single_blocks))
         self.final_layer = LastLayer(cfg)
 
-    def forward_packed(self, img, img_ids, txt, txt_ids, sigma, y, guidance=None, attention_mask=None):
-        """BFL's forward on packed tokens: img [B, N, in_channels], ids [B, L, 3]; attention_mask an
-        additive bias [B, T + N, T + N] over [text, image] tokens or None."""
+    def embed(self, img, img_ids, txt, txt_ids, sigma, y, guidance=None):
+        """(image tokens, text tokens, the modulation vector, rotary tables) for packed inputs."""
         dtype = img.dtype
         img = self.img_in(img)
         vec = self.time_in(timestep_embedding(sigma * 1000).to(dtype))
@@ -206,18 +205,31 @@ class Flux(nn.Module):
             guidance = torch.as_tensor(guidance, dtype=torch.float32, device=img.device).reshape(-1)
             vec = vec + self.guidance_in(timestep_embedding(guidance.expand(img.shape[0]) * 1000).to(dtype))
         vec = vec + self.vector_in(y.to(dtype))
-        txt = self.txt_in(txt.to(dtype))
         ids = torch.cat([txt_ids, img_ids], dim=1)
         pe = torch.cat([rope(ids[..., i], d, self.config.theta) for i, d in enumerate(self.config.axes_dim)],
                        dim=-3)[:, None]  # [B, 1, L, head_dim/2, 2, 2]
-        for block in self.double_blocks:
-            img, txt = block(img, txt, vec, pe, attention_mask)
-        x = torch.cat([txt, img], dim=1)
-        for block in self.single_blocks:
-            x = block(x, vec, pe, attention_mask)
-        return self.final_layer(x[:, txt.shape[1]:], vec)
+        return img, self.txt_in(txt.to(dtype)), vec, pe
 
-    def forward(self, x, sigma, context, y, guidance=None, concat=None, attention_mask=None, **unused):
+    def forward_packed(self, img, img_ids, txt, txt_ids, sigma, y, guidance=None, control=None, attention_mask=None):
+        """BFL's forward on packed tokens: img [B, N, in_channels], ids [B, L, 3]. control (from
+        ControlNets, graphflow.models.flux_controlnet): {"input": a residual (or None) per double
+        block, "output": per single block}, added to the image tokens after the block.
+        attention_mask: an additive bias [B, T + N, T + N] over [text, image] tokens, or None."""
+        img, txt, vec, pe = self.embed(img, img_ids, txt, txt_ids, sigma, y, guidance)
+        double, single = (control or {}).get("input") or (), (control or {}).get("output") or ()
+        for i, block in enumerate(self.double_blocks):
+            img, txt = block(img, txt, vec, pe, attention_mask)
+            if i < len(double) and double[i] is not None:
+                img = img + double[i]
+        n = txt.shape[1]
+        x = torch.cat([txt, img], dim=1)
+        for i, block in enumerate(self.single_blocks):
+            x = block(x, vec, pe, attention_mask)
+            if i < len(single) and single[i] is not None:
+                x = torch.cat([x[:, :n], x[:, n:] + single[i]], dim=1)
+        return self.final_layer(x[:, n:], vec)
+
+    def forward(self, x, sigma, context, y, guidance=None, concat=None, control=None, attention_mask=None, **unused):
         H, W = x.shape[-2:]
         if H % 2 or W % 2:  # odd latent sizes: pad as ComfyUI does, crop the output back
             x = F.pad(x, (0, W % 2, 0, H % 2), mode="circular")
@@ -230,5 +242,5 @@ class Flux(nn.Module):
         b, _, h, w = x.shape
         txt_ids = torch.zeros(b, context.shape[1], 3, device=x.device)
         out = self.forward_packed(pack(x), image_ids(h // 2, w // 2, b, x.device), context, txt_ids, sigma, y, guidance,
-                                  attention_mask)
+                                  control, attention_mask)
         return unpack(out, h, w)[..., :H, :W]

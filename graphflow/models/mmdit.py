@@ -125,9 +125,9 @@ class Block(nn.Module):
 
 
 class JointBlock(nn.Module):
-    def __init__(self, cfg: MMDiTConfig, index: int):
+    def __init__(self, cfg: MMDiTConfig, index: int, pre_only: bool | None = None):
         super().__init__()
-        self.context_block = Block(cfg, pre_only=index == cfg.depth - 1)
+        self.context_block = Block(cfg, pre_only=index == cfg.depth - 1 if pre_only is None else pre_only)
         self.x_block = Block(cfg, x_self_attn=index in cfg.x_self_attn_layers)
 
     def forward(self, context, x, c):
@@ -182,17 +182,26 @@ class MMDiT(nn.Module):
         table = self.pos_embed.reshape(1, m, m, -1)[:, top:top + h, left:left + w]
         return table.reshape(1, h * w, -1)
 
-    def forward(self, x, sigma, context, y, **unused):
+    def embed(self, x, sigma, context, y):
+        """(image tokens with positions, the adaLN vector, text tokens) for x padded to the patch size."""
+        p, dtype = self.config.patch_size, x.dtype
+        tokens = self.x_embedder(x) + self.cropped_pos_embed(x.shape[-2] // p, x.shape[-1] // p).to(dtype)
+        c = self.t_embedder(timestep_embedding(sigma * 1000).to(dtype)) + self.y_embedder(y.to(dtype))
+        return tokens, c, self.context_embedder(context.to(dtype))
+
+    def forward(self, x, sigma, context, y, control=None, **unused):
+        """control: {"output": one residual (or None) per joint block, added to its image tokens}
+        from ControlNets (graphflow.models.mmdit_controlnet)."""
         p, (H, W) = self.config.patch_size, x.shape[-2:]
         if H % p or W % p:  # odd latent sizes: pad as ComfyUI does, crop the output back
             x = F.pad(x, (0, -W % p, 0, -H % p), mode="circular")
         h, w = x.shape[-2] // p, x.shape[-1] // p
-        dtype = x.dtype
-        tokens = self.x_embedder(x) + self.cropped_pos_embed(h, w).to(dtype)
-        c = self.t_embedder(timestep_embedding(sigma * 1000).to(dtype)) + self.y_embedder(y.to(dtype))
-        context = self.context_embedder(context.to(dtype))
-        for block in self.joint_blocks:
+        tokens, c, context = self.embed(x, sigma, context, y)
+        residuals = (control or {}).get("output") or ()
+        for i, block in enumerate(self.joint_blocks):
             context, tokens = block(context, tokens, c)
+            if i < len(residuals) and residuals[i] is not None:
+                tokens = tokens + residuals[i]
         out = self.final_layer(tokens, c)  # [B, h*w, p*p*C]
         out = out.reshape(-1, h, w, p, p, self.config.out_channels).permute(0, 5, 1, 3, 2, 4)
         return out.reshape(-1, self.config.out_channels, h * p, w * p)[..., :H, :W]

@@ -174,12 +174,21 @@ class FlowDenoiser:
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
                  y: torch.Tensor | None = None, concat: torch.Tensor | None = None,
-                 guidance: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+                 guidance: torch.Tensor | None = None, control=None,
+                 attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         dtype = self.model.dtype
         xc = x if concat is None else torch.cat([x, concat.to(x.device, x.dtype)], dim=1)
         kwargs = {}
         if guidance is not None:
             kwargs["guidance"] = guidance.to(x.device, torch.float32)
+        if control is not None:  # ControlNets see the noisy latent without Fill's channels, in the model's dtype
+            pooled = torch.zeros(x.shape[0], self.model.adm_channels, device=x.device) if y is None else y
+            context_in = None if context is None else context.to(dtype)
+            residuals = control.residuals(x.to(dtype), sigma, sigma.float(), context_in, pooled.to(dtype),
+                                          self.schedule, getattr(self.model.unet, "config", None),
+                                          base=self.model.unet, **kwargs)
+            if residuals is not None:
+                kwargs["control"] = residuals
         if attention_mask is not None:
             if getattr(self.model, "arch", None) != "flux":
                 raise ValueError("an attention mask (StyleModelApply's attn_bias) needs a FLUX model")

@@ -1,0 +1,189 @@
+"""ControlNet for FLUX.1 (InstantX's and diffusers' FluxControlNetModel).
+
+A few double- and single-stream blocks like FLUX's read the packed noisy latent plus the packed
+hint latent (the hint image through the VAE, shifted and scaled like the sampled latent) put
+through a zero-initialised linear `pos_embed_input`. A zero-initialised linear after each block
+(`controlnet_blocks`, `controlnet_single_blocks`) gives one residual of the image tokens; FLUX
+adds residual i // ceil(depth / n) after its double block i (and likewise for the single
+blocks), as diffusers' FluxTransformer2DModel does.
+
+Our layout is FLUX's (BFL names, graphflow.models.flux) plus `pos_embed_input`,
+`controlnet_blocks.{i}` and `controlnet_single_blocks.{i}`; diffusers' layout
+(`transformer_blocks.*`, `single_transformer_blocks.*`, `controlnet_x_embedder`, ...) is renamed to
+it on loading, q, k, v (and the single blocks' MLP input) fused. Union ControlNets (a mode
+embedding) are refused.
+
+XLabs' ControlNets (BFL names: `double_blocks.*`, `controlnet_blocks.*`, `pos_embed_input`) read
+the hint as pixels in [-1, 1] through their own `input_hint_block` (3 stride-2 convs to latent
+size, as the SD ControlNet's) instead of the VAE, and FLUX adds their residuals repeated
+(residual i % n after double block i), as diffusers does for a FluxControlNetModel with an
+input_hint_block (controlnet_blocks_repeat) and ComfyUI for XLabs files.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .cast_layers import Linear
+from .controlnet import hint_encoder, hint_encoder_widths
+from .flux import Flux, FluxConfig, flux_config_from_state_dict, image_ids, pack
+from .mmdit_controlnet import assign, fused_names, fused_shapes
+from .weight_files import CheckpointError
+
+
+@dataclass(frozen=True)
+class FluxControlNetConfig:
+    model: FluxConfig  # depth / depth_single_blocks: the ControlNet's own blocks
+    hint_channels: int = 64  # packed hint latent channels
+    hint_block: tuple[int, ...] | None = None  # XLabs: input_hint_block's widths (the hint is pixels)
+
+
+class FluxControlNet(Flux):
+
+    def __init__(self, config: FluxControlNetConfig):
+        super().__init__(config.model)
+        cfg = config.model
+        del self.final_layer
+        self.control_config = config
+        self.pos_embed_input = Linear(config.hint_channels, cfg.hidden_size)
+        self.controlnet_blocks = nn.ModuleList(Linear(cfg.hidden_size, cfg.hidden_size) for _ in range(cfg.depth))
+        self.controlnet_single_blocks = nn.ModuleList(
+            Linear(cfg.hidden_size, cfg.hidden_size) for _ in range(cfg.depth_single_blocks))
+        if config.hint_block:
+            self.input_hint_block = hint_encoder(3, config.hint_block, config.hint_channels // 4)
+
+    @property
+    def needs_vae(self) -> bool:  # the hint is a latent unless the net encodes it itself
+        return not self.control_config.hint_block
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.pos_embed_input.weight.dtype
+
+    def forward(self, x, hint, sigma, context, y, guidance=None, **unused) -> dict[str, list[torch.Tensor]]:
+        """x and the hint latent [B, 16, H, W] (XLabs: pixels [B, 3, 8H, 8W] in -1..1) -> {"input": a
+        residual per double block, "output": per single block}, each [B, H/2 * W/2, hidden]."""
+        if self.control_config.hint_block:
+            hint = self.input_hint_block(hint.to(self.dtype))
+        H, W = x.shape[-2:]
+        if H % 2 or W % 2:
+            x = F.pad(x, (0, W % 2, 0, H % 2), mode="circular")
+            hint = F.pad(hint, (0, W % 2, 0, H % 2), mode="circular")
+        b, _, h, w = x.shape
+        txt_ids = torch.zeros(b, context.shape[1], 3, device=x.device)
+        img, txt, vec, pe = self.embed(pack(x), image_ids(h // 2, w // 2, b, x.device), context, txt_ids, sigma, y,
+                                       guidance)
+        img = img + self.pos_embed_input(pack(hint.to(img.dtype)))
+        double = []
+        for block, out in zip(self.double_blocks, self.controlnet_blocks):
+            img, txt = block(img, txt, vec, pe)
+            double.append(out(img))
+        n = txt.shape[1]
+        tokens, single = torch.cat([txt, img], dim=1), []
+        for block, out in zip(self.single_blocks, self.controlnet_single_blocks):
+            tokens = block(tokens, vec, pe)
+            single.append(out(tokens[:, n:]))
+        return {"input": double, "output": single}
+
+    def control(self, applied, x, sigma, context, y, model_config=None, guidance=None, **unused) -> dict:
+        """Residuals for a FLUX of model_config's depths, one per block."""
+        if model_config is not None and not isinstance(model_config, FluxConfig):
+            raise ValueError(f"this is a FLUX ControlNet; the model being sampled is not FLUX "
+                             f"({type(model_config).__name__})")
+        if context is not None and context.shape[-1] != self.config.context_in_dim:
+            raise ValueError(f"this FLUX ControlNet was made for {self.config.context_in_dim}-wide text embeddings, "
+                             f"the model being sampled gives {context.shape[-1]}")
+        if self.dtype != x.dtype or self.pos_embed_input.weight.device != x.device:
+            self.to(x.device, x.dtype)
+        if self.control_config.hint_block:
+            hint = applied.hint(x.shape[2] * 8, x.shape[3] * 8, x.shape[0], x.device, x.dtype) * 2 - 1
+        else:
+            hint = applied.latent_hint(x.shape[2], x.shape[3], x.shape[0], x.device, x.dtype)
+        if not self.control_config.hint_block and hint.shape[1] * 4 != self.control_config.hint_channels:
+            raise ValueError(f"this ControlNet reads a {self.control_config.hint_channels // 4}-channel latent hint, "
+                             f"the VAE gives {hint.shape[1]} channels")
+        outs = self(x, hint, sigma, context, y, guidance)
+        depths = {"input": getattr(model_config, "depth", len(outs["input"])),
+                  "output": getattr(model_config, "depth_single_blocks", len(outs["output"]))}
+        control = {}
+        for key, res in outs.items():
+            if res and self.control_config.hint_block:  # XLabs: the residuals over and over
+                control[key] = [res[i % len(res)] for i in range(depths[key])]
+            elif res:
+                every = math.ceil(depths[key] / len(res))
+                control[key] = [res[i // every] for i in range(depths[key])]
+        return control
+
+
+_DOUBLE = {
+    "norm1.linear": ("img_mod.lin", 0), "norm1_context.linear": ("txt_mod.lin", 0),
+    "attn.to_q": ("img_attn.qkv", 0), "attn.to_k": ("img_attn.qkv", 1), "attn.to_v": ("img_attn.qkv", 2),
+    "attn.add_q_proj": ("txt_attn.qkv", 0), "attn.add_k_proj": ("txt_attn.qkv", 1),
+    "attn.add_v_proj": ("txt_attn.qkv", 2),
+    "attn.norm_q": ("img_attn.norm.query_norm", 0), "attn.norm_k": ("img_attn.norm.key_norm", 0),
+    "attn.norm_added_q": ("txt_attn.norm.query_norm", 0), "attn.norm_added_k": ("txt_attn.norm.key_norm", 0),
+    "attn.to_out.0": ("img_attn.proj", 0), "attn.to_add_out": ("txt_attn.proj", 0),
+    "ff.net.0.proj": ("img_mlp.0", 0), "ff.net.2": ("img_mlp.2", 0),
+    "ff_context.net.0.proj": ("txt_mlp.0", 0), "ff_context.net.2": ("txt_mlp.2", 0),
+}
+_SINGLE = {
+    "norm.linear": ("modulation.lin", 0), "attn.to_q": ("linear1", 0), "attn.to_k": ("linear1", 1),
+    "attn.to_v": ("linear1", 2), "proj_mlp": ("linear1", 3), "proj_out": ("linear2", 0),
+    "attn.norm_q": ("norm.query_norm", 0), "attn.norm_k": ("norm.key_norm", 0),
+}
+_TOP = {
+    "x_embedder": "img_in", "context_embedder": "txt_in", "controlnet_x_embedder": "pos_embed_input",
+    "time_text_embed.timestep_embedder.linear_1": "time_in.in_layer",
+    "time_text_embed.timestep_embedder.linear_2": "time_in.out_layer",
+    "time_text_embed.guidance_embedder.linear_1": "guidance_in.in_layer",
+    "time_text_embed.guidance_embedder.linear_2": "guidance_in.out_layer",
+    "time_text_embed.text_embedder.linear_1": "vector_in.in_layer",
+    "time_text_embed.text_embedder.linear_2": "vector_in.out_layer",
+}
+
+
+def from_diffusers_layout(keys) -> dict[str, list[str]]:
+    return fused_names(keys, _TOP, {"transformer_blocks": ("double_blocks", _DOUBLE),
+                                    "single_transformer_blocks": ("single_blocks", _SINGLE)})
+
+
+def _hint_block_names(keys) -> dict[str, list[str]]:
+    """diffusers' ControlNetConditioningEmbedding (conv_in, blocks.{j}, conv_out) -> nn.Sequential indices."""
+    blocks = len({k.split(".")[2] for k in keys if k.startswith("input_hint_block.blocks.")})
+    names = {}
+    for k in keys:
+        part = k.split(".")
+        index = 0 if part[1] == "conv_in" else 2 + 2 * blocks if part[1] == "conv_out" else 2 + 2 * int(part[2])
+        names[f"input_hint_block.{index}.{part[-1]}"] = [k]
+    return names
+
+
+def flux_controlnet_config(shapes: dict[str, tuple]) -> FluxControlNetConfig:
+    hidden, in_channels = shapes["img_in.weight"]
+    model = flux_config_from_state_dict({**shapes, "final_layer.linear.weight": (in_channels, hidden)})
+    return FluxControlNetConfig(model=model, hint_channels=shapes["pos_embed_input.weight"][1],
+                                hint_block=hint_encoder_widths(shapes) or None)
+
+
+def load_flux_controlnet(wf, device="cpu", dtype=None) -> FluxControlNet:
+    """From a WeightFile in diffusers' layout or ours."""
+    if any(k.startswith("controlnet_mode_embedder.") for k in wf.shapes):
+        raise CheckpointError("Union FLUX ControlNets (controlnet_mode_embedder) are not supported")
+    if "x_embedder.weight" in wf.shapes:
+        names = from_diffusers_layout([k for k in wf.shapes if not k.startswith("input_hint_block.")])
+        names.update(_hint_block_names([k for k in wf.shapes if k.startswith("input_hint_block.")]))
+    else:
+        names = {k: [k] for k in wf.shapes}
+    shapes = fused_shapes(wf.shapes, names)
+    try:
+        config = flux_controlnet_config(shapes)
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"the FLUX ControlNet's layout could not be read from its weights ({e})") from None
+    with torch.device("meta"):
+        net = FluxControlNet(config)
+    state = {k: torch.cat([wf.get(t, device, dtype) for t in ts]) if len(ts) > 1 else wf.get(ts[0], device, dtype)
+             for k, ts in names.items()}
+    return assign(net, state)
