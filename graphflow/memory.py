@@ -9,6 +9,14 @@ it in and a post-hook that moves it out again, so the result is the same as a fu
 Text encoders leave the device when their work is done; the VAE and the diffusion model stay
 until something else needs the room.
 
+Weight patches (LoRA): a MODEL or CLIP made from another shares its network and carries a tuple
+of `WeightPatch`es; `use(module, kind, name, patches)` and `patch(module, patches)` make the shared
+weights hold exactly that tuple's changes before the work, restoring whatever another patch set
+changed. In place when the originals fit in RAM beside everything else (each original kept on the
+offload device, so the device holds one copy of the network), else on the fly: a hook computes
+each patched weight just before its layer runs and puts the original back after it (no backup,
+one patched layer at a time). Both restore the original tensors themselves: bit-exact.
+
 Capacity: `GRAPHFLOW_VRAM_BUDGET_GB` makes the manager treat the compute device as having
 that much memory, whatever it is (the CPU included, where "device" and "offload" are both
 RAM and only the manager's record tells them apart: every policy is testable without a GPU);
@@ -23,6 +31,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
@@ -32,6 +41,7 @@ from graphflow.device import compute_device, free_memory
 VRAM_MODES = ("normal", "low", "none")
 TRANSIENT = ("text_encoder",)  # kinds that leave the device as soon as their work is done
 GiB = 1024 ** 3
+RAM_MARGIN = GiB  # RAM left to everything else when the system's available memory is asked
 
 
 def module_bytes(module: nn.Module) -> int:
@@ -63,6 +73,29 @@ class Component:
                 "resident_blocks": self.resident_blocks}
 
 
+@dataclass(frozen=True, eq=False)
+class WeightPatch:
+    """A change to one parameter of a component (its path under the module `use` gets):
+    `change(weight) -> new weight` of the same shape and dtype, the input left untouched. Patch
+    sets are tuples applied in order (stacked LoRAs); compared by identity, so the same tuple
+    applied twice is applied once."""
+    param: str
+    change: Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(eq=False)
+class _Patched:
+    """A parameter holding a patch set: in place (`original` kept) or on the fly (`hooks`)."""
+    param: weakref.ref
+    patches: tuple
+    original: torch.Tensor | None = None
+    hooks: tuple = ()
+
+    @property
+    def nbytes(self) -> int:
+        return 0 if self.original is None else self.original.numel() * self.original.element_size()
+
+
 class MemoryManager:
     def __init__(self, vram: str = "normal", reserve_gb: float = 0.0, virtual_sizes: dict[str, float] | None = None):
         self.configure(vram, reserve_gb)
@@ -71,6 +104,7 @@ class MemoryManager:
         self.events: list[dict] = []  # what the manager did: load, partial, offload (tests read it)
         self.streaming = 0  # bytes of streamed blocks on the device right now
         self.peak = 0  # most weight bytes on the device at once (bench/memory.py)
+        self.patched: dict[int, _Patched] = {}  # id(parameter) -> its patch state
         self._lock = threading.RLock()
 
     def configure(self, vram: str = "normal", reserve_gb: float = 0.0) -> None:
@@ -139,8 +173,8 @@ class MemoryManager:
             return self.device
         return _device_of(module)
 
-    def use(self, module: nn.Module, kind: str, name: str | None = None) -> "_Use":
-        return _Use(self, module, kind, name)
+    def use(self, module: nn.Module, kind: str, name: str | None = None, patches: tuple = ()) -> "_Use":
+        return _Use(self, module, kind, name, patches)
 
     def load(self, module: nn.Module, kind: str = "other", name: str | None = None) -> Component:
         """Put the component on the device, whole if it fits (after offloading others), else in part."""
@@ -235,6 +269,95 @@ class MemoryManager:
                     self._offload(comp)
         free_memory()
 
+    # -- weight patches ---------------------------------------------------------------------
+    def patch(self, module: nn.Module, patches: tuple = ()) -> None:
+        """Make `module`'s weights hold exactly `patches`: parameters another patch set changed
+        get their originals back, the rest are patched (see the module docstring)."""
+        with self._lock, torch.no_grad():
+            self._forget_dead_patches()
+            want: dict[int, tuple] = {}
+            for p in patches:
+                param = module.get_parameter(p.param)
+                path, _, ps = want.setdefault(id(param), (p.param, param, []))
+                ps.append(p)
+            for param in module.parameters():
+                record = self.patched.get(id(param))
+                if record is not None and (id(param) not in want or record.patches != tuple(want[id(param)][2])):
+                    self._restore(id(param), record)
+            todo = [(path, param, tuple(ps)) for key, (path, param, ps) in want.items() if key not in self.patched]
+            if not todo:
+                return
+            nbytes = sum(param.numel() * param.element_size() for _, param, _ in todo)
+            in_place = self.ram_fits(nbytes)
+            for path, param, ps in todo:
+                if in_place:
+                    original = param.data
+                    param.data = _changed(original, ps)
+                    self.patched[id(param)] = _Patched(weakref.ref(param), ps, original.to(self.offload_device))
+                else:
+                    owner = module.get_submodule(path.rpartition(".")[0])
+                    self.patched[id(param)] = _Patched(weakref.ref(param), ps, hooks=_fly(owner, param, ps))
+            self.events.append({"action": "patch", "mode": "in_place" if in_place else "on_the_fly",
+                                "params": len(todo), "bytes": nbytes if in_place else 0})
+
+    def weights(self, module: nn.Module, patches: tuple = ()) -> dict[str, torch.Tensor]:
+        """`module.state_dict()` as `patches` make it (for readers: saving, merging), computed from
+        the originals; the module and what it holds now are left as they are."""
+        with self._lock, torch.no_grad():
+            by_param: dict[str, list] = {}
+            for p in patches:
+                by_param.setdefault(p.param, []).append(p)
+            state = module.state_dict()
+            for name, param in module.named_parameters():
+                record = self.patched.get(id(param))
+                original = param.data
+                if record is not None and record.param() is param and record.original is not None:
+                    original = record.original.to(param.device)
+                state[name] = _changed(original, tuple(by_param.get(name, ())))
+            return state
+
+    def unpatch(self, module: nn.Module) -> None:
+        """Every patched weight of `module` back to its original."""
+        self.patch(module, ())
+
+    def backup_bytes(self) -> int:
+        """RAM the originals of weights patched in place take."""
+        return sum(r.nbytes for r in self.patched.values())
+
+    def _restore(self, key: int, record: _Patched) -> None:
+        for hook in record.hooks:
+            hook.remove()
+        param = record.param()
+        if param is not None and record.original is not None:
+            param.data = record.original.to(param.device)
+        del self.patched[key]
+
+    def _forget_dead_patches(self) -> None:
+        for key in [k for k, r in self.patched.items() if r.param() is None]:
+            del self.patched[key]
+
+    # -- RAM --------------------------------------------------------------------------------
+    def ram_capacity(self) -> int | None:
+        """Bytes of RAM the manager may fill with weights: `GRAPHFLOW_RAM_BUDGET_GB` (simulated,
+        counting the managed weights only), else None (the system's available memory is asked)."""
+        budget = os.environ.get("GRAPHFLOW_RAM_BUDGET_GB")
+        return max(0, int(float(budget) * GiB)) if budget else None
+
+    def ram_used(self) -> int:
+        """Bytes of managed weights in RAM: every component's part that is not on the device
+        (all of it when the device is the CPU) plus the originals of patched weights."""
+        on_cpu = self.device == self.offload_device
+        return sum(c.size - (0 if on_cpu else c.resident_bytes) for c in self.components.values()
+                   if c.state != "dropped") + self.backup_bytes()
+
+    def ram_fits(self, nbytes: int) -> bool:
+        cap = self.ram_capacity()
+        if cap is not None:
+            return self.ram_used() + nbytes <= cap
+        import psutil
+
+        return nbytes <= psutil.virtual_memory().available - RAM_MARGIN
+
     def status(self) -> dict:
         with self._lock:
             self._forget_dead()
@@ -246,16 +369,43 @@ class MemoryManager:
 
 
 class _Use:
-    def __init__(self, manager, module, kind, name):
-        self.manager, self.module, self.kind, self.name = manager, module, kind, name
+    def __init__(self, manager, module, kind, name, patches):
+        self.manager, self.module, self.kind, self.name, self.patches = manager, module, kind, name, patches
 
     def __enter__(self):
-        return self.manager.load(self.module, self.kind, self.name)
+        comp = self.manager.load(self.module, self.kind, self.name)
+        self.manager.patch(self.module, self.patches)  # after the load: patched where the weights run
+        return comp
 
     def __exit__(self, *exc):
         if self.kind in TRANSIENT:
             self.manager.offload(self.module)
         return False
+
+
+def _changed(weight: torch.Tensor, patches: tuple) -> torch.Tensor:
+    for p in patches:
+        weight = p.change(weight)
+    return weight
+
+
+def _fly(owner: nn.Module, param: nn.Parameter, patches: tuple) -> tuple:
+    """Hooks that patch `param` for each forward of `owner` and put the original back after it.
+    The restoring hook runs first after the forward (before a streamed block moves out) and even
+    when the forward raises."""
+    stash = []
+
+    def patch_in(module, args):
+        stash.append(param.data)
+        with torch.no_grad():
+            param.data = _changed(param.data, patches)
+
+    def patch_out(module, args, output):
+        if stash:
+            param.data = stash.pop()
+
+    return (owner.register_forward_pre_hook(patch_in),
+            owner.register_forward_hook(patch_out, prepend=True, always_call=True))
 
 
 def _blocks(module: nn.Module) -> list[nn.Module]:
@@ -287,9 +437,9 @@ def manager() -> MemoryManager:
     return _manager
 
 
-def use(module: nn.Module, kind: str, name: str | None = None):
-    """`with memory.use(model.unet, "diffusion_model"):` around a component's work."""
-    return _manager.use(module, kind, name)
+def use(module: nn.Module, kind: str, name: str | None = None, patches: tuple = ()):
+    """`with memory.use(model.unet, "diffusion_model", patches=model.patches):` around a component's work."""
+    return _manager.use(module, kind, name, patches)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

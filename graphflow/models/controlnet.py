@@ -228,12 +228,19 @@ def load_controlnet(path, base=None, device="cpu", dtype: torch.dtype | None = N
             if base is None:
                 raise CheckpointError(f"{name} stores its weights as differences to a base model: load it with "
                                       f"DiffControlNetLoader and the checkpoint's MODEL connected")
-            base_state = getattr(base, "unet", base).state_dict()
+            base_state = _base_state(base)
             for k in state:
                 if k in base_state and base_state[k].shape == state[k].shape:
                     state[k] = state[k] + base_state[k].to(state[k].device, state[k].dtype)
     _assign(net, state, name)
     return net.eval().requires_grad_(False)
+
+
+def _base_state(base) -> dict:
+    """The base model's UNet weights, with its LoRAs merged in (a MODEL) or as they are (a UNet)."""
+    from graphflow.memory import manager
+
+    return manager().weights(getattr(base, "unet", base), getattr(base, "patches", ()))
 
 
 def _assign(net: nn.Module, state: dict, name: str) -> None:
@@ -255,7 +262,7 @@ def _load_control_lora(wf: WeightFile, base, device, dtype, overrides) -> Contro
         raise CheckpointError(f"{name} is a Control-LoRA: it needs the base model (use DiffControlNetLoader "
                               f"with the checkpoint's MODEL connected)")
     unet = getattr(base, "unet", base)
-    base_state = unet.state_dict()
+    base_state = _base_state(base)
     shapes = {k: s for k, s in wf.shapes.items() if k != "lora_controlnet"}
     full = {}
     for k, s in base_state.items():

@@ -180,7 +180,8 @@ def sample_with_sigmas(model, *args, **kwargs) -> torch.Tensor:
     unet = getattr(model, "unet", None)
     if not isinstance(unet, torch.nn.Module):  # a stand-in model (tests, plugins): nothing to place
         return _sample_with_sigmas(model, *args, **kwargs)
-    with memory.use(unet, "diffusion_model", f"diffusion_model:{getattr(model, 'arch', 'model')}"):
+    with memory.use(unet, "diffusion_model", f"diffusion_model:{getattr(model, 'arch', 'model')}",
+                    getattr(model, "patches", ())):
         return _sample_with_sigmas(model, *args, **kwargs)
 
 
