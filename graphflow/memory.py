@@ -17,6 +17,11 @@ offload device, so the device holds one copy of the network), else on the fly: a
 each patched weight just before its layer runs and puts the original back after it (no backup,
 one patched layer at a time). Both restore the original tensors themselves: bit-exact.
 
+RAM: when RAM itself runs short (`GRAPHFLOW_RAM_BUDGET_GB` simulates a RAM of that size, counting
+the managed weights; else the system's available memory is asked), the least-recently-used idle
+components that are off the device and have a source (`set_source`: the loaders register one)
+are dropped from RAM and read from their file again when next needed.
+
 Capacity: `GRAPHFLOW_VRAM_BUDGET_GB` makes the manager treat the compute device as having
 that much memory, whatever it is (the CPU included, where "device" and "offload" are both
 RAM and only the manager's record tells them apart: every policy is testable without a GPU);
@@ -59,13 +64,16 @@ class Component:
     kind: str  # diffusion_model | text_encoder | vae | other
     module: weakref.ref
     size: int
-    state: str = "offloaded"  # offloaded | loaded | partial
+    state: str = "offloaded"  # offloaded | loaded | partial | dropped (from RAM, re-read when needed)
     resident_bytes: int = 0
     blocks: int = 0
     resident_blocks: int = 0
     last_used: float = 0.0
     factor: float = 1.0  # counted bytes per real byte (bench/memory.py: scaled-down models as full-size)
     hooks: list = field(default_factory=list)
+    reload: Callable[[], nn.Module] | None = None  # a fresh module of the same layout, read from its file
+    in_use: int = 0  # `use` blocks running it: never dropped then
+    dropped: list = field(default_factory=list)  # (module, name, Parameter) while dropped
 
     def to_json(self) -> dict:
         return {"name": self.name, "kind": self.kind, "size": self.size, "state": self.state,
@@ -169,7 +177,7 @@ class MemoryManager:
         """Where a component's inputs go: the device while the manager has it there (even with
         its first blocks streamed), else where its first parameter is."""
         comp = self.components.get(id(module))
-        if comp is not None and comp.module() is module and comp.state != "offloaded":
+        if comp is not None and comp.module() is module and comp.state not in ("offloaded", "dropped"):
             return self.device
         return _device_of(module)
 
@@ -181,6 +189,8 @@ class MemoryManager:
         with self._lock:
             comp = self.register(module, kind, name)
             comp.last_used = time.monotonic()
+            self._make_ram_room(comp.size if comp.state == "dropped" else 0, comp)
+            self._read_back(comp, module)
             if comp.state == "loaded":
                 return comp
             cap = self.capacity()
@@ -247,6 +257,8 @@ class MemoryManager:
         comp.hooks.clear()
 
     def _offload(self, comp: Component) -> None:
+        if comp.state == "dropped":
+            return
         module = comp.module()
         self._remove_hooks(comp)
         if module is not None:
@@ -265,15 +277,97 @@ class MemoryManager:
         """Everything to CPU RAM (after an out-of-memory error, or when asked to free memory)."""
         with self._lock:
             for comp in list(self.components.values()):
-                if comp.state != "offloaded":
+                if comp.state not in ("offloaded", "dropped"):
                     self._offload(comp)
         free_memory()
+
+    # -- RAM pressure ---------------------------------------------------------------------
+    def set_source(self, module: nn.Module, kind: str, name: str | None, reload: Callable[[], nn.Module]) -> None:
+        """Register a component that can be dropped from RAM when RAM runs short: `reload()` reads
+        a fresh module of the same layout from its file when it is needed again."""
+        with self._lock:
+            self.register(module, kind, name).reload = reload
+            self._make_ram_room(0, None)
+
+    def _make_ram_room(self, need: int, keep: Component | None) -> None:
+        """Drop least-recently-used components that are off the device and idle from RAM until
+        `need` more bytes fit in it."""
+        for other in sorted(self.components.values(), key=lambda c: c.last_used):
+            if not self._ram_short(need):
+                return
+            if other is not keep and other.reload is not None and other.in_use == 0 and other.state != "dropped" \
+                    and (other.state == "offloaded" or self.device == self.offload_device):
+                self._drop(other)
+
+    def _ram_short(self, need: int) -> bool:
+        cap = self.ram_capacity()
+        if cap is not None:
+            return self.ram_used() + need > cap
+        import psutil
+
+        return need > psutil.virtual_memory().available - RAM_MARGIN
+
+    def _drop(self, comp: Component) -> None:
+        module = comp.module()
+        if module is None or self._shares_weights(comp, module):
+            return
+        self._offload(comp)
+        for param in module.parameters():  # its patches go with it (their originals are what is dropped)
+            record = self.patched.pop(id(param), None)
+            for hook in record.hooks if record is not None else ():
+                hook.remove()
+        # Meta stand-ins in the module (a stray forward fails loudly); the Parameter objects
+        # themselves, emptied, come back with the weights read again.
+        comp.dropped = []
+        for m in module.modules():
+            for key, p in list(m._parameters.items()):
+                if p is not None:
+                    m._parameters[key] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=False)
+                    comp.dropped.append((m, key, p))
+                    p.data = torch.empty(0, dtype=p.dtype)
+            for key, b in m._buffers.items():
+                if b is not None:
+                    m._buffers[key] = torch.empty_like(b, device="meta")
+        comp.state, comp.resident_bytes, comp.resident_blocks = "dropped", 0, 0
+        self.events.append({"action": "drop", "component": comp.name, "kind": comp.kind, "bytes": comp.size})
+
+    def _shares_weights(self, comp: Component, module: nn.Module) -> bool:
+        """Whether another live component (a merge, a FreeU clone) holds some of these Parameters."""
+        mine = {id(p) for p in module.parameters()}
+        return any(other is not comp and other.module() is not None
+                   and any(id(p) in mine for p in other.module().parameters())
+                   for other in self.components.values())
+
+    def _read_back(self, comp: Component, module: nn.Module) -> None:
+        """A dropped component's weights read from its file again, into the same Parameters."""
+        if comp.state != "dropped":
+            return
+        fresh = comp.reload()
+        for m, key, p in comp.dropped:
+            m._parameters[key] = p
+        comp.dropped = []
+        for name, p in module.named_parameters():
+            p.data = fresh.get_parameter(name).data.to(self.offload_device)
+        for name, b in list(module.named_buffers()):
+            owner, _, key = name.rpartition(".")
+            module.get_submodule(owner)._buffers[key] = fresh.get_buffer(name).to(self.offload_device)
+        comp.state = "offloaded"
+        self.events.append({"action": "reload", "component": comp.name, "kind": comp.kind, "bytes": comp.size})
+
+    def present(self, module: nn.Module) -> None:
+        """The component's weights in RAM (read back if they were dropped), wherever they are."""
+        with self._lock:
+            comp = self.components.get(id(module))
+            if comp is not None and comp.module() is module and comp.state == "dropped":
+                self._make_ram_room(comp.size, comp)
+                self._read_back(comp, module)
 
     # -- weight patches ---------------------------------------------------------------------
     def patch(self, module: nn.Module, patches: tuple = ()) -> None:
         """Make `module`'s weights hold exactly `patches`: parameters another patch set changed
         get their originals back, the rest are patched (see the module docstring)."""
         with self._lock, torch.no_grad():
+            self.present(module)
             self._forget_dead_patches()
             want: dict[int, tuple] = {}
             for p in patches:
@@ -304,6 +398,7 @@ class MemoryManager:
         """`module.state_dict()` as `patches` make it (for readers: saving, merging), computed from
         the originals; the module and what it holds now are left as they are."""
         with self._lock, torch.no_grad():
+            self.present(module)
             by_param: dict[str, list] = {}
             for p in patches:
                 by_param.setdefault(p.param, []).append(p)
@@ -348,15 +443,10 @@ class MemoryManager:
         (all of it when the device is the CPU) plus the originals of patched weights."""
         on_cpu = self.device == self.offload_device
         return sum(c.size - (0 if on_cpu else c.resident_bytes) for c in self.components.values()
-                   if c.state != "dropped") + self.backup_bytes()
+                   if c.state != "dropped" and c.module() is not None) + self.backup_bytes()
 
     def ram_fits(self, nbytes: int) -> bool:
-        cap = self.ram_capacity()
-        if cap is not None:
-            return self.ram_used() + nbytes <= cap
-        import psutil
-
-        return nbytes <= psutil.virtual_memory().available - RAM_MARGIN
+        return not self._ram_short(nbytes)
 
     def status(self) -> dict:
         with self._lock:
@@ -373,11 +463,17 @@ class _Use:
         self.manager, self.module, self.kind, self.name, self.patches = manager, module, kind, name, patches
 
     def __enter__(self):
-        comp = self.manager.load(self.module, self.kind, self.name)
-        self.manager.patch(self.module, self.patches)  # after the load: patched where the weights run
+        comp = self.comp = self.manager.load(self.module, self.kind, self.name)
+        comp.in_use += 1
+        try:
+            self.manager.patch(self.module, self.patches)  # after the load: patched where the weights run
+        except BaseException:
+            comp.in_use -= 1
+            raise
         return comp
 
     def __exit__(self, *exc):
+        self.comp.in_use -= 1
         if self.kind in TRANSIENT:
             self.manager.offload(self.module)
         return False
