@@ -1,5 +1,6 @@
 """The model memory manager: every model component (diffusion model, each text encoder, the
-VAE) goes through it before running on the compute device.
+VAE, TAESD, ControlNets and T2I-Adapters, upscale models) goes through it before running on the
+compute device.
 
 `use(module, kind)` is a context manager around a component's work. The manager makes room
 for the component by offloading least-recently-used ones to CPU RAM (kept, not freed); when
@@ -61,7 +62,7 @@ def _own_bytes(module: nn.Module) -> int:
 @dataclass
 class Component:
     name: str
-    kind: str  # diffusion_model | text_encoder | vae | other
+    kind: str  # diffusion_model | text_encoder | vae | control | upscale_model | other
     module: weakref.ref
     size: int
     state: str = "offloaded"  # offloaded | loaded | partial | dropped (from RAM, re-read when needed)
@@ -204,7 +205,7 @@ class MemoryManager:
                 for other in sorted(self.components.values(), key=lambda c: c.last_used):
                     if self.free() >= need * (2 if self.vram == "low" else 1):
                         break
-                    if other is not comp and other.resident_bytes:
+                    if other is not comp and other.resident_bytes and not other.in_use:  # not one running now
                         self._offload(other)
                 room = comp.resident_bytes + self.free()
                 target = room // 2 if self.vram == "low" else room

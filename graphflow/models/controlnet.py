@@ -137,7 +137,9 @@ class ControlNet(nn.Module):
                 context: torch.Tensor | None = None, y: torch.Tensor | None = None) -> dict[str, list[torch.Tensor]]:
         """x [B, C, h, w] (the UNet's input), hint [B, hint_channels, 8h, 8w] in 0..1 ->
         {"output": one residual per UNet input block (for its skip connection), "middle": [one]}."""
-        dtype, device = self.dtype, self.middle_block_out[0].weight.device
+        from graphflow.memory import manager
+
+        dtype, device = self.dtype, manager().device_for(self)  # its last blocks may be streamed in
         timesteps = torch.as_tensor(timesteps, device=device)
         if timesteps.dim() == 0:
             timesteps = timesteps.expand(x.shape[0])
@@ -165,10 +167,20 @@ class ControlNet(nn.Module):
         if context is not None and expected is not None and context.shape[-1] != expected:
             raise ValueError(f"this ControlNet was made for a model with {expected}-wide text embeddings, but "
                              f"the model being sampled gives {context.shape[-1]} (an SD1 ControlNet on SDXL, say)")
-        if self.middle_block_out[0].weight.device != x.device or self.dtype != x.dtype:
-            self.to(x.device, x.dtype)  # run in the sampled model's device and dtype, as ComfyUI casts it
+        place_control(self, x)
         hint = applied.hint(x.shape[2] * 8, x.shape[3] * 8, x.shape[0], x.device, self.dtype)
         return self(x, hint, timesteps, context, y)
+
+
+def place_control(net: nn.Module, x: torch.Tensor) -> None:
+    """Run in the sampled model's dtype (as ComfyUI casts it) and on its device: where the memory
+    manager put the net for the sampling run (graphflow.sampling.pipeline), else moved there."""
+    from graphflow.memory import manager
+
+    if manager().device_for(net) != x.device:
+        net.to(x.device)
+    if next(net.parameters()).dtype != x.dtype:
+        net.to(dtype=x.dtype)
 
 
 def _describe(shapes) -> str:

@@ -75,7 +75,9 @@ class T2IAdapter(nn.Module):
 
     def forward(self, hint: torch.Tensor) -> list[torch.Tensor]:
         """hint [B, hint_channels, H, W] in 0..1 (H, W multiples of 64 for 4 levels) -> one feature per level."""
-        x = self.conv_in(F.pixel_unshuffle(hint.to(self.conv_in.weight.device, self.dtype), 8))
+        from graphflow.memory import manager
+
+        x = self.conv_in(F.pixel_unshuffle(hint.to(manager().device_for(self), self.dtype), 8))
         features, n = [], self.config.blocks_per_level
         for level in range(len(self.config.channels)):
             for block in self.body[level * n:(level + 1) * n]:
@@ -87,10 +89,10 @@ class T2IAdapter(nn.Module):
         """Features for the UNet's input blocks (None where none is added): each level's feature
         after the level's last ResBlock (SD1/SD2: input blocks 2, 5, 8, 11). They depend on the
         hint only, so they are computed once per hint size and batch, as ComfyUI does."""
-        if self.conv_in.weight.device != x.device or self.dtype != x.dtype:
-            self.to(x.device, x.dtype)  # run in the sampled model's device and dtype
-            self._cache = None
-        key = (id(applied), tuple(x.shape))
+        from .controlnet import place_control
+
+        place_control(self, x)
+        key = (id(applied), tuple(x.shape), x.dtype, x.device)
         if self._cache is None or self._cache[0] != key:
             hint = applied.hint(x.shape[2] * 8, x.shape[3] * 8, x.shape[0], x.device, self.dtype)
             if self.config.hint_channels == 1:  # sketch/canny adapters read grey levels (ComfyUI: channel mean)
