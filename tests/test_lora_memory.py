@@ -258,3 +258,26 @@ def test_text_encoder_lora_matches_by_hand_and_the_base_encodes_as_before(fresh_
     assert torch.equal(got, want) and not torch.equal(got, base_cond)
     again, pooled = ckpt.clip.encode("a blue dog")
     assert torch.equal(again, base_cond) and (pooled is None or torch.equal(pooled, base_pooled))
+
+
+def test_merge_and_save_read_each_models_own_weights(fresh_manager, files, ckpt):
+    from graphflow.models.checkpoint_save import checkpoint_state
+    from graphflow.models.merge import merge_models
+
+    _, lora_path, _ = files
+    lora_file = load_file(str(lora_path))
+    model, clip = apply_lora(ckpt.model, ckpt.clip, lora_path, 0.8, 0.6)
+    by_hand = merge_by_hand(ckpt.model.unet, unet_lora_names(ckpt.model.unet), lora_file, 0.8)
+    base = params(ckpt.model.unet)
+    image(model, clip, ckpt.vae)  # the shared network now holds the LoRA (in place)
+    merged = merge_models(ckpt.model, model, lambda name: (0.5, 0.5))  # the base with its own LoRA variant
+    assert merged.patches == ()
+    for name, w in merged.unet.named_parameters():
+        assert torch.equal(w, base[name] * 0.5 + by_hand.get_parameter(name) * 0.5), name
+    saved_base = checkpoint_state(ckpt.model, ckpt.clip, ckpt.vae)
+    saved_lora = checkpoint_state(model, clip, ckpt.vae)
+    for name, w in by_hand.named_parameters():
+        assert torch.equal(saved_lora["model.diffusion_model." + name], w)
+        assert torch.equal(saved_base["model.diffusion_model." + name], base[name])
+    changed_text = [k for k in saved_base if k.startswith("cond_stage_model.") and not torch.equal(saved_base[k], saved_lora[k])]
+    assert changed_text  # the text encoder's LoRA saved merged in too
