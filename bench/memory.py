@@ -127,9 +127,11 @@ def lora_memory(folder: Path, steps: int) -> list[dict]:
     rows = []
 
     def row(way, nbytes, device_bytes, image, wall):
-        rows.append({"way": way, "resident_mib": round(nbytes / 2 ** 20, 1), "as_real_sdxl_gib": round(nbytes * to_real, 2),
+        lora_bytes = storage_bytes(factors) if "LoRA" in way else 0
+        rows.append({"way": way, "resident_mib": round(nbytes / 2 ** 20, 1),
+                     "as_real_sdxl_gib_without_factors": round((nbytes - lora_bytes) * to_real, 2),
                      "device_record_gib": round(device_bytes * to_real, 2), "wall_s": round(wall, 2),
-                     "of_which_lora_factors_mib": round(storage_bytes(factors) / 2 ** 20, 1) if "LoRA" in way else 0,
+                     "of_which_lora_factors_mib": round(lora_bytes / 2 ** 20, 1),
                      "identical_to_old": image is None or len(rows) < 2 or bool(torch.equal(image, rows[1]["image"]))})
         rows[-1]["image"] = image
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "image"}), flush=True)

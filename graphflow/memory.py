@@ -31,6 +31,7 @@ for weights (the rest for activations), `--vram none` streams every block; `--re
 keeps that much aside for other programs.
 """
 
+import contextlib
 import functools
 import os
 import threading
@@ -75,6 +76,9 @@ class Component:
     reload: Callable[[], nn.Module] | None = None  # a fresh module of the same layout, read from its file
     in_use: int = 0  # `use` blocks running it: never dropped then
     dropped: list = field(default_factory=list)  # (module, name, Parameter) while dropped
+    # Held while it runs or is patched: two runs sharing the weights with different patch sets
+    # (server workers) take turns instead of patching under each other.
+    run_lock: threading.RLock = field(default_factory=threading.RLock)
 
     def to_json(self) -> dict:
         return {"name": self.name, "kind": self.kind, "size": self.size, "state": self.state,
@@ -367,7 +371,7 @@ class MemoryManager:
     def patch(self, module: nn.Module, patches: tuple = ()) -> None:
         """Make `module`'s weights hold exactly `patches`: parameters another patch set changed
         get their originals back, the rest are patched (see the module docstring)."""
-        with self._lock, torch.no_grad():
+        with self.run_lock(module), self._lock, torch.no_grad():
             self.present(module)
             self._forget_dead_patches()
             want: dict[int, tuple] = {}
@@ -411,6 +415,12 @@ class MemoryManager:
                     original = record.original.to(param.device)
                 state[name] = _changed(original, tuple(by_param.get(name, ())))
             return state
+
+    def run_lock(self, module: nn.Module):
+        """The component's run lock (taken before the manager's own lock, never after it)."""
+        with self._lock:
+            comp = self.components.get(id(module))
+            return comp.run_lock if comp is not None and comp.module() is module else contextlib.nullcontext()
 
     def unpatch(self, module: nn.Module) -> None:
         """Every patched weight of `module` back to its original."""
@@ -456,6 +466,8 @@ class MemoryManager:
             return {"device": str(self.device), "vram": self.vram, "reserve": self.reserve,
                     "simulated_budget": bool(os.environ.get("GRAPHFLOW_VRAM_BUDGET_GB")),
                     "capacity": cap, "used": self.used(), "free": self.free(),
+                    "ram_capacity": self.ram_capacity(), "ram_used": self.ram_used(),
+                    "patch_backup_bytes": self.backup_bytes(),
                     "components": [c.to_json() for c in self.components.values()]}
 
 
@@ -464,19 +476,29 @@ class _Use:
         self.manager, self.module, self.kind, self.name, self.patches = manager, module, kind, name, patches
 
     def __enter__(self):
-        comp = self.comp = self.manager.load(self.module, self.kind, self.name)
-        comp.in_use += 1
+        with self.manager._lock:
+            self.lock = self.manager.register(self.module, self.kind, self.name).run_lock
+        self.lock.acquire()
         try:
-            self.manager.patch(self.module, self.patches)  # after the load: patched where the weights run
+            comp = self.comp = self.manager.load(self.module, self.kind, self.name)
+            comp.in_use += 1
+            try:
+                self.manager.patch(self.module, self.patches)  # after the load: patched where the weights run
+            except BaseException:
+                comp.in_use -= 1
+                raise
         except BaseException:
-            comp.in_use -= 1
+            self.lock.release()
             raise
         return comp
 
     def __exit__(self, *exc):
-        self.comp.in_use -= 1
-        if self.kind in TRANSIENT:
-            self.manager.offload(self.module)
+        try:
+            self.comp.in_use -= 1
+            if self.kind in TRANSIENT:
+                self.manager.offload(self.module)
+        finally:
+            self.lock.release()
         return False
 
 

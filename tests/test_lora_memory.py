@@ -281,3 +281,30 @@ def test_merge_and_save_read_each_models_own_weights(fresh_manager, files, ckpt)
         assert torch.equal(saved_base["model.diffusion_model." + name], base[name])
     changed_text = [k for k in saved_base if k.startswith("cond_stage_model.") and not torch.equal(saved_base[k], saved_lora[k])]
     assert changed_text  # the text encoder's LoRA saved merged in too
+
+
+def test_two_threads_running_base_and_lora_take_turns(fresh_manager, files, ckpt):
+    """Server workers share one network: a run with other patches waits instead of repatching
+    the weights under a running sampler."""
+    import threading
+
+    _, lora_path, _ = files
+    model, clip = apply_lora(ckpt.model, ckpt.clip, lora_path, 1.0, 1.0)
+    want = {"base": image(ckpt.model, ckpt.clip, ckpt.vae), "lora": image(model, clip, ckpt.vae)}
+    runs = {"base": (ckpt.model, ckpt.clip), "lora": (model, clip)}
+    got, errors = {name: [] for name in runs}, []
+
+    def worker(name):
+        try:
+            for _ in range(3):
+                got[name].append(image(*runs[name], ckpt.vae))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(name,)) for name in runs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert all(torch.equal(img, want[name]) for name, imgs in got.items() for img in imgs)
