@@ -114,9 +114,9 @@ def test_lora_images_match_a_copy_merged_by_hand(fresh_manager, monkeypatch, set
     assert modes == {"in_place"} if mode == "in_place" else "on_the_fly" in modes  # the UNet's originals don't fit
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_base_and_two_loras_alternating_match_separate_runs(fresh_manager, monkeypatch, set_mode, files, mode):
-    set_mode(mode)
+@pytest.fixture(scope="module")
+def separate_images(files):
+    """Base, LoRA a, LoRA b and a+b, each from its own freshly loaded checkpoint."""
     path, lora_a, lora_b = files
 
     def separately(which):
@@ -126,8 +126,16 @@ def test_base_and_two_loras_alternating_match_separate_runs(fresh_manager, monke
             model, clip = apply_lora(model, clip, lora, 0.9, 0.7)
         return image(model, clip, fresh.vae)
 
-    want = {"base": separately([]), "a": separately([lora_a]), "b": separately([lora_b]),
+    return {"base": separately([]), "a": separately([lora_a]), "b": separately([lora_b]),
             "a+b": separately([lora_a, lora_b])}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_base_and_two_loras_alternating_match_separate_runs(fresh_manager, monkeypatch, set_mode, files,
+                                                            separate_images, mode):
+    set_mode(mode)
+    path, lora_a, lora_b = files
+    want = separate_images
     shared = load_checkpoint(path, device="cpu", dtype=torch.float32)
     models = {"base": (shared.model, shared.clip)}
     models["a"] = apply_lora(shared.model, shared.clip, lora_a, 0.9, 0.7)
