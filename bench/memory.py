@@ -12,6 +12,12 @@ ask); wall time is the scaled-down models' and only shows the cost of the bookke
 --full on a CUDA machine the models are full-size (random weights, written to a temp folder)
 at 1024² and peak is torch.cuda.max_memory_allocated. Every budget's image is compared with
 the unlimited one: a partial load must not change a bit.
+
+`--lora` adds the memory a LoRA on every attention, MLP and ResBlock layer of SDXL's UNet costs
+(scaled-down model on the CPU, figures also scaled to the real fp16 UNet): the distinct tensor
+storages of the network, the LoRA and what keeps it undoable, the old way (a patched copy beside
+the original) against the manager's patches in place (originals kept on the offload device:
+CPU RAM) and on the fly (no originals kept), and the manager's device record for each.
 """
 
 import argparse
@@ -21,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -29,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from graphflow import memory  # noqa: E402
 from graphflow.models.checkpoint import load_checkpoint  # noqa: E402
+from graphflow.models.lora import apply_lora, patched_copy  # noqa: E402
 from graphflow.sampling.pipeline import sample  # noqa: E402
 from graphflow import testing  # noqa: E402
 
@@ -101,14 +109,72 @@ def bench(kind: str, path: Path, full: bool, steps: int) -> list[dict]:
     return rows
 
 
+def storage_bytes(tensors) -> int:
+    """Bytes of the distinct storages behind these tensors (shared storages counted once)."""
+    return sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}.values())
+
+
+def lora_memory(folder: Path, steps: int) -> list[dict]:
+    path = write("sdxl", folder, False)
+    lora = testing.write_lora(folder / "lora.safetensors", "sdxl", rank=8, text=False)
+    ckpt = load_checkpoint(path, dtype=torch.float32)
+    unet = ckpt.model.unet
+    to_real = REAL_SIZES["sdxl"]["diffusion_model:sdxl"] / memory.module_bytes(unet) / GiB
+    network = [*unet.parameters(), *unet.buffers()]
+    base = storage_bytes(network)
+    model, _ = apply_lora(ckpt.model, None, lora, 1.0, 0.0)
+    factors = [t for p in model.patches for t in p.change.args[0].parts.values()]
+    rows = []
+
+    def row(way, nbytes, device_bytes, image, wall):
+        lora_bytes = storage_bytes(factors) if "LoRA" in way else 0
+        rows.append({"way": way, "resident_mib": round(nbytes / 2 ** 20, 1),
+                     "as_real_sdxl_gib_without_factors": round((nbytes - lora_bytes) * to_real, 2),
+                     "device_record_gib": round(device_bytes * to_real, 2), "wall_s": round(wall, 2),
+                     "of_which_lora_factors_mib": round(lora_bytes / 2 ** 20, 1),
+                     "identical_to_old": image is None or len(rows) < 2 or bool(torch.equal(image, rows[1]["image"]))})
+        rows[-1]["image"] = image
+        print(json.dumps({k: v for k, v in rows[-1].items() if k != "image"}), flush=True)
+
+    def timed(m):
+        memory._manager = manager = memory.MemoryManager()
+        began = time.perf_counter()
+        image = run_once(SimpleNamespace(model=m, clip=ckpt.clip, vae=ckpt.vae), "sdxl", 128, steps)
+        return manager, image, time.perf_counter() - began
+
+    manager, _, wall = timed(ckpt.model)
+    row("base alone", base, manager.components[id(unet)].size, None, wall)
+    # the old way: the patched weights as new tensors in a shallow copy of the network
+    old = patched_copy(unet, {p.param: p.change(unet.get_parameter(p.param)) for p in model.patches})
+    manager, image, wall = timed(ckpt.model.with_unet(old).with_patches(()))
+    device = manager.components[id(old)].size + memory.module_bytes(unet)  # two components, each its full size
+    row("base + LoRA, old: patched copy", storage_bytes(network + [*old.parameters()] + factors), device, image, wall)
+    del old
+    for mode, ram in (("in place", None), ("on the fly", "0")):
+        if ram is None:
+            os.environ.pop("GRAPHFLOW_RAM_BUDGET_GB", None)
+        else:
+            os.environ["GRAPHFLOW_RAM_BUDGET_GB"] = ram
+        manager, image, wall = timed(model)
+        backups = [r.original for r in manager.patched.values() if r.original is not None]
+        held = [*unet.parameters(), *unet.buffers()] + factors + backups
+        row(f"base + LoRA, new: patches {mode}", storage_bytes(held), manager.components[id(unet)].size, image, wall)
+        manager.unpatch(unet)
+    os.environ.pop("GRAPHFLOW_RAM_BUDGET_GB", None)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="full-size models at 1024² (a CUDA GPU)")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--models", default="sdxl,flux")
+    parser.add_argument("--lora", action="store_true", help="also the memory a LoRA costs (CPU, scaled-down SDXL)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in args.models.split(","):
+        if args.lora:
+            lora_memory(Path(tmp), args.steps)
+        for kind in filter(None, args.models.split(",")):
             bench(kind, write(kind, Path(tmp), args.full), args.full, args.steps)
 
 

@@ -1,5 +1,6 @@
 """The model memory manager: every model component (diffusion model, each text encoder, the
-VAE) goes through it before running on the compute device.
+VAE, TAESD, ControlNets and T2I-Adapters, upscale models) goes through it before running on the
+compute device.
 
 `use(module, kind)` is a context manager around a component's work. The manager makes room
 for the component by offloading least-recently-used ones to CPU RAM (kept, not freed); when
@@ -9,6 +10,19 @@ it in and a post-hook that moves it out again, so the result is the same as a fu
 Text encoders leave the device when their work is done; the VAE and the diffusion model stay
 until something else needs the room.
 
+Weight patches (LoRA): a MODEL or CLIP made from another shares its network and carries a tuple
+of `WeightPatch`es; `use(module, kind, name, patches)` and `patch(module, patches)` make the shared
+weights hold exactly that tuple's changes before the work, restoring whatever another patch set
+changed. In place when the originals fit in RAM beside everything else (each original kept on the
+offload device, so the device holds one copy of the network), else on the fly: a hook computes
+each patched weight just before its layer runs and puts the original back after it (no backup,
+one patched layer at a time). Both restore the original tensors themselves: bit-exact.
+
+RAM: when RAM itself runs short (`GRAPHFLOW_RAM_BUDGET_GB` simulates a RAM of that size, counting
+the managed weights; else the system's available memory is asked), the least-recently-used idle
+components that are off the device and have a source (`set_source`: the loaders register one)
+are dropped from RAM and read from their file again when next needed.
+
 Capacity: `GRAPHFLOW_VRAM_BUDGET_GB` makes the manager treat the compute device as having
 that much memory, whatever it is (the CPU included, where "device" and "offload" are both
 RAM and only the manager's record tells them apart: every policy is testable without a GPU);
@@ -17,12 +31,14 @@ for weights (the rest for activations), `--vram none` streams every block; `--re
 keeps that much aside for other programs.
 """
 
+import contextlib
 import functools
 import os
 import threading
 import time
 import weakref
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
@@ -32,6 +48,7 @@ from graphflow.device import compute_device, free_memory
 VRAM_MODES = ("normal", "low", "none")
 TRANSIENT = ("text_encoder", "clip_vision", "style_model")  # kinds that leave the device as soon as their work is done
 GiB = 1024 ** 3
+RAM_MARGIN = GiB  # RAM left to everything else when the system's available memory is asked
 
 
 def module_bytes(module: nn.Module) -> int:
@@ -46,21 +63,50 @@ def _own_bytes(module: nn.Module) -> int:
 @dataclass
 class Component:
     name: str
-    kind: str  # diffusion_model | text_encoder | vae | other
+    kind: str  # diffusion_model | text_encoder | vae | control | upscale_model | other
     module: weakref.ref
     size: int
-    state: str = "offloaded"  # offloaded | loaded | partial
+    state: str = "offloaded"  # offloaded | loaded | partial | dropped (from RAM, re-read when needed)
     resident_bytes: int = 0
     blocks: int = 0
     resident_blocks: int = 0
     last_used: float = 0.0
     factor: float = 1.0  # counted bytes per real byte (bench/memory.py: scaled-down models as full-size)
     hooks: list = field(default_factory=list)
+    reload: Callable[[], nn.Module] | None = None  # a fresh module of the same layout, read from its file
+    in_use: int = 0  # `use` blocks running it: never dropped then
+    dropped: list = field(default_factory=list)  # (module, name, Parameter) while dropped
+    # Held while it runs or is patched: two runs sharing the weights with different patch sets
+    # (server workers) take turns instead of patching under each other.
+    run_lock: threading.RLock = field(default_factory=threading.RLock)
 
     def to_json(self) -> dict:
         return {"name": self.name, "kind": self.kind, "size": self.size, "state": self.state,
                 "resident_bytes": self.resident_bytes, "blocks": self.blocks,
                 "resident_blocks": self.resident_blocks}
+
+
+@dataclass(frozen=True, eq=False)
+class WeightPatch:
+    """A change to one parameter of a component (its path under the module `use` gets):
+    `change(weight) -> new weight` of the same shape and dtype, the input left untouched. Patch
+    sets are tuples applied in order (stacked LoRAs); compared by identity, so the same tuple
+    applied twice is applied once."""
+    param: str
+    change: Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(eq=False)
+class _Patched:
+    """A parameter holding a patch set: in place (`original` kept) or on the fly (`hooks`)."""
+    param: weakref.ref
+    patches: tuple
+    original: torch.Tensor | None = None
+    hooks: tuple = ()
+
+    @property
+    def nbytes(self) -> int:
+        return 0 if self.original is None else self.original.numel() * self.original.element_size()
 
 
 class MemoryManager:
@@ -71,6 +117,7 @@ class MemoryManager:
         self.events: list[dict] = []  # what the manager did: load, partial, offload (tests read it)
         self.streaming = 0  # bytes of streamed blocks on the device right now
         self.peak = 0  # most weight bytes on the device at once (bench/memory.py)
+        self.patched: dict[int, _Patched] = {}  # id(parameter) -> its patch state
         self._lock = threading.RLock()
 
     def configure(self, vram: str = "normal", reserve_gb: float = 0.0) -> None:
@@ -135,18 +182,20 @@ class MemoryManager:
         """Where a component's inputs go: the device while the manager has it there (even with
         its first blocks streamed), else where its first parameter is."""
         comp = self.components.get(id(module))
-        if comp is not None and comp.module() is module and comp.state != "offloaded":
+        if comp is not None and comp.module() is module and comp.state not in ("offloaded", "dropped"):
             return self.device
         return _device_of(module)
 
-    def use(self, module: nn.Module, kind: str, name: str | None = None) -> "_Use":
-        return _Use(self, module, kind, name)
+    def use(self, module: nn.Module, kind: str, name: str | None = None, patches: tuple = ()) -> "_Use":
+        return _Use(self, module, kind, name, patches)
 
     def load(self, module: nn.Module, kind: str = "other", name: str | None = None) -> Component:
         """Put the component on the device, whole if it fits (after offloading others), else in part."""
         with self._lock:
             comp = self.register(module, kind, name)
             comp.last_used = time.monotonic()
+            self._make_ram_room(comp.size if comp.state == "dropped" else 0, comp)
+            self._read_back(comp, module)
             if comp.state == "loaded":
                 return comp
             cap = self.capacity()
@@ -160,7 +209,7 @@ class MemoryManager:
                 for other in sorted(self.components.values(), key=lambda c: c.last_used):
                     if self.free() >= need * (2 if self.vram == "low" else 1):
                         break
-                    if other is not comp and other.resident_bytes:
+                    if other is not comp and other.resident_bytes and not other.in_use:  # not one running now
                         self._offload(other)
                 room = comp.resident_bytes + self.free()
                 target = room // 2 if self.vram == "low" else room
@@ -213,6 +262,8 @@ class MemoryManager:
         comp.hooks.clear()
 
     def _offload(self, comp: Component) -> None:
+        if comp.state == "dropped":
+            return
         module = comp.module()
         self._remove_hooks(comp)
         if module is not None:
@@ -231,9 +282,182 @@ class MemoryManager:
         """Everything to CPU RAM (after an out-of-memory error, or when asked to free memory)."""
         with self._lock:
             for comp in list(self.components.values()):
-                if comp.state != "offloaded":
+                if comp.state not in ("offloaded", "dropped"):
                     self._offload(comp)
         free_memory()
+
+    # -- RAM pressure ---------------------------------------------------------------------
+    def set_source(self, module: nn.Module, kind: str, name: str | None, reload: Callable[[], nn.Module]) -> None:
+        """Register a component that can be dropped from RAM when RAM runs short: `reload()` reads
+        a fresh module of the same layout from its file when it is needed again."""
+        with self._lock:
+            self.register(module, kind, name).reload = reload
+            self._make_ram_room(0, None)
+
+    def _make_ram_room(self, need: int, keep: Component | None) -> None:
+        """Drop least-recently-used components that are off the device and idle from RAM until
+        `need` more bytes fit in it."""
+        for other in sorted(self.components.values(), key=lambda c: c.last_used):
+            if not self._ram_short(need):
+                return
+            if other is not keep and other.reload is not None and other.in_use == 0 and other.state != "dropped" \
+                    and (other.state == "offloaded" or self.device == self.offload_device):
+                self._drop(other)
+
+    def _ram_short(self, need: int) -> bool:
+        cap = self.ram_capacity()
+        if cap is not None:
+            return self.ram_used() + need > cap
+        import psutil
+
+        return need > psutil.virtual_memory().available - RAM_MARGIN
+
+    def _drop(self, comp: Component) -> None:
+        module = comp.module()
+        if module is None or self._shares_weights(comp, module):
+            return
+        self._offload(comp)
+        for param in module.parameters():  # its patches go with it (their originals are what is dropped)
+            record = self.patched.pop(id(param), None)
+            for hook in record.hooks if record is not None else ():
+                hook.remove()
+        # Meta stand-ins in the module (a stray forward fails loudly); the Parameter objects
+        # themselves, emptied, come back with the weights read again.
+        comp.dropped = []
+        for m in module.modules():
+            for key, p in list(m._parameters.items()):
+                if p is not None:
+                    m._parameters[key] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=False)
+                    comp.dropped.append((m, key, p))
+                    p.data = torch.empty(0, dtype=p.dtype)
+            for key, b in m._buffers.items():
+                if b is not None:
+                    m._buffers[key] = torch.empty_like(b, device="meta")
+        comp.state, comp.resident_bytes, comp.resident_blocks = "dropped", 0, 0
+        self.events.append({"action": "drop", "component": comp.name, "kind": comp.kind, "bytes": comp.size})
+
+    def _shares_weights(self, comp: Component, module: nn.Module) -> bool:
+        """Whether another live component (a merge, a FreeU clone) holds some of these Parameters."""
+        mine = {id(p) for p in module.parameters()}
+        return any(other is not comp and other.module() is not None
+                   and any(id(p) in mine for p in other.module().parameters())
+                   for other in self.components.values())
+
+    def _read_back(self, comp: Component, module: nn.Module) -> None:
+        """A dropped component's weights read from its file again, into the same Parameters."""
+        if comp.state != "dropped":
+            return
+        fresh = comp.reload()
+        for m, key, p in comp.dropped:
+            m._parameters[key] = p
+        comp.dropped = []
+        for name, p in module.named_parameters():
+            p.data = fresh.get_parameter(name).data.to(self.offload_device)
+        for name, b in list(module.named_buffers()):
+            owner, _, key = name.rpartition(".")
+            module.get_submodule(owner)._buffers[key] = fresh.get_buffer(name).to(self.offload_device)
+        comp.state = "offloaded"
+        self.events.append({"action": "reload", "component": comp.name, "kind": comp.kind, "bytes": comp.size})
+
+    def present(self, module: nn.Module) -> None:
+        """The component's weights in RAM (read back if they were dropped), wherever they are."""
+        with self._lock:
+            comp = self.components.get(id(module))
+            if comp is not None and comp.module() is module and comp.state == "dropped":
+                self._make_ram_room(comp.size, comp)
+                self._read_back(comp, module)
+
+    # -- weight patches ---------------------------------------------------------------------
+    def patch(self, module: nn.Module, patches: tuple = ()) -> None:
+        """Make `module`'s weights hold exactly `patches`: parameters another patch set changed
+        get their originals back, the rest are patched (see the module docstring)."""
+        with self.run_lock(module), self._lock, torch.no_grad():
+            self.present(module)
+            self._forget_dead_patches()
+            want: dict[int, tuple] = {}
+            for p in patches:
+                param = module.get_parameter(p.param)
+                path, _, ps = want.setdefault(id(param), (p.param, param, []))
+                ps.append(p)
+            for param in module.parameters():
+                record = self.patched.get(id(param))
+                if record is not None and (id(param) not in want or record.patches != tuple(want[id(param)][2])):
+                    self._restore(id(param), record)
+            todo = [(path, param, tuple(ps)) for key, (path, param, ps) in want.items() if key not in self.patched]
+            if not todo:
+                return
+            nbytes = sum(param.numel() * param.element_size() for _, param, _ in todo)
+            in_place = self.ram_fits(nbytes)
+            for path, param, ps in todo:
+                if in_place:
+                    original = param.data
+                    param.data = _changed(original, ps)
+                    self.patched[id(param)] = _Patched(weakref.ref(param), ps, original.to(self.offload_device))
+                else:
+                    owner = module.get_submodule(path.rpartition(".")[0])
+                    self.patched[id(param)] = _Patched(weakref.ref(param), ps, hooks=_fly(owner, param, ps))
+            self.events.append({"action": "patch", "mode": "in_place" if in_place else "on_the_fly",
+                                "params": len(todo), "bytes": nbytes if in_place else 0})
+
+    def weights(self, module: nn.Module, patches: tuple = ()) -> dict[str, torch.Tensor]:
+        """`module.state_dict()` as `patches` make it (for readers: saving, merging), computed from
+        the originals; the module and what it holds now are left as they are."""
+        with self._lock, torch.no_grad():
+            self.present(module)
+            by_param: dict[str, list] = {}
+            for p in patches:
+                by_param.setdefault(p.param, []).append(p)
+            state = module.state_dict()
+            for name, param in module.named_parameters():
+                record = self.patched.get(id(param))
+                original = param.data
+                if record is not None and record.param() is param and record.original is not None:
+                    original = record.original.to(param.device)
+                state[name] = _changed(original, tuple(by_param.get(name, ())))
+            return state
+
+    def run_lock(self, module: nn.Module):
+        """The component's run lock (taken before the manager's own lock, never after it)."""
+        with self._lock:
+            comp = self.components.get(id(module))
+            return comp.run_lock if comp is not None and comp.module() is module else contextlib.nullcontext()
+
+    def unpatch(self, module: nn.Module) -> None:
+        """Every patched weight of `module` back to its original."""
+        self.patch(module, ())
+
+    def backup_bytes(self) -> int:
+        """RAM the originals of weights patched in place take."""
+        return sum(r.nbytes for r in self.patched.values())
+
+    def _restore(self, key: int, record: _Patched) -> None:
+        for hook in record.hooks:
+            hook.remove()
+        param = record.param()
+        if param is not None and record.original is not None:
+            param.data = record.original.to(param.device)
+        del self.patched[key]
+
+    def _forget_dead_patches(self) -> None:
+        for key in [k for k, r in self.patched.items() if r.param() is None]:
+            del self.patched[key]
+
+    # -- RAM --------------------------------------------------------------------------------
+    def ram_capacity(self) -> int | None:
+        """Bytes of RAM the manager may fill with weights: `GRAPHFLOW_RAM_BUDGET_GB` (simulated,
+        counting the managed weights only), else None (the system's available memory is asked)."""
+        budget = os.environ.get("GRAPHFLOW_RAM_BUDGET_GB")
+        return max(0, int(float(budget) * GiB)) if budget else None
+
+    def ram_used(self) -> int:
+        """Bytes of managed weights in RAM: every component's part that is not on the device
+        (all of it when the device is the CPU) plus the originals of patched weights."""
+        on_cpu = self.device == self.offload_device
+        return sum(c.size - (0 if on_cpu else c.resident_bytes) for c in self.components.values()
+                   if c.state != "dropped" and c.module() is not None) + self.backup_bytes()
+
+    def ram_fits(self, nbytes: int) -> bool:
+        return not self._ram_short(nbytes)
 
     def status(self) -> dict:
         with self._lock:
@@ -242,20 +466,65 @@ class MemoryManager:
             return {"device": str(self.device), "vram": self.vram, "reserve": self.reserve,
                     "simulated_budget": bool(os.environ.get("GRAPHFLOW_VRAM_BUDGET_GB")),
                     "capacity": cap, "used": self.used(), "free": self.free(),
+                    "ram_capacity": self.ram_capacity(), "ram_used": self.ram_used(),
+                    "patch_backup_bytes": self.backup_bytes(),
                     "components": [c.to_json() for c in self.components.values()]}
 
 
 class _Use:
-    def __init__(self, manager, module, kind, name):
-        self.manager, self.module, self.kind, self.name = manager, module, kind, name
+    def __init__(self, manager, module, kind, name, patches):
+        self.manager, self.module, self.kind, self.name, self.patches = manager, module, kind, name, patches
 
     def __enter__(self):
-        return self.manager.load(self.module, self.kind, self.name)
+        with self.manager._lock:
+            self.lock = self.manager.register(self.module, self.kind, self.name).run_lock
+        self.lock.acquire()
+        try:
+            comp = self.comp = self.manager.load(self.module, self.kind, self.name)
+            comp.in_use += 1
+            try:
+                self.manager.patch(self.module, self.patches)  # after the load: patched where the weights run
+            except BaseException:
+                comp.in_use -= 1
+                raise
+        except BaseException:
+            self.lock.release()
+            raise
+        return comp
 
     def __exit__(self, *exc):
-        if self.kind in TRANSIENT:
-            self.manager.offload(self.module)
+        try:
+            self.comp.in_use -= 1
+            if self.kind in TRANSIENT:
+                self.manager.offload(self.module)
+        finally:
+            self.lock.release()
         return False
+
+
+def _changed(weight: torch.Tensor, patches: tuple) -> torch.Tensor:
+    for p in patches:
+        weight = p.change(weight)
+    return weight
+
+
+def _fly(owner: nn.Module, param: nn.Parameter, patches: tuple) -> tuple:
+    """Hooks that patch `param` for each forward of `owner` and put the original back after it.
+    The restoring hook runs first after the forward (before a streamed block moves out) and even
+    when the forward raises."""
+    stash = []
+
+    def patch_in(module, args):
+        stash.append(param.data)
+        with torch.no_grad():
+            param.data = _changed(param.data, patches)
+
+    def patch_out(module, args, output):
+        if stash:
+            param.data = stash.pop()
+
+    return (owner.register_forward_pre_hook(patch_in),
+            owner.register_forward_hook(patch_out, prepend=True, always_call=True))
 
 
 def _blocks(module: nn.Module) -> list[nn.Module]:
@@ -287,9 +556,9 @@ def manager() -> MemoryManager:
     return _manager
 
 
-def use(module: nn.Module, kind: str, name: str | None = None):
-    """`with memory.use(model.unet, "diffusion_model"):` around a component's work."""
-    return _manager.use(module, kind, name)
+def use(module: nn.Module, kind: str, name: str | None = None, patches: tuple = ()):
+    """`with memory.use(model.unet, "diffusion_model", patches=model.patches):` around a component's work."""
+    return _manager.use(module, kind, name, patches)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

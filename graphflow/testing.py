@@ -563,6 +563,8 @@ def write_unclip_checkpoint(path, seed: int = 0, dtype=torch.float16) -> Path:
     extra.update({"noise_augmentor." + k: v.to(dtype) for k, v in buffers.items()})
     unet = replace(unet_config("sd2"), adm_in_channels=2 * UNCLIP_EMBED)
     return write_checkpoint(path, "sd2", seed=seed, dtype=dtype, unet=unet, extra=extra)
+
+
 _RESNET_DIFFUSERS = {"in_layers.0": "norm1", "in_layers.2": "conv1", "emb_layers.1": "time_emb_proj",
                      "out_layers.0": "norm2", "out_layers.3": "conv2", "skip_connection": "conv_shortcut"}
 

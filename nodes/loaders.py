@@ -124,7 +124,6 @@ class LoadVAE(Node):
             raise NodeInputError("vae_name", str(e)) from None
 
     def _tiny(self):
-        from graphflow.device import compute_device
         from graphflow.models.taesd import load_tiny_vae
 
         halves = _taesd_halves(self.vae_name)
@@ -133,7 +132,7 @@ class LoadVAE(Node):
                                              f"{self.vae_name}_decoder.safetensors in models/vae_approx/; "
                                              f"found {sorted(halves.values()) or 'neither'}")
         paths = {part: _find("vae_approx", f, "vae_name") for part, f in halves.items()}
-        return load_tiny_vae(paths, self.vae_name, compute_device())
+        return load_tiny_vae(paths, self.vae_name)  # on the CPU: the memory manager moves it in to run
 
 
 class LoadLoRA(Node):

@@ -21,13 +21,12 @@ class LoadUpscaleModel(Node):
         return f"{model_name}:{stat.st_size}:{stat.st_mtime_ns}"
 
     def run(self):
-        from graphflow.device import compute_device
         from graphflow.models.upscale import load_upscale_model
         from graphflow.models.weight_files import CheckpointError
 
         try:
             path = folders.find_model("upscale_models", self.model_name)
-            return load_upscale_model(path, compute_device())
+            return load_upscale_model(path)  # on the CPU: the memory manager moves it in to run
         except (FileNotFoundError, ValueError, CheckpointError) as e:
             raise NodeInputError("model_name", str(e)) from None
 

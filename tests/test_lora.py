@@ -5,6 +5,7 @@ import torch
 from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
 from safetensors.torch import load_file, save_file
 
+from graphflow import memory
 from graphflow.models.checkpoint import UNET_PREFIX, load_checkpoint
 from graphflow.models.lora import LoraError, apply_lora, unet_diffusers_blocks, unet_diffusers_name
 from graphflow.models.unet import UNet
@@ -24,6 +25,15 @@ def sdxl(tmp_path_factory):
     root = tmp_path_factory.mktemp("lora_xl")
     ckpt = load_checkpoint(write_checkpoint(root / "sdxl.safetensors", "sdxl"), device="cpu")
     return ckpt, root
+
+
+def unet_weight(model, path):
+    """The weight the model runs with: its network's with its patches (LoRAs) applied."""
+    return memory.manager().weights(model.unet, model.patches)[path + ".weight"]
+
+
+def tower_weights(tower):
+    return memory.manager().weights(tower.model, tower.patches)
 
 
 def expected_weight(weight, lora_file, name, strength):
@@ -49,10 +59,10 @@ def test_unet_weight_changes_by_the_low_rank_delta(sd1, name, path):
     lora_file = load_file(str(lora_path))
     before = ckpt.model.unet.get_submodule(path).weight.detach().clone()
     model, _ = apply_lora(ckpt.model, ckpt.clip, lora_path, strength_model=0.7, strength_clip=0.3)
-    after = model.unet.get_submodule(path).weight
+    after = unet_weight(model, path)
     torch.testing.assert_close(after, expected_weight(before, lora_file, name, 0.7), rtol=1e-6, atol=1e-7)
     assert not torch.equal(after, before)
-    assert torch.equal(ckpt.model.unet.get_submodule(path).weight, before)  # the input is untouched
+    assert torch.equal(unet_weight(ckpt.model, path), before)  # the input is untouched
 
 
 def test_text_encoder_weight_changes(sd1):
@@ -63,28 +73,33 @@ def test_text_encoder_weight_changes(sd1):
     path = ("text_model." if tower.transformer is not tower.model else "") + "encoder.layers.1.self_attn.k_proj"
     before = tower.model.get_submodule(path).weight.detach().clone()
     _, clip = apply_lora(ckpt.model, ckpt.clip, lora_path, 0.7, 0.3)
-    after = clip.towers[0].model.get_submodule(path).weight
+    after = tower_weights(clip.towers[0])[path + ".weight"]
     torch.testing.assert_close(after, expected_weight(before, lora_file, name, 0.3), rtol=1e-6, atol=1e-7)
-    assert torch.equal(tower.model.get_submodule(path).weight, before)
+    assert torch.equal(tower_weights(tower)[path + ".weight"], before)
     cond, _ = clip.encode("a cat")
     base, _ = ckpt.clip.encode("a cat")
     assert (cond - base).abs().max() > 1e-4
+    assert torch.equal(tower.model.get_submodule(path).weight, before)  # the base's encode restored it
 
 
-def test_every_module_is_patched_and_the_rest_shared(sd1):
+def changed(new, old):
+    return [n for n, w in new.items() if not torch.equal(w, old[n])]
+
+
+def test_every_module_is_patched_and_the_network_shared(sd1):
     ckpt, lora_path = sd1
     lora_file = load_file(str(lora_path))
     model, clip = apply_lora(ckpt.model, ckpt.clip, lora_path, 1.0, 1.0)
     n_modules = len({k.split(".")[0] for k in lora_file})
-    old = dict(ckpt.model.unet.named_parameters())
-    changed = [n for n, p in model.unet.named_parameters() if p is not old[n]]
-    old_text = dict(ckpt.clip.towers[0].model.named_parameters())
-    changed_text = [n for n, p in clip.towers[0].model.named_parameters() if p is not old_text[n]]
-    assert len(changed) + len(changed_text) == n_modules
-    assert all(n.endswith(".weight") for n in changed + changed_text)
-    shared = [n for n, p in model.unet.named_parameters() if p is old[n]]
-    assert len(shared) == len(old) - len(changed) > 0
-    assert model is not ckpt.model and model.unet is not ckpt.model.unet and clip is not ckpt.clip
+    old = memory.manager().weights(ckpt.model.unet)
+    changed_unet = changed(memory.manager().weights(model.unet, model.patches), old)
+    changed_text = changed(tower_weights(clip.towers[0]), tower_weights(ckpt.clip.towers[0]))
+    assert len(changed_unet) + len(changed_text) == n_modules == len(model.patches) + len(clip.towers[0].patches)
+    assert all(n.endswith(".weight") for n in changed_unet + changed_text)
+    assert len(old) - len(changed_unet) > 0
+    # one network: the LoRA is a set of patches on it, not a copy
+    assert model is not ckpt.model and model.unet is ckpt.model.unet and clip is not ckpt.clip
+    assert clip.towers[0].model is ckpt.clip.towers[0].model
 
 
 def test_strength_zero_is_no_lora(sd1):
@@ -106,8 +121,8 @@ def test_sdxl_lora_patches_both_towers_and_ldm_names(sdxl):
         path = write_lora(root / f"xl_{naming}.safetensors", "sdxl", naming=naming)
         model, clip = apply_lora(ckpt.model, ckpt.clip, path, 1.0, 1.0)
         for new, old in zip(clip.towers, ckpt.clip.towers):
-            assert any(p is not q for p, q in zip(new.model.parameters(), old.model.parameters()))
-        assert any(p is not q for p, q in zip(model.unet.parameters(), ckpt.model.unet.parameters()))
+            assert changed(tower_weights(new), tower_weights(old))
+        assert changed(memory.manager().weights(model.unet, model.patches), memory.manager().weights(ckpt.model.unet))
 
 
 def test_lora_for_another_architecture_fails(sd1, sdxl):

@@ -10,6 +10,7 @@ from peft import LoHaConfig, LoKrConfig, LoraConfig, get_peft_model
 from safetensors.torch import save_file
 from torch import nn
 
+from graphflow import memory
 from graphflow.models.checkpoint import load_checkpoint
 from graphflow.models.lora import LoraError, apply_lora, read_lora, unet_lora_names
 from graphflow.testing import write_checkpoint, write_lora
@@ -180,13 +181,18 @@ def sd1(tmp_path_factory):
     return load_checkpoint(write_checkpoint(root / "sd1.safetensors", "sd1"), device="cpu"), root
 
 
+def weights(module, patches=()):
+    """What the network runs with under these patches (graphflow.memory applies them)."""
+    return memory.manager().weights(module, patches)
+
+
 def changed_weights(ckpt, model, clip):
-    old = dict(ckpt.model.unet.named_parameters())
-    changed = {("unet", n.removesuffix(".weight")) for n, p in model.unet.named_parameters()
-               if p is not old[n] and not torch.equal(p, old[n])}
-    old_text = dict(ckpt.clip.towers[0].model.named_parameters())
-    changed |= {(0, n.removesuffix(".weight")) for n, p in clip.towers[0].model.named_parameters()
-                if p is not old_text[n] and not torch.equal(p, old_text[n])}
+    old = weights(ckpt.model.unet)
+    changed = {("unet", n.removesuffix(".weight")) for n, w in weights(model.unet, model.patches).items()
+               if not torch.equal(w, old[n])}
+    old_text = weights(ckpt.clip.towers[0].model)
+    changed |= {(0, n.removesuffix(".weight")) for n, w in weights(clip.towers[0].model, clip.towers[0].patches).items()
+                if not torch.equal(w, old_text[n])}
     return changed
 
 
@@ -204,9 +210,9 @@ def test_each_format_changes_exactly_the_weights_it_names(sd1, fmt, layout):
     for key, module in modules.items():
         if key in names:  # the change is the module's, at the model strength
             path_ = names[key]
-            torch.testing.assert_close(model.unet.get_submodule(path_).weight,
+            torch.testing.assert_close(weights(model.unet, model.patches)[path_ + ".weight"],
                                        module.patched(before[path_], 0.8), atol=1e-6, rtol=1e-6)
-            assert torch.equal(ckpt.model.unet.get_submodule(path_).weight, before[path_])
+            assert torch.equal(weights(ckpt.model.unet)[path_ + ".weight"], before[path_])
 
 
 def test_sdxl_text_encoder_2_in_diffusers_layout(tmp_path):
@@ -222,8 +228,9 @@ def test_sdxl_text_encoder_2_in_diffusers_layout(tmp_path):
     save_file(tensors, str(tmp_path / "te2.safetensors"))
     _, clip = apply_lora(ckpt.model, ckpt.clip, tmp_path / "te2.safetensors", 1.0, 1.0)
     for index in (0, 1):
-        old = dict(towers[index].model.named_parameters())
-        changed = [n for n, p in clip.towers[index].model.named_parameters() if p is not old[n]]
+        old = weights(towers[index].model)
+        changed = [n for n, w in weights(clip.towers[index].model, clip.towers[index].patches).items()
+                   if not torch.equal(w, old[n])]
         assert [n.split("text_model.")[-1] for n in changed] == [TEXT + ".weight"]
 
 
@@ -315,7 +322,6 @@ def test_flux_lora_in_bfl_comfyui_and_kohya_layouts(tmp_path):
                                                                          generator=gen)},
               str(tmp_path / "flux_lora.safetensors"))
     model, _ = apply_lora(ckpt.model, None, tmp_path / "flux_lora.safetensors", 0.5, 0.0)
-    old = dict(unet.named_parameters())
-    changed = {n for n, p in model.unet.named_parameters() if p is not old[n]}
+    old = weights(unet)
+    changed = {n for n, w in weights(model.unet, model.patches).items() if not torch.equal(w, old[n])}
     assert changed == {"double_blocks.0.img_attn.qkv.weight", "single_blocks.0.linear1.weight"}
-    assert not torch.equal(model.unet.get_submodule("single_blocks.0.linear1").weight, linear1)

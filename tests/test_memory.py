@@ -191,3 +191,28 @@ def test_cli_memory_flags(monkeypatch, tmp_path, capsys):
     main(["run", str(tmp_path / "missing.json"), "--vram", "low", "--reserve-vram", "1.5"])
     assert (live.vram, live.reserve) == ("low", int(1.5 * GiB))
     assert os.environ["GRAPHFLOW_VRAM"] == "low"  # read by a server's worker processes too
+
+
+def test_ram_pressure_drops_idle_components_and_reads_them_back(fresh_manager, monkeypatch, tmp_path):
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.testing import write_checkpoint
+    from test_lora_memory import image
+
+    monkeypatch.delenv("GRAPHFLOW_RAM_BUDGET_GB", raising=False)
+    ckpt = load_checkpoint(write_checkpoint(tmp_path / "sd1.safetensors", "sd1"), device="cpu", dtype=torch.float32)
+    want = image(ckpt.model, ckpt.clip, ckpt.vae)
+    sizes = {c.kind: c.size for c in fresh_manager.components.values()}
+    params = {id(p) for p in ckpt.model.unet.parameters()}
+    # RAM for the diffusion model and the VAE, not for the text encoder beside them as well
+    monkeypatch.setenv("GRAPHFLOW_RAM_BUDGET_GB", repr(1.01 * (sizes["diffusion_model"] + sizes["vae"]) / GiB))
+    assert torch.equal(image(ckpt.model, ckpt.clip, ckpt.vae), want)
+    assert torch.equal(image(ckpt.model, ckpt.clip, ckpt.vae), want)
+    actions = {(e["action"], e["kind"]) for e in fresh_manager.events}
+    for kind in ("diffusion_model", "text_encoder"):
+        assert ("drop", kind) in actions and ("reload", kind) in actions
+    assert fresh_manager.ram_used() <= fresh_manager.ram_capacity()
+    states = {c.name: c.state for c in fresh_manager.components.values()}
+    assert "dropped" in states.values()
+    tower = ckpt.clip.towers[0].model
+    assert all(p.is_meta for p in tower.parameters()) == (states["text_encoder:clip_l"] == "dropped")
+    assert {id(p) for p in ckpt.model.unet.parameters()} == params  # the same Parameters, read back into

@@ -168,7 +168,33 @@ def load_checkpoint(path, device=None, dtype=None, prediction: str | None = None
     ("eps"/"v") overrides what the file says. `weight_dtype` (SD3/FLUX): see build_flow_model.
     A file without a VAE or text encoder gives None for that part (info.notes says so);
     text_encoders=False skips them. clip_vision=True also loads an unCLIP checkpoint's image
-    encoder (`embedder.model.visual.`); a checkpoint without one raises CheckpointError."""
+    encoder (`embedder.model.visual.`); a checkpoint without one raises CheckpointError. Each
+    component is registered with the memory manager with this file as its source: when RAM runs
+    short it may be dropped and read again from here."""
+    ckpt = _read_checkpoint(path, device, dtype, prediction, weight_dtype, text_encoders, clip_vision)
+    _set_sources(ckpt, lambda text: _read_checkpoint(path, device, dtype, prediction, weight_dtype, text))
+    return ckpt
+
+
+def _set_sources(ckpt: Checkpoint, read) -> None:
+    """Register the checkpoint's components with the memory manager, each re-read by `read(text_encoders)`."""
+    from graphflow.memory import manager
+
+    parts = [(ckpt.model.unet, "diffusion_model", f"diffusion_model:{ckpt.model.arch}", False,
+              lambda c: c.model.unet)]
+    if ckpt.vae is not None:
+        parts.append((ckpt.vae.module, "vae", "vae", False, lambda c: c.vae.module))
+    if ckpt.clip is not None:
+        for index, tower in enumerate(ckpt.clip.towers):
+            parts.append((tower.model, "text_encoder", f"text_encoder:{tower.name}", True,
+                          lambda c, i=index: c.clip.towers[i].model))
+        if getattr(ckpt.clip, "t5", None) is not None:
+            parts.append((ckpt.clip.t5.model, "text_encoder", "text_encoder:t5", True, lambda c: c.clip.t5.model))
+    for module, kind, name, text, pick in parts:
+        manager().set_source(module, kind, name, lambda text=text, pick=pick: pick(read(text)))
+
+
+def _read_checkpoint(path, device, dtype, prediction, weight_dtype, text_encoders, clip_vision=False) -> Checkpoint:
     with WeightFile(path) as f:
         info = detect_architecture(f.shapes, f.metadata, prediction, get_tensor=f.get)
         if isinstance(info, FlowInfo):

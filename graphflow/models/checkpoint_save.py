@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from graphflow.memory import manager
+
 from .architecture import UNET_PREFIX, VAE_PREFIX
 from .diffusion_model import DiffusionModel
 from .text_encoders import HF, TextEncoder, hf_to_openclip, text_transformer
@@ -31,10 +33,12 @@ MODELSPEC_ARCH = {"sd1": "stable-diffusion-v1", "sd2": "stable-diffusion-v2-768-
 
 def _tower_state(tower) -> dict[str, torch.Tensor]:
     """One tower in its checkpoint layout, keys below its prefix."""
-    inner = text_transformer(tower.model).state_dict()
-    hf = {"text_model." + k: v for k, v in inner.items() if k != "embeddings.position_ids"}
+    state = manager().weights(tower.model, tower.patches)  # its LoRAs saved merged in
+    inner = "" if text_transformer(tower.model) is tower.model else "text_model."
+    hf = {"text_model." + k[len(inner):]: v for k, v in state.items()
+          if k.startswith(inner) and not k.startswith("text_projection.") and k[len(inner):] != "embeddings.position_ids"}
     if tower.projection is not None:
-        hf["text_projection.weight"] = tower.projection.weight
+        hf["text_projection.weight"] = state["text_projection.weight"]
     if tower.spec.layout == HF:
         state = {k[len("text_model."):] if k.startswith("text_model.") else k: v for k, v in hf.items()}
         positions = state["embeddings.position_embedding.weight"].shape[0]
@@ -44,7 +48,7 @@ def _tower_state(tower) -> dict[str, torch.Tensor]:
 
 
 def checkpoint_state(model: DiffusionModel, clip: TextEncoder, vae: VAE) -> dict[str, torch.Tensor]:
-    state = {UNET_PREFIX + k: v for k, v in model.unet.state_dict().items()}
+    state = {UNET_PREFIX + k: v for k, v in manager().weights(model.unet, model.patches).items()}
     state.update({VAE_PREFIX + k: v for k, v in vae.module.state_dict().items()})
     for tower in clip.towers:
         state.update({tower.spec.prefix + k: v for k, v in _tower_state(tower).items()})

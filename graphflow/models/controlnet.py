@@ -146,7 +146,9 @@ class ControlNet(nn.Module):
                 context: torch.Tensor | None = None, y: torch.Tensor | None = None) -> dict[str, list[torch.Tensor]]:
         """x [B, C, h, w] (the UNet's input), hint [B, hint_channels, 8h, 8w] in 0..1 ->
         {"output": one residual per UNet input block (for its skip connection), "middle": [one]}."""
-        dtype, device = self.dtype, self.middle_block_out[0].weight.device
+        from graphflow.memory import manager
+
+        dtype, device = self.dtype, manager().device_for(self)  # its last blocks may be streamed in
         timesteps = torch.as_tensor(timesteps, device=device)
         if timesteps.dim() == 0:
             timesteps = timesteps.expand(x.shape[0])
@@ -174,8 +176,7 @@ class ControlNet(nn.Module):
         if context is not None and expected is not None and context.shape[-1] != expected:
             raise ValueError(f"this ControlNet was made for a model with {expected}-wide text embeddings, but "
                              f"the model being sampled gives {context.shape[-1]} (an SD1 ControlNet on SDXL, say)")
-        if self.middle_block_out[0].weight.device != x.device or self.dtype != x.dtype:
-            self.to(x.device, x.dtype)  # run in the sampled model's device and dtype, as ComfyUI casts it
+        place_control(self, x)
         hint = applied.hint(x.shape[2] * 8, x.shape[3] * 8, x.shape[0], x.device, self.dtype)
         return self(x, hint, timesteps, context, y)
 
@@ -237,6 +238,17 @@ def from_diffusers_layout(keys) -> dict[str, str]:
         except (KeyError, ValueError, IndexError):
             raise CheckpointError(f"unexpected key {k!r} in a diffusers-layout ControlNet") from None
     return names
+
+
+def place_control(net: nn.Module, x: torch.Tensor) -> None:
+    """Run in the sampled model's dtype (as ComfyUI casts it) and on its device: where the memory
+    manager put the net for the sampling run (graphflow.sampling.pipeline), else moved there."""
+    from graphflow.memory import manager
+
+    if manager().device_for(net) != x.device:
+        net.to(x.device)
+    if next(net.parameters()).dtype != x.dtype:
+        net.to(dtype=x.dtype)
 
 
 def _describe(shapes) -> str:
@@ -323,12 +335,19 @@ def load_controlnet(path, base=None, device="cpu", dtype: torch.dtype | None = N
             if base is None:
                 raise CheckpointError(f"{name} stores its weights as differences to a base model: load it with "
                                       f"DiffControlNetLoader and the checkpoint's MODEL connected")
-            base_state = getattr(base, "unet", base).state_dict()
+            base_state = _base_state(base)
             for k in state:
                 if k in base_state and base_state[k].shape == state[k].shape:
                     state[k] = state[k] + base_state[k].to(state[k].device, state[k].dtype)
     _assign(net, state, name)
     return net.eval().requires_grad_(False)
+
+
+def _base_state(base) -> dict:
+    """The base model's UNet weights, with its LoRAs merged in (a MODEL) or as they are (a UNet)."""
+    from graphflow.memory import manager
+
+    return manager().weights(getattr(base, "unet", base), getattr(base, "patches", ()))
 
 
 def _assign(net: nn.Module, state: dict, name: str) -> None:
@@ -350,7 +369,7 @@ def _load_control_lora(wf: WeightFile, base, device, dtype, overrides) -> Contro
         raise CheckpointError(f"{name} is a Control-LoRA: it needs the base model (use DiffControlNetLoader "
                               f"with the checkpoint's MODEL connected)")
     unet = getattr(base, "unet", base)
-    base_state = unet.state_dict()
+    base_state = _base_state(base)
     shapes = {k: s for k, s in wf.shapes.items() if k != "lora_controlnet"}
     full = {}
     for k, s in base_state.items():

@@ -36,8 +36,9 @@ class BetaSchedule:
 
 class DiffusionModel:
     """A denoising network and what a sampler needs to know about it. Copying is shallow:
-    `with_unet` gives a new DiffusionModel that differs only by its network (LoRA-patched
-    weights, say) and shares everything else. `unet` holds the network for every family.
+    `with_unet` gives a new DiffusionModel that differs only by its network, `with_patches` one
+    that differs by the weight patches (LoRAs, graphflow.memory.WeightPatch) the memory manager
+    applies to the shared network before it runs. `unet` holds the network for every family.
 
     UNet families (sd1, sd2, sdxl, sdxl_refiner; prediction "eps" or "v"):
         model(x, t, context, y) with model-space x, float timesteps t in [0, 999] (LDM
@@ -86,6 +87,7 @@ class DiffusionModel:
         # Sampling options set by model-patch nodes, read by graphflow.sampling.pipeline:
         # "cfg_rescale" (RescaleCFG's multiplier), "differential_diffusion" (its strength).
         self.options: dict = {}
+        self.patches: tuple = ()  # graphflow.memory.WeightPatch on `unet`, applied in order
 
     @property
     def is_flow(self) -> bool:
@@ -162,12 +164,21 @@ class DiffusionModel:
         return clone
 
     def with_unet(self, unet) -> "DiffusionModel":
+        """The same model with another network of the same layout (the patches still apply)."""
         clone = copy.copy(self)
         clone.unet = unet
         return clone
 
+    def with_patches(self, patches: tuple) -> "DiffusionModel":
+        clone = copy.copy(self)
+        clone.patches = tuple(patches)
+        return clone
+
     def __call__(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None,
                  y: torch.Tensor | None = None, guidance: torch.Tensor | None = None, **extra) -> torch.Tensor:
+        from graphflow.memory import manager
+
+        manager().patch(self.unet, self.patches)  # the shared weights may hold another model's patches
         if self.is_flow:
             if y is None:  # no pooled text vector: zeros, as ComfyUI does
                 y = torch.zeros(x.shape[0], self.adm_channels, device=x.device, dtype=x.dtype)

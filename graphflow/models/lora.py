@@ -30,18 +30,23 @@ Key layouts:
                 separate q/k/v (and FLUX's proj_mlp) patch row blocks of our fused qkv / linear1
                 (see flow_lora_names)
 
-`apply_lora` returns new model/clip objects whose patched layers hold new weight tensors and
-whose every other parameter is the original's (shared, not copied): a graph can keep using the
-un-patched model, and cached results stay valid. A LoRA module that matches no layer is an error
+`apply_lora` returns new model/clip objects that share the input's networks and carry the LoRA as
+weight patches (graphflow.memory.WeightPatch, after any the input carried): the memory manager
+applies a model's patches to the shared weights before it runs and restores the originals when
+another patch set (the un-patched model, another LoRA) runs, so no patched copy of the network is
+kept and a graph can keep using the un-patched model. A LoRA module that matches no layer is an error
 (a LoRA for another architecture must not silently do nothing); strength 0 returns the input.
 """
 
 import copy
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from graphflow.memory import WeightPatch
 
 from .weight_files import CheckpointError, WeightFile
 from .diffusion_model import DiffusionModel
@@ -381,17 +386,24 @@ def patched_copy(root: nn.Module, weights: dict[str, torch.Tensor]) -> nn.Module
     return clone
 
 
-def _patch(root: nn.Module, patches: dict[str, LoraModule], strength: float, lora_name: str) -> nn.Module:
-    weights = {}
+def _change(lora: LoraModule, strength: float, weight: torch.Tensor) -> torch.Tensor:
+    return lora.patched(weight, strength).to(weight.dtype)
+
+
+def _weight_patches(root: nn.Module, patches: dict[str, LoraModule], strength: float,
+                    lora_name: str) -> tuple[WeightPatch, ...]:
+    """The LoRA as weight patches on `root`, each checked against its weight's shape (on the meta
+    device: nothing is computed until the manager applies them)."""
+    out = []
     for path, lora in patches.items():
         weight = root.get_submodule(path).weight
         try:
-            new = lora.patched(weight, strength)
+            lora.patched(torch.empty(weight.shape, device="meta"), strength)
         except ValueError as e:
             raise LoraError(f"{lora_name}: {path}: {e}; the LoRA was probably made for another architecture "
                             f"or model size") from None
-        weights[path + ".weight"] = new.to(weight.dtype)
-    return patched_copy(root, weights)
+        out.append(WeightPatch(path + ".weight", functools.partial(_change, lora, strength)))
+    return tuple(out)
 
 
 def apply_lora(model: DiffusionModel | None, clip: TextEncoder | None, lora_path, strength_model: float = 1.0,
@@ -435,10 +447,11 @@ def apply_lora(model: DiffusionModel | None, clip: TextEncoder | None, lora_path
         warn(f"{name}: {len(unmatched)} of {len(modules)} LoRA modules match no layer of this {arch} model and "
              f"were skipped: {', '.join(sorted(unmatched))}")
     if model is not None and strength_model != 0 and unet_patches:
-        model = model.with_unet(_patch(model.unet, unet_patches, strength_model, name))
+        model = model.with_patches(model.patches + _weight_patches(model.unet, unet_patches, strength_model, name))
     if clip is not None and strength_clip != 0 and text_patches:
         towers = list(clip.towers)
         for index, patches in text_patches.items():
-            towers[index] = towers[index].with_model(_patch(towers[index].model, patches, strength_clip, name))
+            tower = towers[index]
+            towers[index] = tower.with_patches(tower.patches + _weight_patches(tower.model, patches, strength_clip, name))
         clip = clip.with_towers(towers)
     return model, clip

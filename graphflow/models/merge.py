@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 from torch import nn
 
+from graphflow.memory import manager
+
 from .diffusion_model import DiffusionModel
 from .lora import patched_copy
 from .text_encoders import TextEncoder
@@ -25,9 +27,16 @@ class MergeError(ValueError):
 Factors = Callable[[str], tuple[float, float]]  # parameter name -> (a, b)
 
 
-def merge_modules(first: nn.Module, second: nn.Module, factors: Factors, what: str = "model") -> nn.Module:
-    params1 = dict(first.named_parameters())
-    params2 = dict(second.named_parameters())
+def _parameters(module: nn.Module, patches: tuple) -> dict:
+    state = manager().weights(module, patches)
+    return {name: state[name] for name, _ in module.named_parameters()}
+
+
+def merge_modules(first: nn.Module, second: nn.Module, factors: Factors, what: str = "model",
+                  patches: tuple[tuple, tuple] = ((), ())) -> nn.Module:
+    """`first` with its parameters merged with `second`'s, each taken with its weight patches
+    (LoRAs): the result has them merged in and takes no patches."""
+    params1, params2 = _parameters(first, patches[0]), _parameters(second, patches[1])
     missing, extra = sorted(set(params1) - set(params2)), sorted(set(params2) - set(params1))
     if missing or extra:
         raise MergeError(f"the two {what}s have different layers (only in the first: {missing[:3]}, only in the "
@@ -40,6 +49,8 @@ def merge_modules(first: nn.Module, second: nn.Module, factors: Factors, what: s
                              f"second; they are of different sizes")
         a, b = factors(name)
         if a == 1.0 and b == 0.0:
+            if any(p.param == name for p in patches[0]):
+                weights[name] = w1  # the first's patched weight: its network holds the original
             continue  # unchanged: keep sharing the first's tensor
         merged = w1.float() * a + w2.to(w1.device).float() * b
         weights[name] = merged.to(w1.dtype)
@@ -49,14 +60,16 @@ def merge_modules(first: nn.Module, second: nn.Module, factors: Factors, what: s
 def merge_models(model1: DiffusionModel, model2: DiffusionModel, factors: Factors) -> DiffusionModel:
     if model1.arch != model2.arch:
         raise MergeError(f"can't merge a {model1.arch} model with a {model2.arch} model")
-    return model1.with_unet(merge_modules(model1.unet, model2.unet, factors, "UNet"))
+    merged = merge_modules(model1.unet, model2.unet, factors, "UNet", (model1.patches, model2.patches))
+    return model1.with_unet(merged).with_patches(())
 
 
 def merge_clips(clip1: TextEncoder, clip2: TextEncoder, factors: Factors) -> TextEncoder:
     names1, names2 = [t.name for t in clip1.towers], [t.name for t in clip2.towers]
     if clip1.arch != clip2.arch or names1 != names2:
         raise MergeError(f"can't merge a {clip1.arch} text encoder ({names1}) with a {clip2.arch} one ({names2})")
-    towers = [t1.with_model(merge_modules(t1.model, t2.model, factors, f"text encoder {t1.name}"))
+    towers = [t1.with_model(merge_modules(t1.model, t2.model, factors, f"text encoder {t1.name}",
+                                          (t1.patches, t2.patches)))
               for t1, t2 in zip(clip1.towers, clip2.towers)]
     return clip1.with_towers(towers)
 

@@ -92,7 +92,9 @@ class T2IAdapter(nn.Module):
 
     def forward(self, hint: torch.Tensor) -> list[torch.Tensor]:
         """hint [B, hint_channels, H, W] in 0..1 (H, W multiples of 64 for 4 levels) -> one feature per level."""
-        x = self.conv_in(F.pixel_unshuffle(hint.to(self.conv_in.weight.device, self.dtype), self.config.downscale))
+        from graphflow.memory import manager
+
+        x = self.conv_in(F.pixel_unshuffle(hint.to(manager().device_for(self), self.dtype), self.config.downscale))
         features, n = [], self.config.blocks_per_level
         for level in range(len(self.config.channels)):
             for block in self.body[level * n:(level + 1) * n]:
@@ -103,10 +105,10 @@ class T2IAdapter(nn.Module):
     def control(self, applied, x: torch.Tensor, timesteps, context, y, unet_config=None, **unused) -> dict:
         """Features for the UNet's input blocks (None where none is added) and its middle. They
         depend on the hint only, so they are computed once per hint size and batch, as ComfyUI does."""
-        if self.dtype != x.dtype or next(self.parameters()).device != x.device:
-            self.to(x.device, x.dtype)  # run in the sampled model's device and dtype
-            self._cache = None
-        key = (id(applied), tuple(x.shape))
+        from .controlnet import place_control
+
+        place_control(self, x)
+        key = (id(applied), tuple(x.shape), x.dtype, x.device)
         if self._cache is None or self._cache[0] != key:
             hint = applied.hint(x.shape[2] * 8, x.shape[3] * 8, x.shape[0], x.device, self.dtype)
             if self.config.hint_channels == 1:  # sketch/canny adapters read grey levels (ComfyUI: channel mean)

@@ -129,7 +129,9 @@ class TinyVAE:
 
     @property
     def device(self) -> torch.device:
-        return next((self.decoder or self.encoder).parameters()).device
+        from graphflow.memory import manager
+
+        return manager().device_for(self.decoder or self.encoder)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -137,18 +139,24 @@ class TinyVAE:
 
     @torch.no_grad()
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        from graphflow import memory
+
         if self.decoder is None:
             raise ValueError("this TAESD has no decoder")
-        x = self.latent_format.process_in(latent.to(self.device, self.dtype))
-        return self.decoder(x).float().clamp(0, 1).permute(0, 2, 3, 1).contiguous().cpu()
+        with memory.use(self.decoder, "vae", "taesd:decoder"):
+            x = self.latent_format.process_in(latent.to(memory.manager().device_for(self.decoder), self.dtype))
+            return self.decoder(x).float().clamp(0, 1).permute(0, 2, 3, 1).contiguous().cpu()
 
     @torch.no_grad()
     def encode(self, image: torch.Tensor) -> torch.Tensor:
+        from graphflow import memory
+
         if self.encoder is None:
             raise ValueError("this TAESD has no encoder")
         h, w = image.shape[1] // 8 * 8, image.shape[2] // 8 * 8
-        x = image[:, :h, :w, :3].permute(0, 3, 1, 2).to(self.device, self.dtype)
-        return self.latent_format.process_out(self.encoder(x).float()).cpu()
+        with memory.use(self.encoder, "vae", "taesd:encoder"):
+            x = image[:, :h, :w, :3].permute(0, 3, 1, 2).to(memory.manager().device_for(self.encoder), self.dtype)
+            return self.latent_format.process_out(self.encoder(x).float()).cpu()
 
     # the network is small and fully convolutional: tiling buys nothing, run it whole
     def decode_tiled(self, latent, tile_size=512, overlap=64):

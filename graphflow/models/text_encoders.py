@@ -209,9 +209,10 @@ def load_tower_weights(model: nn.Module, hf_state: dict[str, torch.Tensor]) -> N
 class ClipTower:
     """One CLIP text transformer and the token conventions of its checkpoint."""
 
-    def __init__(self, spec: TowerSpec, model: nn.Module):
+    def __init__(self, spec: TowerSpec, model: nn.Module, patches: tuple = ()):
         self.spec = spec
         self.model = model
+        self.patches = patches  # graphflow.memory.WeightPatch on `model` (LoRA), applied when it runs
 
     @property
     def name(self) -> str:
@@ -234,7 +235,11 @@ class ClipTower:
         return getattr(self.model, "text_projection", None)
 
     def with_model(self, model: nn.Module) -> "ClipTower":
+        """Another network in this tower's place (its weights final: no patches)."""
         return ClipTower(self.spec, model)
+
+    def with_patches(self, patches: tuple) -> "ClipTower":
+        return ClipTower(self.spec, self.model, tuple(patches))
 
     @torch.no_grad()
     def run(self, ids: list[list[int]], clip_skip: int, layer_norm_hidden: bool,
@@ -243,7 +248,7 @@ class ClipTower:
         vectors {(window, position): [D]} replace those token embeddings (textual inversion)."""
         from graphflow import memory  # the manager puts the tower on the device and takes it off after
 
-        with memory.use(self.model, "text_encoder", f"text_encoder:{self.name}"):
+        with memory.use(self.model, "text_encoder", f"text_encoder:{self.name}", self.patches):
             embedding = self.transformer.embeddings.token_embedding
             tokens = torch.tensor(ids, dtype=torch.long, device=memory.manager().device_for(self.model))
             if vectors:

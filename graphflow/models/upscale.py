@@ -79,9 +79,15 @@ def upscale(model, image: torch.Tensor, tile: int = DEFAULT_TILE, overlap: int =
     """IMAGE [B, H, W, 3] in 0..1 -> IMAGE [B, H*s, W*s, 3] with the model's scale s.
 
     tile <= 0 runs the whole image at once. on_tile(done, total) is called after each tile (raise in
-    it to stop)."""
+    it to stop). The memory manager puts the network on the device for the run."""
+    from graphflow import memory
+
+    with memory.use(model.model, "upscale_model", f"upscale_model:{type(model.model).__name__}"):
+        return _upscale(model, image, tile, overlap, on_tile, memory.manager().device_for(model.model))
+
+
+def _upscale(model, image, tile, overlap, on_tile, device) -> torch.Tensor:
     scale = model.scale
-    device = next(model.model.parameters()).device
     x = image.permute(0, 3, 1, 2).float()
     batch, channels, height, width = x.shape
     if tile <= 0:

@@ -28,6 +28,8 @@ flow table, x = sigma_0 * noise + (1 - sigma_0) * latent_image in steps 4 and 5,
 variants of the noise-adding samplers, and leftover noise divided by (1 - sigma) on the way out.
 """
 
+import contextlib
+import inspect
 import math
 
 import torch
@@ -180,8 +182,30 @@ def sample_with_sigmas(model, *args, **kwargs) -> torch.Tensor:
     unet = getattr(model, "unet", None)
     if not isinstance(unet, torch.nn.Module):  # a stand-in model (tests, plugins): nothing to place
         return _sample_with_sigmas(model, *args, **kwargs)
-    with memory.use(unet, "diffusion_model", f"diffusion_model:{getattr(model, 'arch', 'model')}"):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(memory.use(unet, "diffusion_model", f"diffusion_model:{getattr(model, 'arch', 'model')}",
+                                       getattr(model, "patches", ())))
+        for net in _control_nets(args, kwargs):  # after the model: what doesn't fit beside it is streamed
+            stack.enter_context(memory.use(net, "control", f"control:{type(net).__name__}@{id(net):x}"))
         return _sample_with_sigmas(model, *args, **kwargs)
+
+
+def _control_nets(args, kwargs) -> list:
+    """The ControlNets / T2I-Adapters in the run's conditioning (options["control"] chains)."""
+    bound = inspect.signature(_sample_with_sigmas).bind(None, *args, **kwargs).arguments
+    guider = bound.get("guider")
+    conds = [*(bound.get("positive") or ()), *(bound.get("negative") or ())]
+    for name in ("positive", "negative", "cond1", "cond2"):
+        conds += list(getattr(guider, name, None) or ())
+    nets = {}
+    for entry in conds:
+        applied = entry[1].get("control") if isinstance(entry, (list, tuple)) and len(entry) > 1 \
+            and isinstance(entry[1], dict) else None
+        while applied is not None:
+            if isinstance(applied.net, torch.nn.Module):
+                nets[id(applied.net)] = applied.net
+            applied = applied.previous
+    return list(nets.values())
 
 
 def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent_samples: torch.Tensor,
