@@ -35,6 +35,7 @@ from torch import nn
 # transformers is imported where a model is built: architecture detection (validation reads a
 # checkpoint's header) needs this module's layout tables, not transformers' start-up cost.
 
+from .attention import kernels
 from .embeddings import embedding_lookup
 from .tokenizer import BOS, EOS, WINDOW, TokenWindows, empty_window, tokenize_prompt
 
@@ -275,7 +276,8 @@ class ClipTower:
                 _install_vector_hook(embedding)
             token = _VECTORS.set(vectors or None)
             try:
-                out = self.transformer(input_ids=tokens, output_hidden_states=True)
+                with kernels(tokens.device):
+                    out = self.transformer(input_ids=tokens, output_hidden_states=True)
             finally:
                 _VECTORS.reset(token)
             hidden = out.hidden_states[clip_skip]

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import attention
 from .latent_formats import SD1, LatentFormat
 from .tiling import tiled_map
 
@@ -112,7 +113,7 @@ class AttnBlock(nn.Module):
         t = self.norm(x)
         # [b, 1 head, h*w tokens, c]; views in both NCHW and channels-last layouts
         q, k, v = (conv(t).flatten(2).transpose(1, 2)[:, None] for conv in (self.q, self.k, self.v))
-        out = F.scaled_dot_product_attention(q, k, v)[:, 0]
+        out = attention(q, k, v)[:, 0]
         return x + self.proj_out(out.transpose(1, 2).reshape(b, c, h, w))
 
 
