@@ -332,10 +332,10 @@ class ControlApplied:
         unet_config: the UNet's layout (where T2I-Adapter features go)."""
         out = None if self.previous is None else self.previous.residuals(x, sigma, timesteps, context, y, schedule,
                                                                           unet_config)
-        start, end = self.sigma_range(schedule)
-        s = float(sigma.reshape(-1)[0])
-        if not (end <= s <= start):
-            return out
+        if self.start_percent > 0 or self.end_percent < 1:  # a range: read sigma back (a sync) only then
+            start, end = self.sigma_range(schedule)
+            if not (end <= float(sigma.reshape(-1)[0]) <= start):
+                return out
         mine = self.net.control(self, x, timesteps, context, y, unet_config)
         mine = {k: [None if r is None else r * self.strength for r in v] for k, v in mine.items()}
         if out is None:
