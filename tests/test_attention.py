@@ -40,12 +40,10 @@ def test_backends_per_device(monkeypatch):
     assert attn.backends(cpu, "math") == (SDPBackend.MATH,)
     assert attn.backends(cuda, "sdpa") is None
     for capability, first in (((8, 6), SDPBackend.FLASH_ATTENTION), ((9, 0), SDPBackend.CUDNN_ATTENTION)):
-        attn.backends.cache_clear()
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
         chosen = attn.backends(cuda, "auto")
         assert chosen[0] == first and chosen[-1] == SDPBackend.MATH
         assert (SDPBackend.CUDNN_ATTENTION in chosen) == (capability >= (9, 0))
-    attn.backends.cache_clear()
 
 
 def test_mode_from_environment_and_bad_values(monkeypatch):

@@ -14,7 +14,6 @@ GRAPHFLOW_ATTENTION (`--attention`):
 """
 
 import contextlib
-import functools
 import os
 
 import torch
@@ -43,7 +42,6 @@ def attention_mode() -> str:
     return mode
 
 
-@functools.cache
 def backends(device: torch.device, mode: str) -> tuple | None:
     """The SDPA kernels to allow, in priority order, for `mode` on `device`; None: PyTorch's choice."""
     if mode == "math":
@@ -56,9 +54,15 @@ def backends(device: torch.device, mode: str) -> tuple | None:
     return (*fused, SDPBackend.MATH)
 
 
+_chosen: dict[tuple, tuple | None] = {}  # (device, mode) -> backends(); a plain dict, which torch.compile reads
+
+
 def kernels(device: torch.device):
     """A context in which PyTorch's SDPA uses the kernels chosen for `device`."""
-    chosen = backends(torch.device(device), attention_mode())
+    key = (torch.device(device), attention_mode())
+    if key not in _chosen:
+        _chosen[key] = backends(*key)
+    chosen = _chosen[key]
     if chosen is None:
         return contextlib.nullcontext()
     return sdpa_kernel(list(chosen), set_priority=True)

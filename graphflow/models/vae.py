@@ -235,8 +235,12 @@ class AutoencoderKL(nn.Module):
 
 
 def _fast_layout(x: torch.Tensor) -> torch.Tensor:
-    # oneDNN convolutions run faster on NHWC activations (measured on CPU; CUDA left as it is)
-    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
+    # oneDNN convolutions run faster on NHWC activations (measured on CPU), cuDNN's tensor-core
+    # ones too (GRAPHFLOW_CHANNELS_LAST, on by default for CUDA)
+    from .speed import channels_last
+
+    fast = x.device.type == "cpu" or channels_last(x.device)
+    return x.contiguous(memory_format=torch.channels_last) if fast else x
 
 
 def _on_device(method):

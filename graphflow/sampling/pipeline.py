@@ -176,11 +176,13 @@ def _latent_samples(model, latent) -> torch.Tensor:
 def sample_with_sigmas(model, *args, **kwargs) -> torch.Tensor:
     """_sample_with_sigmas with the model on the device for the whole run (graphflow.memory)."""
     from graphflow import memory
+    from graphflow.models import speed
 
     unet = getattr(model, "unet", None)
     if not isinstance(unet, torch.nn.Module):  # a stand-in model (tests, plugins): nothing to place
         return _sample_with_sigmas(model, *args, **kwargs)
-    with memory.use(unet, "diffusion_model", f"diffusion_model:{getattr(model, 'arch', 'model')}"):
+    with memory.use(unet, "diffusion_model", f"diffusion_model:{getattr(model, 'arch', 'model')}"), \
+            speed.sampling(unet, model.device, convolutional=not getattr(model, "is_flow", False)):
         return _sample_with_sigmas(model, *args, **kwargs)
 
 
