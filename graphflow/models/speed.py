@@ -12,6 +12,7 @@ GRAPHFLOW_COMPILE (1 / 0, `--compile`): the diffusion model's forward goes throu
     runs uncompiled. If compiling fails (no C++ compiler for the CPU backend, say), a warning
     says why and the model runs uncompiled. GRAPHFLOW_COMPILE_BACKEND picks torch.compile's
     backend (default inductor).
+GRAPHFLOW_FP8_MATMUL (1 / 0, `--fp8-matmul`): the Linear layers multiply in fp8 (fp8_matmul.py).
 """
 
 import contextlib
@@ -64,19 +65,27 @@ def compile_module(module: nn.Module) -> None:
     module._graphflow_compiled = module._compiled_call_impl = call
 
 
+def fp8_matmul_requested() -> bool:
+    return _flag("GRAPHFLOW_FP8_MATMUL", False)
+
+
 @contextlib.contextmanager
 def sampling(module: nn.Module, device: torch.device, convolutional: bool = True):
-    """Within the block, `module` (a diffusion model on `device`) runs with the speed options."""
+    """Within the block, `module` (a diffusion model on `device`) runs with the speed options
+    (and fp8 matmuls when GRAPHFLOW_FP8_MATMUL asks for them: graphflow.models.fp8_matmul)."""
+    device = torch.device(device)
     if convolutional and channels_last(device):
         module.to(memory_format=torch.channels_last)  # 4-D weights only; idempotent
-    device = torch.device(device)
     resident = all(p.device.type == device.type and device.index in (None, p.device.index)
                    for p in module.parameters())
-    if not (compile_requested() and resident):
+    with contextlib.ExitStack() as stack:
+        if fp8_matmul_requested():
+            from .fp8_matmul import check_supported, fp8_matmuls
+
+            check_supported(device)
+            stack.enter_context(fp8_matmuls(module))
+        if compile_requested() and resident:
+            compile_module(module)
+            # an uncompiled run next time (partial load, flag off) stays eager
+            stack.callback(setattr, module, "_compiled_call_impl", None)
         yield
-        return
-    compile_module(module)
-    try:
-        yield
-    finally:
-        module._compiled_call_impl = None  # an uncompiled run (partial load, flag off) next time stays eager
