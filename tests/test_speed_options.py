@@ -4,6 +4,7 @@ torch.compile's default backend (inductor) needs minutes for even a tiny UNet on
 these tests compile with TorchDynamo's "eager" backend (GRAPHFLOW_COMPILE_BACKEND): the model is
 captured as a graph exactly as for inductor, then run by PyTorch's kernels."""
 
+import os
 import warnings
 
 import pytest
@@ -98,3 +99,22 @@ def test_channels_last_gives_the_same_latent(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.unet.to("cpu")  # offloading keeps working on NHWC weights
+
+
+def test_cli_flags_become_settings(monkeypatch, tmp_path, capsys):
+    from graphflow import cli
+
+    for name in ("GRAPHFLOW_ATTENTION", "GRAPHFLOW_CHANNELS_LAST", "GRAPHFLOW_COMPILE", "GRAPHFLOW_FP8_MATMUL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GRAPHFLOW_DEVICE", "cpu")
+    code = cli.main(["run", str(tmp_path / "missing.json"), "--attention", "math", "--channels-last", "off",
+                     "--compile", "--models-dir", str(tmp_path)])
+    assert code == cli.EXIT_FILE  # the flags were taken, then the workflow was not found
+    assert (os.environ["GRAPHFLOW_ATTENTION"], os.environ["GRAPHFLOW_CHANNELS_LAST"],
+            os.environ["GRAPHFLOW_COMPILE"]) == ("math", "0", "1")
+    assert "GRAPHFLOW_FP8_MATMUL" not in os.environ
+    capsys.readouterr()
+    code = cli.main(["run", str(tmp_path / "missing.json"), "--fp8-matmul", "--models-dir", str(tmp_path)])
+    assert code == cli.EXIT_USAGE
+    assert "--fp8-matmul (GRAPHFLOW_FP8_MATMUL) needs a GPU with fp8 tensor cores" in capsys.readouterr().err
+    assert "GRAPHFLOW_FP8_MATMUL" not in os.environ

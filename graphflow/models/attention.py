@@ -71,5 +71,9 @@ def kernels(device: torch.device):
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """[B, heads, L, d] queries, keys, values (mask: boolean keep-mask or additive float mask
     broadcastable to [B, heads, Lq, Lk]) -> [B, heads, Lq, d]."""
+    if torch.compiler.is_compiling():
+        # traced under the kernels() that graphflow.models.speed.sampling sets around the whole
+        # compiled call (older TorchDynamo cannot trace sdpa_kernel's priority order)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     with kernels(q.device):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)

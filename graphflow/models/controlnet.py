@@ -348,8 +348,10 @@ class ControlApplied:
         return out
 
     def hint(self, height: int, width: int, batch: int, device, dtype) -> torch.Tensor:
-        if self._hint is None or tuple(self._hint.shape[2:]) != (height, width):
-            self._hint = resize_hint(self.image, height, width)
-        return _repeat(self._hint, batch).to(device, dtype)
+        hint = self._hint
+        if hint is None or tuple(hint.shape[2:]) != (height, width) or hint.device != device or hint.dtype != dtype:
+            # kept on the device: one copy per run, not one per step
+            self._hint = hint = resize_hint(self.image, height, width).to(device, dtype)
+        return _repeat(hint, batch)
 
 

@@ -22,6 +22,8 @@ import warnings
 import torch
 from torch import nn
 
+from .attention import kernels
+
 
 def _flag(name: str, default: bool) -> bool:
     value = os.environ.get(name, "").strip().lower()
@@ -79,6 +81,7 @@ def sampling(module: nn.Module, device: torch.device, convolutional: bool = True
     resident = all(p.device.type == device.type and device.index in (None, p.device.index)
                    for p in module.parameters())
     with contextlib.ExitStack() as stack:
+        stack.enter_context(kernels(device))  # for a compiled forward, which traces attention without its own
         if fp8_matmul_requested():
             from .fp8_matmul import check_supported, fp8_matmuls
 
