@@ -74,7 +74,7 @@ def on_meta(monkeypatch):
     set_preview_method(before)
 
 
-def run(model, name, steps=3, **kwargs):
+def run(model, name, steps=3, preview_every=0, **kwargs):
     schedule = model_sampling_for(model)
     sigmas = compute_sigmas(schedule, "karras" if not model.is_flow else "simple", steps, 1.0,
                             discard_penultimate=name in samplers.DISCARD_PENULTIMATE_SIGMA)
@@ -85,7 +85,7 @@ def run(model, name, steps=3, **kwargs):
     with pytest.raises(LoopDone) as done:
         pipeline._sample_with_sigmas(model, sigmas, torch.zeros(1, model.latent_format.channels, 8, 8),
                                      torch.zeros(1, model.latent_format.channels, 8, 8), positive, negative,
-                                     7.0, name, 0, callback=seen.append, preview_every=0, **kwargs)
+                                     7.0, name, 0, callback=seen.append, preview_every=preview_every, **kwargs)
     x = done.value.args[0]
     assert x.device == META and x.shape == (1, model.latent_format.channels, 8, 8)
     return seen
@@ -100,6 +100,12 @@ LOOP_SAMPLERS = [n for n in SAMPLERS if n != "dpm_adaptive" and not n.endswith("
 @pytest.mark.parametrize("name", LOOP_SAMPLERS)
 def test_sampling_loop_has_no_sync(on_meta, name):
     assert run(MetaModel(ScaleNet(), "sd1"), name)
+
+
+def test_previews_turned_off_cost_no_sync(on_meta):
+    set_preview_method("none")
+    seen = run(MetaModel(ScaleNet(), "sd1"), "euler", preview_every=1)
+    assert len(seen) == 3 and all(step["preview"] is None for step in seen)
 
 
 def test_unet_sampling_loop_has_no_sync(on_meta):
