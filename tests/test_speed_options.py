@@ -118,3 +118,12 @@ def test_cli_flags_become_settings(monkeypatch, tmp_path, capsys):
     assert code == cli.EXIT_USAGE
     assert "--fp8-matmul (GRAPHFLOW_FP8_MATMUL) needs a GPU with fp8 tensor cores" in capsys.readouterr().err
     assert "GRAPHFLOW_FP8_MATMUL" not in os.environ
+
+
+def test_a_model_error_under_compile_is_the_plain_error(compiling):
+    model = tiny_model()
+    with pytest.raises(RuntimeError) as error:  # a 7-wide context for a model made for 32
+        sample(model, 3, 1, 5.0, "euler", "karras", [[torch.ones(1, 5, 7), {}]], [],
+               {"samples": torch.zeros(1, 4, 8, 8)})
+    assert not isinstance(error.value, torch._dynamo.exc.TorchDynamoException)
+    assert model.unet._graphflow_compiled is not None  # still compiled for the next, valid run

@@ -57,11 +57,12 @@ def compile_module(module: nn.Module) -> None:
         try:
             return compiled(*args, **kwargs)
         except torch._dynamo.exc.TorchDynamoException as e:
-            # errors of the model itself come back from the eager call below
-            cause = getattr(e, "inner_exception", None) or e.__cause__ or e
-            warnings.warn(f"torch.compile of the diffusion model failed, running it uncompiled: "
-                          f"{type(cause).__name__}: {cause}", stacklevel=2)
-            module._graphflow_compiled = module._compiled_call_impl = None
+            if isinstance(e, (torch._dynamo.exc.BackendCompilerFailed, torch._dynamo.exc.InternalTorchDynamoError)):
+                cause = getattr(e, "inner_exception", None) or e.__cause__ or e
+                warnings.warn(f"torch.compile of the diffusion model failed, running it uncompiled: "
+                              f"{type(cause).__name__}: {cause}", stacklevel=2)
+                module._graphflow_compiled = module._compiled_call_impl = None
+            # an error of the model itself (raised while tracing) comes back plain from the eager call
             return module._call_impl(*args, **kwargs)
 
     module._graphflow_compiled = module._compiled_call_impl = call
