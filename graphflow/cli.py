@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_folder_flags(run)
     _add_limit_flags(run)
     _add_memory_flags(run)
+    _add_speed_flags(run)
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.add_argument("--sweep", metavar="FILE.jsonl",
                      help='run once per line of overrides ({"NODE_ID.INPUT": value} or ["NODE_ID.INPUT=VALUE"]); '
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_preview_flag(serve)
     _add_limit_flags(serve, server=True)
     _add_memory_flags(serve)
+    _add_speed_flags(serve)
 
     args = parser.parse_args(argv)
     if getattr(args, "device", None):
@@ -83,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["GRAPHFLOW_RESERVE_VRAM_GB"] = str(args.reserve_vram or 0)
         if "graphflow.memory" in sys.modules:
             sys.modules["graphflow.memory"].manager().configure(args.vram or "normal", args.reserve_vram or 0)
+    if hasattr(args, "compile") and _set_speed_options(args) is not None:
+        return EXIT_USAGE
     if hasattr(args, "models_dir"):
         from graphflow.folders import configure
 
@@ -143,6 +147,42 @@ def _add_memory_flags(parser) -> None:
                              "in and out); default normal")
     parser.add_argument("--reserve-vram", type=float, metavar="GB",
                         help="device memory to leave free for other programs (default 0)")
+
+
+def _add_speed_flags(parser) -> None:
+    # choices as graphflow.models.attention.ATTENTION_MODES (not imported: it pulls in torch)
+    parser.add_argument("--attention", choices=("auto", "sdpa", "math"),
+                        help="attention kernels: auto (per device: cuDNN/flash/memory-efficient on CUDA; the "
+                             "default), sdpa (PyTorch's own choice) or math (the unfused reference)")
+    parser.add_argument("--channels-last", choices=("on", "off"),
+                        help="channels-last convolutions in the UNet and VAE (default: on for CUDA)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the diffusion model (the first run of each image size compiles)")
+    parser.add_argument("--fp8-matmul", action="store_true",
+                        help="fp8 matmuls in the diffusion model's Linear layers (GPUs of compute capability "
+                             ">= 8.9: Ada, Hopper)")
+
+
+def _set_speed_options(args) -> int | None:
+    """Pass the speed flags on as GRAPHFLOW_* settings (read where the models run); an error
+    code when the device cannot do what was asked."""
+    if args.attention:
+        os.environ["GRAPHFLOW_ATTENTION"] = args.attention
+    if args.channels_last:
+        os.environ["GRAPHFLOW_CHANNELS_LAST"] = "1" if args.channels_last == "on" else "0"
+    if args.compile:
+        os.environ["GRAPHFLOW_COMPILE"] = "1"
+    if args.fp8_matmul:
+        from graphflow.device import compute_device
+        from graphflow.models.fp8_matmul import check_supported
+
+        try:
+            check_supported(compute_device())
+        except ValueError as e:
+            _error(str(e))
+            return EXIT_USAGE
+        os.environ["GRAPHFLOW_FP8_MATMUL"] = "1"
+    return None
 
 
 def _add_ray_flags(parser) -> None:

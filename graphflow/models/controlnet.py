@@ -447,10 +447,10 @@ class ControlApplied:
         FLUX's guidance, and the flow model itself as `base` (SD3.5 large ControlNets embed with it)."""
         out = None if self.previous is None else self.previous.residuals(x, sigma, timesteps, context, y, schedule,
                                                                           unet_config, **extra)
-        start, end = self.sigma_range(schedule)
-        s = float(sigma.reshape(-1)[0])
-        if not (end <= s <= start):
-            return out
+        if self.start_percent > 0 or self.end_percent < 1:  # a range: read sigma back (a sync) only then
+            start, end = self.sigma_range(schedule)
+            if not (end <= float(sigma.reshape(-1)[0]) <= start):
+                return out
         mine = self.net.control(self, x, timesteps, context, y, unet_config, **extra)
         mine = {k: [None if r is None else r * self.strength for r in v] for k, v in mine.items()}
         if out is None:
@@ -463,9 +463,11 @@ class ControlApplied:
         return out
 
     def hint(self, height: int, width: int, batch: int, device, dtype) -> torch.Tensor:
-        if self._hint is None or tuple(self._hint.shape[2:]) != (height, width):
-            self._hint = resize_hint(self.image, height, width)
-        return _repeat(self._hint, batch).to(device, dtype)
+        hint = self._hint
+        if hint is None or tuple(hint.shape[2:]) != (height, width) or hint.device != device or hint.dtype != dtype:
+            # kept on the device: one copy per run, not one per step
+            self._hint = hint = resize_hint(self.image, height, width).to(device, dtype)
+        return _repeat(hint, batch)
 
     def latent_hint(self, height: int, width: int, batch: int, device, dtype, shift: bool = True) -> torch.Tensor:
         """The hint as a model-space latent of height x width (SD3/FLUX ControlNets): resized at

@@ -19,6 +19,7 @@ diffusers'); pooled always comes from the last layer, first window, unweighted.
 
 import torch
 
+from .attention import kernels
 from .t5 import EOS as T5_EOS
 from .t5 import MIN_LENGTH, T5Encoder
 from .text_encoders import ClipTower
@@ -38,7 +39,8 @@ def clip_encode(tower: ClipTower, windows: TokenWindows, clip_skip: int = -2,
     ids = windows.ids + ([empty_window(tower.spec.pad_token)] if weighted else [])
     transformer = tower.transformer
     tokens = torch.tensor(ids, dtype=torch.long, device=transformer.embeddings.token_embedding.weight.device)
-    out = transformer(input_ids=tokens, output_hidden_states=True)
+    with kernels(tokens.device):
+        out = transformer(input_ids=tokens, output_hidden_states=True)
     hidden = out.hidden_states[clip_skip].float().cpu()
     pooled = out.pooler_output[:1]
     if projected and tower.projection is not None:

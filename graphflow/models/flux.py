@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import attention
 from .configs import FluxConfig, flux_config_from_state_dict  # noqa: F401 (the config lives in configs.py, torch-free)
 from .cast_layers import Linear
 from .mmdit import layer_norm, timestep_embedding
@@ -38,10 +39,10 @@ def apply_rope(x: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
     return (pe[..., 0] * x_[..., 0] + pe[..., 1] * x_[..., 1]).reshape(x.shape).type_as(x)
 
 
-def attention(q, k, v, pe, mask=None):
+def rope_attention(q, k, v, pe, mask=None):
     """mask: None or an additive bias [B, L, L] over the [text, image] tokens (StyleModelApply's attn_bias)."""
     mask = None if mask is None else mask[:, None].to(q.dtype)
-    out = F.scaled_dot_product_attention(apply_rope(q, pe), apply_rope(k, pe), v, attn_mask=mask)
+    out = attention(apply_rope(q, pe), apply_rope(k, pe), v, mask)
     return out.transpose(1, 2).flatten(2)
 
 
@@ -113,7 +114,7 @@ class DoubleStreamBlock(nn.Module):
         img_mods, txt_mods = self.img_mod(vec), self.txt_mod(vec)
         iq, ik, iv = self.img_attn.qkv_heads((1 + img_mods[1]) * self.img_norm1(img) + img_mods[0])
         tq, tk, tv = self.txt_attn.qkv_heads((1 + txt_mods[1]) * self.txt_norm1(txt) + txt_mods[0])
-        out = attention(torch.cat([tq, iq], 2), torch.cat([tk, ik], 2), torch.cat([tv, iv], 2), pe, mask)
+        out = rope_attention(torch.cat([tq, iq], 2), torch.cat([tk, ik], 2), torch.cat([tv, iv], 2), pe, mask)
         n = txt.shape[1]
         img = self._post(img, out[:, n:], img_mods, self.img_attn, self.img_norm2, self.img_mlp)
         txt = self._post(txt, out[:, :n], txt_mods, self.txt_attn, self.txt_norm2, self.txt_mlp)
@@ -143,7 +144,7 @@ class SingleStreamBlock(nn.Module):
             [3 * x.shape[-1], self.mlp_hidden], dim=-1)
         b, n, _ = x.shape
         q, k, v = qkv.view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-        out = attention(self.norm.query_norm(q), self.norm.key_norm(k), v, pe, mask)
+        out = rope_attention(self.norm.query_norm(q), self.norm.key_norm(k), v, pe, mask)
         return x + gate * self.linear2(torch.cat([out, F.gelu(hidden, approximate="tanh")], dim=2))
 
 

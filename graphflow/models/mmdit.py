@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import attention
 from .configs import MMDiTConfig, mmdit_config_from_state_dict  # noqa: F401 (the config lives in configs.py, torch-free)
 from .cast_layers import Conv2d, Linear
 
@@ -75,8 +76,8 @@ class Attention(nn.Module):
         return q, k, v
 
 
-def attention(q, k, v):
-    out = F.scaled_dot_product_attention(q, k, v)
+def joint_attention(q, k, v):
+    out = attention(q, k, v)
     return out.transpose(1, 2).flatten(2)  # [B, L, heads * head_dim]
 
 
@@ -133,9 +134,9 @@ class JointBlock(nn.Module):
     def forward(self, context, x, c):
         (cq, ck, cv), _, cmods = self.context_block.pre_attention(context, c)
         (xq, xk, xv), x_qkv2, xmods = self.x_block.pre_attention(x, c)
-        joint = attention(torch.cat([cq, xq], 2), torch.cat([ck, xk], 2), torch.cat([cv, xv], 2))
+        joint = joint_attention(torch.cat([cq, xq], 2), torch.cat([ck, xk], 2), torch.cat([cv, xv], 2))
         n = context.shape[1]
-        attn2 = attention(*x_qkv2) if x_qkv2 is not None else None
+        attn2 = joint_attention(*x_qkv2) if x_qkv2 is not None else None
         context = self.context_block.post_attention(context, joint[:, :n], None, cmods)
         return context, self.x_block.post_attention(x, joint[:, n:], attn2, xmods)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from .attention import kernels
 from .tokenizer import parse_weighted_prompt
 
 TOKENIZER_FILE = Path(__file__).parent / "t5_tokenizer" / "tokenizer.json"
@@ -128,7 +129,8 @@ class T5Encoder:
 
         with memory.use(self.model, "text_encoder", "text_encoder:t5"):
             tokens = torch.tensor(ids, dtype=torch.long, device=memory.manager().device_for(self.model))
-            return self.model(input_ids=tokens).last_hidden_state.float().cpu()
+            with kernels(tokens.device):
+                return self.model(input_ids=tokens).last_hidden_state.float().cpu()
 
     def encode(self, prompt: str, min_length: int = 0) -> torch.Tensor:
         """Weighted prompt -> [1, T, d_model] (T = max(pieces + 1, min_length))."""

@@ -35,6 +35,7 @@ from torch import nn
 # transformers is imported where a model is built: architecture detection (validation reads a
 # checkpoint's header) needs this module's layout tables, not transformers' start-up cost.
 
+from .attention import kernels
 from .configs import (ARCH_TOWERS, CLIP_L, DEFAULT_CLIP_SKIP, HF, LAYER_NORM_HIDDEN, OPEN_CLIP,  # noqa: F401
                       OPENCLIP, TowerSpec)
 from .embeddings import embedding_lookup
@@ -255,7 +256,8 @@ class ClipTower:
                 _install_vector_hook(embedding)
             token = _VECTORS.set(vectors or None)
             try:
-                out = self.transformer(input_ids=tokens, output_hidden_states=True)
+                with kernels(tokens.device):
+                    out = self.transformer(input_ids=tokens, output_hidden_states=True)
             finally:
                 _VECTORS.reset(token)
             hidden = out.hidden_states[clip_skip]

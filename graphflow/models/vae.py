@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import attention
 from .configs import VAEConfig, vae_config_from_state_dict  # noqa: F401 (the config lives in configs.py, torch-free)
 from .latent_formats import SD1, LatentFormat
 from .tiling import tiled_map
@@ -62,7 +63,7 @@ class AttnBlock(nn.Module):
         t = self.norm(x)
         # [b, 1 head, h*w tokens, c]; views in both NCHW and channels-last layouts
         q, k, v = (conv(t).flatten(2).transpose(1, 2)[:, None] for conv in (self.q, self.k, self.v))
-        out = F.scaled_dot_product_attention(q, k, v)[:, 0]
+        out = attention(q, k, v)[:, 0]
         return x + self.proj_out(out.transpose(1, 2).reshape(b, c, h, w))
 
 
@@ -184,8 +185,12 @@ class AutoencoderKL(nn.Module):
 
 
 def _fast_layout(x: torch.Tensor) -> torch.Tensor:
-    # oneDNN convolutions run faster on NHWC activations (measured on CPU; CUDA left as it is)
-    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
+    # oneDNN convolutions run faster on NHWC activations (measured on CPU), cuDNN's tensor-core
+    # ones too (GRAPHFLOW_CHANNELS_LAST, on by default for CUDA)
+    from .speed import channels_last
+
+    fast = x.device.type == "cpu" or channels_last(x.device)
+    return x.contiguous(memory_format=torch.channels_last) if fast else x
 
 
 def _on_device(method):

@@ -54,6 +54,8 @@ class Cond:
     attention_mask: torch.Tensor | None = None  # [B, T + N, T + N] additive bias over FLUX's text + image tokens
 
     def active(self, sigma: torch.Tensor) -> bool:
+        if self.sigma_start is None and self.sigma_end is None:
+            return True  # without a timestep range, no need to read sigma back from the device
         s = float(sigma.reshape(-1)[0])
         return (self.sigma_start is None or s <= self.sigma_start) and (self.sigma_end is None or s >= self.sigma_end)
 

@@ -19,7 +19,10 @@ import torch
 
 
 def append_dims(v: torch.Tensor, ndim: int) -> torch.Tensor:
-    """Broadcast a per-sample [B] (or scalar) tensor against an ndim-dimensional batch."""
+    """Broadcast a per-sample [B] (or scalar) tensor against an ndim-dimensional batch. A 0-dim
+    tensor stays 0-dim: a host sigma must stay a scalar to combine with device tensors."""
+    if v.ndim == 0:
+        return v
     return v.reshape(v.shape + (1,) * (ndim - v.ndim))
 
 

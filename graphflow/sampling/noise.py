@@ -73,9 +73,18 @@ def gaussian_noise_sampler(x: torch.Tensor, seed: int | list[int] | None = None)
         generator = torch.Generator(x.device).manual_seed(seed)
         return lambda sigma, sigma_next: torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
     generators = _per_image_generators(x, seed)
-    return lambda sigma, sigma_next: torch.cat(
+    return lambda sigma, sigma_next: host_to_device(torch.cat(
         [torch.randn([1] + list(x.shape[1:]), dtype=torch.float32, generator=g) for g in generators]
-    ).to(x.device, x.dtype)
+    ), x.device).to(x.dtype)
+
+
+def host_to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor made inside the sampling loop, on `device` without waiting for it: a copy from
+    pinned memory is queued (the pinned block is kept until the copy is done), one from pageable
+    memory would sync the stream."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def _per_image_generators(x: torch.Tensor, seeds: list[int]) -> list[torch.Generator]:
@@ -105,9 +114,10 @@ class BrownianTreeNoiseSampler:
         seeds = list(seed) if self.batched else [seed]
         if self.batched and len(seeds) != x.shape[0]:
             raise ValueError(f"per-image noise needs one seed per image: got {len(seeds)} seeds for a batch of {x.shape[0]}")
-        w0 = torch.zeros_like(x)[0] if self.batched else torch.zeros_like(x)
+        self.device = x.device
+        w0 = torch.zeros(x.shape[1:] if self.batched else x.shape, dtype=x.dtype, device="cpu" if cpu else x.device)
         if cpu:
-            t0, t1, w0 = t0.cpu(), t1.cpu(), w0.cpu()
+            t0, t1 = t0.cpu(), t1.cpu()
         self.trees = [torchsde.BrownianTree(t0, w0, t1, entropy=int(s)) for s in seeds]
 
     def __call__(self, sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
@@ -119,14 +129,13 @@ class BrownianTreeNoiseSampler:
             # exp(-(-log sigma)) can land an ulp outside the tree's span; torchsde warns, harmlessly
             warnings.filterwarnings("ignore", message="Should have t", category=UserWarning)
             if self.cpu:
-                w = torch.stack([tree(t0.cpu().float(), t1.cpu().float()).to(t0.dtype).to(t0.device)
-                                 for tree in self.trees])
+                w = torch.stack([tree(t0.cpu().float(), t1.cpu().float()).to(t0.dtype) for tree in self.trees])
             else:
                 w = torch.stack([tree(t0, t1) for tree in self.trees])
         w = w * (self.sign * sign)
         if not self.batched:
             w = w[0]
-        return w / (t1 - t0).abs().sqrt()
+        return host_to_device(w / (t1 - t0).abs().sqrt(), self.device) if self.cpu else w / (t1 - t0).abs().sqrt()
 
 
 def brownian_noise_sampler(x: torch.Tensor, sigmas: torch.Tensor, seed: int | list[int] | None = None,

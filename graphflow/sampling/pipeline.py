@@ -178,6 +178,7 @@ def _latent_samples(model, latent) -> torch.Tensor:
 def sample_with_sigmas(model, *args, **kwargs) -> torch.Tensor:
     """_sample_with_sigmas with the model on the device for the whole run (graphflow.memory)."""
     from graphflow import memory
+    from graphflow.models import speed
 
     unet = getattr(model, "unet", None)
     if not isinstance(unet, torch.nn.Module):  # a stand-in model (tests, plugins): nothing to place
@@ -187,6 +188,7 @@ def sample_with_sigmas(model, *args, **kwargs) -> torch.Tensor:
                                        getattr(model, "patches", ())))
         for net in _control_nets(args, kwargs):  # after the model: what doesn't fit beside it is streamed
             stack.enter_context(memory.use(net, "control", f"control:{type(net).__name__}@{id(net):x}"))
+        stack.enter_context(speed.sampling(unet, model.device, convolutional=not getattr(model, "is_flow", False)))
         return _sample_with_sigmas(model, *args, **kwargs)
 
 
@@ -223,9 +225,13 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
     fmt = model.latent_format
     device = model.device
     with torch.no_grad():
-        sigmas = sigmas.to(device=device, dtype=torch.float32)
+        # The samplers get the sigmas on the host: their per-step tests (sigma == 0, ...) and the
+        # scalars they pass to device kernels (0-dim CPU tensors are kernel arguments) then never
+        # wait for the device. Nothing in the loop below syncs (tests/test_sampling_syncs.py).
+        sigmas = sigmas.detach().to("cpu", torch.float32)
+        empty = torch.count_nonzero(latent_samples) == 0  # on the input, before it reaches the device
         latent_image = latent_samples.to(device=device, dtype=torch.float32)
-        if torch.count_nonzero(latent_image) > 0:
+        if not empty:
             latent_image = fmt.process_in(latent_image)
         noise = noise.to(device=device, dtype=torch.float32)
         shape = tuple(noise.shape)
@@ -363,8 +369,8 @@ def differential_mask(schedule: DiscreteSchedule, sigmas: torch.Tensor, strength
     ts_to = float(schedule.timestep(torch.tensor([sigma_to]))[0])
 
     def mask_fn(sigma: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        current = float(schedule.timestep(sigma.reshape(-1)[:1].cpu().float())[0])
-        threshold = (current - ts_to) / (ts_from - ts_to) if ts_from != ts_to else 0.0
+        current = schedule.timestep(sigma.reshape(-1)[:1].float())  # on the device: no sync per step
+        threshold = (current - ts_to) / (ts_from - ts_to) if ts_from != ts_to else torch.zeros_like(current)
         binary = (mask >= threshold).to(mask.dtype)
         return strength * binary + (1 - strength) * mask if strength < 1 else binary
 

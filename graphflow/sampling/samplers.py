@@ -809,7 +809,7 @@ def sample_dpm_fast(denoiser, x, sigmas, extra_args=None, callback=None, disable
     nfe = len(sigmas) - 1
     sigma_min, sigma_max = _sigma_range(sigmas)
     m = nfe // 3 + 1
-    ts = torch.linspace(float(_t_fn(sigma_max)), float(_t_fn(sigma_min)), m + 1, device=x.device)
+    ts = torch.linspace(float(_t_fn(sigma_max)), float(_t_fn(sigma_min)), m + 1)  # host: step sizes without syncs
     orders = [3] * (m - 2) + [2, 1] if nfe % 3 == 0 else [3] * (m - 1) + [nfe % 3]
     eps = _dpm_solver_eps(denoiser, x, extra_args or {})
     for i, order in enumerate(orders):

@@ -1,0 +1,95 @@
+"""How the diffusion model runs during sampling: channels-last convolutions and torch.compile.
+
+GRAPHFLOW_CHANNELS_LAST (1 / 0): the UNet's convolution weights in channels-last (NHWC) layout,
+    which cuDNN's tensor-core kernels prefer (activations follow the weights). Default: on for
+    CUDA, off elsewhere. The VAE decodes in NHWC under the same setting (always on the CPU,
+    where oneDNN is faster with it).
+GRAPHFLOW_COMPILE (1 / 0, `--compile`): the diffusion model's forward goes through
+    torch.compile (mode "default", dynamic=False: one graph per input shape). The compiled
+    forward is kept on the model module, so later runs of the same model reuse it, and shapes
+    seen before hit torch's compile caches (in memory, and inductor's on-disk FX graph cache
+    across processes). A model only partly on the device (memory manager streaming blocks)
+    runs uncompiled. If compiling fails (no C++ compiler for the CPU backend, say), a warning
+    says why and the model runs uncompiled. GRAPHFLOW_COMPILE_BACKEND picks torch.compile's
+    backend (default inductor).
+GRAPHFLOW_FP8_MATMUL (1 / 0, `--fp8-matmul`): the Linear layers multiply in fp8 (fp8_matmul.py).
+"""
+
+import contextlib
+import os
+import warnings
+
+import torch
+from torch import nn
+
+from .attention import kernels
+
+
+def _flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} is {value!r}; expected 1 or 0")
+
+
+def channels_last(device: torch.device) -> bool:
+    return _flag("GRAPHFLOW_CHANNELS_LAST", torch.device(device).type == "cuda")
+
+
+def compile_requested() -> bool:
+    return _flag("GRAPHFLOW_COMPILE", False)
+
+
+def compile_module(module: nn.Module) -> None:
+    """Give `module` a compiled forward (once; nn.Module.compile's slot), falling back to eager
+    with a warning when compiling fails."""
+    if getattr(module, "_graphflow_compiled", None) is not None:
+        module._compiled_call_impl = module._graphflow_compiled
+        return
+    backend = os.environ.get("GRAPHFLOW_COMPILE_BACKEND", "inductor")
+    compiled = torch.compile(module._call_impl, backend=backend, dynamic=False)
+
+    def call(*args, **kwargs):
+        try:
+            return compiled(*args, **kwargs)
+        except torch._dynamo.exc.TorchDynamoException as e:
+            if isinstance(e, (torch._dynamo.exc.BackendCompilerFailed, torch._dynamo.exc.InternalTorchDynamoError)):
+                cause = getattr(e, "inner_exception", None) or e.__cause__ or e
+                warnings.warn(f"torch.compile of the diffusion model failed, running it uncompiled: "
+                              f"{type(cause).__name__}: {cause}", stacklevel=2)
+                module._graphflow_compiled = module._compiled_call_impl = None
+            # an error of the model itself (raised while tracing) comes back plain from the eager call
+            return module._call_impl(*args, **kwargs)
+
+    module._graphflow_compiled = module._compiled_call_impl = call
+
+
+def fp8_matmul_requested() -> bool:
+    return _flag("GRAPHFLOW_FP8_MATMUL", False)
+
+
+@contextlib.contextmanager
+def sampling(module: nn.Module, device: torch.device, convolutional: bool = True):
+    """Within the block, `module` (a diffusion model on `device`) runs with the speed options
+    (and fp8 matmuls when GRAPHFLOW_FP8_MATMUL asks for them: graphflow.models.fp8_matmul)."""
+    device = torch.device(device)
+    if convolutional and channels_last(device):
+        module.to(memory_format=torch.channels_last)  # 4-D weights only; idempotent
+    resident = all(p.device.type == device.type and device.index in (None, p.device.index)
+                   for p in module.parameters())
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(kernels(device))  # for a compiled forward, which traces attention without its own
+        if fp8_matmul_requested():
+            from .fp8_matmul import check_supported, fp8_matmuls
+
+            check_supported(device)
+            stack.enter_context(fp8_matmuls(module))
+        if compile_requested() and resident:
+            compile_module(module)
+            # an uncompiled run next time (partial load, flag off) stays eager
+            stack.callback(setattr, module, "_compiled_call_impl", None)
+        yield
