@@ -170,10 +170,11 @@ def step_section(args, device: torch.device) -> None:
     best = {k: min(v) for k, v in times.items()}
     base = best["diffusers fp32"]
     print(f"one denoising step: SD1.5 UNet, {args.size}x{args.size} (latent {side}x{side}), batch {batch} "
-          f"(cond + uncond), {device.type}, {args.threads} threads, min of {args.reps} after a warm-up")
+          f"(cond + uncond), {device.type}, {args.threads} threads, min of {args.reps} after a warm-up; "
+          f"max |x0| {outputs['diffusers fp32'].abs().max().item():.2f}")
     for name, seconds in best.items():
         diff = (outputs[name] - outputs["diffusers fp32"]).abs().max().item()
-        print(f"  {name:24s} {seconds:7.3f} s   {seconds / base:5.2f}x diffusers fp32   max |x0 - diffusers'| "
+        print(f"  {name:26s} {seconds:7.3f} s   {seconds / base:5.2f}x diffusers fp32   max |x0 - diffusers'| "
               f"{diff:.1e}   (all {', '.join(f'{v:.3f}' for v in times[name])})")
     fastest = best.get(fast_name, best["graphflow fp32"])
     print(f"  goal: graphflow's own mode <= 0.60x diffusers fp32: {fastest / base:.2f}x, "
