@@ -246,9 +246,7 @@ class SpatialTransformer(nn.Module):
         t = self.norm(x)
         if not self.use_linear:
             t = self.proj_in(t)
-        # Tokens in row-major pixel order, copied: the permuted view would make each LayerNorm of
-        # the blocks copy it again, and every residual sum keep its channel-major strides.
-        t = t.permute(0, 2, 3, 1).reshape(b, h * w, -1).contiguous()
+        t = t.permute(0, 2, 3, 1).reshape(b, h * w, -1)  # tokens in row-major pixel order
         if self.use_linear:
             t = self.proj_in(t)
         for block in self.transformer_blocks:
@@ -257,7 +255,7 @@ class SpatialTransformer(nn.Module):
             t = self.proj_out(t)
         t = t.reshape(b, h, w, -1).permute(0, 3, 1, 2)
         if not self.use_linear:
-            t = self.proj_out(t.contiguous())  # channels-last input would send the conv down its slow path
+            t = self.proj_out(t)
         return x + t
 
 
