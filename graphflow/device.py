@@ -1,8 +1,12 @@
 """Device and dtype policy, in one place.
 
-GRAPHFLOW_DEVICE (cpu, cuda, cuda:1, mps) and GRAPHFLOW_DTYPE (float32, float16, bfloat16)
-override the defaults: the first CUDA device, else MPS, else the CPU; half precision on a
-GPU (bf16 where supported, since fp16 overflows in some VAEs), fp32 on the CPU.
+GRAPHFLOW_DEVICE (cpu, cuda, cuda:1, mps) and GRAPHFLOW_DTYPE (fp32, fp16, bf16, or auto,
+the default) override the defaults: the first CUDA device, else MPS, else the CPU; half
+precision on a GPU (bf16 where supported, since fp16 overflows in some VAEs). On the CPU the
+diffusion model and text encoders compute in bf16 where the processor has native bf16
+(AVX512-BF16 or AMX: 2-2.7x the fp32 matmul speed), fp32 elsewhere; the VAE stays fp32 there
+unless GRAPHFLOW_DTYPE asks otherwise. Samplers keep x and sigmas in fp32 whatever the model's
+dtype (graphflow.sampling.model_sampling casts around the model's forward).
 """
 
 import functools
@@ -13,6 +17,7 @@ import torch
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of x86 bf16 dot-product units
 
 
 @functools.cache
@@ -43,11 +48,37 @@ def parse_dtype(name: str) -> torch.dtype:
         raise ValueError(f"unknown dtype {name!r}; expected one of {', '.join(DTYPES)}") from None
 
 
+def dtype_override() -> torch.dtype | None:
+    """GRAPHFLOW_DTYPE as a dtype; None when unset or "auto" (the per-device choice)."""
+    name = os.environ.get("GRAPHFLOW_DTYPE", "").strip()
+    if not name or name.lower() == "auto":
+        return None
+    try:
+        return parse_dtype(name)
+    except ValueError:
+        raise ValueError(f"GRAPHFLOW_DTYPE={name!r} is not a dtype; expected auto, {', '.join(DTYPES)}") from None
+
+
+@functools.cache
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX). Without it PyTorch
+    emulates bf16 and is slower than fp32. torch's get_cpu_capability() names AVX512 but not
+    its BF16 extension, so the kernel's flags decide (Linux; elsewhere: no)."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return any(flag in line.split() for flag in NATIVE_BF16_FLAGS)
+    except OSError:
+        pass
+    return False
+
+
 def default_dtype(component: str = "unet", device: torch.device | None = None) -> torch.dtype:
     """The dtype to run `component` (unet, vae, text_encoder) in on `device`."""
-    override = os.environ.get("GRAPHFLOW_DTYPE")
-    if override:
-        return parse_dtype(override)
+    override = dtype_override()
+    if override is not None:
+        return override
     device = device or compute_device()
     if device.type == "cuda":
         if torch.cuda.is_bf16_supported():
@@ -55,6 +86,8 @@ def default_dtype(component: str = "unet", device: torch.device | None = None) -
         return torch.float32 if component == "vae" else torch.float16
     if device.type == "mps":
         return torch.float32 if component == "vae" else torch.float16
+    if component != "vae" and cpu_has_native_bf16():
+        return torch.bfloat16
     return torch.float32
 
 

@@ -6,6 +6,12 @@ from pathlib import Path
 # and a browser running beside it, torch's thread pool oversubscribes the cores; measured 50x
 # slower for a tiny UNet on a busy 2-core machine. Set before torch is imported; children inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The suite computes in fp32 whatever the processor: tests compare against diffusers and
+# transformers at 1e-4 and check bit-identity between runs, and "auto" (graphflow.device) would
+# compute the diffusion model and text encoders in bf16 on a CPU with native bf16. The fast mode
+# has its own tests (tests/test_cpu_fast_mode.py), which set the dtype themselves; any test runs
+# in the fast mode with GRAPHFLOW_DTYPE=auto on the command line.
+os.environ.setdefault("GRAPHFLOW_DTYPE", "fp32")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

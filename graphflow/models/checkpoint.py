@@ -8,7 +8,6 @@ private buffer, converted, and the buffer dropped. The peak is about the loaded 
 (tests/test_checkpoint.py measures it); on CUDA the host holds about one tensor at a time.
 """
 
-import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..device import compute_device, default_dtype, load_device
+from ..device import compute_device, default_dtype, dtype_override, load_device
 from .architecture import (ARCH_NAMES, UNET_PREFIX, VAE_PARTS, VAE_PREFIX, ArchInfo, config_overrides,
                            detect_architecture, format_prefixes, locate_towers, prefix_summary, vae_config_from_shapes)
 from .cast_layers import FP8_DTYPES, WEIGHT_DTYPES, castable_weights
@@ -121,7 +120,7 @@ def _stored_dtype(source, key) -> torch.dtype | None:
 
 def _flow_default_dtype(device: torch.device) -> torch.dtype:
     """bf16 on GPUs that have it (SD3.5 and FLUX activations overflow fp16), else the usual."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported() and not os.environ.get("GRAPHFLOW_DTYPE"):
+    if device.type == "cuda" and torch.cuda.is_bf16_supported() and dtype_override() is None:
         return torch.bfloat16
     return default_dtype("unet", device)
 
@@ -163,7 +162,8 @@ class Checkpoint:
 def load_checkpoint(path, device=None, dtype=None, prediction: str | None = None,
                     weight_dtype: str = "default", text_encoders: bool = True, clip_vision: bool = False) -> Checkpoint:
     """Load a single-file checkpoint: SD1/SD2/SDXL, or SD3/SD3.5/FLUX.1 (all-in-one or diffusion
-    model only). `dtype` overrides every component's dtype (defaults: fp32 on CPU; on CUDA fp16
+    model only). `dtype` overrides every component's dtype (defaults, graphflow.device: on CPU bf16
+    UNet/CLIP where the processor has native bf16, else fp32, and an fp32 VAE; on CUDA fp16
     UNet/CLIP and bf16 VAE, fp32 VAE without bf16; bf16 for SD3/FLUX). `prediction`
     ("eps"/"v") overrides what the file says. `weight_dtype` (SD3/FLUX): see build_flow_model.
     A file without a VAE or text encoder gives None for that part (info.notes says so);
