@@ -1,7 +1,7 @@
 // Start-up: fetch the catalogue, restore the last graph, and wire the toolbar, the side
 // panel, the websocket and file drops to the editor.
 
-import {api, inputUrl, viewUrl} from "./api_client.js";
+import {api, inputUrl} from "./api_client.js";
 import {CanvasInput, isTyping} from "./canvas_input.js";
 import {Catalogue} from "./catalogue.js";
 import {Editor} from "./editor.js";
@@ -13,7 +13,7 @@ import {SidePanel} from "./side_panel.js";
 import {toast} from "./toast.js";
 import {downloadWorkflow, readWorkflowFile} from "./workflow_files.js";
 import {LiveConnection} from "./ws_client.js";
-import {openImage} from "./lightbox.js";
+import {Gallery} from "./gallery.js";
 
 const WORKFLOW_KEY = "graphflow.workflow";
 const CLIENT_KEY = "graphflow.client_id";
@@ -75,6 +75,7 @@ class App {
       refreshHistory: () => this.refreshHistory(),
       openImage: (image) => this.openImage(image),
     });
+    this.gallery = new Gallery(this);
     this.monitor = new RunMonitor(this.editor, this.panel, this.clientId, () => {
       if ($("panel").querySelector('[data-pane="history"]').classList.contains("active")) this.refreshHistory();
     });
@@ -97,7 +98,7 @@ class App {
       toast(`${this.catalogue.problems.length} plugin problem(s)`, {kind: "warning", timeout: 10000,
         detail: this.catalogue.problems.map((p) => p.message || JSON.stringify(p)).join("\n")});
     }
-    this.loadGallery();  // not awaited: the editor is usable at once
+    this.gallery.load();  // not awaited: the editor is usable at once
     const showSystem = () => api.system().then((info) => {
       const device = info.device || {};
       $("device").textContent = [device.name || device.device, memorySummary(info.models),
@@ -234,26 +235,13 @@ class App {
     }
   }
 
-  /** The Results panel after a reload: the images of the last successful runs, from the history. */
-  async loadGallery(limit = 12) {
-    try {
-      const page = await api.history(0, limit);
-      const runs = await Promise.all(page.items.filter((i) => i.status === "success").map((i) => api.run(i.run_id)));
-      for (const run of runs.reverse()) {  // oldest first: the panel puts the newest on top
-        for (const [id, ui] of Object.entries(run.outputs || {})) {
-          if (ui.images && ui.images.length) this.panel.addResults(ui.images, `run #${run.number ?? ""} · node #${id}`);
-        }
-      }
-    } catch { /* no history: an empty gallery */ }
-  }
-
   async loadRun(runId) {
     try {
       const run = await api.run(runId);
       if (!this.load(run.workflow, true)) return;
       for (const [id, ui] of Object.entries(run.outputs || {})) {
         const view = this.editor.views.get(id);
-        if (view) this.monitor.showOutputs(view, id, ui);
+        if (view) this.monitor.showOutputs(view, id, ui, run.run_id);
       }
       if (run.problems && run.problems.length) this.editor.showProblems(run.problems);
       if (run.error && run.error.node_id != null && run.status === "error") {
@@ -302,7 +290,7 @@ class App {
   }
 
   openImage(image) {
-    openImage(viewUrl(image), image.filename, (blob) => this.openFile(new File([blob], image.filename, {type: "image/png"})));
+    this.gallery.open(image);
   }
 
   // --- wiring ---

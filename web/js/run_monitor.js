@@ -87,7 +87,7 @@ export class RunMonitor {
     const view = this.view(data.node);
     if (view) {
       view.setStatus("cached");
-      if (data.ui && Object.keys(data.ui).length) this.showOutputs(view, data.node, data.ui);
+      if (data.ui && Object.keys(data.ui).length) this.showOutputs(view, data.node, data.ui, data.run_id);
     }
     this.nodeDone();
   }
@@ -119,14 +119,14 @@ export class RunMonitor {
     if (view) {
       view.setStatus("done");
       view.setPreview(null);
-      if (data.ui && Object.keys(data.ui).length) this.showOutputs(view, data.node, data.ui);
+      if (data.ui && Object.keys(data.ui).length) this.showOutputs(view, data.node, data.ui, data.run_id);
     }
     this.nodeDone();
   }
 
-  showOutputs(view, id, ui) {
+  showOutputs(view, id, ui, runId = null) {
     this.editor.showOutputs(id, ui);
-    if (ui.images && ui.images.length) this.panel.addResults(ui.images, `${view.title} #${id}`);
+    if (ui.images && ui.images.length) this.panel.addResults(ui.images, `${view.title} #${id}`, runId);
   }
 
   on_node_failed(data) {

@@ -1,0 +1,161 @@
+"""The editor's image viewing and what a ComfyUI user reaches for (issue 18): lightbox and mask
+painter zoom, previous/next, the gallery after a reload. Real mouse and keyboard events in
+Debian's headless Chromium against a real server (fixtures and helpers: test_editor_e2e)."""
+
+import time
+
+from test_editor_e2e import (  # noqa: F401  (fixtures)
+    add_node, browser, expect_nodes, link, node, page, queue, server, set_number, wait_image, wait_ready, workflow)
+
+
+def _swatch_run(page, save_type="SaveImage", size=64, red=None):
+    """Swatch (size×size) → an image node, queued; returns (swatch id, image node id)."""
+    swatch = add_node(page, "Swatch", 150, 200)
+    shown = add_node(page, save_type, 550, 200, search=save_type.lower())
+    link(page, swatch, "image", shown, "images")
+    set_number(page, swatch, "width", size)
+    set_number(page, swatch, "height", size)
+    set_number(page, swatch, "red", red if red is not None else int(time.time() * 1000) % 200 + 40)
+    queue(page)
+    wait_image(page, shown)
+    return swatch, shown
+
+
+def _scale(page, frame=".zoom-frame"):
+    return float(page.locator(frame).get_attribute("data-scale"))
+
+
+def _picture_box(page, selector):
+    return page.locator(selector).bounding_box()
+
+
+def test_lightbox_fits_a_small_image_zooms_pans_and_steps_through_results(page):
+    swatch, save = _swatch_run(page)
+    first_src = node(page, save).locator("img.output-image").first.get_attribute("src")
+    set_number(page, swatch, "red", int(time.time() * 1000) % 200 + 41)
+    queue(page)
+    page.wait_for_function("([id, src]) => { const i = document.querySelector(`.node[data-node-id='${id}'] img.output-image`);"
+                           " return i && i.getAttribute('src') !== src && i.complete; }", arg=[save, first_src])
+    second_src = node(page, save).locator("img.output-image").first.get_attribute("src")
+
+    node(page, save).locator("img.output-image").first.dblclick()
+    picture = ".lightbox img.zoom-content"
+    page.wait_for_function("() => { const f = document.querySelector('.lightbox .zoom-frame'); return f && f.dataset.scale; }")
+    # A 64×64 image is scaled up to fit, with square pixels.
+    box = _picture_box(page, picture)
+    assert box["width"] > 64 * 4 and abs(box["width"] - box["height"]) < 1, box
+    assert page.locator(picture).evaluate("i => getComputedStyle(i).imageRendering") == "pixelated"
+    assert page.locator(picture).get_attribute("src") == second_src
+
+    fitted = _scale(page)
+    frame = page.locator(".lightbox .zoom-frame").bounding_box()
+    page.mouse.move(frame["x"] + frame["width"] / 2, frame["y"] + frame["height"] / 2)
+    page.mouse.wheel(0, -300)
+    page.wait_for_function(f"parseFloat(document.querySelector('.lightbox .zoom-frame').dataset.scale) > {fitted}")
+    page.keyboard.press("-")
+    page.keyboard.press("-")
+    zoomed = _scale(page)
+    page.keyboard.press("+")
+    assert _scale(page) > zoomed
+    page.locator('.lightbox [data-zoom="actual"]').click()
+    assert _scale(page) == 1
+    assert abs(_picture_box(page, picture)["width"] - 64) < 1
+    # Drag pans the picture.
+    before = _picture_box(page, picture)
+    page.mouse.move(frame["x"] + 100, frame["y"] + 100)
+    page.mouse.down()
+    page.mouse.move(frame["x"] + 160, frame["y"] + 130, steps=5)
+    page.mouse.up()
+    after = _picture_box(page, picture)
+    assert abs(after["x"] - before["x"] - 60) < 2 and abs(after["y"] - before["y"] - 30) < 2
+    page.locator('.lightbox [data-zoom="fit"]').click()
+    assert _scale(page) == fitted
+
+    # Previous / next: keys and buttons, through the results (newest first).
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("src => document.querySelector('.lightbox img').getAttribute('src') === src", arg=first_src)
+    page.locator('.lightbox [data-action="previous"]').click()
+    page.wait_for_function("src => document.querySelector('.lightbox img').getAttribute('src') === src", arg=second_src)
+    page.locator('.lightbox [data-action="next"]').click()
+    page.wait_for_function("src => document.querySelector('.lightbox img').getAttribute('src') === src", arg=first_src)
+    page.keyboard.press("Escape")
+    page.wait_for_selector(".lightbox", state="detached")
+
+
+def test_mask_painter_shows_a_small_image_scaled_up_and_zooms(page):
+    load = add_node(page, "LoadImage", 200, 200, search="loadimage")
+    node(page, load).locator('[data-input="image"] select').select_option("red-circle-on-blue.png")
+    node(page, load).locator('[data-action="paint-mask"]').click()
+    view = page.locator(".mask-painter canvas.mask-view")
+    view.wait_for()
+    page.wait_for_function("() => document.querySelector('.mask-painter .zoom-frame').dataset.scale")
+    box = view.bounding_box()
+    assert box["width"] > 64 * 4, box  # 64×64, fitted
+    assert view.evaluate("c => getComputedStyle(c).imageRendering") == "pixelated"
+    fitted = _scale(page, ".mask-painter .zoom-frame")
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, -300)
+    page.wait_for_function(f"parseFloat(document.querySelector('.mask-painter .zoom-frame').dataset.scale) > {fitted}")
+    # Middle-drag pans; a left drag still paints where the pointer is.
+    before = view.bounding_box()
+    frame = page.locator(".mask-painter .zoom-frame").bounding_box()
+    page.mouse.move(frame["x"] + 50, frame["y"] + 50)
+    page.mouse.down(button="middle")
+    page.mouse.move(frame["x"] + 90, frame["y"] + 50, steps=4)
+    page.mouse.up(button="middle")
+    assert abs(view.bounding_box()["x"] - before["x"] - 40) < 2
+    page.locator('.mask-painter [data-zoom="fit"]').click()
+    box = view.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.1)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.1, steps=4)
+    page.mouse.up()
+    page.locator('[data-action="save-mask"]').click()
+    page.wait_for_function("id => graphflow.editor.workflow().nodes[id].inputs.image !== 'red-circle-on-blue.png'", arg=load)
+
+
+def test_gallery_after_a_reload_browses_past_runs_and_loads_an_images_workflow(page):
+    page.remove_listener("dialog", page.accept_dialogs)
+    asked = []
+    page.on("dialog", lambda d: (asked.append(d.message), d.accept()))
+    _, preview = _swatch_run(page, "PreviewImage", size=32)  # no workflow in the file: the run's graph
+    preview_src = node(page, preview).locator("img.output-image").first.get_attribute("src")
+    page.locator("#btn-new").click()
+    expect_nodes(page, 0)
+    swatch, save = _swatch_run(page, "SaveImage", size=40)  # the workflow embedded in the PNG
+    save_src = node(page, save).locator("img.output-image").first.get_attribute("src")
+    page.reload()
+    wait_ready(page)
+    set_number(page, swatch, "red", 3)  # an unsaved edit: loading another graph asks first
+    asked.clear()
+    gallery = page.locator("#panel figure.result img")
+    gallery.first.wait_for()
+    sources = gallery.evaluate_all("imgs => imgs.map(i => i.getAttribute('src'))")
+    assert sources.index(save_src) < sources.index(preview_src)  # newest first
+    page.locator(f'#panel figure.result img[src="{save_src}"]').click()
+    page.wait_for_function("src => document.querySelector('.lightbox img').getAttribute('src') === src", arg=save_src)
+    page.wait_for_function("() => document.querySelector('.lightbox .zoom-frame').dataset.scale > 1")
+    for _ in range(sources.index(preview_src) - sources.index(save_src)):
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function("src => document.querySelector('.lightbox img').getAttribute('src') === src", arg=preview_src)
+
+    page.locator('.lightbox [data-action="load-workflow"]').click()
+    page.wait_for_function("() => Object.values(graphflow.editor.workflow().nodes).some(n => n.type === 'PreviewImage')")
+    types = sorted(n["type"] for n in workflow(page)["nodes"].values())
+    assert types == ["PreviewImage", "Swatch"]
+    assert len(asked) == 1 and "unsaved" in asked[0]
+    # And back: Ctrl+Z restores the graph it replaced (the SaveImage one).
+    page.locator("#canvas").click(position={"x": 5, "y": 5})
+    page.keyboard.press("Control+z")
+    page.wait_for_function("() => Object.values(graphflow.editor.workflow().nodes).some(n => n.type === 'SaveImage')")
+    assert workflow(page)["nodes"][swatch]["inputs"]["red"] == 3
+
+    # The PNG's own workflow: SaveImage's image.
+    node_types = ["SaveImage", "Swatch"]
+    page.locator("#btn-new").click()
+    expect_nodes(page, 0)
+    page.locator(f'#panel figure.result img[src="{save_src}"]').click()
+    page.locator('.lightbox [data-action="load-workflow"]').click()
+    page.wait_for_function("() => Object.values(graphflow.editor.workflow().nodes).some(n => n.type === 'SaveImage')")
+    assert sorted(n["type"] for n in workflow(page)["nodes"].values()) == node_types
+    assert workflow(page)["nodes"][swatch]["inputs"]["width"] == 40
