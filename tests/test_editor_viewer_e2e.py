@@ -159,3 +159,63 @@ def test_gallery_after_a_reload_browses_past_runs_and_loads_an_images_workflow(p
     page.wait_for_function("() => Object.values(graphflow.editor.workflow().nodes).some(n => n.type === 'SaveImage')")
     assert sorted(n["type"] for n in workflow(page)["nodes"].values()) == node_types
     assert workflow(page)["nodes"][swatch]["inputs"]["width"] == 40
+
+
+# --- nodes that grow, and the one clicked -------------------------------------------------------
+
+def _overlaps(page):
+    boxes = page.eval_on_selector_all("#nodes .node", "ns => ns.map(n => { const r = n.getBoundingClientRect();"
+                                      " return [n.dataset.nodeId, r.x, r.y, r.width, r.height]; })")
+    found = []
+    for k, (i, ax, ay, aw, ah) in enumerate(boxes):
+        for j, bx, by, bw, bh in boxes[k + 1:]:
+            if ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah:
+                found.append((i, j))
+    return found
+
+
+def _text_lines(locator):
+    """How many lines the browser draws a <pre>'s text on (wrapped lines count twice)."""
+    return locator.evaluate("""pre => { const range = document.createRange(); range.selectNodeContents(pre);
+        return new Set([...range.getClientRects()].map(r => Math.round(r.top))).size; }""")
+
+
+def test_growing_nodes_push_their_neighbours_and_the_stats_table_does_not_wrap(page):
+    page.evaluate("fetch('/api/workflows/latent_health').then(r => r.json()).then(wf => graphflow.load(wf, false))")
+    expect_nodes(page, 8)
+    page.wait_for_timeout(200)
+    assert _overlaps(page) == []  # laid out with the real sizes
+    queue(page)
+    stats = node(page, "4").locator("pre.output-text")
+    stats.wait_for()
+    for save in ("5", "8"):
+        wait_image(page, save)
+    page.wait_for_function("graphflow.monitor.current === null")
+    page.wait_for_timeout(200)  # a frame for the resize observer
+    assert _overlaps(page) == [], "grown nodes overlap their neighbours"
+    text = stats.inner_text()
+    assert _text_lines(stats) == len(text.rstrip("\n").split("\n")), "the table wraps"
+    # The moved positions are what gets saved.
+    layout = workflow(page)["ui"]["nodes"]
+    for node_id in layout:
+        box = node(page, node_id).bounding_box()
+        assert box is not None
+
+
+def test_a_clicked_node_comes_to_the_front(page):
+    first = add_node(page, "Swatch", 200, 200)
+    second = add_node(page, "Swatch", 700, 200)
+    a, b = node(page, first).bounding_box(), node(page, second).bounding_box()
+    page.mouse.move(b["x"] + 30, b["y"] + 10)  # drag the second over the first
+    page.mouse.down()
+    page.mouse.move(a["x"] + 90, a["y"] + 50, steps=6)
+    page.mouse.up()
+    b = node(page, second).bounding_box()
+    overlap = (b["x"] + 20, b["y"] + 20)
+    assert a["x"] + a["width"] > overlap[0] and a["y"] + a["height"] > overlap[1]
+    top = "([x, y]) => document.elementFromPoint(x, y).closest('.node').dataset.nodeId"
+    assert page.evaluate(top, overlap) == second
+    page.mouse.click(a["x"] + 30, a["y"] + 10)  # the first one's header, still visible
+    assert page.evaluate(top, overlap) == first
+    page.mouse.click(b["x"] + b["width"] - 20, b["y"] + b["height"] - 20)
+    assert page.evaluate(top, overlap) == second

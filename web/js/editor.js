@@ -7,6 +7,7 @@ import {NodeView} from "./node_view.js";
 import {UndoHistory} from "./undo.js";
 import {nextValue} from "./seed_control.js";
 import {Viewport} from "./viewport.js";
+import {NodeSpacing} from "./node_spacing.js";
 import {displayName, isWidget} from "./catalogue.js";
 
 const CLIPBOARD_KEY = "graphflow.clipboard";
@@ -31,11 +32,17 @@ export class Editor {
       hooks.changed && hooks.changed("view");
     });
     this.linkFrame = 0;
+    this.topZ = 0; // the z-index of the node last clicked
+    this.spacing = new NodeSpacing(this, () => {
+      this.history.amend(this.graph.snapshot());
+      this.hooks.changed && this.hooks.changed("graph");
+    });
     this.resizeObserver = new ResizeObserver((entries) => {
       for (const entry of entries) {
         const view = this.views.get(entry.target.dataset.nodeId);
         if (view) view.invalidate();
       }
+      this.spacing.observe(entries.map((e) => e.target.dataset.nodeId));
       this.scheduleLinks();
     });
   }
@@ -50,6 +57,7 @@ export class Editor {
     this.problems = [];
     this.selected.clear();
     this.selectedLink = null;
+    this.spacing.placed = new Set(graph.autoPlaced || []);
     this.rebuild();
     if (view) this.viewport.set(view);
     else this.fit();
@@ -60,6 +68,7 @@ export class Editor {
 
   rebuild() {
     this.resizeObserver.disconnect();
+    this.spacing.forget();
     this.dom.nodes.replaceChildren();
     this.views.clear();
     for (const node of this.graph.nodes.values()) this.createView(node);
@@ -293,6 +302,12 @@ export class Editor {
     this.views.get(id).refresh();
     this.syncLinks();
     this.commit();
+  }
+
+  /** Bring a node to the front (it was clicked). */
+  raise(id) {
+    const view = this.views.get(id);
+    if (view && view.el.style.zIndex !== String(this.topZ)) view.el.style.zIndex = String(++this.topZ);
   }
 
   // --- selection ---
