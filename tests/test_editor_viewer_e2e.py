@@ -219,3 +219,83 @@ def test_a_clicked_node_comes_to_the_front(page):
     assert page.evaluate(top, overlap) == first
     page.mouse.click(b["x"] + b["width"] - 20, b["y"] + b["height"] - 20)
     assert page.evaluate(top, overlap) == second
+
+
+# --- fit, narrow windows, the toolbar's progress -------------------------------------------------
+
+def _on_screen(page, locator):
+    box = locator.bounding_box()
+    size = page.viewport_size
+    return box and box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= size["width"] and box["y"] + box["height"] <= size["height"]
+
+
+def test_fit_with_one_node_selected_fits_the_whole_graph_and_two_fit_the_selection(page):
+    ids = [add_node(page, "Swatch", x, y) for x, y in ((150, 150), (800, 150), (150, 650))]
+    header = node(page, ids[0]).locator(".node-header").bounding_box()
+    at = (header["x"] + 20, header["y"] + header["height"] / 2)
+    page.mouse.move(*at)
+    page.mouse.wheel(0, -1500)  # zoom far in on the first node: the others are off screen
+    page.wait_for_timeout(100)
+    page.mouse.click(*at)  # one node selected
+    assert page.evaluate("graphflow.editor.selected.size") == 1
+    page.keyboard.press(".")
+    canvas = page.locator("#canvas").bounding_box()
+    page.wait_for_timeout(100)
+    for i in ids:
+        box = node(page, i).bounding_box()
+        assert canvas["x"] <= box["x"] and box["x"] + box["width"] <= canvas["x"] + canvas["width"], i
+        assert canvas["y"] <= box["y"] and box["y"] + box["height"] <= canvas["y"] + canvas["height"], i
+    whole = page.evaluate("graphflow.editor.viewport.zoom")
+    # Two selected (Shift-click): the view fits those two, closer than the whole graph.
+    node(page, ids[0]).locator(".node-header").click()
+    node(page, ids[2]).locator(".node-header").click(modifiers=["Shift"])
+    page.keyboard.press(".")
+    page.wait_for_timeout(100)
+    assert page.evaluate("graphflow.editor.viewport.zoom") >= whole
+    left = node(page, ids[0]).bounding_box()
+    right = node(page, ids[1]).bounding_box()
+    assert left["x"] - canvas["x"] > 40  # the selection is centred with its margin
+    assert right["x"] + 10 > canvas["x"] + canvas["width"] or right["x"] > left["x"]
+
+
+def test_narrow_windows_keep_queue_on_screen_and_the_panel_small(page):
+    add_node(page, "Seeded", 300, 200)
+    page.set_viewport_size({"width": 800, "height": 900})
+    panel = page.locator("#panel").bounding_box()
+    assert panel["width"] <= 0.25 * 800 + 1, panel
+    assert _on_screen(page, page.locator("#btn-queue"))
+    page.set_viewport_size({"width": 390, "height": 844})
+    queue_button = page.locator("#btn-queue")
+    assert _on_screen(page, queue_button), queue_button.bounding_box()
+    assert not page.locator("#panel").is_visible()  # folded away: the canvas keeps the width
+    queue(page)
+    page.locator(".toast").filter(has_text="Queued").wait_for()
+    page.locator("#btn-panel").click()  # ☰ brings the panel back over the canvas
+    assert page.locator("#panel").is_visible() and _on_screen(page, page.locator("#panel"))
+    page.locator("#btn-panel").click()
+    assert not page.locator("#panel").is_visible()
+
+
+def test_toolbar_bar_and_label_show_the_same_progress(page):
+    from test_editor_e2e import Develop
+
+    swatch = add_node(page, "Swatch", 150, 200)
+    develop = add_node(page, "Develop", 500, 200)
+    save = add_node(page, "SaveImage", 850, 200, search="saveimage")
+    link(page, swatch, "image", develop, "image")
+    link(page, develop, "image", save, "images")
+    set_number(page, swatch, "red", int(time.time() * 1000) % 200 + 42)
+    Develop.gate.clear()  # holds at step 2 of 4
+    try:
+        queue(page)
+        node(page, develop).locator(".node-progress[data-value='2']").wait_for(state="attached")
+        page.wait_for_function("document.querySelector('#run-status .label').textContent.includes('step 2/4')")
+        label = page.locator("#run-status .label").inner_text()
+        width = page.locator("#run-status .bar > div").evaluate("d => d.style.width")
+        # 1 of 3 nodes done and half of the second: 50% of the whole graph, in both
+        assert width == "50%", width
+        assert label.startswith("50%"), label
+        assert "Develop" in label and "step 2/4" in label
+    finally:
+        Develop.gate.set()
+    wait_image(page, save)

@@ -403,8 +403,10 @@ export class Editor {
     return x0 === Infinity ? null : {x: x0, y: y0, w: x1 - x0, h: y1 - y0};
   }
 
+  /** Fit the view: the selection when it holds 2 or more nodes, else the whole graph (one
+   * selected node is usually just the last one clicked or added, not a choice to zoom to). */
   fit() {
-    this.viewport.fit(this.bounds(this.selected.size ? this.selected : null));
+    this.viewport.fit(this.bounds(this.selected.size > 1 ? this.selected : null));
     this.viewport.apply();
     for (const view of this.views.values()) view.invalidate();
     this.scheduleLinks();

@@ -315,7 +315,8 @@ class App {
     $("btn-fit").addEventListener("click", () => this.editor.fit());
     $("btn-queue").addEventListener("click", () => this.queue());
     $("btn-interrupt").addEventListener("click", () => this.interrupt());
-    $("btn-panel").addEventListener("click", () => document.body.classList.toggle("panel-hidden"));
+    // Narrow windows start with the panel folded away (style.css), so ☰ opens it there.
+    $("btn-panel").addEventListener("click", () => document.body.classList.toggle(matchMedia("(max-width: 640px)").matches ? "panel-open" : "panel-hidden"));
     // Toolbar buttons give focus back, so Space/Enter don't repeat the last click.
     $("toolbar").addEventListener("click", (e) => e.target.closest("button")?.blur());
     document.addEventListener("keydown", (e) => {
