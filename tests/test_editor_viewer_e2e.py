@@ -299,3 +299,26 @@ def test_toolbar_bar_and_label_show_the_same_progress(page):
     finally:
         Develop.gate.set()
     wait_image(page, save)
+
+
+# --- a new empty latent follows the loaded model ------------------------------------------------
+
+def test_a_new_empty_latent_starts_at_the_loaded_models_size(page):
+    from test_editor_e2e import api
+
+    demo = "graphflow-demo.safetensors"
+    assert api(page, f"/api/models/checkpoints/info?name={demo}")["native_size"] == [64, 64]
+    without = add_node(page, "EmptyLatent", 150, 650, search="emptylatent")  # no model in the graph yet
+    ckpt = add_node(page, "LoadCheckpoint", 150, 200, search="loadcheckpoint")
+    node(page, ckpt).locator('[data-input="checkpoint"] select').select_option(demo)
+    latent = add_node(page, "EmptyLatent", 600, 200, search="emptylatent")
+    page.wait_for_function("id => graphflow.editor.workflow().nodes[id].inputs.width === 64", arg=latent)
+    assert workflow(page)["nodes"][latent]["inputs"]["height"] == 64
+    assert node(page, latent).locator('[data-input="width"] input.w-value').input_value() == "64"
+    assert workflow(page)["nodes"][without]["inputs"]["width"] == 512
+    sd3 = add_node(page, "EmptySD3Latent", 600, 650, search="emptysd3")
+    page.wait_for_function("id => graphflow.editor.workflow().nodes[id].inputs.width === 64", arg=sd3)
+    # Part of adding the node: one Ctrl+Z removes it, not just its size.
+    page.locator("#canvas").click(position={"x": 5, "y": 5})
+    page.keyboard.press("Control+z")
+    expect_nodes(page, 3)

@@ -13,7 +13,7 @@ import {displayName, isWidget} from "./catalogue.js";
 const CLIPBOARD_KEY = "graphflow.clipboard";
 
 export class Editor {
-  /** dom: {canvas, world, links, nodes, emptyHint, zoomIndicator}; hooks: {upload, paintMask, thumbnail, openImage, changed, historyChanged} */
+  /** dom: {canvas, world, links, nodes, emptyHint, zoomIndicator}; hooks: {upload, paintMask, thumbnail, openImage, changed, historyChanged, nodeAdded} */
   constructor(dom, catalogue, hooks) {
     this.dom = dom;
     this.catalogue = catalogue;
@@ -213,7 +213,20 @@ export class Editor {
     this.select([node.id]);
     this.syncLinks();
     this.commit();
+    this.hooks.nodeAdded && this.hooks.nodeAdded(node);
     return node;
+  }
+
+  /** Set widget values of a node just added (defaults learnt later), as part of adding it. */
+  amendValues(id, values) {
+    const node = this.graph.nodes.get(id);
+    if (!node) return;
+    for (const [name, value] of Object.entries(values)) {
+      node.values[name] = value;
+      this.views.get(id)?.widgets.get(name)?.setValue(value);
+    }
+    this.history.amend(this.graph.snapshot());
+    this.hooks.changed && this.hooks.changed("graph");
   }
 
   deleteNodes(ids) {

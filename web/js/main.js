@@ -14,6 +14,7 @@ import {toast} from "./toast.js";
 import {downloadWorkflow, readWorkflowFile} from "./workflow_files.js";
 import {LiveConnection} from "./ws_client.js";
 import {Gallery} from "./gallery.js";
+import {ModelDefaults} from "./model_defaults.js";
 
 const WORKFLOW_KEY = "graphflow.workflow";
 const CLIENT_KEY = "graphflow.client_id";
@@ -59,12 +60,14 @@ class App {
         paintMask: (path) => this.paintMask(path),
         thumbnail: (path) => inputUrl(path, 256),
         openImage: (image) => this.openImage(image),
+        nodeAdded: (node) => this.modelDefaults.nodeAdded(node),
         changed: () => this.scheduleSave(),
         historyChanged: (history) => {
           $("btn-undo").disabled = !history.canUndo;
           $("btn-redo").disabled = !history.canRedo;
         },
       });
+    this.modelDefaults = new ModelDefaults(this.editor);
     this.menu = new NodeMenu(catalogue);
     this.input = new CanvasInput(this.editor, this.menu, $("selection-box"));
     this.panel = new SidePanel($("panel"), {
