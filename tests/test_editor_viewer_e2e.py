@@ -322,3 +322,42 @@ def test_a_new_empty_latent_starts_at_the_loaded_models_size(page):
     page.locator("#canvas").click(position={"x": 5, "y": 5})
     page.keyboard.press("Control+z")
     expect_nodes(page, 3)
+
+
+# --- dropping a picture -------------------------------------------------------------------------
+
+def _drop_at(page, name, mime, data, x, y):
+    import base64
+
+    page.evaluate("""([name, mime, b64, x, y]) => {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const data = new DataTransfer();
+        data.items.add(new File([bytes], name, {type: mime}));
+        document.elementFromPoint(x, y).dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true, clientX: x, clientY: y}));
+    }""", [name, mime, base64.b64encode(data).decode(), x, y])
+
+
+def test_dropping_a_picture_without_a_graph_makes_a_loadimage_node(page, server):
+    import io
+
+    from PIL import Image
+
+    from graphflow import folders as folders_module
+
+    add_node(page, "Swatch", 150, 150)
+    for name, fmt, mime, colour in (("plain.png", "PNG", "image/png", (0, 200, 0)), ("photo.jpg", "JPEG", "image/jpeg", (0, 0, 200))):
+        picture = io.BytesIO()
+        Image.new("RGB", (48, 32), colour).save(picture, format=fmt)
+        before = len(workflow(page)["nodes"])
+        _drop_at(page, name, mime, picture.getvalue(), 700, 500)
+        expect_nodes(page, before + 1)
+        nodes = workflow(page)["nodes"]
+        new_id = max(nodes, key=int)
+        assert nodes[new_id]["type"] == "LoadImage"
+        stored = nodes[new_id]["inputs"]["image"]
+        assert stored.startswith(name.split(".")[0]) and (folders_module.folders.inputs / stored).is_file()
+        box = node(page, new_id).bounding_box()
+        assert abs(box["x"] - 700) < 5 and abs(box["y"] - 500) < 5  # where it was dropped
+        thumb = node(page, new_id).locator("img.w-thumb")
+        page.wait_for_function("img => img.complete && img.naturalWidth === 48", arg=thumb.element_handle())
+    assert [n["type"] for n in workflow(page)["nodes"].values()].count("Swatch") == 1  # the graph stays

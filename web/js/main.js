@@ -15,6 +15,7 @@ import {downloadWorkflow, readWorkflowFile} from "./workflow_files.js";
 import {LiveConnection} from "./ws_client.js";
 import {Gallery} from "./gallery.js";
 import {ModelDefaults} from "./model_defaults.js";
+import {addLoadImage, dropKind} from "./file_drop.js";
 
 const WORKFLOW_KEY = "graphflow.workflow";
 const CLIENT_KEY = "graphflow.client_id";
@@ -365,8 +366,14 @@ class App {
       const file = e.dataTransfer.files && e.dataTransfer.files[0];
       if (!file) return;
       e.preventDefault();
-      this.openFile(file);
+      this.dropFile(file, this.editor.viewport.toWorld(e.clientX, e.clientY));
     });
+  }
+
+  /** A picture with a graph opens it; any other picture becomes a LoadImage node (file_drop.js). */
+  async dropFile(file, at) {
+    if (await dropKind(file) === "image") await addLoadImage(this, file, at);
+    else await this.openFile(file);
   }
 }
 
