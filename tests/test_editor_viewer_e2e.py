@@ -361,3 +361,31 @@ def test_dropping_a_picture_without_a_graph_makes_a_loadimage_node(page, server)
         thumb = node(page, new_id).locator("img.w-thumb")
         page.wait_for_function("img => img.complete && img.naturalWidth === 48", arg=thumb.element_handle())
     assert [n["type"] for n in workflow(page)["nodes"].values()].count("Swatch") == 1  # the graph stays
+
+
+# --- auto-queue ---------------------------------------------------------------------------------
+
+def test_auto_queue_runs_the_graph_when_a_widget_changes(page):
+    from test_editor_e2e import api
+
+    def runs():
+        return api(page, "/api/history?limit=1")["total"]
+
+    seeded = add_node(page, "Seeded", 300, 200)
+    shown = node(page, seeded).locator("pre.output-text")
+    set_number(page, seeded, "seed", 5)
+    time.sleep(0.5)
+    assert shown.count() == 0  # off: nothing runs
+    page.locator("#auto-queue").click()
+    assert page.locator("#auto-queue").is_checked()
+    set_number(page, seeded, "seed", 7)
+    shown.filter(has_text="7").wait_for()
+    node(page, seeded).locator('[data-input="seed"] button[aria-label="increase seed"]').click()
+    shown.filter(has_text="8").wait_for()
+    page.wait_for_function("graphflow.monitor.current === null")
+    before = runs()
+    page.locator("#auto-queue").click()  # off again
+    set_number(page, seeded, "seed", 9)
+    time.sleep(0.8)
+    assert runs() == before
+    assert "8" in shown.inner_text()

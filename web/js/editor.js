@@ -13,7 +13,7 @@ import {displayName, isWidget} from "./catalogue.js";
 const CLIPBOARD_KEY = "graphflow.clipboard";
 
 export class Editor {
-  /** dom: {canvas, world, links, nodes, emptyHint, zoomIndicator}; hooks: {upload, paintMask, thumbnail, openImage, changed, historyChanged, nodeAdded} */
+  /** dom: {canvas, world, links, nodes, emptyHint, zoomIndicator}; hooks: {upload, paintMask, thumbnail, openImage, changed, historyChanged, nodeAdded, edited} */
   constructor(dom, catalogue, hooks) {
     this.dom = dom;
     this.catalogue = catalogue;
@@ -186,8 +186,10 @@ export class Editor {
     node.values[input] = value;
     const view = this.views.get(id);
     if (view) view.widgets.get(input)?.setError("");
-    if (commit) this.commit();
-    else this.hooks.changed && this.hooks.changed("value");
+    if (commit) {
+      this.commit();
+      this.hooks.edited && this.hooks.edited("value");
+    } else this.hooks.changed && this.hooks.changed("value");
   }
 
   /** After a queue: step or draw the seeds whose control after generate says so. */
@@ -288,12 +290,16 @@ export class Editor {
     this.graph.connect(srcId, out, dstId, input);
     this.syncLinks();
     this.commit();
+    this.hooks.edited && this.hooks.edited("link");
   }
 
   disconnect(dstId, input, commit = true) {
     this.graph.disconnect(dstId, input);
     this.syncLinks();
-    if (commit) this.commit();
+    if (commit) {
+      this.commit();
+      this.hooks.edited && this.hooks.edited("link");
+    }
   }
 
   /** Bypass (Ctrl+B) or mute (Ctrl+M) the selected nodes; again to turn it off, as in ComfyUI. */

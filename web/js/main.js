@@ -16,6 +16,7 @@ import {LiveConnection} from "./ws_client.js";
 import {Gallery} from "./gallery.js";
 import {ModelDefaults} from "./model_defaults.js";
 import {addLoadImage, dropKind} from "./file_drop.js";
+import {AutoQueue} from "./auto_queue.js";
 
 const WORKFLOW_KEY = "graphflow.workflow";
 const CLIENT_KEY = "graphflow.client_id";
@@ -62,6 +63,7 @@ class App {
         thumbnail: (path) => inputUrl(path, 256),
         openImage: (image) => this.openImage(image),
         nodeAdded: (node) => this.modelDefaults.nodeAdded(node),
+        edited: () => this.autoQueue.changed(),
         changed: () => this.scheduleSave(),
         historyChanged: (history) => {
           $("btn-undo").disabled = !history.canUndo;
@@ -80,7 +82,9 @@ class App {
       openImage: (image) => this.openImage(image),
     });
     this.gallery = new Gallery(this);
-    this.monitor = new RunMonitor(this.editor, this.panel, this.clientId, () => {
+    this.autoQueue = new AutoQueue($("auto-queue"), () => this.queue());
+    this.monitor = new RunMonitor(this.editor, this.panel, this.clientId, (data) => {
+      this.autoQueue.finished(data.run_id);
       if ($("panel").querySelector('[data-pane="history"]').classList.contains("active")) this.refreshHistory();
     });
   }
@@ -207,10 +211,12 @@ class App {
    * after generate applies between the runs, so each run gets its own seed. */
   async queue() {
     const count = Math.max(1, Math.min(100, Math.round(Number($("batch-count").value)) || 1));
+    const ids = [];
     this.editor.clearProblems();
     try {
       for (let i = 0; i < count; i += 1) {
         const queued = await api.queueRun(this.editor.workflow(), this.clientId);
+        ids.push(queued.run_id);
         this.editor.applyControls();
         toast(queued.position ? `Queued #${queued.number} (${queued.position} ahead)` : `Queued #${queued.number}`, {timeout: 1800});
       }
@@ -218,6 +224,7 @@ class App {
       if (e.status === 400 && Array.isArray(e.body.problems)) this.monitor.showProblems(e.body.problems);
       else toast(`Couldn't queue the workflow: ${e.message}`, {kind: "error"});
     }
+    return ids;
   }
 
   async interrupt() {
