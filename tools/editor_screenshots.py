@@ -1,5 +1,5 @@
-"""Screenshots of the browser editor for the README: the default workflow after a run, the
-add-node menu, and an error shown on its node.
+"""Screenshots of the browser editor for the README: the default workflow after a run, its
+image in the viewer, the add-node menu, and an error shown on its node.
 
     .venv/bin/python tools/editor_screenshots.py [--models-dir models] [--checkpoint NAME] [--out docs/screenshots]
 
@@ -90,6 +90,13 @@ def main() -> int:
         page.wait_for_selector(".toast", state="detached")
         page.screenshot(path=str(out / "editor-default-workflow.png"))
 
+        # The image viewer: the 64×64 result fitted with square pixels.
+        page.locator('.node[data-node-type="SaveImage"] img.output-image').first.dblclick()
+        page.wait_for_function("() => { const f = document.querySelector('.lightbox .zoom-frame'); return f && f.dataset.scale; }")
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(out / "editor-lightbox.png"))
+        page.keyboard.press("Escape")
+
         page.mouse.dblclick(700, 660)
         page.wait_for_selector(".node-menu")
         page.keyboard.type("sampler")
@@ -108,7 +115,7 @@ def main() -> int:
         page.wait_for_timeout(400)  # past the toast's fade-in
         page.screenshot(path=str(out / "editor-error.png"))
         browser.close()
-    for name in ("editor-default-workflow.png", "editor-add-node.png", "editor-error.png"):
+    for name in ("editor-default-workflow.png", "editor-lightbox.png", "editor-add-node.png", "editor-error.png"):
         print(out / name)
     return 0
 

@@ -2,7 +2,7 @@
 
 `create_app()` builds the aiohttp application (tests inject a registry and a database): a
 `Server` (graphflow.server.server), the routes of editor_routes, run_routes, file_routes,
-system_routes and comfyui_routes, and a guard that keeps other hosts and origins out.
+model_routes, system_routes and comfyui_routes, and a guard that keeps other hosts and origins out.
 `serve()` runs it for `graphflow serve`. The endpoints are documented in docs/api.md.
 """
 
@@ -22,7 +22,7 @@ from graphflow.folders import UnsafePathError, folders
 from graphflow.registry import Registry, default_registry
 from graphflow.resource_limits import SERVER_LIMITS, RunLimits
 
-from graphflow.server import comfyui_routes, editor_routes, file_routes, run_routes, system_routes
+from graphflow.server import comfyui_routes, editor_routes, file_routes, model_routes, run_routes, system_routes
 from graphflow.server.json_api import error_response
 from graphflow.server.server import SERVER, WEB_DIR, Server, ServerConfig, is_loopback
 from graphflow.server.uploads import RequestError, UploadLimits
@@ -122,6 +122,7 @@ def create_app(registry: Registry | None = None, db_path: str | Path | None = No
     r.add_post("/api/upload", file_routes.upload)
     r.add_post("/api/upload/mask", partial(file_routes.upload, mask=True))
     r.add_post("/api/free", system_routes.free)
+    r.add_get("/api/models/{kind}/info", model_routes.model_info)
     r.add_get("/ws", run_routes.websocket)
     # ComfyUI's API, for scripts written against ComfyUI (docs/comfyui.md lists it from ROUTES).
     for method, path, handler, _ in comfyui_routes.ROUTES:

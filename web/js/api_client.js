@@ -40,6 +40,7 @@ export const api = {
   history: (offset = 0, limit = 50) => request("GET", `/api/history?offset=${offset}&limit=${limit}`),
   run: (runId) => request("GET", `/api/history/${encodeURIComponent(runId)}`),
   convertWorkflow: (workflow, to = "graphflow") => request("POST", "/api/workflow/convert", {workflow, to}),
+  modelInfo: (kind, name) => request("GET", `/api/models/${encodeURIComponent(kind)}/info?name=${encodeURIComponent(name)}`),
   convertPicture: (image, name) => request("POST", "/api/workflow/convert", {image, name}),
 
   upload(file, name = file.name) {

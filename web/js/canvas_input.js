@@ -59,6 +59,7 @@ export class CanvasInput {
       return;
     }
     if (nodeId) {
+      editor.raise(nodeId);
       if (target.closest(INTERACTIVE) || e.button !== 0) return;
       if (e.shiftKey || e.ctrlKey || e.metaKey) editor.toggle(nodeId);
       else if (!editor.selected.has(nodeId)) editor.select([nodeId]);

@@ -7,12 +7,13 @@ import {NodeView} from "./node_view.js";
 import {UndoHistory} from "./undo.js";
 import {nextValue} from "./seed_control.js";
 import {Viewport} from "./viewport.js";
+import {NodeSpacing} from "./node_spacing.js";
 import {displayName, isWidget} from "./catalogue.js";
 
 const CLIPBOARD_KEY = "graphflow.clipboard";
 
 export class Editor {
-  /** dom: {canvas, world, links, nodes, emptyHint, zoomIndicator}; hooks: {upload, paintMask, thumbnail, openImage, changed, historyChanged} */
+  /** dom: {canvas, world, links, nodes, emptyHint, zoomIndicator}; hooks: {upload, paintMask, thumbnail, openImage, changed, historyChanged, nodeAdded, edited} */
   constructor(dom, catalogue, hooks) {
     this.dom = dom;
     this.catalogue = catalogue;
@@ -31,11 +32,17 @@ export class Editor {
       hooks.changed && hooks.changed("view");
     });
     this.linkFrame = 0;
+    this.topZ = 0; // the z-index of the node last clicked
+    this.spacing = new NodeSpacing(this, () => {
+      this.history.amend(this.graph.snapshot());
+      this.hooks.changed && this.hooks.changed("graph");
+    });
     this.resizeObserver = new ResizeObserver((entries) => {
       for (const entry of entries) {
         const view = this.views.get(entry.target.dataset.nodeId);
         if (view) view.invalidate();
       }
+      this.spacing.observe(entries.map((e) => e.target.dataset.nodeId));
       this.scheduleLinks();
     });
   }
@@ -50,6 +57,7 @@ export class Editor {
     this.problems = [];
     this.selected.clear();
     this.selectedLink = null;
+    this.spacing.placed = new Set(graph.autoPlaced || []);
     this.rebuild();
     if (view) this.viewport.set(view);
     else this.fit();
@@ -60,6 +68,7 @@ export class Editor {
 
   rebuild() {
     this.resizeObserver.disconnect();
+    this.spacing.forget();
     this.dom.nodes.replaceChildren();
     this.views.clear();
     for (const node of this.graph.nodes.values()) this.createView(node);
@@ -177,8 +186,10 @@ export class Editor {
     node.values[input] = value;
     const view = this.views.get(id);
     if (view) view.widgets.get(input)?.setError("");
-    if (commit) this.commit();
-    else this.hooks.changed && this.hooks.changed("value");
+    if (commit) {
+      this.commit();
+      this.hooks.edited && this.hooks.edited("value");
+    } else this.hooks.changed && this.hooks.changed("value");
   }
 
   /** After a queue: step or draw the seeds whose control after generate says so. */
@@ -204,7 +215,20 @@ export class Editor {
     this.select([node.id]);
     this.syncLinks();
     this.commit();
+    this.hooks.nodeAdded && this.hooks.nodeAdded(node);
     return node;
+  }
+
+  /** Set widget values of a node just added (defaults learnt later), as part of adding it. */
+  amendValues(id, values) {
+    const node = this.graph.nodes.get(id);
+    if (!node) return;
+    for (const [name, value] of Object.entries(values)) {
+      node.values[name] = value;
+      this.views.get(id)?.widgets.get(name)?.setValue(value);
+    }
+    this.history.amend(this.graph.snapshot());
+    this.hooks.changed && this.hooks.changed("graph");
   }
 
   deleteNodes(ids) {
@@ -266,12 +290,16 @@ export class Editor {
     this.graph.connect(srcId, out, dstId, input);
     this.syncLinks();
     this.commit();
+    this.hooks.edited && this.hooks.edited("link");
   }
 
   disconnect(dstId, input, commit = true) {
     this.graph.disconnect(dstId, input);
     this.syncLinks();
-    if (commit) this.commit();
+    if (commit) {
+      this.commit();
+      this.hooks.edited && this.hooks.edited("link");
+    }
   }
 
   /** Bypass (Ctrl+B) or mute (Ctrl+M) the selected nodes; again to turn it off, as in ComfyUI. */
@@ -293,6 +321,12 @@ export class Editor {
     this.views.get(id).refresh();
     this.syncLinks();
     this.commit();
+  }
+
+  /** Bring a node to the front (it was clicked). */
+  raise(id) {
+    const view = this.views.get(id);
+    if (view && view.el.style.zIndex !== String(this.topZ)) view.el.style.zIndex = String(++this.topZ);
   }
 
   // --- selection ---
@@ -388,8 +422,10 @@ export class Editor {
     return x0 === Infinity ? null : {x: x0, y: y0, w: x1 - x0, h: y1 - y0};
   }
 
+  /** Fit the view: the selection when it holds 2 or more nodes, else the whole graph (one
+   * selected node is usually just the last one clicked or added, not a choice to zoom to). */
   fit() {
-    this.viewport.fit(this.bounds(this.selected.size ? this.selected : null));
+    this.viewport.fit(this.bounds(this.selected.size > 1 ? this.selected : null));
     this.viewport.apply();
     for (const view of this.views.values()) view.invalidate();
     this.scheduleLinks();

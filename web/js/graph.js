@@ -145,7 +145,8 @@ export class Graph {
         if (index >= 0) node.links[name] = [src, index];
       }
     }
-    if ([...graph.nodes.values()].some((n) => !n.pos)) autoLayout(graph, catalogue);
+    graph.autoPlaced = [...graph.nodes.values()].filter((n) => !n.pos).map((n) => n.id);  // node_spacing.js
+    if (graph.autoPlaced.length) autoLayout(graph, catalogue);
     return {graph, view};
   }
 

@@ -1,7 +1,7 @@
 // Start-up: fetch the catalogue, restore the last graph, and wire the toolbar, the side
 // panel, the websocket and file drops to the editor.
 
-import {api, inputUrl, viewUrl} from "./api_client.js";
+import {api, inputUrl} from "./api_client.js";
 import {CanvasInput, isTyping} from "./canvas_input.js";
 import {Catalogue} from "./catalogue.js";
 import {Editor} from "./editor.js";
@@ -13,7 +13,10 @@ import {SidePanel} from "./side_panel.js";
 import {toast} from "./toast.js";
 import {downloadWorkflow, readWorkflowFile} from "./workflow_files.js";
 import {LiveConnection} from "./ws_client.js";
-import {openImage} from "./lightbox.js";
+import {Gallery} from "./gallery.js";
+import {ModelDefaults} from "./model_defaults.js";
+import {addLoadImage, dropKind} from "./file_drop.js";
+import {AutoQueue} from "./auto_queue.js";
 
 const WORKFLOW_KEY = "graphflow.workflow";
 const CLIENT_KEY = "graphflow.client_id";
@@ -59,12 +62,15 @@ class App {
         paintMask: (path) => this.paintMask(path),
         thumbnail: (path) => inputUrl(path, 256),
         openImage: (image) => this.openImage(image),
+        nodeAdded: (node) => this.modelDefaults.nodeAdded(node),
+        edited: () => this.autoQueue.changed(),
         changed: () => this.scheduleSave(),
         historyChanged: (history) => {
           $("btn-undo").disabled = !history.canUndo;
           $("btn-redo").disabled = !history.canRedo;
         },
       });
+    this.modelDefaults = new ModelDefaults(this.editor);
     this.menu = new NodeMenu(catalogue);
     this.input = new CanvasInput(this.editor, this.menu, $("selection-box"));
     this.panel = new SidePanel($("panel"), {
@@ -75,7 +81,10 @@ class App {
       refreshHistory: () => this.refreshHistory(),
       openImage: (image) => this.openImage(image),
     });
-    this.monitor = new RunMonitor(this.editor, this.panel, this.clientId, () => {
+    this.gallery = new Gallery(this);
+    this.autoQueue = new AutoQueue($("auto-queue"), () => this.queue());
+    this.monitor = new RunMonitor(this.editor, this.panel, this.clientId, (data) => {
+      this.autoQueue.finished(data.run_id);
       if ($("panel").querySelector('[data-pane="history"]').classList.contains("active")) this.refreshHistory();
     });
   }
@@ -97,7 +106,7 @@ class App {
       toast(`${this.catalogue.problems.length} plugin problem(s)`, {kind: "warning", timeout: 10000,
         detail: this.catalogue.problems.map((p) => p.message || JSON.stringify(p)).join("\n")});
     }
-    this.loadGallery();  // not awaited: the editor is usable at once
+    this.gallery.load();  // not awaited: the editor is usable at once
     const showSystem = () => api.system().then((info) => {
       const device = info.device || {};
       $("device").textContent = [device.name || device.device, memorySummary(info.models),
@@ -105,6 +114,7 @@ class App {
     }).catch(() => {});
     showSystem();
     setInterval(showSystem, 10000);  // what is resident changes with every run
+    this.readyMs = performance.now();  // from the navigation's start: bench/editor_load.py
     document.body.classList.add("ready");
   }
 
@@ -202,10 +212,12 @@ class App {
    * after generate applies between the runs, so each run gets its own seed. */
   async queue() {
     const count = Math.max(1, Math.min(100, Math.round(Number($("batch-count").value)) || 1));
+    const ids = [];
     this.editor.clearProblems();
     try {
       for (let i = 0; i < count; i += 1) {
         const queued = await api.queueRun(this.editor.workflow(), this.clientId);
+        ids.push(queued.run_id);
         this.editor.applyControls();
         toast(queued.position ? `Queued #${queued.number} (${queued.position} ahead)` : `Queued #${queued.number}`, {timeout: 1800});
       }
@@ -213,6 +225,7 @@ class App {
       if (e.status === 400 && Array.isArray(e.body.problems)) this.monitor.showProblems(e.body.problems);
       else toast(`Couldn't queue the workflow: ${e.message}`, {kind: "error"});
     }
+    return ids;
   }
 
   async interrupt() {
@@ -234,26 +247,13 @@ class App {
     }
   }
 
-  /** The Results panel after a reload: the images of the last successful runs, from the history. */
-  async loadGallery(limit = 12) {
-    try {
-      const page = await api.history(0, limit);
-      const runs = await Promise.all(page.items.filter((i) => i.status === "success").map((i) => api.run(i.run_id)));
-      for (const run of runs.reverse()) {  // oldest first: the panel puts the newest on top
-        for (const [id, ui] of Object.entries(run.outputs || {})) {
-          if (ui.images && ui.images.length) this.panel.addResults(ui.images, `run #${run.number ?? ""} · node #${id}`);
-        }
-      }
-    } catch { /* no history: an empty gallery */ }
-  }
-
   async loadRun(runId) {
     try {
       const run = await api.run(runId);
       if (!this.load(run.workflow, true)) return;
       for (const [id, ui] of Object.entries(run.outputs || {})) {
         const view = this.editor.views.get(id);
-        if (view) this.monitor.showOutputs(view, id, ui);
+        if (view) this.monitor.showOutputs(view, id, ui, run.run_id);
       }
       if (run.problems && run.problems.length) this.editor.showProblems(run.problems);
       if (run.error && run.error.node_id != null && run.status === "error") {
@@ -302,7 +302,7 @@ class App {
   }
 
   openImage(image) {
-    openImage(viewUrl(image), image.filename, (blob) => this.openFile(new File([blob], image.filename, {type: "image/png"})));
+    this.gallery.open(image);
   }
 
   // --- wiring ---
@@ -327,7 +327,8 @@ class App {
     $("btn-fit").addEventListener("click", () => this.editor.fit());
     $("btn-queue").addEventListener("click", () => this.queue());
     $("btn-interrupt").addEventListener("click", () => this.interrupt());
-    $("btn-panel").addEventListener("click", () => document.body.classList.toggle("panel-hidden"));
+    // Narrow windows start with the panel folded away (style.css), so ☰ opens it there.
+    $("btn-panel").addEventListener("click", () => document.body.classList.toggle(matchMedia("(max-width: 640px)").matches ? "panel-open" : "panel-hidden"));
     // Toolbar buttons give focus back, so Space/Enter don't repeat the last click.
     $("toolbar").addEventListener("click", (e) => e.target.closest("button")?.blur());
     document.addEventListener("keydown", (e) => {
@@ -373,8 +374,14 @@ class App {
       const file = e.dataTransfer.files && e.dataTransfer.files[0];
       if (!file) return;
       e.preventDefault();
-      this.openFile(file);
+      this.dropFile(file, this.editor.viewport.toWorld(e.clientX, e.clientY));
     });
+  }
+
+  /** A picture with a graph opens it; any other picture becomes a LoadImage node (file_drop.js). */
+  async dropFile(file, at) {
+    if (await dropKind(file) === "image") await addLoadImage(this, file, at);
+    else await this.openFile(file);
   }
 }
 

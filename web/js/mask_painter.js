@@ -1,6 +1,10 @@
 // A simple mask painter for inpainting: paint over an input image; the result goes to the
 // server's /api/upload/mask, which stores a copy of the image whose alpha is 0 where painted
 // (LoadImage's mask = 1 - alpha, so the painted area is the one to repaint).
+// The picture zooms and pans (zoom_view.js): wheel or +/-, Fit, 1:1; pan with the middle
+// button or Space+drag, since a plain drag paints.
+
+import {ZoomView} from "./zoom_view.js";
 
 const TINT = [255, 64, 112];
 
@@ -52,6 +56,8 @@ export async function paintMask(imageUrl, title = "Paint mask") {
     view.width = w;
     view.height = h;
     const vctx = view.getContext("2d");
+    let spaceHeld = false;
+    const zoom = new ZoomView(view, {panWith: (ev) => ev.button === 1 || (ev.button === 0 && spaceHeld)});
     const tools = el("div", "mask-tools");
     const size = el("input", "", {type: "range", min: "2", max: String(Math.max(8, Math.round(Math.max(w, h) / 4))), value: String(Math.max(8, Math.round(Math.max(w, h) / 24))), "aria-label": "brush size"});
     const sizeLabel = el("label", "mask-size");
@@ -67,8 +73,8 @@ export async function paintMask(imageUrl, title = "Paint mask") {
     cancel.textContent = "Cancel";
     const save = el("button", "primary", {type: "button", "data-action": "save-mask"});
     save.textContent = "Save mask";
-    tools.append(sizeLabel, paint, erase, clear, spacer, cancel, save);
-    panel.append(head, view, tools);
+    tools.append(sizeLabel, paint, erase, clear, zoom.controls(), spacer, cancel, save);
+    panel.append(head, zoom.frame, tools);
     overlay.append(panel);
     document.body.append(overlay);
 
@@ -110,6 +116,7 @@ export async function paintMask(imageUrl, title = "Paint mask") {
       redraw();
     };
     view.addEventListener("pointerdown", (ev) => {
+      if (ev.button !== 0 || spaceHeld) return;
       ev.preventDefault();
       view.setPointerCapture(ev.pointerId);
       let last = toImage(ev);
@@ -130,15 +137,20 @@ export async function paintMask(imageUrl, title = "Paint mask") {
     const close = (result) => {
       overlay.remove();
       document.removeEventListener("keydown", onKey, true);
+      document.removeEventListener("keyup", onKeyUp, true);
       resolve(result);
     };
     const onKey = (ev) => {
-      if (ev.key === "Escape") {
-        ev.stopPropagation();
-        close(null);
-      }
+      if (ev.key === "Escape") close(null);
+      else if (ev.key === " ") spaceHeld = true;
+      else if (!zoom.key(ev)) return;
+      ev.preventDefault();
+      ev.stopPropagation();
     };
+    const onKeyUp = (ev) => { if (ev.key === " ") spaceHeld = false; };
     document.addEventListener("keydown", onKey, true);
+    document.addEventListener("keyup", onKeyUp, true);
+    tools.addEventListener("click", (ev) => ev.target.closest("button")?.blur());
     cancel.onclick = () => close(null);
     save.onclick = () => {
       // The upload's alpha is what LoadImage keeps: 255 - painted.

@@ -223,7 +223,8 @@ export class NodeView {
       this.outputBox.append(grid);
     }
     for (const text of ui.text || []) {
-      const pre = el("pre", "output-text");
+      // Several lines are a table (LatentStats): kept unwrapped, scrolled sideways; one line wraps.
+      const pre = el("pre", String(text).includes("\n") ? "output-text table" : "output-text");
       pre.textContent = String(text);
       this.outputBox.append(pre);
     }

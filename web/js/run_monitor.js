@@ -58,6 +58,7 @@ export class RunMonitor {
     if (running && !this.current) {
       this.statusBox.hidden = false;
       this.statusLabel.textContent = `Run #${running.number} (another client)`;
+      this.statusBar.style.width = "0";
     } else if (!running && !this.current) this.statusBox.hidden = true;
   }
 
@@ -72,9 +73,12 @@ export class RunMonitor {
     this.setBar(0, "Starting…");
   }
 
+  /** The bar and its label say the same: the whole graph's progress, then what runs now. */
   setBar(fraction, text) {
-    this.statusBar.style.width = `${Math.round(fraction * 100)}%`;
-    this.statusLabel.textContent = text;
+    const percent = `${Math.round(fraction * 100)}%`;
+    this.statusBar.style.width = percent;
+    this.statusLabel.textContent = `${percent} · ${text}`;
+    this.statusBox.title = `the whole graph: ${percent} done · ${text}`;
   }
 
   nodeDone() {
@@ -87,7 +91,7 @@ export class RunMonitor {
     const view = this.view(data.node);
     if (view) {
       view.setStatus("cached");
-      if (data.ui && Object.keys(data.ui).length) this.showOutputs(view, data.node, data.ui);
+      if (data.ui && Object.keys(data.ui).length) this.showOutputs(view, data.node, data.ui, data.run_id);
     }
     this.nodeDone();
   }
@@ -102,7 +106,7 @@ export class RunMonitor {
     if (data.run_id !== this.current) return;
     this.view(data.node)?.setProgress(data.value, data.max);
     const within = data.max ? data.value / data.max : 0;
-    this.setBar(this.total ? (this.done + within) / this.total : within, `${this.label(data.node, data.node_type)} · ${data.value}/${data.max}`);
+    this.setBar(this.total ? (this.done + within) / this.total : within, `${this.label(data.node, data.node_type)} step ${data.value}/${data.max}`);
   }
 
   preview(meta, blob) {
@@ -119,14 +123,14 @@ export class RunMonitor {
     if (view) {
       view.setStatus("done");
       view.setPreview(null);
-      if (data.ui && Object.keys(data.ui).length) this.showOutputs(view, data.node, data.ui);
+      if (data.ui && Object.keys(data.ui).length) this.showOutputs(view, data.node, data.ui, data.run_id);
     }
     this.nodeDone();
   }
 
-  showOutputs(view, id, ui) {
+  showOutputs(view, id, ui, runId = null) {
     this.editor.showOutputs(id, ui);
-    if (ui.images && ui.images.length) this.panel.addResults(ui.images, `${view.title} #${id}`);
+    if (ui.images && ui.images.length) this.panel.addResults(ui.images, `${view.title} #${id}`, runId);
   }
 
   on_node_failed(data) {

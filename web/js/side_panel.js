@@ -28,6 +28,7 @@ export class SidePanel {
     this.historyList = root.querySelector("#history-list");
     this.count = document.getElementById("queue-count");
     this.seen = new Set();
+    this.entries = []; // the results shown, newest first: {image, url, caption, runId}
     for (const tab of root.querySelectorAll(".tabs button")) {
       tab.addEventListener("click", () => this.show(tab.dataset.tab));
     }
@@ -41,12 +42,13 @@ export class SidePanel {
     if (tab === "history") this.actions.refreshHistory();
   }
 
-  /** Add images a node showed: newest first, each once. */
-  addResults(images, caption) {
+  /** Add images a node showed in run `runId`: newest first, each once. */
+  addResults(images, caption, runId = null) {
     for (const image of images) {
       const url = viewUrl(image);
       if (this.seen.has(url)) continue;
       this.seen.add(url);
+      this.entries.unshift({image, url, caption, runId});
       const figure = el("figure", "result", {"data-filename": image.filename});
       const img = el("img", "", {alt: image.filename, loading: "lazy", draggable: "false"});
       img.src = url;

@@ -29,6 +29,11 @@ export class UndoHistory {
     return true;
   }
 
+  /** Fold `state` into the current one (a layout fix-up, not an edit of its own). */
+  amend(state) {
+    if (this.index >= 0) this.states[this.index] = JSON.stringify(state);
+  }
+
   get canUndo() {
     return this.index > 0;
   }
