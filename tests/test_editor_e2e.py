@@ -693,8 +693,7 @@ def _drop_file(page, name, mime, data: bytes):
 
 def _expect_laid_out_as_saved(page, saved):
     """Every kept node at its saved position, relative to the others, on screen and in the graph."""
-    kept = {str(n["id"]): n for n in saved["nodes"] if n["type"] not in ("Reroute", "PrimitiveNode", "Note")
-            and n.get("mode", 0) == 0}
+    kept = {str(n["id"]): n for n in saved["nodes"] if n["type"] not in ("Reroute", "PrimitiveNode", "Note")}
     page.wait_for_function(f"document.querySelectorAll('#nodes .node').length === {len(kept)} "
                            "|| document.querySelector('.toast.error')")
     refused = page.locator(".toast.error")
@@ -721,6 +720,14 @@ def test_dropping_a_comfyui_ui_workflow_and_png_lays_them_out_as_saved(page, ser
     _drop_file(page, "comfy_ui.json", "application/json", text.encode())
     _expect_laid_out_as_saved(page, saved)
     assert node(page, "7").locator(".node-title").inner_text() == "Negative"
+    # ComfyUI's modes, group, note and Reroute come along, shown as they were.
+    assert node(page, "10").get_attribute("data-mode") == "bypass"
+    assert node(page, "13").get_attribute("data-mode") == "mute"
+    assert page.locator("#groups .canvas-group-title").inner_text() == "Prompts"
+    assert page.locator("#notes .note textarea").input_value().startswith("The LoRA is bypassed")
+    dot = page.locator('#reroutes .reroute[data-reroute-id="11"]')
+    zoom = page.evaluate("graphflow.editor.viewport.zoom")
+    assert centre(dot)[0] - node(page, "4").bounding_box()["x"] == pytest.approx((1100 - 26) * zoom, abs=2)
 
     page.locator("#btn-new").click()
     expect_nodes(page, 0)
@@ -965,3 +972,186 @@ def test_results_panel_is_filled_from_the_history_after_a_reload(page):
     figure.wait_for(state="attached")
     sources = page.eval_on_selector_all("#panel figure.result img", "imgs => imgs.map(i => i.getAttribute('src'))")
     assert name in sources, (name, sources)
+
+
+# --- issue 18: groups, notes, Reroutes, collapsed and coloured nodes -------------------------
+
+def export_comfy_ui(page):
+    """The workflow as the server writes it for ComfyUI's editor (what Export… downloads)."""
+    return page.evaluate("""() => fetch('/api/workflow/convert', {method: 'POST', headers: {'Content-Type': 'application/json'},
+        body: JSON.stringify({workflow: graphflow.editor.workflow(), to: 'comfy-ui'})}).then(r => r.json()).then(b => b.workflow)""")
+
+
+def context_item(page, label):
+    page.locator(".context-menu .context-item", has_text=label).first.click()
+
+
+def test_group_the_selection_with_ctrl_g_and_move_it_by_its_title(page):
+    a = add_node(page, "Swatch", 200, 200)
+    b = add_node(page, "Swatch", 200, 520)
+    outside = add_node(page, "SaveImage", 900, 200, search="saveimage")
+    node(page, a).locator(".node-header").click()
+    node(page, b).locator(".node-header").click(modifiers=["Shift"])
+    page.keyboard.press("Control+g")
+    page.wait_for_selector("#groups .canvas-group")
+    (group,) = workflow(page)["ui"]["groups"]
+    layout = workflow(page)["ui"]["nodes"]
+    x, y, w, h = group["bounding"]
+    for node_id in (a, b):
+        nx, ny = layout[node_id]["pos"]
+        assert x < nx and y < ny and nx + layout[node_id]["width"] < x + w
+    assert not x <= layout[outside]["pos"][0] <= x + w
+
+    # Drag the title: the group and the nodes inside move, the one outside stays.
+    title = page.locator("#groups .canvas-group-title")
+    tx, ty = centre(title)
+    page.mouse.move(tx, ty)
+    page.mouse.down()
+    page.mouse.move(tx + 120, ty + 60, steps=6)
+    page.mouse.up()
+    zoom = page.evaluate("graphflow.editor.viewport.zoom")
+    moved = workflow(page)["ui"]
+    assert moved["groups"][0]["bounding"][0] - x == pytest.approx(120 / zoom, abs=2)
+    for node_id in (a, b):
+        assert moved["nodes"][node_id]["pos"][0] - layout[node_id]["pos"][0] == pytest.approx(120 / zoom, abs=2)
+        assert moved["nodes"][node_id]["pos"][1] - layout[node_id]["pos"][1] == pytest.approx(60 / zoom, abs=2)
+    assert moved["nodes"][outside]["pos"] == layout[outside]["pos"]
+
+    # Rename by double-clicking the title; colour from its context menu.
+    title.dblclick()
+    page.keyboard.press("Control+a")
+    page.keyboard.type("Sources")
+    page.keyboard.press("Enter")
+    title.click(button="right")
+    context_item(page, "Colour")
+    context_item(page, "green")
+    group = workflow(page)["ui"]["groups"][0]
+    assert group["title"] == "Sources" and group["color"] == "#8A8"
+    assert page.locator("#groups .canvas-group-title").inner_text() == "Sources"
+    exported = export_comfy_ui(page)
+    assert exported["groups"] == [group]
+    page.keyboard.press("Control+z")  # the colour
+    page.keyboard.press("Control+z")  # the title
+    assert workflow(page)["ui"]["groups"][0]["title"] == "Group"
+
+
+def test_collapse_with_alt_c_and_colour_from_the_context_menu(page):
+    swatch = add_node(page, "Swatch", 200, 200)
+    save = add_node(page, "SaveImage", 700, 200, search="saveimage")
+    link(page, swatch, "image", save, "images")
+    tall = node(page, swatch).bounding_box()["height"]
+    node(page, swatch).locator(".node-header").click()
+    page.keyboard.press("Alt+c")
+    page.wait_for_function(f"document.querySelector('.node[data-node-id=\"{swatch}\"]').offsetHeight < {tall} / 2")
+    assert workflow(page)["ui"]["nodes"][swatch]["collapsed"] is True
+    assert page.locator(f'#links g.link[data-link-dst="{save}"]').count() == 1  # the link stays
+    node(page, save).locator(".node-header").click(button="right")
+    context_item(page, "Colour")
+    context_item(page, "blue")
+    layout = workflow(page)["ui"]["nodes"][save]
+    assert (layout["color"], layout["bgcolor"]) == ("#223", "#335")
+    header = node(page, save).locator(".node-header").evaluate("h => getComputedStyle(h).backgroundColor")
+    assert header == "rgb(34, 34, 51)"
+    exported = {str(n["id"]): n for n in export_comfy_ui(page)["nodes"]}
+    assert exported[swatch]["flags"] == {"collapsed": True}
+    assert (exported[save]["color"], exported[save]["bgcolor"]) == ("#223", "#335")
+    node(page, swatch).locator(".node-header").click(button="right")
+    context_item(page, "Expand")
+    page.wait_for_function(f"document.querySelector('.node[data-node-id=\"{swatch}\"]').offsetHeight > {tall} - 2")
+    assert "collapsed" not in workflow(page)["ui"]["nodes"][swatch]
+
+
+def test_a_note_from_the_node_menu_is_kept_and_not_run(page):
+    page.mouse.dblclick(300, 300)
+    page.wait_for_selector(".node-menu")
+    page.keyboard.type("note")
+    page.locator('.node-menu .menu-item[data-node-type="Note"]').click()
+    page.wait_for_selector("#notes .note textarea")
+    page.keyboard.type("Remember: the seed is fixed.")
+    page.mouse.click(900, 700)  # away: the text is committed
+    (note,) = workflow(page)["ui"]["notes"]
+    assert note["text"] == "Remember: the seed is fixed."
+    assert workflow(page)["nodes"] == {}  # not a node: nothing to run
+    header = page.locator("#notes .note-header")
+    x, y = centre(header)
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 80, y + 40, steps=5)
+    page.mouse.up()
+    zoom = page.evaluate("graphflow.editor.viewport.zoom")
+    assert workflow(page)["ui"]["notes"][0]["pos"][0] - note["pos"][0] == pytest.approx(80 / zoom, abs=2)
+    (written,) = [n for n in export_comfy_ui(page)["nodes"] if n["type"] == "Note"]
+    assert written["widgets_values"] == ["Remember: the seed is fixed."]
+    page.reload()
+    wait_ready(page)
+    assert page.locator("#notes .note textarea").input_value() == "Remember: the seed is fixed."
+    header.click(button="right")
+    context_item(page, "Delete note")
+    assert workflow(page)["ui"]["notes"] == []
+
+
+def test_reroute_on_a_link_moves_and_feeds_another_input(page):
+    swatch = add_node(page, "Swatch", 150, 200)
+    save = add_node(page, "SaveImage", 800, 150, search="saveimage")
+    second = add_node(page, "SaveImage", 800, 560, search="saveimage")
+    link(page, swatch, "image", save, "images")
+    line = page.locator(f'#links g.link[data-link-dst="{save}"] .link-hit')
+    box = node(page, save).bounding_box()
+    at = (box["x"] - 150, page.evaluate("""(dst) => {
+        const path = document.querySelector(`#links g.link[data-link-dst="${dst}"] .link-line`);
+        const p = path.getPointAtLength(path.getTotalLength() * 0.6);
+        const m = path.getScreenCTM();
+        return [p.x * m.a + m.e, p.y * m.d + m.f];
+    }""", save))
+    x, y = at[1]
+    page.mouse.click(x, y, button="right")
+    context_item(page, "Add reroute")
+    page.wait_for_selector("#reroutes .reroute")
+    ui = workflow(page)["ui"]
+    (rid,) = ui["reroutes"]
+    assert ui["nodes"][save]["via"] == {"images": [rid]}
+    assert workflow(page)["nodes"][save]["inputs"]["images"] == [swatch, 0]  # the engine's link is direct
+
+    # Drag the dot: the link follows it.
+    dot = page.locator("#reroutes .reroute")
+    dx, dy = centre(dot)
+    page.mouse.move(dx, dy)
+    page.mouse.down()
+    page.mouse.move(dx, dy + 200, steps=6)
+    page.mouse.up()
+    zoom = page.evaluate("graphflow.editor.viewport.zoom")
+    moved = workflow(page)["ui"]["reroutes"][rid]["pos"]
+    assert moved[1] - ui["reroutes"][rid]["pos"][1] == pytest.approx(200 / zoom, abs=2)
+    passes = page.evaluate("""([dst, x, y]) => {
+        const path = document.querySelector(`#links g.link[data-link-dst="${dst}"] .link-line`);
+        return path.getAttribute("d").includes(`${x} ${y}`);
+    }""", [save, *moved])
+    assert passes
+
+    # Shift-drag from the dot to another input: a link through the same point.
+    dx, dy = centre(dot)
+    page.keyboard.down("Shift")
+    page.mouse.move(dx, dy)
+    page.mouse.down()
+    tx, ty = centre(node(page, second).locator('[data-input="images"] .socket'))
+    page.mouse.move(tx, ty, steps=8)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    page.wait_for_selector(f'#links g.link[data-link-dst="{second}"]', state="attached")
+    saved = workflow(page)
+    assert saved["nodes"][second]["inputs"]["images"] == [swatch, 0]
+    assert saved["ui"]["nodes"][second]["via"] == {"images": [rid]}
+
+    # For ComfyUI: one Reroute node feeding both.
+    exported = export_comfy_ui(page)
+    (reroute,) = [n for n in exported["nodes"] if n["type"] == "Reroute"]
+    assert len(reroute["outputs"][0]["links"]) == 2
+    links = {link[0]: link for link in exported["links"]}
+    assert links[reroute["inputs"][0]["link"]][1] == int(swatch)
+
+    # Delete removes the point; the links go direct again.
+    dot.click()
+    page.keyboard.press("Delete")
+    page.wait_for_function("document.querySelectorAll('#reroutes .reroute').length === 0")
+    after = workflow(page)
+    assert "via" not in after["ui"]["nodes"][save] and after["nodes"][save]["inputs"]["images"] == [swatch, 0]

@@ -14,6 +14,9 @@ import {toast} from "./toast.js";
 import {downloadWorkflow, readWorkflowFile} from "./workflow_files.js";
 import {LiveConnection} from "./ws_client.js";
 import {openImage} from "./lightbox.js";
+import {GroupLayer} from "./groups.js";
+import {NOTE_SPECS, NoteLayer} from "./notes.js";
+import {REROUTE_SPEC, RerouteLayer} from "./reroutes.js";
 
 const WORKFLOW_KEY = "graphflow.workflow";
 const CLIENT_KEY = "graphflow.client_id";
@@ -65,8 +68,14 @@ class App {
           $("btn-redo").disabled = !history.canRedo;
         },
       });
-    this.menu = new NodeMenu(catalogue);
+    this.menu = new NodeMenu(catalogue, [...NOTE_SPECS, REROUTE_SPEC]);
     this.input = new CanvasInput(this.editor, this.menu, $("selection-box"));
+    this.input.layers = {
+      groups: new GroupLayer(this.editor, $("groups")),
+      notes: new NoteLayer(this.editor, $("notes")),
+      reroutes: new RerouteLayer(this.editor, $("reroutes"), this.input),
+    };
+    this.editor.layers.push(...Object.values(this.input.layers));
     this.panel = new SidePanel($("panel"), {
       cancel: (id) => api.cancel(id).catch((e) => toast(e.message, {kind: "error"})),
       cancelAll: () => api.cancelAll().catch((e) => toast(e.message, {kind: "error"})),
