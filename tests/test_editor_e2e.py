@@ -1155,3 +1155,161 @@ def test_reroute_on_a_link_moves_and_feeds_another_input(page):
     page.wait_for_function("document.querySelectorAll('#reroutes .reroute').length === 0")
     after = workflow(page)
     assert "via" not in after["ui"]["nodes"][save] and after["nodes"][save]["inputs"]["images"] == [swatch, 0]
+
+
+# --- issue 18: the workflow browser, tabs, clipboard between them ------------------------------
+
+TAB_LABELS = "Array.from(document.querySelectorAll('#tabs .tab'), t => t.querySelector('.tab-label').textContent + t.querySelector('.tab-dirty').textContent)"
+
+
+def tab_labels(page, expected=None):
+    """The tabs' labels ('•': unsaved changes), once they are `expected` when given."""
+    if expected is not None:
+        try:
+            page.wait_for_function(f"JSON.stringify({TAB_LABELS}) === {json.dumps(json.dumps(expected, ensure_ascii=False))}",
+                                   timeout=5000)
+        except Exception:
+            pass  # the assertion says what they are
+    return page.evaluate(TAB_LABELS)
+
+
+def test_workflow_browser_saves_by_name_and_opens_templates_in_tabs(page, server):
+    page.remove_listener("dialog", page.accept_dialogs)
+    asked = []
+
+    def answer(dialog, accept):
+        asked.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    swatch = add_node(page, "Swatch", 300, 250)
+    assert tab_labels(page, ["Unsaved workflow•"]) == ["Unsaved workflow•"]
+
+    # Save under a name: on the server, and the tab takes the name and is clean.
+    page.locator("#btn-workflows").click()
+    page.locator(".workflow-browser input[name=workflow-name]").fill("my swatch")
+    page.keyboard.press("Enter")
+    page.wait_for_function("!document.querySelector('.workflow-browser')")
+    assert tab_labels(page, ["my swatch"]) == ["my swatch"]
+    stored = json.loads((server.home / "user" / "workflows" / "my swatch.json").read_text())
+    assert [n["type"] for n in stored["nodes"].values()] == ["Swatch"]
+    page.locator("#btn-workflows").click()  # a name that would leave the folder is refused
+    page.locator(".workflow-browser input[name=workflow-name]").fill("../escape")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".toast.error")
+    assert "invalid workflow name" in page.locator(".toast.error").last.inner_text()
+    assert not (server.home / "user" / "escape.json").exists()
+
+    # A template opens in a tab of its own; the first tab keeps its graph and its undo history.
+    page.locator('.workflow-browser .browser-template [data-name="txt2img"] .browser-open').click()
+    page.wait_for_function("document.querySelectorAll('#tabs .tab').length === 2")
+    page.wait_for_function("document.querySelectorAll('#nodes .node').length > 3")
+    assert tab_labels(page, ["my swatch", "txt2img"]) == ["my swatch", "txt2img"]
+    template_nodes = len(workflow(page)["nodes"])
+    sampler = next(i for i, n in workflow(page)["nodes"].items() if n["type"] == "KSampler")
+    node(page, sampler).locator(".node-header").click()
+    page.keyboard.press("Delete")
+    expect_nodes(page, template_nodes - 1)
+    assert tab_labels(page, ["my swatch", "txt2img•"])[1] == "txt2img•"
+    page.locator("#tabs .tab", has_text="my swatch").click()
+    expect_nodes(page, 1)
+    page.locator("#canvas").click(position={"x": 900, "y": 700})
+    page.keyboard.press("Control+z")  # this tab's history: the Swatch goes, not the KSampler back
+    expect_nodes(page, 0)
+    page.keyboard.press("Control+y")
+    expect_nodes(page, 1)
+    assert node(page, swatch).count() == 1
+    page.locator("#tabs .tab", has_text="txt2img").click()
+    expect_nodes(page, template_nodes - 1)
+    page.keyboard.press("Control+z")
+    expect_nodes(page, template_nodes)
+    page.keyboard.press("Control+y")
+
+    # Closing a tab with unsaved changes asks; refused, it stays.
+    close = page.locator("#tabs .tab", has_text="txt2img").locator(".tab-close")
+    page.once("dialog", lambda d: answer(d, False))
+    close.click()
+    page.wait_for_function("true")
+    assert asked and "unsaved changes" in asked[-1]
+    assert len(tab_labels(page)) == 2
+
+    # A reload brings both tabs back, each as it was, and the browser lists recent and saved.
+    page.reload()
+    wait_ready(page)
+    assert tab_labels(page, ["my swatch", "txt2img•"]) == ["my swatch", "txt2img•"]
+    expect_nodes(page, template_nodes - 1)
+    page.locator("#btn-workflows").click()
+    page.wait_for_selector('.workflow-browser .browser-recent [data-name="txt2img"]')
+    assert page.locator('.workflow-browser .browser-saved [data-name="my swatch"]').count() == 1
+    assert page.locator('.workflow-browser .browser-recent [data-name="my swatch"]').count() == 1
+    page.locator('.workflow-browser .browser-saved [data-name="my swatch"] .browser-open').click()
+    page.wait_for_function("document.querySelectorAll('#tabs .tab').length === 3")
+    expect_nodes(page, 1)
+    page.once("dialog", lambda d: answer(d, True))
+    page.locator("#tabs .tab", has_text="txt2img").locator(".tab-close").click()
+    page.wait_for_function("document.querySelectorAll('#tabs .tab').length === 2")
+    assert tab_labels(page, ["my swatch", "my swatch"]) == ["my swatch", "my swatch"]
+    page.once("dialog", lambda d: answer(d, True))
+    page.locator('.tab.active .tab-close').click()  # clean: closes without asking
+    page.wait_for_function("document.querySelectorAll('#tabs .tab').length === 1")
+    assert len(asked) == 2
+
+
+def test_copy_paste_between_workflow_tabs_and_browser_tabs(page, server):
+    a = add_node(page, "Swatch", 200, 200)
+    b = add_node(page, "SaveImage", 600, 200, search="saveimage")
+    link(page, a, "image", b, "images")
+    node(page, b).locator(".node-header").click()
+    page.keyboard.press("Control+c")
+    page.locator("#tabs .tab-new").click()
+    expect_nodes(page, 0)
+    page.mouse.move(500, 400)
+    page.keyboard.press("Control+Shift+v")  # another graph: the incoming link can't be kept
+    expect_nodes(page, 1)
+    (pasted,) = workflow(page)["nodes"].values()
+    assert pasted["type"] == "SaveImage" and "images" not in pasted["inputs"]
+    page.locator("#tabs .tab").first.click()
+    expect_nodes(page, 2)
+    page.mouse.move(500, 600)
+    page.keyboard.press("Control+Shift+v")  # its own graph: kept
+    expect_nodes(page, 3)
+    nodes = workflow(page)["nodes"]
+    (copy,) = [i for i in nodes if i not in (a, b)]
+    assert nodes[copy]["inputs"]["images"] == [a, 0]
+
+    # Another browser tab (same storage): its own copy wins over this tab's older one.
+    other = page.context.new_page()
+    other.goto(server.url)
+    wait_ready(other)
+    other.locator("#tabs .tab-new").click()
+    add_node(other, "Swatch", 300, 300)
+    other.keyboard.press("Control+a")
+    other.keyboard.press("Control+c")
+    page.bring_to_front()
+    page.mouse.move(300, 700)
+    page.keyboard.press("Control+v")
+    expect_nodes(page, 4)
+    assert sorted(n["type"] for n in workflow(page)["nodes"].values()) == ["SaveImage", "SaveImage", "Swatch", "Swatch"]
+    other.close()
+
+
+def test_alt_drag_clones_a_node(page):
+    swatch = add_node(page, "Swatch", 200, 200)
+    set_number(page, swatch, "red", 77)
+    header = node(page, swatch).locator(".node-header")
+    x, y = centre(header)
+    before = workflow(page)["ui"]["nodes"][swatch]["pos"]
+    page.keyboard.down("Alt")
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 50, y + 300, steps=6)
+    page.mouse.up()
+    page.keyboard.up("Alt")
+    expect_nodes(page, 2)
+    saved = workflow(page)
+    (clone,) = [i for i in saved["nodes"] if i != swatch]
+    assert saved["ui"]["nodes"][swatch]["pos"] == before  # the original stays
+    zoom = page.evaluate("graphflow.editor.viewport.zoom")
+    assert saved["ui"]["nodes"][clone]["pos"][1] - before[1] == pytest.approx(300 / zoom, abs=2)
+    assert saved["nodes"][clone]["inputs"]["red"] == 77
+    page.keyboard.press("Control+z")  # one step: the clone and its move
+    expect_nodes(page, 1)

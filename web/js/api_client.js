@@ -41,6 +41,13 @@ export const api = {
   run: (runId) => request("GET", `/api/history/${encodeURIComponent(runId)}`),
   convertWorkflow: (workflow, to = "graphflow") => request("POST", "/api/workflow/convert", {workflow, to}),
   convertPicture: (image, name) => request("POST", "/api/workflow/convert", {image, name}),
+  templates: () => request("GET", "/api/workflows"),
+  template: (name) => request("GET", `/api/workflows/${encodeURIComponent(name)}`),
+  savedWorkflows: () => request("GET", "/api/userdata/workflows"),
+  savedWorkflow: (name) => request("GET", `/api/userdata/workflows/${encodeURIComponent(name)}`),
+  saveWorkflow: (name, workflow, overwrite = true) =>
+    request("PUT", `/api/userdata/workflows/${encodeURIComponent(name)}${overwrite ? "" : "?overwrite=0"}`, workflow),
+  deleteWorkflow: (name) => request("DELETE", `/api/userdata/workflows/${encodeURIComponent(name)}`),
 
   upload(file, name = file.name) {
     const form = new FormData();

@@ -337,17 +337,16 @@ export class Editor {
     return true;
   }
 
-  /** Paste at the pointer; `keepInputs` keeps links coming from nodes outside the copy. */
+  /** Paste at the pointer; `keepInputs` keeps links coming from nodes outside the copy (when
+   * pasted into the graph it was copied from: another tab's ids name other nodes). */
   paste(keepInputs = false, commit = true) {
-    let snap = this.clipboard;
-    if (!snap) {
-      try {
-        snap = JSON.parse(localStorage.getItem(CLIPBOARD_KEY) || "null");
-      } catch {
-        snap = null;
-      }
-    }
+    let snap = null;
+    try {  // the latest copy, from whichever browser tab made it
+      snap = JSON.parse(localStorage.getItem(CLIPBOARD_KEY) || "null");
+    } catch { /* unreadable: the in-memory copy */ }
+    snap = snap || this.clipboard;
     if (!snap || !snap.nodes.length) return;
+    keepInputs = keepInputs && snap.source === this.graph.uid;
     const minX = Math.min(...snap.nodes.map((n) => n.pos[0]));
     const minY = Math.min(...snap.nodes.map((n) => n.pos[1]));
     const [px, py] = this.pointerWorld;

@@ -46,6 +46,7 @@ export class Graph {
     this.groups = []; // [{title, bounding: [x, y, w, h], color, ...}]
     this.notes = new Map(); // id -> {id, pos, width, height, text, ...}
     this.reroutes = new Map(); // id -> {id, pos}; links name them in node.via
+    this.uid = crypto.getRandomValues(new Uint32Array(2)).join("-"); // which graph a copy came from
   }
 
   /** The next free id: nodes, notes and Reroutes share ComfyUI's one id space. */
@@ -210,14 +211,15 @@ export class Graph {
   snapshot(ids = null) {
     const nodes = [];
     for (const node of this.nodes.values()) if (!ids || ids.has(node.id)) nodes.push(structuredClone(node));
-    if (ids) return {nodes, ui: {}};  // the clipboard: nodes only
-    return {nodes, ui: structuredClone(this.ui), groups: structuredClone(this.groups),
+    if (ids) return {nodes, ui: {}, source: this.uid};  // the clipboard: nodes only
+    return {uid: this.uid, nodes, ui: structuredClone(this.ui), groups: structuredClone(this.groups),
             notes: [...this.notes.values()].map((n) => structuredClone(n)),
             reroutes: [...this.reroutes.values()].map((r) => structuredClone(r))};
   }
 
   static fromSnapshot(snap) {
     const graph = new Graph();
+    if (snap.uid) graph.uid = snap.uid;
     graph.ui = structuredClone(snap.ui || {});
     for (const node of snap.nodes) graph.nodes.set(node.id, structuredClone(node));
     graph.groups = structuredClone(snap.groups || []);

@@ -17,6 +17,8 @@ import {openImage} from "./lightbox.js";
 import {GroupLayer} from "./groups.js";
 import {NOTE_SPECS, NoteLayer} from "./notes.js";
 import {REROUTE_SPEC, RerouteLayer} from "./reroutes.js";
+import {Tabs} from "./tabs.js";
+import {WorkflowBrowser} from "./workflow_browser.js";
 
 const WORKFLOW_KEY = "graphflow.workflow";
 const CLIENT_KEY = "graphflow.client_id";
@@ -76,6 +78,9 @@ class App {
       reroutes: new RerouteLayer(this.editor, $("reroutes"), this.input),
     };
     this.editor.layers.push(...Object.values(this.input.layers));
+    this.tabs = new Tabs(this.editor, catalogue, $("tabs"), {changed: () => this.scheduleSave()});
+    this.browser = new WorkflowBrowser(this.tabs, (workflow, name, saved) => this.openInTab(workflow, name, saved),
+      () => this.editor.workflow());
     this.panel = new SidePanel($("panel"), {
       cancel: (id) => api.cancel(id).catch((e) => toast(e.message, {kind: "error"})),
       cancelAll: () => api.cancelAll().catch((e) => toast(e.message, {kind: "error"})),
@@ -120,7 +125,9 @@ class App {
   // --- loading and saving ---
 
   async restore() {
-    const saved = localStorage.getItem(WORKFLOW_KEY);
+    if (this.tabs.restore()) return;
+    this.tabs.add();
+    const saved = localStorage.getItem(WORKFLOW_KEY);  // from before there were tabs
     if (saved) {
       try {
         this.load(JSON.parse(saved), true);
@@ -134,12 +141,23 @@ class App {
 
   /** Whether the graph may be replaced: nothing unsaved, or the user agrees (Undo brings it back). */
   mayDiscard() {
-    if (!this.editor.graph.nodes.size || JSON.stringify(this.editor.graph.snapshot()) === this.clean) return true;
+    if (!this.tabs.isDirty()) return true;
     return confirm("Replace this workflow? Its unsaved changes are discarded (Ctrl+Z brings them back).");
   }
 
   markClean() {
-    this.clean = JSON.stringify(this.editor.graph.snapshot());
+    this.tabs.markClean();
+  }
+
+  /** Open a workflow in a tab of its own (the open one if it is empty and unchanged). */
+  openInTab(workflow, name, saved = null) {
+    const tab = this.tabs.current;
+    if (this.tabs.isDirty(tab) || this.editor.graph.nodes.size || this.editor.graph.notes.size) this.tabs.add(name);
+    if (!this.load(workflow, true)) return false;
+    this.editor.history.reset(this.editor.graph.snapshot());  // a new tab's history starts here
+    this.tabs.rename(name, saved);
+    this.markClean();
+    return true;
   }
 
   /** Replace the graph, asking first when it has unsaved changes; returns whether it did. */
@@ -186,8 +204,10 @@ class App {
 
   saveLocal() {
     clearTimeout(this.saveTimer);
+    this.tabs.render();  // the unsaved-changes marks
     try {
       localStorage.setItem(WORKFLOW_KEY, JSON.stringify(this.editor.workflow()));
+      this.tabs.save();
     } catch (e) {
       toast(`Couldn't keep the workflow in this browser: ${e.message}`, {kind: "warning"});
     }
@@ -197,6 +217,7 @@ class App {
     try {
       const {workflow, problems} = await readWorkflowFile(file);
       if (!this.load(workflow, false)) return;
+      this.tabs.rename(file.name.replace(/\.[^.]+$/, ""), null);
       if (problems.length) this.monitor.showProblems(problems);
       else toast(`Opened ${file.name}`, {kind: "success", timeout: 2500});
     } catch (e) {
@@ -317,7 +338,11 @@ class App {
   // --- wiring ---
 
   wireToolbar() {
-    $("btn-new").addEventListener("click", () => this.replace(new Graph()));
+    $("btn-new").addEventListener("click", () => { if (this.replace(new Graph())) this.tabs.rename("Unsaved workflow", null); });
+    $("btn-workflows").addEventListener("click", () => this.browser.show());
+    for (const type of ["pointerdown", "dblclick", "contextmenu", "wheel"]) {
+      $("tabs").addEventListener(type, (e) => e.stopPropagation());  // the tab bar is not canvas
+    }
     $("btn-default").addEventListener("click", () => this.loadDefault());
     $("btn-open").addEventListener("click", () => $("file-open").click());
     $("file-open").addEventListener("change", () => {
