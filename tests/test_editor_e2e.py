@@ -1313,3 +1313,49 @@ def test_alt_drag_clones_a_node(page):
     assert saved["nodes"][clone]["inputs"]["red"] == 77
     page.keyboard.press("Control+z")  # one step: the clone and its move
     expect_nodes(page, 1)
+
+
+def test_minimap_shows_the_graph_and_moves_the_view(page):
+    a = add_node(page, "Swatch", 300, 200)
+    b = add_node(page, "SaveImage", 700, 300, search="saveimage")
+    # Put b far away, so the map has somewhere to go.
+    page.evaluate(f"""() => {{ const n = graphflow.editor.graph.nodes.get("{b}"); n.pos = [4000, 2500];
+        graphflow.editor.views.get("{b}").setPosition(); graphflow.editor.commit(); }}""")
+    minimap = page.locator("#minimap")
+    assert minimap.is_visible()
+    page.wait_for_timeout(100)  # one frame: the map is drawn
+    painted = page.evaluate("""() => { const c = document.querySelector('#minimap canvas');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n += 1; return n; }""")
+    assert painted > 50
+    # Click where node b is drawn: the view centres on it.
+    box = minimap.bounding_box()
+    t = page.evaluate("graphflow.minimap.transform")
+    bx = box["x"] + 1 + t["ox"] + (4000 + 130) * t["scale"]
+    by = box["y"] + 1 + t["oy"] + (2500 + 50) * t["scale"]
+    page.mouse.click(bx, by)
+    page.wait_for_function(f"""() => {{ const r = document.querySelector('.node[data-node-id="{b}"]').getBoundingClientRect();
+        const c = document.getElementById('canvas').getBoundingClientRect();
+        return Math.abs(r.left + r.width / 2 - (c.left + c.width / 2)) < 40 && Math.abs(r.top - (c.top + c.height / 2)) < 120; }}""")
+    # Dragging in it pans continuously: from node b to node a (as the map now draws them).
+    page.wait_for_timeout(100)
+    t = page.evaluate("graphflow.minimap.transform")
+    bx = box["x"] + 1 + t["ox"] + (4000 + 130) * t["scale"]
+    by = box["y"] + 1 + t["oy"] + (2500 + 50) * t["scale"]
+    ax = box["x"] + 1 + t["ox"] + (workflow(page)["ui"]["nodes"][a]["pos"][0] + 130) * t["scale"]
+    page.mouse.move(bx, by)
+    page.mouse.down()
+    page.mouse.move((ax + bx) / 2, by, steps=4)
+    page.mouse.move(ax, by - 5, steps=4)
+    page.mouse.up()
+    page.wait_for_function(f"""() => {{ const r = document.querySelector('.node[data-node-id="{a}"]').getBoundingClientRect();
+        const c = document.getElementById('canvas').getBoundingClientRect();
+        return Math.abs(r.left + r.width / 2 - (c.left + c.width / 2)) < 60; }}""")
+    # Toggled off, it stays off after a reload.
+    page.locator("#btn-minimap").click()
+    assert not minimap.is_visible()
+    page.reload()
+    wait_ready(page)
+    assert not page.locator("#minimap").is_visible()
+    page.locator("#btn-minimap").click()
+    assert page.locator("#minimap").is_visible()

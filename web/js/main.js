@@ -18,6 +18,7 @@ import {GroupLayer} from "./groups.js";
 import {NOTE_SPECS, NoteLayer} from "./notes.js";
 import {REROUTE_SPEC, RerouteLayer} from "./reroutes.js";
 import {Tabs} from "./tabs.js";
+import {Minimap} from "./minimap.js";
 import {WorkflowBrowser} from "./workflow_browser.js";
 
 const WORKFLOW_KEY = "graphflow.workflow";
@@ -64,7 +65,10 @@ class App {
         paintMask: (path) => this.paintMask(path),
         thumbnail: (path) => inputUrl(path, 256),
         openImage: (image) => this.openImage(image),
-        changed: () => this.scheduleSave(),
+        changed: () => {
+          this.scheduleSave();
+          this.minimap?.schedule();
+        },
         historyChanged: (history) => {
           $("btn-undo").disabled = !history.canUndo;
           $("btn-redo").disabled = !history.canRedo;
@@ -78,6 +82,8 @@ class App {
       reroutes: new RerouteLayer(this.editor, $("reroutes"), this.input),
     };
     this.editor.layers.push(...Object.values(this.input.layers));
+    this.minimap = new Minimap(this.editor, $("canvas"), $("btn-minimap"));
+    this.editor.layers.push(this.minimap);
     this.tabs = new Tabs(this.editor, catalogue, $("tabs"), {changed: () => this.scheduleSave()});
     this.browser = new WorkflowBrowser(this.tabs, (workflow, name, saved) => this.openInTab(workflow, name, saved),
       () => this.editor.workflow());
