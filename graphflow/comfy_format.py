@@ -25,6 +25,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from graphflow.node_modes import apply_modes
 from graphflow.workflow import (FORMAT_VERSION, Problem, Workflow, WorkflowFormatError, _short, _validated,
                                 comfy_aliases, is_comfy_api_graph, is_link, literal)
 
@@ -512,7 +513,7 @@ def _size(node) -> list | None:
 def _looks(node) -> dict:
     """A node's collapsed flag and colours, as our ui block keeps them."""
     looks = {}
-    if (node.get("flags") or {}).get("collapsed"):
+    if isinstance(node.get("flags"), dict) and node["flags"].get("collapsed"):
         looks["collapsed"] = True
     for key in ("color", "bgcolor"):
         if isinstance(node.get(key), str):
@@ -522,8 +523,9 @@ def _looks(node) -> dict:
 
 def _note(node) -> dict:
     """A ComfyUI Note/MarkdownNote as the editor keeps it in `ui.notes`."""
+    values = node.get("widgets_values")
     note = {"id": _node_id(node.get("id")), "pos": _pos(node),
-            "text": str((node.get("widgets_values") or [""])[0] or "")}
+            "text": str(values[0] or "") if isinstance(values, list) and values else ""}
     if (size := _size(node)) is not None:
         note["width"], note["height"] = size[0], size[1] if len(size) > 1 else 80
     if node.get("type") == "MarkdownNote":
@@ -546,8 +548,9 @@ def _vias(data: dict, registry) -> dict[str, dict[str, list[str]]]:
             while link is not None and nodes.get(link[0], {}).get("type") == "Reroute" and link[0] not in seen:
                 seen.add(link[0])
                 chain.insert(0, link[0])
-                inputs = nodes[link[0]].get("inputs") or [{}]
-                link = links.get(_node_id(inputs[0].get("link")))
+                inputs = nodes[link[0]].get("inputs")
+                first = inputs[0] if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict) else {}
+                link = links.get(_node_id(first.get("link")))
             if chain:
                 name = (socket.get("widget") or {}).get("name") or socket.get("name")
                 vias.setdefault(node_id, {})[name] = chain
@@ -656,8 +659,6 @@ def export_api(workflow: Workflow, registry) -> dict:
     (ComfyUI ignores them); nodes with no ComfyUI equivalent keep our name. The API format has
     no modes: muted nodes are left out and links rewired past bypassed ones, as ComfyUI's
     editor does when it queues."""
-    from graphflow.node_modes import apply_modes
-
     return _api_graph(apply_modes(workflow, registry), registry)
 
 
@@ -761,7 +762,8 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
             alias = _comfy_class(cls, workflow.nodes[node_id].inputs, classes.get(node_id))[1]
             back = {ours: theirs for theirs, ours in alias.inputs.items()} if alias else {}
         via = (layout.get(node_id) or {}).get("via") if isinstance(layout.get(node_id), dict) else None
-        chain = next((c for ours, c in (via or {}).items() if back.get(ours, ours) == name), None)
+        chain = next((c for ours, c in via.items() if back.get(ours, ours) == name), None) \
+            if isinstance(via, dict) else None
         if reroutes is None or not isinstance(chain, list) or not chain or \
                 not all(str(r) in reroutes for r in chain):
             return None
@@ -963,7 +965,7 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
 
 def _set_looks(node: dict, place: dict) -> None:
     """A UI node's collapsed flag and colours from our ui block's entry."""
-    flags = dict(node.get("flags") or {})
+    flags = dict(node["flags"]) if isinstance(node.get("flags"), dict) else {}
     if place.get("collapsed"):
         flags["collapsed"] = True
     else:
