@@ -36,6 +36,14 @@ export class RerouteLayer {
 
   render() {
     this.root.replaceChildren();
+    const colors = new Map();  // each point in the colour of the link through it
+    for (const link of this.editor.graph.links()) {
+      const chain = this.editor.graph.viaOf(this.editor.graph.nodes.get(link.dst), link.input);
+      if (!chain.length) continue;
+      const view = this.editor.views.get(link.src);
+      const output = view && view.spec && view.spec.outputs[link.out];
+      for (const id of chain) colors.set(id, this.editor.catalogue.color(output ? output.type : "*"));
+    }
     for (const point of this.editor.graph.reroutes.values()) {
       const dot = document.createElement("div");
       dot.className = `reroute${point.id === this.selected ? " selected" : ""}`;
@@ -43,6 +51,7 @@ export class RerouteLayer {
       dot.title = "Reroute: drag to move, Shift-drag to link from it, Delete to remove";
       dot.style.left = `${point.pos[0]}px`;
       dot.style.top = `${point.pos[1]}px`;
+      if (colors.has(point.id)) dot.style.setProperty("--reroute-color", colors.get(point.id));
       this.root.append(dot);
     }
   }
