@@ -6,9 +6,13 @@ positional `widgets_values` in the order of each class's `input_order`, Primitiv
 nodes, muted (mode 2) and bypassed (mode 4) nodes, groups, and `definitions.subgraphs`.
 
 A UI graph is first resolved into an API graph as ComfyUI's editor does when it queues, then
-renamed onto our nodes through the registry's ComfyAlias table. What our format has no place
-for (sizes, modes, Reroutes, Primitives, notes, the original links) goes into `ui.comfyui`,
-so that writing the graph back as a UI graph gives the same nodes, links, values and layout.
+renamed onto our nodes through the registry's ComfyAlias table. The editor's parts of the UI
+format live in our `ui` block, where the editor shows and edits them: positions, widths, titles,
+muted and bypassed nodes (`ui.nodes[id].mode`, graphflow/node_modes.py), collapsed nodes and
+node colours, groups (`ui.groups`, in ComfyUI's shape), notes (`ui.notes`) and Reroute points
+(`ui.reroutes`, with each link's path through them in `ui.nodes[id].via`). What our format has
+no place for (sizes, Primitives, the original links) goes into `ui.comfyui`, so that writing
+the graph back as a UI graph gives the same nodes, links, values and layout.
 
 The widget order of ComfyUI's core classes comes from comfy_catalogue.json (made by
 tools/make_comfy_catalogue.py from ComfyUI's /object_info); for our own nodes it is their
@@ -21,6 +25,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from graphflow.node_modes import apply_modes
 from graphflow.workflow import (FORMAT_VERSION, Problem, Workflow, WorkflowFormatError, _short, _validated,
                                 comfy_aliases, is_comfy_api_graph, is_link, literal)
 
@@ -361,11 +366,12 @@ def _flatten(data: dict, registry=None, notes: list | None = None) -> tuple[dict
 
 
 class _Resolver:
-    """Follows a link back through Reroutes, bypassed nodes and subgraph boundaries to a real
-    node's output ("link", id, slot), a Primitive's value ("value", v), or nothing (None)."""
+    """Follows a link back through Reroutes, dropped (muted or bypassed unknown) nodes and
+    subgraph boundaries to a real node's output ("link", id, slot), a Primitive's value
+    ("value", v), or nothing (None)."""
 
-    def __init__(self, nodes, links):
-        self.nodes, self.links = nodes, links
+    def __init__(self, nodes, links, dropped=frozenset()):
+        self.nodes, self.links, self.dropped = nodes, links, dropped
 
     def link(self, link_id, depth=0):
         if link_id is None or depth > 100:
@@ -379,7 +385,7 @@ class _Resolver:
         node = self.nodes.get(node_id)
         if node is None:
             return None
-        node_type, mode = node.get("type"), node.get("mode", 0)
+        node_type, mode = node.get("type"), node.get("mode", 0) if node_id in self.dropped else 0
         if mode == MUTED:
             return None
         inputs = node.get("inputs") or []
@@ -429,16 +435,26 @@ def _widget_values(node: dict, order: list[dict]) -> tuple[dict, dict]:
     return values, controls
 
 
+def _dropped(nodes: dict, registry) -> set[str]:
+    """Muted and bypassed nodes of classes we don't know: left out on reading, as ComfyUI runs
+    them (links rewired past a bypass by the UI's socket types), since our engine can't apply a
+    mode to a node it can't describe. Muted and bypassed nodes we know stay, with their mode."""
+    return {node_id for node_id, node in nodes.items()
+            if node.get("mode") in (MUTED, BYPASSED) and node.get("type") not in VIRTUAL_TYPES
+            and node.get("type") != "__forward" and registry.comfy_node(node.get("type")) is None}
+
+
 def ui_to_api(data: dict, registry) -> tuple[dict, dict, list[dict]]:
     """An API graph from a UI graph, the UI-only facts kept for writing it back (`ui.comfyui`),
     and notes on what was left out."""
     notes = []
     nodes, links, _ = _flatten(data, registry, notes)
-    resolver = _Resolver(nodes, links)
+    dropped = _dropped(nodes, registry)
+    resolver = _Resolver(nodes, links, dropped)
     graph, resolved_inputs = {}, {}
     for node_id, node in nodes.items():
-        node_type, mode = node.get("type"), node.get("mode", 0)
-        if node_type in VIRTUAL_TYPES or node_type == "__forward" or mode in (MUTED, BYPASSED):
+        node_type = node.get("type")
+        if node_type in VIRTUAL_TYPES or node_type == "__forward" or node_id in dropped:
             continue
         order = _widget_order(node_type, registry)
         inputs, seen = {}, {}
@@ -481,9 +497,70 @@ def _pos(node) -> list[float] | None:
     return [pos[0], pos[1]] if isinstance(pos, (list, tuple)) and len(pos) >= 2 else None
 
 
+MODE_NAMES = {MUTED: "mute", BYPASSED: "bypass"}
+NOTE_TYPES = ("Note", "MarkdownNote")
+
+
+def _size(node) -> list | None:
+    size = node.get("size")
+    if isinstance(size, dict):
+        size = [size.get("0"), size.get("1")]
+    if isinstance(size, (list, tuple)) and size and isinstance(size[0], (int, float)):
+        return list(size)
+    return None
+
+
+def _looks(node) -> dict:
+    """A node's collapsed flag and colours, as our ui block keeps them."""
+    looks = {}
+    if isinstance(node.get("flags"), dict) and node["flags"].get("collapsed"):
+        looks["collapsed"] = True
+    for key in ("color", "bgcolor"):
+        if isinstance(node.get(key), str):
+            looks[key] = node[key]
+    return looks
+
+
+def _note(node) -> dict:
+    """A ComfyUI Note/MarkdownNote as the editor keeps it in `ui.notes`."""
+    values = node.get("widgets_values")
+    note = {"id": _node_id(node.get("id")), "pos": _pos(node),
+            "text": str(values[0] or "") if isinstance(values, list) and values else ""}
+    if (size := _size(node)) is not None:
+        note["width"], note["height"] = size[0], size[1] if len(size) > 1 else 80
+    if node.get("type") == "MarkdownNote":
+        note["markdown"] = True
+    if node.get("title"):
+        note["title"] = node["title"]
+    return {**note, **_looks(node)}
+
+
+def _vias(data: dict, registry) -> dict[str, dict[str, list[str]]]:
+    """{node id: {ComfyUI input name: [Reroute ids, from the source on]}} for links through Reroutes."""
+    nodes = {_node_id(n.get("id")): n for n in data.get("nodes", [])}
+    links = _links_of(data.get("links"))
+    vias = {}
+    for node_id, node in nodes.items():
+        if node.get("type") in VIRTUAL_TYPES:
+            continue
+        for socket in node.get("inputs") or []:
+            chain, link, seen = [], links.get(_node_id(socket.get("link"))), set()
+            while link is not None and nodes.get(link[0], {}).get("type") == "Reroute" and link[0] not in seen:
+                seen.add(link[0])
+                chain.insert(0, link[0])
+                inputs = nodes[link[0]].get("inputs")
+                first = inputs[0] if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict) else {}
+                link = links.get(_node_id(first.get("link")))
+            if chain:
+                name = (socket.get("widget") or {}).get("name") or socket.get("name")
+                vias.setdefault(node_id, {})[name] = chain
+    return vias
+
+
 def import_ui(data: dict, registry) -> Workflow:
     """Our workflow from a ComfyUI UI-format graph, with its layout and UI-only parts in `ui`."""
     graph, resolved, notes = ui_to_api(data, registry)
+    flat = _flatten(data, registry)[0]
     layout = {}
     for node in data.get("nodes", []):
         node_id = _node_id(node.get("id"))
@@ -492,14 +569,15 @@ def import_ui(data: dict, registry) -> Workflow:
         entry = {}
         if (pos := _pos(node)) is not None:
             entry["pos"] = pos
-        size = node.get("size")
-        if isinstance(size, dict):
-            size = [size.get("0"), size.get("1")]
-        if isinstance(size, (list, tuple)) and size and isinstance(size[0], (int, float)):
+        if (size := _size(node)) is not None:
             entry["width"] = size[0]
         if node.get("title"):
             entry["title"] = node["title"]
+        entry.update(_looks(node))
         layout[node_id] = entry
+    for node_id, node in flat.items():  # subgraphs' inner nodes too
+        if node_id in graph and node.get("mode") in MODE_NAMES:
+            layout.setdefault(node_id, {})["mode"] = MODE_NAMES[node["mode"]]
     ui = {"imported_from": "comfyui-ui", "nodes": layout}
     if data.get("groups"):
         ui["groups"] = data["groups"]
@@ -510,16 +588,26 @@ def import_ui(data: dict, registry) -> Workflow:
         ui["view"] = {"x": round(offset[0] * scale), "y": round(offset[1] * scale), "zoom": scale}
     ui["comfyui"] = {"workflow": {k: v for k, v in data.items()}, "converted": resolved}
     for node in data.get("nodes", []):
-        if node.get("type") in ("Note", "MarkdownNote"):
-            ui.setdefault("notes", []).append({"id": _node_id(node.get("id")), "pos": _pos(node),
-                                               "text": (node.get("widgets_values") or [""])[0]})
+        if node.get("type") in NOTE_TYPES:
+            ui.setdefault("notes", []).append(_note(node))
+        elif node.get("type") == "Reroute":
+            ui.setdefault("reroutes", {})[_node_id(node.get("id"))] = {"pos": _pos(node)}
+    vias = {node_id: chains for node_id, chains in _vias(data, registry).items() if node_id in graph}
     workflow = import_api(graph, registry, ui)
+    for node_id, chains in vias.items():  # ComfyUI's input names -> ours
+        cls = registry.comfy_node(graph[node_id]["class_type"])
+        alias = _alias_for(cls, graph[node_id]["class_type"])
+        ours = {theirs: alias.inputs.get(theirs, theirs) for theirs in chains} if alias else {t: t for t in chains}
+        via = {ours[name]: chain for name, chain in chains.items()
+               if is_link(workflow.nodes[node_id].inputs.get(ours[name]))}
+        if via:
+            workflow.ui["nodes"].setdefault(node_id, {})["via"] = via
     workflow.notes.extend(notes)
-    for node_id, node in _flatten(data, registry)[0].items():
-        if node.get("mode") in (MUTED, BYPASSED) and node.get("type") not in VIRTUAL_TYPES:
-            what = "muted: it does not run" if node["mode"] == MUTED else "bypassed: its inputs pass through"
-            workflow.notes.append({"node_id": node_id, "node_type": node.get("type"), "input": None,
-                                   "message": f"left out, {what} (as in ComfyUI)"})
+    for node_id in _dropped(flat, registry):
+        node = flat[node_id]
+        what = "muted: it does not run" if node["mode"] == MUTED else "bypassed: its inputs pass through"
+        workflow.notes.append({"node_id": node_id, "node_type": node.get("type"), "input": None,
+                               "message": f"left out, {what} (as in ComfyUI; graphflow does not know this class)"})
     return workflow
 
 
@@ -568,7 +656,13 @@ def _comfy_inputs(node, cls, alias, registry, workflow) -> dict:
 def export_api(workflow: Workflow, registry) -> dict:
     """The workflow as a ComfyUI API graph. Widgets ComfyUI declares and we lack get ComfyUI's
     defaults, so ComfyUI accepts the graph; values of our own inputs the workflow sets are kept
-    (ComfyUI ignores them); nodes with no ComfyUI equivalent keep our name."""
+    (ComfyUI ignores them); nodes with no ComfyUI equivalent keep our name. The API format has
+    no modes: muted nodes are left out and links rewired past bypassed ones, as ComfyUI's
+    editor does when it queues."""
+    return _api_graph(apply_modes(workflow, registry), registry)
+
+
+def _api_graph(workflow: Workflow, registry) -> dict:
     catalogue = comfy_catalogue()
     ui = workflow.ui
     titles = {k: v for k, v in (ui.get("titles") if isinstance(ui.get("titles"), dict) else {}).items()
@@ -622,7 +716,7 @@ def export_ui(workflow: Workflow, registry) -> dict:
 
 
 def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
-    api = export_api(workflow, registry)
+    api = _api_graph(workflow, registry)  # every node, muted and bypassed ones too
     original = copy.deepcopy(kept.get("workflow") or {})
     converted = kept.get("converted") or {}
     layout = workflow.ui.get("nodes") if isinstance(workflow.ui.get("nodes"), dict) else {}
@@ -632,9 +726,14 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
                  {s.get("id") for s in (original.get("definitions") or {}).get("subgraphs", [])}
                  or group_node_name(n.get("type"), original) is not None}
 
+    ui = workflow.ui
+    reroutes = {str(k): v for k, v in ui["reroutes"].items() if isinstance(v, dict)} \
+        if isinstance(ui.get("reroutes"), dict) else None
+    notes = [n for n in ui["notes"] if isinstance(n, dict)] if isinstance(ui.get("notes"), list) else None
     # UI ids are integers: keep numeric ids, number the others after the largest.
-    ids = {}
-    next_id = max([int(k) for k in list(originals) + list(workflow.nodes) if k.isdigit()] + [0]) + 1
+    ids, extra_ids = {}, {}
+    own = list(workflow.nodes) + list(reroutes or {}) + [str(n.get("id")) for n in notes or []]
+    next_id = max([int(k) for k in list(originals) + own if k.isdigit()] + [0]) + 1
     for node_id in workflow.nodes:
         if node_id.isdigit():
             ids[node_id] = int(node_id)
@@ -642,10 +741,42 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
             continue  # inside a subgraph: written by its instance, kept verbatim
         else:
             ids[node_id], next_id = next_id, next_id + 1
+    for key in list(reroutes or {}) + [str(n.get("id")) for n in notes or []]:  # Reroutes and notes
+        if key.isdigit():
+            extra_ids[key] = int(key)
+        else:
+            extra_ids[key], next_id = next_id, next_id + 1
     next_link = max([int(k) for k in old_links if k.isdigit()] + [int(original.get("last_link_id") or 0)]) + 1
     links: dict[int, list] = {}
     out_nodes = []
     placed = _columns(workflow)
+    classes = kept.get("classes") or (ui.get("comfyui") or {}).get("classes") or {}
+    reroute_in: dict[str, tuple] = {}  # Reroute id -> (UI id of what feeds it, slot, type)
+
+    def through_reroutes(node_id, name, value, kind):
+        """The (UI id, slot) the input's link now comes from when `ui.nodes[id].via` routes it
+        through Reroutes that agree with the link (else None), recording what feeds each one."""
+        cls = registry.get(workflow.nodes[node_id].type)
+        back = {}
+        if cls is not None:
+            alias = _comfy_class(cls, workflow.nodes[node_id].inputs, classes.get(node_id))[1]
+            back = {ours: theirs for theirs, ours in alias.inputs.items()} if alias else {}
+        via = (layout.get(node_id) or {}).get("via") if isinstance(layout.get(node_id), dict) else None
+        chain = next((c for ours, c in via.items() if back.get(ours, ours) == name), None) \
+            if isinstance(via, dict) else None
+        if reroutes is None or not isinstance(chain, list) or not chain or \
+                not all(str(r) in reroutes for r in chain):
+            return None
+        upstream = (ids[value[0]], value[1])
+        for r in map(str, chain):
+            if r in reroute_in and reroute_in[r][:2] != upstream:
+                return None  # the Reroute feeds something else: link directly
+            upstream = (extra_ids[r], 0)
+        upstream = (ids[value[0]], value[1])
+        for r in map(str, chain):
+            reroute_in.setdefault(r, (*upstream, kind))
+            upstream = (extra_ids[r], 0)
+        return upstream
 
     for node_id, entry in api.items():
         if node_id not in ids:
@@ -667,6 +798,11 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
         title = place.get("title") or (entry.get("_meta") or {}).get("title")
         if title:
             ui_node["title"] = title
+        if place.get("mode") in ("mute", "bypass"):
+            ui_node["mode"] = MUTED if place["mode"] == "mute" else BYPASSED
+        elif ui_node.get("mode") in (MUTED, BYPASSED):
+            ui_node["mode"] = 0
+        _set_looks(ui_node, place)
         if not order:  # a class we can't describe: keep it as it was
             out_nodes.append(ui_node)
             continue
@@ -681,8 +817,20 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
             linked = not _is_value(value) and value[0] in ids
             before = (record.get("inputs") or {}).get(name)
             socket = None
-            if before is not None and before["link"] is not None and _agrees(before["resolved"], value):
-                socket = {"link": before["link"]}  # the original link, through its Reroutes/Primitives
+            before_link = old_links.get(_node_id(before["link"])) if before is not None else None
+            via_reroute = reroutes is not None and before_link is not None and linked and \
+                (originals.get(before_link[0]) or {}).get("type") == "Reroute"
+            rerouted = through_reroutes(node_id, name, value, spec["type"]) if linked else None
+            if rerouted is not None:
+                if before_link is not None and (int(before_link[0]), before_link[1]) == rerouted:
+                    socket = {"link": before["link"]}
+                else:
+                    link_id, next_link = next_link, next_link + 1
+                    links[link_id] = [link_id, rerouted[0], rerouted[1], ids[node_id], 0, spec["type"]]
+                    socket = {"link": link_id}
+            elif before is not None and before["link"] is not None and _agrees(before["resolved"], value) \
+                    and not via_reroute:
+                socket = {"link": before["link"]}  # the original link, through its Primitives
             elif linked:
                 link_id, next_link = next_link, next_link + 1
                 links[link_id] = [link_id, ids[value[0]], value[1], ids[node_id], 0, spec["type"]]
@@ -725,9 +873,55 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
             ui_node["outputs"] = [{"name": o["name"], "type": o["type"], "links": []} for o in outs]
         out_nodes.append(ui_node)
 
+    for key, point in (reroutes or {}).items():
+        old = originals.get(key) if (originals.get(key) or {}).get("type") == "Reroute" else None
+        node = copy.deepcopy(old) if old else {
+            "id": extra_ids[key], "type": "Reroute", "pos": [0, 0], "size": [75, 26], "flags": {}, "order": 0,
+            "mode": 0, "inputs": [{"name": "", "type": "*", "link": None}],
+            "outputs": [{"name": "", "type": "*", "links": []}],
+            "properties": {"showOutputText": False, "horizontal": False}}
+        node["id"] = extra_ids[key]
+        if isinstance(point.get("pos"), list):
+            node["pos"] = point["pos"]
+        if key in reroute_in:
+            a, a_slot, kind = reroute_in[key]
+            socket = (node.get("inputs") or [{}])[0]
+            before_link = old_links.get(_node_id(socket.get("link")))
+            if before_link is None or (int(before_link[0]), before_link[1]) != (a, a_slot):
+                link_id, next_link = next_link, next_link + 1
+                links[link_id] = [link_id, a, a_slot, node["id"], 0, kind]
+                node["inputs"] = [{**socket, "name": socket.get("name", ""), "type": socket.get("type", "*"),
+                                   "link": link_id}]
+                node["outputs"] = [{**(node.get("outputs") or [{}])[0], "name": "", "type": kind}]
+        elif not old:
+            pass  # a new Reroute nothing goes through
+        out_nodes.append(node)
+    for note in notes or []:
+        key = str(note.get("id"))
+        old = originals.get(key) if (originals.get(key) or {}).get("type") in NOTE_TYPES else None
+        kind = "MarkdownNote" if note.get("markdown") else "Note"
+        node = copy.deepcopy(old) if old and old.get("type") == kind else {
+            "id": extra_ids[key], "type": kind, "pos": [0, 0], "size": [400, 100], "flags": {}, "order": 0,
+            "mode": 0, "inputs": [], "outputs": [], "properties": {}, "widgets_values": [""]}
+        node["id"] = extra_ids[key]
+        if isinstance(note.get("pos"), list):
+            node["pos"] = note["pos"]
+        if isinstance(note.get("width"), (int, float)):
+            node["size"] = [note["width"], note.get("height") or 100]
+        node["widgets_values"] = [str(note.get("text") or "")] + list((node.get("widgets_values") or [""])[1:])
+        if note.get("title"):
+            node["title"] = note["title"]
+        else:
+            node.pop("title", None)
+        _set_looks(node, note)
+        out_nodes.append(node)
+
     written = {n["id"] for n in out_nodes}
     real = set(converted)
-    for node_id, node in originals.items():  # Reroutes, Primitives, notes, muted, bypassed, subgraphs
+    from_ui = (("Reroute",) if reroutes is not None else ()) + (NOTE_TYPES if notes is not None else ())
+    for node_id, node in originals.items():  # Primitives, dropped nodes, subgraphs
+        if node.get("type") in from_ui:
+            continue
         if node_id not in real and node_id not in ids and node.get("id") not in written:
             out_nodes.append(copy.deepcopy(node))
             written.add(node.get("id"))
@@ -762,11 +956,26 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
     if any(isinstance(link, dict) for link in original.get("links") or []):  # the schema-1 shape
         keys = ("id", "origin_id", "origin_slot", "target_id", "target_slot", "type")
         result["links"] = [dict(zip(keys, link)) for link in result["links"]]
-    result.setdefault("groups", workflow.ui.get("groups", []))
+    result["groups"] = ui["groups"] if isinstance(ui.get("groups"), list) else result.get("groups", [])
     result.setdefault("config", {})
     result.setdefault("extra", {})
     result.setdefault("version", 0.4)
     return result
+
+
+def _set_looks(node: dict, place: dict) -> None:
+    """A UI node's collapsed flag and colours from our ui block's entry."""
+    flags = dict(node["flags"]) if isinstance(node.get("flags"), dict) else {}
+    if place.get("collapsed"):
+        flags["collapsed"] = True
+    else:
+        flags.pop("collapsed", None)
+    node["flags"] = flags
+    for key in ("color", "bgcolor"):
+        if isinstance(place.get(key), str):
+            node[key] = place[key]
+        else:
+            node.pop(key, None)
 
 
 def _columns(workflow: Workflow) -> dict[str, list[int]]:

@@ -15,6 +15,7 @@ from graphflow.cli import main
 from graphflow.comfy_format import (comfy_catalogue, custom_pack, export_api, export_ui, import_ui,
                                     unknown_type_hint)
 from graphflow.executor import Executor
+from graphflow.node_modes import apply_modes
 from graphflow.picture_metadata import a1111_sampler, parse_a1111, workflow_from_picture
 from graphflow.validation import validate
 from graphflow.workflow import WorkflowFormatError, load_workflow, parse_workflow
@@ -93,11 +94,135 @@ def test_ui_layout_titles_groups_and_view_go_in_the_ui_block(builtin_registry):
 def test_primitive_reroute_bypass_and_mute_resolve_as_comfyui_does(builtin_registry):
     tricks = load("txt2img_tricks_ui.json", builtin_registry)
     plain = load("txt2img_api.json", builtin_registry)
-    # The bypassed LoRA passes MODEL and CLIP through, the Reroute forwards the VAE, the
-    # Primitive gives the seed, the muted preview is left out: the plain graph remains.
-    assert tricks.to_json()["nodes"] == plain.to_json()["nodes"]
-    noted = {(n["node_id"], n["message"].split(":")[0]) for n in tricks.notes}
-    assert noted == {("10", "left out, bypassed"), ("13", "left out, muted")}
+    # The bypassed LoRA and the muted preview stay, with their modes; the Reroute forwards the
+    # VAE, the Primitive gives the seed. As it runs (modes applied) the plain graph remains.
+    assert {i: tricks.ui["nodes"][i].get("mode") for i in tricks.nodes} == \
+        {i: {"10": "bypass", "13": "mute"}.get(i) for i in tricks.nodes}
+    assert tricks.nodes["3"].inputs["model"] == ["10", 0]
+    assert apply_modes(tricks, builtin_registry).to_json()["nodes"] == plain.to_json()["nodes"]
+    assert tricks.notes == []
+
+
+def test_modes_are_written_as_comfyui_modes_2_and_4_and_read_back(builtin_registry):
+    ours = load_workflow(Path(__file__).parent.parent / "workflows" / "txt2img.json", builtin_registry)
+    decode = next(i for i, n in ours.nodes.items() if n.type == "VAEDecode")
+    sampler = next(i for i, n in ours.nodes.items() if n.type == "KSampler")
+    ours.ui.setdefault("nodes", {}).setdefault(decode, {})["mode"] = "mute"
+    ours.ui["nodes"].setdefault(sampler, {})["mode"] = "bypass"
+    written = json.loads(json.dumps(export_ui(ours, builtin_registry)))
+    modes = {str(n["id"]): n["mode"] for n in written["nodes"]}
+    assert modes[decode] == 2 and modes[sampler] == 4
+    assert {m for i, m in modes.items() if i not in (decode, sampler)} == {0}
+    back = parse_workflow(written, builtin_registry)
+    assert set(back.nodes) == set(ours.nodes)
+    assert back.ui["nodes"][decode]["mode"] == "mute" and back.ui["nodes"][sampler]["mode"] == "bypass"
+    assert "mode" not in back.ui["nodes"][next(iter(set(ours.nodes) - {decode, sampler}))]
+    # The API format has no modes: the muted node is left out, the bypass rewired.
+    api = export_api(ours, builtin_registry)
+    assert decode not in api and sampler not in api
+    # Un-muting writes mode 0 over the kept ComfyUI node.
+    del back.ui["nodes"][decode]["mode"]
+    assert by_id(export_ui(back, builtin_registry)["nodes"])[int(decode)]["mode"] == 0
+
+
+def test_bypassed_custom_node_is_still_rewired_by_its_socket_types(builtin_registry):
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    save = next(n for n in data["nodes"] if n["type"] == "SaveImage")
+    link_in = save["inputs"][0]["link"]
+    data["nodes"].append({"id": 20, "type": "ImageSharpen|pysssss", "pos": [5, 5], "size": [300, 100], "flags": {},
+                          "order": 9, "mode": 4, "inputs": [{"name": "pixels", "type": "IMAGE", "link": link_in}],
+                          "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [30]}],
+                          "properties": {}, "widgets_values": [1.0]})
+    data["links"].append([30, 20, 0, save["id"], 0, "IMAGE"])
+    for link in data["links"]:
+        if link[0] == link_in:
+            link[3], link[4] = 20, 0
+    save["inputs"][0]["link"] = 30
+    workflow = parse_workflow(data, builtin_registry)
+    assert "20" not in workflow.nodes  # unknown to us: left out, its IMAGE input passed through
+    assert workflow.nodes[str(save["id"])].inputs["images"] == ["8", 0]
+    assert any(n["node_id"] == "20" and n["message"].startswith("left out, bypassed") for n in workflow.notes)
+    assert by_id(export_ui(workflow, builtin_registry)["nodes"])[20] == data["nodes"][-1]
+
+
+def test_groups_notes_reroutes_collapsed_and_colours_round_trip(builtin_registry):
+    data = json.loads((CORPUS / "txt2img_tricks_ui.json").read_text())
+    for node in data["nodes"]:
+        if node["id"] == 5:
+            node["flags"] = {"collapsed": True}
+            node["color"], node["bgcolor"] = "#223", "#335"
+    workflow = parse_workflow(data, builtin_registry)
+    ui = workflow.ui
+    assert ui["nodes"]["5"] == {"pos": [473, 609], "width": 315, "collapsed": True, "color": "#223", "bgcolor": "#335"}
+    assert ui["reroutes"] == {"11": {"pos": [1100, 500]}}
+    assert ui["nodes"]["8"]["via"] == {"vae": ["11"]}
+    assert workflow.nodes["8"].inputs["vae"] == ["4", 2]  # the engine's link is direct
+    assert ui["notes"][0]["id"] == "14" and ui["notes"][0]["color"] == "#432"
+    # Through our JSON unchanged, back to ComfyUI unchanged.
+    again = parse_workflow(json.loads(json.dumps(workflow.to_json())), builtin_registry)
+    written = export_ui(again, builtin_registry)
+    assert by_id(written["nodes"]) == by_id(data["nodes"]) and written["links"] == data["links"]
+    assert written["groups"] == data["groups"]
+
+    # Edited as the editor does: group moved and retitled, note edited, a new note, a second
+    # Reroute on the positive prompt's link, node 5 expanded and uncoloured, the old Reroute
+    # taken out of the VAE link.
+    ui = again.ui
+    ui["groups"][0].update(title="Text", bounding=[0, 0, 500, 300], color="#8A8")
+    ui["notes"][0]["text"] = "edited"
+    ui["notes"].append({"id": "30", "pos": [5, 6], "text": "new *note*", "width": 200, "height": 90,
+                        "markdown": True, "color": "#353"})
+    ui["reroutes"]["31"] = {"pos": [800, 150]}
+    ui["nodes"]["3"]["via"] = {"positive": ["31"]}
+    del ui["nodes"]["8"]["via"]
+    ui["nodes"]["5"] = {"pos": [473, 609], "width": 315}
+    written = json.loads(json.dumps(export_ui(again, builtin_registry)))
+    nodes = by_id(written["nodes"])
+    links = {link[0]: link for link in written["links"]}
+    assert written["groups"] == [{"title": "Text", "bounding": [0, 0, 500, 300], "color": "#8A8", "font_size": 24,
+                                  "flags": {}}]
+    assert nodes[14]["widgets_values"] == ["edited"] and nodes[14]["color"] == "#432"
+    assert nodes[30]["type"] == "MarkdownNote" and nodes[30]["widgets_values"] == ["new *note*"]
+    assert nodes[30]["size"] == [200, 90] and nodes[30]["color"] == "#353" and nodes[30]["pos"] == [5, 6]
+    assert "collapsed" not in nodes[5]["flags"] and "color" not in nodes[5] and "bgcolor" not in nodes[5]
+    positive = links[next(i["link"] for i in nodes[3]["inputs"] if i["name"] == "positive")]
+    assert positive[1:3] == [31, 0]  # KSampler.positive <- Reroute 31 <- CLIPTextEncode 6
+    assert nodes[31]["type"] == "Reroute" and links[nodes[31]["inputs"][0]["link"]][1:3] == [6, 0]
+    assert nodes[31]["outputs"][0]["links"] == [positive[0]] and nodes[31]["outputs"][0]["type"] == "CONDITIONING"
+    vae = links[next(i["link"] for i in nodes[8]["inputs"] if i["name"] == "vae")]
+    assert vae[1:3] == [4, 2]  # directly from the checkpoint now
+    assert nodes[11]["outputs"][0]["links"] == []  # the old Reroute stays, with nothing through it
+    # ComfyUI would queue the same graph, and reading it back gives the edited ui parts.
+    back = parse_workflow(written, builtin_registry)
+    assert back.to_json()["nodes"] == again.to_json()["nodes"]
+    assert back.ui["nodes"]["3"]["via"] == {"positive": ["31"]} and "via" not in back.ui["nodes"]["8"]
+    assert set(back.ui["reroutes"]) == {"11", "31"}
+    assert [n["text"] for n in back.ui["notes"]] == ["edited", "new *note*"]
+    assert back.ui["notes"][1]["markdown"] is True
+
+
+def test_our_own_groups_notes_and_reroutes_are_written_for_comfyui(builtin_registry):
+    ours = load_workflow(Path(__file__).parent.parent / "workflows" / "txt2img.json", builtin_registry)
+    decode = next(i for i, n in ours.nodes.items() if n.type == "VAEDecode")
+    source = ours.nodes[decode].inputs["samples"][0]
+    ours.ui["groups"] = [{"title": "Sampling", "bounding": [10, 20, 300, 400], "color": "#b58b2a"}]
+    ours.ui["notes"] = [{"id": "n1", "pos": [0, -200], "text": "hello", "width": 240, "height": 80}]
+    ours.ui["reroutes"] = {"r1": {"pos": [500, 0]}, "r2": {"pos": [600, 0]}}
+    ours.ui.setdefault("nodes", {}).setdefault(decode, {})["via"] = {"samples": ["r1", "r2"]}
+    ours.ui["nodes"][decode]["collapsed"] = True
+    written = json.loads(json.dumps(export_ui(ours, builtin_registry)))
+    assert written["groups"] == ours.ui["groups"]
+    kinds = {n["type"]: n for n in written["nodes"]}
+    assert kinds["Note"]["widgets_values"] == ["hello"] and kinds["Note"]["size"] == [240, 80]
+    assert by_id(written["nodes"])[int(decode)]["flags"] == {"collapsed": True}
+    back = parse_workflow(written, builtin_registry)
+    assert back.to_json()["nodes"] == parse_workflow(json.loads(json.dumps(export_ui(ours, builtin_registry))),
+                                                     builtin_registry).to_json()["nodes"]
+    assert back.nodes[decode].inputs["samples"] == [source, 0]
+    chain = back.ui["nodes"][decode]["via"]["samples"]
+    assert [back.ui["reroutes"][r]["pos"] for r in chain] == [[500, 0], [600, 0]]
+    assert back.ui["notes"][0]["text"] == "hello" and back.ui["nodes"][decode]["collapsed"] is True
+    assert validate(back, builtin_registry) == validate(ours, builtin_registry)
 
 
 def test_muted_source_leaves_its_consumer_without_the_input(builtin_registry):
@@ -337,7 +462,7 @@ def test_comfyui_png_opens_its_editor_graph_else_its_prompt(builtin_registry, tm
     assert workflow.ui["imported_from"] == "comfyui-api"
     assert workflow.to_json()["nodes"] == load("txt2img_api.json", builtin_registry).to_json()["nodes"]
     assert main(["validate", str(both)]) == 0
-    assert "valid (7 nodes)" in capsys.readouterr().out
+    assert "valid (9 nodes)" in capsys.readouterr().out  # the muted and bypassed ones kept
     assert main(["run", str(both), "--quiet", "--output-dir", str(tmp_path / "out")]) == 0
     (printed,) = capsys.readouterr().out.split()
     assert Path(printed).is_file() and Path(printed).parent == tmp_path / "out"
@@ -446,7 +571,7 @@ async def test_convert_endpoint_reads_ui_format_and_pictures_and_writes_each_for
     ui = json.loads((CORPUS / "txt2img_tricks_ui.json").read_text())
     body = await (await client.post("/api/workflow/convert", json={"workflow": ui})).json()
     assert body["problems"] == [] and body["workflow"]["nodes"]["3"]["type"] == "KSampler"
-    assert len(body["notes"]) == 2
+    assert body["notes"] == [] and body["workflow"]["ui"]["nodes"]["10"]["mode"] == "bypass"  # kept, not left out
     back = await (await client.post("/api/workflow/convert", json={"workflow": body["workflow"],
                                                                   "to": "comfy-ui"})).json()
     assert back["workflow"]["links"] == ui["links"] and back["format"] == "comfy-ui"

@@ -693,8 +693,7 @@ def _drop_file(page, name, mime, data: bytes):
 
 def _expect_laid_out_as_saved(page, saved):
     """Every kept node at its saved position, relative to the others, on screen and in the graph."""
-    kept = {str(n["id"]): n for n in saved["nodes"] if n["type"] not in ("Reroute", "PrimitiveNode", "Note")
-            and n.get("mode", 0) == 0}
+    kept = {str(n["id"]): n for n in saved["nodes"] if n["type"] not in ("Reroute", "PrimitiveNode", "Note")}
     page.wait_for_function(f"document.querySelectorAll('#nodes .node').length === {len(kept)} "
                            "|| document.querySelector('.toast.error')")
     refused = page.locator(".toast.error")
@@ -721,6 +720,14 @@ def test_dropping_a_comfyui_ui_workflow_and_png_lays_them_out_as_saved(page, ser
     _drop_file(page, "comfy_ui.json", "application/json", text.encode())
     _expect_laid_out_as_saved(page, saved)
     assert node(page, "7").locator(".node-title").inner_text() == "Negative"
+    # ComfyUI's modes, group, note and Reroute come along, shown as they were.
+    assert node(page, "10").get_attribute("data-mode") == "bypass"
+    assert node(page, "13").get_attribute("data-mode") == "mute"
+    assert page.locator("#groups .canvas-group-title").inner_text() == "Prompts"
+    assert page.locator("#notes .note textarea").input_value().startswith("The LoRA is bypassed")
+    dot = page.locator('#reroutes .reroute[data-reroute-id="11"]')
+    zoom = page.evaluate("graphflow.editor.viewport.zoom")
+    assert centre(dot)[0] - node(page, "4").bounding_box()["x"] == pytest.approx((1100 - 26) * zoom, abs=2)
 
     page.locator("#btn-new").click()
     expect_nodes(page, 0)
@@ -965,3 +972,389 @@ def test_results_panel_is_filled_from_the_history_after_a_reload(page):
     figure.wait_for(state="attached")
     sources = page.eval_on_selector_all("#panel figure.result img", "imgs => imgs.map(i => i.getAttribute('src'))")
     assert name in sources, (name, sources)
+
+
+# --- issue 18: groups, notes, Reroutes, collapsed and coloured nodes -------------------------
+
+def export_comfy_ui(page):
+    """The workflow as the server writes it for ComfyUI's editor (what Export… downloads)."""
+    return page.evaluate("""() => fetch('/api/workflow/convert', {method: 'POST', headers: {'Content-Type': 'application/json'},
+        body: JSON.stringify({workflow: graphflow.editor.workflow(), to: 'comfy-ui'})}).then(r => r.json()).then(b => b.workflow)""")
+
+
+def context_item(page, label):
+    page.locator(".context-menu .context-item", has_text=label).first.click()
+
+
+def test_group_the_selection_with_ctrl_g_and_move_it_by_its_title(page):
+    a = add_node(page, "Swatch", 200, 200)
+    b = add_node(page, "Swatch", 200, 520)
+    outside = add_node(page, "SaveImage", 900, 200, search="saveimage")
+    node(page, a).locator(".node-header").click()
+    node(page, b).locator(".node-header").click(modifiers=["Shift"])
+    page.keyboard.press("Control+g")
+    page.wait_for_selector("#groups .canvas-group")
+    (group,) = workflow(page)["ui"]["groups"]
+    layout = workflow(page)["ui"]["nodes"]
+    x, y, w, h = group["bounding"]
+    for node_id in (a, b):
+        nx, ny = layout[node_id]["pos"]
+        assert x < nx and y < ny and nx + layout[node_id]["width"] < x + w
+    assert not x <= layout[outside]["pos"][0] <= x + w
+
+    # Drag the title: the group and the nodes inside move, the one outside stays.
+    title = page.locator("#groups .canvas-group-title")
+    tx, ty = centre(title)
+    page.mouse.move(tx, ty)
+    page.mouse.down()
+    page.mouse.move(tx + 120, ty + 60, steps=6)
+    page.mouse.up()
+    zoom = page.evaluate("graphflow.editor.viewport.zoom")
+    moved = workflow(page)["ui"]
+    assert moved["groups"][0]["bounding"][0] - x == pytest.approx(120 / zoom, abs=2)
+    for node_id in (a, b):
+        assert moved["nodes"][node_id]["pos"][0] - layout[node_id]["pos"][0] == pytest.approx(120 / zoom, abs=2)
+        assert moved["nodes"][node_id]["pos"][1] - layout[node_id]["pos"][1] == pytest.approx(60 / zoom, abs=2)
+    assert moved["nodes"][outside]["pos"] == layout[outside]["pos"]
+
+    # Rename by double-clicking the title; colour from its context menu.
+    title.dblclick()
+    page.keyboard.press("Control+a")
+    page.keyboard.type("Sources")
+    page.keyboard.press("Enter")
+    title.click(button="right")
+    context_item(page, "Colour")
+    context_item(page, "green")
+    group = workflow(page)["ui"]["groups"][0]
+    assert group["title"] == "Sources" and group["color"] == "#8A8"
+    assert page.locator("#groups .canvas-group-title").inner_text() == "Sources"
+    exported = export_comfy_ui(page)
+    assert exported["groups"] == [group]
+    page.keyboard.press("Control+z")  # the colour
+    page.keyboard.press("Control+z")  # the title
+    assert workflow(page)["ui"]["groups"][0]["title"] == "Group"
+
+
+def test_collapse_with_alt_c_and_colour_from_the_context_menu(page):
+    swatch = add_node(page, "Swatch", 200, 200)
+    save = add_node(page, "SaveImage", 700, 200, search="saveimage")
+    link(page, swatch, "image", save, "images")
+    tall = node(page, swatch).bounding_box()["height"]
+    node(page, swatch).locator(".node-header").click()
+    page.keyboard.press("Alt+c")
+    page.wait_for_function(f"document.querySelector('.node[data-node-id=\"{swatch}\"]').offsetHeight < {tall} / 2")
+    assert workflow(page)["ui"]["nodes"][swatch]["collapsed"] is True
+    assert page.locator(f'#links g.link[data-link-dst="{save}"]').count() == 1  # the link stays
+    node(page, save).locator(".node-header").click(button="right")
+    context_item(page, "Colour")
+    context_item(page, "blue")
+    layout = workflow(page)["ui"]["nodes"][save]
+    assert (layout["color"], layout["bgcolor"]) == ("#223", "#335")
+    header = node(page, save).locator(".node-header").evaluate("h => getComputedStyle(h).backgroundColor")
+    assert header == "rgb(34, 34, 51)"
+    exported = {str(n["id"]): n for n in export_comfy_ui(page)["nodes"]}
+    assert exported[swatch]["flags"] == {"collapsed": True}
+    assert (exported[save]["color"], exported[save]["bgcolor"]) == ("#223", "#335")
+    node(page, swatch).locator(".node-header").click(button="right")
+    context_item(page, "Expand")
+    page.wait_for_function(f"document.querySelector('.node[data-node-id=\"{swatch}\"]').offsetHeight > {tall} - 2")
+    assert "collapsed" not in workflow(page)["ui"]["nodes"][swatch]
+
+
+def test_a_note_from_the_node_menu_is_kept_and_not_run(page):
+    page.mouse.dblclick(300, 300)
+    page.wait_for_selector(".node-menu")
+    page.keyboard.type("note")
+    page.locator('.node-menu .menu-item[data-node-type="Note"]').click()
+    page.wait_for_selector("#notes .note textarea")
+    page.keyboard.type("Remember: the seed is fixed.")
+    page.mouse.click(900, 700)  # away: the text is committed
+    (note,) = workflow(page)["ui"]["notes"]
+    assert note["text"] == "Remember: the seed is fixed."
+    assert workflow(page)["nodes"] == {}  # not a node: nothing to run
+    header = page.locator("#notes .note-header")
+    x, y = centre(header)
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 80, y + 40, steps=5)
+    page.mouse.up()
+    zoom = page.evaluate("graphflow.editor.viewport.zoom")
+    assert workflow(page)["ui"]["notes"][0]["pos"][0] - note["pos"][0] == pytest.approx(80 / zoom, abs=2)
+    (written,) = [n for n in export_comfy_ui(page)["nodes"] if n["type"] == "Note"]
+    assert written["widgets_values"] == ["Remember: the seed is fixed."]
+    page.reload()
+    wait_ready(page)
+    assert page.locator("#notes .note textarea").input_value() == "Remember: the seed is fixed."
+    header.click(button="right")
+    context_item(page, "Delete note")
+    assert workflow(page)["ui"]["notes"] == []
+
+
+def test_reroute_on_a_link_moves_and_feeds_another_input(page):
+    swatch = add_node(page, "Swatch", 150, 200)
+    save = add_node(page, "SaveImage", 800, 150, search="saveimage")
+    second = add_node(page, "SaveImage", 800, 560, search="saveimage")
+    link(page, swatch, "image", save, "images")
+    line = page.locator(f'#links g.link[data-link-dst="{save}"] .link-hit')
+    box = node(page, save).bounding_box()
+    at = (box["x"] - 150, page.evaluate("""(dst) => {
+        const path = document.querySelector(`#links g.link[data-link-dst="${dst}"] .link-line`);
+        const p = path.getPointAtLength(path.getTotalLength() * 0.6);
+        const m = path.getScreenCTM();
+        return [p.x * m.a + m.e, p.y * m.d + m.f];
+    }""", save))
+    x, y = at[1]
+    page.mouse.click(x, y, button="right")
+    context_item(page, "Add reroute")
+    page.wait_for_selector("#reroutes .reroute")
+    ui = workflow(page)["ui"]
+    (rid,) = ui["reroutes"]
+    assert ui["nodes"][save]["via"] == {"images": [rid]}
+    assert workflow(page)["nodes"][save]["inputs"]["images"] == [swatch, 0]  # the engine's link is direct
+
+    # Drag the dot: the link follows it.
+    dot = page.locator("#reroutes .reroute")
+    dx, dy = centre(dot)
+    page.mouse.move(dx, dy)
+    page.mouse.down()
+    page.mouse.move(dx, dy + 200, steps=6)
+    page.mouse.up()
+    zoom = page.evaluate("graphflow.editor.viewport.zoom")
+    moved = workflow(page)["ui"]["reroutes"][rid]["pos"]
+    assert moved[1] - ui["reroutes"][rid]["pos"][1] == pytest.approx(200 / zoom, abs=2)
+    passes = page.evaluate("""([dst, x, y]) => {
+        const path = document.querySelector(`#links g.link[data-link-dst="${dst}"] .link-line`);
+        return path.getAttribute("d").includes(`${x} ${y}`);
+    }""", [save, *moved])
+    assert passes
+
+    # Shift-drag from the dot to another input: a link through the same point.
+    dx, dy = centre(dot)
+    page.keyboard.down("Shift")
+    page.mouse.move(dx, dy)
+    page.mouse.down()
+    tx, ty = centre(node(page, second).locator('[data-input="images"] .socket'))
+    page.mouse.move(tx, ty, steps=8)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    page.wait_for_selector(f'#links g.link[data-link-dst="{second}"]', state="attached")
+    saved = workflow(page)
+    assert saved["nodes"][second]["inputs"]["images"] == [swatch, 0]
+    assert saved["ui"]["nodes"][second]["via"] == {"images": [rid]}
+
+    # For ComfyUI: one Reroute node feeding both.
+    exported = export_comfy_ui(page)
+    (reroute,) = [n for n in exported["nodes"] if n["type"] == "Reroute"]
+    assert len(reroute["outputs"][0]["links"]) == 2
+    links = {link[0]: link for link in exported["links"]}
+    assert links[reroute["inputs"][0]["link"]][1] == int(swatch)
+
+    # Delete removes the point; the links go direct again.
+    dot.click()
+    page.keyboard.press("Delete")
+    page.wait_for_function("document.querySelectorAll('#reroutes .reroute').length === 0")
+    after = workflow(page)
+    assert "via" not in after["ui"]["nodes"][save] and after["nodes"][save]["inputs"]["images"] == [swatch, 0]
+
+
+# --- issue 18: the workflow browser, tabs, clipboard between them ------------------------------
+
+TAB_LABELS = "Array.from(document.querySelectorAll('#tabs .tab'), t => t.querySelector('.tab-label').textContent + t.querySelector('.tab-dirty').textContent)"
+
+
+def tab_labels(page, expected=None):
+    """The tabs' labels ('•': unsaved changes), once they are `expected` when given."""
+    if expected is not None:
+        try:
+            page.wait_for_function(f"JSON.stringify({TAB_LABELS}) === {json.dumps(json.dumps(expected, ensure_ascii=False))}",
+                                   timeout=5000)
+        except Exception:
+            pass  # the assertion says what they are
+    return page.evaluate(TAB_LABELS)
+
+
+def test_workflow_browser_saves_by_name_and_opens_templates_in_tabs(page, server):
+    page.remove_listener("dialog", page.accept_dialogs)
+    asked = []
+
+    def answer(dialog, accept):
+        asked.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    swatch = add_node(page, "Swatch", 300, 250)
+    assert tab_labels(page, ["Unsaved workflow•"]) == ["Unsaved workflow•"]
+
+    # Save under a name: on the server, and the tab takes the name and is clean.
+    page.locator("#btn-workflows").click()
+    page.locator(".workflow-browser input[name=workflow-name]").fill("my swatch")
+    page.keyboard.press("Enter")
+    page.wait_for_function("!document.querySelector('.workflow-browser')")
+    assert tab_labels(page, ["my swatch"]) == ["my swatch"]
+    stored = json.loads((server.home / "user" / "workflows" / "my swatch.json").read_text())
+    assert [n["type"] for n in stored["nodes"].values()] == ["Swatch"]
+    page.locator("#btn-workflows").click()  # a name that would leave the folder is refused
+    page.locator(".workflow-browser input[name=workflow-name]").fill("../escape")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".toast.error")
+    assert "invalid workflow name" in page.locator(".toast.error").last.inner_text()
+    assert not (server.home / "user" / "escape.json").exists()
+
+    # A template opens in a tab of its own; the first tab keeps its graph and its undo history.
+    page.locator('.workflow-browser .browser-template [data-name="txt2img"] .browser-open').click()
+    page.wait_for_function("document.querySelectorAll('#tabs .tab').length === 2")
+    page.wait_for_function("document.querySelectorAll('#nodes .node').length > 3")
+    assert tab_labels(page, ["my swatch", "txt2img"]) == ["my swatch", "txt2img"]
+    template_nodes = len(workflow(page)["nodes"])
+    sampler = next(i for i, n in workflow(page)["nodes"].items() if n["type"] == "KSampler")
+    node(page, sampler).locator(".node-header").click()
+    page.keyboard.press("Delete")
+    expect_nodes(page, template_nodes - 1)
+    assert tab_labels(page, ["my swatch", "txt2img•"])[1] == "txt2img•"
+    page.locator("#tabs .tab", has_text="my swatch").click()
+    expect_nodes(page, 1)
+    page.locator("#canvas").click(position={"x": 900, "y": 700})
+    page.keyboard.press("Control+z")  # this tab's history: the Swatch goes, not the KSampler back
+    expect_nodes(page, 0)
+    page.keyboard.press("Control+y")
+    expect_nodes(page, 1)
+    assert node(page, swatch).count() == 1
+    page.locator("#tabs .tab", has_text="txt2img").click()
+    expect_nodes(page, template_nodes - 1)
+    page.keyboard.press("Control+z")
+    expect_nodes(page, template_nodes)
+    page.keyboard.press("Control+y")
+
+    # Closing a tab with unsaved changes asks; refused, it stays.
+    close = page.locator("#tabs .tab", has_text="txt2img").locator(".tab-close")
+    page.once("dialog", lambda d: answer(d, False))
+    close.click()
+    page.wait_for_function("true")
+    assert asked and "unsaved changes" in asked[-1]
+    assert len(tab_labels(page)) == 2
+
+    # A reload brings both tabs back, each as it was, and the browser lists recent and saved.
+    page.reload()
+    wait_ready(page)
+    assert tab_labels(page, ["my swatch", "txt2img•"]) == ["my swatch", "txt2img•"]
+    expect_nodes(page, template_nodes - 1)
+    page.locator("#btn-workflows").click()
+    page.wait_for_selector('.workflow-browser .browser-recent [data-name="txt2img"]')
+    assert page.locator('.workflow-browser .browser-saved [data-name="my swatch"]').count() == 1
+    assert page.locator('.workflow-browser .browser-recent [data-name="my swatch"]').count() == 1
+    page.locator('.workflow-browser .browser-saved [data-name="my swatch"] .browser-open').click()
+    page.wait_for_function("document.querySelectorAll('#tabs .tab').length === 3")
+    expect_nodes(page, 1)
+    page.once("dialog", lambda d: answer(d, True))
+    page.locator("#tabs .tab", has_text="txt2img").locator(".tab-close").click()
+    page.wait_for_function("document.querySelectorAll('#tabs .tab').length === 2")
+    assert tab_labels(page, ["my swatch", "my swatch"]) == ["my swatch", "my swatch"]
+    page.once("dialog", lambda d: answer(d, True))
+    page.locator('.tab.active .tab-close').click()  # clean: closes without asking
+    page.wait_for_function("document.querySelectorAll('#tabs .tab').length === 1")
+    assert len(asked) == 2
+
+
+def test_copy_paste_between_workflow_tabs_and_browser_tabs(page, server):
+    a = add_node(page, "Swatch", 200, 200)
+    b = add_node(page, "SaveImage", 600, 200, search="saveimage")
+    link(page, a, "image", b, "images")
+    node(page, b).locator(".node-header").click()
+    page.keyboard.press("Control+c")
+    page.locator("#tabs .tab-new").click()
+    expect_nodes(page, 0)
+    page.mouse.move(500, 400)
+    page.keyboard.press("Control+Shift+v")  # another graph: the incoming link can't be kept
+    expect_nodes(page, 1)
+    (pasted,) = workflow(page)["nodes"].values()
+    assert pasted["type"] == "SaveImage" and "images" not in pasted["inputs"]
+    page.locator("#tabs .tab").first.click()
+    expect_nodes(page, 2)
+    page.mouse.move(500, 600)
+    page.keyboard.press("Control+Shift+v")  # its own graph: kept
+    expect_nodes(page, 3)
+    nodes = workflow(page)["nodes"]
+    (copy,) = [i for i in nodes if i not in (a, b)]
+    assert nodes[copy]["inputs"]["images"] == [a, 0]
+
+    # Another browser tab (same storage): its own copy wins over this tab's older one.
+    other = page.context.new_page()
+    other.goto(server.url)
+    wait_ready(other)
+    other.locator("#tabs .tab-new").click()
+    add_node(other, "Swatch", 300, 300)
+    other.keyboard.press("Control+a")
+    other.keyboard.press("Control+c")
+    page.bring_to_front()
+    page.mouse.move(300, 700)
+    page.keyboard.press("Control+v")
+    expect_nodes(page, 4)
+    assert sorted(n["type"] for n in workflow(page)["nodes"].values()) == ["SaveImage", "SaveImage", "Swatch", "Swatch"]
+    other.close()
+
+
+def test_alt_drag_clones_a_node(page):
+    swatch = add_node(page, "Swatch", 200, 200)
+    set_number(page, swatch, "red", 77)
+    header = node(page, swatch).locator(".node-header")
+    x, y = centre(header)
+    before = workflow(page)["ui"]["nodes"][swatch]["pos"]
+    page.keyboard.down("Alt")
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 50, y + 300, steps=6)
+    page.mouse.up()
+    page.keyboard.up("Alt")
+    expect_nodes(page, 2)
+    saved = workflow(page)
+    (clone,) = [i for i in saved["nodes"] if i != swatch]
+    assert saved["ui"]["nodes"][swatch]["pos"] == before  # the original stays
+    zoom = page.evaluate("graphflow.editor.viewport.zoom")
+    assert saved["ui"]["nodes"][clone]["pos"][1] - before[1] == pytest.approx(300 / zoom, abs=2)
+    assert saved["nodes"][clone]["inputs"]["red"] == 77
+    page.keyboard.press("Control+z")  # one step: the clone and its move
+    expect_nodes(page, 1)
+
+
+def test_minimap_shows_the_graph_and_moves_the_view(page):
+    a = add_node(page, "Swatch", 300, 200)
+    b = add_node(page, "SaveImage", 700, 300, search="saveimage")
+    # Put b far away, so the map has somewhere to go.
+    page.evaluate(f"""() => {{ const n = graphflow.editor.graph.nodes.get("{b}"); n.pos = [4000, 2500];
+        graphflow.editor.views.get("{b}").setPosition(); graphflow.editor.commit(); }}""")
+    minimap = page.locator("#minimap")
+    assert minimap.is_visible()
+    page.wait_for_function("""() => { const c = document.querySelector('#minimap canvas');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n += 1; return n > 50; }""")  # drawn
+    # Click where node b is drawn: the view centres on it.
+    box = minimap.bounding_box()
+    page.evaluate("graphflow.minimap.draw()")
+    t = page.evaluate("graphflow.minimap.transform")
+    bx = box["x"] + 1 + t["ox"] + (4000 + 130) * t["scale"]
+    by = box["y"] + 1 + t["oy"] + (2500 + 50) * t["scale"]
+    page.mouse.click(bx, by)
+    page.wait_for_function(f"""() => {{ const r = document.querySelector('.node[data-node-id="{b}"]').getBoundingClientRect();
+        const c = document.getElementById('canvas').getBoundingClientRect();
+        return Math.abs(r.left + r.width / 2 - (c.left + c.width / 2)) < 40 && Math.abs(r.top - (c.top + c.height / 2)) < 120; }}""")
+    # Dragging in it pans continuously: from node b to node a (as the map now draws them).
+    page.evaluate("graphflow.minimap.draw()")
+    t = page.evaluate("graphflow.minimap.transform")
+    bx = box["x"] + 1 + t["ox"] + (4000 + 130) * t["scale"]
+    by = box["y"] + 1 + t["oy"] + (2500 + 50) * t["scale"]
+    ax = box["x"] + 1 + t["ox"] + (workflow(page)["ui"]["nodes"][a]["pos"][0] + 130) * t["scale"]
+    page.mouse.move(bx, by)
+    page.mouse.down()
+    page.mouse.move((ax + bx) / 2, by, steps=4)
+    page.mouse.move(ax, by - 5, steps=4)
+    page.mouse.up()
+    page.wait_for_function(f"""() => {{ const r = document.querySelector('.node[data-node-id="{a}"]').getBoundingClientRect();
+        const c = document.getElementById('canvas').getBoundingClientRect();
+        return Math.abs(r.left + r.width / 2 - (c.left + c.width / 2)) < 60; }}""")
+    # Toggled off, it stays off after a reload.
+    page.locator("#btn-minimap").click()
+    assert not minimap.is_visible()
+    page.reload()
+    wait_ready(page)
+    assert not page.locator("#minimap").is_visible()
+    page.locator("#btn-minimap").click()
+    assert page.locator("#minimap").is_visible()

@@ -1,5 +1,6 @@
 """Screenshots of the browser editor for the README: the default workflow after a run, its
-image in the viewer, the add-node menu, and an error shown on its node.
+image in the viewer, the add-node menu, an error shown on its node, and a ComfyUI workflow with a
+group, a note, a Reroute and bypassed and muted nodes, opened in a second tab.
 
     .venv/bin/python tools/editor_screenshots.py [--models-dir models] [--checkpoint NAME] [--out docs/screenshots]
 
@@ -114,8 +115,21 @@ def main() -> int:
         page.locator(".toast.error").wait_for()
         page.wait_for_timeout(400)  # past the toast's fade-in
         page.screenshot(path=str(out / "editor-error.png"))
+
+        tricks = (ROOT / "tests" / "comfyui" / "txt2img_tricks_ui.json").read_text()
+        page.evaluate("""async (text) => {
+            const reply = await fetch('/api/workflow/convert', {method: 'POST', headers: {'Content-Type': 'application/json'},
+                body: JSON.stringify({workflow: JSON.parse(text)})});
+            graphflow.openInTab((await reply.json()).workflow, 'txt2img_tricks (ComfyUI)');
+        }""", tricks)
+        page.wait_for_selector("#reroutes .reroute")
+        page.locator("#btn-fit").click()
+        page.wait_for_selector(".toast", state="detached")
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(out / "editor-comfyui-groups-notes-reroutes.png"))
         browser.close()
-    for name in ("editor-default-workflow.png", "editor-lightbox.png", "editor-add-node.png", "editor-error.png"):
+    for name in ("editor-default-workflow.png", "editor-lightbox.png", "editor-add-node.png", "editor-error.png",
+                 "editor-comfyui-groups-notes-reroutes.png"):
         print(out / name)
     return 0
 

@@ -36,13 +36,18 @@ Everywhere graphflow takes a workflow (`graphflow run` / `validate` / `convert`,
   widget values are named by each class's ComfyUI `input_order` (with the extra
   `control_after_generate` value after seed widgets and the upload value after LoadImage's
   file), widgets converted to inputs and their links are read, PrimitiveNode values and Reroutes
-  are resolved, muted nodes (mode 2) are left out and bypassed nodes (mode 4) pass each output's
-  first input of the same type through, as ComfyUI does. Subgraphs (`definitions.subgraphs`) and
-  legacy group nodes (`extra.groupNodes`, types `workflow>NAME`) are expanded; their nodes get
-  ids `instance:inner`, like ComfyUI's API exports. Positions, widths,
-  titles, groups, notes and the view go in our `ui` block, so the editor shows the graph as laid
-  out; everything else (sizes, modes, colours, Reroutes, Primitives, the original links) goes in
-  `ui.comfyui`, so that writing it back gives the same nodes, links, values and positions.
+  are resolved. Muted (mode 2) and bypassed (mode 4) nodes stay, as our muted and bypassed
+  modes (`ui.nodes[id].mode`, honoured by the engine as ComfyUI does); a muted or bypassed node
+  of a class graphflow doesn't know is left out instead, a bypass passing each output's first
+  input of the same type through (by the UI's socket types), as ComfyUI runs it. Subgraphs
+  (`definitions.subgraphs`) and legacy group nodes (`extra.groupNodes`, types `workflow>NAME`)
+  are expanded; their nodes get ids `instance:inner`, like ComfyUI's API exports. Positions,
+  widths, titles, modes, collapsed flags, node colours, groups (`ui.groups`), notes (`ui.notes`),
+  Reroutes (`ui.reroutes`, each link's path through them in `ui.nodes[id].via`) and the view go
+  in our `ui` block, where the editor shows and edits them; everything else (sizes, Primitives,
+  the original links) goes in `ui.comfyui`, so that writing it back gives the same nodes, links,
+  values and positions, with the editor's changes. Written as an API graph, muted nodes are
+  left out and links rewired past bypassed ones (the API format has no modes).
 - **Pictures** (`.png`, `.webp`): our `graphflow` chunk; ComfyUI's `workflow` (preferred: it has
   the layout) and `prompt` chunks, or in WebP its EXIF strings `workflow:` / `prompt:`; and the
   A1111 / Forge `parameters` text (prompt, negative prompt, steps, sampler, CFG, seed, size, model

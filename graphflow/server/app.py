@@ -22,7 +22,8 @@ from graphflow.folders import UnsafePathError, folders
 from graphflow.registry import Registry, default_registry
 from graphflow.resource_limits import SERVER_LIMITS, RunLimits
 
-from graphflow.server import comfyui_routes, editor_routes, file_routes, model_routes, run_routes, system_routes
+from graphflow.server import (comfyui_routes, editor_routes, file_routes, model_routes, run_routes, system_routes,
+                              user_workflows)
 from graphflow.server.json_api import error_response
 from graphflow.server.server import SERVER, WEB_DIR, Server, ServerConfig, is_loopback
 from graphflow.server.uploads import RequestError, UploadLimits
@@ -111,6 +112,10 @@ def create_app(registry: Registry | None = None, db_path: str | Path | None = No
     r.add_post("/api/workflow/convert", editor_routes.convert_workflow)
     r.add_get("/api/workflows", editor_routes.list_examples)
     r.add_get("/api/workflows/{name}", editor_routes.get_example)
+    r.add_get("/api/userdata/workflows", user_workflows.list_workflows)
+    r.add_get("/api/userdata/workflows/{name}", user_workflows.get_workflow)
+    r.add_put("/api/userdata/workflows/{name}", user_workflows.put_workflow)
+    r.add_delete("/api/userdata/workflows/{name}", user_workflows.delete_workflow)
     r.add_get("/api/queue", run_routes.get_queue)
     r.add_delete("/api/queue", run_routes.cancel_all)
     r.add_delete("/api/queue/{run_id}", run_routes.cancel_run)

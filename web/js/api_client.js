@@ -42,6 +42,13 @@ export const api = {
   convertWorkflow: (workflow, to = "graphflow") => request("POST", "/api/workflow/convert", {workflow, to}),
   modelInfo: (kind, name) => request("GET", `/api/models/${encodeURIComponent(kind)}/info?name=${encodeURIComponent(name)}`),
   convertPicture: (image, name) => request("POST", "/api/workflow/convert", {image, name}),
+  templates: () => request("GET", "/api/workflows"),
+  template: (name) => request("GET", `/api/workflows/${encodeURIComponent(name)}`),
+  savedWorkflows: () => request("GET", "/api/userdata/workflows"),
+  savedWorkflow: (name) => request("GET", `/api/userdata/workflows/${encodeURIComponent(name)}`),
+  saveWorkflow: (name, workflow, overwrite = true) =>
+    request("PUT", `/api/userdata/workflows/${encodeURIComponent(name)}${overwrite ? "" : "?overwrite=0"}`, workflow),
+  deleteWorkflow: (name) => request("DELETE", `/api/userdata/workflows/${encodeURIComponent(name)}`),
 
   upload(file, name = file.name) {
     const form = new FormData();

@@ -4,6 +4,7 @@
 import {contextMenu} from "./menu.js";
 import {LinkLayer} from "./links.js";
 import {DEFAULT_WIDTH} from "./graph.js";
+import {colorEntries, setColor, toggleCollapsed} from "./node_looks.js";
 
 const INTERACTIVE = "input, textarea, select, button, .w-number, [contenteditable]";
 const MIN_WIDTH = 180;
@@ -13,8 +14,10 @@ export function isTyping(target = document.activeElement) {
 }
 
 export class CanvasInput {
+  /** layers: {groups, notes, reroutes} (groups.js, notes.js, reroutes.js), set by main.js */
   constructor(editor, menu, selectionBox) {
     this.editor = editor;
+    this.layers = {};
     this.menu = menu;
     this.selectionBox = selectionBox;
     const canvas = editor.dom.canvas;
@@ -61,6 +64,12 @@ export class CanvasInput {
     if (nodeId) {
       editor.raise(nodeId);
       if (target.closest(INTERACTIVE) || e.button !== 0) return;
+      if (e.altKey) {  // Alt+drag clones, as in ComfyUI: the copies move, the originals stay
+        if (!editor.selected.has(nodeId)) editor.select([nodeId]);
+        e.preventDefault();
+        if (editor.cloneSelection()) this.moveNodes(e, true);
+        return;
+      }
       if (e.shiftKey || e.ctrlKey || e.metaKey) editor.toggle(nodeId);
       else if (!editor.selected.has(nodeId)) editor.select([nodeId]);
       this.moveNodes(e);
@@ -136,7 +145,7 @@ export class CanvasInput {
     });
   }
 
-  moveNodes(e) {
+  moveNodes(e, cloned = false) {
     const editor = this.editor;
     const zoom = editor.viewport.zoom;
     const ids = new Set(editor.selected);
@@ -152,7 +161,7 @@ export class CanvasInput {
       editor.updateLinksOf(ids);
     }, (ev, moved) => {
       for (const id of ids) editor.views.get(id)?.el.classList.remove("dragging");
-      if (moved) editor.commit();
+      if (moved || cloned) editor.commit();
       else if (!(e.shiftKey || e.ctrlKey || e.metaKey)) editor.select([this.nodeIdOf(e.target)]);
     });
   }
@@ -186,8 +195,10 @@ export class CanvasInput {
     const fromOutput = "src" in end;
     const anchorView = editor.views.get(fromOutput ? end.src : end.dst);
     const offsets = anchorView.offsets(editor.viewport.zoom);
-    const rel = fromOutput ? offsets.outputs[end.out] : offsets.inputs.get(end.input);
-    const anchor = [anchorView.node.pos[0] + rel[0], anchorView.node.pos[1] + rel[1]];
+    const rel = (fromOutput ? offsets.outputs[end.out] : offsets.inputs.get(end.input)) || [0, 16];
+    const via = end.via || null; // out of a Reroute point: the link passes the same points
+    const anchor = via ? [...editor.graph.reroutes.get(via[via.length - 1]).pos]
+      : [anchorView.node.pos[0] + rel[0], anchorView.node.pos[1] + rel[1]];
     const type = fromOutput ? anchorView.spec?.outputs[end.out]?.type ?? "*" : null;
     const inputSpec = fromOutput ? null : editor.catalogue.input(anchorView.node.type, end.input);
     const color = editor.catalogue.color(type || (inputSpec && inputSpec.type) || "*");
@@ -206,7 +217,7 @@ export class CanvasInput {
       if (target) {
         const [src, out, dst, input] = fromOutput ? [end.src, end.out, target.id, target.name] : [target.id, target.index, end.dst, end.input];
         const check = editor.canConnect(src, out, dst, input);
-        if (check.ok) editor.connect(src, out, dst, input);
+        if (check.ok) editor.connect(src, out, dst, input, fromOutput ? via : null);
         else {
           this.refuse(ev, check.reason, target.row);
           if (detached) editor.commit();
@@ -324,7 +335,10 @@ export class CanvasInput {
   async openAddMenu(clientX, clientY) {
     const at = this.editor.viewport.toWorld(clientX, clientY);
     const spec = await this.menu.open(clientX, clientY);
-    if (spec) this.editor.addNode(spec, at);
+    if (!spec) return;
+    if (spec.virtual === "note") this.layers.notes.add(spec, at);
+    else if (spec.virtual === "reroute") this.layers.reroutes.add(at);
+    else this.editor.addNode(spec, at);
   }
 
   doubleClick(e) {
@@ -346,8 +360,12 @@ export class CanvasInput {
     if (id) {
       if (!editor.selected.has(id)) editor.select([id]);
       const many = editor.selected.size > 1;
+      const collapsed = [...editor.selected].every((n) => editor.graph.nodes.get(n)?.collapsed);
       contextMenu(e.clientX, e.clientY, [
         {label: "Rename", action: () => this.renameInline(id), disabled: many},
+        {label: collapsed ? "Expand" : "Collapse", action: () => toggleCollapsed(editor, editor.selected)},
+        {label: "Colour…", action: () => contextMenu(e.clientX, e.clientY, colorEntries((name) => setColor(editor, editor.selected, name)))},
+        {label: many ? "Group nodes" : "Add group", action: () => this.layers.groups.groupSelection()},
         {label: many ? "Duplicate nodes" : "Duplicate", action: () => editor.duplicate()},
         {label: "Copy", action: () => editor.copy()},
         {label: many ? `Delete ${editor.selected.size} nodes` : "Delete", danger: true, action: () => editor.deleteNodes(new Set(editor.selected))},
@@ -355,7 +373,9 @@ export class CanvasInput {
     } else if (link) {
       const key = LinkLayer.key(link.dataset.linkDst, link.dataset.linkInput);
       editor.selectLink(key);
+      const at = editor.viewport.toWorld(e.clientX, e.clientY);
       contextMenu(e.clientX, e.clientY, [
+        {label: "Add reroute here", action: () => this.layers.reroutes.addOnLink(link.dataset.linkDst, link.dataset.linkInput, at)},
         {label: "Delete link", danger: true, action: () => editor.disconnect(link.dataset.linkDst, link.dataset.linkInput)},
       ]);
     } else this.openAddMenu(e.clientX, e.clientY);
@@ -402,6 +422,8 @@ export class CanvasInput {
     else if (ctrl && k === "b") editor.toggleMode("bypass");
     else if (ctrl && k === "m") editor.toggleMode("mute");
     else if (ctrl && k === "a") editor.select([...editor.views.keys()]);
+    else if (ctrl && k === "g") this.layers.groups.groupSelection();
+    else if (e.altKey && (k === "c" || e.code === "KeyC")) toggleCollapsed(editor, editor.selected);
     else if (e.key === "." && !ctrl) editor.fit();
     else if (e.key === "Escape") editor.select([]);
     else return;

@@ -9,6 +9,7 @@ import {nextValue} from "./seed_control.js";
 import {Viewport} from "./viewport.js";
 import {NodeSpacing} from "./node_spacing.js";
 import {displayName, isWidget} from "./catalogue.js";
+import {applyLooks} from "./node_looks.js";
 
 const CLIPBOARD_KEY = "graphflow.clipboard";
 
@@ -37,6 +38,7 @@ export class Editor {
       this.history.amend(this.graph.snapshot());
       this.hooks.changed && this.hooks.changed("graph");
     });
+    this.layers = []; // groups, notes, Reroutes, minimap: each has render(), called after a rebuild
     this.resizeObserver = new ResizeObserver((entries) => {
       for (const entry of entries) {
         const view = this.views.get(entry.target.dataset.nodeId);
@@ -75,6 +77,7 @@ export class Editor {
     this.syncLinks();
     for (const [id, ui] of this.shown) this.views.get(id)?.setOutputs(ui);
     if (this.problems.length) this.showProblems(this.problems);
+    for (const layer of this.layers) layer.render();
   }
 
   createView(node) {
@@ -92,6 +95,7 @@ export class Editor {
     });
     view.setSelected(this.selected.has(node.id));
     view.el.dataset.mode = node.mode || "";
+    applyLooks(view.el, node);
     this.dom.nodes.append(view.el);
     this.views.set(node.id, view);
     this.resizeObserver.observe(view.el);
@@ -142,13 +146,15 @@ export class Editor {
       ...link,
       from: [srcView.node.pos[0] + out[0], srcView.node.pos[1] + out[1]],
       to: [dstView.node.pos[0] + inp[0], dstView.node.pos[1] + inp[1]],
+      via: this.graph.viaOf(dstView.node, link.input).map((id) => this.graph.reroutes.get(id).pos),
       color: this.catalogue.color(output ? output.type : "*"),
     };
   }
 
-  /** Move the links attached to the given nodes (while they are dragged). */
+  /** Move the links attached to the given nodes or Reroutes (while they are dragged). */
   updateLinksOf(ids) {
-    const links = this.graph.links().filter((l) => ids.has(l.src) || ids.has(l.dst));
+    const links = this.graph.links().filter((l) => ids.has(l.src) || ids.has(l.dst) ||
+      this.graph.viaOf(this.graph.nodes.get(l.dst), l.input).some((r) => ids.has(r)));
     this.linkLayer.update(links.map((l) => this.geometry(l)).filter(Boolean));
   }
 
@@ -156,6 +162,7 @@ export class Editor {
 
   /** An edit is complete: record it for undo and save it. */
   commit() {
+    for (const layer of this.layers) layer.changed?.();
     this.history.record(this.graph.snapshot());
     this.hooks.changed && this.hooks.changed("graph");
   }
@@ -286,8 +293,8 @@ export class Editor {
     return false;
   }
 
-  connect(srcId, out, dstId, input) {
-    this.graph.connect(srcId, out, dstId, input);
+  connect(srcId, out, dstId, input, via = null) {
+    this.graph.connect(srcId, out, dstId, input, via);
     this.syncLinks();
     this.commit();
     this.hooks.edited && this.hooks.edited("link");
@@ -332,6 +339,7 @@ export class Editor {
   // --- selection ---
 
   select(ids, additive = false) {
+    for (const layer of this.layers) layer.deselect?.();
     if (!additive) this.selected.clear();
     for (const id of ids) this.selected.add(id);
     this.selectedLink = null;
@@ -363,17 +371,16 @@ export class Editor {
     return true;
   }
 
-  /** Paste at the pointer; `keepInputs` keeps links coming from nodes outside the copy. */
-  paste(keepInputs = false) {
-    let snap = this.clipboard;
-    if (!snap) {
-      try {
-        snap = JSON.parse(localStorage.getItem(CLIPBOARD_KEY) || "null");
-      } catch {
-        snap = null;
-      }
-    }
+  /** Paste at the pointer; `keepInputs` keeps links coming from nodes outside the copy (when
+   * pasted into the graph it was copied from: another tab's ids name other nodes). */
+  paste(keepInputs = false, commit = true) {
+    let snap = null;
+    try {  // the latest copy, from whichever browser tab made it
+      snap = JSON.parse(localStorage.getItem(CLIPBOARD_KEY) || "null");
+    } catch { /* unreadable: the in-memory copy */ }
+    snap = snap || this.clipboard;
     if (!snap || !snap.nodes.length) return;
+    keepInputs = keepInputs && snap.source === this.graph.uid;
     const minX = Math.min(...snap.nodes.map((n) => n.pos[0]));
     const minY = Math.min(...snap.nodes.map((n) => n.pos[1]));
     const [px, py] = this.pointerWorld;
@@ -392,12 +399,24 @@ export class Editor {
         else if (keepInputs && this.graph.nodes.has(src)) links[input] = [src, out];
       }
       copy.links = links;
+      copy.via = {};
       this.graph.nodes.set(copy.id, copy);
     }
     for (const id of ids.values()) this.createView(this.graph.nodes.get(id));
     this.select([...ids.values()]);
     this.syncLinks();
-    this.commit();
+    if (commit) this.commit();
+  }
+
+  /** Alt+drag: copies of the selection in place, selected (the drag then moves them). */
+  cloneSelection() {
+    if (!this.copy()) return false;
+    const nodes = [...this.selected].map((id) => this.graph.nodes.get(id));
+    const pointer = this.pointerWorld;
+    this.pointerWorld = [Math.min(...nodes.map((n) => n.pos[0])), Math.min(...nodes.map((n) => n.pos[1]))];
+    this.paste(false, false);
+    this.pointerWorld = pointer;
+    return true;
   }
 
   duplicate() {

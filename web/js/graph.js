@@ -1,6 +1,11 @@
 // The graph being edited, and its conversion to and from the workflow JSON format
 // (graphflow/workflow.py). Positions, widths and titles live in the workflow's `ui` block:
-//   "ui": {"nodes": {"<id>": {"pos": [x, y], "width": 260, "title": "...", "mode": "bypass"|"mute"}}, "view": {...}}
+//   "ui": {"nodes": {"<id>": {"pos": [x, y], "width": 260, "title": "...", "mode": "bypass"|"mute",
+//                             "collapsed": true, "color": "#223", "bgcolor": "#335", "via": {"<input>": ["<reroute id>"]}}},
+//          "groups": [{"title", "bounding": [x, y, w, h], "color"}], "notes": [{"id", "pos", "width", "height", "text"}],
+//          "reroutes": {"<id>": {"pos": [x, y]}}, "view": {...}}
+// Groups, notes and Reroutes are the editor's alone (the engine ignores `ui`); their shapes follow
+// ComfyUI's, so graphflow/comfy_format.py writes them back as its groups, Note and Reroute nodes.
 // Other `ui` keys (written by other tools) are kept verbatim.
 
 import {isWidget} from "./catalogue.js";
@@ -38,11 +43,18 @@ export class Graph {
   constructor() {
     this.nodes = new Map(); // id -> {id, type, title, pos, width, values, links, extra, version}
     this.ui = {}; // other tools' ui keys, kept verbatim
+    this.groups = []; // [{title, bounding: [x, y, w, h], color, ...}]
+    this.notes = new Map(); // id -> {id, pos, width, height, text, ...}
+    this.reroutes = new Map(); // id -> {id, pos}; links name them in node.via
+    this.uid = crypto.getRandomValues(new Uint32Array(2)).join("-"); // which graph a copy came from
   }
 
+  /** The next free id: nodes, notes and Reroutes share ComfyUI's one id space. */
   nextId() {
     let max = 0;
-    for (const id of this.nodes.keys()) if (/^\d+$/.test(id)) max = Math.max(max, Number(id));
+    for (const id of [...this.nodes.keys(), ...this.notes.keys(), ...this.reroutes.keys()]) {
+      if (/^\d+$/.test(id)) max = Math.max(max, Number(id));
+    }
     return String(max + 1);
   }
 
@@ -63,13 +75,32 @@ export class Graph {
     }
   }
 
-  connect(srcId, outIndex, dstId, input) {
-    this.nodes.get(dstId).links[input] = [srcId, outIndex];
+  connect(srcId, outIndex, dstId, input, via = null) {
+    const node = this.nodes.get(dstId);
+    node.links[input] = [srcId, outIndex];
+    if (node.via) delete node.via[input];
+    if (via && via.length) node.via = {...(node.via || {}), [input]: [...via]};
   }
 
   disconnect(dstId, input) {
     const node = this.nodes.get(dstId);
     if (node) delete node.links[input];
+    if (node && node.via) delete node.via[input];
+  }
+
+  /** The Reroutes a link passes through, from its source on (those that still exist). */
+  viaOf(node, input) {
+    return ((node.via || {})[input] || []).filter((id) => this.reroutes.has(id));
+  }
+
+  removeReroute(id) {
+    this.reroutes.delete(id);
+    for (const node of this.nodes.values()) {
+      for (const [input, chain] of Object.entries(node.via || {})) {
+        node.via[input] = chain.filter((r) => r !== id);
+        if (!node.via[input].length) delete node.via[input];
+      }
+    }
   }
 
   /** Every link as {src, out, dst, input}. */
@@ -101,8 +132,23 @@ export class Graph {
       if (node.title) layout[id].title = node.title;
       if (node.mode) layout[id].mode = node.mode;
       if (node.control && Object.keys(node.control).length) layout[id].control = {...node.control};  // seed_control.js  // "bypass" or "mute" (graphflow/node_modes.py)
+      if (node.collapsed) layout[id].collapsed = true;
+      if (node.color) layout[id].color = node.color;
+      if (node.bgcolor) layout[id].bgcolor = node.bgcolor;
+      const via = {};
+      for (const input of Object.keys(node.via || {})) {
+        const chain = this.viaOf(node, input);
+        if (chain.length && input in node.links) via[input] = chain;
+      }
+      if (Object.keys(via).length) layout[id].via = via;
     }
     const ui = {...this.ui, nodes: layout};
+    // Written when there are any, or when the workflow had the key (all removed is news for an export).
+    if (this.groups.length || "groups" in this.ui) ui.groups = structuredClone(this.groups);
+    if (this.notes.size || "notes" in this.ui) ui.notes = [...this.notes.values()].map((n) => structuredClone(n));
+    if (this.reroutes.size || "reroutes" in this.ui) {
+      ui.reroutes = Object.fromEntries([...this.reroutes.values()].map(({id, ...rest}) => [id, structuredClone(rest)]));
+    }
     if (view) ui.view = view;
     return {version: 1, nodes, ui};
   }
@@ -112,6 +158,15 @@ export class Graph {
     const graph = new Graph();
     const {nodes: layout = {}, view = null, titles = {}, ...rest} = data.ui || {};
     graph.ui = rest;
+    graph.groups = Array.isArray(rest.groups) ? rest.groups.filter((g) => g && Array.isArray(g.bounding)).map((g) => structuredClone(g)) : [];
+    for (const note of Array.isArray(rest.notes) ? rest.notes : []) {
+      if (!note || note.id == null) continue;
+      graph.notes.set(String(note.id), {...structuredClone(note), id: String(note.id),
+        pos: Array.isArray(note.pos) ? note.pos.map(Number) : [0, 0]});
+    }
+    for (const [id, point] of Object.entries(rest.reroutes && typeof rest.reroutes === "object" ? rest.reroutes : {})) {
+      graph.reroutes.set(String(id), {...structuredClone(point), id: String(id), pos: Array.isArray(point.pos) ? point.pos.map(Number) : [0, 0]});
+    }
     for (const [id, entry] of Object.entries(data.nodes || {})) {
       const spec = catalogue.get(entry.type);
       const saved = layout[id] || {};
@@ -120,6 +175,9 @@ export class Graph {
                     width: Number(saved.width) || DEFAULT_WIDTH, values: {}, links: {}, extra: {},
                     version: entry.version ?? (spec ? spec.version : null),
                     mode: ["bypass", "mute"].includes(saved.mode) ? saved.mode : null,
+                    collapsed: saved.collapsed === true, color: typeof saved.color === "string" ? saved.color : null,
+                    bgcolor: typeof saved.bgcolor === "string" ? saved.bgcolor : null,
+                    via: saved.via && typeof saved.via === "object" ? structuredClone(saved.via) : {},
                     control: saved.control && typeof saved.control === "object" ? {...saved.control} : {}};
       const inputs = entry.inputs || {};
       const known = spec ? new Map(spec.inputs.map((i) => [i.name, i])) : null;
@@ -154,13 +212,20 @@ export class Graph {
   snapshot(ids = null) {
     const nodes = [];
     for (const node of this.nodes.values()) if (!ids || ids.has(node.id)) nodes.push(structuredClone(node));
-    return {nodes, ui: structuredClone(this.ui)};
+    if (ids) return {nodes, ui: {}, source: this.uid};  // the clipboard: nodes only
+    return {uid: this.uid, nodes, ui: structuredClone(this.ui), groups: structuredClone(this.groups),
+            notes: [...this.notes.values()].map((n) => structuredClone(n)),
+            reroutes: [...this.reroutes.values()].map((r) => structuredClone(r))};
   }
 
   static fromSnapshot(snap) {
     const graph = new Graph();
+    if (snap.uid) graph.uid = snap.uid;
     graph.ui = structuredClone(snap.ui || {});
     for (const node of snap.nodes) graph.nodes.set(node.id, structuredClone(node));
+    graph.groups = structuredClone(snap.groups || []);
+    for (const note of snap.notes || []) graph.notes.set(note.id, structuredClone(note));
+    for (const point of snap.reroutes || []) graph.reroutes.set(point.id, structuredClone(point));
     return graph;
   }
 }

@@ -62,7 +62,9 @@ export class LinkLayer {
   }
 
   place(entry, link) {
-    const d = curve(link.from, link.to);
+    // Through Reroute points (link.via: [[x, y], ...]): one curve per leg, in one path.
+    const points = [link.from, ...(link.via || []), link.to];
+    const d = points.slice(1).map((p, i) => curve(points[i], p)).join(" ");
     entry.hit.setAttribute("d", d);
     entry.line.setAttribute("d", d);
     entry.line.style.stroke = link.color;

@@ -17,6 +17,13 @@ import {Gallery} from "./gallery.js";
 import {ModelDefaults} from "./model_defaults.js";
 import {addLoadImage, dropKind} from "./file_drop.js";
 import {AutoQueue} from "./auto_queue.js";
+import {openImage} from "./lightbox.js";
+import {GroupLayer} from "./groups.js";
+import {NOTE_SPECS, NoteLayer} from "./notes.js";
+import {REROUTE_SPEC, RerouteLayer} from "./reroutes.js";
+import {Tabs} from "./tabs.js";
+import {Minimap} from "./minimap.js";
+import {WorkflowBrowser} from "./workflow_browser.js";
 
 const WORKFLOW_KEY = "graphflow.workflow";
 const CLIENT_KEY = "graphflow.client_id";
@@ -64,15 +71,29 @@ class App {
         openImage: (image) => this.openImage(image),
         nodeAdded: (node) => this.modelDefaults.nodeAdded(node),
         edited: () => this.autoQueue.changed(),
-        changed: () => this.scheduleSave(),
+        changed: () => {
+          this.scheduleSave();
+          this.minimap?.schedule();
+        },
         historyChanged: (history) => {
           $("btn-undo").disabled = !history.canUndo;
           $("btn-redo").disabled = !history.canRedo;
         },
       });
     this.modelDefaults = new ModelDefaults(this.editor);
-    this.menu = new NodeMenu(catalogue);
+    this.menu = new NodeMenu(catalogue, [...NOTE_SPECS, REROUTE_SPEC]);
     this.input = new CanvasInput(this.editor, this.menu, $("selection-box"));
+    this.input.layers = {
+      groups: new GroupLayer(this.editor, $("groups")),
+      notes: new NoteLayer(this.editor, $("notes")),
+      reroutes: new RerouteLayer(this.editor, $("reroutes"), this.input),
+    };
+    this.editor.layers.push(...Object.values(this.input.layers));
+    this.minimap = new Minimap(this.editor, $("canvas"), $("btn-minimap"));
+    this.editor.layers.push(this.minimap);
+    this.tabs = new Tabs(this.editor, catalogue, $("tabs"), {changed: () => this.scheduleSave()});
+    this.browser = new WorkflowBrowser(this.tabs, (workflow, name, saved) => this.openInTab(workflow, name, saved),
+      () => this.editor.workflow());
     this.panel = new SidePanel($("panel"), {
       cancel: (id) => api.cancel(id).catch((e) => toast(e.message, {kind: "error"})),
       cancelAll: () => api.cancelAll().catch((e) => toast(e.message, {kind: "error"})),
@@ -121,7 +142,9 @@ class App {
   // --- loading and saving ---
 
   async restore() {
-    const saved = localStorage.getItem(WORKFLOW_KEY);
+    if (this.tabs.restore()) return;
+    this.tabs.add();
+    const saved = localStorage.getItem(WORKFLOW_KEY);  // from before there were tabs
     if (saved) {
       try {
         this.load(JSON.parse(saved), true);
@@ -135,12 +158,23 @@ class App {
 
   /** Whether the graph may be replaced: nothing unsaved, or the user agrees (Undo brings it back). */
   mayDiscard() {
-    if (!this.editor.graph.nodes.size || JSON.stringify(this.editor.graph.snapshot()) === this.clean) return true;
+    if (!this.tabs.isDirty()) return true;
     return confirm("Replace this workflow? Its unsaved changes are discarded (Ctrl+Z brings them back).");
   }
 
   markClean() {
-    this.clean = JSON.stringify(this.editor.graph.snapshot());
+    this.tabs.markClean();
+  }
+
+  /** Open a workflow in a tab of its own (the open one if it is empty and unchanged). */
+  openInTab(workflow, name, saved = null) {
+    const tab = this.tabs.current;
+    if (this.tabs.isDirty(tab) || this.editor.graph.nodes.size || this.editor.graph.notes.size) this.tabs.add(name);
+    if (!this.load(workflow, true)) return false;
+    this.editor.history.reset(this.editor.graph.snapshot());  // a new tab's history starts here
+    this.tabs.rename(name, saved);
+    this.markClean();
+    return true;
   }
 
   /** Replace the graph, asking first when it has unsaved changes; returns whether it did. */
@@ -187,8 +221,10 @@ class App {
 
   saveLocal() {
     clearTimeout(this.saveTimer);
+    this.tabs.render();  // the unsaved-changes marks
     try {
       localStorage.setItem(WORKFLOW_KEY, JSON.stringify(this.editor.workflow()));
+      this.tabs.save();
     } catch (e) {
       toast(`Couldn't keep the workflow in this browser: ${e.message}`, {kind: "warning"});
     }
@@ -198,6 +234,7 @@ class App {
     try {
       const {workflow, problems} = await readWorkflowFile(file);
       if (!this.load(workflow, false)) return;
+      this.tabs.rename(file.name.replace(/\.[^.]+$/, ""), null);
       if (problems.length) this.monitor.showProblems(problems);
       else toast(`Opened ${file.name}`, {kind: "success", timeout: 2500});
     } catch (e) {
@@ -308,7 +345,11 @@ class App {
   // --- wiring ---
 
   wireToolbar() {
-    $("btn-new").addEventListener("click", () => this.replace(new Graph()));
+    $("btn-new").addEventListener("click", () => { if (this.replace(new Graph())) this.tabs.rename("Unsaved workflow", null); });
+    $("btn-workflows").addEventListener("click", () => this.browser.show());
+    for (const type of ["pointerdown", "dblclick", "contextmenu", "wheel"]) {
+      $("tabs").addEventListener(type, (e) => e.stopPropagation());  // the tab bar is not canvas
+    }
     $("btn-default").addEventListener("click", () => this.loadDefault());
     $("btn-open").addEventListener("click", () => $("file-open").click());
     $("file-open").addEventListener("change", () => {

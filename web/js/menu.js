@@ -19,8 +19,10 @@ function place(box, clientX, clientY) {
 }
 
 export class NodeMenu {
-  constructor(catalogue) {
+  /** extras: specs the editor itself provides (notes, Reroutes), offered with the catalogue's. */
+  constructor(catalogue, extras = []) {
     this.catalogue = catalogue;
+    this.extras = extras;
     this.box = null;
   }
 
@@ -44,7 +46,7 @@ export class NodeMenu {
       box.append(head, body);
       this.box = box;
 
-      const specs = Object.values(this.catalogue.nodes).filter((s) => !filter || filter(s));
+      const specs = [...Object.values(this.catalogue.nodes), ...this.extras].filter((s) => !filter || filter(s));
       let items = [];
       let active = 0;
       const activate = (i) => {
@@ -159,7 +161,7 @@ export class NodeMenu {
   }
 }
 
-/** A small menu of actions: [{label, action, danger?, disabled?}]. */
+/** A small menu of actions: [{label, action, danger?, disabled?, swatch? (a colour)}]. */
 export function contextMenu(clientX, clientY, entries) {
   document.querySelectorAll(".context-menu").forEach((m) => m.remove());
   const box = el("div", "context-menu", {role: "menu"});
@@ -173,6 +175,11 @@ export function contextMenu(clientX, clientY, entries) {
   for (const entry of entries) {
     const item = el("button", `context-item${entry.danger ? " danger" : ""}`, {type: "button", role: "menuitem"});
     item.textContent = entry.label;
+    if (entry.swatch) {
+      const swatch = el("span", "swatch");
+      swatch.style.background = entry.swatch;
+      item.prepend(swatch);
+    }
     item.disabled = Boolean(entry.disabled);
     item.addEventListener("click", () => {
       close();
