@@ -17,6 +17,7 @@ from diffusers import FluxTransformer2DModel, SD3Transformer2DModel
 from safetensors.torch import save_file
 from torch import nn
 
+from graphflow import memory
 from graphflow.models.checkpoint import load_diffusion_model
 from graphflow.models.lora import LoraError, apply_lora
 from graphflow.testing import flow_model_config, write_flow_checkpoint
@@ -174,8 +175,11 @@ def test_sd3_lora_in_diffusers_and_comfyui_layouts_matches_diffusers(tmp_path, f
     sliced_only = {k: v for k, v in lora.items() if k.split(".")[-3] in qkv}
     save_file(sliced_only, str(tmp_path / "sd3_qkv.safetensors"))
     split, _ = apply_lora(model, None, tmp_path / "sd3_qkv.safetensors", 1.0, 0.0)
-    for path, p in fused.unet.named_parameters():
-        assert torch.allclose(p, split.unet.get_parameter(path), atol=1e-6), path
+    fused_weights = memory.manager().weights(fused.unet, fused.patches)  # what each runs with
+    split_weights = memory.manager().weights(split.unet, split.patches)
+    assert fused.patches and split.patches
+    for path, p in fused_weights.items():
+        assert torch.allclose(p, split_weights[path], atol=1e-6), path
 
 
 def test_unmatched_flux_keys_warn_once(tmp_path, flux_any_width):  # noqa: F811
@@ -188,8 +192,9 @@ def test_unmatched_flux_keys_warn_once(tmp_path, flux_any_width):  # noqa: F811
     warnings = []
     patched, _ = apply_lora(model, None, tmp_path / "partial.safetensors", 1.0, 0.0, strict=False, warn=warnings.append)
     assert len(warnings) == 1 and "lora_unet_transformer_blocks_7_attn_to_q" in warnings[0]
-    assert not torch.equal(patched.unet.get_parameter("double_blocks.0.img_attn.qkv.weight"),
-                           model.unet.get_parameter("double_blocks.0.img_attn.qkv.weight"))
+    key = "double_blocks.0.img_attn.qkv.weight"
+    assert not torch.equal(memory.manager().weights(patched.unet, patched.patches)[key],
+                           model.unet.get_parameter(key))
     with pytest.raises(LoraError, match="1 of"):
         apply_lora(model, None, tmp_path / "partial.safetensors", 1.0, 0.0)
 
@@ -206,5 +211,6 @@ def test_flux_clip_l_lora_in_kohya_and_diffusers_layouts(tmp_path):
                 "text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora.{}.weight"):
         save_file({key.format("down"): down, key.format("up"): up}, str(tmp_path / "te.safetensors"))
         _, clip = apply_lora(ckpt.model, ckpt.clip, tmp_path / "te.safetensors", 1.0, 0.5)
-        new = clip.towers[0].transformer.get_submodule("encoder.layers.0.self_attn.q_proj").weight
+        running = memory.manager().weights(clip.towers[0].model, clip.towers[0].patches)  # what it runs with
+        new = next(v for k, v in running.items() if k.endswith("encoder.layers.0.self_attn.q_proj.weight"))
         torch.testing.assert_close(new.float(), q.weight.float() + 0.5 * up @ down, atol=2e-3, rtol=1e-3)

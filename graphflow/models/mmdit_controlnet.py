@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cast_layers import Linear
-from .mmdit import (Block, JointBlock, MMDiT, MMDiTConfig, PatchEmbed, attention, mmdit_config_from_state_dict,
-                    timestep_embedding)
+from .mmdit import (Block, JointBlock, MMDiT, MMDiTConfig, PatchEmbed, joint_attention,
+                    mmdit_config_from_state_dict, timestep_embedding)
 from .weight_files import CheckpointError
 
 
@@ -81,7 +81,7 @@ class MMDiTControlNet(MMDiT):
         c = self.t_embedder(timestep_embedding(sigma * 1000).to(x.dtype)) + self.y_embedder(y.to(x.dtype))
         for block, out in zip(self.blocks, self.controlnet_blocks):
             qkv, _, mods = block.pre_attention(tokens, c)
-            tokens = block.post_attention(tokens, attention(*qkv), None, mods)
+            tokens = block.post_attention(tokens, joint_attention(*qkv), None, mods)
             outs.append(out(tokens))
         return outs
 

@@ -67,6 +67,8 @@ def _cast_dtype(t_dtype: torch.dtype, dtype: torch.dtype | None) -> torch.dtype:
 def read_pickle(path) -> object:
     """A pickled file's object through PyTorch's restricted unpickler (plain tensors and
     containers only); CheckpointError naming the file when it is refused or unreadable."""
+    import torch
+
     path = Path(path)
     try:
         try:
