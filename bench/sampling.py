@@ -194,6 +194,11 @@ def gpu_section(args, device: torch.device) -> None:
     print(f"sampling loops: batch 1, cfg {args.cfg} (cond + uncond in one UNet call), {args.steps} euler steps, "
           f"{device}; graphflow {dtype_name(ours_dtype)}, diffusers {dtype_name(theirs_dtype)}; "
           f"min of {args.reps} after a warm-up")
+    from graphflow.models.speed import channels_last, compile_mode, compile_requested
+
+    print(f"graphflow's settings: attention {os.environ.get('GRAPHFLOW_ATTENTION', 'auto')}, channels-last "
+          f"{'on' if channels_last(device) else 'off'}, compile "
+          f"{compile_mode() if compile_requested() else 'off'}")
     for arch, name, size in runs:
         if args.scaled_down:
             size = 64

@@ -29,24 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from graphflow.models import UNet, UNetConfig  # noqa: E402
-
-
-def diffusers_twin(unet: UNet):
-    """The diffusers UNet2DConditionModel holding the very same tensors as `unet`."""
-    from diffusers import UNet2DConditionModel
-    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, create_unet_diffusers_config_from_ldm
-
-    from tests.test_unet import PREFIX, ldm_original_config
-
-    checkpoint = {PREFIX + k: v for k, v in unet.state_dict().items()}
-    config = create_unet_diffusers_config_from_ldm(ldm_original_config(unet.config), checkpoint)
-    converted = convert_ldm_unet_checkpoint(checkpoint, config)
-    with torch.device("meta"):
-        model = UNet2DConditionModel(**config)
-    model.load_state_dict(converted, strict=True, assign=True)
-    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
-    assert not left, left
-    return model.eval()
+from sampling import diffusers_unet  # noqa: E402  (bench/sampling.py, beside this script)
 
 
 def time_steps(fns: dict, reps: int) -> dict:
@@ -118,7 +101,7 @@ def main():
 
     t0 = time.perf_counter()
     ours = UNet(UNetConfig()).eval().requires_grad_(False)  # SD1.5
-    theirs = diffusers_twin(ours).requires_grad_(False)
+    theirs = diffusers_unet(ours)  # the same tensors, in diffusers' UNet2DConditionModel
     n_params = sum(p.numel() for p in ours.parameters())
     print(f"SD1.5 UNet: {n_params / 1e6:.1f} M parameters, built in {time.perf_counter() - t0:.1f} s")
 

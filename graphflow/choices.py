@@ -36,3 +36,6 @@ PATCH_MODES = ("zero", "noise")  # sensitivity: what replaces a patch
 IMAGE_METRICS = ("mse", "l1", "lpips")  # image_metrics: how an image change is measured
 PERTURBATIONS = ("zero", "noise", "replace")  # latent_edits: region perturbation
 INTERPOLATIONS = ("lerp", "slerp")  # latent_edits: between two latents
+
+# torch.compile's modes for --compile-mode / GRAPHFLOW_COMPILE_MODE (graphflow.models.speed)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")

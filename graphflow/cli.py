@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 
-from graphflow.choices import PREVIEW_METHODS
+from graphflow.choices import COMPILE_MODES, PREVIEW_METHODS
 
 EXIT_OK, EXIT_FILE, EXIT_USAGE, EXIT_INVALID, EXIT_NODE_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 EXIT_BROKEN_PIPE = 128 + 13  # the status of a process SIGPIPE ended, as `cat` shows under `| head`
@@ -158,6 +158,9 @@ def _add_speed_flags(parser) -> None:
                         help="channels-last convolutions in the UNet and VAE (default: on for CUDA)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the diffusion model (the first run of each image size compiles)")
+    parser.add_argument("--compile-mode", choices=COMPILE_MODES,
+                        help="torch.compile's mode (implies --compile): reduce-overhead replays each step as a "
+                             "CUDA graph; max-autotune also searches kernels (slow to compile)")
     parser.add_argument("--fp8-matmul", action="store_true",
                         help="fp8 matmuls in the diffusion model's Linear layers (GPUs of compute capability "
                              ">= 8.9: Ada, Hopper)")
@@ -170,8 +173,10 @@ def _set_speed_options(args) -> int | None:
         os.environ["GRAPHFLOW_ATTENTION"] = args.attention
     if args.channels_last:
         os.environ["GRAPHFLOW_CHANNELS_LAST"] = "1" if args.channels_last == "on" else "0"
-    if args.compile:
+    if args.compile or args.compile_mode:
         os.environ["GRAPHFLOW_COMPILE"] = "1"
+    if args.compile_mode:
+        os.environ["GRAPHFLOW_COMPILE_MODE"] = args.compile_mode
     if args.fp8_matmul:
         from graphflow.device import compute_device
         from graphflow.models.fp8_matmul import check_supported

@@ -893,8 +893,6 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
                 node["inputs"] = [{**socket, "name": socket.get("name", ""), "type": socket.get("type", "*"),
                                    "link": link_id}]
                 node["outputs"] = [{**(node.get("outputs") or [{}])[0], "name": "", "type": kind}]
-        elif not old:
-            pass  # a new Reroute nothing goes through
         out_nodes.append(node)
     for note in notes or []:
         key = str(note.get("id"))

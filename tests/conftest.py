@@ -46,6 +46,19 @@ def tmp_folders(tmp_path):
     folders_module.folders.__dict__.update(saved)
 
 
+@pytest.fixture
+def fresh_manager(monkeypatch):
+    """A memory manager of the test's own, with no budget from the environment."""
+    from graphflow import memory
+
+    manager = memory.MemoryManager()
+    monkeypatch.setattr(memory, "_manager", manager)
+    for name in ("GRAPHFLOW_VRAM_BUDGET_GB", "GRAPHFLOW_RAM_BUDGET_GB"):
+        monkeypatch.delenv(name, raising=False)
+    yield manager
+    manager.offload_all()  # removes the streaming hooks from shared (cached) models
+
+
 @pytest.fixture(scope="session")
 def builtin_registry():
     from graphflow.registry import Registry

@@ -230,6 +230,18 @@ def set_number(page, node_id, name, value):
     return field.input_value()
 
 
+def swatch_develop_save(page, fresh_red):
+    """Swatch -> Develop -> SaveImage, left to right; Swatch's red is set to `fresh_red` plus a
+    value from the clock, one no earlier test's run used, so that Develop runs for real."""
+    swatch = add_node(page, "Swatch", 150, 200)
+    develop = add_node(page, "Develop", 500, 200)
+    save = add_node(page, "SaveImage", 850, 200, search="saveimage")
+    link(page, swatch, "image", develop, "image")
+    link(page, develop, "image", save, "images")
+    set_number(page, swatch, "red", int(time.time() * 1000) % 200 + fresh_red)
+    return swatch, develop, save
+
+
 def set_text(page, node_id, name, value):
     field = node(page, node_id).locator(f'[data-input="{name}"] .w-value')
     field.fill(value)
@@ -582,13 +594,8 @@ def test_widgets_drag_toggle_choose_upload_and_paint_mask(page, server, tmp_path
 
 
 def test_interrupt_and_history(page):
-    swatch = add_node(page, "Swatch", 150, 200)
-    develop = add_node(page, "Develop", 500, 200)
-    save = add_node(page, "SaveImage", 850, 200, search="saveimage")
-    link(page, swatch, "image", develop, "image")
-    link(page, develop, "image", save, "images")
+    swatch, develop, save = swatch_develop_save(page, 30)
     set_number(page, develop, "steps", 7)  # a value no other test uses: Develop runs for real
-    set_number(page, swatch, "red", int(time.time() * 1000) % 200 + 30)
     Develop.gate.clear()
     try:
         queue(page)
@@ -872,12 +879,7 @@ def test_a_diagnostic_node_with_nothing_downstream_runs_and_shows_its_report(pag
 # --- issue 18: ComfyUI habits ------------------------------------------------------------------
 
 def test_bypass_and_mute_with_ctrl_b_and_ctrl_m(page):
-    swatch = add_node(page, "Swatch", 150, 200)
-    develop = add_node(page, "Develop", 500, 200)
-    save = add_node(page, "SaveImage", 850, 200, search="saveimage")
-    link(page, swatch, "image", develop, "image")
-    link(page, develop, "image", save, "images")
-    set_number(page, swatch, "red", int(time.time() * 1000) % 200 + 31)
+    swatch, develop, save = swatch_develop_save(page, 31)
     node(page, develop).locator(".node-header").click()
     page.keyboard.press("Control+m")
     assert workflow(page)["ui"]["nodes"][develop]["mode"] == "mute"
@@ -899,12 +901,7 @@ def test_bypass_and_mute_with_ctrl_b_and_ctrl_m(page):
 
 
 def test_interrupt_in_another_tab_leaves_this_tabs_run_alone(page, server):
-    swatch = add_node(page, "Swatch", 150, 200)
-    develop = add_node(page, "Develop", 500, 200)
-    save = add_node(page, "SaveImage", 850, 200, search="saveimage")
-    link(page, swatch, "image", develop, "image")
-    link(page, develop, "image", save, "images")
-    set_number(page, swatch, "red", int(time.time() * 1000) % 200 + 32)
+    swatch, develop, save = swatch_develop_save(page, 32)
     other = page.context.new_page()
     other.goto(server.url)
     wait_ready(other)

@@ -277,14 +277,9 @@ def test_narrow_windows_keep_queue_on_screen_and_the_panel_small(page):
 
 
 def test_toolbar_bar_and_label_show_the_same_progress(page):
-    from test_editor_e2e import Develop
+    from test_editor_e2e import Develop, swatch_develop_save
 
-    swatch = add_node(page, "Swatch", 150, 200)
-    develop = add_node(page, "Develop", 500, 200)
-    save = add_node(page, "SaveImage", 850, 200, search="saveimage")
-    link(page, swatch, "image", develop, "image")
-    link(page, develop, "image", save, "images")
-    set_number(page, swatch, "red", int(time.time() * 1000) % 200 + 42)
+    _, develop, save = swatch_develop_save(page, 42)
     Develop.gate.clear()  # holds at step 2 of 4
     try:
         queue(page)

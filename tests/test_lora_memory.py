@@ -34,16 +34,6 @@ def checkpoint_bytes(files):
 
 
 @pytest.fixture
-def fresh_manager(monkeypatch):
-    manager = memory.MemoryManager()
-    monkeypatch.setattr(memory, "_manager", manager)
-    for name in ("GRAPHFLOW_VRAM_BUDGET_GB", "GRAPHFLOW_RAM_BUDGET_GB"):
-        monkeypatch.delenv(name, raising=False)
-    yield manager
-    manager.offload_all()
-
-
-@pytest.fixture
 def ckpt(files):
     return load_checkpoint(files[0], device="cpu", dtype=torch.float32)
 

@@ -22,15 +22,6 @@ from test_server import submit, wait_status
 GiB = memory.GiB
 
 
-@pytest.fixture
-def fresh_manager(monkeypatch):
-    manager = memory.MemoryManager()
-    monkeypatch.setattr(memory, "_manager", manager)
-    monkeypatch.delenv("GRAPHFLOW_VRAM_BUDGET_GB", raising=False)
-    yield manager
-    manager.offload_all()  # removes the streaming hooks from shared (cached) models
-
-
 def budget(monkeypatch, nbytes):
     monkeypatch.setenv("GRAPHFLOW_VRAM_BUDGET_GB", repr(nbytes / GiB))
 

@@ -15,16 +15,6 @@ from graphflow.testing import write_checkpoint, write_controlnet, write_esrgan
 GiB = memory.GiB
 
 
-@pytest.fixture
-def fresh_manager(monkeypatch):
-    manager = memory.MemoryManager()
-    monkeypatch.setattr(memory, "_manager", manager)
-    for name in ("GRAPHFLOW_VRAM_BUDGET_GB", "GRAPHFLOW_RAM_BUDGET_GB"):
-        monkeypatch.delenv(name, raising=False)
-    yield manager
-    manager.offload_all()
-
-
 def budget(monkeypatch, nbytes):
     monkeypatch.setenv("GRAPHFLOW_VRAM_BUDGET_GB", repr(nbytes / GiB))
 

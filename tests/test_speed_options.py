@@ -23,6 +23,15 @@ def graphflow_test_broken(gm, example_inputs):
     raise RuntimeError("no C++ compiler found")
 
 
+compiled_with = []  # the keyword arguments torch.compile passed graphflow_test_recording
+
+
+@register_backend
+def graphflow_test_recording(gm, example_inputs, **kwargs):
+    compiled_with.append(kwargs)
+    return gm.forward
+
+
 def tiny_model() -> DiffusionModel:
     torch.manual_seed(0)
     config = UNetConfig(model_channels=32, channel_mult=(1,), num_res_blocks=1, transformer_depth=(1,),
@@ -73,6 +82,30 @@ def test_compile_failure_warns_and_runs_uncompiled(compiling):
     assert model.unet._graphflow_compiled is None
 
 
+def test_compile_mode_reaches_torch_compile_and_another_mode_compiles_again(compiling, monkeypatch):
+    model = tiny_model()
+    compiling.setenv("GRAPHFLOW_COMPILE", "0")
+    reference = run(model)
+    compiling.setenv("GRAPHFLOW_COMPILE", "1")
+    compiling.setenv("GRAPHFLOW_COMPILE_BACKEND", "graphflow_test_recording")
+    compiling.setenv("GRAPHFLOW_COMPILE_MODE", "reduce-overhead")
+    marks = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    compiled_with.clear()
+    torch.testing.assert_close(run(model), reference, atol=1e-5, rtol=1e-5)
+    assert compiled_with and all(kw == {"mode": "reduce-overhead"} for kw in compiled_with)
+    assert len(marks) == 2  # a new CUDA-graph replay for each of the 2 steps' model calls
+    compiling.setenv("GRAPHFLOW_COMPILE_MODE", "default")
+    compiled_with.clear()
+    torch.testing.assert_close(run(model), reference, atol=1e-5, rtol=1e-5)
+    assert compiled_with and all(kw == {} for kw in compiled_with)  # compiled again, in the default mode
+    assert len(marks) == 2  # no CUDA graphs in this mode
+    compiling.setenv("GRAPHFLOW_COMPILE_MODE", "fastest")
+    with pytest.raises(ValueError, match="GRAPHFLOW_COMPILE_MODE is 'fastest'; expected one of default, "
+                                         "reduce-overhead"):
+        run(model)
+
+
 def test_flags(monkeypatch):
     monkeypatch.delenv("GRAPHFLOW_CHANNELS_LAST", raising=False)
     monkeypatch.delenv("GRAPHFLOW_COMPILE", raising=False)
@@ -112,7 +145,9 @@ def test_cli_flags_become_settings(monkeypatch, tmp_path, capsys):
     assert code == cli.EXIT_FILE  # the flags were taken, then the workflow was not found
     assert (os.environ["GRAPHFLOW_ATTENTION"], os.environ["GRAPHFLOW_CHANNELS_LAST"],
             os.environ["GRAPHFLOW_COMPILE"]) == ("math", "0", "1")
-    assert "GRAPHFLOW_FP8_MATMUL" not in os.environ
+    assert "GRAPHFLOW_FP8_MATMUL" not in os.environ and "GRAPHFLOW_COMPILE_MODE" not in os.environ
+    cli.main(["run", str(tmp_path / "missing.json"), "--compile-mode", "reduce-overhead", "--models-dir", str(tmp_path)])
+    assert (os.environ["GRAPHFLOW_COMPILE"], os.environ["GRAPHFLOW_COMPILE_MODE"]) == ("1", "reduce-overhead")
     capsys.readouterr()
     code = cli.main(["run", str(tmp_path / "missing.json"), "--fp8-matmul", "--models-dir", str(tmp_path)])
     assert code == cli.EXIT_USAGE

@@ -11,7 +11,9 @@ GRAPHFLOW_COMPILE (1 / 0, `--compile`): the diffusion model's forward goes throu
     across processes). A model only partly on the device (memory manager streaming blocks)
     runs uncompiled. If compiling fails (no C++ compiler for the CPU backend, say), a warning
     says why and the model runs uncompiled. GRAPHFLOW_COMPILE_BACKEND picks torch.compile's
-    backend (default inductor).
+    backend (default inductor), GRAPHFLOW_COMPILE_MODE (`--compile-mode`) its mode (COMPILE_MODES: "reduce-overhead"
+    replays each step as a CUDA graph, which saves the kernel launches that bound small images
+    on a fast GPU; "max-autotune" searches kernels for minutes more).
 GRAPHFLOW_FP8_MATMUL (1 / 0, `--fp8-matmul`): the Linear layers multiply in fp8 (fp8_matmul.py).
 """
 
@@ -22,6 +24,7 @@ import warnings
 import torch
 from torch import nn
 
+from ..choices import COMPILE_MODES
 from .attention import kernels
 
 
@@ -44,16 +47,30 @@ def compile_requested() -> bool:
     return _flag("GRAPHFLOW_COMPILE", False)
 
 
+def compile_mode() -> str:
+    mode = os.environ.get("GRAPHFLOW_COMPILE_MODE", "").strip().lower() or "default"
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"GRAPHFLOW_COMPILE_MODE is {mode!r}; expected one of {', '.join(COMPILE_MODES)}")
+    return mode
+
+
 def compile_module(module: nn.Module) -> None:
-    """Give `module` a compiled forward (once; nn.Module.compile's slot), falling back to eager
-    with a warning when compiling fails."""
-    if getattr(module, "_graphflow_compiled", None) is not None:
+    """Give `module` a compiled forward (once per backend and mode; nn.Module.compile's slot),
+    falling back to eager with a warning when compiling fails."""
+    settings = (os.environ.get("GRAPHFLOW_COMPILE_BACKEND", "inductor"), compile_mode())
+    if getattr(module, "_graphflow_compiled", None) is not None and module._graphflow_compiled_as == settings:
         module._compiled_call_impl = module._graphflow_compiled
         return
-    backend = os.environ.get("GRAPHFLOW_COMPILE_BACKEND", "inductor")
-    compiled = torch.compile(module._call_impl, backend=backend, dynamic=False)
+    backend, mode = settings
+    compiled = torch.compile(module._call_impl, backend=backend, mode=None if mode == "default" else mode,
+                             dynamic=False)
+    graphs = mode in ("reduce-overhead", "max-autotune")  # inductor's CUDA graphs
 
     def call(*args, **kwargs):
+        if graphs:
+            # each call is a new replay: its caller turns the outputs into new tensors at once
+            # (x0, CFG), so the previous replay's buffers are free to be written again
+            torch.compiler.cudagraph_mark_step_begin()
         try:
             return compiled(*args, **kwargs)
         except torch._dynamo.exc.TorchDynamoException as e:
@@ -66,6 +83,7 @@ def compile_module(module: nn.Module) -> None:
             return module._call_impl(*args, **kwargs)
 
     module._graphflow_compiled = module._compiled_call_impl = call
+    module._graphflow_compiled_as = settings
 
 
 def fp8_matmul_requested() -> bool:

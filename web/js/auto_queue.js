@@ -12,6 +12,7 @@ export class AutoQueue {
     this.timer = 0;
     this.waiting = new Set(); // our auto-queued runs not finished yet
     this.pending = false; // a change arrived while one was on its way
+    this.queuing = null; // while queuing: the runs that finished meanwhile
     toggle.addEventListener("change", () => { if (!toggle.checked) this.pending = false; });
   }
 
@@ -27,17 +28,29 @@ export class AutoQueue {
   }
 
   async fire() {
-    if (this.waiting.size) {
+    if (this.waiting.size || this.queuing) {
       this.pending = true;
       return;
     }
-    const ids = await this.queue();
-    for (const id of ids || []) this.waiting.add(id);
+    // A quick run can finish before the answer to its queuing arrives: remember what finished.
+    this.queuing = new Set();
+    try {
+      const ids = await this.queue();
+      for (const id of ids || []) if (!this.queuing.has(id)) this.waiting.add(id);
+    } finally {
+      this.queuing = null;
+    }
+    this.release();
   }
 
   /** A run finished (any client's): ours frees the way for the change that waited. */
   finished(runId) {
-    if (!this.waiting.delete(runId) || this.waiting.size || !this.pending) return;
+    this.queuing?.add(runId);
+    if (this.waiting.delete(runId)) this.release();
+  }
+
+  release() {
+    if (this.waiting.size || this.queuing || !this.pending) return;
     this.pending = false;
     if (this.on) this.fire();
   }

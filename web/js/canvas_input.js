@@ -5,6 +5,7 @@ import {contextMenu} from "./menu.js";
 import {LinkLayer} from "./links.js";
 import {DEFAULT_WIDTH} from "./graph.js";
 import {colorEntries, setColor, toggleCollapsed} from "./node_looks.js";
+import {track} from "./pointer_drag.js";
 
 const INTERACTIVE = "input, textarea, select, button, .w-number, [contenteditable]";
 const MIN_WIDTH = 180;
@@ -84,33 +85,13 @@ export class CanvasInput {
     else if (e.button === 0 || e.button === 1) this.pan(e);
   }
 
-  /** Follow the pointer until release: onMove(ev) and onUp(ev, moved). */
-  track(e, onMove, onUp) {
-    const startX = e.clientX, startY = e.clientY;
-    let moved = false;
-    const move = (ev) => {
-      if (!moved && Math.hypot(ev.clientX - startX, ev.clientY - startY) < 3) return;
-      moved = true;
-      onMove(ev);
-    };
-    const up = (ev) => {
-      window.removeEventListener("pointermove", move);
-      window.removeEventListener("pointerup", up);
-      window.removeEventListener("pointercancel", up);
-      onUp(ev, moved);
-    };
-    window.addEventListener("pointermove", move);
-    window.addEventListener("pointerup", up);
-    window.addEventListener("pointercancel", up);
-  }
-
   pan(e) {
     e.preventDefault();
     const viewport = this.editor.viewport;
     let lastX = e.clientX, lastY = e.clientY;
     this.canvas.classList.add("panning");
     this.canvas.focus({preventScroll: true});
-    this.track(e, (ev) => {
+    track(e, (ev) => {
       viewport.panBy(ev.clientX - lastX, ev.clientY - lastY);
       lastX = ev.clientX;
       lastY = ev.clientY;
@@ -127,7 +108,7 @@ export class CanvasInput {
     const origin = this.canvas.getBoundingClientRect();
     const box = this.selectionBox;
     const additive = e.shiftKey;
-    this.track(e, (ev) => {
+    track(e, (ev) => {
       const x = Math.min(e.clientX, ev.clientX) - origin.left, y = Math.min(e.clientY, ev.clientY) - origin.top;
       Object.assign(box.style, {left: `${x}px`, top: `${y}px`, width: `${Math.abs(ev.clientX - e.clientX)}px`, height: `${Math.abs(ev.clientY - e.clientY)}px`});
       box.hidden = false;
@@ -151,7 +132,7 @@ export class CanvasInput {
     const ids = new Set(editor.selected);
     const starts = new Map([...ids].map((id) => [id, [...editor.graph.nodes.get(id).pos]]));
     for (const id of ids) editor.views.get(id).el.classList.add("dragging");
-    this.track(e, (ev) => {
+    track(e, (ev) => {
       const dx = (ev.clientX - e.clientX) / zoom, dy = (ev.clientY - e.clientY) / zoom;
       for (const [id, [x, y]] of starts) {
         const node = editor.graph.nodes.get(id);
@@ -170,7 +151,7 @@ export class CanvasInput {
     const editor = this.editor;
     const node = editor.graph.nodes.get(id);
     const start = node.width;
-    this.track(e, (ev) => {
+    track(e, (ev) => {
       node.width = Math.max(MIN_WIDTH, Math.round(start + (ev.clientX - e.clientX) / editor.viewport.zoom));
       editor.views.get(id).el.style.width = `${node.width}px`;
     }, (ev, moved) => { if (moved) editor.commit(); });
@@ -209,7 +190,7 @@ export class CanvasInput {
       else editor.linkLayer.showDraft(p, anchor, color);
     };
     draw(e);
-    this.track(e, draw, (ev, moved) => {
+    track(e, draw, (ev, moved) => {
       editor.linkLayer.hideDraft();
       this.clearTargets();
       if (!moved && !detached) return;
