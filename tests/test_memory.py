@@ -185,6 +185,7 @@ def test_cli_memory_flags(monkeypatch, tmp_path, capsys):
 
 
 def test_ram_pressure_drops_idle_components_and_reads_them_back(fresh_manager, monkeypatch, tmp_path):
+    from graphflow.models import checkpoint
     from graphflow.models.checkpoint import load_checkpoint
     from graphflow.testing import write_checkpoint
     from test_lora_memory import image
@@ -194,6 +195,12 @@ def test_ram_pressure_drops_idle_components_and_reads_them_back(fresh_manager, m
     want = image(ckpt.model, ckpt.clip, ckpt.vae)
     sizes = {c.kind: c.size for c in fresh_manager.components.values()}
     params = {id(p) for p in ckpt.model.unet.parameters()}
+    built = []  # what reading a dropped component back builds: that kind of component alone
+    for builder, kind in (("build_unet", "diffusion_model"), ("build_vae", "vae"),
+                          ("build_text_encoder", "text_encoder")):
+        original = getattr(checkpoint, builder)
+        monkeypatch.setattr(checkpoint, builder, lambda *a, original=original, kind=kind, **k: (
+            built.append(kind), original(*a, **k))[1])
     # RAM for the diffusion model and the VAE, not for the text encoder beside them as well
     monkeypatch.setenv("GRAPHFLOW_RAM_BUDGET_GB", repr(1.01 * (sizes["diffusion_model"] + sizes["vae"]) / GiB))
     assert torch.equal(image(ckpt.model, ckpt.clip, ckpt.vae), want)
@@ -201,6 +208,7 @@ def test_ram_pressure_drops_idle_components_and_reads_them_back(fresh_manager, m
     actions = {(e["action"], e["kind"]) for e in fresh_manager.events}
     for kind in ("diffusion_model", "text_encoder"):
         assert ("drop", kind) in actions and ("reload", kind) in actions
+    assert sorted(built) == sorted(e["kind"] for e in fresh_manager.events if e["action"] == "reload")
     assert fresh_manager.ram_used() <= fresh_manager.ram_capacity()
     states = {c.name: c.state for c in fresh_manager.components.values()}
     assert "dropped" in states.values()

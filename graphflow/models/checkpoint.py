@@ -171,46 +171,51 @@ def load_checkpoint(path, device=None, dtype=None, prediction: str | None = None
     encoder (`embedder.model.visual.`); a checkpoint without one raises CheckpointError. Each
     component is registered with the memory manager with this file as its source: when RAM runs
     short it may be dropped and read again from here."""
-    ckpt = _read_checkpoint(path, device, dtype, prediction, weight_dtype, text_encoders, clip_vision)
-    _set_sources(ckpt, lambda text: _read_checkpoint(path, device, dtype, prediction, weight_dtype, text))
+    parts = ("diffusion_model", "vae", "text_encoder") if text_encoders else ("diffusion_model", "vae")
+    ckpt = _read_checkpoint(path, device, dtype, prediction, weight_dtype, parts, clip_vision)
+    _set_sources(ckpt, lambda kind: _read_checkpoint(path, device, dtype, prediction, weight_dtype, (kind,)))
     return ckpt
 
 
 def _set_sources(ckpt: Checkpoint, read) -> None:
-    """Register the checkpoint's components with the memory manager, each re-read by `read(text_encoders)`."""
+    """Register the checkpoint's components with the memory manager, each re-read by `read(kind)`,
+    which reads that kind of component alone from the file (a dropped VAE does not bring the
+    diffusion model's gigabytes back through RAM with it)."""
     from graphflow.memory import manager
 
-    parts = [(ckpt.model.unet, "diffusion_model", f"diffusion_model:{ckpt.model.arch}", False,
-              lambda c: c.model.unet)]
+    parts = [(ckpt.model.unet, "diffusion_model", f"diffusion_model:{ckpt.model.arch}", lambda c: c.model.unet)]
     if ckpt.vae is not None:
-        parts.append((ckpt.vae.module, "vae", "vae", False, lambda c: c.vae.module))
+        parts.append((ckpt.vae.module, "vae", "vae", lambda c: c.vae.module))
     if ckpt.clip is not None:
         for index, tower in enumerate(ckpt.clip.towers):
-            parts.append((tower.model, "text_encoder", f"text_encoder:{tower.name}", True,
+            parts.append((tower.model, "text_encoder", f"text_encoder:{tower.name}",
                           lambda c, i=index: c.clip.towers[i].model))
         if getattr(ckpt.clip, "t5", None) is not None:
-            parts.append((ckpt.clip.t5.model, "text_encoder", "text_encoder:t5", True, lambda c: c.clip.t5.model))
-    for module, kind, name, text, pick in parts:
-        manager().set_source(module, kind, name, lambda text=text, pick=pick: pick(read(text)))
+            parts.append((ckpt.clip.t5.model, "text_encoder", "text_encoder:t5", lambda c: c.clip.t5.model))
+    for module, kind, name, pick in parts:
+        manager().set_source(module, kind, name, lambda kind=kind, pick=pick: pick(read(kind)))
 
 
-def _read_checkpoint(path, device, dtype, prediction, weight_dtype, text_encoders, clip_vision=False) -> Checkpoint:
+def _read_checkpoint(path, device, dtype, prediction, weight_dtype, parts, clip_vision=False) -> Checkpoint:
+    """The checkpoint's components named in `parts` ("diffusion_model", "vae", "text_encoder");
+    the others are None."""
     with WeightFile(path) as f:
         info = detect_architecture(f.shapes, f.metadata, prediction, get_tensor=f.get)
         if isinstance(info, FlowInfo):
-            return _load_flow_checkpoint(f, info, device, dtype, weight_dtype, text_encoders)
-        unet_device, unet_dtype = _resolve(device, dtype, "unet")
-        unet = build_unet(f.view(UNET_PREFIX), info.unet, unet_device, unet_dtype)
-        model = DiffusionModel(unet, info.arch, info.prediction, info.latent_format)
-        model.zsnr = info.zero_terminal_snr  # ComfyUI's 'ztsnr' marker key
-        if info.unclip:
-            from .unclip import noise_augmentor_from
+            return _load_flow_checkpoint(f, info, device, dtype, weight_dtype, parts)
+        model = vae = clip = None
+        if "diffusion_model" in parts:
+            unet_device, unet_dtype = _resolve(device, dtype, "unet")
+            unet = build_unet(f.view(UNET_PREFIX), info.unet, unet_device, unet_dtype)
+            model = DiffusionModel(unet, info.arch, info.prediction, info.latent_format)
+            model.zsnr = info.zero_terminal_snr  # ComfyUI's 'ztsnr' marker key
+            if info.unclip:
+                from .unclip import noise_augmentor_from
 
-            model.noise_augmentor = noise_augmentor_from(f, info.adm_channels)
-        vae = clip = None
-        if info.vae is not None:
+                model.noise_augmentor = noise_augmentor_from(f, info.adm_channels)
+        if info.vae is not None and "vae" in parts:
             vae = build_vae(f.view(VAE_PREFIX), info.vae, info.latent_format, *_resolve(device, dtype, "vae"))
-        if info.towers and text_encoders:
+        if info.towers and "text_encoder" in parts:
             clip = build_text_encoder(f, info.arch, info.towers, info.tower_overrides,
                                       *_resolve(device, dtype, "text_encoder"))
         vision = _unclip_image_encoder(f, info, device, dtype) if clip_vision else None
@@ -235,16 +240,17 @@ def _unclip_image_encoder(f, info: ArchInfo, device, dtype):
     return build_clip_vision(source, config, *_resolve(device, dtype, "clip_vision"), what=prefix)
 
 
-def _load_flow_checkpoint(f, info: FlowInfo, device, dtype, weight_dtype, text_encoders) -> Checkpoint:
-    model_device = torch.device(device) if device is not None else load_device()
-    model = build_flow_model(f.view(info.prefix), info, model_device,
-                             dtype or _flow_default_dtype(torch.device(device) if device else compute_device()),
-                             weight_dtype)
-    vae = clip = None
-    if info.vae is not None:
+def _load_flow_checkpoint(f, info: FlowInfo, device, dtype, weight_dtype, parts) -> Checkpoint:
+    model = vae = clip = None
+    if "diffusion_model" in parts:
+        model_device = torch.device(device) if device is not None else load_device()
+        model = build_flow_model(f.view(info.prefix), info, model_device,
+                                 dtype or _flow_default_dtype(torch.device(device) if device else compute_device()),
+                                 weight_dtype)
+    if info.vae is not None and "vae" in parts:
         vae = build_vae(f.view(info.vae_prefix), info.vae, info.latent_format, *_resolve(device, dtype, "vae"),
                         what=info.vae_prefix)
-    if info.text_encoders and text_encoders:
+    if info.text_encoders and "text_encoder" in parts:
         clip = flow_text_encoder(f, info, *_resolve(device, dtype, "text_encoder"))
     return Checkpoint(model, clip, vae, info)
 
