@@ -1032,6 +1032,30 @@ def test_group_the_selection_with_ctrl_g_and_move_it_by_its_title(page):
     assert workflow(page)["ui"]["groups"][0]["title"] == "Group"
 
 
+def test_rename_a_node_by_double_clicking_its_title(page):
+    swatch = add_node(page, "Swatch", 300, 250)
+    title = node(page, swatch).locator(".node-title")
+    default = title.inner_text()
+    title.dblclick()
+    page.keyboard.press("Control+a")
+    page.keyboard.type("Red square")
+    page.keyboard.press("Enter")
+    assert title.inner_text() == "Red square"
+    assert workflow(page)["ui"]["nodes"][swatch]["title"] == "Red square"
+    title.dblclick()  # Escape keeps the name
+    page.keyboard.press("Control+a")
+    page.keyboard.type("Not this")
+    page.keyboard.press("Escape")
+    assert title.inner_text() == "Red square"
+    title.dblclick()  # the node's own name again: no title of its own is kept
+    page.keyboard.press("Control+a")
+    page.keyboard.type(default)
+    page.keyboard.press("Enter")
+    assert title.inner_text() == default and "title" not in workflow(page)["ui"]["nodes"][swatch]
+    page.keyboard.press("Control+z")
+    assert title.inner_text() == "Red square"
+
+
 def test_collapse_with_alt_c_and_colour_from_the_context_menu(page):
     swatch = add_node(page, "Swatch", 200, 200)
     save = add_node(page, "SaveImage", 700, 200, search="saveimage")

@@ -5,7 +5,7 @@ import {contextMenu} from "./menu.js";
 import {LinkLayer} from "./links.js";
 import {DEFAULT_WIDTH} from "./graph.js";
 import {colorEntries, setColor, toggleCollapsed} from "./node_looks.js";
-import {track} from "./pointer_drag.js";
+import {editInline, track} from "./pointer_drag.js";
 
 const INTERACTIVE = "input, textarea, select, button, .w-number, [contenteditable]";
 const MIN_WIDTH = 180;
@@ -362,28 +362,11 @@ export class CanvasInput {
     } else this.openAddMenu(e.clientX, e.clientY);
   }
 
-  renameInline(id) {
+  async renameInline(id) {
     const view = this.editor.views.get(id);
-    const title = view.titleEl;
-    const field = document.createElement("input");
-    field.className = "title-edit";
-    field.value = view.title;
-    title.replaceChildren(field);
-    field.focus();
-    field.select();
-    let done = false;
-    const finish = (save) => {
-      if (done) return;
-      done = true;
-      if (save) this.editor.rename(id, field.value === (view.spec ? view.spec.display_name : "") ? "" : field.value);
-      else view.refresh();
-    };
-    field.addEventListener("keydown", (e) => {
-      if (e.key === "Enter") finish(true);
-      else if (e.key === "Escape") finish(false);
-      e.stopPropagation();
-    });
-    field.addEventListener("blur", () => finish(true));
+    const text = await editInline(view.titleEl, view.title);
+    if (text === null) view.refresh();
+    else this.editor.rename(id, text === (view.spec ? view.spec.display_name : "") ? "" : text);
   }
 
   // --- keyboard ---
