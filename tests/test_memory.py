@@ -215,3 +215,42 @@ def test_ram_pressure_drops_idle_components_and_reads_them_back(fresh_manager, m
     tower = ckpt.clip.towers[0].model
     assert all(p.is_meta for p in tower.parameters()) == (states["text_encoder:clip_l"] == "dropped")
     assert {id(p) for p in ckpt.model.unet.parameters()} == params  # the same Parameters, read back into
+
+
+@pytest.mark.parametrize("family", ["sd3_medium", "sdxl"])
+def test_a_dropped_component_is_read_back_alone(fresh_manager, monkeypatch, tmp_path, family):
+    """Each text encoder, the VAE and the diffusion model come back from the file on their own:
+    a dropped CLIP-L does not read SD3's T5-XXL or CLIP-G again, nor the VAE the diffusion model."""
+    from graphflow.models import checkpoint, text_encoder_files
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.testing import write_checkpoint, write_flow_checkpoint
+
+    monkeypatch.delenv("GRAPHFLOW_RAM_BUDGET_GB", raising=False)
+    path = tmp_path / "model.safetensors"
+    if family == "sdxl":
+        write_checkpoint(path, "sdxl")
+    else:
+        write_flow_checkpoint(path, family)
+    ckpt = load_checkpoint(path, device="cpu", dtype=torch.float32)
+    read = []
+    for module, builders in ((checkpoint, ("build_unet", "build_vae", "build_flow_model", "tower_from_weights")),
+                             (text_encoder_files, ("_t5", "_tower"))):
+        for builder in builders:
+            original = getattr(module, builder)
+            monkeypatch.setattr(module, builder, lambda *a, original=original, builder=builder, **k: (
+                read.append(builder), original(*a, **k))[1])
+    components = {c.name: c for c in fresh_manager.components.values()}
+    expected = {"text_encoder:t5": ["_t5"], "vae": ["build_vae"],
+                "diffusion_model:sd3": ["build_flow_model"], "diffusion_model:sdxl": ["build_unet"]}
+    assert set(components) == {f"diffusion_model:{'sdxl' if family == 'sdxl' else 'sd3'}", "vae", "text_encoder:clip_l",
+                               "text_encoder:clip_g", *(["text_encoder:t5"] if family != "sdxl" else [])}
+    for name, comp in components.items():
+        module = comp.module()
+        before = {k: v.clone() for k, v in module.state_dict().items()}
+        read.clear()
+        fresh_manager._drop(comp)
+        assert comp.state == "dropped" and all(p.is_meta for p in module.parameters())
+        fresh_manager.present(module)
+        assert read == expected.get(name, ["_tower" if family != "sdxl" else "tower_from_weights"]), name
+        after = module.state_dict()
+        assert all(torch.equal(after[k], v) for k, v in before.items()), name

@@ -142,12 +142,13 @@ def flow_clip_towers(f, info: FlowInfo, device, dtype) -> dict:
     return towers
 
 
-def flow_text_encoder(f, info: FlowInfo, device, dtype):
+def flow_text_encoder(f, info: FlowInfo, device, dtype, only=None):
     """The CLIP socket of an all-in-one SD3/FLUX file: CLIP-L, CLIP-G and T5-XXL under ComfyUI's
-    `text_encoders.<name>.transformer.` prefixes (graphflow.models.text_encoder_files)."""
+    `text_encoders.<name>.transformer.` prefixes (graphflow.models.text_encoder_files); `only`:
+    the names of those to read ("clip_l", "clip_g", "t5xxl"), all when None."""
     from .text_encoder_files import flow_text_encoder_from_file  # it builds on this module
 
-    return flow_text_encoder_from_file(f, info.arch, device, dtype)
+    return flow_text_encoder_from_file(f, info.arch, device, dtype, only)
 
 
 @dataclass
@@ -171,34 +172,39 @@ def load_checkpoint(path, device=None, dtype=None, prediction: str | None = None
     encoder (`embedder.model.visual.`); a checkpoint without one raises CheckpointError. Each
     component is registered with the memory manager with this file as its source: when RAM runs
     short it may be dropped and read again from here."""
-    parts = ("diffusion_model", "vae", "text_encoder") if text_encoders else ("diffusion_model", "vae")
+    parts = {"diffusion_model", "vae", "text_encoder"} if text_encoders else {"diffusion_model", "vae"}
     ckpt = _read_checkpoint(path, device, dtype, prediction, weight_dtype, parts, clip_vision)
-    _set_sources(ckpt, lambda kind: _read_checkpoint(path, device, dtype, prediction, weight_dtype, (kind,)))
+    _set_sources(ckpt, lambda part: _read_checkpoint(path, device, dtype, prediction, weight_dtype, {part}))
     return ckpt
 
 
 def _set_sources(ckpt: Checkpoint, read) -> None:
-    """Register the checkpoint's components with the memory manager, each re-read by `read(kind)`,
-    which reads that kind of component alone from the file (a dropped VAE does not bring the
-    diffusion model's gigabytes back through RAM with it)."""
+    """Register the checkpoint's components with the memory manager, each re-read by `read(part)`,
+    which reads that component alone from the file (a dropped VAE does not bring the diffusion
+    model's gigabytes back through RAM with it, nor a dropped CLIP-L a T5-XXL)."""
     from graphflow.memory import manager
 
-    parts = [(ckpt.model.unet, "diffusion_model", f"diffusion_model:{ckpt.model.arch}", lambda c: c.model.unet)]
+    parts = [(ckpt.model.unet, "diffusion_model", f"diffusion_model:{ckpt.model.arch}", "diffusion_model",
+              lambda c: c.model.unet)]
     if ckpt.vae is not None:
-        parts.append((ckpt.vae.module, "vae", "vae", lambda c: c.vae.module))
-    if ckpt.clip is not None:
-        for index, tower in enumerate(ckpt.clip.towers):
-            parts.append((tower.model, "text_encoder", f"text_encoder:{tower.name}",
-                          lambda c, i=index: c.clip.towers[i].model))
-        if getattr(ckpt.clip, "t5", None) is not None:
-            parts.append((ckpt.clip.t5.model, "text_encoder", "text_encoder:t5", lambda c: c.clip.t5.model))
-    for module, kind, name, pick in parts:
-        manager().set_source(module, kind, name, lambda kind=kind, pick=pick: pick(read(kind)))
+        parts.append((ckpt.vae.module, "vae", "vae", "vae", lambda c: c.vae.module))
+    if isinstance(ckpt.info, FlowInfo) and ckpt.clip is not None:  # by slot: the file's prefixes name them
+        for slot, in_file in (("clip_l", "clip_l"), ("clip_g", "clip_g"), ("t5", "t5xxl")):
+            encoder = getattr(ckpt.clip, slot)
+            if encoder is not None:
+                parts.append((encoder.model, "text_encoder", f"text_encoder:{slot}", f"text_encoder:{in_file}",
+                              lambda c, slot=slot: getattr(c.clip, slot).model))
+    elif ckpt.clip is not None:  # read back alone, a tower is the only one
+        for spec, tower in zip(ckpt.info.towers, ckpt.clip.towers):
+            parts.append((tower.model, "text_encoder", f"text_encoder:{tower.name}", f"text_encoder:{spec.name}",
+                          lambda c: c.clip.towers[0].model))
+    for module, kind, name, part, pick in parts:
+        manager().set_source(module, kind, name, lambda part=part, pick=pick: pick(read(part)))
 
 
 def _read_checkpoint(path, device, dtype, prediction, weight_dtype, parts, clip_vision=False) -> Checkpoint:
-    """The checkpoint's components named in `parts` ("diffusion_model", "vae", "text_encoder");
-    the others are None."""
+    """The checkpoint's components named in `parts` ("diffusion_model", "vae", "text_encoder", or
+    one text encoder: "text_encoder:clip_l", ...); the others are None."""
     with WeightFile(path) as f:
         info = detect_architecture(f.shapes, f.metadata, prediction, get_tensor=f.get)
         if isinstance(info, FlowInfo):
@@ -215,8 +221,9 @@ def _read_checkpoint(path, device, dtype, prediction, weight_dtype, parts, clip_
                 model.noise_augmentor = noise_augmentor_from(f, info.adm_channels)
         if info.vae is not None and "vae" in parts:
             vae = build_vae(f.view(VAE_PREFIX), info.vae, info.latent_format, *_resolve(device, dtype, "vae"))
-        if info.towers and "text_encoder" in parts:
-            clip = build_text_encoder(f, info.arch, info.towers, info.tower_overrides,
+        towers = [t for t in info.towers if {"text_encoder", f"text_encoder:{t.name}"} & parts]
+        if towers:
+            clip = build_text_encoder(f, info.arch, towers, info.tower_overrides,
                                       *_resolve(device, dtype, "text_encoder"))
         vision = _unclip_image_encoder(f, info, device, dtype) if clip_vision else None
     return Checkpoint(model, clip, vae, info, vision)
@@ -250,8 +257,9 @@ def _load_flow_checkpoint(f, info: FlowInfo, device, dtype, weight_dtype, parts)
     if info.vae is not None and "vae" in parts:
         vae = build_vae(f.view(info.vae_prefix), info.vae, info.latent_format, *_resolve(device, dtype, "vae"),
                         what=info.vae_prefix)
-    if info.text_encoders and "text_encoder" in parts:
-        clip = flow_text_encoder(f, info, *_resolve(device, dtype, "text_encoder"))
+    only = None if "text_encoder" in parts else {p.split(":")[1] for p in parts if p.startswith("text_encoder:")}
+    if info.text_encoders and (only is None or only):
+        clip = flow_text_encoder(f, info, *_resolve(device, dtype, "text_encoder"), only)
     return Checkpoint(model, clip, vae, info)
 
 

@@ -54,9 +54,11 @@ def _t5(view, what: str, device, dtype) -> T5Encoder:
         raise CheckpointError(f"{what}: {e}") from None
 
 
-def _prefixed_components(f, device, dtype) -> dict[str, object]:
+def _prefixed_components(f, device, dtype, only=None) -> dict[str, object]:
     found = {}
     for name, prefixes in COMPONENT_PREFIXES.items():
+        if only is not None and name not in only:
+            continue
         for prefix in prefixes:
             view = KeyView(f, prefix)
             if view.shapes:
@@ -78,9 +80,10 @@ def components(f, device, dtype) -> dict[str, object]:
     return {tower.name: tower}
 
 
-def flow_text_encoder_from_file(f, arch: str, device=None, dtype=None) -> FlowTextEncoder | None:
-    """The SD3 / FLUX text encoders inside an open all-in-one checkpoint (None if it has none)."""
-    found = _prefixed_components(f, *_device_dtype(device, dtype))
+def flow_text_encoder_from_file(f, arch: str, device=None, dtype=None, only=None) -> FlowTextEncoder | None:
+    """The SD3 / FLUX text encoders inside an open all-in-one checkpoint (None if it has none);
+    `only`: the names of those to read (COMPONENT_PREFIXES' keys), all when None."""
+    found = _prefixed_components(f, *_device_dtype(device, dtype), only)
     if not found:
         return None
     return _assemble(arch, found, f.path.name)
