@@ -254,3 +254,40 @@ def test_a_dropped_component_is_read_back_alone(fresh_manager, monkeypatch, tmp_
         assert read == expected.get(name, ["_tower" if family != "sdxl" else "tower_from_weights"]), name
         after = module.state_dict()
         assert all(torch.equal(after[k], v) for k, v in before.items()), name
+
+
+def test_separately_loaded_flux_files_are_dropped_and_read_back_each_from_its_file(fresh_manager, monkeypatch,
+                                                                                   tmp_path):
+    """UNETLoader + DualCLIPLoader + VAELoader, as ComfyUI's FLUX workflows load it: every part can
+    leave RAM under pressure, and comes back from its own file alone (CLIP-L without T5-XXL)."""
+    from graphflow.models import checkpoint, text_encoder_files
+    from graphflow.models.checkpoint import load_diffusion_model, load_vae
+    from graphflow.models.text_encoder_files import load_text_encoders
+    from graphflow.testing import write_flow_checkpoint, write_flow_vae, write_text_encoder
+
+    monkeypatch.delenv("GRAPHFLOW_RAM_BUDGET_GB", raising=False)
+    model = load_diffusion_model(write_flow_checkpoint(tmp_path / "flux.safetensors", "flux_dev", components=("model",),
+                                                       prefixed=False), device="cpu", dtype=torch.float32)
+    vae = load_vae(write_flow_vae(tmp_path / "ae.safetensors"), device="cpu", dtype=torch.float32)
+    clip = load_text_encoders([write_text_encoder(tmp_path / "t5.safetensors", "t5xxl"),
+                               write_text_encoder(tmp_path / "clip_l.safetensors", "clip_l")], "flux",
+                              device="cpu", dtype=torch.float32)
+    read = []
+    for module, builders in ((checkpoint, ("build_flow_model", "build_vae")), (text_encoder_files, ("_t5", "_tower"))):
+        for builder in builders:
+            original = getattr(module, builder)
+            monkeypatch.setattr(module, builder, lambda *a, original=original, builder=builder, **k: (
+                read.append(builder), original(*a, **k))[1])
+    modules = {"diffusion_model:flux": (model.unet, ["build_flow_model"]), "vae": (vae.module, ["build_vae"]),
+               "text_encoder:clip_l": (clip.clip_l.model, ["_tower"]), "text_encoder:t5": (clip.t5.model, ["_t5"])}
+    assert {c.name for c in fresh_manager.components.values()} == set(modules)
+    for name, (module, builds) in modules.items():
+        comp = fresh_manager.components[id(module)]
+        assert comp.name == name and comp.reload is not None
+        before = {k: v.clone() for k, v in module.state_dict().items()}
+        read.clear()
+        fresh_manager._drop(comp)
+        assert comp.state == "dropped" and all(p.is_meta for p in module.parameters())
+        fresh_manager.present(module)
+        assert read == builds, name
+        assert all(torch.equal(module.state_dict()[k], v) for k, v in before.items()), name

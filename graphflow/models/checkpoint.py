@@ -266,7 +266,17 @@ def _load_flow_checkpoint(f, info: FlowInfo, device, dtype, weight_dtype, parts)
 def load_diffusion_model(path, device=None, dtype=None, weight_dtype: str = "default") -> DiffusionModel:
     """A diffusion model alone (ComfyUI's UNETLoader): a SD3/SD3.5/FLUX.1 file with or without
     the `model.diffusion_model.` prefix (other parts of the file are not read), or the UNet of
-    a SD1/SD2/SDXL file under `model.diffusion_model.`."""
+    a SD1/SD2/SDXL file under `model.diffusion_model.`. Registered with the memory manager with
+    this file as its source (dropped from RAM and read again when RAM runs short)."""
+    from graphflow.memory import manager
+
+    model = _read_diffusion_model(path, device, dtype, weight_dtype)
+    manager().set_source(model.unet, "diffusion_model", f"diffusion_model:{model.arch}",
+                         lambda: _read_diffusion_model(path, device, dtype, weight_dtype).unet)
+    return model
+
+
+def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
     with WeightFile(path) as f:
         info = detect_flow_model(f.shapes)
         if info is not None:
@@ -333,7 +343,16 @@ def load_vae(path, device=None, dtype=None, latent_format: LatentFormat | None =
     """A standalone VAE file: LDM layout (bare `encoder.down.N...` keys, or under
     `first_stage_model.`, or a whole checkpoint's VAE) or diffusers layout (`encoder.down_blocks...`).
     Latents are raw, so the latent format only names the channel count: SD1's for 4 channels
-    unless given (or set in graphflow.config)."""
+    unless given (or set in graphflow.config). Registered with the memory manager with this file
+    as its source."""
+    from graphflow.memory import manager
+
+    vae = _read_vae(path, device, dtype, latent_format)
+    manager().set_source(vae.module, "vae", "vae", lambda: _read_vae(path, device, dtype, latent_format).module)
+    return vae
+
+
+def _read_vae(path, device, dtype, latent_format) -> VAE:
     with WeightFile(path) as f:
         config = f.config()
         prefixes = prefix_summary(f.shapes)

@@ -100,8 +100,34 @@ def _assemble(arch: str, found: dict, names: str) -> FlowTextEncoder:
 
 def load_text_encoders(paths, clip_type: str, device=None, dtype=None) -> TextEncoder | FlowTextEncoder:
     """CLIP from 1-3 files for a ComfyUI loader `type`: stable_diffusion (SD1 CLIP-L / SD2 ViT-H),
-    sdxl (CLIP-L + CLIP-G), sd3 (any of CLIP-L, CLIP-G, T5-XXL), flux (CLIP-L + T5-XXL)."""
+    sdxl (CLIP-L + CLIP-G), sd3 (any of CLIP-L, CLIP-G, T5-XXL), flux (CLIP-L + T5-XXL). Each
+    encoder is registered with the memory manager with its file as its source: when RAM runs short
+    it may be dropped and read again (SD3/FLUX: from its own file alone)."""
+    from graphflow.memory import manager
+
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    clip, sources = _read_text_encoders(paths, clip_type, device, dtype)
+    if isinstance(clip, FlowTextEncoder):
+        for slot, in_file in (("clip_l", "clip_l"), ("clip_g", "clip_g"), ("t5", "t5xxl")):
+            if getattr(clip, slot) is not None:
+                manager().set_source(getattr(clip, slot).model, "text_encoder", f"text_encoder:{slot}",
+                                     lambda path=sources[in_file], in_file=in_file: _read_one(path, in_file, device,
+                                                                                              dtype).model)
+    else:
+        for index, tower in enumerate(clip.towers):
+            manager().set_source(tower.model, "text_encoder", f"text_encoder:{tower.name}",
+                                 lambda index=index: _read_text_encoders(paths, clip_type, device,
+                                                                         dtype)[0].towers[index].model)
+    return clip
+
+
+def _read_one(path: Path, name: str, device, dtype):
+    with WeightFile(path) as f:
+        return components(f, *_device_dtype(device, dtype))[name]
+
+
+def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
+    """The CLIP, and for SD3/FLUX the file each of its encoders came from (by COMPONENT_PREFIXES' names)."""
     if clip_type in ("stable_diffusion", "sdxl"):
         def tower_name(path):
             with WeightFile(path) as f:
@@ -109,20 +135,20 @@ def load_text_encoders(paths, clip_type: str, device=None, dtype=None) -> TextEn
                     return _standalone_tower(f.shapes).name
                 except CheckpointError:
                     return ""
-        paths.sort(key=lambda p: tower_name(p) != "clip_l")  # CLIP-L first, whatever the node's order
-        return load_text_encoder(paths, arch="sdxl" if clip_type == "sdxl" else None, device=device, dtype=dtype)
+        paths = sorted(paths, key=lambda p: tower_name(p) != "clip_l")  # CLIP-L first, whatever the node's order
+        return load_text_encoder(paths, arch="sdxl" if clip_type == "sdxl" else None, device=device, dtype=dtype), {}
     if clip_type not in ("sd3", "flux"):
         raise CheckpointError(f"text encoder type {clip_type!r} is not supported; graphflow builds "
                               f"stable_diffusion, sdxl, sd3 and flux")
     device, dtype = _device_dtype(device, dtype)
-    found = {}
+    found, sources = {}, {}
     for path in paths:
         with WeightFile(path) as f:
             for name, component in components(f, device, dtype).items():
                 if name in found:
                     raise CheckpointError(f"two {name} text encoders given ({path.name} and another file)")
-                found[name] = component
+                found[name], sources[name] = component, path
     names = ", ".join(p.name for p in paths)
     if clip_type == "flux" and set(found) != {"clip_l", "t5xxl"}:
         raise CheckpointError(f"{names}: FLUX needs a CLIP-L and a T5-XXL file, found {sorted(found)}")
-    return _assemble(clip_type, found, names)
+    return _assemble(clip_type, found, names), sources
