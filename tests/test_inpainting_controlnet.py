@@ -225,3 +225,23 @@ def test_the_wrong_family_and_a_missing_vae_fail_the_run_by_name(inpainting_mode
     result = Executor(registry).run(parse_workflow(json.loads(json.dumps(graph)), registry), outputs=["8"])
     assert not result.ok and [(p.node_id, p.input) for p in result.problems] == [("12", "vae")]
     assert "expected a link from a VAE output" in result.problems[0].message
+
+
+@pytest.mark.parametrize("family", ["sd3_medium", "flux_dev"])
+def test_writer_inpainting_layouts_agree_and_are_diffusers_own(tmp_path, family):
+    from safetensors.torch import load_file
+
+    a = write_flow_controlnet(tmp_path / "diffusers.safetensors", family, "diffusers", seed=4, dtype=torch.float32,
+                              inpainting=True)
+    b = write_flow_controlnet(tmp_path / "ours.safetensors", family, "ours", seed=4, dtype=torch.float32,
+                              inpainting=True)
+    na, nb = load_control_model(a), load_control_model(b)
+    assert na.concat_mask and na.control_config == nb.control_config
+    assert all(torch.equal(v, nb.state_dict()[k]) for k, v in na.state_dict().items())
+    cfg = flow_model_config(family)
+    if family.startswith("sd3"):
+        theirs = SD3ControlNetModel(**{**sd3_diffusers_config(cfg), "num_layers": 1, "extra_conditioning_channels": 1})
+    else:
+        theirs = FluxControlNetModel(**flux_controlnet_config(cfg, num_layers=1, num_single_layers=1))
+        theirs.controlnet_x_embedder = torch.nn.Linear(68, cfg.hidden_size)
+    theirs.load_state_dict(load_file(str(a)), strict=True)  # the file is diffusers' (alimama's) own layout
