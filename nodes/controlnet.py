@@ -170,10 +170,11 @@ class ApplyControlNetWithVAE(Node):
 
 class ApplyInpaintingControlNet(Node):
     """Inpaint with an inpainting ControlNet (alimama's SD3 and FLUX ones): the hint is the image
-    with the masked part blacked out, encoded by the VAE, plus the mask (white = repaint) as an
-    extra channel; the mask is resized to the image (centre-cropped) where their sizes differ. On
-    the positive and the negative conditioning, between start_percent and end_percent. Any other
-    ControlNet is applied to the whole image, the mask unused (as ComfyUI does)."""
+    with the masked part (white in the mask) blacked out, encoded by the VAE, plus the part to keep
+    (the mask inverted) as an extra channel; the mask is resized to the image (centre-cropped)
+    where their sizes differ. On the positive and the negative conditioning, between start_percent
+    and end_percent. Any other ControlNet is applied to the whole image, the mask unused (as
+    ComfyUI does)."""
     category = "conditioning/controlnet"
     positive: CONDITIONING
     negative: CONDITIONING

@@ -63,8 +63,8 @@ def applied(registry, net, vae, image, mask, strength=1.0):
 
 def test_sd3_inpainting_controlnet_matches_diffusers(tmp_path, builtin_registry):
     cfg = flow_model_config("sd35_medium")
-    theirs = randomize(SD3ControlNetModel(**{**sd3_diffusers_config(cfg), "num_layers": 2, "dual_attention_layers": (0,),
-                                             "extra_conditioning_channels": 1}), 21)
+    theirs = randomize(SD3ControlNetModel(**{**sd3_diffusers_config(cfg), "num_layers": 2,
+                                             "dual_attention_layers": (0,), "extra_conditioning_channels": 1}), 21)
     net = load_control_model(save_diffusers(theirs, tmp_path / "diffusion_pytorch_model.safetensors"),
                              dtype=torch.float32)
     assert net.concat_mask and net.control_config.hint_channels == 17
