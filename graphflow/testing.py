@@ -642,24 +642,28 @@ def write_t2i_adapter(path, kind: str = "full", layout: str = "original", channe
 
 def write_flow_controlnet(path, family: str = "sd3_medium", layout: str = "diffusers", seed: int = 0,
                           dtype=torch.float16, scaled_down: bool = True, hint_block: bool = False,
-                          joint: bool = True) -> Path:
+                          joint: bool = True, inpainting: bool = False) -> Path:
     """A random-weight SD3 or FLUX ControlNet for write_flow_checkpoint(family)'s model (one
     block; FLUX: one double and one single), in diffusers' layout (InstantX's
     diffusion_pytorch_model.safetensors) or ours (layout="ours"). hint_block (FLUX): with its own
     pixel hint encoder and no single blocks, as XLabs' files (whose layout is ours). joint=False
-    (SD3): image-only blocks as Stability's SD3.5 large ControlNets in diffusers' layout."""
+    (SD3): image-only blocks as Stability's SD3.5 large ControlNets in diffusers' layout.
+    inpainting: alimama's inpainting layout, the hint embedding one latent channel wider for the
+    mask (SD3: pos_embed_input.proj of 17 channels; FLUX: controlnet_x_embedder of 68)."""
     from dataclasses import replace
 
     from .models import flux_controlnet, mmdit_controlnet
 
     if layout not in ("diffusers", "ours"):
         raise ValueError(f"layout must be 'diffusers' or 'ours', got {layout!r}")
+    if inpainting and (hint_block or not joint):
+        raise ValueError("inpainting ControlNets are joint (SD3) and read the hint through the VAE (FLUX)")
     base = flow_model_config(family, scaled_down)
     if flow_arch(family) == "sd3":
         model = replace(base, depth=1, x_self_attn_layers=tuple(i for i in base.x_self_attn_layers if i < 1))
         config = mmdit_controlnet.MMDiTControlNetConfig(
             model=model if joint else replace(model, x_self_attn_layers=(), qk_norm=False),
-            hint_channels=base.in_channels, joint=joint)
+            hint_channels=base.in_channels + inpainting, joint=joint)
         top = {**mmdit_controlnet._TOP, "pos_embed.pos_embed": "pos_embed"}
         blocks = {"transformer_blocks": ("joint_blocks", mmdit_controlnet._BLOCK) if joint
                   else ("blocks", mmdit_controlnet._SINGLE_BLOCK)}
@@ -668,7 +672,7 @@ def write_flow_controlnet(path, family: str = "sd3_medium", layout: str = "diffu
     else:
         config = flux_controlnet.FluxControlNetConfig(
             model=replace(base, depth=1, depth_single_blocks=0 if hint_block else 1, in_channels=64, out_channels=64),
-            hint_channels=64, hint_block=(16, 16, 16, 16) if hint_block else None)
+            hint_channels=68 if inpainting else 64, hint_block=(16, 16, 16, 16) if hint_block else None)
         top = flux_controlnet._TOP
         blocks = {"transformer_blocks": ("double_blocks", flux_controlnet._DOUBLE),
                   "single_transformer_blocks": ("single_blocks", flux_controlnet._SINGLE)}

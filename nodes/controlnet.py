@@ -5,7 +5,7 @@ The applied control travels in the conditioning's options under "control", chain
 control applied before (stacked controls add their residuals), as in ComfyUI; the sampler runs
 it next to the UNet for the entries that carry it."""
 
-from graphflow.api import (CONDITIONING, IMAGE, MODEL, VAE, Choice, ComfyAlias, Float, Node, NodeInputError,
+from graphflow.api import (CONDITIONING, IMAGE, MASK, MODEL, VAE, Choice, ComfyAlias, Float, Node, NodeInputError,
                            folders, socket_type)
 
 CONTROL_NET = socket_type("CONTROL_NET", "#00d78d", "A ControlNet or T2I-Adapter")
@@ -68,7 +68,7 @@ class LoadDiffControlNet(Node):
         return _load(self.control_net_name, self.model)
 
 
-def _apply(conditioning, net, image, strength, start, end, cache: dict, vae=None):
+def _apply(conditioning, net, image, strength, start, end, cache: dict, vae=None, mask=None):
     """Each entry gets the control chained to what it carried; entries that carried the same
     previous control share one new control (one ControlNet run per UNet call)."""
     from graphflow.models.controlnet import ControlApplied
@@ -78,7 +78,7 @@ def _apply(conditioning, net, image, strength, start, end, cache: dict, vae=None
         previous = options.get("control")
         key = id(previous)
         if key not in cache:
-            cache[key] = ControlApplied(net, image, strength, start, end, previous=previous, vae=vae)
+            cache[key] = ControlApplied(net, image, strength, start, end, previous=previous, vae=vae, mask=mask)
         out.append((cond, {**options, "control": cache[key]}))
     return out
 
@@ -131,8 +131,9 @@ class ApplyControlNetAdvanced(Node):
         return _apply_pair(self)
 
 
-def _apply_pair(node):
-    image = _hint_image(node.image)
+def _apply_pair(node, image=None, mask=None):
+    """image: the hint as prepared (the node's image by default); mask: see ControlApplied."""
+    image = _hint_image(node.image) if image is None else image
     if node.start_percent > node.end_percent:
         raise NodeInputError("start_percent",
                              f"start_percent {node.start_percent} is after end_percent {node.end_percent}")
@@ -143,8 +144,8 @@ def _apply_pair(node):
         return node.positive, node.negative
     cache = {}  # positive and negative share the control where they carried the same before
     vae = node.vae if getattr(node.control_net, "needs_vae", False) else None
-    return tuple(_apply(c, node.control_net, image, node.strength, node.start_percent, node.end_percent, cache, vae)
-                 for c in (node.positive, node.negative))
+    return tuple(_apply(c, node.control_net, image, node.strength, node.start_percent, node.end_percent, cache, vae,
+                        mask) for c in (node.positive, node.negative))
 
 
 class ApplyControlNetWithVAE(Node):
@@ -165,3 +166,45 @@ class ApplyControlNetWithVAE(Node):
 
     def run(self):
         return _apply_pair(self)
+
+
+class ApplyInpaintingControlNet(Node):
+    """Inpaint with an inpainting ControlNet (alimama's SD3 and FLUX ones): the hint is the image
+    with the masked part (white in the mask) blacked out, encoded by the VAE, plus the part to keep
+    (the mask inverted) as an extra channel; the mask is resized to the image (centre-cropped)
+    where their sizes differ. On the positive and the negative conditioning, between start_percent
+    and end_percent. Any other ControlNet is applied to the whole image, the mask unused (as
+    ComfyUI does)."""
+    category = "conditioning/controlnet"
+    positive: CONDITIONING
+    negative: CONDITIONING
+    control_net: CONTROL_NET
+    vae: VAE
+    image: IMAGE
+    mask: MASK
+    strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_percent: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING}
+    comfy = ComfyAlias(("ControlNetInpaintingAliMamaApply",))
+
+    def run(self):
+        if not getattr(self.control_net, "concat_mask", False):
+            return _apply_pair(self)
+        image, keep = _masked_hint(_hint_image(self.image), self.mask)
+        return _apply_pair(self, image, keep)
+
+
+def _masked_hint(image, mask):
+    """ComfyUI's rule: keep = 1 - mask; the image times keep resized to it (bilinear, centre-cropped,
+    rounded: masked pixels black); keep itself, at its own size, is the extra channel."""
+    from graphflow.models.controlnet import resize_hint
+
+    if getattr(mask, "ndim", 0) not in (2, 3):
+        raise NodeInputError("mask", f"expected a MASK [B, H, W], got shape {tuple(getattr(mask, 'shape', ()))}")
+    keep = 1.0 - mask.reshape(-1, 1, *mask.shape[-2:]).float()
+    if keep.shape[0] not in (1, image.shape[0]) and image.shape[0] != 1:
+        raise NodeInputError("mask", f"a batch of {keep.shape[0]} masks does not fit a batch of {image.shape[0]} "
+                                     f"images: give one mask or one per image")
+    where = resize_hint(keep.movedim(1, -1), image.shape[1], image.shape[2], mode="bilinear").round()
+    return image * where.movedim(1, -1), keep

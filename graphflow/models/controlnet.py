@@ -398,9 +398,9 @@ def _load_control_lora(wf: WeightFile, base, device, dtype, overrides) -> Contro
     return net.eval().requires_grad_(False)
 
 
-def resize_hint(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def resize_hint(image: torch.Tensor, height: int, width: int, mode: str = "nearest-exact") -> torch.Tensor:
     """IMAGE [B, H, W, C] -> [B, C, height, width]: centre-cropped to the aspect ratio, then resized
-    nearest-exact, as ComfyUI's ControlNet prepares its hint (common_upscale 'nearest-exact', 'center')."""
+    (nearest-exact by default), as ComfyUI's ControlNet prepares its hint (common_upscale(..., 'center'))."""
     t = image.movedim(-1, 1).float()
     H, W = t.shape[2:]
     old, new = W / H, width / height
@@ -413,7 +413,7 @@ def resize_hint(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
         y0 = (H - keep) // 2
         t = t[:, :, y0:y0 + keep]
     if tuple(t.shape[2:]) != (height, width):
-        t = F.interpolate(t, size=(height, width), mode="nearest-exact")
+        t = F.interpolate(t, size=(height, width), mode=mode)
     return t
 
 
@@ -426,13 +426,16 @@ def _repeat(t: torch.Tensor, batch: int) -> torch.Tensor:
 class ControlApplied:
     """One ControlNet or T2I-Adapter applied to a conditioning: the net, its hint image, strength and
     the sigma range it is active in, chained to the control applied before it (stacked controls
-    add up). Travels in the conditioning options under "control", as ComfyUI's does."""
+    add up). Travels in the conditioning options under "control", as ComfyUI's does. mask: for
+    inpainting ControlNets, the part of the image to keep [B, 1, H, W] (1 = keep), which they read
+    as an extra hint channel; none keeps everything."""
 
     def __init__(self, net, image: torch.Tensor, strength: float, start_percent: float = 0.0,
-                 end_percent: float = 1.0, previous: "ControlApplied | None" = None, vae=None):
+                 end_percent: float = 1.0, previous: "ControlApplied | None" = None, vae=None,
+                 mask: torch.Tensor | None = None):
         self.net, self.image, self.strength = net, image, float(strength)
         self.start_percent, self.end_percent = float(start_percent), float(end_percent)
-        self.previous, self.vae = previous, vae
+        self.previous, self.vae, self.mask = previous, vae, mask
         self._hint = self._latent = None
 
     def sigma_range(self, schedule) -> tuple[float, float]:
@@ -482,4 +485,9 @@ class ControlApplied:
             self._latent = ((height, width, shift), fmt.process_in(raw) if shift else raw * fmt.scale_factor)
         return _repeat(self._latent[1], batch).to(device, dtype)
 
-
+    def mask_hint(self, height: int, width: int, batch: int, device, dtype) -> torch.Tensor:
+        """The kept part [B, 1, height, width] at latent size (nearest-exact, centre-cropped, as
+        ComfyUI resizes its extra hint channels); all ones without a mask."""
+        if self.mask is None:
+            return torch.ones(batch, 1, height, width, device=device, dtype=dtype)
+        return _repeat(resize_hint(self.mask.movedim(1, -1), height, width), batch).to(device, dtype)

@@ -13,6 +13,11 @@ Our layout is FLUX's (BFL names, graphflow.models.flux) plus `pos_embed_input`,
 it on loading, q, k, v (and the single blocks' MLP input) fused. Union ControlNets (a mode
 embedding) are refused.
 
+Inpainting (alimama's FLUX.1-dev-Controlnet-Inpainting-Alpha / -Beta, diffusers' layout with a
+68-wide `controlnet_x_embedder`): the hint is the masked image's latent (masked pixels black,
+shifted and scaled) plus the mask of the part to keep as a 17th channel, packed together (alimama's
+pipeline_flux_controlnet_inpaint; ComfyUI's concat_mask), with the real pooled vector.
+
 XLabs' ControlNets (BFL names: `double_blocks.*`, `controlnet_blocks.*`, `pos_embed_input`) read
 the hint as pixels in [-1, 1] through their own `input_hint_block` (3 stride-2 convs to latent
 size, as the SD ControlNet's) instead of the VAE, and FLUX adds their residuals repeated
@@ -63,6 +68,11 @@ class FluxControlNet(Flux):
     def dtype(self) -> torch.dtype:
         return self.pos_embed_input.weight.dtype
 
+    @property
+    def concat_mask(self) -> bool:
+        """An inpainting ControlNet: the kept-part mask follows the latent as one more channel (4 packed)."""
+        return not self.control_config.hint_block and self.control_config.hint_channels == self.config.in_channels + 4
+
     def forward(self, x, hint, sigma, context, y, guidance=None, **unused) -> dict[str, list[torch.Tensor]]:
         """x and the hint latent [B, 16, H, W] (XLabs: pixels [B, 3, 8H, 8W] in -1..1) -> {"input": a
         residual per double block, "output": per single block}, each [B, H/2 * W/2, hidden]."""
@@ -102,9 +112,12 @@ class FluxControlNet(Flux):
             hint = applied.hint(x.shape[2] * 8, x.shape[3] * 8, x.shape[0], x.device, x.dtype) * 2 - 1
         else:
             hint = applied.latent_hint(x.shape[2], x.shape[3], x.shape[0], x.device, x.dtype)
+        inpainting = self.concat_mask
+        if inpainting:
+            hint = torch.cat([hint, applied.mask_hint(x.shape[2], x.shape[3], x.shape[0], x.device, x.dtype)], dim=1)
         if not self.control_config.hint_block and hint.shape[1] * 4 != self.control_config.hint_channels:
-            raise ValueError(f"this ControlNet reads a {self.control_config.hint_channels // 4}-channel latent hint, "
-                             f"the VAE gives {hint.shape[1]} channels")
+            raise ValueError(f"this ControlNet reads a {self.control_config.hint_channels // 4 - inpainting}-channel "
+                             f"latent hint, the VAE gives {hint.shape[1] - inpainting} channels")
         outs = self(x, hint, sigma, context, y, guidance)
         depths = {"input": getattr(model_config, "depth", len(outs["input"])),
                   "output": getattr(model_config, "depth_single_blocks", len(outs["output"]))}

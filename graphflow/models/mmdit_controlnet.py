@@ -17,6 +17,13 @@ The joint ones were trained with a zero pooled-text vector and a hint latent sca
 shifted (diffusers' pipeline for force_zeros_for_pooled_projection, the default of
 SD3ControlNetModel; ComfyUI's "SD3 controlnet weirdness"); the single ones with both as the
 sampled model has them. `control` gives each what it expects.
+
+Inpainting (alimama's SD3-Controlnet-Inpainting, diffusers' extra_conditioning_channels=1): a
+joint ControlNet whose hint is the masked image's latent (masked pixels black) plus the mask of
+the part to keep as a 17th channel. Its pipeline (diffusers'
+StableDiffusion3ControlNetInpaintingPipeline, alimama's own) gives it a zero pooled vector and
+the latent shifted and scaled; ComfyUI does not shift it, we follow the pipeline it was trained
+with.
 """
 
 from dataclasses import dataclass, replace
@@ -58,6 +65,11 @@ class MMDiTControlNet(MMDiT):
     def dtype(self) -> torch.dtype:
         return self.pos_embed_input.proj.weight.dtype
 
+    @property
+    def concat_mask(self) -> bool:
+        """An inpainting ControlNet: the kept-part mask follows the latent as one more hint channel."""
+        return self.control_config.hint_channels == self.config.in_channels + 1
+
     def forward(self, x, hint, sigma, context, y, base: MMDiT | None = None, **unused) -> list[torch.Tensor]:
         """x [B, C, H, W] and the hint latent [B, hint_channels, H, W] -> one residual per block
         [B, H/p * W/p, hidden]. base: the sampled MM-DiT (single ControlNets use its patch embedding)."""
@@ -96,10 +108,14 @@ class MMDiTControlNet(MMDiT):
                              f"the model being sampled gives {context.shape[-1]}")
         if self.dtype != x.dtype or self.pos_embed_input.proj.weight.device != x.device:
             self.to(x.device, x.dtype)
-        hint = applied.latent_hint(x.shape[2], x.shape[3], x.shape[0], x.device, x.dtype, shift=not joint)
+        inpainting = self.concat_mask
+        hint = applied.latent_hint(x.shape[2], x.shape[3], x.shape[0], x.device, x.dtype,
+                                   shift=not joint or inpainting)
+        if inpainting:
+            hint = torch.cat([hint, applied.mask_hint(x.shape[2], x.shape[3], x.shape[0], x.device, x.dtype)], dim=1)
         if hint.shape[1] != self.control_config.hint_channels:
-            raise ValueError(f"this ControlNet reads a {self.control_config.hint_channels}-channel latent hint, "
-                             f"the VAE gives {hint.shape[1]} channels")
+            raise ValueError(f"this ControlNet reads a {self.control_config.hint_channels - inpainting}-channel "
+                             f"latent hint, the VAE gives {hint.shape[1] - inpainting} channels")
         outs = self(x, hint, sigma, context, torch.zeros_like(y) if joint else y, base)
         depth = model_config.depth if model_config is not None else len(outs)
         every = depth / len(outs)
