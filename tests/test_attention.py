@@ -46,6 +46,22 @@ def test_backends_per_device(monkeypatch):
         assert (SDPBackend.CUDNN_ATTENTION in chosen) == (capability >= (9, 0))
 
 
+def test_kernels_without_a_priority_order_on_torch_before_2_6(monkeypatch):
+    """PyTorch 2.4/2.5's sdpa_kernel takes the backends only: the chosen ones are allowed, unordered."""
+    real, calls = attn.sdpa_kernel, []
+
+    def sdpa_kernel_2_5(backends):
+        calls.append(list(backends))
+        return real(backends)
+
+    monkeypatch.setattr(attn, "sdpa_kernel", sdpa_kernel_2_5)
+    monkeypatch.setattr(attn, "_ORDERED", False)
+    attn.set_attention_mode("math")
+    q = torch.randn(1, 2, 5, 8)
+    torch.testing.assert_close(attn.attention(q, q, q), reference_attention(q, q, q), atol=1e-5, rtol=1e-5)
+    assert calls == [[SDPBackend.MATH]]
+
+
 def test_mode_from_environment_and_bad_values(monkeypatch):
     monkeypatch.setenv("GRAPHFLOW_ATTENTION", "math")
     assert attn.attention_mode() == "math"

@@ -14,6 +14,7 @@ GRAPHFLOW_ATTENTION (`--attention`):
 """
 
 import contextlib
+import inspect
 import os
 
 import torch
@@ -55,6 +56,8 @@ def backends(device: torch.device, mode: str) -> tuple | None:
 
 
 _chosen: dict[tuple, tuple | None] = {}  # (device, mode) -> backends(); a plain dict, which torch.compile reads
+# PyTorch 2.6 added the priority order; before it the kernels allowed are tried in PyTorch's own order
+_ORDERED = "set_priority" in inspect.signature(sdpa_kernel).parameters
 
 
 def kernels(device: torch.device):
@@ -65,7 +68,7 @@ def kernels(device: torch.device):
     chosen = _chosen[key]
     if chosen is None:
         return contextlib.nullcontext()
-    return sdpa_kernel(list(chosen), set_priority=True)
+    return sdpa_kernel(list(chosen), set_priority=True) if _ORDERED else sdpa_kernel(list(chosen))
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
