@@ -46,7 +46,8 @@ def quantize(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def scaled_mm(a, b, scale_a, scale_b, out_dtype):
-    return torch._scaled_mm(a, b, scale_a=scale_a, scale_b=scale_b, out_dtype=out_dtype)
+    out = torch._scaled_mm(a, b, scale_a=scale_a, scale_b=scale_b, out_dtype=out_dtype)
+    return out[0] if isinstance(out, tuple) else out  # PyTorch 2.4 also returned the output's amax
 
 
 def fp8_linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
