@@ -7,6 +7,7 @@ it next to the UNet for the entries that carry it."""
 
 from graphflow.api import (CONDITIONING, IMAGE, MODEL, VAE, Choice, ComfyAlias, Float, Node, NodeInputError,
                            folders, socket_type)
+from graphflow.choices import UNION_CONTROLNET_TYPES
 
 CONTROL_NET = socket_type("CONTROL_NET", "#00d78d", "A ControlNet or T2I-Adapter")
 
@@ -165,3 +166,32 @@ class ApplyControlNetWithVAE(Node):
 
     def run(self):
         return _apply_pair(self)
+
+
+class SetUnionControlNetType(Node):
+    """Tell a union ControlNet which kind of hint it gets: SDXL ControlNet++ (xinsir's
+    controlnet-union-sdxl-1.0 and promax) or FLUX union ones (InstantX's, Shakker-Labs' Union-Pro).
+    Gives a copy with the type set; the loaded one keeps its own. "auto": the SDXL union adds the
+    embedded hint without a type, the FLUX union gets no mode token. As in ComfyUI, the type's number
+    (openpose 0 ... repaint 7) is the FLUX union's mode although those files number their modes
+    otherwise (canny 0, tile 1, depth 2, blur 3, pose 4, gray 5, low quality 6): for FLUX, pick
+    by that number. ComfyUI ignores the type on other ControlNets; here that is an error."""
+    category = "conditioning/controlnet"
+    control_net: CONTROL_NET
+    type: str = Choice(UNION_CONTROLNET_TYPES, "auto")
+    outputs = {"control_net": CONTROL_NET}
+    comfy = ComfyAlias(("SetUnionControlNetType",))
+
+    def run(self):
+        from graphflow.models.controlnet import UnionTyped
+
+        net = self.control_net.net if isinstance(self.control_net, UnionTyped) else self.control_net
+        try:
+            known = net.union_types
+        except AttributeError:
+            raise NodeInputError("control_net", f"expected a union ControlNet (SDXL ControlNet++ or a FLUX union "
+                                                f"one), got a {type(net).__name__} that takes no type") from None
+        if self.type not in known:
+            raise NodeInputError("type", f"this union ControlNet knows {', '.join(known)}; not {self.type!r}")
+        number = UNION_CONTROLNET_TYPES.index(self.type) - 1
+        return UnionTyped(net, None if number < 0 else number)

@@ -1,0 +1,136 @@
+"""Union ControlNets: SDXL ControlNet++ (xinsir's) against diffusers' ControlNetUnionModel and FLUX
+union ones (InstantX's) against diffusers' FluxControlNetModel(num_mode=...), on identical tiny
+random weights written by graphflow.testing in diffusers' layout (diffusers loads those files
+strictly: the names are its own); then SetUnionControlNetType through the nodes and the sampler."""
+
+import json
+
+import pytest
+import torch
+from diffusers import ControlNetUnionModel, FluxControlNetModel
+from safetensors.torch import load_file
+
+from graphflow.context import NodeInputError
+from graphflow.models.controlnet import ControlApplied, UnionTyped, load_control_model
+from graphflow.models.flux import pack
+from graphflow.models.union_controlnet import UNION_KEYS, UnionControlNet
+from graphflow.testing import flow_model_config, write_union_controlnet
+from tests.test_flow_controlnet import diffusers_flux_kwargs, flux_controlnet_config
+
+TOL = 1e-4
+
+
+def diffusers_union(path, net: UnionControlNet) -> ControlNetUnionModel:
+    """diffusers' model for our tiny SDXL union (SDXL's layout: a plain first level, 64-wide heads)."""
+    cfg = net.config.unet
+    widths = [m * cfg.model_channels for m in cfg.channel_mult]
+    theirs = ControlNetUnionModel(
+        in_channels=cfg.in_channels, down_block_types=["DownBlock2D"] + ["CrossAttnDownBlock2D"] * (len(widths) - 1),
+        block_out_channels=widths, layers_per_block=cfg.num_res_blocks[0], cross_attention_dim=cfg.context_dim,
+        transformer_layers_per_block=list(cfg.transformer_depth), attention_head_dim=[max(1, w // 64) for w in widths],
+        use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
+        projection_class_embeddings_input_dim=cfg.adm_in_channels, conditioning_embedding_out_channels=net.config.hint_block,
+        num_control_type=net.config.types, num_trans_channel=net.config.width, num_trans_head=8,
+        num_trans_layer=net.config.layers, num_proj_channel=cfg.model_channels)
+    theirs.load_state_dict(load_file(str(path)), strict=True)
+    return theirs.eval()
+
+
+def sdxl_inputs(cfg, batch, seed=1):
+    from graphflow.models.unet import timestep_embedding
+
+    g = torch.Generator().manual_seed(seed)
+    x, hint = torch.randn(batch, 4, 8, 8, generator=g), torch.rand(batch, 3, 64, 64, generator=g)
+    t = torch.tensor([999.0, 420.0])[:batch]
+    context = torch.randn(batch, 5, cfg.context_dim, generator=g)
+    # diffusers embeds pooled text and size ids itself: build our y the same way from the same numbers
+    time_ids = torch.tensor([[64.0, 64, 0, 0, 64, 64], [32, 48, 4, 2, 64, 64]])[:batch]
+    text_embeds = torch.randn(batch, cfg.adm_in_channels - 6 * 256, generator=g)
+    y = torch.cat([text_embeds, timestep_embedding(time_ids.flatten(), 256).reshape(batch, -1)], dim=1)
+    return x, hint, t, context, y, {"text_embeds": text_embeds, "time_ids": time_ids}
+
+
+def theirs_residuals(theirs, x, hint, t, context, added, control_type, types):
+    one_hot = torch.zeros(x.shape[0], types)
+    one_hot[:, control_type] = 1.0
+    down, mid = theirs(x, t, context, [hint], one_hot, [control_type], added_cond_kwargs=added, return_dict=False)
+    return list(down) + [mid]
+
+
+def flat(out):
+    return out["output"] + out["middle"]
+
+
+@pytest.mark.parametrize("types", [6, 8])
+def test_sdxl_union_matches_diffusers(tmp_path, types):
+    path = write_union_controlnet(tmp_path / "diffusion_pytorch_model_promax.safetensors", "sdxl", types=types,
+                                  seed=3, dtype=torch.float32)
+    net = load_control_model(path)
+    assert isinstance(net, UnionControlNet) and net.config.types == types and net.config.width == 32
+    theirs = diffusers_union(path, net)
+    x, hint, t, context, y, added = sdxl_inputs(net.config.unet, batch=1)
+    with torch.no_grad():
+        by_type = {}
+        for control_type in range(types):
+            mine = flat(net(x, hint, t, context, y, control_type))
+            expected = theirs_residuals(theirs, x, hint, t, context, added, control_type, types)
+            assert len(mine) == len(expected)
+            for a, b in zip(mine, expected):
+                assert a.abs().mean() > 1e-3 and (a - b).abs().max() <= TOL
+            by_type[control_type] = mine
+        assert (by_type[0][0] - by_type[1][0]).abs().max() > 1e-3  # the type matters
+        # a batch: each sample as diffusers gives it alone (its attention reads the batch as the sequence)
+        x2, hint2, t2, context2, y2, added2 = sdxl_inputs(net.config.unet, batch=2, seed=2)
+        mine = flat(net(x2, hint2, t2, context2, y2, 3))
+        for i in range(2):
+            alone = theirs_residuals(theirs, x2[i:i + 1], hint2[i:i + 1], t2[i:i + 1], context2[i:i + 1],
+                                     {k: v[i:i + 1] for k, v in added2.items()}, 3, types)
+            for a, b in zip(mine, alone):
+                assert (a[i:i + 1] - b).abs().max() <= TOL
+        # "auto": no type (a zero type vector) and the embedded hint as is, which is diffusers'
+        # result with a zero type vector when its type shift is zero
+        with torch.no_grad():
+            theirs.spatial_ch_projs.weight.zero_()
+            theirs.spatial_ch_projs.bias.zero_()
+        zeros = torch.zeros(1, types)
+        down, mid = theirs(x, t, context, [hint], zeros, [0], added_cond_kwargs=added, return_dict=False)
+        for a, b in zip(flat(net(x, hint, t, context, y, None)), list(down) + [mid]):
+            assert (a - b).abs().max() <= TOL
+    with pytest.raises(ValueError, match=f"knows {types} types"):
+        net(x, hint, t, context, y, types)
+
+
+def test_flux_union_matches_diffusers(tmp_path):
+    cfg = flow_model_config("flux_dev")
+    path = write_union_controlnet(tmp_path / "diffusion_pytorch_model.safetensors", "flux_dev", types=10, seed=4,
+                                  dtype=torch.float32)
+    net = load_control_model(path)
+    assert net.control_config.modes == 10 and len(net.union_types) == 9
+    theirs = FluxControlNetModel(**flux_controlnet_config(cfg, num_layers=1, num_single_layers=1, num_mode=10))
+    theirs.load_state_dict(load_file(str(path)), strict=True)
+    g = torch.Generator().manual_seed(1)
+    x, hint = torch.randn(2, 16, 8, 6, generator=g), torch.randn(2, 16, 8, 6, generator=g)
+    sigma, guidance = torch.tensor([0.4, 1.0]), torch.tensor([3.5, 2.0])
+    context = torch.randn(2, 6, cfg.context_in_dim, generator=g)
+    y = torch.randn(2, cfg.vec_in_dim, generator=g)
+    kwargs = diffusers_flux_kwargs(cfg, pack(x), context, y, sigma, guidance, 4, 3)
+    with torch.no_grad():
+        results = {}
+        for mode in (0, 3, 7, 9):
+            mine = net(x, hint, sigma, context, y, guidance, mode)
+            double, single = theirs.eval()(controlnet_cond=pack(hint), controlnet_mode=torch.full((2, 1), mode),
+                                           return_dict=False, **kwargs)
+            for a, b in zip(mine["input"] + mine["output"], list(double) + list(single)):
+                assert a.abs().mean() > 0.05 and (a - b).abs().max() <= TOL
+            results[mode] = mine["output"][0]
+        assert (results[0] - results[3]).abs().max() > 1e-3
+        # "auto": no mode token, which is diffusers' plain FluxControlNetModel on the same weights
+        plain = FluxControlNetModel(**flux_controlnet_config(cfg, num_layers=1, num_single_layers=1))
+        plain.load_state_dict({k: v for k, v in load_file(str(path)).items()
+                               if not k.startswith("controlnet_mode_embedder")}, strict=True)
+        mine = net(x, hint, sigma, context, y, guidance, None)
+        double, single = plain.eval()(controlnet_cond=pack(hint), return_dict=False, **kwargs)
+        for a, b in zip(mine["input"] + mine["output"], list(double) + list(single)):
+            assert (a - b).abs().max() <= TOL
+        with pytest.raises(ValueError, match="10 union modes"):
+            net(x, hint, sigma, context, y, guidance, 10)
