@@ -134,3 +134,156 @@ def test_flux_union_matches_diffusers(tmp_path):
             assert (a - b).abs().max() <= TOL
         with pytest.raises(ValueError, match="10 union modes"):
             net(x, hint, sigma, context, y, guidance, 10)
+
+
+def test_chained_union_types_add_their_residuals(tmp_path):
+    """Two types of one union net chained on a conditioning: each runs with its own type, the
+    residuals add (strength-scaled); the loaded net itself stays "auto"."""
+    from graphflow.models.controlnet import resize_hint
+
+    net = load_control_model(write_union_controlnet(tmp_path / "u.safetensors", "sdxl", seed=5, dtype=torch.float32))
+    x, _, t, context, y, _ = sdxl_inputs(net.config.unet, batch=1)
+    image = torch.rand(1, 40, 56, 3, generator=torch.Generator().manual_seed(3))
+    first = ControlApplied(UnionTyped(net, 1), image, 1.0)
+    second = ControlApplied(UnionTyped(net, 3), image, 0.5, previous=first)
+    assert first.net is net and (first.control_type, second.control_type) == (1, 3)
+    assert ControlApplied(net, image, 1.0).control_type is None
+    with torch.no_grad():
+        chained = second.residuals(x, torch.tensor([1.0]), t, context, y, schedule=None)
+        hint = resize_hint(image, 64, 64)
+        depth, canny = net(x, hint, t, context, y, 1), net(x, hint, t, context, y, 3)
+    for key in ("output", "middle"):
+        for got, a, b in zip(chained[key], depth[key], canny[key]):
+            torch.testing.assert_close(got, a + 0.5 * b)
+
+
+@pytest.fixture
+def sdxl_models(tmp_folders):
+    from graphflow.testing import write_checkpoint, write_controlnet
+
+    m = tmp_folders.models
+    for sub in ("checkpoints", "controlnet"):
+        (m / sub).mkdir(parents=True, exist_ok=True)
+    write_checkpoint(m / "checkpoints" / "xl.safetensors", "sdxl", dtype=torch.float32)
+    write_union_controlnet(m / "controlnet" / "diffusion_pytorch_model_promax.safetensors", "sdxl", types=8, seed=2,
+                           dtype=torch.float32)
+    write_union_controlnet(m / "controlnet" / "union6.safetensors", "sdxl", types=6, seed=3, dtype=torch.float32)
+    write_controlnet(m / "controlnet" / "plain.safetensors", "sdxl", dtype=torch.float32)
+    return m
+
+
+def sdxl_graph(types=(), strength=1.0, net="diffusion_pytorch_model_promax.safetensors"):
+    """Our workflow format: LoadControlNet -> SetUnionControlNetType -> ApplyControlNetAdvanced
+    (one per type, chained) -> KSampler."""
+    nodes = {
+        "1": {"type": "LoadCheckpoint", "inputs": {"checkpoint": "xl.safetensors"}},
+        "2": {"type": "CLIPEncode", "inputs": {"text": "a red square", "clip": ["1", "clip"]}},
+        "3": {"type": "CLIPEncode", "inputs": {"text": "", "clip": ["1", "clip"]}},
+        "4": {"type": "EmptyLatent", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "6": {"type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", "vae"]}},
+        "8": {"type": "LoadControlNet", "inputs": {"control_net_name": net}},
+        "9": {"type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0xFF8000}},
+    }
+    positive, negative = ["2", 0], ["3", 0]
+    for i, kind in enumerate(types):
+        nodes[f"2{i}"] = {"type": "SetUnionControlNetType", "inputs": {"control_net": ["8", 0], "type": kind}}
+        nodes[f"3{i}"] = {"type": "ApplyControlNetAdvanced", "inputs": {
+            "positive": positive, "negative": negative, "control_net": [f"2{i}", 0], "image": ["9", 0],
+            "strength": strength, "start_percent": 0.0, "end_percent": 1.0}}
+        positive, negative = [f"3{i}", "positive"], [f"3{i}", "negative"]
+    nodes["5"] = {"type": "KSampler", "inputs": {
+        "model": ["1", "model"], "positive": positive, "negative": negative, "latent_image": ["4", 0], "seed": 1,
+        "steps": 2, "cfg": 4.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}}
+    return {"version": 1, "nodes": nodes}
+
+
+def execute(graph, output="6"):
+    from graphflow.executor import Executor
+    from graphflow.registry import Registry
+    from graphflow.workflow import parse_workflow
+
+    registry = Registry().load_builtin()
+    return Executor(registry).run(parse_workflow(json.loads(json.dumps(graph)), registry), outputs=[output])
+
+
+def run(graph, output="6"):
+    result = execute(graph, output)
+    assert result.ok, result.error or result.problems
+    return result.values[output][0]
+
+
+def test_sdxl_union_types_through_the_sampler(sdxl_models):
+    plain = run(sdxl_graph())
+    depth = run(sdxl_graph(["depth"]))
+    canny = run(sdxl_graph(["canny/lineart/anime_lineart/mlsd"]))
+    auto = run(sdxl_graph(["auto"]))
+    assert plain.shape == depth.shape == (1, 64, 64, 3)
+    assert (depth - plain).abs().max() > 1e-3
+    assert (depth - canny).abs().max() > 1e-3 and (auto - depth).abs().max() > 1e-3
+    both = run(sdxl_graph(["depth", "canny/lineart/anime_lineart/mlsd"]))
+    assert (both - depth).abs().max() > 1e-3 and (both - canny).abs().max() > 1e-3
+    assert torch.equal(run(sdxl_graph(["depth"], strength=0.0)), plain)  # strength 0: exactly the plain image
+
+
+def test_set_union_type_refusals(sdxl_models, builtin_registry):
+    from tests.test_nodes_image_mask import call
+
+    promax = call(builtin_registry, "LoadControlNet", control_net_name="diffusion_pytorch_model_promax.safetensors")
+    typed = call(builtin_registry, "SetUnionControlNetType", control_net=promax, type="tile")
+    assert typed.net is promax and typed.control_type == 6
+    retyped = call(builtin_registry, "SetUnionControlNetType", control_net=typed, type="auto")
+    assert retyped.net is promax and retyped.control_type is None and typed.control_type == 6
+    six = call(builtin_registry, "LoadControlNet", control_net_name="union6.safetensors")
+    with pytest.raises(NodeInputError, match="knows auto, openpose.*segment; not 'tile'") as error:
+        call(builtin_registry, "SetUnionControlNetType", control_net=six, type="tile")
+    assert error.value.input == "type"
+    plain = call(builtin_registry, "LoadControlNet", control_net_name="plain.safetensors")
+    with pytest.raises(NodeInputError, match="expected a union ControlNet.*got a ControlNet") as error:
+        call(builtin_registry, "SetUnionControlNetType", control_net=plain, type="depth")
+    assert error.value.input == "control_net"
+    graph = sdxl_graph(["depth"])
+    graph["nodes"]["20"]["inputs"]["type"] = "sketch"
+    result = execute(graph)
+    assert not result.ok
+    assert [(p.node_id, p.input) for p in result.problems] == [("20", "type")]
+    assert "'sketch' is not one of the choices: 'auto', 'openpose'" in result.problems[0].message
+
+
+@pytest.fixture
+def flux_models(tmp_folders):
+    from graphflow.testing import write_flow_checkpoint, write_flow_vae, write_text_encoder
+
+    m = tmp_folders.models
+    for sub in ("diffusion_models", "text_encoders", "vae", "controlnet"):
+        (m / sub).mkdir(parents=True, exist_ok=True)
+    write_flow_checkpoint(m / "diffusion_models" / "flux_dev.safetensors", "flux_dev", dtype=torch.float32,
+                          components=("model",), prefixed=False, seed=4)
+    write_union_controlnet(m / "controlnet" / "flux_dev_cn.safetensors", "flux_dev", types=10, seed=14,
+                           dtype=torch.float32)
+    write_flow_vae(m / "vae" / "vae16.safetensors", dtype=torch.float32)
+    for name, seed in (("t5xxl", 1), ("clip_l", 2)):
+        write_text_encoder(m / "text_encoders" / f"{name}.safetensors", name, seed=seed, dtype=torch.float32)
+    return m
+
+
+def flux_api_graph(kind=None, strength=1.0):
+    """ComfyUI's API format, as ComfyUI saves it: ControlNetLoader -> SetUnionControlNetType -> ControlNetApplyAdvanced."""
+    from tests.test_flow_controlnet import flow_graph
+
+    graph = flow_graph("flux_dev", strength, "ControlNetApplyAdvanced")
+    if kind is not None:
+        graph["13"] = {"class_type": "SetUnionControlNetType", "inputs": {"control_net": ["10", 0], "type": kind}}
+        graph["12"]["inputs"]["control_net"] = ["13", 0]
+    return graph
+
+
+def test_flux_union_comfyui_api_workflow(flux_models):
+    from graphflow.workflow import is_comfy_api_graph
+
+    assert is_comfy_api_graph(flux_api_graph("depth"))
+    auto = run(flux_api_graph(), "8")
+    depth = run(flux_api_graph("depth"), "8")
+    repaint = run(flux_api_graph("repaint"), "8")
+    assert depth.shape == (1, 48, 64, 3)
+    assert (depth - auto).abs().max() > 1e-3 and (depth - repaint).abs().max() > 1e-3
+    assert torch.equal(run(flux_api_graph("depth", 0.0), "8"), run(flux_api_graph(None, None), "8"))
