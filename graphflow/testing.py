@@ -446,7 +446,8 @@ def write_union_controlnet(path, family: str = "sdxl", types: int = 8, seed: int
     state = random_state(shapes, seed, dtype)
     # diffusers' initialisation scale: the type token must stand out of the hint's mean
     generator = torch.Generator().manual_seed(seed + 1)
-    state["task_embedding"] = (torch.randn(shapes["task_embedding"], generator=generator) * config.width ** 0.5).to(dtype)
+    state["task_embedding"] = (torch.randn(shapes["task_embedding"], generator=generator) * config.width ** 0.5
+                               ).to(dtype)
     state = {k if k.startswith(UNION_KEYS) else _controlnet_diffusers_name(k, config): v for k, v in state.items()}
     save_file({k: v.contiguous() for k, v in state.items()}, str(path))
     return Path(path)

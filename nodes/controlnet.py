@@ -35,8 +35,10 @@ class LoadControlNet(Node):
     """Load a ControlNet or a T2I-Adapter: SD1/SD2/SDXL ControlNets in the original layout
     (lllyasviel's .pth/.safetensors, with or without control_model.) or diffusers' layout; SD3 /
     SD3.5 ControlNets in diffusers' layout (InstantX's, Stability's SD3.5 large ones); FLUX
-    ControlNets in diffusers' layout (InstantX's) or XLabs'; T2I-Adapters for SD1/SD2 and SDXL,
-    full or light, in TencentARC's or diffusers' layout. SD3 and FLUX ControlNets (XLabs' aside)
+    ControlNets in diffusers' layout (InstantX's) or XLabs'; union ControlNets (SDXL ControlNet++,
+    xinsir's diffusion_pytorch_model[_promax].safetensors, and FLUX unions, InstantX's and
+    Shakker-Labs': set their type with SetUnionControlNetType); T2I-Adapters for SD1/SD2 and
+    SDXL, full or light, in TencentARC's or diffusers' layout. SD3 and FLUX ControlNets (XLabs' aside)
     read the hint through a VAE: apply them with one. Control-LoRA files need the base model: use
     LoadDiffControlNet."""
     category = "loaders"
@@ -170,12 +172,14 @@ class ApplyControlNetWithVAE(Node):
 
 class SetUnionControlNetType(Node):
     """Tell a union ControlNet which kind of hint it gets: SDXL ControlNet++ (xinsir's
-    controlnet-union-sdxl-1.0 and promax) or FLUX union ones (InstantX's, Shakker-Labs' Union-Pro).
-    Gives a copy with the type set; the loaded one keeps its own. "auto": the SDXL union adds the
-    embedded hint without a type, the FLUX union gets no mode token. As in ComfyUI, the type's number
-    (openpose 0 ... repaint 7) is the FLUX union's mode although those files number their modes
-    otherwise (canny 0, tile 1, depth 2, blur 3, pose 4, gray 5, low quality 6): for FLUX, pick
-    by that number. ComfyUI ignores the type on other ControlNets; here that is an error."""
+    controlnet-union-sdxl-1.0, whose 6 types end at segment, and its promax file with tile and
+    repaint) or a FLUX union (InstantX's, Shakker-Labs' Union-Pro). Gives a copy with the type
+    set; the loaded one stays "auto". "auto": the SDXL union adds the embedded hint without a
+    type, the FLUX union gets no mode token. As in ComfyUI, a FLUX union gets the type's position
+    in this list (openpose 0 ... repaint 7) as its mode, though those files number their modes
+    canny 0, tile 1, depth 2, blur 3, pose 4, gray 5, low quality 6: for a canny hint pick
+    openpose, for depth pick hed/pidi/scribble/ted, and so on. ComfyUI ignores a type set on
+    another ControlNet; here that is an error."""
     category = "conditioning/controlnet"
     control_net: CONTROL_NET
     type: str = Choice(UNION_CONTROLNET_TYPES, "auto")

@@ -11,7 +11,7 @@ from diffusers import ControlNetUnionModel, FluxControlNetModel
 from safetensors.torch import load_file
 
 from graphflow.context import NodeInputError
-from graphflow.models.controlnet import ControlApplied, UnionTyped, load_control_model
+from graphflow.models.controlnet import ControlApplied, ControlNet, UnionTyped, load_control_model
 from graphflow.models.flux import pack
 from graphflow.models.union_controlnet import UNION_KEYS, UnionControlNet
 from graphflow.testing import flow_model_config, write_union_controlnet
@@ -29,7 +29,8 @@ def diffusers_union(path, net: UnionControlNet) -> ControlNetUnionModel:
         block_out_channels=widths, layers_per_block=cfg.num_res_blocks[0], cross_attention_dim=cfg.context_dim,
         transformer_layers_per_block=list(cfg.transformer_depth), attention_head_dim=[max(1, w // 64) for w in widths],
         use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
-        projection_class_embeddings_input_dim=cfg.adm_in_channels, conditioning_embedding_out_channels=net.config.hint_block,
+        projection_class_embeddings_input_dim=cfg.adm_in_channels,
+        conditioning_embedding_out_channels=net.config.hint_block,
         num_control_type=net.config.types, num_trans_channel=net.config.width, num_trans_head=8,
         num_trans_layer=net.config.layers, num_proj_channel=cfg.model_channels)
     theirs.load_state_dict(load_file(str(path)), strict=True)
@@ -168,7 +169,7 @@ def sdxl_models(tmp_folders):
     write_union_controlnet(m / "controlnet" / "diffusion_pytorch_model_promax.safetensors", "sdxl", types=8, seed=2,
                            dtype=torch.float32)
     write_union_controlnet(m / "controlnet" / "union6.safetensors", "sdxl", types=6, seed=3, dtype=torch.float32)
-    write_controlnet(m / "controlnet" / "plain.safetensors", "sdxl", dtype=torch.float32)
+    write_controlnet(m / "controlnet" / "plain.safetensors", "sdxl", dtype=torch.float32, layout="diffusers")
     return m
 
 
@@ -238,6 +239,7 @@ def test_set_union_type_refusals(sdxl_models, builtin_registry):
         call(builtin_registry, "SetUnionControlNetType", control_net=six, type="tile")
     assert error.value.input == "type"
     plain = call(builtin_registry, "LoadControlNet", control_net_name="plain.safetensors")
+    assert type(plain) is ControlNet  # diffusers' layout, once taken for a T2I-Adapter by its conv_in
     with pytest.raises(NodeInputError, match="expected a union ControlNet.*got a ControlNet") as error:
         call(builtin_registry, "SetUnionControlNetType", control_net=plain, type="depth")
     assert error.value.input == "control_net"
@@ -267,7 +269,8 @@ def flux_models(tmp_folders):
 
 
 def flux_api_graph(kind=None, strength=1.0):
-    """ComfyUI's API format, as ComfyUI saves it: ControlNetLoader -> SetUnionControlNetType -> ControlNetApplyAdvanced."""
+    """ComfyUI's API format, as ComfyUI saves it: ControlNetLoader -> SetUnionControlNetType ->
+    ControlNetApplyAdvanced (kind None: no SetUnionControlNetType, the net's own "auto")."""
     from tests.test_flow_controlnet import flow_graph
 
     graph = flow_graph("flux_dev", strength, "ControlNetApplyAdvanced")

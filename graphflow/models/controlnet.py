@@ -294,9 +294,9 @@ def load_control_model(path, base=None, device="cpu", dtype: torch.dtype | None 
             from .flux_controlnet import load_flux_controlnet
 
             return _named(load_flux_controlnet, wf, device, dtype)
+        # T2I-Adapters: full, SDXL, light (a diffusers-layout ControlNet has a conv_in too)
         if "controlnet_cond_embedding.conv_in.weight" not in shapes and any(k in shapes for k in (
-                "conv_in.weight", "adapter.conv_in.weight", "body.0.out_conv.weight",
-                "adapter.body.0.out_conv.weight")):  # T2I-Adapters: full, SDXL, light (a diffusers ControlNet has conv_in too)
+                "conv_in.weight", "adapter.conv_in.weight", "body.0.out_conv.weight", "adapter.body.0.out_conv.weight")):
             from .t2i_adapter import load_t2i_adapter
 
             state = {k: wf.get(k, device, dtype) for k in shapes}

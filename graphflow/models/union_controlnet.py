@@ -66,7 +66,8 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
-        q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).reshape(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias).reshape(b, n, 3, self.heads, -1)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
         return self.out_proj(attention(q, k, v).transpose(1, 2).reshape(b, n, c))
 
 
