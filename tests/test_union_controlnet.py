@@ -90,9 +90,8 @@ def test_sdxl_union_matches_diffusers(tmp_path, types):
                 assert (a[i:i + 1] - b).abs().max() <= TOL
         # "auto": no type (a zero type vector) and the embedded hint as is, which is diffusers'
         # result with a zero type vector when its type shift is zero
-        with torch.no_grad():
-            theirs.spatial_ch_projs.weight.zero_()
-            theirs.spatial_ch_projs.bias.zero_()
+        theirs.spatial_ch_projs.weight.zero_()
+        theirs.spatial_ch_projs.bias.zero_()
         zeros = torch.zeros(1, types)
         down, mid = theirs(x, t, context, [hint], zeros, [0], added_cond_kwargs=added, return_dict=False)
         for a, b in zip(flat(net(x, hint, t, context, y, None)), list(down) + [mid]):
@@ -290,3 +289,28 @@ def test_flux_union_comfyui_api_workflow(flux_models):
     assert depth.shape == (1, 48, 64, 3)
     assert (depth - auto).abs().max() > 1e-3 and (depth - repaint).abs().max() > 1e-3
     assert torch.equal(run(flux_api_graph("depth", 0.0), "8"), run(flux_api_graph(None, None), "8"))
+
+
+def test_full_size_sdxl_union_layout():
+    """xinsir's promax config (meta tensors): every tensor diffusers' ControlNetUnionModel has gets a
+    place of the same shape in ours, the layout read back from the shapes alone."""
+    from graphflow.models.controlnet import controlnet_config_from_shapes, from_diffusers_layout
+    from graphflow.models.union_controlnet import union_config
+
+    with torch.device("meta"):
+        theirs = ControlNetUnionModel(
+            down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+            block_out_channels=[320, 640, 1280], transformer_layers_per_block=[1, 2, 10],
+            attention_head_dim=[5, 10, 20], cross_attention_dim=2048, use_linear_projection=True,
+            addition_embed_type="text_time", addition_time_embed_dim=256,
+            projection_class_embeddings_input_dim=2816, conditioning_embedding_out_channels=[16, 32, 96, 256],
+            num_control_type=8)
+    shapes = {k: tuple(v.shape) for k, v in theirs.state_dict().items()}
+    union = {k: s for k, s in shapes.items() if k.startswith(UNION_KEYS)}
+    names = from_diffusers_layout(k for k in shapes if k not in union)
+    config = union_config(controlnet_config_from_shapes({ours: shapes[k] for ours, k in names.items()}), union)
+    assert (config.types, config.width, config.layers, config.type_embedding) == (8, 320, 1, 256)
+    assert config.unet.transformer_depth == (0, 2, 10) and config.unet.transformer_depth_middle == 10
+    with torch.device("meta"):
+        ours = {k: tuple(v.shape) for k, v in UnionControlNet(config).state_dict().items()}
+    assert ours == {**{o: shapes[k] for o, k in names.items()}, **union}
