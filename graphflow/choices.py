@@ -39,3 +39,9 @@ INTERPOLATIONS = ("lerp", "slerp")  # latent_edits: between two latents
 
 # torch.compile's modes for --compile-mode / GRAPHFLOW_COMPILE_MODE (graphflow.models.speed)
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+# SetUnionControlNetType's types, in ComfyUI's order; a type's index in the list less one is the
+# number ComfyUI gives the union ControlNet ("auto": none). graphflow.models.union_controlnet and
+# graphflow.models.flux_controlnet read the number.
+UNION_CONTROLNET_TYPES = ("auto", "openpose", "depth", "hed/pidi/scribble/ted", "canny/lineart/anime_lineart/mlsd",
+                          "normal", "segment", "tile", "repaint")

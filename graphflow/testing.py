@@ -425,6 +425,34 @@ def write_controlnet(path, arch: str = "sd1", seed: int = 0, scaled_down: bool =
     return path
 
 
+def write_union_controlnet(path, family: str = "sdxl", types: int = 8, seed: int = 0, dtype=torch.float16,
+                           scaled_down: bool = True) -> Path:
+    """A random-weight union ControlNet in diffusers' layout, as downloaded: family "sdxl"
+    (xinsir's ControlNet++ for write_checkpoint("sdxl"): types 6 as controlnet-union-sdxl-1.0,
+    8 as its promax file) or a FLUX family (InstantX's union for write_flow_checkpoint(family),
+    `types` modes)."""
+    from dataclasses import replace
+
+    from .models.union_controlnet import UNION_KEYS, UnionControlNet, UnionControlNetConfig
+
+    if family != "sdxl":
+        return write_flow_controlnet(path, family, "diffusers", seed, dtype, scaled_down, modes=types)
+    unet = unet_config("sdxl", scaled_down)
+    # diffusers' union model gives its middle block the last level's depth, as SDXL has
+    unet = replace(unet, transformer_depth_middle=unet.transformer_depth[-1])
+    config = UnionControlNetConfig(unet=unet, types=types, width=unet.model_channels)
+    with torch.device("meta"):
+        shapes = _module_shapes(UnionControlNet(config))
+    state = random_state(shapes, seed, dtype)
+    # diffusers' initialisation scale: the type token must stand out of the hint's mean
+    generator = torch.Generator().manual_seed(seed + 1)
+    state["task_embedding"] = (torch.randn(shapes["task_embedding"], generator=generator) * config.width ** 0.5
+                               ).to(dtype)
+    state = {k if k.startswith(UNION_KEYS) else _controlnet_diffusers_name(k, config): v for k, v in state.items()}
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return Path(path)
+
+
 def write_hypernetwork(path, widths=(64,), layer_structure=(1, 2, 1), activation: str = "relu",
                        layer_norm: bool = False, activate_output: bool = False, seed: int = 0,
                        scale: float = 0.3) -> Path:
@@ -642,14 +670,15 @@ def write_t2i_adapter(path, kind: str = "full", layout: str = "original", channe
 
 def write_flow_controlnet(path, family: str = "sd3_medium", layout: str = "diffusers", seed: int = 0,
                           dtype=torch.float16, scaled_down: bool = True, hint_block: bool = False,
-                          joint: bool = True, inpainting: bool = False) -> Path:
+                          joint: bool = True, inpainting: bool = False, modes: int = 0) -> Path:
     """A random-weight SD3 or FLUX ControlNet for write_flow_checkpoint(family)'s model (one
     block; FLUX: one double and one single), in diffusers' layout (InstantX's
     diffusion_pytorch_model.safetensors) or ours (layout="ours"). hint_block (FLUX): with its own
     pixel hint encoder and no single blocks, as XLabs' files (whose layout is ours). joint=False
     (SD3): image-only blocks as Stability's SD3.5 large ControlNets in diffusers' layout.
     inpainting: alimama's inpainting layout, the hint embedding one latent channel wider for the
-    mask (SD3: pos_embed_input.proj of 17 channels; FLUX: controlnet_x_embedder of 68)."""
+    mask (SD3: pos_embed_input.proj of 17 channels; FLUX: controlnet_x_embedder of 68). modes
+    (FLUX): a union ControlNet's mode count (controlnet_mode_embedder, as InstantX's Union: 10)."""
     from dataclasses import replace
 
     from .models import flux_controlnet, mmdit_controlnet
@@ -672,7 +701,8 @@ def write_flow_controlnet(path, family: str = "sd3_medium", layout: str = "diffu
     else:
         config = flux_controlnet.FluxControlNetConfig(
             model=replace(base, depth=1, depth_single_blocks=0 if hint_block else 1, in_channels=64, out_channels=64),
-            hint_channels=68 if inpainting else 64, hint_block=(16, 16, 16, 16) if hint_block else None)
+            hint_channels=68 if inpainting else 64, hint_block=(16, 16, 16, 16) if hint_block else None,
+            modes=modes)
         top = flux_controlnet._TOP
         blocks = {"transformer_blocks": ("double_blocks", flux_controlnet._DOUBLE),
                   "single_transformer_blocks": ("single_blocks", flux_controlnet._SINGLE)}

@@ -7,6 +7,7 @@ it next to the UNet for the entries that carry it."""
 
 from graphflow.api import (CONDITIONING, IMAGE, MASK, MODEL, VAE, Choice, ComfyAlias, Float, Node, NodeInputError,
                            folders, socket_type)
+from graphflow.choices import UNION_CONTROLNET_TYPES
 
 CONTROL_NET = socket_type("CONTROL_NET", "#00d78d", "A ControlNet or T2I-Adapter")
 
@@ -34,8 +35,10 @@ class LoadControlNet(Node):
     """Load a ControlNet or a T2I-Adapter: SD1/SD2/SDXL ControlNets in the original layout
     (lllyasviel's .pth/.safetensors, with or without control_model.) or diffusers' layout; SD3 /
     SD3.5 ControlNets in diffusers' layout (InstantX's, Stability's SD3.5 large ones); FLUX
-    ControlNets in diffusers' layout (InstantX's) or XLabs'; T2I-Adapters for SD1/SD2 and SDXL,
-    full or light, in TencentARC's or diffusers' layout. SD3 and FLUX ControlNets (XLabs' aside)
+    ControlNets in diffusers' layout (InstantX's) or XLabs'; union ControlNets (SDXL ControlNet++,
+    xinsir's diffusion_pytorch_model[_promax].safetensors, and FLUX unions, InstantX's and
+    Shakker-Labs': set their type with SetUnionControlNetType); T2I-Adapters for SD1/SD2 and
+    SDXL, full or light, in TencentARC's or diffusers' layout. SD3 and FLUX ControlNets (XLabs' aside)
     read the hint through a VAE: apply them with one. Control-LoRA files need the base model: use
     LoadDiffControlNet."""
     category = "loaders"
@@ -208,3 +211,34 @@ def _masked_hint(image, mask):
                                      f"images: give one mask or one per image")
     where = resize_hint(keep.movedim(1, -1), image.shape[1], image.shape[2], mode="bilinear").round()
     return image * where.movedim(1, -1), keep
+
+
+class SetUnionControlNetType(Node):
+    """Tell a union ControlNet which kind of hint it gets: SDXL ControlNet++ (xinsir's
+    controlnet-union-sdxl-1.0, whose 6 types end at segment, and its promax file with tile and
+    repaint) or a FLUX union (InstantX's, Shakker-Labs' Union-Pro). Gives a copy with the type
+    set; the loaded one stays "auto". "auto": the SDXL union adds the embedded hint without a
+    type, the FLUX union gets no mode token. As in ComfyUI, a FLUX union gets the type's position
+    in this list (openpose 0 ... repaint 7) as its mode, though those files number their modes
+    canny 0, tile 1, depth 2, blur 3, pose 4, gray 5, low quality 6: for a canny hint pick
+    openpose, for depth pick hed/pidi/scribble/ted, and so on. ComfyUI ignores a type set on
+    another ControlNet; here that is an error."""
+    category = "conditioning/controlnet"
+    control_net: CONTROL_NET
+    type: str = Choice(UNION_CONTROLNET_TYPES, "auto")
+    outputs = {"control_net": CONTROL_NET}
+    comfy = ComfyAlias(("SetUnionControlNetType",))
+
+    def run(self):
+        from graphflow.models.controlnet import UnionTyped
+
+        net = self.control_net.net if isinstance(self.control_net, UnionTyped) else self.control_net
+        try:
+            known = net.union_types
+        except AttributeError:
+            raise NodeInputError("control_net", f"expected a union ControlNet (SDXL ControlNet++ or a FLUX union "
+                                                f"one), got a {type(net).__name__} that takes no type") from None
+        if self.type not in known:
+            raise NodeInputError("type", f"this union ControlNet knows {', '.join(known)}; not {self.type!r}")
+        number = UNION_CONTROLNET_TYPES.index(self.type) - 1
+        return UnionTyped(net, None if number < 0 else number)

@@ -146,6 +146,11 @@ class ControlNet(nn.Module):
                 context: torch.Tensor | None = None, y: torch.Tensor | None = None) -> dict[str, list[torch.Tensor]]:
         """x [B, C, h, w] (the UNet's input), hint [B, hint_channels, 8h, 8w] in 0..1 ->
         {"output": one residual per UNet input block (for its skip connection), "middle": [one]}."""
+        emb, context = self.embed(x, timesteps, context, y)
+        return self.encode(x, self.input_hint_block(hint.to(emb.device, self.dtype)), emb, context)
+
+    def embed(self, x, timesteps, context, y) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(time (+ label) embedding, context), on the net's device and in its dtype."""
         from graphflow.memory import manager
 
         dtype, device = self.dtype, manager().device_for(self)  # its last blocks may be streamed in
@@ -159,8 +164,11 @@ class ControlNet(nn.Module):
             emb = emb + self.label_emb(y.to(device, dtype))
         if context is not None:
             context = context.to(device, dtype)
-        guided = self.input_hint_block(hint.to(device, dtype))
-        h = x.to(device, dtype)
+        return emb, context
+
+    def encode(self, x, guided: torch.Tensor, emb: torch.Tensor, context) -> dict[str, list[torch.Tensor]]:
+        """The encoder over x, the embedded hint `guided` added after its first block."""
+        h = x.to(emb.device, self.dtype)
         outs = []
         for k, (block, zero) in enumerate(zip(self.input_blocks, self.zero_convs)):
             h = block(h, emb, context)
@@ -172,13 +180,17 @@ class ControlNet(nn.Module):
 
     def control(self, applied: "ControlApplied", x, timesteps, context, y, unet_config=None, **unused) -> dict:
         """The residuals for the UNet input x, with the applied hint at x's pixel size."""
+        return self(x, self.placed_hint(applied, x, context), timesteps, context, y)
+
+    def placed_hint(self, applied: "ControlApplied", x, context) -> torch.Tensor:
+        """The applied hint at x's pixel size, the net placed beside x (refused for a model of
+        another text width)."""
         expected = self.config.unet.context_dim
         if context is not None and expected is not None and context.shape[-1] != expected:
             raise ValueError(f"this ControlNet was made for a model with {expected}-wide text embeddings, but "
                              f"the model being sampled gives {context.shape[-1]} (an SD1 ControlNet on SDXL, say)")
         place_control(self, x)
-        hint = applied.hint(x.shape[2] * 8, x.shape[3] * 8, x.shape[0], x.device, self.dtype)
-        return self(x, hint, timesteps, context, y)
+        return applied.hint(x.shape[2] * 8, x.shape[3] * 8, x.shape[0], x.device, self.dtype)
 
 
 # diffusers' ResnetBlock2D names -> the LDM ResBlock's
@@ -282,8 +294,9 @@ def load_control_model(path, base=None, device="cpu", dtype: torch.dtype | None 
             from .flux_controlnet import load_flux_controlnet
 
             return _named(load_flux_controlnet, wf, device, dtype)
-        if any(k in shapes for k in ("conv_in.weight", "adapter.conv_in.weight", "body.0.out_conv.weight",
-                                     "adapter.body.0.out_conv.weight")):  # T2I-Adapters: full, SDXL, light
+        # T2I-Adapters: full, SDXL, light (a diffusers-layout ControlNet has a conv_in too)
+        if "controlnet_cond_embedding.conv_in.weight" not in shapes and any(k in shapes for k in (
+                "conv_in.weight", "adapter.conv_in.weight", "body.0.out_conv.weight", "adapter.body.0.out_conv.weight")):
             from .t2i_adapter import load_t2i_adapter
 
             state = {k: wf.get(k, device, dtype) for k in shapes}
@@ -301,15 +314,20 @@ def _named(load, wf, device, dtype):
 def load_controlnet(path, base=None, device="cpu", dtype: torch.dtype | None = None) -> ControlNet:
     """A ControlNet from an original-layout file (with or without `control_model.`), or from a
     Control-LoRA file on top of `base` (a DiffusionModel or UNet) whose weights the low-rank
-    differences apply to. Pickled .pth files load through torch.load(weights_only=True)."""
+    differences apply to. Pickled .pth files load through torch.load(weights_only=True). A
+    union ControlNet (SDXL ControlNet++, its tensors under their own names) loads as a
+    graphflow.models.union_controlnet.UnionControlNet."""
+    from .union_controlnet import UNION_KEYS, UnionControlNet, union_config
+
     with WeightFile(path) as wf:
         name = wf.path.name
         overrides = wf.config().get("unet", {})
         if "lora_controlnet" in wf.shapes:
             return _load_control_lora(wf, base, device, dtype, overrides)
+        union = {k: s for k, s in wf.shapes.items() if k.startswith(UNION_KEYS)}
         if "controlnet_cond_embedding.conv_in.weight" in wf.shapes:  # diffusers' layout
             try:
-                names = from_diffusers_layout(wf.shapes)
+                names = from_diffusers_layout(k for k in wf.shapes if k not in union)
             except CheckpointError as e:
                 raise CheckpointError(f"{name}: {e}") from None
             shapes = {ours: wf.shapes[theirs] for ours, theirs in names.items()}
@@ -317,8 +335,8 @@ def load_controlnet(path, base=None, device="cpu", dtype: torch.dtype | None = N
         else:
             prefix = _strip({k: s for k, s in wf.shapes.items() if k != "difference"})
             read = lambda k: wf.get(prefix + k, device, dtype)  # noqa: E731
-            shapes = None if prefix is None else {
-                k[len(prefix):]: s for k, s in wf.shapes.items() if k.startswith(prefix) and k != "difference"}
+            shapes = None if prefix is None else {k[len(prefix):]: s for k, s in wf.shapes.items()
+                                                  if k.startswith(prefix) and k != "difference" and k not in union}
         if prefix is None:
             raise CheckpointError(
                 f"{name} is not a ControlNet: expected original-layout keys 'control_model.input_hint_block.0.weight' "
@@ -326,11 +344,13 @@ def load_controlnet(path, base=None, device="cpu", dtype: torch.dtype | None = N
                 f"'controlnet_cond_embedding.conv_in.weight', found {_describe(wf.shapes)}")
         try:
             config = controlnet_config_from_shapes(shapes, overrides)
+            if union:
+                config = union_config(config, union)
         except (KeyError, ValueError) as e:
             raise CheckpointError(f"{name}: the ControlNet's layout could not be read from its weights ({e})") from None
         with torch.device("meta"):
-            net = ControlNet(config)
-        state = {k: read(k) for k in shapes}
+            net = UnionControlNet(config) if union else ControlNet(config)
+        state = {k: read(k) for k in shapes} | {k: wf.get(k, device, dtype) for k in union}
         if "difference" in wf.shapes:  # a "diff" ControlNet: encoder weights stored relative to the base
             if base is None:
                 raise CheckpointError(f"{name} stores its weights as differences to a base model: load it with "
@@ -423,16 +443,34 @@ def _repeat(t: torch.Tensor, batch: int) -> torch.Tensor:
     return t.repeat(math.ceil(batch / t.shape[0]), *[1] * (t.ndim - 1))[:batch]
 
 
+@dataclass(frozen=True)
+class UnionTyped:
+    """A union ControlNet with the hint type SetUnionControlNetType chose (its number in
+    graphflow.choices.UNION_CONTROLNET_TYPES less one; None: "auto"). The net is shared with the
+    loader's output, which keeps its own type (auto): the weights are held once."""
+    net: nn.Module
+    control_type: int | None
+
+    @property
+    def needs_vae(self) -> bool:
+        return getattr(self.net, "needs_vae", False)
+
+    nbytes = 0  # the weights are counted where the net was loaded (graphflow.cache)
+
+
 class ControlApplied:
     """One ControlNet or T2I-Adapter applied to a conditioning: the net, its hint image, strength and
     the sigma range it is active in, chained to the control applied before it (stacked controls
     add up). Travels in the conditioning options under "control", as ComfyUI's does. mask: for
     inpainting ControlNets, the part of the image to keep [B, 1, H, W] (1 = keep), which they read
-    as an extra hint channel; none keeps everything."""
+    as an extra hint channel; none keeps everything. A UnionTyped net gives its net and its type
+    (`control_type`, which union nets read)."""
 
     def __init__(self, net, image: torch.Tensor, strength: float, start_percent: float = 0.0,
                  end_percent: float = 1.0, previous: "ControlApplied | None" = None, vae=None,
                  mask: torch.Tensor | None = None):
+        self.control_type = net.control_type if isinstance(net, UnionTyped) else None
+        net = net.net if isinstance(net, UnionTyped) else net
         self.net, self.image, self.strength = net, image, float(strength)
         self.start_percent, self.end_percent = float(start_percent), float(end_percent)
         self.previous, self.vae, self.mask = previous, vae, mask

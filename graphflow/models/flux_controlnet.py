@@ -10,8 +10,14 @@ blocks), as diffusers' FluxTransformer2DModel does.
 Our layout is FLUX's (BFL names, graphflow.models.flux) plus `pos_embed_input`,
 `controlnet_blocks.{i}` and `controlnet_single_blocks.{i}`; diffusers' layout
 (`transformer_blocks.*`, `single_transformer_blocks.*`, `controlnet_x_embedder`, ...) is renamed to
-it on loading, q, k, v (and the single blocks' MLP input) fused. Union ControlNets (a mode
-embedding) are refused.
+it on loading, q, k, v (and the single blocks' MLP input) fused.
+
+Union ControlNets (InstantX's FLUX.1-dev-Controlnet-Union, Shakker-Labs' Union-Pro) carry
+`controlnet_mode_embedder` (an embedding per mode): the chosen mode's row goes before the text
+tokens (text position id 0), as diffusers does with controlnet_mode. The mode is the number
+ComfyUI's SetUnionControlNetType gives the type (0 openpose ... 7 repaint), as ComfyUI passes it,
+although these files number their modes otherwise (canny 0, tile 1, depth 2, blur 3, pose 4,
+gray 5, low quality 6; ComfyUI issue #4823); "auto" adds no mode token.
 
 Inpainting (alimama's FLUX.1-dev-Controlnet-Inpainting-Alpha / -Beta, diffusers' layout with a
 68-wide `controlnet_x_embedder`): the hint is the masked image's latent (masked pixels black,
@@ -32,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from graphflow.choices import UNION_CONTROLNET_TYPES
+
 from .cast_layers import Linear
 from .controlnet import hint_encoder, hint_encoder_widths
 from .flux import Flux, FluxConfig, flux_config_from_state_dict, image_ids, pack
@@ -44,6 +52,7 @@ class FluxControlNetConfig:
     model: FluxConfig  # depth / depth_single_blocks: the ControlNet's own blocks
     hint_channels: int = 64  # packed hint latent channels
     hint_block: tuple[int, ...] | None = None  # XLabs: input_hint_block's widths (the hint is pixels)
+    modes: int = 0  # union ControlNets: controlnet_mode_embedder's rows
 
 
 class FluxControlNet(Flux):
@@ -59,6 +68,8 @@ class FluxControlNet(Flux):
             Linear(cfg.hidden_size, cfg.hidden_size) for _ in range(cfg.depth_single_blocks))
         if config.hint_block:
             self.input_hint_block = hint_encoder(3, config.hint_block, config.hint_channels // 4)
+        if config.modes:
+            self.controlnet_mode_embedder = nn.Embedding(config.modes, cfg.hidden_size)
 
     @property
     def needs_vae(self) -> bool:  # the hint is a latent unless the net encodes it itself
@@ -73,9 +84,18 @@ class FluxControlNet(Flux):
         """An inpainting ControlNet: the kept-part mask follows the latent as one more channel (4 packed)."""
         return not self.control_config.hint_block and self.control_config.hint_channels == self.config.in_channels + 4
 
-    def forward(self, x, hint, sigma, context, y, guidance=None, **unused) -> dict[str, list[torch.Tensor]]:
+    @property
+    def union_types(self) -> tuple[str, ...]:
+        """The SetUnionControlNetType types this net takes: "auto" and those numbered below its modes."""
+        if not self.control_config.modes:
+            raise AttributeError("union_types: not a union ControlNet")
+        return UNION_CONTROLNET_TYPES[:1 + self.control_config.modes]
+
+    def forward(self, x, hint, sigma, context, y, guidance=None, mode: int | None = None,
+                **unused) -> dict[str, list[torch.Tensor]]:
         """x and the hint latent [B, 16, H, W] (XLabs: pixels [B, 3, 8H, 8W] in -1..1) -> {"input": a
-        residual per double block, "output": per single block}, each [B, H/2 * W/2, hidden]."""
+        residual per double block, "output": per single block}, each [B, H/2 * W/2, hidden].
+        mode: a union ControlNet's mode (None: no mode token)."""
         if self.control_config.hint_block:
             hint = self.input_hint_block(hint.to(self.dtype))
         H, W = x.shape[-2:]
@@ -83,9 +103,15 @@ class FluxControlNet(Flux):
             x = F.pad(x, (0, W % 2, 0, H % 2), mode="circular")
             hint = F.pad(hint, (0, W % 2, 0, H % 2), mode="circular")
         b, _, h, w = x.shape
-        txt_ids = torch.zeros(b, context.shape[1], 3, device=x.device)
+        if mode is not None and not 0 <= mode < self.control_config.modes:
+            raise ValueError(f"this FLUX ControlNet has {self.control_config.modes} union modes; got mode {mode}")
+        tokens = context.shape[1] + (mode is not None)
+        txt_ids = torch.zeros(b, tokens, 3, device=x.device)
         img, txt, vec, pe = self.embed(pack(x), image_ids(h // 2, w // 2, b, x.device), context, txt_ids, sigma, y,
                                        guidance)
+        if mode is not None:
+            row = self.controlnet_mode_embedder.weight[mode].to(txt.dtype)
+            txt = torch.cat([row.expand(b, 1, -1), txt], dim=1)
         img = img + self.pos_embed_input(pack(hint.to(img.dtype)))
         double = []
         for block, out in zip(self.double_blocks, self.controlnet_blocks):
@@ -118,7 +144,7 @@ class FluxControlNet(Flux):
         if not self.control_config.hint_block and hint.shape[1] * 4 != self.control_config.hint_channels:
             raise ValueError(f"this ControlNet reads a {self.control_config.hint_channels // 4 - inpainting}-channel "
                              f"latent hint, the VAE gives {hint.shape[1] - inpainting} channels")
-        outs = self(x, hint, sigma, context, y, guidance)
+        outs = self(x, hint, sigma, context, y, guidance, getattr(applied, "control_type", None))
         depths = {"input": getattr(model_config, "depth", len(outs["input"])),
                   "output": getattr(model_config, "depth_single_blocks", len(outs["output"]))}
         control = {}
@@ -149,6 +175,7 @@ _SINGLE = {
 }
 _TOP = {
     "x_embedder": "img_in", "context_embedder": "txt_in", "controlnet_x_embedder": "pos_embed_input",
+    "controlnet_mode_embedder": "controlnet_mode_embedder",
     "time_text_embed.timestep_embedder.linear_1": "time_in.in_layer",
     "time_text_embed.timestep_embedder.linear_2": "time_in.out_layer",
     "time_text_embed.guidance_embedder.linear_1": "guidance_in.in_layer",
@@ -178,13 +205,12 @@ def flux_controlnet_config(shapes: dict[str, tuple]) -> FluxControlNetConfig:
     hidden, in_channels = shapes["img_in.weight"]
     model = flux_config_from_state_dict({**shapes, "final_layer.linear.weight": (in_channels, hidden)})
     return FluxControlNetConfig(model=model, hint_channels=shapes["pos_embed_input.weight"][1],
-                                hint_block=hint_encoder_widths(shapes) or None)
+                                hint_block=hint_encoder_widths(shapes) or None,
+                                modes=shapes.get("controlnet_mode_embedder.weight", (0,))[0])
 
 
 def load_flux_controlnet(wf, device="cpu", dtype=None) -> FluxControlNet:
     """From a WeightFile in diffusers' layout or ours."""
-    if any(k.startswith("controlnet_mode_embedder.") for k in wf.shapes):
-        raise CheckpointError("Union FLUX ControlNets (controlnet_mode_embedder) are not supported")
     if "x_embedder.weight" in wf.shapes:
         names = from_diffusers_layout([k for k in wf.shapes if not k.startswith("input_hint_block.")])
         names.update(_hint_block_names([k for k in wf.shapes if k.startswith("input_hint_block.")]))
