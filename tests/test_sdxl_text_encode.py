@@ -147,3 +147,34 @@ def test_sdxl_api_workflow_end_to_end(builtin_registry, tmp_folders, files):
     # Other sizes reach the UNet and change the result.
     bigger = run_latent(builtin_registry, sdxl_graph(sdxl_encode("a red circle", 1024, crop_w=64), sdxl_encode("")))
     assert (bigger - sized).abs().max() > 1e-3
+
+
+def test_ui_format_widgets_read_and_written_in_comfyuis_order(builtin_registry):
+    from graphflow.comfy_format import export_ui, import_ui
+
+    sdxl_values = [896, 1152, 16, 32, 768, 1344, "a lighthouse", "watercolor"]
+    refiner_values = [2.5, 640, 768, "blurry"]
+    ui = {"nodes": [
+        {"id": 1, "type": "CLIPTextEncodeSDXL", "mode": 0, "pos": [0, 0], "size": [400, 300], "flags": {}, "order": 0,
+         "inputs": [{"name": "clip", "type": "CLIP", "link": None}],
+         "outputs": [{"name": "CONDITIONING", "type": "CONDITIONING", "links": []}], "properties": {},
+         "widgets_values": sdxl_values},
+        {"id": 2, "type": "CLIPTextEncodeSDXLRefiner", "mode": 0, "pos": [0, 400], "size": [400, 200], "flags": {},
+         "order": 1, "inputs": [{"name": "clip", "type": "CLIP", "link": None}],
+         "outputs": [{"name": "CONDITIONING", "type": "CONDITIONING", "links": []}], "properties": {},
+         "widgets_values": refiner_values},
+        {"id": 3, "type": "ConditioningSetAreaStrength", "mode": 0, "pos": [500, 0], "size": [300, 60], "flags": {},
+         "order": 2, "inputs": [{"name": "conditioning", "type": "CONDITIONING", "link": None}],
+         "outputs": [{"name": "CONDITIONING", "type": "CONDITIONING", "links": []}], "properties": {},
+         "widgets_values": [0.75]},
+    ], "links": []}
+    workflow = import_ui(ui, builtin_registry)
+    assert workflow.nodes["1"].type == "CLIPEncodeSDXL" and workflow.nodes["1"].inputs == {
+        "width": 896, "height": 1152, "crop_w": 16, "crop_h": 32, "target_width": 768, "target_height": 1344,
+        "text_g": "a lighthouse", "text_l": "watercolor"}
+    assert workflow.nodes["2"].inputs == {"ascore": 2.5, "width": 640, "height": 768, "text": "blurry"}
+    assert workflow.nodes["3"].inputs == {"strength": 0.75}
+    written = {n["id"]: n for n in export_ui(workflow, builtin_registry)["nodes"]}
+    assert written[1]["type"] == "CLIPTextEncodeSDXL" and written[1]["widgets_values"] == sdxl_values
+    assert written[2]["type"] == "CLIPTextEncodeSDXLRefiner" and written[2]["widgets_values"] == refiner_values
+    assert written[3]["widgets_values"] == [0.75]

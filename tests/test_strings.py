@@ -145,3 +145,27 @@ def test_preview_any_formats_like_comfyui(builtin_registry):
     assert shown.endswith("94, 95, 96, 97, 98, 99])") and "93" not in shown  # six numbers at each end
     assert "94" not in str(tensor)  # torch's print options restored afterwards
     assert as_text([(torch.zeros(1), {"k": 1})]).startswith("[(tensor(")
+
+
+def test_primitives_in_ui_format_read_and_write_comfyuis_widgets(builtin_registry):
+    from graphflow.comfy_format import export_ui, import_ui
+
+    def node(i, class_type, values, out_type):
+        return {"id": i, "type": class_type, "mode": 0, "pos": [0, 100 * i], "size": [300, 80], "flags": {},
+                "order": i, "inputs": [], "outputs": [{"name": out_type, "type": out_type, "links": []}],
+                "properties": {}, "widgets_values": values}
+
+    ui = {"nodes": [node(1, "PrimitiveInt", [7, "increment"], "INT"), node(2, "PrimitiveString", ["a cat"], "STRING"),
+                    node(3, "PrimitiveStringMultiline", ["two\nlines"], "STRING"),
+                    node(4, "PrimitiveBoolean", [True], "BOOLEAN"), node(5, "PrimitiveFloat", [0.25], "FLOAT"),
+                    node(6, "RegexReplace", ["a-b", "-", "+", False, False, True, 1], "STRING")], "links": []}
+    workflow = import_ui(ui, builtin_registry)
+    got = {k: (n.type, n.inputs) for k, n in workflow.nodes.items()}
+    assert got == {"1": ("IntValue", {"value": 7}), "2": ("TextValue", {"text": "a cat"}),
+                   "3": ("TextValue", {"text": "two\nlines"}), "4": ("BoolValue", {"value": True}),
+                   "5": ("FloatValue", {"value": 0.25}),
+                   "6": ("RegexReplace", {"string": "a-b", "regex_pattern": "-", "replace": "+",
+                                          "case_insensitive": False, "multiline": False, "dotall": True, "count": 1})}
+    written = {n["id"]: n for n in export_ui(workflow, builtin_registry)["nodes"]}
+    assert [written[i]["type"] for i in range(1, 7)] == [n["type"] for n in ui["nodes"]]
+    assert [written[i]["widgets_values"] for i in range(1, 7)] == [n["widgets_values"] for n in ui["nodes"]]
