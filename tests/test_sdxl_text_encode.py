@@ -106,6 +106,17 @@ def test_set_area_strength_keeps_the_area(builtin_registry):
     out = call(builtin_registry, "ConditioningSetAreaStrength", conditioning=base, strength=2.5)
     assert out[0][1] == {"area": (8, 8, 0, 0), "strength": 2.5} and base[0][1]["strength"] == 1.0
     assert out[0][0] is base[0][0]
+    # Combined with another prompt, the sampler weighs the predictions by strength (cfg 1: positive only).
+    from sampling_fakes import FakeModel, context_eps, prompt
+
+    from graphflow.sampling import CFGDenoiser, ModelDenoiser, prepare_conds
+    strong = call(builtin_registry, "ConditioningSetAreaStrength", conditioning=prompt(0.3), strength=3.0)
+    positive = call(builtin_registry, "ConditioningCombine", conditioning_1=strong, conditioning_2=prompt(0.9))
+    model, shape = FakeModel(context_eps), (1, 4, 8, 8)
+    denoiser = CFGDenoiser(ModelDenoiser(model), prepare_conds(positive, model, shape, "cpu"),
+                           prepare_conds(prompt(0.0), model, shape, "cpu", negative=True), 1.0)
+    x, sigma = torch.randn(shape), torch.tensor([2.0])
+    torch.testing.assert_close(denoiser(x, sigma), x - sigma * (0.3 * 3.0 + 0.9) / 4.0)
 
 
 def sdxl_graph(positive: dict, negative: dict) -> dict:
