@@ -1,6 +1,9 @@
 """Primitive values: feed one number or text into several widget inputs, and show text or any
 value as text."""
 
+import json
+import sys
+
 from graphflow.api import ANY, BOOLEAN, FLOAT, INT, STRING, Bool, ComfyAlias, Float, Int, Node, Text, show
 
 
@@ -72,9 +75,7 @@ class PreviewAny(Node):
 
 
 def as_text(value) -> str:
-    import json
-    import sys
-
+    """PreviewAny's text of a value."""
     if value is None:
         return "None"
     if isinstance(value, str):
