@@ -350,7 +350,8 @@ class TextEncoder:
             raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
         return self.encode_tokens(self.tokenize(prompt), clip_skip)
 
-    def encode_each(self, prompts: dict[str, str], clip_skip: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def encode_each(self, prompts: dict[str, str],
+                    clip_skip: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Each tower encodes its own prompt ({tower name: prompt}; ComfyUI's CLIPTextEncodeSDXL
         gives clip_g text_g and clip_l text_l). As ComfyUI does, the tower with fewer 77-token
         windows gets empty-prompt windows appended, so both cover the same token positions."""
