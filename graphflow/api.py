@@ -17,6 +17,7 @@ from graphflow.folders import folders, safe_join
 from graphflow.node import Bool, Choice, Float, Int, Node, NodeDeclarationError, Text
 from graphflow.resource_limits import Estimate, Size
 from graphflow.types import (
+    ANY,
     BOOLEAN,
     CLIP,
     CLIP_VISION,
@@ -43,7 +44,7 @@ __all__ = [
     "Node", "Int", "Float", "Text", "Bool", "Choice", "NodeDeclarationError", "ComfyAlias",
     "socket_type", "MODEL", "CLIP", "VAE", "CONDITIONING", "LATENT", "IMAGE", "MASK",
     "INT", "FLOAT", "STRING", "BOOLEAN", "SIGMAS", "SAMPLER", "GUIDER", "NOISE",
-    "CLIP_VISION", "CLIP_VISION_OUTPUT", "STYLE_MODEL",
+    "CLIP_VISION", "CLIP_VISION_OUTPUT", "STYLE_MODEL", "ANY",
     "progress", "check_interrupted", "show", "send_image", "warn", "current_workflow", "Interrupted",
     "NodeInputError", "folders", "safe_join", "Estimate", "Size",
 ]

@@ -76,3 +76,6 @@ INT = socket_type("INT", "#29b6f6", "An integer")
 FLOAT = socket_type("FLOAT", "#26a69a", "A real number")
 STRING = socket_type("STRING", "#a1887f", "Text")
 BOOLEAN = socket_type("BOOLEAN", "#7986cb", "True or false")
+
+# Any kind of value (PreviewAny's input): validation lets links of every type into it.
+ANY = Annotated[Any, Socket(SOCKET_TYPES.setdefault("*", SocketType("*", "#9e9e9e", "Any kind of value")))]

@@ -230,9 +230,13 @@ class ComfyAlias:
 
 
 def comfy_aliases(cls) -> tuple[ComfyAlias, ...]:
-    if cls.comfy is None:
+    """The ComfyUI classes a node answers to, as the class itself declares them: a subclass of an
+    aliased node (a plugin's variant of IntValue) is a node of its own and inherits none, since
+    each ComfyUI class maps onto one node."""
+    comfy = cls.__dict__.get("comfy")
+    if comfy is None:
         return ()
-    return cls.comfy if isinstance(cls.comfy, tuple) else (cls.comfy,)
+    return comfy if isinstance(comfy, tuple) else (comfy,)
 
 
 def import_comfy(graph: dict, registry) -> Workflow:

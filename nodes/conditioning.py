@@ -291,3 +291,72 @@ class InstructPixToPixConditioning(Node):
         values = {"concat_latent_image": concat_latent}
         return (_with_options(self.positive, **values), _with_options(self.negative, **values),
                 {"samples": torch.zeros_like(concat_latent)})
+
+
+class CLIPEncodeSDXL(Node):
+    """Encode a prompt for SDXL with its size conditioning: text_g goes to the large CLIP-G
+    encoder, text_l to CLIP-L (the same text in both is what plain CLIP Text Encode does; the
+    shorter is padded with empty 77-token windows). width/height is the size the picture
+    should look like it was taken at, crop_w/crop_h a crop offset into it (0, 0: uncropped),
+    target_width/target_height the intended output size; SDXL was trained with these, so
+    1024x1024 with no crop suits most square pictures."""
+    category = "advanced/conditioning"
+    clip: CLIP
+    width: int = Int(1024, min=0, max=MAX_SIZE)
+    height: int = Int(1024, min=0, max=MAX_SIZE)
+    crop_w: int = Int(0, min=0, max=MAX_SIZE)
+    crop_h: int = Int(0, min=0, max=MAX_SIZE)
+    target_width: int = Int(1024, min=0, max=MAX_SIZE)
+    target_height: int = Int(1024, min=0, max=MAX_SIZE)
+    text_g: str = Text("", multiline=True)
+    text_l: str = Text("", multiline=True)
+    outputs = {"conditioning": CONDITIONING}
+    comfy = ComfyAlias(("CLIPTextEncodeSDXL",))
+
+    def run(self):
+        if self.clip is None:
+            raise NodeInputError("clip", "no text encoder: the checkpoint has none; load one separately")
+        towers = sorted(t.name for t in getattr(self.clip, "towers", ()))
+        if towers != ["clip_g", "clip_l"] or not hasattr(self.clip, "encode_each"):
+            raise NodeInputError("clip", f"needs SDXL's text encoder (CLIP-L and CLIP-G); this one has "
+                                         f"{', '.join(towers) or 'other towers'}: use CLIP Text Encode")
+        cond, pooled = self.clip.encode_each({"clip_g": self.text_g, "clip_l": self.text_l})
+        return [(cond, {"pooled_output": pooled, "width": self.width, "height": self.height,
+                        "crop_w": self.crop_w, "crop_h": self.crop_h,
+                        "target_width": self.target_width, "target_height": self.target_height})]
+
+
+class CLIPEncodeSDXLRefiner(Node):
+    """Encode a prompt for the SDXL refiner with its aesthetic score (ascore: 6 is a typical
+    positive, around 2.5 a negative, as the refiner was trained) and the original image size
+    it conditions on."""
+    category = "advanced/conditioning"
+    ascore: float = Float(6.0, min=0.0, max=1000.0, step=0.01)
+    width: int = Int(1024, min=0, max=MAX_SIZE)
+    height: int = Int(1024, min=0, max=MAX_SIZE)
+    text: str = Text("", multiline=True)
+    clip: CLIP
+    outputs = {"conditioning": CONDITIONING}
+    comfy = ComfyAlias(("CLIPTextEncodeSDXLRefiner",))
+
+    def run(self):
+        if self.clip is None:
+            raise NodeInputError("clip", "no text encoder: the checkpoint has none; load one separately")
+        cond, pooled = self.clip.encode(self.text)
+        options = {"aesthetic_score": self.ascore, "width": self.width, "height": self.height}
+        if pooled is not None:
+            options["pooled_output"] = pooled
+        return [(cond, options)]
+
+
+class ConditioningSetAreaStrength(Node):
+    """Change the strength of the conditioning against the others it is combined with (its
+    area, if any, stays)."""
+    category = "conditioning"
+    conditioning: CONDITIONING
+    strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    outputs = {"conditioning": CONDITIONING}
+    comfy = ComfyAlias(("ConditioningSetAreaStrength",))
+
+    def run(self):
+        return _with_options(self.conditioning, strength=self.strength)

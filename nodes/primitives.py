@@ -1,13 +1,18 @@
-"""Primitive values: feed one number or text into several widget inputs, and show text."""
+"""Primitive values: feed one number or text into several widget inputs, and show text or any
+value as text."""
 
-from graphflow.api import BOOLEAN, FLOAT, INT, STRING, Bool, Float, Int, Node, Text, show
+import json
+import sys
+
+from graphflow.api import ANY, BOOLEAN, FLOAT, INT, STRING, Bool, ComfyAlias, Float, Int, Node, Text, show
 
 
 class IntValue(Node):
     """An integer to link into widget inputs (a shared seed, a size)."""
     category = "primitives"
-    value: int = Int(0, min=-(2**63), max=2**64 - 1)
+    value: int = Int(0, min=-(2**63), max=2**64 - 1, control_after_generate=True)
     outputs = {"value": INT}
+    comfy = ComfyAlias(("PrimitiveInt",))
 
     def run(self):
         return self.value
@@ -18,6 +23,7 @@ class FloatValue(Node):
     category = "primitives"
     value: float = Float(0.0, step=0.01)
     outputs = {"value": FLOAT}
+    comfy = ComfyAlias(("PrimitiveFloat",))
 
     def run(self):
         return self.value
@@ -28,6 +34,7 @@ class TextValue(Node):
     category = "primitives"
     text: str = Text("", multiline=True)
     outputs = {"text": STRING}
+    comfy = ComfyAlias(("PrimitiveStringMultiline", "PrimitiveString"), inputs={"value": "text"})
 
     def run(self):
         return self.text
@@ -38,6 +45,7 @@ class BoolValue(Node):
     category = "primitives"
     value: bool = Bool(False)
     outputs = {"value": BOOLEAN}
+    comfy = ComfyAlias(("PrimitiveBoolean",))
 
     def run(self):
         return self.value
@@ -51,3 +59,40 @@ class ShowText(Node):
 
     def run(self):
         show(text=[self.text])
+
+
+class PreviewAny(Node):
+    """Show any value as text, as ComfyUI's Preview as Text does: text as it is, numbers and
+    true/false as written, lists and dicts of plain values as indented JSON, anything else
+    (tensors, conditioning, models) as Python prints it."""
+    category = "utils"
+    output_node = True
+    source: ANY
+    comfy = ComfyAlias(("PreviewAny",))
+
+    def run(self):
+        show(text=[as_text(self.source)])
+
+
+def as_text(value) -> str:
+    """PreviewAny's text of a value."""
+    if value is None:
+        return "None"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float, bool)):
+        return str(value)
+    try:
+        return json.dumps(value, indent=4)
+    except (TypeError, ValueError):
+        pass
+    torch = sys.modules.get("torch")  # a tensor in the value means torch is loaded already
+    if torch is not None:
+        torch.set_printoptions(edgeitems=6)  # ComfyUI shows 6 numbers at each end
+    try:
+        return str(value)
+    except Exception:  # a value whose str() fails
+        return "source exists, but could not be serialized."
+    finally:
+        if torch is not None:
+            torch.set_printoptions(profile="default")

@@ -348,13 +348,38 @@ class TextEncoder:
     def encode(self, prompt: str, clip_skip: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         if not isinstance(prompt, str):
             raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
+        return self.encode_tokens(self.tokenize(prompt), clip_skip)
+
+    def encode_each(self, prompts: dict[str, str],
+                    clip_skip: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Each tower encodes its own prompt ({tower name: prompt}; ComfyUI's CLIPTextEncodeSDXL
+        gives clip_g text_g and clip_l text_l). As ComfyUI does, the tower with fewer 77-token
+        windows gets empty-prompt windows appended, so both cover the same token positions."""
+        if sorted(prompts) != sorted(t.name for t in self.towers):
+            raise ValueError(f"need one prompt for each tower {[t.name for t in self.towers]}, got {sorted(prompts)}")
+        tokens = {}
+        for tower in self.towers:
+            if not isinstance(prompts[tower.name], str):
+                raise TypeError(f"prompt for {tower.name} must be a string, got {type(prompts[tower.name]).__name__}")
+            tokens[tower.name] = tokenize_prompt(prompts[tower.name], tower.spec.pad_token,
+                                                 embedding_lookup(tower.name, tower.hidden_size))
+        count = max(len(w.ids) for w in tokens.values())
+        for tower in self.towers:
+            windows = tokens[tower.name]
+            extra = count - len(windows.ids)
+            tokens[tower.name] = TokenWindows(windows.ids + [empty_window(tower.spec.pad_token)] * extra,
+                                              windows.weights + [[1.0] * WINDOW] * extra, windows.vectors)
+        return self.encode_tokens(tokens, clip_skip)
+
+    def encode_tokens(self, tokens: dict[str, TokenWindows], clip_skip: int | None = None):
+        """{tower name: windows} -> (cond [1, 77*k, D], pooled). A tower with more windows than
+        another is cut to the shorter length, as ComfyUI's SDXL encoder does."""
         clip_skip = self.clip_skip if clip_skip is None else clip_skip
         self._check_clip_skip(clip_skip)
         layer_norm = LAYER_NORM_HIDDEN[self.arch]
         conds, pooled = [], None
         for tower in self.towers:
-            windows = tokenize_prompt(prompt, tower.spec.pad_token, embedding_lookup(tower.name, tower.hidden_size))
-            cond, tower_pooled = _encode_windows(tower, windows, clip_skip, layer_norm)
+            cond, tower_pooled = _encode_windows(tower, tokens[tower.name], clip_skip, layer_norm)
             conds.append(cond)
             pooled = tower_pooled  # the last tower's: clip_g for SDXL
         length = min(c.shape[1] for c in conds)
