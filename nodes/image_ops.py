@@ -5,7 +5,7 @@ a longest side, adding noise."""
 from __future__ import annotations
 
 from graphflow.api import (IMAGE, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size)
-from nodes.image import MAX_SIZE, _image
+from nodes.image import MAX_SIZE, _image, _resize_image
 from nodes.sampling import SEED_MAX
 
 BLEND_MODES = ("normal", "multiply", "screen", "overlay", "soft_light", "difference")
@@ -17,16 +17,6 @@ STITCH_COLORS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "red": (1.0
 # ComfyUI's lists, in its order (ImageScaleToMaxDimension's names "bilinear" twice; once here).
 PAD_RESIZE_METHODS = ("area", "bicubic", "nearest-exact", "bilinear", "lanczos")
 MAX_DIMENSION_METHODS = ("area", "lanczos", "bilinear", "nearest-exact", "bicubic")
-
-
-def _resize(image: torch.Tensor, width: int, height: int, method: str, crop: bool = False) -> torch.Tensor:
-    """[B, H, W, C] resized with graphflow.images.resize_nchw (centre-cropped to the aspect first if
-    `crop`); not clamped, so a blur or blend sees the values it was given."""
-    from graphflow.images import center_crop_to_aspect, resize_nchw
-    x = image.movedim(-1, 1)
-    if crop:
-        x = center_crop_to_aspect(x, width, height)
-    return resize_nchw(x, width, height, method).movedim(1, -1)
 
 
 def _blend(a: torch.Tensor, b: torch.Tensor, mode: str) -> torch.Tensor:
@@ -71,7 +61,7 @@ class ImageBlend(Node):
                 raise NodeInputError("image2", f"{b.shape[-1]} channels; image1 has {a.shape[-1]}")
             a, b = (torch.cat([x, torch.ones_like(x[..., :1])], -1) if x.shape[-1] == 3 else x for x in (a, b))
         if a.shape[1:3] != b.shape[1:3]:
-            b = _resize(b, a.shape[2], a.shape[1], "bicubic", crop=True)
+            b = _resize_image(b, a.shape[2], a.shape[1], "bicubic", crop=True)
         out = (a * (1 - self.blend_factor) + _blend(a, b, self.blend_mode) * self.blend_factor).clamp(0, 1)
         if a.shape[-1] == 4:
             out[..., 3] = a[..., 3]
@@ -341,7 +331,7 @@ class ImageStitch(Node):
             (h1, w1), (h2, w2) = a.shape[1:3], b.shape[1:3]
             # int() truncates, as ComfyUI's size does.
             width, height = (int(h1 * w2 / h2), h1) if sideways else (w1, int(w1 / (w2 / h2)))
-            b = _resize(b, max(1, width), max(1, height), "lanczos")
+            b = _resize_image(b, max(1, width), max(1, height), "lanczos")
         else:
             pad = 1.0 if self.spacing_color == "white" else 0.0
             dim = 1 if sideways else 2
@@ -392,7 +382,7 @@ class ResizeAndPadImage(Node):
         b, h, w, c = image.shape
         scale = min(self.target_width / w, self.target_height / h)
         width, height = max(1, int(w * scale)), max(1, int(h * scale))
-        resized = _resize(image, width, height, self.interpolation)
+        resized = _resize_image(image, width, height, self.interpolation)
         out = torch.full((b, self.target_height, self.target_width, c),
                          0.0 if self.padding_color == "black" else 1.0, dtype=image.dtype)
         top, left = (self.target_height - height) // 2, (self.target_width - width) // 2
@@ -429,7 +419,7 @@ class ImageScaleToMaxDimension(Node):
     def run(self):
         image = _image(self.image, "image")
         width, height = _longest_side_size(image.shape[2], image.shape[1], self.largest_size)
-        return _resize(image, width, height, self.upscale_method).clamp(0, 1)
+        return _resize_image(image, width, height, self.upscale_method)
 
 
 class ImageAddNoise(Node):

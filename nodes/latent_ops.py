@@ -46,7 +46,7 @@ class LatentCrop(Node):
             return Estimate(size)
         h, w = size.height // 8, size.width // 8
         (left, top), (width, height) = _corner(values[2], values[3], w, h), (values[0] // 8, values[1] // 8)
-        return Estimate(Size(size.batch, 8 * min(height, h - top), 8 * min(width, w - left)))
+        return Estimate(Size(size.batch, 8 * max(1, min(height, h - top)), 8 * max(1, min(width, w - left))))
 
     def run(self):
         x = _samples(self.samples, "samples")

@@ -127,6 +127,13 @@ def test_morphology_matches_kornia_and_by_hand(builtin_registry):
     dot[0, 4, 4] = 1
     grown = call(builtin_registry, "ImageMorphology", image=dot, operation="dilate", kernel_size=5)
     assert grown.sum() == 25 and grown[0, 2:7, 2:7].min() == 1
+    # An even size: dilation reaches one pixel further right and down (kornia's anchor), erosion left and up.
+    grown = call(builtin_registry, "ImageMorphology", image=dot, operation="dilate", kernel_size=4)
+    assert grown.sum() == 16 and grown[0, 2:6, 2:6].min() == 1
+    block = torch.zeros(1, 9, 9, 1)
+    block[0, 2:6, 2:6] = 1
+    kept = call(builtin_registry, "ImageMorphology", image=block, operation="erode", kernel_size=4)
+    assert kept.sum() == 1 and kept[0, 4, 4] == 1
     assert call(builtin_registry, "ImageMorphology", image=dot, operation="erode").sum() == 0
     assert torch.equal(call(builtin_registry, "ImageMorphology", image=dot, operation="top_hat"), dot)
 
@@ -255,3 +262,49 @@ def test_mask_preview_shows_the_mask_as_grey(builtin_registry, tmp_folders):
     assert len(shown) == 1 and shown[0]["type"] == "temp"
     picture = np.asarray(Image.open(tmp_folders.temp / shown[0]["filename"]))
     assert picture.shape == (3, 5, 3) and (picture == 153).all()
+
+
+def _ui_graph(nodes: dict, links: list) -> dict:
+    """A ComfyUI editor graph: nodes {id: (class, widgets_values, [input names linked in order])},
+    links [(from id, from slot, to id, input name, type)]."""
+    out = []
+    for node_id, (class_type, widgets, _) in nodes.items():
+        inputs = [{"name": name, "type": kind, "link": i + 1}
+                  for i, (src, slot, dst, name, kind) in enumerate(links) if dst == node_id]
+        out.append({"id": node_id, "type": class_type, "mode": 0, "inputs": inputs, "outputs": [],
+                    "widgets_values": widgets})
+    return {"nodes": out, "links": [[i + 1, src, slot, dst, 0, kind]
+                                    for i, (src, slot, dst, name, kind) in enumerate(links)]}
+
+
+def test_comfyui_editor_graph_with_these_classes_reads_by_widget_order_and_runs(builtin_registry):
+    from graphflow.comfy_format import import_ui
+    from graphflow.executor import Executor
+    ui = _ui_graph({
+        1: ("EmptyImage", [16, 12, 2, 0x336699], []),
+        2: ("ImageAddNoise", [7, "fixed", 0.2], []),  # seed, control_after_generate, strength
+        3: ("ImageStitch", ["down", False, 4, "green"], []),
+        4: ("Morphology", ["close", 4], []),
+        5: ("ImageSharpen", [2, 0.5, 0.7], []),
+        6: ("ImageQuantize", [8, "bayer-4"], []),
+        7: ("EmptyLatentImage", [128, 96, 2], []),
+        8: ("LatentRotate", ["90 degrees"], []),
+        9: ("LatentCut", ["y", -5, 3], []),
+    }, [(1, 0, 2, "image", "IMAGE"), (2, 0, 3, "image1", "IMAGE"), (1, 0, 3, "image2", "IMAGE"),
+        (3, 0, 4, "image", "IMAGE"), (4, 0, 5, "image", "IMAGE"), (5, 0, 6, "image", "IMAGE"),
+        (7, 0, 8, "samples", "LATENT"), (8, 0, 9, "samples", "LATENT")])
+    workflow = import_ui(ui, builtin_registry)
+    assert workflow.nodes["3"].inputs["spacing_color"] == "green" and workflow.nodes["2"].inputs["seed"] == 7
+    assert workflow.nodes["4"].type == "ImageMorphology" and workflow.nodes["4"].inputs["kernel_size"] == 4
+    result = Executor(builtin_registry).run(workflow, outputs=["6", "9"])
+    assert result.ok, result.error
+    image = call(builtin_registry, "EmptyImage", width=16, height=12, batch_size=2, color=0x336699)
+    image = call(builtin_registry, "ImageStitch", image1=call(builtin_registry, "ImageAddNoise", image=image, seed=7,
+                                                             strength=0.2),
+                 image2=image, direction="down", match_image_size=False, spacing_width=4, spacing_color="green")
+    image = call(builtin_registry, "ImageMorphology", image=image, operation="close", kernel_size=4)
+    image = call(builtin_registry, "ImageSharpen", image=image, sharpen_radius=2, sigma=0.5, alpha=0.7)
+    expected = call(builtin_registry, "ImageQuantize", image=image, colors=8, dither="bayer-4")
+    assert result.values["6"][0].shape == (2, 28, 16, 3) and torch.equal(result.values["6"][0], expected)
+    # 12 x 16 latent turned to 16 x 12; rows 11 .. 13 of it.
+    assert result.values["9"][0]["samples"].shape == (2, 4, 3, 12)
