@@ -42,7 +42,7 @@ class ImageBlend(Node):
     clamped to 0..1. Modes: normal (image2), multiply, screen, overlay (by image1), soft_light
     (W3C) and difference (image1 - image2, so only where image1 is the brighter). image2 is
     resized (bicubic, centre-cropped) to image1's size; a batch of one blends with every image.
-    With alpha in either, image1's alpha is kept."""
+    An RGB image beside an RGBA one gets an opaque alpha; the result has image1's alpha."""
     category = "image/postprocessing"
     image1: IMAGE
     image2: IMAGE
