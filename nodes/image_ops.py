@@ -439,3 +439,51 @@ class ImageAddNoise(Node):
         generator = torch.Generator("cpu").manual_seed(self.seed)
         noise = torch.randn(image.shape, generator=generator).to(image)
         return (image + self.strength * noise).clamp(0, 1)
+
+
+# YCbCr as kornia (and so ComfyUI) defines it: BT.601 luma, chroma scaled by 0.564 and 0.713
+# and centred on 0.5.
+LUMA = (0.299, 0.587, 0.114)
+CB_SCALE, CR_SCALE = 0.564, 0.713
+
+
+class ImageRGBToYUV(Node):
+    """Split images into Y (luma), U (blue difference, Cb) and V (red difference, Cr), each a
+    grey image; U and V are 0.5 where there is no colour. ImageYUVToRGB joins them back."""
+    category = "image/batch"
+    image: IMAGE
+    outputs = {"Y": IMAGE, "U": IMAGE, "V": IMAGE}
+    comfy = ComfyAlias(("ImageRGBToYUV",))
+
+    def run(self):
+        image = _image(self.image, "image")
+        if image.shape[-1] < 3:
+            raise NodeInputError("image", f"{image.shape[-1]} channels; expected RGB")
+        r, g, b = image[..., 0:1], image[..., 1:2], image[..., 2:3]
+        y = LUMA[0] * r + LUMA[1] * g + LUMA[2] * b
+        shape = (*image.shape[:-1], 3)
+        return (y.expand(shape).clone(), ((b - y) * CB_SCALE + 0.5).expand(shape).clone(),
+                ((r - y) * CR_SCALE + 0.5).expand(shape).clone())
+
+
+class ImageYUVToRGB(Node):
+    """Join Y, U and V images (ImageRGBToYUV's; each read as the mean of its colour channels) back
+    into RGB, the exact inverse of that split, clamped to 0..1."""
+    category = "image/batch"
+    Y: IMAGE
+    U: IMAGE
+    V: IMAGE
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("ImageYUVToRGB",))
+
+    def run(self):
+        import torch
+        planes = [_image(getattr(self, name), name) for name in ("Y", "U", "V")]
+        for name, plane in zip("UV", planes[1:]):
+            if plane.shape[:3] != planes[0].shape[:3]:
+                raise NodeInputError(name, f"shape {list(plane.shape[:3])} differs from Y's {list(planes[0].shape[:3])}")
+        y, cb, cr = (p[..., :3].mean(-1, keepdim=True) for p in planes)
+        r = y + (cr - 0.5) / CR_SCALE
+        b = y + (cb - 0.5) / CB_SCALE
+        g = (y - LUMA[0] * r - LUMA[2] * b) / LUMA[1]
+        return torch.cat([r, g, b], -1).clamp(0, 1)

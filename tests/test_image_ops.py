@@ -308,3 +308,21 @@ def test_comfyui_editor_graph_with_these_classes_reads_by_widget_order_and_runs(
     assert result.values["6"][0].shape == (2, 28, 16, 3) and torch.equal(result.values["6"][0], expected)
     # 12 x 16 latent turned to 16 x 12; rows 11 .. 13 of it.
     assert result.values["9"][0]["samples"].shape == (2, 4, 3, 12)
+
+
+def test_rgb_to_yuv_and_back_as_kornia_defines_them(builtin_registry):
+    kornia_color = pytest.importorskip("kornia.color")
+    image = torch.rand(2, 5, 6, 3)
+    y, u, v = call(builtin_registry, "ImageRGBToYUV", image=image)
+    ref = kornia_color.rgb_to_ycbcr(image.movedim(-1, 1)).movedim(1, -1)
+    for i, plane in enumerate((y, u, v)):
+        assert plane.shape == image.shape and torch.allclose(plane, ref[..., i:i + 1].expand_as(image), atol=1e-6)
+    back = call(builtin_registry, "ImageYUVToRGB", Y=y, U=u, V=v)
+    assert torch.allclose(back, image, atol=1e-5)  # an exact inverse
+    assert torch.allclose(back, kornia_color.ycbcr_to_rgb(ref.movedim(-1, 1)).movedim(1, -1), atol=1e-5)
+    red = pixel(0.0)
+    red[..., 0] = 1.0
+    y, u, v = call(builtin_registry, "ImageRGBToYUV", image=red)
+    assert torch.allclose(torch.stack([y[0, 0, 0, 0], u[0, 0, 0, 0], v[0, 0, 0, 0]]),
+                          torch.tensor([0.299, 0.5 - 0.299 * 0.564, 0.5 + 0.701 * 0.713]))
+    assert "shape" in refused(builtin_registry, "ImageYUVToRGB", "V", Y=y, U=u, V=torch.rand(1, 2, 2, 3))
