@@ -1,6 +1,6 @@
 """Image postprocessing, batch and layout nodes as ComfyUI has them: blend, blur, sharpen, quantize,
 morphology, picking and repeating images of a batch, stitching, resizing with padding, scaling to
-a longest side, adding noise."""
+a longest side, adding noise, splitting into YUV and back."""
 
 from __future__ import annotations
 
@@ -481,7 +481,8 @@ class ImageYUVToRGB(Node):
         planes = [_image(getattr(self, name), name) for name in ("Y", "U", "V")]
         for name, plane in zip("UV", planes[1:]):
             if plane.shape[:3] != planes[0].shape[:3]:
-                raise NodeInputError(name, f"shape {list(plane.shape[:3])} differs from Y's {list(planes[0].shape[:3])}")
+                raise NodeInputError(name, f"shape {list(plane.shape[:3])} differs from Y's "
+                                           f"{list(planes[0].shape[:3])}")
         y, cb, cr = (p[..., :3].mean(-1, keepdim=True) for p in planes)
         r = y + (cr - 0.5) / CR_SCALE
         b = y + (cb - 0.5) / CB_SCALE

@@ -331,8 +331,9 @@ class PorterDuffImageComposite(Node):
                   "destination": self.destination, "destination_alpha": self.destination_alpha}
         batch = max(t.shape[0] for t in inputs.values())
         for name, t in inputs.items():
-            if t.ndim != (4 if name in ("source", "destination") else 3):
-                raise NodeInputError(name, "expected an IMAGE [B, H, W, C]" if t.ndim != 3 else "expected a MASK [B, H, W]")
+            image = name in ("source", "destination")
+            if t.ndim != (4 if image else 3):
+                raise NodeInputError(name, "expected an IMAGE [B, H, W, C]" if image else "expected a MASK [B, H, W]")
             if t.shape[0] not in (1, batch):
                 raise NodeInputError(name, f"a batch of {t.shape[0]}; another input has {batch} (give 1 or {batch})")
         if self.source.shape[-1] != self.destination.shape[-1]:

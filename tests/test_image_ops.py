@@ -97,7 +97,8 @@ def test_quantize_is_pillows_with_each_dither(builtin_registry):
                     n = int(dither.split("-")[1])
                     spread = 2 * 256 / (len(palette.getpalette()) // 3)
                     threshold = spread * ((_bayer_index(n) + 0.5) / (n * n) - 0.5) + 0.5
-                    values = np.asarray(picture, dtype=np.float32) + np.tile(threshold, (-(-20 // n), -(-24 // n)))[:20, :24, None]
+                    tiled = np.tile(threshold, (-(-20 // n), -(-24 // n)))[:20, :24, None]
+                    values = np.asarray(picture, dtype=np.float32) + tiled
                     picture = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), "RGB")
                     ref = picture.quantize(palette=palette, dither=Image.Dither.NONE)
                 else:
@@ -177,10 +178,12 @@ def test_resize_and_pad_and_scale_to_max_dimension(builtin_registry):
     # Scale 0.75: 30 x 15, centred: rows 7 .. 21.
     assert out.shape == (1, 30, 30, 3) and (out[:, :7] == 0).all() and (out[:, 22:] == 0).all()
     assert torch.allclose(out[:, 7:22], resize_nchw(image.movedim(-1, 1), 30, 15, "area").movedim(1, -1))
-    assert (call(builtin_registry, "ResizeAndPadImage", image=image, target_width=30, target_height=30)[:, 0] == 1).all()
+    white = call(builtin_registry, "ResizeAndPadImage", image=image, target_width=30, target_height=30)
+    assert (white[:, 0] == 1).all()
     tall = torch.rand(2, 30, 12, 3)
     for size, shape in ((50, (50, 20)), (10, (10, 4))):
-        out = call(builtin_registry, "ImageScaleToMaxDimension", image=tall, upscale_method="bilinear", largest_size=size)
+        out = call(builtin_registry, "ImageScaleToMaxDimension", image=tall, upscale_method="bilinear",
+                   largest_size=size)
         assert out.shape == (2, *shape, 3)
     square = call(builtin_registry, "ImageScaleToMaxDimension", image=torch.rand(1, 8, 8, 3), largest_size=16)
     assert square.shape == (1, 16, 16, 3)
@@ -326,3 +329,9 @@ def test_rgb_to_yuv_and_back_as_kornia_defines_them(builtin_registry):
     assert torch.allclose(torch.stack([y[0, 0, 0, 0], u[0, 0, 0, 0], v[0, 0, 0, 0]]),
                           torch.tensor([0.299, 0.5 - 0.299 * 0.564, 0.5 + 0.701 * 0.713]))
     assert "shape" in refused(builtin_registry, "ImageYUVToRGB", "V", Y=y, U=u, V=torch.rand(1, 2, 2, 3))
+
+
+def test_porter_duff_refuses_a_mask_for_an_image(builtin_registry):
+    mask = torch.zeros(1, 2, 2)
+    assert "IMAGE" in refused(builtin_registry, "PorterDuffImageComposite", "source", source=mask, source_alpha=mask,
+                              destination=torch.rand(1, 2, 2, 3), destination_alpha=mask)
