@@ -172,22 +172,33 @@ class LatentCut(Node):
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("LatentCut",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, dim = inputs.get("samples"), widgets.get("dim")
+        index, amount = widgets.get("index"), widgets.get("amount")
+        if size is None or dim not in ("x", "y") or not isinstance(index, int) or not isinstance(amount, int):
+            return Estimate(size)
+        if dim == "x":
+            return Estimate(Size(size.batch, size.height, 8 * _cut(max(1, size.width // 8), index, amount)[1]))
+        return Estimate(Size(size.batch, 8 * _cut(max(1, size.height // 8), index, amount)[1], size.width))
+
     def run(self):
         x = _samples(self.samples, "samples")
         axis = _axis(self.dim, "dim")
         length = x.shape[axis]
-        if self.index >= 0:
-            start = min(self.index, length - 1)
-            amount = min(length - start, self.amount)
-        else:
-            start = length + max(self.index, -length)
-            amount = min(length - start, self.amount)
+        start, amount = _cut(length, self.index, self.amount)
 
         def cut(t):
             size = t.shape[axis]
             return t.narrow(axis, start * size // length, max(1, amount * size // length)).clone()
 
         return _with_mask(self.samples, x.narrow(axis, start, amount).clone(), cut)
+
+
+def _cut(length: int, index: int, amount: int) -> tuple[int, int]:
+    """LatentCut's start and amount along an axis of `length`, clamped as ComfyUI clamps them."""
+    start = min(index, length - 1) if index >= 0 else length + max(index, -length)
+    return start, min(length - start, amount)
 
 
 class LatentNormInterpolate(Node):

@@ -335,3 +335,15 @@ def test_porter_duff_refuses_a_mask_for_an_image(builtin_registry):
     mask = torch.zeros(1, 2, 2)
     assert "IMAGE" in refused(builtin_registry, "PorterDuffImageComposite", "source", source=mask, source_alpha=mask,
                               destination=torch.rand(1, 2, 2, 3), destination_alpha=mask)
+
+
+def test_size_estimates_are_the_sizes_given(builtin_registry):
+    from graphflow.resource_limits import Size
+    image = torch.rand(3, 20, 30, 3)
+    for node_type, widgets in (("ImageFromBatch", {"batch_index": 2, "length": 4}),
+                               ("RepeatImageBatch", {"amount": 3}),
+                               ("ResizeAndPadImage", {"target_width": 64, "target_height": 48}),
+                               ("ImageScaleToMaxDimension", {"largest_size": 45})):
+        shape = call(builtin_registry, node_type, image=image, **widgets).shape
+        estimate = builtin_registry.get(node_type).estimate(widgets, {"image": Size(3, 20, 30)}).size
+        assert estimate == Size(*shape[:3]), (node_type, widgets)

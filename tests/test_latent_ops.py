@@ -106,3 +106,20 @@ def test_norm_interpolate_mixes_directions_and_lengths(builtin_registry):
 
 def test_latent_input_that_is_not_a_latent_is_refused(builtin_registry):
     assert "LATENT" in refused(builtin_registry, "LatentFlip", "samples", samples={"samples": torch.zeros(4, 4)})
+
+
+def test_size_estimates_follow_the_crop_cut_and_turn(builtin_registry):
+    from graphflow.resource_limits import Size
+    latent = Size(2, 96, 128)  # a 12 x 16 latent
+
+    def estimate(node_type, **widgets):
+        return builtin_registry.get(node_type).estimate(widgets, {"samples": latent}).size
+
+    # The sizes the nodes really give, in decoded pixels.
+    x = {"samples": torch.zeros(2, 4, 12, 16)}
+    for node_type, widgets in (("LatentCut", {"dim": "x", "index": -3, "amount": 5}),
+                               ("LatentCut", {"dim": "y", "index": 50, "amount": 4}),
+                               ("LatentCrop", {"width": 512, "height": 64, "x": 800, "y": 16}),
+                               ("LatentRotate", {"rotation": "270 degrees"})):
+        shape = call(builtin_registry, node_type, samples=x, **widgets)["samples"].shape
+        assert estimate(node_type, **widgets) == Size(2, 8 * shape[2], 8 * shape[3]), (node_type, widgets)
