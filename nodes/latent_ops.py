@@ -62,7 +62,7 @@ class LatentCrop(Node):
 
 
 def _corner(x: int, y: int, w: int, h: int) -> tuple[int, int]:
-    """ComfyUI's crop corner in latent pixels: at most 8 from the right and bottom edges."""
+    """ComfyUI's crop corner in latent pixels, moved in to leave at least 8 right of and below it."""
     return max(0, min(x // 8, w - 8)), max(0, min(y // 8, h - 8))
 
 
