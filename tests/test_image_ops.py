@@ -1,6 +1,8 @@
 """ComfyUI's image postprocessing, batch/transform and mask compositing nodes (nodes/image_ops.py,
 the end of nodes/mask.py), against closed forms, Pillow, torchvision and kornia."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -281,8 +283,9 @@ def _ui_graph(nodes: dict, links: list) -> dict:
 
 
 def test_comfyui_editor_graph_with_these_classes_reads_by_widget_order_and_runs(builtin_registry):
-    from graphflow.comfy_format import import_ui
+    from graphflow.comfy_format import export_api, export_ui, import_ui
     from graphflow.executor import Executor
+    from graphflow.workflow import parse_workflow
     ui = _ui_graph({
         1: ("EmptyImage", [16, 12, 2, 0x336699], []),
         2: ("ImageAddNoise", [7, "fixed", 0.2], []),  # seed, control_after_generate, strength
@@ -311,6 +314,12 @@ def test_comfyui_editor_graph_with_these_classes_reads_by_widget_order_and_runs(
     assert result.values["6"][0].shape == (2, 28, 16, 3) and torch.equal(result.values["6"][0], expected)
     # 12 x 16 latent turned to 16 x 12; rows 11 .. 13 of it.
     assert result.values["9"][0]["samples"].shape == (2, 4, 3, 12)
+    # Written back in either ComfyUI format and read again: the same classes, values and links.
+    for written in (export_ui(workflow, builtin_registry), export_api(workflow, builtin_registry)):
+        again = parse_workflow(json.loads(json.dumps(written)), builtin_registry)
+        for node_id, node in workflow.nodes.items():
+            assert again.nodes[node_id].type == node.type
+            assert again.nodes[node_id].inputs == node.inputs, node.type
 
 
 def test_rgb_to_yuv_and_back_as_kornia_defines_them(builtin_registry):
