@@ -124,15 +124,20 @@ class PreviewImage(Node):
     comfy = ComfyAlias(("PreviewImage",))
 
     def run(self):
-        from graphflow.images import image_to_pil
-        folders.temp.mkdir(parents=True, exist_ok=True)
-        stem = f"preview_{uuid.uuid4().hex[:12]}"
-        shown = []
-        for i, image in enumerate(self.images):
-            name = f"{stem}_{i:05d}.png"
-            image_to_pil(image).save(folders.temp / name, compress_level=1)
-            shown.append({"filename": name, "subfolder": "", "type": "temp"})
-        show(images=shown)
+        preview(self.images)
+
+
+def preview(images) -> None:
+    """Show an IMAGE batch in the editor from PNGs in the temp folder."""
+    from graphflow.images import image_to_pil
+    folders.temp.mkdir(parents=True, exist_ok=True)
+    stem = f"preview_{uuid.uuid4().hex[:12]}"
+    shown = []
+    for i, image in enumerate(images):
+        name = f"{stem}_{i:05d}.png"
+        image_to_pil(image).save(folders.temp / name, compress_level=1)
+        shown.append({"filename": name, "subfolder": "", "type": "temp"})
+    show(images=shown)
 
 
 class SaveImageWebsocket(Node):

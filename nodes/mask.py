@@ -251,3 +251,123 @@ class LoadImageMask(Node):
         values = np.asarray(picture.convert("RGBA"), dtype=np.float32)[..., band] / 255.0
         mask = torch.from_numpy(values.copy())
         return (1.0 - mask if self.channel == "alpha" else mask)[None]
+
+
+class ImageColorToMask(Node):
+    """1 where a pixel is exactly `color` (a 0xRRGGBB number, compared in 8 bits per channel), 0
+    elsewhere."""
+    category = "mask"
+    image: IMAGE
+    color: int = Int(0, min=0, max=0xFFFFFF, display="color")
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("ImageColorToMask",))
+
+    def run(self):
+        image = self.image
+        if image.ndim != 4 or image.shape[-1] < 3:
+            raise NodeInputError("image", "expected an RGB IMAGE [B, H, W, 3]")
+        rgb = (image[..., :3].clamp(0, 1) * 255).round().long()
+        packed = (rgb[..., 0] << 16) + (rgb[..., 1] << 8) + rgb[..., 2]
+        return (packed == self.color).float()
+
+
+class MaskPreview(Node):
+    """Show masks in the editor as grey images (white = 1), without keeping them."""
+    category = "mask"
+    output_node = True
+    mask: MASK
+    comfy = ComfyAlias(("MaskPreview",))
+
+    def run(self):
+        from nodes.image import preview
+        mask = self.mask
+        preview(mask.reshape(-1, *mask.shape[-2:])[..., None].expand(-1, -1, -1, 3))
+
+
+# Porter and Duff's operators on premultiplied colours: (source colour, source alpha, destination
+# colour, destination alpha) -> (colour, alpha). DARKEN, LIGHTEN and OVERLAY are ComfyUI's forms.
+PORTER_DUFF = {
+    "ADD": lambda s, sa, d, da: ((s + d).clamp(0, 1), (sa + da).clamp(0, 1)),
+    "CLEAR": lambda s, sa, d, da: (d * 0, da * 0),
+    "DARKEN": lambda s, sa, d, da: ((1 - da) * s + (1 - sa) * d + s.minimum(d), sa + da - sa * da),
+    "DST": lambda s, sa, d, da: (d, da),
+    "DST_ATOP": lambda s, sa, d, da: (sa * d + (1 - da) * s, sa),
+    "DST_IN": lambda s, sa, d, da: (d * sa, sa * da),
+    "DST_OUT": lambda s, sa, d, da: ((1 - sa) * d, (1 - sa) * da),
+    "DST_OVER": lambda s, sa, d, da: (d + (1 - da) * s, da + (1 - da) * sa),
+    "LIGHTEN": lambda s, sa, d, da: ((1 - da) * s + (1 - sa) * d + s.maximum(d), sa + da - sa * da),
+    "MULTIPLY": lambda s, sa, d, da: (s * d, sa * da),
+    "OVERLAY": lambda s, sa, d, da: ((2 * d < da) * (2 * s * d) + (2 * d >= da) * (sa * da - 2 * (da - s) * (sa - d)),
+                                     sa + da - sa * da),
+    "SCREEN": lambda s, sa, d, da: (s + d - s * d, sa + da - sa * da),
+    "SRC": lambda s, sa, d, da: (s, sa),
+    "SRC_ATOP": lambda s, sa, d, da: (da * s + (1 - sa) * d, da),
+    "SRC_IN": lambda s, sa, d, da: (s * da, sa * da),
+    "SRC_OUT": lambda s, sa, d, da: ((1 - da) * s, (1 - da) * sa),
+    "SRC_OVER": lambda s, sa, d, da: (s + (1 - sa) * d, sa + (1 - sa) * da),
+    "XOR": lambda s, sa, d, da: ((1 - da) * s + (1 - sa) * d, (1 - da) * sa + (1 - sa) * da),
+}
+
+
+class PorterDuffImageComposite(Node):
+    """Composite source over destination with a Porter-Duff operator (SRC_OVER is the usual
+    "source on top"), each image with its alpha given as a MASK (mask 1 = transparent, as LoadImage
+    gives it); outputs the image and its mask. Colours are premultiplied for the operator and
+    divided back after (0 where the result is transparent). The destination's mask and the source
+    are resized (bicubic, centre-cropped) to the destination; a batch of one goes with every image."""
+    category = "mask/compositing"
+    source: IMAGE
+    source_alpha: MASK
+    destination: IMAGE
+    destination_alpha: MASK
+    mode: str = Choice(list(PORTER_DUFF), "DST")
+    outputs = {"image": IMAGE, "mask": MASK}
+    comfy = ComfyAlias(("PorterDuffImageComposite",))
+
+    def run(self):
+        import torch
+        from graphflow.images import center_crop_to_aspect, resize_nchw
+        inputs = {"source": self.source, "source_alpha": self.source_alpha,
+                  "destination": self.destination, "destination_alpha": self.destination_alpha}
+        batch = max(t.shape[0] for t in inputs.values())
+        for name, t in inputs.items():
+            image = name in ("source", "destination")
+            if t.ndim != (4 if image else 3):
+                raise NodeInputError(name, "expected an IMAGE [B, H, W, C]" if image else "expected a MASK [B, H, W]")
+            if t.shape[0] not in (1, batch):
+                raise NodeInputError(name, f"a batch of {t.shape[0]}; another input has {batch} (give 1 or {batch})")
+        if self.source.shape[-1] != self.destination.shape[-1]:
+            raise NodeInputError("source", f"{self.source.shape[-1]} channels; destination has "
+                                           f"{self.destination.shape[-1]}")
+        dest = self.destination.movedim(-1, 1).float()
+        h, w = dest.shape[2:]
+
+        def fit(x):  # NCHW to the destination's size
+            if x.shape[2:] == (h, w):
+                return x
+            return resize_nchw(center_crop_to_aspect(x, w, h), w, h, "bicubic")
+
+        src = fit(self.source.movedim(-1, 1).float())
+        src_alpha = 1 - fit(self.source_alpha[:, None].float())
+        dest_alpha = 1 - fit(self.destination_alpha[:, None].float())
+        image, alpha = PORTER_DUFF[self.mode](src * src_alpha, src_alpha, dest * dest_alpha, dest_alpha)
+        image, alpha = image.expand(batch, -1, -1, -1), alpha.expand(batch, -1, -1, -1)
+        image = torch.where(alpha > 1e-5, image / alpha, torch.zeros_like(image)).clamp(0, 1)
+        return image.movedim(1, -1).to(self.destination.dtype), (1 - alpha[:, 0]).clone()
+
+
+class SplitImageWithAlpha(Node):
+    """Split RGBA images into RGB and a mask of 1 - alpha (1 = transparent, as LoadImage gives
+    it); an image without alpha gives an empty mask."""
+    category = "mask/compositing"
+    image: IMAGE
+    outputs = {"image": IMAGE, "mask": MASK}
+    comfy = ComfyAlias(("SplitImageWithAlpha",))
+
+    def run(self):
+        import torch
+        image = self.image
+        if image.ndim != 4:
+            raise NodeInputError("image", "expected an IMAGE [B, H, W, C]")
+        alpha = image[..., 3] if image.shape[-1] > 3 else torch.ones_like(image[..., 0])
+        return image[..., :3].clone(), 1.0 - alpha
