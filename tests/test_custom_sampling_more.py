@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from graphflow.context import NodeInputError
-from graphflow.sampling import SAMPLERS, SCHEDULERS, compute_sigmas
+from graphflow.sampling import SAMPLERS, SCHEDULERS, compute_sigmas, prepare_conds
 from graphflow.sampling import samplers as sp
 from graphflow.sampling import schedules as sch
 from graphflow.sampling.noise import NoiseSource
@@ -396,3 +396,103 @@ def test_add_noise_then_sampling_without_noise_is_sampling_with_it():
     noised = run_node(cs.AddNoise, model=model, noise=NoiseSource(4), sigmas=sigmas, latent_image=latent)
     split, _ = sample_custom(guider, NoiseSource(0, enabled=False), sampler, sigmas, noised)
     torch.testing.assert_close(split["samples"], direct["samples"], rtol=1e-5, atol=1e-5)
+
+
+# ---- guidance patches ----------------------------------------------------------------------------
+
+def guided_once(model, cfg=4.0, x=None, sigma=3.0):
+    """One guided x0 prediction of a model, with the cond / uncond predictions it combined."""
+    from graphflow.sampling.guidance import CFGGuider as CFGGuidance
+    from graphflow.sampling.model_sampling import ModelDenoiser
+    seen = {}
+
+    def record(args):
+        seen.update(cond=args["cond_denoised"], uncond=args["uncond_denoised"])
+        return args["denoised"]
+    x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(5)) if x is None else x
+    guider = CFGGuidance(model, prompt(0.3, batch=1), prompt(-0.2, batch=1), cfg)
+    def prepare(conditioning, negative=False):
+        return prepare_conds(conditioning, model, x.shape, torch.device("cpu"), negative=negative)
+    denoiser = guider.denoiser(ModelDenoiser(model, SD), prepare)
+    out = denoiser(x, torch.full((2,), sigma), post_cfg=record)
+    return out, seen["cond"], seen["uncond"], x
+
+
+def structured_eps(x_in, t, context, y):
+    """A prediction whose conditional and unconditional parts point different ways per pixel."""
+    c = context.float().mean(dim=(1, 2)).reshape(-1, 1, 1, 1)
+    ramp = torch.linspace(-1, 1, x_in.shape[-1]).reshape(1, 1, 1, -1)
+    return (0.3 * x_in + c * ramp + c * c).to(x_in.dtype)
+
+
+def test_apg_without_its_limits_is_cfg_plus_one_and_eta_zero_drops_the_parallel_part():
+    from nodes.guidance_patches import AdaptiveProjectedGuidance
+    from graphflow.sampling.cfg_patches import project
+    model = FakeModel(structured_eps)
+    plain, cond, uncond, x = guided_once(model)
+    torch.testing.assert_close(plain, uncond + (cond - uncond) * 4.0)
+    # ComfyUI's APG at eta 1 without threshold or momentum: D_cond + cfg g, i.e. plain CFG at cfg + 1
+    off = run_node(AdaptiveProjectedGuidance, model=model, eta=1.0, norm_threshold=0.0, momentum=0.0)
+    torch.testing.assert_close(guided_once(off)[0], uncond + (cond - uncond) * 5.0, rtol=1e-5, atol=1e-5)
+    assert getattr(model, "post_cfg_functions", ()) == ()  # the input model is not patched
+    # eta 0: D = D_cond + cfg * (g - (g . u) u) with u = D_cond / |D_cond| per image
+    no_parallel = run_node(AdaptiveProjectedGuidance, model=model, eta=0.0, norm_threshold=0.0, momentum=0.0)
+    g = cond - uncond
+    u = cond / cond.flatten(1).norm(dim=1).reshape(-1, 1, 1, 1)
+    expected = cond + 4.0 * (g - (g * u).sum(dim=(1, 2, 3), keepdim=True) * u)
+    torch.testing.assert_close(guided_once(no_parallel)[0], expected, rtol=1e-4, atol=1e-5)
+    parallel, orthogonal = project(g, cond)
+    torch.testing.assert_close((orthogonal * cond).sum(dim=(1, 2, 3)), torch.zeros(2), atol=1e-4, rtol=0)
+    torch.testing.assert_close(parallel + orthogonal, g)
+
+
+def test_apg_norm_threshold_caps_the_guidance():
+    from nodes.guidance_patches import AdaptiveProjectedGuidance
+    model = FakeModel(structured_eps)
+    plain, cond, uncond, x = guided_once(model)
+    g = cond - uncond
+    norms = g.flatten(1).norm(dim=1)
+    threshold = float(norms.min()) / 2  # below both images' guidance norms
+    capped = run_node(AdaptiveProjectedGuidance, model=model, eta=1.0, norm_threshold=threshold, momentum=0.0)
+    out = guided_once(capped)[0]
+    expected = cond + 4.0 * g * (threshold / norms).reshape(-1, 1, 1, 1)
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+    loose = run_node(AdaptiveProjectedGuidance, model=model, eta=1.0, norm_threshold=float(norms.max()) * 2, momentum=0.0)
+    torch.testing.assert_close(guided_once(loose)[0], cond + 4.0 * g, rtol=1e-5, atol=1e-5)
+
+
+def test_apg_momentum_sums_guidance_over_steps_and_restarts_with_a_new_run():
+    from nodes.guidance_patches import AdaptiveProjectedGuidance
+    model = FakeModel(structured_eps)
+    patched = run_node(AdaptiveProjectedGuidance, model=model, eta=1.0, norm_threshold=0.0, momentum=0.5)
+    x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+    first, cond1, uncond1, _ = guided_once(patched, x=x, sigma=3.0)
+    torch.testing.assert_close(first, cond1 + 4.0 * (cond1 - uncond1), rtol=1e-5, atol=1e-5)
+    second, cond2, uncond2, _ = guided_once(patched, x=x * 0.5, sigma=2.0)
+    running = 0.5 * (cond1 - uncond1) + (cond2 - uncond2)
+    torch.testing.assert_close(second, cond2 + 4.0 * running, rtol=1e-5, atol=1e-5)
+    again, cond3, uncond3, _ = guided_once(patched, x=x, sigma=3.0)  # sigma went up: a new run
+    torch.testing.assert_close(again, first, rtol=1e-5, atol=1e-5)
+
+
+def test_apg_does_nothing_at_cfg_one():
+    from nodes.guidance_patches import AdaptiveProjectedGuidance
+    model = FakeModel(structured_eps)
+    patched = run_node(AdaptiveProjectedGuidance, model=model, eta=0.0, norm_threshold=1.0, momentum=0.0)
+    latent = {"samples": torch.zeros(1, 4, 8, 8)}
+    sigmas = compute_sigmas(SD, "karras", 3)
+
+    def sample(m):
+        guider = run_node(cs.CFGGuider, model=m, positive=prompt(0.1), negative=prompt(-0.1), cfg=1.0)
+        return sample_custom(guider, NoiseSource(1), SamplerChoice("euler"), sigmas, latent)[0]["samples"]
+    assert torch.equal(sample(patched), sample(model))
+
+
+def test_epsilon_scaling_divides_the_noise_estimate():
+    from nodes.guidance_patches import EpsilonScaling
+    model = FakeModel(structured_eps)
+    plain, _, _, x = guided_once(model)
+    scaled = run_node(EpsilonScaling, model=model, scaling_factor=1.25)
+    out = guided_once(scaled)[0]
+    torch.testing.assert_close(x - out, (x - plain) / 1.25, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(guided_once(run_node(EpsilonScaling, model=model, scaling_factor=1.0))[0], plain)

@@ -120,6 +120,12 @@ def test_sampler_node_options_have_no_sync(on_meta, name, options):
     assert run(MetaModel(ScaleNet(), "sd1"), name, sampler_options=options)
 
 
+def test_guidance_patches_have_no_sync(on_meta):
+    from graphflow.sampling.cfg_patches import adaptive_projected_guidance, epsilon_scaling
+    model = epsilon_scaling(adaptive_projected_guidance(MetaModel(ScaleNet(), "sd1"), 0.5, 5.0, 0.0), 1.01)
+    assert run(model, "euler")
+
+
 def test_previews_turned_off_cost_no_sync(on_meta):
     set_preview_method("none")
     seen = run(MetaModel(ScaleNet(), "sd1"), "euler", preview_every=1)
