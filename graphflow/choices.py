@@ -29,6 +29,7 @@ LCM_UPSCALE_METHODS = ("bislerp", "nearest-exact", "bilinear", "area", "bicubic"
 AYS_MODEL_TYPES = ("SD1", "SDXL", "SVD")  # Align Your Steps' published schedules
 OPTIMAL_STEPS_MODEL_TYPES = ("FLUX", "Wan", "Chroma")
 SIGMA_SPACINGS = ("linear", "cosine", "sine")  # ExtendIntermediateSigmas
+DEEP_SHRINK_RESIZE_METHODS = ("bicubic", "nearest-exact", "bilinear", "area", "bislerp")  # PatchModelAddDownscale
 NOISE_MODES = ("comfy", "per_image")  # how a batch's initial noise is drawn (graphflow.sampling.noise)
 
 # FLUX's resolution-dependent shift and its default guidance (graphflow.sampling.flow_sampling).
