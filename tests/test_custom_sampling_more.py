@@ -496,3 +496,16 @@ def test_epsilon_scaling_divides_the_noise_estimate():
     out = guided_once(scaled)[0]
     torch.testing.assert_close(x - out, (x - plain) / 1.25, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(guided_once(run_node(EpsilonScaling, model=model, scaling_factor=1.0))[0], plain)
+
+
+def test_add_noise_on_a_flow_model_mixes_latent_and_noise():
+    from graphflow.sampling.flow_sampling import FlowSchedule
+    model = FakeModel(gaussian_eps(0.0, 1.0))
+    model.model_sampling = FlowSchedule(shift=3.0)  # what ModelSamplingSD3 sets
+    fmt = model.latent_format
+    latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))}
+    out = run_node(cs.AddNoise, model=model, noise=NoiseSource(3), sigmas=torch.tensor([0.75, 0.0]),
+                   latent_image=latent)
+    noise = NoiseSource(3).generate(latent["samples"])
+    expected = fmt.process_out(0.75 * noise + 0.25 * fmt.process_in(latent["samples"]))
+    torch.testing.assert_close(out["samples"], expected)
