@@ -509,3 +509,44 @@ def test_add_noise_on_a_flow_model_mixes_latent_and_noise():
     noise = NoiseSource(3).generate(latent["samples"])
     expected = fmt.process_out(0.75 * noise + 0.25 * fmt.process_in(latent["samples"]))
     torch.testing.assert_close(out["samples"], expected)
+
+
+def test_a_comfyui_graph_with_the_new_nodes_runs_on_the_demo_model():
+    """ComfyUI API format through the registry: AddNoise + DisableNoise with an Align Your Steps
+    schedule extended and split, a parameterised sampler, APG, Epsilon Scaling and Deep Shrink."""
+    from graphflow.executor import Executor
+    from graphflow.registry import Registry
+    from graphflow.workflow import parse_workflow
+
+    def link(node, index=0):
+        return [str(node), index]
+    g = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "graphflow-demo.safetensors"}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red circle", "clip": link(1, 1)}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": link(1, 1)}},
+        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "5": {"class_type": "APG", "inputs": {"model": link(1), "eta": 0.5, "norm_threshold": 5.0, "momentum": 0.0}},
+        "6": {"class_type": "Epsilon Scaling", "inputs": {"model": link(5), "scaling_factor": 1.005}},
+        "7": {"class_type": "PatchModelAddDownscale", "inputs": {
+            "model": link(6), "block_number": 1, "downscale_factor": 2.0, "start_percent": 0.0, "end_percent": 0.35,
+            "downscale_after_skip": True, "downscale_method": "bicubic", "upscale_method": "bicubic"}},
+        "10": {"class_type": "AlignYourStepsScheduler", "inputs": {"model_type": "SD1", "steps": 4, "denoise": 1.0}},
+        "11": {"class_type": "ExtendIntermediateSigmas", "inputs": {
+            "sigmas": link(10), "steps": 2, "start_at_sigma": -1.0, "end_at_sigma": 12.0, "spacing": "linear"}},
+        "12": {"class_type": "RandomNoise", "inputs": {"noise_seed": 5}},
+        "13": {"class_type": "AddNoise", "inputs": {"model": link(1), "noise": link(12), "sigmas": link(11),
+                                                     "latent_image": link(4)}},
+        "14": {"class_type": "DisableNoise", "inputs": {}},
+        "15": {"class_type": "CFGGuider", "inputs": {"model": link(7), "positive": link(2), "negative": link(3), "cfg": 5.0}},
+        "16": {"class_type": "SamplerDPMPP_2M_SDE", "inputs": {"solver_type": "heun", "eta": 0.5, "s_noise": 1.0,
+                                                               "noise_device": "cpu"}},
+        "17": {"class_type": "SamplerCustomAdvanced", "inputs": {
+            "noise": link(14), "guider": link(15), "sampler": link(16), "sigmas": link(11), "latent_image": link(13)}},
+    }
+    registry = Registry().load_builtin()
+    result = Executor(registry).run(parse_workflow(g, registry), outputs=["17", "11"])
+    assert result.ok, result.error or result.problems
+    sigmas = result.values["11"][0]
+    assert len(sigmas) == 6 and sigmas[1].item() == pytest.approx((14.6146412293 + float(sigmas[2])) / 2, rel=1e-6)
+    out = result.values["17"][0]["samples"]
+    assert out.shape == (1, 4, 8, 8) and torch.isfinite(out).all() and out.abs().max() > 0.05
