@@ -21,6 +21,15 @@ SCHEDULER_NAMES = (
     "simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal",
     "linear_quadratic", "kl_optimal",
 )
+# The custom-sampling nodes' choices (nodes/custom_sampling.py; graphflow.sampling.samplers / schedules).
+NOISE_DEVICES = ("gpu", "cpu")  # where the SDE samplers' Brownian tree lives
+DPMPP_2M_SDE_SOLVERS = ("midpoint", "heun")
+ER_SDE_SOLVER_TYPES = ("ER-SDE", "Reverse-time SDE", "ODE")
+LCM_UPSCALE_METHODS = ("bislerp", "nearest-exact", "bilinear", "area", "bicubic")
+AYS_MODEL_TYPES = ("SD1", "SDXL", "SVD")  # Align Your Steps' published schedules
+OPTIMAL_STEPS_MODEL_TYPES = ("FLUX", "Wan", "Chroma")
+SIGMA_SPACINGS = ("linear", "cosine", "sine")  # ExtendIntermediateSigmas
+DEEP_SHRINK_RESIZE_METHODS = ("bicubic", "nearest-exact", "bilinear", "area", "bislerp")  # PatchModelAddDownscale
 NOISE_MODES = ("comfy", "per_image")  # how a batch's initial noise is drawn (graphflow.sampling.noise)
 
 # FLUX's resolution-dependent shift and its default guidance (graphflow.sampling.flow_sampling).

@@ -88,8 +88,10 @@ def _slerp(a: torch.Tensor, b: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
 
 def _bislerp_axis(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
     old = x.shape[dim]
-    # Source positions as bilinear resizing (half-pixel centres) picks them, clamped at the edges.
-    pos = ((torch.arange(size, dtype=torch.float64) + 0.5) * old / size - 0.5).clamp(0, old - 1)
+    # Source positions as bilinear resizing (half-pixel centres) picks them, clamped at the edges;
+    # made on x's device (a sampler upscales mid-loop: no host copy), in float64 where it exists.
+    dtype = torch.float32 if x.device.type == "mps" else torch.float64
+    pos = ((torch.arange(size, dtype=dtype, device=x.device) + 0.5) * old / size - 0.5).clamp(0, old - 1)
     i0 = pos.floor().long()
     i1 = (i0 + 1).clamp(max=old - 1)
     shape = [1] * x.ndim

@@ -87,7 +87,8 @@ def run(model, name, steps=3, preview_every=0, **kwargs):
                                      torch.zeros(1, model.latent_format.channels, 8, 8), positive, negative,
                                      7.0, name, 0, callback=seen.append, preview_every=preview_every, **kwargs)
     x = done.value.args[0]
-    assert x.device == META and x.shape == (1, model.latent_format.channels, 8, 8)
+    size = 8 * kwargs.get("sampler_options", {}).get("total_upscale", 1)  # lcm_upscale grows the latent
+    assert x.device == META and x.shape == (1, model.latent_format.channels, size, size)
     return seen
 
 
@@ -100,6 +101,29 @@ LOOP_SAMPLERS = [n for n in SAMPLERS if n != "dpm_adaptive" and not n.endswith("
 @pytest.mark.parametrize("name", LOOP_SAMPLERS)
 def test_sampling_loop_has_no_sync(on_meta, name):
     assert run(MetaModel(ScaleNet(), "sd1"), name)
+
+
+# The sampler nodes' options (nodes/custom_sampling.py) that take other paths through the loop.
+NODE_OPTIONS = [
+    ("euler_ancestral", {"eta": 0.5, "s_noise": 0.8}),
+    ("sa_solver", {"simple_order_2": True, "predictor_order": 2, "corrector_order": 2}),
+    ("er_sde", "Reverse-time SDE"),
+    ("lcm_upscale", {"total_upscale": 1.5, "upscale_method": "bislerp"}),
+    ("lcm_upscale", {"total_upscale": 1.5, "upscale_method": "bicubic", "upscale_steps": 1}),
+]
+
+
+@pytest.mark.parametrize("name, options", NODE_OPTIONS)
+def test_sampler_node_options_have_no_sync(on_meta, name, options):
+    if options == "Reverse-time SDE":
+        options = samplers.er_sde_options("Reverse-time SDE", 0.5)
+    assert run(MetaModel(ScaleNet(), "sd1"), name, sampler_options=options)
+
+
+def test_guidance_patches_have_no_sync(on_meta):
+    from graphflow.sampling.cfg_patches import adaptive_projected_guidance, epsilon_scaling
+    model = epsilon_scaling(adaptive_projected_guidance(MetaModel(ScaleNet(), "sd1"), 0.5, 5.0, 0.0), 1.01)
+    assert run(model, "euler")
 
 
 def test_previews_turned_off_cost_no_sync(on_meta):

@@ -275,10 +275,18 @@ class UNet(nn.Module):
         h = x.to(device, dtype)
         control = control or {}
         skips = []
+        # Deep Shrink (graphflow.models.deep_shrink): patch(h, block index, timesteps) -> h, set on a
+        # shallow copy, before or after the block's output is kept as a skip connection
+        input_patches = getattr(self, "input_block_patches", ())
+        after_skip_patches = getattr(self, "input_block_patches_after_skip", ())
         for k, block in enumerate(self.input_blocks):
             h = block(h, emb, context)
             h = _add_control(h, control.get("input"), k)
+            for patch in input_patches:
+                h = patch(h, k, timesteps)
             skips.append(h)
+            for patch in after_skip_patches:
+                h = patch(h, k, timesteps)
         h = self.middle_block(h, emb, context)
         for k in range(len(control.get("middle") or ())):
             h = _add_control(h, control["middle"], k)

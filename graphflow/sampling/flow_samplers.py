@@ -17,9 +17,11 @@ import torch
 
 from .flow_sampling import is_flow
 from .noise import brownian_noise_sampler, gaussian_noise_sampler
-from .samplers import SAMPLERS, _on_device_brownian, _step_info, get_ancestral_step, to_d
+from .samplers import NODE_SAMPLERS, SAMPLERS, _on_device_brownian, _step_info, get_ancestral_step, to_d
 
-NOT_FOR_FLOW = {"ddpm": "DDPM's posterior step assumes a variance-preserving (eps/v) model"}
+NOT_FOR_FLOW = {"ddpm": "DDPM's posterior step assumes a variance-preserving (eps/v) model",
+                "lcm_upscale": "its re-noise x0 + sigma * eps is that of eps/v models (ComfyUI applies it to "
+                               "flow models unchanged; graphflow refuses)"}
 
 
 def _lambda(sigma):
@@ -267,13 +269,14 @@ def sampler_for(name: str, schedule=None):
     """The sampler function for a sampler name and a model's sampling (DiscreteSchedule or
     FlowSchedule): the flow variant where one exists. Raises KeyError for unknown names and
     ValueError for samplers that are not defined for flow models."""
-    if name not in SAMPLERS:
+    base = SAMPLERS.get(name, NODE_SAMPLERS.get(name))
+    if base is None:
         raise KeyError(name)
     if not is_flow(schedule):
-        return SAMPLERS[name]
+        return base
     if name in NOT_FOR_FLOW:
         raise ValueError(f"sampler {name!r} does not work with flow models: {NOT_FOR_FLOW[name]}")
-    fn = FLOW_SAMPLERS.get(name, SAMPLERS[name])
+    fn = FLOW_SAMPLERS.get(name, base)
     if "sigma_start" in inspect.signature(fn).parameters and hasattr(schedule, "percent_to_sigma"):
         fn = functools.partial(fn, sigma_start=schedule.percent_to_sigma(1e-4))
     return fn

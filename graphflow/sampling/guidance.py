@@ -339,8 +339,8 @@ class CFGDenoiser:
     After the combination come, in order, the model's own post-CFG functions (model patches such
     as PerturbedAttentionGuidance: `post_cfg_functions` on the MODEL) and the post_cfg hook a
     sampler passes (the CFG++ samplers record the unconditional prediction with it). Each gets
-    {"denoised", "cond_denoised", "uncond_denoised", "x", "sigma", "cond", "model",
-    "predict"} and returns the new denoised; predict(conds, x, sigma) runs the model on a list of
+    {"denoised", "cond_denoised", "uncond_denoised", "x", "sigma", "cond", "cond_scale" (the cfg),
+    "model", "predict"} and returns the new denoised; predict(conds, x, sigma) runs the model on a list of
     Cond ("cond" / "uncond": the two sides' lists). With a sampler hook, or a model function
     marked `needs_uncond`, the negative side is evaluated even at cfg 1 (ComfyUI's
     disable_cfg1_optimization); otherwise at cfg 1 the negative is skipped and its prediction is
@@ -368,16 +368,16 @@ class CFGDenoiser:
             denoised = rescaled_cfg(x, sigma, cond, uncond, self.cfg, self.rescale)
         else:
             denoised = cfg_combine(cond, uncond, self.cfg)
-        return _post_cfg(self, post_cfg, denoised, cond, uncond, self.positive, self.negative, x, sigma)
+        return _post_cfg(self, post_cfg, denoised, cond, uncond, self.positive, self.negative, x, sigma, self.cfg)
 
 
-def _post_cfg(denoiser, post_cfg, denoised, cond, uncond, cond_list, uncond_list, x, sigma):
+def _post_cfg(denoiser, post_cfg, denoised, cond, uncond, cond_list, uncond_list, x, sigma, cfg):
     functions = denoiser.post_cfg_functions + ((post_cfg,) if post_cfg is not None else ())
     if not functions:
         return denoised
     model_denoiser = denoiser.model_denoiser
     args = {"cond_denoised": cond, "uncond_denoised": uncond, "x": x, "sigma": sigma, "cond": cond_list,
-            "uncond": uncond_list,
+            "uncond": uncond_list, "cond_scale": cfg,
             "model": getattr(model_denoiser, "model", None),
             "predict": lambda conds, x_, sigma_: predict_sides(model_denoiser, [conds], x_, sigma_)[0]}
     for fn in functions:
@@ -411,10 +411,11 @@ class DualCFGDenoiser:
                 cond2 = None
         neg, c2, c1 = predict_sides(self.model_denoiser, [negative, cond2, self.cond1], x, sigma)
         if self.nested:
-            text = _post_cfg(self, post_cfg, cfg_combine(c1, c2, self.cfg_conds), c1, c2, self.cond1, self.cond2, x, sigma)
+            text = _post_cfg(self, post_cfg, cfg_combine(c1, c2, self.cfg_conds), c1, c2, self.cond1, self.cond2, x, sigma,
+                             self.cfg_conds)
             return neg + self.cfg_cond2_negative * (text - neg)
         return _post_cfg(self, post_cfg, cfg_combine(c2, neg, self.cfg_cond2_negative), c2, neg, self.cond2,
-                         self.negative, x, sigma) \
+                         self.negative, x, sigma, self.cfg_cond2_negative) \
             + (c1 - c2) * self.cfg_conds
 
 

@@ -43,8 +43,8 @@ from .guidance import CFGGuider, prepare_conds, repeat_to_batch
 from .model_sampling import DiscreteSchedule, ModelDenoiser
 from .noise import NoiseSource, initial_noise, inpaint_noise
 from .preview import make_preview
-from .samplers import (DISCARD_PENULTIMATE_SIGMA, FLOW_SWITCH_SAMPLERS, RANDOM_INPAINT_NOISE, SAMPLERS, SCHEDULE_SAMPLERS,
-                       STOCHASTIC_SAMPLERS, SamplerChoice)
+from .samplers import (ALL_SAMPLERS, DISCARD_PENULTIMATE_SIGMA, FLOW_SWITCH_SAMPLERS, RANDOM_INPAINT_NOISE, SAMPLERS,
+                       SCHEDULE_SAMPLERS, SEEDED_SAMPLERS, SamplerChoice)
 from .schedules import SCHEDULERS, compute_sigmas
 
 
@@ -130,8 +130,8 @@ def sample_custom(guider, noise: NoiseSource, sampler: SamplerChoice, sigmas: to
         raise NodeInputError("guider", f"expected a GUIDER (from CFGGuider, BasicGuider, ...), got {type(guider).__name__}")
     if not isinstance(noise, NoiseSource):
         raise NodeInputError("noise", f"expected a NOISE (from RandomNoise or DisableNoise), got {type(noise).__name__}")
-    if not isinstance(sampler, SamplerChoice) or sampler.name not in SAMPLERS:
-        raise NodeInputError("sampler", f"expected a SAMPLER (from KSamplerSelect), got {sampler!r}")
+    if not isinstance(sampler, SamplerChoice) or sampler.name not in ALL_SAMPLERS:
+        raise NodeInputError("sampler", f"expected a SAMPLER (from KSamplerSelect or a Sampler* node), got {sampler!r}")
     if not torch.is_tensor(sigmas) or sigmas.ndim != 1:
         raise NodeInputError("sigmas", "expected SIGMAS: a 1-D tensor of decreasing noise levels, got "
                                        f"{tuple(sigmas.shape) if torch.is_tensor(sigmas) else type(sigmas).__name__}")
@@ -272,7 +272,7 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
             options["schedule"] = schedule
         if sampler_name in FLOW_SWITCH_SAMPLERS and getattr(schedule, "prediction", None) == "flow":
             options["flow"] = True  # flow-matching models (SD3, FLUX) sample with their lambda and alpha
-        if sampler_name in STOCHASTIC_SAMPLERS:
+        if sampler_name in SEEDED_SAMPLERS:
             if noise_mode == "per_image":
                 indices = list(range(shape[0])) if batch_index is None else list(batch_index)
                 options["seed"] = [(seed + int(i)) % 2 ** 64 for i in indices]

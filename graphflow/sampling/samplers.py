@@ -444,6 +444,44 @@ def sample_lcm(denoiser, x, sigmas, extra_args=None, callback=None, disable=None
 
 
 @torch.no_grad()
+def sample_lcm_upscale(denoiser, x, sigmas, extra_args=None, callback=None, disable=None, total_upscale=2.0,
+                       upscale_method="bislerp", upscale_steps=None, seed=None):
+    """LCM sampling that grows the latent as it goes (ComfyUI's SamplerLCMUpscale): after each of the
+    first upscale_steps steps the denoised latent is resized, the scale rising linearly from 1 to
+    total_upscale (upscale_steps None: half the steps + 1), then re-noised to the next sigma.
+    The fresh noise is drawn with the seed at each step's size (on x's device, as LCM's)."""
+    from graphflow.images import bislerp, resize_nchw
+
+    extra_args = extra_args or {}
+    if upscale_steps is None:
+        upscale_steps = max(len(sigmas) // 2 + 1, 2)
+    else:
+        upscale_steps = min(upscale_steps + 1, len(sigmas) + 1)
+    upscales = np.linspace(1.0, total_upscale, upscale_steps)[1:]
+    height, width = x.shape[-2:]
+    for i in range(len(sigmas) - 1):
+        s_in = x.new_ones([x.shape[0]])
+        denoised = denoiser(x, sigmas[i] * s_in, **extra_args)
+        if callback is not None:
+            callback(_step_info(i, x, sigmas[i], denoised))
+        x = denoised
+        if i < len(upscales):
+            size = round(width * upscales[i]), round(height * upscales[i])
+            x = bislerp(x, *size) if upscale_method == "bislerp" else resize_nchw(x, *size, upscale_method)
+        if sigmas[i + 1] > 0:
+            x = x + sigmas[i + 1] * gaussian_noise_sampler(x, None if seed is None else _step_seed(seed, i))(
+                sigmas[i], sigmas[i + 1])
+    return x
+
+
+def _step_seed(seed, i: int):
+    """A seed (or per-image seeds) for step i's fresh draw, for noise whose shape changes per step."""
+    if isinstance(seed, int):
+        return (seed + i + 1) % 2 ** 64
+    return [(s + i + 1) % 2 ** 64 for s in seed]
+
+
+@torch.no_grad()
 def sample_ipndm(denoiser, x, sigmas, extra_args=None, callback=None, disable=None, max_order=4):
     """Improved PNDM (Zhang & Chen 2023, "DEIS", sec. 4 / Liu et al. 2022 "PNDM"): fixed-weight
     Adams-Bashforth on the slopes, warming up from Euler; the step into sigma = 0 takes the
@@ -823,12 +861,15 @@ def sample_dpm_fast(denoiser, x, sigmas, extra_args=None, callback=None, disable
 
 @torch.no_grad()
 def sample_dpm_adaptive(denoiser, x, sigmas, extra_args=None, callback=None, disable=None, order=3, rtol=0.05,
-                        atol=0.0078, h_init=0.05, pcoeff=0.0, icoeff=1.0, dcoeff=0.0, accept_safety=0.81):
+                        atol=0.0078, h_init=0.05, pcoeff=0.0, icoeff=1.0, dcoeff=0.0, accept_safety=0.81,
+                        eta=0.0, s_noise=1.0, noise_sampler=None, seed=None):
     """DPM-Solver-12 / 23 with adaptive step size (Lu et al. 2022, sec. 3.4 / k-diffusion): a lower-
     and a higher-order step sharing evaluations estimate the local error, and a PID controller on
     it picks the next step in lambda. Runs from sigmas[0] to the last nonzero sigma, ignoring the
     rest of the schedule; the callback comes once per attempted step, its i the share of the
-    lambda range done, in schedule steps."""
+    lambda range done, in schedule steps. eta > 0 (SamplerDPMAdaptative): each step goes down to
+    the ancestral sigma_down and an accepted one adds fresh noise back up (k-diffusion), and the
+    controller assumes order 1.5."""
     if len(sigmas) <= 1:
         return x
     if order not in (2, 3):
@@ -837,25 +878,34 @@ def sample_dpm_adaptive(denoiser, x, sigmas, extra_args=None, callback=None, dis
     sigma_min, sigma_max = _sigma_range(sigmas)
     t_start, t_end = _t_fn(sigma_max), _t_fn(sigma_min)
     atol, rtol = torch.tensor(atol), torch.tensor(rtol)
-    controller = _PIDStepSizeController(h_init, pcoeff, icoeff, dcoeff, order, accept_safety)
+    controller = _PIDStepSizeController(h_init, pcoeff, icoeff, dcoeff, 1.5 if eta else order, accept_safety)
     eps = _dpm_solver_eps(denoiser, x, extra_args or {})
+    if eta:
+        noise_sampler = noise_sampler or gaussian_noise_sampler(x, seed)
     s, x_prev = t_start, x
     while s < t_end - 1e-5:
         t = torch.minimum(t_end, s + controller.h)
+        t_step, sigma_up = t, None
+        if eta:
+            sigma_down, _ = get_ancestral_step(_sigma_fn(s), _sigma_fn(t), eta)
+            t_step = torch.minimum(t_end, _t_fn(sigma_down))
+            sigma_up = (_sigma_fn(t) ** 2 - _sigma_fn(t_step) ** 2) ** 0.5
         cache = {}
         eps(cache, "eps", x, s)
         if callback is not None:
             done = int((s - t_start) / (t_end - t_start) * total)
             callback(_step_info(min(done, total - 1), x, _sigma_fn(s), cache["denoised"]))
         if order == 2:
-            x_low = _dpm_solver_step(eps, cache, x, s, t, 1)
-            x_high = _dpm_solver_step(eps, cache, x, s, t, 2)
+            x_low = _dpm_solver_step(eps, cache, x, s, t_step, 1)
+            x_high = _dpm_solver_step(eps, cache, x, s, t_step, 2)
         else:
-            x_low = _dpm_solver_step(eps, cache, x, s, t, 2, r1=1 / 3)
-            x_high = _dpm_solver_step(eps, cache, x, s, t, 3)
+            x_low = _dpm_solver_step(eps, cache, x, s, t_step, 2, r1=1 / 3)
+            x_high = _dpm_solver_step(eps, cache, x, s, t_step, 3)
         delta = torch.maximum(atol, rtol * torch.maximum(x_low.abs(), x_prev.abs()))
         error = torch.linalg.norm((x_low - x_high) / delta) / x.numel() ** 0.5
         if controller.propose_step(error):
+            if sigma_up is not None:
+                x_high = x_high + sigma_up * s_noise * noise_sampler(_sigma_fn(s), _sigma_fn(t))
             x_prev, x, s = x_low, x_high, t
     return x
 
@@ -1116,6 +1166,21 @@ def _er_sde_noise_scaler(x):
     return x * ((x ** 0.3).exp() + 10.0)
 
 
+def er_sde_options(solver_type: str = "ER-SDE", eta: float = 1.0, s_noise: float = 1.0) -> dict:
+    """er_sde's noise_scaler and s_noise for ComfyUI's SamplerER_SDE: the scale function phi of
+    Cui et al. raised to eta, psi(l) = l^(1 - eta) phi(l)^eta, with phi(l) = l (e^{l^0.3} + 10)
+    ("ER-SDE", the paper's choice) or phi(l) = l^2 ("Reverse-time SDE", the plain reverse SDE);
+    "ODE" (or eta = 0) is psi(l) = l with no noise (the probability-flow ODE)."""
+    from graphflow.choices import ER_SDE_SOLVER_TYPES
+    if solver_type not in ER_SDE_SOLVER_TYPES:
+        raise ValueError(f"unknown ER-SDE solver type {solver_type!r}; expected one of {', '.join(ER_SDE_SOLVER_TYPES)}")
+    if solver_type == "ODE" or eta == 0:
+        return {"noise_scaler": lambda x: x, "s_noise": 0.0}
+    if solver_type == "ER-SDE":
+        return {"noise_scaler": lambda x: x * ((x ** 0.3).exp() + 10.0) ** eta, "s_noise": s_noise}
+    return {"noise_scaler": lambda x: x ** (eta + 1), "s_noise": s_noise}
+
+
 @torch.no_grad()
 def sample_er_sde(denoiser, x, sigmas, extra_args=None, callback=None, disable=None, s_noise=1.0,
                   noise_sampler=None, seed=None, noise_scaler=None, max_stage=3, flow=False, schedule=None):
@@ -1289,6 +1354,33 @@ def stochastic_adams_coefficients(lambdas: torch.Tensor, lambda_s: float, lambda
     return torch.linalg.solve(vandermonde, torch.tensor(monomial, dtype=torch.float64))
 
 
+def simple_order_2_coefficients(lambda_prev: float, lambda_s: float, lambda_t: float, tau: float,
+                                corrector: bool) -> torch.Tensor:
+    """SA-Solver's simplified order-2 weights (Xue et al. 2023, appendix D; ComfyUI's
+    simple_order_2), [older, newer], in the form of stochastic_adams_coefficients (without alpha):
+    they sum to 1 - e^{-(1 + tau^2) h}, the newer (corrector) or older (predictor, nodes
+    lambda_prev and lambda_s) one taking the first-order correction (1 + tau^2) h / 2 (times h /
+    (lambda_prev - lambda_s) for the predictor's extrapolation)."""
+    k = 1.0 + tau ** 2
+    h = float(lambda_t) - float(lambda_s)
+    total = -math.expm1(-k * h)
+    if corrector:
+        newer = 0.5 * k * h
+        return torch.tensor([total - newer, newer], dtype=torch.float64)
+    older = 0.5 * k * h ** 2 / (float(lambda_prev) - float(lambda_s))
+    return torch.tensor([older, total - older], dtype=torch.float64)
+
+
+def sa_solver_tau(start_sigma: float, end_sigma: float, eta: float = 1.0):
+    """SA-Solver's stochasticity tau(sigma): eta between start_sigma and end_sigma (inclusive), 0
+    (the ODE) outside and everywhere when eta <= 0 (ComfyUI's get_tau_interval_func)."""
+    def tau_func(sigma) -> float:
+        if eta <= 0:
+            return 0.0
+        return eta if start_sigma >= float(sigma) >= end_sigma else 0.0
+    return tau_func
+
+
 def _percent_to_sigma(schedule, percent: float) -> float:
     """The sigma a share `percent` of the way into sampling (ComfyUI's model_sampling.percent_to_sigma)."""
     if hasattr(schedule, "percent_to_sigma"):
@@ -1299,11 +1391,12 @@ def _percent_to_sigma(schedule, percent: float) -> float:
 @torch.no_grad()
 def sample_sa_solver(denoiser, x, sigmas, extra_args=None, callback=None, disable=None, tau_func=None,
                      s_noise=1.0, noise_sampler=None, seed=None, predictor_order=3, corrector_order=4,
-                     use_pece=False, schedule=None, flow=False):
+                     use_pece=False, schedule=None, flow=False, simple_order_2=False):
     """SA-Solver (Xue et al. 2023): stochastic Adams predictor (order 3) and corrector (order 4)
     on the SDE with stochasticity tau(sigma); by default tau = 1 between 20% and 80% of the model's
     schedule and 0 (the ODE) outside, as ComfyUI. Orders drop near the end of a schedule that ends
-    at 0. use_pece: evaluate the model again at the corrected point (PECE; one more call a step)."""
+    at 0. use_pece: evaluate the model again at the corrected point (PECE; one more call a step).
+    simple_order_2: order-2 steps take simple_order_2_coefficients instead of the exact weights."""
     if len(sigmas) <= 1:
         return x
     extra_args = extra_args or {}
@@ -1341,7 +1434,10 @@ def sample_sa_solver(denoiser, x, sigmas, extra_args=None, callback=None, disabl
         if c_order == 0:
             x = x_pred
         else:
-            b = stochastic_adams_coefficients(lambdas[i - c_order + 1:i + 1], lambdas[i - 1], lambdas[i], tau)
+            if simple_order_2 and c_order == 2:
+                b = simple_order_2_coefficients(None, lambdas[i - 1], lambdas[i], tau, corrector=True)
+            else:
+                b = stochastic_adams_coefficients(lambdas[i - c_order + 1:i + 1], lambdas[i - 1], lambdas[i], tau)
             b = b * float(sigmas[i] * lambdas[i].exp())  # alpha at sigma_i
             x = sigmas[i] / sigmas[i - 1] * math.exp(-(tau ** 2) * h) * x + combine(preds[-c_order:], b)
             if tau > 0 and s_noise > 0:
@@ -1353,7 +1449,10 @@ def sample_sa_solver(denoiser, x, sigmas, extra_args=None, callback=None, disabl
             x_pred = denoised
         else:
             tau = tau_func(sigmas[i + 1])
-            b = stochastic_adams_coefficients(lambdas[i - p_order + 1:i + 1], lambdas[i], lambdas[i + 1], tau)
+            if simple_order_2 and p_order == 2:
+                b = simple_order_2_coefficients(lambdas[i - 1], lambdas[i], lambdas[i + 1], tau, corrector=False)
+            else:
+                b = stochastic_adams_coefficients(lambdas[i - p_order + 1:i + 1], lambdas[i], lambdas[i + 1], tau)
             b = b * float(sigmas[i + 1] * lambdas[i + 1].exp())  # alpha at sigma_{i+1}
             h = float(lambdas[i + 1] - lambdas[i])
             x_pred = sigmas[i + 1] / sigmas[i] * math.exp(-(tau ** 2) * h) * x + combine(preds[-p_order:], b)
@@ -1367,10 +1466,11 @@ def sample_sa_solver(denoiser, x, sigmas, extra_args=None, callback=None, disabl
 @torch.no_grad()
 def sample_sa_solver_pece(denoiser, x, sigmas, extra_args=None, callback=None, disable=None, tau_func=None,
                           s_noise=1.0, noise_sampler=None, seed=None, predictor_order=3, corrector_order=4,
-                          schedule=None, flow=False):
+                          schedule=None, flow=False, simple_order_2=False):
     """SA-Solver in PECE mode (predict, evaluate, correct, evaluate)."""
     return sample_sa_solver(denoiser, x, sigmas, extra_args, callback, disable, tau_func, s_noise, noise_sampler,
-                            seed, predictor_order, corrector_order, use_pece=True, schedule=schedule, flow=flow)
+                            seed, predictor_order, corrector_order, use_pece=True, schedule=schedule, flow=flow,
+                            simple_order_2=simple_order_2)
 
 
 # In ComfyUI's menu order.
@@ -1419,14 +1519,22 @@ SAMPLERS = {
     "uni_pc_bh2": sample_uni_pc_bh2,
 }
 
-# Samplers that add noise while sampling; the pipeline passes them `seed`.
-STOCHASTIC_SAMPLERS = frozenset(name for name, fn in SAMPLERS.items()
-                                if "seed" in inspect.signature(fn).parameters)
+# Samplers only the sampler nodes offer (SAMPLER values), not in KSampler's list.
+NODE_SAMPLERS = {
+    "lcm_upscale": sample_lcm_upscale,  # SamplerLCMUpscale
+}
+ALL_SAMPLERS = {**SAMPLERS, **NODE_SAMPLERS}
+
+# Samplers that take a seed for noise they may add; the pipeline passes it.
+SEEDED_SAMPLERS = frozenset(name for name, fn in ALL_SAMPLERS.items()
+                            if "seed" in inspect.signature(fn).parameters)
+# Of KSampler's, those that add noise with their default options (dpm_adaptive only with eta > 0).
+STOCHASTIC_SAMPLERS = frozenset(name for name in SEEDED_SAMPLERS if name in SAMPLERS and name != "dpm_adaptive")
 # Samplers with a `flow` switch (ComfyUI's CONST branches: lambda = log((1 - sigma) / sigma), alpha =
 # 1 - sigma) must get flow=True for flow models (SD3, FLUX); the others need no change or have
 # none in ComfyUI either (dpmpp_2m_cfg_pp, res_multistep*, gradient_estimation*: sigma space there too).
-FLOW_SWITCH_SAMPLERS = frozenset(name for name, fn in SAMPLERS.items() if "flow" in inspect.signature(fn).parameters)
+FLOW_SWITCH_SAMPLERS = frozenset(name for name, fn in ALL_SAMPLERS.items() if "flow" in inspect.signature(fn).parameters)
 # Samplers that read the model's schedule (SA-Solver's stochastic interval; the flow models' start
 # just below sigma = 1); the pipeline passes it.
-SCHEDULE_SAMPLERS = frozenset(name for name, fn in SAMPLERS.items()
+SCHEDULE_SAMPLERS = frozenset(name for name, fn in ALL_SAMPLERS.items()
                               if "schedule" in inspect.signature(fn).parameters)

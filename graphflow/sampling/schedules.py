@@ -150,6 +150,120 @@ def kl_optimal(schedule: DiscreteSchedule, steps: int) -> torch.Tensor:
     return sigmas
 
 
+def polyexponential_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 1.0) -> torch.Tensor:
+    """log sigma = log sigma_min + r^rho (log sigma_max - log sigma_min), r from 1 down to 0
+    (k-diffusion's polyexponential; rho = 1 is exponential_sigmas), then 0."""
+    ramp = torch.linspace(1, 0, steps) ** rho
+    sigmas = torch.exp(ramp * (math.log(sigma_max) - math.log(sigma_min)) + math.log(sigma_min))
+    return torch.cat([sigmas, sigmas.new_zeros([1])])
+
+
+def vp_sigmas(steps: int, beta_d: float = 19.9, beta_min: float = 0.1, eps_s: float = 1e-3) -> torch.Tensor:
+    """The continuous variance-preserving SDE's noise levels (Song et al. 2021, "Score-Based
+    Generative Modeling through SDEs"; EDM table 1): sigma(t) = sqrt(e^{beta_d t^2 / 2 + beta_min t} - 1)
+    at t uniform from 1 down to eps_s, then 0."""
+    t = torch.linspace(1, eps_s, steps)
+    sigmas = torch.sqrt(torch.special.expm1(beta_d * t ** 2 / 2 + beta_min * t))
+    return torch.cat([sigmas, sigmas.new_zeros([1])])
+
+
+def laplace_sigmas(steps: int, sigma_min: float, sigma_max: float, mu: float = 0.0, beta: float = 0.5) -> torch.Tensor:
+    """Hang et al. 2024 ("Improved Noise Schedule for Diffusion Training"): log sigma at the
+    quantiles of a Laplace(mu, beta) distribution, log sigma = mu - beta sign(1/2 - x) log(1 - 2|1/2 - x|
+    + 1e-5) for x uniform in [0, 1], clamped to [sigma_min, sigma_max]. As ComfyUI's, it does NOT
+    end in 0: `steps` sigmas, the last sigma_min."""
+    x = torch.linspace(0, 1, steps)
+    log_sigmas = mu - beta * torch.sign(0.5 - x) * torch.log(1 - 2 * torch.abs(0.5 - x) + 1e-5)
+    return torch.clamp(torch.exp(log_sigmas), min=sigma_min, max=sigma_max)
+
+
+def loglinear_interp(sigmas, count: int) -> np.ndarray:
+    """A decreasing schedule resampled to `count` points by linear interpolation of log sigma
+    over evenly spaced positions (how Align Your Steps extends its tables to other step counts)."""
+    xs = np.linspace(0, 1, len(sigmas))
+    ys = np.log(np.asarray(sigmas, dtype=np.float64)[::-1])
+    return np.exp(np.interp(np.linspace(0, 1, count), xs, ys))[::-1].copy()
+
+
+# Align Your Steps (Sabour et al. 2024), NVIDIA's published 10-step schedules
+# (research.nvidia.com/labs/toronto-ai/AlignYourSteps/howto.html).
+AYS_SIGMAS = {
+    "SD1": [14.6146412293, 6.4745760956, 3.8636745985, 2.6946151520, 1.8841921177, 1.3943805092, 0.9642583904,
+            0.6523686016, 0.3977456272, 0.1515232662, 0.0291671582],
+    "SDXL": [14.6146412293, 6.3184485287, 3.7681790315, 2.1811480769, 1.3405244945, 0.8620721141, 0.5550693289,
+             0.3798540708, 0.2332364134, 0.1114188177, 0.0291671582],
+    "SVD": [700.00, 54.5, 15.886, 7.977, 4.248, 1.789, 0.981, 0.403, 0.173, 0.034, 0.002],
+}
+
+# OptimalSteps (Pei et al. 2025, "Optimal Stepsize for Diffusion Sampling"), the published flow-model
+# schedules ComfyUI ships (github.com/bebebe666/OptimalSteps).
+OPTIMAL_STEPS_SIGMAS = {
+    "FLUX": [0.9968, 0.9886, 0.9819, 0.975, 0.966, 0.9471, 0.9158, 0.8287, 0.5512, 0.2808, 0.001],
+    "Wan": [1.0, 0.997, 0.995, 0.993, 0.991, 0.989, 0.987, 0.985, 0.98, 0.975, 0.973, 0.968, 0.96, 0.946, 0.927,
+            0.902, 0.864, 0.776, 0.539, 0.208, 0.001],
+    "Chroma": [0.992, 0.99, 0.988, 0.985, 0.982, 0.978, 0.973, 0.968, 0.961, 0.953, 0.943, 0.931, 0.917, 0.9, 0.881,
+               0.858, 0.832, 0.802, 0.769, 0.731, 0.69, 0.646, 0.599, 0.55, 0.501, 0.451, 0.402, 0.355, 0.311, 0.27,
+               0.232, 0.199, 0.169, 0.143, 0.12, 0.101, 0.084, 0.07, 0.058, 0.048, 0.001],
+}
+
+
+def tabulated(table, steps: int, denoise: float = 1.0) -> torch.Tensor:
+    """A published schedule for `steps` steps: the table itself when it has steps + 1 entries, else
+    loglinear_interp of it; denoise < 1 keeps the last round(steps * denoise) steps; the last sigma
+    becomes 0 (ComfyUI's AlignYourSteps / OptimalSteps / GITS schedulers). denoise <= 0: no sigmas."""
+    if denoise <= 0.0:
+        return torch.zeros(0)
+    total = round(steps * denoise) if denoise < 1.0 else steps
+    sigmas = np.asarray(table, dtype=np.float64)
+    if len(sigmas) != steps + 1:
+        sigmas = loglinear_interp(sigmas, steps + 1)
+    sigmas = sigmas[-(total + 1):].copy()
+    sigmas[-1] = 0
+    return torch.tensor(sigmas, dtype=torch.float32)
+
+
+def align_your_steps(model_type: str, steps: int, denoise: float = 1.0) -> torch.Tensor:
+    """Align Your Steps' schedule for SD1 / SDXL / SVD (tabulated)."""
+    return tabulated(AYS_SIGMAS[model_type], steps, denoise)
+
+
+def optimal_steps(model_type: str, steps: int, denoise: float = 1.0) -> torch.Tensor:
+    """OptimalSteps' schedule for FLUX / Wan / Chroma (tabulated)."""
+    return tabulated(OPTIMAL_STEPS_SIGMAS[model_type], steps, denoise)
+
+
+def gits(coeff: float, steps: int, denoise: float = 1.0) -> torch.Tensor:
+    """GITS' schedule for SD1.5-range models (tabulated: gits_sigmas): the published schedule for
+    `steps` (2 to 20) at coefficient round(coeff, 2); above 20 steps the 20-step one log-linearly
+    interpolated. Raises KeyError for a coefficient off the published 0.80, 0.85, ..., 1.50 grid."""
+    from .gits_sigmas import GITS_SIGMAS
+    rows = GITS_SIGMAS[round(coeff, 2)]
+    return tabulated(rows[min(steps, 20) - 2], steps, denoise)
+
+
+def extend_intermediate_sigmas(sigmas: torch.Tensor, steps: int, start_at_sigma: float, end_at_sigma: float,
+                               spacing: str = "linear") -> torch.Tensor:
+    """Split each step sigma_i -> sigma_{i+1} with end_at_sigma <= sigma_i <= start_at_sigma
+    (start_at_sigma < 0: no upper bound) into `steps` steps, the points at sigma_i + f(k / steps)
+    (sigma_{i+1} - sigma_i), k = 1..steps-1, with f(u) = u (linear), sin(u pi/2) (cosine: denser
+    near sigma_{i+1}) or 1 - cos(u pi/2) (sine: denser near sigma_i) (ComfyUI's ExtendIntermediateSigmas)."""
+    if start_at_sigma < 0:
+        start_at_sigma = float("inf")
+    u = torch.linspace(0, 1, steps + 1)[1:-1]
+    fractions = {"linear": lambda v: v, "cosine": lambda v: torch.sin(v * math.pi / 2),
+                 "sine": lambda v: 1 - torch.cos(v * math.pi / 2)}[spacing](u)
+    sigmas = sigmas.float().cpu()
+    out = []
+    for i in range(len(sigmas) - 1):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        out.append(float(sigma))
+        if end_at_sigma <= float(sigma) <= start_at_sigma:
+            out.extend((fractions * (sigma_next - sigma) + sigma).tolist())
+    if len(sigmas) > 0:
+        out.append(float(sigmas[-1]))
+    return torch.tensor(out, dtype=torch.float32)
+
+
 # In ComfyUI's menu order.
 SCHEDULERS = {
     "simple": simple,
