@@ -55,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     nodes.add_argument("--json", action="store_true", help="print the full catalogue as JSON")
     _add_folder_flags(nodes)
 
-    inspect = sub.add_parser("inspect", help="describe a checkpoint file")
-    inspect.add_argument("checkpoint", help="a file path, or a checkpoint's name as LoadCheckpoint lists it")
+    inspect = sub.add_parser("inspect", help="describe a model file: checkpoint, LoRA, ControlNet, VAE, ...")
+    inspect.add_argument("checkpoint", metavar="FILE",
+                         help="a file path, or a file's name in the models folders (checkpoints, loras, controlnet, ...)")
     _add_model_folder_flags(inspect)
 
     serve = sub.add_parser("serve", help="start the server and browser editor")
@@ -467,17 +468,24 @@ def cmd_inspect(args) -> int:
     return EXIT_OK
 
 
+MODEL_KINDS = ("checkpoints", "diffusion_models", "loras", "vae", "text_encoders", "controlnet", "upscale_models",
+               "clip_vision", "style_models", "embeddings", "hypernetworks", "gligen", "vae_approx")
+
+
 def _model_file(name: str):
-    """A file path as given, else a checkpoint of that name in the models folders (as LoadCheckpoint finds it)."""
+    """A file path as given, else a model file of that name in the models folders (checkpoints
+    first, then every other kind's folder)."""
     from graphflow.folders import UnsafePathError, folders
 
     if os.path.isfile(name):
         return name
-    try:
-        return folders.find_model("checkpoints", name)
-    except (FileNotFoundError, UnsafePathError):
-        searched = ", ".join(str(d) for d in folders.model_dirs("checkpoints"))
-        raise FileNotFoundError(f"no file {name!r}, and no checkpoint of that name in {searched}") from None
+    for kind in MODEL_KINDS:
+        try:
+            return folders.find_model(kind, name)
+        except (FileNotFoundError, UnsafePathError):
+            continue
+    searched = ", ".join(sorted({str(d.parent) for kind in MODEL_KINDS for d in folders.model_dirs(kind)}))
+    raise FileNotFoundError(f"no file {name!r}, and no model file of that name in the folders of {searched}")
 
 
 def cmd_serve(args) -> int:

@@ -53,13 +53,14 @@ def format_prefixes(prefixes: dict[str, int], limit: int = 8) -> str:
     return ", ".join(items) + (f", and {more} more" if more > 0 else "")
 
 
-def _hint(prefixes: dict[str, int]) -> str:
-    if "lora_*" in prefixes:
-        return " This looks like a LoRA file: load it with a LoRA loader."
+def _hint(shapes, prefixes: dict[str, int]) -> str:
+    from .file_kind import identify
+
+    kind = identify(shapes)
+    if kind is not None:
+        return " " + kind.advice()
     if any(p.startswith(("down_blocks", "up_blocks", "conv_in")) for p in prefixes):
         return " This looks like a diffusers-format UNet; single-file (LDM layout) checkpoints are expected."
-    if any(p.startswith(("encoder.", "decoder.")) for p in prefixes):
-        return " This looks like a standalone VAE: load it with a VAE loader."
     return ""
 
 
@@ -203,7 +204,7 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
     unet_shapes = {k[len(UNET_PREFIX):]: s for k, s in shapes.items() if k.startswith(UNET_PREFIX)}
     if not unet_shapes:
         raise CheckpointError(f"no UNet keys under {UNET_PREFIX}; found prefixes: {format_prefixes(prefixes)}."
-                              + _hint(prefixes))
+                              + _hint(shapes, prefixes))
     try:
         unet = unet_config_from_state_dict(unet_shapes)
     except (ValueError, KeyError, IndexError, TypeError) as e:

@@ -6,7 +6,7 @@ from collections import Counter
 from .architecture import UNET_PREFIX, VAE_PREFIX, detect_architecture, format_prefixes, prefix_summary
 from .flow_architecture import FlowInfo
 from .text_encoders import HF, OPENCLIP
-from .weight_files import WeightFile, dtype_name
+from .weight_files import CheckpointError, WeightFile, dtype_name
 
 
 def _is_float(dtype: str) -> bool:
@@ -89,21 +89,84 @@ def _vision_detail(source) -> str:
 
 
 def _add_on_report(f: "WeightFile", size: int) -> str | None:
-    """A CLIP vision (models/clip_vision/) or FLUX Redux (models/style_models/) file's description, or None."""
-    from .clip_vision import clip_vision_source
+    """The description of any file that is no checkpoint (graphflow.models.file_kind), or None."""
+    from .file_kind import identify
 
-    head = f"file: {f.path.name} ({size / 2**20:,.1f} MiB, {f.format}, {len(f.shapes)} tensors)"
-    keys = list(f.shapes)
-    if "redux_up.weight" in f.shapes and "redux_down.weight" in f.shapes:
-        up = f.shapes["redux_up.weight"]
-        return "\n".join([head, "architecture: FLUX Redux style model (models/style_models/)",
-                          f"  {_millions(_count(f, keys))} params, {_dtypes(f, keys)}; image tokens {up[1]} wide -> "
-                          f"text tokens {f.shapes['redux_down.weight'][0]} wide"])
-    source = clip_vision_source(f) if not any(k.startswith(UNET_PREFIX) for k in keys) else None
-    if source is None:
+    kind = identify(f.shapes)
+    if kind is None:
+        return _upscaler_report(f, size)
+    if kind.folder in ("checkpoints", "diffusion_models") and "UNet" not in kind.name:
         return None
-    return "\n".join([head, "architecture: CLIP vision model (models/clip_vision/)",
-                      f"  {_millions(_count(f, keys))} params, {_dtypes(f, keys)}; {_vision_detail(source)}"])
+    keys = list(f.shapes)
+    lines = [_file_line(f, size), f"kind: {kind.name}, for models/{kind.folder}/, loaded by {kind.loader}",
+             f"  {_millions(_count(f, keys))} params, {_dtypes(f, keys)}" + _kind_detail(f, kind)]
+    return "\n".join(lines)
+
+
+def _file_line(f: "WeightFile", size: int) -> str:
+    return f"file: {f.path.name} ({size / 2**20:,.1f} MiB, {f.format}, {len(f.shapes)} tensors)"
+
+
+def _kind_detail(f: "WeightFile", kind) -> str:
+    shapes = f.shapes
+    if kind.folder == "loras":
+        return "; " + _lora_detail(shapes)
+    if kind.folder == "style_models":
+        return (f"; image tokens {shapes['redux_up.weight'][1]} wide -> text tokens "
+                f"{shapes['redux_down.weight'][0]} wide")
+    if kind.folder == "clip_vision":
+        from .clip_vision import clip_vision_source
+
+        source = clip_vision_source(f)
+        return "" if source is None else "; " + _vision_detail(source)
+    if kind.folder == "text_encoders":
+        layers = {k.split(".layers.")[1].split(".")[0] for k in shapes if ".layers." in k} or \
+            {k.split(".block.")[1].split(".")[0] for k in shapes if ".block." in k} or \
+            {k.split(".resblocks.")[1].split(".")[0] for k in shapes if ".resblocks." in k}
+        return f"; {len(layers)} layers"
+    if kind.folder == "embeddings":
+        vectors = {k: s for k, s in shapes.items() if len(s) == 2}
+        return "; " + ", ".join(f"{k or 'vectors'}: {s[0]} x {s[1]}" for k, s in vectors.items())
+    return ""
+
+
+def _lora_detail(shapes) -> str:
+    """Modules, ranks, targets and network types of a LoRA file, from its key names and shapes."""
+    from .lora import PARTS, _split_key
+
+    modules, ranks, types = set(), Counter(), set()
+    for key, shape in shapes.items():
+        name, part = _split_key(key)
+        if part not in PARTS:
+            continue
+        modules.add(name)
+        if part == "lora_down.weight":
+            ranks[shape[0]] += 1
+        types.add("LoHa" if part.startswith("hada_") else "LoKr" if part.startswith("lokr_")
+                  else "DoRA" if part == "dora_scale" else "full-diff" if part == "diff" else "LoRA")
+    targets = Counter("text encoder" if n.startswith("lora_te") else "diffusion model" for n in modules)
+    rank = ", ".join(f"{r}" for r, _ in ranks.most_common(4)) or "n/a"
+    return (f"{len(modules)} modules ({', '.join(f'{n} {t}' for t, n in targets.items())}); "
+            f"rank {rank}; {', '.join(sorted(types))}")
+
+
+def _upscaler_report(f: "WeightFile", size: int) -> str | None:
+    """An upscale model's description as spandrel (the library that defines these files) reads
+    it; None for anything else. Its weights are read: upscalers are small, and their keys alone
+    do not name the architecture."""
+    if size > 2 * 2**30:
+        return None
+    from .upscale import load_upscale_model
+
+    try:
+        model = load_upscale_model(f.path)
+    except CheckpointError:
+        return None
+    keys = list(f.shapes)
+    return "\n".join([_file_line(f, size),
+                      f"kind: upscale model, for models/upscale_models/, loaded by LoadUpscaleModel",
+                      f"  {_millions(_count(f, keys))} params, {_dtypes(f, keys)}; {model.architecture.name}, "
+                      f"{model.scale}x, {model.input_channels} -> {model.output_channels} channels"])
 
 
 def _unclip_lines(f: "WeightFile", used: set) -> list[str]:

@@ -264,14 +264,12 @@ def place_control(net: nn.Module, x: torch.Tensor) -> None:
 
 
 def _describe(shapes) -> str:
-    keys = sorted(shapes)
-    if any(k.startswith(("lora_unet_", "lora_te")) or ".lora_down." in k for k in keys):
-        return "a LoRA (kohya lora_unet_/lora_te keys)"
-    if any(k.startswith("model.diffusion_model.") for k in keys):
-        return "a full checkpoint (model.diffusion_model. keys)"
-    if any(k.startswith(("body.", "adapter.")) for k in keys):
-        return "a T2I-Adapter (body./adapter. keys)"
-    return f"{len(keys)} tensors, first keys {keys[:3]}"
+    from .file_kind import identify
+
+    kind = identify(shapes)
+    if kind is not None:
+        return f"{len(shapes)} tensors. {kind.advice()}"
+    return f"{len(shapes)} tensors, first keys {sorted(shapes)[:3]}"
 
 
 def _strip(shapes) -> str | None:

@@ -217,16 +217,12 @@ def _split_key(key: str) -> tuple[str, str]:
     return name, rest
 
 
-def _what_it_is(keys) -> str:
+def _what_it_is(shapes) -> str:
     """A hint for a file that is no LoRA, from its keys."""
-    keys = list(keys)
-    if any(k.startswith(("control_model.", "controlnet_", "input_hint_block.")) or ".controlnet_" in k for k in keys):
-        return "; it looks like a ControlNet (load it with ControlNetLoader)"
-    if any(k.startswith(("model.diffusion_model.", "first_stage_model.", "cond_stage_model.")) for k in keys):
-        return "; it looks like a full checkpoint (load it with CheckpointLoaderSimple)"
-    if any(k.startswith(("encoder.down", "decoder.up")) for k in keys):
-        return "; it looks like a VAE"
-    return ""
+    from .file_kind import identify
+
+    kind = identify(shapes)
+    return "" if kind is None or kind.folder == "loras" else ". " + kind.advice()
 
 
 def _read_modules(path, file) -> dict[str, LoraModule]:

@@ -1,0 +1,118 @@
+"""What kind of model file this is, from its tensor names and shapes alone (no weights read).
+
+Users download checkpoints, LoRAs, ControlNets, VAEs, text encoders and a dozen other add-ons
+as bare .safetensors files whose names say little, and a file in the wrong folder or the wrong
+loader is the commonest first-run failure. This is the one place that tells them apart; the
+loaders' error messages ("this looks like a ControlNet: put it in models/controlnet/ ...") and
+`graphflow inspect` both ask it. Checks run from the most specific marker to the most general:
+a Control-LoRA has `lora_` keys and a GLIGEN file UNet block names, so those come first.
+"""
+
+from dataclasses import dataclass
+
+UNET_PREFIX = "model.diffusion_model."
+_LORA_PARTS = (".lora_down.", ".lora_up.", ".lora_A.", ".lora_B.", ".hada_w1_a", ".lokr_w1", ".lora_magnitude_vector")
+_CONTEXT_FAMILIES = {768: "SD1.x", 1024: "SD2.x", 2048: "SDXL"}  # cross-attention context width
+_CLIP_WIDTHS = {768: "CLIP-L", 1024: "OpenCLIP ViT-H (SD2.x)", 1280: "OpenCLIP ViT-bigG (CLIP-G)"}
+
+
+@dataclass(frozen=True)
+class FileKind:
+    name: str  # "ControlNet (SDXL)"
+    folder: str  # the models/ subfolder its loader lists
+    loader: str  # the graphflow node that loads it
+
+    def advice(self) -> str:
+        """One sentence for an error message about a file loaded as something else."""
+        use = f"use {self.loader}" if self.loader.startswith("`") else f"load it with {self.loader}"
+        return f"This looks like a {self.name}: put it in models/{self.folder}/ and {use}."
+
+
+def _has(shapes, *markers: str) -> bool:
+    return any(k.startswith(markers) or any("." + m in k for m in markers) for k in shapes)
+
+
+def _sd_family(shapes) -> str:
+    """SD1.x / SD2.x / SDXL from a UNet-like network's cross-attention width, or '' if unusual."""
+    for key, shape in shapes.items():
+        if key.endswith(("attn2.to_k.weight", "attn2.to_v.weight")) and len(shape) == 2:
+            return _CONTEXT_FAMILIES.get(shape[1], "")
+    return ""
+
+
+def _named(kind: str, family: str) -> str:
+    return f"{kind} ({family})" if family else kind
+
+
+def _controlnet(shapes) -> FileKind | None:
+    from .union_controlnet import UNION_KEYS
+
+    if "lora_controlnet" in shapes:
+        return FileKind(_named("Control-LoRA", _sd_family(shapes)), "controlnet", "LoadDiffControlNet")
+    if "pos_embed_input.proj.weight" in shapes:
+        return FileKind("ControlNet (SD3 / SD3.5)", "controlnet", "LoadControlNet")
+    if "controlnet_x_embedder.weight" in shapes or "pos_embed_input.weight" in shapes:
+        union = "controlnet_mode_embedder.weight" in shapes
+        return FileKind("union ControlNet (FLUX.1)" if union else "ControlNet (FLUX.1)", "controlnet", "LoadControlNet")
+    if any(k.startswith(UNION_KEYS) for k in shapes):
+        return FileKind(_named("union ControlNet", _sd_family(shapes)), "controlnet", "LoadControlNet")
+    if _has(shapes, "control_model.", "input_hint_block.", "controlnet_cond_embedding.") and not _has(shapes, UNET_PREFIX):
+        return FileKind(_named("ControlNet", _sd_family(shapes)), "controlnet", "LoadControlNet")
+    if any(k in shapes for k in ("body.0.out_conv.weight", "adapter.body.0.out_conv.weight", "adapter.conv_in.weight")) \
+            or ("conv_in.weight" in shapes and _has(shapes, "body.")):
+        return FileKind("T2I-Adapter", "controlnet", "LoadControlNet")
+    return None
+
+
+def _text_encoder(shapes) -> FileKind | None:
+    for key, shape in shapes.items():
+        if key.endswith("encoder.block.0.layer.0.SelfAttention.q.weight"):
+            return FileKind("T5 text encoder (T5-XXL for SD3 / FLUX)", "text_encoders", "LoadTextEncoder")
+        if key.endswith(("embeddings.token_embedding.weight", "token_embedding.weight")) and len(shape) == 2 \
+                and not key.startswith("cond_stage_model.") and not key.startswith("conditioner."):
+            tower = _CLIP_WIDTHS.get(shape[1], f"CLIP, width {shape[1]}")
+            return FileKind(f"text encoder ({tower})", "text_encoders", "LoadTextEncoder")
+    return None
+
+
+def identify(shapes: dict[str, tuple]) -> FileKind | None:
+    """The kind of model file these keys and shapes are, or None when nothing matches."""
+    from .flow_architecture import find_flow_model, vae_in
+
+    controlnet = _controlnet(shapes)
+    if controlnet is not None:
+        return controlnet
+    if _has(shapes, "position_net."):
+        return FileKind("GLIGEN text-box model", "gligen", "LoadGLIGEN")
+    if any(k.startswith("lora_") or any(p in k for p in _LORA_PARTS) for k in shapes):
+        return FileKind("LoRA", "loras", "LoadLoRA")
+    flow = find_flow_model(shapes)
+    has_vae = vae_in(shapes) is not None
+    if flow is not None:
+        name = {"sd3": "SD3 / SD3.5", "flux": "FLUX.1"}[flow[0]]
+        if has_vae:
+            return FileKind(f"{name} checkpoint", "checkpoints", "LoadCheckpoint")
+        return FileKind(f"{name} diffusion model", "diffusion_models", "LoadDiffusionModel")
+    if _has(shapes, UNET_PREFIX):
+        return FileKind(_named("checkpoint", _sd_family(shapes)), "checkpoints", "LoadCheckpoint")
+    if "redux_up.weight" in shapes and "redux_down.weight" in shapes:
+        return FileKind("FLUX Redux style model", "style_models", "LoadStyleModel")
+    if any(k.startswith(("vision_model.", "visual.")) or k == "conv1.weight" for k in shapes) \
+            and not _has(shapes, "text_model."):
+        return FileKind("CLIP vision model", "clip_vision", "LoadCLIPVision")
+    text = _text_encoder(shapes)
+    if text is not None:
+        return text
+    if has_vae or _has(shapes, "encoder.down.", "decoder.up.", "encoder.down_blocks.", "decoder.up_blocks."):
+        channels = next((s[1] for k, s in shapes.items() if k.endswith("decoder.conv_in.weight") and len(s) == 4), 0)
+        family = {4: "SD1.x / SD2.x / SDXL", 16: "SD3 / FLUX.1"}.get(channels, f"{channels} latent channels" if channels else "")
+        return FileKind(_named("VAE", family), "vae", "LoadVAE")
+    if "1.conv.0.weight" in shapes or _has(shapes, "encoder.layers.", "decoder.layers."):
+        return FileKind("TAESD tiny autoencoder", "vae_approx", "LoadVAE (as taesd, taesdxl, taesd3 or taef1)")
+    if any(k.split(".")[0].isdigit() and ".linear." in k for k in shapes):
+        return FileKind("hypernetwork", "hypernetworks", "LoadHypernetwork")
+    if _has(shapes, "input_blocks.", "middle_block.", "output_blocks."):
+        return FileKind(_named("UNet (diffusion model only)", _sd_family(shapes)), "diffusion_models", "LoadDiffusionModel")
+    if "emb_params" in shapes or _has(shapes, "string_to_param") or (shapes and set(shapes) <= {"clip_l", "clip_g"}):
+        return FileKind("textual-inversion embedding", "embeddings", "`embedding:NAME` in a prompt")
+    return None
