@@ -5,13 +5,21 @@ Regular expressions run with Python's `re` syntax and semantics (through the `re
 its re-compatible mode, which can stop a match): one that takes longer than REGEX_SECONDS on
 its text (catastrophic backtracking, like (a|aa)+$) is stopped and reported instead of hanging
 the server, and an invalid pattern is an error naming the input, where ComfyUI quietly gives
-False or empty text."""
+False or empty text. A result longer than MAX_TEXT characters is refused before it is built
+(an empty `find` or a chain of concatenations would otherwise fill the server's memory)."""
 
 from __future__ import annotations
 
 from graphflow.api import BOOLEAN, INT, STRING, Bool, Choice, ComfyAlias, Int, Node, NodeInputError, Text
 
 REGEX_SECONDS = 1.0
+MAX_TEXT = 10_000_000  # characters in a node's text result
+
+
+def _fits(length: int, input_name: str) -> None:
+    if length > MAX_TEXT:
+        raise NodeInputError(input_name, f"the result would be {length:,} characters long; the limit is "
+                                         f"{MAX_TEXT:,}")
 
 
 def _multiline(default: str = ""):
@@ -28,6 +36,7 @@ class StringConcatenate(Node):
     comfy = ComfyAlias(("StringConcatenate",))
 
     def run(self):
+        _fits(len(self.string_a) + len(self.delimiter) + len(self.string_b), "string_b")
         return self.delimiter.join((self.string_a, self.string_b))
 
 
@@ -94,6 +103,8 @@ class StringReplace(Node):
     comfy = ComfyAlias(("StringReplace",))
 
     def run(self):
+        found = self.string.count(self.find)
+        _fits(len(self.string) + found * (len(self.replace) - len(self.find)), "replace")
         return self.string.replace(self.find, self.replace)
 
 
@@ -224,7 +235,15 @@ class RegexReplace(Node):
         import regex
 
         pattern = _compile(self.regex_pattern, self.case_insensitive, self.multiline, self.dotall)
+        growth = [len(self.string)]
+
+        def expand(match):  # the template filled in, its size counted as the result grows
+            text = match.expand(self.replace)
+            growth[0] += len(text) - (match.end() - match.start())
+            _fits(growth[0], "replace")
+            return text
+
         try:
-            return _bounded(lambda seconds: pattern.sub(self.replace, self.string, count=self.count, timeout=seconds))
+            return _bounded(lambda seconds: pattern.sub(expand, self.string, count=self.count, timeout=seconds))
         except (regex.error, IndexError) as e:
             raise NodeInputError("replace", f"not a valid replacement for this pattern: {e}") from None

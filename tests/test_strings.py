@@ -169,3 +169,20 @@ def test_primitives_in_ui_format_read_and_write_comfyuis_widgets(builtin_registr
     written = {n["id"]: n for n in export_ui(workflow, builtin_registry)["nodes"]}
     assert [written[i]["type"] for i in range(1, 7)] == [n["type"] for n in ui["nodes"]]
     assert [written[i]["widgets_values"] for i in range(1, 7)] == [n["widgets_values"] for n in ui["nodes"]]
+
+
+def test_results_beyond_the_size_limit_are_refused_before_they_are_built(builtin_registry, monkeypatch):
+    monkeypatch.setattr("nodes.strings.MAX_TEXT", 1000)
+    text = "x" * 100
+    # an empty `find` inserts `replace` between every character: 100 * 20 + 100 characters
+    assert call(builtin_registry, "StringReplace", string=text, find="", replace="y" * 8) == text.replace("", "y" * 8)
+    cases = [("StringReplace", dict(string=text, find="", replace="y" * 20), "replace"),
+             ("StringConcatenate", dict(string_a="a" * 600, string_b="b" * 600), "string_b"),
+             ("RegexReplace", dict(string=text, regex_pattern="x", replace="yy" * 10), "replace")]
+    for node, inputs, name in cases:
+        with pytest.raises(NodeInputError) as e:
+            call(builtin_registry, node, **inputs)
+        assert e.value.input == name and "the limit is 1,000" in str(e.value)
+    # the regex replacement is counted as it grows: ten replacements fit, with count=10
+    assert call(builtin_registry, "RegexReplace", string=text, regex_pattern="x", replace="yy" * 10,
+                count=10) == re.sub("x", "yy" * 10, text, count=10)
