@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from graphflow.api import (IMAGE, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size)
 from nodes.image import MAX_SIZE, _image, _resize_image
+from nodes.latent import batch_range, batch_range_estimate
 from nodes.sampling import SEED_MAX
 
 BLEND_MODES = ("normal", "multiply", "screen", "overlay", "soft_light", "difference")
@@ -259,16 +260,12 @@ class ImageFromBatch(Node):
 
     @classmethod
     def estimate(cls, widgets, inputs):
-        size, start, length = inputs.get("image"), widgets.get("batch_index"), widgets.get("length")
-        if size is None or not isinstance(start, int) or not isinstance(length, int):
-            return Estimate(size)
-        start = min(size.batch - 1, start)
-        return Estimate(Size(min(size.batch - start, length), size.height, size.width))
+        return batch_range_estimate(inputs.get("image"), widgets)
 
     def run(self):
         image = _image(self.image, "image")
-        start = min(image.shape[0] - 1, self.batch_index)
-        return image[start:start + min(image.shape[0] - start, self.length)].clone()
+        start, length = batch_range(image.shape[0], self.batch_index, self.length)
+        return image[start:start + length].clone()
 
 
 class RepeatImageBatch(Node):

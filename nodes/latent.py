@@ -267,6 +267,21 @@ class RepeatLatentBatch(Node):
         return out
 
 
+def batch_range(batch: int, index: int, length: int) -> tuple[int, int]:
+    """ComfyUI's *FromBatch rule: an index past the end takes the last item; the length is cut to
+    what the batch holds. (start, length)."""
+    start = min(batch - 1, index)
+    return start, min(batch - start, length)
+
+
+def batch_range_estimate(size, widgets) -> Estimate:
+    index, length = widgets.get("batch_index"), widgets.get("length")
+    if size is None or not isinstance(index, int) or not isinstance(length, int):
+        return Estimate(size)
+    start, length = batch_range(size.batch, index, length)
+    return Estimate(Size(length, size.height, size.width))
+
+
 class LatentFromBatch(Node):
     """Take `length` latents starting at `batch_index` (clamped to the batch). They keep their
     indices, so the sampler gives each the starting noise of its index in the batch (drawn
@@ -280,16 +295,11 @@ class LatentFromBatch(Node):
 
     @classmethod
     def estimate(cls, widgets, inputs):
-        size, start, length = inputs.get("samples"), widgets.get("batch_index"), widgets.get("length")
-        if size is None or not isinstance(start, int) or not isinstance(length, int):
-            return Estimate(size)
-        start = min(size.batch - 1, start)
-        return Estimate(Size(min(size.batch - start, length), size.height, size.width))
+        return batch_range_estimate(inputs.get("samples"), widgets)
 
     def run(self):
         x = _samples(self.samples, "samples")
-        start = min(x.shape[0] - 1, self.batch_index)
-        length = min(x.shape[0] - start, self.length)
+        start, length = batch_range(x.shape[0], self.batch_index, self.length)
         out = dict(self.samples)
         out["samples"] = x[start:start + length].clone()
         if "noise_mask" in self.samples:
