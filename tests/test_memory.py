@@ -251,7 +251,9 @@ def test_a_dropped_component_is_read_back_alone(fresh_manager, monkeypatch, tmp_
         fresh_manager._drop(comp)
         assert comp.state == "dropped" and all(p.is_meta for p in module.parameters())
         fresh_manager.present(module)
-        assert read == expected.get(name, ["_tower" if family != "sdxl" else "tower_from_weights"]), name
+        # one tower built (SD3's through _tower, which builds with tower_from_weights)
+        assert read == expected.get(name, ["_tower", "tower_from_weights"] if family != "sdxl"
+                                    else ["tower_from_weights"]), name
         after = module.state_dict()
         assert all(torch.equal(after[k], v) for k, v in before.items()), name
 
@@ -291,3 +293,29 @@ def test_separately_loaded_flux_files_are_dropped_and_read_back_each_from_its_fi
         fresh_manager.present(module)
         assert read == builds, name
         assert all(torch.equal(module.state_dict()[k], v) for k, v in before.items()), name
+
+
+def test_separately_loaded_sdxl_clip_files_are_read_back_each_from_its_file(fresh_manager, monkeypatch, tmp_path):
+    """DualCLIPLoader (sdxl) with clip_l and clip_g files: a dropped CLIP-L comes back from its own
+    file, without building CLIP-G (1.4 GB at full size) again, and the other way round."""
+    from graphflow.models import checkpoint
+    from graphflow.models.text_encoder_files import load_text_encoders
+    from graphflow.testing import write_text_encoder
+
+    monkeypatch.delenv("GRAPHFLOW_RAM_BUDGET_GB", raising=False)
+    files = [write_text_encoder(tmp_path / "clip_g.safetensors", "clip_g"),
+             write_text_encoder(tmp_path / "clip_l.safetensors", "clip_l")]
+    clip = load_text_encoders(files, "sdxl", device="cpu", dtype=torch.float32)
+    built = []
+    original = checkpoint.tower_from_weights
+    monkeypatch.setattr(checkpoint, "tower_from_weights", lambda spec, *a, **k: (built.append(spec.name),
+                                                                                 original(spec, *a, **k))[1])
+    for tower in clip.towers:
+        comp = fresh_manager.components[id(tower.model)]
+        assert comp.name == f"text_encoder:{tower.name}"
+        before = {k: v.clone() for k, v in tower.model.state_dict().items()}
+        built.clear()
+        fresh_manager._drop(comp)
+        fresh_manager.present(tower.model)
+        assert built == [tower.name]
+        assert all(torch.equal(tower.model.state_dict()[k], v) for k, v in before.items()), tower.name

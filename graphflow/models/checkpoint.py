@@ -438,16 +438,30 @@ def load_text_encoder(paths, arch: str | None = None, device=None, dtype=None) -
         if arch is None or [s.name for s in ARCH_TOWERS[arch]] != names:
             raise CheckpointError(f"text encoder file(s) hold {names}; cannot make a CLIP for "
                                   f"{arch or 'any known architecture'} from them")
-        built = []
-        for f, spec in zip(files, specs):
-            view = _StandaloneView(f, spec)
-            overrides = (f.config().get("text_encoders") or {}).get(spec.name)
-            try:
-                built.append(tower_from_weights(replace(spec, prefix=""), view.shapes, view.get, device, dtype,
-                                                overrides))
-            except (ValueError, KeyError) as e:
-                raise CheckpointError(f"{f.path.name}: {e}") from None
-        return TextEncoder(arch, built)
+        return TextEncoder(arch, [tower_of(f, spec, device, dtype, f.path.name, _overrides(f, spec))
+                                  for f, spec in zip(files, specs)])
     finally:
         for f in files:
             f.close()
+
+
+def _overrides(f: WeightFile, spec: TowerSpec) -> dict | None:
+    return (f.config().get("text_encoders") or {}).get(spec.name)
+
+
+def tower_of(source, spec: TowerSpec, device, dtype, what: str, overrides: dict | None = None):
+    """The CLIP tower `spec` names, built from a standalone text model's weights in `source`."""
+    view = _StandaloneView(source, spec)
+    try:
+        return tower_from_weights(replace(spec, prefix=""), view.shapes, view.get, device, dtype, overrides)
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"{what}: {e}") from None
+
+
+def read_standalone_tower(path, device=None, dtype=None):
+    """The one CLIP text model in a standalone file, as load_text_encoder builds it (the memory
+    manager reads a dropped SDXL tower back from its own file with this)."""
+    device, dtype = _resolve(device, dtype, "text_encoder")
+    with WeightFile(path) as f:
+        spec = _standalone_tower(f.shapes)
+        return tower_of(f, spec, device, dtype, f.path.name, _overrides(f, spec))

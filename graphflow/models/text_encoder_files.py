@@ -9,16 +9,15 @@ as ComfyUI's all-in-one checkpoints and CLIPSave files do; `flow_text_encoder_fr
 those for the checkpoint loader too.
 """
 
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from ..device import compute_device, default_dtype, load_device
-from .checkpoint import _standalone_tower, _StandaloneView, load_text_encoder
+from .checkpoint import _standalone_tower, load_text_encoder, read_standalone_tower, tower_of
 from .flow_text import FlowTextEncoder
 from .t5 import T5Encoder, t5_from_weights, t5_prefix
-from .text_encoders import ClipTower, TextEncoder, tower_from_weights
+from .text_encoders import ClipTower, TextEncoder
 from .weight_files import CheckpointError, KeyView, WeightFile
 
 COMPONENT_PREFIXES = {name: (f"text_encoders.{name}.transformer.", f"{name}.transformer.")
@@ -35,12 +34,7 @@ def _device_dtype(device, dtype):
 
 
 def _tower(view, what: str, device, dtype) -> ClipTower:
-    spec = _standalone_tower(view.shapes)
-    standalone = _StandaloneView(view, spec)
-    try:
-        return tower_from_weights(replace(spec, prefix=""), standalone.shapes, standalone.get, device, dtype)
-    except (ValueError, KeyError) as e:
-        raise CheckpointError(f"{what}: {e}") from None
+    return tower_of(view, _standalone_tower(view.shapes), device, dtype, what)
 
 
 def _t5(view, what: str, device, dtype) -> T5Encoder:
@@ -115,9 +109,11 @@ def load_text_encoders(paths, clip_type: str, device=None, dtype=None) -> TextEn
                                                                                               dtype).model)
     else:
         for index, tower in enumerate(clip.towers):
-            manager().set_source(tower.model, "text_encoder", f"text_encoder:{tower.name}",
-                                 lambda index=index: _read_text_encoders(paths, clip_type, device,
-                                                                         dtype)[0].towers[index].model)
+            if tower.name in sources:  # one of several standalone files: read back alone
+                read = lambda path=sources[tower.name]: read_standalone_tower(path, device, dtype).model  # noqa: E731
+            else:
+                read = lambda index=index: _read_text_encoders(paths, clip_type, device, dtype)[0].towers[index].model  # noqa: E731
+            manager().set_source(tower.model, "text_encoder", f"text_encoder:{tower.name}", read)
     return clip
 
 
@@ -136,7 +132,8 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
                 except CheckpointError:
                     return ""
         paths = sorted(paths, key=lambda p: tower_name(p) != "clip_l")  # CLIP-L first, whatever the node's order
-        return load_text_encoder(paths, arch="sdxl" if clip_type == "sdxl" else None, device=device, dtype=dtype), {}
+        clip = load_text_encoder(paths, arch="sdxl" if clip_type == "sdxl" else None, device=device, dtype=dtype)
+        return clip, ({tower.name: path for tower, path in zip(clip.towers, paths)} if len(paths) > 1 else {})
     if clip_type not in ("sd3", "flux"):
         raise CheckpointError(f"text encoder type {clip_type!r} is not supported; graphflow builds "
                               f"stable_diffusion, sdxl, sd3 and flux")
