@@ -152,8 +152,13 @@ def test_validate_checks_model_files_without_importing_torch(tmp_path):
     save_file({"some.weight": np.zeros((2, 2), np.float32)}, str(checkpoints / "mystery.safetensors"))
     whole = (ROOT / "graphflow" / "bundled" / "checkpoints" / "graphflow-demo.safetensors").read_bytes()
     (checkpoints / "cut.safetensors").write_bytes(whole[:len(whole) // 2])
+    # a ControlNet where a checkpoint should be: the problem says what it is and where it goes
+    save_file({"control_model.input_hint_block.0.weight": np.zeros((16, 3, 3, 3), np.float32),
+               "control_model.input_blocks.0.0.weight": np.zeros((32, 4, 3, 3), np.float32)},
+              str(checkpoints / "canny.safetensors"))
     workflow = json.loads((ROOT / "workflows" / "txt2img.json").read_text())
-    for name, why in (("mystery", "no UNet keys"), ("cut", "truncated or corrupt")):
+    for name, why in (("mystery", "no UNet keys"), ("cut", "truncated or corrupt"),
+                      ("canny", "looks like a ControlNet: put it in models/controlnet/")):
         workflow["nodes"]["1"]["inputs"]["checkpoint"] = f"{name}.safetensors"
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps(workflow))
@@ -165,3 +170,31 @@ def test_validate_checks_model_files_without_importing_torch(tmp_path):
         assert code == 3, done.stderr
         assert "node 1 (LoadCheckpoint), input 'checkpoint'" in done.stderr and why in done.stderr
         assert loaded == [], f"validate imported {loaded}"
+
+
+def test_validate_names_a_model_file_of_the_wrong_kind(tmp_path):
+    """A LoRA picked in LoadControlNet's list (both sit in users' download folders) is a problem of
+    that input at validation, before anything runs; still without importing torch."""
+    from safetensors.numpy import save_file
+    import numpy as np
+
+    controlnets = tmp_path / "models" / "controlnet"
+    controlnets.mkdir(parents=True)
+    save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": np.zeros((4, 32), np.float32),
+               "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": np.zeros((32, 4), np.float32)},
+              str(controlnets / "detail.safetensors"))
+    workflow = json.loads((ROOT / "workflows" / "controlnet.json").read_text())
+    loader = next(k for k, n in workflow["nodes"].items() if n["type"] == "LoadControlNet")
+    workflow["nodes"][loader]["inputs"]["control_net_name"] = "detail.safetensors"
+    path = tmp_path / "wf.json"
+    path.write_text(json.dumps(workflow))
+    done = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), "validate", str(path),
+                           "--models-dir", str(tmp_path / "models")], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    code, loaded = json.loads(next(line for line in done.stderr.splitlines()
+                                   if line.startswith("PROBE"))[len("PROBE"):])
+    assert code == 3, done.stderr
+    assert f"node {loader} (LoadControlNet), input 'control_net_name'" in done.stderr
+    assert "detail.safetensors is not a file for models/controlnet/" in done.stderr
+    assert "looks like a LoRA: put it in models/loras/ and load it with LoadLoRA" in done.stderr
+    assert loaded == [], f"validate imported {loaded}"

@@ -157,8 +157,8 @@ def test_inspect_recognises_clip_vision_redux_and_unclip_files(tmp_path, capsys)
              "siglip": write_clip_vision(tmp_path / "sigclip.safetensors", "siglip"),
              "redux": write_redux(tmp_path / "redux.safetensors"),
              "unclip": write_unclip_checkpoint(tmp_path / "unclip.safetensors")}
-    expected = {"clip": r"CLIP vision model .*\n.*CLIP ViT, width 64, 3 layers, patch 14, image 56px, projection 32",
-                "siglip": r"CLIP vision model .*\n.*SigLIP, width 64, 3 layers, patch 14, image 56px, no projection",
+    expected = {"clip": r"CLIP vision model.*\n.*CLIP ViT, width 64, 3 layers, patch 14, image 56px, projection 32",
+                "siglip": r"CLIP vision model.*\n.*SigLIP, width 64, 3 layers, patch 14, image 56px, no projection",
                 "redux": r"FLUX Redux style model.*\n.*image tokens 64 wide -> text tokens 192 wide",
                 "unclip": r"SD2.x unCLIP \[sd2\](.|\n)*adm 64(.|\n)*clip vision \(embedder.model.visual.\).*projection 32"}
     for kind, path in files.items():

@@ -7,7 +7,7 @@ import torch
 from diffusers.models.attention import GatedSelfAttentionDense
 from diffusers.models.embeddings import GLIGENTextBoundingboxProjection
 
-from graphflow.models.checkpoint import load_checkpoint
+from graphflow.models.checkpoint import CheckpointError, load_checkpoint
 from graphflow.models.gligen import GligenBoxes, GligenError, fuser_heads, load_gligen
 from graphflow.testing import write_checkpoint, write_gligen
 
@@ -148,5 +148,9 @@ def test_nodes_end_to_end(builtin_registry, tmp_folders):
     assert isinstance(boxes, GligenBoxes) and [b[1:] for b in boxes.boxes] == [(4, 4, 2, 0)]
     write_checkpoint(tmp_folders.models / "gligen" / "ckpt.safetensors", "sd1")
     bad = executor.run(parse_workflow(graph([("ckpt.safetensors", "x", (8, 8, 0, 0))]), builtin_registry))
-    assert bad.status == "error" and bad.error["node_id"] == "l0"
-    assert "ckpt.safetensors is no GLIGEN text-box model" in bad.error["message"]
+    # validation names the file's kind before anything runs; the loader refuses it too
+    [problem] = bad.problems
+    assert bad.status == "invalid" and (problem.node_id, problem.input) == ("l0", "gligen_name")
+    assert "looks like a checkpoint" in problem.message and "models/checkpoints/" in problem.message
+    with pytest.raises(CheckpointError, match="ckpt.safetensors is no GLIGEN text-box model"):
+        load_gligen(tmp_folders.models / "gligen" / "ckpt.safetensors")

@@ -152,5 +152,10 @@ def test_hypernetwork_loader_node(builtin_registry, tmp_folders):
     assert not torch.equal(samples[1.0], samples[0.0])
     write_checkpoint(tmp_folders.models / "hypernetworks" / "not_one.safetensors", "sd1")
     bad = executor.run(parse_workflow(graph(1.0, "not_one.safetensors"), builtin_registry))
+    [problem] = bad.problems  # validation tells the kind of file before anything runs
+    assert bad.status == "invalid" and problem.node_id == "10" and "looks like a checkpoint" in problem.message
+    from safetensors.torch import save_file
+    save_file({"mystery.weight": torch.zeros(2, 2)}, str(tmp_folders.models / "hypernetworks" / "odd.safetensors"))
+    bad = executor.run(parse_workflow(graph(1.0, "odd.safetensors"), builtin_registry))
     assert bad.status == "error" and bad.error["node_id"] == "10"
-    assert "not_one.safetensors" in bad.error["message"] and "hypernetwork" in bad.error["message"]
+    assert "odd.safetensors" in bad.error["message"] and "hypernetwork" in bad.error["message"]

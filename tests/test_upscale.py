@@ -132,8 +132,16 @@ def test_loader_node_names_the_file_it_refuses(builtin_registry, tmp_folders):
              "3": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["1", 0], "image": ["2", 0]}},
              "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "up"}}}
     result = Executor(builtin_registry).run(parse_workflow(graph, builtin_registry))
+    [problem] = result.problems  # a file of a known other kind: validation says which
+    assert result.status == "invalid" and problem.input == "model_name"
+    assert "not_an_upscaler.safetensors is not a file for models/upscale_models/" in problem.message
+    assert "looks like a LoRA" in problem.message
+    from safetensors.torch import save_file
+    save_file({"mystery.weight": torch.zeros(2, 2)}, str(folder / "mystery.safetensors"))
+    graph["1"]["inputs"]["model_name"] = "mystery.safetensors"
+    result = Executor(builtin_registry).run(parse_workflow(graph, builtin_registry))
     assert result.status == "error" and result.error["input"] == "model_name"
-    assert "not_an_upscaler.safetensors is not an upscale model" in result.error["message"]
+    assert "mystery.safetensors is not an upscale model" in result.error["message"]
 
 
 def test_out_of_memory_halves_the_tile(esrgan):

@@ -2,7 +2,9 @@
 
 A file the loader would refuse is reported as a problem of the input that names it: a pickle
 that PyTorch's restricted unpickler refuses (it would run code; nothing of it runs here either),
-a damaged or truncated safetensors file, and a checkpoint whose architecture cannot be detected.
+a damaged or truncated safetensors file, a checkpoint whose architecture cannot be detected, and
+a file of another kind than its loader takes (a LoRA given to the ControlNet loader: the kind as
+graphflow.models.file_kind tells it, with the folder and loader it belongs to).
 Only headers are read (a pickle's object stream is unpickled with its tensors memory-mapped), so
 it costs milliseconds; answers are kept per file state (path, size, modification time).
 """
@@ -23,6 +25,12 @@ def model_file_problem(kind: str, path: Path) -> str | None:
     return _answers[key]
 
 
+# the kinds of file (file_kind folders) each models folder's loader takes besides its own
+ALSO_LOADS = {"checkpoints": ("diffusion_models",), "diffusion_models": ("checkpoints",),
+              "vae": ("checkpoints", "vae_approx"), "text_encoders": ("checkpoints", "clip_vision"),
+              "clip_vision": ("checkpoints",), "upscale_models": ()}
+
+
 def _problem(kind: str, path: Path) -> str | None:
     from .weight_files import CheckpointError, WeightFile
 
@@ -32,6 +40,17 @@ def _problem(kind: str, path: Path) -> str | None:
                 from .architecture import detect_architecture
 
                 detect_architecture(f.shapes, f.metadata, get_tensor=f.get)
+            else:
+                return _wrong_kind(kind, f)
     except CheckpointError as e:
         return str(e)
     return None
+
+
+def _wrong_kind(kind: str, f) -> str | None:
+    from .file_kind import identify
+
+    found = identify(f.shapes)
+    if found is None or found.folder == kind or found.folder in ALSO_LOADS.get(kind, ()):
+        return None
+    return f"{f.path.name} is not a file for models/{kind}/. {found.advice()}"

@@ -3,15 +3,18 @@
 Users download checkpoints, LoRAs, ControlNets, VAEs, text encoders and a dozen other add-ons
 as bare .safetensors files whose names say little, and a file in the wrong folder or the wrong
 loader is the commonest first-run failure. This is the one place that tells them apart; the
-loaders' error messages ("this looks like a ControlNet: put it in models/controlnet/ ...") and
-`graphflow inspect` both ask it. Checks run from the most specific marker to the most general:
+loaders' error messages ("this looks like a ControlNet: put it in models/controlnet/ ..."),
+validation and `graphflow inspect` ask it. Torch-free: validation must stay light. Checks run from the most specific marker to the most general:
 a Control-LoRA has `lora_` keys and a GLIGEN file UNet block names, so those come first.
 """
 
 from dataclasses import dataclass
 
 UNET_PREFIX = "model.diffusion_model."
-_LORA_PARTS = (".lora_down.", ".lora_up.", ".lora_A.", ".lora_B.", ".hada_w1_a", ".lokr_w1", ".lora_magnitude_vector")
+# the tensors a union ControlNet (SDXL ControlNet++) adds to a plain one (torch-free here: validation reads it)
+UNION_KEYS = ("task_embedding", "transformer_layes.", "spatial_ch_projs.", "control_add_embedding.")
+_LORA_PARTS = (".lora_down.", ".lora_up.", ".lora_A.", ".lora_B.", ".lora.down.", "_lora.down.", ".hada_w1_a",
+               ".lokr_w1", ".lora_magnitude_vector")
 _CONTEXT_FAMILIES = {768: "SD1.x", 1024: "SD2.x", 2048: "SDXL"}  # cross-attention context width
 _CLIP_WIDTHS = {768: "CLIP-L", 1024: "OpenCLIP ViT-H (SD2.x)", 1280: "OpenCLIP ViT-bigG (CLIP-G)"}
 
@@ -45,8 +48,6 @@ def _named(kind: str, family: str) -> str:
 
 
 def _controlnet(shapes) -> FileKind | None:
-    from .union_controlnet import UNION_KEYS
-
     if "lora_controlnet" in shapes:
         return FileKind(_named("Control-LoRA", _sd_family(shapes)), "controlnet", "LoadDiffControlNet")
     if "pos_embed_input.proj.weight" in shapes:
@@ -97,8 +98,7 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         return FileKind(_named("checkpoint", _sd_family(shapes)), "checkpoints", "LoadCheckpoint")
     if "redux_up.weight" in shapes and "redux_down.weight" in shapes:
         return FileKind("FLUX Redux style model", "style_models", "LoadStyleModel")
-    if any(k.startswith(("vision_model.", "visual.")) or k == "conv1.weight" for k in shapes) \
-            and not _has(shapes, "text_model."):
+    if any(k.startswith(("vision_model.", "visual.")) or k == "conv1.weight" for k in shapes):
         return FileKind("CLIP vision model", "clip_vision", "LoadCLIPVision")
     text = _text_encoder(shapes)
     if text is not None:

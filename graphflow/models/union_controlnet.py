@@ -32,9 +32,9 @@ from graphflow.choices import UNION_CONTROLNET_TYPES
 
 from .attention import attention
 from .controlnet import ControlNet, ControlNetConfig
+from .file_kind import UNION_KEYS
 from .unet import timestep_embedding
 
-UNION_KEYS = ("task_embedding", "transformer_layes.", "spatial_ch_projs.", "control_add_embedding.")
 HEADS = 8  # not in the file; with one token per sample the heads do not change the result
 
 
