@@ -80,7 +80,7 @@ def test_inspect_finds_a_model_by_name_in_the_models_folders(tmp_path):
     missing = subprocess.run(cli("inspect", "nope.safetensors"), capture_output=True, text=True, cwd=tmp_path,
                              timeout=120)
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
-    assert "no checkpoint of that name" in missing.stderr and str(tmp_path / "models" / "checkpoints") in missing.stderr
+    assert "no model file of that name" in missing.stderr and str(tmp_path / "models") in missing.stderr
 
 
 def slow_workflow(path: Path) -> Path:
