@@ -304,8 +304,11 @@ def test_load_lora_node_runs_lycoris_files_and_refuses_a_controlnet(builtin_regi
     assert changed_weights(base, model, clip) == format_file(tmp_folders.models / "loras" / "loha.safetensors",
                                                              "loha", ckpt)[1]
     bad = executor.run(parse_workflow(graph("control_canny.safetensors"), builtin_registry))
-    assert bad.status == "error" and bad.error["node_id"] == "10"
-    assert "control_canny.safetensors" in bad.error["message"] and "ControlNet" in bad.error["message"]
+    [problem] = bad.problems  # validation tells the kind before anything runs; the loader refuses it too
+    assert bad.status == "invalid" and (problem.node_id, problem.input) == ("10", "lora_name")
+    assert "control_canny.safetensors" in problem.message and "looks like a ControlNet" in problem.message
+    with pytest.raises(LoraError, match="control_canny.safetensors.*looks like a ControlNet"):
+        read_lora(tmp_folders.models / "loras" / "control_canny.safetensors")
 
 
 def test_flux_lora_in_bfl_comfyui_and_kohya_layouts(tmp_path):
