@@ -161,9 +161,12 @@ def load_ip_adapter(path) -> IPAdapter:
     proj = {k[len("image_proj."):]: v for k, v in state.items() if k.startswith("image_proj.")}
     layers = {k[len("ip_adapter."):]: v for k, v in state.items() if k.startswith("ip_adapter.")}
     if not proj or not layers:
-        found = ", ".join(sorted(state)[:4]) or "nothing"
+        from .file_kind import identify
+
+        kind = identify({k: tuple(v.shape) for k, v in state.items()})
+        found = f"{len(state)} tensors such as {', '.join(sorted(state)[:2])}" if state else "no tensors"
         raise IPAdapterError(f"{path.name} is no IP-Adapter: expected image_proj.* and ip_adapter.N.to_k_ip.weight "
-                             f"keys (h94/IP-Adapter's files), found {found}")
+                             f"keys (h94/IP-Adapter's files), found {found}." + (f" {kind.advice()}" if kind else ""))
     if any("lora" in k for k in layers) or "proj.0.weight" in proj or "perceiver_resampler.proj_in.weight" in proj:
         raise IPAdapterError(f"{path.name} is a FaceID or 'full' IP-Adapter; only the basic and plus image "
                              f"adapters (ip-adapter_*, ip-adapter-plus_*) are supported")
