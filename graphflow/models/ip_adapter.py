@@ -201,27 +201,36 @@ def cross_attentions(unet: nn.Module) -> list[str]:
 
 def _ip_attention(to_k: nn.Linear, to_v: nn.Linear, cond: torch.Tensor, uncond: torch.Tensor, weight: float,
                   sigma_range: tuple[float, float] | None, scaling: str):
+    keys_values: dict = {}  # (negative rows, batch, device, dtype) -> the image tokens' keys and values
+    active = [None, True]  # [the UNetRows judged last, its verdict]: sigma is read once per UNet call
+
     def extra(q: torch.Tensor) -> torch.Tensor | None:
         from graphflow.sampling.guidance import unet_rows
 
         rows = unet_rows.get()
         if sigma_range is not None and rows is not None:
-            s = float(rows.sigma.reshape(-1)[0])
-            if not sigma_range[1] <= s <= sigma_range[0]:
+            if active[0] is not rows:
+                s = float(rows.sigma.reshape(-1)[0])
+                active[:] = [rows, sigma_range[1] <= s <= sigma_range[0]]
+            if not active[1]:
                 return None
         b, heads = q.shape[0], q.shape[1]
-        if to_k.weight.device != q.device or to_k.weight.dtype != q.dtype:
-            to_k.to(q.device, q.dtype)  # run in the UNet's device and dtype, moved once
-            to_v.to(q.device, q.dtype)
-        tokens = cond.to(q.device, q.dtype).expand(b, -1, -1)
-        if rows is not None and any(rows.negative) and len(rows.negative) == b:
-            negative = torch.tensor(rows.negative, device=q.device)[:, None, None]
-            tokens = torch.where(negative, uncond.to(q.device, q.dtype).expand(b, -1, -1), tokens)
-        k, v = to_k(tokens), to_v(tokens)
-        if scaling == "K+V":
-            k, v = k * weight, v * weight
-        k, v = (t.view(b, -1, heads, t.shape[-1] // heads).transpose(1, 2) for t in (k, v))
-        out = attention(q, k, v)
+        negative = rows.negative if rows is not None and any(rows.negative) and len(rows.negative) == b else None
+        key = (negative, b, q.device, q.dtype)
+        if key not in keys_values:
+            if to_k.weight.device != q.device or to_k.weight.dtype != q.dtype:
+                to_k.to(q.device, q.dtype)  # run in the UNet's device and dtype, moved once
+                to_v.to(q.device, q.dtype)
+            tokens = cond.to(q.device, q.dtype).expand(b, -1, -1)
+            if negative is not None:
+                rows_mask = torch.tensor(negative, device=q.device)[:, None, None]
+                tokens = torch.where(rows_mask, uncond.to(q.device, q.dtype).expand(b, -1, -1), tokens)
+            with torch.no_grad():
+                k, v = to_k(tokens), to_v(tokens)
+            if scaling == "K+V":
+                k, v = k * weight, v * weight
+            keys_values[key] = tuple(t.view(b, -1, heads, t.shape[-1] // heads).transpose(1, 2) for t in (k, v))
+        out = attention(q, *keys_values[key])
         return out if scaling == "K+V" else out * weight
     return extra
 
