@@ -240,3 +240,20 @@ def test_file_kind_names_the_ipadapter_folder(tmp_path):
         save_file({"image_proj.proj.0.weight": torch.zeros(2, 2), "ip_adapter.1.to_k_ip.weight": torch.zeros(2, 2)},
                      str(tmp_path / "faceid.safetensors"))
         load_ip_adapter(tmp_path / "faceid.safetensors")
+
+
+def test_comfyui_ui_workflow_widgets_map_in_the_packs_order(builtin_registry):
+    """A ComfyUI_IPAdapter_plus UI workflow's widget values land on the inputs of the same names."""
+    from graphflow.comfy_format import import_ui
+
+    ui = {"nodes": [
+        {"id": 1, "type": "IPAdapterAdvanced", "inputs": [], "outputs": [],
+         "widgets_values": [0.8, "linear", "average", 0.1, 0.9, "K+V"]},
+        {"id": 2, "type": "IPAdapter", "inputs": [], "outputs": [], "widgets_values": [0.6, 0.2, 0.7, "standard"]},
+        {"id": 3, "type": "IPAdapterModelLoader", "inputs": [], "outputs": [],
+         "widgets_values": ["ip-adapter_sd15.safetensors"]}], "links": []}
+    nodes = import_ui(ui, builtin_registry).nodes
+    assert nodes["1"].inputs == {"weight": 0.8, "weight_type": "linear", "combine_embeds": "average", "start_at": 0.1,
+                                 "end_at": 0.9, "embeds_scaling": "K+V"}
+    assert nodes["2"].inputs == {"weight": 0.6, "start_at": 0.2, "end_at": 0.7, "weight_type": "standard"}
+    assert nodes["3"].inputs == {"ipadapter_file": "ip-adapter_sd15.safetensors"}
