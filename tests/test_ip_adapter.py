@@ -11,7 +11,7 @@ from graphflow.context import NodeInputError
 from graphflow.executor import Executor
 from graphflow.models import DiffusionModel
 from graphflow.models.file_kind import identify
-from graphflow.models.ip_adapter import IPAdapterError, _nested_state, apply_ip_adapter, load_ip_adapter
+from graphflow.models.ip_adapter import IPAdapterError, read_ip_adapter_state, apply_ip_adapter, load_ip_adapter
 from graphflow.models.weight_files import WeightFile
 from graphflow.sampling.guidance import UNetRows, unet_rows
 from safetensors.torch import save_file
@@ -26,7 +26,7 @@ from tests.test_unet import TINY, random_unet, to_diffusers_unet
 def diffusers_with_adapter(ours, path, weight: float):
     theirs, _ = to_diffusers_unet(ours)
     nested = {"image_proj": {}, "ip_adapter": {}}
-    for key, value in _nested_state(path).items():
+    for key, value in read_ip_adapter_state(path).items():
         group, _, rest = key.partition(".")
         nested[group][rest] = value
     theirs._load_ip_adapter_weights([nested], low_cpu_mem_usage=False)
@@ -66,7 +66,8 @@ def test_unet_with_image_tokens_matches_diffusers(tmp_path, name, kind):
         reference_tokens = theirs.encoder_hid_proj.image_projection_layers[0](features)
         torch.testing.assert_close(tokens, reference_tokens, atol=1e-5, rtol=0)
         patched = apply_ip_adapter(model, adapter, tokens[:1], tokens[1:], weight)
-        ref = theirs(x, t, encoder_hidden_states=context, added_cond_kwargs={**added, "image_embeds": [features[:, None]]}).sample
+        added["image_embeds"] = [features[:, None]]  # one image per row
+        ref = theirs(x, t, encoder_hidden_states=context, added_cond_kwargs=added).sample
         plain = ours(x, t, context, y)
         marker = unet_rows.set(UNetRows(torch.tensor([5.0]), (False, True)))
         try:

@@ -136,7 +136,7 @@ class IPAdapter(nn.Module):
         return self.image_proj(features.to(p.device, p.dtype)).float()
 
 
-def _nested_state(path: Path) -> dict[str, torch.Tensor]:
+def read_ip_adapter_state(path: Path) -> dict[str, torch.Tensor]:
     """Flat `image_proj.*` / `ip_adapter.*` keys from a .safetensors file or the .bin pickle's
     {"image_proj": {...}, "ip_adapter": {...}}."""
     if path.suffix == ".safetensors":
@@ -157,7 +157,7 @@ def _nested_state(path: Path) -> dict[str, torch.Tensor]:
 def load_ip_adapter(path) -> IPAdapter:
     """An IP-Adapter file (basic or plus, SD1.5 or SDXL), float32 on the CPU."""
     path = Path(path)
-    state = _nested_state(path)
+    state = read_ip_adapter_state(path)
     proj = {k[len("image_proj."):]: v for k, v in state.items() if k.startswith("image_proj.")}
     layers = {k[len("ip_adapter."):]: v for k, v in state.items() if k.startswith("ip_adapter.")}
     if not proj or not layers:
