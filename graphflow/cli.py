@@ -469,7 +469,7 @@ def cmd_inspect(args) -> int:
 
 
 MODEL_KINDS = ("checkpoints", "diffusion_models", "loras", "vae", "text_encoders", "controlnet", "upscale_models",
-               "clip_vision", "style_models", "embeddings", "hypernetworks", "gligen", "vae_approx")
+               "clip_vision", "style_models", "embeddings", "hypernetworks", "gligen", "ipadapter", "vae_approx")
 
 
 def _model_file(name: str):

@@ -572,6 +572,45 @@ def write_redux(path, seed: int = 0, redux_dim: int = 64, txt_dim: int = T5_TINY
     return Path(path)
 
 
+def write_ip_adapter(path, arch: str = "sd1", kind: str = "basic", seed: int = 0, dtype=torch.float16,
+                     tokens: int | None = None, width: int = 128, scale: float = 1.0, unet=None) -> Path:
+    """A random IP-Adapter for write_checkpoint(arch)'s UNet in h94/IP-Adapter's layout (image_proj.*,
+    ip_adapter.N.to_k_ip / to_v_ip.weight with N = 1, 3, 5, ... over the attn2 layers in diffusers'
+    order). kind "basic" takes clip_vision_config()'s image_embeds (32 wide), "plus" its penultimate
+    hidden states (64 wide) through a 4-block Resampler of `width` (64-wide heads). `.bin` / `.pt`
+    paths get the nested pickle {"image_proj": ..., "ip_adapter": ...}; to_k_ip / to_v_ip are
+    multiplied by `scale`; `unet`: another UNetConfig to fit."""
+    from .models.ip_adapter import IPAdapter, IPAdapterConfig, cross_attentions
+
+    config = unet or unet_config(arch)
+    vision = clip_vision_config()
+    if kind == "plus":
+        cfg = IPAdapterConfig("plus", vision.hidden_size, tokens or 8, config.context_dim, width, 4)
+    else:
+        cfg = IPAdapterConfig("basic", vision.projection_dim, tokens or 4, config.context_dim)
+    with torch.device("meta"):
+        unet = UNet(config)
+        modules = dict(unet.named_modules())
+        inner = [modules[p].to_k.out_features for p in cross_attentions(unet)]
+        shapes = {"image_proj." + k: s for k, s in _module_shapes(IPAdapter(cfg, inner).image_proj).items()}
+    state = random_state(shapes, seed, torch.float32)
+    generator = torch.Generator().manual_seed(seed + 1)
+    for i, d in enumerate(inner):
+        for name in ("to_k_ip", "to_v_ip"):
+            w = torch.randn(d, cfg.context_dim, generator=generator) * scale / cfg.context_dim ** 0.5
+            state[f"ip_adapter.{2 * i + 1}.{name}.weight"] = w
+    state = {k: v.to(dtype) for k, v in state.items()}
+    if Path(path).suffix in (".bin", ".pt"):
+        nested = {"image_proj": {}, "ip_adapter": {}}
+        for key, value in state.items():
+            group, _, rest = key.partition(".")
+            nested[group][rest] = value
+        torch.save(nested, str(path))
+    else:
+        save_file(state, str(path))
+    return Path(path)
+
+
 UNCLIP_EMBED = 32  # the scaled-down CLIP vision model's projection width
 
 

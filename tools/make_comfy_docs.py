@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from graphflow.comfy_format import CUSTOM_PACKS, comfy_catalogue
+from graphflow.comfy_format import CUSTOM_PACKS, comfy_catalogue, custom_pack
 from graphflow.server.comfyui_messages import MESSAGE_TYPES
 from graphflow.server.comfyui_routes import ROUTES
 from graphflow.registry import Registry
@@ -88,6 +88,8 @@ def render() -> str:
                           for name, values in alias.values.items()]
                 notes += [f"`{name}` = `{value!r}`" for name, value in alias.fixed.items()]
                 notes += [f"`{name}` ignored" for name in alias.ignore]
+                if class_type not in comfy_catalogue():
+                    notes.insert(0, f"custom node pack {custom_pack(class_type) or '(unnamed)'}")
                 rows.append(f"| `{class_type}` | `{cls.node_type}` | {'; '.join(notes)} |")
     catalogue = comfy_catalogue()
     for class_type in catalogue:
@@ -101,7 +103,7 @@ def render() -> str:
             mapped.add(class_type)
             rows.append(f"| `{class_type}` | `{class_type}` | same name |")
     lines = [INTRO, "## ComfyUI nodes and ours", "",
-             f"{len(mapped)} of ComfyUI's {len(catalogue)} core classes (cloud API nodes aside) are read.", "",
+             f"{len(mapped & set(catalogue))} of ComfyUI's {len(catalogue)} core classes (cloud API nodes aside) are read.", "",
              "| ComfyUI class | graphflow node | names and values |", "|---|---|---|"]
     lines += sorted(rows, key=str.lower)
     lines += ["", LIMITS, "ComfyUI core classes graphflow has no node for yet, by ComfyUI category:", ""]

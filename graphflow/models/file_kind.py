@@ -85,6 +85,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         return controlnet
     if _has(shapes, "position_net."):
         return FileKind("GLIGEN text-box model", "gligen", "LoadGLIGEN")
+    if _has(shapes, "image_proj.") and _has(shapes, "ip_adapter."):
+        return FileKind("IP-Adapter", "ipadapter", "IPAdapterModelLoader")
     if any(k.startswith("lora_") or any(p in k for p in _LORA_PARTS) for k in shapes):
         return FileKind("LoRA", "loras", "LoadLoRA")
     flow = find_flow_model(shapes)

@@ -53,6 +53,9 @@ class Attention(nn.Module):
     # (keys, values) -> (keys, values) on the inputs of to_k / to_v: hypernetworks, set on shallow
     # copies (graphflow.models.hypernetwork)
     kv_patches = ()
+    # queries [B, heads, L, d] -> a second attention's output added to this one's before to_out
+    # (IP-Adapter's decoupled cross-attention), set on shallow copies (graphflow.models.ip_adapter)
+    extra_attention = None
 
     def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int | None = None):
         super().__init__()
@@ -72,6 +75,10 @@ class Attention(nn.Module):
         q, k, v = (t.view(b, -1, self.heads, t.shape[-1] // self.heads).transpose(1, 2)
                    for t in (self.to_q(x), self.to_k(keys), self.to_v(values)))
         out = attention(q, k, v)
+        if self.extra_attention is not None:
+            extra = self.extra_attention(q)
+            if extra is not None:
+                out = out + extra
         return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
 
 

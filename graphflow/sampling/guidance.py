@@ -26,8 +26,11 @@ prompt of a plain txt2img run make ONE forward of batch 2B. Prompts of different
 (75 vs 150 tokens, say) are batched by repeating each embedding to the least common multiple of
 the lengths (repeating keys and values leaves softmax attention's output unchanged) while that
 multiple is at most 4x the shorter; otherwise they run separately.
+While a batch runs, `unet_rows` tells model patches that need it (IP-Adapter) the sigma and which
+rows are the negative prompt's.
 """
 
+import contextvars
 import math
 from dataclasses import dataclass, replace
 
@@ -52,6 +55,7 @@ class Cond:
     sigma_start: float | None = None  # active only while sigma_end <= sigma <= sigma_start
     sigma_end: float | None = None
     attention_mask: torch.Tensor | None = None  # [B, T + N, T + N] additive bias over FLUX's text + image tokens
+    negative: bool = False  # the negative prompt's entry (prepare_conds(negative=True))
 
     def active(self, sigma: torch.Tensor) -> bool:
         if self.sigma_start is None and self.sigma_end is None:
@@ -162,6 +166,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             sigma_start=sigma_start,
             sigma_end=sigma_end,
             attention_mask=attention_mask,
+            negative=negative,
         ))
     return out
 
@@ -268,6 +273,19 @@ def _crop_concat(concat: torch.Tensor | None, area) -> torch.Tensor | None:
     return concat[:, :, y0:y0 + h, x0:x0 + w]
 
 
+@dataclass(frozen=True)
+class UNetRows:
+    """The UNet call now running: its sigma (a tensor, left on the device) and, per batch row,
+    whether the row is the negative prompt's (IP-Adapter gives those the uncond image tokens)."""
+
+    sigma: torch.Tensor
+    negative: tuple[bool, ...]
+
+
+# set by predict_sides around each model call; None outside sampling (a direct UNet call)
+unet_rows: contextvars.ContextVar[UNetRows | None] = contextvars.ContextVar("unet_rows", default=None)
+
+
 def predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tensor, sigma: torch.Tensor) -> list[torch.Tensor]:
     """The area-weighted average denoised prediction of each side (None: skipped, gives 0)."""
     out = [torch.zeros_like(x) for _ in sides]
@@ -299,7 +317,12 @@ def predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tenso
             extra["gligen"] = batch[0][3].gligen
         if batch[0][3].attention_mask is not None:
             extra["attention_mask"] = torch.cat([b[3].attention_mask for b in batch])
-        predictions = model_denoiser(input_x, sigma_in, context=context, y=y, concat=concat, **extra).chunk(chunks)
+        rows = tuple(b[3].negative for b in batch for _ in range(b[0].shape[0]))
+        token = unet_rows.set(UNetRows(sigma, rows))
+        try:
+            predictions = model_denoiser(input_x, sigma_in, context=context, y=y, concat=concat, **extra).chunk(chunks)
+        finally:
+            unet_rows.reset(token)
         for (_, weight, area, _, index), prediction in zip(batch, predictions):
             if area is None:
                 out[index] += prediction * weight

@@ -81,7 +81,8 @@ async def comfy_history(request):
 # --- ComfyUI's other HTTP routes ----------------------------------------------------------------
 
 MODEL_FOLDERS = ("checkpoints", "vae", "loras", "embeddings", "text_encoders", "clip", "diffusion_models", "unet",
-                 "controlnet", "upscale_models", "vae_approx", "clip_vision", "style_models", "hypernetworks")
+                 "controlnet", "upscale_models", "vae_approx", "clip_vision", "style_models", "hypernetworks",
+                 "ipadapter")
 
 
 async def comfy_object_info(request):

@@ -1,0 +1,260 @@
+"""IP-Adapter: the image projections and the patched UNet against diffusers' IP-Adapter
+(UNet2DConditionModel._load_ip_adapter_weights, IPAdapterAttnProcessor2_0) on the same weights,
+the negative rows' tokens and the timestep range, and the nodes end to end on a tiny SD1.5."""
+
+import json
+
+import pytest
+import torch
+
+from graphflow.context import NodeInputError
+from graphflow.executor import Executor
+from graphflow.models import DiffusionModel
+from graphflow.models.file_kind import identify
+from graphflow.models.ip_adapter import IPAdapterError, read_ip_adapter_state, apply_ip_adapter, load_ip_adapter
+from graphflow.models.weight_files import WeightFile
+from graphflow.sampling.guidance import UNetRows, unet_rows
+from safetensors.torch import save_file
+
+from graphflow.testing import (clip_vision_state, write_checkpoint, write_clip_vision, write_controlnet, write_ip_adapter,
+                               write_lora)
+from graphflow.workflow import parse_workflow
+from tests.test_nodes_image_mask import call
+from tests.test_unet import TINY, random_unet, to_diffusers_unet
+
+
+def diffusers_with_adapter(ours, path, weight: float):
+    theirs, _ = to_diffusers_unet(ours)
+    nested = {"image_proj": {}, "ip_adapter": {}}
+    for key, value in read_ip_adapter_state(path).items():
+        group, _, rest = key.partition(".")
+        nested[group][rest] = value
+    theirs._load_ip_adapter_weights([nested], low_cpu_mem_usage=False)
+    for processor in theirs.attn_processors.values():
+        if hasattr(processor, "scale"):
+            processor.scale = [weight]
+    return theirs
+
+
+@pytest.mark.parametrize("kind", ["basic", "plus"])
+@pytest.mark.parametrize("name", ["sd1", "sdxl"])
+def test_unet_with_image_tokens_matches_diffusers(tmp_path, name, kind):
+    """Projection and decoupled cross-attention as diffusers', every attn2 matched to its file
+    layer (SDXL's levels have different depths, so a wrong order would not fit or differ); the
+    second row is the negative prompt's, which gets the uncond features' tokens."""
+    cfg = TINY[name]
+    ours = random_unet(cfg)
+    path = write_ip_adapter(tmp_path / "ipa.safetensors", name, kind, dtype=torch.float32, unet=cfg)
+    adapter = load_ip_adapter(path)
+    weight = 0.7
+    theirs = diffusers_with_adapter(ours, path, weight)
+    g = torch.Generator().manual_seed(1)
+    b, h, w = 2, 16, 24
+    features = torch.randn(*((b, 32) if kind == "basic" else (b, 5, 64)), generator=g)
+    x = torch.randn(b, 4, h, w, generator=g)
+    t = torch.tensor([999.0, 261.5])
+    context = torch.randn(b, 7, cfg.context_dim, generator=g)
+    model = DiffusionModel(ours, "sdxl" if cfg.adm_in_channels else "sd1")
+    y, added = None, {}
+    if cfg.adm_in_channels:
+        pooled = torch.randn(b, 32, generator=g)
+        y = model.encode_adm({"pooled_output": pooled}, 8 * w, 8 * h)
+        added = {"text_embeds": pooled, "time_ids": torch.tensor([[8 * h, 8 * w, 0, 0, 8 * h, 8 * w]] * b).float()}
+
+    tokens = adapter.tokens(features)
+    with torch.no_grad():
+        reference_tokens = theirs.encoder_hid_proj.image_projection_layers[0](features)
+        torch.testing.assert_close(tokens, reference_tokens, atol=1e-5, rtol=0)
+        patched = apply_ip_adapter(model, adapter, tokens[:1], tokens[1:], weight)
+        added["image_embeds"] = [features[:, None]]  # one image per row
+        ref = theirs(x, t, encoder_hidden_states=context, added_cond_kwargs=added).sample
+        plain = ours(x, t, context, y)
+        marker = unet_rows.set(UNetRows(torch.tensor([5.0]), (False, True)))
+        try:
+            out = patched.unet(x, t, context, y)
+        finally:
+            unet_rows.reset(marker)
+        all_cond = patched.unet(x, t, context, y)  # no sampling context: every row gets the image tokens
+    assert (ref - plain).abs().max() > 1e-3  # the image tokens matter
+    assert (out - ref).abs().max().item() <= 1e-4
+    torch.testing.assert_close(all_cond[:1], out[:1], atol=1e-6, rtol=0)
+    assert (all_cond[1:] - ref[1:]).abs().max() > 1e-4  # row 2 really took the uncond tokens
+    assert torch.equal(model.unet(x, t, context, y), plain)  # the input model is unchanged
+
+
+def test_timestep_range_scaling_and_stacking(tmp_path):
+    cfg = TINY["sd1"]
+    model = DiffusionModel(random_unet(cfg), "sd1")
+    adapter = load_ip_adapter(write_ip_adapter(tmp_path / "ipa.safetensors", "sd1", dtype=torch.float32, unet=cfg))
+    tokens = adapter.tokens(torch.randn(1, 32, generator=torch.Generator().manual_seed(2)))
+    g = torch.Generator().manual_seed(3)
+    x, t, context = torch.randn(1, 4, 8, 8, generator=g), torch.tensor([500.0]), torch.randn(1, 7, 768, generator=g)
+
+    def run(m, sigma):
+        marker = unet_rows.set(UNetRows(torch.tensor([sigma]), (False,)))
+        try:
+            with torch.no_grad():
+                return m.unet(x, t, context)
+        finally:
+            unet_rows.reset(marker)
+
+    plain = run(model, 5.0)
+    ranged = apply_ip_adapter(model, adapter, tokens, tokens, 1.0, sigma_range=(10.0, 2.0))
+    always = apply_ip_adapter(model, adapter, tokens, tokens, 1.0)
+    assert torch.equal(run(ranged, 20.0), plain) and torch.equal(run(ranged, 1.0), plain)
+    torch.testing.assert_close(run(ranged, 5.0), run(always, 5.0), atol=0, rtol=0)
+    assert (run(always, 5.0) - plain).abs().max() > 1e-3
+    # K+V scales keys and values: the same as V only at weight 1, different elsewhere
+    torch.testing.assert_close(run(apply_ip_adapter(model, adapter, tokens, tokens, 1.0, scaling="K+V"), 5.0),
+                               run(always, 5.0), atol=1e-6, rtol=0)
+    half_v = run(apply_ip_adapter(model, adapter, tokens, tokens, 0.5), 5.0)
+    half_kv = run(apply_ip_adapter(model, adapter, tokens, tokens, 0.5, scaling="K+V"), 5.0)
+    assert (half_v - half_kv).abs().max() > 1e-5
+    # two adapters add up: twice the same at 0.5 is once at 1.0
+    twice = apply_ip_adapter(apply_ip_adapter(model, adapter, tokens, tokens, 0.5), adapter, tokens, tokens, 0.5)
+    torch.testing.assert_close(run(twice, 5.0), run(always, 5.0), atol=1e-5, rtol=0)
+
+
+def test_pickled_bin_loads_like_safetensors(tmp_path):
+    a = load_ip_adapter(write_ip_adapter(tmp_path / "a.safetensors", "sd1", "plus", dtype=torch.float32))
+    b = load_ip_adapter(write_ip_adapter(tmp_path / "b.bin", "sd1", "plus", dtype=torch.float32))
+    assert a.config == b.config and a.config.kind == "plus" and a.config.depth == 4
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+
+
+@pytest.fixture
+def models(tmp_folders):
+    m = tmp_folders.models
+    for sub in ("checkpoints", "clip_vision", "ipadapter"):
+        (m / sub).mkdir(parents=True)
+    write_checkpoint(m / "checkpoints" / "sd1.safetensors", "sd1", dtype=torch.float32)
+    write_clip_vision(m / "clip_vision" / "vit_tiny.safetensors", dtype=torch.float32)
+    write_ip_adapter(m / "ipadapter" / "ip-adapter_sd15.safetensors", "sd1", dtype=torch.float32, scale=3.0)
+    write_ip_adapter(m / "ipadapter" / "ip-adapter-plus_sd15.safetensors", "sd1", "plus", dtype=torch.float32)
+    write_lora(m / "ipadapter" / "a_lora.safetensors", "sd1")
+    write_controlnet(m / "ipadapter" / "a_controlnet.safetensors", "sd1")
+    return m
+
+
+def graph(adapter_file="ip-adapter_sd15.safetensors", weight=1.0, **extra):
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd1.safetensors"}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": ["1", 1]}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["1", 1]}},
+        "4": {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": "vit_tiny.safetensors"}},
+        "5": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0x30a0ff}},
+        "6": {"class_type": "IPAdapterModelLoader", "inputs": {"ipadapter_file": adapter_file}},
+        "7": {"class_type": "IPAdapterAdvanced", "inputs": {
+            "model": ["1", 0], "ipadapter": ["6", 0], "image": ["5", 0], "clip_vision": ["4", 0], "weight": weight,
+            "weight_type": "linear", "combine_embeds": "concat", "start_at": 0.0, "end_at": 1.0,
+            "embeds_scaling": "V only", **extra}},
+        "8": {"class_type": "EmptyLatentImage", "inputs": {"width": 32, "height": 32, "batch_size": 1}},
+        "9": {"class_type": "KSampler", "inputs": {"model": ["7", 0], "positive": ["2", 0], "negative": ["3", 0],
+                                                    "latent_image": ["8", 0], "seed": 3, "steps": 2, "cfg": 4.0,
+                                                    "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
+    }
+
+
+def run(registry, g):
+    result = Executor(registry).run(parse_workflow(json.loads(json.dumps(g)), registry), outputs=["9"])
+    assert result.ok, result.error or result.problems
+    return result.values["9"][0]["samples"]
+
+
+def test_comfyui_graph_weight_zero_is_the_plain_model(builtin_registry, models):
+    """An IPAdapter_plus graph imports and samples: weight 0 gives the image without the adapter,
+    bit for bit; weight 1 changes it, and so does a plus adapter and the timestep range."""
+    plain_graph = graph()
+    plain_graph["9"]["inputs"]["model"] = ["1", 0]
+    plain = run(builtin_registry, plain_graph)
+    assert torch.equal(run(builtin_registry, graph(weight=0.0)), plain)
+    prompted = run(builtin_registry, graph())
+    assert (prompted - plain).abs().max() > 1e-3
+    plus = run(builtin_registry, graph("ip-adapter-plus_sd15.safetensors"))
+    assert (plus - plain).abs().max() > 1e-3 and (plus - prompted).abs().max() > 1e-3
+    late = run(builtin_registry, graph(start_at=0.5))  # only the second of two steps
+    assert (late - plain).abs().max() > 1e-5 and (late - prompted).abs().max() > 1e-5
+    never = run(builtin_registry, graph(start_at=1.0))
+    assert torch.equal(never, plain)
+    negative = graph(image_negative=["5", 0])  # the same image on both sides
+    assert (run(builtin_registry, negative) - prompted).abs().max() > 1e-5
+
+
+def test_simple_node_and_sdxl(builtin_registry, models):
+    write_checkpoint(models / "checkpoints" / "sdxl.safetensors", "sdxl", dtype=torch.float32)
+    write_ip_adapter(models / "ipadapter" / "ip-adapter_sdxl.safetensors", "sdxl", dtype=torch.float32)
+    vision = call(builtin_registry, "LoadCLIPVision", clip_name="vit_tiny.safetensors")
+    image = torch.rand(2, 48, 40, 3, generator=torch.Generator().manual_seed(4))
+    for ckpt, file in (("sd1.safetensors", "ip-adapter_sd15.safetensors"), ("sdxl.safetensors", "ip-adapter_sdxl.safetensors")):
+        model = call(builtin_registry, "LoadCheckpoint", checkpoint=ckpt)[0]
+        adapter = call(builtin_registry, "IPAdapterModelLoader", ipadapter_file=file)
+        patched = call(builtin_registry, "IPAdapter", model=model, ipadapter=adapter, image=image, clip_vision=vision)
+        assert patched.unet is not model.unet and patched.arch == model.arch
+        extras = [m.extra_attention for m in patched.unet.modules() if getattr(m, "extra_attention", None)]
+        assert len(extras) == len(adapter.to_k_ip)
+        # two images, concat: 2 x 4 tokens reach every cross-attention
+        q = torch.randn(1, 1, 5, adapter.to_k_ip[0].out_features)
+        assert extras[0](q).shape == q.shape
+    sd1_adapter = call(builtin_registry, "IPAdapterModelLoader", ipadapter_file="ip-adapter_sd15.safetensors")
+    with pytest.raises(NodeInputError, match="made for another model") as info:  # an SD1.5 adapter on SDXL
+        call(builtin_registry, "IPAdapter", model=model, ipadapter=sd1_adapter, image=image, clip_vision=vision)
+    assert info.value.input == "ipadapter"
+
+
+def test_bad_inputs_are_named(builtin_registry, models):
+    vision = call(builtin_registry, "LoadCLIPVision", clip_name="vit_tiny.safetensors")
+    model = call(builtin_registry, "LoadCheckpoint", checkpoint="sd1.safetensors")[0]
+    adapter = call(builtin_registry, "IPAdapterModelLoader", ipadapter_file="ip-adapter_sd15.safetensors")
+    image = torch.rand(1, 32, 32, 3)
+    base = dict(model=model, ipadapter=adapter, image=image, clip_vision=vision)
+    for kind in ("a_lora.safetensors", "a_controlnet.safetensors"):
+        with pytest.raises(NodeInputError, match=rf"{kind} is no IP-Adapter: expected image_proj.*put it in models/") as info:
+            call(builtin_registry, "IPAdapterModelLoader", ipadapter_file=kind)
+        assert info.value.input == "ipadapter_file"
+    cases = [(dict(weight_type="ease in"), "weight_type", "only 'linear'"),
+             (dict(embeds_scaling="K+V w/ C penalty"), "embeds_scaling", r"'V only' or 'K\+V'"),
+             (dict(attn_mask=torch.ones(1, 8, 8)), "attn_mask", "not supported"),
+             (dict(clip_vision=None), "clip_vision", "no CLIP vision model"),
+             (dict(start_at=0.8, end_at=0.2), "start_at", "after end_at"),
+             (dict(image=torch.rand(32, 32)), "image", r"IMAGE \[B, H, W, C\]"),
+             (dict(image=torch.rand(2, 32, 32, 3), combine_embeds="subtract"), "combine_embeds", "not supported")]
+    for change, name, message in cases:
+        with pytest.raises(NodeInputError, match=message) as info:
+            call(builtin_registry, "IPAdapterAdvanced", **{**base, **change})
+        assert info.value.input == name
+    save_file(clip_vision_state(projection_dim=16, dtype=torch.float32), str(models / "clip_vision" / "other.safetensors"))
+    other = call(builtin_registry, "LoadCLIPVision", clip_name="other.safetensors")
+    with pytest.raises(NodeInputError, match=r"takes CLIP vision image embeddings \[B, 32\], got \(1, 16\)") as info:
+        call(builtin_registry, "IPAdapterAdvanced", **{**base, "clip_vision": other})
+    assert info.value.input == "clip_vision"
+    with pytest.raises(NodeInputError, match="only 'standard'") as info:
+        call(builtin_registry, "IPAdapter", **base, weight_type="style transfer")
+    assert info.value.input == "weight_type"
+
+
+def test_file_kind_names_the_ipadapter_folder(tmp_path):
+    with WeightFile(write_ip_adapter(tmp_path / "ipa.safetensors")) as f:
+        kind = identify(f.shapes)
+    assert kind.folder == "ipadapter" and kind.loader == "IPAdapterModelLoader"
+    with pytest.raises(IPAdapterError, match="FaceID"):
+        save_file({"image_proj.proj.0.weight": torch.zeros(2, 2), "ip_adapter.1.to_k_ip.weight": torch.zeros(2, 2)},
+                     str(tmp_path / "faceid.safetensors"))
+        load_ip_adapter(tmp_path / "faceid.safetensors")
+
+
+def test_comfyui_ui_workflow_widgets_map_in_the_packs_order(builtin_registry):
+    """A ComfyUI_IPAdapter_plus UI workflow's widget values land on the inputs of the same names."""
+    from graphflow.comfy_format import import_ui
+
+    ui = {"nodes": [
+        {"id": 1, "type": "IPAdapterAdvanced", "inputs": [], "outputs": [],
+         "widgets_values": [0.8, "linear", "average", 0.1, 0.9, "K+V"]},
+        {"id": 2, "type": "IPAdapter", "inputs": [], "outputs": [], "widgets_values": [0.6, 0.2, 0.7, "standard"]},
+        {"id": 3, "type": "IPAdapterModelLoader", "inputs": [], "outputs": [],
+         "widgets_values": ["ip-adapter_sd15.safetensors"]}], "links": []}
+    nodes = import_ui(ui, builtin_registry).nodes
+    assert nodes["1"].inputs == {"weight": 0.8, "weight_type": "linear", "combine_embeds": "average", "start_at": 0.1,
+                                 "end_at": 0.9, "embeds_scaling": "K+V"}
+    assert nodes["2"].inputs == {"weight": 0.6, "start_at": 0.2, "end_at": 0.7, "weight_type": "standard"}
+    assert nodes["3"].inputs == {"ipadapter_file": "ip-adapter_sd15.safetensors"}
