@@ -34,11 +34,13 @@ def _device_dtype(device, dtype):
     return load_device(), dtype or default_dtype("text_encoder", compute_device())
 
 
-def _tower(view, what: str, device, dtype) -> ClipTower:
-    spec = _standalone_tower(view.shapes)
+def _tower(view, what: str, device, dtype, config: dict | None = None) -> ClipTower:
+    spec = _standalone_tower(view.shapes, config)
     standalone = _StandaloneView(view, spec)
+    overrides = ((config or {}).get("text_encoders") or {}).get(spec.name)
     try:
-        return tower_from_weights(replace(spec, prefix=""), standalone.shapes, standalone.get, device, dtype)
+        return tower_from_weights(replace(spec, prefix=""), standalone.shapes, standalone.get, device, dtype,
+                                  overrides)
     except (ValueError, KeyError) as e:
         raise CheckpointError(f"{what}: {e}") from None
 
@@ -63,7 +65,8 @@ def _prefixed_components(f, device, dtype, only=None) -> dict[str, object]:
             view = KeyView(f, prefix)
             if view.shapes:
                 what = f"{f.path.name} ({prefix})"
-                found[name] = _t5(view, what, device, dtype) if name == "t5xxl" else _tower(view, what, device, dtype)
+                found[name] = _t5(view, what, device, dtype) if name == "t5xxl" else _tower(
+                    view, what, device, dtype, {"text_encoders": {name: {}}})  # the prefix names the tower
                 break
     return found
 
@@ -76,7 +79,7 @@ def components(f, device, dtype) -> dict[str, object]:
         return found
     if t5_prefix(f.shapes) is not None:
         return {"t5xxl": _t5(f, f.path.name, device, dtype)}
-    tower = _tower(f, f.path.name, device, dtype)
+    tower = _tower(f, f.path.name, device, dtype, f.config())
     return {tower.name: tower}
 
 
@@ -132,7 +135,7 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
         def tower_name(path):
             with WeightFile(path) as f:
                 try:
-                    return _standalone_tower(f.shapes).name
+                    return _standalone_tower(f.shapes, f.config()).name
                 except CheckpointError:
                     return ""
         paths = sorted(paths, key=lambda p: tower_name(p) != "clip_l")  # CLIP-L first, whatever the node's order
