@@ -89,7 +89,7 @@ class CLIPSave(Node):
     category = "advanced/model_merging"
     output_node = True
     clip: CLIP
-    filename_prefix: str = Text("text_encoders/graphflow", file_name=True)
+    filename_prefix: str = Text("clip/graphflow", file_name=True)
     comfy = ComfyAlias(("CLIPSave",))
 
     def run(self):
