@@ -52,7 +52,14 @@ def test_model_save_writes_the_diffusion_model_and_unet_loader_reads_it_back(bui
     assert set(written) == {k for k in load_file(str(files[arch])) if k.startswith(UNET)} | marker
     back = load_diffusion_model(path, device="cpu", dtype=torch.float32)
     assert (back.arch, back.prediction) == (ckpt.model.arch, ckpt.model.prediction)
+    assert back.unet.config == ckpt.model.unet.config  # head counts etc.: the same network
+    assert back.latent_format == ckpt.model.latent_format
     same_state(back.unet.state_dict(), ckpt.model.unet.state_dict())
+    if arch == "sd1":
+        x, t = torch.randn(1, 4, 8, 8), torch.tensor([400.0])
+        context = torch.randn(1, 77, ckpt.model.unet.config.context_dim)
+        with torch.no_grad():
+            assert torch.equal(back.unet(x, t, context, None), ckpt.model.unet(x, t, context, None))
     # the whole-checkpoint loader takes the file too (its model part)
     assert load_checkpoint(path, device="cpu", dtype=torch.float32).model.arch == ckpt.model.arch
 
