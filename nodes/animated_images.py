@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
-from graphflow.api import IMAGE, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text, current_workflow, \
-    folders, show
+from graphflow.api import (IMAGE, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text, current_workflow,
+                           folders, show)
 from nodes.image import _next_counter, _png_metadata, _save_new
 
 WEBP_METHODS = {"default": 4, "fastest": 0, "slowest": 6}  # Pillow's method: speed against size

@@ -14,8 +14,8 @@ from test_custom_sampling import run_node  # noqa: E402
 from test_custom_sampling_more import guided_once, structured_eps  # noqa: E402
 
 from graphflow.context import NodeInputError  # noqa: E402
-from nodes.latent_operations import (LatentApplyOperation, LatentApplyOperationCFG, LatentOperationSharpen,  # noqa: E402
-                                     LatentOperationTonemapReinhard)
+from nodes.latent_operations import (  # noqa: E402
+    LatentApplyOperation, LatentApplyOperationCFG, LatentOperationSharpen, LatentOperationTonemapReinhard)
 
 
 def latent(seed=0, shape=(2, 4, 12, 10)):

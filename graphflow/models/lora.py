@@ -369,8 +369,8 @@ def _shallow(module: nn.Module) -> nn.Module:
 
 
 def patched_copy(root: nn.Module, weights: dict[str, torch.Tensor]) -> nn.Module:
-    """A copy of `root` whose parameters (or buffers) named in `weights` are replaced; only the modules on the
-    way to them are copied (shallowly), every other submodule and parameter is shared."""
+    """A copy of `root` whose parameters (or buffers) named in `weights` are replaced; only the
+    modules on the way to them are copied (shallowly), every other submodule and parameter is shared."""
     clone = _shallow(root)
     copied = {"": clone}
     for name, value in weights.items():
