@@ -155,6 +155,16 @@ class Folders:
     def output_path(self, name: str) -> Path:
         return safe_join(self.outputs, name)
 
+    def list_output_images(self) -> list[str]:
+        """The pictures in the outputs folder (LoadImageOutput's choices), newest first."""
+        base = self.outputs
+        if not base.is_dir():
+            return []
+        found = [p for p in base.rglob("*")
+                 if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and _stays_inside(base, p)]
+        found.sort(key=lambda p: (-p.stat().st_mtime, p.relative_to(base).as_posix()))
+        return [p.relative_to(base).as_posix() for p in found]
+
     def output_location(self, prefix: str) -> tuple[Path, str]:
         """Where files named by a filename prefix go: (folder inside the outputs, created; file stem).
         The prefix may hold subfolders; one that leads outside raises ValueError."""

@@ -1,5 +1,6 @@
 """CheckpointSave: write a MODEL, CLIP and VAE (merged, LoRA-patched, ...) as one single-file
-checkpoint that our loader, ComfyUI and diffusers read (graphflow.models.checkpoint_save)."""
+checkpoint that our loader, ComfyUI and diffusers read; ModelSave / CLIPSave / VAESave: each
+part alone, in the files ComfyUI's nodes of those names write (graphflow.models.checkpoint_save)."""
 
 import re
 
@@ -33,16 +34,91 @@ class CheckpointSave(Node):
         for name in ("clip", "vae"):
             if getattr(self, name) is None:
                 raise NodeInputError(name, f"no {name.upper()} to save (the checkpoint had none)")
+        path = _output_path(self.filename_prefix)
         try:
-            folder, stem = folders.output_location(self.filename_prefix)
-        except ValueError as e:
-            raise NodeInputError("filename_prefix", str(e)) from None
-        name = f"{stem}_{_next_counter(folder, stem):05d}_.safetensors"
-        workflow = current_workflow()
-        try:
-            save_checkpoint(folder / name, self.model, self.clip, self.vae,
-                            {"graphflow": workflow} if workflow else None)
+            save_checkpoint(path, self.model, self.clip, self.vae, _workflow_metadata())
         except ValueError as e:
             raise NodeInputError("clip" if "text encoder" in str(e) else "vae", str(e)) from None
-        subfolder = folder.relative_to(folders.outputs).as_posix()
-        show(checkpoints=[{"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"}])
+        _show_saved([path])
+
+
+def _output_path(filename_prefix: str):
+    """The next `<prefix>_NNNNN_.safetensors` inside the outputs folder (never outside it)."""
+    try:
+        folder, stem = folders.output_location(filename_prefix)
+    except ValueError as e:
+        raise NodeInputError("filename_prefix", str(e)) from None
+    return folder / f"{stem}_{_next_counter(folder, stem):05d}_.safetensors"
+
+
+def _workflow_metadata() -> dict | None:
+    workflow = current_workflow()
+    return {"graphflow": workflow} if workflow else None
+
+
+def _show_saved(paths) -> None:
+    files = []
+    for path in paths:
+        subfolder = path.parent.relative_to(folders.outputs).as_posix()
+        files.append({"filename": path.name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"})
+    show(checkpoints=files)
+
+
+class ModelSave(Node):
+    """Save the diffusion model alone (any family; merges and LoRAs baked in) as a .safetensors
+    file under `model.diffusion_model.`, in the outputs folder (the prefix may name a subfolder).
+    Move it to models/diffusion_models to load it with LoadDiffusionModel (UNETLoader)."""
+    category = "advanced/model_merging"
+    output_node = True
+    model: MODEL
+    filename_prefix: str = Text("diffusion_models/graphflow", file_name=True)
+    comfy = ComfyAlias(("ModelSave",))
+
+    def run(self):
+        from graphflow.models.checkpoint_save import save_model
+
+        path = _output_path(self.filename_prefix)
+        save_model(path, self.model, _workflow_metadata())
+        _show_saved([path])
+
+
+class CLIPSave(Node):
+    """Save the text encoders, one .safetensors file per encoder (`<prefix>_clip_l_...`,
+    `_clip_g_`, `_t5xxl_`; LoRAs baked in) in the outputs folder. Move them to models/text_encoders
+    to load them with LoadTextEncoder / LoadDualTextEncoders (CLIPLoader / DualCLIPLoader)."""
+    category = "advanced/model_merging"
+    output_node = True
+    clip: CLIP
+    filename_prefix: str = Text("clip/graphflow", file_name=True)
+    comfy = ComfyAlias(("CLIPSave",))
+
+    def run(self):
+        from graphflow.models.checkpoint_save import save_text_encoder, text_encoder_states
+
+        if self.clip is None:
+            raise NodeInputError("clip", "no CLIP to save (the checkpoint had none)")
+        paths = []
+        for name, state in text_encoder_states(self.clip).items():
+            paths.append(save_text_encoder(_output_path(f"{self.filename_prefix}_{name}"), state, _workflow_metadata()))
+        _show_saved(paths)
+
+
+class VAESave(Node):
+    """Save the VAE as a .safetensors file (LDM key names, as standalone VAE files have them) in
+    the outputs folder. Move it to models/vae to load it with LoadVAE."""
+    category = "advanced/model_merging"
+    output_node = True
+    vae: VAE
+    filename_prefix: str = Text("vae/graphflow_vae", file_name=True)
+    comfy = ComfyAlias(("VAESave",))
+
+    def run(self):
+        from graphflow.models.checkpoint_save import save_vae
+
+        if self.vae is None:
+            raise NodeInputError("vae", "no VAE to save (the checkpoint had none)")
+        if not hasattr(self.vae, "module"):
+            raise NodeInputError("vae", "a tiny preview VAE (TAESD) is not saved; give a full VAE")
+        path = _output_path(self.filename_prefix)
+        save_vae(path, self.vae, _workflow_metadata())
+        _show_saved([path])

@@ -30,22 +30,50 @@ class LoadImage(Node):
         return hashlib.sha256(folders.input_path(image).read_bytes()).hexdigest()
 
     def run(self):
-        import torch
-        from PIL import Image, ImageSequence, UnidentifiedImageError
-        from graphflow.images import pil_alpha_mask, pil_to_image
-        path = folders.input_path(self.image)
+        return _load_picture(folders.input_path(self.image), self.image)
+
+
+def _load_picture(path, name: str):
+    """(IMAGE, MASK) of a picture file: frames as the batch, alpha as the mask (1 = transparent)."""
+    import torch
+    from PIL import Image, ImageSequence, UnidentifiedImageError
+    from graphflow.images import pil_alpha_mask, pil_to_image
+    try:
+        picture = Image.open(path)
+    except (FileNotFoundError, IsADirectoryError, UnidentifiedImageError) as e:
+        raise NodeInputError("image", f"can't read {name!r} as an image: {e}") from None
+    images, masks = [], []
+    for frame in ImageSequence.Iterator(picture):
+        image = pil_to_image(frame)
+        if images and image.shape != images[0].shape:
+            break  # frames of another size (some GIFs): keep the first run of equal frames
+        images.append(image)
+        masks.append(pil_alpha_mask(frame))
+    return torch.cat(images), torch.cat(masks)
+
+
+class LoadImageOutput(Node):
+    """Load an image from the outputs folder (a result of an earlier run, to work on further),
+    as LoadImage does from the inputs: alpha becomes the mask, frames a batch. The list puts the
+    newest first."""
+    category = "image"
+    image: str = Choice(folders.list_output_images, description="a picture in the outputs folder")
+    outputs = {"image": IMAGE, "mask": MASK}
+    comfy = ComfyAlias(("LoadImageOutput",))
+
+    @classmethod
+    def fingerprint(cls, image):
         try:
-            picture = Image.open(path)
-        except (FileNotFoundError, UnidentifiedImageError) as e:
-            raise NodeInputError("image", f"can't read {self.image!r} as an image: {e}") from None
-        images, masks = [], []
-        for frame in ImageSequence.Iterator(picture):
-            image = pil_to_image(frame)
-            if images and image.shape != images[0].shape:
-                break  # frames of another size (some GIFs): keep the first run of equal frames
-            images.append(image)
-            masks.append(pil_alpha_mask(frame))
-        return torch.cat(images), torch.cat(masks)
+            return hashlib.sha256(folders.output_path(image).read_bytes()).hexdigest()
+        except (OSError, ValueError):
+            return None  # run() reports it
+
+    def run(self):
+        try:
+            path = folders.output_path(self.image)
+        except ValueError as e:
+            raise NodeInputError("image", str(e)) from None
+        return _load_picture(path, self.image)
 
 
 def _png_metadata() -> PngImagePlugin.PngInfo:
@@ -57,21 +85,22 @@ def _png_metadata() -> PngImagePlugin.PngInfo:
     return info
 
 
-def _next_counter(folder, stem: str) -> int:
-    pattern = re.compile(re.escape(stem) + r"_(\d{5})\.png$")
-    numbers = [int(m.group(1)) for p in folder.glob(f"{stem}_*.png") if (m := pattern.match(p.name))]
+def _next_counter(folder, stem: str, suffix: str = ".png") -> int:
+    pattern = re.compile(re.escape(stem) + r"_(\d{5})" + re.escape(suffix) + "$")
+    numbers = [int(m.group(1)) for p in folder.glob(f"{stem}_*{suffix}") if (m := pattern.match(p.name))]
     return max(numbers, default=0) + 1
 
 
-def _save_new(picture: Image.Image, folder, stem: str, counter: int, **options) -> tuple[str, int]:
-    """Save as the first free `stem_NNNNN.png` from `counter` on; (name, number). The PNG is
+def _save_new(picture: Image.Image, folder, stem: str, counter: int, suffix: str = ".png", image_format: str = "PNG",
+              **options) -> tuple[str, int]:
+    """Save as the first free `stem_NNNNN<suffix>` from `counter` on; (name, number). The file is
     written under a temporary name and then linked to its own: a process killed mid-write
     leaves no half file under a real name, and two runs saving at once never take one name."""
     temporary = folder / f".{stem[:64]}.{uuid.uuid4().hex}.tmp"
     try:
-        picture.save(temporary, format="PNG", **options)
+        picture.save(temporary, format=image_format, **options)
         while True:
-            path = folder / f"{stem}_{counter:05d}.png"
+            path = folder / f"{stem}_{counter:05d}{suffix}"
             try:
                 os.link(temporary, path)
             except FileExistsError:

@@ -85,9 +85,11 @@ class ModelMergeBlocks(Node):
                                                  self.input))
 
 
-def _block_merge_node(name: str, doc: str, prefixes: list[str], aliases: tuple[str, ...]) -> type[Node]:
-    """A per-block merge node: one ratio input per UNet block prefix, named with '_' for '.'
-    (ComfyUI's names, with their dots, map onto them)."""
+def _block_merge_node(name: str, doc: str, prefixes: list[str], aliases: tuple[str, ...],
+                      archs: tuple[str, ...] | None = None) -> type[Node]:
+    """A per-block merge node: one ratio input per block prefix, named with '_' for '.' (ComfyUI's
+    names, with their dots, map onto them); parameters under no prefix take the first ratio, as
+    in ComfyUI. `archs`: the model families it is for (else any)."""
     ours = {prefix: prefix.rstrip(".").replace(".", "_") for prefix in prefixes}
     namespace = {"__module__": __name__, "__doc__": doc, "category": "advanced/model_merging/model_specific",
                  "__annotations__": {"model1": MODEL, "model2": MODEL}, "outputs": {"model": MODEL},
@@ -99,6 +101,11 @@ def _block_merge_node(name: str, doc: str, prefixes: list[str], aliases: tuple[s
     def run(self):
         from graphflow.models.merge import block_factors
 
+        if archs is not None:
+            for socket in ("model1", "model2"):
+                arch = getattr(getattr(self, socket), "arch", None)
+                if arch not in archs:
+                    raise NodeInputError(socket, f"{name} merges {' / '.join(archs)} models; this one is {arch}")
         ratios = {prefix: getattr(self, attribute) for prefix, attribute in ours.items()}
         return _merge_models(self, block_factors(ratios, ratios[prefixes[0]]))
 
@@ -119,6 +126,32 @@ ModelMergeSDXL = _block_merge_node(
     "ModelMergeSDXL", """Merge two SDXL models with one ratio per UNet block (ratio 1 = model1's
     weights): model1 * ratio + model2 * (1 - ratio). Inputs are the 9 input blocks, the 3 parts of
     the middle block and the 9 output blocks.""", _SDXL_BLOCKS, ("ModelMergeSDXL",))
+
+_FLUX_BLOCKS = (["img_in.", "time_in.", "guidance_in", "vector_in.", "txt_in."]
+                + [f"double_blocks.{i}." for i in range(19)] + [f"single_blocks.{i}." for i in range(38)]
+                + ["final_layer."])
+
+
+def _mmdit_blocks(depth: int) -> list[str]:
+    return (["pos_embed.", "x_embedder.", "context_embedder.", "y_embedder.", "t_embedder."]
+            + [f"joint_blocks.{i}." for i in range(depth)] + ["final_layer."])
+
+
+ModelMergeFlux1 = _block_merge_node(
+    "ModelMergeFlux1", """Merge two FLUX.1 models (dev, schnell, fine-tunes) with one ratio per
+    transformer block (ratio 1 = model1's weights): model1 * ratio + model2 * (1 - ratio). Inputs are
+    the input embedders, the 19 double-stream blocks, the 38 single-stream blocks and the final
+    layer.""", _FLUX_BLOCKS, ("ModelMergeFlux1",), ("flux",))
+ModelMergeSD3_2B = _block_merge_node(
+    "ModelMergeSD3_2B", """Merge two SD3 Medium (2B) models with one ratio per MM-DiT block
+    (ratio 1 = model1's weights): model1 * ratio + model2 * (1 - ratio). Inputs are the embedders,
+    the 24 joint blocks and the final layer; the position embedding follows `pos_embed`.""",
+    _mmdit_blocks(24), ("ModelMergeSD3_2B",), ("sd3",))
+ModelMergeSD35_Large = _block_merge_node(
+    "ModelMergeSD35_Large", """Merge two SD3.5 Large models with one ratio per MM-DiT block
+    (ratio 1 = model1's weights): model1 * ratio + model2 * (1 - ratio). Inputs are the embedders,
+    the 38 joint blocks and the final layer; the position embedding follows `pos_embed`.""",
+    _mmdit_blocks(38), ("ModelMergeSD35_Large",), ("sd3",))
 
 
 class CLIPMergeSimple(Node):

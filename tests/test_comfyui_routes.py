@@ -53,8 +53,8 @@ def test_object_info_matches_comfyui_for_every_aliased_node(builtin_registry):
                     continue
                 assert name in mine_inputs, f"{class_type}: input {name} missing"
                 ref_type, ref_options = spec[0], (spec[1] if len(spec) > 1 else {})
-                if ref_type == "COMBO":  # ComfyUI's newer spelling of a choice list
-                    ref_type = ref_options["options"]
+                if ref_type == "COMBO":  # ComfyUI's newer spelling of a choice list (none given: a remote one)
+                    ref_type = ref_options.get("options", [])
                 my_type, my_options = mine_inputs[name]
                 if isinstance(ref_type, list):
                     assert isinstance(my_type, list), f"{class_type}.{name}: expected a choice"

@@ -116,3 +116,48 @@ def test_different_architectures_are_refused(builtin_registry, pair, tmp_path):
     with pytest.raises(NodeInputError, match="sd1") as e:
         call(builtin_registry, "CLIPMergeAdd", clip1=c1.clip, clip2=other.clip)
     assert e.value.input == "clip2"
+
+
+def _ratio_by_block(name: str, ratios: dict[str, float]) -> float:
+    """The expected ratio, by the block a parameter name belongs to (its first one or two parts);
+    blocks not given keep the default 1.0; SD3's bare `pos_embed` parameter, under no input's
+    prefix, takes the first input's ratio (ComfyUI's rule)."""
+    parts = name.split(".")
+    if len(parts) == 1:
+        return next(iter(ratios.values()))
+    block = ".".join(parts[:2]) + "." if parts[0].endswith("_blocks") else parts[0] + "."
+    return ratios.get(block, ratios.get(parts[0], 1.0))
+
+
+@pytest.mark.parametrize("family, node, ratios", [
+    ("flux_dev", "ModelMergeFlux1", {"img_in.": 0.2, "guidance_in": 0.6, "txt_in.": 0.0, "double_blocks.0.": 0.3,
+                                     "single_blocks.1.": 0.7, "final_layer.": 0.9}),
+    ("sd3_medium", "ModelMergeSD3_2B", {"pos_embed.": 0.15, "x_embedder.": 0.5, "joint_blocks.1.": 0.25,
+                                        "final_layer.": 0.8}),
+    ("sd35_large", "ModelMergeSD35_Large", {"pos_embed.": 0.4, "y_embedder.": 0.1, "joint_blocks.0.": 0.65,
+                                            "context_embedder.": 0.35}),
+])
+def test_flow_block_merges_follow_the_closed_form_per_block(builtin_registry, tmp_path, family, node, ratios):
+    from graphflow.testing import write_flow_checkpoint
+
+    paths = [write_flow_checkpoint(tmp_path / f"{family}{s}.safetensors", family, seed=s, components=("model",))
+             for s in (0, 5)]
+    m1, m2 = (load_checkpoint(p, device="cpu", dtype=torch.float32).model for p in paths)
+    files = [{k[len(UNET):]: v.float() for k, v in load_file(str(p)).items()} for p in paths]
+    before = snapshot(m1.unet)
+    widgets = {prefix.rstrip(".").replace(".", "_"): value for prefix, value in ratios.items()}
+    merged = call(builtin_registry, node, model1=m1, model2=m2, **widgets)
+    state = merged.unet.state_dict()
+    seen = set()
+    for name, a in files[0].items():
+        r = _ratio_by_block(name, ratios)
+        seen.add(r)
+        torch.testing.assert_close(state[name], r * a + (1 - r) * files[1][name], msg=name)
+    assert len(seen) == len(set(ratios.values()) | {1.0})  # every ratio given reached some block
+    assert_unchanged(m1.unet, before)
+    entry = builtin_registry.get(node)
+    with pytest.raises(NodeInputError) as e:
+        sd1 = load_checkpoint(write_checkpoint(tmp_path / "sd1.safetensors", "sd1"), device="cpu").model
+        call(builtin_registry, node, model1=sd1, model2=sd1)
+    assert e.value.input == "model1" and "sd1" in str(e.value)
+    assert list(entry.input_specs)[:2] == ["model1", "model2"]

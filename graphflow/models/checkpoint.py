@@ -382,14 +382,20 @@ def _read_vae(path, device, dtype, latent_format) -> VAE:
 
 # -- standalone text encoder files -------------------------------------------------------------
 
-def _standalone_tower(shapes) -> TowerSpec:
-    """A lone CLIP text model: transformers layout (text_model.* or flattened) or OpenCLIP's."""
+def _standalone_tower(shapes, config: dict | None = None) -> TowerSpec:
+    """A lone CLIP text model: transformers layout (text_model.* or flattened) or OpenCLIP's.
+    `config`: the file's graphflow.config; one tower named in its text_encoders says which tower
+    this is (CLIPSave's files of scaled-down models, whose widths don't tell)."""
+    named = (config or {}).get("text_encoders") or {}
+    name = next(iter(named)) if len(named) == 1 else None
     for prefix in ("text_model.", ""):
         if prefix + "embeddings.token_embedding.weight" in shapes:
             hidden = shapes[prefix + "embeddings.token_embedding.weight"][1]
-            if hidden == 768 or "text_projection.weight" not in shapes:
+            if name is None:
+                name = "clip_l" if hidden == 768 or "text_projection.weight" not in shapes else (
+                    "clip_h" if hidden == 1024 else "clip_g")
+            if name == "clip_l":
                 return TowerSpec(prefix=prefix, **CLIP_L)
-            name = "clip_h" if hidden == 1024 else "clip_g"
             return TowerSpec(name=name, prefix=prefix, layout=HF, pad_token=0, hidden_act="gelu")
     if "token_embedding.weight" in shapes and "transformer.resblocks.0.ln_1.weight" in shapes:
         hidden = shapes["token_embedding.weight"][1]
@@ -430,7 +436,7 @@ def load_text_encoder(paths, arch: str | None = None, device=None, dtype=None) -
                                           f"missing {', '.join(missing)}")
                 return build_text_encoder(f, arch or found_arch, towers, f.config().get("text_encoders") or {},
                                           device, dtype)
-        specs = [_standalone_tower(f.shapes) for f in files]
+        specs = [_standalone_tower(f.shapes, f.config()) for f in files]
         names = [s.name for s in specs]
         guessed = {("clip_l",): "sd1", ("clip_h",): "sd2", ("clip_g",): "sdxl_refiner",
                    ("clip_l", "clip_g"): "sdxl"}.get(tuple(names))
@@ -463,5 +469,5 @@ def read_standalone_tower(path, device=None, dtype=None):
     manager reads a dropped SDXL tower back from its own file with this)."""
     device, dtype = _resolve(device, dtype, "text_encoder")
     with WeightFile(path) as f:
-        spec = _standalone_tower(f.shapes)
+        spec = _standalone_tower(f.shapes, f.config())
         return tower_of(f, spec, device, dtype, f.path.name, _overrides(f, spec))

@@ -11,6 +11,13 @@ What weights cannot show is written into the safetensors metadata (`graphflow.co
 head counts, norm groups, latent scale) with ComfyUI's `modelspec.*` keys, and, as ComfyUI does,
 empty `v_pred` / `ztsnr` marker tensors for v-prediction (zero terminal SNR) models, so the file
 loads back as the same model.
+
+The parts alone, as ComfyUI's ModelSave / VAESave / CLIPSave write them:
+
+    model    the diffusion model (any family) under `model.diffusion_model.` (+ markers, config)
+    vae      the LDM VAE keys without prefix (`encoder.*`, `decoder.*`, ...)
+    clip     one file per text encoder: CLIP towers in transformers' names (`text_model.*`,
+             `text_projection.weight`), T5-XXL in T5EncoderModel's (`shared.weight`, `encoder.*`)
 """
 
 import json
@@ -31,14 +38,20 @@ MODELSPEC_ARCH = {"sd1": "stable-diffusion-v1", "sd2": "stable-diffusion-v2-768-
                   "sdxl_refiner": "stable-diffusion-xl-v1-refiner"}
 
 
-def _tower_state(tower) -> dict[str, torch.Tensor]:
-    """One tower in its checkpoint layout, keys below its prefix."""
+def _hf_tower_state(tower) -> dict[str, torch.Tensor]:
+    """One tower in transformers' names (`text_model.*`, `text_projection.weight`)."""
     state = manager().weights(tower.model, tower.patches)  # its LoRAs saved merged in
     inner = "" if text_transformer(tower.model) is tower.model else "text_model."
     hf = {"text_model." + k[len(inner):]: v for k, v in state.items()
           if k.startswith(inner) and not k.startswith("text_projection.") and k[len(inner):] != "embeddings.position_ids"}
     if tower.projection is not None:
         hf["text_projection.weight"] = state["text_projection.weight"]
+    return hf
+
+
+def _tower_state(tower) -> dict[str, torch.Tensor]:
+    """One tower in its checkpoint layout, keys below its prefix."""
+    hf = _hf_tower_state(tower)
     if tower.spec.layout == HF:
         state = {k[len("text_model."):] if k.startswith("text_model.") else k: v for k, v in hf.items()}
         positions = state["embeddings.position_embedding.weight"].shape[0]
@@ -47,32 +60,48 @@ def _tower_state(tower) -> dict[str, torch.Tensor]:
     return hf_to_openclip(hf)
 
 
-def checkpoint_state(model: DiffusionModel, clip: TextEncoder, vae: VAE) -> dict[str, torch.Tensor]:
-    state = {UNET_PREFIX + k: v for k, v in manager().weights(model.unet, model.patches).items()}
-    state.update({VAE_PREFIX + k: v for k, v in vae.module.state_dict().items()})
-    for tower in clip.towers:
-        state.update({tower.spec.prefix + k: v for k, v in _tower_state(tower).items()})
-    if model.prediction == "v" and model.edm is None:  # ComfyUI's marker keys, which both loaders read
-        state["v_pred"] = torch.tensor([])
-        if model.zsnr:
-            state["ztsnr"] = torch.tensor([])
+def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
 
 
-def checkpoint_metadata(model: DiffusionModel, clip: TextEncoder, vae: VAE, title: str = "") -> dict[str, str]:
-    fmt = model.latent_format
+def model_state(model: DiffusionModel) -> dict[str, torch.Tensor]:
+    """The diffusion model (its patches merged in) under `model.diffusion_model.`, with
+    ComfyUI's v-prediction marker keys, which both loaders read."""
+    state = {UNET_PREFIX + k: v for k, v in manager().weights(model.unet, model.patches).items()}
+    if model.prediction == "v" and model.edm is None:
+        state["v_pred"] = torch.tensor([])
+        if model.zsnr:
+            state["ztsnr"] = torch.tensor([])
+    return _cpu(state)
+
+
+def checkpoint_state(model: DiffusionModel, clip: TextEncoder, vae: VAE) -> dict[str, torch.Tensor]:
+    state = model_state(model)
+    state.update({VAE_PREFIX + k: v for k, v in vae.module.state_dict().items()})
+    for tower in clip.towers:
+        state.update({tower.spec.prefix + k: v for k, v in _tower_state(tower).items()})
+    return _cpu(state)
+
+
+def _latent_format_config(fmt) -> dict:
     latent_format = {"scale_factor": fmt.scale_factor, "shift_factor": fmt.shift_factor}
     if fmt.rgb_factors is not None:
         latent_format.update(rgb_factors=[list(r) for r in fmt.rgb_factors], rgb_bias=list(fmt.rgb_bias))
+    return latent_format
+
+
+def model_metadata(model: DiffusionModel, title: str = "", **sections) -> dict[str, str]:
+    """graphflow.config and ComfyUI's modelspec keys for a UNet model (flow models are known
+    by their key names and shapes alone: none)."""
+    if model.arch not in MODELSPEC_ARCH:
+        return {}
     unet = model.unet.config
     trained = model.prediction if model.prediction in ("eps", "v") and model.edm is None else None
     metadata = config_metadata(
+        arch=model.arch,  # a real-size UNet alone shows it; a scaled-down one needs it said
         prediction=trained,  # lcm / x0 / EDM sampling is a sampling choice, not stored (as in ComfyUI)
         unet={"num_heads": unet.num_heads, "num_head_channels": unet.num_head_channels, "norm_groups": unet.norm_groups},
-        vae={"norm_groups": vae.module.config.norm_groups},
-        text_encoders={t.name: {"num_attention_heads": t.model.config.num_attention_heads,
-                                "hidden_act": t.model.config.hidden_act} for t in clip.towers},
-        latent_format=latent_format)
+        latent_format=_latent_format_config(model.latent_format), **sections)
     metadata.update({"modelspec.sai_model_spec": "1.0.0", "modelspec.implementation": "sgm",
                      "modelspec.architecture": MODELSPEC_ARCH[model.arch], "modelspec.title": title})
     if trained is not None:
@@ -82,15 +111,69 @@ def checkpoint_metadata(model: DiffusionModel, clip: TextEncoder, vae: VAE, titl
     return metadata
 
 
+def checkpoint_metadata(model: DiffusionModel, clip: TextEncoder, vae: VAE, title: str = "") -> dict[str, str]:
+    return model_metadata(
+        model, title, vae={"norm_groups": vae.module.config.norm_groups},
+        text_encoders={t.name: {"num_attention_heads": t.model.config.num_attention_heads,
+                                "hidden_act": t.model.config.hidden_act} for t in clip.towers})
+
+
+def _save(path, state: dict[str, torch.Tensor], metadata: dict[str, str], extra_metadata: dict | None) -> Path:
+    for key, value in (extra_metadata or {}).items():
+        metadata[key] = value if isinstance(value, str) else json.dumps(value)
+    save_file(state, str(path), metadata=metadata)
+    return Path(path)
+
+
 def save_checkpoint(path, model: DiffusionModel, clip: TextEncoder, vae: VAE, extra_metadata: dict | None = None) -> Path:
+    if model.arch not in MODELSPEC_ARCH:
+        raise ValueError(f"a {model.arch} flow model; single-file checkpoints are written for SD1.x / SD2.x / SDXL")
     if clip.arch != model.arch:
         raise ValueError(f"the text encoder is for {clip.arch}, the model is {model.arch}")
     if vae.latent_channels != model.latent_format.channels:
         raise ValueError(f"the VAE makes {vae.latent_channels}-channel latents, the model takes "
                          f"{model.latent_format.channels}")
-    path = Path(path)
-    metadata = checkpoint_metadata(model, clip, vae, path.stem)
-    for key, value in (extra_metadata or {}).items():
-        metadata[key] = value if isinstance(value, str) else json.dumps(value)
-    save_file(checkpoint_state(model, clip, vae), str(path), metadata=metadata)
-    return path
+    return _save(path, checkpoint_state(model, clip, vae), checkpoint_metadata(model, clip, vae, Path(path).stem),
+                 extra_metadata)
+
+
+def save_model(path, model: DiffusionModel, extra_metadata: dict | None = None) -> Path:
+    """ModelSave's file: the diffusion model alone (UNETLoader and CheckpointLoader read it)."""
+    return _save(path, model_state(model), model_metadata(model, Path(path).stem), extra_metadata)
+
+
+def save_vae(path, vae: VAE, extra_metadata: dict | None = None) -> Path:
+    """VAESave's file: bare LDM keys; the latent scale (which the weights cannot show) in the
+    graphflow.config, so that the VAE loader gives back the same latent format."""
+    metadata = config_metadata(vae={"norm_groups": vae.module.config.norm_groups},
+                               latent_format=_latent_format_config(vae.latent_format))
+    return _save(path, _cpu(vae.module.state_dict()), metadata, extra_metadata)
+
+
+def text_encoder_states(clip) -> dict[str, tuple[dict[str, torch.Tensor], dict[str, str]]]:
+    """CLIPSave's files, by encoder name (clip_l, clip_g, clip_h, t5xxl): each encoder alone in the
+    names the separate-file loaders (CLIPLoader, DualCLIPLoader, ...) read, and its metadata."""
+    if isinstance(clip, TextEncoder):
+        towers = {t.name: t for t in clip.towers}
+        t5 = None
+    else:  # FlowTextEncoder
+        towers = {name: t for name, t in (("clip_l", clip.clip_l), ("clip_g", clip.clip_g)) if t is not None}
+        t5 = clip.t5
+    states = {name: (_cpu(_hf_tower_state(tower)), _tower_metadata(name, tower)) for name, tower in towers.items()}
+    if t5 is not None:  # files hold the tied embedding once, as shared.weight
+        state = manager().weights(t5.model)
+        states["t5xxl"] = (_cpu({k: v for k, v in state.items() if k != "encoder.embed_tokens.weight"}), {})
+    return states
+
+
+def _tower_metadata(name: str, tower) -> dict[str, str]:
+    """Which tower this is and what its weights cannot show (the loader reads both)."""
+    config = tower.model.config
+    return config_metadata(text_encoders={name: {"num_attention_heads": config.num_attention_heads,
+                                                       "hidden_act": config.hidden_act}})
+
+
+def save_text_encoder(path, state: tuple[dict[str, torch.Tensor], dict[str, str]],
+                      extra_metadata: dict | None = None) -> Path:
+    """One of text_encoder_states' (weights, metadata) as a file."""
+    return _save(path, state[0], dict(state[1]), extra_metadata)

@@ -365,8 +365,8 @@ def _shallow(module: nn.Module) -> nn.Module:
 
 
 def patched_copy(root: nn.Module, weights: dict[str, torch.Tensor]) -> nn.Module:
-    """A copy of `root` whose parameters named in `weights` are replaced; only the modules on the
-    way to them are copied (shallowly), every other submodule and parameter is shared."""
+    """A copy of `root` whose parameters (or buffers) named in `weights` are replaced; only the
+    modules on the way to them are copied (shallowly), every other submodule and parameter is shared."""
     clone = _shallow(root)
     copied = {"": clone}
     for name, value in weights.items():
@@ -378,7 +378,10 @@ def patched_copy(root: nn.Module, weights: dict[str, torch.Tensor]) -> nn.Module
                 copied[prefix] = _shallow(parent._modules[part])
                 parent._modules[part] = copied[prefix]
             parent = copied[prefix]
-        parent._parameters[param] = nn.Parameter(value, requires_grad=False)
+        if param in parent._buffers:  # a merged buffer (graphflow.models.merge)
+            parent._buffers[param] = value
+        else:
+            parent._parameters[param] = nn.Parameter(value, requires_grad=False)
     return clone
 
 

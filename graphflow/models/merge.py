@@ -28,8 +28,11 @@ Factors = Callable[[str], tuple[float, float]]  # parameter name -> (a, b)
 
 
 def _parameters(module: nn.Module, patches: tuple) -> dict:
+    """The parameters, and the float buffers the files hold (SD3's position table), as patched."""
     state = manager().weights(module, patches)
-    return {name: state[name] for name, _ in module.named_parameters()}
+    names = [name for name, _ in module.named_parameters()]
+    names += [name for name, b in module.named_buffers() if b.is_floating_point() and name in state]
+    return {name: state[name] for name in names}
 
 
 def merge_modules(first: nn.Module, second: nn.Module, factors: Factors, what: str = "model",

@@ -33,8 +33,9 @@ def _device_dtype(device, dtype):
     return load_device(), dtype or default_dtype("text_encoder", compute_device())
 
 
-def _tower(view, what: str, device, dtype) -> ClipTower:
-    return tower_of(view, _standalone_tower(view.shapes), device, dtype, what)
+def _tower(view, what: str, device, dtype, config: dict | None = None) -> ClipTower:
+    spec = _standalone_tower(view.shapes, config)
+    return tower_of(view, spec, device, dtype, what, ((config or {}).get("text_encoders") or {}).get(spec.name))
 
 
 def _t5(view, what: str, device, dtype) -> T5Encoder:
@@ -57,7 +58,8 @@ def _prefixed_components(f, device, dtype, only=None) -> dict[str, object]:
             view = KeyView(f, prefix)
             if view.shapes:
                 what = f"{f.path.name} ({prefix})"
-                found[name] = _t5(view, what, device, dtype) if name == "t5xxl" else _tower(view, what, device, dtype)
+                found[name] = _t5(view, what, device, dtype) if name == "t5xxl" else _tower(
+                    view, what, device, dtype, {"text_encoders": {name: {}}})  # the prefix names the tower
                 break
     return found
 
@@ -70,7 +72,7 @@ def components(f, device, dtype) -> dict[str, object]:
         return found
     if t5_prefix(f.shapes) is not None:
         return {"t5xxl": _t5(f, f.path.name, device, dtype)}
-    tower = _tower(f, f.path.name, device, dtype)
+    tower = _tower(f, f.path.name, device, dtype, f.config())
     return {tower.name: tower}
 
 
@@ -128,7 +130,7 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
         def tower_name(path):
             with WeightFile(path) as f:
                 try:
-                    return _standalone_tower(f.shapes).name
+                    return _standalone_tower(f.shapes, f.config()).name
                 except CheckpointError:
                     return ""
         paths = sorted(paths, key=lambda p: tower_name(p) != "clip_l")  # CLIP-L first, whatever the node's order

@@ -5,6 +5,8 @@
                      Scales in Diffusion Models" (Adaptive Projected Guidance), as ComfyUI's APG
     epsilon scaling  Ning et al. 2023, "Elucidating the Exposure Bias in Diffusion Models"
                      (arXiv:2308.15321), its uniform schedule, as ComfyUI's Epsilon Scaling
+    latent operation a LATENT_OPERATION (sharpen, tonemap) applied to the guidance, as ComfyUI's
+                     LatentApplyOperationCFG
 
 Each returns a shallow copy of the MODEL with its function appended (the input is not changed)."""
 
@@ -69,5 +71,19 @@ def epsilon_scaling(model, scaling_factor: float = 1.005):
     def post_cfg(args):
         x = args["x"]
         return x - (x - args["denoised"]) / factor
+
+    return _with_post_cfg(model, post_cfg)
+
+
+def latent_operation_cfg(model, operation):
+    """ComfyUI's LatentApplyOperationCFG: the guidance g = D_cond - D_uncond goes through
+    `operation` (a LATENT_OPERATION) before the CFG combination, D = D_uncond + cfg op(g); without an
+    unconditional prediction (cfg 1) D = op(D_cond), as ComfyUI's zero stand-in gives. ComfyUI does
+    this before the combination; after it, the same is D + cfg (op(g) - g)."""
+
+    def post_cfg(args):
+        cond, uncond, cfg = args["cond_denoised"], args["uncond_denoised"], args["cond_scale"]
+        guidance = cond if uncond is None else cond - uncond
+        return args["denoised"] + cfg * (operation(guidance) - guidance)
 
     return _with_post_cfg(model, post_cfg)

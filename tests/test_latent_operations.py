@@ -1,0 +1,114 @@
+"""LatentOperationSharpen / TonemapReinhard against closed forms and ComfyUI's construction,
+LatentApplyOperation, and LatentApplyOperationCFG's guidance D = D_uncond + cfg op(D_cond - D_uncond)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).parent))
+from sampling_fakes import FakeModel  # noqa: E402
+from test_custom_sampling import run_node  # noqa: E402
+from test_custom_sampling_more import guided_once, structured_eps  # noqa: E402
+
+from graphflow.context import NodeInputError  # noqa: E402
+from nodes.latent_operations import (  # noqa: E402
+    LatentApplyOperation, LatentApplyOperationCFG, LatentOperationSharpen, LatentOperationTonemapReinhard)
+
+
+def latent(seed=0, shape=(2, 4, 12, 10)):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def comfy_sharpen(x, radius, sigma, alpha):
+    """ComfyUI's construction: a 2-D kernel from a meshgrid over -1..1, -10 alpha times the Gaussian
+    with its centre raised to sum 1, convolved after mirroring the borders."""
+    length = torch.linalg.vector_norm(x, dim=1)[:, None] + 1e-6
+    n = x / length
+    size = 2 * radius + 1
+    gx, gy = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    g = torch.exp(-(gx * gx + gy * gy) / (2 * sigma * sigma))
+    kernel = g / g.sum() * (alpha * -10)
+    kernel[radius, radius] += 1.0 - kernel.sum()
+    c = x.shape[1]
+    padded = F.pad(n, (radius,) * 4, mode="reflect")
+    out = F.conv2d(padded, kernel.repeat(c, 1, 1).unsqueeze(1), padding=radius, groups=c)
+    return length * out[:, :, radius:-radius, radius:-radius]
+
+
+@pytest.mark.parametrize("radius, sigma, alpha", [(3, 1.0, 0.1), (1, 0.5, 2.0), (4, 2.5, 0.7)])
+def test_sharpen_matches_comfyuis_kernel(radius, sigma, alpha):
+    op = run_node(LatentOperationSharpen, sharpen_radius=radius, sigma=sigma, alpha=alpha)
+    x = latent()
+    torch.testing.assert_close(op(x), comfy_sharpen(x, radius, sigma, alpha), rtol=1e-4, atol=1e-5)
+
+
+def test_sharpen_leaves_a_uniform_direction_and_alpha_zero_alone():
+    direction = torch.tensor([0.6, -0.8, 0.0, 0.0]).reshape(1, 4, 1, 1)
+    lengths = torch.rand(1, 1, 9, 9, generator=torch.Generator().manual_seed(2)) + 0.5
+    x = direction * lengths  # every pixel points the same way: nothing to sharpen
+    torch.testing.assert_close(run_node(LatentOperationSharpen, sharpen_radius=2, sigma=1.0, alpha=1.5)(x), x,
+                               rtol=1e-5, atol=1e-5)
+    y = latent(3)
+    torch.testing.assert_close(run_node(LatentOperationSharpen, sharpen_radius=2, sigma=1.0, alpha=0.0)(y), y,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_tonemap_closed_forms():
+    # equal lengths L everywhere: std 0, top = L * m, so L' = L m / (1 + m)
+    direction = F.normalize(latent(4, (1, 4, 6, 6)), dim=1)
+    x = 3.0 * direction
+    for m in (1.0, 0.25, 4.0):
+        out = run_node(LatentOperationTonemapReinhard, multiplier=m)(x)
+        torch.testing.assert_close(out, x * m / (1 + m), rtol=1e-5, atol=1e-6)
+    # random lengths: the direction kept, L' = top (L / top) / (L / top + 1) with top = (mean + 5 std) m
+    y = latent(5)
+    out = run_node(LatentOperationTonemapReinhard, multiplier=0.5)(y)
+    length = y.norm(dim=1, keepdim=True)
+    flat = length.flatten(1)
+    top = ((flat.mean(1) + 5 * flat.std(1)) * 0.5).reshape(-1, 1, 1, 1)
+    torch.testing.assert_close(out.norm(dim=1, keepdim=True), top * length / (length + top), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(F.normalize(out, dim=1), F.normalize(y, dim=1), rtol=1e-5, atol=1e-5)
+
+
+def test_apply_operation_keeps_the_latents_other_entries():
+    mask = torch.rand(1, 1, 12, 10)
+    samples = {"samples": latent(6), "noise_mask": mask, "batch_index": [3, 4]}
+    op = run_node(LatentOperationTonemapReinhard, multiplier=2.0)
+    out = run_node(LatentApplyOperation, samples=samples, operation=op)
+    torch.testing.assert_close(out["samples"], op(samples["samples"]))
+    assert out["noise_mask"] is mask and out["batch_index"] == [3, 4]
+    assert samples["samples"] is not out["samples"]
+    too_wide = run_node(LatentOperationSharpen, sharpen_radius=10, sigma=1.0, alpha=0.1)
+    with pytest.raises(NodeInputError) as e:
+        run_node(LatentApplyOperation, samples=samples, operation=too_wide)
+    assert e.value.input == "operation" and "sharpen_radius 10" in str(e.value)
+
+
+@pytest.mark.parametrize("cfg", [4.0, 1.0])
+def test_apply_operation_cfg_runs_the_guidance_through_the_operation(cfg):
+    model = FakeModel(structured_eps)
+
+    def op(g):
+        return 0.5 * g + g * g  # any latent -> latent function
+
+    patched = run_node(LatentApplyOperationCFG, model=model, operation=op)
+    assert getattr(model, "post_cfg_functions", ()) == ()  # the input is not patched
+    out, cond, uncond, _ = guided_once(patched, cfg=cfg)
+    torch.testing.assert_close(out, uncond + cfg * op(cond - uncond), rtol=1e-5, atol=1e-5)
+    tonemapped = run_node(LatentApplyOperationCFG, model=model,
+                          operation=run_node(LatentOperationTonemapReinhard, multiplier=1.0))
+    out, cond, uncond, _ = guided_once(tonemapped, cfg=cfg)
+    from nodes.latent_operations import tonemap_reinhard
+    torch.testing.assert_close(out, uncond + cfg * tonemap_reinhard(cond - uncond, 1.0), rtol=1e-5, atol=1e-5)
+
+
+def test_apply_operation_cfg_without_a_negative_prediction_applies_it_to_the_positive():
+    patched = run_node(LatentApplyOperationCFG, model=FakeModel(structured_eps), operation=lambda g: 3 * g)
+    [fn] = patched.post_cfg_functions
+    cond = latent(7)
+    out = fn({"denoised": cond, "cond_denoised": cond, "uncond_denoised": None, "cond_scale": 1.0,
+              "x": torch.zeros_like(cond), "sigma": torch.ones(2)})
+    torch.testing.assert_close(out, 3 * cond)
