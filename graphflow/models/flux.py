@@ -191,8 +191,8 @@ def image_ids(h: int, w: int, batch: int, device, index: int = 0, row: int = 0, 
 def reference_positions(sizes: list[tuple[int, int]], image_hw: tuple[int, int], method: str = "offset"):
     """(index, row, column) offsets, in 2x2 patches, of reference latents of latent sizes (h, w),
     next to a noisy latent of size image_hw, as ComfyUI places them:
-      offset  index 1; the first at (0, 0); each next one to the right of the ones before if it is
-              taller than wide, else below them (so that large references do not overlap);
+      offset  index 1; the first at (0, 0); each next one to the right of the ones before if
+              stacking it below them would make the layout taller than wide, else below them;
       index   index 1, 2, 3, ..., all at (0, 0);
       uxo     index 0 (the image's own), shifted diagonally past the image and the references
               before it (UNO's layout)."""
