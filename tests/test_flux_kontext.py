@@ -65,6 +65,33 @@ def test_transformer_with_a_reference_matches_diffusers(tmp_path, flux_any_width
     assert (pack(a) - b).abs().max() <= TOL
 
 
+@pytest.mark.parametrize("method,places", [
+    # (index, row, column) of each reference's first patch, by ComfyUI's rules for a 8x12 latent
+    # and references of 6x10 and 4x4: "offset" stacks the second below (4 + 6 rows <= 4 + 10 columns)
+    ("offset", [(1, 0, 0), (1, 3, 0)]),
+    ("index", [(1, 0, 0), (2, 0, 0)]),
+    ("uxo", [(0, 4, 6), (0, 7, 11)]),  # past the image (8x12), then past the first reference too
+])
+def test_two_references_match_diffusers_transformer(tmp_path, flux_any_width, dev_file, method, places):  # noqa: F811
+    cfg = flow_model_config("flux_dev")
+    ours = load_diffusion_model(dev_file, device="cpu", dtype=torch.float32)
+    theirs = diffusers_transformer(tmp_path, dev_file)
+    g = torch.Generator().manual_seed(3)
+    x, refs = torch.randn(1, 16, 8, 12, generator=g), [torch.randn(1, 16, 6, 10, generator=g),
+                                                        torch.randn(1, 16, 4, 4, generator=g)]
+    sigma, guidance = torch.tensor([0.6]), torch.tensor([3.0])
+    context, y = torch.randn(1, 5, cfg.context_in_dim, generator=g), torch.randn(1, cfg.vec_in_dim, generator=g)
+    ids = [image_ids(4, 6, 1, "cpu")[0]] + [image_ids(r.shape[2] // 2, r.shape[3] // 2, 1, "cpu")[0] + torch.tensor(p)
+                                            for r, p in zip(refs, places)]
+    with torch.no_grad():
+        a = ours(x, sigma, context, y, guidance=guidance, reference_latents=refs,
+                 reference_method=method)
+        b = theirs(hidden_states=torch.cat([pack(x)] + [pack(r) for r in refs], 1), encoder_hidden_states=context,
+                   pooled_projections=y, timestep=sigma, guidance=guidance, txt_ids=torch.zeros(5, 3),
+                   img_ids=torch.cat(ids)).sample[:, :24]
+    assert (pack(a) - b).abs().max() <= TOL
+
+
 def test_reference_positions_follow_comfyui_rules():
     # offset (latent sizes, ids in 2x2 patches): the first at (0, 0); the next below the ones before
     # (8 + 6 rows <= 12 + 4 columns), the third to their right (10 + 14 rows > 6 + 12 columns)
