@@ -4,7 +4,8 @@ or a part of the sampling, zero out; the image conditioning of inpainting and In
 CONDITIONING is a list of (embedding [B, T, D], options) pairs; options may carry
 "pooled_output" (SDXL), "area" (h, w, y, x in latent units, or ("percentage", h, w, y, x)),
 "strength", "mask" + "mask_strength" + "set_area_to_bounds", "start_percent" / "end_percent",
-"concat_latent_image" / "concat_mask" (graphflow.sampling.guidance and pipeline read them).
+"concat_latent_image" / "concat_mask", "reference_latents" (graphflow.sampling.guidance and
+pipeline read them).
 Nodes never modify the lists or dicts they are given."""
 
 from __future__ import annotations
@@ -360,3 +361,24 @@ class ConditioningSetAreaStrength(Node):
 
     def run(self):
         return _with_options(self.conditioning, strength=self.strength)
+
+
+class ReferenceLatent(Node):
+    """Give an edit model a reference image: the latent (VAE-encoded image) is appended to the
+    conditioning's reference latents. FLUX Kontext sees them next to the image being generated;
+    chain several for several reference images (FluxKontextMultiReferenceLatentMethod places
+    them). Without a latent the conditioning passes unchanged."""
+    category = "advanced/conditioning/edit_models"
+    conditioning: CONDITIONING
+    latent: LATENT = None
+    outputs = {"conditioning": CONDITIONING}
+    comfy = ComfyAlias(("ReferenceLatent",), optional=("latent",))
+
+    def run(self):
+        if self.latent is None:
+            return self.conditioning
+        samples = self.latent.get("samples") if isinstance(self.latent, dict) else None
+        if samples is None or samples.ndim != 4:
+            raise NodeInputError("latent", "expected a LATENT with 'samples' [B, C, h, w] (VAEEncode's output)")
+        return [(cond, {**options, "reference_latents": [*(options.get("reference_latents") or ()), samples]})
+                for cond, options in self.conditioning]

@@ -1,15 +1,21 @@
 """SD3 / SD3.5 and FLUX.1 nodes: flow-model sampling shifts, the 16-channel empty latent, FLUX's
-distilled guidance, and the per-encoder prompt nodes (ComfyUI's names and inputs)."""
+distilled guidance, the per-encoder prompt nodes, and FLUX Kontext's helpers (ComfyUI's names and
+inputs)."""
 
 from __future__ import annotations
 
 import copy
 
 
-from graphflow.api import CLIP, CONDITIONING, LATENT, MODEL, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text
+from graphflow.api import CLIP, CONDITIONING, IMAGE, LATENT, MODEL, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text
 from graphflow.choices import DEFAULT_FLUX_GUIDANCE, FLUX_BASE_SHIFT, FLUX_MAX_SHIFT
 
 MAX_SIZE = 16384
+
+# (width, height) FLUX.1 Kontext was trained at (BFL's list, as diffusers' FluxKontextPipeline has it)
+KONTEXT_RESOLUTIONS = ((672, 1568), (688, 1504), (720, 1456), (752, 1392), (800, 1328), (832, 1248),
+                       (880, 1184), (944, 1104), (1024, 1024), (1104, 944), (1184, 880), (1248, 832),
+                       (1328, 800), (1392, 752), (1456, 720), (1504, 688), (1568, 672))
 
 
 def _with_sampling(model, sampling):
@@ -126,3 +132,52 @@ class CLIPTextEncodeFlux(Node):
         clip = _flow_clip(self.clip, "flux", "CLIPTextEncodeFlux")
         cond, pooled = clip.encode_flux(self.clip_l, self.t5xxl)
         return [(cond, {"pooled_output": pooled, "guidance": self.guidance})]
+
+
+class FluxDisableGuidance(Node):
+    """Remove the distilled guidance from the conditioning, so the model's guidance embedding is
+    skipped altogether (for FLUX-like models trained without one; not the same as guidance 0)."""
+    category = "advanced/conditioning/flux"
+    conditioning: CONDITIONING
+    outputs = {"conditioning": CONDITIONING}
+    comfy = ComfyAlias(("FluxDisableGuidance",))
+
+    def run(self):
+        return [(cond, {**options, "guidance": None}) for cond, options in self.conditioning]
+
+
+class FluxKontextMultiReferenceLatentMethod(Node):
+    """How FLUX Kontext places several reference latents (ReferenceLatent) in its position grid:
+    offset (index 1, each next to the ones before), index (index 1, 2, 3, ... at the same place),
+    uxo/uno (index 0, shifted diagonally past the image, as UNO does)."""
+    category = "advanced/conditioning/flux"
+    conditioning: CONDITIONING
+    reference_latents_method: str = Choice(["offset", "index", "uxo/uno"], "offset")
+    outputs = {"conditioning": CONDITIONING}
+    comfy = ComfyAlias(("FluxKontextMultiReferenceLatentMethod",))
+
+    def run(self):
+        method = "uxo" if self.reference_latents_method == "uxo/uno" else self.reference_latents_method
+        return [(cond, {**options, "reference_latents_method": method}) for cond, options in self.conditioning]
+
+
+def kontext_size(width: int, height: int) -> tuple[int, int]:
+    """The Kontext resolution (width, height) whose aspect ratio is nearest width / height (ties:
+    the smaller width)."""
+    _, w, h = min((abs(width / height - w / h), w, h) for w, h in KONTEXT_RESOLUTIONS)
+    return w, h
+
+
+class FluxKontextImageScale(Node):
+    """Resize images to the FLUX Kontext training resolution nearest in aspect ratio (about one
+    megapixel, e.g. 1024x1024, 1248x832, 832x1248): centre-cropped to that ratio, then Lanczos."""
+    category = "advanced/conditioning/flux"
+    image: IMAGE
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("FluxKontextImageScale",))
+
+    def run(self):
+        from graphflow.images import center_crop_to_aspect, resize_nchw
+        width, height = kontext_size(self.image.shape[2], self.image.shape[1])
+        x = center_crop_to_aspect(self.image.movedim(-1, 1), width, height)
+        return resize_nchw(x, width, height, "lanczos").clamp(0, 1).movedim(1, -1)

@@ -157,7 +157,7 @@ def test_every_workflow_file_is_covered():
     names = {p.stem for p in WORKFLOWS.glob("*.json")}
     covered = {"txt2img", "img2img", "inpaint", "outpaint", "sdxl_refiner", "lora",
                "vae_black_hole", "latent_health", "hires_fix_upscale", "flux_dev_comfyui_example",
-               "sd35_large_comfyui_example", "controlnet"}
+               "sd35_large_comfyui_example", "controlnet", "flux_kontext_comfyui_example"}
     assert names <= covered, f"workflows without a test: {names - covered}"
 
 
@@ -199,6 +199,8 @@ def flow_models(tmp_path_factory):
         (models / sub).mkdir()
     write_flow_checkpoint(models / "diffusion_models" / "flux1-dev.safetensors", "flux_dev", components=("model",),
                           prefixed=False)
+    write_flow_checkpoint(models / "diffusion_models" / "flux1-dev-kontext_fp8_scaled.safetensors", "flux_dev",
+                          components=("model",), prefixed=False, seed=3)
     write_flow_vae(models / "vae" / "ae.safetensors")
     write_flow_checkpoint(models / "checkpoints" / "sd3.5_large.safetensors", "sd35_large",
                           components=("model", "vae"))
@@ -225,6 +227,27 @@ def test_flux_dev_comfyui_example(builtin_registry, flow_folders):
     seed2 = workflow("flux_dev_comfyui_example", **{"27__width": 96, "27__height": 64, "17__steps": 3,
                                                    "25__noise_seed": 1})
     assert not torch.equal(run(builtin_registry, seed2).values["8"][0], image)
+
+
+def test_flux_kontext_comfyui_example(builtin_registry, flow_folders):
+    """ComfyUI's Kontext edit graph; the test feeds the loaded picture straight to VAEEncode, as
+    FluxKontextImageScale's ~1 megapixel is too slow here (that node is tested in test_flux_kontext)."""
+    from PIL import Image
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for name in ("kontext_input.png", "other.png"):
+        Image.fromarray(rng.integers(0, 256, (48, 80, 3), dtype=np.uint8)).save(flow_folders.inputs / name)
+    small = {"124__pixels": ["142", 0], "31__steps": 2}
+    result = run(builtin_registry, workflow("flux_kontext_comfyui_example", **small))
+    image = result.values["8"][0]
+    assert image.shape == (1, 48, 80, 3) and float(image.std()) > 0.01
+    assert result.outputs["9"]["images"][0]["filename"].startswith("ComfyUI_")
+    [(_, options)] = result.values["177"][0]
+    assert [tuple(r.shape) for r in options["reference_latents"]] == [(1, 16, 6, 10)]
+    # the reference image steers the edit (the noise and the prompt are the same)
+    other = run(builtin_registry, workflow("flux_kontext_comfyui_example", **small, **{"142__image": "other.png"}))
+    assert (other.values["8"][0] - image).abs().max() > 1e-3
 
 
 def test_sd35_large_comfyui_example(builtin_registry, flow_folders):

@@ -51,10 +51,15 @@ class DiffusionModel:
         context  text tokens [B, T, 4096] (SD3: CLIP-L+G states zero-padded to 4096 next to T5's
                  along T; FLUX: T5's)
         y        pooled vector [B, 2048] (SD3: CLIP-L + CLIP-G pooled) or [B, 768] (FLUX: CLIP-L)
-        guidance [B] floats (or one), FLUX dev's distilled guidance (FluxGuidance); None means
-                 3.5 as in ComfyUI; ignored by models without `guidance_embed` (schnell, SD3)
+        guidance [B] floats (or one), FLUX dev's distilled guidance (FluxGuidance); None skips
+                 the guidance embedding, as ComfyUI's model does (FluxDisableGuidance; the sampler
+                 passes ComfyUI's default 3.5 when the conditioning sets none); ignored by models
+                 without `guidance_embed` (schnell, SD3)
         concat   FLUX Fill's extra channels [B, 80, h, w]: masked-image latent (16) + mask folded
                  8x8 into 64 channels
+        reference_latents, reference_method  FLUX Kontext's reference images (ReferenceLatent):
+                 model-space latents [B, 16, h, w] appended to the image tokens, placed by
+                 "offset" / "index" / "uxo" (graphflow.models.flux.reference_positions)
     The flow shift a sampler applies by default (ComfyUI's): SD3 `sampling_shift` 3.0, sigma' =
     s t / (1 + (s - 1) t). FLUX dev `shift_dynamic`: the resolution-dependent exponential shift,
     mu linear from base_shift 0.5 at 256 image tokens to max_shift 1.15 at 4096, sigma' = e^mu /

@@ -11,6 +11,13 @@ back happens here, so a sampler sees [B, 16, H/8, W/8] like any other model. sig
 [0, 1] and dev's guidance [B] are scaled by 1000 inside, as BFL's code does. Fill takes 384
 input channels: the packed noisy latent (64) then `concat` [B, 80, h, w] packed (the masked
 image's 16-channel latent and the mask folded 8x8 into 64 channels).
+
+Kontext (image editing, same weights layout as dev): `reference_latents` (model-space latents
+[B, 16, h, w], each its own size) are packed like the noisy latent and appended after its tokens
+in the joint sequence; their rotary positions (`reference_positions`) set the first axis to 1 (or
+to 1, 2, ... with the "index" method) so the model tells them from the image being denoised. The
+output keeps the noisy image's tokens only. `guidance` None skips the guidance embedding
+(ComfyUI's FluxDisableGuidance); the sampler passes 3.5 when the conditioning sets none.
 """
 
 
@@ -23,7 +30,7 @@ from .configs import FluxConfig, flux_config_from_state_dict  # noqa: F401 (the 
 from .cast_layers import Linear
 from .mmdit import layer_norm, timestep_embedding
 
-DEFAULT_GUIDANCE = 3.5  # dev's distilled guidance when none is given (ComfyUI's default)
+REFERENCE_METHODS = ("offset", "index", "uxo")  # FluxKontextMultiReferenceLatentMethod's ("uxo/uno" -> "uxo")
 
 
 def rope(pos: torch.Tensor, dim: int, theta: int) -> torch.Tensor:
@@ -172,12 +179,42 @@ def unpack(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return x.reshape(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
 
 
-def image_ids(h: int, w: int, batch: int, device) -> torch.Tensor:
-    """[B, h*w, 3] positions of the packed tokens: (0, row, column)."""
+def image_ids(h: int, w: int, batch: int, device, index: int = 0, row: int = 0, column: int = 0) -> torch.Tensor:
+    """[B, h*w, 3] positions of the packed tokens: (index, row + y, column + x)."""
     ids = torch.zeros(h, w, 3, device=device)
-    ids[..., 1] = torch.arange(h, device=device)[:, None]
-    ids[..., 2] = torch.arange(w, device=device)[None, :]
+    ids[..., 0] = index
+    ids[..., 1] = torch.arange(h, device=device)[:, None] + row
+    ids[..., 2] = torch.arange(w, device=device)[None, :] + column
     return ids.reshape(1, h * w, 3).expand(batch, -1, -1)
+
+
+def reference_positions(sizes: list[tuple[int, int]], image_hw: tuple[int, int], method: str = "offset"):
+    """(index, row, column) offsets, in 2x2 patches, of reference latents of latent sizes (h, w),
+    next to a noisy latent of size image_hw, as ComfyUI places them:
+      offset  index 1; the first at (0, 0); each next one to the right of the ones before if
+              stacking it below them would make the layout taller than wide, else below them;
+      index   index 1, 2, 3, ..., all at (0, 0);
+      uxo     index 0 (the image's own), shifted diagonally past the image and the references
+              before it (UNO's layout)."""
+    if method not in REFERENCE_METHODS:
+        raise ValueError(f"reference latents method must be one of {REFERENCE_METHODS}, got {method!r}")
+    out, h, w = [], 0, 0
+    for k, (rh, rw) in enumerate(sizes):
+        if method == "index":
+            index, row, column = k + 1, 0, 0
+        elif method == "uxo":
+            index = 0
+            row, column = image_hw[0] + (image_hw[0] % 2) + h, image_hw[1] + (image_hw[1] % 2) + w
+            h, w = h + rh, w + rw
+        else:
+            index, row, column = 1, 0, 0
+            if rh + h > rw + w:
+                column = w
+            else:
+                row = h
+            h, w = max(h, rh + row), max(w, rw + column)
+        out.append((index, (row + 1) // 2, (column + 1) // 2))
+    return out
 
 
 class Flux(nn.Module):
@@ -200,9 +237,7 @@ class Flux(nn.Module):
         dtype = img.dtype
         img = self.img_in(img)
         vec = self.time_in(timestep_embedding(sigma * 1000).to(dtype))
-        if self.guidance_in is not None:
-            if guidance is None:  # no FluxGuidance in the graph: ComfyUI's default strength
-                guidance = torch.full((img.shape[0],), DEFAULT_GUIDANCE, device=img.device)
+        if self.guidance_in is not None and guidance is not None:
             guidance = torch.as_tensor(guidance, dtype=torch.float32, device=img.device).reshape(-1)
             vec = vec + self.guidance_in(timestep_embedding(guidance.expand(img.shape[0]) * 1000).to(dtype))
         vec = vec + self.vector_in(y.to(dtype))
@@ -220,17 +255,19 @@ class Flux(nn.Module):
         double, single = (control or {}).get("input") or (), (control or {}).get("output") or ()
         for i, block in enumerate(self.double_blocks):
             img, txt = block(img, txt, vec, pe, attention_mask)
-            if i < len(double) and double[i] is not None:
-                img = img + double[i]
+            if i < len(double) and double[i] is not None:  # the noisy image's tokens (reference ones follow)
+                img = torch.cat([img[:, :double[i].shape[1]] + double[i], img[:, double[i].shape[1]:]], dim=1)
         n = txt.shape[1]
         x = torch.cat([txt, img], dim=1)
         for i, block in enumerate(self.single_blocks):
             x = block(x, vec, pe, attention_mask)
             if i < len(single) and single[i] is not None:
-                x = torch.cat([x[:, :n], x[:, n:] + single[i]], dim=1)
+                m = n + single[i].shape[1]
+                x = torch.cat([x[:, :n], x[:, n:m] + single[i], x[:, m:]], dim=1)
         return self.final_layer(x[:, n:], vec)
 
-    def forward(self, x, sigma, context, y, guidance=None, concat=None, control=None, attention_mask=None, **unused):
+    def forward(self, x, sigma, context, y, guidance=None, concat=None, control=None, attention_mask=None,
+                reference_latents=None, reference_method: str = "offset", **unused):
         H, W = x.shape[-2:]
         if H % 2 or W % 2:  # odd latent sizes: pad as ComfyUI does, crop the output back
             x = F.pad(x, (0, W % 2, 0, H % 2), mode="circular")
@@ -242,6 +279,21 @@ class Flux(nn.Module):
                              f"{self.config.in_channels // 4} latent channels (with concat), got {x.shape[1]}")
         b, _, h, w = x.shape
         txt_ids = torch.zeros(b, context.shape[1], 3, device=x.device)
-        out = self.forward_packed(pack(x), image_ids(h // 2, w // 2, b, x.device), context, txt_ids, sigma, y, guidance,
-                                  control, attention_mask)
-        return unpack(out, h, w)[..., :H, :W]
+        img, img_ids = pack(x), image_ids(h // 2, w // 2, b, x.device)
+        n = img.shape[1]
+        if reference_latents:
+            if concat is not None or self.config.in_channels != 64:
+                raise ValueError("reference latents (ReferenceLatent) need a FLUX model with 16 latent channels "
+                                 "(dev / Kontext), not Fill")
+            if attention_mask is not None:
+                raise ValueError("an attention mask (StyleModelApply's attn_bias) cannot be combined with "
+                                 "reference latents (ReferenceLatent)")
+            places = reference_positions([tuple(r.shape[-2:]) for r in reference_latents], (H, W), reference_method)
+            for ref, (index, row, column) in zip(reference_latents, places):
+                rh, rw = ref.shape[-2:]
+                ref = F.pad(ref.to(x.device, x.dtype), (0, rw % 2, 0, rh % 2), mode="circular")
+                img = torch.cat([img, pack(ref)], dim=1)
+                img_ids = torch.cat([img_ids, image_ids(ref.shape[-2] // 2, ref.shape[-1] // 2, b, x.device,
+                                                        index, row, column)], dim=1)
+        out = self.forward_packed(img, img_ids, context, txt_ids, sigma, y, guidance, control, attention_mask)
+        return unpack(out[:, :n], h, w)[..., :H, :W]

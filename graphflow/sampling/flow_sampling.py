@@ -175,7 +175,8 @@ class FlowDenoiser:
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
                  y: torch.Tensor | None = None, concat: torch.Tensor | None = None,
                  guidance: torch.Tensor | None = None, control=None,
-                 attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+                 attention_mask: torch.Tensor | None = None, reference_latents: list | None = None,
+                 reference_method: str = "offset") -> torch.Tensor:
         dtype = self.model.dtype
         xc = x if concat is None else torch.cat([x, concat.to(x.device, x.dtype)], dim=1)
         kwargs = {}
@@ -193,6 +194,9 @@ class FlowDenoiser:
             if getattr(self.model, "arch", None) != "flux":
                 raise ValueError("an attention mask (StyleModelApply's attn_bias) needs a FLUX model")
             kwargs["attention_mask"] = attention_mask.to(x.device)
+        if reference_latents:  # FLUX Kontext (prepare_conds lets only FLUX models have them)
+            kwargs["reference_latents"] = [r.to(x.device, dtype) for r in reference_latents]
+            kwargs["reference_method"] = reference_method
         v = self.model(xc.to(dtype), sigma.float(),
                        None if context is None else context.to(dtype),
                        None if y is None else y.to(dtype), **kwargs).float()

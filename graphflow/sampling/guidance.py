@@ -18,6 +18,9 @@ ConditioningSetArea / SetMask do:
     while end_sigma <= sigma <= start_sigma, the percents turned into sigmas by the model's
     schedule (0% = the noisiest, above any sigma; 100% = sigma 0), judged by the batch's first
     sigma; at a step where no entry of a side is active that side's prediction is 0, as in ComfyUI.
+  - an entry with "reference_latents" (ReferenceLatent: raw latents, each its own size) passes them,
+    in model space and repeated to the batch, to a FLUX model with its "reference_latents_method"
+    (FluxKontextMultiReferenceLatentMethod; "offset" by default); other models refuse them.
   Before sampling, every area entry of one side gets a counterpart on the other side with the same
   area, strength and mask, built from the smallest other-side entry that contains the area (or one
   without area), so the negative is also evaluated on each crop.
@@ -56,6 +59,8 @@ class Cond:
     sigma_end: float | None = None
     attention_mask: torch.Tensor | None = None  # [B, T + N, T + N] additive bias over FLUX's text + image tokens
     negative: bool = False  # the negative prompt's entry (prepare_conds(negative=True))
+    references: tuple[torch.Tensor, ...] = ()  # FLUX Kontext's reference latents [B, 16, h, w], model space
+    reference_method: str = "offset"
 
     def active(self, sigma: torch.Tensor) -> bool:
         if self.sigma_start is None and self.sigma_end is None:
@@ -138,6 +143,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
                 raise ValueError(f"the model needs SDXL vector conditioning ({model.adm_channels} channels) "
                                  f"but encode_adm gave none for conditioning entry {k}")
             y = repeat_to_batch(y, batch).to(device)
+        references = _reference_latents(model, options, batch, device)
         mask = options.get("mask")
         if mask is not None:
             mask = _resize_mask(mask, latent_hw).to(device)
@@ -167,8 +173,28 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             sigma_end=sigma_end,
             attention_mask=attention_mask,
             negative=negative,
+            references=references,
+            reference_method=options.get("reference_latents_method") or "offset",
         ))
     return out
+
+
+def _reference_latents(model, options: dict, batch: int, device) -> tuple[torch.Tensor, ...]:
+    latents = options.get("reference_latents") or ()
+    if not latents:
+        return ()
+    if getattr(model, "arch", None) != "flux" or getattr(model, "fill", False):
+        raise ValueError(f"ReferenceLatent: reference latents need a FLUX Kontext model; this "
+                         f"{getattr(model, 'arch', '?')}{' Fill' if getattr(model, 'fill', False) else ''} "
+                         f"model does not take them (remove the ReferenceLatent node)")
+    fmt = model.latent_format
+    out = []
+    for k, latent in enumerate(latents):
+        if latent.ndim != 4 or latent.shape[1] != fmt.channels:
+            raise ValueError(f"ReferenceLatent: reference latent {k} must be [B, {fmt.channels}, h, w] (a FLUX "
+                             f"VAE's latent), got shape {tuple(latent.shape)}")
+        out.append(repeat_to_batch(fmt.process_in(latent.float()), batch).to(device))
+    return tuple(out)
 
 
 def _area_inside(inner, outer) -> bool:
@@ -192,7 +218,8 @@ def _add_area_counterparts(targets: list[Cond], source: Cond) -> None:
     if smallest is None or (smallest.area is not None and smallest.area == source.area):
         return
     targets.append(replace(source, context=smallest.context, y=smallest.y, concat=smallest.concat,
-                           guidance=smallest.guidance))
+                           guidance=smallest.guidance, references=smallest.references,
+                           reference_method=smallest.reference_method, negative=smallest.negative))
 
 
 def match_areas(*sides: list[Cond]) -> None:
@@ -244,6 +271,9 @@ def _crop_and_weight(cond: Cond, x: torch.Tensor):
 def _can_batch(a, b) -> bool:
     (xa, _, _, ca), (xb, _, _, cb) = a, b
     if xa.shape != xb.shape or ca.control is not cb.control or ca.gligen is not cb.gligen:
+        return False
+    if ca.reference_method != cb.reference_method or \
+            [r.shape for r in ca.references] != [r.shape for r in cb.references]:
         return False
     for ta, tb in ((ca.y, cb.y), (ca.concat, cb.concat), (ca.guidance, cb.guidance)):
         if (ta is None) != (tb is None) or (ta is not None and ta.shape != tb.shape):
@@ -317,6 +347,9 @@ def predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tenso
             extra["gligen"] = batch[0][3].gligen
         if batch[0][3].attention_mask is not None:
             extra["attention_mask"] = torch.cat([b[3].attention_mask for b in batch])
+        if batch[0][3].references:
+            extra["reference_latents"] = [torch.cat(refs) for refs in zip(*(b[3].references for b in batch))]
+            extra["reference_method"] = batch[0][3].reference_method
         rows = tuple(b[3].negative for b in batch for _ in range(b[0].shape[0]))
         token = unet_rows.set(UNetRows(sigma, rows))
         try:
