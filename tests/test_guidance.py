@@ -141,3 +141,14 @@ def test_area_cut_short_by_an_image_that_is_no_multiple_of_64px():
     for col, weight in zip(range(1, 5), (1 / 8, 2 / 8, 3 / 8, 4 / 8)):
         torch.testing.assert_close(out[0, 0, 8, col], torch.tensor((0.2 + 0.6 * weight) / (1 + weight)))
     torch.testing.assert_close(out[0, :, 0, :], torch.full((4, 5), 0.2))  # outside the area
+
+
+def test_area_counterparts_are_rows_of_their_own_side():
+    """A counterpart added to the negative side is a negative row (IP-Adapter gives those the
+    unconditional image tokens), though it copies the positive entry's area."""
+    model = FakeModel(context_eps)
+    positive = prepare_conds(prompt(0.2) + prompt(0.6, area=(8, 8, 4, 4)), model, SHAPE, "cpu")
+    negative = prepare_conds(prompt(-0.1) + prompt(-0.3, area=(8, 8, 0, 0)), model, SHAPE, "cpu", negative=True)
+    match_areas(positive, negative)
+    assert [c.negative for c in positive] == [False] * len(positive) and len(positive) == 3
+    assert [c.negative for c in negative] == [True] * len(negative) and len(negative) == 3
