@@ -28,7 +28,8 @@ def weights(model):
     return memory.manager().weights(model.unet, model.patches)
 
 
-@pytest.mark.parametrize("node, attn", [("UNetSelfAttentionMultiply", "attn1"), ("UNetCrossAttentionMultiply", "attn2")])
+@pytest.mark.parametrize("node, attn", [("UNetSelfAttentionMultiply", "attn1"),
+                                        ("UNetCrossAttentionMultiply", "attn2")])
 def test_unet_multipliers_scale_the_projections(builtin_registry, checkpoint, node, attn):
     model = checkpoint.model
     x, t, context = inputs(model)

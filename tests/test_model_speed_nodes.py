@@ -14,6 +14,7 @@ from graphflow.context import NodeInputError
 from graphflow.device import default_dtype
 from graphflow.memory import WeightPatch
 from graphflow.models.diffusion_model import DiffusionModel
+from graphflow.models.hypertile import apply_hypertile
 from graphflow.models.speed import with_compile
 from graphflow.models.unet import UNet, UNetConfig
 from graphflow.sampling.pipeline import sample
@@ -98,6 +99,12 @@ def test_compiled_model_compiles_once_and_its_input_stays_eager(builtin_registry
     assert len(compiles) == graphs  # the same shapes: reused, not compiled again
     torch.testing.assert_close(run(model), reference, atol=1e-5, rtol=1e-5)
     assert len(compiles) == graphs  # the input model ran eager
+    # a patch made from the compiled model (a shallow copy of its network) compiles its own forward
+    tiled = apply_hypertile(compiled, tile_size=32)
+    eager_tiled = run(apply_hypertile(model, tile_size=32))
+    assert (eager_tiled - reference).abs().max() > 1e-4
+    torch.testing.assert_close(run(tiled), eager_tiled, atol=1e-5, rtol=1e-5)
+    assert len(compiles) > graphs
     torch._dynamo.reset()
 
 

@@ -62,11 +62,13 @@ def compile_module(module: nn.Module, backend: str | None = None) -> None:
     """Give `module` a compiled forward (once per backend and mode; nn.Module.compile's slot),
     falling back to eager with a warning when compiling fails. backend: torch.compile's, else
     GRAPHFLOW_COMPILE_BACKEND's (default inductor)."""
-    settings = (backend or os.environ.get("GRAPHFLOW_COMPILE_BACKEND", "inductor"), compile_mode())
+    # id: a shallow copy of the module (a FreeU or HyperTile MODEL) inherits these attributes, but
+    # the compiled forward runs the module it was made for
+    settings = (backend or os.environ.get("GRAPHFLOW_COMPILE_BACKEND", "inductor"), compile_mode(), id(module))
     if getattr(module, "_graphflow_compiled", None) is not None and module._graphflow_compiled_as == settings:
         module._compiled_call_impl = module._graphflow_compiled
         return
-    backend, mode = settings
+    backend, mode, _ = settings
     compiled = torch.compile(module._call_impl, backend=backend, mode=None if mode == "default" else mode,
                              dynamic=False)
     graphs = mode in ("reduce-overhead", "max-autotune")  # inductor's CUDA graphs

@@ -114,7 +114,9 @@ class BasicTransformerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.norm3 = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None, size: tuple[int, int] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None,
+                size: tuple[int, int] | None = None) -> torch.Tensor:
+        """x [B, h*w, C] tokens of an h x w grid (size, for the self-attention patches)."""
         if self.self_attention_patches:
             x = x + self._patched_self_attention(self.norm1(x), size)
         else:
