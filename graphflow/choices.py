@@ -48,6 +48,9 @@ INTERPOLATIONS = ("lerp", "slerp")  # latent_edits: between two latents
 
 # torch.compile's modes for --compile-mode / GRAPHFLOW_COMPILE_MODE (graphflow.models.speed)
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# TorchCompileModel's backends and ModelComputeDtype's dtypes (ComfyUI's lists; graphflow.models.speed)
+COMPILE_BACKENDS = ("inductor", "cudagraphs")
+COMPUTE_DTYPES = ("default", "fp32", "fp16", "bf16")
 
 # SetUnionControlNetType's types, in ComfyUI's order; a type's index in the list less one is the
 # number ComfyUI gives the union ControlNet ("auto": none). graphflow.models.union_controlnet and

@@ -1,4 +1,5 @@
-"""MODEL patches that change the UNet's feature sizes (graphflow.models.deep_shrink)."""
+"""MODEL patches that change the UNet's feature sizes or the tokens its self-attention sees
+(graphflow.models.deep_shrink, graphflow.models.hypertile, graphflow.models.tome)."""
 
 from __future__ import annotations
 
@@ -35,3 +36,47 @@ class PatchModelAddDownscale(Node):
         return apply_deep_shrink(self.model, self.block_number, self.downscale_factor, self.start_percent,
                                  self.end_percent, self.downscale_after_skip, self.downscale_method,
                                  self.upscale_method)
+
+
+def _check_attention_unet(model, what: str):
+    blocks = getattr(getattr(model, "unet", None), "input_blocks", None)
+    if blocks is None:
+        raise NodeInputError("model", f"{what} needs a UNet model (SD1.x, SD2.x, SDXL)")
+
+
+class HyperTile(Node):
+    """HyperTile: the self-attention of the UNet's high-resolution blocks runs on tiles of about
+    tile_size pixels instead of the whole image, which makes large images much faster (the
+    result changes a little). max_depth also tiles that many lower-resolution levels (SDXL has
+    no attention at the top level: use max_depth 1 or more there); scale_depth doubles the tile
+    per level; swap_size is how many tile sizes are drawn from. For UNet models."""
+    category = "model_patches/unet"
+    model: MODEL
+    tile_size: int = Int(256, min=1, max=2048)
+    swap_size: int = Int(2, min=1, max=128)
+    max_depth: int = Int(0, min=0, max=10)
+    scale_depth: bool = Bool(False)
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("HyperTile",))
+
+    def run(self):
+        from graphflow.models.hypertile import apply_hypertile
+        _check_attention_unet(self.model, "HyperTile")
+        return apply_hypertile(self.model, self.tile_size, self.swap_size, self.max_depth, self.scale_depth)
+
+
+class TomePatchModel(Node):
+    """Token Merging (ToMe for Stable Diffusion): before the self-attention of the UNet's
+    full-resolution blocks, `ratio` of the image tokens are merged into similar ones (at most
+    3/4), and split again after it: faster sampling of large images at a small cost in detail.
+    For UNet models (SDXL has no attention at full resolution: nothing changes there)."""
+    category = "model_patches/unet"
+    model: MODEL
+    ratio: float = Float(0.3, min=0.0, max=1.0, step=0.01)
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("TomePatchModel",))
+
+    def run(self):
+        from graphflow.models.tome import apply_tome
+        _check_attention_unet(self.model, "Token Merging")
+        return apply_tome(self.model, self.ratio)

@@ -90,7 +90,8 @@ class DiffusionModel:
         self.edm = None  # (sigma_min, sigma_max): continuous-time sampling (ModelSamplingContinuousEDM)
         self.noise_augmentor = None  # unCLIP models: y is a noise-augmented CLIP image embedding (models.unclip)
         # Sampling options set by model-patch nodes, read by graphflow.sampling.pipeline:
-        # "cfg_rescale" (RescaleCFG's multiplier), "differential_diffusion" (its strength).
+        # "cfg_rescale" (RescaleCFG's multiplier), "differential_diffusion" (its strength),
+        # "compile_backend" (TorchCompileModel's: graphflow.models.speed).
         self.options: dict = {}
         self.patches: tuple = ()  # graphflow.memory.WeightPatch on `unet`, applied in order
 

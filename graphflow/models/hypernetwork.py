@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .diffusion_model import DiffusionModel
-from .lora import _shallow
+from .lora import copied_modules
 from .weight_files import CheckpointError, WeightFile, read_pickle
 
 ACTIVATIONS = {"linear": nn.Identity, "relu": nn.ReLU, "leakyrelu": nn.LeakyReLU, "elu": nn.ELU,
@@ -134,20 +134,10 @@ def apply_hypernetwork(model: DiffusionModel, layers: dict, strength: float) -> 
     from .unet import Attention
 
     patch = hypernetwork_patch(layers, strength)
-    unet = _shallow(model.unet)
-    copied = {"": unet}
-    for path, module in model.unet.named_modules():
-        if not isinstance(module, Attention):
-            continue
-        parent = unet
-        parts = path.split(".")
-        for depth, part in enumerate(parts):
-            prefix = ".".join(parts[:depth + 1])
-            if prefix not in copied:
-                copied[prefix] = _shallow(parent._modules[part])
-                parent._modules[part] = copied[prefix]
-            parent = copied[prefix]
-        parent.kv_patches = (*module.kv_patches, patch)
+    attentions = {path: m for path, m in model.unet.named_modules() if isinstance(m, Attention)}
+    unet, copies = copied_modules(model.unet, attentions)
+    for path, module in attentions.items():
+        copies[path].kv_patches = (*module.kv_patches, patch)
     widths = {m.to_k.in_features for m in model.unet.modules() if isinstance(m, Attention)}
     if not widths & set(layers):
         raise HypernetworkError(f"the hypernetwork is for attention widths {sorted(layers)}; this {model.arch} "

@@ -364,6 +364,22 @@ def _shallow(module: nn.Module) -> nn.Module:
     return clone
 
 
+def copied_modules(root: nn.Module, paths) -> tuple[nn.Module, dict[str, nn.Module]]:
+    """A shallow copy of `root` in which the modules at `paths` (and those on the way to them) are
+    shallow copies too, so attributes set on them change the copy only: (copy, {path: module})."""
+    clone = _shallow(root)
+    copied = {"": clone}
+    for path in paths:
+        parent, prefix = clone, ""
+        for part in path.split("."):
+            prefix = f"{prefix}.{part}" if prefix else part
+            if prefix not in copied:
+                copied[prefix] = _shallow(parent._modules[part])
+                parent._modules[part] = copied[prefix]
+            parent = copied[prefix]
+    return clone, {path: copied[path] for path in paths}
+
+
 def patched_copy(root: nn.Module, weights: dict[str, torch.Tensor]) -> nn.Module:
     """A copy of `root` whose parameters (or buffers) named in `weights` are replaced; only the
     modules on the way to them are copied (shallowly), every other submodule and parameter is shared."""

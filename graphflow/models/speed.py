@@ -15,6 +15,10 @@ GRAPHFLOW_COMPILE (1 / 0, `--compile`): the diffusion model's forward goes throu
     replays each step as a CUDA graph, which saves the kernel launches that bound small images
     on a fast GPU; "max-autotune" searches kernels for minutes more).
 GRAPHFLOW_FP8_MATMUL (1 / 0, `--fp8-matmul`): the Linear layers multiply in fp8 (fp8_matmul.py).
+
+Per model (ComfyUI's nodes): TorchCompileModel sets the MODEL's "compile_backend" option, which
+compiles it as --compile does with that backend (`with_compile`); ModelComputeDtype gives a MODEL
+that computes in another dtype (`with_compute_dtype`).
 """
 
 import contextlib
@@ -54,14 +58,17 @@ def compile_mode() -> str:
     return mode
 
 
-def compile_module(module: nn.Module) -> None:
+def compile_module(module: nn.Module, backend: str | None = None) -> None:
     """Give `module` a compiled forward (once per backend and mode; nn.Module.compile's slot),
-    falling back to eager with a warning when compiling fails."""
-    settings = (os.environ.get("GRAPHFLOW_COMPILE_BACKEND", "inductor"), compile_mode())
+    falling back to eager with a warning when compiling fails. backend: torch.compile's, else
+    GRAPHFLOW_COMPILE_BACKEND's (default inductor)."""
+    # id: a shallow copy of the module (a FreeU or HyperTile MODEL) inherits these attributes, but
+    # the compiled forward runs the module it was made for
+    settings = (backend or os.environ.get("GRAPHFLOW_COMPILE_BACKEND", "inductor"), compile_mode(), id(module))
     if getattr(module, "_graphflow_compiled", None) is not None and module._graphflow_compiled_as == settings:
         module._compiled_call_impl = module._graphflow_compiled
         return
-    backend, mode = settings
+    backend, mode, _ = settings
     compiled = torch.compile(module._call_impl, backend=backend, mode=None if mode == "default" else mode,
                              dynamic=False)
     graphs = mode in ("reduce-overhead", "max-autotune")  # inductor's CUDA graphs
@@ -91,9 +98,10 @@ def fp8_matmul_requested() -> bool:
 
 
 @contextlib.contextmanager
-def sampling(module: nn.Module, device: torch.device, convolutional: bool = True):
+def sampling(module: nn.Module, device: torch.device, convolutional: bool = True, compile_backend: str | None = None):
     """Within the block, `module` (a diffusion model on `device`) runs with the speed options
-    (and fp8 matmuls when GRAPHFLOW_FP8_MATMUL asks for them: graphflow.models.fp8_matmul)."""
+    (and fp8 matmuls when GRAPHFLOW_FP8_MATMUL asks for them: graphflow.models.fp8_matmul);
+    compile_backend (TorchCompileModel's) compiles it with that backend even without --compile."""
     device = torch.device(device)
     if convolutional and channels_last(device):
         module.to(memory_format=torch.channels_last)  # 4-D weights only; idempotent
@@ -106,8 +114,53 @@ def sampling(module: nn.Module, device: torch.device, convolutional: bool = True
 
             check_supported(device)
             stack.enter_context(fp8_matmuls(module))
-        if compile_requested() and resident:
-            compile_module(module)
+        if (compile_backend or compile_requested()) and resident:
+            compile_module(module, compile_backend)
             # an uncompiled run next time (partial load, flag off) stays eager
             stack.callback(setattr, module, "_compiled_call_impl", None)
         yield
+
+
+def with_compile(model, backend: str):
+    """The MODEL compiled with `backend` whenever it samples (the compiled forward is kept on
+    its network and reused by later runs); the input model is unchanged."""
+    return model.with_options(compile_backend=backend)
+
+
+def with_compute_dtype(model, dtype: str):
+    """The MODEL computing in `dtype` (COMPUTE_DTYPES; "default": the dtype graphflow loads
+    such a model in on this device, graphflow.device). Weights in another dtype are converted
+    into a copy of the network that the new MODEL holds (fp8-stored weights stay fp8: they are
+    upcast per layer); the input model, its weights and its weight patches (LoRAs) are kept."""
+    from graphflow.device import compute_device, default_dtype, parse_dtype
+    from graphflow.memory import manager
+
+    from .cast_layers import FP8_DTYPES
+    from .checkpoint import _flow_default_dtype
+    from .lora import copied_modules
+
+    if dtype == "default":
+        target = _flow_default_dtype(compute_device()) if model.is_flow else default_dtype("unet", compute_device())
+    else:
+        target = parse_dtype(dtype)
+    if model.dtype == target:
+        return model
+
+    def converts(t):
+        return t is not None and t.is_floating_point() and t.dtype not in FP8_DTYPES and t.dtype != target
+
+    owners = [path for path, m in model.unet.named_modules() if path and
+              any(converts(t) for t in (*m._parameters.values(), *m._buffers.values()))]
+    # the originals: without the weight patches another MODEL may have applied to them just now
+    originals = manager().weights(model.unet)
+    unet, copies = copied_modules(model.unet, owners)
+    with torch.no_grad():
+        for path, module in copies.items():
+            for name, p in module._parameters.items():
+                if converts(p):
+                    module._parameters[name] = nn.Parameter(originals[f"{path}.{name}"].to(target),
+                                                            requires_grad=False)
+            for name, b in module._buffers.items():
+                if converts(b):
+                    module._buffers[name] = originals.get(f"{path}.{name}", b).to(target)  # non-persistent: as is
+    return model.with_unet(unet)

@@ -106,6 +106,11 @@ class BasicTransformerBlock(nn.Module):
     # GLIGEN's gated self-attention bound to its grounding tokens, run after the self-attention;
     # set on shallow copies for one call (graphflow.models.gligen)
     gated_self_attention = None
+    # patch(tokens, (h, w)) -> (tokens, (h, w) or None, restore) around the self-attention:
+    # HyperTile and ToMe hand attn1 regrouped or fewer tokens (and the grid they now form, for
+    # the next patch), restore(out) puts its output back in the block's token layout; set on
+    # shallow copies (graphflow.models.hypertile, graphflow.models.tome)
+    self_attention_patches = ()
 
     def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int | None):
         super().__init__()
@@ -116,12 +121,27 @@ class BasicTransformerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.norm3 = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
-        x = x + self.attn1(self.norm1(x))
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None,
+                size: tuple[int, int] | None = None) -> torch.Tensor:
+        """x [B, h*w, C] tokens of an h x w grid (size, for the self-attention patches)."""
+        if self.self_attention_patches:
+            x = x + self._patched_self_attention(self.norm1(x), size)
+        else:
+            x = x + self.attn1(self.norm1(x))
         if self.gated_self_attention is not None:
             x = self.gated_self_attention(x)
         x = x + self.attn2(self.norm2(x), context)
         return x + self.ff(self.norm3(x))
+
+    def _patched_self_attention(self, tokens: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
+        restores = []
+        for patch in self.self_attention_patches:
+            tokens, size, restore = patch(tokens, size)
+            restores.append(restore)
+        out = self.attn1(tokens)
+        for restore in reversed(restores):
+            out = restore(out)
+        return out
 
 
 class SpatialTransformer(nn.Module):
@@ -145,7 +165,7 @@ class SpatialTransformer(nn.Module):
         if self.use_linear:
             t = self.proj_in(t)
         for block in self.transformer_blocks:
-            t = block(t, context)
+            t = block(t, context, (h, w))
         if self.use_linear:
             t = self.proj_out(t)
         t = t.reshape(b, h, w, -1).permute(0, 3, 1, 2)
@@ -191,6 +211,28 @@ class Block(nn.Sequential):
             else:
                 x = layer(x)
         return x
+
+
+def transformer_block_levels(unet: "UNet") -> dict[str, int]:
+    """Path of each BasicTransformerBlock -> its resolution level: 0 at the latent's size, k at
+    1/2^k of it (input blocks after k Downsamples, the output blocks mirrored, the middle last)."""
+    deepest = len(unet.config.channel_mult) - 1
+    levels = {}
+    level = 0
+    for k, block in enumerate(unet.input_blocks):
+        if any(isinstance(layer, Downsample) for layer in block):
+            level += 1
+        levels.update({f"input_blocks.{k}.{path}": level for path, m in block.named_modules()
+                       if isinstance(m, BasicTransformerBlock)})
+    levels.update({f"middle_block.{path}": deepest for path, m in unet.middle_block.named_modules()
+                   if isinstance(m, BasicTransformerBlock)})
+    level = deepest
+    for k, block in enumerate(unet.output_blocks):
+        levels.update({f"output_blocks.{k}.{path}": level for path, m in block.named_modules()
+                       if isinstance(m, BasicTransformerBlock)})
+        if any(isinstance(layer, Upsample) for layer in block):
+            level -= 1
+    return levels
 
 
 def _add_control(h: torch.Tensor, residuals, k: int) -> torch.Tensor:

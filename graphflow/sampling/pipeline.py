@@ -188,7 +188,8 @@ def sample_with_sigmas(model, *args, **kwargs) -> torch.Tensor:
                                        getattr(model, "patches", ())))
         for net in _control_nets(args, kwargs):  # after the model: what doesn't fit beside it is streamed
             stack.enter_context(memory.use(net, "control", f"control:{type(net).__name__}@{id(net):x}"))
-        stack.enter_context(speed.sampling(unet, model.device, convolutional=not getattr(model, "is_flow", False)))
+        stack.enter_context(speed.sampling(unet, model.device, convolutional=not getattr(model, "is_flow", False),
+                                           compile_backend=getattr(model, "options", {}).get("compile_backend")))
         return _sample_with_sigmas(model, *args, **kwargs)
 
 

@@ -1,0 +1,59 @@
+"""Attention multipliers, as ComfyUI's UNetSelfAttentionMultiply, UNetCrossAttentionMultiply and
+CLIPAttentionMultiply: the weights (and biases) of the attention's query, key, value and output
+projections are multiplied by q, k, v and out.
+
+UNet: every `attn1` (self-attention) or `attn2` (cross-attention) of the transformer blocks,
+to_q / to_k / to_v / to_out.0. CLIP: every text tower's self_attn q_proj / k_proj / v_proj /
+out_proj. Scaling q and k together by s sharpens (s > 1) or flattens the attention maps (the
+logits scale by s^2); v and out scale the attention's output linearly.
+
+They are weight patches (graphflow.memory.WeightPatch, like LoRAs): the memory manager applies
+them to the shared weights when the patched MODEL / CLIP runs, so the input models are unchanged
+and the patches survive offloading.
+"""
+
+import functools
+
+import torch
+
+from graphflow.memory import WeightPatch
+
+from .diffusion_model import DiffusionModel
+
+UNET_PROJECTIONS = {"q": "to_q", "k": "to_k", "v": "to_v", "out": "to_out.0"}
+CLIP_PROJECTIONS = {"q": "q_proj", "k": "k_proj", "v": "v_proj", "out": "out_proj"}
+
+
+def _scaled(factor: float, weight: torch.Tensor) -> torch.Tensor:
+    return weight * factor
+
+
+def multiplier_patches(module: torch.nn.Module, suffixes: dict[str, str], factors: dict[str, float]) -> tuple:
+    """WeightPatches scaling every parameter of `module` whose owner path ends with
+    `.<suffixes[name]>` by factors[name] (factors of 1 are left out: nothing changes)."""
+    ends = {"." + suffixes[name]: factor for name, factor in factors.items() if factor != 1.0}
+    patches = []
+    for path, _ in module.named_parameters():
+        owner = "." + path.rpartition(".")[0]
+        factor = next((f for end, f in ends.items() if owner.endswith(end)), None)
+        if factor is not None:
+            patches.append(WeightPatch(path, functools.partial(_scaled, factor)))
+    return tuple(patches)
+
+
+def multiply_unet_attention(model: DiffusionModel, which: str, q: float, k: float, v: float,
+                            out: float) -> DiffusionModel:
+    """which: "attn1" (self-attention) or "attn2" (cross-attention)."""
+    suffixes = {name: f"{which}.{proj}" for name, proj in UNET_PROJECTIONS.items()}
+    patches = multiplier_patches(model.unet, suffixes, {"q": q, "k": k, "v": v, "out": out})
+    return model.with_patches(model.patches + patches)
+
+
+def multiply_clip_attention(clip, q: float, k: float, v: float, out: float):
+    """The CLIP (TextEncoder / FlowTextEncoder) with every CLIP tower's self-attention scaled
+    (T5 has no CLIP towers' layout and is left as it is)."""
+    suffixes = {name: f"self_attn.{proj}" for name, proj in CLIP_PROJECTIONS.items()}
+    factors = {"q": q, "k": k, "v": v, "out": out}
+    towers = [tower.with_patches(tower.patches + multiplier_patches(tower.model, suffixes, factors))
+              for tower in clip.towers]
+    return clip.with_towers(towers)

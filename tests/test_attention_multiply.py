@@ -1,0 +1,119 @@
+"""UNetSelfAttentionMultiply, UNetCrossAttentionMultiply, CLIPAttentionMultiply: the projections'
+weights scaled in closed form, multipliers of 1 exactly the input model, v / out scaling the
+attention's output linearly, and the input MODEL / CLIP unchanged (also after offloading)."""
+
+import pytest
+import torch
+
+from graphflow import memory
+from graphflow.context import NodeInputError
+from graphflow.models.checkpoint import load_checkpoint
+from graphflow.testing import write_checkpoint
+from test_nodes_image_mask import call
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return load_checkpoint(write_checkpoint(tmp_path_factory.mktemp("attn") / "m.safetensors", "sd1"),
+                           device="cpu", dtype=torch.float32)
+
+
+def inputs(model):
+    g = torch.Generator().manual_seed(3)
+    return (torch.randn(1, 4, 8, 8, generator=g), torch.tensor([500.0]),
+            torch.randn(1, 77, model.unet.config.context_dim, generator=g))
+
+
+def weights(model):
+    return memory.manager().weights(model.unet, model.patches)
+
+
+@pytest.mark.parametrize("node, attn", [("UNetSelfAttentionMultiply", "attn1"),
+                                        ("UNetCrossAttentionMultiply", "attn2")])
+def test_unet_multipliers_scale_the_projections(builtin_registry, checkpoint, node, attn):
+    model = checkpoint.model
+    x, t, context = inputs(model)
+    with torch.no_grad():
+        before = model(x, t, context)
+        same = call(builtin_registry, node, model=model)
+        assert same.patches == model.patches and torch.equal(same(x, t, context), before)
+        patched = call(builtin_registry, node, model=model, q=1.5, k=0.5, v=2.0, out=3.0)
+        original, scaled = weights(model), weights(patched)
+        factors = {"to_q": 1.5, "to_k": 0.5, "to_v": 2.0, "to_out.0": 3.0}
+        changed = 0
+        for name, tensor in original.items():
+            owner = name.rpartition(".")[0]
+            factor = next((f for proj, f in factors.items() if owner.endswith(f"{attn}.{proj}")), 1.0)
+            torch.testing.assert_close(scaled[name], tensor * factor, rtol=0, atol=0)
+            changed += factor != 1.0
+        blocks = sum(1 for n in original if n.endswith(f"{attn}.to_q.weight"))
+        assert changed == blocks * 5  # q, k, v weights and the output's weight and bias
+        out = patched(x, t, context)
+        assert (out - before).abs().max() > 1e-4
+        # the input model runs as before: the manager restores the shared weights
+        torch.testing.assert_close(model(x, t, context), before, rtol=0, atol=0)
+
+
+def test_v_and_out_scale_one_attention_linearly(builtin_registry, checkpoint):
+    model = checkpoint.model
+    path = "input_blocks.1.1.transformer_blocks.0.attn1"
+    tokens = torch.randn(2, 16, model.unet.get_submodule(path).to_q.in_features)
+
+    def attention_output(patched):
+        memory.manager().patch(patched.unet, patched.patches)
+        try:
+            with torch.no_grad():
+                return patched.unet.get_submodule(path)(tokens)
+        finally:
+            memory.manager().unpatch(model.unet)
+
+    plain = attention_output(model)
+    bias = model.unet.get_submodule(path).to_out[0].bias
+    v3 = attention_output(call(builtin_registry, "UNetSelfAttentionMultiply", model=model, v=3.0))
+    torch.testing.assert_close(v3 - bias, 3.0 * (plain - bias), rtol=1e-5, atol=1e-5)
+    out2 = attention_output(call(builtin_registry, "UNetSelfAttentionMultiply", model=model, out=2.0))
+    torch.testing.assert_close(out2, 2.0 * plain, rtol=1e-5, atol=1e-5)
+    # q and k by 2 and 0.5: the logits q k^T are unchanged
+    qk = attention_output(call(builtin_registry, "UNetSelfAttentionMultiply", model=model, q=2.0, k=0.5))
+    torch.testing.assert_close(qk, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_multiplied_model_survives_offload(builtin_registry, checkpoint, monkeypatch):
+    model = checkpoint.model
+    x, t, context = inputs(model)
+    patched = call(builtin_registry, "UNetCrossAttentionMultiply", model=model, v=0.0, out=2.0)
+    with torch.no_grad():
+        first = patched(x, t, context)
+        manager = memory.manager()
+        manager.offload_all()
+        with memory.use(patched.unet, "diffusion_model", patches=patched.patches):
+            again = patched(x, t, context)
+    torch.testing.assert_close(again, first, rtol=0, atol=0)
+
+
+def test_clip_multipliers_scale_each_towers_self_attention(builtin_registry, checkpoint):
+    clip = checkpoint.clip
+    before = clip.encode("a red cube")[0]
+    same = call(builtin_registry, "CLIPAttentionMultiply", clip=clip)
+    assert torch.equal(same.encode("a red cube")[0], before)
+    patched = call(builtin_registry, "CLIPAttentionMultiply", clip=clip, q=1.0, k=2.0, v=0.5, out=1.0)
+    for tower, new in zip(clip.towers, patched.towers):
+        assert tower.patches == ()
+        original = memory.manager().weights(tower.model, tower.patches)
+        scaled = memory.manager().weights(new.model, new.patches)
+        layers = tower.model.config.num_hidden_layers
+        assert len(new.patches) == layers * 4  # k and v: weight and bias in each layer
+        for name, tensor in original.items():
+            factor = 2.0 if ".self_attn.k_proj." in name else 0.5 if ".self_attn.v_proj." in name else 1.0
+            torch.testing.assert_close(scaled[name], tensor * factor, rtol=0, atol=0)
+    assert (patched.encode("a red cube")[0] - before).abs().max() > 1e-4
+    torch.testing.assert_close(clip.encode("a red cube")[0], before, rtol=0, atol=0)
+
+
+def test_bad_inputs_are_named(builtin_registry):
+    with pytest.raises(NodeInputError) as e:
+        call(builtin_registry, "UNetSelfAttentionMultiply", model=object())
+    assert e.value.input == "model"
+    with pytest.raises(NodeInputError) as e:
+        call(builtin_registry, "CLIPAttentionMultiply", clip=object())
+    assert e.value.input == "clip"
