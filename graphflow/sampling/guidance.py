@@ -382,10 +382,7 @@ class CFGDenoiser:
         cond, uncond = predict_sides(self.model_denoiser, [self.positive, None if skip else self.negative], x, sigma)
         if skip and not (self.post_cfg_functions or self.pre_cfg_functions or self.cfg_function):
             return cond
-        if self.pre_cfg_functions:
-            args = _hook_args(self, cond, uncond, self.positive, None if skip else self.negative, x, sigma, self.cfg)
-            for fn in self.pre_cfg_functions:
-                cond, uncond = fn({**args, "cond_denoised": cond, "uncond_denoised": uncond})
+        cond, uncond = _pre_cfg(self, cond, uncond, self.positive, None if skip else self.negative, x, sigma, self.cfg)
         if self.cfg_function is not None:
             denoised = self.cfg_function(_hook_args(self, cond, uncond, self.positive, self.negative, x, sigma,
                                                     self.cfg))
@@ -404,6 +401,15 @@ def _hook_args(denoiser, cond, uncond, cond_list, uncond_list, x, sigma, cfg) ->
             "uncond": uncond_list, "cond_scale": cfg,
             "model": getattr(model_denoiser, "model", None),
             "predict": lambda conds, x_, sigma_: predict_sides(model_denoiser, [conds], x_, sigma_)[0]}
+
+
+def _pre_cfg(denoiser, cond, uncond, cond_list, uncond_list, x, sigma, cfg):
+    if not denoiser.pre_cfg_functions:
+        return cond, uncond
+    args = _hook_args(denoiser, cond, uncond, cond_list, uncond_list, x, sigma, cfg)
+    for fn in denoiser.pre_cfg_functions:
+        cond, uncond = fn({**args, "cond_denoised": cond, "uncond_denoised": uncond})
+    return cond, uncond
 
 
 def _post_cfg(denoiser, post_cfg, denoised, cond, uncond, cond_list, uncond_list, x, sigma, cfg, **extra):
@@ -511,10 +517,7 @@ class PerpNegDenoiser:
             if math.isclose(self.cfg, 1.0):
                 empty = None
         cond, uncond, nocond = predict_sides(self.model_denoiser, [self.positive, negative, empty], x, sigma)
-        if self.pre_cfg_functions:
-            args = _hook_args(self, cond, uncond, self.positive, negative, x, sigma, self.cfg)
-            for fn in self.pre_cfg_functions:
-                cond, uncond = fn({**args, "cond_denoised": cond, "uncond_denoised": uncond})
+        cond, uncond = _pre_cfg(self, cond, uncond, self.positive, negative, x, sigma, self.cfg)
         denoised = perp_neg_combine(cond, uncond, nocond, self.neg_scale, self.cfg)
         return _post_cfg(self, post_cfg, denoised, cond, uncond, self.positive, self.negative, x, sigma, self.cfg,
                          empty_cond=self.empty, empty_cond_denoised=nocond)
