@@ -183,7 +183,8 @@ class FreSca(Node):
     and scale_high above: above 1 for high frequencies sharpens detail. Both 1 is plain CFG."""
     category = "advanced/guidance"
     model: MODEL
-    scale_low: float = Float(1.0, min=0.0, max=10.0, step=0.01, description="Scaling factor for low-frequency components")
+    scale_low: float = Float(1.0, min=0.0, max=10.0, step=0.01,
+                             description="Scaling factor for low-frequency components")
     scale_high: float = Float(1.25, min=0.0, max=10.0, step=0.01,
                               description="Scaling factor for high-frequency components")
     freq_cutoff: int = Int(20, min=1, max=10000, step=1,

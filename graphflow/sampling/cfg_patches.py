@@ -193,7 +193,9 @@ def fourier_filter(x: torch.Tensor, scale_low: float = 1.0, scale_high: float = 
     mask = torch.full((h, w), float(scale_high), device=x.device)
     # clamped at 0: a cutoff beyond the centre covers the whole spectrum (ComfyUI's negative slice
     # start would wrap around and cover only the far edge)
-    mask[max(0, h // 2 - freq_cutoff):h // 2 + freq_cutoff, max(0, w // 2 - freq_cutoff):w // 2 + freq_cutoff] = scale_low
+    rows = slice(max(0, h // 2 - freq_cutoff), h // 2 + freq_cutoff)
+    cols = slice(max(0, w // 2 - freq_cutoff), w // 2 + freq_cutoff)
+    mask[rows, cols] = scale_low
     filtered = torch.fft.ifftn(torch.fft.ifftshift(spectrum * mask, dim=(-2, -1)), dim=(-2, -1)).real
     return filtered.to(dtype)
 

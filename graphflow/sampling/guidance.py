@@ -537,4 +537,5 @@ class PerpNegGuider:
     def denoiser(self, model_denoiser, prepare):
         return PerpNegDenoiser(model_denoiser, prepare(self.positive), prepare(self.negative, negative=True),
                                prepare(self.empty, negative=True), self.cfg, self.neg_scale,
-                               getattr(self.model, "post_cfg_functions", ()), getattr(self.model, "pre_cfg_functions", ()))
+                               getattr(self.model, "post_cfg_functions", ()),
+                               getattr(self.model, "pre_cfg_functions", ()))

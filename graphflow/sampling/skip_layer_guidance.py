@@ -75,7 +75,8 @@ def check_layers(unet, double: list[int], single: list[int]) -> str | None:
     for name, layers, blocks in (("double", double, doubles), ("single", single if singles else [], singles)):
         beyond = [i for i in layers if i >= len(blocks)]
         if beyond:
-            return f"{name} block {beyond[0]} does not exist: this model has {len(blocks)} {name} blocks (0 to {len(blocks) - 1})"
+            return (f"{name} block {beyond[0]} does not exist: this model has {len(blocks)} {name} blocks "
+                    f"(0 to {len(blocks) - 1})")
     return None
 
 
