@@ -142,6 +142,26 @@ def test_renorm_cfg_caps_the_norm_and_truncates_by_sigma():
     torch.testing.assert_close(guided_once(truncated, sigma=2.9)[0], capped, rtol=1e-4, atol=1e-5)
 
 
+def test_renorm_cfg_replaces_the_dual_cfg_guiders_inner_combination():
+    from graphflow.sampling.guidance import DualCFGGuider
+    from graphflow.sampling.model_sampling import ModelDenoiser
+    from graphflow.sampling import prepare_conds
+    model = FakeModel(structured_eps)
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(6))
+    sigma = torch.tensor([2.0])
+
+    def prepare(c, negative=False):
+        return prepare_conds(c, model, x.shape, x.device, negative=negative)
+
+    def dual(m):
+        guider = DualCFGGuider(m, prompt(0.3), prompt(0.1), prompt(-0.2), 3.0, 5.0)
+        return guider.denoiser(ModelDenoiser(m, SD), prepare)(x, sigma)
+    c1, c2, neg = (cs_run(model, prompt(v), x, sigma) for v in (0.3, 0.1, -0.2))
+    torch.testing.assert_close(dual(model), cfg(c2, neg, 5.0) + (c1 - c2) * 3.0, rtol=1e-5, atol=1e-5)
+    truncated = run_node(gp.RenormCFG, model=model, cfg_trunc=1.0, renorm_cfg=1.0)  # sigma 2 >= 1: c2 alone
+    torch.testing.assert_close(dual(truncated), c2 + (c1 - c2) * 3.0, rtol=1e-5, atol=1e-5)
+
+
 def test_perp_neg_combine_removes_only_the_perpendicular_part():
     g = torch.Generator().manual_seed(4)
     cond, uncond, nocond = (torch.randn(1, 4, 6, 6, generator=g) for _ in range(3))

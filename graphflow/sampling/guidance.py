@@ -427,17 +427,25 @@ class DualCFGDenoiser:
     c2 = cond2 (treated as a negative prompt for SDXL's size conditioning, as ComfyUI does):
       regular: D = [neg + (c2 - neg) * cfg_cond2_negative] + (c1 - c2) * cfg_conds
       nested:  D = neg + cfg_cond2_negative * ([c2 + (c1 - c2) * cfg_conds] - neg)
-    The bracketed CFG is the one post-CFG functions see. In the regular style a scale of 1 skips
+    The bracketed CFG is the one post-CFG functions see, and the one a MODEL's cfg_function replaces
+    (pre-CFG functions do not act here, as in ComfyUI). In the regular style a scale of 1 skips
     the side it would cancel (negative; then also cond2 if cfg_conds is 1), unless a hook needs it."""
 
     def __init__(self, model_denoiser, cond1: list[Cond], cond2: list[Cond], negative: list[Cond],
-                 cfg_conds: float, cfg_cond2_negative: float, nested: bool = False, post_cfg_functions=()):
+                 cfg_conds: float, cfg_cond2_negative: float, nested: bool = False, post_cfg_functions=(),
+                 cfg_function=None):
         self.model_denoiser = model_denoiser
         self.cond1, self.cond2, self.negative = list(cond1), list(cond2), list(negative)
         match_areas(self.cond1, self.cond2, self.negative)
         self.cfg_conds, self.cfg_cond2_negative = float(cfg_conds), float(cfg_cond2_negative)
         self.nested = nested
         self.post_cfg_functions = tuple(post_cfg_functions)
+        self.cfg_function = cfg_function
+
+    def _combine(self, cond, uncond, cond_list, uncond_list, x, sigma, cfg):
+        if self.cfg_function is None:
+            return cfg_combine(cond, uncond, cfg)
+        return self.cfg_function(_hook_args(self, cond, uncond, cond_list, uncond_list, x, sigma, cfg))
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, post_cfg=None) -> torch.Tensor:
         negative, cond2 = self.negative, self.cond2
@@ -448,11 +456,11 @@ class DualCFGDenoiser:
                 cond2 = None
         neg, c2, c1 = predict_sides(self.model_denoiser, [negative, cond2, self.cond1], x, sigma)
         if self.nested:
-            text = _post_cfg(self, post_cfg, cfg_combine(c1, c2, self.cfg_conds), c1, c2, self.cond1, self.cond2, x, sigma,
-                             self.cfg_conds)
+            text = self._combine(c1, c2, self.cond1, self.cond2, x, sigma, self.cfg_conds)
+            text = _post_cfg(self, post_cfg, text, c1, c2, self.cond1, self.cond2, x, sigma, self.cfg_conds)
             return neg + self.cfg_cond2_negative * (text - neg)
-        return _post_cfg(self, post_cfg, cfg_combine(c2, neg, self.cfg_cond2_negative), c2, neg, self.cond2,
-                         self.negative, x, sigma, self.cfg_cond2_negative) \
+        guided = self._combine(c2, neg, self.cond2, self.negative, x, sigma, self.cfg_cond2_negative)
+        return _post_cfg(self, post_cfg, guided, c2, neg, self.cond2, self.negative, x, sigma, self.cfg_cond2_negative) \
             + (c1 - c2) * self.cfg_conds
 
 
@@ -489,7 +497,8 @@ class DualCFGGuider:
     def denoiser(self, model_denoiser, prepare):
         return DualCFGDenoiser(model_denoiser, prepare(self.cond1), prepare(self.cond2, negative=True),
                                prepare(self.negative, negative=True), self.cfg_conds, self.cfg_cond2_negative,
-                               self.nested, getattr(self.model, "post_cfg_functions", ()))
+                               self.nested, getattr(self.model, "post_cfg_functions", ()),
+                               getattr(self.model, "cfg_function", None))
 
 
 class PerpNegDenoiser:
