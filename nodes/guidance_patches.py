@@ -102,8 +102,8 @@ class SkipLayerGuidanceDiT(Node):
 class SkipLayerGuidanceDiTSimple(Node):
     """Skip Layer Guidance, simple version: between start_percent and end_percent the negative
     prompt is predicted with the listed blocks left out, inside ordinary CFG (no extra scale).
-    Needs cfg above 1 (a negative prediction); costs one more evaluation of the negative per step
-    inside the window."""
+    Needs cfg above 1 (a negative prediction); inside the window the positive and negative run as
+    two model calls instead of one batched call."""
     category = "advanced/guidance"
     model: MODEL
     double_layers: str = Text("7, 8, 9")

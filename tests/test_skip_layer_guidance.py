@@ -146,6 +146,23 @@ def test_simple_variant_predicts_the_negative_with_blocks_skipped(flux):
     torch.testing.assert_close(denoise(patched, pos, neg, 1.0, x, sigma), cond)
 
 
+def test_simple_variant_costs_no_extra_evaluation(sd35):
+    _, model = sd35
+    pos, neg = conditioning(model, 1.0, 1), conditioning(model, 0.5, 2)
+    schedule = model_sampling_for(model)
+    patched = node(SkipLayerGuidanceDiTSimple, model=model, double_layers="1", single_layers="7, 8, 9",
+                   start_percent=0.3, end_percent=1.0)
+    batches = []
+    hook = model.unet.register_forward_hook(lambda module, args, output: batches.append(args[0].shape[0]))
+    try:
+        x = torch.randn(1, 16, 8, 8)
+        denoise(patched, pos, neg, 4.0, x, torch.tensor([schedule.percent_to_sigma(0.2)]))  # before the window
+        denoise(patched, pos, neg, 4.0, x, torch.tensor([schedule.percent_to_sigma(0.5)]))  # inside it
+    finally:
+        hook.remove()
+    assert batches == [2, 1, 1]  # batched as usual; then positive and the skipped negative apart
+
+
 def test_bad_layers_and_models_are_refused(sd35, flux):
     _, model = sd35
     with pytest.raises(NodeInputError) as e:

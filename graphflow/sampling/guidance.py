@@ -347,8 +347,11 @@ class CFGDenoiser:
     """D(x; sigma) with classifier-free guidance, for the samplers:
     denoiser(x, sigma) -> uncond + (cond - uncond) * cfg.
 
+    A MODEL's `uncond_patch(model_denoiser, sigma)` (SkipLayerGuidanceDiTSimple; ComfyUI's
+    calc_cond_batch_function) may return a context manager to predict the negative within: the two
+    sides then run as separate calls (None: batched as usual).
     Before the combination, the model's pre-CFG functions (`pre_cfg_functions` on the MODEL: TCFG,
-    FreSca, SkipLayerGuidanceDiTSimple) each get the hook arguments below and return new
+    FreSca) each get the hook arguments below and return new
     (cond_denoised, uncond_denoised); "uncond" is None for them when the negative was skipped (its
     prediction is then 0, as in ComfyUI). A MODEL's `cfg_function` (RenormCFG, PerpNeg; ComfyUI's
     sampler_cfg_function) replaces the combination: it gets the same arguments and returns the
@@ -364,7 +367,8 @@ class CFGDenoiser:
     0, as in ComfyUI."""
 
     def __init__(self, model_denoiser, positive: list[Cond], negative: list[Cond], cfg: float,
-                 post_cfg_functions=(), rescale: float = 0.0, pre_cfg_functions=(), cfg_function=None):
+                 post_cfg_functions=(), rescale: float = 0.0, pre_cfg_functions=(), cfg_function=None,
+                 uncond_patch=None):
         self.model_denoiser = model_denoiser
         self.positive, self.negative = list(positive), list(negative)
         match_areas(self.positive, self.negative)
@@ -373,13 +377,20 @@ class CFGDenoiser:
         self.post_cfg_functions = tuple(post_cfg_functions)
         self.pre_cfg_functions = tuple(pre_cfg_functions)
         self.cfg_function = cfg_function
+        self.uncond_patch = uncond_patch
         hooks = (*self.post_cfg_functions, *self.pre_cfg_functions, cfg_function)
         needs_uncond = any(getattr(fn, "needs_uncond", False) for fn in hooks)
         self.skip_uncond = math.isclose(self.cfg, 1.0) and not needs_uncond
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, post_cfg=None) -> torch.Tensor:
         skip = self.skip_uncond and post_cfg is None
-        cond, uncond = predict_sides(self.model_denoiser, [self.positive, None if skip else self.negative], x, sigma)
+        patch = None if skip or self.uncond_patch is None else self.uncond_patch(self.model_denoiser, sigma)
+        if patch is None:
+            cond, uncond = predict_sides(self.model_denoiser, [self.positive, None if skip else self.negative], x, sigma)
+        else:
+            [cond] = predict_sides(self.model_denoiser, [self.positive], x, sigma)
+            with patch:
+                [uncond] = predict_sides(self.model_denoiser, [self.negative], x, sigma)
         if skip and not (self.post_cfg_functions or self.pre_cfg_functions or self.cfg_function):
             return cond
         cond, uncond = _pre_cfg(self, cond, uncond, self.positive, None if skip else self.negative, x, sigma, self.cfg)
@@ -479,7 +490,8 @@ class CFGGuider:
         return CFGDenoiser(model_denoiser, prepare(self.positive), prepare(self.negative, negative=True), self.cfg,
                            getattr(self.model, "post_cfg_functions", ()),
                            getattr(self.model, "options", {}).get("cfg_rescale", 0.0),
-                           getattr(self.model, "pre_cfg_functions", ()), getattr(self.model, "cfg_function", None))
+                           getattr(self.model, "pre_cfg_functions", ()), getattr(self.model, "cfg_function", None),
+                           getattr(self.model, "uncond_patch", None))
 
 
 @dataclass

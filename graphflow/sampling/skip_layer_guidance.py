@@ -13,7 +13,8 @@ start * steps < i < stop * steps, a fraction of the step count: the same guidanc
 window rule. rescaling_scale (the DiT node) then multiplies the result by
 rescaling_scale * std(D_cond) / std(D) + 1 - rescaling_scale (std over the whole batch).
 
-The simple variant instead evaluates the negative prompt with the blocks skipped, inside plain CFG.
+The simple variant instead evaluates the negative prompt with the blocks skipped, inside plain CFG
+(guidance.CFGDenoiser's uncond_patch; other guiders do not apply it).
 
 Whether a step lies in the window is read from the device once a step (one host sync, as
 ComfyUI), except when the window covers the whole run (0% to 100%)."""
@@ -123,20 +124,17 @@ def skip_layer_guidance(model, double: list[int], single: list[int], scale: floa
 
 def skip_layer_uncond(model, double: list[int], single: list[int], start_percent: float, end_percent: float):
     """A shallow copy of the MODEL whose negative prediction, within the window, comes from the
-    network with the listed blocks skipped (a pre-CFG function; the model itself when there is
-    nothing to skip). The negative is evaluated again for it: one more evaluation of the negative
-    a step within the window (ComfyUI instead splits its batched cond + uncond call in two)."""
+    network with the listed blocks skipped (its `uncond_patch`: inside the window the positive and
+    negative run as two calls, as in ComfyUI; the model itself when there is nothing to skip)."""
     if not (double or single):
         return model
     in_window = _window(model, start_percent, end_percent)
 
-    def pre_cfg(args):
-        cond, uncond = args["cond_denoised"], args["uncond_denoised"]
-        if args["uncond"] is None or not in_window(args["sigma"]):
-            return cond, uncond
-        with skipped_blocks(args["model"].unet, double, single):
-            return cond, args["predict"](args["uncond"], args["x"], args["sigma"])
+    def uncond_patch(model_denoiser, sigma):
+        if not in_window(sigma):
+            return None
+        return skipped_blocks(model_denoiser.model.unet, double, single)
 
     patched = copy.copy(model)
-    patched.pre_cfg_functions = (*getattr(model, "pre_cfg_functions", ()), pre_cfg)
+    patched.uncond_patch = uncond_patch
     return patched
