@@ -117,6 +117,28 @@ class DualCFGGuider(Node):
                                self.cfg_cond2_negative, nested=self.style == "nested")
 
 
+class PerpNegGuider(Node):
+    """Perp-Neg guidance (Armandpour et al. 2023): the negative prompt pushes away only with its
+    part perpendicular to the positive's guidance, both measured from the empty prompt's
+    prediction: D = e + cfg (p - neg_scale * perp(n)), p = positive - e, n = negative - e. Lets a
+    negative prompt remove things without fighting the positive one. The three prompts run in one
+    batched model call."""
+    category = "sampling/custom_sampling/guiders"
+    model: MODEL
+    positive: CONDITIONING
+    negative: CONDITIONING
+    empty_conditioning: CONDITIONING
+    cfg: float = Float(8.0, min=0.0, max=100.0, step=0.1, round=0.01)
+    neg_scale: float = Float(1.0, min=0.0, max=100.0, step=0.01)
+    outputs = {"guider": GUIDER}
+    comfy = ComfyAlias(("PerpNegGuider",))
+
+    def run(self):
+        from graphflow.sampling.guidance import PerpNegGuider as PerpNegGuidance
+        return PerpNegGuidance(self.model, self.positive, self.negative, self.empty_conditioning, self.cfg,
+                               self.neg_scale)
+
+
 class RandomNoise(Node):
     """Seeded starting noise, drawn on the CPU as ComfyUI does (the same on every device)."""
     category = "sampling/custom_sampling/noise"
@@ -293,6 +315,19 @@ class SamplerEulerAncestralCFGPP(Node):
 
     def run(self):
         return _sampler("euler_ancestral_cfg_pp", eta=self.eta, s_noise=self.s_noise)
+
+
+class SamplerEulerCFGpp(Node):
+    """Euler with CFG++ (Chung et al. 2024): regular steps along the guided estimate and re-noises
+    along the unguided one (the euler_cfg_pp sampler); alternative (ComfyUI's first version) takes
+    an Euler step whose slope adds the guidance once more. Use a low cfg, about 1 to 3."""
+    category = "sampling/custom_sampling/samplers"
+    variant: str = Choice(["regular", "alternative"], "regular")
+    outputs = {"sampler": SAMPLER}
+    comfy = ComfyAlias(("SamplerEulerCFGpp",), inputs={"version": "variant"})  # "version" is reserved here
+
+    def run(self):
+        return _sampler("euler_cfg_pp" if self.variant == "regular" else "euler_cfg_pp_alternative")
 
 
 class SamplerDPMPP_2M_SDE(Node):

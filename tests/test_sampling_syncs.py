@@ -126,6 +126,26 @@ def test_guidance_patches_have_no_sync(on_meta):
     assert run(model, "euler")
 
 
+def test_cfg_reshaping_patches_have_no_sync(on_meta):
+    from graphflow.sampling.cfg_patches import cfg_norm, cfg_zero_star, fresca, mahiro, renorm_cfg, tcfg
+    model = MetaModel(ScaleNet(), "sd1")
+    for patch in (cfg_zero_star, cfg_norm, tcfg, mahiro, fresca, lambda m: renorm_cfg(m, 5.0, 1.0)):
+        model = patch(model)
+    assert run(model, "euler")
+    assert run(MetaModel(ScaleNet(), "sd1"), "euler_cfg_pp_alternative")
+
+
+def test_skip_layer_guidance_over_the_whole_run_has_no_sync(on_meta):
+    """Within a partial window SLG reads sigma back once a step (ComfyUI's rule needs it); over
+    0% to 100% it never does."""
+    from graphflow.models.mmdit import MMDiT
+    from graphflow.sampling.skip_layer_guidance import skip_layer_guidance, skip_layer_uncond
+
+    model = MetaModel(meta_module(MMDiT, flow_model_config("sd3_medium")), "sd3", prediction="flow")
+    model = skip_layer_uncond(skip_layer_guidance(model, [1], [], 3.0, 0.0, 1.0), [0], [], 0.0, 1.0)
+    assert run(model, "euler")
+
+
 def test_previews_turned_off_cost_no_sync(on_meta):
     set_preview_method("none")
     seen = run(MetaModel(ScaleNet(), "sd1"), "euler", preview_every=1)

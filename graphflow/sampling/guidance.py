@@ -371,6 +371,17 @@ def cfg_combine(cond: torch.Tensor, uncond: torch.Tensor, cfg: float) -> torch.T
     return uncond + (cond - uncond) * cfg
 
 
+def perp_neg_combine(cond: torch.Tensor, uncond: torch.Tensor, nocond: torch.Tensor, neg_scale: float,
+                     cfg: float) -> torch.Tensor:
+    """Perp-Neg (Armandpour et al. 2023, "Re-imagine the Negative Prompt Algorithm", arXiv:2304.04968),
+    as ComfyUI's: with an empty prompt's prediction e, p = cond - e and n = uncond - e, only the part
+    of n perpendicular to p is pushed away from, D = e + cfg (p - neg_scale (n - <n, p> / |p|^2 p)).
+    The inner product and norm are over the whole batch, as ComfyUI's."""
+    pos, neg = cond - nocond, uncond - nocond
+    perpendicular = neg - (neg * pos).sum() / pos.norm() ** 2 * pos
+    return nocond + cfg * (pos - perpendicular * neg_scale)
+
+
 def rescaled_cfg(x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor, cfg: float,
                  multiplier: float) -> torch.Tensor:
     """CFG with the rescale of Lin et al. 2023 ("Common Diffusion Noise Schedules ...", sec. 3.4), as
@@ -392,6 +403,15 @@ class CFGDenoiser:
     """D(x; sigma) with classifier-free guidance, for the samplers:
     denoiser(x, sigma) -> uncond + (cond - uncond) * cfg.
 
+    A MODEL's `uncond_patch(model_denoiser, sigma)` (SkipLayerGuidanceDiTSimple; ComfyUI's
+    calc_cond_batch_function) may return a context manager to predict the negative within: the two
+    sides then run as separate calls (None: batched as usual).
+    Before the combination, the model's pre-CFG functions (`pre_cfg_functions` on the MODEL: TCFG,
+    FreSca) each get the hook arguments below and return new
+    (cond_denoised, uncond_denoised); "uncond" is None for them when the negative was skipped (its
+    prediction is then 0, as in ComfyUI). A MODEL's `cfg_function` (RenormCFG, PerpNeg; ComfyUI's
+    sampler_cfg_function) replaces the combination: it gets the same arguments and returns the
+    guided prediction (it takes precedence over RescaleCFG's option).
     After the combination come, in order, the model's own post-CFG functions (model patches such
     as PerturbedAttentionGuidance: `post_cfg_functions` on the MODEL) and the post_cfg hook a
     sampler passes (the CFG++ samplers record the unconditional prediction with it). Each gets
@@ -403,22 +423,37 @@ class CFGDenoiser:
     0, as in ComfyUI."""
 
     def __init__(self, model_denoiser, positive: list[Cond], negative: list[Cond], cfg: float,
-                 post_cfg_functions=(), rescale: float = 0.0):
+                 post_cfg_functions=(), rescale: float = 0.0, pre_cfg_functions=(), cfg_function=None,
+                 uncond_patch=None):
         self.model_denoiser = model_denoiser
         self.positive, self.negative = list(positive), list(negative)
         match_areas(self.positive, self.negative)
         self.cfg = float(cfg)
         self.rescale = float(rescale)  # RescaleCFG's multiplier; 0 = plain CFG
         self.post_cfg_functions = tuple(post_cfg_functions)
-        needs_uncond = any(getattr(fn, "needs_uncond", False) for fn in self.post_cfg_functions)
+        self.pre_cfg_functions = tuple(pre_cfg_functions)
+        self.cfg_function = cfg_function
+        self.uncond_patch = uncond_patch
+        hooks = (*self.post_cfg_functions, *self.pre_cfg_functions, cfg_function)
+        needs_uncond = any(getattr(fn, "needs_uncond", False) for fn in hooks)
         self.skip_uncond = math.isclose(self.cfg, 1.0) and not needs_uncond
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, post_cfg=None) -> torch.Tensor:
         skip = self.skip_uncond and post_cfg is None
-        cond, uncond = predict_sides(self.model_denoiser, [self.positive, None if skip else self.negative], x, sigma)
-        if skip and not self.post_cfg_functions:
+        patch = None if skip or self.uncond_patch is None else self.uncond_patch(self.model_denoiser, sigma)
+        if patch is None:
+            cond, uncond = predict_sides(self.model_denoiser, [self.positive, None if skip else self.negative], x, sigma)
+        else:
+            [cond] = predict_sides(self.model_denoiser, [self.positive], x, sigma)
+            with patch:
+                [uncond] = predict_sides(self.model_denoiser, [self.negative], x, sigma)
+        if skip and not (self.post_cfg_functions or self.pre_cfg_functions or self.cfg_function):
             return cond
-        if skip:
+        cond, uncond = _pre_cfg(self, cond, uncond, self.positive, None if skip else self.negative, x, sigma, self.cfg)
+        if self.cfg_function is not None:
+            denoised = self.cfg_function(_hook_args(self, cond, uncond, self.positive, self.negative, x, sigma,
+                                                    self.cfg))
+        elif skip:
             denoised = cond
         elif self.rescale:
             denoised = rescaled_cfg(x, sigma, cond, uncond, self.cfg, self.rescale)
@@ -427,15 +462,28 @@ class CFGDenoiser:
         return _post_cfg(self, post_cfg, denoised, cond, uncond, self.positive, self.negative, x, sigma, self.cfg)
 
 
-def _post_cfg(denoiser, post_cfg, denoised, cond, uncond, cond_list, uncond_list, x, sigma, cfg):
-    functions = denoiser.post_cfg_functions + ((post_cfg,) if post_cfg is not None else ())
-    if not functions:
-        return denoised
+def _hook_args(denoiser, cond, uncond, cond_list, uncond_list, x, sigma, cfg) -> dict:
     model_denoiser = denoiser.model_denoiser
-    args = {"cond_denoised": cond, "uncond_denoised": uncond, "x": x, "sigma": sigma, "cond": cond_list,
+    return {"cond_denoised": cond, "uncond_denoised": uncond, "x": x, "sigma": sigma, "cond": cond_list,
             "uncond": uncond_list, "cond_scale": cfg,
             "model": getattr(model_denoiser, "model", None),
             "predict": lambda conds, x_, sigma_: predict_sides(model_denoiser, [conds], x_, sigma_)[0]}
+
+
+def _pre_cfg(denoiser, cond, uncond, cond_list, uncond_list, x, sigma, cfg):
+    if not denoiser.pre_cfg_functions:
+        return cond, uncond
+    args = _hook_args(denoiser, cond, uncond, cond_list, uncond_list, x, sigma, cfg)
+    for fn in denoiser.pre_cfg_functions:
+        cond, uncond = fn({**args, "cond_denoised": cond, "uncond_denoised": uncond})
+    return cond, uncond
+
+
+def _post_cfg(denoiser, post_cfg, denoised, cond, uncond, cond_list, uncond_list, x, sigma, cfg, **extra):
+    functions = denoiser.post_cfg_functions + ((post_cfg,) if post_cfg is not None else ())
+    if not functions:
+        return denoised
+    args = {**_hook_args(denoiser, cond, uncond, cond_list, uncond_list, x, sigma, cfg), **extra}
     for fn in functions:
         denoised = fn({**args, "denoised": denoised})
     return denoised
@@ -446,17 +494,25 @@ class DualCFGDenoiser:
     c2 = cond2 (treated as a negative prompt for SDXL's size conditioning, as ComfyUI does):
       regular: D = [neg + (c2 - neg) * cfg_cond2_negative] + (c1 - c2) * cfg_conds
       nested:  D = neg + cfg_cond2_negative * ([c2 + (c1 - c2) * cfg_conds] - neg)
-    The bracketed CFG is the one post-CFG functions see. In the regular style a scale of 1 skips
+    The bracketed CFG is the one post-CFG functions see, and the one a MODEL's cfg_function replaces
+    (pre-CFG functions do not act here, as in ComfyUI). In the regular style a scale of 1 skips
     the side it would cancel (negative; then also cond2 if cfg_conds is 1), unless a hook needs it."""
 
     def __init__(self, model_denoiser, cond1: list[Cond], cond2: list[Cond], negative: list[Cond],
-                 cfg_conds: float, cfg_cond2_negative: float, nested: bool = False, post_cfg_functions=()):
+                 cfg_conds: float, cfg_cond2_negative: float, nested: bool = False, post_cfg_functions=(),
+                 cfg_function=None):
         self.model_denoiser = model_denoiser
         self.cond1, self.cond2, self.negative = list(cond1), list(cond2), list(negative)
         match_areas(self.cond1, self.cond2, self.negative)
         self.cfg_conds, self.cfg_cond2_negative = float(cfg_conds), float(cfg_cond2_negative)
         self.nested = nested
         self.post_cfg_functions = tuple(post_cfg_functions)
+        self.cfg_function = cfg_function
+
+    def _combine(self, cond, uncond, cond_list, uncond_list, x, sigma, cfg):
+        if self.cfg_function is None:
+            return cfg_combine(cond, uncond, cfg)
+        return self.cfg_function(_hook_args(self, cond, uncond, cond_list, uncond_list, x, sigma, cfg))
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, post_cfg=None) -> torch.Tensor:
         negative, cond2 = self.negative, self.cond2
@@ -467,11 +523,11 @@ class DualCFGDenoiser:
                 cond2 = None
         neg, c2, c1 = predict_sides(self.model_denoiser, [negative, cond2, self.cond1], x, sigma)
         if self.nested:
-            text = _post_cfg(self, post_cfg, cfg_combine(c1, c2, self.cfg_conds), c1, c2, self.cond1, self.cond2, x, sigma,
-                             self.cfg_conds)
+            text = self._combine(c1, c2, self.cond1, self.cond2, x, sigma, self.cfg_conds)
+            text = _post_cfg(self, post_cfg, text, c1, c2, self.cond1, self.cond2, x, sigma, self.cfg_conds)
             return neg + self.cfg_cond2_negative * (text - neg)
-        return _post_cfg(self, post_cfg, cfg_combine(c2, neg, self.cfg_cond2_negative), c2, neg, self.cond2,
-                         self.negative, x, sigma, self.cfg_cond2_negative) \
+        guided = self._combine(c2, neg, self.cond2, self.negative, x, sigma, self.cfg_cond2_negative)
+        return _post_cfg(self, post_cfg, guided, c2, neg, self.cond2, self.negative, x, sigma, self.cfg_cond2_negative) \
             + (c1 - c2) * self.cfg_conds
 
 
@@ -489,7 +545,9 @@ class CFGGuider:
     def denoiser(self, model_denoiser, prepare):
         return CFGDenoiser(model_denoiser, prepare(self.positive), prepare(self.negative, negative=True), self.cfg,
                            getattr(self.model, "post_cfg_functions", ()),
-                           getattr(self.model, "options", {}).get("cfg_rescale", 0.0))
+                           getattr(self.model, "options", {}).get("cfg_rescale", 0.0),
+                           getattr(self.model, "pre_cfg_functions", ()), getattr(self.model, "cfg_function", None),
+                           getattr(self.model, "uncond_patch", None))
 
 
 @dataclass
@@ -507,4 +565,54 @@ class DualCFGGuider:
     def denoiser(self, model_denoiser, prepare):
         return DualCFGDenoiser(model_denoiser, prepare(self.cond1), prepare(self.cond2, negative=True),
                                prepare(self.negative, negative=True), self.cfg_conds, self.cfg_cond2_negative,
-                               self.nested, getattr(self.model, "post_cfg_functions", ()))
+                               self.nested, getattr(self.model, "post_cfg_functions", ()),
+                               getattr(self.model, "cfg_function", None))
+
+
+class PerpNegDenoiser:
+    """Perp-Neg guidance (perp_neg_combine) of a positive, a negative and an empty prompt, the three
+    batched into one model call, as ComfyUI's PerpNegGuider. The model's pre-CFG functions see the
+    positive and negative predictions; post-CFG functions get cond = positive, uncond = negative plus
+    "empty_cond" / "empty_cond_denoised". With neg_scale 0 the negative is not evaluated (its
+    prediction is 0), and with cfg 1 as well neither is the empty prompt, unless a hook needs them."""
+
+    def __init__(self, model_denoiser, positive: list[Cond], negative: list[Cond], empty: list[Cond], cfg: float,
+                 neg_scale: float, post_cfg_functions=(), pre_cfg_functions=()):
+        self.model_denoiser = model_denoiser
+        self.positive, self.negative, self.empty = list(positive), list(negative), list(empty)
+        match_areas(self.positive, self.negative, self.empty)
+        self.cfg, self.neg_scale = float(cfg), float(neg_scale)
+        self.post_cfg_functions = tuple(post_cfg_functions)
+        self.pre_cfg_functions = tuple(pre_cfg_functions)
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, post_cfg=None) -> torch.Tensor:
+        negative, empty = self.negative, self.empty
+        hooks = (*self.post_cfg_functions, *self.pre_cfg_functions)
+        if post_cfg is None and not any(getattr(fn, "needs_uncond", False) for fn in hooks) \
+                and math.isclose(self.neg_scale, 0.0):
+            negative = None
+            if math.isclose(self.cfg, 1.0):
+                empty = None
+        cond, uncond, nocond = predict_sides(self.model_denoiser, [self.positive, negative, empty], x, sigma)
+        cond, uncond = _pre_cfg(self, cond, uncond, self.positive, negative, x, sigma, self.cfg)
+        denoised = perp_neg_combine(cond, uncond, nocond, self.neg_scale, self.cfg)
+        return _post_cfg(self, post_cfg, denoised, cond, uncond, self.positive, self.negative, x, sigma, self.cfg,
+                         empty_cond=self.empty, empty_cond_denoised=nocond)
+
+
+@dataclass
+class PerpNegGuider:
+    """A GUIDER with Perp-Neg guidance (see PerpNegDenoiser)."""
+
+    model: object
+    positive: list
+    negative: list
+    empty: list
+    cfg: float
+    neg_scale: float
+
+    def denoiser(self, model_denoiser, prepare):
+        return PerpNegDenoiser(model_denoiser, prepare(self.positive), prepare(self.negative, negative=True),
+                               prepare(self.empty, negative=True), self.cfg, self.neg_scale,
+                               getattr(self.model, "post_cfg_functions", ()),
+                               getattr(self.model, "pre_cfg_functions", ()))

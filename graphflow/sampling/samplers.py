@@ -689,6 +689,23 @@ def sample_euler_cfg_pp(denoiser, x, sigmas, extra_args=None, callback=None, dis
 
 
 @torch.no_grad()
+def sample_euler_cfg_pp_alternative(denoiser, x, sigmas, extra_args=None, callback=None, disable=None):
+    """SamplerEulerCFGpp's "alternative" version (ComfyUI's sample_euler_pp): an Euler step along
+    d = (x - D_cfg + D_uncond - D_cfg) / sigma, i.e. the plain Euler slope plus the guidance term
+    (D_uncond - D_cfg) / sigma once more; in the same coordinates for every model (no flow switch,
+    as ComfyUI)."""
+    model = _guided(denoiser, extra_args or {})
+    s_in = x.new_ones([x.shape[0]])
+    for i in range(len(sigmas) - 1):
+        denoised, uncond = model(x, sigmas[i] * s_in)
+        d = to_d(x - denoised + uncond, sigmas[i], denoised)
+        if callback is not None:
+            callback(_step_info(i, x, sigmas[i], denoised))
+        x = x + d * (sigmas[i + 1] - sigmas[i])
+    return x
+
+
+@torch.no_grad()
 def sample_dpmpp_2s_ancestral_cfg_pp(denoiser, x, sigmas, extra_args=None, callback=None, disable=None,
                                      eta=1.0, s_noise=1.0, noise_sampler=None, seed=None, flow=False):
     """DPM-Solver++(2S) ancestral with CFG++ (ComfyUI's): both sub-steps move along the
@@ -1522,6 +1539,7 @@ SAMPLERS = {
 # Samplers only the sampler nodes offer (SAMPLER values), not in KSampler's list.
 NODE_SAMPLERS = {
     "lcm_upscale": sample_lcm_upscale,  # SamplerLCMUpscale
+    "euler_cfg_pp_alternative": sample_euler_cfg_pp_alternative,  # SamplerEulerCFGpp's "alternative"
 }
 ALL_SAMPLERS = {**SAMPLERS, **NODE_SAMPLERS}
 
