@@ -95,20 +95,25 @@ def test_apply_operation_cfg_runs_the_guidance_through_the_operation(cfg):
         return 0.5 * g + g * g  # any latent -> latent function
 
     patched = run_node(LatentApplyOperationCFG, model=model, operation=op)
-    assert getattr(model, "post_cfg_functions", ()) == ()  # the input is not patched
-    out, cond, uncond, _ = guided_once(patched, cfg=cfg)
+    assert getattr(model, "pre_cfg_functions", ()) == ()  # the input is not patched
+    _, cond, uncond, _ = guided_once(model, cfg=cfg)  # the raw predictions, unpatched
+    out, cond_seen, uncond_seen, _ = guided_once(patched, cfg=cfg)
     torch.testing.assert_close(out, uncond + cfg * op(cond - uncond), rtol=1e-5, atol=1e-5)
+    # later hooks see the modified positive, as in ComfyUI (the operation acts before the combination)
+    torch.testing.assert_close(cond_seen, uncond + op(cond - uncond), rtol=1e-5, atol=1e-5)
+    assert torch.equal(uncond_seen, uncond)
     tonemapped = run_node(LatentApplyOperationCFG, model=model,
                           operation=run_node(LatentOperationTonemapReinhard, multiplier=1.0))
-    out, cond, uncond, _ = guided_once(tonemapped, cfg=cfg)
+    out, _, _, _ = guided_once(tonemapped, cfg=cfg)
     from nodes.latent_operations import tonemap_reinhard
     torch.testing.assert_close(out, uncond + cfg * tonemap_reinhard(cond - uncond, 1.0), rtol=1e-5, atol=1e-5)
 
 
 def test_apply_operation_cfg_without_a_negative_prediction_applies_it_to_the_positive():
     patched = run_node(LatentApplyOperationCFG, model=FakeModel(structured_eps), operation=lambda g: 3 * g)
-    [fn] = patched.post_cfg_functions
+    [fn] = patched.pre_cfg_functions
     cond = latent(7)
-    out = fn({"denoised": cond, "cond_denoised": cond, "uncond_denoised": None, "cond_scale": 1.0,
-              "x": torch.zeros_like(cond), "sigma": torch.ones(2)})
+    out, uncond = fn({"cond_denoised": cond, "uncond_denoised": None, "cond_scale": 1.0,
+                      "x": torch.zeros_like(cond), "sigma": torch.ones(2)})
     torch.testing.assert_close(out, 3 * cond)
+    assert uncond is None
