@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from ..choices import DEFAULT_FLUX_GUIDANCE, FLUX_BASE_SHIFT, FLUX_MAX_SHIFT  # noqa: F401 (re-exported)
 from .model_sampling import DiscreteSchedule, append_dims
+from .step_cache import wrapped_network
 
 DEFAULT_SD3_SHIFT = 3.0
 
@@ -171,6 +172,7 @@ class FlowDenoiser:
     def __init__(self, model, schedule: FlowSchedule | None = None):
         self.model = model
         self.schedule = schedule or default_flow_schedule(model)
+        self.network_wrappers = tuple(make() for make in getattr(model, "network_wrappers", ()))  # see ModelDenoiser
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
                  y: torch.Tensor | None = None, concat: torch.Tensor | None = None,
@@ -197,9 +199,12 @@ class FlowDenoiser:
         if reference_latents:  # FLUX Kontext (prepare_conds lets only FLUX models have them)
             kwargs["reference_latents"] = [r.to(x.device, dtype) for r in reference_latents]
             kwargs["reference_method"] = reference_method
-        v = self.model(xc.to(dtype), sigma.float(),
-                       None if context is None else context.to(dtype),
-                       None if y is None else y.to(dtype), **kwargs).float()
+        def run(xc):
+            return self.model(xc.to(dtype), sigma.float(),
+                              None if context is None else context.to(dtype),
+                              None if y is None else y.to(dtype), **kwargs).float()
+
+        v = wrapped_network(self.network_wrappers, run, xc, sigma, x.shape[1])
         return self.schedule.denoised(sigma, v, x)
 
 

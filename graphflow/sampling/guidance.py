@@ -305,11 +305,13 @@ def _crop_concat(concat: torch.Tensor | None, area) -> torch.Tensor | None:
 
 @dataclass(frozen=True)
 class UNetRows:
-    """The UNet call now running: its sigma (a tensor, left on the device) and, per batch row,
-    whether the row is the negative prompt's (IP-Adapter gives those the uncond image tokens)."""
+    """The UNet call now running: its sigma (a tensor, left on the device; the same object for every
+    call of one predict_sides), per batch row whether the row is the negative prompt's (IP-Adapter
+    gives those the uncond image tokens), and the conditioning entry of each chunk of rows."""
 
     sigma: torch.Tensor
     negative: tuple[bool, ...]
+    conds: tuple = ()  # the Cond of each equal-sized chunk of rows, in order (EasyCache caches per entry)
 
 
 # set by predict_sides around each model call; None outside sampling (a direct UNet call)
@@ -351,7 +353,7 @@ def predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tenso
             extra["reference_latents"] = [torch.cat(refs) for refs in zip(*(b[3].references for b in batch))]
             extra["reference_method"] = batch[0][3].reference_method
         rows = tuple(b[3].negative for b in batch for _ in range(b[0].shape[0]))
-        token = unet_rows.set(UNetRows(sigma, rows))
+        token = unet_rows.set(UNetRows(sigma, rows, tuple(b[3] for b in batch)))
         try:
             predictions = model_denoiser(input_x, sigma_in, context=context, y=y, concat=concat, **extra).chunk(chunks)
         finally:

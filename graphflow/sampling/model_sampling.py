@@ -17,6 +17,8 @@ import math
 
 import torch
 
+from .step_cache import wrapped_network
+
 
 def append_dims(v: torch.Tensor, ndim: int) -> torch.Tensor:
     """Broadcast a per-sample [B] (or scalar) tensor against an ndim-dimensional batch. A 0-dim
@@ -240,6 +242,8 @@ class ModelDenoiser:
         self.model = model
         self.schedule = schedule or DiscreteSchedule.for_model(model)
         self.quantize_timesteps = quantize_timesteps
+        # a MODEL's network wrappers (EasyCache: graphflow.sampling.step_cache), fresh state per denoiser
+        self.network_wrappers = tuple(make() for make in getattr(model, "network_wrappers", ()))
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
                  y: torch.Tensor | None = None, concat: torch.Tensor | None = None,
@@ -255,8 +259,12 @@ class ModelDenoiser:
             xc = torch.cat([xc, concat.to(xc.device, xc.dtype)], dim=1)
         t = self.schedule.timestep(sigma, self.quantize_timesteps).float()
         unet = self.model.unet if gligen is None else gligen.patched_unet(self.model.unet, xc.to(dtype))
-        output = unet(xc.to(dtype), t,
-                                 None if context is None else context.to(dtype),
-                                 None if y is None else y.to(dtype),
-                                 **({} if residuals is None else {"control": residuals})).float()
+
+        def run(xc):
+            return unet(xc.to(dtype), t,
+                        None if context is None else context.to(dtype),
+                        None if y is None else y.to(dtype),
+                        **({} if residuals is None else {"control": residuals})).float()
+
+        output = wrapped_network(self.network_wrappers, run, xc, sigma, x.shape[1])
         return self.schedule.denoised(sigma, output, x)

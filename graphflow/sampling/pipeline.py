@@ -46,6 +46,7 @@ from .preview import make_preview
 from .samplers import (ALL_SAMPLERS, DISCARD_PENULTIMATE_SIGMA, FLOW_SWITCH_SAMPLERS, RANDOM_INPAINT_NOISE, SAMPLERS,
                        SCHEDULE_SAMPLERS, SEEDED_SAMPLERS, SamplerChoice)
 from .schedules import SCHEDULERS, compute_sigmas
+from .step_cache import WrappedDenoiser
 
 
 # What an SD VAE encodes a mid-grey image to, in model space (scaled): the masked-image latent an
@@ -260,6 +261,8 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
 
         guider = guider or CFGGuider(model, positive, negative, cfg)
         denoiser = guider.denoiser(FlowDenoiser(model, schedule) if flow else ModelDenoiser(model, schedule), prepare)
+        for make in getattr(model, "prediction_wrappers", ()):  # LazyCache: fresh state per run
+            denoiser = WrappedDenoiser(denoiser, make())
         if denoise_mask is not None:
             blend_noise = inpaint_noise(shape, seed).to(device) if sampler_name in RANDOM_INPAINT_NOISE else noise
             mask_fn = None

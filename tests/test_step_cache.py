@@ -1,0 +1,185 @@
+"""EasyCache and LazyCache (graphflow.sampling.step_cache) on tiny random-weight models: a window
+outside the run, or threshold 0, changes nothing bit for bit; a large threshold skips network calls
+and stays near the uncached result; two runs give the same result (state is per run); the input
+MODEL is unchanged; cond and uncond batched or split give the same skips; a ComfyUI graph runs."""
+
+import pytest
+import torch
+
+from graphflow.models.diffusion_model import DiffusionModel
+from graphflow.models.mmdit import MMDiT
+from graphflow.models.unet import UNet, UNetConfig
+from graphflow.sampling.pipeline import sample
+from graphflow.sampling.step_cache import with_easycache, with_lazycache
+from graphflow.testing import flow_model_config
+from test_comfy_core_demo import base_graph, run as run_graph
+from test_nodes_image_mask import call
+
+
+class Counting(torch.nn.Module):
+    """The network, counting its calls and rows."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.calls, self.rows = net, 0, 0
+        self.config = getattr(net, "config", None)
+
+    def forward(self, x, *args, **kwargs):
+        self.calls += 1
+        self.rows += x.shape[0]
+        return self.net(x, *args, **kwargs)
+
+
+def unet_model() -> DiffusionModel:
+    torch.manual_seed(0)
+    config = UNetConfig(model_channels=32, channel_mult=(1,), num_res_blocks=1, transformer_depth=(1,),
+                        transformer_depth_middle=0, context_dim=32, num_heads=-1, num_head_channels=32)
+    return DiffusionModel(Counting(UNet(config).eval()), "sd1")
+
+
+def flow_model() -> DiffusionModel:
+    torch.manual_seed(0)
+    return DiffusionModel(Counting(MMDiT(flow_model_config("sd3_medium")).eval()), "sd3", prediction="flow")
+
+
+def conds(model):
+    dim = model.unet.net.config.context_dim
+    options = {"pooled_output": torch.zeros(1, model.adm_channels)} if model.is_flow else {}
+    return [[torch.ones(1, 5, dim) * 0.5, options]], [[torch.zeros(1, 5, dim), options]]
+
+
+def generate(model, steps=12, cfg=5.0, negative=None):
+    positive, default_negative = conds(model)
+    channels = model.latent_format.channels
+    latent = {"samples": torch.zeros(1, channels, 16, 16)}
+    with torch.no_grad():
+        return sample(model, 3, steps, cfg, "euler", "simple" if model.is_flow else "karras", positive,
+                      default_negative if negative is None else negative, latent)["samples"]
+
+
+def cached_run(make, patch, **kwargs):
+    model = make()
+    plain = generate(model)
+    plain_calls = model.unet.calls
+    patched = patch(model, **kwargs)
+    model.unet.calls = 0
+    out = generate(patched)
+    return plain, plain_calls, out, model.unet.calls, patched
+
+
+@pytest.mark.parametrize("patch", [with_easycache, with_lazycache])
+@pytest.mark.parametrize("settings", [{"reuse_threshold": 0.0, "start_percent": 0.0, "end_percent": 1.0},
+                                      {"reuse_threshold": 3.0, "start_percent": 1.0, "end_percent": 1.0},
+                                      {"reuse_threshold": 3.0, "start_percent": 0.0, "end_percent": 0.0}])
+def test_no_skip_is_bit_identical(patch, settings):
+    plain, plain_calls, out, calls, _ = cached_run(unet_model, patch, **settings)
+    assert calls == plain_calls
+    assert torch.equal(out, plain)
+
+
+def psnr(a, b):
+    return float(10 * torch.log10((b.max() - b.min()) ** 2 / ((a - b) ** 2).mean()))
+
+
+@pytest.mark.parametrize("make", [unet_model, flow_model])
+@pytest.mark.parametrize("patch", [with_easycache, with_lazycache])
+def test_large_threshold_skips_calls_and_stays_close(make, patch):
+    plain, plain_calls, out, calls, patched = cached_run(make, patch, reuse_threshold=0.5, start_percent=0.0,
+                                                         end_percent=1.0)
+    state = patched.network_wrappers[0].last if patch is with_easycache else patched.prediction_wrappers[0].last
+    assert state.skipped >= 2 and calls == plain_calls - state.skipped
+    assert 0 < (out - plain).abs().max()
+    assert psnr(out, plain) > 20  # the cached steps stay near the computed ones
+
+
+@pytest.mark.parametrize("patch", [with_easycache, with_lazycache])
+def test_runs_are_independent_and_the_input_model_unchanged(patch):
+    model = unet_model()
+    attributes = dict(vars(model))
+    plain = generate(model)
+    patched = patch(model, reuse_threshold=0.5, start_percent=0.0, end_percent=1.0)
+    first, second = generate(patched), generate(patched)
+    assert torch.equal(first, second)
+    assert vars(model) == attributes
+    assert torch.equal(generate(model), plain)
+    model.unet.calls = 0
+    generate(model)
+    assert model.unet.calls == 12  # the input model skips nothing
+
+
+def test_easycache_skips_the_same_with_cond_and_uncond_split():
+    """Entries of different token lengths (lcm > 4x) run as two calls: the cond's call decides and
+    the uncond's call follows, applying its own cached difference."""
+    model = unet_model()
+    positive, _ = conds(model)
+    negative = [[torch.zeros(1, 77, 32), {}]]  # 5 and 77 tokens cannot batch
+    patched = with_easycache(model, reuse_threshold=0.5, start_percent=0.0, end_percent=1.0)
+    model.unet.calls = model.unet.rows = 0
+    split = generate(patched, negative=negative)
+    state = patched.network_wrappers[0].last
+    assert state.skipped >= 2
+    assert model.unet.calls == 2 * (12 - state.skipped)  # both sides skipped together
+    model.unet.calls = 0
+    plain = generate(model, negative=negative)
+    assert psnr(split, plain) > 20
+
+
+def test_easycache_cache_is_per_entry():
+    """A skipped step is x + (o - x) of the last computed step for each entry's rows: recomputed here
+    from the network's recorded inputs and outputs."""
+    model = unet_model()
+    seen = []
+    net = model.unet.net
+
+    def hook(module, args, output):
+        seen.append((args[0].clone(), output.clone()))
+
+    handle = net.register_forward_hook(hook)
+    patched = with_easycache(model, reuse_threshold=0.5, start_percent=0.0, end_percent=1.0)
+    from graphflow.sampling import model_sampling as ms
+    outputs = []
+    original = ms.wrapped_network
+
+    def recording(wrappers, run, xc, sigma, channels):
+        out = original(wrappers, run, xc, sigma, channels)
+        outputs.append((xc.clone(), out.clone()))
+        return out
+
+    ms.wrapped_network = recording
+    try:
+        generate(patched)
+    finally:
+        ms.wrapped_network = original
+        handle.remove()
+    last = None
+    skipped = 0
+    for xc, out in outputs:
+        match = [o for x_, o in seen if torch.equal(x_.float(), xc) and torch.equal(o.float(), out)]
+        if match:
+            last = (xc, out)
+            continue
+        skipped += 1
+        assert torch.allclose(out, xc + (last[1] - last[0]), atol=1e-6)  # both rows, each its own difference
+    assert skipped == patched.network_wrappers[0].last.skipped >= 2
+
+
+def test_bad_settings_are_refused(builtin_registry):
+    with pytest.raises(ValueError, match="start_percent"):
+        with_easycache(unet_model(), 0.2, 1.5, 0.9)
+    from graphflow.context import NodeInputError
+    with pytest.raises(NodeInputError, match="EasyCache"):
+        call(builtin_registry, "EasyCache", model="not a model", reuse_threshold=0.2, start_percent=0.1,
+             end_percent=0.9, verbose=False)
+
+
+def test_step_caches_in_a_comfyui_graph(builtin_registry, tmp_folders):
+    graph = base_graph(width=64)
+    graph.update({
+        "20": {"class_type": "EasyCache", "inputs": {"model": ["4", 0], "reuse_threshold": 0.2,
+                                                     "start_percent": 0.15, "end_percent": 0.95, "verbose": True}},
+        "21": {"class_type": "LazyCache", "inputs": {"model": ["20", 0], "reuse_threshold": 0.2,
+                                                     "start_percent": 0.15, "end_percent": 0.95, "verbose": False}},
+    })
+    graph["3"]["inputs"]["model"] = ["21", 0]
+    result = run_graph(builtin_registry, graph, outputs=("3",))
+    assert result.values["3"][0]["samples"].shape == (1, 4, 8, 8)
