@@ -183,3 +183,21 @@ def test_step_caches_in_a_comfyui_graph(builtin_registry, tmp_folders):
     graph["3"]["inputs"]["model"] = ["21", 0]
     result = run_graph(builtin_registry, graph, outputs=("3",))
     assert result.values["3"][0]["samples"].shape == (1, 4, 8, 8)
+
+
+@pytest.mark.parametrize("patch, state_class", [(with_easycache, "EasyCacheState"), (with_lazycache, "LazyCacheState")])
+def test_one_host_read_per_step_until_the_window_ends(monkeypatch, patch, state_class):
+    """The skip decision is read back once per step (the deciding call; the uncond's split call
+    follows without reading) and not at all once sigma passed end_percent."""
+    from graphflow.sampling import step_cache
+    reads = []
+    read = step_cache._Window.read
+    monkeypatch.setattr(getattr(step_cache, state_class), "read",
+                        lambda self, sigma, candidate: reads.append(1) or read(self, sigma, candidate))
+    model = unet_model()
+    negative = [[torch.zeros(1, 77, 32), {}]]  # split cond / uncond calls
+    generate(patch(model, reuse_threshold=0.5, start_percent=0.0, end_percent=1.0), negative=negative)
+    assert len(reads) == 12
+    reads.clear()
+    generate(patch(model, reuse_threshold=0.5, start_percent=0.0, end_percent=0.5), negative=negative)
+    assert 1 <= len(reads) < 12
