@@ -184,14 +184,6 @@ class FlowDenoiser:
         kwargs = {}
         if guidance is not None:
             kwargs["guidance"] = guidance.to(x.device, torch.float32)
-        if control is not None:  # ControlNets see the noisy latent without Fill's channels, in the model's dtype
-            pooled = torch.zeros(x.shape[0], self.model.adm_channels, device=x.device) if y is None else y
-            context_in = None if context is None else context.to(dtype)
-            residuals = control.residuals(x.to(dtype), sigma, sigma.float(), context_in, pooled.to(dtype),
-                                          self.schedule, getattr(self.model.unet, "config", None),
-                                          base=self.model.unet, **kwargs)
-            if residuals is not None:
-                kwargs["control"] = residuals
         if attention_mask is not None:
             if getattr(self.model, "arch", None) != "flux":
                 raise ValueError("an attention mask (StyleModelApply's attn_bias) needs a FLUX model")
@@ -199,10 +191,21 @@ class FlowDenoiser:
         if reference_latents:  # FLUX Kontext (prepare_conds lets only FLUX models have them)
             kwargs["reference_latents"] = [r.to(x.device, dtype) for r in reference_latents]
             kwargs["reference_method"] = reference_method
-        def run(xc):
+
+        def run(xc):  # all the network's work, which a step cache may skip
+            extra = dict(kwargs)
+            if control is not None:  # ControlNets see the noisy latent without Fill's channels, in the model's dtype
+                pooled = torch.zeros(x.shape[0], self.model.adm_channels, device=x.device) if y is None else y
+                context_in = None if context is None else context.to(dtype)
+                guidance_in = {} if guidance is None else {"guidance": kwargs["guidance"]}
+                residuals = control.residuals(xc[:, :x.shape[1]].to(dtype), sigma, sigma.float(), context_in,
+                                              pooled.to(dtype), self.schedule, getattr(self.model.unet, "config", None),
+                                              base=self.model.unet, **guidance_in)
+                if residuals is not None:
+                    extra["control"] = residuals
             return self.model(xc.to(dtype), sigma.float(),
                               None if context is None else context.to(dtype),
-                              None if y is None else y.to(dtype), **kwargs).float()
+                              None if y is None else y.to(dtype), **extra).float()
 
         v = wrapped_network(self.network_wrappers, run, xc, sigma, x.shape[1])
         return self.schedule.denoised(sigma, v, x)

@@ -250,17 +250,16 @@ class ModelDenoiser:
                  control=None, gligen=None) -> torch.Tensor:
         xc = self.schedule.c_in(sigma, x)
         dtype = self.model.dtype
-        residuals = None
-        if control is not None:  # ControlNets see the scaled latent without inpainting channels, in the UNet's dtype
-            t = self.schedule.timestep(sigma, self.quantize_timesteps).float()
-            residuals = control.residuals(xc.to(dtype), sigma, t, context, y, self.schedule,
-                                          getattr(self.model.unet, "config", None))
         if concat is not None:
             xc = torch.cat([xc, concat.to(xc.device, xc.dtype)], dim=1)
         t = self.schedule.timestep(sigma, self.quantize_timesteps).float()
-        unet = self.model.unet if gligen is None else gligen.patched_unet(self.model.unet, xc.to(dtype))
 
-        def run(xc):
+        def run(xc):  # all the network's work, which a step cache may skip
+            residuals = None
+            if control is not None:  # ControlNets see the scaled latent without inpainting channels, in the UNet's dtype
+                residuals = control.residuals(xc[:, :x.shape[1]].to(dtype), sigma, t, context, y, self.schedule,
+                                              getattr(self.model.unet, "config", None))
+            unet = self.model.unet if gligen is None else gligen.patched_unet(self.model.unet, xc.to(dtype))
             return unet(xc.to(dtype), t,
                         None if context is None else context.to(dtype),
                         None if y is None else y.to(dtype),

@@ -18,6 +18,10 @@ LazyCache (ComfyUI's simpler variant) does the same on the guided prediction: th
 result D(x; sigma) against the sampler's x, one difference for the whole batch, judged on the
 whole batch; it records before the window too, so it can skip from the second step inside it.
 
+A skipped EasyCache step skips everything the network call does (ControlNets, GLIGEN included).
+A skipped LazyCache step calls no post-CFG hook either (as ComfyUI's): the CFG++ samplers then
+reuse the last computed step's unconditional prediction.
+
 Differences from ComfyUI: EasyCache's |o_prev| is the first entry's rows (ComfyUI's mean is over
 the whole call: with split cond / uncond calls that differs), state is fresh for every sampling
 run and also reset when sigma rises or the latent's shape changes.
@@ -226,7 +230,7 @@ class StepCache:
         return self.last
 
 
-def _check(model, name, threshold, start_percent, end_percent):
+def _check(name, threshold, start_percent, end_percent):
     if not 0.0 <= start_percent <= 1.0 or not 0.0 <= end_percent <= 1.0:
         raise ValueError(f"{name}: start_percent and end_percent must lie in [0, 1], got {start_percent} and "
                          f"{end_percent}")
@@ -239,7 +243,7 @@ def with_easycache(model, reuse_threshold: float = 0.2, start_percent: float = 0
     """A copy of `model` whose network calls go through EasyCache (the input is not changed)."""
     from .flow_sampling import model_sampling_for
 
-    _check(model, "EasyCache", reuse_threshold, start_percent, end_percent)
+    _check("EasyCache", reuse_threshold, start_percent, end_percent)
     cache = StepCache(EasyCacheState, "EasyCache", reuse_threshold, start_percent, end_percent, verbose,
                       model_sampling_for(model))
     patched = copy.copy(model)
@@ -252,7 +256,7 @@ def with_lazycache(model, reuse_threshold: float = 0.2, start_percent: float = 0
     """A copy of `model` whose guided predictions go through LazyCache (the input is not changed)."""
     from .flow_sampling import model_sampling_for
 
-    _check(model, "LazyCache", reuse_threshold, start_percent, end_percent)
+    _check("LazyCache", reuse_threshold, start_percent, end_percent)
     cache = StepCache(LazyCacheState, "LazyCache", reuse_threshold, start_percent, end_percent, verbose,
                       model_sampling_for(model))
     patched = copy.copy(model)
@@ -277,6 +281,3 @@ class WrappedDenoiser:
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **extra) -> torch.Tensor:
         return self.wrapper(self.denoiser, x, sigma, **extra)
-
-    def __getattr__(self, name):  # the samplers' hooks (model_denoiser, ...) reach the wrapped one
-        return getattr(self.denoiser, name)
