@@ -3,13 +3,18 @@ outside the run, or threshold 0, changes nothing bit for bit; a large threshold 
 and stays near the uncached result; two runs give the same result (state is per run); the input
 MODEL is unchanged; cond and uncond batched or split give the same skips; a ComfyUI graph runs."""
 
+import logging
+import re
+
 import pytest
 import torch
 
 from graphflow.models.diffusion_model import DiffusionModel
 from graphflow.models.mmdit import MMDiT
 from graphflow.models.unet import UNet, UNetConfig
+from graphflow.sampling.model_sampling import DiscreteSchedule
 from graphflow.sampling.pipeline import sample
+from graphflow.sampling.schedules import compute_sigmas
 from graphflow.sampling.step_cache import with_easycache, with_lazycache
 from graphflow.testing import flow_model_config
 from test_comfy_core_demo import base_graph, run as run_graph
@@ -124,42 +129,34 @@ def test_easycache_skips_the_same_with_cond_and_uncond_split():
     assert psnr(split, plain) > 20
 
 
-def test_easycache_cache_is_per_entry():
+def test_easycache_cache_is_per_entry(monkeypatch):
     """A skipped step is x + (o - x) of the last computed step for each entry's rows: recomputed here
     from the network's recorded inputs and outputs."""
+    from graphflow.sampling import model_sampling
     model = unet_model()
-    seen = []
-    net = model.unet.net
-
-    def hook(module, args, output):
-        seen.append((args[0].clone(), output.clone()))
-
-    handle = net.register_forward_hook(hook)
-    patched = with_easycache(model, reuse_threshold=0.5, start_percent=0.0, end_percent=1.0)
-    from graphflow.sampling import model_sampling as ms
-    outputs = []
-    original = ms.wrapped_network
+    computed, calls = [], []
+    handle = model.unet.net.register_forward_hook(lambda module, args, output: computed.append(output.clone()))
+    original = model_sampling.wrapped_network
 
     def recording(wrappers, run, xc, sigma, channels):
         out = original(wrappers, run, xc, sigma, channels)
-        outputs.append((xc.clone(), out.clone()))
+        calls.append((xc.clone(), out.clone()))
         return out
 
-    ms.wrapped_network = recording
+    monkeypatch.setattr(model_sampling, "wrapped_network", recording)
+    patched = with_easycache(model, reuse_threshold=0.5, start_percent=0.0, end_percent=1.0)
     try:
         generate(patched)
     finally:
-        ms.wrapped_network = original
         handle.remove()
-    last = None
-    skipped = 0
-    for xc, out in outputs:
-        match = [o for x_, o in seen if torch.equal(x_.float(), xc) and torch.equal(o.float(), out)]
-        if match:
+    last, skipped = None, 0
+    for xc, out in calls:
+        if any(torch.equal(o, out) for o in computed):
             last = (xc, out)
             continue
         skipped += 1
-        assert torch.allclose(out, xc + (last[1] - last[0]), atol=1e-6)  # both rows, each its own difference
+        assert xc.shape[0] == 2  # cond and uncond rows, each with its own difference
+        assert torch.allclose(out, xc + (last[1] - last[0]), atol=1e-6)
     assert skipped == patched.network_wrappers[0].last.skipped >= 2
 
 
@@ -201,3 +198,20 @@ def test_one_host_read_per_step_until_the_window_ends(monkeypatch, patch, state_
     reads.clear()
     generate(patch(model, reuse_threshold=0.5, start_percent=0.0, end_percent=0.5), negative=negative)
     assert 1 <= len(reads) < 12
+
+
+@pytest.mark.parametrize("patch, first", [(with_easycache, 3), (with_lazycache, 2)])
+def test_skips_only_inside_the_window(caplog, patch, first):
+    """Skips happen only at end_sigma < sigma <= start_sigma, EasyCache's from the third step there
+    (x_prev, then k are measured first), LazyCache's from the second (it records x before)."""
+    model = unet_model()
+    patched = patch(model, reuse_threshold=3.0, start_percent=0.3, end_percent=0.9, verbose=True)
+    cache = (getattr(patched, "network_wrappers", ()) + getattr(patched, "prediction_wrappers", ()))[0]
+    with caplog.at_level(logging.INFO, logger="graphflow.sampling.step_cache"):
+        generate(patched, steps=20)
+    skipped = [float(m) for m in re.findall(r"skipping the step at sigma (\S+)", caplog.text)]
+    assert len(skipped) == cache.last.skipped >= 2
+    assert all(cache.end_sigma < s <= cache.start_sigma for s in skipped)
+    sigmas = compute_sigmas(DiscreteSchedule.for_model(model), "karras", 20, 1.0)[:-1].tolist()
+    inside = [s for s in sigmas if cache.end_sigma < s <= cache.start_sigma]
+    assert skipped[0] == pytest.approx(inside[first - 1], rel=1e-3)  # threshold 3 skips as soon as it can

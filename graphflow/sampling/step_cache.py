@@ -16,7 +16,8 @@ Runtime-Adaptive Caching") wraps the network call (the c_in-scaled input -> eps 
   So the earliest skip is the third step inside the window (x_prev, then k are needed first).
 LazyCache (ComfyUI's simpler variant) does the same on the guided prediction: the whole CFG
 result D(x; sigma) against the sampler's x, one difference for the whole batch, judged on the
-whole batch; it records before the window too, so it can skip from the second step inside it.
+whole batch; it records x and D before the window too (k only inside it), so it can skip from
+the second step inside the window.
 
 A skipped EasyCache step skips everything the network call does (ControlNets, GLIGEN included).
 A skipped LazyCache step calls no post-CFG hook either (as ComfyUI's): the CFG++ samplers then
@@ -194,7 +195,8 @@ class LazyCacheState(_Window):
         if s <= self.end_sigma:
             self.done = True
             return predict(x, sigma, **extra)
-        if s <= self.start_sigma and accumulated is not None:
+        active = s <= self.start_sigma
+        if active and accumulated is not None:
             if accumulated < self.threshold:
                 self.accumulated = accumulated
                 self.skipped += 1
@@ -207,7 +209,7 @@ class LazyCacheState(_Window):
             self.accumulated = 0.0
         output = predict(x, sigma, **extra)
         o_sub = _subsample(output)
-        if self.o_prev is not None and input_change is not None:
+        if active and self.o_prev is not None and input_change is not None:  # k from inside the window only
             self.rate = _mean_abs(o_sub - self.o_prev) / input_change
         self.diff = output - x
         self.x_prev, self.o_prev, self.o_norm = x_sub.clone(), o_sub.clone(), _mean_abs(output)
