@@ -59,7 +59,8 @@ class EasyCache(Node):
     accumulated output change stays below reuse_threshold (0: never skips; larger: faster, further
     from the uncached image). Only between start_percent and end_percent of sampling; the first two
     steps there are always computed. Works with UNet and flow models, cond and uncond batched or
-    not. Costs one GPU sync per step while sampling is before end_percent. verbose logs each
+    not; made for flow (video) models: on SD1-style models few steps or a high threshold shift
+    colours. Costs one GPU sync per step while sampling is before end_percent. verbose logs each
     decision (graphflow.sampling.step_cache)."""
     category = "advanced/debug/model"
     model: MODEL
