@@ -8,7 +8,7 @@ import torch
 from tests.test_workflows import checkpoints, flow_models, run, saved_images, workflow  # noqa: F401 (fixtures)
 
 COVERED = {"flux_schnell", "flux_fill_inpaint", "flux_redux", "sdxl_union_controlnet", "area_composition",
-           "custom_sampling"}
+           "custom_sampling", "unclip", "gligen", "hypernetwork", "embeddings", "model_merge"}
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +33,27 @@ def flux_folders(tmp_folders, flux_files):
 
 @pytest.fixture(scope="module")
 def sd_files(checkpoints):  # noqa: F811
-    """The tiny SD1 / SDXL checkpoints under their real names, and xinsir's union ControlNet."""
-    from graphflow.testing import write_union_controlnet
+    """The tiny SD1 / SDXL checkpoints under their real names, a second SD1 (a 'fine-tune'), and
+    the add-ons the examples load: xinsir's union ControlNet, SD2.1 unCLIP, GLIGEN, a hypernetwork
+    and a textual-inversion embedding."""
+    from safetensors.torch import save_file
+
+    from graphflow.testing import (TEXT_TINY, write_checkpoint, write_gligen, write_hypernetwork, write_unclip_checkpoint,
+                                   write_union_controlnet)
 
     ckpts = checkpoints / "checkpoints"
     for real, tiny in (("v1-5-pruned-emaonly", "tiny_sd1"), ("sd_xl_base_1.0", "tiny_sdxl")):
         (ckpts / f"{real}.safetensors").symlink_to(ckpts / f"{tiny}.safetensors")
+    write_checkpoint(ckpts / "dreamshaper_8.safetensors", "sd1", seed=7)
+    write_unclip_checkpoint(ckpts / "sd21-unclip-h.safetensors")
     write_union_controlnet(checkpoints / "controlnet" / "controlnet-union-sdxl-1.0-promax.safetensors", "sdxl",
                            types=8, seed=2)
+    for sub in ("gligen", "hypernetworks", "embeddings"):
+        (checkpoints / sub).mkdir()
+    write_gligen(checkpoints / "gligen" / "gligen_sd14_textbox_pruned.safetensors", seed=3, alpha=0.8)
+    write_hypernetwork(checkpoints / "hypernetworks" / "style_hypernetwork.pt", widths=(64,))
+    vectors = torch.randn(2, TEXT_TINY["clip_l"][0], generator=torch.Generator().manual_seed(8))
+    save_file({"emb_params": vectors}, str(checkpoints / "embeddings" / "EasyNegative.safetensors"))
     return checkpoints
 
 
@@ -158,3 +171,66 @@ def test_custom_sampling_with_align_your_steps(builtin_registry, sd_folders):
     ode = run(builtin_registry, workflow("custom_sampling", **sets, **{"7__eta": 0.0})).values["10"][0]
     assert (ode - image).abs().max() > 1e-3  # the SDE's injected noise matters
     assert result.outputs["11"]["images"][0]["filename"].startswith("custom_sampling_")
+
+
+def test_unclip_variations_follow_the_image(builtin_registry, sd_folders):
+    sets = {"7__width": 64, "7__height": 64, "8__steps": 2}
+    result = run(builtin_registry, workflow("unclip", **sets))
+    image = result.values["9"][0]
+    assert image.shape == (1, 64, 64, 3)
+    off = run(builtin_registry, workflow("unclip", **sets, **{"6__strength": 0.0})).values["9"][0]
+    other = run(builtin_registry, workflow("unclip", **sets, **{"2__image": "hint-circle-bottom-right.png"}))
+    assert (image - off).abs().max() > 1e-3
+    assert (other.values["9"][0] - image).abs().max() > 1e-4  # another image, another variation
+    assert torch.equal(run(builtin_registry, workflow("unclip", **sets)).values["9"][0], image)  # seeded augmentation
+
+
+def test_gligen_boxes_place_their_phrases(builtin_registry, sd_folders):
+    sets = {"7__width": 128, "7__height": 64, "5__width": 32, "5__height": 32, "5__x": 8, "5__y": 16,
+            "6__width": 32, "6__height": 48, "6__x": 80, "6__y": 8, "8__steps": 2}
+    result = run(builtin_registry, workflow("gligen", **sets))
+    image = result.values["9"][0]
+    assert image.shape == (1, 64, 128, 3)
+    boxes = run(builtin_registry, workflow("gligen", **sets, **{"8__positive": ["3", "conditioning"]})).values["9"][0]
+    moved = run(builtin_registry, workflow("gligen", **{**sets, "5__x": 48})).values["9"][0]
+    assert (image - boxes).abs().max() > 1e-3 and (moved - image).abs().max() > 1e-3
+
+
+def test_hypernetwork_strength(builtin_registry, sd_folders):
+    sets = {"5__width": 64, "5__height": 64, "6__steps": 2}
+    applied = run(builtin_registry, workflow("hypernetwork", **sets)).values["7"][0]
+    off = run(builtin_registry, workflow("hypernetwork", **sets, **{"2__strength": 0.0})).values["7"][0]
+    plain = run(builtin_registry, workflow("hypernetwork", **sets, **{"6__model": ["1", "model"]})).values["7"][0]
+    assert applied.shape == (1, 64, 64, 3)
+    assert torch.equal(off, plain) and (applied - plain).abs().max() > 1e-3
+
+
+def test_embedding_in_the_negative_prompt(builtin_registry, sd_folders):
+    sets = {"4__width": 64, "4__height": 64, "5__steps": 2}
+    result = run(builtin_registry, workflow("embeddings", **sets))
+    found = result.values["3"][0][0][0]
+    # a name with no file is dropped from the prompt (with a warning), as ComfyUI does
+    missing = run(builtin_registry, workflow("embeddings", **sets, **{"3__text": "embedding:NoSuchFile, blurry"}))
+    assert found.shape == missing.values["3"][0][0][0].shape
+    assert (found - missing.values["3"][0][0][0]).abs().max() > 1e-3  # EasyNegative's vectors were read
+    assert (result.values["6"][0] - missing.values["6"][0]).abs().max() > 1e-3
+
+
+def test_model_merge_ratio_and_saved_checkpoint(builtin_registry, sd_folders):
+    sets = {"7__width": 64, "7__height": 64, "8__steps": 2}
+    result = run(builtin_registry, workflow("model_merge", **sets))
+    merged = result.values["9"][0]
+    [saved] = (sd_folders.outputs / "checkpoints").glob("merged_*_.safetensors")
+
+    def alone(ckpt):
+        return run(builtin_registry, workflow("model_merge", **sets, **{
+            "8__model": [ckpt, "model"], "5__clip": [ckpt, "clip"], "6__clip": [ckpt, "clip"]})).values["9"][0]
+
+    a, b = alone("1"), alone("2")
+    ratio_one = run(builtin_registry, workflow("model_merge", **sets, **{"3__ratio": 1.0, "4__ratio": 1.0}))
+    assert torch.equal(ratio_one.values["9"][0], a)
+    assert (merged - a).abs().max() > 1e-3 and (merged - b).abs().max() > 1e-3
+    (sd_folders.models / "checkpoints" / saved.name).symlink_to(saved)
+    reloaded = run(builtin_registry, workflow("model_merge", **sets, **{
+        "1__checkpoint": saved.name, "3__ratio": 1.0, "4__ratio": 1.0})).values["9"][0]
+    assert torch.allclose(reloaded, merged, atol=1e-4)  # the merge, saved and read back
