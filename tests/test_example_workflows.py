@@ -93,21 +93,30 @@ def test_flux_fill_inpaint_repaints_the_masked_square(builtin_registry, flux_fol
     assert result.outputs["9"]["images"][0]["filename"].startswith("flux_fill_inpaint_")
 
 
-def test_fill_concat_folds_the_mask_as_bfl_does():
-    """FLUX Fill's extra channels: the masked-image latent in model space, then the pixel mask
-    folded 8x8 (BFL's rearrange "b (h ph) (w pw) -> b (ph pw) h w")."""
+def test_fill_concat_equals_diffusers_flux_fill():
+    """FLUX Fill's extra channels (the masked-image latent in model space, then the pixel mask
+    folded 8x8), packed into tokens, against diffusers' FluxFillPipeline.prepare_mask_latents."""
+    from types import SimpleNamespace
+
+    from diffusers import FluxFillPipeline
+
+    from graphflow.models.flux import pack
     from graphflow.models.latent_formats import FLUX
     from graphflow.sampling.pipeline import fill_concat
 
-    image = torch.randn(1, 16, 2, 3, generator=torch.Generator().manual_seed(0))
-    mask = torch.zeros(1, 1, 16, 24)
-    mask[0, 0, 11, 21] = 1.0  # latent pixel (1, 2), row 3 and column 5 of its 8x8 block
-    concat = fill_concat({"concat_latent_image": image, "concat_mask": mask}, None, FLUX, (2, 16, 2, 3), "cpu")
-    assert concat.shape == (2, 80, 2, 3)
-    assert torch.allclose(concat[:, :16], FLUX.process_in(image).expand(2, -1, -1, -1))
-    ones = (concat[:, 16:] == 1).nonzero().tolist()
-    assert ones == [[0, 3 * 8 + 5, 1, 2], [1, 3 * 8 + 5, 1, 2]] and concat[:, 16:].sum() == 2
-    # without InpaintModelConditioning: all to fill over a zero latent
+    g = torch.Generator().manual_seed(0)
+    image = torch.randn(1, 16, 4, 6, generator=g)
+    mask = (torch.rand(1, 1, 32, 48, generator=g) > 0.5).float()
+    concat = fill_concat({"concat_latent_image": image, "concat_mask": mask}, None, FLUX, (2, 16, 4, 6), "cpu")
+    pipe = SimpleNamespace(vae=SimpleNamespace(config=SimpleNamespace(shift_factor=FLUX.shift_factor,
+                                                                      scaling_factor=FLUX.scale_factor)),
+                           vae_scale_factor=8, _pack_latents=FluxFillPipeline._pack_latents)
+    mask_tokens, image_tokens = FluxFillPipeline.prepare_mask_latents(pipe, mask, image, 1, 16, 2, 32, 48,
+                                                                      torch.float32, "cpu", None)
+    theirs = torch.cat([image_tokens, mask_tokens], dim=-1)  # as its __call__ joins them
+    assert concat.shape == (2, 80, 4, 6) and theirs.shape == (2, 6, 320)
+    torch.testing.assert_close(pack(concat), theirs, atol=1e-6, rtol=0)
+    # without InpaintModelConditioning: all to fill over a zero latent, as ComfyUI's Flux.concat_cond
     blank = fill_concat({}, None, FLUX, (1, 16, 2, 3), "cpu")
     assert torch.equal(blank[:, 16:], torch.ones(1, 64, 2, 3))
     assert torch.allclose(blank[:, :16], FLUX.process_in(torch.zeros(1, 16, 2, 3)))
