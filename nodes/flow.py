@@ -42,6 +42,22 @@ class ModelSamplingSD3(Node):
         return _with_sampling(self.model, FlowSchedule.sd3(self.shift))
 
 
+class ModelSamplingAuraFlow(Node):
+    """Set a flow model's timestep shift as AuraFlow does: sigma = shift t / (1 + (shift - 1) t),
+    ModelSamplingSD3's formula with the timestep told to the model as sigma itself (multiplier
+    1, ComfyUI's setting for AuraFlow and FLUX schnell). graphflow's SD3 and FLUX models scale
+    the timestep they are given themselves, so on them this samples as ModelSamplingSD3 does."""
+    category = "advanced/model"
+    model: MODEL
+    shift: float = Float(1.73, min=0.0, max=100.0, step=0.01)
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("ModelSamplingAuraFlow",))
+
+    def run(self):
+        from graphflow.sampling.flow_sampling import FlowSchedule
+        return _with_sampling(self.model, FlowSchedule.sd3(self.shift, multiplier=1.0))
+
+
 class ModelSamplingFlux(Node):
     """Set FLUX's resolution-dependent shift: mu grows linearly with the image's token count
     (width/16 x height/16), base_shift at 256 tokens, max_shift at 4096 (1024x1024), and
