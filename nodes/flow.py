@@ -150,6 +150,25 @@ class CLIPTextEncodeFlux(Node):
         return [(cond, {"pooled_output": pooled, "guidance": self.guidance})]
 
 
+class T5TokenizerOptions(Node):
+    """How the T5 text encoder of an SD3 / FLUX CLIP pads prompts: min_padding <pad> tokens after
+    the prompt's end, then more up to min_length tokens (in place of the usual 77 for SD3, 256
+    for FLUX; 0 leaves the prompt unpadded). Encoders without T5 are passed on unchanged."""
+    category = "advanced/conditioning"
+    clip: CLIP
+    min_padding: int = Int(0, min=0, max=10000)
+    min_length: int = Int(0, min=0, max=10000)
+    outputs = {"clip": CLIP}
+    comfy = ComfyAlias(("T5TokenizerOptions",))
+
+    def run(self):
+        if self.clip is None:
+            raise NodeInputError("clip", "no text encoder connected")
+        if not hasattr(self.clip, "with_t5_padding"):
+            return self.clip  # as ComfyUI: the options name T5 tokenizers, which this encoder lacks
+        return self.clip.with_t5_padding(self.min_padding, self.min_length)
+
+
 class FluxDisableGuidance(Node):
     """Remove the distilled guidance from the conditioning, so the model's guidance embedding is
     skipped altogether (for FLUX-like models trained without one; not the same as guidance 0)."""
