@@ -252,13 +252,14 @@ class ModelDenoiser:
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
                  y: torch.Tensor | None = None, concat: torch.Tensor | None = None,
-                 control=None, gligen=None) -> torch.Tensor:
+                 control=None, gligen=None, control_context: torch.Tensor | None = None) -> torch.Tensor:
         xc = self.schedule.c_in(sigma, x)
         dtype = self.model.dtype
         residuals = None
         if control is not None:  # ControlNets see the scaled latent without inpainting channels, in the UNet's dtype
             t = self.schedule.timestep(sigma, self.quantize_timesteps).float()
-            residuals = control.residuals(xc.to(dtype), sigma, t, context, y, self.schedule,
+            control_in = context if control_context is None else control_context  # CLIPTextEncodeControlnet's
+            residuals = control.residuals(xc.to(dtype), sigma, t, control_in, y, self.schedule,
                                           getattr(self.model.unet, "config", None))
         if concat is not None:
             xc = torch.cat([xc, concat.to(xc.device, xc.dtype)], dim=1)
