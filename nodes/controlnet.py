@@ -3,7 +3,8 @@ apply them to a conditioning with a hint image.
 
 The applied control travels in the conditioning's options under "control", chained to any
 control applied before (stacked controls add their residuals), as in ComfyUI; the sampler runs
-it next to the UNet for the entries that carry it."""
+it next to the UNet for the entries that carry it. A text of the ControlNets' own
+(CLIPTextEncodeControlnet) travels as "cross_attn_controlnet"."""
 
 from graphflow.api import (CLIP, CONDITIONING, IMAGE, MASK, MODEL, VAE, Choice, ComfyAlias, Float, Node,
                            NodeInputError, Text, folders, socket_type)

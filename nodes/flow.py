@@ -1,6 +1,6 @@
 """SD3 / SD3.5 and FLUX.1 nodes: flow-model sampling shifts, the 16-channel empty latent, FLUX's
-distilled guidance, the per-encoder prompt nodes, and FLUX Kontext's helpers (ComfyUI's names and
-inputs)."""
+distilled guidance, the per-encoder prompt nodes and T5's padding options, and FLUX Kontext's
+helpers (ComfyUI's names and inputs)."""
 
 from __future__ import annotations
 
