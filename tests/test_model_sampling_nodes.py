@@ -240,3 +240,5 @@ def test_model_sampling_continuous_v_tells_the_unet_the_angle_of_sigma(builtin_r
     torch.testing.assert_close(timesteps, sigmas[:-1].atan() * 2 / math.pi)
     assert call(builtin_registry, "ModelSamplingContinuousEDM", model=v, sampling="v_prediction", sigma_max=120.0,
                 sigma_min=0.002).continuous_timestep == "log"
+    assert call(builtin_registry, "ModelSamplingDiscrete", model=v, sampling="v_prediction",
+                zsnr=False).continuous_timestep == "log"

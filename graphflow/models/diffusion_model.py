@@ -150,7 +150,7 @@ class DiffusionModel:
         if prediction == "edm":
             raise ValueError("'edm' prediction needs continuous sampling (with_continuous_sampling)")
         clone = copy.copy(self)
-        clone.prediction, clone.zsnr, clone.edm = prediction, bool(zsnr), None
+        clone.prediction, clone.zsnr, clone.edm, clone.continuous_timestep = prediction, bool(zsnr), None, "log"
         return clone
 
     def with_continuous_sampling(self, prediction: str, sigma_min: float, sigma_max: float,
