@@ -646,7 +646,8 @@ def test_annotated_file_names_of_an_api_graph_load_from_their_folder(builtin_reg
 
 def test_annotated_file_names_of_a_ui_graph_load_and_round_trip(builtin_registry, tmp_folders, executor):
     red, blue = _annotated_pictures(tmp_folders)
-    ui = {"last_node_id": 3, "last_link_id": 1, "links": [[1, 2, 0, 3, 0, "IMAGE"]], "groups": [], "version": 0.4, "config": {}, "extra": {},
+    ui = {"last_node_id": 3, "last_link_id": 1, "links": [[1, 2, 0, 3, 0, "IMAGE"]], "groups": [], "version": 0.4,
+          "config": {}, "extra": {},
           "nodes": [{"id": 1, "type": "LoadImageOutput", "pos": [0, 0], "size": [300, 300], "flags": {}, "order": 0,
                      "mode": 0, "inputs": [], "properties": {}, "widgets_values": ["runs/pic.png [output]", "image"],
                      "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": None, "slot_index": 0},

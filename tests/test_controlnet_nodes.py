@@ -203,7 +203,8 @@ def test_clip_text_encode_controlnet_gives_the_controlnet_its_own_prompt(builtin
     other = call(builtin_registry, "CLIPTextEncodeControlnet", clip=clip, conditioning=applied, text="a blue square")
     encoded, pooled = clip.encode("a blue square")
     assert torch.equal(other[0][1]["cross_attn_controlnet"], encoded) and "cross_attn_controlnet" not in applied[0][1]
-    assert torch.equal(other[0][1]["pooled_output_controlnet"], pooled) and other[0][1]["control"] is applied[0][1]["control"]
+    assert torch.equal(other[0][1]["pooled_output_controlnet"], pooled)
+    assert other[0][1]["control"] is applied[0][1]["control"]
     assert torch.equal(other[0][0], positive[0][0])
     changed = sample(builtin_registry, model, other, negative)
     assert (changed - plain).abs().max() > 1e-4

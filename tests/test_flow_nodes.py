@@ -133,7 +133,8 @@ def test_node_inputs_match_comfyui_catalogue(registry):
         "DualCLIPLoader": ["clip_name1", "clip_name2", "type"],
         "TripleCLIPLoader": ["clip_name1", "clip_name2", "clip_name3"],
     }
-    defaults = {("ModelSamplingSD3", "shift"): 3.0, ("ModelSamplingAuraFlow", "shift"): 1.73, ("ModelSamplingFlux", "max_shift"): 1.15,
+    defaults = {("ModelSamplingSD3", "shift"): 3.0, ("ModelSamplingAuraFlow", "shift"): 1.73,
+                ("ModelSamplingFlux", "max_shift"): 1.15,
                 ("ModelSamplingFlux", "base_shift"): 0.5, ("ModelSamplingFlux", "width"): 1024,
                 ("EmptySD3LatentImage", "width"): 1024, ("FluxGuidance", "guidance"): 3.5,
                 ("CLIPTextEncodeFlux", "guidance"): 3.5, ("CLIPTextEncodeSD3", "empty_padding"): "none"}

@@ -224,7 +224,8 @@ def test_model_sampling_continuous_v_tells_the_unet_the_angle_of_sigma(builtin_r
     x, out = torch.randn(3, 4, 2, 2), torch.randn(3, 4, 2, 2)
     phi = sigma.atan().reshape(-1, 1, 1, 1)
     x_vp = x * phi.cos()
-    torch.testing.assert_close(schedule.denoised(sigma, out, x), phi.cos() * x_vp - phi.sin() * out, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(schedule.denoised(sigma, out, x), phi.cos() * x_vp - phi.sin() * out,
+                               atol=1e-5, rtol=1e-5)
     assert schedule.percent_to_sigma(0.5) == pytest.approx((0.03 * 500.0) ** 0.5)
     with pytest.raises(NodeInputError) as e:
         call(builtin_registry, "ModelSamplingContinuousV", model=model, sampling="v_prediction", sigma_max=1.0,

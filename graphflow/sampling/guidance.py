@@ -54,7 +54,7 @@ class Cond:
     mask_strength: float = 1.0
     guidance: torch.Tensor | None = None  # [B] FLUX dev's distilled guidance scale
     control: object = None  # ControlNets / T2I-Adapters (graphflow.models.controlnet.ControlApplied)
-    control_context: torch.Tensor | None = None  # [B, T, D] what ControlNets attend to instead (CLIPTextEncodeControlnet)
+    control_context: torch.Tensor | None = None  # [B, T, D] ControlNets' own text (CLIPTextEncodeControlnet)
     gligen: object = None  # GLIGEN boxes (graphflow.models.gligen.GligenBoxes)
     sigma_start: float | None = None  # active only while sigma_end <= sigma <= sigma_start
     sigma_end: float | None = None
