@@ -173,6 +173,18 @@ class Folders:
         return target.parent, target.name
 
 
+ANNOTATED_FOLDERS = ("input", "output", "temp")
+
+
+def split_annotation(name: str) -> tuple[str, str | None]:
+    """ComfyUI's annotated file names: "x.png [output]" -> ("x.png", "output"); the folder is
+    "input", "output" or "temp", None when the name has no annotation."""
+    for folder in ANNOTATED_FOLDERS:
+        if name.endswith(f" [{folder}]"):
+            return name[:-len(folder) - 3], folder
+    return name, None
+
+
 def _walk_files(base: Path) -> list[str]:
     """Names (posix, relative to base) of the files under base, following linked files and
     folders; a link loop is entered once."""
