@@ -233,7 +233,8 @@ def _add_area_counterparts(targets: list[Cond], source: Cond) -> None:
         return
     targets.append(replace(source, context=smallest.context, y=smallest.y, concat=smallest.concat,
                            guidance=smallest.guidance, references=smallest.references,
-                           reference_method=smallest.reference_method, negative=smallest.negative))
+                           reference_method=smallest.reference_method, negative=smallest.negative,
+                           control_context=smallest.control_context))
 
 
 def match_areas(*sides: list[Cond]) -> None:
