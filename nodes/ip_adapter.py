@@ -1,6 +1,6 @@
 """IP-Adapter: load an image prompt adapter (models/ipadapter/) and apply it to a SD1.x / SDXL
 MODEL with a reference image, under ComfyUI_IPAdapter_plus's node names and inputs. The result is
-a patched copy of the MODEL: every UNet cross-attention also attends to the image's tokens."""
+a patched copy of the MODEL: the UNet cross-attentions also attend to the image's tokens."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ WEIGHT_TYPES = ("linear", "ease in", "ease out", "ease in-out", "reverse in-out"
 COMBINE_EMBEDS = ("concat", "add", "subtract", "average", "norm average")
 EMBEDS_SCALINGS = ("V only", "K+V", "K+V w/ C penalty", "K+mean(V) w/ C penalty")
 SIMPLE_WEIGHT_TYPES = ("standard", "prompt is more important", "style transfer")
+# the simple node's choices as the pack maps them
+SIMPLE_TO_ADVANCED = {"standard": "linear", "prompt is more important": "ease out", "style transfer": "style transfer"}
+PRESETS = ("LIGHT - SD1.5 only (low strength)", "STANDARD (medium strength)", "VIT-G (medium strength)",
+           "PLUS (high strength)", "PLUS FACE (portraits)", "FULL FACE - SD1.5 only (portraits stronger)")
 
 
 class IPAdapterModelLoader(Node):
@@ -32,17 +36,76 @@ class IPAdapterModelLoader(Node):
         return f"{ipadapter_file}:{stat.st_size}:{stat.st_mtime_ns}"
 
     def run(self):
-        from graphflow.models.ip_adapter import load_ip_adapter
-        from graphflow.models.weight_files import CheckpointError
+        return _load_adapter(self.ipadapter_file, "ipadapter_file")
 
+
+def _load_adapter(name: str, input_name: str):
+    from graphflow.models.ip_adapter import load_ip_adapter
+    from graphflow.models.weight_files import CheckpointError
+
+    try:
+        path = folders.find_model("ipadapter", name)
+    except (FileNotFoundError, ValueError) as e:
+        raise NodeInputError(input_name, str(e)) from None
+    try:
+        return load_ip_adapter(path)
+    except CheckpointError as e:
+        raise NodeInputError(input_name, str(e)) from None
+
+
+class IPAdapterUnifiedLoader(Node):
+    """Load the IP-Adapter and CLIP vision model of a preset, found by ComfyUI_IPAdapter_plus's
+    file-name patterns in models/ipadapter/ and models/clip_vision/ (STANDARD: ip-adapter_sd15 or
+    ip-adapter_sdxl_vit-h with CLIP-ViT-H-14-laion2B-s32B-b79K; PLUS: ip-adapter-plus_*; VIT-G:
+    ip-adapter_sdxl with CLIP-ViT-bigG-14-laion2B-39B-b160k; ...). The ipadapter output carries
+    both: connect it to an IPAdapter node without a clip_vision. The model passes through."""
+    category = "ipadapter"
+    model: MODEL
+    preset: str = Choice(PRESETS, "STANDARD (medium strength)")
+    ipadapter: IPADAPTER = None
+    outputs = {"model": MODEL, "ipadapter": IPADAPTER}
+    comfy = ComfyAlias(("IPAdapterUnifiedLoader",), optional=("ipadapter",))
+
+    def run(self):
+        import re
+
+        from graphflow.models.ip_adapter import IPAdapterBundle, IPAdapterError, preset_patterns
+
+        if getattr(self.model, "is_flow", True):
+            raise NodeInputError("model", f"IP-Adapter is for SD1.x / SDXL UNets, not {getattr(self.model, 'arch', self.model)}")
+        sdxl = self.model.arch.startswith("sdxl")
         try:
-            path = folders.find_model("ipadapter", self.ipadapter_file)
-        except (FileNotFoundError, ValueError) as e:
-            raise NodeInputError("ipadapter_file", str(e)) from None
-        try:
-            return load_ip_adapter(path)
-        except CheckpointError as e:
-            raise NodeInputError("ipadapter_file", str(e)) from None
+            adapter_patterns, vision_pattern = preset_patterns(self.preset, sdxl)
+        except IPAdapterError as e:
+            raise NodeInputError("preset", str(e)) from None
+        adapters = folders.list_models("ipadapter")
+        adapter_file = next((name for pattern in adapter_patterns for name in adapters
+                             if re.search(pattern, name, re.IGNORECASE)), None)
+        if adapter_file is None:
+            raise NodeInputError("preset", f"preset {self.preset!r} ({'SDXL' if sdxl else 'SD1.5'}) found no IP-Adapter "
+                                           f"in models/ipadapter: looked for a file name matching "
+                                           f"{' or '.join(adapter_patterns)} (e.g. the h94/IP-Adapter file)")
+        visions = folders.list_models("clip_vision")
+        vision_file = next((name for name in visions if re.search(vision_pattern, name, re.IGNORECASE)), None)
+        if vision_file is None:
+            raise NodeInputError("preset", f"preset {self.preset!r} found no CLIP vision model in models/clip_vision: "
+                                           f"looked for a file name matching {vision_pattern}")
+        previous = self.ipadapter  # the pack's pipeline input: reuse what it loaded when the same files
+        if isinstance(previous, IPAdapterBundle) and previous.adapter_file == adapter_file:
+            adapter = previous.adapter
+        else:
+            adapter = _load_adapter(adapter_file, "preset")
+        if isinstance(previous, IPAdapterBundle) and previous.clip_vision_file == vision_file:
+            clip_vision = previous.clip_vision
+        else:
+            from graphflow.models.clip_vision import load_clip_vision
+            from graphflow.models.weight_files import CheckpointError
+
+            try:
+                clip_vision = load_clip_vision(folders.find_model("clip_vision", vision_file))
+            except CheckpointError as e:
+                raise NodeInputError("preset", f"{vision_file}: {e}") from None
+        return self.model, IPAdapterBundle(adapter, clip_vision, adapter_file, vision_file)
 
 
 def _check_image(image, name: str):
@@ -63,18 +126,25 @@ def _features(adapter, clip_vision, image, name: str):
 
 
 def apply_image_prompt(model, adapter, clip_vision, image, weight: float, start_at: float, end_at: float,
-                       combine: str = "concat", scaling: str = "V only", image_negative=None):
+                       combine: str = "concat", scaling: str = "V only", image_negative=None,
+                       weight_type: str = "linear", attn_mask=None):
     """The patched MODEL (the nodes' shared body; inputs already checked by name)."""
     import torch
 
-    from graphflow.models.ip_adapter import IPAdapter, IPAdapterError, apply_ip_adapter
+    from graphflow.models.ip_adapter import IPAdapter, IPAdapterBundle, IPAdapterError, apply_ip_adapter
     from graphflow.sampling.flow_sampling import model_sampling_for
 
+    if isinstance(adapter, IPAdapterBundle):  # from IPAdapterUnifiedLoader: a connected clip_vision wins
+        adapter, clip_vision = adapter.adapter, clip_vision if clip_vision is not None else adapter.clip_vision
     if not isinstance(adapter, IPAdapter):
-        raise NodeInputError("ipadapter", f"expected an IP-Adapter (IPAdapterModelLoader), got {type(adapter).__name__}")
+        raise NodeInputError("ipadapter", f"expected an IP-Adapter (IPAdapterModelLoader or IPAdapterUnifiedLoader), "
+                                          f"got {type(adapter).__name__}")
     if clip_vision is None:
         raise NodeInputError("clip_vision", "no CLIP vision model: connect a LoadCLIPVision with the image encoder "
-                                            "the IP-Adapter was trained with (ViT-H for the SD1.5 and *_vit-h files)")
+                                            "the IP-Adapter was trained with (ViT-H for the SD1.5 and *_vit-h files), "
+                                            "or load the adapter with IPAdapterUnifiedLoader")
+    if attn_mask is not None and (getattr(attn_mask, "ndim", 0) not in (2, 3) or 0 in attn_mask.shape):
+        raise NodeInputError("attn_mask", f"expected a MASK [B, H, W], got shape {tuple(getattr(attn_mask, 'shape', ()))}")
     if getattr(model, "is_flow", True):
         raise NodeInputError("model", f"IP-Adapter is for SD1.x / SDXL UNets, not {getattr(model, 'arch', model)}")
     if start_at > end_at:
@@ -104,7 +174,8 @@ def apply_image_prompt(model, adapter, clip_vision, image, weight: float, start_
         schedule = model_sampling_for(model)
         sigma_range = (schedule.percent_to_sigma(start_at), schedule.percent_to_sigma(end_at))
     try:
-        return apply_ip_adapter(model, adapter, tokens(cond), tokens(uncond), weight, sigma_range, scaling)
+        return apply_ip_adapter(model, adapter, tokens(cond), tokens(uncond), weight, sigma_range, scaling,
+                                weight_type, attn_mask)
     except IPAdapterError as e:
         raise NodeInputError("ipadapter", str(e)) from None
 
@@ -114,8 +185,11 @@ class IPAdapterAdvanced(Node):
     tokens, out = attention(text) + weight * attention(image tokens), between start_at and end_at
     (fractions of the schedule). The negative prompt gets image_negative's tokens (default: those of
     no image). Several images: concat (all their tokens), add or average (of their CLIP
-    features). weight_type "linear" (one weight everywhere) and embeds_scaling "V only" / "K+V"
-    are implemented; attn_mask is not. clip_vision: the encoder the adapter was trained with."""
+    features). weight_type spreads the weight over the UNet's transformers as ComfyUI_IPAdapter_plus
+    does ("style transfer" on SDXL: output block 1 alone; "composition": input block 8; the ease and
+    weak ones scale it by position or block). embeds_scaling "V only" / "K+V". attn_mask: where in
+    the picture the image prompt acts (resized to each attention's grid, multiplies its part).
+    clip_vision: the encoder the adapter was trained with (IPAdapterUnifiedLoader's comes along)."""
     category = "ipadapter"
     model: MODEL
     ipadapter: IPADAPTER
@@ -133,22 +207,17 @@ class IPAdapterAdvanced(Node):
     comfy = ComfyAlias(("IPAdapterAdvanced",), optional=("image_negative", "attn_mask", "clip_vision"))
 
     def run(self):
-        if self.weight_type != "linear":
-            raise NodeInputError("weight_type", f"{self.weight_type!r} is not supported; only 'linear' (the same "
-                                                f"weight in every layer) is")
         if self.embeds_scaling not in ("V only", "K+V"):
             raise NodeInputError("embeds_scaling", f"{self.embeds_scaling!r} is not supported; use 'V only' or 'K+V'")
-        if self.attn_mask is not None:
-            raise NodeInputError("attn_mask", "attention masks are not supported; leave attn_mask unconnected")
         return apply_image_prompt(self.model, self.ipadapter, self.clip_vision, self.image, self.weight,
                                   self.start_at, self.end_at, self.combine_embeds, self.embeds_scaling,
-                                  self.image_negative)
+                                  self.image_negative, self.weight_type, self.attn_mask)
 
 
 class IPAdapter(Node):
-    """Prompt with an image (IPAdapterAdvanced with its defaults): weight_type "standard" only.
-    Unlike ComfyUI_IPAdapter_plus's node, whose unified loader bundles the CLIP vision model, this
-    one takes it as the clip_vision input."""
+    """Prompt with an image (IPAdapterAdvanced with its defaults). weight_type: "standard" (the
+    same weight everywhere), "prompt is more important" (ease out) or "style transfer". The CLIP
+    vision model comes with IPAdapterUnifiedLoader's ipadapter, or connect clip_vision."""
     category = "ipadapter"
     model: MODEL
     ipadapter: IPADAPTER
@@ -163,9 +232,6 @@ class IPAdapter(Node):
     comfy = ComfyAlias(("IPAdapter",), optional=("attn_mask", "clip_vision"))
 
     def run(self):
-        if self.weight_type != "standard":
-            raise NodeInputError("weight_type", f"{self.weight_type!r} is not supported; only 'standard' is")
-        if self.attn_mask is not None:
-            raise NodeInputError("attn_mask", "attention masks are not supported; leave attn_mask unconnected")
         return apply_image_prompt(self.model, self.ipadapter, self.clip_vision, self.image, self.weight,
-                                  self.start_at, self.end_at)
+                                  self.start_at, self.end_at, weight_type=SIMPLE_TO_ADVANCED[self.weight_type],
+                                  attn_mask=self.attn_mask)

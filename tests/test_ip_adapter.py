@@ -212,9 +212,8 @@ def test_bad_inputs_are_named(builtin_registry, models):
         with pytest.raises(NodeInputError, match=rf"{kind} is no IP-Adapter: expected image_proj.*put it in models/") as info:
             call(builtin_registry, "IPAdapterModelLoader", ipadapter_file=kind)
         assert info.value.input == "ipadapter_file"
-    cases = [(dict(weight_type="ease in"), "weight_type", "only 'linear'"),
-             (dict(embeds_scaling="K+V w/ C penalty"), "embeds_scaling", r"'V only' or 'K\+V'"),
-             (dict(attn_mask=torch.ones(1, 8, 8)), "attn_mask", "not supported"),
+    cases = [(dict(embeds_scaling="K+V w/ C penalty"), "embeds_scaling", r"'V only' or 'K\+V'"),
+             (dict(attn_mask=torch.ones(1, 2, 8, 8)), "attn_mask", r"MASK \[B, H, W\], got shape \(1, 2, 8, 8\)"),
              (dict(clip_vision=None), "clip_vision", "no CLIP vision model"),
              (dict(start_at=0.8, end_at=0.2), "start_at", "after end_at"),
              (dict(image=torch.rand(32, 32)), "image", r"IMAGE \[B, H, W, C\]"),
@@ -228,9 +227,9 @@ def test_bad_inputs_are_named(builtin_registry, models):
     with pytest.raises(NodeInputError, match=r"takes CLIP vision image embeddings \[B, 32\], got \(1, 16\)") as info:
         call(builtin_registry, "IPAdapterAdvanced", **{**base, "clip_vision": other})
     assert info.value.input == "clip_vision"
-    with pytest.raises(NodeInputError, match="only 'standard'") as info:
-        call(builtin_registry, "IPAdapter", **base, weight_type="style transfer")
-    assert info.value.input == "weight_type"
+    with pytest.raises(NodeInputError, match="IPAdapterModelLoader or IPAdapterUnifiedLoader") as info:
+        call(builtin_registry, "IPAdapter", **{**base, "ipadapter": vision})
+    assert info.value.input == "ipadapter"
 
 
 def test_file_kind_names_the_ipadapter_folder(tmp_path):
