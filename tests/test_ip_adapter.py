@@ -257,3 +257,220 @@ def test_comfyui_ui_workflow_widgets_map_in_the_packs_order(builtin_registry):
                                  "end_at": 0.9, "embeds_scaling": "K+V"}
     assert nodes["2"].inputs == {"weight": 0.6, "start_at": 0.2, "end_at": 0.7, "weight_type": "standard"}
     assert nodes["3"].inputs == {"ipadapter_file": "ip-adapter_sd15.safetensors"}
+
+
+# ComfyUI_IPAdapter_plus's per-transformer weights (IPAdapterPlus.py ipadapter_execute and
+# CrossAttentionPatch.py), as multiples of the weight, transformers in ComfyUI's transformer_index
+# order (SDXL: input 0-3, middle 4, output 5-10; SD1.5: input 0-5, middle 6, output 7-15).
+# "c": the composition weight itself (IPAdapterAdvanced passes 1.0); a trailing "s": swapped (the
+# positive rows get zero tokens, the negative rows the image's).
+PACK_TABLE = {
+    "sdxl": {
+        "style transfer": "0 0 0 0 0 0 1 0 0 0 0",
+        "composition": "0 0 0 1 0 0 0 0 0 0 0",
+        "strong style transfer": "1 1 1 0 1 1 1 1 1 1 1",
+        "style and composition": "0 0 0 c 0 0 1 0 0 0 0",
+        "style transfer precise": "0 0 0 1s 0 0 1 0 0 0 0",
+        "composition precise": ".1s .1s .1s 1 .1s .1s 1s .1s .1s .1s .1s",
+        "weak input": ".2 .2 .2 .2 1 1 1 1 1 1 1",
+        "weak middle": "1 1 1 1 .2 1 1 1 1 1 1",
+        "weak output": "1 1 1 1 1 .2 .2 .2 .2 .2 .2",
+        "strong middle": ".2 .2 .2 .2 1 .2 .2 .2 .2 .2 .2",
+        "linear": "1 1 1 1 1 1 1 1 1 1 1",
+    },
+    "sd1": {
+        "style transfer": "1 1 1 1 0 0 0 0 0 1 1 1 1 1 1 1",
+        "composition": "0 0 0 0 .25 1 0 0 0 0 0 0 0 0 0 0",
+        "strong style transfer": "1 1 1 1 0 0 1 1 1 1 1 1 1 1 1 1",
+        "style and composition": "1 1 1 1 .25c c 0 0 0 1 1 1 1 1 1 1",
+        "style transfer precise": "1 1 1 1 .25s 1s 0 0 0 1 1 1 1 1 1 1",
+        "composition precise": "1s 1s 1s 1s .25 1 .1s .1s .1s 1s 1s 1s 1s 1s 1s 1s",
+        "weak input": ".2 .2 .2 .2 .2 .2 1 1 1 1 1 1 1 1 1 1",
+        "weak middle": "1 1 1 1 1 1 .2 1 1 1 1 1 1 1 1 1",
+        "weak output": "1 1 1 1 1 1 1 .2 .2 .2 .2 .2 .2 .2 .2 .2",
+        "strong middle": ".2 .2 .2 .2 .2 .2 1 .2 .2 .2 .2 .2 .2 .2 .2 .2",
+        "linear": "1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1",
+    },
+}
+# the ease types: 0.05 + 0.95 * ramp(i / layers)
+EASE_RAMPS = {"ease in": lambda x: 1 - x, "ease out": lambda x: x, "ease in-out": lambda x: 1 - abs(2 * x - 1),
+              "reverse in-out": lambda x: abs(2 * x - 1)}
+
+
+@pytest.mark.parametrize("arch", ["sd1", "sdxl"])
+def test_weight_types_follow_the_packs_table(arch):
+    from graphflow.models.ip_adapter import transformer_weights
+    from nodes.ip_adapter import WEIGHT_TYPES
+
+    weight, composition, layers = 0.7, 1.0, 11 if arch == "sdxl" else 16
+    covered = set()
+    for weight_type, row in PACK_TABLE[arch].items():
+        got = transformer_weights(weight_type, weight, arch == "sdxl", layers)
+        expected = []
+        for cell in row.split():
+            swapped, cell = cell.endswith("s"), cell.rstrip("s")
+            if cell.endswith("c"):
+                value = composition * float(cell[:-1] or 1)
+            else:
+                value = weight * float(cell)
+            expected.append((value, swapped))
+        assert [(pytest.approx(w, abs=1e-12), s) for _, w, s in got] == expected, weight_type
+        covered.add(weight_type)
+    for weight_type, ramp in EASE_RAMPS.items():
+        got = [w for _, w, _ in transformer_weights(weight_type, weight, arch == "sdxl", layers)]
+        assert got == pytest.approx([weight * (0.05 + 0.95 * ramp(i / layers)) for i in range(layers)], abs=1e-12)
+        covered.add(weight_type)
+    assert covered == set(WEIGHT_TYPES)  # every choice the node offers is checked
+
+
+@pytest.mark.parametrize("arch", ["sd1", "sdxl"])
+def test_transformer_numbers_are_comfyuis_transformer_index(arch):
+    """Full-size UNets: the attn2s numbered by the spatial transformer they sit in, in the order
+    the UNet runs them (input, middle, output blocks)."""
+    from graphflow.models import UNet
+    from graphflow.models.ip_adapter import cross_attentions, transformer_numbers
+    from tests.test_unet import FULL
+
+    with torch.device("meta"):
+        unet = UNet(FULL[arch])
+    paths = cross_attentions(unet)
+    numbers, layers = transformer_numbers(paths)
+    if arch == "sd1":
+        runs = [f"input_blocks.{i}" for i in (1, 2, 4, 5, 7, 8)] + ["middle_block"] + \
+               [f"output_blocks.{i}" for i in range(3, 12)]
+    else:
+        runs = [f"input_blocks.{i}" for i in (4, 5, 7, 8)] + ["middle_block"] + [f"output_blocks.{i}" for i in range(6)]
+    assert layers == len(runs) == (16 if arch == "sd1" else 11) and len(paths) == (16 if arch == "sd1" else 70)
+    for path, number in zip(paths, numbers):
+        assert path.startswith(runs[number] + "."), (path, number)
+
+
+def _attn2_outputs(unet, run):
+    """Each attn2's input and output during run()."""
+    seen, hooks = {}, []
+    for name, module in unet.named_modules():
+        if name.endswith(".attn2"):
+            hooks.append(module.register_forward_hook(
+                lambda m, args, out, name=name: seen.__setitem__(name, (m, args, out))))
+    try:
+        run()
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def test_sdxl_style_transfer_touches_output_block_1_only(tmp_path):
+    """"style transfer" on SDXL: only up_blocks.0.attentions.1 (output block 1) gets the image; it
+    matches diffusers with InstantStyle's per-block scale there and 0 elsewhere, and every other
+    attn2 computes exactly the plain attention of its input."""
+    cfg = TINY["sdxl"]
+    ours = random_unet(cfg)
+    path = write_ip_adapter(tmp_path / "ipa.safetensors", "sdxl", dtype=torch.float32, unet=cfg, scale=3.0)
+    adapter = load_ip_adapter(path)
+    model = DiffusionModel(ours, "sdxl")
+    g = torch.Generator().manual_seed(5)
+    b, h, w = 1, 16, 16
+    features = torch.randn(b, 32, generator=g)
+    x, t = torch.randn(b, 4, h, w, generator=g), torch.tensor([500.0])
+    context = torch.randn(b, 7, cfg.context_dim, generator=g)
+    pooled = torch.randn(b, 32, generator=g)
+    y = model.encode_adm({"pooled_output": pooled}, 8 * w, 8 * h)
+    weight = 2.0
+    tokens = adapter.tokens(features)
+    patched = apply_ip_adapter(model, adapter, tokens, torch.zeros_like(tokens), weight, weight_type="style transfer")
+    extras = [n for n, m in patched.unet.named_modules() if getattr(m, "extra_attention", None)]
+    assert extras and all(n.startswith("output_blocks.1.1.") for n in extras)
+    assert len(extras) == sum(1 for n, _ in ours.named_modules() if n.startswith("output_blocks.1.1.") and n.endswith("attn2"))
+    with torch.no_grad():
+        seen = _attn2_outputs(patched.unet, lambda: patched.unet(x, t, context, y))
+        plain_modules = dict(ours.named_modules())
+        for name, (module, args, out) in seen.items():
+            plain_out = plain_modules[name](*args)
+            if name in extras:
+                assert (out - plain_out).abs().max() > 1e-4, name
+            else:
+                assert torch.equal(out, plain_out), name
+        theirs = diffusers_with_adapter(ours, path, weight)
+        for name, processor in theirs.attn_processors.items():
+            if hasattr(processor, "scale"):
+                processor.scale = [weight if name.startswith("up_blocks.0.attentions.1.") else 0.0]
+        added = {"text_embeds": pooled, "time_ids": torch.tensor([[8 * h, 8 * w, 0, 0, 8 * h, 8 * w]]).float(),
+                 "image_embeds": [features[:, None]]}
+        ref = theirs(x, t, encoder_hidden_states=context, added_cond_kwargs=added).sample
+        out = patched.unet(x, t, context, y)
+    change = (out - ours(x, t, context, y)).abs().max().item()
+    print(f"style transfer changes the output by {change:.2e}, differs from diffusers by {(out - ref).abs().max():.2e}")
+    assert change > 1e-4
+    assert (out - ref).abs().max().item() <= 1e-5
+
+
+def test_precise_weight_types_swap_the_sides(tmp_path):
+    """"style transfer precise" on SDXL: in input block 8's transformer the positive rows get no
+    image (zero tokens: an exactly zero addition) and the negative rows the image's tokens."""
+    cfg = TINY["sdxl"]
+    ours = random_unet(cfg)
+    adapter = load_ip_adapter(write_ip_adapter(tmp_path / "ipa.safetensors", "sdxl", dtype=torch.float32, unet=cfg))
+    tokens = adapter.tokens(torch.randn(1, 32, generator=torch.Generator().manual_seed(6)))
+    uncond = adapter.tokens(torch.zeros(1, 32))
+    model = DiffusionModel(ours, "sdxl")
+    patched = apply_ip_adapter(model, adapter, tokens, uncond, 1.0, weight_type="style transfer precise")
+    plain = apply_ip_adapter(model, adapter, tokens, uncond, 1.0, weight_type="composition")  # input 8, unswapped
+    modules, plain_modules = dict(patched.unet.named_modules()), dict(plain.unet.named_modules())
+    name = next(n for n in modules if n.startswith("input_blocks.8.1.") and n.endswith("attn2"))
+    q = torch.randn(1, modules[name].heads, 6, modules[name].to_q.out_features // modules[name].heads).repeat(2, 1, 1, 1)
+    marker = unet_rows.set(UNetRows(torch.tensor([5.0]), (False, True)))
+    try:
+        swapped, normal = modules[name].extra_attention(q, (2, 3)), plain_modules[name].extra_attention(q, (2, 3))
+    finally:
+        unet_rows.reset(marker)
+    assert torch.equal(swapped[:1], torch.zeros_like(swapped[:1]))  # positive: nothing
+    torch.testing.assert_close(swapped[1:], normal[:1], atol=1e-6, rtol=0)  # negative: the image's part
+    assert (normal[1:] - normal[:1]).abs().max() > 1e-4
+
+
+def test_attention_mask(tmp_path):
+    """A mask of zeros is no adapter, bit for bit; 0.5 everywhere is half the weight; a left-half
+    mask changes the first cross-attention's output in the left half only; each attention's
+    image part is multiplied by the mask resized (bilinear) to its own grid."""
+    cfg = TINY["sd1"]
+    model = DiffusionModel(random_unet(cfg), "sd1")
+    adapter = load_ip_adapter(write_ip_adapter(tmp_path / "ipa.safetensors", "sd1", dtype=torch.float32, unet=cfg))
+    tokens = adapter.tokens(torch.randn(1, 32, generator=torch.Generator().manual_seed(7)))
+    g = torch.Generator().manual_seed(8)
+    x, t, context = torch.randn(1, 4, 8, 12, generator=g), torch.tensor([500.0]), torch.randn(1, 7, 768, generator=g)
+
+    def run(m):
+        with torch.no_grad():
+            return m.unet(x, t, context)
+
+    plain = run(model)
+    full = apply_ip_adapter(model, adapter, tokens, tokens, 0.8)
+    assert torch.equal(run(apply_ip_adapter(model, adapter, tokens, tokens, 0.8, mask=torch.zeros(1, 64, 96))), plain)
+    torch.testing.assert_close(run(apply_ip_adapter(model, adapter, tokens, tokens, 0.8, mask=torch.full((64, 96), 0.5))),
+                               run(apply_ip_adapter(model, adapter, tokens, tokens, 0.4)), atol=1e-5, rtol=0)
+    left = torch.zeros(1, 64, 96)
+    left[:, :, :48] = 1.0
+    halved = apply_ip_adapter(model, adapter, tokens, tokens, 0.8, mask=left)
+    first = cross_attentions_of(halved.unet)[0]
+    with torch.no_grad():
+        out = _attn2_outputs(halved.unet, lambda: halved.unet(x, t, context))[first][2]
+        ref = _attn2_outputs(model.unet, lambda: model.unet(x, t, context))[first][2]
+    grid = (out - ref).abs().amax(-1).reshape(8, 12)  # the first transformer works at the latent's grid
+    assert grid[:, :6].min() > 1e-6 and torch.equal(grid[:, 6:], torch.zeros(8, 6))
+    assert (run(halved) - plain).abs().max() > 1e-4 and (run(halved) - run(full)).abs().max() > 1e-4
+    # the closed form at another grid: extra(q) = unmasked extra(q) * bilinear(mask) per token
+    mask = torch.rand(1, 40, 56, generator=g)
+    name = [n for n in cross_attentions_of(halved.unet)][-1]
+    masked_module = dict(apply_ip_adapter(model, adapter, tokens, tokens, 0.8, mask=mask).unet.named_modules())[name]
+    q = torch.randn(1, 8, 15, masked_module.to_q.out_features // 8, generator=g)
+    resized = torch.nn.functional.interpolate(mask[:, None], size=(3, 5), mode="bilinear").reshape(1, 1, 15, 1)
+    torch.testing.assert_close(masked_module.extra_attention(q, (3, 5)),
+                               dict(full.unet.named_modules())[name].extra_attention(q, (3, 5)) * resized,
+                               atol=1e-6, rtol=0)
+
+
+def cross_attentions_of(unet):
+    from graphflow.models.ip_adapter import cross_attentions
+
+    return cross_attentions(unet)
