@@ -251,12 +251,15 @@ def test_comfyui_ui_workflow_widgets_map_in_the_packs_order(builtin_registry):
          "widgets_values": [0.8, "linear", "average", 0.1, 0.9, "K+V"]},
         {"id": 2, "type": "IPAdapter", "inputs": [], "outputs": [], "widgets_values": [0.6, 0.2, 0.7, "standard"]},
         {"id": 3, "type": "IPAdapterModelLoader", "inputs": [], "outputs": [],
-         "widgets_values": ["ip-adapter_sd15.safetensors"]}], "links": []}
+         "widgets_values": ["ip-adapter_sd15.safetensors"]},
+        {"id": 4, "type": "IPAdapterUnifiedLoader", "inputs": [], "outputs": [],
+         "widgets_values": ["PLUS (high strength)"]}], "links": []}
     nodes = import_ui(ui, builtin_registry).nodes
     assert nodes["1"].inputs == {"weight": 0.8, "weight_type": "linear", "combine_embeds": "average", "start_at": 0.1,
                                  "end_at": 0.9, "embeds_scaling": "K+V"}
     assert nodes["2"].inputs == {"weight": 0.6, "start_at": 0.2, "end_at": 0.7, "weight_type": "standard"}
     assert nodes["3"].inputs == {"ipadapter_file": "ip-adapter_sd15.safetensors"}
+    assert nodes["4"].inputs == {"preset": "PLUS (high strength)"}
 
 
 # ComfyUI_IPAdapter_plus's per-transformer weights (IPAdapterPlus.py ipadapter_execute and
@@ -474,3 +477,50 @@ def cross_attentions_of(unet):
     from graphflow.models.ip_adapter import cross_attentions
 
     return cross_attentions(unet)
+
+
+def test_unified_loader_finds_the_presets_files(builtin_registry, models):
+    """IPAdapterUnifiedLoader -> IPAdapter without a clip_vision (the pack's usual graph) samples
+    the same image as IPAdapterModelLoader + CLIPVisionLoader on the files the preset names; a
+    preset whose files are missing says what it looked for."""
+    import shutil
+
+    shutil.copy(models / "clip_vision" / "vit_tiny.safetensors",
+                models / "clip_vision" / "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors")
+    g = graph()
+    g["4"]["inputs"]["clip_name"] = "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"
+    g["7"]["inputs"]["weight_type"] = "ease out"
+    separate = run(builtin_registry, g)
+    unified = graph()
+    unified["6"] = {"class_type": "IPAdapterUnifiedLoader",
+                    "inputs": {"model": ["1", 0], "preset": "STANDARD (medium strength)"}}
+    unified["7"] = {"class_type": "IPAdapter", "inputs": {
+        "model": ["6", 0], "ipadapter": ["6", 1], "image": ["5", 0], "weight": 1.0, "start_at": 0.0, "end_at": 1.0,
+        "weight_type": "prompt is more important"}}  # the pack's simple node: ease out
+    assert torch.equal(run(builtin_registry, unified), separate)
+    model = call(builtin_registry, "LoadCheckpoint", checkpoint="sd1.safetensors")[0]
+    _, bundle = call(builtin_registry, "IPAdapterUnifiedLoader", model=model, preset="PLUS (high strength)")
+    assert bundle.adapter_file == "ip-adapter-plus_sd15.safetensors" and bundle.adapter.config.kind == "plus"
+    assert bundle.clip_vision_file == "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"
+    _, again = call(builtin_registry, "IPAdapterUnifiedLoader", model=model, preset="PLUS (high strength)",
+                    ipadapter=bundle)
+    assert again.adapter is bundle.adapter and again.clip_vision is bundle.clip_vision  # the pipeline's, reused
+    for preset, message in [("PLUS FACE (portraits)", r"'PLUS FACE \(portraits\)' \(SD1.5\) found no IP-Adapter in "
+                                                      r"models/ipadapter: looked for a file name matching plus.face.sd15"),
+                            ("VIT-G (medium strength)", r"sd15.vit.g"),
+                            ("FULL FACE - SD1.5 only (portraits stronger)", "not supported")]:
+        with pytest.raises(NodeInputError, match=message) as info:
+            call(builtin_registry, "IPAdapterUnifiedLoader", model=model, preset=preset)
+        assert info.value.input == "preset"
+    write_checkpoint(models / "checkpoints" / "sdxl.safetensors", "sdxl", dtype=torch.float32)
+    sdxl = call(builtin_registry, "LoadCheckpoint", checkpoint="sdxl.safetensors")[0]
+    with pytest.raises(NodeInputError, match="SD1.5 only") as info:
+        call(builtin_registry, "IPAdapterUnifiedLoader", model=sdxl, preset="LIGHT - SD1.5 only (low strength)")
+    with pytest.raises(NodeInputError, match=r"\(SDXL\) found no IP-Adapter .*ip.adapter.sdxl.vit.h"):
+        call(builtin_registry, "IPAdapterUnifiedLoader", model=sdxl, preset="STANDARD (medium strength)")
+    write_ip_adapter(models / "ipadapter" / "ip-adapter_sdxl_vit-h.safetensors", "sdxl", dtype=torch.float32)
+    _, bundle = call(builtin_registry, "IPAdapterUnifiedLoader", model=sdxl, preset="STANDARD (medium strength)")
+    assert bundle.adapter_file == "ip-adapter_sdxl_vit-h.safetensors"
+    write_ip_adapter(models / "ipadapter" / "ip-adapter_sdxl.safetensors", "sdxl", dtype=torch.float32)
+    with pytest.raises(NodeInputError, match=r"no CLIP vision model in models/clip_vision: .*ViT.bigG.14"):
+        call(builtin_registry, "IPAdapterUnifiedLoader", model=sdxl, preset="VIT-G (medium strength)")
