@@ -8,6 +8,8 @@ from graphflow.api import (CLIP_VISION, IMAGE, MASK, MODEL, Choice, ComfyAlias, 
                            socket_type)
 
 IPADAPTER = socket_type("IPADAPTER", "#7e57c2", "An IP-Adapter: image projection and cross-attention weights")
+EMBEDS = socket_type("EMBEDS", "#9575cd", "IP-Adapter image features: CLIP image embeddings (basic adapters) or "
+                                          "penultimate hidden states (plus), one row per image")
 # ComfyUI_IPAdapter_plus's choices, so that its workflows load; the ones not implemented are refused when run
 WEIGHT_TYPES = ("linear", "ease in", "ease out", "ease in-out", "reverse in-out", "weak input", "weak output",
                 "weak middle", "strong middle", "style transfer", "composition", "strong style transfer",
@@ -125,47 +127,72 @@ def _features(adapter, clip_vision, image, name: str):
     return features
 
 
-def apply_image_prompt(model, adapter, clip_vision, image, weight: float, start_at: float, end_at: float,
-                       combine: str = "concat", scaling: str = "V only", image_negative=None,
-                       weight_type: str = "linear", attn_mask=None):
-    """The patched MODEL (the nodes' shared body; inputs already checked by name)."""
-    import torch
+def _unbundle(adapter, clip_vision, need_clip_vision: bool = True):
+    """The IP-Adapter and the CLIP vision model to use: IPAdapterUnifiedLoader's bundle brings its
+    own (a connected clip_vision wins)."""
+    from graphflow.models.ip_adapter import IPAdapter, IPAdapterBundle
 
-    from graphflow.models.ip_adapter import IPAdapter, IPAdapterBundle, IPAdapterError, apply_ip_adapter
-    from graphflow.sampling.flow_sampling import model_sampling_for
-
-    if isinstance(adapter, IPAdapterBundle):  # from IPAdapterUnifiedLoader: a connected clip_vision wins
+    if isinstance(adapter, IPAdapterBundle):
         adapter, clip_vision = adapter.adapter, clip_vision if clip_vision is not None else adapter.clip_vision
     if not isinstance(adapter, IPAdapter):
         raise NodeInputError("ipadapter", f"expected an IP-Adapter (IPAdapterModelLoader or IPAdapterUnifiedLoader), "
                                           f"got {type(adapter).__name__}")
-    if clip_vision is None:
+    if clip_vision is None and need_clip_vision:
         raise NodeInputError("clip_vision", "no CLIP vision model: connect a LoadCLIPVision with the image encoder "
                                             "the IP-Adapter was trained with (ViT-H for the SD1.5 and *_vit-h files), "
                                             "or load the adapter with IPAdapterUnifiedLoader")
+    return adapter, clip_vision
+
+
+def _no_image_features(adapter, clip_vision, like):
+    """The negative side's features when no negative image is given: a black image's hidden states
+    (plus) or zero image embeddings, as ComfyUI_IPAdapter_plus."""
+    import torch
+
+    if adapter.config.kind == "plus":
+        return adapter.features(clip_vision.encode_image(torch.zeros(1, 224, 224, 3), crop=True))
+    return torch.zeros_like(like)
+
+
+def apply_image_prompt(model, adapter, clip_vision, image, weight: float, start_at: float, end_at: float,
+                       combine: str = "concat", scaling: str = "V only", image_negative=None,
+                       weight_type: str = "linear", attn_mask=None):
+    """The patched MODEL (the nodes' shared body; inputs already checked by name)."""
+    adapter, clip_vision = _unbundle(adapter, clip_vision)
+    _check_model(model, start_at, end_at, attn_mask)
+    cond = _features(adapter, clip_vision, image, "image")
+    if image_negative is not None:
+        uncond = _features(adapter, clip_vision, image_negative, "image_negative")
+    else:
+        uncond = _no_image_features(adapter, clip_vision, cond)
+    if cond.shape[0] > 1 and combine in ("subtract", "norm average"):
+        raise NodeInputError("combine_embeds", f"{combine!r} is not supported; use concat, add or average "
+                                               f"to combine several images")
+    return patch_model(model, adapter, cond, uncond, weight, start_at, end_at, combine, scaling, weight_type,
+                       attn_mask)
+
+
+def _check_model(model, start_at: float, end_at: float, attn_mask):
     if attn_mask is not None and (getattr(attn_mask, "ndim", 0) not in (2, 3) or 0 in attn_mask.shape):
         raise NodeInputError("attn_mask", f"expected a MASK [B, H, W], got shape {tuple(getattr(attn_mask, 'shape', ()))}")
     if getattr(model, "is_flow", True):
         raise NodeInputError("model", f"IP-Adapter is for SD1.x / SDXL UNets, not {getattr(model, 'arch', model)}")
     if start_at > end_at:
         raise NodeInputError("start_at", f"start_at {start_at} is after end_at {end_at}")
-    cond = _features(adapter, clip_vision, image, "image")
-    if image_negative is not None:
-        uncond = _features(adapter, clip_vision, image_negative, "image_negative")
-    elif adapter.config.kind == "plus":  # a black image's hidden states, as ComfyUI_IPAdapter_plus
-        uncond = adapter.features(clip_vision.encode_image(torch.zeros(1, 224, 224, 3), crop=True))
-    else:
-        uncond = torch.zeros_like(cond)
+
+
+def patch_model(model, adapter, cond, uncond, weight: float, start_at: float, end_at: float, combine: str,
+                scaling: str, weight_type: str, attn_mask):
+    """The MODEL with the image prompt of CLIP features cond / uncond (one row per image)."""
+    from graphflow.models.ip_adapter import IPAdapterError, apply_ip_adapter
+    from graphflow.sampling.flow_sampling import model_sampling_for
+
     uncond = uncond.repeat(-(-cond.shape[0] // uncond.shape[0]), *[1] * (uncond.ndim - 1))[:cond.shape[0]]
-    if cond.shape[0] > 1 and combine in ("subtract", "norm average"):
-        raise NodeInputError("combine_embeds", f"{combine!r} is not supported; use concat, add or average "
-                                               f"to combine several images")
+    if combine != "concat" and cond.shape[0] > 1:
+        cond = cond.mean(0, keepdim=True) if combine == "average" else cond.sum(0, keepdim=True)
+        uncond = uncond[:1]  # as the pack: the first negative, not a combination
 
     def tokens(features):
-        if combine == "average":
-            features = features.mean(0, keepdim=True)
-        elif combine == "add":
-            features = features.sum(0, keepdim=True)
         out = adapter.tokens(features)
         return out.reshape(1, -1, out.shape[-1])  # concat: every image's tokens in one sequence
 
@@ -235,3 +262,79 @@ class IPAdapter(Node):
         return apply_image_prompt(self.model, self.ipadapter, self.clip_vision, self.image, self.weight,
                                   self.start_at, self.end_at, weight_type=SIMPLE_TO_ADVANCED[self.weight_type],
                                   attn_mask=self.attn_mask)
+
+
+class IPAdapterEncoder(Node):
+    """The CLIP vision features an IP-Adapter takes, times weight, for IPAdapterEmbeds:
+    pos_embed (the image's; mask [B, H, W] multiplies its preprocessed pixels) and neg_embed (no
+    image: zeros, or a black image's hidden states for plus adapters), as ComfyUI_IPAdapter_plus."""
+    category = "ipadapter"
+    ipadapter: IPADAPTER
+    image: IMAGE
+    weight: float = Float(1.0, min=-1.0, max=3.0, step=0.01)
+    mask: MASK = None
+    clip_vision: CLIP_VISION = None
+    outputs = {"pos_embed": EMBEDS, "neg_embed": EMBEDS}
+    comfy = ComfyAlias(("IPAdapterEncoder",), optional=("mask", "clip_vision"))
+
+    def run(self):
+        adapter, clip_vision = _unbundle(self.ipadapter, self.clip_vision)
+        mask = self.mask
+        if mask is not None:
+            mask = mask[None] if getattr(mask, "ndim", 0) == 2 else mask
+            if getattr(mask, "ndim", 0) != 3 or 0 in mask.shape:
+                raise NodeInputError("mask", f"expected a MASK [B, H, W], got shape {tuple(getattr(mask, 'shape', ()))}")
+        _check_image(self.image, "image")
+        cond = adapter.features(clip_vision.encode_image(self.image, crop=True, mask=mask))
+        _check_features(adapter, cond, "clip_vision")
+        if self.weight != 1:
+            cond = cond * self.weight
+        return cond, _no_image_features(adapter, clip_vision, cond)
+
+
+def _check_features(adapter, features, name: str):
+    from graphflow.models.ip_adapter import IPAdapterError
+
+    if getattr(features, "ndim", 0) not in (2, 3):
+        raise NodeInputError(name, f"expected IP-Adapter EMBEDS (IPAdapterEncoder), got {type(features).__name__}")
+    try:
+        adapter.tokens(features[:1])
+    except IPAdapterError as e:
+        raise NodeInputError(name, str(e)) from None
+
+
+class IPAdapterEmbeds(Node):
+    """IPAdapterAdvanced on CLIP features already encoded (IPAdapterEncoder, maybe combined or
+    weighted): every row of pos_embed gives its tokens (concat); neg_embed the negative prompt's
+    (default: those of no image, which for plus adapters needs the CLIP vision model)."""
+    category = "ipadapter"
+    model: MODEL
+    ipadapter: IPADAPTER
+    pos_embed: EMBEDS
+    weight: float = Float(1.0, min=-1.0, max=3.0, step=0.05)
+    weight_type: str = Choice(WEIGHT_TYPES, "linear")
+    start_at: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_at: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    embeds_scaling: str = Choice(EMBEDS_SCALINGS, "V only")
+    neg_embed: EMBEDS = None
+    attn_mask: MASK = None
+    clip_vision: CLIP_VISION = None
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("IPAdapterEmbeds",), optional=("neg_embed", "attn_mask", "clip_vision"))
+
+    def run(self):
+        if self.embeds_scaling not in ("V only", "K+V"):
+            raise NodeInputError("embeds_scaling", f"{self.embeds_scaling!r} is not supported; use 'V only' or 'K+V'")
+        adapter, clip_vision = _unbundle(self.ipadapter, self.clip_vision, need_clip_vision=False)
+        _check_model(self.model, self.start_at, self.end_at, self.attn_mask)
+        _check_features(adapter, self.pos_embed, "pos_embed")
+        uncond = self.neg_embed
+        if uncond is None:
+            if clip_vision is None and adapter.config.kind == "plus":
+                raise NodeInputError("clip_vision", "a plus IP-Adapter without neg_embed needs the CLIP vision model "
+                                                    "(for a black image's features): connect clip_vision or neg_embed")
+            uncond = _no_image_features(adapter, clip_vision, self.pos_embed)
+        else:
+            _check_features(adapter, uncond, "neg_embed")
+        return patch_model(self.model, adapter, self.pos_embed, uncond, self.weight, self.start_at, self.end_at,
+                           "concat", self.embeds_scaling, self.weight_type, self.attn_mask)

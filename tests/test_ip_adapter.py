@@ -253,13 +253,19 @@ def test_comfyui_ui_workflow_widgets_map_in_the_packs_order(builtin_registry):
         {"id": 3, "type": "IPAdapterModelLoader", "inputs": [], "outputs": [],
          "widgets_values": ["ip-adapter_sd15.safetensors"]},
         {"id": 4, "type": "IPAdapterUnifiedLoader", "inputs": [], "outputs": [],
-         "widgets_values": ["PLUS (high strength)"]}], "links": []}
+         "widgets_values": ["PLUS (high strength)"]},
+        {"id": 5, "type": "IPAdapterEncoder", "inputs": [], "outputs": [], "widgets_values": [0.7]},
+        {"id": 6, "type": "IPAdapterEmbeds", "inputs": [], "outputs": [],
+         "widgets_values": [0.9, "style transfer", 0.1, 0.8, "K+V"]}], "links": []}
     nodes = import_ui(ui, builtin_registry).nodes
     assert nodes["1"].inputs == {"weight": 0.8, "weight_type": "linear", "combine_embeds": "average", "start_at": 0.1,
                                  "end_at": 0.9, "embeds_scaling": "K+V"}
     assert nodes["2"].inputs == {"weight": 0.6, "start_at": 0.2, "end_at": 0.7, "weight_type": "standard"}
     assert nodes["3"].inputs == {"ipadapter_file": "ip-adapter_sd15.safetensors"}
     assert nodes["4"].inputs == {"preset": "PLUS (high strength)"}
+    assert nodes["5"].inputs == {"weight": 0.7}
+    assert nodes["6"].inputs == {"weight": 0.9, "weight_type": "style transfer", "start_at": 0.1, "end_at": 0.8,
+                                 "embeds_scaling": "K+V"}
 
 
 # ComfyUI_IPAdapter_plus's per-transformer weights (IPAdapterPlus.py ipadapter_execute and
@@ -524,3 +530,50 @@ def test_unified_loader_finds_the_presets_files(builtin_registry, models):
     write_ip_adapter(models / "ipadapter" / "ip-adapter_sdxl.safetensors", "sdxl", dtype=torch.float32)
     with pytest.raises(NodeInputError, match=r"no CLIP vision model in models/clip_vision: .*ViT.bigG.14"):
         call(builtin_registry, "IPAdapterUnifiedLoader", model=sdxl, preset="VIT-G (medium strength)")
+
+
+def test_encoder_and_embeds(builtin_registry, models):
+    """IPAdapterEncoder -> IPAdapterEmbeds samples what IPAdapterAdvanced does with the image;
+    the encoder's weight scales the features, its mask multiplies the preprocessed pixels (zeros:
+    the model's mean colour), and neg_embed, when given, is the negative side's."""
+    advanced = graph(weight_type="ease in")
+    embeds = graph()
+    embeds["10"] = {"class_type": "IPAdapterEncoder", "inputs": {"ipadapter": ["6", 0], "image": ["5", 0],
+                                                                 "weight": 1.0, "clip_vision": ["4", 0]}}
+    embeds["7"] = {"class_type": "IPAdapterEmbeds", "inputs": {
+        "model": ["1", 0], "ipadapter": ["6", 0], "pos_embed": ["10", 0], "weight": 1.0, "weight_type": "ease in",
+        "start_at": 0.0, "end_at": 1.0, "embeds_scaling": "V only"}}
+    assert torch.equal(run(builtin_registry, embeds), run(builtin_registry, advanced))
+    embeds["7"]["inputs"]["neg_embed"] = ["10", 0]  # the image on both sides, as image_negative does
+    assert torch.equal(run(builtin_registry, embeds), run(builtin_registry, graph(weight_type="ease in",
+                                                                               image_negative=["5", 0])))
+
+    vision = call(builtin_registry, "LoadCLIPVision", clip_name="vit_tiny.safetensors")
+    adapter = call(builtin_registry, "IPAdapterModelLoader", ipadapter_file="ip-adapter_sd15.safetensors")
+    image = torch.rand(1, 40, 48, 3, generator=torch.Generator().manual_seed(9))
+    plain = vision.encode_image(image).image_embeds
+    pos, neg = call(builtin_registry, "IPAdapterEncoder", ipadapter=adapter, image=image, weight=0.5, clip_vision=vision)
+    torch.testing.assert_close(pos, 0.5 * plain, atol=0, rtol=0)
+    assert torch.equal(neg, torch.zeros_like(plain))
+    ones, _ = call(builtin_registry, "IPAdapterEncoder", ipadapter=adapter, image=image, weight=1.0,
+                   mask=torch.ones(1, 40, 48), clip_vision=vision)
+    torch.testing.assert_close(ones, plain, atol=1e-5, rtol=0)  # bicubic resizing of ones: 1 up to rounding
+    zeros, _ = call(builtin_registry, "IPAdapterEncoder", ipadapter=adapter, image=image, weight=1.0,
+                    mask=torch.zeros(1, 40, 48), clip_vision=vision)
+    size = vision.config.image_size
+    with torch.no_grad():
+        zero_pixels = vision.module(torch.zeros(1, 3, size, size)).image_embeds
+    torch.testing.assert_close(zeros, zero_pixels, atol=1e-6, rtol=0)
+    assert (zeros - plain).abs().max() > 1e-3
+    plus = call(builtin_registry, "IPAdapterModelLoader", ipadapter_file="ip-adapter-plus_sd15.safetensors")
+    pos, neg = call(builtin_registry, "IPAdapterEncoder", ipadapter=plus, image=image, weight=1.0, clip_vision=vision)
+    assert torch.equal(neg, vision.encode_image(torch.zeros(1, 224, 224, 3)).penultimate_hidden_states)
+    model = call(builtin_registry, "LoadCheckpoint", checkpoint="sd1.safetensors")[0]
+    base = dict(model=model, ipadapter=plus, pos_embed=pos)
+    with pytest.raises(NodeInputError, match="needs the CLIP vision model") as info:
+        call(builtin_registry, "IPAdapterEmbeds", **base)
+    assert info.value.input == "clip_vision"
+    with pytest.raises(NodeInputError, match=r"penultimate hidden states \[B, T, 64\]") as info:
+        call(builtin_registry, "IPAdapterEmbeds", **{**base, "pos_embed": plain})
+    assert info.value.input == "pos_embed"
+    assert call(builtin_registry, "IPAdapterEmbeds", **base, neg_embed=neg).unet is not model.unet
