@@ -577,3 +577,24 @@ def test_encoder_and_embeds(builtin_registry, models):
         call(builtin_registry, "IPAdapterEmbeds", **{**base, "pos_embed": plain})
     assert info.value.input == "pos_embed"
     assert call(builtin_registry, "IPAdapterEmbeds", **base, neg_embed=neg).unet is not model.unet
+
+
+def test_masks_follow_the_latents_of_each_side(tmp_path):
+    """Two masks, a batch of two latents with CFG (rows: positive 0, 1, negative 0, 1): each side's
+    k-th row takes mask k; a single mask serves every row."""
+    cfg = TINY["sd1"]
+    model = DiffusionModel(random_unet(cfg), "sd1")
+    adapter = load_ip_adapter(write_ip_adapter(tmp_path / "ipa.safetensors", "sd1", dtype=torch.float32, unet=cfg))
+    tokens = adapter.tokens(torch.randn(1, 32, generator=torch.Generator().manual_seed(10)))
+    masks = torch.stack([torch.ones(16, 16), torch.zeros(16, 16)])
+    name = cross_attentions_of(model.unet)[0]
+    masked = dict(apply_ip_adapter(model, adapter, tokens, tokens, 1.0, mask=masks).unet.named_modules())[name]
+    full = dict(apply_ip_adapter(model, adapter, tokens, tokens, 1.0).unet.named_modules())[name]
+    q = torch.randn(1, 8, 16, masked.to_q.out_features // 8).repeat(4, 1, 1, 1)
+    marker = unet_rows.set(UNetRows(torch.tensor([5.0]), (False, False, True, True)))
+    try:
+        got, ref = masked.extra_attention(q, (4, 4)), full.extra_attention(q, (4, 4))
+    finally:
+        unet_rows.reset(marker)
+    torch.testing.assert_close(got[[0, 2]], ref[[0, 2]], atol=1e-6, rtol=0)
+    assert torch.equal(got[[1, 3]], torch.zeros_like(got[[1, 3]]))
