@@ -4,8 +4,8 @@ a patched copy of the MODEL: the UNet cross-attentions also attend to the image'
 
 from __future__ import annotations
 
-from graphflow.api import (CLIP_VISION, IMAGE, MASK, MODEL, Choice, ComfyAlias, Float, Node, NodeInputError, folders,
-                           socket_type)
+from graphflow.api import (CLIP_VISION, IMAGE, MASK, MODEL, Choice, ComfyAlias, Float, Int, Node, NodeInputError,
+                           folders, socket_type)
 
 IPADAPTER = socket_type("IPADAPTER", "#7e57c2", "An IP-Adapter: image projection and cross-attention weights")
 EMBEDS = socket_type("EMBEDS", "#9575cd", "IP-Adapter image features: CLIP image embeddings (basic adapters) or "
@@ -182,19 +182,20 @@ def _check_model(model, start_at: float, end_at: float, attn_mask):
 
 
 def patch_model(model, adapter, cond, uncond, weight: float, start_at: float, end_at: float, combine: str,
-                scaling: str, weight_type: str, attn_mask):
-    """The MODEL with the image prompt of CLIP features cond / uncond (one row per image)."""
+                scaling: str, weight_type: str, attn_mask, per_latent: bool = False):
+    """The MODEL with the image prompt of CLIP features cond / uncond (one row per image).
+    per_latent: image k prompts latent k of the batch (the last image the latents beyond)."""
     from graphflow.models.ip_adapter import IPAdapterError, apply_ip_adapter
     from graphflow.sampling.flow_sampling import model_sampling_for
 
-    uncond = uncond.repeat(-(-cond.shape[0] // uncond.shape[0]), *[1] * (uncond.ndim - 1))[:cond.shape[0]]
-    if combine != "concat" and cond.shape[0] > 1:
+    uncond = _to_count(uncond, cond.shape[0])
+    if combine != "concat" and cond.shape[0] > 1 and not per_latent:
         cond = cond.mean(0, keepdim=True) if combine == "average" else cond.sum(0, keepdim=True)
         uncond = uncond[:1]  # as the pack: the first negative, not a combination
 
     def tokens(features):
         out = adapter.tokens(features)
-        return out.reshape(1, -1, out.shape[-1])  # concat: every image's tokens in one sequence
+        return out if per_latent else out.reshape(1, -1, out.shape[-1])  # concat: all in one sequence
 
     sigma_range = None
     if start_at > 0 or end_at < 1:
@@ -239,6 +240,48 @@ class IPAdapterAdvanced(Node):
         return apply_image_prompt(self.model, self.ipadapter, self.clip_vision, self.image, self.weight,
                                   self.start_at, self.end_at, self.combine_embeds, self.embeds_scaling,
                                   self.image_negative, self.weight_type, self.attn_mask)
+
+
+class IPAdapterBatch(Node):
+    """IPAdapterAdvanced with one image per latent: image k prompts latent k of the batch (the last
+    image the latents beyond it; image_negative and attn_mask likewise per latent), as
+    ComfyUI_IPAdapter_plus's batch node. A single weight (not a per-frame list)."""
+    category = "ipadapter"
+    model: MODEL
+    ipadapter: IPADAPTER
+    image: IMAGE
+    weight: float = Float(1.0, min=-1.0, max=5.0, step=0.05)
+    weight_type: str = Choice(WEIGHT_TYPES, "linear")
+    start_at: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_at: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    embeds_scaling: str = Choice(EMBEDS_SCALINGS, "V only")
+    encode_batch_size: int = Int(0, min=0, max=4096)
+    image_negative: IMAGE = None
+    attn_mask: MASK = None
+    clip_vision: CLIP_VISION = None
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("IPAdapterBatch",), optional=("image_negative", "attn_mask", "clip_vision"))
+
+    def run(self):
+        # encode_batch_size only splits the CLIP vision encoding in the pack; the result is the same
+        if self.embeds_scaling not in ("V only", "K+V"):
+            raise NodeInputError("embeds_scaling", f"{self.embeds_scaling!r} is not supported; use 'V only' or 'K+V'")
+        adapter, clip_vision = _unbundle(self.ipadapter, self.clip_vision)
+        _check_model(self.model, self.start_at, self.end_at, self.attn_mask)
+        cond = _features(adapter, clip_vision, self.image, "image")
+        if self.image_negative is not None:
+            uncond = _features(adapter, clip_vision, self.image_negative, "image_negative")
+        else:
+            uncond = _no_image_features(adapter, clip_vision, cond)
+        return patch_model(self.model, adapter, cond, uncond, self.weight, self.start_at, self.end_at, "concat",
+                           self.embeds_scaling, self.weight_type, self.attn_mask, per_latent=True)
+
+
+def _to_count(features, count: int):
+    """features with count rows: cut, or the last row repeated (the pack's tensor_to_size)."""
+    if features.shape[0] >= count:
+        return features[:count]
+    return features[list(range(features.shape[0])) + [-1] * (count - features.shape[0])]
 
 
 class IPAdapter(Node):

@@ -256,7 +256,9 @@ def test_comfyui_ui_workflow_widgets_map_in_the_packs_order(builtin_registry):
          "widgets_values": ["PLUS (high strength)"]},
         {"id": 5, "type": "IPAdapterEncoder", "inputs": [], "outputs": [], "widgets_values": [0.7]},
         {"id": 6, "type": "IPAdapterEmbeds", "inputs": [], "outputs": [],
-         "widgets_values": [0.9, "style transfer", 0.1, 0.8, "K+V"]}], "links": []}
+         "widgets_values": [0.9, "style transfer", 0.1, 0.8, "K+V"]},
+        {"id": 7, "type": "IPAdapterBatch", "inputs": [], "outputs": [],
+         "widgets_values": [0.5, "composition", 0.0, 0.6, "V only", 4]}], "links": []}
     nodes = import_ui(ui, builtin_registry).nodes
     assert nodes["1"].inputs == {"weight": 0.8, "weight_type": "linear", "combine_embeds": "average", "start_at": 0.1,
                                  "end_at": 0.9, "embeds_scaling": "K+V"}
@@ -266,6 +268,8 @@ def test_comfyui_ui_workflow_widgets_map_in_the_packs_order(builtin_registry):
     assert nodes["5"].inputs == {"weight": 0.7}
     assert nodes["6"].inputs == {"weight": 0.9, "weight_type": "style transfer", "start_at": 0.1, "end_at": 0.8,
                                  "embeds_scaling": "K+V"}
+    assert nodes["7"].inputs == {"weight": 0.5, "weight_type": "composition", "start_at": 0.0, "end_at": 0.6,
+                                 "embeds_scaling": "V only", "encode_batch_size": 4}
 
 
 # ComfyUI_IPAdapter_plus's per-transformer weights (IPAdapterPlus.py ipadapter_execute and
@@ -598,3 +602,24 @@ def test_masks_follow_the_latents_of_each_side(tmp_path):
         unet_rows.reset(marker)
     torch.testing.assert_close(got[[0, 2]], ref[[0, 2]], atol=1e-6, rtol=0)
     assert torch.equal(got[[1, 3]], torch.zeros_like(got[[1, 3]]))
+
+
+def test_batch_node_gives_each_latent_its_image(builtin_registry, models):
+    """IPAdapterBatch: latent k gets image k's tokens (latent 2 of 3 the last image's), each row as
+    IPAdapterAdvanced with that one image; with CFG the negative rows get their side's tokens."""
+    vision = call(builtin_registry, "LoadCLIPVision", clip_name="vit_tiny.safetensors")
+    model = call(builtin_registry, "LoadCheckpoint", checkpoint="sd1.safetensors")[0]
+    adapter = call(builtin_registry, "IPAdapterModelLoader", ipadapter_file="ip-adapter-plus_sd15.safetensors")
+    images = torch.rand(2, 32, 32, 3, generator=torch.Generator().manual_seed(11))
+    batch = call(builtin_registry, "IPAdapterBatch", model=model, ipadapter=adapter, image=images, clip_vision=vision,
+                 weight_type="ease out")
+    singles = [call(builtin_registry, "IPAdapterAdvanced", model=model, ipadapter=adapter, image=images[k:k + 1],
+                    clip_vision=vision, weight_type="ease out") for k in range(2)]
+    g = torch.Generator().manual_seed(12)
+    x, t, context = torch.randn(3, 4, 8, 8, generator=g), torch.tensor([400.0] * 3), torch.randn(3, 7, model.unet.config.context_dim, generator=g)
+    with torch.no_grad():
+        out = batch.unet(x, t, context)
+        for row, k in ((0, 0), (1, 1), (2, 1)):
+            ref = singles[k].unet(x[row:row + 1], t[:1], context[row:row + 1])
+            torch.testing.assert_close(out[row:row + 1], ref, atol=1e-5, rtol=0)
+        assert (singles[0].unet(x[:1], t[:1], context[:1]) - singles[1].unet(x[:1], t[:1], context[:1])).abs().max() > 1e-4

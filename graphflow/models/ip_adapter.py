@@ -269,16 +269,21 @@ def transformer_numbers(paths: list[str]) -> tuple[list[int], int]:
     return [transformers.index(p.split(".transformer_blocks.")[0]) for p in paths], len(transformers)
 
 
-def _row_mask(mask: torch.Tensor, size: tuple[int, int], negative, b: int) -> torch.Tensor:
-    """The mask at the token grid, one per row [B, 1, h*w, 1]: each side's k-th row (a latent of
-    the batch) takes mask k, the last one when there are fewer."""
-    grid = torch.nn.functional.interpolate(mask[:, None].float(), size=size, mode="bilinear")
+def _latent_index(negative, b: int, count: int) -> list[int]:
+    """Which of `count` per-latent things (masks, IPAdapterBatch's images) each of b rows takes: each
+    side's k-th row (a latent of the batch) the k-th, the last one when there are fewer."""
     flags = negative if negative is not None else (False,) * b
-    index, runs = [], 0
+    index, run = [], 0
     for i, flag in enumerate(flags):
-        runs = runs + 1 if i and flag == flags[i - 1] else 0
-        index.append(min(runs, mask.shape[0] - 1))
-    return grid[index].reshape(b, 1, -1, 1)
+        run = run + 1 if i and flag == flags[i - 1] else 0
+        index.append(min(run, count - 1))
+    return index
+
+
+def _row_mask(mask: torch.Tensor, size: tuple[int, int], negative, b: int) -> torch.Tensor:
+    """The mask at the token grid, one per row [B, 1, h*w, 1]."""
+    grid = torch.nn.functional.interpolate(mask[:, None].float(), size=size, mode="bilinear")
+    return grid[_latent_index(negative, b, mask.shape[0])].reshape(b, 1, -1, 1)
 
 
 def _ip_attention(to_k: nn.Linear, to_v: nn.Linear, cond: torch.Tensor, uncond: torch.Tensor, weight: float,
@@ -304,10 +309,11 @@ def _ip_attention(to_k: nn.Linear, to_v: nn.Linear, cond: torch.Tensor, uncond: 
             if to_k.weight.device != q.device or to_k.weight.dtype != q.dtype:
                 to_k.to(q.device, q.dtype)  # run in the UNet's device and dtype, moved once
                 to_v.to(q.device, q.dtype)
-            tokens = cond.to(q.device, q.dtype).expand(b, -1, -1)
+            rows_index = _latent_index(negative, b, cond.shape[0])
+            tokens = cond.to(q.device, q.dtype)[rows_index]
             if negative is not None:
                 rows_mask = torch.tensor(negative, device=q.device)[:, None, None]
-                tokens = torch.where(rows_mask, uncond.to(q.device, q.dtype).expand(b, -1, -1), tokens)
+                tokens = torch.where(rows_mask, uncond.to(q.device, q.dtype)[rows_index], tokens)
             with torch.no_grad():
                 k, v = to_k(tokens), to_v(tokens)
             if scaling == "K+V":
@@ -332,7 +338,8 @@ def apply_ip_adapter(model: DiffusionModel, adapter: IPAdapter, cond: torch.Tens
                      scaling: str = "V only", weight_type: str = "linear",
                      mask: torch.Tensor | None = None) -> DiffusionModel:
     """A new MODEL whose UNet cross-attentions (shallow copies) add the image prompt's attention.
-    cond / uncond: image tokens [1, N, C] for the positive / negative prompt's rows. sigma_range
+    cond / uncond: image tokens [1, N, C] for the positive / negative prompt's rows, or [M, N, C]:
+    one set per latent of the batch (IPAdapterBatch; the last one for the latents beyond M). sigma_range
     (sigma_start, sigma_end): active only while sigma_end <= sigma <= sigma_start (None: always).
     weight_type: how the weight spreads over the transformers (transformer_weights; the ones
     weighted 0 are left as they are). mask [M, H, W] or [H, W]: where the image prompt acts.
