@@ -68,6 +68,16 @@ class IPAdapterUnifiedLoader(Node):
     outputs = {"model": MODEL, "ipadapter": IPADAPTER}
     comfy = ComfyAlias(("IPAdapterUnifiedLoader",), optional=("ipadapter",))
 
+    @classmethod
+    def fingerprint(cls, preset):
+        # which files the preset finds depends on both folders' contents
+        states = []
+        for kind in ("ipadapter", "clip_vision"):
+            for name in folders.list_models(kind):
+                stat = folders.find_model(kind, name).stat()
+                states.append(f"{kind}/{name}:{stat.st_size}:{stat.st_mtime_ns}")
+        return "\n".join(states)
+
     def run(self):
         import re
 

@@ -327,10 +327,10 @@ def test_weight_types_follow_the_packs_table(arch):
             else:
                 value = weight * float(cell)
             expected.append((value, swapped))
-        assert [(pytest.approx(w, abs=1e-12), s) for _, w, s in got] == expected, weight_type
+        assert [(pytest.approx(w, abs=1e-12), s) for w, s in got] == expected, weight_type
         covered.add(weight_type)
     for weight_type, ramp in EASE_RAMPS.items():
-        got = [w for _, w, _ in transformer_weights(weight_type, weight, arch == "sdxl", layers)]
+        got = [w for w, _ in transformer_weights(weight_type, weight, arch == "sdxl", layers)]
         assert got == pytest.approx([weight * (0.05 + 0.95 * ramp(i / layers)) for i in range(layers)], abs=1e-12)
         covered.add(weight_type)
     assert covered == set(WEIGHT_TYPES)  # every choice the node offers is checked

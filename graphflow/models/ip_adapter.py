@@ -49,11 +49,11 @@ WEAK = {"weak input": ("input",), "weak middle": ("middle",), "weak output": ("o
 
 
 def transformer_weights(weight_type: str, weight: float, sdxl: bool, layers: int,
-                        composition_weight: float = 1.0) -> list[tuple[str, float, bool]]:
-    """Per spatial transformer, in ComfyUI's transformer_index order: (block, weight, swapped),
+                        composition_weight: float = 1.0) -> list[tuple[float, bool]]:
+    """Per spatial transformer, in ComfyUI's transformer_index order: (weight, swapped), by
     ComfyUI_IPAdapter_plus's rules for `weight_type`; swapped: positive rows get zero tokens, the
-    negative rows the image's. layers: the UNet's transformer count (SD1.5 16, SDXL 11); block:
-    "input", "middle" or "output", from it (SD1.5 6 / 1 / 9, SDXL 4 / 1 / 6)."""
+    negative rows the image's. layers: the UNet's transformer count (SD1.5 16, SDXL 11: input,
+    middle and output blocks' 6 / 1 / 9 and 4 / 1 / 6)."""
     inputs = 4 if sdxl else 6
     blocks = ["input"] * inputs + ["middle"] + ["output"] * (layers - inputs - 1)
     if weight_type in ("linear", *EASE, *WEAK):
@@ -67,7 +67,7 @@ def transformer_weights(weight_type: str, weight: float, sdxl: bool, layers: int
                 w = weight * (0.05 + 0.95 * ramp)
             elif weight_type in WEAK and block in WEAK[weight_type]:
                 w = weight * 0.2
-            out.append((block, w, False))
+            out.append((w, False))
         return out
     w, c = weight, composition_weight
     composition = (3,) if sdxl else (4, 5)  # down_blocks.2.attentions.1 / SD1.5's input blocks 7 and 8
@@ -87,11 +87,11 @@ def transformer_weights(weight_type: str, weight: float, sdxl: bool, layers: int
     else:
         raise ValueError(f"weight type {weight_type!r} is not one of ComfyUI_IPAdapter_plus's")
     out = []
-    for index, block in enumerate(blocks):
+    for index in range(layers):
         in_composition = index in composition
         swapped = ((weight_type == "style transfer precise" and in_composition) or
                    (weight_type == "composition precise" and not in_composition))
-        out.append((block, chosen.get(index, 0.0), swapped and index in chosen))
+        out.append((chosen.get(index, 0.0), swapped and index in chosen))
     return out
 
 
@@ -368,7 +368,7 @@ def apply_ip_adapter(model: DiffusionModel, adapter: IPAdapter, cond: torch.Tens
     unet = _shallow(model.unet)
     copied = {"": unet}
     for index, path in enumerate(paths):
-        _, layer_weight, swapped = per_transformer[numbers[index]]
+        layer_weight, swapped = per_transformer[numbers[index]]
         if layer_weight == 0:
             continue  # as ComfyUI_IPAdapter_plus: the plain attention, not one plus zero
         parent = unet
