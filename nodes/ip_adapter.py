@@ -10,7 +10,7 @@ from graphflow.api import (CLIP_VISION, IMAGE, MASK, MODEL, Choice, ComfyAlias, 
 IPADAPTER = socket_type("IPADAPTER", "#7e57c2", "An IP-Adapter: image projection and cross-attention weights")
 EMBEDS = socket_type("EMBEDS", "#9575cd", "IP-Adapter image features: CLIP image embeddings (basic adapters) or "
                                           "penultimate hidden states (plus), one row per image")
-# ComfyUI_IPAdapter_plus's choices, so that its workflows load; the ones not implemented are refused when run
+# ComfyUI_IPAdapter_plus's choices, so that its workflows load (the C-penalty scalings are refused when run)
 WEIGHT_TYPES = ("linear", "ease in", "ease out", "ease in-out", "reverse in-out", "weak input", "weak output",
                 "weak middle", "strong middle", "style transfer", "composition", "strong style transfer",
                 "style and composition", "style transfer precise", "composition precise")
@@ -175,9 +175,6 @@ def apply_image_prompt(model, adapter, clip_vision, image, weight: float, start_
         uncond = _features(adapter, clip_vision, image_negative, "image_negative")
     else:
         uncond = _no_image_features(adapter, clip_vision, cond)
-    if cond.shape[0] > 1 and combine in ("subtract", "norm average"):
-        raise NodeInputError("combine_embeds", f"{combine!r} is not supported; use concat, add or average "
-                                               f"to combine several images")
     return patch_model(model, adapter, cond, uncond, weight, start_at, end_at, combine, scaling, weight_type,
                        attn_mask)
 
@@ -200,7 +197,14 @@ def patch_model(model, adapter, cond, uncond, weight: float, start_at: float, en
 
     uncond = _to_count(uncond, cond.shape[0])
     if combine != "concat" and cond.shape[0] > 1 and not per_latent:
-        cond = cond.mean(0, keepdim=True) if combine == "average" else cond.sum(0, keepdim=True)
+        if combine == "add":
+            cond = cond.sum(0, keepdim=True)
+        elif combine == "subtract":  # the first image minus the others' mean
+            cond = (cond[0] - cond[1:].mean(0))[None]
+        elif combine == "average":
+            cond = cond.mean(0, keepdim=True)
+        else:  # norm average: each feature divided by its norm over the images
+            cond = (cond / cond.norm(dim=0, keepdim=True)).mean(0, keepdim=True)
         uncond = uncond[:1]  # as the pack: the first negative, not a combination
 
     def tokens(features):
@@ -222,8 +226,8 @@ class IPAdapterAdvanced(Node):
     """Prompt with an image: every UNet cross-attention also attends to the image's IP-Adapter
     tokens, out = attention(text) + weight * attention(image tokens), between start_at and end_at
     (fractions of the schedule). The negative prompt gets image_negative's tokens (default: those of
-    no image). Several images: concat (all their tokens), add or average (of their CLIP
-    features). weight_type spreads the weight over the UNet's transformers as ComfyUI_IPAdapter_plus
+    no image). Several images: concat (all their tokens), or add, subtract (the first minus the
+    others' mean), average, norm average of their CLIP features. weight_type spreads the weight over the UNet's transformers as ComfyUI_IPAdapter_plus
     does ("style transfer" on SDXL: output block 1 alone; "composition": input block 8; the ease and
     weak ones scale it by position or block). embeds_scaling "V only" / "K+V". attn_mask: where in
     the picture the image prompt acts (resized to each attention's grid, multiplies its part).

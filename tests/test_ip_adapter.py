@@ -216,8 +216,7 @@ def test_bad_inputs_are_named(builtin_registry, models):
              (dict(attn_mask=torch.ones(1, 2, 8, 8)), "attn_mask", r"MASK \[B, H, W\], got shape \(1, 2, 8, 8\)"),
              (dict(clip_vision=None), "clip_vision", "no CLIP vision model"),
              (dict(start_at=0.8, end_at=0.2), "start_at", "after end_at"),
-             (dict(image=torch.rand(32, 32)), "image", r"IMAGE \[B, H, W, C\]"),
-             (dict(image=torch.rand(2, 32, 32, 3), combine_embeds="subtract"), "combine_embeds", "not supported")]
+             (dict(image=torch.rand(32, 32)), "image", r"IMAGE \[B, H, W, C\]")]
     for change, name, message in cases:
         with pytest.raises(NodeInputError, match=message) as info:
             call(builtin_registry, "IPAdapterAdvanced", **{**base, **change})
@@ -623,3 +622,29 @@ def test_batch_node_gives_each_latent_its_image(builtin_registry, models):
             ref = singles[k].unet(x[row:row + 1], t[:1], context[row:row + 1])
             torch.testing.assert_close(out[row:row + 1], ref, atol=1e-5, rtol=0)
         assert (singles[0].unet(x[:1], t[:1], context[:1]) - singles[1].unet(x[:1], t[:1], context[:1])).abs().max() > 1e-4
+
+
+def test_combine_embeds_as_closed_forms(builtin_registry, models):
+    """Several images combined: add, subtract (first minus the others' mean), average, norm average
+    (over the images, each feature divided by its norm) of the CLIP features, then one set of
+    tokens: the same UNet as IPAdapterEmbeds on the features combined by hand."""
+    vision = call(builtin_registry, "LoadCLIPVision", clip_name="vit_tiny.safetensors")
+    model = call(builtin_registry, "LoadCheckpoint", checkpoint="sd1.safetensors")[0]
+    adapter = call(builtin_registry, "IPAdapterModelLoader", ipadapter_file="ip-adapter_sd15.safetensors")
+    images = torch.rand(3, 32, 32, 3, generator=torch.Generator().manual_seed(13))
+    f = vision.encode_image(images).image_embeds
+    by_hand = {"add": f.sum(0, keepdim=True), "subtract": (f[0] - (f[1] + f[2]) / 2)[None],
+               "average": f.mean(0, keepdim=True), "norm average": (f / f.norm(dim=0)).mean(0, keepdim=True)}
+    g = torch.Generator().manual_seed(14)
+    x, t = torch.randn(1, 4, 8, 8, generator=g), torch.tensor([300.0])
+    context = torch.randn(1, 7, model.unet.config.context_dim, generator=g)
+    outs = {}
+    with torch.no_grad():
+        for combine, features in by_hand.items():
+            combined = call(builtin_registry, "IPAdapterAdvanced", model=model, ipadapter=adapter, image=images,
+                            clip_vision=vision, combine_embeds=combine)
+            ref = call(builtin_registry, "IPAdapterEmbeds", model=model, ipadapter=adapter, pos_embed=features)
+            outs[combine] = combined.unet(x, t, context)
+            torch.testing.assert_close(outs[combine], ref.unet(x, t, context), atol=1e-5, rtol=0)
+    assert (outs["subtract"] - outs["average"]).abs().max() > 1e-4
+    assert (outs["norm average"] - outs["average"]).abs().max() > 1e-4
