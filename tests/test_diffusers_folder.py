@@ -164,3 +164,18 @@ def test_bad_folders_are_refused_naming_the_input(builtin_registry, diffusers_di
 
     assert builtin_registry.get("LoadDiffusers").input_specs["model_path"].widget.options() == ["flux", "no-unet",
                                                                                               "other"]
+
+
+def test_inspect_describes_a_diffusers_folder(tmp_folders, diffusers_dir, capsys):
+    from graphflow import cli
+
+    write_folder(diffusers_dir / "xl", "sdxl")
+    assert cli.main(["inspect", str(diffusers_dir / "xl")]) == 0
+    out = capsys.readouterr().out
+    assert "diffusers folder, SDXL base" in out and "prediction: eps" in out
+    assert "text encoder clip_g: text_encoder_2/model.safetensors" in out and "latent scale 0.13025" in out
+    assert cli.main(["inspect", "xl", "--models-dir", str(diffusers_dir.parent)]) == 0  # by name
+    plain = diffusers_dir.parent / "plain"
+    plain.mkdir()
+    assert cli.main(["inspect", str(plain)]) == cli.EXIT_FILE
+    assert "not a diffusers SD1/SD2/SDXL folder" in capsys.readouterr().err
