@@ -16,9 +16,9 @@ transformers = pytest.importorskip("transformers")
 SIZE = 256  # SDXL's size/crop embedding width
 
 
-def _text(hidden, act, projection=False):
+def _text(hidden, act, projection=False, layers=2):
     config = transformers.CLIPTextConfig(vocab_size=49408, hidden_size=hidden, intermediate_size=2 * hidden,
-                                         num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=77,
+                                         num_hidden_layers=layers, num_attention_heads=2, max_position_embeddings=77,
                                          hidden_act=act, projection_dim=hidden, bos_token_id=49406,
                                          eos_token_id=49407, pad_token_id=1)
     cls = transformers.CLIPTextModelWithProjection if projection else transformers.CLIPTextModel
@@ -36,6 +36,12 @@ def write_folder(root, family: str, prediction: str = "epsilon", zsnr: bool = Fa
             **common, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
             up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32, attention_head_dim=2,
             norm_num_groups=8)
+    elif family == "sd2":  # diffusers' SD2 text encoder is ViT-H cut after its 23rd layer
+        towers = {"text_encoder": _text(32, "gelu", layers=23)}
+        unet = diffusers.UNet2DConditionModel(
+            **common, down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+            attention_head_dim=(2, 4), use_linear_projection=True)
     else:
         towers = {"text_encoder": _text(32, "quick_gelu"), "text_encoder_2": _text(48, "gelu", projection=True)}
         unet = diffusers.UNet2DConditionModel(
@@ -71,7 +77,7 @@ def _close(ours, theirs, tol=1e-4):
     assert (ours.float() - theirs.float()).abs().max().item() <= tol * max(1.0, theirs.abs().max().item())
 
 
-@pytest.mark.parametrize("family", ["sd1", "sdxl"])
+@pytest.mark.parametrize("family", ["sd1", "sd2", "sdxl"])
 def test_folder_matches_diffusers_and_transformers(builtin_registry, diffusers_dir, family):
     from graphflow.models.unet import timestep_embedding
 
@@ -103,7 +109,8 @@ def test_folder_matches_diffusers_and_transformers(builtin_registry, diffusers_d
         assert ckpt.vae.latent_format.scale_factor == vae.config.scaling_factor
 
         ids = torch.tensor([[49406, 320, 1125, 49407] + [49407] * 3])
-        assert [t.name for t in ckpt.clip.towers] == (["clip_l"] if family == "sd1" else ["clip_l", "clip_g"])
+        names = {"sd1": ["clip_l"], "sd2": ["clip_h"], "sdxl": ["clip_l", "clip_g"]}[family]
+        assert [t.name for t in ckpt.clip.towers] == names
         for tower, model in zip(ckpt.clip.towers, towers.values()):
             a = tower.model(ids, output_hidden_states=True)
             b = model(ids, output_hidden_states=True)
@@ -112,6 +119,9 @@ def test_folder_matches_diffusers_and_transformers(builtin_registry, diffusers_d
             _close(a.last_hidden_state, b.last_hidden_state)
             if hasattr(b, "text_embeds"):
                 _close(a.text_embeds, b.text_embeds)
+        if family == "sd2":  # by default the prompt embedding is diffusers' (the last layer, normed)
+            cond, _ = ckpt.clip.towers[0].run(ids.tolist(), ckpt.clip.clip_skip, True)
+            _close(cond, towers["text_encoder"](ids).last_hidden_state)
 
 
 def test_scheduler_config_sets_v_prediction_and_zero_terminal_snr(diffusers_dir):

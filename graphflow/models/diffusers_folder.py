@@ -70,6 +70,7 @@ class Folder:
     text_configs: dict[str, dict]
     scheduler: dict
     notes: list = field(default_factory=list)
+    clip_skip: int | None = None  # None: the family's default
 
 
 def read_folder(path) -> Folder:
@@ -117,7 +118,12 @@ def read_folder(path) -> Folder:
         notes.append("no text_encoder/ in the folder: CLIP must come from a separate text encoder file")
     if not scheduler:
         notes.append("no scheduler/scheduler_config.json: epsilon prediction assumed")
-    return Folder(path, arch, unet, unet_config, vae, vae_config, text, text_configs, scheduler, notes)
+    clip_skip = None
+    if arch == "sd2" and text_configs.get("clip_h", {}).get("num_hidden_layers") == 23:
+        # diffusers' SD2 text encoder stops at ViT-H's 23rd of 24 layers, the one SD2 reads: its last
+        clip_skip = -1
+        notes.append("text encoder of 23 layers (SD2's penultimate is its last): clip_skip -1 by default")
+    return Folder(path, arch, unet, unet_config, vae, vae_config, text, text_configs, scheduler, notes, clip_skip)
 
 
 def _heads(config: dict) -> dict:
@@ -238,7 +244,7 @@ def _read(folder: Folder, device, dtype, prediction, parts) -> Checkpoint:
             with WeightFile(file) as f:
                 built.append(tower_of(f, spec, device_t, dtype_t, f"{file.parent.name}/{file.name}",
                                       _text_overrides(folder.text_configs[spec.name])))
-        clip = TextEncoder(info.arch, built)
+        clip = TextEncoder(info.arch, built, folder.clip_skip)
     return Checkpoint(model, clip, vae, info)
 
 
