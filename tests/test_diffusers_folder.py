@@ -42,13 +42,17 @@ def write_folder(root, family: str, prediction: str = "epsilon", zsnr: bool = Fa
             **common, down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
             up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
             attention_head_dim=(2, 4), use_linear_projection=True)
-    else:
+    else:  # sdxl, sdxl_refiner (text_encoder_2 alone, five size/crop/aesthetic numbers)
         towers = {"text_encoder": _text(32, "quick_gelu"), "text_encoder_2": _text(48, "gelu", projection=True)}
+        if family == "sdxl_refiner":
+            del towers["text_encoder"]
         unet = diffusers.UNet2DConditionModel(
             **common, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=80, attention_head_dim=(2, 4),
-            transformer_layers_per_block=(1, 2), use_linear_projection=True, addition_embed_type="text_time",
-            addition_time_embed_dim=SIZE, projection_class_embeddings_input_dim=48 + 6 * SIZE)
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=48 + 32 * ("text_encoder" in towers),
+            attention_head_dim=(2, 4), transformer_layers_per_block=(1, 2), use_linear_projection=True,
+            addition_embed_type="text_time", addition_time_embed_dim=SIZE,
+            projection_class_embeddings_input_dim=48 + (4 + len(towers)) * SIZE)
     vae = diffusers.AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 32),
                                   down_block_types=("DownEncoderBlock2D",) * 2,
                                   up_block_types=("UpDecoderBlock2D",) * 2, layers_per_block=1, norm_num_groups=8,
@@ -77,13 +81,13 @@ def _close(ours, theirs, tol=1e-4):
     assert (ours.float() - theirs.float()).abs().max().item() <= tol * max(1.0, theirs.abs().max().item())
 
 
-@pytest.mark.parametrize("family", ["sd1", "sd2", "sdxl"])
+@pytest.mark.parametrize("family", ["sd1", "sd2", "sdxl", "sdxl_refiner"])
 def test_folder_matches_diffusers_and_transformers(builtin_registry, diffusers_dir, family):
     from graphflow.models.unet import timestep_embedding
 
     unet, vae, towers = write_folder(diffusers_dir / f"tiny-{family}", family)
     assert call(builtin_registry, "LoadDiffusers", model_path=f"tiny-{family}") is not None
-    from graphflow.models.diffusers_folder import load_diffusers
+    from graphflow.models.diffusers_folder import _read, load_diffusers, read_folder
 
     ckpt = load_diffusers(diffusers_dir / f"tiny-{family}", device="cpu", dtype=torch.float32)
     assert ckpt.model.arch == family and ckpt.model.prediction == "eps"
@@ -91,8 +95,9 @@ def test_folder_matches_diffusers_and_transformers(builtin_registry, diffusers_d
     x, t = torch.randn(2, 4, 8, 8, generator=g), torch.tensor([10.0, 700.0])
     context = torch.randn(2, 5, unet.config.cross_attention_dim, generator=g)
     with torch.no_grad():
-        if family == "sdxl":
-            pooled, time_ids = torch.randn(2, 48, generator=g), torch.tensor([[64.0, 64, 0, 0, 64, 64]] * 2)
+        if family.startswith("sdxl"):
+            numbers = [64.0, 64, 0, 0, 64, 64] if family == "sdxl" else [64.0, 64, 0, 0, 6.0]
+            pooled, time_ids = torch.randn(2, 48, generator=g), torch.tensor([numbers] * 2)
             y = torch.cat([pooled, timestep_embedding(time_ids.flatten(), SIZE).reshape(2, -1)], dim=1)
             theirs = unet(x, t, context, added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}).sample
             ours = ckpt.model.unet(x, t, context, y=y)
@@ -109,7 +114,7 @@ def test_folder_matches_diffusers_and_transformers(builtin_registry, diffusers_d
         assert ckpt.vae.latent_format.scale_factor == vae.config.scaling_factor
 
         ids = torch.tensor([[49406, 320, 1125, 49407] + [49407] * 3])
-        names = {"sd1": ["clip_l"], "sd2": ["clip_h"], "sdxl": ["clip_l", "clip_g"]}[family]
+        names = {"sd1": ["clip_l"], "sd2": ["clip_h"], "sdxl": ["clip_l", "clip_g"], "sdxl_refiner": ["clip_g"]}[family]
         assert [t.name for t in ckpt.clip.towers] == names
         for tower, model in zip(ckpt.clip.towers, towers.values()):
             a = tower.model(ids, output_hidden_states=True)
@@ -119,6 +124,10 @@ def test_folder_matches_diffusers_and_transformers(builtin_registry, diffusers_d
             _close(a.last_hidden_state, b.last_hidden_state)
             if hasattr(b, "text_embeds"):
                 _close(a.text_embeds, b.text_embeds)
+        for name in names:  # the memory manager reads a dropped tower back alone
+            alone = _read(read_folder(diffusers_dir / f"tiny-{family}"), "cpu", torch.float32, None,
+                          {f"text_encoder:{name}"})
+            assert alone.model is None and alone.vae is None and [t.name for t in alone.clip.towers] == [name]
         if family == "sd2":  # by default the prompt embedding is diffusers' (the last layer, normed)
             cond, _ = ckpt.clip.towers[0].run(ids.tolist(), ckpt.clip.clip_skip, True)
             _close(cond, towers["text_encoder"](ids).last_hidden_state)

@@ -47,6 +47,11 @@ def _json(path: Path) -> dict:
     return value
 
 
+def _config(folder: Path) -> dict:
+    """A component's config.json ({} when there is none)."""
+    return _json(folder / "config.json") if (folder / "config.json").is_file() else {}
+
+
 def weight_file(folder: Path) -> Path | None:
     """The component's weights file (full precision preferred over an .fp16 variant)."""
     found = next((folder / n for n in WEIGHT_NAMES if (folder / n).is_file()), None)
@@ -87,14 +92,13 @@ def read_folder(path) -> Folder:
         found = sorted(p.name + "/" for p in path.iterdir() if p.is_dir()) or ["nothing"]
         raise CheckpointError(f"{path.name} is not a diffusers SD1/SD2/SDXL folder: expected unet/ with "
                               f"{WEIGHT_NAMES[0]}; found {', '.join(found)}")
-    unet_config = _json(unet_dir / "config.json") if (unet_dir / "config.json").is_file() else {}
+    unet_config = _config(unet_dir)
     vae = weight_file(path / "vae") if (path / "vae").is_dir() else None
-    vae_config = _json(path / "vae" / "config.json") if vae is not None and (path / "vae" / "config.json").is_file() else {}
+    vae_config = _config(path / "vae") if vae is not None else {}
     files, configs = {}, {}
     for sub in TEXT_FOLDERS:
         if (path / sub).is_dir() and weight_file(path / sub) is not None:
-            files[sub] = weight_file(path / sub)
-            configs[sub] = _json(path / sub / "config.json") if (path / sub / "config.json").is_file() else {}
+            files[sub], configs[sub] = weight_file(path / sub), _config(path / sub)
     if "text_encoder_2" in files:
         arch = "sdxl" if "text_encoder" in files else "sdxl_refiner"
     elif "text_encoder" in files:
