@@ -105,10 +105,11 @@ def read_folder(path) -> Folder:
         act = configs["text_encoder"].get("hidden_act")
         arch = "sd2" if act == "gelu" or unet_config.get("cross_attention_dim") == 1024 else "sd1"
     else:
-        arch = {768: "sd1", 1024: "sd2", 2048: "sdxl", 1280: "sdxl_refiner"}.get(unet_config.get("cross_attention_dim"))
+        context = unet_config.get("cross_attention_dim")
+        arch = {768: "sd1", 1024: "sd2", 2048: "sdxl", 1280: "sdxl_refiner"}.get(context)
         if arch is None:
-            raise CheckpointError(f"{path.name}: no text_encoder/ and the UNet's cross_attention_dim "
-                                  f"{unet_config.get('cross_attention_dim')} names no known family")
+            raise CheckpointError(f"{path.name}: no text_encoder/ and the UNet's cross_attention_dim {context} "
+                                  f"names no known family")
     names = {"sd1": ("clip_l",), "sd2": ("clip_h",), "sdxl": ("clip_l", "clip_g"), "sdxl_refiner": ("clip_g",)}[arch]
     subs = [s for s in TEXT_FOLDERS if s in files]
     text = dict(zip(names, (files[s] for s in subs)))
@@ -138,10 +139,13 @@ def _heads(config: dict) -> dict:
         return {}
     if isinstance(heads, int):
         return {"num_heads": heads, "num_head_channels": -1}
-    widths = {c // h for c, h in zip(config["block_out_channels"], heads)}
+    channels = config["block_out_channels"]
+    types = config.get("down_block_types") or ["CrossAttnDownBlock2D"] * len(channels)
+    widths = {c // h for c, h, kind in zip(channels, heads, types) if "CrossAttn" in kind}
+    widths.add(channels[-1] // heads[-1])  # the middle block's
     if len(widths) != 1:
         raise CheckpointError(f"unet/config.json: attention heads {heads} over channels "
-                              f"{config['block_out_channels']} are not of one width; graphflow's UNet needs that")
+                              f"{channels} are not of one width; graphflow's UNet needs that")
     return {"num_heads": -1, "num_head_channels": widths.pop()}
 
 
