@@ -55,9 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     nodes.add_argument("--json", action="store_true", help="print the full catalogue as JSON")
     _add_folder_flags(nodes)
 
-    inspect = sub.add_parser("inspect", help="describe a model file: checkpoint, LoRA, ControlNet, VAE, ...")
+    inspect = sub.add_parser("inspect", help="describe a model file (checkpoint, LoRA, ControlNet, VAE, ...) "
+                                             "or a diffusers folder")
     inspect.add_argument("checkpoint", metavar="FILE",
-                         help="a file path, or a file's name in the models folders (checkpoints, loras, controlnet, ...)")
+                         help="a file or diffusers folder path, or a name in the models folders (checkpoints, "
+                              "loras, controlnet, diffusers, ...)")
     _add_model_folder_flags(inspect)
 
     serve = sub.add_parser("serve", help="start the server and browser editor")
@@ -461,7 +463,13 @@ def cmd_inspect(args) -> int:
     from graphflow.models.weight_files import CheckpointError
 
     try:
-        print(inspect_report(_model_file(args.checkpoint)))
+        folder = _model_folder(args.checkpoint)
+        if folder is not None:
+            from graphflow.models.diffusers_folder import folder_report
+
+            print(folder_report(folder))
+        else:
+            print(inspect_report(_model_file(args.checkpoint)))
     except (CheckpointError, FileNotFoundError) as e:
         _error(str(e))
         return EXIT_FILE
@@ -470,6 +478,18 @@ def cmd_inspect(args) -> int:
 
 MODEL_KINDS = ("checkpoints", "diffusion_models", "loras", "vae", "text_encoders", "controlnet", "upscale_models",
                "clip_vision", "style_models", "embeddings", "hypernetworks", "gligen", "ipadapter", "vae_approx")
+
+
+def _model_folder(name: str):
+    """A diffusers model folder: the path as given, else one of that name under models/diffusers/."""
+    from graphflow.folders import UnsafePathError, folders
+
+    if os.path.isdir(name):
+        return name
+    try:
+        return folders.find_model_folder("diffusers", name)
+    except (FileNotFoundError, UnsafePathError):
+        return None
 
 
 def _model_file(name: str):

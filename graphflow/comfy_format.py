@@ -25,6 +25,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from graphflow.folders import split_annotation
 from graphflow.node_modes import apply_modes
 from graphflow.workflow import (FORMAT_VERSION, Problem, Workflow, WorkflowFormatError, _short, _validated,
                                 comfy_aliases, is_comfy_api_graph, is_link, literal)
@@ -33,6 +34,9 @@ MUTED, BYPASSED = 2, 4
 VIRTUAL_TYPES = {"Reroute", "PrimitiveNode", "Note", "MarkdownNote"}
 UPLOAD_INPUTS = ("upload", "choose file to upload")  # the editor's upload button, which some exports write
 CONTROL_DEFAULT = "fixed"
+# (class, input, folder): the class a node is read as when its file name is annotated with that
+# folder, since ours load from one folder each (ComfyUI's LoadImage reads "x.png [output]" too)
+FOLDER_CLASSES = {("LoadImage", "image", "output"): "LoadImageOutput"}
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -114,6 +118,17 @@ def _alias_for(cls, class_type: str):
     return next((a for a in comfy_aliases(cls) if class_type in a.class_types), None) if cls else None
 
 
+def _folder_class(class_type, raw_inputs) -> str:
+    """The class to read a node as, given its file names' folder annotations (FOLDER_CLASSES)."""
+    if not isinstance(raw_inputs, dict):
+        return class_type
+    for (name, key, folder), other in FOLDER_CLASSES.items():
+        value = raw_inputs.get(key)
+        if name == class_type and isinstance(value, str) and split_annotation(value)[1] == folder:
+            return other
+    return class_type
+
+
 def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
     """Our workflow from a ComfyUI API graph, renaming classes, inputs and values by the aliases.
 
@@ -125,6 +140,8 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
     output_maps = {}  # node id -> our output index for each of its ComfyUI class's outputs
     for key, entry in graph.items():
         class_type = entry.get("class_type") if isinstance(entry, dict) else None
+        if isinstance(class_type, str):
+            class_type = _folder_class(class_type, entry.get("inputs"))
         alias = _alias_for(registry.comfy_node(class_type), class_type) if isinstance(class_type, str) else None
         if alias is not None and alias.outputs is not None:
             output_maps[str(key)] = alias.outputs
@@ -145,6 +162,7 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
             problems.append(Problem(node_id, class_type, None,
                                     f"'inputs' must be an object of input name to value, got {_short(raw_inputs)}"))
             continue
+        class_type = _folder_class(class_type, raw_inputs)
         cls = registry.comfy_node(class_type)
         alias = _alias_for(cls, class_type)
         declared = {i["name"] for i in catalogue[class_type]["inputs"]} if class_type in catalogue else None
@@ -164,6 +182,9 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
                 mapping = alias.values.get(name)
                 if mapping is not None and isinstance(value, (str, int, float)) and value in mapping:
                     value = mapping[value]
+                if name in alias.folders and isinstance(value, str):  # "x.png [output]": ours knows its folder
+                    plain, folder = split_annotation(value)
+                    value = plain if folder == alias.folders[name] else value
             if is_link(value) and str(value[0]) in output_maps and isinstance(value[1], int):
                 outputs = output_maps[str(value[0])]
                 value = [value[0], outputs[value[1]] if 0 <= value[1] < len(outputs) else value[1]]
@@ -649,8 +670,19 @@ def _comfy_inputs(node, cls, alias, registry, workflow) -> dict:
         if alias is not None and name in alias.values:
             reverse = {v: k for k, v in alias.values[name].items()}
             value = reverse.get(value, value) if _hashable(value) else value
+        if alias is not None and isinstance(value, str):
+            value = annotated_name(alias, name, value)
         out[back.get(name, name)] = {"__value__": value} if isinstance(value, list) else value
     return out
+
+
+def annotated_name(alias, name: str, value: str) -> str:
+    """A file name as ComfyUI names it: annotated with its folder unless that is ComfyUI's
+    default, the inputs ("x.png" of LoadImageOutput is "x.png [output]")."""
+    folder = alias.folders.get(name)
+    if folder is None or folder == "input" or split_annotation(value)[1] is not None:
+        return value
+    return f"{value} [{folder}]"
 
 
 def export_api(workflow: Workflow, registry) -> dict:

@@ -131,6 +131,22 @@ class Folders:
         searched = ", ".join(str(d) for d in self.model_dirs(kind))
         raise FileNotFoundError(f"no {kind} file named {name!r} in {searched}")
 
+    def list_model_folders(self, kind: str) -> list[str]:
+        """Folders (names relative to a search-path folder) holding a model_index.json: diffusers'
+        model folders, as downloaded from Hugging Face."""
+        names = set()
+        for base in self.model_dirs(kind):
+            names.update(name.rsplit("/", 1)[0] for name in _walk_files(base) if name.endswith("/model_index.json"))
+        return sorted(names)
+
+    def find_model_folder(self, kind: str, name: str) -> Path:
+        for base in self.model_dirs(kind):
+            path = safe_join(base, name, follow_links=True)
+            if path.is_dir():
+                return path
+        searched = ", ".join(str(d) for d in self.model_dirs(kind))
+        raise FileNotFoundError(f"no {kind} folder named {name!r} in {searched}")
+
     def input_dirs(self) -> list[Path]:
         """Where LoadImage looks: the user's inputs (uploads go there), then the bundled examples."""
         return [self.inputs, BUNDLED / "inputs"]
@@ -171,6 +187,18 @@ class Folders:
         target = safe_join(self.outputs, prefix)
         target.parent.mkdir(parents=True, exist_ok=True)
         return target.parent, target.name
+
+
+ANNOTATED_FOLDERS = ("input", "output", "temp")
+
+
+def split_annotation(name: str) -> tuple[str, str | None]:
+    """ComfyUI's annotated file names: "x.png [output]" -> ("x.png", "output"); the folder is
+    "input", "output" or "temp", None when the name has no annotation."""
+    for folder in ANNOTATED_FOLDERS:
+        if name.endswith(f" [{folder}]"):
+            return name[:-len(folder) - 3], folder
+    return name, None
 
 
 def _walk_files(base: Path) -> list[str]:

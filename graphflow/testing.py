@@ -632,12 +632,10 @@ def write_unclip_checkpoint(path, seed: int = 0, dtype=torch.float16) -> Path:
     return write_checkpoint(path, "sd2", seed=seed, dtype=dtype, unet=unet, extra=extra)
 
 
-_RESNET_DIFFUSERS = {"in_layers.0": "norm1", "in_layers.2": "conv1", "emb_layers.1": "time_emb_proj",
-                     "out_layers.0": "norm2", "out_layers.3": "conv2", "skip_connection": "conv_shortcut"}
-
-
 def _controlnet_diffusers_name(key: str, config) -> str:
     """An original-layout ControlNet key -> diffusers' ControlNetModel name (what the loader undoes)."""
+    from .models.lora import RESNET_NAMES
+
     parts = key.split(".")
     if parts[0] == "input_hint_block":
         i, last = int(parts[1]), 4 * (len(config.hint_block) - 1) + 2
@@ -652,8 +650,8 @@ def _controlnet_diffusers_name(key: str, config) -> str:
         return f"{'time_embedding' if parts[0] == 'time_embed' else 'add_embedding'}.{linear}.{parts[-1]}"
 
     def resnet(rest):
-        stem = ".".join(rest[:2]) if ".".join(rest[:2]) in _RESNET_DIFFUSERS else rest[0]
-        return ".".join([_RESNET_DIFFUSERS[stem]] + rest[len(stem.split(".")):])
+        stem = ".".join(rest[:2]) if ".".join(rest[:2]) in RESNET_NAMES else rest[0]
+        return ".".join([RESNET_NAMES[stem]] + rest[len(stem.split(".")):])
 
     if parts[0] == "middle_block":
         j = int(parts[1])

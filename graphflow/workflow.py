@@ -227,6 +227,9 @@ class ComfyAlias:
     fixed: dict = field(default_factory=dict)  # our inputs set by the class itself (VAEDecodeTiled: tiled=True)
     optional: tuple[str, ...] = ()  # listed as optional to ComfyUI clients: its optional inputs, and ours it lacks
     outputs: tuple[int, ...] | None = None  # our output index for each of ComfyUI's outputs (None: the same)
+    # our file-name inputs whose ComfyUI names may carry a folder annotation ("x.png [output]"),
+    # with the folder our node reads them from: stripped on import, written back
+    folders: dict[str, str] = field(default_factory=dict)
 
 
 def comfy_aliases(cls) -> tuple[ComfyAlias, ...]:

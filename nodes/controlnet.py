@@ -3,10 +3,11 @@ apply them to a conditioning with a hint image.
 
 The applied control travels in the conditioning's options under "control", chained to any
 control applied before (stacked controls add their residuals), as in ComfyUI; the sampler runs
-it next to the UNet for the entries that carry it."""
+it next to the UNet for the entries that carry it. A text of the ControlNets' own
+(CLIPTextEncodeControlnet) travels as "cross_attn_controlnet"."""
 
-from graphflow.api import (CONDITIONING, IMAGE, MASK, MODEL, VAE, Choice, ComfyAlias, Float, Node, NodeInputError,
-                           folders, socket_type)
+from graphflow.api import (CLIP, CONDITIONING, IMAGE, MASK, MODEL, VAE, Choice, ComfyAlias, Float, Node,
+                           NodeInputError, Text, folders, socket_type)
 from graphflow.choices import UNION_CONTROLNET_TYPES
 
 CONTROL_NET = socket_type("CONTROL_NET", "#00d78d", "A ControlNet or T2I-Adapter")
@@ -211,6 +212,26 @@ def _masked_hint(image, mask):
                                      f"images: give one mask or one per image")
     where = resize_hint(keep.movedim(1, -1), image.shape[1], image.shape[2], mode="bilinear").round()
     return image * where.movedim(1, -1), keep
+
+
+class CLIPTextEncodeControlnet(Node):
+    """Give a conditioning's ControlNets a prompt of their own: the text, encoded with the CLIP,
+    is what ControlNets (SD1/SDXL, SD3 and FLUX ones, Control-LoRAs) attend to in place of the
+    conditioning's prompt, which the model itself still gets. T2I-Adapters read no text."""
+    category = "conditioning/controlnet"
+    clip: CLIP
+    conditioning: CONDITIONING
+    text: str = Text("", multiline=True)
+    outputs = {"conditioning": CONDITIONING}
+    comfy = ComfyAlias(("CLIPTextEncodeControlnet",))
+
+    def run(self):
+        if self.clip is None:
+            raise NodeInputError("clip", "no text encoder: the checkpoint has none; load one separately")
+        cond, pooled = self.clip.encode(self.text)
+        # pooled_output_controlnet: kept as ComfyUI stores it, though its ControlNets read only the tokens
+        return [(c, {**options, "cross_attn_controlnet": cond, "pooled_output_controlnet": pooled})
+                for c, options in self.conditioning]
 
 
 class SetUnionControlNetType(Node):

@@ -1,6 +1,6 @@
 """SD3 / SD3.5 and FLUX.1 nodes: flow-model sampling shifts, the 16-channel empty latent, FLUX's
-distilled guidance, the per-encoder prompt nodes, and FLUX Kontext's helpers (ComfyUI's names and
-inputs)."""
+distilled guidance, the per-encoder prompt nodes and T5's padding options, and FLUX Kontext's
+helpers (ComfyUI's names and inputs)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,22 @@ class ModelSamplingSD3(Node):
     def run(self):
         from graphflow.sampling.flow_sampling import FlowSchedule
         return _with_sampling(self.model, FlowSchedule.sd3(self.shift))
+
+
+class ModelSamplingAuraFlow(Node):
+    """Set a flow model's timestep shift as AuraFlow does: sigma = shift t / (1 + (shift - 1) t),
+    ModelSamplingSD3's formula with the timestep told to the model as sigma itself (multiplier
+    1, ComfyUI's setting for AuraFlow and FLUX schnell). graphflow's SD3 and FLUX models scale
+    the timestep they are given themselves, so on them this samples as ModelSamplingSD3 does."""
+    category = "advanced/model"
+    model: MODEL
+    shift: float = Float(1.73, min=0.0, max=100.0, step=0.01)
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("ModelSamplingAuraFlow",))
+
+    def run(self):
+        from graphflow.sampling.flow_sampling import FlowSchedule
+        return _with_sampling(self.model, FlowSchedule.sd3(self.shift, multiplier=1.0))
 
 
 class ModelSamplingFlux(Node):
@@ -132,6 +148,25 @@ class CLIPTextEncodeFlux(Node):
         clip = _flow_clip(self.clip, "flux", "CLIPTextEncodeFlux")
         cond, pooled = clip.encode_flux(self.clip_l, self.t5xxl)
         return [(cond, {"pooled_output": pooled, "guidance": self.guidance})]
+
+
+class T5TokenizerOptions(Node):
+    """How the T5 text encoder of an SD3 / FLUX CLIP pads prompts: min_padding <pad> tokens after
+    the prompt's end, then more up to min_length tokens (in place of the usual 77 for SD3, 256
+    for FLUX; 0 leaves the prompt unpadded). Encoders without T5 are passed on unchanged."""
+    category = "advanced/conditioning"
+    clip: CLIP
+    min_padding: int = Int(0, min=0, max=10000)
+    min_length: int = Int(0, min=0, max=10000)
+    outputs = {"clip": CLIP}
+    comfy = ComfyAlias(("T5TokenizerOptions",))
+
+    def run(self):
+        if self.clip is None:
+            raise NodeInputError("clip", "no text encoder connected")
+        if not hasattr(self.clip, "with_t5_padding"):
+            return self.clip  # as ComfyUI: the options name T5 tokenizers, which this encoder lacks
+        return self.clip.with_t5_padding(self.min_padding, self.min_length)
 
 
 class FluxDisableGuidance(Node):

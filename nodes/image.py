@@ -23,7 +23,7 @@ class LoadImage(Node):
     category = "image"
     image: str = Choice(folders.list_inputs, upload="image", description="a file in the inputs folder")
     outputs = {"image": IMAGE, "mask": MASK}
-    comfy = ComfyAlias(("LoadImage",))
+    comfy = ComfyAlias(("LoadImage",), folders={"image": "input"})
 
     @classmethod
     def fingerprint(cls, image):
@@ -59,7 +59,7 @@ class LoadImageOutput(Node):
     category = "image"
     image: str = Choice(folders.list_output_images, description="a picture in the outputs folder")
     outputs = {"image": IMAGE, "mask": MASK}
-    comfy = ComfyAlias(("LoadImageOutput",))
+    comfy = ComfyAlias(("LoadImageOutput",), folders={"image": "output"})
 
     @classmethod
     def fingerprint(cls, image):

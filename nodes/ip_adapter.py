@@ -1,20 +1,26 @@
 """IP-Adapter: load an image prompt adapter (models/ipadapter/) and apply it to a SD1.x / SDXL
 MODEL with a reference image, under ComfyUI_IPAdapter_plus's node names and inputs. The result is
-a patched copy of the MODEL: every UNet cross-attention also attends to the image's tokens."""
+a patched copy of the MODEL: the UNet cross-attentions also attend to the image's tokens."""
 
 from __future__ import annotations
 
-from graphflow.api import (CLIP_VISION, IMAGE, MASK, MODEL, Choice, ComfyAlias, Float, Node, NodeInputError, folders,
-                           socket_type)
+from graphflow.api import (CLIP_VISION, IMAGE, MASK, MODEL, Choice, ComfyAlias, Float, Int, Node, NodeInputError,
+                           folders, socket_type)
 
 IPADAPTER = socket_type("IPADAPTER", "#7e57c2", "An IP-Adapter: image projection and cross-attention weights")
-# ComfyUI_IPAdapter_plus's choices, so that its workflows load; the ones not implemented are refused when run
+EMBEDS = socket_type("EMBEDS", "#9575cd", "IP-Adapter image features: CLIP image embeddings (basic adapters) or "
+                                          "penultimate hidden states (plus), one row per image")
+# ComfyUI_IPAdapter_plus's choices, so that its workflows load (the C-penalty scalings are refused when run)
 WEIGHT_TYPES = ("linear", "ease in", "ease out", "ease in-out", "reverse in-out", "weak input", "weak output",
                 "weak middle", "strong middle", "style transfer", "composition", "strong style transfer",
                 "style and composition", "style transfer precise", "composition precise")
 COMBINE_EMBEDS = ("concat", "add", "subtract", "average", "norm average")
 EMBEDS_SCALINGS = ("V only", "K+V", "K+V w/ C penalty", "K+mean(V) w/ C penalty")
 SIMPLE_WEIGHT_TYPES = ("standard", "prompt is more important", "style transfer")
+# the simple node's choices as the pack maps them
+SIMPLE_TO_ADVANCED = {"standard": "linear", "prompt is more important": "ease out", "style transfer": "style transfer"}
+PRESETS = ("LIGHT - SD1.5 only (low strength)", "STANDARD (medium strength)", "VIT-G (medium strength)",
+           "PLUS (high strength)", "PLUS FACE (portraits)", "FULL FACE - SD1.5 only (portraits stronger)")
 
 
 class IPAdapterModelLoader(Node):
@@ -32,17 +38,86 @@ class IPAdapterModelLoader(Node):
         return f"{ipadapter_file}:{stat.st_size}:{stat.st_mtime_ns}"
 
     def run(self):
-        from graphflow.models.ip_adapter import load_ip_adapter
-        from graphflow.models.weight_files import CheckpointError
+        return _load_adapter(self.ipadapter_file, "ipadapter_file")
 
+
+def _load_adapter(name: str, input_name: str):
+    from graphflow.models.ip_adapter import load_ip_adapter
+    from graphflow.models.weight_files import CheckpointError
+
+    try:
+        path = folders.find_model("ipadapter", name)
+    except (FileNotFoundError, ValueError) as e:
+        raise NodeInputError(input_name, str(e)) from None
+    try:
+        return load_ip_adapter(path)
+    except CheckpointError as e:
+        raise NodeInputError(input_name, str(e)) from None
+
+
+class IPAdapterUnifiedLoader(Node):
+    """Load the IP-Adapter and CLIP vision model of a preset, found by ComfyUI_IPAdapter_plus's
+    file-name patterns in models/ipadapter/ and models/clip_vision/ (STANDARD: ip-adapter_sd15 or
+    ip-adapter_sdxl_vit-h with CLIP-ViT-H-14-laion2B-s32B-b79K; PLUS: ip-adapter-plus_*; VIT-G:
+    ip-adapter_sdxl with CLIP-ViT-bigG-14-laion2B-39B-b160k; ...). The ipadapter output carries
+    both: connect it to an IPAdapter node without a clip_vision. The model passes through."""
+    category = "ipadapter"
+    model: MODEL
+    preset: str = Choice(PRESETS, "STANDARD (medium strength)")
+    ipadapter: IPADAPTER = None
+    outputs = {"model": MODEL, "ipadapter": IPADAPTER}
+    comfy = ComfyAlias(("IPAdapterUnifiedLoader",), optional=("ipadapter",))
+
+    @classmethod
+    def fingerprint(cls, preset):
+        # which files the preset finds depends on both folders' contents
+        states = []
+        for kind in ("ipadapter", "clip_vision"):
+            for name in folders.list_models(kind):
+                stat = folders.find_model(kind, name).stat()
+                states.append(f"{kind}/{name}:{stat.st_size}:{stat.st_mtime_ns}")
+        return "\n".join(states)
+
+    def run(self):
+        import re
+
+        from graphflow.models.ip_adapter import IPAdapterBundle, IPAdapterError, preset_patterns
+
+        if getattr(self.model, "is_flow", True):
+            raise NodeInputError("model", f"IP-Adapter is for SD1.x / SDXL UNets, not {getattr(self.model, 'arch', self.model)}")
+        sdxl = self.model.arch.startswith("sdxl")
         try:
-            path = folders.find_model("ipadapter", self.ipadapter_file)
-        except (FileNotFoundError, ValueError) as e:
-            raise NodeInputError("ipadapter_file", str(e)) from None
-        try:
-            return load_ip_adapter(path)
-        except CheckpointError as e:
-            raise NodeInputError("ipadapter_file", str(e)) from None
+            adapter_patterns, vision_pattern = preset_patterns(self.preset, sdxl)
+        except IPAdapterError as e:
+            raise NodeInputError("preset", str(e)) from None
+        adapters = folders.list_models("ipadapter")
+        adapter_file = next((name for pattern in adapter_patterns for name in adapters
+                             if re.search(pattern, name, re.IGNORECASE)), None)
+        if adapter_file is None:
+            raise NodeInputError("preset", f"preset {self.preset!r} ({'SDXL' if sdxl else 'SD1.5'}) found no IP-Adapter "
+                                           f"in models/ipadapter: looked for a file name matching "
+                                           f"{' or '.join(adapter_patterns)} (e.g. the h94/IP-Adapter file)")
+        visions = folders.list_models("clip_vision")
+        vision_file = next((name for name in visions if re.search(vision_pattern, name, re.IGNORECASE)), None)
+        if vision_file is None:
+            raise NodeInputError("preset", f"preset {self.preset!r} found no CLIP vision model in models/clip_vision: "
+                                           f"looked for a file name matching {vision_pattern}")
+        previous = self.ipadapter  # the pack's pipeline input: reuse what it loaded when the same files
+        if isinstance(previous, IPAdapterBundle) and previous.adapter_file == adapter_file:
+            adapter = previous.adapter
+        else:
+            adapter = _load_adapter(adapter_file, "preset")
+        if isinstance(previous, IPAdapterBundle) and previous.clip_vision_file == vision_file:
+            clip_vision = previous.clip_vision
+        else:
+            from graphflow.models.clip_vision import load_clip_vision
+            from graphflow.models.weight_files import CheckpointError
+
+            try:
+                clip_vision = load_clip_vision(folders.find_model("clip_vision", vision_file))
+            except CheckpointError as e:
+                raise NodeInputError("preset", f"{vision_file}: {e}") from None
+        return self.model, IPAdapterBundle(adapter, clip_vision, adapter_file, vision_file)
 
 
 def _check_image(image, name: str):
@@ -62,49 +137,87 @@ def _features(adapter, clip_vision, image, name: str):
     return features
 
 
-def apply_image_prompt(model, adapter, clip_vision, image, weight: float, start_at: float, end_at: float,
-                       combine: str = "concat", scaling: str = "V only", image_negative=None):
-    """The patched MODEL (the nodes' shared body; inputs already checked by name)."""
+def _unbundle(adapter, clip_vision, need_clip_vision: bool = True):
+    """The IP-Adapter and the CLIP vision model to use: IPAdapterUnifiedLoader's bundle brings its
+    own (a connected clip_vision wins)."""
+    from graphflow.models.ip_adapter import IPAdapter, IPAdapterBundle
+
+    if isinstance(adapter, IPAdapterBundle):
+        adapter, clip_vision = adapter.adapter, clip_vision if clip_vision is not None else adapter.clip_vision
+    if not isinstance(adapter, IPAdapter):
+        raise NodeInputError("ipadapter", f"expected an IP-Adapter (IPAdapterModelLoader or IPAdapterUnifiedLoader), "
+                                          f"got {type(adapter).__name__}")
+    if clip_vision is None and need_clip_vision:
+        raise NodeInputError("clip_vision", "no CLIP vision model: connect a LoadCLIPVision with the image encoder "
+                                            "the IP-Adapter was trained with (ViT-H for the SD1.5 and *_vit-h files), "
+                                            "or load the adapter with IPAdapterUnifiedLoader")
+    return adapter, clip_vision
+
+
+def _no_image_features(adapter, clip_vision, like):
+    """The negative side's features when no negative image is given: a black image's hidden states
+    (plus) or zero image embeddings, as ComfyUI_IPAdapter_plus."""
     import torch
 
-    from graphflow.models.ip_adapter import IPAdapter, IPAdapterError, apply_ip_adapter
-    from graphflow.sampling.flow_sampling import model_sampling_for
+    if adapter.config.kind == "plus":
+        return adapter.features(clip_vision.encode_image(torch.zeros(1, 224, 224, 3), crop=True))
+    return torch.zeros_like(like)
 
-    if not isinstance(adapter, IPAdapter):
-        raise NodeInputError("ipadapter", f"expected an IP-Adapter (IPAdapterModelLoader), got {type(adapter).__name__}")
-    if clip_vision is None:
-        raise NodeInputError("clip_vision", "no CLIP vision model: connect a LoadCLIPVision with the image encoder "
-                                            "the IP-Adapter was trained with (ViT-H for the SD1.5 and *_vit-h files)")
+
+def apply_image_prompt(model, adapter, clip_vision, image, weight: float, start_at: float, end_at: float,
+                       combine: str = "concat", scaling: str = "V only", image_negative=None,
+                       weight_type: str = "linear", attn_mask=None):
+    """The patched MODEL (the nodes' shared body; inputs already checked by name)."""
+    adapter, clip_vision = _unbundle(adapter, clip_vision)
+    _check_model(model, start_at, end_at, attn_mask)
+    cond = _features(adapter, clip_vision, image, "image")
+    if image_negative is not None:
+        uncond = _features(adapter, clip_vision, image_negative, "image_negative")
+    else:
+        uncond = _no_image_features(adapter, clip_vision, cond)
+    return patch_model(model, adapter, cond, uncond, weight, start_at, end_at, combine, scaling, weight_type,
+                       attn_mask)
+
+
+def _check_model(model, start_at: float, end_at: float, attn_mask):
+    if attn_mask is not None and (getattr(attn_mask, "ndim", 0) not in (2, 3) or 0 in attn_mask.shape):
+        raise NodeInputError("attn_mask", f"expected a MASK [B, H, W], got shape {tuple(getattr(attn_mask, 'shape', ()))}")
     if getattr(model, "is_flow", True):
         raise NodeInputError("model", f"IP-Adapter is for SD1.x / SDXL UNets, not {getattr(model, 'arch', model)}")
     if start_at > end_at:
         raise NodeInputError("start_at", f"start_at {start_at} is after end_at {end_at}")
-    cond = _features(adapter, clip_vision, image, "image")
-    if image_negative is not None:
-        uncond = _features(adapter, clip_vision, image_negative, "image_negative")
-    elif adapter.config.kind == "plus":  # a black image's hidden states, as ComfyUI_IPAdapter_plus
-        uncond = adapter.features(clip_vision.encode_image(torch.zeros(1, 224, 224, 3), crop=True))
-    else:
-        uncond = torch.zeros_like(cond)
-    uncond = uncond.repeat(-(-cond.shape[0] // uncond.shape[0]), *[1] * (uncond.ndim - 1))[:cond.shape[0]]
-    if cond.shape[0] > 1 and combine in ("subtract", "norm average"):
-        raise NodeInputError("combine_embeds", f"{combine!r} is not supported; use concat, add or average "
-                                               f"to combine several images")
+
+
+def patch_model(model, adapter, cond, uncond, weight: float, start_at: float, end_at: float, combine: str,
+                scaling: str, weight_type: str, attn_mask, per_latent: bool = False):
+    """The MODEL with the image prompt of CLIP features cond / uncond (one row per image).
+    per_latent: image k prompts latent k of the batch (the last image the latents beyond)."""
+    from graphflow.models.ip_adapter import IPAdapterError, apply_ip_adapter
+    from graphflow.sampling.flow_sampling import model_sampling_for
+
+    uncond = _to_count(uncond, cond.shape[0])
+    if combine != "concat" and cond.shape[0] > 1 and not per_latent:
+        if combine == "add":
+            cond = cond.sum(0, keepdim=True)
+        elif combine == "subtract":  # the first image minus the others' mean
+            cond = (cond[0] - cond[1:].mean(0))[None]
+        elif combine == "average":
+            cond = cond.mean(0, keepdim=True)
+        else:  # norm average: each feature divided by its norm over the images
+            cond = (cond / cond.norm(dim=0, keepdim=True)).mean(0, keepdim=True)
+        uncond = uncond[:1]  # as the pack: the first negative, not a combination
 
     def tokens(features):
-        if combine == "average":
-            features = features.mean(0, keepdim=True)
-        elif combine == "add":
-            features = features.sum(0, keepdim=True)
         out = adapter.tokens(features)
-        return out.reshape(1, -1, out.shape[-1])  # concat: every image's tokens in one sequence
+        return out if per_latent else out.reshape(1, -1, out.shape[-1])  # concat: all in one sequence
 
     sigma_range = None
     if start_at > 0 or end_at < 1:
         schedule = model_sampling_for(model)
         sigma_range = (schedule.percent_to_sigma(start_at), schedule.percent_to_sigma(end_at))
     try:
-        return apply_ip_adapter(model, adapter, tokens(cond), tokens(uncond), weight, sigma_range, scaling)
+        return apply_ip_adapter(model, adapter, tokens(cond), tokens(uncond), weight, sigma_range, scaling,
+                                weight_type, attn_mask)
     except IPAdapterError as e:
         raise NodeInputError("ipadapter", str(e)) from None
 
@@ -113,9 +226,12 @@ class IPAdapterAdvanced(Node):
     """Prompt with an image: every UNet cross-attention also attends to the image's IP-Adapter
     tokens, out = attention(text) + weight * attention(image tokens), between start_at and end_at
     (fractions of the schedule). The negative prompt gets image_negative's tokens (default: those of
-    no image). Several images: concat (all their tokens), add or average (of their CLIP
-    features). weight_type "linear" (one weight everywhere) and embeds_scaling "V only" / "K+V"
-    are implemented; attn_mask is not. clip_vision: the encoder the adapter was trained with."""
+    no image). Several images: concat (all their tokens), or add, subtract (the first minus the
+    others' mean), average, norm average of their CLIP features. weight_type spreads the weight over the UNet's transformers as ComfyUI_IPAdapter_plus
+    does ("style transfer" on SDXL: output block 1 alone; "composition": input block 8; the ease and
+    weak ones scale it by position or block). embeds_scaling "V only" / "K+V". attn_mask: where in
+    the picture the image prompt acts (resized to each attention's grid, multiplies its part).
+    clip_vision: the encoder the adapter was trained with (IPAdapterUnifiedLoader's comes along)."""
     category = "ipadapter"
     model: MODEL
     ipadapter: IPADAPTER
@@ -133,22 +249,59 @@ class IPAdapterAdvanced(Node):
     comfy = ComfyAlias(("IPAdapterAdvanced",), optional=("image_negative", "attn_mask", "clip_vision"))
 
     def run(self):
-        if self.weight_type != "linear":
-            raise NodeInputError("weight_type", f"{self.weight_type!r} is not supported; only 'linear' (the same "
-                                                f"weight in every layer) is")
         if self.embeds_scaling not in ("V only", "K+V"):
             raise NodeInputError("embeds_scaling", f"{self.embeds_scaling!r} is not supported; use 'V only' or 'K+V'")
-        if self.attn_mask is not None:
-            raise NodeInputError("attn_mask", "attention masks are not supported; leave attn_mask unconnected")
         return apply_image_prompt(self.model, self.ipadapter, self.clip_vision, self.image, self.weight,
                                   self.start_at, self.end_at, self.combine_embeds, self.embeds_scaling,
-                                  self.image_negative)
+                                  self.image_negative, self.weight_type, self.attn_mask)
+
+
+class IPAdapterBatch(Node):
+    """IPAdapterAdvanced with one image per latent: image k prompts latent k of the batch (the last
+    image the latents beyond it; image_negative and attn_mask likewise per latent), as
+    ComfyUI_IPAdapter_plus's batch node. A single weight (not a per-frame list)."""
+    category = "ipadapter"
+    model: MODEL
+    ipadapter: IPADAPTER
+    image: IMAGE
+    weight: float = Float(1.0, min=-1.0, max=5.0, step=0.05)
+    weight_type: str = Choice(WEIGHT_TYPES, "linear")
+    start_at: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_at: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    embeds_scaling: str = Choice(EMBEDS_SCALINGS, "V only")
+    encode_batch_size: int = Int(0, min=0, max=4096)
+    image_negative: IMAGE = None
+    attn_mask: MASK = None
+    clip_vision: CLIP_VISION = None
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("IPAdapterBatch",), optional=("image_negative", "attn_mask", "clip_vision"))
+
+    def run(self):
+        # encode_batch_size only splits the CLIP vision encoding in the pack; the result is the same
+        if self.embeds_scaling not in ("V only", "K+V"):
+            raise NodeInputError("embeds_scaling", f"{self.embeds_scaling!r} is not supported; use 'V only' or 'K+V'")
+        adapter, clip_vision = _unbundle(self.ipadapter, self.clip_vision)
+        _check_model(self.model, self.start_at, self.end_at, self.attn_mask)
+        cond = _features(adapter, clip_vision, self.image, "image")
+        if self.image_negative is not None:
+            uncond = _features(adapter, clip_vision, self.image_negative, "image_negative")
+        else:
+            uncond = _no_image_features(adapter, clip_vision, cond)
+        return patch_model(self.model, adapter, cond, uncond, self.weight, self.start_at, self.end_at, "concat",
+                           self.embeds_scaling, self.weight_type, self.attn_mask, per_latent=True)
+
+
+def _to_count(features, count: int):
+    """features with count rows: cut, or the last row repeated (the pack's tensor_to_size)."""
+    if features.shape[0] >= count:
+        return features[:count]
+    return features[list(range(features.shape[0])) + [-1] * (count - features.shape[0])]
 
 
 class IPAdapter(Node):
-    """Prompt with an image (IPAdapterAdvanced with its defaults): weight_type "standard" only.
-    Unlike ComfyUI_IPAdapter_plus's node, whose unified loader bundles the CLIP vision model, this
-    one takes it as the clip_vision input."""
+    """Prompt with an image (IPAdapterAdvanced with its defaults). weight_type: "standard" (the
+    same weight everywhere), "prompt is more important" (ease out) or "style transfer". The CLIP
+    vision model comes with IPAdapterUnifiedLoader's ipadapter, or connect clip_vision."""
     category = "ipadapter"
     model: MODEL
     ipadapter: IPADAPTER
@@ -163,9 +316,82 @@ class IPAdapter(Node):
     comfy = ComfyAlias(("IPAdapter",), optional=("attn_mask", "clip_vision"))
 
     def run(self):
-        if self.weight_type != "standard":
-            raise NodeInputError("weight_type", f"{self.weight_type!r} is not supported; only 'standard' is")
-        if self.attn_mask is not None:
-            raise NodeInputError("attn_mask", "attention masks are not supported; leave attn_mask unconnected")
         return apply_image_prompt(self.model, self.ipadapter, self.clip_vision, self.image, self.weight,
-                                  self.start_at, self.end_at)
+                                  self.start_at, self.end_at, weight_type=SIMPLE_TO_ADVANCED[self.weight_type],
+                                  attn_mask=self.attn_mask)
+
+
+class IPAdapterEncoder(Node):
+    """The CLIP vision features an IP-Adapter takes, times weight, for IPAdapterEmbeds:
+    pos_embed (the image's; mask [B, H, W] multiplies its preprocessed pixels) and neg_embed (no
+    image: zeros, or a black image's hidden states for plus adapters), as ComfyUI_IPAdapter_plus."""
+    category = "ipadapter"
+    ipadapter: IPADAPTER
+    image: IMAGE
+    weight: float = Float(1.0, min=-1.0, max=3.0, step=0.01)
+    mask: MASK = None
+    clip_vision: CLIP_VISION = None
+    outputs = {"pos_embed": EMBEDS, "neg_embed": EMBEDS}
+    comfy = ComfyAlias(("IPAdapterEncoder",), optional=("mask", "clip_vision"))
+
+    def run(self):
+        adapter, clip_vision = _unbundle(self.ipadapter, self.clip_vision)
+        mask = self.mask
+        if mask is not None:
+            mask = mask[None] if getattr(mask, "ndim", 0) == 2 else mask
+            if getattr(mask, "ndim", 0) != 3 or 0 in mask.shape:
+                raise NodeInputError("mask", f"expected a MASK [B, H, W], got shape {tuple(getattr(mask, 'shape', ()))}")
+        _check_image(self.image, "image")
+        cond = adapter.features(clip_vision.encode_image(self.image, crop=True, mask=mask))
+        _check_features(adapter, cond, "clip_vision")
+        if self.weight != 1:
+            cond = cond * self.weight
+        return cond, _no_image_features(adapter, clip_vision, cond)
+
+
+def _check_features(adapter, features, name: str):
+    from graphflow.models.ip_adapter import IPAdapterError
+
+    if getattr(features, "ndim", 0) not in (2, 3):
+        raise NodeInputError(name, f"expected IP-Adapter EMBEDS (IPAdapterEncoder), got {type(features).__name__}")
+    try:
+        adapter.tokens(features[:1])
+    except IPAdapterError as e:
+        raise NodeInputError(name, str(e)) from None
+
+
+class IPAdapterEmbeds(Node):
+    """IPAdapterAdvanced on CLIP features already encoded (IPAdapterEncoder, maybe combined or
+    weighted): every row of pos_embed gives its tokens (concat); neg_embed the negative prompt's
+    (default: those of no image, which for plus adapters needs the CLIP vision model)."""
+    category = "ipadapter"
+    model: MODEL
+    ipadapter: IPADAPTER
+    pos_embed: EMBEDS
+    weight: float = Float(1.0, min=-1.0, max=3.0, step=0.05)
+    weight_type: str = Choice(WEIGHT_TYPES, "linear")
+    start_at: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_at: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    embeds_scaling: str = Choice(EMBEDS_SCALINGS, "V only")
+    neg_embed: EMBEDS = None
+    attn_mask: MASK = None
+    clip_vision: CLIP_VISION = None
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("IPAdapterEmbeds",), optional=("neg_embed", "attn_mask", "clip_vision"))
+
+    def run(self):
+        if self.embeds_scaling not in ("V only", "K+V"):
+            raise NodeInputError("embeds_scaling", f"{self.embeds_scaling!r} is not supported; use 'V only' or 'K+V'")
+        adapter, clip_vision = _unbundle(self.ipadapter, self.clip_vision, need_clip_vision=False)
+        _check_model(self.model, self.start_at, self.end_at, self.attn_mask)
+        _check_features(adapter, self.pos_embed, "pos_embed")
+        uncond = self.neg_embed
+        if uncond is None:
+            if clip_vision is None and adapter.config.kind == "plus":
+                raise NodeInputError("clip_vision", "a plus IP-Adapter without neg_embed needs the CLIP vision model "
+                                                    "(for a black image's features): connect clip_vision or neg_embed")
+            uncond = _no_image_features(adapter, clip_vision, self.pos_embed)
+        else:
+            _check_features(adapter, uncond, "neg_embed")
+        return patch_model(self.model, adapter, self.pos_embed, uncond, self.weight, self.start_at, self.end_at,
+                           "concat", self.embeds_scaling, self.weight_type, self.attn_mask)

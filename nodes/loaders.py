@@ -30,7 +30,9 @@ class LoadCheckpoint(Node):
     category = "loaders"
     checkpoint: str = Choice(lambda: folders.list_models("checkpoints"), DEMO_CHECKPOINT, model_folder="checkpoints")
     outputs = {"model": MODEL, "clip": CLIP, "vae": VAE}
-    comfy = ComfyAlias(("CheckpointLoaderSimple",), inputs={"ckpt_name": "checkpoint"})
+    # CheckpointLoader's config file is not needed: the architecture is detected from the weights
+    comfy = (ComfyAlias(("CheckpointLoaderSimple",), inputs={"ckpt_name": "checkpoint"}),
+             ComfyAlias(("CheckpointLoader",), inputs={"ckpt_name": "checkpoint"}, ignore=("config_name",)))
 
     @classmethod
     def fingerprint(cls, checkpoint):
@@ -45,6 +47,46 @@ class LoadCheckpoint(Node):
         except CheckpointError as e:
             raise NodeInputError("checkpoint", str(e)) from None
         return loaded.model, loaded.clip, loaded.vae
+
+
+class LoadDiffusers(Node):
+    """Load a diffusers-format model folder as downloaded from Hugging Face (model_index.json,
+    unet/, vae/, text_encoder/, text_encoder_2/, scheduler/) from models/diffusers/: SD1.x, SD2.x
+    and SDXL (base and refiner). The prediction type (epsilon or v_prediction) and zero-terminal
+    SNR (rescale_betas_zero_snr) come from scheduler/scheduler_config.json. SD3/FLUX folders
+    (transformer/) are not supported: load their single-file releases with Load Checkpoint."""
+    category = "advanced/loaders/deprecated"
+    model_path: str = Choice(lambda: folders.list_model_folders("diffusers"))
+    outputs = {"model": MODEL, "clip": CLIP, "vae": VAE}
+    comfy = ComfyAlias(("DiffusersLoader",))
+
+    @classmethod
+    def fingerprint(cls, model_path):
+        return _folder_state(model_path)
+
+    def run(self):
+        from graphflow.models.diffusers_folder import load_diffusers
+        from graphflow.models.weight_files import CheckpointError
+
+        try:
+            path = folders.find_model_folder("diffusers", self.model_path)
+        except (FileNotFoundError, ValueError) as e:
+            raise NodeInputError("model_path", str(e)) from None
+        try:
+            loaded = load_diffusers(path)
+        except CheckpointError as e:
+            raise NodeInputError("model_path", str(e)) from None
+        return loaded.model, loaded.clip, loaded.vae
+
+
+def _folder_state(name: str) -> str:
+    """A diffusers folder's identity for the cache: its files' names, sizes and modification times."""
+    try:
+        base = folders.find_model_folder("diffusers", name)
+    except (FileNotFoundError, ValueError):
+        return f"{name}:missing"
+    files = sorted(p for p in base.rglob("*") if p.is_file())
+    return name + "".join(f":{p.relative_to(base)}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
 
 
 WEIGHT_DTYPES = ("default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2")

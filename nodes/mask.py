@@ -231,7 +231,7 @@ class LoadImageMask(Node):
     image: str = Choice(folders.list_inputs, upload="image", description="a file in the inputs folder")
     channel: str = Choice(["alpha", "red", "green", "blue"], "alpha")
     outputs = {"mask": MASK}
-    comfy = ComfyAlias(("LoadImageMask",))
+    comfy = ComfyAlias(("LoadImageMask",), folders={"image": "input"})
 
     @classmethod
     def fingerprint(cls, image, **widgets):

@@ -1,6 +1,6 @@
 """Model-level sampling settings and UNet patches, as ComfyUI's ModelSamplingDiscrete,
-ModelSamplingContinuousEDM, RescaleCFG, DifferentialDiffusion, FreeU and FreeU_V2: each returns a
-new MODEL sharing the UNet's weights (the input is unchanged)."""
+ModelSamplingContinuousEDM, ModelSamplingContinuousV, RescaleCFG, DifferentialDiffusion, FreeU
+and FreeU_V2: each returns a new MODEL sharing the UNet's weights (the input is unchanged)."""
 
 import copy
 
@@ -133,3 +133,23 @@ class ModelSamplingContinuousEDM(Node):
                                               f"({self.sigma_max})")
         return _discrete_model(self.model).with_continuous_sampling(EDM_SAMPLING[self.sampling], self.sigma_min,
                                                                     self.sigma_max)
+
+
+class ModelSamplingContinuousV(Node):
+    """Sample a v-prediction model trained in continuous time with the UNet told the noise level's
+    angle, 2/pi atan(sigma), as its timestep (Salimans & Ho 2022, appendix D): noise levels between
+    sigma_min and sigma_max. For models trained that way (not for CosXL: use
+    ModelSamplingContinuousEDM)."""
+    category = "advanced/model"
+    model: MODEL
+    sampling: str = Choice(["v_prediction"], "v_prediction")
+    sigma_max: float = Float(500.0, min=0.0, max=1000.0, step=0.001)
+    sigma_min: float = Float(0.03, min=0.0, max=1000.0, step=0.001)
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("ModelSamplingContinuousV",))
+
+    def run(self):
+        if not 0 < self.sigma_min < self.sigma_max:
+            raise NodeInputError("sigma_min", f"sigma_min ({self.sigma_min}) must be above 0 and below sigma_max "
+                                              f"({self.sigma_max})")
+        return _discrete_model(self.model).with_continuous_sampling("v", self.sigma_min, self.sigma_max, "atan")

@@ -162,14 +162,20 @@ def test_validate_checks_model_files_without_importing_torch(tmp_path):
         workflow["nodes"]["1"]["inputs"]["checkpoint"] = f"{name}.safetensors"
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps(workflow))
-        done = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), "validate", str(path),
-                               "--models-dir", str(tmp_path / "models")], capture_output=True, text=True,
-                              cwd=tmp_path, timeout=120)
-        code, loaded = json.loads(next(line for line in done.stderr.splitlines()
-                                       if line.startswith("PROBE"))[len("PROBE"):])
-        assert code == 3, done.stderr
-        assert "node 1 (LoadCheckpoint), input 'checkpoint'" in done.stderr and why in done.stderr
+        code, loaded, stderr = validate_probed(path, tmp_path / "models")
+        assert code == 3, stderr
+        assert "node 1 (LoadCheckpoint), input 'checkpoint'" in stderr and why in stderr
         assert loaded == [], f"validate imported {loaded}"
+
+
+def validate_probed(path: Path, models: Path) -> tuple[int, list[str], str]:
+    """`graphflow validate` in a fresh interpreter: (exit code, heavy modules it imported, stderr)."""
+    done = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), "validate", str(path),
+                           "--models-dir", str(models)], capture_output=True, text=True, cwd=path.parent,
+                          timeout=120)
+    code, loaded = json.loads(next(line for line in done.stderr.splitlines()
+                                   if line.startswith("PROBE"))[len("PROBE"):])
+    return code, loaded, done.stderr
 
 
 def test_validate_names_a_model_file_of_the_wrong_kind(tmp_path):
@@ -188,13 +194,9 @@ def test_validate_names_a_model_file_of_the_wrong_kind(tmp_path):
     workflow["nodes"][loader]["inputs"]["control_net_name"] = "detail.safetensors"
     path = tmp_path / "wf.json"
     path.write_text(json.dumps(workflow))
-    done = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), "validate", str(path),
-                           "--models-dir", str(tmp_path / "models")], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=120)
-    code, loaded = json.loads(next(line for line in done.stderr.splitlines()
-                                   if line.startswith("PROBE"))[len("PROBE"):])
-    assert code == 3, done.stderr
-    assert f"node {loader} (LoadControlNet), input 'control_net_name'" in done.stderr
-    assert "detail.safetensors is not a file for models/controlnet/" in done.stderr
-    assert "looks like a LoRA: put it in models/loras/ and load it with LoadLoRA" in done.stderr
+    code, loaded, stderr = validate_probed(path, tmp_path / "models")
+    assert code == 3, stderr
+    assert f"node {loader} (LoadControlNet), input 'control_net_name'" in stderr
+    assert "detail.safetensors is not a file for models/controlnet/" in stderr
+    assert "looks like a LoRA: put it in models/loras/ and load it with LoadLoRA" in stderr
     assert loaded == [], f"validate imported {loaded}"

@@ -598,3 +598,74 @@ def test_comfyui_docs_are_up_to_date():
     text = (Path(__file__).parent.parent / "docs" / "comfyui.md").read_text()
     assert "| `CheckpointLoaderSimple` | `LoadCheckpoint` | `ckpt_name` → `checkpoint` |" in text
 
+
+
+# --- annotated file names ---------------------------------------------------------------------
+
+
+def _annotated_pictures(folders):
+    """A red picture in the outputs, a blue one in the inputs; their IMAGE values."""
+    red, blue = Image.new("RGB", (8, 4), (255, 0, 0)), Image.new("RGB", (8, 4), (0, 0, 255))
+    (folders.outputs / "runs").mkdir()
+    red.save(folders.outputs / "runs" / "pic.png")
+    blue.save(folders.inputs / "in.png")
+    as_image = lambda color: torch.tensor(color, dtype=torch.float32).div(255).expand(1, 4, 8, 3)  # noqa: E731
+    return as_image((255, 0, 0)), as_image((0, 0, 255))
+
+
+def test_annotated_file_names_of_an_api_graph_load_from_their_folder(builtin_registry, tmp_folders, executor):
+    red, blue = _annotated_pictures(tmp_folders)
+    graph = {"1": {"class_type": "LoadImageOutput", "inputs": {"image": "runs/pic.png [output]"}},
+             "2": {"class_type": "LoadImage", "inputs": {"image": "in.png [input]"}},
+             "3": {"class_type": "LoadImage", "inputs": {"image": "runs/pic.png [output]", "upload": "image"}},
+             "4": {"class_type": "LoadImageMask", "inputs": {"image": "in.png [input]", "channel": "blue"}},
+             "5": {"class_type": "LoadImage", "inputs": {"image": "in.png"}},
+             "6": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}}}
+    workflow = parse_workflow(graph, builtin_registry)
+    assert validate(workflow, builtin_registry) == []
+    assert {k: (n.type, n.inputs["image"]) for k, n in workflow.nodes.items() if k != "6"} == {
+        "1": ("LoadImageOutput", "runs/pic.png"), "2": ("LoadImage", "in.png"),
+        "3": ("LoadImageOutput", "runs/pic.png"), "4": ("LoadImageMask", "in.png"), "5": ("LoadImage", "in.png")}
+    result = executor.run(workflow, outputs=list("12345"))
+    assert result.ok
+    for node_id, expected in (("1", red), ("2", blue), ("3", red), ("5", blue)):
+        torch.testing.assert_close(result.values[node_id][0], expected)
+    assert torch.equal(result.values["4"][0], torch.ones(1, 4, 8))
+    # Written back as ComfyUI names them: outputs annotated, inputs plain (its default folder).
+    written = export_api(workflow, builtin_registry)
+    assert [(written[k]["class_type"], written[k]["inputs"]["image"]) for k in "12345"] == [
+        ("LoadImageOutput", "runs/pic.png [output]"), ("LoadImage", "in.png"),
+        ("LoadImageOutput", "runs/pic.png [output]"), ("LoadImageMask", "in.png"), ("LoadImage", "in.png")]
+    assert parse_workflow(written, builtin_registry).nodes["3"].inputs["image"] == "runs/pic.png"
+    # A folder graphflow loads nothing from stays as written, and validation names it.
+    temp = parse_workflow({"1": {"class_type": "LoadImage", "inputs": {"image": "x.png [temp]"}},
+                           "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}, builtin_registry)
+    problems = validate(temp, builtin_registry)
+    assert [(p.node_id, p.input) for p in problems] == [("1", "image")] and "x.png [temp]" in problems[0].message
+
+
+def test_annotated_file_names_of_a_ui_graph_load_and_round_trip(builtin_registry, tmp_folders, executor):
+    red, blue = _annotated_pictures(tmp_folders)
+    ui = {"last_node_id": 3, "last_link_id": 1, "links": [[1, 2, 0, 3, 0, "IMAGE"]], "groups": [], "version": 0.4,
+          "config": {}, "extra": {},
+          "nodes": [{"id": 1, "type": "LoadImageOutput", "pos": [0, 0], "size": [300, 300], "flags": {}, "order": 0,
+                     "mode": 0, "inputs": [], "properties": {}, "widgets_values": ["runs/pic.png [output]", "image"],
+                     "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": None, "slot_index": 0},
+                                 {"name": "MASK", "type": "MASK", "links": None}]},
+                    {"id": 2, "type": "LoadImage", "pos": [0, 400], "size": [300, 300], "flags": {}, "order": 1,
+                     "mode": 0, "inputs": [], "properties": {}, "widgets_values": ["in.png [input]", "image"],
+                     "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [1], "slot_index": 0},
+                                 {"name": "MASK", "type": "MASK", "links": None}]},
+                    {"id": 3, "type": "PreviewImage", "pos": [400, 0], "size": [300, 300], "flags": {}, "order": 2,
+                     "mode": 0, "inputs": [{"name": "images", "type": "IMAGE", "link": 1}], "outputs": [],
+                     "properties": {}, "widgets_values": []}]}
+    workflow = import_ui(ui, builtin_registry)
+    assert validate(workflow, builtin_registry) == []
+    assert [workflow.nodes[k].inputs["image"] for k in ("1", "2")] == ["runs/pic.png", "in.png"]
+    result = executor.run(workflow, outputs=["1", "2"])
+    assert result.ok
+    torch.testing.assert_close(result.values["1"][0], red)
+    torch.testing.assert_close(result.values["2"][0], blue)
+    written = by_id(export_ui(workflow, builtin_registry)["nodes"])
+    assert written[1]["widgets_values"] == ["runs/pic.png [output]", "image"]
+    assert written[2]["widgets_values"] == ["in.png", "image"]

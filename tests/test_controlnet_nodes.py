@@ -173,3 +173,43 @@ def test_validation_checks_the_controlnet_file(builtin_registry, models):
     wf.nodes["8"].inputs["control_net_name"] = "cut.safetensors"
     problems = validate(wf, builtin_registry)
     assert any(p.input == "control_net_name" and "cut.safetensors" in p.message for p in problems), problems
+
+
+def test_clip_text_encode_controlnet_gives_the_controlnet_its_own_prompt(builtin_registry, models, monkeypatch):
+    from graphflow.models.controlnet import ControlApplied
+
+    write_controlnet(models / "controlnet" / "a.safetensors", "sd1", seed=1)
+    model, clip, _ = load_model(builtin_registry)
+    net = call(builtin_registry, "LoadControlNet", control_net_name="a.safetensors")
+    positive = call(builtin_registry, "CLIPEncode", text="a red circle", clip=clip)
+    negative = call(builtin_registry, "CLIPEncode", text="", clip=clip)
+    image = torch.rand(1, 64, 64, 3)
+    applied = call(builtin_registry, "ApplyControlNet", conditioning=positive, control_net=net, image=image,
+                   strength=1.0)
+    seen = []  # (context the ControlNet got, the UNet call's batch)
+    residuals = ControlApplied.residuals
+
+    def spy(self, x, sigma, timesteps, context, *args, **kwargs):
+        seen.append(context.clone())
+        return residuals(self, x, sigma, timesteps, context, *args, **kwargs)
+
+    monkeypatch.setattr(ControlApplied, "residuals", spy)
+    plain = sample(builtin_registry, model, applied, negative)
+    # its own text the same as the prompt: the same picture
+    same = call(builtin_registry, "CLIPTextEncodeControlnet", clip=clip, conditioning=applied, text="a red circle")
+    torch.testing.assert_close(sample(builtin_registry, model, same, negative), plain, atol=1e-5, rtol=0)
+    # another text: the ControlNet attends to it, the UNet still to the prompt
+    seen.clear()
+    other = call(builtin_registry, "CLIPTextEncodeControlnet", clip=clip, conditioning=applied, text="a blue square")
+    encoded, pooled = clip.encode("a blue square")
+    assert torch.equal(other[0][1]["cross_attn_controlnet"], encoded) and "cross_attn_controlnet" not in applied[0][1]
+    assert torch.equal(other[0][1]["pooled_output_controlnet"], pooled)
+    assert other[0][1]["control"] is applied[0][1]["control"]
+    assert torch.equal(other[0][0], positive[0][0])
+    changed = sample(builtin_registry, model, other, negative)
+    assert (changed - plain).abs().max() > 1e-4
+    assert len(seen) == 2 and all(torch.allclose(c.float(), encoded.expand_as(c), atol=1e-6) for c in seen)
+    # without a ControlNet the text changes nothing
+    bare = call(builtin_registry, "CLIPTextEncodeControlnet", clip=clip, conditioning=positive, text="a blue square")
+    torch.testing.assert_close(sample(builtin_registry, model, bare, negative),
+                               sample(builtin_registry, model, positive, negative), atol=1e-5, rtol=0)

@@ -398,3 +398,18 @@ def test_a_controlnet_for_another_family_is_refused_by_name(tmp_path):
                      context_dim=768, num_heads=8, num_head_channels=-1)
     with pytest.raises(ValueError, match="64 channels wide, the UNet's is 32"):  # an SDXL-width adapter
         feature_places([torch.zeros(1, 64, 4, 4), torch.zeros(1, 64, 2, 2)], sd1)
+
+
+@pytest.mark.parametrize("family", ["sd3_medium", "flux_dev"])
+def test_clip_text_encode_controlnet_on_flow_controlnets(flow_models, family):
+    def with_text(text):
+        graph = flow_graph(family, 1.0)
+        graph["13"] = {"class_type": "CLIPTextEncodeControlnet",
+                       "inputs": {"clip": ["2", 0], "conditioning": ["12", 0], "text": text}}
+        graph["7"]["inputs"]["positive"] = ["13", 0]
+        return graph
+
+    guided = run(flow_graph(family, 1.0))
+    # the prompt's own text: the same picture (the positive is now run apart from the negative)
+    torch.testing.assert_close(run(with_text("a red square")), guided, atol=1e-4, rtol=0)
+    assert (run(with_text("a blue circle")) - guided).abs().max() > 1e-3

@@ -123,6 +123,7 @@ def test_node_inputs_match_comfyui_catalogue(registry):
     """Input names, defaults and order as ComfyUI's object_info lists them (the comfy alias maps them)."""
     expected = {
         "ModelSamplingSD3": ["model", "shift"],
+        "ModelSamplingAuraFlow": ["model", "shift"],
         "ModelSamplingFlux": ["model", "max_shift", "base_shift", "width", "height"],
         "EmptySD3LatentImage": ["width", "height", "batch_size"],
         "CLIPTextEncodeSD3": ["clip", "clip_l", "clip_g", "t5xxl", "empty_padding"],
@@ -132,7 +133,8 @@ def test_node_inputs_match_comfyui_catalogue(registry):
         "DualCLIPLoader": ["clip_name1", "clip_name2", "type"],
         "TripleCLIPLoader": ["clip_name1", "clip_name2", "clip_name3"],
     }
-    defaults = {("ModelSamplingSD3", "shift"): 3.0, ("ModelSamplingFlux", "max_shift"): 1.15,
+    defaults = {("ModelSamplingSD3", "shift"): 3.0, ("ModelSamplingAuraFlow", "shift"): 1.73,
+                ("ModelSamplingFlux", "max_shift"): 1.15,
                 ("ModelSamplingFlux", "base_shift"): 0.5, ("ModelSamplingFlux", "width"): 1024,
                 ("EmptySD3LatentImage", "width"): 1024, ("FluxGuidance", "guidance"): 3.5,
                 ("CLIPTextEncodeFlux", "guidance"): 3.5, ("CLIPTextEncodeSD3", "empty_padding"): "none"}
@@ -179,3 +181,24 @@ def test_loader_nodes_report_bad_files(registry, files):
     assert sd1.arch == "sd1" and sd1.encode("a cat")[0].shape == (1, 77, 64)
     single = call(registry, "LoadTextEncoder", clip_name="clip_g.safetensors", type="sd3")
     assert single.clip_g is not None and single.clip_l is None and single.t5 is None
+
+
+def test_model_sampling_aura_flow_shifts_with_multiplier_one(registry):
+    from graphflow.context import NodeInputError
+    from sampling_fakes import FakeModel
+
+    model = FakeFlowModel(constant_x0(0.0), arch="flux", guidance_embed=False)
+    patched = call(registry, "ModelSamplingAuraFlow", model=model, shift=1.73)
+    assert patched is not model and getattr(model, "model_sampling", None) is None
+    schedule = patched.model_sampling
+    t = torch.arange(1, 1001, dtype=torch.float64) / 1000
+    torch.testing.assert_close(schedule.sigmas.double(), 1.73 * t / (1 + 0.73 * t), atol=1e-6, rtol=0)
+    sigma = torch.tensor([0.9, 0.2])
+    torch.testing.assert_close(schedule.timestep(sigma), sigma)  # the model is told sigma itself
+    torch.testing.assert_close(schedule.sigma(sigma), 1.73 * sigma / (1 + 0.73 * sigma))
+    # FLUX schnell's own sampling is this one at shift 1 (ComfyUI: multiplier 1, shift 1)
+    schnell = call(registry, "ModelSamplingAuraFlow", model=model, shift=1.0).model_sampling
+    from graphflow.sampling.flow_sampling import default_flow_schedule
+    assert torch.equal(schnell.sigmas, default_flow_schedule(model).sigmas)
+    with pytest.raises(NodeInputError, match="flow model"):
+        call(registry, "ModelSamplingAuraFlow", model=FakeModel(lambda x, t, c, y: torch.zeros_like(x)), shift=1.73)

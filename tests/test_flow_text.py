@@ -297,3 +297,34 @@ def test_clip_l_projection_is_ignored_for_sd3_and_flux(encoder_files, sd3_clip):
     torch.testing.assert_close(pooled[:, 64:], _clip_by_hand(sd3_clip.clip_g, "a cat")[1], atol=1e-6, rtol=0)
     _, pooled = FlowTextEncoder("flux", clip_l=tower, t5=sd3_clip.t5).encode("a cat")
     torch.testing.assert_close(pooled, unprojected, atol=1e-6, rtol=0)
+
+
+@torch.no_grad()
+def test_t5_tokenizer_options_pad_as_comfyui_orders_them(builtin_registry, encoder_files, sd3_clip,
+                                                          reference_tokenizer):
+    from test_nodes_image_mask import call
+
+    prompt = "a red fox in the snow"
+    n = len(reference_tokenizer(prompt).input_ids)  # pieces + </s>
+    # min_padding <pad> after </s>, then <pad> up to min_length: transformers' max_length padding
+    for min_padding, min_length, length in ((3, 0, n + 3), (3, 20, max(20, n + 3)), (0, 0, n), (2, n, n + 2)):
+        ids, weights = tokenize_t5(prompt, min_length, min_padding)
+        assert ids == reference_tokenizer(prompt, padding="max_length", max_length=length).input_ids
+        assert weights == [1.0] * length
+    flux = load_text_encoders([encoder_files["t5xxl"], encoder_files["clip_l"]], "flux", device="cpu",
+                              dtype=torch.float32)
+    padded = call(builtin_registry, "T5TokenizerOptions", clip=flux, min_padding=3, min_length=0)
+    context, _ = padded.encode_flux("a red fox", prompt)
+    torch.testing.assert_close(context, _t5_by_hand(flux.t5, prompt, n + 3, reference_tokenizer), atol=1e-5, rtol=0)
+    assert flux.encode_flux("", prompt)[0].shape[1] == 256 and flux.t5_padding is None  # the input is unchanged
+    # kept through the CLIP's other copies (clip skip, LoRA'd towers)
+    assert padded.with_clip_skip(-1).encode_flux("", prompt)[0].shape[1] == n + 3
+    assert padded.with_towers(padded.towers).t5_padding == (3, 0)
+    # SD3: the T5 part follows the CLIP part's 77 tokens
+    sd3 = call(builtin_registry, "T5TokenizerOptions", clip=sd3_clip, min_padding=0, min_length=32)
+    context, _ = sd3.encode_sd3("a cat", "a cat", prompt, empty_padding=True)
+    assert context.shape[1] == 77 + 32
+    torch.testing.assert_close(context[:, 77:], _t5_by_hand(sd3_clip.t5, prompt, 32, reference_tokenizer),
+                               atol=1e-5, rtol=0)
+    other = object()  # a CLIP without T5 passes through, as ComfyUI sets options it never reads
+    assert call(builtin_registry, "T5TokenizerOptions", clip=other, min_padding=1, min_length=1) is other

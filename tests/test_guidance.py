@@ -149,6 +149,12 @@ def test_area_counterparts_are_rows_of_their_own_side():
     model = FakeModel(context_eps)
     positive = prepare_conds(prompt(0.2) + prompt(0.6, area=(8, 8, 4, 4)), model, SHAPE, "cpu")
     negative = prepare_conds(prompt(-0.1) + prompt(-0.3, area=(8, 8, 0, 0)), model, SHAPE, "cpu", negative=True)
+    from dataclasses import replace
+    positive = [replace(c, control_context=torch.full((1, 2, 8), 1.0)) for c in positive]  # ControlNets' own text
+    negative = [replace(c, control_context=torch.full((1, 2, 8), -1.0)) for c in negative]
     match_areas(positive, negative)
     assert [c.negative for c in positive] == [False] * len(positive) and len(positive) == 3
     assert [c.negative for c in negative] == [True] * len(negative) and len(negative) == 3
+    # like the prompt, the ControlNets' text comes from the side the counterpart joins
+    assert all(float(c.control_context[0, 0, 0]) == 1.0 for c in positive)
+    assert all(float(c.control_context[0, 0, 0]) == -1.0 for c in negative)

@@ -212,13 +212,11 @@ def test_bad_inputs_are_named(builtin_registry, models):
         with pytest.raises(NodeInputError, match=rf"{kind} is no IP-Adapter: expected image_proj.*put it in models/") as info:
             call(builtin_registry, "IPAdapterModelLoader", ipadapter_file=kind)
         assert info.value.input == "ipadapter_file"
-    cases = [(dict(weight_type="ease in"), "weight_type", "only 'linear'"),
-             (dict(embeds_scaling="K+V w/ C penalty"), "embeds_scaling", r"'V only' or 'K\+V'"),
-             (dict(attn_mask=torch.ones(1, 8, 8)), "attn_mask", "not supported"),
+    cases = [(dict(embeds_scaling="K+V w/ C penalty"), "embeds_scaling", r"'V only' or 'K\+V'"),
+             (dict(attn_mask=torch.ones(1, 2, 8, 8)), "attn_mask", r"MASK \[B, H, W\], got shape \(1, 2, 8, 8\)"),
              (dict(clip_vision=None), "clip_vision", "no CLIP vision model"),
              (dict(start_at=0.8, end_at=0.2), "start_at", "after end_at"),
-             (dict(image=torch.rand(32, 32)), "image", r"IMAGE \[B, H, W, C\]"),
-             (dict(image=torch.rand(2, 32, 32, 3), combine_embeds="subtract"), "combine_embeds", "not supported")]
+             (dict(image=torch.rand(32, 32)), "image", r"IMAGE \[B, H, W, C\]")]
     for change, name, message in cases:
         with pytest.raises(NodeInputError, match=message) as info:
             call(builtin_registry, "IPAdapterAdvanced", **{**base, **change})
@@ -228,9 +226,9 @@ def test_bad_inputs_are_named(builtin_registry, models):
     with pytest.raises(NodeInputError, match=r"takes CLIP vision image embeddings \[B, 32\], got \(1, 16\)") as info:
         call(builtin_registry, "IPAdapterAdvanced", **{**base, "clip_vision": other})
     assert info.value.input == "clip_vision"
-    with pytest.raises(NodeInputError, match="only 'standard'") as info:
-        call(builtin_registry, "IPAdapter", **base, weight_type="style transfer")
-    assert info.value.input == "weight_type"
+    with pytest.raises(NodeInputError, match="IPAdapterModelLoader or IPAdapterUnifiedLoader") as info:
+        call(builtin_registry, "IPAdapter", **{**base, "ipadapter": vision})
+    assert info.value.input == "ipadapter"
 
 
 def test_file_kind_names_the_ipadapter_folder(tmp_path):
@@ -252,9 +250,401 @@ def test_comfyui_ui_workflow_widgets_map_in_the_packs_order(builtin_registry):
          "widgets_values": [0.8, "linear", "average", 0.1, 0.9, "K+V"]},
         {"id": 2, "type": "IPAdapter", "inputs": [], "outputs": [], "widgets_values": [0.6, 0.2, 0.7, "standard"]},
         {"id": 3, "type": "IPAdapterModelLoader", "inputs": [], "outputs": [],
-         "widgets_values": ["ip-adapter_sd15.safetensors"]}], "links": []}
+         "widgets_values": ["ip-adapter_sd15.safetensors"]},
+        {"id": 4, "type": "IPAdapterUnifiedLoader", "inputs": [], "outputs": [],
+         "widgets_values": ["PLUS (high strength)"]},
+        {"id": 5, "type": "IPAdapterEncoder", "inputs": [], "outputs": [], "widgets_values": [0.7]},
+        {"id": 6, "type": "IPAdapterEmbeds", "inputs": [], "outputs": [],
+         "widgets_values": [0.9, "style transfer", 0.1, 0.8, "K+V"]},
+        {"id": 7, "type": "IPAdapterBatch", "inputs": [], "outputs": [],
+         "widgets_values": [0.5, "composition", 0.0, 0.6, "V only", 4]}], "links": []}
     nodes = import_ui(ui, builtin_registry).nodes
     assert nodes["1"].inputs == {"weight": 0.8, "weight_type": "linear", "combine_embeds": "average", "start_at": 0.1,
                                  "end_at": 0.9, "embeds_scaling": "K+V"}
     assert nodes["2"].inputs == {"weight": 0.6, "start_at": 0.2, "end_at": 0.7, "weight_type": "standard"}
     assert nodes["3"].inputs == {"ipadapter_file": "ip-adapter_sd15.safetensors"}
+    assert nodes["4"].inputs == {"preset": "PLUS (high strength)"}
+    assert nodes["5"].inputs == {"weight": 0.7}
+    assert nodes["6"].inputs == {"weight": 0.9, "weight_type": "style transfer", "start_at": 0.1, "end_at": 0.8,
+                                 "embeds_scaling": "K+V"}
+    assert nodes["7"].inputs == {"weight": 0.5, "weight_type": "composition", "start_at": 0.0, "end_at": 0.6,
+                                 "embeds_scaling": "V only", "encode_batch_size": 4}
+
+
+# ComfyUI_IPAdapter_plus's per-transformer weights (IPAdapterPlus.py ipadapter_execute and
+# CrossAttentionPatch.py), as multiples of the weight, transformers in ComfyUI's transformer_index
+# order (SDXL: input 0-3, middle 4, output 5-10; SD1.5: input 0-5, middle 6, output 7-15).
+# "c": the composition weight itself (IPAdapterAdvanced passes 1.0); a trailing "s": swapped (the
+# positive rows get zero tokens, the negative rows the image's).
+PACK_TABLE = {
+    "sdxl": {
+        "style transfer": "0 0 0 0 0 0 1 0 0 0 0",
+        "composition": "0 0 0 1 0 0 0 0 0 0 0",
+        "strong style transfer": "1 1 1 0 1 1 1 1 1 1 1",
+        "style and composition": "0 0 0 c 0 0 1 0 0 0 0",
+        "style transfer precise": "0 0 0 1s 0 0 1 0 0 0 0",
+        "composition precise": ".1s .1s .1s 1 .1s .1s 1s .1s .1s .1s .1s",
+        "weak input": ".2 .2 .2 .2 1 1 1 1 1 1 1",
+        "weak middle": "1 1 1 1 .2 1 1 1 1 1 1",
+        "weak output": "1 1 1 1 1 .2 .2 .2 .2 .2 .2",
+        "strong middle": ".2 .2 .2 .2 1 .2 .2 .2 .2 .2 .2",
+        "linear": "1 1 1 1 1 1 1 1 1 1 1",
+    },
+    "sd1": {
+        "style transfer": "1 1 1 1 0 0 0 0 0 1 1 1 1 1 1 1",
+        "composition": "0 0 0 0 .25 1 0 0 0 0 0 0 0 0 0 0",
+        "strong style transfer": "1 1 1 1 0 0 1 1 1 1 1 1 1 1 1 1",
+        "style and composition": "1 1 1 1 .25c c 0 0 0 1 1 1 1 1 1 1",
+        "style transfer precise": "1 1 1 1 .25s 1s 0 0 0 1 1 1 1 1 1 1",
+        "composition precise": "1s 1s 1s 1s .25 1 .1s .1s .1s 1s 1s 1s 1s 1s 1s 1s",
+        "weak input": ".2 .2 .2 .2 .2 .2 1 1 1 1 1 1 1 1 1 1",
+        "weak middle": "1 1 1 1 1 1 .2 1 1 1 1 1 1 1 1 1",
+        "weak output": "1 1 1 1 1 1 1 .2 .2 .2 .2 .2 .2 .2 .2 .2",
+        "strong middle": ".2 .2 .2 .2 .2 .2 1 .2 .2 .2 .2 .2 .2 .2 .2 .2",
+        "linear": "1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1",
+    },
+}
+# the ease types: 0.05 + 0.95 * ramp(i / layers)
+EASE_RAMPS = {"ease in": lambda x: 1 - x, "ease out": lambda x: x, "ease in-out": lambda x: 1 - abs(2 * x - 1),
+              "reverse in-out": lambda x: abs(2 * x - 1)}
+
+
+@pytest.mark.parametrize("arch", ["sd1", "sdxl"])
+def test_weight_types_follow_the_packs_table(arch):
+    from graphflow.models.ip_adapter import transformer_weights
+    from nodes.ip_adapter import WEIGHT_TYPES
+
+    weight, composition, layers = 0.7, 1.0, 11 if arch == "sdxl" else 16
+    covered = set()
+    for weight_type, row in PACK_TABLE[arch].items():
+        got = transformer_weights(weight_type, weight, arch == "sdxl", layers)
+        expected = []
+        for cell in row.split():
+            swapped, cell = cell.endswith("s"), cell.rstrip("s")
+            if cell.endswith("c"):
+                value = composition * float(cell[:-1] or 1)
+            else:
+                value = weight * float(cell)
+            expected.append((value, swapped))
+        assert [(pytest.approx(w, abs=1e-12), s) for w, s in got] == expected, weight_type
+        covered.add(weight_type)
+    for weight_type, ramp in EASE_RAMPS.items():
+        got = [w for w, _ in transformer_weights(weight_type, weight, arch == "sdxl", layers)]
+        assert got == pytest.approx([weight * (0.05 + 0.95 * ramp(i / layers)) for i in range(layers)], abs=1e-12)
+        covered.add(weight_type)
+    assert covered == set(WEIGHT_TYPES)  # every choice the node offers is checked
+
+
+@pytest.mark.parametrize("arch", ["sd1", "sdxl"])
+def test_transformer_numbers_are_comfyuis_transformer_index(arch):
+    """Full-size UNets: the attn2s numbered by the spatial transformer they sit in, in the order
+    the UNet runs them (input, middle, output blocks)."""
+    from graphflow.models import UNet
+    from graphflow.models.ip_adapter import cross_attentions, transformer_numbers
+    from tests.test_unet import FULL
+
+    with torch.device("meta"):
+        unet = UNet(FULL[arch])
+    paths = cross_attentions(unet)
+    numbers, layers = transformer_numbers(paths)
+    if arch == "sd1":
+        runs = [f"input_blocks.{i}" for i in (1, 2, 4, 5, 7, 8)] + ["middle_block"] + \
+               [f"output_blocks.{i}" for i in range(3, 12)]
+    else:
+        runs = [f"input_blocks.{i}" for i in (4, 5, 7, 8)] + ["middle_block"] + [f"output_blocks.{i}" for i in range(6)]
+    assert layers == len(runs) == (16 if arch == "sd1" else 11) and len(paths) == (16 if arch == "sd1" else 70)
+    for path, number in zip(paths, numbers):
+        assert path.startswith(runs[number] + "."), (path, number)
+
+
+def _attn2_outputs(unet, run):
+    """Each attn2's input and output during run()."""
+    seen, hooks = {}, []
+    for name, module in unet.named_modules():
+        if name.endswith(".attn2"):
+            hooks.append(module.register_forward_hook(
+                lambda m, args, out, name=name: seen.__setitem__(name, (m, args, out))))
+    try:
+        run()
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def test_sdxl_style_transfer_touches_output_block_1_only(tmp_path):
+    """"style transfer" on SDXL: only up_blocks.0.attentions.1 (output block 1) gets the image; it
+    matches diffusers with InstantStyle's per-block scale there and 0 elsewhere, and every other
+    attn2 computes exactly the plain attention of its input."""
+    cfg = TINY["sdxl"]
+    ours = random_unet(cfg)
+    path = write_ip_adapter(tmp_path / "ipa.safetensors", "sdxl", dtype=torch.float32, unet=cfg, scale=3.0)
+    adapter = load_ip_adapter(path)
+    model = DiffusionModel(ours, "sdxl")
+    g = torch.Generator().manual_seed(5)
+    b, h, w = 1, 16, 16
+    features = torch.randn(b, 32, generator=g)
+    x, t = torch.randn(b, 4, h, w, generator=g), torch.tensor([500.0])
+    context = torch.randn(b, 7, cfg.context_dim, generator=g)
+    pooled = torch.randn(b, 32, generator=g)
+    y = model.encode_adm({"pooled_output": pooled}, 8 * w, 8 * h)
+    weight = 2.0
+    tokens = adapter.tokens(features)
+    patched = apply_ip_adapter(model, adapter, tokens, torch.zeros_like(tokens), weight, weight_type="style transfer")
+    extras = [n for n, m in patched.unet.named_modules() if getattr(m, "extra_attention", None)]
+    assert extras and all(n.startswith("output_blocks.1.1.") for n in extras)
+    assert len(extras) == sum(1 for n, _ in ours.named_modules() if n.startswith("output_blocks.1.1.") and n.endswith("attn2"))
+    with torch.no_grad():
+        seen = _attn2_outputs(patched.unet, lambda: patched.unet(x, t, context, y))
+        plain_modules = dict(ours.named_modules())
+        for name, (module, args, out) in seen.items():
+            plain_out = plain_modules[name](*args)
+            if name in extras:
+                assert (out - plain_out).abs().max() > 1e-4, name
+            else:
+                assert torch.equal(out, plain_out), name
+        theirs = diffusers_with_adapter(ours, path, weight)
+        for name, processor in theirs.attn_processors.items():
+            if hasattr(processor, "scale"):
+                processor.scale = [weight if name.startswith("up_blocks.0.attentions.1.") else 0.0]
+        added = {"text_embeds": pooled, "time_ids": torch.tensor([[8 * h, 8 * w, 0, 0, 8 * h, 8 * w]]).float(),
+                 "image_embeds": [features[:, None]]}
+        ref = theirs(x, t, encoder_hidden_states=context, added_cond_kwargs=added).sample
+        out = patched.unet(x, t, context, y)
+    change = (out - ours(x, t, context, y)).abs().max().item()
+    print(f"style transfer changes the output by {change:.2e}, differs from diffusers by {(out - ref).abs().max():.2e}")
+    assert change > 1e-4
+    assert (out - ref).abs().max().item() <= 1e-5
+
+
+def test_precise_weight_types_swap_the_sides(tmp_path):
+    """"style transfer precise" on SDXL: in input block 8's transformer the positive rows get no
+    image (zero tokens: an exactly zero addition) and the negative rows the image's tokens."""
+    cfg = TINY["sdxl"]
+    ours = random_unet(cfg)
+    adapter = load_ip_adapter(write_ip_adapter(tmp_path / "ipa.safetensors", "sdxl", dtype=torch.float32, unet=cfg))
+    tokens = adapter.tokens(torch.randn(1, 32, generator=torch.Generator().manual_seed(6)))
+    uncond = adapter.tokens(torch.zeros(1, 32))
+    model = DiffusionModel(ours, "sdxl")
+    patched = apply_ip_adapter(model, adapter, tokens, uncond, 1.0, weight_type="style transfer precise")
+    plain = apply_ip_adapter(model, adapter, tokens, uncond, 1.0, weight_type="composition")  # input 8, unswapped
+    modules, plain_modules = dict(patched.unet.named_modules()), dict(plain.unet.named_modules())
+    name = next(n for n in modules if n.startswith("input_blocks.8.1.") and n.endswith("attn2"))
+    q = torch.randn(1, modules[name].heads, 6, modules[name].to_q.out_features // modules[name].heads).repeat(2, 1, 1, 1)
+    marker = unet_rows.set(UNetRows(torch.tensor([5.0]), (False, True)))
+    try:
+        swapped, normal = modules[name].extra_attention(q, (2, 3)), plain_modules[name].extra_attention(q, (2, 3))
+    finally:
+        unet_rows.reset(marker)
+    assert torch.equal(swapped[:1], torch.zeros_like(swapped[:1]))  # positive: nothing
+    torch.testing.assert_close(swapped[1:], normal[:1], atol=1e-6, rtol=0)  # negative: the image's part
+    assert (normal[1:] - normal[:1]).abs().max() > 1e-4
+
+
+def test_attention_mask(tmp_path):
+    """A mask of zeros is no adapter, bit for bit; 0.5 everywhere is half the weight; a left-half
+    mask changes the first cross-attention's output in the left half only; each attention's
+    image part is multiplied by the mask resized (bilinear) to its own grid."""
+    cfg = TINY["sd1"]
+    model = DiffusionModel(random_unet(cfg), "sd1")
+    adapter = load_ip_adapter(write_ip_adapter(tmp_path / "ipa.safetensors", "sd1", dtype=torch.float32, unet=cfg))
+    tokens = adapter.tokens(torch.randn(1, 32, generator=torch.Generator().manual_seed(7)))
+    g = torch.Generator().manual_seed(8)
+    x, t, context = torch.randn(1, 4, 8, 12, generator=g), torch.tensor([500.0]), torch.randn(1, 7, 768, generator=g)
+
+    def run(m):
+        with torch.no_grad():
+            return m.unet(x, t, context)
+
+    plain = run(model)
+    full = apply_ip_adapter(model, adapter, tokens, tokens, 0.8)
+    assert torch.equal(run(apply_ip_adapter(model, adapter, tokens, tokens, 0.8, mask=torch.zeros(1, 64, 96))), plain)
+    torch.testing.assert_close(run(apply_ip_adapter(model, adapter, tokens, tokens, 0.8, mask=torch.full((64, 96), 0.5))),
+                               run(apply_ip_adapter(model, adapter, tokens, tokens, 0.4)), atol=1e-5, rtol=0)
+    left = torch.zeros(1, 64, 96)
+    left[:, :, :48] = 1.0
+    halved = apply_ip_adapter(model, adapter, tokens, tokens, 0.8, mask=left)
+    first = cross_attentions_of(halved.unet)[0]
+    with torch.no_grad():
+        out = _attn2_outputs(halved.unet, lambda: halved.unet(x, t, context))[first][2]
+        ref = _attn2_outputs(model.unet, lambda: model.unet(x, t, context))[first][2]
+    grid = (out - ref).abs().amax(-1).reshape(8, 12)  # the first transformer works at the latent's grid
+    assert grid[:, :6].min() > 1e-6 and torch.equal(grid[:, 6:], torch.zeros(8, 6))
+    assert (run(halved) - plain).abs().max() > 1e-4 and (run(halved) - run(full)).abs().max() > 1e-4
+    # the closed form at another grid: extra(q) = unmasked extra(q) * bilinear(mask) per token
+    mask = torch.rand(1, 40, 56, generator=g)
+    name = [n for n in cross_attentions_of(halved.unet)][-1]
+    masked_module = dict(apply_ip_adapter(model, adapter, tokens, tokens, 0.8, mask=mask).unet.named_modules())[name]
+    q = torch.randn(1, 8, 15, masked_module.to_q.out_features // 8, generator=g)
+    resized = torch.nn.functional.interpolate(mask[:, None], size=(3, 5), mode="bilinear").reshape(1, 1, 15, 1)
+    torch.testing.assert_close(masked_module.extra_attention(q, (3, 5)),
+                               dict(full.unet.named_modules())[name].extra_attention(q, (3, 5)) * resized,
+                               atol=1e-6, rtol=0)
+
+
+def cross_attentions_of(unet):
+    from graphflow.models.ip_adapter import cross_attentions
+
+    return cross_attentions(unet)
+
+
+def test_unified_loader_finds_the_presets_files(builtin_registry, models):
+    """IPAdapterUnifiedLoader -> IPAdapter without a clip_vision (the pack's usual graph) samples
+    the same image as IPAdapterModelLoader + CLIPVisionLoader on the files the preset names; a
+    preset whose files are missing says what it looked for."""
+    import shutil
+
+    shutil.copy(models / "clip_vision" / "vit_tiny.safetensors",
+                models / "clip_vision" / "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors")
+    g = graph()
+    g["4"]["inputs"]["clip_name"] = "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"
+    g["7"]["inputs"]["weight_type"] = "ease out"
+    separate = run(builtin_registry, g)
+    unified = graph()
+    unified["6"] = {"class_type": "IPAdapterUnifiedLoader",
+                    "inputs": {"model": ["1", 0], "preset": "STANDARD (medium strength)"}}
+    unified["7"] = {"class_type": "IPAdapter", "inputs": {
+        "model": ["6", 0], "ipadapter": ["6", 1], "image": ["5", 0], "weight": 1.0, "start_at": 0.0, "end_at": 1.0,
+        "weight_type": "prompt is more important"}}  # the pack's simple node: ease out
+    assert torch.equal(run(builtin_registry, unified), separate)
+    model = call(builtin_registry, "LoadCheckpoint", checkpoint="sd1.safetensors")[0]
+    _, bundle = call(builtin_registry, "IPAdapterUnifiedLoader", model=model, preset="PLUS (high strength)")
+    assert bundle.adapter_file == "ip-adapter-plus_sd15.safetensors" and bundle.adapter.config.kind == "plus"
+    assert bundle.clip_vision_file == "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"
+    _, again = call(builtin_registry, "IPAdapterUnifiedLoader", model=model, preset="PLUS (high strength)",
+                    ipadapter=bundle)
+    assert again.adapter is bundle.adapter and again.clip_vision is bundle.clip_vision  # the pipeline's, reused
+    for preset, message in [("PLUS FACE (portraits)", r"'PLUS FACE \(portraits\)' \(SD1.5\) found no IP-Adapter in "
+                                                      r"models/ipadapter: looked for a file name matching plus.face.sd15"),
+                            ("VIT-G (medium strength)", r"sd15.vit.g"),
+                            ("FULL FACE - SD1.5 only (portraits stronger)", "not supported")]:
+        with pytest.raises(NodeInputError, match=message) as info:
+            call(builtin_registry, "IPAdapterUnifiedLoader", model=model, preset=preset)
+        assert info.value.input == "preset"
+    write_checkpoint(models / "checkpoints" / "sdxl.safetensors", "sdxl", dtype=torch.float32)
+    sdxl = call(builtin_registry, "LoadCheckpoint", checkpoint="sdxl.safetensors")[0]
+    with pytest.raises(NodeInputError, match="SD1.5 only") as info:
+        call(builtin_registry, "IPAdapterUnifiedLoader", model=sdxl, preset="LIGHT - SD1.5 only (low strength)")
+    with pytest.raises(NodeInputError, match=r"\(SDXL\) found no IP-Adapter .*ip.adapter.sdxl.vit.h"):
+        call(builtin_registry, "IPAdapterUnifiedLoader", model=sdxl, preset="STANDARD (medium strength)")
+    write_ip_adapter(models / "ipadapter" / "ip-adapter_sdxl_vit-h.safetensors", "sdxl", dtype=torch.float32)
+    _, bundle = call(builtin_registry, "IPAdapterUnifiedLoader", model=sdxl, preset="STANDARD (medium strength)")
+    assert bundle.adapter_file == "ip-adapter_sdxl_vit-h.safetensors"
+    write_ip_adapter(models / "ipadapter" / "ip-adapter_sdxl.safetensors", "sdxl", dtype=torch.float32)
+    with pytest.raises(NodeInputError, match=r"no CLIP vision model in models/clip_vision: .*ViT.bigG.14"):
+        call(builtin_registry, "IPAdapterUnifiedLoader", model=sdxl, preset="VIT-G (medium strength)")
+
+
+def test_encoder_and_embeds(builtin_registry, models):
+    """IPAdapterEncoder -> IPAdapterEmbeds samples what IPAdapterAdvanced does with the image;
+    the encoder's weight scales the features, its mask multiplies the preprocessed pixels (zeros:
+    the model's mean colour), and neg_embed, when given, is the negative side's."""
+    advanced = graph(weight_type="ease in")
+    embeds = graph()
+    embeds["10"] = {"class_type": "IPAdapterEncoder", "inputs": {"ipadapter": ["6", 0], "image": ["5", 0],
+                                                                 "weight": 1.0, "clip_vision": ["4", 0]}}
+    embeds["7"] = {"class_type": "IPAdapterEmbeds", "inputs": {
+        "model": ["1", 0], "ipadapter": ["6", 0], "pos_embed": ["10", 0], "weight": 1.0, "weight_type": "ease in",
+        "start_at": 0.0, "end_at": 1.0, "embeds_scaling": "V only"}}
+    assert torch.equal(run(builtin_registry, embeds), run(builtin_registry, advanced))
+    embeds["7"]["inputs"]["neg_embed"] = ["10", 0]  # the image on both sides, as image_negative does
+    assert torch.equal(run(builtin_registry, embeds), run(builtin_registry, graph(weight_type="ease in",
+                                                                               image_negative=["5", 0])))
+
+    vision = call(builtin_registry, "LoadCLIPVision", clip_name="vit_tiny.safetensors")
+    adapter = call(builtin_registry, "IPAdapterModelLoader", ipadapter_file="ip-adapter_sd15.safetensors")
+    image = torch.rand(1, 40, 48, 3, generator=torch.Generator().manual_seed(9))
+    plain = vision.encode_image(image).image_embeds
+    pos, neg = call(builtin_registry, "IPAdapterEncoder", ipadapter=adapter, image=image, weight=0.5, clip_vision=vision)
+    torch.testing.assert_close(pos, 0.5 * plain, atol=0, rtol=0)
+    assert torch.equal(neg, torch.zeros_like(plain))
+    ones, _ = call(builtin_registry, "IPAdapterEncoder", ipadapter=adapter, image=image, weight=1.0,
+                   mask=torch.ones(1, 40, 48), clip_vision=vision)
+    torch.testing.assert_close(ones, plain, atol=1e-5, rtol=0)  # bicubic resizing of ones: 1 up to rounding
+    zeros, _ = call(builtin_registry, "IPAdapterEncoder", ipadapter=adapter, image=image, weight=1.0,
+                    mask=torch.zeros(1, 40, 48), clip_vision=vision)
+    size = vision.config.image_size
+    with torch.no_grad():
+        zero_pixels = vision.module(torch.zeros(1, 3, size, size)).image_embeds
+    torch.testing.assert_close(zeros, zero_pixels, atol=1e-6, rtol=0)
+    assert (zeros - plain).abs().max() > 1e-3
+    plus = call(builtin_registry, "IPAdapterModelLoader", ipadapter_file="ip-adapter-plus_sd15.safetensors")
+    pos, neg = call(builtin_registry, "IPAdapterEncoder", ipadapter=plus, image=image, weight=1.0, clip_vision=vision)
+    assert torch.equal(neg, vision.encode_image(torch.zeros(1, 224, 224, 3)).penultimate_hidden_states)
+    model = call(builtin_registry, "LoadCheckpoint", checkpoint="sd1.safetensors")[0]
+    base = dict(model=model, ipadapter=plus, pos_embed=pos)
+    with pytest.raises(NodeInputError, match="needs the CLIP vision model") as info:
+        call(builtin_registry, "IPAdapterEmbeds", **base)
+    assert info.value.input == "clip_vision"
+    with pytest.raises(NodeInputError, match=r"penultimate hidden states \[B, T, 64\]") as info:
+        call(builtin_registry, "IPAdapterEmbeds", **{**base, "pos_embed": plain})
+    assert info.value.input == "pos_embed"
+    assert call(builtin_registry, "IPAdapterEmbeds", **base, neg_embed=neg).unet is not model.unet
+
+
+def test_masks_follow_the_latents_of_each_side(tmp_path):
+    """Two masks, a batch of two latents with CFG (rows: positive 0, 1, negative 0, 1): each side's
+    k-th row takes mask k; a single mask serves every row."""
+    cfg = TINY["sd1"]
+    model = DiffusionModel(random_unet(cfg), "sd1")
+    adapter = load_ip_adapter(write_ip_adapter(tmp_path / "ipa.safetensors", "sd1", dtype=torch.float32, unet=cfg))
+    tokens = adapter.tokens(torch.randn(1, 32, generator=torch.Generator().manual_seed(10)))
+    masks = torch.stack([torch.ones(16, 16), torch.zeros(16, 16)])
+    name = cross_attentions_of(model.unet)[0]
+    masked = dict(apply_ip_adapter(model, adapter, tokens, tokens, 1.0, mask=masks).unet.named_modules())[name]
+    full = dict(apply_ip_adapter(model, adapter, tokens, tokens, 1.0).unet.named_modules())[name]
+    q = torch.randn(1, 8, 16, masked.to_q.out_features // 8).repeat(4, 1, 1, 1)
+    marker = unet_rows.set(UNetRows(torch.tensor([5.0]), (False, False, True, True)))
+    try:
+        got, ref = masked.extra_attention(q, (4, 4)), full.extra_attention(q, (4, 4))
+    finally:
+        unet_rows.reset(marker)
+    torch.testing.assert_close(got[[0, 2]], ref[[0, 2]], atol=1e-6, rtol=0)
+    assert torch.equal(got[[1, 3]], torch.zeros_like(got[[1, 3]]))
+
+
+def test_batch_node_gives_each_latent_its_image(builtin_registry, models):
+    """IPAdapterBatch: latent k gets image k's tokens (latent 2 of 3 the last image's), each row as
+    IPAdapterAdvanced with that one image; with CFG the negative rows get their side's tokens."""
+    vision = call(builtin_registry, "LoadCLIPVision", clip_name="vit_tiny.safetensors")
+    model = call(builtin_registry, "LoadCheckpoint", checkpoint="sd1.safetensors")[0]
+    adapter = call(builtin_registry, "IPAdapterModelLoader", ipadapter_file="ip-adapter-plus_sd15.safetensors")
+    images = torch.rand(2, 32, 32, 3, generator=torch.Generator().manual_seed(11))
+    batch = call(builtin_registry, "IPAdapterBatch", model=model, ipadapter=adapter, image=images, clip_vision=vision,
+                 weight_type="ease out")
+    singles = [call(builtin_registry, "IPAdapterAdvanced", model=model, ipadapter=adapter, image=images[k:k + 1],
+                    clip_vision=vision, weight_type="ease out") for k in range(2)]
+    g = torch.Generator().manual_seed(12)
+    x, t, context = torch.randn(3, 4, 8, 8, generator=g), torch.tensor([400.0] * 3), torch.randn(3, 7, model.unet.config.context_dim, generator=g)
+    with torch.no_grad():
+        out = batch.unet(x, t, context)
+        for row, k in ((0, 0), (1, 1), (2, 1)):
+            ref = singles[k].unet(x[row:row + 1], t[:1], context[row:row + 1])
+            torch.testing.assert_close(out[row:row + 1], ref, atol=1e-5, rtol=0)
+        assert (singles[0].unet(x[:1], t[:1], context[:1]) - singles[1].unet(x[:1], t[:1], context[:1])).abs().max() > 1e-4
+
+
+def test_combine_embeds_as_closed_forms(builtin_registry, models):
+    """Several images combined: add, subtract (first minus the others' mean), average, norm average
+    (over the images, each feature divided by its norm) of the CLIP features, then one set of
+    tokens: the same UNet as IPAdapterEmbeds on the features combined by hand."""
+    vision = call(builtin_registry, "LoadCLIPVision", clip_name="vit_tiny.safetensors")
+    model = call(builtin_registry, "LoadCheckpoint", checkpoint="sd1.safetensors")[0]
+    adapter = call(builtin_registry, "IPAdapterModelLoader", ipadapter_file="ip-adapter_sd15.safetensors")
+    images = torch.rand(3, 32, 32, 3, generator=torch.Generator().manual_seed(13))
+    f = vision.encode_image(images).image_embeds
+    by_hand = {"add": f.sum(0, keepdim=True), "subtract": (f[0] - (f[1] + f[2]) / 2)[None],
+               "average": f.mean(0, keepdim=True), "norm average": (f / f.norm(dim=0)).mean(0, keepdim=True)}
+    g = torch.Generator().manual_seed(14)
+    x, t = torch.randn(1, 4, 8, 8, generator=g), torch.tensor([300.0])
+    context = torch.randn(1, 7, model.unet.config.context_dim, generator=g)
+    outs = {}
+    with torch.no_grad():
+        for combine, features in by_hand.items():
+            combined = call(builtin_registry, "IPAdapterAdvanced", model=model, ipadapter=adapter, image=images,
+                            clip_vision=vision, combine_embeds=combine)
+            ref = call(builtin_registry, "IPAdapterEmbeds", model=model, ipadapter=adapter, pos_embed=features)
+            outs[combine] = combined.unet(x, t, context)
+            torch.testing.assert_close(outs[combine], ref.unet(x, t, context), atol=1e-5, rtol=0)
+    assert (outs["subtract"] - outs["average"]).abs().max() > 1e-4
+    assert (outs["norm average"] - outs["average"]).abs().max() > 1e-4

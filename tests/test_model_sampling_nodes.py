@@ -204,3 +204,42 @@ def test_model_sampling_continuous_edm_node_and_sampling(builtin_registry, model
     torch.testing.assert_close(timesteps, 0.25 * sigmas[:-1].log())  # the UNet is told c_noise
     # Back to discrete sampling clears the EDM setting.
     assert call(builtin_registry, "ModelSamplingDiscrete", model=edm, sampling="eps", zsnr=False).edm is None
+
+
+def test_model_sampling_continuous_v_tells_the_unet_the_angle_of_sigma(builtin_registry, model):
+    import math
+
+    v = call(builtin_registry, "ModelSamplingContinuousV", model=model, sampling="v_prediction", sigma_max=500.0,
+             sigma_min=0.03)
+    assert (v.prediction, v.edm, v.continuous_timestep) == ("v", (0.03, 500.0), "atan") and v.unet is model.unet
+    assert model.edm is None and model.continuous_timestep == "log"
+    schedule = DiscreteSchedule.for_model(v)
+    assert float(schedule.sigma_min) == pytest.approx(0.03) and float(schedule.sigma_max) == pytest.approx(500.0)
+    sigma = torch.tensor([500.0, 1.0, 0.03])
+    expected = torch.tensor([math.atan(s) * 2 / math.pi for s in (500.0, 1.0, 0.03)])
+    torch.testing.assert_close(schedule.timestep(sigma), expected)
+    assert float(schedule.timestep(torch.tensor([1.0]))) == pytest.approx(0.5)  # atan 1 = pi / 4
+    torch.testing.assert_close(schedule.sigma(schedule.timestep(sigma)), sigma, rtol=1e-4, atol=0)
+    # v-prediction with sigma_data 1: x0 = cos(phi) x_vp - sin(phi) v, x_vp = x / sqrt(sigma^2 + 1), phi = atan sigma
+    x, out = torch.randn(3, 4, 2, 2), torch.randn(3, 4, 2, 2)
+    phi = sigma.atan().reshape(-1, 1, 1, 1)
+    x_vp = x * phi.cos()
+    torch.testing.assert_close(schedule.denoised(sigma, out, x), phi.cos() * x_vp - phi.sin() * out,
+                               atol=1e-5, rtol=1e-5)
+    assert schedule.percent_to_sigma(0.5) == pytest.approx((0.03 * 500.0) ** 0.5)
+    with pytest.raises(NodeInputError) as e:
+        call(builtin_registry, "ModelSamplingContinuousV", model=model, sampling="v_prediction", sigma_max=1.0,
+             sigma_min=2.0)
+    assert e.value.input == "sigma_min"
+
+    fake = FakeModel(lambda x, t, c, y: torch.zeros_like(x))
+    fake.prediction, fake.edm, fake.continuous_timestep = "v", (0.03, 500.0), "atan"
+    sample(fake, 0, 4, 1.0, "euler", "karras", prompt(0.1), prompt(0.0), {"samples": torch.zeros(1, 4, 4, 4)})
+    sigmas = compute_sigmas(DiscreteSchedule.for_model(fake), "karras", 4)
+    assert float(sigmas[0]) == pytest.approx(500.0)
+    timesteps = torch.stack([c["t"][0] for c in fake.unet.calls])
+    torch.testing.assert_close(timesteps, sigmas[:-1].atan() * 2 / math.pi)
+    assert call(builtin_registry, "ModelSamplingContinuousEDM", model=v, sampling="v_prediction", sigma_max=120.0,
+                sigma_min=0.002).continuous_timestep == "log"
+    assert call(builtin_registry, "ModelSamplingDiscrete", model=v, sampling="v_prediction",
+                zsnr=False).continuous_timestep == "log"

@@ -32,6 +32,11 @@ Everywhere graphflow takes a workflow (`graphflow run` / `validate` / `convert`,
   class, input and value names are mapped through the table below. Inputs ComfyUI itself
   ignores (the upload button's `upload` / `choose file to upload`, any input the class does not
   declare) are dropped with a note, not an error. `_meta.title` is kept as the node's title.
+  File names annotated with their folder, as ComfyUI writes them (`pic.png [output]`,
+  `pic.png [input]`), load from that folder: LoadImageOutput's `[output]` and LoadImage's
+  `[input]` are stripped, and a LoadImage of an `[output]` file is read as LoadImageOutput
+  (graphflow loads nothing from ComfyUI's `[temp]` folder); written back, LoadImageOutput's
+  names get their `[output]` again.
 - **ComfyUI UI format** (what its editor saves: `nodes`, `links`, positional `widgets_values`):
   widget values are named by each class's ComfyUI `input_order` (with the extra
   `control_after_generate` value after seed widgets and the upload value after LoadImage's

@@ -8,7 +8,6 @@ private buffer, converted, and the buffer dropped. The peak is about the loaded 
 (tests/test_checkpoint.py measures it); on CUDA the host holds about one tensor at a time.
 """
 
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from ..device import compute_device, default_dtype, dtype_override, load_device
 from .architecture import (ARCH_NAMES, UNET_PREFIX, VAE_PARTS, VAE_PREFIX, ArchInfo, config_overrides,
                            detect_architecture, format_prefixes, locate_towers, prefix_summary, vae_config_from_shapes)
 from .cast_layers import FP8_DTYPES, WEIGHT_DTYPES, castable_weights
+from .diffusers_names import vae_view
 from .diffusion_model import DiffusionModel
 from .flow_architecture import FlowInfo, detect_flow_model, vae_in
 from .flux import Flux
@@ -294,51 +294,6 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
 
 # -- standalone VAE files ----------------------------------------------------------------------
 
-_DIFFUSERS_VAE_ATTN = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out",
-                       "query": "q", "key": "k", "value": "v", "proj_attn": "proj_out"}
-
-
-def diffusers_vae_key(key: str, num_up_blocks: int) -> str | None:
-    """A diffusers AutoencoderKL key -> the LDM key (None for keys LDM has no place for)."""
-    rules = [
-        (r"^(encoder|decoder)\.conv_norm_out\.", lambda m: f"{m[1]}.norm_out."),
-        (r"^encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.", lambda m: f"encoder.down.{m[1]}.block.{m[2]}."),
-        (r"^encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.", lambda m: f"encoder.down.{m[1]}.downsample.conv."),
-        (r"^decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.",
-         lambda m: f"decoder.up.{num_up_blocks - 1 - int(m[1])}.block.{m[2]}."),
-        (r"^decoder\.up_blocks\.(\d+)\.upsamplers\.0\.conv\.",
-         lambda m: f"decoder.up.{num_up_blocks - 1 - int(m[1])}.upsample.conv."),
-        (r"^(encoder|decoder)\.mid_block\.resnets\.(\d)\.", lambda m: f"{m[1]}.mid.block_{int(m[2]) + 1}."),
-        (r"^(encoder|decoder)\.mid_block\.attentions\.0\.(group_norm|to_q|to_k|to_v|to_out\.0|query|key|value|proj_attn)\.",
-         lambda m: f"{m[1]}.mid.attn_1.{_DIFFUSERS_VAE_ATTN[m[2]]}."),
-        (r"^(encoder|decoder)\.(conv_in|conv_out)\.", lambda m: m[0]),
-        (r"^(quant_conv|post_quant_conv)\.", lambda m: m[0]),
-    ]
-    for pattern, target in rules:
-        m = re.match(pattern, key)
-        if m:
-            return (target(m) + key[m.end():]).replace(".conv_shortcut.", ".nin_shortcut.")
-    return None
-
-
-class _DiffusersVAEView:
-    """A diffusers-layout VAE file seen with LDM names (1x1 attention weights as conv kernels)."""
-
-    def __init__(self, source):
-        ups = {int(k.split(".")[2]) for k in source.shapes if k.startswith("decoder.up_blocks.")}
-        self.source, self.names, self.shapes = source, {}, {}
-        for key, shape in source.shapes.items():
-            ldm = diffusers_vae_key(key, len(ups))
-            if ldm is None:
-                continue
-            if ".mid.attn_1." in ldm and ldm.endswith(".weight") and len(shape) == 2:
-                shape = (*shape, 1, 1)
-            self.names[ldm], self.shapes[ldm] = key, shape
-
-    def get(self, key: str, device=None, dtype=None) -> torch.Tensor:
-        return self.source.get(self.names[key], device, dtype).reshape(self.shapes[key])
-
-
 def load_vae(path, device=None, dtype=None, latent_format: LatentFormat | None = None) -> VAE:
     """A standalone VAE file: LDM layout (bare `encoder.down.N...` keys, or under
     `first_stage_model.`, or a whole checkpoint's VAE) or diffusers layout (`encoder.down_blocks...`).
@@ -362,7 +317,7 @@ def _read_vae(path, device, dtype, latent_format) -> VAE:
         elif "encoder.down.0.block.0.conv1.weight" in f.shapes:
             source, where = KeyView(f, ""), "LDM layout"
         elif "encoder.down_blocks.0.resnets.0.conv1.weight" in f.shapes:
-            source, where = _DiffusersVAEView(f), "diffusers layout"
+            source, where = vae_view(f), "diffusers layout"
         else:
             raise CheckpointError(f"{Path(path).name}: no VAE keys (expected LDM 'encoder.down.0.block...', optionally "
                                   f"under {VAE_PREFIX}, or diffusers 'encoder.down_blocks...'); found prefixes: "

@@ -225,7 +225,9 @@ class ClipVision:
         self.module = module.eval()
         self.config = module.config
 
-    def encode_image(self, image: torch.Tensor, crop: bool = True) -> ClipVisionOutput:
+    def encode_image(self, image: torch.Tensor, crop: bool = True, mask: torch.Tensor | None = None) -> ClipVisionOutput:
+        """mask [B, H, W]: multiplies the preprocessed pixels (0: the mean colour), centre-cropped to a
+        square and resized (bicubic) to the model's size, as ComfyUI_IPAdapter_plus's encoder."""
         from graphflow import memory
 
         if image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
@@ -233,6 +235,15 @@ class ClipVision:
         if image.shape[-1] == 1:
             image = image.expand(*image.shape[:3], 3)
         pixels = preprocess(image, self.config.image_size, self.config.image_mean, self.config.image_std, crop)
+        if mask is not None:
+            size = self.config.image_size
+            if tuple(mask.shape[1:]) != (size, size):
+                h, w = mask.shape[1:]
+                side = min(h, w)
+                top, left = int(round((h - side) / 2)), int(round((w - side) / 2))
+                mask = F.interpolate(mask[:, None, top:top + side, left:left + side].float(),
+                                                       size=(size, size), mode="bicubic", antialias=True)[:, 0]
+            pixels = pixels * mask[:, None].to(pixels.dtype)
         with memory.use(self.module, "clip_vision", "clip_vision"), torch.no_grad():
             device = memory.manager().device_for(self.module)
             out = self.module(pixels.to(device))

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .diffusers_names import UNetLevels, unet_key
 from .unet import Block, Downsample, ResBlock, SpatialTransformer, UNetConfig, timestep_embedding
 from .weight_files import CheckpointError, WeightFile
 
@@ -193,24 +194,10 @@ class ControlNet(nn.Module):
         return applied.hint(x.shape[2] * 8, x.shape[3] * 8, x.shape[0], x.device, self.dtype)
 
 
-# diffusers' ResnetBlock2D names -> the LDM ResBlock's
-_RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
-           "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
-
-
-def _diffusers_name(key: str, per_level: dict[int, int], hint_blocks: int) -> str:
+def _diffusers_name(key: str, levels: UNetLevels, hint_blocks: int) -> str:
     """One diffusers ControlNetModel key -> its original-layout name."""
     parts = key.split(".")
     head, rest = parts[0], parts[1:]
-
-    def resnet(names):
-        return ".".join([_RESNET.get(names[0], names[0])] + names[1:])
-
-    if head == "conv_in":
-        return "input_blocks.0.0." + ".".join(rest)
-    if head in ("time_embedding", "add_embedding"):
-        layer = {"linear_1": "0", "linear_2": "2"}[rest[0]]
-        return ("time_embed." if head == "time_embedding" else "label_emb.0.") + layer + "." + ".".join(rest[1:])
     if head == "controlnet_cond_embedding":
         index = 0 if rest[0] == "conv_in" else 2 + 2 * hint_blocks if rest[0] == "conv_out" else 2 + 2 * int(rest[1])
         return f"input_hint_block.{index}." + ".".join(rest[-1:])
@@ -218,35 +205,18 @@ def _diffusers_name(key: str, per_level: dict[int, int], hint_blocks: int) -> st
         return f"zero_convs.{rest[0]}.0." + ".".join(rest[1:])
     if head == "controlnet_mid_block":
         return "middle_block_out.0." + ".".join(rest)
-    if head == "down_blocks":
-        level, kind, i = int(rest[0]), rest[1], int(rest[2])
-        block = 1 + sum(per_level[lv] + 1 for lv in range(level))
-        if kind == "downsamplers":
-            return f"input_blocks.{block + per_level[level]}.0.op." + ".".join(rest[4:])
-        if kind == "resnets":
-            return f"input_blocks.{block + i}.0." + resnet(rest[3:])
-        return f"input_blocks.{block + i}.1." + ".".join(rest[3:])
-    if head == "mid_block":
-        kind, i = rest[0], int(rest[1])
-        if kind == "resnets":
-            return f"middle_block.{2 * i}." + resnet(rest[2:])
-        return "middle_block.1." + ".".join(rest[2:])
-    raise KeyError(key)
+    return unet_key(key, levels)  # the encoder half of a UNet
 
 
 def from_diffusers_layout(keys) -> dict[str, str]:
     """{original-layout name: diffusers key} for a diffusers ControlNetModel state dict."""
     keys = list(keys)
-    per_level = {}
-    for k in keys:
-        if k.startswith("down_blocks.") and ".resnets." in k:
-            level, i = int(k.split(".")[1]), int(k.split(".")[3])
-            per_level[level] = max(per_level.get(level, 0), i + 1)
+    levels = UNetLevels(keys)
     hint_blocks = len({k.split(".")[2] for k in keys if k.startswith("controlnet_cond_embedding.blocks.")})
     names = {}
     for k in keys:
         try:
-            names[_diffusers_name(k, per_level, hint_blocks)] = k
+            names[_diffusers_name(k, levels, hint_blocks)] = k
         except (KeyError, ValueError, IndexError):
             raise CheckpointError(f"unexpected key {k!r} in a diffusers-layout ControlNet") from None
     return names

@@ -87,7 +87,8 @@ class DiffusionModel:
         self.shift_dynamic = (arch == "flux" and self.guidance_embed) if shift_dynamic is None else shift_dynamic
         self.base_shift, self.max_shift = base_shift, max_shift
         self.zsnr = False  # sigma table rescaled to zero terminal SNR (ModelSamplingDiscrete, 'ztsnr' key)
-        self.edm = None  # (sigma_min, sigma_max): continuous-time sampling (ModelSamplingContinuousEDM)
+        self.edm = None  # (sigma_min, sigma_max): continuous-time sampling (ModelSamplingContinuousEDM / V)
+        self.continuous_timestep = "log"  # how continuous sampling tells the UNet sigma: "log" (EDM) or "atan" (V)
         self.noise_augmentor = None  # unCLIP models: y is a noise-augmented CLIP image embedding (models.unclip)
         # Sampling options set by model-patch nodes, read by graphflow.sampling.pipeline:
         # "cfg_rescale" (RescaleCFG's multiplier), "differential_diffusion" (its strength),
@@ -149,18 +150,23 @@ class DiffusionModel:
         if prediction == "edm":
             raise ValueError("'edm' prediction needs continuous sampling (with_continuous_sampling)")
         clone = copy.copy(self)
-        clone.prediction, clone.zsnr, clone.edm = prediction, bool(zsnr), None
+        clone.prediction, clone.zsnr, clone.edm, clone.continuous_timestep = prediction, bool(zsnr), None, "log"
         return clone
 
-    def with_continuous_sampling(self, prediction: str, sigma_min: float, sigma_max: float) -> "DiffusionModel":
-        """The same model sampled in continuous time (EDM): timestep 0.25 ln sigma, sigmas in
-        [sigma_min, sigma_max]; prediction "edm", "v" or "eps"."""
+    def with_continuous_sampling(self, prediction: str, sigma_min: float, sigma_max: float,
+                                 timestep: str = "log") -> "DiffusionModel":
+        """The same model sampled in continuous time, sigmas in [sigma_min, sigma_max]; prediction
+        "edm", "v" or "eps"; the UNet's timestep 0.25 ln sigma ("log", EDM) or 2/pi atan sigma
+        ("atan", ModelSamplingContinuousV)."""
         if prediction not in ("edm", "v", "eps"):
             raise ValueError(f"continuous-time prediction must be 'edm', 'v' or 'eps', got {prediction!r}")
+        if timestep not in ("log", "atan"):
+            raise ValueError(f"continuous-time timestep must be 'log' or 'atan', got {timestep!r}")
         if not 0 < sigma_min < sigma_max:
             raise ValueError(f"need 0 < sigma_min < sigma_max, got sigma_min {sigma_min} and sigma_max {sigma_max}")
         clone = copy.copy(self)
         clone.prediction, clone.zsnr, clone.edm = prediction, False, (float(sigma_min), float(sigma_max))
+        clone.continuous_timestep = timestep
         return clone
 
     def with_options(self, **options) -> "DiffusionModel":

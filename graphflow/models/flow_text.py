@@ -17,6 +17,8 @@ CLIP hidden states are not passed through the final layer norm (as SDXL's, Comfy
 diffusers'); pooled always comes from the last layer, first window, unweighted.
 """
 
+import copy
+
 import torch
 
 from .attention import kernels
@@ -69,6 +71,7 @@ class FlowTextEncoder:
         self.clip_skip = clip_skip
         # the token width: T5's (4096 for T5-XXL; diffusers pads CLIP to T5's width), else SD3's 4096
         self.context_dim = context_dim or (t5.hidden_size if t5 is not None else CONTEXT_DIM)
+        self.t5_padding = None  # (min_padding, min_length) set by T5TokenizerOptions; None: 0 and 77 / 256
 
     def _width(self, name: str) -> int:
         """A CLIP tower's width, or the real model's when it is missing (its zeros stand in)."""
@@ -90,8 +93,9 @@ class FlowTextEncoder:
         # by slot, as `towers` lists them: a tower's own name is guessed from its width when it
         # was read from a bare file, which scaled-down test towers can fool
         named = dict(zip([n for n in ("clip_l", "clip_g") if getattr(self, n) is not None], towers))
-        return FlowTextEncoder(self.arch, named.get("clip_l"), named.get("clip_g"), self.t5, self.clip_skip,
-                               self.context_dim)
+        clone = copy.copy(self)
+        clone.clip_l, clone.clip_g = named.get("clip_l"), named.get("clip_g")
+        return clone
 
     def _check_clip_skip(self, clip_skip: int) -> None:
         if not self.towers:  # T5 alone: no CLIP layer to pick
@@ -102,7 +106,22 @@ class FlowTextEncoder:
 
     def with_clip_skip(self, clip_skip: int) -> "FlowTextEncoder":
         self._check_clip_skip(clip_skip)
-        return FlowTextEncoder(self.arch, self.clip_l, self.clip_g, self.t5, clip_skip, self.context_dim)
+        clone = copy.copy(self)
+        clone.clip_skip = clip_skip
+        return clone
+
+    def with_t5_padding(self, min_padding: int, min_length: int) -> "FlowTextEncoder":
+        """The same encoder padding T5 prompts as ComfyUI's T5TokenizerOptions: min_padding <pad>
+        after </s>, then <pad> up to min_length, in place of SD3's 77 / FLUX's 256."""
+        if min_padding < 0 or min_length < 0:
+            raise ValueError(f"min_padding and min_length must be 0 or more, got {min_padding} and {min_length}")
+        clone = copy.copy(self)
+        clone.t5_padding = (int(min_padding), int(min_length))
+        return clone
+
+    def _t5(self, prompt: str) -> torch.Tensor:
+        min_padding, min_length = self.t5_padding or (0, MIN_LENGTH[self.arch])
+        return self.t5.encode(prompt, min_length, min_padding)
 
     @property
     def output_dim(self) -> int:
@@ -137,7 +156,7 @@ class FlowTextEncoder:
         """CLIPTextEncodeFlux: T5 tokens as context, CLIP-L's unprojected pooled output."""
         length = MIN_LENGTH["flux"]
         if self.t5 is not None:
-            context = self.t5.encode(t5xxl, length)
+            context = self._t5(t5xxl)
         else:
             context = torch.zeros(1, length, self.context_dim)
         if self.clip_l is not None:
@@ -196,7 +215,7 @@ class FlowTextEncoder:
 
         if self.t5 is not None:
             if t5xxl or empty_padding:
-                t5 = self.t5.encode(t5xxl, MIN_LENGTH["sd3"])
+                t5 = self._t5(t5xxl)
             else:
                 t5 = self.t5.encode_ids([T5_EOS])
             context = t5 if context is None else torch.cat([context, t5], dim=1)

@@ -21,6 +21,13 @@ Each attn2 then computes, before its output projection,
 With CFG the negative prompt's rows get the uncond tokens: those of image_negative, else of zero
 image embeddings (basic) or of a black image's hidden states (plus), as ComfyUI_IPAdapter_plus.
 Between start and end percent of the schedule only; outside it the attention is the plain one.
+
+Weight types (ComfyUI_IPAdapter_plus's) scale the weight per spatial transformer, numbered as
+ComfyUI's transformer_index counts them: in the order the UNet runs them (input, middle, output
+blocks; SD1.5 has 16, SDXL 11). Some keep only some transformers (SDXL "style transfer": output
+block 1's alone); the "precise" ones also give, in some transformers, the positive rows zero
+tokens and the negative rows the image's (a negative image prompt there). An attention mask
+[M, H, W] is resized (bilinear) to each attention's token grid and multiplies its image part.
 """
 
 from dataclasses import dataclass
@@ -36,6 +43,56 @@ from .weight_files import CheckpointError, WeightFile, read_pickle
 
 HEAD_WIDTH = 64  # the Resampler's attention heads
 EMBEDS_SCALINGS = ("V only", "K+V")
+EASE = ("ease in", "ease out", "ease in-out", "reverse in-out")
+WEAK = {"weak input": ("input",), "weak middle": ("middle",), "weak output": ("output",),
+        "strong middle": ("input", "output")}  # the blocks weighted 0.2
+
+
+def transformer_weights(weight_type: str, weight: float, sdxl: bool, layers: int,
+                        composition_weight: float = 1.0) -> list[tuple[float, bool]]:
+    """Per spatial transformer, in ComfyUI's transformer_index order: (weight, swapped), by
+    ComfyUI_IPAdapter_plus's rules for `weight_type`; swapped: positive rows get zero tokens, the
+    negative rows the image's. layers: the UNet's transformer count (SD1.5 16, SDXL 11: input,
+    middle and output blocks' 6 / 1 / 9 and 4 / 1 / 6)."""
+    inputs = 4 if sdxl else 6
+    blocks = ["input"] * inputs + ["middle"] + ["output"] * (layers - inputs - 1)
+    if weight_type in ("linear", *EASE, *WEAK):
+        out = []
+        for index, block in enumerate(blocks):
+            w = weight
+            if weight_type in EASE:
+                ramp = {"ease in": 1 - index / layers, "ease out": index / layers,
+                        "ease in-out": 1 - abs(index - layers / 2) / (layers / 2),
+                        "reverse in-out": abs(index - layers / 2) / (layers / 2)}[weight_type]
+                w = weight * (0.05 + 0.95 * ramp)
+            elif weight_type in WEAK and block in WEAK[weight_type]:
+                w = weight * 0.2
+            out.append((w, False))
+        return out
+    w, c = weight, composition_weight
+    composition = (3,) if sdxl else (4, 5)  # down_blocks.2.attentions.1 / SD1.5's input blocks 7 and 8
+    if weight_type == "style transfer":
+        chosen = {6: w} if sdxl else {i: w for i in (0, 1, 2, 3, *range(9, 16))}
+    elif weight_type == "composition":
+        chosen = {3: w} if sdxl else {4: w * 0.25, 5: w}
+    elif weight_type == "strong style transfer":
+        chosen = {i: w for i in ((0, 1, 2, *range(4, 11)) if sdxl else (0, 1, 2, 3, *range(6, 16)))}
+    elif weight_type == "style and composition":
+        chosen = {3: c, 6: w} if sdxl else {**{i: w for i in (0, 1, 2, 3, *range(9, 16))}, 4: c * 0.25, 5: c}
+    elif weight_type == "style transfer precise":
+        chosen = {3: w, 6: w} if sdxl else {**{i: w for i in (0, 1, 2, 3, *range(9, 16))}, 4: w * 0.25, 5: w}
+    elif weight_type == "composition precise":
+        chosen = ({**{i: w * 0.1 for i in range(11)}, 3: w, 6: w} if sdxl else
+                  {**{i: w for i in range(16)}, 4: w * 0.25, 5: w, 6: w * 0.1, 7: w * 0.1, 8: w * 0.1})
+    else:
+        raise ValueError(f"weight type {weight_type!r} is not one of ComfyUI_IPAdapter_plus's")
+    out = []
+    for index in range(layers):
+        in_composition = index in composition
+        swapped = ((weight_type == "style transfer precise" and in_composition) or
+                   (weight_type == "composition precise" and not in_composition))
+        out.append((chosen.get(index, 0.0), swapped and index in chosen))
+    return out
 
 
 class IPAdapterError(CheckpointError):
@@ -199,12 +256,43 @@ def cross_attentions(unet: nn.Module) -> list[str]:
     return sorted(paths, key=lambda p: order.get(p.split(".")[0], 3))  # stable: block order kept within
 
 
+def transformer_numbers(paths: list[str]) -> tuple[list[int], int]:
+    """For each attn2 path, its spatial transformer's number in the order the UNet runs them
+    (input, middle, output blocks: ComfyUI's transformer_index), and how many there are."""
+    order = {"input_blocks": 0, "middle_block": 1, "output_blocks": 2}
+
+    def key(transformer: str):
+        parts = transformer.split(".")
+        return order.get(parts[0], 3), [int(p) if p.isdigit() else 0 for p in parts[1:]]
+
+    transformers = sorted({p.split(".transformer_blocks.")[0] for p in paths}, key=key)
+    return [transformers.index(p.split(".transformer_blocks.")[0]) for p in paths], len(transformers)
+
+
+def _latent_index(negative, b: int, count: int) -> list[int]:
+    """Which of `count` per-latent things (masks, IPAdapterBatch's images) each of b rows takes: each
+    side's k-th row (a latent of the batch) the k-th, the last one when there are fewer."""
+    flags = negative if negative is not None else (False,) * b
+    index, run = [], 0
+    for i, flag in enumerate(flags):
+        run = run + 1 if i and flag == flags[i - 1] else 0
+        index.append(min(run, count - 1))
+    return index
+
+
+def _row_mask(mask: torch.Tensor, size: tuple[int, int], negative, b: int) -> torch.Tensor:
+    """The mask at the token grid, one per row [B, 1, h*w, 1]."""
+    grid = torch.nn.functional.interpolate(mask[:, None].float(), size=size, mode="bilinear")
+    return grid[_latent_index(negative, b, mask.shape[0])].reshape(b, 1, -1, 1)
+
+
 def _ip_attention(to_k: nn.Linear, to_v: nn.Linear, cond: torch.Tensor, uncond: torch.Tensor, weight: float,
-                  sigma_range: tuple[float, float] | None, scaling: str):
+                  sigma_range: tuple[float, float] | None, scaling: str, mask: torch.Tensor | None = None):
     keys_values: dict = {}  # (negative rows, batch, device, dtype) -> the image tokens' keys and values
+    masks: dict = {}  # (negative rows, batch, grid, device, dtype) -> the mask per row at the grid
     active = [None, True]  # [the UNetRows judged last, its verdict]: sigma is read once per UNet call
 
-    def extra(q: torch.Tensor) -> torch.Tensor | None:
+    def extra(q: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor | None:
         from graphflow.sampling.guidance import unet_rows
 
         rows = unet_rows.get()
@@ -221,26 +309,40 @@ def _ip_attention(to_k: nn.Linear, to_v: nn.Linear, cond: torch.Tensor, uncond: 
             if to_k.weight.device != q.device or to_k.weight.dtype != q.dtype:
                 to_k.to(q.device, q.dtype)  # run in the UNet's device and dtype, moved once
                 to_v.to(q.device, q.dtype)
-            tokens = cond.to(q.device, q.dtype).expand(b, -1, -1)
+            rows_index = _latent_index(negative, b, cond.shape[0])
+            tokens = cond.to(q.device, q.dtype)[rows_index]
             if negative is not None:
                 rows_mask = torch.tensor(negative, device=q.device)[:, None, None]
-                tokens = torch.where(rows_mask, uncond.to(q.device, q.dtype).expand(b, -1, -1), tokens)
+                tokens = torch.where(rows_mask, uncond.to(q.device, q.dtype)[rows_index], tokens)
             with torch.no_grad():
                 k, v = to_k(tokens), to_v(tokens)
             if scaling == "K+V":
                 k, v = k * weight, v * weight
             keys_values[key] = tuple(t.view(b, -1, heads, t.shape[-1] // heads).transpose(1, 2) for t in (k, v))
         out = attention(q, *keys_values[key])
-        return out if scaling == "K+V" else out * weight
+        if scaling != "K+V":
+            out = out * weight
+        if mask is not None:
+            if size is None or size[0] * size[1] != q.shape[2]:
+                raise IPAdapterError(f"an attention mask needs the token grid; got {q.shape[2]} tokens, grid {size}")
+            grid_key = (negative, b, size, q.device, q.dtype)
+            if grid_key not in masks:
+                masks[grid_key] = _row_mask(mask, size, negative, b).to(q.device, q.dtype)
+            out = out * masks[grid_key]
+        return out
     return extra
 
 
 def apply_ip_adapter(model: DiffusionModel, adapter: IPAdapter, cond: torch.Tensor, uncond: torch.Tensor,
                      weight: float, sigma_range: tuple[float, float] | None = None,
-                     scaling: str = "V only") -> DiffusionModel:
+                     scaling: str = "V only", weight_type: str = "linear",
+                     mask: torch.Tensor | None = None) -> DiffusionModel:
     """A new MODEL whose UNet cross-attentions (shallow copies) add the image prompt's attention.
-    cond / uncond: image tokens [1, N, C] for the positive / negative prompt's rows. sigma_range
+    cond / uncond: image tokens [1, N, C] for the positive / negative prompt's rows, or [M, N, C]:
+    one set per latent of the batch (IPAdapterBatch; the last one for the latents beyond M). sigma_range
     (sigma_start, sigma_end): active only while sigma_end <= sigma <= sigma_start (None: always).
+    weight_type: how the weight spreads over the transformers (transformer_weights; the ones
+    weighted 0 are left as they are). mask [M, H, W] or [H, W]: where the image prompt acts.
     Weights are shared; the input model is unchanged."""
     if scaling not in EMBEDS_SCALINGS:
         raise ValueError(f"embeds scaling {scaling!r} is not supported; expected one of {', '.join(EMBEDS_SCALINGS)}")
@@ -257,9 +359,18 @@ def apply_ip_adapter(model: DiffusionModel, adapter: IPAdapter, cond: torch.Tens
             raise IPAdapterError(f"this IP-Adapter's layer for {path} maps {to_k.in_features} to {to_k.out_features} "
                                  f"features; the model's attention takes a {attn2.to_k.in_features}-wide context into "
                                  f"{attn2.to_k.out_features}: it was made for another model")
+    if mask is not None:
+        mask = mask[None] if mask.ndim == 2 else mask
+        if mask.ndim != 3:
+            raise IPAdapterError(f"an attention mask is a MASK [B, H, W], got shape {tuple(mask.shape)}")
+    numbers, layers = transformer_numbers(paths)
+    per_transformer = transformer_weights(weight_type, weight, model.arch.startswith("sdxl"), layers)
     unet = _shallow(model.unet)
     copied = {"": unet}
     for index, path in enumerate(paths):
+        layer_weight, swapped = per_transformer[numbers[index]]
+        if layer_weight == 0:
+            continue  # as ComfyUI_IPAdapter_plus: the plain attention, not one plus zero
         parent = unet
         parts = path.split(".")
         for depth, part in enumerate(parts):
@@ -268,14 +379,55 @@ def apply_ip_adapter(model: DiffusionModel, adapter: IPAdapter, cond: torch.Tens
                 copied[prefix] = _shallow(parent._modules[part])
                 parent._modules[part] = copied[prefix]
             parent = copied[prefix]
-        extra = _ip_attention(adapter.to_k_ip[index], adapter.to_v_ip[index], cond, uncond, weight, sigma_range, scaling)
+        layer_cond, layer_uncond = (torch.zeros_like(cond), cond) if swapped else (cond, uncond)
+        extra = _ip_attention(adapter.to_k_ip[index], adapter.to_v_ip[index], layer_cond, layer_uncond, layer_weight,
+                              sigma_range, scaling, mask)
         parent.extra_attention = extra if parent.extra_attention is None else _sum(parent.extra_attention, extra)
     return model.with_unet(unet)
 
 
 def _sum(first, second):
     """Two IP-Adapters applied one after the other: both image prompts' attentions add up."""
-    def extra(q: torch.Tensor) -> torch.Tensor | None:
-        a, b = first(q), second(q)
+    def extra(q: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor | None:
+        a, b = first(q, size), second(q, size)
         return b if a is None else a if b is None else a + b
     return extra
+
+
+@dataclass(frozen=True)
+class IPAdapterBundle:
+    """What ComfyUI_IPAdapter_plus's unified loader hands on as its IPADAPTER: the adapter with the
+    CLIP vision model it was trained with (the apply nodes' clip_vision when none is connected)."""
+    adapter: IPAdapter
+    clip_vision: object
+    adapter_file: str
+    clip_vision_file: str
+
+
+def preset_patterns(preset: str, sdxl: bool) -> tuple[list[str], str]:
+    """ComfyUI_IPAdapter_plus's unified loader presets: the file-name patterns (regular
+    expressions, case-insensitive, searched in the sorted file lists; the first file matching
+    wins) of the IP-Adapter (the first pattern that finds one) and of its CLIP vision model."""
+    name = preset.lower()
+    ext = r"\.(safetensors|bin)$"
+    if name.startswith("light"):
+        if sdxl:
+            raise IPAdapterError(f"preset {preset!r} is for SD1.5 only")
+        adapters = [r"sd15.light.v11" + ext, r"sd15.light" + ext]  # v1.1, else the first version
+    elif name.startswith("standard"):
+        adapters = [r"ip.adapter.sdxl.vit.h" + ext if sdxl else r"ip.adapter.sd15" + ext]
+    elif name.startswith("vit-g"):
+        adapters = [r"ip.adapter.sdxl" + ext if sdxl else r"sd15.vit.g" + ext]
+    elif name.startswith("plus ("):
+        adapters = [r"plus.sdxl.vit.h" + ext if sdxl else r"ip.adapter.plus.sd15" + ext]
+    elif name.startswith("plus face"):
+        adapters = [r"plus.face.sdxl.vit.h" + ext if sdxl else r"plus.face.sd15" + ext]
+    elif name.startswith("full"):
+        raise IPAdapterError(f"preset {preset!r} needs the 'full face' IP-Adapter, which is not supported")
+    else:
+        raise IPAdapterError(f"unknown IP-Adapter preset {preset!r}")
+    if name.startswith("vit-g"):
+        vision = r"(ViT.bigG.14.*39B.b160k|ipadapter.*sdxl|sdxl.*model\.(bin|safetensors))"
+    else:
+        vision = r"(ViT.H.14.*s32B.b79K|ipadapter.*sd15|sd1.?5.*model\.(bin|safetensors))"
+    return adapters, vision

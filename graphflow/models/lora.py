@@ -49,6 +49,7 @@ from torch import nn
 from graphflow.memory import WeightPatch
 
 from .weight_files import CheckpointError, WeightFile
+from .diffusers_names import RESNET
 from .diffusion_model import DiffusionModel
 from .flow_lora_names import flow_lora_names
 from .text_encoders import TextEncoder
@@ -69,8 +70,7 @@ DIFFUSERS_PREFIXES = {"unet.": "lora_unet_", "transformer.": "lora_unet_", "diff
                       "text_encoder_2.": "lora_te2_"}
 # old diffusers attention-processor LoRAs: attn1.processor.to_q_lora -> attn1.to_q
 PROCESSOR_NAMES = {"to_q_lora": "to_q", "to_k_lora": "to_k", "to_v_lora": "to_v", "to_out_lora": "to_out.0"}
-RESNET_NAMES = {"in_layers.0": "norm1", "in_layers.2": "conv1", "emb_layers.1": "time_emb_proj",
-                "out_layers.0": "norm2", "out_layers.3": "conv2", "skip_connection": "conv_shortcut"}
+RESNET_NAMES = {ldm: name for name, ldm in RESNET.items()}  # LDM ResBlock part -> diffusers'
 DORA_EPS = torch.finfo(torch.float32).eps
 
 

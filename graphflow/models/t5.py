@@ -48,15 +48,16 @@ def t5_ids(text: str) -> list[int]:
     return t5_tokenizer().encode(text, add_special_tokens=False).ids
 
 
-def tokenize_t5(prompt: str, min_length: int = 0) -> tuple[list[int], list[float]]:
-    """Weighted prompt -> (ids, weights): pieces, </s>, then <pad> up to min_length."""
+def tokenize_t5(prompt: str, min_length: int = 0, min_padding: int = 0) -> tuple[list[int], list[float]]:
+    """Weighted prompt -> (ids, weights): pieces, </s>, min_padding <pad>, then <pad> up to
+    min_length (ComfyUI's order: T5TokenizerOptions sets both)."""
     ids, weights = [], []
     for segment, weight in parse_weighted_prompt(prompt):
         pieces = t5_ids(segment)
         ids += pieces
         weights += [weight] * len(pieces)
-    ids.append(EOS)
-    weights.append(1.0)
+    ids += [EOS] + [PAD] * min_padding
+    weights += [1.0] * (1 + min_padding)
     padding = max(0, min_length - len(ids))
     return ids + [PAD] * padding, weights + [1.0] * padding
 
@@ -132,9 +133,9 @@ class T5Encoder:
             with kernels(tokens.device):
                 return self.model(input_ids=tokens).last_hidden_state.float().cpu()
 
-    def encode(self, prompt: str, min_length: int = 0) -> torch.Tensor:
-        """Weighted prompt -> [1, T, d_model] (T = max(pieces + 1, min_length))."""
-        ids, weights = tokenize_t5(prompt, min_length)
+    def encode(self, prompt: str, min_length: int = 0, min_padding: int = 0) -> torch.Tensor:
+        """Weighted prompt -> [1, T, d_model] (T = max(pieces + 1 + min_padding, min_length))."""
+        ids, weights = tokenize_t5(prompt, min_length, min_padding)
         return self.encode_ids(ids, weights)
 
     def encode_ids(self, ids: list[int], weights: list[float] | None = None) -> torch.Tensor:

@@ -53,8 +53,9 @@ class Attention(nn.Module):
     # (keys, values) -> (keys, values) on the inputs of to_k / to_v: hypernetworks, set on shallow
     # copies (graphflow.models.hypernetwork)
     kv_patches = ()
-    # queries [B, heads, L, d] -> a second attention's output added to this one's before to_out
-    # (IP-Adapter's decoupled cross-attention), set on shallow copies (graphflow.models.ip_adapter)
+    # (queries [B, heads, L, d], the tokens' (h, w) grid or None) -> a second attention's output
+    # added to this one's before to_out (IP-Adapter's decoupled cross-attention; the grid for its
+    # mask), set on shallow copies (graphflow.models.ip_adapter)
     extra_attention = None
 
     def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int | None = None):
@@ -66,7 +67,8 @@ class Attention(nn.Module):
         self.to_v = nn.Linear(context_dim or dim, inner, bias=False)
         self.to_out = nn.Sequential(nn.Linear(inner, dim))
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
+                size: tuple[int, int] | None = None) -> torch.Tensor:
         context = x if context is None else context
         keys = values = context
         for patch in self.kv_patches:
@@ -76,7 +78,7 @@ class Attention(nn.Module):
                    for t in (self.to_q(x), self.to_k(keys), self.to_v(values)))
         out = attention(q, k, v)
         if self.extra_attention is not None:
-            extra = self.extra_attention(q)
+            extra = self.extra_attention(q, size)
             if extra is not None:
                 out = out + extra
         return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
@@ -130,7 +132,7 @@ class BasicTransformerBlock(nn.Module):
             x = x + self.attn1(self.norm1(x))
         if self.gated_self_attention is not None:
             x = self.gated_self_attention(x)
-        x = x + self.attn2(self.norm2(x), context)
+        x = x + self.attn2(self.norm2(x), context, size)
         return x + self.ff(self.norm3(x))
 
     def _patched_self_attention(self, tokens: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:

@@ -178,7 +178,7 @@ class FlowDenoiser:
                  y: torch.Tensor | None = None, concat: torch.Tensor | None = None,
                  guidance: torch.Tensor | None = None, control=None,
                  attention_mask: torch.Tensor | None = None, reference_latents: list | None = None,
-                 reference_method: str = "offset") -> torch.Tensor:
+                 reference_method: str = "offset", control_context: torch.Tensor | None = None) -> torch.Tensor:
         dtype = self.model.dtype
         xc = x if concat is None else torch.cat([x, concat.to(x.device, x.dtype)], dim=1)
         kwargs = {}
@@ -196,7 +196,8 @@ class FlowDenoiser:
             extra = dict(kwargs)
             if control is not None:  # ControlNets see the noisy latent without Fill's channels, in the model's dtype
                 pooled = torch.zeros(x.shape[0], self.model.adm_channels, device=x.device) if y is None else y
-                context_in = None if context is None else context.to(dtype)
+                context_in = context if control_context is None else control_context  # CLIPTextEncodeControlnet's
+                context_in = None if context_in is None else context_in.to(dtype)
                 guidance_in = {} if guidance is None else {"guidance": kwargs["guidance"]}
                 residuals = control.residuals(xc[:, :x.shape[1]].to(dtype), sigma, sigma.float(), context_in,
                                               pooled.to(dtype), self.schedule, getattr(self.model.unet, "config", None),

@@ -54,6 +54,7 @@ class Cond:
     mask_strength: float = 1.0
     guidance: torch.Tensor | None = None  # [B] FLUX dev's distilled guidance scale
     control: object = None  # ControlNets / T2I-Adapters (graphflow.models.controlnet.ControlApplied)
+    control_context: torch.Tensor | None = None  # [B, T, D] ControlNets' own text (CLIPTextEncodeControlnet)
     gligen: object = None  # GLIGEN boxes (graphflow.models.gligen.GligenBoxes)
     sigma_start: float | None = None  # active only while sigma_end <= sigma <= sigma_start
     sigma_end: float | None = None
@@ -168,6 +169,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             mask_strength=float(options.get("mask_strength", 1.0)),
             guidance=guidance,
             control=options.get("control"),
+            control_context=_control_context(options, embedding, batch, device, k),
             gligen=options.get("gligen"),
             sigma_start=sigma_start,
             sigma_end=sigma_end,
@@ -177,6 +179,18 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             reference_method=options.get("reference_latents_method") or "offset",
         ))
     return out
+
+
+def _control_context(options: dict, embedding: torch.Tensor, batch: int, device, k: int) -> torch.Tensor | None:
+    """CLIPTextEncodeControlnet's text ("cross_attn_controlnet"), which ControlNets attend to in
+    place of the prompt's, as ComfyUI's ControlNet.get_control does."""
+    context = options.get("cross_attn_controlnet")
+    if context is None or options.get("control") is None:  # no ControlNet to read it: batch as usual
+        return None
+    if context.ndim != 3 or context.shape[-1] != embedding.shape[-1]:
+        raise ValueError(f"conditioning entry {k}: the ControlNet text (CLIPTextEncodeControlnet) must be "
+                         f"[B, T, {embedding.shape[-1]}] like the prompt's, got shape {tuple(context.shape)}")
+    return repeat_to_batch(context, batch).to(device)
 
 
 def _reference_latents(model, options: dict, batch: int, device) -> tuple[torch.Tensor, ...]:
@@ -219,7 +233,8 @@ def _add_area_counterparts(targets: list[Cond], source: Cond) -> None:
         return
     targets.append(replace(source, context=smallest.context, y=smallest.y, concat=smallest.concat,
                            guidance=smallest.guidance, references=smallest.references,
-                           reference_method=smallest.reference_method, negative=smallest.negative))
+                           reference_method=smallest.reference_method, negative=smallest.negative,
+                           control_context=smallest.control_context))
 
 
 def match_areas(*sides: list[Cond]) -> None:
@@ -275,7 +290,8 @@ def _can_batch(a, b) -> bool:
     if ca.reference_method != cb.reference_method or \
             [r.shape for r in ca.references] != [r.shape for r in cb.references]:
         return False
-    for ta, tb in ((ca.y, cb.y), (ca.concat, cb.concat), (ca.guidance, cb.guidance)):
+    for ta, tb in ((ca.y, cb.y), (ca.concat, cb.concat), (ca.guidance, cb.guidance),
+                   (ca.control_context, cb.control_context)):
         if (ta is None) != (tb is None) or (ta is not None and ta.shape != tb.shape):
             return False
     sa, sb = ca.context.shape, cb.context.shape
@@ -345,6 +361,8 @@ def predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tenso
             extra["guidance"] = torch.cat([b[3].guidance for b in batch])
         if batch[0][3].control is not None:
             extra["control"] = batch[0][3].control
+        if batch[0][3].control_context is not None:
+            extra["control_context"] = torch.cat([b[3].control_context for b in batch])
         if batch[0][3].gligen is not None:
             extra["gligen"] = batch[0][3].gligen
         if batch[0][3].attention_mask is not None:

@@ -95,10 +95,10 @@ class DiscreteSchedule:
     def for_model(cls, model) -> "DiscreteSchedule":
         """From a MODEL's `beta_schedule` (linear_start, linear_end, num_timesteps, kind), `prediction`
         and `zsnr` (set by ModelSamplingDiscrete; False if absent); a ContinuousSchedule for a model
-        whose `edm` (sigma_min, sigma_max) ModelSamplingContinuousEDM set."""
+        whose `edm` (sigma_min, sigma_max) ModelSamplingContinuousEDM / V set."""
         edm = getattr(model, "edm", None)
         if edm is not None:
-            return ContinuousSchedule(edm[0], edm[1], model.prediction)
+            return ContinuousSchedule(edm[0], edm[1], model.prediction, getattr(model, "continuous_timestep", "log"))
         b = model.beta_schedule
         return cls.from_betas(b.linear_start, b.linear_end, b.num_timesteps,
                               getattr(b, "kind", "scaled_linear"), model.prediction, getattr(model, "zsnr", False))
@@ -199,11 +199,15 @@ class ContinuousSchedule(DiscreteSchedule):
     """Continuous noise levels (EDM, Karras et al. 2022), as ComfyUI's ModelSamplingContinuousEDM:
     the UNet's timestep is c_noise = 0.25 ln sigma; sigmas between sigma_min and sigma_max; the
     table (for the table-based schedulers) is 1000 log-uniform sigmas. prediction "edm" (F-
-    prediction, sigma_data 0.5), "v" or "eps" (sigma_data 1)."""
+    prediction, sigma_data 0.5), "v" or "eps" (sigma_data 1). timestep "atan" is ComfyUI's
+    ModelSamplingContinuousV instead: the UNet is told 2/pi atan sigma, the angle of the
+    v-parametrisation (Salimans & Ho 2022, appendix D), in [0, 1)."""
 
-    def __init__(self, sigma_min: float, sigma_max: float, prediction: str = "v"):
+    def __init__(self, sigma_min: float, sigma_max: float, prediction: str = "v", timestep: str = "log"):
         if prediction not in ("edm", "v", "eps"):
             raise ValueError(f"continuous-time prediction must be 'edm', 'v' or 'eps', got {prediction!r}")
+        if timestep not in ("log", "atan"):
+            raise ValueError(f"continuous-time timestep must be 'log' or 'atan', got {timestep!r}")
         if not 0 < sigma_min < sigma_max:
             raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}")
         self.sigmas = torch.linspace(math.log(sigma_min), math.log(sigma_max), 1000).exp().float()
@@ -214,11 +218,16 @@ class ContinuousSchedule(DiscreteSchedule):
         self.zsnr = False
         self.skip = 1
         self._tables = {}
+        self.timing = timestep
 
     def timestep(self, sigma: torch.Tensor, quantize: bool = True) -> torch.Tensor:
+        if self.timing == "atan":
+            return sigma.float().atan() * (2 / math.pi)
         return 0.25 * sigma.float().log()
 
     def sigma(self, timestep: torch.Tensor | float) -> torch.Tensor:
+        if self.timing == "atan":
+            return (torch.as_tensor(timestep).float() * (math.pi / 2)).tan()
         return (torch.as_tensor(timestep).float() / 0.25).exp()
 
     def percent_to_sigma(self, percent: float) -> float:
@@ -247,7 +256,7 @@ class ModelDenoiser:
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
                  y: torch.Tensor | None = None, concat: torch.Tensor | None = None,
-                 control=None, gligen=None) -> torch.Tensor:
+                 control=None, gligen=None, control_context: torch.Tensor | None = None) -> torch.Tensor:
         xc = self.schedule.c_in(sigma, x)
         dtype = self.model.dtype
         if concat is not None:
@@ -257,7 +266,8 @@ class ModelDenoiser:
         def run(xc):  # all the network's work, which a step cache may skip
             residuals = None
             if control is not None:  # ControlNets see the scaled latent without inpainting channels, in the UNet's dtype
-                residuals = control.residuals(xc[:, :x.shape[1]].to(dtype), sigma, t, context, y, self.schedule,
+                control_in = context if control_context is None else control_context  # CLIPTextEncodeControlnet's
+                residuals = control.residuals(xc[:, :x.shape[1]].to(dtype), sigma, t, control_in, y, self.schedule,
                                               getattr(self.model.unet, "config", None))
             unet = self.model.unet if gligen is None else gligen.patched_unet(self.model.unet, xc.to(dtype))
             return unet(xc.to(dtype), t,

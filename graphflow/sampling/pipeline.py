@@ -18,7 +18,8 @@ Order of events (ComfyUI's):
     layout); the mask is the noise mask rounded, the masked-image latent the input latent
     (VAEEncodeForInpaint greys out the masked pixels before encoding), or per conditioning
     "concat_mask" / "concat_latent_image" (InpaintModelConditioning's options). 8-channel
-    InstructPix2Pix models get [x, the conditioning's "concat_latent_image"] (ip2p_concat).
+    InstructPix2Pix models get [x, the conditioning's "concat_latent_image"] (ip2p_concat),
+    FLUX Fill [x, masked-image latent, mask folded 8x8] (fill_concat).
  6. The result is mapped back (process_out) and returned on the CPU as float32.
 The UNet runs in the model's dtype on its device; x stays float32 between steps.
 
@@ -241,7 +242,9 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
 
         concat_fn = None
         if flow:
-            pass  # flow models (SD3, FLUX) take the latent's channels only
+            if getattr(model, "fill", False):
+                def concat_fn(options):
+                    return fill_concat(options, denoise_mask, fmt, shape, device)
         elif model.in_channels == 2 * fmt.channels + 1:
             def concat_fn(options):
                 return inpaint_concat(options, latent_image, denoise_mask, fmt, shape, device)
@@ -344,6 +347,27 @@ def inpaint_concat(options: dict, latent_image: torch.Tensor, denoise_mask: torc
         mask = _resize_center(mask, h, w)
     mask = repeat_to_batch(mask.round(), batch)
     return torch.cat([mask, masked_latent], dim=1)
+
+
+def fill_concat(options: dict, denoise_mask: torch.Tensor | None, latent_format, shape: tuple,
+                device) -> torch.Tensor:
+    """FLUX Fill's 80 extra input channels, as ComfyUI's Flux.concat_cond builds them: the masked
+    image's latent ("concat_latent_image", zeros without one) mapped into model space, then the
+    mask ("concat_mask", else the noise mask, else all 1: everything to fill) at pixel size folded
+    8x8 into 64 channels (channel 8 * row + column of each latent pixel's 8x8 block)."""
+    batch, _, h, w = shape
+    image = options.get("concat_latent_image")
+    image = torch.zeros(shape, device=device) if image is None else image.float().to(device)
+    if tuple(image.shape[-2:]) != (h, w):
+        image = _resize_center(image, h, w)
+    image = latent_format.process_in(repeat_to_batch(image, batch))
+    mask = options.get("concat_mask", denoise_mask)
+    mask = torch.ones(batch, 1, h, w, device=device) if mask is None else mask.float().to(device)
+    mask = mask.mean(1, keepdim=True) if mask.ndim == 4 else mask.reshape(-1, 1, *mask.shape[-2:])
+    if tuple(mask.shape[-2:]) != (8 * h, 8 * w):
+        mask = _resize_center(mask, 8 * h, 8 * w)
+    mask = mask.reshape(-1, 1, h, 8, w, 8).permute(0, 1, 3, 5, 2, 4).reshape(-1, 64, h, w)
+    return torch.cat([image, repeat_to_batch(mask, batch)], dim=1)
 
 
 def ip2p_concat(options: dict, arch: str, latent_format, shape: tuple, device) -> torch.Tensor:

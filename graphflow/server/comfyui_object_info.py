@@ -39,11 +39,14 @@ def _widget_options(widget, alias: ComfyAlias, our_name: str) -> dict:
 
 
 def _comfy_value(alias: ComfyAlias, our_name: str, value):
-    """Our value of a choice input as ComfyUI names it (the alias's value renames reversed)."""
+    """Our value of a choice input as ComfyUI names it (the alias's value renames reversed, file
+    names annotated with their folder: LoadImageOutput's "x.png [output]")."""
+    from graphflow.comfy_format import annotated_name
+
     for comfy_value, ours in alias.values.get(our_name, {}).items():
         if ours == value:
             return comfy_value
-    return value
+    return annotated_name(alias, our_name, value) if isinstance(value, str) else value
 
 
 def _input_entry(spec, alias: ComfyAlias) -> list:

@@ -1,0 +1,135 @@
+"""diffusers' key names -> the LDM (single-file) names graphflow's modules use.
+
+One place for the renaming that diffusers-format weights need: UNet2DConditionModel (and the
+UNet half of a ControlNetModel, graphflow.models.controlnet), AutoencoderKL. CLIP text models
+are stored by diffusers in transformers' own layout, which graphflow.models.text_encoders reads
+as it is.
+"""
+
+import re
+
+import torch
+
+# diffusers' ResnetBlock2D names -> the LDM ResBlock's
+RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
+          "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
+
+
+class UNetLevels:
+    """What the renaming needs to know of a diffusers UNet's structure, read off its key names:
+    ResBlocks per down level and per up level, and which up levels have attention."""
+
+    def __init__(self, keys):
+        self.down, self.up, self.up_attention = {}, {}, set()
+        for k in keys:
+            parts = k.split(".")
+            if parts[0] in ("down_blocks", "up_blocks") and len(parts) > 3 and parts[2] == "resnets":
+                counts = self.down if parts[0] == "down_blocks" else self.up
+                counts[int(parts[1])] = max(counts.get(int(parts[1]), 0), int(parts[3]) + 1)
+            if parts[0] == "up_blocks" and len(parts) > 2 and parts[2] == "attentions":
+                self.up_attention.add(int(parts[1]))
+
+
+def _resnet(names: list[str]) -> str:
+    return ".".join([RESNET.get(names[0], names[0])] + names[1:])
+
+
+def unet_key(key: str, levels: UNetLevels) -> str:
+    """One diffusers UNet2DConditionModel key -> its LDM name; KeyError for keys the UNet has no place for."""
+    parts = key.split(".")
+    head, rest = parts[0], parts[1:]
+    if head == "conv_in":
+        return "input_blocks.0.0." + ".".join(rest)
+    if head in ("conv_norm_out", "conv_out"):
+        return ("out.0." if head == "conv_norm_out" else "out.2.") + ".".join(rest)
+    if head in ("time_embedding", "add_embedding"):
+        layer = {"linear_1": "0", "linear_2": "2"}[rest[0]]
+        return ("time_embed." if head == "time_embedding" else "label_emb.0.") + layer + "." + ".".join(rest[1:])
+    if head == "down_blocks":
+        level, kind, i = int(rest[0]), rest[1], int(rest[2])
+        block = 1 + sum(levels.down[lv] + 1 for lv in range(level))
+        if kind == "downsamplers":
+            return f"input_blocks.{block + levels.down[level]}.0.op." + ".".join(rest[4:])
+        if kind == "resnets":
+            return f"input_blocks.{block + i}.0." + _resnet(rest[3:])
+        if kind == "attentions":
+            return f"input_blocks.{block + i}.1." + ".".join(rest[3:])
+    if head == "mid_block":
+        kind, i = rest[0], int(rest[1])
+        if kind == "resnets":
+            return f"middle_block.{2 * i}." + _resnet(rest[2:])
+        if kind == "attentions":
+            return "middle_block.1." + ".".join(rest[2:])
+    if head == "up_blocks":
+        level, kind, i = int(rest[0]), rest[1], int(rest[2])
+        block = sum(levels.up[lv] for lv in range(level))
+        if kind == "upsamplers":
+            last = block + levels.up[level] - 1
+            return f"output_blocks.{last}.{2 if level in levels.up_attention else 1}." + ".".join(rest[3:])
+        if kind == "resnets":
+            return f"output_blocks.{block + i}.0." + _resnet(rest[3:])
+        if kind == "attentions":
+            return f"output_blocks.{block + i}.1." + ".".join(rest[3:])
+    raise KeyError(key)
+
+
+def unet_names(keys) -> dict[str, str]:
+    """{LDM name: diffusers key} for a diffusers UNet2DConditionModel state dict; KeyError names
+    the first key with no place in the LDM UNet."""
+    keys = list(keys)
+    levels = UNetLevels(keys)
+    return {unet_key(k, levels): k for k in keys}
+
+
+_VAE_ATTN = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out",
+             "query": "q", "key": "k", "value": "v", "proj_attn": "proj_out"}
+
+
+def vae_key(key: str, num_up_blocks: int) -> str | None:
+    """A diffusers AutoencoderKL key -> the LDM key (None for keys LDM has no place for)."""
+    rules = [
+        (r"^(encoder|decoder)\.conv_norm_out\.", lambda m: f"{m[1]}.norm_out."),
+        (r"^encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.", lambda m: f"encoder.down.{m[1]}.block.{m[2]}."),
+        (r"^encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.", lambda m: f"encoder.down.{m[1]}.downsample.conv."),
+        (r"^decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.",
+         lambda m: f"decoder.up.{num_up_blocks - 1 - int(m[1])}.block.{m[2]}."),
+        (r"^decoder\.up_blocks\.(\d+)\.upsamplers\.0\.conv\.",
+         lambda m: f"decoder.up.{num_up_blocks - 1 - int(m[1])}.upsample.conv."),
+        (r"^(encoder|decoder)\.mid_block\.resnets\.(\d)\.", lambda m: f"{m[1]}.mid.block_{int(m[2]) + 1}."),
+        (r"^(encoder|decoder)\.mid_block\.attentions\.0\.(group_norm|to_q|to_k|to_v|to_out\.0|query|key|value|proj_attn)\.",
+         lambda m: f"{m[1]}.mid.attn_1.{_VAE_ATTN[m[2]]}."),
+        (r"^(encoder|decoder)\.(conv_in|conv_out)\.", lambda m: m[0]),
+        (r"^(quant_conv|post_quant_conv)\.", lambda m: m[0]),
+    ]
+    for pattern, target in rules:
+        m = re.match(pattern, key)
+        if m:
+            return (target(m) + key[m.end():]).replace(".conv_shortcut.", ".nin_shortcut.")
+    return None
+
+
+class RenamedView:
+    """A weights source seen under other names: `names` maps each new name to the source's key;
+    `shapes` (new name -> shape) may differ from the stored ones, the tensor is then reshaped."""
+
+    def __init__(self, source, names: dict[str, str], shapes: dict[str, tuple] | None = None):
+        self.source, self.names = source, names
+        self.shapes = shapes or {new: tuple(source.shapes[old]) for new, old in names.items()}
+
+    def get(self, key: str, device=None, dtype=None) -> torch.Tensor:
+        tensor = self.source.get(self.names[key], device, dtype)
+        return tensor if tuple(tensor.shape) == self.shapes[key] else tensor.reshape(self.shapes[key])
+
+
+def vae_view(source) -> RenamedView:
+    """A diffusers-layout VAE with LDM names (1x1 attention weights as conv kernels)."""
+    ups = {int(k.split(".")[2]) for k in source.shapes if k.startswith("decoder.up_blocks.")}
+    names, shapes = {}, {}
+    for key, shape in source.shapes.items():
+        ldm = vae_key(key, len(ups))
+        if ldm is None:
+            continue
+        if ".mid.attn_1." in ldm and ldm.endswith(".weight") and len(shape) == 2:
+            shape = (*shape, 1, 1)
+        names[ldm], shapes[ldm] = key, tuple(shape)
+    return RenamedView(source, names, shapes)

@@ -1,0 +1,246 @@
+"""The example workflows of jobs beyond plain txt2img (FLUX schnell, Fill, Redux, a union
+ControlNet, area composition, custom sampling, unCLIP, GLIGEN, a hypernetwork, an embedding, a
+model merge), each run as saved but for sizes and step counts, on tiny random-weight files saved
+under the names users' real files have; each test shows the effect of its feature."""
+
+import pytest
+import torch
+
+from tests.test_workflows import checkpoints, flow_models, run, saved_images, workflow  # noqa: F401 (fixtures)
+
+COVERED = {"flux_schnell", "flux_fill_inpaint", "flux_redux", "sdxl_union_controlnet", "area_composition",
+           "custom_sampling", "unclip", "gligen", "hypernetwork", "embeddings", "model_merge"}
+
+
+@pytest.fixture(scope="module")
+def flux_files(flow_models):  # noqa: F811
+    from graphflow.testing import write_clip_vision, write_flow_checkpoint, write_redux
+
+    for sub in ("clip_vision", "style_models"):
+        (flow_models / sub).mkdir()
+    for name, family in (("flux1-schnell", "flux_schnell"), ("flux1-fill-dev", "flux_fill")):
+        write_flow_checkpoint(flow_models / "diffusion_models" / f"{name}.safetensors", family, components=("model",),
+                              prefixed=False, seed=3)
+    write_clip_vision(flow_models / "clip_vision" / "sigclip_vision_patch14_384.safetensors", "siglip")
+    write_redux(flow_models / "style_models" / "flux1-redux-dev.safetensors")
+    return flow_models
+
+
+@pytest.fixture
+def flux_folders(tmp_folders, flux_files):
+    tmp_folders.models = flux_files
+    return tmp_folders
+
+
+@pytest.fixture(scope="module")
+def sd_files(checkpoints):  # noqa: F811
+    """The tiny SD1 / SDXL checkpoints under their real names, a second SD1 (a 'fine-tune'), and
+    the add-ons the examples load: xinsir's union ControlNet, SD2.1 unCLIP, GLIGEN, a hypernetwork
+    and a textual-inversion embedding."""
+    from safetensors.torch import save_file
+
+    from graphflow.testing import (TEXT_TINY, write_checkpoint, write_gligen, write_hypernetwork, write_unclip_checkpoint,
+                                   write_union_controlnet)
+
+    ckpts = checkpoints / "checkpoints"
+    for real, tiny in (("v1-5-pruned-emaonly", "tiny_sd1"), ("sd_xl_base_1.0", "tiny_sdxl")):
+        (ckpts / f"{real}.safetensors").symlink_to(ckpts / f"{tiny}.safetensors")
+    write_checkpoint(ckpts / "dreamshaper_8.safetensors", "sd1", seed=7)
+    write_unclip_checkpoint(ckpts / "sd21-unclip-h.safetensors")
+    write_union_controlnet(checkpoints / "controlnet" / "controlnet-union-sdxl-1.0-promax.safetensors", "sdxl",
+                           types=8, seed=2)
+    for sub in ("gligen", "hypernetworks", "embeddings"):
+        (checkpoints / sub).mkdir()
+    write_gligen(checkpoints / "gligen" / "gligen_sd14_textbox_pruned.safetensors", seed=3, alpha=0.8)
+    write_hypernetwork(checkpoints / "hypernetworks" / "style_hypernetwork.pt", widths=(64,))
+    vectors = torch.randn(2, TEXT_TINY["clip_l"][0], generator=torch.Generator().manual_seed(8))
+    save_file({"emb_params": vectors}, str(checkpoints / "embeddings" / "EasyNegative.safetensors"))
+    return checkpoints
+
+
+@pytest.fixture
+def sd_folders(tmp_folders, sd_files):
+    tmp_folders.models = sd_files
+    return tmp_folders
+
+
+def test_flux_schnell(builtin_registry, flux_folders):
+    sets = {"5__width": 96, "5__height": 64}
+    result = run(builtin_registry, workflow("flux_schnell", **sets))
+    image = result.values["8"][0]
+    assert image.shape == (1, 64, 96, 3) and float(image.std()) > 0.01
+    [saved] = saved_images(flux_folders, result, "9")
+    assert (saved - image[0]).abs().max() <= 1 / 255 + 1e-6
+    assert result.outputs["9"]["images"][0]["filename"].startswith("flux_schnell_")
+    # cfg 1: one model call a step on the positive prompt, the negative never read
+    other_negative = run(builtin_registry, workflow("flux_schnell", **sets, **{"33__text": "ugly, blurry"}))
+    assert torch.equal(other_negative.values["8"][0], image)
+    other_prompt = run(builtin_registry, workflow("flux_schnell", **sets, **{"6__text": "a red cube"}))
+    assert not torch.equal(other_prompt.values["8"][0], image)
+
+
+def test_flux_fill_inpaint_repaints_the_masked_square(builtin_registry, flux_folders):
+    sets = {"40__width": 64, "40__height": 64, "41__width": 64, "41__height": 64, "42__width": 32,
+            "42__height": 32, "43__x": 16, "43__y": 16, "3__steps": 3}
+    result = run(builtin_registry, workflow("flux_fill_inpaint", **sets))
+    assert result.values["8"][0].shape == (1, 64, 64, 3)
+    encoded = result.values["38"][2]["samples"]
+    out = result.values["3"][0]["samples"]
+    assert out.shape == encoded.shape == (1, 16, 8, 8)
+    inside = torch.zeros(8, 8, dtype=torch.bool)
+    inside[2:6, 2:6] = True  # the 32-pixel square at (16, 16)
+    assert torch.allclose(out[..., ~inside], encoded[..., ~inside], atol=1e-5)  # the noise mask keeps the rest
+    assert (out[..., inside] - encoded[..., inside]).abs().mean() > 0.05
+    assert result.outputs["9"]["images"][0]["filename"].startswith("flux_fill_inpaint_")
+
+
+def test_fill_concat_equals_diffusers_flux_fill():
+    """FLUX Fill's extra channels (the masked-image latent in model space, then the pixel mask
+    folded 8x8), packed into tokens, against diffusers' FluxFillPipeline.prepare_mask_latents."""
+    from types import SimpleNamespace
+
+    from diffusers import FluxFillPipeline
+
+    from graphflow.models.flux import pack
+    from graphflow.models.latent_formats import FLUX
+    from graphflow.sampling.pipeline import fill_concat
+
+    g = torch.Generator().manual_seed(0)
+    image = torch.randn(1, 16, 4, 6, generator=g)
+    mask = (torch.rand(1, 1, 32, 48, generator=g) > 0.5).float()
+    concat = fill_concat({"concat_latent_image": image, "concat_mask": mask}, None, FLUX, (2, 16, 4, 6), "cpu")
+    pipe = SimpleNamespace(vae=SimpleNamespace(config=SimpleNamespace(shift_factor=FLUX.shift_factor,
+                                                                      scaling_factor=FLUX.scale_factor)),
+                           vae_scale_factor=8, _pack_latents=FluxFillPipeline._pack_latents)
+    mask_tokens, image_tokens = FluxFillPipeline.prepare_mask_latents(pipe, mask, image, 1, 16, 2, 32, 48,
+                                                                      torch.float32, "cpu", None)
+    theirs = torch.cat([image_tokens, mask_tokens], dim=-1)  # as its __call__ joins them
+    assert concat.shape == (2, 80, 4, 6) and theirs.shape == (2, 6, 320)
+    torch.testing.assert_close(pack(concat), theirs, atol=1e-6, rtol=0)
+    # without InpaintModelConditioning: all to fill over a zero latent, as ComfyUI's Flux.concat_cond
+    blank = fill_concat({}, None, FLUX, (1, 16, 2, 3), "cpu")
+    assert torch.equal(blank[:, 16:], torch.ones(1, 64, 2, 3))
+    assert torch.allclose(blank[:, :16], FLUX.process_in(torch.zeros(1, 16, 2, 3)))
+
+
+def test_flux_redux_styles_by_the_reference_image(builtin_registry, flux_folders):
+    sets = {"27__width": 64, "27__height": 64, "17__steps": 2}
+    styled = run(builtin_registry, workflow("flux_redux", **sets)).values["8"][0]
+    assert styled.shape == (1, 64, 64, 3)
+    unstyled = run(builtin_registry, workflow("flux_redux", **sets, **{"22__conditioning": ["26", 0]})).values["8"][0]
+    other = run(builtin_registry, workflow("flux_redux", **sets, **{"40__image": "hint-circle-bottom-right.png"}))
+    assert (styled - unstyled).abs().max() > 1e-3
+    assert (other.values["8"][0] - styled).abs().max() > 1e-3  # another reference image, another picture
+
+
+def test_sdxl_union_controlnet_type_and_strength_matter(builtin_registry, sd_folders):
+    sets = {"5__width": 64, "5__height": 64, "10__width": 64, "10__height": 64, "11__steps": 2}
+    result = run(builtin_registry, workflow("sdxl_union_controlnet", **sets))
+    image = result.values["12"][0]
+    hint = result.values["6"][0]
+    assert image.shape == hint.shape == (1, 64, 64, 3)
+    assert set(hint.unique().tolist()) <= {0.0, 1.0} and hint.max() == 1.0  # an edge map of the circle
+    plain = run(builtin_registry, workflow("sdxl_union_controlnet", **sets, **{
+        "11__positive": ["2", "conditioning"], "11__negative": ["3", "conditioning"]})).values["12"][0]
+    off = run(builtin_registry, workflow("sdxl_union_controlnet", **sets, **{"9__strength": 0.0})).values["12"][0]
+    depth = run(builtin_registry, workflow("sdxl_union_controlnet", **sets, **{"8__type": "depth"})).values["12"][0]
+    assert torch.equal(off, plain)
+    assert (image - plain).abs().max() > 1e-3 and (image - depth).abs().max() > 1e-3
+
+
+def test_area_composition_prompts_act_in_their_areas(builtin_registry, sd_folders):
+    """One euler step returns the denoised estimate, where each area's prompt enters only its own
+    rectangle: changing the left prompt changes only the left half of the latent."""
+    sets = {"10__width": 128, "10__height": 64, "6__width": 64, "6__height": 64, "7__width": 64, "7__height": 64,
+            "7__x": 64, "11__steps": 1, "11__sampler_name": "euler"}
+    result = run(builtin_registry, workflow("area_composition", **sets))
+    latent = result.values["11"][0]["samples"]
+    assert latent.shape == (1, 4, 8, 16) and result.values["12"][0].shape == (1, 64, 128, 3)
+    left = run(builtin_registry, workflow("area_composition", **sets, **{"3__text": "a green frog"})).values["11"][0]
+    diff = (left["samples"] - latent).abs()
+    assert diff[..., :8].max() > 1e-3 and diff[..., 8:].max() == 0
+    whole_only = run(builtin_registry, workflow("area_composition", **sets, **{
+        "11__positive": ["2", "conditioning"]})).values["11"][0]["samples"]
+    assert (whole_only - latent).abs().max() > 1e-3
+    full = run(builtin_registry, workflow("area_composition", **{k: v for k, v in sets.items() if k[:2] != "11"},
+                                          **{"11__steps": 3}))
+    assert full.outputs["13"]["images"][0]["filename"].startswith("area_composition_")
+
+
+def test_custom_sampling_with_align_your_steps(builtin_registry, sd_folders):
+    sets = {"4__width": 64, "4__height": 64}
+    result = run(builtin_registry, workflow("custom_sampling", **sets))
+    # NVIDIA's published 10-step SD1 noise levels (the paper's code), the last one replaced by 0 as ComfyUI does
+    published = [14.6146412293, 6.4745760956, 3.8636745985, 2.6946151520, 1.8841921177, 1.3943805092,
+                 0.9642583904, 0.6523686016, 0.3977456272, 0.1515232662, 0.0]
+    assert result.values["8"][0].tolist() == pytest.approx(published, abs=1e-5)
+    image = result.values["10"][0]
+    assert image.shape == (1, 64, 64, 3)
+    again = run(builtin_registry, workflow("custom_sampling", **sets)).values["10"][0]
+    assert torch.equal(again, image)
+    ode = run(builtin_registry, workflow("custom_sampling", **sets, **{"7__eta": 0.0})).values["10"][0]
+    assert (ode - image).abs().max() > 1e-3  # the SDE's injected noise matters
+    assert result.outputs["11"]["images"][0]["filename"].startswith("custom_sampling_")
+
+
+def test_unclip_variations_follow_the_image(builtin_registry, sd_folders):
+    sets = {"7__width": 64, "7__height": 64, "8__steps": 2}
+    result = run(builtin_registry, workflow("unclip", **sets))
+    image = result.values["9"][0]
+    assert image.shape == (1, 64, 64, 3)
+    off = run(builtin_registry, workflow("unclip", **sets, **{"6__strength": 0.0})).values["9"][0]
+    other = run(builtin_registry, workflow("unclip", **sets, **{"2__image": "hint-circle-bottom-right.png"}))
+    assert (image - off).abs().max() > 1e-3
+    assert (other.values["9"][0] - image).abs().max() > 1e-4  # another image, another variation
+    assert torch.equal(run(builtin_registry, workflow("unclip", **sets)).values["9"][0], image)  # seeded augmentation
+
+
+def test_gligen_boxes_place_their_phrases(builtin_registry, sd_folders):
+    sets = {"7__width": 128, "7__height": 64, "5__width": 32, "5__height": 32, "5__x": 8, "5__y": 16,
+            "6__width": 32, "6__height": 48, "6__x": 80, "6__y": 8, "8__steps": 2}
+    result = run(builtin_registry, workflow("gligen", **sets))
+    image = result.values["9"][0]
+    assert image.shape == (1, 64, 128, 3)
+    no_boxes = run(builtin_registry, workflow("gligen", **sets, **{"8__positive": ["3", "conditioning"]})).values["9"][0]
+    moved = run(builtin_registry, workflow("gligen", **{**sets, "5__x": 48})).values["9"][0]
+    assert (image - no_boxes).abs().max() > 1e-3 and (moved - image).abs().max() > 1e-3  # where the box is matters
+
+
+def test_hypernetwork_strength(builtin_registry, sd_folders):
+    sets = {"5__width": 64, "5__height": 64, "6__steps": 2}
+    applied = run(builtin_registry, workflow("hypernetwork", **sets)).values["7"][0]
+    off = run(builtin_registry, workflow("hypernetwork", **sets, **{"2__strength": 0.0})).values["7"][0]
+    plain = run(builtin_registry, workflow("hypernetwork", **sets, **{"6__model": ["1", "model"]})).values["7"][0]
+    assert applied.shape == (1, 64, 64, 3)
+    assert torch.equal(off, plain) and (applied - plain).abs().max() > 1e-3
+
+
+def test_embedding_in_the_negative_prompt(builtin_registry, sd_folders):
+    sets = {"4__width": 64, "4__height": 64, "5__steps": 2}
+    result = run(builtin_registry, workflow("embeddings", **sets))
+    found = result.values["3"][0][0][0]
+    # a name with no file is dropped from the prompt (with a warning), as ComfyUI does
+    missing = run(builtin_registry, workflow("embeddings", **sets, **{"3__text": "embedding:NoSuchFile, blurry"}))
+    assert found.shape == missing.values["3"][0][0][0].shape
+    assert (found - missing.values["3"][0][0][0]).abs().max() > 1e-3  # EasyNegative's vectors were read
+    assert (result.values["6"][0] - missing.values["6"][0]).abs().max() > 1e-3
+
+
+def test_model_merge_ratio_and_saved_checkpoint(builtin_registry, sd_folders):
+    sets = {"7__width": 64, "7__height": 64, "8__steps": 2}
+    result = run(builtin_registry, workflow("model_merge", **sets))
+    merged = result.values["9"][0]
+    [saved] = (sd_folders.outputs / "checkpoints").glob("merged_*_.safetensors")
+
+    def alone(ckpt):
+        return run(builtin_registry, workflow("model_merge", **sets, **{
+            "8__model": [ckpt, "model"], "5__clip": [ckpt, "clip"], "6__clip": [ckpt, "clip"]})).values["9"][0]
+
+    a, b = alone("1"), alone("2")
+    ratio_one = run(builtin_registry, workflow("model_merge", **sets, **{"3__ratio": 1.0, "4__ratio": 1.0}))
+    assert torch.equal(ratio_one.values["9"][0], a)
+    assert (merged - a).abs().max() > 1e-3 and (merged - b).abs().max() > 1e-3
+    (sd_folders.models / "checkpoints" / saved.name).symlink_to(saved)
+    reloaded = run(builtin_registry, workflow("model_merge", **sets, **{
+        "1__checkpoint": saved.name, "3__ratio": 1.0, "4__ratio": 1.0})).values["9"][0]
+    assert torch.allclose(reloaded, merged, atol=1e-4)  # the merge, saved and read back
