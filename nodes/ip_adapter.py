@@ -227,8 +227,9 @@ class IPAdapterAdvanced(Node):
     tokens, out = attention(text) + weight * attention(image tokens), between start_at and end_at
     (fractions of the schedule). The negative prompt gets image_negative's tokens (default: those of
     no image). Several images: concat (all their tokens), or add, subtract (the first minus the
-    others' mean), average, norm average of their CLIP features. weight_type spreads the weight over the UNet's transformers as ComfyUI_IPAdapter_plus
-    does ("style transfer" on SDXL: output block 1 alone; "composition": input block 8; the ease and
+    others' mean), average, norm average of their CLIP features. weight_type spreads the weight
+    over the UNet's transformers as ComfyUI_IPAdapter_plus does ("style transfer" on SDXL: output
+    block 1 alone; "composition": input block 8; the ease and
     weak ones scale it by position or block). embeds_scaling "V only" / "K+V". attn_mask: where in
     the picture the image prompt acts (resized to each attention's grid, multiplies its part).
     clip_vision: the encoder the adapter was trained with (IPAdapterUnifiedLoader's comes along)."""
