@@ -37,7 +37,7 @@ def inspect_report(path) -> str:
         info = detect_architecture(f.shapes, f.metadata, get_tensor=f.get)
         if isinstance(info, FlowInfo):
             return _flow_report(f, info, size)
-        lines = [f"file: {f.path.name} ({size / 2**20:,.1f} MiB, {f.format}, {len(f.shapes)} tensors)",
+        lines = [_file_line(f, size),
                  f"architecture: {info.name} [{info.arch}]",
                  f"prediction: {info.prediction} ({info.prediction_source})",
                  f"latent: {info.latent_channels} channels, scaling factor {info.latent_format.scale_factor}"
@@ -104,7 +104,8 @@ def _add_on_report(f: "WeightFile", size: int) -> str | None:
 
 
 def _file_line(f: "WeightFile", size: int) -> str:
-    return f"file: {f.path.name} ({size / 2**20:,.1f} MiB, {f.format}, {len(f.shapes)} tensors)"
+    count = len(f.shapes)
+    return f"file: {f.path.name} ({size / 2**20:,.1f} MiB, {f.format}, {count} tensor{'' if count == 1 else 's'})"
 
 
 def _kind_detail(f: "WeightFile", kind) -> str:
@@ -190,7 +191,7 @@ def _unclip_lines(f: "WeightFile", used: set) -> list[str]:
 
 def _flow_report(f: "WeightFile", info: FlowInfo, size: int) -> str:
     lf = info.latent_format
-    lines = [f"file: {f.path.name} ({size / 2**20:,.1f} MiB, {f.format}, {len(f.shapes)} tensors)",
+    lines = [_file_line(f, size),
              f"architecture: {info.name} [{info.arch}, {info.family}]",
              "prediction: flow (rectified flow, velocity)",
              f"latent: {lf.channels} channels, scaling factor {lf.scale_factor}, shift {lf.shift_factor}",
