@@ -1,6 +1,6 @@
 """The example workflows of jobs beyond plain txt2img (FLUX schnell, Fill, Redux, a union
 ControlNet, area composition, custom sampling, unCLIP, GLIGEN, a hypernetwork, an embedding, a
-model merge), each run as saved but for sizes and step counts, on tiny random-weight files saved
+model merge, an IP-Adapter), each run as saved but for sizes and step counts, on tiny random-weight files saved
 under the names users' real files have; each test shows the effect of its feature."""
 
 import pytest
@@ -9,7 +9,8 @@ import torch
 from tests.test_workflows import checkpoints, flow_models, run, saved_images, workflow  # noqa: F401 (fixtures)
 
 COVERED = {"flux_schnell", "flux_fill_inpaint", "flux_redux", "sdxl_union_controlnet", "area_composition",
-           "custom_sampling", "unclip", "gligen", "hypernetwork", "embeddings", "model_merge"}
+           "custom_sampling", "unclip", "gligen", "hypernetwork", "embeddings", "model_merge",
+           "ip_adapter_style_transfer"}
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +245,43 @@ def test_model_merge_ratio_and_saved_checkpoint(builtin_registry, sd_folders):
     reloaded = run(builtin_registry, workflow("model_merge", **sets, **{
         "1__checkpoint": saved.name, "3__ratio": 1.0, "4__ratio": 1.0})).values["9"][0]
     assert torch.allclose(reloaded, merged, atol=1e-4)  # the merge, saved and read back
+
+
+@pytest.fixture(scope="module")
+def ip_adapter_files(tmp_path_factory):
+    """An SDXL checkpoint with SDXL's block layout (three levels, two ResBlocks each, transformers
+    from the second level: the 11 transformers IP-Adapter's weight types name) at a tiny width,
+    h94's SDXL IP-Adapter for it and the ViT-H image encoder, under the names
+    IPAdapterUnifiedLoader's STANDARD preset looks for."""
+    from dataclasses import replace
+
+    from graphflow.testing import unet_config, write_checkpoint, write_clip_vision, write_ip_adapter
+
+    models = tmp_path_factory.mktemp("ip_models")
+    for sub in ("checkpoints", "ipadapter", "clip_vision"):
+        (models / sub).mkdir()
+    unet = replace(unet_config("sdxl"), channel_mult=(1, 2, 2), num_res_blocks=2, transformer_depth=(0, 1, 1),
+                   transformer_depth_middle=1)
+    write_checkpoint(models / "checkpoints" / "sd_xl_base_1.0.safetensors", "sdxl", unet=unet)
+    write_ip_adapter(models / "ipadapter" / "ip-adapter_sdxl_vit-h.safetensors", "sdxl", unet=unet, scale=4.0)
+    write_clip_vision(models / "clip_vision" / "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors")
+    return models
+
+
+def test_ip_adapter_style_transfer_acts_on_its_block_only(builtin_registry, tmp_folders, ip_adapter_files):
+    tmp_folders.models = ip_adapter_files
+    sets = {"5__width": 64, "5__height": 64, "3__steps": 2}
+    result = run(builtin_registry, workflow("ip_adapter_style_transfer", **sets))
+    image = result.values["8"][0]
+    assert image.shape == (1, 64, 64, 3)
+    assert result.outputs["9"]["images"][0]["filename"].startswith("ip_adapter_style")
+    plain = run(builtin_registry, workflow("ip_adapter_style_transfer", **sets, **{"3__model": ["4", "model"]}))
+    off = run(builtin_registry, workflow("ip_adapter_style_transfer", **sets, **{"10__weight": 0.0}))
+    linear = run(builtin_registry, workflow("ip_adapter_style_transfer", **sets, **{"10__weight_type": "linear"}))
+    assert torch.equal(off.values["8"][0], plain.values["8"][0])  # weight 0: the model without the adapter
+    assert (image - plain.values["8"][0]).abs().max() > 0  # the style image acts ...
+    assert (linear.values["8"][0] - image).abs().max() > 0  # ... on fewer blocks than with every block
+    def patched(model):
+        return sorted(n for n, m in model.unet.named_modules() if getattr(m, "extra_attention", None))
+    assert patched(result.values["10"][0]) == ["output_blocks.1.1.transformer_blocks.0.attn2"]  # SDXL's style block
+    assert len(patched(linear.values["10"][0])) == 11  # every transformer
