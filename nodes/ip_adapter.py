@@ -4,8 +4,8 @@ a patched copy of the MODEL: the UNet cross-attentions also attend to the image'
 
 from __future__ import annotations
 
-from graphflow.api import (CLIP_VISION, IMAGE, MASK, MODEL, Choice, ComfyAlias, Float, Int, Node, NodeInputError,
-                           folders, socket_type)
+from graphflow.api import (CLIP_VISION, IMAGE, MASK, MODEL, Bool, Choice, ComfyAlias, Float, Int, Node,
+                           NodeInputError, folders, socket_type)
 
 IPADAPTER = socket_type("IPADAPTER", "#7e57c2", "An IP-Adapter: image projection and cross-attention weights")
 EMBEDS = socket_type("EMBEDS", "#9575cd", "IP-Adapter image features: CLIP image embeddings (basic adapters) or "
@@ -188,23 +188,34 @@ def _check_model(model, start_at: float, end_at: float, attn_mask):
         raise NodeInputError("start_at", f"start_at {start_at} is after end_at {end_at}")
 
 
+def _combine(features, combine: str):
+    if combine == "add":
+        return features.sum(0, keepdim=True)
+    if combine == "subtract":  # the first image minus the others' mean
+        return (features[0] - features[1:].mean(0))[None]
+    if combine == "average":
+        return features.mean(0, keepdim=True)
+    # norm average: each feature divided by its norm over the images
+    return (features / features.norm(dim=0, keepdim=True)).mean(0, keepdim=True)
+
+
 def patch_model(model, adapter, cond, uncond, weight: float, start_at: float, end_at: float, combine: str,
-                scaling: str, weight_type: str, attn_mask, per_latent: bool = False):
+                scaling: str, weight_type: str, attn_mask, per_latent: bool = False, composition=None,
+                composition_weight: float = 1.0):
     """The MODEL with the image prompt of CLIP features cond / uncond (one row per image).
-    per_latent: image k prompts latent k of the batch (the last image the latents beyond)."""
+    per_latent: image k prompts latent k of the batch (the last image the latents beyond).
+    composition: the composition transformers' CLIP features (IPAdapterStyleComposition), combined
+    as cond's; composition_weight: their weight in the "style and composition" types."""
     from graphflow.models.ip_adapter import IPAdapterError, apply_ip_adapter
     from graphflow.sampling.flow_sampling import model_sampling_for
 
     uncond = _to_count(uncond, cond.shape[0])
     if combine != "concat" and cond.shape[0] > 1 and not per_latent:
-        if combine == "add":
-            cond = cond.sum(0, keepdim=True)
-        elif combine == "subtract":  # the first image minus the others' mean
-            cond = (cond[0] - cond[1:].mean(0))[None]
-        elif combine == "average":
-            cond = cond.mean(0, keepdim=True)
-        else:  # norm average: each feature divided by its norm over the images
-            cond = (cond / cond.norm(dim=0, keepdim=True)).mean(0, keepdim=True)
+        # the pack combines the composition images when the style images are several; a single one
+        # is kept as it is (where the pack's subtract would give NaN, its norm average signs)
+        if composition is not None and composition.shape[0] > 1:
+            composition = _combine(composition, combine)
+        cond = _combine(cond, combine)
         uncond = uncond[:1]  # as the pack: the first negative, not a combination
 
     def tokens(features):
@@ -217,7 +228,8 @@ def patch_model(model, adapter, cond, uncond, weight: float, start_at: float, en
         sigma_range = (schedule.percent_to_sigma(start_at), schedule.percent_to_sigma(end_at))
     try:
         return apply_ip_adapter(model, adapter, tokens(cond), tokens(uncond), weight, sigma_range, scaling,
-                                weight_type, attn_mask)
+                                weight_type, attn_mask, composition_weight,
+                                None if composition is None else tokens(composition))
     except IPAdapterError as e:
         raise NodeInputError("ipadapter", str(e)) from None
 
@@ -255,6 +267,50 @@ class IPAdapterAdvanced(Node):
         return apply_image_prompt(self.model, self.ipadapter, self.clip_vision, self.image, self.weight,
                                   self.start_at, self.end_at, self.combine_embeds, self.embeds_scaling,
                                   self.image_negative, self.weight_type, self.attn_mask)
+
+
+class IPAdapterStyleComposition(Node):
+    """SDXL only: the style of image_style and the composition of image_composition, as
+    ComfyUI_IPAdapter_plus's node. image_style's tokens, times weight_style, go to the style
+    transformer (output block 1); image_composition's, times weight_composition, to the
+    composition transformer (input block 8). expand_style: the style image (and weight) on every
+    other transformer too ("strong style and composition"). Several images per input are combined
+    by combine_embeds; the rest as IPAdapterAdvanced."""
+    category = "ipadapter"
+    model: MODEL
+    ipadapter: IPADAPTER
+    image_style: IMAGE
+    image_composition: IMAGE
+    weight_style: float = Float(1.0, min=-1.0, max=5.0, step=0.05)
+    weight_composition: float = Float(1.0, min=-1.0, max=5.0, step=0.05)
+    expand_style: bool = Bool(False)
+    combine_embeds: str = Choice(COMBINE_EMBEDS, "average")
+    start_at: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_at: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    embeds_scaling: str = Choice(EMBEDS_SCALINGS, "V only")
+    image_negative: IMAGE = None
+    attn_mask: MASK = None
+    clip_vision: CLIP_VISION = None
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("IPAdapterStyleComposition",), optional=("image_negative", "attn_mask", "clip_vision"))
+
+    def run(self):
+        if self.embeds_scaling not in ("V only", "K+V"):
+            raise NodeInputError("embeds_scaling", f"{self.embeds_scaling!r} is not supported; use 'V only' or 'K+V'")
+        adapter, clip_vision = _unbundle(self.ipadapter, self.clip_vision)
+        _check_model(self.model, self.start_at, self.end_at, self.attn_mask)
+        if not self.model.arch.startswith("sdxl"):  # as the pack, which has no SD1.5 layout for it
+            raise NodeInputError("model", f"style + composition transfer is for SDXL models only, not {self.model.arch}")
+        cond = _features(adapter, clip_vision, self.image_style, "image_style")
+        composition = _features(adapter, clip_vision, self.image_composition, "image_composition")
+        if self.image_negative is not None:
+            uncond = _features(adapter, clip_vision, self.image_negative, "image_negative")
+        else:
+            uncond = _no_image_features(adapter, clip_vision, cond)
+        weight_type = "strong style and composition" if self.expand_style else "style and composition"
+        return patch_model(self.model, adapter, cond, uncond, self.weight_style, self.start_at, self.end_at,
+                           self.combine_embeds, self.embeds_scaling, weight_type, self.attn_mask,
+                           composition=composition, composition_weight=self.weight_composition)
 
 
 class IPAdapterBatch(Node):

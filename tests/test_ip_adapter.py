@@ -257,7 +257,9 @@ def test_comfyui_ui_workflow_widgets_map_in_the_packs_order(builtin_registry):
         {"id": 6, "type": "IPAdapterEmbeds", "inputs": [], "outputs": [],
          "widgets_values": [0.9, "style transfer", 0.1, 0.8, "K+V"]},
         {"id": 7, "type": "IPAdapterBatch", "inputs": [], "outputs": [],
-         "widgets_values": [0.5, "composition", 0.0, 0.6, "V only", 4]}], "links": []}
+         "widgets_values": [0.5, "composition", 0.0, 0.6, "V only", 4]},
+        {"id": 8, "type": "IPAdapterStyleComposition", "inputs": [], "outputs": [],
+         "widgets_values": [0.8, 0.6, True, "add", 0.1, 0.9, "K+V"]}], "links": []}
     nodes = import_ui(ui, builtin_registry).nodes
     assert nodes["1"].inputs == {"weight": 0.8, "weight_type": "linear", "combine_embeds": "average", "start_at": 0.1,
                                  "end_at": 0.9, "embeds_scaling": "K+V"}
@@ -269,6 +271,8 @@ def test_comfyui_ui_workflow_widgets_map_in_the_packs_order(builtin_registry):
                                  "embeds_scaling": "K+V"}
     assert nodes["7"].inputs == {"weight": 0.5, "weight_type": "composition", "start_at": 0.0, "end_at": 0.6,
                                  "embeds_scaling": "V only", "encode_batch_size": 4}
+    assert nodes["8"].inputs == {"weight_style": 0.8, "weight_composition": 0.6, "expand_style": True,
+                                 "combine_embeds": "add", "start_at": 0.1, "end_at": 0.9, "embeds_scaling": "K+V"}
 
 
 # ComfyUI_IPAdapter_plus's per-transformer weights (IPAdapterPlus.py ipadapter_execute and
@@ -282,6 +286,7 @@ PACK_TABLE = {
         "composition": "0 0 0 1 0 0 0 0 0 0 0",
         "strong style transfer": "1 1 1 0 1 1 1 1 1 1 1",
         "style and composition": "0 0 0 c 0 0 1 0 0 0 0",
+        "strong style and composition": "1 1 1 c 1 1 1 1 1 1 1",
         "style transfer precise": "0 0 0 1s 0 0 1 0 0 0 0",
         "composition precise": ".1s .1s .1s 1 .1s .1s 1s .1s .1s .1s .1s",
         "weak input": ".2 .2 .2 .2 1 1 1 1 1 1 1",
@@ -295,6 +300,7 @@ PACK_TABLE = {
         "composition": "0 0 0 0 .25 1 0 0 0 0 0 0 0 0 0 0",
         "strong style transfer": "1 1 1 1 0 0 1 1 1 1 1 1 1 1 1 1",
         "style and composition": "1 1 1 1 .25c c 0 0 0 1 1 1 1 1 1 1",
+        "strong style and composition": "1 1 1 1 c c 1 1 1 1 1 1 1 1 1 1",
         "style transfer precise": "1 1 1 1 .25s 1s 0 0 0 1 1 1 1 1 1 1",
         "composition precise": "1s 1s 1s 1s .25 1 .1s .1s .1s 1s 1s 1s 1s 1s 1s 1s",
         "weak input": ".2 .2 .2 .2 .2 .2 1 1 1 1 1 1 1 1 1 1",
@@ -314,10 +320,10 @@ def test_weight_types_follow_the_packs_table(arch):
     from graphflow.models.ip_adapter import transformer_weights
     from nodes.ip_adapter import WEIGHT_TYPES
 
-    weight, composition, layers = 0.7, 1.0, 11 if arch == "sdxl" else 16
+    weight, composition, layers = 0.7, 0.3, 11 if arch == "sdxl" else 16
     covered = set()
     for weight_type, row in PACK_TABLE[arch].items():
-        got = transformer_weights(weight_type, weight, arch == "sdxl", layers)
+        got = transformer_weights(weight_type, weight, arch == "sdxl", layers, composition)
         expected = []
         for cell in row.split():
             swapped, cell = cell.endswith("s"), cell.rstrip("s")
@@ -332,7 +338,8 @@ def test_weight_types_follow_the_packs_table(arch):
         got = [w for w, _ in transformer_weights(weight_type, weight, arch == "sdxl", layers)]
         assert got == pytest.approx([weight * (0.05 + 0.95 * ramp(i / layers)) for i in range(layers)], abs=1e-12)
         covered.add(weight_type)
-    assert covered == set(WEIGHT_TYPES)  # every choice the node offers is checked
+    # every choice the node offers is checked, and IPAdapterStyleComposition's expand_style type
+    assert covered == {*WEIGHT_TYPES, "strong style and composition"}
 
 
 @pytest.mark.parametrize("arch", ["sd1", "sdxl"])
@@ -648,3 +655,111 @@ def test_combine_embeds_as_closed_forms(builtin_registry, models):
             torch.testing.assert_close(outs[combine], ref.unet(x, t, context), atol=1e-5, rtol=0)
     assert (outs["subtract"] - outs["average"]).abs().max() > 1e-4
     assert (outs["norm average"] - outs["average"]).abs().max() > 1e-4
+
+
+# IPAdapterStyleComposition (SDXL): transformer -> (which image, which weight) as the pack's
+# ipadapter_execute gives them (weight_type "style and composition", or "strong style and
+# composition" with expand_style; cond_alt = {3: the composition image's tokens}); absent: untouched
+STYLE_COMPOSITION_TABLE = {
+    False: {3: ("composition", "weight_composition"), 6: ("style", "weight_style")},
+    True: {**{i: ("style", "weight_style") for i in (0, 1, 2, 4, 5, 6, 7, 8, 9, 10)},
+           3: ("composition", "weight_composition")},
+}
+
+
+@pytest.fixture
+def sdxl_models(models):
+    from dataclasses import replace
+
+    from graphflow.testing import unet_config
+
+    # SDXL's 11 spatial transformers (input 4, middle 1, output 6; the writers' default tiny UNet has 4)
+    unet = replace(unet_config("sdxl"), channel_mult=(1, 2, 2), num_res_blocks=2, transformer_depth=(0, 1, 1))
+    write_checkpoint(models / "checkpoints" / "sdxl.safetensors", "sdxl", dtype=torch.float32, unet=unet)
+    write_ip_adapter(models / "ipadapter" / "ip-adapter_sdxl.safetensors", "sdxl", dtype=torch.float32, scale=3.0,
+                     unet=unet)
+    return models
+
+
+@pytest.mark.parametrize("expand_style", [False, True])
+def test_style_composition_gives_each_transformer_its_image_and_weight(builtin_registry, sdxl_models, expand_style):
+    from graphflow.models.attention import attention
+    from graphflow.models.ip_adapter import cross_attentions, transformer_numbers
+
+    vision = call(builtin_registry, "LoadCLIPVision", clip_name="vit_tiny.safetensors")
+    model = call(builtin_registry, "LoadCheckpoint", checkpoint="sdxl.safetensors")[0]
+    adapter = call(builtin_registry, "IPAdapterModelLoader", ipadapter_file="ip-adapter_sdxl.safetensors")
+    g = torch.Generator().manual_seed(6)
+    images = {"style": torch.rand(1, 40, 40, 3, generator=g), "composition": torch.rand(1, 40, 40, 3, generator=g)}
+    weights = {"weight_style": 0.7, "weight_composition": 1.3}
+    patched = call(builtin_registry, "IPAdapterStyleComposition", model=model, ipadapter=adapter,
+                   image_style=images["style"], image_composition=images["composition"], expand_style=expand_style,
+                   clip_vision=vision, **weights)
+    tokens = {k: adapter.tokens(adapter.features(vision.encode_image(v, crop=True))) for k, v in images.items()}
+    assert (tokens["style"] - tokens["composition"]).abs().max() > 1e-3
+    paths = cross_attentions(patched.unet)
+    numbers, layers = transformer_numbers(paths)
+    assert layers == 11
+    modules = dict(patched.unet.named_modules())
+    table = STYLE_COMPOSITION_TABLE[expand_style]
+    for index, (path, number) in enumerate(zip(paths, numbers)):
+        extra = modules[path].extra_attention
+        if number not in table:
+            assert extra is None, path
+            continue
+        image, weight = table[number]
+        to_k, to_v = adapter.to_k_ip[index], adapter.to_v_ip[index]
+        q = torch.randn(1, 1, 5, to_k.out_features, generator=g)
+        k, v = (f(tokens[image])[:, None] for f in (to_k, to_v))
+        torch.testing.assert_close(extra(q), weights[weight] * attention(q, k, v), rtol=1e-5, atol=1e-6)
+
+
+def style_composition_graph(node: str, **inputs):
+    g = graph("ip-adapter_sdxl.safetensors")
+    g["1"]["inputs"]["ckpt_name"] = "sdxl.safetensors"
+    g["10"] = {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0xc02010}}
+    common = {"model": ["1", 0], "ipadapter": ["6", 0], "clip_vision": ["4", 0], "start_at": 0.0, "end_at": 1.0,
+              "embeds_scaling": "V only", "combine_embeds": "average"}
+    g["7"] = {"class_type": node, "inputs": {**common, **inputs}}
+    return g
+
+
+@pytest.mark.parametrize("expand_style", [False, True])
+def test_style_composition_end_to_end(builtin_registry, sdxl_models, expand_style):
+    """weight_composition 0 samples the style-only path (IPAdapterAdvanced, "style transfer" or with
+    expand_style "strong style transfer", on the style image) bit for bit; weight_style 0 the
+    composition-only one ("composition" on the composition image); both on differ from each."""
+    def both(style, composition):
+        return run(builtin_registry, style_composition_graph(
+            "IPAdapterStyleComposition", image_style=["5", 0], image_composition=["10", 0], weight_style=style,
+            weight_composition=composition, expand_style=expand_style))
+
+    style_only = run(builtin_registry, style_composition_graph(
+        "IPAdapterAdvanced", image=["5", 0], weight=0.8,
+        weight_type="strong style transfer" if expand_style else "style transfer"))
+    composition_only = run(builtin_registry, style_composition_graph(
+        "IPAdapterAdvanced", image=["10", 0], weight=1.2, weight_type="composition"))
+    assert torch.equal(both(0.8, 0.0), style_only)
+    assert torch.equal(both(0.0, 1.2), composition_only)  # expanded too: weight 0 leaves a transformer untouched
+    mixed = both(0.8, 1.2)
+    assert (mixed - style_only).abs().max() > 1e-5 and (mixed - composition_only).abs().max() > 1e-5
+
+
+def test_style_composition_bad_inputs_are_named(builtin_registry, sdxl_models):
+    vision = call(builtin_registry, "LoadCLIPVision", clip_name="vit_tiny.safetensors")
+    sdxl = call(builtin_registry, "LoadCheckpoint", checkpoint="sdxl.safetensors")[0]
+    sd1 = call(builtin_registry, "LoadCheckpoint", checkpoint="sd1.safetensors")[0]
+    adapter = call(builtin_registry, "IPAdapterModelLoader", ipadapter_file="ip-adapter_sdxl.safetensors")
+    image = torch.rand(1, 32, 32, 3)
+    base = dict(model=sdxl, ipadapter=adapter, image_style=image, image_composition=image, clip_vision=vision)
+    cases = [(dict(model=sd1), "model", "for SDXL models only, not sd1"),
+             (dict(image_composition=torch.rand(32, 32)), "image_composition", r"IMAGE \[B, H, W, C\]"),
+             (dict(image_style=torch.rand(32, 32)), "image_style", r"IMAGE \[B, H, W, C\]"),
+             (dict(embeds_scaling="K+mean(V) w/ C penalty"), "embeds_scaling", r"'V only' or 'K\+V'"),
+             (dict(clip_vision=None), "clip_vision", "no CLIP vision model"),
+             (dict(start_at=0.9, end_at=0.1), "start_at", "after end_at"),
+             (dict(image_negative=torch.rand(3, 32, 32)), "image_negative", r"IMAGE \[B, H, W, C\]")]
+    for change, name, message in cases:
+        with pytest.raises(NodeInputError, match=message) as info:
+            call(builtin_registry, "IPAdapterStyleComposition", **{**base, **change})
+        assert info.value.input == name

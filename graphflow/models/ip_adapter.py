@@ -46,6 +46,8 @@ EMBEDS_SCALINGS = ("V only", "K+V")
 EASE = ("ease in", "ease out", "ease in-out", "reverse in-out")
 WEAK = {"weak input": ("input",), "weak middle": ("middle",), "weak output": ("output",),
         "strong middle": ("input", "output")}  # the blocks weighted 0.2
+COMPOSITION_SDXL = (3,)  # the composition transformers: down_blocks.2.attentions.1 (input block 8)
+COMPOSITION_SD1 = (4, 5)  # SD1.5's input blocks 7 and 8
 
 
 def transformer_weights(weight_type: str, weight: float, sdxl: bool, layers: int,
@@ -70,7 +72,7 @@ def transformer_weights(weight_type: str, weight: float, sdxl: bool, layers: int
             out.append((w, False))
         return out
     w, c = weight, composition_weight
-    composition = (3,) if sdxl else (4, 5)  # down_blocks.2.attentions.1 / SD1.5's input blocks 7 and 8
+    composition = COMPOSITION_SDXL if sdxl else COMPOSITION_SD1
     if weight_type == "style transfer":
         chosen = {6: w} if sdxl else {i: w for i in (0, 1, 2, 3, *range(9, 16))}
     elif weight_type == "composition":
@@ -79,6 +81,8 @@ def transformer_weights(weight_type: str, weight: float, sdxl: bool, layers: int
         chosen = {i: w for i in ((0, 1, 2, *range(4, 11)) if sdxl else (0, 1, 2, 3, *range(6, 16)))}
     elif weight_type == "style and composition":
         chosen = {3: c, 6: w} if sdxl else {**{i: w for i in (0, 1, 2, 3, *range(9, 16))}, 4: c * 0.25, 5: c}
+    elif weight_type == "strong style and composition":
+        chosen = {**{i: w for i in range(11)}, 3: c} if sdxl else {**{i: w for i in range(16)}, 4: c, 5: c}
     elif weight_type == "style transfer precise":
         chosen = {3: w, 6: w} if sdxl else {**{i: w for i in (0, 1, 2, 3, *range(9, 16))}, 4: w * 0.25, 5: w}
     elif weight_type == "composition precise":
@@ -336,13 +340,17 @@ def _ip_attention(to_k: nn.Linear, to_v: nn.Linear, cond: torch.Tensor, uncond: 
 def apply_ip_adapter(model: DiffusionModel, adapter: IPAdapter, cond: torch.Tensor, uncond: torch.Tensor,
                      weight: float, sigma_range: tuple[float, float] | None = None,
                      scaling: str = "V only", weight_type: str = "linear",
-                     mask: torch.Tensor | None = None) -> DiffusionModel:
+                     mask: torch.Tensor | None = None, composition_weight: float = 1.0,
+                     composition_cond: torch.Tensor | None = None) -> DiffusionModel:
     """A new MODEL whose UNet cross-attentions (shallow copies) add the image prompt's attention.
     cond / uncond: image tokens [1, N, C] for the positive / negative prompt's rows, or [M, N, C]:
     one set per latent of the batch (IPAdapterBatch; the last one for the latents beyond M). sigma_range
     (sigma_start, sigma_end): active only while sigma_end <= sigma <= sigma_start (None: always).
     weight_type: how the weight spreads over the transformers (transformer_weights; the ones
     weighted 0 are left as they are). mask [M, H, W] or [H, W]: where the image prompt acts.
+    composition_weight: the "style and composition" types' weight of the composition transformers;
+    composition_cond: their positive tokens (IPAdapterStyleComposition's composition image; the
+    pack's cond_alt), the others keeping cond's (the style image's).
     Weights are shared; the input model is unchanged."""
     if scaling not in EMBEDS_SCALINGS:
         raise ValueError(f"embeds scaling {scaling!r} is not supported; expected one of {', '.join(EMBEDS_SCALINGS)}")
@@ -364,7 +372,9 @@ def apply_ip_adapter(model: DiffusionModel, adapter: IPAdapter, cond: torch.Tens
         if mask.ndim != 3:
             raise IPAdapterError(f"an attention mask is a MASK [B, H, W], got shape {tuple(mask.shape)}")
     numbers, layers = transformer_numbers(paths)
-    per_transformer = transformer_weights(weight_type, weight, model.arch.startswith("sdxl"), layers)
+    sdxl = model.arch.startswith("sdxl")
+    per_transformer = transformer_weights(weight_type, weight, sdxl, layers, composition_weight)
+    composition = COMPOSITION_SDXL if sdxl else COMPOSITION_SD1
     unet = _shallow(model.unet)
     copied = {"": unet}
     for index, path in enumerate(paths):
@@ -379,7 +389,10 @@ def apply_ip_adapter(model: DiffusionModel, adapter: IPAdapter, cond: torch.Tens
                 copied[prefix] = _shallow(parent._modules[part])
                 parent._modules[part] = copied[prefix]
             parent = copied[prefix]
-        layer_cond, layer_uncond = (torch.zeros_like(cond), cond) if swapped else (cond, uncond)
+        layer_cond = cond
+        if composition_cond is not None and numbers[index] in composition:
+            layer_cond = composition_cond
+        layer_cond, layer_uncond = (torch.zeros_like(layer_cond), layer_cond) if swapped else (layer_cond, uncond)
         extra = _ip_attention(adapter.to_k_ip[index], adapter.to_v_ip[index], layer_cond, layer_uncond, layer_weight,
                               sigma_range, scaling, mask)
         parent.extra_attention = extra if parent.extra_attention is None else _sum(parent.extra_attention, extra)
