@@ -243,26 +243,24 @@ def _check(name, threshold, start_percent, end_percent):
 def with_easycache(model, reuse_threshold: float = 0.2, start_percent: float = 0.15, end_percent: float = 0.95,
                    verbose: bool = False):
     """A copy of `model` whose network calls go through EasyCache (the input is not changed)."""
-    from .flow_sampling import model_sampling_for
-
-    _check("EasyCache", reuse_threshold, start_percent, end_percent)
-    cache = StepCache(EasyCacheState, "EasyCache", reuse_threshold, start_percent, end_percent, verbose,
-                      model_sampling_for(model))
-    patched = copy.copy(model)
-    patched.network_wrappers = (*getattr(model, "network_wrappers", ()), cache)
-    return patched
+    return _with_cache(model, EasyCacheState, "EasyCache", "network_wrappers", reuse_threshold, start_percent,
+                       end_percent, verbose)
 
 
 def with_lazycache(model, reuse_threshold: float = 0.2, start_percent: float = 0.15, end_percent: float = 0.95,
                    verbose: bool = False):
     """A copy of `model` whose guided predictions go through LazyCache (the input is not changed)."""
+    return _with_cache(model, LazyCacheState, "LazyCache", "prediction_wrappers", reuse_threshold, start_percent,
+                       end_percent, verbose)
+
+
+def _with_cache(model, state, name: str, slot: str, reuse_threshold, start_percent, end_percent, verbose):
     from .flow_sampling import model_sampling_for
 
-    _check("LazyCache", reuse_threshold, start_percent, end_percent)
-    cache = StepCache(LazyCacheState, "LazyCache", reuse_threshold, start_percent, end_percent, verbose,
-                      model_sampling_for(model))
+    _check(name, reuse_threshold, start_percent, end_percent)
+    cache = StepCache(state, name, reuse_threshold, start_percent, end_percent, verbose, model_sampling_for(model))
     patched = copy.copy(model)
-    patched.prediction_wrappers = (*getattr(model, "prediction_wrappers", ()), cache)
+    setattr(patched, slot, (*getattr(model, slot, ()), cache))
     return patched
 
 
