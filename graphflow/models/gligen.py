@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .lora import _shallow
+from .lora import copied_modules
 from .unet import Attention, FeedForward
 from .weight_files import CheckpointError, WeightFile
 
@@ -124,21 +124,14 @@ class Gligen(nn.Module):
         first = next(iter(self.fusers.values())).linear.weight
         if first.device != objs.device or first.dtype != objs.dtype:
             self.to(objs.device, objs.dtype)  # run in the UNet's device and dtype, moved once
-        clone = _shallow(unet)
-        copied = {"": clone}
+        paths = {key: key.replace("/", ".") for key in self.fusers}
+        try:
+            clone, blocks = copied_modules(unet, paths.values())
+        except KeyError as e:
+            raise GligenError(f"the GLIGEN model has a fuser for {e.args[0]}, which this UNet lacks; GLIGEN "
+                              f"text-box models are for SD1.x") from None
         for key, fuser in self.fusers.items():
-            parts = key.split("/")
-            parent = clone
-            for depth, part in enumerate(parts):
-                prefix = "/".join(parts[:depth + 1])
-                if prefix not in copied:
-                    if part not in parent._modules:
-                        raise GligenError(f"the GLIGEN model has a fuser for {'.'.join(parts)}, which this UNet "
-                                          f"lacks; GLIGEN text-box models are for SD1.x")
-                    copied[prefix] = _shallow(parent._modules[part])
-                    parent._modules[part] = copied[prefix]
-                parent = copied[prefix]
-            parent.gated_self_attention = _bound(fuser, objs)
+            blocks[paths[key]].gated_self_attention = _bound(fuser, objs)
         return clone
 
 

@@ -38,7 +38,7 @@ from torch import nn
 
 from .attention import attention
 from .diffusion_model import DiffusionModel
-from .lora import _shallow
+from .lora import copied_modules
 from .weight_files import CheckpointError, WeightFile, read_pickle
 
 HEAD_WIDTH = 64  # the Resampler's attention heads
@@ -375,20 +375,12 @@ def apply_ip_adapter(model: DiffusionModel, adapter: IPAdapter, cond: torch.Tens
     sdxl = model.arch.startswith("sdxl")
     per_transformer = transformer_weights(weight_type, weight, sdxl, layers, composition_weight)
     composition = COMPOSITION_SDXL if sdxl else COMPOSITION_SD1
-    unet = _shallow(model.unet)
-    copied = {"": unet}
-    for index, path in enumerate(paths):
+    # as ComfyUI_IPAdapter_plus, a transformer weighted 0 keeps the plain attention, not one plus zero
+    patched = [index for index in range(len(paths)) if per_transformer[numbers[index]][0] != 0]
+    unet, copies = copied_modules(model.unet, [paths[index] for index in patched])
+    for index in patched:
         layer_weight, swapped = per_transformer[numbers[index]]
-        if layer_weight == 0:
-            continue  # as ComfyUI_IPAdapter_plus: the plain attention, not one plus zero
-        parent = unet
-        parts = path.split(".")
-        for depth, part in enumerate(parts):
-            prefix = ".".join(parts[:depth + 1])
-            if prefix not in copied:
-                copied[prefix] = _shallow(parent._modules[part])
-                parent._modules[part] = copied[prefix]
-            parent = copied[prefix]
+        parent = copies[paths[index]]
         layer_cond = cond
         if composition_cond is not None and numbers[index] in composition:
             layer_cond = composition_cond

@@ -366,14 +366,17 @@ def _shallow(module: nn.Module) -> nn.Module:
 
 def copied_modules(root: nn.Module, paths) -> tuple[nn.Module, dict[str, nn.Module]]:
     """A shallow copy of `root` in which the modules at `paths` (and those on the way to them) are
-    shallow copies too, so attributes set on them change the copy only: (copy, {path: module})."""
+    shallow copies too, so attributes set on them change the copy only: (copy, {path: module}).
+    A path `root` lacks raises KeyError(path)."""
     clone = _shallow(root)
     copied = {"": clone}
     for path in paths:
         parent, prefix = clone, ""
-        for part in path.split("."):
+        for part in path.split(".") if path else ():  # "": the root itself
             prefix = f"{prefix}.{part}" if prefix else part
             if prefix not in copied:
+                if part not in parent._modules:
+                    raise KeyError(path)
                 copied[prefix] = _shallow(parent._modules[part])
                 parent._modules[part] = copied[prefix]
             parent = copied[prefix]
@@ -383,17 +386,10 @@ def copied_modules(root: nn.Module, paths) -> tuple[nn.Module, dict[str, nn.Modu
 def patched_copy(root: nn.Module, weights: dict[str, torch.Tensor]) -> nn.Module:
     """A copy of `root` whose parameters (or buffers) named in `weights` are replaced; only the
     modules on the way to them are copied (shallowly), every other submodule and parameter is shared."""
-    clone = _shallow(root)
-    copied = {"": clone}
+    clone, owners = copied_modules(root, {name.rpartition(".")[0] for name in weights})
     for name, value in weights.items():
-        *path, param = name.split(".")
-        parent, prefix = clone, ""
-        for part in path:
-            prefix = f"{prefix}.{part}" if prefix else part
-            if prefix not in copied:
-                copied[prefix] = _shallow(parent._modules[part])
-                parent._modules[part] = copied[prefix]
-            parent = copied[prefix]
+        path, _, param = name.rpartition(".")
+        parent = owners[path]
         if param in parent._buffers:  # a merged buffer (graphflow.models.merge)
             parent._buffers[param] = value
         else:
