@@ -111,6 +111,11 @@ class ImageBlur(Node):
         return gaussian_blur(image.movedim(-1, 1), self.blur_radius, self.sigma).movedim(1, -1)
 
 
+def unsharp_mask(x, radius: int, sigma: float, alpha: float):
+    """x + 10 alpha (x - blur(x)) with ImageBlur's Gaussian ([B, C, H, W]), ComfyUI's sharpen."""
+    return x + 10 * alpha * (x - gaussian_blur(x, radius, sigma))
+
+
 class ImageSharpen(Node):
     """Unsharp mask: image + 10 * alpha * (image - blurred), clamped to 0..1, with ImageBlur's
     Gaussian of sharpen_radius and sigma (ComfyUI's kernel, -10 * alpha * Gaussian with the centre
@@ -126,9 +131,8 @@ class ImageSharpen(Node):
     def run(self):
         image = _image(self.image, "image")
         _check_radius(image, self.sharpen_radius, "sharpen_radius")
-        x = image.movedim(-1, 1)
-        detail = x - gaussian_blur(x, self.sharpen_radius, self.sigma)
-        return (x + 10 * self.alpha * detail).clamp(0, 1).movedim(1, -1)
+        sharp = unsharp_mask(image.movedim(-1, 1), self.sharpen_radius, self.sigma, self.alpha)
+        return sharp.clamp(0, 1).movedim(1, -1)
 
 
 def _bayer(order: int) -> torch.Tensor:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from functools import partial
 
 from graphflow.api import LATENT, MODEL, ComfyAlias, Float, Int, Node, NodeInputError, socket_type
-from nodes.image_ops import gaussian_blur
+from nodes.image_ops import unsharp_mask
 
 LATENT_OPERATION = socket_type("LATENT_OPERATION", "#b0bec5", "A function latent -> latent (sharpen, tonemap)")
 
@@ -27,8 +27,7 @@ def sharpen(latent, radius: int, sigma: float, alpha: float):
                          f"({latent.shape[-1]}x{latent.shape[-2]})")
     length = _per_pixel_norm(latent) + 1e-6
     direction = latent / length
-    detail = direction - gaussian_blur(direction, radius, sigma)
-    return length * (direction + 10 * alpha * detail)
+    return length * unsharp_mask(direction, radius, sigma, alpha)
 
 
 def tonemap_reinhard(latent, multiplier: float):

@@ -295,10 +295,9 @@ def _ip_attention(to_k: nn.Linear, to_v: nn.Linear, cond: torch.Tensor, uncond: 
     keys_values: dict = {}  # (negative rows, batch, device, dtype) -> the image tokens' keys and values
     masks: dict = {}  # (negative rows, batch, grid, device, dtype) -> the mask per row at the grid
     active = [None, True]  # [the UNetRows judged last, its verdict]: sigma is read once per UNet call
+    from graphflow.sampling.guidance import unet_rows  # once, not in every attention call
 
     def extra(q: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor | None:
-        from graphflow.sampling.guidance import unet_rows
-
         rows = unet_rows.get()
         if sigma_range is not None and rows is not None:
             if active[0] is not rows:
