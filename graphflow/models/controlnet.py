@@ -458,7 +458,9 @@ class ControlApplied:
                                                                           unet_config, **extra)
         if self.start_percent > 0 or self.end_percent < 1:  # a range: read sigma back (a sync) only then
             start, end = self.sigma_range(schedule)
-            if not (end <= float(sigma.reshape(-1)[0]) <= start):
+            from graphflow.sampling.model_sampling import in_sigma_window
+
+            if not in_sigma_window(sigma, start, end):
                 return out
         mine = self.net.control(self, x, timesteps, context, y, unet_config, **extra)
         mine = {k: [None if r is None else r * self.strength for r in v] for k, v in mine.items()}

@@ -296,13 +296,13 @@ def _ip_attention(to_k: nn.Linear, to_v: nn.Linear, cond: torch.Tensor, uncond: 
     masks: dict = {}  # (negative rows, batch, grid, device, dtype) -> the mask per row at the grid
     active = [None, True]  # [the UNetRows judged last, its verdict]: sigma is read once per UNet call
     from graphflow.sampling.guidance import unet_rows  # once, not in every attention call
+    from graphflow.sampling.model_sampling import in_sigma_window
 
     def extra(q: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor | None:
         rows = unet_rows.get()
         if sigma_range is not None and rows is not None:
             if active[0] is not rows:
-                s = float(rows.sigma.reshape(-1)[0])
-                active[:] = [rows, sigma_range[1] <= s <= sigma_range[0]]
+                active[:] = [rows, in_sigma_window(rows.sigma, *sigma_range)]
             if not active[1]:
                 return None
         b, heads = q.shape[0], q.shape[1]

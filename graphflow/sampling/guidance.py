@@ -40,6 +40,8 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from .model_sampling import in_sigma_window
+
 
 @dataclass
 class Cond:
@@ -66,8 +68,7 @@ class Cond:
     def active(self, sigma: torch.Tensor) -> bool:
         if self.sigma_start is None and self.sigma_end is None:
             return True  # without a timestep range, no need to read sigma back from the device
-        s = float(sigma.reshape(-1)[0])
-        return (self.sigma_start is None or s <= self.sigma_start) and (self.sigma_end is None or s >= self.sigma_end)
+        return in_sigma_window(sigma, self.sigma_start, self.sigma_end)
 
 
 def repeat_to_batch(t: torch.Tensor, batch: int) -> torch.Tensor:

@@ -20,6 +20,13 @@ import torch
 from .step_cache import wrapped_network
 
 
+def in_sigma_window(sigma: torch.Tensor, sigma_start: float | None, sigma_end: float | None) -> bool:
+    """ComfyUI's timestep-range rule: sigma_end <= sigma <= sigma_start (None: unbounded), judged by
+    the batch's first sigma. Reading it back is a host sync, so callers ask only when a range is set."""
+    s = float(sigma.reshape(-1)[0])
+    return (sigma_start is None or s <= sigma_start) and (sigma_end is None or s >= sigma_end)
+
+
 def append_dims(v: torch.Tensor, ndim: int) -> torch.Tensor:
     """Broadcast a per-sample [B] (or scalar) tensor against an ndim-dimensional batch. A 0-dim
     tensor stays 0-dim: a host sigma must stay a scalar to combine with device tensors."""

@@ -84,16 +84,14 @@ def check_layers(unet, double: list[int], single: list[int]) -> str | None:
 def _window(model, start_percent: float, end_percent: float):
     """in_window(sigma tensor) -> bool for sigma_end <= sigma <= sigma_start (ComfyUI's rule)."""
     from .flow_sampling import model_sampling_for
+    from .model_sampling import in_sigma_window
 
     if start_percent <= 0.0 and end_percent >= 1.0:
         return lambda sigma: True  # the whole run: no need to read sigma back
     schedule = model_sampling_for(model)
     sigma_start, sigma_end = schedule.percent_to_sigma(start_percent), schedule.percent_to_sigma(end_percent)
 
-    def in_window(sigma):
-        s = float(sigma.reshape(-1)[0])
-        return sigma_end <= s <= sigma_start
-    return in_window
+    return lambda sigma: in_sigma_window(sigma, sigma_start, sigma_end)
 
 
 def skip_layer_guidance(model, double: list[int], single: list[int], scale: float, start_percent: float,
