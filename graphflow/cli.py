@@ -476,10 +476,6 @@ def cmd_inspect(args) -> int:
     return EXIT_OK
 
 
-MODEL_KINDS = ("checkpoints", "diffusion_models", "loras", "vae", "text_encoders", "controlnet", "upscale_models",
-               "clip_vision", "style_models", "embeddings", "hypernetworks", "gligen", "ipadapter", "vae_approx")
-
-
 def _model_folder(name: str):
     """A diffusers model folder: the path as given, else one of that name under models/diffusers/."""
     from graphflow.folders import UnsafePathError, folders
@@ -495,7 +491,7 @@ def _model_folder(name: str):
 def _model_file(name: str):
     """A file path as given, else a model file of that name in the models folders (checkpoints
     first, then every other kind's folder)."""
-    from graphflow.folders import UnsafePathError, folders
+    from graphflow.folders import MODEL_KINDS, UnsafePathError, folders
 
     if os.path.isfile(name):
         return name

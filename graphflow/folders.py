@@ -44,6 +44,9 @@ def safe_join(base: Path, name: str, follow_links: bool = False) -> Path:
 
 # ComfyUI's legacy names for model kinds, as its extra_model_paths.yaml may use them
 COMFY_KINDS = {"clip": "text_encoders", "unet": "diffusion_models"}
+# every models/ subfolder a loader reads (diffusers: folders, not files)
+MODEL_KINDS = ("checkpoints", "diffusion_models", "loras", "vae", "text_encoders", "controlnet", "upscale_models",
+               "clip_vision", "style_models", "embeddings", "hypernetworks", "gligen", "ipadapter", "vae_approx")
 
 
 def load_extra_model_paths(path: Path) -> dict[str, list[Path]]:

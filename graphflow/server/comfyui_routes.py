@@ -8,7 +8,7 @@ from functools import partial
 from aiohttp import web
 
 from graphflow.device import memory_stats
-from graphflow.folders import folders
+from graphflow.folders import COMFY_KINDS, MODEL_KINDS, folders
 from graphflow.validation import Problem
 
 from graphflow.server import file_routes, system_routes
@@ -80,9 +80,7 @@ async def comfy_history(request):
 
 # --- ComfyUI's other HTTP routes ----------------------------------------------------------------
 
-MODEL_FOLDERS = ("checkpoints", "vae", "loras", "embeddings", "text_encoders", "clip", "diffusion_models", "unet",
-                 "controlnet", "upscale_models", "vae_approx", "clip_vision", "style_models", "hypernetworks",
-                 "ipadapter")
+MODEL_FOLDERS = (*MODEL_KINDS, *COMFY_KINDS)  # ComfyUI's legacy names ("clip", "unet") answer too
 
 
 async def comfy_object_info(request):
