@@ -39,35 +39,35 @@ def image_to_pil(image: torch.Tensor) -> Image.Image:
 
 
 def resize_nchw(x: torch.Tensor, width: int, height: int, method: str) -> torch.Tensor:
-    """Resize an NCHW tensor (images or latents) with one of RESIZE_METHODS."""
+    """Resize an NCHW tensor (images or latents) with one of RESIZE_METHODS, as ComfyUI's
+    common_upscale does, so imported graphs give its pixels: plain (not antialiased) torch
+    interpolation, and Lanczos through Pillow on 8-bit pictures (values clipped to 0..1 and
+    truncated to 1/255 steps first, as ComfyUI's `lanczos` does)."""
     if method == "lanczos":
-        # Pillow's Lanczos per channel, in float mode so nothing is quantised.
         out = torch.empty(x.shape[0], x.shape[1], height, width, dtype=x.dtype)
+        levels = (x.float().cpu().numpy() * 255.0).clip(0, 255).astype(np.uint8)
         for b in range(x.shape[0]):
             for c in range(x.shape[1]):
-                channel = Image.fromarray(x[b, c].float().cpu().numpy(), mode="F")
-                out[b, c] = torch.from_numpy(np.array(channel.resize((width, height), Image.LANCZOS)))
-        return out
-    if method == "bicubic":
-        return F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False, antialias=True)
-    if method == "bilinear":
-        return F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
-    if method in ("nearest-exact", "area"):
+                channel = Image.fromarray(levels[b, c], mode="L").resize((width, height), Image.LANCZOS)
+                out[b, c] = torch.from_numpy(np.asarray(channel, dtype=np.float32) / 255.0)
+        return out.to(x.device)
+    if method in ("bilinear", "bicubic", "nearest-exact", "area"):
         return F.interpolate(x, size=(height, width), mode=method)
     raise ValueError(f"unknown resize method {method!r}; expected one of {', '.join(RESIZE_METHODS)}")
 
 
 def center_crop_to_aspect(x: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """Crop an NCHW tensor around its centre to the aspect ratio width:height."""
+    """Crop an NCHW tensor around its centre to the aspect ratio width:height, cutting the same
+    whole number of pixels from both sides (ComfyUI's crop="center": round(excess / 2) each)."""
     h, w = x.shape[-2:]
-    target = width / height
-    if w / h > target:
-        new_w = round(h * target)
-        left = (w - new_w) // 2
-        return x[..., :, left:left + new_w]
-    new_h = round(w / target)
-    top = (h - new_h) // 2
-    return x[..., top:top + new_h, :]
+    old, new = w / h, width / height
+    if old > new:
+        left = round((w - w * (new / old)) / 2)
+        return x[..., :, left:w - left]
+    if old < new:
+        top = round((h - h * (old / new)) / 2)
+        return x[..., top:h - top, :]
+    return x
 
 
 def _slerp(a: torch.Tensor, b: torch.Tensor, r: torch.Tensor) -> torch.Tensor:

@@ -155,7 +155,8 @@ def test_stitch_directions_spacing_padding_and_batches(builtin_registry):
     # Matched: image2 to image1's height keeping its aspect ratio, width int(10 * 7 / 5) = 14.
     out = call(builtin_registry, "ImageStitch", image1=a, image2=b, direction="right")
     assert out.shape == (2, 10, 34, 3)
-    assert torch.allclose(out[:, :, :20], a) and torch.allclose(out[:, :, 20:], torch.tensor(0.7), atol=1e-5)
+    # Lanczos on 8-bit levels as ComfyUI's: 0.7 is truncated to 178/255.
+    assert torch.allclose(out[:, :, :20], a) and torch.allclose(out[:, :, 20:], torch.tensor(178 / 255), atol=1e-6)
     out = call(builtin_registry, "ImageStitch", image1=a, image2=b, direction="up", spacing_width=3,
                spacing_color="red")
     assert out.shape == (2, 14 + 4 + 10, 20, 3)  # int(20 / (7 / 5)) = 14 rows, 4 of red, then image1

@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from graphflow.executor import Executor
@@ -94,6 +95,35 @@ def test_image_scale_sizes_and_crop(builtin_registry):
     assert out.shape == (1, 30, 30, 3) and 0 <= out.min() and out.max() <= 1
     same = call(builtin_registry, "ImageScale", image=image, upscale_method="nearest-exact", width=80, height=40)
     assert torch.equal(same, image)
+
+
+def test_image_scale_gives_comfyuis_pixels(builtin_registry):
+    """ComfyUI's common_upscale: plain torch interpolation (bicubic a=-0.75, no antialias, which
+    differs from the antialiased kernel even when enlarging), Lanczos through Pillow on 8-bit
+    levels truncated from 0..1, and crop="center" cutting round(excess / 2) from each side."""
+    import numpy as np
+    from PIL import Image
+    torch.manual_seed(0)
+    image = torch.rand(2, 50, 101, 3)
+    nchw = image.movedim(-1, 1)
+    for method in ("bilinear", "bicubic"):
+        for size in ((40, 20), (230, 170)):
+            out = call(builtin_registry, "ImageScale", image=image, upscale_method=method,
+                       width=size[0], height=size[1])
+            plain = F.interpolate(nchw, size=size[::-1], mode=method).clamp(0, 1).movedim(1, -1)
+            antialiased = F.interpolate(nchw, size=size[::-1], mode=method, antialias=True).clamp(0, 1)
+            assert torch.equal(out, plain)
+            if method == "bicubic" or size[0] < 101:  # enlarging bilinear is the same either way
+                assert not torch.allclose(out, antialiased.movedim(1, -1), atol=1e-3)
+    # 101x50 to 1:1: the excess is 51 columns, round(25.5) = 26 from each side keeps 49 (not 50).
+    out = call(builtin_registry, "ImageScale", image=image, upscale_method="nearest-exact", width=49,
+               height=50, crop="center")
+    assert torch.equal(out, image[:, :, 26:75])
+    out = call(builtin_registry, "ImageScale", image=image, upscale_method="lanczos", width=37, height=23)
+    for b in range(2):
+        levels = np.clip(255.0 * image[b].numpy(), 0, 255).astype(np.uint8)
+        expected = np.asarray(Image.fromarray(levels).resize((37, 23), Image.LANCZOS), dtype=np.float32) / 255.0
+        assert torch.equal(out[b], torch.from_numpy(expected))
 
 
 def test_latent_nodes(builtin_registry):
