@@ -13,7 +13,7 @@ from graphflow.registry import Registry
 from graphflow.server.comfyui_object_info import object_info
 from graphflow.validation import validate
 from graphflow.workflow import parse_workflow
-from nodes.image import SaveImage
+from nodes.image import ImageInvert, SaveImage
 from toy_nodes import NUMBER
 
 calls: Counter = Counter()
@@ -286,3 +286,132 @@ def test_list_flags_in_the_catalogues(registry):
     info = object_info(registry)
     assert info["Range"]["output_is_list"] == [True, False] and info["Range"]["is_input_list"] is False
     assert info["Total"]["output_is_list"] == [False] and info["Total"]["is_input_list"] is True
+
+
+# ---- RebatchLatents and RebatchImages (ComfyUI's nodes_rebatch), on the built-in registry ----
+
+
+def run_rebatch(builtin_registry, node_type, values, batch_size):
+    """Run the node as the executor does for a node taking lists: every input a list."""
+    cls = builtin_registry.get(node_type)
+    node = cls.__new__(cls)
+    node.__dict__.update({next(iter(cls.input_specs)): list(values), "batch_size": [batch_size]})
+    return node.run()
+
+
+def test_rebatch_latents_cuts_one_batch_into_batches_of_the_size(builtin_registry):
+    x = torch.randn(5, 4, 2, 3)
+    out = run_rebatch(builtin_registry, "RebatchLatents", [{"samples": x}], 2)
+    assert [b["samples"].shape[0] for b in out] == [2, 2, 1]
+    assert torch.equal(torch.cat([b["samples"] for b in out]), x)
+    assert [b["batch_index"] for b in out] == [[0, 1], [2, 3], [4]]
+    assert all("noise_mask" not in b for b in out)  # none came in, none goes out
+
+
+def test_rebatch_latents_merges_several_inputs_keeping_masks_and_indices(builtin_registry):
+    a, b, c = torch.randn(3, 4, 2, 3), torch.randn(2, 4, 2, 3), torch.randn(4, 4, 2, 3)
+    mask = torch.rand(2, 1, 16, 24)  # b's, at pixel size
+    latents = [{"samples": a}, {"samples": b, "noise_mask": mask, "batch_index": [7, 8]}, {"samples": c}]
+    out = run_rebatch(builtin_registry, "RebatchLatents", latents, 4)
+    assert [o["samples"].shape[0] for o in out] == [4, 4, 1]
+    assert torch.equal(torch.cat([o["samples"] for o in out]), torch.cat([a, b, c]))
+    # b keeps its indices; the others count their position in the incoming list (c starts at 3 + 2).
+    assert [o["batch_index"] for o in out] == [[0, 1, 2, 7], [8, 5, 6, 7], [8]]
+    ones = torch.ones(1, 1, 16, 24)
+    assert torch.equal(out[0]["noise_mask"], torch.cat([ones, ones, ones, mask[:1]]))
+    assert torch.equal(out[1]["noise_mask"], torch.cat([mask[1:], ones, ones, ones]))
+    assert "noise_mask" not in out[2]  # all ones: no mask
+
+
+def test_rebatch_latents_starts_a_new_batch_at_another_size_and_resizes_masks(builtin_registry):
+    big, small = torch.randn(3, 4, 2, 2), torch.randn(2, 4, 1, 1)
+    mask = torch.zeros(1, 1, 2, 2)  # at latent resolution, one for the batch
+    out = run_rebatch(builtin_registry, "RebatchLatents", [{"samples": big}, {"samples": small, "noise_mask": mask}], 2)
+    assert [tuple(o["samples"].shape[::2]) for o in out] == [(2, 2), (1, 2), (2, 1)]
+    assert torch.equal(out[2]["samples"], small) and out[2]["batch_index"] == [3, 4]
+    assert out[2]["noise_mask"].shape == (2, 1, 8, 8) and out[2]["noise_mask"].abs().max() == 0
+
+
+def test_rebatch_images_cuts_and_joins_batches(builtin_registry):
+    a, b = torch.rand(3, 4, 5, 3), torch.rand(2, 4, 5, 3)
+    out = run_rebatch(builtin_registry, "RebatchImages", [a, b], 2)
+    assert [o.shape[0] for o in out] == [2, 2, 1]
+    assert torch.equal(torch.cat(out), torch.cat([a, b]))
+    with pytest.raises(NodeInputError, match="image 1 is"):
+        run_rebatch(builtin_registry, "RebatchImages", [a[:1], torch.rand(1, 6, 5, 3)], 2)
+
+
+def sample_and_save(batch, rebatch=None):
+    graph = {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "graphflow-demo.safetensors"}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red circle", "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": batch}},
+        "3": {"class_type": "KSampler", "inputs": {"seed": 3, "steps": 3, "cfg": 5.0, "sampler_name": "euler",
+                                                   "scheduler": "normal", "denoise": 1.0, "model": ["4", 0],
+                                                   "positive": ["6", 0], "negative": ["7", 0],
+                                                   "latent_image": ["5", 0]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "rebatched"}},
+    }
+    if rebatch is not None:
+        graph["10"] = {"class_type": "RebatchLatents", "inputs": {"latents": ["5", 0], "batch_size": rebatch}}
+        graph["3"]["inputs"]["latent_image"] = ["10", 0]
+    return graph
+
+
+def test_ksampler_after_rebatch_latents_samples_each_batch_and_all_images_are_saved(builtin_registry, tmp_folders):
+    import numpy as np
+    from PIL import Image
+
+    workflow = parse_workflow(sample_and_save(3, rebatch=2), builtin_registry)
+    assert validate(workflow, builtin_registry) == []
+    events = []
+    result = Executor(builtin_registry).run(workflow, on_event=events.append)
+    assert result.ok, result.error
+    assert [s["samples"].shape[0] for s in result.values["3"][0]] == [2, 1]
+    items = {e["item"] for e in events if e["type"] == "progress" and e["node"] == "3"}
+    assert items == {0, 1}
+    saved = result.outputs["9"]["images"]
+    assert len({s["filename"] for s in saved}) == 3
+    pictures = [torch.from_numpy(np.array(Image.open(tmp_folders.outputs / s["filename"]))) for s in saved]
+    # The batch indices travel with the latents, so each gets the noise it had in the whole batch:
+    # sampled in two batches, the pictures are those of one batch of three.
+    whole = Executor(builtin_registry).run(parse_workflow(sample_and_save(3), builtin_registry))
+    assert whole.ok, whole.error
+    assert torch.allclose(torch.cat(list(result.values["8"][0])), whole.values["8"][0], atol=2e-3)
+    assert len(whole.outputs["9"]["images"]) == 3
+    assert all(not torch.equal(pictures[0], p) for p in pictures[1:])
+
+
+def test_the_plugin_docs_list_example_runs(registry):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "plugins.md").read_text()
+    section = text.split("## 4. Lists")[1].split("\n## ")[0]
+    namespace = {}
+    exec(re.search(r"```python\n(.*?)```", section, flags=re.S).group(1), namespace)
+    for name in ("SplitFrames", "JoinFrames"):
+        registry.add(namespace[name], source="docs")
+    images = torch.rand(4, 2, 2, 3)
+
+    class Frames(Node):
+        category = "test"
+        outputs = {"images": IMAGE}
+
+        def run(self):
+            return images
+
+    registry.add(Frames, source="tests")
+    wf = graph({
+        "1": {"type": "Frames", "inputs": {}},
+        "2": {"type": "SplitFrames", "inputs": {"images": ["1", 0]}},
+        "3": {"type": "ImageInvert", "inputs": {"image": ["2", 0]}},
+        "4": {"type": "JoinFrames", "inputs": {"frames": ["3", 0], "every": 2}},
+    })
+    registry.add(ImageInvert, source="tests")
+    result = Executor(registry).run(wf, outputs=["4"])
+    assert result.ok, result.error
+    assert len(result.values["3"][0]) == 4  # inverted once per frame
+    assert torch.allclose(result.values["4"][0], 1 - images[::2])
