@@ -5,10 +5,19 @@ RebatchLatents and RebatchImages do, so a sampler or decoder after them runs onc
 
 from __future__ import annotations
 
-from graphflow.api import IMAGE, LATENT, ComfyAlias, Int, ListOf, Node, NodeInputError
+from graphflow.api import IMAGE, LATENT, ComfyAlias, Estimate, Int, ListOf, Node, NodeInputError, Size
 from nodes.latent import _repeat_to, _samples
 
 LATENT_SCALE = 8  # pixels per latent cell: a default noise mask is at pixel size, as in ComfyUI
+
+
+def _batch_estimate(cls, widgets, inputs):
+    """Batches of at most batch_size, so that the memory check of the nodes after a re-batch
+    (which is often there to fit in memory) counts one batch, not the whole list."""
+    size, batch_size = next(iter(inputs.values()), None), widgets.get("batch_size")
+    if size is None or not isinstance(batch_size, int):
+        return Estimate(size)
+    return Estimate(Size(min(size.batch, batch_size), size.height, size.width))
 
 
 class RebatchLatents(Node):
@@ -22,6 +31,7 @@ class RebatchLatents(Node):
     batch_size: int = Int(1, min=1, max=4096)
     outputs = {"latents": ListOf(LATENT)}
     comfy = ComfyAlias(("RebatchLatents",))
+    estimate = classmethod(_batch_estimate)
 
     def run(self):
         size = self.batch_size[0]
@@ -81,6 +91,7 @@ class RebatchImages(Node):
     batch_size: int = Int(1, min=1, max=4096)
     outputs = {"images": ListOf(IMAGE)}
     comfy = ComfyAlias(("RebatchImages",))
+    estimate = classmethod(_batch_estimate)
 
     def run(self):
         import torch

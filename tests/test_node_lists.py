@@ -415,3 +415,12 @@ def test_the_plugin_docs_list_example_runs(registry):
     assert result.ok, result.error
     assert len(result.values["3"][0]) == 4  # inverted once per frame
     assert torch.allclose(result.values["4"][0], 1 - images[::2])
+
+
+def test_the_size_check_after_a_rebatch_counts_one_batch(builtin_registry):
+    from graphflow.api import Size
+
+    for node_type, name in (("RebatchLatents", "latents"), ("RebatchImages", "images")):
+        cls = builtin_registry.get(node_type)
+        assert cls.estimate({"batch_size": 2}, {name: Size(6, 64, 32)}).size == Size(2, 64, 32)
+        assert cls.estimate({"batch_size": 8}, {name: Size(6, 64, 32)}).size == Size(6, 64, 32)
