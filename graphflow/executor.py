@@ -4,6 +4,10 @@ A node's signature is a Merkle hash of its type, version, literal inputs, extern
 fingerprint and the signatures of the nodes it links from, so an unchanged subgraph hits
 the cache, a changed widget re-runs only that node and its descendants, and two identical
 subgraphs in one graph run once.
+
+Data lists (ComfyUI's): a ListOf output is an ItemList; a node that gets one runs once per item
+and caches its outputs, lists of the runs' values, as one entry; a node with input_is_list runs
+once on whole lists (graphflow.node).
 """
 
 import hashlib

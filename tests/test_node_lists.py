@@ -424,3 +424,31 @@ def test_the_size_check_after_a_rebatch_counts_one_batch(builtin_registry):
         cls = builtin_registry.get(node_type)
         assert cls.estimate({"batch_size": 2}, {name: Size(6, 64, 32)}).size == Size(2, 64, 32)
         assert cls.estimate({"batch_size": 8}, {name: Size(6, 64, 32)}).size == Size(6, 64, 32)
+
+
+def test_a_linked_widget_out_of_range_in_one_item_names_input_and_item(registry):
+    class BadCounts(Node):
+        category = "test"
+        outputs = {"counts": ListOf(INT)}
+
+        def run(self):
+            return [1, 2, 20]
+
+    registry.add(BadCounts, source="tests")
+    result = Executor(registry).run(graph({
+        "1": {"type": "BadCounts", "inputs": {}},
+        "2": {"type": "Range", "inputs": {"count": ["1", 0]}},
+        "3": {"type": "Show", "inputs": {"x": ["2", 0]}},
+    }))
+    err = result.error
+    assert (err["node_id"], err["input"], err["item"], err["items"]) == ("2", "count", 2, 3)
+    assert calls["Range"] == 2  # items 0 and 1 ran
+    assert "linked value 20" in err["message"]
+
+
+def test_a_list_output_links_to_inputs_of_its_item_type_only(registry):
+    ok = graph({"1": {"type": "Range", "inputs": {}}, "2": {"type": "Show", "inputs": {"x": ["1", 0]}}})
+    assert validate(ok, registry) == []
+    wrong = graph({"1": {"type": "Grays", "inputs": {}}, "2": {"type": "Show", "inputs": {"x": ["1", 0]}}})
+    [problem] = validate(wrong, registry)
+    assert (problem.node_id, problem.input) == ("2", "x") and "expected a link of type NUMBER" in problem.message
