@@ -452,3 +452,28 @@ def test_a_list_output_links_to_inputs_of_its_item_type_only(registry):
     wrong = graph({"1": {"type": "Grays", "inputs": {}}, "2": {"type": "Show", "inputs": {"x": ["1", 0]}}})
     [problem] = validate(wrong, registry)
     assert (problem.node_id, problem.input) == ("2", "x") and "expected a link of type NUMBER" in problem.message
+
+
+def test_an_interrupt_stops_before_the_next_item(registry):
+    import threading
+
+    stop = threading.Event()
+
+    class StopAfterFirst(Node):
+        category = "test"
+        x: NUMBER
+        outputs = {"x": NUMBER}
+
+        def run(self):
+            calls["StopAfterFirst"] += 1
+            stop.set()
+            return self.x
+
+    registry.add(StopAfterFirst, source="tests")
+    result = Executor(registry).run(graph({
+        "1": {"type": "Range", "inputs": {"count": 3}},
+        "2": {"type": "StopAfterFirst", "inputs": {"x": ["1", 0]}},
+        "3": {"type": "Show", "inputs": {"x": ["2", 0]}},
+    }), interrupt=stop)
+    assert result.status == "interrupted" and result.error["node_id"] == "2"
+    assert calls["StopAfterFirst"] == 1
