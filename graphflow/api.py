@@ -14,7 +14,7 @@ from graphflow.context import (
     warn,
 )
 from graphflow.folders import folders, safe_join
-from graphflow.node import Bool, Choice, Float, Int, Node, NodeDeclarationError, Text
+from graphflow.node import Bool, Choice, Float, Int, ListOf, Node, NodeDeclarationError, Text
 from graphflow.resource_limits import Estimate, Size
 from graphflow.types import (
     ANY,
@@ -41,7 +41,7 @@ from graphflow.types import (
 from graphflow.workflow import ComfyAlias
 
 __all__ = [
-    "Node", "Int", "Float", "Text", "Bool", "Choice", "NodeDeclarationError", "ComfyAlias",
+    "Node", "Int", "Float", "Text", "Bool", "Choice", "ListOf", "NodeDeclarationError", "ComfyAlias",
     "socket_type", "MODEL", "CLIP", "VAE", "CONDITIONING", "LATENT", "IMAGE", "MASK",
     "INT", "FLOAT", "STRING", "BOOLEAN", "SIGMAS", "SAMPLER", "GUIDER", "NOISE",
     "CLIP_VISION", "CLIP_VISION_OUTPUT", "STYLE_MODEL", "ANY",

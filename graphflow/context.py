@@ -42,6 +42,9 @@ class NodeContext:
     workflow: dict = field(default_factory=dict)
     ui: dict = field(default_factory=dict)
     thread: int | None = None  # the thread inside the node's run(), while it is (under guard)
+    item: int | None = None  # in a run per list item: this item's index (from 0) ...
+    items: int | None = None  # ... and how many there are
+    reported: bool = False  # the node reported progress of its own during this item
     guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
@@ -77,6 +80,9 @@ def progress(value: int, total: int, preview: Any = None) -> None:
     check_interrupted()
     event = {"type": "progress", "run_id": ctx.run_id, "node": ctx.node_id, "node_type": ctx.node_type,
              "value": value, "max": total}
+    if ctx.items is not None:  # one bar over all the items: item k's steps fill its k-th share
+        ctx.reported = True
+        event.update(value=ctx.item * total + value, max=ctx.items * total, item=ctx.item, items=ctx.items)
     if preview is not None:
         event["preview"] = preview
     ctx.emit(event)

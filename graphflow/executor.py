@@ -4,6 +4,10 @@ A node's signature is a Merkle hash of its type, version, literal inputs, extern
 fingerprint and the signatures of the nodes it links from, so an unchanged subgraph hits
 the cache, a changed widget re-runs only that node and its descendants, and two identical
 subgraphs in one graph run once.
+
+Data lists (ComfyUI's): a ListOf output is an ItemList; a node that gets one runs once per item
+and caches its outputs, lists of the runs' values, as one entry; a node with input_is_list runs
+once on whole lists (graphflow.node).
 """
 
 import hashlib
@@ -15,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from graphflow.cache import OutputCache
-from graphflow.context import ForcedInterrupt, Interrupted, NodeContext, NodeInputError, _current, force_interrupt
+from graphflow.context import (ForcedInterrupt, Interrupted, NodeContext, NodeInputError, _current, check_interrupted,
+                               force_interrupt)
 from graphflow.registry import Registry
 from graphflow.resource_limits import RunLimits
 from graphflow.validation import Plan, Problem, plan_workflow
@@ -154,30 +159,18 @@ class Executor:
             self._node = ctx
             began = time.perf_counter()
             try:
-                instance = node.cls.__new__(node.cls)
-                instance.__dict__.update(node.widgets)
-                for name, (src, index) in node.links.items():
-                    instance.__dict__[name] = values[src][index]
-                if any(node.cls.input_specs[name].widget for name in node.links):
-                    _check_linked_widgets(node, instance)
-                ctx.thread = threading.get_ident()
-                try:
-                    returned = instance.run()
-                finally:
-                    with ctx.guard:
-                        ctx.thread = None
-                # A ForcedInterrupt sent as run() returned arrives by this call at the latest.
-                outputs = _as_tuple(node.cls, returned)
+                linked = {name: values[src][index] for name, (src, index) in node.links.items()}
+                outputs = _run_node(node, ctx, linked)
             except (Interrupted, ForcedInterrupt):
                 self._interrupted(result, emit, node_id, node_type, "while it ran")
                 return
             except (Exception, SystemExit) as e:  # a node calling sys.exit() fails its run, not the process
-                self._fail(result, emit, node_id, node_type, e)
+                self._fail(result, emit, node_id, node_type, e, ctx)
                 return
             except BaseException as e:  # KeyboardInterrupt, GeneratorExit... raised by the node's own code
                 if isinstance(e, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
                     raise  # Ctrl-C in a terminal: abort at once
-                self._fail(result, emit, node_id, node_type, e)
+                self._fail(result, emit, node_id, node_type, e, ctx)
                 return
             finally:
                 with ctx.guard:
@@ -195,7 +188,7 @@ class Executor:
             emit({"type": "node_finished", "run_id": run_id, "node": node_id, "node_type": node_type,
                   "elapsed": elapsed, "ui": ctx.ui})
 
-    def _fail(self, result, emit, node_id, node_type, exc) -> None:
+    def _fail(self, result, emit, node_id, node_type, exc, ctx: NodeContext | None = None) -> None:
         result.status = "error"
         result.error = {
             "node_id": node_id,
@@ -206,6 +199,10 @@ class Executor:
             "message": exception_message(exc),
             "traceback": "".join(traceback.format_exception(exc)),
         }
+        if ctx is not None and ctx.item is not None:  # it failed in its run for one list item
+            result.error.update(item=ctx.item, items=ctx.items)
+            result.error["message"] = f"on list item {ctx.item} (of {ctx.items}, counting from 0): " \
+                                      f"{result.error['message']}"
         if _out_of_memory(exc):
             from graphflow import memory  # torch is loaded already: it raised
 
@@ -237,6 +234,74 @@ def exception_message(exc: BaseException) -> str:
         return f"({type(exc).__name__} whose message can't be read)"
 
 
+class ItemList(list):
+    """A list that flows item by item (ComfyUI's data lists): a ListOf output, or an output of a
+    node run once per item. A plain Python list is one value (CONDITIONING is one)."""
+
+
+def _run_node(node, ctx: NodeContext, linked: dict) -> tuple:
+    """Run the node on its linked values: once, once per list item, or once on whole lists."""
+    cls = node.cls
+    lengths = {name: len(v) for name, v in linked.items() if isinstance(v, ItemList)}
+    if cls.input_is_list:
+        inputs = {name: [value] for name, value in node.widgets.items()}
+        inputs |= {name: list(v) if isinstance(v, ItemList) else [v] for name, v in linked.items()}
+        return _list_outputs(cls, [_call(node, ctx, inputs)], mapped=False)
+    if not lengths:
+        return _list_outputs(cls, [_call(node, ctx, node.widgets | linked)], mapped=False)
+    for name, length in lengths.items():
+        if length == 0:
+            raise NodeInputError(name, "got an empty list: there is no item to run the node on")
+    count = max(lengths.values())
+    results = []
+    for k in range(count):
+        check_interrupted()
+        ctx.item, ctx.items, ctx.reported = k, count, False
+        # Shorter lists repeat their last item (ComfyUI's rule).
+        item = {name: v[min(k, len(v) - 1)] if isinstance(v, ItemList) else v for name, v in linked.items()}
+        results.append(_call(node, ctx, node.widgets | item))
+        if not ctx.reported:
+            ctx.emit({"type": "progress", "run_id": ctx.run_id, "node": ctx.node_id, "node_type": ctx.node_type,
+                      "value": k + 1, "max": count, "item": k, "items": count})
+    ctx.item = ctx.items = None
+    return _list_outputs(cls, results, mapped=True)
+
+
+def _call(node, ctx: NodeContext, inputs: dict) -> tuple:
+    instance = node.cls.__new__(node.cls)
+    instance.__dict__.update(inputs)
+    if any(node.cls.input_specs[name].widget for name in node.links):
+        _check_linked_widgets(node, instance)
+    ctx.thread = threading.get_ident()
+    try:
+        returned = instance.run()
+    finally:
+        with ctx.guard:
+            ctx.thread = None
+    # A ForcedInterrupt sent as run() returned arrives by this call at the latest.
+    return _as_tuple(node.cls, returned)
+
+
+def _list_outputs(cls, results: list[tuple], mapped: bool) -> tuple:
+    """Each output from the runs' returns: a ListOf output's lists joined into one, any other
+    output an ItemList of one value per run when the node ran per item, else the value itself."""
+    outputs = []
+    for i, spec in enumerate(cls.output_specs):
+        if spec.is_list:
+            joined = ItemList()
+            for returned in results:
+                if not isinstance(returned[i], (list, tuple)):
+                    raise TypeError(f"output {spec.name!r} is declared ListOf({spec.type}); run() must return "
+                                    f"a list for it, got {type(returned[i]).__name__}")
+                joined.extend(returned[i])
+            outputs.append(joined)
+        elif mapped:
+            outputs.append(ItemList(returned[i] for returned in results))
+        else:
+            outputs.append(results[0][i])
+    return tuple(outputs)
+
+
 def _as_tuple(cls, returned) -> tuple:
     expected = len(cls.output_specs)
     if expected == 1:
@@ -253,8 +318,14 @@ def _check_linked_widgets(node, instance) -> None:
     from pydantic import ValidationError
 
     widgets = {name: instance.__dict__[name] for name, spec in node.cls.input_specs.items() if spec.widget}
+    # A node taking lists gets each widget as a list: check every item.
+    rows = [widgets]
+    if node.cls.input_is_list:
+        count = max(map(len, widgets.values())) if all(widgets.values()) else 0  # an empty list: the node's to judge
+        rows = [{name: v[min(k, len(v) - 1)] for name, v in widgets.items()} for k in range(count)]
     try:
-        node.cls.widget_model.model_validate(widgets)
+        for row in rows:
+            node.cls.widget_model.model_validate(row)
     except ValidationError as e:
         err = e.errors()[0]
         raise NodeInputError(str(err["loc"][0]), f"linked value {err.get('input')!r}: {err['msg']}") from None

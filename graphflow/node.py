@@ -17,6 +17,11 @@ Choice. An input with a default is optional (a socket input is optional with `= 
 One pydantic model is built from the widgets, so validation, defaults and the catalogue
 JSON all come from this one declaration. `run()` reads the inputs as attributes and returns
 the single output's value, or a tuple in the order of `outputs`.
+
+Lists (ComfyUI's OUTPUT_IS_LIST / INPUT_IS_LIST): an output declared `ListOf(LATENT)` returns a
+Python list, whose items flow on one by one. A node that gets a list on any input runs once per
+item (shorter lists repeat their last item) and each of its outputs becomes a list; a node with
+`input_is_list = True` instead runs once and reads every input, widgets too, as a list.
 """
 
 import inspect
@@ -37,7 +42,7 @@ class NodeDeclarationError(TypeError):
 _REQUIRED = object()
 RESERVED_NAMES = {
     "run", "category", "version", "outputs", "output_node", "cacheable", "display_name",
-    "node_type", "fingerprint", "upgrade", "comfy", "inputs", "spec", "estimate",
+    "node_type", "fingerprint", "upgrade", "comfy", "inputs", "spec", "estimate", "input_is_list",
 }
 
 
@@ -106,6 +111,20 @@ class InputSpec:
 class OutputSpec:
     name: str
     type: str
+    is_list: bool = False  # run() returns a list of values of `type`, passed on item by item
+
+
+class ListOf:
+    """An output that is a list: `outputs = {"latents": ListOf(LATENT)}` (ComfyUI's OUTPUT_IS_LIST).
+    run() returns a Python list for it; each item goes on as one value of the socket type."""
+
+    __slots__ = ("item",)
+
+    def __init__(self, item):
+        self.item = item
+
+    def __repr__(self):
+        return f"ListOf({self.item!r})"
 
 
 def _check_choice(widget: Widget):
@@ -157,6 +176,7 @@ class Node:
     outputs: ClassVar[dict] = {}
     output_node: ClassVar[bool] = False  # produces results (save/preview): the executor runs toward these
     cacheable: ClassVar[bool] = True  # False: re-run every time, and so are its descendants
+    input_is_list: ClassVar[bool] = False  # True: run once on whole lists, every input a list (INPUT_IS_LIST)
     comfy: ClassVar[Any] = None  # ComfyAlias (graphflow.workflow) mapping ComfyUI names onto this node
 
     # Filled in by __init_subclass__ from the declaration:
@@ -253,12 +273,13 @@ def _declared_outputs(cls) -> tuple[OutputSpec, ...]:
         raise NodeDeclarationError(f"node {cls.__name__}: outputs must be a dict of name -> socket type")
     specs = []
     for name, annotation in cls.outputs.items():
-        socket = socket_of(annotation)
+        is_list = isinstance(annotation, ListOf)
+        socket = socket_of(annotation.item if is_list else annotation)
         if socket is None:
             raise NodeDeclarationError(
-                f"node {cls.__name__}: output {name!r} is {annotation!r}, not a socket type"
+                f"node {cls.__name__}: output {name!r} is {annotation!r}, not a socket type or ListOf(socket type)"
             )
-        specs.append(OutputSpec(name, socket.name))
+        specs.append(OutputSpec(name, socket.name, is_list))
     return tuple(specs)
 
 
@@ -290,6 +311,7 @@ def node_catalogue(cls: type[Node], source: str | None = None) -> dict:
         if spec.widget:
             entry.update(widget_catalogue(spec.widget))
         inputs.append(entry)
+    outputs = [{"name": o.name, "type": o.type} | ({"is_list": True} if o.is_list else {}) for o in cls.output_specs]
     return {
         "type": cls.node_type,
         "display_name": cls.display_name or cls.node_type,
@@ -300,8 +322,8 @@ def node_catalogue(cls: type[Node], source: str | None = None) -> dict:
         "cacheable": cls.cacheable,
         "source": source or "builtin",
         "inputs": inputs,
-        "outputs": [{"name": o.name, "type": o.type} for o in cls.output_specs],
-    }
+        "outputs": outputs,
+    } | ({"input_is_list": True} if cls.input_is_list else {})
 
 
 def socket_catalogue() -> dict:

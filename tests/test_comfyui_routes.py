@@ -70,6 +70,7 @@ def test_object_info_matches_comfyui_for_every_aliased_node(builtin_registry):
                             expected = expected.replace(*OUR_NAME)
                         assert my_options.get("default") == expected, f"{class_type}.{name} default"
         assert mine["output"] == ref["output"], class_type
+        assert mine["output_is_list"] == ref["output_is_list"], class_type
         assert mine["output_node"] == ref["output_node"], class_type
         checked += 1
     assert checked >= 30

@@ -65,6 +65,13 @@ Everywhere graphflow takes a workflow (`graphflow run` / `validate` / `convert`,
 `POST /api/workflow/convert` with `"to"`, and the editor's menu. A node is written as the ComfyUI
 class it was read from (else the first class of its alias); ComfyUI widgets we lack get
 ComfyUI's defaults. Nodes with no ComfyUI class keep graphflow's name (ComfyUI won't know them).
+
+## How it runs
+
+Data lists run as in ComfyUI: a list output (`OUTPUT_IS_LIST`; `RebatchLatents`, say) makes the
+nodes after it run once per item, shorter lists repeating their last item, and a node that takes
+lists (`INPUT_IS_LIST`) gets them whole; a list reaching SaveImage saves every image. How a
+plugin declares them: [plugins.md](plugins.md), section 4.
 """
 
 LIMITS = """## Not supported yet

@@ -57,8 +57,11 @@ def render() -> str:
                 lines += ["| input | |", "|---|---|"]
                 lines += [f"| `{i['name']}` | {describe_input(i)} |" for i in entry["inputs"]]
                 lines.append("")
+            if entry.get("input_is_list"):
+                lines += ["Takes lists: runs once on whole lists, every input (widgets too) a list.", ""]
             if entry["outputs"]:
-                lines.append("Outputs: " + ", ".join(f"`{o['name']}` ({o['type']})" for o in entry["outputs"]))
+                lines.append("Outputs: " + ", ".join(
+                    f"`{o['name']}` ({'list of ' if o.get('is_list') else ''}{o['type']})" for o in entry["outputs"]))
                 lines.append("")
             if entry["output_node"]:
                 lines += ["Output node: runs whenever the graph runs and shows its results.", ""]

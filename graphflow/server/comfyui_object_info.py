@@ -72,14 +72,16 @@ def class_info(cls, class_type: str, alias: ComfyAlias) -> dict:
         # unlinked and inputs that exist only here.
         is_optional = spec.name in alias.optional
         (optional if is_optional else required)[name] = entry
-    outputs = [o.type for o in cls.output_specs]
+    specs = cls.output_specs
     if alias.outputs is not None:
-        outputs = [outputs[i] for i in alias.outputs]
+        specs = [specs[i] for i in alias.outputs]
+    outputs = [o.type for o in specs]
     info = {
         "input": {"required": required} | ({"optional": optional} if optional else {}),
         "input_order": {"required": list(required)} | ({"optional": list(optional)} if optional else {}),
+        "is_input_list": bool(cls.input_is_list),
         "output": outputs,
-        "output_is_list": [False] * len(outputs),
+        "output_is_list": [o.is_list for o in specs],
         "output_name": outputs,
         "name": class_type,
         "display_name": cls.display_name or class_type,

@@ -90,6 +90,10 @@ export class NodeView {
       row.title = `${output.name}: ${output.type}`;
       const socket = el("span", "socket", {"data-socket": "output"});
       socket.style.setProperty("--socket-color", catalogue.color(output.type));
+      if (output.is_list) {  // a list: the nodes after it run once per item (a square socket, as in ComfyUI)
+        socket.classList.add("list");
+        row.title += " (a list: the nodes after it run once per item)";
+      }
       row.append(label, socket);
       outs.append(row);
       this.outputSockets.push(socket);
