@@ -101,13 +101,6 @@ def _load(path):
     return load_diffusers(path, device="cpu", dtype=torch.float32)
 
 
-def test_writer_shards_the_big_components(diffusers_dir):
-    write_folder(diffusers_dir / "flux", "flux_dev", sharded=True)
-    for sub in ("transformer", "text_encoder_2"):
-        index = next((diffusers_dir / "flux" / sub).glob("*.safetensors.index.json"))
-        assert len(set(json.loads(index.read_text())["weight_map"].values())) > 1
-
-
 @pytest.mark.parametrize("family", ["sd3", "sd35"])
 def test_sd3_folder_matches_diffusers_and_transformers(diffusers_dir, family):
     parts = write_folder(diffusers_dir / family, family, sharded=family == "sd35")
@@ -130,6 +123,9 @@ def test_flux_dev_folder_matches_diffusers_and_transformers(diffusers_dir):
     from diffusers import FluxPipeline
 
     parts = write_folder(diffusers_dir / "flux", "flux_dev", sharded=True)
+    for sub in ("transformer", "text_encoder_2"):  # FLUX's big parts, in shards as released
+        index = next((diffusers_dir / "flux" / sub).glob("*.safetensors.index.json"))
+        assert len(set(json.loads(index.read_text())["weight_map"].values())) > 1
     ckpt = _load(diffusers_dir / "flux")
     assert ckpt.model.arch == "flux" and ckpt.model.guidance_embed
     assert ckpt.model.shift_dynamic and (ckpt.model.base_shift, ckpt.model.max_shift) == (0.5, 1.15)
@@ -250,6 +246,21 @@ def test_inspect_describes_flow_folders(tmp_folders, diffusers_dir, capsys):
     assert cli.main(["inspect", "sd3", "--models-dir", str(diffusers_dir.parent)]) == 0
     out = capsys.readouterr().out
     assert "SD3 medium (SD3Transformer2DModel)" in out and "sampling shift 3.0" in out
+
+
+def test_a_transformer_file_alone_is_named_as_part_of_a_folder(diffusers_dir):
+    from graphflow.models.file_kind import identify
+    from graphflow.models.weight_files import WeightFile
+
+    write_folder(diffusers_dir / "flux", "flux_schnell", sharded=True)
+    write_folder(diffusers_dir / "sd3", "sd3")
+    for path in [diffusers_dir / "flux" / "transformer" / "diffusion_pytorch_model.safetensors.index.json",
+                 diffusers_dir / "sd3" / "transformer" / "diffusion_pytorch_model.safetensors"]:
+        with WeightFile(path) as f:
+            kind = identify(f.shapes)
+        family = "FLUX.1" if "flux" in str(path) else "SD3 / SD3.5"
+        assert kind.name == f"{family} transformer in diffusers' layout (part of a diffusers folder)", path.name
+        assert "put it in models/diffusers/ and use `LoadDiffusers` on the whole folder" in kind.advice()
 
 
 def test_a_sharded_set_loads_wherever_a_file_does(tmp_path):

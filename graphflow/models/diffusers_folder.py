@@ -464,7 +464,8 @@ def _flow_report(folder: FlowFolder) -> str:
     info = describe_flow(folder)
     sampling = _flow_sampling(folder)[0]
     if sampling.get("shift_dynamic"):
-        shift = f"dynamic (resolution-dependent), base_shift {sampling['base_shift']}, max_shift {sampling['max_shift']}"
+        shift = (f"dynamic (resolution-dependent), base_shift {sampling['base_shift']}, "
+                 f"max_shift {sampling['max_shift']}")
     else:
         shift = str(sampling.get("sampling_shift", "the family's default"))
     lines = [f"{folder.path.name}: diffusers folder, {info.name} ({folder.transformer_config['_class_name']})",
