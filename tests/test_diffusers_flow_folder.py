@@ -117,6 +117,12 @@ def test_sd3_folder_matches_diffusers_and_transformers(diffusers_dir, family):
         _close(ckpt.model.unet(x, sigma, context, pooled), theirs)
     _check_vae(ckpt, parts["vae"], 1.5305, 0.0609)
     _check_text(ckpt, parts, {"clip_l": "text_encoder", "clip_g": "text_encoder_2", "t5": "text_encoder_3"})
+    from graphflow.models.diffusers_folder import _read_flow, read_folder
+
+    for part, slot in (("text_encoder:t5xxl", "t5"), ("text_encoder:clip_g", "clip_g")):  # memory-manager read-back
+        alone = _read_flow(read_folder(diffusers_dir / family), "cpu", torch.float32, None, {part})
+        assert alone.model is None and alone.vae is None and getattr(alone.clip, slot) is not None
+        assert [n for n in ("clip_l", "clip_g", "t5") if getattr(alone.clip, n) is not None] == [slot]
 
 
 def test_flux_dev_folder_matches_diffusers_and_transformers(diffusers_dir):
@@ -275,3 +281,15 @@ def test_a_sharded_set_loads_wherever_a_file_does(tmp_path):
         assert len(split.shards) > 2 and split.shapes == whole.shapes and split.dtypes == whole.dtypes
         for key in whole.shapes:
             assert torch.equal(split.get(key, dtype=torch.float16), whole.get(key, dtype=torch.float16))
+
+
+def test_a_text_encoder_loader_takes_a_sharded_t5(builtin_registry, tmp_folders):
+    """A T5-XXL as text_encoder_2/ of a FLUX folder holds it, put in models/text_encoders/."""
+    model = transformers.T5EncoderModel(t5_config()).eval()
+    model.save_pretrained(tmp_folders.models / "text_encoders" / "t5", max_shard_size=SHARD)
+    name = "t5/model.safetensors.index.json"
+    assert name in builtin_registry.get("LoadTextEncoder").input_specs["clip_name"].widget.options()
+    clip = call(builtin_registry, "LoadTextEncoder", clip_name=name, type="sd3")
+    ids = [[71, 1131, 5, 1]]
+    with torch.no_grad():
+        _close(clip.t5.run(ids), model(torch.tensor(ids)).last_hidden_state)
