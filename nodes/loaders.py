@@ -11,9 +11,10 @@ DEMO_CHECKPOINT = "graphflow-demo.safetensors"
 
 
 def _file_state(kind: str, name: str) -> str:
-    """A model file's identity for the cache: path, size and modification time (hashing GBs is too slow)."""
-    stat = folders.find_model(kind, name).stat()
-    return f"{name}:{stat.st_size}:{stat.st_mtime_ns}"
+    """A model file's identity for the cache (graphflow.models.weight_files.file_state)."""
+    from graphflow.models.weight_files import file_state
+
+    return f"{name}:{file_state(folders.find_model(kind, name))}"
 
 
 def _find(kind: str, name: str, input_name: str):

@@ -293,3 +293,8 @@ def test_a_text_encoder_loader_takes_a_sharded_t5(builtin_registry, tmp_folders)
     ids = [[71, 1131, 5, 1]]
     with torch.no_grad():
         _close(clip.t5.run(ids), model(torch.tensor(ids)).last_hidden_state)
+    cls = builtin_registry.get("LoadTextEncoder")
+    before = cls.fingerprint(clip_name=name, type="sd3")
+    shard = sorted((tmp_folders.models / "text_encoders" / "t5").glob("*-00001-of-*.safetensors"))[0]
+    shard.write_bytes(shard.read_bytes() + b" ")  # a shard re-downloaded: the cached CLIP is stale
+    assert cls.fingerprint(clip_name=name, type="sd3") != before

@@ -164,13 +164,7 @@ class WeightFile:
         self.format = "sharded"
         self._handle = self._file = None
         self._shards = {}
-        try:
-            weight_map = json.loads(self.path.read_text()).get("weight_map")
-            if not isinstance(weight_map, dict) or not weight_map or not all(
-                    isinstance(v, str) and "/" not in v and "\\" not in v for v in weight_map.values()):
-                raise ValueError("no weight_map of tensor names to shard file names")
-        except (OSError, ValueError, AttributeError) as e:
-            raise CheckpointError(f"{self.path.name} is not a readable sharded-weights index ({e})") from None
+        weight_map = read_index(self.path)
         try:
             for name in sorted(set(weight_map.values())):
                 if not (self.path.parent / name).is_file():
@@ -260,6 +254,32 @@ class WeightFile:
 
     def config(self) -> dict:
         return read_graphflow_config(self.metadata, self.path.name)
+
+
+def file_state(path) -> str:
+    """A weights file's identity for caches: size and modification time (hashing GBs is too slow);
+    for a sharded set's index, its shards' too."""
+    path = Path(path)
+    files = [path]
+    if path.name.endswith(INDEX_SUFFIX):
+        try:
+            files += [path.parent / shard for shard in sorted(set(read_index(path).values()))]
+        except CheckpointError:
+            pass  # the loader says what is wrong with it
+    return ":".join(f"{p.stat().st_size}:{p.stat().st_mtime_ns}" if p.is_file() else "missing" for p in files)
+
+
+def read_index(path) -> dict[str, str]:
+    """A sharded set's weight_map: tensor name -> the shard file (in the index's folder) holding it."""
+    path = Path(path)
+    try:
+        weight_map = json.loads(path.read_text()).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map or not all(
+                isinstance(v, str) and "/" not in v and "\\" not in v for v in weight_map.values()):
+            raise ValueError("no weight_map of tensor names to shard file names")
+    except (OSError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path.name} is not a readable sharded-weights index ({e})") from None
+    return weight_map
 
 
 class KeyView:
