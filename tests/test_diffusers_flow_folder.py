@@ -209,7 +209,9 @@ def test_sd3_without_t5_loads_with_a_note(diffusers_dir):
     assert ckpt.clip.t5 is None and ckpt.clip.clip_g is not None
     context, pooled = ckpt.clip.encode("a cube")
     assert context.shape == (1, 77, T5_TINY_WIDTH) and pooled.shape == (1, CLIP_L + CLIP_G)
-    assert "no text_encoder_3/ (t5xxl)" in folder_report(diffusers_dir / "no-t5")
+    assert context[..., :CLIP_L].abs().max() > 0 and context[..., CLIP_L:].abs().max() > 0  # both towers
+    assert "no text_encoder_3/ (t5xxl): the text tokens are CLIP-L's and CLIP-G's alone" in folder_report(
+        diffusers_dir / "no-t5")
 
 
 def test_bad_flow_folders_are_refused_naming_the_part(builtin_registry, diffusers_dir):
@@ -246,7 +248,8 @@ def test_inspect_describes_flow_folders(tmp_folders, diffusers_dir, capsys):
     out = capsys.readouterr().out
     assert "diffusers folder, FLUX.1 dev (FluxTransformer2DModel)" in out
     assert "sampling shift dynamic (resolution-dependent), base_shift 0.5, max_shift 1.15" in out
-    assert "transformer: transformer/diffusion_pytorch_model.safetensors.index.json (" in out and " shards)" in out
+    assert "transformer: transformer/diffusion_pytorch_model.safetensors.index.json, " in out
+    assert " shards (64 wide, 2 heads)" in out
     assert "latent scale 0.3611, shift 0.1159" in out and "text encoder t5xxl: text_encoder_2/" in out
     write_folder(diffusers_dir / "sd3", "sd3")
     assert cli.main(["inspect", "sd3", "--models-dir", str(diffusers_dir.parent)]) == 0
@@ -260,13 +263,19 @@ def test_a_transformer_file_alone_is_named_as_part_of_a_folder(diffusers_dir):
 
     write_folder(diffusers_dir / "flux", "flux_schnell", sharded=True)
     write_folder(diffusers_dir / "sd3", "sd3")
+    from graphflow.models.file_check import model_file_problem
+
     for path in [diffusers_dir / "flux" / "transformer" / "diffusion_pytorch_model.safetensors.index.json",
                  diffusers_dir / "sd3" / "transformer" / "diffusion_pytorch_model.safetensors"]:
         with WeightFile(path) as f:
             kind = identify(f.shapes)
         family = "FLUX.1" if "flux" in str(path) else "SD3 / SD3.5"
         assert kind.name == f"{family} transformer in diffusers' layout (part of a diffusers folder)", path.name
-        assert "put it in models/diffusers/ and use `LoadDiffusers` on the whole folder" in kind.advice()
+        # what validation says of it given to LoadDiffusionModel
+        assert model_file_problem("diffusion_models", path) == (
+            f"{path.name} is not a file for models/diffusion_models/. This looks like a {kind.name}: put it in "
+            f"models/diffusers/ and use `LoadDiffusers` on the whole folder (model_index.json, transformer/, vae/, "
+            f"text_encoder*/).")
 
 
 def test_a_sharded_set_loads_wherever_a_file_does(tmp_path):
@@ -289,6 +298,9 @@ def test_a_text_encoder_loader_takes_a_sharded_t5(builtin_registry, tmp_folders)
     model.save_pretrained(tmp_folders.models / "text_encoders" / "t5", max_shard_size=SHARD)
     name = "t5/model.safetensors.index.json"
     assert name in builtin_registry.get("LoadTextEncoder").input_specs["clip_name"].widget.options()
+    from graphflow.models.file_check import model_file_problem
+
+    assert model_file_problem("text_encoders", tmp_folders.models / "text_encoders" / name) is None  # validation
     clip = call(builtin_registry, "LoadTextEncoder", clip_name=name, type="sd3")
     ids = [[71, 1131, 5, 1]]
     with torch.no_grad():

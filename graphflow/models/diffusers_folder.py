@@ -332,9 +332,10 @@ def read_flow_folder(path: Path) -> FlowFolder:
         file = _part(path, sub, index)
         if file is not None:
             text[name], configs[name] = file, _config(path / sub)
+        elif name == "t5xxl" and arch == "sd3":  # as SD3 is also released
+            notes.append(f"no {sub}/ (t5xxl): the text tokens are CLIP-L's and CLIP-G's alone")
         else:
-            notes.append(f"no {sub}/ ({name}): its part of the conditioning is zeros"
-                         + (" (SD3 without T5)" if name == "t5xxl" and arch == "sd3" else ""))
+            notes.append(f"no {sub}/ ({name}): its part of the conditioning is zeros")
     if vae is None:
         notes.append("no vae/ in the folder: a separate VAE file is needed")
     scheduler_file = path / "scheduler" / "scheduler_config.json"
@@ -393,10 +394,9 @@ def _flow_sampling(folder: FlowFolder) -> tuple[dict, list[str]]:
 
 def describe_flow(folder: FlowFolder) -> FlowInfo:
     """The folder's FlowInfo (from the transformer's and VAE's headers and the configs)."""
-    with WeightFile(folder.transformer) as f:
-        shapes = transformer_view(f, folder.arch).shapes
     try:
-        info = detect_flow_model(shapes)
+        with WeightFile(folder.transformer) as f:
+            info = detect_flow_model(transformer_view(f, folder.arch).shapes)
     except CheckpointError as e:
         raise CheckpointError(f"transformer/{folder.transformer.name}: {e}") from None
     if info is None or info.arch != folder.arch:
@@ -486,5 +486,5 @@ def _describe_file(folder: FlowFolder, file: Path) -> str:
     shown = str(file.relative_to(folder.path))
     if file.name.endswith(INDEX_SUFFIX):
         with WeightFile(file) as f:
-            shown += f" ({len(f.shards)} shards)"
+            shown += f", {len(f.shards)} shards"
     return shown
