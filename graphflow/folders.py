@@ -15,7 +15,8 @@ from pathlib import Path, PureWindowsPath
 import yaml
 
 BUNDLED = Path(__file__).parent / "bundled"  # the shipped demo checkpoint and example inputs
-MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+# the last: a sharded set's index (graphflow.models.weight_files reads it as one file)
+MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".safetensors.index.json")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 # kinds ComfyUI keeps in more than one folder (the older name second)
 KIND_FOLDERS = {"diffusion_models": ("diffusion_models", "unet")}

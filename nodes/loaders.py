@@ -11,9 +11,10 @@ DEMO_CHECKPOINT = "graphflow-demo.safetensors"
 
 
 def _file_state(kind: str, name: str) -> str:
-    """A model file's identity for the cache: path, size and modification time (hashing GBs is too slow)."""
-    stat = folders.find_model(kind, name).stat()
-    return f"{name}:{stat.st_size}:{stat.st_mtime_ns}"
+    """A model file's identity for the cache (graphflow.models.weight_files.file_state)."""
+    from graphflow.models.weight_files import file_state
+
+    return f"{name}:{file_state(folders.find_model(kind, name))}"
 
 
 def _find(kind: str, name: str, input_name: str):
@@ -50,11 +51,15 @@ class LoadCheckpoint(Node):
 
 
 class LoadDiffusers(Node):
-    """Load a diffusers-format model folder as downloaded from Hugging Face (model_index.json,
-    unet/, vae/, text_encoder/, text_encoder_2/, scheduler/) from models/diffusers/: SD1.x, SD2.x
-    and SDXL (base and refiner). The prediction type (epsilon or v_prediction) and zero-terminal
-    SNR (rescale_betas_zero_snr) come from scheduler/scheduler_config.json. SD3/FLUX folders
-    (transformer/) are not supported: load their single-file releases with Load Checkpoint."""
+    """Load a diffusers-format model folder as downloaded from Hugging Face (model_index.json and
+    one subfolder per part) from models/diffusers/: SD1.x, SD2.x and SDXL (base and refiner:
+    unet/, vae/, text_encoder/, text_encoder_2/, scheduler/), SD3 / SD3.5 (transformer/, vae/,
+    text_encoder/ CLIP-L, text_encoder_2/ CLIP-G, text_encoder_3/ T5-XXL if present) and FLUX.1
+    dev / schnell (transformer/, vae/, text_encoder/ CLIP-L, text_encoder_2/ T5-XXL). Weights may
+    be sharded (*.safetensors.index.json with its shards). From scheduler/scheduler_config.json:
+    the prediction type (epsilon or v_prediction) and zero-terminal SNR (rescale_betas_zero_snr),
+    or for SD3/FLUX the sampling shift (FLUX dev's resolution-dependent one where
+    use_dynamic_shifting is set)."""
     category = "advanced/loaders/deprecated"
     model_path: str = Choice(lambda: folders.list_model_folders("diffusers"))
     outputs = {"model": MODEL, "clip": CLIP, "vae": VAE}

@@ -21,11 +21,12 @@ def _find(name: str, input_name: str):
 
 
 def _state(*names) -> str:
+    from graphflow.models.weight_files import file_state
+
     parts = []
     for name in names:
         try:
-            stat = _find(name, "clip_name").stat()
-            parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}")
+            parts.append(f"{name}:{file_state(_find(name, 'clip_name'))}")
         except NodeInputError:
             parts.append(f"{name}:missing")
     return "|".join(parts)

@@ -197,4 +197,4 @@ def test_inspect_describes_a_diffusers_folder(tmp_folders, diffusers_dir, capsys
     plain = diffusers_dir.parent / "plain"
     plain.mkdir()
     assert cli.main(["inspect", str(plain)]) == cli.EXIT_FILE
-    assert "not a diffusers SD1/SD2/SDXL folder" in capsys.readouterr().err
+    assert "not a diffusers model folder: expected unet/ (SD1/SD2/SDXL) or transformer/" in capsys.readouterr().err

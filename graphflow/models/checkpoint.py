@@ -125,6 +125,14 @@ def _flow_default_dtype(device: torch.device) -> torch.dtype:
     return default_dtype("unet", device)
 
 
+def flow_placement(device, dtype) -> tuple[torch.device, torch.dtype]:
+    """Where a SD3/FLUX transformer is loaded and its compute dtype (`device`/`dtype` as given, else
+    the load device and the flow default of the device it will run on)."""
+    if device is not None:
+        return torch.device(device), dtype or _flow_default_dtype(torch.device(device))
+    return load_device(), dtype or _flow_default_dtype(compute_device())
+
+
 def flow_clip_towers(f, info: FlowInfo, device, dtype) -> dict:
     """The CLIP-L / CLIP-G towers of an all-in-one SD3/FLUX file (transformers' layout under
     text_encoders.clip_*.transformer.), as ClipTowers by name."""
@@ -250,10 +258,7 @@ def _unclip_image_encoder(f, info: ArchInfo, device, dtype):
 def _load_flow_checkpoint(f, info: FlowInfo, device, dtype, weight_dtype, parts) -> Checkpoint:
     model = vae = clip = None
     if "diffusion_model" in parts:
-        model_device = torch.device(device) if device is not None else load_device()
-        model = build_flow_model(f.view(info.prefix), info, model_device,
-                                 dtype or _flow_default_dtype(torch.device(device) if device else compute_device()),
-                                 weight_dtype)
+        model = build_flow_model(f.view(info.prefix), info, *flow_placement(device, dtype), weight_dtype)
     if info.vae is not None and "vae" in parts:
         vae = build_vae(f.view(info.vae_prefix), info.vae, info.latent_format, *_resolve(device, dtype, "vae"),
                         what=info.vae_prefix)
@@ -280,10 +285,7 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
     with WeightFile(path) as f:
         info = detect_flow_model(f.shapes)
         if info is not None:
-            model_device = torch.device(device) if device is not None else load_device()
-            return build_flow_model(f.view(info.prefix), info, model_device,
-                                    dtype or _flow_default_dtype(torch.device(device) if device else compute_device()),
-                                    weight_dtype)
+            return build_flow_model(f.view(info.prefix), info, *flow_placement(device, dtype), weight_dtype)
         if weight_dtype != "default":
             raise CheckpointError("weight_dtype fp8 is supported for SD3/FLUX diffusion models only")
         info = detect_architecture(f.shapes, f.metadata, get_tensor=f.get)

@@ -10,23 +10,42 @@ heads and GroupNorm groups, the VAE's scaling factor, the text encoders' activat
 scheduler_config.json the prediction type (epsilon / v_prediction) and rescale_betas_zero_snr
 (sampled on the zero-terminal-SNR schedule). The family: text_encoder + text_encoder_2 -> SDXL
 base, text_encoder_2 alone -> SDXL refiner, else the text encoder's activation (quick_gelu -> SD1,
-gelu -> SD2). SD3/FLUX folders (transformer/) are refused with a message.
+gelu -> SD2).
+
+SD3 / SD3.5 and FLUX.1 folders hold transformer/ instead of unet/: its config.json's _class_name
+says which (SD3Transformer2DModel, FluxTransformer2DModel); its keys are renamed to Stability's /
+BFL's (diffusers_names.transformer_view) and the head layout and FLUX's rotary axes, which the
+weights cannot show, come from the config. Text encoders by folder: SD3 text_encoder (CLIP-L),
+text_encoder_2 (CLIP-G), text_encoder_3 (T5-XXL; SD3 is also released without it); FLUX
+text_encoder (CLIP-L), text_encoder_2 (T5-XXL). The 16-channel VAE's scaling_factor and
+shift_factor come from vae/config.json, the sampling shift from scheduler_config.json
+(FlowMatchEulerDiscreteScheduler: a fixed `shift`, or with use_dynamic_shifting FLUX's
+resolution-dependent one from base_shift to max_shift). Any component may be sharded
+(`*.safetensors.index.json`, read through graphflow.models.weight_files).
 """
 
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .architecture import ARCH_NAMES, UNET_PREFIX, VAE_PREFIX, ArchInfo, detect_architecture
-from .checkpoint import (Checkpoint, _resolve, _set_sources, _standalone_tower, build_unet, build_vae, tower_of)
-from .diffusers_names import RenamedView, unet_names, vae_view
+from .architecture import ARCH_NAMES, UNET_PREFIX, VAE_PREFIX, ArchInfo, detect_architecture, vae_config_from_shapes
+from .checkpoint import (Checkpoint, _resolve, _set_sources, _standalone_tower, build_flow_model, build_unet, build_vae,
+                         flow_placement, tower_of)
+from .diffusers_names import RenamedView, transformer_view, unet_names, vae_view
 from .diffusion_model import DiffusionModel
+from .flow_architecture import FlowInfo, detect_flow_model
 from .text_encoders import TextEncoder
-from .weight_files import CheckpointError, WeightFile, config_metadata
+from .weight_files import INDEX_SUFFIX, CheckpointError, WeightFile, config_metadata
 
-WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
-                "model.fp16.safetensors", "diffusion_pytorch_model.bin", "pytorch_model.bin",
-                "diffusion_pytorch_model.fp16.bin", "pytorch_model.fp16.bin")
+_STEMS = ("diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
+          "model.fp16.safetensors", "diffusion_pytorch_model.bin", "pytorch_model.bin",
+          "diffusion_pytorch_model.fp16.bin", "pytorch_model.fp16.bin")
+WEIGHT_NAMES = tuple(n + suffix for n in _STEMS for suffix in ("", INDEX_SUFFIX))  # one file, or a sharded set
+TRANSFORMERS = {"SD3Transformer2DModel": "sd3", "FluxTransformer2DModel": "flux"}
+# the text encoder in each folder: transformers' classes, named by the slot they fill
+FLOW_TEXT_FOLDERS = {"sd3": {"text_encoder": "clip_l", "text_encoder_2": "clip_g", "text_encoder_3": "t5xxl"},
+                     "flux": {"text_encoder": "clip_l", "text_encoder_2": "t5xxl"}}
+FLUX_SEQ_LENS = (256, 4096)  # image tokens where FLUX's dynamic shift reaches base_shift and max_shift
 TEXT_FOLDERS = ("text_encoder", "text_encoder_2")
 SIZE_EMBEDDING = 256  # graphflow's SDXL UNet embeds each size/crop number in 256 channels, as SDXL does
 
@@ -53,12 +72,9 @@ def _config(folder: Path) -> dict:
 
 
 def weight_file(folder: Path) -> Path | None:
-    """The component's weights file (full precision preferred over an .fp16 variant)."""
-    found = next((folder / n for n in WEIGHT_NAMES if (folder / n).is_file()), None)
-    if found is None and any(folder.glob("*.index.json")):
-        raise CheckpointError(f"{folder}: sharded weights (*.index.json) are not supported; "
-                              f"expected one of {', '.join(WEIGHT_NAMES[:2])}")
-    return found
+    """The component's weights file or sharded set's index (full precision preferred over an
+    .fp16 variant)."""
+    return next((folder / n for n in WEIGHT_NAMES if (folder / n).is_file()), None)
 
 
 @dataclass
@@ -78,20 +94,20 @@ class Folder:
     clip_skip: int | None = None  # None: the family's default
 
 
-def read_folder(path) -> Folder:
+def read_folder(path) -> "Folder | FlowFolder":
     """The folder's layout; CheckpointError says what is missing or unknown."""
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"{path}: no such folder")
     if (path / "transformer").is_dir() and not (path / "unet").is_dir():
-        raise CheckpointError(f"{path.name} is a diffusers folder with transformer/ (SD3 or FLUX): not supported; "
-                              f"load the single-file release with LoadCheckpoint / LoadDiffusionModel instead")
+        return read_flow_folder(path)
     unet_dir = path / "unet"
     unet = weight_file(unet_dir) if unet_dir.is_dir() else None
     if unet is None:
         found = sorted(p.name + "/" for p in path.iterdir() if p.is_dir()) or ["nothing"]
-        raise CheckpointError(f"{path.name} is not a diffusers SD1/SD2/SDXL folder: expected unet/ with "
-                              f"{WEIGHT_NAMES[0]}; found {', '.join(found)}")
+        raise CheckpointError(f"{path.name} is not a diffusers model folder: expected unet/ (SD1/SD2/SDXL) or "
+                              f"transformer/ (SD3/SD3.5/FLUX.1) with {WEIGHT_NAMES[0]} or "
+                              f"{WEIGHT_NAMES[1]}; found {', '.join(found)}")
     unet_config = _config(unet_dir)
     vae = weight_file(path / "vae") if (path / "vae").is_dir() else None
     vae_config = _config(path / "vae") if vae is not None else {}
@@ -226,8 +242,9 @@ def load_diffusers(path, device=None, dtype=None, prediction: str | None = None)
     `prediction` ("eps"/"v") overrides scheduler_config.json."""
     folder = read_folder(path)
     parts = {"diffusion_model", "vae", "text_encoder"}
-    ckpt = _read(folder, device, dtype, prediction, parts)
-    _set_sources(ckpt, lambda part: _read(folder, device, dtype, prediction, {part}))
+    read = _read_flow if isinstance(folder, FlowFolder) else _read  # flow models predict flow, whatever is asked
+    ckpt = read(folder, device, dtype, prediction, parts)
+    _set_sources(ckpt, lambda part: read(folder, device, dtype, prediction, {part}))
     return ckpt
 
 
@@ -264,6 +281,8 @@ def _text_overrides(config: dict) -> dict:
 def folder_report(path) -> str:
     """`graphflow inspect FOLDER`: what the diffusers folder is and holds."""
     folder = read_folder(path)
+    if isinstance(folder, FlowFolder):
+        return _flow_report(folder)
     info = describe(folder)
     lines = [f"{folder.path.name}: diffusers folder, {ARCH_NAMES[info.arch]}"
              + (" inpainting" if info.inpaint else ""),
@@ -277,3 +296,195 @@ def folder_report(path) -> str:
         lines.append(f"  text encoder {name}: {file.relative_to(folder.path)}")
     lines += [f"  note: {n}" for n in info.notes]
     return "\n".join(lines)
+
+
+# -- SD3 / SD3.5 / FLUX.1 folders (transformer/) -------------------------------------------------
+
+@dataclass
+class FlowFolder:
+    """A diffusers SD3/SD3.5/FLUX.1 folder: its component files (a file or a sharded set's index
+    each) and configs."""
+
+    path: Path
+    arch: str  # sd3 | flux
+    transformer: Path
+    transformer_config: dict
+    vae: Path | None
+    vae_config: dict
+    text: dict[str, Path]  # clip_l / clip_g / t5xxl -> weights
+    text_configs: dict[str, dict]
+    scheduler: dict
+    notes: list = field(default_factory=list)
+
+
+def read_flow_folder(path: Path) -> FlowFolder:
+    index = _json(path / "model_index.json") if (path / "model_index.json").is_file() else {}
+    config = _config(path / "transformer")
+    kind = config.get("_class_name")
+    if kind not in TRANSFORMERS:
+        raise CheckpointError(f"{path.name}/transformer/config.json: _class_name {kind!r} is not a transformer "
+                              f"graphflow loads; expected {' or '.join(TRANSFORMERS)} (SD3/SD3.5, FLUX.1)")
+    arch = TRANSFORMERS[kind]
+    transformer = _part(path, "transformer", index, required=True)
+    vae = _part(path, "vae", index)
+    text, configs, notes = {}, {}, []
+    for sub, name in FLOW_TEXT_FOLDERS[arch].items():
+        file = _part(path, sub, index)
+        if file is not None:
+            text[name], configs[name] = file, _config(path / sub)
+        elif name == "t5xxl" and arch == "sd3":  # as SD3 is also released
+            notes.append(f"no {sub}/ (t5xxl): the text tokens are CLIP-L's and CLIP-G's alone")
+        else:
+            notes.append(f"no {sub}/ ({name}): its part of the conditioning is zeros")
+    if vae is None:
+        notes.append("no vae/ in the folder: a separate VAE file is needed")
+    scheduler_file = path / "scheduler" / "scheduler_config.json"
+    scheduler = _json(scheduler_file) if scheduler_file.is_file() else {}
+    return FlowFolder(path, arch, transformer, config, vae, _config(path / "vae") if vae else {}, text, configs,
+                      scheduler, notes)
+
+
+def _part(path: Path, sub: str, index: dict, required: bool = False) -> Path | None:
+    """sub/'s weights; None where there is no sub/ and model_index.json does not list one. A part
+    that is listed or present but holds no weights is an error (a download cut short)."""
+    listed = isinstance(index.get(sub), list) and index[sub][:1] != [None]
+    found = weight_file(path / sub) if (path / sub).is_dir() else None
+    if found is None and (required or listed or (path / sub).is_dir()):
+        stem = "model.safetensors" if sub.startswith("text_encoder") else "diffusion_pytorch_model.safetensors"
+        state = "holds no weights" if (path / sub).is_dir() else "is missing"
+        raise CheckpointError(f"{path.name}: {sub}/ {state}{' (model_index.json lists it)' if listed else ''}; "
+                              f"expected {sub}/{stem}, or {sub}/{stem}{INDEX_SUFFIX} with its shards")
+    return found
+
+
+def _flow_config(folder: FlowFolder, config):
+    """The architecture read from shapes, with what only transformer/config.json says: the head
+    count (the weights show the heads' width only where QK-norm is used) and FLUX's rotary axes."""
+    c = folder.transformer_config
+    changes = {}
+    if "num_attention_heads" in c:
+        changes["num_heads"] = c["num_attention_heads"]
+        if config.hidden_size % c["num_attention_heads"]:
+            raise CheckpointError(f"transformer/config.json: {c['num_attention_heads']} heads do not divide the "
+                                  f"weights' width {config.hidden_size}")
+    if folder.arch == "flux" and "axes_dims_rope" in c:
+        changes["axes_dim"] = tuple(c["axes_dims_rope"])
+        if sum(changes["axes_dim"]) != config.hidden_size // changes.get("num_heads", config.num_heads):
+            raise CheckpointError(f"transformer/config.json: axes_dims_rope {c['axes_dims_rope']} do not add up "
+                                  f"to the head width")
+    return replace(config, **changes)
+
+
+def _flow_sampling(folder: FlowFolder) -> tuple[dict, list[str]]:
+    """DiffusionModel's shift settings from FlowMatchEulerDiscreteScheduler's config, and notes."""
+    s = folder.scheduler
+    if not s:
+        return {}, ["no scheduler/scheduler_config.json: the family's default shift"]
+    if s.get("use_dynamic_shifting"):
+        notes = []
+        lengths = (s.get("base_image_seq_len", FLUX_SEQ_LENS[0]), s.get("max_image_seq_len", FLUX_SEQ_LENS[1]))
+        if tuple(lengths) != FLUX_SEQ_LENS:
+            notes.append(f"scheduler base/max_image_seq_len {tuple(lengths)} ignored: the shift goes from base_shift "
+                         f"at {FLUX_SEQ_LENS[0]} to max_shift at {FLUX_SEQ_LENS[1]} image tokens")
+        top = float(s.get("max_shift", 1.15))
+        return dict(shift_dynamic=True, base_shift=float(s.get("base_shift", 0.5)), max_shift=top,
+                    sampling_shift=top), notes  # ComfyUI's mu where no resolution is known
+    return dict(shift_dynamic=False, sampling_shift=float(s.get("shift", 1.0))), []
+
+
+def describe_flow(folder: FlowFolder) -> FlowInfo:
+    """The folder's FlowInfo (from the transformer's and VAE's headers and the configs)."""
+    try:
+        with WeightFile(folder.transformer) as f:
+            info = detect_flow_model(transformer_view(f, folder.arch).shapes)
+    except CheckpointError as e:
+        raise CheckpointError(f"transformer/{folder.transformer.name}: {e}") from None
+    if info is None or info.arch != folder.arch:
+        raise CheckpointError(f"transformer/{folder.transformer.name}: the weights are not a "
+                              f"{folder.transformer_config['_class_name']}'s")
+    info.config = _flow_config(folder, info.config)
+    info.text_encoders = {name: file.parent.name + "/" for name, file in folder.text.items()}
+    info.notes = list(folder.notes) + _flow_sampling(folder)[1]
+    if folder.vae is not None:
+        with WeightFile(folder.vae) as v:
+            shapes = vae_view(v).shapes
+        groups = folder.vae_config.get("norm_num_groups")
+        info.vae = vae_config_from_shapes(shapes, {"norm_groups": groups} if groups else {}, "vae/")
+        info.vae_prefix = "vae/"
+        if info.vae.latent_channels != info.latent_channels:
+            raise CheckpointError(f"vae/: {info.vae.latent_channels} latent channels; {info.name} uses "
+                                  f"{info.latent_channels}")
+    return info
+
+
+def _latent_format(folder: FlowFolder, info: FlowInfo):
+    """SD3's / FLUX's latent format with vae/config.json's scaling and shift factors."""
+    v = folder.vae_config
+    return info.latent_format.with_scale(v.get("scaling_factor", info.latent_format.scale_factor),
+                                         v.get("shift_factor"))
+
+
+def _read_flow(folder: FlowFolder, device, dtype, prediction, parts) -> Checkpoint:
+    """The folder's components named in `parts` (as graphflow.models.checkpoint's _read_checkpoint)."""
+    from .flow_text import FlowTextEncoder
+    from .text_encoder_files import _t5
+
+    info = describe_flow(folder)
+    latent = _latent_format(folder, info)
+    model = vae = clip = None
+    if "diffusion_model" in parts:
+        with WeightFile(folder.transformer) as f:
+            model = build_flow_model(transformer_view(f, folder.arch), info, *flow_placement(device, dtype))
+        model.latent_format = latent
+        for name, value in _flow_sampling(folder)[0].items():
+            setattr(model, name, value)
+    if folder.vae is not None and "vae" in parts:
+        with WeightFile(folder.vae) as v:
+            vae = build_vae(vae_view(v), info.vae, latent, *_resolve(device, dtype, "vae"), what="vae/")
+    wanted = [n for n in folder.text if {"text_encoder", f"text_encoder:{n}"} & parts]
+    if wanted:
+        device_t, dtype_t = _resolve(device, dtype, "text_encoder")
+        found = {}
+        for name in wanted:
+            file = folder.text[name]
+            what = f"{file.parent.name}/{file.name}"
+            with WeightFile(file) as f:
+                if name == "t5xxl":
+                    found[name] = _t5(f, what, device_t, dtype_t)
+                else:
+                    spec = _tower_spec(name, file)
+                    found[name] = tower_of(f, spec, device_t, dtype_t, what, _text_overrides(folder.text_configs[name]))
+        # the transformer's token width: what CLIP is padded to where there is no T5 to set it
+        clip = FlowTextEncoder(folder.arch, found.get("clip_l"), found.get("clip_g"), found.get("t5xxl"),
+                               context_dim=folder.transformer_config.get("joint_attention_dim"))
+    return Checkpoint(model, clip, vae, info)
+
+
+def _flow_report(folder: FlowFolder) -> str:
+    info = describe_flow(folder)
+    sampling = _flow_sampling(folder)[0]
+    if sampling.get("shift_dynamic"):
+        shift = (f"dynamic (resolution-dependent), base_shift {sampling['base_shift']}, "
+                 f"max_shift {sampling['max_shift']}")
+    else:
+        shift = str(sampling.get("sampling_shift", "the family's default"))
+    lines = [f"{folder.path.name}: diffusers folder, {info.name} ({folder.transformer_config['_class_name']})",
+             f"  prediction: flow, sampling shift {shift}",
+             f"  transformer: {_describe_file(folder, folder.transformer)} ({info.config.hidden_size} wide, "
+             f"{info.config.num_heads} heads)"]
+    if folder.vae is not None:
+        latent = _latent_format(folder, info)
+        lines.append(f"  vae: {_describe_file(folder, folder.vae)} (latent scale {latent.scale_factor}, "
+                     f"shift {latent.shift_factor})")
+    for name, file in folder.text.items():
+        lines.append(f"  text encoder {name}: {_describe_file(folder, file)}")
+    lines += [f"  note: {n}" for n in info.notes]
+    return "\n".join(lines)
+
+
+def _describe_file(folder: FlowFolder, file: Path) -> str:
+    shown = str(file.relative_to(folder.path))
+    if file.name.endswith(INDEX_SUFFIX):
+        with WeightFile(file) as f:
+            shown += f", {len(f.shards)} shards"
+    return shown

@@ -1,9 +1,11 @@
 """diffusers' key names -> the LDM (single-file) names graphflow's modules use.
 
 One place for the renaming that diffusers-format weights need: UNet2DConditionModel (and the
-UNet half of a ControlNetModel, graphflow.models.controlnet), AutoencoderKL. CLIP text models
-are stored by diffusers in transformers' own layout, which graphflow.models.text_encoders reads
-as it is.
+UNet half of a ControlNetModel, graphflow.models.controlnet), AutoencoderKL, and the flow
+transformers SD3Transformer2DModel (-> Stability's MM-DiT names) and FluxTransformer2DModel (->
+BFL's), whose block tables the diffusers-layout ControlNets share (graphflow.models.mmdit_controlnet,
+flux_controlnet). CLIP and T5 text models are stored by diffusers in transformers' own layout,
+which graphflow.models.text_encoders and t5 read as it is.
 """
 
 import re
@@ -109,15 +111,25 @@ def vae_key(key: str, num_up_blocks: int) -> str | None:
 
 
 class RenamedView:
-    """A weights source seen under other names: `names` maps each new name to the source's key;
-    `shapes` (new name -> shape) may differ from the stored ones, the tensor is then reshaped."""
+    """A weights source seen under other names: `names` maps each new name to the source's key, or
+    to several keys whose tensors are concatenated along dim 0 (diffusers' separate q, k, v ->
+    one fused qkv); `shapes` (new name -> shape) may differ from the stored ones, the tensor is
+    then reshaped. `swapped`: new names whose two halves along dim 0 are stored the other way
+    round (diffusers' AdaLayerNormContinuous keeps (scale, shift) where ours keep (shift, scale))."""
 
-    def __init__(self, source, names: dict[str, str], shapes: dict[str, tuple] | None = None):
-        self.source, self.names = source, names
-        self.shapes = shapes or {new: tuple(source.shapes[old]) for new, old in names.items()}
+    def __init__(self, source, names: dict[str, str | list[str]], shapes: dict[str, tuple] | None = None,
+                 swapped=()):
+        self.source, self.swapped = source, set(swapped)
+        self.names = {new: [old] if isinstance(old, str) else list(old) for new, old in names.items()}
+        self.shapes = shapes or {new: tuple(source.shapes[old[0]]) for new, old in self.names.items()}
+        stored = getattr(source, "dtypes", {})
+        self.dtypes = {new: stored[old[0]] for new, old in self.names.items() if old[0] in stored}
 
     def get(self, key: str, device=None, dtype=None) -> torch.Tensor:
-        tensor = self.source.get(self.names[key], device, dtype)
+        parts = [self.source.get(old, device, dtype) for old in self.names[key]]
+        tensor = parts[0] if len(parts) == 1 else torch.cat(parts)
+        if key in self.swapped:
+            tensor = torch.cat(tensor.chunk(2)[::-1])
         return tensor if tuple(tensor.shape) == self.shapes[key] else tensor.reshape(self.shapes[key])
 
 
@@ -133,3 +145,32 @@ def vae_view(source) -> RenamedView:
             shape = (*shape, 1, 1)
         names[ldm], shapes[ldm] = key, tuple(shape)
     return RenamedView(source, names, shapes)
+
+
+# diffusers' output layer -> ours (its norm_out rows are (scale, shift): swapped back on reading)
+_FINAL = {"norm_out.linear": "final_layer.adaLN_modulation.1", "proj_out": "final_layer.linear"}
+
+
+def transformer_view(source, arch: str) -> RenamedView:
+    """A diffusers SD3Transformer2DModel ("sd3") or FluxTransformer2DModel ("flux") under
+    graphflow's names (Stability's / BFL's, as their single files have them): q, k, v (and FLUX's
+    single-block MLP input) fused, and the rows diffusers' single-file converter swaps into
+    (scale, shift) order -- norm_out, and SD3's last text block (context_pre_only) -- swapped back."""
+    from .flux_controlnet import _DOUBLE, _SINGLE
+    from .flux_controlnet import _TOP as FLUX_TOP
+    from .mmdit_controlnet import _BLOCK, fused_names, fused_shapes
+    from .mmdit_controlnet import _TOP as SD3_TOP
+
+    keys = list(source.shapes)
+    what = "a diffusers SD3Transformer2DModel" if arch == "sd3" else "a diffusers FluxTransformer2DModel"
+    if arch == "sd3":
+        names = fused_names(keys, {**SD3_TOP, "pos_embed.pos_embed": "pos_embed", **_FINAL},
+                            {"transformer_blocks": ("joint_blocks", _BLOCK)}, what)
+        last = max((int(k.split(".")[1]) for k in keys if k.startswith("transformer_blocks.")), default=0)
+        swap = ("final_layer.adaLN_modulation.1.", f"joint_blocks.{last}.context_block.adaLN_modulation.1.")
+    else:
+        names = fused_names(keys, {**FLUX_TOP, **_FINAL}, {"transformer_blocks": ("double_blocks", _DOUBLE),
+                                                           "single_transformer_blocks": ("single_blocks", _SINGLE)},
+                            what)
+        swap = ("final_layer.adaLN_modulation.1.",)
+    return RenamedView(source, names, fused_shapes(source.shapes, names), [n for n in names if n.startswith(swap)])

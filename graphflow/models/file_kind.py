@@ -89,6 +89,12 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         return FileKind("IP-Adapter", "ipadapter", "IPAdapterModelLoader")
     if any(k.startswith("lora_") or any(p in k for p in _LORA_PARTS) for k in shapes):
         return FileKind("LoRA", "loras", "LoadLoRA")
+    if any(k.startswith("transformer_blocks.") and ".attn.add_q_proj." in k
+           or k.startswith("single_transformer_blocks.") and ".proj_mlp." in k for k in shapes):
+        # transformer/ of a diffusers folder (or one shard of it): the folder loads as a whole
+        family = "FLUX.1" if _has(shapes, "single_transformer_blocks.") else "SD3 / SD3.5"
+        return FileKind(f"{family} transformer in diffusers' layout (part of a diffusers folder)", "diffusers",
+                        "`LoadDiffusers` on the whole folder (model_index.json, transformer/, vae/, text_encoder*/)")
     flow = find_flow_model(shapes)
     has_vae = vae_in(shapes) is not None
     if flow is not None:

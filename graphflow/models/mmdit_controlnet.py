@@ -152,7 +152,8 @@ _TOP = {
 }
 
 
-def fused_names(keys, top: dict, block_prefixes: dict[str, tuple[str, dict]]) -> dict[str, list[str]]:
+def fused_names(keys, top: dict, block_prefixes: dict[str, tuple[str, dict]],
+                what: str = "a diffusers-layout ControlNet") -> dict[str, list[str]]:
     """{our key: [diffusers keys, concatenated in this order along dim 0]}. top: diffusers stem ->
     ours; block_prefixes: diffusers block list -> (our block list, {stem: (our stem, part)})."""
     parts: dict[str, dict[int, str]] = {}
@@ -173,7 +174,7 @@ def fused_names(keys, top: dict, block_prefixes: dict[str, tuple[str, dict]]) ->
             if head in ("controlnet_blocks", "controlnet_single_blocks"):
                 name = key
         if name is None:
-            raise CheckpointError(f"unexpected key {key!r} in a diffusers-layout ControlNet")
+            raise CheckpointError(f"unexpected key {key!r} in {what}")
         parts.setdefault(name, {})[0] = key
     return {k: [v[i] for i in sorted(v)] for k, v in parts.items()}
 

@@ -1,6 +1,9 @@
 """Weight files: a model file's key names, shapes and tensors, and graphflow's metadata in it.
 
 Reading: safetensors headers give names, shapes and dtypes without touching the weights.
+A sharded set (`*.safetensors.index.json`, as diffusers and transformers save large models:
+its weight_map names the shard holding each tensor) reads as one file: the shards' headers are
+read when it is opened, each tensor from its own shard when it is wanted.
 Pickled files (.ckpt/.pt/.pth/.bin) go through PyTorch's restricted unpickler only
 (`torch.load(weights_only=True)`), which rebuilds plain tensors and containers and refuses any
 other object, so a file that would run code is refused rather than run (as ComfyUI loads them).
@@ -29,6 +32,7 @@ CONFIG_KEY = "graphflow.config"
 CONFIG_SECTIONS = ("arch", "prediction", "unet", "vae", "text_encoders", "latent_format", "clip_vision")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 PICKLE_PROTOCOLS = (b"\x02", b"\x03", b"\x04", b"\x05")  # a bare pickle starts with 0x80, protocol
+INDEX_SUFFIX = ".index.json"  # a sharded set's index (model.safetensors.index.json, ...)
 
 
 # Smaller tensors are copied: each page fault on a mapped file brings in its neighbours too (64 KB
@@ -85,7 +89,8 @@ def read_pickle(path) -> object:
 
 
 class WeightFile:
-    """A weights file's key names, shapes and dtypes (from the header alone) and its tensors on request.
+    """A weights file's (or a sharded set's index's) key names, shapes and dtypes (from the headers
+    alone) and its tensors on request.
 
     `get(key, device, dtype)` gives one tensor where it is wanted. A safetensors tensor that stays
     as stored (CPU, same dtype) is a zero-copy view of the memory-mapped file; one that must be
@@ -96,6 +101,9 @@ class WeightFile:
         self.path = Path(path)
         if not self.path.is_file():
             raise CheckpointError(f"{self.path}: no such file")
+        if self.path.name.endswith(INDEX_SUFFIX):
+            self._open_index()
+            return
         with open(self.path, "rb") as fh:
             head = fh.read(9)
         # safetensors: an 8-byte little-endian header length (any bytes), then the JSON header's '{'
@@ -152,6 +160,28 @@ class WeightFile:
                 self._handle = False
         return self._handle.get_tensor(key) if self._handle else None
 
+    def _open_index(self):
+        self.format = "sharded"
+        self._handle = self._file = None
+        self._shards = {}
+        weight_map = read_index(self.path)
+        try:
+            for name in sorted(set(weight_map.values())):
+                if not (self.path.parent / name).is_file():
+                    raise CheckpointError(f"{self.path.name}: shard {name} is missing from {self.path.parent}")
+                self._shards[name] = WeightFile(self.path.parent / name)
+            absent = [k for k, name in weight_map.items() if k not in self._shards[name].shapes]
+            if absent:
+                raise CheckpointError(f"{self.path.name}: {len(absent)} tensors of the weight_map are not in their "
+                                      f"shards, e.g. {absent[0]!r} in {weight_map[absent[0]]}")
+        except CheckpointError:
+            self.close()
+            raise
+        self._where = weight_map
+        self.shapes = {k: self._shards[name].shapes[k] for k, name in weight_map.items()}
+        self.dtypes = {k: self._shards[name].dtypes[k] for k, name in weight_map.items()}
+        self.metadata = next(iter(self._shards.values())).metadata
+
     def _open_pickle(self):
         import torch
         self.format = "pickle"
@@ -168,6 +198,8 @@ class WeightFile:
 
     def get(self, key: str, device=None, dtype: torch.dtype | None = None) -> torch.Tensor:
         import torch
+        if self.format == "sharded":
+            return self._shards[self._where[key]].get(key, device, dtype)
         device = torch.device(device) if device is not None else torch.device("cpu")
         if self.format == "pickle":
             t = self._tensors[key]
@@ -201,8 +233,10 @@ class WeightFile:
     def close(self):
         if self._file is not None:
             self._file.close()
+        for shard in getattr(self, "_shards", {}).values():
+            shard.close()
         self._handle = self._file = None
-        self._tensors = {}
+        self._tensors, self._shards = {}, {}
 
     def __enter__(self):
         return self
@@ -210,11 +244,42 @@ class WeightFile:
     def __exit__(self, *exc):
         self.close()
 
+    @property
+    def shards(self) -> list[str]:
+        """A sharded set's shard file names ([] for a single file)."""
+        return sorted(set(getattr(self, "_where", {}).values()))
+
     def view(self, prefix: str) -> "KeyView":
         return KeyView(self, prefix)
 
     def config(self) -> dict:
         return read_graphflow_config(self.metadata, self.path.name)
+
+
+def file_state(path) -> str:
+    """A weights file's identity for caches: size and modification time (hashing GBs is too slow);
+    for a sharded set's index, its shards' too."""
+    path = Path(path)
+    files = [path]
+    if path.name.endswith(INDEX_SUFFIX):
+        try:
+            files += [path.parent / shard for shard in sorted(set(read_index(path).values()))]
+        except CheckpointError:
+            pass  # the loader says what is wrong with it
+    return ":".join(f"{p.stat().st_size}:{p.stat().st_mtime_ns}" if p.is_file() else "missing" for p in files)
+
+
+def read_index(path) -> dict[str, str]:
+    """A sharded set's weight_map: tensor name -> the shard file (in the index's folder) holding it."""
+    path = Path(path)
+    try:
+        weight_map = json.loads(path.read_text()).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map or not all(
+                isinstance(v, str) and "/" not in v and "\\" not in v for v in weight_map.values()):
+            raise ValueError("no weight_map of tensor names to shard file names")
+    except (OSError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path.name} is not a readable sharded-weights index ({e})") from None
+    return weight_map
 
 
 class KeyView:
