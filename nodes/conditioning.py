@@ -31,12 +31,18 @@ class CLIPEncode(Node):
     def run(self):
         if self.clip is None:
             raise NodeInputError("clip", "no text encoder: the checkpoint has none; load one separately")
-        try:
-            cond, pooled = self.clip.encode(self.text, clip_skip=self.clip_skip or None)
-        except ValueError as e:
-            raise NodeInputError("clip_skip", str(e)) from None
-        options = {} if pooled is None else {"pooled_output": pooled}
-        return [(cond, options)]
+        def encode(clip):
+            try:
+                cond, pooled = clip.encode(self.text, clip_skip=self.clip_skip or None)
+            except ValueError as e:
+                raise NodeInputError("clip_skip", str(e)) from None
+            return cond, {} if pooled is None else {"pooled_output": pooled}
+
+        if getattr(self.clip, "hooks", None) is None:
+            return [encode(self.clip)]
+        from graphflow.sampling.hooks import encode_with_hooks
+
+        return encode_with_hooks(self.clip, encode)
 
 
 class CLIPSetLastLayer(Node):

@@ -192,18 +192,43 @@ def sample_with_sigmas(model, *args, **kwargs) -> torch.Tensor:
             stack.enter_context(memory.use(net, "control", f"control:{type(net).__name__}@{id(net):x}"))
         stack.enter_context(speed.sampling(unet, model.device, convolutional=not getattr(model, "is_flow", False),
                                            compile_backend=getattr(model, "options", {}).get("compile_backend")))
+        if any(isinstance(e, (list, tuple)) and len(e) > 1 and isinstance(e[1], dict) and e[1].get("hooks") is not None
+               for e in _conditioning(args, kwargs)):
+            stack.enter_context(_hooked(model, args, kwargs))
         return _sample_with_sigmas(model, *args, **kwargs)
+
+
+@contextlib.contextmanager
+def _hooked(model, args, kwargs):
+    """Hooked conditioning (graphflow.sampling.hooks) switches the network's weights per model call;
+    the model's own weights are back when the run ends, however it ends."""
+    from .hooks import HookSwitch, hook_switch
+
+    bound = inspect.signature(_sample_with_sigmas).bind(None, *args, **kwargs).arguments
+    schedule = bound.get("schedule") or model_sampling_for(model)
+    switch = HookSwitch(model, schedule, bound["sigmas"])
+    token = hook_switch.set(switch)
+    try:
+        yield switch
+    finally:
+        hook_switch.reset(token)
+        switch.restore()
+
+
+def _conditioning(args, kwargs) -> list:
+    """Every conditioning entry of the run (KSampler's sides or the guider's)."""
+    bound = inspect.signature(_sample_with_sigmas).bind(None, *args, **kwargs).arguments
+    guider = bound.get("guider")
+    conds = [*(bound.get("positive") or ()), *(bound.get("negative") or ())]
+    for name in ("positive", "negative", "cond1", "cond2", "empty"):
+        conds += list(getattr(guider, name, None) or ())
+    return conds
 
 
 def _control_nets(args, kwargs) -> list:
     """The ControlNets / T2I-Adapters in the run's conditioning (options["control"] chains)."""
-    bound = inspect.signature(_sample_with_sigmas).bind(None, *args, **kwargs).arguments
-    guider = bound.get("guider")
-    conds = [*(bound.get("positive") or ()), *(bound.get("negative") or ())]
-    for name in ("positive", "negative", "cond1", "cond2"):
-        conds += list(getattr(guider, name, None) or ())
     nets = {}
-    for entry in conds:
+    for entry in _conditioning(args, kwargs):
         applied = entry[1].get("control") if isinstance(entry, (list, tuple)) and len(entry) > 1 \
             and isinstance(entry[1], dict) else None
         while applied is not None:
