@@ -60,7 +60,7 @@ class CreateHookLora(Node):
     strength_clip: float = Float(1.0, **STRENGTH)
     prev_hooks: HOOKS = None
     outputs = {"HOOKS": HOOKS}
-    comfy = ComfyAlias(("CreateHookLora",))
+    comfy = ComfyAlias(("CreateHookLora",), optional=('prev_hooks',))
 
     @classmethod
     def fingerprint(cls, lora_name, **widgets):
@@ -77,7 +77,7 @@ class CreateHookLoraModelOnly(Node):
     strength_model: float = Float(1.0, **STRENGTH)
     prev_hooks: HOOKS = None
     outputs = {"HOOKS": HOOKS}
-    comfy = ComfyAlias(("CreateHookLoraModelOnly",))
+    comfy = ComfyAlias(("CreateHookLoraModelOnly",), optional=('prev_hooks',))
 
     @classmethod
     def fingerprint(cls, lora_name, **widgets):
@@ -97,7 +97,7 @@ class CreateHookModelAsLora(Node):
     strength_clip: float = Float(1.0, **STRENGTH)
     prev_hooks: HOOKS = None
     outputs = {"HOOKS": HOOKS}
-    comfy = ComfyAlias(("CreateHookModelAsLora",))
+    comfy = ComfyAlias(("CreateHookModelAsLora",), optional=('prev_hooks',))
 
     @classmethod
     def fingerprint(cls, ckpt_name, **widgets):
@@ -114,7 +114,7 @@ class CreateHookModelAsLoraModelOnly(Node):
     strength_model: float = Float(1.0, **STRENGTH)
     prev_hooks: HOOKS = None
     outputs = {"HOOKS": HOOKS}
-    comfy = ComfyAlias(("CreateHookModelAsLoraModelOnly",))
+    comfy = ComfyAlias(("CreateHookModelAsLoraModelOnly",), optional=('prev_hooks',))
 
     @classmethod
     def fingerprint(cls, ckpt_name, **widgets):
@@ -136,7 +136,7 @@ class CombineHooks2(Node):
     hooks_A: HOOKS = None
     hooks_B: HOOKS = None
     outputs = {"HOOKS": HOOKS}
-    comfy = ComfyAlias(("CombineHooks2",))
+    comfy = ComfyAlias(("CombineHooks2",), optional=('hooks_A', 'hooks_B'))
 
     def run(self):
         return _combine(self.hooks_A, self.hooks_B)
@@ -150,7 +150,7 @@ class CombineHooks4(Node):
     hooks_C: HOOKS = None
     hooks_D: HOOKS = None
     outputs = {"HOOKS": HOOKS}
-    comfy = ComfyAlias(("CombineHooks4",))
+    comfy = ComfyAlias(("CombineHooks4",), optional=('hooks_A', 'hooks_B', 'hooks_C', 'hooks_D'))
 
     def run(self):
         return _combine(self.hooks_A, self.hooks_B, self.hooks_C, self.hooks_D)
@@ -168,7 +168,7 @@ class CombineHooks8(Node):
     hooks_G: HOOKS = None
     hooks_H: HOOKS = None
     outputs = {"HOOKS": HOOKS}
-    comfy = ComfyAlias(("CombineHooks8",))
+    comfy = ComfyAlias(("CombineHooks8",), optional=('hooks_A', 'hooks_B', 'hooks_C', 'hooks_D', 'hooks_E', 'hooks_F', 'hooks_G', 'hooks_H'))
 
     def run(self):
         return _combine(self.hooks_A, self.hooks_B, self.hooks_C, self.hooks_D,
@@ -210,7 +210,7 @@ class CreateHookKeyframe(Node):
     start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
     prev_hook_kf: HOOK_KEYFRAMES = None
     outputs = {"HOOK_KF": HOOK_KEYFRAMES}
-    comfy = ComfyAlias(("CreateHookKeyframe",))
+    comfy = ComfyAlias(("CreateHookKeyframe",), optional=('prev_hook_kf',))
 
     def run(self):
         return _keyframes(self.prev_hook_kf, [(self.start_percent, self.strength_mult)])
@@ -229,7 +229,7 @@ class CreateHookKeyframesInterpolated(Node):
     print_keyframes: bool = Bool(False)
     prev_hook_kf: HOOK_KEYFRAMES = None
     outputs = {"HOOK_KF": HOOK_KEYFRAMES}
-    comfy = ComfyAlias(("CreateHookKeyframesInterpolated",))
+    comfy = ComfyAlias(("CreateHookKeyframesInterpolated",), optional=('prev_hook_kf',))
 
     def run(self):
         percents = _series(self.start_percent, self.end_percent, self.keyframes_count)
@@ -249,7 +249,7 @@ class CreateHookKeyframesFromFloats(Node):
     print_keyframes: bool = Bool(False)
     prev_hook_kf: HOOK_KEYFRAMES = None
     outputs = {"HOOK_KF": HOOK_KEYFRAMES}
-    comfy = ComfyAlias(("CreateHookKeyframesFromFloats",))
+    comfy = ComfyAlias(("CreateHookKeyframesFromFloats",), optional=('prev_hook_kf',))
 
     def run(self):
         values = self.floats_strength
@@ -275,7 +275,7 @@ class SetHookKeyframes(Node):
     hooks: HOOKS
     hook_kf: HOOK_KEYFRAMES = None
     outputs = {"HOOKS": HOOKS}
-    comfy = ComfyAlias(("SetHookKeyframes",))
+    comfy = ComfyAlias(("SetHookKeyframes",), optional=('hook_kf',))
 
     def run(self):
         return self.hooks if self.hook_kf is None else self.hooks.with_keyframes(self.hook_kf)
@@ -294,7 +294,7 @@ class SetClipHooks(Node):
     schedule_clip: bool = Bool(False)
     hooks: HOOKS = None
     outputs = {"CLIP": CLIP}
-    comfy = ComfyAlias(("SetClipHooks",))
+    comfy = ComfyAlias(("SetClipHooks",), optional=('hooks',))
 
     def run(self):
         import copy
@@ -391,7 +391,7 @@ class ConditioningSetProperties(Node):
     hooks: HOOKS = None
     timesteps: TIMESTEPS_RANGE = None
     outputs = {"CONDITIONING": CONDITIONING}
-    comfy = ComfyAlias(("ConditioningSetProperties",))
+    comfy = ComfyAlias(("ConditioningSetProperties",), optional=('mask', 'hooks', 'timesteps'))
 
     def run(self):
         return _properties(self, self.cond_NEW, "cond_NEW")
@@ -408,7 +408,7 @@ class ConditioningSetPropertiesAndCombine(Node):
     hooks: HOOKS = None
     timesteps: TIMESTEPS_RANGE = None
     outputs = {"CONDITIONING": CONDITIONING}
-    comfy = ComfyAlias(("ConditioningSetPropertiesAndCombine",))
+    comfy = ComfyAlias(("ConditioningSetPropertiesAndCombine",), optional=('mask', 'hooks', 'timesteps'))
 
     def run(self):
         return list(self.cond) + _properties(self, self.cond_NEW, "cond_NEW")
@@ -425,7 +425,7 @@ class PairConditioningSetProperties(Node):
     hooks: HOOKS = None
     timesteps: TIMESTEPS_RANGE = None
     outputs = {"positive": CONDITIONING, "negative": CONDITIONING}
-    comfy = ComfyAlias(("PairConditioningSetProperties",))
+    comfy = ComfyAlias(("PairConditioningSetProperties",), optional=('mask', 'hooks', 'timesteps'))
 
     def run(self):
         return (_properties(self, self.positive_NEW, "positive_NEW"),
@@ -445,7 +445,7 @@ class PairConditioningSetPropertiesAndCombine(Node):
     hooks: HOOKS = None
     timesteps: TIMESTEPS_RANGE = None
     outputs = {"positive": CONDITIONING, "negative": CONDITIONING}
-    comfy = ComfyAlias(("PairConditioningSetPropertiesAndCombine",))
+    comfy = ComfyAlias(("PairConditioningSetPropertiesAndCombine",), optional=('mask', 'hooks', 'timesteps'))
 
     def run(self):
         return (list(self.positive) + _properties(self, self.positive_NEW, "positive_NEW"),
@@ -475,7 +475,7 @@ class ConditioningSetDefaultCombine(Node):
     cond_DEFAULT: CONDITIONING
     hooks: HOOKS = None
     outputs = {"CONDITIONING": CONDITIONING}
-    comfy = ComfyAlias(("ConditioningSetDefaultCombine",))
+    comfy = ComfyAlias(("ConditioningSetDefaultCombine",), optional=('hooks',))
 
     def run(self):
         return list(self.cond) + _defaults(self, self.cond_DEFAULT)
@@ -490,7 +490,7 @@ class PairConditioningSetDefaultCombine(Node):
     negative_DEFAULT: CONDITIONING
     hooks: HOOKS = None
     outputs = {"positive": CONDITIONING, "negative": CONDITIONING}
-    comfy = ComfyAlias(("PairConditioningSetDefaultCombine",))
+    comfy = ComfyAlias(("PairConditioningSetDefaultCombine",), optional=('hooks',))
 
     def run(self):
         return (list(self.positive) + _defaults(self, self.positive_DEFAULT),
