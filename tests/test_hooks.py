@@ -194,3 +194,46 @@ def test_model_as_lora_node_and_bad_inputs(builtin_registry, models, ckpt, promp
     with pytest.raises(NodeInputError) as e:
         call(builtin_registry, "ConditioningTimestepsRange", start_percent=0.8, end_percent=0.2)
     assert e.value.input == "start_percent"
+
+
+def test_comfyui_api_graph_with_hooks_runs_end_to_end(builtin_registry, models, files, fresh_manager):
+    import shutil
+
+    from graphflow.executor import Executor
+    from graphflow.validation import validate
+    from graphflow.workflow import parse_workflow
+
+    shutil.copy(files["a"], models.models / "checkpoints" / "a.safetensors")
+    graph = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "a.safetensors"}},
+        "2": {"class_type": "CreateHookLora", "inputs": {"lora_name": "style.safetensors", "strength_model": 1.0,
+                                                         "strength_clip": 0.5}},
+        "3": {"class_type": "CreateHookKeyframe", "inputs": {"strength_mult": 1.0, "start_percent": 0.0}},
+        "4": {"class_type": "CreateHookKeyframe", "inputs": {"strength_mult": 0.5, "start_percent": 0.5,
+                                                             "prev_hook_kf": ["3", 0]}},
+        "5": {"class_type": "SetHookKeyframes", "inputs": {"hooks": ["2", 0], "hook_kf": ["4", 0]}},
+        "6": {"class_type": "SetClipHooks", "inputs": {"clip": ["1", 1], "apply_to_conds": True,
+                                                       "schedule_clip": False, "hooks": ["5", 0]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["6", 0], "text": "a red circle"}},
+        "8": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a blue square"}},
+        "9": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ""}},
+        "10": {"class_type": "ConditioningTimestepsRange", "inputs": {"start_percent": 0.0, "end_percent": 0.6}},
+        "11": {"class_type": "PairConditioningSetPropertiesAndCombine",
+               "inputs": {"positive": ["7", 0], "negative": ["9", 0], "positive_NEW": ["8", 0],
+                          "negative_NEW": ["9", 0], "strength": 1.0, "set_cond_area": "default",
+                          "timesteps": ["10", 2]}},
+        "12": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "13": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["11", 0], "negative": ["11", 1],
+                                                    "latent_image": ["12", 0], "seed": 1, "steps": 3, "cfg": 4.0,
+                                                    "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
+        "14": {"class_type": "VAEDecode", "inputs": {"samples": ["13", 0], "vae": ["1", 2]}},
+        "15": {"class_type": "SaveImage", "inputs": {"images": ["14", 0], "filename_prefix": "hooks"}},
+    }
+    workflow = parse_workflow(graph, builtin_registry)
+    assert validate(workflow, builtin_registry) == []
+    result = Executor(builtin_registry).run(workflow)
+    assert result.ok, result.error or result.problems
+    image = result.values["14"][0]
+    assert image.shape == (1, 64, 64, 3) and torch.isfinite(image).all()
+    positive = result.values["11"][0]
+    assert positive[0][1]["hooks"] is result.values["5"][0] and positive[1][1]["start_percent"] == 0.6
