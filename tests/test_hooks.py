@@ -237,3 +237,15 @@ def test_comfyui_api_graph_with_hooks_runs_end_to_end(builtin_registry, models, 
     assert image.shape == (1, 64, 64, 3) and torch.isfinite(image).all()
     positive = result.values["11"][0]
     assert positive[0][1]["hooks"] is result.values["5"][0] and positive[1][1]["start_percent"] == 0.6
+
+
+def test_model_as_lora_clip_part_encodes_as_the_second_text_encoder(builtin_registry, models, ckpt, files):
+    hooks = call(builtin_registry, "CreateHookModelAsLora", ckpt_name="b.safetensors", strength_model=1.0,
+                 strength_clip=1.0)
+    clip = call(builtin_registry, "SetClipHooks", clip=ckpt.clip, apply_to_conds=True, schedule_clip=False,
+                hooks=hooks)
+    [(cond, _)] = call(builtin_registry, "CLIPEncode", clip=clip, text="a red circle")
+    other = load_checkpoint(files["b"], device="cpu", dtype=torch.float32)
+    expected = other.clip.encode("a red circle")[0]
+    assert torch.allclose(cond, expected, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(ckpt.clip.encode("a red circle")[0], expected, atol=1e-3)
