@@ -249,3 +249,19 @@ def test_model_as_lora_clip_part_encodes_as_the_second_text_encoder(builtin_regi
     expected = other.clip.encode("a red circle")[0]
     assert torch.allclose(cond, expected, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(ckpt.clip.encode("a red circle")[0], expected, atol=1e-3)
+
+
+def test_hooks_that_do_not_fit_the_model_name_the_input(tmp_path, ckpt, prompts, fresh_manager):
+    cond, uncond = prompts
+    sdxl_lora = write_lora(tmp_path / "xl.safetensors", "sdxl", rank=2, seed=3)
+    bad = Hooks((WeightHook("xl.safetensors", lora=read_lora(sdxl_lora)),))
+    before = state(ckpt.model)
+    with pytest.raises(NodeInputError) as e:
+        run(ckpt.model, [(cond, {})], [(uncond, {"hooks": bad})], 2.0, sigmas_for(ckpt.model, 2))
+    assert e.value.input == "negative" and "xl.safetensors" in str(e.value)
+    sd2 = load_checkpoint(write_checkpoint(tmp_path / "sd2.safetensors", "sd2"), device="cpu", dtype=torch.float32)
+    with pytest.raises(NodeInputError) as e:
+        run(ckpt.model, [(cond, {"hooks": Hooks((WeightHook("sd2", model=sd2.model),))})], [], 1.0,
+            sigmas_for(ckpt.model, 2))
+    assert e.value.input == "positive" and "another architecture" in str(e.value)
+    assert all(torch.equal(v, before[k]) for k, v in state(ckpt.model).items())

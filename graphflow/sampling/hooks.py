@@ -284,6 +284,18 @@ class HookSwitch:
         self.current = ((), ())
 
 
+def check_hooks(model, conditioning) -> None:
+    """Raise ValueError (a LoraError is one) when a hook in `conditioning` does not fit `model`."""
+    seen = set()
+    for entry in conditioning:
+        hooks = entry[1].get("hooks") if isinstance(entry, (list, tuple)) and len(entry) > 1 \
+            and isinstance(entry[1], dict) else None
+        for hook in hooks_key(hooks):
+            if id(hook) not in seen:
+                seen.add(id(hook))
+                model_patches(model, hook, 1.0)
+
+
 # set by the sampler around a run whose conditioning has hooks; None otherwise
 hook_switch: contextvars.ContextVar[HookSwitch | None] = contextvars.ContextVar("hook_switch", default=None)
 

@@ -202,9 +202,19 @@ def sample_with_sigmas(model, *args, **kwargs) -> torch.Tensor:
 def _hooked(model, args, kwargs):
     """Hooked conditioning (graphflow.sampling.hooks) switches the network's weights per model call;
     the model's own weights are back when the run ends, however it ends."""
-    from .hooks import HookSwitch, hook_switch
+    from graphflow.models.weight_files import CheckpointError
+
+    from .hooks import HookSwitch, check_hooks, hook_switch
 
     bound = inspect.signature(_sample_with_sigmas).bind(None, *args, **kwargs).arguments
+    guider = bound.get("guider")
+    sides = {"guider": _conditioning(args, kwargs)} if guider is not None else \
+        {name: bound.get(name) or () for name in ("positive", "negative")}
+    for name, conditioning in sides.items():
+        try:
+            check_hooks(model, conditioning)
+        except (ValueError, CheckpointError) as e:
+            raise NodeInputError(name, f"its hooks don't fit the model: {e}") from None
     schedule = bound.get("schedule") or model_sampling_for(model)
     switch = HookSwitch(model, schedule, bound["sigmas"])
     token = hook_switch.set(switch)
