@@ -237,6 +237,21 @@ def test_comfyui_api_graph_with_hooks_runs_end_to_end(builtin_registry, models, 
     assert image.shape == (1, 64, 64, 3) and torch.isfinite(image).all()
     positive = result.values["11"][0]
     assert positive[0][1]["hooks"] is result.values["5"][0] and positive[1][1]["start_percent"] == 0.6
+    # the same graph in the UI format ComfyUI's editor saves (positional widget values) draws the same
+    import json
+
+    from graphflow.comfy_format import export_ui, import_ui
+
+    ui = json.loads(json.dumps(export_ui(workflow, builtin_registry)))
+    widgets = {n["type"]: n.get("widgets_values") for n in ui["nodes"]}
+    assert widgets["PairConditioningSetPropertiesAndCombine"] == [1.0, "default"]
+    assert widgets["CreateHookKeyframe"] in ([1.0, 0.0], [0.5, 0.5])
+    again = Executor(builtin_registry).run(import_ui(ui, builtin_registry))
+    assert again.ok, again.error or again.problems
+    assert torch.equal(again.values["14"][0], image)
+    graph["7"]["inputs"]["clip"] = ["1", 1]  # the prompt without the hooks: another picture
+    plain = Executor(builtin_registry).run(parse_workflow(graph, builtin_registry))
+    assert not torch.allclose(plain.values["14"][0], image, atol=1e-3)
 
 
 def test_model_as_lora_clip_part_encodes_as_the_second_text_encoder(builtin_registry, models, ckpt, files):
