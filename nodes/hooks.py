@@ -190,16 +190,17 @@ def _keyframes(prev, pairs, first_guarantees: int | None = None):
 
 
 def _series(start: float, end: float, count: int, method: str = "linear") -> list[float]:
+    """`count` values from start to end along the interpolation curve (ComfyUI's get_weights: a
+    float32 linspace when linear)."""
     import math
 
-    ts = [k / (count - 1) for k in range(count)] if count > 1 else [0.0]
-    shape = {"linear": lambda t: t, "ease_in": lambda t: t * t, "ease_out": lambda t: 1 - (1 - t) ** 2,
-             "ease_in_out": lambda t: (1 - math.cos(t * math.pi)) / 2}[method]
-    if method == "linear":  # a float32 linspace, as ComfyUI's
-        import torch
+    import torch
 
+    if method == "linear":
         return torch.linspace(start, end, count).tolist()
-    return [(end - start) * shape(t) + start for t in ts]
+    shape = {"ease_in": lambda t: t * t, "ease_out": lambda t: 1 - (1 - t) ** 2,
+             "ease_in_out": lambda t: (1 - math.cos(t * math.pi)) / 2}[method]
+    return [(end - start) * shape(t) + start for t in torch.linspace(0, 1, count).tolist()]
 
 
 class CreateHookKeyframe(Node):
@@ -278,7 +279,9 @@ class SetHookKeyframes(Node):
     comfy = ComfyAlias(("SetHookKeyframes",), optional=('hook_kf',))
 
     def run(self):
-        return self.hooks if self.hook_kf is None else self.hooks.with_keyframes(self.hook_kf)
+        if self.hooks is None or self.hook_kf is None:  # no hooks: a Create Hook node at strength 0
+            return self.hooks
+        return self.hooks.with_keyframes(self.hook_kf)
 
 
 # -- the text encoder -----------------------------------------------------------------------------

@@ -288,9 +288,7 @@ def check_hooks(model, conditioning) -> None:
     """Raise ValueError (a LoraError is one) when a hook in `conditioning` does not fit `model`."""
     seen = set()
     for entry in conditioning:
-        hooks = entry[1].get("hooks") if isinstance(entry, (list, tuple)) and len(entry) > 1 \
-            and isinstance(entry[1], dict) else None
-        for hook in hooks_key(hooks):
+        for hook in hooks_key(entry_hooks(entry)):
             if id(hook) not in seen:
                 seen.add(id(hook))
                 model_patches(model, hook, 1.0)
@@ -300,7 +298,8 @@ def check_hooks(model, conditioning) -> None:
 hook_switch: contextvars.ContextVar[HookSwitch | None] = contextvars.ContextVar("hook_switch", default=None)
 
 
-def conditioning_hooks(conditionings) -> bool:
-    """Whether any entry of these CONDITIONING lists carries hooks."""
-    return any(isinstance(e, (list, tuple)) and len(e) > 1 and isinstance(e[1], dict) and e[1].get("hooks")
-               is not None for c in conditionings for e in (c or ()))
+def entry_hooks(entry) -> Hooks | None:
+    """A conditioning entry's hooks (None for none, or for what is no entry)."""
+    if isinstance(entry, (list, tuple)) and len(entry) > 1 and isinstance(entry[1], dict):
+        return entry[1].get("hooks")
+    return None

@@ -41,6 +41,7 @@ from ..context import NodeInputError
 from .flow_samplers import NOT_FOR_FLOW, sampler_for
 from .flow_sampling import FlowDenoiser, is_flow, model_sampling_for
 from .guidance import CFGGuider, prepare_conds, repeat_to_batch
+from .hooks import entry_hooks
 from .model_sampling import DiscreteSchedule, ModelDenoiser
 from .noise import NoiseSource, initial_noise, inpaint_noise
 from .preview import make_preview
@@ -192,8 +193,7 @@ def sample_with_sigmas(model, *args, **kwargs) -> torch.Tensor:
             stack.enter_context(memory.use(net, "control", f"control:{type(net).__name__}@{id(net):x}"))
         stack.enter_context(speed.sampling(unet, model.device, convolutional=not getattr(model, "is_flow", False),
                                            compile_backend=getattr(model, "options", {}).get("compile_backend")))
-        if any(isinstance(e, (list, tuple)) and len(e) > 1 and isinstance(e[1], dict) and e[1].get("hooks") is not None
-               for e in _conditioning(args, kwargs)):
+        if any(entry_hooks(e) is not None for e in _conditioning(args, kwargs)):
             stack.enter_context(_hooked(model, args, kwargs))
         return _sample_with_sigmas(model, *args, **kwargs)
 
