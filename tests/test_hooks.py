@@ -280,3 +280,17 @@ def test_hooks_that_do_not_fit_the_model_name_the_input(tmp_path, ckpt, prompts,
             sigmas_for(ckpt.model, 2))
     assert e.value.input == "positive" and "another architecture" in str(e.value)
     assert all(torch.equal(v, before[k]) for k, v in state(ckpt.model).items())
+
+
+def test_hooks_patch_on_the_fly_when_ram_is_short(files, ckpt, prompts, fresh_manager, monkeypatch):
+    cond, uncond = prompts
+    hooked = [(cond, {"hooks": lora_hooks(files)})]
+    sigmas = sigmas_for(ckpt.model, 2)
+    in_place = run(ckpt.model, hooked, [(uncond, {})], 2.0, sigmas)
+    before = state(ckpt.model)
+    monkeypatch.setenv("GRAPHFLOW_RAM_BUDGET_GB", "0.000001")  # no room for the originals beside the weights
+    fresh_manager.events.clear()
+    on_the_fly = run(ckpt.model, hooked, [(uncond, {})], 2.0, sigmas)
+    assert {e["mode"] for e in fresh_manager.events if e["action"] == "patch"} == {"on_the_fly"}
+    assert torch.equal(on_the_fly, in_place)
+    assert all(torch.equal(v, before[k]) for k, v in state(ckpt.model).items())
