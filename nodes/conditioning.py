@@ -16,6 +16,16 @@ from graphflow.api import (CLIP, CONDITIONING, IMAGE, LATENT, MASK, VAE, Bool, C
 MAX_SIZE = 16384
 
 
+def encoded(clip, encode) -> list:
+    """The CONDITIONING of `encode(clip) -> (cond, options)`: one entry, or as the encoder's
+    SetClipHooks hooks say (graphflow.sampling.hooks.encode_with_hooks)."""
+    if getattr(clip, "hooks", None) is None:
+        return [encode(clip)]
+    from graphflow.sampling.hooks import encode_with_hooks
+
+    return encode_with_hooks(clip, encode)
+
+
 class CLIPEncode(Node):
     """Encode a prompt with the text encoder. Long prompts are split into 77-token windows.
     (word:1.3) weights a part and (word) is 1.1, as in ComfyUI; \\( is a literal bracket and
@@ -31,12 +41,14 @@ class CLIPEncode(Node):
     def run(self):
         if self.clip is None:
             raise NodeInputError("clip", "no text encoder: the checkpoint has none; load one separately")
-        try:
-            cond, pooled = self.clip.encode(self.text, clip_skip=self.clip_skip or None)
-        except ValueError as e:
-            raise NodeInputError("clip_skip", str(e)) from None
-        options = {} if pooled is None else {"pooled_output": pooled}
-        return [(cond, options)]
+        def encode(clip):
+            try:
+                cond, pooled = clip.encode(self.text, clip_skip=self.clip_skip or None)
+            except ValueError as e:
+                raise NodeInputError("clip_skip", str(e)) from None
+            return cond, {} if pooled is None else {"pooled_output": pooled}
+
+        return encoded(self.clip, encode)
 
 
 class CLIPSetLastLayer(Node):
@@ -321,10 +333,13 @@ class CLIPEncodeSDXL(Node):
         if towers != ["clip_g", "clip_l"] or not hasattr(self.clip, "encode_each"):
             raise NodeInputError("clip", f"needs SDXL's text encoder (CLIP-L and CLIP-G); this one has "
                                          f"{', '.join(towers) or 'other towers'}: use CLIP Text Encode")
-        cond, pooled = self.clip.encode_each({"clip_g": self.text_g, "clip_l": self.text_l})
-        return [(cond, {"pooled_output": pooled, "width": self.width, "height": self.height,
-                        "crop_w": self.crop_w, "crop_h": self.crop_h,
-                        "target_width": self.target_width, "target_height": self.target_height})]
+        def encode(clip):
+            cond, pooled = clip.encode_each({"clip_g": self.text_g, "clip_l": self.text_l})
+            return cond, {"pooled_output": pooled, "width": self.width, "height": self.height,
+                          "crop_w": self.crop_w, "crop_h": self.crop_h,
+                          "target_width": self.target_width, "target_height": self.target_height}
+
+        return encoded(self.clip, encode)
 
 
 class CLIPEncodeSDXLRefiner(Node):
@@ -343,11 +358,14 @@ class CLIPEncodeSDXLRefiner(Node):
     def run(self):
         if self.clip is None:
             raise NodeInputError("clip", "no text encoder: the checkpoint has none; load one separately")
-        cond, pooled = self.clip.encode(self.text)
-        options = {"aesthetic_score": self.ascore, "width": self.width, "height": self.height}
-        if pooled is not None:
-            options["pooled_output"] = pooled
-        return [(cond, options)]
+        def encode(clip):
+            cond, pooled = clip.encode(self.text)
+            options = {"aesthetic_score": self.ascore, "width": self.width, "height": self.height}
+            if pooled is not None:
+                options["pooled_output"] = pooled
+            return cond, options
+
+        return encoded(self.clip, encode)
 
 
 class ConditioningSetAreaStrength(Node):

@@ -9,6 +9,7 @@ import copy
 
 from graphflow.api import CLIP, CONDITIONING, IMAGE, LATENT, MODEL, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text
 from graphflow.choices import DEFAULT_FLUX_GUIDANCE, FLUX_BASE_SHIFT, FLUX_MAX_SHIFT
+from nodes.conditioning import encoded
 
 MAX_SIZE = 16384
 
@@ -129,8 +130,12 @@ class CLIPTextEncodeSD3(Node):
 
     def run(self):
         clip = _flow_clip(self.clip, "sd3", "CLIPTextEncodeSD3")
-        cond, pooled = clip.encode_sd3(self.clip_l, self.clip_g, self.t5xxl, empty_padding=self.empty_padding != "none")
-        return [(cond, {"pooled_output": pooled})]
+        def encode(clip):
+            cond, pooled = clip.encode_sd3(self.clip_l, self.clip_g, self.t5xxl,
+                                           empty_padding=self.empty_padding != "none")
+            return cond, {"pooled_output": pooled}
+
+        return encoded(clip, encode)
 
 
 class CLIPTextEncodeFlux(Node):
@@ -146,8 +151,11 @@ class CLIPTextEncodeFlux(Node):
 
     def run(self):
         clip = _flow_clip(self.clip, "flux", "CLIPTextEncodeFlux")
-        cond, pooled = clip.encode_flux(self.clip_l, self.t5xxl)
-        return [(cond, {"pooled_output": pooled, "guidance": self.guidance})]
+        def encode(clip):
+            cond, pooled = clip.encode_flux(self.clip_l, self.t5xxl)
+            return cond, {"pooled_output": pooled, "guidance": self.guidance}
+
+        return encoded(clip, encode)
 
 
 class T5TokenizerOptions(Node):

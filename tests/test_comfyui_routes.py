@@ -21,6 +21,8 @@ KNOWN_DIFFERENCES = {
     ("ModelSamplingDiscrete", "sampling", "choices"): "img_to_img is not implemented (the node refuses it by name)",
     ("CLIPLoader", "type", "choices"): "text encoders of model families graphflow does not have",
     ("DualCLIPLoader", "type", "choices"): "text encoders of model families graphflow does not have",
+    ("CreateHookKeyframesFromFloats", "floats_strength", "default"): "a link-only (forceInput) FLOATS input: no value "
+                                                                      "of its own",
 }
 # Our files are named graphflow_… where ComfyUI's are ComfyUI_… (every filename_prefix default).
 OUR_NAME = ("ComfyUI", "graphflow")

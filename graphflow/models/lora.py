@@ -418,15 +418,16 @@ def _weight_patches(root: nn.Module, patches: dict[str, LoraModule], strength: f
 
 
 def apply_lora(model: DiffusionModel | None, clip: TextEncoder | None, lora_path, strength_model: float = 1.0,
-               strength_clip: float = 1.0, strict: bool = True,
-               warn=None) -> tuple[DiffusionModel | None, TextEncoder | None]:
+               strength_clip: float = 1.0, strict: bool = True, warn=None,
+               modules: dict[str, LoraModule] | None = None) -> tuple[DiffusionModel | None, TextEncoder | None]:
     """(model, clip) with the LoRA applied, as new objects; the inputs are not modified.
     strict: every LoRA module must match a layer (else LoraError listing the unmatched ones);
     with strict=False unmatched modules are skipped, with one call of `warn` listing them (as
     ComfyUI does), but a LoRA that matches nothing still fails.
-    With clip None, text-encoder modules are ignored (a model-only load)."""
+    With clip None, text-encoder modules are ignored (a model-only load). `modules`: the file's
+    read_lora already read (hooks re-apply one LoRA at several strengths), lora_path then names it."""
     name = Path(lora_path).name
-    modules = read_lora(lora_path)
+    modules = read_lora(lora_path) if modules is None else modules
     unet_names = unet_lora_names(model.unet) if model is not None else {}
     flow_names = flow_lora_names(model.unet) if model is not None else {}
     text_names = text_lora_names(clip) if clip is not None else {}

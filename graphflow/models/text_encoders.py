@@ -306,6 +306,8 @@ class TextEncoder:
         self.towers = list(towers)
         self.clip_skip = DEFAULT_CLIP_SKIP[arch] if clip_skip is None else clip_skip
         self._check_clip_skip(self.clip_skip)
+        # SetClipHooks' (graphflow.sampling.hooks.ClipHooks): put on what it encodes; kept by the with_* copies
+        self.hooks = None
 
     def _check_clip_skip(self, clip_skip: int) -> None:
         layers = min(t.num_layers for t in self.towers)
@@ -313,10 +315,14 @@ class TextEncoder:
             raise ValueError(f"clip_skip must be an integer from -1 (last layer) to -{layers}, got {clip_skip!r}")
 
     def with_clip_skip(self, clip_skip: int) -> "TextEncoder":
-        return TextEncoder(self.arch, self.towers, clip_skip)
+        return self._like(TextEncoder(self.arch, self.towers, clip_skip))
 
     def with_towers(self, towers: list[ClipTower]) -> "TextEncoder":
-        return TextEncoder(self.arch, towers, self.clip_skip)
+        return self._like(TextEncoder(self.arch, towers, self.clip_skip))
+
+    def _like(self, clone: "TextEncoder") -> "TextEncoder":
+        clone.hooks = self.hooks
+        return clone
 
     def tower(self, name: str) -> ClipTower:
         for t in self.towers:

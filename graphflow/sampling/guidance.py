@@ -21,6 +21,10 @@ ConditioningSetArea / SetMask do:
   - an entry with "reference_latents" (ReferenceLatent: raw latents, each its own size) passes them,
     in model space and repeated to the batch, to a FLUX model with its "reference_latents_method"
     (FluxKontextMultiReferenceLatentMethod; "offset" by default); other models refuse them.
+  - an entry with "hooks" (graphflow.sampling.hooks) is evaluated with its LoRAs patched into the
+    model, never batched with entries of another hook set; an entry with "default"
+    (ConditioningSetDefaultCombine) weighs 1 minus the weights of its side's other active entries
+    (clipped at 0), and is skipped where that leaves nothing.
   Before sampling, every area entry of one side gets a counterpart on the other side with the same
   area, strength and mask, built from the smallest other-side entry that contains the area (or one
   without area), so the negative is also evaluated on each crop.
@@ -40,6 +44,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from .hooks import hook_switch, hooks_key
 from .model_sampling import in_sigma_window
 
 
@@ -64,6 +69,8 @@ class Cond:
     negative: bool = False  # the negative prompt's entry (prepare_conds(negative=True))
     references: tuple[torch.Tensor, ...] = ()  # FLUX Kontext's reference latents [B, 16, h, w], model space
     reference_method: str = "offset"
+    hooks: object = None  # graphflow.sampling.hooks.Hooks: weight patches while this entry is evaluated
+    default: bool = False  # ConditioningSetDefaultCombine's: weighs only what the other entries leave
 
     def active(self, sigma: torch.Tensor) -> bool:
         if self.sigma_start is None and self.sigma_end is None:
@@ -153,13 +160,17 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
         if mask is not None and options.get("set_area_to_bounds"):
             area = _mask_bounds(mask)
         sigma_start = sigma_end = None
-        if options.get("start_percent") is not None or options.get("end_percent") is not None:
+        start, end = options.get("start_percent"), options.get("end_percent")
+        if options.get("clip_start_percent") is not None:  # a scheduled CLIP hook's stretch (SetClipHooks)
+            start = max(float(options["clip_start_percent"]), float(start or 0.0))
+            end = min(float(options.get("clip_end_percent", 1.0)), 1.0 if end is None else float(end))
+        if start is not None or end is not None:
             if schedule is None:
                 from .flow_sampling import model_sampling_for
 
                 schedule = model_sampling_for(model)
-            sigma_start = percent_to_sigma(schedule, float(options.get("start_percent", 0.0)))
-            sigma_end = percent_to_sigma(schedule, float(options.get("end_percent", 1.0)))
+            sigma_start = percent_to_sigma(schedule, float(0.0 if start is None else start))
+            sigma_end = percent_to_sigma(schedule, float(1.0 if end is None else end))
         out.append(Cond(
             context=repeat_to_batch(embedding, batch).to(device),
             y=y,
@@ -178,6 +189,8 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             negative=negative,
             references=references,
             reference_method=options.get("reference_latents_method") or "offset",
+            hooks=options.get("hooks"),
+            default=bool(options.get("default")),
         ))
     return out
 
@@ -288,6 +301,8 @@ def _can_batch(a, b) -> bool:
     (xa, _, _, ca), (xb, _, _, cb) = a, b
     if xa.shape != xb.shape or ca.control is not cb.control or ca.gligen is not cb.gligen:
         return False
+    if hooks_key(ca.hooks) != hooks_key(cb.hooks):
+        return False
     if ca.reference_method != cb.reference_method or \
             [r.shape for r in ca.references] != [r.shape for r in cb.references]:
         return False
@@ -335,17 +350,52 @@ class UNetRows:
 unet_rows: contextvars.ContextVar[UNetRows | None] = contextvars.ContextVar("unet_rows", default=None)
 
 
+def _default_entries(defaults: list, to_run: list, x: torch.Tensor) -> list:
+    """ConditioningSetDefaultCombine's entries, as ComfyUI's finalize_default_conds: per side, each
+    weighs what 1 minus the other active entries' weights leaves (clipped at 0), and is not
+    evaluated where that is 0 everywhere."""
+    left = {}
+    for index in {i for _, i in defaults}:
+        mult = torch.ones_like(x)
+        for _, weight, area, _, i in to_run:
+            if i != index:
+                continue
+            if area is None:
+                mult -= weight
+            else:
+                h, w, y0, x0 = area
+                mult[:, :, y0:y0 + h, x0:x0 + w] -= weight
+        left[index] = mult.clamp_(min=0)
+    out = []
+    for cond, index in defaults:
+        mult = left[index]
+        if float(mult.max()) == 0.0:
+            continue
+        input_x, _, area = _crop_and_weight(cond, x)
+        if area is not None:
+            h, w, y0, x0 = area
+            mult = mult[:, :, y0:y0 + h, x0:x0 + w]
+        out.append((input_x, mult, area, cond, index))
+    return out
+
+
 def predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tensor, sigma: torch.Tensor) -> list[torch.Tensor]:
     """The area-weighted average denoised prediction of each side (None: skipped, gives 0)."""
     out = [torch.zeros_like(x) for _ in sides]
     counts = [torch.full_like(x, 1e-37) for _ in sides]
-    to_run = []
+    to_run, defaults = [], []
     for index, side in enumerate(sides):
         for cond in side or []:
             if not cond.active(sigma):
                 continue
+            if cond.default:
+                defaults.append((cond, index))
+                continue
             input_x, weight, area = _crop_and_weight(cond, x)
             to_run.append((input_x, weight, area, cond, index))
+    if defaults:
+        to_run += _default_entries(defaults, to_run, x)
+    switch = hook_switch.get()
 
     while to_run:
         first = to_run[0]
@@ -372,6 +422,8 @@ def predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tenso
             extra["reference_latents"] = [torch.cat(refs) for refs in zip(*(b[3].references for b in batch))]
             extra["reference_method"] = batch[0][3].reference_method
         rows = tuple(b[3].negative for b in batch for _ in range(b[0].shape[0]))
+        if switch is not None:
+            switch.activate(batch[0][3].hooks, sigma)
         token = unet_rows.set(UNetRows(sigma, rows, tuple(b[3] for b in batch)))
         try:
             predictions = model_denoiser(input_x, sigma_in, context=context, y=y, concat=concat, **extra).chunk(chunks)

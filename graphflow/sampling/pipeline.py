@@ -41,6 +41,7 @@ from ..context import NodeInputError
 from .flow_samplers import NOT_FOR_FLOW, sampler_for
 from .flow_sampling import FlowDenoiser, is_flow, model_sampling_for
 from .guidance import CFGGuider, prepare_conds, repeat_to_batch
+from .hooks import entry_hooks
 from .model_sampling import DiscreteSchedule, ModelDenoiser
 from .noise import NoiseSource, initial_noise, inpaint_noise
 from .preview import make_preview
@@ -192,18 +193,52 @@ def sample_with_sigmas(model, *args, **kwargs) -> torch.Tensor:
             stack.enter_context(memory.use(net, "control", f"control:{type(net).__name__}@{id(net):x}"))
         stack.enter_context(speed.sampling(unet, model.device, convolutional=not getattr(model, "is_flow", False),
                                            compile_backend=getattr(model, "options", {}).get("compile_backend")))
+        if any(entry_hooks(e) is not None for e in _conditioning(args, kwargs)):
+            stack.enter_context(_hooked(model, args, kwargs))
         return _sample_with_sigmas(model, *args, **kwargs)
+
+
+@contextlib.contextmanager
+def _hooked(model, args, kwargs):
+    """Hooked conditioning (graphflow.sampling.hooks) switches the network's weights per model call;
+    the model's own weights are back when the run ends, however it ends."""
+    from graphflow.models.weight_files import CheckpointError
+
+    from .hooks import HookSwitch, check_hooks, hook_switch
+
+    bound = inspect.signature(_sample_with_sigmas).bind(None, *args, **kwargs).arguments
+    guider = bound.get("guider")
+    sides = {"guider": _conditioning(args, kwargs)} if guider is not None else \
+        {name: bound.get(name) or () for name in ("positive", "negative")}
+    for name, conditioning in sides.items():
+        try:
+            check_hooks(model, conditioning)
+        except (ValueError, CheckpointError) as e:
+            raise NodeInputError(name, f"its hooks don't fit the model: {e}") from None
+    schedule = bound.get("schedule") or model_sampling_for(model)
+    switch = HookSwitch(model, schedule, bound["sigmas"])
+    token = hook_switch.set(switch)
+    try:
+        yield switch
+    finally:
+        hook_switch.reset(token)
+        switch.restore()
+
+
+def _conditioning(args, kwargs) -> list:
+    """Every conditioning entry of the run (KSampler's sides or the guider's)."""
+    bound = inspect.signature(_sample_with_sigmas).bind(None, *args, **kwargs).arguments
+    guider = bound.get("guider")
+    conds = [*(bound.get("positive") or ()), *(bound.get("negative") or ())]
+    for name in ("positive", "negative", "cond1", "cond2", "empty"):
+        conds += list(getattr(guider, name, None) or ())
+    return conds
 
 
 def _control_nets(args, kwargs) -> list:
     """The ControlNets / T2I-Adapters in the run's conditioning (options["control"] chains)."""
-    bound = inspect.signature(_sample_with_sigmas).bind(None, *args, **kwargs).arguments
-    guider = bound.get("guider")
-    conds = [*(bound.get("positive") or ()), *(bound.get("negative") or ())]
-    for name in ("positive", "negative", "cond1", "cond2"):
-        conds += list(getattr(guider, name, None) or ())
     nets = {}
-    for entry in conds:
+    for entry in _conditioning(args, kwargs):
         applied = entry[1].get("control") if isinstance(entry, (list, tuple)) and len(entry) > 1 \
             and isinstance(entry[1], dict) else None
         while applied is not None:
