@@ -92,7 +92,7 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
     flow = find_flow_model(shapes)
     has_vae = vae_in(shapes) is not None
     if flow is not None:
-        name = {"sd3": "SD3 / SD3.5", "flux": "FLUX.1"}[flow[0]]
+        name = {"sd3": "SD3 / SD3.5", "flux": "FLUX.1", "chroma": "Chroma"}[flow[0]]
         if has_vae:
             return FileKind(f"{name} checkpoint", "checkpoints", "LoadCheckpoint")
         return FileKind(f"{name} diffusion model", "diffusion_models", "LoadDiffusionModel")
