@@ -9,6 +9,7 @@ diffusers' code unchanged.
 """
 
 import json
+import math
 
 import pytest
 import torch
@@ -81,3 +82,120 @@ def test_chroma_matches_diffusers(tmp_path, chroma_any_width, prefixed):
     scrambled[0, 5:] = torch.randn(2, cfg.context_in_dim, generator=g)
     with torch.no_grad():
         assert torch.allclose(ours(x, sigma, scrambled, text_mask=text_mask)[0], masked[0], atol=1e-5)
+
+
+# -- detection ---------------------------------------------------------------------------------
+
+def test_chroma_detected_from_header_at_full_size():
+    from graphflow.models.chroma import Chroma, ChromaConfig
+    from graphflow.models.file_kind import identify
+    from graphflow.models.flow_architecture import detect_flow_model
+
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in Chroma(ChromaConfig()).state_dict().items()}
+    assert "distilled_guidance_layer.norms.4.scale" in shapes and "img_in.weight" in shapes
+    assert not any(k.endswith("_mod.lin.weight") or k.startswith(("time_in.", "guidance_in.")) for k in shapes)
+    assert 8.0e9 < sum(torch.Size(s).numel() for s in shapes.values()) < 9.0e9  # Chroma's 8.9B
+    for prefix in ("", "model.diffusion_model."):
+        info = detect_flow_model({prefix + k: s for k, s in shapes.items()})
+        assert (info.arch, info.family, info.name, info.prefix) == ("chroma", "chroma", "Chroma", prefix)
+        assert info.config == ChromaConfig() and info.config.modulations == 344  # ComfyUI's mod_index_length
+        assert info.latent_channels == 16
+        kind = identify({prefix + k: s for k, s in shapes.items()})
+        assert (kind.name, kind.folder, kind.loader) == ("Chroma diffusion model", "diffusion_models",
+                                                         "LoadDiffusionModel")
+
+
+def test_graphflow_inspect_names_chroma(tmp_path, capsys):
+    from graphflow.cli import main
+
+    path = write_chroma(tmp_path / "chroma-unlocked-v50.safetensors")
+    assert main(["inspect", str(path)]) in (0, None)
+    out = capsys.readouterr().out
+    assert "architecture: Chroma [chroma, chroma]" in out
+    assert "2 double + 2 single blocks" in out and "CLIPLoader, type chroma" in out
+
+
+# -- a ComfyUI graph end to end ----------------------------------------------------------------
+
+@pytest.fixture
+def chroma_models(tmp_folders):
+    from graphflow.testing import write_flow_text_encoder, write_flow_vae
+
+    m = tmp_folders.models
+    for sub in ("diffusion_models", "text_encoders", "vae"):
+        (m / sub).mkdir()
+    write_chroma(m / "diffusion_models" / "chroma-unlocked-v50.safetensors", dtype=torch.float32, seed=5)
+    write_flow_text_encoder(m / "text_encoders" / "t5xxl_fp16.safetensors", "t5xxl", dtype=torch.float32, seed=1)
+    write_flow_vae(m / "vae" / "ae.safetensors", dtype=torch.float32)
+    return tmp_folders
+
+
+def chroma_graph(cfg_scale: float, denoise: float) -> dict:
+    """ComfyUI's Chroma example workflow in API format (shrunk)."""
+    return {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "chroma-unlocked-v50.safetensors",
+                                                     "weight_dtype": "default"}},
+        "2": {"class_type": "CLIPLoader", "inputs": {"clip_name": "t5xxl_fp16.safetensors", "type": "chroma",
+                                                     "device": "default"}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red fox in the snow", "clip": ["2", 0]}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["2", 0]}},
+        "5": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 96, "height": 64, "batch_size": 1}},
+        "6": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["3", 0], "negative": ["4", 0],
+                                                   "latent_image": ["5", 0], "seed": 11, "steps": 1, "cfg": cfg_scale,
+                                                   "sampler_name": "euler", "scheduler": "simple",
+                                                   "denoise": denoise}},
+        "7": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["7", 0]}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "chroma"}},
+    }
+
+
+def test_chroma_comfyui_graph_runs_and_one_step_matches_diffusers(chroma_models, tmp_path, chroma_any_width):
+    from transformers import T5EncoderModel, T5TokenizerFast
+
+    from graphflow.executor import Executor
+    from graphflow.models import FLUX
+    from graphflow.models.t5 import TOKENIZER_FILE
+    from graphflow.registry import Registry
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import t5_config
+    from graphflow.workflow import parse_workflow
+
+    cfg_scale = 4.0
+    registry = Registry().load_builtin()
+    graph = chroma_graph(cfg_scale, denoise=0.5)
+    result = Executor(registry).run(parse_workflow(json.loads(json.dumps(graph)), registry), outputs=["9", "3", "4"])
+    assert result.ok, json.dumps(result.error, default=str)[:3000]
+    saved = list(chroma_models.outputs.rglob("chroma*.png"))
+    assert len(saved) == 1
+    image = result.values["8"][0]
+    assert image.shape == (1, 64, 96, 3) and float(image.std()) > 0.01
+
+    # the text side: T5 alone on the prompt's pieces and </s>, no padding, no pooled vector
+    [(cond, cond_options)], [(uncond, uncond_options)] = result.values["3"][0], result.values["4"][0]
+    assert "pooled_output" not in cond_options and "pooled_output" not in uncond_options
+    ids = T5TokenizerFast(tokenizer_file=str(TOKENIZER_FILE))("a red fox in the snow").input_ids
+    assert ids[-1] == 1 and cond.shape == (1, len(ids), t5_config().d_model) and uncond.shape[1] == 1
+    t5 = T5EncoderModel(t5_config()).eval()
+    from safetensors.torch import load_file
+    t5.load_state_dict(load_file(str(chroma_models.models / "text_encoders" / "t5xxl_fp16.safetensors")), strict=False)
+    with torch.no_grad():
+        expected_cond = t5(torch.tensor([ids])).last_hidden_state
+        expected_uncond = t5(torch.tensor([[1]])).last_hidden_state
+    assert torch.allclose(cond.float(), expected_cond, atol=1e-4)
+    assert torch.allclose(uncond.float(), expected_uncond, atol=1e-4)
+
+    # one euler step to sigma 0 lands on the CFG-combined denoised latent. denoise 0.5 of 1 step:
+    # the 2-step "simple" schedule's second sigma, t = 0.5 under ModelSamplingFlux's mu 1.15
+    sigma = torch.tensor([1.0 / (1.0 + math.exp(-1.15))])
+    noise = initial_noise(torch.zeros(1, 16, 8, 12), 11)
+    x = sigma * noise  # + (1 - sigma) * 0: ComfyUI leaves an all-zero latent unshifted (no process_in)
+    theirs = chroma_diffusers(tmp_path, chroma_models.models / "diffusion_models" / "chroma-unlocked-v50.safetensors",
+                              chroma_config())
+    v_cond = diffusers_velocity(theirs, x, sigma, expected_cond)
+    v_uncond = diffusers_velocity(theirs, x, sigma, expected_uncond)
+    expected = x - sigma * (v_uncond + cfg_scale * (v_cond - v_uncond))
+    ours = FLUX.process_in(result.values["6"][0]["samples"].float())
+    assert float((expected - x).abs().mean()) > 0.05  # the model moved the latent
+    assert float((ours - expected).abs().max()) < 1e-4 * float(expected.abs().max())

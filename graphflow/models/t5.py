@@ -5,7 +5,7 @@ as a `tokenizers` JSON file in t5_tokenizer/ (Apache-2.0, Google's T5; see its R
 the `tokenizers` library; nothing is downloaded. Ids equal transformers' T5TokenizerFast on the
 same file: the prompt's pieces, then </s> (1). Unlike CLIP there are no 77-token windows: a long
 prompt is one sequence. It is padded with <pad> (0) to a minimum length, as ComfyUI does: 77
-for SD3, 256 for FLUX (dev and schnell alike), and no attention mask (padding is attended to,
+for SD3, 256 for FLUX (dev and schnell alike), none for Chroma, and no attention mask (padding is attended to,
 as in ComfyUI and diffusers' pipelines). diffusers' pipelines instead pad and truncate to
 max_sequence_length (SD3 256, FLUX dev 512, schnell 256), so parity tests against them pass the
 same ids or embeddings. Prompt weights ((word:1.2)) work as for CLIP: a
@@ -30,7 +30,7 @@ from .tokenizer import parse_weighted_prompt
 
 TOKENIZER_FILE = Path(__file__).parent / "t5_tokenizer" / "tokenizer.json"
 EOS, PAD = 1, 0
-MIN_LENGTH = {"sd3": 77, "flux": 256}
+MIN_LENGTH = {"sd3": 77, "flux": 256, "chroma": 1}  # Chroma: no padding (ComfyUI pads it to 1 token, </s> alone)
 Q_KEY = "encoder.block.0.layer.0.SelfAttention.q.weight"
 
 

@@ -242,10 +242,13 @@ def attention_bias(model, options: dict, latent_hw: tuple[int, int]) -> torch.Te
 
 
 def flow_vectors(model, options: dict, batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(y [B, P], guidance [B] or None) of one conditioning entry for a flow model. y is the
+    """(y [B, P] or None, guidance [B] or None) of one conditioning entry for a flow model. y is the
     pooled text vector (zeros when the conditioning has none, as ComfyUI's zeroed encoders give);
     guidance only for models with a guidance embedding (FLUX dev), default 3.5 as in ComfyUI; for
-    Chroma the conditioning's (FluxGuidance) when it sets one, else None (the model's 0)."""
+    Chroma (no y: None) the conditioning's (FluxGuidance) when it sets one, else None (the model's 0)."""
+    if getattr(model, "arch", None) == "chroma":  # no pooled vector
+        value = options.get("guidance")
+        return None, None if value is None else torch.full((batch,), float(value))
     declared = getattr(model, "pooled_channels", None)
     pooled = options.get("pooled_output")
     if pooled is None:
@@ -261,6 +264,4 @@ def flow_vectors(model, options: dict, batch: int) -> tuple[torch.Tensor, torch.
         value = options.get("guidance", DEFAULT_FLUX_GUIDANCE)
         if value is not None:
             guidance = torch.full((batch,), float(value))
-    elif getattr(model, "arch", None) == "chroma" and options.get("guidance") is not None:
-        guidance = torch.full((batch,), float(options["guidance"]))
     return pooled, guidance
