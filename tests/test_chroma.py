@@ -199,3 +199,31 @@ def test_chroma_comfyui_graph_runs_and_one_step_matches_diffusers(chroma_models,
     ours = FLUX.process_in(result.values["6"][0]["samples"].float())
     assert float((expected - x).abs().mean()) > 0.05  # the model moved the latent
     assert float((ours - expected).abs().max()) < 1e-4 * float(expected.abs().max())
+
+
+def test_chroma_all_in_one_checkpoint_and_text_encoder_rules(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.models.text_encoder_files import load_text_encoders
+    from graphflow.models.weight_files import CheckpointError
+    from graphflow.testing import write_flow_text_encoder, write_flow_vae
+
+    parts = {"": write_chroma(tmp_path / "m.safetensors", prefixed=True, dtype=torch.float32),
+             "vae.": write_flow_vae(tmp_path / "v.safetensors", dtype=torch.float32),
+             "text_encoders.t5xxl.transformer.": write_flow_text_encoder(tmp_path / "t5.safetensors", "t5xxl",
+                                                                         dtype=torch.float32)}
+    save_file({prefix + k: v for prefix, path in parts.items() for k, v in load_file(str(path)).items()},
+              str(tmp_path / "chroma_aio.safetensors"))
+    loaded = load_checkpoint(tmp_path / "chroma_aio.safetensors")
+    assert loaded.model.arch == "chroma" and loaded.clip.arch == "chroma" and loaded.vae is not None
+    standalone = load_text_encoders([parts["text_encoders.t5xxl.transformer."]], "chroma")
+    context, pooled = standalone.encode("a cat")
+    assert pooled is None and torch.allclose(context, loaded.clip.encode("a cat")[0])
+    # T5TokenizerOptions' min_padding 1: Chroma's one pad token after </s>, unmasked in T5 as in
+    # ComfyUI (so the prompt's own encodings change too)
+    padded, _ = standalone.with_t5_padding(1, 0).encode("a cat")
+    assert padded.shape[1] == context.shape[1] + 1
+    assert not torch.allclose(padded[:, :-1], context, atol=1e-5)
+    with pytest.raises(CheckpointError, match="Chroma needs a T5-XXL file alone"):
+        load_text_encoders([write_flow_text_encoder(tmp_path / "clip_l.safetensors", "clip_l")], "chroma")
