@@ -94,7 +94,8 @@ class EmptySD3Latent(Node):
 class FluxGuidance(Node):
     """FLUX dev's distilled guidance scale, stored in the conditioning and fed to the model's
     guidance embedding (not classifier-free guidance: run the sampler at cfg 1). Models without
-    a guidance embedding (FLUX schnell, SD3) ignore it."""
+    a guidance embedding (FLUX schnell, SD3) ignore it; Chroma takes it in place of its 0, as
+    in ComfyUI."""
     category = "advanced/conditioning/flux"
     conditioning: CONDITIONING
     guidance: float = Float(DEFAULT_FLUX_GUIDANCE, min=0.0, max=100.0, step=0.1)

@@ -227,3 +227,19 @@ def test_chroma_all_in_one_checkpoint_and_text_encoder_rules(tmp_path):
     assert not torch.allclose(padded[:, :-1], context, atol=1e-5)
     with pytest.raises(CheckpointError, match="Chroma needs a T5-XXL file alone"):
         load_text_encoders([write_flow_text_encoder(tmp_path / "clip_l.safetensors", "clip_l")], "chroma")
+
+
+def test_chroma_sampling_defaults_and_flux_guidance(tmp_path):
+    from graphflow.sampling.flow_sampling import default_flow_schedule, flow_vectors
+
+    model = load_diffusion_model(write_chroma(tmp_path / "c.safetensors"), device="cpu", dtype=torch.float32)
+    schedule = default_flow_schedule(model)  # ComfyUI's ModelSamplingFlux, shift (mu) 1.15
+    assert schedule.kind == "flux" and len(schedule.sigmas) == 10000
+    assert abs(float(schedule.sigma(torch.tensor(0.5))) - 1 / (1 + math.exp(-1.15))) < 1e-6
+    assert flow_vectors(model, {}, 2) == (None, None)  # no pooled vector; the model's guidance 0
+    y, guidance = flow_vectors(model, {"guidance": 2.5}, 2)  # FluxGuidance, as ComfyUI's Chroma takes it
+    assert y is None and guidance.tolist() == [2.5, 2.5]
+    x, sigma, context = torch.randn(1, 16, 4, 4), torch.tensor([0.5]), torch.randn(1, 3, chroma_config().context_in_dim)
+    with torch.no_grad():
+        assert not torch.allclose(model(x, sigma, context, guidance=guidance[:1]), model(x, sigma, context))
+        assert torch.equal(model(x, sigma, context, guidance=torch.zeros(1)), model(x, sigma, context))
