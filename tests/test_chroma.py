@@ -243,3 +243,59 @@ def test_chroma_sampling_defaults_and_flux_guidance(tmp_path):
     with torch.no_grad():
         assert not torch.allclose(model(x, sigma, context, guidance=guidance[:1]), model(x, sigma, context))
         assert torch.equal(model(x, sigma, context, guidance=torch.zeros(1)), model(x, sigma, context))
+
+
+def test_chroma_lora_in_diffusers_layout_matches_diffusers(tmp_path, chroma_any_width):
+    """A LoRA in diffusers' `transformer.` names (ai-toolkit's) over every Linear of diffusers'
+    Chroma, the approximator's too, against diffusers + PEFT on the same weights."""
+    from safetensors.torch import save_file
+
+    from graphflow.models.lora import apply_lora
+    from tests.test_flow_lora import random_peft_lora
+
+    path = write_chroma(tmp_path / "chroma.safetensors", dtype=torch.float32, seed=3)
+    cfg = chroma_config()
+    ours = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    theirs = chroma_diffusers(tmp_path, path, cfg)
+    g = torch.Generator().manual_seed(1)
+    x, sigma = torch.randn(1, 16, 4, 6, generator=g), torch.tensor([0.6])
+    context = torch.randn(1, 5, cfg.context_in_dim, generator=g)
+    with torch.no_grad():
+        plain = ours(x, sigma, context)
+    lora = random_peft_lora(theirs, seed=5)
+    assert "transformer.distilled_guidance_layer.layers.1.linear_2.lora_A.weight" in lora
+    assert "transformer.single_transformer_blocks.0.proj_mlp.lora_A.weight" in lora
+    save_file(lora, str(tmp_path / "lora.safetensors"))
+    theirs.load_lora_adapter(dict(lora), prefix="transformer", adapter_name="test")
+    theirs.set_adapters(["test"], weights=[0.7])
+    patched, _ = apply_lora(ours, None, tmp_path / "lora.safetensors", 0.7, 0.0)
+    with torch.no_grad():
+        ours_out = patched(x, sigma, context)
+    expected = diffusers_velocity(theirs, x, sigma, context)
+    assert (ours_out - plain).abs().max() > 1e-2
+    assert (ours_out - expected).abs().max() <= TOL * expected.abs().max()
+
+
+def test_chroma_lora_in_comfyui_layout_equals_merged_weights(tmp_path):
+    """ComfyUI's own LoRA names (`diffusion_model.` + BFL's module paths) reach Chroma's modules:
+    the output equals the model with W + strength * up @ down merged by hand."""
+    from safetensors.torch import save_file
+
+    from graphflow.models.lora import apply_lora
+
+    path = write_chroma(tmp_path / "chroma.safetensors", dtype=torch.float32, seed=3)
+    ours = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    merged = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    g, lora = torch.Generator().manual_seed(2), {}
+    for name in ("double_blocks.1.txt_attn.qkv", "single_blocks.0.linear1", "distilled_guidance_layer.out_proj"):
+        weight = merged.unet.get_submodule(name).weight
+        down, up = torch.randn(2, weight.shape[1], generator=g) * 0.2, torch.randn(weight.shape[0], 2, generator=g) * 0.2
+        lora[f"diffusion_model.{name}.lora_down.weight"], lora[f"diffusion_model.{name}.lora_up.weight"] = down, up
+        with torch.no_grad():
+            weight += 0.7 * up @ down
+    save_file(lora, str(tmp_path / "lora.safetensors"))
+    patched, _ = apply_lora(ours, None, tmp_path / "lora.safetensors", 0.7, 0.0)
+    x, sigma, context = torch.randn(1, 16, 4, 6, generator=g), torch.tensor([0.6]), torch.randn(1, 5, 192, generator=g)
+    with torch.no_grad():
+        a, b, plain = patched(x, sigma, context), merged.unet(x, sigma, context), ours(x, sigma, context)
+    assert (a - plain).abs().max() > 1e-2 and torch.allclose(a, b, atol=1e-5)
