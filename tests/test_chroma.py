@@ -299,3 +299,32 @@ def test_chroma_lora_in_comfyui_layout_equals_merged_weights(tmp_path):
     with torch.no_grad():
         a, b, plain = patched(x, sigma, context), merged.unet(x, sigma, context), ours(x, sigma, context)
     assert (a - plain).abs().max() > 1e-2 and torch.allclose(a, b, atol=1e-5)
+
+
+def test_chroma_prompt_weights_pull_towards_pads(tmp_path):
+    """(word:w) with the chroma text encoder: empty + (z - empty) * w at the word's tokens, the
+    empty reference being <pad>s alone (ComfyUI's PixArt/Chroma T5 drops </s> from it)."""
+    from safetensors.torch import load_file
+    from transformers import T5EncoderModel, T5TokenizerFast
+
+    from graphflow.models.t5 import TOKENIZER_FILE
+    from graphflow.models.text_encoder_files import load_text_encoders
+    from graphflow.testing import t5_config, write_flow_text_encoder
+
+    path = write_flow_text_encoder(tmp_path / "t5.safetensors", "t5xxl", dtype=torch.float32)
+    clip = load_text_encoders([path], "chroma", device="cpu", dtype=torch.float32)
+    context, _ = clip.encode("a (red:1.5) fox")
+    t5 = T5EncoderModel(t5_config()).eval()
+    t5.load_state_dict(load_file(str(path)), strict=False)
+    tokenizer = T5TokenizerFast(tokenizer_file=str(TOKENIZER_FILE))
+    ids = tokenizer("a red fox").input_ids
+    red = tokenizer("red", add_special_tokens=False).input_ids
+    assert ids == tokenizer("a", add_special_tokens=False).input_ids + red + tokenizer("fox").input_ids
+    with torch.no_grad():
+        z = t5(torch.tensor([ids])).last_hidden_state
+        empty = t5(torch.tensor([[0] * len(ids)])).last_hidden_state
+    weights = torch.ones(len(ids))
+    start = len(tokenizer("a", add_special_tokens=False).input_ids)
+    weights[start:start + len(red)] = 1.5
+    expected = torch.where(weights[None, :, None] != 1, empty + (z - empty) * weights[None, :, None], z)
+    assert torch.allclose(context, expected, atol=1e-4)

@@ -18,6 +18,7 @@ Chroma: context = T5 tokens alone, not padded (ComfyUI's CLIPLoader type "chroma
      model sees, with no attention mask; T5TokenizerOptions' min_padding 1 adds Chroma's one
      kept pad token); no pooled vector (None). Chroma's own trainer and diffusers' ChromaPipeline
      pad to 512 and mask all pads but the first instead (graphflow.models.chroma's text_mask).
+     Prompt weights pull towards the encoding of <pad>s alone (no </s>), as ComfyUI's.
 CLIP hidden states are not passed through the final layer norm (as SDXL's, ComfyUI's and
 diffusers'); pooled always comes from the last layer, first window, unweighted.
 """
@@ -129,7 +130,7 @@ class FlowTextEncoder:
 
     def _t5(self, prompt: str) -> torch.Tensor:
         min_padding, min_length = self.t5_padding or (0, MIN_LENGTH[self.arch])
-        return self.t5.encode(prompt, min_length, min_padding)
+        return self.t5.encode(prompt, min_length, min_padding, empty_end=self.arch != "chroma")
 
     @property
     def output_dim(self) -> int:

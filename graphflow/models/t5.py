@@ -133,14 +133,17 @@ class T5Encoder:
             with kernels(tokens.device):
                 return self.model(input_ids=tokens).last_hidden_state.float().cpu()
 
-    def encode(self, prompt: str, min_length: int = 0, min_padding: int = 0) -> torch.Tensor:
+    def encode(self, prompt: str, min_length: int = 0, min_padding: int = 0, empty_end: bool = True) -> torch.Tensor:
         """Weighted prompt -> [1, T, d_model] (T = max(pieces + 1 + min_padding, min_length))."""
         ids, weights = tokenize_t5(prompt, min_length, min_padding)
-        return self.encode_ids(ids, weights)
+        return self.encode_ids(ids, weights, empty_end)
 
-    def encode_ids(self, ids: list[int], weights: list[float] | None = None) -> torch.Tensor:
+    def encode_ids(self, ids: list[int], weights: list[float] | None = None, empty_end: bool = True) -> torch.Tensor:
+        """empty_end False: weights pull towards <pad>s alone rather than "</s> <pad>..." (ComfyUI's
+        PixArt / Chroma T5, whose empty tokens have no </s>)."""
         weighted = weights is not None and any(w != 1.0 for w in weights)
-        batch = [ids] + ([[EOS] + [PAD] * (len(ids) - 1)] if weighted else [])
+        empty = ([EOS] if empty_end else [PAD]) + [PAD] * (len(ids) - 1)
+        batch = [ids] + ([empty] if weighted else [])
         hidden = self.run(batch)
         z = hidden[:1]
         if weighted:
