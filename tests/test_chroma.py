@@ -328,3 +328,26 @@ def test_chroma_prompt_weights_pull_towards_pads(tmp_path):
     weights[start:start + len(red)] = 1.5
     expected = torch.where(weights[None, :, None] != 1, empty + (z - empty) * weights[None, :, None], z)
     assert torch.allclose(context, expected, atol=1e-4)
+
+
+def test_chroma_example_workflow(chroma_models):
+    """workflows/chroma.json as saved but for its size and steps: the negative prompt counts (cfg 4),
+    and T5TokenizerOptions' one pad token changes the picture."""
+    from graphflow.executor import Executor
+    from graphflow.registry import Registry
+    from tests.test_workflows import workflow
+
+    registry = Registry().load_builtin()
+    sets = {"6__width": 96, "6__height": 64, "7__steps": 2}
+
+    def run(**more):
+        result = Executor(registry).run(workflow("chroma", **sets, **more))
+        assert result.ok, json.dumps(result.error, default=str)[:2000]
+        return result
+
+    result = run()
+    image = result.values["9"][0]
+    assert image.shape == (1, 64, 96, 3) and float(image.std()) > 0.01
+    assert result.outputs["10"]["images"][0]["filename"].startswith("chroma_")
+    assert not torch.equal(run(**{"5__text": "a red cube"}).values["9"][0], image)
+    assert not torch.equal(run(**{"3__min_padding": 0}).values["9"][0], image)
