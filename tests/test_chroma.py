@@ -351,3 +351,24 @@ def test_chroma_example_workflow(chroma_models):
     assert result.outputs["10"]["images"][0]["filename"].startswith("chroma_")
     assert not torch.equal(run(**{"5__text": "a red cube"}).values["9"][0], image)
     assert not torch.equal(run(**{"3__min_padding": 0}).values["9"][0], image)
+
+
+def test_skip_layer_guidance_skips_chroma_blocks(tmp_path):
+    """SkipLayerGuidanceDiT's block swap reaches Chroma's blocks (they run through `forward`): with
+    every block skipped the output is the final layer on the embedded latent alone."""
+    from graphflow.sampling.skip_layer_guidance import skipped_blocks
+
+    model = load_diffusion_model(write_chroma(tmp_path / "c.safetensors"), device="cpu", dtype=torch.float32)
+    net, cfg = model.unet, chroma_config()
+    g = torch.Generator().manual_seed(4)
+    x, sigma, context = torch.randn(1, 16, 4, 4, generator=g), torch.tensor([0.4]), torch.randn(1, 3, 192, generator=g)
+    with torch.no_grad():
+        plain = net(x, sigma, context)
+        with skipped_blocks(net, [1], [0]):
+            some = net(x, sigma, context)
+        with skipped_blocks(net, list(range(cfg.depth)), list(range(cfg.depth_single_blocks))):
+            none = net(x, sigma, context)
+        mods = net.modulation_vectors(sigma, torch.zeros(1), torch.float32)
+        bare = unpack(net.final_layer.modulated(net.img_in(pack(x)), mods[:, -2:-1], mods[:, -1:]), 4, 4)
+        assert torch.equal(net(x, sigma, context), plain)  # restored
+    assert not torch.allclose(some, plain) and torch.allclose(none, bare, atol=1e-6)

@@ -90,12 +90,11 @@ class Chroma(nn.Module):
             bias = torch.zeros(keep.shape, device=img.device).masked_fill(~keep, float("-inf"))[:, None]
         single, double = 3 * cfg.depth_single_blocks, 6 * cfg.depth
         for i, block in enumerate(self.double_blocks):
-            img, txt = block.modulated(img, txt, vectors(single + 6 * i, 6), vectors(single + double + 6 * i, 6),
-                                       pe, bias)
+            img, txt = block(img, txt, (vectors(single + 6 * i, 6), vectors(single + double + 6 * i, 6)), pe, bias)
         n = txt.shape[1]
         x = torch.cat([txt, img], dim=1)
         for i, block in enumerate(self.single_blocks):
-            x = block.modulated(x, vectors(3 * i, 3), pe, bias)
+            x = block(x, vectors(3 * i, 3), pe, bias)
         shift, scale = vectors(cfg.modulations - 2, 2)
         return self.final_layer.modulated(x[:, n:], shift, scale)
 

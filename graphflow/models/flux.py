@@ -107,8 +107,8 @@ def mlp(dim: int, hidden: int) -> nn.Sequential:
 
 
 class DoubleStreamBlock(nn.Module):
-    """modulation False: no img_mod / txt_mod of its own; the caller passes the (shift, scale,
-    gate) x 2 vectors to `modulated` (Chroma's blocks)."""
+    """modulation False: no img_mod / txt_mod of its own; the caller passes the modulation
+    vectors themselves as `vec` (Chroma's blocks)."""
 
     def __init__(self, cfg: FluxConfig, modulation: bool = True):
         super().__init__()
@@ -122,10 +122,9 @@ class DoubleStreamBlock(nn.Module):
             setattr(self, f"{s}_mlp", mlp(dim, hidden))
 
     def forward(self, img, txt, vec, pe, mask=None):
-        return self.modulated(img, txt, self.img_mod(vec), self.txt_mod(vec), pe, mask)
-
-    def modulated(self, img, txt, img_mods, txt_mods, pe, mask=None):
-        """img_mods / txt_mods: (shift1, scale1, gate1, shift2, scale2, gate2), each [B, 1, D]."""
+        """vec: the conditioning vector [B, D], or (img_mods, txt_mods), each (shift1, scale1,
+        gate1, shift2, scale2, gate2) of [B, 1, D]."""
+        img_mods, txt_mods = vec if isinstance(vec, tuple) else (self.img_mod(vec), self.txt_mod(vec))
         iq, ik, iv = self.img_attn.qkv_heads((1 + img_mods[1]) * self.img_norm1(img) + img_mods[0])
         tq, tk, tv = self.txt_attn.qkv_heads((1 + txt_mods[1]) * self.txt_norm1(txt) + txt_mods[0])
         out = rope_attention(torch.cat([tq, iq], 2), torch.cat([tk, ik], 2), torch.cat([tv, iv], 2), pe, mask)
@@ -154,11 +153,8 @@ class SingleStreamBlock(nn.Module):
             self.modulation = Modulation(dim, double=False)
 
     def forward(self, x, vec, pe, mask=None):
-        return self.modulated(x, self.modulation(vec), pe, mask)
-
-    def modulated(self, x, mods, pe, mask=None):
-        """mods: (shift, scale, gate), each [B, 1, D]."""
-        shift, scale, gate = mods
+        """vec: the conditioning vector [B, D], or (shift, scale, gate) of [B, 1, D]."""
+        shift, scale, gate = vec if isinstance(vec, tuple) else self.modulation(vec)
         qkv, hidden = self.linear1((1 + scale) * self.pre_norm(x) + shift).split(
             [3 * x.shape[-1], self.mlp_hidden], dim=-1)
         b, n, _ = x.shape
