@@ -1,6 +1,7 @@
 """Chroma: the model against diffusers' ChromaTransformer2DModel on the same file (read by
-diffusers' own single-file loader and key conversion), detection, the "chroma" text encoder,
-and a ComfyUI-format workflow end to end with one sampler step checked against diffusers.
+diffusers' own single-file loader and key conversion), with and without a text mask; detection;
+the "chroma" text encoder against transformers' T5; a ComfyUI-format workflow end to end with one
+sampler step checked against diffusers; LoRAs against diffusers + PEFT; Skip Layer Guidance.
 
 diffusers' `convert_chroma_transformer_checkpoint_to_diffusers` hard-codes the full model's width
 (inner_dim 3072, mlp_ratio 4) as its FLUX one does; the test compiles it with both read from the
