@@ -393,6 +393,30 @@ def write_flow_text_encoder(path, name: str, seed: int = 2, dtype=torch.float16,
     return Path(path)
 
 
+def chroma_config(scaled_down: bool = True):
+    """Chroma's config (chroma-unlocked v50), or a tiny one taking the tiny T5's tokens."""
+    from .models.chroma import ChromaConfig
+
+    if not scaled_down:
+        return ChromaConfig()
+    return ChromaConfig(hidden_size=64, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=(4, 14, 14),
+                        context_in_dim=T5_TINY_WIDTH, approximator_hidden=48, approximator_layers=2)
+
+
+def write_chroma(path, seed: int = 0, dtype=torch.float16, scaled_down: bool = True, prefixed: bool = False) -> Path:
+    """A random Chroma diffusion model in the original single file's layout (BFL names,
+    distilled_guidance_layer.*), bare as chroma-unlocked-v50.safetensors or, prefixed, under
+    ComfyUI's model.diffusion_model."""
+    from .models.chroma import Chroma
+
+    with torch.device("meta"):
+        shapes = _module_shapes(Chroma(chroma_config(scaled_down)))
+    state = random_state(shapes, seed, torch.float32)
+    prefix = UNET_PREFIX if prefixed else ""
+    save_file({prefix + k: v.to(dtype) for k, v in state.items()}, str(path))
+    return Path(path)
+
+
 def write_esrgan(path, num_filters: int = 8, num_blocks: int = 1, scale: int = 4, seed: int = 0) -> Path:
     """A random-weight ESRGAN (RRDBNet, spandrel's own class) saved as .safetensors in the original
     ESRGAN key layout (model.0..., model.1.sub.N.RDB1...), as upscale-model files come."""

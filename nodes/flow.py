@@ -95,7 +95,8 @@ class EmptySD3Latent(Node):
 class FluxGuidance(Node):
     """FLUX dev's distilled guidance scale, stored in the conditioning and fed to the model's
     guidance embedding (not classifier-free guidance: run the sampler at cfg 1). Models without
-    a guidance embedding (FLUX schnell, SD3) ignore it."""
+    a guidance embedding (FLUX schnell, SD3) ignore it; Chroma takes it in place of its 0, as
+    in ComfyUI."""
     category = "advanced/conditioning/flux"
     conditioning: CONDITIONING
     guidance: float = Float(DEFAULT_FLUX_GUIDANCE, min=0.0, max=100.0, step=0.1)
@@ -159,9 +160,10 @@ class CLIPTextEncodeFlux(Node):
 
 
 class T5TokenizerOptions(Node):
-    """How the T5 text encoder of an SD3 / FLUX CLIP pads prompts: min_padding <pad> tokens after
-    the prompt's end, then more up to min_length tokens (in place of the usual 77 for SD3, 256
-    for FLUX; 0 leaves the prompt unpadded). Encoders without T5 are passed on unchanged."""
+    """How the T5 text encoder of an SD3 / FLUX / Chroma CLIP pads prompts: min_padding <pad>
+    tokens after the prompt's end, then more up to min_length tokens (in place of the usual 77
+    for SD3, 256 for FLUX, none for Chroma; 0 leaves the prompt unpadded; Chroma was trained
+    seeing one pad: min_padding 1). Encoders without T5 are passed on unchanged."""
     category = "advanced/conditioning"
     clip: CLIP
     min_padding: int = Int(0, min=0, max=10000)

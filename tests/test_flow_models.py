@@ -63,18 +63,18 @@ def flux_diffusers_config(cfg) -> dict:
                 axes_dims_rope=list(cfg.axes_dim))
 
 
-def flux_conversion_any_width():
-    """diffusers' FLUX conversion with the width and MLP ratio read from the checkpoint."""
+def flux_conversion_any_width(name: str = "convert_flux_transformer_checkpoint_to_diffusers"):
+    """diffusers' FLUX (or, by name, Chroma) conversion with the width and MLP ratio read from the checkpoint."""
     import diffusers.loaders.single_file_utils as sfu
 
-    source = inspect.getsource(sfu.convert_flux_transformer_checkpoint_to_diffusers)
+    source = inspect.getsource(getattr(sfu, name))
     fixed = "mlp_ratio = 4.0\n    inner_dim = 3072"
     assert source.count(fixed) == 1, "diffusers' FLUX conversion changed: revisit this test's patch"
     source = source.replace(fixed, "inner_dim = checkpoint['img_in.weight'].shape[0]\n    "
                                    "mlp_ratio = checkpoint['double_blocks.0.img_mlp.0.weight'].shape[0] / inner_dim")
     namespace = dict(vars(sfu))
     exec(compile(source, sfu.__file__, "exec"), namespace)
-    return namespace["convert_flux_transformer_checkpoint_to_diffusers"]
+    return namespace[name]
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from ..device import compute_device, default_dtype, dtype_override, load_device
 from .architecture import (ARCH_NAMES, UNET_PREFIX, VAE_PARTS, VAE_PREFIX, ArchInfo, config_overrides,
                            detect_architecture, format_prefixes, locate_towers, prefix_summary, vae_config_from_shapes)
 from .cast_layers import FP8_DTYPES, WEIGHT_DTYPES, castable_weights
+from .chroma import Chroma
 from .diffusers_names import vae_view
 from .diffusion_model import DiffusionModel
 from .flow_architecture import FlowInfo, detect_flow_model, vae_in
@@ -96,7 +97,7 @@ def build_flow_model(source, info: FlowInfo, device, dtype, weight_dtype: str = 
     if weight_dtype != "default" and storage is None:
         raise CheckpointError(f"this torch ({torch.__version__}) has no {weight_dtype}")
     with torch.device("meta"):
-        net = MMDiT(info.config) if info.arch == "sd3" else Flux(info.config)
+        net = {"sd3": MMDiT, "flux": Flux, "chroma": Chroma}[info.arch](info.config)
     castable = castable_weights(net)
 
     def dtype_of(key):

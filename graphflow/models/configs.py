@@ -266,6 +266,55 @@ def flux_config_from_state_dict(shapes: dict[str, tuple]) -> FluxConfig:
         qkv_bias="double_blocks.0.img_attn.qkv.bias" in shapes, guidance_embed="guidance_in.in_layer.weight" in shapes)
 
 
+@dataclass(frozen=True)
+class ChromaConfig:
+    """Chroma (lodestones' FLUX.1-schnell derivative): FLUX's blocks without their per-block
+    modulation weights; one `distilled_guidance_layer` (the approximator) gives every block's
+    modulation vectors. Defaults: chroma-unlocked v50 / Chroma1-HD (8.9B)."""
+    in_channels: int = 64
+    out_channels: int = 64
+    context_in_dim: int = 4096
+    hidden_size: int = 3072
+    mlp_ratio: float = 4.0
+    num_heads: int = 24
+    depth: int = 19
+    depth_single_blocks: int = 38
+    axes_dim: tuple[int, ...] = (16, 56, 56)
+    theta: int = 10000
+    qkv_bias: bool = True
+    approximator_in_dim: int = 64  # 16 timestep + 16 guidance + 32 modulation-index channels
+    approximator_hidden: int = 5120
+    approximator_layers: int = 5
+    guidance_embed = False  # no FLUX-dev guidance input (a class attribute: the sampler reads it)
+
+    @property
+    def latent_channels(self) -> int:
+        return self.out_channels // 4
+
+    @property
+    def modulations(self) -> int:
+        """Vectors the approximator makes: 3 per single block, 6 + 6 per double block, 2 final."""
+        return 3 * self.depth_single_blocks + 12 * self.depth + 2
+
+
+def chroma_config_from_state_dict(shapes: dict[str, tuple]) -> ChromaConfig:
+    """The architecture from key names and shapes (keys without `model.diffusion_model.`); the
+    rotary axes as for FLUX (flux_config_from_state_dict)."""
+    hidden, in_channels = shapes["img_in.weight"]
+    head_dim = shapes["double_blocks.0.img_attn.norm.query_norm.scale"][0]
+    spatial = head_dim * 7 // 32 * 2
+    approximator_hidden, approximator_in = shapes["distilled_guidance_layer.in_proj.weight"]
+    count = lambda prefix: len({k[len(prefix):].split(".")[0] for k in shapes if k.startswith(prefix)})  # noqa: E731
+    return ChromaConfig(
+        in_channels=in_channels, out_channels=shapes["final_layer.linear.weight"][0],
+        context_in_dim=shapes["txt_in.weight"][1], hidden_size=hidden,
+        mlp_ratio=shapes["double_blocks.0.img_mlp.0.weight"][0] / hidden, num_heads=hidden // head_dim,
+        depth=count("double_blocks."), depth_single_blocks=count("single_blocks."),
+        axes_dim=(head_dim - 2 * spatial, spatial, spatial), qkv_bias="double_blocks.0.img_attn.qkv.bias" in shapes,
+        approximator_in_dim=approximator_in, approximator_hidden=approximator_hidden,
+        approximator_layers=count("distilled_guidance_layer.layers."))
+
+
 # -- text encoder towers of single-file SD1/SD2/SDXL checkpoints ------------------------------
 HF, OPENCLIP = "hf", "openclip"
 

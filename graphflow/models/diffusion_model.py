@@ -10,8 +10,9 @@ from .cast_layers import FP8_DTYPES, compute_dtype
 from .latent_formats import FLUX, SD1, SD3, SDXL, LatentFormat
 from .unet import timestep_embedding
 
-ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux")
-FLOW_ARCHS = ("sd3", "flux")
+ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux", "chroma")
+FLOW_ARCHS = ("sd3", "flux", "chroma")
+PACKED_ARCHS = ("flux", "chroma")  # 2x2 patches packed into the channels inside the network
 PREDICTIONS = ("eps", "v", "x0", "lcm", "edm", "flow")  # as graphflow.sampling.model_sampling (+ flow)
 
 
@@ -44,13 +45,14 @@ class DiffusionModel:
         model(x, t, context, y) with model-space x, float timesteps t in [0, 999] (LDM
         convention), context [B, T, C], y SDXL's vector or None -> eps or v.
 
-    Flow families (sd3, flux; prediction "flow", rectified flow x_t = (1 - sigma) x0 + sigma eps):
+    Flow families (sd3, flux, chroma; prediction "flow", rectified flow x_t = (1 - sigma) x0 + sigma eps):
         model(x, sigma, context, y, guidance=None, concat=None) -> velocity v, x0 = x - sigma * v
         x        model-space latent [B, 16, h, w] (what the sampler holds; FLUX packs 2x2 inside)
         sigma    float tensor [B] in [0, 1]; the network scales it by 1000 itself
         context  text tokens [B, T, 4096] (SD3: CLIP-L+G states zero-padded to 4096 next to T5's
                  along T; FLUX: T5's)
-        y        pooled vector [B, 2048] (SD3: CLIP-L + CLIP-G pooled) or [B, 768] (FLUX: CLIP-L)
+        y        pooled vector [B, 2048] (SD3: CLIP-L + CLIP-G pooled) or [B, 768] (FLUX: CLIP-L);
+                 Chroma has none ([B, 0])
         guidance [B] floats (or one), FLUX dev's distilled guidance (FluxGuidance); None skips
                  the guidance embedding, as ComfyUI's model does (FluxDisableGuidance; the sampler
                  passes ComfyUI's default 3.5 when the conditioning sets none); ignored by models
@@ -64,7 +66,8 @@ class DiffusionModel:
     s t / (1 + (s - 1) t). FLUX dev `shift_dynamic`: the resolution-dependent exponential shift,
     mu linear from base_shift 0.5 at 256 image tokens to max_shift 1.15 at 4096, sigma' = e^mu /
     (e^mu + 1/t - 1) (`sampling_shift` 1.15 is the mu used without a resolution). schnell:
-    fixed `sampling_shift` 1.0, no shift."""
+    fixed `sampling_shift` 1.0, no shift. Chroma: ComfyUI samples it as FLUX dev (ModelSamplingFlux,
+    mu 1.15), with guidance 0 and real CFG."""
 
     def __init__(self, unet, arch: str, prediction: str = "eps", latent_format: LatentFormat | None = None,
                  beta_schedule: BetaSchedule = BetaSchedule(), sampling_shift: float | None = None,
@@ -77,12 +80,12 @@ class DiffusionModel:
         self.unet = unet.eval()
         self.arch = arch
         self.prediction = prediction
-        self.latent_format = latent_format or {"sd3": SD3, "flux": FLUX}.get(arch) or (
+        self.latent_format = latent_format or {"sd3": SD3, "flux": FLUX, "chroma": FLUX}.get(arch) or (
             SDXL if arch.startswith("sdxl") else SD1)
         self.beta_schedule = beta_schedule
         self.guidance_embed = bool(getattr(unet.config, "guidance_embed", False))
         if sampling_shift is None:
-            sampling_shift = {"sd3": 3.0, "flux": 1.15 if self.guidance_embed else 1.0}.get(arch)
+            sampling_shift = {"sd3": 3.0, "flux": 1.15 if self.guidance_embed else 1.0, "chroma": 1.15}.get(arch)
         self.sampling_shift = sampling_shift
         self.shift_dynamic = (arch == "flux" and self.guidance_embed) if shift_dynamic is None else shift_dynamic
         self.base_shift, self.max_shift = base_shift, max_shift
@@ -103,7 +106,7 @@ class DiffusionModel:
     @property
     def in_channels(self) -> int:
         """Latent channels the network takes (FLUX: its packed width / 4)."""
-        return self.unet.config.in_channels // (4 if self.arch == "flux" else 1)
+        return self.unet.config.in_channels // (4 if self.arch in PACKED_ARCHS else 1)
 
     @property
     def inpaint(self) -> bool:
@@ -121,6 +124,8 @@ class DiffusionModel:
             return self.unet.config.adm_in_channels
         if self.arch == "flux":
             return self.unet.config.vec_in_dim
+        if self.arch == "chroma":
+            return 0
         return self.unet.config.adm_in_channels
 
     @property

@@ -68,7 +68,7 @@ def _controlnet(shapes) -> FileKind | None:
 def _text_encoder(shapes) -> FileKind | None:
     for key, shape in shapes.items():
         if key.endswith("encoder.block.0.layer.0.SelfAttention.q.weight"):
-            return FileKind("T5 text encoder (T5-XXL for SD3 / FLUX)", "text_encoders", "LoadTextEncoder")
+            return FileKind("T5 text encoder (T5-XXL for SD3 / FLUX / Chroma)", "text_encoders", "LoadTextEncoder")
         if key.endswith(("embeddings.token_embedding.weight", "token_embedding.weight")) and len(shape) == 2 \
                 and not key.startswith("cond_stage_model.") and not key.startswith("conditioner."):
             tower = _CLIP_WIDTHS.get(shape[1], f"CLIP, width {shape[1]}")
@@ -98,7 +98,7 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
     flow = find_flow_model(shapes)
     has_vae = vae_in(shapes) is not None
     if flow is not None:
-        name = {"sd3": "SD3 / SD3.5", "flux": "FLUX.1"}[flow[0]]
+        name = {"sd3": "SD3 / SD3.5", "flux": "FLUX.1", "chroma": "Chroma"}[flow[0]]
         if has_vae:
             return FileKind(f"{name} checkpoint", "checkpoints", "LoadCheckpoint")
         return FileKind(f"{name} diffusion model", "diffusion_models", "LoadDiffusionModel")

@@ -5,18 +5,20 @@ files and ComfyUI's saves, none in diffusion-model-only files):
 
     SD3 / SD3.5 (Stability)   P joint_blocks.N.{x_block,context_block}.*, x_embedder, pos_embed, ...
     FLUX.1 (BFL)              P double_blocks.N.*, single_blocks.N.*, img_in, txt_in, ...
+    Chroma (lodestones)       FLUX's names plus distilled_guidance_layer.*, without *_mod.lin,
+                              time_in, vector_in, guidance_in
     VAE                       first_stage_model.* (Stability) or vae.* (ComfyUI's FLUX saves)
     text encoders             text_encoders.{clip_l,clip_g,t5xxl}.transformer.* (transformers' layouts)
 
 Families: SD3 medium (no QK-norm), SD3.5 large (RMS QK-norm), SD3.5 medium (MMDiT-X: attn2 in
 early blocks); FLUX.1 dev (guidance_in), schnell (none), Fill (384 packed input channels =
-noisy latent + masked image + mask), and the 128-channel control variants (Depth/Canny).
+noisy latent + masked image + mask), and the 128-channel control variants (Depth/Canny); Chroma.
 """
 
 from dataclasses import dataclass, field
 
-from .configs import (FluxConfig, MMDiTConfig, VAEConfig, flux_config_from_state_dict, mmdit_config_from_state_dict,
-                      vae_config_from_state_dict)
+from .configs import (ChromaConfig, FluxConfig, MMDiTConfig, VAEConfig, chroma_config_from_state_dict,
+                      flux_config_from_state_dict, mmdit_config_from_state_dict, vae_config_from_state_dict)
 from .latent_formats import FLUX, SD3, LatentFormat
 from .weight_files import CheckpointError
 
@@ -28,19 +30,24 @@ TEXT_ENCODERS = ("clip_l", "clip_g", "t5xxl")
 
 FAMILY_NAMES = {"sd3_medium": "SD3 medium", "sd35_large": "SD3.5 large", "sd35_medium": "SD3.5 medium",
                 "flux_dev": "FLUX.1 dev", "flux_schnell": "FLUX.1 schnell", "flux_fill": "FLUX.1 Fill (dev)",
-                "flux_control": "FLUX.1 Depth/Canny (dev)"}
+                "flux_control": "FLUX.1 Depth/Canny (dev)", "chroma": "Chroma"}
+# Chroma first: it has FLUX's markers too
 _MARKERS = {"sd3": ("joint_blocks.0.x_block.attn.qkv.weight", "x_embedder.proj.weight"),
+            "chroma": ("double_blocks.0.img_attn.qkv.weight", "distilled_guidance_layer.in_proj.weight"),
             "flux": ("double_blocks.0.img_attn.qkv.weight", "img_in.weight")}
+_CONFIG_READERS = {"sd3": mmdit_config_from_state_dict, "flux": flux_config_from_state_dict,
+                   "chroma": chroma_config_from_state_dict}
+_ARCH_NAMES = {"sd3": "MM-DiT", "flux": "FLUX", "chroma": "Chroma"}
 
 
 @dataclass
 class FlowInfo:
     """A flow-model file: the family, where each part is and the configurations read from shapes."""
 
-    arch: str  # sd3 | flux
+    arch: str  # sd3 | flux | chroma
     family: str  # a FAMILY_NAMES key
     prefix: str  # of the diffusion model's keys
-    config: MMDiTConfig | FluxConfig
+    config: MMDiTConfig | FluxConfig | ChromaConfig
     vae: VAEConfig | None = None
     vae_prefix: str | None = None
     text_encoders: dict = field(default_factory=dict)  # clip_l / clip_g / t5xxl -> key prefix
@@ -61,7 +68,7 @@ class FlowInfo:
 
 
 def find_flow_model(shapes) -> tuple[str, str] | None:
-    """(arch, prefix) of a SD3/FLUX diffusion model among the keys, or None."""
+    """(arch, prefix) of a SD3/FLUX/Chroma diffusion model among the keys, or None."""
     for arch, markers in _MARKERS.items():
         for prefix in DIFFUSION_PREFIXES:
             if all(prefix + m in shapes for m in markers):
@@ -72,6 +79,8 @@ def find_flow_model(shapes) -> tuple[str, str] | None:
 def _family(arch: str, config) -> str:
     if arch == "sd3":
         return "sd35_medium" if config.x_self_attn_layers else "sd35_large" if config.qk_norm else "sd3_medium"
+    if arch == "chroma":
+        return "chroma"
     packed = config.in_channels // 4
     if packed == config.latent_channels + 80:
         return "flux_fill"
@@ -100,7 +109,7 @@ def vae_in(shapes) -> tuple[str, dict] | None:
 
 
 def detect_flow_model(shapes) -> FlowInfo | None:
-    """A SD3/SD3.5/FLUX file's FlowInfo, from names and shapes only; None for other files."""
+    """A SD3/SD3.5/FLUX/Chroma file's FlowInfo, from names and shapes only; None for other files."""
     found = find_flow_model(shapes)
     if found is None:
         return None
@@ -108,9 +117,9 @@ def detect_flow_model(shapes) -> FlowInfo | None:
     model_shapes = {k[len(prefix):]: tuple(s) for k, s in shapes.items() if k.startswith(prefix)} if prefix else {
         k: tuple(s) for k, s in shapes.items() if not k.startswith((TEXT_ENCODER_PREFIX, *VAE_PREFIXES))}
     try:
-        config = (mmdit_config_from_state_dict if arch == "sd3" else flux_config_from_state_dict)(model_shapes)
+        config = _CONFIG_READERS[arch](model_shapes)
     except (KeyError, ValueError, IndexError, TypeError) as e:
-        raise CheckpointError(f"the {'MM-DiT' if arch == 'sd3' else 'FLUX'} keys under {prefix or '(no prefix)'} are "
+        raise CheckpointError(f"the {_ARCH_NAMES[arch]} keys under {prefix or '(no prefix)'} are "
                               f"incomplete or of an unknown layout ({type(e).__name__}: {e})") from None
     info = FlowInfo(arch=arch, family=_family(arch, config), prefix=prefix, config=config,
                     text_encoders=_text_encoders(shapes))
@@ -127,5 +136,6 @@ def detect_flow_model(shapes) -> FlowInfo | None:
     else:
         info.notes.append("no VAE in the file: load one (ae.safetensors for FLUX) with LoadVAE")
     if not info.text_encoders:
-        info.notes.append("no text encoders in the file: load them with DualCLIPLoader / TripleCLIPLoader")
+        info.notes.append("no text encoder in the file: load T5-XXL with CLIPLoader, type chroma" if arch == "chroma"
+                          else "no text encoders in the file: load them with DualCLIPLoader / TripleCLIPLoader")
     return info

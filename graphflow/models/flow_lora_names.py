@@ -1,6 +1,6 @@
-"""diffusers' module names of FLUX and MM-DiT (SD3) mapped onto our BFL/SAI module paths, for
-LoRAs trained on diffusers' `FluxTransformer2DModel` / `SD3Transformer2DModel` (the `transformer.`
-layout of ai-toolkit, SimpleTuner, diffusers' own scripts).
+"""diffusers' module names of FLUX, Chroma and MM-DiT (SD3) mapped onto our BFL/SAI module paths,
+for LoRAs trained on diffusers' `FluxTransformer2DModel` / `ChromaTransformer2DModel` /
+`SD3Transformer2DModel` (the `transformer.` layout of ai-toolkit, SimpleTuner, diffusers' own scripts).
 
 diffusers splits some of our fused weights: `attn.to_q` / `to_k` / `to_v` are row blocks of our
 `qkv` (FLUX single blocks: `to_q` / `to_k` / `to_v` / `proj_mlp` of `linear1`), and its
@@ -52,6 +52,26 @@ def flux_names(cfg) -> dict[str, tuple[str, Rows]]:
     return names
 
 
+# what FLUX has and Chroma has not: its per-block modulations, the time / vector / guidance embedders
+_NOT_IN_CHROMA = ("time_in.", "vector_in.", "guidance_in.", "final_layer.adaLN_modulation.")
+_NOT_IN_CHROMA_BLOCKS = (".img_mod.lin", ".txt_mod.lin", ".modulation.lin")
+
+
+def chroma_names(cfg) -> dict[str, tuple[str, Rows]]:
+    """diffusers name -> (path, rows) for a ChromaConfig: FLUX's blocks without their
+    modulations, plus the approximator (diffusers' PixArtAlphaTextProjection linear_1 / linear_2
+    for our MLPEmbedder's in_layer / out_layer), the inverse of
+    `convert_chroma_transformer_checkpoint_to_diffusers`."""
+    names = {k: v for k, v in flux_names(cfg).items()
+             if not v[0].startswith(_NOT_IN_CHROMA) and not v[0].endswith(_NOT_IN_CHROMA_BLOCKS)}
+    g = "distilled_guidance_layer."
+    names.update({g + "in_proj": (g + "in_proj", None), g + "out_proj": (g + "out_proj", None)})
+    for i in range(cfg.approximator_layers):
+        names[f"{g}layers.{i}.linear_1"] = (f"{g}layers.{i}.in_layer", None)
+        names[f"{g}layers.{i}.linear_2"] = (f"{g}layers.{i}.out_layer", None)
+    return names
+
+
 def mmdit_names(cfg) -> dict[str, tuple[str, Rows]]:
     """diffusers name -> (path, rows) for an MMDiTConfig."""
     h = cfg.hidden_size
@@ -88,12 +108,12 @@ def mmdit_names(cfg) -> dict[str, tuple[str, Rows]]:
 
 def flow_lora_names(net) -> dict[str, tuple[str, Rows]]:
     """kohya-style name (`lora_unet_` or `lora_transformer_` + diffusers' name with '_') -> (our
-    module path, rows) for a Flux or MMDiT network; empty for anything else."""
-    from .flux import FluxConfig
-    from .mmdit import MMDiTConfig
+    module path, rows) for a Flux, Chroma or MMDiT network; empty for anything else."""
+    from .configs import ChromaConfig, FluxConfig, MMDiTConfig
 
     cfg = getattr(net, "config", None)
-    table = flux_names(cfg) if isinstance(cfg, FluxConfig) else mmdit_names(cfg) if isinstance(cfg, MMDiTConfig) else {}
+    table = {FluxConfig: flux_names, ChromaConfig: chroma_names, MMDiTConfig: mmdit_names}.get(
+        type(cfg), lambda cfg: {})(cfg)
     names = {}
     for theirs, target in table.items():
         flat = theirs.replace(".", "_")

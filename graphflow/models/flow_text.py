@@ -13,6 +13,12 @@ SD3: context = [CLIP-L penultimate (768) | CLIP-G penultimate (1280)] concatenat
 FLUX: context = T5 tokens (padded to 256, dev and schnell alike, as ComfyUI pads), pooled =
      CLIP-L's pooled output without projection (768; diffusers' FluxPipeline uses CLIPTextModel's
      pooler_output too). A missing T5 gives zeros [1, 256, 4096], a missing CLIP-L zero pooled.
+Chroma: context = T5 tokens alone, not padded (ComfyUI's CLIPLoader type "chroma": its T5
+     tokenizer's min_length is 1 and it pads nothing, so the prompt's pieces and </s> are all the
+     model sees, with no attention mask; T5TokenizerOptions' min_padding 1 adds Chroma's one
+     kept pad token); no pooled vector (None). Chroma's own trainer and diffusers' ChromaPipeline
+     pad to 512 and mask all pads but the first instead (graphflow.models.chroma's text_mask).
+     Prompt weights pull towards the encoding of <pad>s alone (no </s>), as ComfyUI's.
 CLIP hidden states are not passed through the final layer norm (as SDXL's, ComfyUI's and
 diffusers'); pooled always comes from the last layer, first window, unweighted.
 """
@@ -27,7 +33,7 @@ from .t5 import MIN_LENGTH, T5Encoder
 from .text_encoders import ClipTower
 from .tokenizer import TokenWindows, empty_window, tokenize_prompt
 
-ARCHS = ("sd3", "flux")
+ARCHS = ("sd3", "flux", "chroma")
 CONTEXT_DIM = 4096
 POOLED = {"clip_l": 768, "clip_g": 1280}
 
@@ -56,7 +62,8 @@ def clip_encode(tower: ClipTower, windows: TokenWindows, clip_skip: int = -2,
 
 
 class FlowTextEncoder:
-    """prompt -> (context [1, T, 4096], pooled [1, 2048 | 768]) for SD3 ("sd3") or FLUX ("flux")."""
+    """prompt -> (context [1, T, 4096], pooled [1, 2048 | 768]) for SD3 ("sd3") or FLUX ("flux");
+    Chroma ("chroma", T5 alone): (context, None)."""
 
     def __init__(self, arch: str, clip_l: ClipTower | None = None, clip_g: ClipTower | None = None,
                  t5: T5Encoder | None = None, clip_skip: int = -2, context_dim: int | None = None):
@@ -64,6 +71,8 @@ class FlowTextEncoder:
             raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHS}")
         if arch == "flux" and clip_g is not None:
             raise ValueError("FLUX uses CLIP-L and T5-XXL, not CLIP-G")
+        if arch == "chroma" and (t5 is None or clip_l is not None or clip_g is not None):
+            raise ValueError("Chroma uses T5-XXL alone")
         if clip_l is None and clip_g is None and t5 is None:
             raise ValueError("a text encoder needs at least one of CLIP-L, CLIP-G, T5-XXL")
         self.arch = arch
@@ -121,7 +130,7 @@ class FlowTextEncoder:
 
     def _t5(self, prompt: str) -> torch.Tensor:
         min_padding, min_length = self.t5_padding or (0, MIN_LENGTH[self.arch])
-        return self.t5.encode(prompt, min_length, min_padding)
+        return self.t5.encode(prompt, min_length, min_padding, empty_end=self.arch != "chroma")
 
     @property
     def output_dim(self) -> int:
@@ -150,6 +159,8 @@ class FlowTextEncoder:
             raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
         if self.arch == "flux":
             return self.encode_flux(prompt, prompt)
+        if self.arch == "chroma":
+            return self._t5(prompt), None
         return self.encode_sd3(prompt, prompt, prompt, empty_padding=True, clip_skip=clip_skip)
 
     def encode_flux(self, clip_l: str, t5xxl: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -107,18 +107,24 @@ def mlp(dim: int, hidden: int) -> nn.Sequential:
 
 
 class DoubleStreamBlock(nn.Module):
-    def __init__(self, cfg: FluxConfig):
+    """modulation False: no img_mod / txt_mod of its own; the caller passes the modulation
+    vectors themselves as `vec` (Chroma's blocks)."""
+
+    def __init__(self, cfg: FluxConfig, modulation: bool = True):
         super().__init__()
         dim, hidden = cfg.hidden_size, int(cfg.hidden_size * cfg.mlp_ratio)
         for s in ("img", "txt"):
-            setattr(self, f"{s}_mod", Modulation(dim, double=True))
+            if modulation:
+                setattr(self, f"{s}_mod", Modulation(dim, double=True))
             setattr(self, f"{s}_norm1", layer_norm(dim))
             setattr(self, f"{s}_attn", SelfAttention(dim, cfg.num_heads, cfg.qkv_bias))
             setattr(self, f"{s}_norm2", layer_norm(dim))
             setattr(self, f"{s}_mlp", mlp(dim, hidden))
 
     def forward(self, img, txt, vec, pe, mask=None):
-        img_mods, txt_mods = self.img_mod(vec), self.txt_mod(vec)
+        """vec: the conditioning vector [B, D], or (img_mods, txt_mods), each (shift1, scale1,
+        gate1, shift2, scale2, gate2) of [B, 1, D]."""
+        img_mods, txt_mods = vec if isinstance(vec, tuple) else (self.img_mod(vec), self.txt_mod(vec))
         iq, ik, iv = self.img_attn.qkv_heads((1 + img_mods[1]) * self.img_norm1(img) + img_mods[0])
         tq, tk, tv = self.txt_attn.qkv_heads((1 + txt_mods[1]) * self.txt_norm1(txt) + txt_mods[0])
         out = rope_attention(torch.cat([tq, iq], 2), torch.cat([tk, ik], 2), torch.cat([tv, iv], 2), pe, mask)
@@ -135,7 +141,7 @@ class DoubleStreamBlock(nn.Module):
 
 
 class SingleStreamBlock(nn.Module):
-    def __init__(self, cfg: FluxConfig):
+    def __init__(self, cfg: FluxConfig, modulation: bool = True):
         super().__init__()
         dim = cfg.hidden_size
         self.heads, self.mlp_hidden = cfg.num_heads, int(dim * cfg.mlp_ratio)
@@ -143,10 +149,12 @@ class SingleStreamBlock(nn.Module):
         self.linear2 = Linear(dim + self.mlp_hidden, dim)
         self.norm = QKNorm(dim // cfg.num_heads)
         self.pre_norm = layer_norm(dim)
-        self.modulation = Modulation(dim, double=False)
+        if modulation:
+            self.modulation = Modulation(dim, double=False)
 
     def forward(self, x, vec, pe, mask=None):
-        shift, scale, gate = self.modulation(vec)
+        """vec: the conditioning vector [B, D], or (shift, scale, gate) of [B, 1, D]."""
+        shift, scale, gate = vec if isinstance(vec, tuple) else self.modulation(vec)
         qkv, hidden = self.linear1((1 + scale) * self.pre_norm(x) + shift).split(
             [3 * x.shape[-1], self.mlp_hidden], dim=-1)
         b, n, _ = x.shape
@@ -156,15 +164,20 @@ class SingleStreamBlock(nn.Module):
 
 
 class LastLayer(nn.Module):
-    def __init__(self, cfg: FluxConfig):
+    def __init__(self, cfg: FluxConfig, modulation: bool = True):
         super().__init__()
         self.norm_final = layer_norm(cfg.hidden_size)
         self.linear = Linear(cfg.hidden_size, cfg.out_channels)
-        self.adaLN_modulation = nn.Sequential(nn.SiLU(), Linear(cfg.hidden_size, 2 * cfg.hidden_size))
+        if modulation:
+            self.adaLN_modulation = nn.Sequential(nn.SiLU(), Linear(cfg.hidden_size, 2 * cfg.hidden_size))
 
     def forward(self, x, vec):
         shift, scale = self.adaLN_modulation(vec).chunk(2, dim=1)
-        return self.linear((1 + scale[:, None]) * self.norm_final(x) + shift[:, None])
+        return self.modulated(x, shift[:, None], scale[:, None])
+
+    def modulated(self, x, shift, scale):
+        """shift, scale: [B, 1, D]."""
+        return self.linear((1 + scale) * self.norm_final(x) + shift)
 
 
 def pack(x: torch.Tensor) -> torch.Tensor:

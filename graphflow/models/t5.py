@@ -5,7 +5,7 @@ as a `tokenizers` JSON file in t5_tokenizer/ (Apache-2.0, Google's T5; see its R
 the `tokenizers` library; nothing is downloaded. Ids equal transformers' T5TokenizerFast on the
 same file: the prompt's pieces, then </s> (1). Unlike CLIP there are no 77-token windows: a long
 prompt is one sequence. It is padded with <pad> (0) to a minimum length, as ComfyUI does: 77
-for SD3, 256 for FLUX (dev and schnell alike), and no attention mask (padding is attended to,
+for SD3, 256 for FLUX (dev and schnell alike), none for Chroma, and no attention mask (padding is attended to,
 as in ComfyUI and diffusers' pipelines). diffusers' pipelines instead pad and truncate to
 max_sequence_length (SD3 256, FLUX dev 512, schnell 256), so parity tests against them pass the
 same ids or embeddings. Prompt weights ((word:1.2)) work as for CLIP: a
@@ -30,7 +30,7 @@ from .tokenizer import parse_weighted_prompt
 
 TOKENIZER_FILE = Path(__file__).parent / "t5_tokenizer" / "tokenizer.json"
 EOS, PAD = 1, 0
-MIN_LENGTH = {"sd3": 77, "flux": 256}
+MIN_LENGTH = {"sd3": 77, "flux": 256, "chroma": 1}  # Chroma: no padding (ComfyUI pads it to 1 token, </s> alone)
 Q_KEY = "encoder.block.0.layer.0.SelfAttention.q.weight"
 
 
@@ -133,14 +133,17 @@ class T5Encoder:
             with kernels(tokens.device):
                 return self.model(input_ids=tokens).last_hidden_state.float().cpu()
 
-    def encode(self, prompt: str, min_length: int = 0, min_padding: int = 0) -> torch.Tensor:
+    def encode(self, prompt: str, min_length: int = 0, min_padding: int = 0, empty_end: bool = True) -> torch.Tensor:
         """Weighted prompt -> [1, T, d_model] (T = max(pieces + 1 + min_padding, min_length))."""
         ids, weights = tokenize_t5(prompt, min_length, min_padding)
-        return self.encode_ids(ids, weights)
+        return self.encode_ids(ids, weights, empty_end)
 
-    def encode_ids(self, ids: list[int], weights: list[float] | None = None) -> torch.Tensor:
+    def encode_ids(self, ids: list[int], weights: list[float] | None = None, empty_end: bool = True) -> torch.Tensor:
+        """empty_end False: weights pull towards <pad>s alone rather than "</s> <pad>..." (ComfyUI's
+        PixArt / Chroma T5, whose empty tokens have no </s>)."""
         weighted = weights is not None and any(w != 1.0 for w in weights)
-        batch = [ids] + ([[EOS] + [PAD] * (len(ids) - 1)] if weighted else [])
+        empty = ([EOS] if empty_end else [PAD]) + [PAD] * (len(ids) - 1)
+        batch = [ids] + ([empty] if weighted else [])
         hidden = self.run(batch)
         z = hidden[:1]
         if weighted:

@@ -138,11 +138,14 @@ def is_flow(schedule) -> bool:
 def default_flow_schedule(model) -> FlowSchedule:
     """The sampling a flow MODEL gets without a ModelSamplingSD3/Flux node, as ComfyUI sets it:
     SD3/SD3.5 shift 3.0 (or the model's `sampling_shift`); FLUX dev mu 1.15; FLUX schnell (no
-    guidance embedding) shift 1.0."""
+    guidance embedding) shift 1.0; Chroma mu 1.15 (ComfyUI's ModelType.FLUX: ModelSamplingFlux with
+    its default shift, Chroma's sampling_settings setting none)."""
     arch = getattr(model, "arch", None)
     shift = getattr(model, "sampling_shift", None)
     if isinstance(shift, dict):  # {"shift": s} or {"base_shift", "max_shift"} (FLUX dev's dynamic shift)
         shift = shift.get("shift", shift.get("max_shift"))
+    if arch == "chroma":
+        return FlowSchedule.flux(FLUX_MAX_SHIFT if shift is None else float(shift))
     if arch == "flux":
         if getattr(model, "guidance_embed", True):
             return FlowSchedule.flux(FLUX_MAX_SHIFT if shift is None else float(shift))
@@ -161,7 +164,7 @@ def model_sampling_for(model):
     return DiscreteSchedule.for_model(model)
 
 
-POOLED_CHANNELS = {"sd3": 2048, "flux": 768}
+POOLED_CHANNELS = {"sd3": 2048, "flux": 768, "chroma": 0}
 
 
 class FlowDenoiser:
@@ -239,9 +242,13 @@ def attention_bias(model, options: dict, latent_hw: tuple[int, int]) -> torch.Te
 
 
 def flow_vectors(model, options: dict, batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(y [B, P], guidance [B] or None) of one conditioning entry for a flow model. y is the
+    """(y [B, P] or None, guidance [B] or None) of one conditioning entry for a flow model. y is the
     pooled text vector (zeros when the conditioning has none, as ComfyUI's zeroed encoders give);
-    guidance only for models with a guidance embedding (FLUX dev), default 3.5 as in ComfyUI."""
+    guidance only for models with a guidance embedding (FLUX dev), default 3.5 as in ComfyUI; for
+    Chroma (no y: None) the conditioning's (FluxGuidance) when it sets one, else None (the model's 0)."""
+    if getattr(model, "arch", None) == "chroma":  # no pooled vector
+        value = options.get("guidance")
+        return None, None if value is None else torch.full((batch,), float(value))
     declared = getattr(model, "pooled_channels", None)
     pooled = options.get("pooled_output")
     if pooled is None:

@@ -143,7 +143,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             y, guidance = flow_vectors(model, options, batch)
             if options.get("attention_mask") is not None:
                 attention_mask = repeat_to_batch(attention_bias(model, options, latent_hw), batch).to(device)
-            y = y.to(device)
+            y = None if y is None else y.to(device)
             guidance = None if guidance is None else guidance.to(device)
         elif getattr(model, "adm_channels", 0):
             unclip = {"seed": seed} if getattr(model, "noise_augmentor", None) is not None else {}
