@@ -48,7 +48,9 @@ def inspect_report(path) -> str:
         used.update(unet_keys)
         u = info.unet
         lines.append(f"  unet: {_millions(_count(f, unet_keys))} params, {_dtypes(f, unet_keys)}; "
-                     f"in {u.in_channels} ch{' (inpainting)' if info.inpaint else ''}, context {u.context_dim}, "
+                     f"in {u.in_channels} ch{' (inpainting)' if info.inpaint else ''}"
+                     f"{' (latent + low-res image)' if getattr(info, 'upscaler', False) else ''}, context {u.context_dim}, "
+                     f"{f'{u.num_classes} noise-level labels, ' if u.num_classes else ''}"
                      f"adm {u.adm_in_channels}, channels {u.model_channels} x {list(u.channel_mult)}, "
                      f"transformer depth {list(u.transformer_depth)}")
         if info.vae is not None:
