@@ -232,8 +232,9 @@ def test_upscale_conditioning_refused_by_another_model(builtin_registry, x4_fold
     write_checkpoint(x4_folders.models / "checkpoints" / "sd2.safetensors", "sd2")
     result = _run(builtin_registry, _graph(ckpt="sd2.safetensors"))
     assert not result.ok
-    message = str(result.error)
-    assert "SD_4XUpscale_Conditioning" in message and "x4 upscaler" in message and "positive" in message
+    assert result.error["node_type"] == "KSampler" and result.error["input"] == "positive"
+    assert "comes from SD_4XUpscale_Conditioning" in result.error["message"]
+    assert "the model is SD2.x" in result.error["message"]
 
 
 def test_upscaler_without_image_runs_on_zeros():

@@ -451,10 +451,13 @@ def _refuse_x4_conditioning(model, sides: dict) -> None:
         for entry in conditioning or ():
             if isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[1], dict) \
                     and entry[1].get("concat_image") is not None:
+                from graphflow.models.architecture import ARCH_NAMES
+
                 arch = getattr(model, "arch", type(model).__name__)
                 raise NodeInputError(name, f"this conditioning comes from SD_4XUpscale_Conditioning, which is for "
                                            f"Stability's x4 upscaler (x4-upscaler-ema.safetensors), but the model is "
-                                           f"a {arch} model; load the x4 upscaler checkpoint for this graph")
+                                           f"{ARCH_NAMES.get(arch, arch.upper())}; load the x4 upscaler checkpoint "
+                                           f"for this graph")
 
 
 def differential_mask(schedule: DiscreteSchedule, sigmas: torch.Tensor, strength: float = 1.0):
