@@ -645,9 +645,16 @@ def x4_upscaler_configs() -> tuple[UNetConfig, VAEConfig]:
 
 def write_x4_upscaler_checkpoint(path, seed: int = 0, dtype=torch.float16) -> Path:
     """A random x4-upscaler-ema.safetensors in the original LDM layout: the scaled-down SD2 text
-    encoder (OpenCLIP under cond_stage_model.model.), the UNet and VAE of x4_upscaler_configs."""
+    encoder (OpenCLIP under cond_stage_model.model.), the UNet and VAE of x4_upscaler_configs, and
+    the low-res augmentation's schedule buffers under low_scale_model. as LDM saves them."""
+    from .models.x4_upscaler import SCHEDULE
+
+    abar = SCHEDULE.alphas_cumprod()
+    buffers = {"alphas_cumprod": abar, "sqrt_alphas_cumprod": abar.sqrt(),
+               "sqrt_one_minus_alphas_cumprod": (1 - abar).sqrt(), "betas": 1 - abar / torch.cat([abar.new_ones(1), abar[:-1]])}
+    extra = {"low_scale_model." + k: v.to(dtype) for k, v in buffers.items()}
     unet, vae = x4_upscaler_configs()
-    return write_checkpoint(path, "sd2", seed=seed, dtype=dtype, unet=unet, vae=vae)
+    return write_checkpoint(path, "sd2", seed=seed, dtype=dtype, unet=unet, vae=vae, extra=extra)
 
 
 def _controlnet_diffusers_name(key: str, config) -> str:

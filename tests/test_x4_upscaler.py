@@ -117,6 +117,7 @@ def test_checkpoint_detected_loaded_and_inspected(tmp_path, capsys):
     assert main(["inspect", str(path)]) == 0
     out = capsys.readouterr().out
     assert "SD2.x x4 upscaler (v-prediction)" in out and "1000 noise-level labels" in out and "downscale 4" in out
+    assert "low-res image augmentation" in out and "other keys" not in out  # every key accounted for
     # a plain SD2 file is no upscaler, and keeps SD's schedule
     plain = load_checkpoint(write_checkpoint(tmp_path / "sd2.safetensors", "sd2"), device="cpu", text_encoders=False)
     assert not plain.info.upscaler and not plain.model.upscaler and plain.model.beta_schedule.linear_start == 0.00085

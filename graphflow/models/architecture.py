@@ -31,7 +31,7 @@ _KNOWN_PREFIXES = (UNET_PREFIX, VAE_PREFIX, "cond_stage_model.transformer.", "co
                    "conditioner.embedders.0.transformer.", "conditioner.embedders.0.model.",
                    "conditioner.embedders.1.model.", "model_ema.", "text_encoders.clip_l.transformer.",
                    "text_encoders.clip_g.transformer.", "text_encoders.t5xxl.transformer.", "vae.",
-                   "embedder.model.visual.", "noise_augmentor.")
+                   "embedder.model.visual.", "noise_augmentor.", "low_scale_model.")
 
 
 def prefix_summary(keys) -> dict[str, int]:

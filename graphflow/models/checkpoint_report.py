@@ -73,6 +73,10 @@ def inspect_report(path) -> str:
             lines.append("  text encoder: none")
         if info.unclip:
             lines += _unclip_lines(f, used)
+        if info.upscaler:  # LDM's ImageConcatWithNoiseAugmentation buffers: the schedule is computed instead
+            used.update(k for k in f.shapes if k.startswith("low_scale_model."))
+            lines.append("  low-res image augmentation: noise levels 0..350 of the 0.0001..0.02 schedule "
+                         "(computed as ComfyUI does)")
         other = prefix_summary(k for k in f.shapes if k not in used)
         if other:
             lines.append(f"other keys: {format_prefixes(other)}")
