@@ -243,7 +243,23 @@ def test_upscaler_without_image_runs_on_zeros():
     cfg, _ = x4_upscaler_configs()
     model = DiffusionModel(random_unet(cfg), "sd2", "v")
     assert model.upscaler and model.beta_schedule.linear_end == 0.02
-    assert model.encode_adm({}, 64, 64).tolist() == [0.0]
+    assert model.encode_adm({}, 64, 64).tolist() == [0]
     from graphflow.sampling.pipeline import x4_concat
 
     assert not x4_concat({}, (2, 4, 8, 8), "cpu", 0).any()
+
+
+def test_noise_level_label_stays_whole_in_half_precision():
+    """Labels above 256 are not all representable in bf16: they reach the table as integers."""
+    from graphflow.sampling.model_sampling import ModelDenoiser
+
+    cfg, _ = x4_upscaler_configs()
+    model = DiffusionModel(random_unet(cfg).to(torch.bfloat16), "sd2", "v")
+    level = model.encode_adm({"noise_augmentation": 0.751}, 64, 64)  # round(262.85) = 263, odd
+    assert level.tolist() == [263] and not level.is_floating_point()
+    seen = []
+    model.unet.label_emb.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    with torch.no_grad():
+        ModelDenoiser(model)(torch.randn(1, 4, 8, 8), torch.tensor([1.0]), torch.randn(1, 3, cfg.context_dim), y=level,
+                             concat=torch.zeros(1, 3, 8, 8))
+    assert seen[0].tolist() == [263]

@@ -227,7 +227,7 @@ class DiffusionModel:
         if self.upscaler:  # the class label: the low-res image's noise level (0 without one)
             from .x4_upscaler import noise_level
 
-            return torch.tensor([float(noise_level(cond_options.get("noise_augmentation", 0.0)))])
+            return torch.tensor([noise_level(cond_options.get("noise_augmentation", 0.0))])
         if self.noise_augmentor is not None:
             from .unclip import unclip_adm
 

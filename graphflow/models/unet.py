@@ -310,7 +310,8 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None,
                 y: torch.Tensor | None = None, control: dict | None = None) -> torch.Tensor:
         """x [B, in_channels, h, w], timesteps float [B] in [0, 999], context [B, T, context_dim],
-        y [B, adm_in_channels] (SDXL) or class labels [B] (num_classes) -> the prediction [B, out_channels, h, w] (eps or v).
+        y [B, adm_in_channels] (SDXL) or integer class labels [B] (num_classes) -> the prediction
+        [B, out_channels, h, w] (eps or v).
         Inputs are moved to the UNet's device and dtype; the output stays in them.
 
         control (ControlNets, T2I-Adapters; lists may hold None for "nothing here"):
@@ -330,7 +331,7 @@ class UNet(nn.Module):
         elif self.config.num_classes:
             if y is None:
                 raise ValueError("this UNet needs class labels y [B] (the x4 upscaler: the low-res image's noise level)")
-            emb = emb + self.label_emb(y.to(device).round().long().reshape(-1)).to(dtype)
+            emb = emb + self.label_emb(y.to(device).long().reshape(-1)).to(dtype)
         if context is not None:
             context = context.to(device, dtype)
 
