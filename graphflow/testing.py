@@ -186,9 +186,9 @@ def write_text_encoder(path, kind: str, scaled_down: bool = True, seed: int = 0,
 
 def write_checkpoint(path, arch: str, scaled_down: bool = True, seed: int = 0, dtype=torch.float16,
                      components=("unet", "vae", "text"), unet: UNetConfig | None = None,
-                     metadata: dict | None = None, extra: dict | None = None) -> Path:
-    """A random single-file checkpoint in the LDM layout. `unet` replaces the UNet config
-    (e.g. a mid-size one); sd2_v is marked v-prediction in graphflow.config metadata; `extra`
+                     metadata: dict | None = None, extra: dict | None = None, vae: VAEConfig | None = None) -> Path:
+    """A random single-file checkpoint in the LDM layout. `unet` and `vae` replace the UNet and
+    VAE configs (e.g. a mid-size UNet); sd2_v is marked v-prediction in graphflow.config metadata; `extra`
     tensors are added as they are."""
     path = Path(path)
     tensors = {}
@@ -196,7 +196,7 @@ def write_checkpoint(path, arch: str, scaled_down: bool = True, seed: int = 0, d
         state = unet_state(unet or unet_config(arch, scaled_down), seed, dtype)
         tensors.update({UNET_PREFIX + k: v for k, v in state.items()})
     if "vae" in components:
-        tensors.update({VAE_PREFIX + k: v for k, v in vae_state(vae_config(scaled_down), seed + 1, dtype).items()})
+        tensors.update({VAE_PREFIX + k: v for k, v in vae_state(vae or vae_config(scaled_down), seed + 1, dtype).items()})
     if "text" in components:
         tensors.update(text_encoder_state(arch, scaled_down, seed, dtype))
     tensors.update(extra or {})
@@ -654,6 +654,31 @@ def write_unclip_checkpoint(path, seed: int = 0, dtype=torch.float16) -> Path:
     extra.update({"noise_augmentor." + k: v.to(dtype) for k, v in buffers.items()})
     unet = replace(unet_config("sd2"), adm_in_channels=2 * UNCLIP_EMBED)
     return write_checkpoint(path, "sd2", seed=seed, dtype=dtype, unet=unet, extra=extra)
+
+
+def x4_upscaler_configs() -> tuple[UNetConfig, VAEConfig]:
+    """A scaled-down x4 upscaler: its UNet's structure (4 + 3 input channels, 1000 noise-level
+    labels, 8 heads, linear projections, the first attention reading the text on the upper levels
+    with attention, self-attention below) at small widths, and a VAE that downsamples by 4."""
+    unet = UNetConfig(in_channels=7, model_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1,
+                      transformer_depth=(0, 1, 1), context_dim=TEXT_TINY["clip_h"][0], num_heads=8,
+                      num_head_channels=-1, use_linear_in_transformer=True, num_classes=1000,
+                      disable_self_attentions=(True, True, False))
+    return unet, VAEConfig(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1)
+
+
+def write_x4_upscaler_checkpoint(path, seed: int = 0, dtype=torch.float16) -> Path:
+    """A random x4-upscaler-ema.safetensors in the original LDM layout: the scaled-down SD2 text
+    encoder (OpenCLIP under cond_stage_model.model.), the UNet and VAE of x4_upscaler_configs, and
+    the low-res augmentation's schedule buffers under low_scale_model. as LDM saves them."""
+    from .models.x4_upscaler import SCHEDULE
+
+    abar = SCHEDULE.alphas_cumprod()
+    buffers = {"alphas_cumprod": abar, "sqrt_alphas_cumprod": abar.sqrt(),
+               "sqrt_one_minus_alphas_cumprod": (1 - abar).sqrt(), "betas": 1 - abar / torch.cat([abar.new_ones(1), abar[:-1]])}
+    extra = {"low_scale_model." + k: v.to(dtype) for k, v in buffers.items()}
+    unet, vae = x4_upscaler_configs()
+    return write_checkpoint(path, "sd2", seed=seed, dtype=dtype, unet=unet, vae=vae, extra=extra)
 
 
 def _controlnet_diffusers_name(key: str, config) -> str:

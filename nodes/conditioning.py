@@ -4,8 +4,8 @@ or a part of the sampling, zero out; the image conditioning of inpainting and In
 CONDITIONING is a list of (embedding [B, T, D], options) pairs; options may carry
 "pooled_output" (SDXL), "area" (h, w, y, x in latent units, or ("percentage", h, w, y, x)),
 "strength", "mask" + "mask_strength" + "set_area_to_bounds", "start_percent" / "end_percent",
-"concat_latent_image" / "concat_mask", "reference_latents" (graphflow.sampling.guidance and
-pipeline read them).
+"concat_latent_image" / "concat_mask", "reference_latents", "concat_image" + "noise_augmentation"
+(the x4 upscaler's low-res picture) (graphflow.sampling.guidance and pipeline read them).
 Nodes never modify the lists or dicts they are given."""
 
 from __future__ import annotations
@@ -304,6 +304,41 @@ class InstructPixToPixConditioning(Node):
         values = {"concat_latent_image": concat_latent}
         return (_with_options(self.positive, **values), _with_options(self.negative, **values),
                 {"samples": torch.zeros_like(concat_latent)})
+
+
+class X4UpscaleConditioning(Node):
+    """Conditioning for Stability's x4 upscaler (x4-upscaler-ema.safetensors): the images become
+    the low-resolution picture the model draws a larger one from, given through both
+    conditionings. scale_ratio is the output's size over the input's; the picture is resized
+    (bilinear) to a quarter of that, the model's 4x. noise_augmentation (0..1) adds noise to it
+    first (up to noise level 350 of the model's schedule; more lets the model invent more detail,
+    and hides the input's artefacts). The latent is empty at the output size / 4: sample it at
+    denoise 1 and decode with the upscaler's own VAE."""
+    category = "conditioning/upscale_diffusion"
+    images: IMAGE
+    positive: CONDITIONING
+    negative: CONDITIONING
+    scale_ratio: float = Float(4.0, min=0.0, max=10.0, step=0.01)
+    noise_augmentation: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
+    comfy = ComfyAlias(("SD_4XUpscale_Conditioning",))
+
+    def run(self):
+        import torch
+
+        from graphflow.images import center_crop_to_aspect, resize_nchw
+
+        width = max(1, round(self.images.shape[-2] * self.scale_ratio))
+        height = max(1, round(self.images.shape[-3] * self.scale_ratio))
+        if width < 4 or height < 4:
+            raise NodeInputError("scale_ratio", f"scale_ratio {self.scale_ratio} makes the {self.images.shape[-2]}x"
+                                                f"{self.images.shape[-3]} images {width}x{height}: the output must be "
+                                                f"at least 4x4 pixels (the latent is a quarter of it)")
+        pixels = self.images.movedim(-1, 1).float() * 2.0 - 1.0  # the model sees the picture in -1..1
+        pixels = resize_nchw(center_crop_to_aspect(pixels, width // 4, height // 4), width // 4, height // 4, "bilinear")
+        values = {"concat_image": pixels, "noise_augmentation": self.noise_augmentation}
+        latent = torch.zeros(self.images.shape[0], 4, height // 4, width // 4)
+        return _with_options(self.positive, **values), _with_options(self.negative, **values), {"samples": latent}
 
 
 class CLIPEncodeSDXL(Node):

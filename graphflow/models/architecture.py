@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from .configs import (ARCH_TOWERS, HF, TowerSpec, UNetConfig, VAEConfig, unet_config_from_state_dict,
                       vae_config_from_state_dict)
 from .flow_architecture import FlowInfo, detect_flow_model
-from .latent_formats import SD1, SDXL, LatentFormat
+from .latent_formats import SD1, SD_X4, SDXL, LatentFormat
 from .weight_files import CONFIG_KEY, CONFIG_SECTIONS, CheckpointError, read_graphflow_config
 
 UNET_PREFIX = "model.diffusion_model."
@@ -31,7 +31,7 @@ _KNOWN_PREFIXES = (UNET_PREFIX, VAE_PREFIX, "cond_stage_model.transformer.", "co
                    "conditioner.embedders.0.transformer.", "conditioner.embedders.0.model.",
                    "conditioner.embedders.1.model.", "model_ema.", "text_encoders.clip_l.transformer.",
                    "text_encoders.clip_g.transformer.", "text_encoders.t5xxl.transformer.", "vae.",
-                   "embedder.model.visual.", "noise_augmentor.")
+                   "embedder.model.visual.", "noise_augmentor.", "low_scale_model.")
 
 
 def prefix_summary(keys) -> dict[str, int]:
@@ -82,6 +82,7 @@ class ArchInfo:
     notes: list = field(default_factory=list)
     zero_terminal_snr: bool = False  # a 'ztsnr' marker key: trained on a zero-terminal-SNR schedule
     unclip: bool = False  # SD2.1-unCLIP: y is a noise-augmented CLIP image embedding (graphflow.models.unclip)
+    upscaler: bool = False  # Stability's x4 upscaler: 4 + 3 low-res image channels, noise-level label (models.x4_upscaler)
 
     @property
     def inpaint(self) -> bool:
@@ -105,7 +106,8 @@ class ArchInfo:
 
     @property
     def name(self) -> str:
-        return (ARCH_NAMES[self.arch] + (" unCLIP" if self.unclip else "") + (" inpainting" if self.inpaint else "")
+        return (ARCH_NAMES[self.arch] + (" unCLIP" if self.unclip else "") + (" x4 upscaler" if self.upscaler else "")
+                + (" inpainting" if self.inpaint else "")
                 + (" (v-prediction)" if self.prediction == "v" else ""))
 
 
@@ -254,7 +256,9 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
     else:
         notes.append(f"no VAE in the file (no keys under {VAE_PREFIX}): a separate VAE file is needed")
 
-    latent_format = SDXL if arch.startswith("sdxl") else SD1
+    # SD2 text encoder, a noise-level label table and 4 + 3 input channels: Stability's x4 upscaler
+    upscaler = arch == "sd2" and bool(unet.num_classes) and unet.in_channels == SD_X4.channels + 3
+    latent_format = SDXL if arch.startswith("sdxl") else SD_X4 if upscaler else SD1
     lf = config.get("latent_format") or {}
     if lf:
         latent_format = latent_format.with_scale(float(lf["scale_factor"]), lf.get("shift_factor"))
@@ -264,17 +268,20 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
     if vae is not None and vae.latent_channels != latent_format.channels:
         raise CheckpointError(f"the VAE has {vae.latent_channels} latent channels, {ARCH_NAMES[arch]} uses "
                               f"{latent_format.channels}")
-    if unet.in_channels not in (latent_format.channels, 2 * latent_format.channels + 1):
+    if not upscaler and unet.in_channels not in (latent_format.channels, 2 * latent_format.channels + 1):
         raise CheckpointError(f"the UNet takes {unet.in_channels} input channels; expected {latent_format.channels} "
                               f"(or {2 * latent_format.channels + 1} for inpainting)")
 
-    pred, source = _detect_prediction(arch, unet, shapes, metadata, config, prediction, get_tensor)
+    if upscaler and prediction is None and "prediction" not in config:
+        pred, source = "v", "the x4 upscaler is a v-prediction model"
+    else:
+        pred, source = _detect_prediction(arch, unet, shapes, metadata, config, prediction, get_tensor)
     zsnr = "ztsnr" in shapes
     if zsnr:
         notes.append("'ztsnr' marker key: sampled on the zero-terminal-SNR schedule")
     return ArchInfo(arch=arch, prediction=pred, prediction_source=source, unet=unet, vae=vae, towers=towers,
                     latent_format=latent_format, tower_overrides=tower_overrides, prefixes=prefixes, notes=notes,
-                    zero_terminal_snr=zsnr, unclip=unclip)
+                    zero_terminal_snr=zsnr, unclip=unclip, upscaler=upscaler)
 
 
 def vae_config_from_shapes(vae_shapes, overrides, where: str) -> VAEConfig:

@@ -48,7 +48,9 @@ def inspect_report(path) -> str:
         used.update(unet_keys)
         u = info.unet
         lines.append(f"  unet: {_millions(_count(f, unet_keys))} params, {_dtypes(f, unet_keys)}; "
-                     f"in {u.in_channels} ch{' (inpainting)' if info.inpaint else ''}, context {u.context_dim}, "
+                     f"in {u.in_channels} ch{' (inpainting)' if info.inpaint else ''}"
+                     f"{' (latent + low-res image)' if getattr(info, 'upscaler', False) else ''}, context {u.context_dim}, "
+                     f"{f'{u.num_classes} noise-level labels, ' if u.num_classes else ''}"
                      f"adm {u.adm_in_channels}, channels {u.model_channels} x {list(u.channel_mult)}, "
                      f"transformer depth {list(u.transformer_depth)}")
         if info.vae is not None:
@@ -71,6 +73,10 @@ def inspect_report(path) -> str:
             lines.append("  text encoder: none")
         if info.unclip:
             lines += _unclip_lines(f, used)
+        if info.upscaler:  # LDM's ImageConcatWithNoiseAugmentation buffers: the schedule is computed instead
+            used.update(k for k in f.shapes if k.startswith("low_scale_model."))
+            lines.append("  low-res image augmentation: noise levels 0..350 of the 0.0001..0.02 schedule "
+                         "(computed as ComfyUI does)")
         other = prefix_summary(k for k in f.shapes if k not in used)
         if other:
             lines.append(f"other keys: {format_prefixes(other)}")

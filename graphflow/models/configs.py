@@ -31,6 +31,11 @@ class UNetConfig:  # defaults: SD1.5
     use_linear_in_transformer: bool = False  # SD2/SDXL: Linear proj_in/out instead of 1x1 conv
     adm_in_channels: int = 0  # SDXL's vector conditioning y (2816 base, 2560 refiner); 0 = none
     norm_groups: int = 32
+    # A class-label embedding table (label_emb an nn.Embedding): the x4 upscaler's noise level, 1000 labels
+    num_classes: int = 0
+    # Per level: the first attention of each transformer block attends to the context instead of
+    # to itself (LDM's disable_self_attentions; the x4 upscaler's upper levels). None = all self.
+    disable_self_attentions: tuple[bool, ...] | None = None
 
     def __post_init__(self):
         self.channel_mult = tuple(self.channel_mult)
@@ -51,6 +56,10 @@ class UNetConfig:  # defaults: SD1.5
             self.transformer_depth_output = tuple(self.transformer_depth_output)
             if len(self.transformer_depth_output) != sum(n + 1 for n in self.num_res_blocks):
                 raise ValueError("UNetConfig: transformer_depth_output needs one entry per output block")
+        if self.disable_self_attentions is not None:
+            self.disable_self_attentions = tuple(bool(d) for d in self.disable_self_attentions)
+            if len(self.disable_self_attentions) != levels:
+                raise ValueError("UNetConfig: disable_self_attentions needs one entry per level of channel_mult")
         if (self.num_heads == -1) == (self.num_head_channels == -1):
             raise ValueError("UNetConfig: set exactly one of num_heads and num_head_channels")
 
@@ -107,6 +116,7 @@ def unet_config_from_state_dict(shapes: dict[str, tuple[int, ...]], norm_groups:
         res_in_level += 1
         input_depths.append(depth(f"input_blocks.{i}.1.transformer_blocks."))
     num_res_blocks.append(res_in_level)
+    disabled = _cross_attending_levels(shapes, num_res_blocks)
 
     num_output_blocks = 1 + max(int(k.split(".")[1]) for k in shapes if k.startswith("output_blocks."))
     output_depths = [depth(f"output_blocks.{i}.1.transformer_blocks.") for i in range(num_output_blocks)]
@@ -120,7 +130,10 @@ def unet_config_from_state_dict(shapes: dict[str, tuple[int, ...]], norm_groups:
 
     context_dim = next((s[1] for k, s in shapes.items() if k.endswith("attn2.to_k.weight")), None)
     linear = next((len(s) == 2 for k, s in shapes.items() if k.endswith(".proj_in.weight")), False)
-    heads = dict(num_heads=8, num_head_channels=-1) if context_dim == 768 else dict(num_heads=-1, num_head_channels=64)
+    num_classes = shapes["label_emb.weight"][0] if "label_emb.weight" in shapes else 0
+    # SD1 and the x4 upscaler (a class-label table) fix 8 heads, as their LDM configs do
+    fixed_heads = context_dim == 768 or num_classes
+    heads = dict(num_heads=8, num_head_channels=-1) if fixed_heads else dict(num_heads=-1, num_head_channels=64)
     return UNetConfig(
         in_channels=in_channels,
         out_channels=shapes["out.2.weight"][0],
@@ -135,8 +148,23 @@ def unet_config_from_state_dict(shapes: dict[str, tuple[int, ...]], norm_groups:
         use_linear_in_transformer=linear,
         adm_in_channels=shapes["label_emb.0.0.weight"][1] if "label_emb.0.0.weight" in shapes else 0,
         norm_groups=norm_groups,
+        num_classes=num_classes,
+        disable_self_attentions=disabled if any(disabled) else None,
         **heads,
     )
+
+
+def _cross_attending_levels(shapes, num_res_blocks) -> tuple[bool, ...]:
+    """Per level: whether its first attention reads the context (its keys are context-wide, not
+    as wide as its queries). Where the context is as wide as the level this cannot be told, and
+    self-attention is assumed, which is what the one model with such levels (the x4 upscaler) has."""
+    levels, block = [], 1
+    for n in num_res_blocks:
+        keys = [shapes.get(f"input_blocks.{block + i}.1.transformer_blocks.0.attn1.to_k.weight") for i in range(n)]
+        queries = [shapes.get(f"input_blocks.{block + i}.1.transformer_blocks.0.attn1.to_q.weight") for i in range(n)]
+        levels.append(any(k is not None and k[1] != q[1] for k, q in zip(keys, queries)))
+        block += n + 1  # the ResBlocks and the Downsample
+    return tuple(levels)
 
 
 @dataclass

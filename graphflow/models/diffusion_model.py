@@ -70,7 +70,7 @@ class DiffusionModel:
     mu 1.15), with guidance 0 and real CFG."""
 
     def __init__(self, unet, arch: str, prediction: str = "eps", latent_format: LatentFormat | None = None,
-                 beta_schedule: BetaSchedule = BetaSchedule(), sampling_shift: float | None = None,
+                 beta_schedule: BetaSchedule | None = None, sampling_shift: float | None = None,
                  shift_dynamic: bool | None = None, base_shift: float = 0.5, max_shift: float = 1.15):
         if arch not in ARCHS:
             raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHS}")
@@ -82,6 +82,10 @@ class DiffusionModel:
         self.prediction = prediction
         self.latent_format = latent_format or {"sd3": SD3, "flux": FLUX, "chroma": FLUX}.get(arch) or (
             SDXL if arch.startswith("sdxl") else SD1)
+        if beta_schedule is None:  # SD's, but the x4 upscaler was trained on its own
+            from .x4_upscaler import SCHEDULE
+
+            beta_schedule = SCHEDULE if self.upscaler else BetaSchedule()
         self.beta_schedule = beta_schedule
         self.guidance_embed = bool(getattr(unet.config, "guidance_embed", False))
         if sampling_shift is None:
@@ -117,6 +121,12 @@ class DiffusionModel:
     def fill(self) -> bool:
         """FLUX Fill: 16 latent + 80 concat channels (masked-image latent, mask folded 8x8)."""
         return self.arch == "flux" and self.in_channels == self.latent_format.channels + 80
+
+    @property
+    def upscaler(self) -> bool:
+        """Stability's x4 upscaler: the low-res image's 3 channels follow the latent, its noise level
+        is the class label (graphflow.models.x4_upscaler)."""
+        return not self.is_flow and bool(getattr(self.unet.config, "num_classes", 0))
 
     @property
     def adm_channels(self) -> int:
@@ -204,7 +214,8 @@ class DiffusionModel:
 
     def encode_adm(self, cond_options: dict, width_px: int, height_px: int, negative: bool = False,
                    seed: int = 0) -> torch.Tensor | None:
-        """SDXL's vector conditioning y [B, adm_channels], or None for SD1/SD2.
+        """SDXL's vector conditioning y [B, adm_channels], or None for SD1/SD2; the x4 upscaler's
+        class label [1].
         unCLIP models: the conditioning's image embeddings, noise-augmented with noise from `seed`
         (graphflow.models.unclip.unclip_adm).
 
@@ -218,6 +229,10 @@ class DiffusionModel:
             pooled = cond_options.get("pooled_output")
             pooled = torch.zeros(1, self.adm_channels) if pooled is None else pooled.float().cpu().reshape(-1, self.adm_channels)
             return pooled
+        if self.upscaler:  # the class label: the low-res image's noise level (0 without one)
+            from .x4_upscaler import noise_level
+
+            return torch.tensor([noise_level(cond_options.get("noise_augmentation", 0.0))])
         if self.noise_augmentor is not None:
             from .unclip import unclip_adm
 

@@ -81,6 +81,14 @@ SDXL = LatentFormat(
                  (-0.3165, -0.2492, -0.2188)),
     rgb_bias=(0.1084, -0.0175, -0.0011))
 
+# Stability's x4 upscaler: its VAE downsamples by 4; scale and preview fit as ComfyUI's SD_X4
+SD_X4 = LatentFormat(
+    "sd_x4", channels=4, scale_factor=0.08333,
+    rgb_factors=((-0.2340, -0.3863, -0.3257),
+                 (0.0994, 0.0885, -0.0908),
+                 (-0.2833, -0.2349, -0.3741),
+                 (0.2523, -0.0055, -0.1651)))
+
 SD3 = LatentFormat(
     "sd3", channels=16, scale_factor=1.5305, shift_factor=0.0609,
     rgb_factors=((-0.0922, -0.0175, 0.0749), (0.0311, 0.0633, 0.0954), (0.1994, 0.0927, 0.0458),
@@ -101,4 +109,4 @@ FLUX = LatentFormat(
                  (-0.1262, -0.0982, -0.0778)),
     rgb_bias=(-0.0329, -0.0718, -0.0851))
 
-LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, SD3, FLUX)}
+LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, SD_X4, SD3, FLUX)}

@@ -114,9 +114,12 @@ class BasicTransformerBlock(nn.Module):
     # shallow copies (graphflow.models.hypertile, graphflow.models.tome)
     self_attention_patches = ()
 
-    def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int | None):
+    def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int | None,
+                 disable_self_attn: bool = False):
         super().__init__()
-        self.attn1 = Attention(dim, heads, dim_head)
+        # the x4 upscaler's upper levels: attn1 reads the context too (LDM's disable_self_attn)
+        self.disable_self_attn = disable_self_attn
+        self.attn1 = Attention(dim, heads, dim_head, context_dim if disable_self_attn else None)
         self.ff = FeedForward(dim)
         self.attn2 = Attention(dim, heads, dim_head, context_dim)
         self.norm1 = nn.LayerNorm(dim)
@@ -126,7 +129,9 @@ class BasicTransformerBlock(nn.Module):
     def forward(self, x: torch.Tensor, context: torch.Tensor | None,
                 size: tuple[int, int] | None = None) -> torch.Tensor:
         """x [B, h*w, C] tokens of an h x w grid (size, for the self-attention patches)."""
-        if self.self_attention_patches:
+        if self.disable_self_attn:
+            x = x + self.attn1(self.norm1(x), context)
+        elif self.self_attention_patches:
             x = x + self._patched_self_attention(self.norm1(x), size)
         else:
             x = x + self.attn1(self.norm1(x))
@@ -148,14 +153,14 @@ class BasicTransformerBlock(nn.Module):
 
 class SpatialTransformer(nn.Module):
     def __init__(self, channels: int, heads: int, dim_head: int, depth: int,
-                 context_dim: int | None, use_linear: bool, groups: int):
+                 context_dim: int | None, use_linear: bool, groups: int, disable_self_attn: bool = False):
         super().__init__()
         inner = heads * dim_head
         self.use_linear = use_linear
         self.norm = nn.GroupNorm(groups, channels, eps=1e-6)
         self.proj_in = nn.Linear(channels, inner) if use_linear else nn.Conv2d(channels, inner, 1)
         self.transformer_blocks = nn.ModuleList(
-            BasicTransformerBlock(inner, heads, dim_head, context_dim) for _ in range(depth))
+            BasicTransformerBlock(inner, heads, dim_head, context_dim, disable_self_attn) for _ in range(depth))
         self.proj_out = nn.Linear(inner, channels) if use_linear else nn.Conv2d(inner, channels, 1)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
@@ -250,14 +255,18 @@ class UNet(nn.Module):
         mc, groups = cfg.model_channels, cfg.norm_groups
         emb_dim = mc * 4
 
-        def transformer(ch: int, depth: int) -> SpatialTransformer:
+        def transformer(ch: int, depth: int, level: int | None = None) -> SpatialTransformer:
             heads, dim_head = cfg.heads(ch)
-            return SpatialTransformer(ch, heads, dim_head, depth, cfg.context_dim, cfg.use_linear_in_transformer, groups)
+            cross = level is not None and bool(cfg.disable_self_attentions and cfg.disable_self_attentions[level])
+            return SpatialTransformer(ch, heads, dim_head, depth, cfg.context_dim, cfg.use_linear_in_transformer, groups,
+                                      cross)
 
         self.time_embed = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         if cfg.adm_in_channels:
             self.label_emb = nn.Sequential(nn.Sequential(
                 nn.Linear(cfg.adm_in_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)))
+        elif cfg.num_classes:
+            self.label_emb = nn.Embedding(cfg.num_classes, emb_dim)
 
         self.input_blocks = nn.ModuleList([Block(nn.Conv2d(cfg.in_channels, mc, 3, padding=1))])
         skip_channels = [mc]
@@ -269,7 +278,7 @@ class UNet(nn.Module):
                 ch = mult * mc
                 depth = next(depths)
                 if depth:
-                    layers.append(transformer(ch, depth))
+                    layers.append(transformer(ch, depth, level))
                 self.input_blocks.append(Block(*layers))
                 skip_channels.append(ch)
             if level != len(cfg.channel_mult) - 1:
@@ -291,7 +300,7 @@ class UNet(nn.Module):
                 ch = out_ch
                 depth = next(depths)
                 if depth:
-                    layers.append(transformer(ch, depth))
+                    layers.append(transformer(ch, depth, level))
                 if level and i == n_res:
                     layers.append(Upsample(ch))
                 self.output_blocks.append(Block(*layers))
@@ -301,7 +310,8 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None,
                 y: torch.Tensor | None = None, control: dict | None = None) -> torch.Tensor:
         """x [B, in_channels, h, w], timesteps float [B] in [0, 999], context [B, T, context_dim],
-        y [B, adm_in_channels] (SDXL) -> the prediction [B, out_channels, h, w] (eps or v).
+        y [B, adm_in_channels] (SDXL) or integer class labels [B] (num_classes) -> the prediction
+        [B, out_channels, h, w] (eps or v).
         Inputs are moved to the UNet's device and dtype; the output stays in them.
 
         control (ControlNets, T2I-Adapters; lists may hold None for "nothing here"):
@@ -318,6 +328,10 @@ class UNet(nn.Module):
             if y is None:
                 raise ValueError(f"this UNet needs the vector conditioning y [B, {self.config.adm_in_channels}]")
             emb = emb + self.label_emb(y.to(device, dtype))
+        elif self.config.num_classes:
+            if y is None:
+                raise ValueError("this UNet needs class labels y [B] (the x4 upscaler: the low-res image's noise level)")
+            emb = emb + self.label_emb(y.to(device).long().reshape(-1)).to(dtype)
         if context is not None:
             context = context.to(device, dtype)
 

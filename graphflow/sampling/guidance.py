@@ -145,7 +145,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
                 attention_mask = repeat_to_batch(attention_bias(model, options, latent_hw), batch).to(device)
             y = None if y is None else y.to(device)
             guidance = None if guidance is None else guidance.to(device)
-        elif getattr(model, "adm_channels", 0):
+        elif getattr(model, "adm_channels", 0) or getattr(model, "upscaler", False):
             unclip = {"seed": seed} if getattr(model, "noise_augmentor", None) is not None else {}
             y = model.encode_adm(options, latent_hw[1] * 8, latent_hw[0] * 8, negative=negative, **unclip)
             if y is None:

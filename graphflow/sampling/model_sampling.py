@@ -279,7 +279,7 @@ class ModelDenoiser:
             unet = self.model.unet if gligen is None else gligen.patched_unet(self.model.unet, xc.to(dtype))
             return unet(xc.to(dtype), t,
                         None if context is None else context.to(dtype),
-                        None if y is None else y.to(dtype),
+                        y if y is None or not y.is_floating_point() else y.to(dtype),  # class labels stay whole
                         **({} if residuals is None else {"control": residuals})).float()
 
         output = wrapped_network(self.network_wrappers, run, xc, sigma, x.shape[1])

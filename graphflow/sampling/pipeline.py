@@ -276,10 +276,18 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
         denoise_mask = None if noise_mask is None else prepare_noise_mask(noise_mask, shape, device)
 
         concat_fn = None
+        upscaler = getattr(model, "upscaler", False)
+        if not upscaler:
+            _refuse_x4_conditioning(model, {"positive": positive, "negative": negative,
+                                            "guider": [e for side in ("positive", "negative", "cond1", "cond2", "empty")
+                                                       for e in getattr(guider, side, None) or ()]})
         if flow:
             if getattr(model, "fill", False):
                 def concat_fn(options):
                     return fill_concat(options, denoise_mask, fmt, shape, device)
+        elif upscaler:
+            def concat_fn(options):
+                return x4_concat(options, shape, device, seed)
         elif model.in_channels == 2 * fmt.channels + 1:
             def concat_fn(options):
                 return inpaint_concat(options, latent_image, denoise_mask, fmt, shape, device)
@@ -419,6 +427,37 @@ def ip2p_concat(options: dict, arch: str, latent_format, shape: tuple, device) -
         image = _resize_center(image, h, w)
     image = repeat_to_batch(image, batch)
     return latent_format.process_in(image) if arch.startswith("sdxl") else image
+
+
+def x4_concat(options: dict, shape: tuple, device, seed: int) -> torch.Tensor:
+    """The x4 upscaler's 3 extra input channels: SD_4XUpscale_Conditioning's low-res image
+    ("concat_image", -1..1; zeros without one) resized to the latent (bilinear, centre crop),
+    noise-augmented at its "noise_augmentation" with noise from seed - 10 (ComfyUI's SD_X4Upscaler)."""
+    from graphflow.models.x4_upscaler import IMAGE_CHANNELS, augment
+
+    batch, _, h, w = shape
+    image = options.get("concat_image")
+    if image is None:
+        image = torch.zeros(batch, IMAGE_CHANNELS, h, w, device=device)
+    image = _resize_center(image.float().to(device), h, w)
+    image = augment(image, float(options.get("noise_augmentation", 0.0)), seed)
+    return repeat_to_batch(image, batch)
+
+
+def _refuse_x4_conditioning(model, sides: dict) -> None:
+    """SD_4XUpscale_Conditioning's output only means something to the x4 upscaler; elsewhere the
+    low-res image would be silently dropped."""
+    for name, conditioning in sides.items():
+        for entry in conditioning or ():
+            if isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[1], dict) \
+                    and entry[1].get("concat_image") is not None:
+                from graphflow.models.architecture import ARCH_NAMES
+
+                arch = getattr(model, "arch", type(model).__name__)
+                raise NodeInputError(name, f"this conditioning comes from SD_4XUpscale_Conditioning, which is for "
+                                           f"Stability's x4 upscaler (x4-upscaler-ema.safetensors), but the model is "
+                                           f"{ARCH_NAMES.get(arch, arch.upper())}; load the x4 upscaler checkpoint "
+                                           f"for this graph")
 
 
 def differential_mask(schedule: DiscreteSchedule, sigmas: torch.Tensor, strength: float = 1.0):
