@@ -332,18 +332,20 @@ def unet_diffusers_name(path: str, blocks: dict[str, str]) -> str | None:
     return None
 
 
-def _patchable(module: nn.Module) -> bool:
-    """A layer a LoRA module can name: linear and conv layers, and (for full and bias diffs, as
-    ComfyUI's LoraSave writes them) anything else with a weight: norms, embeddings."""
-    return isinstance(module, (nn.Linear, nn.Conv2d)) or isinstance(module._parameters.get("weight"), nn.Parameter)
+def _patchable(module: nn.Module, every_weight: bool = False) -> bool:
+    """A layer LoRAs are trained for (linear, conv); with every_weight also any other layer with a
+    weight (norms, embeddings), which full and bias diffs patch (ComfyUI's LoraSave writes them)."""
+    if every_weight:
+        return isinstance(module._parameters.get("weight"), nn.Parameter)
+    return isinstance(module, (nn.Linear, nn.Conv2d))
 
 
-def unet_lora_names(unet: nn.Module) -> dict[str, str]:
-    """kohya name (diffusers and LDM spellings) -> our UNet module path."""
+def unet_lora_names(unet: nn.Module, every_weight: bool = False) -> dict[str, str]:
+    """kohya name (diffusers and LDM spellings) -> our UNet module path (every_weight: see _patchable)."""
     blocks = unet_diffusers_blocks(unet) if hasattr(unet, "input_blocks") else {}
     names = {}
     for path, module in unet.named_modules():
-        if not _patchable(module):
+        if not _patchable(module, every_weight):
             continue
         names["lora_unet_" + path.replace(".", "_")] = path
         diffusers = unet_diffusers_name(path, blocks) if blocks else None
@@ -352,8 +354,9 @@ def unet_lora_names(unet: nn.Module) -> dict[str, str]:
     return names
 
 
-def text_lora_names(clip: TextEncoder) -> dict[str, tuple[int, str]]:
-    """kohya name -> (tower index, module path within the tower's transformers model)."""
+def text_lora_names(clip: TextEncoder, every_weight: bool = False) -> dict[str, tuple[int, str]]:
+    """kohya name -> (tower index, module path within the tower's transformers model); with
+    every_weight also ComfyUI's `text_encoders.` names, for every layer with a weight."""
     prefixes = {"sdxl": ("lora_te1_", "lora_te2_")}.get(clip.arch, ("lora_te_",))
     if clip.arch in ("sd3", "flux"):  # kohya numbers the flow models' towers CLIP-L 1, CLIP-G 2 (T5 3)
         prefixes = tuple("lora_te1_" if t is clip.clip_l else "lora_te2_" for t in clip.towers)
@@ -363,12 +366,13 @@ def text_lora_names(clip: TextEncoder) -> dict[str, tuple[int, str]]:
         inner_path = "text_model." if inner is not tower.model else ""
         comfy = f"{TEXT_ENCODERS}{tower.name}.transformer."
         for path, module in inner.named_modules():
-            if _patchable(module):
+            if _patchable(module, every_weight):
                 names[prefix + "text_model_" + path.replace(".", "_")] = (index, inner_path + path)
-                names[f"{comfy}text_model.{path}"] = (index, inner_path + path)
+                if every_weight:
+                    names[f"{comfy}text_model.{path}"] = (index, inner_path + path)
                 if prefix == "lora_te1_":  # diffusers' `text_encoder.` is SDXL's CLIP-L too
                     names["lora_te_text_model_" + path.replace(".", "_")] = (index, inner_path + path)
-        if tower.projection is not None:
+        if every_weight and tower.projection is not None:
             names[comfy + "text_projection"] = (index, "text_projection")
     return names
 
@@ -463,9 +467,9 @@ def apply_lora(model: DiffusionModel | None, clip: TextEncoder | None, lora_path
     With clip None, text-encoder modules are ignored (a model-only load)."""
     name = Path(lora_path).name
     modules = read_lora(lora_path)
-    unet_names = unet_lora_names(model.unet) if model is not None else {}
+    unet_names = unet_lora_names(model.unet, every_weight=True) if model is not None else {}
     flow_names = flow_lora_names(model.unet) if model is not None else {}
-    text_names = text_lora_names(clip) if clip is not None else {}
+    text_names = text_lora_names(clip, every_weight=True) if clip is not None else {}
     unet_patches, text_patches, unmatched = {}, {}, []
     for key, lora in modules.items():
         if key in unet_names:
