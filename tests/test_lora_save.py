@@ -15,6 +15,7 @@ from test_nodes_image_mask import call  # noqa: E402
 from graphflow.executor import Executor  # noqa: E402
 from graphflow.memory import manager  # noqa: E402
 from graphflow.models.checkpoint import load_checkpoint  # noqa: E402
+from graphflow.models.file_kind import identify  # noqa: E402
 from graphflow.models.lora import LoraError, apply_lora  # noqa: E402
 from graphflow.models.lora_extract import extract_lora, quantile, save_lora  # noqa: E402
 from graphflow.testing import write_checkpoint  # noqa: E402
@@ -142,6 +143,7 @@ def test_full_diff_writes_whole_differences_and_loads_back(builtin_registry, pai
     [path] = (tmp_folders.outputs / "loras").glob("full_*_.safetensors")
     file = load_file(str(path))
     assert all(k.endswith((".diff", ".diff_b")) for k in file)
+    assert identify({k: tuple(v.shape) for k, v in file.items()}).folder == "loras"  # inspect / validation say LoRA
     unet = tuned.model.unet.state_dict()
     assert {k[len("diffusion_model."):-len(".diff")] + ".weight" for k in file
             if k.startswith("diffusion_model.") and k.endswith(".diff")} == {k for k in unet if k.endswith(".weight")}
