@@ -137,13 +137,13 @@ class LoraSave(Node):
     in ComfyUI's key layout (diffusion_model. / text_encoders.), float16."""
     category = "_for_testing"
     output_node = True
-    filename_prefix: str = Text("loras/ComfyUI_extracted_lora", file_name=True)
+    filename_prefix: str = Text("loras/graphflow_extracted_lora", file_name=True)
     rank: int = Int(8, min=1, max=4096)
     lora_type: str = Choice(LORA_EXTRACT_TYPES, "standard")
     bias_diff: bool = Bool(True)
     model_diff: MODEL = None
     text_encoder_diff: CLIP = None
-    comfy = ComfyAlias(("LoraSave",))
+    comfy = ComfyAlias(("LoraSave",), optional=("model_diff", "text_encoder_diff"))
 
     def run(self):
         from graphflow.models.lora_extract import save_lora

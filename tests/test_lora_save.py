@@ -21,7 +21,7 @@ from graphflow.models.lora_extract import extract_lora, quantile, save_lora  # n
 from graphflow.testing import write_checkpoint  # noqa: E402
 from graphflow.workflow import parse_workflow  # noqa: E402
 
-PREFIX = "loras/ComfyUI_extracted_lora"
+PREFIX = "loras/ComfyUI_extracted_lora"  # ComfyUI's default, as its graphs carry it
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +91,8 @@ def test_low_rank_factors_are_comfyuis_clamped_truncated_svd(builtin_registry, p
     base, tuned, files = pairs["sd1"]
     model_diff, clip_diff = differences(builtin_registry, base, tuned)
     call(builtin_registry, "LoraSave", model_diff=model_diff, text_encoder_diff=clip_diff, rank=3)
-    [path] = (tmp_folders.outputs / "loras").glob("ComfyUI_extracted_lora_*_.safetensors")
-    assert path.name == "ComfyUI_extracted_lora_00001_.safetensors"
+    [path] = (tmp_folders.outputs / "loras").glob("graphflow_extracted_lora_*_.safetensors")  # the default prefix
+    assert path.name == "graphflow_extracted_lora_00001_.safetensors"
     file = load_file(str(path))
     a, b = load_file(str(files[0])), load_file(str(files[1]))
     names = {"diffusion_model.input_blocks.0.0": "model.diffusion_model.input_blocks.0.0.weight",  # conv 3x3
