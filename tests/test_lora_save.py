@@ -18,8 +18,9 @@ from graphflow.models.checkpoint import load_checkpoint  # noqa: E402
 from graphflow.models.file_kind import identify  # noqa: E402
 from graphflow.models.lora import LoraError, apply_lora  # noqa: E402
 from graphflow.models.lora_extract import extract_lora, quantile, save_lora  # noqa: E402
-from graphflow.testing import write_checkpoint  # noqa: E402
+from graphflow.testing import write_checkpoint, write_flow_checkpoint  # noqa: E402
 from graphflow.workflow import parse_workflow  # noqa: E402
+from tests.test_flow_models import flux_any_width  # noqa: E402,F401
 
 PREFIX = "loras/ComfyUI_extracted_lora"  # ComfyUI's default, as its graphs carry it
 
@@ -264,3 +265,48 @@ def test_bad_inputs_name_the_node_and_input(builtin_registry, tmp_folders):
     assert result.status in ("invalid", "error")
     assert [(n, i) for n, i, _ in problems] == [("5", "filename_prefix")], problems
     assert not list(tmp_folders.home.parent.rglob("escaped*"))
+
+
+def test_flux_lora_loads_in_diffusers_as_in_ours(tmp_path, flux_any_width):  # noqa: F811
+    """diffusers reads ComfyUI-layout FLUX LoRAs (diffusion_model. -> its kohya conversion) for the
+    double / single blocks; the same file in both gives the same transformer output."""
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.merge import merge_models
+    from tests.test_flow_lora import kohya_flux_conversion, load_flux, run_flux
+
+    model, theirs, cfg = load_flux(tmp_path)
+    other = load_diffusion_model(write_flow_checkpoint(tmp_path / "b.safetensors", "flux_dev", dtype=torch.float32,
+                                                       seed=9), device="cpu", dtype=torch.float32)
+    diff = merge_models(other, model, lambda name: (0.1, -0.1))
+    path = save_lora(tmp_path / "extracted.safetensors", diff, None, 4, "standard", False)
+    blocks = {k: v.float() for k, v in load_file(str(path)).items()
+              if k.startswith(("diffusion_model.double_blocks.", "diffusion_model.single_blocks."))}
+    assert "diffusion_model.single_blocks.0.linear1.lora_up.weight" in blocks
+    save_file(blocks, str(tmp_path / "blocks.safetensors"))
+    theirs.load_lora_adapter(kohya_flux_conversion(cfg)(dict(blocks)), prefix="transformer", adapter_name="x")
+    patched, _ = apply_lora(model, None, tmp_path / "blocks.safetensors", 1.0, 0.0)
+    plain, _ = run_flux(model, theirs, cfg)
+    ours, diffusers = run_flux(patched, theirs, cfg)
+    assert (ours - plain).abs().max() > 1e-3
+    assert (ours - diffusers).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("family", ["flux_dev", "sd3_medium"])
+def test_flow_model_full_rank_round_trip(tmp_path, family):
+    """FLUX / SD3 (and their CLIP towers) in their own module names, which ComfyUI's are; as in
+    ComfyUI only .weight / .bias parameters are written (not RMSNorm scales or SD3's pos_embed)."""
+    from graphflow.models.merge import merge_clips, merge_models
+
+    base, tuned = (load_checkpoint(write_flow_checkpoint(tmp_path / f"{seed}.safetensors", family, seed=seed),
+                                   device="cpu", dtype=torch.float32) for seed in (0, 5))
+    model_diff = merge_models(tuned.model, base.model, lambda name: (1.0, -1.0))
+    clip_diff = merge_clips(tuned.clip, base.clip, lambda name: (1.0, -1.0))
+    path = save_lora(tmp_path / "full.safetensors", model_diff, clip_diff, 4096, "standard", True, clamp_quantile=None)
+    file = load_file(str(path))
+    assert not any(k.endswith((".scale.diff", "pos_embed.diff")) for k in file)
+    model, clip = lora_on(path, base)
+    want = {k: v for k, v in tuned.model.unet.state_dict().items() if k.endswith((".weight", ".bias"))}
+    assert_matches(patched(model.unet, model.patches), want)
+    for tower, tuned_tower in zip(clip.towers, tuned.clip.towers):
+        assert_matches(patched(tower.model, tower.patches),
+                       {k: v for k, v in tuned_tower.model.state_dict().items() if v.is_floating_point()})
