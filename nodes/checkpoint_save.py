@@ -152,6 +152,9 @@ class LoraSave(Node):
             raise NodeInputError("model_diff", "nothing to extract: connect model_diff (a ModelMergeSubtract "
                                                "output) and/or text_encoder_diff (a CLIPMergeSubtract output)")
         path = _output_path(self.filename_prefix)
-        save_lora(path, self.model_diff, self.text_encoder_diff, self.rank, self.lora_type, self.bias_diff,
-                  _workflow_metadata())
+        try:
+            save_lora(path, self.model_diff, self.text_encoder_diff, self.rank, self.lora_type, self.bias_diff,
+                      _workflow_metadata())
+        except ValueError as e:
+            raise NodeInputError("text_encoder_diff", str(e)) from None
         _show_saved([path])

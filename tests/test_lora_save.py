@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 sys.path.insert(0, str(Path(__file__).parent))
 from test_nodes_image_mask import call  # noqa: E402
 
+from graphflow.context import NodeInputError  # noqa: E402
 from graphflow.executor import Executor  # noqa: E402
 from graphflow.memory import manager  # noqa: E402
 from graphflow.models.checkpoint import load_checkpoint  # noqa: E402
@@ -310,3 +311,16 @@ def test_flow_model_full_rank_round_trip(tmp_path, family):
     for tower, tuned_tower in zip(clip.towers, tuned.clip.towers):
         assert_matches(patched(tower.model, tower.patches),
                        {k: v for k, v in tuned_tower.model.state_dict().items() if v.is_floating_point()})
+
+
+def test_a_t5_only_text_encoder_difference_is_refused(builtin_registry, tmp_folders, tmp_path):
+    from graphflow.models.text_encoder_files import load_text_encoders
+    from graphflow.testing import write_flow_text_encoder
+
+    encoders = [load_text_encoders([write_flow_text_encoder(tmp_path / f"t5_{seed}.safetensors", "t5xxl", seed=seed)],
+                                   "sd3", device="cpu", dtype=torch.float32) for seed in (1, 2)]
+    diff = call(builtin_registry, "CLIPMergeSubtract", clip1=encoders[1], clip2=encoders[0])
+    with pytest.raises(NodeInputError, match="no CLIP tower") as caught:
+        call(builtin_registry, "LoraSave", text_encoder_diff=diff)
+    assert caught.value.input == "text_encoder_diff"
+    assert not list(tmp_folders.outputs.rglob("*.safetensors"))

@@ -61,7 +61,7 @@ def lora_parts(state: dict[str, torch.Tensor], prefix: str, rank: int, lora_type
     """The LoRA file's tensors for one network's difference state (parameter name -> tensor)."""
     if lora_type not in ("standard", "full_diff"):
         raise ValueError(f"lora_type must be 'standard' or 'full_diff', got {lora_type!r}")
-    out = {}
+    out, device = {}, manager().device  # the SVDs on the GPU where there is one, as ComfyUI does
     for name, value in state.items():
         if name.endswith(".weight"):
             module = prefix + name[:-len(".weight")]
@@ -69,7 +69,7 @@ def lora_parts(state: dict[str, torch.Tensor], prefix: str, rank: int, lora_type
                 if lora_type == "full_diff" or bias_diff:
                     out[module + ".diff"] = value
                 continue
-            up, down = extract_lora(value, rank, clamp_quantile)
+            up, down = extract_lora(value.to(device), rank, clamp_quantile)
             out[module + ".lora_up.weight"], out[module + ".lora_down.weight"] = up, down
         elif bias_diff and name.endswith(".bias"):
             out[prefix + name[:-len(".bias")] + ".diff_b"] = value
@@ -103,5 +103,7 @@ def save_lora(path, model, clip, rank: int, lora_type: str, bias_diff: bool, ext
     if model is not None:
         state.update(model_lora(model, rank, lora_type, bias_diff, clamp_quantile))
     if clip is not None:
+        if not clip.towers:
+            raise ValueError("this text encoder has no CLIP tower; T5 differences are not extracted")
         state.update(text_encoder_lora(clip, rank, lora_type, bias_diff, clamp_quantile))
     return _save(path, state, {}, extra_metadata)
