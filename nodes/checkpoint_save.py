@@ -5,8 +5,8 @@ LoraSave: a LoRA extracted from a model difference (graphflow.models.lora_extrac
 
 import re
 
-from graphflow.api import (CLIP, MODEL, VAE, Bool, Choice, ComfyAlias, Int, Node, NodeInputError, Text, current_workflow,
-                           folders, show)
+from graphflow.api import (CLIP, MODEL, VAE, Bool, Choice, ComfyAlias, Int, Node, NodeInputError, Text,
+                           current_workflow, folders, show)
 from graphflow.choices import LORA_EXTRACT_TYPES
 
 

@@ -190,7 +190,8 @@ def test_reader_takes_comfyui_text_encoder_names_and_bias_diffs(pairs, tmp_path)
     g_tower, l_tower = clip.tower("clip_g"), clip.tower("clip_l")
     torch.testing.assert_close(patched(g_tower.model, g_tower.patches)["text_projection.weight"],
                                proj - 2.0 * tensors["text_encoders.clip_g.transformer.text_projection.diff"])
-    k_bias = [v for k, v in patched(l_tower.model, l_tower.patches).items() if k.endswith("layers.0.self_attn.k_proj.bias")]
+    k_bias = [v for k, v in patched(l_tower.model, l_tower.patches).items()
+              if k.endswith("layers.0.self_attn.k_proj.bias")]
     original = base.clip.tower("clip_l").transformer.encoder.layers[0].self_attn.k_proj.bias
     torch.testing.assert_close(k_bias[0], original - 2.0 * tensors[
         "text_encoders.clip_l.transformer.text_model.encoder.layers.0.self_attn.k_proj.diff_b"])
@@ -235,7 +236,8 @@ def test_comfyui_graph_extracts_a_lora_into_the_outputs(builtin_registry, tmp_fo
         path = tmp_folders.outputs / "loras" / f"ComfyUI_extracted_lora_{run:05d}_.safetensors"
         assert path.is_file()
     file = load_file(str(path))
-    assert any(k.startswith("diffusion_model.") for k in file) and any(k.startswith("text_encoders.clip_l.") for k in file)
+    assert any(k.startswith("diffusion_model.") for k in file)
+    assert any(k.startswith("text_encoders.clip_l.") for k in file)
     assert file["diffusion_model.input_blocks.1.1.proj_in.lora_down.weight"].shape[0] == 8
 
     # the file is a LoRA our LoraLoader takes from models/loras, moving the base towards the fine-tune
