@@ -127,7 +127,7 @@ class LoraModule:
                 "diff": [{"diff"}], "bias diff": []}[self.kind]
         if "hada_t1" in has or "hada_t2" in has:
             need.append({"hada_t1", "hada_t2"})
-        missing = sorted(set().union(set(), *need) - has)
+        missing = sorted(set().union(*need) - has)
         return f"a {self.kind} module needs {', '.join(missing)}" if missing else None
 
     def delta(self, shape: torch.Size, device) -> torch.Tensor:
