@@ -57,3 +57,5 @@ COMPUTE_DTYPES = ("default", "fp32", "fp16", "bf16")
 # graphflow.models.flux_controlnet read the number.
 UNION_CONTROLNET_TYPES = ("auto", "openpose", "depth", "hed/pidi/scribble/ted", "canny/lineart/anime_lineart/mlsd",
                           "normal", "segment", "tile", "repaint")
+# LoraSave's lora_type (graphflow.models.lora_extract): low-rank up/down pairs, or whole differences.
+LORA_EXTRACT_TYPES = ("standard", "full_diff")

@@ -1,10 +1,13 @@
 """CheckpointSave: write a MODEL, CLIP and VAE (merged, LoRA-patched, ...) as one single-file
 checkpoint that our loader, ComfyUI and diffusers read; ModelSave / CLIPSave / VAESave: each
-part alone, in the files ComfyUI's nodes of those names write (graphflow.models.checkpoint_save)."""
+part alone, in the files ComfyUI's nodes of those names write (graphflow.models.checkpoint_save);
+LoraSave: a LoRA extracted from a model difference (graphflow.models.lora_extract)."""
 
 import re
 
-from graphflow.api import CLIP, MODEL, VAE, ComfyAlias, Node, NodeInputError, Text, current_workflow, folders, show
+from graphflow.api import (CLIP, MODEL, VAE, Bool, Choice, ComfyAlias, Int, Node, NodeInputError, Text,
+                           current_workflow, folders, show)
+from graphflow.choices import LORA_EXTRACT_TYPES
 
 
 def _next_counter(folder, stem: str) -> int:
@@ -121,4 +124,37 @@ class VAESave(Node):
             raise NodeInputError("vae", "a tiny preview VAE (TAESD) is not saved; give a full VAE")
         path = _output_path(self.filename_prefix)
         save_vae(path, self.vae, _workflow_metadata())
+        _show_saved([path])
+
+
+class LoraSave(Node):
+    """Extract a LoRA from a model difference and save it in the outputs folder (the prefix may
+    name a subfolder; move the file to models/loras to load it with LoadLoRA). Connect
+    ModelMergeSubtract (fine-tune minus base) to model_diff and/or CLIPMergeSubtract to
+    text_encoder_diff. standard: each linear / conv / embedding weight becomes a rank-`rank` LoRA
+    (truncated SVD, factors clamped at their 99th percentile as in ComfyUI); full_diff: every
+    weight is stored whole (exact, large). bias_diff also stores biases and norm weights. Written
+    in ComfyUI's key layout (diffusion_model. / text_encoders.), float16."""
+    category = "_for_testing"
+    output_node = True
+    filename_prefix: str = Text("loras/graphflow_extracted_lora", file_name=True)
+    rank: int = Int(8, min=1, max=4096)
+    lora_type: str = Choice(LORA_EXTRACT_TYPES, "standard")
+    bias_diff: bool = Bool(True)
+    model_diff: MODEL = None
+    text_encoder_diff: CLIP = None
+    comfy = ComfyAlias(("LoraSave",), optional=("model_diff", "text_encoder_diff"))
+
+    def run(self):
+        from graphflow.models.lora_extract import save_lora
+
+        if self.model_diff is None and self.text_encoder_diff is None:
+            raise NodeInputError("model_diff", "nothing to extract: connect model_diff (a ModelMergeSubtract "
+                                               "output) and/or text_encoder_diff (a CLIPMergeSubtract output)")
+        path = _output_path(self.filename_prefix)
+        try:
+            save_lora(path, self.model_diff, self.text_encoder_diff, self.rank, self.lora_type, self.bias_diff,
+                      _workflow_metadata())
+        except ValueError as e:
+            raise NodeInputError("text_encoder_diff", str(e)) from None
         _show_saved([path])

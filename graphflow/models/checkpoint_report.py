@@ -150,8 +150,10 @@ def _lora_detail(shapes) -> str:
         if part == "lora_down.weight":
             ranks[shape[0]] += 1
         types.add("LoHa" if part.startswith("hada_") else "LoKr" if part.startswith("lokr_")
-                  else "DoRA" if part == "dora_scale" else "full-diff" if part == "diff" else "LoRA")
-    targets = Counter("text encoder" if n.startswith("lora_te") else "diffusion model" for n in modules)
+                  else "DoRA" if part == "dora_scale" else "full-diff" if part == "diff"
+                  else "bias-diff" if part == "diff_b" else "LoRA")
+    targets = Counter("text encoder" if n.startswith(("lora_te", "text_encoders.")) else "diffusion model"
+                      for n in modules)
     rank = ", ".join(f"{r}" for r, _ in ranks.most_common(4)) or "n/a"
     return (f"{len(modules)} modules ({', '.join(f'{n} {t}' for t, n in targets.items())}); "
             f"rank {rank}; {', '.join(sorted(types))}")

@@ -87,7 +87,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         return FileKind("GLIGEN text-box model", "gligen", "LoadGLIGEN")
     if _has(shapes, "image_proj.") and _has(shapes, "ip_adapter."):
         return FileKind("IP-Adapter", "ipadapter", "IPAdapterModelLoader")
-    if any(k.startswith("lora_") or any(p in k for p in _LORA_PARTS) for k in shapes):
+    if any(k.startswith("lora_") or any(p in k for p in _LORA_PARTS) for k in shapes) \
+            or shapes and all(k.endswith((".diff", ".diff_b")) for k in shapes):  # full-diff LoRA (LoraSave)
         return FileKind("LoRA", "loras", "LoadLoRA")
     if any(k.startswith("transformer_blocks.") and ".attn.add_q_proj." in k
            or k.startswith("single_transformer_blocks.") and ".proj_mlp." in k for k in shapes):

@@ -9,7 +9,8 @@ Formats (per patched layer, all in float32; `strength` multiplies the whole chan
   LoKr          `lokr_w1` or `lokr_w1_a @ lokr_w1_b`, `lokr_w2` or `lokr_w2_a @ lokr_w2_b` (or CP
                 with `lokr_t2`): delta = s kron(w1, w2), s = alpha / r when a factor is
                 decomposed (r = its rank), else 1
-  full diff     `diff`: delta = diff
+  full diff     `diff`: delta = diff (any weight: linear, conv, norm, embedding)
+  bias diff     `diff_b`: the module's bias + diff_b (alone or beside any of the above)
   DoRA          any of the above with `dora_scale` (LyCORIS/kohya) or `lora_magnitude_vector`
                 (PEFT): W' = dora_scale * (W + delta) / ||W + delta||, the norm taken per output
                 row when dora_scale has one entry per output, else per input column (as ComfyUI
@@ -24,7 +25,9 @@ Key layouts:
                 path + `.lora_A.weight` / `.lora_B.weight` (or `.lora.down.weight` /
                 `.lora.up.weight`, or old attention processors' `processor.to_q_lora.down.weight`),
                 `.alpha`, `.lora_magnitude_vector`; PEFT's `base_model.model.` is dropped
-  ComfyUI/BFL   `diffusion_model.` + the model's own module path + the parts of either layout
+  ComfyUI/BFL   `diffusion_model.` + the model's own module path + the parts of either layout;
+                text encoders as `text_encoders.<clip_l|clip_g|clip_h>.transformer.` + the module's
+                path in transformers' names (what ComfyUI's LoraSave writes, graphflow.models.lora_extract)
   FLUX / SD3    also diffusers' module names (`transformer.transformer_blocks.0.attn.to_q`,
                 `single_transformer_blocks.0.proj_mlp`, kohya-style `lora_transformer_...`):
                 separate q/k/v (and FLUX's proj_mlp) patch row blocks of our fused qkv / linear1
@@ -55,7 +58,7 @@ from .flow_lora_names import flow_lora_names
 from .text_encoders import TextEncoder
 
 UNSUPPORTED = {"w_norm": "GLoRA/norm", "on_input": "IA3", "oft_": "OFT", "boft_": "BOFT", "a1.weight": "GLoRA"}
-PARTS = ("lora_down.weight", "lora_up.weight", "lora_mid.weight", "alpha", "dora_scale", "diff",
+PARTS = ("lora_down.weight", "lora_up.weight", "lora_mid.weight", "alpha", "dora_scale", "diff", "diff_b",
          "hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2",
          "lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2")
 # diffusers/PEFT part spellings -> kohya's
@@ -71,6 +74,7 @@ DIFFUSERS_PREFIXES = {"unet.": "lora_unet_", "transformer.": "lora_unet_", "diff
 # old diffusers attention-processor LoRAs: attn1.processor.to_q_lora -> attn1.to_q
 PROCESSOR_NAMES = {"to_q_lora": "to_q", "to_k_lora": "to_k", "to_v_lora": "to_v", "to_out_lora": "to_out.0"}
 RESNET_NAMES = {ldm: name for name, ldm in RESNET.items()}  # LDM ResBlock part -> diffusers'
+TEXT_ENCODERS = "text_encoders."  # ComfyUI's text-encoder prefix: module names kept dotted
 DORA_EPS = torch.finfo(torch.float32).eps
 
 
@@ -89,8 +93,14 @@ class LoraModule:
     parts: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
+    def patches_weight(self) -> bool:
+        return any(n != "diff_b" for n in self.parts)
+
+    @property
     def kind(self) -> str:
         names = self.parts.keys()
+        if not self.patches_weight:
+            return "bias diff"
         if any(n.startswith("hada_") for n in names):
             return "LoHa"
         if any(n.startswith("lokr_") for n in names):
@@ -114,7 +124,7 @@ class LoraModule:
                 "LoHa": [{"hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"}],
                 "LoKr": [{"lokr_w1"} if "lokr_w1" in has else {"lokr_w1_a", "lokr_w1_b"},
                          {"lokr_w2"} if "lokr_w2" in has else {"lokr_w2_a", "lokr_w2_b"}],
-                "diff": [{"diff"}]}[self.kind]
+                "diff": [{"diff"}], "bias diff": []}[self.kind]
         if "hada_t1" in has or "hada_t2" in has:
             need.append({"hada_t1", "hada_t2"})
         missing = sorted(set().union(*need) - has)
@@ -197,6 +207,9 @@ def _split_key(key: str) -> tuple[str, str]:
     """A file key -> (kohya module name, kohya part name); ('', '') when it is no LoRA key."""
     if key.startswith("base_model.model."):
         key = key[len("base_model.model."):]
+    if key.startswith(TEXT_ENCODERS):
+        part = next((p for p in PARTS if key.endswith("." + p)), "")
+        return (key[:-len(part) - 1], part) if part else (key, "")
     for prefix, kohya in DIFFUSERS_PREFIXES.items():
         if key.startswith(prefix):
             body = key[len(prefix):]
@@ -235,7 +248,7 @@ def _read_modules(path, file) -> dict[str, LoraModule]:
                 raise LoraError(f"{file}: {name} is a {UNSUPPORTED[kind]} module ({key}); supported are LoRA, "
                                 f"LoCon, LoHa, LoKr, DoRA and full-diff modules")
             if part not in PARTS:
-                if part in ("diff_b", "lora_up.bias", "lora_down.bias", "bias"):
+                if part in ("lora_up.bias", "lora_down.bias", "bias"):
                     raise LoraError(f"{file}: {key} patches a bias; bias patches are not supported")
                 raise LoraError(f"{file}: unexpected key {key!r}; expected a LoRA file: kohya-style "
                                 f"<lora_unet_|lora_te_...>.lora_down.weight / .lora_up.weight / .alpha (or "
@@ -319,16 +332,20 @@ def unet_diffusers_name(path: str, blocks: dict[str, str]) -> str | None:
     return None
 
 
-def _patchable(module: nn.Module) -> bool:
+def _patchable(module: nn.Module, every_weight: bool = False) -> bool:
+    """A layer LoRAs are trained for (linear, conv); with every_weight also any other layer with a
+    weight (norms, embeddings), which full and bias diffs patch (ComfyUI's LoraSave writes them)."""
+    if every_weight:
+        return isinstance(module._parameters.get("weight"), nn.Parameter)
     return isinstance(module, (nn.Linear, nn.Conv2d))
 
 
-def unet_lora_names(unet: nn.Module) -> dict[str, str]:
-    """kohya name (diffusers and LDM spellings) -> our UNet module path."""
+def unet_lora_names(unet: nn.Module, every_weight: bool = False) -> dict[str, str]:
+    """kohya name (diffusers and LDM spellings) -> our UNet module path (every_weight: see _patchable)."""
     blocks = unet_diffusers_blocks(unet) if hasattr(unet, "input_blocks") else {}
     names = {}
     for path, module in unet.named_modules():
-        if not _patchable(module):
+        if not _patchable(module, every_weight):
             continue
         names["lora_unet_" + path.replace(".", "_")] = path
         diffusers = unet_diffusers_name(path, blocks) if blocks else None
@@ -337,8 +354,9 @@ def unet_lora_names(unet: nn.Module) -> dict[str, str]:
     return names
 
 
-def text_lora_names(clip: TextEncoder) -> dict[str, tuple[int, str]]:
-    """kohya name -> (tower index, module path within the tower's transformers model)."""
+def text_lora_names(clip: TextEncoder, every_weight: bool = False) -> dict[str, tuple[int, str]]:
+    """kohya name -> (tower index, module path within the tower's transformers model); with
+    every_weight also ComfyUI's `text_encoders.` names, for every layer with a weight."""
     prefixes = {"sdxl": ("lora_te1_", "lora_te2_")}.get(clip.arch, ("lora_te_",))
     if clip.arch in ("sd3", "flux"):  # kohya numbers the flow models' towers CLIP-L 1, CLIP-G 2 (T5 3)
         prefixes = tuple("lora_te1_" if t is clip.clip_l else "lora_te2_" for t in clip.towers)
@@ -346,11 +364,16 @@ def text_lora_names(clip: TextEncoder) -> dict[str, tuple[int, str]]:
     for index, (tower, prefix) in enumerate(zip(clip.towers, prefixes)):
         inner = tower.transformer
         inner_path = "text_model." if inner is not tower.model else ""
+        comfy = f"{TEXT_ENCODERS}{tower.name}.transformer."
         for path, module in inner.named_modules():
-            if _patchable(module):
+            if _patchable(module, every_weight):
                 names[prefix + "text_model_" + path.replace(".", "_")] = (index, inner_path + path)
+                if every_weight:
+                    names[f"{comfy}text_model.{path}"] = (index, inner_path + path)
                 if prefix == "lora_te1_":  # diffusers' `text_encoder.` is SDXL's CLIP-L too
                     names["lora_te_text_model_" + path.replace(".", "_")] = (index, inner_path + path)
+        if every_weight and tower.projection is not None:
+            names[comfy + "text_projection"] = (index, "text_projection")
     return names
 
 
@@ -401,13 +424,30 @@ def _change(lora: LoraModule, strength: float, weight: torch.Tensor) -> torch.Te
     return lora.patched(weight, strength).to(weight.dtype)
 
 
+def _bias_change(diff: torch.Tensor, strength: float, bias: torch.Tensor) -> torch.Tensor:
+    return (bias.float() + strength * diff.to(bias.device, torch.float32)).to(bias.dtype)
+
+
 def _weight_patches(root: nn.Module, patches: dict[str, LoraModule], strength: float,
                     lora_name: str) -> tuple[WeightPatch, ...]:
     """The LoRA as weight patches on `root`, each checked against its weight's shape (on the meta
     device: nothing is computed until the manager applies them)."""
     out = []
     for path, lora in patches.items():
-        weight = root.get_submodule(path).weight
+        module = root.get_submodule(path)
+        diff_b = lora.parts.get("diff_b") if isinstance(lora, LoraModule) else None
+        if diff_b is not None:
+            if module._parameters.get("bias") is None or module.bias.numel() != diff_b.numel():
+                has = "no bias" if module._parameters.get("bias") is None else f"a bias of {tuple(module.bias.shape)}"
+                raise LoraError(f"{lora_name}: {path}: its diff_b {tuple(diff_b.shape)} does not fit: the layer has "
+                                f"{has}; the LoRA was probably made for another architecture or model size")
+            out.append(WeightPatch(path + ".bias", functools.partial(_bias_change, diff_b.reshape(module.bias.shape),
+                                                                     strength)))
+            if not lora.patches_weight:
+                continue
+        elif isinstance(lora, SlicedLora) and any("diff_b" in piece.parts for _, piece in lora.pieces):
+            raise LoraError(f"{lora_name}: {path}: bias diffs of separate q/k/v modules are not supported")
+        weight = module.weight
         try:
             lora.patched(torch.empty(weight.shape, device="meta"), strength)
         except ValueError as e:
@@ -428,9 +468,9 @@ def apply_lora(model: DiffusionModel | None, clip: TextEncoder | None, lora_path
     read_lora already read (hooks re-apply one LoRA at several strengths), lora_path then names it."""
     name = Path(lora_path).name
     modules = read_lora(lora_path) if modules is None else modules
-    unet_names = unet_lora_names(model.unet) if model is not None else {}
+    unet_names = unet_lora_names(model.unet, every_weight=True) if model is not None else {}
     flow_names = flow_lora_names(model.unet) if model is not None else {}
-    text_names = text_lora_names(clip) if clip is not None else {}
+    text_names = text_lora_names(clip, every_weight=True) if clip is not None else {}
     unet_patches, text_patches, unmatched = {}, {}, []
     for key, lora in modules.items():
         if key in unet_names:
@@ -446,7 +486,7 @@ def apply_lora(model: DiffusionModel | None, clip: TextEncoder | None, lora_path
         elif key in text_names:
             tower, path = text_names[key]
             text_patches.setdefault(tower, {})[path] = lora
-        elif clip is None and key.startswith("lora_te"):
+        elif clip is None and key.startswith(("lora_te", TEXT_ENCODERS)):
             continue
         else:
             unmatched.append(key)
