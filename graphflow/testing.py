@@ -718,7 +718,7 @@ def write_flow_controlnet(path, family: str = "sd3_medium", layout: str = "diffu
     (FLUX): a union ControlNet's mode count (controlnet_mode_embedder, as InstantX's Union: 10)."""
     from dataclasses import replace
 
-    from .models import flux_controlnet, mmdit_controlnet
+    from .models import diffusers_names, flux_controlnet, mmdit_controlnet
 
     if layout not in ("diffusers", "ours"):
         raise ValueError(f"layout must be 'diffusers' or 'ours', got {layout!r}")
@@ -730,9 +730,9 @@ def write_flow_controlnet(path, family: str = "sd3_medium", layout: str = "diffu
         config = mmdit_controlnet.MMDiTControlNetConfig(
             model=model if joint else replace(model, x_self_attn_layers=(), qk_norm=False),
             hint_channels=base.in_channels + inpainting, joint=joint)
-        top = {**mmdit_controlnet._TOP, "pos_embed.pos_embed": "pos_embed"}
-        blocks = {"transformer_blocks": ("joint_blocks", mmdit_controlnet._BLOCK) if joint
-                  else ("blocks", mmdit_controlnet._SINGLE_BLOCK)}
+        top = {**diffusers_names.SD3_TOP, "pos_embed.pos_embed": "pos_embed"}
+        blocks = {"transformer_blocks": ("joint_blocks", diffusers_names.SD3_JOINT_BLOCK) if joint
+                  else ("blocks", diffusers_names.SD3_SINGLE_BLOCK)}
         with torch.device("meta"):
             shapes = _module_shapes(mmdit_controlnet.MMDiTControlNet(config))
     else:
@@ -740,9 +740,9 @@ def write_flow_controlnet(path, family: str = "sd3_medium", layout: str = "diffu
             model=replace(base, depth=1, depth_single_blocks=0 if hint_block else 1, in_channels=64, out_channels=64),
             hint_channels=68 if inpainting else 64, hint_block=(16, 16, 16, 16) if hint_block else None,
             modes=modes)
-        top = flux_controlnet._TOP
-        blocks = {"transformer_blocks": ("double_blocks", flux_controlnet._DOUBLE),
-                  "single_transformer_blocks": ("single_blocks", flux_controlnet._SINGLE)}
+        top = diffusers_names.FLUX_TOP
+        blocks = {"transformer_blocks": ("double_blocks", diffusers_names.FLUX_DOUBLE_BLOCK),
+                  "single_transformer_blocks": ("single_blocks", diffusers_names.FLUX_SINGLE_BLOCK)}
         with torch.device("meta"):
             shapes = _module_shapes(flux_controlnet.FluxControlNet(config))
     state = random_state(shapes, seed, dtype)
