@@ -15,6 +15,7 @@ counts follow the loaders' conventions, so a file's detected configuration is wh
 Weights are Gaussian, scaled by 1/sqrt(fan_in) so activations stay O(1); norm weights near 1.
 """
 
+import json
 from pathlib import Path
 
 import torch
@@ -391,6 +392,32 @@ def write_flow_text_encoder(path, name: str, seed: int = 2, dtype=torch.float16,
     state = random_state(_flow_tower_shapes(name, scaled_down), seed, torch.float32)
     save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}, str(path))
     return Path(path)
+
+
+def shard_file(path, shards: int = 3) -> Path:
+    """Split a safetensors file into a sharded set as transformers and diffusers save one:
+    {stem}-00001-of-00003.safetensors, ... (each a run of the tensors, the metadata in every one)
+    and {name}.index.json, whose weight_map names each tensor's shard. The file itself is
+    removed; returns the index's path."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    with safe_open(str(path), framework="pt") as f:
+        metadata, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    keys = sorted(state)
+    if not 1 < shards <= len(keys):
+        raise ValueError(f"{path.name}: cannot split {len(keys)} tensors into {shards} shards")
+    stem, weight_map = path.name.removesuffix(".safetensors"), {}
+    for i in range(shards):
+        name = f"{stem}-{i + 1:05d}-of-{shards:05d}.safetensors"
+        part = keys[i * len(keys) // shards:(i + 1) * len(keys) // shards]
+        save_file({k: state[k] for k in part}, str(path.parent / name), metadata)
+        weight_map.update(dict.fromkeys(part, name))
+    total = sum(t.numel() * t.element_size() for t in state.values())
+    index = path.parent / (path.name + ".index.json")
+    index.write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+    path.unlink()
+    return index
 
 
 def write_esrgan(path, num_filters: int = 8, num_blocks: int = 1, scale: int = 4, seed: int = 0) -> Path:

@@ -6,7 +6,8 @@ a damaged or truncated safetensors file, a checkpoint whose architecture cannot 
 a file of another kind than its loader takes (a LoRA given to the ControlNet loader: the kind as
 graphflow.models.file_kind tells it, with the folder and loader it belongs to).
 Only headers are read (a pickle's object stream is unpickled with its tensors memory-mapped), so
-it costs milliseconds; answers are kept per file state (path, size, modification time).
+it costs milliseconds; answers are kept per file state (path, size, modification time; a
+sharded set's shards' too).
 """
 
 from pathlib import Path
@@ -16,8 +17,9 @@ _answers: dict[tuple, str | None] = {}
 
 def model_file_problem(kind: str, path: Path) -> str | None:
     """Why the model file at `path` (a file of models folder `kind`) cannot be loaded, or None."""
-    stat = path.stat()
-    key = (str(path), kind, stat.st_size, stat.st_mtime_ns)
+    from .weight_files import file_state
+
+    key = (str(path), kind, file_state(path))
     if key not in _answers:
         if len(_answers) > 256:
             _answers.clear()
