@@ -49,6 +49,9 @@ COMFY_KINDS = {"clip": "text_encoders", "unet": "diffusion_models"}
 MODEL_KINDS = ("checkpoints", "diffusion_models", "loras", "vae", "text_encoders", "controlnet", "upscale_models",
                "clip_vision", "style_models", "embeddings", "hypernetworks", "gligen", "ipadapter", "vae_approx")
 
+# kinds whose models are folders, not files (a diffusers model_index.json and its parts' subfolders)
+FOLDER_KINDS = ("diffusers",)
+
 
 def load_extra_model_paths(path: Path) -> dict[str, list[Path]]:
     """Read a ComfyUI-style extra_model_paths.yaml: {kind: [folders]}. Each section maps model
@@ -147,10 +150,16 @@ class Folders:
 
     def list_model_folders(self, kind: str) -> list[str]:
         """Folders (names relative to a search-path folder) holding a model_index.json: diffusers'
-        model folders, as downloaded from Hugging Face."""
+        model folders, as downloaded from Hugging Face; or a unet/ or transformer/ with its
+        config.json, so that one whose model_index.json is missing is offered, and validation
+        says what it lacks."""
         names = set()
         for base in self.model_dirs(kind):
-            names.update(name.rsplit("/", 1)[0] for name in _walk_files(base) if name.endswith("/model_index.json"))
+            for name in _walk_files(base):
+                if name.endswith("/model_index.json"):
+                    names.add(name.rsplit("/", 1)[0])
+                elif name.endswith(("/unet/config.json", "/transformer/config.json")):
+                    names.add(name.rsplit("/", 2)[0])
         return sorted(names)
 
     def find_model_folder(self, kind: str, name: str) -> Path:

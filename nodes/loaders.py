@@ -54,7 +54,7 @@ class LoadDiffusers(Node):
     or for SD3/FLUX the sampling shift (FLUX dev's resolution-dependent one where
     use_dynamic_shifting is set)."""
     category = "advanced/loaders/deprecated"
-    model_path: str = Choice(lambda: folders.list_model_folders("diffusers"))
+    model_path: str = Choice(lambda: folders.list_model_folders("diffusers"), model_folder="diffusers")
     outputs = {"model": MODEL, "clip": CLIP, "vae": VAE}
     comfy = ComfyAlias(("DiffusersLoader",))
 

@@ -1,6 +1,7 @@
 """What validation says about a model file a workflow names, before anything runs.
 
-A file the loader would refuse is reported as a problem of the input that names it: a pickle
+A file (or a diffusers model folder) the loader would refuse is reported as a problem of the
+input that names it: a pickle
 that PyTorch's restricted unpickler refuses (it would run code; nothing of it runs here either),
 a damaged or truncated safetensors file, a checkpoint whose architecture cannot be detected, and
 a file of another kind than its loader takes (a LoRA given to the ControlNet loader: the kind as
@@ -16,7 +17,10 @@ _answers: dict[tuple, str | None] = {}
 
 
 def model_file_problem(kind: str, path: Path) -> str | None:
-    """Why the model file at `path` (a file of models folder `kind`) cannot be loaded, or None."""
+    """Why the model file at `path` (a file of models folder `kind`, or a diffusers model folder)
+    cannot be loaded, or None."""
+    if path.is_dir():
+        return _folder_problem(path)  # a few small JSON files and headers: read anew each time
     from .weight_files import file_state
 
     key = (str(path), kind, file_state(path))
@@ -56,3 +60,25 @@ def _wrong_kind(kind: str, f) -> str | None:
     if found is None or found.folder == kind or found.folder in ALSO_LOADS.get(kind, ()):
         return None
     return f"{f.path.name} is not a file for models/{kind}/. {found.advice()}"
+
+
+def _folder_problem(path: Path) -> str | None:
+    """A diffusers folder's layout as its loader reads it (graphflow.models.diffusers_layout: no
+    model_index.json, no unet/ or transformer/, a listed part missing or without weights), then its
+    parts' safetensors headers (a missing shard, a truncated file). Pickled parts are left to the
+    loader: reading them needs torch."""
+    from .diffusers_layout import FlowFolder, read_folder
+    from .weight_files import INDEX_SUFFIX, CheckpointError, WeightFile
+
+    try:
+        folder = read_folder(path)
+    except CheckpointError as e:
+        return str(e)
+    model = folder.transformer if isinstance(folder, FlowFolder) else folder.unet
+    for file in (model, folder.vae, *folder.text.values()):
+        if file is not None and file.name.endswith((".safetensors", ".safetensors" + INDEX_SUFFIX)):
+            try:
+                WeightFile(file).close()
+            except CheckpointError as e:
+                return f"{path.name}/{file.parent.name}/{e}"
+    return None
