@@ -182,43 +182,6 @@ SD3_TOP = {
 }
 
 
-def fused_names(keys, top: dict, block_prefixes: dict[str, tuple[str, dict]],
-                what: str = "a diffusers-layout ControlNet") -> dict[str, list[str]]:
-    """{our key: [diffusers keys, concatenated in this order along dim 0]}. top: diffusers stem ->
-    ours; block_prefixes: diffusers block list -> (our block list, {stem: (our stem, part)})."""
-    parts: dict[str, dict[int, str]] = {}
-    for key in keys:
-        stem, param = key.rsplit(".", 1)
-        name = None
-        if stem in top:
-            name = f"{top[stem]}.{param}"
-        elif key in top:
-            name = top[key]
-        else:
-            head, index, rest = (stem.split(".", 2) + ["", ""])[:3]
-            if head in block_prefixes and rest in block_prefixes[head][1]:
-                ours, part = block_prefixes[head][1][rest]
-                param = "scale" if ours.endswith("_norm") and param == "weight" else param
-                parts.setdefault(f"{block_prefixes[head][0]}.{index}.{ours}.{param}", {})[part] = key
-                continue
-            if head in ("controlnet_blocks", "controlnet_single_blocks"):
-                name = key
-        if name is None:
-            raise CheckpointError(f"unexpected key {key!r} in {what}")
-        parts.setdefault(name, {})[0] = key
-    return {k: [v[i] for i in sorted(v)] for k, v in parts.items()}
-
-
-
-def fused_shapes(shapes: dict, names: dict[str, list[str]]) -> dict[str, tuple]:
-    out = {}
-    for ours, theirs in names.items():
-        first = tuple(shapes[theirs[0]])
-        out[ours] = (sum(shapes[k][0] for k in theirs), *first[1:]) if first else first
-    return out
-
-
-
 # diffusers' FluxTransformerBlock (double) names -> BFL's
 FLUX_DOUBLE_BLOCK = {
     "norm1.linear": ("img_mod.lin", 0), "norm1_context.linear": ("txt_mod.lin", 0),
@@ -248,6 +211,41 @@ FLUX_TOP = {
     "time_text_embed.text_embedder.linear_1": "vector_in.in_layer",
     "time_text_embed.text_embedder.linear_2": "vector_in.out_layer",
 }
+
+
+def fused_names(keys, top: dict, block_prefixes: dict[str, tuple[str, dict]],
+                what: str = "a diffusers-layout ControlNet") -> dict[str, list[str]]:
+    """{our key: [diffusers keys, concatenated in this order along dim 0]}. top: diffusers stem ->
+    ours; block_prefixes: diffusers block list -> (our block list, {stem: (our stem, part)})."""
+    parts: dict[str, dict[int, str]] = {}
+    for key in keys:
+        stem, param = key.rsplit(".", 1)
+        name = None
+        if stem in top:
+            name = f"{top[stem]}.{param}"
+        elif key in top:
+            name = top[key]
+        else:
+            head, index, rest = (stem.split(".", 2) + ["", ""])[:3]
+            if head in block_prefixes and rest in block_prefixes[head][1]:
+                ours, part = block_prefixes[head][1][rest]
+                param = "scale" if ours.endswith("_norm") and param == "weight" else param
+                parts.setdefault(f"{block_prefixes[head][0]}.{index}.{ours}.{param}", {})[part] = key
+                continue
+            if head in ("controlnet_blocks", "controlnet_single_blocks"):
+                name = key
+        if name is None:
+            raise CheckpointError(f"unexpected key {key!r} in {what}")
+        parts.setdefault(name, {})[0] = key
+    return {k: [v[i] for i in sorted(v)] for k, v in parts.items()}
+
+
+def fused_shapes(shapes: dict, names: dict[str, list[str]]) -> dict[str, tuple]:
+    out = {}
+    for ours, theirs in names.items():
+        first = tuple(shapes[theirs[0]])
+        out[ours] = (sum(shapes[k][0] for k in theirs), *first[1:]) if first else first
+    return out
 
 
 # diffusers' output layer -> ours (its norm_out rows are (scale, shift): swapped back on reading)

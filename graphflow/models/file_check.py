@@ -1,11 +1,11 @@
 """What validation says about a model file a workflow names, before anything runs.
 
-A file (or a diffusers model folder) the loader would refuse is reported as a problem of the
-input that names it: a pickle
+A file the loader would refuse is reported as a problem of the input that names it: a pickle
 that PyTorch's restricted unpickler refuses (it would run code; nothing of it runs here either),
 a damaged or truncated safetensors file, a checkpoint whose architecture cannot be detected, and
 a file of another kind than its loader takes (a LoRA given to the ControlNet loader: the kind as
-graphflow.models.file_kind tells it, with the folder and loader it belongs to).
+graphflow.models.file_kind tells it, with the folder and loader it belongs to). So is a diffusers
+model folder its loader would refuse (an incomplete download: a part or a shard missing).
 Only headers are read (a pickle's object stream is unpickled with its tensors memory-mapped), so
 it costs milliseconds; answers are kept per file state (path, size, modification time; a
 sharded set's shards' too).
