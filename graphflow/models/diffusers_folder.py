@@ -22,6 +22,9 @@ shift_factor come from vae/config.json, the sampling shift from scheduler_config
 (FlowMatchEulerDiscreteScheduler: a fixed `shift`, or with use_dynamic_shifting FLUX's
 resolution-dependent one from base_shift to max_shift). Any component may be sharded
 (`*.safetensors.index.json`, read through graphflow.models.weight_files).
+
+Which files and configs a folder holds is read by graphflow.models.diffusers_layout (torch-free:
+validation checks a folder through it before a run); this module builds the models from them.
 """
 
 from dataclasses import replace
