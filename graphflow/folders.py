@@ -49,6 +49,9 @@ COMFY_KINDS = {"clip": "text_encoders", "unet": "diffusion_models"}
 MODEL_KINDS = ("checkpoints", "diffusion_models", "loras", "vae", "text_encoders", "controlnet", "upscale_models",
                "clip_vision", "style_models", "embeddings", "hypernetworks", "gligen", "ipadapter", "vae_approx")
 
+# kinds whose models are folders, not files (a diffusers model_index.json and its parts' subfolders)
+FOLDER_KINDS = ("diffusers",)
+
 
 def load_extra_model_paths(path: Path) -> dict[str, list[Path]]:
     """Read a ComfyUI-style extra_model_paths.yaml: {kind: [folders]}. Each section maps model
@@ -122,9 +125,12 @@ class Folders:
                 *(BUNDLED / name for name in names)]
 
     def list_models(self, kind: str) -> list[str]:
+        """The model files a loader offers. A sharded set is offered as its index: the shard files
+        an index names are left out."""
         names = set()
         for base in self.model_dirs(kind):
-            names.update(name for name in _walk_files(base) if name.lower().endswith(MODEL_EXTENSIONS))
+            found = {name for name in _walk_files(base) if name.lower().endswith(MODEL_EXTENSIONS)}
+            names.update(found - _shards(base, found))
         return sorted(names)
 
     def find_model(self, kind: str, name: str) -> Path:
@@ -135,12 +141,25 @@ class Folders:
         searched = ", ".join(str(d) for d in self.model_dirs(kind))
         raise FileNotFoundError(f"no {kind} file named {name!r} in {searched}")
 
+    def model_state(self, kind: str, name: str) -> str:
+        """A model file's identity for node caches (graphflow.models.weight_files.file_state: size
+        and modification time, a sharded set's shards' too); FileNotFoundError where there is none."""
+        from graphflow.models.weight_files import file_state
+
+        return f"{name}:{file_state(self.find_model(kind, name))}"
+
     def list_model_folders(self, kind: str) -> list[str]:
         """Folders (names relative to a search-path folder) holding a model_index.json: diffusers'
-        model folders, as downloaded from Hugging Face."""
+        model folders, as downloaded from Hugging Face; or a unet/ or transformer/ with its
+        config.json, so that one whose model_index.json is missing is offered, and validation
+        says what it lacks."""
         names = set()
         for base in self.model_dirs(kind):
-            names.update(name.rsplit("/", 1)[0] for name in _walk_files(base) if name.endswith("/model_index.json"))
+            for name in _walk_files(base):
+                if name.endswith("/model_index.json"):
+                    names.add(name.rsplit("/", 1)[0])
+                elif name.endswith(("/unet/config.json", "/transformer/config.json")):
+                    names.add(name.rsplit("/", 2)[0])
         return sorted(names)
 
     def find_model_folder(self, kind: str, name: str) -> Path:
@@ -218,6 +237,23 @@ def _walk_files(base: Path) -> list[str]:
         relative = Path(root).relative_to(base)
         names += [(relative / f).as_posix() for f in files if os.path.isfile(os.path.join(root, f))]
     return names
+
+
+def _shards(base: Path, names) -> set[str]:
+    """The files (relative to base) that the sharded sets' indexes among `names` name as shards:
+    its weight_map's shard file names, in the index's own folder. Only the index's JSON is read."""
+    from graphflow.models.weight_files import INDEX_SUFFIX, CheckpointError, read_index
+
+    shards = set()
+    for name in names:
+        if name.lower().endswith(INDEX_SUFFIX):
+            folder = name.rpartition("/")[0]
+            try:
+                weight_map = read_index(base / name)
+            except CheckpointError:
+                continue  # offered as it is: its loader says what is wrong with it
+            shards.update(f"{folder}/{shard}" if folder else shard for shard in weight_map.values())
+    return shards
 
 
 def _stays_inside(base: Path, path: Path) -> bool:

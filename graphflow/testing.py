@@ -15,6 +15,7 @@ counts follow the loaders' conventions, so a file's detected configuration is wh
 Weights are Gaussian, scaled by 1/sqrt(fan_in) so activations stay O(1); norm weights near 1.
 """
 
+import json
 from pathlib import Path
 
 import torch
@@ -417,6 +418,32 @@ def write_chroma(path, seed: int = 0, dtype=torch.float16, scaled_down: bool = T
     return Path(path)
 
 
+def shard_file(path, shards: int = 3) -> Path:
+    """Split a safetensors file into a sharded set as transformers and diffusers save one:
+    {stem}-00001-of-00003.safetensors, ... (each a run of the tensors, the metadata in every one)
+    and {name}.index.json, whose weight_map names each tensor's shard. The file itself is
+    removed; returns the index's path."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    with safe_open(str(path), framework="pt") as f:
+        metadata, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    keys = sorted(state)
+    if not 1 < shards <= len(keys):
+        raise ValueError(f"{path.name}: cannot split {len(keys)} tensors into {shards} shards")
+    stem, weight_map = path.name.removesuffix(".safetensors"), {}
+    for i in range(shards):
+        name = f"{stem}-{i + 1:05d}-of-{shards:05d}.safetensors"
+        part = keys[i * len(keys) // shards:(i + 1) * len(keys) // shards]
+        save_file({k: state[k] for k in part}, str(path.parent / name), metadata)
+        weight_map.update(dict.fromkeys(part, name))
+    total = sum(t.numel() * t.element_size() for t in state.values())
+    index = path.parent / (path.name + ".index.json")
+    index.write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+    path.unlink()
+    return index
+
+
 def write_esrgan(path, num_filters: int = 8, num_blocks: int = 1, scale: int = 4, seed: int = 0) -> Path:
     """A random-weight ESRGAN (RRDBNet, spandrel's own class) saved as .safetensors in the original
     ESRGAN key layout (model.0..., model.1.sub.N.RDB1...), as upscale-model files come."""
@@ -767,7 +794,7 @@ def write_flow_controlnet(path, family: str = "sd3_medium", layout: str = "diffu
     (FLUX): a union ControlNet's mode count (controlnet_mode_embedder, as InstantX's Union: 10)."""
     from dataclasses import replace
 
-    from .models import flux_controlnet, mmdit_controlnet
+    from .models import diffusers_names, flux_controlnet, mmdit_controlnet
 
     if layout not in ("diffusers", "ours"):
         raise ValueError(f"layout must be 'diffusers' or 'ours', got {layout!r}")
@@ -779,9 +806,9 @@ def write_flow_controlnet(path, family: str = "sd3_medium", layout: str = "diffu
         config = mmdit_controlnet.MMDiTControlNetConfig(
             model=model if joint else replace(model, x_self_attn_layers=(), qk_norm=False),
             hint_channels=base.in_channels + inpainting, joint=joint)
-        top = {**mmdit_controlnet._TOP, "pos_embed.pos_embed": "pos_embed"}
-        blocks = {"transformer_blocks": ("joint_blocks", mmdit_controlnet._BLOCK) if joint
-                  else ("blocks", mmdit_controlnet._SINGLE_BLOCK)}
+        top = {**diffusers_names.SD3_TOP, "pos_embed.pos_embed": "pos_embed"}
+        blocks = {"transformer_blocks": ("joint_blocks", diffusers_names.SD3_JOINT_BLOCK) if joint
+                  else ("blocks", diffusers_names.SD3_SINGLE_BLOCK)}
         with torch.device("meta"):
             shapes = _module_shapes(mmdit_controlnet.MMDiTControlNet(config))
     else:
@@ -789,9 +816,9 @@ def write_flow_controlnet(path, family: str = "sd3_medium", layout: str = "diffu
             model=replace(base, depth=1, depth_single_blocks=0 if hint_block else 1, in_channels=64, out_channels=64),
             hint_channels=68 if inpainting else 64, hint_block=(16, 16, 16, 16) if hint_block else None,
             modes=modes)
-        top = flux_controlnet._TOP
-        blocks = {"transformer_blocks": ("double_blocks", flux_controlnet._DOUBLE),
-                  "single_transformer_blocks": ("single_blocks", flux_controlnet._SINGLE)}
+        top = diffusers_names.FLUX_TOP
+        blocks = {"transformer_blocks": ("double_blocks", diffusers_names.FLUX_DOUBLE_BLOCK),
+                  "single_transformer_blocks": ("single_blocks", diffusers_names.FLUX_SINGLE_BLOCK)}
         with torch.device("meta"):
             shapes = _module_shapes(flux_controlnet.FluxControlNet(config))
     state = random_state(shapes, seed, dtype)

@@ -208,18 +208,20 @@ def _check_node(node_id, workflow: Workflow, registry: Registry, problems: list[
 
 
 def _check_model_files(node_id, cls, widgets: dict, links: dict, problems: list[Problem]) -> None:
-    """Model files named by widgets marked `model_folder=...` must be loadable (graphflow.models.file_check)."""
+    """Model files (or diffusers folders) named by widgets marked `model_folder=...` must be loadable
+    (graphflow.models.file_check)."""
     for name, spec in cls.input_specs.items():
         kind = spec.widget.hints.get("model_folder") if spec.widget is not None else None
         if kind is None or name in links or not isinstance(widgets.get(name), str):
             continue
         if widgets[name] in spec.widget.hints.get("not_files", ()):  # LoadVAE's "taesd": two files elsewhere
             continue
-        from graphflow.folders import folders
+        from graphflow.folders import FOLDER_KINDS, folders
         from graphflow.models.file_check import model_file_problem
 
         try:
-            path = folders.find_model(kind, widgets[name])
+            find = folders.find_model_folder if kind in FOLDER_KINDS else folders.find_model
+            path = find(kind, widgets[name])
         except (FileNotFoundError, ValueError) as e:
             problems.append(Problem(node_id, cls.node_type, name, str(e)))
             continue

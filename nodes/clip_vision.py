@@ -15,11 +15,6 @@ def _find(kind: str, name: str, input_name: str):
         raise NodeInputError(input_name, str(e)) from None
 
 
-def _file_state(kind: str, name: str) -> str:
-    stat = folders.find_model(kind, name).stat()
-    return f"{name}:{stat.st_size}:{stat.st_mtime_ns}"
-
-
 class LoadCLIPVision(Node):
     """Load a CLIP vision model (clip_vision_g / clip_vision_h / ViT-L files, SigLIP's for FLUX
     Redux; transformers' or OpenCLIP's key layout) from models/clip_vision/."""
@@ -30,7 +25,7 @@ class LoadCLIPVision(Node):
 
     @classmethod
     def fingerprint(cls, clip_name):
-        return _file_state("clip_vision", clip_name)
+        return folders.model_state("clip_vision", clip_name)
 
     def run(self):
         from graphflow.models.clip_vision import load_clip_vision
@@ -70,7 +65,7 @@ class LoadUnCLIPCheckpoint(Node):
 
     @classmethod
     def fingerprint(cls, checkpoint):
-        return _file_state("checkpoints", checkpoint)
+        return folders.model_state("checkpoints", checkpoint)
 
     def run(self):
         from graphflow.models.checkpoint import CheckpointError, load_checkpoint

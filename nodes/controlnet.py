@@ -27,11 +27,6 @@ def _load(name: str, model=None):
         raise NodeInputError("control_net_name", str(e)) from None
 
 
-def _fingerprint(name: str) -> str:
-    stat = folders.find_model("controlnet", name).stat()
-    return f"{name}:{stat.st_size}:{stat.st_mtime_ns}"
-
-
 class LoadControlNet(Node):
     """Load a ControlNet or a T2I-Adapter: SD1/SD2/SDXL ControlNets in the original layout
     (lllyasviel's .pth/.safetensors, with or without control_model.) or diffusers' layout; SD3 /
@@ -49,7 +44,7 @@ class LoadControlNet(Node):
 
     @classmethod
     def fingerprint(cls, control_net_name):
-        return _fingerprint(control_net_name)
+        return folders.model_state("controlnet", control_net_name)
 
     def run(self):
         return _load(self.control_net_name)
@@ -66,7 +61,7 @@ class LoadDiffControlNet(Node):
 
     @classmethod
     def fingerprint(cls, model, control_net_name):
-        return _fingerprint(control_net_name)
+        return folders.model_state("controlnet", control_net_name)
 
     def run(self):
         return _load(self.control_net_name, self.model)

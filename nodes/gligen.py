@@ -20,8 +20,7 @@ class LoadGLIGEN(Node):
 
     @classmethod
     def fingerprint(cls, gligen_name):
-        stat = folders.find_model("gligen", gligen_name).stat()
-        return f"{gligen_name}:{stat.st_size}:{stat.st_mtime_ns}"
+        return folders.model_state("gligen", gligen_name)
 
     def run(self):
         from graphflow.models.gligen import load_gligen

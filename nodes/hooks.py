@@ -9,7 +9,7 @@ from __future__ import annotations
 from graphflow.api import (CLIP, CONDITIONING, MASK, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError,
                            folders, socket_type)
 from nodes.conditioning import _with_options
-from nodes.loaders import _file_state, _find
+from nodes.loaders import _find
 
 HOOKS = socket_type("HOOKS", "#c5a3ff", "LoRAs and models-as-LoRA to patch in while a conditioning is evaluated")
 HOOK_KEYFRAMES = socket_type("HOOK_KEYFRAMES", "#ffb3c1", "Strength multipliers for hooks over the sampling steps")
@@ -64,7 +64,7 @@ class CreateHookLora(Node):
 
     @classmethod
     def fingerprint(cls, lora_name, **widgets):
-        return _file_state("loras", lora_name)
+        return folders.model_state("loras", lora_name)
 
     def run(self):
         return _lora_hook(self, self.strength_model, self.strength_clip)
@@ -81,7 +81,7 @@ class CreateHookLoraModelOnly(Node):
 
     @classmethod
     def fingerprint(cls, lora_name, **widgets):
-        return _file_state("loras", lora_name)
+        return folders.model_state("loras", lora_name)
 
     def run(self):
         return _lora_hook(self, self.strength_model, 0.0)
@@ -101,7 +101,7 @@ class CreateHookModelAsLora(Node):
 
     @classmethod
     def fingerprint(cls, ckpt_name, **widgets):
-        return _file_state("checkpoints", ckpt_name)
+        return folders.model_state("checkpoints", ckpt_name)
 
     def run(self):
         return _model_hook(self, self.strength_model, self.strength_clip)
@@ -118,7 +118,7 @@ class CreateHookModelAsLoraModelOnly(Node):
 
     @classmethod
     def fingerprint(cls, ckpt_name, **widgets):
-        return _file_state("checkpoints", ckpt_name)
+        return folders.model_state("checkpoints", ckpt_name)
 
     def run(self):
         return _model_hook(self, self.strength_model, 0.0)

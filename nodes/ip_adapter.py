@@ -34,8 +34,7 @@ class IPAdapterModelLoader(Node):
 
     @classmethod
     def fingerprint(cls, ipadapter_file):
-        stat = folders.find_model("ipadapter", ipadapter_file).stat()
-        return f"{ipadapter_file}:{stat.st_size}:{stat.st_mtime_ns}"
+        return folders.model_state("ipadapter", ipadapter_file)
 
     def run(self):
         return _load_adapter(self.ipadapter_file, "ipadapter_file")
@@ -74,8 +73,7 @@ class IPAdapterUnifiedLoader(Node):
         states = []
         for kind in ("ipadapter", "clip_vision"):
             for name in folders.list_models(kind):
-                stat = folders.find_model(kind, name).stat()
-                states.append(f"{kind}/{name}:{stat.st_size}:{stat.st_mtime_ns}")
+                states.append(f"{kind}/{folders.model_state(kind, name)}")
         return "\n".join(states)
 
     def run(self):

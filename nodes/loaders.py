@@ -10,13 +10,6 @@ from graphflow.api import CLIP, MODEL, VAE, Choice, ComfyAlias, Float, Node, Nod
 DEMO_CHECKPOINT = "graphflow-demo.safetensors"
 
 
-def _file_state(kind: str, name: str) -> str:
-    """A model file's identity for the cache (graphflow.models.weight_files.file_state)."""
-    from graphflow.models.weight_files import file_state
-
-    return f"{name}:{file_state(folders.find_model(kind, name))}"
-
-
 def _find(kind: str, name: str, input_name: str):
     try:
         return folders.find_model(kind, name)
@@ -37,7 +30,7 @@ class LoadCheckpoint(Node):
 
     @classmethod
     def fingerprint(cls, checkpoint):
-        return _file_state("checkpoints", checkpoint)
+        return folders.model_state("checkpoints", checkpoint)
 
     def run(self):
         from graphflow.models.checkpoint import CheckpointError, load_checkpoint
@@ -61,7 +54,7 @@ class LoadDiffusers(Node):
     or for SD3/FLUX the sampling shift (FLUX dev's resolution-dependent one where
     use_dynamic_shifting is set)."""
     category = "advanced/loaders/deprecated"
-    model_path: str = Choice(lambda: folders.list_model_folders("diffusers"))
+    model_path: str = Choice(lambda: folders.list_model_folders("diffusers"), model_folder="diffusers")
     outputs = {"model": MODEL, "clip": CLIP, "vae": VAE}
     comfy = ComfyAlias(("DiffusersLoader",))
 
@@ -90,8 +83,10 @@ def _folder_state(name: str) -> str:
         base = folders.find_model_folder("diffusers", name)
     except (FileNotFoundError, ValueError):
         return f"{name}:missing"
+    from graphflow.models.weight_files import file_state
+
     files = sorted(p for p in base.rglob("*") if p.is_file())
-    return name + "".join(f":{p.relative_to(base)}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+    return name + "".join(f":{p.relative_to(base)}:{file_state(p)}" for p in files)
 
 
 WEIGHT_DTYPES = ("default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2")
@@ -111,7 +106,7 @@ class LoadDiffusionModel(Node):
 
     @classmethod
     def fingerprint(cls, unet_name, **widgets):
-        return _file_state("diffusion_models", unet_name)
+        return folders.model_state("diffusion_models", unet_name)
 
     def run(self):
         from graphflow.models.checkpoint import CheckpointError, load_diffusion_model
@@ -157,8 +152,8 @@ class LoadVAE(Node):
     @classmethod
     def fingerprint(cls, vae_name):
         if vae_name in TAESD_NAMES:
-            return ";".join(_file_state("vae_approx", f) for f in _taesd_halves(vae_name).values())
-        return _file_state("vae", vae_name)
+            return ";".join(folders.model_state("vae_approx", f) for f in _taesd_halves(vae_name).values())
+        return folders.model_state("vae", vae_name)
 
     def run(self):
         from graphflow.models.checkpoint import CheckpointError, load_vae
@@ -201,7 +196,7 @@ class LoadLoRA(Node):
 
     @classmethod
     def fingerprint(cls, lora_name, **widgets):
-        return _file_state("loras", lora_name)
+        return folders.model_state("loras", lora_name)
 
     def run(self):
         from graphflow.models.checkpoint import CheckpointError
@@ -229,7 +224,7 @@ class LoadHypernetwork(Node):
 
     @classmethod
     def fingerprint(cls, hypernetwork_name, **widgets):
-        return _file_state("hypernetworks", hypernetwork_name)
+        return folders.model_state("hypernetworks", hypernetwork_name)
 
     def run(self):
         from graphflow.models.hypernetwork import apply_hypernetwork, read_hypernetwork

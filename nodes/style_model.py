@@ -15,8 +15,7 @@ class LoadStyleModel(Node):
 
     @classmethod
     def fingerprint(cls, style_model_name):
-        stat = folders.find_model("style_models", style_model_name).stat()
-        return f"{style_model_name}:{stat.st_size}:{stat.st_mtime_ns}"
+        return folders.model_state("style_models", style_model_name)
 
     def run(self):
         from graphflow.models.redux import load_style_model

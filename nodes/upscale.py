@@ -17,8 +17,7 @@ class LoadUpscaleModel(Node):
 
     @classmethod
     def fingerprint(cls, model_name):
-        stat = folders.find_model("upscale_models", model_name).stat()
-        return f"{model_name}:{stat.st_size}:{stat.st_mtime_ns}"
+        return folders.model_state("upscale_models", model_name)
 
     def run(self):
         from graphflow.models.upscale import load_upscale_model

@@ -178,8 +178,15 @@ async def test_system_stats_embeddings_models_and_free(start, home):
     assert await (await client.get("/embeddings")).json() == ["bad-hands"]
     folders_listed = await (await client.get("/models")).json()
     assert "checkpoints" in folders_listed and "loras" in folders_listed
+    big = home / "models" / "checkpoints" / "big"  # a sharded set: listed as its index alone
+    big.mkdir(parents=True)
+    for i in (1, 2):
+        (big / f"m-0000{i}-of-00002.safetensors").write_bytes(b"x")
+    (big / "m.safetensors.index.json").write_text(json.dumps({"weight_map": {
+        "a": "m-00001-of-00002.safetensors", "b": "m-00002-of-00002.safetensors"}}))
     checkpoints = await (await client.get("/models/checkpoints")).json()
     assert "graphflow-demo.safetensors" in checkpoints
+    assert [n for n in checkpoints if n.startswith("big/")] == ["big/m.safetensors.index.json"]
     assert (await client.get("/models/nowhere")).status == 404
     assert (await client.post("/free", json={"unload_models": True, "free_memory": True})).status == 200
 

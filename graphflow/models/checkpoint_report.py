@@ -30,7 +30,7 @@ def _millions(n: int) -> str:
 def inspect_report(path) -> str:
     """A readable description of a checkpoint, from its header (no weights are loaded)."""
     with WeightFile(path) as f:
-        size = f.path.stat().st_size
+        size = f.size
         add_on = _add_on_report(f, size)
         if add_on is not None:
             return add_on
@@ -111,7 +111,8 @@ def _add_on_report(f: "WeightFile", size: int) -> str | None:
 
 def _file_line(f: "WeightFile", size: int) -> str:
     count = len(f.shapes)
-    return f"file: {f.path.name} ({size / 2**20:,.1f} MiB, {f.format}, {count} tensor{'' if count == 1 else 's'})"
+    form = f"sharded, {len(f.shards)} shards" if f.shards else f.format
+    return f"file: {f.path.name} ({size / 2**20:,.1f} MiB, {form}, {count} tensor{'' if count == 1 else 's'})"
 
 
 def _kind_detail(f: "WeightFile", kind) -> str:

@@ -12,6 +12,8 @@ import re
 
 import torch
 
+from .weight_files import CheckpointError
+
 # diffusers' ResnetBlock2D names -> the LDM ResBlock's
 RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
           "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
@@ -147,6 +149,105 @@ def vae_view(source) -> RenamedView:
     return RenamedView(source, names, shapes)
 
 
+# -- the flow transformers (SD3's MM-DiT, FLUX) and their diffusers-layout ControlNets --------------
+
+# diffusers' JointTransformerBlock names -> ours (and the part of a fused q, k, v)
+SD3_JOINT_BLOCK = {
+    "norm1.linear": ("x_block.adaLN_modulation.1", 0), "norm1_context.linear": ("context_block.adaLN_modulation.1", 0),
+    "attn.to_q": ("x_block.attn.qkv", 0), "attn.to_k": ("x_block.attn.qkv", 1), "attn.to_v": ("x_block.attn.qkv", 2),
+    "attn.add_q_proj": ("context_block.attn.qkv", 0), "attn.add_k_proj": ("context_block.attn.qkv", 1),
+    "attn.add_v_proj": ("context_block.attn.qkv", 2),
+    "attn.to_out.0": ("x_block.attn.proj", 0), "attn.to_add_out": ("context_block.attn.proj", 0),
+    "attn.norm_q": ("x_block.attn.ln_q", 0), "attn.norm_k": ("x_block.attn.ln_k", 0),
+    "attn.norm_added_q": ("context_block.attn.ln_q", 0), "attn.norm_added_k": ("context_block.attn.ln_k", 0),
+    "attn2.to_q": ("x_block.attn2.qkv", 0), "attn2.to_k": ("x_block.attn2.qkv", 1),
+    "attn2.to_v": ("x_block.attn2.qkv", 2), "attn2.to_out.0": ("x_block.attn2.proj", 0),
+    "attn2.norm_q": ("x_block.attn2.ln_q", 0), "attn2.norm_k": ("x_block.attn2.ln_k", 0),
+    "ff.net.0.proj": ("x_block.mlp.fc1", 0), "ff.net.2": ("x_block.mlp.fc2", 0),
+    "ff_context.net.0.proj": ("context_block.mlp.fc1", 0), "ff_context.net.2": ("context_block.mlp.fc2", 0),
+}
+# diffusers' SD3SingleTransformerBlock (SD3.5 large ControlNets) names -> our Block's
+SD3_SINGLE_BLOCK = {
+    "norm1.linear": ("adaLN_modulation.1", 0), "attn.to_q": ("attn.qkv", 0), "attn.to_k": ("attn.qkv", 1),
+    "attn.to_v": ("attn.qkv", 2), "attn.to_out.0": ("attn.proj", 0), "attn.norm_q": ("attn.ln_q", 0),
+    "attn.norm_k": ("attn.ln_k", 0), "ff.net.0.proj": ("mlp.fc1", 0), "ff.net.2": ("mlp.fc2", 0),
+}
+# diffusers' SD3 embedders (and its ControlNets' hint input) -> Stability's
+SD3_TOP = {
+    "pos_embed.proj": "x_embedder.proj", "pos_embed_input.proj": "pos_embed_input.proj",
+    "time_text_embed.timestep_embedder.linear_1": "t_embedder.mlp.0",
+    "time_text_embed.timestep_embedder.linear_2": "t_embedder.mlp.2",
+    "time_text_embed.text_embedder.linear_1": "y_embedder.mlp.0",
+    "time_text_embed.text_embedder.linear_2": "y_embedder.mlp.2", "context_embedder": "context_embedder",
+}
+
+
+# diffusers' FluxTransformerBlock (double) names -> BFL's
+FLUX_DOUBLE_BLOCK = {
+    "norm1.linear": ("img_mod.lin", 0), "norm1_context.linear": ("txt_mod.lin", 0),
+    "attn.to_q": ("img_attn.qkv", 0), "attn.to_k": ("img_attn.qkv", 1), "attn.to_v": ("img_attn.qkv", 2),
+    "attn.add_q_proj": ("txt_attn.qkv", 0), "attn.add_k_proj": ("txt_attn.qkv", 1),
+    "attn.add_v_proj": ("txt_attn.qkv", 2),
+    "attn.norm_q": ("img_attn.norm.query_norm", 0), "attn.norm_k": ("img_attn.norm.key_norm", 0),
+    "attn.norm_added_q": ("txt_attn.norm.query_norm", 0), "attn.norm_added_k": ("txt_attn.norm.key_norm", 0),
+    "attn.to_out.0": ("img_attn.proj", 0), "attn.to_add_out": ("txt_attn.proj", 0),
+    "ff.net.0.proj": ("img_mlp.0", 0), "ff.net.2": ("img_mlp.2", 0),
+    "ff_context.net.0.proj": ("txt_mlp.0", 0), "ff_context.net.2": ("txt_mlp.2", 0),
+}
+# diffusers' FluxSingleTransformerBlock names -> BFL's
+FLUX_SINGLE_BLOCK = {
+    "norm.linear": ("modulation.lin", 0), "attn.to_q": ("linear1", 0), "attn.to_k": ("linear1", 1),
+    "attn.to_v": ("linear1", 2), "proj_mlp": ("linear1", 3), "proj_out": ("linear2", 0),
+    "attn.norm_q": ("norm.query_norm", 0), "attn.norm_k": ("norm.key_norm", 0),
+}
+# diffusers' FLUX embedders (and its ControlNets' extra inputs) -> BFL's
+FLUX_TOP = {
+    "x_embedder": "img_in", "context_embedder": "txt_in", "controlnet_x_embedder": "pos_embed_input",
+    "controlnet_mode_embedder": "controlnet_mode_embedder",
+    "time_text_embed.timestep_embedder.linear_1": "time_in.in_layer",
+    "time_text_embed.timestep_embedder.linear_2": "time_in.out_layer",
+    "time_text_embed.guidance_embedder.linear_1": "guidance_in.in_layer",
+    "time_text_embed.guidance_embedder.linear_2": "guidance_in.out_layer",
+    "time_text_embed.text_embedder.linear_1": "vector_in.in_layer",
+    "time_text_embed.text_embedder.linear_2": "vector_in.out_layer",
+}
+
+
+def fused_names(keys, top: dict, block_prefixes: dict[str, tuple[str, dict]],
+                what: str = "a diffusers-layout ControlNet") -> dict[str, list[str]]:
+    """{our key: [diffusers keys, concatenated in this order along dim 0]}. top: diffusers stem ->
+    ours; block_prefixes: diffusers block list -> (our block list, {stem: (our stem, part)})."""
+    parts: dict[str, dict[int, str]] = {}
+    for key in keys:
+        stem, param = key.rsplit(".", 1)
+        name = None
+        if stem in top:
+            name = f"{top[stem]}.{param}"
+        elif key in top:
+            name = top[key]
+        else:
+            head, index, rest = (stem.split(".", 2) + ["", ""])[:3]
+            if head in block_prefixes and rest in block_prefixes[head][1]:
+                ours, part = block_prefixes[head][1][rest]
+                param = "scale" if ours.endswith("_norm") and param == "weight" else param
+                parts.setdefault(f"{block_prefixes[head][0]}.{index}.{ours}.{param}", {})[part] = key
+                continue
+            if head in ("controlnet_blocks", "controlnet_single_blocks"):
+                name = key
+        if name is None:
+            raise CheckpointError(f"unexpected key {key!r} in {what}")
+        parts.setdefault(name, {})[0] = key
+    return {k: [v[i] for i in sorted(v)] for k, v in parts.items()}
+
+
+def fused_shapes(shapes: dict, names: dict[str, list[str]]) -> dict[str, tuple]:
+    out = {}
+    for ours, theirs in names.items():
+        first = tuple(shapes[theirs[0]])
+        out[ours] = (sum(shapes[k][0] for k in theirs), *first[1:]) if first else first
+    return out
+
+
 # diffusers' output layer -> ours (its norm_out rows are (scale, shift): swapped back on reading)
 _FINAL = {"norm_out.linear": "final_layer.adaLN_modulation.1", "proj_out": "final_layer.linear"}
 
@@ -156,21 +257,16 @@ def transformer_view(source, arch: str) -> RenamedView:
     graphflow's names (Stability's / BFL's, as their single files have them): q, k, v (and FLUX's
     single-block MLP input) fused, and the rows diffusers' single-file converter swaps into
     (scale, shift) order -- norm_out, and SD3's last text block (context_pre_only) -- swapped back."""
-    from .flux_controlnet import _DOUBLE, _SINGLE
-    from .flux_controlnet import _TOP as FLUX_TOP
-    from .mmdit_controlnet import _BLOCK, fused_names, fused_shapes
-    from .mmdit_controlnet import _TOP as SD3_TOP
-
     keys = list(source.shapes)
     what = "a diffusers SD3Transformer2DModel" if arch == "sd3" else "a diffusers FluxTransformer2DModel"
     if arch == "sd3":
         names = fused_names(keys, {**SD3_TOP, "pos_embed.pos_embed": "pos_embed", **_FINAL},
-                            {"transformer_blocks": ("joint_blocks", _BLOCK)}, what)
+                            {"transformer_blocks": ("joint_blocks", SD3_JOINT_BLOCK)}, what)
         last = max((int(k.split(".")[1]) for k in keys if k.startswith("transformer_blocks.")), default=0)
         swap = ("final_layer.adaLN_modulation.1.", f"joint_blocks.{last}.context_block.adaLN_modulation.1.")
     else:
-        names = fused_names(keys, {**FLUX_TOP, **_FINAL}, {"transformer_blocks": ("double_blocks", _DOUBLE),
-                                                           "single_transformer_blocks": ("single_blocks", _SINGLE)},
+        names = fused_names(keys, {**FLUX_TOP, **_FINAL}, {"transformer_blocks": ("double_blocks", FLUX_DOUBLE_BLOCK),
+                                                           "single_transformer_blocks": ("single_blocks", FLUX_SINGLE_BLOCK)},
                             what)
         swap = ("final_layer.adaLN_modulation.1.",)
     return RenamedView(source, names, fused_shapes(source.shapes, names), [n for n in names if n.startswith(swap)])

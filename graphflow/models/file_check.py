@@ -4,9 +4,11 @@ A file the loader would refuse is reported as a problem of the input that names 
 that PyTorch's restricted unpickler refuses (it would run code; nothing of it runs here either),
 a damaged or truncated safetensors file, a checkpoint whose architecture cannot be detected, and
 a file of another kind than its loader takes (a LoRA given to the ControlNet loader: the kind as
-graphflow.models.file_kind tells it, with the folder and loader it belongs to).
+graphflow.models.file_kind tells it, with the folder and loader it belongs to). So is a diffusers
+model folder its loader would refuse (an incomplete download: a part or a shard missing).
 Only headers are read (a pickle's object stream is unpickled with its tensors memory-mapped), so
-it costs milliseconds; answers are kept per file state (path, size, modification time).
+it costs milliseconds; answers are kept per file state (path, size, modification time; a
+sharded set's shards' too).
 """
 
 from pathlib import Path
@@ -15,9 +17,13 @@ _answers: dict[tuple, str | None] = {}
 
 
 def model_file_problem(kind: str, path: Path) -> str | None:
-    """Why the model file at `path` (a file of models folder `kind`) cannot be loaded, or None."""
-    stat = path.stat()
-    key = (str(path), kind, stat.st_size, stat.st_mtime_ns)
+    """Why the model file at `path` (a file of models folder `kind`, or a diffusers model folder)
+    cannot be loaded, or None."""
+    if path.is_dir():
+        return _folder_problem(path)  # a few small JSON files and headers: read anew each time
+    from .weight_files import file_state
+
+    key = (str(path), kind, file_state(path))
     if key not in _answers:
         if len(_answers) > 256:
             _answers.clear()
@@ -54,3 +60,25 @@ def _wrong_kind(kind: str, f) -> str | None:
     if found is None or found.folder == kind or found.folder in ALSO_LOADS.get(kind, ()):
         return None
     return f"{f.path.name} is not a file for models/{kind}/. {found.advice()}"
+
+
+def _folder_problem(path: Path) -> str | None:
+    """A diffusers folder's layout as its loader reads it (graphflow.models.diffusers_layout: no
+    model_index.json, no unet/ or transformer/, a listed part missing or without weights), then its
+    parts' safetensors headers (a missing shard, a truncated file). Pickled parts are left to the
+    loader: reading them needs torch."""
+    from .diffusers_layout import FlowFolder, read_folder
+    from .weight_files import INDEX_SUFFIX, CheckpointError, WeightFile
+
+    try:
+        folder = read_folder(path)
+    except CheckpointError as e:
+        return str(e)
+    model = folder.transformer if isinstance(folder, FlowFolder) else folder.unet
+    for file in (model, folder.vae, *folder.text.values()):
+        if file is not None and file.name.endswith((".safetensors", ".safetensors" + INDEX_SUFFIX)):
+            try:
+                WeightFile(file).close()
+            except CheckpointError as e:
+                return f"{path.name}/{file.parent.name}/{e}"
+    return None

@@ -42,8 +42,9 @@ from graphflow.choices import UNION_CONTROLNET_TYPES
 
 from .cast_layers import Linear
 from .controlnet import hint_encoder, hint_encoder_widths
+from .diffusers_names import FLUX_DOUBLE_BLOCK, FLUX_SINGLE_BLOCK, FLUX_TOP, fused_names, fused_shapes
 from .flux import Flux, FluxConfig, flux_config_from_state_dict, image_ids, pack
-from .mmdit_controlnet import assign, fused_names, fused_shapes
+from .mmdit_controlnet import assign
 from .weight_files import CheckpointError
 
 
@@ -157,37 +158,9 @@ class FluxControlNet(Flux):
         return control
 
 
-_DOUBLE = {
-    "norm1.linear": ("img_mod.lin", 0), "norm1_context.linear": ("txt_mod.lin", 0),
-    "attn.to_q": ("img_attn.qkv", 0), "attn.to_k": ("img_attn.qkv", 1), "attn.to_v": ("img_attn.qkv", 2),
-    "attn.add_q_proj": ("txt_attn.qkv", 0), "attn.add_k_proj": ("txt_attn.qkv", 1),
-    "attn.add_v_proj": ("txt_attn.qkv", 2),
-    "attn.norm_q": ("img_attn.norm.query_norm", 0), "attn.norm_k": ("img_attn.norm.key_norm", 0),
-    "attn.norm_added_q": ("txt_attn.norm.query_norm", 0), "attn.norm_added_k": ("txt_attn.norm.key_norm", 0),
-    "attn.to_out.0": ("img_attn.proj", 0), "attn.to_add_out": ("txt_attn.proj", 0),
-    "ff.net.0.proj": ("img_mlp.0", 0), "ff.net.2": ("img_mlp.2", 0),
-    "ff_context.net.0.proj": ("txt_mlp.0", 0), "ff_context.net.2": ("txt_mlp.2", 0),
-}
-_SINGLE = {
-    "norm.linear": ("modulation.lin", 0), "attn.to_q": ("linear1", 0), "attn.to_k": ("linear1", 1),
-    "attn.to_v": ("linear1", 2), "proj_mlp": ("linear1", 3), "proj_out": ("linear2", 0),
-    "attn.norm_q": ("norm.query_norm", 0), "attn.norm_k": ("norm.key_norm", 0),
-}
-_TOP = {
-    "x_embedder": "img_in", "context_embedder": "txt_in", "controlnet_x_embedder": "pos_embed_input",
-    "controlnet_mode_embedder": "controlnet_mode_embedder",
-    "time_text_embed.timestep_embedder.linear_1": "time_in.in_layer",
-    "time_text_embed.timestep_embedder.linear_2": "time_in.out_layer",
-    "time_text_embed.guidance_embedder.linear_1": "guidance_in.in_layer",
-    "time_text_embed.guidance_embedder.linear_2": "guidance_in.out_layer",
-    "time_text_embed.text_embedder.linear_1": "vector_in.in_layer",
-    "time_text_embed.text_embedder.linear_2": "vector_in.out_layer",
-}
-
-
 def from_diffusers_layout(keys) -> dict[str, list[str]]:
-    return fused_names(keys, _TOP, {"transformer_blocks": ("double_blocks", _DOUBLE),
-                                    "single_transformer_blocks": ("single_blocks", _SINGLE)})
+    return fused_names(keys, FLUX_TOP, {"transformer_blocks": ("double_blocks", FLUX_DOUBLE_BLOCK),
+                                        "single_transformer_blocks": ("single_blocks", FLUX_SINGLE_BLOCK)})
 
 
 def _hint_block_names(keys) -> dict[str, list[str]]:

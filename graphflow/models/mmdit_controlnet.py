@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cast_layers import Linear
+from .diffusers_names import SD3_JOINT_BLOCK, SD3_SINGLE_BLOCK, SD3_TOP, fused_names, fused_shapes
 from .mmdit import (Block, JointBlock, MMDiT, MMDiTConfig, PatchEmbed, joint_attention,
                     mmdit_config_from_state_dict, timestep_embedding)
 from .weight_files import CheckpointError
@@ -122,76 +123,11 @@ class MMDiTControlNet(MMDiT):
         return {"output": [outs[int(i / every)] if i < depth - 1 else None for i in range(depth)]}
 
 
-# diffusers' JointTransformerBlock names -> ours (and the part of a fused q, k, v)
-_BLOCK = {
-    "norm1.linear": ("x_block.adaLN_modulation.1", 0), "norm1_context.linear": ("context_block.adaLN_modulation.1", 0),
-    "attn.to_q": ("x_block.attn.qkv", 0), "attn.to_k": ("x_block.attn.qkv", 1), "attn.to_v": ("x_block.attn.qkv", 2),
-    "attn.add_q_proj": ("context_block.attn.qkv", 0), "attn.add_k_proj": ("context_block.attn.qkv", 1),
-    "attn.add_v_proj": ("context_block.attn.qkv", 2),
-    "attn.to_out.0": ("x_block.attn.proj", 0), "attn.to_add_out": ("context_block.attn.proj", 0),
-    "attn.norm_q": ("x_block.attn.ln_q", 0), "attn.norm_k": ("x_block.attn.ln_k", 0),
-    "attn.norm_added_q": ("context_block.attn.ln_q", 0), "attn.norm_added_k": ("context_block.attn.ln_k", 0),
-    "attn2.to_q": ("x_block.attn2.qkv", 0), "attn2.to_k": ("x_block.attn2.qkv", 1),
-    "attn2.to_v": ("x_block.attn2.qkv", 2), "attn2.to_out.0": ("x_block.attn2.proj", 0),
-    "attn2.norm_q": ("x_block.attn2.ln_q", 0), "attn2.norm_k": ("x_block.attn2.ln_k", 0),
-    "ff.net.0.proj": ("x_block.mlp.fc1", 0), "ff.net.2": ("x_block.mlp.fc2", 0),
-    "ff_context.net.0.proj": ("context_block.mlp.fc1", 0), "ff_context.net.2": ("context_block.mlp.fc2", 0),
-}
-# diffusers' SD3SingleTransformerBlock (SD3.5 large ControlNets) names -> our Block's
-_SINGLE_BLOCK = {
-    "norm1.linear": ("adaLN_modulation.1", 0), "attn.to_q": ("attn.qkv", 0), "attn.to_k": ("attn.qkv", 1),
-    "attn.to_v": ("attn.qkv", 2), "attn.to_out.0": ("attn.proj", 0), "attn.norm_q": ("attn.ln_q", 0),
-    "attn.norm_k": ("attn.ln_k", 0), "ff.net.0.proj": ("mlp.fc1", 0), "ff.net.2": ("mlp.fc2", 0),
-}
-_TOP = {
-    "pos_embed.proj": "x_embedder.proj", "pos_embed_input.proj": "pos_embed_input.proj",
-    "time_text_embed.timestep_embedder.linear_1": "t_embedder.mlp.0",
-    "time_text_embed.timestep_embedder.linear_2": "t_embedder.mlp.2",
-    "time_text_embed.text_embedder.linear_1": "y_embedder.mlp.0",
-    "time_text_embed.text_embedder.linear_2": "y_embedder.mlp.2", "context_embedder": "context_embedder",
-}
-
-
-def fused_names(keys, top: dict, block_prefixes: dict[str, tuple[str, dict]],
-                what: str = "a diffusers-layout ControlNet") -> dict[str, list[str]]:
-    """{our key: [diffusers keys, concatenated in this order along dim 0]}. top: diffusers stem ->
-    ours; block_prefixes: diffusers block list -> (our block list, {stem: (our stem, part)})."""
-    parts: dict[str, dict[int, str]] = {}
-    for key in keys:
-        stem, param = key.rsplit(".", 1)
-        name = None
-        if stem in top:
-            name = f"{top[stem]}.{param}"
-        elif key in top:
-            name = top[key]
-        else:
-            head, index, rest = (stem.split(".", 2) + ["", ""])[:3]
-            if head in block_prefixes and rest in block_prefixes[head][1]:
-                ours, part = block_prefixes[head][1][rest]
-                param = "scale" if ours.endswith("_norm") and param == "weight" else param
-                parts.setdefault(f"{block_prefixes[head][0]}.{index}.{ours}.{param}", {})[part] = key
-                continue
-            if head in ("controlnet_blocks", "controlnet_single_blocks"):
-                name = key
-        if name is None:
-            raise CheckpointError(f"unexpected key {key!r} in {what}")
-        parts.setdefault(name, {})[0] = key
-    return {k: [v[i] for i in sorted(v)] for k, v in parts.items()}
-
-
 def from_diffusers_layout(keys) -> dict[str, list[str]]:
     keys = list(keys)
     joint = "transformer_blocks.0.attn.add_q_proj.weight" in keys
-    blocks = ("joint_blocks", _BLOCK) if joint else ("blocks", _SINGLE_BLOCK)
-    return fused_names(keys, {**_TOP, "pos_embed.pos_embed": "pos_embed"}, {"transformer_blocks": blocks})
-
-
-def fused_shapes(shapes: dict, names: dict[str, list[str]]) -> dict[str, tuple]:
-    out = {}
-    for ours, theirs in names.items():
-        first = tuple(shapes[theirs[0]])
-        out[ours] = (sum(shapes[k][0] for k in theirs), *first[1:]) if first else first
-    return out
+    blocks = ("joint_blocks", SD3_JOINT_BLOCK) if joint else ("blocks", SD3_SINGLE_BLOCK)
+    return fused_names(keys, {**SD3_TOP, "pos_embed.pos_embed": "pos_embed"}, {"transformer_blocks": blocks})
 
 
 def mmdit_controlnet_config(shapes: dict[str, tuple]) -> MMDiTControlNetConfig:

@@ -249,6 +249,13 @@ class WeightFile:
         """A sharded set's shard file names ([] for a single file)."""
         return sorted(set(getattr(self, "_where", {}).values()))
 
+    @property
+    def size(self) -> int:
+        """Bytes on disk: the file's, or a sharded set's shards' together."""
+        if self.format == "sharded":
+            return sum(shard.path.stat().st_size for shard in self._shards.values())
+        return self.path.stat().st_size
+
     def view(self, prefix: str) -> "KeyView":
         return KeyView(self, prefix)
 

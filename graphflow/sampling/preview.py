@@ -74,8 +74,9 @@ def taesd_decoder(latent_format, device=None):
             continue
     if path is None:
         return None
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns, str(device))
+    from graphflow.models.weight_files import file_state
+
+    key = (str(path), file_state(path), str(device))
     with _lock:
         if key not in _decoders:
             from graphflow.models.taesd import load_half
