@@ -401,19 +401,34 @@ def _change(lora: LoraModule, strength: float, weight: torch.Tensor) -> torch.Te
     return lora.patched(weight, strength).to(weight.dtype)
 
 
+def _change_scaled(lora: LoraModule, strength: float, layer, weight: torch.Tensor) -> torch.Tensor:
+    """A scaled-fp8 layer's weight (graphflow.models.cast_layers): the LoRA changes the weight
+    times its scale, and the result is stored back over the same scale."""
+    from .cast_layers import scaled
+
+    scale = layer.scale_weight.to(weight.device, torch.float32)
+    new = scaled(lora.patched(scaled(weight.float(), scale), strength), 1 / scale)
+    limit = torch.finfo(weight.dtype).max  # e4m3fn has no infinity: beyond its range it gives NaN
+    return new.clamp(-limit, limit).to(weight.dtype)
+
+
 def _weight_patches(root: nn.Module, patches: dict[str, LoraModule], strength: float,
                     lora_name: str) -> tuple[WeightPatch, ...]:
     """The LoRA as weight patches on `root`, each checked against its weight's shape (on the meta
     device: nothing is computed until the manager applies them)."""
     out = []
     for path, lora in patches.items():
-        weight = root.get_submodule(path).weight
+        layer = root.get_submodule(path)
+        weight = layer.weight
         try:
             lora.patched(torch.empty(weight.shape, device="meta"), strength)
         except ValueError as e:
             raise LoraError(f"{lora_name}: {path}: {e}; the LoRA was probably made for another architecture "
                             f"or model size") from None
-        out.append(WeightPatch(path + ".weight", functools.partial(_change, lora, strength)))
+        if getattr(layer, "scale_weight", None) is not None:
+            out.append(WeightPatch(path + ".weight", functools.partial(_change_scaled, lora, strength, layer)))
+        else:
+            out.append(WeightPatch(path + ".weight", functools.partial(_change, lora, strength)))
     return tuple(out)
 
 

@@ -1,0 +1,170 @@
+"""ComfyUI's scaled fp8 files (fp8 Linear weights + per-layer scale_weight + a `scaled_fp8` marker)
+for every family: the model read from the scaled file computes what the same model read from a
+file of the dequantised weights (w_fp8.float() * s, float32) computes.
+
+Why bit-identical in float32: the writer's reference weight is w_fp8.float() * s, one float32
+multiply of exactly representable numbers; graphflow computes the same product (fp8 -> float32 is
+exact, then x s in float32), either as it reads the file (UNet, text encoders) or each time a
+fp8-kept layer runs (FLUX / SD3 / Chroma): the same float32 weight, the same kernels.
+"""
+
+import pytest
+import torch
+
+from graphflow.models.cast_layers import FP8_DTYPES
+from graphflow.models.checkpoint import load_checkpoint, load_diffusion_model
+from graphflow.models.checkpoint_report import inspect_report
+from graphflow.models.file_kind import identify
+from graphflow.models.weight_files import WeightFile, config_metadata
+from graphflow.testing import (chroma_config, write_checkpoint, write_chroma, write_flow_checkpoint,
+                               write_scaled_fp8, write_text_encoder)
+
+E4M3 = torch.float8_e4m3fn
+PREFIX = "model.diffusion_model."
+
+
+def _pair(tmp_path, source, prefixes, **options):
+    scaled = write_scaled_fp8(source, tmp_path / "scaled.safetensors", prefixes,
+                              dequantised=tmp_path / "dequantised.safetensors", **options)
+    return scaled, tmp_path / "dequantised.safetensors"
+
+
+def _fp8_layers(model) -> list:
+    return [m for m in model.modules() if getattr(m, "scale_weight", None) is not None]
+
+
+def _flow_inputs(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    config = model.unet.config
+    x = torch.randn(1, 16, 8, 8, generator=g)
+    context = torch.randn(1, 5, getattr(config, "context_in_dim", None) or config.context_dim, generator=g)
+    y = torch.randn(1, model.adm_channels, generator=g) if model.adm_channels else None
+    return x, torch.tensor([0.6]), context, y
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("family, per_row", [("flux_dev", False), ("flux_dev", True), ("sd3_medium", False)])
+def test_flow_diffusion_model_equals_dequantised_file_and_stays_fp8(tmp_path, family, per_row):
+    source = write_flow_checkpoint(tmp_path / "src.safetensors", family, components=("model",), prefixed=False,
+                                   dtype=torch.float32)
+    scaled_path, plain_path = _pair(tmp_path, source, ("",), per_row=per_row)
+    scaled = load_diffusion_model(scaled_path, device="cpu", dtype=torch.float32)
+    plain = load_diffusion_model(plain_path, device="cpu", dtype=torch.float32)
+    layers = _fp8_layers(scaled.unet)
+    with WeightFile(scaled_path) as f:
+        assert len(layers) == len(f.scales) > 10
+    # memory: the Linear weights stay fp8 (1 byte each), only their scales are added
+    assert all(m.weight.dtype == E4M3 and m.scale_weight.dtype == torch.float32 for m in layers)
+    assert not _fp8_layers(plain.unet) and scaled.dtype == torch.float32
+    fp8_bytes = sum(m.weight.numel() for m in layers)
+    size = lambda m: sum(t.numel() * t.element_size() for t in [*m.parameters(), *m.buffers()])  # noqa: E731
+    assert size(scaled.unet) == size(plain.unet) - 3 * fp8_bytes + sum(m.scale_weight.numel() * 4 for m in layers)
+    x, sigma, context, y = _flow_inputs(scaled)
+    guidance = torch.tensor([3.5]) if family == "flux_dev" else None
+    a = scaled(x, sigma, context, y, guidance=guidance)
+    b = plain(x, sigma, context, y, guidance=guidance)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, load_diffusion_model(source, device="cpu", dtype=torch.float32)(
+        x, sigma, context, y, guidance=guidance))  # quantising did change the weights
+
+
+@torch.no_grad()
+def test_chroma_equals_dequantised_file(tmp_path):
+    source = write_chroma(tmp_path / "src.safetensors", dtype=torch.float32, prefixed=True)
+    scaled_path, plain_path = _pair(tmp_path, source, (PREFIX,))
+    scaled = load_diffusion_model(scaled_path, device="cpu", dtype=torch.float32)
+    plain = load_diffusion_model(plain_path, device="cpu", dtype=torch.float32)
+    assert scaled.arch == "chroma" and len(_fp8_layers(scaled.unet)) > 10
+    g = torch.Generator().manual_seed(1)
+    x, context = torch.randn(1, 16, 4, 4, generator=g), torch.randn(1, 3, chroma_config().context_in_dim, generator=g)
+    assert torch.equal(scaled(x, torch.tensor([0.5]), context), plain(x, torch.tensor([0.5]), context))
+
+
+@torch.no_grad()
+def test_sd35_all_in_one_checkpoint_with_scaled_t5(tmp_path):
+    """An SD3.5-style all-in-one file (sd3.5_large_fp8_scaled): the diffusion model and T5-XXL
+    scaled, each with its own marker; CLIP-L/G and the VAE as they were."""
+    source = write_flow_checkpoint(tmp_path / "src.safetensors", "sd35_large", dtype=torch.float32)
+    t5 = "text_encoders.t5xxl.transformer."
+    scaled_path, plain_path = _pair(tmp_path, source, (PREFIX, t5))
+    scaled = load_checkpoint(scaled_path, device="cpu", dtype=torch.float32)
+    plain = load_checkpoint(plain_path, device="cpu", dtype=torch.float32)
+    assert scaled.info.family == "sd35_large" and _fp8_layers(scaled.model.unet)
+    # text encoders compute in their dtype: the scaled T5 comes dequantised, as ComfyUI's does
+    assert scaled.clip.t5.dtype == torch.float32
+    for a, b in ((scaled.clip.t5.model, plain.clip.t5.model), (scaled.vae.module, plain.vae.module),
+                 (scaled.clip.clip_l.model, plain.clip.clip_l.model)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    x, sigma, context, y = _flow_inputs(scaled.model)
+    assert torch.equal(scaled.model(x, sigma, context, y), plain.model(x, sigma, context, y))
+    ids = [[5, 6, 7, 1, 0]]
+    assert torch.equal(scaled.clip.t5.run(ids), plain.clip.t5.run(ids))
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("arch", ["sdxl", "sd1"])
+def test_unet_equals_dequantised_file(tmp_path, arch):
+    """SD1/SDXL UNets are not kept in fp8 (as with any fp8 UNet file): the scaled weights are
+    dequantised as they are read, into the compute dtype."""
+    source = write_checkpoint(tmp_path / "src.safetensors", arch, components=("unet",), dtype=torch.float32,
+                              metadata=config_metadata(arch=arch))
+    scaled_path, plain_path = _pair(tmp_path, source, (PREFIX,))
+    scaled = load_diffusion_model(scaled_path, device="cpu", dtype=torch.float32)
+    plain = load_diffusion_model(plain_path, device="cpu", dtype=torch.float32)
+    assert scaled.arch == arch and all(p.dtype == torch.float32 for p in scaled.unet.parameters())
+    c = scaled.unet.config
+    g = torch.Generator().manual_seed(2)
+    x, context = torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 3, c.context_dim, generator=g)
+    y = torch.randn(1, c.adm_in_channels, generator=g) if c.adm_in_channels else None
+    t = torch.tensor([500.0])
+    assert torch.equal(scaled(x, t, context, y), plain(x, t, context, y))
+    source_model = load_diffusion_model(source, device="cpu", dtype=torch.float32)
+    assert not torch.equal(scaled(x, t, context, y), source_model(x, t, context, y))
+
+
+def test_detection_and_inspect_name_scaled_fp8(tmp_path):
+    source = write_flow_checkpoint(tmp_path / "src.safetensors", "flux_dev", components=("model",), prefixed=False)
+    path = write_scaled_fp8(source, tmp_path / "flux1-dev-fp8-scaled.safetensors", ("",), full_precision_matmul=True)
+    with WeightFile(path) as f:
+        assert not any(k.endswith(("scale_weight", "scaled_fp8")) for k in f.shapes)  # the model's keys only
+        assert identify(f.shapes).name == "FLUX.1 diffusion model"
+        marker = f.scaled_fp8[""]
+        assert (marker.dtype, marker.fp8_matmul) == ("float8_e4m3fn", False)
+    report = inspect_report(path)
+    assert "FLUX.1 dev" in report and "scaled fp8" in report, report
+    assert "float8_e4m3fn" in report
+    t5 = write_scaled_fp8(write_text_encoder(tmp_path / "t5.safetensors", "t5xxl", dtype=torch.float32),
+                          tmp_path / "t5xxl_fp8_e4m3fn_scaled.safetensors", ("",))
+    assert "scaled fp8" in inspect_report(t5)
+    assert "scaled fp8" not in inspect_report(source)
+
+
+@torch.no_grad()
+def test_lora_on_a_scaled_layer_changes_the_true_weight(tmp_path):
+    """A LoRA patch on a kept-fp8 scaled layer works on weight x scale and stores back over the
+    same scale: the patched layer's weight is the dequantised one plus the LoRA (within fp8's step)."""
+    from graphflow.models.lora import _change, _change_scaled
+    from graphflow.models.cast_layers import Linear, scaled
+
+    class Delta:  # a LoRA module that adds a fixed change
+        def __init__(self, delta):
+            self.delta = delta
+
+        def patched(self, weight, strength):
+            return weight.float() + strength * self.delta
+
+    layer = Linear(32, 16)
+    w = torch.randn(16, 32)
+    s = w.abs().amax() / 448
+    layer.weight.data = (w / s).to(E4M3)
+    layer.scale_weight = s
+    delta = torch.randn(16, 32) * 0.1
+    new = _change_scaled(Delta(delta), 1.0, layer, layer.weight.data)
+    assert new.dtype == E4M3
+    expected = layer.weight.data.float() * s + delta
+    got = scaled(new.float(), s)
+    assert float((got - expected).abs().max()) <= float(expected.abs().max()) / 8  # fp8's relative step
+    wrong = scaled(_change(Delta(delta), 1.0, layer.weight.data).float(), s)  # the scale ignored
+    assert float((got - expected).norm()) < 0.5 * float((wrong - expected).norm())
+    assert FP8_DTYPES
