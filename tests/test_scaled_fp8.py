@@ -168,3 +168,55 @@ def test_lora_on_a_scaled_layer_changes_the_true_weight(tmp_path):
     wrong = scaled(_change(Delta(delta), 1.0, layer.weight.data).float(), s)  # the scale ignored
     assert float((got - expected).norm()) < 0.5 * float((wrong - expected).norm())
     assert FP8_DTYPES
+
+
+def _flux_graph(unet: str, t5: str) -> dict:
+    """ComfyUI's FLUX schnell workflow in API format (shrunk), the models in scaled fp8."""
+    return {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": unet, "weight_dtype": "default"}},
+        "2": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": "clip_l.safetensors", "clip_name2": t5,
+                                                         "type": "flux", "device": "default"}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red fox in the snow", "clip": ["2", 0]}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["2", 0]}},
+        "5": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "6": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["3", 0], "negative": ["4", 0],
+                                                   "latent_image": ["5", 0], "seed": 3, "steps": 2, "cfg": 1.0,
+                                                   "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
+        "7": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["7", 0]}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "flux"}},
+    }
+
+
+def test_comfyui_graph_with_scaled_fp8_unet_loader_runs(tmp_folders, tmp_path):
+    from graphflow.executor import Executor
+    from graphflow.registry import Registry
+    from graphflow.testing import write_flow_vae
+    from graphflow.workflow import parse_workflow
+
+    m = tmp_folders.models
+    for sub in ("diffusion_models", "text_encoders", "vae"):
+        (m / sub).mkdir()
+    source = write_flow_checkpoint(tmp_path / "flux.safetensors", "flux_schnell", components=("model",),
+                                   prefixed=False, dtype=torch.float32)
+    write_scaled_fp8(source, m / "diffusion_models" / "flux1-schnell-fp8-scaled.safetensors", ("",),
+                     dequantised=m / "diffusion_models" / "flux1-schnell-dequantised.safetensors")
+    t5 = write_text_encoder(tmp_path / "t5.safetensors", "t5xxl", dtype=torch.float32)
+    write_scaled_fp8(t5, m / "text_encoders" / "t5xxl_fp8_e4m3fn_scaled.safetensors", ("",),
+                     dequantised=m / "text_encoders" / "t5xxl_dequantised.safetensors")
+    write_text_encoder(m / "text_encoders" / "clip_l.safetensors", "clip_l", dtype=torch.float32)
+    write_flow_vae(m / "vae" / "ae.safetensors", dtype=torch.float32)
+    registry = Registry().load_builtin()
+    images = []
+    for unet, t5_name in (("flux1-schnell-fp8-scaled.safetensors", "t5xxl_fp8_e4m3fn_scaled.safetensors"),
+                          ("flux1-schnell-dequantised.safetensors", "t5xxl_dequantised.safetensors")):
+        result = Executor(registry).run(parse_workflow(_flux_graph(unet, t5_name), registry), outputs=["9", "1"])
+        assert result.ok, str(result.error)[:3000]
+        if not images:  # the scaled file's model keeps its Linear weights in fp8
+            assert result.values["1"][0].unet.double_blocks[0].img_attn.qkv.weight.dtype == E4M3
+        images.append(result.values["8"][0].float())
+    assert len(list(tmp_folders.outputs.rglob("flux*.png"))) == 2
+    assert images[0].shape == (1, 64, 64, 3) and float(images[0].std()) > 0.01
+    # the same picture as from the dequantised files (equal in float32; a bf16 CPU computes the
+    # scale in bf16, as ComfyUI does, hence the tolerance)
+    assert float((images[0] - images[1]).abs().mean()) < 0.02
