@@ -220,3 +220,28 @@ def test_comfyui_graph_with_scaled_fp8_unet_loader_runs(tmp_folders, tmp_path):
     # the same picture as from the dequantised files (equal in float32; a bf16 CPU computes the
     # scale in bf16, as ComfyUI does, hence the tolerance)
     assert float((images[0] - images[1]).abs().mean()) < 0.02
+
+
+@torch.no_grad()
+def test_merging_and_saving_a_scaled_model(tmp_path):
+    """ModelMerge* works on weight x scale (a scaled model merged half-and-half with its own
+    dequantised twin is itself again), and a saved scaled model is a scaled fp8 file again."""
+    from graphflow.models.checkpoint_save import save_model
+    from graphflow.models.merge import merge_models
+
+    source = write_flow_checkpoint(tmp_path / "src.safetensors", "flux_schnell", components=("model",),
+                                   prefixed=False, dtype=torch.float32)
+    scaled_path, plain_path = _pair(tmp_path, source, ("",))
+    scaled = load_diffusion_model(scaled_path, device="cpu", dtype=torch.float32)
+    plain = load_diffusion_model(plain_path, device="cpu", dtype=torch.float32)
+    x, sigma, context, y = _flow_inputs(scaled)
+    expected = plain(x, sigma, context, y)
+    merged = merge_models(scaled, plain, lambda name: (0.5, 0.5))
+    assert merged.unet.double_blocks[0].img_attn.qkv.weight.dtype == E4M3
+    assert torch.equal(merged(x, sigma, context, y), expected)
+    merged = merge_models(plain, scaled, lambda name: (0.25, 0.75))  # into the unscaled one: plain floats
+    torch.testing.assert_close(merged(x, sigma, context, y), expected, atol=1e-5, rtol=1e-5)
+    saved = save_model(tmp_path / "saved.safetensors", scaled)
+    with WeightFile(saved) as f:
+        assert f.scaled_fp8[PREFIX].dtype == "float8_e4m3fn" and len(f.scales) == len(_fp8_layers(scaled.unet))
+    assert torch.equal(load_diffusion_model(saved, device="cpu", dtype=torch.float32)(x, sigma, context, y), expected)
