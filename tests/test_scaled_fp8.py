@@ -47,7 +47,7 @@ def _flow_inputs(model, seed=0):
 def test_flow_diffusion_model_equals_dequantised_file_and_stays_fp8(tmp_path, family, per_row):
     source = write_flow_checkpoint(tmp_path / "src.safetensors", family, components=("model",), prefixed=False,
                                    dtype=torch.float32)
-    scaled_path, plain_path = _pair(tmp_path, source, ("",), per_row=per_row)
+    scaled_path, plain_path = _pair(tmp_path, source, ("",), per_row=per_row, scale_input=per_row)
     scaled = load_diffusion_model(scaled_path, device="cpu", dtype=torch.float32)
     plain = load_diffusion_model(plain_path, device="cpu", dtype=torch.float32)
     layers = _fp8_layers(scaled.unet)
@@ -55,10 +55,12 @@ def test_flow_diffusion_model_equals_dequantised_file_and_stays_fp8(tmp_path, fa
         assert len(layers) == len(f.scales) > 10
     # memory: the Linear weights stay fp8 (1 byte each), only their scales are added
     assert all(m.weight.dtype == E4M3 and m.scale_weight.dtype == torch.float32 for m in layers)
+    assert all((m.scale_input is not None) == per_row for m in layers)  # for fp8 matmuls, where the file has them
     assert not _fp8_layers(plain.unet) and scaled.dtype == torch.float32
     fp8_bytes = sum(m.weight.numel() for m in layers)
     size = lambda m: sum(t.numel() * t.element_size() for t in [*m.parameters(), *m.buffers()])  # noqa: E731
-    assert size(scaled.unet) == size(plain.unet) - 3 * fp8_bytes + sum(m.scale_weight.numel() * 4 for m in layers)
+    scale_bytes = sum(4 * (m.scale_weight.numel() + (0 if m.scale_input is None else 1)) for m in layers)
+    assert size(scaled.unet) == size(plain.unet) - 3 * fp8_bytes + scale_bytes
     x, sigma, context, y = _flow_inputs(scaled)
     guidance = torch.tensor([3.5]) if family == "flux_dev" else None
     a = scaled(x, sigma, context, y, guidance=guidance)
