@@ -247,3 +247,24 @@ def test_merging_and_saving_a_scaled_model(tmp_path):
     with WeightFile(saved) as f:
         assert f.scaled_fp8[PREFIX].dtype == "float8_e4m3fn" and len(f.scales) == len(_fp8_layers(scaled.unet))
     assert torch.equal(load_diffusion_model(saved, device="cpu", dtype=torch.float32)(x, sigma, context, y), expected)
+
+
+@torch.no_grad()
+def test_comfy_quant_layers_read_the_same_way(tmp_path):
+    """ComfyUI's newer per-layer layout (`.comfy_quant` configs, `.weight_scale`): fp8 layers read
+    as the scaled fp8 ones do; a format graphflow cannot compute is refused by name."""
+    from graphflow.models.weight_files import CheckpointError
+
+    source = write_flow_checkpoint(tmp_path / "src.safetensors", "flux_dev", components=("model",), prefixed=False,
+                                   dtype=torch.float32)
+    scaled_path, plain_path = _pair(tmp_path, source, ("",), comfy_quant="float8_e4m3fn", scale_input=True)
+    scaled = load_diffusion_model(scaled_path, device="cpu", dtype=torch.float32)
+    plain = load_diffusion_model(plain_path, device="cpu", dtype=torch.float32)
+    layers = _fp8_layers(scaled.unet)
+    assert len(layers) > 10 and all(m.weight.dtype == E4M3 and m.scale_input is not None for m in layers)
+    x, sigma, context, y = _flow_inputs(scaled)
+    assert torch.equal(scaled(x, sigma, context, y, guidance=torch.tensor([3.5])),
+                       plain(x, sigma, context, y, guidance=torch.tensor([3.5])))
+    nvfp4 = write_scaled_fp8(source, tmp_path / "nvfp4.safetensors", ("",), comfy_quant="nvfp4")
+    with pytest.raises(CheckpointError, match=r"nvfp4.safetensors: layer \S+ is quantised as 'nvfp4'"):
+        load_diffusion_model(nvfp4, device="cpu")

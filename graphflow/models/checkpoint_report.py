@@ -30,7 +30,7 @@ def _scaled_fp8(f: "WeightFile") -> str:
     if not f.scales:
         return ""
     markers = f.scaled_fp8.values()
-    types = sorted({m.dtype for m in markers}) or ["unmarked"]
+    types = sorted({dtype_name(f.dtypes[k]) for k in f.scales})
     matmul = "" if all(m.fp8_matmul for m in markers) else "; the file asks for full-precision matmuls"
     return f", scaled fp8 (ComfyUI's layout: {', '.join(types)} weights x per-layer scale_weight{matmul})"
 

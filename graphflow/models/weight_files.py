@@ -17,6 +17,11 @@ full-precision matmuls). A WeightFile reads that layout for every model: `shapes
 scales and markers out, `get` gives a scaled weight dequantised (weight x scale, in float32 then
 cast) unless its stored fp8 dtype is asked for, in which case the caller keeps it in fp8 and takes
 the scale from `scale(key)` (graphflow.models.cast_layers applies it as the layer runs).
+ComfyUI's newer per-layer format reads the same way where it is fp8: `<layer>.comfy_quant` (a
+uint8 tensor holding the layer's JSON, e.g. {"format": "float8_e4m3fn"}) or the metadata key
+`_quantization_metadata` ({"layers": {layer: {...}}}) names the quantised layers, whose scales are
+`<layer>.weight_scale` / `<layer>.input_scale`; other formats (nvfp4, mxfp8, int8, ...) are refused
+with an error naming them.
 
 What weights cannot show (v-prediction, head counts, ...) a file states in its safetensors metadata,
 key `graphflow.config`, a JSON object:
@@ -51,6 +56,8 @@ INDEX_SUFFIX = ".index.json"  # a sharded set's index (model.safetensors.index.j
 ZERO_COPY_MIN_BYTES = 1 << 20
 
 SCALE_WEIGHT, SCALE_INPUT, SCALED_FP8 = ".scale_weight", ".scale_input", "scaled_fp8"  # ComfyUI's names
+COMFY_QUANT, QUANT_METADATA = ".comfy_quant", "_quantization_metadata"
+FP8_FORMATS = ("float8_e4m3fn", "float8_e5m2")
 
 
 class CheckpointError(Exception):
@@ -125,18 +132,21 @@ class WeightFile:
             raise CheckpointError(f"{self.path}: no such file")
         if self.path.name.endswith(INDEX_SUFFIX):
             self._open_index()
-            self._split_scales()
-            return
-        with open(self.path, "rb") as fh:
-            head = fh.read(9)
-        # safetensors: an 8-byte little-endian header length (any bytes), then the JSON header's '{'
-        safetensors_like = head[8:9] == b"{"
-        pickled = head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[1:2] in PICKLE_PROTOCOLS)
-        if not safetensors_like and (pickled or self.path.suffix.lower() in PICKLE_SUFFIXES):
-            self._open_pickle()
         else:
-            self._open_safetensors()
-        self._split_scales()
+            with open(self.path, "rb") as fh:
+                head = fh.read(9)
+            # safetensors: an 8-byte little-endian header length (any bytes), then the JSON header's '{'
+            safetensors_like = head[8:9] == b"{"
+            pickled = head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[1:2] in PICKLE_PROTOCOLS)
+            if not safetensors_like and (pickled or self.path.suffix.lower() in PICKLE_SUFFIXES):
+                self._open_pickle()
+            else:
+                self._open_safetensors()
+        try:
+            self._split_scales()
+        except CheckpointError:
+            self.close()
+            raise
 
     def _split_scales(self):
         """Set ComfyUI's scaled-fp8 tensors apart from the model's (see the module docstring)."""
@@ -152,7 +162,33 @@ class WeightFile:
                 self.scaled_fp8[k[:-len(SCALED_FP8)]] = ScaledFP8(
                     k[:-len(SCALED_FP8)], "float8_e4m3fn" if stored == "float32" else stored, math.prod(shapes[k]) != 2)
         hidden = {*self.scales.values(), *self.input_scales.values(), *(p + SCALED_FP8 for p in self.scaled_fp8)}
+        for layer, conf in self._quantised_layers().items():
+            if conf.get("format") not in FP8_FORMATS:
+                raise CheckpointError(f"{self.path.name}: layer {layer} is quantised as {conf.get('format')!r}; "
+                                      f"graphflow reads ComfyUI's {' / '.join(FP8_FORMATS)} layers only")
+            hidden.add(layer + COMFY_QUANT)
+            for name, found in (("weight_scale", self.scales), ("input_scale", self.input_scales)):
+                if f"{layer}.{name}" in shapes:
+                    found[layer + ".weight"] = f"{layer}.{name}"
+                    hidden.add(f"{layer}.{name}")
         self.shapes = {k: s for k, s in shapes.items() if k not in hidden}
+
+    def _quantised_layers(self) -> dict[str, dict]:
+        """ComfyUI's per-layer quantisation configs (`.comfy_quant` tensors or the metadata's), by layer."""
+        layers = {}
+        for key in self.all_shapes:
+            if key.endswith(COMFY_QUANT):
+                try:
+                    layers[key[:-len(COMFY_QUANT)]] = json.loads(bytes(self._get(key).tolist()).decode("utf-8"))
+                except (ValueError, UnicodeDecodeError) as e:
+                    raise CheckpointError(f"{self.path.name}: {key} is not a JSON layer config ({e})") from None
+        if QUANT_METADATA in getattr(self, "metadata", {}):
+            try:
+                layers.update(json.loads(self.metadata[QUANT_METADATA])["layers"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise CheckpointError(f"{self.path.name}: metadata {QUANT_METADATA!r} is not ComfyUI's "
+                                      f"{{\"layers\": {{...}}}} ({e})") from None
+        return {layer: conf if isinstance(conf, dict) else {} for layer, conf in layers.items()}
 
     def _open_safetensors(self):
         """Names, shapes and dtypes from the header alone. The file is memory-mapped only when a
