@@ -857,3 +857,55 @@ def _split_to_diffusers(state: dict, top: dict, blocks: dict, hidden: int) -> di
         else:
             out[key] = t
     return out
+
+
+# tensors that are 2-D weights but no Linear's (embedding tables): ComfyUI's scaled fp8 leaves them
+_NOT_LINEAR = ("shared.", "embed_tokens.", "token_embedding.", "position_embedding.", "relative_attention_bias.")
+
+
+def write_scaled_fp8(source, path, prefixes=("",), dequantised=None, per_row: bool = False,
+                     scale_input: bool = False, full_precision_matmul: bool = False,
+                     comfy_quant: str | None = None) -> Path:
+    """ComfyUI's scaled-fp8 layout of a file the writers above made: each Linear weight (a 2-D
+    `.weight` under one of `prefixes`, embedding tables aside) becomes weight_fp8 = (w / s) in
+    float8_e4m3fn with `<layer>.scale_weight` = s = amax|w| / 448 (one per row with per_row), a
+    `scaled_fp8` marker goes under each prefix (2 elements with full_precision_matmul), and with
+    scale_input each layer gets a `<layer>.scale_input`. `dequantised`: also write the same
+    model with those weights as w_fp8.float() * s in float32 and every other tensor as it was:
+    what the scaled file stands for. The source's metadata is kept in both. comfy_quant (a format
+    name, "float8_e4m3fn"): ComfyUI's newer layout instead, `<layer>.weight_scale` /
+    `<layer>.input_scale` and a `<layer>.comfy_quant` JSON config per layer, no marker."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    state = load_file(str(source))
+    with safe_open(str(source), framework="pt") as handle:
+        metadata = handle.metadata()
+    scaled, plain = {}, {}
+    for key, value in state.items():
+        prefix = next((p for p in prefixes if key.startswith(p)), None)
+        if prefix is None or not key.endswith(".weight") or value.dim() != 2 or any(n in key for n in _NOT_LINEAR):
+            scaled[key] = plain[key] = value
+            continue
+        w = value.float()
+        amax = w.abs().amax(dim=1, keepdim=True) if per_row else w.abs().amax()
+        s = (amax / 448.0).clamp(min=1e-12)
+        w_fp8 = (w / s).to(torch.float8_e4m3fn)
+        layer = key[:-len(".weight")]
+        names = (".weight_scale", ".input_scale") if comfy_quant else (".scale_weight", ".scale_input")
+        scaled[key] = w_fp8
+        scaled[layer + names[0]] = s.reshape(-1) if per_row else s
+        if scale_input:
+            scaled[layer + names[1]] = torch.tensor(0.05)
+        if comfy_quant:
+            scaled[layer + ".comfy_quant"] = torch.tensor(list(json.dumps({"format": comfy_quant}).encode()),
+                                                          dtype=torch.uint8)
+        plain[key] = w_fp8.float() * s
+    for prefix in prefixes if not comfy_quant else ():
+        scaled[prefix + "scaled_fp8"] = torch.zeros(2 if full_precision_matmul else 1).to(torch.float8_e4m3fn)
+    save_file(scaled, str(path), metadata=metadata)
+    if dequantised is not None:
+        save_file(plain, str(dequantised), metadata=metadata)
+    return Path(path)

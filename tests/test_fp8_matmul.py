@@ -95,3 +95,29 @@ def test_sampling_runs_the_linear_layers_in_fp8(monkeypatch):
     assert 0 < (out - reference).norm() / reference.norm() < 0.05
     for k, v in model.unet.state_dict().items():
         assert torch.equal(v, state[k]), k
+
+
+def test_scaled_fp8_layer_multiplies_with_the_files_weight_and_scales(monkeypatch):
+    """A layer of a ComfyUI scaled-fp8 file (cast_layers.Linear with scale_weight / scale_input):
+    its e4m3fn weight and scale go to _scaled_mm as they are (no second quantization), and the
+    file's scale_input is the input's scale."""
+    from graphflow.models.cast_layers import Linear
+
+    calls = []
+    monkeypatch.setattr(fp8_matmul, "scaled_mm", emulated_scaled_mm(calls))
+    torch.manual_seed(1)
+    layer = Linear(64, 32)
+    w = torch.randn(32, 64)
+    s_w, s_x = w.abs().max() / 448, torch.tensor(0.01)
+    stored = (w / s_w).to(torch.float8_e4m3fn)
+    layer.weight.data, layer.scale_weight, layer.scale_input = stored, s_w, s_x
+    x = torch.randn(3, 64)
+    with torch.no_grad(), fp8_matmul.fp8_matmuls(layer):
+        assert layer._fp8_weight[0] is layer.weight  # the stored fp8 weight itself
+        out = layer(x)
+    assert calls == [(3, 64)]
+    x_deq = (x / s_x).clamp(-448, 448).to(torch.float8_e4m3fn).double() * s_x
+    reference = F.linear(x_deq, stored.double() * s_w, layer.bias.double()).float()
+    torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)
+    # without the option the layer computes with the dequantised weight
+    torch.testing.assert_close(layer(x), F.linear(x, stored.float() * s_w, layer.bias))

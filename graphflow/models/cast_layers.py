@@ -3,6 +3,11 @@
 A 12B FLUX in fp8 takes 12 GB instead of 24: its Linear/Conv weights stay float8_e4m3fn (or
 e5m2) in memory and are upcast to the input's dtype for each call, one layer at a time. With
 weights already in the compute dtype the layers are plain nn.Linear / nn.Conv2d.
+
+ComfyUI's scaled fp8 files (graphflow.models.weight_files) keep their fp8 weights so too, each
+layer holding its `scale_weight` (and `scale_input`, for fp8 matmuls) as buffers: the weight is
+upcast, then multiplied by the scale, as the file's dequantised weight would be (in float32 the
+same numbers bit for bit). Layers without a scale have neither buffer set (None).
 """
 
 import torch
@@ -21,14 +26,52 @@ def _cast(t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
     return t if t is None or t.dtype == like.dtype else t.to(like.dtype)
 
 
-class Linear(nn.Linear):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, _cast(self.weight, x), _cast(self.bias, x))
+def scaled(weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """weight x scale_weight: a scalar, or one per output row ([out] or [out, 1])."""
+    if scale.numel() > 1:
+        scale = scale.reshape(-1, *[1] * (weight.dim() - 1))
+    return weight * scale
 
 
-class Conv2d(nn.Conv2d):
+class _Scalable:
+    """A layer whose weight may carry a scale_weight (and scale_input), both None unless set."""
+
+    def _scale_buffers(self):
+        self.register_buffer("scale_weight", None)
+        self.register_buffer("scale_input", None)
+
+    def _weight(self, x: torch.Tensor) -> torch.Tensor:
+        weight = _cast(self.weight, x)
+        return weight if self.scale_weight is None else scaled(weight, self.scale_weight.to(x.dtype))
+
+
+class Linear(_Scalable, nn.Linear):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._scale_buffers()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, _cast(self.weight, x), _cast(self.bias, x))
+        return F.linear(x, self._weight(x), _cast(self.bias, x))
+
+
+class Conv2d(_Scalable, nn.Conv2d):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._scale_buffers()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self._weight(x), _cast(self.bias, x))
+
+
+def set_scales(module: nn.Module, scales: dict[str, torch.Tensor], input_scales: dict[str, torch.Tensor]) -> None:
+    """Give the cast layers of `module` the scales of their fp8 weights, by weight name
+    (`blocks.0.qkv.weight` -> the layer `blocks.0.qkv`)."""
+    for names, buffer in ((scales, "scale_weight"), (input_scales, "scale_input")):
+        for key, scale in names.items():
+            layer = module.get_submodule(key[:-len(".weight")])
+            if not isinstance(layer, _Scalable):  # a plain layer would ignore it: wrong numbers
+                raise ValueError(f"{key} is stored scaled in fp8 but its layer cannot apply a scale")
+            setattr(layer, buffer, scale)
 
 
 def castable_weights(module: nn.Module) -> set[str]:

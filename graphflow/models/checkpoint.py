@@ -17,7 +17,7 @@ from torch import nn
 from ..device import compute_device, default_dtype, dtype_override, load_device
 from .architecture import (ARCH_NAMES, UNET_PREFIX, VAE_PARTS, VAE_PREFIX, ArchInfo, config_overrides,
                            detect_architecture, format_prefixes, locate_towers, prefix_summary, vae_config_from_shapes)
-from .cast_layers import FP8_DTYPES, WEIGHT_DTYPES, castable_weights
+from .cast_layers import FP8_DTYPES, WEIGHT_DTYPES, castable_weights, set_scales
 from .chroma import Chroma
 from .diffusers_names import vae_view
 from .diffusion_model import DiffusionModel
@@ -34,11 +34,19 @@ from .weight_files import CheckpointError, _torch_dtype, KeyView, WeightFile
 
 def _assign(module: nn.Module, source, device, dtype, what: str, keys=None, dtype_of=None) -> nn.Module:
     """Read `source`'s tensors one at a time onto device/dtype (or `dtype_of(key)`) and assign
-    them into the meta-built module."""
+    them into the meta-built module. Scaled-fp8 weights kept in fp8 bring their scales to their
+    layers (graphflow.models.cast_layers); the others come dequantised."""
     keys = list(source.shapes if keys is None else keys)
-    state = {}
+    state, scales, input_scales = {}, {}, {}
     for key in keys:
         state[key] = source.get(key, device, dtype if dtype_of is None else dtype_of(key))
+        if state[key].dtype in FP8_DTYPES and getattr(source, "scale", None) is not None:
+            scale = source.scale(key, device)
+            if scale is not None:
+                scales[key] = scale
+                input_scale = source.input_scale(key, device)
+                if input_scale is not None:
+                    input_scales[key] = input_scale
     expected = set(module.state_dict())
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
@@ -49,6 +57,7 @@ def _assign(module: nn.Module, source, device, dtype, what: str, keys=None, dtyp
         module.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as e:  # shape mismatches
         raise CheckpointError(f"{what}: {e}") from None
+    set_scales(module, scales, input_scales)
     leftovers = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
     if leftovers:
         raise CheckpointError(f"{what}: no weights for {leftovers[:5]}")

@@ -20,7 +20,19 @@ def _count(f: "WeightFile", keys) -> int:
 
 def _dtypes(f: "WeightFile", keys) -> str:
     counts = Counter(dtype_name(f.dtypes[k]) for k in keys if _is_float(f.dtypes[k]))
-    return ", ".join(d + (f" ({n} tensors)" if len(counts) > 1 else "") for d, n in counts.most_common())
+    text = ", ".join(d + (f" ({n} tensors)" if len(counts) > 1 else "") for d, n in counts.most_common())
+    scaled = sum(1 for k in keys if k in f.scales)
+    return text + (f", {scaled} of them scaled fp8 (each with its scale_weight)" if scaled else "")
+
+
+def _scaled_fp8(f: "WeightFile") -> str:
+    """', scaled fp8 (ComfyUI's layout, ...)' for a file holding scaled-fp8 weights, else ''."""
+    if not f.scales:
+        return ""
+    markers = f.scaled_fp8.values()
+    types = sorted({dtype_name(f.dtypes[k]) for k in f.scales})
+    matmul = "" if all(m.fp8_matmul for m in markers) else "; the file asks for full-precision matmuls"
+    return f", scaled fp8 (ComfyUI's layout: {', '.join(types)} weights x per-layer scale_weight{matmul})"
 
 
 def _millions(n: int) -> str:
@@ -38,7 +50,7 @@ def inspect_report(path) -> str:
         if isinstance(info, FlowInfo):
             return _flow_report(f, info, size)
         lines = [_file_line(f, size),
-                 f"architecture: {info.name} [{info.arch}]",
+                 f"architecture: {info.name} [{info.arch}]{_scaled_fp8(f)}",
                  f"prediction: {info.prediction} ({info.prediction_source})",
                  f"latent: {info.latent_channels} channels, scaling factor {info.latent_format.scale_factor}"
                  + (f", shift {info.latent_format.shift_factor}" if info.latent_format.shift_factor else ""),
@@ -104,7 +116,7 @@ def _add_on_report(f: "WeightFile", size: int) -> str | None:
     if kind.folder in ("checkpoints", "diffusion_models") and "UNet" not in kind.name:
         return None
     keys = list(f.shapes)
-    lines = [_file_line(f, size), f"kind: {kind.name}, for models/{kind.folder}/, loaded by {kind.loader}",
+    lines = [_file_line(f, size), f"kind: {kind.name}{_scaled_fp8(f)}, for models/{kind.folder}/, loaded by {kind.loader}",
              f"  {_millions(_count(f, keys))} params, {_dtypes(f, keys)}" + _kind_detail(f, kind)]
     return "\n".join(lines)
 
@@ -201,7 +213,7 @@ def _unclip_lines(f: "WeightFile", used: set) -> list[str]:
 def _flow_report(f: "WeightFile", info: FlowInfo, size: int) -> str:
     lf = info.latent_format
     lines = [_file_line(f, size),
-             f"architecture: {info.name} [{info.arch}, {info.family}]",
+             f"architecture: {info.name} [{info.arch}, {info.family}]{_scaled_fp8(f)}",
              "prediction: flow (rectified flow, velocity)",
              f"latent: {lf.channels} channels, scaling factor {lf.scale_factor}, shift {lf.shift_factor}",
              "components:"]

@@ -68,6 +68,8 @@ def model_state(model: DiffusionModel) -> dict[str, torch.Tensor]:
     """The diffusion model (its patches merged in) under `model.diffusion_model.`, with
     ComfyUI's v-prediction marker keys, which both loaders read."""
     state = {UNET_PREFIX + k: v for k, v in manager().weights(model.unet, model.patches).items()}
+    if any(k.endswith(".scale_weight") for k in state):  # fp8 weights with their scales: ComfyUI's marker
+        state[UNET_PREFIX + "scaled_fp8"] = torch.zeros(1).to(torch.float8_e4m3fn)
     if model.prediction == "v" and model.edm is None:
         state["v_pred"] = torch.tensor([])
         if model.zsnr:

@@ -8,6 +8,9 @@ then computes (x_q W_q^T) s_x s_w with fp32 accumulation, output in the input's 
 is added after. The layers' own weights are left as they are (LoRA, saving and later runs without
 the option see them unchanged) and the fp8 copies are dropped when the run ends. Layers whose
 widths are not multiples of 16 (what _scaled_mm takes) keep their ordinary matmul.
+Layers of a ComfyUI scaled-fp8 file (graphflow.models.cast_layers) already hold an e4m3fn
+weight and its per-tensor scale: those are used as they are, and the file's `scale_input`, where
+it has one, is the input's scale instead of its amax.
 """
 
 import contextlib
@@ -50,10 +53,32 @@ def scaled_mm(a, b, scale_a, scale_b, out_dtype):
     return out[0] if isinstance(out, tuple) else out  # PyTorch 2.4 also returned the output's amax
 
 
+def _layer_scale(layer: nn.Module, name: str) -> torch.Tensor | None:
+    scale = getattr(layer, name, None)
+    return None if scale is None else scale.float()
+
+
+def weight_for_matmul(layer: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+    """(e4m3fn weight, its per-tensor scale): a scaled-fp8 layer's own, else quantized."""
+    scale = _layer_scale(layer, "scale_weight")
+    if scale is not None and layer.weight.dtype == E4M3 and scale.numel() == 1:
+        return layer.weight, scale.reshape(())
+    if scale is not None:  # per-row scales or another fp8 type: quantized again from the true weight
+        from .cast_layers import scaled
+
+        return quantize(scaled(layer.weight.float(), scale))
+    return quantize(layer.weight)
+
+
 def fp8_linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     weight, weight_scale = layer._fp8_weight
     rows = x.reshape(-1, x.shape[-1])
-    x_q, x_scale = quantize(rows)
+    x_scale = _layer_scale(layer, "scale_input")
+    if x_scale is None:
+        x_q, x_scale = quantize(rows)
+    else:
+        x_scale = x_scale.reshape(())
+        x_q = (rows.float() / x_scale).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3)
     # _scaled_mm takes the second operand column-major: the transpose of the row-major [out, in]
     out = scaled_mm(x_q, weight.t(), x_scale, weight_scale, x.dtype)
     if layer.bias is not None:
@@ -70,7 +95,7 @@ def fp8_matmuls(model: nn.Module):
     """Within the block, the eligible Linear layers of `model` multiply in fp8."""
     layers = [m for m in model.modules() if eligible(m)]
     for layer in layers:
-        layer._fp8_weight = quantize(layer.weight)
+        layer._fp8_weight = weight_for_matmul(layer)
         layer.forward = lambda x, layer=layer: fp8_linear(layer, x)
     try:
         yield layers

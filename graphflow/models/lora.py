@@ -428,32 +428,46 @@ def _bias_change(diff: torch.Tensor, strength: float, bias: torch.Tensor) -> tor
     return (bias.float() + strength * diff.to(bias.device, torch.float32)).to(bias.dtype)
 
 
+def _change_scaled(lora: LoraModule, strength: float, layer, weight: torch.Tensor) -> torch.Tensor:
+    """A scaled-fp8 layer's weight (graphflow.models.cast_layers): the LoRA changes the weight
+    times its scale, and the result is stored back over the same scale."""
+    from .cast_layers import scaled
+
+    scale = layer.scale_weight.to(weight.device, torch.float32)
+    new = scaled(lora.patched(scaled(weight.float(), scale), strength), 1 / scale)
+    limit = torch.finfo(weight.dtype).max  # e4m3fn has no infinity: beyond its range it gives NaN
+    return new.clamp(-limit, limit).to(weight.dtype)
+
+
 def _weight_patches(root: nn.Module, patches: dict[str, LoraModule], strength: float,
                     lora_name: str) -> tuple[WeightPatch, ...]:
     """The LoRA as weight patches on `root`, each checked against its weight's shape (on the meta
     device: nothing is computed until the manager applies them)."""
     out = []
     for path, lora in patches.items():
-        module = root.get_submodule(path)
+        layer = root.get_submodule(path)
         diff_b = lora.parts.get("diff_b") if isinstance(lora, LoraModule) else None
         if diff_b is not None:
-            if module._parameters.get("bias") is None or module.bias.numel() != diff_b.numel():
-                has = "no bias" if module._parameters.get("bias") is None else f"a bias of {tuple(module.bias.shape)}"
+            if layer._parameters.get("bias") is None or layer.bias.numel() != diff_b.numel():
+                has = "no bias" if layer._parameters.get("bias") is None else f"a bias of {tuple(layer.bias.shape)}"
                 raise LoraError(f"{lora_name}: {path}: its diff_b {tuple(diff_b.shape)} does not fit: the layer has "
                                 f"{has}; the LoRA was probably made for another architecture or model size")
-            out.append(WeightPatch(path + ".bias", functools.partial(_bias_change, diff_b.reshape(module.bias.shape),
+            out.append(WeightPatch(path + ".bias", functools.partial(_bias_change, diff_b.reshape(layer.bias.shape),
                                                                      strength)))
             if not lora.patches_weight:
                 continue
         elif isinstance(lora, SlicedLora) and any("diff_b" in piece.parts for _, piece in lora.pieces):
             raise LoraError(f"{lora_name}: {path}: bias diffs of separate q/k/v modules are not supported")
-        weight = module.weight
+        weight = layer.weight
         try:
             lora.patched(torch.empty(weight.shape, device="meta"), strength)
         except ValueError as e:
             raise LoraError(f"{lora_name}: {path}: {e}; the LoRA was probably made for another architecture "
                             f"or model size") from None
-        out.append(WeightPatch(path + ".weight", functools.partial(_change, lora, strength)))
+        if getattr(layer, "scale_weight", None) is not None:
+            out.append(WeightPatch(path + ".weight", functools.partial(_change_scaled, lora, strength, layer)))
+        else:
+            out.append(WeightPatch(path + ".weight", functools.partial(_change, lora, strength)))
     return tuple(out)
 
 

@@ -6,11 +6,14 @@ every parameter becomes
 with (a, b) per parameter for block-wise merges. The result is a new object whose merged
 parameters are new tensors (computed in float32, stored in model1's dtype and device) and whose
 other parameters are model1's, shared: the inputs are never modified, so cached results that
-hold them stay valid. Both must have the same architecture and sizes.
+hold them stay valid. Both must have the same architecture and sizes. Weights of ComfyUI's
+scaled fp8 files (graphflow.models.cast_layers) are merged as weight x scale_weight, and a merged
+one stored in fp8 goes back over model1's scale.
 """
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from graphflow.memory import manager
@@ -31,8 +34,21 @@ def _parameters(module: nn.Module, patches: tuple) -> dict:
     """The parameters, and the float buffers the files hold (SD3's position table), as patched."""
     state = manager().weights(module, patches)
     names = [name for name, _ in module.named_parameters()]
-    names += [name for name, b in module.named_buffers() if b.is_floating_point() and name in state]
+    names += [name for name, b in module.named_buffers() if b.is_floating_point() and name in state
+              and not name.endswith((".scale_weight", ".scale_input"))]  # they go with their weights
     return {name: state[name] for name in names}
+
+
+def _scales(module: nn.Module) -> dict[str, torch.Tensor]:
+    """weight name -> scale_weight, for the layers of a scaled fp8 file."""
+    return {f"{name}.weight": m.scale_weight for name, m in module.named_modules()
+            if getattr(m, "scale_weight", None) is not None}
+
+
+def _true(weight: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    from .cast_layers import scaled
+
+    return weight.float() if scale is None else scaled(weight.float(), scale.to(weight.device, torch.float32))
 
 
 def merge_modules(first: nn.Module, second: nn.Module, factors: Factors, what: str = "model",
@@ -44,6 +60,7 @@ def merge_modules(first: nn.Module, second: nn.Module, factors: Factors, what: s
     if missing or extra:
         raise MergeError(f"the two {what}s have different layers (only in the first: {missing[:3]}, only in the "
                          f"second: {extra[:3]}); they are of different architectures")
+    scales1, scales2 = _scales(first), _scales(second)
     weights = {}
     for name, w1 in params1.items():
         w2 = params2[name]
@@ -55,7 +72,10 @@ def merge_modules(first: nn.Module, second: nn.Module, factors: Factors, what: s
             if any(p.param == name for p in patches[0]):
                 weights[name] = w1  # the first's patched weight: its network holds the original
             continue  # unchanged: keep sharing the first's tensor
-        merged = w1.float() * a + w2.to(w1.device).float() * b
+        merged = _true(w1, scales1.get(name)) * a + _true(w2.to(w1.device), scales2.get(name)) * b
+        if name in scales1:  # back over the first's scale, within the fp8 type's range
+            limit = torch.finfo(w1.dtype).max
+            merged = (_true(merged, 1 / scales1[name].float())).clamp(-limit, limit)
         weights[name] = merged.to(w1.dtype)
     return patched_copy(first, weights)
 

@@ -15,8 +15,8 @@ Encoder: transformers' T5EncoderModel, its config read from the weights' shapes 
 gated-gelu, d_model 4096, 24 layers, 64 heads of 64, d_ff 10240). Files come as
 `encoder.block.0.layer.0.SelfAttention.q.weight` + `shared.weight` (transformers' layout, also
 inside ComfyUI's all-in-one files under `text_encoders.t5xxl.transformer.`), in fp32/fp16/bf16 or
-fp8 (t5xxl_fp8_e4m3fn), which is upcast as it is read; ComfyUI's "scaled fp8" files also carry
-a per-tensor `scale_weight` that multiplies the weight.
+fp8 (t5xxl_fp8_e4m3fn), which is upcast as it is read; ComfyUI's "scaled fp8" files
+(t5xxl_fp8_e4m3fn_scaled) come dequantised by graphflow.models.weight_files, as every model's do.
 """
 
 from collections.abc import Callable
@@ -95,10 +95,8 @@ def t5_config_from_shapes(shapes: dict[str, tuple]):
 
 
 def _model_keys(shapes) -> list[str]:
-    """The keys T5EncoderModel takes; ComfyUI's markers (scaled_fp8, *.scale_weight, *.scale_input)
-    and decoder weights of full T5 files are not among them."""
-    return [k for k in shapes if (k.startswith("encoder.") or k == "shared.weight")
-            and not k.endswith((".scale_weight", ".scale_input"))]
+    """The keys T5EncoderModel takes; decoder weights of full T5 files are not among them."""
+    return [k for k in shapes if k.startswith("encoder.") or k == "shared.weight"]
 
 
 class T5Encoder:
@@ -165,9 +163,6 @@ def t5_from_weights(shapes: dict[str, tuple], get_tensor: Callable[..., torch.Te
     state = {}
     for key in _model_keys(shapes):
         tensor = get_tensor(key, device, dtype)
-        scale_key = key[:-len("weight")] + "scale_weight"
-        if key.endswith(".weight") and scale_key in shapes:  # ComfyUI's scaled fp8
-            tensor = tensor * get_tensor(scale_key, device, dtype)
         state["shared.weight" if key == "encoder.embed_tokens.weight" and "shared.weight" not in shapes else key] = tensor
     state.pop("encoder.embed_tokens.weight", None)  # tied to shared.weight
     result = model.load_state_dict(state, strict=False, assign=True)

@@ -8,6 +8,21 @@ Pickled files (.ckpt/.pt/.pth/.bin) go through PyTorch's restricted unpickler on
 (`torch.load(weights_only=True)`), which rebuilds plain tensors and containers and refuses any
 other object, so a file that would run code is refused rather than run (as ComfyUI loads them).
 
+ComfyUI's "scaled fp8" files (flux1-dev-fp8-scaled, sd3.5_large_fp8_scaled, t5xxl_fp8_e4m3fn_scaled,
+...) hold Linear weights as float8 with a per-layer `<layer>.scale_weight` (the weight is the fp8
+values times it: a scalar, or one per output row), optionally `<layer>.scale_input` (the input's
+static scale for fp8 matmuls), and a marker tensor `scaled_fp8` under each quantised part's
+prefix (its dtype names the fp8 type, float32 meaning e4m3fn; 2 elements rather than 1 ask for
+full-precision matmuls). A WeightFile reads that layout for every model: `shapes` leaves the
+scales and markers out, `get` gives a scaled weight dequantised (weight x scale, in float32 then
+cast) unless its stored fp8 dtype is asked for, in which case the caller keeps it in fp8 and takes
+the scale from `scale(key)` (graphflow.models.cast_layers applies it as the layer runs).
+ComfyUI's newer per-layer format reads the same way where it is fp8: `<layer>.comfy_quant` (a
+uint8 tensor holding the layer's JSON, e.g. {"format": "float8_e4m3fn"}) or the metadata key
+`_quantization_metadata` ({"layers": {layer: {...}}}) names the quantised layers, whose scales are
+`<layer>.weight_scale` / `<layer>.input_scale`; other formats (nvfp4, mxfp8, int8, ...) are refused
+with an error naming them.
+
 What weights cannot show (v-prediction, head counts, ...) a file states in its safetensors metadata,
 key `graphflow.config`, a JSON object:
 
@@ -25,6 +40,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -38,6 +54,10 @@ INDEX_SUFFIX = ".index.json"  # a sharded set's index (model.safetensors.index.j
 # Smaller tensors are copied: each page fault on a mapped file brings in its neighbours too (64 KB
 # of fault-around), so mapping a 1 KB bias costs 64 KB of resident memory; a copy costs 1 KB.
 ZERO_COPY_MIN_BYTES = 1 << 20
+
+SCALE_WEIGHT, SCALE_INPUT, SCALED_FP8 = ".scale_weight", ".scale_input", "scaled_fp8"  # ComfyUI's names
+COMFY_QUANT, QUANT_METADATA = ".comfy_quant", "_quantization_metadata"
+FP8_FORMATS = ("float8_e4m3fn", "float8_e5m2")
 
 
 class CheckpointError(Exception):
@@ -88,6 +108,15 @@ def read_pickle(path) -> object:
                               f"(torch.load weights_only=True, which loads plain tensors only): {reason}") from None
 
 
+@dataclass(frozen=True)
+class ScaledFP8:
+    """A `scaled_fp8` marker: the prefix of the part it marks, the fp8 dtype it names, and
+    whether the file allows fp8 matmuls (a 2-element marker asks for full precision)."""
+    prefix: str
+    dtype: str
+    fp8_matmul: bool
+
+
 class WeightFile:
     """A weights file's (or a sharded set's index's) key names, shapes and dtypes (from the headers
     alone) and its tensors on request.
@@ -103,16 +132,63 @@ class WeightFile:
             raise CheckpointError(f"{self.path}: no such file")
         if self.path.name.endswith(INDEX_SUFFIX):
             self._open_index()
-            return
-        with open(self.path, "rb") as fh:
-            head = fh.read(9)
-        # safetensors: an 8-byte little-endian header length (any bytes), then the JSON header's '{'
-        safetensors_like = head[8:9] == b"{"
-        pickled = head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[1:2] in PICKLE_PROTOCOLS)
-        if not safetensors_like and (pickled or self.path.suffix.lower() in PICKLE_SUFFIXES):
-            self._open_pickle()
         else:
-            self._open_safetensors()
+            with open(self.path, "rb") as fh:
+                head = fh.read(9)
+            # safetensors: an 8-byte little-endian header length (any bytes), then the JSON header's '{'
+            safetensors_like = head[8:9] == b"{"
+            pickled = head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[1:2] in PICKLE_PROTOCOLS)
+            if not safetensors_like and (pickled or self.path.suffix.lower() in PICKLE_SUFFIXES):
+                self._open_pickle()
+            else:
+                self._open_safetensors()
+        try:
+            self._split_scales()
+        except CheckpointError:
+            self.close()
+            raise
+
+    def _split_scales(self):
+        """Set ComfyUI's scaled-fp8 tensors apart from the model's (see the module docstring)."""
+        self.all_shapes = shapes = self.shapes
+        self.scales = {k[:-len(SCALE_WEIGHT)] + ".weight": k for k in shapes
+                       if k.endswith(SCALE_WEIGHT) and k[:-len(SCALE_WEIGHT)] + ".weight" in shapes}
+        self.input_scales = {k[:-len(SCALE_INPUT)] + ".weight": k for k in shapes
+                             if k.endswith(SCALE_INPUT) and k[:-len(SCALE_INPUT)] + ".weight" in shapes}
+        self.scaled_fp8 = {}
+        for k in shapes:
+            if k == SCALED_FP8 or k.endswith("." + SCALED_FP8):
+                stored = dtype_name(self.dtypes[k])
+                self.scaled_fp8[k[:-len(SCALED_FP8)]] = ScaledFP8(
+                    k[:-len(SCALED_FP8)], "float8_e4m3fn" if stored == "float32" else stored, math.prod(shapes[k]) != 2)
+        hidden = {*self.scales.values(), *self.input_scales.values(), *(p + SCALED_FP8 for p in self.scaled_fp8)}
+        for layer, conf in self._quantised_layers().items():
+            if conf.get("format") not in FP8_FORMATS:
+                raise CheckpointError(f"{self.path.name}: layer {layer} is quantised as {conf.get('format')!r}; "
+                                      f"graphflow reads ComfyUI's {' / '.join(FP8_FORMATS)} layers only")
+            hidden.add(layer + COMFY_QUANT)
+            for name, found in (("weight_scale", self.scales), ("input_scale", self.input_scales)):
+                if f"{layer}.{name}" in shapes:
+                    found[layer + ".weight"] = f"{layer}.{name}"
+                    hidden.add(f"{layer}.{name}")
+        self.shapes = {k: s for k, s in shapes.items() if k not in hidden}
+
+    def _quantised_layers(self) -> dict[str, dict]:
+        """ComfyUI's per-layer quantisation configs (`.comfy_quant` tensors or the metadata's), by layer."""
+        layers = {}
+        for key in self.all_shapes:
+            if key.endswith(COMFY_QUANT):
+                try:
+                    layers[key[:-len(COMFY_QUANT)]] = json.loads(bytes(self._get(key).tolist()).decode("utf-8"))
+                except (ValueError, UnicodeDecodeError) as e:
+                    raise CheckpointError(f"{self.path.name}: {key} is not a JSON layer config ({e})") from None
+        if QUANT_METADATA in getattr(self, "metadata", {}):
+            try:
+                layers.update(json.loads(self.metadata[QUANT_METADATA])["layers"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise CheckpointError(f"{self.path.name}: metadata {QUANT_METADATA!r} is not ComfyUI's "
+                                      f"{{\"layers\": {{...}}}} ({e})") from None
+        return {layer: conf if isinstance(conf, dict) else {} for layer, conf in layers.items()}
 
     def _open_safetensors(self):
         """Names, shapes and dtypes from the header alone. The file is memory-mapped only when a
@@ -170,7 +246,7 @@ class WeightFile:
                 if not (self.path.parent / name).is_file():
                     raise CheckpointError(f"{self.path.name}: shard {name} is missing from {self.path.parent}")
                 self._shards[name] = WeightFile(self.path.parent / name)
-            absent = [k for k, name in weight_map.items() if k not in self._shards[name].shapes]
+            absent = [k for k, name in weight_map.items() if k not in self._shards[name].all_shapes]
             if absent:
                 raise CheckpointError(f"{self.path.name}: {len(absent)} tensors of the weight_map are not in their "
                                       f"shards, e.g. {absent[0]!r} in {weight_map[absent[0]]}")
@@ -178,7 +254,7 @@ class WeightFile:
             self.close()
             raise
         self._where = weight_map
-        self.shapes = {k: self._shards[name].shapes[k] for k, name in weight_map.items()}
+        self.shapes = {k: self._shards[name].all_shapes[k] for k, name in weight_map.items()}
         self.dtypes = {k: self._shards[name].dtypes[k] for k, name in weight_map.items()}
         self.metadata = next(iter(self._shards.values())).metadata
 
@@ -197,9 +273,31 @@ class WeightFile:
         self.metadata = {}
 
     def get(self, key: str, device=None, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """One tensor on `device` in `dtype` (None: as stored). A scaled-fp8 weight comes
+        dequantised, unless `dtype` is its stored fp8 dtype: then as stored, its scale apart (`scale`)."""
+        import torch
+        scale_key = self.scales.get(key)
+        if scale_key is None or dtype == _torch_dtype(self.dtypes[key]):
+            return self._get(key, device, dtype)
+        from .cast_layers import scaled
+
+        weight = scaled(self._get(key, device, torch.float32), self._get(scale_key, device, torch.float32))
+        return weight if dtype is None else weight.to(dtype)
+
+    def scale(self, key: str, device=None) -> torch.Tensor | None:
+        """The scale_weight of a scaled-fp8 weight (float32), or None for any other tensor."""
+        import torch
+        return None if key not in self.scales else self._get(self.scales[key], device, torch.float32)
+
+    def input_scale(self, key: str, device=None) -> torch.Tensor | None:
+        """The scale_input of a scaled-fp8 weight's layer (float32), or None."""
+        import torch
+        return None if key not in self.input_scales else self._get(self.input_scales[key], device, torch.float32)
+
+    def _get(self, key: str, device=None, dtype: torch.dtype | None = None) -> torch.Tensor:
         import torch
         if self.format == "sharded":
-            return self._shards[self._where[key]].get(key, device, dtype)
+            return self._shards[self._where[key]]._get(key, device, dtype)
         device = torch.device(device) if device is not None else torch.device("cpu")
         if self.format == "pickle":
             t = self._tensors[key]
@@ -221,7 +319,7 @@ class WeightFile:
     def _read(self, key: str, stored: torch.dtype) -> torch.Tensor:
         import torch
         begin, end = self._entries[key]["data_offsets"]
-        shape = self.shapes[key]
+        shape = self.all_shapes[key]
         if end == begin:
             return torch.empty(shape, dtype=stored)
         buffer = bytearray(end - begin)
@@ -298,6 +396,12 @@ class KeyView:
 
     def get(self, key: str, device=None, dtype=None) -> torch.Tensor:
         return self.source.get(self.prefix + key, device, dtype)
+
+    def scale(self, key: str, device=None) -> torch.Tensor | None:
+        return self.source.scale(self.prefix + key, device)
+
+    def input_scale(self, key: str, device=None) -> torch.Tensor | None:
+        return self.source.input_scale(self.prefix + key, device)
 
 
 def read_graphflow_config(metadata: dict | None, name: str = "checkpoint") -> dict:
