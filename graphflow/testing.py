@@ -781,3 +781,52 @@ def _split_to_diffusers(state: dict, top: dict, blocks: dict, hidden: int) -> di
         else:
             out[key] = t
     return out
+
+
+# -- Stable Cascade ------------------------------------------------------------------------------
+
+def cascade_config(stage: str):
+    """A scaled-down Stage C ("c") or Stage B ("b") with the real models' structure (Stage C: two
+    levels at one resolution, attention everywhere; Stage B: resampled levels, attention in the
+    deeper ones, repeat mappers); its CLIP widths fit the tiny CLIP-G (TEXT_TINY)."""
+    from .models.stable_cascade import CascadeConfig
+
+    clip_g = TEXT_TINY["clip_g"]
+    if stage == "c":
+        return CascadeConfig("c", 16, 16, 1, (64, 128), (1, 2), (2, 1), (1, 2), (2, 1), (True, True),
+                             cond_width=64, clip_text_width=clip_g[0], clip_pooled_width=clip_g[3],
+                             clip_image_width=16, timestep_width=16, resample=False)
+    if stage == "b":
+        return CascadeConfig("b", 4, 4, 2, (16, 32, 64), (1, 1, 1), (1, 1, 1), (1, 1, 1), (2, 1, 2),
+                             (False, True, True), cond_width=32, clip_text_width=None,
+                             clip_pooled_width=clip_g[3], clip_image_width=None, effnet_channels=16,
+                             pixel_channels=3, timestep_width=16, time_conds=("sca",))
+    raise ValueError(f"unknown Stable Cascade stage {stage!r}; expected 'c' or 'b'")
+
+
+def write_stable_cascade(path, stage: str, seed: int = 0, dtype=torch.float32) -> Path:
+    """A tiny random Stage C / Stage B file in Stability's original layout (bare keys, attention
+    as MultiheadAttention's in_proj / out_proj), as stable_cascade_stage_c.safetensors ships."""
+    from .models.stable_cascade import StableCascadeUNet
+
+    with torch.device("meta"):
+        shapes = _module_shapes(StableCascadeUNet(cascade_config(stage)))
+    state = random_state(shapes, seed, torch.float32)
+    save_file({k: v.to(dtype) for k, v in state.items()}, str(path))
+    return Path(path)
+
+
+def write_stage_a(path, seed: int = 0, dtype=torch.float32) -> Path:
+    """A tiny random Stable Cascade Stage A (stage_a.safetensors' layout: vquantizer.codebook,
+    BatchNorm running statistics)."""
+    from .models.stage_a import StageA, StageAConfig
+
+    with torch.device("meta"):
+        shapes = _module_shapes(StageA(StageAConfig(width=32, levels=2, bottleneck_blocks=2, codebook_size=64)))
+    tracked = {k for k in shapes if k.endswith("num_batches_tracked")}
+    state = random_state({k: s for k, s in shapes.items() if k not in tracked}, seed, torch.float32)
+    state = {k: v.abs() + 0.5 if k.endswith("running_var") else v for k, v in state.items()}
+    state = {k: v.to(dtype) for k, v in state.items()}
+    state.update({k: torch.tensor(1000, dtype=torch.long) for k in tracked})
+    save_file(state, str(path))
+    return Path(path)

@@ -45,10 +45,11 @@ def _load(inputs: list[tuple[str, str]], clip_type: str):
 
 class LoadTextEncoder(Node):
     """Load one text encoder file: a CLIP-L (SD1) or ViT-H (SD2) for stable_diffusion, or any one
-    of CLIP-L, CLIP-G, T5-XXL for sd3 (the others are then left out of the conditioning)."""
+    of CLIP-L, CLIP-G, T5-XXL for sd3 (the others are then left out of the conditioning), or the
+    CLIP-G of Stable Cascade (stable_cascade)."""
     category = "advanced/loaders"
     clip_name: str = Choice(_list)
-    type: str = Choice(["stable_diffusion", "sd3"], "stable_diffusion")
+    type: str = Choice(["stable_diffusion", "sd3", "stable_cascade"], "stable_diffusion")
     outputs = {"clip": CLIP}
     comfy = ComfyAlias(("CLIPLoader",), ignore=("device",))
 

@@ -283,6 +283,9 @@ def load_diffusion_model(path, device=None, dtype=None, weight_dtype: str = "def
 
 def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
     with WeightFile(path) as f:
+        cascade = _read_stable_cascade(f, path, device, dtype, weight_dtype)
+        if cascade is not None:
+            return cascade
         info = detect_flow_model(f.shapes)
         if info is not None:
             return build_flow_model(f.view(info.prefix), info, *flow_placement(device, dtype), weight_dtype)
@@ -292,6 +295,25 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
         unet_device, unet_dtype = _resolve(device, dtype, "unet")
         unet = build_unet(f.view(UNET_PREFIX), info.unet, unet_device, unet_dtype)
         return DiffusionModel(unet, info.arch, info.prediction, info.latent_format)
+
+
+def _read_stable_cascade(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:
+    """A Stable Cascade Stage C / Stage B file (bare original keys), or None for other files."""
+    from .stable_cascade import build_stable_cascade, cascade_config_from_shapes, is_stable_cascade
+
+    stage = is_stable_cascade(f.shapes)
+    if stage is None:
+        return None
+    if weight_dtype != "default":
+        raise CheckpointError("weight_dtype fp8 is supported for SD3/FLUX diffusion models only")
+    try:
+        config = cascade_config_from_shapes(f.shapes)
+        unet_device, unet_dtype = _resolve(device, dtype, "unet")
+        net = build_stable_cascade(f, config, unet_device, unet_dtype)
+    except (KeyError, ValueError, IndexError) as e:
+        raise CheckpointError(f"{Path(path).name}: a Stable Cascade Stage {stage.upper()} file of an unknown layout "
+                              f"({e})") from None
+    return DiffusionModel(net, f"stable_cascade_{stage}", "eps")
 
 
 # -- standalone VAE files ----------------------------------------------------------------------
@@ -310,7 +332,11 @@ def load_vae(path, device=None, dtype=None, latent_format: LatentFormat | None =
 
 
 def _read_vae(path, device, dtype, latent_format) -> VAE:
+    from .stage_a import StageAVAE, build_stage_a, is_stage_a
+
     with WeightFile(path) as f:
+        if is_stage_a(f.shapes):  # Stable Cascade's Stage A (a VQGAN, not an LDM VAE)
+            return StageAVAE(build_stage_a(f, *_resolve(device, dtype, "vae")))
         config = f.config()
         prefixes = prefix_summary(f.shapes)
         found = vae_in(f.shapes)

@@ -13,6 +13,10 @@ SD3: context = [CLIP-L penultimate (768) | CLIP-G penultimate (1280)] concatenat
 FLUX: context = T5 tokens (padded to 256, dev and schnell alike, as ComfyUI pads), pooled =
      CLIP-L's pooled output without projection (768; diffusers' FluxPipeline uses CLIPTextModel's
      pooler_output too). A missing T5 gives zeros [1, 256, 4096], a missing CLIP-L zero pooled.
+Stable Cascade ("stable_cascade", CLIPLoader's type): CLIP-G alone; context = its last layer's
+     hidden states (1280), pooled = its projected pooled output (1280), as ComfyUI's
+     StableCascadeClipG (layer "hidden", index -1) and diffusers' StableCascadePriorPipeline
+     (hidden_states[-1], text_embeds) take them.
 CLIP hidden states are not passed through the final layer norm (as SDXL's, ComfyUI's and
 diffusers'); pooled always comes from the last layer, first window, unweighted.
 """
@@ -27,7 +31,7 @@ from .t5 import MIN_LENGTH, T5Encoder
 from .text_encoders import ClipTower
 from .tokenizer import TokenWindows, empty_window, tokenize_prompt
 
-ARCHS = ("sd3", "flux")
+ARCHS = ("sd3", "flux", "stable_cascade")
 CONTEXT_DIM = 4096
 POOLED = {"clip_l": 768, "clip_g": 1280}
 
@@ -64,6 +68,10 @@ class FlowTextEncoder:
             raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHS}")
         if arch == "flux" and clip_g is not None:
             raise ValueError("FLUX uses CLIP-L and T5-XXL, not CLIP-G")
+        if arch == "stable_cascade" and (clip_g is None or clip_l is not None or t5 is not None):
+            raise ValueError("Stable Cascade uses CLIP-G alone")
+        if arch == "stable_cascade":
+            clip_skip, context_dim = -1, clip_g.hidden_size
         if clip_l is None and clip_g is None and t5 is None:
             raise ValueError("a text encoder needs at least one of CLIP-L, CLIP-G, T5-XXL")
         self.arch = arch
@@ -150,6 +158,10 @@ class FlowTextEncoder:
             raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
         if self.arch == "flux":
             return self.encode_flux(prompt, prompt)
+        if self.arch == "stable_cascade":
+            clip_skip = self.clip_skip if clip_skip is None else clip_skip
+            self._check_clip_skip(clip_skip)
+            return clip_encode(self.clip_g, tokenize_prompt(prompt, self.clip_g.spec.pad_token), clip_skip)
         return self.encode_sd3(prompt, prompt, prompt, empty_padding=True, clip_skip=clip_skip)
 
     def encode_flux(self, clip_l: str, t5xxl: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -101,4 +101,9 @@ FLUX = LatentFormat(
                  (-0.1262, -0.0982, -0.0778)),
     rgb_bias=(-0.0329, -0.0718, -0.0851))
 
-LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, SD3, FLUX)}
+# Stable Cascade (ComfyUI's SC_Prior and SC_B): Stage C samples its 16-channel latent unscaled;
+# Stage B samples Stage A's 4-channel latent scaled by 1 / 0.43.
+SC_PRIOR = LatentFormat("stable_cascade_prior", channels=16, scale_factor=1.0)
+SC_B = LatentFormat("stable_cascade_b", channels=4, scale_factor=1.0 / 0.43)
+
+LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, SD3, FLUX, SC_PRIOR, SC_B)}
