@@ -830,3 +830,20 @@ def write_stage_a(path, seed: int = 0, dtype=torch.float32) -> Path:
     state.update({k: torch.tensor(1000, dtype=torch.long) for k in tracked})
     save_file(state, str(path))
     return Path(path)
+
+
+def write_stage_c_encoder(path, seed: int = 0, dtype=torch.float32) -> Path:
+    """A random Stable Cascade Stage C encoder (effnet_encoder.safetensors' layout: torchvision's
+    EfficientNetV2-S features under backbone., mapper.0 / mapper.1). Full size (about 20M
+    weights): the backbone's structure is fixed, as in the released file."""
+    from .models.stage_c_encoder import StageCEncoder
+
+    with torch.device("meta"):
+        shapes = _module_shapes(StageCEncoder())
+    tracked = {k for k in shapes if k.endswith("num_batches_tracked")}
+    state = random_state({k: s for k, s in shapes.items() if k not in tracked}, seed, torch.float32)
+    state = {k: v.abs() + 0.5 if k.endswith("running_var") else v for k, v in state.items()}
+    state = {k: v.to(dtype) for k, v in state.items()}
+    state.update({k: torch.tensor(1000, dtype=torch.long) for k in tracked})
+    save_file(state, str(path))
+    return Path(path)

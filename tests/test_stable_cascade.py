@@ -229,22 +229,39 @@ def run_node(cls, **inputs):
     return node.run()
 
 
-def test_stage_c_vae_encode_shapes_and_errors(models):
+def test_stage_c_vae_encode(models):
+    """StableCascade_StageC_VAEEncode with the Stage C encoder (effnet_encoder.safetensors' layout):
+    the latents' shapes, and the encoder equal to torchvision's EfficientNetV2-S features + the
+    mapper on the same weights, on the ImageNet-normalised picture."""
+    import torch.nn.functional as F
+    from torchvision.models import efficientnet_v2_s
+
     from graphflow.registry import Registry
+    from graphflow.testing import write_stage_c_encoder
 
+    path = write_stage_c_encoder(models / "vae" / "effnet_encoder.safetensors", seed=5)
+    with WeightFile(path) as f:
+        assert "Stage C encoder" in identify(f.shapes).name
+    encoder = load_vae(path)
     node = Registry().load_builtin().get("StableCascadeStageCVAEEncode")
-    image = torch.rand(1, 200, 300, 3)
-
-    class StageCEncoder:  # stands in for the EfficientNet encoder: 16 channels at 1/32, as ComfyUI's StageC_coder
-        latent_channels, downscale = 16, 32
-
-        def encode(self, pixels):
-            assert pixels.shape == (1, (200 // 42) * 32, (300 // 42) * 32, 3)
-            return torch.zeros(1, 16, pixels.shape[1] // 32, pixels.shape[2] // 32)
-
-    stage_c, stage_b = run_node(node, image=image, vae=StageCEncoder(), compression=42)
+    image = torch.rand(1, 200, 300, 3, generator=torch.Generator().manual_seed(2))
+    stage_c, stage_b = run_node(node, image=image, vae=encoder, compression=42)
     assert stage_c["samples"].shape == (1, 16, 200 // 42, 300 // 42)
     assert stage_b["samples"].shape == (1, 4, (200 // 8) * 2, (300 // 8) * 2)
+
+    state = load_file(str(path))
+    backbone = efficientnet_v2_s().features.eval()
+    backbone.load_state_dict({k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")})
+    pixels = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(3))
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        features = F.conv2d(backbone((pixels - mean) / std), state["mapper.0.weight"])
+        reference = F.batch_norm(features, state["mapper.1.running_mean"], state["mapper.1.running_var"], eps=1e-5)
+    ours = encoder.encode(pixels.permute(0, 2, 3, 1))
+    assert ours.shape == (1, 16, 2, 3)
+    assert torch.allclose(ours, reference, atol=1e-4 * float(reference.abs().max()))
+    with pytest.raises(ValueError, match="only encodes"):
+        encoder.decode(ours)
     with pytest.raises(Exception, match="Stage C encoder"):
         run_node(node, image=image, vae=load_vae(models / "vae" / "stage_a.safetensors"), compression=42)
 

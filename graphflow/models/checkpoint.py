@@ -333,10 +333,13 @@ def load_vae(path, device=None, dtype=None, latent_format: LatentFormat | None =
 
 def _read_vae(path, device, dtype, latent_format) -> VAE:
     from .stage_a import StageAVAE, build_stage_a, is_stage_a
+    from .stage_c_encoder import StageCEncoderVAE, build_stage_c_encoder, is_stage_c_encoder
 
     with WeightFile(path) as f:
         if is_stage_a(f.shapes):  # Stable Cascade's Stage A (a VQGAN, not an LDM VAE)
             return StageAVAE(build_stage_a(f, *_resolve(device, dtype, "vae")))
+        if is_stage_c_encoder(f.shapes):  # Stable Cascade's image -> Stage C latent encoder
+            return StageCEncoderVAE(build_stage_c_encoder(f, *_resolve(device, dtype, "vae")))
         config = f.config()
         prefixes = prefix_summary(f.shapes)
         found = vae_in(f.shapes)

@@ -78,7 +78,7 @@ def _text_encoder(shapes) -> FileKind | None:
 
 def cascade_stage(shapes) -> str | None:
     """"c" / "b" for a Stable Cascade Stage C / Stage B network (bare original keys), "a" for its
-    Stage A VQGAN, else None."""
+    Stage A VQGAN, "effnet" for Stage C's image encoder, else None."""
     if "clf.1.weight" in shapes and "embedding.1.weight" in shapes:
         if "clip_txt_mapper.weight" in shapes:
             return "c"
@@ -86,6 +86,8 @@ def cascade_stage(shapes) -> str | None:
             return "b"
     if "vquantizer.codebook.weight" in shapes and "in_block.1.weight" in shapes:
         return "a"
+    if "backbone.1.0.block.0.1.num_batches_tracked" in shapes and "mapper.0.weight" in shapes:
+        return "effnet"
     return None
 
 
@@ -111,6 +113,9 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
     stage = cascade_stage(shapes)
     if stage == "a":
         return FileKind("Stable Cascade Stage A (VQGAN VAE)", "vae", "LoadVAE")
+    if stage == "effnet":
+        return FileKind("Stable Cascade Stage C encoder (EfficientNet, for StableCascade_StageC_VAEEncode)", "vae",
+                        "LoadVAE")
     if stage is not None:
         return FileKind(f"Stable Cascade Stage {stage.upper()} diffusion model", "diffusion_models",
                         "LoadDiffusionModel")
