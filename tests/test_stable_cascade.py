@@ -272,6 +272,10 @@ def test_files_are_recognised(models):
         with WeightFile(models / name) as f:
             found = identify(f.shapes)
         assert kind in found.name and found.folder == name.split("/")[0]
+    from graphflow.models.checkpoint_report import inspect_report
+
+    report = inspect_report(models / "diffusion_models" / "stage_b.safetensors")
+    assert "Stable Cascade Stage B" in report and "4-channel latent, channels [16, 32, 64]" in report
     assert SC_PRIOR.channels == 16 and SC_PRIOR.scale_factor == 1.0 and math.isclose(SC_B.scale_factor, 1 / 0.43)
     model = load_diffusion_model(models / "diffusion_models" / "stage_c.safetensors")
     assert isinstance(DiscreteSchedule.for_model(model), CascadeSchedule)
