@@ -280,3 +280,32 @@ def test_files_are_recognised(models):
     model = load_diffusion_model(models / "diffusion_models" / "stage_c.safetensors")
     assert isinstance(DiscreteSchedule.for_model(model), CascadeSchedule)
     assert DiscreteSchedule.for_model(model).shift == 2.0
+
+
+def test_clip_g_encoding_as_comfyui_stable_cascade(models):
+    """CLIPLoader type stable_cascade: the last layer's hidden states (no final norm) and the
+    projected pooled output, prompts padded with the end token and attention masked past the
+    first one (ComfyUI's StableCascadeClipG), against transformers' CLIPTextModelWithProjection."""
+    from transformers import CLIPTextModelWithProjection
+
+    from graphflow.models.text_encoder_files import load_text_encoders
+    from graphflow.models.tokenizer import tokenize_prompt
+    from graphflow.testing import text_config
+
+    path = models / "text_encoders" / "clip_g.safetensors"
+    clip = load_text_encoders([path], "stable_cascade", device=torch.device("cpu"), dtype=torch.float32)
+    context, pooled = clip.encode("a fox in the snow")
+    reference = CLIPTextModelWithProjection(text_config("clip_g")).eval()
+    missing, unexpected = reference.load_state_dict(load_file(str(path)), strict=False)
+    assert not unexpected and all("position_ids" in k for k in missing)
+    ids = torch.tensor(tokenize_prompt("a fox in the snow", 49407).ids)
+    assert int((ids == 49407).sum()) > 60  # padded with the end token
+    mask = (torch.arange(77)[None] <= (ids == 49407).int().argmax(dim=1)[:, None]).long()
+    with torch.no_grad():
+        out = reference(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    assert context.shape == (1, 77, 128) and pooled.shape == (1, 128)
+    assert torch.allclose(context, out.hidden_states[-1], atol=1e-4)
+    assert torch.allclose(pooled, out.text_embeds, atol=1e-4)
+    with torch.no_grad():  # the mask matters: without it the padding positions differ
+        unmasked = reference(input_ids=ids, output_hidden_states=True).hidden_states[-1]
+    assert float((unmasked - context).abs().max()) > 1e-3

@@ -15,8 +15,10 @@ FLUX: context = T5 tokens (padded to 256, dev and schnell alike, as ComfyUI pads
      pooler_output too). A missing T5 gives zeros [1, 256, 4096], a missing CLIP-L zero pooled.
 Stable Cascade ("stable_cascade", CLIPLoader's type): CLIP-G alone; context = its last layer's
      hidden states (1280), pooled = its projected pooled output (1280), as ComfyUI's
-     StableCascadeClipG (layer "hidden", index -1) and diffusers' StableCascadePriorPipeline
-     (hidden_states[-1], text_embeds) take them.
+     StableCascadeClipG (layer "hidden", index -1, return_projected_pooled) and diffusers'
+     StableCascadePriorPipeline (hidden_states[-1], text_embeds) take them; prompts padded with
+     the end token and attention masked past the first one (ComfyUI's pad_with_end,
+     enable_attention_masks).
 CLIP hidden states are not passed through the final layer norm (as SDXL's, ComfyUI's and
 diffusers'); pooled always comes from the last layer, first window, unweighted.
 """
@@ -29,7 +31,7 @@ from .attention import kernels
 from .t5 import EOS as T5_EOS
 from .t5 import MIN_LENGTH, T5Encoder
 from .text_encoders import ClipTower
-from .tokenizer import TokenWindows, empty_window, tokenize_prompt
+from .tokenizer import EOS, TokenWindows, empty_window, tokenize_prompt
 
 ARCHS = ("sd3", "flux", "stable_cascade")
 CONTEXT_DIM = 4096
@@ -38,15 +40,21 @@ POOLED = {"clip_l": 768, "clip_g": 1280}
 
 @torch.no_grad()
 def clip_encode(tower: ClipTower, windows: TokenWindows, clip_skip: int = -2,
-                projected: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                projected: bool = True, mask_after_end: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Token windows -> (hidden states [1, 77k, D] at clip_skip with ComfyUI's weighting,
-    pooled [1, P] of the first window; projected if asked and the tower has a projection)."""
+    pooled [1, P] of the first window; projected if asked and the tower has a projection).
+    mask_after_end: no token attends to those after the first end token (ComfyUI's
+    enable_attention_masks, Stable Cascade's CLIP-G)."""
     weighted = windows.has_weights
     ids = windows.ids + ([empty_window(tower.spec.pad_token)] if weighted else [])
     transformer = tower.transformer
     tokens = torch.tensor(ids, dtype=torch.long, device=transformer.embeddings.token_embedding.weight.device)
+    mask = None
+    if mask_after_end:
+        first_end = (tokens == EOS).int().argmax(dim=1)
+        mask = (torch.arange(tokens.shape[1], device=tokens.device)[None] <= first_end[:, None]).long()
     with kernels(tokens.device):
-        out = transformer(input_ids=tokens, output_hidden_states=True)
+        out = transformer(input_ids=tokens, attention_mask=mask, output_hidden_states=True)
     hidden = out.hidden_states[clip_skip].float().cpu()
     pooled = out.pooler_output[:1]
     if projected and tower.projection is not None:
@@ -161,7 +169,8 @@ class FlowTextEncoder:
         if self.arch == "stable_cascade":
             clip_skip = self.clip_skip if clip_skip is None else clip_skip
             self._check_clip_skip(clip_skip)
-            return clip_encode(self.clip_g, tokenize_prompt(prompt, self.clip_g.spec.pad_token), clip_skip)
+            # padded with the end token, and masked after the first one, as ComfyUI's StableCascadeClipG
+            return clip_encode(self.clip_g, tokenize_prompt(prompt, EOS), clip_skip, mask_after_end=True)
         return self.encode_sd3(prompt, prompt, prompt, empty_padding=True, clip_skip=clip_skip)
 
     def encode_flux(self, clip_l: str, t5xxl: str) -> tuple[torch.Tensor, torch.Tensor]:
