@@ -309,3 +309,26 @@ def test_clip_g_encoding_as_comfyui_stable_cascade(models):
     with torch.no_grad():  # the mask matters: without it the padding positions differ
         unmasked = reference(input_ids=ids, output_hidden_states=True).hidden_states[-1]
     assert float((unmasked - context).abs().max()) > 1e-3
+
+
+def test_bundled_workflow_runs(tmp_folders):
+    """workflows/stable_cascade_comfyui_example.json on tiny files under its names, made small."""
+    from pathlib import Path
+
+    from graphflow.registry import Registry
+    from graphflow.workflow import load_workflow
+
+    m = tmp_folders.models
+    for sub in ("diffusion_models", "text_encoders", "vae"):
+        (m / sub).mkdir()
+    write_stable_cascade(m / "diffusion_models" / "stage_c_bf16.safetensors", "c", seed=1, dtype=torch.bfloat16)
+    write_stable_cascade(m / "diffusion_models" / "stage_b_bf16.safetensors", "b", seed=2, dtype=torch.bfloat16)
+    write_stage_a(m / "vae" / "stage_a.safetensors", seed=3)
+    write_text_encoder(m / "text_encoders" / "model.safetensors", "clip_g", seed=4, dtype=torch.float32)
+    wf = load_workflow(Path(__file__).parent.parent / "workflows" / "stable_cascade_comfyui_example.json")
+    wf.nodes["34"].inputs.update(width=256, height=256)
+    wf.nodes["3"].inputs["steps"] = wf.nodes["33"].inputs["steps"] = 2
+    result = Executor(Registry().load_builtin()).run(wf)
+    assert result.ok, result.error or result.problems
+    assert result.values["8"][0].shape == (1, 256, 256, 3)
+    assert result.outputs["9"]["images"]
