@@ -81,6 +81,30 @@ class StableCascadeStageCVAEEncode(Node):
         return {"samples": stage_c}, {"samples": stage_b}
 
 
+class StableCascadeSuperResolutionControlnet(Node):
+    """Prepare Stable Cascade 2x super-resolution: controlnet_input is the picture encoded by the
+    Stage C encoder (channels last, for the super-resolution ControlNet), stage_c and stage_b blank
+    latents for twice the picture's size (width / 16 and width / 2). The Stable Cascade
+    super-resolution ControlNet itself does not load in graphflow yet."""
+    category = "_for_testing/stable_cascade"
+    image: IMAGE
+    vae: VAE
+    outputs = {"controlnet_input": IMAGE, "stage_c": LATENT, "stage_b": LATENT}
+    comfy = ComfyAlias(("StableCascade_SuperResolutionControlnet",))
+
+    def run(self):
+        import torch
+
+        if getattr(self.vae, "latent_channels", None) != PRIOR_CHANNELS:
+            raise NodeInputError("vae", f"expected Stable Cascade's Stage C encoder ({PRIOR_CHANNELS}-channel latents); "
+                                        f"this VAE makes {getattr(self.vae, 'latent_channels', '?')}-channel latents")
+        batch, height, width = self.image.shape[:3]
+        controlnet_input = self.vae.encode(self.image[..., :3]).movedim(1, -1)
+        return (controlnet_input,
+                {"samples": torch.zeros(batch, PRIOR_CHANNELS, height // 16, width // 16)},
+                {"samples": torch.zeros(batch, STAGE_B_CHANNELS, height // 2, width // 2)})
+
+
 class ModelSamplingStableCascade(Node):
     """Set a Stable Cascade model's noise-schedule shift: the cosine schedule's log-SNR moved down
     by 2 ln(shift), spending more steps at high noise. Stage C is trained for 2.0, Stage B for 1.0

@@ -118,6 +118,12 @@ def test_cascade_schedule_matches_comfyui_closed_forms(shift):
     a0 = math.cos(0.008 / 1.008 * math.pi / 2) ** 2
     expected = [math.acos(math.sqrt(a0 / (s * s + 1))) / (math.pi / 2) * 1.008 - 0.008 for s in sigma.tolist()]
     assert torch.allclose(schedule.timestep(sigma), torch.tensor(expected), atol=1e-6)
+    # KSampler's "simple" scheduler walks the 10000-entry table: entry 9999 - int(i * 10000 / steps)
+    from graphflow.sampling.schedules import compute_sigmas
+
+    sigmas = compute_sigmas(schedule, "simple", 20)
+    expected = [comfy_sigma((10000 - int(i * 500)) / 10000, shift) for i in range(20)] + [0.0]
+    assert torch.allclose(sigmas, torch.tensor(expected), rtol=1e-5)
     if shift == 1.0:  # unshifted, timestep inverts sigma
         t = torch.tensor([0.1, 0.5, 0.9])
         assert torch.allclose(schedule.timestep(schedule.sigma(t)), t, atol=1e-4)
@@ -262,6 +268,10 @@ def test_stage_c_vae_encode(models):
     assert torch.allclose(ours, reference, atol=1e-4 * float(reference.abs().max()))
     with pytest.raises(ValueError, match="only encodes"):
         encoder.decode(ours)
+    super_resolution = Registry().load_builtin().get("StableCascadeSuperResolutionControlnet")
+    hint, sr_c, sr_b = run_node(super_resolution, image=image[:, :192, :288], vae=encoder)
+    assert hint.shape == (1, 192 // 32, 288 // 32, 16)
+    assert sr_c["samples"].shape == (1, 16, 12, 18) and sr_b["samples"].shape == (1, 4, 96, 144)
     with pytest.raises(Exception, match="Stage C encoder"):
         run_node(node, image=image, vae=load_vae(models / "vae" / "stage_a.safetensors"), compression=42)
 
