@@ -308,7 +308,12 @@ def _read_stable_cascade(f, path, device, dtype, weight_dtype) -> DiffusionModel
         raise CheckpointError("weight_dtype fp8 is supported for SD3/FLUX diffusion models only")
     try:
         config = cascade_config_from_shapes(f.shapes)
-        unet_device, unet_dtype = _resolve(device, dtype, "unet")
+        if stage == "c":  # Stage C's activations overflow fp16 (ComfyUI runs it in bf16 or fp32 only)
+            unet_device, unet_dtype = flow_placement(device, dtype)
+            if dtype is None and unet_dtype == torch.float16:
+                unet_dtype = torch.float32
+        else:
+            unet_device, unet_dtype = _resolve(device, dtype, "unet")
         net = build_stable_cascade(f, config, unet_device, unet_dtype)
     except (KeyError, ValueError, IndexError) as e:
         raise CheckpointError(f"{Path(path).name}: a Stable Cascade Stage {stage.upper()} file of an unknown layout "
