@@ -14,7 +14,7 @@ Called as net(x, r, clip_text, clip_text_pooled, effnet=None):
     x                 [B, C, h, w] noisy latent (variance-preserving scale)
     r                 [B] the noise level in continuous time, 0..1 (StableCascadeSampling.timestep)
     clip_text         [B, T, 1280] CLIP-G last hidden states (Stage C only; Stage B ignores them)
-    clip_text_pooled  [B, 1280] or [B, 1, 1280] CLIG-G's projected pooled output
+    clip_text_pooled  [B, 1280] or [B, 1, 1280] CLIP-G's projected pooled output
     effnet            [B, 16, h', w'] Stage C's latent, Stage B's conditioning (zeros if None)
 and predicts eps. Stage C's image embedding (clip_img, for image variations) is zeros, as
 ComfyUI passes without unCLIP conditioning; sca / crp time conditionings are zero.
