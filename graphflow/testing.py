@@ -847,3 +847,27 @@ def write_stage_c_encoder(path, seed: int = 0, dtype=torch.float32) -> Path:
     state.update({k: torch.tensor(1000, dtype=torch.long) for k in tracked})
     save_file(state, str(path))
     return Path(path)
+
+
+def write_stable_cascade_checkpoint(path, stage: str, seed: int = 0, dtype=torch.float32, split_attention=False) -> Path:
+    """A tiny all-in-one Stable Cascade checkpoint in ComfyUI's layout: the stage under
+    model.diffusion_model., Stage A under vae. (Stage B's file; Stage C's holds no VAE here), the
+    CLIP-G under text_encoder.clip_g.transformer. split_attention: in_proj stored as to_q / to_k /
+    to_v, as ComfyUI saves its own modules."""
+    import tempfile
+
+    from safetensors.torch import load_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        net = load_file(str(write_stable_cascade(Path(tmp) / "net.safetensors", stage, seed, dtype)))
+        clip = load_file(str(write_text_encoder(Path(tmp) / "clip.safetensors", "clip_g", seed=seed + 1, dtype=dtype)))
+        vae = load_file(str(write_stage_a(Path(tmp) / "vae.safetensors", seed + 2, dtype))) if stage == "b" else {}
+    if split_attention:
+        for key in [k for k in net if ".attn.in_proj_" in k]:
+            base, kind = key.rsplit(".in_proj_", 1)
+            for name, part in zip(("to_q", "to_k", "to_v"), net.pop(key).chunk(3)):
+                net[f"{base}.{name}.{kind}"] = part.contiguous()
+    state = {**{UNET_PREFIX + k: v for k, v in net.items()}, **{"vae." + k: v for k, v in vae.items()},
+             **{"text_encoder.clip_g.transformer." + k: v for k, v in clip.items()}}
+    save_file(state, str(path))
+    return Path(path)

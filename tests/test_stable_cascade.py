@@ -342,3 +342,37 @@ def test_bundled_workflow_runs(tmp_folders):
     assert result.ok, result.error or result.problems
     assert result.values["8"][0].shape == (1, 256, 256, 3)
     assert result.outputs["9"]["images"]
+
+
+@pytest.mark.parametrize("split_attention", [False, True])
+def test_all_in_one_checkpoints(tmp_path, split_attention):
+    """CheckpointLoaderSimple on ComfyUI's all-in-one layout: the same model, CLIP-G and Stage A as
+    the separate files give, with ComfyUI's split to_q / to_k / to_v read as in_proj."""
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.models.text_encoder_files import load_text_encoders
+    from graphflow.testing import write_stable_cascade_checkpoint
+
+    path = write_stable_cascade_checkpoint(tmp_path / "stable_cascade_stage_b.safetensors", "b", seed=6,
+                                           split_attention=split_attention)
+    with WeightFile(path) as f:
+        kind = identify(f.shapes)
+        assert kind.name == "Stable Cascade Stage B checkpoint" and kind.folder == "checkpoints"
+        assert any(".attn.to_q." in k for k in f.shapes) == split_attention
+    ckpt = load_checkpoint(path, device="cpu", dtype=torch.float32)
+    separate = load_diffusion_model(write_stable_cascade(tmp_path / "b.safetensors", "b", seed=6), device="cpu",
+                                    dtype=torch.float32)
+    assert ckpt.model.arch == "stable_cascade_b"
+    for key, value in separate.unet.state_dict().items():
+        assert torch.equal(ckpt.model.unet.state_dict()[key], value), key
+    stage_a = load_vae(write_stage_a(tmp_path / "a.safetensors", seed=8))
+    assert isinstance(ckpt.vae, StageAVAE)
+    latent = torch.randn(1, 4, 6, 6)
+    assert torch.allclose(ckpt.vae.decode(latent), stage_a.decode(latent))
+    clip = load_text_encoders([write_text_encoder(tmp_path / "g.safetensors", "clip_g", seed=7, dtype=torch.float32)],
+                              "stable_cascade", device=torch.device("cpu"), dtype=torch.float32)
+    for ours, theirs in zip(ckpt.clip.encode("a red fox"), clip.encode("a red fox")):
+        assert torch.allclose(ours, theirs, atol=1e-5)
+
+    stage_c = load_checkpoint(write_stable_cascade_checkpoint(tmp_path / "c.safetensors", "c", seed=2),
+                              device="cpu", dtype=torch.float32)
+    assert stage_c.model.arch == "stable_cascade_c" and stage_c.vae is None and stage_c.clip is not None

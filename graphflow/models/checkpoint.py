@@ -214,6 +214,9 @@ def _read_checkpoint(path, device, dtype, prediction, weight_dtype, parts, clip_
     """The checkpoint's components named in `parts` ("diffusion_model", "vae", "text_encoder", or
     one text encoder: "text_encoder:clip_l", ...); the others are None."""
     with WeightFile(path) as f:
+        cascade = _read_cascade_checkpoint(f, path, device, dtype, weight_dtype, parts)
+        if cascade is not None:
+            return cascade
         info = detect_architecture(f.shapes, f.metadata, prediction, get_tensor=f.get)
         if isinstance(info, FlowInfo):
             return _load_flow_checkpoint(f, info, device, dtype, weight_dtype, parts)
@@ -319,6 +322,54 @@ def _read_stable_cascade(f, path, device, dtype, weight_dtype) -> DiffusionModel
         raise CheckpointError(f"{Path(path).name}: a Stable Cascade Stage {stage.upper()} file of an unknown layout "
                               f"({e})") from None
     return DiffusionModel(net, f"stable_cascade_{stage}", "eps")
+
+
+@dataclass
+class CascadeInfo:
+    """A Stable Cascade all-in-one checkpoint (ComfyUI's Stable_Cascade_C / _B layout): the stage
+    under model.diffusion_model., its VAE under vae. (Stage B's: Stage A; Stage C's: the image
+    encoder under vae.encoder., with a previewer graphflow does not read), the CLIP-G under
+    text_encoder.clip_g.transformer."""
+
+    stage: str
+    towers: tuple = ()  # the CLIP-G is registered with the memory manager by its loader below
+    notes: list = None
+
+    @property
+    def name(self) -> str:
+        return f"Stable Cascade Stage {self.stage.upper()}"
+
+
+def _read_cascade_checkpoint(f, path, device, dtype, weight_dtype, parts) -> Checkpoint | None:
+    from .file_kind import cascade_stage
+    from .flow_text import FlowTextEncoder
+    from .stage_a import StageAVAE, build_stage_a
+    from .stage_c_encoder import StageCEncoderVAE, build_stage_c_encoder
+    from .text_encoder_files import _tower
+
+    unet_view = KeyView(f, UNET_PREFIX)
+    stage = cascade_stage(unet_view.shapes)
+    if stage not in ("c", "b"):
+        return None
+    info = CascadeInfo(stage, notes=[])
+    model = _read_stable_cascade(unet_view, path, device, dtype, weight_dtype) if "diffusion_model" in parts else None
+    vae = None
+    vae_view = KeyView(f, "vae.")
+    encoder_view = KeyView(vae_view, "encoder.")
+    try:
+        if "vae" in parts and cascade_stage(vae_view.shapes) == "a":
+            vae = StageAVAE(build_stage_a(vae_view, *_resolve(device, dtype, "vae")))
+        elif "vae" in parts and cascade_stage(encoder_view.shapes) == "effnet":
+            vae = StageCEncoderVAE(build_stage_c_encoder(encoder_view, *_resolve(device, dtype, "vae")))
+    except KeyError as e:
+        raise CheckpointError(f"{Path(path).name}: the VAE under vae. is incomplete ({e})") from None
+    clip = None
+    clip_view = KeyView(f, "text_encoder.clip_g.transformer.")
+    if clip_view.shapes and {"text_encoder", "text_encoder:clip_g"} & parts:
+        tower = _tower(clip_view, f"{Path(path).name} (text_encoder.clip_g.)", *_resolve(device, dtype, "text_encoder"),
+                       {"text_encoders": {"clip_g": {}}})
+        clip = FlowTextEncoder("stable_cascade", clip_g=tower)
+    return Checkpoint(model, clip, vae, info)
 
 
 # -- standalone VAE files ----------------------------------------------------------------------

@@ -119,6 +119,9 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
     if stage is not None:
         return FileKind(f"Stable Cascade Stage {stage.upper()} diffusion model", "diffusion_models",
                         "LoadDiffusionModel")
+    stage = cascade_stage({k[len(UNET_PREFIX):]: s for k, s in shapes.items() if k.startswith(UNET_PREFIX)})
+    if stage in ("c", "b"):
+        return FileKind(f"Stable Cascade Stage {stage.upper()} checkpoint", "checkpoints", "LoadCheckpoint")
     flow = find_flow_model(shapes)
     has_vae = vae_in(shapes) is not None
     if flow is not None:

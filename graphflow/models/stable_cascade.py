@@ -7,7 +7,8 @@ different configurations.
 
 Keys are Stability's original layout (stable_cascade_stage_c.safetensors, stage_b*.safetensors):
 attention as torch's MultiheadAttention (`attention.attn.in_proj_weight` / `out_proj`), Stage B's
-pooled-text projection named `clip_mapper`. Configurations are read from the shapes; the head
+pooled-text projection named `clip_mapper`; files saved by ComfyUI split in_proj into
+`attn.to_q` / `to_k` / `to_v`, which are read too. Configurations are read from the shapes; the head
 count is width // 64 in every released model (the files do not store it).
 
 Called as net(x, r, clip_text, clip_text_pooled, effnet=None):
@@ -88,7 +89,8 @@ def cascade_config_from_shapes(shapes) -> CascadeConfig:
     patch = 1 if stage == "c" else 2
     levels = _count(shapes, "down_blocks.")
     widths = tuple(shapes[f"down_blocks.{i}.0.depthwise.weight"][0] for i in range(levels))
-    attention_levels = tuple(f"down_blocks.{i}.2.attention.attn.in_proj_weight" in shapes for i in range(levels))
+    attention_levels = tuple(any(f"down_blocks.{i}.2.attention.attn.{w}" in shapes for w in ("in_proj_weight", "to_q.weight"))
+                             for i in range(levels))
     per_layer = [3 if a else 2 for a in attention_levels]
     down_layers = tuple(_count(shapes, f"down_blocks.{i}.") // per_layer[i] for i in range(levels))
     up_layers = tuple(_count(shapes, f"up_blocks.{k}.") // per_layer[levels - 1 - k] for k in range(levels))
@@ -363,6 +365,19 @@ class StableCascadeUNet(nn.Module):
         return block(h, cond)
 
 
+def _split_attention(shapes, expected) -> dict[str, list[str]]:
+    """in_proj tensors stored as separate to_q / to_k / to_v (ComfyUI's own module names, in the
+    files it saves) -> the keys to concatenate for each."""
+    split = {}
+    for key in expected:
+        if key.endswith(("attn.in_proj_weight", "attn.in_proj_bias")) and key not in shapes:
+            base, kind = key.rsplit(".in_proj_", 1)
+            parts = [f"{base}.{p}.{kind}" for p in ("to_q", "to_k", "to_v")]
+            if all(p in shapes for p in parts):
+                split[key] = parts
+    return split
+
+
 def build_stable_cascade(source, config: CascadeConfig | None = None, device=None, dtype=None) -> StableCascadeUNet:
     """A Stage C / Stage B network from a state dict or key view (bare original-layout keys)."""
     is_dict = isinstance(source, dict)
@@ -371,10 +386,12 @@ def build_stable_cascade(source, config: CascadeConfig | None = None, device=Non
     with torch.device("meta"):
         net = StableCascadeUNet(config)
     expected = set(net.state_dict())
-    missing = sorted(expected - set(shapes))
+    split = _split_attention(shapes, expected)
+    missing = sorted(expected - set(shapes) - set(split))
     if missing:
         raise KeyError(f"Stable Cascade Stage {config.stage.upper()}: {len(missing)} tensors missing, "
                        f"e.g. {', '.join(missing[:3])}")
-    state = {k: source[k] if is_dict else source.get(k) for k in expected}
+    read = (lambda k: source[k]) if is_dict else source.get
+    state = {k: torch.cat([read(part) for part in split[k]]) if k in split else read(k) for k in expected}
     net.load_state_dict(state, assign=True)
     return net.to(device=device, dtype=dtype).eval().requires_grad_(False)
