@@ -849,11 +849,13 @@ def write_stage_c_encoder(path, seed: int = 0, dtype=torch.float32) -> Path:
     return Path(path)
 
 
-def write_stable_cascade_checkpoint(path, stage: str, seed: int = 0, dtype=torch.float32, split_attention=False) -> Path:
+def write_stable_cascade_checkpoint(path, stage: str, seed: int = 0, dtype=torch.float32, split_attention=False,
+                                    openclip_projection=False) -> Path:
     """A tiny all-in-one Stable Cascade checkpoint in ComfyUI's layout: the stage under
     model.diffusion_model., Stage A under vae. (Stage B's file; Stage C's holds no VAE here), the
     CLIP-G under text_encoder.clip_g.transformer. split_attention: in_proj stored as to_q / to_k /
-    to_v, as ComfyUI saves its own modules."""
+    to_v, as ComfyUI saves its own modules; openclip_projection: the CLIP-G's projection stored as
+    text_encoder.clip_g.text_projection, transposed (older saves)."""
     import tempfile
 
     from safetensors.torch import load_file
@@ -869,5 +871,8 @@ def write_stable_cascade_checkpoint(path, stage: str, seed: int = 0, dtype=torch
                 net[f"{base}.{name}.{kind}"] = part.contiguous()
     state = {**{UNET_PREFIX + k: v for k, v in net.items()}, **{"vae." + k: v for k, v in vae.items()},
              **{"text_encoder.clip_g.transformer." + k: v for k, v in clip.items()}}
+    if openclip_projection:
+        state["text_encoder.clip_g.text_projection"] = state.pop(
+            "text_encoder.clip_g.transformer.text_projection.weight").t().contiguous()
     save_file(state, str(path))
     return Path(path)

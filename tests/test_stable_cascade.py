@@ -345,7 +345,7 @@ def test_bundled_workflow_runs(tmp_folders):
 
 
 @pytest.mark.parametrize("split_attention", [False, True])
-def test_all_in_one_checkpoints(tmp_path, split_attention):
+def test_all_in_one_checkpoints(tmp_path, split_attention):  # split: also the older OpenCLIP projection
     """CheckpointLoaderSimple on ComfyUI's all-in-one layout: the same model, CLIP-G and Stage A as
     the separate files give, with ComfyUI's split to_q / to_k / to_v read as in_proj."""
     from graphflow.models.checkpoint import load_checkpoint
@@ -353,7 +353,7 @@ def test_all_in_one_checkpoints(tmp_path, split_attention):
     from graphflow.testing import write_stable_cascade_checkpoint
 
     path = write_stable_cascade_checkpoint(tmp_path / "stable_cascade_stage_b.safetensors", "b", seed=6,
-                                           split_attention=split_attention)
+                                           split_attention=split_attention, openclip_projection=split_attention)
     with WeightFile(path) as f:
         kind = identify(f.shapes)
         assert kind.name == "Stable Cascade Stage B checkpoint" and kind.folder == "checkpoints"

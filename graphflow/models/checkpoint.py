@@ -340,6 +340,20 @@ class CascadeInfo:
         return f"Stable Cascade Stage {self.stage.upper()}"
 
 
+class _TransposedProjection:
+    """A tower view with an OpenCLIP text_projection [width, projection] stored elsewhere in the
+    file, read as transformers' text_projection.weight [projection, width]."""
+
+    def __init__(self, view, f, key: str):
+        self.view, self.f, self.key = view, f, key
+        self.shapes = {**view.shapes, "text_projection.weight": tuple(reversed(f.shapes[key]))}
+
+    def get(self, key, device=None, dtype=None):
+        if key == "text_projection.weight":
+            return self.f.get(self.key, device, dtype).t().contiguous()
+        return self.view.get(key, device, dtype)
+
+
 def _read_cascade_checkpoint(f, path, device, dtype, weight_dtype, parts) -> Checkpoint | None:
     from .file_kind import cascade_stage
     from .flow_text import FlowTextEncoder
@@ -365,6 +379,8 @@ def _read_cascade_checkpoint(f, path, device, dtype, weight_dtype, parts) -> Che
         raise CheckpointError(f"{Path(path).name}: the VAE under vae. is incomplete ({e})") from None
     clip = None
     clip_view = KeyView(f, "text_encoder.clip_g.transformer.")
+    if "text_encoder.clip_g.text_projection" in f.shapes:  # older saves: OpenCLIP's matrix, outside the tower
+        clip_view = _TransposedProjection(clip_view, f, "text_encoder.clip_g.text_projection")
     if clip_view.shapes and {"text_encoder", "text_encoder:clip_g"} & parts:
         tower = _tower(clip_view, f"{Path(path).name} (text_encoder.clip_g.)", *_resolve(device, dtype, "text_encoder"),
                        {"text_encoders": {"clip_g": {}}})
