@@ -909,3 +909,98 @@ def write_scaled_fp8(source, path, prefixes=("",), dequantised=None, per_row: bo
     if dequantised is not None:
         save_file(plain, str(dequantised), metadata=metadata)
     return Path(path)
+
+
+# -- Stable Cascade ------------------------------------------------------------------------------
+
+def cascade_config(stage: str):
+    """A scaled-down Stage C ("c") or Stage B ("b") with the real models' structure (Stage C: two
+    levels at one resolution, attention everywhere; Stage B: resampled levels, attention in the
+    deeper ones, repeat mappers); its CLIP widths fit the tiny CLIP-G (TEXT_TINY)."""
+    from .models.stable_cascade import CascadeConfig
+
+    clip_g = TEXT_TINY["clip_g"]
+    if stage == "c":
+        return CascadeConfig("c", 16, 16, 1, (64, 128), (1, 2), (2, 1), (1, 2), (2, 1), (True, True),
+                             cond_width=64, clip_text_width=clip_g[0], clip_pooled_width=clip_g[3],
+                             clip_image_width=16, timestep_width=16, resample=False)
+    if stage == "b":
+        return CascadeConfig("b", 4, 4, 2, (16, 32, 64), (1, 1, 1), (1, 1, 1), (1, 1, 1), (2, 1, 2),
+                             (False, True, True), cond_width=32, clip_text_width=None,
+                             clip_pooled_width=clip_g[3], clip_image_width=None, effnet_channels=16,
+                             pixel_channels=3, timestep_width=16, time_conds=("sca",))
+    raise ValueError(f"unknown Stable Cascade stage {stage!r}; expected 'c' or 'b'")
+
+
+def write_stable_cascade(path, stage: str, seed: int = 0, dtype=torch.float32) -> Path:
+    """A tiny random Stage C / Stage B file in Stability's original layout (bare keys, attention
+    as MultiheadAttention's in_proj / out_proj), as stable_cascade_stage_c.safetensors ships."""
+    from .models.stable_cascade import StableCascadeUNet
+
+    with torch.device("meta"):
+        shapes = _module_shapes(StableCascadeUNet(cascade_config(stage)))
+    state = random_state(shapes, seed, torch.float32)
+    save_file({k: v.to(dtype) for k, v in state.items()}, str(path))
+    return Path(path)
+
+
+def write_stage_a(path, seed: int = 0, dtype=torch.float32) -> Path:
+    """A tiny random Stable Cascade Stage A (stage_a.safetensors' layout: vquantizer.codebook,
+    BatchNorm running statistics)."""
+    from .models.stage_a import StageA, StageAConfig
+
+    with torch.device("meta"):
+        shapes = _module_shapes(StageA(StageAConfig(width=32, levels=2, bottleneck_blocks=2, codebook_size=64)))
+    tracked = {k for k in shapes if k.endswith("num_batches_tracked")}
+    state = random_state({k: s for k, s in shapes.items() if k not in tracked}, seed, torch.float32)
+    state = {k: v.abs() + 0.5 if k.endswith("running_var") else v for k, v in state.items()}
+    state = {k: v.to(dtype) for k, v in state.items()}
+    state.update({k: torch.tensor(1000, dtype=torch.long) for k in tracked})
+    save_file(state, str(path))
+    return Path(path)
+
+
+def write_stage_c_encoder(path, seed: int = 0, dtype=torch.float32) -> Path:
+    """A random Stable Cascade Stage C encoder (effnet_encoder.safetensors' layout: torchvision's
+    EfficientNetV2-S features under backbone., mapper.0 / mapper.1). Full size (about 20M
+    weights): the backbone's structure is fixed, as in the released file."""
+    from .models.stage_c_encoder import StageCEncoder
+
+    with torch.device("meta"):
+        shapes = _module_shapes(StageCEncoder())
+    tracked = {k for k in shapes if k.endswith("num_batches_tracked")}
+    state = random_state({k: s for k, s in shapes.items() if k not in tracked}, seed, torch.float32)
+    state = {k: v.abs() + 0.5 if k.endswith("running_var") else v for k, v in state.items()}
+    state = {k: v.to(dtype) for k, v in state.items()}
+    state.update({k: torch.tensor(1000, dtype=torch.long) for k in tracked})
+    save_file(state, str(path))
+    return Path(path)
+
+
+def write_stable_cascade_checkpoint(path, stage: str, seed: int = 0, dtype=torch.float32, split_attention=False,
+                                    openclip_projection=False) -> Path:
+    """A tiny all-in-one Stable Cascade checkpoint in ComfyUI's layout: the stage under
+    model.diffusion_model., Stage A under vae. (Stage B's file; Stage C's holds no VAE here), the
+    CLIP-G under text_encoder.clip_g.transformer. split_attention: in_proj stored as to_q / to_k /
+    to_v, as ComfyUI saves its own modules; openclip_projection: the CLIP-G's projection stored as
+    text_encoder.clip_g.text_projection, transposed (older saves)."""
+    import tempfile
+
+    from safetensors.torch import load_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        net = load_file(str(write_stable_cascade(Path(tmp) / "net.safetensors", stage, seed, dtype)))
+        clip = load_file(str(write_text_encoder(Path(tmp) / "clip.safetensors", "clip_g", seed=seed + 1, dtype=dtype)))
+        vae = load_file(str(write_stage_a(Path(tmp) / "vae.safetensors", seed + 2, dtype))) if stage == "b" else {}
+    if split_attention:
+        for key in [k for k in net if ".attn.in_proj_" in k]:
+            base, kind = key.rsplit(".in_proj_", 1)
+            for name, part in zip(("to_q", "to_k", "to_v"), net.pop(key).chunk(3)):
+                net[f"{base}.{name}.{kind}"] = part.contiguous()
+    state = {**{UNET_PREFIX + k: v for k, v in net.items()}, **{"vae." + k: v for k, v in vae.items()},
+             **{"text_encoder.clip_g.transformer." + k: v for k, v in clip.items()}}
+    if openclip_projection:
+        state["text_encoder.clip_g.text_projection"] = state.pop(
+            "text_encoder.clip_g.transformer.text_projection.weight").t().contiguous()
+    save_file(state, str(path))
+    return Path(path)

@@ -18,7 +18,8 @@ def _find(kind: str, name: str, input_name: str):
 
 
 class LoadCheckpoint(Node):
-    """Load a single-file checkpoint (SD1.x, SD2.x, SDXL, and all-in-one SD3/SD3.5/FLUX.1 files;
+    """Load a single-file checkpoint (SD1.x, SD2.x, SDXL, all-in-one SD3/SD3.5/FLUX.1 files, and
+    ComfyUI's all-in-one Stable Cascade Stage C / Stage B files;
     .safetensors, or .ckpt through PyTorch's restricted unpickler) and split it into its diffusion
     model, text encoder and VAE. The architecture is detected from the weights."""
     category = "loaders"

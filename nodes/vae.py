@@ -51,7 +51,11 @@ class VAEDecode(Node):
         vae = _require_vae(self.vae)
         latent = self.samples["samples"]
         if latent.shape[1] != vae.latent_channels:
-            raise NodeInputError("samples", f"latents have {latent.shape[1]} channels; this VAE uses {vae.latent_channels}")
+            hint = (" (Stable Cascade's Stage A decodes Stage B's output; a Stage C latent goes through "
+                    "StableCascade_StageB_Conditioning and Stage B first)"
+                    if getattr(vae.latent_format, "name", "") == "stable_cascade_b" else "")
+            raise NodeInputError("samples", f"latents have {latent.shape[1]} channels; this VAE uses "
+                                            f"{vae.latent_channels}{hint}")
         if self.tiled:
             return vae.decode_tiled(latent, self.tile_size, self.overlap)
         return vae.decode(latent)

@@ -224,6 +224,9 @@ def _read_checkpoint(path, device, dtype, prediction, weight_dtype, parts, clip_
     """The checkpoint's components named in `parts` ("diffusion_model", "vae", "text_encoder", or
     one text encoder: "text_encoder:clip_l", ...); the others are None."""
     with WeightFile(path) as f:
+        cascade = _read_cascade_checkpoint(f, path, device, dtype, weight_dtype, parts)
+        if cascade is not None:
+            return cascade
         info = detect_architecture(f.shapes, f.metadata, prediction, get_tensor=f.get)
         if isinstance(info, FlowInfo):
             return _load_flow_checkpoint(f, info, device, dtype, weight_dtype, parts)
@@ -293,6 +296,9 @@ def load_diffusion_model(path, device=None, dtype=None, weight_dtype: str = "def
 
 def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
     with WeightFile(path) as f:
+        cascade = _read_stable_cascade(f, path, device, dtype, weight_dtype)
+        if cascade is not None:
+            return cascade
         info = detect_flow_model(f.shapes)
         if info is not None:
             return build_flow_model(f.view(info.prefix), info, *flow_placement(device, dtype), weight_dtype)
@@ -302,6 +308,94 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
         unet_device, unet_dtype = _resolve(device, dtype, "unet")
         unet = build_unet(f.view(UNET_PREFIX), info.unet, unet_device, unet_dtype)
         return DiffusionModel(unet, info.arch, info.prediction, info.latent_format)
+
+
+def _read_stable_cascade(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:
+    """A Stable Cascade Stage C / Stage B file (bare original keys), or None for other files."""
+    from .stable_cascade import build_stable_cascade, cascade_config_from_shapes, is_stable_cascade
+
+    stage = is_stable_cascade(f.shapes)
+    if stage is None:
+        return None
+    if weight_dtype != "default":
+        raise CheckpointError("weight_dtype fp8 is supported for SD3/FLUX diffusion models only")
+    try:
+        config = cascade_config_from_shapes(f.shapes)
+        if stage == "c":  # Stage C's activations overflow fp16 (ComfyUI runs it in bf16 or fp32 only)
+            unet_device, unet_dtype = flow_placement(device, dtype)
+            if dtype is None and unet_dtype == torch.float16:
+                unet_dtype = torch.float32
+        else:
+            unet_device, unet_dtype = _resolve(device, dtype, "unet")
+        net = build_stable_cascade(f, config, unet_device, unet_dtype)
+    except (KeyError, ValueError, IndexError) as e:
+        raise CheckpointError(f"{Path(path).name}: a Stable Cascade Stage {stage.upper()} file of an unknown layout "
+                              f"({e})") from None
+    return DiffusionModel(net, f"stable_cascade_{stage}", "eps")
+
+
+@dataclass
+class CascadeInfo:
+    """A Stable Cascade all-in-one checkpoint (ComfyUI's Stable_Cascade_C / _B layout): the stage
+    under model.diffusion_model., its VAE under vae. (Stage B's: Stage A; Stage C's: the image
+    encoder under vae.encoder., with a previewer graphflow does not read), the CLIP-G under
+    text_encoder.clip_g.transformer."""
+
+    stage: str
+    towers: tuple = ()  # the CLIP-G is registered with the memory manager by its loader below
+    notes: list = None
+
+    @property
+    def name(self) -> str:
+        return f"Stable Cascade Stage {self.stage.upper()}"
+
+
+class _TransposedProjection:
+    """A tower view with an OpenCLIP text_projection [width, projection] stored elsewhere in the
+    file, read as transformers' text_projection.weight [projection, width]."""
+
+    def __init__(self, view, f, key: str):
+        self.view, self.f, self.key = view, f, key
+        self.shapes = {**view.shapes, "text_projection.weight": tuple(reversed(f.shapes[key]))}
+
+    def get(self, key, device=None, dtype=None):
+        if key == "text_projection.weight":
+            return self.f.get(self.key, device, dtype).t().contiguous()
+        return self.view.get(key, device, dtype)
+
+
+def _read_cascade_checkpoint(f, path, device, dtype, weight_dtype, parts) -> Checkpoint | None:
+    from .file_kind import cascade_stage
+    from .flow_text import FlowTextEncoder
+    from .stage_a import StageAVAE, build_stage_a
+    from .stage_c_encoder import StageCEncoderVAE, build_stage_c_encoder
+    from .text_encoder_files import _tower
+
+    unet_view = KeyView(f, UNET_PREFIX)
+    stage = cascade_stage(unet_view.shapes)
+    if stage not in ("c", "b"):
+        return None
+    info = CascadeInfo(stage, notes=[])
+    model = _read_stable_cascade(unet_view, path, device, dtype, weight_dtype) if "diffusion_model" in parts else None
+    vae = None
+    vae_view = KeyView(f, "vae.")
+    encoder_view = KeyView(vae_view, "encoder.")
+    try:
+        if "vae" in parts and cascade_stage(vae_view.shapes) == "a":
+            vae = StageAVAE(build_stage_a(vae_view, *_resolve(device, dtype, "vae")))
+        elif "vae" in parts and cascade_stage(encoder_view.shapes) == "effnet":
+            vae = StageCEncoderVAE(build_stage_c_encoder(encoder_view, *_resolve(device, dtype, "vae")))
+    except KeyError as e:
+        raise CheckpointError(f"{Path(path).name}: the VAE under vae. is incomplete ({e})") from None
+    clip = None
+    clip_view = KeyView(f, "text_encoder.clip_g.transformer.")
+    if "text_encoder.clip_g.text_projection" in f.shapes:  # older saves: OpenCLIP's matrix, outside the tower
+        clip_view = _TransposedProjection(clip_view, f, "text_encoder.clip_g.text_projection")
+    if clip_view.shapes and {"text_encoder", "text_encoder:clip_g"} & parts:
+        tower = _tower(clip_view, f"{Path(path).name} (text_encoder.clip_g.)", *_resolve(device, dtype, "text_encoder"),
+                       {"text_encoders": {"clip_g": {}}})
+        clip = FlowTextEncoder("stable_cascade", clip_g=tower)
+    return Checkpoint(model, clip, vae, info)
 
 
 # -- standalone VAE files ----------------------------------------------------------------------
@@ -320,7 +414,14 @@ def load_vae(path, device=None, dtype=None, latent_format: LatentFormat | None =
 
 
 def _read_vae(path, device, dtype, latent_format) -> VAE:
+    from .stage_a import StageAVAE, build_stage_a, is_stage_a
+    from .stage_c_encoder import StageCEncoderVAE, build_stage_c_encoder, is_stage_c_encoder
+
     with WeightFile(path) as f:
+        if is_stage_a(f.shapes):  # Stable Cascade's Stage A (a VQGAN, not an LDM VAE)
+            return StageAVAE(build_stage_a(f, *_resolve(device, dtype, "vae")))
+        if is_stage_c_encoder(f.shapes):  # Stable Cascade's image -> Stage C latent encoder
+            return StageCEncoderVAE(build_stage_c_encoder(f, *_resolve(device, dtype, "vae")))
         config = f.config()
         prefixes = prefix_summary(f.shapes)
         found = vae_in(f.shapes)

@@ -113,7 +113,8 @@ def _add_on_report(f: "WeightFile", size: int) -> str | None:
     kind = identify(f.shapes)
     if kind is None:
         return _upscaler_report(f, size)
-    if kind.folder in ("checkpoints", "diffusion_models") and "UNet" not in kind.name:
+    if kind.folder in ("checkpoints", "diffusion_models") and "UNet" not in kind.name \
+            and "Stable Cascade" not in kind.name:
         return None
     keys = list(f.shapes)
     lines = [_file_line(f, size), f"kind: {kind.name}{_scaled_fp8(f)}, for models/{kind.folder}/, loaded by {kind.loader}",
@@ -144,6 +145,12 @@ def _kind_detail(f: "WeightFile", kind) -> str:
             {k.split(".block.")[1].split(".")[0] for k in shapes if ".block." in k} or \
             {k.split(".resblocks.")[1].split(".")[0] for k in shapes if ".resblocks." in k}
         return f"; {len(layers)} layers"
+    if kind.name.startswith("Stable Cascade Stage") and kind.folder == "diffusion_models":
+        from .stable_cascade import cascade_config_from_shapes
+
+        c = cascade_config_from_shapes(shapes)
+        return (f"; {c.in_channels}-channel latent, channels {list(c.widths)}, layers down {list(c.down_layers)} "
+                f"up {list(c.up_layers)}, conditioning width {c.cond_width}")
     if kind.folder == "embeddings":
         vectors = {k: s for k, s in shapes.items() if len(s) == 2}
         return "; " + ", ".join(f"{k or 'vectors'}: {s[0]} x {s[1]}" for k, s in vectors.items())

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 import torch
 
 from .cast_layers import FP8_DTYPES, compute_dtype
-from .latent_formats import FLUX, SD1, SD3, SDXL, LatentFormat
+from .latent_formats import FLUX, SC_B, SC_PRIOR, SD1, SD3, SDXL, LatentFormat
 from .unet import timestep_embedding
 
-ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux", "chroma")
+ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux", "chroma", "stable_cascade_c", "stable_cascade_b")
 FLOW_ARCHS = ("sd3", "flux", "chroma")
 PACKED_ARCHS = ("flux", "chroma")  # 2x2 patches packed into the channels inside the network
+CASCADE_ARCHS = ("stable_cascade_c", "stable_cascade_b")
+CASCADE_SHIFTS = {"stable_cascade_c": 2.0, "stable_cascade_b": 1.0}  # ComfyUI's sampling_settings
 PREDICTIONS = ("eps", "v", "x0", "lcm", "edm", "flow")  # as graphflow.sampling.model_sampling (+ flow)
 
 
@@ -67,7 +69,13 @@ class DiffusionModel:
     mu linear from base_shift 0.5 at 256 image tokens to max_shift 1.15 at 4096, sigma' = e^mu /
     (e^mu + 1/t - 1) (`sampling_shift` 1.15 is the mu used without a resolution). schnell:
     fixed `sampling_shift` 1.0, no shift. Chroma: ComfyUI samples it as FLUX dev (ModelSamplingFlux,
-    mu 1.15), with guidance 0 and real CFG."""
+    mu 1.15), with guidance 0 and real CFG.
+
+    Stable Cascade (stable_cascade_c: Stage C, the prior; stable_cascade_b: Stage B, the decoder;
+    graphflow.models.stable_cascade), prediction "eps" on StableCascadeSampling's cosine schedule
+    (graphflow.sampling.model_sampling.CascadeSchedule) with `sampling_shift` 2.0 (C) / 1.0 (B):
+        model(x, t, context, y, effnet=None): t in [0, 1]; context CLIP-G's hidden states; y its
+        pooled output [B, 1280]; effnet Stage C's latent (Stage B's "stable_cascade_prior")."""
 
     def __init__(self, unet, arch: str, prediction: str = "eps", latent_format: LatentFormat | None = None,
                  beta_schedule: BetaSchedule | None = None, sampling_shift: float | None = None,
@@ -80,7 +88,8 @@ class DiffusionModel:
         self.unet = unet.eval()
         self.arch = arch
         self.prediction = prediction
-        self.latent_format = latent_format or {"sd3": SD3, "flux": FLUX, "chroma": FLUX}.get(arch) or (
+        self.latent_format = latent_format or {"sd3": SD3, "flux": FLUX, "chroma": FLUX, "stable_cascade_c": SC_PRIOR,
+                                                "stable_cascade_b": SC_B}.get(arch) or (
             SDXL if arch.startswith("sdxl") else SD1)
         if beta_schedule is None:  # SD's, but the x4 upscaler was trained on its own
             from .x4_upscaler import SCHEDULE
@@ -89,7 +98,8 @@ class DiffusionModel:
         self.beta_schedule = beta_schedule
         self.guidance_embed = bool(getattr(unet.config, "guidance_embed", False))
         if sampling_shift is None:
-            sampling_shift = {"sd3": 3.0, "flux": 1.15 if self.guidance_embed else 1.0, "chroma": 1.15}.get(arch)
+            sampling_shift = {"sd3": 3.0, "flux": 1.15 if self.guidance_embed else 1.0, "chroma": 1.15,
+                              **CASCADE_SHIFTS}.get(arch)
         self.sampling_shift = sampling_shift
         self.shift_dynamic = (arch == "flux" and self.guidance_embed) if shift_dynamic is None else shift_dynamic
         self.base_shift, self.max_shift = base_shift, max_shift
@@ -129,7 +139,13 @@ class DiffusionModel:
         return not self.is_flow and bool(getattr(self.unet.config, "num_classes", 0))
 
     @property
+    def is_cascade(self) -> bool:
+        return self.arch in CASCADE_ARCHS
+
+    @property
     def adm_channels(self) -> int:
+        if self.is_cascade:
+            return self.unet.config.clip_pooled_width
         if self.arch == "sd3":
             return self.unet.config.adm_in_channels
         if self.arch == "flux":
@@ -225,7 +241,7 @@ class DiffusionModel:
                         aesthetic score)
         Sizes default to the image being generated (width_px x height_px), crops to 0, the aesthetic
         score to 6.0 (2.5 for the negative prompt, as SDXL's refiner was trained)."""
-        if self.is_flow:  # the pooled text vector as it is (zeros without one, as ComfyUI)
+        if self.is_flow or self.is_cascade:  # the pooled text vector as it is (zeros without one, as ComfyUI)
             pooled = cond_options.get("pooled_output")
             pooled = torch.zeros(1, self.adm_channels) if pooled is None else pooled.float().cpu().reshape(-1, self.adm_channels)
             return pooled

@@ -76,6 +76,21 @@ def _text_encoder(shapes) -> FileKind | None:
     return None
 
 
+def cascade_stage(shapes) -> str | None:
+    """"c" / "b" for a Stable Cascade Stage C / Stage B network (bare original keys), "a" for its
+    Stage A VQGAN, "effnet" for Stage C's image encoder, else None."""
+    if "clf.1.weight" in shapes and "embedding.1.weight" in shapes:
+        if "clip_txt_mapper.weight" in shapes:
+            return "c"
+        if "effnet_mapper.0.weight" in shapes and "clip_mapper.weight" in shapes:
+            return "b"
+    if "vquantizer.codebook.weight" in shapes and "in_block.1.weight" in shapes:
+        return "a"
+    if "backbone.1.0.block.0.1.num_batches_tracked" in shapes and "mapper.0.weight" in shapes:
+        return "effnet"
+    return None
+
+
 def identify(shapes: dict[str, tuple]) -> FileKind | None:
     """The kind of model file these keys and shapes are, or None when nothing matches."""
     from .flow_architecture import find_flow_model, vae_in
@@ -96,6 +111,18 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         family = "FLUX.1" if _has(shapes, "single_transformer_blocks.") else "SD3 / SD3.5"
         return FileKind(f"{family} transformer in diffusers' layout (part of a diffusers folder)", "diffusers",
                         "`LoadDiffusers` on the whole folder (model_index.json, transformer/, vae/, text_encoder*/)")
+    stage = cascade_stage(shapes)
+    if stage == "a":
+        return FileKind("Stable Cascade Stage A (VQGAN VAE)", "vae", "LoadVAE")
+    if stage == "effnet":
+        return FileKind("Stable Cascade Stage C encoder (EfficientNet, for StableCascade_StageC_VAEEncode)", "vae",
+                        "LoadVAE")
+    if stage is not None:
+        return FileKind(f"Stable Cascade Stage {stage.upper()} diffusion model", "diffusion_models",
+                        "LoadDiffusionModel")
+    stage = cascade_stage({k[len(UNET_PREFIX):]: s for k, s in shapes.items() if k.startswith(UNET_PREFIX)})
+    if stage in ("c", "b"):
+        return FileKind(f"Stable Cascade Stage {stage.upper()} checkpoint", "checkpoints", "LoadCheckpoint")
     flow = find_flow_model(shapes)
     has_vae = vae_in(shapes) is not None
     if flow is not None:

@@ -19,6 +19,12 @@ Chroma: context = T5 tokens alone, not padded (ComfyUI's CLIPLoader type "chroma
      kept pad token); no pooled vector (None). Chroma's own trainer and diffusers' ChromaPipeline
      pad to 512 and mask all pads but the first instead (graphflow.models.chroma's text_mask).
      Prompt weights pull towards the encoding of <pad>s alone (no </s>), as ComfyUI's.
+Stable Cascade ("stable_cascade", CLIPLoader's type): CLIP-G alone; context = its last layer's
+     hidden states (1280), pooled = its projected pooled output (1280), as ComfyUI's
+     StableCascadeClipG (layer "hidden", index -1, return_projected_pooled) and diffusers'
+     StableCascadePriorPipeline (hidden_states[-1], text_embeds) take them; prompts padded with
+     the end token and attention masked past the first one (ComfyUI's pad_with_end,
+     enable_attention_masks).
 CLIP hidden states are not passed through the final layer norm (as SDXL's, ComfyUI's and
 diffusers'); pooled always comes from the last layer, first window, unweighted.
 """
@@ -31,24 +37,30 @@ from .attention import kernels
 from .t5 import EOS as T5_EOS
 from .t5 import MIN_LENGTH, T5Encoder
 from .text_encoders import ClipTower
-from .tokenizer import TokenWindows, empty_window, tokenize_prompt
+from .tokenizer import EOS, TokenWindows, empty_window, tokenize_prompt
 
-ARCHS = ("sd3", "flux", "chroma")
+ARCHS = ("sd3", "flux", "chroma", "stable_cascade")
 CONTEXT_DIM = 4096
 POOLED = {"clip_l": 768, "clip_g": 1280}
 
 
 @torch.no_grad()
 def clip_encode(tower: ClipTower, windows: TokenWindows, clip_skip: int = -2,
-                projected: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                projected: bool = True, mask_after_end: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Token windows -> (hidden states [1, 77k, D] at clip_skip with ComfyUI's weighting,
-    pooled [1, P] of the first window; projected if asked and the tower has a projection)."""
+    pooled [1, P] of the first window; projected if asked and the tower has a projection).
+    mask_after_end: no token attends to those after the first end token (ComfyUI's
+    enable_attention_masks, Stable Cascade's CLIP-G)."""
     weighted = windows.has_weights
     ids = windows.ids + ([empty_window(tower.spec.pad_token)] if weighted else [])
     transformer = tower.transformer
     tokens = torch.tensor(ids, dtype=torch.long, device=transformer.embeddings.token_embedding.weight.device)
+    mask = None
+    if mask_after_end:
+        first_end = (tokens == EOS).int().argmax(dim=1)
+        mask = (torch.arange(tokens.shape[1], device=tokens.device)[None] <= first_end[:, None]).long()
     with kernels(tokens.device):
-        out = transformer(input_ids=tokens, output_hidden_states=True)
+        out = transformer(input_ids=tokens, attention_mask=mask, output_hidden_states=True)
     hidden = out.hidden_states[clip_skip].float().cpu()
     pooled = out.pooler_output[:1]
     if projected and tower.projection is not None:
@@ -73,6 +85,10 @@ class FlowTextEncoder:
             raise ValueError("FLUX uses CLIP-L and T5-XXL, not CLIP-G")
         if arch == "chroma" and (t5 is None or clip_l is not None or clip_g is not None):
             raise ValueError("Chroma uses T5-XXL alone")
+        if arch == "stable_cascade" and (clip_g is None or clip_l is not None or t5 is not None):
+            raise ValueError("Stable Cascade uses CLIP-G alone")
+        if arch == "stable_cascade":
+            clip_skip, context_dim = -1, clip_g.hidden_size
         if clip_l is None and clip_g is None and t5 is None:
             raise ValueError("a text encoder needs at least one of CLIP-L, CLIP-G, T5-XXL")
         self.arch = arch
@@ -161,6 +177,11 @@ class FlowTextEncoder:
             return self.encode_flux(prompt, prompt)
         if self.arch == "chroma":
             return self._t5(prompt), None
+        if self.arch == "stable_cascade":
+            clip_skip = self.clip_skip if clip_skip is None else clip_skip
+            self._check_clip_skip(clip_skip)
+            # padded with the end token, and masked after the first one, as ComfyUI's StableCascadeClipG
+            return clip_encode(self.clip_g, tokenize_prompt(prompt, EOS), clip_skip, mask_after_end=True)
         return self.encode_sd3(prompt, prompt, prompt, empty_padding=True, clip_skip=clip_skip)
 
     def encode_flux(self, clip_l: str, t5xxl: str) -> tuple[torch.Tensor, torch.Tensor]:

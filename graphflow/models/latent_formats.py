@@ -10,7 +10,8 @@ downscaled to latent resolution, against the latents (SD1: the fit published by 
 SDXL: the public fit with a bias term used across SD front-ends). They could not be refit here
 because no real VAE weights are available offline; `fit_rgb_factors` computes such a fit for any
 VAE (the demo model uses it) and is tested on synthetic data. The SD3 and FLUX matrices (with
-bias) are the fits ComfyUI publishes in its latent_formats.py, for the same model-space latents.
+bias) and Stable Cascade's are the fits ComfyUI publishes in its latent_formats.py, for the same
+model-space latents.
 """
 
 from __future__ import annotations
@@ -109,4 +110,20 @@ FLUX = LatentFormat(
                  (-0.1262, -0.0982, -0.0778)),
     rgb_bias=(-0.0329, -0.0718, -0.0851))
 
-LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, SD_X4, SD3, FLUX)}
+# Stable Cascade (ComfyUI's SC_Prior and SC_B, scales and preview matrices as ComfyUI publishes
+# them): Stage C samples its 16-channel latent unscaled; Stage B samples Stage A's 4-channel
+# latent scaled by 1 / 0.43.
+SC_PRIOR = LatentFormat(
+    "stable_cascade_prior", channels=16, scale_factor=1.0,
+    rgb_factors=((-0.0326, -0.0204, -0.0127), (-0.1592, -0.0427, 0.0216), (0.0873, 0.0638, -0.0020),
+                 (-0.0602, 0.0442, 0.1304), (0.0800, -0.0313, -0.1796), (-0.0810, -0.0638, -0.1581),
+                 (0.1791, 0.1180, 0.0967), (0.0740, 0.1416, 0.0432), (-0.1745, -0.1888, -0.1373),
+                 (0.2412, 0.1577, 0.0928), (0.1908, 0.0998, 0.0682), (0.0209, 0.0365, -0.0092),
+                 (0.0448, -0.0650, -0.1728), (-0.1658, -0.1045, -0.1308), (0.0542, 0.1545, 0.1325),
+                 (-0.0352, -0.1672, -0.2541)))
+SC_B = LatentFormat(
+    "stable_cascade_b", channels=4, scale_factor=1.0 / 0.43,
+    rgb_factors=((0.1121, 0.2006, 0.1023), (-0.2093, -0.0222, -0.0195), (-0.3087, -0.1535, 0.0366),
+                 (0.0290, -0.1574, -0.4078)))
+
+LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, SD_X4, SD3, FLUX, SC_PRIOR, SC_B)}

@@ -71,6 +71,7 @@ class Cond:
     reference_method: str = "offset"
     hooks: object = None  # graphflow.sampling.hooks.Hooks: weight patches while this entry is evaluated
     default: bool = False  # ConditioningSetDefaultCombine's: weighs only what the other entries leave
+    prior: torch.Tensor | None = None  # [B, 16, h, w] Stable Cascade Stage C latent, Stage B's conditioning
 
     def active(self, sigma: torch.Tensor) -> bool:
         if self.sigma_start is None and self.sigma_end is None:
@@ -153,6 +154,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
                                  f"but encode_adm gave none for conditioning entry {k}")
             y = repeat_to_batch(y, batch).to(device)
         references = _reference_latents(model, options, batch, device)
+        prior = _cascade_prior(model, options, x_shape, device)
         mask = options.get("mask")
         if mask is not None:
             mask = _resize_mask(mask, latent_hw).to(device)
@@ -191,8 +193,25 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             reference_method=options.get("reference_latents_method") or "offset",
             hooks=options.get("hooks"),
             default=bool(options.get("default")),
+            prior=prior,
         ))
     return out
+
+
+def _cascade_prior(model, options: dict, x_shape: tuple, device) -> torch.Tensor | None:
+    """Stable Cascade Stage B's conditioning on Stage C's latent (StableCascade_StageB_Conditioning's
+    "stable_cascade_prior"); zeros without one, as ComfyUI. None for other models."""
+    if getattr(model, "arch", None) != "stable_cascade_b":
+        return None
+    prior = options.get("stable_cascade_prior")
+    batch, _, h, w = x_shape
+    if prior is None:
+        return torch.zeros(batch, 16, h * 4 // 42, w * 4 // 42, device=device)
+    channels = model.unet.config.effnet_channels
+    if prior.ndim != 4 or prior.shape[1] != channels:
+        raise ValueError(f"the Stable Cascade prior (StableCascade_StageB_Conditioning's stage_c) must be a Stage C "
+                         f"latent [B, {channels}, h, w], got shape {tuple(prior.shape)}")
+    return repeat_to_batch(prior.float(), batch).to(device)
 
 
 def _control_context(options: dict, embedding: torch.Tensor, batch: int, device, k: int) -> torch.Tensor | None:
@@ -307,7 +326,7 @@ def _can_batch(a, b) -> bool:
             [r.shape for r in ca.references] != [r.shape for r in cb.references]:
         return False
     for ta, tb in ((ca.y, cb.y), (ca.concat, cb.concat), (ca.guidance, cb.guidance),
-                   (ca.control_context, cb.control_context)):
+                   (ca.control_context, cb.control_context), (ca.prior, cb.prior)):
         if (ta is None) != (tb is None) or (ta is not None and ta.shape != tb.shape):
             return False
     sa, sb = ca.context.shape, cb.context.shape
@@ -418,6 +437,8 @@ def predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tenso
             extra["gligen"] = batch[0][3].gligen
         if batch[0][3].attention_mask is not None:
             extra["attention_mask"] = torch.cat([b[3].attention_mask for b in batch])
+        if batch[0][3].prior is not None:
+            extra["prior"] = torch.cat([b[3].prior for b in batch])
         if batch[0][3].references:
             extra["reference_latents"] = [torch.cat(refs) for refs in zip(*(b[3].references for b in batch))]
             extra["reference_method"] = batch[0][3].reference_method

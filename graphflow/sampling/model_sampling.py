@@ -103,6 +103,8 @@ class DiscreteSchedule:
         """From a MODEL's `beta_schedule` (linear_start, linear_end, num_timesteps, kind), `prediction`
         and `zsnr` (set by ModelSamplingDiscrete; False if absent); a ContinuousSchedule for a model
         whose `edm` (sigma_min, sigma_max) ModelSamplingContinuousEDM / V set."""
+        if getattr(model, "arch", "").startswith("stable_cascade"):
+            return CascadeSchedule(model.sampling_shift)
         edm = getattr(model, "edm", None)
         if edm is not None:
             return ContinuousSchedule(edm[0], edm[1], model.prediction, getattr(model, "continuous_timestep", "log"))
@@ -246,6 +248,55 @@ class ContinuousSchedule(DiscreteSchedule):
         return math.exp((high - low) * (1.0 - percent) + low)
 
 
+class CascadeSchedule(DiscreteSchedule):
+    """Stable Cascade's noise levels (ComfyUI's StableCascadeSampling; Würstchen's GDF cosine
+    schedule): continuous time t in [0, 1], alpha_bar(t) = cos^2((t + s) / (1 + s) * pi/2) /
+    cos^2(s / (1 + s) * pi/2) with s = 0.008 (Nichol & Dhariwal 2021), its log-SNR moved by
+    -2 ln(shift) when shift != 1, clamped to [1e-4, 0.9999]; sigma = sqrt((1 - a) / a). The
+    network is told t from sigma through the unshifted cosine (as ComfyUI does), predicts eps.
+    The table (for the table-based schedulers) is sigma((i + 1) / 10000), i = 0..9999."""
+
+    cosine_s = 8e-3
+
+    def __init__(self, shift: float = 1.0):
+        if not shift > 0:
+            raise ValueError(f"the Stable Cascade shift must be positive, got {shift}")
+        self.shift = float(shift)
+        self.prediction = "eps"
+        self.sigma_data = 1.0
+        self.zsnr = False
+        self.skip = 1
+        self._tables = {}
+        self.sigmas = self.sigma(torch.arange(1, 10001, dtype=torch.float64) / 10000).float()
+        self.log_sigmas = self.sigmas.log()
+
+    @property
+    def _alpha_bar_0(self) -> float:
+        s = self.cosine_s
+        return math.cos(s / (1 + s) * math.pi * 0.5) ** 2
+
+    def sigma(self, timestep: torch.Tensor | float) -> torch.Tensor:
+        t = torch.as_tensor(timestep, dtype=torch.float64)
+        s = self.cosine_s
+        alpha_bar = torch.cos((t + s) / (1 + s) * math.pi * 0.5) ** 2 / self._alpha_bar_0
+        if self.shift != 1.0:
+            alpha_bar = (torch.log(alpha_bar / (1 - alpha_bar)) - 2 * math.log(self.shift)).sigmoid()
+        alpha_bar = alpha_bar.clamp(0.0001, 0.9999)
+        return (((1 - alpha_bar) / alpha_bar) ** 0.5).float()
+
+    def timestep(self, sigma: torch.Tensor, quantize: bool = True) -> torch.Tensor:
+        s = self.cosine_s
+        var = (1 / (sigma.float() ** 2 + 1)).clamp(0, 1.0)
+        return ((var * self._alpha_bar_0) ** 0.5).acos() / (math.pi * 0.5) * (1 + s) - s
+
+    def percent_to_sigma(self, percent: float) -> float:
+        if percent <= 0.0:
+            return 999999999.9
+        if percent >= 1.0:
+            return 0.0
+        return float(self.sigma(1.0 - percent))
+
+
 class ModelDenoiser:
     """D(x; sigma) for a MODEL (graphflow.models.DiffusionModel or anything with `unet(x, t, context,
     y)`, `dtype`, `prediction`, `beta_schedule`).
@@ -263,7 +314,8 @@ class ModelDenoiser:
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
                  y: torch.Tensor | None = None, concat: torch.Tensor | None = None,
-                 control=None, gligen=None, control_context: torch.Tensor | None = None) -> torch.Tensor:
+                 control=None, gligen=None, control_context: torch.Tensor | None = None,
+                 prior: torch.Tensor | None = None) -> torch.Tensor:
         xc = self.schedule.c_in(sigma, x)
         dtype = self.model.dtype
         if concat is not None:
@@ -277,10 +329,13 @@ class ModelDenoiser:
                 residuals = control.residuals(xc[:, :x.shape[1]].to(dtype), sigma, t, control_in, y, self.schedule,
                                               getattr(self.model.unet, "config", None))
             unet = self.model.unet if gligen is None else gligen.patched_unet(self.model.unet, xc.to(dtype))
+            extra = {} if residuals is None else {"control": residuals}
+            if prior is not None:  # Stable Cascade Stage B: Stage C's latent
+                extra["effnet"] = prior.to(dtype)
             return unet(xc.to(dtype), t,
                         None if context is None else context.to(dtype),
                         y if y is None or not y.is_floating_point() else y.to(dtype),  # class labels stay whole
-                        **({} if residuals is None else {"control": residuals})).float()
+                        **extra).float()
 
         output = wrapped_network(self.network_wrappers, run, xc, sigma, x.shape[1])
         return self.schedule.denoised(sigma, output, x)

@@ -171,6 +171,11 @@ def _latent_samples(model, latent) -> torch.Tensor:
         raise NodeInputError("latent_image", f"LATENT 'samples' must be a [B, C, h, w] tensor, got "
                                              f"{tuple(samples.shape) if torch.is_tensor(samples) else type(samples).__name__}")
     channels = model.latent_format.channels
+    if samples.shape[1] != channels and getattr(model, "is_cascade", False):  # Stage C and B latents differ in size too
+        stage, other = ("C", "stage_c") if model.arch == "stable_cascade_c" else ("B", "stage_b")
+        raise NodeInputError("latent_image", f"the latent has {samples.shape[1]} channels; Stable Cascade Stage {stage} "
+                                             f"samples {channels}-channel latents (StableCascade_EmptyLatentImage's "
+                                             f"{other} output)")
     if samples.shape[1] != channels:
         if torch.count_nonzero(samples) == 0:  # an empty latent made for another format: resize it
             return torch.zeros(samples.shape[0], channels, *samples.shape[2:])
