@@ -25,6 +25,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from graphflow import comfy_pack_nodes
 from graphflow.folders import split_annotation
 from graphflow.node_modes import apply_modes
 from graphflow.workflow import (FORMAT_VERSION, Problem, Workflow, WorkflowFormatError, _short, _validated,
@@ -462,6 +463,7 @@ def _dropped(nodes: dict, registry) -> set[str]:
     mode to a node it can't describe. Muted and bypassed nodes we know stay, with their mode."""
     return {node_id for node_id, node in nodes.items()
             if node.get("mode") in (MUTED, BYPASSED) and node.get("type") not in VIRTUAL_TYPES
+            and node.get("type") not in comfy_pack_nodes.TYPES
             and node.get("type") != "__forward" and registry.comfy_node(node.get("type")) is None}
 
 
@@ -470,6 +472,7 @@ def ui_to_api(data: dict, registry) -> tuple[dict, dict, list[dict]]:
     and notes on what was left out."""
     notes = []
     nodes, links, _ = _flatten(data, registry, notes)
+    problems = comfy_pack_nodes.resolve(nodes, links)  # SetNode/GetNode, rgthree's, Use Everywhere
     dropped = _dropped(nodes, registry)
     resolver = _Resolver(nodes, links, dropped)
     graph, resolved_inputs = {}, {}
@@ -483,7 +486,7 @@ def ui_to_api(data: dict, registry) -> tuple[dict, dict, list[dict]]:
         for socket in node.get("inputs") or []:
             name = (socket.get("widget") or {}).get("name") or socket.get("name")
             target = resolver.link(socket.get("link"))
-            seen[name] = {"link": socket.get("link"), "resolved": target}
+            seen[name] = {"link": socket.get("saved_link", socket.get("link")), "resolved": target}
             if target is None:
                 continue
             value = target[1] if target[0] == "value" else [target[1], target[2]]
@@ -503,6 +506,8 @@ def ui_to_api(data: dict, registry) -> tuple[dict, dict, list[dict]]:
             entry["_meta"] = {"title": node["title"]}
         graph[node_id] = entry
         resolved_inputs[node_id] = {"inputs": {k: _jsonable(v) for k, v in seen.items()}, "controls": controls}
+    if problems:
+        raise WorkflowFormatError("ComfyUI UI-format graph: " + "; ".join(map(str, problems)), problems)
     return graph, resolved_inputs, notes
 
 
