@@ -487,6 +487,8 @@ def ui_to_api(data: dict, registry) -> tuple[dict, dict, list[dict]]:
             name = (socket.get("widget") or {}).get("name") or socket.get("name")
             target = resolver.link(socket.get("link"))
             seen[name] = {"link": socket.get("saved_link", socket.get("link")), "resolved": target}
+            if "saved_link" in socket:  # a Use Everywhere broadcast: written back unlinked
+                seen[name]["broadcast"] = True
             if target is None:
                 continue
             value = target[1] if target[0] == "value" else [target[1], target[2]]
@@ -513,7 +515,8 @@ def ui_to_api(data: dict, registry) -> tuple[dict, dict, list[dict]]:
 
 def _jsonable(record):
     target = record["resolved"]
-    return {"link": record["link"], "resolved": list(target) if target is not None else None}
+    return {"link": record["link"], "resolved": list(target) if target is not None else None} | \
+        ({"broadcast": True} if record.get("broadcast") else {})
 
 
 def _pos(node) -> list[float] | None:
@@ -759,6 +762,10 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
     layout = workflow.ui.get("nodes") if isinstance(workflow.ui.get("nodes"), dict) else {}
     originals = {_node_id(n.get("id")): n for n in original.get("nodes", [])}
     old_links = {k: list(v) for k, v in _links_of(original.get("links")).items()}
+    # What each original link carried, past the packs' frontend nodes (a Reroute fed by a GetNode)
+    old_nodes, old_flat_links, _ = _flatten(original, registry)
+    comfy_pack_nodes.resolve(old_nodes, old_flat_links)
+    old_resolver = _Resolver(old_nodes, old_flat_links, _dropped(old_nodes, registry))
     instances = {k for k, n in originals.items() if n.get("type") in
                  {s.get("id") for s in (original.get("definitions") or {}).get("subgraphs", [])}
                  or group_node_name(n.get("type"), original) is not None}
@@ -868,6 +875,8 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
             elif before is not None and before["link"] is not None and _agrees(before["resolved"], value) \
                     and not via_reroute:
                 socket = {"link": before["link"]}  # the original link, through its Primitives
+            elif before is not None and before.get("broadcast") and _agrees(before["resolved"], value):
+                pass  # the Use Everywhere node still sends it
             elif linked:
                 link_id, next_link = next_link, next_link + 1
                 links[link_id] = [link_id, ids[value[0]], value[1], ids[node_id], 0, spec["type"]]
@@ -924,7 +933,8 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
             a, a_slot, kind = reroute_in[key]
             socket = (node.get("inputs") or [{}])[0]
             before_link = old_links.get(_node_id(socket.get("link")))
-            if before_link is None or (int(before_link[0]), before_link[1]) != (a, a_slot):
+            if before_link is None or (int(before_link[0]), before_link[1]) != (a, a_slot) and \
+                    old_resolver.link(socket.get("link")) != ("link", str(a), a_slot):
                 link_id, next_link = next_link, next_link + 1
                 links[link_id] = [link_id, a, a_slot, node["id"], 0, kind]
                 node["inputs"] = [{**socket, "name": socket.get("name", ""), "type": socket.get("type", "*"),

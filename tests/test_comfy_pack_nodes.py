@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from graphflow.cli import main
-from graphflow.comfy_format import import_ui
+from graphflow.comfy_format import export_ui, import_ui
 from graphflow.executor import Executor
 from graphflow.validation import validate
 from graphflow.workflow import WorkflowFormatError
@@ -268,6 +268,30 @@ def test_colour_restriction_and_undecidable_group_restriction(builtin_registry):
     problems = problems_of(ui_graph(nodes + [source], edges), builtin_registry)
     assert [(p.node_id, p.node_type) for p in problems] == [("30", "Anything Everywhere")]
     assert "group" in problems[0].message
+
+
+# --- writing back ----------------------------------------------------------------------------
+
+
+def rgthree_txt2img():
+    extra = [node(40, "Fast Groups Muter (rgthree)", [], [("OPT_CONNECTION", "*")]),
+             node(45, "Reroute (rgthree)", [("", "*")], [("", "*")])]
+    return ui_graph(TXT2IMG_NODES + extra, without(TXT2IMG_EDGES, (8, "vae")) + [(4, 2, 45, ""), (45, 0, 8, "vae")])
+
+
+def everywhere_txt2img():
+    extra = [everywhere(30, "Anything Everywhere3", [("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")])]
+    edges = without(TXT2IMG_EDGES, (3, "model"), (6, "clip"), (7, "clip"), (8, "vae"))
+    return ui_graph(TXT2IMG_NODES + extra, edges + [(4, 0, 30, "MODEL"), (4, 1, 30, "CLIP"), (4, 2, 30, "VAE")])
+
+
+@pytest.mark.parametrize("make", [set_get_txt2img, rgthree_txt2img, everywhere_txt2img])
+def test_written_back_as_it_was_read(make, builtin_registry):
+    """The pack's nodes and their links stay; a broadcast input stays unlinked (the broadcaster sends it)."""
+    data = make()
+    written = export_ui(import_ui(data, builtin_registry), builtin_registry)
+    assert {n["id"]: n for n in written["nodes"]} == {n["id"]: n for n in data["nodes"]}
+    assert written["links"] == data["links"]
 
 
 # --- display nodes ----------------------------------------------------------------------------
