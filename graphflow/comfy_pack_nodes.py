@@ -120,16 +120,24 @@ def _version_at_least(version, least: tuple[int, int]) -> bool:
         return False
 
 
-def _priority(node: dict, settings: dict) -> int:
+def _number(value) -> float:
+    """A saved setting as a number (0 when it is none)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _priority(node: dict, settings: dict) -> float:
     """The pack's default_priority, with the node types it converts to on loading."""
-    if settings.get("priority"):
-        return settings["priority"]
+    if _number(settings.get("priority")):
+        return _number(settings["priority"])
     priority = 10 + (10 if node.get("type") == "Prompts Everywhere" else 0)
     if any(settings.get(f"{kind}_regex") for kind in REGEX_KINDS):
         priority += 20
-    if (settings.get("group_restricted") or 0) > 0:
+    if _number(settings.get("group_restricted")) > 0:
         priority += 3
-    if (settings.get("color_restricted") or 0) > 0:
+    if _number(settings.get("color_restricted")) > 0:
         priority += 6
     return priority
 
@@ -163,7 +171,7 @@ def _broadcasts(nodes: dict, links: dict, problems: list) -> None:
         if node_type not in BROADCASTERS or not _live(node):
             continue
         settings = _settings(node)
-        if settings.get("group_restricted") or settings.get("group_regex"):
+        if _number(settings.get("group_restricted")) or settings.get("group_regex"):
             problems.append(Problem(node_id, node_type, None,
                                     "its broadcast is restricted by group: which nodes a group holds is worked out "
                                     "by ComfyUI's editor from the drawn layout, which the saved file doesn't settle; "
@@ -242,14 +250,14 @@ def _matches(source: dict, node_id: str, node: dict, socket: dict) -> bool:
     label = socket.get("label") or socket.get("localized_name") or socket.get("name") or ""
     if source["name"] is not None and not _repeated_type_rule(settings, source["name"], label, node):
         return False
-    color = settings.get("color_restricted") or 0
+    color = _number(settings.get("color_restricted"))
     if color and (node.get("color") == source["node"].get("color")) != (color == 1):
         return False
     if source["title"] is not None and bool(source["title"][0].search(_label(node))) == source["title"][1]:
         return False
     kind = socket.get("type")
     if kind != source["kind"] and not (source["kind"] == "STRING" and kind == "COMBO"
-                                       and (settings.get("string_to_combo") or 0) > 0):
+                                       and _number(settings.get("string_to_combo")) > 0):
         return False
     if source["input"] is not None and bool(source["input"][0].search(label)) == source["input"][1]:
         return False
@@ -258,7 +266,7 @@ def _matches(source: dict, node_id: str, node: dict, socket: dict) -> bool:
 
 def _repeated_type_rule(settings: dict, own: str, label: str, node: dict) -> bool:
     """Which input a broadcast goes to when one node broadcasts two inputs of one type."""
-    rule = settings.get("repeated_type_rule") or 0
+    rule = _number(settings.get("repeated_type_rule"))
     chars = min(len(own), len(label))
     if rule == 1:
         return label[:chars] == own[:chars]

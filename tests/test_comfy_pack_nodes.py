@@ -11,6 +11,7 @@ import torch
 from graphflow.cli import main
 from graphflow.comfy_format import export_ui, import_ui
 from graphflow.executor import Executor
+from graphflow.server.comfyui_messages import translate
 from graphflow.validation import validate
 from graphflow.workflow import WorkflowFormatError
 from tests.test_cli_robustness import probe
@@ -308,9 +309,13 @@ def test_show_text_and_display_any_send_their_text_to_the_ui(builtin_registry):
     workflow = import_ui(data, builtin_registry)
     assert workflow.nodes["3"].type == "ShowLinkedText" and workflow.nodes["4"].type == "DisplayAny"
     assert validate(workflow, builtin_registry) == []
-    result = Executor(builtin_registry).run(workflow)
+    events = []
+    result = Executor(builtin_registry).run(workflow, on_event=events.append)
     assert result.ok, result.error or result.problems
-    # As ComfyUI's "executed" output: {"text": [...]} (pysssss's ui, rgthree's ui)
+    # ComfyUI's websocket "executed" message carries the node's ui: {"text": [...]}, as pysssss returns it
+    executed = {data["node"]: data["output"] for e in events for kind, data in translate(e["type"], e)
+                if kind == "executed"}
+    assert executed == result.outputs
     assert result.outputs["3"] == {"text": ["a cat"]} and result.outputs["6"] == {"text": ["a cat"]}
     assert result.outputs["4"] == {"text": ["7"]}
     assert result.outputs["5"] == {"text": ["a cat"]}  # ShowText's list output, item by item
