@@ -46,7 +46,7 @@ def resolve(nodes: dict[str, dict], links: dict[str, tuple]) -> list[Problem]:
     for node in nodes.values():
         if node.get("type") == RGTHREE_REROUTE:
             node["type"] = "__forward"
-        elif node.get("type") in RGTHREE_VIRTUAL:
+        elif node.get("type") in RGTHREE_VIRTUAL + BROADCASTERS:  # muted or bypassed broadcasters send nothing
             node.update(type="__forward", inputs=[])
     return problems
 
@@ -77,7 +77,8 @@ def _set_get(nodes: dict, problems: list) -> None:
                 break
             scope = _scope(scope)
         if setter is None:
-            problems.append(Problem(node_id, GET, None, f"no SetNode is named {name!r}: the GetNode has nothing to give"))
+            problems.append(Problem(node_id, GET, None,
+                                    f"no SetNode is named {name!r}: the GetNode has nothing to give"))
             node.update(type="__forward", inputs=[])
             continue
         inputs = nodes[setter].get("inputs") or []
@@ -192,11 +193,13 @@ def _broadcasts(nodes: dict, links: dict, problems: list) -> None:
         for i, socket in linked:
             kind = _link_type(links, socket)
             default = PROMPT_REGEXES[i] if node_type == "Prompts Everywhere" and i < 2 else None
-            kind_name = ("prompt", "negative")[i] if default else "input"
-            sources.append({**common, "slot": i, "kind": kind, "upstream": (links.get(str(socket["link"])) or [None])[0],
-                            "name": socket.get("label") or socket.get("name") if kinds.count(kind) > 1
-                            and not default else None,
-                            "input": _regex(node_id, node_type, settings, kind_name, problems, default)})
+            # two inputs of one type: the repeated-type rule tells their targets apart by this name
+            repeated = kinds.count(kind) > 1 and not default
+            sources.append({**common, "slot": i, "kind": kind,
+                            "upstream": (links.get(str(socket["link"])) or [None])[0],
+                            "name": (socket.get("label") or socket.get("name")) if repeated else None,
+                            "input": _regex(node_id, node_type, settings,
+                                            ("prompt", "negative")[i] if default else "input", problems, default)})
         node["type"] = "__forward"  # output slot i passes input i on: the broadcast links come from it
     if not sources:
         return

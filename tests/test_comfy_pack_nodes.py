@@ -19,7 +19,8 @@ from tests.test_cli_robustness import probe
 TXT2IMG_NODES = [
     (4, "CheckpointLoaderSimple", [], [("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")],
      ["graphflow-demo.safetensors"]),
-    (6, "CLIPTextEncode", [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], ["a red circle on a white background"]),
+    (6, "CLIPTextEncode", [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")],
+     ["a red circle on a white background"]),
     (7, "CLIPTextEncode", [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], [""]),
     (5, "EmptyLatentImage", [], [("LATENT", "LATENT")], [64, 64, 1]),
     (3, "KSampler", [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
@@ -204,7 +205,8 @@ def test_anything_everywhere_fills_unconnected_inputs_of_its_type(builtin_regist
 
 
 def test_a_connected_input_is_left_alone(builtin_registry):
-    other = (10, "CheckpointLoaderSimple", [], [("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")], ["other.safetensors"])
+    other = (10, "CheckpointLoaderSimple", [], [("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")],
+             ["other.safetensors"])
     extra = [everywhere(30, "Anything Everywhere", [("MODEL", "MODEL")])]
     edges = without(TXT2IMG_EDGES, (3, "model")) + [(4, 0, 30, "MODEL"), (10, 0, 3, "model")]
     workflow = import_ui(ui_graph(TXT2IMG_NODES + [other] + extra, edges), builtin_registry)
@@ -255,7 +257,10 @@ def test_two_broadcasts_for_one_input_are_a_problem(builtin_registry):
     extra[1]["properties"]["ue_properties"] = {"version": "7.0", "priority": 50}
     assert import_ui(ui_graph(TXT2IMG_NODES + extra, edges), builtin_registry).nodes["3"].inputs["model"] == ["4", 0]
     extra[1]["properties"]["ue_properties"], extra[1]["mode"] = {}, 2
-    assert import_ui(ui_graph(TXT2IMG_NODES + extra, edges), builtin_registry).nodes["3"].inputs["model"] == ["4", 0]
+    workflow = import_ui(ui_graph(TXT2IMG_NODES + extra, edges), builtin_registry)
+    assert workflow.nodes["3"].inputs["model"] == ["4", 0]
+    assert set(workflow.nodes) == {"3", "4", "5", "6", "7", "8", "9"} and validate(workflow, builtin_registry) == []
+    assert workflow.notes == []
 
 
 def test_colour_restriction_and_undecidable_group_restriction(builtin_registry):
