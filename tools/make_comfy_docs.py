@@ -113,7 +113,8 @@ def render() -> str:
                 notes += [f"`{name}` ignored" for name in alias.ignore]
                 if class_type not in comfy_catalogue():
                     notes.insert(0, f"custom node pack {custom_pack(class_type) or '(unnamed)'}")
-                rows.append(f"| `{class_type}` | `{cls.node_type}` | {'; '.join(notes)} |")
+                shown = class_type.replace("|", "\\|")  # a table cell ends at a bare | even in code
+                rows.append(f"| `{shown}` | `{cls.node_type}` | {'; '.join(notes)} |")
     catalogue = comfy_catalogue()
     for class_type in catalogue:
         ours = registry.get(class_type)
