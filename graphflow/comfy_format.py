@@ -902,7 +902,8 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
                 new_inputs.append((rank, base))
         new_inputs = [socket for _, socket in sorted(new_inputs, key=lambda pair: pair[0])]
         ui_node["inputs"] = new_inputs
-        ui_node["widgets_values"] = widgets
+        # A class without widgets keeps what its frontend saved there (the text pysssss's Show Text shows).
+        ui_node["widgets_values"] = widgets if widgets or not old else old.get("widgets_values", widgets)
         # Values of inputs ComfyUI's class lacks (ours: KSampler's noise_mode, tiling sizes) have no
         # place among its positional widgets; they ride in the node's properties, which ComfyUI keeps.
         known = {spec["name"] for spec in order}

@@ -306,7 +306,7 @@ def test_written_back_as_it_was_read(make, builtin_registry):
 def test_show_text_and_display_any_send_their_text_to_the_ui(builtin_registry):
     nodes = [node(1, "PrimitiveStringMultiline", [], [("STRING", "STRING")], ["a cat"]),
              node(2, "PrimitiveInt", [], [("INT", "INT")], [7, "fixed"]),
-             node(3, "ShowText|pysssss", [("text", "STRING")], [("STRING", "STRING")], [""]),
+             node(3, "ShowText|pysssss", [("text", "STRING")], [("STRING", "STRING")], ["a cat"]),
              node(4, "Display Any (rgthree)", [("source", "*")], []),
              node(5, "Display Any (rgthree)", [("source", "*")], []),
              node(6, "ShowText|pysssss", [("text", "STRING")], [("STRING", "STRING")], [""])]
@@ -324,6 +324,8 @@ def test_show_text_and_display_any_send_their_text_to_the_ui(builtin_registry):
     assert result.outputs["3"] == {"text": ["a cat"]} and result.outputs["6"] == {"text": ["a cat"]}
     assert result.outputs["4"] == {"text": ["7"]}
     assert result.outputs["5"] == {"text": ["a cat"]}  # ShowText's list output, item by item
+    written = export_ui(workflow, builtin_registry)  # with the text the editor showed
+    assert {n["id"]: n for n in written["nodes"]} == {n["id"]: n for n in data["nodes"]}
 
 
 def test_display_any_writes_values_as_rgthree_does(builtin_registry, monkeypatch):
