@@ -148,6 +148,13 @@ def test_validate_command_reports_pack_problems_without_a_traceback_or_torch(bui
     assert main(["validate", str(path)]) == 3
     err = capsys.readouterr().err
     assert "node 25 (GetNode)" in err and "'vea'" in err and "Traceback" not in err
+    ambiguous = ui_graph(TXT2IMG_NODES + [everywhere(30, "Anything Everywhere", [("MODEL", "MODEL")]),
+                                          everywhere(31, "Anything Everywhere", [("MODEL", "MODEL")])],
+                         without(TXT2IMG_EDGES, (3, "model")) + [(4, 0, 30, "MODEL"), (4, 0, 31, "MODEL")])
+    path.write_text(json.dumps(ambiguous))
+    assert main(["validate", str(path)]) == 3
+    err = capsys.readouterr().err
+    assert "node 3 (KSampler), input 'model'" in err and "Traceback" not in err
     good = tmp_path / "good.json"
     good.write_text(json.dumps(set_get_txt2img()))
     code, loaded = probe(tmp_path, "validate", str(good))
