@@ -24,7 +24,7 @@ TXT2IMG_NODES = [
     (7, "CLIPTextEncode", [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], [""]),
     (5, "EmptyLatentImage", [], [("LATENT", "LATENT")], [64, 64, 1]),
     (3, "KSampler", [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
-                     ("latent_image", "LATENT")], [("LATENT", "LATENT")], [42, "fixed", 4, 5, "euler", "normal", 1]),
+                     ("latent_image", "LATENT")], [("LATENT", "LATENT")], [42, "fixed", 2, 5, "euler", "normal", 1]),
     (8, "VAEDecode", [("samples", "LATENT"), ("vae", "VAE")], [("IMAGE", "IMAGE")], []),
     (9, "SaveImage", [("images", "IMAGE")], [], ["ComfyUI"]),
 ]
