@@ -25,6 +25,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from graphflow import comfy_pack_nodes
 from graphflow.folders import split_annotation
 from graphflow.node_modes import apply_modes
 from graphflow.workflow import (FORMAT_VERSION, Problem, Workflow, WorkflowFormatError, _short, _validated,
@@ -462,6 +463,7 @@ def _dropped(nodes: dict, registry) -> set[str]:
     mode to a node it can't describe. Muted and bypassed nodes we know stay, with their mode."""
     return {node_id for node_id, node in nodes.items()
             if node.get("mode") in (MUTED, BYPASSED) and node.get("type") not in VIRTUAL_TYPES
+            and node.get("type") not in comfy_pack_nodes.TYPES
             and node.get("type") != "__forward" and registry.comfy_node(node.get("type")) is None}
 
 
@@ -470,6 +472,7 @@ def ui_to_api(data: dict, registry) -> tuple[dict, dict, list[dict]]:
     and notes on what was left out."""
     notes = []
     nodes, links, _ = _flatten(data, registry, notes)
+    problems = comfy_pack_nodes.resolve(nodes, links)  # SetNode/GetNode, rgthree's, Use Everywhere
     dropped = _dropped(nodes, registry)
     resolver = _Resolver(nodes, links, dropped)
     graph, resolved_inputs = {}, {}
@@ -483,7 +486,9 @@ def ui_to_api(data: dict, registry) -> tuple[dict, dict, list[dict]]:
         for socket in node.get("inputs") or []:
             name = (socket.get("widget") or {}).get("name") or socket.get("name")
             target = resolver.link(socket.get("link"))
-            seen[name] = {"link": socket.get("link"), "resolved": target}
+            seen[name] = {"link": socket.get("saved_link", socket.get("link")), "resolved": target}
+            if "saved_link" in socket:  # a Use Everywhere broadcast: written back unlinked
+                seen[name]["broadcast"] = True
             if target is None:
                 continue
             value = target[1] if target[0] == "value" else [target[1], target[2]]
@@ -503,12 +508,15 @@ def ui_to_api(data: dict, registry) -> tuple[dict, dict, list[dict]]:
             entry["_meta"] = {"title": node["title"]}
         graph[node_id] = entry
         resolved_inputs[node_id] = {"inputs": {k: _jsonable(v) for k, v in seen.items()}, "controls": controls}
+    if problems:
+        raise WorkflowFormatError("ComfyUI UI-format graph: " + "; ".join(map(str, problems)), problems)
     return graph, resolved_inputs, notes
 
 
 def _jsonable(record):
     target = record["resolved"]
-    return {"link": record["link"], "resolved": list(target) if target is not None else None}
+    return {"link": record["link"], "resolved": list(target) if target is not None else None} | \
+        ({"broadcast": True} if record.get("broadcast") else {})
 
 
 def _pos(node) -> list[float] | None:
@@ -754,6 +762,10 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
     layout = workflow.ui.get("nodes") if isinstance(workflow.ui.get("nodes"), dict) else {}
     originals = {_node_id(n.get("id")): n for n in original.get("nodes", [])}
     old_links = {k: list(v) for k, v in _links_of(original.get("links")).items()}
+    # What each original link carried, past the packs' frontend nodes (a Reroute fed by a GetNode)
+    old_nodes, old_flat_links, _ = _flatten(original, registry)
+    comfy_pack_nodes.resolve(old_nodes, old_flat_links)
+    old_resolver = _Resolver(old_nodes, old_flat_links, _dropped(old_nodes, registry))
     instances = {k for k, n in originals.items() if n.get("type") in
                  {s.get("id") for s in (original.get("definitions") or {}).get("subgraphs", [])}
                  or group_node_name(n.get("type"), original) is not None}
@@ -863,6 +875,8 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
             elif before is not None and before["link"] is not None and _agrees(before["resolved"], value) \
                     and not via_reroute:
                 socket = {"link": before["link"]}  # the original link, through its Primitives
+            elif before is not None and before.get("broadcast") and _agrees(before["resolved"], value):
+                pass  # the Use Everywhere node still sends it
             elif linked:
                 link_id, next_link = next_link, next_link + 1
                 links[link_id] = [link_id, ids[value[0]], value[1], ids[node_id], 0, spec["type"]]
@@ -888,7 +902,8 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
                 new_inputs.append((rank, base))
         new_inputs = [socket for _, socket in sorted(new_inputs, key=lambda pair: pair[0])]
         ui_node["inputs"] = new_inputs
-        ui_node["widgets_values"] = widgets
+        # A class without widgets keeps what its frontend saved there (the text pysssss's Show Text shows).
+        ui_node["widgets_values"] = widgets if widgets or not old else old.get("widgets_values", widgets)
         # Values of inputs ComfyUI's class lacks (ours: KSampler's noise_mode, tiling sizes) have no
         # place among its positional widgets; they ride in the node's properties, which ComfyUI keeps.
         known = {spec["name"] for spec in order}
@@ -919,7 +934,8 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
             a, a_slot, kind = reroute_in[key]
             socket = (node.get("inputs") or [{}])[0]
             before_link = old_links.get(_node_id(socket.get("link")))
-            if before_link is None or (int(before_link[0]), before_link[1]) != (a, a_slot):
+            if before_link is None or (int(before_link[0]), before_link[1]) != (a, a_slot) and \
+                    old_resolver.link(socket.get("link")) != ("link", str(a), a_slot):
                 link_id, next_link = next_link, next_link + 1
                 links[link_id] = [link_id, a, a_slot, node["id"], 0, kind]
                 node["inputs"] = [{**socket, "name": socket.get("name", ""), "type": socket.get("type", "*"),

@@ -4,7 +4,7 @@ value as text."""
 import json
 import sys
 
-from graphflow.api import ANY, BOOLEAN, FLOAT, INT, STRING, Bool, ComfyAlias, Float, Int, Node, Text, show
+from graphflow.api import ANY, BOOLEAN, FLOAT, INT, STRING, Bool, ComfyAlias, Float, Int, ListOf, Node, Text, show
 
 
 class IntValue(Node):
@@ -72,6 +72,46 @@ class PreviewAny(Node):
 
     def run(self):
         show(text=[as_text(self.source)])
+
+
+class ShowLinkedText(Node):
+    """Show linked text in the editor and pass it on, as pysssss's Show Text does: a list of
+    texts is taken whole, shown item by item, and given on as the same list."""
+    category = "utils"
+    output_node = True
+    input_is_list = True
+    text: STRING
+    outputs = {"text": ListOf(STRING)}
+    comfy = ComfyAlias(("ShowText|pysssss",))
+
+    def run(self):
+        texts = [str(t) for t in self.text]
+        show(text=texts)
+        return texts
+
+
+class DisplayAny(Node):
+    """Show any value as one line of text, as rgthree's Display Any does: text as it is,
+    numbers and true/false as written, lists and dicts of plain values as compact JSON,
+    anything else as Python prints it."""
+    category = "utils"
+    output_node = True
+    source: ANY
+    comfy = ComfyAlias(("Display Any (rgthree)",))
+
+    def run(self):
+        value = self.source
+        if isinstance(value, (str, int, float, bool)) or value is None:
+            shown = as_text(value)
+        else:
+            try:
+                shown = json.dumps(value, ensure_ascii=False)
+            except (TypeError, ValueError):
+                try:
+                    shown = str(value)
+                except Exception:  # a value whose str() fails
+                    shown = "source exists, but could not be serialized."
+        show(text=[shown])
 
 
 def as_text(value) -> str:

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from graphflow import comfy_pack_nodes
 from graphflow.comfy_format import CUSTOM_PACKS, comfy_catalogue, custom_pack
 from graphflow.server.comfyui_messages import MESSAGE_TYPES
 from graphflow.server.comfyui_routes import ROUTES
@@ -53,6 +54,8 @@ Everywhere graphflow takes a workflow (`graphflow run` / `validate` / `convert`,
   the original links) goes in `ui.comfyui`, so that writing it back gives the same nodes, links,
   values and positions, with the editor's changes. Written as an API graph, muted nodes are
   left out and links rewired past bypassed ones (the API format has no modes).
+- **Custom packs' frontend-only nodes** in UI-format graphs, resolved as each pack's editor code
+  builds the prompt (their list is below, under "Custom node packs' nodes that are understood").
 - **Pictures** (`.png`, `.webp`): our `graphflow` chunk; ComfyUI's `workflow` (preferred: it has
   the layout) and `prompt` chunks, or in WebP its EXIF strings `workflow:` / `prompt:`; and the
   A1111 / Forge `parameters` text (prompt, negative prompt, steps, sampler, CFG, seed, size, model
@@ -83,6 +86,14 @@ LIMITS = """## Not supported yet
   inside it are not written into its definition. A group node whose widget values don't match
   its inner nodes (PrimitiveNodes or custom nodes inside it) uses the values saved in its
   definition, with a note.
+- cg-use-everywhere broadcasts restricted by group (`group_restricted`, a group regex): which
+  nodes a group holds is worked out by ComfyUI's editor from the drawn layout, which the saved
+  file doesn't settle, so such a broadcaster is a problem naming it (link its targets directly).
+  Broadcasts into subgraphs from outside them, and the pack's "connect to bypassed nodes"
+  setting, are not followed. Written back as a UI graph, a broadcast input gets a direct link.
+- rgthree's other nodes are unknown classes: Random Unmuter (it picks a node to unmute when
+  queued), the Mute / Bypass Relay and Repeater, Node Collector, and its backend nodes (Context,
+  Context Big, Power Lora Loader, Seed, ...).
 - A1111 settings beyond txt2img (hires fix, refiner, ADetailer, LoRA tags in the prompt) are
   not turned into nodes.
 """
@@ -102,7 +113,8 @@ def render() -> str:
                 notes += [f"`{name}` ignored" for name in alias.ignore]
                 if class_type not in comfy_catalogue():
                     notes.insert(0, f"custom node pack {custom_pack(class_type) or '(unnamed)'}")
-                rows.append(f"| `{class_type}` | `{cls.node_type}` | {'; '.join(notes)} |")
+                shown = class_type.replace("|", "\\|")  # a table cell ends at a bare | even in code
+                rows.append(f"| `{shown}` | `{cls.node_type}` | {'; '.join(notes)} |")
     catalogue = comfy_catalogue()
     for class_type in catalogue:
         ours = registry.get(class_type)
@@ -133,6 +145,26 @@ def render() -> str:
               "queued with that client id: " + ", ".join(f"`{m}`" for m in MESSAGE_TYPES) + ", with "
               "`executing` `node: null` at the end of every prompt; binary frames in ComfyUI's framing "
               "(`SaveImageWebsocket` PNGs always, sampler previews with `&previews=1`).", ""]
+    lines += ["", "## Custom node packs' nodes that are understood", "",
+              "Frontend-only nodes, resolved on reading a UI-format graph (graphflow/comfy_pack_nodes.py):", "",
+              f"- ComfyUI-KJNodes: `{comfy_pack_nodes.SET}`, `{comfy_pack_nodes.GET}`: each GetNode gives what the "
+              "SetNode of its name (`widgets_values[0]`) receives, looked up in its own graph, then the graphs "
+              "around it; a SetNode passes its input on too. A GetNode whose name no SetNode has, or two SetNodes "
+              "of one name in one graph, is a problem naming the node.",
+              f"- rgthree-comfy: `{comfy_pack_nodes.RGTHREE_REROUTE}` forwards its input; "
+              + ", ".join(f"`{n}`" for n in comfy_pack_nodes.RGTHREE_VIRTUAL) + " are left out: what the muters "
+              "and bypassers do is already saved as the nodes' modes (2 muted, 4 bypassed), which graphflow runs.",
+              "- cg-use-everywhere: " + ", ".join(f"`{n}`" for n in comfy_pack_nodes.BROADCASTERS) + ": each "
+              "linked input is sent to every unconnected input of its type in the graph (a widget's input only "
+              "where the node marks it `widget_ue_connectable`), with the pack's rules: title and input-name "
+              "regexes (inverted ones too; the widgets of `Anything Everywhere?` before 7.0, "
+              "`properties.ue_properties` since), colour restrictions, Prompts Everywhere's positive/negative "
+              "input regexes, Seed Everywhere's seed (to inputs matching `seed`), the repeated-type rule, and "
+              "priorities (the pack's defaults or a saved one); a muted or bypassed broadcaster sends nothing. "
+              "An input two broadcasts of the same top priority match is a problem naming it (ComfyUI connects "
+              "neither).", "",
+              "Backend nodes of custom packs with a graphflow node of their own are in the table above "
+              "(`ShowText|pysssss`, `Display Any (rgthree)`).", ""]
     lines += ["", "## Custom node packs recognised by name", ""]
     lines += [f"- {pack}: " + ", ".join(f"`{n}`" for n in names) for pack, names in CUSTOM_PACKS.items()]
     return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,280 @@
+"""Custom node packs' frontend-only nodes in ComfyUI's UI format, resolved as each pack's editor
+code does when it builds the API prompt (a backend never sees them):
+
+- KJNodes' SetNode / GetNode: a GetNode outputs what the SetNode of the same name (its
+  `widgets_values[0]`) receives, the SetNode looked up in the GetNode's own graph, then the
+  graphs around it (a subgraph sees its parents' SetNodes). A SetNode also passes its input on.
+- rgthree's virtual nodes: `Reroute (rgthree)` forwards its input; the group and node muters and
+  bypassers, Fast Actions Button, Bookmark and Label only change node modes (already saved in
+  the file) or help to navigate, so they are left out.
+- cg-use-everywhere's broadcasters: each linked input of an Everywhere node is sent to every
+  unconnected input of the same type in its graph, under the node's restrictions (title and
+  input-name regexes, colour), the highest priority winning; a tie connects nothing in ComfyUI
+  and is a problem here, as is a group restriction (which nodes a group holds is worked out by
+  the editor from the drawn geometry, which the file doesn't settle).
+
+`resolve(nodes, links)` rewrites the flattened UI graph (comfy_format._flatten) in place: the
+pack's nodes become forwarders (`__forward`: output slot i passes on input i) or Primitives,
+broadcasts become links, and it returns the problems found.
+"""
+
+import re
+
+from graphflow.workflow import Problem
+
+MUTED, BYPASSED = 2, 4
+SET, GET = "SetNode", "GetNode"
+RGTHREE_REROUTE = "Reroute (rgthree)"
+# rgthree-comfy's RgthreeBaseVirtualNode subclasses that carry no data
+RGTHREE_VIRTUAL = ("Fast Groups Muter (rgthree)", "Fast Groups Bypasser (rgthree)", "Fast Muter (rgthree)",
+                   "Fast Bypasser (rgthree)", "Fast Actions Button (rgthree)", "Bookmark (rgthree)",
+                   "Label (rgthree)")
+BROADCASTERS = ("Anything Everywhere", "Anything Everywhere?", "Anything Everywhere3", "Prompts Everywhere",
+                "Seed Everywhere")
+TYPES = (SET, GET, RGTHREE_REROUTE) + RGTHREE_VIRTUAL + BROADCASTERS
+
+# cg-use-everywhere's defaults (its i18n.js, with KSampler's English input names)
+SEED_REGEX = "seed|seed"
+PROMPT_REGEXES = (r"(_|\b)pos(itive|_|\b)|positive", r"(_|\b)neg(ative|_|\b)|negative")
+REGEX_KINDS = ("title", "input", "prompt", "negative", "group")
+
+
+def resolve(nodes: dict[str, dict], links: dict[str, tuple]) -> list[Problem]:
+    problems: list[Problem] = []
+    _set_get(nodes, problems)
+    _broadcasts(nodes, links, problems)
+    for node in nodes.values():
+        if node.get("type") == RGTHREE_REROUTE:
+            node["type"] = "__forward"
+        elif node.get("type") in RGTHREE_VIRTUAL + BROADCASTERS:  # muted or bypassed broadcasters send nothing
+            node.update(type="__forward", inputs=[])
+    return problems
+
+
+def _scope(node_id: str) -> str:
+    """The graph a flattened node sits in: its instance prefix ("" at the top)."""
+    return node_id.rpartition(":")[0]
+
+
+def _set_get(nodes: dict, problems: list) -> None:
+    setters: dict[tuple[str, str], str] = {}  # (scope, name) -> SetNode id
+    for node_id, node in nodes.items():
+        if node.get("type") == SET:
+            name = _name(node)
+            key = (_scope(node_id), name)
+            if key in setters:
+                problems.append(Problem(node_id, SET, None, f"a second SetNode named {name!r} in the same graph "
+                                        f"(node {setters[key]} is the first); a GetNode can't tell which to use"))
+            else:
+                setters[key] = node_id
+    for node_id, node in nodes.items():
+        if node.get("type") != GET:
+            continue
+        name, scope, setter = _name(node), _scope(node_id), None
+        while setter is None:
+            setter = setters.get((scope, name))
+            if not scope:
+                break
+            scope = _scope(scope)
+        if setter is None:
+            problems.append(Problem(node_id, GET, None,
+                                    f"no SetNode is named {name!r}: the GetNode has nothing to give"))
+            node.update(type="__forward", inputs=[])
+            continue
+        inputs = nodes[setter].get("inputs") or []
+        node.update(type="__forward", inputs=[{"link": inputs[0].get("link")}] if inputs else [])
+    for node in nodes.values():
+        if node.get("type") == SET:
+            node["type"] = "__forward"  # its own output passes its input on
+
+
+def _name(node: dict) -> str:
+    values = node.get("widgets_values")
+    return str(values[0]) if isinstance(values, list) and values else ""
+
+
+def _settings(node: dict) -> dict:
+    """The node's Use Everywhere settings in the pack's 7.0 shape (`properties.ue_properties`),
+    older saves converted as the pack converts them on loading."""
+    properties = node.get("properties") if isinstance(node.get("properties"), dict) else {}
+    saved = properties.get("ue_properties") if isinstance(properties.get("ue_properties"), dict) else {}
+    if not _version_at_least(saved.get("version"), (7, 0)):
+        values = node.get("widgets_values") if isinstance(node.get("widgets_values"), list) else []
+        # Before 7.0 only Anything Everywhere? had widgets: title, input and group regexes.
+        regexes = values[:3] if node.get("type") == "Anything Everywhere?" else []
+        saved = {"group_restricted": properties.get("group_restricted"),
+                 "color_restricted": properties.get("color_restricted"),
+                 **{f"{k}_regex": v for k, v in zip(("title", "input", "group"), regexes)}}
+    settings = dict(saved)
+    if node.get("type") == "Seed Everywhere":
+        settings["input_regex"] = settings.get("input_regex") or SEED_REGEX
+    for kind in REGEX_KINDS:
+        if settings.get(f"{kind}_regex") == ".*":
+            settings[f"{kind}_regex"] = None
+    return settings
+
+
+def _version_at_least(version, least: tuple[int, int]) -> bool:
+    try:
+        return tuple(int(part) for part in str(version).split(".")[:2]) >= least
+    except ValueError:
+        return False
+
+
+def _number(value) -> float:
+    """A saved setting as a number (0 when it is none)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _priority(node: dict, settings: dict) -> float:
+    """The pack's default_priority, with the node types it converts to on loading."""
+    if _number(settings.get("priority")):
+        return _number(settings["priority"])
+    priority = 10 + (10 if node.get("type") == "Prompts Everywhere" else 0)
+    if any(settings.get(f"{kind}_regex") for kind in REGEX_KINDS):
+        priority += 20
+    if _number(settings.get("group_restricted")) > 0:
+        priority += 3
+    if _number(settings.get("color_restricted")) > 0:
+        priority += 6
+    return priority
+
+
+def _regex(node_id, node_type, settings, kind, problems, default=None):
+    """(compiled regex, inverted) for one of the node's regexes, or None."""
+    pattern = settings.get(f"{kind}_regex") or default
+    if not pattern:
+        return None
+    try:
+        return re.compile(str(pattern)), bool(settings.get(f"{kind}_regex_invert"))
+    except re.error as e:
+        problems.append(Problem(node_id, node_type, None, f"its {kind} regex {pattern!r} is not a valid regular "
+                                                          f"expression: {e}"))
+        return None
+
+
+def _live(node: dict) -> bool:
+    return node.get("mode", 0) not in (MUTED, BYPASSED)
+
+
+def _label(node: dict) -> str:
+    properties = node.get("properties") if isinstance(node.get("properties"), dict) else {}
+    return node.get("title") or properties.get("Node name for S&R") or node.get("type") or ""
+
+
+def _broadcasts(nodes: dict, links: dict, problems: list) -> None:
+    sources = []  # one per broadcast input: a dict of what it sends, where, and how strongly
+    for node_id, node in nodes.items():
+        node_type = node.get("type")
+        if node_type not in BROADCASTERS or not _live(node):
+            continue
+        settings = _settings(node)
+        if _number(settings.get("group_restricted")) or settings.get("group_regex"):
+            problems.append(Problem(node_id, node_type, None,
+                                    "its broadcast is restricted by group: which nodes a group holds is worked out "
+                                    "by ComfyUI's editor from the drawn layout, which the saved file doesn't settle; "
+                                    "link its targets directly instead"))
+            continue
+        common = {"id": node_id, "type": node_type, "settings": settings, "node": node,
+                  "priority": _priority(node, settings),
+                  "title": _regex(node_id, node_type, settings, "title", problems)}
+        if node_type == "Seed Everywhere":  # it gives its own seed (the pack turns it into a PrimitiveInt)
+            values = node.get("widgets_values") if isinstance(node.get("widgets_values"), list) else []
+            node.update(type="PrimitiveNode", widgets_values=values[:1], inputs=[])
+            sources.append({**common, "slot": 0, "kind": "INT", "name": None, "upstream": node_id,
+                            "input": _regex(node_id, node_type, settings, "input", problems)})
+            continue
+        inputs = node.get("inputs") or []
+        linked = [(i, socket) for i, socket in enumerate(inputs) if socket.get("link") is not None]
+        kinds = [_link_type(links, socket) for _, socket in linked]
+        for i, socket in linked:
+            kind = _link_type(links, socket)
+            default = PROMPT_REGEXES[i] if node_type == "Prompts Everywhere" and i < 2 else None
+            # two inputs of one type: the repeated-type rule tells their targets apart by this name
+            repeated = kinds.count(kind) > 1 and not default
+            sources.append({**common, "slot": i, "kind": kind,
+                            "upstream": (links.get(str(socket["link"])) or [None])[0],
+                            "name": (socket.get("label") or socket.get("name")) if repeated else None,
+                            "input": _regex(node_id, node_type, settings,
+                                            ("prompt", "negative")[i] if default else "input", problems, default)})
+        node["type"] = "__forward"  # output slot i passes input i on: the broadcast links come from it
+    if not sources:
+        return
+    made = 0
+    for node_id, node in nodes.items():
+        if node.get("type") in TYPES or node.get("type") in ("__forward", "PrimitiveNode", "Reroute", "Note",
+                                                               "MarkdownNote") or not _live(node):
+            continue
+        properties = node.get("properties") if isinstance(node.get("properties"), dict) else {}
+        if properties.get("rejects_ue_links"):
+            continue
+        ue = properties.get("ue_properties") if isinstance(properties.get("ue_properties"), dict) else {}
+        widget_ok = ue.get("widget_ue_connectable") or properties.get("widget_ue_connectable") or {}
+        refused = ue.get("input_ue_unconnectable") or {}
+        inputs = list(node.get("inputs") or [])
+        for index, socket in enumerate(inputs):
+            if not isinstance(socket, dict) or socket.get("link") is not None:
+                continue
+            name = socket.get("name")
+            if (socket.get("widget") and not widget_ok.get(name)) or (not socket.get("widget") and refused.get(name)):
+                continue
+            matches = [s for s in sources if _matches(s, node_id, node, socket)]
+            if not matches:
+                continue
+            matches.sort(key=lambda s: -s["priority"])
+            if len(matches) > 1 and matches[0]["priority"] == matches[1]["priority"]:
+                tied = [s for s in matches if s["priority"] == matches[0]["priority"]]
+                problems.append(Problem(node_id, node.get("type"), name,
+                                        "the input matches several Use Everywhere broadcasts of equal priority ("
+                                        + ", ".join(f"node {s['id']} ({s['type']}) input {s['slot']}" for s in tied)
+                                        + "); ComfyUI connects none of them: link it, or restrict the broadcasts"))
+                continue
+            best = matches[0]
+            link_id, made = f"ue{made}", made + 1
+            links[link_id] = (best["id"], best["slot"], node_id, index, best["kind"])
+            inputs[index] = {**socket, "link": link_id, "saved_link": None}
+        node["inputs"] = inputs
+
+
+def _link_type(links: dict, socket: dict):
+    link = links.get(str(socket.get("link")))
+    kind = link[4] if link is not None else None
+    return kind if kind not in (None, "*") else socket.get("type")
+
+
+def _matches(source: dict, node_id: str, node: dict, socket: dict) -> bool:
+    """cg-use-everywhere's UseEverywhere.matches for one broadcast and one unconnected input."""
+    if _scope(node_id) != _scope(source["id"]) or node_id == source["upstream"]:
+        return False
+    settings = source["settings"]
+    label = socket.get("label") or socket.get("localized_name") or socket.get("name") or ""
+    if source["name"] is not None and not _repeated_type_rule(settings, source["name"], label, node):
+        return False
+    color = _number(settings.get("color_restricted"))
+    if color and (node.get("color") == source["node"].get("color")) != (color == 1):
+        return False
+    if source["title"] is not None and bool(source["title"][0].search(_label(node))) == source["title"][1]:
+        return False
+    kind = socket.get("type")
+    if kind != source["kind"] and not (source["kind"] == "STRING" and kind == "COMBO"
+                                       and _number(settings.get("string_to_combo")) > 0):
+        return False
+    if source["input"] is not None and bool(source["input"][0].search(label)) == source["input"][1]:
+        return False
+    return True
+
+
+def _repeated_type_rule(settings: dict, own: str, label: str, node: dict) -> bool:
+    """Which input a broadcast goes to when one node broadcasts two inputs of one type."""
+    rule = _number(settings.get("repeated_type_rule"))
+    chars = min(len(own), len(label))
+    if rule == 1:
+        return label[:chars] == own[:chars]
+    if rule == 2:
+        return label[len(label) - chars:] == own[len(own) - chars:]
+    if rule == 3:
+        return node.get("title") == own
+    return label == own
