@@ -46,7 +46,7 @@ class TrainLoraNode(Node):
     lora_dtype: str = Choice(TRAIN_DTYPES, "bf16")
     algorithm: str = Choice(TRAIN_ALGORITHMS, "LoRA")
     gradient_checkpointing: bool = Bool(True)
-    existing_lora: str = Choice(_existing_loras, NO_LORA, model_folder="loras")
+    existing_lora: str = Choice(_existing_loras, NO_LORA)
     outputs = {"model_with_lora": MODEL, "lora": LORA_MODEL, "loss": LOSS_MAP, "steps": INT}
     comfy = ComfyAlias(("TrainLoraNode",))
 
