@@ -120,7 +120,7 @@ class SaveLoRANode(Node):
     lora: LORA_MODEL
     prefix: str = Text("loras/ComfyUI_trained_lora", file_name=True)
     steps: INT = None
-    comfy = ComfyAlias(("SaveLoRANode", "SaveLoRA"), optional=("steps",))
+    comfy = ComfyAlias(("SaveLoRANode",), optional=("steps",))
 
     def run(self):
         from graphflow.models.lora_extract import write_lora
