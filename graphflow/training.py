@@ -142,34 +142,41 @@ def denoiser(model, network: nn.Module, schedule, conditioning: list, shape: tup
     return CFGGuider(trained, conditioning, [], 1.0).denoiser(base, prepare)
 
 
-def step_batch(schedule, latents: torch.Tensor, batch_size: int, seed: int, step: int,
-               generator: torch.Generator) -> tuple[list[int], torch.Tensor, torch.Tensor]:
-    """(indices, sigmas [B], noise) of one training step (see the module docstring)."""
-    from graphflow.sampling.noise import initial_noise
-
-    indices = torch.randperm(latents.shape[0], generator=generator)[:batch_size].tolist()
-    sigmas = torch.tensor([schedule.percent_to_sigma(float(torch.rand(1, generator=generator)))
-                           for _ in indices], dtype=torch.float32)
-    noise = initial_noise(latents[indices], (seed + step * 1000) % 2 ** 64)
-    return indices, sigmas, noise
+def step_draws(schedule, count: int, batch_size: int, generator: torch.Generator) -> tuple[list[int], list[float]]:
+    """(indices, sigmas) of one training step: a seeded permutation's first batch_size latents, a
+    uniform draw per latent turned into a sigma by the model's sampling (percent_to_sigma)."""
+    indices = torch.randperm(count, generator=generator)[:batch_size].tolist()
+    return indices, [schedule.percent_to_sigma(float(torch.rand(1, generator=generator))) for _ in indices]
 
 
-def train_lora(model, latents: torch.Tensor, positive: list, *, batch_size: int = 1, grad_accumulation_steps: int = 1,
+def _loss(model, network, schedule, loss_fn, clean, sigmas, noise, conditioning, dtype):
+    """The loss of the network's x0 estimate for the noised `clean` latents."""
+    x = schedule.noise_scaling(sigmas, noise, clean)
+    d = denoiser(model, network, schedule, conditioning, tuple(x.shape), x.device)
+    with torch.autocast(x.device.type, dtype=dtype, enabled=dtype != torch.float32):
+        return loss_fn(d(x, sigmas).float(), clean)
+
+
+def train_lora(model, latents, positive: list, *, batch_size: int = 1, grad_accumulation_steps: int = 1,
                steps: int = 16, learning_rate: float = 5e-4, rank: int = 8, optimizer: str = "AdamW",
                loss_function: str = "MSE", seed: int = 0, training_dtype: str = "bf16", lora_dtype: str = "bf16",
                gradient_checkpointing: bool = True, lora: dict | None = None, progress=None):
     """(LoRA tensors, {"loss": [per forward]}) after `steps` optimizer steps. latents: raw VAE
-    latents [N, C, h, w]; positive: one CONDITIONING entry per latent, or one for all. `lora`: a
-    LoRA in the same layout to continue training (else a fresh one)."""
+    latents [N, C, h, w], or a list of [1, C, h, w] of different sizes (each then runs alone and
+    a step's loss is the mean over its latents, divided by grad_accumulation_steps, as ComfyUI
+    logs it); positive: one CONDITIONING entry per latent, or one for all. `lora`: a LoRA in the
+    same layout to continue training (else a fresh one)."""
     from graphflow.sampling.flow_sampling import model_sampling_for
+    from graphflow.sampling.noise import initial_noise
 
-    if len(positive) == 1 and latents.shape[0] > 1:
-        positive = list(positive) * latents.shape[0]
-    elif len(positive) != latents.shape[0]:
-        raise ValueError(f"{len(positive)} conditioning entries for {latents.shape[0]} latents; give one per latent "
+    count = latents.shape[0] if torch.is_tensor(latents) else len(latents)
+    if len(positive) == 1 and count > 1:
+        positive = list(positive) * count
+    elif len(positive) != count:
+        raise ValueError(f"{len(positive)} conditioning entries for {count} latents; give one per latent "
                          f"or one for all")
     generator = torch.Generator("cpu").manual_seed(seed)
-    unet = model.unet
+    unet, dtype = model.unet, DTYPES[training_dtype]
     with torch.inference_mode(False), torch.enable_grad(), \
             memory.use(unet, "diffusion_model", f"diffusion_model:{model.arch}", model.patches):
         device = model.device
@@ -179,20 +186,28 @@ def train_lora(model, latents: torch.Tensor, positive: list, *, batch_size: int 
         params = [v.requires_grad_(True) for k, v in lora.items() if not k.endswith(".alpha")]
         network = TrainingNetwork(unet, lora, gradient_checkpointing)
         schedule = model_sampling_for(model)
-        latents = model.latent_format.process_in(latents.to(device, torch.float32))
+        if torch.is_tensor(latents):
+            latents = model.latent_format.process_in(latents.to(device, torch.float32))
+        else:
+            latents = [model.latent_format.process_in(t.to(device, torch.float32)) for t in latents]
         opt = OPTIMIZERS[optimizer](params, lr=learning_rate)
         loss_fn, losses = LOSSES[loss_function], []
-        autocast = DTYPES[training_dtype] != torch.float32
-        total = steps * grad_accumulation_steps
-        for i in range(total):
-            indices, sigmas, noise = step_batch(schedule, latents, batch_size, seed, i, generator)
-            clean, sigmas, noise = latents[indices], sigmas.to(device), noise.to(device)
-            x = schedule.noise_scaling(sigmas, noise, clean)
+        for i in range(steps * grad_accumulation_steps):
+            noise_seed = (seed + i * 1000) % 2 ** 64
+            indices, sigmas = step_draws(schedule, count, batch_size, generator)
             network.bind(lora)
-            d = denoiser(model, network.module, schedule, [positive[j] for j in indices], tuple(x.shape), device)
-            with torch.autocast(device.type, dtype=DTYPES[training_dtype], enabled=autocast):
-                loss = loss_fn(d(x, sigmas).float(), clean)
-            (loss / grad_accumulation_steps).backward()
+            if torch.is_tensor(latents):
+                clean = latents[indices]
+                noise = initial_noise(clean, noise_seed).to(device)
+                loss = _loss(model, network.module, schedule, loss_fn, clean, torch.tensor(sigmas, device=device),
+                             noise, [positive[j] for j in indices], dtype)
+                (loss / grad_accumulation_steps).backward()
+            else:
+                loss = sum(_loss(model, network.module, schedule, loss_fn, latents[j],
+                                 torch.tensor([sigma], device=device), initial_noise(latents[j], noise_seed).to(device),
+                                 [positive[j]], dtype)
+                           for j, sigma in zip(indices, sigmas)) / grad_accumulation_steps / len(indices)
+                loss.backward()
             losses.append(loss.item())
             if (i + 1) % grad_accumulation_steps == 0:
                 opt.step()
@@ -200,9 +215,8 @@ def train_lora(model, latents: torch.Tensor, positive: list, *, batch_size: int 
                 if progress is not None:
                     progress((i + 1) // grad_accumulation_steps, steps)
         network = None
-    trained = {k: v.detach().to("cpu", DTYPES[lora_dtype] if not k.endswith(".alpha") else torch.float32)
-               for k, v in lora.items()}
-    return trained, {"loss": losses}
+    # everything in lora_dtype, alpha too, as ComfyUI returns it
+    return {k: v.detach().to("cpu", DTYPES[lora_dtype]) for k, v in lora.items()}, {"loss": losses}
 
 
 def with_lora(model, lora: dict[str, torch.Tensor], strength: float = 1.0, name: str = "trained LoRA"):

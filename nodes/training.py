@@ -29,7 +29,9 @@ class TrainLoraNode(Node):
     weight gets a rank-`rank` LoRA (alpha 1), norms and biases full differences, as ComfyUI trains.
     The input model is not changed; model_with_lora carries the trained LoRA. existing_lora
     continues a LoRA this node saved (its steps add to the count). Only the LoRA algorithm is
-    trained; training_dtype bf16 runs the model under bfloat16 autocast."""
+    trained; training_dtype bf16 runs the model under bfloat16 autocast. Lists of latents and
+    conditionings (image sets split per item) join into one dataset; latents of different sizes
+    are trained one at a time."""
     category = "training"
     model: MODEL
     latents: LATENT
@@ -48,33 +50,53 @@ class TrainLoraNode(Node):
     gradient_checkpointing: bool = Bool(True)
     existing_lora: str = Choice(_existing_loras, NO_LORA)
     outputs = {"model_with_lora": MODEL, "lora": LORA_MODEL, "loss": LOSS_MAP, "steps": INT}
+    input_is_list = True
     comfy = ComfyAlias(("TrainLoraNode",))
 
     def run(self):
         from graphflow import training
 
-        if self.algorithm != "LoRA":
-            raise NodeInputError("algorithm", f"only LoRA is trained here, not {self.algorithm}")
-        if not hasattr(self.model, "unet"):
+        # every input is a list (ComfyUI's is_input_list): latents and conditionings from lists of
+        # image sets join into one dataset; the settings are the first of theirs
+        model, settings = self.model[0], {name: getattr(self, name)[0] for name in SETTINGS}
+        if settings["algorithm"] != "LoRA":
+            raise NodeInputError("algorithm", f"only LoRA is trained here, not {settings['algorithm']}")
+        if not hasattr(model, "unet"):
             raise NodeInputError("model", "expected a diffusion model (MODEL) to train on")
-        latents = self.latents["samples"]
-        if latents.shape[1] != self.model.latent_format.channels:
-            raise NodeInputError("latents", f"{latents.shape[1]}-channel latents; this {self.model.arch} model takes "
-                                            f"{self.model.latent_format.channels} (encode with its VAE)")
+        latents = _dataset(self.latents, model)
+        positive = self.positive[0] if len(self.positive) == 1 else [e for cond in self.positive for e in cond]
         lora, done = None, 0
-        if self.existing_lora != NO_LORA:
-            lora, done = _read_existing(self.existing_lora), training.existing_steps(self.existing_lora)
+        if settings["existing_lora"] != NO_LORA:
+            lora = _read_existing(settings["existing_lora"])
+            done = training.existing_steps(settings["existing_lora"])
         try:
             lora, losses = training.train_lora(
-                self.model, latents, self.positive, batch_size=self.batch_size,
-                grad_accumulation_steps=self.grad_accumulation_steps, steps=self.steps,
-                learning_rate=self.learning_rate, rank=self.rank, optimizer=self.optimizer,
-                loss_function=self.loss_function, seed=self.seed, training_dtype=self.training_dtype,
-                lora_dtype=self.lora_dtype, gradient_checkpointing=self.gradient_checkpointing, lora=lora,
-                progress=progress)
+                model, latents, positive, lora=lora, progress=progress,
+                **{k: v for k, v in settings.items() if k not in ("algorithm", "existing_lora")})
         except ValueError as e:
             raise NodeInputError("positive", str(e)) from None
-        return training.with_lora(self.model, lora), lora, losses, self.steps + done
+        return training.with_lora(model, lora), lora, losses, settings["steps"] + done
+
+
+SETTINGS = ("batch_size", "grad_accumulation_steps", "steps", "learning_rate", "rank", "optimizer", "loss_function",
+            "seed", "training_dtype", "lora_dtype", "algorithm", "gradient_checkpointing", "existing_lora")
+
+
+def _dataset(latents: list, model):
+    """One LATENT: its batch; several: every image on its own, joined into one batch when all have
+    one size (else a list of [1, C, h, w], trained one by one)."""
+    channels = model.latent_format.channels
+    for latent in latents:
+        if latent["samples"].shape[1] != channels:
+            raise NodeInputError("latents", f"{latent['samples'].shape[1]}-channel latents; this {model.arch} model "
+                                            f"takes {channels} (encode with its VAE)")
+    if len(latents) == 1:
+        return latents[0]["samples"]
+    items = [t[None] for latent in latents for t in latent["samples"]]
+    if len({tuple(t.shape) for t in items}) == 1:
+        import torch
+        return torch.cat(items)
+    return items
 
 
 def _read_existing(name: str) -> dict:

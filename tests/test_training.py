@@ -279,17 +279,51 @@ def test_saved_lora_loads_back_as_the_trained_model(builtin_registry, sd1, train
     assert call(builtin_registry, "LoraModelLoader", model=sd1.model, lora=lora, strength_model=0.0) is sd1.model
 
 
+def train_node(registry, **inputs):
+    """Run TrainLoraNode as the executor does (input_is_list: every input a list)."""
+    cls = registry.get("TrainLoraNode")
+    values = cls.widget_model.model_validate({k: v for k, v in inputs.items()
+                                              if cls.input_specs[k].widget}).model_dump()
+    node = cls.__new__(cls)
+    node.__dict__.update({k: [v] for k, v in values.items()})
+    node.__dict__.update({k: v for k, v in inputs.items() if cls.input_specs[k].socket})
+    return node.run()
+
+
 def test_bad_inputs_are_refused(builtin_registry, sd1):
     cond, _ = conditioning(sd1.model, "eps")
     latent = {"samples": torch.zeros(3, 4, 4, 4)}
     with pytest.raises(NodeInputError, match="2 conditioning entries for 3 latents"):
-        call(builtin_registry, "TrainLoraNode", model=sd1.model, latents=latent, positive=[(cond, {})] * 2, steps=1)
+        train_node(builtin_registry, model=[sd1.model], latents=[latent], positive=[[(cond, {})] * 2], steps=1)
     with pytest.raises(NodeInputError, match="only LoRA"):
-        call(builtin_registry, "TrainLoraNode", model=sd1.model, latents=latent, positive=[(cond, {})],
-             algorithm="LoHa")
+        train_node(builtin_registry, model=[sd1.model], latents=[latent], positive=[[(cond, {})]], algorithm="LoHa")
     with pytest.raises(NodeInputError, match="16-channel latents"):
-        call(builtin_registry, "TrainLoraNode", model=sd1.model, latents={"samples": torch.zeros(1, 16, 4, 4)},
-             positive=[(cond, {})])
+        train_node(builtin_registry, model=[sd1.model], latents=[{"samples": torch.zeros(1, 16, 4, 4)}],
+                   positive=[[(cond, {})]])
+
+
+def test_latents_of_two_sizes_train_one_at_a_time(builtin_registry, sd1):
+    """A list of LATENTs of different sizes (ComfyUI's multi-resolution dataset): each latent runs
+    alone with its own sigma, the same step noise seed, and the step's loss is their mean."""
+    cond, _ = conditioning(sd1.model, "eps")
+    g = torch.Generator().manual_seed(4)
+    small, large = torch.randn(1, 4, 4, 4, generator=g), torch.randn(1, 4, 6, 6, generator=g)
+    _, _, losses, steps = train_node(
+        builtin_registry, model=[sd1.model], latents=[{"samples": small}, {"samples": large}],
+        positive=[[(cond, {})], [(cond, {})]], steps=1, batch_size=2, optimizer="SGD", learning_rate=0.1,
+        seed=SEED, training_dtype="fp32", lora_dtype="fp32", gradient_checkpointing=False)
+    assert steps == 1 and len(losses["loss"]) == 1
+    draws = torch.Generator().manual_seed(SEED)
+    fresh = training.new_lora(sd1.model.unet, 8, torch.float32, draws)  # the node's fresh LoRA, rank 8
+    order = torch.randperm(2, generator=draws).tolist()
+    want = 0.0
+    with torch.no_grad():
+        for j in order:
+            latent = (small, large)[j]
+            sigma = sigma_by_hand("eps", float(torch.rand(1, generator=draws)))
+            noise = torch.randn(latent.shape, generator=torch.Generator().manual_seed(SEED))
+            want += float(reference_loss(sd1.model, fresh, latent, cond, None, sigma, noise, "eps")) / 2
+    assert losses["loss"][0] == pytest.approx(want, rel=1e-4)
 
 
 # -- image sets, loss graph, a ComfyUI graph --------------------------------------------------------
@@ -359,7 +393,7 @@ def test_comfyui_graph_trains_saves_and_samples(builtin_registry, tmp_folders):
         "5": {"class_type": "TrainLoraNode", "inputs": {
             "model": ["1", 0], "latents": ["3", 0], "positive": ["4", 0], "batch_size": 1,
             "grad_accumulation_steps": 1, "steps": 3, "learning_rate": 0.0005, "rank": 2, "optimizer": "AdamW",
-            "loss_function": "MSE", "seed": 0, "training_dtype": "fp32", "lora_dtype": "fp32",
+            "loss_function": "MSE", "seed": 0, "training_dtype": "bf16", "lora_dtype": "bf16",
             "algorithm": "LoRA", "gradient_checkpointing": True, "existing_lora": "[None]"}},
         "6": {"class_type": "SaveLoRANode", "inputs": {"lora": ["5", 1], "prefix": "loras/ComfyUI_trained_lora",
                                                        "steps": ["5", 3]}},
@@ -376,4 +410,7 @@ def test_comfyui_graph_trains_saves_and_samples(builtin_registry, tmp_folders):
     assert result.status == "success", (result.problems, result.error)
     [saved] = (tmp_folders.outputs / "loras").glob("*.safetensors")
     assert saved.name == "ComfyUI_trained_lora_3_steps_00001_.safetensors"
+    file = load_file(str(saved))
+    assert {v.dtype for v in file.values()} == {torch.bfloat16}  # lora_dtype bf16, as ComfyUI saves it
+    assert any(v.any() for k, v in file.items() if k.endswith(".lora_down.weight"))  # it was trained
     assert list(tmp_folders.outputs.glob("loss_graph_*_.png"))
