@@ -157,6 +157,18 @@ def _loss(model, network, schedule, loss_fn, clean, sigmas, noise, conditioning,
         return loss_fn(d(x, sigmas).float(), clean)
 
 
+def _check_placed(unet: nn.Module, placed) -> None:
+    """Training binds each layer's weight before the forward, so the whole network must be on the
+    device (ComfyUI forces a full load too) and earlier LoRAs must be patched in place."""
+    if placed.state != "loaded":
+        raise ValueError(f"the model is only partly on the device ({placed.state}); training needs it whole: free "
+                         f"device memory (smaller models beside it) or train on a smaller model")
+    patched = memory.manager().patched
+    if any(getattr(patched.get(id(p)), "hooks", ()) for p in unet.parameters()):
+        raise ValueError("the model's LoRAs are patched on the fly (too little RAM to patch them in place); "
+                         "training needs them in place")
+
+
 def train_lora(model, latents, positive: list, *, batch_size: int = 1, grad_accumulation_steps: int = 1,
                steps: int = 16, learning_rate: float = 5e-4, rank: int = 8, optimizer: str = "AdamW",
                loss_function: str = "MSE", seed: int = 0, training_dtype: str = "bf16", lora_dtype: str = "bf16",
@@ -178,7 +190,8 @@ def train_lora(model, latents, positive: list, *, batch_size: int = 1, grad_accu
     generator = torch.Generator("cpu").manual_seed(seed)
     unet, dtype = model.unet, DTYPES[training_dtype]
     with torch.inference_mode(False), torch.enable_grad(), \
-            memory.use(unet, "diffusion_model", f"diffusion_model:{model.arch}", model.patches):
+            memory.use(unet, "diffusion_model", f"diffusion_model:{model.arch}", model.patches) as placed:
+        _check_placed(unet, placed)
         device = model.device
         if lora is None:
             lora = new_lora(unet, rank, DTYPES[lora_dtype], generator)

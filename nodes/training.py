@@ -74,7 +74,7 @@ class TrainLoraNode(Node):
                 model, latents, positive, lora=lora, progress=progress,
                 **{k: v for k, v in settings.items() if k not in ("algorithm", "existing_lora")})
         except ValueError as e:
-            raise NodeInputError("positive", str(e)) from None
+            raise NodeInputError("positive" if "conditioning" in str(e) else "model", str(e)) from None
         return training.with_lora(model, lora), lora, losses, settings["steps"] + done
 
 

@@ -414,3 +414,11 @@ def test_comfyui_graph_trains_saves_and_samples(builtin_registry, tmp_folders):
     assert {v.dtype for v in file.values()} == {torch.bfloat16}  # lora_dtype bf16, as ComfyUI saves it
     assert any(v.any() for k, v in file.items() if k.endswith(".lora_down.weight"))  # it was trained
     assert list(tmp_folders.outputs.glob("loss_graph_*_.png"))
+
+
+def test_a_model_not_whole_on_the_device_is_refused(builtin_registry, sd1, fresh_manager):
+    fresh_manager.configure("none", 0.0)  # streams every block: the network is never whole on the device
+    cond, _ = conditioning(sd1.model, "eps")
+    with pytest.raises(NodeInputError, match="only partly on the device"):
+        train_node(builtin_registry, model=[sd1.model], latents=[{"samples": torch.zeros(1, 4, 4, 4)}],
+                   positive=[[(cond, {})]], steps=1)
