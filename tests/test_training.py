@@ -422,3 +422,20 @@ def test_a_model_not_whole_on_the_device_is_refused(builtin_registry, sd1, fresh
     with pytest.raises(NodeInputError, match="only partly on the device"):
         train_node(builtin_registry, model=[sd1.model], latents=[{"samples": torch.zeros(1, 4, 4, 4)}],
                    positive=[[(cond, {})]], steps=1)
+
+
+def test_existing_lora_continues_training(builtin_registry, sd1, trained, tmp_folders):
+    _, cond, _, lora, _ = trained
+    call(builtin_registry, "SaveLoRANode", lora=lora, prefix="mine", steps=30)
+    (tmp_folders.models / "loras").mkdir()
+    name = "mine_30_steps_00001_.safetensors"
+    (tmp_folders.outputs / name).rename(tmp_folders.models / "loras" / name)
+    assert name in builtin_registry.get("TrainLoraNode").input_specs["existing_lora"].widget.choices()
+    _, continued, _, steps = train_node(
+        builtin_registry, model=[sd1.model], latents=[{"samples": torch.zeros(1, 4, 4, 4)}], positive=[[(cond, {})]],
+        steps=2, optimizer="SGD", learning_rate=1e-7, training_dtype="fp32", lora_dtype="fp32", existing_lora=name)
+    assert steps == 32  # the file's 30 and these 2, as ComfyUI counts them
+    assert sorted(continued) == sorted(lora)
+    for key, value in lora.items():  # a tiny SGD step away from the saved LoRA, not from a fresh one
+        torch.testing.assert_close(continued[key], value, rtol=0, atol=1e-4, msg=key)
+    assert any(value.any() for key, value in continued.items() if key.endswith(".lora_down.weight"))
