@@ -68,14 +68,21 @@ def new_lora(unet: nn.Module, rank: int, dtype: torch.dtype, generator: torch.Ge
     return lora
 
 
-def _trained_weight(weight: torch.Tensor, lora: dict, key: str) -> torch.Tensor:
+def _trained_weight(weight: torch.Tensor, lora: dict, key: str, scale: float) -> torch.Tensor:
     if key + ".lora_up.weight" in lora:
         up, down = lora[key + ".lora_up.weight"], lora[key + ".lora_down.weight"]
-        scale = float(lora.get(key + ".alpha", up.shape[1])) / up.shape[1]
         return weight + (scale * (up.float() @ down.float())).reshape(weight.shape).to(weight.dtype)
     if key + ".diff" in lora:
         return weight + lora[key + ".diff"].to(weight.dtype)
     return weight
+
+
+def _layer_of(key: str) -> str:
+    """A LoRA key -> the module path it patches."""
+    for part in (".lora_up.weight", ".lora_down.weight", ".alpha", ".diff_b", ".diff"):
+        if key.endswith(part):
+            return key[len(PREFIX):-len(part)]
+    raise ValueError(f"unexpected LoRA key {key!r}; expected ComfyUI's trained-LoRA parts")
 
 
 def _checkpoint_paths(module: nn.Module, prefix: str = "") -> list[str]:
@@ -101,8 +108,15 @@ class TrainingNetwork:
 
     def __init__(self, unet: nn.Module, lora: dict[str, torch.Tensor], gradient_checkpointing: bool):
         layers = trained_layers(unet)
-        self.paths = [p for p in layers if any(k.startswith(PREFIX + p + ".") and k[len(PREFIX + p) + 1:] in
-                                               ("lora_up.weight", "diff", "diff_b") for k in lora)]
+        paths = {_layer_of(k) for k in lora}
+        unknown = sorted(p for p in paths if p not in layers)
+        if unknown:
+            raise ValueError(f"the LoRA has {len(unknown)} layers this model lacks "
+                             f"(e.g. {', '.join(unknown[:3])}); it was trained on another model")
+        self.paths = sorted(paths)
+        # alpha / rank, read once (a tensor's value read each step would wait for the device)
+        self.scales = {p: float(lora.get(f"{PREFIX}{p}.alpha", 1.0)) / lora[f"{PREFIX}{p}.lora_up.weight"].shape[1]
+                       for p in self.paths if f"{PREFIX}{p}.lora_up.weight" in lora}
         wrapped = _checkpoint_paths(unet) if gradient_checkpointing else []
         self.module, self.copies = copied_modules(unet, set(self.paths) | set(wrapped))
         self.originals = {p: (layers[p]._parameters.get("weight"), layers[p]._parameters.get("bias"))
@@ -118,8 +132,9 @@ class TrainingNetwork:
         for path in self.paths:
             key, (weight, bias) = PREFIX + path, self.originals[path]
             copy = self.copies[path]
-            # detached: the shared parameters get no gradients
-            copy.__dict__["weight"] = None if weight is None else _trained_weight(weight.detach(), lora, key)
+            if weight is not None:  # detached: the shared parameters get no gradients
+                weight = _trained_weight(weight.detach(), lora, key, self.scales.get(path, 1.0))
+            copy.__dict__["weight"] = weight
             if bias is not None:
                 bias = bias.detach()
                 if key + ".diff_b" in lora:

@@ -439,3 +439,11 @@ def test_existing_lora_continues_training(builtin_registry, sd1, trained, tmp_fo
     for key, value in lora.items():  # a tiny SGD step away from the saved LoRA, not from a fresh one
         torch.testing.assert_close(continued[key], value, rtol=0, atol=1e-4, msg=key)
     assert any(value.any() for key, value in continued.items() if key.endswith(".lora_down.weight"))
+
+
+def test_a_lora_for_another_model_is_refused(sd1, flux):
+    lora = initial_lora(flux.unet)
+    cond, _ = conditioning(sd1.model, "eps")
+    with pytest.raises(ValueError, match="layers this model lacks"):
+        training.train_lora(sd1.model, torch.zeros(1, 4, 4, 4), [(cond, {})], steps=1, lora=lora,
+                            training_dtype="fp32", lora_dtype="fp32")
