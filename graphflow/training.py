@@ -47,7 +47,7 @@ CONTAINERS = (nn.ModuleList, nn.Sequential, nn.ModuleDict)
 def trained_layers(unet: nn.Module) -> dict[str, nn.Module]:
     """Module path -> layer, for every layer with its own weight or bias (what ComfyUI trains)."""
     return {path: m for path, m in unet.named_modules()
-            if isinstance(m._parameters.get("weight"), nn.Parameter) or isinstance(m._parameters.get("bias"), nn.Parameter)}
+            if any(isinstance(m._parameters.get(name), nn.Parameter) for name in ("weight", "bias"))}
 
 
 def new_lora(unet: nn.Module, rank: int, dtype: torch.dtype, generator: torch.Generator) -> dict[str, torch.Tensor]:

@@ -74,7 +74,9 @@ class TrainLoraNode(Node):
                 model, latents, positive, lora=lora, progress=progress,
                 **{k: v for k, v in settings.items() if k not in ("algorithm", "existing_lora")})
         except ValueError as e:
-            raise NodeInputError("positive" if "conditioning" in str(e) else "model", str(e)) from None
+            message = str(e)
+            name = "positive" if "conditioning" in message else "existing_lora" if "LoRA has" in message else "model"
+            raise NodeInputError(name, message) from None
         return training.with_lora(model, lora), lora, losses, settings["steps"] + done
 
 
