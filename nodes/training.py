@@ -286,6 +286,8 @@ class LossGraphNode(Node):
     def run(self):
         from PIL import Image, ImageDraw
 
+        from nodes.image import _next_counter, _png_metadata, _save_new
+
         values = [float(v) for v in (self.loss or {}).get("loss", [])]
         if not values:
             raise NodeInputError("loss", "no losses to plot (expected TrainLoraNode's loss output)")
@@ -308,9 +310,8 @@ class LossGraphNode(Node):
             folder, stem = folders.output_location(self.filename_prefix)
         except ValueError as e:
             raise NodeInputError("filename_prefix", str(e)) from None
-        counter = 1 + max((int(p.stem.rsplit("_", 2)[-2]) for p in folder.glob(f"{stem}_*_.png")
-                           if p.stem.rsplit("_", 2)[-2].isdigit()), default=0)
-        path = folder / f"{stem}_{counter:05d}_.png"
-        picture.save(path)
+        name, _ = _save_new(picture, folder, stem, _next_counter(folder, stem, "_.png"), "_.png", "PNG",
+                            pnginfo=_png_metadata())
+        path = folder / name
         subfolder = path.parent.relative_to(folders.outputs).as_posix()
         show(images=[{"filename": path.name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"}])
