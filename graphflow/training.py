@@ -16,7 +16,11 @@ x0 estimate from its eps / v / velocity prediction, and the loss compares it wit
 The latents are in model space (the latent format's scale and shift applied), as a sampler's are.
 Each image has its conditioning (one is used for all); a batch's entries are all given to the model
 as one CONDITIONING, as ComfyUI does. Gradients are averaged over grad_accumulation_steps before
-each optimizer step; the loss map holds every forward's loss.
+each optimizer step; the loss map holds every forward's loss. Latents of different sizes (a list)
+run one at a time, a step's loss the mean over its latents. The LoRA's init, the permutations and
+the uniform draws come from one generator seeded with `seed`, where ComfyUI uses torch's global
+one: the same recipe, reproducible, not ComfyUI's numbers. Gradient checkpointing wraps the
+forwards of the network's highest non-container blocks (ComfyUI's choice), on the copy only.
 
 The input MODEL is never changed: the network runs as a shallow copy whose trained layers read
 their weights (original + LoRA) from tensors bound to the copy each step; the shared parameters are
