@@ -59,3 +59,9 @@ UNION_CONTROLNET_TYPES = ("auto", "openpose", "depth", "hed/pidi/scribble/ted", 
                           "normal", "segment", "tile", "repaint")
 # LoraSave's lora_type (graphflow.models.lora_extract): low-rank up/down pairs, or whole differences.
 LORA_EXTRACT_TYPES = ("standard", "full_diff")
+# TrainLoraNode's choices (graphflow.training), in ComfyUI's order.
+TRAIN_OPTIMIZERS = ("AdamW", "Adam", "SGD", "RMSprop")
+TRAIN_LOSSES = ("MSE", "L1", "Huber", "SmoothL1")
+TRAIN_DTYPES = ("bf16", "fp32")
+TRAIN_ALGORITHMS = ("LoRA", "LoHa", "LoKr", "OFT")
+IMAGE_SET_RESIZE = ("None", "Stretch", "Crop", "Pad")

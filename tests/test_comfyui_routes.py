@@ -23,11 +23,12 @@ KNOWN_DIFFERENCES = {
     ("DualCLIPLoader", "type", "choices"): "text encoders of model families graphflow does not have",
     ("CreateHookKeyframesFromFloats", "floats_strength", "default"): "a link-only (forceInput) FLOATS input: no value "
                                                                       "of its own",
+    ("LossGraphNode", "loss", "default"): "a LOSS_MAP socket: ComfyUI's {} default is no value a link-only input has",
 }
 # Our files are named graphflow_… where ComfyUI's are ComfyUI_… (every filename_prefix default).
 OUR_NAME = ("ComfyUI", "graphflow")
 FILE_CHOICES = {"ckpt_name", "vae_name", "lora_name", "image", "unet_name", "clip_name", "clip_name1", "clip_name2",
-                "clip_name3", "control_net_name", "model_name", "latent"}  # lists of the test machine's files
+                "clip_name3", "control_net_name", "model_name", "latent", "folder"}  # lists of the test machine's files
 
 
 def aliased_classes(registry):

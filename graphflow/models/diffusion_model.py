@@ -221,7 +221,8 @@ class DiffusionModel:
                  y: torch.Tensor | None = None, guidance: torch.Tensor | None = None, **extra) -> torch.Tensor:
         from graphflow.memory import manager
 
-        manager().patch(self.unet, self.patches)  # the shared weights may hold another model's patches
+        if self.patches is not None:  # None: the caller placed the weights (graphflow.training's copy)
+            manager().patch(self.unet, self.patches)  # the shared weights may hold another model's patches
         if self.is_flow:
             if y is None:  # no pooled text vector: zeros, as ComfyUI does
                 y = torch.zeros(x.shape[0], self.adm_channels, device=x.device, dtype=x.dtype)

@@ -262,6 +262,23 @@ def _read_modules(path, file) -> dict[str, LoraModule]:
     return modules
 
 
+def lora_modules(state: dict[str, torch.Tensor], name: str = "LoRA") -> dict[str, LoraModule]:
+    """kohya module name -> LoraModule, from LoRA tensors in memory (a trained LORA_MODEL)."""
+    modules: dict[str, LoraModule] = {}
+    for key, tensor in state.items():
+        module, part = _split_key(key)
+        if part not in PARTS:
+            raise LoraError(f"{name}: unexpected key {key!r}; expected LoRA parts ({', '.join(PARTS[:6])}, ...)")
+        modules.setdefault(module, LoraModule()).parts[part] = tensor
+    for module, lora in modules.items():
+        problem = lora.check()
+        if problem:
+            raise LoraError(f"{name}: {module}: {problem}")
+    if not modules:
+        raise LoraError(f"{name} holds no LoRA modules")
+    return modules
+
+
 def read_lora(path) -> dict[str, LoraModule]:
     """kohya module name -> LoraModule, from a file in any layout above."""
     file = Path(path).name

@@ -96,6 +96,12 @@ def text_encoder_lora(clip, rank: int, lora_type: str, bias_diff: bool,
     return out
 
 
+def write_lora(path, state: dict[str, torch.Tensor], extra_metadata: dict | None = None):
+    """A LoRA file of `state` (ComfyUI's keys) as given: LoraSave's and SaveLoRANode's writer."""
+    state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    return _save(path, state, {}, extra_metadata)
+
+
 def save_lora(path, model, clip, rank: int, lora_type: str, bias_diff: bool, extra_metadata: dict | None = None,
               clamp_quantile: float | None = CLAMP_QUANTILE):
     """LoraSave's file from a MODEL difference and/or a CLIP difference (either may be None)."""
@@ -106,4 +112,4 @@ def save_lora(path, model, clip, rank: int, lora_type: str, bias_diff: bool, ext
         if not clip.towers:
             raise ValueError("this text encoder has no CLIP tower; T5 differences are not extracted")
         state.update(text_encoder_lora(clip, rank, lora_type, bias_diff, clamp_quantile))
-    return _save(path, state, {}, extra_metadata)
+    return write_lora(path, state, extra_metadata)

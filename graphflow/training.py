@@ -1,0 +1,264 @@
+"""Training a LoRA on a MODEL inside a graph, as ComfyUI's TrainLoraNode does.
+
+What is trained (ComfyUI's layout, `diffusion_model.` + the network's own module path):
+  every layer weight with 2+ dimensions (linear, conv, embedding): `lora_up.weight` [out, r] and
+  `lora_down.weight` [r, in*kh*kw] with `alpha` 1, delta = (alpha / r) up @ down reshaped to the
+  weight; up starts kaiming-uniform (a = sqrt 5) and down at zero, so the model starts unchanged
+  (ComfyUI's LoRA adapter inits them that way round);
+  every 1-D layer weight (norms): `diff`, a full difference, from zero;
+  every layer bias: `diff_b`, from zero.
+
+One step (ComfyUI's TrainSampler): `batch_size` latents drawn by a seeded permutation, one sigma
+each from the model's sampling (percent_to_sigma of a uniform draw), unit noise from seed + 1000 *
+step (as the samplers' noise), x = noise_scaling(sigma, noise, latent) (latent + sigma noise for
+eps/v models, (1 - sigma) latent + sigma noise for flow models), the model's own denoiser gives the
+x0 estimate from its eps / v / velocity prediction, and the loss compares it with the clean latent.
+The latents are in model space (the latent format's scale and shift applied), as a sampler's are.
+Each image has its conditioning (one is used for all); a batch's entries are all given to the model
+as one CONDITIONING, as ComfyUI does. Gradients are averaged over grad_accumulation_steps before
+each optimizer step; the loss map holds every forward's loss. Latents of different sizes (a list)
+run one at a time, a step's loss the mean over its latents. The LoRA's init, the permutations and
+the uniform draws come from one generator seeded with `seed`, where ComfyUI uses torch's global
+one: the same recipe, reproducible, not ComfyUI's numbers. Gradient checkpointing wraps the
+forwards of the network's highest non-container blocks (ComfyUI's choice), on the copy only.
+
+The input MODEL is never changed: the network runs as a shallow copy whose trained layers read
+their weights (original + LoRA) from tensors bound to the copy each step; the shared parameters are
+only read. The trained MODEL is the input with the LoRA as weight patches (graphflow.models.lora).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from graphflow import memory
+from graphflow.models.lora import apply_lora, copied_modules, lora_modules
+
+PREFIX = "diffusion_model."
+LOSSES = {"MSE": F.mse_loss, "L1": F.l1_loss, "Huber": F.huber_loss, "SmoothL1": F.smooth_l1_loss}
+OPTIMIZERS = {"AdamW": torch.optim.AdamW, "Adam": torch.optim.Adam, "SGD": torch.optim.SGD,
+              "RMSprop": torch.optim.RMSprop}
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+CONTAINERS = (nn.ModuleList, nn.Sequential, nn.ModuleDict)
+
+
+def trained_layers(unet: nn.Module) -> dict[str, nn.Module]:
+    """Module path -> layer, for every layer with its own weight or bias (what ComfyUI trains)."""
+    return {path: m for path, m in unet.named_modules()
+            if any(isinstance(m._parameters.get(name), nn.Parameter) for name in ("weight", "bias"))}
+
+
+def new_lora(unet: nn.Module, rank: int, dtype: torch.dtype, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """A fresh LoRA for every trained layer (see the module docstring), in ComfyUI's keys."""
+    lora = {}
+    for path, m in trained_layers(unet).items():
+        key, weight, bias = PREFIX + path, m._parameters.get("weight"), m._parameters.get("bias")
+        if weight is not None and weight.dim() >= 2:
+            up = torch.empty(weight.shape[0], rank)
+            nn.init.kaiming_uniform_(up, a=math.sqrt(5), generator=generator)
+            lora[key + ".lora_up.weight"] = up.to(dtype)
+            lora[key + ".lora_down.weight"] = torch.zeros(rank, weight[0].numel(), dtype=dtype)
+            lora[key + ".alpha"] = torch.tensor(1.0)
+        elif weight is not None:
+            lora[key + ".diff"] = torch.zeros(weight.shape, dtype=dtype)
+        if bias is not None:
+            lora[key + ".diff_b"] = torch.zeros(bias.shape, dtype=dtype)
+    return lora
+
+
+def _trained_weight(weight: torch.Tensor, lora: dict, key: str, scale: float) -> torch.Tensor:
+    if key + ".lora_up.weight" in lora:
+        up, down = lora[key + ".lora_up.weight"], lora[key + ".lora_down.weight"]
+        return weight + (scale * (up.float() @ down.float())).reshape(weight.shape).to(weight.dtype)
+    if key + ".diff" in lora:
+        return weight + lora[key + ".diff"].to(weight.dtype)
+    return weight
+
+
+def _layer_of(key: str) -> str:
+    """A LoRA key -> the module path it patches."""
+    for part in (".lora_up.weight", ".lora_down.weight", ".alpha", ".diff_b", ".diff"):
+        if key.endswith(part):
+            return key[len(PREFIX):-len(part)]
+    raise ValueError(f"unexpected LoRA key {key!r}; expected ComfyUI's trained-LoRA parts")
+
+
+def _checkpoint_paths(module: nn.Module, prefix: str = "") -> list[str]:
+    """The highest non-container submodules, whose forwards gradient checkpointing wraps (ComfyUI's)."""
+    out = []
+    for name, child in module.named_children():
+        path = prefix + name
+        out += _checkpoint_paths(child, path + ".") if isinstance(child, CONTAINERS) else [path]
+    return out
+
+
+def _checkpointed(module: nn.Module):
+    forward = type(module).forward.__get__(module)
+
+    def run(*args, **kwargs):
+        return torch.utils.checkpoint.checkpoint(forward, *args, use_reentrant=False, **kwargs)
+    return run
+
+
+class TrainingNetwork:
+    """A shallow copy of `unet` whose trained layers use weights bound by bind(lora); the shared
+    parameters are read, never written."""
+
+    def __init__(self, unet: nn.Module, lora: dict[str, torch.Tensor], gradient_checkpointing: bool):
+        layers = trained_layers(unet)
+        paths = {_layer_of(k) for k in lora}
+        unknown = sorted(p for p in paths if p not in layers)
+        if unknown:
+            raise ValueError(f"the LoRA has {len(unknown)} layers this model lacks "
+                             f"(e.g. {', '.join(unknown[:3])}); it was trained on another model")
+        self.paths = sorted(paths)
+        # alpha / rank, read once (a tensor's value read each step would wait for the device)
+        self.scales = {p: float(lora.get(f"{PREFIX}{p}.alpha", 1.0)) / lora[f"{PREFIX}{p}.lora_up.weight"].shape[1]
+                       for p in self.paths if f"{PREFIX}{p}.lora_up.weight" in lora}
+        wrapped = _checkpoint_paths(unet) if gradient_checkpointing else []
+        self.module, self.copies = copied_modules(unet, set(self.paths) | set(wrapped))
+        self.originals = {p: (layers[p]._parameters.get("weight"), layers[p]._parameters.get("bias"))
+                          for p in self.paths}
+        for path in self.paths:
+            copy = self.copies[path]
+            copy._parameters.pop("weight", None)
+            copy._parameters.pop("bias", None)
+        for path in wrapped:
+            self.copies[path].__dict__["forward"] = _checkpointed(self.copies[path])
+
+    def bind(self, lora: dict[str, torch.Tensor]) -> None:
+        for path in self.paths:
+            key, (weight, bias) = PREFIX + path, self.originals[path]
+            copy = self.copies[path]
+            if weight is not None:  # detached: the shared parameters get no gradients
+                weight = _trained_weight(weight.detach(), lora, key, self.scales.get(path, 1.0))
+            copy.__dict__["weight"] = weight
+            if bias is not None:
+                bias = bias.detach()
+                if key + ".diff_b" in lora:
+                    bias = bias + lora[key + ".diff_b"].to(bias.dtype)
+            copy.__dict__["bias"] = bias
+
+
+def denoiser(model, network: nn.Module, schedule, conditioning: list, shape: tuple, device):
+    """D(x; sigma) of `model` run with `network`, for `conditioning` (cfg 1, no negative)."""
+    from graphflow.sampling.flow_sampling import FlowDenoiser, is_flow
+    from graphflow.sampling.guidance import CFGGuider, prepare_conds
+    from graphflow.sampling.model_sampling import ModelDenoiser
+
+    trained = model.with_unet(network)
+    trained.patches = None  # the shared weights already hold the model's patches (train_lora's memory.use)
+    base = FlowDenoiser(trained, schedule) if is_flow(schedule) else ModelDenoiser(trained, schedule)
+
+    def prepare(cond, negative=False):
+        return prepare_conds(cond, trained, shape, device, negative=negative, schedule=schedule)
+    return CFGGuider(trained, conditioning, [], 1.0).denoiser(base, prepare)
+
+
+def step_draws(schedule, count: int, batch_size: int, generator: torch.Generator) -> tuple[list[int], list[float]]:
+    """(indices, sigmas) of one training step: a seeded permutation's first batch_size latents, a
+    uniform draw per latent turned into a sigma by the model's sampling (percent_to_sigma)."""
+    indices = torch.randperm(count, generator=generator)[:batch_size].tolist()
+    return indices, [schedule.percent_to_sigma(float(torch.rand(1, generator=generator))) for _ in indices]
+
+
+def _loss(model, network, schedule, loss_fn, clean, sigmas, noise, conditioning, dtype):
+    """The loss of the network's x0 estimate for the noised `clean` latents."""
+    x = schedule.noise_scaling(sigmas, noise, clean)
+    d = denoiser(model, network, schedule, conditioning, tuple(x.shape), x.device)
+    with torch.autocast(x.device.type, dtype=dtype, enabled=dtype != torch.float32):
+        return loss_fn(d(x, sigmas).float(), clean)
+
+
+def _check_placed(unet: nn.Module, placed) -> None:
+    """Training binds each layer's weight before the forward, so the whole network must be on the
+    device (ComfyUI forces a full load too) and earlier LoRAs must be patched in place."""
+    if placed.state != "loaded":
+        raise ValueError(f"the model is only partly on the device ({placed.state}); training needs it whole: free "
+                         f"device memory (smaller models beside it) or train on a smaller model")
+    patched = memory.manager().patched
+    if any(getattr(patched.get(id(p)), "hooks", ()) for p in unet.parameters()):
+        raise ValueError("the model's LoRAs are patched on the fly (too little RAM to patch them in place); "
+                         "training needs them in place")
+
+
+def train_lora(model, latents, positive: list, *, batch_size: int = 1, grad_accumulation_steps: int = 1,
+               steps: int = 16, learning_rate: float = 5e-4, rank: int = 8, optimizer: str = "AdamW",
+               loss_function: str = "MSE", seed: int = 0, training_dtype: str = "bf16", lora_dtype: str = "bf16",
+               gradient_checkpointing: bool = True, lora: dict | None = None, progress=None):
+    """(LoRA tensors, {"loss": [per forward]}) after `steps` optimizer steps. latents: raw VAE
+    latents [N, C, h, w], or a list of [1, C, h, w] of different sizes (each then runs alone and
+    a step's loss is the mean over its latents, divided by grad_accumulation_steps, as ComfyUI
+    logs it); positive: one CONDITIONING entry per latent, or one for all. `lora`: a LoRA in the
+    same layout to continue training (else a fresh one)."""
+    from graphflow.sampling.flow_sampling import model_sampling_for
+    from graphflow.sampling.noise import initial_noise
+
+    count = latents.shape[0] if torch.is_tensor(latents) else len(latents)
+    if len(positive) == 1 and count > 1:
+        positive = list(positive) * count
+    elif len(positive) != count:
+        raise ValueError(f"{len(positive)} conditioning entries for {count} latents; give one per latent "
+                         f"or one for all")
+    generator = torch.Generator("cpu").manual_seed(seed)
+    unet, dtype = model.unet, DTYPES[training_dtype]
+    with torch.inference_mode(False), torch.enable_grad(), \
+            memory.use(unet, "diffusion_model", f"diffusion_model:{model.arch}", model.patches) as placed:
+        _check_placed(unet, placed)
+        device = model.device
+        if lora is None:
+            lora = new_lora(unet, rank, DTYPES[lora_dtype], generator)
+        lora = {k: v.detach().to(device).clone() for k, v in lora.items()}
+        params = [v.requires_grad_(True) for k, v in lora.items() if not k.endswith(".alpha")]
+        network = TrainingNetwork(unet, lora, gradient_checkpointing)
+        schedule = model_sampling_for(model)
+        if torch.is_tensor(latents):
+            latents = model.latent_format.process_in(latents.to(device, torch.float32))
+        else:
+            latents = [model.latent_format.process_in(t.to(device, torch.float32)) for t in latents]
+        opt = OPTIMIZERS[optimizer](params, lr=learning_rate)
+        loss_fn, losses = LOSSES[loss_function], []
+        for i in range(steps * grad_accumulation_steps):
+            noise_seed = (seed + i * 1000) % 2 ** 64
+            indices, sigmas = step_draws(schedule, count, batch_size, generator)
+            network.bind(lora)
+            if torch.is_tensor(latents):
+                clean = latents[indices]
+                noise = initial_noise(clean, noise_seed).to(device)
+                loss = _loss(model, network.module, schedule, loss_fn, clean, torch.tensor(sigmas, device=device),
+                             noise, [positive[j] for j in indices], dtype)
+                (loss / grad_accumulation_steps).backward()
+            else:
+                loss = sum(_loss(model, network.module, schedule, loss_fn, latents[j],
+                                 torch.tensor([sigma], device=device), initial_noise(latents[j], noise_seed).to(device),
+                                 [positive[j]], dtype)
+                           for j, sigma in zip(indices, sigmas)) / grad_accumulation_steps / len(indices)
+                loss.backward()
+            losses.append(loss.item())
+            if (i + 1) % grad_accumulation_steps == 0:
+                opt.step()
+                opt.zero_grad()
+                if progress is not None:
+                    progress((i + 1) // grad_accumulation_steps, steps)
+        network = None
+    # everything in lora_dtype, alpha too, as ComfyUI returns it
+    return {k: v.detach().to("cpu", DTYPES[lora_dtype]) for k, v in lora.items()}, {"loss": losses}
+
+
+def with_lora(model, lora: dict[str, torch.Tensor], strength: float = 1.0, name: str = "trained LoRA"):
+    """The MODEL with a LoRA (tensors in any layout graphflow.models.lora reads) as weight patches."""
+    if strength == 0:
+        return model
+    return apply_lora(model, None, name, strength, modules=lora_modules(lora, name))[0]
+
+
+def existing_steps(file_name: str) -> int:
+    """The step count in a trained LoRA's file name (`..._<steps>_steps_<counter>_`), else 0."""
+    m = re.search(r"_(\d+)_steps_", Path(file_name).name)
+    return int(m.group(1)) if m else 0

@@ -1,0 +1,317 @@
+"""Training a LoRA inside a graph (graphflow.training), as ComfyUI's training nodes: image sets
+from an inputs subfolder, TrainLoraNode, the trained LoRA applied / saved, the loss plotted.
+
+A LORA_MODEL is a dict of LoRA tensors in ComfyUI's layout (`diffusion_model.<module>.lora_up.weight`,
+`.lora_down.weight`, `.alpha`, `.diff`, `.diff_b`); a LOSS_MAP is {"loss": [float per step]}."""
+
+from __future__ import annotations
+
+from graphflow.api import (CLIP, CONDITIONING, IMAGE, INT, LATENT, MODEL, Bool, Choice, ComfyAlias, Float, Int, Node,
+                           NodeInputError, Text, folders, progress, show, socket_type)
+from graphflow.choices import (IMAGE_SET_RESIZE, TRAIN_ALGORITHMS, TRAIN_DTYPES, TRAIN_LOSSES,
+                               TRAIN_OPTIMIZERS)
+
+LORA_MODEL = socket_type("LORA_MODEL", "#c99bff", "LoRA tensors trained in the graph (TrainLoraNode)")
+LOSS_MAP = socket_type("LOSS_MAP", "#ff9f7a", "A training run's losses: {'loss': [one per step]}")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # ComfyUI's for image sets
+NO_LORA = "[None]"
+
+
+def _existing_loras() -> list[str]:
+    return [*folders.list_models("loras"), NO_LORA]
+
+
+class TrainLoraNode(Node):
+    """Train a LoRA on the model with latents (VAEEncode of the training images) and their
+    conditioning (one per latent, or one for all). Each step draws batch_size latents, a random
+    noise level from the model's sampling and seeded noise, and fits the model's x0 estimate (from
+    its eps / v / flow prediction) to the clean latent with the chosen loss. Every linear / conv
+    weight gets a rank-`rank` LoRA (alpha 1), norms and biases full differences, as ComfyUI trains.
+    The input model is not changed; model_with_lora carries the trained LoRA. existing_lora
+    continues a LoRA this node saved (its steps add to the count). Only the LoRA algorithm is
+    trained; training_dtype bf16 runs the model under bfloat16 autocast. Lists of latents and
+    conditionings (image sets split per item) join into one dataset; latents of different sizes
+    are trained one at a time."""
+    category = "training"
+    model: MODEL
+    latents: LATENT
+    positive: CONDITIONING
+    batch_size: int = Int(1, min=1, max=10000)
+    grad_accumulation_steps: int = Int(1, min=1, max=1024)
+    steps: int = Int(16, min=1, max=100000)
+    learning_rate: float = Float(0.0005, min=0.0000001, max=1.0, step=0.000001)
+    rank: int = Int(8, min=1, max=128)
+    optimizer: str = Choice(TRAIN_OPTIMIZERS, "AdamW")
+    loss_function: str = Choice(TRAIN_LOSSES, "MSE")
+    seed: int = Int(0, min=0, max=0xFFFFFFFFFFFFFFFF)
+    training_dtype: str = Choice(TRAIN_DTYPES, "bf16")
+    lora_dtype: str = Choice(TRAIN_DTYPES, "bf16")
+    algorithm: str = Choice(TRAIN_ALGORITHMS, "LoRA")
+    gradient_checkpointing: bool = Bool(True)
+    existing_lora: str = Choice(_existing_loras, NO_LORA)
+    outputs = {"model_with_lora": MODEL, "lora": LORA_MODEL, "loss": LOSS_MAP, "steps": INT}
+    input_is_list = True
+    comfy = ComfyAlias(("TrainLoraNode",))
+
+    def run(self):
+        from graphflow import training
+
+        # every input is a list (ComfyUI's is_input_list): latents and conditionings from lists of
+        # image sets join into one dataset; the settings are the first of theirs
+        model, settings = self.model[0], {name: getattr(self, name)[0] for name in SETTINGS}
+        if settings["algorithm"] != "LoRA":
+            raise NodeInputError("algorithm", f"only LoRA is trained here, not {settings['algorithm']}")
+        if not hasattr(model, "unet"):
+            raise NodeInputError("model", "expected a diffusion model (MODEL) to train on")
+        latents = _dataset(self.latents, model)
+        positive = self.positive[0] if len(self.positive) == 1 else [e for cond in self.positive for e in cond]
+        lora, done = None, 0
+        if settings["existing_lora"] != NO_LORA:
+            lora = _read_existing(settings["existing_lora"])
+            done = training.existing_steps(settings["existing_lora"])
+        try:
+            lora, losses = training.train_lora(
+                model, latents, positive, lora=lora, progress=progress,
+                **{k: v for k, v in settings.items() if k not in ("algorithm", "existing_lora")})
+        except ValueError as e:
+            message = str(e)
+            name = "positive" if "conditioning" in message else "existing_lora" if "LoRA has" in message else "model"
+            raise NodeInputError(name, message) from None
+        return training.with_lora(model, lora), lora, losses, settings["steps"] + done
+
+
+SETTINGS = ("batch_size", "grad_accumulation_steps", "steps", "learning_rate", "rank", "optimizer", "loss_function",
+            "seed", "training_dtype", "lora_dtype", "algorithm", "gradient_checkpointing", "existing_lora")
+
+
+def _dataset(latents: list, model):
+    """One LATENT: its batch; several: every image on its own, joined into one batch when all have
+    one size (else a list of [1, C, h, w], trained one by one)."""
+    channels = model.latent_format.channels
+    for latent in latents:
+        if latent["samples"].shape[1] != channels:
+            raise NodeInputError("latents", f"{latent['samples'].shape[1]}-channel latents; this {model.arch} model "
+                                            f"takes {channels} (encode with its VAE)")
+    if len(latents) == 1:
+        return latents[0]["samples"]
+    items = [t[None] for latent in latents for t in latent["samples"]]
+    if len({tuple(t.shape) for t in items}) == 1:
+        import torch
+        return torch.cat(items)
+    return items
+
+
+def _read_existing(name: str) -> dict:
+    from safetensors.torch import load_file
+
+    try:
+        path = folders.find_model("loras", name)
+    except (FileNotFoundError, ValueError) as e:
+        raise NodeInputError("existing_lora", str(e)) from None
+    state = load_file(str(path))
+    if not any(k.startswith("diffusion_model.") and k.endswith(".lora_up.weight") for k in state):
+        raise NodeInputError("existing_lora", f"{name} is not a LoRA trained by TrainLoraNode (no "
+                                              f"diffusion_model.*.lora_up.weight keys)")
+    return state
+
+
+class LoraModelLoader(Node):
+    """Apply a trained LoRA (TrainLoraNode's lora output) to a model at a strength (negative
+    inverts it); the input model is not changed."""
+    category = "loaders"
+    model: MODEL
+    lora: LORA_MODEL
+    strength_model: float = Float(1.0, min=-100.0, max=100.0, step=0.01)
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("LoraModelLoader",))
+
+    def run(self):
+        from graphflow.models.checkpoint import CheckpointError
+        from graphflow.training import with_lora
+
+        try:
+            return with_lora(self.model, self.lora, self.strength_model)
+        except CheckpointError as e:
+            raise NodeInputError("lora", str(e)) from None
+
+
+class SaveLoRANode(Node):
+    """Save a trained LoRA (TrainLoraNode's lora output) as `<prefix>[_<steps>_steps]_NNNNN_.safetensors`
+    in the outputs folder (the prefix may name a subfolder), in ComfyUI's key layout. Move it to
+    models/loras to load it with LoadLoRA."""
+    category = "loaders"
+    output_node = True
+    lora: LORA_MODEL
+    prefix: str = Text("loras/ComfyUI_trained_lora", file_name=True)
+    steps: INT = None
+    comfy = ComfyAlias(("SaveLoRANode",), optional=("steps",))
+
+    def run(self):
+        from graphflow.models.lora_extract import write_lora
+        from nodes.checkpoint_save import _next_counter, _show_saved
+
+        try:
+            folder, stem = folders.output_location(self.prefix)
+        except ValueError as e:
+            raise NodeInputError("prefix", str(e)) from None
+        if self.steps is not None:
+            stem = f"{stem}_{int(self.steps)}_steps"
+        path = folder / f"{stem}_{_next_counter(folder, stem):05d}_.safetensors"
+        write_lora(path, self.lora)
+        _show_saved([path])
+
+
+def _input_subfolders() -> list[str]:
+    names = set()
+    for base in folders.input_dirs():
+        if base.is_dir():
+            names.update(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_dir())
+    return sorted(names)
+
+
+def _folder(name: str):
+    from graphflow.folders import UnsafePathError, safe_join
+
+    for base in folders.input_dirs():
+        try:
+            path = safe_join(base, name)
+        except UnsafePathError as e:
+            raise NodeInputError("folder", str(e)) from None
+        if path.is_dir():
+            return path
+    raise NodeInputError("folder", f"no folder {name!r} in the inputs folder")
+
+
+def _image_files(folder, nested: bool) -> list:
+    """The set's pictures, sorted; with `nested`, kohya-style subfolders too (`<repeats>_<name>`:
+    its pictures `repeats` times)."""
+    files = []
+    for item in sorted(folder.iterdir()):
+        if item.is_file() and item.suffix.lower() in IMAGE_SUFFIXES:
+            files.append(item)
+        elif nested and item.is_dir():
+            head = item.name.split("_")[0]
+            inner = [p for p in sorted(item.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+            files += inner * (int(head) if head.isdigit() else 1)
+    if not files:
+        raise NodeInputError("folder", f"no pictures ({', '.join(IMAGE_SUFFIXES)}) in {folder.name!r}")
+    return files
+
+
+def _load_set(files, resize_method: str, width: int | None = None, height: int | None = None):
+    """IMAGE [N, H, W, 3]: every picture at the first one's size (or width x height): Stretch and
+    Pad resize (Lanczos; ComfyUI's Pad stretches too), Crop keeps the top-left part (black beyond
+    the picture), None refuses pictures of another size."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    out = []
+    for file in files:
+        picture = Image.open(file)
+        if picture.mode == "I":
+            picture = picture.point(lambda v: v * (1 / 255))
+        picture = picture.convert("RGB")
+        width, height = width or picture.width, height or picture.height
+        if picture.size != (width, height):
+            if resize_method in ("Stretch", "Pad"):
+                picture = picture.resize((width, height), Image.Resampling.LANCZOS)
+            elif resize_method == "Crop":
+                picture = picture.crop((0, 0, width, height))
+            else:
+                raise NodeInputError("resize_method", f"{file.name} is {picture.width}x{picture.height}, the set is "
+                                                      f"{width}x{height}; choose Stretch, Crop or Pad")
+        out.append(torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)[None])
+    return torch.cat(out)
+
+
+class LoadImageSetFromFolderNode(Node):
+    """Load every picture (png, jpg, webp) of a subfolder of the inputs folder as one image batch,
+    in name order, for training; pictures of another size than the first are resized by
+    resize_method (see LoadImageTextSetFromFolderNode)."""
+    category = "loaders"
+    folder: str = Choice(_input_subfolders, description="a subfolder of the inputs folder")
+    resize_method: str = Choice(IMAGE_SET_RESIZE, "None")
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LoadImageSetFromFolderNode",), optional=("resize_method",))
+
+    def run(self):
+        return _load_set(_image_files(_folder(self.folder), nested=False), self.resize_method)
+
+
+class LoadImageTextSetFromFolderNode(Node):
+    """Load the pictures of a subfolder of the inputs folder (and of kohya-style `<repeats>_<name>`
+    subfolders inside, repeated) with their captions: `picture.txt` beside each picture, encoded
+    with clip (no file: the empty prompt), one conditioning per picture. Every picture is brought to
+    width x height (-1: the first picture's): Stretch and Pad resize (ComfyUI's Pad stretches
+    too), Crop keeps the top-left part, None refuses other sizes."""
+    category = "loaders"
+    folder: str = Choice(_input_subfolders, description="a subfolder of the inputs folder")
+    clip: CLIP
+    resize_method: str = Choice(IMAGE_SET_RESIZE, "None")
+    width: int = Int(-1, min=-1, max=10000)
+    height: int = Int(-1, min=-1, max=10000)
+    outputs = {"image": IMAGE, "conditioning": CONDITIONING}
+    comfy = ComfyAlias(("LoadImageTextSetFromFolderNode",), optional=("resize_method", "width", "height"))
+
+    def run(self):
+        from nodes.conditioning import encoded
+
+        if self.clip is None:
+            raise NodeInputError("clip", "no text encoder: the checkpoint has none; load one separately")
+        files = _image_files(_folder(self.folder), nested=True)
+        images = _load_set(files, self.resize_method, self.width if self.width > 0 else None,
+                           self.height if self.height > 0 else None)
+        conditioning = []
+        for file in files:
+            caption = file.with_suffix(".txt")
+            text = caption.read_text(encoding="utf-8").strip() if caption.is_file() else ""
+
+            def encode(clip, text=text):
+                cond, pooled = clip.encode(text)
+                return cond, {} if pooled is None else {"pooled_output": pooled}
+            conditioning += encoded(self.clip, encode)
+        return images, conditioning
+
+
+class LossGraphNode(Node):
+    """Plot a training run's loss (TrainLoraNode's loss output) over the steps and save the plot
+    as a PNG in the outputs folder."""
+    category = "training"
+    output_node = True
+    loss: LOSS_MAP
+    filename_prefix: str = Text("loss_graph", file_name=True)
+    comfy = ComfyAlias(("LossGraphNode",))
+
+    def run(self):
+        from PIL import Image, ImageDraw
+
+        from nodes.image import _next_counter, _png_metadata, _save_new
+
+        values = [float(v) for v in (self.loss or {}).get("loss", [])]
+        if not values:
+            raise NodeInputError("loss", "no losses to plot (expected TrainLoraNode's loss output)")
+        width, height, margin = 800, 480, 40
+        picture = Image.new("RGB", (width + margin, height + margin), "white")
+        draw = ImageDraw.Draw(picture)
+        low, high = min(values), max(values)
+        span = (high - low) or 1.0
+        points = [(margin + int(i / len(values) * width), height - int((v - low) / span * height))
+                  for i, v in enumerate(values)]
+        if len(points) > 1:
+            draw.line(points, fill="blue", width=2)
+        draw.line([(margin, 0), (margin, height)], fill="black", width=2)
+        draw.line([(margin, height), (width + margin, height)], fill="black", width=2)
+        draw.text((5, height // 2), "Loss", fill="black")
+        draw.text((width // 2, height + 10), "Steps", fill="black")
+        draw.text((2, 0), f"{high:.2f}", fill="black")
+        draw.text((2, height - 10), f"{low:.2f}", fill="black")
+        try:
+            folder, stem = folders.output_location(self.filename_prefix)
+        except ValueError as e:
+            raise NodeInputError("filename_prefix", str(e)) from None
+        name, _ = _save_new(picture, folder, stem, _next_counter(folder, stem, "_.png"), "_.png", "PNG",
+                            pnginfo=_png_metadata())
+        path = folder / name
+        subfolder = path.parent.relative_to(folders.outputs).as_posix()
+        show(images=[{"filename": path.name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"}])
