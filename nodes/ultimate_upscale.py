@@ -126,10 +126,12 @@ def redraw_tiles(width, height, tile_width, tile_height, padding, uniform=True, 
 
 class Job:
     """One img2img over a masked part of the image: the unblurred mask (PIL "L"), the crop padding,
-    the processing size, the mask blur (PIL's Gaussian, radius = sigma) and the denoise."""
+    the processing size, the mask blur (PIL's Gaussian, radius = sigma) and the denoise. Redraw
+    jobs of one chess colour share a group (tiles batch within a group only)."""
 
-    def __init__(self, mask, padding, process_size, blur, denoise):
+    def __init__(self, mask, padding, process_size, blur, denoise, group=0):
         self.mask, self.padding, self.process_size, self.blur, self.denoise = mask, padding, process_size, blur, denoise
+        self.group = group
 
 
 def redraw_jobs(width, height, settings) -> list[Job]:
@@ -142,7 +144,8 @@ def redraw_jobs(width, height, settings) -> list[Job]:
     for xi, yi in redraw_order(rows, cols, s.mode_type):
         mask = Image.new("L", (width, height), 0)
         ImageDraw.Draw(mask).rectangle(tile_rectangle(xi, yi, s.tile_width, s.tile_height), fill=255)
-        jobs.append(Job(mask, s.tile_padding, process, s.mask_blur, s.denoise))
+        group = (xi + yi) % 2 if s.mode_type == "Chess" else 0
+        jobs.append(Job(mask, s.tile_padding, process, s.mask_blur, s.denoise, group))
     return jobs
 
 
@@ -295,30 +298,78 @@ def upscale_image(image, upscale_model, upscale_by):
     return image
 
 
-def run_job(image, job, s, init_size, sample_tile):
-    """One img2img over a job's crop, pasted back through its blurred mask (where the crop is)."""
+def _place(image, job, uniform):
+    """(crop region, sampled size) of a job on the image as it is now; None for an empty mask."""
+    height, width = image.shape[1:3]
+    box = job.mask.getbbox()
+    if box is None:
+        return None
+    return fit_region(crop_region(box, job.padding, width, height), width, height, job.process_size, uniform)
+
+
+def _tile(image, region, tile_size):
+    x1, y1, x2, y2 = region
+    crop = image[:, y1:y2, x1:x2]
+    return crop if (x2 - x1, y2 - y1) == tile_size else _lanczos(crop, *tile_size)
+
+
+def _paste(image, region, redrawn, job):
+    """The redrawn crop (resized back to the crop's size) over the image through the job's blurred
+    mask, only inside the crop (alpha compositing, as the pack's RGBA paste)."""
     import numpy as np
     import torch
     from PIL import ImageFilter
 
-    height, width = image.shape[1:3]
-    box = job.mask.getbbox()
-    if box is None:
-        return image
-    region, tile_size = fit_region(crop_region(box, job.padding, width, height), width, height,
-                                   job.process_size, s.force_uniform_tiles)
     x1, y1, x2, y2 = region
-    crop = image[:, y1:y2, x1:x2]
-    tile = crop if (x2 - x1, y2 - y1) == tile_size else _lanczos(crop, *tile_size)
-    positive = crop_conditioning(s.positive, region, init_size, (width, height), tile_size)
-    negative = crop_conditioning(s.negative, region, init_size, (width, height), tile_size)
-    redrawn = sample_tile(tile, positive, negative, job.denoise)
-    if redrawn.shape[1:3] != crop.shape[1:3]:
+    if redrawn.shape[1:3] != (y2 - y1, x2 - x1):
         redrawn = _lanczos(redrawn, x2 - x1, y2 - y1)
     mask = job.mask.filter(ImageFilter.GaussianBlur(job.blur)) if job.blur > 0 else job.mask
     alpha = torch.from_numpy(np.asarray(mask, dtype=np.float32)[y1:y2, x1:x2] / 255.0)[None, :, :, None]
     out = image.clone()
-    out[:, y1:y2, x1:x2] = crop * (1 - alpha) + redrawn.to(crop) * alpha
+    out[:, y1:y2, x1:x2] = image[:, y1:y2, x1:x2] * (1 - alpha) + redrawn.to(image) * alpha
+    return out
+
+
+def run_job(image, job, s, init_size, sample_tile):
+    """One img2img over a job's crop, with the conditioning cut to it, pasted back."""
+    placed = _place(image, job, s.force_uniform_tiles)
+    if placed is None:
+        return image
+    region, tile_size = placed
+    canvas = image.shape[2], image.shape[1]
+    positive = crop_conditioning(s.positive, region, init_size, canvas, tile_size)
+    negative = crop_conditioning(s.negative, region, init_size, canvas, tile_size)
+    return _paste(image, region, sample_tile(_tile(image, region, tile_size), positive, negative, job.denoise), job)
+
+
+def run_batch(image, jobs, s, sample_tile):
+    """The pack's batch_size > 1: several redraw tiles cropped from the image as it is, sampled as
+    one latent batch (one seed, so each tile gets its own part of the batch noise), with the
+    conditioning uncut (as the pack's batched path), then pasted in turn."""
+    import torch
+
+    placed = [(job, _place(image, job, s.force_uniform_tiles)) for job in jobs]
+    placed = [(job, p) for job, p in placed if p is not None]
+    if not placed:
+        return image
+    if len({p[1] for _, p in placed}) > 1:
+        raise NodeInputError("batch_size", "tiles of different sizes can't be sampled in one batch; "
+                                           "turn force_uniform_tiles on or use batch_size 1")
+    tiles = torch.cat([_tile(image, region, size) for _, (region, size) in placed])
+    redrawn = sample_tile(tiles, s.positive, s.negative, jobs[0].denoise)
+    for i, (job, (region, _)) in enumerate(placed):
+        image = _paste(image, region, redrawn[i:i + 1], job)
+    return image
+
+
+def batches(jobs, size):
+    """Consecutive jobs of one group, at most `size` at a time."""
+    out = []
+    for job in jobs:
+        if out and len(out[-1]) < size and out[-1][-1].group == job.group:
+            out[-1].append(job)
+        else:
+            out.append([job])
     return out
 
 
@@ -327,6 +378,9 @@ def ultimate_upscale(node, image, upscale_model, upscale_by, custom_sampler=None
     from graphflow.sampling.pipeline import sample, sample_custom
 
     _check(node)
+    if node.batch_size > 1 and image.shape[0] > 1:
+        raise NodeInputError("batch_size", f"tiles can be batched for one image only, got {image.shape[0]} images; "
+                                           "use batch_size 1")
     image = image[..., :3].float()
     init_size = image.shape[2], image.shape[1]
     image = upscale_image(image, upscale_model, upscale_by)
@@ -347,10 +401,19 @@ def ultimate_upscale(node, image, upscale_model, upscale_by, custom_sampler=None
             return vae.decode_tiled(latent["samples"], DECODE_TILE, DECODE_OVERLAP)
         return vae.decode(latent["samples"])
 
-    jobs = redraw_jobs(width, height, node) + seam_jobs(width, height, node)
-    for done, job in enumerate(jobs):
+    redraw, seams = redraw_jobs(width, height, node), seam_jobs(width, height, node)
+    total, done = len(redraw) + len(seams), 0
+    for group in batches(redraw, node.batch_size):
+        if node.batch_size == 1:
+            image = run_job(image, group[0], node, init_size, sample_tile)
+        else:
+            image = run_batch(image, group, node, sample_tile)
+        done += len(group)
+        progress(done, total)
+    for job in seams:
         image = run_job(image, job, node, init_size, sample_tile)
-        progress(done + 1, len(jobs))
+        done += 1
+        progress(done, total)
     return image
 
 

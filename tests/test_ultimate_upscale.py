@@ -53,7 +53,7 @@ def tiles_args(demo, **overrides):
     args = dict(model=demo["model"], positive=demo["positive"], negative=demo["negative"], vae=demo["vae"],
                 **SAMPLING, denoise=0.5, mode_type="Linear", tile_width=64, tile_height=64, mask_blur=8,
                 tile_padding=16, seam_fix_mode="None", seam_fix_denoise=0.5, seam_fix_width=16,
-                seam_fix_mask_blur=4, seam_fix_padding=16, force_uniform_tiles=True, tiled_decode=False)
+                seam_fix_mask_blur=4, seam_fix_padding=16, force_uniform_tiles=True, tiled_decode=False, batch_size=1)
     args.update(overrides)
     return args
 
@@ -233,6 +233,49 @@ def test_chess_order_redraws_white_tiles_first(registry, demo, monkeypatch):
     a = call(registry, "UltimateSDUpscaleNoUpscale", upscaled_image=wide, **tiles_args(demo))
     b = call(registry, "UltimateSDUpscaleNoUpscale", upscaled_image=wide, **tiles_args(demo, mode_type="Chess"))
     torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_tiles_batch_as_the_pack_batches_them(registry, demo, monkeypatch):
+    class S:
+        tile_width = tile_height = 64
+        tile_padding, mask_blur, denoise = 16, 8, 0.5
+    S.mode_type = "Linear"
+    assert [len(b) for b in usdu.batches(usdu.redraw_jobs(192, 128, S), 4)] == [4, 2]
+    S.mode_type = "Chess"  # batches never mix the colours: whites (0,0) (2,0) (1,1), then blacks
+    assert [len(b) for b in usdu.batches(usdu.redraw_jobs(192, 128, S), 2)] == [2, 1, 2, 1]
+    # batch_size 2 on one row of two tiles: both crops from the image as it was, sampled together
+    spy = Spy(monkeypatch)
+    spy.positive = demo["positive"]
+    wide = demo["image"].repeat(1, 1, 2, 1)
+    out = call(registry, "UltimateSDUpscaleNoUpscale", upscaled_image=wide, **tiles_args(demo, batch_size=2))
+    ((seed, denoise, latent),) = spy.calls
+    assert seed == 7 and latent.shape == (2, 4, 10, 10) and spy.regions == []  # conditioning uncut
+    # 80x64 crops (the canvas is 64 high), resized (Lanczos) to the 80x80 processing size
+    crops = torch.cat([wide[:, :, 0:80], wide[:, :, 48:128]])
+    torch.testing.assert_close(latent, demo["vae"].encode(usdu._lanczos(crops, 80, 80)))
+    one_by_one = call(registry, "UltimateSDUpscaleNoUpscale", upscaled_image=wide, **tiles_args(demo))
+    assert out.shape == one_by_one.shape and (out - one_by_one).abs().max() > 0.01  # the second tile's noise differs
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "UltimateSDUpscaleNoUpscale", upscaled_image=wide.repeat(2, 1, 1, 1),
+             **tiles_args(demo, batch_size=2))
+    assert e.value.input == "batch_size"
+
+
+def test_controlnet_hints_are_cut_to_the_tile():
+    from graphflow.models.controlnet import ControlApplied
+    hint = torch.rand(1, 64, 64, 3)
+    first = ControlApplied(None, torch.rand(1, 32, 32, 3), 0.5)
+    control = ControlApplied(None, hint, 1.0, previous=first)
+    ((_, options),) = usdu.crop_conditioning([("emb", {"control": control})], (48, 0, 128, 80), (64, 64),
+                                             (128, 128), (80, 80))
+    cut = options["control"]
+    assert cut is not control and control.image is hint  # a copy: the graph's conditioning is untouched
+    # the region in the hint's pixels: 24..64 x 0..40, resized (nearest) to the sampled 80x80
+    assert cut.image.shape == (1, 80, 80, 3)
+    torch.testing.assert_close(cut.image, hint[:, 0:40, 24:64].repeat_interleave(2, 1).repeat_interleave(2, 2))
+    assert cut.previous.image.shape == (1, 80, 80, 3) and cut.strength == 1.0 and cut.previous.strength == 0.5
+    torch.testing.assert_close(cut.previous.image, first.image[:, 0:20, 12:32].repeat_interleave(4, 1)
+                               .repeat_interleave(4, 2))
 
 
 def test_seams_fix_touches_only_its_bands(registry, demo):
