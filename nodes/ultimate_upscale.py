@@ -162,7 +162,9 @@ def seam_jobs(width, height, settings) -> list[Job]:
     """The seams-fix passes. Band Pass: a band seam_fix_width wide, brightest on the seam, over
     each inner vertical then horizontal tile border, unblurred. Half Tile: a tile-sized mask
     brightest on each inner horizontal border (rows - 1 by cols), then each vertical one;
-    + Intersections: then an inverted radial gradient over each inner corner, with no padding."""
+    + Intersections: then an inverted radial gradient over each inner corner, with no padding.
+    All at the redraw's denoise: the A1111 script sets p.denoising_strength to seam_fix_denoise,
+    but the pack's img2img samples with p.denoise."""
     from PIL import Image, ImageOps
 
     s = settings
@@ -179,10 +181,10 @@ def seam_jobs(width, height, settings) -> list[Job]:
         col_band = mirror.rotate(90).resize((w, height), resample=bicubic)
         for xi in range(1, cols):
             jobs.append(Job(_pasted(width, height, col_band, [(xi * tw - w // 2, 0)]), pad,
-                            (w + 2 * pad, height), 0, s.seam_fix_denoise))
+                            (w + 2 * pad, height), 0, s.denoise))
         for yi in range(1, rows):
             jobs.append(Job(_pasted(width, height, row_band, [(0, yi * th - w // 2)]), pad,
-                            (width, w + 2 * pad), 0, s.seam_fix_denoise))
+                            (width, w + 2 * pad), 0, s.denoise))
         return jobs
     if s.seam_fix_mode in ("Half Tile", "Half Tile + Intersections"):
         row_gradient = Image.new("L", (tw, th), 0)
@@ -194,17 +196,17 @@ def seam_jobs(width, height, settings) -> list[Job]:
         for yi in range(rows - 1):
             for xi in range(cols):
                 jobs.append(Job(_pasted(width, height, row_gradient, [(xi * tw, yi * th + th // 2)]), pad,
-                                (tw, th), s.seam_fix_mask_blur, s.seam_fix_denoise))
+                                (tw, th), s.seam_fix_mask_blur, s.denoise))
         for yi in range(rows):
             for xi in range(cols - 1):
                 jobs.append(Job(_pasted(width, height, col_gradient, [(xi * tw + tw // 2, yi * th)]), pad,
-                                (tw, th), s.seam_fix_mask_blur, s.seam_fix_denoise))
+                                (tw, th), s.seam_fix_mask_blur, s.denoise))
     if s.seam_fix_mode == "Half Tile + Intersections":
         radial = ImageOps.invert(Image.radial_gradient("L").resize((tw, th), resample=bicubic))
         for yi in range(rows - 1):
             for xi in range(cols - 1):
                 jobs.append(Job(_pasted(width, height, radial, [(xi * tw + tw // 2, yi * th + th // 2)]), 0,
-                                (tw, th), s.seam_fix_mask_blur, s.seam_fix_denoise))
+                                (tw, th), s.seam_fix_mask_blur, s.denoise))
     return jobs
 
 
@@ -445,9 +447,10 @@ _SHARED_DOC = """ Tiles are tile_width × tile_height from the top left; each is
     off, at the crop's own size rounded up to 8. mode_type: Linear (row by row), Chess (the white
     squares first, then the black) or None (no redraw). seam_fix_mode: Band Pass (a band
     seam_fix_width wide over each tile border), Half Tile (a tile-sized pass centred on each border),
-    Half Tile + Intersections (and one on each inner corner), at seam_fix_denoise with
-    seam_fix_padding and seam_fix_mask_blur. Area conditioning and ControlNet hints are cut to each
-    tile's crop."""
+    Half Tile + Intersections (and one on each inner corner), with seam_fix_padding and
+    seam_fix_mask_blur, at denoise: the pack sets seam_fix_denoise where its sampler does not read
+    it, so it changes nothing there, nor here. Area conditioning and ControlNet hints are cut to
+    each tile's crop."""
 
 
 class UltimateSDUpscale(Node):

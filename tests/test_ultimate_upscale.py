@@ -304,10 +304,21 @@ def test_seams_fix_touches_only_its_bands(registry, demo):
     assert (corners[0][~outside] - halves[0][~outside]).abs().max() > 0.01
 
 
+def test_seam_passes_sample_at_the_redraw_denoise(registry, demo, monkeypatch):
+    """As in the pack, whose sampler reads p.denoise while the script sets seam_fix_denoise elsewhere."""
+    spy = Spy(monkeypatch)
+    spy.positive = demo["positive"]
+    call(registry, "UltimateSDUpscaleNoUpscale", upscaled_image=demo["image"].repeat(1, 1, 2, 1),
+         **tiles_args(demo, mode_type="None", seam_fix_mode="Band Pass", seam_fix_denoise=0.9))
+    # one vertical band, x 56..72: padded by 16 to 40..88, less the last column (87); processing size
+    # 16 + 2 * 16 = 48 by the image's 64, so 47 wide is widened to 48, on the left (39)
+    assert [c[1] for c in spy.calls] == [0.5] and spy.regions == [(39, 0, 87, 64)]
+
+
 def test_seam_jobs_counts():
     class S:
         tile_width = tile_height = 64
-        seam_fix_width, seam_fix_padding, seam_fix_mask_blur, seam_fix_denoise = 16, 16, 4, 0.3
+        seam_fix_width, seam_fix_padding, seam_fix_mask_blur, denoise = 16, 16, 4, 0.3
     for mode, count in (("None", 0), ("Band Pass", 3 + 2), ("Half Tile", 2 * 4 + 3 * 3),
                         ("Half Tile + Intersections", 2 * 4 + 3 * 3 + 2 * 3)):
         S.seam_fix_mode = mode
