@@ -179,7 +179,29 @@ def test_no_upscale_one_tile_with_blur_edge(registry, demo):
     """A 64x64 image with a 64-pixel tile: the mask covers it all, so the result is the img2img."""
     out = call(registry, "UltimateSDUpscaleNoUpscale", upscaled_image=demo["image"],
                **tiles_args(demo, tile_padding=0, denoise=0.4))
-    torch.testing.assert_close(out, img2img(registry, demo, demo["image"], 0.4), atol=1e-5, rtol=0)
+    want = img2img(registry, demo, demo["image"], 0.4)
+    torch.testing.assert_close(out, want, atol=1e-5, rtol=0)
+    tiled = call(registry, "UltimateSDUpscaleNoUpscale", upscaled_image=demo["image"],
+                 **tiles_args(demo, tile_padding=0, denoise=0.4, tiled_decode=True))
+    torch.testing.assert_close(tiled, want, atol=1e-4, rtol=0)  # one 512-pixel decode tile covers it
+
+
+def test_custom_sampler_and_sigmas_sample_the_tile(registry, demo):
+    """Both given: SamplerCustom with the node's seed and cfg over the sigmas (steps and denoise unused)."""
+    sampler = call(registry, "KSamplerSelect", sampler_name="euler")
+    sigmas = call(registry, "BasicScheduler", model=demo["model"], scheduler="karras", steps=3, denoise=0.6)
+    out = call(registry, "UltimateSDUpscaleCustomSample", image=demo["image"], upscale_by=1.0,
+               custom_sampler=sampler, custom_sigmas=sigmas, **tiles_args(demo, tile_padding=0))
+    latent = call(registry, "VAEEncode", pixels=demo["image"], vae=demo["vae"])
+    latent = call(registry, "SamplerCustom", model=demo["model"], add_noise=True, noise_seed=7, cfg=3.0,
+                  positive=demo["positive"], negative=demo["negative"], sampler=sampler, sigmas=sigmas,
+                  latent_image=latent)[0]
+    want = call(registry, "VAEDecode", samples=latent, vae=demo["vae"])
+    torch.testing.assert_close(out, want, atol=1e-5, rtol=0)
+    # only one of them: the widgets' sampler, as in the pack
+    alone = call(registry, "UltimateSDUpscaleCustomSample", image=demo["image"], upscale_by=1.0,
+                 custom_sampler=sampler, **tiles_args(demo, tile_padding=0))
+    torch.testing.assert_close(alone, img2img(registry, demo, demo["image"], 0.5), atol=1e-5, rtol=0)
 
 
 class Spy:
