@@ -431,7 +431,8 @@ def _check(node):
         if getattr(node, name) < 8:
             raise NodeInputError(name, f"tiles must be at least 8 pixels, got {getattr(node, name)}")
     if node.seam_fix_mode == "Band Pass" and node.seam_fix_width < 2:
-        raise NodeInputError("seam_fix_width", f"Band Pass needs a band at least 2 pixels wide, got {node.seam_fix_width}")
+        raise NodeInputError("seam_fix_width", "Band Pass needs a band at least 2 pixels wide, "
+                                               f"got {node.seam_fix_width}")
 
 
 def _image(image, name):

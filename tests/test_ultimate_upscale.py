@@ -448,3 +448,7 @@ def test_bad_inputs_name_node_and_input(registry, usdu_folders, demo):
     with pytest.raises(NodeInputError) as e:
         call(registry, "UltimateSDUpscaleNoUpscale", upscaled_image=torch.rand(1, 64, 64), **tiles_args(demo))
     assert e.value.input == "upscaled_image"
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "UltimateSDUpscaleNoUpscale", upscaled_image=demo["image"],
+             **tiles_args(demo, seam_fix_mode="Band Pass", seam_fix_width=0))
+    assert e.value.input == "seam_fix_width" and "Band Pass" in str(e.value)
