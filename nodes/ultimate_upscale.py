@@ -234,20 +234,15 @@ def crop_area(area, region, init_size, canvas):
 
 
 def _crop_control(control, region, canvas, tile_size):
-    import copy
-
     import torch.nn.functional as F
 
     if control is None:
         return None
-    out = copy.copy(control)
     hint = control.image  # [B, H, W, C]
     x1, y1, x2, y2 = scale_region(region, canvas, (hint.shape[2], hint.shape[1]))
     hint = hint[:, y1:y2, x1:x2].movedim(-1, 1)
-    out.image = F.interpolate(hint, size=(tile_size[1], tile_size[0]), mode="nearest-exact").movedim(1, -1)
-    out._hint = out._latent = None
-    out.previous = _crop_control(control.previous, region, canvas, tile_size)
-    return out
+    hint = F.interpolate(hint, size=(tile_size[1], tile_size[0]), mode="nearest-exact").movedim(1, -1)
+    return control.with_hint(hint, _crop_control(control.previous, region, canvas, tile_size))
 
 
 def crop_conditioning(conditioning, region, init_size, canvas, tile_size):

@@ -300,6 +300,21 @@ def test_controlnet_hints_are_cut_to_the_tile():
                                .repeat_interleave(4, 2))
 
 
+def test_a_controlnet_steers_each_tile_through_its_cut_hint(registry, demo):
+    """The bundled silhouette ControlNet with a hint for the whole 128x128 canvas: each tile samples
+    with its part of the hint (a shape mismatch would fail), and the control changes the picture."""
+    net = call(registry, "LoadControlNet", control_net_name="graphflow-demo-silhouette.safetensors")
+    picture = Image.open(BUNDLED / "inputs" / "hint-circle-bottom-right.png").convert("RGB").resize((128, 128))
+    hint = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)[None]
+    positive = call(registry, "ApplyControlNet", conditioning=demo["positive"], control_net=net, image=hint)
+    positive = positive[0] if isinstance(positive, tuple) else positive
+    image = demo["image"].repeat(1, 2, 2, 1)
+    with_control = call(registry, "UltimateSDUpscaleNoUpscale", upscaled_image=image,
+                        **tiles_args(demo, positive=positive, denoise=0.8))
+    without = call(registry, "UltimateSDUpscaleNoUpscale", upscaled_image=image, **tiles_args(demo, denoise=0.8))
+    assert with_control.shape == without.shape and (with_control - without).abs().max() > 0.01
+
+
 def test_seams_fix_touches_only_its_bands(registry, demo):
     image = demo["image"].repeat(1, 2, 2, 1)  # 128x128: 2x2 tiles of 64, seams at x = 64 and y = 64
     args = tiles_args(demo, mode_type="None")
