@@ -13,6 +13,7 @@ it; without, it is widened to multiples of 8. Every tile is sampled with the sam
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from graphflow.api import (CONDITIONING, IMAGE, MODEL, SAMPLER, SIGMAS, VAE, Bool, Choice, ComfyAlias, Float, Int,
                            Node, NodeInputError, progress)
@@ -124,47 +125,49 @@ def redraw_tiles(width, height, tile_width, tile_height, padding, uniform=True, 
 
 # -- masks (PIL, 8-bit, as the pack draws and blurs them) ------------------------------------
 
+@dataclass
 class Job:
     """One img2img over a masked part of the image: the unblurred mask (PIL "L"), the crop padding,
     the processing size, the mask blur (PIL's Gaussian, radius = sigma) and the denoise. Redraw
     jobs of one chess colour share a group (tiles batch within a group only)."""
+    mask: object
+    padding: int
+    process_size: tuple[int, int]
+    blur: int
+    denoise: float
+    group: int = 0
 
-    def __init__(self, mask, padding, process_size, blur, denoise, group=0):
-        self.mask, self.padding, self.process_size, self.blur, self.denoise = mask, padding, process_size, blur, denoise
-        self.group = group
 
-
-def redraw_jobs(width, height, settings) -> list[Job]:
+def redraw_jobs(width, height, settings):
+    """The redraw's jobs, made one at a time (each holds a canvas-sized mask)."""
     from PIL import Image, ImageDraw
 
     s = settings
     process = round8(s.tile_width + s.tile_padding), round8(s.tile_height + s.tile_padding)
     rows, cols = grid(width, height, s.tile_width, s.tile_height)
-    jobs = []
     for xi, yi in redraw_order(rows, cols, s.mode_type):
         mask = Image.new("L", (width, height), 0)
         ImageDraw.Draw(mask).rectangle(tile_rectangle(xi, yi, s.tile_width, s.tile_height), fill=255)
         group = (xi + yi) % 2 if s.mode_type == "Chess" else 0
-        jobs.append(Job(mask, s.tile_padding, process, s.mask_blur, s.denoise, group))
-    return jobs
+        yield Job(mask, s.tile_padding, process, s.mask_blur, s.denoise, group)
 
 
-def _pasted(width, height, piece, positions):
+def _pasted(width, height, piece, corner):
+    """A black canvas-sized mask with the piece pasted at corner (cut where it passes the border)."""
     from PIL import Image
 
     mask = Image.new("L", (width, height), 0)
-    for x, y in positions:
-        mask.paste(piece, (x, y))
+    mask.paste(piece, corner)
     return mask
 
 
-def seam_jobs(width, height, settings) -> list[Job]:
+def seam_jobs(width, height, settings):
     """The seams-fix passes. Band Pass: a band seam_fix_width wide, brightest on the seam, over
     each inner vertical then horizontal tile border, unblurred. Half Tile: a tile-sized mask
     brightest on each inner horizontal border (rows - 1 by cols), then each vertical one;
     + Intersections: then an inverted radial gradient over each inner corner, with no padding.
     All at the redraw's denoise: the A1111 script sets p.denoising_strength to seam_fix_denoise,
-    but the pack's img2img samples with p.denoise."""
+    but the pack's img2img samples with p.denoise. Made one at a time."""
     from PIL import Image, ImageOps
 
     s = settings
@@ -172,7 +175,6 @@ def seam_jobs(width, height, settings) -> list[Job]:
     rows, cols = grid(width, height, tw, th)
     gradient = Image.linear_gradient("L")
     bicubic = Image.BICUBIC
-    jobs = []
     if s.seam_fix_mode == "Band Pass":
         mirror = Image.new("L", (256, 256), 0)
         mirror.paste(gradient.resize((256, 128), resample=bicubic), (0, 0))
@@ -180,12 +182,12 @@ def seam_jobs(width, height, settings) -> list[Job]:
         row_band = mirror.resize((width, w), resample=bicubic)
         col_band = mirror.rotate(90).resize((w, height), resample=bicubic)
         for xi in range(1, cols):
-            jobs.append(Job(_pasted(width, height, col_band, [(xi * tw - w // 2, 0)]), pad,
-                            (w + 2 * pad, height), 0, s.denoise))
+            yield Job(_pasted(width, height, col_band, (xi * tw - w // 2, 0)), pad,
+                      (w + 2 * pad, height), 0, s.denoise)
         for yi in range(1, rows):
-            jobs.append(Job(_pasted(width, height, row_band, [(0, yi * th - w // 2)]), pad,
-                            (width, w + 2 * pad), 0, s.denoise))
-        return jobs
+            yield Job(_pasted(width, height, row_band, (0, yi * th - w // 2)), pad,
+                      (width, w + 2 * pad), 0, s.denoise)
+        return
     if s.seam_fix_mode in ("Half Tile", "Half Tile + Intersections"):
         row_gradient = Image.new("L", (tw, th), 0)
         row_gradient.paste(gradient.resize((tw, th // 2), resample=bicubic), (0, 0))
@@ -195,19 +197,18 @@ def seam_jobs(width, height, settings) -> list[Job]:
         col_gradient.paste(gradient.rotate(270).resize((tw // 2, th), resample=bicubic), (tw // 2, 0))
         for yi in range(rows - 1):
             for xi in range(cols):
-                jobs.append(Job(_pasted(width, height, row_gradient, [(xi * tw, yi * th + th // 2)]), pad,
-                                (tw, th), s.seam_fix_mask_blur, s.denoise))
+                yield Job(_pasted(width, height, row_gradient, (xi * tw, yi * th + th // 2)), pad,
+                          (tw, th), s.seam_fix_mask_blur, s.denoise)
         for yi in range(rows):
             for xi in range(cols - 1):
-                jobs.append(Job(_pasted(width, height, col_gradient, [(xi * tw + tw // 2, yi * th)]), pad,
-                                (tw, th), s.seam_fix_mask_blur, s.denoise))
+                yield Job(_pasted(width, height, col_gradient, (xi * tw + tw // 2, yi * th)), pad,
+                          (tw, th), s.seam_fix_mask_blur, s.denoise)
     if s.seam_fix_mode == "Half Tile + Intersections":
         radial = ImageOps.invert(Image.radial_gradient("L").resize((tw, th), resample=bicubic))
         for yi in range(rows - 1):
             for xi in range(cols - 1):
-                jobs.append(Job(_pasted(width, height, radial, [(xi * tw + tw // 2, yi * th + th // 2)]), 0,
-                                (tw, th), s.seam_fix_mask_blur, s.denoise))
-    return jobs
+                yield Job(_pasted(width, height, radial, (xi * tw + tw // 2, yi * th + th // 2)), 0,
+                          (tw, th), s.seam_fix_mask_blur, s.denoise)
 
 
 # -- conditioning cropped to the tile (the pack's crop_cond: areas and ControlNet hints) -------
@@ -360,14 +361,23 @@ def run_batch(image, jobs, s, sample_tile):
 
 
 def batches(jobs, size):
-    """Consecutive jobs of one group, at most `size` at a time."""
-    out = []
+    """Consecutive jobs of one group, at most `size` at a time (made as they are needed)."""
+    batch = []
     for job in jobs:
-        if out and len(out[-1]) < size and out[-1][-1].group == job.group:
-            out[-1].append(job)
-        else:
-            out.append([job])
-    return out
+        if batch and (len(batch) == size or batch[-1].group != job.group):
+            yield batch
+            batch = []
+        batch.append(job)
+    if batch:
+        yield batch
+
+
+def job_count(width, height, s) -> int:
+    """Tiles redrawn plus seams-fix passes (the pack's job count)."""
+    rows, cols = grid(width, height, s.tile_width, s.tile_height)
+    seams = {"Band Pass": rows - 1 + cols - 1, "Half Tile": rows * (cols - 1) + (rows - 1) * cols,
+             "Half Tile + Intersections": rows * (cols - 1) + (rows - 1) * cols + (rows - 1) * (cols - 1)}
+    return (rows * cols if s.mode_type != "None" else 0) + seams.get(s.seam_fix_mode, 0)
 
 
 def ultimate_upscale(node, image, upscale_model, upscale_by, custom_sampler=None, custom_sigmas=None):
@@ -398,16 +408,15 @@ def ultimate_upscale(node, image, upscale_model, upscale_by, custom_sampler=None
             return vae.decode_tiled(latent["samples"], DECODE_TILE, DECODE_OVERLAP)
         return vae.decode(latent["samples"])
 
-    redraw, seams = redraw_jobs(width, height, node), seam_jobs(width, height, node)
-    total, done = len(redraw) + len(seams), 0
-    for group in batches(redraw, node.batch_size):
+    total, done = job_count(width, height, node), 0
+    for group in batches(redraw_jobs(width, height, node), node.batch_size):
         if node.batch_size == 1:
             image = run_job(image, group[0], node, init_size, sample_tile)
         else:
             image = run_batch(image, group, node, sample_tile)
         done += len(group)
         progress(done, total)
-    for job in seams:
+    for job in seam_jobs(width, height, node):
         image = run_job(image, job, node, init_size, sample_tile)
         done += 1
         progress(done, total)

@@ -356,10 +356,12 @@ def test_seam_jobs_counts():
     class S:
         tile_width = tile_height = 64
         seam_fix_width, seam_fix_padding, seam_fix_mask_blur, denoise = 16, 16, 4, 0.3
+        mode_type = "None"
+    # 3 rows, 4 cols: the pack's job counts
     for mode, count in (("None", 0), ("Band Pass", 3 + 2), ("Half Tile", 2 * 4 + 3 * 3),
                         ("Half Tile + Intersections", 2 * 4 + 3 * 3 + 2 * 3)):
         S.seam_fix_mode = mode
-        assert len(usdu.seam_jobs(256, 192, S)) == count  # 3 rows, 4 cols: the pack's job counts
+        assert len(list(usdu.seam_jobs(256, 192, S))) == count == usdu.job_count(256, 192, S)
 
 
 # -- ComfyUI graphs -------------------------------------------------------------------------------
