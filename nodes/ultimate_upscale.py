@@ -111,18 +111,6 @@ def redraw_order(rows: int, cols: int, mode: str) -> list[tuple[int, int]]:
     return tiles if mode == "Linear" else []
 
 
-def redraw_tiles(width, height, tile_width, tile_height, padding, uniform=True, mode="Linear"):
-    """Each redrawn tile in order: (rectangle drawn, crop region, sampled size)."""
-    process = round8(tile_width + padding), round8(tile_height + padding)
-    rows, cols = grid(width, height, tile_width, tile_height)
-    out = []
-    for xi, yi in redraw_order(rows, cols, mode):
-        rect = tile_rectangle(xi, yi, tile_width, tile_height)
-        box = rect[0], rect[1], min(rect[2] + 1, width), min(rect[3] + 1, height)
-        out.append((rect, *fit_region(crop_region(box, padding, width, height), width, height, process, uniform)))
-    return out
-
-
 # -- masks (PIL, 8-bit, as the pack draws and blurs them) ------------------------------------
 
 @dataclass

@@ -2,6 +2,7 @@
 img2img on the demo model, the redraw orders, the seams-fix passes, and ComfyUI graphs using it."""
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -60,6 +61,14 @@ def tiles_args(demo, **overrides):
 
 # -- geometry ---------------------------------------------------------------------------------
 
+def tiles(width, height, tw, th, pad, uniform=True, mode="Linear"):
+    """(crop region, sampled size) of each redrawn tile, in order, as the node places them."""
+    settings = SimpleNamespace(tile_width=tw, tile_height=th, tile_padding=pad, mask_blur=0, denoise=0.5,
+                               mode_type=mode)
+    canvas = torch.empty(1, height, width, 3)
+    return [usdu._place(canvas, job, uniform) for job in usdu.redraw_jobs(width, height, settings)]
+
+
 def reference_tiles(width, height, tw, th, pad, uniform):
     """The pack's rules, step by step on a drawn mask: PIL rectangle (inclusive corners), its
     getbbox, padded and clipped, the last row/column dropped unless at the border; then widened
@@ -91,7 +100,7 @@ def reference_tiles(width, height, tw, th, pad, uniform):
             y2 = min(y2 + (want[1] - ch) // 2, height)
             y1 = max(y2 - want[1], 0)
             y2 = min(y1 + want[1], height)
-            out.append((rect, (x1, y1, x2, y2), size))
+            out.append(((x1, y1, x2, y2), size))
     return out
 
 
@@ -100,7 +109,7 @@ def reference_tiles(width, height, tw, th, pad, uniform):
     (1024, 776, 512, 512, 32), (96, 200, 64, 96, 0), (1344, 768, 384, 256, 64)])
 @pytest.mark.parametrize("uniform", [True, False])
 def test_tile_rectangles_and_crops_follow_the_packs_rules(width, height, tw, th, pad, uniform):
-    got = usdu.redraw_tiles(width, height, tw, th, pad, uniform)
+    got = tiles(width, height, tw, th, pad, uniform)
     assert got == reference_tiles(width, height, tw, th, pad, uniform)
     assert len(got) == math.ceil(width / tw) * math.ceil(height / th)
 
@@ -108,18 +117,26 @@ def test_tile_rectangles_and_crops_follow_the_packs_rules(width, height, tw, th,
 def test_hand_worked_tiles():
     # 128x128 canvas, 64 tiles, padding 16: processing size 80x80; each crop is the tile plus 16
     # inwards (the inclusive rectangle's extra pixel dropped), 80x80, nothing to widen
-    tiles = usdu.redraw_tiles(128, 128, 64, 64, 16)
-    assert [t[1] for t in tiles] == [(0, 0, 80, 80), (48, 0, 128, 80), (0, 48, 80, 128), (48, 48, 128, 128)]
-    assert {t[2] for t in tiles} == {(80, 80)}
+    # tile (1, 2) of 64x96 tiles: x 64..128, y 192..288, drawn with inclusive corners, so its mask
+    # is one pixel wider and taller (cut at the border of a 120x250 canvas)
+    assert usdu.tile_rectangle(1, 2, 64, 96) == (64, 192, 128, 288)
+    settings = SimpleNamespace(tile_width=64, tile_height=96, tile_padding=0, mask_blur=0, denoise=0.5,
+                               mode_type="Linear")
+    masks = [job.mask.getbbox() for job in usdu.redraw_jobs(120, 250, settings)]
+    assert masks == [(0, 0, 65, 97), (64, 0, 120, 97), (0, 96, 65, 193), (64, 96, 120, 193),
+                     (0, 192, 65, 250), (64, 192, 120, 250)]
+    placed = tiles(128, 128, 64, 64, 16)
+    assert [t[0] for t in placed] == [(0, 0, 80, 80), (48, 0, 128, 80), (0, 48, 80, 128), (48, 48, 128, 128)]
+    assert {t[1] for t in placed} == {(80, 80)}
     # 200x136, padding 8, processing 72x72: the last column's crop (184..200 wide, 0..72 high) is
     # widened to a square 72 wide: right edge stuck at 200, so all 56 pixels go left (128..200)
-    tiles = {t[0][:2]: t[1:] for t in usdu.redraw_tiles(200, 136, 64, 64, 8)}
-    assert tiles[(192, 0)] == ((128, 0, 200, 72), (72, 72))
+    placed = tiles(200, 136, 64, 64, 8)  # 3 rows of 4 tiles
+    assert placed[3] == ((128, 0, 200, 72), (72, 72))
     # the corner tile's crop 184..200 x 120..136 is square already: kept, resized 16 -> 72
-    assert tiles[(192, 128)] == ((184, 120, 200, 136), (72, 72))
+    assert placed[11] == ((184, 120, 200, 136), (72, 72))
     # without uniform tiles the crops are sampled at their own size (multiples of 8)
-    tiles = {t[0][:2]: t[1:] for t in usdu.redraw_tiles(200, 136, 64, 64, 8, uniform=False)}
-    assert tiles[(192, 0)] == ((184, 0, 200, 72), (16, 72)) and tiles[(64, 64)] == ((56, 56, 136, 136), (80, 80))
+    placed = tiles(200, 136, 64, 64, 8, uniform=False)
+    assert placed[3] == ((184, 0, 200, 72), (16, 72)) and placed[5] == ((56, 56, 136, 136), (80, 80))
 
 
 def test_canvas_grid_and_upscale_passes():
