@@ -199,7 +199,7 @@ def seam_jobs(width, height, settings):
                           (tw, th), s.seam_fix_mask_blur, s.denoise)
 
 
-# -- conditioning cropped to the tile (the pack's crop_cond: areas and ControlNet hints) -------
+# -- conditioning cut to the tile (the pack's crop_cond) ---------------------------------------
 
 def scale_region(region, size, to_size):
     """A region of a picture of `size` in a picture of `to_size` (outwards to whole pixels)."""
@@ -234,15 +234,92 @@ def _crop_control(control, region, canvas, tile_size):
     return control.with_hint(hint, _crop_control(control.previous, region, canvas, tile_size))
 
 
+def _crop_gligen(gligen, region, init_size, canvas):
+    """GLIGEN boxes cut to the region as areas are (a box outside it is dropped)."""
+    import copy
+
+    out = copy.copy(gligen)
+    out.boxes = []
+    for pooled, *box in gligen.boxes:
+        cut = crop_area(box, region, init_size, canvas)
+        if cut is not None:
+            out.boxes.append((pooled, *cut))
+    return out
+
+
+def _edge_padded(picture, left, top, width, height):
+    """The pack's pad_image2 with fill: the picture at (left, top) of a width x height canvas, each
+    side's padding filled with the edge row or column stretched (nearest) across it."""
+    from PIL import Image
+
+    w, h = picture.size
+    right, bottom = width - w - left, height - h - top
+    out = Image.new(picture.mode, (width, height))
+    out.paste(picture, (left, top))
+    nearest = Image.NEAREST
+    if left > 0:
+        out.paste(picture.crop((0, 1, 1, h - 1)).resize((left, height), resample=nearest), (0, 0))
+    if right > 0:
+        out.paste(picture.crop((w - 1, 1, w, h - 1)).resize((right, height), resample=nearest), (width - right, 0))
+    if top > 0:
+        out.paste(picture.crop((1, 0, w - 1, 1)).resize((width, top), resample=nearest), (0, 0))
+    if bottom > 0:
+        out.paste(picture.crop((1, h - 1, w - 1, h)).resize((width, bottom), resample=nearest), (0, height - bottom))
+    return out
+
+
+def _crop_mask(mask, region, canvas, tile_size):
+    """A conditioning mask as the pack cuts it, in 8-bit pictures: resized (bicubic) to the canvas,
+    cropped to the region, fitted into the sampled size keeping its aspect (Lanczos), the rest
+    filled from the edges, and resized (Lanczos) to it."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    tw, th = tile_size
+    out = []
+    for m in (mask if mask.ndim == 3 else mask[None]):
+        picture = Image.fromarray((255 * torch.nan_to_num(m).float().cpu().numpy()).astype(np.uint8))
+        picture = picture.resize(canvas, Image.BICUBIC).crop(region)
+        ratio = min(tw / picture.width, th / picture.height)
+        size = round(picture.width * ratio), round(picture.height * ratio)
+        picture = picture.resize(size, resample=Image.LANCZOS)
+        pad_x, pad_y = (tw - size[0]) // 2, (th - size[1]) // 2
+        picture = _edge_padded(picture, pad_x, pad_y, size[0] + 2 * pad_x, size[1] + 2 * pad_y)
+        picture = picture.resize((tw, th), resample=Image.LANCZOS)
+        out.append(torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0))
+    return torch.stack(out)
+
+
+def _crop_references(latents, region, canvas, tile_size):
+    """Reference latents (FLUX Kontext) as the pack cuts them: resized (bilinear) to the canvas in
+    latent units (8 pixels), the region's latents (rounded) taken, resized to the sampled size's."""
+    import torch.nn.functional as F
+
+    canvas_hw = canvas[1] // 8, canvas[0] // 8
+    tile_hw = max(1, tile_size[1] // 8), max(1, tile_size[0] // 8)
+    x1, y1, x2, y2 = (round(v / 8) for v in region)
+    out = []
+    for latent in latents:
+        flat = latent.squeeze(2) if latent.ndim == 5 else latent
+        if flat.shape[-2:] != canvas_hw:
+            flat = F.interpolate(flat, size=canvas_hw, mode="bilinear", align_corners=False)
+        flat = F.interpolate(flat[:, :, y1:y2, x1:x2], size=tile_hw, mode="bilinear", align_corners=False)
+        out.append(flat.unsqueeze(2) if latent.ndim == 5 else flat)
+    return out
+
+
 def crop_conditioning(conditioning, region, init_size, canvas, tile_size):
-    """Each entry's ControlNet hints cropped to the region (resized nearest to the sampled size)
-    and its area cut to the region; an area outside it is dropped with its strength. Areas given
-    as percentages are left as they are."""
+    """Each entry cut to the region as the pack's crop_cond does: ControlNet hints (resized nearest
+    to the sampled size), the area and GLIGEN boxes (an area outside it dropped with its strength),
+    the mask and FLUX Kontext reference latents. Areas given as percentages are left as they are."""
     out = []
     for emb, options in conditioning:
         options = dict(options)
         if options.get("control") is not None:
             options["control"] = _crop_control(options["control"], region, canvas, tile_size)
+        if options.get("gligen") is not None:
+            options["gligen"] = _crop_gligen(options["gligen"], region, init_size, canvas)
         area = options.get("area")
         if area is not None and len(area) == 4:
             cut = crop_area(area, region, init_size, canvas)
@@ -251,6 +328,10 @@ def crop_conditioning(conditioning, region, init_size, canvas, tile_size):
                 options.pop("strength", None)
             else:
                 options["area"] = cut
+        if options.get("mask") is not None:
+            options["mask"] = _crop_mask(options["mask"], region, canvas, tile_size)
+        if isinstance(options.get("reference_latents"), list):
+            options["reference_latents"] = _crop_references(options["reference_latents"], region, canvas, tile_size)
         out.append((emb, options))
     return out
 
@@ -442,8 +523,8 @@ _SHARED_DOC = """ Tiles are tile_width × tile_height from the top left; each is
     seam_fix_width wide over each tile border), Half Tile (a tile-sized pass centred on each border),
     Half Tile + Intersections (and one on each inner corner), with seam_fix_padding and
     seam_fix_mask_blur, at denoise: the pack sets seam_fix_denoise where its sampler does not read
-    it, so it changes nothing there, nor here. Area conditioning and ControlNet hints are cut to
-    each tile's crop."""
+    it, so it changes nothing there, nor here. Area and mask conditioning, GLIGEN boxes, ControlNet
+    hints and reference latents are cut to each tile's crop, as the pack does."""
 
 
 class UltimateSDUpscale(Node):

@@ -41,10 +41,11 @@ def demo(registry):
     model, clip, vae = call(registry, "LoadCheckpoint", checkpoint="graphflow-demo.safetensors")
     positive = call(registry, "CLIPEncode", clip=clip, text="a red circle on a blue background")
     negative = call(registry, "CLIPEncode", clip=clip, text="")
-    positive, negative = (p[0] if isinstance(p, tuple) else p for p in (positive, negative))
+    other = call(registry, "CLIPEncode", clip=clip, text="a green square on a white background")
+    positive, negative, other = (p[0] if isinstance(p, tuple) else p for p in (positive, negative, other))
     picture = Image.open(BUNDLED / "inputs" / "red-circle-on-blue.png").convert("RGB")
     image = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)[None]
-    return dict(model=model, vae=vae, positive=positive, negative=negative, image=image)
+    return dict(model=model, vae=vae, positive=positive, negative=negative, other=other, image=image)
 
 
 SAMPLING = dict(seed=7, steps=2, cfg=3.0, sampler_name="euler", scheduler="normal")
@@ -164,6 +165,25 @@ def test_area_conditioning_is_cut_to_the_tile():
     cond = [("emb", {"area": (8, 4, 0, 4), "strength": 0.5})]
     assert usdu.crop_conditioning(cond, (0, 0, 60, 80), (64, 64), (128, 128), (80, 80)) == [("emb", {})]
     assert cond[0][1]["area"] == (8, 4, 0, 4)  # the caller's conditioning is not changed
+
+
+def test_masks_gligen_boxes_and_reference_latents_are_cut_to_the_tile():
+    # a mask bright over the top quarter of the 64x64 picture (rows 0..32 of the 128x128 canvas); the
+    # crop 0..80 x 0..64 is fitted into 80x80: 80x64, 8 rows of padding above and below filled from
+    # the edges, so bright rows 8..40 and dark below
+    mask = torch.zeros(1, 64, 64)
+    mask[:, :16] = 1.0
+    cond = [("emb", {"mask": mask, "reference_latents": [torch.rand(1, 4, 8, 8)],
+                     "gligen": SimpleNamespace(model="m", boxes=[("p", 4, 4, 0, 4), ("q", 2, 2, 6, 0)])})]
+    ((_, cut),) = usdu.crop_conditioning(cond, (0, 0, 80, 64), (64, 64), (128, 128), (80, 80))
+    assert cut["mask"].shape == (1, 80, 80)
+    assert torch.equal(cut["mask"][0, :8], torch.ones(8, 80)) and torch.equal(cut["mask"][0, -8:], torch.zeros(8, 80))
+    assert cut["mask"][0, 8:38].min() > 0.99 and cut["mask"][0, 42:72].max() < 0.01
+    # latents resized to the canvas's 16x16, rows 0..8 and columns 0..10 taken, resized to 10x10
+    assert cut["reference_latents"][0].shape == (1, 4, 10, 10)
+    # box "p" (pixels 32..64 x 0..32, so 64..128 x 0..64 on the canvas) keeps 64..80; "q" is outside
+    assert cut["gligen"].boxes == [("p", 8, 2, 0, 8)] and cut["gligen"].model == "m"
+    assert len(cond[0][1]["gligen"].boxes) == 2 and cond[0][1]["mask"] is mask  # the input is untouched
 
 
 # -- sampling on the demo model ---------------------------------------------------------------
@@ -330,6 +350,23 @@ def test_a_controlnet_steers_each_tile_through_its_cut_hint(registry, demo):
                         **tiles_args(demo, positive=positive, denoise=0.8))
     without = call(registry, "UltimateSDUpscaleNoUpscale", upscaled_image=image, **tiles_args(demo, denoise=0.8))
     assert with_control.shape == without.shape and (with_control - without).abs().max() > 0.01
+
+
+def test_a_masked_and_an_area_prompt_sample_per_tile(registry, demo):
+    """Another prompt with a mask and with an area (the right or left half of the 64x64
+    picture), beside the whole-picture prompt, run through the 2x2 tiles of the 128x128 canvas,
+    each tile getting its cut of them."""
+    mask = torch.zeros(1, 64, 64)
+    mask[:, :, 32:] = 1.0
+    masked = call(registry, "ConditioningSetMask", conditioning=demo["other"], mask=mask, strength=1.0)
+    area = [(emb, {**options, "area": (8, 4, 0, 0), "strength": 1.0}) for emb, options in demo["other"]]
+    image = demo["image"].repeat(1, 2, 2, 1)
+    plain = call(registry, "UltimateSDUpscaleNoUpscale", upscaled_image=image, **tiles_args(demo, denoise=0.8))
+    for positive in (masked, area):
+        positive = positive[0] if isinstance(positive, tuple) else positive
+        out = call(registry, "UltimateSDUpscaleNoUpscale", upscaled_image=image,
+                   **tiles_args(demo, positive=positive + demo["positive"], denoise=0.8))
+        assert out.shape == plain.shape and torch.isfinite(out).all() and (out - plain).abs().max() > 0.01
 
 
 def test_seams_fix_touches_only_its_bands(registry, demo):
