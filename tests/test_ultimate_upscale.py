@@ -509,6 +509,13 @@ def test_bad_inputs_name_node_and_input(registry, usdu_folders, demo):
     (problem,) = result.problems
     assert (problem.node_id, problem.node_type, problem.input) == ("6", "UltimateSDUpscale", "seam_fix_mode")
     assert "Zigzag" in problem.message and "Half Tile + Intersections" in problem.message
+    # at run time, in a graph: two pictures with tiles batched
+    graph = api_graph(no_upscale=True)
+    graph["7"] = {"class_type": "RepeatImageBatch", "inputs": {"image": ["4", 0], "amount": 2}}
+    graph["6"]["inputs"].update(upscaled_image=["7", 0], batch_size=2)
+    result = Executor(registry).run(parse_workflow(graph, registry), outputs=["6"])
+    assert not result.ok and result.error["node_type"] == "UltimateSDUpscaleNoUpscale"
+    assert result.error["input"] == "batch_size" and "2 images" in result.error["message"]
     with pytest.raises(NodeInputError) as e:
         call(registry, "UltimateSDUpscaleNoUpscale", upscaled_image=demo["image"], **tiles_args(demo, vae=None))
     assert e.value.input == "vae"
