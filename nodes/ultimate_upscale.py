@@ -382,7 +382,7 @@ def _tile(image, region, tile_size):
 
 def _paste(image, region, redrawn, job):
     """The redrawn crop (resized back to the crop's size) over the image through the job's blurred
-    mask, only inside the crop (alpha compositing, as the pack's RGBA paste)."""
+    mask, only inside the crop (alpha compositing, as the pack's RGBA paste); in place."""
     import numpy as np
     import torch
     from PIL import ImageFilter
@@ -392,9 +392,8 @@ def _paste(image, region, redrawn, job):
         redrawn = _lanczos(redrawn, x2 - x1, y2 - y1)
     mask = job.mask.filter(ImageFilter.GaussianBlur(job.blur)) if job.blur > 0 else job.mask
     alpha = torch.from_numpy(np.asarray(mask, dtype=np.float32)[y1:y2, x1:x2] / 255.0)[None, :, :, None]
-    out = image.clone()
-    out[:, y1:y2, x1:x2] = image[:, y1:y2, x1:x2] * (1 - alpha) + redrawn.to(image) * alpha
-    return out
+    image[:, y1:y2, x1:x2] = image[:, y1:y2, x1:x2] * (1 - alpha) + redrawn.to(image) * alpha
+    return image
 
 
 def run_job(image, job, s, init_size, sample_tile):
@@ -459,7 +458,7 @@ def ultimate_upscale(node, image, upscale_model, upscale_by, custom_sampler=None
                                            "use batch_size 1")
     image = image[..., :3].float()
     init_size = image.shape[2], image.shape[1]
-    image = upscale_image(image, upscale_model, upscale_by)
+    image = upscale_image(image, upscale_model, upscale_by).clone()  # the tiles are pasted in place
     height, width = image.shape[1:3]
     vae = node.vae
 

@@ -214,8 +214,10 @@ def test_one_tile_is_a_plain_img2img_through_the_blurred_mask(registry, demo):
 
 def test_no_upscale_one_tile_with_blur_edge(registry, demo):
     """A 64x64 image with a 64-pixel tile: the mask covers it all, so the result is the img2img."""
+    before = demo["image"].clone()
     out = call(registry, "UltimateSDUpscaleNoUpscale", upscaled_image=demo["image"],
                **tiles_args(demo, tile_padding=0, denoise=0.4))
+    assert torch.equal(demo["image"], before)  # the input is not painted over
     want = img2img(registry, demo, demo["image"], 0.4)
     torch.testing.assert_close(out, want, atol=1e-5, rtol=0)
     tiled = call(registry, "UltimateSDUpscaleNoUpscale", upscaled_image=demo["image"],
