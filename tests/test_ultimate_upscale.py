@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 import nodes.ultimate_upscale as usdu
 from graphflow.context import NodeInputError
@@ -184,6 +184,50 @@ def test_masks_gligen_boxes_and_reference_latents_are_cut_to_the_tile():
     # box "p" (pixels 32..64 x 0..32, so 64..128 x 0..64 on the canvas) keeps 64..80; "q" is outside
     assert cut["gligen"].boxes == [("p", 8, 2, 0, 8)] and cut["gligen"].model == "m"
     assert len(cond[0][1]["gligen"].boxes) == 2 and cond[0][1]["mask"] is mask  # the input is untouched
+
+
+def pack_paste(picture, job, redraw):
+    """The pack's process_images on 8-bit pictures, with `redraw` (a picture -> picture function) in
+    place of encode, sample, decode: crop, resize to the processing size (Lanczos), redraw, resize
+    back, paste into a clear RGBA canvas, the blurred mask as its alpha where the crop is, and
+    alpha-composite over the picture."""
+    region, tile_size = usdu.fit_region(usdu.crop_region(job.mask.getbbox(), job.padding, *picture.size),
+                                        *picture.size, job.process_size, True)
+    tile = picture.crop(region)
+    initial = tile.size
+    if tile.size != tile_size:
+        tile = tile.resize(tile_size, Image.LANCZOS)
+    tile = redraw(tile)
+    if tile.size != initial:
+        tile = tile.resize(initial, Image.LANCZOS)
+    only = Image.new("RGBA", picture.size)
+    only.paste(tile, region[:2])
+    temp = only.copy()
+    temp.putalpha(job.mask.filter(ImageFilter.GaussianBlur(job.blur)) if job.blur > 0 else job.mask)
+    only.paste(temp, only)
+    out = picture.convert("RGBA")
+    out.alpha_composite(only)
+    return out.convert("RGB")
+
+
+def test_tiles_composite_as_the_packs_rgba_paste():
+    """Redraw tiles and Half Tile seam passes of a 128x96 canvas, with an inverting 'sampler', against
+    the pack's PIL compositing."""
+    settings = SimpleNamespace(tile_width=64, tile_height=64, tile_padding=16, mask_blur=8, denoise=0.5,
+                               mode_type="Chess", seam_fix_mode="Half Tile", seam_fix_width=16,
+                               seam_fix_padding=16, seam_fix_mask_blur=4, force_uniform_tiles=True,
+                               positive=[], negative=[])
+    picture = Image.fromarray(np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8))
+    image = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)[None]
+    jobs = list(usdu.redraw_jobs(128, 96, settings)) + list(usdu.seam_jobs(128, 96, settings))
+    assert len(jobs) == 4 + 2 + 2  # 2x2 tiles: 2 passes over the horizontal seam, 2 over the vertical
+    for job in jobs:
+        image = usdu.run_job(image, job, settings, (128, 96), lambda tile, p, n, d: 1 - tile)
+        picture = pack_paste(picture, job, ImageOps.invert)
+        want = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)[None]
+        # 8-bit there: alpha compositing rounds, and our Lanczos (ComfyUI's) truncates to 8 bits
+        assert (image - want).abs().max() <= 2.5 / 255 and (image - want).abs().mean() < 0.25 / 255
+        image = want  # each step from the same picture, so 8-bit rounding does not pile up
 
 
 # -- sampling on the demo model ---------------------------------------------------------------
