@@ -166,7 +166,15 @@ def render() -> str:
               "Backend nodes of custom packs with a graphflow node of their own are in the table above "
               "(`ShowText|pysssss`, `Display Any (rgthree)`).", ""]
     lines += ["", "## Custom node packs recognised by name", ""]
-    lines += [f"- {pack}: " + ", ".join(f"`{n}`" for n in names) for pack, names in CUSTOM_PACKS.items()]
+    built_in: dict[str, list[str]] = {}
+    for class_type in sorted(mapped - set(catalogue)):
+        if custom_pack(class_type):
+            built_in.setdefault(custom_pack(class_type), []).append(class_type)
+    lines += ["An unknown class from one of these packs is named as coming from it; the classes listed as "
+              "built in are graphflow nodes (table above).", ""]
+    lines += [f"- {pack}: " + ", ".join(f"`{n}`" for n in names)
+              + ("; built in: " + ", ".join(f"`{n}`" for n in built_in[pack]) if pack in built_in else "")
+              for pack, names in CUSTOM_PACKS.items()]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -22,6 +22,7 @@ diffusers' layout (`diffusion_pytorch_model.safetensors`: `controlnet_cond_embed
 one on loading (`from_diffusers_layout`).
 """
 
+import copy
 import math
 from dataclasses import dataclass, fields
 
@@ -443,6 +444,13 @@ class ControlApplied:
         self.start_percent, self.end_percent = float(start_percent), float(end_percent)
         self.previous, self.vae, self.mask = previous, vae, mask
         self._hint = self._latent = None
+
+    def with_hint(self, image: torch.Tensor, previous: "ControlApplied | None") -> "ControlApplied":
+        """This control with another hint image and another control before it (a tiled redraw cuts
+        each hint to its tile); the net, strength, range and mask stay."""
+        out = copy.copy(self)
+        out.image, out.previous, out._hint, out._latent = image, previous, None, None
+        return out
 
     def sigma_range(self, schedule) -> tuple[float, float]:
         """(sigma_start, sigma_end) through the schedule's own percent_to_sigma (ComfyUI's rule:
