@@ -951,10 +951,14 @@ def write_stage_a(path, seed: int = 0, dtype=torch.float32) -> Path:
 
     with torch.device("meta"):
         shapes = _module_shapes(StageA(StageAConfig(width=32, levels=2, bottleneck_blocks=2, codebook_size=64)))
+    return _write_with_batch_norms(path, shapes, seed, dtype)
+
+
+def _write_with_batch_norms(path, shapes: dict, seed: int, dtype) -> Path:
+    """Random weights for a network with batch norms: running variances positive, counters whole."""
     tracked = {k for k in shapes if k.endswith("num_batches_tracked")}
     state = random_state({k: s for k, s in shapes.items() if k not in tracked}, seed, torch.float32)
-    state = {k: v.abs() + 0.5 if k.endswith("running_var") else v for k, v in state.items()}
-    state = {k: v.to(dtype) for k, v in state.items()}
+    state = {k: (v.abs() + 0.5 if k.endswith("running_var") else v).to(dtype) for k, v in state.items()}
     state.update({k: torch.tensor(1000, dtype=torch.long) for k in tracked})
     save_file(state, str(path))
     return Path(path)
@@ -968,13 +972,7 @@ def write_stage_c_encoder(path, seed: int = 0, dtype=torch.float32) -> Path:
 
     with torch.device("meta"):
         shapes = _module_shapes(StageCEncoder())
-    tracked = {k for k in shapes if k.endswith("num_batches_tracked")}
-    state = random_state({k: s for k, s in shapes.items() if k not in tracked}, seed, torch.float32)
-    state = {k: v.abs() + 0.5 if k.endswith("running_var") else v for k, v in state.items()}
-    state = {k: v.to(dtype) for k, v in state.items()}
-    state.update({k: torch.tensor(1000, dtype=torch.long) for k in tracked})
-    save_file(state, str(path))
-    return Path(path)
+    return _write_with_batch_norms(path, shapes, seed, dtype)
 
 
 def write_stable_cascade_checkpoint(path, stage: str, seed: int = 0, dtype=torch.float32, split_attention=False,

@@ -270,13 +270,7 @@ def lora_modules(state: dict[str, torch.Tensor], name: str = "LoRA") -> dict[str
         if part not in PARTS:
             raise LoraError(f"{name}: unexpected key {key!r}; expected LoRA parts ({', '.join(PARTS[:6])}, ...)")
         modules.setdefault(module, LoraModule()).parts[part] = tensor
-    for module, lora in modules.items():
-        problem = lora.check()
-        if problem:
-            raise LoraError(f"{name}: {module}: {problem}")
-    if not modules:
-        raise LoraError(f"{name} holds no LoRA modules")
-    return modules
+    return _checked(modules, name)
 
 
 def read_lora(path) -> dict[str, LoraModule]:
@@ -288,12 +282,16 @@ def read_lora(path) -> dict[str, LoraModule]:
         raise
     except CheckpointError as e:
         raise LoraError(f"{e}; expected a LoRA file") from None
-    for name, module in modules.items():
+    return _checked(modules, file)
+
+
+def _checked(modules: dict[str, LoraModule], name: str) -> dict[str, LoraModule]:
+    for module_name, module in modules.items():
         problem = module.check()
         if problem:
-            raise LoraError(f"{file}: {name}: {problem} (has {', '.join(sorted(module.parts))})")
+            raise LoraError(f"{name}: {module_name}: {problem} (has {', '.join(sorted(module.parts))})")
     if not modules:
-        raise LoraError(f"{file} holds no LoRA modules")
+        raise LoraError(f"{name} holds no LoRA modules")
     return modules
 
 

@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from .file_kind import cascade_stage
 from .latent_formats import SC_B
+from .vae import VAESocket
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def build_stage_a(source, device=None, dtype=None) -> StageA:
     return net.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 
-class StageAVAE:
+class StageAVAE(VAESocket):
     """Stage A as a VAE socket: raw latents [B, 4, H/4, W/4] in and out, images in ComfyUI's
     convention (BHWC, 0..1, CPU float32)."""
 
@@ -128,24 +129,6 @@ class StageAVAE:
 
     def __init__(self, module: StageA):
         self.module = module
-
-    @property
-    def downscale(self) -> int:
-        return self.module.config.downscale
-
-    @property
-    def latent_channels(self) -> int:
-        return self.module.config.latent_channels
-
-    @property
-    def device(self) -> torch.device:
-        from graphflow.memory import manager
-
-        return manager().device_for(self.module)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.module.parameters()).dtype
 
     @torch.no_grad()
     def decode(self, latent: torch.Tensor) -> torch.Tensor:

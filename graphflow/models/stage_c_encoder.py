@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from .file_kind import cascade_stage
 from .latent_formats import SC_PRIOR
+from .vae import VAESocket
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -40,7 +41,7 @@ class StageCEncoder(nn.Module):
         return self.mapper(self.backbone((pixels - self.mean) / self.std))
 
 
-class StageCEncoderVAE:
+class StageCEncoderVAE(VAESocket):
     """The Stage C encoder as a VAE socket (encode only): IMAGE [B, H, W, 3] 0..1 -> raw Stage C
     latent [B, 16, H/32, W/32]."""
 
@@ -53,16 +54,6 @@ class StageCEncoderVAE:
     @property
     def latent_channels(self) -> int:
         return self.module.mapper[0].out_channels
-
-    @property
-    def device(self) -> torch.device:
-        from graphflow.memory import manager
-
-        return manager().device_for(self.module)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.module.parameters()).dtype
 
     @torch.no_grad()
     def encode(self, image: torch.Tensor) -> torch.Tensor:

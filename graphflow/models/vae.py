@@ -204,17 +204,10 @@ def _on_device(method):
     return wrapper
 
 
-class VAE:
-    """The VAE socket: images in ComfyUI's convention (BHWC, 0..1, CPU float32) in and out;
-    latents raw (not scaled). Work runs on the module's device and dtype.
-    Tile sizes and overlaps are in pixels for both encode and decode, as in ComfyUI's nodes."""
-
-    def __init__(self, module: AutoencoderKL, latent_format: LatentFormat = SD1):
-        if module.config.latent_channels != latent_format.channels:
-            raise ValueError(f"VAE has {module.config.latent_channels} latent channels but latent format "
-                             f"{latent_format.name} has {latent_format.channels}")
-        self.module = module.eval()
-        self.latent_format = latent_format
+class VAESocket:
+    """What every VAE socket value shares: one module, placed by the memory manager, whose config
+    gives the downscale and latent channels (Stable Cascade's Stage A and Stage C encoder too)."""
+    module: nn.Module
 
     @property
     def downscale(self) -> int:
@@ -233,6 +226,19 @@ class VAE:
     @property
     def dtype(self) -> torch.dtype:
         return next(self.module.parameters()).dtype
+
+
+class VAE(VAESocket):
+    """The VAE socket: images in ComfyUI's convention (BHWC, 0..1, CPU float32) in and out;
+    latents raw (not scaled). Work runs on the module's device and dtype.
+    Tile sizes and overlaps are in pixels for both encode and decode, as in ComfyUI's nodes."""
+
+    def __init__(self, module: AutoencoderKL, latent_format: LatentFormat = SD1):
+        if module.config.latent_channels != latent_format.channels:
+            raise ValueError(f"VAE has {module.config.latent_channels} latent channels but latent format "
+                             f"{latent_format.name} has {latent_format.channels}")
+        self.module = module.eval()
+        self.latent_format = latent_format
 
     def to(self, device=None, dtype=None) -> "VAE":
         self.module.to(device=device, dtype=dtype)
