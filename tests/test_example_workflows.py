@@ -1,6 +1,7 @@
 """The example workflows of jobs beyond plain txt2img (FLUX schnell, Fill, Redux, a union
 ControlNet, area composition, custom sampling, unCLIP, GLIGEN, a hypernetwork, an embedding, a
-model merge, an IP-Adapter), each run as saved but for sizes and step counts, on tiny random-weight files saved
+model merge, an IP-Adapter, the x4 upscaler, Ultimate SD Upscale, scheduled LoRA hooks, LoRA
+training, rebatching), each run as saved but for sizes and step counts, on tiny random-weight files saved
 under the names users' real files have; each test shows the effect of its feature."""
 
 import pytest
@@ -10,7 +11,8 @@ from tests.test_workflows import checkpoints, flow_models, run, saved_images, wo
 
 COVERED = {"flux_schnell", "flux_fill_inpaint", "flux_redux", "sdxl_union_controlnet", "area_composition",
            "custom_sampling", "unclip", "gligen", "hypernetwork", "embeddings", "model_merge",
-           "ip_adapter_style_transfer"}
+           "ip_adapter_style_transfer", "x4_upscale", "ultimate_sd_upscale", "hooks_scheduled_lora", "lora_training",
+           "rebatch"}
 
 
 @pytest.fixture(scope="module")
@@ -285,3 +287,92 @@ def test_ip_adapter_style_transfer_acts_on_its_block_only(builtin_registry, tmp_
         return sorted(n for n, m in model.unet.named_modules() if getattr(m, "extra_attention", None))
     assert patched(result.values["10"][0]) == ["output_blocks.1.1.transformer_blocks.0.attn2"]  # SDXL's style block
     assert len(patched(linear.values["10"][0])) == 11  # every transformer
+
+
+@pytest.fixture(scope="module")
+def upscale_and_lora_files(sd_files):
+    """The SD 2 x4 upscaler, a 4x ESRGAN and an SD1 LoRA under the names the examples use."""
+    from graphflow.testing import write_esrgan, write_lora, write_x4_upscaler_checkpoint
+
+    write_x4_upscaler_checkpoint(sd_files / "checkpoints" / "x4-upscaler-ema.safetensors")
+    write_esrgan(sd_files / "upscale_models" / "4x-UltraSharp.safetensors", scale=4)
+    write_lora(sd_files / "loras" / "style_lora.safetensors", "sd1", scale=0.5)
+    return sd_files
+
+
+@pytest.fixture
+def upscale_folders(tmp_folders, upscale_and_lora_files):
+    tmp_folders.models = upscale_and_lora_files
+    return tmp_folders
+
+
+def saved_sizes(folders, result, node):
+    from PIL import Image
+
+    return [Image.open(folders.outputs / i["subfolder"] / i["filename"]).size for i in result.outputs[node]["images"]]
+
+
+def test_x4_upscale_makes_the_picture_four_times_larger(builtin_registry, upscale_folders):
+    sets = {"6__steps": 2}
+    result = run(builtin_registry, workflow("x4_upscale", **sets))
+    image = result.values["7"][0]
+    assert image.shape == (1, 256, 256, 3) and image.isfinite().all()  # the bundled 64x64 picture, 4x
+    assert saved_sizes(upscale_folders, result, "8") == [(256, 256)]
+    assert result.outputs["8"]["images"][0]["filename"].startswith("x4_upscale_")
+    other = run(builtin_registry, workflow("x4_upscale", **sets, **{"2__image": "hint-circle-bottom-right.png"}))
+    assert (other.values["7"][0] - image).abs().max() > 1e-4  # the low-res picture conditions the model
+
+
+def test_ultimate_sd_upscale_redraws_the_upscaled_picture_in_tiles(builtin_registry, upscale_folders):
+    sets = {"6__steps": 2, "6__tile_width": 64, "6__tile_height": 64, "6__tile_padding": 16}
+    result = run(builtin_registry, workflow("ultimate_sd_upscale", **sets))
+    image = result.values["6"][0]
+    assert image.shape == (1, 128, 128, 3)  # upscale_by 2 of the bundled 64x64 picture
+    assert saved_sizes(upscale_folders, result, "7") == [(128, 128)]
+    untouched = run(builtin_registry, workflow("ultimate_sd_upscale", **sets, **{"6__denoise": 0.0})).values["6"][0]
+    assert untouched.shape == image.shape and (image - untouched).abs().max() > 1e-3  # the tiles were redrawn
+
+
+def test_hooks_scheduled_lora_acts_through_the_positive_prompt(builtin_registry, upscale_folders):
+    sets = {"8__width": 64, "8__height": 64, "9__steps": 3}
+    result = run(builtin_registry, workflow("hooks_scheduled_lora", **sets))
+    image = result.values["10"][0]
+    assert image.shape == (1, 64, 64, 3)
+    assert saved_sizes(upscale_folders, result, "11") == [(64, 64)]
+    assert result.values["6"][0][0][1]["hooks"] is result.values["4"][0]  # the positive prompt carries the hooks
+    assert "hooks" not in result.values["7"][0][0][1]  # the negative one does not
+    plain = run(builtin_registry, workflow("hooks_scheduled_lora", **sets, **{"9__positive": ["5", 0]}))
+    assert (plain.values["10"][0] - image).abs().max() > 1e-3
+    held = run(builtin_registry, workflow("hooks_scheduled_lora", **sets, **{"3__strength_end": 1.0}))
+    assert (held.values["10"][0] - image).abs().max() > 1e-4  # the keyframes' fade matters
+
+
+def test_lora_training_saves_the_lora_and_samples_with_it(builtin_registry, upscale_folders):
+    from PIL import Image
+    from safetensors.torch import load_file
+
+    folder = upscale_folders.inputs / "training_images"
+    folder.mkdir()
+    for i, colour in enumerate(((200, 40, 40), (40, 40, 200))):
+        Image.new("RGB", (32, 32), colour).save(folder / f"{i}.png")
+    sets = {"5__steps": 2, "10__width": 32, "10__height": 32, "11__steps": 2}
+    result = run(builtin_registry, workflow("lora_training", **sets))
+    [saved] = (upscale_folders.outputs / "loras").glob("*.safetensors")
+    assert saved.name == "ComfyUI_trained_lora_2_steps_00001_.safetensors"
+    assert any(v.any() for k, v in load_file(str(saved)).items() if k.endswith(".lora_down.weight"))
+    assert len(list(upscale_folders.outputs.glob("loss_graph_*_.png"))) == 1
+    assert saved_sizes(upscale_folders, result, "13") == [(32, 32)]
+    assert result.values["12"][0].shape == (1, 32, 32, 3)
+
+
+def test_rebatch_samples_four_pictures_two_at_a_time(builtin_registry, upscale_folders):
+    sets = {"4__width": 64, "4__height": 64, "6__steps": 2}
+    result = run(builtin_registry, workflow("rebatch", **sets))
+    assert [b["samples"].shape for b in result.values["5"][0]] == [(2, 4, 8, 8)] * 2
+    assert saved_sizes(upscale_folders, result, "8") == [(64, 64)] * 4
+    rebatched = torch.cat(result.values["7"][0])
+    whole = run(builtin_registry, workflow("rebatch", **sets, **{"6__latent_image": ["4", 0]})).values["7"][0]
+    assert rebatched.shape == whole.shape == (4, 64, 64, 3)
+    # each latent keeps its batch index, so it gets the same noise as in the batch of 4
+    torch.testing.assert_close(rebatched, whole, atol=1e-4, rtol=0)
+    assert (rebatched[0] - rebatched[2]).abs().max() > 1e-3
