@@ -1,7 +1,7 @@
 """The example workflows of jobs beyond plain txt2img (FLUX schnell, Fill, Redux, a union
 ControlNet, area composition, custom sampling, unCLIP, GLIGEN, a hypernetwork, an embedding, a
 model merge, an IP-Adapter, the x4 upscaler, Ultimate SD Upscale, scheduled LoRA hooks, LoRA
-training, rebatching), each run as saved but for sizes and step counts, on tiny random-weight files saved
+training, rebatching, a scaled fp8 FLUX file), each run as saved but for sizes and step counts, on tiny random-weight files saved
 under the names users' real files have; each test shows the effect of its feature."""
 
 import pytest
@@ -12,7 +12,7 @@ from tests.test_workflows import checkpoints, flow_models, run, saved_images, wo
 COVERED = {"flux_schnell", "flux_fill_inpaint", "flux_redux", "sdxl_union_controlnet", "area_composition",
            "custom_sampling", "unclip", "gligen", "hypernetwork", "embeddings", "model_merge",
            "ip_adapter_style_transfer", "x4_upscale", "ultimate_sd_upscale", "hooks_scheduled_lora", "lora_training",
-           "rebatch"}
+           "rebatch", "flux_scaled_fp8"}
 
 
 @pytest.fixture(scope="module")
@@ -376,3 +376,26 @@ def test_rebatch_samples_four_pictures_two_at_a_time(builtin_registry, upscale_f
     # each latent keeps its batch index, so it gets the same noise as in the batch of 4
     torch.testing.assert_close(rebatched, whole, atol=1e-4, rtol=0)
     assert (rebatched[0] - rebatched[2]).abs().max() > 1e-3
+
+
+def test_flux_scaled_fp8_keeps_fp8_weights_and_draws_the_dequantised_picture(builtin_registry, flux_folders, tmp_path):
+    from graphflow.testing import write_flow_checkpoint, write_scaled_fp8, write_text_encoder
+
+    m = flux_folders.models
+    source = write_flow_checkpoint(tmp_path / "flux.safetensors", "flux_schnell", components=("model",), prefixed=False,
+                                   dtype=torch.float32, seed=5)
+    write_scaled_fp8(source, m / "diffusion_models" / "flux1-schnell-fp8-scaled.safetensors", ("",),
+                     dequantised=m / "diffusion_models" / "flux1-schnell-dequantised.safetensors")
+    t5 = write_text_encoder(tmp_path / "t5.safetensors", "t5xxl", dtype=torch.float32, seed=4)
+    write_scaled_fp8(t5, m / "text_encoders" / "t5xxl_fp8_e4m3fn_scaled.safetensors", ("",),
+                     dequantised=m / "text_encoders" / "t5xxl_dequantised.safetensors")
+    sets = {"5__width": 64, "5__height": 64, "3__steps": 2}
+    result = run(builtin_registry, workflow("flux_scaled_fp8", **sets))
+    assert result.values["12"][0].unet.double_blocks[0].img_attn.qkv.weight.dtype == torch.float8_e4m3fn
+    image = result.values["8"][0].float()
+    assert image.shape == (1, 64, 64, 3) and float(image.std()) > 0.01
+    assert saved_images(flux_folders, result, "9")[0].shape == (64, 64, 3)
+    dequantised = run(builtin_registry, workflow("flux_scaled_fp8", **sets, **{
+        "12__unet_name": "flux1-schnell-dequantised.safetensors",
+        "11__clip_name1": "t5xxl_dequantised.safetensors"})).values["8"][0].float()
+    assert float((image - dequantised).abs().mean()) < 0.02  # as tests/test_scaled_fp8.py allows for bf16 CPUs
