@@ -412,7 +412,7 @@ class GetImageSize(Node):
     category = "image"
     image: IMAGE
     outputs = {"width": INT, "height": INT, "batch_size": INT}
-    comfy = ComfyAlias(("GetImageSize",))
+    comfy = ComfyAlias(("GetImageSize", "GetImageSize+"))
 
     def run(self):
         b, h, w, _ = _image(self.image, "image").shape

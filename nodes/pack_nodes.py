@@ -1,0 +1,188 @@
+"""Small nodes of popular ComfyUI custom node packs, under the packs' class names, inputs and
+defaults, so that saved workflows using them run: rgthree-comfy's Lora Loader Stack and Seed,
+ComfyUI_essentials' SimpleMath+ (its GetImageSize+ is an alias of GetImageSize: same inputs and outputs)."""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+import random
+
+from graphflow.api import ANY, CLIP, FLOAT, INT, MODEL, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text, \
+    folders, warn
+
+# -- rgthree-comfy ----------------------------------------------------------------------------
+
+RGTHREE_SEED_MAX = 1125899906842624  # the Seed node's widget bounds: ±2**50
+# The Seed widget's special values: the pack's editor replaces them by a real seed when queueing
+# (-1 random, -2 last seed + 1, -3 last seed - 1) and keeps the special value in the saved
+# workflow; a backend that gets one anyway (an API graph) draws a random seed.
+RGTHREE_SPECIAL_SEEDS = (-1, -2, -3)
+
+
+def _lora_choices() -> list[str]:
+    return ["None"] + folders.list_models("loras")
+
+
+class LoraLoaderStack(Node):
+    """Apply up to four LoRAs in turn, each with one strength for both the model and the text
+    encoder, as rgthree's Lora Loader Stack does (a LoRA named "None" is skipped; a strength of 0
+    applies it with no effect, as the pack does)."""
+    category = "loaders"
+    model: MODEL
+    clip: CLIP
+    lora_01: str = Choice(_lora_choices, "None", model_folder="loras", not_files=("None",))
+    strength_01: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_02: str = Choice(_lora_choices, "None", model_folder="loras", not_files=("None",))
+    strength_02: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_03: str = Choice(_lora_choices, "None", model_folder="loras", not_files=("None",))
+    strength_03: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_04: str = Choice(_lora_choices, "None", model_folder="loras", not_files=("None",))
+    strength_04: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    outputs = {"MODEL": MODEL, "CLIP": CLIP}
+    comfy = ComfyAlias(("Lora Loader Stack (rgthree)",))
+
+    @classmethod
+    def fingerprint(cls, **widgets):
+        return tuple(folders.model_state("loras", widgets[f"lora_0{i}"]) for i in range(1, 5)
+                     if widgets.get(f"lora_0{i}", "None") != "None")
+
+    def run(self):
+        model, clip = self.model, self.clip
+        for i in range(1, 5):
+            name, strength = getattr(self, f"lora_0{i}"), getattr(self, f"strength_0{i}")
+            if name != "None":
+                model, clip = _apply_lora(model, clip, name, strength, strength, f"lora_0{i}")
+        return model, clip
+
+
+def _apply_lora(model, clip, name, strength_model, strength_clip, input_name):
+    """One LoRA file applied as LoadLoRA applies it, errors naming this node's input."""
+    from graphflow.models.checkpoint import CheckpointError
+    from graphflow.models.lora import apply_lora
+
+    try:
+        path = folders.find_model("loras", name)
+        return apply_lora(model, clip, path, strength_model, strength_clip, strict=False, warn=warn)
+    except (FileNotFoundError, ValueError, CheckpointError) as e:
+        raise NodeInputError(input_name, str(e)) from None
+
+
+class RgthreeSeed(Node):
+    """A seed to link into samplers, as rgthree's Seed node: -1, -2 and -3 are the editor's
+    "random", "increment" and "decrement" markers, replaced by the pack's editor when queueing;
+    one reaching the engine (an API graph written by hand) becomes a fresh random seed, with a
+    warning, as the pack's backend does."""
+    category = "primitives"
+    seed: int = Int(0, min=-RGTHREE_SEED_MAX, max=RGTHREE_SEED_MAX)
+    outputs = {"SEED": INT}
+    comfy = ComfyAlias(("Seed (rgthree)",))
+
+    @classmethod
+    def fingerprint(cls, seed=0):
+        return random.random() if seed in RGTHREE_SPECIAL_SEEDS else None  # never reuse a random draw
+
+    def run(self):
+        if self.seed in RGTHREE_SPECIAL_SEEDS:
+            seed = random.SystemRandom().randint(0, RGTHREE_SEED_MAX)
+            warn(f"seed {self.seed} is the editor's marker for a generated seed; got none, so using random seed {seed}")
+            return seed
+        return self.seed
+
+
+# -- ComfyUI_essentials -----------------------------------------------------------------------
+
+_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+           ast.FloorDiv: operator.floordiv, ast.Pow: operator.pow, ast.Mod: operator.mod}
+_UNARY = {ast.USub: operator.neg, ast.Not: operator.not_}
+_COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+            ast.Gt: operator.gt, ast.GtE: operator.ge}
+_FUNCTIONS = {"min": min, "max": max, "round": round, "sum": sum, "len": len}
+POWER_LIMIT = 10_000  # bigger exponents of whole numbers could take the process down
+
+
+def simple_math(expression: str, names: dict):
+    """The value of SimpleMath+'s expression, walked node by node under the pack's grammar:
+    numbers, the names a b c (other names are None), + - * / // ** %, unary - and not,
+    comparisons (1 when all hold, else 0; a chain compares its first operand with each, as
+    the pack does), and/or, min max round sum len, and indexing by a
+    constant; anything else (attributes, strings, lambdas, other calls) counts 0, as in the pack.
+    Nothing is ever evaluated by Python itself."""
+    def value(node):
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+            return node.value
+        if isinstance(node, ast.Name):
+            return names.get(node.id)
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+            left, right = value(node.left), value(node.right)
+            if isinstance(node.op, ast.Pow) and isinstance(right, (int, float)) and abs(right) > POWER_LIMIT:
+                raise ValueError(f"exponent {right} is too big (at most {POWER_LIMIT})")
+            return _BINARY[type(node.op)](left, right)
+        if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+            return _UNARY[type(node.op)](value(node.operand))
+        if isinstance(node, ast.Compare):
+            left = value(node.left)
+            for op, right in zip(node.ops, node.comparators):
+                if type(op) not in _COMPARE or not _COMPARE[type(op)](left, value(right)):
+                    return 0
+            return 1
+        if isinstance(node, ast.BoolOp):
+            values = [value(v) for v in node.values]
+            result = values[0]
+            for v in values[1:]:
+                result = (result and v) if isinstance(node.op, ast.And) else (result or v)
+            return result
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS \
+                and not node.keywords:
+            return _FUNCTIONS[node.func.id](*[value(a) for a in node.args])
+        if isinstance(node, ast.Subscript):
+            target = value(node.value)
+            index = node.slice
+            return target[index.value] if isinstance(index, ast.Constant) else 0
+        return 0
+
+    return value(ast.parse(expression, mode="eval").body)
+
+
+class SimpleMath(Node):
+    """Work out a formula of a, b and c, as ComfyUI_essentials' Simple Math does: + - * / // ** %,
+    comparisons, and/or/not, min max round sum len, a[0] indexing; an image or other tensor
+    stands for its shape as a list, text for the number it spells. Gives the value rounded to an
+    integer and as a number (NaN gives 0)."""
+    category = "utils"
+    a: ANY = None
+    b: ANY = None
+    c: ANY = None
+    value: str = Text("")
+    outputs = {"INT": INT, "FLOAT": FLOAT}
+    comfy = ComfyAlias(("SimpleMath+",))
+
+    def run(self):
+        names = {}
+        for name in ("a", "b", "c"):
+            given = getattr(self, name)
+            if given is None:
+                given = 0.0
+            elif hasattr(given, "shape"):
+                given = list(given.shape)
+            elif isinstance(given, str):
+                try:
+                    given = float(given)
+                except ValueError:
+                    raise NodeInputError(name, f"expected a number, got text {given!r}") from None
+            names[name] = given
+        try:
+            result = simple_math(self.value, names)
+        except SyntaxError as e:
+            raise NodeInputError("value", f"not a formula: {self.value!r} ({e.msg})") from None
+        except (TypeError, ValueError, ZeroDivisionError, IndexError, KeyError, OverflowError) as e:
+            raise NodeInputError("value", f"{self.value!r} can't be worked out: {e}") from None
+        if not isinstance(result, (int, float)):
+            raise NodeInputError("value", f"{self.value!r} gives {type(result).__name__}, not a number")
+        result = float(result)
+        if math.isnan(result):
+            result = 0.0
+        if math.isinf(result):
+            raise NodeInputError("value", f"{self.value!r} is infinite, which has no integer value")
+        return round(result), result
