@@ -164,7 +164,7 @@ def render() -> str:
               "An input two broadcasts of the same top priority match is a problem naming it (ComfyUI connects "
               "neither).", "",
               "Backend nodes of custom packs with a graphflow node of their own are in the table above "
-              "(`ShowText|pysssss`, `Display Any (rgthree)`).", ""]
+              "(listed as built in under \"Custom node packs recognised by name\").", ""]
     lines += ["", "## Custom node packs recognised by name", ""]
     built_in: dict[str, list[str]] = {}
     for class_type in sorted(mapped - set(catalogue)):
