@@ -1,5 +1,6 @@
 """Small nodes of popular ComfyUI custom node packs, under the packs' class names, inputs and
-defaults, so that saved workflows using them run: rgthree-comfy's Lora Loader Stack and Seed,
+defaults, so that saved workflows using them run: rgthree-comfy's Lora Loader Stack, Seed and
+Image Comparer,
 ComfyUI_essentials' SimpleMath+ (its GetImageSize+ is an alias of GetImageSize: same inputs and outputs)."""
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ import math
 import operator
 import random
 
-from graphflow.api import ANY, CLIP, FLOAT, INT, MODEL, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text, \
-    folders, warn
+from graphflow.api import ANY, CLIP, FLOAT, IMAGE, INT, MODEL, Choice, ComfyAlias, Float, Int, Node, NodeInputError, \
+    Text, folders, show, warn
+from nodes.image import temp_pngs
 
 # -- rgthree-comfy ----------------------------------------------------------------------------
 
@@ -89,6 +91,21 @@ class RgthreeSeed(Node):
             warn(f"seed {self.seed} is the editor's marker for a generated seed; got none, so using random seed {seed}")
             return seed
         return self.seed
+
+
+class ImageComparer(Node):
+    """Show two images (or batches) to compare, as rgthree's Image Comparer does: both are saved
+    to the temp folder like a preview and given to the editor as `a_images` and `b_images`;
+    either may be left unconnected."""
+    category = "image"
+    output_node = True
+    image_a: IMAGE = None
+    image_b: IMAGE = None
+    comfy = ComfyAlias(("Image Comparer (rgthree)",))
+
+    def run(self):
+        show(a_images=temp_pngs(self.image_a) if self.image_a is not None else [],
+             b_images=temp_pngs(self.image_b) if self.image_b is not None else [])
 
 
 # -- ComfyUI_essentials -----------------------------------------------------------------------

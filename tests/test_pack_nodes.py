@@ -174,3 +174,22 @@ def test_ui_graph_with_pack_nodes_reads_and_runs(registry, lora_folders):
     assert result.ok, (result.problems, result.error)
     assert tuple(result.values["5"]) == (32, 24, 2)
     assert tuple(result.values["6"]) == (74, 74.0)
+
+
+def test_image_comparer_shows_both_images_as_pngs(registry, tmp_folders):
+    from PIL import Image
+
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 6, "batch_size": 2, "color": 0xFF0000}},
+             "2": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 6, "batch_size": 1, "color": 0x0000FF}},
+             "3": {"class_type": "Image Comparer (rgthree)", "inputs": {"image_a": ["1", 0], "image_b": ["2", 0]}},
+             "4": {"class_type": "Image Comparer (rgthree)", "inputs": {"image_b": ["2", 0]}}}
+    result = Executor(registry).run(parse_workflow(graph, registry))
+    assert result.ok, (result.problems, result.error)
+    shown = result.outputs["3"]
+    assert [len(shown["a_images"]), len(shown["b_images"])] == [2, 1]
+    for key, colour in (("a_images", (255, 0, 0)), ("b_images", (0, 0, 255))):
+        for entry in shown[key]:
+            assert entry["type"] == "temp"
+            picture = Image.open(tmp_folders.temp / entry["subfolder"] / entry["filename"])
+            assert picture.size == (8, 6) and picture.convert("RGB").getpixel((3, 3)) == colour
+    assert result.outputs["4"]["a_images"] == [] and len(result.outputs["4"]["b_images"]) == 1
