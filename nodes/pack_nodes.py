@@ -1,6 +1,7 @@
 """Small nodes of popular ComfyUI custom node packs, under the packs' class names, inputs and
 defaults, so that saved workflows using them run: rgthree-comfy's Lora Loader Stack, Seed and
 Image Comparer,
+KJNodes' GetImageSizeAndCount,
 ComfyUI_essentials' SimpleMath+ (its GetImageSize+ is an alias of GetImageSize: same inputs and outputs)."""
 
 from __future__ import annotations
@@ -106,6 +107,22 @@ class ImageComparer(Node):
     def run(self):
         show(a_images=temp_pngs(self.image_a) if self.image_a is not None else [],
              b_images=temp_pngs(self.image_b) if self.image_b is not None else [])
+
+
+# -- ComfyUI-KJNodes --------------------------------------------------------------------------
+
+class GetImageSizeAndCount(Node):
+    """Pass images on with their width, height and count, as KJNodes' Get Image Size & Count does
+    (the editor shows "countxwidthxheight")."""
+    category = "image"
+    image: IMAGE
+    outputs = {"image": IMAGE, "width": INT, "height": INT, "count": INT}
+    comfy = ComfyAlias(("GetImageSizeAndCount",))
+
+    def run(self):
+        count, height, width = self.image.shape[:3]
+        show(text=[f"{count}x{width}x{height}"])
+        return self.image, width, height, count
 
 
 # -- ComfyUI_essentials -----------------------------------------------------------------------

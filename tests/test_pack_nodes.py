@@ -193,3 +193,13 @@ def test_image_comparer_shows_both_images_as_pngs(registry, tmp_folders):
             picture = Image.open(tmp_folders.temp / entry["subfolder"] / entry["filename"])
             assert picture.size == (8, 6) and picture.convert("RGB").getpixel((3, 3)) == colour
     assert result.outputs["4"]["a_images"] == [] and len(result.outputs["4"]["b_images"]) == 1
+
+
+def test_get_image_size_and_count_passes_the_images_on(registry):
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 10, "height": 6, "batch_size": 3, "color": 0}},
+             "2": {"class_type": "GetImageSizeAndCount", "inputs": {"image": ["1", 0]}}}
+    result = Executor(registry).run(parse_workflow(graph, registry), outputs=["2"])
+    assert result.ok, (result.problems, result.error)
+    image, width, height, count = result.values["2"]
+    assert image is result.values["1"][0] and (width, height, count) == (10, 6, 3)
+    assert result.outputs["2"]["text"] == ["3x10x6"]
