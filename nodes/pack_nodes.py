@@ -2,7 +2,7 @@
 defaults, so that saved workflows using them run: rgthree-comfy's Lora Loader Stack, Seed and
 Image Comparer,
 KJNodes' GetImageSizeAndCount,
-ComfyUI_essentials' SimpleMath+ (its GetImageSize+ is an alias of GetImageSize: same inputs and outputs)."""
+ComfyUI_essentials' ImageResize+ and SimpleMath+ (its GetImageSize+ is an alias of GetImageSize: same inputs and outputs)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import random
 
 from graphflow.api import ANY, CLIP, FLOAT, IMAGE, INT, MODEL, Choice, ComfyAlias, Float, Int, Node, NodeInputError, \
     Text, folders, show, warn
-from nodes.image import temp_pngs
+from nodes.image import MAX_SIZE, temp_pngs
 
 # -- rgthree-comfy ----------------------------------------------------------------------------
 
@@ -126,6 +126,97 @@ class GetImageSizeAndCount(Node):
 
 
 # -- ComfyUI_essentials -----------------------------------------------------------------------
+
+ESSENTIALS_INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "nearest-exact", "lanczos")
+ESSENTIALS_METHODS = ("stretch", "keep proportion", "fill / crop", "pad")
+ESSENTIALS_CONDITIONS = ("always", "downscale if bigger", "upscale if smaller", "if bigger area", "if smaller area")
+
+
+def essentials_resize_plan(ow: int, oh: int, width: int, height: int, method: str, multiple_of: int):
+    """ImageResize+'s geometry: (size to resize to, (left, right, top, bottom) padding, (x, y, x2, y2)
+    crop or None). The target is first cut down to multiples of multiple_of. "keep proportion" and
+    "pad" fit inside the target (a 0 side is free: the image's own size or, when the other side
+    grows, the largest allowed), "pad" then pads to it evenly (the odd pixel right / bottom);
+    "fill / crop" covers the target and crops the middle; "stretch" takes the target (0: the
+    image's side)."""
+    if multiple_of > 1:
+        width, height = width - width % multiple_of, height - height % multiple_of
+    pads, crop = (0, 0, 0, 0), None
+    if method in ("keep proportion", "pad"):
+        if width == 0:  # the pack compares the image's height with the target height here
+            width = MAX_SIZE if oh < height else ow
+        if height == 0:
+            height = MAX_SIZE if ow < width else oh
+        ratio = min(width / ow, height / oh)
+        new_width, new_height = round(ow * ratio), round(oh * ratio)
+        if method == "pad":
+            left, top = (width - new_width) // 2, (height - new_height) // 2
+            pads = (left, width - new_width - left, top, height - new_height - top)
+        return (new_width, new_height), pads, crop
+    width, height = width or ow, height or oh
+    if method == "fill / crop":
+        ratio = max(width / ow, height / oh)
+        new_width, new_height = round(ow * ratio), round(oh * ratio)
+        x, y = max((new_width - width) // 2, 0), max((new_height - height) // 2, 0)
+        return (new_width, new_height), pads, (x, y, x + width, y + height)
+    return (width, height), pads, crop
+
+
+def essentials_resize_applies(condition: str, ow: int, oh: int, width: int, height: int) -> bool:
+    """Whether ImageResize+ resizes at all, comparing the image with the size it would resize to."""
+    return (condition == "always" or condition == "downscale if bigger" and (oh > height or ow > width)
+            or condition == "upscale if smaller" and (oh < height or ow < width)
+            or condition == "if bigger area" and oh * ow > height * width
+            or condition == "if smaller area" and oh * ow < height * width)
+
+
+class ImageResizePlus(Node):
+    """Resize images as ComfyUI_essentials' Image Resize does: stretch to the size, keep the
+    proportion (fit inside), fill / crop (cover, then crop the middle) or pad (fit inside, then pad
+    with black); only when the condition holds; a width or height of 0 follows the image. With
+    multiple_of, the size is cut down to its multiples first and the result cropped (about its
+    middle) to them last. Gives the images with their width and height."""
+    category = "image/transform"
+    image: IMAGE
+    width: int = Int(512, min=0, max=MAX_SIZE)
+    height: int = Int(512, min=0, max=MAX_SIZE)
+    interpolation: str = Choice(ESSENTIALS_INTERPOLATIONS, "nearest")
+    method: str = Choice(ESSENTIALS_METHODS, "stretch")
+    condition: str = Choice(ESSENTIALS_CONDITIONS, "always")
+    multiple_of: int = Int(0, min=0, max=512)
+    outputs = {"IMAGE": IMAGE, "width": INT, "height": INT}
+    comfy = ComfyAlias(("ImageResize+",))
+
+    def run(self):
+        import torch
+        import torch.nn.functional as F
+
+        from graphflow.images import resize_nchw
+
+        _, oh, ow, _ = self.image.shape
+        (width, height), pads, crop = essentials_resize_plan(ow, oh, self.width, self.height, self.method,
+                                                            self.multiple_of)
+        out = self.image
+        if essentials_resize_applies(self.condition, ow, oh, width, height):
+            x = self.image.movedim(-1, 1)
+            if self.interpolation == "nearest":  # plain torch nearest, which ComfyUI's own resizes don't offer
+                x = F.interpolate(x, size=(height, width), mode="nearest")
+            else:
+                x = resize_nchw(x, width, height, self.interpolation)
+            if any(pads):
+                x = F.pad(x, pads, value=0)
+            out = x.movedim(1, -1)
+            if crop is not None:
+                x1, y1, x2, y2 = crop
+                out = out[:, y1:y2, x1:x2, :]
+        m = self.multiple_of
+        if m > 1 and (out.shape[2] % m or out.shape[1] % m):
+            h, w = out.shape[1:3]
+            x1, y1 = (w % m) // 2, (h % m) // 2
+            out = out[:, y1:h - (h % m - y1), x1:w - (w % m - x1), :]
+        out = torch.clamp(out, 0, 1)
+        return out, out.shape[2], out.shape[1]
+
 
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
            ast.FloorDiv: operator.floordiv, ast.Pow: operator.pow, ast.Mod: operator.mod}

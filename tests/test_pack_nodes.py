@@ -203,3 +203,49 @@ def test_get_image_size_and_count_passes_the_images_on(registry):
     image, width, height, count = result.values["2"]
     assert image is result.values["1"][0] and (width, height, count) == (10, 6, 3)
     assert result.outputs["2"]["text"] == ["3x10x6"]
+
+
+@pytest.mark.parametrize("size, target, method, multiple_of, plan", [
+    ((100, 50), (64, 0), "stretch", 0, ((64, 50), (0, 0, 0, 0), None)),  # a 0 side keeps the image's
+    ((100, 50), (64, 64), "keep proportion", 0, ((64, 32), (0, 0, 0, 0), None)),
+    ((100, 50), (0, 100), "keep proportion", 0, ((200, 100), (0, 0, 0, 0), None)),  # free width may grow
+    ((100, 50), (0, 40), "keep proportion", 0, ((80, 40), (0, 0, 0, 0), None)),
+    ((100, 50), (64, 64), "pad", 0, ((64, 32), (0, 0, 16, 16), None)),
+    ((100, 50), (65, 63), "pad", 0, ((65, 32), (0, 0, 15, 16), None)),  # 32.5 rounds to even; odd pixel below
+    ((100, 50), (64, 64), "fill / crop", 0, ((128, 64), (0, 0, 0, 0), (32, 0, 96, 64))),
+    ((100, 50), (70, 70), "stretch", 32, ((64, 64), (0, 0, 0, 0), None)),  # cut down to multiples first
+])
+def test_image_resize_plus_geometry(size, target, method, multiple_of, plan):
+    from nodes.pack_nodes import essentials_resize_plan
+
+    assert essentials_resize_plan(*size, *target, method, multiple_of) == plan
+
+
+def test_image_resize_plus_node(registry):
+    import torch.nn.functional as F
+
+    image = torch.rand(2, 50, 100, 3, generator=torch.Generator().manual_seed(0))
+
+    def resize(**widgets):
+        return call(registry, "ImageResizePlus", image=image, **widgets)
+
+    def reference(h, w):
+        return F.interpolate(image.movedim(-1, 1), size=(h, w), mode="bilinear").movedim(1, -1).clamp(0, 1)
+
+    out, w, h = resize(width=64, height=64, method="pad", interpolation="bilinear")
+    assert (w, h) == (64, 64)
+    assert torch.equal(out[:, :16], torch.zeros(2, 16, 64, 3)) and torch.equal(out[:, 48:], torch.zeros(2, 16, 64, 3))
+    assert torch.allclose(out[:, 16:48], reference(32, 64))
+    out, w, h = resize(width=64, height=64, method="fill / crop", interpolation="bilinear")
+    assert (w, h) == (64, 64) and torch.allclose(out, reference(64, 128)[:, :, 32:96])
+    out, w, h = resize(width=0, height=0, multiple_of=16)  # no resize, then cut to multiples about the middle
+    assert (w, h) == (96, 48) and torch.equal(out, image[:, 1:49, 2:98])
+    out, _, _ = resize(width=200, height=100, condition="downscale if bigger")
+    assert torch.equal(out, image)  # smaller already: left alone
+    out, w, h = resize(width=200, height=100, condition="upscale if smaller", interpolation="nearest")
+    assert (w, h) == (200, 100) and torch.equal(out, image.repeat_interleave(2, 1).repeat_interleave(2, 2))
+    out, w, h = resize(width=30, height=20, interpolation="lanczos")
+    assert (w, h) == (30, 20) and 0 <= out.min() and out.max() <= 1
+    cls = registry.get("ImageResizePlus")
+    assert list(cls.input_specs)[:7] == ["image", "width", "height", "interpolation", "method", "condition",
+                                         "multiple_of"]
