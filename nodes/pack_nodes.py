@@ -1,7 +1,7 @@
 """Small nodes of popular ComfyUI custom node packs, under the packs' class names, inputs and
 defaults, so that saved workflows using them run: rgthree-comfy's Lora Loader Stack, Seed and
 Image Comparer,
-KJNodes' GetImageSizeAndCount,
+KJNodes' GetImageSizeAndCount and ConditioningMultiCombine,
 ComfyUI_essentials' ImageResize+ and SimpleMath+ (its GetImageSize+ is an alias of GetImageSize: same inputs and outputs)."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import math
 import operator
 import random
 
-from graphflow.api import ANY, CLIP, FLOAT, IMAGE, INT, MODEL, Choice, ComfyAlias, Float, Int, Node, NodeInputError, \
+from graphflow.api import ANY, CLIP, CONDITIONING, FLOAT, IMAGE, INT, MODEL, Choice, ComfyAlias, Float, Int, Node, NodeInputError, \
     Text, folders, show, warn
+from nodes.conditioning import concat_conditioning
 from nodes.image import MAX_SIZE, temp_pngs
 
 # -- rgthree-comfy ----------------------------------------------------------------------------
@@ -123,6 +124,50 @@ class GetImageSizeAndCount(Node):
         count, height, width = self.image.shape[:3]
         show(text=[f"{count}x{width}x{height}"])
         return self.image, width, height, count
+
+
+class ConditioningMultiCombine(Node):
+    """Combine (or concatenate) conditioning_1 ... conditioning_<inputcount>, as KJNodes'
+    Conditioning Multi Combine does: each next one is combined in front of what came before
+    (ConditioningCombine(new, so far)), or appended to it as more tokens (ConditioningConcat(so
+    far, new)). Gives the result and inputcount."""
+    category = "conditioning"
+    inputcount: int = Int(2, min=2, max=20)
+    operation: str = Choice(("combine", "concat"), "combine")
+    conditioning_1: CONDITIONING
+    conditioning_2: CONDITIONING
+    conditioning_3: CONDITIONING = None
+    conditioning_4: CONDITIONING = None
+    conditioning_5: CONDITIONING = None
+    conditioning_6: CONDITIONING = None
+    conditioning_7: CONDITIONING = None
+    conditioning_8: CONDITIONING = None
+    conditioning_9: CONDITIONING = None
+    conditioning_10: CONDITIONING = None
+    conditioning_11: CONDITIONING = None
+    conditioning_12: CONDITIONING = None
+    conditioning_13: CONDITIONING = None
+    conditioning_14: CONDITIONING = None
+    conditioning_15: CONDITIONING = None
+    conditioning_16: CONDITIONING = None
+    conditioning_17: CONDITIONING = None
+    conditioning_18: CONDITIONING = None
+    conditioning_19: CONDITIONING = None
+    conditioning_20: CONDITIONING = None
+    outputs = {"combined": CONDITIONING, "inputcount": INT}
+    comfy = ComfyAlias(("ConditioningMultiCombine",))
+
+    def run(self):
+        combined = self.conditioning_1
+        for i in range(2, self.inputcount + 1):
+            new = getattr(self, f"conditioning_{i}")
+            if new is None:
+                raise NodeInputError(f"conditioning_{i}", f"not connected, but inputcount is {self.inputcount}")
+            if self.operation == "combine":
+                combined = list(new) + list(combined)
+            else:
+                combined = concat_conditioning(combined, new, f"conditioning_{i}")
+        return combined, self.inputcount
 
 
 # -- ComfyUI_essentials -----------------------------------------------------------------------

@@ -249,3 +249,26 @@ def test_image_resize_plus_node(registry):
     cls = registry.get("ImageResizePlus")
     assert list(cls.input_specs)[:7] == ["image", "width", "height", "interpolation", "method", "condition",
                                          "multiple_of"]
+
+
+def test_conditioning_multi_combine_follows_the_packs_order(registry):
+    conds = [[(torch.randn(1, 3 + i, 8, generator=torch.Generator().manual_seed(i)), {"index": i})] for i in range(4)]
+    inputs = {f"conditioning_{i + 1}": c for i, c in enumerate(conds)}
+    combined, count = call(registry, "ConditioningMultiCombine", inputcount=3, **inputs)
+    assert count == 3
+    expected = call(registry, "ConditioningCombine", conditioning_1=conds[2],  # ComfyUI's combine(new, so far)
+                    conditioning_2=call(registry, "ConditioningCombine", conditioning_1=conds[1],
+                                        conditioning_2=conds[0]))
+    assert [o["index"] for _, o in combined] == [2, 1, 0] == [o["index"] for _, o in expected]
+    assert all(torch.equal(a, b) for (a, _), (b, _) in zip(combined, expected))
+    concat, _ = call(registry, "ConditioningMultiCombine", inputcount=4, operation="concat", **inputs)
+    [(tokens, options)] = concat
+    assert torch.equal(tokens, torch.cat([c[0][0] for c in conds], dim=1)) and options == {"index": 0}
+    with pytest.raises(NodeInputError, match="not connected") as caught:
+        call(registry, "ConditioningMultiCombine", inputcount=3, conditioning_1=conds[0], conditioning_2=conds[1])
+    assert caught.value.input == "conditioning_3"
+    wide = [(torch.zeros(1, 2, 16), {})]
+    with pytest.raises(NodeInputError, match="16 wide") as caught:
+        call(registry, "ConditioningMultiCombine", inputcount=2, operation="concat", conditioning_1=conds[0],
+             conditioning_2=wide)
+    assert caught.value.input == "conditioning_2"
