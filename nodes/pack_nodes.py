@@ -1,12 +1,13 @@
 """Small nodes of popular ComfyUI custom node packs, under the packs' class names, inputs and
-defaults, so that saved workflows using them run: rgthree-comfy's Lora Loader Stack, Seed and
-Image Comparer,
+defaults, so that saved workflows using them run: rgthree-comfy's Power Lora Loader, Lora Loader
+Stack, Seed and Image Comparer,
 KJNodes' GetImageSizeAndCount and ConditioningMultiCombine,
 ComfyUI_essentials' ImageResize+ and SimpleMath+ (its GetImageSize+ is an alias of GetImageSize: same inputs and outputs)."""
 
 from __future__ import annotations
 
 import ast
+import json
 import math
 import operator
 import random
@@ -27,6 +28,61 @@ RGTHREE_SPECIAL_SEEDS = (-1, -2, -3)
 
 def _lora_choices() -> list[str]:
     return ["None"] + folders.list_models("loras")
+
+
+class PowerLoraLoader(Node):
+    """Apply any number of LoRAs in turn, as rgthree's Power Lora Loader does. `loras` is a JSON
+    list of the pack's rows {on, lora, strength, strengthTwo} (its lora_1, lora_2 ... inputs and
+    saved row widgets are read into it): a row that is on and has a non-zero strength is applied
+    with `strength` to the model and `strengthTwo` (or, when absent or null, `strength`) to the
+    text encoder; without a text encoder connected only the model is changed."""
+    category = "loaders"
+    model: MODEL = None
+    clip: CLIP = None
+    loras: str = Text("[]", multiline=True)
+    outputs = {"MODEL": MODEL, "CLIP": CLIP}
+    comfy = ComfyAlias(("Power Lora Loader (rgthree)",), gather={"lora_": "loras"},
+                       ignore=("PowerLoraLoaderHeaderWidget", "\u2795 Add Lora"))
+
+    @classmethod
+    def fingerprint(cls, loras="[]", **widgets):
+        try:
+            rows = json.loads(loras)
+            return tuple(folders.model_state("loras", r["lora"]) for r in rows if isinstance(r, dict) and r.get("on"))
+        except (ValueError, TypeError, KeyError, FileNotFoundError):
+            return None  # run() names the problem
+
+    def run(self):
+        model, clip = self.model, self.clip
+        for row in power_lora_rows(self.loras):
+            strength_model = row["strength"]
+            strength_clip = row.get("strengthTwo")
+            if clip is None:
+                if strength_clip:
+                    warn(f"{row['lora']}: a text encoder strength ({strength_clip}) but no text encoder connected")
+                strength_clip = 0
+            elif strength_clip is None:
+                strength_clip = strength_model
+            if row["on"] and (strength_model != 0 or strength_clip != 0) and model is not None:
+                model, clip = _apply_lora(model, clip, row["lora"], strength_model, strength_clip, "loras")
+        return model, clip
+
+
+def power_lora_rows(text: str) -> list[dict]:
+    """The Power Lora Loader's rows from its JSON text; rows lacking on, lora or strength are
+    skipped, as the pack skips them."""
+    try:
+        rows = json.loads(text)
+    except ValueError as e:
+        raise NodeInputError("loras", f"expected a JSON list of LoRA rows, got {text[:60]!r} ({e})") from None
+    if not isinstance(rows, list):
+        raise NodeInputError("loras", f"expected a JSON list of LoRA rows, got {type(rows).__name__}")
+    rows = [r for r in rows if isinstance(r, dict) and {"on", "lora", "strength"} <= r.keys()]
+    for row in rows:
+        strengths = [row["strength"]] + ([row["strengthTwo"]] if row.get("strengthTwo") is not None else [])
+        if not isinstance(row["lora"], str) or not all(isinstance(v, (int, float)) for v in strengths):
+            raise NodeInputError("loras", f"a row needs a file name and numeric strengths, got {row}")
+    return rows
 
 
 class LoraLoaderStack(Node):

@@ -3,6 +3,8 @@ rgthree's Lora Loader Stack (LoraLoader applied in turn, "None" skipped) and See
 the editor's markers, a random seed when they reach the backend), ComfyUI_essentials' SimpleMath+
 (its expression grammar, nothing else evaluated) and GetImageSize+."""
 
+import json
+
 import pytest
 import torch
 
@@ -272,3 +274,55 @@ def test_conditioning_multi_combine_follows_the_packs_order(registry):
         call(registry, "ConditioningMultiCombine", inputcount=2, operation="concat", conditioning_1=conds[0],
              conditioning_2=wide)
     assert caught.value.input == "conditioning_2"
+
+
+ROWS = [{"on": True, "lora": "first.safetensors", "strength": 0.7, "strengthTwo": None},
+        {"on": False, "lora": "second.safetensors", "strength": 1.0, "strengthTwo": None},
+        {"on": True, "lora": "second.safetensors", "strength": -0.5, "strengthTwo": 0.3}]
+
+
+def test_power_lora_loader_equals_lora_loaders_for_the_rows_that_are_on(registry, lora_folders):
+    """API form: the editor's lora_1, lora_2 ... inputs (and its header / button entries)."""
+    power = {"1": CKPT, "2": {"class_type": "Power Lora Loader (rgthree)", "inputs": {
+        "model": ["1", 0], "clip": ["1", 1], "PowerLoraLoaderHeaderWidget": {"type": "PowerLoraLoaderHeaderWidget"},
+        "lora_1": ROWS[0], "lora_2": ROWS[1], "lora_3": ROWS[2], "\u2795 Add Lora": ""}}}
+    chained = {"1": CKPT, "2": lora("1", "first.safetensors", 0.7), "3": lora("2", "second.safetensors", -0.5)}
+    chained["3"]["inputs"]["strength_clip"] = 0.3
+    workflow = parse_workflow(power, registry)
+    assert json.loads(workflow.to_json()["nodes"]["2"]["inputs"]["loras"]) == ROWS
+    executor = Executor(registry)
+    got = executor.run(workflow, outputs=["2"])
+    want = executor.run(parse_workflow(chained, registry), outputs=["3"])
+    assert got.ok and want.ok, (got.problems, got.error, want.problems, want.error)
+    (unet, text), (unet_want, text_want) = weights(*got.values["2"]), weights(*want.values["3"])
+    base_unet, _ = weights(*got.values["1"][:2])
+    assert any(not torch.equal(unet[n], base_unet[n]) for n in unet)
+    assert all(torch.equal(unet[n], unet_want[n]) for n in unet)
+    assert all(torch.equal(text[n], text_want[n]) for n in text)
+    # without a text encoder only the model changes, as LoraLoaderModelOnly
+    del power["2"]["inputs"]["clip"]
+    only = executor.run(parse_workflow(power, registry), outputs=["2"])
+    assert only.ok, (only.problems, only.error)
+    model, clip = only.values["2"]
+    assert clip is None and all(torch.equal(a, b) for a, b in zip(weights(model, got.values["1"][1])[0].values(),
+                                                                    unet.values()))
+
+
+def test_power_lora_loader_ui_rows_and_bad_rows(registry, lora_folders):
+    widgets = [{}, {"type": "PowerLoraLoaderHeaderWidget"}, *ROWS, {}, ""]  # as the pack's editor saves them
+    nodes = [ui_node(1, "CheckpointLoaderSimple", ["tiny.safetensors"],
+                     outputs=[("MODEL", "MODEL", [1]), ("CLIP", "CLIP", [2]), ("VAE", "VAE", [])]),
+             ui_node(2, "Power Lora Loader (rgthree)", widgets, [("model", "MODEL", 1, False), ("clip", "CLIP", 2, False)],
+                     [("MODEL", "MODEL", []), ("CLIP", "CLIP", [])])]
+    graph = {"last_node_id": 2, "last_link_id": 2, "nodes": nodes, "groups": [], "config": {}, "extra": {},
+             "links": [[1, 1, 0, 2, 0, "MODEL"], [2, 1, 1, 2, 1, "CLIP"]], "version": 0.4}
+    workflow = parse_workflow(graph, registry)
+    assert json.loads(workflow.to_json()["nodes"]["2"]["inputs"]["loras"]) == ROWS
+    assert Executor(registry).run(workflow, outputs=["2"]).ok
+    for loras, message in [("[{", "JSON list"), ('{"on": true}', "JSON list"),
+                           ('[{"on": true, "lora": "first.safetensors", "strength": "high"}]', "numeric"),
+                           ('[{"on": true, "lora": "gone.safetensors", "strength": 1}]', "gone.safetensors")]:
+        graph = {"1": CKPT, "2": {"class_type": "Power Lora Loader (rgthree)",
+                                  "inputs": {"model": ["1", 0], "clip": ["1", 1], "loras": loras}}}
+        result = Executor(registry).run(parse_workflow(graph, registry), outputs=["2"])
+        assert not result.ok and message in str(result.error or result.problems)
