@@ -111,6 +111,7 @@ def render() -> str:
                           for name, values in alias.values.items()]
                 notes += [f"`{name}` = `{value!r}`" for name, value in alias.fixed.items()]
                 notes += [f"`{name}` ignored" for name in alias.ignore]
+                notes += [f"`{prefix}1`, `{prefix}2` ... → `{ours}` (a JSON list)" for prefix, ours in alias.gather.items()]
                 if class_type not in comfy_catalogue():
                     notes.insert(0, f"custom node pack {custom_pack(class_type) or '(unnamed)'}")
                 shown = class_type.replace("|", "\\|")  # a table cell ends at a bare | even in code
