@@ -119,6 +119,22 @@ def _alias_for(cls, class_type: str):
     return next((a for a in comfy_aliases(cls) if class_type in a.class_types), None) if cls else None
 
 
+def _gathered(raw_inputs: dict, alias) -> dict:
+    """The inputs with those the alias gathers (ComfyAlias.gather) put together as JSON lists."""
+    if alias is None or not alias.gather:
+        return raw_inputs
+    out, lists = {}, {}
+    for name, value in raw_inputs.items():
+        prefix = next((p for p in alias.gather if name.startswith(p) and name[len(p):].isdigit()), None)
+        if prefix is None:
+            out[name] = value
+        else:
+            lists.setdefault(alias.gather[prefix], []).append((int(name[len(prefix):]), value))
+    for ours, numbered in lists.items():
+        out[ours] = json.dumps([value for _, value in sorted(numbered, key=lambda item: item[0])])
+    return out
+
+
 def _folder_class(class_type, raw_inputs) -> str:
     """The class to read a node as, given its file names' folder annotations (FOLDER_CLASSES)."""
     if not isinstance(raw_inputs, dict):
@@ -168,7 +184,7 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
         alias = _alias_for(cls, class_type)
         declared = {i["name"] for i in catalogue[class_type]["inputs"]} if class_type in catalogue else None
         inputs = dict(alias.fixed) if alias is not None else {}
-        for name, value in raw_inputs.items():
+        for name, value in _gathered(raw_inputs, alias).items():
             ours = alias.inputs.get(name, name) if alias is not None else name
             undeclared = declared is not None and name not in declared and not (cls and ours in cls.input_specs)
             if name in UPLOAD_INPUTS or undeclared:  # graphflow's own extra inputs are kept

@@ -7,6 +7,9 @@ code does when it builds the API prompt (a backend never sees them):
 - rgthree's virtual nodes: `Reroute (rgthree)` forwards its input; the group and node muters and
   bypassers, Fast Actions Button, Bookmark and Label only change node modes (already saved in
   the file) or help to navigate, so they are left out.
+- rgthree's Power Lora Loader: its editor turns each LoRA row widget ({on, lora, strength,
+  strengthTwo}) into an input lora_1, lora_2 ...; here the rows (the widgets that are such dicts,
+  among the header, divider and button widgets) become the node's one widget, a JSON list.
 - cg-use-everywhere's broadcasters: each linked input of an Everywhere node is sent to every
   unconnected input of the same type in its graph, under the node's restrictions (title and
   input-name regexes, colour), the highest priority winning; a tie connects nothing in ComfyUI
@@ -18,6 +21,7 @@ pack's nodes become forwarders (`__forward`: output slot i passes on input i) or
 broadcasts become links, and it returns the problems found.
 """
 
+import json
 import re
 
 from graphflow.workflow import Problem
@@ -25,6 +29,7 @@ from graphflow.workflow import Problem
 MUTED, BYPASSED = 2, 4
 SET, GET = "SetNode", "GetNode"
 RGTHREE_REROUTE = "Reroute (rgthree)"
+POWER_LORA_LOADER = "Power Lora Loader (rgthree)"
 # rgthree-comfy's RgthreeBaseVirtualNode subclasses that carry no data
 RGTHREE_VIRTUAL = ("Fast Groups Muter (rgthree)", "Fast Groups Bypasser (rgthree)", "Fast Muter (rgthree)",
                    "Fast Bypasser (rgthree)", "Fast Actions Button (rgthree)", "Bookmark (rgthree)",
@@ -44,6 +49,9 @@ def resolve(nodes: dict[str, dict], links: dict[str, tuple]) -> list[Problem]:
     _set_get(nodes, problems)
     _broadcasts(nodes, links, problems)
     for node in nodes.values():
+        if node.get("type") == POWER_LORA_LOADER and isinstance(node.get("widgets_values"), list):
+            rows = [v for v in node["widgets_values"] if isinstance(v, dict) and "lora" in v]
+            node["widgets_values"] = [json.dumps(rows)]
         if node.get("type") == RGTHREE_REROUTE:
             node["type"] = "__forward"
         elif node.get("type") in RGTHREE_VIRTUAL + BROADCASTERS:  # muted or bypassed broadcasters send nothing

@@ -230,6 +230,9 @@ class ComfyAlias:
     # our file-name inputs whose ComfyUI names may carry a folder annotation ("x.png [output]"),
     # with the folder our node reads them from: stripped on import, written back
     folders: dict[str, str] = field(default_factory=dict)
+    # ComfyUI inputs named prefix + number (rgthree's lora_1, lora_2 ...) gathered, in number order,
+    # into one of ours as JSON text: {prefix: our input}
+    gather: dict[str, str] = field(default_factory=dict)
 
 
 def comfy_aliases(cls) -> tuple[ComfyAlias, ...]:

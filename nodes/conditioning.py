@@ -138,15 +138,20 @@ class ConditioningConcat(Node):
     comfy = ComfyAlias(("ConditioningConcat",))
 
     def run(self):
-        import torch
-        source = _first(self.conditioning_from, "conditioning_from")[0]
-        out = []
-        for cond, options in self.conditioning_to:
-            if cond.shape[-1] != source.shape[-1]:
-                raise NodeInputError("conditioning_from", f"embeddings are {source.shape[-1]} wide; "
-                                                          f"conditioning_to's are {cond.shape[-1]} (another model?)")
-            out.append((torch.cat([cond, source.to(cond.dtype).expand(cond.shape[0], -1, -1)], dim=1), dict(options)))
-        return out
+        return concat_conditioning(self.conditioning_to, self.conditioning_from, "conditioning_from")
+
+
+def concat_conditioning(conditioning_to, conditioning_from, input_name: str) -> list:
+    """ConditioningConcat's result; a width mismatch is an error naming `input_name`."""
+    import torch
+    source = _first(conditioning_from, input_name)[0]
+    out = []
+    for cond, options in conditioning_to:
+        if cond.shape[-1] != source.shape[-1]:
+            raise NodeInputError(input_name, f"embeddings are {source.shape[-1]} wide; "
+                                             f"the conditioning it is appended to is {cond.shape[-1]} wide (another model?)")
+        out.append((torch.cat([cond, source.to(cond.dtype).expand(cond.shape[0], -1, -1)], dim=1), dict(options)))
+    return out
 
 
 class ConditioningAverage(Node):

@@ -158,6 +158,11 @@ class PreviewImage(Node):
 
 def preview(images) -> None:
     """Show an IMAGE batch in the editor from PNGs in the temp folder."""
+    show(images=temp_pngs(images))
+
+
+def temp_pngs(images) -> list[dict]:
+    """An IMAGE batch saved as PNGs in the temp folder: the editor's {filename, subfolder, type} of each."""
     from graphflow.images import image_to_pil
     folders.temp.mkdir(parents=True, exist_ok=True)
     stem = f"preview_{uuid.uuid4().hex[:12]}"
@@ -166,7 +171,7 @@ def preview(images) -> None:
         name = f"{stem}_{i:05d}.png"
         image_to_pil(image).save(folders.temp / name, compress_level=1)
         shown.append({"filename": name, "subfolder": "", "type": "temp"})
-    show(images=shown)
+    return shown
 
 
 class SaveImageWebsocket(Node):
@@ -412,7 +417,7 @@ class GetImageSize(Node):
     category = "image"
     image: IMAGE
     outputs = {"width": INT, "height": INT, "batch_size": INT}
-    comfy = ComfyAlias(("GetImageSize",))
+    comfy = ComfyAlias(("GetImageSize", "GetImageSize+"))
 
     def run(self):
         b, h, w, _ = _image(self.image, "image").shape

@@ -111,6 +111,7 @@ def render() -> str:
                           for name, values in alias.values.items()]
                 notes += [f"`{name}` = `{value!r}`" for name, value in alias.fixed.items()]
                 notes += [f"`{name}` ignored" for name in alias.ignore]
+                notes += [f"`{prefix}1`, `{prefix}2` ... → `{ours}` (a JSON list)" for prefix, ours in alias.gather.items()]
                 if class_type not in comfy_catalogue():
                     notes.insert(0, f"custom node pack {custom_pack(class_type) or '(unnamed)'}")
                 shown = class_type.replace("|", "\\|")  # a table cell ends at a bare | even in code
@@ -164,7 +165,7 @@ def render() -> str:
               "An input two broadcasts of the same top priority match is a problem naming it (ComfyUI connects "
               "neither).", "",
               "Backend nodes of custom packs with a graphflow node of their own are in the table above "
-              "(`ShowText|pysssss`, `Display Any (rgthree)`).", ""]
+              "(listed as built in under \"Custom node packs recognised by name\").", ""]
     lines += ["", "## Custom node packs recognised by name", ""]
     built_in: dict[str, list[str]] = {}
     for class_type in sorted(mapped - set(catalogue)):
