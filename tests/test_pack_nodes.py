@@ -15,6 +15,7 @@ from graphflow.registry import Registry
 from graphflow.testing import write_checkpoint, write_lora
 from graphflow.workflow import parse_workflow
 from nodes.pack_nodes import RGTHREE_SEED_MAX, simple_math
+from tests.test_nodes_image_mask import call
 
 
 @pytest.fixture(scope="module")
@@ -32,17 +33,6 @@ def lora_folders(tmp_folders):
     return tmp_folders
 
 
-def call(registry, node_type, **inputs):
-    """One node's run() on the given inputs (widget defaults filled in)."""
-    cls = registry.get(node_type)
-    values = cls.widget_model.model_validate({k: v for k, v in inputs.items()
-                                              if cls.input_specs[k].widget}).model_dump()
-    node = cls.__new__(cls)
-    node.__dict__.update(values)
-    node.__dict__.update({k: v for k, v in inputs.items() if cls.input_specs[k].socket})
-    for name in cls.input_specs:
-        node.__dict__.setdefault(name, None)
-    return node.run()
 
 
 def weights(model, clip):

@@ -16,6 +16,7 @@ from graphflow.folders import BUNDLED
 from graphflow.registry import Registry
 from graphflow.testing import write_esrgan
 from graphflow.workflow import parse_workflow
+from tests.test_nodes_image_mask import call
 
 
 @pytest.fixture(scope="module")
@@ -23,17 +24,6 @@ def registry():
     return Registry().load_builtin()
 
 
-def call(registry, node_type, **inputs):
-    """Run one node's run() directly with the given inputs (defaults filled in)."""
-    cls = registry.get(node_type)
-    values = cls.widget_model.model_validate({k: v for k, v in inputs.items()
-                                              if cls.input_specs[k].widget}).model_dump()
-    node = cls.__new__(cls)
-    node.__dict__.update(values)
-    node.__dict__.update({k: v for k, v in inputs.items() if cls.input_specs[k].socket})
-    for name in cls.input_specs:
-        node.__dict__.setdefault(name, None)
-    return node.run()
 
 
 @pytest.fixture(scope="module")
