@@ -134,12 +134,16 @@ class Folders:
         return sorted(names)
 
     def find_model(self, kind: str, name: str) -> Path:
+        return self._find(kind, name, Path.is_file, "file")
+
+    def _find(self, kind: str, name: str, found, what: str) -> Path:
+        """The first `name` under the kind's search path for which `found(path)` holds."""
         for base in self.model_dirs(kind):
             path = safe_join(base, name, follow_links=True)
-            if path.is_file():
+            if found(path):
                 return path
         searched = ", ".join(str(d) for d in self.model_dirs(kind))
-        raise FileNotFoundError(f"no {kind} file named {name!r} in {searched}")
+        raise FileNotFoundError(f"no {kind} {what} named {name!r} in {searched}")
 
     def model_state(self, kind: str, name: str) -> str:
         """A model file's identity for node caches (graphflow.models.weight_files.file_state: size
@@ -163,12 +167,7 @@ class Folders:
         return sorted(names)
 
     def find_model_folder(self, kind: str, name: str) -> Path:
-        for base in self.model_dirs(kind):
-            path = safe_join(base, name, follow_links=True)
-            if path.is_dir():
-                return path
-        searched = ", ".join(str(d) for d in self.model_dirs(kind))
-        raise FileNotFoundError(f"no {kind} folder named {name!r} in {searched}")
+        return self._find(kind, name, Path.is_dir, "folder")
 
     def input_dirs(self) -> list[Path]:
         """Where LoadImage looks: the user's inputs (uploads go there), then the bundled examples."""

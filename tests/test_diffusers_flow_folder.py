@@ -10,6 +10,7 @@ import torch
 
 from graphflow.context import NodeInputError
 from graphflow.testing import T5_TINY_WIDTH, t5_config
+from tests.test_diffusers_folder import _close, diffusers_dir  # noqa: F401 (a fixture)
 from tests.test_nodes_image_mask import call
 
 diffusers = pytest.importorskip("diffusers")
@@ -81,18 +82,6 @@ def write_folder(root, family: str, sharded: bool = False, t5: bool = True) -> d
     index["scheduler"] = ["diffusers", "FlowMatchEulerDiscreteScheduler"]
     (root / "model_index.json").write_text(json.dumps(index))
     return parts
-
-
-@pytest.fixture
-def diffusers_dir(tmp_folders):
-    folder = tmp_folders.models / "diffusers"
-    folder.mkdir(parents=True)
-    return folder
-
-
-def _close(ours, theirs, tol=1e-4):
-    assert ours.shape == theirs.shape
-    assert (ours.float() - theirs.float()).abs().max().item() <= tol * max(1.0, theirs.abs().max().item())
 
 
 def _load(path):
