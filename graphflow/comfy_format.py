@@ -683,10 +683,16 @@ def _output_index(registry, workflow: Workflow, src: str, output) -> int:
 def _comfy_inputs(node, cls, alias, registry, workflow) -> dict:
     """A node's inputs in ComfyUI's names and values (links as [id, index])."""
     back = {ours: theirs for theirs, ours in alias.inputs.items()} if alias else {}
+    scattered = {ours: prefix for prefix, ours in alias.gather.items()} if alias else {}
     out = {}
     for name, value in node.inputs.items():
         if alias is not None and name in alias.fixed:
             continue
+        if name in scattered and isinstance(literal(value), str):
+            items = _json_list(literal(value))
+            if items is not None:  # back into prefix + number inputs, as the pack's editor sends them
+                out.update({f"{scattered[name]}{i}": item for i, item in enumerate(items, 1)})
+                continue
         if is_link(value):
             out[back.get(name, name)] = [value[0], _output_index(registry, workflow, value[0], value[1])]
             continue
@@ -698,6 +704,14 @@ def _comfy_inputs(node, cls, alias, registry, workflow) -> dict:
             value = annotated_name(alias, name, value)
         out[back.get(name, name)] = {"__value__": value} if isinstance(value, list) else value
     return out
+
+
+def _json_list(text: str) -> list | None:
+    try:
+        items = json.loads(text)
+    except ValueError:
+        return None
+    return items if isinstance(items, list) else None
 
 
 def annotated_name(alias, name: str, value: str) -> str:
@@ -739,7 +753,7 @@ def _api_graph(workflow: Workflow, registry) -> dict:
                                  if spec.socket is None and spec.default is not None}
             back = {ours: theirs for theirs, ours in alias.inputs.items()} if alias else {}
             for name, default in cls_with_defaults.items():
-                if alias is not None and name in alias.fixed:
+                if alias is not None and (name in alias.fixed or name in alias.gather.values()):
                     continue
                 inputs.setdefault(back.get(name, name), default)
             if class_type in catalogue:
@@ -842,6 +856,8 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
         if node_id not in ids:
             continue
         class_type, inputs = entry["class_type"], entry["inputs"]
+        # gathered inputs are widgets of their own in the editor (rgthree's rows): ours again
+        inputs = _gathered(inputs, _alias_for(registry.comfy_node(class_type), class_type))
         order = _widget_order(class_type, registry) or []
         old = originals.get(node_id) if _same_class(originals.get(node_id), class_type, workflow, node_id, registry) else None
         record = converted.get(node_id, {})
@@ -920,6 +936,8 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
         ui_node["inputs"] = new_inputs
         # A class without widgets keeps what its frontend saved there (the text pysssss's Show Text shows).
         ui_node["widgets_values"] = widgets if widgets or not old else old.get("widgets_values", widgets)
+        if class_type == comfy_pack_nodes.POWER_LORA_LOADER:
+            ui_node["widgets_values"] = comfy_pack_nodes.power_lora_widgets(inputs.get("loras", "[]"))
         # Values of inputs ComfyUI's class lacks (ours: KSampler's noise_mode, tiling sizes) have no
         # place among its positional widgets; they ride in the node's properties, which ComfyUI keeps.
         known = {spec["name"] for spec in order}

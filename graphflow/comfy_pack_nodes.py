@@ -9,7 +9,8 @@ code does when it builds the API prompt (a backend never sees them):
   the file) or help to navigate, so they are left out.
 - rgthree's Power Lora Loader: its editor turns each LoRA row widget ({on, lora, strength,
   strengthTwo}) into an input lora_1, lora_2 ...; here the rows (the widgets that are such dicts,
-  among the header, divider and button widgets) become the node's one widget, a JSON list.
+  among the header, divider and button widgets) become the node's one widget, a JSON list;
+  `power_lora_widgets` writes them back as the editor saves them.
 - cg-use-everywhere's broadcasters: each linked input of an Everywhere node is sent to every
   unconnected input of the same type in its graph, under the node's restrictions (title and
   input-name regexes, colour), the highest priority winning; a tie connects nothing in ComfyUI
@@ -49,14 +50,34 @@ def resolve(nodes: dict[str, dict], links: dict[str, tuple]) -> list[Problem]:
     _set_get(nodes, problems)
     _broadcasts(nodes, links, problems)
     for node in nodes.values():
-        if node.get("type") == POWER_LORA_LOADER and isinstance(node.get("widgets_values"), list):
-            rows = [v for v in node["widgets_values"] if isinstance(v, dict) and "lora" in v]
-            node["widgets_values"] = [json.dumps(rows)]
+        values = node.get("widgets_values")
+        # one text value: the JSON list itself (as graphflow wrote the node before it wrote the pack's shape)
+        if node.get("type") == POWER_LORA_LOADER and isinstance(values, list) and \
+                not (len(values) == 1 and isinstance(values[0], str)):
+            node["widgets_values"] = [json.dumps(_power_lora_rows(values))]
         if node.get("type") == RGTHREE_REROUTE:
             node["type"] = "__forward"
         elif node.get("type") in RGTHREE_VIRTUAL + BROADCASTERS:  # muted or bypassed broadcasters send nothing
             node.update(type="__forward", inputs=[])
     return problems
+
+
+def _power_lora_rows(values: list) -> list[dict]:
+    return [v for v in values if isinstance(v, dict) and "lora" in v]  # rgthree's own test for a row
+
+
+def power_lora_widgets(loras) -> list:
+    """The Power Lora Loader's widgets_values as the pack's editor saves them, from the node's
+    JSON list of rows (text that is no such list is kept as the one value, for the reader to
+    report)."""
+    try:
+        rows = json.loads(loras) if isinstance(loras, str) else loras
+    except ValueError:
+        rows = None
+    if not isinstance(rows, list):
+        return [loras]
+    # before the rows a divider and the header, after them a divider and the Add Lora button
+    return [{}, {"type": "PowerLoraLoaderHeaderWidget"}, *_power_lora_rows(rows), {}, ""]
 
 
 def _scope(node_id: str) -> str:

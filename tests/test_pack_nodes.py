@@ -10,6 +10,7 @@ import torch
 
 from graphflow import memory
 from graphflow.context import NodeInputError
+from graphflow.comfy_format import export_api, export_ui
 from graphflow.executor import Executor
 from graphflow.registry import Registry
 from graphflow.testing import write_checkpoint, write_lora
@@ -316,3 +317,40 @@ def test_power_lora_loader_ui_rows_and_bad_rows(registry, lora_folders):
                                   "inputs": {"model": ["1", 0], "clip": ["1", 1], "loras": loras}}}
         result = Executor(registry).run(parse_workflow(graph, registry), outputs=["2"])
         assert not result.ok and message in str(result.error or result.problems)
+
+
+def power_lora_ui_graph(widgets):
+    nodes = [ui_node(1, "CheckpointLoaderSimple", ["tiny.safetensors"],
+                     outputs=[("MODEL", "MODEL", [1]), ("CLIP", "CLIP", [2]), ("VAE", "VAE", [])]),
+             ui_node(2, "Power Lora Loader (rgthree)", widgets, [("model", "MODEL", 1, False), ("clip", "CLIP", 2, False)],
+                     [("MODEL", "MODEL", []), ("CLIP", "CLIP", [])])]
+    nodes[1]["properties"] = {"Show Strengths": "Separate Model & Clip"}
+    return {"last_node_id": 2, "last_link_id": 2, "nodes": nodes, "groups": [], "config": {}, "extra": {},
+            "links": [[1, 1, 0, 2, 0, "MODEL"], [2, 1, 1, 2, 1, "CLIP"]], "version": 0.4}
+
+
+def test_power_lora_loader_is_written_back_in_the_packs_shape(registry, lora_folders):
+    """read -> write -> read is identity: the rows go back as rgthree's row widgets between its
+    header and button widgets, in the UI format (and as lora_1, lora_2 ... in the API format)."""
+    widgets = [{}, {"type": "PowerLoraLoaderHeaderWidget"}, *ROWS, {}, ""]
+    graph = power_lora_ui_graph(widgets)
+    written = export_ui(parse_workflow(graph, registry), registry)
+    node = next(n for n in written["nodes"] if n["id"] == 2)
+    assert node["widgets_values"] == widgets
+    assert node["properties"]["Show Strengths"] == "Separate Model & Clip"
+    assert [i["name"] for i in node["inputs"]] == ["model", "clip"]
+    again = parse_workflow(written, registry)
+    assert again.to_json()["nodes"] == parse_workflow(graph, registry).to_json()["nodes"]
+    # an edited row list and a node made here (no saved UI node) take the same shape
+    workflow = parse_workflow(graph, registry)
+    workflow.nodes["2"].inputs["loras"] = json.dumps(ROWS[:1])
+    fresh = {"1": CKPT, "2": {"class_type": "Power Lora Loader (rgthree)",
+                              "inputs": {"model": ["1", 0], "clip": ["1", 1], "loras": json.dumps(ROWS[2:])}}}
+    for made, rows in [(workflow, ROWS[:1]), (parse_workflow(fresh, registry), ROWS[2:])]:
+        node = next(n for n in export_ui(made, registry)["nodes"] if n["id"] == 2)
+        assert node["widgets_values"] == [{}, {"type": "PowerLoraLoaderHeaderWidget"}, *rows, {}, ""]
+        api = export_api(made, registry)["2"]["inputs"]
+        assert {k: v for k, v in api.items() if k.startswith("lora_")} == \
+            {f"lora_{i}": row for i, row in enumerate(rows, 1)}
+        assert "loras" not in api
+        assert json.loads(parse_workflow(export_api(made, registry), registry).nodes["2"].inputs["loras"]) == rows
