@@ -1,7 +1,7 @@
 """Small nodes of popular ComfyUI custom node packs, under the packs' class names, inputs and
 defaults, so that saved workflows using them run: rgthree-comfy's Power Lora Loader, Lora Loader
 Stack, Seed and Image Comparer,
-KJNodes' GetImageSizeAndCount and ConditioningMultiCombine,
+KJNodes' GetImageSizeAndCount, ImageResizeKJ and ConditioningMultiCombine,
 ComfyUI_essentials' ImageResize+ and SimpleMath+ (its GetImageSize+ is an alias of GetImageSize: same inputs and outputs)."""
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ import math
 import operator
 import random
 
-from graphflow.api import ANY, CLIP, CONDITIONING, FLOAT, IMAGE, INT, MODEL, Choice, ComfyAlias, Float, Int, Node, NodeInputError, \
-    Text, folders, show, warn
+from graphflow.api import ANY, CLIP, CONDITIONING, FLOAT, IMAGE, INT, MODEL, Bool, Choice, ComfyAlias, Float, Int, Node, \
+    NodeInputError, Text, folders, show, warn
+from graphflow.choices import RESIZE_METHODS
 from nodes.conditioning import concat_conditioning
-from nodes.image import MAX_SIZE, temp_pngs
+from nodes.image import MAX_SIZE, _resize_image, temp_pngs
 
 # -- rgthree-comfy ----------------------------------------------------------------------------
 
@@ -180,6 +181,64 @@ class GetImageSizeAndCount(Node):
         count, height, width = self.image.shape[:3]
         show(text=[f"{count}x{width}x{height}"])
         return self.image, width, height, count
+
+
+def kj_resize_size(ow: int, oh: int, width: int, height: int, keep_proportion: bool, divisible_by: int,
+                   reference: tuple[int, int] | None = None) -> tuple[int, int]:
+    """ImageResizeKJ's target size for an ow x oh image: the reference image's size when one is
+    given, else width x height (a 0 side: the image's), or with keep_proportion the largest size
+    of the image's aspect inside it (a 0 side follows the other); then cut down to multiples of
+    divisible_by."""
+    if reference is not None:
+        width, height = reference
+    elif keep_proportion:
+        if width == 0 and height != 0:
+            width = round(ow * height / oh)
+        elif height == 0 and width != 0:
+            height = round(oh * width / ow)
+        elif width != 0 and height != 0:
+            ratio = min(width / ow, height / oh)
+            width, height = round(ow * ratio), round(oh * ratio)
+    else:
+        width, height = width or ow, height or oh
+    if divisible_by > 1:
+        width, height = width - width % divisible_by, height - height % divisible_by
+    return width, height
+
+
+class ImageResizeKJ(Node):
+    """Resize images as KJNodes' Resize Image (ImageResizeKJ) does: to width x height (a 0 side
+    keeps the image's), or with keep_proportion to the largest size of the image's aspect that
+    fits (a 0 side follows the other), or to get_image_size's size when that is connected; the
+    size is then cut down to multiples of divisible_by. Crop "center" crops to the new aspect
+    first instead of stretching. Resampling is ImageScale's. Gives the images with their width
+    and height."""
+    category = "image/transform"
+    image: IMAGE
+    width: int = Int(512, min=0, max=MAX_SIZE)
+    height: int = Int(512, min=0, max=MAX_SIZE)
+    upscale_method: str = Choice(RESIZE_METHODS, "nearest-exact")
+    keep_proportion: bool = Bool(False)
+    divisible_by: int = Int(2, min=0, max=512)
+    get_image_size: IMAGE = None
+    crop: str = Choice(("disabled", "center"), "disabled")
+    outputs = {"IMAGE": IMAGE, "width": INT, "height": INT}
+    # The pack also takes crop 0, for center: old workflows saved it there after a widget-order change.
+    comfy = ComfyAlias(("ImageResizeKJ",), values={"crop": {0: "center", "center": "center"}})
+
+    def run(self):
+        _, oh, ow, _ = self.image.shape
+        reference = None if self.get_image_size is None else (self.get_image_size.shape[2],
+                                                               self.get_image_size.shape[1])
+        width, height = kj_resize_size(ow, oh, self.width, self.height, self.keep_proportion, self.divisible_by,
+                                       reference)
+        if width < 1 or height < 1:
+            uncut = kj_resize_size(ow, oh, self.width, self.height, self.keep_proportion, 0, reference)
+            name = "divisible_by" if min(uncut) >= 1 else "width" if uncut[0] < 1 else "height"
+            raise NodeInputError(name, f"the {ow}x{oh} image would be resized to {width}x{height}: expected a "
+                                       f"size of at least 1x1 (after cutting it down to multiples of divisible_by)")
+        out = _resize_image(self.image, width, height, self.upscale_method, crop=self.crop == "center")
+        return out, width, height
 
 
 class ConditioningMultiCombine(Node):

@@ -1,7 +1,8 @@
 """Custom packs' small nodes built in (nodes/pack_nodes.py), checked against the packs' rules:
 rgthree's Lora Loader Stack (LoraLoader applied in turn, "None" skipped) and Seed (-1/-2/-3 are
 the editor's markers, a random seed when they reach the backend), ComfyUI_essentials' SimpleMath+
-(its expression grammar, nothing else evaluated) and GetImageSize+."""
+(its expression grammar, nothing else evaluated) and GetImageSize+, KJNodes' ImageResizeKJ (its
+sizes, ImageScale's pixels), and rgthree's Power Lora Loader written back in the pack's shape."""
 
 import json
 
@@ -354,3 +355,57 @@ def test_power_lora_loader_is_written_back_in_the_packs_shape(registry, lora_fol
             {f"lora_{i}": row for i, row in enumerate(rows, 1)}
         assert "loras" not in api
         assert json.loads(parse_workflow(export_api(made, registry), registry).nodes["2"].inputs["loras"]) == rows
+
+
+@pytest.mark.parametrize("size, target, keep, divisible_by, reference, want", [
+    ((100, 50), (64, 0), False, 2, None, (64, 50)),  # a 0 side keeps the image's
+    ((100, 50), (63, 31), False, 1, None, (63, 31)),  # 0 and 1 cut nothing
+    ((100, 50), (63, 31), False, 2, None, (62, 30)),
+    ((100, 50), (64, 64), True, 2, None, (64, 32)),  # the largest of the image's aspect inside
+    ((100, 50), (0, 30), True, 8, None, (56, 24)),  # a 0 side follows the other (60 x 30), then cut
+    ((100, 50), (70, 0), True, 0, None, (70, 35)),
+    ((100, 50), (64, 64), True, 16, (40, 30), (32, 16)),  # the reference's size, keep_proportion aside
+])
+def test_image_resize_kj_size(size, target, keep, divisible_by, reference, want):
+    from nodes.pack_nodes import kj_resize_size
+
+    assert kj_resize_size(*size, *target, keep, divisible_by, reference) == want
+
+
+def test_image_resize_kj_gives_image_scales_pixels(registry):
+    image = torch.rand(2, 50, 100, 3, generator=torch.Generator().manual_seed(0))
+    for widgets, (w, h) in [({"width": 64, "height": 64, "keep_proportion": True, "upscale_method": "bilinear"},
+                             (64, 32)),
+                            ({"width": 48, "height": 40, "upscale_method": "bicubic", "crop": "center"}, (48, 40)),
+                            ({"width": 0, "height": 36, "divisible_by": 8, "upscale_method": "area"}, (96, 32))]:
+        out, width, height = call(registry, "ImageResizeKJ", image=image, **widgets)
+        want = call(registry, "ImageScale", image=image, width=w, height=h, upscale_method=widgets["upscale_method"],
+                    crop=widgets.get("crop", "disabled"))
+        assert (width, height) == (w, h) and out.shape == (2, h, w, 3) and torch.equal(out, want)
+    out, width, height = call(registry, "ImageResizeKJ", image=image, get_image_size=torch.zeros(1, 20, 30, 3))
+    assert (width, height) == (30, 20) and out.shape == (2, 20, 30, 3)
+    for widgets, name in [({"width": 0, "height": 0, "keep_proportion": True}, "width"),
+                          ({"width": 7, "height": 64, "divisible_by": 8}, "divisible_by")]:
+        with pytest.raises(NodeInputError, match="at least 1x1") as caught:
+            call(registry, "ImageResizeKJ", image=image, **widgets)
+        assert caught.value.input == name
+
+
+def test_image_resize_kj_reads_the_packs_graphs(registry):
+    """The pack's input order (the UI format's widgets), and its crop value 0 for "center"."""
+    cls = registry.get("ImageResizeKJ")
+    assert list(cls.input_specs) == ["image", "width", "height", "upscale_method", "keep_proportion", "divisible_by",
+                                     "get_image_size", "crop"]
+    assert [o.name for o in cls.output_specs] == ["IMAGE", "width", "height"]
+    nodes = [ui_node(1, "EmptyImage", [40, 30, 1, 0], outputs=[("IMAGE", "IMAGE", [1])]),
+             ui_node(2, "ImageResizeKJ", [24, 24, "bilinear", False, 8, 0], [("image", "IMAGE", 1, False)],
+                     [("IMAGE", "IMAGE", []), ("width", "INT", []), ("height", "INT", [])])]
+    graph = {"last_node_id": 2, "last_link_id": 1, "nodes": nodes, "groups": [], "config": {}, "extra": {},
+             "links": [[1, 1, 0, 2, 0, "IMAGE"]], "version": 0.4}
+    workflow = parse_workflow(graph, registry)
+    assert workflow.nodes["2"].inputs["crop"] == "center"
+    result = Executor(registry).run(workflow, outputs=["2"])
+    assert result.ok, (result.problems, result.error)
+    assert result.values["2"][1:] == (24, 24)
+    node = next(n for n in export_ui(workflow, registry)["nodes"] if n["id"] == 2)
+    assert node["widgets_values"] == [24, 24, "bilinear", False, 8, "center"]
