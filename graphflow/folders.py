@@ -15,8 +15,9 @@ from pathlib import Path, PureWindowsPath
 import yaml
 
 BUNDLED = Path(__file__).parent / "bundled"  # the shipped demo checkpoint and example inputs
-# the last: a sharded set's index (graphflow.models.weight_files reads it as one file)
-MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".safetensors.index.json")
+# the last: a sharded set's index, of safetensors or pickled .bin shards (graphflow.models.weight_files
+# reads it as one file)
+MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".safetensors.index.json", ".bin.index.json")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 # kinds ComfyUI keeps in more than one folder (the older name second)
 KIND_FOLDERS = {"diffusion_models": ("diffusion_models", "unet")}

@@ -50,7 +50,7 @@ class LoadDiffusers(Node):
     unet/, vae/, text_encoder/, text_encoder_2/, scheduler/), SD3 / SD3.5 (transformer/, vae/,
     text_encoder/ CLIP-L, text_encoder_2/ CLIP-G, text_encoder_3/ T5-XXL if present) and FLUX.1
     dev / schnell (transformer/, vae/, text_encoder/ CLIP-L, text_encoder_2/ T5-XXL). Weights may
-    be sharded (*.safetensors.index.json with its shards). From scheduler/scheduler_config.json:
+    be sharded (*.safetensors.index.json or *.bin.index.json with its shards). From scheduler/scheduler_config.json:
     the prediction type (epsilon or v_prediction) and zero-terminal SNR (rescale_betas_zero_snr),
     or for SD3/FLUX the sampling shift (FLUX dev's resolution-dependent one where
     use_dynamic_shifting is set)."""

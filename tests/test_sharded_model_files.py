@@ -1,5 +1,6 @@
-"""Sharded sets (`*.safetensors.index.json` and its shards) wherever a model file goes: offered as
-one entry in the loaders' lists, cached by all of their files, inspected as a whole."""
+"""Sharded sets (`*.safetensors.index.json` and its shards, or `*.bin.index.json` and pickled
+shards) wherever a model file goes: offered as one entry in the loaders' lists, cached by all of
+their files, inspected as a whole; pickled shards read by PyTorch's restricted unpickler only."""
 
 import json
 
@@ -126,3 +127,96 @@ def test_inspect_reports_the_size_of_the_whole_set(tmp_path, capsys):
     assert f"file: cn.safetensors.index.json ({shards / 2**20:,.1f} MiB, sharded, 3 shards, " in out
     with WeightFile(index) as f:
         assert f.size == shards
+
+
+def write_bin_shards(state_dict: dict, folder, shards: int = 3) -> list[str]:
+    """transformers' older sharded save, as save_pretrained(safe_serialization=False,
+    max_shard_size=...) wrote it before transformers 5 (which writes safetensors only):
+    pytorch_model-0000i-of-0000N.bin pickles and pytorch_model.bin.index.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [f"pytorch_model-{i:05d}-of-{shards:05d}.bin" for i in range(1, shards + 1)]
+    keys = list(state_dict)
+    weight_map = {k: names[i * shards // len(keys)] for i, k in enumerate(keys)}
+    for name in names:
+        torch.save({k: state_dict[k].clone() for k in keys if weight_map[k] == name}, folder / name)
+    total = sum(t.numel() * t.element_size() for t in state_dict.values())
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {"total_size": total},
+                                                                     "weight_map": weight_map}))
+    return names
+
+
+def test_a_sharded_bin_set_is_offered_and_loads_as_a_text_encoder(builtin_registry, tmp_folders):
+    """A sharded pickle set (pytorch_model.bin.index.json with .bin shards): one entry in the
+    loader's list, checked by validation, loaded as the model it was split from."""
+    transformers = pytest.importorskip("transformers")
+    from graphflow.models.file_check import model_file_problem
+    from graphflow.testing import t5_config
+    from tests.test_diffusers_folder import _close
+
+    folder = tmp_folders.models / "text_encoders" / "t5"
+    model = transformers.T5EncoderModel(t5_config()).eval()
+    shards = write_bin_shards(model.state_dict(), folder)
+    name = "t5/pytorch_model.bin.index.json"
+    assert [n for n in tmp_folders.list_models("text_encoders") if n.startswith("t5/")] == [name]
+    assert name in builtin_registry.get("LoadTextEncoder").input_specs["clip_name"].widget.options()
+    assert model_file_problem("text_encoders", folder / "pytorch_model.bin.index.json") is None
+    clip = call(builtin_registry, "LoadTextEncoder", clip_name=name, type="sd3")
+    ids = [[71, 1131, 5, 1]]
+    with torch.no_grad():
+        _close(clip.t5.run(ids), model(torch.tensor(ids)).last_hidden_state)
+    cls = builtin_registry.get("LoadTextEncoder")
+    before = cls.fingerprint(clip_name=name, type="sd3")
+    (folder / shards[1]).write_bytes((folder / shards[1]).read_bytes() + b" ")  # downloaded again
+    assert cls.fingerprint(clip_name=name, type="sd3") != before
+    (folder / shards[2]).unlink()
+    assert f"shard {shards[2]} is missing" in model_file_problem("text_encoders", folder / "pytorch_model.bin.index.json")
+
+
+class _RunsCode:
+    """A pickled object whose unpickling would call os.mkdir: the restricted unpickler must refuse it."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        import os
+        return os.mkdir, (str(self.path),)
+
+
+def test_a_bin_shard_is_read_by_the_restricted_unpickler_only(tmp_path):
+    from graphflow.models.weight_files import CheckpointError
+
+    torch.save({"a.weight": torch.ones(2, 2)}, tmp_path / "m-00001-of-00002.bin")
+    marker = tmp_path / "ran"
+    torch.save({"b.weight": _RunsCode(marker)}, tmp_path / "m-00002-of-00002.bin")
+    (tmp_path / "m.bin.index.json").write_text(json.dumps({"weight_map": {
+        "a.weight": "m-00001-of-00002.bin", "b.weight": "m-00002-of-00002.bin"}}))
+    with pytest.raises(CheckpointError, match=r"m-00002-of-00002.bin was refused by PyTorch's restricted unpickler"):
+        WeightFile(tmp_path / "m.bin.index.json")
+    assert not marker.exists()
+    torch.save({"b.weight": torch.full((3,), 2.0)}, tmp_path / "m-00002-of-00002.bin")
+    with WeightFile(tmp_path / "m.bin.index.json") as f:
+        assert f.format == "sharded" and f.shards == ["m-00001-of-00002.bin", "m-00002-of-00002.bin"]
+        assert torch.equal(f.get("a.weight"), torch.ones(2, 2)) and torch.equal(f.get("b.weight"), torch.full((3,), 2.0))
+
+
+def test_a_diffusers_folder_with_a_bin_sharded_part(builtin_registry, tmp_folders):
+    """A part saved as pickled shards loads as the whole file does; validation, which reads no
+    pickles, still finds a missing shard."""
+    pytest.importorskip("diffusers")
+    from graphflow.models.diffusers_folder import load_diffusers
+    from graphflow.models.file_check import model_file_problem
+    from tests.test_diffusers_folder import _close, write_folder
+
+    root = tmp_folders.models / "diffusers" / "tiny"
+    _, _, towers = write_folder(root, "sd1")
+    (root / "text_encoder" / "model.safetensors").unlink()
+    shards = write_bin_shards(towers["text_encoder"].state_dict(), root / "text_encoder")
+    assert model_file_problem("diffusers", root) is None
+    ckpt = load_diffusers(root, device="cpu", dtype=torch.float32)
+    ids = torch.tensor([[49406, 320, 1125, 49407]])
+    with torch.no_grad():
+        _close(ckpt.clip.towers[0].model(ids).last_hidden_state, towers["text_encoder"](ids).last_hidden_state)
+    (root / "text_encoder" / shards[0]).unlink()
+    assert model_file_problem("diffusers", root) == (f"tiny/text_encoder/pytorch_model.bin.index.json: shard "
+                                                     f"{shards[0]} is missing from {root / 'text_encoder'}")

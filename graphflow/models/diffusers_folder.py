@@ -21,7 +21,8 @@ text_encoder (CLIP-L), text_encoder_2 (T5-XXL). The 16-channel VAE's scaling_fac
 shift_factor come from vae/config.json, the sampling shift from scheduler_config.json
 (FlowMatchEulerDiscreteScheduler: a fixed `shift`, or with use_dynamic_shifting FLUX's
 resolution-dependent one from base_shift to max_shift). Any component may be sharded
-(`*.safetensors.index.json`, read through graphflow.models.weight_files).
+(`*.safetensors.index.json`, or `*.bin.index.json` with pickled shards, read through
+graphflow.models.weight_files).
 
 Which files and configs a folder holds is read by graphflow.models.diffusers_layout (torch-free:
 validation checks a folder through it before a run); this module builds the models from them.

@@ -66,9 +66,9 @@ def _folder_problem(path: Path) -> str | None:
     """A diffusers folder's layout as its loader reads it (graphflow.models.diffusers_layout: no
     model_index.json, no unet/ or transformer/, a listed part missing or without weights), then its
     parts' safetensors headers (a missing shard, a truncated file). Pickled parts are left to the
-    loader: reading them needs torch."""
+    loader, as reading them needs torch; of a pickled sharded set only that its shards are there."""
     from .diffusers_layout import FlowFolder, read_folder
-    from .weight_files import INDEX_SUFFIX, CheckpointError, WeightFile
+    from .weight_files import INDEX_SUFFIX, CheckpointError, WeightFile, read_index
 
     try:
         folder = read_folder(path)
@@ -81,4 +81,11 @@ def _folder_problem(path: Path) -> str | None:
                 WeightFile(file).close()
             except CheckpointError as e:
                 return f"{path.name}/{file.parent.name}/{e}"
+        elif file is not None and file.name.endswith(INDEX_SUFFIX):
+            try:
+                missing = [s for s in sorted(set(read_index(file).values())) if not (file.parent / s).is_file()]
+            except CheckpointError as e:
+                return f"{path.name}/{file.parent.name}/{e}"
+            if missing:
+                return f"{path.name}/{file.parent.name}/{file.name}: shard {missing[0]} is missing from {file.parent}"
     return None

@@ -3,7 +3,9 @@
 Reading: safetensors headers give names, shapes and dtypes without touching the weights.
 A sharded set (`*.safetensors.index.json`, as diffusers and transformers save large models:
 its weight_map names the shard holding each tensor) reads as one file: the shards' headers are
-read when it is opened, each tensor from its own shard when it is wanted.
+read when it is opened, each tensor from its own shard when it is wanted. Older saves shard
+pickles the same way (`pytorch_model.bin.index.json` with `pytorch_model-00001-of-00002.bin`
+...): each shard is read as a pickled file, below.
 Pickled files (.ckpt/.pt/.pth/.bin) go through PyTorch's restricted unpickler only
 (`torch.load(weights_only=True)`), which rebuilds plain tensors and containers and refuses any
 other object, so a file that would run code is refused rather than run (as ComfyUI loads them).
