@@ -47,7 +47,8 @@ class LoadCheckpoint(Node):
 class LoadDiffusers(Node):
     """Load a diffusers-format model folder as downloaded from Hugging Face (model_index.json and
     one subfolder per part) from models/diffusers/: SD1.x, SD2.x and SDXL (base and refiner:
-    unet/, vae/, text_encoder/, text_encoder_2/, scheduler/), SD3 / SD3.5 (transformer/, vae/,
+    unet/, vae/, text_encoder/, text_encoder_2/, scheduler/), the SD2 x4 upscaler (its
+    StableDiffusionUpscalePipeline folder, for SD_4XUpscale_Conditioning), SD3 / SD3.5 (transformer/, vae/,
     text_encoder/ CLIP-L, text_encoder_2/ CLIP-G, text_encoder_3/ T5-XXL if present) and FLUX.1
     dev / schnell (transformer/, vae/, text_encoder/ CLIP-L, text_encoder_2/ T5-XXL). Weights may
     be sharded (*.safetensors.index.json or *.bin.index.json with its shards). From scheduler/scheduler_config.json:

@@ -5,7 +5,9 @@ from our LDM-layout weights (as tests/test_unet.py and tests/test_vae.py do), an
 of StableDiffusionUpscalePipeline's arithmetic done with diffusers' schedulers: the low-res
 image noised by the low_res_scheduler its single-file loader builds (DDPM, scaled_linear
 0.0001..0.02), concatenated to the unscaled latent, the noise level as class label, v turned
-into x0 by a DDPM step of the x4 model's own schedule.
+into x0 by a DDPM step of the x4 model's own schedule. The same model from a diffusers folder
+(StableDiffusionUpscalePipeline.save_pretrained) through LoadDiffusers, against the folder's own
+UNet, VAE and schedulers.
 """
 
 import numpy as np
@@ -263,3 +265,92 @@ def test_noise_level_label_stays_whole_in_half_precision():
         ModelDenoiser(model)(torch.randn(1, 4, 8, 8), torch.tensor([1.0]), torch.randn(1, 3, cfg.context_dim), y=level,
                              concat=torch.zeros(1, 3, 8, 8))
     assert seen[0].tolist() == [263]
+
+
+def write_x4_folder(root, max_noise_level: int = 350):
+    """A tiny random stable-diffusion-x4-upscaler as StableDiffusionUpscalePipeline.save_pretrained
+    writes it: unet/ (7 input channels, 1000 class labels, upper levels' first attention reading
+    the text), vae/ downsampling by 4 (scaling_factor 0.08333), the SD2 text encoder, scheduler/
+    (v-prediction) and low_res_scheduler/ on 0.0001..0.02, max_noise_level in model_index.json."""
+    import diffusers
+
+    from tests.test_diffusers_folder import _text
+
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DConditionModel(
+        sample_size=8, in_channels=7, out_channels=4, block_out_channels=(32, 64, 64), layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        only_cross_attention=(True, True, False), cross_attention_dim=32, attention_head_dim=8,
+        use_linear_projection=True, num_class_embeds=1000, norm_num_groups=8).eval()
+    vae = diffusers.AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 32, 32),
+                                  down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+                                  layers_per_block=1, norm_num_groups=8, scaling_factor=0.08333).eval()
+    schedule = dict(beta_start=0.0001, beta_end=0.02, beta_schedule="scaled_linear")
+    pipe = diffusers.StableDiffusionUpscalePipeline(
+        vae=vae, text_encoder=_text(32, "gelu", layers=23), tokenizer=None, unet=unet,
+        low_res_scheduler=diffusers.DDPMScheduler(**schedule),
+        scheduler=diffusers.DDIMScheduler(**schedule, prediction_type="v_prediction"), max_noise_level=max_noise_level)
+    pipe.save_pretrained(root)
+    return pipe
+
+
+def test_diffusers_folder_loads_as_the_x4_upscaler(builtin_registry, tmp_folders):
+    """LoadDiffusers on the pipeline's folder: the UNet (label table as class_embedding) and the VAE
+    equal diffusers' on the same weights; v-prediction, scale 0.08333 and the x4 schedule, which
+    is the folder's scheduler's and low_res_scheduler's."""
+    from graphflow.models.diffusers_folder import folder_report, load_diffusers
+
+    root = tmp_folders.models / "diffusers" / "x4"
+    pipe = write_x4_folder(root)
+    ckpt = load_diffusers(root, device="cpu", dtype=torch.float32)
+    model = ckpt.model
+    assert model.upscaler and model.prediction == "v" and ckpt.vae.latent_format.scale_factor == 0.08333
+    for scheduler in (pipe.scheduler, pipe.low_res_scheduler):
+        torch.testing.assert_close(model.beta_schedule.alphas_cumprod().float(), scheduler.alphas_cumprod)
+    assert not [n for n in ckpt.info.notes if "schedule" in n or "noise level" in n]
+    g = torch.Generator().manual_seed(1)
+    x, t = torch.randn(2, 7, 8, 8, generator=g), torch.tensor([10.0, 700.0])
+    context, labels = torch.randn(2, 5, 32, generator=g), torch.tensor([0, 350])
+    with torch.no_grad():
+        theirs = pipe.unet(x, t, context, class_labels=labels).sample
+        torch.testing.assert_close(model.unet(x, t, context, y=labels), theirs, atol=1e-4, rtol=1e-4)
+        assert (pipe.unet(x, t, context, class_labels=labels.flip(0)).sample - theirs).abs().max() > 1e-3
+        latent = torch.randn(1, 4, 4, 4, generator=g)
+        picture = ckpt.vae.module.decode(latent)
+        assert picture.shape == (1, 3, 16, 16)  # 4x
+        torch.testing.assert_close(picture, pipe.vae.decode(latent).sample, atol=1e-4, rtol=1e-4)
+    assert "x4: diffusers folder, SD2.x x4 upscaler" in folder_report(root)
+    write_x4_folder(root, max_noise_level=250)  # another augmentation than graphflow's: said
+    assert any("max_noise_level 250 ignored" in n for n in load_diffusers(root, device="cpu").info.notes)
+
+
+def test_x4_folder_one_step_matches_the_pipelines_arithmetic(builtin_registry, x4_folders):
+    """The ComfyUI graph with DiffusersLoader: as test_one_step_matches_diffusers, with the
+    folder's own diffusers UNet and schedulers as the oracle."""
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    root = x4_folders.models / "diffusers" / "x4"
+    pipe = write_x4_folder(root)
+    graph = _graph()
+    graph["1"] = {"class_type": "DiffusersLoader", "inputs": {"model_path": "x4"}}
+    result = _run(builtin_registry, graph)
+    assert result.ok, result.error
+    positive, negative, empty = result.values["5"]
+    out = result.values["6"][0]["samples"]
+    assert result.values["7"][0].shape == (1, 64, 96, 3)  # 4x the 24x16 picture
+    level = torch.tensor([round(350 * 0.2)])
+    low_res = positive[0][1]["concat_image"]
+    aug_noise = torch.randn(low_res.shape, generator=torch.Generator().manual_seed(SEED - 10))
+    low_res = DDPMScheduler.from_pretrained(root / "low_res_scheduler").add_noise(low_res, aug_noise, level)
+    noise = initial_noise(empty["samples"], SEED)
+    x_in = torch.cat([noise, low_res], dim=1)
+    with torch.no_grad():
+        v_pos, v_neg = (pipe.unet(x_in, torch.tensor([999]), encoder_hidden_states=side[0][0], class_labels=level).sample
+                        for side in (positive, negative))
+    v = v_neg + 3.0 * (v_pos - v_neg)
+    scheduler = DDIMScheduler.from_pretrained(root / "scheduler")
+    abar = scheduler.alphas_cumprod[999]
+    x0 = abar.sqrt() * noise - (1 - abar).sqrt() * v  # v-prediction's x0 at t = 999 (sample ~ noise)
+    assert x0.abs().mean() > 0.05
+    torch.testing.assert_close(out * 0.08333, x0, atol=2e-4, rtol=1e-4)

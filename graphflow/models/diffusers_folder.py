@@ -10,7 +10,10 @@ heads and GroupNorm groups, the VAE's scaling factor, the text encoders' activat
 scheduler_config.json the prediction type (epsilon / v_prediction) and rescale_betas_zero_snr
 (sampled on the zero-terminal-SNR schedule). The family: text_encoder + text_encoder_2 -> SDXL
 base, text_encoder_2 alone -> SDXL refiner, else the text encoder's activation (quick_gelu -> SD1,
-gelu -> SD2).
+gelu -> SD2). An SD2 UNet with 7 input channels and a class-label table (class_embedding) is the
+x4 upscaler (StableDiffusionUpscalePipeline's folder: graphflow.models.x4_upscaler), sampled and
+its low-res image noised on its own schedule; scheduler/ and low_res_scheduler/ schedules and
+model_index.json's max_noise_level that differ from it are noted.
 
 SD3 / SD3.5 and FLUX.1 folders hold transformer/ instead of unet/: its config.json's _class_name
 says which (SD3Transformer2DModel, FluxTransformer2DModel); its keys are renamed to Stability's /
@@ -36,7 +39,7 @@ from .checkpoint import (Checkpoint, _resolve, _set_sources, _standalone_tower, 
                          flow_placement, tower_of)
 from .diffusers_layout import FlowFolder, Folder, read_folder
 from .diffusers_names import RenamedView, transformer_view, unet_names, vae_view
-from .diffusion_model import DiffusionModel
+from .diffusion_model import BetaSchedule, DiffusionModel
 from .flow_architecture import FlowInfo, detect_flow_model
 from .text_encoders import TextEncoder
 from .weight_files import INDEX_SUFFIX, CheckpointError, WeightFile, config_metadata
@@ -73,14 +76,31 @@ def _prediction(folder: Folder, prediction) -> tuple[str | None, bool, list[str]
     zsnr = bool(s.get("rescale_betas_zero_snr"))
     if zsnr:
         notes.append("scheduler rescale_betas_zero_snr: sampled on the zero-terminal-SNR schedule")
-    schedule = (s.get("beta_schedule", "scaled_linear"), s.get("beta_start", 0.00085), s.get("beta_end", 0.012),
-                s.get("num_train_timesteps", 1000))
-    if s and schedule != ("scaled_linear", 0.00085, 0.012, 1000):
-        notes.append(f"scheduler training schedule {schedule} ignored: sampled on SD's scaled_linear "
-                     f"0.00085..0.012 over 1000 steps")
     if prediction is None and value is not None:
         prediction = {"epsilon": "eps", "v_prediction": "v"}[value]
     return prediction, zsnr, notes
+
+
+def _schedule_notes(folder: Folder, upscaler: bool) -> list[str]:
+    """The folder's training schedules where they differ from the ones graphflow samples on: SD's
+    (scaled_linear 0.00085..0.012), the x4 upscaler's own (graphflow.models.x4_upscaler), on which
+    it also noises the low-res image, up to its noise level 350 (the pipeline's max_noise_level)."""
+    from .x4_upscaler import MAX_NOISE_LEVEL, SCHEDULE
+
+    ours = SCHEDULE if upscaler else BetaSchedule()
+    expected = (ours.kind, ours.linear_start, ours.linear_end, ours.num_timesteps)
+    name = f"{'the x4 upscaler' if upscaler else 'SD'}'s {ours.kind} {ours.linear_start}..{ours.linear_end} " \
+           f"over {ours.num_timesteps} steps"
+    notes = []
+    for what, s in (("scheduler", folder.scheduler), ("low_res_scheduler", folder.low_res_scheduler if upscaler else {})):
+        schedule = (s.get("beta_schedule", "scaled_linear"), s.get("beta_start", 0.00085), s.get("beta_end", 0.012),
+                    s.get("num_train_timesteps", 1000))
+        if s and schedule != expected:
+            notes.append(f"{what} training schedule {schedule} ignored: {name} used")
+    if upscaler and folder.max_noise_level not in (None, MAX_NOISE_LEVEL):
+        notes.append(f"model_index.json max_noise_level {folder.max_noise_level} ignored: the low-res image's "
+                     f"noise level is at most {MAX_NOISE_LEVEL} (noise_augmentation 1.0)")
+    return notes
 
 
 def _unet_source(unet_file: WeightFile) -> RenamedView:
@@ -118,6 +138,7 @@ def _detect(folder: Folder, shapes: dict, prediction) -> ArchInfo:
     if prediction is not None and info.prediction_source == "given by the caller":
         source = "scheduler/scheduler_config.json" if folder.scheduler else "given by the caller"
         info = replace(info, prediction_source=source)
+    notes += _schedule_notes(folder, info.upscaler)
     kept = [n for n in info.notes if not n.startswith(("no text encoder", "no VAE"))]
     towers = tuple(_tower_spec(name, file) for name, file in folder.text.items())
     return replace(info, towers=towers, notes=folder.notes + notes + kept, zero_terminal_snr=zsnr,
@@ -183,7 +204,7 @@ def folder_report(path) -> str:
         return _flow_report(folder)
     info = describe(folder)
     lines = [f"{folder.path.name}: diffusers folder, {ARCH_NAMES[info.arch]}"
-             + (" inpainting" if info.inpaint else ""),
+             + (" x4 upscaler" if info.upscaler else "") + (" inpainting" if info.inpaint else ""),
              f"  prediction: {info.prediction} ({info.prediction_source})"
              + (", zero-terminal SNR" if info.zero_terminal_snr else ""),
              f"  unet: {folder.unet.relative_to(folder.path)} (context {info.context_dim}, "

@@ -67,6 +67,9 @@ class Folder:
     scheduler: dict
     notes: list = field(default_factory=list)
     clip_skip: int | None = None  # None: the family's default
+    # StableDiffusionUpscalePipeline's (the x4 upscaler): how the low-res image is noised
+    low_res_scheduler: dict = field(default_factory=dict)
+    max_noise_level: int | None = None
 
 
 def read_folder(path) -> "Folder | FlowFolder":
@@ -126,7 +129,10 @@ def read_folder(path) -> "Folder | FlowFolder":
         # diffusers' SD2 text encoder stops at ViT-H's 23rd of 24 layers, the one SD2 reads: its last
         clip_skip = -1
         notes.append("text encoder of 23 layers (SD2's penultimate is its last): clip_skip -1 by default")
-    return Folder(path, arch, unet, unet_config, vae, vae_config, text, text_configs, scheduler, notes, clip_skip)
+    low_res_file = path / "low_res_scheduler" / "scheduler_config.json"
+    low_res = _json(low_res_file) if low_res_file.is_file() else {}
+    return Folder(path, arch, unet, unet_config, vae, vae_config, text, text_configs, scheduler, notes, clip_skip,
+                  low_res, index.get("max_noise_level"))
 
 
 @dataclass

@@ -46,6 +46,8 @@ def unet_key(key: str, levels: UNetLevels) -> str:
         return "input_blocks.0.0." + ".".join(rest)
     if head in ("conv_norm_out", "conv_out"):
         return ("out.0." if head == "conv_norm_out" else "out.2.") + ".".join(rest)
+    if key == "class_embedding.weight":  # a class-label table (the x4 upscaler's noise level), not a projection
+        return "label_emb.weight"
     if head in ("time_embedding", "add_embedding"):
         layer = {"linear_1": "0", "linear_2": "2"}[rest[0]]
         return ("time_embed." if head == "time_embedding" else "label_emb.0.") + layer + "." + ".".join(rest[1:])
