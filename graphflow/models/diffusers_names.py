@@ -292,15 +292,20 @@ PIXART_TOP = {
     "caption_projection.linear_1": "y_embedder.y_proj.fc1", "caption_projection.linear_2": "y_embedder.y_proj.fc2",
     "proj_out": "final_layer.linear",
 }
-PIXART_DIFFUSERS_MARKERS = ("adaln_single.emb.timestep_embedder.linear_1.bias", "pos_embed.proj.bias")  # ComfyUI's test
+
+
+def pixart_names(keys) -> dict[str, list[str]]:
+    """{original PixArt name: [diffusers keys, concatenated]} for a PixArtTransformer2DModel's keys."""
+    tables = {k: "final_layer.scale_shift_table" if k == "scale_shift_table" else k.replace("transformer_blocks.", "blocks.")
+              for k in keys if k.endswith("scale_shift_table")}  # bare parameters, no layer stem
+    names = fused_names([k for k in keys if k not in tables], PIXART_TOP,
+                        {"transformer_blocks": ("blocks", PIXART_BLOCK)}, "a diffusers PixArtTransformer2DModel")
+    names.update({ours: [theirs] for theirs, ours in tables.items()})
+    return names
 
 
 def pixart_view(source) -> RenamedView:
     """A diffusers PixArtTransformer2DModel (its safetensors as one file) under the original
     PixArt names: self-attention q, k, v fused into qkv, cross-attention k, v into kv_linear."""
-    tables = {k: "final_layer.scale_shift_table" if k == "scale_shift_table" else k.replace("transformer_blocks.", "blocks.")
-              for k in source.shapes if k.endswith("scale_shift_table")}  # bare parameters, no layer stem
-    names = fused_names([k for k in source.shapes if k not in tables], PIXART_TOP,
-                        {"transformer_blocks": ("blocks", PIXART_BLOCK)}, "a diffusers PixArtTransformer2DModel")
-    names.update({ours: [theirs] for theirs, ours in tables.items()})
+    names = pixart_names(list(source.shapes))
     return RenamedView(source, names, fused_shapes(source.shapes, names))
