@@ -210,3 +210,29 @@ def test_pixart_text_encoder_rules(tmp_path):
     assert torch.allclose(context, chroma)
     with pytest.raises(CheckpointError, match="PixArt needs a T5-XXL file alone"):
         load_text_encoders([write_flow_text_encoder(tmp_path / "clip_l.safetensors", "clip_l")], "pixart")
+
+
+def test_pixart_sigma_graph_ignores_size_conditioning(pixart_models):
+    from graphflow.executor import Executor
+    from graphflow.registry import Registry
+    from graphflow.workflow import parse_workflow
+
+    write_pixart(pixart_models.models / "diffusion_models" / "PixArt-Sigma-XL-2-1024-MS.safetensors", "sigma",
+                 dtype=torch.float32, seed=6)
+    registry = Registry().load_builtin()
+    samples = []
+    for positive in ({"class_type": "CLIPTextEncodePixArtAlpha", "inputs": {"width": 1024, "height": 768,
+                                                                            "text": "a red fox", "clip": ["2", 0]}},
+                     {"class_type": "CLIPTextEncode", "inputs": {"text": "a red fox", "clip": ["2", 0]}}):
+        graph = pixart_graph(4.5)
+        graph["1"]["inputs"]["unet_name"] = "PixArt-Sigma-XL-2-1024-MS.safetensors"
+        graph["3"] = positive
+        result = Executor(registry).run(parse_workflow(graph, registry), outputs=["9"])
+        assert result.ok, json.dumps(result.error, default=str)[:3000]
+        samples.append(result.values["6"][0]["samples"])
+    assert float(samples[0].std()) > 0.05 and torch.equal(samples[0], samples[1])
+    bad = pixart_graph(4.5)
+    bad["3"]["inputs"]["width"] = 0
+    result = Executor(registry).run(parse_workflow(bad, registry), outputs=["9"])
+    error = json.dumps(result.error, default=str)
+    assert not result.ok and "width" in error and "must be a positive size" in error
