@@ -101,7 +101,10 @@ def test_pixart_detected_and_inspected(tmp_path, capsys):
     assert "2 blocks, width 144, 2 heads" in out and "CLIPLoader, type pixart" in out and "SDXL VAE" in out
 
     from safetensors.torch import save_file
-    state = load_file(str(write_pixart(tmp_path / "a.safetensors", "alpha")))
+    state = load_file(str(write_pixart(tmp_path / "a.safetensors", "alpha", dtype=torch.float32)))
+    torch.save({"state_dict": state}, tmp_path / "PixArt-XL-2-1024-MS.pth")  # as PixArt's own .pth files come
+    from_pth = load_diffusion_model(tmp_path / "PixArt-XL-2-1024-MS.pth", device="cpu", dtype=torch.float32)
+    assert from_pth.arch == "pixart" and torch.equal(from_pth.unet.t_block[1].weight, state["t_block.1.weight"])
     state["blocks.0.attn.sr.weight"] = torch.zeros(144, 1, 2, 2)  # Σ's KV token compression
     save_file(state, str(tmp_path / "kv.safetensors"))
     with pytest.raises(CheckpointError, match="KV-compressed self-attention"):
