@@ -1002,3 +1002,49 @@ def write_stable_cascade_checkpoint(path, stage: str, seed: int = 0, dtype=torch
             "text_encoder.clip_g.transformer.text_projection.weight").t().contiguous()
     save_file(state, str(path))
     return Path(path)
+
+
+def pixart_config(variant: str = "alpha", scaled_down: bool = True):
+    """PixArt-XL-2's config (α 1024-MS with micro-conditioning, or Σ without), or a tiny one
+    (2 blocks, 144 wide = 2 heads of PixArt's 72) taking the tiny T5's tokens."""
+    from .models.pixart import PixArtConfig
+
+    if variant not in ("alpha", "sigma"):
+        raise ValueError(f"PixArt variant must be 'alpha' or 'sigma', got {variant!r}")
+    micro = variant == "alpha"
+    if not scaled_down:
+        return PixArtConfig(micro_condition=micro, pe_interpolation=2.0 if micro else None)
+    return PixArtConfig(depth=2, hidden_size=144, num_heads=2, caption_channels=T5_TINY_WIDTH, micro_condition=micro,
+                        pe_interpolation=1.0 if micro else None)
+
+
+def write_pixart(path, variant: str = "alpha", layout: str = "original", seed: int = 0, dtype=torch.float16,
+                 scaled_down: bool = True) -> Path:
+    """A random PixArt transformer. layout "original": PixArt's own names as its released files
+    have them (PixArt-XL-2-1024-MS.pth: α with the training size's `pos_embed` table, here 64 x
+    64 latent pixels (interpolation 1) when scaled down, and the dropped-caption
+    `y_embedder.y_embedding`; Σ without the table); "diffusers": PixArtTransformer2DModel's names
+    (q, k, v split), as its diffusion_pytorch_model.safetensors holds them."""
+    from .models.diffusers_names import PIXART_BLOCK, PIXART_TOP
+    from .models.pixart import PixArt, position_embedding
+
+    if layout not in ("original", "diffusers"):
+        raise ValueError(f"PixArt layout must be 'original' or 'diffusers', got {layout!r}")
+    cfg = pixart_config(variant, scaled_down)
+    with torch.device("meta"):
+        shapes = _module_shapes(PixArt(cfg))
+    state = random_state(shapes, seed, torch.float32)
+    if layout == "diffusers":
+        state = _split_to_diffusers(state, PIXART_TOP, {"transformer_blocks": ("blocks", PIXART_BLOCK)},
+                                    cfg.hidden_size)
+        state = {"scale_shift_table" if k == "final_layer.scale_shift_table" else
+                 k.replace("blocks.", "transformer_blocks.", 1) if k.startswith("blocks.") else k: v
+                 for k, v in state.items()}
+    else:
+        state["y_embedder.y_embedding"] = torch.randn(120, cfg.caption_channels,
+                                                      generator=torch.Generator().manual_seed(seed))
+        if cfg.micro_condition:
+            side = (64 if scaled_down else 128) // cfg.patch_size
+            state["pos_embed"] = position_embedding(cfg.hidden_size, side, side, side, cfg.pe_interpolation)[None]
+    save_file({k: v.to(dtype).contiguous() for k, v in state.items()}, str(path))
+    return Path(path)

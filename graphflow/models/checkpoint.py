@@ -20,10 +20,10 @@ from .architecture import (ARCH_NAMES, UNET_PREFIX, VAE_PARTS, VAE_PREFIX, ArchI
 from .cast_layers import FP8_DTYPES, WEIGHT_DTYPES, castable_weights, set_scales
 from .chroma import Chroma
 from .diffusers_names import vae_view
-from .diffusion_model import DiffusionModel
+from .diffusion_model import PIXART_SCHEDULE, DiffusionModel
 from .flow_architecture import FlowInfo, detect_flow_model, vae_in
 from .flux import Flux
-from .latent_formats import FLUX, SD1, SD3, LatentFormat
+from .latent_formats import FLUX, SD1, SD3, SDXL, LatentFormat
 from .mmdit import MMDiT
 from .text_encoders import ARCH_TOWERS, CLIP_L, HF, OPEN_CLIP, TextEncoder, TowerSpec, tower_from_weights
 from .unet import UNet, UNetConfig
@@ -299,6 +299,9 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
         cascade = _read_stable_cascade(f, path, device, dtype, weight_dtype)
         if cascade is not None:
             return cascade
+        pixart = _read_pixart(f, path, device, dtype, weight_dtype)
+        if pixart is not None:
+            return pixart
         info = detect_flow_model(f.shapes)
         if info is not None:
             return build_flow_model(f.view(info.prefix), info, *flow_placement(device, dtype), weight_dtype)
@@ -332,6 +335,36 @@ def _read_stable_cascade(f, path, device, dtype, weight_dtype) -> DiffusionModel
         raise CheckpointError(f"{Path(path).name}: a Stable Cascade Stage {stage.upper()} file of an unknown layout "
                               f"({e})") from None
     return DiffusionModel(net, f"stable_cascade_{stage}", "eps")
+
+
+PIXART_UNUSED = ("pos_embed", "y_embedder.y_embedding")  # the training size's table (recomputed), the dropped caption
+
+
+def _read_pixart(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:
+    """A PixArt-α / Σ transformer (original or diffusers layout), or None for other files."""
+    from .diffusers_names import pixart_view
+    from .file_kind import find_pixart
+    from .pixart import PixArt, pixart_config_from_state_dict
+
+    found = find_pixart(f.shapes)
+    if found is None:
+        return None
+    variant, layout, prefix = found
+    if weight_dtype != "default":
+        raise CheckpointError("weight_dtype fp8 is supported for SD3/FLUX diffusion models only")
+    source = KeyView(f, prefix)
+    try:
+        if layout == "diffusers":
+            source = pixart_view(source)
+        config = pixart_config_from_state_dict(source.shapes)
+    except (KeyError, ValueError, IndexError, CheckpointError) as e:
+        raise CheckpointError(f"{Path(path).name}: a PixArt transformer ({layout} layout) that cannot be read: {e}") from None
+    with torch.device("meta"):
+        net = PixArt(config)
+    keys = [k for k in source.shapes if k not in PIXART_UNUSED]
+    net = _assign(net, source, *_resolve(device, dtype, "unet"), f"PixArt ({layout} layout)", keys=keys)
+    return DiffusionModel(net, "pixart", "eps", SD1 if config.micro_condition else SDXL,
+                          beta_schedule=PIXART_SCHEDULE)
 
 
 @dataclass

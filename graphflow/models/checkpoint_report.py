@@ -114,7 +114,7 @@ def _add_on_report(f: "WeightFile", size: int) -> str | None:
     if kind is None:
         return _upscaler_report(f, size)
     if kind.folder in ("checkpoints", "diffusion_models") and "UNet" not in kind.name \
-            and "Stable Cascade" not in kind.name:
+            and "Stable Cascade" not in kind.name and "PixArt" not in kind.name:
         return None
     keys = list(f.shapes)
     lines = [_file_line(f, size), f"kind: {kind.name}{_scaled_fp8(f)}, for models/{kind.folder}/, loaded by {kind.loader}",
@@ -151,10 +151,30 @@ def _kind_detail(f: "WeightFile", kind) -> str:
         c = cascade_config_from_shapes(shapes)
         return (f"; {c.in_channels}-channel latent, channels {list(c.widths)}, layers down {list(c.down_layers)} "
                 f"up {list(c.up_layers)}, conditioning width {c.cond_width}")
+    if kind.name.startswith("PixArt"):
+        return "; " + _pixart_detail(shapes)
     if kind.folder == "embeddings":
         vectors = {k: s for k, s in shapes.items() if len(s) == 2}
         return "; " + ", ".join(f"{k or 'vectors'}: {s[0]} x {s[1]}" for k, s in vectors.items())
     return ""
+
+
+def _pixart_detail(shapes) -> str:
+    from .configs import pixart_config_from_state_dict
+    from .file_kind import PIXART_NAMES, find_pixart
+
+    variant, layout, prefix = find_pixart(shapes)
+    view = {k[len(prefix):]: s for k, s in shapes.items() if k.startswith(prefix)}
+    if layout == "diffusers":  # the shapes the loader's renaming gives (torch-free: names only)
+        from .diffusers_names import fused_shapes, pixart_names
+
+        view = fused_shapes(view, pixart_names(list(view)))
+    c = pixart_config_from_state_dict(view)
+    return (f"architecture {PIXART_NAMES[variant]} [pixart, {variant}]; {c.depth} blocks, width {c.hidden_size}, "
+            f"{c.num_heads} heads, patch {c.patch_size}, T5 width {c.caption_channels}, "
+            f"{'size and aspect-ratio conditioning' if c.micro_condition else 'no size conditioning'}; "
+            f"eps prediction with learned sigma ({c.out_channels} out channels), linear betas 0.0001..0.02; "
+            f"load T5-XXL with CLIPLoader, type pixart, and the {'SD1.x' if c.micro_condition else 'SDXL'} VAE")
 
 
 def _lora_detail(shapes) -> str:

@@ -343,6 +343,54 @@ def chroma_config_from_state_dict(shapes: dict[str, tuple]) -> ChromaConfig:
         approximator_layers=count("distilled_guidance_layer.layers."))
 
 
+@dataclass(frozen=True)
+class PixArtConfig:
+    """PixArt-α / PixArt-Σ (graphflow.models.pixart). Defaults: PixArt-XL-2 (α 1024-MS)."""
+    depth: int = 28
+    hidden_size: int = 1152
+    num_heads: int = 16
+    patch_size: int = 2
+    in_channels: int = 4
+    out_channels: int = 8  # learned sigma: eps and a variance interpolation; only eps is used
+    caption_channels: int = 4096  # T5-XXL's width
+    mlp_ratio: float = 4.0
+    micro_condition: bool = True  # α's size and aspect-ratio embedders; Σ has none
+    # the positional embedding's scale (the original files' "lewei scale"); None: from the
+    # image size on the fly (ComfyUI's rule, for files without a pos_embed buffer)
+    pe_interpolation: float | None = None
+
+    @property
+    def variant(self) -> str:
+        return "pixart_alpha" if self.micro_condition else "pixart_sigma"
+
+
+PIXART_HEAD_DIM = 72  # every released PixArt: 1152 wide, 16 heads (ComfyUI hard-codes both)
+
+
+def pixart_config_from_state_dict(shapes: dict[str, tuple]) -> PixArtConfig:
+    """The architecture from the original layout's names and shapes (keys without prefix).
+    Heads: width / 72 (PixArt-XL-2's 16 for 1152). pe_interpolation from a `pos_embed` buffer
+    of the training size as ComfyUI guesses it (latent side / 64, at least 1)."""
+    if any(".attn.sr." in k for k in shapes):
+        raise ValueError("KV-compressed self-attention (attn.sr.*, PixArt-Σ's token compression) is not "
+                         "supported, as ComfyUI does not load it either")
+    hidden, in_channels, patch, _ = shapes["x_embedder.proj.weight"]
+    if patch != _ or hidden % PIXART_HEAD_DIM:
+        raise ValueError(f"x_embedder.proj.weight {shapes['x_embedder.proj.weight']}: expected square patches and "
+                         f"a width divisible by {PIXART_HEAD_DIM}")
+    pe_interpolation = None
+    if "pos_embed" in shapes:
+        side = math.isqrt(shapes["pos_embed"][1]) * patch
+        pe_interpolation = float(max(1, side // 64))
+    depth = len({k.split(".")[1] for k in shapes if k.startswith("blocks.")})
+    return PixArtConfig(
+        depth=depth, hidden_size=hidden, num_heads=hidden // PIXART_HEAD_DIM, patch_size=patch,
+        in_channels=in_channels, out_channels=shapes["final_layer.linear.weight"][0] // (patch * patch),
+        caption_channels=shapes["y_embedder.y_proj.fc1.weight"][1],
+        mlp_ratio=shapes["blocks.0.mlp.fc1.weight"][0] / hidden,
+        micro_condition="ar_embedder.mlp.0.weight" in shapes, pe_interpolation=pe_interpolation)
+
+
 # -- text encoder towers of single-file SD1/SD2/SDXL checkpoints ------------------------------
 HF, OPENCLIP = "hf", "openclip"
 

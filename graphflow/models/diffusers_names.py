@@ -272,3 +272,42 @@ def transformer_view(source, arch: str) -> RenamedView:
                             what)
         swap = ("final_layer.adaLN_modulation.1.",)
     return RenamedView(source, names, fused_shapes(source.shapes, names), [n for n in names if n.startswith(swap)])
+
+
+# -- PixArt-α / Σ (diffusers' PixArtTransformer2DModel -> the original PixArt names) ---------------
+
+PIXART_BLOCK = {
+    "attn1.to_q": ("attn.qkv", 0), "attn1.to_k": ("attn.qkv", 1), "attn1.to_v": ("attn.qkv", 2),
+    "attn1.to_out.0": ("attn.proj", 0), "attn2.to_q": ("cross_attn.q_linear", 0),
+    "attn2.to_k": ("cross_attn.kv_linear", 0), "attn2.to_v": ("cross_attn.kv_linear", 1),
+    "attn2.to_out.0": ("cross_attn.proj", 0), "ff.net.0.proj": ("mlp.fc1", 0), "ff.net.2": ("mlp.fc2", 0),
+}
+PIXART_TOP = {
+    "pos_embed.proj": "x_embedder.proj",
+    "adaln_single.emb.timestep_embedder.linear_1": "t_embedder.mlp.0",
+    "adaln_single.emb.timestep_embedder.linear_2": "t_embedder.mlp.2",
+    "adaln_single.emb.resolution_embedder.linear_1": "csize_embedder.mlp.0",
+    "adaln_single.emb.resolution_embedder.linear_2": "csize_embedder.mlp.2",
+    "adaln_single.emb.aspect_ratio_embedder.linear_1": "ar_embedder.mlp.0",
+    "adaln_single.emb.aspect_ratio_embedder.linear_2": "ar_embedder.mlp.2",
+    "adaln_single.linear": "t_block.1",
+    "caption_projection.linear_1": "y_embedder.y_proj.fc1", "caption_projection.linear_2": "y_embedder.y_proj.fc2",
+    "proj_out": "final_layer.linear",
+}
+
+
+def pixart_names(keys) -> dict[str, list[str]]:
+    """{original PixArt name: [diffusers keys, concatenated]} for a PixArtTransformer2DModel's keys."""
+    tables = {k: "final_layer.scale_shift_table" if k == "scale_shift_table" else k.replace("transformer_blocks.", "blocks.")
+              for k in keys if k.endswith("scale_shift_table")}  # bare parameters, no layer stem
+    names = fused_names([k for k in keys if k not in tables], PIXART_TOP,
+                        {"transformer_blocks": ("blocks", PIXART_BLOCK)}, "a diffusers PixArtTransformer2DModel")
+    names.update({ours: [theirs] for theirs, ours in tables.items()})
+    return names
+
+
+def pixart_view(source) -> RenamedView:
+    """A diffusers PixArtTransformer2DModel (its safetensors as one file) under the original
+    PixArt names: self-attention q, k, v fused into qkv, cross-attention k, v into kv_linear."""
+    names = pixart_names(list(source.shapes))
+    return RenamedView(source, names, fused_shapes(source.shapes, names))

@@ -10,7 +10,8 @@ from .cast_layers import FP8_DTYPES, compute_dtype
 from .latent_formats import FLUX, SC_B, SC_PRIOR, SD1, SD3, SDXL, LatentFormat
 from .unet import timestep_embedding
 
-ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux", "chroma", "stable_cascade_c", "stable_cascade_b")
+ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux", "chroma", "stable_cascade_c", "stable_cascade_b",
+         "pixart")
 FLOW_ARCHS = ("sd3", "flux", "chroma")
 PACKED_ARCHS = ("flux", "chroma")  # 2x2 patches packed into the channels inside the network
 CASCADE_ARCHS = ("stable_cascade_c", "stable_cascade_b")
@@ -35,6 +36,10 @@ class BetaSchedule:
         else:
             raise ValueError(f"unknown beta schedule kind {self.kind!r}")
         return torch.cumprod(1.0 - betas, dim=0)
+
+
+# PixArt-α / Σ: DDPM's linear betas (ComfyUI's "sqrt_linear" for PixArt), epsilon prediction
+PIXART_SCHEDULE = BetaSchedule(linear_start=0.0001, linear_end=0.02, num_timesteps=1000, kind="linear")
 
 
 class DiffusionModel:
@@ -75,7 +80,11 @@ class DiffusionModel:
     graphflow.models.stable_cascade), prediction "eps" on StableCascadeSampling's cosine schedule
     (graphflow.sampling.model_sampling.CascadeSchedule) with `sampling_shift` 2.0 (C) / 1.0 (B):
         model(x, t, context, y, effnet=None): t in [0, 1]; context CLIP-G's hidden states; y its
-        pooled output [B, 1280]; effnet Stage C's latent (Stage B's "stable_cascade_prior")."""
+        pooled output [B, 1280]; effnet Stage C's latent (Stage B's "stable_cascade_prior").
+
+    PixArt-α / Σ ("pixart", graphflow.models.pixart), prediction "eps" on PIXART_SCHEDULE, latent
+    SD1's (α) or SDXL's (Σ): model(x, t, context, y) as the UNets, context T5-XXL's tokens, y α's
+    micro-conditioning [B, 3] (height, width, aspect ratio; encode_adm), None for Σ."""
 
     def __init__(self, unet, arch: str, prediction: str = "eps", latent_format: LatentFormat | None = None,
                  beta_schedule: BetaSchedule | None = None, sampling_shift: float | None = None,
@@ -152,6 +161,8 @@ class DiffusionModel:
             return self.unet.config.vec_in_dim
         if self.arch == "chroma":
             return 0
+        if self.arch == "pixart":  # α's (height, width, aspect ratio); Σ takes none
+            return 3 if self.unet.config.micro_condition else 0
         return self.unet.config.adm_in_channels
 
     @property
@@ -232,7 +243,7 @@ class DiffusionModel:
     def encode_adm(self, cond_options: dict, width_px: int, height_px: int, negative: bool = False,
                    seed: int = 0) -> torch.Tensor | None:
         """SDXL's vector conditioning y [B, adm_channels], or None for SD1/SD2; the x4 upscaler's
-        class label [1].
+        class label [1]; PixArt-α's [[height, width, aspect ratio]].
         unCLIP models: the conditioning's image embeddings, noise-augmented with noise from `seed`
         (graphflow.models.unclip.unclip_adm).
 
@@ -246,6 +257,12 @@ class DiffusionModel:
             pooled = cond_options.get("pooled_output")
             pooled = torch.zeros(1, self.adm_channels) if pooled is None else pooled.float().cpu().reshape(-1, self.adm_channels)
             return pooled
+        if self.arch == "pixart":  # CLIPTextEncodePixArtAlpha's size, else the image's (ComfyUI's fallback)
+            width, height = cond_options.get("width"), cond_options.get("height")
+            if width is None or height is None:
+                width, height = width_px, height_px
+            return torch.tensor([[float(height), float(width),
+                                  float(cond_options.get("aspect_ratio", height / width))]])
         if self.upscaler:  # the class label: the low-res image's noise level (0 without one)
             from .x4_upscaler import noise_level
 

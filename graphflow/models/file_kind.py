@@ -91,6 +91,27 @@ def cascade_stage(shapes) -> str | None:
     return None
 
 
+# PixArt-α / Σ: the original files' adaLN-single projection (ComfyUI's marker) and caption MLP;
+# diffusers' PixArtTransformer2DModel as ComfyUI tells it from SD3's (which has pos_embed.proj too)
+PIXART_MARKERS = ("t_block.1.weight", "y_embedder.y_proj.fc1.weight")
+PIXART_DIFFUSERS_MARKERS = ("adaln_single.emb.timestep_embedder.linear_1.bias", "pos_embed.proj.bias")
+PIXART_NAMES = {"pixart_alpha": "PixArt-α", "pixart_sigma": "PixArt-Σ"}
+
+
+def find_pixart(shapes) -> tuple[str, str, str] | None:
+    """(variant "pixart_alpha" | "pixart_sigma", layout "original" | "diffusers", key prefix) of a
+    PixArt transformer, bare or under model.diffusion_model.; None for other files. α is the one
+    with the size and aspect-ratio embedders."""
+    for prefix in ("", UNET_PREFIX):
+        if all(prefix + m in shapes for m in PIXART_MARKERS):
+            alpha = prefix + "ar_embedder.mlp.0.weight" in shapes
+            return ("pixart_alpha" if alpha else "pixart_sigma"), "original", prefix
+        if all(prefix + m in shapes for m in PIXART_DIFFUSERS_MARKERS):
+            alpha = prefix + "adaln_single.emb.aspect_ratio_embedder.linear_1.weight" in shapes
+            return ("pixart_alpha" if alpha else "pixart_sigma"), "diffusers", prefix
+    return None
+
+
 def identify(shapes: dict[str, tuple]) -> FileKind | None:
     """The kind of model file these keys and shapes are, or None when nothing matches."""
     from .flow_architecture import find_flow_model, vae_in
@@ -111,6 +132,10 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         family = "FLUX.1" if _has(shapes, "single_transformer_blocks.") else "SD3 / SD3.5"
         return FileKind(f"{family} transformer in diffusers' layout (part of a diffusers folder)", "diffusers",
                         "`LoadDiffusers` on the whole folder (model_index.json, transformer/, vae/, text_encoder*/)")
+    pixart = find_pixart(shapes)
+    if pixart is not None:
+        layout = " (diffusers' PixArtTransformer2DModel layout)" if pixart[1] == "diffusers" else ""
+        return FileKind(f"{PIXART_NAMES[pixart[0]]} diffusion model{layout}", "diffusion_models", "LoadDiffusionModel")
     stage = cascade_stage(shapes)
     if stage == "a":
         return FileKind("Stable Cascade Stage A (VQGAN VAE)", "vae", "LoadVAE")

@@ -19,6 +19,9 @@ Chroma: context = T5 tokens alone, not padded (ComfyUI's CLIPLoader type "chroma
      kept pad token); no pooled vector (None). Chroma's own trainer and diffusers' ChromaPipeline
      pad to 512 and mask all pads but the first instead (graphflow.models.chroma's text_mask).
      Prompt weights pull towards the encoding of <pad>s alone (no </s>), as ComfyUI's.
+PixArt-α / Σ ("pixart", CLIPLoader's type): as Chroma (ComfyUI's PixArtT5XXL tokenizes and
+     encodes alike: unpadded, no mask, <pad>-only empty tokens); diffusers' PixArt pipelines pad
+     to 120 / 300 tokens and mask the padding instead (graphflow.models.pixart's attention_mask).
 Stable Cascade ("stable_cascade", CLIPLoader's type): CLIP-G alone; context = its last layer's
      hidden states (1280), pooled = its projected pooled output (1280), as ComfyUI's
      StableCascadeClipG (layer "hidden", index -1, return_projected_pooled) and diffusers'
@@ -39,7 +42,8 @@ from .t5 import MIN_LENGTH, T5Encoder
 from .text_encoders import ClipTower
 from .tokenizer import EOS, TokenWindows, empty_window, tokenize_prompt
 
-ARCHS = ("sd3", "flux", "chroma", "stable_cascade")
+ARCHS = ("sd3", "flux", "chroma", "pixart", "stable_cascade")
+T5_ALONE = ("chroma", "pixart")
 CONTEXT_DIM = 4096
 POOLED = {"clip_l": 768, "clip_g": 1280}
 
@@ -75,7 +79,7 @@ def clip_encode(tower: ClipTower, windows: TokenWindows, clip_skip: int = -2,
 
 class FlowTextEncoder:
     """prompt -> (context [1, T, 4096], pooled [1, 2048 | 768]) for SD3 ("sd3") or FLUX ("flux");
-    Chroma ("chroma", T5 alone): (context, None)."""
+    Chroma ("chroma") and PixArt ("pixart"), T5 alone: (context, None)."""
 
     def __init__(self, arch: str, clip_l: ClipTower | None = None, clip_g: ClipTower | None = None,
                  t5: T5Encoder | None = None, clip_skip: int = -2, context_dim: int | None = None):
@@ -83,8 +87,8 @@ class FlowTextEncoder:
             raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHS}")
         if arch == "flux" and clip_g is not None:
             raise ValueError("FLUX uses CLIP-L and T5-XXL, not CLIP-G")
-        if arch == "chroma" and (t5 is None or clip_l is not None or clip_g is not None):
-            raise ValueError("Chroma uses T5-XXL alone")
+        if arch in T5_ALONE and (t5 is None or clip_l is not None or clip_g is not None):
+            raise ValueError(f"{'Chroma' if arch == 'chroma' else 'PixArt'} uses T5-XXL alone")
         if arch == "stable_cascade" and (clip_g is None or clip_l is not None or t5 is not None):
             raise ValueError("Stable Cascade uses CLIP-G alone")
         if arch == "stable_cascade":
@@ -146,7 +150,7 @@ class FlowTextEncoder:
 
     def _t5(self, prompt: str) -> torch.Tensor:
         min_padding, min_length = self.t5_padding or (0, MIN_LENGTH[self.arch])
-        return self.t5.encode(prompt, min_length, min_padding, empty_end=self.arch != "chroma")
+        return self.t5.encode(prompt, min_length, min_padding, empty_end=self.arch not in T5_ALONE)
 
     @property
     def output_dim(self) -> int:
@@ -175,7 +179,7 @@ class FlowTextEncoder:
             raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
         if self.arch == "flux":
             return self.encode_flux(prompt, prompt)
-        if self.arch == "chroma":
+        if self.arch in T5_ALONE:
             return self._t5(prompt), None
         if self.arch == "stable_cascade":
             clip_skip = self.clip_skip if clip_skip is None else clip_skip
