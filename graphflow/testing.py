@@ -686,13 +686,14 @@ def write_unclip_checkpoint(path, seed: int = 0, dtype=torch.float16) -> Path:
 ZERO123_EMBED = 32  # the scaled-down image embedding width (and UNet context width, as 768 is in the real model)
 
 
-def write_zero123_checkpoint(path, seed: int = 0, dtype=torch.float16) -> Path:
+def write_zero123_checkpoint(path, seed: int = 0, dtype=torch.float16, unet: UNetConfig | None = None) -> Path:
     """A random stable_zero123 checkpoint in its original layout: an SD1 UNet taking 8 channels
     (latent + image latent) whose context width equals the image embedding's (32 here, 768 in the
     real model), the VAE, cc_projection (32 + 4 camera channels -> 32), the CLIP vision model under
     cond_stage_model.model.visual. (OpenAI CLIP layout, clip_vision_config()'s shapes) and what
     Zero123's image embedder leaves of CLIP's text part (token_embedding, positional_embedding,
-    ln_final, text_projection, logit_scale: it deletes only the text transformer). No text encoder."""
+    ln_final, text_projection, logit_scale: it deletes only the text transformer). No text encoder.
+    `unet`: another 8-channel UNet config (cc_projection then maps to its context width)."""
     from dataclasses import replace
 
     from .models.zero123 import CAMERA_WIDTH, CC_PROJECTION, VISION_PREFIX
@@ -704,9 +705,9 @@ def write_zero123_checkpoint(path, seed: int = 0, dtype=torch.float16) -> Path:
                  "ln_final.weight": (width,), "ln_final.bias": (width,), "text_projection": (width, width),
                  "logit_scale": ()}
     extra.update({"cond_stage_model.model." + k: v for k, v in random_state(leftovers, seed + 4, dtype).items()})
-    projection = {"weight": (ZERO123_EMBED, ZERO123_EMBED + CAMERA_WIDTH), "bias": (ZERO123_EMBED,)}
+    unet = unet or replace(unet_config("sd1"), in_channels=8, context_dim=ZERO123_EMBED)
+    projection = {"weight": (unet.context_dim, ZERO123_EMBED + CAMERA_WIDTH), "bias": (unet.context_dim,)}
     extra.update({CC_PROJECTION + k: v for k, v in random_state(projection, seed + 5, dtype).items()})
-    unet = replace(unet_config("sd1"), in_channels=8, context_dim=ZERO123_EMBED)
     return write_checkpoint(path, "sd1", seed=seed, dtype=dtype, unet=unet, components=("unet", "vae"), extra=extra)
 
 

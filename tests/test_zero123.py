@@ -3,16 +3,27 @@ cc_projection, CLIP vision under cond_stage_model.model.visual.), the conditioni
 closed forms, the projected context and the UNet call against references on identical weights,
 and a ComfyUI Stable Zero123 graph end to end."""
 
+import math
+from dataclasses import replace
+
 import pytest
 import torch
+import torch.nn.functional as F
+from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from graphflow.context import NodeInputError
+from graphflow.executor import Executor
 from graphflow.models.architecture import detect_architecture
 from graphflow.models.checkpoint import load_checkpoint
 from graphflow.models.checkpoint_report import inspect_report
 from graphflow.models.unet import UNet, UNetConfig
 from graphflow.models.weight_files import CheckpointError
-from graphflow.testing import ZERO123_EMBED, write_zero123_checkpoint
+from graphflow.sampling.pipeline import sample
+from graphflow.testing import ZERO123_EMBED, write_clip_vision, write_zero123_checkpoint
+from graphflow.workflow import parse_workflow
+from tests.test_nodes_image_mask import call
+from tests.test_unet import TINY, to_diffusers_unet
 
 
 def test_full_size_layout_detected_as_comfyui_does():
@@ -66,3 +77,171 @@ def test_mismatched_projection_refused(tmp_path):
     save_file(state, str(tmp_path / "bad.safetensors"))
     with pytest.raises(CheckpointError, match="cc_projection.weight .* context width 32"):
         load_checkpoint(tmp_path / "bad.safetensors", device="cpu")
+
+
+# -- the conditioning nodes ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The tiny checkpoint loaded in float32, its file's tensors, and a 40x56 test picture."""
+    path = write_zero123_checkpoint(tmp_path_factory.mktemp("zero123") / "stable_zero123.safetensors")
+    loaded = load_checkpoint(path, device="cpu", dtype=torch.float32, clip_vision=True)
+    g = torch.Generator().manual_seed(7)
+    image = torch.rand(1, 40, 56, 3, generator=g)
+    return loaded, load_file(str(path)), image
+
+
+def _closed_form(elevation: float, azimuth: float) -> torch.Tensor:
+    el, az = math.radians(elevation), math.radians(azimuth)
+    return torch.tensor([-el, math.sin(az), math.cos(az), math.pi / 2])
+
+
+@pytest.mark.parametrize("elevation, azimuth", [(0.0, 0.0), (30.0, 90.0), (-12.5, -135.0), (180.0, 45.3)])
+def test_conditioning_is_image_embedding_and_camera(builtin_registry, tiny, elevation, azimuth):
+    loaded, _, image = tiny
+    positive, negative, latent = call(builtin_registry, "StableZero123Conditioning", clip_vision=loaded.clip_vision,
+                                      init_image=image, vae=loaded.vae, width=64, height=48, batch_size=3,
+                                      elevation=elevation, azimuth=azimuth)
+    (context, options), = positive
+    embeds = loaded.clip_vision.encode_image(image).image_embeds
+    assert context.shape == (1, 1, ZERO123_EMBED + 4)
+    torch.testing.assert_close(context[0, 0, :ZERO123_EMBED], embeds[0], atol=0, rtol=0)
+    torch.testing.assert_close(context[0, 0, ZERO123_EMBED:], _closed_form(elevation, azimuth), atol=2e-5, rtol=0)
+    # the concat latent: the 56x40 image centre-cropped to 64:48 as ComfyUI's common_upscale does
+    # (round(excess / 2) whole columns off each side: 1), resized bilinearly, VAE-encoded (raw)
+    left = round((56 - 56 * ((64 / 48) / (56 / 40))) / 2)
+    assert left == 1
+    crop = image.movedim(-1, 1)[..., left:56 - left]
+    expected = loaded.vae.encode(F.interpolate(crop, size=(48, 64), mode="bilinear").movedim(1, -1))
+    assert options["concat_latent_image"].shape == (1, 4, 6, 8)
+    torch.testing.assert_close(options["concat_latent_image"], expected, atol=1e-6, rtol=0)
+    (zeros, negative_options), = negative
+    assert zeros.shape == (1, 1, ZERO123_EMBED) and not zeros.any()
+    assert negative_options["concat_latent_image"].shape == (1, 4, 6, 8) and not negative_options["concat_latent_image"].any()
+    assert latent["samples"].shape == (3, 4, 6, 8) and not latent["samples"].any() and "batch_index" not in latent
+
+
+def test_batched_conditioning_steps_the_camera(builtin_registry, tiny):
+    loaded, _, image = tiny
+    args = dict(clip_vision=loaded.clip_vision, init_image=image, vae=loaded.vae, width=32, height=32, batch_size=4,
+                elevation=10.0, azimuth=-170.0, elevation_batch_increment=-7.5, azimuth_batch_increment=90.0)
+    positive, negative, latent = call(builtin_registry, "StableZero123ConditioningBatched", **args)
+    (context, _), = positive
+    assert context.shape == (4, 1, ZERO123_EMBED + 4)
+    for i in range(4):
+        torch.testing.assert_close(context[i, 0, ZERO123_EMBED:], _closed_form(10.0 - 7.5 * i, -170.0 + 90.0 * i),
+                                   atol=2e-5, rtol=0)
+        torch.testing.assert_close(context[i, 0, :ZERO123_EMBED], context[0, 0, :ZERO123_EMBED], atol=0, rtol=0)
+    assert negative[0][0].shape == (1, 1, ZERO123_EMBED)
+    assert latent["batch_index"] == [0, 0, 0, 0] and latent["samples"].shape == (4, 4, 4, 4)
+    # one view: the single node's conditioning
+    single = call(builtin_registry, "StableZero123Conditioning", **{k: v for k, v in args.items() if "increment" not in k})
+    first = call(builtin_registry, "StableZero123ConditioningBatched", **{**args, "batch_size": 1})
+    torch.testing.assert_close(first[0][0][0], single[0][0][0], atol=0, rtol=0)
+
+
+def test_context_is_cc_projection_of_the_conditioning(builtin_registry, tiny):
+    """The sampler gives the UNet cc_projection(conditioning) for the positive (hand-computed Linear
+    on the file's weights) and the zeros of the negative as they are; its 4 extra input channels
+    are the raw VAE latent of the image."""
+    loaded, stored, image = tiny
+    positive, negative, latent = call(builtin_registry, "StableZero123Conditioning", clip_vision=loaded.clip_vision,
+                                      init_image=image, vae=loaded.vae, width=32, height=32, batch_size=2,
+                                      elevation=20.0, azimuth=60.0)
+    model = loaded.model
+    seen = []
+    forward = model.unet.forward
+
+    def recording(x, t, context, y=None, **extra):
+        seen.append((x.clone(), context.clone()))
+        return forward(x, t, context, y, **extra)
+
+    model.unet.forward = recording
+    try:
+        sample(model, 3, 1, 2.5, "euler", "normal", positive, negative, latent)
+    finally:
+        del model.unet.forward
+    (x, context), = seen  # positive and negative in one batch of 4
+    weight, bias = stored["cc_projection.weight"].float(), stored["cc_projection.bias"].float()
+    projected = positive[0][0] @ weight.T + bias
+    rows = context.flatten(1).any(1)
+    assert rows.tolist().count(True) == 2
+    torch.testing.assert_close(context[rows], projected.expand(2, -1, -1), atol=1e-6, rtol=0)
+    assert not context[~rows].any()
+    torch.testing.assert_close(x[rows, 4:], positive[0][1]["concat_latent_image"].expand(2, -1, -1, -1), atol=0, rtol=0)
+    assert not x[~rows, 4:].any()
+    with pytest.raises(ValueError, match=r"conditioning 36 wide .* or 32 wide; got 40"):
+        model.encode_context(torch.zeros(1, 1, 40))
+
+
+def test_unet_call_matches_diffusers(tmp_path):
+    """A Stable Zero123 file with an SD1 UNet at the real context width (768, 8 heads): the loaded
+    model's prediction for [latent, image latent] and the projected context is diffusers'
+    UNet2DConditionModel(in_channels=8) on the same weights with a hand-projected context."""
+    cfg = replace(TINY["sd1"], in_channels=8)
+    path = write_zero123_checkpoint(tmp_path / "z.safetensors", dtype=torch.float32, unet=cfg)
+    stored = load_file(str(path))
+    model = load_checkpoint(path, device="cpu", dtype=torch.float32).model
+    assert model.unet.config == cfg
+    theirs, _ = to_diffusers_unet(model.unet)
+    assert theirs.config.in_channels == 8
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 8, 16, 16, generator=g)
+    t = torch.tensor([999.0, 400.0])
+    conditioning = torch.randn(2, 1, ZERO123_EMBED + 4, generator=g)
+    with torch.no_grad():
+        out = model(x, t, model.encode_context(conditioning))
+        context = conditioning @ stored["cc_projection.weight"].T + stored["cc_projection.bias"]
+        ref = theirs(x, t, encoder_hidden_states=context).sample
+        without_image = model(torch.cat([x[:, :4], torch.zeros_like(x[:, 4:])], 1), t, context)
+    assert ref.abs().mean() > 0.05
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)
+    assert (out - without_image).abs().max() > 1e-3  # the image channels matter
+
+
+def test_nodes_refuse_wrong_inputs(builtin_registry, tiny):
+    loaded, _, image = tiny
+    args = dict(clip_vision=loaded.clip_vision, init_image=image, vae=loaded.vae)
+    with pytest.raises(NodeInputError, match="one image; got a batch of 2") as info:
+        call(builtin_registry, "StableZero123Conditioning", **{**args, "init_image": image.expand(2, -1, -1, -1)})
+    assert info.value.input == "init_image"
+    with pytest.raises(NodeInputError, match="no VAE") as info:
+        call(builtin_registry, "StableZero123ConditioningBatched", **{**args, "vae": None})
+    assert info.value.input == "vae"
+
+
+def _graph(azimuth: float) -> dict:
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "stable_zero123.safetensors"}},
+        "2": {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": "clip_vision_l.safetensors"}},
+        "3": {"class_type": "LoadImage", "inputs": {"image": "object.png"}},
+        "4": {"class_type": "StableZero123_Conditioning",
+              "inputs": {"clip_vision": ["2", 0], "init_image": ["3", 0], "vae": ["1", 2], "width": 64, "height": 64,
+                         "batch_size": 1, "elevation": 10.0, "azimuth": azimuth}},
+        "5": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["4", 0], "negative": ["4", 1],
+                                                    "latent_image": ["4", 2], "seed": 4, "steps": 2, "cfg": 3.0,
+                                                    "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
+        "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
+        "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": f"view_{azimuth:g}"}},
+    }
+
+
+def test_comfyui_graph_end_to_end(builtin_registry, tmp_folders):
+    """ComfyUI's Stable Zero123 graph (its own CLIP vision file) imports and runs; the camera
+    angle changes the picture, and a run repeats exactly."""
+    (tmp_folders.models / "checkpoints").mkdir(parents=True)
+    (tmp_folders.models / "clip_vision").mkdir(parents=True)
+    write_zero123_checkpoint(tmp_folders.models / "checkpoints" / "stable_zero123.safetensors")
+    write_clip_vision(tmp_folders.models / "clip_vision" / "clip_vision_l.safetensors", seed=9)
+    Image.effect_noise((80, 60), 60).convert("RGB").save(tmp_folders.inputs / "object.png")
+
+    def run(azimuth):
+        result = Executor(builtin_registry).run(parse_workflow(_graph(azimuth), builtin_registry))
+        assert result.ok, result.error
+        return result.values["6"][0]
+
+    front = run(0.0)
+    assert front.shape == (1, 64, 64, 3)
+    assert sorted(p.name for p in tmp_folders.outputs.rglob("*.png")) == ["view_0_00001.png"]
+    assert (run(90.0) - front).abs().max() > 1e-3
+    assert torch.equal(run(0.0), front)
