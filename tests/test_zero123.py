@@ -15,7 +15,8 @@ from safetensors.torch import load_file, save_file
 from graphflow.context import NodeInputError
 from graphflow.executor import Executor
 from graphflow.models.architecture import detect_architecture
-from graphflow.models.checkpoint import load_checkpoint
+from graphflow.models.checkpoint import load_checkpoint, load_diffusion_model
+from graphflow.models.checkpoint_save import save_model
 from graphflow.models.checkpoint_report import inspect_report
 from graphflow.models.unet import UNet, UNetConfig
 from graphflow.models.weight_files import CheckpointError
@@ -68,6 +69,18 @@ def test_inspect_names_it(tmp_path):
     assert f"cc_projection: Linear {ZERO123_EMBED + 4} -> {ZERO123_EMBED}" in report
     assert "clip vision (cond_stage_model.model.visual.)" in report and "in 8 ch" in report
     assert "text encoder: none" in report
+
+
+def test_saved_model_keeps_cc_projection(tmp_path):
+    """ModelSave's file of a Stable Zero123 model is one again, for UNETLoader and CheckpointLoader."""
+    path = write_zero123_checkpoint(tmp_path / "z.safetensors")
+    model = load_checkpoint(path, device="cpu", dtype=torch.float32).model
+    saved = save_model(tmp_path / "saved.safetensors", model)
+    for reloaded in (load_diffusion_model(saved, device="cpu", dtype=torch.float32),
+                     load_checkpoint(saved, device="cpu", dtype=torch.float32).model):
+        assert reloaded.in_channels == 8
+        torch.testing.assert_close(reloaded.context_projection.weight, model.context_projection.weight, atol=0, rtol=0)
+        torch.testing.assert_close(reloaded.context_projection.bias, model.context_projection.bias, atol=0, rtol=0)
 
 
 def test_mismatched_projection_refused(tmp_path):

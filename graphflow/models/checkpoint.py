@@ -316,7 +316,12 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
         info = detect_architecture(f.shapes, f.metadata, get_tensor=f.get)
         unet_device, unet_dtype = _resolve(device, dtype, "unet")
         unet = build_unet(f.view(UNET_PREFIX), info.unet, unet_device, unet_dtype)
-        return DiffusionModel(unet, info.arch, info.prediction, info.latent_format)
+        model = DiffusionModel(unet, info.arch, info.prediction, info.latent_format)
+        if info.zero123:
+            from .zero123 import cc_projection_from
+
+            model.context_projection = cc_projection_from(f)
+        return model
 
 
 def _read_stable_cascade(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:
