@@ -9,7 +9,6 @@ from dataclasses import replace
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from graphflow.context import NodeInputError
@@ -22,9 +21,9 @@ from graphflow.models.unet import UNet, UNetConfig
 from graphflow.models.weight_files import CheckpointError
 from graphflow.sampling.pipeline import sample
 from graphflow.testing import ZERO123_EMBED, write_clip_vision, write_zero123_checkpoint
-from graphflow.workflow import parse_workflow
 from tests.test_nodes_image_mask import call
 from tests.test_unet import TINY, to_diffusers_unet
+from tests.test_workflows import workflow
 
 
 def test_full_size_layout_detected_as_comfyui_does():
@@ -223,38 +222,32 @@ def test_nodes_refuse_wrong_inputs(builtin_registry, tiny):
     assert info.value.input == "vae"
 
 
-def _graph(azimuth: float) -> dict:
-    return {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "stable_zero123.safetensors"}},
-        "2": {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": "clip_vision_l.safetensors"}},
-        "3": {"class_type": "LoadImage", "inputs": {"image": "object.png"}},
-        "4": {"class_type": "StableZero123_Conditioning",
-              "inputs": {"clip_vision": ["2", 0], "init_image": ["3", 0], "vae": ["1", 2], "width": 64, "height": 64,
-                         "batch_size": 1, "elevation": 10.0, "azimuth": azimuth}},
-        "5": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["4", 0], "negative": ["4", 1],
-                                                    "latent_image": ["4", 2], "seed": 4, "steps": 2, "cfg": 3.0,
-                                                    "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
-        "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
-        "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": f"view_{azimuth:g}"}},
-    }
-
-
-def test_comfyui_graph_end_to_end(builtin_registry, tmp_folders):
-    """ComfyUI's Stable Zero123 graph (its own CLIP vision file) imports and runs; the camera
-    angle changes the picture, and a run repeats exactly."""
+def test_comfyui_example_graph_end_to_end(builtin_registry, tmp_folders):
+    """workflows/stable_zero123_comfyui_example.json (ComfyUI's API format: CheckpointLoaderSimple
+    on stable_zero123.ckpt, a pickle with a state_dict as Stability ships it, CLIPVisionLoader,
+    LoadImage -> StableZero123_Conditioning -> KSampler -> VAEDecode -> SaveImage) runs on tiny files
+    under the real names; the camera angle changes the picture, and a run repeats exactly."""
     (tmp_folders.models / "checkpoints").mkdir(parents=True)
     (tmp_folders.models / "clip_vision").mkdir(parents=True)
-    write_zero123_checkpoint(tmp_folders.models / "checkpoints" / "stable_zero123.safetensors")
-    write_clip_vision(tmp_folders.models / "clip_vision" / "clip_vision_l.safetensors", seed=9)
-    Image.effect_noise((80, 60), 60).convert("RGB").save(tmp_folders.inputs / "object.png")
+    tiny = write_zero123_checkpoint(tmp_folders.home / "z.safetensors")
+    torch.save({"state_dict": load_file(str(tiny)), "global_step": 0},
+               tmp_folders.models / "checkpoints" / "stable_zero123.ckpt")
+    write_clip_vision(tmp_folders.models / "clip_vision" / "clip-vit-large-patch14.safetensors", seed=9)
 
-    def run(azimuth):
-        result = Executor(builtin_registry).run(parse_workflow(_graph(azimuth), builtin_registry))
-        assert result.ok, result.error
-        return result.values["6"][0]
+    def run(**sets):
+        sets = {"4__width": 64, "4__height": 64, "5__steps": 2, **sets}
+        result = Executor(builtin_registry).run(workflow("stable_zero123_comfyui_example", **sets))
+        assert result.ok, result.error or result.problems
+        return result
 
-    front = run(0.0)
-    assert front.shape == (1, 64, 64, 3)
-    assert sorted(p.name for p in tmp_folders.outputs.rglob("*.png")) == ["view_0_00001.png"]
-    assert (run(90.0) - front).abs().max() > 1e-3
-    assert torch.equal(run(0.0), front)
+    result = run()
+    view = result.values["6"][0]
+    assert view.shape == (1, 64, 64, 3)
+    assert result.outputs["7"]["images"][0]["filename"].startswith("stable_zero123")
+    assert (run(**{"4__azimuth": -90.0}).values["6"][0] - view).abs().max() > 1e-3
+    assert (run(**{"3__image": "hint-circle-bottom-right.png"}).values["6"][0] - view).abs().max() > 1e-3
+    assert torch.equal(run().values["6"][0], view)
+    # unCLIPCheckpointLoader also gives the checkpoint's own image encoder, as in ComfyUI
+    model, clip, vae, clip_vision = call(builtin_registry, "LoadUnCLIPCheckpoint", checkpoint="stable_zero123.ckpt")
+    assert clip is None and model.context_projection is not None
+    assert clip_vision.config.projection_dim == ZERO123_EMBED
