@@ -683,6 +683,34 @@ def write_unclip_checkpoint(path, seed: int = 0, dtype=torch.float16) -> Path:
     return write_checkpoint(path, "sd2", seed=seed, dtype=dtype, unet=unet, extra=extra)
 
 
+ZERO123_EMBED = 32  # the scaled-down image embedding width (and UNet context width, as 768 is in the real model)
+
+
+def write_zero123_checkpoint(path, seed: int = 0, dtype=torch.float16, unet: UNetConfig | None = None) -> Path:
+    """A random stable_zero123 checkpoint in its original layout: an SD1 UNet taking 8 channels
+    (latent + image latent) whose context width equals the image embedding's (32 here, 768 in the
+    real model), the VAE, cc_projection (32 + 4 camera channels -> 32), the CLIP vision model under
+    cond_stage_model.model.visual. (OpenAI CLIP layout, clip_vision_config()'s shapes) and what
+    Zero123's image embedder leaves of CLIP's text part (token_embedding, positional_embedding,
+    ln_final, text_projection, logit_scale: it deletes only the text transformer). No text encoder.
+    `unet`: another 8-channel UNet config (cc_projection then maps to its context width)."""
+    from dataclasses import replace
+
+    from .models.zero123 import CAMERA_WIDTH, CC_PROJECTION, VISION_PREFIX
+
+    extra = {VISION_PREFIX + k: v
+             for k, v in clip_vision_state("clip", seed + 3, dtype, "openclip", ZERO123_EMBED).items()}
+    width = ZERO123_EMBED
+    leftovers = {"token_embedding.weight": (49408, width), "positional_embedding": (77, width),
+                 "ln_final.weight": (width,), "ln_final.bias": (width,), "text_projection": (width, width),
+                 "logit_scale": ()}
+    extra.update({"cond_stage_model.model." + k: v for k, v in random_state(leftovers, seed + 4, dtype).items()})
+    unet = unet or replace(unet_config("sd1"), in_channels=8, context_dim=ZERO123_EMBED)
+    projection = {"weight": (unet.context_dim, ZERO123_EMBED + CAMERA_WIDTH), "bias": (unet.context_dim,)}
+    extra.update({CC_PROJECTION + k: v for k, v in random_state(projection, seed + 5, dtype).items()})
+    return write_checkpoint(path, "sd1", seed=seed, dtype=dtype, unet=unet, components=("unet", "vae"), extra=extra)
+
+
 def x4_upscaler_configs() -> tuple[UNetConfig, VAEConfig]:
     """A scaled-down x4 upscaler: its UNet's structure (4 + 3 input channels, 1000 noise-level
     labels, 8 heads, linear projections, the first attention reading the text on the upper levels

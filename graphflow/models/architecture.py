@@ -17,6 +17,7 @@ from .configs import (ARCH_TOWERS, HF, TowerSpec, UNetConfig, VAEConfig, unet_co
 from .flow_architecture import FlowInfo, detect_flow_model
 from .latent_formats import SD1, SD_X4, SDXL, LatentFormat
 from .weight_files import CONFIG_KEY, CONFIG_SECTIONS, CheckpointError, read_graphflow_config
+from .zero123 import CAMERA_WIDTH, CC_PROJECTION, is_zero123
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -27,11 +28,12 @@ ARCH_NAMES = {"sd1": "SD1.x", "sd2": "SD2.x", "sdxl": "SDXL base", "sdxl_refiner
 
 # -- key prefixes ------------------------------------------------------------------------------
 
-_KNOWN_PREFIXES = (UNET_PREFIX, VAE_PREFIX, "cond_stage_model.transformer.", "cond_stage_model.model.",
+_KNOWN_PREFIXES = (UNET_PREFIX, VAE_PREFIX, "cond_stage_model.transformer.", "cond_stage_model.model.visual.",
+                   "cond_stage_model.model.",
                    "conditioner.embedders.0.transformer.", "conditioner.embedders.0.model.",
                    "conditioner.embedders.1.model.", "model_ema.", "text_encoders.clip_l.transformer.",
                    "text_encoders.clip_g.transformer.", "text_encoders.t5xxl.transformer.", "vae.",
-                   "embedder.model.visual.", "noise_augmentor.", "low_scale_model.")
+                   "embedder.model.visual.", "noise_augmentor.", "low_scale_model.", "cc_projection.")
 
 
 def prefix_summary(keys) -> dict[str, int]:
@@ -83,6 +85,7 @@ class ArchInfo:
     zero_terminal_snr: bool = False  # a 'ztsnr' marker key: trained on a zero-terminal-SNR schedule
     unclip: bool = False  # SD2.1-unCLIP: y is a noise-augmented CLIP image embedding (graphflow.models.unclip)
     upscaler: bool = False  # Stability's x4 upscaler: 4 + 3 low-res image channels, noise-level label (models.x4_upscaler)
+    zero123: bool = False  # Stable Zero123: image + camera context through cc_projection, image latent concat (models.zero123)
 
     @property
     def inpaint(self) -> bool:
@@ -107,6 +110,7 @@ class ArchInfo:
     @property
     def name(self) -> str:
         return (ARCH_NAMES[self.arch] + (" unCLIP" if self.unclip else "") + (" x4 upscaler" if self.upscaler else "")
+                + (" Stable Zero123" if self.zero123 else "")
                 + (" inpainting" if self.inpaint else "")
                 + (" (v-prediction)" if self.prediction == "v" else ""))
 
@@ -216,7 +220,9 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
     if unet_values:
         unet = replace(unet, **unet_values)
 
-    arch, towers, missing = locate_towers(shapes)
+    # Stable Zero123 has no text encoder; its image encoder's leftovers (token_embedding, ...) are no tower
+    zero123 = is_zero123(shapes)
+    arch, towers, missing = ("sd1", (), []) if zero123 else locate_towers(shapes)
     if missing:
         raise CheckpointError(f"{ARCH_NAMES[arch]} text encoder incomplete: missing {', '.join(missing)}; "
                               f"found prefixes: {format_prefixes(prefixes)}")
@@ -229,6 +235,10 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
             raise CheckpointError(f"no text encoder keys and the UNet (context {context}, adm {adm}) matches no "
                                   f"known architecture; found prefixes: {format_prefixes(prefixes)}")
         notes.append("no text encoder in the file: CLIP must come from a separate text encoder file")
+    if zero123:
+        _check_zero123(shapes, unet)
+        notes.append("Stable Zero123: no text encoder; conditioned on a CLIP image embedding and camera angles "
+                     "(StableZero123_Conditioning)")
     # SD2 with vector conditioning is SD2.1-unCLIP (label_emb takes the image embedding + its noise level)
     unclip = arch == "sd2" and bool(adm)
     if arch.startswith("sdxl") != bool(adm) and not unclip:
@@ -268,7 +278,7 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
     if vae is not None and vae.latent_channels != latent_format.channels:
         raise CheckpointError(f"the VAE has {vae.latent_channels} latent channels, {ARCH_NAMES[arch]} uses "
                               f"{latent_format.channels}")
-    if not upscaler and unet.in_channels not in (latent_format.channels, 2 * latent_format.channels + 1):
+    if not upscaler and not zero123 and unet.in_channels not in (latent_format.channels, 2 * latent_format.channels + 1):
         raise CheckpointError(f"the UNet takes {unet.in_channels} input channels; expected {latent_format.channels} "
                               f"(or {2 * latent_format.channels + 1} for inpainting)")
 
@@ -281,7 +291,21 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
         notes.append("'ztsnr' marker key: sampled on the zero-terminal-SNR schedule")
     return ArchInfo(arch=arch, prediction=pred, prediction_source=source, unet=unet, vae=vae, towers=towers,
                     latent_format=latent_format, tower_overrides=tower_overrides, prefixes=prefixes, notes=notes,
-                    zero_terminal_snr=zsnr, unclip=unclip, upscaler=upscaler)
+                    zero_terminal_snr=zsnr, unclip=unclip, upscaler=upscaler, zero123=zero123)
+
+
+def _check_zero123(shapes, unet: UNetConfig) -> None:
+    projection = tuple(shapes[CC_PROJECTION + "weight"])
+    if len(projection) != 2 or projection[0] != unet.context_dim or CC_PROJECTION + "bias" not in shapes:
+        raise CheckpointError(f"Stable Zero123: cc_projection.weight {projection} must map the conditioning to the "
+                              f"UNet's context width {unet.context_dim} (with cc_projection.bias)")
+    if projection[1] <= CAMERA_WIDTH:
+        raise CheckpointError(f"Stable Zero123: cc_projection takes {projection[1]} channels; expected an image "
+                              f"embedding + the {CAMERA_WIDTH}-wide camera embedding")
+    if unet.in_channels != 2 * SD1.channels or unet.adm_in_channels:
+        raise CheckpointError(f"Stable Zero123: the UNet takes {unet.in_channels} input channels and vector "
+                              f"conditioning {unet.adm_in_channels}; expected {2 * SD1.channels} (latent + image "
+                              f"latent) and none")
 
 
 def vae_config_from_shapes(vae_shapes, overrides, where: str) -> VAEConfig:

@@ -186,8 +186,8 @@ def load_checkpoint(path, device=None, dtype=None, prediction: str | None = None
     UNet/CLIP and bf16 VAE, fp32 VAE without bf16; bf16 for SD3/FLUX). `prediction`
     ("eps"/"v") overrides what the file says. `weight_dtype` (SD3/FLUX): see build_flow_model.
     A file without a VAE or text encoder gives None for that part (info.notes says so);
-    text_encoders=False skips them. clip_vision=True also loads an unCLIP checkpoint's image
-    encoder (`embedder.model.visual.`); a checkpoint without one raises CheckpointError. Each
+    text_encoders=False skips them. clip_vision=True also loads an unCLIP or Stable Zero123
+    checkpoint's image encoder; a checkpoint without one raises CheckpointError. Each
     component is registered with the memory manager with this file as its source: when RAM runs
     short it may be dropped and read again from here."""
     parts = {"diffusion_model", "vae", "text_encoder"} if text_encoders else {"diffusion_model", "vae"}
@@ -240,6 +240,10 @@ def _read_checkpoint(path, device, dtype, prediction, weight_dtype, parts, clip_
                 from .unclip import noise_augmentor_from
 
                 model.noise_augmentor = noise_augmentor_from(f, info.adm_channels)
+            if info.zero123:
+                from .zero123 import cc_projection_from
+
+                model.context_projection = cc_projection_from(f)
         if info.vae is not None and "vae" in parts:
             vae = build_vae(f.view(VAE_PREFIX), info.vae, info.latent_format, *_resolve(device, dtype, "vae"))
         towers = [t for t in info.towers if {"text_encoder", f"text_encoder:{t.name}"} & parts]
@@ -251,19 +255,24 @@ def _read_checkpoint(path, device, dtype, prediction, weight_dtype, parts, clip_
 
 
 def _unclip_image_encoder(f, info: ArchInfo, device, dtype):
+    """The image encoder an unCLIP (`embedder.model.visual.`) or Stable Zero123
+    (`cond_stage_model.model.visual.`) checkpoint carries."""
     from .clip_vision import build_clip_vision, clip_vision_config_from_shapes, clip_vision_source
+    from .zero123 import CAMERA_WIDTH, CC_PROJECTION, VISION_PREFIX
 
-    prefix = "embedder.model.visual."
-    source = clip_vision_source(f, prefix) if info.unclip else None
+    prefix = VISION_PREFIX if info.zero123 else "embedder.model.visual."
+    source = clip_vision_source(f, prefix) if info.unclip or info.zero123 else None
     if source is None:
-        raise CheckpointError(f"{f.path.name} is not an unCLIP checkpoint: expected a UNet with image-embedding "
-                              f"conditioning and a CLIP vision model under {prefix}; it is {info.name}")
+        raise CheckpointError(f"{f.path.name} is not an unCLIP checkpoint (nor Stable Zero123): expected a UNet "
+                              f"with image-embedding conditioning and a CLIP vision model under {prefix}; it is "
+                              f"{info.name}")
     try:
         config = clip_vision_config_from_shapes(source.shapes, f.config().get("clip_vision"))
     except (KeyError, ValueError, IndexError) as e:
         raise CheckpointError(f"{f.path.name}: the CLIP vision model under {prefix} could not be read ({e})") from None
-    if 2 * config.projection_dim != info.adm_channels:
-        raise CheckpointError(f"{f.path.name}: the UNet takes {info.adm_channels // 2}-wide image embeddings, the "
+    width = f.shapes[CC_PROJECTION + "weight"][1] - CAMERA_WIDTH if info.zero123 else info.adm_channels // 2
+    if config.projection_dim != width:
+        raise CheckpointError(f"{f.path.name}: the model takes {width}-wide image embeddings, the "
                               f"CLIP vision model under {prefix} gives {config.projection_dim}")
     return build_clip_vision(source, config, *_resolve(device, dtype, "clip_vision"), what=prefix)
 
@@ -310,7 +319,12 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
         info = detect_architecture(f.shapes, f.metadata, get_tensor=f.get)
         unet_device, unet_dtype = _resolve(device, dtype, "unet")
         unet = build_unet(f.view(UNET_PREFIX), info.unet, unet_device, unet_dtype)
-        return DiffusionModel(unet, info.arch, info.prediction, info.latent_format)
+        model = DiffusionModel(unet, info.arch, info.prediction, info.latent_format)
+        if info.zero123:
+            from .zero123 import cc_projection_from
+
+            model.context_projection = cc_projection_from(f)
+        return model
 
 
 def _read_stable_cascade(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:

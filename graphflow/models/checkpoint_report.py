@@ -85,6 +85,8 @@ def inspect_report(path) -> str:
             lines.append("  text encoder: none")
         if info.unclip:
             lines += _unclip_lines(f, used)
+        if info.zero123:
+            lines += _zero123_lines(f, used)
         if info.upscaler:  # LDM's ImageConcatWithNoiseAugmentation buffers: the schedule is computed instead
             used.update(k for k in f.shapes if k.startswith("low_scale_model."))
             lines.append("  low-res image augmentation: noise levels 0..350 of the 0.0001..0.02 schedule "
@@ -234,6 +236,25 @@ def _unclip_lines(f: "WeightFile", used: set) -> list[str]:
     augmentor = [k for k in f.shapes if k.startswith("noise_augmentor.")]
     used.update(augmentor)
     lines.append("  noise augmentor: cosine schedule, 1000 levels (computed as ComfyUI does)")
+    return lines
+
+
+def _zero123_lines(f: "WeightFile", used: set) -> list[str]:
+    from .clip_vision import clip_vision_source
+    from .zero123 import CAMERA_WIDTH, CC_PROJECTION, VISION_PREFIX
+
+    out_width, in_width = f.shapes[CC_PROJECTION + "weight"]
+    used.update(k for k in f.shapes if k.startswith(CC_PROJECTION))
+    lines = [f"  cc_projection: Linear {in_width} -> {out_width} ([image embedding {in_width - CAMERA_WIDTH}, "
+             f"camera {CAMERA_WIDTH}] -> context)"]
+    keys = [k for k in f.shapes if k.startswith(VISION_PREFIX)]
+    source = clip_vision_source(f, VISION_PREFIX)
+    if source is not None:
+        used.update(keys)
+        lines.append(f"  clip vision ({VISION_PREFIX}): {_millions(_count(f, keys))} params, {_dtypes(f, keys)}; "
+                     f"{_vision_detail(source)}")
+    else:
+        lines.append(f"  clip vision: none (no image encoder under {VISION_PREFIX}; use CLIPVisionLoader)")
     return lines
 
 

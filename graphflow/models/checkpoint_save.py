@@ -66,8 +66,10 @@ def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def model_state(model: DiffusionModel) -> dict[str, torch.Tensor]:
     """The diffusion model (its patches merged in) under `model.diffusion_model.`, with
-    ComfyUI's v-prediction marker keys, which both loaders read."""
+    ComfyUI's v-prediction marker keys, which both loaders read, and Stable Zero123's cc_projection."""
     state = {UNET_PREFIX + k: v for k, v in manager().weights(model.unet, model.patches).items()}
+    if getattr(model, "context_projection", None) is not None:  # Stable Zero123 (ComfyUI's saves drop it)
+        state.update({"cc_projection." + k: v for k, v in model.context_projection.state_dict().items()})
     if any(k.endswith(".scale_weight") for k in state):  # fp8 weights with their scales: ComfyUI's marker
         state[UNET_PREFIX + "scaled_fp8"] = torch.zeros(1).to(torch.float8_e4m3fn)
     if model.prediction == "v" and model.edm is None:

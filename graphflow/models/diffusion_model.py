@@ -116,6 +116,7 @@ class DiffusionModel:
         self.edm = None  # (sigma_min, sigma_max): continuous-time sampling (ModelSamplingContinuousEDM / V)
         self.continuous_timestep = "log"  # how continuous sampling tells the UNet sigma: "log" (EDM) or "atan" (V)
         self.noise_augmentor = None  # unCLIP models: y is a noise-augmented CLIP image embedding (models.unclip)
+        self.context_projection = None  # Stable Zero123's cc_projection: [image embedding, camera] -> context
         # Sampling options set by model-patch nodes, read by graphflow.sampling.pipeline:
         # "cfg_rescale" (RescaleCFG's multiplier), "differential_diffusion" (its strength),
         # "compile_backend" (TorchCompileModel's: graphflow.models.speed).
@@ -239,6 +240,15 @@ class DiffusionModel:
                 y = torch.zeros(x.shape[0], self.adm_channels, device=x.device, dtype=x.dtype)
             return self.unet(x, timesteps, context, y, guidance=guidance, **extra)
         return self.unet(x, timesteps, context, y)
+
+    def encode_context(self, embedding: torch.Tensor) -> torch.Tensor:
+        """A conditioning's embedding [B, T, D] as the network's context: Stable Zero123 projects its
+        image + camera embeddings (graphflow.models.zero123.project_context); others take it as it is."""
+        if self.context_projection is None:
+            return embedding
+        from .zero123 import project_context
+
+        return project_context(self.context_projection, embedding, self.unet.config.context_dim)
 
     def encode_adm(self, cond_options: dict, width_px: int, height_px: int, negative: bool = False,
                    seed: int = 0) -> torch.Tensor | None:

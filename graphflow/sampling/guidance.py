@@ -139,6 +139,8 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
         if embedding.ndim != 3:
             raise ValueError(f"conditioning entry {k}: embedding must be [B, T, D], got shape {tuple(embedding.shape)}")
         y = guidance = attention_mask = None
+        if getattr(model, "context_projection", None) is not None:  # Stable Zero123: image + camera -> context
+            embedding = model.encode_context(embedding)
         if getattr(model, "prediction", None) == "flow":  # SD3 / FLUX: pooled text vector (+ guidance)
             from .flow_sampling import attention_bias, flow_vectors
             y, guidance = flow_vectors(model, options, batch)
