@@ -117,3 +117,58 @@ def test_svd_adm_is_comfyui_added_time_ids():
     torch.testing.assert_close(y[0, :128], torch.cos(5 * freqs))
     torch.testing.assert_close(y[0, 256:384], torch.cos(127 * freqs))
     torch.testing.assert_close(y[0, 640:], torch.zeros(128))  # sin(0)
+
+
+def _vae_name(name: str, num_up: int) -> str:
+    """diffusers' AutoencoderKLTemporalDecoder name -> Stability's (first_stage_model.* without the prefix)."""
+    from graphflow.models.diffusers_names import vae_key
+
+    if name.startswith("decoder.time_conv_out."):
+        return "decoder.conv_out.time_mix_conv." + name.rpartition(".")[2]
+    temporal = {"temporal_res_block.norm1.": "time_stack.in_layers.0.", "temporal_res_block.conv1.": "time_stack.in_layers.2.",
+                "temporal_res_block.norm2.": "time_stack.out_layers.0.", "temporal_res_block.conv2.": "time_stack.out_layers.3.",
+                "time_mixer.mix_factor": "mix_factor"}
+    for a, b in temporal.items():
+        if a in name:
+            head, _, tail = name.partition(a)
+            return vae_key(head + "norm1.weight", num_up).rpartition("norm1.")[0] + b + tail
+    return vae_key(name.replace("spatial_res_block.", ""), num_up)
+
+
+def test_temporal_vae_decode_matches_diffusers():
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    from graphflow.models.configs import VAEConfig
+    from graphflow.models.video_vae import AutoencoderKLTemporal, VideoVAE
+
+    torch.manual_seed(0)
+    reference = AutoencoderKLTemporalDecoder(block_out_channels=(32, 64), layers_per_block=2,  # its mid block has this many ResBlocks
+                                             down_block_types=("DownEncoderBlock2D",) * 2).eval()
+    with torch.no_grad():
+        for name, p in reference.named_parameters():
+            if name.endswith("mix_factor"):
+                p.copy_(torch.randn(1))
+        # Stability's AutoencodingEngine has no quant conv: diffusers' as the identity
+        reference.quant_conv.weight.copy_(torch.eye(8)[:, :, None, None])
+        reference.quant_conv.bias.zero_()
+    ours = AutoencoderKLTemporal(VAEConfig(ch=32, ch_mult=(1, 2), num_res_blocks=2, use_quant_conv=False)).eval()
+    state = {_vae_name(k, 2): v for k, v in reference.state_dict().items() if not k.startswith("quant_conv.")}
+    state = {k: v[:, :, None, None] if ".attn_1." in k and v.dim() == 2 else v for k, v in state.items()}
+    ours.load_state_dict(state, strict=True)
+
+    torch.manual_seed(1)
+    z = torch.randn(5, 4, 6, 5)
+    with torch.no_grad():
+        expected = reference.decode(z, num_frames=5).sample
+        torch.testing.assert_close(ours.decode(z), expected, atol=1e-4, rtol=1e-4)
+        pixels = torch.rand(2, 3, 16, 24) * 2 - 1
+        torch.testing.assert_close(ours.encode(pixels)[0], reference.encode(pixels).latent_dist.mean, atol=1e-4, rtol=1e-4)
+
+    # the socket decodes in chunks, each chunk one video (as diffusers' decode_chunk_size)
+    socket = VideoVAE(ours)
+    socket.chunk_frames = 2
+    with torch.no_grad():
+        chunked = torch.cat([reference.decode(z[i:i + 2], num_frames=len(z[i:i + 2])).sample for i in (0, 2, 4)])
+    frames = socket.decode(z)
+    assert frames.shape == (5, 12, 10, 3)  # this tiny VAE downscales by 2
+    torch.testing.assert_close(frames, ((chunked + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1), atol=1e-4, rtol=1e-4)
