@@ -539,3 +539,44 @@ def read_standalone_tower(path, device=None, dtype=None):
     with WeightFile(path) as f:
         spec = _standalone_tower(f.shapes, f.config())
         return tower_of(f, spec, device, dtype, f.path.name, _overrides(f, spec))
+
+
+SVD_IMAGE_ENCODER = "conditioner.embedders.0.open_clip.model.visual."  # svd.safetensors / svd_xt.safetensors
+
+
+def load_image_only_checkpoint(path, device=None, dtype=None):
+    """An image-only checkpoint as Stability ships Stable Video Diffusion (svd.safetensors,
+    svd_xt.safetensors): (MODEL, CLIP_VISION, VAE), as ComfyUI's ImageOnlyCheckpointLoader. The
+    spatio-temporal UNet under model.diffusion_model. (graphflow.models.svd), sampled as v-prediction
+    in continuous EDM time (sigmas 0.002 .. 700); the CLIP ViT-H image encoder under
+    conditioner.embedders.0.open_clip.model.visual. (OpenCLIP layout); the temporal-decoder VAE
+    under first_stage_model. (graphflow.models.video_vae)."""
+    from .clip_vision import build_clip_vision, clip_vision_config_from_shapes, clip_vision_source
+    from .svd import SIGMA_MAX, SIGMA_MIN, SVDUNet, svd_config_from_shapes
+    from .video_vae import AutoencoderKLTemporal, VideoVAE
+
+    with WeightFile(path) as f:
+        unet_view, vae_view_ = f.view(UNET_PREFIX), f.view(VAE_PREFIX)
+        vision = clip_vision_source(f, SVD_IMAGE_ENCODER)
+        if "input_blocks.1.0.time_stack.in_layers.2.weight" not in unet_view.shapes or vision is None \
+                or "decoder.conv_out.time_mix_conv.weight" not in vae_view_.shapes:
+            raise CheckpointError(
+                f"{f.path.name} is not an image-only (Stable Video Diffusion) checkpoint: expected a video UNet "
+                f"({UNET_PREFIX}...time_stack), a CLIP vision model under {SVD_IMAGE_ENCODER} and a temporal VAE "
+                f"decoder ({VAE_PREFIX}decoder.conv_out.time_mix_conv); found prefixes: "
+                f"{format_prefixes(prefix_summary(f.shapes))}")
+        try:
+            unet_config = svd_config_from_shapes(unet_view.shapes)
+            vae_config = vae_config_from_shapes(vae_view_.shapes, {"use_quant_conv": False}, VAE_PREFIX)
+            vision_config = clip_vision_config_from_shapes(vision.shapes, f.config().get("clip_vision"))
+        except (KeyError, ValueError, IndexError, StopIteration) as e:
+            raise CheckpointError(f"{f.path.name}: the video model's layout could not be read ({e})") from None
+        with torch.device("meta"):
+            unet, vae = SVDUNet(unet_config), AutoencoderKLTemporal(vae_config)
+        unet = _assign(unet, unet_view, *_resolve(device, dtype, "unet"), f"video UNet ({UNET_PREFIX})")
+        vae_keys = [k for k in vae_view_.shapes if k.split(".")[0] in VAE_PARTS]
+        vae = _assign(vae, vae_view_, *_resolve(device, dtype, "vae"), f"VAE ({VAE_PREFIX})", keys=vae_keys)
+        image_encoder = build_clip_vision(vision, vision_config, *_resolve(device, dtype, "clip_vision"),
+                                          what=SVD_IMAGE_ENCODER)
+    model = DiffusionModel(unet, "svd", "v", SD1).with_continuous_sampling("v", SIGMA_MIN, SIGMA_MAX)
+    return model, image_encoder, VideoVAE(vae)

@@ -10,7 +10,7 @@ from .cast_layers import FP8_DTYPES, compute_dtype
 from .latent_formats import FLUX, SC_B, SC_PRIOR, SD1, SD3, SDXL, LatentFormat
 from .unet import timestep_embedding
 
-ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux", "chroma", "stable_cascade_c", "stable_cascade_b")
+ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux", "chroma", "stable_cascade_c", "stable_cascade_b", "svd")
 FLOW_ARCHS = ("sd3", "flux", "chroma")
 PACKED_ARCHS = ("flux", "chroma")  # 2x2 patches packed into the channels inside the network
 CASCADE_ARCHS = ("stable_cascade_c", "stable_cascade_b")
@@ -75,7 +75,13 @@ class DiffusionModel:
     graphflow.models.stable_cascade), prediction "eps" on StableCascadeSampling's cosine schedule
     (graphflow.sampling.model_sampling.CascadeSchedule) with `sampling_shift` 2.0 (C) / 1.0 (B):
         model(x, t, context, y, effnet=None): t in [0, 1]; context CLIP-G's hidden states; y its
-        pooled output [B, 1280]; effnet Stage C's latent (Stage B's "stable_cascade_prior")."""
+        pooled output [B, 1280]; effnet Stage C's latent (Stage B's "stable_cascade_prior").
+
+    Stable Video Diffusion (svd: graphflow.models.svd), prediction "v" in continuous EDM time
+    (sigmas 0.002 .. 700; the loader sets it), frames on the batch dimension:
+        model(x, t, context, y, num_frames): context the init image's CLIP vision embedding, y
+        svd_adm of the conditioning's fps / motion_bucket_id / augmentation_level, the init
+        image's latent on the channels (the 8-channel path of graphflow.sampling.pipeline)."""
 
     def __init__(self, unet, arch: str, prediction: str = "eps", latent_format: LatentFormat | None = None,
                  beta_schedule: BetaSchedule | None = None, sampling_shift: float | None = None,
@@ -246,6 +252,11 @@ class DiffusionModel:
             pooled = cond_options.get("pooled_output")
             pooled = torch.zeros(1, self.adm_channels) if pooled is None else pooled.float().cpu().reshape(-1, self.adm_channels)
             return pooled
+        if self.arch == "svd":  # ComfyUI's SVD_img2vid defaults
+            from .svd import svd_adm
+
+            return svd_adm(cond_options.get("fps", 6), cond_options.get("motion_bucket_id", 127),
+                           cond_options.get("augmentation_level", 0.0))
         if self.upscaler:  # the class label: the low-res image's noise level (0 without one)
             from .x4_upscaler import noise_level
 
