@@ -3,6 +3,7 @@ and the temporal-decoder VAE against diffusers' AutoencoderKLTemporalDecoder, on
 random weights mapped to Stability's checkpoint names."""
 
 import re
+from types import SimpleNamespace
 from dataclasses import replace
 
 import pytest
@@ -172,3 +173,138 @@ def test_temporal_vae_decode_matches_diffusers():
     frames = socket.decode(z)
     assert frames.shape == (5, 12, 10, 3)  # this tiny VAE downscales by 2
     torch.testing.assert_close(frames, ((chunked + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1), atol=1e-4, rtol=1e-4)
+
+
+# -- nodes ---------------------------------------------------------------------------------------
+
+def _svd_graph(frames: int = 3, guidance: str = "VideoLinearCFGGuidance") -> dict:
+    return {
+        "1": {"class_type": "ImageOnlyCheckpointLoader", "inputs": {"ckpt_name": "tiny_svd.safetensors"}},
+        "2": {"class_type": "EmptyImage", "inputs": {"width": 80, "height": 48, "batch_size": 1, "color": 0xff8020}},
+        "3": {"class_type": "SVD_img2vid_Conditioning",
+              "inputs": {"clip_vision": ["1", 1], "init_image": ["2", 0], "vae": ["1", 2], "width": 64, "height": 48,
+                         "video_frames": frames, "motion_bucket_id": 127, "fps": 6, "augmentation_level": 0.0}},
+        "4": {"class_type": guidance, "inputs": {"model": ["1", 0], "min_cfg": 1.0}},
+        "5": {"class_type": "KSampler", "inputs": {"model": ["4", 0], "positive": ["3", 0], "negative": ["3", 1],
+                                                   "latent_image": ["3", 2], "seed": 3, "steps": 2, "cfg": 2.5,
+                                                   "sampler_name": "euler", "scheduler": "karras", "denoise": 1.0}},
+        "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
+        "7": {"class_type": "SaveAnimatedWEBP", "inputs": {"images": ["6", 0], "filename_prefix": "svd", "fps": 6.0,
+                                                           "lossless": False, "quality": 85, "method": "default"}},
+    }
+
+
+def test_comfyui_svd_graph_end_to_end(builtin_registry, tmp_folders, monkeypatch):
+    """ImageOnlyCheckpointLoader -> SVD_img2vid_Conditioning -> VideoLinearCFGGuidance -> KSampler
+    -> VAEDecode -> SaveAnimatedWEBP imports and runs; the UNet sees the positive and negative
+    batched (6 latents) as two videos of 3 frames, the init latent on the channels, sigmas up to 700."""
+    from PIL import Image
+
+    from graphflow.executor import Executor
+    from graphflow.models import svd
+    from graphflow.testing import write_svd_checkpoint
+    from graphflow.workflow import parse_workflow
+
+    (tmp_folders.models / "checkpoints").mkdir(parents=True)
+    write_svd_checkpoint(tmp_folders.models / "checkpoints" / "tiny_svd.safetensors")
+    calls = []
+    forward = svd.SVDUNet.forward
+
+    def spy(self, x, timesteps, context, y, num_frames=None):
+        calls.append((x.shape, float(timesteps.max()), num_frames, context.shape))
+        return forward(self, x, timesteps, context, y, num_frames)
+
+    monkeypatch.setattr(svd.SVDUNet, "forward", spy)
+    result = Executor(builtin_registry).run(parse_workflow(_svd_graph(), builtin_registry))
+    assert result.ok, result.error
+    frames = result.values["6"][0]
+    assert frames.shape == (3, 48, 64, 3)
+    assert (frames[0] - frames[2]).abs().max() > 1e-3  # the frames are not one image repeated
+    assert calls and all(shape == (6, 8, 6, 8) and n == 3 for shape, _, n, _ in calls)
+    assert calls[0][3] == (6, 1, 32)  # the image embedding as one context token per latent
+    assert calls[0][1] == pytest.approx(0.25 * torch.log(torch.tensor(700.0)).item(), abs=1e-4)
+    [saved] = list(tmp_folders.outputs.glob("svd*.webp"))
+    with Image.open(saved) as webp:
+        assert webp.n_frames == 3 and webp.size == (64, 48)
+
+
+def test_conditioning_as_comfyui(builtin_registry, tmp_folders):
+    from graphflow.models.checkpoint import load_image_only_checkpoint
+    from graphflow.testing import write_svd_checkpoint
+    from tests.test_nodes_image_mask import call
+
+    model, clip_vision, vae = load_image_only_checkpoint(write_svd_checkpoint(tmp_folders.models / "svd.safetensors"),
+                                                         device="cpu", dtype=torch.float32)
+    image = torch.rand(1, 40, 90, 3)
+    positive, negative, latent = call(builtin_registry, "SVDImageToVideo", clip_vision=clip_vision, init_image=image,
+                                      vae=vae, width=64, height=32, video_frames=5, motion_bucket_id=40, fps=8,
+                                      augmentation_level=0.0)
+    [(embedding, options)] = positive
+    torch.testing.assert_close(embedding, clip_vision.encode_image(image).image_embeds[None])
+    assert options["concat_latent_image"].shape == (1, 4, 4, 8)
+    assert (options["fps"], options["motion_bucket_id"], options["augmentation_level"]) == (8, 40, 0.0)
+    [(zeros, negative_options)] = negative
+    assert not zeros.any() and not negative_options["concat_latent_image"].any()
+    assert latent["samples"].shape == (5, 4, 4, 8) and not latent["samples"].any()
+    torch.testing.assert_close(model.encode_adm(options, 64, 32), svd_adm(8, 40, 0.0))
+    # augmentation noise changes the init latent, the same way every run
+    augmented = call(builtin_registry, "SVDImageToVideo", clip_vision=clip_vision, init_image=image, vae=vae, width=64,
+                     height=32, video_frames=5, motion_bucket_id=40, fps=8, augmentation_level=0.3)[0][0][1]
+    again = call(builtin_registry, "SVDImageToVideo", clip_vision=clip_vision, init_image=image, vae=vae, width=64,
+                 height=32, video_frames=5, motion_bucket_id=40, fps=8, augmentation_level=0.3)[0][0][1]
+    assert (augmented["concat_latent_image"] - options["concat_latent_image"]).abs().max() > 1e-3
+    assert torch.equal(augmented["concat_latent_image"], again["concat_latent_image"])
+
+
+@pytest.mark.parametrize("node", ["VideoLinearCFGGuidance", "VideoTriangleCFGGuidance"])
+def test_frame_cfg_closed_forms(builtin_registry, node):
+    from types import SimpleNamespace
+
+    from tests.test_nodes_image_mask import call
+
+    patched = call(builtin_registry, node, model=SimpleNamespace(), min_cfg=1.5)
+    torch.manual_seed(0)
+    cond, uncond = torch.randn(5, 4, 3, 3), torch.randn(5, 4, 3, 3)
+    out = patched.cfg_function({"cond_denoised": cond, "uncond_denoised": uncond, "cond_scale": 7.5})
+    cfg, low = 7.5, 1.5
+    if node == "VideoLinearCFGGuidance":
+        scales = [low + (cfg - low) * i / 4 for i in range(5)]  # 1.5, 3, 4.5, 6, 7.5
+    else:
+        scales = [low, low + (cfg - low) / 2, cfg, low + (cfg - low) / 2, low]  # up to the middle frame and back
+    for i, s in enumerate(scales):
+        torch.testing.assert_close(out[i], uncond[i] + s * (cond[i] - uncond[i]))
+    # cfg 1 skips the negative: ComfyUI's function then sees a zero prediction
+    skipped = patched.cfg_function({"cond_denoised": cond, "uncond_denoised": None, "cond_scale": 1.0})
+    torch.testing.assert_close(skipped[0], low * cond[0])
+
+
+def test_temporal_attention_multiply_scales_the_right_attentions(builtin_registry, tmp_folders):
+    from graphflow.context import NodeInputError
+    from graphflow.models.checkpoint import load_image_only_checkpoint
+    from graphflow.testing import write_checkpoint, write_svd_checkpoint
+    from tests.test_nodes_image_mask import call
+
+    model = load_image_only_checkpoint(write_svd_checkpoint(tmp_folders.models / "svd.safetensors"), device="cpu")[0]
+    patched = call(builtin_registry, "UNetTemporalAttentionMultiply", model=model, self_structural=2.0,
+                   self_temporal=3.0, cross_structural=1.0, cross_temporal=5.0)
+    factors = {p.param: float(p.change(torch.ones(1))[0]) for p in patched.patches}
+    names = dict(model.unet.named_parameters())
+    expected = {}
+    for name in names:
+        temporal = ".time_stack." in name
+        if ".attn1.to_out.0." in name:
+            expected[name] = 3.0 if temporal else 2.0
+        elif ".attn2.to_out.0." in name and temporal:
+            expected[name] = 5.0
+    assert factors == expected
+    assert any(".time_stack." in n for n in expected) and any(".time_stack." not in n for n in expected)
+    assert model.patches == ()  # the input model is unchanged
+
+    (tmp_folders.models / "checkpoints").mkdir(parents=True, exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "sd1.safetensors", "sd1")
+    with pytest.raises(NodeInputError, match="not an image-only") as info:
+        call(builtin_registry, "ImageOnlyCheckpointLoader", checkpoint="sd1.safetensors")
+    assert info.value.input == "checkpoint"
+    with pytest.raises(NodeInputError, match="needs a video UNet"):
+        call(builtin_registry, "UNetTemporalAttentionMultiply", model=SimpleNamespace(arch="sd1"), self_structural=1.0,
+             self_temporal=1.0, cross_structural=1.0, cross_temporal=1.0)

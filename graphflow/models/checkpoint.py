@@ -16,7 +16,8 @@ from torch import nn
 
 from ..device import compute_device, default_dtype, dtype_override, load_device
 from .architecture import (ARCH_NAMES, UNET_PREFIX, VAE_PARTS, VAE_PREFIX, ArchInfo, config_overrides,
-                           detect_architecture, format_prefixes, locate_towers, prefix_summary, vae_config_from_shapes)
+                           detect_architecture, format_prefixes, is_video_checkpoint, locate_towers, prefix_summary,
+                           vae_config_from_shapes)
 from .cast_layers import FP8_DTYPES, WEIGHT_DTYPES, castable_weights, set_scales
 from .chroma import Chroma
 from .diffusers_names import vae_view
@@ -558,7 +559,7 @@ def load_image_only_checkpoint(path, device=None, dtype=None):
     with WeightFile(path) as f:
         unet_view, vae_view_ = f.view(UNET_PREFIX), f.view(VAE_PREFIX)
         vision = clip_vision_source(f, SVD_IMAGE_ENCODER)
-        if "input_blocks.1.0.time_stack.in_layers.2.weight" not in unet_view.shapes or vision is None \
+        if not is_video_checkpoint(f.shapes) or vision is None \
                 or "decoder.conv_out.time_mix_conv.weight" not in vae_view_.shapes:
             raise CheckpointError(
                 f"{f.path.name} is not an image-only (Stable Video Diffusion) checkpoint: expected a video UNet "
