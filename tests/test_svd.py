@@ -308,3 +308,19 @@ def test_temporal_attention_multiply_scales_the_right_attentions(builtin_registr
     with pytest.raises(NodeInputError, match="needs a video UNet"):
         call(builtin_registry, "UNetTemporalAttentionMultiply", model=SimpleNamespace(arch="sd1"), self_structural=1.0,
              self_temporal=1.0, cross_structural=1.0, cross_temporal=1.0)
+
+
+def test_example_workflow_runs_on_a_tiny_svd_xt(builtin_registry, tmp_folders):
+    """workflows/svd_img2vid.json, as saved but for sizes, frames and steps, on a tiny checkpoint
+    under SVD-XT's file name: a video of video_frames frames, whose motion follows motion_bucket_id."""
+    from graphflow.testing import write_svd_checkpoint
+    from tests.test_workflows import run, workflow
+
+    (tmp_folders.models / "checkpoints").mkdir(parents=True)
+    write_svd_checkpoint(tmp_folders.models / "checkpoints" / "svd_xt.safetensors")
+    sets = {"3__width": 64, "3__height": 40, "3__video_frames": 4, "5__steps": 2}
+    video = run(builtin_registry, workflow("svd_img2vid", **sets)).values["6"][0]
+    assert video.shape == (4, 40, 64, 3)
+    other = run(builtin_registry, workflow("svd_img2vid", **sets, **{"3__motion_bucket_id": 10})).values["6"][0]
+    assert (other - video).abs().max() > 1e-4
+    assert list(tmp_folders.outputs.glob("svd_img2vid*.webp"))
