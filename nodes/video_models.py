@@ -7,7 +7,8 @@ A video is a LATENT batch of frames; the sampler runs it through the video UNet 
 from __future__ import annotations
 
 from graphflow.api import (CLIP_VISION, CONDITIONING, IMAGE, LATENT, MODEL, VAE, Choice, ComfyAlias, Float, Int,
-                           Node, NodeInputError, folders)
+                           Node, NodeInputError, Text, folders)
+from nodes.checkpoint_save import _output_path, _show_saved, _workflow_metadata
 
 
 class ImageOnlyCheckpointLoader(Node):
@@ -138,3 +139,31 @@ class UNetTemporalAttentionMultiply(Node):
                                           "from ImageOnlyCheckpointLoader)")
         return multiply_temporal_attention(self.model, self.self_structural, self.self_temporal,
                                            self.cross_structural, self.cross_temporal)
+
+
+class ImageOnlyCheckpointSave(Node):
+    """Save a video model (Stable Video Diffusion), its CLIP vision model and VAE as one
+    .safetensors checkpoint in Stability's layout, in the outputs folder (the prefix may name a
+    subfolder). Move it to models/checkpoints to load it with ImageOnlyCheckpointLoader."""
+    category = "advanced/model_merging"
+    output_node = True
+    model: MODEL
+    clip_vision: CLIP_VISION
+    vae: VAE
+    filename_prefix: str = Text("checkpoints/graphflow", file_name=True)
+    comfy = ComfyAlias(("ImageOnlyCheckpointSave",))
+
+    def run(self):
+        from graphflow.models.checkpoint_save import save_image_only_checkpoint
+
+        if getattr(self.model, "arch", None) != "svd":
+            raise NodeInputError("model", "ImageOnlyCheckpointSave writes video (Stable Video Diffusion) checkpoints; "
+                                          f"this model is {getattr(self.model, 'arch', '?')}")
+        if getattr(self.clip_vision, "module", None) is None:
+            raise NodeInputError("clip_vision", "expected a CLIP_VISION model")
+        path = _output_path(self.filename_prefix)
+        try:
+            save_image_only_checkpoint(path, self.model, self.clip_vision, self.vae, _workflow_metadata())
+        except ValueError as e:
+            raise NodeInputError("vae", str(e)) from None
+        _show_saved([path])

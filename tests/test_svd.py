@@ -324,3 +324,34 @@ def test_example_workflow_runs_on_a_tiny_svd_xt(builtin_registry, tmp_folders):
     other = run(builtin_registry, workflow("svd_img2vid", **sets, **{"3__motion_bucket_id": 10})).values["6"][0]
     assert (other - video).abs().max() > 1e-4
     assert list(tmp_folders.outputs.glob("svd_img2vid*.webp"))
+
+
+def test_image_only_checkpoint_save_round_trip(builtin_registry, tmp_folders):
+    """ImageOnlyCheckpointSave writes what ImageOnlyCheckpointLoader reads: the same weights (a
+    temporal-attention patch merged in), the CLIP vision model in ComfyUI's saved layout."""
+    from graphflow.context import NodeInputError
+    from graphflow.models.checkpoint import load_image_only_checkpoint
+    from graphflow.testing import write_svd_checkpoint
+    from tests.test_nodes_image_mask import call
+
+    model, clip_vision, vae = load_image_only_checkpoint(write_svd_checkpoint(tmp_folders.models / "svd.safetensors"),
+                                                         device="cpu", dtype=torch.float32)
+    patched = call(builtin_registry, "UNetTemporalAttentionMultiply", model=model, self_structural=1.0,
+                   self_temporal=0.5, cross_structural=1.0, cross_temporal=1.0)
+    call(builtin_registry, "ImageOnlyCheckpointSave", model=patched, clip_vision=clip_vision, vae=vae,
+         filename_prefix="checkpoints/svd_copy")
+    [saved] = list((tmp_folders.outputs / "checkpoints").glob("svd_copy_*.safetensors"))
+    model2, clip_vision2, vae2 = load_image_only_checkpoint(saved, device="cpu", dtype=torch.float32)
+    assert (model2.arch, model2.prediction, model2.edm) == ("svd", "v", model.edm)
+    weights, weights2 = model.unet.state_dict(), model2.unet.state_dict()
+    key = next(k for k in weights if ".time_stack." in k and k.endswith("attn1.to_out.0.weight"))
+    torch.testing.assert_close(weights2[key], weights[key] * 0.5)
+    other = next(k for k in weights if ".time_stack." not in k and k.endswith("attn1.to_out.0.weight"))
+    torch.testing.assert_close(weights2[other], weights[other])
+    image = torch.rand(1, 56, 56, 3)
+    torch.testing.assert_close(clip_vision2.encode_image(image).image_embeds, clip_vision.encode_image(image).image_embeds)
+    z = torch.randn(3, 4, 4, 4)
+    torch.testing.assert_close(vae2.decode(z), vae.decode(z))
+    with pytest.raises(NodeInputError, match="video"):
+        call(builtin_registry, "ImageOnlyCheckpointSave", model=SimpleNamespace(arch="sd1"), clip_vision=clip_vision,
+             vae=vae, filename_prefix="x")
