@@ -362,3 +362,41 @@ def test_image_only_checkpoint_save_round_trip(builtin_registry, tmp_folders):
     with pytest.raises(NodeInputError, match="video"):
         call(builtin_registry, "ImageOnlyCheckpointSave", model=SimpleNamespace(arch="sd1"), clip_vision=clip_vision,
              vae=vae, filename_prefix="x")
+
+
+def test_sampler_step_is_diffusers_svd_step():
+    """One denoiser evaluation of both sides, batched as the sampler batches them (two videos of 3
+    frames in one UNet call), equals diffusers' SVD step on the same weights: EulerDiscreteScheduler's
+    continuous-time v-prediction (c_in 1/sqrt(sigma^2 + 1), timestep 0.25 ln sigma, x0 =
+    x / (sigma^2 + 1) - v sigma / sqrt(sigma^2 + 1)) with the init latent on the channels and
+    added_time_ids (fps - 1, motion bucket, augmentation)."""
+    from graphflow.models.diffusion_model import DiffusionModel
+    from graphflow.sampling.guidance import predict_sides, prepare_conds
+    from graphflow.sampling.model_sampling import ModelDenoiser
+    from graphflow.sampling.pipeline import ip2p_concat
+
+    reference = tiny_reference()
+    ours = SVDUNet(TINY).eval()
+    ours.load_state_dict(diffusers_unet_to_sgm(reference, TINY.num_res_blocks, ours))
+    model = DiffusionModel(ours, "svd", "v").with_continuous_sampling("v", 0.002, 700.0)
+    torch.manual_seed(2)
+    x, latent, embeds = torch.randn(3, 4, 8, 8), torch.randn(1, 4, 8, 8), torch.randn(1, 1, 24)
+    options = {"fps": 7, "motion_bucket_id": 90, "augmentation_level": 0.1}
+    sides = [[(embeds, {**options, "concat_latent_image": latent})],
+             [(torch.zeros_like(embeds), {**options, "concat_latent_image": torch.zeros_like(latent)})]]
+
+    def concat(o):
+        return ip2p_concat(o, "svd", model.latent_format, tuple(x.shape), "cpu")
+
+    conds = [prepare_conds(side, model, x.shape, "cpu", concat_fn=concat) for side in sides]
+    sigma = torch.full((3,), 4.2)
+    with torch.no_grad():
+        got = predict_sides(ModelDenoiser(model), conds, x, sigma)
+        s = 4.2
+        for (image_embeds, opts), prediction in zip([side[0] for side in sides], got):
+            sample = torch.cat([x / (s ** 2 + 1) ** 0.5, opts["concat_latent_image"].expand(3, -1, -1, -1)], dim=1)
+            v = reference(sample[None], torch.tensor([0.25 * torch.log(torch.tensor(s)).item()]), image_embeds,
+                          torch.tensor([[6.0, 90.0, 0.1]])).sample[0]
+            expected = x / (s ** 2 + 1) - v * s / (s ** 2 + 1) ** 0.5
+            torch.testing.assert_close(prediction, expected, atol=1e-4, rtol=1e-4)
+    assert (got[0] - got[1]).abs().max() > 1e-3
