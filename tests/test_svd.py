@@ -400,3 +400,31 @@ def test_sampler_step_is_diffusers_svd_step():
             expected = x / (s ** 2 + 1) - v * s / (s ** 2 + 1) ** 0.5
             torch.testing.assert_close(prediction, expected, atol=1e-4, rtol=1e-4)
     assert (got[0] - got[1]).abs().max() > 1e-3
+
+
+def test_full_size_layout_is_diffusers_svd():
+    """At SVD's real size (the defaults), every parameter has the shape of diffusers' default
+    UNetSpatioTemporalConditionModel's (SVD's own config) under Stability's name, and the config
+    read back from the shapes is the default one. Built on the meta device: no memory, no time."""
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    with torch.device("meta"):
+        ours = SVDUNet(SVDConfig())
+        reference = UNetSpatioTemporalConditionModel()
+    shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    mapped = {k: tuple(v.shape) for k, v in diffusers_unet_to_sgm(reference, 2, ours).items()}
+    assert mapped == shapes
+    assert svd_config_from_shapes(shapes) == SVDConfig()
+    assert sum(v.numel() for v in ours.state_dict().values()) == 1_524_623_082  # SVD's UNet
+    # and the VAE: SVD's (128, 256, 512, 512) channels, two ResBlocks a level
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    from graphflow.models.video_vae import SVD_VAE, AutoencoderKLTemporal
+
+    with torch.device("meta"):
+        vae = AutoencoderKLTemporal(SVD_VAE)
+        reference_vae = AutoencoderKLTemporalDecoder(block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+                                                     down_block_types=("DownEncoderBlock2D",) * 4)
+    vae_shapes = {_vae_name(k, 4): tuple(v.shape[:2] if ".attn_1." in _vae_name(k, 4) else v.shape)
+                  for k, v in reference_vae.state_dict().items() if not k.startswith("quant_conv.")}
+    assert vae_shapes == {k: tuple(v.shape[:2] if ".attn_1." in k else v.shape) for k, v in vae.state_dict().items()}
