@@ -65,13 +65,15 @@ class SVDImageToVideo(Node):
 
         image = self.init_image
         if getattr(image, "ndim", 0) != 4 or image.shape[-1] not in (3, 4):
-            raise NodeInputError("init_image", f"expected an IMAGE [B, H, W, 3], got shape {tuple(getattr(image, 'shape', ()))}")
+            raise NodeInputError("init_image",
+                                 f"expected an IMAGE [B, H, W, 3], got shape {tuple(getattr(image, 'shape', ()))}")
         embeds = self.clip_vision.encode_image(image).image_embeds
         if embeds is None or embeds.ndim != 2:
             raise NodeInputError("clip_vision", "expected a CLIP vision model that gives [B, dim] image embeddings")
         pooled = embeds.float().cpu()[None]  # [1, B, dim], as ComfyUI's: the images become tokens
         pixels = image[..., :3].movedim(-1, 1).float()
-        pixels = resize_nchw(center_crop_to_aspect(pixels, self.width, self.height), self.width, self.height, "bilinear")
+        pixels = center_crop_to_aspect(pixels, self.width, self.height)
+        pixels = resize_nchw(pixels, self.width, self.height, "bilinear")
         pixels = pixels.movedim(1, -1)
         if self.augmentation_level > 0:
             # ComfyUI draws this from the global RNG; a fixed seed keeps the node repeatable

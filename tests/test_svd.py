@@ -39,7 +39,8 @@ def _unet_name(name: str, n_res: int) -> str:
         return f"output_blocks.{int(m[1]) * (n_res + 1) + n_res}.UP.conv.{m[2]}"
     for a, b in (("spatial_res_block.norm1.", "in_layers.0."), ("spatial_res_block.conv1.", "in_layers.2."),
                  ("spatial_res_block.time_emb_proj.", "emb_layers.1."), ("spatial_res_block.norm2.", "out_layers.0."),
-                 ("spatial_res_block.conv2.", "out_layers.3."), ("spatial_res_block.conv_shortcut.", "skip_connection."),
+                 ("spatial_res_block.conv2.", "out_layers.3."),
+                 ("spatial_res_block.conv_shortcut.", "skip_connection."),
                  ("temporal_res_block.norm1.", "time_stack.in_layers.0."),
                  ("temporal_res_block.conv1.", "time_stack.in_layers.2."),
                  ("temporal_res_block.time_emb_proj.", "time_stack.emb_layers.1."),
@@ -126,8 +127,10 @@ def _vae_name(name: str, num_up: int) -> str:
 
     if name.startswith("decoder.time_conv_out."):
         return "decoder.conv_out.time_mix_conv." + name.rpartition(".")[2]
-    temporal = {"temporal_res_block.norm1.": "time_stack.in_layers.0.", "temporal_res_block.conv1.": "time_stack.in_layers.2.",
-                "temporal_res_block.norm2.": "time_stack.out_layers.0.", "temporal_res_block.conv2.": "time_stack.out_layers.3.",
+    temporal = {"temporal_res_block.norm1.": "time_stack.in_layers.0.",
+                "temporal_res_block.conv1.": "time_stack.in_layers.2.",
+                "temporal_res_block.norm2.": "time_stack.out_layers.0.",
+                "temporal_res_block.conv2.": "time_stack.out_layers.3.",
                 "time_mixer.mix_factor": "mix_factor"}
     for a, b in temporal.items():
         if a in name:
@@ -143,7 +146,8 @@ def test_temporal_vae_decode_matches_diffusers():
     from graphflow.models.video_vae import AutoencoderKLTemporal, VideoVAE
 
     torch.manual_seed(0)
-    reference = AutoencoderKLTemporalDecoder(block_out_channels=(32, 64), layers_per_block=2,  # its mid block has this many ResBlocks
+    # layers_per_block 2: diffusers' temporal mid block has that many ResBlocks (and attends only between them)
+    reference = AutoencoderKLTemporalDecoder(block_out_channels=(32, 64), layers_per_block=2,
                                              down_block_types=("DownEncoderBlock2D",) * 2).eval()
     with torch.no_grad():
         for name, p in reference.named_parameters():
@@ -163,7 +167,8 @@ def test_temporal_vae_decode_matches_diffusers():
         expected = reference.decode(z, num_frames=5).sample
         torch.testing.assert_close(ours.decode(z), expected, atol=1e-4, rtol=1e-4)
         pixels = torch.rand(2, 3, 16, 24) * 2 - 1
-        torch.testing.assert_close(ours.encode(pixels)[0], reference.encode(pixels).latent_dist.mean, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(ours.encode(pixels)[0], reference.encode(pixels).latent_dist.mean,
+                                   atol=1e-4, rtol=1e-4)
 
     # the socket decodes in chunks, each chunk one video (as diffusers' decode_chunk_size)
     socket = VideoVAE(ours)
@@ -356,7 +361,8 @@ def test_image_only_checkpoint_save_round_trip(builtin_registry, tmp_folders):
     other = next(k for k in weights if ".time_stack." not in k and k.endswith("attn1.to_out.0.weight"))
     torch.testing.assert_close(weights2[other], weights[other])
     image = torch.rand(1, 56, 56, 3)
-    torch.testing.assert_close(clip_vision2.encode_image(image).image_embeds, clip_vision.encode_image(image).image_embeds)
+    torch.testing.assert_close(clip_vision2.encode_image(image).image_embeds,
+                               clip_vision.encode_image(image).image_embeds)
     z = torch.randn(3, 4, 4, 4)
     torch.testing.assert_close(vae2.decode(z), vae.decode(z))
     with pytest.raises(NodeInputError, match="video"):

@@ -594,7 +594,8 @@ def _read_image_only(path, device, dtype, parts: set):
             with torch.device("meta"):
                 module = AutoencoderKLTemporal(vae_config)
             keys = [k for k in vae_view_.shapes if k.split(".")[0] in VAE_PARTS]
-            vae = VideoVAE(_assign(module, vae_view_, *_resolve(device, dtype, "vae"), f"VAE ({VAE_PREFIX})", keys=keys))
+            module = _assign(module, vae_view_, *_resolve(device, dtype, "vae"), f"VAE ({VAE_PREFIX})", keys=keys)
+            vae = VideoVAE(module)
         if "clip_vision" in parts:
             image_encoder = build_clip_vision(vision, vision_config, *_resolve(device, dtype, "clip_vision"),
                                               what=SVD_IMAGE_ENCODER)
