@@ -1076,3 +1076,36 @@ def write_pixart(path, variant: str = "alpha", layout: str = "original", seed: i
             state["pos_embed"] = position_embedding(cfg.hidden_size, side, side, side, cfg.pe_interpolation)[None]
     save_file({k: v.to(dtype).contiguous() for k, v in state.items()}, str(path))
     return Path(path)
+
+
+SVD_EMBED = 32  # the scaled-down CLIP vision model's projection width: the video UNet's context
+
+
+def svd_unet_config():
+    from .models.svd import SVDConfig
+
+    return SVDConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(True, False),
+                     context_dim=SVD_EMBED)
+
+
+def write_svd_checkpoint(path, seed: int = 0, dtype=torch.float16) -> Path:
+    """A random Stable Video Diffusion checkpoint in Stability's layout (svd.safetensors): the
+    scaled-down spatio-temporal UNet under model.diffusion_model., the temporal-decoder VAE (no
+    quant convs) under first_stage_model., the CLIP vision model (OpenCLIP layout) under
+    conditioner.embedders.0.open_clip.model.visual."""
+    from dataclasses import replace
+
+    from .models.checkpoint import SVD_IMAGE_ENCODER
+    from .models.svd import SVDUNet
+    from .models.video_vae import AutoencoderKLTemporal
+
+    with torch.device("meta"):
+        unet = _module_shapes(SVDUNet(svd_unet_config()))
+        vae = _module_shapes(AutoencoderKLTemporal(replace(vae_config(), use_quant_conv=False)))
+    tensors = {UNET_PREFIX + k: v for k, v in random_state(unet, seed, dtype).items()}
+    tensors.update({VAE_PREFIX + k: v for k, v in random_state(vae, seed + 1, dtype).items()})
+    tensors.update({SVD_IMAGE_ENCODER + k: v
+                    for k, v in clip_vision_state("clip", seed + 3, dtype, "openclip", SVD_EMBED).items()})
+    path = Path(path)
+    save_file(tensors, str(path))
+    return path

@@ -162,7 +162,8 @@ def test_every_workflow_file_is_covered():
                "sd35_large_comfyui_example", "controlnet", "flux_kontext_comfyui_example",
                "chroma",  # test_chroma.py
                "stable_cascade_comfyui_example",  # tests/test_stable_cascade.py
-               "stable_zero123_comfyui_example"}  # tests/test_zero123.py
+               "stable_zero123_comfyui_example",  # tests/test_zero123.py
+               "svd_img2vid"}  # tests/test_svd.py
 
     assert names <= covered, f"workflows without a test: {names - covered}"
 

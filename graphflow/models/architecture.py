@@ -174,6 +174,14 @@ def _detect_prediction(arch, unet: UNetConfig, shapes, metadata, config, predict
     return "eps", "default: no v-prediction marker"
 
 
+VIDEO_UNET_KEY = UNET_PREFIX + "input_blocks.1.0.time_stack.in_layers.2.weight"  # SVD's temporal ResBlock
+
+
+def is_video_checkpoint(shapes) -> bool:
+    """A Stable Video Diffusion checkpoint (ImageOnlyCheckpointLoader's, graphflow.models.svd)."""
+    return VIDEO_UNET_KEY in shapes
+
+
 def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | None = None,
                         prediction: str | None = None, get_tensor=None) -> ArchInfo | FlowInfo:
     """Identify a single-file checkpoint from its key names and shapes (and safetensors metadata).
@@ -189,6 +197,9 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
     equal the text encoders' output and SDXL needs vector conditioning (adm); a mismatch is an
     unsupported variant and raises CheckpointError."""
     shapes = {k: tuple(v) for k, v in shapes.items()}
+    if is_video_checkpoint(shapes):
+        raise CheckpointError("this is an image-only video checkpoint (Stable Video Diffusion): load it with "
+                              "ImageOnlyCheckpointLoader")
     flow = detect_flow_model(shapes)
     if flow is not None:
         if prediction is not None and prediction != "flow":

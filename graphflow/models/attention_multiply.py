@@ -57,3 +57,23 @@ def multiply_clip_attention(clip, q: float, k: float, v: float, out: float):
     towers = [tower.with_patches(tower.patches + multiplier_patches(tower.model, suffixes, factors))
               for tower in clip.towers]
     return clip.with_towers(towers)
+
+
+def multiply_temporal_attention(model: DiffusionModel, self_structural: float, self_temporal: float,
+                                cross_structural: float, cross_temporal: float) -> DiffusionModel:
+    """ComfyUI's UNetTemporalAttentionMultiply, for video UNets (SVD): the output projection
+    (attn1 / attn2 .to_out.0, weight and bias) of the spatial ("structural") and the temporal
+    (`.time_stack.`) transformer blocks' self- and cross-attention scaled by its factor."""
+    patches = []
+    for path, _ in model.unet.named_parameters():
+        owner = path.rpartition(".")[0]
+        temporal = ".time_stack." in f".{path}"
+        if owner.endswith("attn1.to_out.0"):
+            factor = self_temporal if temporal else self_structural
+        elif owner.endswith("attn2.to_out.0"):
+            factor = cross_temporal if temporal else cross_structural
+        else:
+            continue
+        if factor != 1.0:
+            patches.append(WeightPatch(path, functools.partial(_scaled, factor)))
+    return model.with_patches(model.patches + tuple(patches))

@@ -16,7 +16,8 @@ from torch import nn
 
 from ..device import compute_device, default_dtype, dtype_override, load_device
 from .architecture import (ARCH_NAMES, UNET_PREFIX, VAE_PARTS, VAE_PREFIX, ArchInfo, config_overrides,
-                           detect_architecture, format_prefixes, locate_towers, prefix_summary, vae_config_from_shapes)
+                           detect_architecture, format_prefixes, is_video_checkpoint, locate_towers, prefix_summary,
+                           vae_config_from_shapes)
 from .cast_layers import FP8_DTYPES, WEIGHT_DTYPES, castable_weights, set_scales
 from .chroma import Chroma
 from .diffusers_names import vae_view
@@ -586,3 +587,63 @@ def read_standalone_tower(path, device=None, dtype=None):
     with WeightFile(path) as f:
         spec = _standalone_tower(f.shapes, f.config())
         return tower_of(f, spec, device, dtype, f.path.name, _overrides(f, spec))
+
+
+SVD_IMAGE_ENCODER = "conditioner.embedders.0.open_clip.model.visual."  # svd.safetensors / svd_xt.safetensors
+
+
+def load_image_only_checkpoint(path, device=None, dtype=None):
+    """An image-only checkpoint as Stability ships Stable Video Diffusion (svd.safetensors,
+    svd_xt.safetensors): (MODEL, CLIP_VISION, VAE), as ComfyUI's ImageOnlyCheckpointLoader. The
+    spatio-temporal UNet under model.diffusion_model. (graphflow.models.svd), sampled as v-prediction
+    in continuous EDM time (sigmas 0.002 .. 700); the CLIP ViT-H image encoder under
+    conditioner.embedders.0.open_clip.model.visual. (OpenCLIP's layout or transformers'); the
+    temporal-decoder VAE under first_stage_model. (graphflow.models.video_vae). The UNet and VAE
+    are registered with the memory manager, each read back alone from this file when dropped."""
+    from graphflow.memory import manager
+
+    model, image_encoder, vae = _read_image_only(path, device, dtype, {"diffusion_model", "clip_vision", "vae"})
+    manager().set_source(model.unet, "diffusion_model", "diffusion_model:svd",
+                         lambda: _read_image_only(path, device, dtype, {"diffusion_model"})[0].unet)
+    manager().set_source(vae.module, "vae", "vae", lambda: _read_image_only(path, device, dtype, {"vae"})[2].module)
+    return model, image_encoder, vae
+
+
+def _read_image_only(path, device, dtype, parts: set):
+    """(MODEL, CLIP_VISION, VAE) of an image-only checkpoint, None for the parts not asked for."""
+    from .clip_vision import build_clip_vision, clip_vision_config_from_shapes, clip_vision_source
+    from .svd import SIGMA_MAX, SIGMA_MIN, SVDUNet, svd_config_from_shapes
+    from .video_vae import AutoencoderKLTemporal, VideoVAE
+
+    model = image_encoder = vae = None
+    with WeightFile(path) as f:
+        unet_view, vae_view_ = f.view(UNET_PREFIX), f.view(VAE_PREFIX)
+        vision = clip_vision_source(f, SVD_IMAGE_ENCODER)
+        if not is_video_checkpoint(f.shapes) or vision is None \
+                or "decoder.conv_out.time_mix_conv.weight" not in vae_view_.shapes:
+            raise CheckpointError(
+                f"{f.path.name} is not an image-only (Stable Video Diffusion) checkpoint: expected a video UNet "
+                f"({UNET_PREFIX}...time_stack), a CLIP vision model under {SVD_IMAGE_ENCODER} and a temporal VAE "
+                f"decoder ({VAE_PREFIX}decoder.conv_out.time_mix_conv); found prefixes: "
+                f"{format_prefixes(prefix_summary(f.shapes))}")
+        try:
+            unet_config = svd_config_from_shapes(unet_view.shapes)
+            vae_config = vae_config_from_shapes(vae_view_.shapes, {"use_quant_conv": False}, VAE_PREFIX)
+            vision_config = clip_vision_config_from_shapes(vision.shapes, f.config().get("clip_vision"))
+        except (KeyError, ValueError, IndexError, StopIteration) as e:
+            raise CheckpointError(f"{f.path.name}: the video model's layout could not be read ({e})") from None
+        if "diffusion_model" in parts:
+            with torch.device("meta"):
+                unet = SVDUNet(unet_config)
+            unet = _assign(unet, unet_view, *_resolve(device, dtype, "unet"), f"video UNet ({UNET_PREFIX})")
+            model = DiffusionModel(unet, "svd", "v", SD1).with_continuous_sampling("v", SIGMA_MIN, SIGMA_MAX)
+        if "vae" in parts:
+            with torch.device("meta"):
+                module = AutoencoderKLTemporal(vae_config)
+            keys = [k for k in vae_view_.shapes if k.split(".")[0] in VAE_PARTS]
+            module = _assign(module, vae_view_, *_resolve(device, dtype, "vae"), f"VAE ({VAE_PREFIX})", keys=keys)
+            vae = VideoVAE(module)
+        if "clip_vision" in parts:
+            image_encoder = build_clip_vision(vision, vision_config, *_resolve(device, dtype, "clip_vision"),
+                                              what=SVD_IMAGE_ENCODER)
+    return model, image_encoder, vae

@@ -11,7 +11,7 @@ from .latent_formats import FLUX, SC_B, SC_PRIOR, SD1, SD3, SDXL, LatentFormat
 from .unet import timestep_embedding
 
 ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux", "chroma", "stable_cascade_c", "stable_cascade_b",
-         "pixart")
+         "pixart", "svd")
 FLOW_ARCHS = ("sd3", "flux", "chroma")
 PACKED_ARCHS = ("flux", "chroma")  # 2x2 patches packed into the channels inside the network
 CASCADE_ARCHS = ("stable_cascade_c", "stable_cascade_b")
@@ -84,7 +84,13 @@ class DiffusionModel:
 
     PixArt-α / Σ ("pixart", graphflow.models.pixart), prediction "eps" on PIXART_SCHEDULE, latent
     SD1's (α) or SDXL's (Σ): model(x, t, context, y) as the UNets, context T5-XXL's tokens, y α's
-    micro-conditioning [B, 3] (height, width, aspect ratio; encode_adm), None for Σ."""
+    micro-conditioning [B, 3] (height, width, aspect ratio; encode_adm), None for Σ.
+
+    Stable Video Diffusion (svd: graphflow.models.svd), prediction "v" in continuous EDM time
+    (sigmas 0.002 .. 700; the loader sets it), frames on the batch dimension:
+        model(x, t, context, y, num_frames): context the init image's CLIP vision embedding, y
+        svd_adm of the conditioning's fps / motion_bucket_id / augmentation_level, the init
+        image's latent on the channels (the 8-channel path of graphflow.sampling.pipeline)."""
 
     def __init__(self, unet, arch: str, prediction: str = "eps", latent_format: LatentFormat | None = None,
                  beta_schedule: BetaSchedule | None = None, sampling_shift: float | None = None,
@@ -273,6 +279,11 @@ class DiffusionModel:
                 width, height = width_px, height_px
             return torch.tensor([[float(height), float(width),
                                   float(cond_options.get("aspect_ratio", height / width))]])
+        if self.arch == "svd":  # ComfyUI's SVD_img2vid defaults
+            from .svd import svd_adm
+
+            return svd_adm(cond_options.get("fps", 6), cond_options.get("motion_bucket_id", 127),
+                           cond_options.get("augmentation_level", 0.0))
         if self.upscaler:  # the class label: the low-res image's noise level (0 without one)
             from .x4_upscaler import noise_level
 

@@ -43,9 +43,10 @@ def _problem(kind: str, path: Path) -> str | None:
     try:
         with WeightFile(path) as f:
             if kind == "checkpoints":
-                from .architecture import detect_architecture
+                from .architecture import detect_architecture, is_video_checkpoint
 
-                detect_architecture(f.shapes, f.metadata, get_tensor=f.get)
+                if not is_video_checkpoint(f.shapes):  # a video checkpoint is checked as it loads
+                    detect_architecture(f.shapes, f.metadata, get_tensor=f.get)
             else:
                 return _wrong_kind(kind, f)
     except CheckpointError as e:

@@ -263,3 +263,34 @@ def latent_operation_cfg(model, operation):
         return operation(cond - uncond) + uncond, uncond
 
     return _with_pre_cfg(model, pre_cfg)
+
+
+def _frame_ramp_cfg(ramp, min_cfg: float):
+    """CFG whose scale differs per frame (per latent in the batch): ramp(frames, device) -> [frames]
+    in 0..1 places each frame's scale between min_cfg (0) and the sampler's cfg (1). Without an
+    unconditional prediction (cfg 1) it counts as 0, as ComfyUI's sampler_cfg_function sees it."""
+    def cfg_function(args):
+        cond, uncond = args["cond_denoised"], args["uncond_denoised"]
+        if uncond is None:
+            uncond = torch.zeros_like(cond)
+        frames = cond.shape[0]
+        scale = min_cfg + ramp(frames, cond.device) * (args["cond_scale"] - min_cfg)
+        return uncond + scale.reshape(frames, *[1] * (cond.ndim - 1)).to(cond.dtype) * (cond - uncond)
+    return cfg_function
+
+
+def video_linear_cfg(model, min_cfg: float = 1.0):
+    """ComfyUI's VideoLinearCFGGuidance: the cfg rises linearly over the frames, min_cfg at the first
+    (the init image's), the sampler's cfg at the last."""
+    return _with_cfg_function(model, _frame_ramp_cfg(lambda n, device: torch.linspace(0.0, 1.0, n, device=device),
+                                                     min_cfg))
+
+
+def video_triangle_cfg(model, min_cfg: float = 1.0):
+    """ComfyUI's VideoTriangleCFGGuidance: the cfg rises linearly from min_cfg at the first frame
+    to the sampler's cfg at the middle one and falls back to min_cfg at the last."""
+    def triangle(n, device):
+        t = torch.linspace(0.0, 1.0, n, device=device)
+        return 2 * (t - torch.floor(t + 0.5)).abs()
+
+    return _with_cfg_function(model, _frame_ramp_cfg(triangle, min_cfg))

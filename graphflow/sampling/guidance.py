@@ -72,6 +72,7 @@ class Cond:
     hooks: object = None  # graphflow.sampling.hooks.Hooks: weight patches while this entry is evaluated
     default: bool = False  # ConditioningSetDefaultCombine's: weighs only what the other entries leave
     prior: torch.Tensor | None = None  # [B, 16, h, w] Stable Cascade Stage C latent, Stage B's conditioning
+    video_frames: int | None = None  # SVD: frames per video (the latent batch), however many sides are batched
 
     def active(self, sigma: torch.Tensor) -> bool:
         if self.sigma_start is None and self.sigma_end is None:
@@ -196,6 +197,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             hooks=options.get("hooks"),
             default=bool(options.get("default")),
             prior=prior,
+            video_frames=batch if getattr(model, "arch", None) == "svd" else None,
         ))
     return out
 
@@ -441,6 +443,8 @@ def predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tenso
             extra["attention_mask"] = torch.cat([b[3].attention_mask for b in batch])
         if batch[0][3].prior is not None:
             extra["prior"] = torch.cat([b[3].prior for b in batch])
+        if batch[0][3].video_frames is not None:
+            extra["num_frames"] = batch[0][3].video_frames
         if batch[0][3].references:
             extra["reference_latents"] = [torch.cat(refs) for refs in zip(*(b[3].references for b in batch))]
             extra["reference_method"] = batch[0][3].reference_method

@@ -315,7 +315,7 @@ class ModelDenoiser:
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
                  y: torch.Tensor | None = None, concat: torch.Tensor | None = None,
                  control=None, gligen=None, control_context: torch.Tensor | None = None,
-                 prior: torch.Tensor | None = None) -> torch.Tensor:
+                 prior: torch.Tensor | None = None, num_frames: int | None = None) -> torch.Tensor:
         xc = self.schedule.c_in(sigma, x)
         dtype = self.model.dtype
         if concat is not None:
@@ -332,6 +332,8 @@ class ModelDenoiser:
             extra = {} if residuals is None else {"control": residuals}
             if prior is not None:  # Stable Cascade Stage B: Stage C's latent
                 extra["effnet"] = prior.to(dtype)
+            if num_frames is not None:  # SVD: how the batch splits into videos
+                extra["num_frames"] = num_frames
             return unet(xc.to(dtype), t,
                         None if context is None else context.to(dtype),
                         y if y is None or not y.is_floating_point() else y.to(dtype),  # class labels stay whole

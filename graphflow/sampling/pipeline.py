@@ -18,8 +18,8 @@ Order of events (ComfyUI's):
     layout); the mask is the noise mask rounded, the masked-image latent the input latent
     (VAEEncodeForInpaint greys out the masked pixels before encoding), or per conditioning
     "concat_mask" / "concat_latent_image" (InpaintModelConditioning's options). 8-channel
-    InstructPix2Pix and Stable Zero123 models get [x, the conditioning's "concat_latent_image"]
-    (ip2p_concat), FLUX Fill [x, masked-image latent, mask folded 8x8] (fill_concat).
+    InstructPix2Pix, Stable Zero123 and SVD (the init image's latent) get [x, the conditioning's
+    "concat_latent_image"] (ip2p_concat), FLUX Fill [x, masked-image latent, mask folded 8x8] (fill_concat).
  6. The result is mapped back (process_out) and returned on the CPU as float32.
 The UNet runs in the model's dtype on its device; x stays float32 between steps.
 
@@ -421,8 +421,8 @@ def fill_concat(options: dict, denoise_mask: torch.Tensor | None, latent_format,
 def ip2p_concat(options: dict, arch: str, latent_format, shape: tuple, device) -> torch.Tensor:
     """The C extra input channels of an InstructPix2Pix or Stable Zero123 UNet: the encoded input image
     ("concat_latent_image", InstructPixToPixConditioning's option) resized to the latent, zeros
-    without one. SD1/SD2 models were trained on the raw VAE latent (as diffusers' pipeline feeds
-    it), SDXL ones (CosXL edit) on the scaled one, as ComfyUI feeds them."""
+    without one. SD1/SD2 models (and SVD) were trained on the raw VAE latent (as diffusers' pipelines
+    feed it), SDXL ones (CosXL edit) on the scaled one, as ComfyUI feeds them."""
     batch, channels, h, w = shape
     image = options.get("concat_latent_image")
     if image is None:
