@@ -343,6 +343,39 @@ def chroma_config_from_state_dict(shapes: dict[str, tuple]) -> ChromaConfig:
         approximator_layers=count("distilled_guidance_layer.layers."))
 
 
+@dataclass(frozen=True)
+class LTXVConfig:
+    """LTX-Video's transformer (Lightricks). Defaults: ltx-video-2b-v0.9*. The head count is
+    not in the weights; like ComfyUI we take 32 heads, the 2B model's."""
+    in_channels: int = 128
+    hidden_size: int = 2048
+    num_heads: int = 32
+    depth: int = 28
+    cross_attention_dim: int = 2048
+    caption_channels: int = 4096  # T5-XXL
+    mlp_hidden: int = 8192
+    causal_temporal_positioning: bool = False  # True in later Lightricks configs (file metadata)
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def latent_channels(self) -> int:
+        return self.in_channels
+
+
+def ltxv_config_from_state_dict(shapes: dict[str, tuple], num_heads: int = 32) -> LTXVConfig:
+    """The architecture from key names and shapes (keys without `model.diffusion_model.`)."""
+    hidden, in_channels = shapes["patchify_proj.weight"]
+    count = len({k.split(".")[1] for k in shapes if k.startswith("transformer_blocks.")})
+    return LTXVConfig(
+        in_channels=in_channels, hidden_size=hidden, num_heads=num_heads, depth=count,
+        cross_attention_dim=shapes["transformer_blocks.0.attn2.to_k.weight"][1],
+        caption_channels=shapes["caption_projection.linear_1.weight"][1],
+        mlp_hidden=shapes["transformer_blocks.0.ff.net.0.proj.weight"][0])
+
+
 # -- text encoder towers of single-file SD1/SD2/SDXL checkpoints ------------------------------
 HF, OPENCLIP = "hf", "openclip"
 
