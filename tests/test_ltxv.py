@@ -83,3 +83,88 @@ def test_config_from_shapes(transformer_pair):
     cfg, _, _, state = transformer_pair
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     assert ltxv_config_from_state_dict(shapes, num_heads=4) == cfg
+
+
+# -- the video VAE ------------------------------------------------------------------------------
+
+from diffusers import AutoencoderKLLTXVideo  # noqa: E402
+from diffusers.loaders.single_file_utils import convert_ltx_vae_checkpoint_to_diffusers  # noqa: E402
+
+from graphflow.models.ltxv_vae import LTXVideoVAE, LTXVVAEConfig, ltxv_vae_config_from_state_dict  # noqa: E402
+
+TINY_VAE = LTXVVAEConfig(
+    encoder_blocks=(("res_x", 1), ("compress_all", 0), ("res_x_y", 16), ("res_x", 1), ("compress_all", 0),
+                    ("res_x_y", 24), ("res_x", 1), ("compress_all", 0), ("res_x", 1), ("res_x", 1)),
+    decoder_blocks=(("res_x", 1), ("res_x", 1), ("compress_all", 0), ("res_x", 1), ("res_x_y", 16),
+                    ("compress_all", 0), ("res_x", 1), ("res_x_y", 8), ("compress_all", 0), ("res_x", 1)),
+    encoder_channels=8, decoder_channels=24, latent_channels=6)
+
+
+def vae_state(cfg: LTXVVAEConfig, seed: int) -> dict:
+    """Random weights in Lightricks' layout, with the statistics the file carries."""
+    state = random_state(LTXVideoVAE(cfg), seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    c = cfg.latent_channels
+    state["per_channel_statistics.mean-of-means"] = torch.randn(c, generator=gen) * 0.2
+    state["per_channel_statistics.std-of-means"] = torch.rand(c, generator=gen) + 0.5
+    state["per_channel_statistics.channel"] = torch.arange(c).float()
+    state["per_channel_statistics.mean-of-stds"] = torch.rand(c, generator=gen)
+    return state
+
+
+@pytest.fixture(scope="module")
+def vae_pair():
+    state = vae_state(TINY_VAE, 10)
+    ours = LTXVideoVAE(TINY_VAE).eval()
+    ours.load_state_dict(state)
+    theirs = AutoencoderKLLTXVideo(
+        latent_channels=6, block_out_channels=(8, 16, 24, 24), decoder_block_out_channels=(8, 16, 24, 24),
+        layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1, 1)).eval()
+    converted = convert_ltx_vae_checkpoint_to_diffusers({f"vae.{k}": v.clone() for k, v in state.items()})
+    theirs.load_state_dict(converted, strict=True)
+    return ours, theirs, state
+
+
+def test_vae_config_from_shapes(vae_pair):
+    _, _, state = vae_pair
+    assert ltxv_vae_config_from_state_dict({k: tuple(v.shape) for k, v in state.items()}) == TINY_VAE
+
+
+def test_vae_encode_matches_diffusers(vae_pair):
+    ours, theirs, _ = vae_pair
+    x = torch.rand(1, 3, 9, 64, 96, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    with torch.no_grad():
+        got = ours.encode(x)
+        mean = theirs.encode(x).latent_dist.mode()
+        want = (mean - theirs.latents_mean[:, None, None, None]) / theirs.latents_std[:, None, None, None]
+    assert got.shape == (1, 6, 2, 2, 3)
+    assert (got - want).abs().max() < TOL
+
+
+def test_vae_decode_matches_diffusers(vae_pair):
+    ours, theirs, _ = vae_pair
+    z = torch.randn(2, 6, 2, 2, 3, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        got = ours.decode(z)
+        raw = z * theirs.latents_std[:, None, None, None] + theirs.latents_mean[:, None, None, None]
+        want = theirs.decode(raw).sample
+    assert got.shape == (2, 3, 9, 64, 96)
+    assert (got - want).abs().max() < TOL
+
+
+def test_vae_socket_frames_are_an_image_batch(vae_pair):
+    from graphflow.models.ltxv_vae import LTXVVAE
+
+    ours, _, _ = vae_pair
+    vae = LTXVVAE(ours)
+    frames = torch.rand(11, 70, 96, 3, generator=torch.Generator().manual_seed(6))
+    latent = vae.encode(frames)  # 11 frames -> the first 9; 70 rows -> 64, centred
+    assert latent.shape == (1, 6, 2, 2, 3)
+    with torch.no_grad():
+        want = ours.encode(frames[:9, 3:67].permute(3, 0, 1, 2)[None] * 2 - 1)
+    assert (latent - want).abs().max() < 1e-5
+    images = vae.decode(torch.cat([latent, latent]))
+    assert images.shape == (18, 64, 96, 3) and 0 <= images.min() and images.max() <= 1
+    assert (images[:9] - images[9:]).abs().max() < 1e-6
+    with pytest.raises(ValueError, match=r"video latents \[B, 6, frames, h, w\]"):
+        vae.decode(torch.zeros(1, 6, 4, 4))
