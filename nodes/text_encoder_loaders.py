@@ -47,10 +47,10 @@ class LoadTextEncoder(Node):
     """Load one text encoder file: a CLIP-L (SD1) or ViT-H (SD2) for stable_diffusion, any one
     of CLIP-L, CLIP-G, T5-XXL for sd3 (the others are then left out of the conditioning), the
     CLIP-G of Stable Cascade (stable_cascade), or T5-XXL for chroma (prompts unpadded, as ComfyUI
-    encodes them for Chroma)."""
+    encodes them for Chroma) or ltxv (LTX-Video)."""
     category = "advanced/loaders"
     clip_name: str = Choice(_list)
-    type: str = Choice(["stable_diffusion", "stable_cascade", "sd3", "chroma"], "stable_diffusion")
+    type: str = Choice(["stable_diffusion", "stable_cascade", "sd3", "chroma", "ltxv"], "stable_diffusion")
     outputs = {"clip": CLIP}
     comfy = ComfyAlias(("CLIPLoader",), ignore=("device",))
 

@@ -164,10 +164,11 @@ class LTXV(nn.Module):
         self.scale_shift_table = nn.Parameter(torch.zeros(2, dim))
         self.proj_out = Linear(dim, cfg.in_channels)
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, attention_mask=None,
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, y=None, attention_mask=None,
                 frame_rate: float = 25.0, **unused) -> torch.Tensor:
-        """x [B, C, F, H, W]; sigma [B] or per token [B, F*H*W]; context [B, L, 4096];
-        attention_mask [B, L] (1 keep, 0 padding) or None."""
+        """x [B, C, F, H, W]; sigma [B] or per token [B, F*H*W]; context [B, L, 4096]; y unused
+        (no pooled vector; the flow models' call passes one); attention_mask [B, L] (1 keep, 0
+        padding) or None."""
         b, c, f, h, w = x.shape
         tokens = x.flatten(2).transpose(1, 2)
         pe = rope(pixel_positions(f, h, w, frame_rate, self.config.causal_temporal_positioning, x.device),

@@ -167,7 +167,15 @@ def _latent_samples(model, latent) -> torch.Tensor:
     if not isinstance(latent, dict) or "samples" not in latent:
         raise NodeInputError("latent_image", "expected a LATENT: a dict with 'samples' [B, C, h, w]")
     samples = latent["samples"]
-    if not torch.is_tensor(samples) or samples.ndim != 4:
+    video = getattr(model, "is_video", False)
+    if video and (not torch.is_tensor(samples) or samples.ndim != 5):
+        raise NodeInputError("latent_image", f"{getattr(model, 'arch', 'this model')} samples video latents [B, C, "
+                                             f"frames, h, w] (EmptyLTXVLatentVideo), got "
+                                             f"{tuple(samples.shape) if torch.is_tensor(samples) else type(samples).__name__}")
+    if torch.is_tensor(samples) and samples.ndim == 5 and not video:
+        raise NodeInputError("latent_image", f"the latent is a video [B, C, frames, h, w] {tuple(samples.shape)}; "
+                                             f"this model samples images [B, C, h, w]")
+    if not torch.is_tensor(samples) or samples.ndim not in (4, 5):
         raise NodeInputError("latent_image", f"LATENT 'samples' must be a [B, C, h, w] tensor, got "
                                              f"{tuple(samples.shape) if torch.is_tensor(samples) else type(samples).__name__}")
     channels = model.latent_format.channels
@@ -278,6 +286,8 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
             latent_image = fmt.process_in(latent_image)
         noise = noise.to(device=device, dtype=torch.float32)
         shape = tuple(noise.shape)
+        if noise_mask is not None and len(shape) != 4:
+            raise NodeInputError("latent_image", "a noise mask on a video latent is not supported yet")
         denoise_mask = None if noise_mask is None else prepare_noise_mask(noise_mask, shape, device)
 
         concat_fn = None
