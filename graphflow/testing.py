@@ -426,7 +426,7 @@ def ltxv_configs(scaled_down: bool = True):
     if not scaled_down:
         return LTXVConfig(), LTXVVAEConfig()
     model = LTXVConfig(hidden_size=64, num_heads=32, depth=1, cross_attention_dim=64, caption_channels=T5_TINY_WIDTH,
-                       mlp_hidden=128)
+                       mlp_hidden=256)
     vae = LTXVVAEConfig(
         encoder_blocks=(("res_x", 1), ("compress_all", 0), ("res_x_y", 16), ("compress_all", 0), ("compress_all", 0),
                         ("res_x", 1)),

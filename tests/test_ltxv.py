@@ -7,14 +7,26 @@ our models load the same tensors as they are. A different layout or architecture
 strict load or the comparison.
 """
 
+import functools
+import json
+import math
+
 import pytest
 import torch
 from diffusers import LTXVideoTransformer3DModel
 from diffusers.loaders.single_file_utils import convert_ltx_transformer_checkpoint_to_diffusers
 
 from graphflow.models.ltxv import LTXV, LTXVConfig, ltxv_config_from_state_dict
+from tests.test_nodes_image_mask import call
 
 TOL = 1e-4
+
+
+@functools.lru_cache(maxsize=1)
+def registry():
+    from graphflow.registry import Registry
+
+    return Registry().load_builtin()
 
 
 def random_state(module: torch.nn.Module, seed: int) -> dict:
@@ -168,3 +180,176 @@ def test_vae_socket_frames_are_an_image_batch(vae_pair):
     assert (images[:9] - images[9:]).abs().max() < 1e-6
     with pytest.raises(ValueError, match=r"video latents \[B, 6, frames, h, w\]"):
         vae.decode(torch.zeros(1, 6, 4, 4))
+
+
+# -- the scheduler and the shift against their closed forms --------------------------------------
+
+def ltxv_closed_form(steps, max_shift, base_shift, stretch, terminal, tokens):
+    """ComfyUI's LTXVScheduler written out in float64."""
+    import math as m
+    mu = tokens * (max_shift - base_shift) / 3072 + base_shift - 1024 * (max_shift - base_shift) / 3072
+    sig = [m.exp(mu) / (m.exp(mu) + 1 / t - 1) if t > 0 else 0.0 for t in [1 - k / steps for k in range(steps + 1)]]
+    if stretch:
+        last = 1 - [s for s in sig if s != 0][-1]
+        sig = [1 - (1 - s) * (1 - terminal) / last if s != 0 else 0.0 for s in sig]
+    return torch.tensor(sig, dtype=torch.float64), mu
+
+
+@pytest.mark.parametrize("steps,stretch,terminal,frames", [(20, True, 0.1, 13), (7, False, 0.1, 2), (5, True, 0.3, None)])
+def test_ltxv_scheduler_closed_form(steps, stretch, terminal, frames):
+    latent = None if frames is None else {"samples": torch.zeros(1, 128, frames, 16, 24)}
+    tokens = 4096 if frames is None else frames * 16 * 24
+    got = call(registry(), "LTXVScheduler", steps=steps, max_shift=2.05, base_shift=0.95, stretch=stretch,
+               terminal=terminal, latent=latent)
+    want, _ = ltxv_closed_form(steps, 2.05, 0.95, stretch, terminal, tokens)
+    assert got.shape == (steps + 1,) and got[-1] == 0
+    assert torch.allclose(got.double(), want, atol=1e-6)
+    if stretch:
+        assert abs(float(got[-2]) - terminal) < 1e-6
+
+
+def test_model_sampling_ltxv_shift():
+    from graphflow.models.diffusion_model import DiffusionModel
+    from graphflow.sampling.flow_sampling import model_sampling_for
+    from graphflow.testing import ltxv_configs
+
+    with torch.device("meta"):
+        net = LTXV(ltxv_configs()[0])
+    model = DiffusionModel(net, "ltxv", "flow")
+    assert model_sampling_for(model).shift == pytest.approx(2.37)  # ComfyUI's LTXV sampling_settings
+    latent = {"samples": torch.zeros(1, 128, 4, 8, 12)}
+    patched = call(registry(), "ModelSamplingLTXV", model=model, max_shift=2.05, base_shift=0.95, latent=latent)
+    _, mu = ltxv_closed_form(1, 2.05, 0.95, False, 0.1, 4 * 8 * 12)
+    schedule = model_sampling_for(patched)
+    assert schedule.shift == pytest.approx(mu) and schedule.kind == "flux"
+    t = torch.tensor([0.3, 0.8])
+    assert torch.allclose(schedule.sigma(t), math.exp(mu) / (math.exp(mu) + 1 / t - 1))
+    with pytest.raises(Exception, match="video LATENT"):
+        call(registry(), "ModelSamplingLTXV", model=model, max_shift=2.05, base_shift=0.95,
+             latent={"samples": torch.zeros(1, 4, 8, 8)})
+
+
+# -- a ComfyUI graph end to end ------------------------------------------------------------------
+
+@pytest.fixture
+def ltxv_models(tmp_folders):
+    from graphflow.testing import write_flow_text_encoder, write_ltxv_checkpoint
+
+    m = tmp_folders.models
+    for sub in ("checkpoints", "text_encoders"):
+        (m / sub).mkdir()
+    write_ltxv_checkpoint(m / "checkpoints" / "ltx-video-2b-v0.9.safetensors", dtype=torch.float32, seed=3)
+    write_flow_text_encoder(m / "text_encoders" / "t5xxl_fp16.safetensors", "t5xxl", dtype=torch.float32, seed=1)
+    return tmp_folders
+
+
+def ltxv_graph(cfg_scale: float, frame_rate: float) -> dict:
+    """ComfyUI's LTX-Video text-to-video example in API format (shrunk: 64x64, 9 frames, 2 steps)."""
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "ltx-video-2b-v0.9.safetensors"}},
+        "2": {"class_type": "CLIPLoader", "inputs": {"clip_name": "t5xxl_fp16.safetensors", "type": "ltxv",
+                                                     "device": "default"}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "a boat on a lake at dawn", "clip": ["2", 0]}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["2", 0]}},
+        "5": {"class_type": "LTXVConditioning", "inputs": {"positive": ["3", 0], "negative": ["4", 0],
+                                                           "frame_rate": frame_rate}},
+        "6": {"class_type": "EmptyLTXVLatentVideo", "inputs": {"width": 64, "height": 64, "length": 9,
+                                                               "batch_size": 1}},
+        "7": {"class_type": "LTXVScheduler", "inputs": {"steps": 2, "max_shift": 2.05, "base_shift": 0.95,
+                                                        "stretch": True, "terminal": 0.1, "latent": ["6", 0]}},
+        "8": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "9": {"class_type": "SamplerCustom", "inputs": {"model": ["1", 0], "add_noise": True, "noise_seed": 7,
+                                                        "cfg": cfg_scale, "positive": ["5", 0], "negative": ["5", 1],
+                                                        "sampler": ["8", 0], "sigmas": ["7", 0],
+                                                        "latent_image": ["6", 0]}},
+        "10": {"class_type": "VAEDecode", "inputs": {"samples": ["9", 0], "vae": ["1", 2]}},
+        "11": {"class_type": "SaveAnimatedWEBP", "inputs": {"images": ["10", 0], "filename_prefix": "ltxv",
+                                                            "fps": frame_rate, "lossless": False, "quality": 80,
+                                                            "method": "default"}},
+    }
+
+
+def test_ltxv_comfyui_graph_runs_and_matches_diffusers(ltxv_models):
+    from safetensors.torch import load_file
+    from transformers import T5EncoderModel, T5TokenizerFast
+
+    from graphflow.executor import Executor
+    from graphflow.models.t5 import TOKENIZER_FILE
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import ltxv_configs, t5_config
+    from graphflow.workflow import parse_workflow
+
+    cfg_scale, frame_rate = 3.0, 24.0
+    reg = registry()
+    result = Executor(reg).run(parse_workflow(json.loads(json.dumps(ltxv_graph(cfg_scale, frame_rate))), reg),
+                               outputs=["11", "7"])
+    assert result.ok, json.dumps(result.error, default=str)[:3000]
+    assert len(list(ltxv_models.outputs.rglob("ltxv*.webp"))) == 1
+    frames = result.values["10"][0]
+    assert frames.shape == (9, 64, 64, 3) and float(frames.std()) > 0.01
+
+    # the schedule: 2 steps stretched to end at the terminal 0.1
+    sigmas = result.values["7"][0]
+    assert torch.allclose(sigmas, torch.tensor([1.0, 0.1, 0.0]), atol=1e-6)
+
+    # the oracle: diffusers' transformer on the file's weights (through its own converter), T5
+    # from transformers on the prompt's ids, two Euler steps with CFG from the same noise
+    path = ltxv_models.models / "checkpoints" / "ltx-video-2b-v0.9.safetensors"
+    state = load_file(str(path))
+    cfg = ltxv_configs()[0]
+    theirs = LTXVideoTransformer3DModel(
+        in_channels=128, out_channels=128, num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
+        cross_attention_dim=cfg.cross_attention_dim, num_layers=cfg.depth, caption_channels=cfg.caption_channels).eval()
+    theirs.load_state_dict(convert_ltx_transformer_checkpoint_to_diffusers(
+        {k: v for k, v in state.items() if k.startswith("model.diffusion_model.")}), strict=True)
+    t5 = T5EncoderModel(t5_config()).eval()
+    t5.load_state_dict(load_file(str(ltxv_models.models / "text_encoders" / "t5xxl_fp16.safetensors")), strict=False)
+    tokenizer = T5TokenizerFast(tokenizer_file=str(TOKENIZER_FILE))
+
+    def text(prompt):
+        with torch.no_grad():
+            return t5(torch.tensor([tokenizer(prompt).input_ids])).last_hidden_state
+
+    cond, uncond = text("a boat on a lake at dawn"), text("blurry")
+
+    def velocity(x, sigma, context, rate):
+        tokens = x.flatten(2).transpose(1, 2)
+        with torch.no_grad():
+            v = theirs(tokens, context, torch.tensor([sigma * 1000.0]), None, num_frames=2, height=2, width=2,
+                       rope_interpolation_scale=(8 / rate, 32, 32), return_dict=False)[0]
+        return v.transpose(1, 2).reshape(x.shape)
+
+    def two_steps(rate):
+        x = initial_noise(torch.zeros(1, 128, 2, 2, 2), 7)
+        for sigma, sigma_next in ((1.0, 0.1), (0.1, 0.0)):
+            v_cond, v_uncond = velocity(x, sigma, cond, rate), velocity(x, sigma, uncond, rate)
+            x = x + (v_uncond + cfg_scale * (v_cond - v_uncond)) * (sigma_next - sigma)
+        return x
+
+    x = two_steps(frame_rate)
+    ours = result.values["9"][0]["samples"]
+    assert ours.shape == (1, 128, 2, 2, 2)
+    assert float((ours - x).abs().max()) < 1e-4 * float(x.abs().max())
+    # the frame rate reached the model: at ComfyUI's default 25 the result differs
+    assert float((ours - two_steps(25.0)).abs().max()) > 1e-2 * float(x.abs().max())
+
+
+def test_video_latents_refused_where_they_do_not_fit(ltxv_models):
+    """A video latent in an image model's sampler and an image latent in LTX-Video's: clear errors."""
+    from graphflow.context import NodeInputError
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.sampling.pipeline import sample
+
+    ckpt = load_checkpoint(ltxv_models.models / "checkpoints" / "ltx-video-2b-v0.9.safetensors", device="cpu",
+                           dtype=torch.float32)
+    cond = [(torch.zeros(1, 3, ckpt.model.unet.config.caption_channels), {})]
+    with pytest.raises(NodeInputError, match=r"video latents \[B, C, frames, h, w\]"):
+        sample(ckpt.model, 0, 1, 1.0, "euler", "simple", cond, cond, {"samples": torch.zeros(1, 128, 2, 2)})
+    with pytest.raises(NodeInputError, match="noise mask on a video latent"):
+        sample(ckpt.model, 0, 1, 1.0, "euler", "simple", cond, cond,
+               {"samples": torch.zeros(1, 128, 1, 2, 2), "noise_mask": torch.ones(1, 2, 2)})
+    with pytest.raises(ValueError, match="areas and masks need image latents"):
+        area = [(cond[0][0], {"area": (1, 1, 0, 0)})]
+        sample(ckpt.model, 0, 1, 1.0, "euler", "simple", area, cond, {"samples": torch.zeros(1, 128, 1, 2, 2)})
+    out = sample(ckpt.model, 0, 1, 1.0, "euler", "simple", cond, cond, {"samples": torch.zeros(1, 128, 1, 2, 2)})
+    assert out["samples"].shape == (1, 128, 1, 2, 2)
