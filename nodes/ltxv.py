@@ -68,7 +68,7 @@ class ModelSamplingLTXV(Node):
     base_shift: float = Float(0.95, min=0.0, max=100.0, step=0.01)
     latent: LATENT = None
     outputs = {"model": MODEL}
-    comfy = ComfyAlias(("ModelSamplingLTXV",))
+    comfy = ComfyAlias(("ModelSamplingLTXV",), optional=("latent",))
 
     def run(self):
         from graphflow.sampling.flow_sampling import FlowSchedule, ltxv_shift
@@ -89,7 +89,7 @@ class LTXVScheduler(Node):
     terminal: float = Float(0.1, min=0.0, max=0.99, step=0.01)
     latent: LATENT = None
     outputs = {"sigmas": SIGMAS}
-    comfy = ComfyAlias(("LTXVScheduler",))
+    comfy = ComfyAlias(("LTXVScheduler",), optional=("latent",))
 
     def run(self):
         from graphflow.sampling.flow_sampling import ltxv_shift
