@@ -1,11 +1,13 @@
-"""LTX-Video nodes (ComfyUI's names and inputs): the empty video latent, the frame rate in the
-conditioning, the token-count-dependent flow shift as a model setting or a sigma schedule."""
+"""LTX-Video nodes (ComfyUI's names and inputs): the empty video latent, image to video, the
+frame rate in the conditioning, the token-count-dependent flow shift as a model setting or a
+sigma schedule."""
 
 from __future__ import annotations
 
 import math
 
-from graphflow.api import CONDITIONING, LATENT, MODEL, SIGMAS, Bool, ComfyAlias, Float, Int, Node, NodeInputError
+from graphflow.api import (CONDITIONING, IMAGE, LATENT, MODEL, SIGMAS, VAE, Bool, ComfyAlias, Float, Int, Node,
+                           NodeInputError)
 
 MAX_SIZE = 16384
 LATENT_CHANNELS = 128  # the video VAE's
@@ -23,6 +25,12 @@ def _tokens(latent, name: str = "latent") -> int:
     return math.prod(samples.shape[2:])
 
 
+def empty_video(batch_size: int, length: int, height: int, width: int):
+    import torch
+    frames = (length - 1) // FRAMES_PER_LATENT + 1
+    return torch.zeros(batch_size, LATENT_CHANNELS, frames, height // PIXELS_PER_LATENT, width // PIXELS_PER_LATENT)
+
+
 class EmptyLTXVLatentVideo(Node):
     """A blank LTX-Video latent: 128 channels, one latent frame for the first picture and one for
     each 8 after it ((length - 1) / 8 + 1), 1/32 of the width and height."""
@@ -35,10 +43,42 @@ class EmptyLTXVLatentVideo(Node):
     comfy = ComfyAlias(("EmptyLTXVLatentVideo",))
 
     def run(self):
+        return {"samples": empty_video(self.batch_size, self.length, self.height, self.width)}
+
+
+class LTXVImgToVideo(Node):
+    """Start a video from a picture: the image (scaled to width x height, cropped around its
+    centre) is encoded as the first latent frame of an otherwise empty video latent, and a noise
+    mask keeps it (strength 1: kept as it is; lower: that much of it is redrawn). The sampler
+    denoises the other frames around it."""
+    category = "conditioning/video_models"
+    positive: CONDITIONING
+    negative: CONDITIONING
+    vae: VAE
+    image: IMAGE
+    width: int = Int(768, min=64, max=MAX_SIZE, step=32)
+    height: int = Int(512, min=64, max=MAX_SIZE, step=32)
+    length: int = Int(97, min=9, max=MAX_SIZE, step=8)
+    batch_size: int = Int(1, min=1, max=4096)
+    strength: float = Float(1.0, min=0.0, max=1.0)
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
+    comfy = ComfyAlias(("LTXVImgToVideo",))
+
+    def run(self):
         import torch
-        frames = (self.length - 1) // FRAMES_PER_LATENT + 1
-        return {"samples": torch.zeros(self.batch_size, LATENT_CHANNELS, frames, self.height // PIXELS_PER_LATENT,
-                                       self.width // PIXELS_PER_LATENT)}
+
+        from graphflow.images import center_crop_to_aspect, resize_nchw
+        if getattr(self.vae, "latent_format", None) is None or self.vae.latent_format.name != "ltxv":
+            raise NodeInputError("vae", "LTXVImgToVideo needs LTX-Video's video VAE (from an LTX-Video checkpoint)")
+        pixels = self.image[..., :3].movedim(-1, 1)
+        pixels = resize_nchw(center_crop_to_aspect(pixels, self.width, self.height), self.width, self.height,
+                             "bilinear").movedim(1, -1)
+        first = self.vae.encode(pixels)  # the images are the frames of one video
+        latent = empty_video(self.batch_size, self.length, self.height, self.width)
+        latent[:, :, :first.shape[2]] = first
+        mask = torch.ones(self.batch_size, 1, latent.shape[2], 1, 1)
+        mask[:, :, :first.shape[2]] = 1.0 - self.strength
+        return self.positive, self.negative, {"samples": latent, "noise_mask": mask}
 
 
 class LTXVConditioning(Node):

@@ -269,14 +269,44 @@ def ltxv_graph(cfg_scale: float, frame_rate: float) -> dict:
     }
 
 
-def test_ltxv_comfyui_graph_runs_and_matches_diffusers(ltxv_models):
+def oracle(models):
+    """(diffusers' transformer on the checkpoint's weights, prompt -> transformers' T5 output)."""
     from safetensors.torch import load_file
     from transformers import T5EncoderModel, T5TokenizerFast
 
-    from graphflow.executor import Executor
     from graphflow.models.t5 import TOKENIZER_FILE
-    from graphflow.sampling.noise import initial_noise
     from graphflow.testing import ltxv_configs, t5_config
+
+    state = load_file(str(models.models / "checkpoints" / "ltx-video-2b-v0.9.safetensors"))
+    cfg = ltxv_configs()[0]
+    theirs = LTXVideoTransformer3DModel(
+        in_channels=128, out_channels=128, num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
+        cross_attention_dim=cfg.cross_attention_dim, num_layers=cfg.depth, caption_channels=cfg.caption_channels).eval()
+    theirs.load_state_dict(convert_ltx_transformer_checkpoint_to_diffusers(
+        {k: v for k, v in state.items() if k.startswith("model.diffusion_model.")}), strict=True)
+    t5 = T5EncoderModel(t5_config()).eval()
+    t5.load_state_dict(load_file(str(models.models / "text_encoders" / "t5xxl_fp16.safetensors")), strict=False)
+    tokenizer = T5TokenizerFast(tokenizer_file=str(TOKENIZER_FILE))
+
+    def text(prompt):
+        with torch.no_grad():
+            return t5(torch.tensor([tokenizer(prompt).input_ids])).last_hidden_state
+
+    return theirs, text
+
+
+def diffusers_velocity(theirs, x, timestep, context, rate):
+    """timestep [1] or per token [1, F*H*W] (x1000), x [1, 128, F, H, W]."""
+    tokens = x.flatten(2).transpose(1, 2)
+    with torch.no_grad():
+        v = theirs(tokens, context, timestep, None, num_frames=x.shape[2], height=x.shape[3], width=x.shape[4],
+                   rope_interpolation_scale=(8 / rate, 32, 32), return_dict=False)[0]
+    return v.transpose(1, 2).reshape(x.shape)
+
+
+def test_ltxv_comfyui_graph_runs_and_matches_diffusers(ltxv_models):
+    from graphflow.executor import Executor
+    from graphflow.sampling.noise import initial_noise
     from graphflow.workflow import parse_workflow
 
     cfg_scale, frame_rate = 3.0, 24.0
@@ -294,30 +324,11 @@ def test_ltxv_comfyui_graph_runs_and_matches_diffusers(ltxv_models):
 
     # the oracle: diffusers' transformer on the file's weights (through its own converter), T5
     # from transformers on the prompt's ids, two Euler steps with CFG from the same noise
-    path = ltxv_models.models / "checkpoints" / "ltx-video-2b-v0.9.safetensors"
-    state = load_file(str(path))
-    cfg = ltxv_configs()[0]
-    theirs = LTXVideoTransformer3DModel(
-        in_channels=128, out_channels=128, num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
-        cross_attention_dim=cfg.cross_attention_dim, num_layers=cfg.depth, caption_channels=cfg.caption_channels).eval()
-    theirs.load_state_dict(convert_ltx_transformer_checkpoint_to_diffusers(
-        {k: v for k, v in state.items() if k.startswith("model.diffusion_model.")}), strict=True)
-    t5 = T5EncoderModel(t5_config()).eval()
-    t5.load_state_dict(load_file(str(ltxv_models.models / "text_encoders" / "t5xxl_fp16.safetensors")), strict=False)
-    tokenizer = T5TokenizerFast(tokenizer_file=str(TOKENIZER_FILE))
-
-    def text(prompt):
-        with torch.no_grad():
-            return t5(torch.tensor([tokenizer(prompt).input_ids])).last_hidden_state
-
+    theirs, text = oracle(ltxv_models)
     cond, uncond = text("a boat on a lake at dawn"), text("blurry")
 
     def velocity(x, sigma, context, rate):
-        tokens = x.flatten(2).transpose(1, 2)
-        with torch.no_grad():
-            v = theirs(tokens, context, torch.tensor([sigma * 1000.0]), None, num_frames=2, height=2, width=2,
-                       rope_interpolation_scale=(8 / rate, 32, 32), return_dict=False)[0]
-        return v.transpose(1, 2).reshape(x.shape)
+        return diffusers_velocity(theirs, x, torch.tensor([sigma * 1000.0]), context, rate)
 
     def two_steps(rate):
         x = initial_noise(torch.zeros(1, 128, 2, 2, 2), 7)
@@ -345,7 +356,7 @@ def test_video_latents_refused_where_they_do_not_fit(ltxv_models):
     cond = [(torch.zeros(1, 3, ckpt.model.unet.config.caption_channels), {})]
     with pytest.raises(NodeInputError, match=r"video latents \[B, C, frames, h, w\]"):
         sample(ckpt.model, 0, 1, 1.0, "euler", "simple", cond, cond, {"samples": torch.zeros(1, 128, 2, 2)})
-    with pytest.raises(NodeInputError, match="noise mask on a video latent"):
+    with pytest.raises(NodeInputError, match=r"noise mask must be \[B, 1, frames, h, w\]"):
         sample(ckpt.model, 0, 1, 1.0, "euler", "simple", cond, cond,
                {"samples": torch.zeros(1, 128, 1, 2, 2), "noise_mask": torch.ones(1, 2, 2)})
     with pytest.raises(ValueError, match="areas and masks need image latents"):
@@ -353,3 +364,54 @@ def test_video_latents_refused_where_they_do_not_fit(ltxv_models):
         sample(ckpt.model, 0, 1, 1.0, "euler", "simple", area, cond, {"samples": torch.zeros(1, 128, 1, 2, 2)})
     out = sample(ckpt.model, 0, 1, 1.0, "euler", "simple", cond, cond, {"samples": torch.zeros(1, 128, 1, 2, 2)})
     assert out["samples"].shape == (1, 128, 1, 2, 2)
+
+
+def test_ltxv_image_to_video_graph_matches_diffusers(ltxv_models):
+    """LTXVImgToVideo: the picture is the first latent frame, kept by the noise mask; the model
+    is told timestep 0 for its tokens and the step's for the others (diffusers' per-token
+    timesteps as the oracle), the known frame set to the clean latent before each call."""
+    from PIL import Image
+
+    from graphflow.executor import Executor
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.workflow import parse_workflow
+
+    picture = (torch.rand(64, 80, 3, generator=torch.Generator().manual_seed(9)) * 255).byte().numpy()
+    Image.fromarray(picture).save(ltxv_models.inputs / "start.png")
+    graph = ltxv_graph(3.0, 25.0)
+    graph["12"] = {"class_type": "LoadImage", "inputs": {"image": "start.png"}}
+    graph["13"] = {"class_type": "LTXVImgToVideo", "inputs": {
+        "positive": ["3", 0], "negative": ["4", 0], "vae": ["1", 2], "image": ["12", 0], "width": 64, "height": 64,
+        "length": 9, "batch_size": 1, "strength": 1.0}}
+    graph["5"]["inputs"].update(positive=["13", 0], negative=["13", 1])
+    graph["9"]["inputs"]["latent_image"] = ["13", 2]
+    reg = registry()
+    result = Executor(reg).run(parse_workflow(json.loads(json.dumps(graph)), reg), outputs=["11"])
+    assert result.ok, json.dumps(result.error, default=str)[:3000]
+
+    start = result.values["13"][2]
+    assert start["noise_mask"].shape == (1, 1, 2, 1, 1)
+    assert start["noise_mask"].flatten().tolist() == [0.0, 1.0]
+    vae = load_checkpoint(ltxv_models.models / "checkpoints" / "ltx-video-2b-v0.9.safetensors", device="cpu",
+                          dtype=torch.float32).vae
+    cropped = torch.from_numpy(picture[:, 8:72]).float()[None] / 255  # centre crop of 80 -> 64 columns
+    latent = start["samples"]
+    assert torch.allclose(latent[:, :, :1], vae.encode(cropped), atol=1e-5) and latent[:, :, 1:].abs().max() == 0
+
+    theirs, text = oracle(ltxv_models)
+    cond, uncond = text("a boat on a lake at dawn"), text("blurry")
+    mask = torch.tensor([0.0, 1.0]).reshape(1, 1, 2, 1, 1).expand(1, 128, 2, 2, 2)
+    x = initial_noise(latent, 7)  # sigma 1: the latent has weight 0
+    for sigma, sigma_next in ((1.0, 0.1), (0.1, 0.0)):
+        x_in = x * mask + latent * (1 - mask)
+        timestep = (mask[:, 0] * sigma * 1000.0).flatten(1)
+        v_cond = diffusers_velocity(theirs, x_in, timestep, cond, 25.0)
+        v_uncond = diffusers_velocity(theirs, x_in, timestep, uncond, 25.0)
+        denoised = x_in - sigma * (v_uncond + 3.0 * (v_cond - v_uncond))
+        denoised = denoised * mask + latent * (1 - mask)
+        x = x + (x - denoised) / sigma * (sigma_next - sigma)
+    ours = result.values["9"][0]["samples"]
+    assert float((ours - x).abs().max()) < 1e-4 * float(x.abs().max())
+    assert torch.allclose(ours[:, :, :1], latent[:, :, :1], atol=1e-5)  # the picture stays the first frame
+    assert result.values["10"][0].shape == (9, 64, 64, 3)

@@ -180,10 +180,13 @@ POOLED_CHANNELS = {"sd3": 2048, "flux": 768, "chroma": 0, "ltxv": 0}
 class FlowDenoiser:
     """D(x; sigma) for a flow MODEL called as model(x, sigma, context, y, guidance=None) -> velocity.
     x stays float32; the model runs in its dtype. `guidance` (FLUX dev's distilled guidance
-    scale, [B]) is passed only to models with a guidance embedding."""
+    scale, [B]) is passed only to models with a guidance embedding. timestep_mask (LTX-Video with
+    a noise mask, [B, C, frames, h, w]): the model is told sigma x the mask per token (ComfyUI's
+    LTXV process_timestep), while x0 = x - sigma v keeps the step's sigma."""
 
-    def __init__(self, model, schedule: FlowSchedule | None = None):
+    def __init__(self, model, schedule: FlowSchedule | None = None, timestep_mask: torch.Tensor | None = None):
         self.model = model
+        self.timestep_mask = timestep_mask
         self.schedule = schedule or default_flow_schedule(model)
         self.network_wrappers = tuple(make() for make in getattr(model, "network_wrappers", ()))  # see ModelDenoiser
 
@@ -220,12 +223,20 @@ class FlowDenoiser:
                                               base=self.model.unet, **guidance_in)
                 if residuals is not None:
                     extra["control"] = residuals
-            return self.model(xc.to(dtype), sigma.float(),
+            return self.model(xc.to(dtype), self._model_sigma(sigma, x),
                               None if context is None else context.to(dtype),
                               None if y is None else y.to(dtype), **extra).float()
 
         v = wrapped_network(self.network_wrappers, run, xc, sigma, x.shape[1])
         return self.schedule.denoised(sigma, v, x)
+
+    def _model_sigma(self, sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """sigma [B], or with a timestep mask sigma per token [B, frames * h * w]."""
+        if self.timestep_mask is None:
+            return sigma.float()
+        mask = self.timestep_mask[:, 0]
+        mask = mask.repeat(x.shape[0] // mask.shape[0], 1, 1, 1)  # the sides' chunks, each the latent's batch
+        return (mask * sigma.float().reshape(-1, 1, 1, 1)).flatten(1)
 
 
 def attention_bias(model, options: dict, latent_hw: tuple[int, int]) -> torch.Tensor:
