@@ -415,3 +415,26 @@ def test_ltxv_image_to_video_graph_matches_diffusers(ltxv_models):
     assert float((ours - x).abs().max()) < 1e-4 * float(x.abs().max())
     assert torch.allclose(ours[:, :, :1], latent[:, :, :1], atol=1e-5)  # the picture stays the first frame
     assert result.values["10"][0].shape == (9, 64, 64, 3)
+
+
+def test_full_size_defaults_are_lightricks_2b_v090():
+    """Our default configs, in Lightricks' layout and through diffusers' converters, fit diffusers'
+    default (2B v0.9.0) models key for key and shape for shape; the header alone is detected."""
+    from graphflow.models.flow_architecture import detect_flow_model
+    from graphflow.models.ltxv_vae import LTXVideoVAE, LTXVVAEConfig
+
+    with torch.device("meta"):
+        model, vae = LTXV(LTXVConfig()), LTXVideoVAE(LTXVVAEConfig())
+        their_model, their_vae = LTXVideoTransformer3DModel(), AutoencoderKLLTXVideo()
+    shapes = {f"model.diffusion_model.{k}": tuple(v.shape) for k, v in model.state_dict().items()}
+    shapes.update({f"vae.{k}": tuple(v.shape) for k, v in vae.state_dict().items()})
+    for ours_state, theirs, convert in ((model.state_dict(), their_model, convert_ltx_transformer_checkpoint_to_diffusers),
+                                        (vae.state_dict(), their_vae, convert_ltx_vae_checkpoint_to_diffusers)):
+        prefix = "model.diffusion_model." if theirs is their_model else "vae."
+        converted = convert({prefix + k: v for k, v in ours_state.items()})
+        want = {k: tuple(v.shape) for k, v in theirs.state_dict().items()}
+        assert {k: tuple(v.shape) for k, v in converted.items()} == want
+    info = detect_flow_model(shapes)
+    assert info.arch == "ltxv" and info.config == LTXVConfig() and info.vae == LTXVVAEConfig()
+    assert info.vae.downscale == 32 and info.vae.frames_per_latent == 8
+    assert sum(v.numel() for v in model.state_dict().values()) == pytest.approx(1.92e9, rel=0.01)
