@@ -195,7 +195,8 @@ def ltxv_closed_form(steps, max_shift, base_shift, stretch, terminal, tokens):
     return torch.tensor(sig, dtype=torch.float64), mu
 
 
-@pytest.mark.parametrize("steps,stretch,terminal,frames", [(20, True, 0.1, 13), (7, False, 0.1, 2), (5, True, 0.3, None)])
+@pytest.mark.parametrize("steps,stretch,terminal,frames",
+                         [(20, True, 0.1, 13), (7, False, 0.1, 2), (5, True, 0.3, None)])
 def test_ltxv_scheduler_closed_form(steps, stretch, terminal, frames):
     latent = None if frames is None else {"samples": torch.zeros(1, 128, frames, 16, 24)}
     tokens = 4096 if frames is None else frames * 16 * 24
@@ -428,9 +429,10 @@ def test_full_size_defaults_are_lightricks_2b_v090():
         their_model, their_vae = LTXVideoTransformer3DModel(), AutoencoderKLLTXVideo()
     shapes = {f"model.diffusion_model.{k}": tuple(v.shape) for k, v in model.state_dict().items()}
     shapes.update({f"vae.{k}": tuple(v.shape) for k, v in vae.state_dict().items()})
-    for ours_state, theirs, convert in ((model.state_dict(), their_model, convert_ltx_transformer_checkpoint_to_diffusers),
-                                        (vae.state_dict(), their_vae, convert_ltx_vae_checkpoint_to_diffusers)):
-        prefix = "model.diffusion_model." if theirs is their_model else "vae."
+    pairs = ((model.state_dict(), their_model, convert_ltx_transformer_checkpoint_to_diffusers,
+              "model.diffusion_model."),
+             (vae.state_dict(), their_vae, convert_ltx_vae_checkpoint_to_diffusers, "vae."))
+    for ours_state, theirs, convert, prefix in pairs:
         converted = convert({prefix + k: v for k, v in ours_state.items()})
         want = {k: tuple(v.shape) for k, v in theirs.state_dict().items()}
         assert {k: tuple(v.shape) for k, v in converted.items()} == want
@@ -438,3 +440,14 @@ def test_full_size_defaults_are_lightricks_2b_v090():
     assert info.arch == "ltxv" and info.config == LTXVConfig() and info.vae == LTXVVAEConfig()
     assert info.vae.downscale == 32 and info.vae.frames_per_latent == 8
     assert sum(v.numel() for v in model.state_dict().values()) == pytest.approx(1.92e9, rel=0.01)
+
+
+def test_image_latent_nodes_refuse_video_latents():
+    from graphflow.context import NodeInputError
+
+    video = {"samples": torch.zeros(1, 128, 2, 2, 2)}
+    for node, inputs in (("LatentUpscale", dict(samples=video, upscale_method="nearest-exact", width=64, height=64,
+                                                 crop="disabled")),
+                         ("LatentUpscaleBy", dict(samples=video, upscale_method="nearest-exact", scale_by=2.0))):
+        with pytest.raises(NodeInputError, match=r"image latents \[B, C, h, w\]; got a video latent"):
+            call(registry(), node, **inputs)

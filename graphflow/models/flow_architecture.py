@@ -160,5 +160,6 @@ def detect_flow_model(shapes) -> FlowInfo | None:
         info.notes.append("no VAE in the file: load one (ae.safetensors for FLUX) with LoadVAE")
     if not info.text_encoders:
         info.notes.append(f"no text encoder in the file: load T5-XXL with CLIPLoader, type {arch}"
-                          if arch in ("chroma", "ltxv") else "no text encoders in the file: load them with DualCLIPLoader / TripleCLIPLoader")
+                          if arch in ("chroma", "ltxv")
+                          else "no text encoders in the file: load them with DualCLIPLoader / TripleCLIPLoader")
     return info

@@ -153,11 +153,16 @@ class PerChannelStatistics(nn.Module):
         self.register_buffer("mean-of-means", torch.zeros(channels))
         self.register_buffer("std-of-means", torch.ones(channels))
 
+    def _stats(self):
+        return (self.get_buffer(name)[:, None, None, None] for name in ("mean-of-means", "std-of-means"))
+
     def normalize(self, z):
-        return (z - self.get_buffer("mean-of-means")[:, None, None, None]) / self.get_buffer("std-of-means")[:, None, None, None]
+        mean, std = self._stats()
+        return (z - mean) / std
 
     def unnormalize(self, z):
-        return z * self.get_buffer("std-of-means")[:, None, None, None] + self.get_buffer("mean-of-means")[:, None, None, None]
+        mean, std = self._stats()
+        return z * std + mean
 
 
 class LTXVideoVAE(nn.Module):

@@ -30,7 +30,8 @@ from .tokenizer import parse_weighted_prompt
 
 TOKENIZER_FILE = Path(__file__).parent / "t5_tokenizer" / "tokenizer.json"
 EOS, PAD = 1, 0
-MIN_LENGTH = {"sd3": 77, "flux": 256, "chroma": 1, "ltxv": 1}  # ltxv: see graphflow.models.flow_text  # Chroma: no padding (ComfyUI pads it to 1 token, </s> alone)
+# Chroma: no padding (ComfyUI pads it to 1 token, </s> alone); ltxv: see graphflow.models.flow_text
+MIN_LENGTH = {"sd3": 77, "flux": 256, "chroma": 1, "ltxv": 1}
 Q_KEY = "encoder.block.0.layer.0.SelfAttention.q.weight"
 
 

@@ -22,7 +22,8 @@ from .weight_files import CheckpointError, KeyView, WeightFile
 
 COMPONENT_PREFIXES = {name: (f"text_encoders.{name}.transformer.", f"{name}.transformer.")
                       for name in ("clip_l", "clip_g", "t5xxl")}
-CLIP_TYPES = ("stable_diffusion", "stable_cascade", "sd3", "flux", "chroma", "ltxv")  # CLIPLoader's types graphflow can build
+# CLIPLoader's types graphflow can build
+CLIP_TYPES = ("stable_diffusion", "stable_cascade", "sd3", "flux", "chroma", "ltxv")
 DUAL_TYPES = ("sdxl", "sd3", "flux")
 
 

@@ -169,9 +169,9 @@ def _latent_samples(model, latent) -> torch.Tensor:
     samples = latent["samples"]
     video = getattr(model, "is_video", False)
     if video and (not torch.is_tensor(samples) or samples.ndim != 5):
+        got = tuple(samples.shape) if torch.is_tensor(samples) else type(samples).__name__
         raise NodeInputError("latent_image", f"{getattr(model, 'arch', 'this model')} samples video latents [B, C, "
-                                             f"frames, h, w] (EmptyLTXVLatentVideo), got "
-                                             f"{tuple(samples.shape) if torch.is_tensor(samples) else type(samples).__name__}")
+                                             f"frames, h, w] (EmptyLTXVLatentVideo), got {got}")
     if torch.is_tensor(samples) and samples.ndim == 5 and not video:
         raise NodeInputError("latent_image", f"the latent is a video [B, C, frames, h, w] {tuple(samples.shape)}; "
                                              f"this model samples images [B, C, h, w]")
