@@ -436,10 +436,12 @@ def ltxv_configs(scaled_down: bool = True):
     return model, vae
 
 
-def write_ltxv_checkpoint(path, seed: int = 0, dtype=torch.float16, scaled_down: bool = True) -> Path:
+def write_ltxv_checkpoint(path, seed: int = 0, dtype=torch.float16, scaled_down: bool = True,
+                          transformer_metadata: dict | None = None) -> Path:
     """A random LTX-Video checkpoint as Lightricks ship ltx-video-2b-v0.9.safetensors: the
     transformer under model.diffusion_model., the video VAE under vae. with its per-channel
-    statistics (all four of the file's), no text encoder."""
+    statistics (all four of the file's), no text encoder. transformer_metadata: the "transformer"
+    section of the file's `config` metadata (e.g. {"causal_temporal_positioning": True})."""
     from .models.ltxv import LTXV
     from .models.ltxv_vae import LTXVideoVAE
 
@@ -455,7 +457,8 @@ def write_ltxv_checkpoint(path, seed: int = 0, dtype=torch.float16, scaled_down:
     vae["per_channel_statistics.std-of-means"] = 0.5 + torch.rand(c, generator=generator)
     vae["per_channel_statistics.channel"] = torch.arange(c, dtype=torch.float32)
     state.update({"vae." + k: v for k, v in vae.items()})
-    save_file({k: v.to(dtype) for k, v in state.items()}, str(path))
+    metadata = None if transformer_metadata is None else {"config": json.dumps({"transformer": transformer_metadata})}
+    save_file({k: v.to(dtype) for k, v in state.items()}, str(path), metadata=metadata)
     return Path(path)
 
 

@@ -451,3 +451,36 @@ def test_image_latent_nodes_refuse_video_latents():
                          ("LatentUpscaleBy", dict(samples=video, upscale_method="nearest-exact", scale_by=2.0))):
         with pytest.raises(NodeInputError, match=r"image latents \[B, C, h, w\]; got a video latent"):
             call(registry(), node, **inputs)
+
+
+def test_causal_temporal_positioning_from_the_file_matches_diffusers_coordinates(tmp_path):
+    """A file whose config metadata sets causal_temporal_positioning (later Lightricks releases)
+    puts latent frame f at pixel frame 8f - 7 (0 for the first): diffusers' transformer given
+    those coordinates (video_coords, seconds and pixels) is the oracle."""
+    from safetensors.torch import load_file
+
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.testing import ltxv_configs, write_ltxv_checkpoint
+
+    path = write_ltxv_checkpoint(tmp_path / "ltxv.safetensors", dtype=torch.float32,
+                                 transformer_metadata={"causal_temporal_positioning": True, "num_attention_heads": 32})
+    model = load_checkpoint(path, device="cpu", dtype=torch.float32).model
+    assert model.unet.config.causal_temporal_positioning
+    cfg = ltxv_configs()[0]
+    theirs = LTXVideoTransformer3DModel(
+        in_channels=128, out_channels=128, num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
+        cross_attention_dim=cfg.cross_attention_dim, num_layers=cfg.depth, caption_channels=cfg.caption_channels).eval()
+    theirs.load_state_dict(convert_ltx_transformer_checkpoint_to_diffusers(
+        {k: v for k, v in load_file(str(path)).items() if k.startswith("model.diffusion_model.")}), strict=True)
+    gen = torch.Generator().manual_seed(8)
+    x, context = torch.randn(1, 128, 3, 2, 2, generator=gen), torch.randn(1, 4, cfg.caption_channels, generator=gen)
+    f, h, w = torch.meshgrid(torch.arange(3), torch.arange(2), torch.arange(2), indexing="ij")
+    coords = torch.stack([(8 * f - 7).clamp(min=0) / 24.0, 32.0 * h, 32.0 * w]).reshape(1, 3, -1).float()
+    with torch.no_grad():
+        got = model(x, torch.tensor([0.6]), context, frame_rate=24.0)
+        want = theirs(x.flatten(2).transpose(1, 2), context, torch.tensor([600.0]), None, video_coords=coords,
+                      return_dict=False)[0].transpose(1, 2).reshape(x.shape)
+        plain = load_checkpoint(write_ltxv_checkpoint(tmp_path / "plain.safetensors", dtype=torch.float32),
+                                device="cpu", dtype=torch.float32).model(x, torch.tensor([0.6]), context, frame_rate=24.0)
+    assert (got - want).abs().max() < TOL
+    assert (got - plain).abs().max() > 1e-3  # the positions matter

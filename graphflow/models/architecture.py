@@ -185,7 +185,7 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
     equal the text encoders' output and SDXL needs vector conditioning (adm); a mismatch is an
     unsupported variant and raises CheckpointError."""
     shapes = {k: tuple(v) for k, v in shapes.items()}
-    flow = detect_flow_model(shapes)
+    flow = detect_flow_model(shapes, metadata)
     if flow is not None:
         if prediction is not None and prediction != "flow":
             raise CheckpointError(f"{flow.name} is a rectified-flow model; prediction {prediction!r} does not apply")

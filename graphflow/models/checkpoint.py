@@ -313,7 +313,7 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
         cascade = _read_stable_cascade(f, path, device, dtype, weight_dtype)
         if cascade is not None:
             return cascade
-        info = detect_flow_model(f.shapes)
+        info = detect_flow_model(f.shapes, f.metadata)
         if info is not None:
             return build_flow_model(f.view(info.prefix), info, *flow_placement(device, dtype), weight_dtype)
         if weight_dtype != "default":

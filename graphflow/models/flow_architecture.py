@@ -17,7 +17,7 @@ early blocks); FLUX.1 dev (guidance_in), schnell (none), Fill (384 packed input 
 noisy latent + masked image + mask), and the 128-channel control variants (Depth/Canny); Chroma.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .configs import (ChromaConfig, FluxConfig, LTXVConfig, LTXVVAEConfig, MMDiTConfig, VAEConfig,
                       chroma_config_from_state_dict, flux_config_from_state_dict, ltxv_config_from_state_dict,
@@ -129,8 +129,26 @@ def _ltxv_vae(shapes) -> tuple[str, LTXVVAEConfig] | None:
         raise CheckpointError(f"the LTX-Video VAE keys under vae. are incomplete ({type(e).__name__}: {e})") from None
 
 
-def detect_flow_model(shapes) -> FlowInfo | None:
-    """A SD3/SD3.5/FLUX/Chroma file's FlowInfo, from names and shapes only; None for other files."""
+def _ltxv_file_config(config: LTXVConfig, metadata: dict | None) -> LTXVConfig:
+    """Lightricks' files state in their metadata what weights cannot show (`config`: JSON with a
+    "transformer" section); ComfyUI reads causal_temporal_positioning and the head count there."""
+    import json
+
+    try:
+        section = json.loads((metadata or {}).get("config") or "{}").get("transformer") or {}
+    except (ValueError, AttributeError):
+        return config
+    heads = section.get("num_attention_heads", config.num_heads)
+    if not isinstance(heads, int) or heads < 1 or config.hidden_size % heads:
+        raise CheckpointError(f"the file's config names {heads!r} attention heads, which do not divide the "
+                              f"transformer's width {config.hidden_size}")
+    return replace(config, num_heads=heads,
+                   causal_temporal_positioning=bool(section.get("causal_temporal_positioning", False)))
+
+
+def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
+    """A SD3/SD3.5/FLUX/Chroma/LTX-Video file's FlowInfo, from names and shapes (and for LTX-Video
+    the file's `config` metadata); None for other files."""
     found = find_flow_model(shapes)
     if found is None:
         return None
@@ -142,6 +160,8 @@ def detect_flow_model(shapes) -> FlowInfo | None:
     except (KeyError, ValueError, IndexError, TypeError) as e:
         raise CheckpointError(f"the {_ARCH_NAMES[arch]} keys under {prefix or '(no prefix)'} are "
                               f"incomplete or of an unknown layout ({type(e).__name__}: {e})") from None
+    if arch == "ltxv":
+        config = _ltxv_file_config(config, metadata)
     info = FlowInfo(arch=arch, family=_family(arch, config), prefix=prefix, config=config,
                     text_encoders=_text_encoders(shapes))
     vae = _ltxv_vae(shapes) if arch == "ltxv" else vae_in(shapes)
