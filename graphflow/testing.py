@@ -418,6 +418,50 @@ def write_chroma(path, seed: int = 0, dtype=torch.float16, scaled_down: bool = T
     return Path(path)
 
 
+def ltxv_configs(scaled_down: bool = True):
+    """LTX-Video's transformer and video VAE configs (2B v0.9), or tiny ones (128 latent channels,
+    as EmptyLTXVLatentVideo makes, 32 heads as ComfyUI reads them, taking the tiny T5's tokens)."""
+    from .models.configs import LTXVConfig, LTXVVAEConfig
+
+    if not scaled_down:
+        return LTXVConfig(), LTXVVAEConfig()
+    model = LTXVConfig(hidden_size=64, num_heads=32, depth=1, cross_attention_dim=64, caption_channels=T5_TINY_WIDTH,
+                       mlp_hidden=256)
+    vae = LTXVVAEConfig(
+        encoder_blocks=(("res_x", 1), ("compress_all", 0), ("res_x_y", 16), ("compress_all", 0), ("compress_all", 0),
+                        ("res_x", 1)),
+        decoder_blocks=(("res_x", 1), ("compress_all", 0), ("res_x_y", 8), ("compress_all", 0), ("compress_all", 0),
+                        ("res_x", 1)),
+        encoder_channels=8, decoder_channels=16)
+    return model, vae
+
+
+def write_ltxv_checkpoint(path, seed: int = 0, dtype=torch.float16, scaled_down: bool = True,
+                          transformer_metadata: dict | None = None) -> Path:
+    """A random LTX-Video checkpoint as Lightricks ship ltx-video-2b-v0.9.safetensors: the
+    transformer under model.diffusion_model., the video VAE under vae. with its per-channel
+    statistics (all four of the file's), no text encoder. transformer_metadata: the "transformer"
+    section of the file's `config` metadata (e.g. {"causal_temporal_positioning": True})."""
+    from .models.ltxv import LTXV
+    from .models.ltxv_vae import LTXVideoVAE
+
+    model_config, vae_config = ltxv_configs(scaled_down)
+    with torch.device("meta"):
+        model_shapes, vae_shapes = _module_shapes(LTXV(model_config)), _module_shapes(LTXVideoVAE(vae_config))
+    c = vae_config.latent_channels
+    vae_shapes.update({f"per_channel_statistics.{name}": (c,) for name in ("channel", "mean-of-stds")})
+    state = {UNET_PREFIX + k: v for k, v in random_state(model_shapes, seed, torch.float32).items()}
+    vae = random_state(vae_shapes, seed + 1, torch.float32)
+    generator = torch.Generator().manual_seed(seed + 2)
+    vae["per_channel_statistics.mean-of-means"] = 0.1 * torch.randn(c, generator=generator)
+    vae["per_channel_statistics.std-of-means"] = 0.5 + torch.rand(c, generator=generator)
+    vae["per_channel_statistics.channel"] = torch.arange(c, dtype=torch.float32)
+    state.update({"vae." + k: v for k, v in vae.items()})
+    metadata = None if transformer_metadata is None else {"config": json.dumps({"transformer": transformer_metadata})}
+    save_file({k: v.to(dtype) for k, v in state.items()}, str(path), metadata=metadata)
+    return Path(path)
+
+
 def shard_file(path, shards: int = 3) -> Path:
     """Split a safetensors file into a sharded set as transformers and diffusers save one:
     {stem}-00001-of-00003.safetensors, ... (each a run of the tensors, the metadata in every one)

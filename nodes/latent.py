@@ -48,7 +48,7 @@ class LatentUpscale(Node):
 
     def run(self):
         from graphflow.images import bislerp, center_crop_to_aspect, resize_nchw
-        x = self.samples["samples"]
+        x = _samples(self.samples, "samples")
         h, w = x.shape[-2:]
         width = self.width // 8 or max(1, round(w * (self.height // 8) / h))
         height = self.height // 8 or max(1, round(h * width / w))
@@ -106,6 +106,9 @@ class SetLatentNoiseMask(Node):
 
 def _samples(latent, name: str) -> torch.Tensor:
     import torch
+    if isinstance(latent, dict) and torch.is_tensor(latent.get("samples")) and latent["samples"].ndim == 5:
+        raise NodeInputError(name, f"this node works on image latents [B, C, h, w]; got a video latent "
+                                   f"[B, C, frames, h, w] {tuple(latent['samples'].shape)}")
     if not isinstance(latent, dict) or not torch.is_tensor(latent.get("samples")) or latent["samples"].ndim != 4:
         raise NodeInputError(name, "expected a LATENT: a dict with 'samples' [B, C, h, w]")
     return latent["samples"]

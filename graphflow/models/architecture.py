@@ -200,7 +200,7 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
     if is_video_checkpoint(shapes):
         raise CheckpointError("this is an image-only video checkpoint (Stable Video Diffusion): load it with "
                               "ImageOnlyCheckpointLoader")
-    flow = detect_flow_model(shapes)
+    flow = detect_flow_model(shapes, metadata)
     if flow is not None:
         if prediction is not None and prediction != "flow":
             raise CheckpointError(f"{flow.name} is a rectified-flow model; prediction {prediction!r} does not apply")

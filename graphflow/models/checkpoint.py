@@ -25,6 +25,7 @@ from .diffusion_model import PIXART_SCHEDULE, DiffusionModel
 from .flow_architecture import FlowInfo, detect_flow_model, vae_in
 from .flux import Flux
 from .latent_formats import FLUX, SD1, SD3, SDXL, LatentFormat
+from .ltxv import LTXV
 from .mmdit import MMDiT
 from .text_encoders import ARCH_TOWERS, CLIP_L, HF, OPEN_CLIP, TextEncoder, TowerSpec, tower_from_weights
 from .unet import UNet, UNetConfig
@@ -86,6 +87,17 @@ def build_vae(source, config: VAEConfig, latent_format: LatentFormat, device, dt
     return VAE(module, latent_format)
 
 
+def build_ltxv_vae(source, config, device, dtype, what: str = "vae."):
+    """LTX-Video's video VAE (graphflow.models.ltxv_vae) as a VAE socket; of the file's
+    per-channel statistics only the two it uses are read."""
+    from .ltxv_vae import LTXVideoVAE, LTXVVAE
+
+    with torch.device("meta"):
+        module = LTXVideoVAE(config)
+    keys = [k for k in source.shapes if k in module.state_dict()]
+    return LTXVVAE(_assign(module, source, device, dtype, f"LTX-Video VAE ({what})", keys=keys))
+
+
 def build_text_encoder(source, arch: str, towers, overrides: dict, device, dtype, clip_skip=None) -> TextEncoder:
     built = []
     for spec in towers:
@@ -107,7 +119,7 @@ def build_flow_model(source, info: FlowInfo, device, dtype, weight_dtype: str = 
     if weight_dtype != "default" and storage is None:
         raise CheckpointError(f"this torch ({torch.__version__}) has no {weight_dtype}")
     with torch.device("meta"):
-        net = {"sd3": MMDiT, "flux": Flux, "chroma": Chroma}[info.arch](info.config)
+        net = {"sd3": MMDiT, "flux": Flux, "chroma": Chroma, "ltxv": LTXV}[info.arch](info.config)
     castable = castable_weights(net)
 
     def dtype_of(key):
@@ -282,7 +294,9 @@ def _load_flow_checkpoint(f, info: FlowInfo, device, dtype, weight_dtype, parts)
     model = vae = clip = None
     if "diffusion_model" in parts:
         model = build_flow_model(f.view(info.prefix), info, *flow_placement(device, dtype), weight_dtype)
-    if info.vae is not None and "vae" in parts:
+    if info.vae is not None and "vae" in parts and info.arch == "ltxv":
+        vae = build_ltxv_vae(f.view(info.vae_prefix), info.vae, *_resolve(device, dtype, "vae"), what=info.vae_prefix)
+    elif info.vae is not None and "vae" in parts:
         vae = build_vae(f.view(info.vae_prefix), info.vae, info.latent_format, *_resolve(device, dtype, "vae"),
                         what=info.vae_prefix)
     only = None if "text_encoder" in parts else {p.split(":")[1] for p in parts if p.startswith("text_encoder:")}
@@ -312,7 +326,7 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
         pixart = _read_pixart(f, path, device, dtype, weight_dtype)
         if pixart is not None:
             return pixart
-        info = detect_flow_model(f.shapes)
+        info = detect_flow_model(f.shapes, f.metadata)
         if info is not None:
             return build_flow_model(f.view(info.prefix), info, *flow_placement(device, dtype), weight_dtype)
         if weight_dtype != "default":

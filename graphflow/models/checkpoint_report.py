@@ -274,6 +274,9 @@ def _flow_report(f: "WeightFile", info: FlowInfo, size: int) -> str:
                   f"QK-norm {'yes' if c.qk_norm else 'no'}, position table {c.pos_embed_max_size}^2"
                   + (f", MMDiT-X attn2 in blocks {c.x_self_attn_layers[0]}..{c.x_self_attn_layers[-1]}"
                      if c.x_self_attn_layers else ""))
+    elif info.arch == "ltxv":
+        detail = (f"{c.depth} blocks, width {c.hidden_size}, {c.num_heads} heads, {c.in_channels} latent ch, "
+                  f"text width {c.caption_channels}")
     elif info.arch == "chroma":
         detail = (f"{c.depth} double + {c.depth_single_blocks} single blocks, width {c.hidden_size}, "
                   f"{c.num_heads} heads, in {c.in_channels} packed ch, approximator {c.approximator_layers} layers "

@@ -391,6 +391,90 @@ def pixart_config_from_state_dict(shapes: dict[str, tuple]) -> PixArtConfig:
         micro_condition="ar_embedder.mlp.0.weight" in shapes, pe_interpolation=pe_interpolation)
 
 
+@dataclass(frozen=True)
+class LTXVConfig:
+    """LTX-Video's transformer (Lightricks). Defaults: ltx-video-2b-v0.9*. The head count is
+    not in the weights; like ComfyUI we take 32 heads, the 2B model's."""
+    in_channels: int = 128
+    hidden_size: int = 2048
+    num_heads: int = 32
+    depth: int = 28
+    cross_attention_dim: int = 2048
+    caption_channels: int = 4096  # T5-XXL
+    mlp_hidden: int = 8192
+    causal_temporal_positioning: bool = False  # True in later Lightricks configs (file metadata)
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def latent_channels(self) -> int:
+        return self.in_channels
+
+
+def ltxv_config_from_state_dict(shapes: dict[str, tuple], num_heads: int = 32) -> LTXVConfig:
+    """The architecture from key names and shapes (keys without `model.diffusion_model.`)."""
+    hidden, in_channels = shapes["patchify_proj.weight"]
+    count = len({k.split(".")[1] for k in shapes if k.startswith("transformer_blocks.")})
+    return LTXVConfig(
+        in_channels=in_channels, hidden_size=hidden, num_heads=num_heads, depth=count,
+        cross_attention_dim=shapes["transformer_blocks.0.attn2.to_k.weight"][1],
+        caption_channels=shapes["caption_projection.linear_1.weight"][1],
+        mlp_hidden=shapes["transformer_blocks.0.ff.net.0.proj.weight"][0])
+
+
+@dataclass(frozen=True)
+class LTXVVAEConfig:
+    """LTX-Video's causal video VAE (0.9.0 layout, `vae.*`): the encoder's and decoder's blocks in
+    Lightricks' flat order, each ("res_x", layers) a group of residual blocks at one width,
+    ("res_x_y", out_channels) one residual block changing width, ("compress_all", 0) a 2x
+    down/upscale of frames, rows and columns. Defaults: ltx-video-2b-v0.9."""
+    encoder_blocks: tuple = (("res_x", 4), ("compress_all", 0), ("res_x_y", 256), ("res_x", 3), ("compress_all", 0),
+                             ("res_x_y", 512), ("res_x", 3), ("compress_all", 0), ("res_x", 3), ("res_x", 4))
+    decoder_blocks: tuple = (("res_x", 4), ("res_x", 3), ("compress_all", 0), ("res_x", 3), ("res_x_y", 256),
+                             ("compress_all", 0), ("res_x", 3), ("res_x_y", 128), ("compress_all", 0), ("res_x", 4))
+    encoder_channels: int = 128  # after conv_in
+    decoder_channels: int = 512  # after conv_in
+    latent_channels: int = 128
+    patch_size: int = 4
+    out_channels: int = 3
+
+    @property
+    def downscale(self) -> int:
+        return self.patch_size * 2 ** sum(kind == "compress_all" for kind, _ in self.encoder_blocks)
+
+    @property
+    def frames_per_latent(self) -> int:
+        return 2 ** sum(kind == "compress_all" for kind, _ in self.decoder_blocks)
+
+
+def ltxv_vae_config_from_state_dict(shapes: dict[str, tuple]) -> LTXVVAEConfig:
+    """The block layout from key names and shapes (keys without `vae.`)."""
+    def blocks(part: str, group: str, compress_key: str) -> tuple:
+        found = []
+        for i in range(len({k.split(".")[2] for k in shapes if k.startswith(f"{part}.{group}.")})):
+            prefix = f"{part}.{group}.{i}."
+            if f"{prefix}res_blocks.0.conv1.conv.weight" in shapes:
+                count = len({k[len(prefix):].split(".")[1] for k in shapes if k.startswith(f"{prefix}res_blocks.")})
+                found.append(("res_x", count))
+            elif f"{prefix}conv1.conv.weight" in shapes:
+                found.append(("res_x_y", shapes[f"{prefix}conv1.conv.weight"][0]))
+            elif prefix + compress_key in shapes:
+                found.append(("compress_all", 0))
+            else:
+                raise KeyError(f"LTX-Video VAE: {prefix.rstrip('.')} is no block this loader knows")
+        return tuple(found)
+
+    encoder_in = shapes["encoder.conv_in.conv.weight"]
+    return LTXVVAEConfig(
+        encoder_blocks=blocks("encoder", "down_blocks", "conv.weight"),
+        decoder_blocks=blocks("decoder", "up_blocks", "conv.conv.weight"),
+        encoder_channels=encoder_in[0], decoder_channels=shapes["decoder.conv_in.conv.weight"][0],
+        latent_channels=shapes["decoder.conv_in.conv.weight"][1], patch_size=round((encoder_in[1] / 3) ** 0.5),
+        out_channels=shapes["decoder.conv_out.conv.weight"][0] // round((encoder_in[1] / 3)))
+
+
 # -- text encoder towers of single-file SD1/SD2/SDXL checkpoints ------------------------------
 HF, OPENCLIP = "hf", "openclip"
 

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 import torch
 
 from .cast_layers import FP8_DTYPES, compute_dtype
-from .latent_formats import FLUX, SC_B, SC_PRIOR, SD1, SD3, SDXL, LatentFormat
+from .latent_formats import FLUX, LTXV, SC_B, SC_PRIOR, SD1, SD3, SDXL, LatentFormat
 from .unet import timestep_embedding
 
 ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux", "chroma", "stable_cascade_c", "stable_cascade_b",
-         "pixart", "svd")
-FLOW_ARCHS = ("sd3", "flux", "chroma")
+         "pixart", "svd", "ltxv")
+FLOW_ARCHS = ("sd3", "flux", "chroma", "ltxv")
+VIDEO_ARCHS = ("ltxv",)  # latents [B, C, frames, h, w]
 PACKED_ARCHS = ("flux", "chroma")  # 2x2 patches packed into the channels inside the network
 CASCADE_ARCHS = ("stable_cascade_c", "stable_cascade_b")
 CASCADE_SHIFTS = {"stable_cascade_c": 2.0, "stable_cascade_b": 1.0}  # ComfyUI's sampling_settings
@@ -76,6 +77,11 @@ class DiffusionModel:
     fixed `sampling_shift` 1.0, no shift. Chroma: ComfyUI samples it as FLUX dev (ModelSamplingFlux,
     mu 1.15), with guidance 0 and real CFG.
 
+    LTX-Video (ltxv, graphflow.models.ltxv): x a video latent [B, 128, frames, h, w]; context T5's
+    tokens; model(x, sigma, context, y, frame_rate=25.0) (y unused: no pooled vector). Sampled
+    as ComfyUI does, ModelSamplingFlux with mu 2.37 (`sampling_shift`) unless ModelSamplingLTXV
+    sets another.
+
     Stable Cascade (stable_cascade_c: Stage C, the prior; stable_cascade_b: Stage B, the decoder;
     graphflow.models.stable_cascade), prediction "eps" on StableCascadeSampling's cosine schedule
     (graphflow.sampling.model_sampling.CascadeSchedule) with `sampling_shift` 2.0 (C) / 1.0 (B):
@@ -104,7 +110,7 @@ class DiffusionModel:
         self.arch = arch
         self.prediction = prediction
         self.latent_format = latent_format or {"sd3": SD3, "flux": FLUX, "chroma": FLUX, "stable_cascade_c": SC_PRIOR,
-                                                "stable_cascade_b": SC_B}.get(arch) or (
+                                                "stable_cascade_b": SC_B, "ltxv": LTXV}.get(arch) or (
             SDXL if arch.startswith("sdxl") else SD1)
         if beta_schedule is None:  # SD's, but the x4 upscaler was trained on its own
             from .x4_upscaler import SCHEDULE
@@ -114,7 +120,7 @@ class DiffusionModel:
         self.guidance_embed = bool(getattr(unet.config, "guidance_embed", False))
         if sampling_shift is None:
             sampling_shift = {"sd3": 3.0, "flux": 1.15 if self.guidance_embed else 1.0, "chroma": 1.15,
-                              **CASCADE_SHIFTS}.get(arch)
+                              "ltxv": 2.37, **CASCADE_SHIFTS}.get(arch)
         self.sampling_shift = sampling_shift
         self.shift_dynamic = (arch == "flux" and self.guidance_embed) if shift_dynamic is None else shift_dynamic
         self.base_shift, self.max_shift = base_shift, max_shift
@@ -155,6 +161,11 @@ class DiffusionModel:
         return not self.is_flow and bool(getattr(self.unet.config, "num_classes", 0))
 
     @property
+    def is_video(self) -> bool:
+        """Latents [B, C, frames, h, w] (LTX-Video)."""
+        return self.arch in VIDEO_ARCHS
+
+    @property
     def is_cascade(self) -> bool:
         return self.arch in CASCADE_ARCHS
 
@@ -166,7 +177,7 @@ class DiffusionModel:
             return self.unet.config.adm_in_channels
         if self.arch == "flux":
             return self.unet.config.vec_in_dim
-        if self.arch == "chroma":
+        if self.arch in ("chroma", "ltxv"):
             return 0
         if self.arch == "pixart":  # α's (height, width, aspect ratio); Σ takes none
             return 3 if self.unet.config.micro_condition else 0

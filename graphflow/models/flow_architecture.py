@@ -7,6 +7,8 @@ files and ComfyUI's saves, none in diffusion-model-only files):
     FLUX.1 (BFL)              P double_blocks.N.*, single_blocks.N.*, img_in, txt_in, ...
     Chroma (lodestones)       FLUX's names plus distilled_guidance_layer.*, without *_mod.lin,
                               time_in, vector_in, guidance_in
+    LTX-Video (Lightricks)    P transformer_blocks.N.*, patchify_proj, adaln_single, ...; its
+                              causal video VAE under vae.* (Lightricks' 0.9.0 layout)
     VAE                       first_stage_model.* (Stability) or vae.* (ComfyUI's FLUX saves)
     text encoders             text_encoders.{clip_l,clip_g,t5xxl}.transformer.* (transformers' layouts)
 
@@ -15,11 +17,12 @@ early blocks); FLUX.1 dev (guidance_in), schnell (none), Fill (384 packed input 
 noisy latent + masked image + mask), and the 128-channel control variants (Depth/Canny); Chroma.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from .configs import (ChromaConfig, FluxConfig, MMDiTConfig, VAEConfig, chroma_config_from_state_dict,
-                      flux_config_from_state_dict, mmdit_config_from_state_dict, vae_config_from_state_dict)
-from .latent_formats import FLUX, SD3, LatentFormat
+from .configs import (ChromaConfig, FluxConfig, LTXVConfig, LTXVVAEConfig, MMDiTConfig, VAEConfig,
+                      chroma_config_from_state_dict, flux_config_from_state_dict, ltxv_config_from_state_dict,
+                      ltxv_vae_config_from_state_dict, mmdit_config_from_state_dict, vae_config_from_state_dict)
+from .latent_formats import FLUX, LTXV, SD3, LatentFormat
 from .weight_files import CheckpointError
 
 DIFFUSION_PREFIXES = ("model.diffusion_model.", "")
@@ -30,25 +33,27 @@ TEXT_ENCODERS = ("clip_l", "clip_g", "t5xxl")
 
 FAMILY_NAMES = {"sd3_medium": "SD3 medium", "sd35_large": "SD3.5 large", "sd35_medium": "SD3.5 medium",
                 "flux_dev": "FLUX.1 dev", "flux_schnell": "FLUX.1 schnell", "flux_fill": "FLUX.1 Fill (dev)",
-                "flux_control": "FLUX.1 Depth/Canny (dev)", "chroma": "Chroma"}
+                "flux_control": "FLUX.1 Depth/Canny (dev)", "chroma": "Chroma",
+                "ltxv": "LTX-Video"}
 # Chroma first: it has FLUX's markers too
 _MARKERS = {"sd3": ("joint_blocks.0.x_block.attn.qkv.weight", "x_embedder.proj.weight"),
             "chroma": ("double_blocks.0.img_attn.qkv.weight", "distilled_guidance_layer.in_proj.weight"),
-            "flux": ("double_blocks.0.img_attn.qkv.weight", "img_in.weight")}
+            "flux": ("double_blocks.0.img_attn.qkv.weight", "img_in.weight"),
+            "ltxv": ("adaln_single.emb.timestep_embedder.linear_1.weight", "patchify_proj.weight")}
 _CONFIG_READERS = {"sd3": mmdit_config_from_state_dict, "flux": flux_config_from_state_dict,
-                   "chroma": chroma_config_from_state_dict}
-_ARCH_NAMES = {"sd3": "MM-DiT", "flux": "FLUX", "chroma": "Chroma"}
+                   "chroma": chroma_config_from_state_dict, "ltxv": ltxv_config_from_state_dict}
+_ARCH_NAMES = {"sd3": "MM-DiT", "flux": "FLUX", "chroma": "Chroma", "ltxv": "LTX-Video"}
 
 
 @dataclass
 class FlowInfo:
     """A flow-model file: the family, where each part is and the configurations read from shapes."""
 
-    arch: str  # sd3 | flux | chroma
+    arch: str  # sd3 | flux | chroma | ltxv
     family: str  # a FAMILY_NAMES key
     prefix: str  # of the diffusion model's keys
-    config: MMDiTConfig | FluxConfig | ChromaConfig
-    vae: VAEConfig | None = None
+    config: MMDiTConfig | FluxConfig | ChromaConfig | LTXVConfig
+    vae: VAEConfig | LTXVVAEConfig | None = None
     vae_prefix: str | None = None
     text_encoders: dict = field(default_factory=dict)  # clip_l / clip_g / t5xxl -> key prefix
     notes: list = field(default_factory=list)
@@ -60,7 +65,7 @@ class FlowInfo:
 
     @property
     def latent_format(self) -> LatentFormat:
-        return SD3 if self.arch == "sd3" else FLUX
+        return {"sd3": SD3, "ltxv": LTXV}.get(self.arch, FLUX)
 
     @property
     def latent_channels(self) -> int:
@@ -79,8 +84,8 @@ def find_flow_model(shapes) -> tuple[str, str] | None:
 def _family(arch: str, config) -> str:
     if arch == "sd3":
         return "sd35_medium" if config.x_self_attn_layers else "sd35_large" if config.qk_norm else "sd3_medium"
-    if arch == "chroma":
-        return "chroma"
+    if arch in ("chroma", "ltxv"):
+        return arch
     packed = config.in_channels // 4
     if packed == config.latent_channels + 80:
         return "flux_fill"
@@ -108,8 +113,42 @@ def vae_in(shapes) -> tuple[str, dict] | None:
     return None
 
 
-def detect_flow_model(shapes) -> FlowInfo | None:
-    """A SD3/SD3.5/FLUX/Chroma file's FlowInfo, from names and shapes only; None for other files."""
+def _ltxv_vae(shapes) -> tuple[str, LTXVVAEConfig] | None:
+    """(prefix, config) of LTX-Video's causal video VAE under vae., or None."""
+    prefix = "vae."
+    part = {k[len(prefix):]: tuple(s) for k, s in shapes.items() if k.startswith(prefix)}
+    if not part:
+        return None
+    if "decoder.last_time_embedder.timestep_embedder.linear_1.weight" in part or \
+            "decoder.timestep_scale_multiplier" in part:
+        raise CheckpointError("the LTX-Video VAE under vae. is a timestep-conditioned one (0.9.1 and later); "
+                              "graphflow reads the 0.9.0 VAE only")
+    try:
+        return prefix, ltxv_vae_config_from_state_dict(part)
+    except (KeyError, ValueError, IndexError) as e:
+        raise CheckpointError(f"the LTX-Video VAE keys under vae. are incomplete ({type(e).__name__}: {e})") from None
+
+
+def _ltxv_file_config(config: LTXVConfig, metadata: dict | None) -> LTXVConfig:
+    """Lightricks' files state in their metadata what weights cannot show (`config`: JSON with a
+    "transformer" section); ComfyUI reads causal_temporal_positioning and the head count there."""
+    import json
+
+    try:
+        section = json.loads((metadata or {}).get("config") or "{}").get("transformer") or {}
+    except (ValueError, AttributeError):
+        return config
+    heads = section.get("num_attention_heads", config.num_heads)
+    if not isinstance(heads, int) or heads < 1 or config.hidden_size % heads:
+        raise CheckpointError(f"the file's config names {heads!r} attention heads, which do not divide the "
+                              f"transformer's width {config.hidden_size}")
+    return replace(config, num_heads=heads,
+                   causal_temporal_positioning=bool(section.get("causal_temporal_positioning", False)))
+
+
+def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
+    """A SD3/SD3.5/FLUX/Chroma/LTX-Video file's FlowInfo, from names and shapes (and for LTX-Video
+    the file's `config` metadata); None for other files."""
     found = find_flow_model(shapes)
     if found is None:
         return None
@@ -121,10 +160,14 @@ def detect_flow_model(shapes) -> FlowInfo | None:
     except (KeyError, ValueError, IndexError, TypeError) as e:
         raise CheckpointError(f"the {_ARCH_NAMES[arch]} keys under {prefix or '(no prefix)'} are "
                               f"incomplete or of an unknown layout ({type(e).__name__}: {e})") from None
+    if arch == "ltxv":
+        config = _ltxv_file_config(config, metadata)
     info = FlowInfo(arch=arch, family=_family(arch, config), prefix=prefix, config=config,
                     text_encoders=_text_encoders(shapes))
-    vae = vae_in(shapes)
-    if vae is not None:
+    vae = _ltxv_vae(shapes) if arch == "ltxv" else vae_in(shapes)
+    if arch == "ltxv" and vae is not None:
+        info.vae_prefix, info.vae = vae
+    elif vae is not None:
         info.vae_prefix = vae[0]
         try:
             info.vae = vae_config_from_state_dict(vae[1])
@@ -136,6 +179,7 @@ def detect_flow_model(shapes) -> FlowInfo | None:
     else:
         info.notes.append("no VAE in the file: load one (ae.safetensors for FLUX) with LoadVAE")
     if not info.text_encoders:
-        info.notes.append("no text encoder in the file: load T5-XXL with CLIPLoader, type chroma" if arch == "chroma"
+        info.notes.append(f"no text encoder in the file: load T5-XXL with CLIPLoader, type {arch}"
+                          if arch in ("chroma", "ltxv")
                           else "no text encoders in the file: load them with DualCLIPLoader / TripleCLIPLoader")
     return info

@@ -28,6 +28,11 @@ Stable Cascade ("stable_cascade", CLIPLoader's type): CLIP-G alone; context = it
      StableCascadePriorPipeline (hidden_states[-1], text_embeds) take them; prompts padded with
      the end token and attention masked past the first one (ComfyUI's pad_with_end,
      enable_attention_masks).
+LTX-Video ("ltxv", CLIPLoader's type): context = T5 tokens alone, the prompt's pieces and </s>.
+     ComfyUI pads to 128 with <pad>, runs T5 with the padding masked, zeroes the padded outputs
+     and masks them out of the model's cross-attention: the same numbers as the unpadded tokens
+     without a mask (masked keys weigh exactly 0 in attention), which is what is given here; no
+     pooled vector (None).
 CLIP hidden states are not passed through the final layer norm (as SDXL's, ComfyUI's and
 diffusers'); pooled always comes from the last layer, first window, unweighted.
 """
@@ -42,8 +47,8 @@ from .t5 import MIN_LENGTH, T5Encoder
 from .text_encoders import ClipTower
 from .tokenizer import EOS, TokenWindows, empty_window, tokenize_prompt
 
-ARCHS = ("sd3", "flux", "chroma", "pixart", "stable_cascade")
-T5_ALONE = ("chroma", "pixart")
+ARCHS = ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv")
+T5_ALONE = ("chroma", "pixart", "ltxv")
 CONTEXT_DIM = 4096
 POOLED = {"clip_l": 768, "clip_g": 1280}
 
@@ -79,7 +84,7 @@ def clip_encode(tower: ClipTower, windows: TokenWindows, clip_skip: int = -2,
 
 class FlowTextEncoder:
     """prompt -> (context [1, T, 4096], pooled [1, 2048 | 768]) for SD3 ("sd3") or FLUX ("flux");
-    Chroma ("chroma") and PixArt ("pixart"), T5 alone: (context, None)."""
+    Chroma ("chroma"), PixArt ("pixart") and LTX-Video ("ltxv"), T5 alone: (context, None)."""
 
     def __init__(self, arch: str, clip_l: ClipTower | None = None, clip_g: ClipTower | None = None,
                  t5: T5Encoder | None = None, clip_skip: int = -2, context_dim: int | None = None):
@@ -88,7 +93,8 @@ class FlowTextEncoder:
         if arch == "flux" and clip_g is not None:
             raise ValueError("FLUX uses CLIP-L and T5-XXL, not CLIP-G")
         if arch in T5_ALONE and (t5 is None or clip_l is not None or clip_g is not None):
-            raise ValueError(f"{'Chroma' if arch == 'chroma' else 'PixArt'} uses T5-XXL alone")
+            name = {"chroma": "Chroma", "pixart": "PixArt", "ltxv": "LTX-Video"}[arch]
+            raise ValueError(f"{name} uses T5-XXL alone")
         if arch == "stable_cascade" and (clip_g is None or clip_l is not None or t5 is not None):
             raise ValueError("Stable Cascade uses CLIP-G alone")
         if arch == "stable_cascade":
@@ -150,7 +156,7 @@ class FlowTextEncoder:
 
     def _t5(self, prompt: str) -> torch.Tensor:
         min_padding, min_length = self.t5_padding or (0, MIN_LENGTH[self.arch])
-        return self.t5.encode(prompt, min_length, min_padding, empty_end=self.arch not in T5_ALONE)
+        return self.t5.encode(prompt, min_length, min_padding, empty_end=self.arch not in ("chroma", "pixart"))
 
     @property
     def output_dim(self) -> int:

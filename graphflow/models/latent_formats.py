@@ -126,4 +126,8 @@ SC_B = LatentFormat(
     rgb_factors=((0.1121, 0.2006, 0.1023), (-0.2093, -0.0222, -0.0195), (-0.3087, -0.1535, 0.0366),
                  (0.0290, -0.1574, -0.4078)))
 
-LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, SD_X4, SD3, FLUX, SC_PRIOR, SC_B)}
+# LTX-Video: the VAE normalises its latents per channel itself (ComfyUI's LTXV format, scale 1);
+# latents are video [B, 128, frames, h, w]. No preview fit is known here (first channels shown).
+LTXV = LatentFormat("ltxv", channels=128, scale_factor=1.0)
+
+LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, SD_X4, SD3, FLUX, SC_PRIOR, SC_B, LTXV)}

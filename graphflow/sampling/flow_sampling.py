@@ -33,6 +33,7 @@ from .model_sampling import DiscreteSchedule, append_dims
 from .step_cache import wrapped_network
 
 DEFAULT_SD3_SHIFT = 3.0
+LTXV_SHIFT = 2.37
 
 
 def time_snr_shift(shift: float, t):
@@ -52,6 +53,13 @@ def flux_mu(width: int, height: int, base_shift: float = FLUX_BASE_SHIFT, max_sh
     packed latent tokens (width/16 * height/16), base_shift at 256 tokens, max_shift at 4096."""
     slope = (max_shift - base_shift) / (4096 - 256)
     return width * height / (8 * 8 * 2 * 2) * slope + (base_shift - slope * 256)
+
+
+def ltxv_shift(tokens: int, max_shift: float = 2.05, base_shift: float = 0.95) -> float:
+    """ModelSamplingLTXV's / LTXVScheduler's mu: linear in the latent's token count (frames x
+    rows x columns), base_shift at 1024 tokens, max_shift at 4096."""
+    slope = (max_shift - base_shift) / (4096 - 1024)
+    return tokens * slope + (base_shift - slope * 1024)
 
 
 class FlowSchedule:
@@ -138,7 +146,7 @@ def is_flow(schedule) -> bool:
 def default_flow_schedule(model) -> FlowSchedule:
     """The sampling a flow MODEL gets without a ModelSamplingSD3/Flux node, as ComfyUI sets it:
     SD3/SD3.5 shift 3.0 (or the model's `sampling_shift`); FLUX dev mu 1.15; FLUX schnell (no
-    guidance embedding) shift 1.0; Chroma mu 1.15 (ComfyUI's ModelType.FLUX: ModelSamplingFlux with
+    guidance embedding) shift 1.0; LTX-Video mu 2.37; Chroma mu 1.15 (ComfyUI's ModelType.FLUX: ModelSamplingFlux with
     its default shift, Chroma's sampling_settings setting none)."""
     arch = getattr(model, "arch", None)
     shift = getattr(model, "sampling_shift", None)
@@ -146,6 +154,8 @@ def default_flow_schedule(model) -> FlowSchedule:
         shift = shift.get("shift", shift.get("max_shift"))
     if arch == "chroma":
         return FlowSchedule.flux(FLUX_MAX_SHIFT if shift is None else float(shift))
+    if arch == "ltxv":  # ComfyUI's LTXV: ModelSamplingFlux, its sampling_settings shift 2.37
+        return FlowSchedule.flux(LTXV_SHIFT if shift is None else float(shift))
     if arch == "flux":
         if getattr(model, "guidance_embed", True):
             return FlowSchedule.flux(FLUX_MAX_SHIFT if shift is None else float(shift))
@@ -164,16 +174,19 @@ def model_sampling_for(model):
     return DiscreteSchedule.for_model(model)
 
 
-POOLED_CHANNELS = {"sd3": 2048, "flux": 768, "chroma": 0}
+POOLED_CHANNELS = {"sd3": 2048, "flux": 768, "chroma": 0, "ltxv": 0}
 
 
 class FlowDenoiser:
     """D(x; sigma) for a flow MODEL called as model(x, sigma, context, y, guidance=None) -> velocity.
     x stays float32; the model runs in its dtype. `guidance` (FLUX dev's distilled guidance
-    scale, [B]) is passed only to models with a guidance embedding."""
+    scale, [B]) is passed only to models with a guidance embedding. timestep_mask (LTX-Video with
+    a noise mask, [B, C, frames, h, w]): the model is told sigma x the mask per token (ComfyUI's
+    LTXV process_timestep), while x0 = x - sigma v keeps the step's sigma."""
 
-    def __init__(self, model, schedule: FlowSchedule | None = None):
+    def __init__(self, model, schedule: FlowSchedule | None = None, timestep_mask: torch.Tensor | None = None):
         self.model = model
+        self.timestep_mask = timestep_mask
         self.schedule = schedule or default_flow_schedule(model)
         self.network_wrappers = tuple(make() for make in getattr(model, "network_wrappers", ()))  # see ModelDenoiser
 
@@ -181,10 +194,13 @@ class FlowDenoiser:
                  y: torch.Tensor | None = None, concat: torch.Tensor | None = None,
                  guidance: torch.Tensor | None = None, control=None,
                  attention_mask: torch.Tensor | None = None, reference_latents: list | None = None,
-                 reference_method: str = "offset", control_context: torch.Tensor | None = None) -> torch.Tensor:
+                 reference_method: str = "offset", control_context: torch.Tensor | None = None,
+                 frame_rate: float | None = None) -> torch.Tensor:
         dtype = self.model.dtype
         xc = x if concat is None else torch.cat([x, concat.to(x.device, x.dtype)], dim=1)
         kwargs = {}
+        if frame_rate is not None:  # LTX-Video (prepare_conds sets it for video models only)
+            kwargs["frame_rate"] = frame_rate
         if guidance is not None:
             kwargs["guidance"] = guidance.to(x.device, torch.float32)
         if attention_mask is not None:
@@ -207,12 +223,20 @@ class FlowDenoiser:
                                               base=self.model.unet, **guidance_in)
                 if residuals is not None:
                     extra["control"] = residuals
-            return self.model(xc.to(dtype), sigma.float(),
+            return self.model(xc.to(dtype), self._model_sigma(sigma, x),
                               None if context is None else context.to(dtype),
                               None if y is None else y.to(dtype), **extra).float()
 
         v = wrapped_network(self.network_wrappers, run, xc, sigma, x.shape[1])
         return self.schedule.denoised(sigma, v, x)
+
+    def _model_sigma(self, sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """sigma [B], or with a timestep mask sigma per token [B, frames * h * w]."""
+        if self.timestep_mask is None:
+            return sigma.float()
+        mask = self.timestep_mask[:, 0]
+        mask = mask.repeat(x.shape[0] // mask.shape[0], 1, 1, 1)  # the sides' chunks, each the latent's batch
+        return (mask * sigma.float().reshape(-1, 1, 1, 1)).flatten(1)
 
 
 def attention_bias(model, options: dict, latent_hw: tuple[int, int]) -> torch.Tensor:
@@ -249,6 +273,8 @@ def flow_vectors(model, options: dict, batch: int) -> tuple[torch.Tensor, torch.
     if getattr(model, "arch", None) == "chroma":  # no pooled vector
         value = options.get("guidance")
         return None, None if value is None else torch.full((batch,), float(value))
+    if getattr(model, "arch", None) == "ltxv":  # no pooled vector, no guidance embedding
+        return None, None
     declared = getattr(model, "pooled_channels", None)
     pooled = options.get("pooled_output")
     if pooled is None:

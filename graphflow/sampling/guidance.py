@@ -73,6 +73,7 @@ class Cond:
     default: bool = False  # ConditioningSetDefaultCombine's: weighs only what the other entries leave
     prior: torch.Tensor | None = None  # [B, 16, h, w] Stable Cascade Stage C latent, Stage B's conditioning
     video_frames: int | None = None  # SVD: frames per video (the latent batch), however many sides are batched
+    frame_rate: float | None = None  # LTX-Video's (LTXVConditioning): where frames sit in time
 
     def active(self, sigma: torch.Tensor) -> bool:
         if self.sigma_start is None and self.sigma_end is None:
@@ -156,6 +157,10 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
                 raise ValueError(f"the model needs SDXL vector conditioning ({model.adm_channels} channels) "
                                  f"but encode_adm gave none for conditioning entry {k}")
             y = repeat_to_batch(y, batch).to(device)
+        if len(x_shape) != 4 and (options.get("mask") is not None or options.get("area") is not None):
+            raise ValueError(f"conditioning entry {k}: areas and masks need image latents [B, C, h, w]; this "
+                             f"latent is a video {tuple(x_shape)}")
+        frame_rate = options.get("frame_rate", 25.0) if getattr(model, "is_video", False) else None
         references = _reference_latents(model, options, batch, device)
         prior = _cascade_prior(model, options, x_shape, device)
         mask = options.get("mask")
@@ -198,6 +203,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             default=bool(options.get("default")),
             prior=prior,
             video_frames=batch if getattr(model, "arch", None) == "svd" else None,
+            frame_rate=None if frame_rate is None else float(frame_rate),
         ))
     return out
 
@@ -286,7 +292,7 @@ def match_areas(*sides: list[Cond]) -> None:
 
 def _crop_and_weight(cond: Cond, x: torch.Tensor):
     """(model input crop, weight [b, C, h, w], area) for one entry at the current x."""
-    H, W = x.shape[2:]
+    H, W = x.shape[-2:]
     area = None
     input_x = x
     if cond.area is not None:
@@ -323,6 +329,8 @@ def _crop_and_weight(cond: Cond, x: torch.Tensor):
 def _can_batch(a, b) -> bool:
     (xa, _, _, ca), (xb, _, _, cb) = a, b
     if xa.shape != xb.shape or ca.control is not cb.control or ca.gligen is not cb.gligen:
+        return False
+    if ca.frame_rate != cb.frame_rate:
         return False
     if hooks_key(ca.hooks) != hooks_key(cb.hooks):
         return False
@@ -445,6 +453,8 @@ def predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tenso
             extra["prior"] = torch.cat([b[3].prior for b in batch])
         if batch[0][3].video_frames is not None:
             extra["num_frames"] = batch[0][3].video_frames
+        if batch[0][3].frame_rate is not None:
+            extra["frame_rate"] = batch[0][3].frame_rate
         if batch[0][3].references:
             extra["reference_latents"] = [torch.cat(refs) for refs in zip(*(b[3].references for b in batch))]
             extra["reference_method"] = batch[0][3].reference_method

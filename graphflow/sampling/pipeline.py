@@ -167,7 +167,15 @@ def _latent_samples(model, latent) -> torch.Tensor:
     if not isinstance(latent, dict) or "samples" not in latent:
         raise NodeInputError("latent_image", "expected a LATENT: a dict with 'samples' [B, C, h, w]")
     samples = latent["samples"]
-    if not torch.is_tensor(samples) or samples.ndim != 4:
+    video = getattr(model, "is_video", False)
+    if video and (not torch.is_tensor(samples) or samples.ndim != 5):
+        got = tuple(samples.shape) if torch.is_tensor(samples) else type(samples).__name__
+        raise NodeInputError("latent_image", f"{getattr(model, 'arch', 'this model')} samples video latents [B, C, "
+                                             f"frames, h, w] (EmptyLTXVLatentVideo), got {got}")
+    if torch.is_tensor(samples) and samples.ndim == 5 and not video:
+        raise NodeInputError("latent_image", f"the latent is a video [B, C, frames, h, w] {tuple(samples.shape)}; "
+                                             f"this model samples images [B, C, h, w]")
+    if not torch.is_tensor(samples) or samples.ndim not in (4, 5):
         raise NodeInputError("latent_image", f"LATENT 'samples' must be a [B, C, h, w] tensor, got "
                                              f"{tuple(samples.shape) if torch.is_tensor(samples) else type(samples).__name__}")
     channels = model.latent_format.channels
@@ -278,6 +286,10 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
             latent_image = fmt.process_in(latent_image)
         noise = noise.to(device=device, dtype=torch.float32)
         shape = tuple(noise.shape)
+        video = getattr(model, "is_video", False)
+        if noise_mask is not None and len(shape) == 5 and (not video or noise_mask.ndim != 5):
+            raise NodeInputError("latent_image", "a video latent's noise mask must be [B, 1, frames, h, w] "
+                                                 f"(LTXVImgToVideo's), got {tuple(noise_mask.shape)}")
         denoise_mask = None if noise_mask is None else prepare_noise_mask(noise_mask, shape, device)
 
         concat_fn = None
@@ -311,7 +323,12 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
                                  schedule=schedule, seed=seed)
 
         guider = guider or CFGGuider(model, positive, negative, cfg)
-        denoiser = guider.denoiser(FlowDenoiser(model, schedule) if flow else ModelDenoiser(model, schedule), prepare)
+        if flow:  # LTX-Video: each token denoised at its own level, sigma x the noise mask (ComfyUI's)
+            timestep_mask = denoise_mask if video and denoise_mask is not None else None
+            model_denoiser = FlowDenoiser(model, schedule, timestep_mask=timestep_mask)
+        else:
+            model_denoiser = ModelDenoiser(model, schedule)
+        denoiser = guider.denoiser(model_denoiser, prepare)
         for make in getattr(model, "prediction_wrappers", ()):  # LazyCache: fresh state per run
             denoiser = WrappedDenoiser(denoiser, make())
         if denoise_mask is not None:
@@ -319,7 +336,8 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
             mask_fn = None
             if model_options.get("differential_diffusion") is not None:
                 mask_fn = differential_mask(schedule, sigmas, model_options["differential_diffusion"])
-            denoiser = MaskedDenoiser(denoiser, schedule, latent_image, blend_noise, denoise_mask, mask_fn)
+            denoiser = MaskedDenoiser(denoiser, schedule, latent_image, blend_noise, denoise_mask, mask_fn,
+                                      noised_known=not video)
 
         x = schedule.noise_scaling(sigmas[0], noise, latent_image, schedule.is_max_denoise(sigmas[0]))
         options = dict(sampler_options or {})
@@ -353,7 +371,12 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
 
 def prepare_noise_mask(noise_mask: torch.Tensor, shape: tuple, device) -> torch.Tensor:
     """LATENT noise_mask (any of [h, w], [B, h, w], [B, 1, h, w], any resolution) -> [B, C, h, w] at
-    the latent's size (bilinear), repeated over channels and batch."""
+    the latent's size (bilinear), repeated over channels and batch. A video's [B, 1, frames, h, w]
+    (LTXVImgToVideo's [B, 1, frames, 1, 1]) -> [B, C, frames, h, w] (trilinear, as ComfyUI)."""
+    if len(shape) == 5:
+        mask = F.interpolate(noise_mask.float().reshape(-1, 1, *noise_mask.shape[-3:]), size=shape[2:],
+                             mode="trilinear")
+        return repeat_to_batch(mask.repeat(1, shape[1], 1, 1, 1), shape[0]).to(device)
     mask = noise_mask.float().reshape(-1, 1, noise_mask.shape[-2], noise_mask.shape[-1])
     mask = F.interpolate(mask, size=shape[2:], mode="bilinear")
     mask = mask.repeat(1, shape[1], 1, 1)
@@ -486,22 +509,26 @@ def differential_mask(schedule: DiscreteSchedule, sigmas: torch.Tensor, strength
 
 class MaskedDenoiser:
     """Keeps a noise mask's known region (mask 0) on the input latent: before each model call the
-    known region of x is set to latent + noise * sigma (the latent noised to the current level),
-    after it the known region of the prediction is set to the latent. mask_fn(sigma, mask), if
-    given, makes the mask used at each step (differential diffusion)."""
+    known region of x is set to latent + noise * sigma (the latent noised to the current level;
+    noised_known False: the clean latent, as ComfyUI's LTX-Video, whose model is told the known
+    tokens' lower level), after it the known region of the prediction is set to the latent.
+    mask_fn(sigma, mask), if given, makes the mask used at each step (differential diffusion)."""
 
     def __init__(self, denoiser, schedule: DiscreteSchedule, latent_image: torch.Tensor, noise: torch.Tensor,
-                 mask: torch.Tensor, mask_fn=None):
+                 mask: torch.Tensor, mask_fn=None, noised_known: bool = True):
         self.denoiser = denoiser
         self.schedule = schedule
         self.latent_image = latent_image
         self.noise = noise
         self.mask = mask
         self.mask_fn = mask_fn
+        self.noised_known = noised_known
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **extra_args) -> torch.Tensor:
         mask = self.mask if self.mask_fn is None else self.mask_fn(sigma, self.mask)
         keep = 1.0 - mask
-        x = x * mask + self.schedule.noise_scaling(sigma, self.noise, self.latent_image) * keep
+        known = self.schedule.noise_scaling(sigma, self.noise, self.latent_image) if self.noised_known \
+            else self.latent_image
+        x = x * mask + known * keep
         denoised = self.denoiser(x, sigma, **extra_args)
         return denoised * mask + self.latent_image * keep

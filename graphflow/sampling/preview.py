@@ -44,9 +44,12 @@ def preview_method() -> str:
 
 def make_preview(x: torch.Tensor, latent_format) -> torch.Tensor | None:
     """The sampler's preview of a model-space latent [B, C, h, w] by the configured method:
-    IMAGE [1, H, W, 3] in 0..1 (CPU float32), or None when previews are off."""
+    IMAGE [1, H, W, 3] in 0..1 (CPU float32), or None when previews are off. A video latent
+    [B, C, frames, h, w] is previewed by its first frame."""
     if _method == "none":
         return None
+    if x.ndim == 5:
+        x = x[:, :, 0]
     if _method == "taesd":
         decoder = taesd_decoder(latent_format, x.device)
         if decoder is not None:

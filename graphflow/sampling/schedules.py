@@ -278,6 +278,18 @@ SCHEDULERS = {
 }
 
 
+def ltxv_sigmas(steps: int, mu: float, stretch: bool = True, terminal: float = 0.1) -> torch.Tensor:
+    """LTXVScheduler: t = 1 .. 0 in `steps` equal steps, sigma = e^mu / (e^mu + 1/t - 1) (0 stays
+    0); stretched, 1 - sigma is scaled so that the last non-zero sigma becomes `terminal`."""
+    t = torch.linspace(1.0, 0.0, steps + 1)
+    sigmas = torch.where(t != 0, math.exp(mu) / (math.exp(mu) + (1 / t - 1)), 0.0)
+    if stretch:
+        kept = sigmas != 0
+        rest = 1.0 - sigmas[kept]
+        sigmas[kept] = 1.0 - rest * (1.0 - terminal) / rest[-1]
+    return sigmas
+
+
 def compute_sigmas(schedule: DiscreteSchedule, scheduler: str, steps: int, denoise: float = 1.0,
                    discard_penultimate: bool = False) -> torch.Tensor:
     """The sigmas KSampler runs: the named schedule for `steps`, with ComfyUI's two adjustments.
