@@ -31,8 +31,8 @@ def _widget_options(widget, alias: ComfyAlias, our_name: str) -> dict:
         options["multiline"] = True
     if widget.hints.get("control_after_generate") or (widget.kind == "INT" and our_name in ("seed", "noise_seed")):
         options["control_after_generate"] = True
-    if widget.hints.get("upload") == "image":
-        options["image_upload"] = True
+    if widget.hints.get("upload") in ("image", "video"):
+        options[widget.hints["upload"] + "_upload"] = True
     if widget.description:
         options["tooltip"] = widget.description
     return options
