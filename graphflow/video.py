@@ -84,12 +84,13 @@ def read_video(source) -> Video:
 
 
 def read_metadata(raw: bytes) -> dict[str, str]:
-    """The container's metadata tags ({} when it can't be read)."""
+    """The container's metadata tags, names in lower case (Matroska reads them back upper-cased);
+    {} when it can't be read."""
     import av
 
     try:
         with av.open(io.BytesIO(raw)) as container:
-            return dict(container.metadata)
+            return {key.lower(): value for key, value in container.metadata.items()}
     except (av.FFmpegError, OSError):
         return {}
 

@@ -82,7 +82,7 @@ class CreateVideo(Node):
     fps: float = Float(30.0, min=1.0, max=120.0, step=1.0)
     audio: AUDIO = None
     outputs = {"video": VIDEO}
-    comfy = ComfyAlias(("CreateVideo",))
+    comfy = ComfyAlias(("CreateVideo",), optional=("audio",))
 
     def run(self):
         from fractions import Fraction
