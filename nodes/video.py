@@ -140,11 +140,10 @@ class SaveWEBM(Node):
 
         if self.images is None or self.images.dim() != 4 or len(self.images) == 0:
             raise NodeInputError("images", "no frames to save (an empty batch)")
-        options = {"crf": str(int(self.crf))}
+        options = {"crf": str(int(self.crf)), "b": "0"}  # bit rate 0: crf alone sets the quality
         if self.codec == "av1":
             options["preset"] = "6"  # ComfyUI's speed for SVT-AV1
-        # AV1 in 10 bits, as ComfyUI writes it; bit_rate 0 makes crf the only quality control
-        pix_fmt = "yuv420p10le" if self.codec == "av1" else "yuv420p"
+        pix_fmt = "yuv420p10le" if self.codec == "av1" else "yuv420p"  # AV1 in 10 bits, as ComfyUI writes it
         video = Video(self.images, frame_rate(self.fps))
         _save(self.filename_prefix, video, "images", "_.webm", "webm", WEBM_CODECS[self.codec], pix_fmt=pix_fmt,
-              options=dict(options, b="0"))
+              options=options)
