@@ -18,6 +18,7 @@ from graphflow.node import Bool, Choice, Float, Int, ListOf, Node, NodeDeclarati
 from graphflow.resource_limits import Estimate, Size
 from graphflow.types import (
     ANY,
+    AUDIO,
     BOOLEAN,
     CLIP,
     CLIP_VISION,
@@ -36,6 +37,7 @@ from graphflow.types import (
     STRING,
     STYLE_MODEL,
     VAE,
+    VIDEO,
     socket_type,
 )
 from graphflow.workflow import ComfyAlias
@@ -44,7 +46,7 @@ __all__ = [
     "Node", "Int", "Float", "Text", "Bool", "Choice", "ListOf", "NodeDeclarationError", "ComfyAlias",
     "socket_type", "MODEL", "CLIP", "VAE", "CONDITIONING", "LATENT", "IMAGE", "MASK",
     "INT", "FLOAT", "STRING", "BOOLEAN", "SIGMAS", "SAMPLER", "GUIDER", "NOISE",
-    "CLIP_VISION", "CLIP_VISION_OUTPUT", "STYLE_MODEL", "ANY",
+    "CLIP_VISION", "CLIP_VISION_OUTPUT", "STYLE_MODEL", "AUDIO", "VIDEO", "ANY",
     "progress", "check_interrupted", "show", "send_image", "warn", "current_workflow", "Interrupted",
     "NodeInputError", "folders", "safe_join", "Estimate", "Size",
 ]

@@ -19,6 +19,7 @@ BUNDLED = Path(__file__).parent / "bundled"  # the shipped demo checkpoint and e
 # reads it as one file)
 MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".safetensors.index.json", ".bin.index.json")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".m4v", ".avi", ".gif")  # what LoadVideo offers
 # kinds ComfyUI keeps in more than one folder (the older name second)
 KIND_FOLDERS = {"diffusion_models": ("diffusion_models", "unet")}
 
@@ -174,13 +175,16 @@ class Folders:
         """Where LoadImage looks: the user's inputs (uploads go there), then the bundled examples."""
         return [self.inputs, BUNDLED / "inputs"]
 
-    def list_inputs(self) -> list[str]:
+    def list_inputs(self, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[str]:
         names = set()
         for base in self.input_dirs():
             if base.is_dir():
                 names.update(p.relative_to(base).as_posix() for p in base.rglob("*")
-                             if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and _stays_inside(base, p))
+                             if p.suffix.lower() in extensions and p.is_file() and _stays_inside(base, p))
         return sorted(names)
+
+    def list_input_videos(self) -> list[str]:
+        return self.list_inputs(VIDEO_EXTENSIONS)
 
     def input_path(self, name: str) -> Path:
         """The input file `name` (the user's first, then a bundled example); a name that exists

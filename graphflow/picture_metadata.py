@@ -4,7 +4,9 @@
 - ComfyUI: PNG chunks `workflow` (UI format) and `prompt` (API format); in WebP, EXIF strings
   "workflow:{...}" / "prompt:{...}" (tags 0x010F and below, 0x0110);
 - A1111 / Forge: PNG chunk `parameters` (in WebP/JPEG, EXIF UserComment), the generation
-  settings as text, opened as the equivalent txt2img graph.
+  settings as text, opened as the equivalent txt2img graph;
+- videos (MP4/MOV, WebM/MKV): the container's metadata tags, `graphflow` (SaveVideo and SaveWEBM
+  write it) or ComfyUI's `workflow` / `prompt`.
 """
 
 import io
@@ -13,6 +15,7 @@ import re
 
 from PIL import Image, UnidentifiedImageError
 
+from graphflow.video import is_video, read_metadata
 from graphflow.workflow import Workflow, WorkflowFormatError, parse_workflow
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -42,11 +45,12 @@ A1111_NOT_READ = {"denoising strength", "hires upscale", "hires upscaler", "hire
 
 
 def is_picture(raw: bytes) -> bool:
-    return raw.startswith(PNG_SIGNATURE) or (raw[:4] == b"RIFF" and raw[8:12] == b"WEBP")
+    """Whether the bytes are a PNG, a WebP or a video: a file whose metadata may carry a workflow."""
+    return raw.startswith(PNG_SIGNATURE) or (raw[:4] == b"RIFF" and raw[8:12] == b"WEBP") or is_video(raw)
 
 
 def is_picture_file(path) -> bool:
-    """Whether a file starts like a PNG or WebP (False when it can't be read: the JSON reader reports that)."""
+    """Whether a file starts like a PNG, WebP or video (False when it can't be read: the JSON reader reports that)."""
     try:
         with open(path, "rb") as f:
             return is_picture(f.read(12))
@@ -55,7 +59,9 @@ def is_picture_file(path) -> bool:
 
 
 def picture_text(raw: bytes) -> dict[str, str]:
-    """{key: text} of the workflow-bearing metadata of a PNG or WebP picture."""
+    """{key: text} of the workflow-bearing metadata of a PNG or WebP picture, or of a video."""
+    if is_video(raw):
+        return read_metadata(raw)
     try:
         picture = Image.open(io.BytesIO(raw))
     except (UnidentifiedImageError, OSError) as e:

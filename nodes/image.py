@@ -93,12 +93,17 @@ def _next_counter(folder, stem: str, suffix: str = ".png") -> int:
 
 def _save_new(picture: Image.Image, folder, stem: str, counter: int, suffix: str = ".png", image_format: str = "PNG",
               **options) -> tuple[str, int]:
-    """Save as the first free `stem_NNNNN<suffix>` from `counter` on; (name, number). The file is
-    written under a temporary name and then linked to its own: a process killed mid-write
-    leaves no half file under a real name, and two runs saving at once never take one name."""
+    """Save as the first free `stem_NNNNN<suffix>` from `counter` on; (name, number)."""
+    return _write_new(lambda path: picture.save(path, format=image_format, **options), folder, stem, counter, suffix)
+
+
+def _write_new(write, folder, stem: str, counter: int, suffix: str) -> tuple[str, int]:
+    """`write(path)` a file as the first free `stem_NNNNN<suffix>` from `counter` on; (name, number).
+    The file is written under a temporary name and then linked to its own: a process killed
+    mid-write leaves no half file under a real name, and two runs saving at once never take one name."""
     temporary = folder / f".{stem[:64]}.{uuid.uuid4().hex}.tmp"
     try:
-        picture.save(temporary, format=image_format, **options)
+        write(temporary)
         while True:
             path = folder / f"{stem}_{counter:05d}{suffix}"
             try:

@@ -593,6 +593,28 @@ def test_widgets_drag_toggle_choose_upload_and_paint_mask(page, server, tmp_path
         assert stored.convert("RGB").getpixel((60, 5)) == (10, 200, 30)
 
 
+def test_load_video_uploads_a_video(page, tmp_path):
+    import av
+    import numpy as np
+
+    clip = tmp_path / "clip.mp4"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=4)
+        stream.width, stream.height, stream.pix_fmt = 16, 8, "yuv420p"
+        for value in (0, 255):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((8, 16, 3), value, np.uint8), format="rgb24")))
+        container.mux(stream.encode(None))
+    load = add_node(page, "LoadVideo", 200, 600, search="loadvideo")
+    picker = node(page, load)
+    assert picker.locator('[data-action="paint-mask"]').count() == 0  # a mask is for pictures
+    assert picker.locator('input[type="file"]').get_attribute("accept") == "video/*"
+    with page.expect_file_chooser() as chooser:
+        picker.locator('[data-action="upload"]').click()
+    chooser.value.set_files(str(clip))
+    page.wait_for_function("id => graphflow.editor.workflow().nodes[id].inputs.file === 'clip.mp4'", arg=load)
+    assert (folders_module.folders.inputs / "clip.mp4").read_bytes() == clip.read_bytes()
+
+
 def test_interrupt_and_history(page):
     swatch, develop, save = swatch_develop_save(page, 30)
     set_number(page, develop, "steps", 7)  # a value no other test uses: Develop runs for real

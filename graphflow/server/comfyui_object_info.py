@@ -31,8 +31,8 @@ def _widget_options(widget, alias: ComfyAlias, our_name: str) -> dict:
         options["multiline"] = True
     if widget.hints.get("control_after_generate") or (widget.kind == "INT" and our_name in ("seed", "noise_seed")):
         options["control_after_generate"] = True
-    if widget.hints.get("upload") == "image":
-        options["image_upload"] = True
+    if widget.hints.get("upload") in ("image", "video"):
+        options[widget.hints["upload"] + "_upload"] = True
     if widget.description:
         options["tooltip"] = widget.description
     return options
@@ -61,6 +61,8 @@ def _input_entry(spec, alias: ComfyAlias) -> list:
 
 def class_info(cls, class_type: str, alias: ComfyAlias) -> dict:
     """The object_info entry of ComfyUI class `class_type`, answered by our node `cls`."""
+    from graphflow.comfy_format import comfy_catalogue
+
     comfy_name = {ours: comfy for comfy, ours in alias.inputs.items()}
     required, optional = {}, {}
     for spec in cls.input_specs.values():
@@ -76,13 +78,17 @@ def class_info(cls, class_type: str, alias: ComfyAlias) -> dict:
     if alias.outputs is not None:
         specs = [specs[i] for i in alias.outputs]
     outputs = [o.type for o in specs]
+    # ComfyUI's own output names where its catalogue has the class (GetVideoComponents' "images",
+    # "audio", "fps"); otherwise, as ComfyUI names most outputs, the type
+    known = [o["name"] for o in comfy_catalogue().get(class_type, {}).get("outputs", [])]
+    names = known if len(known) == len(outputs) else outputs
     info = {
         "input": {"required": required} | ({"optional": optional} if optional else {}),
         "input_order": {"required": list(required)} | ({"optional": list(optional)} if optional else {}),
         "is_input_list": bool(cls.input_is_list),
         "output": outputs,
         "output_is_list": [o.is_list for o in specs],
-        "output_name": outputs,
+        "output_name": names,
         "name": class_type,
         "display_name": cls.display_name or class_type,
         "description": cls.description(),

@@ -1,4 +1,4 @@
-"""File routes: viewing outputs and inputs, and uploading images and masks."""
+"""File routes: viewing outputs and inputs, and uploading images, videos and masks."""
 
 import asyncio
 import json
@@ -15,6 +15,9 @@ async def view(request):
     query = request.query
     path = uploads.resolve_view(query.get("type") or "output", query.get("subfolder"), query.get("filename"))
     headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+    content_type = uploads.VIEW_TYPES[path.suffix.lower()]
+    if content_type.startswith("video/"):  # served as it is: the conversions below are for pictures
+        return web.FileResponse(path, headers=dict(headers, **{"Content-Type": content_type}))
     if query.get("thumbnail"):
         size = int_query(request, "thumbnail", 256, 16, 2048)
         data = await asyncio.to_thread(uploads.thumbnail, path, size)
@@ -24,7 +27,7 @@ async def view(request):
     if preview or channel != "rgba":  # ComfyUI's /view options: a converted preview, or one channel
         data, content_type = await asyncio.to_thread(uploads.converted, path, preview, channel)
         return web.Response(body=data, content_type=content_type, headers=headers)
-    headers["Content-Type"] = uploads.VIEW_TYPES[path.suffix.lower()]
+    headers["Content-Type"] = content_type
     return web.FileResponse(path, headers=headers)
 
 
@@ -35,7 +38,8 @@ async def upload(request, mask: bool = False):
     name = uploads.clean_filename(file["filename"])
     subfolder = uploads.clean_subfolder(fields.get("subfolder"))
     overwrite = fields.get("overwrite", "").strip().lower() in ("1", "true", "yes", "on")
-    info = await asyncio.to_thread(uploads.check_image, file["data"], file["content_type"], limits)
+    check = uploads.check_image if mask else uploads.check_upload
+    info = await asyncio.to_thread(check, file["data"], file["content_type"], limits)
     data = file["data"]
     if mask:
         raw = fields.get("original") or fields.get("original_ref")

@@ -2,8 +2,9 @@
 
 A client names files only inside a folder: a file name has no path separators and no leading
 dot, a subfolder has no `..` or absolute part, and the resolved path (symlinks followed) must
-stay in the folder (graphflow.folders.safe_join). Uploads must be real images of an allowed
-format within the size and dimension limits, checked by decoding them with Pillow.
+stay in the folder (graphflow.folders.safe_join). Uploads must be real images or videos of an
+allowed format within the size and dimension limits, checked by decoding them with Pillow (a
+video's first frame with PyAV).
 """
 
 import hashlib
@@ -20,10 +21,18 @@ from graphflow.folders import UnsafePathError, folders, safe_join
 # Formats an upload may have, and the extension it is stored under (LoadImage lists these).
 UPLOAD_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp"}
 FORMAT_EXTENSIONS = {"PNG": {".png"}, "JPEG": {".jpg", ".jpeg"}, "WEBP": {".webp"}, "BMP": {".bmp"}}
+# Video containers (FFmpeg's names for them), checked by decoding with PyAV (LoadVideo lists these).
+# GIFs stay refused: a picture format Pillow reads, which LoadImage does not take.
+VIDEO_FORMATS = {"mov,mp4,m4a,3gp,3g2,mj2": ".mp4", "matroska,webm": ".webm", "avi": ".avi"}
+UPLOAD_FORMATS.update(VIDEO_FORMATS)
+FORMAT_EXTENSIONS.update({"mov,mp4,m4a,3gp,3g2,mj2": {".mp4", ".mov", ".m4v"}, "matroska,webm": {".webm", ".mkv"},
+                          "avi": {".avi"}})
 DECLARED_TYPES = {"image/png", "image/jpeg", "image/jpg", "image/webp", "image/bmp", "image/x-ms-bmp",
+                  "video/mp4", "video/webm", "video/quicktime", "video/x-matroska", "video/x-msvideo",
                   "application/octet-stream", ""}
 VIEW_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
-              ".bmp": "image/bmp", ".gif": "image/gif"}
+              ".bmp": "image/bmp", ".gif": "image/gif", ".mp4": "video/mp4", ".m4v": "video/mp4",
+              ".mov": "video/quicktime", ".webm": "video/webm", ".mkv": "video/x-matroska", ".avi": "video/x-msvideo"}
 FIELD_LIMIT = 4096  # bytes in a non-file form field
 
 
@@ -85,7 +94,7 @@ def resolve_view(kind: str, subfolder: str | None, filename: str | None) -> Path
         raise RequestError(400, str(e)) from None
     path = next((p for p in paths if p.is_file()), paths[0])
     if path.suffix.lower() not in VIEW_TYPES:
-        raise RequestError(400, f"{name!r} is not an image file this server serves")
+        raise RequestError(400, f"{name!r} is not an image or video file this server serves")
     if not path.is_file():
         raise RequestError(404, f"no file {name!r} in the {kind or 'output'} folder"
                                + (f" (subfolder {sub!r})" if sub else ""))
@@ -148,6 +157,39 @@ def check_image(data: bytes, declared_type: str, limits: UploadLimits) -> dict:
         raise RequestError(400, "the image has too many pixels to decode safely") from None
     except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt: Pillow says what broke
         raise RequestError(415, f"the upload is not a readable image: {e}") from None
+    return {"format": fmt, "width": width, "height": height}
+
+
+def check_upload(data: bytes, declared_type: str, limits: UploadLimits) -> dict:
+    """check_video for what starts like a video container, else check_image."""
+    from graphflow.video import is_video
+
+    return (check_video if is_video(data) else check_image)(data, declared_type, limits)
+
+
+def check_video(data: bytes, declared_type: str, limits: UploadLimits) -> dict:
+    """Open the video with PyAV and decode its first frame: allowed container, a video stream
+    within the dimension limit, frames that decode."""
+    import av
+
+    if declared_type not in DECLARED_TYPES:
+        raise RequestError(415, f"content type {declared_type!r} is not an accepted image or video type "
+                               "(png, jpeg, webp, bmp, mp4, webm, mov, mkv, avi)")
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            fmt = container.format.name
+            if fmt not in VIDEO_FORMATS:
+                raise RequestError(415, f"video container {fmt} is not accepted; use MP4, MOV, WebM, MKV or AVI")
+            if not container.streams.video:
+                raise RequestError(415, "the upload has no video stream")
+            stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if width > limits.max_side or height > limits.max_side:
+                raise RequestError(400, f"video is {width}x{height}; the limit is {limits.max_side}x{limits.max_side}")
+            if next(container.decode(stream), None) is None:
+                raise RequestError(415, "the video has no frames")
+    except av.FFmpegError as e:
+        raise RequestError(415, f"the upload is not a readable video: {e}") from None
     return {"format": fmt, "width": width, "height": height}
 
 

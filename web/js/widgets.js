@@ -29,7 +29,7 @@ export function createWidget(input, value, hooks) {
   const error = el("div", "w-error");
   const control = {
     INT: numberWidget, FLOAT: numberWidget, STRING: textWidget,
-    BOOLEAN: toggleWidget, CHOICE: input.upload === "image" ? imageWidget : choiceWidget,
+    BOOLEAN: toggleWidget, CHOICE: input.upload === "image" || input.upload === "video" ? imageWidget : choiceWidget,
   }[input.kind] || textWidget;
   const widget = control(input, value, hooks);
   row.append(socket, widget.el, linked, error);
@@ -226,6 +226,7 @@ function choiceWidget(input, value, hooks) {
 }
 
 function imageWidget(input, value, hooks) {
+  const video = input.upload === "video";  // LoadVideo's file: uploads videos; no mask, no thumbnail
   const choice = choiceWidget(input, value, {change: (v, commit) => { showThumb(v); hooks.change(v, commit); }});
   const box = el("div", "w-image");
   const actions = el("div", "w-image-actions");
@@ -233,16 +234,16 @@ function imageWidget(input, value, hooks) {
   upload.textContent = "Upload…";
   const mask = el("button", "w-button", {type: "button", "data-action": "paint-mask"});
   mask.textContent = "Paint mask";
-  const file = el("input", "", {type: "file", accept: "image/*", hidden: ""});
+  const file = el("input", "", {type: "file", accept: video ? "video/*" : "image/*", hidden: ""});
   const thumb = el("img", "w-thumb", {alt: "", draggable: "false"});
-  actions.append(upload, mask, file);
+  actions.append(...(video ? [upload, file] : [upload, mask, file]));
   box.append(choice.el, actions, thumb);
 
   let current = value;
   const showThumb = (v) => {
     current = v;
-    thumb.hidden = !v;
-    if (v) thumb.src = hooks.thumbnail(v);
+    thumb.hidden = !v || video;
+    if (v && !video) thumb.src = hooks.thumbnail(v);
     mask.disabled = !v;
   };
   const adopt = (path) => {
@@ -257,10 +258,10 @@ function imageWidget(input, value, hooks) {
     file.value = "";
   });
   mask.addEventListener("click", async () => adopt(await hooks.paintMask(current)));
-  // Drop an image file onto the picker to upload it.
+  // Drop an image (video) file onto the picker to upload it.
   box.addEventListener("dragover", (e) => { e.preventDefault(); e.stopPropagation(); });
   box.addEventListener("drop", async (e) => {
-    const dropped = [...(e.dataTransfer.files || [])].find((f) => f.type.startsWith("image/"));
+    const dropped = [...(e.dataTransfer.files || [])].find((f) => f.type.startsWith(video ? "video/" : "image/"));
     if (!dropped) return;
     e.preventDefault();
     e.stopPropagation();

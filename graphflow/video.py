@@ -1,0 +1,152 @@
+"""Video files through PyAV (FFmpeg's libraries, as ComfyUI uses them): the VIDEO value, decoding a
+file into one, and encoding one into a container.
+
+A VIDEO is its frames (an IMAGE batch, float [frames, H, W, 3] in 0..1), its frame rate, and
+optional sound in ComfyUI's AUDIO shape ({"waveform": float [B, channels, samples], "sample_rate"}).
+torch and av are imported where used: the upload checks and the workflow reader call is_video and
+read_metadata without torch.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+LAYOUTS = {1: "mono", 2: "stereo"}  # the channel counts the writer encodes
+AUDIO_CHUNK = 8192  # samples handed to the encoder at a time (it re-cuts them to its frame size)
+
+
+@dataclass
+class Video:
+    images: Any  # IMAGE batch [frames, H, W, 3], float 0..1
+    fps: Fraction
+    audio: dict | None = None  # AUDIO: {"waveform": [B, channels, samples], "sample_rate": int}
+
+
+class VideoFileError(ValueError):
+    """A file that is not a video FFmpeg can read, or one that can't be written as asked."""
+
+
+def is_video(raw: bytes) -> bool:
+    """Whether bytes start like a video container: MP4/MOV (an ISO box), Matroska/WebM (EBML) or
+    AVI. (GIFs are pictures here: Pillow's to read, LoadVideo's to play.)"""
+    head = raw[:12]
+    return (head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free") or head[:4] == b"\x1aE\xdf\xa3"
+            or (head[:4] == b"RIFF" and head[8:12] == b"AVI "))
+
+
+def frame_rate(fps: float) -> Fraction:
+    """A frame rate as the container's time base gets it: to the thousandth, as ComfyUI rounds it."""
+    return Fraction(round(float(fps) * 1000), 1000)
+
+
+def read_video(source) -> Video:
+    """Decode a file (a path or bytes) into a Video: every frame as RGB, the first audio stream (if
+    any) as float samples at its own rate and channel count."""
+    import av
+    import numpy as np
+    import torch
+
+    try:
+        container = av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source))
+    except (av.FFmpegError, OSError) as e:
+        raise VideoFileError(f"not a video FFmpeg can read: {e}") from None
+    with container:
+        if not container.streams.video:
+            raise VideoFileError("the file has no video stream")
+        stream = container.streams.video[0]
+        sound = container.streams.audio[0] if container.streams.audio else None
+        resampler = av.AudioResampler(format="fltp", layout=sound.layout.name, rate=sound.rate) if sound else None
+        frames, samples = [], []
+        try:
+            for packet in container.demux(*[s for s in (stream, sound) if s is not None]):
+                for frame in packet.decode():
+                    if packet.stream is stream:
+                        frames.append(frame.to_ndarray(format="rgb24"))
+                    else:
+                        samples.extend(part.to_ndarray() for part in resampler.resample(frame))
+            if resampler is not None:
+                samples.extend(part.to_ndarray() for part in resampler.resample(None))
+        except av.FFmpegError as e:
+            raise VideoFileError(f"the video could not be decoded: {e}") from None
+        if not frames:
+            raise VideoFileError("the video has no frames")
+        rate = stream.average_rate or stream.guessed_rate or Fraction(1)
+        sample_rate = int(sound.rate) if sound else 0
+    images = torch.from_numpy(np.stack(frames)).float() / 255.0
+    audio = None
+    if samples:
+        waveform = torch.from_numpy(np.concatenate(samples, axis=1)).float().unsqueeze(0)
+        audio = {"waveform": waveform, "sample_rate": sample_rate}
+    return Video(images, Fraction(rate), audio)
+
+
+def read_metadata(raw: bytes) -> dict[str, str]:
+    """The container's metadata tags, names in lower case (Matroska reads them back upper-cased);
+    {} when it can't be read."""
+    import av
+
+    try:
+        with av.open(io.BytesIO(raw)) as container:
+            return {key.lower(): value for key, value in container.metadata.items()}
+    except (av.FFmpegError, OSError):
+        return {}
+
+
+def write_video(path, video: Video, container_format: str, codec: str, pix_fmt: str = "yuv420p",
+                options: dict | None = None, metadata: dict[str, str] | None = None, audio_codec: str = "aac") -> None:
+    """Encode a Video into `path` (any name: the container format is given). Frames are rounded to
+    8 bits; sound is encoded when the Video has some."""
+    import av
+    import torch
+
+    images = video.images
+    if images is None or images.dim() != 4 or images.shape[0] == 0:
+        raise VideoFileError("the video has no frames")
+    height, width = images.shape[1:3]
+    if codec in ("libx264", "h264") and (width % 2 or height % 2):
+        raise VideoFileError(f"H.264 in {pix_fmt} needs an even width and height; the frames are {width}x{height} "
+                             "(crop or scale them)")
+    pixels = (images[..., :3].detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu().numpy()
+    if pixels.shape[-1] == 1:
+        pixels = pixels.repeat(3, axis=-1)
+    # MP4 keeps tags other than its own only with this flag (as ComfyUI writes them)
+    flags = {"movflags": "use_metadata_tags"} if container_format == "mp4" else {}
+    with av.open(str(path), mode="w", format=container_format, options=flags) as container:
+        for key, value in (metadata or {}).items():
+            container.metadata[key] = value
+        stream = container.add_stream(codec, rate=frame_rate(video.fps))
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        if options:
+            stream.options = options
+        sound = _add_audio(container, video.audio, audio_codec) if video.audio is not None else None
+        for pixel in pixels:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixel, format="rgb24")))
+        container.mux(stream.encode(None))
+        if sound is not None:
+            _encode_audio(container, sound, video.audio)
+
+
+def _add_audio(container, audio: dict, codec: str):
+    waveform, rate = audio.get("waveform"), audio.get("sample_rate")
+    if waveform is None or waveform.dim() != 3 or waveform.shape[1] not in LAYOUTS or not rate:
+        shape = tuple(waveform.shape) if hasattr(waveform, "shape") else None
+        raise VideoFileError(f"audio must be a waveform [batch, 1 or 2 channels, samples] with a sample_rate; "
+                             f"got shape {shape} at rate {rate!r}")
+    sound = container.add_stream(codec, rate=int(rate))
+    sound.layout, sound.format = LAYOUTS[waveform.shape[1]], "fltp"
+    return sound
+
+
+def _encode_audio(container, sound, audio: dict) -> None:
+    import av
+
+    samples = audio["waveform"][0].detach().float().cpu().numpy()  # the first of the batch, as ComfyUI
+    layout = LAYOUTS[samples.shape[0]]
+    for start in range(0, samples.shape[1], AUDIO_CHUNK):
+        frame = av.AudioFrame.from_ndarray(samples[:, start:start + AUDIO_CHUNK].copy(), format="fltp", layout=layout)
+        frame.sample_rate, frame.pts = sound.rate, start
+        container.mux(sound.encode(frame))
+    container.mux(sound.encode(None))

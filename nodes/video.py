@@ -1,0 +1,149 @@
+"""Video nodes, as ComfyUI's (comfy_extras/nodes_video.py): load a video file from the inputs,
+make one from frames (and sound), take one apart, and save one (MP4 with H.264 and AAC, or WebM
+with VP9/AV1) in the outputs folder with the workflow in the container's metadata. Files are
+read and written with PyAV (graphflow.video)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from graphflow.api import (AUDIO, FLOAT, IMAGE, VIDEO, Choice, ComfyAlias, Float, Node, NodeInputError, Text,
+                           current_workflow, folders, show)
+from nodes.image import _next_counter, _write_new
+
+SAVE_FORMATS = ("auto", "mp4")  # ComfyUI's choices; auto is MP4
+SAVE_CODECS = ("auto", "h264")  # auto is H.264
+WEBM_CODECS = {"vp9": "libvpx-vp9", "av1": "libsvtav1"}  # SaveWEBM's codec names -> FFmpeg's encoders
+
+
+def _metadata() -> dict[str, str]:
+    """The workflow being run, as a container tag (SaveImage's PNG chunk, under the same key)."""
+    workflow = current_workflow()
+    return {"graphflow": json.dumps(workflow)} if workflow else {}
+
+
+def _save(name: str, video, source: str, suffix: str, container_format: str, codec: str, **options) -> None:
+    """Write `video` as `<prefix>_NNNNN_<suffix>` in the outputs and show it as ComfyUI does (an
+    animated entry of "images"); `source` is the input blamed when the frames can't be encoded."""
+    from graphflow.video import VideoFileError, write_video
+
+    try:
+        folder, stem = folders.output_location(name)
+    except ValueError as e:
+        raise NodeInputError("filename_prefix", str(e)) from None
+
+    def write(path):
+        try:
+            write_video(path, video, container_format, codec, metadata=_metadata(), **options)
+        except VideoFileError as e:
+            raise NodeInputError(source, str(e)) from None
+
+    saved, _ = _write_new(write, folder, stem, _next_counter(folder, stem, suffix), suffix)
+    subfolder = folder.relative_to(folders.outputs).as_posix()
+    show(images=[{"filename": saved, "subfolder": "" if subfolder == "." else subfolder, "type": "output"}],
+         animated=[True])
+
+
+class LoadVideo(Node):
+    """Load a video file from the inputs folder (MP4, WebM, MOV, MKV, GIF...): its frames, frame
+    rate and sound (if it has some) as a VIDEO."""
+    category = "image/video"
+    file: str = Choice(folders.list_input_videos, upload="video", description="a video in the inputs folder")
+    outputs = {"video": VIDEO}
+    comfy = ComfyAlias(("LoadVideo",), folders={"file": "input"})
+
+    @classmethod
+    def fingerprint(cls, file):
+        try:
+            return hashlib.sha256(folders.input_path(file).read_bytes()).hexdigest()
+        except (OSError, ValueError):
+            return None  # run() reports it
+
+    def run(self):
+        from graphflow.video import VideoFileError, read_video
+
+        try:
+            path = folders.input_path(self.file)
+        except ValueError as e:
+            raise NodeInputError("file", str(e)) from None
+        if not path.is_file():
+            raise NodeInputError("file", f"no video {self.file!r} in the inputs folder")
+        try:
+            return read_video(path)
+        except VideoFileError as e:
+            raise NodeInputError("file", f"can't read {self.file!r}: {e}") from None
+
+
+class CreateVideo(Node):
+    """Make a video from images, fps frames a second, with optional sound."""
+    category = "image/video"
+    images: IMAGE
+    fps: float = Float(30.0, min=1.0, max=120.0, step=1.0)
+    audio: AUDIO = None
+    outputs = {"video": VIDEO}
+    comfy = ComfyAlias(("CreateVideo",), optional=("audio",))
+
+    def run(self):
+        from fractions import Fraction
+
+        from graphflow.video import Video
+
+        if self.images is None or self.images.dim() != 4 or len(self.images) == 0:
+            raise NodeInputError("images", "expected a batch of at least one image")
+        if self.audio is not None and not (isinstance(self.audio, dict) and "waveform" in self.audio
+                                           and "sample_rate" in self.audio):
+            raise NodeInputError("audio", "expected AUDIO: a dict with 'waveform' and 'sample_rate'")
+        return Video(self.images, Fraction(self.fps).limit_denominator(1000), self.audio)
+
+
+class GetVideoComponents(Node):
+    """Take a video apart: its frames, its sound (none if it has none) and its frame rate."""
+    category = "image/video"
+    video: VIDEO
+    outputs = {"images": IMAGE, "audio": AUDIO, "fps": FLOAT}
+    comfy = ComfyAlias(("GetVideoComponents",))
+
+    def run(self):
+        return self.video.images, self.video.audio, float(self.video.fps)
+
+
+class SaveVideo(Node):
+    """Save a video in the outputs folder as MP4 (H.264 pictures, AAC sound) with the workflow in
+    its metadata. The frames need an even width and height. The prefix may contain a subfolder."""
+    category = "image/video"
+    output_node = True
+    video: VIDEO
+    filename_prefix: str = Text("video/graphflow", file_name=True)
+    format: str = Choice(SAVE_FORMATS, default="auto")
+    codec: str = Choice(SAVE_CODECS, default="auto")
+    comfy = ComfyAlias(("SaveVideo",))
+
+    def run(self):
+        _save(self.filename_prefix, self.video, "video", "_.mp4", "mp4", "libx264", pix_fmt="yuv420p")
+
+
+class SaveWEBM(Node):
+    """Save the images as a WebM video in the outputs folder, fps frames a second, with the workflow
+    in its metadata. crf: higher is smaller and worse (0-63)."""
+    category = "image/video"
+    output_node = True
+    images: IMAGE
+    filename_prefix: str = Text("graphflow", file_name=True)
+    codec: str = Choice(tuple(WEBM_CODECS), default="vp9")
+    fps: float = Float(24.0, min=0.01, max=1000.0, step=0.01)
+    crf: float = Float(32.0, min=0, max=63.0, step=1)
+    comfy = ComfyAlias(("SaveWEBM",))
+
+    def run(self):
+        from graphflow.video import Video, frame_rate
+
+        if self.images is None or self.images.dim() != 4 or len(self.images) == 0:
+            raise NodeInputError("images", "no frames to save (an empty batch)")
+        options = {"crf": str(int(self.crf)), "b": "0"}  # bit rate 0: crf alone sets the quality
+        if self.codec == "av1":
+            options["preset"] = "6"  # ComfyUI's speed for SVT-AV1
+        pix_fmt = "yuv420p10le" if self.codec == "av1" else "yuv420p"  # AV1 in 10 bits, as ComfyUI writes it
+        video = Video(self.images, frame_rate(self.fps))
+        _save(self.filename_prefix, video, "images", "_.webm", "webm", WEBM_CODECS[self.codec], pix_fmt=pix_fmt,
+              options=options)
