@@ -60,8 +60,8 @@ def test_a_closed_output_pipe_ends_quietly(tmp_path, argv):
     process = subprocess.Popen(cli(*argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
     process.stdout.close()
     err = process.stderr.read().decode()
-    assert process.wait(timeout=120) == 141
-    assert err == ""
+    code = process.wait(timeout=120)
+    assert (code, err) == (141, "")
 
 
 def test_inspect_finds_a_model_by_name_in_the_models_folders(tmp_path):
