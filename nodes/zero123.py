@@ -88,23 +88,13 @@ class StableZero123Conditioning(Node):
         return _outputs(embeds, cameras, latent, self.batch_size, self.height, self.width, batched=False)
 
 
-class StableZero123ConditioningBatched(Node):
+class StableZero123ConditioningBatched(StableZero123Conditioning):
     """Stable Zero123 conditioning for a batch of views: image i of batch_size is seen from elevation
     + i * elevation_batch_increment and azimuth + i * azimuth_batch_increment (degrees), each from
     the same starting noise (a turntable: azimuth_batch_increment 360 / batch_size). Otherwise as
     StableZero123Conditioning."""
-    category = "conditioning/3d_models"
-    clip_vision: CLIP_VISION
-    init_image: IMAGE
-    vae: VAE
-    width: int = Int(256, min=16, max=MAX_SIZE, step=8)
-    height: int = Int(256, min=16, max=MAX_SIZE, step=8)
-    batch_size: int = Int(1, min=1, max=4096)
-    elevation: float = _angle()
-    azimuth: float = _angle()
     elevation_batch_increment: float = _angle()
     azimuth_batch_increment: float = _angle()
-    outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
     comfy = ComfyAlias(("StableZero123_Conditioning_Batched",))
 
     def run(self):
