@@ -81,6 +81,29 @@ class LTXVImgToVideo(Node):
         return self.positive, self.negative, {"samples": latent, "noise_mask": mask}
 
 
+class LTXVPreprocess(Node):
+    """Give pictures the look of video frames: each one is encoded as H.264 at this compression
+    (x264's CRF; 0 leaves the pictures untouched, higher is lossier) and decoded back. LTX-Video was
+    trained on compressed video, so a clean still image used as a start or guide frame moves more
+    when it carries the same artefacts."""
+    category = "image"
+    image: IMAGE
+    img_compression: int = Int(35, min=0, max=100)
+    outputs = {"output_image": IMAGE}
+    comfy = ComfyAlias(("LTXVPreprocess",))
+
+    def run(self):
+        from graphflow.video import VideoFileError, h264_roundtrip
+        if self.image.ndim != 4 or self.image.shape[0] == 0:
+            raise NodeInputError("image", f"expected an IMAGE batch [frames, H, W, C], got {tuple(self.image.shape)}")
+        if self.img_compression == 0:
+            return self.image
+        try:
+            return h264_roundtrip(self.image, self.img_compression)
+        except VideoFileError as e:
+            raise NodeInputError("image", f"LTXVPreprocess could not encode the frames as H.264: {e}") from None
+
+
 class LTXVConditioning(Node):
     """Tell LTX-Video the frame rate of the video it makes (frames per second): it places the
     frames in time by it. Set the same rate as the video is saved at."""
