@@ -107,3 +107,183 @@ def test_preprocess_graph_runs(tmp_folders):
     loaded, out = result.values["1"][0], result.values["2"][0]
     assert out.shape == loaded.shape and 0 < float((out - loaded).abs().mean()) < 0.1
     assert len(list(tmp_folders.outputs.rglob("pre*.png"))) == 1
+
+
+# -- the transformer: appended guide frames at the positions they guide ----------------------------
+
+from tests.test_ltxv import (diffusers_velocity, ltxv_graph, ltxv_models, oracle,  # noqa: E402,F401 (fixtures)
+                             transformer_pair)
+
+
+def grid_coords(frames: int, h: int, w: int, frame_rate: float, keyframes: torch.Tensor | None = None):
+    """diffusers' video_coords [1, 3, tokens]: (seconds, pixel row, pixel column) of each token of a
+    0.9.0 (non-causal) latent, the last tokens at `keyframes` [N, 3] (pixel frame, row, column)."""
+    f, y, x = torch.meshgrid(torch.arange(frames), torch.arange(h), torch.arange(w), indexing="ij")
+    coords = torch.stack([8.0 * f, 32.0 * y, 32.0 * x], dim=-1).reshape(-1, 3).float()
+    if keyframes is not None:
+        coords[-keyframes.shape[0]:] = keyframes
+    coords[:, 0] /= frame_rate
+    return coords.T[None]
+
+
+def test_keyframe_positions_match_diffusers_coordinates(transformer_pair):
+    _, ours, theirs, _ = transformer_pair
+    gen = torch.Generator().manual_seed(11)
+    x, context = torch.randn(1, 8, 3, 2, 2, generator=gen), torch.randn(1, 4, 24, generator=gen)
+    keyframes = torch.tensor([[5.0, 0, 0], [5, 0, 32], [5, 32, 0], [5, 32, 32]])  # the last frame guides frame 5
+    with torch.no_grad():
+        got = ours(x, torch.tensor([0.6]), context, frame_rate=24.0, keyframe_positions=keyframes)
+        plain = ours(x, torch.tensor([0.6]), context, frame_rate=24.0)
+        want = theirs(x.flatten(2).transpose(1, 2), context, torch.tensor([600.0]), None,
+                      video_coords=grid_coords(3, 2, 2, 24.0, keyframes), return_dict=False)[0]
+    assert (got - want.transpose(1, 2).reshape(x.shape)).abs().max() < 1e-4
+    assert (got - plain).abs().max() > 1e-3  # the positions reached attention
+    with pytest.raises(ValueError, match=r"\[N, 3\]"):
+        ours(x, torch.tensor([0.6]), context, keyframe_positions=torch.zeros(4, 2))
+
+
+# -- LTXVAddGuide / LTXVCropGuides ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ltxv_vae(tmp_path_factory):
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.testing import write_ltxv_checkpoint
+
+    path = write_ltxv_checkpoint(tmp_path_factory.mktemp("ltxv") / "ltxv.safetensors", dtype=torch.float32, seed=3)
+    return load_checkpoint(path, device="cpu", dtype=torch.float32).vae
+
+
+def conditioning(value: float):
+    return [(torch.full((1, 3, 8), value), {"frame_rate": 24.0})]
+
+
+def add_guide(vae, latent, image, frame_idx, strength=1.0, positive=None, negative=None):
+    return call(registry(), "LTXVAddGuide", positive=positive or conditioning(1.0),
+                negative=negative or conditioning(-1.0), vae=vae, latent=latent, image=image, frame_idx=frame_idx,
+                strength=strength)
+
+
+def test_add_guide_at_frame_0_is_image_to_video(ltxv_vae):
+    image = torch.rand(1, 80, 64, 3, generator=torch.Generator().manual_seed(12))
+    latent = call(registry(), "EmptyLTXVLatentVideo", width=64, height=64, length=17, batch_size=2)
+    pos, neg, out = add_guide(ltxv_vae, latent, image, 0, strength=0.8)
+    _, _, want = call(registry(), "LTXVImgToVideo", positive=pos, negative=neg, vae=ltxv_vae, image=image, width=64,
+                      height=64, length=17, batch_size=2, strength=0.8)
+    assert torch.equal(out["samples"], want["samples"]) and torch.allclose(out["noise_mask"], want["noise_mask"])
+    assert out["noise_mask"].flatten().tolist() == pytest.approx([0.2, 1, 1] * 2)
+    assert all("keyframe_idxs" not in options for _, options in pos + neg)
+
+
+def test_add_guides_append_keyframes_and_crop_removes_them(ltxv_vae):
+    gen = torch.Generator().manual_seed(13)
+    still, clip = torch.rand(1, 64, 64, 3, generator=gen), torch.rand(11, 64, 64, 3, generator=gen)
+    empty = call(registry(), "EmptyLTXVLatentVideo", width=64, height=64, length=17, batch_size=1)  # 3 x 2 x 2
+    pos, neg, one = add_guide(ltxv_vae, empty, still, -1, strength=0.7)  # frame 16: latent frame 2
+    assert one["samples"].shape == (1, 128, 4, 2, 2)
+    assert torch.equal(one["samples"][:, :, 3:], ltxv_vae.encode(still))
+    assert one["noise_mask"].flatten().tolist() == pytest.approx([1, 1, 1, 0.3])
+    rows, cols = [0.0, 0, 32, 32], [0.0, 32, 0, 32]
+    want = torch.tensor([[16.0, r, c] for r, c in zip(rows, cols)])
+    for side in (pos, neg):
+        assert torch.equal(side[0][1]["keyframe_idxs"], want) and side[0][1]["frame_rate"] == 24.0
+
+    # a clip of 11 frames: its first 9 (2 latent frames), from frame 13 rounded down to 8, after the first guide
+    pos, neg, two = add_guide(ltxv_vae, one, clip, 13, positive=pos, negative=neg)
+    assert two["samples"].shape == (1, 128, 6, 2, 2)
+    assert torch.equal(two["samples"][:, :, 4:], ltxv_vae.encode(clip[:9]))
+    assert two["noise_mask"].flatten().tolist() == pytest.approx([1, 1, 1, 0.3, 0, 0])
+    clip_positions = torch.tensor([[f, r, c] for f in (8.0, 9.0) for r, c in zip(rows, cols)])  # causal: 8, 8 + 1
+    assert torch.equal(pos[0][1]["keyframe_idxs"], torch.cat([want, clip_positions]))
+
+    # -1 still means the video's own last frame with guides appended
+    pos3, _, three = add_guide(ltxv_vae, two, still, -1, positive=pos, negative=neg)
+    assert torch.equal(pos3[0][1]["keyframe_idxs"][-4:], want) and three["samples"].shape[2] == 7
+
+    pos, neg, cropped = call(registry(), "LTXVCropGuides", positive=pos, negative=neg, latent=two)
+    assert torch.equal(cropped["samples"], empty["samples"])
+    assert cropped["noise_mask"].flatten().tolist() == [1, 1, 1]
+    for side in (pos, neg):
+        assert "keyframe_idxs" not in side[0][1] and side[0][1]["frame_rate"] == 24.0
+    # nothing appended: unchanged
+    _, _, same = call(registry(), "LTXVCropGuides", positive=pos, negative=neg, latent=cropped)
+    assert torch.equal(same["samples"], cropped["samples"])
+
+
+def test_add_guide_bad_inputs(ltxv_vae):
+    from graphflow.context import NodeInputError
+
+    latent = call(registry(), "EmptyLTXVLatentVideo", width=64, height=64, length=17, batch_size=1)
+    clip = torch.rand(9, 64, 64, 3)
+    with pytest.raises(NodeInputError, match="run past the video's 3 latent frames") as e:
+        add_guide(ltxv_vae, latent, clip, 16)  # 2 latent frames from latent frame 2
+    assert e.value.input == "frame_idx"
+    with pytest.raises(NodeInputError, match=r"LTX-Video LATENT \[B, 128, frames, h, w\]") as e:
+        add_guide(ltxv_vae, {"samples": torch.zeros(1, 4, 8, 8)}, clip[:1], 0)
+    assert e.value.input == "latent"
+    with pytest.raises(NodeInputError, match="LTX-Video's video VAE") as e:
+        add_guide(object(), latent, clip[:1], 0)
+    assert e.value.input == "vae"
+    pos, neg, guided = add_guide(ltxv_vae, latent, clip[:1], 8)
+    with pytest.raises(NodeInputError, match="only 1 frames") as e:
+        call(registry(), "LTXVCropGuides", positive=pos, negative=neg, latent={"samples": guided["samples"][:, :, :1]})
+    assert e.value.input == "latent"
+
+
+def test_guide_graph_matches_diffusers_and_crops(ltxv_models):
+    """ComfyUI's keyframe graph: a preprocessed still guides the last frame of a 9-frame video
+    (appended, told the position of pixel frame 8), sampled with SamplerCustom, cropped, decoded.
+    The oracle: diffusers' transformer with those token coordinates and per-token timesteps (the
+    guide's 0), two Euler steps with CFG, the guide frame held to its latent."""
+    from PIL import Image
+
+    from graphflow.executor import Executor
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.workflow import parse_workflow
+
+    picture = (smooth_picture(64, 96)[0] * 255).round().byte().numpy()
+    Image.fromarray(picture).save(ltxv_models.inputs / "last.png")
+    graph = ltxv_graph(3.0, 25.0)
+    graph["12"] = {"class_type": "LoadImage", "inputs": {"image": "last.png"}}
+    graph["13"] = {"class_type": "LTXVPreprocess", "inputs": {"image": ["12", 0], "img_compression": 35}}
+    graph["14"] = {"class_type": "LTXVAddGuide", "inputs": {
+        "positive": ["3", 0], "negative": ["4", 0], "vae": ["1", 2], "latent": ["6", 0], "image": ["13", 0],
+        "frame_idx": -1, "strength": 1.0}}
+    graph["5"]["inputs"].update(positive=["14", 0], negative=["14", 1])
+    graph["9"]["inputs"]["latent_image"] = ["14", 2]
+    graph["15"] = {"class_type": "LTXVCropGuides", "inputs": {"positive": ["5", 0], "negative": ["5", 1],
+                                                              "latent": ["9", 0]}}
+    graph["10"]["inputs"]["samples"] = ["15", 2]
+    reg = registry()
+    result = Executor(reg).run(parse_workflow(json.loads(json.dumps(graph)), reg), outputs=["11"])
+    assert result.ok, json.dumps(result.error, default=str)[:3000]
+
+    latent = result.values["14"][2]["samples"]
+    assert latent.shape == (1, 128, 3, 2, 2)
+    keyframes = result.values["14"][0][0][1]["keyframe_idxs"]
+    theirs, text = oracle(ltxv_models)
+    cond, uncond = text("a boat on a lake at dawn"), text("blurry")
+    mask = torch.tensor([1.0, 1.0, 0.0]).reshape(1, 1, 3, 1, 1).expand(1, 128, 3, 2, 2)
+
+    def two_steps(coords):
+        x = initial_noise(latent, 7)
+        for sigma, sigma_next in ((1.0, 0.1), (0.1, 0.0)):
+            x_in = x * mask + latent * (1 - mask)
+            timestep = (mask[:, 0] * sigma * 1000.0).flatten(1)
+            v = [theirs(x_in.flatten(2).transpose(1, 2), c, timestep, None, video_coords=coords,
+                        return_dict=False)[0].transpose(1, 2).reshape(x.shape) for c in (cond, uncond)]
+            denoised = x_in - sigma * (v[1] + 3.0 * (v[0] - v[1]))
+            denoised = denoised * mask + latent * (1 - mask)
+            x = x + (x - denoised) / sigma * (sigma_next - sigma)
+        return x
+
+    with torch.no_grad():
+        want, as_frame_2 = two_steps(grid_coords(3, 2, 2, 25.0, keyframes)), two_steps(grid_coords(3, 2, 2, 25.0))
+    sampled = result.values["9"][0]["samples"]
+    assert float((sampled - want).abs().max()) < 1e-4 * float(want.abs().max())
+    assert float((sampled - as_frame_2).abs().max()) > 1e-3 * float(want.abs().max())  # the position mattered
+    assert torch.allclose(sampled[:, :, 2:], latent[:, :, 2:], atol=1e-5)  # the guide stays as it is
+    cropped = result.values["15"]
+    assert torch.equal(cropped[2]["samples"], sampled[:, :, :2])
+    assert "keyframe_idxs" not in cropped[0][0][1]
+    assert result.values["10"][0].shape == (9, 64, 64, 3)
+    assert len(list(ltxv_models.outputs.rglob("ltxv*.webp"))) == 1
