@@ -287,3 +287,67 @@ def test_guide_graph_matches_diffusers_and_crops(ltxv_models):
     assert "keyframe_idxs" not in cropped[0][0][1]
     assert result.values["10"][0].shape == (9, 64, 64, 3)
     assert len(list(ltxv_models.outputs.rglob("ltxv*.webp"))) == 1
+
+
+# -- ModelMergeLTXV ------------------------------------------------------------------------------
+
+MERGE_BLOCKS = (["patchify_proj.", "adaln_single.", "caption_projection."]
+                + [f"transformer_blocks.{i}." for i in range(28)] + ["scale_shift_table", "proj_out."])
+
+
+def test_model_merge_ltxv_picks_each_blocks_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    from graphflow.context import NodeInputError
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.testing import write_checkpoint, write_ltxv_checkpoint
+
+    paths = [write_ltxv_checkpoint(tmp_path / f"ltxv{s}.safetensors", dtype=torch.float32, seed=s) for s in (0, 5)]
+    m1, m2 = (load_checkpoint(p, device="cpu", dtype=torch.float32).model for p in paths)
+    prefix = "model.diffusion_model."
+    files = [{k[len(prefix):]: v for k, v in load_file(str(p)).items() if k.startswith(prefix)} for p in paths]
+    ratios = {"patchify_proj.": 1.0, "adaln_single.": 0.0, "caption_projection.": 0.25, "transformer_blocks.0.": 0.0,
+              "scale_shift_table": 1.0, "proj_out.": 0.0}
+    widgets = {p.rstrip(".").replace(".", "_"): v for p, v in ratios.items()}
+    before = {k: v.clone() for k, v in m1.unet.state_dict().items()}
+    merged = call(registry(), "ModelMergeLTXV", model1=m1, model2=m2, **widgets).unet.state_dict()
+    for name, a in files[0].items():
+        block = next(p for p in ratios if name.startswith(p))
+        r = ratios[block]
+        torch.testing.assert_close(merged[name], r * a + (1 - r) * files[1][name], msg=name)
+        if r in (0.0, 1.0):
+            assert torch.equal(merged[name], a if r == 1 else files[1][name]), name
+    assert {next(p for p in ratios if n.startswith(p)) for n in files[0]} == set(ratios)  # every block is there
+    assert all(torch.equal(v, before[k]) for k, v in m1.unet.state_dict().items())  # model1 untouched
+    sd1 = load_checkpoint(write_checkpoint(tmp_path / "sd1.safetensors", "sd1"), device="cpu").model
+    with pytest.raises(NodeInputError, match="ltxv.*sd1") as e:
+        call(registry(), "ModelMergeLTXV", model1=sd1, model2=m2)
+    assert e.value.input == "model1"
+    assert list(registry().get("ModelMergeLTXV").input_specs)[:2] == ["model1", "model2"]
+
+
+def test_model_merge_ltxv_graph(ltxv_models):
+    """ComfyUI's graph with a second checkpoint merged in (dotted input names): all ratios 0 gives
+    model2's video, the defaults (all 1) model1's."""
+    from graphflow.executor import Executor
+    from graphflow.testing import write_ltxv_checkpoint
+    from graphflow.workflow import parse_workflow
+
+    write_ltxv_checkpoint(ltxv_models.models / "checkpoints" / "other.safetensors", dtype=torch.float32, seed=8)
+    reg = registry()
+
+    def sampled(model_source, ratio=None):
+        graph = ltxv_graph(3.0, 25.0)
+        graph["20"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "other.safetensors"}}
+        if ratio is not None:
+            graph["21"] = {"class_type": "ModelMergeLTXV", "inputs": {
+                "model1": ["1", 0], "model2": ["20", 0], **{p: ratio for p in MERGE_BLOCKS}}}
+        graph["9"]["inputs"]["model"] = model_source
+        result = Executor(reg).run(parse_workflow(json.loads(json.dumps(graph)), reg), outputs=["11"])
+        assert result.ok, json.dumps(result.error, default=str)[:3000]
+        return result.values["9"][0]["samples"]
+
+    first, other = sampled(["1", 0]), sampled(["20", 0])
+    assert float((first - other).abs().max()) > 1e-2
+    assert torch.equal(sampled(["21", 0], 0.0), other)
+    assert torch.equal(sampled(["21", 0], 1.0), first)
