@@ -291,3 +291,32 @@ class LTXVScheduler(Node):
         from graphflow.sampling.schedules import ltxv_sigmas
         mu = ltxv_shift(_tokens(self.latent), self.max_shift, self.base_shift)
         return ltxv_sigmas(self.steps, mu, self.stretch, self.terminal)
+
+
+class TrimVideoLatent(Node):
+    """Drop the first `trim_amount` latent frames of a video latent (8 video frames each, the
+    first one picture), and of its noise mask: e.g. the frames a continuation repeated from the
+    video before it."""
+    category = "latent/video"
+    samples: LATENT
+    trim_amount: int = Int(0, min=0, max=99999)
+    outputs = {"latent": LATENT}
+    comfy = ComfyAlias(("TrimVideoLatent",))
+
+    def run(self):
+        samples = self.samples.get("samples") if isinstance(self.samples, dict) else None
+        if samples is None or samples.ndim != 5:
+            got = tuple(samples.shape) if samples is not None else type(self.samples).__name__
+            raise NodeInputError("samples", f"TrimVideoLatent needs a video LATENT [B, C, frames, h, w], got {got}")
+        frames = samples.shape[2]
+        if self.trim_amount >= frames:
+            raise NodeInputError("trim_amount", f"TrimVideoLatent: trimming {self.trim_amount} of the latent's {frames} "
+                                                "frames would leave none")
+        out = {**self.samples, "samples": samples[:, :, self.trim_amount:]}
+        mask = self.samples.get("noise_mask")
+        if mask is not None:
+            if mask.ndim != 5 or mask.shape[2] != frames:
+                raise NodeInputError("samples", f"TrimVideoLatent: the noise mask must be [B, 1, {frames}, h, w] (one "
+                                                f"per latent frame), got {tuple(mask.shape)}")
+            out["noise_mask"] = mask[:, :, self.trim_amount:]
+        return out

@@ -351,3 +351,46 @@ def test_model_merge_ltxv_graph(ltxv_models):
     assert float((first - other).abs().max()) > 1e-2
     assert torch.equal(sampled(["21", 0], 0.0), other)
     assert torch.equal(sampled(["21", 0], 1.0), first)
+
+
+# -- TrimVideoLatent -----------------------------------------------------------------------------
+
+def test_trim_video_latent_drops_first_frames_and_their_mask():
+    from graphflow.context import NodeInputError
+
+    samples = torch.randn(2, 128, 5, 2, 3)
+    mask = torch.rand(2, 1, 5, 1, 1)
+    out = call(registry(), "TrimVideoLatent", samples={"samples": samples, "noise_mask": mask, "batch_index": [3, 4]},
+               trim_amount=2)
+    assert torch.equal(out["samples"], samples[:, :, 2:]) and torch.equal(out["noise_mask"], mask[:, :, 2:])
+    assert out["batch_index"] == [3, 4]
+    same = call(registry(), "TrimVideoLatent", samples={"samples": samples}, trim_amount=0)
+    assert torch.equal(same["samples"], samples) and "noise_mask" not in same
+    with pytest.raises(NodeInputError, match="would leave none") as e:
+        call(registry(), "TrimVideoLatent", samples={"samples": samples}, trim_amount=5)
+    assert e.value.input == "trim_amount"
+    with pytest.raises(NodeInputError, match=r"video LATENT \[B, C, frames, h, w\]") as e:
+        call(registry(), "TrimVideoLatent", samples={"samples": torch.zeros(1, 4, 8, 8)}, trim_amount=1)
+    assert e.value.input == "samples"
+    with pytest.raises(NodeInputError, match="noise mask") as e:
+        call(registry(), "TrimVideoLatent", samples={"samples": samples, "noise_mask": torch.ones(1, 8, 8)},
+             trim_amount=1)
+    assert e.value.input == "samples"
+
+
+def test_trim_video_latent_graph(ltxv_models):
+    """Sample 17 frames, trim the first latent frame, decode: 9 frames, the decoder's view of the
+    remaining two latent frames."""
+    from graphflow.executor import Executor
+    from graphflow.workflow import parse_workflow
+
+    graph = ltxv_graph(3.0, 25.0)
+    graph["6"]["inputs"]["length"] = 17
+    graph["16"] = {"class_type": "TrimVideoLatent", "inputs": {"samples": ["9", 0], "trim_amount": 1}}
+    graph["10"]["inputs"]["samples"] = ["16", 0]
+    reg = registry()
+    result = Executor(reg).run(parse_workflow(json.loads(json.dumps(graph)), reg), outputs=["11"])
+    assert result.ok, json.dumps(result.error, default=str)[:3000]
+    sampled, trimmed = result.values["9"][0]["samples"], result.values["16"][0]["samples"]
+    assert sampled.shape[2] == 3 and torch.equal(trimmed, sampled[:, :, 1:])
+    assert result.values["10"][0].shape == (9, 64, 64, 3)
