@@ -197,7 +197,7 @@ class LTXVAddGuide(Node):
             raise NodeInputError("frame_idx", f"LTXVAddGuide: the guide's {images.shape[0]} frames ({length} latent) "
                                               f"from frame {frame_idx} run past the video's {frames} latent frames "
                                               f"({(frames - 1) * FRAMES_PER_LATENT + 1} frames)")
-        kept = torch.full((batch, 1, length, *mask.shape[3:]), 1.0 - self.strength)
+        kept = torch.full((mask.shape[0], 1, length, *mask.shape[3:]), 1.0 - self.strength)
         if frame_idx == 0:  # the first frames themselves, as LTXVImgToVideo
             samples, mask = samples.clone(), mask.clone()
             samples[:, :, :length], mask[:, :, :length] = guide, kept

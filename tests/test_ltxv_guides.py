@@ -172,6 +172,9 @@ def test_add_guide_at_frame_0_is_image_to_video(ltxv_vae):
     assert torch.equal(out["samples"], want["samples"]) and torch.allclose(out["noise_mask"], want["noise_mask"])
     assert out["noise_mask"].flatten().tolist() == pytest.approx([0.2, 1, 1] * 2)
     assert all("keyframe_idxs" not in options for _, options in pos + neg)
+    _, _, both = add_guide(ltxv_vae, out, image, -1, strength=0.5, positive=pos, negative=neg)  # a batch of 2
+    assert both["samples"].shape == (2, 128, 4, 2, 2) and torch.equal(both["samples"][0], both["samples"][1])
+    assert both["noise_mask"].flatten().tolist() == pytest.approx([0.2, 1, 1, 0.5] * 2)
 
 
 def test_add_guides_append_keyframes_and_crop_removes_them(ltxv_vae):
