@@ -310,8 +310,8 @@ class TrimVideoLatent(Node):
             raise NodeInputError("samples", f"TrimVideoLatent needs a video LATENT [B, C, frames, h, w], got {got}")
         frames = samples.shape[2]
         if self.trim_amount >= frames:
-            raise NodeInputError("trim_amount", f"TrimVideoLatent: trimming {self.trim_amount} of the latent's {frames} "
-                                                "frames would leave none")
+            raise NodeInputError("trim_amount", f"TrimVideoLatent: trimming {self.trim_amount} of the latent's "
+                                                f"{frames} frames would leave none")
         out = {**self.samples, "samples": samples[:, :, self.trim_amount:]}
         mask = self.samples.get("noise_mask")
         if mask is not None:
