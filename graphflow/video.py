@@ -97,8 +97,8 @@ def read_metadata(raw: bytes) -> dict[str, str]:
 
 def write_video(path, video: Video, container_format: str, codec: str, pix_fmt: str = "yuv420p",
                 options: dict | None = None, metadata: dict[str, str] | None = None, audio_codec: str = "aac") -> None:
-    """Encode a Video into `path` (any name: the container format is given). Frames are rounded to
-    8 bits; sound is encoded when the Video has some."""
+    """Encode a Video into `path` (any name: the container format is given; or a writable binary
+    file). Frames are rounded to 8 bits; sound is encoded when the Video has some."""
     import av
     import torch
 
@@ -114,7 +114,8 @@ def write_video(path, video: Video, container_format: str, codec: str, pix_fmt: 
         pixels = pixels.repeat(3, axis=-1)
     # MP4 keeps tags other than its own only with this flag (as ComfyUI writes them)
     flags = {"movflags": "use_metadata_tags"} if container_format == "mp4" else {}
-    with av.open(str(path), mode="w", format=container_format, options=flags) as container:
+    target = path if hasattr(path, "write") else str(path)
+    with av.open(target, mode="w", format=container_format, options=flags) as container:
         for key, value in (metadata or {}).items():
             container.metadata[key] = value
         stream = container.add_stream(codec, rate=frame_rate(video.fps))
@@ -127,6 +128,26 @@ def write_video(path, video: Video, container_format: str, codec: str, pix_fmt: 
         container.mux(stream.encode(None))
         if sound is not None:
             _encode_audio(container, sound, video.audio)
+
+
+def h264_roundtrip(images, crf: int):
+    """Each frame of an IMAGE batch [frames, H, W, 3] encoded on its own as a one-frame H.264 MP4
+    (yuv420p, CRF `crf`, x264's veryfast preset, as ComfyUI's LTXVPreprocess) and decoded back: the
+    frames with the compression artefacts of real video. An odd width or height (which yuv420p
+    can't hold) is padded by repeating the last row or column, and cut off again after."""
+    import torch
+    import torch.nn.functional as F
+
+    height, width = images.shape[1:3]
+    out = []
+    for frame in images[..., :3].float():
+        chw = frame.permute(2, 0, 1)[None]
+        even = F.pad(chw, (0, width % 2, 0, height % 2), mode="replicate")[0].permute(1, 2, 0)
+        buffer = io.BytesIO()
+        write_video(buffer, Video(even[None], Fraction(1)), "mp4", "libx264",
+                    options={"crf": str(int(crf)), "preset": "veryfast"})
+        out.append(read_video(buffer.getvalue()).images[0, :height, :width])
+    return torch.stack(out).to(images.dtype)
 
 
 def _add_audio(container, audio: dict, codec: str):

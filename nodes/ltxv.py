@@ -31,6 +31,60 @@ def empty_video(batch_size: int, length: int, height: int, width: int):
     return torch.zeros(batch_size, LATENT_CHANNELS, frames, height // PIXELS_PER_LATENT, width // PIXELS_PER_LATENT)
 
 
+def _check_vae(vae, node: str) -> None:
+    if getattr(vae, "latent_format", None) is None or vae.latent_format.name != "ltxv":
+        raise NodeInputError("vae", f"{node} needs LTX-Video's video VAE (from an LTX-Video checkpoint)")
+
+
+def _encode_frames(vae, image, width: int, height: int):
+    """The images as the frames of one video, scaled to width x height (cropped around the centre),
+    encoded: [1, 128, latent frames, h, w]."""
+    from graphflow.images import center_crop_to_aspect, resize_nchw
+
+    pixels = image[..., :3].movedim(-1, 1)
+    pixels = resize_nchw(center_crop_to_aspect(pixels, width, height), width, height, "bilinear").movedim(1, -1)
+    return vae.encode(pixels)
+
+
+def _video_latent(latent, node: str):
+    """(samples [B, 128, F, h, w], noise mask [B, 1, F, h or 1, w or 1]: the latent's own or all ones)."""
+    import torch
+
+    samples = latent.get("samples") if isinstance(latent, dict) else None
+    if samples is None or samples.ndim != 5 or samples.shape[1] != LATENT_CHANNELS:
+        got = tuple(samples.shape) if samples is not None else type(latent).__name__
+        raise NodeInputError("latent", f"{node} needs an LTX-Video LATENT [B, {LATENT_CHANNELS}, frames, h, w] "
+                                       f"(EmptyLTXVLatentVideo), got {got}")
+    mask = latent.get("noise_mask")
+    if mask is None:
+        return samples, torch.ones(samples.shape[0], 1, samples.shape[2], 1, 1)
+    if mask.ndim != 5 or mask.shape[2] != samples.shape[2]:
+        raise NodeInputError("latent", f"{node}: the latent's noise mask must be [B, 1, {samples.shape[2]}, h, w] "
+                                       f"(one value per latent frame), got {tuple(mask.shape)}")
+    return samples, mask.float()
+
+
+def _guide_frames(conditioning, samples) -> int:
+    """How many latent frames at the end of `samples` are appended guides (LTXVAddGuide's), by the
+    token positions the conditioning carries for them."""
+    for _, options in conditioning:
+        positions = options.get("keyframe_idxs")
+        if positions is not None:
+            return positions.shape[0] // math.prod(samples.shape[3:])
+    return 0
+
+
+def _with_keyframes(conditioning, positions):
+    """The conditioning with the appended guide frames' positions set (None: removed)."""
+    out = []
+    for cond, options in conditioning:
+        options = {k: v for k, v in options.items() if k != "keyframe_idxs"}
+        if positions is not None:
+            options["keyframe_idxs"] = positions
+        out.append((cond, options))
+    return out
+
+
 class EmptyLTXVLatentVideo(Node):
     """A blank LTX-Video latent: 128 channels, one latent frame for the first picture and one for
     each 8 after it ((length - 1) / 8 + 1), 1/32 of the width and height."""
@@ -67,18 +121,119 @@ class LTXVImgToVideo(Node):
     def run(self):
         import torch
 
-        from graphflow.images import center_crop_to_aspect, resize_nchw
-        if getattr(self.vae, "latent_format", None) is None or self.vae.latent_format.name != "ltxv":
-            raise NodeInputError("vae", "LTXVImgToVideo needs LTX-Video's video VAE (from an LTX-Video checkpoint)")
-        pixels = self.image[..., :3].movedim(-1, 1)
-        pixels = resize_nchw(center_crop_to_aspect(pixels, self.width, self.height), self.width, self.height,
-                             "bilinear").movedim(1, -1)
-        first = self.vae.encode(pixels)  # the images are the frames of one video
+        _check_vae(self.vae, "LTXVImgToVideo")
+        first = _encode_frames(self.vae, self.image, self.width, self.height)
         latent = empty_video(self.batch_size, self.length, self.height, self.width)
         latent[:, :, :first.shape[2]] = first
         mask = torch.ones(self.batch_size, 1, latent.shape[2], 1, 1)
         mask[:, :, :first.shape[2]] = 1.0 - self.strength
         return self.positive, self.negative, {"samples": latent, "noise_mask": mask}
+
+
+class LTXVPreprocess(Node):
+    """Give pictures the look of video frames: each one is encoded as H.264 at this compression
+    (x264's CRF; 0 leaves the pictures untouched, higher is lossier) and decoded back. LTX-Video was
+    trained on compressed video, so a clean still image used as a start or guide frame moves more
+    when it carries the same artefacts."""
+    category = "image"
+    image: IMAGE
+    img_compression: int = Int(35, min=0, max=100)
+    outputs = {"output_image": IMAGE}
+    comfy = ComfyAlias(("LTXVPreprocess",))
+
+    def run(self):
+        from graphflow.video import VideoFileError, h264_roundtrip
+        if self.image.ndim != 4 or self.image.shape[0] == 0:
+            raise NodeInputError("image", f"expected an IMAGE batch [frames, H, W, C], got {tuple(self.image.shape)}")
+        if self.img_compression == 0:
+            return self.image
+        try:
+            return h264_roundtrip(self.image, self.img_compression)
+        except VideoFileError as e:
+            raise NodeInputError("image", f"LTXVPreprocess could not encode the frames as H.264: {e}") from None
+
+
+class LTXVAddGuide(Node):
+    """Guide a video with a picture or a clip at a frame: the image (or the frames of a video,
+    cut to 8n + 1 of them) is encoded at the latent's size and kept by the noise mask with
+    `strength` (1: kept as it is; lower: that much of it is redrawn). At frame_idx 0 it replaces
+    the video's first frames, as LTXVImgToVideo does; elsewhere its frames are appended after the
+    video's and told the model's positions of the frames they guide (a keyframe in the
+    conditioning), so they pull the video there without being part of it: LTXVCropGuides removes
+    them after sampling. Negative frame_idx counts from the end (-1: the last frame); a clip of
+    more than one frame starts at a multiple of 8. Guides add up when chained."""
+    category = "conditioning/video_models"
+    positive: CONDITIONING
+    negative: CONDITIONING
+    vae: VAE
+    latent: LATENT
+    image: IMAGE
+    frame_idx: int = Int(0, min=-9999, max=9999)
+    strength: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
+    comfy = ComfyAlias(("LTXVAddGuide",))
+
+    def run(self):
+        import torch
+
+        from graphflow.models.ltxv import pixel_positions
+        _check_vae(self.vae, "LTXVAddGuide")
+        samples, mask = _video_latent(self.latent, "LTXVAddGuide")
+        batch, _, total, h, w = samples.shape
+        frames = total - _guide_frames(self.positive, samples)  # the video's own, before earlier guides
+        if self.image.ndim != 4 or self.image.shape[0] == 0:
+            raise NodeInputError("image", f"expected an IMAGE batch [frames, H, W, C], got {tuple(self.image.shape)}")
+        images = self.image[:(self.image.shape[0] - 1) // FRAMES_PER_LATENT * FRAMES_PER_LATENT + 1]
+        frame_idx = self.frame_idx
+        if frame_idx < 0:
+            frame_idx = max((frames - 1) * FRAMES_PER_LATENT + 1 + frame_idx, 0)
+        if images.shape[0] > 1:  # a clip's latent frames line up with the video's
+            frame_idx = frame_idx // FRAMES_PER_LATENT * FRAMES_PER_LATENT
+        latent_idx = (frame_idx + FRAMES_PER_LATENT - 1) // FRAMES_PER_LATENT
+        guide = _encode_frames(self.vae, images, w * PIXELS_PER_LATENT, h * PIXELS_PER_LATENT)
+        guide = guide.to(samples).expand(batch, -1, -1, -1, -1)
+        length = guide.shape[2]
+        if latent_idx + length > frames:
+            raise NodeInputError("frame_idx", f"LTXVAddGuide: the guide's {images.shape[0]} frames ({length} latent) "
+                                              f"from frame {frame_idx} run past the video's {frames} latent frames "
+                                              f"({(frames - 1) * FRAMES_PER_LATENT + 1} frames)")
+        kept = torch.full((mask.shape[0], 1, length, *mask.shape[3:]), 1.0 - self.strength)
+        if frame_idx == 0:  # the first frames themselves, as LTXVImgToVideo
+            samples, mask = samples.clone(), mask.clone()
+            samples[:, :, :length], mask[:, :, :length] = guide, kept
+            return self.positive, self.negative, {"samples": samples, "noise_mask": mask}
+        positions = pixel_positions(length, h, w, causal=True, device="cpu")
+        positions[:, 0] += frame_idx
+        conds = []
+        for side in (self.positive, self.negative):
+            earlier = next((o["keyframe_idxs"] for _, o in side if o.get("keyframe_idxs") is not None), None)
+            conds.append(_with_keyframes(side, positions if earlier is None else torch.cat([earlier, positions])))
+        latent = {"samples": torch.cat([samples, guide], dim=2), "noise_mask": torch.cat([mask, kept], dim=2)}
+        return conds[0], conds[1], latent
+
+
+class LTXVCropGuides(Node):
+    """After sampling with LTXVAddGuide's appended guide frames: remove them from the latent (and
+    its noise mask) and their positions from the conditioning, leaving the video's own frames to
+    decode or sample further. A latent without appended guides passes unchanged."""
+    category = "conditioning/video_models"
+    positive: CONDITIONING
+    negative: CONDITIONING
+    latent: LATENT
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
+    comfy = ComfyAlias(("LTXVCropGuides",))
+
+    def run(self):
+        samples, mask = _video_latent(self.latent, "LTXVCropGuides")
+        guides = _guide_frames(self.positive, samples)
+        if guides == 0:
+            return self.positive, self.negative, {"samples": samples, "noise_mask": mask}
+        if guides >= samples.shape[2]:
+            raise NodeInputError("latent", f"LTXVCropGuides: the conditioning has {guides} appended guide frames but "
+                                           f"the latent has only {samples.shape[2]} frames; connect the latent that "
+                                           "came from the same LTXVAddGuide (through the sampler)")
+        latent = {"samples": samples[:, :, :-guides], "noise_mask": mask[:, :, :-guides]}
+        return _with_keyframes(self.positive, None), _with_keyframes(self.negative, None), latent
 
 
 class LTXVConditioning(Node):
@@ -136,3 +291,32 @@ class LTXVScheduler(Node):
         from graphflow.sampling.schedules import ltxv_sigmas
         mu = ltxv_shift(_tokens(self.latent), self.max_shift, self.base_shift)
         return ltxv_sigmas(self.steps, mu, self.stretch, self.terminal)
+
+
+class TrimVideoLatent(Node):
+    """Drop the first `trim_amount` latent frames of a video latent (8 video frames each, the
+    first one picture), and of its noise mask: e.g. the frames a continuation repeated from the
+    video before it."""
+    category = "latent/video"
+    samples: LATENT
+    trim_amount: int = Int(0, min=0, max=99999)
+    outputs = {"latent": LATENT}
+    comfy = ComfyAlias(("TrimVideoLatent",))
+
+    def run(self):
+        samples = self.samples.get("samples") if isinstance(self.samples, dict) else None
+        if samples is None or samples.ndim != 5:
+            got = tuple(samples.shape) if samples is not None else type(self.samples).__name__
+            raise NodeInputError("samples", f"TrimVideoLatent needs a video LATENT [B, C, frames, h, w], got {got}")
+        frames = samples.shape[2]
+        if self.trim_amount >= frames:
+            raise NodeInputError("trim_amount", f"TrimVideoLatent: trimming {self.trim_amount} of the latent's "
+                                                f"{frames} frames would leave none")
+        out = {**self.samples, "samples": samples[:, :, self.trim_amount:]}
+        mask = self.samples.get("noise_mask")
+        if mask is not None:
+            if mask.ndim != 5 or mask.shape[2] != frames:
+                raise NodeInputError("samples", f"TrimVideoLatent: the noise mask must be [B, 1, {frames}, h, w] (one "
+                                                f"per latent frame), got {tuple(mask.shape)}")
+            out["noise_mask"] = mask[:, :, self.trim_amount:]
+        return out

@@ -153,6 +153,14 @@ ModelMergeSD35_Large = _block_merge_node(
     the 38 joint blocks and the final layer; the position embedding follows `pos_embed`.""",
     _mmdit_blocks(38), ("ModelMergeSD35_Large",), ("sd3",))
 
+ModelMergeLTXV = _block_merge_node(
+    "ModelMergeLTXV", """Merge two LTX-Video models with one ratio per transformer block (ratio 1 =
+    model1's weights): model1 * ratio + model2 * (1 - ratio). Inputs are the input projection, the
+    timestep embedding (adaln_single), the caption projection, the 28 transformer blocks, the final
+    modulation table (scale_shift_table) and the output projection.""",
+    ["patchify_proj.", "adaln_single.", "caption_projection."] + [f"transformer_blocks.{i}." for i in range(28)]
+    + ["scale_shift_table", "proj_out."], ("ModelMergeLTXV",), ("ltxv",))
+
 
 class CLIPMergeSimple(Node):
     """clip1 * ratio + clip2 * (1 - ratio), weight by weight (ratio 1 = clip1 unchanged)."""

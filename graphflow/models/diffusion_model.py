@@ -78,7 +78,8 @@ class DiffusionModel:
     mu 1.15), with guidance 0 and real CFG.
 
     LTX-Video (ltxv, graphflow.models.ltxv): x a video latent [B, 128, frames, h, w]; context T5's
-    tokens; model(x, sigma, context, y, frame_rate=25.0) (y unused: no pooled vector). Sampled
+    tokens; model(x, sigma, context, y, frame_rate=25.0, keyframe_positions=None) (y unused: no
+    pooled vector; keyframe_positions: LTXVAddGuide's appended guide frames' coordinates). Sampled
     as ComfyUI does, ModelSamplingFlux with mu 2.37 (`sampling_shift`) unless ModelSamplingLTXV
     sets another.
 

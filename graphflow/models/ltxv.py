@@ -12,6 +12,8 @@ sits at frame 8f (with causal temporal positioning 8f - 7, not below 0), row 32h
 32w; the frame is divided by the frame rate (seconds), then each axis by (20, 2048, 2048).
 sigma [B] in [0, 1] is scaled by 1000 inside, as ComfyUI does; a per-token sigma [B, F*H*W]
 (image-to-video: the given first frame kept at 0) modulates each token by its own timestep.
+Guide frames appended after the video's own (LTXVAddGuide) bring their own pixel coordinates
+(`keyframe_positions`, ComfyUI's keyframe_idxs): the frames they guide, not where they sit.
 """
 
 import math
@@ -30,14 +32,13 @@ MAX_POSITIONS = (20, 2048, 2048)
 THETA = 10000.0
 
 
-def pixel_positions(frames: int, height: int, width: int, frame_rate: float, causal: bool, device) -> torch.Tensor:
-    """[F*H*W, 3] (seconds, row, column) of each token, in the (f, h, w) order tokens have."""
+def pixel_positions(frames: int, height: int, width: int, causal: bool, device) -> torch.Tensor:
+    """[F*H*W, 3] (pixel frame, row, column) of each token, in the (f, h, w) order tokens have."""
     grid = torch.stack(torch.meshgrid(torch.arange(frames, device=device), torch.arange(height, device=device),
                                       torch.arange(width, device=device), indexing="ij"), dim=-1).reshape(-1, 3)
     pos = (grid * torch.tensor(SCALE_FACTORS, device=device)).float()
     if causal:  # the first latent frame is one picture, the rest 8 each: centre them on their last
         pos[:, 0] = (pos[:, 0] + 1 - SCALE_FACTORS[0]).clamp(min=0)
-    pos[:, 0] = pos[:, 0] / frame_rate
     return pos
 
 
@@ -165,14 +166,22 @@ class LTXV(nn.Module):
         self.proj_out = Linear(dim, cfg.in_channels)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, y=None, attention_mask=None,
-                frame_rate: float = 25.0, **unused) -> torch.Tensor:
+                frame_rate: float = 25.0, keyframe_positions: torch.Tensor | None = None, **unused) -> torch.Tensor:
         """x [B, C, F, H, W]; sigma [B] or per token [B, F*H*W]; context [B, L, 4096]; y unused
         (no pooled vector; the flow models' call passes one); attention_mask [B, L] (1 keep, 0
-        padding) or None."""
+        padding) or None; keyframe_positions [N, 3] (pixel frame, row, column) of the last N
+        tokens (appended guide frames), in place of their place in the grid."""
         b, c, f, h, w = x.shape
         tokens = x.flatten(2).transpose(1, 2)
-        pe = rope(pixel_positions(f, h, w, frame_rate, self.config.causal_temporal_positioning, x.device),
-                  self.config.hidden_size)
+        pos = pixel_positions(f, h, w, self.config.causal_temporal_positioning, x.device)
+        if keyframe_positions is not None:
+            n = keyframe_positions.shape[0]
+            if keyframe_positions.shape != (n, 3) or not 0 < n <= pos.shape[0]:
+                raise ValueError(f"keyframe positions must be [N, 3] for at most the {pos.shape[0]} tokens of the "
+                                 f"latent, got {tuple(keyframe_positions.shape)}")
+            pos[-n:] = keyframe_positions.to(pos)
+        pos[:, 0] = pos[:, 0] / frame_rate  # frames -> seconds
+        pe = rope(pos, self.config.hidden_size)
         hidden = self.patchify_proj(tokens)
         sigma = sigma.reshape(b, -1)  # [B, 1] or [B, N]
         temb, embedded = self.adaln_single((sigma * 1000.0).flatten(), hidden.dtype)

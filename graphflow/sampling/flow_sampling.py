@@ -195,12 +195,14 @@ class FlowDenoiser:
                  guidance: torch.Tensor | None = None, control=None,
                  attention_mask: torch.Tensor | None = None, reference_latents: list | None = None,
                  reference_method: str = "offset", control_context: torch.Tensor | None = None,
-                 frame_rate: float | None = None) -> torch.Tensor:
+                 frame_rate: float | None = None, keyframe_positions: torch.Tensor | None = None) -> torch.Tensor:
         dtype = self.model.dtype
         xc = x if concat is None else torch.cat([x, concat.to(x.device, x.dtype)], dim=1)
         kwargs = {}
         if frame_rate is not None:  # LTX-Video (prepare_conds sets it for video models only)
             kwargs["frame_rate"] = frame_rate
+        if keyframe_positions is not None:  # LTX-Video's appended guide frames (likewise)
+            kwargs["keyframe_positions"] = keyframe_positions.to(x.device)
         if guidance is not None:
             kwargs["guidance"] = guidance.to(x.device, torch.float32)
         if attention_mask is not None:

@@ -74,6 +74,7 @@ class Cond:
     prior: torch.Tensor | None = None  # [B, 16, h, w] Stable Cascade Stage C latent, Stage B's conditioning
     video_frames: int | None = None  # SVD: frames per video (the latent batch), however many sides are batched
     frame_rate: float | None = None  # LTX-Video's (LTXVConditioning): where frames sit in time
+    keyframe_positions: torch.Tensor | None = None  # LTX-Video's appended guide frames (LTXVAddGuide): [N, 3]
 
     def active(self, sigma: torch.Tensor) -> bool:
         if self.sigma_start is None and self.sigma_end is None:
@@ -161,6 +162,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             raise ValueError(f"conditioning entry {k}: areas and masks need image latents [B, C, h, w]; this "
                              f"latent is a video {tuple(x_shape)}")
         frame_rate = options.get("frame_rate", 25.0) if getattr(model, "is_video", False) else None
+        keyframes = _keyframe_positions(options, x_shape, k) if getattr(model, "is_video", False) else None
         references = _reference_latents(model, options, batch, device)
         prior = _cascade_prior(model, options, x_shape, device)
         mask = options.get("mask")
@@ -204,8 +206,27 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             prior=prior,
             video_frames=batch if getattr(model, "arch", None) == "svd" else None,
             frame_rate=None if frame_rate is None else float(frame_rate),
+            keyframe_positions=keyframes,
         ))
     return out
+
+
+def _keyframe_positions(options: dict, x_shape: tuple, k: int) -> torch.Tensor | None:
+    """LTXVAddGuide's "keyframe_idxs": the pixel (frame, row, column) of each token of the guide
+    frames appended to the latent, [N, 3], N whole latent frames' tokens. Kept on the CPU (the
+    model moves them) so that batching entries can compare them without a device sync."""
+    positions = options.get("keyframe_idxs")
+    if positions is None:
+        return None
+    tokens = math.prod(x_shape[2:])
+    per_frame = math.prod(x_shape[3:]) if len(x_shape) == 5 else 0
+    if (not torch.is_tensor(positions) or positions.ndim != 2 or positions.shape[1] != 3 or not per_frame
+            or positions.shape[0] % per_frame or not 0 < positions.shape[0] < tokens):
+        shape = tuple(positions.shape) if torch.is_tensor(positions) else type(positions).__name__
+        raise ValueError(f"conditioning entry {k}: the guide frames' positions (LTXVAddGuide's keyframe_idxs) must be "
+                         f"[N, 3] for whole latent frames of this video latent {tuple(x_shape)}, got {shape}; was the "
+                         "latent cropped (LTXVCropGuides) without its conditioning?")
+    return positions.detach().float().cpu()
 
 
 def _cascade_prior(model, options: dict, x_shape: tuple, device) -> torch.Tensor | None:
@@ -332,6 +353,9 @@ def _can_batch(a, b) -> bool:
         return False
     if ca.frame_rate != cb.frame_rate:
         return False
+    ka, kb = ca.keyframe_positions, cb.keyframe_positions
+    if (ka is None) != (kb is None) or (ka is not None and (ka.shape != kb.shape or not torch.equal(ka, kb))):
+        return False
     if hooks_key(ca.hooks) != hooks_key(cb.hooks):
         return False
     if ca.reference_method != cb.reference_method or \
@@ -455,6 +479,8 @@ def predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tenso
             extra["num_frames"] = batch[0][3].video_frames
         if batch[0][3].frame_rate is not None:
             extra["frame_rate"] = batch[0][3].frame_rate
+        if batch[0][3].keyframe_positions is not None:
+            extra["keyframe_positions"] = batch[0][3].keyframe_positions
         if batch[0][3].references:
             extra["reference_latents"] = [torch.cat(refs) for refs in zip(*(b[3].references for b in batch))]
             extra["reference_method"] = batch[0][3].reference_method
