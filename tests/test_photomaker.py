@@ -98,6 +98,18 @@ def test_bin_and_safetensors_load_the_same(tmp_path):
             assert ka == kb and torch.equal(va, vb)
 
 
+def test_file_kind_names_the_photomaker_folder(tmp_path):
+    from graphflow.models.file_kind import identify
+    from graphflow.models.weight_files import WeightFile
+
+    with WeightFile(write_photomaker(tmp_path / "pm.safetensors")) as f:  # its lora_weights.* too
+        kind = identify(f.shapes)
+    assert (kind.folder, kind.loader) == ("photomaker", "PhotoMakerLoader")
+    with pytest.raises(CheckpointError, match="put it in models/photomaker/ and load it with PhotoMakerLoader"):
+        from graphflow.models.clip_vision import load_clip_vision
+        load_clip_vision(tmp_path / "pm.safetensors")
+
+
 class Payload:
     def __reduce__(self):
         return (print, ("this must not run",))

@@ -328,10 +328,13 @@ def load_clip_vision(path, device=None, dtype=None) -> ClipVision:
                 break
         else:
             from .architecture import format_prefixes, prefix_summary
+            from .file_kind import identify
 
+            kind = identify(f.shapes)
             raise CheckpointError(f"{f.path.name} is not a CLIP vision model: expected transformers' "
                                   f"'vision_model.embeddings.patch_embedding.weight' (or OpenCLIP's visual "
-                                  f"'conv1.weight'); found prefixes: {format_prefixes(prefix_summary(f.shapes))}")
+                                  f"'conv1.weight'); found prefixes: {format_prefixes(prefix_summary(f.shapes))}."
+                                  + (f" {kind.advice()}" if kind else ""))
         try:
             config = clip_vision_config_from_shapes(source.shapes, f.config().get("clip_vision"))
         except (KeyError, ValueError, IndexError) as e:
