@@ -11,9 +11,9 @@ PHOTOMAKER = socket_type("PHOTOMAKER", "#8d6e63", "A PhotoMaker v1 ID encoder: C
 
 class PhotoMakerLoader(Node):
     """Load a PhotoMaker v1 ID encoder (TencentARC's photomaker-v1.bin, or a .safetensors with its
-    id_encoder.* tensors) from models/photomaker/. The file's LoRA is not applied here: load it
-    with a LoRA loader, as in ComfyUI."""
-    category = "photomaker"
+    id_encoder.* tensors) from models/photomaker/. The file's LoRA (lora_weights) is not applied
+    here, as in ComfyUI: load it separately with a LoRA loader."""
+    category = "_for_testing/photomaker"
     photomaker_model_name: str = Choice(lambda: folders.list_models("photomaker"), model_folder="photomaker")
     outputs = {"photomaker": PHOTOMAKER}
     comfy = ComfyAlias(("PhotoMakerLoader",))
@@ -38,13 +38,13 @@ class PhotoMakerEncode(Node):
     as CLIPTextEncode would; the token just before it (the class word's last token: "a photo of a
     man photomaker" -> "man") is replaced by its fusion with the image's ID embedding. Everything
     else, the pooled output included, is the plain encoding of the prompt without the trigger word.
-    As ComfyUI's node, only the first image of the batch is used (a warning says so when there are
+    A prompt starting with the trigger word (no class word) is refused. As ComfyUI's node, only the first image of the batch is used (a warning says so when there are
     more), and a prompt without the trigger word is encoded unchanged (with a warning)."""
-    category = "photomaker"
+    category = "_for_testing/photomaker"
     photomaker: PHOTOMAKER
     image: IMAGE
     clip: CLIP
-    text: str = Text("photograph of photomaker", multiline=True, dynamicPrompts=True)
+    text: str = Text("photograph of photomaker", multiline=True)
     outputs = {"conditioning": CONDITIONING}
     comfy = ComfyAlias(("PhotoMakerEncode",))
 
