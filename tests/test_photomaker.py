@@ -14,7 +14,7 @@ from transformers import CLIPVisionModelWithProjection
 from graphflow.context import NodeInputError
 from graphflow.executor import Executor
 from graphflow.models.clip_vision import CLIP_MEAN, CLIP_STD, preprocess
-from graphflow.models.photomaker import PhotoMakerIDEncoder, load_photomaker
+from graphflow.models.photomaker import PhotoMakerIDEncoder, load_photomaker, photomaker_config_from_shapes
 from graphflow.models.tokenizer import WINDOW, encode_text
 from graphflow.models.weight_files import CheckpointError
 from graphflow.testing import photomaker_config, write_checkpoint, write_ip_adapter, write_lora, write_photomaker
@@ -58,6 +58,31 @@ def test_vision_tower_matches_transformers():
     assert out.shape == (3, cfg.embed_dim)
     torch.testing.assert_close(out[:, :cfg.text_widths[0]], ref.image_embeds, atol=1e-5, rtol=0)
     torch.testing.assert_close(out[:, cfg.text_widths[0]:], pooled @ ours.visual_projection_2.weight.T, atol=1e-5, rtol=0)
+
+
+def test_released_layout_is_read_from_its_shapes():
+    """photomaker-v1.bin's id_encoder: transformers' ViT-L/14 CLIPVisionModelWithProjection (built on
+    the meta device: shapes only) plus visual_projection_2 [1280, 1024] and the fuse module for
+    SDXL's 2048-wide text embedding; every tensor finds its place, nothing is left over."""
+    with torch.device("meta"):
+        tower = CLIPVisionModelWithProjection(HFCLIPVisionConfig(
+            hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, image_size=224,
+            patch_size=14, projection_dim=768, hidden_act="quick_gelu"))
+    shapes = {k: tuple(v.shape) for k, v in tower.state_dict().items() if not k.endswith("position_ids")}
+    shapes["visual_projection_2.weight"] = (1280, 1024)
+    for mlp, dim_in in (("mlp1", 4096), ("mlp2", 2048)):
+        shapes.update({f"fuse_module.{mlp}.layernorm.weight": (dim_in,), f"fuse_module.{mlp}.layernorm.bias": (dim_in,),
+                       f"fuse_module.{mlp}.fc1.weight": (2048, dim_in), f"fuse_module.{mlp}.fc1.bias": (2048,),
+                       f"fuse_module.{mlp}.fc2.weight": (2048, 2048), f"fuse_module.{mlp}.fc2.bias": (2048,)})
+    shapes.update({"fuse_module.layer_norm.weight": (2048,), "fuse_module.layer_norm.bias": (2048,)})
+    config = photomaker_config_from_shapes(shapes)
+    v = config.vision
+    assert (v.hidden_size, v.num_layers, v.patch_size, v.image_size, v.projection_dim, v.hidden_act) == \
+        (1024, 24, 14, 224, 768, "quick_gelu")
+    assert config.text_widths == (768, 1280) and config.embed_dim == 2048
+    with torch.device("meta"):
+        ours = {k: tuple(t.shape) for k, t in PhotoMakerIDEncoder(config).state_dict().items()}
+    assert ours == shapes
 
 
 def _fuse_by_formula(sd: dict, prompt: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -236,6 +261,12 @@ def test_bad_inputs_are_named(builtin_registry, models):
         with pytest.raises(NodeInputError, match=message) as info:
             call(builtin_registry, "PhotoMakerLoader", photomaker_model_name=name)
         assert info.value.input == "photomaker_model_name"
+    wrong = graph()
+    wrong["2"]["inputs"]["photomaker_model_name"] = "a_lora.safetensors"  # refused before anything runs
+    result = Executor(builtin_registry).run(parse_workflow(wrong, builtin_registry), outputs=["9"])
+    assert result.status == "invalid"
+    assert any("a_lora.safetensors is not a file for models/photomaker/" in p.message and p.input == "photomaker_model_name"
+               for p in result.problems)
     image = torch.rand(1, 32, 32, 3)
     base = dict(photomaker=photomaker, image=image, clip=sdxl_clip, text="a man photomaker")
     cases = [(dict(clip=sd1_clip), "clip", r"needs SDXL's text encoder \(CLIP-L \+ CLIP-G, 192 wide.*sd1's \(64 wide\)"),

@@ -178,6 +178,12 @@ def _not_photomaker(path: Path, state: dict) -> CheckpointError:
                            + (f" {kind.advice()}" if kind else ""))
 
 
+def photomaker_config_from_shapes(shapes: dict[str, tuple]) -> PhotoMakerConfig:
+    """The config of an ID encoder's tensors (bare names) from their names and shapes."""
+    vision = clip_vision_config_from_shapes(shapes, {"hidden_act": "quick_gelu"})
+    return PhotoMakerConfig(vision, (shapes["visual_projection.weight"][0], shapes["visual_projection_2.weight"][0]))
+
+
 def load_photomaker(path, device=None, dtype=None) -> PhotoMaker:
     """A PhotoMaker v1 file's ID encoder, on the device and in the dtype CLIP vision models load in."""
     from .checkpoint import _resolve
@@ -186,10 +192,8 @@ def load_photomaker(path, device=None, dtype=None) -> PhotoMaker:
     state = read_photomaker_state(path)
     if not all(m in state for m in MARKERS):
         raise _not_photomaker(path, state)
-    shapes = {k: tuple(v.shape) for k, v in state.items()}
     try:
-        vision = clip_vision_config_from_shapes(shapes, {"hidden_act": "quick_gelu"})
-        config = PhotoMakerConfig(vision, (shapes["visual_projection.weight"][0], shapes["visual_projection_2.weight"][0]))
+        config = photomaker_config_from_shapes({k: tuple(v.shape) for k, v in state.items()})
     except (KeyError, ValueError, IndexError) as e:
         raise CheckpointError(f"{path.name}: the PhotoMaker ID encoder's layout could not be read ({e})") from None
     device, dtype = _resolve(device, dtype, "clip_vision")
