@@ -135,6 +135,18 @@ def test_file_kind_names_the_photomaker_folder(tmp_path):
         load_clip_vision(tmp_path / "pm.safetensors")
 
 
+def test_half_precision_encoder_gives_float32_rows_close_to_full_precision(tmp_path):
+    """As on a GPU (weights in bf16/fp16): inputs are cast to the module's dtype, the rows come back float32."""
+    path = write_photomaker(tmp_path / "photomaker-v1.bin", dtype=torch.float32)
+    image = torch.rand(1, 40, 48, 3, generator=torch.Generator().manual_seed(7))
+    prompt = torch.randn(1, 192, generator=torch.Generator().manual_seed(8))
+    full = load_photomaker(path, "cpu", torch.float32).fuse(image, prompt)
+    half = load_photomaker(path, "cpu", torch.bfloat16).fuse(image, prompt)
+    assert half.dtype == full.dtype == torch.float32 and half.shape == (1, 192)
+    torch.testing.assert_close(half, full, atol=0.1, rtol=0.05)
+    assert not torch.equal(half, full)
+
+
 class Payload:
     def __reduce__(self):
         return (print, ("this must not run",))
