@@ -49,7 +49,8 @@ def safe_join(base: Path, name: str, follow_links: bool = False) -> Path:
 COMFY_KINDS = {"clip": "text_encoders", "unet": "diffusion_models"}
 # every models/ subfolder a loader reads (diffusers: folders, not files)
 MODEL_KINDS = ("checkpoints", "diffusion_models", "loras", "vae", "text_encoders", "controlnet", "upscale_models",
-               "clip_vision", "style_models", "embeddings", "hypernetworks", "gligen", "ipadapter", "vae_approx")
+               "clip_vision", "style_models", "embeddings", "hypernetworks", "gligen", "ipadapter", "vae_approx",
+               "photomaker")
 
 # kinds whose models are folders, not files (a diffusers model_index.json and its parts' subfolders)
 FOLDER_KINDS = ("diffusers",)

@@ -706,6 +706,37 @@ def write_ip_adapter(path, arch: str = "sd1", kind: str = "basic", seed: int = 0
     return Path(path)
 
 
+def photomaker_config():
+    """A scaled-down PhotoMaker v1 ID encoder fitting write_checkpoint("sdxl")'s text encoders
+    (CLIP-L 64 + CLIP-G 128 wide), its ViT clip_vision_config()'s with quick_gelu."""
+    from dataclasses import replace
+
+    from .models.photomaker import PhotoMakerConfig
+
+    widths = (TEXT_TINY["clip_l"][0], TEXT_TINY["clip_g"][0])
+    return PhotoMakerConfig(replace(clip_vision_config(projection_dim=widths[0]), hidden_act="quick_gelu"), widths)
+
+
+def write_photomaker(path, seed: int = 0, dtype=torch.float16, lora: bool = True) -> Path:
+    """A random PhotoMaker v1 file (photomaker_config()): `.bin` / `.pt` paths get the pickle
+    {"id_encoder": {...}, "lora_weights": {...}} of photomaker-v1.bin, other paths a .safetensors
+    with the same tensors under id_encoder. / lora_weights. (lora=False: the ID encoder only).
+    The LoRA part is a placeholder of diffusers-style names: the loader ignores it."""
+    from .models.photomaker import PhotoMakerIDEncoder
+
+    with torch.device("meta"):
+        shapes = _module_shapes(PhotoMakerIDEncoder(photomaker_config()))
+    parts = {"id_encoder": random_state(shapes, seed, dtype)}
+    if lora:
+        parts["lora_weights"] = random_state({"unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q."
+                                              "lora.down.weight": (4, 64)}, seed + 1, dtype)
+    if Path(path).suffix in (".bin", ".pt"):
+        torch.save(parts, str(path))
+    else:
+        save_file({f"{group}.{k}": v for group, state in parts.items() for k, v in state.items()}, str(path))
+    return Path(path)
+
+
 UNCLIP_EMBED = 32  # the scaled-down CLIP vision model's projection width
 
 

@@ -179,8 +179,8 @@ class CLIPVisionModel(nn.Module):
         if config.projection_dim:
             self.visual_projection = nn.Linear(config.hidden_size, config.projection_dim, bias=False)
 
-    def forward(self, pixels: torch.Tensor) -> ClipVisionOutput:
-        """Normalised pixels [B, 3, S, S] -> ClipVisionOutput (in the model's dtype and device)."""
+    def hidden_states(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised pixels [B, 3, S, S] -> (encoder output, second-to-last block's output)."""
         vm = self.vision_model
         x = vm.embeddings(pixels)
         if self.config.class_token:
@@ -190,6 +190,12 @@ class CLIPVisionModel(nn.Module):
             x = layer(x)
             if i == len(vm.encoder.layers) - 2:
                 penultimate = x
+        return x, penultimate
+
+    def forward(self, pixels: torch.Tensor) -> ClipVisionOutput:
+        """Normalised pixels [B, 3, S, S] -> ClipVisionOutput (in the model's dtype and device)."""
+        vm = self.vision_model
+        x, penultimate = self.hidden_states(pixels)
         if not self.config.class_token:
             x = vm.post_layernorm(x)
             return ClipVisionOutput(x, x, penultimate)
@@ -322,10 +328,13 @@ def load_clip_vision(path, device=None, dtype=None) -> ClipVision:
                 break
         else:
             from .architecture import format_prefixes, prefix_summary
+            from .file_kind import identify
 
+            kind = identify(f.shapes)
             raise CheckpointError(f"{f.path.name} is not a CLIP vision model: expected transformers' "
                                   f"'vision_model.embeddings.patch_embedding.weight' (or OpenCLIP's visual "
-                                  f"'conv1.weight'); found prefixes: {format_prefixes(prefix_summary(f.shapes))}")
+                                  f"'conv1.weight'); found prefixes: {format_prefixes(prefix_summary(f.shapes))}."
+                                  + (f" {kind.advice()}" if kind else ""))
         try:
             config = clip_vision_config_from_shapes(source.shapes, f.config().get("clip_vision"))
         except (KeyError, ValueError, IndexError) as e:

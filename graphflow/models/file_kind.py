@@ -123,6 +123,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         return FileKind("GLIGEN text-box model", "gligen", "LoadGLIGEN")
     if _has(shapes, "image_proj.") and _has(shapes, "ip_adapter."):
         return FileKind("IP-Adapter", "ipadapter", "IPAdapterModelLoader")
+    if _has(shapes, "fuse_module.mlp1.") and _has(shapes, "visual_projection_2."):  # before LoRA: v1 files carry one
+        return FileKind("PhotoMaker v1 ID encoder", "photomaker", "PhotoMakerLoader")
     if any(k.startswith("lora_") or any(p in k for p in _LORA_PARTS) for k in shapes) \
             or shapes and all(k.endswith((".diff", ".diff_b")) for k in shapes):  # full-diff LoRA (LoraSave)
         return FileKind("LoRA", "loras", "LoadLoRA")

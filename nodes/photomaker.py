@@ -1,0 +1,81 @@
+"""PhotoMaker v1 (SDXL): load TencentARC's ID encoder (models/photomaker/) and put a person's
+identity, from a picture, into the prompt's class word, as ComfyUI's core nodes do."""
+
+from __future__ import annotations
+
+from graphflow.api import CLIP, CONDITIONING, IMAGE, Choice, ComfyAlias, Node, NodeInputError, Text, folders, socket_type
+from nodes.conditioning import encoded
+
+PHOTOMAKER = socket_type("PHOTOMAKER", "#8d6e63", "A PhotoMaker v1 ID encoder: CLIP ViT-L image tower and fuse module")
+
+
+class PhotoMakerLoader(Node):
+    """Load a PhotoMaker v1 ID encoder (TencentARC's photomaker-v1.bin, or a .safetensors with its
+    id_encoder.* tensors) from models/photomaker/. The file's LoRA (lora_weights) is not applied
+    here, as in ComfyUI: load it separately with a LoRA loader."""
+    category = "_for_testing/photomaker"
+    photomaker_model_name: str = Choice(lambda: folders.list_models("photomaker"), model_folder="photomaker")
+    outputs = {"photomaker": PHOTOMAKER}
+    comfy = ComfyAlias(("PhotoMakerLoader",))
+
+    @classmethod
+    def fingerprint(cls, photomaker_model_name):
+        return folders.model_state("photomaker", photomaker_model_name)
+
+    def run(self):
+        from graphflow.models.photomaker import load_photomaker
+        from graphflow.models.weight_files import CheckpointError
+
+        try:
+            return load_photomaker(folders.find_model("photomaker", self.photomaker_model_name))
+        except (FileNotFoundError, ValueError, CheckpointError) as e:
+            raise NodeInputError("photomaker_model_name", str(e)) from None
+
+
+class PhotoMakerEncode(Node):
+    """Encode an SDXL prompt with a person's identity from `image`. The word `photomaker` (standing
+    alone between spaces; its first occurrence) is taken out of the prompt, which is then encoded
+    as CLIPTextEncode would; the token just before it (the class word's last token: "a photo of a
+    man photomaker" -> "man") is replaced by its fusion with the image's ID embedding. Everything
+    else, the pooled output included, is the plain encoding of the prompt without the trigger word.
+    A prompt starting with the trigger word (no class word) is refused. As ComfyUI's node, only the first image of the batch is used (a warning says so when there are
+    more), and a prompt without the trigger word is encoded unchanged (with a warning)."""
+    category = "_for_testing/photomaker"
+    photomaker: PHOTOMAKER
+    image: IMAGE
+    clip: CLIP
+    text: str = Text("photograph of photomaker", multiline=True)
+    outputs = {"conditioning": CONDITIONING}
+    comfy = ComfyAlias(("PhotoMakerEncode",))
+
+    def run(self):
+        from graphflow.context import warn
+        from graphflow.models.photomaker import TRIGGER, class_token_row, without_trigger
+
+        image, width = self.image, self.photomaker.config.embed_dim
+        if getattr(image, "ndim", 0) != 4 or image.shape[-1] not in (3, 4) or image.shape[0] == 0:
+            raise NodeInputError("image", f"expected an IMAGE [B, H, W, 3], got shape {tuple(getattr(image, 'shape', ()))}")
+        if self.clip is None:
+            raise NodeInputError("clip", "no text encoder: the checkpoint has none; load one separately")
+        arch, dim = getattr(self.clip, "arch", type(self.clip).__name__), getattr(self.clip, "output_dim", None)
+        if arch != "sdxl" or dim != width:
+            raise NodeInputError("clip", f"PhotoMaker v1 needs SDXL's text encoder (CLIP-L + CLIP-G, {width} wide "
+                                         f"for this file); got {arch}'s" + (f" ({dim} wide)" if dim else ""))
+        without, index = without_trigger(self.text)
+        if index is None:
+            warn(f"the prompt has no '{TRIGGER}' word (standing alone between spaces): encoded without the image")
+        elif image.shape[0] > 1:
+            warn(f"PhotoMakerEncode uses the first of the {image.shape[0]} images, as ComfyUI's node does")
+
+        def encode(clip):
+            cond, pooled = clip.encode(without)
+            if index is not None:
+                row = class_token_row(clip, self.text, without)
+                if row is None:
+                    raise NodeInputError("text", f"'{TRIGGER}' must follow the class word it gives the identity "
+                                                 f"to, e.g. 'a photo of a man {TRIGGER}'; got {self.text!r}")
+                cond = cond.clone()
+                cond[0, row] = self.photomaker.fuse(image[:1], cond[0, row:row + 1])[0]
+            return cond, {} if pooled is None else {"pooled_output": pooled}
+
+        return encoded(self.clip, encode)
