@@ -213,12 +213,11 @@ class ImageScale(Node):
     comfy = ComfyAlias(("ImageScale",))
 
     def run(self):
-        from graphflow.images import center_crop_to_aspect, resize_nchw
-        x = self.image.movedim(-1, 1)
-        width, height = target_size(x.shape[-1], x.shape[-2], self.width, self.height)
-        if self.crop == "center":
-            x = center_crop_to_aspect(x, width, height)
-        return resize_nchw(x, width, height, self.upscale_method).clamp(0, 1).movedim(1, -1)
+        image = _image(self.image, "image")
+        if self.width == 0 and self.height == 0:  # as ComfyUI: untouched, not a same-size resample
+            return image
+        width, height = target_size(image.shape[2], image.shape[1], self.width, self.height)
+        return _resize_image(image, width, height, self.upscale_method, crop=self.crop == "center")
 
 
 def target_size(width: int, height: int, new_width: int, new_height: int) -> tuple[int, int]:
@@ -285,11 +284,13 @@ def _image(image, name: str) -> torch.Tensor:
 
 
 def _resize_image(image: torch.Tensor, width: int, height: int, method: str, crop: bool = False) -> torch.Tensor:
+    """ComfyUI's common_upscale on an IMAGE batch. Not clamped, as there: bicubic overshoots
+    0..1 at sharp edges and the overshoot flows on (SaveImage clips; VAEEncode takes it as is)."""
     from graphflow.images import center_crop_to_aspect, resize_nchw
     x = image.movedim(-1, 1)
     if crop:
         x = center_crop_to_aspect(x, width, height)
-    return resize_nchw(x, width, height, method).clamp(0, 1).movedim(1, -1)
+    return resize_nchw(x, width, height, method).movedim(1, -1)
 
 
 class ImageScaleBy(Node):
@@ -330,13 +331,13 @@ class ImageScaleToTotalPixels(Node):
         size, megapixels = inputs.get("image"), widgets.get("megapixels")
         if size is None or not isinstance(megapixels, (int, float)):
             return Estimate(size)
-        scale = (megapixels * 1024 * 1024 / (size.width * size.height)) ** 0.5
+        scale = (int(megapixels * 1024 * 1024) / (size.width * size.height)) ** 0.5
         return Estimate(Size(size.batch, max(1, round(size.height * scale)), max(1, round(size.width * scale))))
 
     def run(self):
         image = _image(self.image, "image")
         h, w = image.shape[1:3]
-        scale = (self.megapixels * 1024 * 1024 / (w * h)) ** 0.5
+        scale = (int(self.megapixels * 1024 * 1024) / (w * h)) ** 0.5  # int(): ComfyUI's total
         return _resize_image(image, max(1, round(w * scale)), max(1, round(h * scale)), self.upscale_method)
 
 

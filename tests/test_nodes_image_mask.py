@@ -110,7 +110,7 @@ def test_image_scale_gives_comfyuis_pixels(builtin_registry):
         for size in ((40, 20), (230, 170)):
             out = call(builtin_registry, "ImageScale", image=image, upscale_method=method,
                        width=size[0], height=size[1])
-            plain = F.interpolate(nchw, size=size[::-1], mode=method).clamp(0, 1).movedim(1, -1)
+            plain = F.interpolate(nchw, size=size[::-1], mode=method).movedim(1, -1)
             antialiased = F.interpolate(nchw, size=size[::-1], mode=method, antialias=True).clamp(0, 1)
             assert torch.equal(out, plain)
             if method == "bicubic" or size[0] < 101:  # enlarging bilinear is the same either way
@@ -124,6 +124,63 @@ def test_image_scale_gives_comfyuis_pixels(builtin_registry):
         levels = np.clip(255.0 * image[b].numpy(), 0, 255).astype(np.uint8)
         expected = np.asarray(Image.fromarray(levels).resize((37, 23), Image.LANCZOS), dtype=np.float32) / 255.0
         assert torch.equal(out[b], torch.from_numpy(expected))
+
+
+def _sharp_edges() -> torch.Tensor:
+    """A black/white checkerboard of 3x3 blocks with a grey channel: edges a cubic kernel overshoots."""
+    ys, xs = torch.meshgrid(torch.arange(12), torch.arange(15), indexing="ij")
+    board = ((ys // 3 + xs // 3) % 2).float()
+    return torch.stack([board, 1 - board, torch.full_like(board, 0.5)], -1)[None]
+
+
+def test_image_resizing_is_unclamped_torch_interpolation_as_comfyui(builtin_registry, tmp_path):
+    """ComfyUI's ImageScale, ImageScaleBy, ImageScaleToTotalPixels and LatentUpscale give
+    F.interpolate's output as is: bicubic enlarging past sharp edges overshoots 0..1, and stays so."""
+    image = _sharp_edges()
+    nchw = image.movedim(-1, 1)
+    for method in ("nearest-exact", "bilinear", "area", "bicubic"):
+        expected = F.interpolate(nchw, size=(29, 37), mode=method).movedim(1, -1)
+        out = call(builtin_registry, "ImageScale", image=image, upscale_method=method, width=37, height=29)
+        assert torch.equal(out, expected), method
+        by = call(builtin_registry, "ImageScaleBy", image=image, upscale_method=method, scale_by=2.5)
+        assert torch.equal(by, F.interpolate(nchw, size=(30, 38), mode=method).movedim(1, -1)), method
+        # int(0.01 * 1024 * 1024) = 10485 pixels: scale sqrt(10485 / 180) = 7.632, 15x12 -> 114x92.
+        total = call(builtin_registry, "ImageScaleToTotalPixels", image=image, upscale_method=method,
+                     megapixels=0.01)
+        assert torch.equal(total, F.interpolate(nchw, size=(92, 114), mode=method).movedim(1, -1)), method
+        latent = call(builtin_registry, "LatentUpscale", samples={"samples": nchw}, upscale_method=method,
+                      width=37 * 8, height=29 * 8)
+        assert torch.equal(latent["samples"], F.interpolate(nchw, size=(29, 37), mode=method)), method
+    bicubic = call(builtin_registry, "ImageScale", image=image, upscale_method="bicubic", width=37, height=29)
+    assert bicubic.min() < -0.05 and bicubic.max() > 1.05  # the overshoot is kept, not clamped away
+    # SaveImage clips it: the PNG holds 0 and 255 where the overshoot was.
+    from graphflow.images import image_to_pil
+    import numpy as np
+    levels = np.asarray(image_to_pil(bicubic))
+    assert levels.min() == 0 and levels.max() == 255
+    expected = (bicubic[0].clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+    assert np.array_equal(levels, expected)
+    # width = height = 0 gives the image back untouched, even for Lanczos (no 8-bit round trip).
+    fine = torch.rand(1, 6, 7, 3)
+    assert call(builtin_registry, "ImageScale", image=fine, upscale_method="lanczos", width=0, height=0) is fine
+
+
+def test_lanczos_resizing_is_pillows_on_the_same_bytes(builtin_registry):
+    """Lanczos (all four image nodes) goes through Pillow: the 0..1 values clipped and cut to bytes,
+    the picture resized whole (RGB; RGBA premultiplied by Pillow), and the result in 1/255 steps."""
+    import numpy as np
+    torch.manual_seed(1)
+    image = torch.cat([_sharp_edges() * 1.2 - 0.1, (_sharp_edges() * 0.9 + 0.05)])  # out of range too
+    for channels, mode in ((3, "RGB"), (4, "RGBA")):
+        x = torch.cat([image, torch.rand(2, 12, 15, 1)], -1)[..., :channels]
+        for node, widgets, size in (("ImageScale", {"width": 40, "height": 9}, (40, 9)),
+                                    ("ImageScaleBy", {"scale_by": 2.0}, (30, 24))):
+            out = call(builtin_registry, node, image=x, upscale_method="lanczos", **widgets)
+            for b in range(2):
+                levels = np.clip(255.0 * x[b].numpy(), 0, 255).astype(np.uint8)
+                picture = Image.fromarray(levels, mode).resize(size, Image.LANCZOS)
+                expected = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)
+                assert torch.equal(out[b], expected), (node, mode)
 
 
 def test_latent_nodes(builtin_registry):
