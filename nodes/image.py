@@ -52,6 +52,50 @@ def _load_picture(path, name: str):
     return torch.cat(images), torch.cat(masks)
 
 
+class WebcamCapture(Node):
+    """A picture from the webcam: the editor shows the camera's live preview, takes a frame when
+    the graph is queued with capture_on_queue on (or when its capture button is pressed), and
+    uploads it to the inputs folder (webcam/); it is loaded as LoadImage loads a file. A nonzero
+    width or height resizes the capture to it (bilinear); 0 keeps the capture's own."""
+    category = "image"
+    image: str = Text("", upload="webcam", description="the uploaded capture: a file in the inputs folder")
+    width: int = Int(0, min=0, max=MAX_SIZE)
+    height: int = Int(0, min=0, max=MAX_SIZE)
+    capture_on_queue: bool = Bool(True, description="take a new frame each time the graph is queued")
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("WebcamCapture",), folders={"image": "input"})
+
+    @classmethod
+    def fingerprint(cls, image, **widgets):
+        try:
+            return hashlib.sha256(_capture_path(image).read_bytes()).hexdigest()
+        except (OSError, ValueError, NodeInputError):
+            return None  # run() reports it
+
+    def run(self):
+        image = _load_picture(_capture_path(self.image), self.image)[0]
+        height, width = image.shape[1:3]
+        if (self.width or width, self.height or height) == (width, height):
+            return image
+        return _resize_image(image, self.width or width, self.height or height, "bilinear")
+
+
+def _capture_path(name: str):
+    """The file of a capture: a name in the inputs folder, or ComfyUI's annotated one
+    ("webcam/1.png [temp]", as its editor names captures) in that folder."""
+    from graphflow.folders import UnsafePathError, safe_join, split_annotation
+    if not name:
+        raise NodeInputError("image", "no capture yet: press the node's capture button, or queue with "
+                                      "capture_on_queue on, in an editor that can use a camera")
+    plain, folder = split_annotation(name)
+    try:
+        if folder == "temp":
+            return safe_join(folders.temp, plain)
+        return folders.output_path(plain) if folder == "output" else folders.input_path(plain)
+    except UnsafePathError as e:
+        raise NodeInputError("image", f"{name!r} is not a file inside its folder: {e}") from None
+
+
 class LoadImageOutput(Node):
     """Load an image from the outputs folder (a result of an earlier run, to work on further),
     as LoadImage does from the inputs: alpha becomes the mask, frames a batch. The list puts the

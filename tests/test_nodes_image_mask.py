@@ -228,6 +228,51 @@ def test_load_image_alpha_becomes_mask_and_save_embeds_workflow(builtin_registry
     assert "1" in changed.executed
 
 
+def _webcam(image, **widgets):
+    return parse_workflow({"nodes": {
+        "1": {"type": "WebcamCapture", "inputs": {"image": image, **widgets}},
+        "2": {"type": "PreviewImage", "inputs": {"images": ["1", 0]}}}})
+
+
+def test_webcam_capture_loads_the_upload_resized_to_nonzero_sizes(builtin_registry, tmp_folders):
+    """ComfyUI's WebcamCapture: LoadImage's loading of the uploaded capture, IMAGE only; width and
+    height 0 (the defaults) keep the capture's size, a nonzero one is the size it comes out at."""
+    from graphflow.images import pil_to_image
+    node = builtin_registry.get("WebcamCapture")
+    assert [o.type for o in node.output_specs] == ["IMAGE"]
+    assert {n: node.input_specs[n].default for n in ("width", "height", "capture_on_queue")} == \
+        {"width": 0, "height": 0, "capture_on_queue": True}
+    (tmp_folders.inputs / "webcam").mkdir()
+    picture = Image.fromarray((torch.rand(10, 20, 3) * 255).byte().numpy())
+    picture.save(tmp_folders.inputs / "webcam" / "cap.png")
+    pixels = pil_to_image(picture)
+    assert torch.equal(call(builtin_registry, "WebcamCapture", image="webcam/cap.png"), pixels)
+    out = call(builtin_registry, "WebcamCapture", image="webcam/cap.png", width=8, height=0)
+    assert torch.equal(out, F.interpolate(pixels.movedim(-1, 1), size=(10, 8), mode="bilinear").movedim(1, -1))
+    out = call(builtin_registry, "WebcamCapture", image="webcam/cap.png", width=0, height=25)
+    assert out.shape == (1, 25, 20, 3)
+    # ComfyUI's editor names its captures "webcam/<time>.png [temp]": read from the temp folder.
+    (tmp_folders.temp / "webcam").mkdir(parents=True)
+    picture.save(tmp_folders.temp / "webcam" / "1.png")
+    assert torch.equal(call(builtin_registry, "WebcamCapture", image="webcam/1.png [temp]"), pixels)
+    result = Executor(builtin_registry).run(_webcam("webcam/cap.png", width=20, height=10))
+    assert result.ok, result.error
+
+
+def test_webcam_capture_errors_name_the_node_and_input(builtin_registry, tmp_folders, tmp_path):
+    Image.new("RGB", (4, 4)).save(tmp_path / "secret.png")
+    executor = Executor(builtin_registry)
+    for name, expected in (("webcam/gone.png", "can't read 'webcam/gone.png' as an image"),
+                           ("", "no capture yet"),
+                           ("../secret.png", "not a file inside its folder"),
+                           ("../secret.png [temp]", "not a file inside its folder")):
+        result = executor.run(_webcam(name))
+        assert result.status == "error", name
+        assert (result.error["node_id"], result.error["node_type"], result.error["input"]) == \
+            ("1", "WebcamCapture", "image"), name
+        assert expected in result.error["message"], (name, result.error["message"])
+
+
 def test_file_names_cannot_escape_their_folders(builtin_registry, tmp_folders, tmp_path):
     Image.new("RGB", (4, 4)).save(tmp_path / "secret.png")
     workflow = parse_workflow({"nodes": {
