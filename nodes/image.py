@@ -46,9 +46,11 @@ def _load_picture(path, name: str):
     for frame in ImageSequence.Iterator(picture):
         image = pil_to_image(frame)
         if images and image.shape != images[0].shape:
-            break  # frames of another size (some GIFs): keep the first run of equal frames
+            continue  # a frame of another size is left out, as ComfyUI's LoadImage does
         images.append(image)
         masks.append(pil_alpha_mask(frame))
+        if picture.format == "MPO":
+            break  # a camera's multi-picture JPEG: ComfyUI takes its first picture only
     return torch.cat(images), torch.cat(masks)
 
 

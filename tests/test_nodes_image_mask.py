@@ -273,6 +273,27 @@ def test_webcam_capture_errors_name_the_node_and_input(builtin_registry, tmp_fol
         assert expected in result.error["message"], (name, result.error["message"])
 
 
+def test_load_image_reads_a_gif_as_a_batch_of_its_frames(builtin_registry, tmp_folders):
+    """ComfyUI's LoadImage: every frame of a GIF (Pillow's ImageSequence) as one batch, each
+    frame's alpha as its mask; listed among LoadImage's files."""
+    import numpy as np
+    from PIL import ImageSequence
+    pictures = [Image.new("RGB", (9, 5), (60 * i, 200 - 60 * i, 30)) for i in range(3)]
+    pictures[1].putpixel((2, 3), (255, 255, 255))
+    pictures[0].save(tmp_folders.inputs / "anim.gif", save_all=True, append_images=pictures[1:], duration=50)
+    assert "anim.gif" in builtin_registry.get("LoadImage").input_specs["image"].widget.options()
+    image, mask = call(builtin_registry, "LoadImage", image="anim.gif")
+    with Image.open(tmp_folders.inputs / "anim.gif") as gif:
+        frames = [frame.convert("RGBA") for frame in ImageSequence.Iterator(gif)]
+    assert len(frames) == 3 and image.shape == (3, 5, 9, 3) and mask.shape == (3, 5, 9)
+    for i, frame in enumerate(frames):
+        rgba = np.asarray(frame, dtype=np.float32) / 255.0
+        assert torch.equal(image[i], torch.from_numpy(np.asarray(frame.convert("RGB"), dtype=np.float32) / 255.0))
+        assert torch.equal(mask[i], torch.from_numpy(1.0 - rgba[..., 3]))
+    assert len({tuple(image[i, 0, 0].tolist()) for i in range(3)}) == 3  # three frames, not one repeated
+    assert image[1, 3, 2].tolist() == [1.0, 1.0, 1.0] and image[0, 3, 2].tolist() != [1.0, 1.0, 1.0]
+
+
 def test_file_names_cannot_escape_their_folders(builtin_registry, tmp_folders, tmp_path):
     Image.new("RGB", (4, 4)).save(tmp_path / "secret.png")
     workflow = parse_workflow({"nodes": {
