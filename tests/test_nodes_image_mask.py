@@ -183,6 +183,18 @@ def test_lanczos_resizing_is_pillows_on_the_same_bytes(builtin_registry):
                 assert torch.equal(out[b], expected), (node, mode)
 
 
+def test_latent_upscale_sizes_are_comfyuis(builtin_registry):
+    """ComfyUI's LatentUpscale works out the size in pixels: the missing side from the latent's
+    aspect ratio, each at least 64, then // 8; width = height = 0 passes the latent through."""
+    latent = {"samples": torch.rand(1, 4, 8, 7), "noise_mask": torch.ones(1, 1, 64, 56)}
+    out = call(builtin_registry, "LatentUpscale", samples=latent, upscale_method="bilinear", width=0, height=100)
+    assert out["samples"].shape == (1, 4, 12, 11)  # width round(7 * 100 / 8) = 88 -> 11 (not round(7 * 12 / 8) = 10)
+    out = call(builtin_registry, "LatentUpscale", samples=latent, upscale_method="bilinear", width=16, height=0)
+    assert out["samples"].shape == (1, 4, 9, 8)  # width 16 -> 64; height round(8 * 64 / 7) = 73 -> 9
+    assert call(builtin_registry, "LatentUpscale", samples=latent, upscale_method="bicubic", width=0,
+                height=0) is latent
+
+
 def test_latent_nodes(builtin_registry):
     empty = call(builtin_registry, "EmptyLatent", width=64, height=48, batch_size=3)
     assert empty["samples"].shape == (3, 4, 6, 8) and empty["samples"].abs().sum() == 0
