@@ -248,7 +248,8 @@ class ImageScale(Node):
     """Resize images. A width or height of 0 keeps the aspect ratio from the other;
     crop "center" crops to the new aspect ratio first instead of stretching. Resampling is
     ComfyUI's, pixel for pixel: bilinear and bicubic without antialiasing (shrinking by a lot
-    aliases: use area), Lanczos on 8-bit levels."""
+    aliases: use area), not clamped (bicubic overshoots 0..1 at sharp edges), Lanczos on 8-bit
+    levels. Width and height both 0 pass the images through."""
     category = "image/transform"
     image: IMAGE
     upscale_method: str = Choice(RESIZE_METHODS, "nearest-exact")

@@ -165,6 +165,21 @@ def test_image_resizing_is_unclamped_torch_interpolation_as_comfyui(builtin_regi
     assert call(builtin_registry, "ImageScale", image=fine, upscale_method="lanczos", width=0, height=0) is fine
 
 
+def test_vae_encode_takes_the_overshoot_as_it_is(builtin_registry, tmp_path):
+    """As ComfyUI's VAEEncode: pixels * 2 - 1 into the encoder, no clamping, so a bicubic
+    enlargement's overshoot reaches the VAE (its encoder module the oracle)."""
+    from graphflow.models.checkpoint import load_vae
+    from graphflow.testing import write_vae
+    vae = load_vae(write_vae(tmp_path / "v.safetensors", seed=3, dtype=torch.float32), device="cpu")
+    image = call(builtin_registry, "ImageScale", image=_sharp_edges(), upscale_method="bicubic", width=16, height=16)
+    assert image.min() < 0 and image.max() > 1
+    latent = call(builtin_registry, "VAEEncode", pixels=image, vae=vae)["samples"]
+    with torch.no_grad():
+        mean = vae.module.encode(image.movedim(-1, 1) * 2 - 1)[0]
+    torch.testing.assert_close(latent, mean, rtol=0, atol=1e-6)
+    assert not torch.allclose(latent, call(builtin_registry, "VAEEncode", pixels=image.clamp(0, 1), vae=vae)["samples"])
+
+
 def test_lanczos_resizing_is_pillows_on_the_same_bytes(builtin_registry):
     """Lanczos (all four image nodes) goes through Pillow: the 0..1 values clipped and cut to bytes,
     the picture resized whole (RGB; RGBA premultiplied by Pillow), and the result in 1/255 steps."""
