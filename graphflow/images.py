@@ -41,12 +41,19 @@ def image_to_pil(image: torch.Tensor) -> Image.Image:
 def resize_nchw(x: torch.Tensor, width: int, height: int, method: str) -> torch.Tensor:
     """Resize an NCHW tensor (images or latents) with one of RESIZE_METHODS, as ComfyUI's
     common_upscale does, so imported graphs give its pixels: plain (not antialiased) torch
-    interpolation, and Lanczos through Pillow on 8-bit pictures (values clipped to 0..1 and
-    truncated to 1/255 steps first, as ComfyUI's `lanczos` does)."""
+    interpolation, unclamped (bicubic overshoots 0..1 at sharp edges), and Lanczos through Pillow
+    on 8-bit pictures (values clipped to 0..1 and truncated to 1/255 steps first, as ComfyUI's
+    `lanczos` does). Three or four channels are resized as one RGB or RGBA picture, as ComfyUI
+    hands them to Pillow (which premultiplies RGBA by its alpha); other counts channel by channel."""
     if method == "lanczos":
         out = torch.empty(x.shape[0], x.shape[1], height, width, dtype=x.dtype)
         levels = (x.float().cpu().numpy() * 255.0).clip(0, 255).astype(np.uint8)
         for b in range(x.shape[0]):
+            if x.shape[1] in (3, 4):
+                picture = Image.fromarray(np.ascontiguousarray(levels[b].transpose(1, 2, 0)))
+                resized = np.asarray(picture.resize((width, height), Image.LANCZOS), dtype=np.float32)
+                out[b] = torch.from_numpy(resized / 255.0).movedim(-1, 0)
+                continue
             for c in range(x.shape[1]):
                 channel = Image.fromarray(levels[b, c], mode="L").resize((width, height), Image.LANCZOS)
                 out[b, c] = torch.from_numpy(np.asarray(channel, dtype=np.float32) / 255.0)

@@ -225,4 +225,4 @@ class FluxKontextImageScale(Node):
         from graphflow.images import center_crop_to_aspect, resize_nchw
         width, height = kontext_size(self.image.shape[2], self.image.shape[1])
         x = center_crop_to_aspect(self.image.movedim(-1, 1), width, height)
-        return resize_nchw(x, width, height, "lanczos").clamp(0, 1).movedim(1, -1)
+        return resize_nchw(x, width, height, "lanczos").movedim(1, -1)

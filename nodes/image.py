@@ -46,10 +46,56 @@ def _load_picture(path, name: str):
     for frame in ImageSequence.Iterator(picture):
         image = pil_to_image(frame)
         if images and image.shape != images[0].shape:
-            break  # frames of another size (some GIFs): keep the first run of equal frames
+            continue  # a frame of another size is left out, as ComfyUI's LoadImage does
         images.append(image)
         masks.append(pil_alpha_mask(frame))
+        if picture.format == "MPO":
+            break  # a camera's multi-picture JPEG: ComfyUI takes its first picture only
     return torch.cat(images), torch.cat(masks)
+
+
+class WebcamCapture(Node):
+    """A picture from the webcam: the editor shows the camera's live preview, takes a frame when
+    the graph is queued with capture_on_queue on (or when its capture button is pressed), and
+    uploads it to the inputs folder (webcam/); it is loaded as LoadImage loads a file. A nonzero
+    width or height resizes the capture to it (bilinear); 0 keeps the capture's own."""
+    category = "image"
+    image: str = Text("", upload="webcam", description="the uploaded capture: a file in the inputs folder")
+    width: int = Int(0, min=0, max=MAX_SIZE)
+    height: int = Int(0, min=0, max=MAX_SIZE)
+    capture_on_queue: bool = Bool(True, description="take a new frame each time the graph is queued")
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("WebcamCapture",), folders={"image": "input"})
+
+    @classmethod
+    def fingerprint(cls, image, **widgets):
+        try:
+            return hashlib.sha256(_capture_path(image).read_bytes()).hexdigest()
+        except (OSError, ValueError, NodeInputError):
+            return None  # run() reports it
+
+    def run(self):
+        image = _load_picture(_capture_path(self.image), self.image)[0]
+        height, width = image.shape[1:3]
+        if (self.width or width, self.height or height) == (width, height):
+            return image
+        return _resize_image(image, self.width or width, self.height or height, "bilinear")
+
+
+def _capture_path(name: str):
+    """The file of a capture: a name in the inputs folder, or ComfyUI's annotated one
+    ("webcam/1.png [temp]", as its editor names captures) in that folder."""
+    from graphflow.folders import UnsafePathError, safe_join, split_annotation
+    if not name:
+        raise NodeInputError("image", "no capture yet: press the node's capture button, or queue with "
+                                      "capture_on_queue on, in an editor that can use a camera")
+    plain, folder = split_annotation(name)
+    try:
+        if folder == "temp":
+            return safe_join(folders.temp, plain)
+        return folders.output_path(plain) if folder == "output" else folders.input_path(plain)
+    except UnsafePathError as e:
+        raise NodeInputError("image", f"{name!r} is not a file inside its folder: {e}") from None
 
 
 class LoadImageOutput(Node):
@@ -202,7 +248,8 @@ class ImageScale(Node):
     """Resize images. A width or height of 0 keeps the aspect ratio from the other;
     crop "center" crops to the new aspect ratio first instead of stretching. Resampling is
     ComfyUI's, pixel for pixel: bilinear and bicubic without antialiasing (shrinking by a lot
-    aliases: use area), Lanczos on 8-bit levels."""
+    aliases: use area), not clamped (bicubic overshoots 0..1 at sharp edges), Lanczos on 8-bit
+    levels. Width and height both 0 pass the images through."""
     category = "image/transform"
     image: IMAGE
     upscale_method: str = Choice(RESIZE_METHODS, "nearest-exact")
@@ -213,12 +260,11 @@ class ImageScale(Node):
     comfy = ComfyAlias(("ImageScale",))
 
     def run(self):
-        from graphflow.images import center_crop_to_aspect, resize_nchw
-        x = self.image.movedim(-1, 1)
-        width, height = target_size(x.shape[-1], x.shape[-2], self.width, self.height)
-        if self.crop == "center":
-            x = center_crop_to_aspect(x, width, height)
-        return resize_nchw(x, width, height, self.upscale_method).clamp(0, 1).movedim(1, -1)
+        image = _image(self.image, "image")
+        if self.width == 0 and self.height == 0:  # as ComfyUI: untouched, not a same-size resample
+            return image
+        width, height = target_size(image.shape[2], image.shape[1], self.width, self.height)
+        return _resize_image(image, width, height, self.upscale_method, crop=self.crop == "center")
 
 
 def target_size(width: int, height: int, new_width: int, new_height: int) -> tuple[int, int]:
@@ -285,11 +331,13 @@ def _image(image, name: str) -> torch.Tensor:
 
 
 def _resize_image(image: torch.Tensor, width: int, height: int, method: str, crop: bool = False) -> torch.Tensor:
+    """ComfyUI's common_upscale on an IMAGE batch. Not clamped, as there: bicubic overshoots
+    0..1 at sharp edges and the overshoot flows on (SaveImage clips; VAEEncode takes it as is)."""
     from graphflow.images import center_crop_to_aspect, resize_nchw
     x = image.movedim(-1, 1)
     if crop:
         x = center_crop_to_aspect(x, width, height)
-    return resize_nchw(x, width, height, method).clamp(0, 1).movedim(1, -1)
+    return resize_nchw(x, width, height, method).movedim(1, -1)
 
 
 class ImageScaleBy(Node):
@@ -330,13 +378,13 @@ class ImageScaleToTotalPixels(Node):
         size, megapixels = inputs.get("image"), widgets.get("megapixels")
         if size is None or not isinstance(megapixels, (int, float)):
             return Estimate(size)
-        scale = (megapixels * 1024 * 1024 / (size.width * size.height)) ** 0.5
+        scale = (int(megapixels * 1024 * 1024) / (size.width * size.height)) ** 0.5
         return Estimate(Size(size.batch, max(1, round(size.height * scale)), max(1, round(size.width * scale))))
 
     def run(self):
         image = _image(self.image, "image")
         h, w = image.shape[1:3]
-        scale = (self.megapixels * 1024 * 1024 / (w * h)) ** 0.5
+        scale = (int(self.megapixels * 1024 * 1024) / (w * h)) ** 0.5  # int(): ComfyUI's total
         return _resize_image(image, max(1, round(w * scale)), max(1, round(h * scale)), self.upscale_method)
 
 

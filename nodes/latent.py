@@ -35,7 +35,8 @@ LATENT_RESIZE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "bisler
 
 
 class LatentUpscale(Node):
-    """Resize latents to a new pixel size (0 keeps the aspect ratio from the other side). bislerp
+    """Resize latents to a new pixel size (0 keeps the aspect ratio from the other side; both 0
+    leave the latents as they are; sizes under 64 count as 64, as in ComfyUI). bislerp
     interpolates spherically between neighbours, as ComfyUI's does."""
     category = "latent"
     samples: LATENT
@@ -49,9 +50,16 @@ class LatentUpscale(Node):
     def run(self):
         from graphflow.images import bislerp, center_crop_to_aspect, resize_nchw
         x = _samples(self.samples, "samples")
+        if self.width == 0 and self.height == 0:  # as ComfyUI: untouched
+            return self.samples
+        # ComfyUI's sizes: in pixels, at least 64, the missing side from the latent's aspect ratio
         h, w = x.shape[-2:]
-        width = self.width // 8 or max(1, round(w * (self.height // 8) / h))
-        height = self.height // 8 or max(1, round(h * width / w))
+        width, height = max(64, self.width), max(64, self.height)
+        if self.width == 0:
+            width = max(64, round(w * height / h))
+        elif self.height == 0:
+            height = max(64, round(h * width / w))
+        width, height = width // 8, height // 8
         if self.crop == "center":
             x = center_crop_to_aspect(x, width, height)
         out = {k: v for k, v in self.samples.items() if k != "noise_mask"}

@@ -669,3 +669,16 @@ def test_annotated_file_names_of_a_ui_graph_load_and_round_trip(builtin_registry
     written = by_id(export_ui(workflow, builtin_registry)["nodes"])
     assert written[1]["widgets_values"] == ["runs/pic.png [output]", "image"]
     assert written[2]["widgets_values"] == ["in.png", "image"]
+
+
+def test_webcam_capture_ui_node_reads_its_widgets_values(builtin_registry):
+    """ComfyUI's editor saves WebcamCapture's webcam widget first and its capture button last:
+    ["", 480, 360, true, "capture"]."""
+    ui = {"nodes": [{"id": 10, "type": "WebcamCapture", "pos": [0, 0], "size": [270, 184], "mode": 0, "inputs": [],
+                     "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": []}],
+                     "widgets_values": ["", 480, 360, True, "capture"]}], "links": [], "version": 0.4}
+    workflow = import_ui(ui, builtin_registry)
+    assert workflow.nodes["10"].inputs == {"image": "", "width": 480, "height": 360, "capture_on_queue": True}
+    workflow.nodes["10"].inputs["image"] = "webcam/1.png"
+    (node,) = export_ui(workflow, builtin_registry)["nodes"]
+    assert node["widgets_values"][:4] == ["webcam/1.png", 480, 360, True]

@@ -30,7 +30,9 @@ import toy_nodes
 WEB = Path(__file__).resolve().parents[1] / "web"
 CHROMIUM = os.environ.get("GRAPHFLOW_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 # a fake camera (a test pattern), granted without asking: WebcamCapture's widget
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 TIMEOUT_MS = 30_000  # an upper bound; every wait ends on a condition
 CHECKPOINT = "tiny-sd1.safetensors"
 
@@ -613,6 +615,71 @@ def test_load_video_uploads_a_video(page, tmp_path):
     chooser.value.set_files(str(clip))
     page.wait_for_function("id => graphflow.editor.workflow().nodes[id].inputs.file === 'clip.mp4'", arg=load)
     assert (folders_module.folders.inputs / "clip.mp4").read_bytes() == clip.read_bytes()
+
+
+def test_webcam_previews_captures_and_captures_on_queue(page):
+    """WebcamCapture's widget on Chromium's fake camera: the capture button uploads a frame at the
+    node's width x height into inputs/webcam/, and queueing with capture_on_queue on takes a new one."""
+    cam = add_node(page, "WebcamCapture", 200, 200, search="webcamcapture")
+    preview = add_node(page, "PreviewImage", 600, 200, search="previewimage")
+    link(page, cam, "image", preview, "images")
+    button = node(page, cam).locator('[data-action="capture"]')
+    page.wait_for_function("b => !b.disabled", arg=button.element_handle())  # the camera plays
+    assert node(page, cam).locator("video").evaluate("v => v.videoWidth > 0 && !v.paused")
+    set_number(page, cam, "width", 40)
+    set_number(page, cam, "height", 30)
+    button.click()
+    page.wait_for_function("id => graphflow.editor.workflow().nodes[id].inputs.image.startsWith('webcam/')", arg=cam)
+    first = workflow(page)["nodes"][cam]["inputs"]["image"]
+    with Image.open(folders_module.folders.inputs / first) as stored:
+        assert stored.format == "PNG" and stored.size == (40, 30)
+
+    set_number(page, cam, "width", 0)  # 0: the camera's own width (the fake camera's 640)
+    queue(page)
+    page.wait_for_function("([id, old]) => graphflow.editor.workflow().nodes[id].inputs.image !== old",
+                           arg=[cam, first])
+    second = workflow(page)["nodes"][cam]["inputs"]["image"]
+    assert second.startswith("webcam/")
+    assert wait_image(page, preview) == [640, 30]
+    run = last_run(page)
+    assert run["status"] == "success", run
+
+    # capture_on_queue off: the queue runs on the last capture.
+    node(page, cam).locator('[data-input="capture_on_queue"] [role="switch"]').click()
+    runs = len(api(page, "/api/history?limit=100")["items"])
+    captures = sorted((folders_module.folders.inputs / "webcam").iterdir())
+    queue(page)
+    page.wait_for_function("n => fetch('/api/history?limit=100').then(r => r.json()).then(h => h.items.length > n"
+                           " && ['success', 'error'].includes(h.items[0].status))", arg=runs)
+    assert last_run(page)["status"] == "success"
+    assert workflow(page)["nodes"][cam]["inputs"]["image"] == second
+    assert sorted((folders_module.folders.inputs / "webcam").iterdir()) == captures  # no new frame
+
+
+def test_webcam_without_a_camera_says_so_and_keeps_the_last_capture(page):
+    page.evaluate("() => { navigator.mediaDevices.getUserMedia = async () => {"
+                  "  throw new DOMException('Permission denied', 'NotAllowedError'); }; }")
+    cam = add_node(page, "WebcamCapture", 200, 200, search="webcamcapture")
+    status = node(page, cam).locator(".w-webcam-status")
+    page.wait_for_function("s => s.textContent.startsWith('No camera: Permission denied')", arg=status.element_handle())
+    assert node(page, cam).locator('[data-action="capture"]').is_disabled()
+    # The upload path on its own: a canvas frame through the widget's uploadFrame.
+    path = page.evaluate("""id => {
+        const canvas = document.createElement('canvas');
+        canvas.width = 12; canvas.height = 8;
+        const ctx = canvas.getContext('2d');
+        ctx.fillStyle = 'rgb(255, 0, 0)'; ctx.fillRect(0, 0, 12, 8);
+        return graphflow.editor.views.get(id).widgets.get('image').uploadFrame(canvas);
+    }""", cam)
+    assert path.startswith("webcam/") and workflow(page)["nodes"][cam]["inputs"]["image"] == path
+    with Image.open(folders_module.folders.inputs / path) as stored:
+        assert stored.size == (12, 8) and stored.convert("RGB").getpixel((5, 5)) == (255, 0, 0)
+    assert page.evaluate("id => graphflow.editor.views.get(id).widgets.get('image').capture()", cam) is None
+    preview = add_node(page, "PreviewImage", 600, 200, search="previewimage")
+    link(page, cam, "image", preview, "images")
+    queue(page)  # capture_on_queue is on, but there is no camera: the run takes the earlier capture
+    assert wait_image(page, preview) == [12, 8]
+    assert workflow(page)["nodes"][cam]["inputs"]["image"] == path
 
 
 def test_interrupt_and_history(page):

@@ -110,7 +110,7 @@ def test_image_scale_gives_comfyuis_pixels(builtin_registry):
         for size in ((40, 20), (230, 170)):
             out = call(builtin_registry, "ImageScale", image=image, upscale_method=method,
                        width=size[0], height=size[1])
-            plain = F.interpolate(nchw, size=size[::-1], mode=method).clamp(0, 1).movedim(1, -1)
+            plain = F.interpolate(nchw, size=size[::-1], mode=method).movedim(1, -1)
             antialiased = F.interpolate(nchw, size=size[::-1], mode=method, antialias=True).clamp(0, 1)
             assert torch.equal(out, plain)
             if method == "bicubic" or size[0] < 101:  # enlarging bilinear is the same either way
@@ -124,6 +124,90 @@ def test_image_scale_gives_comfyuis_pixels(builtin_registry):
         levels = np.clip(255.0 * image[b].numpy(), 0, 255).astype(np.uint8)
         expected = np.asarray(Image.fromarray(levels).resize((37, 23), Image.LANCZOS), dtype=np.float32) / 255.0
         assert torch.equal(out[b], torch.from_numpy(expected))
+
+
+def _sharp_edges() -> torch.Tensor:
+    """A black/white checkerboard of 3x3 blocks with a grey channel: edges a cubic kernel overshoots."""
+    ys, xs = torch.meshgrid(torch.arange(12), torch.arange(15), indexing="ij")
+    board = ((ys // 3 + xs // 3) % 2).float()
+    return torch.stack([board, 1 - board, torch.full_like(board, 0.5)], -1)[None]
+
+
+def test_image_resizing_is_unclamped_torch_interpolation_as_comfyui(builtin_registry, tmp_path):
+    """ComfyUI's ImageScale, ImageScaleBy, ImageScaleToTotalPixels and LatentUpscale give
+    F.interpolate's output as is: bicubic enlarging past sharp edges overshoots 0..1, and stays so."""
+    image = _sharp_edges()
+    nchw = image.movedim(-1, 1)
+    for method in ("nearest-exact", "bilinear", "area", "bicubic"):
+        expected = F.interpolate(nchw, size=(29, 37), mode=method).movedim(1, -1)
+        out = call(builtin_registry, "ImageScale", image=image, upscale_method=method, width=37, height=29)
+        assert torch.equal(out, expected), method
+        by = call(builtin_registry, "ImageScaleBy", image=image, upscale_method=method, scale_by=2.5)
+        assert torch.equal(by, F.interpolate(nchw, size=(30, 38), mode=method).movedim(1, -1)), method
+        # int(0.01 * 1024 * 1024) = 10485 pixels: scale sqrt(10485 / 180) = 7.632, 15x12 -> 114x92.
+        total = call(builtin_registry, "ImageScaleToTotalPixels", image=image, upscale_method=method,
+                     megapixels=0.01)
+        assert torch.equal(total, F.interpolate(nchw, size=(92, 114), mode=method).movedim(1, -1)), method
+        latent = call(builtin_registry, "LatentUpscale", samples={"samples": nchw}, upscale_method=method,
+                      width=37 * 8, height=29 * 8)
+        assert torch.equal(latent["samples"], F.interpolate(nchw, size=(29, 37), mode=method)), method
+    bicubic = call(builtin_registry, "ImageScale", image=image, upscale_method="bicubic", width=37, height=29)
+    assert bicubic.min() < -0.05 and bicubic.max() > 1.05  # the overshoot is kept, not clamped away
+    # SaveImage clips it: the PNG holds 0 and 255 where the overshoot was.
+    from graphflow.images import image_to_pil
+    import numpy as np
+    levels = np.asarray(image_to_pil(bicubic))
+    assert levels.min() == 0 and levels.max() == 255
+    expected = (bicubic[0].clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+    assert np.array_equal(levels, expected)
+    # width = height = 0 gives the image back untouched, even for Lanczos (no 8-bit round trip).
+    fine = torch.rand(1, 6, 7, 3)
+    assert call(builtin_registry, "ImageScale", image=fine, upscale_method="lanczos", width=0, height=0) is fine
+
+
+def test_vae_encode_takes_the_overshoot_as_it_is(builtin_registry, tmp_path):
+    """As ComfyUI's VAEEncode: pixels * 2 - 1 into the encoder, no clamping, so a bicubic
+    enlargement's overshoot reaches the VAE (its encoder module the oracle)."""
+    from graphflow.models.checkpoint import load_vae
+    from graphflow.testing import write_vae
+    vae = load_vae(write_vae(tmp_path / "v.safetensors", seed=3, dtype=torch.float32), device="cpu")
+    image = call(builtin_registry, "ImageScale", image=_sharp_edges(), upscale_method="bicubic", width=16, height=16)
+    assert image.min() < 0 and image.max() > 1
+    latent = call(builtin_registry, "VAEEncode", pixels=image, vae=vae)["samples"]
+    with torch.no_grad():
+        mean = vae.module.encode(image.movedim(-1, 1) * 2 - 1)[0]
+    torch.testing.assert_close(latent, mean, rtol=0, atol=1e-6)
+    assert not torch.allclose(latent, call(builtin_registry, "VAEEncode", pixels=image.clamp(0, 1), vae=vae)["samples"])
+
+
+def test_lanczos_resizing_is_pillows_on_the_same_bytes(builtin_registry):
+    """Lanczos (all four image nodes) goes through Pillow: the 0..1 values clipped and cut to bytes,
+    the picture resized whole (RGB; RGBA premultiplied by Pillow), and the result in 1/255 steps."""
+    import numpy as np
+    torch.manual_seed(1)
+    image = torch.cat([_sharp_edges() * 1.2 - 0.1, (_sharp_edges() * 0.9 + 0.05)])  # out of range too
+    for channels, mode in ((3, "RGB"), (4, "RGBA")):
+        x = torch.cat([image, torch.rand(2, 12, 15, 1)], -1)[..., :channels]
+        for node, widgets, size in (("ImageScale", {"width": 40, "height": 9}, (40, 9)),
+                                    ("ImageScaleBy", {"scale_by": 2.0}, (30, 24))):
+            out = call(builtin_registry, node, image=x, upscale_method="lanczos", **widgets)
+            for b in range(2):
+                levels = np.clip(255.0 * x[b].numpy(), 0, 255).astype(np.uint8)
+                picture = Image.fromarray(levels, mode).resize(size, Image.LANCZOS)
+                expected = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)
+                assert torch.equal(out[b], expected), (node, mode)
+
+
+def test_latent_upscale_sizes_are_comfyuis(builtin_registry):
+    """ComfyUI's LatentUpscale works out the size in pixels: the missing side from the latent's
+    aspect ratio, each at least 64, then // 8; width = height = 0 passes the latent through."""
+    latent = {"samples": torch.rand(1, 4, 8, 7), "noise_mask": torch.ones(1, 1, 64, 56)}
+    out = call(builtin_registry, "LatentUpscale", samples=latent, upscale_method="bilinear", width=0, height=100)
+    assert out["samples"].shape == (1, 4, 12, 11)  # width round(7 * 100 / 8) = 88 -> 11 (not round(7 * 12 / 8) = 10)
+    out = call(builtin_registry, "LatentUpscale", samples=latent, upscale_method="bilinear", width=16, height=0)
+    assert out["samples"].shape == (1, 4, 9, 8)  # width 16 -> 64; height round(8 * 64 / 7) = 73 -> 9
+    assert call(builtin_registry, "LatentUpscale", samples=latent, upscale_method="bicubic", width=0,
+                height=0) is latent
 
 
 def test_latent_nodes(builtin_registry):
@@ -169,6 +253,72 @@ def test_load_image_alpha_becomes_mask_and_save_embeds_workflow(builtin_registry
     Image.new("RGB", (20, 10), (0, 255, 0)).save(tmp_folders.inputs / "red.png")
     changed = executor.run(workflow)
     assert "1" in changed.executed
+
+
+def _webcam(image, **widgets):
+    return parse_workflow({"nodes": {
+        "1": {"type": "WebcamCapture", "inputs": {"image": image, **widgets}},
+        "2": {"type": "PreviewImage", "inputs": {"images": ["1", 0]}}}})
+
+
+def test_webcam_capture_loads_the_upload_resized_to_nonzero_sizes(builtin_registry, tmp_folders):
+    """ComfyUI's WebcamCapture: LoadImage's loading of the uploaded capture, IMAGE only; width and
+    height 0 (the defaults) keep the capture's size, a nonzero one is the size it comes out at."""
+    from graphflow.images import pil_to_image
+    node = builtin_registry.get("WebcamCapture")
+    assert [o.type for o in node.output_specs] == ["IMAGE"]
+    assert {n: node.input_specs[n].default for n in ("width", "height", "capture_on_queue")} == \
+        {"width": 0, "height": 0, "capture_on_queue": True}
+    (tmp_folders.inputs / "webcam").mkdir()
+    picture = Image.fromarray((torch.rand(10, 20, 3) * 255).byte().numpy())
+    picture.save(tmp_folders.inputs / "webcam" / "cap.png")
+    pixels = pil_to_image(picture)
+    assert torch.equal(call(builtin_registry, "WebcamCapture", image="webcam/cap.png"), pixels)
+    out = call(builtin_registry, "WebcamCapture", image="webcam/cap.png", width=8, height=0)
+    assert torch.equal(out, F.interpolate(pixels.movedim(-1, 1), size=(10, 8), mode="bilinear").movedim(1, -1))
+    out = call(builtin_registry, "WebcamCapture", image="webcam/cap.png", width=0, height=25)
+    assert out.shape == (1, 25, 20, 3)
+    # ComfyUI's editor names its captures "webcam/<time>.png [temp]": read from the temp folder.
+    (tmp_folders.temp / "webcam").mkdir(parents=True)
+    picture.save(tmp_folders.temp / "webcam" / "1.png")
+    assert torch.equal(call(builtin_registry, "WebcamCapture", image="webcam/1.png [temp]"), pixels)
+    result = Executor(builtin_registry).run(_webcam("webcam/cap.png", width=20, height=10))
+    assert result.ok, result.error
+
+
+def test_webcam_capture_errors_name_the_node_and_input(builtin_registry, tmp_folders, tmp_path):
+    Image.new("RGB", (4, 4)).save(tmp_path / "secret.png")
+    executor = Executor(builtin_registry)
+    for name, expected in (("webcam/gone.png", "can't read 'webcam/gone.png' as an image"),
+                           ("", "no capture yet"),
+                           ("../secret.png", "not a file inside its folder"),
+                           ("../secret.png [temp]", "not a file inside its folder")):
+        result = executor.run(_webcam(name))
+        assert result.status == "error", name
+        assert (result.error["node_id"], result.error["node_type"], result.error["input"]) == \
+            ("1", "WebcamCapture", "image"), name
+        assert expected in result.error["message"], (name, result.error["message"])
+
+
+def test_load_image_reads_a_gif_as_a_batch_of_its_frames(builtin_registry, tmp_folders):
+    """ComfyUI's LoadImage: every frame of a GIF (Pillow's ImageSequence) as one batch, each
+    frame's alpha as its mask; listed among LoadImage's files."""
+    import numpy as np
+    from PIL import ImageSequence
+    pictures = [Image.new("RGB", (9, 5), (60 * i, 200 - 60 * i, 30)) for i in range(3)]
+    pictures[1].putpixel((2, 3), (255, 255, 255))
+    pictures[0].save(tmp_folders.inputs / "anim.gif", save_all=True, append_images=pictures[1:], duration=50)
+    assert "anim.gif" in builtin_registry.get("LoadImage").input_specs["image"].widget.options()
+    image, mask = call(builtin_registry, "LoadImage", image="anim.gif")
+    with Image.open(tmp_folders.inputs / "anim.gif") as gif:
+        frames = [frame.convert("RGBA") for frame in ImageSequence.Iterator(gif)]
+    assert len(frames) == 3 and image.shape == (3, 5, 9, 3) and mask.shape == (3, 5, 9)
+    for i, frame in enumerate(frames):
+        rgba = np.asarray(frame, dtype=np.float32) / 255.0
+        assert torch.equal(image[i], torch.from_numpy(np.asarray(frame.convert("RGB"), dtype=np.float32) / 255.0))
+        assert torch.equal(mask[i], torch.from_numpy(1.0 - rgba[..., 3]))
+    assert len({tuple(image[i, 0, 0].tolist()) for i in range(3)}) == 3  # three frames, not one repeated
+    assert image[1, 3, 2].tolist() == [1.0, 1.0, 1.0] and image[0, 3, 2].tolist() != [1.0, 1.0, 1.0]
 
 
 def test_file_names_cannot_escape_their_folders(builtin_registry, tmp_folders, tmp_path):

@@ -166,11 +166,11 @@ async def test_uploads_must_be_real_images_within_limits(start, home):
     not_image = await client.post("/api/upload", data=form(b"<script>alert(1)</script>", filename="x.png"))
     assert not_image.status == 415
     message = (await not_image.json())["error"]
-    assert "PNG, JPEG, WebP or BMP" in message and "object at 0x" not in message and "BytesIO" not in message
+    assert "PNG, JPEG, WebP, BMP or GIF" in message and "object at 0x" not in message and "BytesIO" not in message
     wrong_type = await client.post("/api/upload", data=form(png(), content_type="text/html"))
     assert wrong_type.status == 415
-    gif = await client.post("/api/upload", data=form(png(fmt="GIF"), filename="a.gif", content_type="image/gif"))
-    assert gif.status == 415
+    tiff = await client.post("/api/upload", data=form(png(fmt="TIFF"), filename="a.tif", content_type="image/tiff"))
+    assert tiff.status == 415
     truncated = await client.post("/api/upload", data=form(png((40, 40))[:-30]))
     assert truncated.status == 415
     too_wide = await client.post("/api/upload", data=form(png((65, 10))))
@@ -179,6 +179,36 @@ async def test_uploads_must_be_real_images_within_limits(start, home):
     assert no_file.status == 400
     assert files_under(home / "inputs") == set()
     assert (await client.post("/api/upload", data=form(png((64, 64))))).status == 200
+
+
+def gif(frames: int, size=(8, 6)) -> bytes:
+    buffer = io.BytesIO()
+    pictures = [Image.new("RGB", size, (40 * i, 128, 255 - 40 * i)) for i in range(frames)]
+    pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=100)
+    return buffer.getvalue()
+
+
+async def test_gif_uploads_are_accepted_whole_and_within_the_animation_limit(start, home):
+    """GIFs upload as LoadImage reads them in ComfyUI (frames as a batch): every frame must decode,
+    and all frames together stay within the animation limit."""
+    from graphflow.server.uploads import UploadLimits
+    client = await start(max_image_side=64)
+    ok = await client.post("/api/upload", data=form(gif(3), filename="a.gif", content_type="image/gif"))
+    assert ok.status == 200, await ok.text()
+    stored = await ok.json()
+    assert stored["path"] == "a.gif" and stored["format"] == "GIF"
+    assert (home / "inputs" / "a.gif").read_bytes() == gif(3)
+    renamed = await client.post("/api/upload", data=form(gif(2), filename="b.png", content_type="image/gif"))
+    assert (await renamed.json())["path"] == "b.gif"  # the extension follows the content
+    cut = gif(3)
+    truncated = await client.post("/api/upload", data=form(cut[:len(cut) * 2 // 3], filename="c.gif",
+                                                            content_type="image/gif"))
+    assert truncated.status == 415
+    import graphflow.server.uploads as uploads
+    with pytest.raises(uploads.RequestError) as e:  # too many frames in all (the route's check, small limit)
+        uploads.check_image(gif(3), "image/gif", UploadLimits(max_side=64, max_animation_pixels=2 * 8 * 6))
+    assert e.value.status == 400 and "3 frames of 8x6" in str(e.value)
+    assert files_under(home / "inputs") == {"a.gif", "b.gif"}
 
 
 async def test_view_serves_only_images_inside_their_folder(start, home, tmp_path):

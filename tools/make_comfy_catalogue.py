@@ -15,6 +15,9 @@ from pathlib import Path
 
 OUT = Path(__file__).resolve().parent.parent / "graphflow" / "comfy_catalogue.json"
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+# types ComfyUI's editor draws a widget of its own for, whose value `widgets_values` holds
+# (WebcamCapture's image: ["", 480, 360, true, "capture"], the last its capture button's)
+FRONTEND_WIDGET_TYPES = {"WEBCAM"}
 UPLOAD_FLAGS = ("image_upload", "file_upload", "video_upload")
 
 
@@ -26,7 +29,7 @@ def compact(info: dict) -> dict:
             spec = declared[name]
             kind, options = spec[0], (spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {})
             is_list = isinstance(kind, list)
-            widget = (is_list or kind in WIDGET_TYPES) and not options.get("forceInput")
+            widget = (is_list or kind in WIDGET_TYPES | FRONTEND_WIDGET_TYPES) and not options.get("forceInput")
             entry = {"name": name, "type": "COMBO" if is_list else kind}
             if widget:
                 entry["widget"] = True

@@ -53,6 +53,8 @@ def _input_entry(spec, alias: ComfyAlias) -> list:
     widget = spec.widget
     if widget is None:
         return [spec.type, {}]
+    if widget.hints.get("upload") == "webcam":  # ComfyUI's own widget type: the capture's file name
+        return ["WEBCAM", _widget_options(widget, alias, spec.name)]
     if widget.kind == "CHOICE":
         choices = [_comfy_value(alias, spec.name, c) for c in widget.choices()]
         return [choices, _widget_options(widget, alias, spec.name)]

@@ -19,15 +19,15 @@ from aiohttp import BodyPartReader, web
 from graphflow.folders import UnsafePathError, folders, safe_join
 
 # Formats an upload may have, and the extension it is stored under (LoadImage lists these).
-UPLOAD_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp"}
-FORMAT_EXTENSIONS = {"PNG": {".png"}, "JPEG": {".jpg", ".jpeg"}, "WEBP": {".webp"}, "BMP": {".bmp"}}
+# A GIF's frames are LoadImage's batch, as in ComfyUI.
+UPLOAD_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif"}
+FORMAT_EXTENSIONS = {"PNG": {".png"}, "JPEG": {".jpg", ".jpeg"}, "WEBP": {".webp"}, "BMP": {".bmp"}, "GIF": {".gif"}}
 # Video containers (FFmpeg's names for them), checked by decoding with PyAV (LoadVideo lists these).
-# GIFs stay refused: a picture format Pillow reads, which LoadImage does not take.
 VIDEO_FORMATS = {"mov,mp4,m4a,3gp,3g2,mj2": ".mp4", "matroska,webm": ".webm", "avi": ".avi"}
 UPLOAD_FORMATS.update(VIDEO_FORMATS)
 FORMAT_EXTENSIONS.update({"mov,mp4,m4a,3gp,3g2,mj2": {".mp4", ".mov", ".m4v"}, "matroska,webm": {".webm", ".mkv"},
                           "avi": {".avi"}})
-DECLARED_TYPES = {"image/png", "image/jpeg", "image/jpg", "image/webp", "image/bmp", "image/x-ms-bmp",
+DECLARED_TYPES = {"image/png", "image/jpeg", "image/jpg", "image/webp", "image/bmp", "image/x-ms-bmp", "image/gif",
                   "video/mp4", "video/webm", "video/quicktime", "video/x-matroska", "video/x-msvideo",
                   "application/octet-stream", ""}
 VIEW_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
@@ -49,6 +49,8 @@ class RequestError(Exception):
 class UploadLimits:
     max_bytes: int = 50 * 2**20
     max_side: int = 8192
+    # all frames of an animated picture together (LoadImage makes them one batch): 1024 of 512x512
+    max_animation_pixels: int = 2**28
 
 
 def clean_filename(name: str | None) -> str:
@@ -134,25 +136,33 @@ async def read_form(request: web.Request, limits: UploadLimits, file_fields=("im
 
 
 def check_image(data: bytes, declared_type: str, limits: UploadLimits) -> dict:
-    """Decode the image with Pillow: allowed format, within the dimension limit, not truncated."""
-    from PIL import Image, UnidentifiedImageError
+    """Decode the image with Pillow: allowed format, within the dimension limit, not truncated;
+    every frame of an animated one, all of them within the animation limit."""
+    from PIL import Image, ImageSequence, UnidentifiedImageError
 
     if declared_type not in DECLARED_TYPES:
         raise RequestError(415, f"content type {declared_type!r} is not an accepted image type "
-                               f"(png, jpeg, webp, bmp)")
+                               f"(png, jpeg, webp, bmp, gif)")
     try:
         with Image.open(io.BytesIO(data)) as image:
             fmt = image.format
             width, height = image.size
             if fmt not in UPLOAD_FORMATS:
-                raise RequestError(415, f"image format {fmt} is not accepted; use PNG, JPEG, WebP or BMP")
+                raise RequestError(415, f"image format {fmt} is not accepted; use PNG, JPEG, WebP, BMP or GIF")
             if width > limits.max_side or height > limits.max_side:
                 raise RequestError(400, f"image is {width}x{height}; the limit is {limits.max_side}x{limits.max_side}")
             image.load()  # decode fully: truncated or corrupt data fails here
+            frames = getattr(image, "n_frames", 1)
+            if frames > 1:
+                if frames * width * height > limits.max_animation_pixels:
+                    raise RequestError(400, f"the animation has {frames} frames of {width}x{height}; the limit is "
+                                            f"{limits.max_animation_pixels} pixels in all")
+                for frame in ImageSequence.Iterator(image):
+                    frame.load()
     except RequestError:
         raise
     except UnidentifiedImageError:  # its text names Python's in-memory file object: say it plainly
-        raise RequestError(415, "the upload is not an image Pillow can read (expected PNG, JPEG, WebP or BMP data)") from None
+        raise RequestError(415, "the upload is not an image Pillow can read (expected PNG, JPEG, WebP, BMP or GIF data)") from None
     except Image.DecompressionBombError:
         raise RequestError(400, "the image has too many pixels to decode safely") from None
     except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt: Pillow says what broke
@@ -174,7 +184,7 @@ def check_video(data: bytes, declared_type: str, limits: UploadLimits) -> dict:
 
     if declared_type not in DECLARED_TYPES:
         raise RequestError(415, f"content type {declared_type!r} is not an accepted image or video type "
-                               "(png, jpeg, webp, bmp, mp4, webm, mov, mkv, avi)")
+                               "(png, jpeg, webp, bmp, gif, mp4, webm, mov, mkv, avi)")
     try:
         with av.open(io.BytesIO(data)) as container:
             fmt = container.format.name

@@ -50,9 +50,10 @@ export const api = {
     request("PUT", `/api/userdata/workflows/${encodeURIComponent(name)}${overwrite ? "" : "?overwrite=0"}`, workflow),
   deleteWorkflow: (name) => request("DELETE", `/api/userdata/workflows/${encodeURIComponent(name)}`),
 
-  upload(file, name = file.name) {
+  upload(file, name = file.name, subfolder = "") {
     const form = new FormData();
     form.append("image", file, name);
+    if (subfolder) form.append("subfolder", subfolder);
     return request("POST", "/api/upload", form, true);
   },
 

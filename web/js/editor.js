@@ -199,6 +199,14 @@ export class Editor {
     } else this.hooks.changed && this.hooks.changed("value");
   }
 
+  /** Before a queue: let the widgets of nodes that will run act (a webcam takes its frame). */
+  async beforeQueue() {
+    for (const [id, view] of this.views) {
+      if (this.graph.nodes.get(id)?.mode) continue;  // muted or bypassed: it won't run
+      for (const widget of view.widgets.values()) if (widget.beforeQueue) await widget.beforeQueue();
+    }
+  }
+
   /** After a queue: step or draw the seeds whose control after generate says so. */
   applyControls() {
     let changed = false;

@@ -65,7 +65,7 @@ class App {
        emptyHint: $("empty-hint"), zoomIndicator: $("zoom-indicator")},
       catalogue,
       {
-        upload: (file) => this.upload(file),
+        upload: (file, subfolder) => this.upload(file, subfolder),
         paintMask: (path) => this.paintMask(path),
         thumbnail: (path) => inputUrl(path, 256),
         openImage: (image) => this.openImage(image),
@@ -253,6 +253,7 @@ class App {
     this.editor.clearProblems();
     try {
       for (let i = 0; i < count; i += 1) {
+        await this.editor.beforeQueue();
         const queued = await api.queueRun(this.editor.workflow(), this.clientId);
         ids.push(queued.run_id);
         this.editor.applyControls();
@@ -312,9 +313,9 @@ class App {
     } catch { /* keep the old one */ }
   }
 
-  async upload(file) {
+  async upload(file, subfolder = "") {
     try {
-      const stored = await api.upload(file);
+      const stored = await api.upload(file, file.name, subfolder);
       await this.refreshCatalogue();
       return stored.path;
     } catch (e) {

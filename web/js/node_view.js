@@ -57,6 +57,7 @@ export class NodeView {
           upload: hooks.upload,
           paintMask: hooks.paintMask,
           thumbnail: hooks.thumbnail,
+          values: () => node.values,
         });
         if (hasControl(input) && hooks.setControl) {
           widget.el.append(controlSelect((node.control || {})[input.name], (mode) => hooks.setControl(node, input.name, mode)));

@@ -1,5 +1,6 @@
 // Widget controls inside a node: numbers (drag to scrub, arrows to step, click to type), text
-// and multiline prompts, toggles, dropdowns, and an image picker with upload and mask painting.
+// and multiline prompts, toggles, dropdowns, an image picker with upload and mask painting, and a
+// webcam (WebcamCapture's) that previews the camera and uploads a frame.
 // Each widget row is also a link target: a widget input accepts a link of its own kind.
 
 const SCRUB_PIXELS = 8; // pointer travel per step when dragging a number
@@ -19,7 +20,9 @@ function decimals(step) {
 
 /**
  * A widget row for `input` (a catalogue input with a `kind`).
- * hooks: {change(value, commit), upload(file) -> path, paintMask(path) -> path, linkLabel()}
+ * hooks: {change(value, commit), upload(file, subfolder) -> path, paintMask(path) -> path, thumbnail(path),
+ *         values() -> the node's widget values}
+ * The result may have beforeQueue() (awaited before the graph is queued) and capture() (webcam).
  */
 export function createWidget(input, value, hooks) {
   const row = el("div", "widget-row", {"data-input": input.name, "data-kind": input.kind});
@@ -31,13 +34,16 @@ export function createWidget(input, value, hooks) {
     INT: numberWidget, FLOAT: numberWidget, STRING: textWidget,
     BOOLEAN: toggleWidget, CHOICE: input.upload === "image" || input.upload === "video" ? imageWidget : choiceWidget,
   }[input.kind] || textWidget;
-  const widget = control(input, value, hooks);
+  const widget = (input.upload === "webcam" ? webcamWidget : control)(input, value, hooks);
   row.append(socket, widget.el, linked, error);
   return {
     el: row,
     input,
     setValue: widget.setValue,
     setOptions: widget.setOptions || (() => {}),
+    beforeQueue: widget.beforeQueue,
+    capture: widget.capture,
+    uploadFrame: widget.uploadFrame,
     setLinked(label) {
       row.classList.toggle("linked", Boolean(label));
       linked.textContent = label ? `${input.name} ← ${label}` : "";
@@ -272,5 +278,95 @@ function imageWidget(input, value, hooks) {
     el: box,
     setValue: (v) => { choice.setValue(v); showThumb(v); },
     setOptions: choice.setOptions,
+  };
+}
+
+/** A camera's frame as the value: live preview (getUserMedia), a frame taken by the capture button
+ * or, with the node's capture_on_queue on, before each queue; drawn at the node's width x height
+ * (0: the camera's own), uploaded as PNG to the inputs' webcam/ folder. Without a camera (none,
+ * refused, no secure page) it says so, and the earlier capture stays the value. */
+function webcamWidget(input, value, hooks) {
+  const box = el("div", "w-image w-webcam");
+  const video = el("video", "w-webcam-video", {playsinline: "", "aria-label": "camera preview"});
+  video.muted = true;
+  const status = el("div", "w-webcam-status", {role: "status"});
+  status.textContent = "Waiting for the camera…";
+  const actions = el("div", "w-image-actions");
+  const button = el("button", "w-button", {type: "button", "data-action": "capture"});
+  button.textContent = "Capture";
+  button.disabled = true;
+  const thumb = el("img", "w-thumb", {alt: "the last capture", draggable: "false"});
+  actions.append(button);
+  box.append(video, status, actions, thumb);
+
+  let current = value;
+  const showThumb = () => {
+    thumb.hidden = !current;
+    if (current) thumb.src = hooks.thumbnail(current);
+  };
+  let stream = null;
+  const open = async () => {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      throw new Error(window.isSecureContext ? "this browser gives no camera access"
+        : "camera access needs a secure page (https, or localhost)");
+    }
+    stream = await navigator.mediaDevices.getUserMedia({video: true, audio: false});
+    video.srcObject = stream;
+    const metadata = new Promise((resolve) => video.addEventListener("loadedmetadata", resolve, {once: true}));
+    await video.play();
+    if (!video.videoWidth) await metadata;
+  };
+  const ready = open().then(() => {
+    status.textContent = "";
+    button.disabled = false;
+    return true;
+  }, (e) => {
+    video.hidden = true;
+    box.classList.add("no-camera");
+    status.textContent = `No camera: ${e.message || e.name}.` + (current ? " Keeping the last capture." : "");
+    return false;
+  });
+  // Let the camera go once the node is gone (deleted, or the graph replaced).
+  let shown = false;
+  const watch = setInterval(() => {
+    if (box.isConnected) shown = true;
+    else if (shown) {
+      clearInterval(watch);
+      if (stream) for (const track of stream.getTracks()) track.stop();
+    }
+  }, 1000);
+
+  /** Upload a canvas as the new capture; its path, or null when the upload failed. */
+  const uploadFrame = async (canvas) => {
+    const blob = await new Promise((resolve, reject) => canvas.toBlob(
+      (b) => (b ? resolve(b) : reject(new Error("the frame could not be encoded"))), "image/png"));
+    const path = await hooks.upload(new File([blob], `${Date.now()}.png`, {type: "image/png"}), "webcam");
+    if (!path) return null;
+    current = path;
+    showThumb();
+    hooks.change(path, true);
+    return path;
+  };
+  /** Take a frame now; null (the earlier capture kept) without a camera. */
+  const capture = async () => {
+    if (!(await ready)) return null;
+    const values = hooks.values ? hooks.values() : {};
+    const canvas = document.createElement("canvas");
+    canvas.width = Number(values.width) || video.videoWidth;
+    canvas.height = Number(values.height) || video.videoHeight;
+    canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
+    return uploadFrame(canvas);
+  };
+  button.addEventListener("click", () => capture());
+  showThumb();
+  return {
+    el: box,
+    setValue: (v) => { current = v; showThumb(); },
+    beforeQueue: async () => {
+      const values = hooks.values ? hooks.values() : {};
+      if (values.capture_on_queue !== false) await capture();
+    },
+    capture,
+    uploadFrame,
   };
 }
