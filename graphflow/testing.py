@@ -1156,27 +1156,32 @@ def write_pixart(path, variant: str = "alpha", layout: str = "original", seed: i
 SVD_EMBED = 32  # the scaled-down CLIP vision model's projection width: the video UNet's context
 
 
-def svd_unet_config():
+def svd_unet_config(adm_in_channels: int = 768):
+    """adm_in_channels: 768 SVD, 256 SV3D_u, 1280 SV3D_p."""
     from .models.svd import SVDConfig
 
     return SVDConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(True, False),
-                     context_dim=SVD_EMBED)
+                     context_dim=SVD_EMBED, adm_in_channels=adm_in_channels)
 
 
-def write_svd_checkpoint(path, seed: int = 0, dtype=torch.float16) -> Path:
+def write_svd_checkpoint(path, seed: int = 0, dtype=torch.float16, adm_in_channels: int = 768,
+                         temporal_vae: bool = True) -> Path:
     """A random Stable Video Diffusion checkpoint in Stability's layout (svd.safetensors): the
     scaled-down spatio-temporal UNet under model.diffusion_model., the temporal-decoder VAE (no
     quant convs) under first_stage_model., the CLIP vision model (OpenCLIP layout) under
-    conditioner.embedders.0.open_clip.model.visual."""
+    conditioner.embedders.0.open_clip.model.visual. adm_in_channels 256 / 1280 make it SV3D_u /
+    SV3D_p (sv3d_u.safetensors, sv3d_p.safetensors); temporal_vae False ships the image VAE."""
     from dataclasses import replace
 
     from .models.checkpoint import SVD_IMAGE_ENCODER
     from .models.svd import SVDUNet
+    from .models.vae import AutoencoderKL
     from .models.video_vae import AutoencoderKLTemporal
 
     with torch.device("meta"):
-        unet = _module_shapes(SVDUNet(svd_unet_config()))
-        vae = _module_shapes(AutoencoderKLTemporal(replace(vae_config(), use_quant_conv=False)))
+        unet = _module_shapes(SVDUNet(svd_unet_config(adm_in_channels)))
+        vae_class = AutoencoderKLTemporal if temporal_vae else AutoencoderKL
+        vae = _module_shapes(vae_class(replace(vae_config(), use_quant_conv=False)))
     tensors = {UNET_PREFIX + k: v for k, v in random_state(unet, seed, dtype).items()}
     tensors.update({VAE_PREFIX + k: v for k, v in random_state(vae, seed + 1, dtype).items()})
     tensors.update({SVD_IMAGE_ENCODER + k: v

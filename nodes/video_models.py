@@ -13,8 +13,9 @@ from nodes.checkpoint_save import _output_path, _show_saved, _workflow_metadata
 
 class ImageOnlyCheckpointLoader(Node):
     """Load an image-only video checkpoint as Stability ships Stable Video Diffusion
-    (svd.safetensors, svd_xt.safetensors) from models/checkpoints/: the video diffusion model,
-    the CLIP vision model that encodes its init image, and its VAE (with the temporal decoder)."""
+    (svd.safetensors, svd_xt.safetensors) and SV3D (sv3d_u.safetensors, sv3d_p.safetensors) from
+    models/checkpoints/: the video diffusion model, the CLIP vision model that encodes its init
+    image, and its VAE (with the temporal decoder where the file has one)."""
     category = "loaders/video_models"
     checkpoint: str = Choice(lambda: folders.list_models("checkpoints"), model_folder="checkpoints")
     outputs = {"model": MODEL, "clip_vision": CLIP_VISION, "vae": VAE}
@@ -61,20 +62,7 @@ class SVDImageToVideo(Node):
     def run(self):
         import torch
 
-        from graphflow.images import center_crop_to_aspect, resize_nchw
-
-        image = self.init_image
-        if getattr(image, "ndim", 0) != 4 or image.shape[-1] not in (3, 4):
-            raise NodeInputError("init_image",
-                                 f"expected an IMAGE [B, H, W, 3], got shape {tuple(getattr(image, 'shape', ()))}")
-        embeds = self.clip_vision.encode_image(image).image_embeds
-        if embeds is None or embeds.ndim != 2:
-            raise NodeInputError("clip_vision", "expected a CLIP vision model that gives [B, dim] image embeddings")
-        pooled = embeds.float().cpu()[None]  # [1, B, dim], as ComfyUI's: the images become tokens
-        pixels = image[..., :3].movedim(-1, 1).float()
-        pixels = center_crop_to_aspect(pixels, self.width, self.height)
-        pixels = resize_nchw(pixels, self.width, self.height, "bilinear")
-        pixels = pixels.movedim(1, -1)
+        pooled, pixels = _init_image(self.clip_vision, self.init_image, self.width, self.height)
         if self.augmentation_level > 0:
             # ComfyUI draws this from the global RNG; a fixed seed keeps the node repeatable
             noise = torch.randn(pixels.shape, generator=torch.Generator().manual_seed(0))
@@ -84,6 +72,60 @@ class SVDImageToVideo(Node):
                    "augmentation_level": self.augmentation_level}
         positive = [(pooled, {**options, "concat_latent_image": latent})]
         negative = [(torch.zeros_like(pooled), {**options, "concat_latent_image": torch.zeros_like(latent)})]
+        empty = torch.zeros(self.video_frames, latent.shape[1], self.height // 8, self.width // 8)
+        return positive, negative, {"samples": empty}
+
+
+def _init_image(clip_vision, image, width: int, height: int):
+    """The init image's CLIP vision embedding [1, B, dim] (the images become tokens, as ComfyUI's)
+    and its pixels centre-cropped and scaled to width x height [B, height, width, 3]."""
+    from graphflow.images import center_crop_to_aspect, resize_nchw
+
+    if getattr(image, "ndim", 0) != 4 or image.shape[-1] not in (3, 4):
+        raise NodeInputError("init_image",
+                             f"expected an IMAGE [B, H, W, 3], got shape {tuple(getattr(image, 'shape', ()))}")
+    if not callable(getattr(clip_vision, "encode_image", None)):
+        raise NodeInputError("clip_vision", f"expected a CLIP_VISION model, got {type(clip_vision).__name__}")
+    embeds = clip_vision.encode_image(image).image_embeds
+    if embeds is None or embeds.ndim != 2:
+        raise NodeInputError("clip_vision", "expected a CLIP vision model that gives [B, dim] image embeddings")
+    pixels = image[..., :3].movedim(-1, 1).float()
+    pixels = center_crop_to_aspect(pixels, width, height)
+    pixels = resize_nchw(pixels, width, height, "bilinear")
+    return embeds.float().cpu()[None], pixels.movedim(1, -1)
+
+
+class SV3DConditioning(Node):
+    """Condition an SV3D model (sv3d_u / sv3d_p, from ImageOnlyCheckpointLoader) on an init image
+    of an object: video_frames views orbiting it once, at the camera elevation given (degrees
+    above the horizon; SV3D_p follows it and the per-frame azimuths 0, 360 / (frames - 1), ...,
+    SV3D_u ignores both). The image's CLIP vision embedding and its latent (scaled and
+    centre-cropped to width x height) guide every frame. Gives the positive and negative
+    (zeroed) conditioning and an empty latent of video_frames frames."""
+    category = "conditioning/3d_models"
+    clip_vision: CLIP_VISION
+    init_image: IMAGE
+    vae: VAE
+    width: int = Int(576, min=16, max=16384, step=8)
+    height: int = Int(576, min=16, max=16384, step=8)
+    video_frames: int = Int(21, min=1, max=4096)
+    elevation: float = Float(0.0, min=-90.0, max=90.0, step=0.1, round=False)
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
+    comfy = ComfyAlias(("SV3D_Conditioning",))
+
+    def run(self):
+        import torch
+
+        pooled, pixels = _init_image(self.clip_vision, self.init_image, self.width, self.height)
+        latent = self.vae.encode(pixels)
+        step = 360 / (max(self.video_frames, 2) - 1)
+        azimuths, azimuth = [], 0.0
+        for _ in range(self.video_frames):  # accumulated, as ComfyUI's (the last one is 360: the first view again)
+            azimuths.append(azimuth)
+            azimuth += step
+        camera = {"elevation": [self.elevation] * self.video_frames, "azimuth": azimuths}
+        positive = [(pooled, {"concat_latent_image": latent, **camera})]
+        negative = [(torch.zeros_like(pooled), {"concat_latent_image": torch.zeros_like(latent), **camera})]
         empty = torch.zeros(self.video_frames, latent.shape[1], self.height // 8, self.width // 8)
         return positive, negative, {"samples": empty}
 

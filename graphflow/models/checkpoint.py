@@ -603,17 +603,20 @@ def read_standalone_tower(path, device=None, dtype=None):
         return tower_of(f, spec, device, dtype, f.path.name, _overrides(f, spec))
 
 
-SVD_IMAGE_ENCODER = "conditioner.embedders.0.open_clip.model.visual."  # svd.safetensors / svd_xt.safetensors
+SVD_IMAGE_ENCODER = "conditioner.embedders.0.open_clip.model.visual."  # svd / svd_xt / sv3d_u / sv3d_p
+TEMPORAL_VAE_KEY = "decoder.conv_out.time_mix_conv.weight"
 
 
 def load_image_only_checkpoint(path, device=None, dtype=None):
     """An image-only checkpoint as Stability ships Stable Video Diffusion (svd.safetensors,
-    svd_xt.safetensors): (MODEL, CLIP_VISION, VAE), as ComfyUI's ImageOnlyCheckpointLoader. The
-    spatio-temporal UNet under model.diffusion_model. (graphflow.models.svd), sampled as v-prediction
-    in continuous EDM time (sigmas 0.002 .. 700); the CLIP ViT-H image encoder under
-    conditioner.embedders.0.open_clip.model.visual. (OpenCLIP's layout or transformers'); the
-    temporal-decoder VAE under first_stage_model. (graphflow.models.video_vae). The UNet and VAE
-    are registered with the memory manager, each read back alone from this file when dropped."""
+    svd_xt.safetensors) and SV3D (sv3d_u.safetensors, sv3d_p.safetensors): (MODEL, CLIP_VISION,
+    VAE), as ComfyUI's ImageOnlyCheckpointLoader. The spatio-temporal UNet under
+    model.diffusion_model. (graphflow.models.svd; its label_emb width tells SVD from SV3D_u / _p),
+    sampled as v-prediction in continuous EDM time (sigmas 0.002 .. 700); the CLIP ViT-H image
+    encoder under conditioner.embedders.0.open_clip.model.visual. (OpenCLIP's layout or
+    transformers'); the VAE under first_stage_model., with the temporal decoder
+    (graphflow.models.video_vae) where the file has one, else the image VAE. The UNet and VAE are
+    registered with the memory manager, each read back alone from this file when dropped."""
     from graphflow.memory import manager
 
     model, image_encoder, vae = _read_image_only(path, device, dtype, {"diffusion_model", "clip_vision", "vae"})
@@ -626,23 +629,24 @@ def load_image_only_checkpoint(path, device=None, dtype=None):
 def _read_image_only(path, device, dtype, parts: set):
     """(MODEL, CLIP_VISION, VAE) of an image-only checkpoint, None for the parts not asked for."""
     from .clip_vision import build_clip_vision, clip_vision_config_from_shapes, clip_vision_source
-    from .svd import SIGMA_MAX, SIGMA_MIN, SVDUNet, svd_config_from_shapes
+    from .svd import SIGMA_MAX, SIGMA_MIN, SVDUNet, svd_config_from_shapes, video_variant
     from .video_vae import AutoencoderKLTemporal, VideoVAE
 
     model = image_encoder = vae = None
     with WeightFile(path) as f:
         unet_view, vae_view_ = f.view(UNET_PREFIX), f.view(VAE_PREFIX)
         vision = clip_vision_source(f, SVD_IMAGE_ENCODER)
-        if not is_video_checkpoint(f.shapes) or vision is None \
-                or "decoder.conv_out.time_mix_conv.weight" not in vae_view_.shapes:
+        if not is_video_checkpoint(f.shapes) or vision is None or "decoder.conv_out.weight" not in vae_view_.shapes:
             raise CheckpointError(
-                f"{f.path.name} is not an image-only (Stable Video Diffusion) checkpoint: expected a video UNet "
-                f"({UNET_PREFIX}...time_stack), a CLIP vision model under {SVD_IMAGE_ENCODER} and a temporal VAE "
-                f"decoder ({VAE_PREFIX}decoder.conv_out.time_mix_conv); found prefixes: "
-                f"{format_prefixes(prefix_summary(f.shapes))}")
+                f"{f.path.name} is not an image-only (Stable Video Diffusion / SV3D) checkpoint: expected a video "
+                f"UNet ({UNET_PREFIX}...time_stack), a CLIP vision model under {SVD_IMAGE_ENCODER} and a VAE "
+                f"({VAE_PREFIX}decoder...); found prefixes: {format_prefixes(prefix_summary(f.shapes))}")
+        temporal = TEMPORAL_VAE_KEY in vae_view_.shapes
         try:
             unet_config = svd_config_from_shapes(unet_view.shapes)
-            vae_config = vae_config_from_shapes(vae_view_.shapes, {"use_quant_conv": False}, VAE_PREFIX)
+            video_variant(unet_config.adm_in_channels)
+            vae_config = vae_config_from_shapes(
+                vae_view_.shapes, {"use_quant_conv": "quant_conv.weight" in vae_view_.shapes}, VAE_PREFIX)
             vision_config = clip_vision_config_from_shapes(vision.shapes, f.config().get("clip_vision"))
         except (KeyError, ValueError, IndexError, StopIteration) as e:
             raise CheckpointError(f"{f.path.name}: the video model's layout could not be read ({e})") from None
@@ -652,11 +656,14 @@ def _read_image_only(path, device, dtype, parts: set):
             unet = _assign(unet, unet_view, *_resolve(device, dtype, "unet"), f"video UNet ({UNET_PREFIX})")
             model = DiffusionModel(unet, "svd", "v", SD1).with_continuous_sampling("v", SIGMA_MIN, SIGMA_MAX)
         if "vae" in parts:
-            with torch.device("meta"):
-                module = AutoencoderKLTemporal(vae_config)
-            keys = [k for k in vae_view_.shapes if k.split(".")[0] in VAE_PARTS]
-            module = _assign(module, vae_view_, *_resolve(device, dtype, "vae"), f"VAE ({VAE_PREFIX})", keys=keys)
-            vae = VideoVAE(module)
+            if temporal:
+                with torch.device("meta"):
+                    module = AutoencoderKLTemporal(vae_config)
+                keys = [k for k in vae_view_.shapes if k.split(".")[0] in VAE_PARTS]
+                module = _assign(module, vae_view_, *_resolve(device, dtype, "vae"), f"VAE ({VAE_PREFIX})", keys=keys)
+                vae = VideoVAE(module)
+            else:  # SV3D may ship the image decoder
+                vae = build_vae(vae_view_, vae_config, SD1, *_resolve(device, dtype, "vae"))
         if "clip_vision" in parts:
             image_encoder = build_clip_vision(vision, vision_config, *_resolve(device, dtype, "clip_vision"),
                                               what=SVD_IMAGE_ENCODER)

@@ -97,7 +97,9 @@ class DiffusionModel:
     (sigmas 0.002 .. 700; the loader sets it), frames on the batch dimension:
         model(x, t, context, y, num_frames): context the init image's CLIP vision embedding, y
         svd_adm of the conditioning's fps / motion_bucket_id / augmentation_level, the init
-        image's latent on the channels (the 8-channel path of graphflow.sampling.pipeline)."""
+        image's latent on the channels (the 8-channel path of graphflow.sampling.pipeline).
+    SV3D (sv3d_u / sv3d_p) is this arch too, its unet.config.variant telling which y it takes:
+    the augmentation level alone (u) or with each frame's camera elevation / azimuth (p)."""
 
     def __init__(self, unet, arch: str, prediction: str = "eps", latent_format: LatentFormat | None = None,
                  beta_schedule: BetaSchedule | None = None, sampling_shift: float | None = None,
@@ -291,9 +293,19 @@ class DiffusionModel:
                 width, height = width_px, height_px
             return torch.tensor([[float(height), float(width),
                                   float(cond_options.get("aspect_ratio", height / width))]])
-        if self.arch == "svd":  # ComfyUI's SVD_img2vid defaults
-            from .svd import svd_adm
+        if self.arch == "svd":  # ComfyUI's SVD_img2vid / SV3D_u / SV3D_p defaults
+            from .svd import sv3d_p_adm, sv3d_u_adm, svd_adm
 
+            variant = self.unet.config.variant
+            augmentation = cond_options.get("augmentation_level", 0.0)
+            if variant == "sv3d_u":
+                return sv3d_u_adm(augmentation)
+            if variant == "sv3d_p":
+                return sv3d_p_adm(augmentation, cond_options.get("elevation", 0.0), cond_options.get("azimuth", 0.0))
+            if "azimuth" in cond_options:
+                raise ValueError("this conditioning is SV3D_Conditioning's (camera elevation / azimuth per frame); "
+                                 "it needs an SV3D model (sv3d_u / sv3d_p), this one is Stable Video Diffusion: "
+                                 "condition it with SVD_img2vid_Conditioning")
             return svd_adm(cond_options.get("fps", 6), cond_options.get("motion_bucket_id", 127),
                            cond_options.get("augmentation_level", 0.0))
         if self.upscaler:  # the class label: the low-res image's noise level (0 without one)

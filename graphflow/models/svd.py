@@ -13,6 +13,11 @@ Conditioning (ComfyUI's SVD_img2vid model):
     y        [B, 768]: 256-d sinusoidal embeddings of (fps - 1, motion_bucket_id,
              augmentation_level), `svd_adm`
     concat   the init image's raw VAE latent on the channels (4 + 4 = 8 input channels)
+SV3D (Stability's Stable Video 3D, sv3d_u / sv3d_p: orbit videos of an object) is this UNet with
+another y, told apart by its width (label_emb.0.0's input, `video_variant`):
+    sv3d_u  [1, 256]: the embedding of augmentation_level alone
+    sv3d_p  [frames, 1280]: per frame, augmentation_level (256), the camera's polar angle
+             90 - elevation (512) and its azimuth (512), both in radians mod 2 pi, `sv3d_p_adm`
 Sampling: v-prediction in continuous EDM time, sigmas 0.002 .. 700, sigma_data 1, the UNet's
 timestep 0.25 ln sigma (DiffusionModel.with_continuous_sampling("v", 0.002, 700)).
 
@@ -30,6 +35,8 @@ from .unet import Attention, Downsample, FeedForward, ResBlock, SpatialTransform
 
 SIGMA_MIN, SIGMA_MAX = 0.002, 700.0  # ComfyUI's SVD sampling_settings (sigma_data 1)
 ADM_DIM = 256  # each of the three added time ids
+CAMERA_DIM = 512  # SV3D_p's embedding of each camera angle
+VARIANTS = {3 * ADM_DIM: "svd", ADM_DIM: "sv3d_u", ADM_DIM + 2 * CAMERA_DIM: "sv3d_p"}  # by y's width
 
 
 @dataclass(frozen=True)
@@ -45,10 +52,22 @@ class SVDConfig:  # defaults: svd.safetensors / svd_xt.safetensors
     num_head_channels: int = 64
     norm_groups: int = 32
 
+    @property
+    def variant(self) -> str:
+        """svd, sv3d_u or sv3d_p, from the vector conditioning's width."""
+        return video_variant(self.adm_in_channels)
+
     def heads(self, channels: int) -> tuple[int, int]:
         if channels < self.num_head_channels:
             return 1, channels
         return channels // self.num_head_channels, self.num_head_channels
+
+
+def video_variant(adm_in_channels: int) -> str:
+    if adm_in_channels not in VARIANTS:
+        raise ValueError(f"a video UNet whose vector conditioning is {adm_in_channels} wide (label_emb.0.0) is none "
+                         f"of the known ones: " + ", ".join(f"{w} ({name})" for w, name in VARIANTS.items()))
+    return VARIANTS[adm_in_channels]
 
 
 def svd_config_from_shapes(shapes: dict[str, tuple]) -> SVDConfig:
@@ -80,6 +99,25 @@ def svd_adm(fps: float = 6, motion_bucket_id: float = 127, augmentation_level: f
     augmentation_level), as ComfyUI's SVD_img2vid.encode_adm (diffusers' added_time_ids)."""
     ids = torch.tensor([fps - 1, motion_bucket_id, augmentation_level], dtype=torch.float32)
     return timestep_embedding(ids, ADM_DIM).reshape(1, -1)
+
+
+def sv3d_u_adm(augmentation_level: float = 0.0) -> torch.Tensor:
+    """SV3D_u's y [1, 256], as ComfyUI's SV3D_u.encode_adm."""
+    return timestep_embedding(torch.tensor([float(augmentation_level)]), ADM_DIM)
+
+
+def sv3d_p_adm(augmentation_level: float = 0.0, elevation=0.0, azimuth=0.0) -> torch.Tensor:
+    """SV3D_p's y [frames, 1280], as ComfyUI's SV3D_p.encode_adm: elevation and azimuth in degrees,
+    one number or one per frame (a single one is repeated to the other's length)."""
+    polar = torch.deg2rad(torch.fmod(90 - torch.tensor(elevation, dtype=torch.float32).flatten(), 360.0))
+    azimuth = torch.deg2rad(torch.fmod(torch.tensor(azimuth, dtype=torch.float32).flatten(), 360.0))
+    frames = max(len(polar), len(azimuth))
+    if {len(polar), len(azimuth)} - {1, frames}:
+        raise ValueError(f"SV3D_p needs as many elevations as azimuths (or one of either), got {len(polar)} and "
+                         f"{len(azimuth)}")
+    augmentation = sv3d_u_adm(augmentation_level).expand(frames, -1)
+    return torch.cat([augmentation, timestep_embedding(polar, CAMERA_DIM).expand(frames, -1),
+                      timestep_embedding(azimuth, CAMERA_DIM).expand(frames, -1)], dim=1)
 
 
 class Mixer(nn.Module):
