@@ -63,14 +63,16 @@ def diffusers_unet_to_sgm(reference, n_res: int, ours: SVDUNet) -> dict:
     return out
 
 
-def tiny_reference():
+def tiny_reference(adm: int = 768):
+    """adm: the added embedding's input width (768 SVD, 256 SV3D_u, 1280 SV3D_p)."""
     from diffusers import UNetSpatioTemporalConditionModel
 
     torch.manual_seed(0)
     reference = UNetSpatioTemporalConditionModel(
         in_channels=8, out_channels=4, down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
         up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"), block_out_channels=(32, 64),
-        layers_per_block=1, cross_attention_dim=24, num_attention_heads=(2, 4), num_frames=3).eval()
+        layers_per_block=1, cross_attention_dim=24, num_attention_heads=(2, 4), num_frames=3,
+        projection_class_embeddings_input_dim=adm).eval()
     # diffusers builds its cross-attention down blocks' ResBlock norms with eps 1e-6; Stability's
     # model (and ComfyUI's) uses GroupNorm's 1e-5 in every UNet ResBlock
     for name, module in reference.named_modules():
