@@ -205,3 +205,11 @@ def test_bad_inputs(builtin_registry, tmp_folders):
     # SV3D's camera conditioning on plain SVD: refused at sampling, naming what to use instead
     result = Executor(builtin_registry).run(parse_workflow(_sv3d_graph("svd.safetensors", 3), builtin_registry))
     assert not result.ok and "SV3D model" in str(result.error) and "SVD_img2vid_Conditioning" in str(result.error)
+    assert result.error["node_type"] == "KSampler"
+    # ... and on an image model (SD1's KSampler fed SV3D_Conditioning's output)
+    graph = _sv3d_graph("svd.safetensors", 3)
+    graph["9"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd1.safetensors"}}
+    graph["5"]["inputs"]["model"] = ["9", 0]
+    result = Executor(builtin_registry).run(parse_workflow(graph, builtin_registry))
+    assert not result.ok and result.error["node_type"] == "KSampler"
+    assert "SV3D_Conditioning" in result.error["message"] and "this one is sd1" in result.error["message"]

@@ -142,6 +142,10 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
         if embedding.ndim != 3:
             raise ValueError(f"conditioning entry {k}: embedding must be [B, T, D], got shape {tuple(embedding.shape)}")
         y = guidance = attention_mask = None
+        if "azimuth" in options and getattr(model, "arch", None) != "svd":  # else a shape error deep in the model
+            raise ValueError(f"conditioning entry {k} is SV3D_Conditioning's (a camera azimuth per frame); it needs an "
+                             f"SV3D model (sv3d_u / sv3d_p, from ImageOnlyCheckpointLoader), this one is "
+                             f"{getattr(model, 'arch', type(model).__name__)}")
         if getattr(model, "context_projection", None) is not None:  # Stable Zero123: image + camera -> context
             embedding = model.encode_context(embedding)
         if getattr(model, "prediction", None) == "flow":  # SD3 / FLUX: pooled text vector (+ guidance)
