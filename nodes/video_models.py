@@ -186,7 +186,7 @@ class UNetTemporalAttentionMultiply(Node):
 
 
 class ImageOnlyCheckpointSave(Node):
-    """Save a video model (Stable Video Diffusion), its CLIP vision model and VAE as one
+    """Save a video model (Stable Video Diffusion, SV3D), its CLIP vision model and VAE as one
     .safetensors checkpoint in Stability's layout, in the outputs folder (the prefix may name a
     subfolder). Move it to models/checkpoints to load it with ImageOnlyCheckpointLoader."""
     category = "advanced/model_merging"

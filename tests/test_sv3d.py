@@ -213,3 +213,21 @@ def test_bad_inputs(builtin_registry, tmp_folders):
     result = Executor(builtin_registry).run(parse_workflow(graph, builtin_registry))
     assert not result.ok and result.error["node_type"] == "KSampler"
     assert "SV3D_Conditioning" in result.error["message"] and "this one is sd1" in result.error["message"]
+
+
+def test_image_only_checkpoint_save_round_trip_with_the_image_vae(builtin_registry, tmp_folders):
+    """An SV3D file with the image VAE saves and loads back as it was (SVD's needs its temporal one)."""
+    from graphflow.models.checkpoint import load_image_only_checkpoint
+    from graphflow.testing import write_svd_checkpoint
+    from tests.test_nodes_image_mask import call
+
+    model, clip_vision, vae = load_image_only_checkpoint(
+        write_svd_checkpoint(tmp_folders.models / "sv3d_u.safetensors", adm_in_channels=256, temporal_vae=False),
+        device="cpu", dtype=torch.float32)
+    call(builtin_registry, "ImageOnlyCheckpointSave", model=model, clip_vision=clip_vision, vae=vae,
+         filename_prefix="checkpoints/sv3d_copy")
+    [saved] = list((tmp_folders.outputs / "checkpoints").glob("sv3d_copy_*.safetensors"))
+    model2, _, vae2 = load_image_only_checkpoint(saved, device="cpu", dtype=torch.float32)
+    assert model2.unet.config.variant == "sv3d_u" and type(vae2) is type(vae)
+    z = torch.randn(2, 4, 4, 4)
+    torch.testing.assert_close(vae2.decode(z), vae.decode(z))

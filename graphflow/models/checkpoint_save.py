@@ -185,15 +185,15 @@ def save_text_encoder(path, state: tuple[dict[str, torch.Tensor], dict[str, str]
 
 def save_image_only_checkpoint(path, model: DiffusionModel, clip_vision, vae: VAE,
                                extra_metadata: dict | None = None) -> Path:
-    """ImageOnlyCheckpointSave's file, as ComfyUI writes it: a video model (SVD) with its CLIP vision
-    model (transformers' names) under conditioner.embedders.0.open_clip.model.visual. and its
+    """ImageOnlyCheckpointSave's file, as ComfyUI writes it: a video model (SVD, SV3D) with its CLIP
+    vision model (transformers' names) under conditioner.embedders.0.open_clip.model.visual. and its
     VAE; load_image_only_checkpoint reads it back."""
-    from .checkpoint import SVD_IMAGE_ENCODER
+    from .checkpoint import SVD_IMAGE_ENCODER, TEMPORAL_VAE_KEY
 
     if model.arch != "svd":
         raise ValueError(f"image-only checkpoints hold a video model (Stable Video Diffusion); this is {model.arch}")
     vae_state = vae.module.state_dict()
-    if "decoder.conv_out.time_mix_conv.weight" not in vae_state:
+    if TEMPORAL_VAE_KEY not in vae_state and model.unet.config.variant == "svd":  # SV3D ships either
         raise ValueError("the VAE has no temporal decoder; a video checkpoint needs the one it was loaded with")
     state = model_state(model)
     state.update({VAE_PREFIX + k: v for k, v in vae_state.items()})
