@@ -3,6 +3,7 @@ diffusers' UNetSpatioTemporalConditionModel on identical tiny random weights; it
 conditioning in closed form; ComfyUI's SV3D_Conditioning graph end to end."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -26,11 +27,30 @@ def _cos_sin(values, dim: int) -> torch.Tensor:
 
 def test_variant_from_label_emb_width():
     for adm, name in ((768, "svd"), (256, "sv3d_u"), (1280, "sv3d_p")):
-        ours = SVDUNet(TINY.__class__(**{**TINY.__dict__, "adm_in_channels": adm}))
+        ours = SVDUNet(replace(TINY, adm_in_channels=adm))
         config = svd_config_from_shapes({k: tuple(v.shape) for k, v in ours.state_dict().items()})
         assert config.adm_in_channels == adm and config.variant == name
     with pytest.raises(ValueError, match=r"512 wide .*768 \(svd\), 256 \(sv3d_u\), 1280 \(sv3d_p\)"):
         video_variant(512)
+
+
+@pytest.mark.parametrize("adm, variant", [(256, "sv3d_u"), (1280, "sv3d_p")])
+def test_full_size_layout_is_diffusers_with_sv3d_width(adm, variant):
+    """At full size (SV3D's sgm config is SVD's but for adm_in_channels), every parameter has the
+    shape of diffusers' UNetSpatioTemporalConditionModel's with that added-embedding width, and
+    the config read back from the shapes names the variant. Meta device: no memory, no time."""
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    from graphflow.models.svd import SVDConfig
+
+    with torch.device("meta"):
+        ours = SVDUNet(SVDConfig(adm_in_channels=adm))
+        reference = UNetSpatioTemporalConditionModel(projection_class_embeddings_input_dim=adm)
+    shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in diffusers_unet_to_sgm(reference, 2, ours).items()} == shapes
+    assert shapes["label_emb.0.0.weight"] == (1280, adm)
+    assert svd_config_from_shapes(shapes) == SVDConfig(adm_in_channels=adm)
+    assert svd_config_from_shapes(shapes).variant == variant
 
 
 @pytest.mark.parametrize("adm", [256, 1280])
@@ -38,7 +58,7 @@ def test_unet_matches_diffusers(adm):
     from diffusers.models.embeddings import Timesteps
 
     reference = tiny_reference(adm)
-    config = TINY.__class__(**{**TINY.__dict__, "adm_in_channels": adm})
+    config = replace(TINY, adm_in_channels=adm)
     ours = SVDUNet(config).eval()
     ours.load_state_dict(diffusers_unet_to_sgm(reference, config.num_res_blocks, ours), strict=True)
     # SV3D_u's y is one added time id (the augmentation level) embedded 256 wide: diffusers'
