@@ -218,6 +218,10 @@ def test_bad_inputs(builtin_registry, tmp_folders):
     assert error.value.input == "checkpoint"
     with pytest.raises(NodeInputError, match=r"not an image-only .*Stable Video Diffusion / SV3D"):
         call(builtin_registry, "ImageOnlyCheckpointLoader", checkpoint="sd1.safetensors")
+    # and the other way round: an SV3D file is not for the image checkpoint loader
+    write_svd_checkpoint(checkpoints / "sv3d_p.safetensors", adm_in_channels=1280)
+    with pytest.raises(NodeInputError, match=r"SV3D\): load it with ImageOnlyCheckpointLoader"):
+        call(builtin_registry, "LoadCheckpoint", checkpoint="sv3d_p.safetensors")
     with pytest.raises(NodeInputError, match="IMAGE") as error:
         call(builtin_registry, "SV3DConditioning", clip_vision=None, init_image=torch.rand(40, 90, 3), vae=None,
              width=64, height=32, video_frames=3, elevation=0.0)

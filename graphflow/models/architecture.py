@@ -178,7 +178,7 @@ VIDEO_UNET_KEY = UNET_PREFIX + "input_blocks.1.0.time_stack.in_layers.2.weight" 
 
 
 def is_video_checkpoint(shapes) -> bool:
-    """A Stable Video Diffusion checkpoint (ImageOnlyCheckpointLoader's, graphflow.models.svd)."""
+    """A Stable Video Diffusion or SV3D checkpoint (ImageOnlyCheckpointLoader's, graphflow.models.svd)."""
     return VIDEO_UNET_KEY in shapes
 
 
@@ -198,7 +198,7 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
     unsupported variant and raises CheckpointError."""
     shapes = {k: tuple(v) for k, v in shapes.items()}
     if is_video_checkpoint(shapes):
-        raise CheckpointError("this is an image-only video checkpoint (Stable Video Diffusion): load it with "
+        raise CheckpointError("this is an image-only video checkpoint (Stable Video Diffusion, SV3D): load it with "
                               "ImageOnlyCheckpointLoader")
     flow = detect_flow_model(shapes, metadata)
     if flow is not None:
