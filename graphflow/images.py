@@ -20,12 +20,13 @@ def pil_to_image(picture: Image.Image) -> torch.Tensor:
 
 
 def pil_alpha_mask(picture: Image.Image) -> torch.Tensor:
-    """The MASK of a picture: 1 - alpha (transparent = to be painted), zeros if it has no alpha."""
+    """The MASK of a picture: 1 - alpha (transparent = to be painted). Without alpha it is
+    ComfyUI's [1, 64, 64] of zeros, not the picture's size: masks are resized where they are used."""
     picture = ImageOps.exif_transpose(picture)
     if "A" in picture.getbands() or (picture.mode == "P" and "transparency" in picture.info):
         alpha = np.asarray(picture.convert("RGBA").getchannel("A"), dtype=np.float32) / 255.0
         return torch.from_numpy(1.0 - alpha)[None]
-    return torch.zeros(1, picture.height, picture.width)
+    return torch.zeros(1, 64, 64)
 
 
 def image_to_pil(image: torch.Tensor) -> Image.Image:

@@ -18,8 +18,8 @@ MAX_SIZE = 16384
 
 class LoadImage(Node):
     """Load an image from the inputs folder. Its alpha channel becomes the mask
-    (transparent pixels = 1, the area to repaint); an image without alpha gives an empty mask.
-    Frames of an animated image become a batch."""
+    (transparent pixels = 1, the area to repaint); an image without alpha gives ComfyUI's empty
+    64x64 mask (the nodes that use a mask resize it). Frames of an animated image become a batch."""
     category = "image"
     image: str = Choice(folders.list_inputs, upload="image", description="a file in the inputs folder")
     outputs = {"image": IMAGE, "mask": MASK}
@@ -36,7 +36,7 @@ class LoadImage(Node):
 def _load_picture(path, name: str):
     """(IMAGE, MASK) of a picture file: frames as the batch, alpha as the mask (1 = transparent)."""
     import torch
-    from PIL import Image, ImageSequence, UnidentifiedImageError
+    from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
     from graphflow.images import pil_alpha_mask, pil_to_image
     try:
         picture = Image.open(path)
@@ -44,6 +44,9 @@ def _load_picture(path, name: str):
         raise NodeInputError("image", f"can't read {name!r} as an image: {e}") from None
     images, masks = [], []
     for frame in ImageSequence.Iterator(picture):
+        frame = ImageOps.exif_transpose(frame)
+        if frame.mode == "I":  # ComfyUI's: 32-bit integer greys / 255 (a 16-bit PNG, "I;16", is not)
+            frame = frame.point(lambda v: v * (1 / 255))
         image = pil_to_image(frame)
         if images and image.shape != images[0].shape:
             continue  # a frame of another size is left out, as ComfyUI's LoadImage does

@@ -62,7 +62,7 @@ class LatentUpscale(Node):
         width, height = width // 8, height // 8
         if self.crop == "center":
             x = center_crop_to_aspect(x, width, height)
-        out = {k: v for k, v in self.samples.items() if k != "noise_mask"}
+        out = dict(self.samples)  # a noise_mask stays as it is: the sampler resizes it to the latent
         if self.upscale_method == "bislerp":
             out["samples"] = bislerp(x, width, height).to(x.dtype)
         else:

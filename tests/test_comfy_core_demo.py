@@ -121,3 +121,63 @@ def test_noisy_latent_composition(builtin_registry, tmp_folders):
     assert result.values["8"][0].shape == (1, 64, 128, 3)
     left, right = described(result.values["36"][0][0]), described(result.values["37"][0][0])
     assert left == ("red", "circle", "white") and right == ("blue", "square", "black")
+
+
+def _inpaint_graph(picture: str, mask_node: str) -> dict:
+    """LoadImage -> VAEEncode -> SetLatentNoiseMask (LoadImage's mask) -> KSampler at denoise 1."""
+    graph = base_graph()
+    del graph["5"]
+    graph.update({
+        "1": {"class_type": "LoadImage", "inputs": {"image": picture}},
+        "2": {"class_type": "VAEEncode", "inputs": {"pixels": ["1", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SetLatentNoiseMask", "inputs": {"samples": ["2", 0], "mask": ["1", 1]}},
+    })
+    graph["3"]["inputs"].update(steps=4, latent_image=[mask_node, 0])
+    return graph
+
+
+def test_latent_upscale_keeps_the_noise_mask_and_the_sampler_resizes_it(builtin_registry, tmp_folders):
+    """ComfyUI's LatentUpscale copies the LATENT and replaces only "samples": the 64x64 noise mask
+    set before it reaches the sampler, which resizes it (bilinear) to the upscaled 16x16 latent. The
+    left half (mask 0) comes back as it went in, the right half (mask 1) is repainted."""
+    from PIL import Image
+    picture = Image.new("RGBA", (64, 64), (200, 40, 40, 255))
+    picture.paste((0, 0, 0, 0), (32, 0, 64, 64))  # transparent: the part to repaint
+    picture.save(tmp_folders.inputs / "half.png")
+    graph = _inpaint_graph("half.png", "10")
+    graph["10"] = {"class_type": "LatentUpscale", "inputs": {"samples": ["9", 0], "upscale_method": "bilinear",
+                                                             "width": 128, "height": 128, "crop": "disabled"}}
+    result = run(builtin_registry, graph, ("3", "9", "10"))
+    upscaled, out = result.values["10"][0], result.values["3"][0]["samples"]
+    assert upscaled["noise_mask"] is result.values["9"][0]["noise_mask"]
+    assert upscaled["noise_mask"].shape == (1, 1, 64, 64) and out.shape == (1, 4, 16, 16)
+    torch.testing.assert_close(out[..., :8], upscaled["samples"][..., :8], rtol=0, atol=1e-4)
+    assert (out[..., 8:] - upscaled["samples"][..., 8:]).abs().mean() > 0.1
+
+
+def test_load_images_empty_mask_is_resized_by_the_inpaint_nodes(builtin_registry, tmp_folders):
+    """A picture without alpha gives ComfyUI's [1, 64, 64] mask of zeros; the nodes that take it
+    resize it to the 96x64 picture (or its latent) as ComfyUI's do: nothing is repainted."""
+    from PIL import Image
+    Image.new("RGB", (96, 64), (30, 90, 200)).save(tmp_folders.inputs / "plain.png")
+    graph = _inpaint_graph("plain.png", "9")
+    graph.update({
+        "20": {"class_type": "VAEEncodeForInpaint", "inputs": {"pixels": ["1", 0], "vae": ["4", 2],
+                                                               "mask": ["1", 1], "grow_mask_by": 6}},
+        "21": {"class_type": "InpaintModelConditioning", "inputs": {
+            "positive": ["6", 0], "negative": ["7", 0], "vae": ["4", 2], "pixels": ["1", 0], "mask": ["1", 1],
+            "noise_mask": True}},
+        "22": {"class_type": "ImageCompositeMasked", "inputs": {
+            "destination": ["1", 0], "source": ["1", 0], "x": 0, "y": 0, "resize_source": False,
+            "mask": ["1", 1]}},
+    })
+    result = run(builtin_registry, graph, ("1", "2", "3", "20", "21", "22"))
+    image, mask = result.values["1"]
+    assert mask.shape == (1, 64, 64) and not mask.any()
+    assert result.values["20"][0]["noise_mask"].shape == (1, 1, 64, 96)
+    assert not result.values["20"][0]["noise_mask"].any()
+    assert result.values["21"][2]["noise_mask"].shape == (1, 1, 64, 96)
+    assert torch.equal(result.values["22"][0], image)
+    # the sampler kept all of the latent (mask 0 everywhere)
+    torch.testing.assert_close(result.values["3"][0]["samples"], result.values["2"][0]["samples"],
+                               rtol=0, atol=1e-4)

@@ -128,3 +128,20 @@ def test_cli_inspect_finds_a_file_by_name_in_any_models_folder(tmp_path, capsys)
     finally:  # the CLI configured the process-wide folders
         folders.__dict__.clear()
         folders.__dict__.update(saved)
+
+
+@pytest.mark.parametrize("writer, words", [(t.write_photomaker, "PhotoMaker v1 ID encoder"),
+                                           (t.write_ip_adapter, "IP-Adapter")])
+def test_cli_inspect_reads_nested_dicts_of_a_pickle_under_dotted_names(tmp_path, capsys, writer, words):
+    """PhotoMaker's photomaker-v1.bin is {"id_encoder": {...}, "lora_weights": {...}} and IP-Adapter's
+    .bin {"image_proj": {...}, "ip_adapter": {...}}: their tensors are named as the .safetensors
+    forms name them ("id_encoder.<key>"), so `inspect` tells what the file is."""
+    pickled, flat = writer(tmp_path / "model.bin"), writer(tmp_path / "model.safetensors")
+    raw = torch.load(pickled, weights_only=True)
+    with WeightFile(pickled) as f, WeightFile(flat) as g:
+        assert set(f.shapes) == set(g.shapes) == {f"{group}.{k}" for group, part in raw.items() for k in part}
+        key = sorted(f.shapes)[-1]
+        assert torch.equal(f.get(key), g.get(key)) and f.dtypes[key] == "float16"
+    assert cli.main(["inspect", str(pickled)]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert f"pickle, {len(g.shapes)} tensors" in out and f"kind: {words}" in out

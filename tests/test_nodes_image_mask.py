@@ -301,8 +301,8 @@ def test_webcam_capture_errors_name_the_node_and_input(builtin_registry, tmp_fol
 
 
 def test_load_image_reads_a_gif_as_a_batch_of_its_frames(builtin_registry, tmp_folders):
-    """ComfyUI's LoadImage: every frame of a GIF (Pillow's ImageSequence) as one batch, each
-    frame's alpha as its mask; listed among LoadImage's files."""
+    """ComfyUI's LoadImage: every frame of a GIF (Pillow's ImageSequence) as one batch; frames
+    without transparency get ComfyUI's empty 64x64 masks; listed among LoadImage's files."""
     import numpy as np
     from PIL import ImageSequence
     pictures = [Image.new("RGB", (9, 5), (60 * i, 200 - 60 * i, 30)) for i in range(3)]
@@ -312,13 +312,35 @@ def test_load_image_reads_a_gif_as_a_batch_of_its_frames(builtin_registry, tmp_f
     image, mask = call(builtin_registry, "LoadImage", image="anim.gif")
     with Image.open(tmp_folders.inputs / "anim.gif") as gif:
         frames = [frame.convert("RGBA") for frame in ImageSequence.Iterator(gif)]
-    assert len(frames) == 3 and image.shape == (3, 5, 9, 3) and mask.shape == (3, 5, 9)
+    assert len(frames) == 3 and image.shape == (3, 5, 9, 3) and mask.shape == (3, 64, 64) and not mask.any()
     for i, frame in enumerate(frames):
-        rgba = np.asarray(frame, dtype=np.float32) / 255.0
         assert torch.equal(image[i], torch.from_numpy(np.asarray(frame.convert("RGB"), dtype=np.float32) / 255.0))
-        assert torch.equal(mask[i], torch.from_numpy(1.0 - rgba[..., 3]))
     assert len({tuple(image[i, 0, 0].tolist()) for i in range(3)}) == 3  # three frames, not one repeated
     assert image[1, 3, 2].tolist() == [1.0, 1.0, 1.0] and image[0, 3, 2].tolist() != [1.0, 1.0, 1.0]
+
+
+def test_load_image_greys_and_a_missing_alpha_as_comfyui(builtin_registry, tmp_folders):
+    """ComfyUI's LoadImage divides integer greys of Pillow's mode "I" by 255 (Pillow's point
+    truncates) before the RGB conversion; a 16-bit PNG opens as "I;16", which it converts as it is
+    (Pillow clips at 255). A picture without alpha gives a [1, 64, 64] mask of zeros."""
+    import numpy as np
+    values = np.array([[0, 100, 254, 255, 256, 1000, 65535]], dtype=np.uint16)
+    Image.fromarray(values).save(tmp_folders.inputs / "grey16.png")
+    Image.fromarray(values.astype(np.int32)).save(tmp_folders.inputs / "grey32.tif")
+    with Image.open(tmp_folders.inputs / "grey16.png") as png, Image.open(tmp_folders.inputs / "grey32.tif") as tif:
+        assert (png.mode, tif.mode) == ("I;16", "I")
+    from test_custom_sampling import run_node
+    image, mask = run_node(builtin_registry.get("LoadImage"), image="grey32.tif")  # TIFFs are not listed
+    scaled = np.minimum(values // 255, 255) / 255.0  # 0 0 0 1 1 3 255
+    assert image.shape == (1, 1, 7, 3) and torch.equal(image[0, ..., 0], torch.tensor(scaled, dtype=torch.float32))
+    assert torch.equal(image[..., 0], image[..., 2])
+    image, mask = call(builtin_registry, "LoadImage", image="grey16.png")
+    clipped = np.minimum(values, 255) / 255.0
+    assert torch.equal(image[0, ..., 1], torch.tensor(clipped, dtype=torch.float32))
+    assert mask.shape == (1, 64, 64) and not mask.any()
+    Image.new("RGB", (20, 10), (9, 8, 7)).save(tmp_folders.inputs / "plain.png")
+    image, mask = call(builtin_registry, "LoadImage", image="plain.png")
+    assert image.shape == (1, 10, 20, 3) and mask.shape == (1, 64, 64) and not mask.any()
 
 
 def test_file_names_cannot_escape_their_folders(builtin_registry, tmp_folders, tmp_path):

@@ -119,6 +119,68 @@ async def test_mask_upload_puts_the_mask_into_the_alpha_channel(start, home):
     assert (await client.post("/api/upload/mask", data=form(buffer.getvalue(), original=escape))).status == 400
 
 
+async def test_upload_type_picks_the_folder_as_comfyui(start, home):
+    """ComfyUI's `type` field: input (the default), output or temp, under `subfolder`; the
+    response says where it went, and `path` is LoadImage's value for it (annotated outside inputs)."""
+    client = await start()
+    folders = folders_module.folders
+    for kind, base in (("output", folders.outputs), ("temp", folders.temp), ("", folders.inputs)):
+        response = await client.post("/upload/image", data=form(png(), subfolder="shots", type=kind))
+        body = await response.json()
+        assert response.status == 200, body
+        want = kind or "input"
+        assert (body["type"], body["subfolder"], body["name"]) == (want, "shots", "cat.png")
+        assert body["path"] == ("shots/cat.png" if want == "input" else f"shots/cat.png [{want}]")
+        assert (base / "shots" / "cat.png").read_bytes() == png()
+    view = await client.get("/view", params={"filename": "cat.png", "subfolder": "shots", "type": "output"})
+    assert view.status == 200
+    bogus = await client.post("/upload/image", data=form(png(), filename="odd.png", type="models"))
+    assert bogus.status == 400 and "type" in (await bogus.json())["error"]
+    # the same rules in every folder: no escape, real images only
+    for filename, subfolder in (("evil.png", "../inputs"), ("evil.png", "a/../../x"), ("../evil.png", "")):
+        fields = {"type": "output", **({"subfolder": subfolder} if subfolder else {})}
+        body, headers = raw_form(png(), filename, **fields)
+        response = await client.post("/upload/image", data=body, headers=headers)
+        assert response.status == 400, (filename, subfolder, await response.text())
+    not_image = await client.post("/upload/image", data=form(b"<html>", filename="evil.png", type="output"))
+    assert not_image.status == 415
+    assert not any("evil" in name or "odd" in name for name in files_under(home.parent))
+
+
+async def test_mask_upload_reads_the_original_from_its_type_as_comfyui(start, home):
+    """/upload/mask: original_ref's folder is its annotation ("x.png [input]"), else its type,
+    else the outputs (ComfyUI's default); the masked copy goes where the form's `type` says."""
+    client = await start()
+    folders = folders_module.folders
+    (folders.outputs / "runs").mkdir(parents=True)
+    Image.new("RGB", (4, 4), (50, 60, 70)).save(folders.outputs / "runs" / "pic.png")
+    folders.inputs.mkdir(parents=True)
+    Image.new("RGB", (4, 4), (1, 2, 3)).save(folders.inputs / "pic.png")
+    mask = Image.new("L", (4, 4), 0)
+    mask.putpixel((2, 1), 255)
+    buffer = io.BytesIO()
+    mask.save(buffer, format="PNG")
+
+    async def masked(ref: dict, **fields):
+        response = await client.post("/upload/mask", data=form(buffer.getvalue(), filename="m.png",
+                                                               original_ref=json.dumps(ref), **fields))
+        body = await response.json()
+        assert response.status == 200, body
+        base = {"input": folders.inputs, "output": folders.outputs, "temp": folders.temp}[body["type"]]
+        return body, Image.open(base / body["subfolder"] / body["name"])
+
+    body, picture = await masked({"filename": "pic.png", "subfolder": "runs"})  # no type: the outputs
+    assert body["type"] == "input" and picture.getpixel((2, 1)) == (50, 60, 70, 0)
+    assert picture.getpixel((0, 0)) == (50, 60, 70, 255)
+    body, picture = await masked({"filename": "pic.png [input]", "subfolder": "", "type": "output"},
+                                 type="temp", overwrite="true")
+    assert body["type"] == "temp" and picture.getpixel((2, 1)) == (1, 2, 3, 0)
+    assert (folders.temp / "m.png").is_file()
+    escape = json.dumps({"filename": "pic.png", "subfolder": "../inputs", "type": "output"})
+    response = await client.post("/upload/mask", data=form(buffer.getvalue(), original_ref=escape))
+    assert response.status == 400
+
+
 @pytest.mark.parametrize("filename, subfolder", [
     ("../evil.png", ""), ("..\\evil.png", ""), ("/tmp/evil.png", ""), (".hidden.png", ""),
     ("evil.png", "../outside"), ("evil.png", "/abs"), ("evil.png", "a/../../b"), ("evil.png", ".."),

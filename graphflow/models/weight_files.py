@@ -110,6 +110,24 @@ def read_pickle(path) -> object:
                               f"(torch.load weights_only=True, which loads plain tensors only): {reason}") from None
 
 
+def _nested_tensors(obj: dict, prefix: str = "", seen: set | None = None) -> dict:
+    """The tensors of a pickled dict, those of nested dicts under dotted names, as their
+    .safetensors forms name them (PhotoMaker's {"id_encoder": {...}, "lora_weights": {...}},
+    IP-Adapter's {"image_proj": {...}, "ip_adapter": {...}})."""
+    import torch
+    seen = set() if seen is None else seen
+    seen.add(id(obj))  # a pickle may hold a dict inside itself
+    out = {}
+    for key, value in obj.items():
+        if not isinstance(key, str):
+            continue
+        if isinstance(value, torch.Tensor):
+            out[prefix + key] = value
+        elif isinstance(value, dict) and id(value) not in seen:
+            out.update(_nested_tensors(value, f"{prefix}{key}.", seen))
+    return out
+
+
 @dataclass(frozen=True)
 class ScaledFP8:
     """A `scaled_fp8` marker: the prefix of the part it marks, the fp8 dtype it names, and
@@ -268,7 +286,7 @@ class WeightFile:
             obj = obj["state_dict"]
         if not isinstance(obj, dict):
             raise CheckpointError(f"{self.path.name} holds a {type(obj).__name__}, not a dict of tensors")
-        self._tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        self._tensors = _nested_tensors(obj)
         self._handle = self._file = None
         self.shapes = {k: tuple(v.shape) for k, v in self._tensors.items()}
         self.dtypes = {k: str(v.dtype).replace("torch.", "") for k, v in self._tensors.items()}

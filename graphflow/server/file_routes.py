@@ -5,6 +5,7 @@ import json
 
 from aiohttp import web
 
+from graphflow.folders import split_annotation
 from graphflow.server import uploads
 from graphflow.server.json_api import int_query, json_response
 from graphflow.server.server import server_of
@@ -38,6 +39,8 @@ async def upload(request, mask: bool = False):
     name = uploads.clean_filename(file["filename"])
     subfolder = uploads.clean_subfolder(fields.get("subfolder"))
     overwrite = fields.get("overwrite", "").strip().lower() in ("1", "true", "yes", "on")
+    kind = fields.get("type", "").strip() or "input"  # ComfyUI's: the folder the upload goes into
+    uploads.folder_of(kind)  # another type is refused before the file is checked
     check = uploads.check_image if mask else uploads.check_upload
     info = await asyncio.to_thread(check, file["data"], file["content_type"], limits)
     data = file["data"]
@@ -49,8 +52,10 @@ async def upload(request, mask: bool = False):
             ref = None
         if not isinstance(ref, dict):
             raise RequestError(400, "a mask upload needs 'original': JSON {filename, subfolder, type} of the image")
-        original = uploads.resolve_view(ref.get("type") or "input", ref.get("subfolder"), ref.get("filename"))
+        # as ComfyUI: an annotated name ("x.png [input]") says its folder, else "type", else output
+        filename, annotated = split_annotation(str(ref.get("filename") or ""))
+        original = uploads.resolve_view(annotated or ref.get("type") or "output", ref.get("subfolder"), filename)
         data = await asyncio.to_thread(uploads.apply_mask, original, data)
         info = await asyncio.to_thread(uploads.check_image, data, "image/png", limits)
-    result = await asyncio.to_thread(uploads.store_input, data, name, subfolder, info["format"], overwrite)
+    result = await asyncio.to_thread(uploads.store_upload, data, name, subfolder, info["format"], overwrite, kind)
     return json_response(dict(result, **info))

@@ -203,17 +203,19 @@ def check_video(data: bytes, declared_type: str, limits: UploadLimits) -> dict:
     return {"format": fmt, "width": width, "height": height}
 
 
-def store_input(data: bytes, filename: str, subfolder: str, fmt: str, overwrite: bool) -> dict:
-    """Write an upload into inputs/<subfolder>/ atomically; returns the upload response."""
+def store_upload(data: bytes, filename: str, subfolder: str, fmt: str, overwrite: bool, kind: str = "input") -> dict:
+    """Write an upload into <kind's folder>/<subfolder>/ atomically (kind: ComfyUI's `type`,
+    input, output or temp); returns the upload response."""
     stem, suffix = os.path.splitext(filename)
     if suffix.lower() not in FORMAT_EXTENSIONS[fmt]:
         suffix = UPLOAD_FORMATS[fmt]  # the name says another format than the content has
     name = stem + suffix
+    base = folder_of(kind)
     try:
-        folder = safe_join(folders.inputs, subfolder) if subfolder else folders.inputs.resolve()
-        folders.inputs.mkdir(parents=True, exist_ok=True)
+        folder = safe_join(base, subfolder) if subfolder else base.resolve()
+        base.mkdir(parents=True, exist_ok=True)
         folder.mkdir(parents=True, exist_ok=True)
-        folder = safe_join(folders.inputs, subfolder) if subfolder else folders.inputs.resolve()
+        folder = safe_join(base, subfolder) if subfolder else base.resolve()
         target = safe_join(folder, name)
         if not overwrite:
             digest = hashlib.sha256(data).digest()
@@ -237,7 +239,9 @@ def store_input(data: bytes, filename: str, subfolder: str, fmt: str, overwrite:
         Path(temp).unlink(missing_ok=True)
         raise
     path = f"{subfolder}/{name}" if subfolder else name
-    return {"name": name, "subfolder": subfolder, "type": "input", "path": path}
+    if kind != "input":  # LoadImage's value for a file in another folder: ComfyUI's annotated name
+        path = f"{path} [{kind}]"
+    return {"name": name, "subfolder": subfolder, "type": kind, "path": path}
 
 
 def apply_mask(original: Path, mask_data: bytes) -> bytes:
