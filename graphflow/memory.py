@@ -453,12 +453,12 @@ class MemoryManager:
         new weight had to be computed."""
         key, current = id(param), param.data
         new = self._take(key, ps, current.device)
-        computed = new is None
-        if computed:
+        computed = new is None and bool(ps)
+        if new is None:
             base = current if not record.patches else self._take(key, (), current.device)
             if base is None:
                 base = record.original.to(current.device)
-            new = _changed(base, ps)
+            new = _changed(base, ps) if ps else base
             if record.patches and ps and not _same(base, record.original):
                 self._keep(module, param, (), base, resident)  # the device's original, for the next switch
         if record.patches or not _same(current, record.original):  # the RAM original is kept anyway
