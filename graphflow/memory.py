@@ -46,11 +46,11 @@ keeps that much aside for other programs.
 
 import contextlib
 import functools
-from collections import OrderedDict
 import os
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 
