@@ -1,12 +1,14 @@
 """Per-step time of sampling with a hooked positive and an un-hooked negative, the memory
 manager's cache of hook sets' patched weights off and on (graphflow.memory, "Cached patch sets").
 
-    python bench/hook_switch.py [--hook lora|model] [--steps 6] [--latent 8] [--reps 2] [--threads 2]
+    python bench/hook_switch.py [--hook lora|model] [--own-lora] [--steps 6] [--latent 4] [--reps 2] [--threads 2]
 
-A random UNet with SD1's widths (320 channels, 768-wide context) but two levels of one ResBlock and
-one transformer each, on CPU in fp32, at a small latent so that patching weights dominates the
-step; the hook is a random LoCon LoRA of rank 16 on every transformer Linear and ResBlock
+A random UNet with SD1's widths (320 channels, 768-wide context) but two levels of one ResBlock
+and one transformer each, on CPU in fp32, at a small latent so that patching weights weighs in
+the step; the hook is a random LoCon LoRA of rank 16 on every transformer Linear and ResBlock
 convolution (--hook lora), or a second random UNet taken as LoRA (--hook model, every weight).
+--own-lora gives the sampled model a LoRA of its own (LoraLoader's: another random one, on the
+same layers), so that without the cache the un-hooked negative recomputes its weights too.
 euler, cfg 5, the hook's strength halved by a keyframe midway. Both variants run in the same
 process, interleaved, after a warm-up; the best of --reps per variant is the figure. The
 samples are checked bit-identical.
@@ -24,7 +26,7 @@ import torch  # noqa: E402
 
 from graphflow import memory  # noqa: E402
 from graphflow.models.checkpoint import load_checkpoint  # noqa: E402
-from graphflow.models.lora import read_lora  # noqa: E402
+from graphflow.models.lora import apply_lora, read_lora  # noqa: E402
 from graphflow.models.unet import UNetConfig  # noqa: E402
 from graphflow.sampling.hooks import Hooks, Keyframe, Keyframes, WeightHook  # noqa: E402
 from graphflow.sampling.model_sampling import DiscreteSchedule  # noqa: E402
@@ -40,7 +42,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hook", choices=("lora", "model"), default="lora")
     parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--latent", type=int, default=8, help="latent side (pixels / 8)")
+    parser.add_argument("--own-lora", action="store_true")
+    parser.add_argument("--latent", type=int, default=4, help="latent side (pixels / 8)")
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -49,6 +52,9 @@ def main() -> int:
     load = lambda path: load_checkpoint(path, device="cpu", dtype=torch.float32, text_encoders=False).model  # noqa: E731
     model = load(write_checkpoint(root / "a.safetensors", "sd1", unet=CONFIG, components=("unet",), seed=0,
                                   dtype=torch.float32))
+    if args.own_lora:
+        own = write_lora(root / "own.safetensors", "sd1", rank=16, text=False, unet=CONFIG, seed=2)
+        model = apply_lora(model, None, own, 1.0, 0.0)[0]
     keyframes = Keyframes().add(Keyframe(1.0, 0.0)).add(Keyframe(0.5, 0.5))
     if args.hook == "lora":
         lora = write_lora(root / "lora.safetensors", "sd1", rank=16, text=False, unet=CONFIG, seed=1)
@@ -66,7 +72,8 @@ def main() -> int:
     manager = memory.manager()
     params = sum(p.numel() for p in model.unet.parameters())
     patched = {p.param for p in model_patches_of(model, hook)}
-    print(f"UNet {params / 1e6:.0f}M parameters, {len(patched)} patched by the {args.hook} hook, latent "
+    own = ", a LoRA of its own" if args.own_lora else ""
+    print(f"UNet {params / 1e6:.0f}M parameters{own}, {len(patched)} patched by the {args.hook} hook, latent "
           f"{args.latent}x{args.latent}, {args.steps} euler steps, cfg 5, CPU fp32, {args.threads} threads, "
           f"best of {args.reps}")
 
