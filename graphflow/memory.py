@@ -26,8 +26,9 @@ recomputation. The records of weights back at their originals stay, so the RAM c
 originals are neither dropped nor copied again. A cached copy lives where its weight lives: on
 the device for the blocks resident there, counted in the device's room (leaving `DEVICE_MARGIN`
 to activations where CUDA is asked, none under `--vram none`, twice its size under `--vram low`),
-in RAM for streamed blocks, counted against the RAM. A copy is kept only when it fits; cached
-copies are the first thing let go when memory is needed (least recently kept first), dropped with
+in RAM for streamed blocks, counted against the RAM. A switch's copies for one place are kept
+when they all fit (the room is asked once per switch); cached copies are the first thing let go
+when memory is needed (least recently kept first), dropped with
 their component's placement (offload, partial load, drop from RAM) and after an out-of-memory
 error, and `drop_patch_cache` ends them all when the run ends, however it ends.
 
@@ -413,6 +414,7 @@ class MemoryManager:
             want = _by_param(module, patches)
             resident = self._resident(module) if cache else None
             switched = computed = 0
+            keep = []  # (param, patches, tensor, resident) to cache
             for param in module.parameters():
                 record = self.patched.get(id(param))
                 if record is None:
@@ -421,36 +423,40 @@ class MemoryManager:
                 if record.patches == ps and (ps or cache):  # (a record at the originals is kept while caching)
                     continue
                 if cache and record.original is not None:
-                    computed += self._switch(module, param, record, ps, id(param) in resident)
+                    computed += self._switch(param, record, ps, id(param) in resident, keep)
                     switched += 1
                 else:
                     self._restore(id(param), record)
             if switched:
                 self.events.append({"action": "switch", "params": switched, "computed": computed})
             todo = [(path, param, ps) for key, (path, param, ps) in want.items() if key not in self.patched]
-            if not todo:
-                return
-            nbytes = sum(param.numel() * param.element_size() for _, param, _ in todo)
-            if not self.ram_fits(nbytes):
-                self._evict(lambda: self.ram_fits(nbytes), "ram")
-            in_place = self.ram_fits(nbytes)
-            for path, param, ps in todo:
-                if in_place:
-                    original = param.data
-                    param.data = _changed(original, ps)
-                    backup = original.to(self.offload_device)
-                    self.patched[id(param)] = _Patched(weakref.ref(param), ps, backup)
-                    if cache and not _same(backup, original):  # the device's copy of the original, for switches back
-                        self._keep(module, param, (), original, id(param) in resident)
-                else:
-                    owner = module.get_submodule(path.rpartition(".")[0])
-                    self.patched[id(param)] = _Patched(weakref.ref(param), ps, hooks=_fly(owner, param, ps))
-            self.events.append({"action": "patch", "mode": "in_place" if in_place else "on_the_fly",
-                                "params": len(todo), "bytes": nbytes if in_place else 0})
+            if todo:
+                self._apply(module, todo, keep if cache else None, resident)
+            self._keep_all(module, keep)
 
-    def _switch(self, module: nn.Module, param: nn.Parameter, record: _Patched, ps: tuple, resident: bool) -> int:
-        """An in-place patched weight from its patch set to `ps`, keeping what it held; 1 when the
-        new weight had to be computed."""
+    def _apply(self, module: nn.Module, todo: list, keep: list | None, resident: set | None) -> None:
+        """Patch parameters that hold no patches yet, in place or on the fly."""
+        nbytes = sum(param.numel() * param.element_size() for _, param, _ in todo)
+        if not self.ram_fits(nbytes):
+            self._evict(lambda: self.ram_fits(nbytes), "ram")
+        in_place = self.ram_fits(nbytes)
+        for path, param, ps in todo:
+            if in_place:
+                original = param.data
+                param.data = _changed(original, ps)
+                backup = original.to(self.offload_device)
+                self.patched[id(param)] = _Patched(weakref.ref(param), ps, backup)
+                if keep is not None and not _same(backup, original):  # the device's original, for switches back
+                    keep.append((param, (), original, id(param) in resident))
+            else:
+                owner = module.get_submodule(path.rpartition(".")[0])
+                self.patched[id(param)] = _Patched(weakref.ref(param), ps, hooks=_fly(owner, param, ps))
+        self.events.append({"action": "patch", "mode": "in_place" if in_place else "on_the_fly",
+                            "params": len(todo), "bytes": nbytes if in_place else 0})
+
+    def _switch(self, param: nn.Parameter, record: _Patched, ps: tuple, resident: bool, keep: list) -> int:
+        """An in-place patched weight from its patch set to `ps`, what it held added to `keep`; 1
+        when the new weight had to be computed."""
         key, current = id(param), param.data
         new = self._take(key, ps, current.device)
         computed = new is None and bool(ps)
@@ -460,9 +466,9 @@ class MemoryManager:
                 base = record.original.to(current.device)
             new = _changed(base, ps) if ps else base
             if record.patches and ps and not _same(base, record.original):
-                self._keep(module, param, (), base, resident)  # the device's original, for the next switch
+                keep.append((param, (), base, resident))  # the device's original, for the next switch
         if record.patches or not _same(current, record.original):  # the RAM original is kept anyway
-            self._keep(module, param, record.patches, current, resident)
+            keep.append((param, record.patches, current, resident))
         param.data = new
         record.patches = ps
         return int(computed)
@@ -475,18 +481,25 @@ class MemoryManager:
         blocks = _blocks(module) if comp.state == "loaded" else _blocks(module)[:comp.resident_blocks]
         return {id(p) for b in blocks for p in b._parameters.values() if p is not None}
 
-    def _keep(self, module: nn.Module, param: nn.Parameter, ps: tuple, tensor: torch.Tensor, on_device: bool) -> None:
-        """Cache `tensor` as `param` under `ps` when there is room (least recently kept ones let go first)."""
+    def _keep_all(self, module: nn.Module, items: list) -> None:
+        """Cache each (param, patches, tensor, resident) of one switch, those of each place (device,
+        RAM) all when they all fit, after letting go of least recently kept ones, else none."""
         comp = self.components.get(id(module))
         factor = comp.factor if comp is not None and comp.module() is module else 1.0
-        nbytes = int(tensor.numel() * tensor.element_size() * factor)
-        where = "device" if on_device else "ram"
-        self.patch_cache.pop((id(param), ps), None)
-        if not self._cache_room(nbytes, on_device):
-            self._evict(lambda: self._cache_room(nbytes, on_device), where)
-            if not self._cache_room(nbytes, on_device):
-                return
-        self.patch_cache[(id(param), ps)] = _Cached(weakref.ref(param), id(module), tensor, nbytes, on_device)
+        for on_device in (True, False):
+            group = [(param, ps, tensor, int(tensor.numel() * tensor.element_size() * factor))
+                     for param, ps, tensor, resident in items if resident == on_device]
+            if not group:
+                continue
+            for param, ps, _, _ in group:
+                self.patch_cache.pop((id(param), ps), None)
+            need = sum(n for *_, n in group)
+            if not self._cache_room(need, on_device):
+                self._evict(lambda: self._cache_room(need, on_device), "device" if on_device else "ram")
+                if not self._cache_room(need, on_device):
+                    continue
+            for param, ps, tensor, n in group:
+                self.patch_cache[(id(param), ps)] = _Cached(weakref.ref(param), id(module), tensor, n, on_device)
 
     def _take(self, key: int, ps: tuple, device: torch.device) -> torch.Tensor | None:
         entry = self.patch_cache.pop((key, ps), None)
