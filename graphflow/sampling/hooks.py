@@ -11,9 +11,10 @@ originals, so bit-exact), and entries with different hook sets are never batched
 Patches are applied only when the active (hook set, strengths) changes, and the model's own patch
 set is put back when sampling ends, also when it fails. Within a run the memory manager caches the
 weights of the sets switched away from where memory allows (`patch(..., cache=True)`), so a
-hooked positive and an un-hooked negative swap tensors each step instead of recomputing every
-patched weight twice; the cache holds only the sets used in the previous round of model calls
-(a keyframe's earlier strengths drop out) and is emptied when the run ends.
+hooked positive and an un-hooked negative swap tensors each step instead of recomputing the
+hooked weights (and, for a model with LoRAs of its own, the model's) at every switch; the cache
+holds only the sets used in the previous round of model calls (a keyframe's earlier strengths
+drop out) and is emptied when the run ends.
 
 Keyframes (ComfyUI's HookKeyframeGroup): each (strength_mult, start_percent, guarantee_steps);
 the strength of a hook is strength_model (or strength_clip) times the current keyframe's
@@ -254,7 +255,7 @@ class HookSwitch:
         self.cache: dict[tuple, tuple] = {}
         self.current = ((), ())  # the model's own patches: what memory.use put there
         self.sigma = None  # the round of model calls (one sigma) now running
-        self.used: dict[int, tuple] = {}  # patch sets used in this round and the one before it
+        self.used: dict[int, tuple] = {}  # patch sets used in this round
 
     def strength(self, hook: WeightHook, sigma: float) -> float:
         if hook.keyframes is None:
