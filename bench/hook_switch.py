@@ -28,7 +28,7 @@ from graphflow import memory  # noqa: E402
 from graphflow.models.checkpoint import load_checkpoint  # noqa: E402
 from graphflow.models.lora import apply_lora, read_lora  # noqa: E402
 from graphflow.models.unet import UNetConfig  # noqa: E402
-from graphflow.sampling.hooks import Hooks, Keyframe, Keyframes, WeightHook  # noqa: E402
+from graphflow.sampling.hooks import Hooks, Keyframe, Keyframes, WeightHook, model_patches  # noqa: E402
 from graphflow.sampling.model_sampling import DiscreteSchedule  # noqa: E402
 from graphflow.sampling.pipeline import sample_with_sigmas  # noqa: E402
 from graphflow.sampling.schedules import compute_sigmas  # noqa: E402
@@ -49,7 +49,6 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     root = Path(tempfile.mkdtemp(prefix="hook_switch_"))
-    load = lambda path: load_checkpoint(path, device="cpu", dtype=torch.float32, text_encoders=False).model  # noqa: E731
     model = load(write_checkpoint(root / "a.safetensors", "sd1", unet=CONFIG, components=("unet",), seed=0,
                                   dtype=torch.float32))
     if args.own_lora:
@@ -71,7 +70,7 @@ def main() -> int:
     sigmas = compute_sigmas(DiscreteSchedule.from_betas(), "normal", args.steps, 1.0)
     manager = memory.manager()
     params = sum(p.numel() for p in model.unet.parameters())
-    patched = {p.param for p in model_patches_of(model, hook)}
+    patched = {p.param for p in model_patches(model, hook, 1.0)}
     own = ", a LoRA of its own" if args.own_lora else ""
     print(f"UNet {params / 1e6:.0f}M parameters{own}, {len(patched)} patched by the {args.hook} hook, latent "
           f"{args.latent}x{args.latent}, {args.steps} euler steps, cfg 5, CPU fp32, {args.threads} threads, "
@@ -97,10 +96,8 @@ def main() -> int:
     return 0
 
 
-def model_patches_of(model, hook):
-    from graphflow.sampling.hooks import model_patches
-
-    return model_patches(model, hook, 1.0)
+def load(path):
+    return load_checkpoint(path, device="cpu", dtype=torch.float32, text_encoders=False).model
 
 
 if __name__ == "__main__":
