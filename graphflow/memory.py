@@ -18,6 +18,20 @@ offload device, so the device holds one copy of the network), else on the fly: a
 each patched weight just before its layer runs and puts the original back after it (no backup,
 one patched layer at a time). Both restore the original tensors themselves: bit-exact.
 
+Cached patch sets (ComfyUI's cached hook patches): `patch(module, patches, cache=True)` (the hook
+switch, graphflow.sampling.hooks, while one sampling run alternates hook sets) keeps what it
+switches away from: the patched tensor of each weight under (that weight, its patches), and on a
+GPU the weight's original on the device, so switching back is a tensor swap instead of a
+recomputation. The records of weights back at their originals stay, so the RAM copies of the
+originals are neither dropped nor copied again. A cached copy lives where its weight lives: on
+the device for the blocks resident there, counted in the device's room (leaving `DEVICE_MARGIN`
+to activations where CUDA is asked, none under `--vram none`, twice its size under `--vram low`),
+in RAM for streamed blocks, counted against the RAM. A switch's copies for one place are kept
+when they all fit (the room is asked once per switch); cached copies are the first thing let go
+when memory is needed (least recently kept first), dropped with
+their component's placement (offload, partial load, drop from RAM) and after an out-of-memory
+error, and `drop_patch_cache` ends them all when the run ends, however it ends.
+
 RAM: when RAM itself runs short (`GRAPHFLOW_RAM_BUDGET_GB` simulates a RAM of that size, counting
 the managed weights; else the system's available memory is asked), the least-recently-used idle
 components that are off the device and have a source (`set_source`: the loaders register one)
@@ -37,6 +51,7 @@ import os
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -49,6 +64,7 @@ VRAM_MODES = ("normal", "low", "none")
 TRANSIENT = ("text_encoder", "clip_vision", "style_model")  # kinds that leave the device as soon as their work is done
 GiB = 1024 ** 3
 RAM_MARGIN = GiB  # RAM left to everything else when the system's available memory is asked
+DEVICE_MARGIN = GiB  # CUDA memory left to activations when a cached patched weight would take room
 
 
 def module_bytes(module: nn.Module) -> int:
@@ -109,6 +125,16 @@ class _Patched:
         return 0 if self.original is None else self.original.numel() * self.original.element_size()
 
 
+@dataclass(eq=False)
+class _Cached:
+    """A weight as one patch set makes it (the original for the empty set), kept for a switch back."""
+    param: weakref.ref
+    owner: int  # id of the component's module
+    tensor: torch.Tensor
+    nbytes: int  # counted bytes (the component's factor)
+    on_device: bool  # where the weight's block is resident, else in RAM with its streamed block
+
+
 class MemoryManager:
     def __init__(self, vram: str = "normal", reserve_gb: float = 0.0, virtual_sizes: dict[str, float] | None = None):
         self.configure(vram, reserve_gb)
@@ -118,6 +144,9 @@ class MemoryManager:
         self.streaming = 0  # bytes of streamed blocks on the device right now
         self.peak = 0  # most weight bytes on the device at once (bench/memory.py)
         self.patched: dict[int, _Patched] = {}  # id(parameter) -> its patch state
+        # (id(parameter), its patches) -> the weight as they make it; least recently kept first
+        self.patch_cache: OrderedDict[tuple, _Cached] = OrderedDict()
+        self.cache_patches = True  # patch(..., cache=True) may keep patched weights (off: bench, tests)
         self._lock = threading.RLock()
 
     def configure(self, vram: str = "normal", reserve_gb: float = 0.0) -> None:
@@ -148,7 +177,7 @@ class MemoryManager:
     def used(self) -> int:
         """Bytes on the device: the managed weights (the simulated budget), else what CUDA reports."""
         if os.environ.get("GRAPHFLOW_VRAM_BUDGET_GB") or self.device.type != "cuda":
-            return sum(c.resident_bytes for c in self.components.values()) + self.streaming
+            return sum(c.resident_bytes for c in self.components.values()) + self.streaming + self.cache_bytes(True)
         free, total = torch.cuda.mem_get_info(self.device)
         return total - free
 
@@ -206,6 +235,7 @@ class MemoryManager:
             else:
                 # Offload least-recently-used others until this one fits or nothing is left to move.
                 need = comp.size - comp.resident_bytes
+                self._evict(lambda: self.free() >= need * (2 if self.vram == "low" else 1), "device")
                 for other in sorted(self.components.values(), key=lambda c: c.last_used):
                     if self.free() >= need * (2 if self.vram == "low" else 1):
                         break
@@ -218,6 +248,7 @@ class MemoryManager:
 
     def _place(self, comp: Component, module: nn.Module, target: int) -> None:
         self._remove_hooks(comp)
+        self._drop_cached(id(module))  # kept where the weights were
         if target >= comp.size:
             module.to(self.device)
             comp.state, comp.resident_bytes, comp.resident_blocks = "loaded", comp.size, comp.blocks
@@ -267,6 +298,7 @@ class MemoryManager:
         module = comp.module()
         self._remove_hooks(comp)
         if module is not None:
+            self._drop_cached(id(module))
             module.to(self.offload_device)
         if comp.resident_bytes or comp.state != "offloaded":
             self.events.append({"action": "offload", "component": comp.name, "kind": comp.kind})
@@ -284,6 +316,7 @@ class MemoryManager:
             for comp in list(self.components.values()):
                 if comp.state not in ("offloaded", "dropped"):
                     self._offload(comp)
+            self.patch_cache.clear()
         free_memory()
 
     # -- RAM pressure ---------------------------------------------------------------------
@@ -296,7 +329,8 @@ class MemoryManager:
 
     def _make_ram_room(self, need: int, keep: Component | None) -> None:
         """Drop least-recently-used components that are off the device and idle from RAM until
-        `need` more bytes fit in it."""
+        `need` more bytes fit in it (cached patched weights in RAM go first)."""
+        self._evict(lambda: not self._ram_short(need), "ram")
         for other in sorted(self.components.values(), key=lambda c: c.last_used):
             if not self._ram_short(need):
                 return
@@ -317,6 +351,7 @@ class MemoryManager:
         if module is None or self._shares_weights(comp, module):
             return
         self._offload(comp)
+        self._drop_cached(id(module))
         for param in module.parameters():  # its patches go with it (their originals are what is dropped)
             record = self.patched.pop(id(param), None)
             for hook in record.hooks if record is not None else ():
@@ -368,36 +403,156 @@ class MemoryManager:
                 self._read_back(comp, module)
 
     # -- weight patches ---------------------------------------------------------------------
-    def patch(self, module: nn.Module, patches: tuple = ()) -> None:
+    def patch(self, module: nn.Module, patches: tuple = (), cache: bool = False) -> None:
         """Make `module`'s weights hold exactly `patches`: parameters another patch set changed
-        get their originals back, the rest are patched (see the module docstring)."""
+        get their originals back, the rest are patched (see the module docstring). `cache`: keep
+        the weights switched away from for a switch back (one sampling run's hook sets)."""
         with self.run_lock(module), self._lock, torch.no_grad():
             self.present(module)
             self._forget_dead_patches()
-            want: dict[int, tuple] = {}
-            for p in patches:
-                param = module.get_parameter(p.param)
-                path, _, ps = want.setdefault(id(param), (p.param, param, []))
-                ps.append(p)
+            cache = cache and self.cache_patches
+            want = _by_param(module, patches)
+            resident = self._resident(module) if cache else None
+            switched = computed = 0
+            keep = []  # (param, patches, tensor, resident) to cache
             for param in module.parameters():
                 record = self.patched.get(id(param))
-                if record is not None and (id(param) not in want or record.patches != tuple(want[id(param)][2])):
-                    self._restore(id(param), record)
-            todo = [(path, param, tuple(ps)) for key, (path, param, ps) in want.items() if key not in self.patched]
-            if not todo:
-                return
-            nbytes = sum(param.numel() * param.element_size() for _, param, _ in todo)
-            in_place = self.ram_fits(nbytes)
-            for path, param, ps in todo:
-                if in_place:
-                    original = param.data
-                    param.data = _changed(original, ps)
-                    self.patched[id(param)] = _Patched(weakref.ref(param), ps, original.to(self.offload_device))
+                if record is None:
+                    continue
+                ps = want[id(param)][2] if id(param) in want else ()
+                if record.patches == ps and (ps or cache):  # (a record at the originals is kept while caching)
+                    continue
+                if cache and record.original is not None:
+                    computed += self._switch(param, record, ps, id(param) in resident, keep)
+                    switched += 1
                 else:
-                    owner = module.get_submodule(path.rpartition(".")[0])
-                    self.patched[id(param)] = _Patched(weakref.ref(param), ps, hooks=_fly(owner, param, ps))
-            self.events.append({"action": "patch", "mode": "in_place" if in_place else "on_the_fly",
-                                "params": len(todo), "bytes": nbytes if in_place else 0})
+                    self._restore(id(param), record)
+            if switched:
+                self.events.append({"action": "switch", "params": switched, "computed": computed})
+            todo = [(path, param, ps) for key, (path, param, ps) in want.items() if key not in self.patched]
+            if todo:
+                self._apply(module, todo, keep if cache else None, resident)
+            self._keep_all(module, keep)
+
+    def _apply(self, module: nn.Module, todo: list, keep: list | None, resident: set | None) -> None:
+        """Patch parameters that hold no patches yet, in place or on the fly."""
+        nbytes = sum(param.numel() * param.element_size() for _, param, _ in todo)
+        if not self.ram_fits(nbytes):
+            self._evict(lambda: self.ram_fits(nbytes), "ram")
+        in_place = self.ram_fits(nbytes)
+        for path, param, ps in todo:
+            if in_place:
+                original = param.data
+                param.data = _changed(original, ps)
+                backup = original.to(self.offload_device)
+                self.patched[id(param)] = _Patched(weakref.ref(param), ps, backup)
+                if keep is not None and not _same(backup, original):  # the device's original, for switches back
+                    keep.append((param, (), original, id(param) in resident))
+            else:
+                owner = module.get_submodule(path.rpartition(".")[0])
+                self.patched[id(param)] = _Patched(weakref.ref(param), ps, hooks=_fly(owner, param, ps))
+        self.events.append({"action": "patch", "mode": "in_place" if in_place else "on_the_fly",
+                            "params": len(todo), "bytes": nbytes if in_place else 0})
+
+    def _switch(self, param: nn.Parameter, record: _Patched, ps: tuple, resident: bool, keep: list) -> int:
+        """An in-place patched weight from its patch set to `ps`, what it held added to `keep`; 1
+        when the new weight had to be computed."""
+        key, current = id(param), param.data
+        new = self._take(key, ps, current.device)
+        computed = new is None and bool(ps)
+        if new is None:
+            base = current if not record.patches else self._take(key, (), current.device)
+            if base is None:
+                base = record.original.to(current.device)
+            new = _changed(base, ps) if ps else base
+            if record.patches and ps and not _same(base, record.original):
+                keep.append((param, (), base, resident))  # the device's original, for the next switch
+        if record.patches or not _same(current, record.original):  # the RAM original is kept anyway
+            keep.append((param, record.patches, current, resident))
+        param.data = new
+        record.patches = ps
+        return int(computed)
+
+    def _resident(self, module: nn.Module) -> set:
+        """ids of the module's parameters whose blocks stay on the device (the others are streamed)."""
+        comp = self.components.get(id(module))
+        if comp is None or comp.module() is not module or comp.state in ("offloaded", "dropped"):
+            return set()
+        blocks = _blocks(module) if comp.state == "loaded" else _blocks(module)[:comp.resident_blocks]
+        return {id(p) for b in blocks for p in b._parameters.values() if p is not None}
+
+    def _keep_all(self, module: nn.Module, items: list) -> None:
+        """Cache each (param, patches, tensor, resident) of one switch, those of each place (device,
+        RAM) all when they all fit, after letting go of least recently kept ones, else none."""
+        comp = self.components.get(id(module))
+        factor = comp.factor if comp is not None and comp.module() is module else 1.0
+        for on_device in (True, False):
+            group = [(param, ps, tensor, int(tensor.numel() * tensor.element_size() * factor))
+                     for param, ps, tensor, resident in items if resident == on_device]
+            if not group:
+                continue
+            for param, ps, _, _ in group:
+                self.patch_cache.pop((id(param), ps), None)
+            need = sum(n for *_, n in group)
+            if not self._cache_room(need, on_device):
+                self._evict(lambda: self._cache_room(need, on_device), "device" if on_device else "ram")
+                if not self._cache_room(need, on_device):
+                    continue
+            for param, ps, tensor, n in group:
+                self.patch_cache[(id(param), ps)] = _Cached(weakref.ref(param), id(module), tensor, n, on_device)
+
+    def _take(self, key: int, ps: tuple, device: torch.device) -> torch.Tensor | None:
+        entry = self.patch_cache.pop((key, ps), None)
+        if entry is None or entry.param() is None or entry.tensor.device != device:
+            return None
+        return entry.tensor
+
+    def _cache_room(self, nbytes: int, on_device: bool) -> bool:
+        if on_device:
+            if self.vram == "none":
+                return False
+            free = self.free()
+            if free is not None:
+                simulated = os.environ.get("GRAPHFLOW_VRAM_BUDGET_GB") or self.device.type != "cuda"
+                if free - (0 if simulated else DEVICE_MARGIN) < nbytes * (2 if self.vram == "low" else 1):
+                    return False
+            if self.device != self.offload_device:
+                return True
+        return self.ram_fits(nbytes)
+
+    def _counts_in(self, entry: _Cached, where: str) -> bool:
+        if where == "device":
+            return entry.on_device
+        return not entry.on_device or self.device == self.offload_device
+
+    def _evict(self, enough: Callable[[], bool], where: str) -> None:
+        """Let go of cached patched weights counted in `where` ("device" or "ram"), least recently
+        kept first, until `enough()`."""
+        for key in [k for k, e in self.patch_cache.items() if self._counts_in(e, where)]:
+            if enough():
+                return
+            del self.patch_cache[key]
+            self.events.append({"action": "evict_patch_cache", "where": where})
+
+    def _drop_cached(self, owner: int) -> None:
+        for key in [k for k, e in self.patch_cache.items() if e.owner == owner]:
+            del self.patch_cache[key]
+
+    def drop_patch_cache(self, module: nn.Module) -> None:
+        """Let go of every cached patched weight of `module` (a sampling run's hook sets, at its end)."""
+        with self._lock:
+            self._drop_cached(id(module))
+
+    def keep_patch_cache(self, module: nn.Module, patch_sets) -> None:
+        """Let go of `module`'s cached weights that none of `patch_sets` makes (the originals stay)."""
+        with self._lock:
+            live = {(key, ps) for patches in patch_sets for key, (_, _, ps) in _by_param(module, patches).items()}
+            for key in [k for k, e in self.patch_cache.items() if e.owner == id(module) and k[1] and k not in live]:
+                del self.patch_cache[key]
+
+    def cache_bytes(self, on_device: bool | None = None) -> int:
+        """Counted bytes of cached patched weights (on the device, in RAM, or all)."""
+        return sum(e.nbytes for e in self.patch_cache.values() if on_device is None or e.on_device == on_device)
 
     def weights(self, module: nn.Module, patches: tuple = ()) -> dict[str, torch.Tensor]:
         """`module.state_dict()` as `patches` make it (for readers: saving, merging), computed from
@@ -441,6 +596,8 @@ class MemoryManager:
     def _forget_dead_patches(self) -> None:
         for key in [k for k, r in self.patched.items() if r.param() is None]:
             del self.patched[key]
+        for key in [k for k, e in self.patch_cache.items() if e.param() is None]:
+            del self.patch_cache[key]
 
     # -- RAM --------------------------------------------------------------------------------
     def ram_capacity(self) -> int | None:
@@ -454,7 +611,8 @@ class MemoryManager:
         (all of it when the device is the CPU) plus the originals of patched weights."""
         on_cpu = self.device == self.offload_device
         return sum(c.size - (0 if on_cpu else c.resident_bytes) for c in self.components.values()
-                   if c.state != "dropped" and c.module() is not None) + self.backup_bytes()
+                   if c.state != "dropped" and c.module() is not None) + self.backup_bytes() \
+            + self.cache_bytes(None if on_cpu else False)
 
     def ram_fits(self, nbytes: int) -> bool:
         return not self._ram_short(nbytes)
@@ -467,7 +625,7 @@ class MemoryManager:
                     "simulated_budget": bool(os.environ.get("GRAPHFLOW_VRAM_BUDGET_GB")),
                     "capacity": cap, "used": self.used(), "free": self.free(),
                     "ram_capacity": self.ram_capacity(), "ram_used": self.ram_used(),
-                    "patch_backup_bytes": self.backup_bytes(),
+                    "patch_backup_bytes": self.backup_bytes(), "patch_cache_bytes": self.cache_bytes(),
                     "components": [c.to_json() for c in self.components.values()]}
 
 
@@ -500,6 +658,20 @@ class _Use:
         finally:
             self.lock.release()
         return False
+
+
+def _by_param(module: nn.Module, patches: tuple) -> dict[int, tuple]:
+    """id(parameter) -> (its path, the Parameter, its patches in order)."""
+    want: dict[int, tuple] = {}
+    for p in patches:
+        param = module.get_parameter(p.param)
+        want.setdefault(id(param), (p.param, param, []))[2].append(p)
+    return {key: (path, param, tuple(ps)) for key, (path, param, ps) in want.items()}
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two tensors are views of the same memory (the original itself, not a copy of it)."""
+    return a.device == b.device and a.data_ptr() == b.data_ptr()
 
 
 def _changed(weight: torch.Tensor, patches: tuple) -> torch.Tensor:

@@ -218,15 +218,16 @@ def write_vae(path, scaled_down: bool = True, seed: int = 1, dtype=torch.float16
 
 
 def write_lora(path, arch: str, rank: int = 4, alpha: float | None = 2.0, seed: int = 0, scaled_down: bool = True,
-               conv: bool = True, text: bool = True, naming: str = "diffusers", scale: float = 0.05) -> Path:
-    """A kohya-style LoRA for write_checkpoint(arch, scaled_down)'s model: every attention/MLP
-    Linear (and proj_in/out) of the UNet's transformers, with `conv` also the ResBlock and
-    resampling convolutions (LoCon), with `text` every text-encoder Linear. UNet names in
-    diffusers' spelling (kohya's) or LDM's (`naming="ldm"`)."""
+               conv: bool = True, text: bool = True, naming: str = "diffusers", scale: float = 0.05,
+               unet: UNetConfig | None = None) -> Path:
+    """A kohya-style LoRA for write_checkpoint(arch, scaled_down)'s model (or one whose UNet has
+    the config `unet`): every attention/MLP Linear (and proj_in/out) of the UNet's transformers,
+    with `conv` also the ResBlock and resampling convolutions (LoCon), with `text` every
+    text-encoder Linear. UNet names in diffusers' spelling (kohya's) or LDM's (`naming="ldm"`)."""
     from .models.lora import text_lora_names, unet_diffusers_blocks, unet_diffusers_name
 
     with torch.device("meta"):
-        unet = UNet(unet_config(arch, scaled_down))
+        unet = UNet(unet or unet_config(arch, scaled_down))
     blocks = unet_diffusers_blocks(unet)
     targets = {}
     for name, module in unet.named_modules():

@@ -9,7 +9,12 @@ that entry the diffusion model's shared weights hold the model's own patches plu
 (graphflow.memory.WeightPatch, applied in place by the memory manager and restored from the
 originals, so bit-exact), and entries with different hook sets are never batched together.
 Patches are applied only when the active (hook set, strengths) changes, and the model's own patch
-set is put back when sampling ends, also when it fails.
+set is put back when sampling ends, also when it fails. Within a run the memory manager caches the
+weights of the sets switched away from where memory allows (`patch(..., cache=True)`), so a
+hooked positive and an un-hooked negative swap tensors each step instead of recomputing the
+hooked weights (and, for a model with LoRAs of its own, the model's) at every switch; the cache
+holds only the sets used in the previous round of model calls (a keyframe's earlier strengths
+drop out) and is emptied when the run ends.
 
 Keyframes (ComfyUI's HookKeyframeGroup): each (strength_mult, start_percent, guarantee_steps);
 the strength of a hook is strength_model (or strength_clip) times the current keyframe's
@@ -249,6 +254,8 @@ class HookSwitch:
         self.clocks: dict[int, KeyframeClock] = {}
         self.cache: dict[tuple, tuple] = {}
         self.current = ((), ())  # the model's own patches: what memory.use put there
+        self.sigma = None  # the round of model calls (one sigma) now running
+        self.used: dict[int, tuple] = {}  # patch sets used in this round
 
     def strength(self, hook: WeightHook, sigma: float) -> float:
         if hook.keyframes is None:
@@ -259,28 +266,34 @@ class HookSwitch:
         return clock.strength(sigma)
 
     def activate(self, hooks: Hooks | None, sigma: torch.Tensor) -> None:
+        from graphflow.memory import manager
+
         key = hooks_key(hooks)
-        strengths = ()
-        if key:
-            s = float(sigma.reshape(-1)[0])
-            strengths = tuple(h.strength_model * self.strength(h, s) for h in key)
-        if (key, strengths) == self.current:
-            return
+        s = float(sigma.reshape(-1)[0])
+        if s != self.sigma:  # a new round: cached sets not used in the last one won't be again soon
+            manager().keep_patch_cache(self.model.unet, self.used.values())
+            self.cache = {k: v for k, v in self.cache.items() if id(v) in self.used}
+            self.sigma, self.used = s, {}
+        strengths = tuple(h.strength_model * self.strength(h, s) for h in key)
         patches = self.cache.get((key, strengths))
         if patches is None:
             patches = self.model.patches
             for hook, strength in zip(key, strengths):
                 patches = patches + model_patches(self.model, hook, strength)
             self.cache[(key, strengths)] = patches
-        from graphflow.memory import manager
-
-        manager().patch(self.model.unet, patches)
+        self.used[id(patches)] = patches
+        if (key, strengths) == self.current:
+            return
+        manager().patch(self.model.unet, patches, cache=True)
         self.current = (key, strengths)
 
     def restore(self) -> None:
         from graphflow.memory import manager
 
-        manager().patch(self.model.unet, self.model.patches)
+        try:
+            manager().patch(self.model.unet, self.model.patches)
+        finally:
+            manager().drop_patch_cache(self.model.unet)
         self.current = ((), ())
 
 
