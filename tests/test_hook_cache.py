@@ -5,6 +5,8 @@ short, holds only the sets of the last round of model calls, and is empty with t
 their originals after a run, also a failed one."""
 
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,27 +20,11 @@ from graphflow.sampling.hooks import Hooks, Keyframe, Keyframes, WeightHook, mod
 from graphflow.sampling.model_sampling import DiscreteSchedule
 from graphflow.sampling.pipeline import sample_with_sigmas
 from graphflow.sampling.schedules import compute_sigmas
-from graphflow.testing import write_checkpoint, write_lora
 
-SHAPE = (1, 4, 8, 8)
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hook_cache")
-    return {"a": write_checkpoint(root / "a.safetensors", "sd1", seed=0),
-            "b": write_checkpoint(root / "b.safetensors", "sd1", seed=5),
-            "lora": write_lora(root / "style.safetensors", "sd1", rank=4, alpha=2.0, seed=1, scale=0.3)}
+sys.path.insert(0, str(Path(__file__).parent))
+from test_hooks import SHAPE, ckpt, files, prompts  # noqa: E402,F401  (the same model, LoRA and prompts)
 
 
-@pytest.fixture(scope="module")
-def ckpt(files):
-    return load_checkpoint(files["a"], device="cpu", dtype=torch.float32)
-
-
-@pytest.fixture(scope="module")
-def prompts(ckpt):
-    return ckpt.clip.encode("a red circle")[0], ckpt.clip.encode("")[0]
 
 
 @pytest.fixture

@@ -221,18 +221,8 @@ def _upscaler_report(f: "WeightFile", size: int) -> str | None:
 
 
 def _unclip_lines(f: "WeightFile", used: set) -> list[str]:
-    from .clip_vision import clip_vision_source
-
-    lines = []
-    prefix = "embedder.model.visual."
     keys = [k for k in f.shapes if k.startswith("embedder.")]
-    source = clip_vision_source(f, prefix)
-    if source is not None:
-        used.update(keys)
-        lines.append(f"  clip vision ({prefix}): {_millions(_count(f, keys))} params, {_dtypes(f, keys)}; "
-                     f"{_vision_detail(source)}")
-    else:
-        lines.append(f"  clip vision: none (no image encoder under {prefix})")
+    lines = [_embedded_vision_line(f, "embedder.model.visual.", keys, used, "")]
     augmentor = [k for k in f.shapes if k.startswith("noise_augmentor.")]
     used.update(augmentor)
     lines.append("  noise augmentor: cosine schedule, 1000 levels (computed as ComfyUI does)")
@@ -240,7 +230,6 @@ def _unclip_lines(f: "WeightFile", used: set) -> list[str]:
 
 
 def _zero123_lines(f: "WeightFile", used: set) -> list[str]:
-    from .clip_vision import clip_vision_source
     from .zero123 import CAMERA_WIDTH, CC_PROJECTION, VISION_PREFIX
 
     out_width, in_width = f.shapes[CC_PROJECTION + "weight"]
@@ -248,14 +237,19 @@ def _zero123_lines(f: "WeightFile", used: set) -> list[str]:
     lines = [f"  cc_projection: Linear {in_width} -> {out_width} ([image embedding {in_width - CAMERA_WIDTH}, "
              f"camera {CAMERA_WIDTH}] -> context)"]
     keys = [k for k in f.shapes if k.startswith(VISION_PREFIX)]
-    source = clip_vision_source(f, VISION_PREFIX)
-    if source is not None:
-        used.update(keys)
-        lines.append(f"  clip vision ({VISION_PREFIX}): {_millions(_count(f, keys))} params, {_dtypes(f, keys)}; "
-                     f"{_vision_detail(source)}")
-    else:
-        lines.append(f"  clip vision: none (no image encoder under {VISION_PREFIX}; use CLIPVisionLoader)")
+    lines.append(_embedded_vision_line(f, VISION_PREFIX, keys, used, "; use CLIPVisionLoader"))
     return lines
+
+
+def _embedded_vision_line(f: "WeightFile", prefix: str, keys: list[str], used: set, missing_hint: str) -> str:
+    """The report line of a checkpoint's own CLIP vision tower under `prefix` (its tensors `keys`)."""
+    from .clip_vision import clip_vision_source
+
+    source = clip_vision_source(f, prefix)
+    if source is None:
+        return f"  clip vision: none (no image encoder under {prefix}{missing_hint})"
+    used.update(keys)
+    return f"  clip vision ({prefix}): {_millions(_count(f, keys))} params, {_dtypes(f, keys)}; {_vision_detail(source)}"
 
 
 def _flow_report(f: "WeightFile", info: FlowInfo, size: int) -> str:
