@@ -18,7 +18,7 @@ BUNDLED = Path(__file__).parent / "bundled"  # the shipped demo checkpoint and e
 # the last: a sharded set's index, of safetensors or pickled .bin shards (graphflow.models.weight_files
 # reads it as one file)
 MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".safetensors.index.json", ".bin.index.json")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".m4v", ".avi", ".gif")  # what LoadVideo offers
 # kinds ComfyUI keeps in more than one folder (the older name second)
 KIND_FOLDERS = {"diffusion_models": ("diffusion_models", "unet")}

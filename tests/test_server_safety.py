@@ -228,11 +228,12 @@ async def test_uploads_must_be_real_images_within_limits(start, home):
     not_image = await client.post("/api/upload", data=form(b"<script>alert(1)</script>", filename="x.png"))
     assert not_image.status == 415
     message = (await not_image.json())["error"]
-    assert "PNG, JPEG, WebP, BMP or GIF" in message and "object at 0x" not in message and "BytesIO" not in message
+    assert "PNG, JPEG, WebP, BMP, GIF or TIFF" in message and "object at 0x" not in message and "BytesIO" not in message
     wrong_type = await client.post("/api/upload", data=form(png(), content_type="text/html"))
     assert wrong_type.status == 415
-    tiff = await client.post("/api/upload", data=form(png(fmt="TIFF"), filename="a.tif", content_type="image/tiff"))
-    assert tiff.status == 415
+    ppm = await client.post("/api/upload", data=form(png(fmt="PPM"), filename="a.ppm",
+                                                     content_type="application/octet-stream"))
+    assert ppm.status == 415 and "format PPM is not accepted" in (await ppm.json())["error"]
     truncated = await client.post("/api/upload", data=form(png((40, 40))[:-30]))
     assert truncated.status == 415
     too_wide = await client.post("/api/upload", data=form(png((65, 10))))
@@ -271,6 +272,34 @@ async def test_gif_uploads_are_accepted_whole_and_within_the_animation_limit(sta
         uploads.check_image(gif(3), "image/gif", UploadLimits(max_side=64, max_animation_pixels=2 * 8 * 6))
     assert e.value.status == 400 and "3 frames of 8x6" in str(e.value)
     assert files_under(home / "inputs") == {"a.gif", "b.gif"}
+
+
+async def test_tiff_uploads_are_listed_and_load_as_in_comfyui(start, home):
+    """TIFF, which ComfyUI's LoadImage lists and loads, uploads and loads too: a multi-page TIFF is a
+    batch, alpha becomes the mask, and a name saying another format is corrected."""
+    import numpy as np
+    from tests.test_nodes_image_mask import call
+    client = await start()
+    pages = [Image.new("RGBA", (8, 6), (10 * i, 200, 30, 255 if i else 0)) for i in range(2)]
+    buffer = io.BytesIO()
+    pages[0].save(buffer, format="TIFF", save_all=True, append_images=pages[1:])
+    data = buffer.getvalue()
+    response = await client.post("/api/upload", data=form(data, filename="scan.png", content_type="image/tiff"))
+    assert response.status == 200, await response.text()
+    stored = await response.json()
+    assert stored["path"] == "scan.tif" and stored["format"] == "TIFF"
+    assert "scan.tif" in folders_module.folders.list_inputs()
+    image, mask = call(Registry().load_builtin(), "LoadImage", image="scan.tif")
+    assert image.shape == (2, 6, 8, 3) and mask.shape == (2, 6, 8)
+    expected = np.stack([np.asarray(p.convert("RGB"), dtype=np.float32) / 255 for p in pages])
+    assert np.allclose(image.numpy(), expected)
+    assert mask[0].min() == 1 and mask[1].max() == 0  # transparent page → 1, opaque → 0
+    view = await client.get("/api/view", params={"filename": "scan.tif", "type": "input"})
+    assert view.status == 200 and view.content_type == "image/tiff"
+    as_png = await client.get("/api/view", params={"filename": "scan.tif", "type": "input", "preview": "png"})
+    assert as_png.status == 200 and as_png.content_type == "image/png"
+    shown = Image.open(io.BytesIO(await as_png.read()))
+    assert shown.mode == "RGBA" and shown.getpixel((0, 0)) == (0, 200, 30, 0)  # lossless, alpha kept
 
 
 async def test_view_serves_only_images_inside_their_folder(start, home, tmp_path):

@@ -20,18 +20,19 @@ from graphflow.folders import UnsafePathError, folders, safe_join
 
 # Formats an upload may have, and the extension it is stored under (LoadImage lists these).
 # A GIF's frames are LoadImage's batch, as in ComfyUI.
-UPLOAD_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif"}
-FORMAT_EXTENSIONS = {"PNG": {".png"}, "JPEG": {".jpg", ".jpeg"}, "WEBP": {".webp"}, "BMP": {".bmp"}, "GIF": {".gif"}}
+UPLOAD_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif"}
+FORMAT_EXTENSIONS = {"PNG": {".png"}, "JPEG": {".jpg", ".jpeg"}, "WEBP": {".webp"}, "BMP": {".bmp"}, "GIF": {".gif"},
+                     "TIFF": {".tif", ".tiff"}}
 # Video containers (FFmpeg's names for them), checked by decoding with PyAV (LoadVideo lists these).
 VIDEO_FORMATS = {"mov,mp4,m4a,3gp,3g2,mj2": ".mp4", "matroska,webm": ".webm", "avi": ".avi"}
 UPLOAD_FORMATS.update(VIDEO_FORMATS)
 FORMAT_EXTENSIONS.update({"mov,mp4,m4a,3gp,3g2,mj2": {".mp4", ".mov", ".m4v"}, "matroska,webm": {".webm", ".mkv"},
                           "avi": {".avi"}})
 DECLARED_TYPES = {"image/png", "image/jpeg", "image/jpg", "image/webp", "image/bmp", "image/x-ms-bmp", "image/gif",
-                  "video/mp4", "video/webm", "video/quicktime", "video/x-matroska", "video/x-msvideo",
+                  "image/tiff", "video/mp4", "video/webm", "video/quicktime", "video/x-matroska", "video/x-msvideo",
                   "application/octet-stream", ""}
 VIEW_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
-              ".bmp": "image/bmp", ".gif": "image/gif", ".mp4": "video/mp4", ".m4v": "video/mp4",
+              ".bmp": "image/bmp", ".gif": "image/gif", ".tif": "image/tiff", ".tiff": "image/tiff", ".mp4": "video/mp4", ".m4v": "video/mp4",
               ".mov": "video/quicktime", ".webm": "video/webm", ".mkv": "video/x-matroska", ".avi": "video/x-msvideo"}
 FIELD_LIMIT = 4096  # bytes in a non-file form field
 
@@ -142,13 +143,13 @@ def check_image(data: bytes, declared_type: str, limits: UploadLimits) -> dict:
 
     if declared_type not in DECLARED_TYPES:
         raise RequestError(415, f"content type {declared_type!r} is not an accepted image type "
-                               f"(png, jpeg, webp, bmp, gif)")
+                               f"(png, jpeg, webp, bmp, gif, tiff)")
     try:
         with Image.open(io.BytesIO(data)) as image:
             fmt = image.format
             width, height = image.size
             if fmt not in UPLOAD_FORMATS:
-                raise RequestError(415, f"image format {fmt} is not accepted; use PNG, JPEG, WebP, BMP or GIF")
+                raise RequestError(415, f"image format {fmt} is not accepted; use PNG, JPEG, WebP, BMP, GIF or TIFF")
             if width > limits.max_side or height > limits.max_side:
                 raise RequestError(400, f"image is {width}x{height}; the limit is {limits.max_side}x{limits.max_side}")
             image.load()  # decode fully: truncated or corrupt data fails here
@@ -162,7 +163,7 @@ def check_image(data: bytes, declared_type: str, limits: UploadLimits) -> dict:
     except RequestError:
         raise
     except UnidentifiedImageError:  # its text names Python's in-memory file object: say it plainly
-        raise RequestError(415, "the upload is not an image Pillow can read (expected PNG, JPEG, WebP, BMP or GIF data)") from None
+        raise RequestError(415, "the upload is not an image Pillow can read (expected PNG, JPEG, WebP, BMP, GIF or TIFF data)") from None
     except Image.DecompressionBombError:
         raise RequestError(400, "the image has too many pixels to decode safely") from None
     except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt: Pillow says what broke
@@ -184,7 +185,7 @@ def check_video(data: bytes, declared_type: str, limits: UploadLimits) -> dict:
 
     if declared_type not in DECLARED_TYPES:
         raise RequestError(415, f"content type {declared_type!r} is not an accepted image or video type "
-                               "(png, jpeg, webp, bmp, gif, mp4, webm, mov, mkv, avi)")
+                               "(png, jpeg, webp, bmp, gif, tiff, mp4, webm, mov, mkv, avi)")
     try:
         with av.open(io.BytesIO(data)) as container:
             fmt = container.format.name
@@ -264,7 +265,8 @@ def apply_mask(original: Path, mask_data: bytes) -> bytes:
 
 def converted(path: Path, preview: str | None, channel: str) -> tuple[bytes, str]:
     """ComfyUI's /view conversions: `channel` rgb (no alpha) or a (the alpha alone, on black), then
-    `preview` "webp;90" / "jpeg;90" re-encodes at that quality. Returns (bytes, content type)."""
+    `preview` "webp;90" / "jpeg;90" re-encodes at that quality ("png", ours, losslessly: the editor
+    paints masks on TIFFs, which browsers don't show, through it). Returns (bytes, content type)."""
     from PIL import Image
 
     if channel not in ("rgba", "rgb", "a"):
@@ -273,8 +275,8 @@ def converted(path: Path, preview: str | None, channel: str) -> tuple[bytes, str
     if preview:
         fmt, _, q = preview.partition(";")
         fmt = fmt.strip().lower()
-        if fmt not in ("webp", "jpeg"):
-            raise RequestError(400, f"preview must be webp or jpeg with an optional ;quality, got {preview!r}")
+        if fmt not in ("webp", "jpeg", "png"):
+            raise RequestError(400, f"preview must be webp or jpeg with an optional ;quality, or png, got {preview!r}")
         try:
             quality = int(q) if q else 90
         except ValueError:

@@ -327,7 +327,9 @@ class App {
   async paintMask(path) {
     if (!path) return null;
     try {
-      const blob = await paintMask(inputUrl(path), path);
+      // browsers don't show TIFF: the painter gets it as a PNG (alpha kept)
+      const url = /\.tiff?$/i.test(path) ? `${inputUrl(path)}&preview=png` : inputUrl(path);
+      const blob = await paintMask(url, path);
       if (!blob) return null;
       const stem = path.slice(path.lastIndexOf("/") + 1).replace(/\.[^.]+$/, "");
       const stored = await api.uploadMask(blob, path, `${stem.replace(/-mask$/, "")}-mask.png`);
