@@ -88,7 +88,8 @@ def test_per_token_sigma_equals_batched_sigma(transformer_pair):
     with torch.no_grad():
         whole = ours(x, torch.tensor([0.7]), context)
         per_token = ours(x, torch.full((1, 8), 0.7), context)
-    assert (whole - per_token).abs().max() < 1e-5
+    # outputs reach |28|, where float32's spacing is 4e-6: the two paths round differently by a few steps
+    torch.testing.assert_close(per_token, whole, rtol=2e-6, atol=1e-5)
 
 
 def test_config_from_shapes(transformer_pair):
