@@ -4,7 +4,8 @@
 - ComfyUI: PNG chunks `workflow` (UI format) and `prompt` (API format); in WebP, EXIF strings
   "workflow:{...}" / "prompt:{...}" (tags 0x010F and below, 0x0110);
 - A1111 / Forge: PNG chunk `parameters` (in WebP/JPEG, EXIF UserComment), the generation
-  settings as text, opened as the equivalent txt2img graph;
+  settings as text, opened as the graph that makes the picture (txt2img, the prompt's LoRA tags,
+  hires fix, refiner: a1111_graph);
 - videos (MP4/MOV, WebM/MKV): the container's metadata tags, `graphflow` (SaveVideo and SaveWEBM
   write it) or ComfyUI's `workflow` / `prompt`.
 """
@@ -42,8 +43,9 @@ A1111_SCHEDULERS = {
 # version, don't change it; hires fix, refiner and prompt tags are read by a1111_graph).
 A1111_NOT_READ = {"adetailer model", "variation seed", "variation seed strength", "face restoration", "eta", "ensd",
                   "rng", "noise multiplier", "sgm noise multiplier"}
-# A1111's latent hires upscalers (its shared.latent_upscale_modes) -> LatentUpscale's method. Upscaling
-# by a whole factor, nearest and nearest-exact pick the same pixels; "antialiased" has no ComfyUI method.
+# A1111's latent hires upscalers (its shared.latent_upscale_modes) -> LatentUpscale's method. ComfyUI
+# has no antialiasing and no plain nearest: antialiased bilinear equals bilinear when enlarging,
+# nearest equals nearest-exact when enlarging by a whole factor; antialiased bicubic differs.
 A1111_LATENT_UPSCALERS = {"latent": "bilinear", "latent (antialiased)": "bilinear", "latent (bicubic)": "bicubic",
                           "latent (bicubic antialiased)": "bicubic", "latent (nearest)": "nearest-exact",
                           "latent (nearest-exact)": "nearest-exact"}
@@ -383,8 +385,10 @@ def _hires_fix(settings, notes, add, load, encode, samples, vae, width, height, 
     key = upscaler.strip().lower()
     if key in A1111_LATENT_UPSCALERS:
         method = A1111_LATENT_UPSCALERS[key]
-        if "antialiased" in key:
-            notes.append(f"A1111 hires upscaler {upscaler!r}: ComfyUI has no antialiased latent resize, {method} is used")
+        w, h, to_w, to_h = width // 8, height // 8, to_x // 8, to_y // 8
+        if key == "latent (bicubic antialiased)" or (key == "latent (antialiased)" and (to_w < w or to_h < h)) \
+                or (key == "latent (nearest)" and (to_w % w or to_h % h)):
+            notes.append(f"A1111 hires upscaler {upscaler!r}: ComfyUI has no such resize here, {method} is used")
         samples = add("LatentUpscale", "Hires fix: upscale", samples=samples, upscale_method=method,
                       width=to_x, height=to_y, crop="disabled")
     else:

@@ -621,6 +621,19 @@ def test_a1111_hires_size_follows_its_rounding_and_resize_rules(builtin_registry
     assert (upscale.inputs["width"], upscale.inputs["height"]) == (128, 192)
     # 24 latent rows, (192 - 128) // 8 = 8 cut: 4 from the top, 4 from the bottom
     assert {k: crop.inputs[k] for k in ("width", "height", "x", "y")} == {"width": 128, "height": 128, "x": 0, "y": 32}
+    assert notes == ["A1111 Lora hashes (to check the LoRA files by): corner: 0123, other: 4567"]
+    # A1111's resizes ComfyUI lacks: noted where they give other pixels than the method used
+    for upscaler, scale, method, noted in [("Latent (antialiased)", "2", "bilinear", False),
+                                           ("Latent (antialiased)", "0.5", "bilinear", True),
+                                           ("Latent (nearest)", "2", "nearest-exact", False),
+                                           ("Latent (nearest)", "1.5", "nearest-exact", True),
+                                           ("Latent (bicubic antialiased)", "2", "bicubic", True)]:
+        notes = []
+        text = A1111.replace("Size: 64x64,", f"Size: 64x64, Hires upscale: {scale}, Hires upscaler: {upscaler},")
+        graph = a1111_graph(parse_a1111(text), notes)
+        (upscale,) = [n for n in graph.values() if n["class_type"] == "LatentUpscale"]
+        assert upscale["inputs"]["upscale_method"] == method
+        assert (f"A1111 hires upscaler {upscaler!r}: ComfyUI has no such resize here, {method} is used" in notes) == noted
 
 
 def test_a1111_lora_tags_and_latent_hires_fix_become_nodes(builtin_registry):
