@@ -207,7 +207,8 @@ def a1111_hires_size(width: int, height: int, settings: dict) -> tuple[int, int,
     if settings.get("hires resize"):
         match = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", settings["hires resize"])
         if not match:
-            raise WorkflowFormatError(f"A1111 parameters: hires resize {settings['hires resize']!r} is not WIDTHxHEIGHT")
+            raise WorkflowFormatError(f"A1111 parameters: hires resize {settings['hires resize']!r} "
+                                      "is not WIDTHxHEIGHT")
         resize_x, resize_y = int(match.group(1)), int(match.group(2))
     if resize_x == 0 and resize_y == 0:
         scale = _number(settings, "hires upscale", float, 2.0)
@@ -312,7 +313,8 @@ def a1111_graph(settings: dict, notes: list[str] | None = None) -> dict:
     def encode(clip, positive: str, negative: str):
         key = (tuple(clip), positive, negative)  # the hires pass reuses the same prompts' nodes
         if key not in encoded:
-            encoded[key] = add("CLIPTextEncode", text=positive, clip=clip), add("CLIPTextEncode", text=negative, clip=clip)
+            encoded[key] = (add("CLIPTextEncode", text=positive, clip=clip),
+                            add("CLIPTextEncode", text=negative, clip=clip))
         return encoded[key]
 
     width, height = 512, 512

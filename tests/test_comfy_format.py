@@ -561,7 +561,8 @@ Model hash: 7a8b9c0d1e, Model: graphflow-demo, Denoising strength: 0.45, Hires M
 Hires CFG Scale: 4, Hires upscale: 1.5, Hires steps: 0, Hires upscaler: graphflow-demo-2x, Module 1: ae, \
 Beta schedule alpha: 0.6, Beta schedule beta: 0.6, \
 Hires prompt: "a red circle, sharp <lora:graphflow-demo-corner:0.3>", Hires sampler: DPM++ 2M, \
-Hires schedule type: Karras, Diffusion in Low Bits: Automatic (fp16 LoRA), Version: f2.0.1v1.10.1-previous-519-g44eb4ea8"""
+Hires schedule type: Karras, Diffusion in Low Bits: Automatic (fp16 LoRA), \
+Version: f2.0.1v1.10.1-previous-519-g44eb4ea8"""
 
 A1111_REFINER = """a photo of a cat, <hypernet:style:0.7>
 Negative prompt: 
@@ -590,7 +591,8 @@ def test_a1111_and_forge_parameters_with_hires_refiner_and_tags_are_parsed():
     assert a["negative"] == "blurry, <lora:graphflow-demo-corner:1>" and a["version"] == "v1.9.4"
     f = parse_a1111(FORGE_HIRES)
     assert f["hires prompt"] == "a red circle, sharp <lora:graphflow-demo-corner:0.3>"
-    assert f["hires cfg scale"] == "4" and f["distilled cfg scale"] == "3.5" and f["hires module 1"] == "Use same choices"
+    assert f["hires cfg scale"] == "4" and f["distilled cfg scale"] == "3.5"
+    assert f["hires module 1"] == "Use same choices"
     assert f["diffusion in low bits"] == "Automatic (fp16 LoRA)" and f["hires upscaler"] == "graphflow-demo-2x"
     assert f["hires schedule type"] == "Karras" and f["version"] == "f2.0.1v1.10.1-previous-519-g44eb4ea8"
     r = parse_a1111(A1111_REFINER)
@@ -633,7 +635,18 @@ def test_a1111_hires_size_follows_its_rounding_and_resize_rules(builtin_registry
         graph = a1111_graph(parse_a1111(text), notes)
         (upscale,) = [n for n in graph.values() if n["class_type"] == "LatentUpscale"]
         assert upscale["inputs"]["upscale_method"] == method
-        assert (f"A1111 hires upscaler {upscaler!r}: ComfyUI has no such resize here, {method} is used" in notes) == noted
+        message = f"A1111 hires upscaler {upscaler!r}: ComfyUI has no such resize here, {method} is used"
+        assert (message in notes) == noted
+
+
+def test_a1111_plain_resize_upscalers_have_no_model(builtin_registry):
+    for upscaler, method in [("None", "lanczos"), ("Lanczos", "lanczos"), ("Nearest", "nearest-exact")]:
+        text = A1111.replace("Size: 64x64,", f"Size: 64x64, Hires upscale: 1.5, Hires upscaler: {upscaler},")
+        workflow, of, linked = a1111_workflow(text, builtin_registry)
+        assert validate(workflow, builtin_registry) == [] and of("LoadUpscaleModel") == []
+        (scale,) = of("ImageScale")
+        assert (scale.inputs["upscale_method"], scale.inputs["width"], scale.inputs["height"]) == (method, 96, 96)
+        assert linked(scale, "image").type == "VAEDecode" and linked(of("VAEEncode")[0], "pixels") is scale
 
 
 def test_a1111_lora_tags_and_latent_hires_fix_become_nodes(builtin_registry):
@@ -660,7 +673,8 @@ def test_a1111_lora_tags_and_latent_hires_fix_become_nodes(builtin_registry):
     assert first.inputs["steps"] == 4 and first.inputs["denoise"] == 1.0
     assert second.inputs["steps"] == 3 and second.inputs["denoise"] == 0.5
     assert all(second.inputs[k] == first.inputs[k] for k in ("seed", "cfg", "sampler_name", "scheduler"))
-    assert (first.inputs["seed"], first.inputs["sampler_name"], first.inputs["scheduler"]) == (1234, "dpmpp_2m", "karras")
+    assert (first.inputs["seed"], first.inputs["sampler_name"], first.inputs["scheduler"]) == \
+        (1234, "dpmpp_2m", "karras")
     assert linked(second, "model") is lyco and linked(second, "positive") is positive  # same model and prompts
     (decode,) = of("VAEDecode")
     assert linked(decode, "samples") is second and linked(of("SaveImage")[0], "images") is decode
@@ -674,8 +688,10 @@ def test_forge_model_upscaler_hires_fix_with_its_own_prompt_sampler_and_cfg(buil
     workflow, of, linked = a1111_workflow(FORGE_HIRES, builtin_registry)
     assert validate(workflow, builtin_registry) == [] and workflow.notes == []
     first, second = sorted(of("KSampler"), key=lambda n: -n.inputs["denoise"])
-    assert (first.inputs["sampler_name"], first.inputs["scheduler"], first.inputs["cfg"]) == ("euler_ancestral", "normal", 5)
-    assert (second.inputs["sampler_name"], second.inputs["scheduler"], second.inputs["cfg"]) == ("dpmpp_2m", "karras", 4)
+    def settings(node):
+        return node.inputs["sampler_name"], node.inputs["scheduler"], node.inputs["cfg"]
+
+    assert settings(first) == ("euler_ancestral", "normal", 5) and settings(second) == ("dpmpp_2m", "karras", 4)
     assert second.inputs["steps"] == 4 and second.inputs["denoise"] == 0.45 and second.inputs["seed"] == 77  # 0: same
     # decode -> the 2x model -> Lanczos to int(64 * 1.5) x int(48 * 1.5) -> encode
     encode = linked(second, "latent_image")
@@ -727,7 +743,8 @@ def test_a1111_refiner_is_two_advanced_samplers_and_hypernet_tag_a_loader(builti
     assert linked(refiner, "latent_image") is base
     hypernet = linked(base, "model")
     assert hypernet.type == "LoadHypernetwork" and hypernet.inputs["hypernetwork_name"] == "style.pt"
-    assert hypernet.inputs["strength"] == 0.7 and linked(hypernet, "model").inputs["checkpoint"] == "graphflow-demo.safetensors"
+    assert hypernet.inputs["strength"] == 0.7
+    assert linked(hypernet, "model").inputs["checkpoint"] == "graphflow-demo.safetensors"
     refiner_checkpoint = linked(refiner, "model")  # no LoRA or hypernetwork: the refiner is a model of its own
     assert refiner_checkpoint.inputs["checkpoint"] == "demo-refiner.safetensors"
     assert linked(linked(refiner, "positive"), "clip") is refiner_checkpoint
@@ -742,9 +759,9 @@ def test_a1111_refiner_is_two_advanced_samplers_and_hypernet_tag_a_loader(builti
     (saved,) = tmp_folders.outputs.rglob("*.png")
     assert Image.open(saved).size == (64, 64)
     # the switch after the last step, or a refiner that is the base model: no refiner (A1111 never switches)
-    for change in ("Refiner switch at: 1.0", "Refiner: graphflow-demo [31e35c80fc]"):
-        text = A1111_REFINER.replace("Refiner switch at: 0.8" if "1.0" in change else "Refiner: demo-refiner [9f8e7d6c5b]",
-                                     change)
+    for old, new in [("Refiner switch at: 0.8", "Refiner switch at: 1.0"),
+                     ("Refiner: demo-refiner [9f8e7d6c5b]", "Refiner: graphflow-demo [31e35c80fc]")]:
+        text = A1111_REFINER.replace(old, new)
         workflow, of, linked = a1111_workflow(text, builtin_registry)
         assert of("KSamplerAdvanced") == [] and len(of("KSampler")) == 1 and len(of("LoadCheckpoint")) == 1
 
@@ -755,7 +772,8 @@ def test_a1111_tags_without_a_node_and_refiner_with_hires_fix_are_noted(builtin_
     workflow, of, linked = a1111_workflow(text, builtin_registry)
     assert [n["message"] for n in workflow.notes][1:] == [
         "A1111 prompt tag <wildcard:colours>: no node for it, left out",
-        "A1111 prompt tag <lora:graphflow-demo-corner:0.6:0.4:8>: its dyn dimension is not read (the whole LoRA is applied)",
+        "A1111 prompt tag <lora:graphflow-demo-corner:0.6:0.4:8>: its dyn dimension is not read "
+        "(the whole LoRA is applied)",
         "A1111 refiner with hires fix: not turned into nodes (A1111's 'Hires refiner' option decides its pass)"]
     (lora,) = of("LoadLoRA")
     assert (lora.inputs["strength_clip"], lora.inputs["strength_model"]) == (0.6, 0.4)
