@@ -712,6 +712,30 @@ def test_forge_model_upscaler_hires_fix_with_its_own_prompt_sampler_and_cfg(buil
     assert linked(linked(second, "positive"), "clip") is hires_lora
 
 
+def test_a1111_hires_checkpoint_and_negative_prompt_make_the_second_pass(builtin_registry, tmp_folders):
+    from graphflow.folders import BUNDLED
+
+    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
+    (tmp_folders.models / "checkpoints" / "sub").mkdir()
+    (tmp_folders.models / "checkpoints" / "sub" / "Demo-Hires.safetensors").symlink_to(
+        BUNDLED / "checkpoints" / "graphflow-demo.safetensors")
+    text = FORGE_HIRES.replace("Hires upscale: 1.5,", 'Hires upscale: 1.5, Hires checkpoint: demo-hires [0a1b2c3d4e], '
+                               'Hires negative prompt: "lowres, jpeg artifacts",')
+    workflow, of, linked = a1111_workflow(text, builtin_registry)
+    assert validate(workflow, builtin_registry) == []
+    first, second = sorted(of("KSampler"), key=lambda n: -n.inputs["denoise"])
+    base, hires = sorted(of("LoadCheckpoint"), key=lambda n: n.inputs["checkpoint"] != "graphflow-demo.safetensors")
+    assert hires.inputs["checkpoint"] == "sub/Demo-Hires.safetensors"  # by stem, any case, any subfolder
+    # the hires prompt's LoRA on the hires checkpoint; the first pass decodes with its VAE, the rest the hires one's
+    assert linked(linked(second, "model"), "model") is hires and linked(linked(first, "model"), "model") is base
+    assert linked(second, "negative").inputs["text"] == "lowres, jpeg artifacts"
+    assert linked(linked(second, "negative"), "clip") is linked(second, "model")
+    upscaled = linked(second, "latent_image")
+    assert upscaled.type == "VAEEncode" and linked(upscaled, "vae") is hires
+    decodes = sorted(of("VAEDecode"), key=lambda n: linked(n, "samples") is second)
+    assert [(linked(n, "samples"), linked(n, "vae")) for n in decodes] == [(first, base), (second, hires)]
+
+
 def test_a1111_refiner_switch_step():
     assert a1111_refiner_step(20, 0.8, "karras", by_steps=True) == 16
     assert a1111_refiner_step(30, 0.7, "normal", by_steps=True) == 21  # 21 / 30 reaches 0.7
