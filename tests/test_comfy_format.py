@@ -16,7 +16,8 @@ from graphflow.comfy_format import (comfy_catalogue, custom_pack, export_api, ex
                                     unknown_type_hint)
 from graphflow.executor import Executor
 from graphflow.node_modes import apply_modes
-from graphflow.picture_metadata import a1111_sampler, parse_a1111, workflow_from_picture
+from graphflow.picture_metadata import (a1111_extra_networks, a1111_graph, a1111_hires_size, a1111_refiner_step,
+                                        a1111_sampler, parse_a1111, workflow_from_picture)
 from graphflow.validation import validate
 from graphflow.workflow import WorkflowFormatError, load_workflow, parse_workflow
 
@@ -518,7 +519,7 @@ def test_a1111_parameters_are_parsed():
 
 def test_a1111_parameters_in_webp_user_comment_and_settings_left_out_are_noted(builtin_registry):
     exif = Image.Exif()
-    text = A1111.replace("Steps: 4,", "Steps: 4, Denoising strength: 0.4, Hires upscale: 2,")
+    text = A1111.replace("Steps: 4,", "Steps: 4, Denoising strength: 0.4, ADetailer model: face_yolov8n.pt,")
     exif.get_ifd(0x8769)[0x9286] = b"UNICODE\x00" + text.encode("utf-16-be")
     out = io.BytesIO()
     Image.new("RGB", (8, 8), "blue").save(out, format="WEBP", exif=exif)
@@ -526,7 +527,9 @@ def test_a1111_parameters_in_webp_user_comment_and_settings_left_out_are_noted(b
     sampler = next(n for n in workflow.nodes.values() if n.type == "KSampler")
     assert sampler.inputs["sampler_name"] == "dpmpp_2m" and sampler.inputs["scheduler"] == "karras"
     assert [n["message"] for n in workflow.notes] == [
-        "A1111 settings not turned into nodes: denoising strength, hires upscale"]
+        "A1111 settings not turned into nodes: adetailer model",
+        "A1111 Lora hashes (to check the LoRA files by): corner: 0123, other: 4567",
+        "A1111 denoising strength without hires fix (an img2img picture?): opened as txt2img"]
 
 
 def test_a1111_png_opens_as_a_txt2img_graph_and_runs(builtin_registry, executor, tmp_folders):
@@ -542,6 +545,302 @@ def test_a1111_png_opens_as_a_txt2img_graph_and_runs(builtin_registry, executor,
     assert sorted(i["text"] for t, i in ((n.type, n.inputs) for n in workflow.nodes.values()) if t == "CLIPEncode") \
         == ["blurry, lowres", "masterpiece, a red circle\non a white background"]
     assert executor.run(workflow).ok
+
+
+# Realistic A1111 / Forge parameters: LoRA tags, hires fix with a latent or a model upscaler, refiner.
+A1111_HIRES = """masterpiece, a red circle <lora:graphflow-demo-corner:0.8>, <lyco:graphflow-demo-corner:0.5:0.25>
+Negative prompt: blurry, <lora:graphflow-demo-corner:1>
+Steps: 4, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6.5, Seed: 1234, Size: 64x64, Model hash: 1b2c3d4e5f, \
+Model: graphflow-demo, Denoising strength: 0.5, Clip skip: 2, Hires upscale: 2, Hires steps: 3, \
+Hires upscaler: Latent (nearest-exact), Lora hashes: "graphflow-demo-corner: 0123abcd4567", Version: v1.9.4"""
+
+FORGE_HIRES = """a red circle on blue, <lora:graphflow-demo-corner>
+Negative prompt: lowres
+Steps: 4, Sampler: Euler a, Schedule type: Automatic, CFG scale: 5, Distilled CFG Scale: 3.5, Seed: 77, Size: 64x48, \
+Model hash: 7a8b9c0d1e, Model: graphflow-demo, Denoising strength: 0.45, Hires Module 1: Use same choices, \
+Hires CFG Scale: 4, Hires upscale: 1.5, Hires steps: 0, Hires upscaler: graphflow-demo-2x, Module 1: ae, \
+Beta schedule alpha: 0.6, Beta schedule beta: 0.6, \
+Hires prompt: "a red circle, sharp <lora:graphflow-demo-corner:0.3>", Hires sampler: DPM++ 2M, \
+Hires schedule type: Karras, Diffusion in Low Bits: Automatic (fp16 LoRA), \
+Version: f2.0.1v1.10.1-previous-519-g44eb4ea8"""
+
+A1111_REFINER = """a photo of a cat, <hypernet:style:0.7>
+Negative prompt: 
+Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 5, Size: 64x64, Model hash: 31e35c80fc, \
+Model: graphflow-demo, Refiner: demo-refiner [9f8e7d6c5b], Refiner switch at: 0.8, \
+Refiner switch by sampling steps: True, Version: v1.10.1"""
+
+
+def a1111_workflow(text, registry):
+    workflow = workflow_from_picture(png_with({"parameters": text}), registry)
+    nodes = workflow.nodes
+
+    def of(kind):
+        return [n for n in nodes.values() if n.type == kind]
+
+    def linked(node, name):
+        return nodes[node.inputs[name][0]]
+
+    return workflow, of, linked
+
+
+def test_a1111_and_forge_parameters_with_hires_refiner_and_tags_are_parsed():
+    a = parse_a1111(A1111_HIRES)
+    assert a["hires upscaler"] == "Latent (nearest-exact)" and a["hires steps"] == "3" and a["hires upscale"] == "2"
+    assert a["denoising strength"] == "0.5" and a["lora hashes"] == "graphflow-demo-corner: 0123abcd4567"
+    assert a["negative"] == "blurry, <lora:graphflow-demo-corner:1>" and a["version"] == "v1.9.4"
+    f = parse_a1111(FORGE_HIRES)
+    assert f["hires prompt"] == "a red circle, sharp <lora:graphflow-demo-corner:0.3>"
+    assert f["hires cfg scale"] == "4" and f["distilled cfg scale"] == "3.5"
+    assert f["hires module 1"] == "Use same choices"
+    assert f["diffusion in low bits"] == "Automatic (fp16 LoRA)" and f["hires upscaler"] == "graphflow-demo-2x"
+    assert f["hires schedule type"] == "Karras" and f["version"] == "f2.0.1v1.10.1-previous-519-g44eb4ea8"
+    r = parse_a1111(A1111_REFINER)
+    assert r["refiner"] == "demo-refiner [9f8e7d6c5b]" and r["refiner switch at"] == "0.8" and r["negative"] == ""
+    # A1111 cuts every <kind:args> tag out and encodes what is left, spaces and commas included
+    assert a1111_extra_networks("a <lora:x:0.5>, b <lyco:y:1:0.2> <hypernet:h>") == (
+        "a , b  ", [("lora", ["x", "0.5"]), ("lyco", ["y", "1", "0.2"]), ("hypernet", ["h"])])
+
+
+def test_a1111_hires_size_follows_its_rounding_and_resize_rules(builtin_registry):
+    assert a1111_hires_size(512, 768, {"hires upscale": "1.5"}) == (768, 1152, 0, 0)
+    assert a1111_hires_size(100, 100, {"hires upscale": "1.15"}) == (114, 114, 0, 0)  # int(114.99999999999999)
+    assert a1111_hires_size(512, 768, {}) == (1024, 1536, 0, 0)  # A1111's default scale: 2
+    assert a1111_hires_size(512, 768, {"hires upscale": "2", "hires resize": "1000x0"}) == (1000, 1500, 0, 0)
+    assert a1111_hires_size(512, 768, {"hires resize": "0x1000"}) == (666, 1000, 0, 0)
+    # both sides: upscale to cover them, then cut the excess latent rows/columns, half on each side
+    assert a1111_hires_size(512, 768, {"hires resize": "1024x1024"}) == (1024, 1536, 0, 64)
+    assert a1111_hires_size(768, 512, {"hires resize": "1000x1000"}) == (1500, 1000, 62, 0)
+    with pytest.raises(WorkflowFormatError, match="hires resize 'big' is not WIDTHxHEIGHT"):
+        a1111_hires_size(512, 512, {"hires resize": "big"})
+    text = A1111.replace("Size: 64x64,", "Size: 64x96, Hires resize: 128x128, Hires upscaler: Latent (bicubic),")
+    notes = []
+    workflow = parse_workflow(a1111_graph(parse_a1111(text), notes), builtin_registry)
+    assert validate(workflow, builtin_registry) == []
+    (crop,) = [n for n in workflow.nodes.values() if n.type == "LatentCrop"]
+    upscale = workflow.nodes[crop.inputs["samples"][0]]
+    assert upscale.type == "LatentUpscale" and upscale.inputs["upscale_method"] == "bicubic"
+    assert (upscale.inputs["width"], upscale.inputs["height"]) == (128, 192)
+    # 24 latent rows, (192 - 128) // 8 = 8 cut: 4 from the top, 4 from the bottom
+    assert {k: crop.inputs[k] for k in ("width", "height", "x", "y")} == {"width": 128, "height": 128, "x": 0, "y": 32}
+    assert notes == ["A1111 Lora hashes (to check the LoRA files by): corner: 0123, other: 4567"]
+    # A1111's resizes ComfyUI lacks: noted where they give other pixels than the method used
+    for upscaler, scale, method, noted in [("Latent (antialiased)", "2", "bilinear", False),
+                                           ("Latent (antialiased)", "0.5", "bilinear", True),
+                                           ("Latent (nearest)", "2", "nearest-exact", False),
+                                           ("Latent (nearest)", "1.5", "nearest-exact", True),
+                                           ("Latent (bicubic antialiased)", "2", "bicubic", True)]:
+        notes = []
+        text = A1111.replace("Size: 64x64,", f"Size: 64x64, Hires upscale: {scale}, Hires upscaler: {upscaler},")
+        graph = a1111_graph(parse_a1111(text), notes)
+        (upscale,) = [n for n in graph.values() if n["class_type"] == "LatentUpscale"]
+        assert upscale["inputs"]["upscale_method"] == method
+        message = f"A1111 hires upscaler {upscaler!r}: ComfyUI has no such resize here, {method} is used"
+        assert (message in notes) == noted
+
+
+def test_a1111_plain_resize_upscalers_have_no_model(builtin_registry):
+    for upscaler, method in [("None", "lanczos"), ("Lanczos", "lanczos"), ("Nearest", "nearest-exact")]:
+        text = A1111.replace("Size: 64x64,", f"Size: 64x64, Hires upscale: 1.5, Hires upscaler: {upscaler},")
+        workflow, of, linked = a1111_workflow(text, builtin_registry)
+        assert validate(workflow, builtin_registry) == [] and of("LoadUpscaleModel") == []
+        (scale,) = of("ImageScale")
+        assert (scale.inputs["upscale_method"], scale.inputs["width"], scale.inputs["height"]) == (method, 96, 96)
+        assert linked(scale, "image").type == "VAEDecode" and linked(of("VAEEncode")[0], "pixels") is scale
+
+
+def test_a1111_lora_tags_and_latent_hires_fix_become_nodes(builtin_registry):
+    workflow, of, linked = a1111_workflow(A1111_HIRES, builtin_registry)
+    assert validate(workflow, builtin_registry) == []
+    first, second = sorted(of("KSampler"), key=lambda n: -n.inputs["denoise"])
+    # checkpoint -> LoRA 0.8 -> LyCORIS (text encoder 0.5, UNet 0.25) -> samplers; clip skip -> encoders
+    lyco = linked(first, "model")
+    assert lyco.type == "LoadLoRA" and (lyco.inputs["strength_model"], lyco.inputs["strength_clip"]) == (0.25, 0.5)
+    lora = linked(lyco, "model")
+    assert lora.inputs["lora_name"] == "graphflow-demo-corner.safetensors"
+    assert lora.inputs["strength_model"] == lora.inputs["strength_clip"] == 0.8 and linked(lyco, "clip") is lora
+    assert linked(lora, "model").type == linked(lora, "clip").type == "LoadCheckpoint"
+    positive = linked(first, "positive")
+    assert positive.inputs["text"] == "masterpiece, a red circle , "
+    skip = linked(positive, "clip")
+    assert skip.type == "CLIPSetLastLayer" and skip.inputs["stop_at_clip_layer"] == -2 and linked(skip, "clip") is lyco
+    assert linked(first, "negative").inputs["text"] == "blurry, <lora:graphflow-demo-corner:1>"  # as A1111: text
+    # first pass -> LatentUpscale to 128x128 -> second pass: 3 steps at denoise 0.5, the same seed, sampler, cfg
+    upscale = linked(second, "latent_image")
+    assert upscale.type == "LatentUpscale" and linked(upscale, "samples") is first
+    assert upscale.inputs == {"samples": upscale.inputs["samples"], "upscale_method": "nearest-exact",
+                              "width": 128, "height": 128, "crop": "disabled"}
+    assert first.inputs["steps"] == 4 and first.inputs["denoise"] == 1.0
+    assert second.inputs["steps"] == 3 and second.inputs["denoise"] == 0.5
+    assert all(second.inputs[k] == first.inputs[k] for k in ("seed", "cfg", "sampler_name", "scheduler"))
+    assert (first.inputs["seed"], first.inputs["sampler_name"], first.inputs["scheduler"]) == \
+        (1234, "dpmpp_2m", "karras")
+    assert linked(second, "model") is lyco and linked(second, "positive") is positive  # same model and prompts
+    (decode,) = of("VAEDecode")
+    assert linked(decode, "samples") is second and linked(of("SaveImage")[0], "images") is decode
+    assert len(of("LoadCheckpoint")) == 1 and len(of("CLIPEncode")) == 2 and len(of("LoadLoRA")) == 2
+    assert [n["message"] for n in workflow.notes] == [
+        "A1111 Lora hashes (to check the LoRA files by): graphflow-demo-corner: 0123abcd4567",
+        "A1111 applies no <...> tags in the negative prompt (it encodes them as text): kept in its text"]
+
+
+def test_forge_model_upscaler_hires_fix_with_its_own_prompt_sampler_and_cfg(builtin_registry):
+    workflow, of, linked = a1111_workflow(FORGE_HIRES, builtin_registry)
+    assert validate(workflow, builtin_registry) == [] and workflow.notes == []
+    first, second = sorted(of("KSampler"), key=lambda n: -n.inputs["denoise"])
+    def settings(node):
+        return node.inputs["sampler_name"], node.inputs["scheduler"], node.inputs["cfg"]
+
+    assert settings(first) == ("euler_ancestral", "normal", 5) and settings(second) == ("dpmpp_2m", "karras", 4)
+    assert second.inputs["steps"] == 4 and second.inputs["denoise"] == 0.45 and second.inputs["seed"] == 77  # 0: same
+    # decode -> the 2x model -> Lanczos to int(64 * 1.5) x int(48 * 1.5) -> encode
+    encode = linked(second, "latent_image")
+    scale = linked(encode, "pixels")
+    assert encode.type == "VAEEncode" and scale.type == "ImageScale"
+    assert (scale.inputs["upscale_method"], scale.inputs["width"], scale.inputs["height"]) == ("lanczos", 96, 72)
+    upscale = linked(scale, "image")
+    assert upscale.type == "ImageUpscaleWithModel"
+    assert linked(upscale, "upscale_model").inputs["model_name"] == "graphflow-demo-2x.safetensors"
+    assert linked(linked(upscale, "image"), "samples") is first
+    # <lora:name> is weight 1; the hires prompt's own tag makes the second pass's own LoRA on the same checkpoint
+    first_lora, hires_lora = linked(first, "model"), linked(second, "model")
+    assert first_lora.inputs["strength_model"] == first_lora.inputs["strength_clip"] == 1.0
+    assert hires_lora.inputs["strength_model"] == hires_lora.inputs["strength_clip"] == 0.3
+    assert linked(first_lora, "model") is linked(hires_lora, "model") and len(of("LoadCheckpoint")) == 1
+    assert linked(second, "positive").inputs["text"] == "a red circle, sharp "
+    assert linked(second, "negative").inputs["text"] == "lowres"
+    assert linked(linked(second, "positive"), "clip") is hires_lora
+
+
+def test_a1111_hires_checkpoint_and_negative_prompt_make_the_second_pass(builtin_registry, tmp_folders):
+    from graphflow.folders import BUNDLED
+
+    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
+    (tmp_folders.models / "checkpoints" / "sub").mkdir()
+    (tmp_folders.models / "checkpoints" / "sub" / "Demo-Hires.safetensors").symlink_to(
+        BUNDLED / "checkpoints" / "graphflow-demo.safetensors")
+    text = FORGE_HIRES.replace("Hires upscale: 1.5,", 'Hires upscale: 1.5, Hires checkpoint: demo-hires [0a1b2c3d4e], '
+                               'Hires negative prompt: "lowres, jpeg artifacts",')
+    workflow, of, linked = a1111_workflow(text, builtin_registry)
+    assert validate(workflow, builtin_registry) == []
+    first, second = sorted(of("KSampler"), key=lambda n: -n.inputs["denoise"])
+    base, hires = sorted(of("LoadCheckpoint"), key=lambda n: n.inputs["checkpoint"] != "graphflow-demo.safetensors")
+    assert hires.inputs["checkpoint"] == "sub/Demo-Hires.safetensors"  # by stem, any case, any subfolder
+    # the hires prompt's LoRA on the hires checkpoint; the first pass decodes with its VAE, the rest the hires one's
+    assert linked(linked(second, "model"), "model") is hires and linked(linked(first, "model"), "model") is base
+    assert linked(second, "negative").inputs["text"] == "lowres, jpeg artifacts"
+    assert linked(linked(second, "negative"), "clip") is linked(second, "model")
+    upscaled = linked(second, "latent_image")
+    assert upscaled.type == "VAEEncode" and linked(upscaled, "vae") is hires
+    decodes = sorted(of("VAEDecode"), key=lambda n: linked(n, "samples") is second)
+    assert [(linked(n, "samples"), linked(n, "vae")) for n in decodes] == [(first, base), (second, hires)]
+
+
+def test_a1111_refiner_switch_step():
+    assert a1111_refiner_step(20, 0.8, "karras", by_steps=True) == 16
+    assert a1111_refiner_step(30, 0.7, "normal", by_steps=True) == 21  # 21 / 30 reaches 0.7
+    # by noise level: normal's timesteps are 999 - 999k/19: k = 15 is t 210 (ratio 0.79), k = 16 t 158 (0.84)
+    assert a1111_refiner_step(20, 0.8, "normal") == 16
+    assert a1111_refiner_step(20, 0.8, "karras") < 16  # karras spends its later steps at low noise
+    assert a1111_refiner_step(20, 1.0, "normal") == 20  # never: no refiner steps
+
+
+def test_a1111_refiner_is_two_advanced_samplers_and_hypernet_tag_a_loader(builtin_registry, executor, tmp_folders):
+    from graphflow.folders import BUNDLED
+    from graphflow.testing import write_hypernetwork
+
+    for sub in ("checkpoints", "hypernetworks"):
+        (tmp_folders.models / sub).mkdir(exist_ok=True)
+    (tmp_folders.models / "checkpoints" / "demo-refiner.safetensors").symlink_to(
+        BUNDLED / "checkpoints" / "graphflow-demo.safetensors")
+    write_hypernetwork(tmp_folders.models / "hypernetworks" / "style.pt", widths=(64,))
+    workflow, of, linked = a1111_workflow(A1111_REFINER, builtin_registry)
+    assert validate(workflow, builtin_registry) == [] and workflow.notes == []
+    base, refiner = sorted(of("KSamplerAdvanced"), key=lambda n: n.inputs["start_at_step"])
+    assert {k: base.inputs[k] for k in ("add_noise", "start_at_step", "end_at_step", "return_with_leftover_noise")} \
+        == {"add_noise": "enable", "start_at_step": 0, "end_at_step": 16, "return_with_leftover_noise": "enable"}
+    assert {k: refiner.inputs[k] for k in ("add_noise", "start_at_step", "end_at_step", "return_with_leftover_noise")} \
+        == {"add_noise": "disable", "start_at_step": 16, "end_at_step": 10000, "return_with_leftover_noise": "disable"}
+    for sampler in (base, refiner):
+        assert {k: sampler.inputs[k] for k in ("noise_seed", "steps", "cfg", "sampler_name", "scheduler")} == \
+            {"noise_seed": 5, "steps": 20, "cfg": 7.0, "sampler_name": "dpmpp_2m", "scheduler": "karras"}
+    assert linked(refiner, "latent_image") is base
+    hypernet = linked(base, "model")
+    assert hypernet.type == "LoadHypernetwork" and hypernet.inputs["hypernetwork_name"] == "style.pt"
+    assert hypernet.inputs["strength"] == 0.7
+    assert linked(hypernet, "model").inputs["checkpoint"] == "graphflow-demo.safetensors"
+    refiner_checkpoint = linked(refiner, "model")  # no LoRA or hypernetwork: the refiner is a model of its own
+    assert refiner_checkpoint.inputs["checkpoint"] == "demo-refiner.safetensors"
+    assert linked(linked(refiner, "positive"), "clip") is refiner_checkpoint
+    assert linked(refiner, "positive").inputs["text"] == "a photo of a cat, "
+    assert linked(linked(base, "positive"), "clip").inputs["checkpoint"] == "graphflow-demo.safetensors"
+    assert linked(of("VAEDecode")[0], "vae") is refiner_checkpoint and linked(of("VAEDecode")[0], "samples") is refiner
+    workflow, of, linked = a1111_workflow(A1111_REFINER.replace("Steps: 20", "Steps: 5"), builtin_registry)
+    base, refiner = sorted(of("KSamplerAdvanced"), key=lambda n: n.inputs["start_at_step"])
+    assert base.inputs["end_at_step"] == refiner.inputs["start_at_step"] == 4
+    result = executor.run(workflow)
+    assert result.ok, result.error or result.problems
+    (saved,) = tmp_folders.outputs.rglob("*.png")
+    assert Image.open(saved).size == (64, 64)
+    # the switch after the last step, or a refiner that is the base model: no refiner (A1111 never switches)
+    for old, new in [("Refiner switch at: 0.8", "Refiner switch at: 1.0"),
+                     ("Refiner: demo-refiner [9f8e7d6c5b]", "Refiner: graphflow-demo [31e35c80fc]")]:
+        text = A1111_REFINER.replace(old, new)
+        workflow, of, linked = a1111_workflow(text, builtin_registry)
+        assert of("KSamplerAdvanced") == [] and len(of("KSampler")) == 1 and len(of("LoadCheckpoint")) == 1
+
+
+def test_a1111_tags_without_a_node_and_refiner_with_hires_fix_are_noted(builtin_registry):
+    text = A1111.replace("masterpiece,", "masterpiece, <wildcard:colours> <lora:graphflow-demo-corner:0.6:0.4:8>")
+    text = text.replace("Steps: 4,", "Steps: 4, Hires upscale: 2, Refiner: other [00aa], Refiner switch at: 0.5,")
+    workflow, of, linked = a1111_workflow(text, builtin_registry)
+    assert [n["message"] for n in workflow.notes][1:] == [
+        "A1111 prompt tag <wildcard:colours>: no node for it, left out",
+        "A1111 prompt tag <lora:graphflow-demo-corner:0.6:0.4:8>: its dyn dimension is not read "
+        "(the whole LoRA is applied)",
+        "A1111 refiner with hires fix: not turned into nodes (A1111's 'Hires refiner' option decides its pass)"]
+    (lora,) = of("LoadLoRA")
+    assert (lora.inputs["strength_clip"], lora.inputs["strength_model"]) == (0.6, 0.4)
+    assert len(of("KSampler")) == 2 and of("KSamplerAdvanced") == []
+    with pytest.raises(WorkflowFormatError, match=r"<lora:x:lots>: weight 'lots' is not a number"):
+        a1111_workflow(A1111.replace("masterpiece", "<lora:x:lots>"), builtin_registry)
+
+
+@pytest.mark.parametrize("upscaler", ["Latent", "graphflow-demo-2x"])
+def test_a1111_hires_fix_png_runs_to_a_picture_of_the_upscaled_size(upscaler, builtin_registry, executor, tmp_folders):
+    text = A1111_HIRES.replace("Steps: 4", "Steps: 2").replace("Hires steps: 3", "Hires steps: 2")
+    text = text.replace("Latent (nearest-exact)", upscaler)
+    workflow = workflow_from_picture(png_with({"parameters": text}), builtin_registry)
+    result = executor.run(workflow)
+    assert result.ok, result.error or result.problems
+    (saved,) = tmp_folders.outputs.rglob("*.png")
+    assert Image.open(saved).size == (128, 128)
+    first = next(v[0] for k, v in result.values.items() if workflow.nodes[k].type == "KSampler"
+                 and workflow.nodes[k].inputs["denoise"] == 1.0)
+    assert first["samples"].shape[-2:] == (8, 8)
+
+
+def test_cli_convert_of_an_a1111_png_writes_its_comfyui_graph(tmp_path, capsys):
+    picture = tmp_path / "a1111.png"
+    picture.write_bytes(png_with({"parameters": A1111_HIRES}))
+    assert main(["convert", str(picture), "--to", "comfy-api"]) == 0
+    api = json.loads(capsys.readouterr().out)
+    assert sorted(n["class_type"] for n in api.values()) == sorted([
+        "CheckpointLoaderSimple", "LoraLoader", "LoraLoader", "CLIPSetLastLayer", "CLIPTextEncode", "CLIPTextEncode",
+        "EmptyLatentImage", "KSampler", "LatentUpscale", "KSampler", "VAEDecode", "SaveImage"])
+    loras = sorted((n["inputs"]["strength_model"], n["inputs"]["strength_clip"], n["inputs"]["lora_name"])
+                   for n in api.values() if n["class_type"] == "LoraLoader")
+    assert loras == [(0.25, 0.5, "graphflow-demo-corner.safetensors"), (0.8, 0.8, "graphflow-demo-corner.safetensors")]
+    (upscale,) = [n for n in api.values() if n["class_type"] == "LatentUpscale"]
+    assert {k: v for k, v in upscale["inputs"].items() if k != "samples"} == \
+        {"upscale_method": "nearest-exact", "width": 128, "height": 128, "crop": "disabled"}
+    assert api[upscale["inputs"]["samples"][0]]["class_type"] == "KSampler"
+    assert main(["convert", str(picture), "--to", "comfy-ui", "-o", str(tmp_path / "ui.json")]) == 0
+    ui = json.loads((tmp_path / "ui.json").read_text())
+    assert sorted(n["type"] for n in ui["nodes"]) == sorted(n["class_type"] for n in api.values())
+    assert "Hires fix: second pass" in {n.get("title") for n in ui["nodes"]}
+    links = sum(1 for n in api.values() for v in n["inputs"].values() if isinstance(v, list))
+    assert len(ui["links"]) == links
 
 
 # --- command line and server ------------------------------------------------------------------

@@ -58,9 +58,30 @@ Everywhere graphflow takes a workflow (`graphflow run` / `validate` / `convert`,
   builds the prompt (their list is below, under "Custom node packs' nodes that are understood").
 - **Pictures** (`.png`, `.webp`): our `graphflow` chunk; ComfyUI's `workflow` (preferred: it has
   the layout) and `prompt` chunks, or in WebP its EXIF strings `workflow:` / `prompt:`; and the
-  A1111 / Forge `parameters` text (prompt, negative prompt, steps, sampler, CFG, seed, size, model
-  name, clip skip), opened as the equivalent txt2img graph. A1111 sampler names map to a sampler
-  and scheduler (`DPM++ 2M Karras` → `dpmpp_2m` + `karras`).
+  A1111 / Forge `parameters` text, opened as the graph that makes the picture: prompt, negative
+  prompt, steps, sampler, CFG, seed, size, model, clip skip as txt2img. A1111 sampler names map
+  to a sampler and scheduler (`DPM++ 2M Karras` → `dpmpp_2m` + `karras`). Model names are file
+  stems, found in any subfolder of the kind's folders.
+  - Prompt tags, cut out of the text as A1111 does: `<lora:NAME:W>` and `<lyco:...>` become a
+    chain of `LoraLoader`s between the checkpoint and the encoders and samplers (one weight: both
+    strengths; A1111's `<lora:NAME:TE:UNET>`: `strength_clip`, `strength_model`; no weight: 1),
+    `<hypernet:NAME:W>` a `HypernetworkLoader`. A1111 applies no tags of the negative prompt, so
+    they stay in its text; `Lora hashes` becomes a note.
+  - Hires fix (`Hires upscale` / `Hires resize`, `Hires upscaler`, `Hires steps`, `Denoising
+    strength`): after the first `KSampler`, a latent upscaler (`Latent` bilinear, `(bicubic)`,
+    `(nearest-exact)`, ...) is a `LatentUpscale`; a model (`R-ESRGAN 4x+` → its
+    `RealESRGAN_x4plus` file, others by stem) is `VAEDecode` → `UpscaleModelLoader` +
+    `ImageUpscaleWithModel` → `ImageScale` (Lanczos, as A1111 resizes the model's output) →
+    `VAEEncode`. The size is A1111's: width and height times the scale, truncated; `Hires resize`
+    covers WxH and a `LatentCrop` cuts the excess from both sides as A1111 does. Then a second
+    `KSampler`: same seed, `Hires steps` (0: the first pass's) at the denoising strength, with
+    `Hires prompt`, `Hires negative prompt`, `Hires sampler`, `Hires schedule type`, `Hires CFG
+    Scale` and `Hires checkpoint` where given (the hires prompt's own LoRA tags apply to it).
+  - Refiner (`Refiner`, `Refiner switch at`): two `KSamplerAdvanced` on the same seed, the base
+    model's steps returning their leftover noise and the refiner checkpoint's (with its own text
+    encoding) taking the rest. The switch step is A1111's: the first step whose noise level has
+    reached the fraction (timestep (999 − t) / 1000 on SD's sigma table), or by step count where
+    the picture says `Refiner switch by sampling steps`.
 
 ## What is written
 
@@ -94,8 +115,16 @@ LIMITS = """## Not supported yet
 - rgthree's other nodes are unknown classes: Random Unmuter (it picks a node to unmute when
   queued), the Mute / Bypass Relay and Repeater, Node Collector, and its backend nodes (Context,
   Context Big, Power Lora Loader, Seed, ...).
-- A1111 settings beyond txt2img (hires fix, refiner, ADetailer, LoRA tags in the prompt) are
-  not turned into nodes.
+- A1111 settings that are not turned into nodes, each said in a note: ADetailer, variation seed,
+  face restoration, eta / ENSD / RNG / noise multipliers; a refiner together with hires fix
+  (A1111's "Hires refiner" option decides which pass it refines); prompt tags other than LoRA,
+  LyCORIS and hypernetworks, and a LoRA's `dyn` dimension. Close but not pixel for pixel (noted
+  where it applies): `Latent (bicubic antialiased)`, `Latent (antialiased)` when shrinking and
+  `Latent (nearest)` by a fractional factor (ComfyUI's resizes have no antialiasing and no plain
+  nearest; otherwise they give the same latents), an upscale model A1111 would run more than once
+  (a 2x model for a 4x hires fix; `ImageUpscaleWithModel` runs it once, `ImageScale` does the
+  rest), and the refiner's text encoding (plain `CLIPTextEncode`, no aesthetic score). A
+  `Denoising strength` without hires fix (an img2img picture) opens as txt2img, with a note.
 """
 
 
