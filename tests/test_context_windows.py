@@ -265,3 +265,124 @@ def test_nodes_refuse_bad_settings_by_input(registry):
     assert e.value.input == "model"
     with pytest.raises(NodeInputError, match="latent frames"):
         call(registry, "WanContextWindowsManual", model=model, context_length=5, context_overlap=8)
+
+
+# --- LTX-Video ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ltxv(tmp_path_factory):
+    """A tiny random LTX-Video checkpoint's model and a prompt pair for it."""
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.testing import write_ltxv_checkpoint
+
+    path = write_ltxv_checkpoint(tmp_path_factory.mktemp("ltxv") / "ltxv.safetensors", dtype=torch.float32, seed=3)
+    model = load_checkpoint(path, device="cpu", dtype=torch.float32).model
+    gen = torch.Generator().manual_seed(4)
+    channels = model.unet.config.caption_channels
+    positive, negative = ([(torch.randn(1, 3, channels, generator=gen), {"frame_rate": 24.0})] for _ in range(2))
+    return model, positive, negative
+
+
+def _video(model, positive, negative, latent, mask=None, sigmas=(1.0, 0.6, 0.0)):
+    from graphflow.sampling.pipeline import sample_with_sigmas
+
+    noise = torch.randn(latent.shape, generator=torch.Generator().manual_seed(5))
+    return sample_with_sigmas(model, torch.tensor(sigmas), noise, latent, positive, negative, 3.0, "euler", 0,
+                              noise_mask=mask)
+
+
+def test_ltxv_no_longer_than_the_window_samples_bit_identically(ltxv):
+    model, positive, negative = ltxv
+    latent = torch.randn(1, 128, 3, 2, 2, generator=torch.Generator().manual_seed(6))
+    plain = _video(model, positive, negative, latent)
+    for windows in (ContextWindows(3, 1, "standard_static", dim=2), ContextWindows(8, 2, "looped_uniform", 2, True,
+                                                                                   "relative", 2),
+                    ContextWindows(1, 0, "batched", fuse_method="flat", dim=0)):
+        assert torch.equal(_video(with_context_windows(model, windows), positive, negative, latent), plain)
+
+
+def test_ltxv_batched_windows_sample_as_separate_videos(ltxv):
+    """Windows without overlap, fused flat: each window samples as a video of its own would,
+    with its frames' noise and its part of the noise mask (the per-token sigma of LTXVImgToVideo's
+    known frames); a window cut without the mask would not even run."""
+    model, positive, negative = ltxv
+    latent = torch.randn(1, 128, 5, 2, 2, generator=torch.Generator().manual_seed(7))
+    mask = torch.tensor([0.0, 1.0, 1.0, 0.5, 1.0]).reshape(1, 1, 5, 1, 1)
+    patched = with_context_windows(model, ContextWindows(3, 0, "batched", fuse_method="flat", dim=2))
+    windowed = _video(patched, positive, negative, latent, mask)
+    noise = torch.randn(latent.shape, generator=torch.Generator().manual_seed(5))
+    from graphflow.sampling.pipeline import sample_with_sigmas
+    parts = [sample_with_sigmas(model, torch.tensor([1.0, 0.6, 0.0]), noise[:, :, w], latent[:, :, w], positive,
+                                negative, 3.0, "euler", 0, noise_mask=mask[:, :, w]) for w in (slice(0, 3), slice(3, 5))]
+    assert torch.allclose(windowed, torch.cat(parts, 2), atol=1e-5)
+    assert float((windowed - _video(model, positive, negative, latent, mask)).abs().max()) > 1e-3
+
+
+@pytest.fixture
+def ltxv_files(tmp_folders):
+    from graphflow.testing import write_flow_text_encoder, write_ltxv_checkpoint
+
+    m = tmp_folders.models
+    for sub in ("checkpoints", "text_encoders"):
+        (m / sub).mkdir()
+    write_ltxv_checkpoint(m / "checkpoints" / "ltxv.safetensors", dtype=torch.float32, seed=3)
+    write_flow_text_encoder(m / "text_encoders" / "t5.safetensors", "t5xxl", dtype=torch.float32, seed=1)
+    return tmp_folders
+
+
+def ltxv_graph(windows: dict | None) -> dict:
+    """ComfyUI's LTX-Video text-to-video example in API format, shrunk (64x64, 33 frames: 5 latent
+    frames, 2 steps), with a context windows node (class_type and inputs) before the sampler."""
+    graph = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "ltxv.safetensors"}},
+        "2": {"class_type": "CLIPLoader", "inputs": {"clip_name": "t5.safetensors", "type": "ltxv", "device": "default"}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "a boat on a lake at dawn", "clip": ["2", 0]}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["2", 0]}},
+        "5": {"class_type": "LTXVConditioning", "inputs": {"positive": ["3", 0], "negative": ["4", 0],
+                                                           "frame_rate": 24.0}},
+        "6": {"class_type": "EmptyLTXVLatentVideo", "inputs": {"width": 64, "height": 64, "length": 33,
+                                                               "batch_size": 1}},
+        "7": {"class_type": "LTXVScheduler", "inputs": {"steps": 2, "max_shift": 2.05, "base_shift": 0.95,
+                                                        "stretch": True, "terminal": 0.1, "latent": ["6", 0]}},
+        "8": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "9": {"class_type": "SamplerCustom", "inputs": {"model": ["1", 0], "add_noise": True, "noise_seed": 7,
+                                                        "cfg": 3.0, "positive": ["5", 0], "negative": ["5", 1],
+                                                        "sampler": ["8", 0], "sigmas": ["7", 0],
+                                                        "latent_image": ["6", 0]}},
+    }
+    if windows is not None:
+        graph["20"] = {"class_type": windows["class_type"], "inputs": {"model": ["1", 0], **windows["inputs"]}}
+        graph["9"]["inputs"]["model"] = ["20", 0]
+    return graph
+
+
+MANUAL = {"class_type": "ContextWindowsManual", "inputs": {
+    "context_length": 3, "context_overlap": 1, "context_schedule": "standard_uniform", "context_stride": 1,
+    "closed_loop": False, "fuse_method": "pyramid", "dim": 2}}
+WAN = {"class_type": "WanContextWindowsManual", "inputs": {  # 9 video frames: 3 latent ones, 4: overlap 1
+    "context_length": 9, "context_overlap": 4, "context_schedule": "looped_uniform", "context_stride": 1,
+    "closed_loop": True, "fuse_method": "overlap-linear"}}
+
+
+def test_comfyui_graphs_with_context_windows_validate_and_run(ltxv_files, registry):
+    from graphflow.executor import Executor
+    from graphflow.validation import validate
+    from graphflow.workflow import parse_workflow
+
+    def run(windows):
+        workflow = parse_workflow(json.loads(json.dumps(ltxv_graph(windows))), registry)
+        assert validate(workflow, registry, outputs=["9"]) == []
+        result = Executor(registry).run(workflow, outputs=["9"])
+        assert result.ok, json.dumps(result.error, default=str)[:3000]
+        return result.values["9"][0]["samples"]
+
+    plain = run(None)
+    assert plain.shape == (1, 128, 5, 2, 2)
+    for windows in (MANUAL, WAN):
+        windowed = run(windows)
+        assert windowed.shape == plain.shape and torch.isfinite(windowed).all()
+        assert float((windowed - plain).abs().max()) > 1e-3 * float(plain.abs().max())
+    bad = copy.deepcopy(MANUAL)
+    bad["inputs"]["context_schedule"] = "sliding"
+    problems = validate(parse_workflow(ltxv_graph(bad), registry), registry, outputs=["9"])
+    assert problems and "context_schedule" in str(problems[0])
