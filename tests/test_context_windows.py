@@ -198,7 +198,8 @@ def test_batch_windows_cut_every_row_wise_conditioning_and_set_svd_frames():
 
     def denoiser(x, sigma, context=None, y=None, concat=None, num_frames=None):
         seen.append((x.shape[0], num_frames))
-        return x * sigma.reshape(-1, 1, 1, 1) + concat + y[:, :1, None, None] * context.mean((1, 2))[:, None, None, None]
+        prompt_value = y[:, :1, None, None] * context.mean((1, 2))[:, None, None, None]
+        return x * sigma.reshape(-1, 1, 1, 1) + concat + prompt_value
 
     class Denoiser:
         context_windows = None
@@ -283,12 +284,14 @@ def ltxv(tmp_path_factory):
     return model, positive, negative
 
 
-def _video(model, positive, negative, latent, mask=None, sigmas=(1.0, 0.6, 0.0)):
+def _video(model, positive, negative, latent, mask=None, noise=None):
+    """Two Euler steps with CFG 3 from the latent and noise (seeded by default)."""
     from graphflow.sampling.pipeline import sample_with_sigmas
 
-    noise = torch.randn(latent.shape, generator=torch.Generator().manual_seed(5))
-    return sample_with_sigmas(model, torch.tensor(sigmas), noise, latent, positive, negative, 3.0, "euler", 0,
-                              noise_mask=mask)
+    if noise is None:
+        noise = torch.randn(latent.shape, generator=torch.Generator().manual_seed(5))
+    return sample_with_sigmas(model, torch.tensor([1.0, 0.6, 0.0]), noise, latent, positive, negative, 3.0, "euler",
+                              0, noise_mask=mask)
 
 
 def test_ltxv_no_longer_than_the_window_samples_bit_identically(ltxv):
@@ -309,13 +312,12 @@ def test_ltxv_batched_windows_sample_as_separate_videos(ltxv):
     latent = torch.randn(1, 128, 5, 2, 2, generator=torch.Generator().manual_seed(7))
     mask = torch.tensor([0.0, 1.0, 1.0, 0.5, 1.0]).reshape(1, 1, 5, 1, 1)
     patched = with_context_windows(model, ContextWindows(3, 0, "batched", fuse_method="flat", dim=2))
-    windowed = _video(patched, positive, negative, latent, mask)
-    noise = torch.randn(latent.shape, generator=torch.Generator().manual_seed(5))
-    from graphflow.sampling.pipeline import sample_with_sigmas
-    parts = [sample_with_sigmas(model, torch.tensor([1.0, 0.6, 0.0]), noise[:, :, w], latent[:, :, w], positive,
-                                negative, 3.0, "euler", 0, noise_mask=mask[:, :, w]) for w in (slice(0, 3), slice(3, 5))]
+    noise = torch.randn(latent.shape, generator=torch.Generator().manual_seed(8))
+    windowed = _video(patched, positive, negative, latent, mask, noise)
+    parts = [_video(model, positive, negative, latent[:, :, w], mask[:, :, w], noise[:, :, w])
+             for w in (slice(0, 3), slice(3, 5))]
     assert torch.allclose(windowed, torch.cat(parts, 2), atol=1e-5)
-    assert float((windowed - _video(model, positive, negative, latent, mask)).abs().max()) > 1e-3
+    assert float((windowed - _video(model, positive, negative, latent, mask, noise)).abs().max()) > 1e-3
 
 
 @pytest.fixture
@@ -335,7 +337,8 @@ def ltxv_graph(windows: dict | None) -> dict:
     frames, 2 steps), with a context windows node (class_type and inputs) before the sampler."""
     graph = {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "ltxv.safetensors"}},
-        "2": {"class_type": "CLIPLoader", "inputs": {"clip_name": "t5.safetensors", "type": "ltxv", "device": "default"}},
+        "2": {"class_type": "CLIPLoader", "inputs": {"clip_name": "t5.safetensors", "type": "ltxv",
+                                                     "device": "default"}},
         "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "a boat on a lake at dawn", "clip": ["2", 0]}},
         "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["2", 0]}},
         "5": {"class_type": "LTXVConditioning", "inputs": {"positive": ["3", 0], "negative": ["4", 0],
@@ -386,3 +389,50 @@ def test_comfyui_graphs_with_context_windows_validate_and_run(ltxv_files, regist
     bad["inputs"]["context_schedule"] = "sliding"
     problems = validate(parse_workflow(ltxv_graph(bad), registry), registry, outputs=["9"])
     assert problems and "context_schedule" in str(problems[0])
+
+
+def test_svd_graph_windows_its_frames_on_the_batch(registry, tmp_folders, monkeypatch):
+    """SVD's frames are the latent batch (dim 0): with windows of 3 of 5 frames the UNet sees both
+    sides' windows batched, 2 x 3 latents told 3 frames per video, and the video changes."""
+    from graphflow.executor import Executor
+    from graphflow.models import svd
+    from graphflow.testing import write_svd_checkpoint
+    from graphflow.workflow import parse_workflow
+
+    (tmp_folders.models / "checkpoints").mkdir(parents=True)
+    write_svd_checkpoint(tmp_folders.models / "checkpoints" / "tiny_svd.safetensors")
+    calls = []
+    forward = svd.SVDUNet.forward
+
+    def spy(self, x, timesteps, context, y, num_frames=None):
+        calls.append((x.shape[0], num_frames, context.shape[0], y.shape[0]))
+        return forward(self, x, timesteps, context, y, num_frames)
+
+    monkeypatch.setattr(svd.SVDUNet, "forward", spy)
+    graph = {
+        "1": {"class_type": "ImageOnlyCheckpointLoader", "inputs": {"ckpt_name": "tiny_svd.safetensors"}},
+        "2": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 1, "color": 0xff8020}},
+        "3": {"class_type": "SVD_img2vid_Conditioning",
+              "inputs": {"clip_vision": ["1", 1], "init_image": ["2", 0], "vae": ["1", 2], "width": 64, "height": 48,
+                         "video_frames": 5, "motion_bucket_id": 127, "fps": 6, "augmentation_level": 0.0}},
+        "4": {"class_type": "ContextWindowsManual", "inputs": {
+            "model": ["1", 0], "context_length": 3, "context_overlap": 1, "context_schedule": "standard_static",
+            "context_stride": 1, "closed_loop": False, "fuse_method": "pyramid", "dim": 0}},
+        "5": {"class_type": "KSampler", "inputs": {"model": ["4", 0], "positive": ["3", 0], "negative": ["3", 1],
+                                                   "latent_image": ["3", 2], "seed": 3, "steps": 2, "cfg": 2.5,
+                                                   "sampler_name": "euler", "scheduler": "karras", "denoise": 1.0}},
+    }
+
+    def run(graph):
+        result = Executor(registry).run(parse_workflow(json.loads(json.dumps(graph)), registry), outputs=["5"])
+        assert result.ok, json.dumps(result.error, default=str)[:3000]
+        return result.values["5"][0]["samples"]
+
+    windowed = run(graph)
+    assert calls == [(6, 3, 6, 6)] * 4  # 2 steps x windows [0, 1, 2], [2, 3, 4]
+    graph["5"]["inputs"]["model"] = ["1", 0]
+    calls.clear()
+    plain = run(graph)
+    assert calls == [(10, 5, 10, 10)] * 2
+    assert windowed.shape == plain.shape == (5, 4, 6, 8)
+    assert float((windowed - plain).abs().max()) > 1e-3

@@ -26,11 +26,12 @@ Schedules (windows of `length` with `overlap` shared positions, over N positions
   standard_static   start at 0, every length - overlap; the last window is moved back to end at N - 1.
   batched           consecutive windows of `length` without overlap (the last may be shorter).
   looped_uniform    for each spacing s = 1, 2, 4, ... (at most `stride` of them, and at most
-                    ceil(log2(N / length)) + 1), windows of `length` positions s apart, starting
-                    every length * s - overlap from an offset that moves every step (the van der
-                    Corput sequence 0, 1/2, 1/4, 3/4, ... of the step index times N), wrapping
-                    around the end (mod N); closed_loop also starts windows over the last
-                    `overlap` positions, so the end blends into the start.
+                    ceil(log2(N / length)) + 1), windows of `length` positions s apart (mod N:
+                    they wrap around the end), starting at round(N h) + int(s h) and then every
+                    length * s - overlap while below N + round(N h) - overlap, where h =
+                    ordered_halving(step) = 0, 1/2, 1/4, 3/4, 1/8, ... moves the windows every
+                    step; closed_loop drops the "- overlap", so windows also start in the last
+                    `overlap` positions and the end blends into the start.
   standard_uniform  looped_uniform without closed_loop, then each window that wraps is shifted to
                     end at N - 1 (and, if the next window lacks the position where it wrapped, a
                     window of `length` from there is inserted); repeated windows are dropped.
@@ -51,6 +52,13 @@ Fuse weights of a window of n positions:
                   holds frame N - 1 (the ramps are cut to the window's length).
 The weights of each position are normalised over the windows holding it before they multiply the
 predictions (not after summing), so the tiny 1e-37 ramp ends stay exact.
+
+Differences from ComfyUI, all where its code fails or computes nonsense: standard_uniform's
+over-long spacings (above); a relative window that wraps (ComfyUI's formula then gets a negative
+span); overlap-linear with overlap 0 or a window shorter than the overlap (a shape error there);
+an overlap not below the length (an empty or endless window range there; refused here, except for
+batched, which ignores it); a frame repeated within a window (over-long looped windows) is added
+once per occurrence, where ComfyUI's indexed add keeps one.
 """
 
 from __future__ import annotations
@@ -63,6 +71,7 @@ import torch
 
 from ..choices import CONTEXT_FUSE_METHODS as FUSE_METHODS
 from ..choices import CONTEXT_SCHEDULES as SCHEDULES
+
 UNIFORM = ("standard_uniform", "looped_uniform")
 
 
