@@ -153,6 +153,27 @@ def test_pointwise_model_windowed_equals_whole(fuse, dim):
         assert model.unet.calls and all(c["x"].shape[dim] <= 3 * rows for c in model.unet.calls)
 
 
+@pytest.mark.parametrize("sampler, steps", [("euler", [0, 1, 2, 3]), ("dpm_2", [0, 0, 1, 1, 2, 2, 3])])
+def test_uniform_windows_follow_the_step_index_in_the_runs_sigmas(monkeypatch, sampler, steps):
+    """The step is the sigma's index in the run's sigmas; dpm_2's midpoint sigmas are in no step,
+    so they keep the step's windows."""
+    from graphflow.sampling import context_windows as module
+    from graphflow.sampling.pipeline import sample_with_sigmas
+
+    seen = []
+
+    def spy(num_frames, length, overlap, schedule, stride, closed_loop, step):
+        seen.append(step)
+        return context_windows(num_frames, length, overlap, schedule, stride, closed_loop, step)
+
+    monkeypatch.setattr(module, "context_windows", spy)
+    model = with_context_windows(FakeModel(gaussian_eps(0.5, 0.8)), ContextWindows(3, 1, "looped_uniform", dim=0))
+    latent = torch.zeros(8, 4, 2, 2)
+    sample_with_sigmas(model, torch.tensor([10.0, 5.0, 2.0, 1.0, 0.0]), torch.randn(latent.shape), latent,
+                       prompt(1.0), prompt(0.0), 2.0, sampler, 0)
+    assert seen == steps
+
+
 class _FrameDenoiser:
     """A stand-in model denoiser for video latents, pointwise per frame: it mixes x with the
     conditioning's concat channels, the per-token sigma mask and the prompt, so a window cut
