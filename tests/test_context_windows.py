@@ -3,11 +3,11 @@
 Window lists are checked against lists worked out by hand from the schedules' rules (the module
 docstring), fuse weights against their closed forms; a model that is pointwise along the windowed
 dim must give the same result windowed as whole; a latent no longer than the window must sample
-bit-identically; and a tiny LTX-Video samples with windows in a ComfyUI graph."""
+bit-identically; a tiny LTX-Video's windows without overlap sample as separate videos, and it
+samples with both nodes in a ComfyUI graph; a tiny SVD is windowed over its frames (the batch)."""
 
 import copy
 import json
-import math
 
 import pytest
 import torch
@@ -54,7 +54,7 @@ def test_looped_uniform_windows_move_with_the_step_and_wrap():
     assert context_windows(10, 4, 1, "looped_uniform", step=1) == [[5, 6, 7, 8], [8, 9, 0, 1], [1, 2, 3, 4]]
     assert context_windows(10, 4, 1, "looped_uniform", closed_loop=True, step=1) == \
         [[5, 6, 7, 8], [8, 9, 0, 1], [1, 2, 3, 4], [4, 5, 6, 7]]
-    # step 2: 10 / 4 = 2.5 rounds half to even (Python's round, as ComfyUI): pad 2
+    # step 2: 10 * 1/4 = 2.5 rounds half to even (Python's round, as ComfyUI): pad 2
     assert context_windows(10, 4, 1, "looped_uniform", step=2) == [[2, 3, 4, 5], [5, 6, 7, 8], [8, 9, 0, 1]]
     # stride 2 (at most ceil(log2(20 / 8)) + 1 = 3 spacings): spacing 2 starts every 8 * 2 - 2 = 14
     assert context_windows(20, 8, 2, "looped_uniform", stride=2, step=0) == \
