@@ -31,6 +31,9 @@ OPTIMAL_STEPS_MODEL_TYPES = ("FLUX", "Wan", "Chroma")
 SIGMA_SPACINGS = ("linear", "cosine", "sine")  # ExtendIntermediateSigmas
 DEEP_SHRINK_RESIZE_METHODS = ("bicubic", "nearest-exact", "bilinear", "area", "bislerp")  # PatchModelAddDownscale
 NOISE_MODES = ("comfy", "per_image")  # how a batch's initial noise is drawn (graphflow.sampling.noise)
+# ContextWindowsManual's (graphflow.sampling.context_windows), in ComfyUI's order
+CONTEXT_SCHEDULES = ("standard_static", "standard_uniform", "looped_uniform", "batched")
+CONTEXT_FUSE_METHODS = ("pyramid", "relative", "flat", "overlap-linear")
 
 # FLUX's resolution-dependent shift and its default guidance (graphflow.sampling.flow_sampling).
 FLUX_BASE_SHIFT, FLUX_MAX_SHIFT = 0.5, 1.15

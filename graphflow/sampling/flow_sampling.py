@@ -189,6 +189,7 @@ class FlowDenoiser:
         self.timestep_mask = timestep_mask
         self.schedule = schedule or default_flow_schedule(model)
         self.network_wrappers = tuple(make() for make in getattr(model, "network_wrappers", ()))  # see ModelDenoiser
+        self.context_windows = None  # a run's context windows (the pipeline sets them; predict_sides reads them)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
                  y: torch.Tensor | None = None, concat: torch.Tensor | None = None,

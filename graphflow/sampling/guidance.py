@@ -439,7 +439,15 @@ def _default_entries(defaults: list, to_run: list, x: torch.Tensor) -> list:
 
 
 def predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tensor, sigma: torch.Tensor) -> list[torch.Tensor]:
-    """The area-weighted average denoised prediction of each side (None: skipped, gives 0)."""
+    """The area-weighted average denoised prediction of each side (None: skipped, gives 0); with
+    context windows (graphflow.sampling.context_windows) fused from the windows' predictions."""
+    windows = getattr(model_denoiser, "context_windows", None)
+    if windows is not None and windows.applies(x):
+        return windows.predict(_predict_sides, model_denoiser, sides, x, sigma)
+    return _predict_sides(model_denoiser, sides, x, sigma)
+
+
+def _predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tensor, sigma: torch.Tensor) -> list[torch.Tensor]:
     out = [torch.zeros_like(x) for _ in sides]
     counts = [torch.full_like(x, 1e-37) for _ in sides]
     to_run, defaults = [], []

@@ -311,6 +311,7 @@ class ModelDenoiser:
         self.quantize_timesteps = quantize_timesteps
         # a MODEL's network wrappers (EasyCache: graphflow.sampling.step_cache), fresh state per denoiser
         self.network_wrappers = tuple(make() for make in getattr(model, "network_wrappers", ()))
+        self.context_windows = None  # a run's context windows (the pipeline sets them; predict_sides reads them)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
                  y: torch.Tensor | None = None, concat: torch.Tensor | None = None,

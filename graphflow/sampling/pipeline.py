@@ -328,6 +328,8 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
             model_denoiser = FlowDenoiser(model, schedule, timestep_mask=timestep_mask)
         else:
             model_denoiser = ModelDenoiser(model, schedule)
+        if getattr(model, "context_windows", None) is not None:  # ContextWindowsManual (context_windows.py)
+            model_denoiser.context_windows = model.context_windows.for_run(sigmas)
         denoiser = guider.denoiser(model_denoiser, prepare)
         for make in getattr(model, "prediction_wrappers", ()):  # LazyCache: fresh state per run
             denoiser = WrappedDenoiser(denoiser, make())
