@@ -2,7 +2,8 @@
 or a part of the sampling, zero out; the image conditioning of inpainting and InstructPix2Pix models.
 
 CONDITIONING is a list of (embedding [B, T, D], options) pairs; options may carry
-"pooled_output" (SDXL), "area" (h, w, y, x in latent units, or ("percentage", h, w, y, x)),
+"pooled_output" (SDXL), "area" (h, w, y, x in latent units, or ("percentage", h, w, y, x); on video
+latents (t, h, w, z, y, x) / ("percentage", t, h, w, z, y, x)),
 "strength", "mask" + "mask_strength" + "set_area_to_bounds", "start_percent" / "end_percent",
 "concat_latent_image" / "concat_mask", "reference_latents", "concat_image" + "noise_augmentation"
 (the x4 upscaler's low-res picture) (graphflow.sampling.guidance and pipeline read them).
@@ -242,6 +243,32 @@ class ConditioningSetAreaPercentage(Node):
         if self.x >= 1.0 or self.y >= 1.0:
             raise NodeInputError("x" if self.x >= 1.0 else "y", "the area starts at the image's edge")
         area = ("percentage", self.height, self.width, self.y, self.x)
+        return _with_options(self.conditioning, area=area, strength=self.strength, set_area_to_bounds=False)
+
+
+class ConditioningSetAreaPercentageVideo(Node):
+    """Apply the conditioning only to a box of a video: width, height and temporal (its length in
+    frames) as fractions of the video's size, starting at x, y and frame z (fractions too), with a
+    strength relative to the other conditionings it is combined with. The weight fades in over a
+    few latent positions at the box's inner edges, in time too. Needs a video latent (LTX-Video,
+    Mochi); on an image latent sampling stops with an error."""
+    category = "conditioning"
+    conditioning: CONDITIONING
+    width: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    height: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    temporal: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    x: float = Float(0.0, min=0.0, max=1.0, step=0.01)
+    y: float = Float(0.0, min=0.0, max=1.0, step=0.01)
+    z: float = Float(0.0, min=0.0, max=1.0, step=0.01)
+    strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    outputs = {"conditioning": CONDITIONING}
+    comfy = ComfyAlias(("ConditioningSetAreaPercentageVideo",))
+
+    def run(self):
+        for name in ("x", "y", "z"):
+            if getattr(self, name) >= 1.0:
+                raise NodeInputError(name, "the area starts at the video's edge")
+        area = ("percentage", self.temporal, self.height, self.width, self.z, self.y, self.x)
         return _with_options(self.conditioning, area=area, strength=self.strength, set_area_to_bounds=False)
 
 

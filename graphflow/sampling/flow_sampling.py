@@ -238,6 +238,10 @@ class FlowDenoiser:
         if self.timestep_mask is None:
             return sigma.float()
         mask = self.timestep_mask[:, 0]
+        if mask.shape[1:] != x.shape[2:]:
+            raise ValueError(f"the noise mask (LTXVImgToVideo / LTXVAddGuide's conditioning frames) covers the whole "
+                             f"latent {tuple(mask.shape[1:])}; a conditioning area's crop {tuple(x.shape[2:])} can't "
+                             "use it: sample without the area or without the noise mask")
         mask = mask.repeat(x.shape[0] // mask.shape[0], 1, 1, 1)  # the sides' chunks, each the latent's batch
         return (mask * sigma.float().reshape(-1, 1, 1, 1)).flatten(1)
 

@@ -9,11 +9,19 @@ weighted average of its entries' predictions, as ComfyUI's ConditioningCombine +
 ConditioningSetArea / SetMask do:
   - an entry with "area" (h, w, y, x in latent units) runs the model on that crop only; its weight
     is "strength" (default 1), faded over 8 latent pixels at area edges that are inside the image;
+  - on a video latent [B, C, T, h, w] an area is (t, h, w, z, y, x), z the first frame (ComfyUI's
+    N-d areas; ConditioningSetAreaPercentageVideo's ("percentage", t, h, w, z, y, x)), and the
+    fade is ComfyUI's N-d one: over min(8, size // 4) positions at each inner edge of every dim,
+    time included. An image area (h, w, y, x) there covers every frame, as ComfyUI's does (its
+    percentage form, which ComfyUI's resolver mis-indexes on video, is taken the same way); a video
+    area on an image latent is an error;
   - an entry with "mask" ([H, W] or [B, H, W], resized bilinearly to the latent) weighs its
-    prediction by mask * "mask_strength" * strength (no fading);
+    prediction by mask * "mask_strength" * strength (no fading); on a video latent a MASK
+    [F, H, W] is per frame, as in ComfyUI (F = 1: every frame; else F must be the latent's frames);
   - pixels no entry covers get 0.
   - an entry with "set_area_to_bounds" (ConditioningSetMask's "mask bounds") and a mask gets the
-    area of the mask's non-zero bounding box (at least 8x8 latent pixels), so only that crop runs;
+    area of the mask's non-zero bounding box (at least 8x8 latent pixels), so only that crop runs
+    (on video: the box over all frames, for every frame; ComfyUI's code fails there);
   - an entry with "start_percent" / "end_percent" (ConditioningSetTimestepRange) takes part only
     while end_sigma <= sigma <= start_sigma, the percents turned into sigmas by the model's
     schedule (0% = the noisiest, above any sigma; 100% = sigma 0), judged by the batch's first
@@ -55,9 +63,9 @@ class Cond:
     context: torch.Tensor  # [B, T, D] cross-attention embedding, batch already matched to x
     y: torch.Tensor | None = None  # [B, adm] SDXL vector conditioning
     concat: torch.Tensor | None = None  # [B, c, h, w] extra input channels (inpainting models)
-    area: tuple[int, int, int, int] | None = None  # (h, w, y, x), latent units
+    area: tuple[int, ...] | None = None  # (sizes..., offsets...) per latent dim: (h, w, y, x), video (t, h, w, z, y, x)
     strength: float = 1.0
-    mask: torch.Tensor | None = None  # [b, h, w] at latent resolution
+    mask: torch.Tensor | None = None  # [b, h, w] at latent resolution; video [b, T, h, w]
     mask_strength: float = 1.0
     guidance: torch.Tensor | None = None  # [B] FLUX dev's distilled guidance scale
     control: object = None  # ControlNets / T2I-Adapters (graphflow.models.controlnet.ControlApplied)
@@ -90,23 +98,49 @@ def repeat_to_batch(t: torch.Tensor, batch: int) -> torch.Tensor:
     return t
 
 
-def _resolve_area(area, latent_hw: tuple[int, int]) -> tuple[int, int, int, int]:
-    if area[0] == "percentage":  # ConditioningSetAreaPercentage: fractions of the image
-        h, w, y, x = area[1:]
-        H, W = latent_hw
-        return (max(1, round(h * H)), max(1, round(w * W)), round(y * H), round(x * W))
-    return tuple(int(v) for v in area)
+def _resolve_area(area, dims: tuple[int, ...], k: int) -> tuple[int, ...]:
+    """An "area" option -> (sizes..., offsets...) in latent units, one of each per latent dim (ComfyUI's
+    N-d areas). Fewer dims than the latent's (an image area on a video) cover the leading dims whole,
+    as ComfyUI's add_area_dims does for absolute areas; "percentage" areas (fractions) likewise."""
+    percentage = area[0] == "percentage"
+    values = tuple(area[1:] if percentage else area)
+    n = len(values) // 2
+    if len(values) % 2 or not n:
+        raise ValueError(f"conditioning entry {k}: an area is (sizes..., offsets...) per latent dim, got {tuple(area)}")
+    if n > len(dims):
+        node = "ConditioningSetAreaPercentageVideo" if percentage else "a video area (t, h, w, z, y, x)"
+        raise ValueError(f"conditioning entry {k}: {node} needs a video latent [B, C, T, h, w]; this latent has "
+                         f"{len(dims)} dims {tuple(dims)} (use ConditioningSetArea / ConditioningSetAreaPercentage)")
+    lead = len(dims) - n
+    if percentage:  # fractions of each dim: size at least 1, rounded
+        sizes, offsets = (1.0,) * lead + values[:n], (0.0,) * lead + values[n:]
+        return (tuple(max(1, round(f * d)) for f, d in zip(sizes, dims))
+                + tuple(round(f * d) for f, d in zip(offsets, dims)))
+    return tuple(dims[:lead]) + tuple(int(v) for v in values[:n]) + (0,) * lead + tuple(int(v) for v in values[n:])
 
 
-def _resize_mask(mask: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Tensor:
+def _resize_mask(mask: torch.Tensor, dims: tuple[int, ...], k: int) -> torch.Tensor:
+    """A mask at the latent's resolution: [b, h, w] for an image latent, [b, T, h, w] for a video's."""
     mask = mask.float()
-    if mask.ndim == 2:
-        mask = mask[None]
-    if mask.ndim == 4:  # [B, 1, H, W]
-        mask = mask[:, 0]
-    if tuple(mask.shape[1:]) != tuple(latent_hw):
-        mask = F.interpolate(mask[:, None], size=latent_hw, mode="bilinear", align_corners=False)[:, 0]
-    return mask
+    if len(dims) == 2:
+        if mask.ndim == 2:
+            mask = mask[None]
+        if mask.ndim == 4:  # [B, 1, H, W]
+            mask = mask[:, 0]
+        if tuple(mask.shape[1:]) != tuple(dims):
+            mask = F.interpolate(mask[:, None], size=dims, mode="bilinear", align_corners=False)[:, 0]
+        return mask
+    # video: ComfyUI reads a MASK [F, H, W] as [1, F, H, W], its batch being the frames; [B, F, H, W] as is
+    frames = dims[0]
+    if mask.ndim in (2, 3):
+        mask = mask.reshape(1, -1, *mask.shape[-2:])
+    if mask.ndim != 4 or mask.shape[1] not in (1, frames):
+        raise ValueError(f"conditioning entry {k}: a mask on this video latent ({frames} latent frames) must be "
+                         f"one frame [1, H, W] (for every frame) or one per latent frame [{frames}, H, W], "
+                         f"got shape {tuple(mask.shape)}")
+    if tuple(mask.shape[2:]) != tuple(dims[1:]):  # frames as channels: each resized alone
+        mask = F.interpolate(mask, size=dims[1:], mode="bilinear", align_corners=False)
+    return mask.expand(-1, frames, -1, -1)
 
 
 def percent_to_sigma(schedule, percent: float) -> float:
@@ -115,8 +149,9 @@ def percent_to_sigma(schedule, percent: float) -> float:
 
 
 def _mask_bounds(mask: torch.Tensor) -> tuple[int, int, int, int]:
-    """(h, w, y, x) of the non-zero part of a [b, h, w] mask, at least 8x8; (8, 8, 0, 0) if empty."""
-    nonzero = torch.nonzero(mask.abs().amax(0))
+    """(h, w, y, x) of the non-zero part of a [b, h, w] (or [b, T, h, w]: over all frames) mask, at
+    least 8x8; (8, 8, 0, 0) if empty."""
+    nonzero = torch.nonzero(mask.abs().flatten(0, -3).amax(0))
     if nonzero.numel() == 0:
         return (8, 8, 0, 0)
     (y0, x0), (y1, x1) = nonzero.amin(0).tolist(), nonzero.amax(0).tolist()
@@ -132,7 +167,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
     seed (the sampler's) seeds unCLIP models' noise augmentation of image embeddings."""
     if not isinstance(conditioning, (list, tuple)):
         raise TypeError(f"conditioning must be a list of (tensor, options) pairs, got {type(conditioning).__name__}")
-    batch, latent_hw = x_shape[0], tuple(x_shape[2:])
+    batch, latent_hw = x_shape[0], tuple(x_shape[2:])  # latent_hw: every latent dim (video: T, h, w)
     out = []
     for k, entry in enumerate(conditioning):
         if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and torch.is_tensor(entry[0])
@@ -162,19 +197,23 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
                 raise ValueError(f"the model needs SDXL vector conditioning ({model.adm_channels} channels) "
                                  f"but encode_adm gave none for conditioning entry {k}")
             y = repeat_to_batch(y, batch).to(device)
-        if len(x_shape) != 4 and (options.get("mask") is not None or options.get("area") is not None):
-            raise ValueError(f"conditioning entry {k}: areas and masks need image latents [B, C, h, w]; this "
-                             f"latent is a video {tuple(x_shape)}")
+        if len(x_shape) not in (4, 5) and (options.get("mask") is not None or options.get("area") is not None):
+            raise ValueError(f"conditioning entry {k}: areas and masks need image latents [B, C, h, w] or video "
+                             f"latents [B, C, T, h, w]; this latent is {tuple(x_shape)}")
         frame_rate = options.get("frame_rate", 25.0) if getattr(model, "is_video", False) else None
         keyframes = _keyframe_positions(options, x_shape, k) if getattr(model, "is_video", False) else None
         references = _reference_latents(model, options, batch, device)
         prior = _cascade_prior(model, options, x_shape, device)
         mask = options.get("mask")
         if mask is not None:
-            mask = _resize_mask(mask, latent_hw).to(device)
-        area = None if options.get("area") is None else _resolve_area(options["area"], latent_hw)
+            mask = _resize_mask(mask, latent_hw, k).to(device)
+        area = None if options.get("area") is None else _resolve_area(options["area"], latent_hw, k)
         if mask is not None and options.get("set_area_to_bounds"):
-            area = _mask_bounds(mask)
+            area = _resolve_area(_mask_bounds(mask), latent_hw, k)
+        if area is not None and keyframes is not None and any(
+                o != 0 or size < d for size, o, d in zip(area[:len(latent_hw)], area[len(latent_hw):], latent_hw)):
+            raise ValueError(f"conditioning entry {k}: a conditioning area can't crop a latent with LTXVAddGuide's "
+                             f"appended guide frames (their positions are the whole latent's); area {area}")
         sigma_start = sigma_end = None
         start, end = options.get("start_percent"), options.get("end_percent")
         if options.get("clip_start_percent") is not None:  # a scheduled CLIP hook's stretch (SetClipHooks)
@@ -280,9 +319,9 @@ def _reference_latents(model, options: dict, batch: int, device) -> tuple[torch.
 
 
 def _area_inside(inner, outer) -> bool:
-    h, w, y, x = inner
-    oh, ow, oy, ox = outer
-    return y >= oy and x >= ox and y + h <= oy + oh and x + w <= ox + ow
+    n = len(inner) // 2
+    return all(o >= oo and o + size <= oo + osize
+               for size, o, osize, oo in zip(inner[:n], inner[n:], outer[:n], outer[n:]))
 
 
 def _add_area_counterparts(targets: list[Cond], source: Cond) -> None:
@@ -293,7 +332,7 @@ def _add_area_counterparts(targets: list[Cond], source: Cond) -> None:
         if c.area is not None:
             if _area_inside(source.area, c.area):
                 if smallest is None or smallest.area is None or \
-                        math.prod(smallest.area[:2]) > math.prod(c.area[:2]):
+                        math.prod(smallest.area[:len(smallest.area) // 2]) > math.prod(c.area[:len(c.area) // 2]):
                     smallest = c
         elif smallest is None:
             smallest = c
@@ -315,35 +354,46 @@ def match_areas(*sides: list[Cond]) -> None:
                     _add_area_counterparts(other, c)
 
 
+def _region(area, lead: int = 2) -> tuple:
+    """The index of an area's crop (sizes..., offsets...) in a tensor with `lead` dims before the latent's."""
+    n = len(area) // 2
+    return (slice(None),) * lead + tuple(slice(o, o + size) for size, o in zip(area[:n], area[n:]))
+
+
 def _crop_and_weight(cond: Cond, x: torch.Tensor):
-    """(model input crop, weight [b, C, h, w], area) for one entry at the current x."""
-    H, W = x.shape[-2:]
+    """(model input crop, weight [b, C, *crop], area) for one entry at the current x."""
+    dims = tuple(x.shape[2:])
+    n = len(dims)
     area = None
     input_x = x
     if cond.area is not None:
-        h, w, y0, x0 = cond.area
-        h, w = min(H - y0, h), min(W - x0, w)
-        if h <= 0 or w <= 0:
-            raise ValueError(f"conditioning area {cond.area} (h, w, y, x) lies outside the {H}x{W} latent")
-        area = (h, w, y0, x0)
-        input_x = x[:, :, y0:y0 + h, x0:x0 + w]
+        sizes = tuple(min(d - o, size) for d, size, o in zip(dims, cond.area[:n], cond.area[n:]))
+        if min(sizes) <= 0:
+            names = "(h, w, y, x)" if n == 2 else "(t, h, w, z, y, x)" if n == 3 else "(sizes..., offsets...)"
+            raise ValueError(f"conditioning area {cond.area} {names} lies outside the {'x'.join(map(str, dims))} latent")
+        area = sizes + tuple(cond.area[n:])
+        input_x = x[_region(area)]
     if cond.mask is not None:
         mask = cond.mask[:input_x.shape[0]]
         if area is not None:
-            mask = mask[:, y0:y0 + h, x0:x0 + w]
+            mask = mask[_region(area, lead=1)]
         mask = mask * cond.mask_strength
-        mask = mask.unsqueeze(1).repeat(input_x.shape[0] // mask.shape[0], input_x.shape[1], 1, 1)
+        mask = mask.unsqueeze(1).repeat(input_x.shape[0] // mask.shape[0], input_x.shape[1], *[1] * n)
     else:
         mask = torch.ones_like(input_x)
     weight = mask * cond.strength
     if cond.mask is None and area is not None:
-        # Fade the weight in over 8 latent pixels at edges that are inside the image (over fewer
-        # where the image's border, at a size that is no multiple of 64 px, cut the area shorter).
-        h, w, y0, x0 = area
-        ramp = 8
-        for dim, (size, offset, full) in ((2, (h, y0, H)), (3, (w, x0, W))):
-            for t in range(min(ramp, size)):
-                factor = (t + 1) / ramp
+        for dim, (size, offset, full) in enumerate(zip(area[:n], area[n:], dims), start=2):
+            if n == 2:
+                # Images: fade the weight in over 8 latent pixels at edges that are inside the image
+                # (over fewer where the image's border, at a size that is no multiple of 64 px, cut
+                # the area shorter).
+                ramp = [(t, (t + 1) / 8) for t in range(min(8, size))]
+            else:
+                # Video (ComfyUI's N-d areas): over min(8, size // 4) positions, on every dim.
+                steps = min(8, size // 4)
+                ramp = [(t, (1.0 / steps) * (t + 1)) for t in range(steps)]
+            for t, factor in ramp:
                 if offset != 0:
                     weight.narrow(dim, t, 1).mul_(factor)
                 if size + offset < full:
@@ -390,8 +440,7 @@ def _cat_contexts(contexts: list[torch.Tensor]) -> torch.Tensor:
 def _crop_concat(concat: torch.Tensor | None, area) -> torch.Tensor | None:
     if concat is None or area is None:
         return concat
-    h, w, y0, x0 = area
-    return concat[:, :, y0:y0 + h, x0:x0 + w]
+    return concat[_region(area)]
 
 
 @dataclass(frozen=True)
@@ -422,8 +471,7 @@ def _default_entries(defaults: list, to_run: list, x: torch.Tensor) -> list:
             if area is None:
                 mult -= weight
             else:
-                h, w, y0, x0 = area
-                mult[:, :, y0:y0 + h, x0:x0 + w] -= weight
+                mult[_region(area)] -= weight
         left[index] = mult.clamp_(min=0)
     out = []
     for cond, index in defaults:
@@ -432,8 +480,7 @@ def _default_entries(defaults: list, to_run: list, x: torch.Tensor) -> list:
             continue
         input_x, _, area = _crop_and_weight(cond, x)
         if area is not None:
-            h, w, y0, x0 = area
-            mult = mult[:, :, y0:y0 + h, x0:x0 + w]
+            mult = mult[_region(area)]
         out.append((input_x, mult, area, cond, index))
     return out
 
@@ -509,9 +556,8 @@ def _predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tens
                 out[index] += prediction * weight
                 counts[index] += weight
             else:
-                h, w, y0, x0 = area
-                out[index][:, :, y0:y0 + h, x0:x0 + w] += prediction * weight
-                counts[index][:, :, y0:y0 + h, x0:x0 + w] += weight
+                out[index][_region(area)] += prediction * weight
+                counts[index][_region(area)] += weight
     return [o / c for o, c in zip(out, counts)]
 
 
