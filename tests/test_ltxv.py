@@ -348,7 +348,8 @@ def test_ltxv_comfyui_graph_runs_and_matches_diffusers(ltxv_models):
 
 
 def test_video_latents_refused_where_they_do_not_fit(ltxv_models):
-    """A video latent in an image model's sampler and an image latent in LTX-Video's: clear errors."""
+    """A video latent in an image model's sampler, an image latent in LTX-Video's, a mask of other
+    frames than the latent's: clear errors."""
     from graphflow.context import NodeInputError
     from graphflow.models.checkpoint import load_checkpoint
     from graphflow.sampling.pipeline import sample
@@ -361,9 +362,12 @@ def test_video_latents_refused_where_they_do_not_fit(ltxv_models):
     with pytest.raises(NodeInputError, match=r"noise mask must be \[B, 1, frames, h, w\]"):
         sample(ckpt.model, 0, 1, 1.0, "euler", "simple", cond, cond,
                {"samples": torch.zeros(1, 128, 1, 2, 2), "noise_mask": torch.ones(1, 2, 2)})
-    with pytest.raises(ValueError, match="areas and masks need image latents"):
-        area = [(cond[0][0], {"area": (1, 1, 0, 0)})]
-        sample(ckpt.model, 0, 1, 1.0, "euler", "simple", area, cond, {"samples": torch.zeros(1, 128, 1, 2, 2)})
+    with pytest.raises(ValueError, match=r"one per latent frame \[1, H, W\], got shape \(1, 3, 2, 2\)"):
+        mask = [(cond[0][0], {"mask": torch.ones(3, 2, 2)})]  # 3 mask frames for 1 latent frame
+        sample(ckpt.model, 0, 1, 1.0, "euler", "simple", mask, cond, {"samples": torch.zeros(1, 128, 1, 2, 2)})
+    area = [(cond[0][0], {"area": (1, 1, 0, 0)})]  # an image area: every frame (tests/test_video_areas.py)
+    out = sample(ckpt.model, 0, 1, 1.0, "euler", "simple", area, cond, {"samples": torch.zeros(1, 128, 1, 2, 2)})
+    assert out["samples"].shape == (1, 128, 1, 2, 2)
     out = sample(ckpt.model, 0, 1, 1.0, "euler", "simple", cond, cond, {"samples": torch.zeros(1, 128, 1, 2, 2)})
     assert out["samples"].shape == (1, 128, 1, 2, 2)
 
