@@ -104,6 +104,64 @@ def test_video_masks_are_per_frame_or_for_every_frame():
         conds(prompt(0.1, mask=torch.ones(3, 16, 16)))
 
 
+def test_per_frame_video_masks_are_cut_with_context_windows_over_frames():
+    from graphflow.sampling.context_windows import ContextWindows
+
+    per_frame = torch.rand(12, 16, 16, generator=torch.Generator().manual_seed(3))
+    positive = conds(prompt(0.2) + prompt(0.6, mask=per_frame, mask_strength=2.0))
+    x = torch.randn(VIDEO)
+    sigma = torch.tensor([1.0])
+
+    class Denoiser:  # pointwise: windowed equals whole
+        context_windows = None
+
+        def __init__(self):
+            self.frames = []
+
+        def __call__(self, x, sigma, context=None, **_):
+            self.frames.append(x.shape[2])
+            return 0.5 * x - context.mean(dim=(1, 2)).reshape(-1, 1, 1, 1, 1)
+
+    [whole] = predict_sides(Denoiser(), [positive], x, sigma)
+    weight = 2.0 * per_frame.expand(VIDEO)
+    torch.testing.assert_close(whole, ((0.5 * x - 0.2) + weight * (0.5 * x - 0.6)) / (1 + weight + 1e-37))
+    windowed = Denoiser()
+    windowed.context_windows = ContextWindows(5, 2, dim=2).for_run(torch.tensor([1.0, 0.0]))
+    [got] = predict_sides(windowed, [positive], x, sigma)
+    torch.testing.assert_close(got, whole)
+    assert max(windowed.frames) == 5 and len(windowed.frames) > 2  # the mask was cut with each window
+
+
+def test_areas_over_every_frame_work_with_context_windows_over_frames():
+    """An image area on a video spans every frame, so each window whole; a temporal box is refused."""
+    from graphflow.sampling.context_windows import ContextWindows
+
+    positive = conds(prompt(0.2) + prompt(0.6, area=("percentage", 0.5, 0.5, 0.5, 0.0), strength=2.0))
+    assert positive[1].area == (12, 8, 8, 0, 8, 0)
+    x = torch.randn(VIDEO)
+    sigma = torch.tensor([1.0])
+
+    class Denoiser:  # pointwise: windowed equals whole
+        context_windows = None
+
+        def __init__(self):
+            self.shapes = []
+
+        def __call__(self, x, sigma, context=None, **_):
+            self.shapes.append(tuple(x.shape))
+            return 0.5 * x - context.mean(dim=(1, 2)).reshape(-1, 1, 1, 1, 1)
+
+    [whole] = predict_sides(Denoiser(), [positive], x, sigma)
+    windowed = Denoiser()
+    windowed.context_windows = ContextWindows(5, 2, dim=2).for_run(torch.tensor([1.0, 0.0]))
+    [got] = predict_sides(windowed, [positive], x, sigma)
+    torch.testing.assert_close(got, whole)
+    assert (1, 2, 5, 8, 8) in windowed.shapes and max(s[2] for s in windowed.shapes) == 5  # the crop of each window
+    boxed = conds(prompt(0.6, area=("percentage", 0.5, 1.0, 1.0, 0.25, 0.0, 0.0)))
+    with pytest.raises(ValueError, match="can't cut a conditioning area that covers part of that dim"):
+        predict_sides(windowed, [boxed], x, sigma)
+
+
 def test_mask_bounds_on_video_are_the_box_over_all_frames_for_every_frame():
     mask = torch.zeros(12, 16, 16)
     mask[2, 3:5, 4:6] = 1.0

@@ -308,11 +308,17 @@ def cut_cond(cond, dim: int, window: list[int], x_shape: tuple):
         raise ValueError("context windows over frames can't place LTXVAddGuide's appended guide frames (their "
                          "positions are the whole video's); sample without the context windows node or without "
                          "the guides")
-    if dim >= 2 and cond.area is not None:
-        raise ValueError(f"context windows over dim {dim} can't cut a conditioning area (ConditioningSetArea); "
-                         f"use dim 0 or no area")
     changes = {"concat": _take(cond.concat, dim, index, size)}
-    if cond.mask is not None:  # [b, h, w]: the latent's dims without the channels
+    if dim >= 2 and cond.area is not None:
+        # an area spanning the whole windowed dim (an image area on a video: every frame) spans each
+        # window whole; one inside it would have to be cut and its fade moved with each window
+        n, i = len(cond.area) // 2, dim - 2
+        if cond.area[n + i] != 0 or cond.area[i] < size:
+            raise ValueError(f"context windows over dim {dim} can't cut a conditioning area that covers part of "
+                             f"that dim ({cond.area}: ConditioningSetArea*, mask bounds); use an area over all of "
+                             f"it, dim 0 or no area")
+        changes["area"] = cond.area[:i] + (len(window),) + cond.area[i + 1:]
+    if cond.mask is not None:  # [b, h, w] / video [b, T, h, w]: the latent's dims without the channels
         changes["mask"] = _take(cond.mask, dim if dim == 0 else dim - 1, index, size)
     if dim == 0:  # one row per latent row
         for name in ("context", "y", "guidance", "control_context", "attention_mask", "prior"):

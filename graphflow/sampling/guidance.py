@@ -8,7 +8,9 @@ A CONDITIONING is a list of (embedding [B, T, D], options) entries. Each side's 
 weighted average of its entries' predictions, as ComfyUI's ConditioningCombine +
 ConditioningSetArea / SetMask do:
   - an entry with "area" (h, w, y, x in latent units) runs the model on that crop only; its weight
-    is "strength" (default 1), faded over 8 latent pixels at area edges that are inside the image;
+    is "strength" (default 1), faded over 8 latent pixels at area edges that are inside the image
+    (ComfyUI's pre-N-d rule; its N-d code fades images over min(8, size // 4) too, which differs
+    for areas under 32 latent pixels);
   - on a video latent [B, C, T, h, w] an area is (t, h, w, z, y, x), z the first frame (ComfyUI's
     N-d areas; ConditioningSetAreaPercentageVideo's ("percentage", t, h, w, z, y, x)), and the
     fade is ComfyUI's N-d one: over min(8, size // 4) positions at each inner edge of every dim,
