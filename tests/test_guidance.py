@@ -74,8 +74,10 @@ def test_combined_prompts_average_and_area_prompts_act_on_their_area():
     torch.testing.assert_close(out[..., :4, :4], torch.full((1, 4, 4, 4), 0.4))
     # outside: A alone
     torch.testing.assert_close(out[..., 12:, :], torch.full((1, 4, 4, 16), 0.2))
-    # the fade: row 11 (the area's last, inside the image) has weight 1/8 for B
-    torch.testing.assert_close(out[0, 0, 11, 0], torch.tensor((0.2 + 0.6 / 8) / (1 + 1 / 8)))
+    # the fade over min(8, 12 // 4) = 3 rows: row 11 (the area's last, inside the image) has weight 1/3
+    # for B, row 10 2/3
+    torch.testing.assert_close(out[0, 0, 11, 0], torch.tensor((0.2 + 0.6 / 3) / (1 + 1 / 3)))
+    torch.testing.assert_close(out[0, 0, 10, 0], torch.tensor((0.2 + 0.6 * 2 / 3) / (1 + 2 / 3)))
     # the area prompt ran on the 12x12 crop only
     shapes = sorted(tuple(c["x"].shape[2:]) for c in model.unet.calls)
     assert shapes == [(12, 12), (16, 16)]
@@ -137,9 +139,12 @@ def test_area_cut_short_by_an_image_that_is_no_multiple_of_64px():
     model, denoiser = guided(positive, prompt(0.0), cfg=1.0, shape=x.shape)
     out = -denoiser(x, torch.tensor([1.0]))
     assert sorted(tuple(c["x"].shape[2:]) for c in model.unet.calls) == [(8, 4), (9, 5)]
-    # row 8 is the top fade's last (weight 8/8); columns 1..4 fade in from the left: 1/8 .. 4/8
-    for col, weight in zip(range(1, 5), (1 / 8, 2 / 8, 3 / 8, 4 / 8)):
-        torch.testing.assert_close(out[0, 0, 8, col], torch.tensor((0.2 + 0.6 * weight) / (1 + weight)))
+    # the fade follows the cut-short crop (8 rows, 4 columns): rows over min(8, 8 // 4) = 2 from the
+    # top (row 1: 1/2, row 2: 1), columns over 4 // 4 = 1 (weight 1); the bottom and right edges are
+    # the image's, not faded
+    for row, weight in ((1, 1 / 2), (2, 1.0), (8, 1.0)):
+        for col in range(1, 5):
+            torch.testing.assert_close(out[0, 0, row, col], torch.tensor((0.2 + 0.6 * weight) / (1 + weight)))
     torch.testing.assert_close(out[0, :, 0, :], torch.full((4, 5), 0.2))  # outside the area
 
 

@@ -8,13 +8,11 @@ A CONDITIONING is a list of (embedding [B, T, D], options) entries. Each side's 
 weighted average of its entries' predictions, as ComfyUI's ConditioningCombine +
 ConditioningSetArea / SetMask do:
   - an entry with "area" (h, w, y, x in latent units) runs the model on that crop only; its weight
-    is "strength" (default 1), faded over 8 latent pixels at area edges that are inside the image
-    (ComfyUI's pre-N-d rule; its N-d code fades images over min(8, size // 4) too, which differs
-    for areas under 32 latent pixels);
+    is "strength" (default 1), faded in over min(8, size // 4) latent pixels at each area edge
+    that is inside the image, size being the area's (cut short by the image's border);
   - on a video latent [B, C, T, h, w] an area is (t, h, w, z, y, x), z the first frame (ComfyUI's
-    N-d areas; ConditioningSetAreaPercentageVideo's ("percentage", t, h, w, z, y, x)), and the
-    fade is ComfyUI's N-d one: over min(8, size // 4) positions at each inner edge of every dim,
-    time included. An image area (h, w, y, x) there covers every frame, as ComfyUI's does (its
+    N-d areas; ConditioningSetAreaPercentageVideo's ("percentage", t, h, w, z, y, x)), faded the
+    same way along every dim, time included. An image area (h, w, y, x) there covers every frame, as ComfyUI's does (its
     percentage form, which ComfyUI's resolver mis-indexes on video, is taken the same way); a video
     area on an image latent is an error;
   - an entry with "mask" ([H, W] or [B, H, W], resized bilinearly to the latent) weighs its
@@ -386,16 +384,9 @@ def _crop_and_weight(cond: Cond, x: torch.Tensor):
     weight = mask * cond.strength
     if cond.mask is None and area is not None:
         for dim, (size, offset, full) in enumerate(zip(area[:n], area[n:], dims), start=2):
-            if n == 2:
-                # Images: fade the weight in over 8 latent pixels at edges that are inside the image
-                # (over fewer where the image's border, at a size that is no multiple of 64 px, cut
-                # the area shorter).
-                ramp = [(t, (t + 1) / 8) for t in range(min(8, size))]
-            else:
-                # Video (ComfyUI's N-d areas): over min(8, size // 4) positions, on every dim.
-                steps = min(8, size // 4)
-                ramp = [(t, (1.0 / steps) * (t + 1)) for t in range(steps)]
-            for t, factor in ramp:
+            # ComfyUI's N-d fade (images and video alike): a quarter of the area's size, at most 8
+            steps = min(8, size // 4)
+            for t, factor in [(t, (1.0 / steps) * (t + 1)) for t in range(steps)]:
                 if offset != 0:
                     weight.narrow(dim, t, 1).mul_(factor)
                 if size + offset < full:
