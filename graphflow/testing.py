@@ -463,6 +463,37 @@ def write_ltxv_checkpoint(path, seed: int = 0, dtype=torch.float16, scaled_down:
     return Path(path)
 
 
+def mochi_config(scaled_down: bool = True, depth: int = 2):
+    """Mochi 1 Preview's transformer config, or a tiny one (12 latent channels as
+    EmptyMochiLatentVideo makes, taking the tiny T5's tokens; SwiGLU widths as diffusers' rule
+    4 * dim * 2 // 3 gives them, so that diffusers' MochiTransformer3DModel builds the same)."""
+    from .models.configs import MochiConfig
+
+    if not scaled_down:
+        return MochiConfig()
+    return MochiConfig(hidden_size=48, hidden_size_y=24, num_heads=3, depth=depth, text_dim=T5_TINY_WIDTH,
+                       mlp_hidden_x=128, mlp_hidden_y=64)
+
+
+def mochi_state(scaled_down: bool = True, seed: int = 0, depth: int = 2) -> dict[str, torch.Tensor]:
+    """A random Mochi transformer in Genmo's original names (float32)."""
+    from .models.mochi import Mochi
+
+    with torch.device("meta"):
+        shapes = _module_shapes(Mochi(mochi_config(scaled_down, depth)))
+    return random_state(shapes, seed, torch.float32)
+
+
+def write_mochi(path, seed: int = 0, dtype=torch.float16, scaled_down: bool = True, prefixed: bool = False,
+                depth: int = 2) -> Path:
+    """A random Mochi 1 diffusion model in Genmo's layout, bare as mochi_preview_bf16.safetensors
+    (UNETLoader's) or, prefixed, under ComfyUI's model.diffusion_model. (a checkpoint's)."""
+    prefix = UNET_PREFIX if prefixed else ""
+    state = mochi_state(scaled_down, seed, depth)
+    save_file({prefix + k: v.to(dtype) for k, v in state.items()}, str(path))
+    return Path(path)
+
+
 def shard_file(path, shards: int = 3) -> Path:
     """Split a safetensors file into a sharded set as transformers and diffusers save one:
     {stem}-00001-of-00003.safetensors, ... (each a run of the tensors, the metadata in every one)

@@ -26,6 +26,7 @@ from .flow_architecture import FlowInfo, detect_flow_model, vae_in
 from .flux import Flux
 from .latent_formats import FLUX, SD1, SD3, SDXL, LatentFormat
 from .ltxv import LTXV
+from .mochi import Mochi
 from .mmdit import MMDiT
 from .text_encoders import ARCH_TOWERS, CLIP_L, HF, OPEN_CLIP, TextEncoder, TowerSpec, tower_from_weights
 from .unet import UNet, UNetConfig
@@ -119,7 +120,7 @@ def build_flow_model(source, info: FlowInfo, device, dtype, weight_dtype: str = 
     if weight_dtype != "default" and storage is None:
         raise CheckpointError(f"this torch ({torch.__version__}) has no {weight_dtype}")
     with torch.device("meta"):
-        net = {"sd3": MMDiT, "flux": Flux, "chroma": Chroma, "ltxv": LTXV}[info.arch](info.config)
+        net = {"sd3": MMDiT, "flux": Flux, "chroma": Chroma, "ltxv": LTXV, "mochi": Mochi}[info.arch](info.config)
     castable = castable_weights(net)
 
     def dtype_of(key):

@@ -271,6 +271,9 @@ def _flow_report(f: "WeightFile", info: FlowInfo, size: int) -> str:
     elif info.arch == "ltxv":
         detail = (f"{c.depth} blocks, width {c.hidden_size}, {c.num_heads} heads, {c.in_channels} latent ch, "
                   f"text width {c.caption_channels}")
+    elif info.arch == "mochi":
+        detail = (f"{c.depth} blocks, widths {c.hidden_size} (video) / {c.hidden_size_y} (text), {c.num_heads} heads, "
+                  f"{c.in_channels} latent ch, text width {c.text_dim}")
     elif info.arch == "chroma":
         detail = (f"{c.depth} double + {c.depth_single_blocks} single blocks, width {c.hidden_size}, "
                   f"{c.num_heads} heads, in {c.in_channels} packed ch, approximator {c.approximator_layers} layers "

@@ -1,0 +1,251 @@
+"""Mochi 1 Preview against diffusers on identical tiny random weights.
+
+Oracle path: random weights in Genmo's single-file layout (`blocks.N.attn.qkv_x`, ...) go through
+diffusers' own single-file converter (`convert_mochi_transformer_checkpoint_to_diffusers`, which
+must consume every key) into diffusers' MochiTransformer3DModel, loaded strictly; our model loads
+the same tensors as they are. The converter knows 48 blocks only, so the oracle model has 48
+(tiny) blocks. ComfyUI's call convention: sigma in, timestep 1000 (1 - sigma) to the network, its
+output negated (diffusers' pipeline does the same with its own timesteps and scheduler).
+"""
+
+import functools
+import json
+import math
+
+import pytest
+import torch
+from diffusers import MochiTransformer3DModel
+from diffusers.loaders.single_file_utils import convert_mochi_transformer_checkpoint_to_diffusers
+
+from graphflow.models.mochi import Mochi, mochi_config_from_state_dict
+from tests.test_nodes_image_mask import call
+
+TOL = 1e-4
+
+
+@functools.lru_cache(maxsize=1)
+def registry():
+    from graphflow.registry import Registry
+
+    return Registry().load_builtin()
+
+
+def diffusers_transformer(cfg, state: dict) -> MochiTransformer3DModel:
+    """diffusers' model of `cfg` on Genmo-layout `state` (through diffusers' converter)."""
+    theirs = MochiTransformer3DModel(
+        patch_size=cfg.patch_size, num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
+        num_layers=cfg.depth, pooled_projection_dim=cfg.hidden_size_y, in_channels=cfg.in_channels,
+        text_embed_dim=cfg.text_dim).eval()
+    left = {k: v.clone() for k, v in state.items()}
+    converted = convert_mochi_transformer_checkpoint_to_diffusers(left)
+    assert not left, f"keys diffusers' converter does not know: {sorted(left)[:5]}"
+    theirs.load_state_dict(converted, strict=True)
+    return theirs
+
+
+def diffusers_velocity(theirs, x, sigma, context, mask=None):
+    """ComfyUI's model output from diffusers' transformer: -net(x, 1000 (1 - sigma))."""
+    if mask is None:
+        mask = torch.ones(context.shape[:2], dtype=torch.long)
+    with torch.no_grad():
+        return -theirs(x, context, (1 - sigma) * 1000, mask, return_dict=False)[0]
+
+
+@pytest.fixture(scope="module")
+def transformer_pair():
+    from graphflow.testing import mochi_config, mochi_state
+
+    cfg = mochi_config(depth=48)
+    state = mochi_state(seed=0, depth=48)
+    ours = Mochi(cfg).eval()
+    ours.load_state_dict(state)
+    return cfg, ours, diffusers_transformer(cfg, state), state
+
+
+def test_transformer_matches_diffusers(transformer_pair):
+    cfg, ours, theirs, _ = transformer_pair
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 12, 3, 4, 6, generator=gen)
+    context = torch.randn(2, 7, cfg.text_dim, generator=gen)
+    mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3])  # the second prompt padded after 4 tokens
+    sigma = torch.tensor([0.9, 0.3])
+    with torch.no_grad():
+        got = ours(x, sigma, context, attention_mask=mask)
+    want = diffusers_velocity(theirs, x, sigma, context, mask)
+    assert float((got - want).abs().max()) < TOL * float(want.abs().max())
+    assert float(got.abs().max()) > 0.1  # not trivially zero
+    # the padding has no say: the second prompt's 4 tokens alone, without a mask, give the same
+    with torch.no_grad():
+        alone = ours(x[1:], sigma[1:], context[1:, :4])
+    assert float((alone - want[1:]).abs().max()) < TOL * float(want.abs().max())
+
+
+def test_positions_and_time_matter(transformer_pair):
+    """Frames are told apart (rotary time), and so are sigmas (the timestep embedding)."""
+    cfg, ours, _, _ = transformer_pair
+    gen = torch.Generator().manual_seed(2)
+    frame = torch.randn(1, 12, 1, 4, 4, generator=gen)
+    context = torch.randn(1, 3, cfg.text_dim, generator=gen)
+    with torch.no_grad():
+        two = ours(frame.repeat(1, 1, 2, 1, 1), torch.tensor([0.5]), context)
+        other = ours(frame, torch.tensor([0.2]), context)
+    assert float((two[:, :, 0] - two[:, :, 1]).abs().max()) > 1e-3
+    assert float((two[:, :, :1] - other).abs().max()) > 1e-3
+
+
+def test_odd_latent_sizes_refused(transformer_pair):
+    cfg, ours, _, _ = transformer_pair
+    with pytest.raises(ValueError, match="divisible by 2"):
+        ours(torch.zeros(1, 12, 1, 3, 4), torch.tensor([0.5]), torch.zeros(1, 2, cfg.text_dim))
+
+
+def test_config_from_shapes(transformer_pair):
+    cfg, _, _, state = transformer_pair
+    assert mochi_config_from_state_dict({k: tuple(v.shape) for k, v in state.items()}) == cfg
+
+
+def test_full_size_defaults_are_mochi_1_preview():
+    """The default config builds diffusers' default MochiTransformer3DModel's shapes (Genmo's names)."""
+    from graphflow.models.configs import MochiConfig
+
+    with torch.device("meta"):
+        ours = {k: tuple(v.shape) for k, v in Mochi(MochiConfig()).state_dict().items()}
+        theirs = {k: tuple(v.shape) for k, v in MochiTransformer3DModel().state_dict().items()}
+    converted = convert_mochi_transformer_checkpoint_to_diffusers({k: torch.empty(0) for k in ours})
+    assert set(converted) == set(theirs)
+    assert mochi_config_from_state_dict(ours) == MochiConfig()
+    assert ours["blocks.0.mlp_x.w1.weight"] == (2 * 8192, 3072) and ours["pos_frequencies"] == (3, 24, 64)
+
+
+# -- detection, loading, sampling settings -------------------------------------------------------
+
+@pytest.mark.parametrize("prefixed", [False, True])
+def test_detected_and_loaded(tmp_path, prefixed):
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.checkpoint_report import inspect_report
+    from graphflow.models.file_kind import identify
+    from graphflow.models.flow_architecture import detect_flow_model
+    from graphflow.models.weight_files import WeightFile
+    from graphflow.testing import mochi_config, write_mochi
+
+    path = write_mochi(tmp_path / "mochi_preview_bf16.safetensors", prefixed=prefixed, dtype=torch.float32)
+    with WeightFile(path) as f:
+        info = detect_flow_model(f.shapes)
+        kind = identify(f.shapes)
+    assert (info.arch, info.family, info.prefix) == ("mochi", "mochi", "model.diffusion_model." if prefixed else "")
+    assert info.config == mochi_config() and info.latent_format.name == "mochi" and info.vae is None
+    assert any("CLIPLoader, type mochi" in n for n in info.notes)
+    assert kind.folder == "diffusion_models" and kind.name == "Mochi diffusion model"
+    report = inspect_report(path)
+    assert "Mochi 1 Preview [mochi, mochi]" in report and "2 blocks, widths 48 (video) / 24 (text)" in report
+    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    assert model.arch == "mochi" and model.is_flow and model.is_video and model.adm_channels == 0
+    assert isinstance(model.unet, Mochi)
+
+
+def test_sampling_is_discrete_flow_shift_6():
+    """ComfyUI's Mochi sampling_settings: ModelSamplingDiscreteFlow, shift 6.0, multiplier 1."""
+    from graphflow.models.diffusion_model import DiffusionModel
+    from graphflow.sampling.flow_sampling import model_sampling_for
+    from graphflow.sampling.schedules import compute_sigmas
+    from graphflow.testing import mochi_config
+
+    with torch.device("meta"):
+        net = Mochi(mochi_config())
+    schedule = model_sampling_for(DiffusionModel(net, "mochi", "flow"))
+    assert (schedule.kind, schedule.shift, schedule.multiplier) == ("shift", 6.0, 1.0)
+    t = torch.arange(1, 1001) / 1000
+    assert torch.allclose(schedule.sigmas, 6 * t / (1 + 5 * t))
+    assert float(schedule.timestep(torch.tensor(0.5))) == 0.5
+    sigmas = compute_sigmas(schedule, "simple", 4)
+    want = [6 * t / (1 + 5 * t) for t in (1.0, 0.75, 0.5, 0.25)] + [0.0]
+    assert torch.allclose(sigmas, torch.tensor(want), atol=1e-6)
+
+
+def test_latent_format_is_per_channel():
+    """process_in standardises each channel by the VAE's statistics (diffusers' MochiPipeline
+    undoes it as latents * std / scaling_factor + mean before decoding)."""
+    from diffusers import AutoencoderKLMochi
+
+    from graphflow.models.latent_formats import LATENT_FORMATS
+
+    fmt = LATENT_FORMATS["mochi"]
+    import inspect
+
+    config = {k: p.default for k, p in inspect.signature(AutoencoderKLMochi.__init__).parameters.items()}
+    mean = torch.tensor(config["latents_mean"]).view(1, 12, 1, 1, 1)
+    std = torch.tensor(config["latents_std"]).view(1, 12, 1, 1, 1)
+    raw = torch.randn(1, 12, 2, 3, 4, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(fmt.process_in(raw), (raw - mean) / std, atol=1e-6)
+    assert torch.allclose(fmt.process_out(fmt.process_in(raw)), raw, atol=1e-6)
+    assert fmt.channels == 12 and fmt.scale_factor == 1.0
+
+
+# -- nodes --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("length,frames", [(25, 5), (7, 2), (13, 3), (31, 6), (30, 5)])
+def test_empty_mochi_latent_video(length, frames):
+    latent = call(registry(), "EmptyMochiLatentVideo", width=64, height=48, length=length, batch_size=2)
+    assert latent["samples"].shape == (2, 12, frames, 6, 8) and latent["samples"].abs().max() == 0
+
+
+def test_model_merge_mochi_preview(tmp_path):
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.testing import write_mochi
+
+    a, b = (load_diffusion_model(write_mochi(tmp_path / f"{n}.safetensors", seed=s, dtype=torch.float32),
+                                 device="cpu", dtype=torch.float32) for n, s in (("a", 0), ("b", 1)))
+    spec = registry().get("ModelMergeMochiPreview")
+    ratios = {name: 1.0 for name, s in spec.input_specs.items() if s.widget}
+    assert "blocks_47" in ratios and "pos_frequencies" in ratios and "final_layer" in ratios
+    ratios.update(blocks_1=0.25, t5_yproj=0.0)
+    merged = call(registry(), "ModelMergeMochiPreview", model1=a, model2=b, **ratios)
+    wa, wb, wm = (m.unet.state_dict() for m in (a, b, merged))
+    name = "blocks.1.attn.qkv_x.weight"
+    assert torch.allclose(wm[name], 0.25 * wa[name] + 0.75 * wb[name])
+    assert torch.equal(wm["t5_yproj.weight"], wb["t5_yproj.weight"])
+    assert torch.equal(wm["blocks.0.mod_x.weight"], wa["blocks.0.mod_x.weight"])
+    with pytest.raises(Exception, match="merges mochi models"):
+        call(registry(), "ModelMergeMochiPreview", model1=a, model2=object(), **ratios)
+
+
+def test_cliploader_mochi_gives_t5_tokens_as_masked_padding_would(tmp_folders):
+    """CLIPLoader type mochi: T5-XXL alone, the prompt's tokens unpadded; equal to T5 run on the
+    256-token padded prompt with its attention mask (ComfyUI's and diffusers' way), padding dropped."""
+    from safetensors.torch import load_file
+    from transformers import T5EncoderModel, T5TokenizerFast
+
+    from graphflow.models.t5 import TOKENIZER_FILE
+    from graphflow.testing import t5_config, write_flow_text_encoder
+
+    (tmp_folders.models / "text_encoders").mkdir()
+    path = write_flow_text_encoder(tmp_folders.models / "text_encoders" / "t5xxl_fp16.safetensors", "t5xxl",
+                                   dtype=torch.float32)
+    clip = call(registry(), "LoadTextEncoder", clip_name="t5xxl_fp16.safetensors", type="mochi")
+    prompt = "a red fox running through fresh snow"
+    context, pooled = clip.encode(prompt)
+    assert pooled is None
+    t5 = T5EncoderModel(t5_config()).eval()
+    t5.load_state_dict(load_file(str(path)), strict=False)
+    tokens = T5TokenizerFast(tokenizer_file=str(TOKENIZER_FILE))(prompt, padding="max_length", max_length=256,
+                                                                 return_tensors="pt")
+    with torch.no_grad():
+        want = t5(tokens.input_ids, attention_mask=tokens.attention_mask).last_hidden_state
+    n = int(tokens.attention_mask.sum())
+    assert context.shape == (1, n, want.shape[-1])
+    torch.testing.assert_close(context.float(), want[:, :n], atol=1e-4, rtol=1e-4)
+
+
+def test_prompts_of_other_lengths_are_not_batched():
+    """Mochi's text tokens are keys next to the image tokens: repeating a shorter prompt's tokens
+    (how other models batch unequal prompts) would change the result, so such entries run apart."""
+    from graphflow.sampling.guidance import _can_batch, prepare_conds
+
+    class Model:  # what prepare_conds reads of a Mochi MODEL
+        arch, prediction, is_video, adm_channels = "mochi", "flow", True, 0
+
+    x = torch.zeros(1, 12, 2, 4, 4)
+    short, long = ([(torch.zeros(1, n, 8), {})] for n in (3, 6))
+    a, b, c = (prepare_conds(cond, Model(), x.shape, "cpu")[0] for cond in (short, long, long))
+    assert not _can_batch((x, None, None, a), (x, None, None, b))
+    assert _can_batch((x, None, None, b), (x, None, None, c))
