@@ -494,6 +494,31 @@ def write_mochi(path, seed: int = 0, dtype=torch.float16, scaled_down: bool = Tr
     return Path(path)
 
 
+def mochi_vae_config(scaled_down: bool = True):
+    """Genmo's Mochi VAE decoder config, or a tiny one (same 6x frames and 8x pixels; 4 residual
+    blocks in the second up block, which holds the key ComfyUI recognises the decoder by)."""
+    from .models.configs import MochiVAEConfig
+
+    return MochiVAEConfig(channels=(64, 64, 32, 32), layers=(1, 1, 4, 1, 1)) if scaled_down else MochiVAEConfig()
+
+
+def write_mochi_vae(path, seed: int = 1, dtype=torch.float16, scaled_down: bool = True, prefix: str = "decoder.",
+                    encoder: bool = True) -> Path:
+    """A random Mochi VAE as ComfyUI ships mochi_vae.safetensors: Genmo's decoder under decoder.
+    and (encoder=True) a stand-in for Genmo's encoder under encoder. (its first layers' names and
+    shapes; graphflow does not read it). prefix "" gives Genmo's bare decoder file."""
+    from .models.mochi_vae import MochiVAEDecoder
+
+    with torch.device("meta"):
+        shapes = {prefix + k: s for k, s in _module_shapes(MochiVAEDecoder(mochi_vae_config(scaled_down))).items()}
+    if encoder:
+        shapes.update({"encoder.layers.0.weight": (64, 15, 1, 1, 1), "encoder.layers.0.bias": (64,),
+                       "encoder.layers.4.layers.1.attn_block.attn.qkv.weight": (384, 128),
+                       "encoder.output_proj.weight": (24, 384)})
+    save_file({k: v.to(dtype) for k, v in random_state(shapes, seed, torch.float32).items()}, str(path))
+    return Path(path)
+
+
 def shard_file(path, shards: int = 3) -> Path:
     """Split a safetensors file into a sharded set as transformers and diffusers save one:
     {stem}-00001-of-00003.safetensors, ... (each a run of the tensors, the metadata in every one)

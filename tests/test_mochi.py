@@ -14,6 +14,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from diffusers import MochiTransformer3DModel
 from diffusers.loaders.single_file_utils import convert_mochi_transformer_checkpoint_to_diffusers
 
@@ -249,3 +250,131 @@ def test_prompts_of_other_lengths_are_not_batched():
     a, b, c = (prepare_conds(cond, Model(), x.shape, "cpu")[0] for cond in (short, long, long))
     assert not _can_batch((x, None, None, a), (x, None, None, b))
     assert _can_batch((x, None, None, b), (x, None, None, c))
+
+
+# -- the VAE decoder ------------------------------------------------------------------------------
+
+from diffusers import AutoencoderKLMochi  # noqa: E402
+
+from graphflow.models.mochi_vae import MochiVAEDecoder, mochi_vae_config_from_state_dict  # noqa: E402
+
+RESNET_NAMES = (("stack.0", "norm1.norm_layer"), ("stack.2", "conv1.conv"), ("stack.3", "norm2.norm_layer"),
+                ("stack.5", "conv2.conv"))
+
+
+def decoder_to_diffusers(state: dict, cfg) -> dict:
+    """Genmo's decoder names -> AutoencoderKLMochi's (the mapping of diffusers'
+    scripts/convert_mochi_to_diffusers.py, as facts; weights unchanged)."""
+    out = {}
+
+    def resnet(src, dst):
+        for a, b in RESNET_NAMES:
+            for p in ("weight", "bias"):
+                out[f"decoder.{dst}.{b}.{p}"] = state.pop(f"{src}.{a}.{p}")
+
+    for p in ("weight", "bias"):
+        out[f"decoder.conv_in.{p}"] = state.pop(f"blocks.0.0.{p}")
+        out[f"decoder.proj_out.{p}"] = state.pop(f"output_proj.{p}")
+        for b in range(3):
+            out[f"decoder.up_blocks.{b}.proj.{p}"] = state.pop(f"blocks.{b + 1}.proj.{p}")
+    for i in range(cfg.layers[0]):
+        resnet(f"blocks.0.{i + 1}", f"block_in.resnets.{i}")
+    for b in range(3):
+        for i in range(cfg.layers[b + 1]):
+            resnet(f"blocks.{b + 1}.blocks.{i}", f"up_blocks.{b}.resnets.{i}")
+    for i in range(cfg.layers[4]):
+        resnet(f"blocks.4.{i}", f"block_out.resnets.{i}")
+    assert not state, f"decoder keys the mapping does not know: {sorted(state)[:5]}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def vae_pair():
+    from graphflow.testing import mochi_vae_config, random_state
+
+    cfg = mochi_vae_config()
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in MochiVAEDecoder(cfg).state_dict().items()}
+    state = random_state(shapes, 4, torch.float32)
+    theirs = AutoencoderKLMochi(decoder_block_out_channels=tuple(reversed(cfg.channels)),
+                                layers_per_block=tuple(reversed(cfg.layers))).eval()
+    missing, unexpected = theirs.load_state_dict(decoder_to_diffusers(dict(state), cfg), strict=False)
+    assert not unexpected and not [k for k in missing if k.startswith("decoder.")]
+    return cfg, state, theirs
+
+
+def test_vae_config_from_shapes(vae_pair):
+    from graphflow.models.configs import MochiVAEConfig
+
+    cfg, state, _ = vae_pair
+    assert mochi_vae_config_from_state_dict({k: tuple(v.shape) for k, v in state.items()}) == cfg
+    with torch.device("meta"):
+        full = {k: tuple(v.shape) for k, v in MochiVAEDecoder(MochiVAEConfig()).state_dict().items()}
+    assert mochi_vae_config_from_state_dict(full) == MochiVAEConfig()
+    # shapes of ComfyUI's mochi_vae.safetensors (decoder part)
+    assert full["blocks.1.proj.weight"] == (6144, 768) and full["output_proj.weight"] == (3, 128)
+    assert full["blocks.2.blocks.3.stack.5.weight"] == (512, 512, 3, 3, 3)
+
+
+@pytest.mark.parametrize("frames", [1, 2, 3])
+def test_vae_decode_matches_diffusers(vae_pair, frames):
+    """diffusers' way (every expanded frame kept, the first 5 dropped at the end): equal."""
+    cfg, state, theirs = vae_pair
+    ours = MochiVAEDecoder(cfg, drop_per_block=False).eval()
+    ours.load_state_dict(state)
+    z = torch.randn(1, 12, frames, 3, 4, generator=torch.Generator().manual_seed(frames))
+    with torch.no_grad():
+        got, want = ours(z), theirs.decode(z).sample
+    assert got.shape == want.shape == (1, 3, 6 * (frames - 1) + 1, 24, 32)
+    assert float((got - want).abs().max()) < TOL * max(1.0, float(want.abs().max()))
+    assert float(want.std()) > 1e-2
+
+
+@pytest.mark.parametrize("frames", [1, 3])
+def test_vae_decode_drops_frames_per_up_block_as_comfyui(vae_pair, frames):
+    """Genmo's / ComfyUI's decoder drops the t - 1 first frames after each up block that expands
+    frames t times: diffusers' own blocks run in that order are the oracle."""
+    cfg, state, theirs = vae_pair
+    ours = MochiVAEDecoder(cfg).eval()
+    ours.load_state_dict(state)
+    dec = theirs.decoder
+    z = torch.randn(2, 12, frames, 2, 3, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        x, _ = dec.block_in(dec.conv_in(z))
+        for block, t in zip(dec.up_blocks, cfg.temporal_expansions):
+            x = block(x)[0][:, :, t - 1:]
+        x, _ = dec.block_out(x)
+        want = dec.proj_out(F.silu(x).movedim(1, -1)).movedim(-1, 1)
+        got, theirs_way = ours(z), theirs.decode(z).sample
+    assert got.shape == want.shape == (2, 3, 6 * frames - 5, 16, 24)
+    assert float((got - want).abs().max()) < TOL * max(1.0, float(want.abs().max()))
+    if frames > 1:  # not diffusers' numbers: the dropped frames were in the early frames' causal past
+        assert float((got - theirs_way).abs().max()) > 1e-3
+
+
+def test_vae_file_loads_as_comfyui_ships_it(tmp_path):
+    from graphflow.models.checkpoint import load_vae
+    from graphflow.models.file_kind import identify
+    from graphflow.models.mochi_vae import MochiVAE
+    from graphflow.models.weight_files import CheckpointError, WeightFile
+    from graphflow.testing import mochi_vae_config, write_mochi_vae
+
+    for prefix in ("decoder.", ""):
+        path = write_mochi_vae(tmp_path / f"mochi_vae{prefix}.safetensors", prefix=prefix, encoder=bool(prefix),
+                               dtype=torch.float32)
+        with WeightFile(path) as f:
+            assert identify(f.shapes).name == "Mochi video VAE"
+        vae = load_vae(path, device="cpu", dtype=torch.float32)
+        assert isinstance(vae, MochiVAE) and vae.module.config == mochi_vae_config()
+        assert vae.latent_format.name == "mochi" and vae.downscale == 8 and vae.latent_channels == 12
+        frames = vae.decode(torch.randn(2, 12, 2, 2, 3, generator=torch.Generator().manual_seed(0)))
+        assert frames.shape == (2 * 7, 16, 24, 3) and 0 <= float(frames.min()) and float(frames.max()) <= 1
+        with pytest.raises(ValueError, match="not supported"):
+            vae.encode(torch.zeros(7, 16, 16, 3))
+        with pytest.raises(ValueError, match="video latents"):
+            vae.decode(torch.zeros(1, 12, 2, 2))
+    from safetensors.torch import save_file
+
+    save_file({"layers.4.layers.1.attn_block.attn.qkv.weight": torch.zeros(384, 128)}, str(tmp_path / "enc.safetensors"))
+    with pytest.raises(CheckpointError, match="encoder alone"):
+        load_vae(tmp_path / "enc.safetensors", device="cpu")

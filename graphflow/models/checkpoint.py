@@ -99,6 +99,16 @@ def build_ltxv_vae(source, config, device, dtype, what: str = "vae."):
     return LTXVVAE(_assign(module, source, device, dtype, f"LTX-Video VAE ({what})", keys=keys))
 
 
+def build_mochi_vae(source, config, device, dtype, what: str = "decoder."):
+    """Mochi's VAE decoder (graphflow.models.mochi_vae) as a VAE socket; `source` keys without
+    the decoder's prefix (Genmo's names)."""
+    from .mochi_vae import MochiVAE, MochiVAEDecoder
+
+    with torch.device("meta"):
+        module = MochiVAEDecoder(config)
+    return MochiVAE(_assign(module, source, device, dtype, f"Mochi VAE decoder ({what or 'no prefix'})"))
+
+
 def build_text_encoder(source, arch: str, towers, overrides: dict, device, dtype, clip_skip=None) -> TextEncoder:
     built = []
     for spec in towers:
@@ -297,6 +307,8 @@ def _load_flow_checkpoint(f, info: FlowInfo, device, dtype, weight_dtype, parts)
         model = build_flow_model(f.view(info.prefix), info, *flow_placement(device, dtype), weight_dtype)
     if info.vae is not None and "vae" in parts and info.arch == "ltxv":
         vae = build_ltxv_vae(f.view(info.vae_prefix), info.vae, *_resolve(device, dtype, "vae"), what=info.vae_prefix)
+    elif info.vae is not None and "vae" in parts and info.arch == "mochi":
+        vae = build_mochi_vae(f.view(info.vae_prefix), info.vae, *_resolve(device, dtype, "vae"), what=info.vae_prefix)
     elif info.vae is not None and "vae" in parts:
         vae = build_vae(f.view(info.vae_prefix), info.vae, info.latent_format, *_resolve(device, dtype, "vae"),
                         what=info.vae_prefix)
@@ -476,6 +488,26 @@ def load_vae(path, device=None, dtype=None, latent_format: LatentFormat | None =
     return vae
 
 
+def _read_mochi_vae(f, path, device, dtype):
+    """Genmo's Mochi VAE decoder (under decoder. as ComfyUI ships it, or bare), or None for other files."""
+    from .configs import mochi_vae_config_from_state_dict
+    from .flow_architecture import mochi_vae_prefix
+
+    prefix = mochi_vae_prefix(f.shapes)
+    if prefix is None:
+        if "encoder.layers.4.layers.1.attn_block.attn.qkv.weight" in f.shapes or \
+                "layers.4.layers.1.attn_block.attn.qkv.weight" in f.shapes:
+            raise CheckpointError(f"{Path(path).name} holds the Mochi VAE's encoder alone; graphflow decodes with "
+                                  f"the decoder (mochi_vae.safetensors, or Genmo's decoder file)")
+        return None
+    source = KeyView(f, prefix)
+    try:
+        config = mochi_vae_config_from_state_dict(source.shapes)
+    except (KeyError, ValueError, IndexError) as e:
+        raise CheckpointError(f"{Path(path).name}: a Mochi VAE decoder that cannot be read ({type(e).__name__}: {e})") from None
+    return build_mochi_vae(source, config, *_resolve(device, dtype, "vae"), what=prefix)
+
+
 def _read_vae(path, device, dtype, latent_format) -> VAE:
     from .stage_a import StageAVAE, build_stage_a, is_stage_a
     from .stage_c_encoder import StageCEncoderVAE, build_stage_c_encoder, is_stage_c_encoder
@@ -485,6 +517,9 @@ def _read_vae(path, device, dtype, latent_format) -> VAE:
             return StageAVAE(build_stage_a(f, *_resolve(device, dtype, "vae")))
         if is_stage_c_encoder(f.shapes):  # Stable Cascade's image -> Stage C latent encoder
             return StageCEncoderVAE(build_stage_c_encoder(f, *_resolve(device, dtype, "vae")))
+        mochi = _read_mochi_vae(f, path, device, dtype)
+        if mochi is not None:
+            return mochi
         config = f.config()
         prefixes = prefix_summary(f.shapes)
         found = vae_in(f.shapes)

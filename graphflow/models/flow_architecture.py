@@ -135,9 +135,27 @@ def _ltxv_vae(shapes) -> tuple[str, LTXVVAEConfig] | None:
         raise CheckpointError(f"the LTX-Video VAE keys under vae. are incomplete ({type(e).__name__}: {e})") from None
 
 
-def _mochi_vae(shapes) -> None:
-    """Mochi checkpoints are read without a VAE (load mochi_vae.safetensors with VAELoader)."""
-    return None
+MOCHI_VAE_DECODER = "blocks.2.blocks.3.stack.5.weight"  # a key only Genmo's decoder has (ComfyUI's test)
+
+
+def mochi_vae_prefix(shapes) -> str | None:
+    """Where Genmo's Mochi VAE decoder sits among the keys: "decoder." (ComfyUI's mochi_vae.safetensors),
+    "vae.decoder." (a checkpoint), "" (Genmo's decoder file); None when there is none."""
+    return next((p for p in ("decoder.", "vae.decoder.", "") if p + MOCHI_VAE_DECODER in shapes), None)
+
+
+def _mochi_vae(shapes):
+    """(prefix, config) of a Mochi VAE decoder saved in a checkpoint under vae.decoder., or None."""
+    from .configs import mochi_vae_config_from_state_dict
+
+    prefix = "vae.decoder."
+    if prefix + MOCHI_VAE_DECODER not in shapes:
+        return None
+    part = {k[len(prefix):]: tuple(s) for k, s in shapes.items() if k.startswith(prefix)}
+    try:
+        return prefix, mochi_vae_config_from_state_dict(part)
+    except (KeyError, ValueError, IndexError) as e:
+        raise CheckpointError(f"the Mochi VAE keys under {prefix} are incomplete ({type(e).__name__}: {e})") from None
 
 
 def _ltxv_file_config(config: LTXVConfig, metadata: dict | None) -> LTXVConfig:
