@@ -10,7 +10,7 @@ output negated (diffusers' pipeline does the same with its own timesteps and sch
 
 import functools
 import json
-import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -375,6 +375,107 @@ def test_vae_file_loads_as_comfyui_ships_it(tmp_path):
             vae.decode(torch.zeros(1, 12, 2, 2))
     from safetensors.torch import save_file
 
-    save_file({"layers.4.layers.1.attn_block.attn.qkv.weight": torch.zeros(384, 128)}, str(tmp_path / "enc.safetensors"))
+    save_file({"layers.4.layers.1.attn_block.attn.qkv.weight": torch.zeros(384, 128)},
+              str(tmp_path / "enc.safetensors"))
     with pytest.raises(CheckpointError, match="encoder alone"):
         load_vae(tmp_path / "enc.safetensors", device="cpu")
+
+
+# -- a ComfyUI graph end to end ------------------------------------------------------------------
+
+@pytest.fixture
+def mochi_models(tmp_folders):
+    """ComfyUI's Mochi files, tiny and random: the transformer (48 blocks, as diffusers' converter
+    wants), T5-XXL, the VAE with its decoder under decoder."""
+    from graphflow.testing import write_flow_text_encoder, write_mochi, write_mochi_vae
+
+    m = tmp_folders.models
+    for sub in ("diffusion_models", "text_encoders", "vae"):
+        (m / sub).mkdir()
+    write_mochi(m / "diffusion_models" / "mochi_preview_bf16.safetensors", seed=3, depth=48, dtype=torch.float32)
+    write_flow_text_encoder(m / "text_encoders" / "t5xxl_fp16.safetensors", "t5xxl", dtype=torch.float32, seed=1)
+    write_mochi_vae(m / "vae" / "mochi_vae.safetensors", dtype=torch.float32)
+    return tmp_folders
+
+
+def oracle(models):
+    """(diffusers' transformer on the file's weights, prompt -> (T5 states on the prompt padded to 256
+    tokens, its attention mask): transformers' T5 run as diffusers' MochiPipeline runs it)."""
+    from safetensors.torch import load_file
+    from transformers import T5EncoderModel, T5TokenizerFast
+
+    from graphflow.models.t5 import TOKENIZER_FILE
+    from graphflow.testing import mochi_config, t5_config
+
+    theirs = diffusers_transformer(mochi_config(depth=48), load_file(
+        str(models.models / "diffusion_models" / "mochi_preview_bf16.safetensors")))
+    t5 = T5EncoderModel(t5_config()).eval()
+    t5.load_state_dict(load_file(str(models.models / "text_encoders" / "t5xxl_fp16.safetensors")), strict=False)
+    tokenizer = T5TokenizerFast(tokenizer_file=str(TOKENIZER_FILE))
+
+    def text(prompt):
+        tokens = tokenizer(prompt, padding="max_length", max_length=256, return_tensors="pt")
+        with torch.no_grad():
+            return t5(tokens.input_ids, attention_mask=tokens.attention_mask).last_hidden_state, tokens.attention_mask
+
+    return theirs, text
+
+
+def test_mochi_t2v_workflow_runs_and_matches_diffusers(mochi_models):
+    """workflows/mochi_t2v.json as saved but for its size and steps: UNETLoader, CLIPLoader type
+    mochi, EmptyMochiLatentVideo, KSampler (euler, simple, cfg 4.5), VAELoader, VAEDecode,
+    SaveAnimatedWEBP; the sampled latent equals two Euler steps with CFG on diffusers' transformer
+    fed T5 states of the 256-token padded prompts with their masks, on ComfyUI's sigmas for Mochi's
+    shift 6."""
+    from graphflow.executor import Executor
+    from graphflow.models.latent_formats import MOCHI
+    from graphflow.sampling.noise import initial_noise
+    from tests.test_workflows import workflow
+
+    reg = registry()
+    wf = workflow("mochi_t2v", **{"5__width": 32, "5__height": 32, "5__length": 13, "6__steps": 2})
+    result = Executor(reg).run(wf)
+    assert result.ok, json.dumps(result.error, default=str)[:3000]
+    assert len(list(mochi_models.outputs.rglob("mochi*.webp"))) == 1
+    frames = result.values["8"][0]
+    assert frames.shape == (13, 32, 32, 3) and float(frames.std()) > 0.01
+
+    theirs, text = oracle(mochi_models)
+    nodes = json.loads((Path(__file__).parent.parent / "workflows" / "mochi_t2v.json").read_text())
+    cond, uncond = text(nodes["3"]["inputs"]["text"]), text(nodes["4"]["inputs"]["text"])
+    cfg_scale, seed = nodes["6"]["inputs"]["cfg"], nodes["6"]["inputs"]["seed"]
+    sigma_mid = 6 * 0.5 / (1 + 5 * 0.5)  # "simple", 2 steps: t = 1, 0.5 through shift 6
+    x = initial_noise(torch.zeros(1, 12, 3, 4, 4), seed)
+    for sigma, sigma_next in ((1.0, sigma_mid), (sigma_mid, 0.0)):
+        s = torch.tensor([sigma])
+        v_cond, v_uncond = (diffusers_velocity(theirs, x, s, *c) for c in (cond, uncond))
+        x = x + (v_uncond + cfg_scale * (v_cond - v_uncond)) * (sigma_next - sigma)
+    ours = result.values["6"][0]["samples"]
+    want = MOCHI.process_out(x)  # the LATENT holds raw VAE latents
+    assert ours.shape == (1, 12, 3, 4, 4)
+    assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
+    vae_frames = result.values["8"][0]
+    decoded = Executor(reg).run(workflow("mochi_t2v", **{"5__width": 32, "5__height": 32, "5__length": 13,
+                                                         "6__steps": 2, "4__text": "blurry"})).values["8"][0]
+    assert not torch.equal(decoded, vae_frames)  # the negative prompt reaches the model (cfg 4.5)
+
+
+def test_all_in_one_checkpoint(tmp_path):
+    """CheckpointLoaderSimple's file: the transformer under model.diffusion_model., the VAE decoder
+    under vae.decoder., T5-XXL under text_encoders.t5xxl.transformer."""
+    from safetensors.torch import load_file, save_file
+
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.models.mochi_vae import MochiVAE
+    from graphflow.testing import write_flow_text_encoder, write_mochi, write_mochi_vae
+
+    state = load_file(str(write_mochi(tmp_path / "m.safetensors", prefixed=True, dtype=torch.float32)))
+    state.update({"vae." + k: v for k, v in load_file(str(write_mochi_vae(tmp_path / "v.safetensors"))).items()})
+    state.update({"text_encoders.t5xxl.transformer." + k: v for k, v in
+                  load_file(str(write_flow_text_encoder(tmp_path / "t.safetensors", "t5xxl"))).items()})
+    save_file(state, str(tmp_path / "mochi_checkpoint.safetensors"))
+    ckpt = load_checkpoint(tmp_path / "mochi_checkpoint.safetensors", device="cpu", dtype=torch.float32)
+    assert ckpt.model.arch == "mochi" and isinstance(ckpt.vae, MochiVAE) and ckpt.clip.arch == "mochi"
+    assert ckpt.info.vae_prefix == "vae.decoder." and not ckpt.info.notes
+    context, pooled = ckpt.clip.encode("a fox")
+    assert pooled is None and context.shape[-1] == ckpt.model.unet.config.text_dim

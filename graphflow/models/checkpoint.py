@@ -491,12 +491,11 @@ def load_vae(path, device=None, dtype=None, latent_format: LatentFormat | None =
 def _read_mochi_vae(f, path, device, dtype):
     """Genmo's Mochi VAE decoder (under decoder. as ComfyUI ships it, or bare), or None for other files."""
     from .configs import mochi_vae_config_from_state_dict
-    from .flow_architecture import mochi_vae_prefix
+    from .flow_architecture import MOCHI_VAE_ENCODER, mochi_vae_prefix
 
     prefix = mochi_vae_prefix(f.shapes)
     if prefix is None:
-        if "encoder.layers.4.layers.1.attn_block.attn.qkv.weight" in f.shapes or \
-                "layers.4.layers.1.attn_block.attn.qkv.weight" in f.shapes:
+        if "encoder." + MOCHI_VAE_ENCODER in f.shapes or MOCHI_VAE_ENCODER in f.shapes:
             raise CheckpointError(f"{Path(path).name} holds the Mochi VAE's encoder alone; graphflow decodes with "
                                   f"the decoder (mochi_vae.safetensors, or Genmo's decoder file)")
         return None
@@ -504,7 +503,8 @@ def _read_mochi_vae(f, path, device, dtype):
     try:
         config = mochi_vae_config_from_state_dict(source.shapes)
     except (KeyError, ValueError, IndexError) as e:
-        raise CheckpointError(f"{Path(path).name}: a Mochi VAE decoder that cannot be read ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"{Path(path).name}: a Mochi VAE decoder that cannot be read "
+                              f"({type(e).__name__}: {e})") from None
     return build_mochi_vae(source, config, *_resolve(device, dtype, "vae"), what=prefix)
 
 

@@ -135,7 +135,8 @@ def _ltxv_vae(shapes) -> tuple[str, LTXVVAEConfig] | None:
         raise CheckpointError(f"the LTX-Video VAE keys under vae. are incomplete ({type(e).__name__}: {e})") from None
 
 
-MOCHI_VAE_DECODER = "blocks.2.blocks.3.stack.5.weight"  # a key only Genmo's decoder has (ComfyUI's test)
+MOCHI_VAE_DECODER = "blocks.2.blocks.3.stack.5.weight"  # keys only Genmo's decoder / encoder have (ComfyUI's test)
+MOCHI_VAE_ENCODER = "layers.4.layers.1.attn_block.attn.qkv.weight"
 
 
 def mochi_vae_prefix(shapes) -> str | None:

@@ -27,7 +27,7 @@ from torch import nn
 
 from .attention import attention
 from .cast_layers import Conv2d, Linear
-from .configs import MochiConfig, mochi_config_from_state_dict  # noqa: F401 (the config lives in configs.py, torch-free)
+from .configs import MochiConfig, mochi_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
 from .mmdit import timestep_embedding
 
 TARGET_AREA = 192 * 192  # the patch grid the row / column positions are scaled to

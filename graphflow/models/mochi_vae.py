@@ -25,9 +25,6 @@ from .configs import MochiVAEConfig, mochi_vae_config_from_state_dict  # noqa: F
 from .latent_formats import MOCHI
 from .vae import VAESocket
 
-DECODER_MARKER = "blocks.2.blocks.3.stack.5.weight"  # ComfyUI's own test for a Mochi decoder
-ENCODER_MARKER = "layers.4.layers.1.attn_block.attn.qkv.weight"
-
 
 class FrameGroupNorm(nn.GroupNorm):
     """GroupNorm over each frame's channels and pixels (frames on the batch)."""
@@ -79,7 +76,8 @@ class MochiVAEDecoder(nn.Module):
         self.drop_per_block = drop_per_block
         width = cfg.channels
         self.blocks = nn.ModuleList([
-            nn.Sequential(nn.Conv3d(cfg.latent_channels, width[0], 1), *[ResBlock(width[0]) for _ in range(cfg.layers[0])]),
+            nn.Sequential(nn.Conv3d(cfg.latent_channels, width[0], 1),
+                          *[ResBlock(width[0]) for _ in range(cfg.layers[0])]),
             *[UpBlock(width[i], width[i + 1], cfg.layers[i + 1], t, cfg.spatial_expansion, drop_per_block)
               for i, t in enumerate(cfg.temporal_expansions)],
             nn.Sequential(*[ResBlock(width[-1]) for _ in range(cfg.layers[-1])])])
