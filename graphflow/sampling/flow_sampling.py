@@ -147,8 +147,9 @@ def is_flow(schedule) -> bool:
 def default_flow_schedule(model) -> FlowSchedule:
     """The sampling a flow MODEL gets without a ModelSamplingSD3/Flux node, as ComfyUI sets it:
     SD3/SD3.5 shift 3.0 (or the model's `sampling_shift`); FLUX dev mu 1.15; FLUX schnell (no
-    guidance embedding) shift 1.0; LTX-Video mu 2.37; Mochi shift 6.0 (multiplier 1); Chroma mu 1.15 (ComfyUI's ModelType.FLUX: ModelSamplingFlux with
-    its default shift, Chroma's sampling_settings setting none)."""
+    guidance embedding) shift 1.0; LTX-Video mu 2.37; Mochi shift 6.0 (multiplier 1); Chroma mu
+    1.15 (ComfyUI's ModelType.FLUX: ModelSamplingFlux with its default shift, Chroma's
+    sampling_settings setting none)."""
     arch = getattr(model, "arch", None)
     shift = getattr(model, "sampling_shift", None)
     if isinstance(shift, dict):  # {"shift": s} or {"base_shift", "max_shift"} (FLUX dev's dynamic shift)
