@@ -502,20 +502,33 @@ def mochi_vae_config(scaled_down: bool = True):
     return MochiVAEConfig(channels=(64, 64, 32, 32), layers=(1, 1, 4, 1, 1)) if scaled_down else MochiVAEConfig()
 
 
-def write_mochi_vae(path, seed: int = 1, dtype=torch.float16, scaled_down: bool = True, prefix: str = "decoder.",
-                    encoder: bool = True) -> Path:
-    """A random Mochi VAE as ComfyUI ships mochi_vae.safetensors: Genmo's decoder under decoder.
-    and (encoder=True) a stand-in for Genmo's encoder under encoder. (its first layers' names and
-    shapes; graphflow does not read it). prefix "" gives Genmo's bare decoder file."""
-    from .models.mochi_vae import MochiVAEDecoder
+def mochi_vae_encoder_config(scaled_down: bool = True):
+    """Genmo's Mochi VAE encoder config, or a tiny one (3 residual blocks first, so that the first
+    down block is layers.4, whose attention is the key ComfyUI recognises the encoder by)."""
+    from .models.configs import MochiVAEEncoderConfig
+
+    return MochiVAEEncoderConfig(channels=(32, 32, 64, 64), layers=(3, 1, 1, 1, 1)) if scaled_down \
+        else MochiVAEEncoderConfig()
+
+
+def mochi_vae_state(scaled_down: bool = True, seed: int = 1, encoder: bool = True) -> dict[str, torch.Tensor]:
+    """A random Mochi VAE in Genmo's names under decoder. (and encoder.), float32."""
+    from .models.mochi_vae import MochiVideoVAE
 
     with torch.device("meta"):
-        shapes = {prefix + k: s for k, s in _module_shapes(MochiVAEDecoder(mochi_vae_config(scaled_down))).items()}
-    if encoder:
-        shapes.update({"encoder.layers.0.weight": (64, 15, 1, 1, 1), "encoder.layers.0.bias": (64,),
-                       "encoder.layers.4.layers.1.attn_block.attn.qkv.weight": (384, 128),
-                       "encoder.output_proj.weight": (24, 384)})
-    save_file({k: v.to(dtype) for k, v in random_state(shapes, seed, torch.float32).items()}, str(path))
+        module = MochiVideoVAE(mochi_vae_config(scaled_down), mochi_vae_encoder_config(scaled_down) if encoder else None)
+    return random_state(_module_shapes(module), seed, torch.float32)
+
+
+def write_mochi_vae(path, seed: int = 1, dtype=torch.float16, scaled_down: bool = True, bare_decoder: bool = False,
+                    prefix: str = "") -> Path:
+    """A random Mochi VAE as ComfyUI ships mochi_vae.safetensors (Genmo's decoder under decoder.,
+    its encoder under encoder.), or with bare_decoder as Genmo's decoder file (the decoder's keys
+    alone, no prefix); `prefix` goes before every key (a checkpoint's "vae.")."""
+    state = mochi_vae_state(scaled_down, seed, encoder=not bare_decoder)
+    if bare_decoder:
+        state = {k.removeprefix("decoder."): v for k, v in state.items()}
+    save_file({prefix + k: v.to(dtype) for k, v in state.items()}, str(path))
     return Path(path)
 
 

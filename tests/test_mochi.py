@@ -139,6 +139,7 @@ def test_detected_and_loaded(tmp_path, prefixed):
     assert kind.folder == "diffusion_models" and kind.name == "Mochi diffusion model"
     report = inspect_report(path)
     assert "Mochi 1 Preview [mochi, mochi]" in report and "2 blocks, widths 48 (video) / 24 (text)" in report
+    assert "each channel standardised" in report
     model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
     assert model.arch == "mochi" and model.is_flow and model.is_video and model.adm_channels == 0
     assert isinstance(model.unet, Mochi)
@@ -352,16 +353,93 @@ def test_vae_decode_drops_frames_per_up_block_as_comfyui(vae_pair, frames):
         assert float((got - theirs_way).abs().max()) > 1e-3
 
 
+def encoder_to_diffusers(state: dict, cfg) -> dict:
+    """Genmo's encoder names -> AutoencoderKLMochi's (diffusers' conversion script's mapping, as
+    facts): qkv split into to_q / to_k / to_v, the rest renamed."""
+    out = {}
+
+    def resnet(src, dst, attention_dst=None):
+        for a, b in RESNET_NAMES:
+            for p in ("weight", "bias"):
+                out[f"encoder.{dst}.{b}.{p}"] = state.pop(f"{src}.{a}.{p}")
+        if attention_dst is not None:
+            block, i = attention_dst
+            for name, q in zip(("to_q", "to_k", "to_v"), state.pop(f"{src}.attn_block.attn.qkv.weight").chunk(3)):
+                out[f"encoder.{block}.attentions.{i}.{name}.weight"] = q
+            for p in ("weight", "bias"):
+                out[f"encoder.{block}.attentions.{i}.to_out.0.{p}"] = state.pop(f"{src}.attn_block.attn.out.{p}")
+                out[f"encoder.{block}.norms.{i}.norm_layer.{p}"] = state.pop(f"{src}.attn_block.norm.{p}")
+
+    for p in ("weight", "bias"):
+        out[f"encoder.proj_in.{p}"] = state.pop(f"layers.0.{p}")
+        out[f"encoder.norm_out.norm_layer.{p}"] = state.pop(f"output_norm.{p}")
+    out["encoder.proj_out.weight"] = state.pop("output_proj.weight")
+    index = 1
+    for i in range(cfg.layers[0]):
+        resnet(f"layers.{index}", f"block_in.resnets.{i}", ("block_in", i) if cfg.attention[0] else None)
+        index += 1
+    for b in range(3):
+        for p in ("weight", "bias"):
+            out[f"encoder.down_blocks.{b}.conv_in.conv.{p}"] = state.pop(f"layers.{index}.layers.0.{p}")
+        for i in range(cfg.layers[b + 1]):
+            resnet(f"layers.{index}.layers.{i + 1}", f"down_blocks.{b}.resnets.{i}",
+                   (f"down_blocks.{b}", i) if cfg.attention[b + 1] else None)
+        index += 1
+    for i in range(cfg.layers[4]):
+        resnet(f"layers.{index}", f"block_out.resnets.{i}", ("block_out", i) if cfg.attention[4] else None)
+        index += 1
+    assert not state, f"encoder keys the mapping does not know: {sorted(state)[:5]}"
+    return out
+
+
+def test_vae_encoder_matches_diffusers():
+    """Genmo's / diffusers' causal attention over frames: equal; ComfyUI's attends to every frame
+    (graphflow's default): equal to diffusers' encoder with its attention made non-causal."""
+    from diffusers.models.attention_processor import Attention
+
+    from graphflow.models.configs import MochiVAEEncoderConfig
+    from graphflow.models.mochi_vae import MochiVAEEncoder, mochi_vae_encoder_config_from_state_dict
+    from graphflow.testing import mochi_vae_encoder_config, mochi_vae_state
+
+    cfg = mochi_vae_encoder_config()
+    state = {k[len("encoder."):]: v for k, v in mochi_vae_state(seed=5).items() if k.startswith("encoder.")}
+    assert mochi_vae_encoder_config_from_state_dict({k: tuple(v.shape) for k, v in state.items()}) == cfg
+    with torch.device("meta"):
+        full = {k: tuple(v.shape) for k, v in MochiVAEEncoder(MochiVAEEncoderConfig()).state_dict().items()}
+    assert mochi_vae_encoder_config_from_state_dict(full) == MochiVAEEncoderConfig()
+    # shapes of ComfyUI's mochi_vae.safetensors (encoder part)
+    assert full["layers.4.layers.1.attn_block.attn.qkv.weight"] == (384, 128)
+    assert full["layers.6.layers.6.stack.5.weight"] == (384, 384, 3, 3, 3) and full["output_proj.weight"] == (24, 384)
+    ours, causal = MochiVAEEncoder(cfg).eval(), MochiVAEEncoder(cfg, causal_attention=True).eval()
+    ours.load_state_dict(state)
+    causal.load_state_dict(state)
+    theirs = AutoencoderKLMochi(encoder_block_out_channels=cfg.channels, layers_per_block=cfg.layers,
+                                decoder_block_out_channels=(32, 32, 32, 32)).eval()
+    missing, unexpected = theirs.load_state_dict(encoder_to_diffusers(dict(state), cfg), strict=False)
+    assert not unexpected and not [k for k in missing if k.startswith("encoder.")]
+    x = torch.rand(1, 3, 13, 16, 24, generator=torch.Generator().manual_seed(6)) * 2 - 1
+    with torch.no_grad():
+        got, want = causal(x), theirs.encode(x).latent_dist.mode()
+        assert got.shape == want.shape == (1, 12, 3, 2, 3)
+        assert float((got - want).abs().max()) < TOL * max(1.0, float(want.abs().max()))
+        assert float(want.std()) > 1e-2
+        for module in theirs.encoder.modules():
+            if isinstance(module, Attention):
+                module.is_causal = False
+        got, want_comfyui = ours(x), theirs.encode(x).latent_dist.mode()
+    assert float((got - want_comfyui).abs().max()) < TOL * max(1.0, float(want_comfyui.abs().max()))
+    assert float((want_comfyui - want).abs().max()) > 1e-3  # the two ways differ
+
+
 def test_vae_file_loads_as_comfyui_ships_it(tmp_path):
     from graphflow.models.checkpoint import load_vae
     from graphflow.models.file_kind import identify
     from graphflow.models.mochi_vae import MochiVAE
     from graphflow.models.weight_files import CheckpointError, WeightFile
-    from graphflow.testing import mochi_vae_config, write_mochi_vae
+    from graphflow.testing import mochi_vae_config, mochi_vae_encoder_config, write_mochi_vae
 
-    for prefix in ("decoder.", ""):
-        path = write_mochi_vae(tmp_path / f"mochi_vae{prefix}.safetensors", prefix=prefix, encoder=bool(prefix),
-                               dtype=torch.float32)
+    for bare in (False, True):
+        path = write_mochi_vae(tmp_path / f"mochi_vae{bare}.safetensors", bare_decoder=bare, dtype=torch.float32)
         with WeightFile(path) as f:
             assert identify(f.shapes).name == "Mochi video VAE"
         vae = load_vae(path, device="cpu", dtype=torch.float32)
@@ -369,10 +447,20 @@ def test_vae_file_loads_as_comfyui_ships_it(tmp_path):
         assert vae.latent_format.name == "mochi" and vae.downscale == 8 and vae.latent_channels == 12
         frames = vae.decode(torch.randn(2, 12, 2, 2, 3, generator=torch.Generator().manual_seed(0)))
         assert frames.shape == (2 * 7, 16, 24, 3) and 0 <= float(frames.min()) and float(frames.max()) <= 1
-        with pytest.raises(ValueError, match="not supported"):
-            vae.encode(torch.zeros(7, 16, 16, 3))
         with pytest.raises(ValueError, match="video latents"):
             vae.decode(torch.zeros(1, 12, 2, 2))
+        pictures = torch.rand(9, 20, 26, 3, generator=torch.Generator().manual_seed(1))
+        if bare:  # Genmo's decoder file alone
+            assert vae.module.encoder is None
+            with pytest.raises(ValueError, match="decoder alone"):
+                vae.encode(pictures)
+            continue
+        assert vae.module.encoder.config == mochi_vae_encoder_config()
+        latent = vae.encode(pictures)  # 20 x 26 -> 16 x 24 around the centre; 9 frames -> 2 latent frames
+        with torch.no_grad():
+            want = vae.module.encoder(pictures[:, 2:18, 1:25].permute(3, 0, 1, 2)[None] * 2 - 1)
+        assert latent.shape == (1, 12, 2, 2, 3) and torch.allclose(latent, want, atol=1e-6)
+        assert vae.encode(pictures[:7]).shape == (1, 12, 2, 2, 3) and vae.encode(pictures[:1]).shape[2] == 1
     from safetensors.torch import save_file
 
     save_file({"layers.4.layers.1.attn_block.attn.qkv.weight": torch.zeros(384, 128)},
@@ -470,12 +558,12 @@ def test_all_in_one_checkpoint(tmp_path):
     from graphflow.testing import write_flow_text_encoder, write_mochi, write_mochi_vae
 
     state = load_file(str(write_mochi(tmp_path / "m.safetensors", prefixed=True, dtype=torch.float32)))
-    state.update({"vae." + k: v for k, v in load_file(str(write_mochi_vae(tmp_path / "v.safetensors"))).items()})
+    state.update(load_file(str(write_mochi_vae(tmp_path / "v.safetensors", prefix="vae."))))
     state.update({"text_encoders.t5xxl.transformer." + k: v for k, v in
                   load_file(str(write_flow_text_encoder(tmp_path / "t.safetensors", "t5xxl"))).items()})
     save_file(state, str(tmp_path / "mochi_checkpoint.safetensors"))
     ckpt = load_checkpoint(tmp_path / "mochi_checkpoint.safetensors", device="cpu", dtype=torch.float32)
     assert ckpt.model.arch == "mochi" and isinstance(ckpt.vae, MochiVAE) and ckpt.clip.arch == "mochi"
-    assert ckpt.info.vae_prefix == "vae.decoder." and not ckpt.info.notes
+    assert ckpt.info.vae_prefix == "vae.decoder." and not ckpt.info.notes and ckpt.vae.module.encoder is not None
     context, pooled = ckpt.clip.encode("a fox")
     assert pooled is None and context.shape[-1] == ckpt.model.unet.config.text_dim

@@ -99,14 +99,26 @@ def build_ltxv_vae(source, config, device, dtype, what: str = "vae."):
     return LTXVVAE(_assign(module, source, device, dtype, f"LTX-Video VAE ({what})", keys=keys))
 
 
-def build_mochi_vae(source, config, device, dtype, what: str = "decoder."):
-    """Mochi's VAE decoder (graphflow.models.mochi_vae) as a VAE socket; `source` keys without
-    the decoder's prefix (Genmo's names)."""
-    from .mochi_vae import MochiVAE, MochiVAEDecoder
+def build_mochi_vae(f, decoder_prefix: str, device, dtype):
+    """Mochi's VAE (graphflow.models.mochi_vae) as a VAE socket: Genmo's decoder under
+    `decoder_prefix`, and the encoder beside it when the file has one."""
+    from .configs import mochi_vae_config_from_state_dict, mochi_vae_encoder_config_from_state_dict
+    from .flow_architecture import mochi_encoder_prefix
+    from .mochi_vae import MochiVAE, MochiVideoVAE
 
+    encoder_prefix = mochi_encoder_prefix(f.shapes, decoder_prefix)
+    decoder, encoder = KeyView(f, decoder_prefix), None if encoder_prefix is None else KeyView(f, encoder_prefix)
+    try:
+        config = mochi_vae_config_from_state_dict(decoder.shapes)
+        encoder_config = None if encoder is None else mochi_vae_encoder_config_from_state_dict(encoder.shapes)
+    except (KeyError, ValueError, IndexError) as e:
+        raise CheckpointError(f"{f.path.name}: a Mochi VAE that cannot be read ({type(e).__name__}: {e})") from None
     with torch.device("meta"):
-        module = MochiVAEDecoder(config)
-    return MochiVAE(_assign(module, source, device, dtype, f"Mochi VAE decoder ({what or 'no prefix'})"))
+        module = MochiVideoVAE(config, encoder_config)
+    _assign(module.decoder, decoder, device, dtype, f"Mochi VAE decoder ({decoder_prefix or 'no prefix'})")
+    if encoder is not None:
+        _assign(module.encoder, encoder, device, dtype, f"Mochi VAE encoder ({encoder_prefix})")
+    return MochiVAE(module.requires_grad_(False).eval())
 
 
 def build_text_encoder(source, arch: str, towers, overrides: dict, device, dtype, clip_skip=None) -> TextEncoder:
@@ -308,7 +320,7 @@ def _load_flow_checkpoint(f, info: FlowInfo, device, dtype, weight_dtype, parts)
     if info.vae is not None and "vae" in parts and info.arch == "ltxv":
         vae = build_ltxv_vae(f.view(info.vae_prefix), info.vae, *_resolve(device, dtype, "vae"), what=info.vae_prefix)
     elif info.vae is not None and "vae" in parts and info.arch == "mochi":
-        vae = build_mochi_vae(f.view(info.vae_prefix), info.vae, *_resolve(device, dtype, "vae"), what=info.vae_prefix)
+        vae = build_mochi_vae(f, info.vae_prefix, *_resolve(device, dtype, "vae"))
     elif info.vae is not None and "vae" in parts:
         vae = build_vae(f.view(info.vae_prefix), info.vae, info.latent_format, *_resolve(device, dtype, "vae"),
                         what=info.vae_prefix)
@@ -489,8 +501,8 @@ def load_vae(path, device=None, dtype=None, latent_format: LatentFormat | None =
 
 
 def _read_mochi_vae(f, path, device, dtype):
-    """Genmo's Mochi VAE decoder (under decoder. as ComfyUI ships it, or bare), or None for other files."""
-    from .configs import mochi_vae_config_from_state_dict
+    """Genmo's Mochi VAE (decoder under decoder. and encoder under encoder. as ComfyUI ships it, or
+    Genmo's bare decoder file), or None for other files."""
     from .flow_architecture import MOCHI_VAE_ENCODER, mochi_vae_prefix
 
     prefix = mochi_vae_prefix(f.shapes)
@@ -499,13 +511,7 @@ def _read_mochi_vae(f, path, device, dtype):
             raise CheckpointError(f"{Path(path).name} holds the Mochi VAE's encoder alone; graphflow decodes with "
                                   f"the decoder (mochi_vae.safetensors, or Genmo's decoder file)")
         return None
-    source = KeyView(f, prefix)
-    try:
-        config = mochi_vae_config_from_state_dict(source.shapes)
-    except (KeyError, ValueError, IndexError) as e:
-        raise CheckpointError(f"{Path(path).name}: a Mochi VAE decoder that cannot be read "
-                              f"({type(e).__name__}: {e})") from None
-    return build_mochi_vae(source, config, *_resolve(device, dtype, "vae"), what=prefix)
+    return build_mochi_vae(f, prefix, *_resolve(device, dtype, "vae"))
 
 
 def _read_vae(path, device, dtype, latent_format) -> VAE:

@@ -257,7 +257,8 @@ def _flow_report(f: "WeightFile", info: FlowInfo, size: int) -> str:
     lines = [_file_line(f, size),
              f"architecture: {info.name} [{info.arch}, {info.family}]{_scaled_fp8(f)}",
              "prediction: flow (rectified flow, velocity)",
-             f"latent: {lf.channels} channels, scaling factor {lf.scale_factor}, shift {lf.shift_factor}",
+             f"latent: {lf.channels} channels, scaling factor {lf.scale_factor}, shift {lf.shift_factor}"
+             + (", each channel standardised by the VAE's mean and std" if lf.channel_mean else ""),
              "components:"]
     model_keys = [k for k in f.shapes if k.startswith(info.prefix) and not k.startswith(
         ("text_encoders.", info.vae_prefix or "text_encoders."))]

@@ -557,6 +557,46 @@ def mochi_vae_config_from_state_dict(shapes: dict[str, tuple]) -> MochiVAEConfig
         temporal_expansions=tuple(temporal), out_channels=shapes["output_proj.weight"][0])
 
 
+@dataclass(frozen=True)
+class MochiVAEEncoderConfig:
+    """Mochi's video VAE encoder (Genmo's layout): widths from the pixels up, per stage the
+    residual blocks (block_in, each down block, block_out) and whether they carry temporal
+    attention, each down block's frame reduction (rows and columns halve). Defaults: Genmo's."""
+    channels: tuple = (64, 128, 256, 384)
+    layers: tuple = (3, 3, 4, 6, 3)
+    attention: tuple = (False, True, True, True, True)
+    temporal_reductions: tuple = (1, 2, 3)
+    latent_channels: int = 12
+
+
+def mochi_vae_encoder_config_from_state_dict(shapes: dict[str, tuple]) -> MochiVAEEncoderConfig:
+    """The encoder's layout from Genmo's key names and shapes (keys without `encoder.`): layers.0
+    the input projection, then residual blocks (block_in before the first down block, block_out
+    after the last) and down blocks (a strided convolution `layers.0`, residual blocks after it)."""
+    channels, temporal, down = [shapes["layers.0.weight"][0]], [], []
+    ends = {"in": [0, False], "out": [0, False]}  # residual blocks and attention of block_in / block_out
+    index = 1
+    while True:
+        prefix = f"layers.{index}."
+        if prefix + "layers.0.weight" in shapes:
+            conv = shapes[prefix + "layers.0.weight"]
+            channels.append(conv[0])
+            temporal.append(conv[2])
+            count = len({k[len(prefix):].split(".")[1] for k in shapes if k.startswith(prefix + "layers.")}) - 1
+            down.append((count, f"{prefix}layers.1.attn_block.attn.qkv.weight" in shapes))
+        elif prefix + "stack.0.weight" in shapes:
+            end = ends["out" if down else "in"]
+            end[0] += 1
+            end[1] = prefix + "attn_block.attn.qkv.weight" in shapes
+        else:
+            break
+        index += 1
+    stages = [tuple(ends["in"]), *down, tuple(ends["out"])]
+    return MochiVAEEncoderConfig(channels=tuple(channels), layers=tuple(n for n, _ in stages),
+                                 attention=tuple(a for _, a in stages), temporal_reductions=tuple(temporal),
+                                 latent_channels=shapes["output_proj.weight"][0] // 2)
+
+
 # -- text encoder towers of single-file SD1/SD2/SDXL checkpoints ------------------------------
 HF, OPENCLIP = "hf", "openclip"
 

@@ -145,6 +145,12 @@ def mochi_vae_prefix(shapes) -> str | None:
     return next((p for p in ("decoder.", "vae.decoder.", "") if p + MOCHI_VAE_DECODER in shapes), None)
 
 
+def mochi_encoder_prefix(shapes, decoder_prefix: str) -> str | None:
+    """Where the encoder beside that decoder sits ("encoder." / "vae.encoder."), None without one."""
+    prefix = decoder_prefix[:-len("decoder.")] + "encoder." if decoder_prefix.endswith("decoder.") else None
+    return prefix if prefix is not None and prefix + MOCHI_VAE_ENCODER in shapes else None
+
+
 def _mochi_vae(shapes):
     """(prefix, config) of a Mochi VAE decoder saved in a checkpoint under vae.decoder., or None."""
     from .configs import mochi_vae_config_from_state_dict
