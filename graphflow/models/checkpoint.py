@@ -26,8 +26,8 @@ from .flow_architecture import FlowInfo, detect_flow_model, vae_in
 from .flux import Flux
 from .latent_formats import FLUX, SD1, SD3, SDXL, LatentFormat
 from .ltxv import LTXV
-from .mochi import Mochi
 from .mmdit import MMDiT
+from .mochi import Mochi
 from .text_encoders import ARCH_TOWERS, CLIP_L, HF, OPEN_CLIP, TextEncoder, TowerSpec, tower_from_weights
 from .unet import UNet, UNetConfig
 from .vae import VAE, AutoencoderKL, VAEConfig

@@ -21,10 +21,10 @@ noisy latent + masked image + mask), and the 128-channel control variants (Depth
 
 from dataclasses import dataclass, field, replace
 
-from .configs import (ChromaConfig, FluxConfig, LTXVConfig, LTXVVAEConfig, MMDiTConfig, MochiConfig, VAEConfig,
-                      chroma_config_from_state_dict, flux_config_from_state_dict, ltxv_config_from_state_dict,
-                      ltxv_vae_config_from_state_dict, mmdit_config_from_state_dict, mochi_config_from_state_dict,
-                      vae_config_from_state_dict)
+from .configs import (ChromaConfig, FluxConfig, LTXVConfig, LTXVVAEConfig, MMDiTConfig, MochiConfig, MochiVAEConfig,
+                      VAEConfig, chroma_config_from_state_dict, flux_config_from_state_dict,
+                      ltxv_config_from_state_dict, ltxv_vae_config_from_state_dict, mmdit_config_from_state_dict,
+                      mochi_config_from_state_dict, mochi_vae_config_from_state_dict, vae_config_from_state_dict)
 from .latent_formats import FLUX, LTXV, MOCHI, SD3, LatentFormat
 from .weight_files import CheckpointError
 
@@ -59,7 +59,7 @@ class FlowInfo:
     family: str  # a FAMILY_NAMES key
     prefix: str  # of the diffusion model's keys
     config: MMDiTConfig | FluxConfig | ChromaConfig | LTXVConfig | MochiConfig
-    vae: VAEConfig | LTXVVAEConfig | None = None
+    vae: VAEConfig | LTXVVAEConfig | MochiVAEConfig | None = None
     vae_prefix: str | None = None
     text_encoders: dict = field(default_factory=dict)  # clip_l / clip_g / t5xxl -> key prefix
     notes: list = field(default_factory=list)
@@ -135,7 +135,8 @@ def _ltxv_vae(shapes) -> tuple[str, LTXVVAEConfig] | None:
         raise CheckpointError(f"the LTX-Video VAE keys under vae. are incomplete ({type(e).__name__}: {e})") from None
 
 
-MOCHI_VAE_DECODER = "blocks.2.blocks.3.stack.5.weight"  # keys only Genmo's decoder / encoder have (ComfyUI's test)
+# keys only Genmo's VAE decoder / encoder have (ComfyUI tells them by these)
+MOCHI_VAE_DECODER = "blocks.2.blocks.3.stack.5.weight"
 MOCHI_VAE_ENCODER = "layers.4.layers.1.attn_block.attn.qkv.weight"
 
 
@@ -151,10 +152,8 @@ def mochi_encoder_prefix(shapes, decoder_prefix: str) -> str | None:
     return prefix if prefix is not None and prefix + MOCHI_VAE_ENCODER in shapes else None
 
 
-def _mochi_vae(shapes):
+def _mochi_vae(shapes) -> tuple[str, MochiVAEConfig] | None:
     """(prefix, config) of a Mochi VAE decoder saved in a checkpoint under vae.decoder., or None."""
-    from .configs import mochi_vae_config_from_state_dict
-
     prefix = "vae.decoder."
     if prefix + MOCHI_VAE_DECODER not in shapes:
         return None
