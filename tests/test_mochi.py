@@ -560,6 +560,7 @@ def test_all_in_one_checkpoint(tmp_path):
     from safetensors.torch import load_file, save_file
 
     from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.models.checkpoint_report import inspect_report
     from graphflow.models.mochi_vae import MochiVAE
     from graphflow.testing import write_flow_text_encoder, write_mochi, write_mochi_vae
 
@@ -573,3 +574,5 @@ def test_all_in_one_checkpoint(tmp_path):
     assert ckpt.info.vae_prefix == "vae.decoder." and not ckpt.info.notes and ckpt.vae.module.encoder is not None
     context, pooled = ckpt.clip.encode("a fox")
     assert pooled is None and context.shape[-1] == ckpt.model.unet.config.text_dim
+    report = inspect_report(tmp_path / "mochi_checkpoint.safetensors")
+    assert "vae (vae.) (decoder + encoder)" in report and "other keys" not in report

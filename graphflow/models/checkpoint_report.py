@@ -286,9 +286,11 @@ def _flow_report(f: "WeightFile", info: FlowInfo, size: int) -> str:
     lines.append(f"  diffusion model ({info.prefix or 'no prefix'}): {_millions(_count(f, model_keys))} params, "
                  f"{_dtypes(f, model_keys)}; {detail}")
     if info.vae is not None:
-        vae_keys = [k for k in f.shapes if k.startswith(info.vae_prefix)]
+        root = "vae." if info.arch == "mochi" else info.vae_prefix  # Mochi's: decoder. and encoder. under vae.
+        vae_keys = [k for k in f.shapes if k.startswith(root)]
         used.update(vae_keys)
-        lines.append(f"  vae ({info.vae_prefix}): {_millions(_count(f, vae_keys))} params, {_dtypes(f, vae_keys)}; "
+        parts = " (decoder + encoder)" if any(k.startswith("vae.encoder.") for k in vae_keys) else ""
+        lines.append(f"  vae ({root}){parts}: {_millions(_count(f, vae_keys))} params, {_dtypes(f, vae_keys)}; "
                      f"{info.vae.latent_channels} latent channels, downscale {info.vae.downscale}")
     else:
         lines.append("  vae: none")
