@@ -463,6 +463,75 @@ def write_ltxv_checkpoint(path, seed: int = 0, dtype=torch.float16, scaled_down:
     return Path(path)
 
 
+def mochi_config(scaled_down: bool = True, depth: int = 2):
+    """Mochi 1 Preview's transformer config, or a tiny one (12 latent channels as
+    EmptyMochiLatentVideo makes, taking the tiny T5's tokens; SwiGLU widths as diffusers' rule
+    4 * dim * 2 // 3 gives them, so that diffusers' MochiTransformer3DModel builds the same)."""
+    from .models.configs import MochiConfig
+
+    if not scaled_down:
+        return MochiConfig()
+    return MochiConfig(hidden_size=48, hidden_size_y=24, num_heads=3, depth=depth, text_dim=T5_TINY_WIDTH,
+                       mlp_hidden_x=128, mlp_hidden_y=64)
+
+
+def mochi_state(scaled_down: bool = True, seed: int = 0, depth: int = 2) -> dict[str, torch.Tensor]:
+    """A random Mochi transformer in Genmo's original names (float32)."""
+    from .models.mochi import Mochi
+
+    with torch.device("meta"):
+        shapes = _module_shapes(Mochi(mochi_config(scaled_down, depth)))
+    return random_state(shapes, seed, torch.float32)
+
+
+def write_mochi(path, seed: int = 0, dtype=torch.float16, scaled_down: bool = True, prefixed: bool = False,
+                depth: int = 2) -> Path:
+    """A random Mochi 1 diffusion model in Genmo's layout, bare as mochi_preview_bf16.safetensors
+    (UNETLoader's) or, prefixed, under ComfyUI's model.diffusion_model. (a checkpoint's)."""
+    prefix = UNET_PREFIX if prefixed else ""
+    state = mochi_state(scaled_down, seed, depth)
+    save_file({prefix + k: v.to(dtype) for k, v in state.items()}, str(path))
+    return Path(path)
+
+
+def mochi_vae_config(scaled_down: bool = True):
+    """Genmo's Mochi VAE decoder config, or a tiny one (same 6x frames and 8x pixels; 4 residual
+    blocks in the second up block, which holds the key ComfyUI recognises the decoder by)."""
+    from .models.configs import MochiVAEConfig
+
+    return MochiVAEConfig(channels=(64, 64, 32, 32), layers=(1, 1, 4, 1, 1)) if scaled_down else MochiVAEConfig()
+
+
+def mochi_vae_encoder_config(scaled_down: bool = True):
+    """Genmo's Mochi VAE encoder config, or a tiny one (3 residual blocks first, so that the first
+    down block is layers.4, whose attention is the key ComfyUI recognises the encoder by)."""
+    from .models.configs import MochiVAEEncoderConfig
+
+    return MochiVAEEncoderConfig(channels=(32, 32, 64, 64), layers=(3, 1, 1, 1, 1)) if scaled_down \
+        else MochiVAEEncoderConfig()
+
+
+def mochi_vae_state(scaled_down: bool = True, seed: int = 1, encoder: bool = True) -> dict[str, torch.Tensor]:
+    """A random Mochi VAE in Genmo's names under decoder. (and encoder.), float32."""
+    from .models.mochi_vae import MochiVideoVAE
+
+    with torch.device("meta"):
+        module = MochiVideoVAE(mochi_vae_config(scaled_down), mochi_vae_encoder_config(scaled_down) if encoder else None)
+    return random_state(_module_shapes(module), seed, torch.float32)
+
+
+def write_mochi_vae(path, seed: int = 1, dtype=torch.float16, scaled_down: bool = True, bare_decoder: bool = False,
+                    prefix: str = "") -> Path:
+    """A random Mochi VAE as ComfyUI ships mochi_vae.safetensors (Genmo's decoder under decoder.,
+    its encoder under encoder.), or with bare_decoder as Genmo's decoder file (the decoder's keys
+    alone, no prefix); `prefix` goes before every key (a checkpoint's "vae.")."""
+    state = mochi_vae_state(scaled_down, seed, encoder=not bare_decoder)
+    if bare_decoder:
+        state = {k.removeprefix("decoder."): v for k, v in state.items()}
+    save_file({prefix + k: v.to(dtype) for k, v in state.items()}, str(path))
+    return Path(path)
+
+
 def shard_file(path, shards: int = 3) -> Path:
     """Split a safetensors file into a sharded set as transformers and diffusers save one:
     {stem}-00001-of-00003.safetensors, ... (each a run of the tensors, the metadata in every one)

@@ -95,11 +95,11 @@ WEIGHT_DTYPES = ("default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2")
 
 
 class LoadDiffusionModel(Node):
-    """Load a diffusion model alone: a SD3/SD3.5/FLUX.1 transformer file as distributed
-    (flux1-dev.safetensors, sd3.5_large.safetensors, ...) or the UNet of a SD1/SD2/SDXL
-    checkpoint, from models/diffusion_models/ or models/unet/. weight_dtype fp8_* keeps the
-    transformer's weights in 8 bits (half the memory of bf16), upcast layer by layer as it runs;
-    fp8_e4m3fn_fast is taken as fp8_e4m3fn."""
+    """Load a diffusion model alone: a SD3/SD3.5/FLUX.1/Mochi transformer file as distributed
+    (flux1-dev.safetensors, sd3.5_large.safetensors, mochi_preview_bf16.safetensors, ...) or the
+    UNet of a SD1/SD2/SDXL checkpoint, from models/diffusion_models/ or models/unet/. weight_dtype
+    fp8_* keeps the transformer's weights in 8 bits (half the memory of bf16), upcast layer by
+    layer as it runs; fp8_e4m3fn_fast is taken as fp8_e4m3fn."""
     category = "loaders"
     unet_name: str = Choice(lambda: folders.list_models("diffusion_models"))
     weight_dtype: str = Choice(WEIGHT_DTYPES, "default")
@@ -143,7 +143,7 @@ def _vae_choices() -> list[str]:
 
 class LoadVAE(Node):
     """Load a standalone VAE file to use instead of a checkpoint's own (SD1/SDXL VAEs, the
-    16-channel SD3 VAE, FLUX's ae.safetensors). "taesd", "taesdxl",
+    16-channel SD3 VAE, FLUX's ae.safetensors, Mochi's mochi_vae.safetensors). "taesd", "taesdxl",
     "taesd3" and "taef1" are the tiny autoencoders (fast, approximate decodes and encodes), offered
     when both their files (NAME_encoder / NAME_decoder .safetensors) are in models/vae_approx/."""
     category = "loaders"

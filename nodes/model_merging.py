@@ -161,6 +161,14 @@ ModelMergeLTXV = _block_merge_node(
     ["patchify_proj.", "adaln_single.", "caption_projection."] + [f"transformer_blocks.{i}." for i in range(28)]
     + ["scale_shift_table", "proj_out."], ("ModelMergeLTXV",), ("ltxv",))
 
+ModelMergeMochiPreview = _block_merge_node(
+    "ModelMergeMochiPreview", """Merge two Mochi 1 Preview models with one ratio per transformer block
+    (ratio 1 = model1's weights): model1 * ratio + model2 * (1 - ratio). Inputs are the rotary
+    frequencies, the timestep embedding, the prompt pool (t5_y_embedder), the prompt projection
+    (t5_yproj), the 48 blocks and the final layer; the patch embedding follows `pos_frequencies`.""",
+    ["pos_frequencies.", "t_embedder.", "t5_y_embedder.", "t5_yproj."] + [f"blocks.{i}." for i in range(48)]
+    + ["final_layer."], ("ModelMergeMochiPreview",), ("mochi",))
+
 
 class CLIPMergeSimple(Node):
     """clip1 * ratio + clip2 * (1 - ratio), weight by weight (ratio 1 = clip1 unchanged)."""

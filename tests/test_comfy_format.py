@@ -349,7 +349,7 @@ def test_api_inputs_comfyui_ignores_are_notes_not_errors(builtin_registry):
 def test_unknown_classes_say_whether_core_or_which_custom_pack(builtin_registry):
     graph = json.loads((CORPUS / "txt2img_api.json").read_text())
     graph["20"] = {"class_type": "FaceDetailer", "inputs": {"image": ["8", 0]}}
-    graph["21"] = {"class_type": "EmptyMochiLatentVideo", "inputs": {}}
+    graph["21"] = {"class_type": "EmptyAceStepLatentAudio", "inputs": {}}
     graph["22"] = {"class_type": "MyOwnThing", "inputs": {}}
     problems = {p.node_id: p.message for p in validate(parse_workflow(graph, builtin_registry), builtin_registry)}
     assert "custom node from ComfyUI Impact Pack, not one of graphflow's nodes" in problems["20"]

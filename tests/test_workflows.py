@@ -163,7 +163,8 @@ def test_every_workflow_file_is_covered():
                "chroma",  # test_chroma.py
                "stable_cascade_comfyui_example",  # tests/test_stable_cascade.py
                "stable_zero123_comfyui_example",  # tests/test_zero123.py
-               "svd_img2vid"}  # tests/test_svd.py
+               "svd_img2vid",  # tests/test_svd.py
+               "mochi_t2v"}  # tests/test_mochi.py
 
     assert names <= covered, f"workflows without a test: {names - covered}"
 

@@ -27,6 +27,7 @@ from .flux import Flux
 from .latent_formats import FLUX, SD1, SD3, SDXL, LatentFormat
 from .ltxv import LTXV
 from .mmdit import MMDiT
+from .mochi import Mochi
 from .text_encoders import ARCH_TOWERS, CLIP_L, HF, OPEN_CLIP, TextEncoder, TowerSpec, tower_from_weights
 from .unet import UNet, UNetConfig
 from .vae import VAE, AutoencoderKL, VAEConfig
@@ -98,6 +99,28 @@ def build_ltxv_vae(source, config, device, dtype, what: str = "vae."):
     return LTXVVAE(_assign(module, source, device, dtype, f"LTX-Video VAE ({what})", keys=keys))
 
 
+def build_mochi_vae(f, decoder_prefix: str, device, dtype):
+    """Mochi's VAE (graphflow.models.mochi_vae) as a VAE socket: Genmo's decoder under
+    `decoder_prefix`, and the encoder beside it when the file has one."""
+    from .configs import mochi_vae_config_from_state_dict, mochi_vae_encoder_config_from_state_dict
+    from .flow_architecture import mochi_encoder_prefix
+    from .mochi_vae import MochiVAE, MochiVideoVAE
+
+    encoder_prefix = mochi_encoder_prefix(f.shapes, decoder_prefix)
+    decoder, encoder = KeyView(f, decoder_prefix), None if encoder_prefix is None else KeyView(f, encoder_prefix)
+    try:
+        config = mochi_vae_config_from_state_dict(decoder.shapes)
+        encoder_config = None if encoder is None else mochi_vae_encoder_config_from_state_dict(encoder.shapes)
+    except (KeyError, ValueError, IndexError) as e:
+        raise CheckpointError(f"{f.path.name}: a Mochi VAE that cannot be read ({type(e).__name__}: {e})") from None
+    with torch.device("meta"):
+        module = MochiVideoVAE(config, encoder_config)
+    _assign(module.decoder, decoder, device, dtype, f"Mochi VAE decoder ({decoder_prefix or 'no prefix'})")
+    if encoder is not None:
+        _assign(module.encoder, encoder, device, dtype, f"Mochi VAE encoder ({encoder_prefix})")
+    return MochiVAE(module.requires_grad_(False).eval())
+
+
 def build_text_encoder(source, arch: str, towers, overrides: dict, device, dtype, clip_skip=None) -> TextEncoder:
     built = []
     for spec in towers:
@@ -119,7 +142,7 @@ def build_flow_model(source, info: FlowInfo, device, dtype, weight_dtype: str = 
     if weight_dtype != "default" and storage is None:
         raise CheckpointError(f"this torch ({torch.__version__}) has no {weight_dtype}")
     with torch.device("meta"):
-        net = {"sd3": MMDiT, "flux": Flux, "chroma": Chroma, "ltxv": LTXV}[info.arch](info.config)
+        net = {"sd3": MMDiT, "flux": Flux, "chroma": Chroma, "ltxv": LTXV, "mochi": Mochi}[info.arch](info.config)
     castable = castable_weights(net)
 
     def dtype_of(key):
@@ -296,6 +319,8 @@ def _load_flow_checkpoint(f, info: FlowInfo, device, dtype, weight_dtype, parts)
         model = build_flow_model(f.view(info.prefix), info, *flow_placement(device, dtype), weight_dtype)
     if info.vae is not None and "vae" in parts and info.arch == "ltxv":
         vae = build_ltxv_vae(f.view(info.vae_prefix), info.vae, *_resolve(device, dtype, "vae"), what=info.vae_prefix)
+    elif info.vae is not None and "vae" in parts and info.arch == "mochi":
+        vae = build_mochi_vae(f, info.vae_prefix, *_resolve(device, dtype, "vae"))
     elif info.vae is not None and "vae" in parts:
         vae = build_vae(f.view(info.vae_prefix), info.vae, info.latent_format, *_resolve(device, dtype, "vae"),
                         what=info.vae_prefix)
@@ -475,6 +500,20 @@ def load_vae(path, device=None, dtype=None, latent_format: LatentFormat | None =
     return vae
 
 
+def _read_mochi_vae(f, path, device, dtype):
+    """Genmo's Mochi VAE (decoder under decoder. and encoder under encoder. as ComfyUI ships it, or
+    Genmo's bare decoder file), or None for other files."""
+    from .flow_architecture import MOCHI_VAE_ENCODER, mochi_vae_prefix
+
+    prefix = mochi_vae_prefix(f.shapes)
+    if prefix is None:
+        if "encoder." + MOCHI_VAE_ENCODER in f.shapes or MOCHI_VAE_ENCODER in f.shapes:
+            raise CheckpointError(f"{Path(path).name} holds the Mochi VAE's encoder alone; graphflow decodes with "
+                                  f"the decoder (mochi_vae.safetensors, or Genmo's decoder file)")
+        return None
+    return build_mochi_vae(f, prefix, *_resolve(device, dtype, "vae"))
+
+
 def _read_vae(path, device, dtype, latent_format) -> VAE:
     from .stage_a import StageAVAE, build_stage_a, is_stage_a
     from .stage_c_encoder import StageCEncoderVAE, build_stage_c_encoder, is_stage_c_encoder
@@ -484,6 +523,9 @@ def _read_vae(path, device, dtype, latent_format) -> VAE:
             return StageAVAE(build_stage_a(f, *_resolve(device, dtype, "vae")))
         if is_stage_c_encoder(f.shapes):  # Stable Cascade's image -> Stage C latent encoder
             return StageCEncoderVAE(build_stage_c_encoder(f, *_resolve(device, dtype, "vae")))
+        mochi = _read_mochi_vae(f, path, device, dtype)
+        if mochi is not None:
+            return mochi
         config = f.config()
         prefixes = prefix_summary(f.shapes)
         found = vae_in(f.shapes)

@@ -257,7 +257,8 @@ def _flow_report(f: "WeightFile", info: FlowInfo, size: int) -> str:
     lines = [_file_line(f, size),
              f"architecture: {info.name} [{info.arch}, {info.family}]{_scaled_fp8(f)}",
              "prediction: flow (rectified flow, velocity)",
-             f"latent: {lf.channels} channels, scaling factor {lf.scale_factor}, shift {lf.shift_factor}",
+             f"latent: {lf.channels} channels, scaling factor {lf.scale_factor}, shift {lf.shift_factor}"
+             + (", each channel standardised by the VAE's mean and std" if lf.channel_mean else ""),
              "components:"]
     model_keys = [k for k in f.shapes if k.startswith(info.prefix) and not k.startswith(
         ("text_encoders.", info.vae_prefix or "text_encoders."))]
@@ -271,6 +272,9 @@ def _flow_report(f: "WeightFile", info: FlowInfo, size: int) -> str:
     elif info.arch == "ltxv":
         detail = (f"{c.depth} blocks, width {c.hidden_size}, {c.num_heads} heads, {c.in_channels} latent ch, "
                   f"text width {c.caption_channels}")
+    elif info.arch == "mochi":
+        detail = (f"{c.depth} blocks, widths {c.hidden_size} (video) / {c.hidden_size_y} (text), {c.num_heads} heads, "
+                  f"{c.in_channels} latent ch, text width {c.text_dim}")
     elif info.arch == "chroma":
         detail = (f"{c.depth} double + {c.depth_single_blocks} single blocks, width {c.hidden_size}, "
                   f"{c.num_heads} heads, in {c.in_channels} packed ch, approximator {c.approximator_layers} layers "
@@ -282,9 +286,11 @@ def _flow_report(f: "WeightFile", info: FlowInfo, size: int) -> str:
     lines.append(f"  diffusion model ({info.prefix or 'no prefix'}): {_millions(_count(f, model_keys))} params, "
                  f"{_dtypes(f, model_keys)}; {detail}")
     if info.vae is not None:
-        vae_keys = [k for k in f.shapes if k.startswith(info.vae_prefix)]
+        root = "vae." if info.arch == "mochi" else info.vae_prefix  # Mochi's: decoder. and encoder. under vae.
+        vae_keys = [k for k in f.shapes if k.startswith(root)]
         used.update(vae_keys)
-        lines.append(f"  vae ({info.vae_prefix}): {_millions(_count(f, vae_keys))} params, {_dtypes(f, vae_keys)}; "
+        parts = " (decoder + encoder)" if any(k.startswith("vae.encoder.") for k in vae_keys) else ""
+        lines.append(f"  vae ({root}){parts}: {_millions(_count(f, vae_keys))} params, {_dtypes(f, vae_keys)}; "
                      f"{info.vae.latent_channels} latent channels, downscale {info.vae.downscale}")
     else:
         lines.append("  vae: none")

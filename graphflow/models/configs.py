@@ -475,6 +475,128 @@ def ltxv_vae_config_from_state_dict(shapes: dict[str, tuple]) -> LTXVVAEConfig:
         out_channels=shapes["decoder.conv_out.conv.weight"][0] // round((encoder_in[1] / 3)))
 
 
+@dataclass(frozen=True)
+class MochiConfig:
+    """Genmo's Mochi 1 transformer (asymmetric MM-DiT: a wide visual stream, a narrower text
+    stream, joint attention). Defaults: mochi-1-preview. The attention pool's 8 heads are not
+    in the weights (Genmo's and diffusers' fixed number)."""
+    in_channels: int = 12
+    patch_size: int = 2
+    hidden_size: int = 3072  # the visual stream
+    hidden_size_y: int = 1536  # the text stream
+    num_heads: int = 24
+    depth: int = 48
+    text_dim: int = 4096  # T5-XXL
+    mlp_hidden_x: int = 8192
+    mlp_hidden_y: int = 4096
+    out_channels: int = 12
+    pool_heads: int = 8
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def latent_channels(self) -> int:
+        return self.in_channels
+
+
+def mochi_config_from_state_dict(shapes: dict[str, tuple]) -> MochiConfig:
+    """The architecture from Genmo's key names and shapes (keys without `model.diffusion_model.`)."""
+    hidden, in_channels, patch, _ = shapes["x_embedder.proj.weight"]
+    _, heads, half = shapes["pos_frequencies"]
+    if heads * half * 2 != hidden:
+        raise ValueError(f"pos_frequencies {tuple(shapes['pos_frequencies'])} do not fit the width {hidden}")
+    depth = len({k.split(".")[1] for k in shapes if k.startswith("blocks.")})
+    return MochiConfig(
+        in_channels=in_channels, patch_size=patch, hidden_size=hidden, hidden_size_y=shapes["t5_yproj.weight"][0],
+        num_heads=heads, depth=depth, text_dim=shapes["t5_yproj.weight"][1],
+        mlp_hidden_x=shapes["blocks.0.mlp_x.w1.weight"][0] // 2,
+        mlp_hidden_y=shapes.get("blocks.0.mlp_y.w1.weight", (0,))[0] // 2,  # none with one block (the last has none)
+        out_channels=shapes["final_layer.linear.weight"][0] // (patch * patch))
+
+
+@dataclass(frozen=True)
+class MochiVAEConfig:
+    """Mochi's video VAE decoder (Genmo's layout). Widths from the latent side down to the
+    pixels; per stage the residual blocks, and each up block's frame / pixel expansion.
+    Defaults: Genmo's mochi-1-preview decoder (6x frames, 8x rows and columns)."""
+    latent_channels: int = 12
+    channels: tuple = (768, 512, 256, 128)  # block_in's width, then after each up block
+    layers: tuple = (3, 6, 4, 3, 3)  # block_in, the up blocks, block_out
+    temporal_expansions: tuple = (3, 2, 1)
+    spatial_expansion: int = 2
+    out_channels: int = 3
+
+    @property
+    def downscale(self) -> int:
+        return self.spatial_expansion ** len(self.temporal_expansions)
+
+    @property
+    def frames_per_latent(self) -> int:
+        return math.prod(self.temporal_expansions)
+
+
+def mochi_vae_config_from_state_dict(shapes: dict[str, tuple]) -> MochiVAEConfig:
+    """The decoder's layout from Genmo's key names and shapes (keys without `decoder.`); the
+    spatial expansion is Genmo's 2, the frame expansions follow from the up projections' widths."""
+    stages = 1 + max(int(k.split(".")[1]) for k in shapes if k.startswith("blocks."))
+    count = lambda prefix: len({k[len(prefix):].split(".")[0] for k in shapes  # noqa: E731
+                                if k.startswith(prefix) and ".stack." in k})
+    channels, temporal = [shapes["blocks.0.0.weight"][0]], []
+    for i in range(1, stages - 1):
+        out = shapes[f"blocks.{i}.proj.weight"][0]
+        width = shapes[f"blocks.{i + 1}.0.stack.0.weight" if i == stages - 2 else
+                       f"blocks.{i + 1}.blocks.0.stack.0.weight"][0]
+        temporal.append(out // (width * 4))
+        channels.append(width)
+    return MochiVAEConfig(
+        latent_channels=shapes["blocks.0.0.weight"][1], channels=tuple(channels),
+        layers=(count("blocks.0."),) + tuple(count(f"blocks.{i}.blocks.") for i in range(1, stages - 1))
+        + (count(f"blocks.{stages - 1}."),),
+        temporal_expansions=tuple(temporal), out_channels=shapes["output_proj.weight"][0])
+
+
+@dataclass(frozen=True)
+class MochiVAEEncoderConfig:
+    """Mochi's video VAE encoder (Genmo's layout): widths from the pixels up, per stage the
+    residual blocks (block_in, each down block, block_out) and whether they carry temporal
+    attention, each down block's frame reduction (rows and columns halve). Defaults: Genmo's."""
+    channels: tuple = (64, 128, 256, 384)
+    layers: tuple = (3, 3, 4, 6, 3)
+    attention: tuple = (False, True, True, True, True)
+    temporal_reductions: tuple = (1, 2, 3)
+    latent_channels: int = 12
+
+
+def mochi_vae_encoder_config_from_state_dict(shapes: dict[str, tuple]) -> MochiVAEEncoderConfig:
+    """The encoder's layout from Genmo's key names and shapes (keys without `encoder.`): layers.0
+    the input projection, then residual blocks (block_in before the first down block, block_out
+    after the last) and down blocks (a strided convolution `layers.0`, residual blocks after it)."""
+    channels, temporal, down = [shapes["layers.0.weight"][0]], [], []
+    ends = {"in": [0, False], "out": [0, False]}  # residual blocks and attention of block_in / block_out
+    index = 1
+    while True:
+        prefix = f"layers.{index}."
+        if prefix + "layers.0.weight" in shapes:
+            conv = shapes[prefix + "layers.0.weight"]
+            channels.append(conv[0])
+            temporal.append(conv[2])
+            count = len({k[len(prefix):].split(".")[1] for k in shapes if k.startswith(prefix + "layers.")}) - 1
+            down.append((count, f"{prefix}layers.1.attn_block.attn.qkv.weight" in shapes))
+        elif prefix + "stack.0.weight" in shapes:
+            end = ends["out" if down else "in"]
+            end[0] += 1
+            end[1] = prefix + "attn_block.attn.qkv.weight" in shapes
+        else:
+            break
+        index += 1
+    stages = [tuple(ends["in"]), *down, tuple(ends["out"])]
+    return MochiVAEEncoderConfig(channels=tuple(channels), layers=tuple(n for n, _ in stages),
+                                 attention=tuple(a for _, a in stages), temporal_reductions=tuple(temporal),
+                                 latent_channels=shapes["output_proj.weight"][0] // 2)
+
+
 # -- text encoder towers of single-file SD1/SD2/SDXL checkpoints ------------------------------
 HF, OPENCLIP = "hf", "openclip"
 

@@ -114,7 +114,7 @@ def find_pixart(shapes) -> tuple[str, str, str] | None:
 
 def identify(shapes: dict[str, tuple]) -> FileKind | None:
     """The kind of model file these keys and shapes are, or None when nothing matches."""
-    from .flow_architecture import find_flow_model, vae_in
+    from .flow_architecture import MOCHI_VAE_ENCODER, find_flow_model, mochi_vae_prefix, vae_in
 
     controlnet = _controlnet(shapes)
     if controlnet is not None:
@@ -153,7 +153,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
     flow = find_flow_model(shapes)
     has_vae = vae_in(shapes) is not None or (flow is not None and flow[0] == "ltxv" and _has(shapes, "vae."))
     if flow is not None:
-        name = {"sd3": "SD3 / SD3.5", "flux": "FLUX.1", "chroma": "Chroma", "ltxv": "LTX-Video"}[flow[0]]
+        name = {"sd3": "SD3 / SD3.5", "flux": "FLUX.1", "chroma": "Chroma", "ltxv": "LTX-Video",
+                "mochi": "Mochi"}[flow[0]]
         if has_vae:
             return FileKind(f"{name} checkpoint", "checkpoints", "LoadCheckpoint")
         return FileKind(f"{name} diffusion model", "diffusion_models", "LoadDiffusionModel")
@@ -170,6 +171,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         channels = next((s[1] for k, s in shapes.items() if k.endswith("decoder.conv_in.weight") and len(s) == 4), 0)
         family = {4: "SD1.x / SD2.x / SDXL", 16: "SD3 / FLUX.1"}.get(channels, f"{channels} latent channels" if channels else "")
         return FileKind(_named("VAE", family), "vae", "LoadVAE")
+    if mochi_vae_prefix(shapes) is not None or "encoder." + MOCHI_VAE_ENCODER in shapes:
+        return FileKind("Mochi video VAE", "vae", "LoadVAE")
     if "1.conv.0.weight" in shapes or _has(shapes, "encoder.layers.", "decoder.layers."):
         return FileKind("TAESD tiny autoencoder", "vae_approx", "LoadVAE (as taesd, taesdxl, taesd3 or taef1)")
     if any(k.split(".")[0].isdigit() and ".linear." in k for k in shapes):

@@ -9,6 +9,8 @@ files and ComfyUI's saves, none in diffusion-model-only files):
                               time_in, vector_in, guidance_in
     LTX-Video (Lightricks)    P transformer_blocks.N.*, patchify_proj, adaln_single, ...; its
                               causal video VAE under vae.* (Lightricks' 0.9.0 layout)
+    Mochi 1 (Genmo)           P blocks.N.{attn.qkv_x,mod_y,mlp_x.w1,...}, pos_frequencies,
+                              t5_y_embedder, t5_yproj, x_embedder, final_layer (Genmo's layout)
     VAE                       first_stage_model.* (Stability) or vae.* (ComfyUI's FLUX saves)
     text encoders             text_encoders.{clip_l,clip_g,t5xxl}.transformer.* (transformers' layouts)
 
@@ -19,10 +21,11 @@ noisy latent + masked image + mask), and the 128-channel control variants (Depth
 
 from dataclasses import dataclass, field, replace
 
-from .configs import (ChromaConfig, FluxConfig, LTXVConfig, LTXVVAEConfig, MMDiTConfig, VAEConfig,
-                      chroma_config_from_state_dict, flux_config_from_state_dict, ltxv_config_from_state_dict,
-                      ltxv_vae_config_from_state_dict, mmdit_config_from_state_dict, vae_config_from_state_dict)
-from .latent_formats import FLUX, LTXV, SD3, LatentFormat
+from .configs import (ChromaConfig, FluxConfig, LTXVConfig, LTXVVAEConfig, MMDiTConfig, MochiConfig, MochiVAEConfig,
+                      VAEConfig, chroma_config_from_state_dict, flux_config_from_state_dict,
+                      ltxv_config_from_state_dict, ltxv_vae_config_from_state_dict, mmdit_config_from_state_dict,
+                      mochi_config_from_state_dict, mochi_vae_config_from_state_dict, vae_config_from_state_dict)
+from .latent_formats import FLUX, LTXV, MOCHI, SD3, LatentFormat
 from .weight_files import CheckpointError
 
 DIFFUSION_PREFIXES = ("model.diffusion_model.", "")
@@ -34,26 +37,29 @@ TEXT_ENCODERS = ("clip_l", "clip_g", "t5xxl")
 FAMILY_NAMES = {"sd3_medium": "SD3 medium", "sd35_large": "SD3.5 large", "sd35_medium": "SD3.5 medium",
                 "flux_dev": "FLUX.1 dev", "flux_schnell": "FLUX.1 schnell", "flux_fill": "FLUX.1 Fill (dev)",
                 "flux_control": "FLUX.1 Depth/Canny (dev)", "chroma": "Chroma",
-                "ltxv": "LTX-Video"}
+                "ltxv": "LTX-Video", "mochi": "Mochi 1 Preview"}
 # Chroma first: it has FLUX's markers too
 _MARKERS = {"sd3": ("joint_blocks.0.x_block.attn.qkv.weight", "x_embedder.proj.weight"),
             "chroma": ("double_blocks.0.img_attn.qkv.weight", "distilled_guidance_layer.in_proj.weight"),
             "flux": ("double_blocks.0.img_attn.qkv.weight", "img_in.weight"),
-            "ltxv": ("adaln_single.emb.timestep_embedder.linear_1.weight", "patchify_proj.weight")}
+            "ltxv": ("adaln_single.emb.timestep_embedder.linear_1.weight", "patchify_proj.weight"),
+            "mochi": ("t5_y_embedder.to_kv.weight", "pos_frequencies", "blocks.0.attn.qkv_x.weight")}
 _CONFIG_READERS = {"sd3": mmdit_config_from_state_dict, "flux": flux_config_from_state_dict,
-                   "chroma": chroma_config_from_state_dict, "ltxv": ltxv_config_from_state_dict}
-_ARCH_NAMES = {"sd3": "MM-DiT", "flux": "FLUX", "chroma": "Chroma", "ltxv": "LTX-Video"}
+                   "chroma": chroma_config_from_state_dict, "ltxv": ltxv_config_from_state_dict,
+                   "mochi": mochi_config_from_state_dict}
+_ARCH_NAMES = {"sd3": "MM-DiT", "flux": "FLUX", "chroma": "Chroma", "ltxv": "LTX-Video", "mochi": "Mochi"}
+T5_ALONE = ("chroma", "ltxv", "mochi")  # T5-XXL their only text encoder (CLIPLoader, type = the arch)
 
 
 @dataclass
 class FlowInfo:
     """A flow-model file: the family, where each part is and the configurations read from shapes."""
 
-    arch: str  # sd3 | flux | chroma | ltxv
+    arch: str  # sd3 | flux | chroma | ltxv | mochi
     family: str  # a FAMILY_NAMES key
     prefix: str  # of the diffusion model's keys
-    config: MMDiTConfig | FluxConfig | ChromaConfig | LTXVConfig
-    vae: VAEConfig | LTXVVAEConfig | None = None
+    config: MMDiTConfig | FluxConfig | ChromaConfig | LTXVConfig | MochiConfig
+    vae: VAEConfig | LTXVVAEConfig | MochiVAEConfig | None = None
     vae_prefix: str | None = None
     text_encoders: dict = field(default_factory=dict)  # clip_l / clip_g / t5xxl -> key prefix
     notes: list = field(default_factory=list)
@@ -65,7 +71,7 @@ class FlowInfo:
 
     @property
     def latent_format(self) -> LatentFormat:
-        return {"sd3": SD3, "ltxv": LTXV}.get(self.arch, FLUX)
+        return {"sd3": SD3, "ltxv": LTXV, "mochi": MOCHI}.get(self.arch, FLUX)
 
     @property
     def latent_channels(self) -> int:
@@ -84,7 +90,7 @@ def find_flow_model(shapes) -> tuple[str, str] | None:
 def _family(arch: str, config) -> str:
     if arch == "sd3":
         return "sd35_medium" if config.x_self_attn_layers else "sd35_large" if config.qk_norm else "sd3_medium"
-    if arch in ("chroma", "ltxv"):
+    if arch in T5_ALONE:
         return arch
     packed = config.in_channels // 4
     if packed == config.latent_channels + 80:
@@ -129,6 +135,35 @@ def _ltxv_vae(shapes) -> tuple[str, LTXVVAEConfig] | None:
         raise CheckpointError(f"the LTX-Video VAE keys under vae. are incomplete ({type(e).__name__}: {e})") from None
 
 
+# keys only Genmo's VAE decoder / encoder have (ComfyUI tells them by these)
+MOCHI_VAE_DECODER = "blocks.2.blocks.3.stack.5.weight"
+MOCHI_VAE_ENCODER = "layers.4.layers.1.attn_block.attn.qkv.weight"
+
+
+def mochi_vae_prefix(shapes) -> str | None:
+    """Where Genmo's Mochi VAE decoder sits among the keys: "decoder." (ComfyUI's mochi_vae.safetensors),
+    "vae.decoder." (a checkpoint), "" (Genmo's decoder file); None when there is none."""
+    return next((p for p in ("decoder.", "vae.decoder.", "") if p + MOCHI_VAE_DECODER in shapes), None)
+
+
+def mochi_encoder_prefix(shapes, decoder_prefix: str) -> str | None:
+    """Where the encoder beside that decoder sits ("encoder." / "vae.encoder."), None without one."""
+    prefix = decoder_prefix[:-len("decoder.")] + "encoder." if decoder_prefix.endswith("decoder.") else None
+    return prefix if prefix is not None and prefix + MOCHI_VAE_ENCODER in shapes else None
+
+
+def _mochi_vae(shapes) -> tuple[str, MochiVAEConfig] | None:
+    """(prefix, config) of a Mochi VAE decoder saved in a checkpoint under vae.decoder., or None."""
+    prefix = "vae.decoder."
+    if prefix + MOCHI_VAE_DECODER not in shapes:
+        return None
+    part = {k[len(prefix):]: tuple(s) for k, s in shapes.items() if k.startswith(prefix)}
+    try:
+        return prefix, mochi_vae_config_from_state_dict(part)
+    except (KeyError, ValueError, IndexError) as e:
+        raise CheckpointError(f"the Mochi VAE keys under {prefix} are incomplete ({type(e).__name__}: {e})") from None
+
+
 def _ltxv_file_config(config: LTXVConfig, metadata: dict | None) -> LTXVConfig:
     """Lightricks' files state in their metadata what weights cannot show (`config`: JSON with a
     "transformer" section); ComfyUI reads causal_temporal_positioning and the head count there."""
@@ -147,7 +182,7 @@ def _ltxv_file_config(config: LTXVConfig, metadata: dict | None) -> LTXVConfig:
 
 
 def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
-    """A SD3/SD3.5/FLUX/Chroma/LTX-Video file's FlowInfo, from names and shapes (and for LTX-Video
+    """A SD3/SD3.5/FLUX/Chroma/LTX-Video/Mochi file's FlowInfo, from names and shapes (and for LTX-Video
     the file's `config` metadata); None for other files."""
     found = find_flow_model(shapes)
     if found is None:
@@ -164,8 +199,8 @@ def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
         config = _ltxv_file_config(config, metadata)
     info = FlowInfo(arch=arch, family=_family(arch, config), prefix=prefix, config=config,
                     text_encoders=_text_encoders(shapes))
-    vae = _ltxv_vae(shapes) if arch == "ltxv" else vae_in(shapes)
-    if arch == "ltxv" and vae is not None:
+    vae = {"ltxv": _ltxv_vae, "mochi": _mochi_vae}.get(arch, vae_in)(shapes)
+    if arch in ("ltxv", "mochi") and vae is not None:
         info.vae_prefix, info.vae = vae
     elif vae is not None:
         info.vae_prefix = vae[0]
@@ -177,9 +212,10 @@ def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
             raise CheckpointError(f"the VAE under {vae[0]} has {info.vae.latent_channels} latent channels; "
                                   f"{info.name} uses {info.latent_channels}")
     else:
-        info.notes.append("no VAE in the file: load one (ae.safetensors for FLUX) with LoadVAE")
+        info.notes.append("no VAE in the file: load one (" + ("mochi_vae.safetensors" if arch == "mochi" else
+                                                              "ae.safetensors for FLUX") + ") with LoadVAE")
     if not info.text_encoders:
         info.notes.append(f"no text encoder in the file: load T5-XXL with CLIPLoader, type {arch}"
-                          if arch in ("chroma", "ltxv")
+                          if arch in T5_ALONE
                           else "no text encoders in the file: load them with DualCLIPLoader / TripleCLIPLoader")
     return info

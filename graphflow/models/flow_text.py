@@ -33,6 +33,11 @@ LTX-Video ("ltxv", CLIPLoader's type): context = T5 tokens alone, the prompt's p
      and masks them out of the model's cross-attention: the same numbers as the unpadded tokens
      without a mask (masked keys weigh exactly 0 in attention), which is what is given here; no
      pooled vector (None).
+Mochi ("mochi", CLIPLoader's type): as LTX-Video. ComfyUI pads to 256 with <pad>, runs T5 with
+     the padding masked, zeroes the padded outputs and gives the model the mask, which leaves the
+     padding out of its prompt pool and crops it from its joint attention (diffusers' MochiPipeline
+     and transformer do the same with their mask): the numbers of the unpadded tokens without a
+     mask, which is what is given here; no pooled vector (None).
 CLIP hidden states are not passed through the final layer norm (as SDXL's, ComfyUI's and
 diffusers'); pooled always comes from the last layer, first window, unweighted.
 """
@@ -47,8 +52,9 @@ from .t5 import MIN_LENGTH, T5Encoder
 from .text_encoders import ClipTower
 from .tokenizer import EOS, TokenWindows, empty_window, tokenize_prompt
 
-ARCHS = ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv")
-T5_ALONE = ("chroma", "pixart", "ltxv")
+ARCHS = ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "mochi")
+T5_ALONE = ("chroma", "pixart", "ltxv", "mochi")
+T5_ALONE_NAMES = {"chroma": "Chroma", "pixart": "PixArt", "ltxv": "LTX-Video", "mochi": "Mochi"}
 CONTEXT_DIM = 4096
 POOLED = {"clip_l": 768, "clip_g": 1280}
 
@@ -84,7 +90,8 @@ def clip_encode(tower: ClipTower, windows: TokenWindows, clip_skip: int = -2,
 
 class FlowTextEncoder:
     """prompt -> (context [1, T, 4096], pooled [1, 2048 | 768]) for SD3 ("sd3") or FLUX ("flux");
-    Chroma ("chroma"), PixArt ("pixart") and LTX-Video ("ltxv"), T5 alone: (context, None)."""
+    Chroma ("chroma"), PixArt ("pixart"), LTX-Video ("ltxv") and Mochi ("mochi"), T5 alone:
+    (context, None)."""
 
     def __init__(self, arch: str, clip_l: ClipTower | None = None, clip_g: ClipTower | None = None,
                  t5: T5Encoder | None = None, clip_skip: int = -2, context_dim: int | None = None):
@@ -93,8 +100,7 @@ class FlowTextEncoder:
         if arch == "flux" and clip_g is not None:
             raise ValueError("FLUX uses CLIP-L and T5-XXL, not CLIP-G")
         if arch in T5_ALONE and (t5 is None or clip_l is not None or clip_g is not None):
-            name = {"chroma": "Chroma", "pixart": "PixArt", "ltxv": "LTX-Video"}[arch]
-            raise ValueError(f"{name} uses T5-XXL alone")
+            raise ValueError(f"{T5_ALONE_NAMES[arch]} uses T5-XXL alone")
         if arch == "stable_cascade" and (clip_g is None or clip_l is not None or t5 is not None):
             raise ValueError("Stable Cascade uses CLIP-G alone")
         if arch == "stable_cascade":

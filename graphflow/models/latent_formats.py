@@ -3,6 +3,7 @@ and a cheap linear latent -> RGB map for live previews.
 
 process_in(z) = (z - shift) * scale      raw VAE latent -> model space
 process_out(x) = x / scale + shift       model space -> raw VAE latent
+(Mochi's format first standardises each channel by its own mean and std: (z - mean_c) / std_c.)
 
 Preview factors act on MODEL-space latents (what the sampler holds) and give RGB in about
 -1..1. The SD1 and SDXL matrices are least-squares fits of the real VAEs' decoded images,
@@ -27,12 +28,23 @@ class LatentFormat:
     shift_factor: float = 0.0
     rgb_factors: tuple[tuple[float, float, float], ...] | None = field(default=None, repr=False)
     rgb_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    channel_mean: tuple[float, ...] | None = field(default=None, repr=False)  # per channel, before the scale
+    channel_std: tuple[float, ...] | None = field(default=None, repr=False)
+
+    def _channels(self, values, z: torch.Tensor) -> torch.Tensor:
+        import torch
+        return torch.tensor(values, dtype=z.dtype, device=z.device).view(1, -1, *[1] * (z.ndim - 2))
 
     def process_in(self, z: torch.Tensor) -> torch.Tensor:
+        if self.channel_mean is not None:
+            z = (z - self._channels(self.channel_mean, z)) / self._channels(self.channel_std, z)
         return (z - self.shift_factor) * self.scale_factor
 
     def process_out(self, x: torch.Tensor) -> torch.Tensor:
-        return x / self.scale_factor + self.shift_factor
+        x = x / self.scale_factor + self.shift_factor
+        if self.channel_mean is not None:
+            x = x * self._channels(self.channel_std, x) + self._channels(self.channel_mean, x)
+        return x
 
     def with_scale(self, scale_factor: float, shift_factor: float | None = None) -> "LatentFormat":
         """The same format with another scale (a custom or demo VAE)."""
@@ -130,4 +142,16 @@ SC_B = LatentFormat(
 # latents are video [B, 128, frames, h, w]. No preview fit is known here (first channels shown).
 LTXV = LatentFormat("ltxv", channels=128, scale_factor=1.0)
 
-LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, SD_X4, SD3, FLUX, SC_PRIOR, SC_B, LTXV)}
+# Mochi: raw VAE latents standardised per channel (the means and stds of Genmo's VAE, as in
+# diffusers' AutoencoderKLMochi config and ComfyUI's Mochi format), scale 1; latents are video
+# [B, 12, frames, h, w]. No preview fit is known here (first channels shown).
+MOCHI = LatentFormat(
+    "mochi", channels=12, scale_factor=1.0,
+    channel_mean=(-0.06730895953510081, -0.038011381506090416, -0.07477820912866141, -0.05565264470995561,
+                  0.012767231469026969, -0.04703542746246419, 0.043896967884726704, -0.09346305707025976,
+                  -0.09918314763016893, -0.008729793427399178, -0.011931556316503654, -0.0321993391887285),
+    channel_std=(0.9263795028493863, 0.9248894543193766, 0.9393059390890617, 0.959253732819592,
+                 0.8244560132752793, 0.917259975397747, 0.9294154431013696, 1.3720942357788521,
+                 0.881393668867029, 0.9168315692124348, 0.9185249279345552, 0.9274757570805041))
+
+LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, SD_X4, SD3, FLUX, SC_PRIOR, SC_B, LTXV, MOCHI)}

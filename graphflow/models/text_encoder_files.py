@@ -15,7 +15,7 @@ import torch
 
 from ..device import compute_device, default_dtype, load_device
 from .checkpoint import _standalone_tower, load_text_encoder, read_standalone_tower, tower_of
-from .flow_text import FlowTextEncoder
+from .flow_text import T5_ALONE, T5_ALONE_NAMES, FlowTextEncoder
 from .t5 import T5Encoder, t5_from_weights, t5_prefix
 from .text_encoders import ClipTower, TextEncoder
 from .weight_files import CheckpointError, KeyView, WeightFile
@@ -23,7 +23,7 @@ from .weight_files import CheckpointError, KeyView, WeightFile
 COMPONENT_PREFIXES = {name: (f"text_encoders.{name}.transformer.", f"{name}.transformer.")
                       for name in ("clip_l", "clip_g", "t5xxl")}
 # CLIPLoader's types graphflow can build
-CLIP_TYPES = ("stable_diffusion", "stable_cascade", "sd3", "flux", "chroma", "pixart", "ltxv")
+CLIP_TYPES = ("stable_diffusion", "stable_cascade", "sd3", "flux", "chroma", "pixart", "ltxv", "mochi")
 DUAL_TYPES = ("sdxl", "sd3", "flux")
 
 
@@ -88,7 +88,7 @@ def flow_text_encoder_from_file(f, arch: str, device=None, dtype=None, only=None
 
 def _assemble(arch: str, found: dict, names: str) -> FlowTextEncoder:
     allowed = {"sd3": {"clip_l", "clip_g", "t5xxl"}, "flux": {"clip_l", "t5xxl"}, "chroma": {"t5xxl"},
-               "pixart": {"t5xxl"}, "ltxv": {"t5xxl"}, "stable_cascade": {"clip_g"}}[arch]
+               "pixart": {"t5xxl"}, "ltxv": {"t5xxl"}, "mochi": {"t5xxl"}, "stable_cascade": {"clip_g"}}[arch]
     extra = set(found) - allowed
     if extra:
         raise CheckpointError(f"{names}: found {sorted(found)}; a {arch} text encoder takes {sorted(allowed)}, "
@@ -98,8 +98,8 @@ def _assemble(arch: str, found: dict, names: str) -> FlowTextEncoder:
 
 def load_text_encoders(paths, clip_type: str, device=None, dtype=None) -> TextEncoder | FlowTextEncoder:
     """CLIP from 1-3 files for a ComfyUI loader `type`: stable_diffusion (SD1 CLIP-L / SD2 ViT-H),
-    sdxl (CLIP-L + CLIP-G), sd3 (any of CLIP-L, CLIP-G, T5-XXL), flux (CLIP-L + T5-XXL), chroma
-    and pixart (T5-XXL alone). Each
+    sdxl (CLIP-L + CLIP-G), sd3 (any of CLIP-L, CLIP-G, T5-XXL), flux (CLIP-L + T5-XXL), chroma,
+    pixart, ltxv and mochi (T5-XXL alone). Each
     encoder is registered with the memory manager with its file as its source: when RAM runs short
     it may be dropped and read again (SD3/FLUX: from its own file alone)."""
     from graphflow.memory import manager
@@ -139,9 +139,9 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
         paths = sorted(paths, key=lambda p: tower_name(p) != "clip_l")  # CLIP-L first, whatever the node's order
         clip = load_text_encoder(paths, arch="sdxl" if clip_type == "sdxl" else None, device=device, dtype=dtype)
         return clip, ({tower.name: path for tower, path in zip(clip.towers, paths)} if len(paths) > 1 else {})
-    if clip_type not in ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv"):
+    if clip_type not in ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "mochi"):
         raise CheckpointError(f"text encoder type {clip_type!r} is not supported; graphflow builds "
-                              f"stable_diffusion, sdxl, sd3, flux, chroma, pixart, ltxv and stable_cascade")
+                              f"stable_diffusion, sdxl, sd3, flux, chroma, pixart, ltxv, mochi and stable_cascade")
     device, dtype = _device_dtype(device, dtype)
     found, sources = {}, {}
     for path in paths:
@@ -155,7 +155,7 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
         raise CheckpointError(f"{names}: Stable Cascade needs one CLIP-G file, found {sorted(found) or 'no text encoder'}")
     if clip_type == "flux" and set(found) != {"clip_l", "t5xxl"}:
         raise CheckpointError(f"{names}: FLUX needs a CLIP-L and a T5-XXL file, found {sorted(found)}")
-    if clip_type in ("chroma", "pixart", "ltxv") and set(found) != {"t5xxl"}:
-        name = {"chroma": "Chroma", "pixart": "PixArt", "ltxv": "LTX-Video"}[clip_type]
+    if clip_type in T5_ALONE and set(found) != {"t5xxl"}:
+        name = T5_ALONE_NAMES[clip_type]
         raise CheckpointError(f"{names}: {name} needs a T5-XXL file alone, found {sorted(found)}")
     return _assemble(clip_type, found, names), sources

@@ -40,7 +40,8 @@ Entries whose inputs agree in shape are batched into one UNet call: the positive
 prompt of a plain txt2img run make ONE forward of batch 2B. Prompts of different token lengths
 (75 vs 150 tokens, say) are batched by repeating each embedding to the least common multiple of
 the lengths (repeating keys and values leaves softmax attention's output unchanged) while that
-multiple is at most 4x the shorter; otherwise they run separately.
+multiple is at most 4x the shorter; otherwise they run separately (and always for Mochi, whose
+text tokens are keys next to the image's in one attention).
 While a batch runs, `unet_rows` tells model patches that need it (IP-Adapter) the sigma and which
 rows are the negative prompt's.
 """
@@ -83,6 +84,9 @@ class Cond:
     video_frames: int | None = None  # SVD: frames per video (the latent batch), however many sides are batched
     frame_rate: float | None = None  # LTX-Video's (LTXVConditioning): where frames sit in time
     keyframe_positions: torch.Tensor | None = None  # LTX-Video's appended guide frames (LTXVAddGuide): [N, 3]
+    # Mochi: text and image tokens share one attention, where repeated text tokens would weigh
+    # more, so prompts of other lengths are not batched (ComfyUI's num_tokens keeps them apart)
+    exact_tokens: bool = False
 
     def active(self, sigma: torch.Tensor) -> bool:
         if self.sigma_start is None and self.sigma_end is None:
@@ -250,6 +254,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             video_frames=batch if getattr(model, "arch", None) == "svd" else None,
             frame_rate=None if frame_rate is None else float(frame_rate),
             keyframe_positions=keyframes,
+            exact_tokens=getattr(model, "arch", None) == "mochi",
         ))
     return out
 
@@ -413,6 +418,8 @@ def _can_batch(a, b) -> bool:
         if (ta is None) != (tb is None) or (ta is not None and ta.shape != tb.shape):
             return False
     sa, sb = ca.context.shape, cb.context.shape
+    if (ca.exact_tokens or cb.exact_tokens) and sa != sb:
+        return False
     if ca.attention_mask is not None or cb.attention_mask is not None:  # the bias fits its own token count only
         return ca.attention_mask is not None and cb.attention_mask is not None and sa == sb
     if sa != sb:

@@ -170,8 +170,9 @@ def _latent_samples(model, latent) -> torch.Tensor:
     video = getattr(model, "is_video", False)
     if video and (not torch.is_tensor(samples) or samples.ndim != 5):
         got = tuple(samples.shape) if torch.is_tensor(samples) else type(samples).__name__
+        empty = "EmptyMochiLatentVideo" if getattr(model, "arch", None) == "mochi" else "EmptyLTXVLatentVideo"
         raise NodeInputError("latent_image", f"{getattr(model, 'arch', 'this model')} samples video latents [B, C, "
-                                             f"frames, h, w] (EmptyLTXVLatentVideo), got {got}")
+                                             f"frames, h, w] ({empty}), got {got}")
     if torch.is_tensor(samples) and samples.ndim == 5 and not video:
         raise NodeInputError("latent_image", f"the latent is a video [B, C, frames, h, w] {tuple(samples.shape)}; "
                                              f"this model samples images [B, C, h, w]")
