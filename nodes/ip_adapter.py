@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from graphflow.api import (CLIP_VISION, IMAGE, MASK, MODEL, Bool, Choice, ComfyAlias, Float, Int, Node,
                            NodeInputError, Text, folders, socket_type)
-from graphflow.models.ip_adapter_images import (COMBINE_METHODS, CROP_POSITIONS, INTERPOLATIONS, NOISE_TYPES)
+from graphflow.choices import (IPADAPTER_COMBINE_METHODS, IPADAPTER_CROP_POSITIONS, IPADAPTER_INTERPOLATIONS,
+                               IPADAPTER_NOISE_TYPES)
 
 IPADAPTER = socket_type("IPADAPTER", "#7e57c2", "An IP-Adapter: image projection and cross-attention weights")
 EMBEDS = socket_type("EMBEDS", "#9575cd", "IP-Adapter image features: CLIP image embeddings (basic adapters) or "
@@ -456,8 +457,8 @@ class PrepImageForClipVision(Node):
     Pillow with `interpolation`, then contrast-adaptive sharpened by `sharpening` (0: none)."""
     category = "ipadapter"
     image: IMAGE
-    interpolation: str = Choice(INTERPOLATIONS, "LANCZOS")
-    crop_position: str = Choice(CROP_POSITIONS, "top")  # the pack's list has no default: its first
+    interpolation: str = Choice(IPADAPTER_INTERPOLATIONS, "LANCZOS")
+    crop_position: str = Choice(IPADAPTER_CROP_POSITIONS, "top")  # the pack's list has no default: its first
     sharpening: float = Float(0.0, min=0.0, max=1.0, step=0.05)
     outputs = {"image": IMAGE}
     comfy = ComfyAlias(("PrepImageForClipVision",))
@@ -558,7 +559,7 @@ class IPAdapterCombineEmbeds(Node):
     rows, then averaged), max or min (element-wise), as ComfyUI_IPAdapter_plus."""
     category = "ipadapter"
     embed1: EMBEDS
-    method: str = Choice(COMBINE_METHODS, "concat")
+    method: str = Choice(IPADAPTER_COMBINE_METHODS, "concat")
     embed2: EMBEDS = None
     embed3: EMBEDS = None
     embed4: EMBEDS = None
@@ -591,7 +592,7 @@ class IPAdapterNoise(Node):
     normal noise; shuffle: the image warped and flipped, then noised. blur: a Gaussian blur of
     that kernel size (0: none). The noise is seeded by the image, so it repeats."""
     category = "ipadapter"
-    type: str = Choice(NOISE_TYPES, "fade")
+    type: str = Choice(IPADAPTER_NOISE_TYPES, "fade")
     strength: float = Float(1.0, min=0.0, max=1.0, step=0.05)
     blur: int = Int(0, min=0, max=32)
     image_optional: IMAGE = None
@@ -717,8 +718,8 @@ class IPAdapterMS(Node):
     attn_mask: MASK = None
     clip_vision: CLIP_VISION = None
     outputs = {"model": MODEL}
-    comfy = ComfyAlias(("IPAdapterMS",), optional=("image_negative", "attn_mask", "clip_vision", "insightface"),
-                       ignore=("insightface",))
+    comfy = ComfyAlias(("IPAdapterMS",), optional=("image_negative", "attn_mask", "clip_vision"),
+                       ignore=("insightface",))  # FaceID's
 
     def run(self):
         _check_scaling(self.embeds_scaling)
@@ -746,7 +747,8 @@ class IPAdapterSaveEmbeds(Node):
         from nodes.image import _next_counter, _write_new
 
         if getattr(self.embeds, "ndim", 0) not in (2, 3):
-            raise NodeInputError("embeds", f"expected IP-Adapter EMBEDS (IPAdapterEncoder), got {type(self.embeds).__name__}")
+            raise NodeInputError("embeds", f"expected IP-Adapter EMBEDS (IPAdapterEncoder), "
+                                           f"got {type(self.embeds).__name__}")
         try:
             folder, stem = folders.output_location(self.filename_prefix)
         except ValueError as e:

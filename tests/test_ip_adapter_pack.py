@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from graphflow.choices import IPADAPTER_COMBINE_METHODS, IPADAPTER_CROP_POSITIONS, IPADAPTER_INTERPOLATIONS
 from graphflow.context import NodeInputError
 from graphflow.models.ip_adapter import cross_attentions, transformer_numbers, transformer_weights
 from graphflow.models.ip_adapter_images import (contrast_adaptive_sharpening, noise_image, reference_tiles,
@@ -25,10 +26,11 @@ def pil_reference(x: torch.Tensor, size: tuple[int, int], resample: str) -> torc
     return torch.from_numpy(np.asarray(out, dtype=np.float32) / 255)
 
 
-@pytest.mark.parametrize("interpolation", ["LANCZOS", "BICUBIC", "NEAREST"])
+@pytest.mark.parametrize("interpolation", IPADAPTER_INTERPOLATIONS)
 def test_prep_image_crops_at_the_position_and_resizes_with_pillow(builtin_registry, interpolation):
     image = torch.rand(2, 30, 50, 3, generator=torch.Generator().manual_seed(1))
     crops = {"top": (0, 10), "bottom": (0, 10), "center": (0, 10), "left": (0, 0), "right": (0, 20)}  # (top, left)
+    assert set(crops) | {"pad"} == set(IPADAPTER_CROP_POSITIONS)
     for position, (top, left) in crops.items():
         out = call(builtin_registry, "PrepImageForClipVision", image=image, interpolation=interpolation,
                    crop_position=position)
@@ -187,6 +189,7 @@ def test_combine_embeds_node(builtin_registry):
                 "subtract": (rows[0] - rows[1:].mean(0))[None], "average": rows.mean(0, keepdim=True),
                 "norm average": (rows / rows.norm(dim=0)).mean(0, keepdim=True),
                 "max": rows.max(0).values[None], "min": rows.min(0).values[None]}
+    assert tuple(expected) == IPADAPTER_COMBINE_METHODS
     for method, want in expected.items():
         out = call(builtin_registry, "IPAdapterCombineEmbeds", embed1=a, method=method, embed3=b, embed5=c)
         torch.testing.assert_close(out, want, atol=1e-6, rtol=0)

@@ -17,14 +17,12 @@ import math
 import torch
 import torch.nn.functional as F
 
+from graphflow.choices import IPADAPTER_COMBINE_METHODS as COMBINE_METHODS
+from graphflow.choices import IPADAPTER_NOISE_TYPES as NOISE_TYPES
 from graphflow.images import pil_resize
 
 CLIP_SIZE = 224  # the ViT-H / ViT-bigG input the pack prepares images for
 TILE_SIZE = 256  # the pack's tile: "more likely divisible by the latent size", CLIP resizes it to 224
-INTERPOLATIONS = ("LANCZOS", "BICUBIC", "HAMMING", "BILINEAR", "BOX", "NEAREST")
-CROP_POSITIONS = ("top", "bottom", "left", "right", "center", "pad")
-NOISE_TYPES = ("fade", "dissolve", "gaussian", "shuffle")
-COMBINE_METHODS = ("concat", "add", "subtract", "average", "norm average", "max", "min")
 
 
 def contrast_adaptive_sharpening(x: torch.Tensor, amount: float) -> torch.Tensor:
