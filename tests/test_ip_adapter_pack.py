@@ -305,9 +305,9 @@ def test_precise_nodes_and_ms_against_advanced(builtin_registry, parts):
     assert (_unet_out(first) - _unet_out(model)).abs().max() > 1e-5
 
 
-def test_tiled_graph_end_to_end(builtin_registry, models):
-    """An API graph with PrepImageForClipVision, IPAdapterNoise and IPAdapterTiled samples; the
-    tiled adapter at weight 0 is the plain model, bit for bit."""
+def tiled_graph():
+    """tests/test_ip_adapter.py's graph with PrepImageForClipVision -> IPAdapterTiled, and
+    IPAdapterNoise for the negative image."""
     g = graph()
     g["11"] = {"class_type": "IPAdapterNoise", "inputs": {"type": "dissolve", "strength": 0.5, "blur": 3}}
     g["12"] = {"class_type": "PrepImageForClipVision", "inputs": {"image": ["5", 0], "interpolation": "BICUBIC",
@@ -316,6 +316,13 @@ def test_tiled_graph_end_to_end(builtin_registry, models):
         "model": ["1", 0], "ipadapter": ["6", 0], "image": ["12", 0], "clip_vision": ["4", 0], "weight": 1.0,
         "weight_type": "linear", "combine_embeds": "concat", "start_at": 0.0, "end_at": 1.0, "sharpening": 0.0,
         "embeds_scaling": "V only", "image_negative": ["11", 0]}}
+    return g
+
+
+def test_tiled_graph_end_to_end(builtin_registry, models):
+    """An API graph with PrepImageForClipVision, IPAdapterNoise and IPAdapterTiled samples; the
+    tiled adapter at weight 0 is the plain model, bit for bit."""
+    g = tiled_graph()
     prompted = run(builtin_registry, g)
     g["7"]["inputs"]["weight"] = 0.0
     zero = run(builtin_registry, g)
@@ -323,6 +330,42 @@ def test_tiled_graph_end_to_end(builtin_registry, models):
     plain["9"]["inputs"]["model"] = ["1", 0]
     assert torch.equal(zero, run(builtin_registry, plain))
     assert (prompted - zero).abs().max() > 1e-3
+
+
+def test_ui_workflow_with_the_pack_nodes_runs_as_the_api_graph(builtin_registry, models):
+    """The same graph as ComfyUI's editor saves it (widgets_values in the pack's input order, a
+    link into IPAdapterTiled's optional image_negative) samples the same latent."""
+    from graphflow.executor import Executor
+    from graphflow.workflow import parse_workflow
+    from tests.test_comfy_pack_nodes import ui_graph
+
+    tiled_inputs = [("model", "MODEL"), ("ipadapter", "IPADAPTER"), ("image", "IMAGE"),
+                    ("image_negative", "IMAGE"), ("attn_mask", "MASK"), ("clip_vision", "CLIP_VISION")]
+    nodes = [
+        (1, "CheckpointLoaderSimple", [], [("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")], ["sd1.safetensors"]),
+        (2, "CLIPTextEncode", [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], ["a cat"]),
+        (3, "CLIPTextEncode", [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], [""]),
+        (4, "CLIPVisionLoader", [], [("CLIP_VISION", "CLIP_VISION")], ["vit_tiny.safetensors"]),
+        (5, "EmptyImage", [], [("IMAGE", "IMAGE")], [64, 64, 1, 0x30a0ff]),
+        (6, "IPAdapterModelLoader", [], [("IPADAPTER", "IPADAPTER")], ["ip-adapter_sd15.safetensors"]),
+        (11, "IPAdapterNoise", [("image_optional", "IMAGE")], [("IMAGE", "IMAGE")], ["dissolve", 0.5, 3]),
+        (12, "PrepImageForClipVision", [("image", "IMAGE")], [("IMAGE", "IMAGE")], ["BICUBIC", "center", 0.2]),
+        (7, "IPAdapterTiled", tiled_inputs, [("MODEL", "MODEL"), ("tiles", "IMAGE"), ("masks", "MASK")],
+         [1.0, "linear", "concat", 0.0, 1.0, 0.0, "V only"]),
+        (8, "EmptyLatentImage", [], [("LATENT", "LATENT")], [32, 32, 1]),
+        (9, "KSampler", [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
+                         ("latent_image", "LATENT")], [("LATENT", "LATENT")], [3, "fixed", 2, 4.0, "euler", "normal", 1.0]),
+    ]
+    edges = [(1, 1, 2, "clip"), (1, 1, 3, "clip"), (5, 0, 12, "image"), (1, 0, 7, "model"), (6, 0, 7, "ipadapter"),
+             (12, 0, 7, "image"), (11, 0, 7, "image_negative"), (4, 0, 7, "clip_vision"), (7, 0, 9, "model"),
+             (2, 0, 9, "positive"), (3, 0, 9, "negative"), (8, 0, 9, "latent_image")]
+    ui = parse_workflow(ui_graph(nodes, edges), builtin_registry)
+    api = parse_workflow(tiled_graph(), builtin_registry)
+    for node_id in ("7", "11", "12"):
+        assert ui.to_json()["nodes"][node_id]["inputs"] == api.to_json()["nodes"][node_id]["inputs"]
+    result = Executor(builtin_registry).run(ui, outputs=["9"])
+    assert result.ok, result.error or result.problems
+    assert torch.equal(result.values["9"][0]["samples"], run(builtin_registry, tiled_graph()))
 
 
 class _Payload:
