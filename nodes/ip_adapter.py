@@ -189,6 +189,11 @@ def _check_model(model, start_at: float, end_at: float, attn_mask):
         raise NodeInputError("start_at", f"start_at {start_at} is after end_at {end_at}")
 
 
+def _check_scaling(scaling: str):
+    if scaling not in ("V only", "K+V"):
+        raise NodeInputError("embeds_scaling", f"{scaling!r} is not supported; use 'V only' or 'K+V'")
+
+
 def _combine(features, combine: str):
     from graphflow.models.ip_adapter_images import combine_embeds
 
@@ -205,6 +210,9 @@ def patch_model(model, adapter, cond, uncond, weight: float, start_at: float, en
     from graphflow.models.ip_adapter import IPAdapterError, apply_ip_adapter
     from graphflow.sampling.flow_sampling import model_sampling_for
 
+    if per_latent and composition is not None:  # latent k takes row k (the last beyond) of each
+        count = max(cond.shape[0], composition.shape[0])
+        cond, composition = _to_count(cond, count), _to_count(composition, count)
     uncond = _to_count(uncond, cond.shape[0])
     if combine != "concat" and cond.shape[0] > 1 and not per_latent:
         # the pack combines the composition images when the style images are several; a single one
@@ -291,22 +299,49 @@ class IPAdapterStyleComposition(Node):
     comfy = ComfyAlias(("IPAdapterStyleComposition",), optional=("image_negative", "attn_mask", "clip_vision"))
 
     def run(self):
-        if self.embeds_scaling not in ("V only", "K+V"):
-            raise NodeInputError("embeds_scaling", f"{self.embeds_scaling!r} is not supported; use 'V only' or 'K+V'")
-        adapter, clip_vision = _unbundle(self.ipadapter, self.clip_vision)
-        _check_model(self.model, self.start_at, self.end_at, self.attn_mask)
-        if not self.model.arch.startswith("sdxl"):  # as the pack, which has no SD1.5 layout for it
-            raise NodeInputError("model", f"style + composition transfer is for SDXL models only, not {self.model.arch}")
-        cond = _features(adapter, clip_vision, self.image_style, "image_style")
-        composition = _features(adapter, clip_vision, self.image_composition, "image_composition")
-        if self.image_negative is not None:
-            uncond = _features(adapter, clip_vision, self.image_negative, "image_negative")
-        else:
-            uncond = _no_image_features(adapter, clip_vision, cond)
-        weight_type = "strong style and composition" if self.expand_style else "style and composition"
-        return patch_model(self.model, adapter, cond, uncond, self.weight_style, self.start_at, self.end_at,
-                           self.combine_embeds, self.embeds_scaling, weight_type, self.attn_mask,
-                           composition=composition, composition_weight=self.weight_composition)
+        return _run_style_composition(self, self.combine_embeds, per_latent=False)
+
+
+def _run_style_composition(node, combine: str, per_latent: bool):
+    _check_scaling(node.embeds_scaling)
+    adapter, clip_vision = _unbundle(node.ipadapter, node.clip_vision)
+    _check_model(node.model, node.start_at, node.end_at, node.attn_mask)
+    if not node.model.arch.startswith("sdxl"):  # as the pack, which has no SD1.5 layout for it
+        raise NodeInputError("model", f"style + composition transfer is for SDXL models only, not {node.model.arch}")
+    cond = _features(adapter, clip_vision, node.image_style, "image_style")
+    composition = _features(adapter, clip_vision, node.image_composition, "image_composition")
+    if node.image_negative is not None:
+        uncond = _features(adapter, clip_vision, node.image_negative, "image_negative")
+    else:
+        uncond = _no_image_features(adapter, clip_vision, cond)
+    weight_type = "strong style and composition" if node.expand_style else "style and composition"
+    return patch_model(node.model, adapter, cond, uncond, node.weight_style, node.start_at, node.end_at, combine,
+                       node.embeds_scaling, weight_type, node.attn_mask, per_latent, composition=composition,
+                       composition_weight=node.weight_composition)
+
+
+class IPAdapterStyleCompositionBatch(Node):
+    """IPAdapterStyleComposition with one image per latent (as IPAdapterBatch): latent k gets
+    image_style's and image_composition's image k (the last one beyond)."""
+    category = "ipadapter"
+    model: MODEL
+    ipadapter: IPADAPTER
+    image_style: IMAGE
+    image_composition: IMAGE
+    weight_style: float = Float(1.0, min=-1.0, max=5.0, step=0.05)
+    weight_composition: float = Float(1.0, min=-1.0, max=5.0, step=0.05)
+    expand_style: bool = Bool(False)
+    start_at: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_at: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    embeds_scaling: str = Choice(EMBEDS_SCALINGS, "V only")
+    image_negative: IMAGE = None
+    attn_mask: MASK = None
+    clip_vision: CLIP_VISION = None
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("IPAdapterStyleCompositionBatch",), optional=("image_negative", "attn_mask", "clip_vision"))
+
+    def run(self):
+        return _run_style_composition(self, "concat", per_latent=True)
 
 
 class IPAdapterBatch(Node):
@@ -431,6 +466,7 @@ class IPAdapterEmbeds(Node):
     clip_vision: CLIP_VISION = None
     outputs = {"model": MODEL}
     comfy = ComfyAlias(("IPAdapterEmbeds",), optional=("neg_embed", "attn_mask", "clip_vision"))
+    per_latent = False
 
     def run(self):
         if self.embeds_scaling not in ("V only", "K+V"):
@@ -447,7 +483,14 @@ class IPAdapterEmbeds(Node):
         else:
             _check_features(adapter, uncond, "neg_embed")
         return patch_model(self.model, adapter, self.pos_embed, uncond, self.weight, self.start_at, self.end_at,
-                           "concat", self.embeds_scaling, self.weight_type, self.attn_mask)
+                           "concat", self.embeds_scaling, self.weight_type, self.attn_mask, self.per_latent)
+
+
+class IPAdapterEmbedsBatch(IPAdapterEmbeds):
+    """IPAdapterEmbeds with one row of pos_embed per latent (as IPAdapterBatch): latent k gets
+    row k's tokens (the last row the latents beyond), neg_embed likewise."""
+    comfy = ComfyAlias(("IPAdapterEmbedsBatch",), optional=("neg_embed", "attn_mask", "clip_vision"))
+    per_latent = True
 
 
 class PrepImageForClipVision(Node):
@@ -468,11 +511,6 @@ class PrepImageForClipVision(Node):
 
         _check_image(self.image, "image")
         return prep_for_clip_vision(self.image.float(), self.interpolation, self.crop_position, self.sharpening)
-
-
-def _check_scaling(scaling: str):
-    if scaling not in ("V only", "K+V"):
-        raise NodeInputError("embeds_scaling", f"{scaling!r} is not supported; use 'V only' or 'K+V'")
 
 
 class IPAdapterTiled(Node):

@@ -15,7 +15,7 @@ from graphflow.context import NodeInputError
 from graphflow.models.ip_adapter import cross_attentions, transformer_numbers, transformer_weights
 from graphflow.models.ip_adapter_images import (contrast_adaptive_sharpening, noise_image, reference_tiles,
                                                 tile_positions)
-from tests.test_ip_adapter import graph, models, run  # noqa: F401 (the models fixture)
+from tests.test_ip_adapter import graph, models, run, sdxl_models  # noqa: F401 (fixtures)
 from tests.test_nodes_image_mask import call
 
 
@@ -231,17 +231,20 @@ def test_parse_layer_weights():
     assert info.value.input == "layer_weights"
 
 
-def _unet_out(model, seed=20):
-    """The UNet on two rows, the second the negative prompt's (the precise types swap sides)."""
+def _unet_out(model, seed=20, negative=(False, True)):
+    """The UNet on two rows, by default the second the negative prompt's (the precise types swap
+    sides); negative=(False, False): two latents of the positive side."""
     from graphflow.sampling.guidance import UNetRows, unet_rows
 
     g = torch.Generator().manual_seed(seed)
     x, t = torch.randn(2, 4, 8, 8, generator=g), torch.tensor([400.0, 400.0])
     context = torch.randn(2, 7, model.unet.config.context_dim, generator=g)
-    marker = unet_rows.set(UNetRows(torch.tensor([5.0]), (False, True)))
+    adm = model.unet.config.adm_in_channels  # SDXL's pooled text and size vector
+    y = torch.randn(2, adm, generator=g) if adm else None
+    marker = unet_rows.set(UNetRows(torch.tensor([5.0]), negative))
     try:
         with torch.no_grad():
-            return model.unet(x, t, context)
+            return model.unet(x, t, context, y)
     finally:
         unet_rows.reset(marker)
 
@@ -417,6 +420,12 @@ def test_ui_workflow_widgets_map_in_the_packs_order(builtin_registry):
         "IPAdapterMS": ([1.1, 2.0, "linear", "concat", 0.0, 1.0, "V only", "0:1, 6:2"],
                         {"weight": 1.1, "weight_faceidv2": 2.0, "weight_type": "linear", "combine_embeds": "concat",
                          "start_at": 0.0, "end_at": 1.0, "embeds_scaling": "V only", "layer_weights": "0:1, 6:2"}),
+        "IPAdapterEmbedsBatch": ([0.9, "style transfer", 0.1, 0.8, "K+V"],
+                                 {"weight": 0.9, "weight_type": "style transfer", "start_at": 0.1, "end_at": 0.8,
+                                  "embeds_scaling": "K+V"}),
+        "IPAdapterStyleCompositionBatch": ([0.8, 0.6, True, 0.1, 0.9, "K+V"],
+                                           {"weight_style": 0.8, "weight_composition": 0.6, "expand_style": True,
+                                            "start_at": 0.1, "end_at": 0.9, "embeds_scaling": "K+V"}),
         "IPAdapterSaveEmbeds": (["embeds/x"], {"filename_prefix": "embeds/x"}),
         "IPAdapterLoadEmbeds": (["x.ipadpt"], {"embeds": "x.ipadpt"}),
     }
@@ -425,3 +434,29 @@ def test_ui_workflow_widgets_map_in_the_packs_order(builtin_registry):
     nodes = import_ui(ui, builtin_registry).nodes
     for i, (name, (_, expected)) in enumerate(rows.items()):
         assert nodes[str(i + 1)].type == name and nodes[str(i + 1)].inputs == expected, name
+
+
+def test_thin_batch_variants(builtin_registry, parts, sdxl_models):
+    """IPAdapterEmbedsBatch: row k of pos_embed prompts latent k, as IPAdapterEmbeds with that row;
+    IPAdapterStyleCompositionBatch likewise with image k of each input (the last one beyond)."""
+    model, adapter, vision = parts
+    images = torch.rand(2, 32, 32, 3, generator=torch.Generator().manual_seed(10))
+    two = (False, False)  # two latents, both on the positive side
+    pos, _ = call(builtin_registry, "IPAdapterEncoder", ipadapter=adapter, image=images, clip_vision=vision)
+    batch = _unet_out(call(builtin_registry, "IPAdapterEmbedsBatch", model=model, ipadapter=adapter, pos_embed=pos),
+                      negative=two)
+    singles = [_unet_out(call(builtin_registry, "IPAdapterEmbeds", model=model, ipadapter=adapter,
+                              pos_embed=pos[k:k + 1]), negative=two) for k in range(2)]
+    for k in range(2):
+        torch.testing.assert_close(batch[k:k + 1], singles[k][k:k + 1], atol=1e-5, rtol=0)
+    assert (singles[0][1:] - singles[1][1:]).abs().max() > 1e-4  # the rows' images matter
+    sdxl = call(builtin_registry, "LoadCheckpoint", checkpoint="sdxl.safetensors")[0]
+    sdxl_adapter = call(builtin_registry, "IPAdapterModelLoader", ipadapter_file="ip-adapter_sdxl.safetensors")
+    base = dict(model=sdxl, ipadapter=sdxl_adapter, clip_vision=vision, weight_style=0.8, weight_composition=1.2)
+    batch = _unet_out(call(builtin_registry, "IPAdapterStyleCompositionBatch", image_style=images,
+                           image_composition=images[1:], **base), negative=two)
+    singles = [_unet_out(call(builtin_registry, "IPAdapterStyleComposition", image_style=images[k:k + 1],
+                              image_composition=images[1:], **base), negative=two) for k in range(2)]
+    for k in range(2):
+        torch.testing.assert_close(batch[k:k + 1], singles[k][k:k + 1], atol=1e-5, rtol=0)
+    assert (singles[0][1:] - singles[1][1:]).abs().max() > 1e-4
