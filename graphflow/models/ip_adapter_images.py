@@ -94,8 +94,8 @@ def reference_tiles(image: torch.Tensor, mask: torch.Tensor | None = None, sharp
     """IPAdapterTiled's tiles: (images [B, tile, tile, C] per tile, masks [M, h, w] per tile, each
     the mask inside its tile, in the prepared image's frame), rows of tiles from the top left."""
     b, oh, ow, _ = image.shape
-    x = image.movedim(-1, 1)
-    mask = torch.ones(1, oh, ow, dtype=image.dtype) if mask is None else mask.to(image.dtype)
+    x = image.movedim(-1, 1).cpu()  # Pillow resizes it; the masks are made beside it
+    mask = torch.ones(1, oh, ow, dtype=image.dtype) if mask is None else mask.to("cpu", image.dtype)
     mask = _resize_antialiased(mask[:, None], oh, ow)  # the mask in the image's proportions
     if 0.75 < oh / ow < 1.33:  # nearly square: the centre square
         side = min(oh, ow)
@@ -164,7 +164,7 @@ def noise_image(kind: str, strength: float, blur: int, image: torch.Tensor | Non
     if image is None:
         x = torch.zeros(1, CLIP_SIZE, CLIP_SIZE, 3)
     else:
-        x = image.movedim(-1, 1).float()
+        x = image.movedim(-1, 1).float().cpu()  # the draws come from a CPU generator, as the pack's
         side = min(x.shape[-2:])
         x = _resize_antialiased(center_crop(x, side, side), CLIP_SIZE, CLIP_SIZE).movedim(1, -1)
     g = torch.Generator().manual_seed(int(x.sum().item()) % 1000000007)
