@@ -460,3 +460,23 @@ def test_thin_batch_variants(builtin_registry, parts, sdxl_models):
     for k in range(2):
         torch.testing.assert_close(batch[k:k + 1], singles[k][k:k + 1], atol=1e-5, rtol=0)
     assert (singles[0][1:] - singles[1][1:]).abs().max() > 1e-4
+
+
+def test_bad_inputs_are_named(builtin_registry, parts):
+    model, adapter, vision = parts
+    base = dict(model=model, ipadapter=adapter, image=torch.rand(1, 32, 32, 3), clip_vision=vision)
+    cases = [("IPAdapterTiled", dict(image=torch.rand(32, 32)), "image", r"IMAGE \[B, H, W, C\]"),
+             ("IPAdapterTiled", dict(embeds_scaling="K+V w/ C penalty"), "embeds_scaling", "'V only' or 'K\\+V'"),
+             ("IPAdapterTiled", dict(clip_vision=None), "clip_vision", "no CLIP vision model"),
+             ("IPAdapterPreciseComposition", dict(start_at=0.9, end_at=0.1), "start_at", "after end_at"),
+             ("IPAdapterMS", dict(layer_weights="3=1"), "layer_weights", "not 'transformer:weight'")]
+    for node, change, name, message in cases:
+        with pytest.raises(NodeInputError, match=message) as info:
+            call(builtin_registry, node, **{**base, **change})
+        assert info.value.input == name, node
+    with pytest.raises(NodeInputError, match=r"IMAGE \[B, H, W, C\]") as info:
+        call(builtin_registry, "PrepImageForClipVision", image=torch.rand(3, 32, 32))
+    assert info.value.input == "image"
+    with pytest.raises(NodeInputError, match="expected IP-Adapter EMBEDS") as info:
+        call(builtin_registry, "IPAdapterSaveEmbeds", embeds=torch.zeros(3), filename_prefix="x")
+    assert info.value.input == "embeds"
