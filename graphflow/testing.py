@@ -1190,3 +1190,26 @@ def write_svd_checkpoint(path, seed: int = 0, dtype=torch.float16, adm_in_channe
     path = Path(path)
     save_file(tensors, str(path))
     return path
+
+
+def wan_vae_config(scaled_down: bool = True):
+    """Wan 2.1's VAE config (wan_2.1_vae: base 96 channels), or a tiny one (8; the real stages,
+    16 latent channels, 4x frames and 8x pixels)."""
+    from .models.wan_vae import WanVAEConfig
+
+    return WanVAEConfig(dim=8) if scaled_down else WanVAEConfig()
+
+
+def write_wan_vae(path, seed: int = 1, dtype=torch.float16, scaled_down: bool = True) -> Path:
+    """A random Wan 2.1 VAE in Wan's original single-file layout, as ComfyUI ships
+    wan_2.1_vae.safetensors (encoder.*, conv1, conv2, decoder.*; RMS-norm gains near 1)."""
+    from .models.wan_vae import WanVideoVAE
+
+    with torch.device("meta"):
+        shapes = _module_shapes(WanVideoVAE(wan_vae_config(scaled_down)))
+    state = random_state(shapes, seed, torch.float32)
+    generator = torch.Generator().manual_seed(seed + 1)
+    for k in [k for k in state if k.endswith("gamma")]:
+        state[k] = 1.0 + 0.1 * torch.randn(state[k].shape, generator=generator)
+    save_file({k: v.to(dtype) for k, v in state.items()}, str(path))
+    return Path(path)

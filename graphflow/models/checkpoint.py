@@ -98,6 +98,19 @@ def build_ltxv_vae(source, config, device, dtype, what: str = "vae."):
     return LTXVVAE(_assign(module, source, device, dtype, f"LTX-Video VAE ({what})", keys=keys))
 
 
+def build_wan_vae(source, device, dtype):
+    """The Wan 2.1 VAE (graphflow.models.wan_vae) of a file in Wan's original layout, as a VAE socket."""
+    from .wan_vae import WanVAE, WanVideoVAE, wan_vae_config_from_state_dict
+
+    try:
+        config = wan_vae_config_from_state_dict(source.shapes)
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"a Wan VAE of an unknown layout ({e})") from None
+    with torch.device("meta"):
+        module = WanVideoVAE(config)
+    return WanVAE(_assign(module, source, device, dtype, "Wan 2.1 VAE"))
+
+
 def build_text_encoder(source, arch: str, towers, overrides: dict, device, dtype, clip_skip=None) -> TextEncoder:
     built = []
     for spec in towers:
@@ -478,12 +491,15 @@ def load_vae(path, device=None, dtype=None, latent_format: LatentFormat | None =
 def _read_vae(path, device, dtype, latent_format) -> VAE:
     from .stage_a import StageAVAE, build_stage_a, is_stage_a
     from .stage_c_encoder import StageCEncoderVAE, build_stage_c_encoder, is_stage_c_encoder
+    from .wan_vae import is_wan_vae
 
     with WeightFile(path) as f:
         if is_stage_a(f.shapes):  # Stable Cascade's Stage A (a VQGAN, not an LDM VAE)
             return StageAVAE(build_stage_a(f, *_resolve(device, dtype, "vae")))
         if is_stage_c_encoder(f.shapes):  # Stable Cascade's image -> Stage C latent encoder
             return StageCEncoderVAE(build_stage_c_encoder(f, *_resolve(device, dtype, "vae")))
+        if is_wan_vae(f.shapes):  # Wan 2.1's causal video VAE (Cosmos-Predict2, Wan)
+            return build_wan_vae(f, *_resolve(device, dtype, "vae"))
         config = f.config()
         prefixes = prefix_summary(f.shapes)
         found = vae_in(f.shapes)

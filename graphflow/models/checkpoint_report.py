@@ -153,6 +153,12 @@ def _kind_detail(f: "WeightFile", kind) -> str:
         c = cascade_config_from_shapes(shapes)
         return (f"; {c.in_channels}-channel latent, channels {list(c.widths)}, layers down {list(c.down_layers)} "
                 f"up {list(c.up_layers)}, conditioning width {c.cond_width}")
+    if kind.name == "Wan 2.1 video VAE":
+        from .wan_vae import wan_vae_config_from_state_dict
+
+        c = wan_vae_config_from_state_dict(shapes)
+        return (f"; {c.latent_channels} latent channels, {c.frames_per_latent}x frames, {c.downscale}x pixels, "
+                f"channels {c.dim} x {list(c.dim_mult)}")
     if kind.name.startswith("PixArt"):
         return "; " + _pixart_detail(shapes)
     if kind.folder == "embeddings":

@@ -161,6 +161,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         return FileKind(_named("checkpoint", _sd_family(shapes)), "checkpoints", "LoadCheckpoint")
     if "redux_up.weight" in shapes and "redux_down.weight" in shapes:
         return FileKind("FLUX Redux style model", "style_models", "LoadStyleModel")
+    if "encoder.conv1.weight" in shapes and _has(shapes, "decoder.upsamples."):
+        return FileKind("Wan 2.1 video VAE", "vae", "LoadVAE")  # before CLIP vision: it has a conv1
     if any(k.startswith(("vision_model.", "visual.")) or k == "conv1.weight" for k in shapes):
         return FileKind("CLIP vision model", "clip_vision", "LoadCLIPVision")
     text = _text_encoder(shapes)

@@ -3,6 +3,7 @@ and a cheap linear latent -> RGB map for live previews.
 
 process_in(z) = (z - shift) * scale      raw VAE latent -> model space
 process_out(x) = x / scale + shift       model space -> raw VAE latent
+(Mochi's format first standardises each channel by its own mean and std: (z - mean_c) / std_c.)
 
 Preview factors act on MODEL-space latents (what the sampler holds) and give RGB in about
 -1..1. The SD1 and SDXL matrices are least-squares fits of the real VAEs' decoded images,
@@ -27,12 +28,23 @@ class LatentFormat:
     shift_factor: float = 0.0
     rgb_factors: tuple[tuple[float, float, float], ...] | None = field(default=None, repr=False)
     rgb_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    channel_mean: tuple[float, ...] | None = field(default=None, repr=False)  # per channel, before the scale
+    channel_std: tuple[float, ...] | None = field(default=None, repr=False)
+
+    def _channels(self, values, z: torch.Tensor) -> torch.Tensor:
+        import torch
+        return torch.tensor(values, dtype=z.dtype, device=z.device).view(1, -1, *[1] * (z.ndim - 2))
 
     def process_in(self, z: torch.Tensor) -> torch.Tensor:
+        if self.channel_mean is not None:
+            z = (z - self._channels(self.channel_mean, z)) / self._channels(self.channel_std, z)
         return (z - self.shift_factor) * self.scale_factor
 
     def process_out(self, x: torch.Tensor) -> torch.Tensor:
-        return x / self.scale_factor + self.shift_factor
+        x = x / self.scale_factor + self.shift_factor
+        if self.channel_mean is not None:
+            x = x * self._channels(self.channel_std, x) + self._channels(self.channel_mean, x)
+        return x
 
     def with_scale(self, scale_factor: float, shift_factor: float | None = None) -> "LatentFormat":
         """The same format with another scale (a custom or demo VAE)."""
@@ -130,4 +142,14 @@ SC_B = LatentFormat(
 # latents are video [B, 128, frames, h, w]. No preview fit is known here (first channels shown).
 LTXV = LatentFormat("ltxv", channels=128, scale_factor=1.0)
 
-LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, SD_X4, SD3, FLUX, SC_PRIOR, SC_B, LTXV)}
+# Wan 2.1's VAE (Cosmos-Predict2, Wan): raw latents standardised per channel (the latents_mean /
+# latents_std of diffusers' AutoencoderKLWan config, ComfyUI's Wan21 format), scale 1; latents
+# are video [B, 16, frames, h, w]. No preview fit is known here (first channels shown).
+WAN21 = LatentFormat(
+    "wan21", channels=16, scale_factor=1.0,
+    channel_mean=(-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
+                  0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921),
+    channel_std=(2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,
+                 3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160))
+
+LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, SD_X4, SD3, FLUX, SC_PRIOR, SC_B, LTXV, WAN21)}
