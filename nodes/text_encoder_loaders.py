@@ -47,10 +47,12 @@ class LoadTextEncoder(Node):
     """Load one text encoder file: a CLIP-L (SD1) or ViT-H (SD2) for stable_diffusion, any one
     of CLIP-L, CLIP-G, T5-XXL for sd3 (the others are then left out of the conditioning), the
     CLIP-G of Stable Cascade (stable_cascade), or T5-XXL for chroma, pixart (PixArt-α / Σ) and
-    ltxv (LTX-Video); prompts unpadded, as ComfyUI encodes them for these three."""
+    ltxv (LTX-Video), prompts unpadded, as ComfyUI encodes them for these three; or the old T5-XXL
+    (v1.0, oldt5_xxl) for cosmos (Cosmos-Predict2), prompts padded to 512 zeroed tokens."""
     category = "advanced/loaders"
     clip_name: str = Choice(_list)
-    type: str = Choice(["stable_diffusion", "stable_cascade", "sd3", "chroma", "pixart", "ltxv"], "stable_diffusion")
+    type: str = Choice(["stable_diffusion", "stable_cascade", "sd3", "chroma", "pixart", "ltxv", "cosmos"],
+                       "stable_diffusion")
     outputs = {"clip": CLIP}
     comfy = ComfyAlias(("CLIPLoader",), ignore=("device",))
 

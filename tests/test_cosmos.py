@@ -103,3 +103,129 @@ def test_nvidia_extras_are_skipped_on_load():
     extra = dict(state, **{"pos_embedder.seq": torch.arange(4.0), "accum_video_sample_counter": torch.tensor(3),
                            "blocks.0.self_attn.q_proj._extra_state": torch.zeros(1)})
     ours.load_state_dict(extra, strict=True)
+
+
+# -- sampling as ComfyUI does ----------------------------------------------------------------------
+
+def test_rflow_schedule_closed_forms():
+    """ComfyUI's ModelSamplingCosmosRFlow + COSMOS_RFLOW: t = sigma / (1 + sigma), the network sees
+    x / (1 + sigma), x0 = x (1 - t) - v t, noise added as latent + sigma noise even from the top."""
+    from graphflow.sampling.model_sampling import CosmosRFlowSchedule
+
+    s = CosmosRFlowSchedule()
+    sigma = torch.tensor([80.0, 1.0, 0.002])
+    t = sigma / (1 + sigma)
+    assert torch.allclose(s.timestep(sigma), t)
+    assert torch.allclose(s.sigma(t[1:]), sigma[1:], rtol=1e-4)
+    assert float(s.sigma(torch.tensor(0.999))) == pytest.approx(80.0, rel=1e-4)  # capped at sigma_max
+    assert float(s.sigma_min) == pytest.approx(0.002, rel=1e-4) and float(s.sigma_max) == pytest.approx(80.0, rel=1e-4)
+    x, v = torch.randn(3, 2, 1, 2, 2), torch.randn(3, 2, 1, 2, 2)
+    tt = t.view(3, 1, 1, 1, 1)
+    assert torch.allclose(s.c_in(sigma, x), x * (1 - tt))
+    assert torch.allclose(s.denoised(sigma, v, x), x * (1 - tt) - v * tt)
+    latent, noise = torch.randn(1, 2, 1, 2, 2), torch.randn(1, 2, 1, 2, 2)
+    assert torch.allclose(s.noise_scaling(torch.tensor(80.0), noise, latent, max_denoise=True), latent + 80 * noise)
+    assert s.percent_to_sigma(0.0) > 80 and s.percent_to_sigma(1.0) == 0.0
+    assert s.percent_to_sigma(0.5) == pytest.approx((0.002 * 80) ** 0.5, rel=1e-4)  # log-uniform, as EDM's
+
+
+@pytest.fixture
+def cosmos_models(tmp_folders):
+    from graphflow.testing import write_cosmos, write_old_t5, write_wan_vae
+
+    m = tmp_folders.models
+    for sub in ("diffusion_models", "text_encoders", "vae"):
+        (m / sub).mkdir()
+    write_cosmos(m / "diffusion_models" / "cosmos_predict2_2B_t2i.safetensors", dtype=torch.float32, seed=3,
+                 prefix="model.diffusion_model.")
+    write_old_t5(m / "text_encoders" / "oldt5_xxl_fp16.safetensors", dtype=torch.float32, seed=1)
+    write_wan_vae(m / "vae" / "wan_2.1_vae.safetensors", dtype=torch.float32)
+    return tmp_folders
+
+
+def cosmos_t2i_graph(cfg_scale: float) -> dict:
+    """ComfyUI's Cosmos-Predict2 text-to-image example in API format (shrunk: 32x48, 3 steps)."""
+    return {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "cosmos_predict2_2B_t2i.safetensors",
+                                                    "weight_dtype": "default"}},
+        "2": {"class_type": "CLIPLoader", "inputs": {"clip_name": "oldt5_xxl_fp16.safetensors", "type": "cosmos",
+                                                     "device": "default"}},
+        "3": {"class_type": "VAELoader", "inputs": {"vae_name": "wan_2.1_vae.safetensors"}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "a robot arm on a workbench", "clip": ["2", 0]}},
+        "5": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["2", 0]}},
+        "6": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 48, "height": 32, "batch_size": 1}},
+        "7": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "seed": 5, "steps": 3, "cfg": cfg_scale,
+                                                   "sampler_name": "euler", "scheduler": "karras",
+                                                   "positive": ["4", 0], "negative": ["5", 0],
+                                                   "latent_image": ["6", 0], "denoise": 1.0}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["7", 0], "vae": ["3", 0]}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "cosmos"}},
+    }
+
+
+def test_cosmos_t2i_graph_runs_and_matches_diffusers(cosmos_models):
+    """UNETLoader + CLIPLoader(cosmos) + VAELoader(wan) -> KSampler -> VAEDecode. Oracle: diffusers'
+    transformer on the file's weights (through its converter), transformers' T5 (v1.0, ReLU) on
+    the prompt padded to 512 with the padding masked and zeroed, Karras sigmas 80 .. 0.002 in
+    closed form and Euler steps in EDM sigmas on x0 = x (1 - t) - v t."""
+    import json
+
+    from safetensors.torch import load_file
+    from transformers import T5EncoderModel, T5TokenizerFast
+
+    from graphflow.executor import Executor
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.models.t5 import TOKENIZER_FILE
+    from graphflow.registry import Registry
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import cosmos_config, old_t5_config
+    from graphflow.workflow import parse_workflow
+
+    cfg_scale = 3.0
+    reg = Registry().load_builtin()
+    result = Executor(reg).run(parse_workflow(json.loads(json.dumps(cosmos_t2i_graph(cfg_scale))), reg))
+    assert result.ok, json.dumps(result.error, default=str)[:3000]
+    assert len(list(cosmos_models.outputs.rglob("cosmos*.png"))) == 1
+    image = result.values["8"][0]
+    assert image.shape == (1, 32, 48, 3) and float(image.std()) > 0.001
+    ours = result.values["7"][0]["samples"]
+    assert ours.shape == (1, 16, 1, 4, 6)  # an image latent sampled as one frame (ComfyUI's)
+
+    m = cosmos_models.models
+    state = load_file(str(m / "diffusion_models" / "cosmos_predict2_2B_t2i.safetensors"))
+    c = cosmos_config()
+    theirs = CosmosTransformer3DModel(
+        in_channels=16, out_channels=16, num_attention_heads=c.num_heads, attention_head_dim=c.head_dim,
+        num_layers=c.num_blocks, text_embed_dim=c.crossattn_emb_channels, adaln_lora_dim=c.adaln_lora_dim,
+        rope_scale=(1.0, 4.0, 4.0), concat_padding_mask=True, extra_pos_embed_type=None).eval()
+    theirs.load_state_dict(convert_cosmos_transformer_checkpoint_to_diffusers(
+        {"net." + k[len("model.diffusion_model."):]: v for k, v in state.items()}), strict=True)
+    t5 = T5EncoderModel(old_t5_config()).eval()
+    t5.load_state_dict(load_file(str(m / "text_encoders" / "oldt5_xxl_fp16.safetensors")), strict=False)
+    tokenizer = T5TokenizerFast(tokenizer_file=str(TOKENIZER_FILE))
+
+    def text(prompt):
+        enc = tokenizer(prompt, padding="max_length", max_length=512, return_tensors="pt")
+        with torch.no_grad():
+            hidden = t5(enc.input_ids, attention_mask=enc.attention_mask).last_hidden_state
+        return hidden * enc.attention_mask[..., None]
+
+    cond, uncond = text("a robot arm on a workbench"), text("blurry")
+    rho, smin, smax = 7.0, 0.002, 80.0
+    ramp = torch.linspace(0, 1, 3)
+    sigmas = ((smax ** (1 / rho) + ramp * (smin ** (1 / rho) - smax ** (1 / rho))) ** rho).tolist() + [0.0]
+
+    def denoised(x, sigma, context):
+        t = sigma / (1 + sigma)
+        with torch.no_grad():
+            v = theirs(x * (1 - t), torch.tensor([t]), context, padding_mask=torch.zeros(1, 1, 4, 6),
+                       return_dict=False)[0]
+        return x * (1 - t) - v * t
+
+    x = initial_noise(torch.zeros(1, 16, 1, 4, 6), 5) * sigmas[0]
+    for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
+        d_cond, d_uncond = denoised(x, sigma, cond), denoised(x, sigma, uncond)
+        d = d_uncond + cfg_scale * (d_cond - d_uncond)
+        x = x + (x - d) / sigma * (sigma_next - sigma)
+    want = WAN21.process_out(x)
+    assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())

@@ -339,6 +339,9 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
         pixart = _read_pixart(f, path, device, dtype, weight_dtype)
         if pixart is not None:
             return pixart
+        cosmos = _read_cosmos(f, path, device, dtype, weight_dtype)
+        if cosmos is not None:
+            return cosmos
         info = detect_flow_model(f.shapes, f.metadata)
         if info is not None:
             return build_flow_model(f.view(info.prefix), info, *flow_placement(device, dtype), weight_dtype)
@@ -407,6 +410,28 @@ def _read_pixart(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:
     net = _assign(net, source, *_resolve(device, dtype, "unet"), f"PixArt ({layout} layout)", keys=keys)
     return DiffusionModel(net, "pixart", "eps", SD1 if config.micro_condition else SDXL,
                           beta_schedule=PIXART_SCHEDULE)
+
+
+def _read_cosmos(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:
+    """A Cosmos-Predict2 network (NVIDIA's layout, bare or under model.diffusion_model. / net.), or
+    None for other files."""
+    from .cosmos import CosmosPredict2, cosmos_config_from_state_dict, find_cosmos
+
+    prefix = find_cosmos(f.shapes)
+    if prefix is None:
+        return None
+    if weight_dtype != "default":
+        raise CheckpointError("weight_dtype fp8 is supported for SD3/FLUX diffusion models only")
+    source = KeyView(f, prefix)
+    try:
+        config = cosmos_config_from_state_dict(source.shapes)
+    except (KeyError, ValueError, IndexError) as e:
+        raise CheckpointError(f"{Path(path).name}: a Cosmos-Predict2 network that cannot be read: {e}") from None
+    with torch.device("meta"):
+        net = CosmosPredict2(config)
+    keys = [k for k in source.shapes if k in net.state_dict()]  # NVIDIA's buffers and counters are no weights
+    net = _assign(net, source, *flow_placement(device, dtype), f"Cosmos-Predict2 ({prefix or 'no prefix'})", keys=keys)
+    return DiffusionModel(net, "cosmos", "cosmos_rflow")
 
 
 @dataclass

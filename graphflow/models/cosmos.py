@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PREFIXES = ("model.diffusion_model.", "net.", "")
-MARKERS = ("x_embedder.proj.1.weight", "t_embedding_norm.weight", "blocks.0.mlp.layer1.weight")
+from .file_kind import find_cosmos  # noqa: F401 (torch-free detection)
+
 UNUSED = ("pos_embedder.", "accum_")  # NVIDIA's non-weight entries (and *._extra_state)
 
 
@@ -51,11 +51,6 @@ class CosmosConfig:
     @property
     def latent_channels(self) -> int:
         return self.out_channels
-
-
-def find_cosmos(shapes) -> str | None:
-    """The key prefix of a Cosmos-Predict2 network among `shapes`, or None."""
-    return next((p for p in PREFIXES if all(p + m in shapes for m in MARKERS)), None)
 
 
 def rope_extrapolation(in_channels: int, model_channels: int) -> tuple:

@@ -112,6 +112,13 @@ def find_pixart(shapes) -> tuple[str, str, str] | None:
     return None
 
 
+def find_cosmos(shapes) -> str | None:
+    """The key prefix of a Cosmos-Predict2 network (NVIDIA's layout: bare, ComfyUI's
+    model.diffusion_model. or NVIDIA's net.) among `shapes`, or None."""
+    markers = ("x_embedder.proj.1.weight", "t_embedding_norm.weight", "blocks.0.mlp.layer1.weight")
+    return next((p for p in ("model.diffusion_model.", "net.", "") if all(p + m in shapes for m in markers)), None)
+
+
 def identify(shapes: dict[str, tuple]) -> FileKind | None:
     """The kind of model file these keys and shapes are, or None when nothing matches."""
     from .flow_architecture import find_flow_model, vae_in
@@ -134,6 +141,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         family = "FLUX.1" if _has(shapes, "single_transformer_blocks.") else "SD3 / SD3.5"
         return FileKind(f"{family} transformer in diffusers' layout (part of a diffusers folder)", "diffusers",
                         "`LoadDiffusers` on the whole folder (model_index.json, transformer/, vae/, text_encoder*/)")
+    if find_cosmos(shapes) is not None:
+        return FileKind("Cosmos-Predict2 diffusion model", "diffusion_models", "LoadDiffusionModel")
     pixart = find_pixart(shapes)
     if pixart is not None:
         layout = " (diffusers' PixArtTransformer2DModel layout)" if pixart[1] == "diffusers" else ""

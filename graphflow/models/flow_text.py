@@ -33,6 +33,11 @@ LTX-Video ("ltxv", CLIPLoader's type): context = T5 tokens alone, the prompt's p
      and masks them out of the model's cross-attention: the same numbers as the unpadded tokens
      without a mask (masked keys weigh exactly 0 in attention), which is what is given here; no
      pooled vector (None).
+Cosmos-Predict2 ("cosmos", CLIPLoader's type): context = "old" T5-XXL's tokens (T5 v1.0, 1024
+     wide, ReLU feed-forward) padded to 512: ComfyUI's CosmosT5XXL pads with <pad>, runs T5 with
+     the padding masked and zeroes its outputs, and the model attends to all 512 (zeros included,
+     no mask): the unpadded encoding followed by zero tokens, which is what is given here; no
+     pooled vector (None).
 CLIP hidden states are not passed through the final layer norm (as SDXL's, ComfyUI's and
 diffusers'); pooled always comes from the last layer, first window, unweighted.
 """
@@ -47,8 +52,8 @@ from .t5 import MIN_LENGTH, T5Encoder
 from .text_encoders import ClipTower
 from .tokenizer import EOS, TokenWindows, empty_window, tokenize_prompt
 
-ARCHS = ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv")
-T5_ALONE = ("chroma", "pixart", "ltxv")
+ARCHS = ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "cosmos")
+T5_ALONE = ("chroma", "pixart", "ltxv", "cosmos")
 CONTEXT_DIM = 4096
 POOLED = {"clip_l": 768, "clip_g": 1280}
 
@@ -93,7 +98,7 @@ class FlowTextEncoder:
         if arch == "flux" and clip_g is not None:
             raise ValueError("FLUX uses CLIP-L and T5-XXL, not CLIP-G")
         if arch in T5_ALONE and (t5 is None or clip_l is not None or clip_g is not None):
-            name = {"chroma": "Chroma", "pixart": "PixArt", "ltxv": "LTX-Video"}[arch]
+            name = {"chroma": "Chroma", "pixart": "PixArt", "ltxv": "LTX-Video", "cosmos": "Cosmos-Predict2"}[arch]
             raise ValueError(f"{name} uses T5-XXL alone")
         if arch == "stable_cascade" and (clip_g is None or clip_l is not None or t5 is not None):
             raise ValueError("Stable Cascade uses CLIP-G alone")
@@ -156,6 +161,10 @@ class FlowTextEncoder:
 
     def _t5(self, prompt: str) -> torch.Tensor:
         min_padding, min_length = self.t5_padding or (0, MIN_LENGTH[self.arch])
+        if self.arch == "cosmos":  # the padding masked and zeroed: the unpadded encoding, then zeros
+            z = self.t5.encode(prompt)
+            length = max(z.shape[1] + min_padding, min_length)
+            return torch.nn.functional.pad(z, (0, 0, 0, length - z.shape[1]))
         return self.t5.encode(prompt, min_length, min_padding, empty_end=self.arch not in ("chroma", "pixart"))
 
     @property

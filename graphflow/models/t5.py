@@ -32,7 +32,7 @@ TOKENIZER_FILE = Path(__file__).parent / "t5_tokenizer" / "tokenizer.json"
 EOS, PAD = 1, 0
 # Chroma, PixArt and LTX-Video: no padding (ComfyUI pads to 1 token, </s> alone; for ltxv see
 # graphflow.models.flow_text)
-MIN_LENGTH = {"sd3": 77, "flux": 256, "chroma": 1, "pixart": 1, "ltxv": 1}
+MIN_LENGTH = {"sd3": 77, "flux": 256, "chroma": 1, "pixart": 1, "ltxv": 1, "cosmos": 512}
 Q_KEY = "encoder.block.0.layer.0.SelfAttention.q.weight"
 
 

@@ -23,7 +23,7 @@ from .weight_files import CheckpointError, KeyView, WeightFile
 COMPONENT_PREFIXES = {name: (f"text_encoders.{name}.transformer.", f"{name}.transformer.")
                       for name in ("clip_l", "clip_g", "t5xxl")}
 # CLIPLoader's types graphflow can build
-CLIP_TYPES = ("stable_diffusion", "stable_cascade", "sd3", "flux", "chroma", "pixart", "ltxv")
+CLIP_TYPES = ("stable_diffusion", "stable_cascade", "sd3", "flux", "chroma", "pixart", "ltxv", "cosmos")
 DUAL_TYPES = ("sdxl", "sd3", "flux")
 
 
@@ -88,7 +88,7 @@ def flow_text_encoder_from_file(f, arch: str, device=None, dtype=None, only=None
 
 def _assemble(arch: str, found: dict, names: str) -> FlowTextEncoder:
     allowed = {"sd3": {"clip_l", "clip_g", "t5xxl"}, "flux": {"clip_l", "t5xxl"}, "chroma": {"t5xxl"},
-               "pixart": {"t5xxl"}, "ltxv": {"t5xxl"}, "stable_cascade": {"clip_g"}}[arch]
+               "pixart": {"t5xxl"}, "ltxv": {"t5xxl"}, "cosmos": {"t5xxl"}, "stable_cascade": {"clip_g"}}[arch]
     extra = set(found) - allowed
     if extra:
         raise CheckpointError(f"{names}: found {sorted(found)}; a {arch} text encoder takes {sorted(allowed)}, "
@@ -139,9 +139,9 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
         paths = sorted(paths, key=lambda p: tower_name(p) != "clip_l")  # CLIP-L first, whatever the node's order
         clip = load_text_encoder(paths, arch="sdxl" if clip_type == "sdxl" else None, device=device, dtype=dtype)
         return clip, ({tower.name: path for tower, path in zip(clip.towers, paths)} if len(paths) > 1 else {})
-    if clip_type not in ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv"):
+    if clip_type not in ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "cosmos"):
         raise CheckpointError(f"text encoder type {clip_type!r} is not supported; graphflow builds "
-                              f"stable_diffusion, sdxl, sd3, flux, chroma, pixart, ltxv and stable_cascade")
+                              f"stable_diffusion, sdxl, sd3, flux, chroma, pixart, ltxv, cosmos and stable_cascade")
     device, dtype = _device_dtype(device, dtype)
     found, sources = {}, {}
     for path in paths:
@@ -155,7 +155,7 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
         raise CheckpointError(f"{names}: Stable Cascade needs one CLIP-G file, found {sorted(found) or 'no text encoder'}")
     if clip_type == "flux" and set(found) != {"clip_l", "t5xxl"}:
         raise CheckpointError(f"{names}: FLUX needs a CLIP-L and a T5-XXL file, found {sorted(found)}")
-    if clip_type in ("chroma", "pixart", "ltxv") and set(found) != {"t5xxl"}:
-        name = {"chroma": "Chroma", "pixart": "PixArt", "ltxv": "LTX-Video"}[clip_type]
+    if clip_type in ("chroma", "pixart", "ltxv", "cosmos") and set(found) != {"t5xxl"}:
+        name = {"chroma": "Chroma", "pixart": "PixArt", "ltxv": "LTX-Video", "cosmos": "Cosmos-Predict2"}[clip_type]
         raise CheckpointError(f"{names}: {name} needs a T5-XXL file alone, found {sorted(found)}")
     return _assemble(clip_type, found, names), sources

@@ -168,6 +168,8 @@ def _latent_samples(model, latent) -> torch.Tensor:
         raise NodeInputError("latent_image", "expected a LATENT: a dict with 'samples' [B, C, h, w]")
     samples = latent["samples"]
     video = getattr(model, "is_video", False)
+    if video and getattr(model, "arch", None) == "cosmos" and torch.is_tensor(samples) and samples.ndim == 4:
+        samples = samples[:, :, None]  # an image latent is one frame (ComfyUI's fix_empty_latent_channels)
     if video and (not torch.is_tensor(samples) or samples.ndim != 5):
         got = tuple(samples.shape) if torch.is_tensor(samples) else type(samples).__name__
         raise NodeInputError("latent_image", f"{getattr(model, 'arch', 'this model')} samples video latents [B, C, "
