@@ -161,6 +161,19 @@ ModelMergeLTXV = _block_merge_node(
     ["patchify_proj.", "adaln_single.", "caption_projection."] + [f"transformer_blocks.{i}." for i in range(28)]
     + ["scale_shift_table", "proj_out."], ("ModelMergeLTXV",), ("ltxv",))
 
+_COSMOS_PREDICT2 = """Merge two Cosmos-Predict2 {size} models with one ratio per transformer block (ratio 1 =
+    model1's weights): model1 * ratio + model2 * (1 - ratio). Inputs are the position embedder
+    (no weights: ComfyUI's list), the patch embedder, the timestep embedding and its norm, the
+    {blocks} blocks and the final layer."""
+ModelMergeCosmosPredict2_2B = _block_merge_node(
+    "ModelMergeCosmosPredict2_2B", _COSMOS_PREDICT2.format(size="2B", blocks=28),
+    ["pos_embedder.", "x_embedder.", "t_embedder.", "t_embedding_norm."] + [f"blocks.{i}." for i in range(28)]
+    + ["final_layer."], ("ModelMergeCosmosPredict2_2B",), ("cosmos",))
+ModelMergeCosmosPredict2_14B = _block_merge_node(
+    "ModelMergeCosmosPredict2_14B", _COSMOS_PREDICT2.format(size="14B", blocks=36),
+    ["pos_embedder.", "x_embedder.", "t_embedder.", "t_embedding_norm."] + [f"blocks.{i}." for i in range(36)]
+    + ["final_layer."], ("ModelMergeCosmosPredict2_14B",), ("cosmos",))
+
 
 class CLIPMergeSimple(Node):
     """clip1 * ratio + clip2 * (1 - ratio), weight by weight (ratio 1 = clip1 unchanged)."""

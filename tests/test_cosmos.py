@@ -229,3 +229,127 @@ def test_cosmos_t2i_graph_runs_and_matches_diffusers(cosmos_models):
         x = x + (x - d) / sigma * (sigma_next - sigma)
     want = WAN21.process_out(x)
     assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
+
+
+def test_cosmos_video2world_graph_matches_diffusers(tmp_folders):
+    """CosmosPredict2ImageToVideoLatent's start image is kept: before each model call its frame is
+    set to the latent x (1 + sigma) (seen clean), the model gets the known-frame channel
+    (diffusers' condition_mask) and timestep 0 for that frame (diffusers' per-frame timesteps),
+    and the prediction there is the latent (ComfyUI's CosmosPredict2 video2world)."""
+    from safetensors.torch import load_file
+
+    from graphflow.models.checkpoint import load_diffusion_model, load_vae
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.registry import Registry
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.sampling.pipeline import sample
+    from graphflow.testing import cosmos_config, old_t5_config, write_cosmos, write_wan_vae
+    from tests.test_nodes_image_mask import call
+
+    m = tmp_folders.models
+    for sub in ("diffusion_models", "vae"):
+        (m / sub).mkdir()
+    write_cosmos(m / "diffusion_models" / "v2w.safetensors", dtype=torch.float32, seed=4, video2world=True)
+    write_wan_vae(m / "vae" / "wan_2.1_vae.safetensors", dtype=torch.float32)
+    gen = torch.Generator().manual_seed(9)
+    start = torch.rand(1, 40, 40, 3, generator=gen)
+    context = torch.randn(1, 6, old_t5_config().d_model, generator=gen)
+    cond = [(context, {})]
+    model = load_diffusion_model(m / "diffusion_models" / "v2w.safetensors", device="cpu", dtype=torch.float32)
+    vae = load_vae(m / "vae" / "wan_2.1_vae.safetensors", device="cpu", dtype=torch.float32)
+    latent = call(Registry().load_builtin(), "CosmosPredict2ImageToVideoLatent", vae=vae, width=32, height=32,
+                  length=9, batch_size=1, start_image=start)
+    assert latent["samples"].shape == (1, 16, 3, 4, 4)
+    assert latent["noise_mask"][0, 0, :, 0, 0].tolist() == [0.0, 1.0, 1.0]
+    # frames to generate hold the raw latent of model-space zero
+    assert torch.allclose(WAN21.process_in(latent["samples"])[:, :, 1:], torch.zeros(1, 16, 2, 4, 4), atol=1e-5)
+    out = sample(model, 11, 2, 2.0, "euler", "karras", cond, [(torch.zeros_like(context), {})], latent)
+    ours = out["samples"]
+
+    state = load_file(str(m / "diffusion_models" / "v2w.safetensors"))
+    c = cosmos_config(video2world=True)
+    theirs = CosmosTransformer3DModel(
+        in_channels=17, out_channels=16, num_attention_heads=c.num_heads, attention_head_dim=c.head_dim,
+        num_layers=c.num_blocks, text_embed_dim=c.crossattn_emb_channels, adaln_lora_dim=c.adaln_lora_dim,
+        rope_scale=(1.0, 1.0, 1.0), concat_padding_mask=True, extra_pos_embed_type=None).eval()
+    theirs.load_state_dict(convert_cosmos_transformer_checkpoint_to_diffusers(
+        {"net." + k: v for k, v in state.items()}), strict=True)
+
+    known = WAN21.process_in(latent["samples"])
+    mask = latent["noise_mask"].expand(1, 16, 3, 4, 4)
+    frame_mask = torch.tensor([0.0, 1.0, 1.0]).reshape(1, 1, 3, 1, 1)
+    sigmas = [80.0, 0.002, 0.0]
+
+    def denoised(x, sigma, ctx):
+        t = sigma / (1 + sigma)
+        x_in = x * mask + known * (1 + sigma) * (1 - mask)
+        with torch.no_grad():
+            v = theirs(x_in * (1 - t), t * frame_mask, ctx, condition_mask=1 - mask[:, :1],
+                       padding_mask=torch.zeros(1, 1, 4, 4), return_dict=False)[0]
+        return (x_in * (1 - t) - v * t) * mask + known * (1 - mask)
+
+    x = known + initial_noise(torch.zeros(1, 16, 3, 4, 4), 11) * sigmas[0]
+    for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
+        d_cond, d_uncond = denoised(x, sigma, context), denoised(x, sigma, torch.zeros_like(context))
+        d = d_uncond + 2.0 * (d_cond - d_uncond)
+        x = x + (x - d) / sigma * (sigma_next - sigma)
+    want = WAN21.process_out(x)
+    assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
+    assert torch.allclose(ours[:, :, 0], latent["samples"][:, :, 0], atol=1e-4)  # the start frame is kept
+
+
+# -- nodes -------------------------------------------------------------------------------------------
+
+def test_model_merge_cosmos_predict2_picks_each_blocks_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    from graphflow.context import NodeInputError
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.registry import Registry
+    from graphflow.testing import write_chroma, write_cosmos
+    from tests.test_nodes_image_mask import call
+
+    reg = Registry().load_builtin()
+    paths = [write_cosmos(tmp_path / f"c{s}.safetensors", dtype=torch.float32, seed=s) for s in (0, 5)]
+    m1, m2 = (load_diffusion_model(p, device="cpu", dtype=torch.float32) for p in paths)
+    files = [load_file(str(p)) for p in paths]
+    ratios = {"x_embedder.": 1.0, "t_embedder.": 0.0, "t_embedding_norm.": 0.25, "blocks.0.": 0.0, "blocks.1.": 0.5,
+              "final_layer.": 1.0}
+    widgets = {p.rstrip(".").replace(".", "_"): v for p, v in ratios.items()}
+    merged = call(reg, "ModelMergeCosmosPredict2_2B", model1=m1, model2=m2, **widgets).unet.state_dict()
+    for name, a in files[0].items():
+        r = ratios[next(p for p in ratios if name.startswith(p))]
+        torch.testing.assert_close(merged[name], r * a + (1 - r) * files[1][name], msg=name)
+    assert [n for n in reg.get("ModelMergeCosmosPredict2_14B").input_specs][-2:] == ["blocks_35", "final_layer"]
+    chroma = load_diffusion_model(write_chroma(tmp_path / "chroma.safetensors", dtype=torch.float32), device="cpu")
+    with pytest.raises(NodeInputError, match="cosmos.*chroma") as e:
+        call(reg, "ModelMergeCosmosPredict2_2B", model1=m1, model2=chroma)
+    assert e.value.input == "model2"
+
+
+def test_image_to_video_latent_shapes_and_bad_inputs(tmp_path):
+    from graphflow.context import NodeInputError
+    from graphflow.models.checkpoint import load_vae
+    from graphflow.registry import Registry
+    from graphflow.testing import write_flow_vae, write_wan_vae
+    from tests.test_nodes_image_mask import call
+
+    reg = Registry().load_builtin()
+    wan = load_vae(write_wan_vae(tmp_path / "wan.safetensors", dtype=torch.float32), device="cpu", dtype=torch.float32)
+    empty = call(reg, "CosmosPredict2ImageToVideoLatent", vae=wan, width=64, height=48, length=93, batch_size=2)
+    assert empty["samples"].shape == (1, 16, 24, 6, 8) and "noise_mask" not in empty  # ComfyUI: batch 1 when empty
+    end = torch.rand(2, 48, 64, 3)
+    with pytest.raises(NodeInputError, match="2 frames do not fit the 1") as e:  # as in ComfyUI, which fails too
+        call(reg, "CosmosPredict2ImageToVideoLatent", vae=wan, width=64, height=48, length=13, batch_size=2,
+             end_image=end)
+    assert e.value.input == "end_image"
+    out = call(reg, "CosmosPredict2ImageToVideoLatent", vae=wan, width=64, height=48, length=13, batch_size=2,
+               end_image=end[:1])
+    assert out["samples"].shape == (2, 16, 4, 6, 8)
+    assert out["noise_mask"][0, 0, :, 0, 0].tolist() == [1.0, 1.0, 1.0, 0.0]
+    assert torch.allclose(out["samples"][0, :, -1], wan.encode(end[:1])[0, :, 0], atol=1e-5)
+    flux_vae = load_vae(write_flow_vae(tmp_path / "ae.safetensors"), device="cpu")
+    with pytest.raises(NodeInputError, match="Wan 2.1 VAE") as e:
+        call(reg, "CosmosPredict2ImageToVideoLatent", vae=flux_vae, width=64, height=48, length=13, batch_size=1,
+             start_image=end)
+    assert e.value.input == "vae"

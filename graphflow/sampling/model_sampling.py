@@ -350,6 +350,9 @@ class ModelDenoiser:
         # a MODEL's network wrappers (EasyCache: graphflow.sampling.step_cache), fresh state per denoiser
         self.network_wrappers = tuple(make() for make in getattr(model, "network_wrappers", ()))
         self.context_windows = None  # a run's context windows (the pipeline sets them; predict_sides reads them)
+        # Cosmos-Predict2 video2world's noise mask [B, C, frames, h, w]: each frame is told the step's
+        # timestep x its mean mask (0 for given frames; ComfyUI's CosmosPredict2.process_timestep)
+        self.timestep_mask = None
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
                  y: torch.Tensor | None = None, concat: torch.Tensor | None = None,
@@ -362,6 +365,9 @@ class ModelDenoiser:
         if concat is not None:
             xc = torch.cat([xc, concat.to(xc.device, xc.dtype)], dim=1)
         t = self.schedule.timestep(sigma, self.quantize_timesteps).float()
+        if self.timestep_mask is not None:
+            frames = self.timestep_mask.mean(dim=(1, 3, 4))
+            t = t[:, None] * frames.repeat(x.shape[0] // frames.shape[0], 1)  # [B, frames]
 
         def run(xc):  # all the network's work, which a step cache may skip
             residuals = None
