@@ -101,7 +101,8 @@ def test_rope_ratios_as_comfyui():
 def test_nvidia_extras_are_skipped_on_load():
     _, ours, _, state = pair()
     extra = dict(state, **{"pos_embedder.seq": torch.arange(4.0), "accum_video_sample_counter": torch.tensor(3),
-                           "blocks.0.self_attn.q_proj._extra_state": torch.zeros(1)})
+                           "blocks.0.self_attn.q_proj._extra_state": torch.zeros(1),
+                           "extra_pos_embedder.pos_emb_t": torch.zeros(4, 48)})
     ours.load_state_dict(extra, strict=True)
 
 
@@ -144,23 +145,17 @@ def cosmos_models(tmp_folders):
 
 
 def cosmos_t2i_graph(cfg_scale: float) -> dict:
-    """ComfyUI's Cosmos-Predict2 text-to-image example in API format (shrunk: 32x48, 3 steps)."""
-    return {
-        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "cosmos_predict2_2B_t2i.safetensors",
-                                                    "weight_dtype": "default"}},
-        "2": {"class_type": "CLIPLoader", "inputs": {"clip_name": "oldt5_xxl_fp16.safetensors", "type": "cosmos",
-                                                     "device": "default"}},
-        "3": {"class_type": "VAELoader", "inputs": {"vae_name": "wan_2.1_vae.safetensors"}},
-        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "a robot arm on a workbench", "clip": ["2", 0]}},
-        "5": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["2", 0]}},
-        "6": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 48, "height": 32, "batch_size": 1}},
-        "7": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "seed": 5, "steps": 3, "cfg": cfg_scale,
-                                                   "sampler_name": "euler", "scheduler": "karras",
-                                                   "positive": ["4", 0], "negative": ["5", 0],
-                                                   "latent_image": ["6", 0], "denoise": 1.0}},
-        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["7", 0], "vae": ["3", 0]}},
-        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "cosmos"}},
-    }
+    """workflows/cosmos_predict2_t2i.json as saved but for its size (48x32), steps (3), cfg and
+    text encoder file (the tiny old T5 in fp16)."""
+    import json
+    from pathlib import Path
+
+    graph = json.loads((Path(__file__).parent.parent / "workflows" / "cosmos_predict2_t2i.json").read_text())
+    graph["2"]["inputs"]["clip_name"] = "oldt5_xxl_fp16.safetensors"
+    graph["4"]["inputs"]["text"], graph["5"]["inputs"]["text"] = "a robot arm on a workbench", "blurry"
+    graph["6"]["inputs"].update(width=48, height=32)
+    graph["7"]["inputs"].update(seed=5, steps=3, cfg=cfg_scale)
+    return graph
 
 
 def test_cosmos_t2i_graph_runs_and_matches_diffusers(cosmos_models):
@@ -353,3 +348,13 @@ def test_image_to_video_latent_shapes_and_bad_inputs(tmp_path):
         call(reg, "CosmosPredict2ImageToVideoLatent", vae=flux_vae, width=64, height=48, length=13, batch_size=1,
              start_image=end)
     assert e.value.input == "vae"
+
+
+def test_inspect_and_file_kind(tmp_path):
+    from graphflow.models.checkpoint_report import inspect_report
+    from graphflow.testing import write_cosmos
+
+    report = inspect_report(write_cosmos(tmp_path / "v2w.safetensors", prefix="net.", video2world=True))
+    assert "kind: Cosmos-Predict2 diffusion model, for models/diffusion_models/, loaded by LoadDiffusionModel" in report
+    assert "video2world (known-frame mask channel), width 48, 2 blocks of 2 heads, text width 48, keys under net." \
+        in report

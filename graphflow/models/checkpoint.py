@@ -429,7 +429,7 @@ def _read_cosmos(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:
         raise CheckpointError(f"{Path(path).name}: a Cosmos-Predict2 network that cannot be read: {e}") from None
     with torch.device("meta"):
         net = CosmosPredict2(config)
-    keys = [k for k in source.shapes if k in net.state_dict()]  # NVIDIA's buffers and counters are no weights
+    keys = [k for k in source.shapes if k in net.state_dict()]  # NVIDIA's buffers and counters: not read
     net = _assign(net, source, *flow_placement(device, dtype), f"Cosmos-Predict2 ({prefix or 'no prefix'})", keys=keys)
     return DiffusionModel(net, "cosmos", "cosmos_rflow")
 

@@ -15,7 +15,8 @@ Keys: x_embedder.proj.1, t_embedder.1.linear_{1,2}, t_embedding_norm, blocks.N.{
 cross_attn}.{q,k,v,output}_proj / {q,k}_norm, blocks.N.mlp.layer{1,2},
 blocks.N.adaln_modulation_{self_attn,cross_attn,mlp}.{1,2}, final_layer.{linear,
 adaln_modulation.1, adaln_modulation.2}. NVIDIA's own files add pos_embedder buffers and
-training counters (accum_*), which are not weights and are skipped.
+training counters (accum_*), which are not weights, and may carry extra_pos_embedder tables,
+which ComfyUI's Predict2 does not use: all are skipped.
 """
 
 import math
@@ -27,7 +28,9 @@ from torch import nn
 
 from .file_kind import find_cosmos  # noqa: F401 (torch-free detection)
 
-UNUSED = ("pos_embedder.", "accum_")  # NVIDIA's non-weight entries (and *._extra_state)
+# NVIDIA's non-weight entries (and *._extra_state), and learned absolute positions, which ComfyUI
+# builds no Predict2 model with (it leaves them unread)
+UNUSED = ("pos_embedder.", "accum_", "extra_pos_embedder.")
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,6 @@ def cosmos_config_from_state_dict(shapes) -> CosmosConfig:
     in_channels = patch_in // 4 - 1  # 1x2x2 patches of the latent + the padding mask
     head_dim = shapes["blocks.0.self_attn.q_norm.weight"][0]
     blocks = 1 + max(int(k.split(".")[1]) for k in shapes if k.startswith("blocks."))
-    if "extra_pos_embedder.pos_emb_t" in shapes:  # no Predict2 release has them; ComfyUI reads none
-        raise ValueError("learned absolute positions (extra_pos_embedder) are not supported")
     return CosmosConfig(
         in_channels=in_channels, out_channels=shapes["final_layer.linear.weight"][0] // 4, model_channels=d,
         num_blocks=blocks, num_heads=d // head_dim, mlp_ratio=shapes["blocks.0.mlp.layer1.weight"][0] / d,
