@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import attention
 from .file_kind import find_cosmos  # noqa: F401 (torch-free detection)
 
 # NVIDIA's non-weight entries (and *._extra_state), and learned absolute positions, which ComfyUI
@@ -136,7 +137,7 @@ class Attention(nn.Module):
         q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = apply_rope(q, rope), apply_rope(k, rope)
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = attention(q, k, v)
         return self.output_proj(out.transpose(1, 2).reshape(b, x.shape[1], -1))
 
 

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import attention
 from .latent_formats import WAN21
 from .vae import VAESocket
 
@@ -141,7 +142,7 @@ class AttentionBlock(nn.Module):
         b, c, t, h, w = x.shape
         y = x.transpose(1, 2).reshape(b * t, c, h, w)
         q, k, v = self.to_qkv(self.norm(y)).reshape(b * t, 3 * c, h * w).transpose(1, 2).chunk(3, dim=-1)
-        y = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
+        y = attention(q[:, None], k[:, None], v[:, None])[:, 0]
         y = self.proj(y.transpose(1, 2).reshape(b * t, c, h, w))
         return x + y.reshape(b, t, c, h, w).transpose(1, 2)
 
