@@ -358,3 +358,29 @@ def test_inspect_and_file_kind(tmp_path):
     assert "kind: Cosmos-Predict2 diffusion model, for models/diffusion_models/, loaded by LoadDiffusionModel" in report
     assert "video2world (known-frame mask channel), width 48, 2 blocks of 2 heads, text width 48, keys under net." \
         in report
+
+
+def test_lora_in_comfyui_layout(tmp_path):
+    """A LoRA in ComfyUI's diffusion_model.<NVIDIA key> layout patches the named weight."""
+    import copy
+
+    from safetensors.torch import save_file
+
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.lora import apply_lora
+    from graphflow.testing import write_cosmos
+
+    model = load_diffusion_model(write_cosmos(tmp_path / "c.safetensors", dtype=torch.float32), device="cpu",
+                                 dtype=torch.float32)
+    gen = torch.Generator().manual_seed(3)
+    down, up = torch.randn(4, 48, generator=gen) * 0.1, torch.randn(48, 4, generator=gen) * 0.1
+    save_file({"diffusion_model.blocks.1.cross_attn.v_proj.lora_A.weight": down,
+               "diffusion_model.blocks.1.cross_attn.v_proj.lora_B.weight": up}, str(tmp_path / "lora.safetensors"))
+    patched, _ = apply_lora(model, None, tmp_path / "lora.safetensors", 0.5)
+    want = copy.deepcopy(model.unet)
+    want.blocks[1].cross_attn.v_proj.weight.data += 0.5 * up @ down
+    x, context, t = torch.randn(1, 16, 2, 4, 4, generator=gen), torch.randn(1, 3, 48, generator=gen), torch.tensor([0.4])
+    with torch.no_grad():
+        got, base = patched(x, t, context), model(x, t, context)
+        torch.testing.assert_close(got, want(x, t, context), atol=1e-5, rtol=1e-5)
+    assert (got - base).abs().max() > 1e-3
