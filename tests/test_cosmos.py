@@ -74,7 +74,8 @@ def test_image_latent_is_one_frame():
     x = torch.randn(1, 16, 4, 4)
     context = torch.randn(1, 3, 20)
     with torch.no_grad():
-        assert torch.allclose(ours(x, torch.tensor([0.5]), context), ours(x[:, :, None], torch.tensor([0.5]), context)[:, :, 0])
+        t = torch.tensor([0.5])
+        assert torch.allclose(ours(x, t, context), ours(x[:, :, None], t, context)[:, :, 0])
 
 
 @pytest.mark.parametrize("prefix", ["", "net.", "model.diffusion_model."])
@@ -379,7 +380,8 @@ def test_lora_in_comfyui_layout(tmp_path):
     patched, _ = apply_lora(model, None, tmp_path / "lora.safetensors", 0.5)
     want = copy.deepcopy(model.unet)
     want.blocks[1].cross_attn.v_proj.weight.data += 0.5 * up @ down
-    x, context, t = torch.randn(1, 16, 2, 4, 4, generator=gen), torch.randn(1, 3, 48, generator=gen), torch.tensor([0.4])
+    x, context = torch.randn(1, 16, 2, 4, 4, generator=gen), torch.randn(1, 3, 48, generator=gen)
+    t = torch.tensor([0.4])
     with torch.no_grad():
         got, base = patched(x, t, context), model(x, t, context)
         torch.testing.assert_close(got, want(x, t, context), atol=1e-5, rtol=1e-5)

@@ -128,4 +128,5 @@ def test_inspect_names_the_wan_vae(tmp_path):
     from graphflow.testing import write_wan_vae
 
     report = inspect_report(write_wan_vae(tmp_path / "wan_2.1_vae.safetensors"))
-    assert "kind: Wan 2.1 video VAE" in report and "16 latent channels, 4x frames, 8x pixels, channels 8 x [1, 2, 4, 4]" in report
+    assert "kind: Wan 2.1 video VAE" in report
+    assert "16 latent channels, 4x frames, 8x pixels, channels 8 x [1, 2, 4, 4]" in report

@@ -98,13 +98,13 @@ class DiffusionModel:
         model(x, t, context, y, num_frames): context the init image's CLIP vision embedding, y
         svd_adm of the conditioning's fps / motion_bucket_id / augmentation_level, the init
         image's latent on the channels (the 8-channel path of graphflow.sampling.pipeline).
+    SV3D (sv3d_u / sv3d_p) is this arch too, its unet.config.variant telling which y it takes:
+    the augmentation level alone (u) or with each frame's camera elevation / azimuth (p).
+
     Cosmos-Predict2 (cosmos, graphflow.models.cosmos), prediction "cosmos_rflow": ComfyUI's
     rectified flow in EDM sigmas (graphflow.sampling.model_sampling.CosmosRFlowSchedule); x a video
     latent [B, 16, frames, h, w] (an image is one frame), in the Wan 2.1 VAE's format;
-    model(x, t, context, y) with t = sigma / (1 + sigma), context old T5-XXL's 512 tokens, y unused.
-
-    SV3D (sv3d_u / sv3d_p) is this arch too, its unet.config.variant telling which y it takes:
-    the augmentation level alone (u) or with each frame's camera elevation / azimuth (p)."""
+    model(x, t, context, y) with t = sigma / (1 + sigma), context old T5-XXL's 512 tokens, y unused."""
 
     def __init__(self, unet, arch: str, prediction: str = "eps", latent_format: LatentFormat | None = None,
                  beta_schedule: BetaSchedule | None = None, sampling_shift: float | None = None,

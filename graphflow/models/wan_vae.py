@@ -180,7 +180,8 @@ class Resample(nn.Module):
                 first, x = x[:, :, :1], x[:, :, 1:]
             if x.shape[2]:
                 b, c, t, h, w = x.shape
-                x = self.time_conv(x, cache).reshape(b, 2, c, t, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b, c, 2 * t, h, w)
+                x = self.time_conv(x, cache).reshape(b, 2, c, t, h, w)  # 2x channels -> frames, interleaved
+                x = x.permute(0, 2, 3, 1, 4, 5).reshape(b, c, 2 * t, h, w)
             x = torch.cat([first, x], dim=2)
         x = self._spatial(x)
         if self.mode == "downsample3d":

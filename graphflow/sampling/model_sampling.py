@@ -277,7 +277,8 @@ class CosmosRFlowSchedule(ContinuousSchedule):
         t = append_dims(self.timestep(sigma), x.ndim)
         return x * (1 - t) - model_output * t
 
-    def noise_scaling(self, sigma, noise: torch.Tensor, latent: torch.Tensor, max_denoise: bool = False) -> torch.Tensor:
+    def noise_scaling(self, sigma, noise: torch.Tensor, latent: torch.Tensor,
+                      max_denoise: bool = False) -> torch.Tensor:
         return super().noise_scaling(sigma, noise, latent, max_denoise=False)
 
     def scale_latent_inpaint(self, sigma: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
