@@ -386,3 +386,20 @@ def test_lora_in_comfyui_layout(tmp_path):
         got, base = patched(x, t, context), model(x, t, context)
         torch.testing.assert_close(got, want(x, t, context), atol=1e-5, rtol=1e-5)
     assert (got - base).abs().max() > 1e-3
+
+
+def test_fp8_weight_dtype(tmp_path):
+    """UNETLoader's weight_dtype fp8_e4m3fn: Linear weights stored in fp8, upcast per layer; the
+    output stays near the full-precision model's."""
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.testing import write_cosmos
+
+    path = write_cosmos(tmp_path / "c.safetensors", dtype=torch.float32)
+    full = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    fp8 = load_diffusion_model(path, device="cpu", dtype=torch.float32, weight_dtype="fp8_e4m3fn")
+    assert fp8.unet.blocks[0].self_attn.q_proj.weight.dtype == torch.float8_e4m3fn
+    assert fp8.unet.t_embedding_norm.weight.dtype == torch.float32
+    x, context, t = torch.randn(1, 16, 1, 4, 4), torch.randn(1, 3, 48), torch.tensor([0.5])
+    with torch.no_grad():
+        a, b = full(x, t, context), fp8(x, t, context)
+    assert 0 < float((a - b).abs().max()) < 0.1 * float(a.abs().max())

@@ -126,13 +126,21 @@ def build_flow_model(source, info: FlowInfo, device, dtype, weight_dtype: str = 
     """The MM-DiT or FLUX network of `source` (keys without prefix) as a DiffusionModel.
     Linear/Conv weights are stored in `weight_dtype` (fp8_e4m3fn / fp8_e5m2), or kept in fp8 where
     the file holds them so ("default"); everything else, and all computation, is in `dtype`."""
+    with torch.device("meta"):
+        net = {"sd3": MMDiT, "flux": Flux, "chroma": Chroma, "ltxv": LTXV}[info.arch](info.config)
+    dtype_of = _weight_storage(net, source, dtype, weight_dtype)
+    net = _assign(net, source, device, dtype, f"{info.name} ({info.prefix or 'no prefix'})", dtype_of=dtype_of)
+    return DiffusionModel(net, info.arch, "flow", info.latent_format)
+
+
+def _weight_storage(net, source, dtype, weight_dtype: str):
+    """dtype_of(key) for _assign: the cast layers' weights in `weight_dtype` (fp8), or kept in fp8
+    where the file holds them so ("default"); everything else in `dtype`."""
     if weight_dtype not in WEIGHT_DTYPES:
         raise CheckpointError(f"weight_dtype must be one of {list(WEIGHT_DTYPES)}, got {weight_dtype!r}")
     storage = WEIGHT_DTYPES[weight_dtype]
     if weight_dtype != "default" and storage is None:
         raise CheckpointError(f"this torch ({torch.__version__}) has no {weight_dtype}")
-    with torch.device("meta"):
-        net = {"sd3": MMDiT, "flux": Flux, "chroma": Chroma, "ltxv": LTXV}[info.arch](info.config)
     castable = castable_weights(net)
 
     def dtype_of(key):
@@ -143,8 +151,7 @@ def build_flow_model(source, info: FlowInfo, device, dtype, weight_dtype: str = 
                 return _stored_dtype(source, key)
         return dtype
 
-    net = _assign(net, source, device, dtype, f"{info.name} ({info.prefix or 'no prefix'})", dtype_of=dtype_of)
-    return DiffusionModel(net, info.arch, "flow", info.latent_format)
+    return dtype_of
 
 
 def _stored_dtype(source, key) -> torch.dtype | None:
@@ -420,8 +427,6 @@ def _read_cosmos(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:
     prefix = find_cosmos(f.shapes)
     if prefix is None:
         return None
-    if weight_dtype != "default":
-        raise CheckpointError("weight_dtype fp8 is supported for SD3/FLUX diffusion models only")
     source = KeyView(f, prefix)
     try:
         config = cosmos_config_from_state_dict(source.shapes)
@@ -430,7 +435,9 @@ def _read_cosmos(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:
     with torch.device("meta"):
         net = CosmosPredict2(config)
     keys = [k for k in source.shapes if k in net.state_dict()]  # NVIDIA's buffers and counters: not read
-    net = _assign(net, source, *flow_placement(device, dtype), f"Cosmos-Predict2 ({prefix or 'no prefix'})", keys=keys)
+    device, dtype = flow_placement(device, dtype)
+    net = _assign(net, source, device, dtype, f"Cosmos-Predict2 ({prefix or 'no prefix'})", keys=keys,
+                  dtype_of=_weight_storage(net, source, dtype, weight_dtype))
     return DiffusionModel(net, "cosmos", "cosmos_rflow")
 
 

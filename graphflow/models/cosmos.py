@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import attention
+from .cast_layers import Linear  # weights may stay fp8 (UNETLoader's weight_dtype)
 from .file_kind import find_cosmos  # noqa: F401 (torch-free detection)
 
 # NVIDIA's non-weight entries (and *._extra_state), and learned absolute positions, which ComfyUI
@@ -122,12 +123,12 @@ class Attention(nn.Module):
         super().__init__()
         self.heads = heads
         head_dim = dim // heads
-        self.q_proj = nn.Linear(dim, dim, bias=False)
+        self.q_proj = Linear(dim, dim, bias=False)
         self.q_norm = nn.RMSNorm(head_dim, eps=1e-6)
-        self.k_proj = nn.Linear(context_dim, dim, bias=False)
+        self.k_proj = Linear(context_dim, dim, bias=False)
         self.k_norm = nn.RMSNorm(head_dim, eps=1e-6)
-        self.v_proj = nn.Linear(context_dim, dim, bias=False)
-        self.output_proj = nn.Linear(dim, dim, bias=False)
+        self.v_proj = Linear(context_dim, dim, bias=False)
+        self.output_proj = Linear(dim, dim, bias=False)
 
     def forward(self, x, context=None, rope=None):
         context = x if context is None else context
@@ -144,15 +145,15 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
-        self.layer1 = nn.Linear(dim, hidden, bias=False)
-        self.layer2 = nn.Linear(hidden, dim, bias=False)
+        self.layer1 = Linear(dim, hidden, bias=False)
+        self.layer2 = Linear(hidden, dim, bias=False)
 
     def forward(self, x):
         return self.layer2(F.gelu(self.layer1(x)))
 
 
 def _modulation(dim: int, lora: int, chunks: int) -> nn.Sequential:
-    return nn.Sequential(nn.SiLU(), nn.Linear(dim, lora, bias=False), nn.Linear(lora, chunks * dim, bias=False))
+    return nn.Sequential(nn.SiLU(), Linear(dim, lora, bias=False), Linear(lora, chunks * dim, bias=False))
 
 
 def _norm(x):
@@ -186,7 +187,7 @@ class FinalLayer(nn.Module):
     def __init__(self, cfg: CosmosConfig):
         super().__init__()
         d = cfg.model_channels
-        self.linear = nn.Linear(d, cfg.patch_spatial ** 2 * cfg.patch_temporal * cfg.out_channels, bias=False)
+        self.linear = Linear(d, cfg.patch_spatial ** 2 * cfg.patch_temporal * cfg.out_channels, bias=False)
         self.adaln_modulation = _modulation(d, cfg.adaln_lora_dim, 2)
 
     def forward(self, x, emb, lora):
@@ -197,8 +198,8 @@ class FinalLayer(nn.Module):
 class TimestepEmbedding(nn.Module):
     def __init__(self, dim: int):
         super().__init__()
-        self.linear_1 = nn.Linear(dim, dim, bias=False)
-        self.linear_2 = nn.Linear(dim, 3 * dim, bias=False)
+        self.linear_1 = Linear(dim, dim, bias=False)
+        self.linear_2 = Linear(dim, 3 * dim, bias=False)
 
     def forward(self, x):
         return self.linear_2(F.silu(self.linear_1(x)))
@@ -211,7 +212,7 @@ class CosmosPredict2(nn.Module):
         d = cfg.model_channels
         patch = cfg.patch_spatial ** 2 * cfg.patch_temporal
         self.x_embedder = nn.Module()
-        self.x_embedder.proj = nn.Sequential(nn.Identity(), nn.Linear((cfg.in_channels + 1) * patch, d, bias=False))
+        self.x_embedder.proj = nn.Sequential(nn.Identity(), Linear((cfg.in_channels + 1) * patch, d, bias=False))
         self.t_embedder = nn.Sequential(nn.Identity(), TimestepEmbedding(d))
         self.t_embedding_norm = nn.RMSNorm(d, eps=1e-6)
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.num_blocks)])
