@@ -403,3 +403,20 @@ def test_fp8_weight_dtype(tmp_path):
     with torch.no_grad():
         a, b = full(x, t, context), fp8(x, t, context)
     assert 0 < float((a - b).abs().max()) < 0.1 * float(a.abs().max())
+
+
+def test_scaled_fp8_file_equals_its_dequantised_weights(tmp_path):
+    """ComfyUI's scaled-fp8 layout (weight_fp8 + scale_weight per Linear): kept in fp8 and scaled per
+    layer, the same numbers as the dequantised file's."""
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.testing import write_cosmos, write_scaled_fp8
+
+    source = write_cosmos(tmp_path / "c.safetensors", dtype=torch.float32, prefix="model.diffusion_model.")
+    scaled = write_scaled_fp8(source, tmp_path / "c_fp8_scaled.safetensors", ("model.diffusion_model.",),
+                              dequantised=tmp_path / "c_dequantised.safetensors")
+    a = load_diffusion_model(scaled, device="cpu", dtype=torch.float32)
+    b = load_diffusion_model(tmp_path / "c_dequantised.safetensors", device="cpu", dtype=torch.float32)
+    assert a.unet.blocks[1].mlp.layer1.weight.dtype == torch.float8_e4m3fn
+    x, context, t = torch.randn(1, 16, 1, 4, 4), torch.randn(1, 3, 48), torch.tensor([0.5])
+    with torch.no_grad():
+        torch.testing.assert_close(a(x, t, context), b(x, t, context), atol=1e-5, rtol=1e-5)
