@@ -420,3 +420,14 @@ def test_scaled_fp8_file_equals_its_dequantised_weights(tmp_path):
     x, context, t = torch.randn(1, 16, 1, 4, 4), torch.randn(1, 3, 48), torch.tensor([0.5])
     with torch.no_grad():
         torch.testing.assert_close(a(x, t, context), b(x, t, context), atol=1e-5, rtol=1e-5)
+
+
+def test_old_t5_file_kind(tmp_path):
+    from graphflow.models.file_kind import identify
+    from graphflow.models.weight_files import WeightFile
+    from graphflow.testing import write_old_t5, write_text_encoder
+
+    with WeightFile(write_old_t5(tmp_path / "oldt5.safetensors")) as f:
+        assert identify(f.shapes).name == "old T5-XXL text encoder (T5 v1.0, for Cosmos-Predict2: type cosmos)"
+    with WeightFile(write_text_encoder(tmp_path / "t5xxl.safetensors", "t5xxl")) as f:
+        assert identify(f.shapes).name == "T5 text encoder (T5-XXL for SD3 / FLUX / Chroma)"

@@ -68,6 +68,9 @@ def _controlnet(shapes) -> FileKind | None:
 def _text_encoder(shapes) -> FileKind | None:
     for key, shape in shapes.items():
         if key.endswith("encoder.block.0.layer.0.SelfAttention.q.weight"):
+            if key.replace("layer.0.SelfAttention.q.", "layer.1.DenseReluDense.wi.") in shapes:  # ReLU: T5 v1.0
+                return FileKind("old T5-XXL text encoder (T5 v1.0, for Cosmos-Predict2: type cosmos)", "text_encoders",
+                                "LoadTextEncoder")
             return FileKind("T5 text encoder (T5-XXL for SD3 / FLUX / Chroma)", "text_encoders", "LoadTextEncoder")
         if key.endswith(("embeddings.token_embedding.weight", "token_embedding.weight")) and len(shape) == 2 \
                 and not key.startswith("cond_stage_model.") and not key.startswith("conditioner."):
