@@ -389,8 +389,8 @@ def test_lora_in_comfyui_layout(tmp_path):
 
 
 def test_fp8_weight_dtype(tmp_path):
-    """UNETLoader's weight_dtype fp8_e4m3fn: Linear weights stored in fp8, upcast per layer; the
-    output stays near the full-precision model's."""
+    """UNETLoader's weight_dtype fp8_e4m3fn: Linear weights stored in fp8 and upcast per layer: the
+    full-precision model with those weights rounded to fp8; norms stay in the compute dtype."""
     from graphflow.models.checkpoint import load_diffusion_model
     from graphflow.testing import write_cosmos
 
@@ -399,10 +399,16 @@ def test_fp8_weight_dtype(tmp_path):
     fp8 = load_diffusion_model(path, device="cpu", dtype=torch.float32, weight_dtype="fp8_e4m3fn")
     assert fp8.unet.blocks[0].self_attn.q_proj.weight.dtype == torch.float8_e4m3fn
     assert fp8.unet.t_embedding_norm.weight.dtype == torch.float32
-    x, context, t = torch.randn(1, 16, 1, 4, 4), torch.randn(1, 3, 48), torch.tensor([0.5])
+    gen = torch.Generator().manual_seed(6)
+    x, context = torch.randn(1, 16, 1, 4, 4, generator=gen), torch.randn(1, 3, 48, generator=gen)
+    t = torch.tensor([0.5])
     with torch.no_grad():
-        a, b = full(x, t, context), fp8(x, t, context)
-    assert 0 < float((a - b).abs().max()) < 0.1 * float(a.abs().max())
+        before = full(x, t, context)
+        for name, weight in fp8.unet.state_dict().items():
+            if weight.dtype == torch.float8_e4m3fn:
+                full.unet.get_parameter(name).copy_(weight.float())
+        torch.testing.assert_close(fp8(x, t, context), full(x, t, context), atol=1e-5, rtol=1e-5)
+        assert (full(x, t, context) - before).abs().max() > 1e-3  # the rounding mattered
 
 
 def test_scaled_fp8_file_equals_its_dequantised_weights(tmp_path):
@@ -417,7 +423,9 @@ def test_scaled_fp8_file_equals_its_dequantised_weights(tmp_path):
     a = load_diffusion_model(scaled, device="cpu", dtype=torch.float32)
     b = load_diffusion_model(tmp_path / "c_dequantised.safetensors", device="cpu", dtype=torch.float32)
     assert a.unet.blocks[1].mlp.layer1.weight.dtype == torch.float8_e4m3fn
-    x, context, t = torch.randn(1, 16, 1, 4, 4), torch.randn(1, 3, 48), torch.tensor([0.5])
+    gen = torch.Generator().manual_seed(7)
+    x, context = torch.randn(1, 16, 1, 4, 4, generator=gen), torch.randn(1, 3, 48, generator=gen)
+    t = torch.tensor([0.5])
     with torch.no_grad():
         torch.testing.assert_close(a(x, t, context), b(x, t, context), atol=1e-5, rtol=1e-5)
 
