@@ -43,7 +43,7 @@ class CosmosPredict2ImageToVideoLatent(Node):
     start_image: IMAGE = None
     end_image: IMAGE = None
     outputs = {"latent": LATENT}
-    comfy = ComfyAlias(("CosmosPredict2ImageToVideoLatent",))
+    comfy = ComfyAlias(("CosmosPredict2ImageToVideoLatent",), optional=("start_image", "end_image"))
 
     def run(self):
         import torch
