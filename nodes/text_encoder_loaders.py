@@ -47,11 +47,12 @@ class LoadTextEncoder(Node):
     """Load one text encoder file: a CLIP-L (SD1) or ViT-H (SD2) for stable_diffusion, any one
     of CLIP-L, CLIP-G, T5-XXL for sd3 (the others are then left out of the conditioning), the
     CLIP-G of Stable Cascade (stable_cascade), or T5-XXL for chroma, pixart (PixArt-α / Σ),
-    ltxv (LTX-Video) and mochi (Mochi 1); prompts unpadded, as ComfyUI encodes them for these
-    (or with the padding masked: the same numbers)."""
+    ltxv (LTX-Video) and mochi (Mochi 1), prompts unpadded, as ComfyUI encodes them for these
+    (or with the padding masked: the same numbers); or the old T5-XXL (v1.0, oldt5_xxl) for
+    cosmos (Cosmos-Predict2), prompts padded to 512 zeroed tokens."""
     category = "advanced/loaders"
     clip_name: str = Choice(_list)
-    type: str = Choice(["stable_diffusion", "stable_cascade", "sd3", "chroma", "pixart", "ltxv", "mochi"],
+    type: str = Choice(["stable_diffusion", "stable_cascade", "sd3", "chroma", "pixart", "ltxv", "mochi", "cosmos"],
                        "stable_diffusion")
     outputs = {"clip": CLIP}
     comfy = ComfyAlias(("CLIPLoader",), ignore=("device",))

@@ -38,6 +38,11 @@ Mochi ("mochi", CLIPLoader's type): as LTX-Video. ComfyUI pads to 256 with <pad>
      padding out of its prompt pool and crops it from its joint attention (diffusers' MochiPipeline
      and transformer do the same with their mask): the numbers of the unpadded tokens without a
      mask, which is what is given here; no pooled vector (None).
+Cosmos-Predict2 ("cosmos", CLIPLoader's type): context = "old" T5-XXL's tokens (T5 v1.0, 1024
+     wide, ReLU feed-forward) padded to 512: ComfyUI's CosmosT5XXL pads with <pad>, runs T5 with
+     the padding masked and zeroes its outputs, and the model attends to all 512 (zeros included,
+     no mask): the unpadded encoding followed by zero tokens, which is what is given here; no
+     pooled vector (None).
 CLIP hidden states are not passed through the final layer norm (as SDXL's, ComfyUI's and
 diffusers'); pooled always comes from the last layer, first window, unweighted.
 """
@@ -52,9 +57,10 @@ from .t5 import MIN_LENGTH, T5Encoder
 from .text_encoders import ClipTower
 from .tokenizer import EOS, TokenWindows, empty_window, tokenize_prompt
 
-ARCHS = ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "mochi")
-T5_ALONE = ("chroma", "pixart", "ltxv", "mochi")
-T5_ALONE_NAMES = {"chroma": "Chroma", "pixart": "PixArt", "ltxv": "LTX-Video", "mochi": "Mochi"}
+ARCHS = ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "mochi", "cosmos")
+T5_ALONE = ("chroma", "pixart", "ltxv", "mochi", "cosmos")
+T5_ALONE_NAMES = {"chroma": "Chroma", "pixart": "PixArt", "ltxv": "LTX-Video", "mochi": "Mochi",
+                  "cosmos": "Cosmos-Predict2"}
 CONTEXT_DIM = 4096
 POOLED = {"clip_l": 768, "clip_g": 1280}
 
@@ -162,6 +168,10 @@ class FlowTextEncoder:
 
     def _t5(self, prompt: str) -> torch.Tensor:
         min_padding, min_length = self.t5_padding or (0, MIN_LENGTH[self.arch])
+        if self.arch == "cosmos":  # the padding masked and zeroed: the unpadded encoding, then zeros
+            z = self.t5.encode(prompt)
+            length = max(z.shape[1] + min_padding, min_length)
+            return torch.nn.functional.pad(z, (0, 0, 0, length - z.shape[1]))
         return self.t5.encode(prompt, min_length, min_padding, empty_end=self.arch not in ("chroma", "pixart"))
 
     @property

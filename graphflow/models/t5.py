@@ -31,8 +31,8 @@ from .tokenizer import parse_weighted_prompt
 TOKENIZER_FILE = Path(__file__).parent / "t5_tokenizer" / "tokenizer.json"
 EOS, PAD = 1, 0
 # Chroma, PixArt, LTX-Video and Mochi: no padding (ComfyUI pads to 1 token, </s> alone; for ltxv
-# and mochi see graphflow.models.flow_text)
-MIN_LENGTH = {"sd3": 77, "flux": 256, "chroma": 1, "pixart": 1, "ltxv": 1, "mochi": 1}
+# and mochi see graphflow.models.flow_text); Cosmos: 512, the padding zeroed
+MIN_LENGTH = {"sd3": 77, "flux": 256, "chroma": 1, "pixart": 1, "ltxv": 1, "mochi": 1, "cosmos": 512}
 Q_KEY = "encoder.block.0.layer.0.SelfAttention.q.weight"
 
 
