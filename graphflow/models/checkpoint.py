@@ -376,7 +376,7 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
         if info is not None:
             return build_flow_model(f.view(info.prefix), info, *flow_placement(device, dtype), weight_dtype)
         if weight_dtype != "default":
-            raise CheckpointError("weight_dtype fp8 is supported for SD3/FLUX diffusion models only")
+            raise CheckpointError(_fp8_refused("UNet (SD1/SD2/SDXL-family)"))
         info = detect_architecture(f.shapes, f.metadata, get_tensor=f.get)
         unet_device, unet_dtype = _resolve(device, dtype, "unet")
         unet = build_unet(f.view(UNET_PREFIX), info.unet, unet_device, unet_dtype)
@@ -388,6 +388,11 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
         return model
 
 
+def _fp8_refused(kind: str) -> str:
+    return ("weight_dtype fp8 is supported for SD3, FLUX, Chroma, LTX-Video, Mochi and Cosmos-Predict2 diffusion "
+            f"models only; this file is a {kind} model (use weight_dtype default)")
+
+
 def _read_stable_cascade(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:
     """A Stable Cascade Stage C / Stage B file (bare original keys), or None for other files."""
     from .stable_cascade import build_stable_cascade, cascade_config_from_shapes, is_stable_cascade
@@ -396,7 +401,7 @@ def _read_stable_cascade(f, path, device, dtype, weight_dtype) -> DiffusionModel
     if stage is None:
         return None
     if weight_dtype != "default":
-        raise CheckpointError("weight_dtype fp8 is supported for SD3/FLUX diffusion models only")
+        raise CheckpointError(_fp8_refused(f"Stable Cascade Stage {stage.upper()}"))
     try:
         config = cascade_config_from_shapes(f.shapes)
         if stage == "c":  # Stage C's activations overflow fp16 (ComfyUI runs it in bf16 or fp32 only)
@@ -426,7 +431,7 @@ def _read_pixart(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:
         return None
     variant, layout, prefix = found
     if weight_dtype != "default":
-        raise CheckpointError("weight_dtype fp8 is supported for SD3/FLUX diffusion models only")
+        raise CheckpointError(_fp8_refused("PixArt"))
     source = KeyView(f, prefix)
     try:
         if layout == "diffusers":
