@@ -37,7 +37,8 @@ class VAEEncode(Node):
     temporal_size: int = Int(64, min=8, max=MAX_TILE, step=4)
     temporal_overlap: int = Int(8, min=4, max=MAX_TILE, step=4)
     outputs = {"latent": LATENT}
-    comfy = (ComfyAlias(("VAEEncode",), optional=("tiled", "tile_size", "overlap", "temporal_size", "temporal_overlap")),
+    comfy = (ComfyAlias(("VAEEncode",), optional=("tiled", "tile_size", "overlap", "temporal_size",
+                                               "temporal_overlap")),
              ComfyAlias(("VAEEncodeTiled",), fixed={"tiled": True}))
 
     def run(self):
@@ -64,7 +65,8 @@ class VAEDecode(Node):
     temporal_size: int = Int(64, min=8, max=MAX_TILE, step=4)
     temporal_overlap: int = Int(8, min=4, max=MAX_TILE, step=4)
     outputs = {"image": IMAGE}
-    comfy = (ComfyAlias(("VAEDecode",), optional=("tiled", "tile_size", "overlap", "temporal_size", "temporal_overlap")),
+    comfy = (ComfyAlias(("VAEDecode",), optional=("tiled", "tile_size", "overlap", "temporal_size",
+                                               "temporal_overlap")),
              ComfyAlias(("VAEDecodeTiled",), fixed={"tiled": True}))
 
     def run(self):

@@ -66,7 +66,8 @@ def test_video_axes_by_hand():
     """LTX-Video's decode axes for 12 latent frames of 20 x 20 at ComfyUI's defaults (latent tiles
     8 frames / 1 overlap, 16 rows / 2 overlap)."""
     t, s = 8, 32
-    time, rows, _ = video_axes((12, 20, 20), (8, 16, 16), (1, 2, 2), (lambda n: n * t - 7, lambda n: n * s, lambda n: n * s),
+    time, rows, _ = video_axes((12, 20, 20), (8, 16, 16), (1, 2, 2),
+                               (lambda n: n * t - 7, lambda n: n * s, lambda n: n * s),
                                (lambda p: p * t, lambda p: p * s, lambda p: p * s))
     assert time.spans == [(0, 8), (7, 5)] and time.out_len == 89 and time.out_pos(7) == 56
     assert time.weights(7, 5, 33).tolist() == [1] * 33  # the feather is 8 * 1 - 7 = 1 frame wide: flat
@@ -180,7 +181,7 @@ def test_encode_tiles_follow_comfyui_rules():
     # temporal 32 / 16: 4 latent frames (25 pixel frames) overlapping 2 (9 pixel frames)
     seen, _ = recorded_encode_tiles(ltxv, 100, 512, 64, 32, 16)
     assert [(f, n) for f, n, *_ in seen] == [(0, 25), (16, 25), (32, 25), (48, 25), (64, 25), (80, 17)]
-    # pixel tiles of 64 / 32 across 64 columns, whole frames: one tile in time
+    # pixel tiles of 32 across 64 x 64 pixels: 4 tiles, each with all 17 frames (64 frames fit one)
     seen, _ = recorded_encode_tiles(ltxv, 17, 32, 0, 64, 8)
     assert seen == [(0, 17, 32, 32), (0, 17, 32, 32), (0, 17, 32, 32), (0, 17, 32, 32)]
     mochi = mochi_vae()
@@ -225,7 +226,8 @@ def test_ltxv_tiled_decode_is_exact_away_from_the_seams():
     z = randn(1, 128, 1, 1, 40, seed=3)
     plain, tiled = vae.decode(z), vae.decode_tiled(z, 768, 64, 64, 8)
     differs = ((tiled - plain).abs().amax(dim=(0, 1, 3)) > EXACT).nonzero().flatten()
-    assert len(differs) and 32 * (22 - DECODE_REACH) <= int(differs.min()) and int(differs.max()) < 32 * (24 + DECODE_REACH)
+    assert len(differs) and 32 * (22 - DECODE_REACH) <= int(differs.min())
+    assert int(differs.max()) < 32 * (24 + DECODE_REACH)
     assert float((tiled - plain).abs().mean()) < 0.05
 
 
@@ -341,7 +343,8 @@ def test_comfyui_api_graph_with_temporal_tiling_validates_and_runs(tmp_folders):
     path = write_ltxv_checkpoint(tmp_folders.models / "checkpoints" / "ltxv.safetensors", dtype=torch.float32, seed=3)
     graph = {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "ltxv.safetensors"}},
-        "2": {"class_type": "EmptyLTXVLatentVideo", "inputs": {"width": 96, "height": 64, "length": 25, "batch_size": 1}},
+        "2": {"class_type": "EmptyLTXVLatentVideo", "inputs": {"width": 96, "height": 64, "length": 25,
+                                                               "batch_size": 1}},
         "3": {"class_type": "VAEDecodeTiled", "inputs": {"samples": ["2", 0], "vae": ["1", 2], "tile_size": 64,
                                                          "overlap": 32, "temporal_size": 16, "temporal_overlap": 8}},
         "4": {"class_type": "VAEEncodeTiled", "inputs": {"pixels": ["3", 0], "vae": ["1", 2], "tile_size": 64,
