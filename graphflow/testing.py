@@ -1329,3 +1329,27 @@ def write_cosmos(path, seed: int = 0, dtype=torch.float16, scaled_down: bool = T
     state = random_state(shapes, seed, torch.float32)
     save_file({prefix + k: v.to(dtype) for k, v in state.items()}, str(path))
     return Path(path)
+
+
+# -- Lumina Image 2.0: Gemma-2 2B, the NextDiT transformer ----------------------------------------
+
+GEMMA_TINY_WIDTH = 64
+
+
+def gemma2_config(scaled_down: bool = True, vocab_size: int = 300):
+    """Gemma-2 2B (Lumina 2's text encoder), or a tiny one with ComfyUI's 256-wide heads."""
+    from .models.gemma2 import Gemma2Config
+
+    if not scaled_down:
+        return Gemma2Config()
+    return Gemma2Config(vocab_size=vocab_size, hidden_size=GEMMA_TINY_WIDTH, intermediate_size=96, num_layers=3,
+                        num_heads=2, num_kv_heads=1)
+
+
+def gemma2_state(seed: int = 2, scaled_down: bool = True, vocab_size: int = 300) -> dict[str, torch.Tensor]:
+    """A random Gemma-2 in Comfy-Org's gemma_2_2b names (model.embed_tokens, model.layers.N...), float32."""
+    from .models.gemma2 import Gemma2
+
+    with torch.device("meta"):
+        shapes = _module_shapes(Gemma2(gemma2_config(scaled_down, vocab_size)))
+    return random_state(shapes, seed, torch.float32)

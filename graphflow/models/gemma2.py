@@ -1,0 +1,181 @@
+"""Gemma-2 2B as a text encoder: Lumina Image 2.0's (and Neta Lumina's), as ComfyUI runs it.
+
+Weights: Comfy-Org's gemma_2_2b_fp16.safetensors holds transformers' Gemma2Model names without
+a head (`model.embed_tokens.weight`, `model.layers.N.self_attn.{q,k,v,o}_proj.weight`,
+`model.layers.N.mlp.{gate,up,down}_proj.weight`, the four norms of each layer
+`{input,post_attention,pre_feedforward,post_feedforward}_layernorm.weight`, `model.norm.weight`)
+and the tokenizer's SentencePiece model as the uint8 tensor `spiece_model`. The all-in-one
+lumina_2.safetensors has the same under `text_encoders.gemma2_2b.transformer.`.
+
+The network (ComfyUI's Gemma2_2B): token embeddings times sqrt(hidden); per layer
+x += post_attn_norm(attn(input_norm(x))), x += post_ffw_norm(mlp(pre_ffw_norm(x))), with
+Gemma's RMSNorm x / rms(x) * (1 + w) (eps 1e-6), grouped-query causal attention with rotary
+positions (theta 10000, rotate-half), an MLP down(gelu_tanh(gate(x)) * up(x)). Heads are 256
+wide (ComfyUI's fixed head_dim; the counts come from the projections' shapes). As in ComfyUI,
+and unlike transformers' Gemma2 defaults, there is no attention logit soft-capping (50) and no
+4096-token sliding window on alternate layers; the attention scale is 1/sqrt(256), which equals
+Gemma-2 2B's query_pre_attn_scalar 256.
+
+The text encoding (ComfyUI's lumina2 CLIP type): the hidden state after the second-to-last
+layer (layer_idx -2), without the final norm; padding (none for a single prompt) masked as keys.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import attention
+from .cast_layers import Linear
+
+HEAD_DIM = 256  # ComfyUI's Gemma2_2B_Config
+SPIECE_KEY = "spiece_model"
+MARKER = "model.layers.0.post_feedforward_layernorm.weight"  # ComfyUI's test for Gemma-2 2B
+
+
+@dataclass(frozen=True)
+class Gemma2Config:
+    """Defaults: Gemma-2 2B."""
+    vocab_size: int = 256000
+    hidden_size: int = 2304
+    intermediate_size: int = 9216
+    num_layers: int = 26
+    num_heads: int = 8
+    num_kv_heads: int = 4
+    head_dim: int = HEAD_DIM
+    eps: float = 1e-6
+    rope_theta: float = 10000.0
+
+
+def gemma2_config_from_state_dict(shapes: dict[str, tuple]) -> Gemma2Config:
+    """From the shapes of `model.*` keys (any prefix stripped)."""
+    vocab, hidden = shapes["model.embed_tokens.weight"]
+    layers = 1 + max(int(k.split(".")[2]) for k in shapes if k.startswith("model.layers."))
+    q_rows, k_rows = shapes["model.layers.0.self_attn.q_proj.weight"][0], shapes["model.layers.0.self_attn.k_proj.weight"][0]
+    if q_rows % HEAD_DIM or k_rows % HEAD_DIM:
+        raise ValueError(f"Gemma-2 attention projections of {q_rows} / {k_rows} rows are not whole {HEAD_DIM}-wide heads")
+    return Gemma2Config(vocab_size=vocab, hidden_size=hidden, intermediate_size=shapes["model.layers.0.mlp.gate_proj.weight"][0],
+                        num_layers=layers, num_heads=q_rows // HEAD_DIM, num_kv_heads=k_rows // HEAD_DIM)
+
+
+class RMSNorm(nn.Module):
+    """Gemma's: the weight is stored as an offset from 1."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(dim))
+        self.eps = eps
+
+    def forward(self, x):
+        return (F.rms_norm(x.float(), x.shape[-1:], eps=self.eps) * (1.0 + self.weight.float())).to(x.dtype)
+
+
+def rotate_half(x):
+    a, b = x.chunk(2, dim=-1)
+    return torch.cat([-b, a], dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: Gemma2Config):
+        super().__init__()
+        self.cfg = cfg
+        self.q_proj = Linear(cfg.hidden_size, cfg.num_heads * cfg.head_dim, bias=False)
+        self.k_proj = Linear(cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, bias=False)
+        self.v_proj = Linear(cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, bias=False)
+        self.o_proj = Linear(cfg.num_heads * cfg.head_dim, cfg.hidden_size, bias=False)
+
+    def forward(self, x, cos, sin, mask):
+        cfg, (b, t, _) = self.cfg, x.shape
+        q = self.q_proj(x).view(b, t, cfg.num_heads, cfg.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(b, t, cfg.num_kv_heads, cfg.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(b, t, cfg.num_kv_heads, cfg.head_dim).transpose(1, 2)
+        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        groups = cfg.num_heads // cfg.num_kv_heads
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+        return self.o_proj(attention(q, k, v, mask).transpose(1, 2).flatten(2))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: Gemma2Config):
+        super().__init__()
+        self.gate_proj = Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.up_proj = Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.down_proj = Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.gelu(self.gate_proj(x), approximate="tanh") * self.up_proj(x))
+
+
+class Layer(nn.Module):
+    def __init__(self, cfg: Gemma2Config):
+        super().__init__()
+        self.self_attn = Attention(cfg)
+        self.mlp = MLP(cfg)
+        for name in ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                     "post_feedforward_layernorm"):
+            setattr(self, name, RMSNorm(cfg.hidden_size, cfg.eps))
+
+    def forward(self, x, cos, sin, mask):
+        x = x + self.post_attention_layernorm(self.self_attn(self.input_layernorm(x), cos, sin, mask))
+        return x + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x)))
+
+
+class Gemma2Body(nn.Module):
+    """The `model.` part of the file."""
+
+    def __init__(self, cfg: Gemma2Config):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.num_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.eps)
+
+
+class Gemma2(nn.Module):
+    def __init__(self, config: Gemma2Config):
+        super().__init__()
+        self.config = config
+        self.model = Gemma2Body(config)
+
+    def forward(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None, layer: int = -2) -> torch.Tensor:
+        """ids [B, T] -> the hidden state [B, T, hidden] after layer `layer` (negative: from the
+        end; -2, ComfyUI's lumina2 choice, is the second-to-last), unnormed; `layer` None: the
+        last layer's output through the final norm. attention_mask [B, T], 1 keep, 0 pad."""
+        cfg, body = self.config, self.model
+        n = cfg.num_layers
+        stop = n - 1 if layer is None else (layer % n)
+        x = body.embed_tokens(ids)
+        x = x * torch.tensor(cfg.hidden_size ** 0.5, dtype=x.dtype)  # the normaliser in the embeddings' dtype
+        t = ids.shape[1]
+        inv_freq = 1.0 / cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2, dtype=torch.float32, device=x.device) / cfg.head_dim)
+        angles = torch.arange(t, dtype=torch.float32, device=x.device)[:, None] * inv_freq[None]
+        angles = torch.cat([angles, angles], dim=-1)
+        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+        keep = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()[None, None]
+        if attention_mask is not None:
+            keep = keep & attention_mask.to(x.device).bool()[:, None, None, :]
+        for i, block in enumerate(body.layers[:stop + 1]):
+            x = block(x, cos, sin, keep)
+        return body.norm(x) if layer is None else x
+
+
+def gemma2_prefix(keys) -> str | None:
+    """The prefix before `model.layers.0.post_feedforward_layernorm.weight` ("" in Comfy-Org's
+    gemma_2_2b file, `text_encoders.gemma2_2b.transformer.` in lumina_2.safetensors), or None."""
+    return next((k[:-len(MARKER)] for k in keys if k.endswith(MARKER)), None)
+
+
+def gemma2_from_state_dict(state: dict[str, torch.Tensor], device=None, dtype: torch.dtype = torch.float32) -> Gemma2:
+    """A Gemma2 from its weights under any prefix (the spiece_model tensor and a logit_scale are ignored)."""
+    prefix = gemma2_prefix(state)
+    if prefix is None:
+        raise ValueError(f"no Gemma-2 weights (expected ...{MARKER})")
+    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix + "model.")}
+    with torch.device("meta"):
+        model = Gemma2(gemma2_config_from_state_dict({k: tuple(v.shape) for k, v in weights.items()}))
+    result = model.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in weights.items()},
+                                   strict=False, assign=True)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(f"Gemma-2 weights do not fit the model: missing {result.missing_keys[:6]}, "
+                         f"unexpected {result.unexpected_keys[:6]}")
+    return model.requires_grad_(False).eval()
