@@ -1353,3 +1353,30 @@ def gemma2_state(seed: int = 2, scaled_down: bool = True, vocab_size: int = 300)
     with torch.device("meta"):
         shapes = _module_shapes(Gemma2(gemma2_config(scaled_down, vocab_size)))
     return random_state(shapes, seed, torch.float32)
+
+
+def lumina2_config(scaled_down: bool = True):
+    """Lumina-Image-2.0's NextDiT, or a tiny one taking the tiny Gemma's states (24-wide heads:
+    rotary axes 8, 8, 8)."""
+    from .models.lumina2 import Lumina2Config
+
+    if not scaled_down:
+        return Lumina2Config()
+    return Lumina2Config(dim=48, num_layers=2, num_refiner_layers=2, num_heads=2, num_kv_heads=1, ffn_dim=192,
+                         cap_feat_dim=GEMMA_TINY_WIDTH, axes_dims=(8, 8, 8))
+
+
+def lumina2_state(seed: int = 0, scaled_down: bool = True) -> dict[str, torch.Tensor]:
+    from .models.lumina2 import Lumina2
+
+    with torch.device("meta"):
+        shapes = _module_shapes(Lumina2(lumina2_config(scaled_down)))
+    return random_state(shapes, seed, torch.float32)
+
+
+def write_lumina2(path, seed: int = 0, dtype=torch.float16, scaled_down: bool = True, prefixed: bool = False) -> Path:
+    """A random Lumina 2 diffusion model in the original / ComfyUI layout, bare as
+    lumina_2_model_bf16.safetensors or, prefixed, under ComfyUI's model.diffusion_model."""
+    prefix = UNET_PREFIX if prefixed else ""
+    save_file({prefix + k: v.to(dtype) for k, v in lumina2_state(seed, scaled_down).items()}, str(path))
+    return Path(path)

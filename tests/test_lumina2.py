@@ -1,14 +1,20 @@
 """Lumina Image 2.0 (and Neta Lumina): Gemma-2 2B against transformers' Gemma2Model on the same
 tiny random weights (ComfyUI's variant: no soft-capping, no sliding window, the second-to-last
-layer's state unnormed)."""
+layer's state unnormed); the NextDiT transformer against diffusers' Lumina2Transformer2DModel, its
+weights converted by diffusers' own `convert_lumina2_to_diffusers` (which hard-codes the full
+model's q / k / v widths when it splits qkv: the test splits tiny ones at the names it gives).
+"""
 
 import pytest
 import torch
+from diffusers import Lumina2Transformer2DModel
+from diffusers.loaders.single_file_utils import convert_lumina2_to_diffusers
 from transformers import Gemma2Config as HFGemma2Config
 from transformers import Gemma2Model
 
 from graphflow.models.gemma2 import gemma2_config_from_state_dict, gemma2_from_state_dict, gemma2_prefix
-from graphflow.testing import gemma2_config, gemma2_state
+from graphflow.models.lumina2 import Lumina2, lumina2_config_from_state_dict
+from graphflow.testing import gemma2_config, gemma2_state, lumina2_config, lumina2_state
 
 TOL = 1e-4
 
@@ -58,3 +64,87 @@ def test_gemma2_matches_transformers(prefix):
 def test_gemma2_rejects_other_files():
     with pytest.raises(ValueError, match="no Gemma-2 weights"):
         gemma2_from_state_dict({"encoder.block.0.layer.0.SelfAttention.q.weight": torch.zeros(4, 4)})
+
+
+# -- the NextDiT transformer -------------------------------------------------------------------
+
+def diffusers_lumina2(state) -> Lumina2Transformer2DModel:
+    """diffusers' transformer on the same weights, converted by diffusers' single-file converter."""
+    cfg = lumina2_config_from_state_dict({k: tuple(v.shape) for k, v in state.items()})
+    assert cfg.ffn_dim == 4 * cfg.dim  # diffusers' width: 4 x dim rounded up to multiple_of (16 here)
+    converted = {}
+    for key, tensor in state.items():
+        if ".qkv." in key:  # the converter splits at 2304 / 768 / 768 rows: take its names, split tiny
+            names = list(convert_lumina2_to_diffusers({key: torch.zeros(2304 + 768 + 768, 1)}))
+            hd = cfg.head_dim
+            converted.update(zip(names, tensor.split([cfg.num_heads * hd, cfg.num_kv_heads * hd, cfg.num_kv_heads * hd])))
+        else:
+            converted.update(convert_lumina2_to_diffusers({key: tensor}))
+    theirs = Lumina2Transformer2DModel(
+        patch_size=cfg.patch_size, hidden_size=cfg.dim, num_layers=cfg.num_layers, num_refiner_layers=cfg.num_refiner_layers,
+        num_attention_heads=cfg.num_heads, num_kv_heads=cfg.num_kv_heads, multiple_of=16,
+        norm_eps=cfg.norm_eps, axes_dim_rope=cfg.axes_dims, cap_feat_dim=cfg.cap_feat_dim)
+    theirs.load_state_dict(converted, strict=True)
+    return theirs.eval()
+
+
+def diffusers_velocity(theirs, x, sigma, context, mask=None):
+    """As diffusers' Lumina2Pipeline calls it: timestep 1 - sigma, the output negated."""
+    mask = torch.ones(context.shape[:2], dtype=torch.bool) if mask is None else mask.bool()
+    with torch.no_grad():
+        return -theirs(hidden_states=x, timestep=1 - sigma, encoder_hidden_states=context,
+                       encoder_attention_mask=mask, return_dict=False)[0]
+
+
+def test_lumina2_config_from_shapes():
+    state = lumina2_state()
+    assert lumina2_config_from_state_dict({k: tuple(v.shape) for k, v in state.items()}) == lumina2_config()
+    assert "norm_final.weight" in state  # in the original files, unused
+
+
+@pytest.fixture(scope="module")
+def lumina_pair():
+    state = lumina2_state()
+    ours = Lumina2(lumina2_config())
+    ours.load_state_dict(state)
+    return ours.eval(), diffusers_lumina2(state)
+
+
+@pytest.mark.parametrize("size", [(6, 8), (4, 4)])
+def test_lumina2_matches_diffusers(lumina_pair, size):
+    ours, theirs = lumina_pair
+    g = torch.Generator().manual_seed(1)
+    x, context = torch.randn(2, 16, *size, generator=g), torch.randn(2, 5, 64, generator=g)
+    sigma = torch.tensor([0.7, 0.3])
+    with torch.no_grad():
+        out = ours(x, sigma, context)
+    ref = diffusers_velocity(theirs, x, sigma, context)
+    assert ref.abs().max() > 0.5
+    assert (out - ref).abs().max() < TOL
+
+
+def test_lumina2_text_mask_matches_diffusers(lumina_pair):
+    """A padded caption: diffusers places the image after each sample's real tokens; ours cuts
+    the caption to them."""
+    ours, theirs = lumina_pair
+    g = torch.Generator().manual_seed(2)
+    x, context = torch.randn(2, 16, 4, 6, generator=g), torch.randn(2, 7, 64, generator=g)
+    mask = torch.ones(2, 7, dtype=torch.long)
+    mask[0, 4:] = 0
+    sigma = torch.tensor([0.5, 0.5])
+    with torch.no_grad():
+        out = ours(x, sigma, context, text_mask=mask)
+        alone = ours(x[:1], sigma[:1], context[:1, :4])
+    ref = diffusers_velocity(theirs, x, sigma, context, mask)
+    assert (out - ref).abs().max() < TOL
+    assert (out[:1] - alone).abs().max() < TOL
+
+
+def test_lumina2_odd_latent_is_padded_and_cropped(lumina_pair):
+    ours, _ = lumina_pair
+    x = torch.randn(1, 16, 5, 7, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        out = ours(x, torch.tensor([0.4]), torch.randn(1, 3, 64))
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="16-channel"):
+        ours(torch.zeros(1, 4, 4, 4), torch.tensor([0.4]), torch.zeros(1, 3, 64))
