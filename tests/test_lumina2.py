@@ -148,3 +148,60 @@ def test_lumina2_odd_latent_is_padded_and_cropped(lumina_pair):
     assert out.shape == x.shape and torch.isfinite(out).all()
     with pytest.raises(ValueError, match="16-channel"):
         ours(torch.zeros(1, 4, 4, 4), torch.tensor([0.4]), torch.zeros(1, 3, 64))
+
+
+# -- detection, loading, sampling settings -------------------------------------------------------
+
+@pytest.mark.parametrize("prefixed", [False, True])
+def test_detected_and_loaded(tmp_path, prefixed):
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.checkpoint_report import inspect_report
+    from graphflow.models.file_kind import identify
+    from graphflow.models.flow_architecture import detect_flow_model
+    from graphflow.models.weight_files import WeightFile
+    from graphflow.testing import write_lumina2
+
+    path = write_lumina2(tmp_path / "lumina_2_model_bf16.safetensors", prefixed=prefixed, dtype=torch.float32)
+    with WeightFile(path) as f:
+        info = detect_flow_model(f.shapes)
+        kind = identify(f.shapes)
+    assert (info.arch, info.family, info.prefix) == ("lumina2", "lumina2", "model.diffusion_model." if prefixed else "")
+    assert info.config == lumina2_config() and info.latent_format.name == "flux" and info.vae is None
+    assert any("CLIPLoader, type lumina2" in n for n in info.notes)
+    assert kind.folder == "diffusion_models" and kind.name == "Lumina Image 2.0 diffusion model"
+    report = inspect_report(path)
+    assert "Lumina Image 2.0 [lumina2, lumina2]" in report and "2 layers + 2 refiner layers" in report
+    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    assert model.arch == "lumina2" and model.is_flow and not model.is_video and model.adm_channels == 0
+    assert model.in_channels == 16 and isinstance(model.unet, Lumina2)
+    state = lumina2_state()
+    assert all(torch.equal(model.unet.state_dict()[k], v) for k, v in state.items())
+
+
+def test_sampling_is_discrete_flow_shift_6():
+    """ComfyUI's Lumina2 sampling_settings: ModelSamplingDiscreteFlow, shift 6.0, multiplier 1."""
+    from graphflow.models.diffusion_model import DiffusionModel
+    from graphflow.sampling.flow_sampling import model_sampling_for
+
+    with torch.device("meta"):
+        net = Lumina2(lumina2_config())
+    schedule = model_sampling_for(DiffusionModel(net, "lumina2", "flow"))
+    assert (schedule.kind, schedule.shift, schedule.multiplier) == ("shift", 6.0, 1.0)
+    t = torch.arange(1, 1001) / 1000
+    assert torch.allclose(schedule.sigmas, 6 * t / (1 + 5 * t))
+    assert float(schedule.timestep(torch.tensor(0.5))) == 0.5
+
+
+def test_prompts_of_other_lengths_are_not_batched():
+    """ComfyUI gives Lumina 2 its text as CONDRegular: prompts of other lengths run apart (repeating
+    a shorter prompt's tokens would change the caption the image attends to)."""
+    from graphflow.sampling.guidance import _can_batch, prepare_conds
+
+    class Model:
+        arch, prediction, is_video, adm_channels = "lumina2", "flow", False, 0
+
+    x = torch.zeros(1, 16, 4, 4)
+    short, long = ([(torch.zeros(1, n, 8), {})] for n in (3, 6))
+    a, b, c = (prepare_conds(cond, Model(), x.shape, "cpu")[0] for cond in (short, long, long))
+    assert not _can_batch((x, None, None, a), (x, None, None, b))
+    assert _can_batch((x, None, None, b), (x, None, None, c))

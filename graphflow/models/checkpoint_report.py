@@ -290,6 +290,10 @@ def _flow_report(f: "WeightFile", info: FlowInfo, size: int) -> str:
     elif info.arch == "mochi":
         detail = (f"{c.depth} blocks, widths {c.hidden_size} (video) / {c.hidden_size_y} (text), {c.num_heads} heads, "
                   f"{c.in_channels} latent ch, text width {c.text_dim}")
+    elif info.arch == "lumina2":
+        detail = (f"{c.num_layers} layers + {c.num_refiner_layers} refiner layers each for noise and caption, "
+                  f"width {c.dim}, {c.num_heads} heads ({c.num_kv_heads} kv), patch {c.patch_size}, "
+                  f"caption width {c.cap_feat_dim}")
     elif info.arch == "chroma":
         detail = (f"{c.depth} double + {c.depth_single_blocks} single blocks, width {c.hidden_size}, "
                   f"{c.num_heads} heads, in {c.in_channels} packed ch, approximator {c.approximator_layers} layers "

@@ -11,8 +11,8 @@ from .latent_formats import FLUX, LTXV, MOCHI, SC_B, SC_PRIOR, SD1, SD3, SDXL, W
 from .unet import timestep_embedding
 
 ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux", "chroma", "stable_cascade_c", "stable_cascade_b",
-         "pixart", "svd", "ltxv", "mochi", "cosmos")
-FLOW_ARCHS = ("sd3", "flux", "chroma", "ltxv", "mochi")
+         "pixart", "svd", "ltxv", "mochi", "cosmos", "lumina2")
+FLOW_ARCHS = ("sd3", "flux", "chroma", "ltxv", "mochi", "lumina2")
 VIDEO_ARCHS = ("ltxv", "mochi", "cosmos")  # latents [B, C, frames, h, w]
 PACKED_ARCHS = ("flux", "chroma")  # 2x2 patches packed into the channels inside the network
 CASCADE_ARCHS = ("stable_cascade_c", "stable_cascade_b")
@@ -87,6 +87,10 @@ class DiffusionModel:
     tokens; model(x, sigma, context, y, attention_mask=None) (y unused). Sampled as ComfyUI does,
     ModelSamplingSD3's discrete flow with shift 6.0 and multiplier 1 (`sampling_shift`).
 
+    Lumina Image 2.0 (lumina2, graphflow.models.lumina2): x a FLUX-VAE latent [B, 16, h, w];
+    context Gemma-2 2B's states; model(x, sigma, context, y, text_mask=None) (y unused). Sampled
+    as ComfyUI's Lumina2: discrete flow, shift 6.0, multiplier 1 (`sampling_shift`).
+
     Stable Cascade (stable_cascade_c: Stage C, the prior; stable_cascade_b: Stage B, the decoder;
     graphflow.models.stable_cascade), prediction "eps" on StableCascadeSampling's cosine schedule
     (graphflow.sampling.model_sampling.CascadeSchedule) with `sampling_shift` 2.0 (C) / 1.0 (B):
@@ -121,7 +125,7 @@ class DiffusionModel:
         self.unet = unet.eval()
         self.arch = arch
         self.prediction = prediction
-        self.latent_format = latent_format or {"sd3": SD3, "flux": FLUX, "chroma": FLUX, "stable_cascade_c": SC_PRIOR,
+        self.latent_format = latent_format or {"sd3": SD3, "flux": FLUX, "chroma": FLUX, "lumina2": FLUX, "stable_cascade_c": SC_PRIOR,
                                                 "stable_cascade_b": SC_B, "ltxv": LTXV, "mochi": MOCHI,
                                                 "cosmos": WAN21}.get(arch) or (
             SDXL if arch.startswith("sdxl") else SD1)
@@ -133,7 +137,7 @@ class DiffusionModel:
         self.guidance_embed = bool(getattr(unet.config, "guidance_embed", False))
         if sampling_shift is None:
             sampling_shift = {"sd3": 3.0, "flux": 1.15 if self.guidance_embed else 1.0, "chroma": 1.15,
-                              "ltxv": 2.37, "mochi": 6.0, **CASCADE_SHIFTS}.get(arch)
+                              "ltxv": 2.37, "mochi": 6.0, "lumina2": 6.0, **CASCADE_SHIFTS}.get(arch)
         self.sampling_shift = sampling_shift
         self.shift_dynamic = (arch == "flux" and self.guidance_embed) if shift_dynamic is None else shift_dynamic
         self.base_shift, self.max_shift = base_shift, max_shift
@@ -190,7 +194,7 @@ class DiffusionModel:
             return self.unet.config.adm_in_channels
         if self.arch == "flux":
             return self.unet.config.vec_in_dim
-        if self.arch in ("chroma", "ltxv", "mochi", "cosmos"):
+        if self.arch in ("chroma", "ltxv", "mochi", "cosmos", "lumina2"):
             return 0
         if self.arch == "pixart":  # α's (height, width, aspect ratio); Σ takes none
             return 3 if self.unet.config.micro_condition else 0

@@ -11,6 +11,10 @@ files and ComfyUI's saves, none in diffusion-model-only files):
                               causal video VAE under vae.* (Lightricks' 0.9.0 layout)
     Mochi 1 (Genmo)           P blocks.N.{attn.qkv_x,mod_y,mlp_x.w1,...}, pos_frequencies,
                               t5_y_embedder, t5_yproj, x_embedder, final_layer (Genmo's layout)
+    Lumina Image 2.0          P layers.N.{attention.qkv,feed_forward.w1,...}, cap_embedder,
+      (Alpha-VLLM)            noise_refiner, context_refiner, t_embedder, x_embedder (the
+                              original layout); all-in-one: FLUX's VAE under vae., Gemma-2 2B
+                              under text_encoders.gemma2_2b.transformer.
     VAE                       first_stage_model.* (Stability) or vae.* (ComfyUI's FLUX saves)
     text encoders             text_encoders.{clip_l,clip_g,t5xxl}.transformer.* (transformers' layouts)
 
@@ -21,9 +25,9 @@ noisy latent + masked image + mask), and the 128-channel control variants (Depth
 
 from dataclasses import dataclass, field, replace
 
-from .configs import (ChromaConfig, FluxConfig, LTXVConfig, LTXVVAEConfig, MMDiTConfig, MochiConfig, MochiVAEConfig,
-                      VAEConfig, chroma_config_from_state_dict, flux_config_from_state_dict,
-                      ltxv_config_from_state_dict, ltxv_vae_config_from_state_dict, mmdit_config_from_state_dict,
+from .configs import (ChromaConfig, FluxConfig, LTXVConfig, LTXVVAEConfig, Lumina2Config, MMDiTConfig, MochiConfig,
+                      MochiVAEConfig, VAEConfig, chroma_config_from_state_dict, flux_config_from_state_dict,
+                      lumina2_config_from_state_dict, ltxv_config_from_state_dict, ltxv_vae_config_from_state_dict, mmdit_config_from_state_dict,
                       mochi_config_from_state_dict, mochi_vae_config_from_state_dict, vae_config_from_state_dict)
 from .latent_formats import FLUX, LTXV, MOCHI, SD3, LatentFormat
 from .weight_files import CheckpointError
@@ -32,22 +36,24 @@ DIFFUSION_PREFIXES = ("model.diffusion_model.", "")
 VAE_PREFIXES = ("first_stage_model.", "vae.")
 VAE_PARTS = ("encoder", "decoder", "quant_conv", "post_quant_conv")
 TEXT_ENCODER_PREFIX = "text_encoders."
-TEXT_ENCODERS = ("clip_l", "clip_g", "t5xxl")
+TEXT_ENCODERS = ("clip_l", "clip_g", "t5xxl", "gemma2_2b")
 
 FAMILY_NAMES = {"sd3_medium": "SD3 medium", "sd35_large": "SD3.5 large", "sd35_medium": "SD3.5 medium",
                 "flux_dev": "FLUX.1 dev", "flux_schnell": "FLUX.1 schnell", "flux_fill": "FLUX.1 Fill (dev)",
                 "flux_control": "FLUX.1 Depth/Canny (dev)", "chroma": "Chroma",
-                "ltxv": "LTX-Video", "mochi": "Mochi 1 Preview"}
+                "ltxv": "LTX-Video", "mochi": "Mochi 1 Preview", "lumina2": "Lumina Image 2.0"}
 # Chroma first: it has FLUX's markers too
 _MARKERS = {"sd3": ("joint_blocks.0.x_block.attn.qkv.weight", "x_embedder.proj.weight"),
             "chroma": ("double_blocks.0.img_attn.qkv.weight", "distilled_guidance_layer.in_proj.weight"),
             "flux": ("double_blocks.0.img_attn.qkv.weight", "img_in.weight"),
             "ltxv": ("adaln_single.emb.timestep_embedder.linear_1.weight", "patchify_proj.weight"),
-            "mochi": ("t5_y_embedder.to_kv.weight", "pos_frequencies", "blocks.0.attn.qkv_x.weight")}
+            "mochi": ("t5_y_embedder.to_kv.weight", "pos_frequencies", "blocks.0.attn.qkv_x.weight"),
+            "lumina2": ("cap_embedder.1.weight", "noise_refiner.0.attention.k_norm.weight")}
 _CONFIG_READERS = {"sd3": mmdit_config_from_state_dict, "flux": flux_config_from_state_dict,
                    "chroma": chroma_config_from_state_dict, "ltxv": ltxv_config_from_state_dict,
-                   "mochi": mochi_config_from_state_dict}
-_ARCH_NAMES = {"sd3": "MM-DiT", "flux": "FLUX", "chroma": "Chroma", "ltxv": "LTX-Video", "mochi": "Mochi"}
+                   "mochi": mochi_config_from_state_dict, "lumina2": lumina2_config_from_state_dict}
+_ARCH_NAMES = {"sd3": "MM-DiT", "flux": "FLUX", "chroma": "Chroma", "ltxv": "LTX-Video", "mochi": "Mochi",
+               "lumina2": "Lumina 2"}
 T5_ALONE = ("chroma", "ltxv", "mochi")  # T5-XXL their only text encoder (CLIPLoader, type = the arch)
 
 
@@ -55,10 +61,10 @@ T5_ALONE = ("chroma", "ltxv", "mochi")  # T5-XXL their only text encoder (CLIPLo
 class FlowInfo:
     """A flow-model file: the family, where each part is and the configurations read from shapes."""
 
-    arch: str  # sd3 | flux | chroma | ltxv | mochi
+    arch: str  # sd3 | flux | chroma | ltxv | mochi | lumina2
     family: str  # a FAMILY_NAMES key
     prefix: str  # of the diffusion model's keys
-    config: MMDiTConfig | FluxConfig | ChromaConfig | LTXVConfig | MochiConfig
+    config: MMDiTConfig | FluxConfig | ChromaConfig | LTXVConfig | MochiConfig | Lumina2Config
     vae: VAEConfig | LTXVVAEConfig | MochiVAEConfig | None = None
     vae_prefix: str | None = None
     text_encoders: dict = field(default_factory=dict)  # clip_l / clip_g / t5xxl -> key prefix
@@ -90,7 +96,7 @@ def find_flow_model(shapes) -> tuple[str, str] | None:
 def _family(arch: str, config) -> str:
     if arch == "sd3":
         return "sd35_medium" if config.x_self_attn_layers else "sd35_large" if config.qk_norm else "sd3_medium"
-    if arch in T5_ALONE:
+    if arch in (*T5_ALONE, "lumina2"):
         return arch
     packed = config.in_channels // 4
     if packed == config.latent_channels + 80:
@@ -215,7 +221,9 @@ def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
         info.notes.append("no VAE in the file: load one (" + ("mochi_vae.safetensors" if arch == "mochi" else
                                                               "ae.safetensors for FLUX") + ") with LoadVAE")
     if not info.text_encoders:
-        info.notes.append(f"no text encoder in the file: load T5-XXL with CLIPLoader, type {arch}"
+        info.notes.append("no text encoder in the file: load Gemma-2 2B (gemma_2_2b_fp16.safetensors) with "
+                          "CLIPLoader, type lumina2" if arch == "lumina2" else
+                          f"no text encoder in the file: load T5-XXL with CLIPLoader, type {arch}"
                           if arch in T5_ALONE
                           else "no text encoders in the file: load them with DualCLIPLoader / TripleCLIPLoader")
     return info

@@ -18,64 +18,16 @@ ComfyUI does. Sampled as ComfyUI's Lumina2: ModelSamplingSD3-style discrete flow
 multiplier 1; the FLUX VAE's latent (16 channels).
 """
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .attention import attention
 from .cast_layers import Linear
+from .configs import LUMINA2_MARKER as MARKER  # noqa: F401
+from .configs import Lumina2Config, lumina2_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
 from .flux import apply_rope, rope
 from .mmdit import timestep_embedding
-
-MARKER = "cap_embedder.1.weight"  # ComfyUI's test for Lumina 2 (with noise_refiner.0.attention.k_norm.weight)
-LATENT_CHANNELS = 16
-
-
-@dataclass(frozen=True)
-class Lumina2Config:
-    """Defaults: Lumina-Image-2.0 (2.6B; Neta Lumina the same)."""
-    in_channels: int = LATENT_CHANNELS
-    patch_size: int = 2
-    dim: int = 2304
-    num_layers: int = 26
-    num_refiner_layers: int = 2
-    num_heads: int = 24
-    num_kv_heads: int = 8
-    ffn_dim: int = 9216
-    cap_feat_dim: int = 2304
-    axes_dims: tuple = (32, 32, 32)
-    norm_eps: float = 1e-5
-    theta: float = 10000.0
-
-    @property
-    def head_dim(self) -> int:
-        return self.dim // self.num_heads
-
-    @property
-    def adaln_dim(self) -> int:  # the timestep embedding's width
-        return min(self.dim, 1024)
-
-
-def lumina2_config_from_state_dict(shapes: dict[str, tuple]) -> Lumina2Config:
-    """From the shapes (prefix stripped). Heads from the per-head q_norm; the rotary axes split
-    the head in three equal parts, as Lumina 2's (32, 32, 32)."""
-    dim, cap_feat_dim = shapes[MARKER]
-    head_dim = shapes["layers.0.attention.q_norm.weight"][0]
-    heads = dim // head_dim
-    kv_heads = (shapes["layers.0.attention.qkv.weight"][0] // head_dim - heads) // 2
-    if head_dim % 6:
-        raise ValueError(f"Lumina 2 heads of {head_dim} channels do not split into three even rotary axes")
-    in_features = shapes["x_embedder.weight"][1]
-    patch = round((in_features / LATENT_CHANNELS) ** 0.5)
-    if patch * patch * LATENT_CHANNELS != in_features:
-        raise ValueError(f"Lumina 2's x_embedder takes {in_features} features, not patches of {LATENT_CHANNELS} channels")
-    count = lambda prefix: 1 + max((int(k.split(".")[1]) for k in shapes if k.startswith(prefix + ".")), default=-1)  # noqa: E731
-    return Lumina2Config(patch_size=patch, dim=dim, num_layers=count("layers"), num_refiner_layers=count("noise_refiner"),
-                         num_heads=heads, num_kv_heads=kv_heads, ffn_dim=shapes["layers.0.feed_forward.w1.weight"][0],
-                         cap_feat_dim=cap_feat_dim, axes_dims=(head_dim // 3,) * 3)
-
 
 class Attention(nn.Module):
     def __init__(self, cfg: Lumina2Config):

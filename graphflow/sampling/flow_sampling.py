@@ -35,6 +35,7 @@ from .step_cache import wrapped_network
 DEFAULT_SD3_SHIFT = 3.0
 LTXV_SHIFT = 2.37
 MOCHI_SHIFT = 6.0  # ComfyUI's Mochi sampling_settings: discrete flow, shift 6, multiplier 1
+LUMINA2_SHIFT = 6.0  # ComfyUI's Lumina2 sampling_settings: discrete flow, shift 6, multiplier 1
 
 
 def time_snr_shift(shift: float, t):
@@ -147,7 +148,7 @@ def is_flow(schedule) -> bool:
 def default_flow_schedule(model) -> FlowSchedule:
     """The sampling a flow MODEL gets without a ModelSamplingSD3/Flux node, as ComfyUI sets it:
     SD3/SD3.5 shift 3.0 (or the model's `sampling_shift`); FLUX dev mu 1.15; FLUX schnell (no
-    guidance embedding) shift 1.0; LTX-Video mu 2.37; Mochi shift 6.0 (multiplier 1); Chroma mu
+    guidance embedding) shift 1.0; LTX-Video mu 2.37; Mochi and Lumina 2 shift 6.0 (multiplier 1); Chroma mu
     1.15 (ComfyUI's ModelType.FLUX: ModelSamplingFlux with its default shift, Chroma's
     sampling_settings setting none)."""
     arch = getattr(model, "arch", None)
@@ -160,6 +161,8 @@ def default_flow_schedule(model) -> FlowSchedule:
         return FlowSchedule.flux(LTXV_SHIFT if shift is None else float(shift))
     if arch == "mochi":
         return FlowSchedule.sd3(MOCHI_SHIFT if shift is None else float(shift), multiplier=1.0)
+    if arch == "lumina2":  # ComfyUI's Lumina2 sampling_settings: shift 6.0, multiplier 1
+        return FlowSchedule.sd3(LUMINA2_SHIFT if shift is None else float(shift), multiplier=1.0)
     if arch == "flux":
         if getattr(model, "guidance_embed", True):
             return FlowSchedule.flux(FLUX_MAX_SHIFT if shift is None else float(shift))
@@ -178,7 +181,7 @@ def model_sampling_for(model):
     return DiscreteSchedule.for_model(model)
 
 
-POOLED_CHANNELS = {"sd3": 2048, "flux": 768, "chroma": 0, "ltxv": 0, "mochi": 0}
+POOLED_CHANNELS = {"sd3": 2048, "flux": 768, "chroma": 0, "ltxv": 0, "mochi": 0, "lumina2": 0}
 
 
 class FlowDenoiser:
@@ -284,7 +287,7 @@ def flow_vectors(model, options: dict, batch: int) -> tuple[torch.Tensor, torch.
     if getattr(model, "arch", None) == "chroma":  # no pooled vector
         value = options.get("guidance")
         return None, None if value is None else torch.full((batch,), float(value))
-    if getattr(model, "arch", None) in ("ltxv", "mochi"):  # no pooled vector, no guidance embedding
+    if getattr(model, "arch", None) in ("ltxv", "mochi", "lumina2"):  # no pooled vector, no guidance embedding
         return None, None
     declared = getattr(model, "pooled_channels", None)
     pooled = options.get("pooled_output")

@@ -254,7 +254,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             video_frames=batch if getattr(model, "arch", None) == "svd" else None,
             frame_rate=None if frame_rate is None else float(frame_rate),
             keyframe_positions=keyframes,
-            exact_tokens=getattr(model, "arch", None) == "mochi",
+            exact_tokens=getattr(model, "arch", None) in ("mochi", "lumina2"),  # their text tokens are keys, not repeated
         ))
     return out
 
