@@ -1259,3 +1259,66 @@ def write_svd_checkpoint(path, seed: int = 0, dtype=torch.float16, adm_in_channe
     path = Path(path)
     save_file(tensors, str(path))
     return path
+
+
+# -- Wan 2.1: UMT5-XXL with its SentencePiece model inside, the transformer -----------------------
+
+UMT5_TINY_WIDTH = 32
+_WORDS = ("a red fox runs through fresh snow under the pale winter sky while birds sing softly in old "
+          "trees near a quiet river where children play with small boats and dogs bark at passing cars "
+          "on the long road to the city of lights music dance night ocean waves mountain forest cat").split()
+
+
+def spiece_model(vocab_size: int = 160) -> bytes:
+    """A tiny SentencePiece (unigram) model trained on a few hundred generated sentences, with
+    UMT5's special ids: <pad> 0, </s> 1, <unk> 2, no <s>."""
+    return _spiece_model(vocab_size)
+
+
+@__import__("functools").lru_cache(maxsize=2)
+def _spiece_model(vocab_size: int) -> bytes:
+    import io
+    import random
+
+    import sentencepiece
+
+    rng = random.Random(0)
+    sentences = [" ".join(rng.choice(_WORDS) for _ in range(rng.randint(4, 12))) for _ in range(400)]
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences), model_writer=model, vocab_size=vocab_size, model_type="unigram",
+        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, hard_vocab_limit=False, minloglevel=2)
+    return model.getvalue()
+
+
+def umt5_config(vocab_size: int, scaled_down: bool = True):
+    """UMT5-XXL's encoder (Wan 2.1's text encoder), or a tiny one."""
+    from transformers import UMT5Config
+
+    if scaled_down:
+        return UMT5Config(vocab_size=vocab_size, d_model=UMT5_TINY_WIDTH, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                          feed_forward_proj="gated-gelu", is_encoder_decoder=False, tie_word_embeddings=False)
+    return UMT5Config(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+                      feed_forward_proj="gated-gelu", is_encoder_decoder=False, tie_word_embeddings=False)
+
+
+def umt5_state(seed: int = 2) -> dict[str, torch.Tensor]:
+    """A random tiny UMT5 encoder in transformers' / ComfyUI's names (shared.weight, encoder.block.N...)."""
+    from sentencepiece import SentencePieceProcessor
+    from transformers import UMT5EncoderModel
+
+    vocab = SentencePieceProcessor(model_proto=spiece_model()).get_piece_size()
+    with torch.device("meta"):
+        shapes = _module_shapes(UMT5EncoderModel(umt5_config(vocab)))
+    shapes.pop("encoder.embed_tokens.weight", None)  # tied to shared.weight
+    return random_state(shapes, seed, torch.float32)
+
+
+def write_umt5(path, seed: int = 2, dtype=torch.float16, tokenizer: bool = True) -> Path:
+    """A tiny umt5_xxl_fp16.safetensors as Comfy-Org ships it: transformers' UMT5EncoderModel names
+    and the SentencePiece model's bytes as the uint8 tensor spiece_model (tokenizer=False: without)."""
+    state = {k: v.to(dtype) for k, v in umt5_state(seed).items()}
+    if tokenizer:
+        state["spiece_model"] = torch.frombuffer(bytearray(spiece_model()), dtype=torch.uint8)
+    save_file(state, str(path))
+    return Path(path)
