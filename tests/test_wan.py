@@ -136,3 +136,86 @@ def test_umt5_without_tokenizer_or_plain_t5_refused(tmp_folders):
         call(registry(), "LoadTextEncoder", clip_name="umt5_bare.safetensors", type="wan")
     with pytest.raises(NodeInputError, match="UMT5-XXL"):
         call(registry(), "LoadTextEncoder", clip_name="t5xxl_fp16.safetensors", type="wan")
+
+
+# -- the transformer --------------------------------------------------------------------------------
+
+def diffusers_transformer(cfg, state: dict):
+    """diffusers' WanTransformer3DModel of `cfg` on Wan-layout `state` (through diffusers' converter)."""
+    from diffusers import WanTransformer3DModel
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+
+    theirs = WanTransformer3DModel(
+        patch_size=cfg.patch_size, num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
+        in_channels=cfg.in_channels, out_channels=cfg.out_channels, text_dim=cfg.text_dim, freq_dim=cfg.freq_dim,
+        ffn_dim=cfg.ffn_dim, num_layers=cfg.depth, cross_attn_norm=cfg.cross_attn_norm,
+        image_dim=cfg.image_dim or None, added_kv_proj_dim=cfg.dim if cfg.i2v else None).eval()
+    left = {k: v.clone() for k, v in state.items()}
+    converted = convert_wan_transformer_to_diffusers(left)
+    assert not left, f"keys diffusers' converter does not know: {sorted(left)[:5]}"
+    theirs.load_state_dict(converted, strict=True)
+    return theirs
+
+
+def diffusers_velocity(theirs, x, sigma, context, image=None):
+    """ComfyUI's model output from diffusers' transformer: net(x, 1000 sigma)."""
+    with torch.no_grad():
+        return theirs(x, sigma * 1000, context, encoder_hidden_states_image=image, return_dict=False)[0]
+
+
+@functools.lru_cache(maxsize=2)
+def transformer_pair(i2v: bool):
+    from graphflow.models.wan import Wan
+    from graphflow.testing import wan_config, wan_state
+
+    cfg = wan_config(i2v=i2v)
+    state = wan_state(seed=0, i2v=i2v)
+    ours = Wan(cfg).eval()
+    ours.load_state_dict(state)
+    return cfg, ours, diffusers_transformer(cfg, state), state
+
+
+@pytest.mark.parametrize("i2v", [False, True])
+def test_transformer_matches_diffusers(i2v):
+    cfg, ours, theirs, _ = transformer_pair(i2v)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(2, cfg.in_channels, 3, 4, 6, generator=gen)
+    # diffusers' I2V attention takes the text to be the last 512 tokens (ComfyUI's padded prompt)
+    context = torch.randn(2, 512 if i2v else 9, cfg.text_dim, generator=gen)
+    image = torch.randn(2, 5, cfg.image_dim, generator=gen) if i2v else None
+    sigma = torch.tensor([0.9, 0.3])
+    with torch.no_grad():
+        got = ours(x, sigma, context, clip_fea=image)
+    want = diffusers_velocity(theirs, x, sigma, context, image)
+    assert got.shape == (2, 16, 3, 4, 6)
+    assert float((got - want).abs().max()) < TOL * float(want.abs().max())
+    assert float(got.abs().max()) > 0.1
+    if i2v:  # the image tokens count
+        with torch.no_grad():
+            other = ours(x, sigma, context, clip_fea=torch.randn(image.shape, generator=gen))
+        assert float((other - got).abs().max()) > 1e-3
+
+
+def test_positions_time_and_odd_sizes():
+    cfg, ours, theirs, _ = transformer_pair(False)
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(1, 16, 2, 4, 4, generator=gen)
+    context = torch.randn(1, 5, cfg.text_dim, generator=gen)
+    with torch.no_grad():
+        a = ours(x, torch.tensor([0.5]), context)
+        b = ours(x, torch.tensor([0.6]), context)
+        swapped = ours(x.flip(2), torch.tensor([0.5]), context)
+        odd = ours(torch.randn(1, 16, 2, 5, 3, generator=gen), torch.tensor([0.5]), context)
+    assert float((a - b).abs().max()) > 1e-3
+    assert float((swapped.flip(2) - a).abs().max()) > 1e-3  # frames are told apart by their rotation
+    assert odd.shape == (1, 16, 2, 5, 3)  # padded to whole patches and cropped back, as ComfyUI
+
+
+def test_config_from_shapes():
+    from graphflow.models.wan import wan_config_from_state_dict
+    from graphflow.testing import wan_config
+
+    for i2v in (False, True):
+        cfg, _, _, state = transformer_pair(i2v)
+        assert wan_config_from_state_dict({k: tuple(v.shape) for k, v in state.items()}) == cfg == wan_config(i2v=i2v)
+    assert wan_config(False).num_heads == 12 and wan_config(False).dim == 1536  # T2V 1.3B
