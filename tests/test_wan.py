@@ -219,3 +219,171 @@ def test_config_from_shapes():
         cfg, _, _, state = transformer_pair(i2v)
         assert wan_config_from_state_dict({k: tuple(v.shape) for k, v in state.items()}) == cfg == wan_config(i2v=i2v)
     assert wan_config(False).num_heads == 12 and wan_config(False).dim == 1536  # T2V 1.3B
+
+
+# -- detection, loading, sampling settings -------------------------------------------------------
+
+@pytest.mark.parametrize("prefixed,i2v", [(False, False), (True, False), (False, True)])
+def test_detected_and_loaded(tmp_path, prefixed, i2v):
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.checkpoint_report import inspect_report
+    from graphflow.models.file_kind import identify
+    from graphflow.models.flow_architecture import detect_flow_model
+    from graphflow.models.wan import Wan
+    from graphflow.models.weight_files import WeightFile
+    from graphflow.testing import wan_config, write_wan
+
+    path = write_wan(tmp_path / "wan2.1_t2v_1.3B_fp16.safetensors", prefixed=prefixed, i2v=i2v, dtype=torch.float32)
+    with WeightFile(path) as f:
+        info = detect_flow_model(f.shapes)
+        kind = identify(f.shapes)
+    family = "wan_i2v" if i2v else "wan_t2v"
+    assert (info.arch, info.family, info.prefix) == ("wan", family, "model.diffusion_model." if prefixed else "")
+    assert info.config == wan_config(i2v=i2v) and info.latent_format.name == "wan21" and info.vae is None
+    assert any("UMT5-XXL with CLIPLoader, type wan" in n for n in info.notes)
+    assert any("wan_2.1_vae.safetensors" in n for n in info.notes)
+    assert kind.folder == "diffusion_models" and kind.name == "Wan 2.1 diffusion model"
+    report = inspect_report(path)
+    assert f"[wan, {family}]" in report and "2 blocks, width 256, 2 heads" in report
+    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    assert model.arch == "wan" and model.is_flow and model.is_video and model.adm_channels == 0
+    assert isinstance(model.unet, Wan) and model.in_channels == (36 if i2v else 16)
+
+
+def test_sampling_is_discrete_flow_shift_8():
+    """ComfyUI's WAN21_T2V sampling_settings: ModelSamplingDiscreteFlow, shift 8.0 (multiplier 1000)."""
+    from graphflow.models.diffusion_model import DiffusionModel
+    from graphflow.models.wan import Wan
+    from graphflow.sampling.flow_sampling import model_sampling_for
+    from graphflow.sampling.schedules import compute_sigmas
+    from graphflow.testing import wan_config
+
+    with torch.device("meta"):
+        net = Wan(wan_config())
+    schedule = model_sampling_for(DiffusionModel(net, "wan", "flow"))
+    assert (schedule.kind, schedule.shift, schedule.multiplier) == ("shift", 8.0, 1000.0)
+    sigmas = compute_sigmas(schedule, "simple", 4)
+    want = [8 * t / (1 + 7 * t) for t in (1.0, 0.75, 0.5, 0.25)] + [0.0]
+    assert torch.allclose(sigmas, torch.tensor(want), atol=1e-6)
+
+
+def test_latent_format_is_diffusers_wan_vae_statistics():
+    from diffusers import AutoencoderKLWan
+
+    from graphflow.models.latent_formats import LATENT_FORMATS
+
+    fmt = LATENT_FORMATS["wan21"]
+    vae = AutoencoderKLWan()  # its default config: Wan 2.1's VAE
+    mean = torch.tensor(vae.config.latents_mean).view(1, 16, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std).view(1, 16, 1, 1, 1)
+    raw = torch.randn(1, 16, 2, 3, 4, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(fmt.process_in(raw), (raw - mean) / std, atol=1e-6)
+    assert torch.allclose(fmt.process_out(fmt.process_in(raw)), raw, atol=1e-6)
+
+
+# -- nodes --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("length,frames", [(25, 7), (1, 1), (81, 21), (4, 1), (5, 2)])
+def test_empty_hunyuan_latent_video(length, frames):
+    latent = call(registry(), "EmptyHunyuanLatentVideo", width=64, height=48, length=length, batch_size=2)
+    assert latent["samples"].shape == (2, 16, frames, 6, 8) and latent["samples"].abs().max() == 0
+
+
+def test_model_merge_wan(tmp_path):
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.testing import write_wan
+
+    a, b = (load_diffusion_model(write_wan(tmp_path / f"{n}.safetensors", seed=s, dtype=torch.float32),
+                                 device="cpu", dtype=torch.float32) for n, s in (("a", 0), ("b", 1)))
+    spec = registry().get("ModelMergeWAN2_1")
+    ratios = {name: 1.0 for name, s in spec.input_specs.items() if s.widget}
+    assert "blocks_39" in ratios and "patch_embedding" in ratios and "head" in ratios and "img_emb" in ratios
+    ratios.update(blocks_1=0.25, text_embedding=0.0)
+    merged = call(registry(), "ModelMergeWAN2_1", model1=a, model2=b, **ratios)
+    wa, wb, wm = (m.unet.state_dict() for m in (a, b, merged))
+    name = "blocks.1.self_attn.q.weight"
+    assert torch.allclose(wm[name], 0.25 * wa[name] + 0.75 * wb[name])
+    assert torch.equal(wm["text_embedding.0.weight"], wb["text_embedding.0.weight"])
+    assert torch.equal(wm["blocks.0.modulation"], wa["blocks.0.modulation"])
+
+
+class RecordingVAE:
+    """Not a VAE: a fixed linear map of 4x-in-time, 8x-in-space pixel blocks, to check which pixels the
+    nodes hand the VAE and where its latent goes (the Wan VAE is another helper's work)."""
+
+    from graphflow.models.latent_formats import WAN21 as latent_format
+
+    def __init__(self):
+        self.seen = None
+
+    def encode(self, pixels):
+        self.seen = pixels.clone()
+        x = pixels.movedim(-1, 0)[None]  # [1, 3, N, H, W]
+        first, rest = x[:, :, :1], x[:, :, 1:]
+        frames = [first] + list(rest.split(4, dim=2))
+        pooled = torch.cat([f.mean(2, keepdim=True) for f in frames], dim=2)
+        pooled = torch.nn.functional.avg_pool3d(pooled, (1, 8, 8))
+        return pooled.repeat(1, 6, 1, 1, 1)[:, :16] * torch.arange(1, 17.0).view(1, 16, 1, 1, 1)
+
+
+def test_wan_image_to_video_conditioning_and_concat():
+    """WanImageToVideo as ComfyUI's: the start frames then grey through the VAE, mask 0 on the latent
+    frames they fix; the sampler's 20 extra channels are 1 - mask (x4) then the latent in model space."""
+    from graphflow.models.clip_vision import ClipVisionOutput
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.sampling.guidance import prepare_conds
+    from graphflow.sampling.pipeline import wan_concat
+
+    cond = [(torch.randn(1, 512, 32), {"a": 1})]
+    image = torch.rand(2, 40, 48, 3, generator=torch.Generator().manual_seed(0))
+    vision = ClipVisionOutput(torch.zeros(1, 5, 64), torch.zeros(1, 8), torch.randn(1, 5, 64))
+    vae = RecordingVAE()
+    pos, neg, latent = call(registry(), "WanImageToVideo", positive=cond, negative=cond, vae=vae, width=32,
+                            height=32, length=9, batch_size=1, start_image=image, clip_vision_output=vision)
+    assert latent["samples"].shape == (1, 16, 3, 4, 4) and latent["samples"].abs().max() == 0
+    assert vae.seen.shape == (9, 32, 32, 3) and torch.all(vae.seen[2:] == 0.5)
+    assert float((vae.seen[:2] - 0.5).abs().max()) > 0.1
+    for side in (pos, neg):
+        options = side[0][1]
+        assert options["a"] == 1 and options["clip_vision_output"] is vision
+        assert options["concat_mask"].shape == (1, 1, 3, 4, 4)
+        assert options["concat_mask"][0, 0, :, 0, 0].tolist() == [0.0, 1.0, 1.0]  # 2 frames: latent frame 0
+    concat = wan_concat(pos[0][1], None, WAN21, (2, 16, 3, 4, 4), 20, "cpu")
+    assert concat.shape == (2, 20, 3, 4, 4)
+    assert concat[:, :4, 0].eq(1).all() and concat[:, :4, 1:].eq(0).all()
+    assert torch.allclose(concat[:, 4:], WAN21.process_in(pos[0][1]["concat_latent_image"]).expand(2, -1, -1, -1, -1))
+
+    class Model:  # what prepare_conds reads of a Wan I2V MODEL
+        arch, prediction, is_video, adm_channels = "wan", "flow", True, 0
+
+    (entry,) = prepare_conds(pos, Model(), (2, 16, 3, 4, 4), "cpu")
+    assert torch.equal(entry.clip_fea, vision.penultimate_hidden_states.expand(2, -1, -1))
+    # no start image: no concat options; the model's extra channels are zeros
+    pos2, _, _ = call(registry(), "WanImageToVideo", positive=cond, negative=cond, vae=vae, width=32, height=32,
+                      length=9, batch_size=1)
+    assert "concat_latent_image" not in pos2[0][1]
+    assert wan_concat(pos2[0][1], None, WAN21, (1, 16, 3, 4, 4), 20, "cpu").abs().max() == 0
+
+
+def test_wan_first_last_frame_mask():
+    """ComfyUI's FLF2V mask: pixel frames 0 on the start frames + 3 and on the end frames, folded 4 per
+    latent frame into 4 channels."""
+    from graphflow.models.clip_vision import ClipVisionOutput
+
+    cond = [(torch.randn(1, 512, 32), {})]
+    gen = torch.Generator().manual_seed(1)
+    start, end = torch.rand(1, 32, 32, 3, generator=gen), torch.rand(1, 32, 32, 3, generator=gen)
+    a, b = (ClipVisionOutput(torch.zeros(1, 5, 64), torch.zeros(1, 8), torch.randn(1, 5, 64, generator=gen))
+            for _ in range(2))
+    vae = RecordingVAE()
+    pos, _, latent = call(registry(), "WanFirstLastFrameToVideo", positive=cond, negative=cond, vae=vae, width=32,
+                          height=32, length=13, batch_size=1, start_image=start, end_image=end,
+                          clip_vision_start_image=a, clip_vision_end_image=b)
+    assert latent["samples"].shape == (1, 16, 4, 4, 4)
+    assert torch.equal(vae.seen[0], start[0]) and torch.equal(vae.seen[-1], end[0]) and torch.all(vae.seen[1:-1] == 0.5)
+    mask = pos[0][1]["concat_mask"]
+    assert mask.shape == (1, 4, 4, 4, 4)
+    pixel = mask[0, :, :, 0, 0].t().reshape(-1)  # pixel frame order
+    assert pixel.tolist() == [0.0] * 4 + [1.0] * 11 + [0.0]
+    states = pos[0][1]["clip_vision_output"]["penultimate_hidden_states"]
+    assert torch.equal(states, torch.cat([a.penultimate_hidden_states, b.penultimate_hidden_states], dim=1))

@@ -28,6 +28,7 @@ from .latent_formats import FLUX, SD1, SD3, SDXL, LatentFormat
 from .ltxv import LTXV
 from .mmdit import MMDiT
 from .mochi import Mochi
+from .wan import Wan
 from .text_encoders import ARCH_TOWERS, CLIP_L, HF, OPEN_CLIP, TextEncoder, TowerSpec, tower_from_weights
 from .unet import UNet, UNetConfig
 from .vae import VAE, AutoencoderKL, VAEConfig
@@ -142,7 +143,8 @@ def build_flow_model(source, info: FlowInfo, device, dtype, weight_dtype: str = 
     if weight_dtype != "default" and storage is None:
         raise CheckpointError(f"this torch ({torch.__version__}) has no {weight_dtype}")
     with torch.device("meta"):
-        net = {"sd3": MMDiT, "flux": Flux, "chroma": Chroma, "ltxv": LTXV, "mochi": Mochi}[info.arch](info.config)
+        net = {"sd3": MMDiT, "flux": Flux, "chroma": Chroma, "ltxv": LTXV, "mochi": Mochi, "wan": Wan}[info.arch](
+            info.config)
     castable = castable_weights(net)
 
     def dtype_of(key):

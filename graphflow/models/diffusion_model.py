@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import torch
 
 from .cast_layers import FP8_DTYPES, compute_dtype
-from .latent_formats import FLUX, LTXV, MOCHI, SC_B, SC_PRIOR, SD1, SD3, SDXL, LatentFormat
+from .latent_formats import FLUX, LTXV, MOCHI, SC_B, SC_PRIOR, SD1, SD3, SDXL, WAN21, LatentFormat
 from .unet import timestep_embedding
 
 ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux", "chroma", "stable_cascade_c", "stable_cascade_b",
-         "pixart", "svd", "ltxv", "mochi")
-FLOW_ARCHS = ("sd3", "flux", "chroma", "ltxv", "mochi")
-VIDEO_ARCHS = ("ltxv", "mochi")  # latents [B, C, frames, h, w]
+         "pixart", "svd", "ltxv", "mochi", "wan")
+FLOW_ARCHS = ("sd3", "flux", "chroma", "ltxv", "mochi", "wan")
+VIDEO_ARCHS = ("ltxv", "mochi", "wan")  # latents [B, C, frames, h, w]
 PACKED_ARCHS = ("flux", "chroma")  # 2x2 patches packed into the channels inside the network
 CASCADE_ARCHS = ("stable_cascade_c", "stable_cascade_b")
 CASCADE_SHIFTS = {"stable_cascade_c": 2.0, "stable_cascade_b": 1.0}  # ComfyUI's sampling_settings
@@ -87,6 +87,12 @@ class DiffusionModel:
     tokens; model(x, sigma, context, y, attention_mask=None) (y unused). Sampled as ComfyUI does,
     ModelSamplingSD3's discrete flow with shift 6.0 and multiplier 1 (`sampling_shift`).
 
+    Wan 2.1 (wan, graphflow.models.wan): x a video latent [B, 16, frames, h, w] (image-to-video
+    models: 36 channels in, the concat's mask and image latent after the latent); context UMT5's
+    512 tokens; model(x, sigma, context, y, clip_fea=None) (y unused; clip_fea CLIP vision's
+    penultimate states for I2V). Sampled as ComfyUI does, ModelSamplingSD3's discrete flow with
+    shift 8.0 (multiplier 1000: the network's timestep is 1000 sigma).
+
     Stable Cascade (stable_cascade_c: Stage C, the prior; stable_cascade_b: Stage B, the decoder;
     graphflow.models.stable_cascade), prediction "eps" on StableCascadeSampling's cosine schedule
     (graphflow.sampling.model_sampling.CascadeSchedule) with `sampling_shift` 2.0 (C) / 1.0 (B):
@@ -117,7 +123,8 @@ class DiffusionModel:
         self.arch = arch
         self.prediction = prediction
         self.latent_format = latent_format or {"sd3": SD3, "flux": FLUX, "chroma": FLUX, "stable_cascade_c": SC_PRIOR,
-                                                "stable_cascade_b": SC_B, "ltxv": LTXV, "mochi": MOCHI}.get(arch) or (
+                                                "stable_cascade_b": SC_B, "ltxv": LTXV, "mochi": MOCHI,
+                                                "wan": WAN21}.get(arch) or (
             SDXL if arch.startswith("sdxl") else SD1)
         if beta_schedule is None:  # SD's, but the x4 upscaler was trained on its own
             from .x4_upscaler import SCHEDULE
@@ -127,7 +134,7 @@ class DiffusionModel:
         self.guidance_embed = bool(getattr(unet.config, "guidance_embed", False))
         if sampling_shift is None:
             sampling_shift = {"sd3": 3.0, "flux": 1.15 if self.guidance_embed else 1.0, "chroma": 1.15,
-                              "ltxv": 2.37, "mochi": 6.0, **CASCADE_SHIFTS}.get(arch)
+                              "ltxv": 2.37, "mochi": 6.0, "wan": 8.0, **CASCADE_SHIFTS}.get(arch)
         self.sampling_shift = sampling_shift
         self.shift_dynamic = (arch == "flux" and self.guidance_embed) if shift_dynamic is None else shift_dynamic
         self.base_shift, self.max_shift = base_shift, max_shift
@@ -169,7 +176,7 @@ class DiffusionModel:
 
     @property
     def is_video(self) -> bool:
-        """Latents [B, C, frames, h, w] (LTX-Video, Mochi)."""
+        """Latents [B, C, frames, h, w] (LTX-Video, Mochi, Wan)."""
         return self.arch in VIDEO_ARCHS
 
     @property
@@ -184,7 +191,7 @@ class DiffusionModel:
             return self.unet.config.adm_in_channels
         if self.arch == "flux":
             return self.unet.config.vec_in_dim
-        if self.arch in ("chroma", "ltxv", "mochi"):
+        if self.arch in ("chroma", "ltxv", "mochi", "wan"):
             return 0
         if self.arch == "pixart":  # α's (height, width, aspect ratio); Σ takes none
             return 3 if self.unet.config.micro_condition else 0

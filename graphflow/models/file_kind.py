@@ -154,7 +154,7 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
     has_vae = vae_in(shapes) is not None or (flow is not None and flow[0] == "ltxv" and _has(shapes, "vae."))
     if flow is not None:
         name = {"sd3": "SD3 / SD3.5", "flux": "FLUX.1", "chroma": "Chroma", "ltxv": "LTX-Video",
-                "mochi": "Mochi"}[flow[0]]
+                "mochi": "Mochi", "wan": "Wan 2.1"}[flow[0]]
         if has_vae:
             return FileKind(f"{name} checkpoint", "checkpoints", "LoadCheckpoint")
         return FileKind(f"{name} diffusion model", "diffusion_models", "LoadDiffusionModel")

@@ -154,4 +154,14 @@ MOCHI = LatentFormat(
                  0.8244560132752793, 0.917259975397747, 0.9294154431013696, 1.3720942357788521,
                  0.881393668867029, 0.9168315692124348, 0.9185249279345552, 0.9274757570805041))
 
-LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, SD_X4, SD3, FLUX, SC_PRIOR, SC_B, LTXV, MOCHI)}
+# Wan 2.1's VAE (Cosmos-Predict2, Wan): raw latents standardised per channel (the latents_mean /
+# latents_std of diffusers' AutoencoderKLWan config, ComfyUI's Wan21 format), scale 1; latents
+# are video [B, 16, frames, h, w]. No preview fit is known here (first channels shown).
+WAN21 = LatentFormat(
+    "wan21", channels=16, scale_factor=1.0,
+    channel_mean=(-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
+                  0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921),
+    channel_std=(2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,
+                 3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160))
+
+LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, SD_X4, SD3, FLUX, SC_PRIOR, SC_B, LTXV, MOCHI, WAN21)}

@@ -87,6 +87,7 @@ class Cond:
     # Mochi: text and image tokens share one attention, where repeated text tokens would weigh
     # more, so prompts of other lengths are not batched (ComfyUI's num_tokens keeps them apart)
     exact_tokens: bool = False
+    clip_fea: torch.Tensor | None = None  # [B, 257, 1280] Wan I2V: CLIP vision's penultimate states
 
     def active(self, sigma: torch.Tensor) -> bool:
         if self.sigma_start is None and self.sigma_end is None:
@@ -255,8 +256,19 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             frame_rate=None if frame_rate is None else float(frame_rate),
             keyframe_positions=keyframes,
             exact_tokens=getattr(model, "arch", None) == "mochi",
+            clip_fea=_clip_fea(model, options, batch, device),
         ))
     return out
+
+
+def _clip_fea(model, options: dict, batch: int, device) -> torch.Tensor | None:
+    """Wan image-to-video's image tokens: the conditioning's "clip_vision_output" (WanImageToVideo's)
+    penultimate hidden states, as ComfyUI's WAN21 passes them (clip_fea); other models ignore it."""
+    output = options.get("clip_vision_output")
+    if output is None or getattr(model, "arch", None) != "wan":
+        return None
+    states = output["penultimate_hidden_states"] if isinstance(output, dict) else output.penultimate_hidden_states
+    return repeat_to_batch(states.float(), batch).to(device)
 
 
 def _keyframe_positions(options: dict, x_shape: tuple, k: int) -> torch.Tensor | None:
@@ -346,7 +358,7 @@ def _add_area_counterparts(targets: list[Cond], source: Cond) -> None:
     targets.append(replace(source, context=smallest.context, y=smallest.y, concat=smallest.concat,
                            guidance=smallest.guidance, references=smallest.references,
                            reference_method=smallest.reference_method, negative=smallest.negative,
-                           control_context=smallest.control_context))
+                           control_context=smallest.control_context, clip_fea=smallest.clip_fea))
 
 
 def match_areas(*sides: list[Cond]) -> None:
@@ -414,7 +426,7 @@ def _can_batch(a, b) -> bool:
             [r.shape for r in ca.references] != [r.shape for r in cb.references]:
         return False
     for ta, tb in ((ca.y, cb.y), (ca.concat, cb.concat), (ca.guidance, cb.guidance),
-                   (ca.control_context, cb.control_context), (ca.prior, cb.prior)):
+                   (ca.control_context, cb.control_context), (ca.prior, cb.prior), (ca.clip_fea, cb.clip_fea)):
         if (ta is None) != (tb is None) or (ta is not None and ta.shape != tb.shape):
             return False
     sa, sb = ca.context.shape, cb.context.shape
@@ -540,6 +552,8 @@ def _predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tens
             extra["frame_rate"] = batch[0][3].frame_rate
         if batch[0][3].keyframe_positions is not None:
             extra["keyframe_positions"] = batch[0][3].keyframe_positions
+        if batch[0][3].clip_fea is not None:
+            extra["clip_fea"] = torch.cat([b[3].clip_fea for b in batch])
         if batch[0][3].references:
             extra["reference_latents"] = [torch.cat(refs) for refs in zip(*(b[3].references for b in batch))]
             extra["reference_method"] = batch[0][3].reference_method

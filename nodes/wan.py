@@ -1,0 +1,186 @@
+"""Wan 2.1 nodes (ComfyUI's names and inputs): the empty video latent Wan's text-to-video graphs
+use (EmptyHunyuanLatentVideo: Wan's and HunyuanVideo's VAEs share its shape), image to video and
+first / last frame to video.
+
+The image nodes encode the given frames (the rest of the video mid-grey) with the VAE they are
+given, and put the latent and a mask of the given latent frames into the conditioning
+(concat_latent_image, concat_mask), which graphflow.sampling.pipeline.wan_concat turns into
+the I2V model's 20 extra input channels; a CLIP vision output's penultimate states become the
+model's image tokens (clip_vision_output)."""
+
+from __future__ import annotations
+
+from graphflow.api import (CLIP_VISION_OUTPUT, CONDITIONING, IMAGE, LATENT, VAE, ComfyAlias, Int, Node,
+                           NodeInputError)
+
+MAX_SIZE = 16384
+LATENT_CHANNELS = 16  # the Wan 2.1 VAE's
+FRAMES_PER_LATENT, PIXELS_PER_LATENT = 4, 8
+
+
+def latent_frames(length: int) -> int:
+    """Latent frames of a video of `length` frames: the first alone, then one per 4."""
+    return (length - 1) // FRAMES_PER_LATENT + 1
+
+
+def empty_video(batch_size: int, length: int, height: int, width: int):
+    import torch
+    return torch.zeros(batch_size, LATENT_CHANNELS, latent_frames(length), height // PIXELS_PER_LATENT,
+                       width // PIXELS_PER_LATENT)
+
+
+def with_options(conditioning, **options):
+    """The conditioning with these options set on every entry (ComfyUI's conditioning_set_values)."""
+    return [(cond, {**opts, **options}) for cond, opts in conditioning]
+
+
+def _fit(image, width: int, height: int, name: str):
+    """IMAGE frames [N, H, W, C] scaled to width x height around the centre (ComfyUI's common_upscale
+    "bilinear", "center"), RGB only."""
+    from graphflow.images import center_crop_to_aspect, resize_nchw
+
+    if getattr(image, "ndim", 0) != 4:
+        raise NodeInputError(name, f"expected an IMAGE [frames, H, W, C], got {tuple(getattr(image, 'shape', ()))}")
+    pixels = image[..., :3].movedim(-1, 1).float()
+    return resize_nchw(center_crop_to_aspect(pixels, width, height), width, height, "bilinear").movedim(1, -1)
+
+
+def _encode(vae, pixels, node: str):
+    if not callable(getattr(vae, "encode", None)):
+        raise NodeInputError("vae", f"{node} needs a VAE that encodes (the Wan 2.1 VAE, wan_2.1_vae.safetensors)")
+    fmt = getattr(vae, "latent_format", None)
+    if fmt is not None and fmt.channels != LATENT_CHANNELS:
+        raise NodeInputError("vae", f"{node} needs the Wan 2.1 VAE ({LATENT_CHANNELS} latent channels), this one "
+                                    f"has {fmt.channels}")
+    latent = vae.encode(pixels)
+    if latent.ndim != 5:
+        raise NodeInputError("vae", f"{node} needs a video VAE (latents [B, C, frames, h, w]), got "
+                                    f"{tuple(latent.shape)}")
+    return latent
+
+
+def image_to_video_mask(frames: int, height: int, width: int, given: int):
+    """WanImageToVideo's concat_mask [1, 1, latent frames, h, w]: 0 on the latent frames the
+    `given` start frames fall in ((given - 1) // 4 + 1), 1 elsewhere."""
+    import torch
+
+    mask = torch.ones(1, 1, frames, height, width)
+    mask[:, :, :latent_frames(given)] = 0.0
+    return mask
+
+
+def first_last_mask(frames: int, height: int, width: int, start: int, end: int):
+    """WanFirstLastFrameToVideo's concat_mask [1, 4, latent frames, h, w]: a per-pixel-frame mask
+    (0 on the start frames and the 3 after them, as ComfyUI's, and on the end frames) folded 4
+    frames per latent frame into 4 channels."""
+    import torch
+
+    mask = torch.ones(1, 1, frames * FRAMES_PER_LATENT, height, width)
+    if start:
+        mask[:, :, :start + 3] = 0.0
+    if end:
+        mask[:, :, -end:] = 0.0
+    return mask.view(1, frames, FRAMES_PER_LATENT, height, width).transpose(1, 2)
+
+
+class EmptyHunyuanLatentVideo(Node):
+    """A blank Wan 2.1 (or HunyuanVideo) latent: 16 channels, one latent frame for the first picture
+    and one for each 4 after it ((length - 1) / 4 + 1), 1/8 of the width and height."""
+    category = "latent/video"
+    width: int = Int(848, min=16, max=MAX_SIZE, step=16)
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    length: int = Int(25, min=1, max=MAX_SIZE, step=4)
+    batch_size: int = Int(1, min=1, max=4096)
+    outputs = {"latent": LATENT}
+    comfy = ComfyAlias(("EmptyHunyuanLatentVideo",))
+
+    def run(self):
+        return {"samples": empty_video(self.batch_size, self.length, self.height, self.width)}
+
+
+class WanImageToVideo(Node):
+    """Start a Wan 2.1 image-to-video sampling: the start image (scaled to width x height around its
+    centre; several images: the first frames) is encoded with the rest of the video mid-grey, and
+    both conditionings get that latent and a mask of the latent frames it fixes; a CLIP vision
+    output (CLIPVisionEncode of the start image, crop none) becomes the model's image tokens.
+    Gives an empty latent of `length` frames to sample."""
+    category = "conditioning/video_models"
+    positive: CONDITIONING
+    negative: CONDITIONING
+    vae: VAE
+    width: int = Int(832, min=16, max=MAX_SIZE, step=16)
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    length: int = Int(81, min=1, max=MAX_SIZE, step=4)
+    batch_size: int = Int(1, min=1, max=4096)
+    clip_vision_output: CLIP_VISION_OUTPUT = None
+    start_image: IMAGE = None
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
+    comfy = ComfyAlias(("WanImageToVideo",))
+
+    def run(self):
+        import torch
+
+        latent = empty_video(self.batch_size, self.length, self.height, self.width)
+        positive, negative = self.positive, self.negative
+        if self.start_image is not None:
+            start = _fit(self.start_image[:self.length], self.width, self.height, "start_image")
+            video = torch.full((self.length, self.height, self.width, 3), 0.5)
+            video[:start.shape[0]] = start
+            encoded = _encode(self.vae, video, "WanImageToVideo")
+            mask = image_to_video_mask(latent.shape[2], encoded.shape[-2], encoded.shape[-1], start.shape[0])
+            positive = with_options(positive, concat_latent_image=encoded, concat_mask=mask)
+            negative = with_options(negative, concat_latent_image=encoded, concat_mask=mask)
+        if self.clip_vision_output is not None:
+            positive = with_options(positive, clip_vision_output=self.clip_vision_output)
+            negative = with_options(negative, clip_vision_output=self.clip_vision_output)
+        return positive, negative, {"samples": latent}
+
+
+class WanFirstLastFrameToVideo(Node):
+    """Wan 2.1 first-last-frame-to-video (FLF2V): the start images open the video and the end images
+    close it (each scaled to width x height around the centre), the rest mid-grey; encoded and
+    masked into both conditionings. The two CLIP vision outputs' tokens are joined (start, then
+    end) as the model's image tokens."""
+    category = "conditioning/video_models"
+    positive: CONDITIONING
+    negative: CONDITIONING
+    vae: VAE
+    width: int = Int(832, min=16, max=MAX_SIZE, step=16)
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    length: int = Int(81, min=1, max=MAX_SIZE, step=4)
+    batch_size: int = Int(1, min=1, max=4096)
+    clip_vision_start_image: CLIP_VISION_OUTPUT = None
+    clip_vision_end_image: CLIP_VISION_OUTPUT = None
+    start_image: IMAGE = None
+    end_image: IMAGE = None
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
+    comfy = ComfyAlias(("WanFirstLastFrameToVideo",))
+
+    def run(self):
+        import torch
+
+        from graphflow.models.clip_vision import ClipVisionOutput
+
+        latent = empty_video(self.batch_size, self.length, self.height, self.width)
+        video = torch.full((self.length, self.height, self.width, 3), 0.5)
+        start = end = 0
+        if self.start_image is not None:
+            frames = _fit(self.start_image[:self.length], self.width, self.height, "start_image")
+            video[:frames.shape[0]], start = frames, frames.shape[0]
+        if self.end_image is not None:
+            frames = _fit(self.end_image[-self.length:], self.width, self.height, "end_image")
+            video[-frames.shape[0]:], end = frames, frames.shape[0]
+        encoded = _encode(self.vae, video, "WanFirstLastFrameToVideo")
+        mask = first_last_mask(latent.shape[2], latent.shape[3], latent.shape[4], start, end)
+        positive = with_options(self.positive, concat_latent_image=encoded, concat_mask=mask)
+        negative = with_options(self.negative, concat_latent_image=encoded, concat_mask=mask)
+        outputs = [o for o in (self.clip_vision_start_image, self.clip_vision_end_image) if o is not None]
+        if outputs:
+            vision = outputs[0]
+            if len(outputs) == 2:
+                states = torch.cat([o["penultimate_hidden_states"] for o in outputs], dim=-2)
+                vision = ClipVisionOutput(**{**{f: None for f in ClipVisionOutput.__dataclass_fields__},
+                                             "penultimate_hidden_states": states})
+            positive = with_options(positive, clip_vision_output=vision)
+            negative = with_options(negative, clip_vision_output=vision)
+        return positive, negative, {"samples": latent}
