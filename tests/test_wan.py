@@ -387,3 +387,98 @@ def test_wan_first_last_frame_mask():
     assert pixel.tolist() == [0.0] * 4 + [1.0] * 11 + [0.0]
     states = pos[0][1]["clip_vision_output"]["penultimate_hidden_states"]
     assert torch.equal(states, torch.cat([a.penultimate_hidden_states, b.penultimate_hidden_states], dim=1))
+
+
+# -- a ComfyUI graph end to end ------------------------------------------------------------------
+
+@pytest.fixture
+def wan_models(tmp_folders):
+    """ComfyUI's Wan files, tiny and random: the T2V transformer bare, UMT5-XXL with its tokenizer."""
+    from graphflow.testing import write_umt5, write_wan
+
+    m = tmp_folders.models
+    for sub in ("diffusion_models", "text_encoders"):
+        (m / sub).mkdir()
+    write_wan(m / "diffusion_models" / "wan2.1_t2v_1.3B_fp16.safetensors", seed=3, dtype=torch.float32)
+    write_umt5(m / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors", seed=1, dtype=torch.float32)
+    return tmp_folders
+
+
+def test_wan_t2v_workflow_runs_and_matches_diffusers(wan_models):
+    """workflows/wan_t2v.json as saved but for its size and steps: UNETLoader, CLIPLoader type wan,
+    EmptyHunyuanLatentVideo, KSampler (euler, simple, cfg 6), SaveLatent; the sampled latent equals
+    two Euler steps with CFG on diffusers' transformer fed transformers' UMT5 states of the
+    512-token padded, masked prompts (zeroed padding), on ComfyUI's sigmas for Wan's shift 8."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from graphflow.executor import Executor
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import wan_config
+    from graphflow.workflow import parse_workflow
+
+    reg = registry()
+    nodes = json.loads((Path(__file__).parent.parent / "workflows" / "wan_t2v.json").read_text())
+    graph = json.loads(json.dumps(nodes))
+    graph["5"]["inputs"].update(width=32, height=32, length=9)
+    graph["6"]["inputs"]["steps"] = 2
+    result = Executor(reg).run(parse_workflow(graph, reg))
+    assert result.ok, json.dumps(result.error, default=str)[:3000]
+    assert len(list(wan_models.outputs.rglob("wan_t2v*.latent"))) == 1
+
+    theirs = diffusers_transformer(wan_config(), load_file(
+        str(wan_models.models / "diffusion_models" / "wan2.1_t2v_1.3B_fp16.safetensors")))
+    umt5, tokenizer = reference_umt5(wan_models.models / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors")
+    cond, uncond = (reference_text(umt5, tokenizer, nodes[n]["inputs"]["text"])[0] for n in ("3", "4"))
+    cfg_scale, seed = nodes["6"]["inputs"]["cfg"], nodes["6"]["inputs"]["seed"]
+    sigma_mid = 8 * 0.5 / (1 + 7 * 0.5)  # "simple", 2 steps: t = 1, 0.5 through shift 8
+    x = initial_noise(torch.zeros(1, 16, 3, 4, 4), seed)
+    for sigma, sigma_next in ((1.0, sigma_mid), (sigma_mid, 0.0)):
+        s = torch.tensor([sigma])
+        v_cond, v_uncond = (diffusers_velocity(theirs, x, s, c) for c in (cond, uncond))
+        assert float((v_cond - v_uncond).abs().max()) > 1e-3  # the negative prompt counts
+        x = x + (v_uncond + cfg_scale * (v_cond - v_uncond)) * (sigma_next - sigma)
+    ours = result.values["6"][0]["samples"]
+    want = WAN21.process_out(x)  # the LATENT holds raw VAE latents
+    assert ours.shape == (1, 16, 3, 4, 4)
+    assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
+
+
+def test_wan_i2v_sampling_matches_diffusers(tmp_path):
+    """An I2V model sampled by KSampler on WanImageToVideo-style conditioning (a given latent, its mask,
+    CLIP vision states): two Euler CFG steps of diffusers' transformer fed [x, 1 - mask x4, image
+    latent in model space] on the channels and the states as its image tokens."""
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.clip_vision import ClipVisionOutput
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import wan_config, wan_state, write_wan
+
+    path = write_wan(tmp_path / "wan2.1_i2v_480p_14B_fp16.safetensors", seed=4, i2v=True, dtype=torch.float32)
+    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    theirs = diffusers_transformer(wan_config(i2v=True), wan_state(seed=4, i2v=True))
+    gen = torch.Generator().manual_seed(5)
+    context = [torch.randn(1, 512, 32, generator=gen) for _ in range(2)]
+    image_latent = torch.randn(1, 16, 2, 4, 4, generator=gen)
+    mask = torch.ones(1, 1, 2, 4, 4)
+    mask[:, :, :1] = 0.0
+    vision = ClipVisionOutput(torch.zeros(1, 5, 64), torch.zeros(1, 8), torch.randn(1, 5, 64, generator=gen))
+    options = {"concat_latent_image": image_latent, "concat_mask": mask, "clip_vision_output": vision}
+    positive, negative = [(context[0], dict(options))], [(context[1], dict(options))]
+    seed, cfg_scale = 7, 5.0
+    latent = call(registry(), "KSampler", model=model, seed=seed, steps=2, cfg=cfg_scale, sampler_name="euler",
+                  scheduler="simple", positive=positive, negative=negative, denoise=1.0,
+                  latent_image={"samples": torch.zeros(1, 16, 2, 4, 4)})
+    extra = torch.cat([(1 - mask).expand(1, 4, -1, -1, -1), WAN21.process_in(image_latent)], dim=1)
+    sigma_mid = 8 * 0.5 / (1 + 7 * 0.5)
+    x = initial_noise(torch.zeros(1, 16, 2, 4, 4), seed)
+    for sigma, sigma_next in ((1.0, sigma_mid), (sigma_mid, 0.0)):
+        s = torch.tensor([sigma])
+        v_cond, v_uncond = (diffusers_velocity(theirs, torch.cat([x, extra], 1), s, c, vision.penultimate_hidden_states)
+                            for c in context)
+        x = x + (v_uncond + cfg_scale * (v_cond - v_uncond)) * (sigma_next - sigma)
+    ours = latent["samples"] if isinstance(latent, dict) else latent[0]["samples"]
+    want = WAN21.process_out(x)
+    assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
