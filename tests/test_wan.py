@@ -482,3 +482,15 @@ def test_wan_i2v_sampling_matches_diffusers(tmp_path):
     ours = latent["samples"] if isinstance(latent, dict) else latent[0]["samples"]
     want = WAN21.process_out(x)
     assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
+
+
+def test_umt5_file_identified(tmp_path):
+    from graphflow.models.file_kind import identify
+    from graphflow.models.weight_files import WeightFile
+    from graphflow.testing import write_umt5
+
+    for tokenizer in (True, False):
+        with WeightFile(write_umt5(tmp_path / f"u{tokenizer}.safetensors", tokenizer=tokenizer)) as f:
+            kind = identify(f.shapes)
+        assert kind.name.startswith("UMT5-XXL text encoder (Wan 2.1") and kind.folder == "text_encoders"
+        assert ("NO tokenizer" in kind.name) != tokenizer

@@ -68,6 +68,9 @@ def _controlnet(shapes) -> FileKind | None:
 def _text_encoder(shapes) -> FileKind | None:
     for key, shape in shapes.items():
         if key.endswith("encoder.block.0.layer.0.SelfAttention.q.weight"):
+            if key.replace("0.layer.0.SelfAttention.q.", "1.layer.0.SelfAttention.relative_attention_bias.") in shapes:
+                tokenizer = "its tokenizer inside" if "spiece_model" in shapes else "NO tokenizer inside (spiece_model)"
+                return FileKind(f"UMT5-XXL text encoder (Wan 2.1; {tokenizer})", "text_encoders", "LoadTextEncoder")
             return FileKind("T5 text encoder (T5-XXL for SD3 / FLUX / Chroma)", "text_encoders", "LoadTextEncoder")
         if key.endswith(("embeddings.token_embedding.weight", "token_embedding.weight")) and len(shape) == 2 \
                 and not key.startswith("cond_stage_model.") and not key.startswith("conditioner."):
