@@ -194,6 +194,16 @@ def test_transformer_matches_diffusers(i2v):
         with torch.no_grad():
             other = ours(x, sigma, context, clip_fea=torch.randn(image.shape, generator=gen))
         assert float((other - got).abs().max()) > 1e-3
+        # no CLIP vision states: ComfyUI's I2V image attention (k_img / v_img) runs over the prompt
+        with torch.no_grad():
+            plain = ours(x, sigma, context)
+            v_img = [(b.cross_attn.v_img.weight.clone(), b.cross_attn.v_img.bias.clone()) for b in ours.blocks]
+            for b in ours.blocks:
+                b.cross_attn.v_img.weight.zero_(), b.cross_attn.v_img.bias.zero_()
+            silenced = ours(x, sigma, context)
+            for b, (w, bias) in zip(ours.blocks, v_img):
+                b.cross_attn.v_img.weight.copy_(w), b.cross_attn.v_img.bias.copy_(bias)
+        assert float((plain - silenced).abs().max()) > 1e-3
 
 
 def test_positions_time_and_odd_sizes():

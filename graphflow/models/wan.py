@@ -16,7 +16,8 @@ Image-to-video (36 input channels: the noisy latent, then a 4-channel mask and t
 image's 16-channel latent, ComfyUI's concat): CLIP vision's penultimate states [B, 257, 1280]
 become image tokens (`img_emb`: LayerNorm, Linear, GELU, Linear, LayerNorm) that each block's
 cross-attention attends to with their own keys and values (`k_img`, `v_img`, `norm_k_img`), the
-two attentions' outputs summed before `o`.
+two attentions' outputs summed before `o`. Without CLIP vision states an I2V model's image
+attention runs over the prompt's tokens instead, as ComfyUI's does (its context_img_len None).
 
 Called as ComfyUI's model: sigma [B] in [0, 1] (rectified flow, 1 = noise), the network's
 timestep 1000 sigma, its output the velocity noise - x0. The prompt's tokens are all attended
@@ -78,15 +79,18 @@ class Attention(nn.Module):
     def _attend(self, q, k, v):
         return attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2).flatten(2)
 
-    def forward(self, x, context=None, pe=None, image_tokens: int = 0):
+    def forward(self, x, context=None, pe=None, image_tokens: int | None = 0):
+        """image_tokens: how many of the context's tokens come first as image tokens; None: the image
+        attention (I2V) runs over all the context (no CLIP vision states given)."""
         if context is None:  # self-attention, rotated
             q = apply_rope(self._heads(self.norm_q(self.q(x))), pe)
             k = apply_rope(self._heads(self.norm_k(self.k(x))), pe)
             return self.o(self._attend(q, k, self._heads(self.v(x))))
-        image, text = context[:, :image_tokens], context[:, image_tokens:]
+        image, text = (context, context) if image_tokens is None else (context[:, :image_tokens],
+                                                                        context[:, image_tokens:])
         q = self._heads(self.norm_q(self.q(x)))
         out = self._attend(q, self._heads(self.norm_k(self.k(text))), self._heads(self.v(text)))
-        if image_tokens:
+        if image_tokens is None or image_tokens:
             out = out + self._attend(q, self._heads(self.norm_k_img(self.k_img(image))),
                                      self._heads(self.v_img(image)))
         return self.o(out)
@@ -173,7 +177,7 @@ class Wan(nn.Module):
         e = self.time_embedding(t.to(x.dtype)).float()
         e6 = self.time_projection(e.to(x.dtype)).float().unflatten(1, (6, cfg.dim))
         context = self.text_embedding(context.to(x.dtype))
-        image_tokens = 0
+        image_tokens = None if cfg.i2v else 0  # I2V without CLIP vision states: see Attention.forward
         if clip_fea is not None and cfg.i2v:
             image = self.img_emb(clip_fea.to(x.device, x.dtype))
             context, image_tokens = torch.cat([image, context], dim=1), image.shape[1]
