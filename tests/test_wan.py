@@ -529,3 +529,40 @@ def test_lora_in_comfyui_layout(tmp_path):
     # the other layers are untouched
     assert torch.equal(memory.manager().weights(patched.unet, patched.patches)["blocks.0.self_attn.q.weight"],
                        model.unet.state_dict()["blocks.0.self_attn.q.weight"])
+
+
+@pytest.mark.parametrize("i2v", [False, True])
+def test_lora_in_diffusers_layout_matches_diffusers(tmp_path, i2v):
+    """A PEFT LoRA on diffusers' WanTransformer3DModel (every Linear, diffusers' names) applied to our
+    model gives diffusers' output with the adapter."""
+    import copy
+
+    from safetensors.torch import save_file
+
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.lora import apply_lora
+    from graphflow.testing import write_wan
+    from tests.test_flow_lora import random_peft_lora
+
+    cfg, _, theirs, state = transformer_pair(i2v)
+    theirs = copy.deepcopy(theirs)
+    path = write_wan(tmp_path / "w.safetensors", seed=0, i2v=i2v, dtype=torch.float32)
+    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    lora = random_peft_lora(theirs, seed=5)
+    assert "transformer.blocks.1.ffn.net.0.proj.lora_A.weight" in lora
+    assert ("transformer.blocks.0.attn2.add_k_proj.lora_B.weight" in lora) == i2v
+    save_file(lora, str(tmp_path / "wan_peft.safetensors"))
+    theirs.load_lora_adapter(dict(lora), prefix="transformer", adapter_name="test")
+    theirs.set_adapters(["test"], weights=[0.7])
+    patched, _ = apply_lora(model, None, tmp_path / "wan_peft.safetensors", 0.7, 0.0)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(1, cfg.in_channels, 2, 4, 4, generator=gen)
+    context = torch.randn(1, 512 if i2v else 7, cfg.text_dim, generator=gen)
+    image = torch.randn(1, 5, cfg.image_dim, generator=gen) if i2v else None
+    sigma = torch.tensor([0.6])
+    with torch.no_grad():
+        plain = model(x, sigma, context, clip_fea=image)
+        got = patched(x, sigma, context, clip_fea=image)
+    want = diffusers_velocity(theirs, x, sigma, context, image)
+    assert float((got - plain).abs().max()) > 1e-2  # the LoRA does something
+    assert float((got - want).abs().max()) < TOL * float(want.abs().max())
