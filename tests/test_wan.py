@@ -124,6 +124,16 @@ def test_prompt_weights_pull_towards_the_masked_empty_prompt(umt5_file):
     assert torch.equal(weighted[0, n:], plain[0, n:])
 
 
+def test_t5_tokenizer_options_pad_wan_prompts(umt5_file):
+    """T5TokenizerOptions (min_length, min_padding) sets the UMT5 padding too: still zeros past </s>."""
+    clip = call(registry(), "LoadTextEncoder", clip_name=umt5_file.name, type="wan")
+    padded = call(registry(), "T5TokenizerOptions", clip=clip, min_padding=3, min_length=16)
+    context, _ = padded.encode("a red fox")
+    n = len(clip.t5.tokenize("a red fox")[0])
+    assert context.shape[1] == 16 and context[0, n:].abs().max() == 0
+    torch.testing.assert_close(context[:, :n], clip.encode("a red fox")[0][:, :n])
+
+
 def test_umt5_without_tokenizer_or_plain_t5_refused(tmp_folders):
     from graphflow.api import NodeInputError
     from graphflow.testing import write_flow_text_encoder, write_umt5
