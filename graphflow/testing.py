@@ -15,6 +15,7 @@ counts follow the loaders' conventions, so a file's detected configuration is wh
 Weights are Gaussian, scaled by 1/sqrt(fan_in) so activations stay O(1); norm weights near 1.
 """
 
+import functools
 import json
 from pathlib import Path
 
@@ -1275,7 +1276,7 @@ def spiece_model(vocab_size: int = 160) -> bytes:
     return _spiece_model(vocab_size)
 
 
-@__import__("functools").lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=2)
 def _spiece_model(vocab_size: int) -> bytes:
     import io
     import random
