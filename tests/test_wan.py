@@ -134,6 +134,18 @@ def test_t5_tokenizer_options_pad_wan_prompts(umt5_file):
     torch.testing.assert_close(context[:, :n], clip.encode("a red fox")[0][:, :n])
 
 
+def test_clip_save_keeps_the_tokenizer(umt5_file, tmp_folders):
+    """CLIPSave writes UMT5 with its spiece_model, so CLIPLoader type wan reads the file back alike."""
+    import shutil
+
+    clip = call(registry(), "LoadTextEncoder", clip_name=umt5_file.name, type="wan")
+    call(registry(), "CLIPSave", clip=clip, filename_prefix="text_encoders/saved")
+    [saved] = tmp_folders.outputs.rglob("saved_umt5xxl*.safetensors")
+    shutil.copy(saved, umt5_file.parent / "resaved.safetensors")
+    again = call(registry(), "LoadTextEncoder", clip_name="resaved.safetensors", type="wan")
+    assert torch.equal(again.encode("a (red:1.2) fox")[0], clip.encode("a (red:1.2) fox")[0])
+
+
 def test_umt5_without_tokenizer_or_plain_t5_refused(tmp_folders):
     from graphflow.api import NodeInputError
     from graphflow.testing import write_flow_text_encoder, write_umt5

@@ -71,6 +71,7 @@ class SentencePieceIds:
             import sentencepiece
         except ImportError:
             raise ImportError("UMT5 prompts need the sentencepiece package (pip install sentencepiece)") from None
+        self.model = bytes(model)  # kept: CLIPSave writes it back beside the weights
         self.processor = sentencepiece.SentencePieceProcessor(model_proto=model)
         self.eos = int(self.processor.eos_id())
 
