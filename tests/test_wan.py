@@ -588,3 +588,28 @@ def test_lora_in_diffusers_layout_matches_diffusers(tmp_path, i2v):
     want = diffusers_velocity(theirs, x, sigma, context, image)
     assert float((got - plain).abs().max()) > 1e-2  # the LoRA does something
     assert float((got - want).abs().max()) < TOL * float(want.abs().max())
+
+
+def test_scaled_fp8_files(tmp_folders, tmp_path):
+    """Comfy-Org's scaled-fp8 files (umt5_xxl_fp8_e4m3fn_scaled, wan2.1_t2v_14B_fp8_scaled): their
+    tokenizer read as it is, the weights dequantised; the same numbers as the dequantised files."""
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.testing import write_scaled_fp8, write_umt5, write_wan
+
+    folder = tmp_folders.models / "text_encoders"
+    folder.mkdir()
+    write_scaled_fp8(write_umt5(tmp_path / "u.safetensors", dtype=torch.float32),
+                     folder / "umt5_xxl_fp8_e4m3fn_scaled.safetensors", dequantised=folder / "umt5_plain.safetensors")
+    scaled, plain = (call(registry(), "LoadTextEncoder", clip_name=name, type="wan")
+                     for name in ("umt5_xxl_fp8_e4m3fn_scaled.safetensors", "umt5_plain.safetensors"))
+    torch.testing.assert_close(scaled.encode("a red fox")[0], plain.encode("a red fox")[0], atol=1e-5, rtol=1e-5)
+
+    models = [load_diffusion_model(p, device="cpu", dtype=torch.float32) for p in (
+        write_scaled_fp8(write_wan(tmp_path / "w.safetensors", dtype=torch.float32),
+                         tmp_path / "wan_fp8_scaled.safetensors", dequantised=tmp_path / "wan_plain.safetensors"),
+        tmp_path / "wan_plain.safetensors")]
+    gen = torch.Generator().manual_seed(0)
+    x, context = torch.randn(1, 16, 2, 4, 4, generator=gen), torch.randn(1, 7, 32, generator=gen)
+    with torch.no_grad():
+        a, b = (m(x, torch.tensor([0.5]), context) for m in models)
+    assert float((a - b).abs().max()) < 1e-4 * float(b.abs().max())
