@@ -60,7 +60,7 @@ CUSTOM_PACKS = {
     "comfyui_controlnet_aux": ("CannyEdgePreprocessor", "DWPreprocessor", "OpenposePreprocessor",
                                "DepthAnythingPreprocessor", "LineArtPreprocessor", "AIO_Preprocessor",
                                "Zoe-DepthMapPreprocessor", "MiDaS-DepthMapPreprocessor", "HEDPreprocessor"),
-    "ComfyUI_IPAdapter_plus": ("IPAdapter",),
+    "ComfyUI_IPAdapter_plus": ("IPAdapter", "PrepImageForClipVision", "PrepImageForInsightFace", "IPAAdapterFaceIDBatch"),
     "ComfyUI-KJNodes": ("GetNode", "SetNode", "ImageResizeKJ", "ConditioningMultiCombine", "GetImageSizeAndCount"),
     "ComfyUI-VideoHelperSuite": ("VHS_",),
     "ComfyUI_UltimateSDUpscale": ("UltimateSDUpscale",),

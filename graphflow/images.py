@@ -47,21 +47,30 @@ def resize_nchw(x: torch.Tensor, width: int, height: int, method: str) -> torch.
     `lanczos` does). Three or four channels are resized as one RGB or RGBA picture, as ComfyUI
     hands them to Pillow (which premultiplies RGBA by its alpha); other counts channel by channel."""
     if method == "lanczos":
-        out = torch.empty(x.shape[0], x.shape[1], height, width, dtype=x.dtype)
-        levels = (x.float().cpu().numpy() * 255.0).clip(0, 255).astype(np.uint8)
-        for b in range(x.shape[0]):
-            if x.shape[1] in (3, 4):
-                picture = Image.fromarray(np.ascontiguousarray(levels[b].transpose(1, 2, 0)))
-                resized = np.asarray(picture.resize((width, height), Image.LANCZOS), dtype=np.float32)
-                out[b] = torch.from_numpy(resized / 255.0).movedim(-1, 0)
-                continue
-            for c in range(x.shape[1]):
-                channel = Image.fromarray(levels[b, c], mode="L").resize((width, height), Image.LANCZOS)
-                out[b, c] = torch.from_numpy(np.asarray(channel, dtype=np.float32) / 255.0)
-        return out.to(x.device)
+        return pil_resize(x, width, height, "LANCZOS")
     if method in ("bilinear", "bicubic", "nearest-exact", "area"):
         return F.interpolate(x, size=(height, width), mode=method)
     raise ValueError(f"unknown resize method {method!r}; expected one of {', '.join(RESIZE_METHODS)}")
+
+
+def pil_resize(x: torch.Tensor, width: int, height: int, resample: str = "LANCZOS") -> torch.Tensor:
+    """Resize an NCHW tensor through Pillow with one of its filters (LANCZOS, BICUBIC, HAMMING,
+    BILINEAR, BOX, NEAREST) on 8-bit pictures: values clipped to 0..1 and truncated to 1/255
+    steps first, as torchvision's ToPILImage (and ComfyUI's `lanczos`) make them. Three or four
+    channels are resized as one RGB or RGBA picture; other counts channel by channel."""
+    filter_ = Image.Resampling[resample]
+    out = torch.empty(x.shape[0], x.shape[1], height, width, dtype=x.dtype)
+    levels = (x.float().cpu().numpy() * 255.0).clip(0, 255).astype(np.uint8)
+    for b in range(x.shape[0]):
+        if x.shape[1] in (3, 4):
+            picture = Image.fromarray(np.ascontiguousarray(levels[b].transpose(1, 2, 0)))
+            resized = np.asarray(picture.resize((width, height), filter_), dtype=np.float32)
+            out[b] = torch.from_numpy(resized / 255.0).movedim(-1, 0)
+            continue
+        for c in range(x.shape[1]):
+            channel = Image.fromarray(levels[b, c], mode="L").resize((width, height), filter_)
+            out[b, c] = torch.from_numpy(np.asarray(channel, dtype=np.float32) / 255.0)
+    return out.to(x.device)
 
 
 def center_crop_to_aspect(x: torch.Tensor, width: int, height: int) -> torch.Tensor:

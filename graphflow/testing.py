@@ -1354,3 +1354,73 @@ def write_wan(path, seed: int = 0, dtype=torch.float16, i2v: bool = False, prefi
     prefix = UNET_PREFIX if prefixed else ""
     save_file({prefix + k: v.to(dtype) for k, v in state.items()}, str(path))
     return Path(path)
+
+
+def wan_vae_config(scaled_down: bool = True):
+    """Wan 2.1's VAE config (wan_2.1_vae: base 96 channels), or a tiny one (8; the real stages,
+    16 latent channels, 4x frames and 8x pixels)."""
+    from .models.wan_vae import WanVAEConfig
+
+    return WanVAEConfig(dim=8) if scaled_down else WanVAEConfig()
+
+
+def write_wan_vae(path, seed: int = 1, dtype=torch.float16, scaled_down: bool = True) -> Path:
+    """A random Wan 2.1 VAE in Wan's original single-file layout, as ComfyUI ships
+    wan_2.1_vae.safetensors (encoder.*, conv1, conv2, decoder.*; RMS-norm gains near 1)."""
+    from .models.wan_vae import WanVideoVAE
+
+    with torch.device("meta"):
+        shapes = _module_shapes(WanVideoVAE(wan_vae_config(scaled_down)))
+    state = random_state(shapes, seed, torch.float32)
+    generator = torch.Generator().manual_seed(seed + 1)
+    for k in [k for k in state if k.endswith("gamma")]:
+        state[k] = 1.0 + 0.1 * torch.randn(state[k].shape, generator=generator)
+    save_file({k: v.to(dtype) for k, v in state.items()}, str(path))
+    return Path(path)
+
+
+def old_t5_config(scaled_down: bool = True):
+    """ComfyUI's "old" T5-XXL (oldt5_xxl, T5 v1.0 as t5-11b: ReLU feed-forward, d_model 1024,
+    128 heads of 128, d_ff 65536), Cosmos' text encoder, or a tiny one with its vocabulary."""
+    from transformers import T5Config
+
+    size = dict(d_model=48, d_kv=12, d_ff=96, num_layers=2, num_heads=4) if scaled_down else \
+        dict(d_model=1024, d_kv=128, d_ff=65536, num_layers=24, num_heads=128)
+    return T5Config(vocab_size=32128, feed_forward_proj="relu", is_encoder_decoder=False, use_cache=False, **size)
+
+
+def write_old_t5(path, seed: int = 2, dtype=torch.float16, scaled_down: bool = True) -> Path:
+    """A random old T5-XXL encoder in transformers' T5EncoderModel keys (DenseReluDense.wi / wo)."""
+    from transformers import T5EncoderModel
+
+    with torch.device("meta"):
+        shapes = _module_shapes(T5EncoderModel(old_t5_config(scaled_down)))
+    shapes.pop("encoder.embed_tokens.weight", None)  # tied to shared.weight
+    save_file({k: v.to(dtype) for k, v in random_state(shapes, seed, torch.float32).items()}, str(path))
+    return Path(path)
+
+
+def cosmos_config(scaled_down: bool = True, video2world: bool = False):
+    """Cosmos-Predict2 2B (text-to-image, or video2world's 17 input channels), or a tiny one
+    taking the tiny old T5's tokens (RoPE ratios as ComfyUI gives that file)."""
+    from .models.cosmos import CosmosConfig, rope_extrapolation
+
+    in_channels = 17 if video2world else 16
+    if not scaled_down:
+        return CosmosConfig(in_channels=in_channels, rope_extrapolation=rope_extrapolation(in_channels, 2048))
+    return CosmosConfig(in_channels=in_channels, model_channels=48, num_blocks=2, num_heads=2,
+                        crossattn_emb_channels=old_t5_config().d_model, adaln_lora_dim=8,
+                        rope_extrapolation=rope_extrapolation(in_channels, 48))
+
+
+def write_cosmos(path, seed: int = 0, dtype=torch.float16, scaled_down: bool = True, prefix: str = "",
+                 video2world: bool = False) -> Path:
+    """A random Cosmos-Predict2 network in NVIDIA's layout: bare, under ComfyUI's
+    model.diffusion_model. or NVIDIA's net. (`prefix`)."""
+    from .models.cosmos import CosmosPredict2
+
+    with torch.device("meta"):
+        shapes = _module_shapes(CosmosPredict2(cosmos_config(scaled_down, video2world)))
+    state = random_state(shapes, seed, torch.float32)
+    save_file({prefix + k: v.to(dtype) for k, v in state.items()}, str(path))
+    return Path(path)

@@ -5,7 +5,9 @@ a patched copy of the MODEL: the UNet cross-attentions also attend to the image'
 from __future__ import annotations
 
 from graphflow.api import (CLIP_VISION, IMAGE, MASK, MODEL, Bool, Choice, ComfyAlias, Float, Int, Node,
-                           NodeInputError, folders, socket_type)
+                           NodeInputError, Text, folders, socket_type)
+from graphflow.choices import (IPADAPTER_COMBINE_METHODS, IPADAPTER_CROP_POSITIONS, IPADAPTER_INTERPOLATIONS,
+                               IPADAPTER_NOISE_TYPES)
 
 IPADAPTER = socket_type("IPADAPTER", "#7e57c2", "An IP-Adapter: image projection and cross-attention weights")
 EMBEDS = socket_type("EMBEDS", "#9575cd", "IP-Adapter image features: CLIP image embeddings (basic adapters) or "
@@ -164,7 +166,8 @@ def _no_image_features(adapter, clip_vision, like):
 
 def apply_image_prompt(model, adapter, clip_vision, image, weight: float, start_at: float, end_at: float,
                        combine: str = "concat", scaling: str = "V only", image_negative=None,
-                       weight_type: str = "linear", attn_mask=None):
+                       weight_type: str = "linear", attn_mask=None, per_latent: bool = False, boost=None,
+                       layer_weights=None):
     """The patched MODEL (the nodes' shared body; inputs already checked by name)."""
     adapter, clip_vision = _unbundle(adapter, clip_vision)
     _check_model(model, start_at, end_at, attn_mask)
@@ -174,7 +177,7 @@ def apply_image_prompt(model, adapter, clip_vision, image, weight: float, start_
     else:
         uncond = _no_image_features(adapter, clip_vision, cond)
     return patch_model(model, adapter, cond, uncond, weight, start_at, end_at, combine, scaling, weight_type,
-                       attn_mask)
+                       attn_mask, per_latent, boost=boost, layer_weights=layer_weights)
 
 
 def _check_model(model, start_at: float, end_at: float, attn_mask):
@@ -186,20 +189,20 @@ def _check_model(model, start_at: float, end_at: float, attn_mask):
         raise NodeInputError("start_at", f"start_at {start_at} is after end_at {end_at}")
 
 
+def _check_scaling(scaling: str):
+    if scaling not in ("V only", "K+V"):
+        raise NodeInputError("embeds_scaling", f"{scaling!r} is not supported; use 'V only' or 'K+V'")
+
+
 def _combine(features, combine: str):
-    if combine == "add":
-        return features.sum(0, keepdim=True)
-    if combine == "subtract":  # the first image minus the others' mean
-        return (features[0] - features[1:].mean(0))[None]
-    if combine == "average":
-        return features.mean(0, keepdim=True)
-    # norm average: each feature divided by its norm over the images
-    return (features / features.norm(dim=0, keepdim=True)).mean(0, keepdim=True)
+    from graphflow.models.ip_adapter_images import combine_embeds
+
+    return combine_embeds([features], combine)
 
 
 def patch_model(model, adapter, cond, uncond, weight: float, start_at: float, end_at: float, combine: str,
                 scaling: str, weight_type: str, attn_mask, per_latent: bool = False, composition=None,
-                composition_weight: float = 1.0):
+                composition_weight: float = 1.0, boost=None, layer_weights=None):
     """The MODEL with the image prompt of CLIP features cond / uncond (one row per image).
     per_latent: image k prompts latent k of the batch (the last image the latents beyond).
     composition: the composition transformers' CLIP features (IPAdapterStyleComposition), combined
@@ -207,6 +210,9 @@ def patch_model(model, adapter, cond, uncond, weight: float, start_at: float, en
     from graphflow.models.ip_adapter import IPAdapterError, apply_ip_adapter
     from graphflow.sampling.flow_sampling import model_sampling_for
 
+    if per_latent and composition is not None:  # latent k takes row k (the last beyond) of each
+        count = max(cond.shape[0], composition.shape[0])
+        cond, composition = _to_count(cond, count), _to_count(composition, count)
     uncond = _to_count(uncond, cond.shape[0])
     if combine != "concat" and cond.shape[0] > 1 and not per_latent:
         # the pack combines the composition images when the style images are several; a single one
@@ -227,7 +233,7 @@ def patch_model(model, adapter, cond, uncond, weight: float, start_at: float, en
     try:
         return apply_ip_adapter(model, adapter, tokens(cond), tokens(uncond), weight, sigma_range, scaling,
                                 weight_type, attn_mask, composition_weight,
-                                None if composition is None else tokens(composition))
+                                None if composition is None else tokens(composition), boost, layer_weights)
     except IPAdapterError as e:
         raise NodeInputError("ipadapter", str(e)) from None
 
@@ -293,22 +299,49 @@ class IPAdapterStyleComposition(Node):
     comfy = ComfyAlias(("IPAdapterStyleComposition",), optional=("image_negative", "attn_mask", "clip_vision"))
 
     def run(self):
-        if self.embeds_scaling not in ("V only", "K+V"):
-            raise NodeInputError("embeds_scaling", f"{self.embeds_scaling!r} is not supported; use 'V only' or 'K+V'")
-        adapter, clip_vision = _unbundle(self.ipadapter, self.clip_vision)
-        _check_model(self.model, self.start_at, self.end_at, self.attn_mask)
-        if not self.model.arch.startswith("sdxl"):  # as the pack, which has no SD1.5 layout for it
-            raise NodeInputError("model", f"style + composition transfer is for SDXL models only, not {self.model.arch}")
-        cond = _features(adapter, clip_vision, self.image_style, "image_style")
-        composition = _features(adapter, clip_vision, self.image_composition, "image_composition")
-        if self.image_negative is not None:
-            uncond = _features(adapter, clip_vision, self.image_negative, "image_negative")
-        else:
-            uncond = _no_image_features(adapter, clip_vision, cond)
-        weight_type = "strong style and composition" if self.expand_style else "style and composition"
-        return patch_model(self.model, adapter, cond, uncond, self.weight_style, self.start_at, self.end_at,
-                           self.combine_embeds, self.embeds_scaling, weight_type, self.attn_mask,
-                           composition=composition, composition_weight=self.weight_composition)
+        return _run_style_composition(self, self.combine_embeds, per_latent=False)
+
+
+def _run_style_composition(node, combine: str, per_latent: bool):
+    _check_scaling(node.embeds_scaling)
+    adapter, clip_vision = _unbundle(node.ipadapter, node.clip_vision)
+    _check_model(node.model, node.start_at, node.end_at, node.attn_mask)
+    if not node.model.arch.startswith("sdxl"):  # as the pack, which has no SD1.5 layout for it
+        raise NodeInputError("model", f"style + composition transfer is for SDXL models only, not {node.model.arch}")
+    cond = _features(adapter, clip_vision, node.image_style, "image_style")
+    composition = _features(adapter, clip_vision, node.image_composition, "image_composition")
+    if node.image_negative is not None:
+        uncond = _features(adapter, clip_vision, node.image_negative, "image_negative")
+    else:
+        uncond = _no_image_features(adapter, clip_vision, cond)
+    weight_type = "strong style and composition" if node.expand_style else "style and composition"
+    return patch_model(node.model, adapter, cond, uncond, node.weight_style, node.start_at, node.end_at, combine,
+                       node.embeds_scaling, weight_type, node.attn_mask, per_latent, composition=composition,
+                       composition_weight=node.weight_composition)
+
+
+class IPAdapterStyleCompositionBatch(Node):
+    """IPAdapterStyleComposition with one image per latent (as IPAdapterBatch): latent k gets
+    image_style's and image_composition's image k (the last one beyond)."""
+    category = "ipadapter"
+    model: MODEL
+    ipadapter: IPADAPTER
+    image_style: IMAGE
+    image_composition: IMAGE
+    weight_style: float = Float(1.0, min=-1.0, max=5.0, step=0.05)
+    weight_composition: float = Float(1.0, min=-1.0, max=5.0, step=0.05)
+    expand_style: bool = Bool(False)
+    start_at: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_at: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    embeds_scaling: str = Choice(EMBEDS_SCALINGS, "V only")
+    image_negative: IMAGE = None
+    attn_mask: MASK = None
+    clip_vision: CLIP_VISION = None
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("IPAdapterStyleCompositionBatch",), optional=("image_negative", "attn_mask", "clip_vision"))
+
+    def run(self):
+        return _run_style_composition(self, "concat", per_latent=True)
 
 
 class IPAdapterBatch(Node):
@@ -433,6 +466,7 @@ class IPAdapterEmbeds(Node):
     clip_vision: CLIP_VISION = None
     outputs = {"model": MODEL}
     comfy = ComfyAlias(("IPAdapterEmbeds",), optional=("neg_embed", "attn_mask", "clip_vision"))
+    per_latent = False
 
     def run(self):
         if self.embeds_scaling not in ("V only", "K+V"):
@@ -449,4 +483,349 @@ class IPAdapterEmbeds(Node):
         else:
             _check_features(adapter, uncond, "neg_embed")
         return patch_model(self.model, adapter, self.pos_embed, uncond, self.weight, self.start_at, self.end_at,
-                           "concat", self.embeds_scaling, self.weight_type, self.attn_mask)
+                           "concat", self.embeds_scaling, self.weight_type, self.attn_mask, self.per_latent)
+
+
+class IPAdapterEmbedsBatch(IPAdapterEmbeds):
+    """IPAdapterEmbeds with one row of pos_embed per latent (as IPAdapterBatch): latent k gets
+    row k's tokens (the last row the latents beyond), neg_embed likewise."""
+    comfy = ComfyAlias(("IPAdapterEmbedsBatch",), optional=("neg_embed", "attn_mask", "clip_vision"))
+    per_latent = True
+
+
+class PrepImageForClipVision(Node):
+    """The square of the image the CLIP vision encoder should see, at 224 x 224, as
+    ComfyUI_IPAdapter_plus prepares it: cut at crop_position (top, bottom, left, right or center:
+    the short side's square; pad: the whole image, black bars on the short side), resized by
+    Pillow with `interpolation`, then contrast-adaptive sharpened by `sharpening` (0: none)."""
+    category = "ipadapter"
+    image: IMAGE
+    interpolation: str = Choice(IPADAPTER_INTERPOLATIONS, "LANCZOS")
+    crop_position: str = Choice(IPADAPTER_CROP_POSITIONS, "top")  # the pack's list has no default: its first
+    sharpening: float = Float(0.0, min=0.0, max=1.0, step=0.05)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("PrepImageForClipVision",))
+
+    def run(self):
+        from graphflow.models.ip_adapter_images import prep_for_clip_vision
+
+        _check_image(self.image, "image")
+        return prep_for_clip_vision(self.image.float(), self.interpolation, self.crop_position, self.sharpening)
+
+
+class IPAdapterTiled(Node):
+    """IPAdapterAdvanced on a reference image of any shape, as ComfyUI_IPAdapter_plus's tiled
+    node: the image (nearly square: its centre square at 512 x 512; else its short side at 256,
+    at most 4 tiles long) is cut into 256-pixel tiles overlapping evenly; each tile prompts the
+    part of the picture it covers (its attention mask: attn_mask, default all ones, inside the
+    tile). Outputs the MODEL, the tiles and their masks. sharpening: contrast-adaptive
+    sharpening of the resized image. Several images per tile are combined by combine_embeds."""
+    category = "ipadapter"
+    model: MODEL
+    ipadapter: IPADAPTER
+    image: IMAGE
+    weight: float = Float(1.0, min=-1.0, max=3.0, step=0.05)
+    weight_type: str = Choice(WEIGHT_TYPES, "linear")
+    combine_embeds: str = Choice(COMBINE_EMBEDS, "concat")
+    start_at: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_at: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    sharpening: float = Float(0.0, min=0.0, max=1.0, step=0.05)
+    embeds_scaling: str = Choice(EMBEDS_SCALINGS, "V only")
+    image_negative: IMAGE = None
+    attn_mask: MASK = None
+    clip_vision: CLIP_VISION = None
+    outputs = {"model": MODEL, "tiles": IMAGE, "masks": MASK}
+    comfy = ComfyAlias(("IPAdapterTiled",), optional=("image_negative", "attn_mask", "clip_vision"))
+
+    def run(self):
+        return _run_tiled(self, per_latent=False)
+
+
+def _run_tiled(node, per_latent: bool):
+    """IPAdapterTiled's and IPAdapterTiledBatch's body: one adapter per tile, each masked to its tile."""
+    import torch
+
+    from graphflow.models.ip_adapter_images import reference_tiles
+
+    _check_scaling(node.embeds_scaling)
+    adapter, clip_vision = _unbundle(node.ipadapter, node.clip_vision)
+    _check_model(node.model, node.start_at, node.end_at, node.attn_mask)
+    _check_image(node.image, "image")
+    mask = node.attn_mask
+    if mask is not None and mask.ndim == 2:
+        mask = mask[None]
+    tiles, masks = reference_tiles(node.image.float(), mask, node.sharpening)
+    uncond = None
+    if node.image_negative is not None:
+        uncond = _features(adapter, clip_vision, node.image_negative, "image_negative")
+    model = node.model
+    combine = "concat" if per_latent else node.combine_embeds
+    for tile, tile_mask in zip(tiles, masks):  # each tile's adapter adds to the others'
+        cond = _features(adapter, clip_vision, tile, "image")
+        tile_uncond = uncond if uncond is not None else _no_image_features(adapter, clip_vision, cond)
+        model = patch_model(model, adapter, cond, tile_uncond, node.weight, node.start_at, node.end_at, combine,
+                            node.embeds_scaling, node.weight_type, tile_mask, per_latent)
+    return model, torch.cat(tiles), torch.cat(masks)
+
+
+class IPAdapterTiledBatch(Node):
+    """IPAdapterTiled with one image per latent (as IPAdapterBatch): each tile's image k prompts
+    latent k. encode_batch_size only splits the encoding in the pack: the result is the same."""
+    model: MODEL
+    ipadapter: IPADAPTER
+    image: IMAGE
+    weight: float = Float(1.0, min=-1.0, max=3.0, step=0.05)
+    weight_type: str = Choice(WEIGHT_TYPES, "linear")
+    start_at: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_at: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    sharpening: float = Float(0.0, min=0.0, max=1.0, step=0.05)
+    embeds_scaling: str = Choice(EMBEDS_SCALINGS, "V only")
+    encode_batch_size: int = Int(0, min=0, max=4096)
+    image_negative: IMAGE = None
+    attn_mask: MASK = None
+    clip_vision: CLIP_VISION = None
+    outputs = {"model": MODEL, "tiles": IMAGE, "masks": MASK}
+    comfy = ComfyAlias(("IPAdapterTiledBatch",), optional=("image_negative", "attn_mask", "clip_vision"))
+
+    def run(self):
+        return _run_tiled(self, per_latent=True)
+
+
+class IPAdapterCombineEmbeds(Node):
+    """Combine up to five EMBEDS (IPAdapterEncoder's): concat (all rows), add, subtract (the first
+    row minus the others' mean), average, norm average (each feature divided by its norm over the
+    rows, then averaged), max or min (element-wise), as ComfyUI_IPAdapter_plus."""
+    category = "ipadapter"
+    embed1: EMBEDS
+    method: str = Choice(IPADAPTER_COMBINE_METHODS, "concat")
+    embed2: EMBEDS = None
+    embed3: EMBEDS = None
+    embed4: EMBEDS = None
+    embed5: EMBEDS = None
+    outputs = {"embeds": EMBEDS}
+    comfy = ComfyAlias(("IPAdapterCombineEmbeds",), optional=("embed2", "embed3", "embed4", "embed5"))
+
+    def run(self):
+        from graphflow.models.ip_adapter_images import combine_embeds
+
+        embeds = []
+        for name in ("embed1", "embed2", "embed3", "embed4", "embed5"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if getattr(value, "ndim", 0) not in (2, 3):
+                raise NodeInputError(name, f"expected IP-Adapter EMBEDS (IPAdapterEncoder), got {type(value).__name__}")
+            if embeds and value.shape[1:] != embeds[0].shape[1:]:
+                raise NodeInputError(name, f"EMBEDS of shape {tuple(value.shape)} don't fit embed1's "
+                                           f"{tuple(embeds[0].shape)}: encode them with the same CLIP vision model "
+                                           f"and the same kind of IP-Adapter")
+            embeds.append(value)
+        return combine_embeds(embeds, self.method)
+
+
+class IPAdapterNoise(Node):
+    """A noise image for an IP-Adapter's image_negative (224 x 224), as ComfyUI_IPAdapter_plus:
+    from image_optional (its centre square) or black. fade: towards uniform noise by strength;
+    dissolve: that share of the values replaced by uniform noise; gaussian: plus strength times
+    normal noise; shuffle: the image warped and flipped, then noised. blur: a Gaussian blur of
+    that kernel size (0: none). The noise is seeded by the image, so it repeats."""
+    category = "ipadapter"
+    type: str = Choice(IPADAPTER_NOISE_TYPES, "fade")
+    strength: float = Float(1.0, min=0.0, max=1.0, step=0.05)
+    blur: int = Int(0, min=0, max=32)
+    image_optional: IMAGE = None
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("IPAdapterNoise",), optional=("image_optional",))
+
+    def run(self):
+        from graphflow.models.ip_adapter_images import noise_image
+
+        if self.image_optional is not None:
+            _check_image(self.image_optional, "image_optional")
+        return noise_image(self.type, self.strength, self.blur, self.image_optional)
+
+
+class IPAdapterPreciseStyleTransfer(Node):
+    """The style of the image (weight type "style transfer precise"): the style transformers get
+    the image at `weight`; the composition ones (SDXL input block 8, SD1.5 input blocks 7-8) get
+    it at style_boost on the negative side only (the positive side none), which keeps the image's
+    composition out. The rest as IPAdapterAdvanced."""
+    category = "ipadapter"
+    model: MODEL
+    ipadapter: IPADAPTER
+    image: IMAGE
+    weight: float = Float(1.0, min=-1.0, max=5.0, step=0.05)
+    style_boost: float = Float(1.0, min=-5.0, max=5.0, step=0.05)
+    combine_embeds: str = Choice(COMBINE_EMBEDS, "concat")
+    start_at: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_at: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    embeds_scaling: str = Choice(EMBEDS_SCALINGS, "V only")
+    image_negative: IMAGE = None
+    attn_mask: MASK = None
+    clip_vision: CLIP_VISION = None
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("IPAdapterPreciseStyleTransfer",), optional=("image_negative", "attn_mask", "clip_vision"))
+    per_latent = False
+
+    def run(self):
+        return _run_precise(self, "style transfer precise", self.style_boost, self.per_latent)
+
+
+def _run_precise(node, weight_type: str, boost: float, per_latent: bool):
+    _check_scaling(node.embeds_scaling)
+    return apply_image_prompt(node.model, node.ipadapter, node.clip_vision, node.image, node.weight, node.start_at,
+                              node.end_at, node.combine_embeds, node.embeds_scaling, node.image_negative, weight_type,
+                              node.attn_mask, per_latent, boost)
+
+
+class IPAdapterPreciseStyleTransferBatch(IPAdapterPreciseStyleTransfer):
+    """IPAdapterPreciseStyleTransfer with one image per latent (as IPAdapterBatch;
+    combine_embeds is unused, as in the pack)."""
+    comfy = ComfyAlias(("IPAdapterPreciseStyleTransferBatch",), optional=("image_negative", "attn_mask", "clip_vision"))
+    per_latent = True
+
+
+class IPAdapterPreciseComposition(Node):
+    """The composition of the image (weight type "composition precise"): the composition
+    transformers get the image at `weight`; the others get it at composition_boost (a tenth on
+    SDXL and in SD1.5's middle block) on the negative side only. The rest as IPAdapterAdvanced."""
+    model: MODEL
+    ipadapter: IPADAPTER
+    image: IMAGE
+    weight: float = Float(1.0, min=-1.0, max=5.0, step=0.05)
+    composition_boost: float = Float(0.0, min=-5.0, max=5.0, step=0.05)
+    combine_embeds: str = Choice(COMBINE_EMBEDS, "concat")
+    start_at: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_at: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    embeds_scaling: str = Choice(EMBEDS_SCALINGS, "V only")
+    image_negative: IMAGE = None
+    attn_mask: MASK = None
+    clip_vision: CLIP_VISION = None
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("IPAdapterPreciseComposition",), optional=("image_negative", "attn_mask", "clip_vision"))
+    per_latent = False
+
+    def run(self):
+        return _run_precise(self, "composition precise", self.composition_boost, self.per_latent)
+
+
+class IPAdapterPreciseCompositionBatch(IPAdapterPreciseComposition):
+    """IPAdapterPreciseComposition with one image per latent (as IPAdapterBatch;
+    combine_embeds is unused, as in the pack)."""
+    comfy = ComfyAlias(("IPAdapterPreciseCompositionBatch",), optional=("image_negative", "attn_mask", "clip_vision"))
+    per_latent = True
+
+
+def parse_layer_weights(text: str) -> dict[int, float] | None:
+    """IPAdapterMS's layer_weights: "transformer:weight" pairs separated by commas (or newlines),
+    e.g. "0:0.5, 6:1.0"; None when empty."""
+    pairs = [p.strip() for p in text.replace("\n", ",").split(",") if p.strip()]
+    if not pairs:
+        return None
+    out = {}
+    for pair in pairs:
+        index, _, value = pair.partition(":")
+        try:
+            out[int(index)] = float(value)
+        except ValueError:
+            raise NodeInputError("layer_weights", f"{pair!r} is not 'transformer:weight' (e.g. '6:1.0'); expected "
+                                                  f"comma-separated pairs such as '0:0.5, 6:1.0'") from None
+    return out
+
+
+class IPAdapterMS(Node):
+    """IPAdapterAdvanced with a weight per UNet transformer (ComfyUI's transformer_index: SD1.5
+    input 0-5, middle 6, output 7-15; SDXL input 0-3, middle 4, output 5-10): layer_weights
+    "index:multiple" pairs, e.g. "3:2.5, 6:1.0", each times `weight`; the transformers not listed
+    are left alone. Empty: as IPAdapterAdvanced. With layer_weights the weight type counts only
+    when it is a precise one (its sides swap); weight_faceidv2 is for FaceID adapters, which
+    graphflow does not load, and is ignored."""
+    category = "ipadapter"
+    model: MODEL
+    ipadapter: IPADAPTER
+    image: IMAGE
+    weight: float = Float(1.0, min=-1.0, max=5.0, step=0.05)
+    weight_faceidv2: float = Float(1.0, min=-1.0, max=5.0, step=0.05)
+    weight_type: str = Choice(WEIGHT_TYPES, "linear")
+    combine_embeds: str = Choice(COMBINE_EMBEDS, "concat")
+    start_at: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_at: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    embeds_scaling: str = Choice(EMBEDS_SCALINGS, "V only")
+    layer_weights: str = Text("", multiline=True)
+    image_negative: IMAGE = None
+    attn_mask: MASK = None
+    clip_vision: CLIP_VISION = None
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("IPAdapterMS",), optional=("image_negative", "attn_mask", "clip_vision"),
+                       ignore=("insightface",))  # FaceID's
+
+    def run(self):
+        _check_scaling(self.embeds_scaling)
+        return apply_image_prompt(self.model, self.ipadapter, self.clip_vision, self.image, self.weight,
+                                  self.start_at, self.end_at, self.combine_embeds, self.embeds_scaling,
+                                  self.image_negative, self.weight_type, self.attn_mask,
+                                  layer_weights=parse_layer_weights(self.layer_weights))
+
+
+EMBEDS_SUFFIX = ".ipadpt"
+
+
+class IPAdapterSaveEmbeds(Node):
+    """Save EMBEDS to the outputs folder as `prefix_NNNNN.ipadpt` (ComfyUI_IPAdapter_plus's file:
+    the tensor as torch.save writes it). Copy it to the inputs folder for IPAdapterLoadEmbeds."""
+    category = "ipadapter"
+    output_node = True
+    embeds: EMBEDS
+    filename_prefix: str = Text("IP_embeds", file_name=True)
+    comfy = ComfyAlias(("IPAdapterSaveEmbeds",))
+
+    def run(self):
+        import torch
+
+        from nodes.image import _next_counter, _write_new
+
+        if getattr(self.embeds, "ndim", 0) not in (2, 3):
+            raise NodeInputError("embeds", f"expected IP-Adapter EMBEDS (IPAdapterEncoder), "
+                                           f"got {type(self.embeds).__name__}")
+        try:
+            folder, stem = folders.output_location(self.filename_prefix)
+        except ValueError as e:
+            raise NodeInputError("filename_prefix", str(e)) from None
+        embeds = self.embeds.detach().cpu().contiguous()
+        _write_new(lambda path: torch.save(embeds, path), folder, stem,
+                   _next_counter(folder, stem, EMBEDS_SUFFIX), EMBEDS_SUFFIX)
+
+
+def _embeds_files() -> list[str]:
+    return folders.list_inputs((EMBEDS_SUFFIX,))
+
+
+class IPAdapterLoadEmbeds(Node):
+    """Load EMBEDS saved by IPAdapterSaveEmbeds (a .ipadpt file in the inputs folder). The file is
+    read by PyTorch's restricted unpickler: plain tensors only, any other pickled object refused."""
+    category = "ipadapter"
+    embeds: str = Choice(_embeds_files, description="a .ipadpt file in the inputs folder")
+    outputs = {"embeds": EMBEDS}
+    comfy = ComfyAlias(("IPAdapterLoadEmbeds",))
+
+    @classmethod
+    def fingerprint(cls, embeds):
+        stat = folders.input_path(embeds).stat()
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+    def run(self):
+        import torch
+
+        from graphflow.models.weight_files import CheckpointError, read_pickle
+
+        path = folders.input_path(self.embeds)
+        if not path.is_file():
+            raise NodeInputError("embeds", f"no file {self.embeds!r} in the inputs folder")
+        try:
+            value = read_pickle(path)
+        except CheckpointError as e:
+            raise NodeInputError("embeds", str(e)) from None
+        if not torch.is_tensor(value) or value.ndim not in (2, 3):
+            found = f"a tensor of shape {tuple(value.shape)}" if torch.is_tensor(value) else f"a {type(value).__name__}"
+            raise NodeInputError("embeds", f"{self.embeds!r} holds {found}, not IP-Adapter EMBEDS [B, D] or [B, T, D]")
+        return value.float()

@@ -168,6 +168,18 @@ ModelMergeMochiPreview = _block_merge_node(
     (t5_yproj), the 48 blocks and the final layer; the patch embedding follows `pos_frequencies`.""",
     ["pos_frequencies.", "t_embedder.", "t5_y_embedder.", "t5_yproj."] + [f"blocks.{i}." for i in range(48)]
     + ["final_layer."], ("ModelMergeMochiPreview",), ("mochi",))
+_COSMOS_PREDICT2 = """Merge two Cosmos-Predict2 {size} models with one ratio per transformer block (ratio 1 =
+    model1's weights): model1 * ratio + model2 * (1 - ratio). Inputs are the position embedder
+    (no weights: ComfyUI's list), the patch embedder, the timestep embedding and its norm, the
+    {blocks} blocks and the final layer."""
+ModelMergeCosmosPredict2_2B = _block_merge_node(
+    "ModelMergeCosmosPredict2_2B", _COSMOS_PREDICT2.format(size="2B", blocks=28),
+    ["pos_embedder.", "x_embedder.", "t_embedder.", "t_embedding_norm."] + [f"blocks.{i}." for i in range(28)]
+    + ["final_layer."], ("ModelMergeCosmosPredict2_2B",), ("cosmos",))
+ModelMergeCosmosPredict2_14B = _block_merge_node(
+    "ModelMergeCosmosPredict2_14B", _COSMOS_PREDICT2.format(size="14B", blocks=36),
+    ["pos_embedder.", "x_embedder.", "t_embedder.", "t_embedding_norm."] + [f"blocks.{i}." for i in range(36)]
+    + ["final_layer."], ("ModelMergeCosmosPredict2_14B",), ("cosmos",))
 
 
 class CLIPMergeSimple(Node):

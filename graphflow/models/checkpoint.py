@@ -120,6 +120,17 @@ def build_mochi_vae(f, decoder_prefix: str, device, dtype):
     if encoder is not None:
         _assign(module.encoder, encoder, device, dtype, f"Mochi VAE encoder ({encoder_prefix})")
     return MochiVAE(module.requires_grad_(False).eval())
+def build_wan_vae(source, device, dtype):
+    """The Wan 2.1 VAE (graphflow.models.wan_vae) of a file in Wan's original layout, as a VAE socket."""
+    from .wan_vae import WanVAE, WanVideoVAE, wan_vae_config_from_state_dict
+
+    try:
+        config = wan_vae_config_from_state_dict(source.shapes)
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"a Wan VAE of an unknown layout ({e})") from None
+    with torch.device("meta"):
+        module = WanVideoVAE(config)
+    return WanVAE(_assign(module, source, device, dtype, "Wan 2.1 VAE"))
 
 
 def build_text_encoder(source, arch: str, towers, overrides: dict, device, dtype, clip_skip=None) -> TextEncoder:
@@ -137,14 +148,22 @@ def build_flow_model(source, info: FlowInfo, device, dtype, weight_dtype: str = 
     """The MM-DiT or FLUX network of `source` (keys without prefix) as a DiffusionModel.
     Linear/Conv weights are stored in `weight_dtype` (fp8_e4m3fn / fp8_e5m2), or kept in fp8 where
     the file holds them so ("default"); everything else, and all computation, is in `dtype`."""
+    with torch.device("meta"):
+        net = {"sd3": MMDiT, "flux": Flux, "chroma": Chroma, "ltxv": LTXV, "mochi": Mochi, "wan": Wan}[info.arch](
+            info.config)
+    dtype_of = _weight_storage(net, source, dtype, weight_dtype)
+    net = _assign(net, source, device, dtype, f"{info.name} ({info.prefix or 'no prefix'})", dtype_of=dtype_of)
+    return DiffusionModel(net, info.arch, "flow", info.latent_format)
+
+
+def _weight_storage(net, source, dtype, weight_dtype: str):
+    """dtype_of(key) for _assign: the cast layers' weights in `weight_dtype` (fp8), or kept in fp8
+    where the file holds them so ("default"); everything else in `dtype`."""
     if weight_dtype not in WEIGHT_DTYPES:
         raise CheckpointError(f"weight_dtype must be one of {list(WEIGHT_DTYPES)}, got {weight_dtype!r}")
     storage = WEIGHT_DTYPES[weight_dtype]
     if weight_dtype != "default" and storage is None:
         raise CheckpointError(f"this torch ({torch.__version__}) has no {weight_dtype}")
-    with torch.device("meta"):
-        net = {"sd3": MMDiT, "flux": Flux, "chroma": Chroma, "ltxv": LTXV, "mochi": Mochi, "wan": Wan}[info.arch](
-            info.config)
     castable = castable_weights(net)
 
     def dtype_of(key):
@@ -155,8 +174,7 @@ def build_flow_model(source, info: FlowInfo, device, dtype, weight_dtype: str = 
                 return _stored_dtype(source, key)
         return dtype
 
-    net = _assign(net, source, device, dtype, f"{info.name} ({info.prefix or 'no prefix'})", dtype_of=dtype_of)
-    return DiffusionModel(net, info.arch, "flow", info.latent_format)
+    return dtype_of
 
 
 def _stored_dtype(source, key) -> torch.dtype | None:
@@ -353,11 +371,14 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
         pixart = _read_pixart(f, path, device, dtype, weight_dtype)
         if pixart is not None:
             return pixart
+        cosmos = _read_cosmos(f, path, device, dtype, weight_dtype)
+        if cosmos is not None:
+            return cosmos
         info = detect_flow_model(f.shapes, f.metadata)
         if info is not None:
             return build_flow_model(f.view(info.prefix), info, *flow_placement(device, dtype), weight_dtype)
         if weight_dtype != "default":
-            raise CheckpointError("weight_dtype fp8 is supported for SD3/FLUX diffusion models only")
+            raise CheckpointError(_fp8_refused("UNet (SD1/SD2/SDXL-family)"))
         info = detect_architecture(f.shapes, f.metadata, get_tensor=f.get)
         unet_device, unet_dtype = _resolve(device, dtype, "unet")
         unet = build_unet(f.view(UNET_PREFIX), info.unet, unet_device, unet_dtype)
@@ -369,6 +390,11 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
         return model
 
 
+def _fp8_refused(kind: str) -> str:
+    return ("weight_dtype fp8 is supported for SD3, FLUX, Chroma, LTX-Video, Mochi and Cosmos-Predict2 diffusion "
+            f"models only; this file is a {kind} model (use weight_dtype default)")
+
+
 def _read_stable_cascade(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:
     """A Stable Cascade Stage C / Stage B file (bare original keys), or None for other files."""
     from .stable_cascade import build_stable_cascade, cascade_config_from_shapes, is_stable_cascade
@@ -377,7 +403,7 @@ def _read_stable_cascade(f, path, device, dtype, weight_dtype) -> DiffusionModel
     if stage is None:
         return None
     if weight_dtype != "default":
-        raise CheckpointError("weight_dtype fp8 is supported for SD3/FLUX diffusion models only")
+        raise CheckpointError(_fp8_refused(f"Stable Cascade Stage {stage.upper()}"))
     try:
         config = cascade_config_from_shapes(f.shapes)
         if stage == "c":  # Stage C's activations overflow fp16 (ComfyUI runs it in bf16 or fp32 only)
@@ -407,7 +433,7 @@ def _read_pixart(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:
         return None
     variant, layout, prefix = found
     if weight_dtype != "default":
-        raise CheckpointError("weight_dtype fp8 is supported for SD3/FLUX diffusion models only")
+        raise CheckpointError(_fp8_refused("PixArt"))
     source = KeyView(f, prefix)
     try:
         if layout == "diffusers":
@@ -421,6 +447,28 @@ def _read_pixart(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:
     net = _assign(net, source, *_resolve(device, dtype, "unet"), f"PixArt ({layout} layout)", keys=keys)
     return DiffusionModel(net, "pixart", "eps", SD1 if config.micro_condition else SDXL,
                           beta_schedule=PIXART_SCHEDULE)
+
+
+def _read_cosmos(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:
+    """A Cosmos-Predict2 network (NVIDIA's layout, bare or under model.diffusion_model. / net.), or
+    None for other files."""
+    from .cosmos import CosmosPredict2, cosmos_config_from_state_dict, find_cosmos
+
+    prefix = find_cosmos(f.shapes)
+    if prefix is None:
+        return None
+    source = KeyView(f, prefix)
+    try:
+        config = cosmos_config_from_state_dict(source.shapes)
+    except (KeyError, ValueError, IndexError) as e:
+        raise CheckpointError(f"{Path(path).name}: a Cosmos-Predict2 network that cannot be read: {e}") from None
+    with torch.device("meta"):
+        net = CosmosPredict2(config)
+    keys = [k for k in source.shapes if k in net.state_dict()]  # NVIDIA's buffers and counters: not read
+    device, dtype = flow_placement(device, dtype)
+    net = _assign(net, source, device, dtype, f"Cosmos-Predict2 ({prefix or 'no prefix'})", keys=keys,
+                  dtype_of=_weight_storage(net, source, dtype, weight_dtype))
+    return DiffusionModel(net, "cosmos", "cosmos_rflow")
 
 
 @dataclass
@@ -519,6 +567,7 @@ def _read_mochi_vae(f, path, device, dtype):
 def _read_vae(path, device, dtype, latent_format) -> VAE:
     from .stage_a import StageAVAE, build_stage_a, is_stage_a
     from .stage_c_encoder import StageCEncoderVAE, build_stage_c_encoder, is_stage_c_encoder
+    from .wan_vae import is_wan_vae
 
     with WeightFile(path) as f:
         if is_stage_a(f.shapes):  # Stable Cascade's Stage A (a VQGAN, not an LDM VAE)
@@ -528,6 +577,8 @@ def _read_vae(path, device, dtype, latent_format) -> VAE:
         mochi = _read_mochi_vae(f, path, device, dtype)
         if mochi is not None:
             return mochi
+        if is_wan_vae(f.shapes):  # Wan 2.1's causal video VAE (Cosmos-Predict2, Wan)
+            return build_wan_vae(f, *_resolve(device, dtype, "vae"))
         config = f.config()
         prefixes = prefix_summary(f.shapes)
         found = vae_in(f.shapes)

@@ -116,7 +116,7 @@ def _add_on_report(f: "WeightFile", size: int) -> str | None:
     if kind is None:
         return _upscaler_report(f, size)
     if kind.folder in ("checkpoints", "diffusion_models") and "UNet" not in kind.name \
-            and "Stable Cascade" not in kind.name and "PixArt" not in kind.name:
+            and "Stable Cascade" not in kind.name and "PixArt" not in kind.name and "Cosmos" not in kind.name:
         return None
     keys = list(f.shapes)
     lines = [_file_line(f, size), f"kind: {kind.name}{_scaled_fp8(f)}, for models/{kind.folder}/, loaded by {kind.loader}",
@@ -153,6 +153,21 @@ def _kind_detail(f: "WeightFile", kind) -> str:
         c = cascade_config_from_shapes(shapes)
         return (f"; {c.in_channels}-channel latent, channels {list(c.widths)}, layers down {list(c.down_layers)} "
                 f"up {list(c.up_layers)}, conditioning width {c.cond_width}")
+    if kind.name.startswith("Cosmos-Predict2"):
+        from .cosmos import cosmos_config_from_state_dict
+        from .file_kind import find_cosmos
+
+        prefix = find_cosmos(shapes)
+        c = cosmos_config_from_state_dict({k[len(prefix):]: s for k, s in shapes.items() if k.startswith(prefix)})
+        task = "text-to-image" if c.in_channels == 16 else "video2world (known-frame mask channel)"
+        return (f"; {task}, width {c.model_channels}, {c.num_blocks} blocks of {c.num_heads} heads, text width "
+                f"{c.crossattn_emb_channels}, keys under {prefix or 'no prefix'}")
+    if kind.name == "Wan 2.1 video VAE":
+        from .wan_vae import wan_vae_config_from_state_dict
+
+        c = wan_vae_config_from_state_dict(shapes)
+        return (f"; {c.latent_channels} latent channels, {c.frames_per_latent}x frames, {c.downscale}x pixels, "
+                f"channels {c.dim} x {list(c.dim_mult)}")
     if kind.name.startswith("PixArt"):
         return "; " + _pixart_detail(shapes)
     if kind.folder == "embeddings":

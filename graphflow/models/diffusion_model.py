@@ -11,13 +11,13 @@ from .latent_formats import FLUX, LTXV, MOCHI, SC_B, SC_PRIOR, SD1, SD3, SDXL, W
 from .unet import timestep_embedding
 
 ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux", "chroma", "stable_cascade_c", "stable_cascade_b",
-         "pixart", "svd", "ltxv", "mochi", "wan")
+         "pixart", "svd", "ltxv", "mochi", "cosmos", "wan")
 FLOW_ARCHS = ("sd3", "flux", "chroma", "ltxv", "mochi", "wan")
-VIDEO_ARCHS = ("ltxv", "mochi", "wan")  # latents [B, C, frames, h, w]
+VIDEO_ARCHS = ("ltxv", "mochi", "cosmos", "wan")  # latents [B, C, frames, h, w]
 PACKED_ARCHS = ("flux", "chroma")  # 2x2 patches packed into the channels inside the network
 CASCADE_ARCHS = ("stable_cascade_c", "stable_cascade_b")
 CASCADE_SHIFTS = {"stable_cascade_c": 2.0, "stable_cascade_b": 1.0}  # ComfyUI's sampling_settings
-PREDICTIONS = ("eps", "v", "x0", "lcm", "edm", "flow")  # as graphflow.sampling.model_sampling (+ flow)
+PREDICTIONS = ("eps", "v", "x0", "lcm", "edm", "flow", "cosmos_rflow")  # as graphflow.sampling.model_sampling (+ flow)
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,12 @@ class DiffusionModel:
         svd_adm of the conditioning's fps / motion_bucket_id / augmentation_level, the init
         image's latent on the channels (the 8-channel path of graphflow.sampling.pipeline).
     SV3D (sv3d_u / sv3d_p) is this arch too, its unet.config.variant telling which y it takes:
-    the augmentation level alone (u) or with each frame's camera elevation / azimuth (p)."""
+    the augmentation level alone (u) or with each frame's camera elevation / azimuth (p).
+
+    Cosmos-Predict2 (cosmos, graphflow.models.cosmos), prediction "cosmos_rflow": ComfyUI's
+    rectified flow in EDM sigmas (graphflow.sampling.model_sampling.CosmosRFlowSchedule); x a video
+    latent [B, 16, frames, h, w] (an image is one frame), in the Wan 2.1 VAE's format;
+    model(x, t, context, y) with t = sigma / (1 + sigma), context old T5-XXL's 512 tokens, y unused."""
 
     def __init__(self, unet, arch: str, prediction: str = "eps", latent_format: LatentFormat | None = None,
                  beta_schedule: BetaSchedule | None = None, sampling_shift: float | None = None,
@@ -124,7 +129,7 @@ class DiffusionModel:
         self.prediction = prediction
         self.latent_format = latent_format or {"sd3": SD3, "flux": FLUX, "chroma": FLUX, "stable_cascade_c": SC_PRIOR,
                                                 "stable_cascade_b": SC_B, "ltxv": LTXV, "mochi": MOCHI,
-                                                "wan": WAN21}.get(arch) or (
+                                                "cosmos": WAN21, "wan": WAN21}.get(arch) or (
             SDXL if arch.startswith("sdxl") else SD1)
         if beta_schedule is None:  # SD's, but the x4 upscaler was trained on its own
             from .x4_upscaler import SCHEDULE
@@ -191,7 +196,7 @@ class DiffusionModel:
             return self.unet.config.adm_in_channels
         if self.arch == "flux":
             return self.unet.config.vec_in_dim
-        if self.arch in ("chroma", "ltxv", "mochi", "wan"):
+        if self.arch in ("chroma", "ltxv", "mochi", "cosmos", "wan"):
             return 0
         if self.arch == "pixart":  # α's (height, width, aspect ratio); Σ takes none
             return 3 if self.unet.config.micro_condition else 0

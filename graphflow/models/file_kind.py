@@ -71,6 +71,9 @@ def _text_encoder(shapes) -> FileKind | None:
             if key.replace("0.layer.0.SelfAttention.q.", "1.layer.0.SelfAttention.relative_attention_bias.") in shapes:
                 tokenizer = "its tokenizer inside" if "spiece_model" in shapes else "NO tokenizer inside (spiece_model)"
                 return FileKind(f"UMT5-XXL text encoder (Wan 2.1; {tokenizer})", "text_encoders", "LoadTextEncoder")
+            if key.replace("layer.0.SelfAttention.q.", "layer.1.DenseReluDense.wi.") in shapes:  # ReLU: T5 v1.0
+                return FileKind("old T5-XXL text encoder (T5 v1.0, for Cosmos-Predict2: type cosmos)", "text_encoders",
+                                "LoadTextEncoder")
             return FileKind("T5 text encoder (T5-XXL for SD3 / FLUX / Chroma)", "text_encoders", "LoadTextEncoder")
         if key.endswith(("embeddings.token_embedding.weight", "token_embedding.weight")) and len(shape) == 2 \
                 and not key.startswith("cond_stage_model.") and not key.startswith("conditioner."):
@@ -115,6 +118,13 @@ def find_pixart(shapes) -> tuple[str, str, str] | None:
     return None
 
 
+def find_cosmos(shapes) -> str | None:
+    """The key prefix of a Cosmos-Predict2 network (NVIDIA's layout: bare, ComfyUI's
+    model.diffusion_model. or NVIDIA's net.) among `shapes`, or None."""
+    markers = ("x_embedder.proj.1.weight", "t_embedding_norm.weight", "blocks.0.mlp.layer1.weight")
+    return next((p for p in ("model.diffusion_model.", "net.", "") if all(p + m in shapes for m in markers)), None)
+
+
 def identify(shapes: dict[str, tuple]) -> FileKind | None:
     """The kind of model file these keys and shapes are, or None when nothing matches."""
     from .flow_architecture import MOCHI_VAE_ENCODER, find_flow_model, mochi_vae_prefix, vae_in
@@ -137,6 +147,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         family = "FLUX.1" if _has(shapes, "single_transformer_blocks.") else "SD3 / SD3.5"
         return FileKind(f"{family} transformer in diffusers' layout (part of a diffusers folder)", "diffusers",
                         "`LoadDiffusers` on the whole folder (model_index.json, transformer/, vae/, text_encoder*/)")
+    if find_cosmos(shapes) is not None:
+        return FileKind("Cosmos-Predict2 diffusion model", "diffusion_models", "LoadDiffusionModel")
     pixart = find_pixart(shapes)
     if pixart is not None:
         layout = " (diffusers' PixArtTransformer2DModel layout)" if pixart[1] == "diffusers" else ""
@@ -165,6 +177,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         return FileKind(_named("checkpoint", _sd_family(shapes)), "checkpoints", "LoadCheckpoint")
     if "redux_up.weight" in shapes and "redux_down.weight" in shapes:
         return FileKind("FLUX Redux style model", "style_models", "LoadStyleModel")
+    if "encoder.conv1.weight" in shapes and _has(shapes, "decoder.upsamples."):
+        return FileKind("Wan 2.1 video VAE", "vae", "LoadVAE")  # before CLIP vision: it has a conv1
     if any(k.startswith(("vision_model.", "visual.")) or k == "conv1.weight" for k in shapes):
         return FileKind("CLIP vision model", "clip_vision", "LoadCLIPVision")
     text = _text_encoder(shapes)

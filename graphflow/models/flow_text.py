@@ -43,6 +43,11 @@ Wan 2.1 ("wan", CLIPLoader's type): UMT5-XXL alone (its tokenizer read from the 
      masked and zeroes those outputs; the model gets all 512 tokens and no mask (Wan's own
      pipeline and diffusers' WanPipeline zero-pad to 512 alike). Given here as the unpadded
      tokens' encoding followed by zeros up to 512; no pooled vector (None).
+Cosmos-Predict2 ("cosmos", CLIPLoader's type): context = "old" T5-XXL's tokens (T5 v1.0, 1024
+     wide, ReLU feed-forward) padded to 512: ComfyUI's CosmosT5XXL pads with <pad>, runs T5 with
+     the padding masked and zeroes its outputs, and the model attends to all 512 (zeros included,
+     no mask): the unpadded encoding followed by zero tokens, which is what is given here; no
+     pooled vector (None).
 CLIP hidden states are not passed through the final layer norm (as SDXL's, ComfyUI's and
 diffusers'); pooled always comes from the last layer, first window, unweighted.
 """
@@ -57,9 +62,10 @@ from .t5 import MIN_LENGTH, T5Encoder
 from .text_encoders import ClipTower
 from .tokenizer import EOS, TokenWindows, empty_window, tokenize_prompt
 
-ARCHS = ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "mochi", "wan")
-T5_ALONE = ("chroma", "pixart", "ltxv", "mochi", "wan")
-T5_ALONE_NAMES = {"chroma": "Chroma", "pixart": "PixArt", "ltxv": "LTX-Video", "mochi": "Mochi", "wan": "Wan"}
+ARCHS = ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "mochi", "cosmos", "wan")
+T5_ALONE = ("chroma", "pixart", "ltxv", "mochi", "cosmos", "wan")
+T5_ALONE_NAMES = {"chroma": "Chroma", "pixart": "PixArt", "ltxv": "LTX-Video", "mochi": "Mochi",
+                  "cosmos": "Cosmos-Predict2", "wan": "Wan"}
 CONTEXT_DIM = 4096
 POOLED = {"clip_l": 768, "clip_g": 1280}
 
@@ -169,6 +175,10 @@ class FlowTextEncoder:
         min_padding, min_length = self.t5_padding or (0, MIN_LENGTH[self.arch])
         if self.arch == "wan":
             return self.t5.encode_masked(prompt, min_length, min_padding)
+        if self.arch == "cosmos":  # the padding masked and zeroed: the unpadded encoding, then zeros
+            z = self.t5.encode(prompt)
+            length = max(z.shape[1] + min_padding, min_length)
+            return torch.nn.functional.pad(z, (0, 0, 0, length - z.shape[1]))
         return self.t5.encode(prompt, min_length, min_padding, empty_end=self.arch not in ("chroma", "pixart"))
 
     @property

@@ -51,14 +51,21 @@ COMPOSITION_SD1 = (4, 5)  # SD1.5's input blocks 7 and 8
 
 
 def transformer_weights(weight_type: str, weight: float, sdxl: bool, layers: int,
-                        composition_weight: float = 1.0) -> list[tuple[float, bool]]:
+                        composition_weight: float = 1.0, boost: float | None = None,
+                        layer_weights: dict[int, float] | None = None) -> list[tuple[float, bool]]:
     """Per spatial transformer, in ComfyUI's transformer_index order: (weight, swapped), by
     ComfyUI_IPAdapter_plus's rules for `weight_type`; swapped: positive rows get zero tokens, the
     negative rows the image's. layers: the UNet's transformer count (SD1.5 16, SDXL 11: input,
-    middle and output blocks' 6 / 1 / 9 and 4 / 1 / 6)."""
+    middle and output blocks' 6 / 1 / 9 and 4 / 1 / 6). boost: the precise types' other weight
+    (IPAdapterPreciseStyleTransfer's style_boost, the composition transformers' weight;
+    IPAdapterPreciseComposition's composition_boost, the others'), the weight itself when None.
+    layer_weights {transformer: multiple of weight} (IPAdapterMS): only those transformers, the
+    precise types still swapping, any other type as "linear"."""
     inputs = 4 if sdxl else 6
     blocks = ["input"] * inputs + ["middle"] + ["output"] * (layers - inputs - 1)
-    if weight_type in ("linear", *EASE, *WEAK):
+    if layer_weights is not None and weight_type not in ("style transfer precise", "composition precise"):
+        weight_type = "linear"
+    if weight_type in ("linear", *EASE, *WEAK) and layer_weights is None:
         out = []
         for index, block in enumerate(blocks):
             w = weight
@@ -73,7 +80,9 @@ def transformer_weights(weight_type: str, weight: float, sdxl: bool, layers: int
         return out
     w, c = weight, composition_weight
     composition = COMPOSITION_SDXL if sdxl else COMPOSITION_SD1
-    if weight_type == "style transfer":
+    if layer_weights is not None:
+        chosen = {index: v * w for index, v in layer_weights.items()}
+    elif weight_type == "style transfer":
         chosen = {6: w} if sdxl else {i: w for i in (0, 1, 2, 3, *range(9, 16))}
     elif weight_type == "composition":
         chosen = {3: w} if sdxl else {4: w * 0.25, 5: w}
@@ -84,10 +93,12 @@ def transformer_weights(weight_type: str, weight: float, sdxl: bool, layers: int
     elif weight_type == "strong style and composition":
         chosen = {**{i: w for i in range(11)}, 3: c} if sdxl else {**{i: w for i in range(16)}, 4: c, 5: c}
     elif weight_type == "style transfer precise":
-        chosen = {3: w, 6: w} if sdxl else {**{i: w for i in (0, 1, 2, 3, *range(9, 16))}, 4: w * 0.25, 5: w}
+        b = w if boost is None else boost
+        chosen = {3: b, 6: w} if sdxl else {**{i: w for i in (0, 1, 2, 3, *range(9, 16))}, 4: b * 0.25, 5: b}
     elif weight_type == "composition precise":
-        chosen = ({**{i: w * 0.1 for i in range(11)}, 3: w, 6: w} if sdxl else
-                  {**{i: w for i in range(16)}, 4: w * 0.25, 5: w, 6: w * 0.1, 7: w * 0.1, 8: w * 0.1})
+        b = w if boost is None else boost
+        chosen = ({**{i: b * 0.1 for i in range(11)}, 3: w, 6: b} if sdxl else
+                  {**{i: b for i in range(16)}, 4: w * 0.25, 5: w, 6: b * 0.1, 7: b * 0.1, 8: b * 0.1})
     else:
         raise ValueError(f"weight type {weight_type!r} is not one of ComfyUI_IPAdapter_plus's")
     out = []
@@ -340,7 +351,8 @@ def apply_ip_adapter(model: DiffusionModel, adapter: IPAdapter, cond: torch.Tens
                      weight: float, sigma_range: tuple[float, float] | None = None,
                      scaling: str = "V only", weight_type: str = "linear",
                      mask: torch.Tensor | None = None, composition_weight: float = 1.0,
-                     composition_cond: torch.Tensor | None = None) -> DiffusionModel:
+                     composition_cond: torch.Tensor | None = None, boost: float | None = None,
+                     layer_weights: dict[int, float] | None = None) -> DiffusionModel:
     """A new MODEL whose UNet cross-attentions (shallow copies) add the image prompt's attention.
     cond / uncond: image tokens [1, N, C] for the positive / negative prompt's rows, or [M, N, C]:
     one set per latent of the batch (IPAdapterBatch; the last one for the latents beyond M). sigma_range
@@ -349,7 +361,8 @@ def apply_ip_adapter(model: DiffusionModel, adapter: IPAdapter, cond: torch.Tens
     weighted 0 are left as they are). mask [M, H, W] or [H, W]: where the image prompt acts.
     composition_weight: the "style and composition" types' weight of the composition transformers;
     composition_cond: their positive tokens (IPAdapterStyleComposition's composition image; the
-    pack's cond_alt), the others keeping cond's (the style image's).
+    pack's cond_alt), the others keeping cond's (the style image's). boost, layer_weights: the
+    precise nodes' boosts and IPAdapterMS's per-transformer weights (transformer_weights).
     Weights are shared; the input model is unchanged."""
     if scaling not in EMBEDS_SCALINGS:
         raise ValueError(f"embeds scaling {scaling!r} is not supported; expected one of {', '.join(EMBEDS_SCALINGS)}")
@@ -372,7 +385,7 @@ def apply_ip_adapter(model: DiffusionModel, adapter: IPAdapter, cond: torch.Tens
             raise IPAdapterError(f"an attention mask is a MASK [B, H, W], got shape {tuple(mask.shape)}")
     numbers, layers = transformer_numbers(paths)
     sdxl = model.arch.startswith("sdxl")
-    per_transformer = transformer_weights(weight_type, weight, sdxl, layers, composition_weight)
+    per_transformer = transformer_weights(weight_type, weight, sdxl, layers, composition_weight, boost, layer_weights)
     composition = COMPOSITION_SDXL if sdxl else COMPOSITION_SD1
     # as ComfyUI_IPAdapter_plus, a transformer weighted 0 keeps the plain attention, not one plus zero
     patched = [index for index in range(len(paths)) if per_transformer[numbers[index]][0] != 0]

@@ -39,9 +39,9 @@ from .tokenizer import parse_weighted_prompt
 TOKENIZER_FILE = Path(__file__).parent / "t5_tokenizer" / "tokenizer.json"
 EOS, PAD = 1, 0
 # Chroma, PixArt, LTX-Video and Mochi: no padding (ComfyUI pads to 1 token, </s> alone; for ltxv
-# and mochi see graphflow.models.flow_text)
+# and mochi see graphflow.models.flow_text); Cosmos: 512, the padding zeroed
 # Wan: UMT5 padded to 512 (ComfyUI's UMT5XXlTokenizer min_length), the padding masked and zeroed
-MIN_LENGTH = {"sd3": 77, "flux": 256, "chroma": 1, "pixart": 1, "ltxv": 1, "mochi": 1, "wan": 512}
+MIN_LENGTH = {"sd3": 77, "flux": 256, "chroma": 1, "pixart": 1, "ltxv": 1, "mochi": 1, "cosmos": 512, "wan": 512}
 Q_KEY = "encoder.block.0.layer.0.SelfAttention.q.weight"
 # UMT5: a relative position bias in every layer (T5: in the first only)
 UMT5_KEY = "encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight"

@@ -23,7 +23,8 @@ from .weight_files import CheckpointError, KeyView, WeightFile
 COMPONENT_PREFIXES = {name: (f"text_encoders.{name}.transformer.", f"{name}.transformer.")
                       for name in ("clip_l", "clip_g", "t5xxl")}
 # CLIPLoader's types graphflow can build
-CLIP_TYPES = ("stable_diffusion", "stable_cascade", "sd3", "flux", "chroma", "pixart", "ltxv", "mochi", "wan")
+CLIP_TYPES = ("stable_diffusion", "stable_cascade", "sd3", "flux", "chroma", "pixart", "ltxv", "mochi", "cosmos",
+              "wan")
 UMT5_FILES = "umt5_xxl_fp16.safetensors or umt5_xxl_fp8_e4m3fn_scaled.safetensors"  # ComfyUI's, tokenizer inside
 DUAL_TYPES = ("sdxl", "sd3", "flux")
 
@@ -89,7 +90,8 @@ def flow_text_encoder_from_file(f, arch: str, device=None, dtype=None, only=None
 
 def _assemble(arch: str, found: dict, names: str) -> FlowTextEncoder:
     allowed = {"sd3": {"clip_l", "clip_g", "t5xxl"}, "flux": {"clip_l", "t5xxl"}, "chroma": {"t5xxl"},
-               "pixart": {"t5xxl"}, "ltxv": {"t5xxl"}, "mochi": {"t5xxl"}, "wan": {"t5xxl"}, "stable_cascade": {"clip_g"}}[arch]
+               "pixart": {"t5xxl"}, "ltxv": {"t5xxl"}, "mochi": {"t5xxl"}, "cosmos": {"t5xxl"}, "wan": {"t5xxl"},
+               "stable_cascade": {"clip_g"}}[arch]
     extra = set(found) - allowed
     if extra:
         raise CheckpointError(f"{names}: found {sorted(found)}; a {arch} text encoder takes {sorted(allowed)}, "
@@ -140,9 +142,10 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
         paths = sorted(paths, key=lambda p: tower_name(p) != "clip_l")  # CLIP-L first, whatever the node's order
         clip = load_text_encoder(paths, arch="sdxl" if clip_type == "sdxl" else None, device=device, dtype=dtype)
         return clip, ({tower.name: path for tower, path in zip(clip.towers, paths)} if len(paths) > 1 else {})
-    if clip_type not in ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "mochi", "wan"):
+    if clip_type not in ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "mochi", "cosmos", "wan"):
         raise CheckpointError(f"text encoder type {clip_type!r} is not supported; graphflow builds "
-                              f"stable_diffusion, sdxl, sd3, flux, chroma, pixart, ltxv, mochi, wan and stable_cascade")
+                              f"stable_diffusion, sdxl, sd3, flux, chroma, pixart, ltxv, mochi, cosmos, wan and "
+                              f"stable_cascade")
     device, dtype = _device_dtype(device, dtype)
     found, sources = {}, {}
     for path in paths:

@@ -105,6 +105,8 @@ class DiscreteSchedule:
         whose `edm` (sigma_min, sigma_max) ModelSamplingContinuousEDM / V set."""
         if getattr(model, "arch", "").startswith("stable_cascade"):
             return CascadeSchedule(model.sampling_shift)
+        if getattr(model, "prediction", None) == "cosmos_rflow":
+            return CosmosRFlowSchedule()
         edm = getattr(model, "edm", None)
         if edm is not None:
             return ContinuousSchedule(edm[0], edm[1], model.prediction, getattr(model, "continuous_timestep", "log"))
@@ -248,6 +250,43 @@ class ContinuousSchedule(DiscreteSchedule):
         return math.exp((high - low) * (1.0 - percent) + low)
 
 
+class CosmosRFlowSchedule(ContinuousSchedule):
+    """Cosmos-Predict2's rectified flow in EDM's sigma space, as ComfyUI samples it
+    (ModelSamplingCosmosRFlow + COSMOS_RFLOW; sigmas 0.002 .. 80, sigma_data 1): x = latent +
+    sigma noise; the network sees t = sigma / (1 + sigma) and x (1 - t) = the flow's
+    (1 - t) latent + t noise, and predicts v; x0 = x (1 - t) - v t. Starting from pure noise
+    adds no sqrt(1 + sigma^2) (the prior's variance is in the flow already)."""
+
+    def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0):
+        super().__init__(sigma_min, sigma_max, "v")
+        self.prediction = "cosmos_rflow"
+
+    def timestep(self, sigma: torch.Tensor, quantize: bool = True) -> torch.Tensor:
+        sigma = sigma.float()
+        return sigma / (sigma + 1)
+
+    def sigma(self, timestep: torch.Tensor | float) -> torch.Tensor:
+        t = torch.as_tensor(timestep).float()
+        top = self.range[1]
+        return torch.where(t >= top / (top + 1), torch.full_like(t, top), t / (1 - t).clamp_min(1e-12))
+
+    def c_in(self, sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return x / (append_dims(sigma, x.ndim) + 1)
+
+    def denoised(self, sigma: torch.Tensor, model_output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        t = append_dims(self.timestep(sigma), x.ndim)
+        return x * (1 - t) - model_output * t
+
+    def noise_scaling(self, sigma, noise: torch.Tensor, latent: torch.Tensor,
+                      max_denoise: bool = False) -> torch.Tensor:
+        return super().noise_scaling(sigma, noise, latent, max_denoise=False)
+
+    def scale_latent_inpaint(self, sigma: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        """A known region (video2world's given frames) at sigma: the latent x (1 + sigma), which the
+        network sees clean (ComfyUI's CosmosPredict2.scale_latent_inpaint)."""
+        return latent * (append_dims(sigma, latent.ndim) + 1)
+
+
 class CascadeSchedule(DiscreteSchedule):
     """Stable Cascade's noise levels (ComfyUI's StableCascadeSampling; Würstchen's GDF cosine
     schedule): continuous time t in [0, 1], alpha_bar(t) = cos^2((t + s) / (1 + s) * pi/2) /
@@ -312,16 +351,24 @@ class ModelDenoiser:
         # a MODEL's network wrappers (EasyCache: graphflow.sampling.step_cache), fresh state per denoiser
         self.network_wrappers = tuple(make() for make in getattr(model, "network_wrappers", ()))
         self.context_windows = None  # a run's context windows (the pipeline sets them; predict_sides reads them)
+        # Cosmos-Predict2 video2world's noise mask [B, C, frames, h, w]: each frame is told the step's
+        # timestep x its mean mask (0 for given frames; ComfyUI's CosmosPredict2.process_timestep)
+        self.timestep_mask = None
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
                  y: torch.Tensor | None = None, concat: torch.Tensor | None = None,
                  control=None, gligen=None, control_context: torch.Tensor | None = None,
-                 prior: torch.Tensor | None = None, num_frames: int | None = None) -> torch.Tensor:
+                 prior: torch.Tensor | None = None, num_frames: int | None = None,
+                 frame_rate: float | None = None) -> torch.Tensor:
+        # frame_rate: video conditioning's (Cosmos-Predict2 runs without fps modulation, as in ComfyUI)
         xc = self.schedule.c_in(sigma, x)
         dtype = self.model.dtype
         if concat is not None:
             xc = torch.cat([xc, concat.to(xc.device, xc.dtype)], dim=1)
         t = self.schedule.timestep(sigma, self.quantize_timesteps).float()
+        if self.timestep_mask is not None:
+            frames = self.timestep_mask.mean(dim=(1, 3, 4))
+            t = t[:, None] * frames.repeat(x.shape[0] // frames.shape[0], 1)  # [B, frames]
 
         def run(xc):  # all the network's work, which a step cache may skip
             residuals = None

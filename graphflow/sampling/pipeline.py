@@ -168,6 +168,8 @@ def _latent_samples(model, latent) -> torch.Tensor:
         raise NodeInputError("latent_image", "expected a LATENT: a dict with 'samples' [B, C, h, w]")
     samples = latent["samples"]
     video = getattr(model, "is_video", False)
+    if video and getattr(model, "arch", None) == "cosmos" and torch.is_tensor(samples) and samples.ndim == 4:
+        samples = samples[:, :, None]  # an image latent is one frame (ComfyUI's fix_empty_latent_channels)
     if video and (not torch.is_tensor(samples) or samples.ndim != 5):
         got = tuple(samples.shape) if torch.is_tensor(samples) else type(samples).__name__
         empty = {"mochi": "EmptyMochiLatentVideo", "wan": "EmptyHunyuanLatentVideo"}.get(
@@ -316,6 +318,11 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
         elif model.in_channels == 2 * fmt.channels:
             def concat_fn(options):
                 return ip2p_concat(options, getattr(model, "arch", "sd1"), fmt, shape, device)
+        elif getattr(model, "arch", None) == "cosmos" and model.in_channels == fmt.channels + 1:
+            def concat_fn(options):  # video2world: 1 on the given frames (ComfyUI's "mask_inverted")
+                if denoise_mask is None:
+                    return torch.zeros(shape[0], 1, *shape[2:], device=device)
+                return 1.0 - denoise_mask[:, :1].round()
         elif model.in_channels != fmt.channels:
             raise NodeInputError("model", f"the model takes {model.in_channels} input channels; only {fmt.channels} "
                                           f"(plain), {2 * fmt.channels} (InstructPix2Pix) or {2 * fmt.channels + 1} "
@@ -333,6 +340,8 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
             model_denoiser = FlowDenoiser(model, schedule, timestep_mask=timestep_mask)
         else:
             model_denoiser = ModelDenoiser(model, schedule)
+            if getattr(model, "arch", None) == "cosmos" and denoise_mask is not None:
+                model_denoiser.timestep_mask = denoise_mask
         if getattr(model, "context_windows", None) is not None:  # ContextWindowsManual (context_windows.py)
             model_denoiser.context_windows = model.context_windows.for_run(sigmas)
         denoiser = guider.denoiser(model_denoiser, prepare)
@@ -550,7 +559,8 @@ class MaskedDenoiser:
     """Keeps a noise mask's known region (mask 0) on the input latent: before each model call the
     known region of x is set to latent + noise * sigma (the latent noised to the current level;
     noised_known False: the clean latent, as ComfyUI's LTX-Video, whose model is told the known
-    tokens' lower level), after it the known region of the prediction is set to the latent.
+    tokens' lower level; a schedule with scale_latent_inpaint, Cosmos-Predict2's, sets it), after it
+    the known region of the prediction is set to the latent.
     mask_fn(sigma, mask), if given, makes the mask used at each step (differential diffusion)."""
 
     def __init__(self, denoiser, schedule: DiscreteSchedule, latent_image: torch.Tensor, noise: torch.Tensor,
@@ -568,6 +578,8 @@ class MaskedDenoiser:
         keep = 1.0 - mask
         known = self.schedule.noise_scaling(sigma, self.noise, self.latent_image) if self.noised_known \
             else self.latent_image
+        if hasattr(self.schedule, "scale_latent_inpaint"):  # Cosmos-Predict2: seen clean by the network
+            known = self.schedule.scale_latent_inpaint(sigma, self.latent_image)
         x = x * mask + known * keep
         denoised = self.denoiser(x, sigma, **extra_args)
         return denoised * mask + self.latent_image * keep
