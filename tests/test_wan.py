@@ -339,42 +339,42 @@ def test_model_merge_wan(tmp_path):
     assert torch.equal(wm["blocks.0.modulation"], wa["blocks.0.modulation"])
 
 
-class RecordingVAE:
-    """Not a VAE: a fixed linear map of 4x-in-time, 8x-in-space pixel blocks, to check which pixels the
-    nodes hand the VAE and where its latent goes (the Wan VAE is another helper's work)."""
+@functools.lru_cache(maxsize=1)
+def wan_vae():
+    """A tiny random Wan 2.1 VAE (graphflow.models.wan_vae), as VAELoader gives it."""
+    import tempfile
+    from pathlib import Path
 
-    from graphflow.models.latent_formats import WAN21 as latent_format
+    from graphflow.models.checkpoint import load_vae
+    from graphflow.testing import write_wan_vae
 
-    def __init__(self):
-        self.seen = None
-
-    def encode(self, pixels):
-        self.seen = pixels.clone()
-        x = pixels.movedim(-1, 0)[None]  # [1, 3, N, H, W]
-        first, rest = x[:, :, :1], x[:, :, 1:]
-        frames = [first] + list(rest.split(4, dim=2))
-        pooled = torch.cat([f.mean(2, keepdim=True) for f in frames], dim=2)
-        pooled = torch.nn.functional.avg_pool3d(pooled, (1, 8, 8))
-        return pooled.repeat(1, 6, 1, 1, 1)[:, :16] * torch.arange(1, 17.0).view(1, 16, 1, 1, 1)
+    return load_vae(write_wan_vae(Path(tempfile.mkdtemp()) / "wan_2.1_vae.safetensors", dtype=torch.float32),
+                    device="cpu", dtype=torch.float32)
 
 
 def test_wan_image_to_video_conditioning_and_concat():
-    """WanImageToVideo as ComfyUI's: the start frames then grey through the VAE, mask 0 on the latent
-    frames they fix; the sampler's 20 extra channels are 1 - mask (x4) then the latent in model space."""
+    """WanImageToVideo as ComfyUI's: the start frames then grey through the (Wan) VAE, mask 0 on the
+    latent frames they fix; the sampler's 20 extra channels are 1 - mask (x4) then the latent in model
+    space."""
     from graphflow.models.clip_vision import ClipVisionOutput
     from graphflow.models.latent_formats import WAN21
     from graphflow.sampling.guidance import prepare_conds
     from graphflow.sampling.pipeline import wan_concat
 
+    from graphflow.images import center_crop_to_aspect, resize_nchw
+
     cond = [(torch.randn(1, 512, 32), {"a": 1})]
     image = torch.rand(2, 40, 48, 3, generator=torch.Generator().manual_seed(0))
     vision = ClipVisionOutput(torch.zeros(1, 5, 64), torch.zeros(1, 8), torch.randn(1, 5, 64))
-    vae = RecordingVAE()
+    vae = wan_vae()
     pos, neg, latent = call(registry(), "WanImageToVideo", positive=cond, negative=cond, vae=vae, width=32,
                             height=32, length=9, batch_size=1, start_image=image, clip_vision_output=vision)
     assert latent["samples"].shape == (1, 16, 3, 4, 4) and latent["samples"].abs().max() == 0
-    assert vae.seen.shape == (9, 32, 32, 3) and torch.all(vae.seen[2:] == 0.5)
-    assert float((vae.seen[:2] - 0.5).abs().max()) > 0.1
+    # the VAE encoded the start frames (centre-cropped and scaled) and then mid-grey, 9 frames in all
+    video = torch.full((9, 32, 32, 3), 0.5)
+    video[:2] = resize_nchw(center_crop_to_aspect(image.movedim(-1, 1), 32, 32), 32, 32, "bilinear").movedim(1, -1)
+    assert torch.allclose(pos[0][1]["concat_latent_image"], vae.encode(video), atol=1e-5)
+    assert pos[0][1]["concat_latent_image"].shape == (1, 16, 3, 4, 4)
     for side in (pos, neg):
         options = side[0][1]
         assert options["a"] == 1 and options["clip_vision_output"] is vision
@@ -407,12 +407,14 @@ def test_wan_first_last_frame_mask():
     start, end = torch.rand(1, 32, 32, 3, generator=gen), torch.rand(1, 32, 32, 3, generator=gen)
     a, b = (ClipVisionOutput(torch.zeros(1, 5, 64), torch.zeros(1, 8), torch.randn(1, 5, 64, generator=gen))
             for _ in range(2))
-    vae = RecordingVAE()
+    vae = wan_vae()
     pos, _, latent = call(registry(), "WanFirstLastFrameToVideo", positive=cond, negative=cond, vae=vae, width=32,
                           height=32, length=13, batch_size=1, start_image=start, end_image=end,
                           clip_vision_start_image=a, clip_vision_end_image=b)
     assert latent["samples"].shape == (1, 16, 4, 4, 4)
-    assert torch.equal(vae.seen[0], start[0]) and torch.equal(vae.seen[-1], end[0]) and torch.all(vae.seen[1:-1] == 0.5)
+    video = torch.full((13, 32, 32, 3), 0.5)
+    video[0], video[-1] = start[0], end[0]
+    assert torch.allclose(pos[0][1]["concat_latent_image"], vae.encode(video), atol=1e-5)
     mask = pos[0][1]["concat_mask"]
     assert mask.shape == (1, 4, 4, 4, 4)
     pixel = mask[0, :, :, 0, 0].t().reshape(-1)  # pixel frame order
@@ -425,12 +427,14 @@ def test_wan_first_last_frame_mask():
 
 @pytest.fixture
 def wan_models(tmp_folders):
-    """ComfyUI's Wan files, tiny and random: the T2V transformer bare, UMT5-XXL with its tokenizer."""
-    from graphflow.testing import write_umt5, write_wan
+    """ComfyUI's Wan files, tiny and random: the T2V transformer bare, UMT5-XXL with its tokenizer,
+    the Wan VAE."""
+    from graphflow.testing import write_umt5, write_wan, write_wan_vae
 
     m = tmp_folders.models
-    for sub in ("diffusion_models", "text_encoders"):
+    for sub in ("diffusion_models", "text_encoders", "vae"):
         (m / sub).mkdir()
+    write_wan_vae(m / "vae" / "wan_2.1_vae.safetensors", dtype=torch.float32)
     write_wan(m / "diffusion_models" / "wan2.1_t2v_1.3B_fp16.safetensors", seed=3, dtype=torch.float32)
     write_umt5(m / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors", seed=1, dtype=torch.float32)
     return tmp_folders
@@ -438,7 +442,8 @@ def wan_models(tmp_folders):
 
 def test_wan_t2v_workflow_runs_and_matches_diffusers(wan_models):
     """workflows/wan_t2v.json as saved but for its size and steps: UNETLoader, CLIPLoader type wan,
-    EmptyHunyuanLatentVideo, KSampler (euler, simple, cfg 6), SaveLatent; the sampled latent equals
+    EmptyHunyuanLatentVideo, ModelSamplingSD3 (shift 8), KSampler (euler, simple, cfg 6), VAELoader,
+    VAEDecode, SaveAnimatedWEBP (and SaveLatent of the video latent added); the sampled latent equals
     two Euler steps with CFG on diffusers' transformer fed transformers' UMT5 states of the
     512-token padded, masked prompts (zeroed padding), on ComfyUI's sigmas for Wan's shift 8."""
     from pathlib import Path
@@ -456,9 +461,13 @@ def test_wan_t2v_workflow_runs_and_matches_diffusers(wan_models):
     graph = json.loads(json.dumps(nodes))
     graph["5"]["inputs"].update(width=32, height=32, length=9)
     graph["6"]["inputs"]["steps"] = 2
+    graph["11"] = {"class_type": "SaveLatent", "inputs": {"samples": ["6", 0], "filename_prefix": "latents/wan_t2v"}}
     result = Executor(reg).run(parse_workflow(graph, reg))
     assert result.ok, json.dumps(result.error, default=str)[:3000]
     assert len(list(wan_models.outputs.rglob("wan_t2v*.latent"))) == 1
+    assert len(list(wan_models.outputs.rglob("wan_*.webp"))) == 1
+    frames = result.values["8"][0]
+    assert frames.shape == (9, 32, 32, 3) and float(frames.std()) > 0.01
 
     theirs = diffusers_transformer(wan_config(), load_file(
         str(wan_models.models / "diffusion_models" / "wan2.1_t2v_1.3B_fp16.safetensors")))
