@@ -1325,32 +1325,38 @@ def write_umt5(path, seed: int = 2, dtype=torch.float16, tokenizer: bool = True)
     return Path(path)
 
 
-def wan_config(scaled_down: bool = True, i2v: bool = False, depth: int = 2):
+def wan_config(scaled_down: bool = True, i2v: bool = False, depth: int = 2, in_channels: int | None = None):
     """Wan 2.1 T2V 1.3B's transformer config (I2V: 14B 480p's), or a tiny one taking the tiny
-    UMT5's tokens (two 128-channel heads: the head width ComfyUI assumes)."""
+    UMT5's tokens (two 128-channel heads: the head width ComfyUI assumes). in_channels: another
+    input width (Fun Control's 48)."""
+    from dataclasses import replace
+
     from .models.configs import WanConfig
 
     if not scaled_down:
-        return WanConfig(in_channels=36, image_dim=1280) if i2v else WanConfig(dim=1536, ffn_dim=8960, num_heads=12,
-                                                                                 depth=30)
-    return WanConfig(in_channels=36 if i2v else 16, dim=256, ffn_dim=96, num_heads=2, depth=depth,
-                     text_dim=UMT5_TINY_WIDTH, image_dim=64 if i2v else 0)
+        cfg = WanConfig(in_channels=36, image_dim=1280) if i2v else WanConfig(dim=1536, ffn_dim=8960, num_heads=12,
+                                                                                depth=30)
+    else:
+        cfg = WanConfig(in_channels=36 if i2v else 16, dim=256, ffn_dim=96, num_heads=2, depth=depth,
+                        text_dim=UMT5_TINY_WIDTH, image_dim=64 if i2v else 0)
+    return cfg if in_channels is None else replace(cfg, in_channels=in_channels)
 
 
-def wan_state(scaled_down: bool = True, seed: int = 0, i2v: bool = False, depth: int = 2) -> dict[str, torch.Tensor]:
+def wan_state(scaled_down: bool = True, seed: int = 0, i2v: bool = False, depth: int = 2,
+              in_channels: int | None = None) -> dict[str, torch.Tensor]:
     """A random Wan 2.1 transformer in the original names (float32)."""
     from .models.wan import Wan
 
     with torch.device("meta"):
-        shapes = _module_shapes(Wan(wan_config(scaled_down, i2v, depth)))
+        shapes = _module_shapes(Wan(wan_config(scaled_down, i2v, depth, in_channels)))
     return random_state(shapes, seed, torch.float32)
 
 
 def write_wan(path, seed: int = 0, dtype=torch.float16, i2v: bool = False, prefixed: bool = False,
-              depth: int = 2) -> Path:
+              depth: int = 2, in_channels: int | None = None) -> Path:
     """A random Wan 2.1 diffusion model in the original layout, bare as wan2.1_t2v_1.3B_fp16.safetensors
     (prefixed: under model.diffusion_model., as ComfyUI saves checkpoints)."""
-    state = wan_state(True, seed, i2v, depth)
+    state = wan_state(True, seed, i2v, depth, in_channels)
     prefix = UNET_PREFIX if prefixed else ""
     save_file({prefix + k: v.to(dtype) for k, v in state.items()}, str(path))
     return Path(path)

@@ -136,6 +136,38 @@ class WanImageToVideo(Node):
         return positive, negative, {"samples": latent}
 
 
+def first_last_frames(node, start_image, end_image, vision_start, vision_end):
+    """WanFirstLastFrameToVideo's work (WanFunInpaintToVideo's too): (positive, negative, latent)."""
+    import torch
+
+    from graphflow.models.clip_vision import ClipVisionOutput
+
+    name = type(node).__name__
+    latent = empty_video(node.batch_size, node.length, node.height, node.width)
+    video = torch.full((node.length, node.height, node.width, 3), 0.5)
+    start = end = 0
+    if start_image is not None:
+        frames = _fit(start_image[:node.length], node.width, node.height, "start_image")
+        video[:frames.shape[0]], start = frames, frames.shape[0]
+    if end_image is not None:
+        frames = _fit(end_image[-node.length:], node.width, node.height, "end_image")
+        video[-frames.shape[0]:], end = frames, frames.shape[0]
+    encoded = _encode(node.vae, video, name)
+    mask = first_last_mask(latent.shape[2], latent.shape[3], latent.shape[4], start, end)
+    positive = with_options(node.positive, concat_latent_image=encoded, concat_mask=mask)
+    negative = with_options(node.negative, concat_latent_image=encoded, concat_mask=mask)
+    outputs = [o for o in (vision_start, vision_end) if o is not None]
+    if outputs:
+        vision = outputs[0]
+        if len(outputs) == 2:
+            states = torch.cat([o["penultimate_hidden_states"] for o in outputs], dim=-2)
+            vision = ClipVisionOutput(**{**{f: None for f in ClipVisionOutput.__dataclass_fields__},
+                                         "penultimate_hidden_states": states})
+        positive = with_options(positive, clip_vision_output=vision)
+        negative = with_options(negative, clip_vision_output=vision)
+    return positive, negative, {"samples": latent}
+
+
 class WanFirstLastFrameToVideo(Node):
     """Wan 2.1 first-last-frame-to-video (FLF2V): the start images open the video and the end images
     close it (each scaled to width x height around the centre), the rest mid-grey; encoded and
@@ -157,30 +189,69 @@ class WanFirstLastFrameToVideo(Node):
     comfy = ComfyAlias(("WanFirstLastFrameToVideo",))
 
     def run(self):
-        import torch
+        return first_last_frames(self, self.start_image, self.end_image, self.clip_vision_start_image,
+                                 self.clip_vision_end_image)
 
-        from graphflow.models.clip_vision import ClipVisionOutput
+
+class WanFunInpaintToVideo(Node):
+    """Wan 2.1 Fun InP (inpainting between frames): as WanFirstLastFrameToVideo, the start images
+    opening the video and the end images closing it, one CLIP vision output as the image tokens."""
+    category = "conditioning/video_models"
+    positive: CONDITIONING
+    negative: CONDITIONING
+    vae: VAE
+    width: int = Int(832, min=16, max=MAX_SIZE, step=16)
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    length: int = Int(81, min=1, max=MAX_SIZE, step=4)
+    batch_size: int = Int(1, min=1, max=4096)
+    clip_vision_output: CLIP_VISION_OUTPUT = None
+    start_image: IMAGE = None
+    end_image: IMAGE = None
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
+    comfy = ComfyAlias(("WanFunInpaintToVideo",))
+
+    def run(self):
+        return first_last_frames(self, self.start_image, self.end_image, self.clip_vision_output, None)
+
+
+class WanFunControlToVideo(Node):
+    """Wan 2.1 Fun Control: the control video (depth, pose, edges...; scaled to width x height around
+    the centre) and the start image are encoded into the model's 32 extra channels (control latent,
+    then start-image latent; zero where none is given), no mask; a CLIP vision output becomes the
+    image tokens."""
+    category = "conditioning/video_models"
+    positive: CONDITIONING
+    negative: CONDITIONING
+    vae: VAE
+    width: int = Int(832, min=16, max=MAX_SIZE, step=16)
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    length: int = Int(81, min=1, max=MAX_SIZE, step=4)
+    batch_size: int = Int(1, min=1, max=4096)
+    clip_vision_output: CLIP_VISION_OUTPUT = None
+    start_image: IMAGE = None
+    control_video: IMAGE = None
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
+    comfy = ComfyAlias(("WanFunControlToVideo",))
+
+    def run(self):
+        from graphflow.models.latent_formats import WAN21
 
         latent = empty_video(self.batch_size, self.length, self.height, self.width)
-        video = torch.full((self.length, self.height, self.width, 3), 0.5)
-        start = end = 0
+        # raw latents that are 0 in model space, where nothing is given (ComfyUI's process_out of zeros)
+        concat = WAN21.process_out(empty_video(self.batch_size, self.length, self.height, self.width)).repeat(
+            1, 2, 1, 1, 1)
+        frames = concat.shape[2]
         if self.start_image is not None:
-            frames = _fit(self.start_image[:self.length], self.width, self.height, "start_image")
-            video[:frames.shape[0]], start = frames, frames.shape[0]
-        if self.end_image is not None:
-            frames = _fit(self.end_image[-self.length:], self.width, self.height, "end_image")
-            video[-frames.shape[0]:], end = frames, frames.shape[0]
-        encoded = _encode(self.vae, video, "WanFirstLastFrameToVideo")
-        mask = first_last_mask(latent.shape[2], latent.shape[3], latent.shape[4], start, end)
-        positive = with_options(self.positive, concat_latent_image=encoded, concat_mask=mask)
-        negative = with_options(self.negative, concat_latent_image=encoded, concat_mask=mask)
-        outputs = [o for o in (self.clip_vision_start_image, self.clip_vision_end_image) if o is not None]
-        if outputs:
-            vision = outputs[0]
-            if len(outputs) == 2:
-                states = torch.cat([o["penultimate_hidden_states"] for o in outputs], dim=-2)
-                vision = ClipVisionOutput(**{**{f: None for f in ClipVisionOutput.__dataclass_fields__},
-                                             "penultimate_hidden_states": states})
-            positive = with_options(positive, clip_vision_output=vision)
-            negative = with_options(negative, clip_vision_output=vision)
+            start = _encode(self.vae, _fit(self.start_image[:self.length], self.width, self.height, "start_image"),
+                            "WanFunControlToVideo")
+            concat[:, LATENT_CHANNELS:, :start.shape[2]] = start[:, :, :frames]
+        if self.control_video is not None:
+            control = _encode(self.vae, _fit(self.control_video[:self.length], self.width, self.height,
+                                             "control_video"), "WanFunControlToVideo")
+            concat[:, :LATENT_CHANNELS, :control.shape[2]] = control[:, :, :frames]
+        positive = with_options(self.positive, concat_latent_image=concat)
+        negative = with_options(self.negative, concat_latent_image=concat)
+        if self.clip_vision_output is not None:
+            positive = with_options(positive, clip_vision_output=self.clip_vision_output)
+            negative = with_options(negative, clip_vision_output=self.clip_vision_output)
         return positive, negative, {"samples": latent}

@@ -487,32 +487,43 @@ def test_wan_t2v_workflow_runs_and_matches_diffusers(wan_models):
     assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
 
 
-def test_wan_i2v_sampling_matches_diffusers(tmp_path):
+@pytest.mark.parametrize("fun_control", [False, True])
+def test_wan_i2v_sampling_matches_diffusers(tmp_path, fun_control):
     """An I2V model sampled by KSampler on WanImageToVideo-style conditioning (a given latent, its mask,
     CLIP vision states): two Euler CFG steps of diffusers' transformer fed [x, 1 - mask x4, image
-    latent in model space] on the channels and the states as its image tokens."""
+    latent in model space] on the channels and the states as its image tokens. A Fun Control model
+    (48 channels in) on WanFunControlToVideo's 32-channel concat: [x, each 16 in model space]."""
     from graphflow.models.checkpoint import load_diffusion_model
     from graphflow.models.clip_vision import ClipVisionOutput
     from graphflow.models.latent_formats import WAN21
     from graphflow.sampling.noise import initial_noise
+    from graphflow.models.flow_architecture import detect_flow_model
+    from graphflow.models.weight_files import WeightFile
     from graphflow.testing import wan_config, wan_state, write_wan
 
-    path = write_wan(tmp_path / "wan2.1_i2v_480p_14B_fp16.safetensors", seed=4, i2v=True, dtype=torch.float32)
+    width = 48 if fun_control else 36
+    path = write_wan(tmp_path / "wan.safetensors", seed=4, i2v=True, dtype=torch.float32, in_channels=width)
     model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
-    theirs = diffusers_transformer(wan_config(i2v=True), wan_state(seed=4, i2v=True))
+    with WeightFile(path) as f:
+        assert detect_flow_model(f.shapes).family == ("wan_fun_control" if fun_control else "wan_i2v")
+    theirs = diffusers_transformer(wan_config(i2v=True, in_channels=width),
+                                   wan_state(seed=4, i2v=True, in_channels=width))
     gen = torch.Generator().manual_seed(5)
     context = [torch.randn(1, 512, 32, generator=gen) for _ in range(2)]
-    image_latent = torch.randn(1, 16, 2, 4, 4, generator=gen)
+    image_latent = torch.randn(1, 32 if fun_control else 16, 2, 4, 4, generator=gen)
     mask = torch.ones(1, 1, 2, 4, 4)
     mask[:, :, :1] = 0.0
     vision = ClipVisionOutput(torch.zeros(1, 5, 64), torch.zeros(1, 8), torch.randn(1, 5, 64, generator=gen))
-    options = {"concat_latent_image": image_latent, "concat_mask": mask, "clip_vision_output": vision}
+    options = {"concat_latent_image": image_latent, "clip_vision_output": vision}
+    if not fun_control:
+        options["concat_mask"] = mask
     positive, negative = [(context[0], dict(options))], [(context[1], dict(options))]
     seed, cfg_scale = 7, 5.0
     latent = call(registry(), "KSampler", model=model, seed=seed, steps=2, cfg=cfg_scale, sampler_name="euler",
                   scheduler="simple", positive=positive, negative=negative, denoise=1.0,
                   latent_image={"samples": torch.zeros(1, 16, 2, 4, 4)})
-    extra = torch.cat([(1 - mask).expand(1, 4, -1, -1, -1), WAN21.process_in(image_latent)], dim=1)
+    extra = torch.cat([WAN21.process_in(image_latent[:, :16]), WAN21.process_in(image_latent[:, 16:])], dim=1) \
+        if fun_control else torch.cat([(1 - mask).expand(1, 4, -1, -1, -1), WAN21.process_in(image_latent)], dim=1)
     sigma_mid = 8 * 0.5 / (1 + 7 * 0.5)
     x = initial_noise(torch.zeros(1, 16, 2, 4, 4), seed)
     for sigma, sigma_next in ((1.0, sigma_mid), (sigma_mid, 0.0)):
@@ -693,3 +704,40 @@ def test_wan_i2v_graph_runs_and_matches_diffusers(tmp_folders):
     ours = result.values["10"][0]["samples"]
     want = WAN21.process_out(x)
     assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
+
+
+def test_wan_fun_inpaint_and_control_nodes():
+    """WanFunInpaintToVideo is WanFirstLastFrameToVideo with one CLIP vision output; WanFunControlToVideo
+    puts the control video's latent and the start image's in 32 channels (what is not given: 0 in
+    model space), no mask."""
+    from graphflow.models.clip_vision import ClipVisionOutput
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.sampling.pipeline import wan_concat
+
+    cond = [(torch.randn(1, 512, 32), {})]
+    gen = torch.Generator().manual_seed(2)
+    start, end = torch.rand(1, 32, 32, 3, generator=gen), torch.rand(1, 32, 32, 3, generator=gen)
+    vision = ClipVisionOutput(torch.zeros(1, 5, 64), torch.zeros(1, 8), torch.randn(1, 5, 64, generator=gen))
+    vae = wan_vae()
+    common = dict(positive=cond, negative=cond, vae=vae, width=32, height=32, length=9, batch_size=1)
+    inpaint = call(registry(), "WanFunInpaintToVideo", **common, start_image=start, end_image=end,
+                   clip_vision_output=vision)
+    flf = call(registry(), "WanFirstLastFrameToVideo", **common, start_image=start, end_image=end,
+               clip_vision_start_image=vision)
+    for key in ("concat_latent_image", "concat_mask"):
+        assert torch.equal(inpaint[0][0][1][key], flf[0][0][1][key])
+    assert inpaint[0][0][1]["clip_vision_output"] is vision
+
+    control = torch.rand(9, 32, 32, 3, generator=gen)
+    pos, neg, latent = call(registry(), "WanFunControlToVideo", **common, start_image=start, control_video=control,
+                            clip_vision_output=vision)
+    concat = pos[0][1]["concat_latent_image"]
+    assert latent["samples"].shape == (1, 16, 3, 4, 4) and concat.shape == (1, 32, 3, 4, 4)
+    assert "concat_mask" not in pos[0][1] and neg[0][1]["clip_vision_output"] is vision
+    assert torch.allclose(concat[:, :16], vae.encode(control), atol=1e-5)
+    assert torch.allclose(concat[:, 16:, :1], vae.encode(start), atol=1e-5)
+    extra = wan_concat(pos[0][1], None, WAN21, (1, 16, 3, 4, 4), 32, "cpu")
+    assert extra[:, 16:, 1:].abs().max() < 1e-5  # no start frames there: zero in model space
+    assert torch.allclose(extra[:, :16], WAN21.process_in(vae.encode(control)), atol=1e-4)
+    empty, _, _ = call(registry(), "WanFunControlToVideo", **common)
+    assert wan_concat(empty[0][1], None, WAN21, (1, 16, 3, 4, 4), 32, "cpu").abs().max() < 1e-5

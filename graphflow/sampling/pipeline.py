@@ -466,7 +466,9 @@ def wan_concat(options: dict, denoise_mask: torch.Tensor | None, latent_format, 
     """A Wan image-to-video model's `extra` input channels (20), as ComfyUI's WAN21.concat_cond builds
     them: 4 mask channels (1 - "concat_mask" (WanImageToVideo's: 0 on the given frames), else 1 -
     the noise mask, else 0; resized to the latent, frames padded with 0), then the start image's
-    latent ("concat_latent_image", zeros without one) in model space, resized to the latent."""
+    latent ("concat_latent_image", zeros without one) in model space, resized to the latent.
+    A concat latent of exactly `extra` channels (WanFunControlToVideo's 32: control and start-image
+    latents) is all the extra input, each 16 channels in model space, no mask."""
     batch, _, frames, h, w = shape
     image = options.get("concat_latent_image")
     if image is None:
@@ -474,7 +476,12 @@ def wan_concat(options: dict, denoise_mask: torch.Tensor | None, latent_format, 
     image = image.float().to(device)
     if tuple(image.shape[-2:]) != (h, w):
         image = _resize_center(image, h, w)
-    image = repeat_to_batch(latent_format.process_in(image[:, :extra - 4]), batch)
+    c = latent_format.channels
+    image = torch.cat([latent_format.process_in(chunk) for chunk in image.split(c, dim=1)], dim=1)
+    image = repeat_to_batch(image, batch)
+    if image.shape[1] == extra:
+        return image
+    image = image[:, :extra - 4]
     mask = options.get("concat_mask", denoise_mask)
     if mask is None:
         mask = torch.zeros(batch, 4, frames, h, w, device=device)
