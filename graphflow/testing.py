@@ -1325,10 +1325,12 @@ def write_umt5(path, seed: int = 2, dtype=torch.float16, tokenizer: bool = True)
     return Path(path)
 
 
-def wan_config(scaled_down: bool = True, i2v: bool = False, depth: int = 2, in_channels: int | None = None):
+def wan_config(scaled_down: bool = True, i2v: bool = False, depth: int = 2, in_channels: int | None = None,
+               vace: bool = False):
     """Wan 2.1 T2V 1.3B's transformer config (I2V: 14B 480p's), or a tiny one taking the tiny
     UMT5's tokens (two 128-channel heads: the head width ComfyUI assumes). in_channels: another
-    input width (Fun Control's 48)."""
+    input width (Fun Control's 48). vace: Wan2.1 VACE 1.3B's (15 VACE blocks, every other block),
+    tiny: 4 blocks, 2 VACE blocks."""
     from dataclasses import replace
 
     from .models.configs import WanConfig
@@ -1339,24 +1341,27 @@ def wan_config(scaled_down: bool = True, i2v: bool = False, depth: int = 2, in_c
     else:
         cfg = WanConfig(in_channels=36 if i2v else 16, dim=256, ffn_dim=96, num_heads=2, depth=depth,
                         text_dim=UMT5_TINY_WIDTH, image_dim=64 if i2v else 0)
+    if vace:
+        cfg = replace(cfg, vace_layers=15, vace_in_channels=96) if not scaled_down else replace(
+            cfg, depth=4, vace_layers=2, vace_in_channels=96)
     return cfg if in_channels is None else replace(cfg, in_channels=in_channels)
 
 
 def wan_state(scaled_down: bool = True, seed: int = 0, i2v: bool = False, depth: int = 2,
-              in_channels: int | None = None) -> dict[str, torch.Tensor]:
+              in_channels: int | None = None, vace: bool = False) -> dict[str, torch.Tensor]:
     """A random Wan 2.1 transformer in the original names (float32)."""
     from .models.wan import Wan
 
     with torch.device("meta"):
-        shapes = _module_shapes(Wan(wan_config(scaled_down, i2v, depth, in_channels)))
+        shapes = _module_shapes(Wan(wan_config(scaled_down, i2v, depth, in_channels, vace)))
     return random_state(shapes, seed, torch.float32)
 
 
 def write_wan(path, seed: int = 0, dtype=torch.float16, i2v: bool = False, prefixed: bool = False,
-              depth: int = 2, in_channels: int | None = None) -> Path:
+              depth: int = 2, in_channels: int | None = None, vace: bool = False) -> Path:
     """A random Wan 2.1 diffusion model in the original layout, bare as wan2.1_t2v_1.3B_fp16.safetensors
     (prefixed: under model.diffusion_model., as ComfyUI saves checkpoints)."""
-    state = wan_state(True, seed, i2v, depth, in_channels)
+    state = wan_state(True, seed, i2v, depth, in_channels, vace)
     prefix = UNET_PREFIX if prefixed else ""
     save_file({prefix + k: v.to(dtype) for k, v in state.items()}, str(path))
     return Path(path)

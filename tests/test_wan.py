@@ -741,3 +741,44 @@ def test_wan_fun_inpaint_and_control_nodes():
     assert torch.allclose(extra[:, :16], WAN21.process_in(vae.encode(control)), atol=1e-4)
     empty, _, _ = call(registry(), "WanFunControlToVideo", **common)
     assert wan_concat(empty[0][1], None, WAN21, (1, 16, 3, 4, 4), 32, "cpu").abs().max() < 1e-5
+
+
+# -- VACE ---------------------------------------------------------------------------------------
+
+def test_vace_transformer_matches_diffusers():
+    """A VACE model (its blocks over the control latents, hints added after every other block) against
+    diffusers' WanVACETransformer3DModel through diffusers' converter; two control inputs are two
+    hint streams, each at its strength (diffusers takes one: compared one at a time, and the pair
+    as the sum of both hints)."""
+    from diffusers import WanVACETransformer3DModel
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+
+    from graphflow.models.wan import Wan, wan_config_from_state_dict
+    from graphflow.testing import wan_config, wan_state
+
+    cfg, state = wan_config(vace=True), wan_state(seed=2, vace=True)
+    assert wan_config_from_state_dict({k: tuple(v.shape) for k, v in state.items()}) == cfg
+    ours = Wan(cfg).eval()
+    ours.load_state_dict(state)
+    theirs = WanVACETransformer3DModel(
+        patch_size=cfg.patch_size, num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
+        in_channels=cfg.in_channels, out_channels=cfg.out_channels, text_dim=cfg.text_dim, freq_dim=cfg.freq_dim,
+        ffn_dim=cfg.ffn_dim, num_layers=cfg.depth, cross_attn_norm=cfg.cross_attn_norm, vace_layers=[0, 2],
+        vace_in_channels=cfg.vace_in_channels).eval()
+    left = {k: v.clone() for k, v in state.items()}
+    theirs.load_state_dict(convert_wan_transformer_to_diffusers(left), strict=True)
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 16, 2, 4, 6, generator=gen)
+    context = torch.randn(1, 9, cfg.text_dim, generator=gen)
+    controls = torch.randn(1, 2, 96, 2, 4, 6, generator=gen)
+    sigma = torch.tensor([0.7])
+    with torch.no_grad():
+        got = ours(x, sigma, context, vace_context=controls[:, :1], vace_strength=(0.8,))
+        want = theirs(x, sigma * 1000, context, control_hidden_states=controls[:, 0],
+                      control_hidden_states_scale=torch.tensor([0.8, 0.8]), return_dict=False)[0]
+        both = ours(x, sigma, context, vace_context=controls, vace_strength=(0.8, 0.5))
+        plain = theirs(x, sigma * 1000, context, control_hidden_states=controls[:, 0],
+                       control_hidden_states_scale=torch.zeros(2), return_dict=False)[0]
+    assert float((got - want).abs().max()) < TOL * float(want.abs().max())
+    assert float((got - plain).abs().max()) > 1e-3  # the hints count
+    assert float((both - got).abs().max()) > 1e-3  # so does the second input

@@ -645,6 +645,8 @@ class WanConfig:
     cross_attn_norm: bool = True  # blocks.N.norm3 (an affine LayerNorm before the cross-attention)
     image_dim: int = 0  # I2V: the CLIP vision width (1280, ViT-H's penultimate states); 0: T2V
     img_emb_tokens: int = 0  # FLF2V: img_emb.emb_pos's token count
+    vace_layers: int = 0  # VACE: its blocks (vace_blocks.N), one after every depth // vace_layers main blocks
+    vace_in_channels: int = 0  # VACE: vace_patch_embedding's input (96: 32 latent + 64 mask channels)
 
     @property
     def head_dim(self) -> int:
@@ -669,6 +671,9 @@ def wan_config_from_state_dict(shapes: dict[str, tuple]) -> WanConfig:
         raise ValueError(f"the width {dim} is not a multiple of Wan's {WAN_HEAD_DIM}-channel heads")
     depth = len({k.split(".")[1] for k in shapes if k.startswith("blocks.")})
     out = shapes["head.head.weight"][0]
+    vace = len({k.split(".")[1] for k in shapes if k.startswith("vace_blocks.")})
+    if vace and depth % vace:
+        raise ValueError(f"{vace} VACE blocks do not divide the {depth} blocks evenly")
     if out % (patch[0] * patch[1] * patch[2]):
         raise ValueError(f"head.head's {out} outputs are not a whole number of {tuple(patch)} patches")
     return WanConfig(
@@ -677,4 +682,6 @@ def wan_config_from_state_dict(shapes: dict[str, tuple]) -> WanConfig:
         text_dim=shapes["text_embedding.0.weight"][1], num_heads=dim // WAN_HEAD_DIM, depth=depth,
         cross_attn_norm="blocks.0.norm3.weight" in shapes,
         image_dim=shapes["img_emb.proj.0.weight"][0] if "img_emb.proj.0.weight" in shapes else 0,
-        img_emb_tokens=shapes["img_emb.emb_pos"][1] if "img_emb.emb_pos" in shapes else 0)
+        img_emb_tokens=shapes["img_emb.emb_pos"][1] if "img_emb.emb_pos" in shapes else 0,
+        vace_layers=len({k.split(".")[1] for k in shapes if k.startswith("vace_blocks.")}),
+        vace_in_channels=shapes["vace_patch_embedding.weight"][1] if "vace_patch_embedding.weight" in shapes else 0)

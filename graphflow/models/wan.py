@@ -19,6 +19,11 @@ cross-attention attends to with their own keys and values (`k_img`, `v_img`, `no
 two attentions' outputs summed before `o`. Without CLIP vision states an I2V model's image
 attention runs over the prompt's tokens instead, as ComfyUI's does (its context_img_len None).
 
+VACE (vace_blocks, vace_patch_embedding): a second stream of blocks over the patch-embedded
+control latents (32 channels of inactive / reactive video latents and 64 of mask, per VACE input)
+starting from the video's own tokens (`before_proj`); after every depth // vace_layers main blocks
+its next block's output (`after_proj`) is added to the video tokens, times the input's strength.
+
 Called as ComfyUI's model: sigma [B] in [0, 1] (rectified flow, 1 = noise), the network's
 timestep 1000 sigma, its output the velocity noise - x0. The prompt's tokens are all attended
 to, no mask (ComfyUI gives 512, the padding zeros).
@@ -119,6 +124,23 @@ class Block(nn.Module):
         return x + (self.ffn(modulated(x, shift_mlp, scale_mlp)).float() * gate_mlp[:, None]).to(x.dtype)
 
 
+class VaceBlock(Block):
+    """A VACE block: a main block over the control tokens (the first adds the video's tokens to them
+    first, before_proj), its output also projected out as the hint for the video (after_proj)."""
+
+    def __init__(self, cfg: WanConfig, first: bool):
+        super().__init__(cfg)
+        if first:
+            self.before_proj = Linear(cfg.dim, cfg.dim)
+        self.after_proj = Linear(cfg.dim, cfg.dim)
+
+    def forward(self, c, x, e, context, pe, image_tokens):
+        if hasattr(self, "before_proj"):
+            c = self.before_proj(c) + x
+        c = super().forward(c, e, context, pe, image_tokens)
+        return self.after_proj(c), c
+
+
 class Head(nn.Module):
     def __init__(self, dim: int, out: int):
         super().__init__()
@@ -160,12 +182,18 @@ class Wan(nn.Module):
         self.head = Head(dim, cfg.out_channels * cfg.patch_size[0] * cfg.patch_size[1] * cfg.patch_size[2])
         if cfg.i2v:
             self.img_emb = ImageEmbedding(cfg.image_dim, dim, cfg.img_emb_tokens)
+        if cfg.vace_layers:
+            self.vace_patch_embedding = nn.Conv3d(cfg.vace_in_channels, dim, cfg.patch_size, stride=cfg.patch_size)
+            self.vace_blocks = nn.ModuleList([VaceBlock(cfg, i == 0) for i in range(cfg.vace_layers)])
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, y=None,
-                clip_fea: torch.Tensor | None = None, **unused) -> torch.Tensor:
+                clip_fea: torch.Tensor | None = None, vace_context: torch.Tensor | None = None,
+                vace_strength=(1.0,), **unused) -> torch.Tensor:
         """x [B, in_channels, F, H, W] (I2V: the latent and its 20 concat channels); sigma [B];
         context [B, L, text_dim]; y unused (no pooled vector); clip_fea [B, 257, 1280] CLIP
-        vision penultimate states (I2V; None: text alone) -> velocity [B, out_channels, F, H, W]."""
+        vision penultimate states (I2V; None: text alone); vace_context [B, N, vace_in_channels,
+        F, H, W] (VACE models: N control inputs, model space) with a strength each ->
+        velocity [B, out_channels, F, H, W]."""
         cfg = self.config
         b, _, f, h, w = x.shape
         pt, ph, pw = cfg.patch_size
@@ -182,8 +210,24 @@ class Wan(nn.Module):
             image = self.img_emb(clip_fea.to(x.device, x.dtype))
             context, image_tokens = torch.cat([image, context], dim=1), image.shape[1]
         pe = rope(cfg.head_dim, *grid, x.device)
-        for block in self.blocks:
+        hints, after = [], {}
+        if cfg.vace_layers:
+            if vace_context is None:
+                raise ValueError("a Wan VACE model needs its control input (WanVaceToVideo's vace_frames)")
+            n = vace_context.shape[1]
+            c = self.vace_patch_embedding(F.pad(vace_context.movedim(1, 0).flatten(0, 1), pad).to(
+                self.vace_patch_embedding.weight.dtype)).flatten(2).transpose(1, 2).to(x.dtype)
+            hints = list(c.split(b))  # one [B, tokens, dim] per control input
+            after = {layer: k for k, layer in enumerate(range(0, cfg.depth, cfg.depth // cfg.vace_layers))}
+            if len(vace_strength) != n:
+                raise ValueError(f"{n} VACE inputs but {len(vace_strength)} strengths")
+        video = hidden
+        for i, block in enumerate(self.blocks):
             hidden = block(hidden, e6, context, pe, image_tokens)
+            if i in after:
+                for k in range(len(hints)):
+                    skip, hints[k] = self.vace_blocks[after[i]](hints[k], video, e6, context, pe, image_tokens)
+                    hidden = hidden + skip * vace_strength[k]
         out = self.head(hidden, e)  # [B, F h w, pt ph pw C]
         out = out.reshape(b, *grid, pt, ph, pw, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
         out = out.reshape(b, -1, grid[0] * pt, grid[1] * ph, grid[2] * pw)
