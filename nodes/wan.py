@@ -10,8 +10,8 @@ model's image tokens (clip_vision_output)."""
 
 from __future__ import annotations
 
-from graphflow.api import (CLIP_VISION_OUTPUT, CONDITIONING, IMAGE, LATENT, VAE, ComfyAlias, Int, Node,
-                           NodeInputError)
+from graphflow.api import (CLIP_VISION_OUTPUT, CONDITIONING, IMAGE, INT, LATENT, MASK, VAE, ComfyAlias, Float, Int,
+                           Node, NodeInputError)
 
 MAX_SIZE = 16384
 LATENT_CHANNELS = 16  # the Wan 2.1 VAE's
@@ -255,3 +255,84 @@ class WanFunControlToVideo(Node):
             positive = with_options(positive, clip_vision_output=self.clip_vision_output)
             negative = with_options(negative, clip_vision_output=self.clip_vision_output)
         return positive, negative, {"samples": latent}
+
+
+def append_options(conditioning, **lists):
+    """The conditioning with each list option extended by these values (ComfyUI's conditioning_set_values
+    with append=True: several WanVaceToVideo nodes in a row give several VACE inputs)."""
+    return [(cond, {**opts, **{k: list(opts.get(k) or []) + v for k, v in lists.items()}}) for cond, opts in conditioning]
+
+
+class WanVaceToVideo(Node):
+    """Control a Wan 2.1 VACE model: the control video (scaled to width x height around the centre,
+    padded with grey to `length` frames) is encoded twice, its parts outside the control masks
+    (inactive) and inside (reactive), beside the masks folded 8x8 into 64 channels per latent frame;
+    a reference image is encoded as one more latent frame before the video (trim_latent says how
+    many frames to drop after sampling: TrimVideoLatent). strength scales this input's hints.
+    Several nodes in a row add several inputs."""
+    category = "conditioning/video_models"
+    positive: CONDITIONING
+    negative: CONDITIONING
+    vae: VAE
+    width: int = Int(832, min=16, max=MAX_SIZE, step=16)
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    length: int = Int(81, min=1, max=MAX_SIZE, step=4)
+    batch_size: int = Int(1, min=1, max=4096)
+    strength: float = Float(1.0, min=0.0, max=1000.0, step=0.01)
+    control_video: IMAGE = None
+    control_masks: MASK = None
+    reference_image: IMAGE = None
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT, "trim_latent": INT}
+    comfy = ComfyAlias(("WanVaceToVideo",))
+
+    def run(self):
+        import torch
+        import torch.nn.functional as F
+
+        from graphflow.images import center_crop_to_aspect, resize_nchw
+        from graphflow.models.latent_formats import WAN21
+
+        node, stride = "WanVaceToVideo", PIXELS_PER_LATENT
+        frames = latent_frames(self.length)
+        if self.control_video is not None:
+            video = _fit(self.control_video[:self.length], self.width, self.height, "control_video")
+            video = F.pad(video, (0, 0, 0, 0, 0, 0, 0, self.length - video.shape[0]), value=0.5)
+        else:
+            video = torch.full((self.length, self.height, self.width, 3), 0.5)
+        reference = None
+        if self.reference_image is not None:
+            reference = _encode(self.vae, _fit(self.reference_image[:1], self.width, self.height, "reference_image"),
+                                node)
+            reference = torch.cat([reference, WAN21.process_out(torch.zeros_like(reference))], dim=1)
+        if self.control_masks is None:
+            mask = torch.ones(self.length, self.height, self.width, 1)
+        else:
+            mask = self.control_masks.float()
+            if mask.ndim == 3:
+                mask = mask[:, None]
+            elif mask.ndim != 4:
+                raise NodeInputError("control_masks", f"expected a MASK [frames, H, W], got {tuple(mask.shape)}")
+            mask = mask[:self.length]
+            mask = resize_nchw(center_crop_to_aspect(mask, self.width, self.height), self.width, self.height,
+                               "bilinear").movedim(1, -1)
+            mask = F.pad(mask, (0, 0, 0, 0, 0, 0, 0, self.length - mask.shape[0]), value=1.0)
+        video = video - 0.5
+        inactive = _encode(self.vae, video * (1 - mask) + 0.5, node)
+        reactive = _encode(self.vae, video * mask + 0.5, node)
+        control = torch.cat([inactive, reactive], dim=1)
+        if reference is not None:
+            control = torch.cat([reference, control], dim=2)
+        h, w = self.height // stride, self.width // stride
+        # each latent pixel's 8x8 mask block as 64 channels, frames resampled to the latent's
+        mask = mask.reshape(self.length, h, stride, w, stride).permute(2, 4, 0, 1, 3).reshape(stride * stride,
+                                                                                             self.length, h, w)
+        mask = F.interpolate(mask[None], size=(frames, h, w), mode="nearest-exact")[0]
+        trim = 0
+        if reference is not None:
+            mask = torch.cat([torch.zeros_like(mask[:, :reference.shape[2]]), mask], dim=1)
+            frames += reference.shape[2]
+            trim = reference.shape[2]
+        values = {"vace_frames": [control], "vace_mask": [mask[None]], "vace_strength": [self.strength]}
+        latent = torch.zeros(self.batch_size, LATENT_CHANNELS, frames, h, w)
+        return (append_options(self.positive, **values), append_options(self.negative, **values),
+                {"samples": latent}, trim)

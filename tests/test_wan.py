@@ -756,8 +756,11 @@ def test_vace_transformer_matches_diffusers():
     from graphflow.models.wan import Wan, wan_config_from_state_dict
     from graphflow.testing import wan_config, wan_state
 
+    from graphflow.models.flow_architecture import detect_flow_model
+
     cfg, state = wan_config(vace=True), wan_state(seed=2, vace=True)
     assert wan_config_from_state_dict({k: tuple(v.shape) for k, v in state.items()}) == cfg
+    assert detect_flow_model({k: tuple(v.shape) for k, v in state.items()}).family == "wan_vace"
     ours = Wan(cfg).eval()
     ours.load_state_dict(state)
     theirs = WanVACETransformer3DModel(
@@ -782,3 +785,87 @@ def test_vace_transformer_matches_diffusers():
     assert float((got - want).abs().max()) < TOL * float(want.abs().max())
     assert float((got - plain).abs().max()) > 1e-3  # the hints count
     assert float((both - got).abs().max()) > 1e-3  # so does the second input
+
+
+def test_wan_vace_to_video_node():
+    """WanVaceToVideo as ComfyUI's: inactive / reactive halves of the grey-padded control video through the
+    VAE, the masks folded 8x8 into 64 channels with frames picked nearest-exact, a reference image as
+    one more latent frame in front (trim_latent 1), inputs appended node after node."""
+    from graphflow.models.latent_formats import WAN21
+
+    cond = [(torch.randn(1, 512, 32), {})]
+    gen = torch.Generator().manual_seed(4)
+    vae = wan_vae()
+    control = torch.rand(3, 16, 16, 3, generator=gen)
+    masks = torch.stack([torch.full((16, 16), float(i) / 10) for i in range(5)])  # frame i: i / 10
+    masks[:, :8, 8:] = 1.0  # the top-right 8x8 block of every frame
+    pos, neg, latent, trim = call(registry(), "WanVaceToVideo", positive=cond, negative=cond, vae=vae, width=16,
+                                  height=16, length=5, batch_size=2, strength=0.7, control_video=control,
+                                  control_masks=masks)
+    assert trim == 0 and latent["samples"].shape == (2, 16, 2, 2, 2) and latent["samples"].abs().max() == 0
+    options = pos[0][1]
+    [frames], [mask], [strength] = options["vace_frames"], options["vace_mask"], options["vace_strength"]
+    assert strength == 0.7 and frames.shape == (1, 32, 2, 2, 2) and mask.shape == (1, 64, 2, 2, 2)
+    video = torch.full((5, 16, 16, 3), 0.5)
+    video[:3] = control
+    m = masks[:, :, :, None]
+    assert torch.allclose(frames[:, :16], vae.encode((video - 0.5) * (1 - m) + 0.5), atol=1e-5)
+    assert torch.allclose(frames[:, 16:], vae.encode((video - 0.5) * m + 0.5), atol=1e-5)
+    # latent frame 0 <- pixel frame 1, frame 1 <- pixel frame 3 (nearest-exact from 5 to 2)
+    assert torch.allclose(mask[0, :, 0, 1, 1], torch.full((64,), 0.1)) and torch.allclose(mask[0, :, 1, 1, 1],
+                                                                                       torch.full((64,), 0.3))
+    assert mask[0, :, :, 0, 1].eq(1).all()  # the top-right block, every channel (its 64 pixels)
+    # a second node appends its input; a reference image adds a latent frame in front
+    ref = torch.rand(1, 16, 16, 3, generator=gen)
+    pos2, _, latent2, trim2 = call(registry(), "WanVaceToVideo", positive=pos, negative=neg, vae=vae, width=16,
+                                   height=16, length=5, batch_size=1, strength=1.0, reference_image=ref)
+    options = pos2[0][1]
+    assert trim2 == 1 and latent2["samples"].shape == (1, 16, 3, 2, 2)
+    assert len(options["vace_frames"]) == 2 and options["vace_strength"] == [0.7, 1.0]
+    second, second_mask = options["vace_frames"][1], options["vace_mask"][1]
+    assert torch.allclose(second[:, :16, :1], vae.encode(ref), atol=1e-5)
+    assert torch.allclose(WAN21.process_in(second[:, 16:, :1]), torch.zeros(1, 16, 1, 2, 2), atol=1e-5)
+    assert second_mask[0, :, 0].eq(0).all() and second_mask[0, :, 1:].eq(1).all()
+    trimmed = call(registry(), "TrimVideoLatent", samples=latent2, trim_amount=trim2)
+    assert trimmed["samples"].shape == (1, 16, 2, 2, 2)
+
+
+def test_wan_vace_sampling_matches_diffusers(tmp_path):
+    """KSampler on a VACE model with WanVaceToVideo's conditioning: two Euler CFG steps of diffusers'
+    WanVACETransformer3DModel fed the control latents in model space and the masks, at the strength."""
+    from diffusers import WanVACETransformer3DModel
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import wan_config, wan_state, write_wan
+
+    cfg = wan_config(vace=True)
+    model = load_diffusion_model(write_wan(tmp_path / "wan2.1_vace_1.3B_fp16.safetensors", seed=8, vace=True,
+                                           dtype=torch.float32), device="cpu", dtype=torch.float32)
+    theirs = WanVACETransformer3DModel(
+        patch_size=cfg.patch_size, num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
+        in_channels=16, out_channels=16, text_dim=cfg.text_dim, freq_dim=cfg.freq_dim, ffn_dim=cfg.ffn_dim,
+        num_layers=cfg.depth, vace_layers=[0, 2], vace_in_channels=96).eval()
+    theirs.load_state_dict(convert_wan_transformer_to_diffusers(wan_state(seed=8, vace=True)), strict=True)
+    gen = torch.Generator().manual_seed(9)
+    context = [torch.randn(1, 512, 32, generator=gen) for _ in range(2)]
+    cond, uncond = ([(c, {})] for c in context)
+    control = torch.rand(5, 16, 16, 3, generator=gen)
+    pos, neg, latent, _ = call(registry(), "WanVaceToVideo", positive=cond, negative=uncond, vae=wan_vae(),
+                               width=16, height=16, length=5, batch_size=1, strength=0.6, control_video=control)
+    ours = call(registry(), "KSampler", model=model, seed=3, steps=2, cfg=4.0, sampler_name="euler",
+                scheduler="simple", positive=pos, negative=neg, denoise=1.0, latent_image=latent)["samples"]
+    frames, mask = pos[0][1]["vace_frames"][0], pos[0][1]["vace_mask"][0]
+    control_in = torch.cat([WAN21.process_in(frames[:, :16]), WAN21.process_in(frames[:, 16:]), mask], dim=1)
+    sigma_mid = 8 * 0.5 / (1 + 7 * 0.5)
+    x = initial_noise(torch.zeros(1, 16, 2, 2, 2), 3)
+    for sigma, sigma_next in ((1.0, sigma_mid), (sigma_mid, 0.0)):
+        with torch.no_grad():
+            v_cond, v_uncond = (theirs(x, torch.tensor([sigma * 1000]), c, control_hidden_states=control_in,
+                                       control_hidden_states_scale=torch.tensor([0.6, 0.6]), return_dict=False)[0]
+                                for c in context)
+        x = x + (v_uncond + 4.0 * (v_cond - v_uncond)) * (sigma_next - sigma)
+    want = WAN21.process_out(x)
+    assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())

@@ -42,7 +42,7 @@ FAMILY_NAMES = {"sd3_medium": "SD3 medium", "sd35_large": "SD3.5 large", "sd35_m
                 "flux_control": "FLUX.1 Depth/Canny (dev)", "chroma": "Chroma",
                 "ltxv": "LTX-Video", "mochi": "Mochi 1 Preview", "wan_t2v": "Wan 2.1 text-to-video",
                 "wan_i2v": "Wan 2.1 image-to-video", "wan_flf2v": "Wan 2.1 first-last-frame-to-video",
-                "wan_fun_control": "Wan 2.1 Fun Control"}
+                "wan_fun_control": "Wan 2.1 Fun Control", "wan_vace": "Wan 2.1 VACE"}
 # Chroma first: it has FLUX's markers too
 _MARKERS = {"sd3": ("joint_blocks.0.x_block.attn.qkv.weight", "x_embedder.proj.weight"),
             "chroma": ("double_blocks.0.img_attn.qkv.weight", "distilled_guidance_layer.in_proj.weight"),
@@ -99,6 +99,8 @@ def _family(arch: str, config) -> str:
     if arch == "sd3":
         return "sd35_medium" if config.x_self_attn_layers else "sd35_large" if config.qk_norm else "sd3_medium"
     if arch == "wan":
+        if config.vace_layers:
+            return "wan_vace"
         if config.in_channels == 3 * config.latent_channels:  # control + start-image latents (ComfyUI's FunControl2V)
             return "wan_fun_control"
         return "wan_flf2v" if config.img_emb_tokens else "wan_i2v" if config.i2v else "wan_t2v"

@@ -205,7 +205,8 @@ class FlowDenoiser:
                  attention_mask: torch.Tensor | None = None, reference_latents: list | None = None,
                  reference_method: str = "offset", control_context: torch.Tensor | None = None,
                  frame_rate: float | None = None, keyframe_positions: torch.Tensor | None = None,
-                 clip_fea: torch.Tensor | None = None) -> torch.Tensor:
+                 clip_fea: torch.Tensor | None = None, vace_context: torch.Tensor | None = None,
+                 vace_strength: tuple = ()) -> torch.Tensor:
         dtype = self.model.dtype
         xc = x if concat is None else torch.cat([x, concat.to(x.device, x.dtype)], dim=1)
         kwargs = {}
@@ -217,6 +218,8 @@ class FlowDenoiser:
             kwargs["guidance"] = guidance.to(x.device, torch.float32)
         if clip_fea is not None:  # Wan image-to-video: CLIP vision's penultimate states
             kwargs["clip_fea"] = clip_fea.to(x.device, dtype)
+        if vace_context is not None:  # Wan VACE: the control inputs and their strengths
+            kwargs["vace_context"], kwargs["vace_strength"] = vace_context.to(x.device, dtype), vace_strength
         if attention_mask is not None:
             if getattr(self.model, "arch", None) != "flux":
                 raise ValueError("an attention mask (StyleModelApply's attn_bias) needs a FLUX model")
