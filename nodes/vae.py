@@ -14,38 +14,60 @@ def _require_vae(vae):
     return vae
 
 
+def _tiled(method, vae, tile_size: int, overlap: int, temporal_size: int, temporal_overlap: int):
+    """A VAE's tiled encode or decode; a video VAE (one with a temporal compression) also tiles
+    over frames, an image VAE has no frames to tile."""
+    if getattr(vae, "temporal_compression", None):
+        return method(tile_size, overlap, temporal_size, temporal_overlap)
+    return method(tile_size, overlap)
+
+
 class VAEEncode(Node):
-    """Encode images into latents (raw VAE space). Sizes are cropped to multiples of 8.
-    Tiled encoding handles images too large for memory."""
+    """Encode images into latents (raw VAE space). Sizes are cropped to multiples of the VAE's
+    downscale (8 for most). Tiled encoding handles images too large for memory (tile_size and
+    overlap in pixels). A video VAE (LTX-Video, Mochi) takes the IMAGE batch as the frames of one
+    video and, tiled, also tiles over frames: temporal_size frames per tile overlapping by
+    temporal_overlap, turned into whole latent frames as ComfyUI's VAEEncodeTiled does."""
     category = "latent"
     pixels: IMAGE
     vae: VAE
     tiled: bool = Bool(False)
     tile_size: int = Int(512, min=64, max=MAX_TILE, step=32)
     overlap: int = Int(64, min=0, max=MAX_TILE // 4, step=32)
+    temporal_size: int = Int(64, min=8, max=MAX_TILE, step=4)
+    temporal_overlap: int = Int(8, min=4, max=MAX_TILE, step=4)
     outputs = {"latent": LATENT}
-    comfy = (ComfyAlias(("VAEEncode",), optional=("tiled", "tile_size", "overlap")),
-             ComfyAlias(("VAEEncodeTiled",), fixed={"tiled": True}, ignore=("temporal_size", "temporal_overlap")))
+    comfy = (ComfyAlias(("VAEEncode",), optional=("tiled", "tile_size", "overlap", "temporal_size",
+                                               "temporal_overlap")),
+             ComfyAlias(("VAEEncodeTiled",), fixed={"tiled": True}))
 
     def run(self):
         vae = _require_vae(self.vae)
         if self.tiled:
-            return {"samples": vae.encode_tiled(self.pixels, self.tile_size, self.overlap)}
+            return {"samples": _tiled(lambda *a: vae.encode_tiled(self.pixels, *a), vae, self.tile_size,
+                                      self.overlap, self.temporal_size, self.temporal_overlap)}
         return {"samples": vae.encode(self.pixels)}
 
 
 class VAEDecode(Node):
-    """Decode latents into images. Tiled decoding (overlapping tiles blended without seams)
-    handles images too large for memory; plain decoding also falls back to it when memory runs out."""
+    """Decode latents into images. Tiled decoding (overlapping tiles blended without seams; sizes
+    in pixels) handles images too large for memory; plain decoding also falls back to it when
+    memory runs out. A video latent (LTX-Video, Mochi) decodes to its frames as one IMAGE batch;
+    tiled, it is also cut over frames: temporal_size frames per tile overlapping by
+    temporal_overlap, turned into latent frames as ComfyUI's VAEDecodeTiled does (a video no longer
+    than a tile is not cut in time). Image VAEs ignore the temporal inputs."""
     category = "latent"
     samples: LATENT
     vae: VAE
     tiled: bool = Bool(False)
     tile_size: int = Int(512, min=64, max=MAX_TILE, step=32)
     overlap: int = Int(64, min=0, max=MAX_TILE // 4, step=32)
+    temporal_size: int = Int(64, min=8, max=MAX_TILE, step=4)
+    temporal_overlap: int = Int(8, min=4, max=MAX_TILE, step=4)
     outputs = {"image": IMAGE}
-    comfy = (ComfyAlias(("VAEDecode",), optional=("tiled", "tile_size", "overlap")),
-             ComfyAlias(("VAEDecodeTiled",), fixed={"tiled": True}, ignore=("temporal_size", "temporal_overlap")))
+    comfy = (ComfyAlias(("VAEDecode",), optional=("tiled", "tile_size", "overlap", "temporal_size",
+                                               "temporal_overlap")),
+             ComfyAlias(("VAEDecodeTiled",), fixed={"tiled": True}))
 
     def run(self):
         vae = _require_vae(self.vae)
@@ -57,7 +79,8 @@ class VAEDecode(Node):
             raise NodeInputError("samples", f"latents have {latent.shape[1]} channels; this VAE uses "
                                             f"{vae.latent_channels}{hint}")
         if self.tiled:
-            return vae.decode_tiled(latent, self.tile_size, self.overlap)
+            return _tiled(lambda *a: vae.decode_tiled(latent, *a), vae, self.tile_size, self.overlap,
+                          self.temporal_size, self.temporal_overlap)
         return vae.decode(latent)
 
 

@@ -145,7 +145,8 @@ def test_vae_tiled_classes_map_onto_our_vae_nodes_with_tiling(builtin_registry):
                                                               "overlap": 64, "temporal_size": 64, "temporal_overlap": 8}}}
     nodes = import_comfy(graph, builtin_registry).nodes
     assert nodes["1"].type == "VAEDecode"
-    assert nodes["1"].inputs == {"tiled": True, "samples": ["3", 0], "vae": ["4", 2], "tile_size": 256, "overlap": 32}
+    assert nodes["1"].inputs == {"tiled": True, "samples": ["3", 0], "vae": ["4", 2], "tile_size": 256, "overlap": 32,
+                                 "temporal_size": 64, "temporal_overlap": 8}  # video VAEs tile over frames too
     assert nodes["2"].type == "VAEEncode" and nodes["2"].inputs["tiled"] is True
 
     class RecordingVAE:

@@ -130,3 +130,21 @@ def test_inspect_names_the_wan_vae(tmp_path):
     report = inspect_report(write_wan_vae(tmp_path / "wan_2.1_vae.safetensors"))
     assert "kind: Wan 2.1 video VAE" in report
     assert "16 latent channels, 4x frames, 8x pixels, channels 8 x [1, 2, 4, 4]" in report
+
+
+def test_socket_tiles_as_the_other_video_vaes(pair):
+    """The Wan socket is a VideoVAESocket: 4 frames per latent; one tile covering the video is the
+    plain decode / encode exactly; real tiles (in time and space) cover every frame and pixel, and an
+    image latent tiles as a one-frame video."""
+    ours, _, _ = pair
+    vae = WanVAE(ours)
+    assert (vae.temporal_compression, vae.downscale) == (4, 8)
+    z = torch.randn(1, 16, 5, 4, 4, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(vae.decode_tiled(z), vae.decode(z))
+    tiled = vae.decode_tiled(z, 16, 8, 8, 4)  # 2 latent rows / frames per tile
+    assert tiled.shape == vae.decode(z).shape == (17, 32, 32, 3)
+    assert torch.isfinite(tiled).all() and tiled.std() > 0.01
+    assert torch.equal(vae.decode_tiled(z[:, :, 0]), vae.decode(z[:, :, 0]))
+    video = torch.rand(9, 16, 16, 3, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(vae.encode_tiled(video), vae.encode(video))
+    assert vae.encode_tiled(video, 16, 8, 8, 4).shape == vae.encode(video).shape == (1, 16, 3, 2, 2)

@@ -9,7 +9,8 @@ decoder upscale is a convolution to 8x the channels unfolded into 2x2x2 (its fir
 dropped). The latent is the posterior mean, normalised per channel by the file's
 `per_channel_statistics` (mean-of-means, std-of-means), as ComfyUI's VAE does.
 
-The socket (`LTXVVAE`) takes and gives IMAGE batches: the batch is the frames of one video.
+The socket (`LTXVVAE`) takes and gives IMAGE batches: the batch is the frames of one video;
+it decodes and encodes in 3-D tiles as ComfyUI's VAEDecodeTiled / VAEEncodeTiled do (vae.VideoVAESocket).
 """
 
 import torch
@@ -18,7 +19,7 @@ from torch import nn
 
 from .configs import LTXVVAEConfig, ltxv_vae_config_from_state_dict  # noqa: F401 (torch-free config)
 from .latent_formats import LTXV
-from .vae import VAESocket
+from .vae import VideoVAESocket
 
 
 def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -188,52 +189,23 @@ class LTXVideoVAE(nn.Module):
         return self.decoder(self.per_channel_statistics.unnormalize(z))
 
 
-class LTXVVAE(VAESocket):
+class LTXVVAE(VideoVAESocket):
     """The video VAE as a VAE socket: an IMAGE batch (BHWC, 0..1) is the frames of one video;
-    latents [1, 128, F, H/32, W/32] in and out, frames back as one IMAGE batch."""
+    latents [1, 128, F, H/32, W/32] in and out, frames back as one IMAGE batch (8 frames per latent
+    frame after the first; encoding takes the first 8k + 1 frames). Tiled as VideoVAESocket says."""
 
     latent_format = LTXV
+    title = "the LTX-Video VAE"
+    memory_name = "ltxv_vae"
 
     def __init__(self, module: LTXVideoVAE):
         self.module = module.eval()
 
-    def to(self, device=None, dtype=None) -> "LTXVVAE":
-        self.module.to(device=device, dtype=dtype)
-        return self
+    def _decode(self, z):
+        return self.module.decode(z)
 
-    @torch.no_grad()
-    def encode(self, image: torch.Tensor) -> torch.Tensor:
-        """IMAGE [N, H, W, 3] (N = 1 + 8k frames; others are cut to the last such count) -> latent."""
-        from graphflow import memory
+    def _encode(self, x):
+        return self.module.encode(x)
 
-        f, step = self.downscale, self.module.config.frames_per_latent
-        if image.dim() != 4 or image.shape[1] < f or image.shape[2] < f:
-            raise ValueError(f"the LTX-Video VAE encodes an IMAGE [frames, H, W, 3] of at least {f}x{f}, "
-                             f"got shape {tuple(image.shape)}")
-        frames = (image.shape[0] - 1) // step * step + 1
-        h, w = image.shape[1] // f * f, image.shape[2] // f * f
-        top, left = (image.shape[1] - h) // 2, (image.shape[2] - w) // 2
-        pixels = image[:frames, top:top + h, left:left + w, :3]
-        with memory.use(self.module, "vae", "ltxv_vae"):
-            x = (pixels.permute(3, 0, 1, 2)[None] * 2 - 1).to(self.device, self.dtype)
-            return self.module.encode(x).float().cpu()
-
-    @torch.no_grad()
-    def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        """Latent [B, C, F, h, w] -> IMAGE [B * (8(F-1)+1), 32h, 32w, 3], the frames of each video in turn."""
-        from graphflow import memory
-
-        if latent.dim() != 5 or latent.shape[1] != self.latent_channels:
-            raise ValueError(f"the LTX-Video VAE decodes video latents [B, {self.latent_channels}, frames, h, w], "
-                             f"got shape {tuple(latent.shape)}")
-        with memory.use(self.module, "vae", "ltxv_vae"):
-            x = self.module.decode(latent.to(self.device, self.dtype)).float()
-        x = ((x + 1) / 2).clamp(0, 1)
-        return x.permute(0, 2, 3, 4, 1).reshape(-1, *x.shape[3:], x.shape[1]).contiguous().cpu()
-
-    # fully convolutional; no tiling yet
-    def decode_tiled(self, latent, tile_size=512, overlap=64):
-        return self.decode(latent)
-
-    def encode_tiled(self, image, tile_size=512, overlap=64):
-        return self.encode(image)
+    def _encode_frames(self, frames: int) -> int:
+        return self.pixel_frames(self.latent_frames(frames))  # 1 + 8k: the encoder's causal groups

@@ -37,7 +37,7 @@ from torch import nn
 from .configs import (MochiVAEConfig, MochiVAEEncoderConfig, mochi_vae_config_from_state_dict,  # noqa: F401
                       mochi_vae_encoder_config_from_state_dict)
 from .latent_formats import MOCHI
-from .vae import VAESocket
+from .vae import VideoVAESocket
 
 
 class FrameGroupNorm(nn.GroupNorm):
@@ -195,56 +195,27 @@ class MochiVideoVAE(nn.Module):
         self.encoder = None if encoder is None else MochiVAEEncoder(encoder)
 
 
-class MochiVAE(VAESocket):
+class MochiVAE(VideoVAESocket):
     """The VAE as a socket: latents [B, 12, F, h, w] (raw, as ComfyUI's VAE takes them; the Mochi
-    latent format standardises them for the model) to frames, one IMAGE batch, and back."""
+    latent format standardises them for the model) to frames, one IMAGE batch, and back. Encoding
+    takes every frame (ComfyUI passes every frame too: F = k + 1 for 6k + 1 frames, other counts as
+    the strided convolutions give). Tiled as VideoVAESocket says."""
 
     latent_format = MOCHI
+    title = "the Mochi VAE"
+    memory_name = "mochi_vae"
 
     def __init__(self, module: MochiVideoVAE):
         self.module = module.eval()
 
-    def to(self, device=None, dtype=None) -> "MochiVAE":
-        self.module.to(device=device, dtype=dtype)
-        return self
+    def _decode(self, z):
+        return self.module.decoder(z)
 
-    @torch.no_grad()
-    def encode(self, image: torch.Tensor) -> torch.Tensor:
-        """IMAGE [N, H, W, 3], the frames of one video (H, W cut to multiples of 8 around the
-        centre, as ComfyUI crops) -> latent [1, 12, F, H/8, W/8]: F = k + 1 for N = 6k + 1 (other
-        counts as the strided convolutions give: ComfyUI passes every frame too)."""
-        from graphflow import memory
+    def _encode(self, x):
+        return self.module.encoder(x)
 
+    def _pixels_in(self, image):
         if self.module.encoder is None:
             raise ValueError("this Mochi VAE file holds the decoder alone (Genmo's decoder file): encoding needs "
                              "mochi_vae.safetensors, which has the encoder too")
-        f = self.downscale
-        if image.dim() != 4 or image.shape[1] < f or image.shape[2] < f:
-            raise ValueError(f"the Mochi VAE encodes an IMAGE [frames, H, W, 3] of at least {f}x{f}, "
-                             f"got shape {tuple(image.shape)}")
-        h, w = image.shape[1] // f * f, image.shape[2] // f * f
-        top, left = (image.shape[1] - h) // 2, (image.shape[2] - w) // 2
-        pixels = image[:, top:top + h, left:left + w, :3]
-        with memory.use(self.module, "vae", "mochi_vae"):
-            x = (pixels.permute(3, 0, 1, 2)[None] * 2 - 1).to(self.device, self.dtype)
-            return self.module.encoder(x).float().cpu()
-
-    @torch.no_grad()
-    def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        """Latent [B, 12, F, h, w] -> IMAGE [B * (6(F-1)+1), 8h, 8w, 3], the frames of each video in turn."""
-        from graphflow import memory
-
-        if latent.dim() != 5 or latent.shape[1] != self.latent_channels:
-            raise ValueError(f"the Mochi VAE decodes video latents [B, {self.latent_channels}, frames, h, w], "
-                             f"got shape {tuple(latent.shape)}")
-        with memory.use(self.module, "vae", "mochi_vae"):
-            x = self.module.decoder(latent.to(self.device, self.dtype)).float()
-        x = ((x + 1) / 2).clamp(0, 1)
-        return x.permute(0, 2, 3, 4, 1).reshape(-1, *x.shape[3:], x.shape[1]).contiguous().cpu()
-
-    # fully convolutional; no tiling yet
-    def decode_tiled(self, latent, tile_size=512, overlap=64):
-        return self.decode(latent)
-
-    def encode_tiled(self, image, tile_size=512, overlap=64):
-        return self.encode(image)
+        return super()._pixels_in(image)

@@ -1,17 +1,70 @@
-"""Run a map (VAE encode or decode) over overlapping tiles and blend them without seams.
+"""Run a map (VAE encode or decode) over overlapping tiles in any number of dimensions and blend them.
 
-Each tile's output is weighted by a ramp across the overlap on every side that faces another
-tile (flat 1 elsewhere); the blend is sum(w * tile) / sum(w). A tile's output is worst near its
-edge (zero padding, missing context), so the ramp gives the outer quarter of the overlap weight 0
-and rises by a smoothstep over the middle half; two facing ramps sum to exactly 1. A map whose
-receptive field is within a quarter of the overlap is therefore reproduced exactly, and a real
-VAE's far weaker long-range effects fade in smoothly instead of cutting a seam.
+`tiled_map_nd` is the one engine: each tiled dimension (an `Axis`) says where its tiles start and
+how long they are, where a tile's output lands, how long the output is and how a tile's outputs
+are weighted; the blend is sum(w * tile) / sum(w), w the outer product of the axes' weights.
+
+Two rules fill it in:
+
+- Images (`tiled_map`, graphflow's own): tiles flush with the end, weighted by a ramp across the
+  overlap on every side that faces another tile (flat 1 elsewhere). A tile's output is worst near
+  its edge (zero padding, missing context), so the ramp gives the outer quarter of the overlap
+  weight 0 and rises by a smoothstep over the middle half; two facing ramps sum to exactly 1. A map
+  whose receptive field is within a quarter of the overlap is reproduced exactly. (ComfyUI instead
+  averages three tilings of different shapes.)
+- Video (`video_axes`, ComfyUI's tiled_scale_multidim as its VAEDecodeTiled / VAEEncodeTiled run
+  it for video VAEs): over frames, rows and columns, tiles start every tile - overlap positions
+  (range(0, length - overlap, tile - overlap)), the last one cut short; a dimension no longer than
+  its tile is one tile, and when every dimension is, the map runs once on the whole input. Each
+  tile's output is feathered linearly at both ends by round(scale(overlap)) positions, weights
+  (t + 1) / width for the t-th position from an end. Frames scale by the VAE's causal rule
+  (F latent frames <-> t(F - 1) + 1 pixel frames, the first latent frame being one picture) while
+  a tile's position scales by the plain factor t, so a tile starting at latent frame p decodes to
+  frames from t * p: its first, lone frame lands on the last frame of latent p's group.
 """
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 
+
+class Axis(NamedTuple):
+    """One tiled dimension: the tiles' (start, length) in the input, the output's length, where a
+    tile starting at input position p lands in the output, and its output's weights
+    weights(start, length, n_out) -> [n_out]."""
+    spans: list[tuple[int, int]]
+    out_len: int
+    out_pos: Callable[[int], int]
+    weights: Callable[[int, int, int], torch.Tensor]
+
+
+def tiled_map_nd(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, axes: Sequence[Axis],
+                 out_channels: int) -> torch.Tensor:
+    """Apply `fn` tile by tile over the last len(axes) dimensions of x [B, C, ...] and blend the
+    outputs [B, out_channels, ...] (float32). One tile covering everything: fn(x) itself."""
+    sizes = x.shape[2:]
+    if all(a.spans == [(0, n)] for a, n in zip(axes, sizes)):
+        return fn(x).float()
+    out_sizes = [a.out_len for a in axes]
+    out = torch.zeros(x.shape[0], out_channels, *out_sizes, device=x.device, dtype=torch.float32)
+    weight = torch.zeros(1, 1, *out_sizes, device=x.device, dtype=torch.float32)
+    for spans in itertools.product(*(a.spans for a in axes)):
+        result = fn(x[(..., *(slice(s, s + n) for s, n in spans))]).float()
+        w, region = None, []
+        for d, (axis, (start, length)) in enumerate(zip(axes, spans)):
+            n = result.shape[2 + d]
+            wd = axis.weights(start, length, n).to(x.device)
+            w = wd if w is None else w[..., None] * wd
+            p = axis.out_pos(start)
+            region.append(slice(p, p + n))
+        out[(..., *region)] += result * w
+        weight[(..., *region)] += w
+    return out / weight
+
+
+# -- images: graphflow's rule -----------------------------------------------------------------------
 
 def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[int]:
     """Start offsets of tiles of size `tile` covering [0, length), stepping tile - overlap;
@@ -46,22 +99,49 @@ def tiled_map(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile:
     """Apply `fn` ([B, C, h, w] -> [B, out_channels, h*scale, w*scale]) tile by tile over x [B, C, H, W].
     `tile`, `overlap` and `align` are in x's units; tiles start on multiples of `align`
     (the encoder needs pixel tiles on multiples of its downscale factor)."""
-    b, _, height, width = x.shape
     tile = max(align, tile // align * align)
     overlap = max(0, min(overlap, tile // 2))
-    out_h, out_w = round(height * scale), round(width * scale)
     ramp_len = int(overlap * scale)  # never more than the true overlap, which is >= overlap
-    out = torch.zeros(b, out_channels, out_h, out_w, device=x.device, dtype=torch.float32)
-    weight = torch.zeros(1, 1, out_h, out_w, device=x.device, dtype=torch.float32)
-    ys, xs = tile_starts(height, tile, overlap, align), tile_starts(width, tile, overlap, align)
-    for y in ys:
-        for x0 in xs:
-            th, tw = min(tile, height - y), min(tile, width - x0)
-            result = fn(x[:, :, y:y + th, x0:x0 + tw]).float()
-            oy, ox, oh, ow = round(y * scale), round(x0 * scale), result.shape[2], result.shape[3]
-            wy = ramp(oh, ramp_len, rise=y > 0, fall=y + th < height, device=x.device)
-            wx = ramp(ow, ramp_len, rise=x0 > 0, fall=x0 + tw < width, device=x.device)
-            w = wy[:, None] * wx[None, :]
-            out[:, :, oy:oy + oh, ox:ox + ow] += result * w
-            weight[:, :, oy:oy + oh, ox:ox + ow] += w
-    return (out / weight).to(x.dtype)
+
+    def axis(length: int) -> Axis:
+        spans = [(s, min(tile, length - s)) for s in tile_starts(length, tile, overlap, align)]
+        return Axis(spans, round(length * scale), lambda p: round(p * scale),
+                    lambda s, n, n_out: ramp(n_out, ramp_len, rise=s > 0, fall=s + n < length, device=x.device))
+
+    return tiled_map_nd(fn, x, [axis(x.shape[2]), axis(x.shape[3])], out_channels).to(x.dtype)
+
+
+# -- video: ComfyUI's rule ---------------------------------------------------------------------------
+
+def comfy_tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """ComfyUI's tile starts along one dimension: one tile when it fits, else every tile - overlap
+    positions below length - overlap (the last tile is cut short, not moved back)."""
+    if length <= tile:
+        return [0]
+    return [max(0, min(length - overlap, p)) for p in range(0, length - overlap, tile - overlap)]
+
+
+def feather(n: int, width: int) -> torch.Tensor:
+    """ComfyUI's tile weights [n]: (t + 1) / width at the t-th position from either end, for t <
+    width (both ends, whether or not a neighbour is there; the blend divides that out); all 1 when
+    the tile is no longer than `width`."""
+    w = torch.ones(n)
+    if 0 < width < n:
+        up = (torch.arange(width, dtype=torch.float32) + 1) / width
+        w[:width] *= up
+        w[n - width:] *= up.flip(0)
+    return w
+
+
+def video_axes(sizes: Sequence[int], tiles: Sequence[int], overlaps: Sequence[int],
+               out_len: Sequence[Callable[[int], float]], out_pos: Sequence[Callable[[int], float]]) -> list[Axis]:
+    """ComfyUI's axes over (frames, rows, columns): per dimension the input length, tile and overlap
+    (input units), the output length of an input length (e.g. 8F - 7 frames, 32h rows) and the
+    output position of an input position (8p, 32p); the feather is out_len(overlap) wide."""
+    axes = []
+    for length, tile, overlap, size, pos in zip(sizes, tiles, overlaps, out_len, out_pos):
+        spans = [(s, min(tile, length - s)) for s in comfy_tile_starts(length, tile, overlap)]
+        width = round(size(overlap))
+        axes.append(Axis(spans, round(size(length)), lambda p, pos=pos: round(pos(p)),
+                         lambda s, n, n_out, width=width: feather(n_out, width)))
+    return axes

@@ -15,7 +15,7 @@ from torch import nn
 from .attention import attention
 from .configs import VAEConfig, vae_config_from_state_dict  # noqa: F401 (the config lives in configs.py, torch-free)
 from .latent_formats import SD1, LatentFormat
-from .tiling import tiled_map
+from .tiling import tiled_map, tiled_map_nd, video_axes
 
 OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
@@ -208,6 +208,9 @@ class VAESocket:
     """What every VAE socket value shares: one module, placed by the memory manager, whose config
     gives the downscale and latent channels (Stable Cascade's Stage A and Stage C encoder too)."""
     module: nn.Module
+    # pixel frames per latent frame of a video VAE (VideoVAESocket); None: images, and SVD's
+    # decoder, whose frames are a batch (ComfyUI's VAEDecodeTiled ignores temporal_size there too)
+    temporal_compression: int | None = None
 
     @property
     def downscale(self) -> int:
@@ -280,7 +283,7 @@ class VAE(VAESocket):
         except OutOfMemoryError:
             pass  # leave the except block first so the failed attempt's tensors can be freed
         del x
-        return _smaller_tiles_until_it_fits(lambda tile: self.encode_posterior_tiled(image, tile, tile // 8))
+        return _tiles_until_it_fits(lambda tile: self.encode_posterior_tiled(image, tile, tile // 8))
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         """IMAGE [B, H, W, 3] 0..1 -> raw latent (the posterior mean) [B, C, H/8, W/8]."""
@@ -309,7 +312,7 @@ class VAE(VAESocket):
         except OutOfMemoryError:
             pass  # leave the except block first so the failed attempt's tensors can be freed
         del z
-        return _smaller_tiles_until_it_fits(lambda tile: self.decode_tiled(latent, tile, tile // 8))
+        return _tiles_until_it_fits(lambda tile: self.decode_tiled(latent, tile, tile // 8))
 
     @torch.no_grad()
     @_on_device
@@ -324,14 +327,183 @@ class VAE(VAESocket):
 Autoencoder = VAE  # the name CONTRACTS.md uses for the socket
 
 
-def _smaller_tiles_until_it_fits(run, tile_px: int = 512, smallest_px: int = 64):
-    """run(tile_size) with tiles of 512, 256, 128, 64 pixels until one fits in memory."""
-    while True:
+def _tiles_until_it_fits(run, attempts=((512,), (256,), (128,), (64,))):
+    """run(*attempt) for each attempt in turn (image tiles of 512, 256, 128, 64 pixels) until one
+    fits in memory; the last one's out-of-memory error is raised."""
+    for i, attempt in enumerate(attempts):
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         try:
-            return run(tile_px)
+            return run(*attempt)
         except OutOfMemoryError:
-            if tile_px <= smallest_px:
+            if i == len(attempts) - 1:
                 raise
-        tile_px //= 2
+
+
+# ComfyUI's own fallback first (256-pixel tiles, a quarter overlap, every frame at once), then
+# shorter and smaller tiles: (tile_size, temporal_size), in pixels and frames
+VIDEO_FALLBACK = ((256, None), (256, 64), (128, 32), (64, 16))
+
+
+class VideoVAESocket(VAESocket):
+    """What the causal video VAE sockets share (LTX-Video's, Mochi's): an IMAGE batch (BHWC, 0..1)
+    is the frames of one video, cropped around the centre to multiples of the downscale; latents
+    are [B, C, F, h, w]. With t = `temporal_compression`, F latent frames are t(F - 1) + 1 pixel
+    frames: the first latent frame is one picture (causal), each later one t frames.
+
+    Tiled decoding and encoding follow ComfyUI's VAEDecodeTiled / VAEEncodeTiled for video VAEs
+    (graphflow.models.tiling.video_axes): 3-D tiles over frames, rows and columns, sizes in pixels
+    and frames as the nodes take them. Plain decoding and encoding fall back to tiles when memory
+    runs out (VIDEO_FALLBACK). Subclasses give `_decode`, `_encode` and their names."""
+
+    title = "the video VAE"  # in error messages
+    memory_name = "video_vae"
+
+    @property
+    def temporal_compression(self) -> int:
+        return self.module.config.frames_per_latent
+
+    def latent_frames(self, frames: int) -> int:
+        """Latent frames of `frames` pixel frames: ceil(frames / t) (ComfyUI's downscale rule)."""
+        t = self.temporal_compression
+        return max(0, (frames + t - 1) // t)
+
+    def pixel_frames(self, latents: int) -> int:
+        """Pixel frames of `latents` latent frames: t(latents - 1) + 1."""
+        t = self.temporal_compression
+        return max(0, latents * t - (t - 1))
+
+    def to(self, device=None, dtype=None):
+        self.module.to(device=device, dtype=dtype)
+        return self
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:  # latent on the device -> pixels [B, 3, frames, H, W]
+        raise NotImplementedError
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:  # pixels on the device in -1..1 -> latent
+        raise NotImplementedError
+
+    def _encode_frames(self, frames: int) -> int:
+        """How many of the frames plain encoding takes (all; LTX-Video cuts to t k + 1)."""
+        return frames
+
+    # -- conversions ---------------------------------------------------------------------------
+    def _latent_in(self, latent: torch.Tensor) -> torch.Tensor:
+        if latent.dim() != 5 or latent.shape[1] != self.latent_channels:
+            raise ValueError(f"{self.title} decodes video latents [B, {self.latent_channels}, frames, h, w], "
+                             f"got shape {tuple(latent.shape)}")
+        return latent
+
+    def _pixels_in(self, image: torch.Tensor) -> torch.Tensor:
+        """IMAGE [N, H, W, 3] -> pixels [1, 3, N, H', W'] in -1..1 (CPU, float32), H', W' cut to
+        multiples of the downscale around the centre, as ComfyUI crops."""
+        f = self.downscale
+        if image.dim() != 4 or image.shape[1] < f or image.shape[2] < f:
+            raise ValueError(f"{self.title} encodes an IMAGE [frames, H, W, 3] of at least {f}x{f}, "
+                             f"got shape {tuple(image.shape)}")
+        h, w = image.shape[1] // f * f, image.shape[2] // f * f
+        top, left = (image.shape[1] - h) // 2, (image.shape[2] - w) // 2
+        return image[:, top:top + h, left:left + w, :3].permute(3, 0, 1, 2)[None].float() * 2 - 1
+
+    @staticmethod
+    def _frames_out(x: torch.Tensor) -> torch.Tensor:
+        x = ((x.float() + 1) / 2).clamp(0, 1)
+        return x.permute(0, 2, 3, 4, 1).reshape(-1, *x.shape[3:], x.shape[1]).contiguous().cpu()
+
+    def _on_device(self, fn):
+        return lambda part: fn(part.to(self.device, self.dtype)).float().cpu()
+
+    # -- decode ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """Latent [B, C, F, h, w] -> IMAGE [B * (t(F-1)+1), H, W, 3], the frames of each video in turn;
+        tiles by itself when memory runs out."""
+        from graphflow import memory
+
+        z = self._latent_in(latent)
+        with memory.use(self.module, "vae", self.memory_name):
+            try:
+                return self._frames_out(self._on_device(self._decode)(z))
+            except OutOfMemoryError:
+                pass  # leave the except block first so the failed attempt's tensors can be freed
+        return _tiles_until_it_fits(lambda px, frames: self.decode_tiled(latent, px, px // 4, frames, 8),
+                                    VIDEO_FALLBACK)
+
+    @torch.no_grad()
+    def decode_tiled(self, latent: torch.Tensor, tile_size: int = 512, overlap: int = 64,
+                     temporal_size: int | None = 64, temporal_overlap: int = 8) -> torch.Tensor:
+        """Decode in 3-D tiles; sizes in pixels and frames turned into latent ones as ComfyUI's
+        VAEDecodeTiled does: overlap at most tile_size // 4 (else tile_size // 4), temporal_overlap
+        halved when more than half of temporal_size; then tiles of max(2, temporal_size // t) latent
+        frames overlapping by max(1, min(that // 2, temporal_overlap // t)), and of tile_size // s
+        latent rows and columns overlapping by overlap // s (s the downscale). A video no longer
+        than a tile is not tiled in time; temporal_size None decodes every frame at once."""
+        from graphflow import memory
+
+        z = self._latent_in(latent)
+        t, s = self.temporal_compression, self.downscale
+        if tile_size < overlap * 4:
+            overlap = tile_size // 4
+        if temporal_size is None:
+            tile_t, overlap_t = max(2, z.shape[2]), 1
+        else:
+            if temporal_size < temporal_overlap * 2:
+                temporal_overlap //= 2
+            tile_t = max(2, temporal_size // t)
+            overlap_t = max(1, min(tile_t // 2, temporal_overlap // t))
+        tile, lap = max(1, tile_size // s), overlap // s
+        axes = video_axes(z.shape[2:], (tile_t, tile, tile), (overlap_t, lap, lap),
+                          (self.pixel_frames, lambda n: n * s, lambda n: n * s),
+                          (lambda p: p * t, lambda p: p * s, lambda p: p * s))
+        with memory.use(self.module, "vae", self.memory_name):
+            x = tiled_map_nd(self._on_device(self._decode), z, axes, out_channels=self.module.config.out_channels)
+        return self._frames_out(x)
+
+    # -- encode ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        """IMAGE [N, H, W, 3], the frames of one video -> latent [1, C, F, H/s, W/s]; tiles by
+        itself when memory runs out."""
+        from graphflow import memory
+
+        x = self._pixels_in(image)
+        x = x[:, :, :self._encode_frames(x.shape[2])]
+        with memory.use(self.module, "vae", self.memory_name):
+            try:
+                return self._on_device(self._encode)(x)
+            except OutOfMemoryError:
+                pass
+        del x
+        return _tiles_until_it_fits(lambda px, frames: self.encode_tiled(image, px, px // 4, frames, 8),
+                                    VIDEO_FALLBACK)
+
+    @torch.no_grad()
+    def encode_tiled(self, image: torch.Tensor, tile_size: int = 512, overlap: int = 64,
+                     temporal_size: int | None = 64, temporal_overlap: int = 8) -> torch.Tensor:
+        """Encode in 3-D tiles as ComfyUI's VAEEncodeTiled does: pixel tiles of tile_size
+        overlapping by overlap; in time L = max(2, ceil(temporal_size / t)) latent frames per tile,
+        so t(L - 1) + 1 pixel frames, overlapping by the pixel frames of max(1, min(L // 2,
+        ceil(temporal_overlap / t))) latent frames; the video first cut to t(F - 1) + 1 frames for
+        its F = ceil(N / t) latent frames. temporal_size None encodes every frame at once (plain
+        encoding's frames)."""
+        from graphflow import memory
+
+        x = self._pixels_in(image)
+        t, s = self.temporal_compression, self.downscale
+        if temporal_size is None:
+            x = x[:, :, :self._encode_frames(x.shape[2])]
+            tile_t, overlap_t = x.shape[2], 1
+        else:
+            x = x[:, :, :self.pixel_frames(self.latent_frames(x.shape[2]))]
+            latents = max(2, self.latent_frames(temporal_size))
+            tile_t = self.pixel_frames(latents)
+            overlap_t = self.pixel_frames(max(1, min(latents // 2, self.latent_frames(temporal_overlap))))
+        # pixel tiles on whole latents; an overlap of a whole tile or more (where ComfyUI's step
+        # would be zero or negative) falls back to the quarter VAEDecodeTiled allows
+        tile_size = max(s, tile_size // s * s)
+        overlap = overlap // s * s if overlap < tile_size else tile_size // 4 // s * s
+        axes = video_axes(x.shape[2:], (tile_t, tile_size, tile_size), (overlap_t, overlap, overlap),
+                          (self.latent_frames, lambda n: n / s, lambda n: n / s),
+                          (lambda p: p / t, lambda p: p / s, lambda p: p / s))
+        with memory.use(self.module, "vae", self.memory_name):
+            return tiled_map_nd(self._on_device(self._encode), x, axes, out_channels=self.latent_channels)

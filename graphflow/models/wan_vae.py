@@ -29,7 +29,7 @@ from torch import nn
 
 from .attention import attention
 from .latent_formats import WAN21
-from .vae import VAESocket
+from .vae import VideoVAESocket
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,10 @@ class WanVAEConfig:
     @property
     def frames_per_latent(self) -> int:
         return 2 ** sum(self.temporal_downsample)
+
+    @property
+    def out_channels(self) -> int:
+        return 3
 
 
 def is_wan_vae(shapes) -> bool:
@@ -272,56 +276,30 @@ class WanVideoVAE(nn.Module):
         return x.clamp(-1, 1)
 
 
-class WanVAE(VAESocket):
+class WanVAE(VideoVAESocket):
     """The Wan 2.1 VAE as a VAE socket: an IMAGE batch (BHWC, 0..1) is the frames of one video
-    (a single image is a one-frame video); raw latents [1, 16, frames, H/8, W/8] out. Decodes
-    video latents [B, 16, F, h, w] (each video's frames in turn) and image latents [B, 16, h, w]
-    (EmptySD3LatentImage's: each a one-frame video)."""
+    (a single image is a one-frame video); raw latents [1, 16, frames, H/8, W/8] out (encoding
+    takes the first 4k + 1 frames). Decodes video latents [B, 16, F, h, w] (each video's frames
+    in turn) and image latents [B, 16, h, w] (EmptySD3LatentImage's: each a one-frame video).
+    Tiled as VideoVAESocket says."""
 
     latent_format = WAN21
+    title = "the Wan VAE"
+    memory_name = "wan_vae"
 
     def __init__(self, module: WanVideoVAE):
         self.module = module.eval()
 
-    def to(self, device=None, dtype=None) -> "WanVAE":
-        self.module.to(device=device, dtype=dtype)
-        return self
+    def _decode(self, z):
+        return self.module.decode(z)
 
-    @torch.no_grad()
-    def encode(self, image: torch.Tensor) -> torch.Tensor:
-        """IMAGE [N, H, W, 3] (N = 1 + 4k frames; others are cut to the last such count) -> latent."""
-        from graphflow import memory
+    def _encode(self, x):
+        return self.module.encode(x)
 
-        f, step = self.downscale, self.module.config.frames_per_latent
-        if image.dim() != 4 or image.shape[-1] not in (3, 4) or image.shape[1] < f or image.shape[2] < f:
-            raise ValueError(f"the Wan VAE encodes an IMAGE [frames, H, W, 3] of at least {f}x{f}, "
-                             f"got shape {tuple(image.shape)}")
-        frames = (image.shape[0] - 1) // step * step + 1
-        h, w = image.shape[1] // f * f, image.shape[2] // f * f
-        top, left = (image.shape[1] - h) // 2, (image.shape[2] - w) // 2
-        pixels = image[:frames, top:top + h, left:left + w, :3]
-        with memory.use(self.module, "vae", "wan_vae"):
-            x = (pixels.permute(3, 0, 1, 2)[None] * 2 - 1).to(self.device, self.dtype)
-            return self.module.encode(x).float().cpu()
+    def _encode_frames(self, frames: int) -> int:
+        return self.pixel_frames(self.latent_frames(frames))  # 1 + 4k: the encoder's causal groups
 
-    @torch.no_grad()
-    def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        """Latent [B, C, F, h, w] -> IMAGE [B * (4(F-1)+1), 8h, 8w, 3]; [B, C, h, w] -> IMAGE [B, 8h, 8w, 3]."""
-        from graphflow import memory
-
-        if latent.dim() not in (4, 5) or latent.shape[1] != self.latent_channels:
-            raise ValueError(f"the Wan VAE decodes latents [B, {self.latent_channels}, frames, h, w] or "
-                             f"[B, {self.latent_channels}, h, w], got shape {tuple(latent.shape)}")
-        if latent.dim() == 4:
-            latent = latent[:, :, None]
-        with memory.use(self.module, "vae", "wan_vae"):
-            x = self.module.decode(latent.to(self.device, self.dtype)).float()
-        x = (x + 1) / 2
-        return x.permute(0, 2, 3, 4, 1).reshape(-1, *x.shape[3:], x.shape[1]).contiguous().cpu()
-
-    # fully convolutional; no tiling yet
-    def decode_tiled(self, latent, tile_size=512, overlap=64):
-        return self.decode(latent)
-
-    def encode_tiled(self, image, tile_size=512, overlap=64):
-        return self.encode(image)
+    def _latent_in(self, latent: torch.Tensor) -> torch.Tensor:
+        if latent.dim() == 4 and latent.shape[1] == self.latent_channels:
+            return latent[:, :, None]  # an image latent: a one-frame video
+        return super()._latent_in(latent)
