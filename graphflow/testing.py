@@ -15,6 +15,7 @@ counts follow the loaders' conventions, so a file's detected configuration is wh
 Weights are Gaussian, scaled by 1/sqrt(fan_in) so activations stay O(1); norm weights near 1.
 """
 
+import functools
 import json
 from pathlib import Path
 
@@ -1259,6 +1260,111 @@ def write_svd_checkpoint(path, seed: int = 0, dtype=torch.float16, adm_in_channe
     path = Path(path)
     save_file(tensors, str(path))
     return path
+
+
+# -- Wan 2.1: UMT5-XXL with its SentencePiece model inside, the transformer -----------------------
+
+UMT5_TINY_WIDTH = 32
+_WORDS = ("a red fox runs through fresh snow under the pale winter sky while birds sing softly in old "
+          "trees near a quiet river where children play with small boats and dogs bark at passing cars "
+          "on the long road to the city of lights music dance night ocean waves mountain forest cat").split()
+
+
+def spiece_model(vocab_size: int = 160) -> bytes:
+    """A tiny SentencePiece (unigram) model trained on a few hundred generated sentences, with
+    UMT5's special ids: <pad> 0, </s> 1, <unk> 2, no <s>."""
+    return _spiece_model(vocab_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _spiece_model(vocab_size: int) -> bytes:
+    import io
+    import random
+
+    import sentencepiece
+
+    rng = random.Random(0)
+    sentences = [" ".join(rng.choice(_WORDS) for _ in range(rng.randint(4, 12))) for _ in range(400)]
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences), model_writer=model, vocab_size=vocab_size, model_type="unigram",
+        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, hard_vocab_limit=False, minloglevel=2)
+    return model.getvalue()
+
+
+def umt5_config(vocab_size: int, scaled_down: bool = True):
+    """UMT5-XXL's encoder (Wan 2.1's text encoder), or a tiny one."""
+    from transformers import UMT5Config
+
+    if scaled_down:
+        return UMT5Config(vocab_size=vocab_size, d_model=UMT5_TINY_WIDTH, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                          feed_forward_proj="gated-gelu", is_encoder_decoder=False, tie_word_embeddings=False)
+    return UMT5Config(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+                      feed_forward_proj="gated-gelu", is_encoder_decoder=False, tie_word_embeddings=False)
+
+
+def umt5_state(seed: int = 2) -> dict[str, torch.Tensor]:
+    """A random tiny UMT5 encoder in transformers' / ComfyUI's names (shared.weight, encoder.block.N...)."""
+    from sentencepiece import SentencePieceProcessor
+    from transformers import UMT5EncoderModel
+
+    vocab = SentencePieceProcessor(model_proto=spiece_model()).get_piece_size()
+    with torch.device("meta"):
+        shapes = _module_shapes(UMT5EncoderModel(umt5_config(vocab)))
+    shapes.pop("encoder.embed_tokens.weight", None)  # tied to shared.weight
+    return random_state(shapes, seed, torch.float32)
+
+
+def write_umt5(path, seed: int = 2, dtype=torch.float16, tokenizer: bool = True) -> Path:
+    """A tiny umt5_xxl_fp16.safetensors as Comfy-Org ships it: transformers' UMT5EncoderModel names
+    and the SentencePiece model's bytes as the uint8 tensor spiece_model (tokenizer=False: without)."""
+    state = {k: v.to(dtype) for k, v in umt5_state(seed).items()}
+    if tokenizer:
+        state["spiece_model"] = torch.frombuffer(bytearray(spiece_model()), dtype=torch.uint8)
+    save_file(state, str(path))
+    return Path(path)
+
+
+def wan_config(scaled_down: bool = True, i2v: bool = False, depth: int = 2, in_channels: int | None = None,
+               vace: bool = False):
+    """Wan 2.1 T2V 1.3B's transformer config (I2V: 14B 480p's), or a tiny one taking the tiny
+    UMT5's tokens (two 128-channel heads: the head width ComfyUI assumes). in_channels: another
+    input width (Fun Control's 48). vace: Wan2.1 VACE 1.3B's (15 VACE blocks, every other block),
+    tiny: 4 blocks, 2 VACE blocks."""
+    from dataclasses import replace
+
+    from .models.configs import WanConfig
+
+    if not scaled_down:
+        cfg = WanConfig(in_channels=36, image_dim=1280) if i2v else WanConfig(dim=1536, ffn_dim=8960, num_heads=12,
+                                                                                depth=30)
+    else:
+        cfg = WanConfig(in_channels=36 if i2v else 16, dim=256, ffn_dim=96, num_heads=2, depth=depth,
+                        text_dim=UMT5_TINY_WIDTH, image_dim=64 if i2v else 0)
+    if vace:
+        cfg = replace(cfg, vace_layers=15, vace_in_channels=96) if not scaled_down else replace(
+            cfg, depth=4, vace_layers=2, vace_in_channels=96)
+    return cfg if in_channels is None else replace(cfg, in_channels=in_channels)
+
+
+def wan_state(scaled_down: bool = True, seed: int = 0, i2v: bool = False, depth: int = 2,
+              in_channels: int | None = None, vace: bool = False) -> dict[str, torch.Tensor]:
+    """A random Wan 2.1 transformer in the original names (float32)."""
+    from .models.wan import Wan
+
+    with torch.device("meta"):
+        shapes = _module_shapes(Wan(wan_config(scaled_down, i2v, depth, in_channels, vace)))
+    return random_state(shapes, seed, torch.float32)
+
+
+def write_wan(path, seed: int = 0, dtype=torch.float16, i2v: bool = False, prefixed: bool = False,
+              depth: int = 2, in_channels: int | None = None, vace: bool = False) -> Path:
+    """A random Wan 2.1 diffusion model in the original layout, bare as wan2.1_t2v_1.3B_fp16.safetensors
+    (prefixed: under model.diffusion_model., as ComfyUI saves checkpoints)."""
+    state = wan_state(True, seed, i2v, depth, in_channels, vace)
+    prefix = UNET_PREFIX if prefixed else ""
+    save_file({prefix + k: v.to(dtype) for k, v in state.items()}, str(path))
+    return Path(path)
 
 
 def wan_vae_config(scaled_down: bool = True):

@@ -410,8 +410,8 @@ def _next_latent_counter(folder, stem: str) -> int:
 
 class SaveLatent(Node):
     """Save latents to the outputs folder as a .latent file (ComfyUI's format: safetensors with
-    the raw latent under "latent_tensor"), with the workflow in its metadata. Copy it to the
-    inputs folder to load it with LoadLatent."""
+    the raw latent under "latent_tensor"; video latents [B, C, frames, h, w] too), with the
+    workflow in its metadata. Copy it to the inputs folder to load it with LoadLatent."""
     category = "latent"
     output_node = True
     samples: LATENT
@@ -422,7 +422,9 @@ class SaveLatent(Node):
         import torch
         from safetensors.torch import save_file
 
-        x = _samples(self.samples, "samples")
+        video = isinstance(self.samples, dict) and torch.is_tensor(self.samples.get("samples")) \
+            and self.samples["samples"].ndim == 5
+        x = self.samples["samples"] if video else _samples(self.samples, "samples")
         try:
             folder, stem = folders.output_location(self.filename_prefix)
         except ValueError as e:

@@ -218,3 +218,11 @@ class CLIPMergeSubtract(Node):
 
     def run(self):
         return _merge_clips(self, lambda name: (self.multiplier, -self.multiplier))
+
+ModelMergeWAN2_1 = _block_merge_node(
+    "ModelMergeWAN2_1", """Merge two Wan 2.1 models with one ratio per transformer block (ratio 1 =
+    model1's weights): model1 * ratio + model2 * (1 - ratio). Inputs are the patch embedding, the
+    timestep embedding and its projection, the prompt embedding, the image embedding (I2V), the 40
+    blocks (the 14B's; the 1.3B has 30) and the head.""",
+    ["patch_embedding.", "time_embedding.", "time_projection.", "text_embedding.", "img_emb."]
+    + [f"blocks.{i}." for i in range(40)] + ["head."], ("ModelMergeWAN2_1",), ("wan",))

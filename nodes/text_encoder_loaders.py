@@ -49,10 +49,13 @@ class LoadTextEncoder(Node):
     CLIP-G of Stable Cascade (stable_cascade), or T5-XXL for chroma, pixart (PixArt-α / Σ),
     ltxv (LTX-Video) and mochi (Mochi 1), prompts unpadded, as ComfyUI encodes them for these
     (or with the padding masked: the same numbers); or the old T5-XXL (v1.0, oldt5_xxl) for
-    cosmos (Cosmos-Predict2), prompts padded to 512 zeroed tokens."""
+    cosmos (Cosmos-Predict2), prompts padded to 512 zeroed tokens; or UMT5-XXL (umt5_xxl_fp16 /
+    umt5_xxl_fp8_e4m3fn_scaled, whose tokenizer is inside the file) for wan (Wan 2.1), prompts
+    zero-padded to 512 tokens as ComfyUI gives them."""
     category = "advanced/loaders"
     clip_name: str = Choice(_list)
-    type: str = Choice(["stable_diffusion", "stable_cascade", "sd3", "chroma", "pixart", "ltxv", "mochi", "cosmos"],
+    type: str = Choice(["stable_diffusion", "stable_cascade", "sd3", "chroma", "pixart", "ltxv", "mochi", "cosmos",
+                        "wan"],
                        "stable_diffusion")
     outputs = {"clip": CLIP}
     comfy = ComfyAlias(("CLIPLoader",), ignore=("device",))

@@ -170,7 +170,10 @@ async def test_alternating_checkpoints_settle_one_per_worker(start, cluster):
     pool, _ = cluster
     before = worker_loads(pool)
     client = await start(paused=True)
-    sequence = ["ckpt-c.safetensors", "ckpt-d.safetensors"] * 4
+    # Two of each: with more, a worker that finishes its model's runs while several runs of the
+    # other model still wait may rightly load that model too (the dispatcher's "spread"), which
+    # depends on timing; with two of each at most one run ever waits for a busy worker's model.
+    sequence = ["ckpt-c.safetensors", "ckpt-d.safetensors"] * 2
     run_ids = [await submit(client, txt2img(seed=i, checkpoint=c, prefix="affinity")) for i, c in enumerate(sequence)]
     client.app[SERVER].resume()
     records = [await finished(client, r) for r in run_ids]

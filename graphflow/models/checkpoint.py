@@ -29,6 +29,7 @@ from .ltxv import LTXV
 from .mmdit import MMDiT
 from .lumina2 import Lumina2
 from .mochi import Mochi
+from .wan import Wan
 from .text_encoders import ARCH_TOWERS, CLIP_L, HF, OPEN_CLIP, TextEncoder, TowerSpec, tower_from_weights
 from .unet import UNet, UNetConfig
 from .vae import VAE, AutoencoderKL, VAEConfig
@@ -149,8 +150,9 @@ def build_flow_model(source, info: FlowInfo, device, dtype, weight_dtype: str = 
     Linear/Conv weights are stored in `weight_dtype` (fp8_e4m3fn / fp8_e5m2), or kept in fp8 where
     the file holds them so ("default"); everything else, and all computation, is in `dtype`."""
     with torch.device("meta"):
-        net = {"sd3": MMDiT, "flux": Flux, "chroma": Chroma, "ltxv": LTXV, "mochi": Mochi,
-               "lumina2": Lumina2}[info.arch](info.config)
+        net = {"sd3": MMDiT, "flux": Flux, "chroma": Chroma, "ltxv": LTXV, "mochi": Mochi, "wan": Wan,
+               "lumina2": Lumina2}[info.arch](
+            info.config)
     dtype_of = _weight_storage(net, source, dtype, weight_dtype)
     net = _assign(net, source, device, dtype, f"{info.name} ({info.prefix or 'no prefix'})", dtype_of=dtype_of)
     return DiffusionModel(net, info.arch, "flow", info.latent_format)

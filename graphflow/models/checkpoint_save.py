@@ -165,8 +165,10 @@ def text_encoder_states(clip) -> dict[str, tuple[dict[str, torch.Tensor], dict[s
         t5 = clip.t5
     states = {name: (_cpu(_hf_tower_state(tower)), _tower_metadata(name, tower)) for name, tower in towers.items()}
     if t5 is not None:  # files hold the tied embedding once, as shared.weight
-        state = manager().weights(t5.model)
-        states["t5xxl"] = (_cpu({k: v for k, v in state.items() if k != "encoder.embed_tokens.weight"}), {})
+        state = _cpu({k: v for k, v in manager().weights(t5.model).items() if k != "encoder.embed_tokens.weight"})
+        if t5.pieces is not None:  # UMT5 (Wan): its tokenizer beside the weights, as Comfy-Org's files carry it
+            state["spiece_model"] = torch.frombuffer(bytearray(t5.pieces.model), dtype=torch.uint8)
+        states["umt5xxl" if t5.umt5 else "t5xxl"] = (state, {})
     return states
 
 

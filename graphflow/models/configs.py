@@ -626,6 +626,67 @@ DEFAULT_CLIP_SKIP = {"sd1": -1, "sd2": -2, "sdxl": -2, "sdxl_refiner": -2}
 LAYER_NORM_HIDDEN = {"sd1": True, "sd2": True, "sdxl": False, "sdxl_refiner": False}
 
 
+@dataclass(frozen=True)
+class WanConfig:
+    """The Wan 2.1 video transformer (Alibaba's original layout). Defaults: Wan2.1 T2V 14B; the
+    1.3B is dim 1536, ffn 8960, 30 layers, 12 heads. Heads are not in the weights: ComfyUI reads
+    them as dim // 128 (every released Wan has 128-channel heads). I2V / FLF2V: 36 input
+    channels (16 noise + 4 mask + 16 image latent) and the CLIP-H image projection (img_emb;
+    FLF2V's with learned positions for its 2 x 257 image tokens, img_emb_tokens)."""
+    in_channels: int = 16
+    out_channels: int = 16
+    patch_size: tuple = (1, 2, 2)
+    dim: int = 5120
+    ffn_dim: int = 13824
+    freq_dim: int = 256
+    text_dim: int = 4096  # UMT5-XXL
+    num_heads: int = 40
+    depth: int = 40
+    cross_attn_norm: bool = True  # blocks.N.norm3 (an affine LayerNorm before the cross-attention)
+    image_dim: int = 0  # I2V: the CLIP vision width (1280, ViT-H's penultimate states); 0: T2V
+    img_emb_tokens: int = 0  # FLF2V: img_emb.emb_pos's token count
+    vace_layers: int = 0  # VACE: its blocks (vace_blocks.N), one after every depth // vace_layers main blocks
+    vace_in_channels: int = 0  # VACE: vace_patch_embedding's input (96: 32 latent + 64 mask channels)
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
+
+    @property
+    def latent_channels(self) -> int:
+        return self.out_channels
+
+    @property
+    def i2v(self) -> bool:
+        return self.image_dim > 0
+
+
+WAN_HEAD_DIM = 128
+
+
+def wan_config_from_state_dict(shapes: dict[str, tuple]) -> WanConfig:
+    """The architecture from Wan's key names and shapes (keys without `model.diffusion_model.`)."""
+    dim, in_channels, *patch = shapes["patch_embedding.weight"]
+    if dim % WAN_HEAD_DIM:
+        raise ValueError(f"the width {dim} is not a multiple of Wan's {WAN_HEAD_DIM}-channel heads")
+    depth = len({k.split(".")[1] for k in shapes if k.startswith("blocks.")})
+    out = shapes["head.head.weight"][0]
+    vace = len({k.split(".")[1] for k in shapes if k.startswith("vace_blocks.")})
+    if vace and depth % vace:
+        raise ValueError(f"{vace} VACE blocks do not divide the {depth} blocks evenly")
+    if out % (patch[0] * patch[1] * patch[2]):
+        raise ValueError(f"head.head's {out} outputs are not a whole number of {tuple(patch)} patches")
+    return WanConfig(
+        in_channels=in_channels, out_channels=out // (patch[0] * patch[1] * patch[2]), patch_size=tuple(patch),
+        dim=dim, ffn_dim=shapes["blocks.0.ffn.0.weight"][0], freq_dim=shapes["time_embedding.0.weight"][1],
+        text_dim=shapes["text_embedding.0.weight"][1], num_heads=dim // WAN_HEAD_DIM, depth=depth,
+        cross_attn_norm="blocks.0.norm3.weight" in shapes,
+        image_dim=shapes["img_emb.proj.0.weight"][0] if "img_emb.proj.0.weight" in shapes else 0,
+        img_emb_tokens=shapes["img_emb.emb_pos"][1] if "img_emb.emb_pos" in shapes else 0,
+        vace_layers=len({k.split(".")[1] for k in shapes if k.startswith("vace_blocks.")}),
+        vace_in_channels=shapes["vace_patch_embedding.weight"][1] if "vace_patch_embedding.weight" in shapes else 0)
+
+
 LUMINA2_MARKER = "cap_embedder.1.weight"  # ComfyUI's test for Lumina 2 (with noise_refiner.0.attention.k_norm.weight)
 LUMINA2_LATENT_CHANNELS = 16
 

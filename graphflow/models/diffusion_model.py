@@ -11,9 +11,9 @@ from .latent_formats import FLUX, LTXV, MOCHI, SC_B, SC_PRIOR, SD1, SD3, SDXL, W
 from .unet import timestep_embedding
 
 ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux", "chroma", "stable_cascade_c", "stable_cascade_b",
-         "pixart", "svd", "ltxv", "mochi", "cosmos", "lumina2")
-FLOW_ARCHS = ("sd3", "flux", "chroma", "ltxv", "mochi", "lumina2")
-VIDEO_ARCHS = ("ltxv", "mochi", "cosmos")  # latents [B, C, frames, h, w]
+         "pixart", "svd", "ltxv", "mochi", "cosmos", "wan", "lumina2")
+FLOW_ARCHS = ("sd3", "flux", "chroma", "ltxv", "mochi", "wan", "lumina2")
+VIDEO_ARCHS = ("ltxv", "mochi", "cosmos", "wan")  # latents [B, C, frames, h, w]
 PACKED_ARCHS = ("flux", "chroma")  # 2x2 patches packed into the channels inside the network
 CASCADE_ARCHS = ("stable_cascade_c", "stable_cascade_b")
 CASCADE_SHIFTS = {"stable_cascade_c": 2.0, "stable_cascade_b": 1.0}  # ComfyUI's sampling_settings
@@ -91,6 +91,12 @@ class DiffusionModel:
     context Gemma-2 2B's states; model(x, sigma, context, y, text_mask=None) (y unused). Sampled
     as ComfyUI's Lumina2: discrete flow, shift 6.0, multiplier 1 (`sampling_shift`).
 
+    Wan 2.1 (wan, graphflow.models.wan): x a video latent [B, 16, frames, h, w] (image-to-video
+    models: 36 channels in, the concat's mask and image latent after the latent); context UMT5's
+    512 tokens; model(x, sigma, context, y, clip_fea=None) (y unused; clip_fea CLIP vision's
+    penultimate states for I2V). Sampled as ComfyUI does, ModelSamplingSD3's discrete flow with
+    shift 8.0 (multiplier 1000: the network's timestep is 1000 sigma).
+
     Stable Cascade (stable_cascade_c: Stage C, the prior; stable_cascade_b: Stage B, the decoder;
     graphflow.models.stable_cascade), prediction "eps" on StableCascadeSampling's cosine schedule
     (graphflow.sampling.model_sampling.CascadeSchedule) with `sampling_shift` 2.0 (C) / 1.0 (B):
@@ -127,7 +133,7 @@ class DiffusionModel:
         self.prediction = prediction
         self.latent_format = latent_format or {"sd3": SD3, "flux": FLUX, "chroma": FLUX, "lumina2": FLUX, "stable_cascade_c": SC_PRIOR,
                                                 "stable_cascade_b": SC_B, "ltxv": LTXV, "mochi": MOCHI,
-                                                "cosmos": WAN21}.get(arch) or (
+                                                "cosmos": WAN21, "wan": WAN21}.get(arch) or (
             SDXL if arch.startswith("sdxl") else SD1)
         if beta_schedule is None:  # SD's, but the x4 upscaler was trained on its own
             from .x4_upscaler import SCHEDULE
@@ -137,7 +143,8 @@ class DiffusionModel:
         self.guidance_embed = bool(getattr(unet.config, "guidance_embed", False))
         if sampling_shift is None:
             sampling_shift = {"sd3": 3.0, "flux": 1.15 if self.guidance_embed else 1.0, "chroma": 1.15,
-                              "ltxv": 2.37, "mochi": 6.0, "lumina2": 6.0, **CASCADE_SHIFTS}.get(arch)
+                              "ltxv": 2.37, "mochi": 6.0, "wan": 8.0, "lumina2": 6.0,
+                              **CASCADE_SHIFTS}.get(arch)
         self.sampling_shift = sampling_shift
         self.shift_dynamic = (arch == "flux" and self.guidance_embed) if shift_dynamic is None else shift_dynamic
         self.base_shift, self.max_shift = base_shift, max_shift
@@ -179,7 +186,7 @@ class DiffusionModel:
 
     @property
     def is_video(self) -> bool:
-        """Latents [B, C, frames, h, w] (LTX-Video, Mochi)."""
+        """Latents [B, C, frames, h, w] (LTX-Video, Mochi, Wan)."""
         return self.arch in VIDEO_ARCHS
 
     @property
@@ -194,7 +201,7 @@ class DiffusionModel:
             return self.unet.config.adm_in_channels
         if self.arch == "flux":
             return self.unet.config.vec_in_dim
-        if self.arch in ("chroma", "ltxv", "mochi", "cosmos", "lumina2"):
+        if self.arch in ("chroma", "ltxv", "mochi", "cosmos", "wan", "lumina2"):
             return 0
         if self.arch == "pixart":  # α's (height, width, aspect ratio); Σ takes none
             return 3 if self.unet.config.micro_condition else 0

@@ -68,6 +68,9 @@ def _controlnet(shapes) -> FileKind | None:
 def _text_encoder(shapes) -> FileKind | None:
     for key, shape in shapes.items():
         if key.endswith("encoder.block.0.layer.0.SelfAttention.q.weight"):
+            if key.replace("0.layer.0.SelfAttention.q.", "1.layer.0.SelfAttention.relative_attention_bias.") in shapes:
+                tokenizer = "its tokenizer inside" if "spiece_model" in shapes else "NO tokenizer inside (spiece_model)"
+                return FileKind(f"UMT5-XXL text encoder (Wan 2.1; {tokenizer})", "text_encoders", "LoadTextEncoder")
             if key.replace("layer.0.SelfAttention.q.", "layer.1.DenseReluDense.wi.") in shapes:  # ReLU: T5 v1.0
                 return FileKind("old T5-XXL text encoder (T5 v1.0, for Cosmos-Predict2: type cosmos)", "text_encoders",
                                 "LoadTextEncoder")
@@ -166,7 +169,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
     has_vae = vae_in(shapes) is not None or (flow is not None and flow[0] == "ltxv" and _has(shapes, "vae."))
     if flow is not None:
         name = {"sd3": "SD3 / SD3.5", "flux": "FLUX.1", "chroma": "Chroma", "ltxv": "LTX-Video",
-                "mochi": "Mochi", "lumina2": "Lumina Image 2.0"}[flow[0]]
+                "mochi": "Mochi", "wan": "Wan 2.1",
+                "lumina2": "Lumina Image 2.0"}[flow[0]]
         if has_vae:
             return FileKind(f"{name} checkpoint", "checkpoints", "LoadCheckpoint")
         return FileKind(f"{name} diffusion model", "diffusion_models", "LoadDiffusionModel")

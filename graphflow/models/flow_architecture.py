@@ -11,6 +11,8 @@ files and ComfyUI's saves, none in diffusion-model-only files):
                               causal video VAE under vae.* (Lightricks' 0.9.0 layout)
     Mochi 1 (Genmo)           P blocks.N.{attn.qkv_x,mod_y,mlp_x.w1,...}, pos_frequencies,
                               t5_y_embedder, t5_yproj, x_embedder, final_layer (Genmo's layout)
+    Wan 2.1 (Alibaba)         P blocks.N.{self_attn,cross_attn,ffn,modulation,norm3}, patch_embedding,
+                              text_embedding, time_embedding, time_projection, head (+ img_emb: I2V)
     Lumina Image 2.0          P layers.N.{attention.qkv,feed_forward.w1,...}, cap_embedder,
       (Alpha-VLLM)            noise_refiner, context_refiner, t_embedder, x_embedder (the
                               original layout); all-in-one: FLUX's VAE under vae., Gemma-2 2B
@@ -27,9 +29,11 @@ from dataclasses import dataclass, field, replace
 
 from .configs import (ChromaConfig, FluxConfig, LTXVConfig, LTXVVAEConfig, Lumina2Config, MMDiTConfig, MochiConfig,
                       MochiVAEConfig, VAEConfig, chroma_config_from_state_dict, flux_config_from_state_dict,
-                      lumina2_config_from_state_dict, ltxv_config_from_state_dict, ltxv_vae_config_from_state_dict, mmdit_config_from_state_dict,
-                      mochi_config_from_state_dict, mochi_vae_config_from_state_dict, vae_config_from_state_dict)
-from .latent_formats import FLUX, LTXV, MOCHI, SD3, LatentFormat
+                      lumina2_config_from_state_dict,
+                      ltxv_config_from_state_dict, ltxv_vae_config_from_state_dict, mmdit_config_from_state_dict,
+                      WanConfig, mochi_config_from_state_dict, mochi_vae_config_from_state_dict,
+                      vae_config_from_state_dict, wan_config_from_state_dict)
+from .latent_formats import FLUX, LTXV, MOCHI, SD3, WAN21, LatentFormat
 from .weight_files import CheckpointError
 
 DIFFUSION_PREFIXES = ("model.diffusion_model.", "")
@@ -41,30 +45,36 @@ TEXT_ENCODERS = ("clip_l", "clip_g", "t5xxl", "gemma2_2b")
 FAMILY_NAMES = {"sd3_medium": "SD3 medium", "sd35_large": "SD3.5 large", "sd35_medium": "SD3.5 medium",
                 "flux_dev": "FLUX.1 dev", "flux_schnell": "FLUX.1 schnell", "flux_fill": "FLUX.1 Fill (dev)",
                 "flux_control": "FLUX.1 Depth/Canny (dev)", "chroma": "Chroma",
-                "ltxv": "LTX-Video", "mochi": "Mochi 1 Preview", "lumina2": "Lumina Image 2.0"}
+                "ltxv": "LTX-Video", "mochi": "Mochi 1 Preview", "wan_t2v": "Wan 2.1 text-to-video",
+                "wan_i2v": "Wan 2.1 image-to-video", "wan_flf2v": "Wan 2.1 first-last-frame-to-video",
+                "wan_fun_control": "Wan 2.1 Fun Control", "wan_vace": "Wan 2.1 VACE",
+                "lumina2": "Lumina Image 2.0"}
 # Chroma first: it has FLUX's markers too
 _MARKERS = {"sd3": ("joint_blocks.0.x_block.attn.qkv.weight", "x_embedder.proj.weight"),
             "chroma": ("double_blocks.0.img_attn.qkv.weight", "distilled_guidance_layer.in_proj.weight"),
             "flux": ("double_blocks.0.img_attn.qkv.weight", "img_in.weight"),
             "ltxv": ("adaln_single.emb.timestep_embedder.linear_1.weight", "patchify_proj.weight"),
             "mochi": ("t5_y_embedder.to_kv.weight", "pos_frequencies", "blocks.0.attn.qkv_x.weight"),
+            "wan": ("patch_embedding.weight", "text_embedding.0.weight", "blocks.0.self_attn.q.weight",
+                    "head.modulation"),
             "lumina2": ("cap_embedder.1.weight", "noise_refiner.0.attention.k_norm.weight")}
 _CONFIG_READERS = {"sd3": mmdit_config_from_state_dict, "flux": flux_config_from_state_dict,
                    "chroma": chroma_config_from_state_dict, "ltxv": ltxv_config_from_state_dict,
-                   "mochi": mochi_config_from_state_dict, "lumina2": lumina2_config_from_state_dict}
+                   "mochi": mochi_config_from_state_dict, "wan": wan_config_from_state_dict,
+                   "lumina2": lumina2_config_from_state_dict}
 _ARCH_NAMES = {"sd3": "MM-DiT", "flux": "FLUX", "chroma": "Chroma", "ltxv": "LTX-Video", "mochi": "Mochi",
-               "lumina2": "Lumina 2"}
-T5_ALONE = ("chroma", "ltxv", "mochi")  # T5-XXL their only text encoder (CLIPLoader, type = the arch)
+               "wan": "Wan 2.1", "lumina2": "Lumina 2"}
+T5_ALONE = ("chroma", "ltxv", "mochi", "wan")  # T5-XXL (Wan: UMT5-XXL) their only text encoder (CLIPLoader, type = the arch)
 
 
 @dataclass
 class FlowInfo:
     """A flow-model file: the family, where each part is and the configurations read from shapes."""
 
-    arch: str  # sd3 | flux | chroma | ltxv | mochi | lumina2
+    arch: str  # sd3 | flux | chroma | ltxv | mochi | wan | lumina2
     family: str  # a FAMILY_NAMES key
     prefix: str  # of the diffusion model's keys
-    config: MMDiTConfig | FluxConfig | ChromaConfig | LTXVConfig | MochiConfig | Lumina2Config
+    config: MMDiTConfig | FluxConfig | ChromaConfig | LTXVConfig | MochiConfig | WanConfig | Lumina2Config
     vae: VAEConfig | LTXVVAEConfig | MochiVAEConfig | None = None
     vae_prefix: str | None = None
     text_encoders: dict = field(default_factory=dict)  # clip_l / clip_g / t5xxl -> key prefix
@@ -77,7 +87,7 @@ class FlowInfo:
 
     @property
     def latent_format(self) -> LatentFormat:
-        return {"sd3": SD3, "ltxv": LTXV, "mochi": MOCHI}.get(self.arch, FLUX)
+        return {"sd3": SD3, "ltxv": LTXV, "mochi": MOCHI, "wan": WAN21}.get(self.arch, FLUX)
 
     @property
     def latent_channels(self) -> int:
@@ -96,6 +106,12 @@ def find_flow_model(shapes) -> tuple[str, str] | None:
 def _family(arch: str, config) -> str:
     if arch == "sd3":
         return "sd35_medium" if config.x_self_attn_layers else "sd35_large" if config.qk_norm else "sd3_medium"
+    if arch == "wan":
+        if config.vace_layers:
+            return "wan_vace"
+        if config.in_channels == 3 * config.latent_channels:  # control + start-image latents (ComfyUI's FunControl2V)
+            return "wan_fun_control"
+        return "wan_flf2v" if config.img_emb_tokens else "wan_i2v" if config.i2v else "wan_t2v"
     if arch in (*T5_ALONE, "lumina2"):
         return arch
     packed = config.in_channels // 4
@@ -205,7 +221,8 @@ def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
         config = _ltxv_file_config(config, metadata)
     info = FlowInfo(arch=arch, family=_family(arch, config), prefix=prefix, config=config,
                     text_encoders=_text_encoders(shapes))
-    vae = {"ltxv": _ltxv_vae, "mochi": _mochi_vae}.get(arch, vae_in)(shapes)
+    # Wan: graphflow reads no Wan VAE inside a checkpoint yet (wan_2.1_vae.safetensors: VAELoader)
+    vae = {"ltxv": _ltxv_vae, "mochi": _mochi_vae, "wan": lambda s: None}.get(arch, vae_in)(shapes)
     if arch in ("ltxv", "mochi") and vae is not None:
         info.vae_prefix, info.vae = vae
     elif vae is not None:
@@ -218,12 +235,15 @@ def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
             raise CheckpointError(f"the VAE under {vae[0]} has {info.vae.latent_channels} latent channels; "
                                   f"{info.name} uses {info.latent_channels}")
     else:
-        info.notes.append("no VAE in the file: load one (" + ("mochi_vae.safetensors" if arch == "mochi" else
-                                                              "ae.safetensors for FLUX") + ") with LoadVAE")
-    if not info.text_encoders:
+        info.notes.append("no VAE in the file: load one (" + {"mochi": "mochi_vae.safetensors",
+                                                               "wan": "wan_2.1_vae.safetensors"}.get(
+            arch, "ae.safetensors for FLUX") + ") with LoadVAE")
+    if not info.text_encoders and arch == "lumina2":
         info.notes.append("no text encoder in the file: load Gemma-2 2B (gemma_2_2b_fp16.safetensors) with "
-                          "CLIPLoader, type lumina2" if arch == "lumina2" else
-                          f"no text encoder in the file: load T5-XXL with CLIPLoader, type {arch}"
+                          "CLIPLoader, type lumina2")
+    elif not info.text_encoders:
+        info.notes.append(f"no text encoder in the file: load {'UMT5-XXL' if arch == 'wan' else 'T5-XXL'} with "
+                          f"CLIPLoader, type {arch}"
                           if arch in T5_ALONE
                           else "no text encoders in the file: load them with DualCLIPLoader / TripleCLIPLoader")
     return info

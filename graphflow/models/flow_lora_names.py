@@ -1,6 +1,7 @@
-"""diffusers' module names of FLUX, Chroma and MM-DiT (SD3) mapped onto our BFL/SAI module paths,
-for LoRAs trained on diffusers' `FluxTransformer2DModel` / `ChromaTransformer2DModel` /
-`SD3Transformer2DModel` (the `transformer.` layout of ai-toolkit, SimpleTuner, diffusers' own scripts).
+"""diffusers' module names of FLUX, Chroma, MM-DiT (SD3) and Wan 2.1 mapped onto our BFL/SAI/Wan module
+paths, for LoRAs trained on diffusers' `FluxTransformer2DModel` / `ChromaTransformer2DModel` /
+`SD3Transformer2DModel` / `WanTransformer3DModel` (the `transformer.` layout of ai-toolkit,
+SimpleTuner, diffusers' own scripts). Wan's are one to one (no fused weights).
 
 diffusers splits some of our fused weights: `attn.to_q` / `to_k` / `to_v` are row blocks of our
 `qkv` (FLUX single blocks: `to_q` / `to_k` / `to_v` / `proj_mlp` of `linear1`), and its
@@ -106,13 +107,35 @@ def mmdit_names(cfg) -> dict[str, tuple[str, Rows]]:
     return names
 
 
+def wan_names(cfg) -> dict[str, tuple[str, Rows]]:
+    """diffusers name -> (path, None) for a WanConfig (the inverse of convert_wan_transformer_to_diffusers)."""
+    names = {"condition_embedder.time_embedder.linear_1": "time_embedding.0",
+             "condition_embedder.time_embedder.linear_2": "time_embedding.2",
+             "condition_embedder.text_embedder.linear_1": "text_embedding.0",
+             "condition_embedder.text_embedder.linear_2": "text_embedding.2",
+             "condition_embedder.time_proj": "time_projection.1", "proj_out": "head.head"}
+    if cfg.i2v:
+        names["condition_embedder.image_embedder.ff.net.0.proj"] = "img_emb.proj.1"
+        names["condition_embedder.image_embedder.ff.net.2"] = "img_emb.proj.3"
+    parts = {"attn1.to_q": "self_attn.q", "attn1.to_k": "self_attn.k", "attn1.to_v": "self_attn.v",
+             "attn1.to_out.0": "self_attn.o", "attn2.to_q": "cross_attn.q", "attn2.to_k": "cross_attn.k",
+             "attn2.to_v": "cross_attn.v", "attn2.to_out.0": "cross_attn.o", "ffn.net.0.proj": "ffn.0",
+             "ffn.net.2": "ffn.2"}
+    if cfg.i2v:
+        parts.update({"attn2.add_k_proj": "cross_attn.k_img", "attn2.add_v_proj": "cross_attn.v_img"})
+    for i in range(cfg.depth):
+        names.update({f"blocks.{i}.{theirs}": f"blocks.{i}.{ours}" for theirs, ours in parts.items()})
+    return {theirs: (ours, None) for theirs, ours in names.items()}
+
+
 def flow_lora_names(net) -> dict[str, tuple[str, Rows]]:
     """kohya-style name (`lora_unet_` or `lora_transformer_` + diffusers' name with '_') -> (our
-    module path, rows) for a Flux, Chroma or MMDiT network; empty for anything else."""
-    from .configs import ChromaConfig, FluxConfig, MMDiTConfig
+    module path, rows) for a Flux, Chroma, MMDiT or Wan network; empty for anything else."""
+    from .configs import ChromaConfig, FluxConfig, MMDiTConfig, WanConfig
 
     cfg = getattr(net, "config", None)
-    table = {FluxConfig: flux_names, ChromaConfig: chroma_names, MMDiTConfig: mmdit_names}.get(
+    table = {FluxConfig: flux_names, ChromaConfig: chroma_names, MMDiTConfig: mmdit_names,
+             WanConfig: wan_names}.get(
         type(cfg), lambda cfg: {})(cfg)
     names = {}
     for theirs, target in table.items():

@@ -38,6 +38,11 @@ Mochi ("mochi", CLIPLoader's type): as LTX-Video. ComfyUI pads to 256 with <pad>
      padding out of its prompt pool and crops it from its joint attention (diffusers' MochiPipeline
      and transformer do the same with their mask): the numbers of the unpadded tokens without a
      mask, which is what is given here; no pooled vector (None).
+Wan 2.1 ("wan", CLIPLoader's type): UMT5-XXL alone (its tokenizer read from the file's
+     spiece_model). ComfyUI pads to 512 tokens with <pad>, runs UMT5 with everything after </s>
+     masked and zeroes those outputs; the model gets all 512 tokens and no mask (Wan's own
+     pipeline and diffusers' WanPipeline zero-pad to 512 alike). Given here as the unpadded
+     tokens' encoding followed by zeros up to 512; no pooled vector (None).
 Cosmos-Predict2 ("cosmos", CLIPLoader's type): context = "old" T5-XXL's tokens (T5 v1.0, 1024
      wide, ReLU feed-forward) padded to 512: ComfyUI's CosmosT5XXL pads with <pad>, runs T5 with
      the padding masked and zeroes its outputs, and the model attends to all 512 (zeros included,
@@ -57,10 +62,10 @@ from .t5 import MIN_LENGTH, T5Encoder
 from .text_encoders import ClipTower
 from .tokenizer import EOS, TokenWindows, empty_window, tokenize_prompt
 
-ARCHS = ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "mochi", "cosmos")
-T5_ALONE = ("chroma", "pixart", "ltxv", "mochi", "cosmos")
+ARCHS = ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "mochi", "cosmos", "wan")
+T5_ALONE = ("chroma", "pixart", "ltxv", "mochi", "cosmos", "wan")
 T5_ALONE_NAMES = {"chroma": "Chroma", "pixart": "PixArt", "ltxv": "LTX-Video", "mochi": "Mochi",
-                  "cosmos": "Cosmos-Predict2"}
+                  "cosmos": "Cosmos-Predict2", "wan": "Wan"}
 CONTEXT_DIM = 4096
 POOLED = {"clip_l": 768, "clip_g": 1280}
 
@@ -96,8 +101,8 @@ def clip_encode(tower: ClipTower, windows: TokenWindows, clip_skip: int = -2,
 
 class FlowTextEncoder:
     """prompt -> (context [1, T, 4096], pooled [1, 2048 | 768]) for SD3 ("sd3") or FLUX ("flux");
-    Chroma ("chroma"), PixArt ("pixart"), LTX-Video ("ltxv") and Mochi ("mochi"), T5 alone:
-    (context, None)."""
+    Chroma ("chroma"), PixArt ("pixart"), LTX-Video ("ltxv"), Mochi ("mochi") and Wan ("wan",
+    UMT5-XXL), T5 alone: (context, None)."""
 
     def __init__(self, arch: str, clip_l: ClipTower | None = None, clip_g: ClipTower | None = None,
                  t5: T5Encoder | None = None, clip_skip: int = -2, context_dim: int | None = None):
@@ -168,6 +173,8 @@ class FlowTextEncoder:
 
     def _t5(self, prompt: str) -> torch.Tensor:
         min_padding, min_length = self.t5_padding or (0, MIN_LENGTH[self.arch])
+        if self.arch == "wan":
+            return self.t5.encode_masked(prompt, min_length, min_padding)
         if self.arch == "cosmos":  # the padding masked and zeroed: the unpadded encoding, then zeros
             z = self.t5.encode(prompt)
             length = max(z.shape[1] + min_padding, min_length)

@@ -17,6 +17,14 @@ gated-gelu, d_model 4096, 24 layers, 64 heads of 64, d_ff 10240). Files come as
 inside ComfyUI's all-in-one files under `text_encoders.t5xxl.transformer.`), in fp32/fp16/bf16 or
 fp8 (t5xxl_fp8_e4m3fn), which is upcast as it is read; ComfyUI's "scaled fp8" files
 (t5xxl_fp8_e4m3fn_scaled) come dequantised by graphflow.models.weight_files, as every model's do.
+
+UMT5-XXL (Wan 2.1's text encoder; umt5_xxl_fp16 / umt5_xxl_fp8_e4m3fn_scaled): the same names and
+stack, but every layer has its own relative position bias (T5 has one, in layer 0), which is how
+it is told apart; built as transformers' UMT5EncoderModel. Its vocabulary (256,384 pieces) is not
+shipped with graphflow: ComfyUI's files carry the SentencePiece model itself as a uint8 tensor
+`spiece_model` beside the weights, and it is read from there (`sentencepiece` runs it). Ids: the
+prompt's pieces and the model's </s>, padding <pad> (0), no start token, as ComfyUI's
+UMT5XXlTokenizer.
 """
 
 from collections.abc import Callable
@@ -32,8 +40,12 @@ TOKENIZER_FILE = Path(__file__).parent / "t5_tokenizer" / "tokenizer.json"
 EOS, PAD = 1, 0
 # Chroma, PixArt, LTX-Video and Mochi: no padding (ComfyUI pads to 1 token, </s> alone; for ltxv
 # and mochi see graphflow.models.flow_text); Cosmos: 512, the padding zeroed
-MIN_LENGTH = {"sd3": 77, "flux": 256, "chroma": 1, "pixart": 1, "ltxv": 1, "mochi": 1, "cosmos": 512}
+# Wan: UMT5 padded to 512 (ComfyUI's UMT5XXlTokenizer min_length), the padding masked and zeroed
+MIN_LENGTH = {"sd3": 77, "flux": 256, "chroma": 1, "pixart": 1, "ltxv": 1, "mochi": 1, "cosmos": 512, "wan": 512}
 Q_KEY = "encoder.block.0.layer.0.SelfAttention.q.weight"
+# UMT5: a relative position bias in every layer (T5: in the first only)
+UMT5_KEY = "encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight"
+SPIECE_KEY = "spiece_model"  # ComfyUI's UMT5 files: the SentencePiece model's bytes (uint8)
 
 
 @lru_cache(maxsize=1)
@@ -50,15 +62,35 @@ def t5_ids(text: str) -> list[int]:
     return t5_tokenizer().encode(text, add_special_tokens=False).ids
 
 
-def tokenize_t5(prompt: str, min_length: int = 0, min_padding: int = 0) -> tuple[list[int], list[float]]:
+class SentencePieceIds:
+    """A SentencePiece model's pieces (UMT5's, from the bytes in its weight file): text -> ids
+    without </s>, `eos` the model's own </s> id (ComfyUI reads it off the encoding of "")."""
+
+    def __init__(self, model: bytes):
+        try:
+            import sentencepiece
+        except ImportError:
+            raise ImportError("UMT5 prompts need the sentencepiece package (pip install sentencepiece)") from None
+        self.model = bytes(model)  # kept: CLIPSave writes it back beside the weights
+        self.processor = sentencepiece.SentencePieceProcessor(model_proto=model)
+        self.eos = int(self.processor.eos_id())
+
+    def __call__(self, text: str) -> list[int]:
+        return self.processor.encode(text) if text else []
+
+
+def tokenize_t5(prompt: str, min_length: int = 0, min_padding: int = 0, pieces=None,
+                eos: int = EOS) -> tuple[list[int], list[float]]:
     """Weighted prompt -> (ids, weights): pieces, </s>, min_padding <pad>, then <pad> up to
-    min_length (ComfyUI's order: T5TokenizerOptions sets both)."""
+    min_length (ComfyUI's order: T5TokenizerOptions sets both). `pieces`: text -> ids (T5's
+    vocabulary by default; a SentencePieceIds for UMT5) with its `eos`."""
+    pieces = pieces or t5_ids
     ids, weights = [], []
     for segment, weight in parse_weighted_prompt(prompt):
-        pieces = t5_ids(segment)
-        ids += pieces
-        weights += [weight] * len(pieces)
-    ids += [EOS] + [PAD] * min_padding
+        segment_ids = pieces(segment)
+        ids += segment_ids
+        weights += [weight] * len(segment_ids)
+    ids += [eos] + [PAD] * min_padding
     weights += [1.0] * (1 + min_padding)
     padding = max(0, min_length - len(ids))
     return ids + [PAD] * padding, weights + [1.0] * padding
@@ -76,8 +108,9 @@ def t5_prefix(keys) -> str | None:
 
 
 def t5_config_from_shapes(shapes: dict[str, tuple]):
-    """T5Config from transformers-named shapes (prefix stripped)."""
-    from transformers import T5Config
+    """T5Config (UMT5Config when every layer has its own position bias) from transformers-named
+    shapes (prefix stripped)."""
+    from transformers import T5Config, UMT5Config
 
     try:
         vocab, d_model = shapes["shared.weight"] if "shared.weight" in shapes else shapes["encoder.embed_tokens.weight"]
@@ -90,10 +123,11 @@ def t5_config_from_shapes(shapes: dict[str, tuple]):
     d_ff = shapes["encoder.block.0.layer.1.DenseReluDense." + ("wi_0" if gated else "wi") + ".weight"][0]
     if inner % heads:
         raise ValueError(f"T5 attention width {inner} is not divisible by {heads} heads")
-    return T5Config(vocab_size=vocab, d_model=d_model, d_kv=inner // heads, d_ff=d_ff, num_layers=layers,
-                    num_heads=heads, relative_attention_num_buckets=buckets, dropout_rate=0.0,
-                    feed_forward_proj="gated-gelu" if gated else "relu", is_encoder_decoder=False,
-                    use_cache=False)
+    config = UMT5Config if UMT5_KEY in shapes else T5Config
+    return config(vocab_size=vocab, d_model=d_model, d_kv=inner // heads, d_ff=d_ff, num_layers=layers,
+                  num_heads=heads, relative_attention_num_buckets=buckets, dropout_rate=0.0,
+                  feed_forward_proj="gated-gelu" if gated else "relu", is_encoder_decoder=False,
+                  use_cache=False)
 
 
 def _model_keys(shapes) -> list[str]:
@@ -102,10 +136,26 @@ def _model_keys(shapes) -> list[str]:
 
 
 class T5Encoder:
-    """A T5 encoder stack and how prompts are padded for it (min_length: 77 SD3, 256 FLUX)."""
+    """A T5 encoder stack and how prompts are padded for it (min_length: 77 SD3, 256 FLUX).
+    `pieces`: UMT5's tokenizer (SentencePieceIds from its file); None: T5's vocabulary."""
 
-    def __init__(self, model):
+    def __init__(self, model, pieces: SentencePieceIds | None = None):
         self.model = model
+        self.pieces = pieces
+
+    @property
+    def eos(self) -> int:
+        return EOS if self.pieces is None else self.pieces.eos
+
+    @property
+    def umt5(self) -> bool:
+        return self.model.config.model_type == "umt5"
+
+    def tokenize(self, prompt: str, min_length: int = 0, min_padding: int = 0) -> tuple[list[int], list[float]]:
+        if self.umt5 and self.pieces is None:
+            raise ValueError("this UMT5 file carries no tokenizer (no spiece_model tensor); use ComfyUI's "
+                             "umt5_xxl_fp16.safetensors or umt5_xxl_fp8_e4m3fn_scaled.safetensors, which carry it")
+        return tokenize_t5(prompt, min_length, min_padding, self.pieces, self.eos)
 
     @property
     def device(self) -> torch.device:
@@ -135,14 +185,29 @@ class T5Encoder:
 
     def encode(self, prompt: str, min_length: int = 0, min_padding: int = 0, empty_end: bool = True) -> torch.Tensor:
         """Weighted prompt -> [1, T, d_model] (T = max(pieces + 1 + min_padding, min_length))."""
-        ids, weights = tokenize_t5(prompt, min_length, min_padding)
+        ids, weights = self.tokenize(prompt, min_length, min_padding)
         return self.encode_ids(ids, weights, empty_end)
+
+    def encode_masked(self, prompt: str, min_length: int = 0, min_padding: int = 0) -> torch.Tensor:
+        """ComfyUI's UMT5 encoding (Wan): the ids padded to min_length as `encode`, T5 run with
+        everything after </s> masked and those outputs zeroed. Masked keys weigh exactly 0, so the
+        tokens up to </s> are encoded alone and zeros appended. Prompt weights pull towards the
+        encoding of </s> alone (the empty tokens "</s> <pad>..." under the same mask)."""
+        ids, weights = self.tokenize(prompt, min_length, min_padding)
+        n = ids.index(self.eos) + 1  # ComfyUI's mask: up to and with the first </s>
+        z = self.run([ids[:n]])
+        if any(w != 1.0 for w in weights[:n]):
+            empty = torch.zeros_like(z)
+            empty[:, 0] = self.run([[self.eos]])[:, 0]
+            w = torch.tensor(weights[:n], dtype=torch.float32)[None, :, None]
+            z = torch.where(w != 1.0, (z - empty) * w + empty, z)
+        return torch.nn.functional.pad(z, (0, 0, 0, len(ids) - n))
 
     def encode_ids(self, ids: list[int], weights: list[float] | None = None, empty_end: bool = True) -> torch.Tensor:
         """empty_end False: weights pull towards <pad>s alone rather than "</s> <pad>..." (ComfyUI's
         PixArt / Chroma T5, whose empty tokens have no </s>)."""
         weighted = weights is not None and any(w != 1.0 for w in weights)
-        empty = ([EOS] if empty_end else [PAD]) + [PAD] * (len(ids) - 1)
+        empty = ([self.eos] if empty_end else [PAD]) + [PAD] * (len(ids) - 1)
         batch = [ids] + ([empty] if weighted else [])
         hidden = self.run(batch)
         z = hidden[:1]
@@ -156,12 +221,17 @@ def t5_from_weights(shapes: dict[str, tuple], get_tensor: Callable[..., torch.Te
                     dtype: torch.dtype = torch.float32) -> T5Encoder:
     """Build a T5Encoder from transformers-named keys (prefix stripped): `get_tensor(key, device,
     dtype)` reads one tensor cast and moved, so fp8 files are upcast one tensor at a time and the
-    weights are never held twice (the model is built on the meta device and the tensors assigned)."""
-    from transformers import T5EncoderModel
+    weights are never held twice (the model is built on the meta device and the tensors assigned).
+    A UMT5 file's `spiece_model` becomes its tokenizer."""
+    from transformers import T5EncoderModel, UMT5EncoderModel
 
     config = t5_config_from_shapes(shapes)
+    umt5 = config.model_type == "umt5"
+    pieces = None
+    if umt5 and SPIECE_KEY in shapes:
+        pieces = SentencePieceIds(get_tensor(SPIECE_KEY, None, None).cpu().numpy().tobytes())
     with torch.device("meta"):
-        model = T5EncoderModel(config)
+        model = (UMT5EncoderModel if umt5 else T5EncoderModel)(config)
     state = {}
     for key in _model_keys(shapes):
         tensor = get_tensor(key, device, dtype)
@@ -175,7 +245,7 @@ def t5_from_weights(shapes: dict[str, tuple], get_tensor: Callable[..., torch.Te
     leftovers = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if leftovers:
         raise ValueError(f"T5 weights: nothing for {leftovers[:5]}")
-    return T5Encoder(model.requires_grad_(False).eval())
+    return T5Encoder(model.requires_grad_(False).eval(), pieces)
 
 
 def t5_from_state_dict(state: dict[str, torch.Tensor], device=None, dtype: torch.dtype = torch.float32) -> T5Encoder:

@@ -23,7 +23,9 @@ from .weight_files import CheckpointError, KeyView, WeightFile
 COMPONENT_PREFIXES = {name: (f"text_encoders.{name}.transformer.", f"{name}.transformer.")
                       for name in ("clip_l", "clip_g", "t5xxl")}
 # CLIPLoader's types graphflow can build
-CLIP_TYPES = ("stable_diffusion", "stable_cascade", "sd3", "flux", "chroma", "pixart", "ltxv", "mochi", "cosmos")
+CLIP_TYPES = ("stable_diffusion", "stable_cascade", "sd3", "flux", "chroma", "pixart", "ltxv", "mochi", "cosmos",
+              "wan")
+UMT5_FILES = "umt5_xxl_fp16.safetensors or umt5_xxl_fp8_e4m3fn_scaled.safetensors"  # ComfyUI's, tokenizer inside
 DUAL_TYPES = ("sdxl", "sd3", "flux")
 
 
@@ -88,7 +90,7 @@ def flow_text_encoder_from_file(f, arch: str, device=None, dtype=None, only=None
 
 def _assemble(arch: str, found: dict, names: str) -> FlowTextEncoder:
     allowed = {"sd3": {"clip_l", "clip_g", "t5xxl"}, "flux": {"clip_l", "t5xxl"}, "chroma": {"t5xxl"},
-               "pixart": {"t5xxl"}, "ltxv": {"t5xxl"}, "mochi": {"t5xxl"}, "cosmos": {"t5xxl"},
+               "pixart": {"t5xxl"}, "ltxv": {"t5xxl"}, "mochi": {"t5xxl"}, "cosmos": {"t5xxl"}, "wan": {"t5xxl"},
                "stable_cascade": {"clip_g"}}[arch]
     extra = set(found) - allowed
     if extra:
@@ -100,7 +102,7 @@ def _assemble(arch: str, found: dict, names: str) -> FlowTextEncoder:
 def load_text_encoders(paths, clip_type: str, device=None, dtype=None) -> TextEncoder | FlowTextEncoder:
     """CLIP from 1-3 files for a ComfyUI loader `type`: stable_diffusion (SD1 CLIP-L / SD2 ViT-H),
     sdxl (CLIP-L + CLIP-G), sd3 (any of CLIP-L, CLIP-G, T5-XXL), flux (CLIP-L + T5-XXL), chroma,
-    pixart, ltxv and mochi (T5-XXL alone). Each
+    pixart, ltxv and mochi (T5-XXL alone), wan (UMT5-XXL with its tokenizer inside). Each
     encoder is registered with the memory manager with its file as its source: when RAM runs short
     it may be dropped and read again (SD3/FLUX: from its own file alone)."""
     from graphflow.memory import manager
@@ -140,9 +142,10 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
         paths = sorted(paths, key=lambda p: tower_name(p) != "clip_l")  # CLIP-L first, whatever the node's order
         clip = load_text_encoder(paths, arch="sdxl" if clip_type == "sdxl" else None, device=device, dtype=dtype)
         return clip, ({tower.name: path for tower, path in zip(clip.towers, paths)} if len(paths) > 1 else {})
-    if clip_type not in ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "mochi", "cosmos"):
+    if clip_type not in ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "mochi", "cosmos", "wan"):
         raise CheckpointError(f"text encoder type {clip_type!r} is not supported; graphflow builds "
-                              f"stable_diffusion, sdxl, sd3, flux, chroma, pixart, ltxv, mochi, cosmos and stable_cascade")
+                              f"stable_diffusion, sdxl, sd3, flux, chroma, pixart, ltxv, mochi, cosmos, wan and "
+                              f"stable_cascade")
     device, dtype = _device_dtype(device, dtype)
     found, sources = {}, {}
     for path in paths:
@@ -156,6 +159,12 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
         raise CheckpointError(f"{names}: Stable Cascade needs one CLIP-G file, found {sorted(found) or 'no text encoder'}")
     if clip_type == "flux" and set(found) != {"clip_l", "t5xxl"}:
         raise CheckpointError(f"{names}: FLUX needs a CLIP-L and a T5-XXL file, found {sorted(found)}")
+    if clip_type == "wan" and (set(found) != {"t5xxl"} or not found["t5xxl"].umt5):
+        raise CheckpointError(f"{names}: Wan needs a UMT5-XXL file alone ({UMT5_FILES}), found "
+                              f"{'T5-XXL (not UMT5)' if set(found) == {'t5xxl'} else sorted(found)}")
+    if clip_type == "wan" and found["t5xxl"].pieces is None:
+        raise CheckpointError(f"{names}: this UMT5-XXL file carries no tokenizer (no spiece_model tensor); ComfyUI "
+                              f"users load {UMT5_FILES}, which carry it beside the weights")
     if clip_type in T5_ALONE and set(found) != {"t5xxl"}:
         name = T5_ALONE_NAMES[clip_type]
         raise CheckpointError(f"{names}: {name} needs a T5-XXL file alone, found {sorted(found)}")

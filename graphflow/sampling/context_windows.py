@@ -309,6 +309,10 @@ def cut_cond(cond, dim: int, window: list[int], x_shape: tuple):
                          "positions are the whole video's); sample without the context windows node or without "
                          "the guides")
     changes = {"concat": _take(cond.concat, dim, index, size)}
+    if cond.vace_context is not None:  # Wan VACE's [B, N, C, T, h, w]: the input axis after the batch
+        changes["vace_context"] = _take(cond.vace_context, dim if dim == 0 else dim + 1, index, size)
+    if dim == 0 and cond.clip_fea is not None:
+        changes["clip_fea"] = _take(cond.clip_fea, 0, index, size)
     if dim >= 2 and cond.area is not None:
         # an area spanning the whole windowed dim (an image area on a video: every frame) spans each
         # window whole; one inside it would have to be cut and its fade moved with each window

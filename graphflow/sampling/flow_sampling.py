@@ -36,6 +36,7 @@ DEFAULT_SD3_SHIFT = 3.0
 LTXV_SHIFT = 2.37
 MOCHI_SHIFT = 6.0  # ComfyUI's Mochi sampling_settings: discrete flow, shift 6, multiplier 1
 LUMINA2_SHIFT = 6.0  # ComfyUI's Lumina2 sampling_settings: discrete flow, shift 6, multiplier 1
+WAN_SHIFT = 8.0  # ComfyUI's WAN21_T2V / I2V sampling_settings: discrete flow, shift 8 (multiplier 1000)
 
 
 def time_snr_shift(shift: float, t):
@@ -148,7 +149,8 @@ def is_flow(schedule) -> bool:
 def default_flow_schedule(model) -> FlowSchedule:
     """The sampling a flow MODEL gets without a ModelSamplingSD3/Flux node, as ComfyUI sets it:
     SD3/SD3.5 shift 3.0 (or the model's `sampling_shift`); FLUX dev mu 1.15; FLUX schnell (no
-    guidance embedding) shift 1.0; LTX-Video mu 2.37; Mochi and Lumina 2 shift 6.0 (multiplier 1); Chroma mu
+    guidance embedding) shift 1.0; LTX-Video mu 2.37; Mochi and Lumina 2 shift 6.0 (multiplier 1); Wan 2.1
+    shift 8.0; Chroma mu
     1.15 (ComfyUI's ModelType.FLUX: ModelSamplingFlux with its default shift, Chroma's
     sampling_settings setting none)."""
     arch = getattr(model, "arch", None)
@@ -163,6 +165,8 @@ def default_flow_schedule(model) -> FlowSchedule:
         return FlowSchedule.sd3(MOCHI_SHIFT if shift is None else float(shift), multiplier=1.0)
     if arch == "lumina2":  # ComfyUI's Lumina2 sampling_settings: shift 6.0, multiplier 1
         return FlowSchedule.sd3(LUMINA2_SHIFT if shift is None else float(shift), multiplier=1.0)
+    if arch == "wan":
+        return FlowSchedule.sd3(WAN_SHIFT if shift is None else float(shift))
     if arch == "flux":
         if getattr(model, "guidance_embed", True):
             return FlowSchedule.flux(FLUX_MAX_SHIFT if shift is None else float(shift))
@@ -181,7 +185,7 @@ def model_sampling_for(model):
     return DiscreteSchedule.for_model(model)
 
 
-POOLED_CHANNELS = {"sd3": 2048, "flux": 768, "chroma": 0, "ltxv": 0, "mochi": 0, "lumina2": 0}
+POOLED_CHANNELS = {"sd3": 2048, "flux": 768, "chroma": 0, "ltxv": 0, "mochi": 0, "wan": 0, "lumina2": 0}
 
 
 class FlowDenoiser:
@@ -203,7 +207,9 @@ class FlowDenoiser:
                  guidance: torch.Tensor | None = None, control=None,
                  attention_mask: torch.Tensor | None = None, reference_latents: list | None = None,
                  reference_method: str = "offset", control_context: torch.Tensor | None = None,
-                 frame_rate: float | None = None, keyframe_positions: torch.Tensor | None = None) -> torch.Tensor:
+                 frame_rate: float | None = None, keyframe_positions: torch.Tensor | None = None,
+                 clip_fea: torch.Tensor | None = None, vace_context: torch.Tensor | None = None,
+                 vace_strength: tuple = ()) -> torch.Tensor:
         dtype = self.model.dtype
         xc = x if concat is None else torch.cat([x, concat.to(x.device, x.dtype)], dim=1)
         kwargs = {}
@@ -213,6 +219,10 @@ class FlowDenoiser:
             kwargs["keyframe_positions"] = keyframe_positions.to(x.device)
         if guidance is not None:
             kwargs["guidance"] = guidance.to(x.device, torch.float32)
+        if clip_fea is not None:  # Wan image-to-video: CLIP vision's penultimate states
+            kwargs["clip_fea"] = clip_fea.to(x.device, dtype)
+        if vace_context is not None:  # Wan VACE: the control inputs and their strengths
+            kwargs["vace_context"], kwargs["vace_strength"] = vace_context.to(x.device, dtype), vace_strength
         if attention_mask is not None:
             if getattr(self.model, "arch", None) != "flux":
                 raise ValueError("an attention mask (StyleModelApply's attn_bias) needs a FLUX model")
@@ -287,7 +297,7 @@ def flow_vectors(model, options: dict, batch: int) -> tuple[torch.Tensor, torch.
     if getattr(model, "arch", None) == "chroma":  # no pooled vector
         value = options.get("guidance")
         return None, None if value is None else torch.full((batch,), float(value))
-    if getattr(model, "arch", None) in ("ltxv", "mochi", "lumina2"):  # no pooled vector, no guidance embedding
+    if getattr(model, "arch", None) in ("ltxv", "mochi", "wan", "lumina2"):  # no pooled vector, no guidance embedding
         return None, None
     declared = getattr(model, "pooled_channels", None)
     pooled = options.get("pooled_output")

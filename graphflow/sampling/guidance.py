@@ -87,6 +87,9 @@ class Cond:
     # Mochi: text and image tokens share one attention, where repeated text tokens would weigh
     # more, so prompts of other lengths are not batched (ComfyUI's num_tokens keeps them apart)
     exact_tokens: bool = False
+    clip_fea: torch.Tensor | None = None  # [B, 257, 1280] Wan I2V: CLIP vision's penultimate states
+    vace_context: torch.Tensor | None = None  # [B, N, 96, T, h, w] Wan VACE: control latents + masks, model space
+    vace_strength: tuple = ()  # one per VACE input
 
     def active(self, sigma: torch.Tensor) -> bool:
         if self.sigma_start is None and self.sigma_end is None:
@@ -255,8 +258,40 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             frame_rate=None if frame_rate is None else float(frame_rate),
             keyframe_positions=keyframes,
             exact_tokens=getattr(model, "arch", None) in ("mochi", "lumina2"),  # their text tokens are keys, not repeated
+            clip_fea=_clip_fea(model, options, batch, device),
+            **_vace(model, options, x_shape, device),
         ))
     return out
+
+
+def _clip_fea(model, options: dict, batch: int, device) -> torch.Tensor | None:
+    """Wan image-to-video's image tokens: the conditioning's "clip_vision_output" (WanImageToVideo's)
+    penultimate hidden states, as ComfyUI's WAN21 passes them (clip_fea); other models ignore it."""
+    output = options.get("clip_vision_output")
+    if output is None or getattr(model, "arch", None) != "wan":
+        return None
+    states = output["penultimate_hidden_states"] if isinstance(output, dict) else output.penultimate_hidden_states
+    return repeat_to_batch(states.float(), batch).to(device)
+
+
+def _vace(model, options: dict, x_shape: tuple, device) -> dict:
+    """A Wan VACE model's control input, as ComfyUI's WAN21_Vace builds it: each of the
+    conditioning's "vace_frames" (WanVaceToVideo's [1, 32, T, h, w] raw latents; without any, one of
+    zeros) mapped 16 channels at a time into model space, its "vace_mask" (64 channels; all ones
+    without) after it, the inputs stacked on dim 1; "vace_strength" one per input (1.0 each)."""
+    cfg = getattr(getattr(model, "unet", None), "config", None)
+    if getattr(model, "arch", None) != "wan" or not getattr(cfg, "vace_layers", 0):
+        return {}
+    batch, _, *grid = x_shape
+    fmt = model.latent_format
+    frames = options.get("vace_frames") or [torch.zeros(1, 32, *grid)]
+    masks = options.get("vace_mask") or [torch.ones(1, 64, *grid)] * len(frames)
+    inputs = []
+    for f, m in zip(frames, masks):
+        f = torch.cat([fmt.process_in(chunk) for chunk in f.float().split(fmt.channels, dim=1)], dim=1)
+        inputs.append(torch.cat([f, m.float()], dim=1))
+    strength = tuple(float(s) for s in options.get("vace_strength") or [1.0] * len(inputs))
+    return {"vace_context": repeat_to_batch(torch.stack(inputs, dim=1), batch).to(device), "vace_strength": strength}
 
 
 def _keyframe_positions(options: dict, x_shape: tuple, k: int) -> torch.Tensor | None:
@@ -346,7 +381,7 @@ def _add_area_counterparts(targets: list[Cond], source: Cond) -> None:
     targets.append(replace(source, context=smallest.context, y=smallest.y, concat=smallest.concat,
                            guidance=smallest.guidance, references=smallest.references,
                            reference_method=smallest.reference_method, negative=smallest.negative,
-                           control_context=smallest.control_context))
+                           control_context=smallest.control_context, clip_fea=smallest.clip_fea))
 
 
 def match_areas(*sides: list[Cond]) -> None:
@@ -403,7 +438,7 @@ def _can_batch(a, b) -> bool:
     (xa, _, _, ca), (xb, _, _, cb) = a, b
     if xa.shape != xb.shape or ca.control is not cb.control or ca.gligen is not cb.gligen:
         return False
-    if ca.frame_rate != cb.frame_rate:
+    if ca.frame_rate != cb.frame_rate or ca.vace_strength != cb.vace_strength:
         return False
     ka, kb = ca.keyframe_positions, cb.keyframe_positions
     if (ka is None) != (kb is None) or (ka is not None and (ka.shape != kb.shape or not torch.equal(ka, kb))):
@@ -414,7 +449,8 @@ def _can_batch(a, b) -> bool:
             [r.shape for r in ca.references] != [r.shape for r in cb.references]:
         return False
     for ta, tb in ((ca.y, cb.y), (ca.concat, cb.concat), (ca.guidance, cb.guidance),
-                   (ca.control_context, cb.control_context), (ca.prior, cb.prior)):
+                   (ca.control_context, cb.control_context), (ca.prior, cb.prior), (ca.clip_fea, cb.clip_fea),
+                   (ca.vace_context, cb.vace_context)):
         if (ta is None) != (tb is None) or (ta is not None and ta.shape != tb.shape):
             return False
     sa, sb = ca.context.shape, cb.context.shape
@@ -540,6 +576,11 @@ def _predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tens
             extra["frame_rate"] = batch[0][3].frame_rate
         if batch[0][3].keyframe_positions is not None:
             extra["keyframe_positions"] = batch[0][3].keyframe_positions
+        if batch[0][3].clip_fea is not None:
+            extra["clip_fea"] = torch.cat([b[3].clip_fea for b in batch])
+        if batch[0][3].vace_context is not None:
+            extra["vace_context"] = torch.cat([b[3].vace_context for b in batch])
+            extra["vace_strength"] = batch[0][3].vace_strength
         if batch[0][3].references:
             extra["reference_latents"] = [torch.cat(refs) for refs in zip(*(b[3].references for b in batch))]
             extra["reference_method"] = batch[0][3].reference_method

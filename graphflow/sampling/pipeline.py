@@ -172,7 +172,8 @@ def _latent_samples(model, latent) -> torch.Tensor:
         samples = samples[:, :, None]  # an image latent is one frame (ComfyUI's fix_empty_latent_channels)
     if video and (not torch.is_tensor(samples) or samples.ndim != 5):
         got = tuple(samples.shape) if torch.is_tensor(samples) else type(samples).__name__
-        empty = "EmptyMochiLatentVideo" if getattr(model, "arch", None) == "mochi" else "EmptyLTXVLatentVideo"
+        empty = {"mochi": "EmptyMochiLatentVideo", "wan": "EmptyHunyuanLatentVideo"}.get(
+            getattr(model, "arch", None), "EmptyLTXVLatentVideo")
         raise NodeInputError("latent_image", f"{getattr(model, 'arch', 'this model')} samples video latents [B, C, "
                                              f"frames, h, w] ({empty}), got {got}")
     if torch.is_tensor(samples) and samples.ndim == 5 and not video:
@@ -305,6 +306,9 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
             if getattr(model, "fill", False):
                 def concat_fn(options):
                     return fill_concat(options, denoise_mask, fmt, shape, device)
+            elif getattr(model, "arch", None) == "wan" and model.in_channels != fmt.channels:
+                def concat_fn(options):
+                    return wan_concat(options, denoise_mask, fmt, shape, model.in_channels - fmt.channels, device)
         elif upscaler:
             def concat_fn(options):
                 return x4_concat(options, shape, device, seed)
@@ -405,6 +409,10 @@ def _resize_center(t: torch.Tensor, height: int, width: int) -> torch.Tensor:
     elif old_aspect < new_aspect:
         y0 = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
     t = t[..., y0:old_h - y0, x0:old_w - x0]
+    if t.ndim == 5:  # video latents: each frame as a picture (ComfyUI's common_upscale)
+        lead = t.shape[:-2]
+        return F.interpolate(t.reshape(-1, 1, *t.shape[-2:]), size=(height, width), mode="bilinear").reshape(
+            *lead, height, width)
     return F.interpolate(t, size=(height, width), mode="bilinear")
 
 
@@ -451,6 +459,41 @@ def fill_concat(options: dict, denoise_mask: torch.Tensor | None, latent_format,
         mask = _resize_center(mask, 8 * h, 8 * w)
     mask = mask.reshape(-1, 1, h, 8, w, 8).permute(0, 1, 3, 5, 2, 4).reshape(-1, 64, h, w)
     return torch.cat([image, repeat_to_batch(mask, batch)], dim=1)
+
+
+def wan_concat(options: dict, denoise_mask: torch.Tensor | None, latent_format, shape: tuple, extra: int,
+               device) -> torch.Tensor:
+    """A Wan image-to-video model's `extra` input channels (20), as ComfyUI's WAN21.concat_cond builds
+    them: 4 mask channels (1 - "concat_mask" (WanImageToVideo's: 0 on the given frames), else 1 -
+    the noise mask, else 0; resized to the latent, frames padded with 0), then the start image's
+    latent ("concat_latent_image", zeros without one) in model space, resized to the latent.
+    A concat latent of exactly `extra` channels (WanFunControlToVideo's 32: control and start-image
+    latents) is all the extra input, each 16 channels in model space, no mask."""
+    batch, _, frames, h, w = shape
+    image = options.get("concat_latent_image")
+    if image is None:
+        return torch.zeros(batch, extra, frames, h, w, device=device)
+    image = image.float().to(device)
+    if tuple(image.shape[-2:]) != (h, w):
+        image = _resize_center(image, h, w)
+    c = latent_format.channels
+    image = torch.cat([latent_format.process_in(chunk) for chunk in image.split(c, dim=1)], dim=1)
+    image = repeat_to_batch(image, batch)
+    if image.shape[1] == extra:
+        return image
+    image = image[:, :extra - 4]
+    mask = options.get("concat_mask", denoise_mask)
+    if mask is None:
+        mask = torch.zeros(batch, 4, frames, h, w, device=device)
+    else:
+        mask = mask.float().to(device)
+        mask = 1.0 - (mask if mask.shape[1] == 4 else mask.mean(1, keepdim=True))
+        if tuple(mask.shape[-2:]) != (h, w):
+            mask = _resize_center(mask, h, w)
+        if mask.shape[2] < frames:
+            mask = torch.nn.functional.pad(mask, (0, 0, 0, 0, 0, frames - mask.shape[2]))
+        mask = repeat_to_batch(mask.expand(-1, 4, -1, -1, -1), batch)
+    return torch.cat([mask, image], dim=1)
 
 
 def ip2p_concat(options: dict, arch: str, latent_format, shape: tuple, device) -> torch.Tensor:

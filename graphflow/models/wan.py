@@ -1,0 +1,234 @@
+"""Wan 2.1 (Alibaba): the video diffusion transformer, text-to-video and image-to-video, in the
+original Wan key layout (as ComfyUI loads wan2.1_t2v_1.3B_fp16.safetensors and friends).
+
+A latent video [B, 16, F, H, W] (the Wan VAE's: 4x fewer frames after the first, 8x smaller) is
+cut into 1x2x2 patches (`patch_embedding`, a Conv3d), F*H/2*W/2 tokens of width `dim`. Each
+block: self-attention (queries and keys RMS-normed across all heads, then rotated by their
+(frame, row, column): the head's channels split d - 4(d//6), 2(d//6), 2(d//6) among the three
+axes, theta 10000, adjacent channel pairs), cross-attention to the UMT5 prompt tokens (after an
+affine LayerNorm, `norm3`), and a tanh-GELU MLP; self-attention and MLP are modulated by the
+timestep: a learned per-block table (`modulation` [1, 6, dim]) plus the shared projection of
+the timestep embedding (`time_projection`), shift / scale / gate each. The head is modulated by
+the timestep embedding itself plus its own table. Prompt tokens pass a tanh-GELU MLP first
+(`text_embedding`).
+
+Image-to-video (36 input channels: the noisy latent, then a 4-channel mask and the start
+image's 16-channel latent, ComfyUI's concat): CLIP vision's penultimate states [B, 257, 1280]
+become image tokens (`img_emb`: LayerNorm, Linear, GELU, Linear, LayerNorm) that each block's
+cross-attention attends to with their own keys and values (`k_img`, `v_img`, `norm_k_img`), the
+two attentions' outputs summed before `o`. Without CLIP vision states an I2V model's image
+attention runs over the prompt's tokens instead, as ComfyUI's does (its context_img_len None).
+
+VACE (vace_blocks, vace_patch_embedding): a second stream of blocks over the patch-embedded
+control latents (32 channels of inactive / reactive video latents and 64 of mask, per VACE input)
+starting from the video's own tokens (`before_proj`); after every depth // vace_layers main blocks
+its next block's output (`after_proj`) is added to the video tokens, times the input's strength.
+
+Called as ComfyUI's model: sigma [B] in [0, 1] (rectified flow, 1 = noise), the network's
+timestep 1000 sigma, its output the velocity noise - x0. The prompt's tokens are all attended
+to, no mask (ComfyUI gives 512, the padding zeros).
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import attention
+from .cast_layers import Linear
+from .configs import WanConfig, wan_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
+from .mmdit import timestep_embedding
+from .mochi import apply_rope, rms_norm
+
+THETA = 10000.0
+EPS = 1e-6
+
+
+def rope(head_dim: int, frames: int, rows: int, columns: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos, sin) [F*H*W, 1, head_dim / 2] of each patch's (frame, row, column) = their indices."""
+    axes = (head_dim - 4 * (head_dim // 6), 2 * (head_dim // 6), 2 * (head_dim // 6))
+    grid = torch.meshgrid(*(torch.arange(n, device=device, dtype=torch.float64) for n in (frames, rows, columns)),
+                          indexing="ij")
+    angles = []
+    for pos, dim in zip(grid, axes):
+        freqs = 1.0 / THETA ** (torch.arange(0, dim, 2, device=device, dtype=torch.float64) / dim)
+        angles.append(pos.reshape(-1, 1) * freqs)
+    angles = torch.cat(angles, dim=-1).float()[:, None]
+    return angles.cos(), angles.sin()
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return rms_norm(x, EPS) * self.weight.to(x.dtype)
+
+
+class Attention(nn.Module):
+    """Self- or cross-attention with QK RMS norms across the heads; I2V's cross-attention also
+    attends to the image tokens with their own keys and values."""
+
+    def __init__(self, dim: int, heads: int, image: bool = False):
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v, self.o = (Linear(dim, dim) for _ in range(4))
+        self.norm_q, self.norm_k = RMSNorm(dim), RMSNorm(dim)
+        if image:
+            self.k_img, self.v_img = Linear(dim, dim), Linear(dim, dim)
+            self.norm_k_img = RMSNorm(dim)
+
+    def _heads(self, t):
+        return t.unflatten(-1, (self.heads, -1))  # [B, N, heads, d]
+
+    def _attend(self, q, k, v):
+        return attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2).flatten(2)
+
+    def forward(self, x, context=None, pe=None, image_tokens: int | None = 0):
+        """image_tokens: how many of the context's tokens come first as image tokens; None: the image
+        attention (I2V) runs over all the context (no CLIP vision states given)."""
+        if context is None:  # self-attention, rotated
+            q = apply_rope(self._heads(self.norm_q(self.q(x))), pe)
+            k = apply_rope(self._heads(self.norm_k(self.k(x))), pe)
+            return self.o(self._attend(q, k, self._heads(self.v(x))))
+        image, text = (context, context) if image_tokens is None else (context[:, :image_tokens],
+                                                                        context[:, image_tokens:])
+        q = self._heads(self.norm_q(self.q(x)))
+        out = self._attend(q, self._heads(self.norm_k(self.k(text))), self._heads(self.v(text)))
+        if image_tokens is None or image_tokens:
+            out = out + self._attend(q, self._heads(self.norm_k_img(self.k_img(image))),
+                                     self._heads(self.v_img(image)))
+        return self.o(out)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: WanConfig):
+        super().__init__()
+        dim = cfg.dim
+        self.self_attn = Attention(dim, cfg.num_heads)
+        self.norm3 = nn.LayerNorm(dim, eps=EPS) if cfg.cross_attn_norm else nn.Identity()
+        self.cross_attn = Attention(dim, cfg.num_heads, image=cfg.i2v)
+        self.ffn = nn.Sequential(Linear(dim, cfg.ffn_dim), nn.GELU(approximate="tanh"), Linear(cfg.ffn_dim, dim))
+        self.modulation = nn.Parameter(torch.zeros(1, 6, dim))
+
+    def forward(self, x, e, context, pe, image_tokens):
+        """e [B, 6, dim] float32: the projected timestep embedding."""
+        shift, scale, gate, shift_mlp, scale_mlp, gate_mlp = (self.modulation.float() + e).unbind(1)
+
+        def modulated(h, shift, scale):
+            normed = F.layer_norm(h.float(), (h.shape[-1],), eps=EPS)
+            return (normed * (1 + scale[:, None]) + shift[:, None]).to(h.dtype)
+
+        x = x + (self.self_attn(modulated(x, shift, scale), pe=pe).float() * gate[:, None]).to(x.dtype)
+        x = x + self.cross_attn(self.norm3(x), context, image_tokens=image_tokens)
+        return x + (self.ffn(modulated(x, shift_mlp, scale_mlp)).float() * gate_mlp[:, None]).to(x.dtype)
+
+
+class VaceBlock(Block):
+    """A VACE block: a main block over the control tokens (the first adds the video's tokens to them
+    first, before_proj), its output also projected out as the hint for the video (after_proj)."""
+
+    def __init__(self, cfg: WanConfig, first: bool):
+        super().__init__(cfg)
+        if first:
+            self.before_proj = Linear(cfg.dim, cfg.dim)
+        self.after_proj = Linear(cfg.dim, cfg.dim)
+
+    def forward(self, c, x, e, context, pe, image_tokens):
+        if hasattr(self, "before_proj"):
+            c = self.before_proj(c) + x
+        c = super().forward(c, e, context, pe, image_tokens)
+        return self.after_proj(c), c
+
+
+class Head(nn.Module):
+    def __init__(self, dim: int, out: int):
+        super().__init__()
+        self.head = Linear(dim, out)
+        self.modulation = nn.Parameter(torch.zeros(1, 2, dim))
+
+    def forward(self, x, e):
+        shift, scale = (self.modulation.float() + e[:, None]).unbind(1)
+        normed = F.layer_norm(x.float(), (x.shape[-1],), eps=EPS)
+        return self.head((normed * (1 + scale[:, None]) + shift[:, None]).to(x.dtype))
+
+
+class ImageEmbedding(nn.Module):
+    """CLIP vision states -> image tokens (img_emb.proj.{0,1,3,4}; FLF2V adds learned positions)."""
+
+    def __init__(self, in_dim: int, dim: int, tokens: int):
+        super().__init__()
+        self.proj = nn.Sequential(nn.LayerNorm(in_dim), Linear(in_dim, in_dim), nn.GELU(), Linear(in_dim, dim),
+                                  nn.LayerNorm(dim))
+        if tokens:
+            self.emb_pos = nn.Parameter(torch.zeros(1, tokens, in_dim))
+
+    def forward(self, states):
+        if hasattr(self, "emb_pos"):
+            states = states[:, :self.emb_pos.shape[1]] + self.emb_pos[:, :states.shape[1]].to(states.dtype)
+        return self.proj(states)
+
+
+class Wan(nn.Module):
+    def __init__(self, config: WanConfig):
+        super().__init__()
+        self.config = cfg = config
+        dim = cfg.dim
+        self.patch_embedding = nn.Conv3d(cfg.in_channels, dim, cfg.patch_size, stride=cfg.patch_size)
+        self.text_embedding = nn.Sequential(Linear(cfg.text_dim, dim), nn.GELU(approximate="tanh"), Linear(dim, dim))
+        self.time_embedding = nn.Sequential(Linear(cfg.freq_dim, dim), nn.SiLU(), Linear(dim, dim))
+        self.time_projection = nn.Sequential(nn.SiLU(), Linear(dim, 6 * dim))
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.depth)])
+        self.head = Head(dim, cfg.out_channels * cfg.patch_size[0] * cfg.patch_size[1] * cfg.patch_size[2])
+        if cfg.i2v:
+            self.img_emb = ImageEmbedding(cfg.image_dim, dim, cfg.img_emb_tokens)
+        if cfg.vace_layers:
+            self.vace_patch_embedding = nn.Conv3d(cfg.vace_in_channels, dim, cfg.patch_size, stride=cfg.patch_size)
+            self.vace_blocks = nn.ModuleList([VaceBlock(cfg, i == 0) for i in range(cfg.vace_layers)])
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, y=None,
+                clip_fea: torch.Tensor | None = None, vace_context: torch.Tensor | None = None,
+                vace_strength=(1.0,), **unused) -> torch.Tensor:
+        """x [B, in_channels, F, H, W] (I2V: the latent and its 20 concat channels); sigma [B];
+        context [B, L, text_dim]; y unused (no pooled vector); clip_fea [B, 257, 1280] CLIP
+        vision penultimate states (I2V; None: text alone); vace_context [B, N, vace_in_channels,
+        F, H, W] (VACE models: N control inputs, model space) with a strength each ->
+        velocity [B, out_channels, F, H, W]."""
+        cfg = self.config
+        b, _, f, h, w = x.shape
+        pt, ph, pw = cfg.patch_size
+        pad = (0, -w % pw, 0, -h % ph, 0, -f % pt)  # ComfyUI pads to whole patches and crops after
+        hidden = self.patch_embedding(F.pad(x, pad).to(self.patch_embedding.weight.dtype))
+        grid = hidden.shape[2:]
+        hidden = hidden.flatten(2).transpose(1, 2).to(x.dtype)
+        t = timestep_embedding(sigma.reshape(b).float() * 1000.0, cfg.freq_dim)
+        e = self.time_embedding(t.to(x.dtype)).float()
+        e6 = self.time_projection(e.to(x.dtype)).float().unflatten(1, (6, cfg.dim))
+        context = self.text_embedding(context.to(x.dtype))
+        image_tokens = None if cfg.i2v else 0  # I2V without CLIP vision states: see Attention.forward
+        if clip_fea is not None and cfg.i2v:
+            image = self.img_emb(clip_fea.to(x.device, x.dtype))
+            context, image_tokens = torch.cat([image, context], dim=1), image.shape[1]
+        pe = rope(cfg.head_dim, *grid, x.device)
+        hints, after = [], {}
+        if cfg.vace_layers:
+            if vace_context is None:
+                raise ValueError("a Wan VACE model needs its control input (WanVaceToVideo's vace_frames)")
+            n = vace_context.shape[1]
+            c = self.vace_patch_embedding(F.pad(vace_context.movedim(1, 0).flatten(0, 1), pad).to(
+                self.vace_patch_embedding.weight.dtype)).flatten(2).transpose(1, 2).to(x.dtype)
+            hints = list(c.split(b))  # one [B, tokens, dim] per control input
+            after = {layer: k for k, layer in enumerate(range(0, cfg.depth, cfg.depth // cfg.vace_layers))}
+            if len(vace_strength) != n:
+                raise ValueError(f"{n} VACE inputs but {len(vace_strength)} strengths")
+        video = hidden
+        for i, block in enumerate(self.blocks):
+            hidden = block(hidden, e6, context, pe, image_tokens)
+            if i in after:
+                for k in range(len(hints)):
+                    skip, hints[k] = self.vace_blocks[after[i]](hints[k], video, e6, context, pe, image_tokens)
+                    hidden = hidden + skip * vace_strength[k]
+        out = self.head(hidden, e)  # [B, F h w, pt ph pw C]
+        out = out.reshape(b, *grid, pt, ph, pw, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
+        out = out.reshape(b, -1, grid[0] * pt, grid[1] * ph, grid[2] * pw)
+        return out[:, :, :f, :h, :w]

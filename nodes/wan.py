@@ -1,0 +1,338 @@
+"""Wan 2.1 nodes (ComfyUI's names and inputs): the empty video latent Wan's text-to-video graphs
+use (EmptyHunyuanLatentVideo: Wan's and HunyuanVideo's VAEs share its shape), image to video and
+first / last frame to video.
+
+The image nodes encode the given frames (the rest of the video mid-grey) with the VAE they are
+given, and put the latent and a mask of the given latent frames into the conditioning
+(concat_latent_image, concat_mask), which graphflow.sampling.pipeline.wan_concat turns into
+the I2V model's 20 extra input channels; a CLIP vision output's penultimate states become the
+model's image tokens (clip_vision_output)."""
+
+from __future__ import annotations
+
+from graphflow.api import (CLIP_VISION_OUTPUT, CONDITIONING, IMAGE, INT, LATENT, MASK, VAE, ComfyAlias, Float, Int,
+                           Node, NodeInputError)
+
+MAX_SIZE = 16384
+LATENT_CHANNELS = 16  # the Wan 2.1 VAE's
+FRAMES_PER_LATENT, PIXELS_PER_LATENT = 4, 8
+
+
+def latent_frames(length: int) -> int:
+    """Latent frames of a video of `length` frames: the first alone, then one per 4."""
+    return (length - 1) // FRAMES_PER_LATENT + 1
+
+
+def empty_video(batch_size: int, length: int, height: int, width: int):
+    import torch
+    return torch.zeros(batch_size, LATENT_CHANNELS, latent_frames(length), height // PIXELS_PER_LATENT,
+                       width // PIXELS_PER_LATENT)
+
+
+def with_options(conditioning, **options):
+    """The conditioning with these options set on every entry (ComfyUI's conditioning_set_values)."""
+    return [(cond, {**opts, **options}) for cond, opts in conditioning]
+
+
+def _fit(image, width: int, height: int, name: str):
+    """IMAGE frames [N, H, W, C] scaled to width x height around the centre (ComfyUI's common_upscale
+    "bilinear", "center"), RGB only."""
+    from graphflow.images import center_crop_to_aspect, resize_nchw
+
+    if getattr(image, "ndim", 0) != 4:
+        raise NodeInputError(name, f"expected an IMAGE [frames, H, W, C], got {tuple(getattr(image, 'shape', ()))}")
+    pixels = image[..., :3].movedim(-1, 1).float()
+    return resize_nchw(center_crop_to_aspect(pixels, width, height), width, height, "bilinear").movedim(1, -1)
+
+
+def _encode(vae, pixels, node: str):
+    if not callable(getattr(vae, "encode", None)):
+        raise NodeInputError("vae", f"{node} needs a VAE that encodes (the Wan 2.1 VAE, wan_2.1_vae.safetensors)")
+    fmt = getattr(vae, "latent_format", None)
+    if fmt is not None and fmt.channels != LATENT_CHANNELS:
+        raise NodeInputError("vae", f"{node} needs the Wan 2.1 VAE ({LATENT_CHANNELS} latent channels), this one "
+                                    f"has {fmt.channels}")
+    latent = vae.encode(pixels)
+    if latent.ndim != 5:
+        raise NodeInputError("vae", f"{node} needs a video VAE (latents [B, C, frames, h, w]), got "
+                                    f"{tuple(latent.shape)}")
+    return latent
+
+
+def image_to_video_mask(frames: int, height: int, width: int, given: int):
+    """WanImageToVideo's concat_mask [1, 1, latent frames, h, w]: 0 on the latent frames the
+    `given` start frames fall in ((given - 1) // 4 + 1), 1 elsewhere."""
+    import torch
+
+    mask = torch.ones(1, 1, frames, height, width)
+    mask[:, :, :latent_frames(given)] = 0.0
+    return mask
+
+
+def first_last_mask(frames: int, height: int, width: int, start: int, end: int):
+    """WanFirstLastFrameToVideo's concat_mask [1, 4, latent frames, h, w]: a per-pixel-frame mask
+    (0 on the start frames and the 3 after them, as ComfyUI's, and on the end frames) folded 4
+    frames per latent frame into 4 channels."""
+    import torch
+
+    mask = torch.ones(1, 1, frames * FRAMES_PER_LATENT, height, width)
+    if start:
+        mask[:, :, :start + 3] = 0.0
+    if end:
+        mask[:, :, -end:] = 0.0
+    return mask.view(1, frames, FRAMES_PER_LATENT, height, width).transpose(1, 2)
+
+
+class EmptyHunyuanLatentVideo(Node):
+    """A blank Wan 2.1 (or HunyuanVideo) latent: 16 channels, one latent frame for the first picture
+    and one for each 4 after it ((length - 1) / 4 + 1), 1/8 of the width and height."""
+    category = "latent/video"
+    width: int = Int(848, min=16, max=MAX_SIZE, step=16)
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    length: int = Int(25, min=1, max=MAX_SIZE, step=4)
+    batch_size: int = Int(1, min=1, max=4096)
+    outputs = {"latent": LATENT}
+    comfy = ComfyAlias(("EmptyHunyuanLatentVideo",))
+
+    def run(self):
+        return {"samples": empty_video(self.batch_size, self.length, self.height, self.width)}
+
+
+class WanImageToVideo(Node):
+    """Start a Wan 2.1 image-to-video sampling: the start image (scaled to width x height around its
+    centre; several images: the first frames) is encoded with the rest of the video mid-grey, and
+    both conditionings get that latent and a mask of the latent frames it fixes; a CLIP vision
+    output (CLIPVisionEncode of the start image, crop none) becomes the model's image tokens.
+    Gives an empty latent of `length` frames to sample."""
+    category = "conditioning/video_models"
+    positive: CONDITIONING
+    negative: CONDITIONING
+    vae: VAE
+    width: int = Int(832, min=16, max=MAX_SIZE, step=16)
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    length: int = Int(81, min=1, max=MAX_SIZE, step=4)
+    batch_size: int = Int(1, min=1, max=4096)
+    clip_vision_output: CLIP_VISION_OUTPUT = None
+    start_image: IMAGE = None
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
+    comfy = ComfyAlias(("WanImageToVideo",))
+
+    def run(self):
+        import torch
+
+        latent = empty_video(self.batch_size, self.length, self.height, self.width)
+        positive, negative = self.positive, self.negative
+        if self.start_image is not None:
+            start = _fit(self.start_image[:self.length], self.width, self.height, "start_image")
+            video = torch.full((self.length, self.height, self.width, 3), 0.5)
+            video[:start.shape[0]] = start
+            encoded = _encode(self.vae, video, "WanImageToVideo")
+            mask = image_to_video_mask(latent.shape[2], encoded.shape[-2], encoded.shape[-1], start.shape[0])
+            positive = with_options(positive, concat_latent_image=encoded, concat_mask=mask)
+            negative = with_options(negative, concat_latent_image=encoded, concat_mask=mask)
+        if self.clip_vision_output is not None:
+            positive = with_options(positive, clip_vision_output=self.clip_vision_output)
+            negative = with_options(negative, clip_vision_output=self.clip_vision_output)
+        return positive, negative, {"samples": latent}
+
+
+def first_last_frames(node, start_image, end_image, vision_start, vision_end):
+    """WanFirstLastFrameToVideo's work (WanFunInpaintToVideo's too): (positive, negative, latent)."""
+    import torch
+
+    from graphflow.models.clip_vision import ClipVisionOutput
+
+    name = type(node).__name__
+    latent = empty_video(node.batch_size, node.length, node.height, node.width)
+    video = torch.full((node.length, node.height, node.width, 3), 0.5)
+    start = end = 0
+    if start_image is not None:
+        frames = _fit(start_image[:node.length], node.width, node.height, "start_image")
+        video[:frames.shape[0]], start = frames, frames.shape[0]
+    if end_image is not None:
+        frames = _fit(end_image[-node.length:], node.width, node.height, "end_image")
+        video[-frames.shape[0]:], end = frames, frames.shape[0]
+    encoded = _encode(node.vae, video, name)
+    mask = first_last_mask(latent.shape[2], latent.shape[3], latent.shape[4], start, end)
+    positive = with_options(node.positive, concat_latent_image=encoded, concat_mask=mask)
+    negative = with_options(node.negative, concat_latent_image=encoded, concat_mask=mask)
+    outputs = [o for o in (vision_start, vision_end) if o is not None]
+    if outputs:
+        vision = outputs[0]
+        if len(outputs) == 2:
+            states = torch.cat([o["penultimate_hidden_states"] for o in outputs], dim=-2)
+            vision = ClipVisionOutput(**{**{f: None for f in ClipVisionOutput.__dataclass_fields__},
+                                         "penultimate_hidden_states": states})
+        positive = with_options(positive, clip_vision_output=vision)
+        negative = with_options(negative, clip_vision_output=vision)
+    return positive, negative, {"samples": latent}
+
+
+class WanFirstLastFrameToVideo(Node):
+    """Wan 2.1 first-last-frame-to-video (FLF2V): the start images open the video and the end images
+    close it (each scaled to width x height around the centre), the rest mid-grey; encoded and
+    masked into both conditionings. The two CLIP vision outputs' tokens are joined (start, then
+    end) as the model's image tokens."""
+    category = "conditioning/video_models"
+    positive: CONDITIONING
+    negative: CONDITIONING
+    vae: VAE
+    width: int = Int(832, min=16, max=MAX_SIZE, step=16)
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    length: int = Int(81, min=1, max=MAX_SIZE, step=4)
+    batch_size: int = Int(1, min=1, max=4096)
+    clip_vision_start_image: CLIP_VISION_OUTPUT = None
+    clip_vision_end_image: CLIP_VISION_OUTPUT = None
+    start_image: IMAGE = None
+    end_image: IMAGE = None
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
+    comfy = ComfyAlias(("WanFirstLastFrameToVideo",))
+
+    def run(self):
+        return first_last_frames(self, self.start_image, self.end_image, self.clip_vision_start_image,
+                                 self.clip_vision_end_image)
+
+
+class WanFunInpaintToVideo(Node):
+    """Wan 2.1 Fun InP (inpainting between frames): as WanFirstLastFrameToVideo, the start images
+    opening the video and the end images closing it, one CLIP vision output as the image tokens."""
+    category = "conditioning/video_models"
+    positive: CONDITIONING
+    negative: CONDITIONING
+    vae: VAE
+    width: int = Int(832, min=16, max=MAX_SIZE, step=16)
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    length: int = Int(81, min=1, max=MAX_SIZE, step=4)
+    batch_size: int = Int(1, min=1, max=4096)
+    clip_vision_output: CLIP_VISION_OUTPUT = None
+    start_image: IMAGE = None
+    end_image: IMAGE = None
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
+    comfy = ComfyAlias(("WanFunInpaintToVideo",))
+
+    def run(self):
+        return first_last_frames(self, self.start_image, self.end_image, self.clip_vision_output, None)
+
+
+class WanFunControlToVideo(Node):
+    """Wan 2.1 Fun Control: the control video (depth, pose, edges...; scaled to width x height around
+    the centre) and the start image are encoded into the model's 32 extra channels (control latent,
+    then start-image latent; zero where none is given), no mask; a CLIP vision output becomes the
+    image tokens."""
+    category = "conditioning/video_models"
+    positive: CONDITIONING
+    negative: CONDITIONING
+    vae: VAE
+    width: int = Int(832, min=16, max=MAX_SIZE, step=16)
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    length: int = Int(81, min=1, max=MAX_SIZE, step=4)
+    batch_size: int = Int(1, min=1, max=4096)
+    clip_vision_output: CLIP_VISION_OUTPUT = None
+    start_image: IMAGE = None
+    control_video: IMAGE = None
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
+    comfy = ComfyAlias(("WanFunControlToVideo",))
+
+    def run(self):
+        from graphflow.models.latent_formats import WAN21
+
+        latent = empty_video(self.batch_size, self.length, self.height, self.width)
+        # raw latents that are 0 in model space, where nothing is given (ComfyUI's process_out of zeros)
+        concat = WAN21.process_out(empty_video(self.batch_size, self.length, self.height, self.width)).repeat(
+            1, 2, 1, 1, 1)
+        frames = concat.shape[2]
+        if self.start_image is not None:
+            start = _encode(self.vae, _fit(self.start_image[:self.length], self.width, self.height, "start_image"),
+                            "WanFunControlToVideo")
+            concat[:, LATENT_CHANNELS:, :start.shape[2]] = start[:, :, :frames]
+        if self.control_video is not None:
+            control = _encode(self.vae, _fit(self.control_video[:self.length], self.width, self.height,
+                                             "control_video"), "WanFunControlToVideo")
+            concat[:, :LATENT_CHANNELS, :control.shape[2]] = control[:, :, :frames]
+        positive = with_options(self.positive, concat_latent_image=concat)
+        negative = with_options(self.negative, concat_latent_image=concat)
+        if self.clip_vision_output is not None:
+            positive = with_options(positive, clip_vision_output=self.clip_vision_output)
+            negative = with_options(negative, clip_vision_output=self.clip_vision_output)
+        return positive, negative, {"samples": latent}
+
+
+def append_options(conditioning, **lists):
+    """The conditioning with each list option extended by these values (ComfyUI's conditioning_set_values
+    with append=True: several WanVaceToVideo nodes in a row give several VACE inputs)."""
+    return [(cond, {**opts, **{k: list(opts.get(k) or []) + v for k, v in lists.items()}}) for cond, opts in conditioning]
+
+
+class WanVaceToVideo(Node):
+    """Control a Wan 2.1 VACE model: the control video (scaled to width x height around the centre,
+    padded with grey to `length` frames) is encoded twice, its parts outside the control masks
+    (inactive) and inside (reactive), beside the masks folded 8x8 into 64 channels per latent frame;
+    a reference image is encoded as one more latent frame before the video (trim_latent says how
+    many frames to drop after sampling: TrimVideoLatent). strength scales this input's hints.
+    Several nodes in a row add several inputs."""
+    category = "conditioning/video_models"
+    positive: CONDITIONING
+    negative: CONDITIONING
+    vae: VAE
+    width: int = Int(832, min=16, max=MAX_SIZE, step=16)
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    length: int = Int(81, min=1, max=MAX_SIZE, step=4)
+    batch_size: int = Int(1, min=1, max=4096)
+    strength: float = Float(1.0, min=0.0, max=1000.0, step=0.01)
+    control_video: IMAGE = None
+    control_masks: MASK = None
+    reference_image: IMAGE = None
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT, "trim_latent": INT}
+    comfy = ComfyAlias(("WanVaceToVideo",))
+
+    def run(self):
+        import torch
+        import torch.nn.functional as F
+
+        from graphflow.images import center_crop_to_aspect, resize_nchw
+        from graphflow.models.latent_formats import WAN21
+
+        node, stride = "WanVaceToVideo", PIXELS_PER_LATENT
+        frames = latent_frames(self.length)
+        if self.control_video is not None:
+            video = _fit(self.control_video[:self.length], self.width, self.height, "control_video")
+            video = F.pad(video, (0, 0, 0, 0, 0, 0, 0, self.length - video.shape[0]), value=0.5)
+        else:
+            video = torch.full((self.length, self.height, self.width, 3), 0.5)
+        reference = None
+        if self.reference_image is not None:
+            reference = _encode(self.vae, _fit(self.reference_image[:1], self.width, self.height, "reference_image"),
+                                node)
+            reference = torch.cat([reference, WAN21.process_out(torch.zeros_like(reference))], dim=1)
+        if self.control_masks is None:
+            mask = torch.ones(self.length, self.height, self.width, 1)
+        else:
+            mask = self.control_masks.float()
+            if mask.ndim == 3:
+                mask = mask[:, None]
+            elif mask.ndim != 4:
+                raise NodeInputError("control_masks", f"expected a MASK [frames, H, W], got {tuple(mask.shape)}")
+            mask = mask[:self.length]
+            mask = resize_nchw(center_crop_to_aspect(mask, self.width, self.height), self.width, self.height,
+                               "bilinear").movedim(1, -1)
+            mask = F.pad(mask, (0, 0, 0, 0, 0, 0, 0, self.length - mask.shape[0]), value=1.0)
+        video = video - 0.5
+        inactive = _encode(self.vae, video * (1 - mask) + 0.5, node)
+        reactive = _encode(self.vae, video * mask + 0.5, node)
+        control = torch.cat([inactive, reactive], dim=1)
+        if reference is not None:
+            control = torch.cat([reference, control], dim=2)
+        h, w = self.height // stride, self.width // stride
+        # each latent pixel's 8x8 mask block as 64 channels, frames resampled to the latent's
+        mask = mask.reshape(self.length, h, stride, w, stride).permute(2, 4, 0, 1, 3).reshape(stride * stride,
+                                                                                             self.length, h, w)
+        mask = F.interpolate(mask[None], size=(frames, h, w), mode="nearest-exact")[0]
+        trim = 0
+        if reference is not None:
+            mask = torch.cat([torch.zeros_like(mask[:, :reference.shape[2]]), mask], dim=1)
+            frames += reference.shape[2]
+            trim = reference.shape[2]
+        values = {"vace_frames": [control], "vace_mask": [mask[None]], "vace_strength": [self.strength]}
+        latent = torch.zeros(self.batch_size, LATENT_CHANNELS, frames, h, w)
+        return (append_options(self.positive, **values), append_options(self.negative, **values),
+                {"samples": latent}, trim)

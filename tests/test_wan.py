@@ -1,0 +1,871 @@
+"""Wan 2.1 against transformers / diffusers on identical tiny random weights.
+
+Text: UMT5-XXL as ComfyUI's umt5_xxl_fp16.safetensors ships it (transformers' UMT5EncoderModel
+names, the SentencePiece model's bytes as the tensor `spiece_model`); the oracle is transformers'
+UMT5EncoderModel on ids from sentencepiece's own processor on that model (+ </s>, as ComfyUI's
+SPieceTokenizer with add_eos), padded to 512 and masked (Wan's pipelines and ComfyUI), the padded
+outputs zeroed.
+Transformer: random weights in the original Wan layout (`blocks.N.self_attn.q`, `head.head`, ...)
+go through diffusers' single-file converter (convert_wan_transformer_to_diffusers, which must
+consume every key) into diffusers' WanTransformer3DModel, loaded strictly; ours loads the same
+tensors as they are. ComfyUI's call: sigma in, timestep 1000 sigma, output the velocity.
+"""
+
+import functools
+import json
+
+import pytest
+import torch
+
+from tests.test_nodes_image_mask import call
+
+TOL = 1e-4
+
+
+@functools.lru_cache(maxsize=1)
+def registry():
+    from graphflow.registry import Registry
+
+    return Registry().load_builtin()
+
+
+# -- UMT5-XXL -------------------------------------------------------------------------------------
+
+class Tokenizer:
+    """sentencepiece's processor on the file's model, </s> appended, padded with 0 and masked."""
+
+    def __init__(self, model: bytes):
+        from sentencepiece import SentencePieceProcessor
+
+        self.sp = SentencePieceProcessor(model_proto=model, add_eos=True)
+
+    def __call__(self, prompt, padding=None, max_length=None, return_tensors=None):
+        from types import SimpleNamespace
+
+        ids = self.sp.encode(prompt)
+        if padding is None:
+            return SimpleNamespace(input_ids=ids)
+        mask = [1] * len(ids) + [0] * (max_length - len(ids))
+        return SimpleNamespace(input_ids=torch.tensor([ids + [0] * (max_length - len(ids))]),
+                               attention_mask=torch.tensor([mask]))
+
+
+def reference_umt5(path):
+    """(transformers' UMT5EncoderModel on the file's weights, a tokenizer of its spiece_model)."""
+    from safetensors.torch import load_file
+    from transformers import UMT5EncoderModel
+
+    from graphflow.testing import umt5_config
+
+    state = load_file(str(path))
+    tokenizer = Tokenizer(state.pop("spiece_model").numpy().tobytes())
+    model = UMT5EncoderModel(umt5_config(state["shared.weight"].shape[0])).eval()
+    missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    assert not unexpected and set(missing) <= {"encoder.embed_tokens.weight"}
+    return model, tokenizer
+
+
+def reference_text(model, tokenizer, prompt):
+    """The prompt padded to 512 with its mask through UMT5, padded outputs zeroed (ComfyUI's and
+    diffusers' WanPipeline's context)."""
+    tokens = tokenizer(prompt, padding="max_length", max_length=512, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(tokens.input_ids, attention_mask=tokens.attention_mask).last_hidden_state
+    return hidden * tokens.attention_mask[..., None], tokens
+
+
+@pytest.fixture
+def umt5_file(tmp_folders):
+    from graphflow.testing import write_umt5
+
+    (tmp_folders.models / "text_encoders").mkdir()
+    return write_umt5(tmp_folders.models / "text_encoders" / "umt5_xxl_fp16.safetensors", dtype=torch.float32)
+
+
+def test_cliploader_wan_matches_transformers_umt5(umt5_file):
+    clip = call(registry(), "LoadTextEncoder", clip_name=umt5_file.name, type="wan")
+    model, tokenizer = reference_umt5(umt5_file)
+    assert model.config.model_type == "umt5" and clip.t5.umt5
+    for prompt in ("a red fox runs through fresh snow", "", "dogs bark at the city lights at night"):
+        context, pooled = clip.encode(prompt)
+        want, tokens = reference_text(model, tokenizer, prompt)
+        assert pooled is None and context.shape == (1, 512, model.config.d_model)
+        n = int(tokens.attention_mask.sum())
+        assert n >= 1 and float(context[0, :n].abs().min(dim=-1).values.max()) > 0  # the prompt's tokens
+        torch.testing.assert_close(context, want, atol=1e-4, rtol=1e-4)
+    # ids: the pieces then </s> (1), no start token, <pad> 0, as ComfyUI's UMT5XXlTokenizer
+    ids, _ = clip.t5.tokenize("a red fox", 8)
+    assert ids == tokenizer("a red fox").input_ids + [0] * (8 - len(tokenizer("a red fox").input_ids))
+    assert ids[len(tokenizer("a red fox").input_ids) - 1] == 1
+
+
+def test_umt5_layers_each_have_their_own_position_bias(umt5_file):
+    """The per-layer bias is what makes UMT5: the second layer's changes the output, unlike T5's."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(umt5_file))
+    state["encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight"] *= 3.0
+    other = umt5_file.with_name("umt5_other.safetensors")
+    save_file(state, str(other))
+    a = call(registry(), "LoadTextEncoder", clip_name=umt5_file.name, type="wan").encode("a red fox")[0]
+    b = call(registry(), "LoadTextEncoder", clip_name=other.name, type="wan").encode("a red fox")[0]
+    assert float((a - b).abs().max()) > 1e-3
+
+
+def test_prompt_weights_pull_towards_the_masked_empty_prompt(umt5_file):
+    clip = call(registry(), "LoadTextEncoder", clip_name=umt5_file.name, type="wan")
+    plain = clip.encode("a red fox")[0]
+    weighted = clip.encode("a (red:1.5) fox")[0]
+    n = len(clip.t5.tokenize("a red fox")[0])
+    empty = clip.t5.run([[1]])[0, 0]  # "</s>" alone: the masked empty prompt's first token, zeros after
+    red = len(clip.t5.tokenize("a")[0]) - 1  # the first piece of "red"
+    torch.testing.assert_close(weighted[0, red], (plain[0, red] - 0) * 1.5 if red else
+                               (plain[0, 0] - empty) * 1.5 + empty, atol=1e-5, rtol=1e-5)
+    assert torch.equal(weighted[0, n:], plain[0, n:])
+
+
+def test_t5_tokenizer_options_pad_wan_prompts(umt5_file):
+    """T5TokenizerOptions (min_length, min_padding) sets the UMT5 padding too: still zeros past </s>."""
+    clip = call(registry(), "LoadTextEncoder", clip_name=umt5_file.name, type="wan")
+    padded = call(registry(), "T5TokenizerOptions", clip=clip, min_padding=3, min_length=16)
+    context, _ = padded.encode("a red fox")
+    n = len(clip.t5.tokenize("a red fox")[0])
+    assert context.shape[1] == 16 and context[0, n:].abs().max() == 0
+    torch.testing.assert_close(context[:, :n], clip.encode("a red fox")[0][:, :n])
+
+
+def test_clip_save_keeps_the_tokenizer(umt5_file, tmp_folders):
+    """CLIPSave writes UMT5 with its spiece_model, so CLIPLoader type wan reads the file back alike."""
+    import shutil
+
+    clip = call(registry(), "LoadTextEncoder", clip_name=umt5_file.name, type="wan")
+    call(registry(), "CLIPSave", clip=clip, filename_prefix="text_encoders/saved")
+    [saved] = tmp_folders.outputs.rglob("saved_umt5xxl*.safetensors")
+    shutil.copy(saved, umt5_file.parent / "resaved.safetensors")
+    again = call(registry(), "LoadTextEncoder", clip_name="resaved.safetensors", type="wan")
+    assert torch.equal(again.encode("a (red:1.2) fox")[0], clip.encode("a (red:1.2) fox")[0])
+
+
+def test_umt5_without_tokenizer_or_plain_t5_refused(tmp_folders):
+    from graphflow.api import NodeInputError
+    from graphflow.testing import write_flow_text_encoder, write_umt5
+
+    folder = tmp_folders.models / "text_encoders"
+    folder.mkdir()
+    write_umt5(folder / "umt5_bare.safetensors", tokenizer=False)
+    write_flow_text_encoder(folder / "t5xxl_fp16.safetensors", "t5xxl")
+    with pytest.raises(NodeInputError, match="umt5_xxl_fp16.safetensors or umt5_xxl_fp8_e4m3fn_scaled"):
+        call(registry(), "LoadTextEncoder", clip_name="umt5_bare.safetensors", type="wan")
+    with pytest.raises(NodeInputError, match="UMT5-XXL"):
+        call(registry(), "LoadTextEncoder", clip_name="t5xxl_fp16.safetensors", type="wan")
+
+
+# -- the transformer --------------------------------------------------------------------------------
+
+def diffusers_transformer(cfg, state: dict):
+    """diffusers' WanTransformer3DModel of `cfg` on Wan-layout `state` (through diffusers' converter)."""
+    from diffusers import WanTransformer3DModel
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+
+    theirs = WanTransformer3DModel(
+        patch_size=cfg.patch_size, num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
+        in_channels=cfg.in_channels, out_channels=cfg.out_channels, text_dim=cfg.text_dim, freq_dim=cfg.freq_dim,
+        ffn_dim=cfg.ffn_dim, num_layers=cfg.depth, cross_attn_norm=cfg.cross_attn_norm,
+        image_dim=cfg.image_dim or None, added_kv_proj_dim=cfg.dim if cfg.i2v else None).eval()
+    left = {k: v.clone() for k, v in state.items()}
+    converted = convert_wan_transformer_to_diffusers(left)
+    assert not left, f"keys diffusers' converter does not know: {sorted(left)[:5]}"
+    theirs.load_state_dict(converted, strict=True)
+    return theirs
+
+
+def diffusers_velocity(theirs, x, sigma, context, image=None):
+    """ComfyUI's model output from diffusers' transformer: net(x, 1000 sigma)."""
+    with torch.no_grad():
+        return theirs(x, sigma * 1000, context, encoder_hidden_states_image=image, return_dict=False)[0]
+
+
+@functools.lru_cache(maxsize=2)
+def transformer_pair(i2v: bool):
+    from graphflow.models.wan import Wan
+    from graphflow.testing import wan_config, wan_state
+
+    cfg = wan_config(i2v=i2v)
+    state = wan_state(seed=0, i2v=i2v)
+    ours = Wan(cfg).eval()
+    ours.load_state_dict(state)
+    return cfg, ours, diffusers_transformer(cfg, state), state
+
+
+@pytest.mark.parametrize("i2v", [False, True])
+def test_transformer_matches_diffusers(i2v):
+    cfg, ours, theirs, _ = transformer_pair(i2v)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(2, cfg.in_channels, 3, 4, 6, generator=gen)
+    # diffusers' I2V attention takes the text to be the last 512 tokens (ComfyUI's padded prompt)
+    context = torch.randn(2, 512 if i2v else 9, cfg.text_dim, generator=gen)
+    image = torch.randn(2, 5, cfg.image_dim, generator=gen) if i2v else None
+    sigma = torch.tensor([0.9, 0.3])
+    with torch.no_grad():
+        got = ours(x, sigma, context, clip_fea=image)
+    want = diffusers_velocity(theirs, x, sigma, context, image)
+    assert got.shape == (2, 16, 3, 4, 6)
+    assert float((got - want).abs().max()) < TOL * float(want.abs().max())
+    assert float(got.abs().max()) > 0.1
+    if i2v:  # the image tokens count
+        with torch.no_grad():
+            other = ours(x, sigma, context, clip_fea=torch.randn(image.shape, generator=gen))
+        assert float((other - got).abs().max()) > 1e-3
+        # no CLIP vision states: ComfyUI's I2V image attention (k_img / v_img) runs over the prompt
+        with torch.no_grad():
+            plain = ours(x, sigma, context)
+            v_img = [(b.cross_attn.v_img.weight.clone(), b.cross_attn.v_img.bias.clone()) for b in ours.blocks]
+            for b in ours.blocks:
+                b.cross_attn.v_img.weight.zero_(), b.cross_attn.v_img.bias.zero_()
+            silenced = ours(x, sigma, context)
+            for b, (w, bias) in zip(ours.blocks, v_img):
+                b.cross_attn.v_img.weight.copy_(w), b.cross_attn.v_img.bias.copy_(bias)
+        assert float((plain - silenced).abs().max()) > 1e-3
+
+
+def test_positions_time_and_odd_sizes():
+    cfg, ours, theirs, _ = transformer_pair(False)
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(1, 16, 2, 4, 4, generator=gen)
+    context = torch.randn(1, 5, cfg.text_dim, generator=gen)
+    with torch.no_grad():
+        a = ours(x, torch.tensor([0.5]), context)
+        b = ours(x, torch.tensor([0.6]), context)
+        swapped = ours(x.flip(2), torch.tensor([0.5]), context)
+        odd = ours(torch.randn(1, 16, 2, 5, 3, generator=gen), torch.tensor([0.5]), context)
+    assert float((a - b).abs().max()) > 1e-3
+    assert float((swapped.flip(2) - a).abs().max()) > 1e-3  # frames are told apart by their rotation
+    assert odd.shape == (1, 16, 2, 5, 3)  # padded to whole patches and cropped back, as ComfyUI
+
+
+def test_config_from_shapes():
+    from graphflow.models.wan import wan_config_from_state_dict
+    from graphflow.testing import wan_config
+
+    for i2v in (False, True):
+        cfg, _, _, state = transformer_pair(i2v)
+        assert wan_config_from_state_dict({k: tuple(v.shape) for k, v in state.items()}) == cfg == wan_config(i2v=i2v)
+    assert wan_config(False).num_heads == 12 and wan_config(False).dim == 1536  # T2V 1.3B
+
+
+# -- detection, loading, sampling settings -------------------------------------------------------
+
+@pytest.mark.parametrize("prefixed,i2v", [(False, False), (True, False), (False, True)])
+def test_detected_and_loaded(tmp_path, prefixed, i2v):
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.checkpoint_report import inspect_report
+    from graphflow.models.file_kind import identify
+    from graphflow.models.flow_architecture import detect_flow_model
+    from graphflow.models.wan import Wan
+    from graphflow.models.weight_files import WeightFile
+    from graphflow.testing import wan_config, write_wan
+
+    path = write_wan(tmp_path / "wan2.1_t2v_1.3B_fp16.safetensors", prefixed=prefixed, i2v=i2v, dtype=torch.float32)
+    with WeightFile(path) as f:
+        info = detect_flow_model(f.shapes)
+        kind = identify(f.shapes)
+    family = "wan_i2v" if i2v else "wan_t2v"
+    assert (info.arch, info.family, info.prefix) == ("wan", family, "model.diffusion_model." if prefixed else "")
+    assert info.config == wan_config(i2v=i2v) and info.latent_format.name == "wan21" and info.vae is None
+    assert any("UMT5-XXL with CLIPLoader, type wan" in n for n in info.notes)
+    assert any("wan_2.1_vae.safetensors" in n for n in info.notes)
+    assert kind.folder == "diffusion_models" and kind.name == "Wan 2.1 diffusion model"
+    report = inspect_report(path)
+    assert f"[wan, {family}]" in report and "2 blocks, width 256, 2 heads" in report
+    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    assert model.arch == "wan" and model.is_flow and model.is_video and model.adm_channels == 0
+    assert isinstance(model.unet, Wan) and model.in_channels == (36 if i2v else 16)
+
+
+def test_sampling_is_discrete_flow_shift_8():
+    """ComfyUI's WAN21_T2V sampling_settings: ModelSamplingDiscreteFlow, shift 8.0 (multiplier 1000)."""
+    from graphflow.models.diffusion_model import DiffusionModel
+    from graphflow.models.wan import Wan
+    from graphflow.sampling.flow_sampling import model_sampling_for
+    from graphflow.sampling.schedules import compute_sigmas
+    from graphflow.testing import wan_config
+
+    with torch.device("meta"):
+        net = Wan(wan_config())
+    schedule = model_sampling_for(DiffusionModel(net, "wan", "flow"))
+    assert (schedule.kind, schedule.shift, schedule.multiplier) == ("shift", 8.0, 1000.0)
+    sigmas = compute_sigmas(schedule, "simple", 4)
+    want = [8 * t / (1 + 7 * t) for t in (1.0, 0.75, 0.5, 0.25)] + [0.0]
+    assert torch.allclose(sigmas, torch.tensor(want), atol=1e-6)
+
+
+def test_latent_format_is_diffusers_wan_vae_statistics():
+    from diffusers import AutoencoderKLWan
+
+    from graphflow.models.latent_formats import LATENT_FORMATS
+
+    fmt = LATENT_FORMATS["wan21"]
+    vae = AutoencoderKLWan()  # its default config: Wan 2.1's VAE
+    mean = torch.tensor(vae.config.latents_mean).view(1, 16, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std).view(1, 16, 1, 1, 1)
+    raw = torch.randn(1, 16, 2, 3, 4, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(fmt.process_in(raw), (raw - mean) / std, atol=1e-6)
+    assert torch.allclose(fmt.process_out(fmt.process_in(raw)), raw, atol=1e-6)
+
+
+# -- nodes --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("length,frames", [(25, 7), (1, 1), (81, 21), (4, 1), (5, 2)])
+def test_empty_hunyuan_latent_video(length, frames):
+    latent = call(registry(), "EmptyHunyuanLatentVideo", width=64, height=48, length=length, batch_size=2)
+    assert latent["samples"].shape == (2, 16, frames, 6, 8) and latent["samples"].abs().max() == 0
+
+
+def test_model_merge_wan(tmp_path):
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.testing import write_wan
+
+    a, b = (load_diffusion_model(write_wan(tmp_path / f"{n}.safetensors", seed=s, dtype=torch.float32),
+                                 device="cpu", dtype=torch.float32) for n, s in (("a", 0), ("b", 1)))
+    spec = registry().get("ModelMergeWAN2_1")
+    ratios = {name: 1.0 for name, s in spec.input_specs.items() if s.widget}
+    assert "blocks_39" in ratios and "patch_embedding" in ratios and "head" in ratios and "img_emb" in ratios
+    ratios.update(blocks_1=0.25, text_embedding=0.0)
+    merged = call(registry(), "ModelMergeWAN2_1", model1=a, model2=b, **ratios)
+    wa, wb, wm = (m.unet.state_dict() for m in (a, b, merged))
+    name = "blocks.1.self_attn.q.weight"
+    assert torch.allclose(wm[name], 0.25 * wa[name] + 0.75 * wb[name])
+    assert torch.equal(wm["text_embedding.0.weight"], wb["text_embedding.0.weight"])
+    assert torch.equal(wm["blocks.0.modulation"], wa["blocks.0.modulation"])
+
+
+@functools.lru_cache(maxsize=1)
+def wan_vae():
+    """A tiny random Wan 2.1 VAE (graphflow.models.wan_vae), as VAELoader gives it."""
+    import tempfile
+    from pathlib import Path
+
+    from graphflow.models.checkpoint import load_vae
+    from graphflow.testing import write_wan_vae
+
+    return load_vae(write_wan_vae(Path(tempfile.mkdtemp()) / "wan_2.1_vae.safetensors", dtype=torch.float32),
+                    device="cpu", dtype=torch.float32)
+
+
+def test_wan_image_to_video_conditioning_and_concat():
+    """WanImageToVideo as ComfyUI's: the start frames then grey through the (Wan) VAE, mask 0 on the
+    latent frames they fix; the sampler's 20 extra channels are 1 - mask (x4) then the latent in model
+    space."""
+    from graphflow.models.clip_vision import ClipVisionOutput
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.sampling.guidance import prepare_conds
+    from graphflow.sampling.pipeline import wan_concat
+
+    from graphflow.images import center_crop_to_aspect, resize_nchw
+
+    cond = [(torch.randn(1, 512, 32), {"a": 1})]
+    image = torch.rand(2, 40, 48, 3, generator=torch.Generator().manual_seed(0))
+    vision = ClipVisionOutput(torch.zeros(1, 5, 64), torch.zeros(1, 8), torch.randn(1, 5, 64))
+    vae = wan_vae()
+    pos, neg, latent = call(registry(), "WanImageToVideo", positive=cond, negative=cond, vae=vae, width=32,
+                            height=32, length=9, batch_size=1, start_image=image, clip_vision_output=vision)
+    assert latent["samples"].shape == (1, 16, 3, 4, 4) and latent["samples"].abs().max() == 0
+    # the VAE encoded the start frames (centre-cropped and scaled) and then mid-grey, 9 frames in all
+    video = torch.full((9, 32, 32, 3), 0.5)
+    video[:2] = resize_nchw(center_crop_to_aspect(image.movedim(-1, 1), 32, 32), 32, 32, "bilinear").movedim(1, -1)
+    assert torch.allclose(pos[0][1]["concat_latent_image"], vae.encode(video), atol=1e-5)
+    assert pos[0][1]["concat_latent_image"].shape == (1, 16, 3, 4, 4)
+    for side in (pos, neg):
+        options = side[0][1]
+        assert options["a"] == 1 and options["clip_vision_output"] is vision
+        assert options["concat_mask"].shape == (1, 1, 3, 4, 4)
+        assert options["concat_mask"][0, 0, :, 0, 0].tolist() == [0.0, 1.0, 1.0]  # 2 frames: latent frame 0
+    concat = wan_concat(pos[0][1], None, WAN21, (2, 16, 3, 4, 4), 20, "cpu")
+    assert concat.shape == (2, 20, 3, 4, 4)
+    assert concat[:, :4, 0].eq(1).all() and concat[:, :4, 1:].eq(0).all()
+    assert torch.allclose(concat[:, 4:], WAN21.process_in(pos[0][1]["concat_latent_image"]).expand(2, -1, -1, -1, -1))
+
+    class Model:  # what prepare_conds reads of a Wan I2V MODEL
+        arch, prediction, is_video, adm_channels = "wan", "flow", True, 0
+
+    (entry,) = prepare_conds(pos, Model(), (2, 16, 3, 4, 4), "cpu")
+    assert torch.equal(entry.clip_fea, vision.penultimate_hidden_states.expand(2, -1, -1))
+    # no start image: no concat options; the model's extra channels are zeros
+    pos2, _, _ = call(registry(), "WanImageToVideo", positive=cond, negative=cond, vae=vae, width=32, height=32,
+                      length=9, batch_size=1)
+    assert "concat_latent_image" not in pos2[0][1]
+    assert wan_concat(pos2[0][1], None, WAN21, (1, 16, 3, 4, 4), 20, "cpu").abs().max() == 0
+
+
+def test_wan_first_last_frame_mask():
+    """ComfyUI's FLF2V mask: pixel frames 0 on the start frames + 3 and on the end frames, folded 4 per
+    latent frame into 4 channels."""
+    from graphflow.models.clip_vision import ClipVisionOutput
+
+    cond = [(torch.randn(1, 512, 32), {})]
+    gen = torch.Generator().manual_seed(1)
+    start, end = torch.rand(1, 32, 32, 3, generator=gen), torch.rand(1, 32, 32, 3, generator=gen)
+    a, b = (ClipVisionOutput(torch.zeros(1, 5, 64), torch.zeros(1, 8), torch.randn(1, 5, 64, generator=gen))
+            for _ in range(2))
+    vae = wan_vae()
+    pos, _, latent = call(registry(), "WanFirstLastFrameToVideo", positive=cond, negative=cond, vae=vae, width=32,
+                          height=32, length=13, batch_size=1, start_image=start, end_image=end,
+                          clip_vision_start_image=a, clip_vision_end_image=b)
+    assert latent["samples"].shape == (1, 16, 4, 4, 4)
+    video = torch.full((13, 32, 32, 3), 0.5)
+    video[0], video[-1] = start[0], end[0]
+    assert torch.allclose(pos[0][1]["concat_latent_image"], vae.encode(video), atol=1e-5)
+    mask = pos[0][1]["concat_mask"]
+    assert mask.shape == (1, 4, 4, 4, 4)
+    pixel = mask[0, :, :, 0, 0].t().reshape(-1)  # pixel frame order
+    assert pixel.tolist() == [0.0] * 4 + [1.0] * 11 + [0.0]
+    states = pos[0][1]["clip_vision_output"]["penultimate_hidden_states"]
+    assert torch.equal(states, torch.cat([a.penultimate_hidden_states, b.penultimate_hidden_states], dim=1))
+
+
+# -- a ComfyUI graph end to end ------------------------------------------------------------------
+
+@pytest.fixture
+def wan_models(tmp_folders):
+    """ComfyUI's Wan files, tiny and random: the T2V transformer bare, UMT5-XXL with its tokenizer,
+    the Wan VAE."""
+    from graphflow.testing import write_umt5, write_wan, write_wan_vae
+
+    m = tmp_folders.models
+    for sub in ("diffusion_models", "text_encoders", "vae"):
+        (m / sub).mkdir()
+    write_wan_vae(m / "vae" / "wan_2.1_vae.safetensors", dtype=torch.float32)
+    write_wan(m / "diffusion_models" / "wan2.1_t2v_1.3B_fp16.safetensors", seed=3, dtype=torch.float32)
+    write_umt5(m / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors", seed=1, dtype=torch.float32)
+    return tmp_folders
+
+
+def test_wan_t2v_workflow_runs_and_matches_diffusers(wan_models):
+    """workflows/wan_t2v.json as saved but for its size and steps: UNETLoader, CLIPLoader type wan,
+    EmptyHunyuanLatentVideo, ModelSamplingSD3 (shift 8), KSampler (euler, simple, cfg 6), VAELoader,
+    VAEDecode, SaveAnimatedWEBP (and SaveLatent of the video latent added); the sampled latent equals
+    two Euler steps with CFG on diffusers' transformer fed transformers' UMT5 states of the
+    512-token padded, masked prompts (zeroed padding), on ComfyUI's sigmas for Wan's shift 8."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from graphflow.executor import Executor
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import wan_config
+    from graphflow.workflow import parse_workflow
+
+    reg = registry()
+    nodes = json.loads((Path(__file__).parent.parent / "workflows" / "wan_t2v.json").read_text())
+    graph = json.loads(json.dumps(nodes))
+    graph["5"]["inputs"].update(width=32, height=32, length=9)
+    graph["6"]["inputs"]["steps"] = 2
+    graph["11"] = {"class_type": "SaveLatent", "inputs": {"samples": ["6", 0], "filename_prefix": "latents/wan_t2v"}}
+    result = Executor(reg).run(parse_workflow(graph, reg))
+    assert result.ok, json.dumps(result.error, default=str)[:3000]
+    assert len(list(wan_models.outputs.rglob("wan_t2v*.latent"))) == 1
+    assert len(list(wan_models.outputs.rglob("wan_*.webp"))) == 1
+    frames = result.values["8"][0]
+    assert frames.shape == (9, 32, 32, 3) and float(frames.std()) > 0.01
+
+    theirs = diffusers_transformer(wan_config(), load_file(
+        str(wan_models.models / "diffusion_models" / "wan2.1_t2v_1.3B_fp16.safetensors")))
+    umt5, tokenizer = reference_umt5(wan_models.models / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors")
+    cond, uncond = (reference_text(umt5, tokenizer, nodes[n]["inputs"]["text"])[0] for n in ("3", "4"))
+    cfg_scale, seed = nodes["6"]["inputs"]["cfg"], nodes["6"]["inputs"]["seed"]
+    sigma_mid = 8 * 0.5 / (1 + 7 * 0.5)  # "simple", 2 steps: t = 1, 0.5 through shift 8
+    x = initial_noise(torch.zeros(1, 16, 3, 4, 4), seed)
+    for sigma, sigma_next in ((1.0, sigma_mid), (sigma_mid, 0.0)):
+        s = torch.tensor([sigma])
+        v_cond, v_uncond = (diffusers_velocity(theirs, x, s, c) for c in (cond, uncond))
+        assert float((v_cond - v_uncond).abs().max()) > 1e-3  # the negative prompt counts
+        x = x + (v_uncond + cfg_scale * (v_cond - v_uncond)) * (sigma_next - sigma)
+    ours = result.values["6"][0]["samples"]
+    want = WAN21.process_out(x)  # the LATENT holds raw VAE latents
+    assert ours.shape == (1, 16, 3, 4, 4)
+    assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
+
+
+@pytest.mark.parametrize("fun_control", [False, True])
+def test_wan_i2v_sampling_matches_diffusers(tmp_path, fun_control):
+    """An I2V model sampled by KSampler on WanImageToVideo-style conditioning (a given latent, its mask,
+    CLIP vision states): two Euler CFG steps of diffusers' transformer fed [x, 1 - mask x4, image
+    latent in model space] on the channels and the states as its image tokens. A Fun Control model
+    (48 channels in) on WanFunControlToVideo's 32-channel concat: [x, each 16 in model space]."""
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.clip_vision import ClipVisionOutput
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.models.flow_architecture import detect_flow_model
+    from graphflow.models.weight_files import WeightFile
+    from graphflow.testing import wan_config, wan_state, write_wan
+
+    width = 48 if fun_control else 36
+    path = write_wan(tmp_path / "wan.safetensors", seed=4, i2v=True, dtype=torch.float32, in_channels=width)
+    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    with WeightFile(path) as f:
+        assert detect_flow_model(f.shapes).family == ("wan_fun_control" if fun_control else "wan_i2v")
+    theirs = diffusers_transformer(wan_config(i2v=True, in_channels=width),
+                                   wan_state(seed=4, i2v=True, in_channels=width))
+    gen = torch.Generator().manual_seed(5)
+    context = [torch.randn(1, 512, 32, generator=gen) for _ in range(2)]
+    image_latent = torch.randn(1, 32 if fun_control else 16, 2, 4, 4, generator=gen)
+    mask = torch.ones(1, 1, 2, 4, 4)
+    mask[:, :, :1] = 0.0
+    vision = ClipVisionOutput(torch.zeros(1, 5, 64), torch.zeros(1, 8), torch.randn(1, 5, 64, generator=gen))
+    options = {"concat_latent_image": image_latent, "clip_vision_output": vision}
+    if not fun_control:
+        options["concat_mask"] = mask
+    positive, negative = [(context[0], dict(options))], [(context[1], dict(options))]
+    seed, cfg_scale = 7, 5.0
+    latent = call(registry(), "KSampler", model=model, seed=seed, steps=2, cfg=cfg_scale, sampler_name="euler",
+                  scheduler="simple", positive=positive, negative=negative, denoise=1.0,
+                  latent_image={"samples": torch.zeros(1, 16, 2, 4, 4)})
+    extra = torch.cat([WAN21.process_in(image_latent[:, :16]), WAN21.process_in(image_latent[:, 16:])], dim=1) \
+        if fun_control else torch.cat([(1 - mask).expand(1, 4, -1, -1, -1), WAN21.process_in(image_latent)], dim=1)
+    sigma_mid = 8 * 0.5 / (1 + 7 * 0.5)
+    x = initial_noise(torch.zeros(1, 16, 2, 4, 4), seed)
+    for sigma, sigma_next in ((1.0, sigma_mid), (sigma_mid, 0.0)):
+        s = torch.tensor([sigma])
+        v_cond, v_uncond = (diffusers_velocity(theirs, torch.cat([x, extra], 1), s, c, vision.penultimate_hidden_states)
+                            for c in context)
+        x = x + (v_uncond + cfg_scale * (v_cond - v_uncond)) * (sigma_next - sigma)
+    ours = latent["samples"] if isinstance(latent, dict) else latent[0]["samples"]
+    want = WAN21.process_out(x)
+    assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
+
+
+def test_umt5_file_identified(tmp_path):
+    from graphflow.models.file_kind import identify
+    from graphflow.models.weight_files import WeightFile
+    from graphflow.testing import write_umt5
+
+    for tokenizer in (True, False):
+        with WeightFile(write_umt5(tmp_path / f"u{tokenizer}.safetensors", tokenizer=tokenizer)) as f:
+            kind = identify(f.shapes)
+        assert kind.name.startswith("UMT5-XXL text encoder (Wan 2.1") and kind.folder == "text_encoders"
+        assert ("NO tokenizer" in kind.name) != tokenizer
+
+
+def test_lora_in_comfyui_layout(tmp_path):
+    """Wan LoRAs as ComfyUI reads them: diffusion_model. + Wan's own module path (lora_down / lora_up / alpha)."""
+    from safetensors.torch import save_file
+
+    from graphflow import memory
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.lora import apply_lora
+    from graphflow.testing import write_wan
+
+    model = load_diffusion_model(write_wan(tmp_path / "w.safetensors", dtype=torch.float32), device="cpu",
+                                 dtype=torch.float32)
+    gen = torch.Generator().manual_seed(0)
+    down, up = torch.randn(4, 256, generator=gen), torch.randn(256, 4, generator=gen)
+    save_file({"diffusion_model.blocks.1.self_attn.q.lora_down.weight": down,
+               "diffusion_model.blocks.1.self_attn.q.lora_up.weight": up,
+               "diffusion_model.blocks.1.self_attn.q.alpha": torch.tensor(2.0)}, str(tmp_path / "wan_lora.safetensors"))
+    patched, _ = apply_lora(model, None, tmp_path / "wan_lora.safetensors", 0.5, 0.0)
+    name = "blocks.1.self_attn.q.weight"
+    weight = memory.manager().weights(patched.unet, patched.patches)[name]
+    assert torch.allclose(weight, model.unet.state_dict()[name] + 0.5 * (2.0 / 4) * up @ down, atol=1e-5)
+    # the other layers are untouched
+    assert torch.equal(memory.manager().weights(patched.unet, patched.patches)["blocks.0.self_attn.q.weight"],
+                       model.unet.state_dict()["blocks.0.self_attn.q.weight"])
+
+
+@pytest.mark.parametrize("i2v", [False, True])
+def test_lora_in_diffusers_layout_matches_diffusers(tmp_path, i2v):
+    """A PEFT LoRA on diffusers' WanTransformer3DModel (every Linear, diffusers' names) applied to our
+    model gives diffusers' output with the adapter."""
+    import copy
+
+    from safetensors.torch import save_file
+
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.lora import apply_lora
+    from graphflow.testing import write_wan
+    from tests.test_flow_lora import random_peft_lora
+
+    cfg, _, theirs, state = transformer_pair(i2v)
+    theirs = copy.deepcopy(theirs)
+    path = write_wan(tmp_path / "w.safetensors", seed=0, i2v=i2v, dtype=torch.float32)
+    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    lora = random_peft_lora(theirs, seed=5)
+    assert "transformer.blocks.1.ffn.net.0.proj.lora_A.weight" in lora
+    assert ("transformer.blocks.0.attn2.add_k_proj.lora_B.weight" in lora) == i2v
+    save_file(lora, str(tmp_path / "wan_peft.safetensors"))
+    theirs.load_lora_adapter(dict(lora), prefix="transformer", adapter_name="test")
+    theirs.set_adapters(["test"], weights=[0.7])
+    patched, _ = apply_lora(model, None, tmp_path / "wan_peft.safetensors", 0.7, 0.0)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(1, cfg.in_channels, 2, 4, 4, generator=gen)
+    context = torch.randn(1, 512 if i2v else 7, cfg.text_dim, generator=gen)
+    image = torch.randn(1, 5, cfg.image_dim, generator=gen) if i2v else None
+    sigma = torch.tensor([0.6])
+    with torch.no_grad():
+        plain = model(x, sigma, context, clip_fea=image)
+        got = patched(x, sigma, context, clip_fea=image)
+    want = diffusers_velocity(theirs, x, sigma, context, image)
+    assert float((got - plain).abs().max()) > 1e-2  # the LoRA does something
+    assert float((got - want).abs().max()) < TOL * float(want.abs().max())
+
+
+def test_scaled_fp8_files(tmp_folders, tmp_path):
+    """Comfy-Org's scaled-fp8 files (umt5_xxl_fp8_e4m3fn_scaled, wan2.1_t2v_14B_fp8_scaled): their
+    tokenizer read as it is, the weights dequantised; the same numbers as the dequantised files."""
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.testing import write_scaled_fp8, write_umt5, write_wan
+
+    folder = tmp_folders.models / "text_encoders"
+    folder.mkdir()
+    write_scaled_fp8(write_umt5(tmp_path / "u.safetensors", dtype=torch.float32),
+                     folder / "umt5_xxl_fp8_e4m3fn_scaled.safetensors", dequantised=folder / "umt5_plain.safetensors")
+    scaled, plain = (call(registry(), "LoadTextEncoder", clip_name=name, type="wan")
+                     for name in ("umt5_xxl_fp8_e4m3fn_scaled.safetensors", "umt5_plain.safetensors"))
+    torch.testing.assert_close(scaled.encode("a red fox")[0], plain.encode("a red fox")[0], atol=1e-5, rtol=1e-5)
+
+    models = [load_diffusion_model(p, device="cpu", dtype=torch.float32) for p in (
+        write_scaled_fp8(write_wan(tmp_path / "w.safetensors", dtype=torch.float32),
+                         tmp_path / "wan_fp8_scaled.safetensors", dequantised=tmp_path / "wan_plain.safetensors"),
+        tmp_path / "wan_plain.safetensors")]
+    gen = torch.Generator().manual_seed(0)
+    x, context = torch.randn(1, 16, 2, 4, 4, generator=gen), torch.randn(1, 7, 32, generator=gen)
+    with torch.no_grad():
+        a, b = (m(x, torch.tensor([0.5]), context) for m in models)
+    assert float((a - b).abs().max()) < 1e-4 * float(b.abs().max())
+
+
+def test_wan_i2v_graph_runs_and_matches_diffusers(tmp_folders):
+    """ComfyUI's Wan image-to-video graph on tiny files: UNETLoader (I2V), CLIPLoader (wan),
+    CLIPVisionLoader + CLIPVisionEncode (crop none) of a LoadImage picture, VAELoader (Wan VAE),
+    WanImageToVideo, KSampler, VAEDecode. The latent equals two Euler CFG steps of diffusers'
+    transformer on [x, 1 - mask x4, the start frame's latent in model space] with the picture's CLIP
+    vision penultimate states as image tokens and transformers' UMT5 states."""
+    import numpy as np
+    from PIL import Image
+
+    from graphflow.executor import Executor
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import wan_config, wan_state, write_clip_vision, write_umt5, write_wan, write_wan_vae
+    from graphflow.workflow import parse_workflow
+
+    m = tmp_folders.models
+    for sub in ("diffusion_models", "text_encoders", "vae", "clip_vision"):
+        (m / sub).mkdir()
+    write_wan(m / "diffusion_models" / "wan2.1_i2v_480p_14B_fp16.safetensors", seed=6, i2v=True, dtype=torch.float32)
+    write_umt5(m / "text_encoders" / "umt5_xxl_fp16.safetensors", seed=1, dtype=torch.float32)
+    write_wan_vae(m / "vae" / "wan_2.1_vae.safetensors", dtype=torch.float32)
+    write_clip_vision(m / "clip_vision" / "clip_vision_h.safetensors", dtype=torch.float32)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(tmp_folders.inputs / "start.png")
+    graph = {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "wan2.1_i2v_480p_14B_fp16.safetensors",
+                                                     "weight_dtype": "default"}},
+        "2": {"class_type": "CLIPLoader", "inputs": {"clip_name": "umt5_xxl_fp16.safetensors", "type": "wan"}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "a fox turns its head", "clip": ["2", 0]}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "static", "clip": ["2", 0]}},
+        "5": {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": "clip_vision_h.safetensors"}},
+        "6": {"class_type": "LoadImage", "inputs": {"image": "start.png"}},
+        "7": {"class_type": "CLIPVisionEncode", "inputs": {"clip_vision": ["5", 0], "image": ["6", 0], "crop": "none"}},
+        "8": {"class_type": "VAELoader", "inputs": {"vae_name": "wan_2.1_vae.safetensors"}},
+        "9": {"class_type": "WanImageToVideo", "inputs": {"positive": ["3", 0], "negative": ["4", 0], "vae": ["8", 0],
+                                                          "clip_vision_output": ["7", 0], "start_image": ["6", 0],
+                                                          "width": 32, "height": 32, "length": 5, "batch_size": 1}},
+        "10": {"class_type": "KSampler", "inputs": {"seed": 11, "steps": 2, "cfg": 5.0, "sampler_name": "euler",
+                                                    "scheduler": "simple", "denoise": 1.0, "model": ["1", 0],
+                                                    "positive": ["9", 0], "negative": ["9", 1], "latent_image": ["9", 2]}},
+        "11": {"class_type": "VAEDecode", "inputs": {"samples": ["10", 0], "vae": ["8", 0]}},
+        "12": {"class_type": "SaveAnimatedWEBP", "inputs": {"images": ["11", 0], "filename_prefix": "wan_i2v",
+                                                            "fps": 16.0, "lossless": False, "quality": 90,
+                                                            "method": "default"}},
+    }
+    reg = registry()
+    result = Executor(reg).run(parse_workflow(graph, reg))
+    assert result.ok, json.dumps(result.error, default=str)[:3000]
+    assert result.values["11"][0].shape == (5, 32, 32, 3)
+
+    positive = result.values["9"][0][0][1]
+    vision = result.values["7"][0]
+    assert positive["clip_vision_output"] is vision and vision.penultimate_hidden_states.shape == (1, 17, 64)
+    theirs = diffusers_transformer(wan_config(i2v=True), wan_state(seed=6, i2v=True))
+    umt5, tokenizer = reference_umt5(m / "text_encoders" / "umt5_xxl_fp16.safetensors")
+    cond, uncond = (reference_text(umt5, tokenizer, graph[n]["inputs"]["text"])[0] for n in ("3", "4"))
+    mask = torch.ones(1, 4, 2, 4, 4)
+    mask[:, :, 0] = 0.0  # the start frame's latent frame is given
+    extra = torch.cat([1 - mask, WAN21.process_in(positive["concat_latent_image"])], dim=1)
+    sigma_mid = 8 * 0.5 / (1 + 7 * 0.5)
+    x = initial_noise(torch.zeros(1, 16, 2, 4, 4), 11)
+    for sigma, sigma_next in ((1.0, sigma_mid), (sigma_mid, 0.0)):
+        s = torch.tensor([sigma])
+        v_cond, v_uncond = (diffusers_velocity(theirs, torch.cat([x, extra], 1), s, c, vision.penultimate_hidden_states)
+                            for c in (cond, uncond))
+        x = x + (v_uncond + 5.0 * (v_cond - v_uncond)) * (sigma_next - sigma)
+    ours = result.values["10"][0]["samples"]
+    want = WAN21.process_out(x)
+    assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
+
+
+def test_wan_fun_inpaint_and_control_nodes():
+    """WanFunInpaintToVideo is WanFirstLastFrameToVideo with one CLIP vision output; WanFunControlToVideo
+    puts the control video's latent and the start image's in 32 channels (what is not given: 0 in
+    model space), no mask."""
+    from graphflow.models.clip_vision import ClipVisionOutput
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.sampling.pipeline import wan_concat
+
+    cond = [(torch.randn(1, 512, 32), {})]
+    gen = torch.Generator().manual_seed(2)
+    start, end = torch.rand(1, 32, 32, 3, generator=gen), torch.rand(1, 32, 32, 3, generator=gen)
+    vision = ClipVisionOutput(torch.zeros(1, 5, 64), torch.zeros(1, 8), torch.randn(1, 5, 64, generator=gen))
+    vae = wan_vae()
+    common = dict(positive=cond, negative=cond, vae=vae, width=32, height=32, length=9, batch_size=1)
+    inpaint = call(registry(), "WanFunInpaintToVideo", **common, start_image=start, end_image=end,
+                   clip_vision_output=vision)
+    flf = call(registry(), "WanFirstLastFrameToVideo", **common, start_image=start, end_image=end,
+               clip_vision_start_image=vision)
+    for key in ("concat_latent_image", "concat_mask"):
+        assert torch.equal(inpaint[0][0][1][key], flf[0][0][1][key])
+    assert inpaint[0][0][1]["clip_vision_output"] is vision
+
+    control = torch.rand(9, 32, 32, 3, generator=gen)
+    pos, neg, latent = call(registry(), "WanFunControlToVideo", **common, start_image=start, control_video=control,
+                            clip_vision_output=vision)
+    concat = pos[0][1]["concat_latent_image"]
+    assert latent["samples"].shape == (1, 16, 3, 4, 4) and concat.shape == (1, 32, 3, 4, 4)
+    assert "concat_mask" not in pos[0][1] and neg[0][1]["clip_vision_output"] is vision
+    assert torch.allclose(concat[:, :16], vae.encode(control), atol=1e-5)
+    assert torch.allclose(concat[:, 16:, :1], vae.encode(start), atol=1e-5)
+    extra = wan_concat(pos[0][1], None, WAN21, (1, 16, 3, 4, 4), 32, "cpu")
+    assert extra[:, 16:, 1:].abs().max() < 1e-5  # no start frames there: zero in model space
+    assert torch.allclose(extra[:, :16], WAN21.process_in(vae.encode(control)), atol=1e-4)
+    empty, _, _ = call(registry(), "WanFunControlToVideo", **common)
+    assert wan_concat(empty[0][1], None, WAN21, (1, 16, 3, 4, 4), 32, "cpu").abs().max() < 1e-5
+
+
+# -- VACE ---------------------------------------------------------------------------------------
+
+def test_vace_transformer_matches_diffusers():
+    """A VACE model (its blocks over the control latents, hints added after every other block) against
+    diffusers' WanVACETransformer3DModel through diffusers' converter; two control inputs are two
+    hint streams, each at its strength (diffusers takes one: compared one at a time, and the pair
+    as the sum of both hints)."""
+    from diffusers import WanVACETransformer3DModel
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+
+    from graphflow.models.wan import Wan, wan_config_from_state_dict
+    from graphflow.testing import wan_config, wan_state
+
+    from graphflow.models.flow_architecture import detect_flow_model
+
+    cfg, state = wan_config(vace=True), wan_state(seed=2, vace=True)
+    assert wan_config_from_state_dict({k: tuple(v.shape) for k, v in state.items()}) == cfg
+    assert detect_flow_model({k: tuple(v.shape) for k, v in state.items()}).family == "wan_vace"
+    ours = Wan(cfg).eval()
+    ours.load_state_dict(state)
+    theirs = WanVACETransformer3DModel(
+        patch_size=cfg.patch_size, num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
+        in_channels=cfg.in_channels, out_channels=cfg.out_channels, text_dim=cfg.text_dim, freq_dim=cfg.freq_dim,
+        ffn_dim=cfg.ffn_dim, num_layers=cfg.depth, cross_attn_norm=cfg.cross_attn_norm, vace_layers=[0, 2],
+        vace_in_channels=cfg.vace_in_channels).eval()
+    left = {k: v.clone() for k, v in state.items()}
+    theirs.load_state_dict(convert_wan_transformer_to_diffusers(left), strict=True)
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 16, 2, 4, 6, generator=gen)
+    context = torch.randn(1, 9, cfg.text_dim, generator=gen)
+    controls = torch.randn(1, 2, 96, 2, 4, 6, generator=gen)
+    sigma = torch.tensor([0.7])
+    with torch.no_grad():
+        got = ours(x, sigma, context, vace_context=controls[:, :1], vace_strength=(0.8,))
+        want = theirs(x, sigma * 1000, context, control_hidden_states=controls[:, 0],
+                      control_hidden_states_scale=torch.tensor([0.8, 0.8]), return_dict=False)[0]
+        both = ours(x, sigma, context, vace_context=controls, vace_strength=(0.8, 0.5))
+        plain = theirs(x, sigma * 1000, context, control_hidden_states=controls[:, 0],
+                       control_hidden_states_scale=torch.zeros(2), return_dict=False)[0]
+    assert float((got - want).abs().max()) < TOL * float(want.abs().max())
+    assert float((got - plain).abs().max()) > 1e-3  # the hints count
+    assert float((both - got).abs().max()) > 1e-3  # so does the second input
+
+
+def test_wan_vace_to_video_node():
+    """WanVaceToVideo as ComfyUI's: inactive / reactive halves of the grey-padded control video through the
+    VAE, the masks folded 8x8 into 64 channels with frames picked nearest-exact, a reference image as
+    one more latent frame in front (trim_latent 1), inputs appended node after node."""
+    from graphflow.models.latent_formats import WAN21
+
+    cond = [(torch.randn(1, 512, 32), {})]
+    gen = torch.Generator().manual_seed(4)
+    vae = wan_vae()
+    control = torch.rand(3, 16, 16, 3, generator=gen)
+    masks = torch.stack([torch.full((16, 16), float(i) / 10) for i in range(5)])  # frame i: i / 10
+    masks[:, :8, 8:] = 1.0  # the top-right 8x8 block of every frame
+    pos, neg, latent, trim = call(registry(), "WanVaceToVideo", positive=cond, negative=cond, vae=vae, width=16,
+                                  height=16, length=5, batch_size=2, strength=0.7, control_video=control,
+                                  control_masks=masks)
+    assert trim == 0 and latent["samples"].shape == (2, 16, 2, 2, 2) and latent["samples"].abs().max() == 0
+    options = pos[0][1]
+    [frames], [mask], [strength] = options["vace_frames"], options["vace_mask"], options["vace_strength"]
+    assert strength == 0.7 and frames.shape == (1, 32, 2, 2, 2) and mask.shape == (1, 64, 2, 2, 2)
+    video = torch.full((5, 16, 16, 3), 0.5)
+    video[:3] = control
+    m = masks[:, :, :, None]
+    assert torch.allclose(frames[:, :16], vae.encode((video - 0.5) * (1 - m) + 0.5), atol=1e-5)
+    assert torch.allclose(frames[:, 16:], vae.encode((video - 0.5) * m + 0.5), atol=1e-5)
+    # latent frame 0 <- pixel frame 1, frame 1 <- pixel frame 3 (nearest-exact from 5 to 2)
+    assert torch.allclose(mask[0, :, 0, 1, 1], torch.full((64,), 0.1)) and torch.allclose(mask[0, :, 1, 1, 1],
+                                                                                       torch.full((64,), 0.3))
+    assert mask[0, :, :, 0, 1].eq(1).all()  # the top-right block, every channel (its 64 pixels)
+    # a second node appends its input; a reference image adds a latent frame in front
+    ref = torch.rand(1, 16, 16, 3, generator=gen)
+    pos2, _, latent2, trim2 = call(registry(), "WanVaceToVideo", positive=pos, negative=neg, vae=vae, width=16,
+                                   height=16, length=5, batch_size=1, strength=1.0, reference_image=ref)
+    options = pos2[0][1]
+    assert trim2 == 1 and latent2["samples"].shape == (1, 16, 3, 2, 2)
+    assert len(options["vace_frames"]) == 2 and options["vace_strength"] == [0.7, 1.0]
+    second, second_mask = options["vace_frames"][1], options["vace_mask"][1]
+    assert torch.allclose(second[:, :16, :1], vae.encode(ref), atol=1e-5)
+    assert torch.allclose(WAN21.process_in(second[:, 16:, :1]), torch.zeros(1, 16, 1, 2, 2), atol=1e-5)
+    assert second_mask[0, :, 0].eq(0).all() and second_mask[0, :, 1:].eq(1).all()
+    trimmed = call(registry(), "TrimVideoLatent", samples=latent2, trim_amount=trim2)
+    assert trimmed["samples"].shape == (1, 16, 2, 2, 2)
+
+
+def test_wan_vace_sampling_matches_diffusers(tmp_path):
+    """KSampler on a VACE model with WanVaceToVideo's conditioning: two Euler CFG steps of diffusers'
+    WanVACETransformer3DModel fed the control latents in model space and the masks, at the strength."""
+    from diffusers import WanVACETransformer3DModel
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import wan_config, wan_state, write_wan
+
+    cfg = wan_config(vace=True)
+    model = load_diffusion_model(write_wan(tmp_path / "wan2.1_vace_1.3B_fp16.safetensors", seed=8, vace=True,
+                                           dtype=torch.float32), device="cpu", dtype=torch.float32)
+    theirs = WanVACETransformer3DModel(
+        patch_size=cfg.patch_size, num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
+        in_channels=16, out_channels=16, text_dim=cfg.text_dim, freq_dim=cfg.freq_dim, ffn_dim=cfg.ffn_dim,
+        num_layers=cfg.depth, vace_layers=[0, 2], vace_in_channels=96).eval()
+    theirs.load_state_dict(convert_wan_transformer_to_diffusers(wan_state(seed=8, vace=True)), strict=True)
+    gen = torch.Generator().manual_seed(9)
+    context = [torch.randn(1, 512, 32, generator=gen) for _ in range(2)]
+    cond, uncond = ([(c, {})] for c in context)
+    control = torch.rand(5, 16, 16, 3, generator=gen)
+    pos, neg, latent, _ = call(registry(), "WanVaceToVideo", positive=cond, negative=uncond, vae=wan_vae(),
+                               width=16, height=16, length=5, batch_size=1, strength=0.6, control_video=control)
+    ours = call(registry(), "KSampler", model=model, seed=3, steps=2, cfg=4.0, sampler_name="euler",
+                scheduler="simple", positive=pos, negative=neg, denoise=1.0, latent_image=latent)["samples"]
+    frames, mask = pos[0][1]["vace_frames"][0], pos[0][1]["vace_mask"][0]
+    control_in = torch.cat([WAN21.process_in(frames[:, :16]), WAN21.process_in(frames[:, 16:]), mask], dim=1)
+    sigma_mid = 8 * 0.5 / (1 + 7 * 0.5)
+    x = initial_noise(torch.zeros(1, 16, 2, 2, 2), 3)
+    for sigma, sigma_next in ((1.0, sigma_mid), (sigma_mid, 0.0)):
+        with torch.no_grad():
+            v_cond, v_uncond = (theirs(x, torch.tensor([sigma * 1000]), c, control_hidden_states=control_in,
+                                       control_hidden_states_scale=torch.tensor([0.6, 0.6]), return_dict=False)[0]
+                                for c in context)
+        x = x + (v_uncond + 4.0 * (v_cond - v_uncond)) * (sigma_next - sigma)
+    want = WAN21.process_out(x)
+    assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
