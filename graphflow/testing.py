@@ -1270,14 +1270,15 @@ _WORDS = ("a red fox runs through fresh snow under the pale winter sky while bir
           "on the long road to the city of lights music dance night ocean waves mountain forest cat").split()
 
 
-def spiece_model(vocab_size: int = 160) -> bytes:
+def spiece_model(vocab_size: int = 160, gemma: bool = False) -> bytes:
     """A tiny SentencePiece (unigram) model trained on a few hundred generated sentences, with
-    UMT5's special ids: <pad> 0, </s> 1, <unk> 2, no <s>."""
-    return _spiece_model(vocab_size)
+    UMT5's special ids: <pad> 0, </s> 1, <unk> 2, no <s>; gemma: Gemma's <pad> 0, <eos> 1,
+    <bos> 2, <unk> 3."""
+    return _spiece_model(vocab_size, gemma)
 
 
-@functools.lru_cache(maxsize=2)
-def _spiece_model(vocab_size: int) -> bytes:
+@functools.lru_cache(maxsize=4)
+def _spiece_model(vocab_size: int, gemma: bool = False) -> bytes:
     import io
     import random
 
@@ -1288,7 +1289,8 @@ def _spiece_model(vocab_size: int) -> bytes:
     model = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(
         sentence_iterator=iter(sentences), model_writer=model, vocab_size=vocab_size, model_type="unigram",
-        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, hard_vocab_limit=False, minloglevel=2)
+        pad_id=0, eos_id=1, **(dict(bos_id=2, unk_id=3) if gemma else dict(unk_id=2, bos_id=-1)),
+        hard_vocab_limit=False, minloglevel=2)
     return model.getvalue()
 
 
@@ -1452,13 +1454,28 @@ def gemma2_config(scaled_down: bool = True, vocab_size: int = 300):
                         num_heads=2, num_kv_heads=1)
 
 
-def gemma2_state(seed: int = 2, scaled_down: bool = True, vocab_size: int = 300) -> dict[str, torch.Tensor]:
-    """A random Gemma-2 in Comfy-Org's gemma_2_2b names (model.embed_tokens, model.layers.N...), float32."""
+def gemma2_state(seed: int = 2, scaled_down: bool = True, vocab_size: int | None = None) -> dict[str, torch.Tensor]:
+    """A random Gemma-2 in Comfy-Org's gemma_2_2b names (model.embed_tokens, model.layers.N...),
+    float32; its vocabulary the tiny Gemma SentencePiece model's unless given."""
+    from sentencepiece import SentencePieceProcessor
+
     from .models.gemma2 import Gemma2
 
+    if vocab_size is None:
+        vocab_size = SentencePieceProcessor(model_proto=spiece_model(gemma=True)).get_piece_size()
     with torch.device("meta"):
         shapes = _module_shapes(Gemma2(gemma2_config(scaled_down, vocab_size)))
     return random_state(shapes, seed, torch.float32)
+
+
+def write_gemma2(path, seed: int = 2, dtype=torch.float16, tokenizer: bool = True, prefix: str = "") -> Path:
+    """A tiny gemma_2_2b_fp16.safetensors as Comfy-Org ships it: model.* weights and the
+    SentencePiece model's bytes as the uint8 tensor spiece_model (tokenizer=False: without)."""
+    state = {prefix + k: v.to(dtype) for k, v in gemma2_state(seed).items()}
+    if tokenizer:
+        state["spiece_model"] = torch.frombuffer(bytearray(spiece_model(gemma=True)), dtype=torch.uint8)
+    save_file(state, str(path))
+    return Path(path)
 
 
 def lumina2_config(scaled_down: bool = True):

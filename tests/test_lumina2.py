@@ -35,7 +35,7 @@ def transformers_gemma2(state):
 
 def test_gemma2_config_from_shapes():
     state = gemma2_state()
-    assert gemma2_config_from_state_dict({k: tuple(v.shape) for k, v in state.items()}) == gemma2_config()
+    assert gemma2_config_from_state_dict({k: tuple(v.shape) for k, v in state.items()}) == gemma2_config(vocab_size=_pieces().get_piece_size())
     assert gemma2_prefix(state) == ""
     assert gemma2_prefix({"text_encoders.gemma2_2b.transformer." + k: v for k, v in state.items()}) == \
         "text_encoders.gemma2_2b.transformer."
@@ -46,7 +46,8 @@ def test_gemma2_matches_transformers(prefix):
     state = gemma2_state()
     ours = gemma2_from_state_dict({prefix + k: v for k, v in state.items()} | {prefix + "spiece_model": torch.zeros(3, dtype=torch.uint8)})
     theirs = transformers_gemma2(state)
-    ids = torch.randint(0, 300, (2, 9), generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(0, gemma2_config_from_state_dict({k: tuple(v.shape) for k, v in state.items()}).vocab_size, (2, 9),
+                        generator=torch.Generator().manual_seed(0))
     mask = torch.ones(2, 9, dtype=torch.long)
     mask[1, 6:] = 0  # the second prompt padded: its pads are masked as keys
     with torch.no_grad():
@@ -205,3 +206,70 @@ def test_prompts_of_other_lengths_are_not_batched():
     a, b, c = (prepare_conds(cond, Model(), x.shape, "cpu")[0] for cond in (short, long, long))
     assert not _can_batch((x, None, None, a), (x, None, None, b))
     assert _can_batch((x, None, None, b), (x, None, None, c))
+
+
+# -- the lumina2 CLIP: Gemma-2 with its tokenizer inside the file ---------------------------------
+
+def _pieces():
+    from sentencepiece import SentencePieceProcessor
+
+    from graphflow.testing import spiece_model
+
+    return SentencePieceProcessor(model_proto=spiece_model(gemma=True))
+
+
+def test_cliploader_lumina2_encodes_as_comfyui(tmp_path):
+    """<bos> + the prompt's pieces, no padding; Gemma's second-to-last layer unnormed (transformers'
+    hidden_states[-2]); no pooled vector."""
+    from graphflow.models.gemma2 import GemmaTextEncoder
+    from graphflow.models.text_encoder_files import load_text_encoders
+    from graphflow.testing import write_gemma2
+
+    path = write_gemma2(tmp_path / "gemma_2_2b_fp16.safetensors", dtype=torch.float32)
+    clip = load_text_encoders(path, "lumina2", device="cpu", dtype=torch.float32)
+    assert isinstance(clip, GemmaTextEncoder) and clip.output_dim == 64
+    prompt = "a red fox runs"
+    context, pooled = clip.encode(prompt)
+    ids = [2] + _pieces().encode(prompt)
+    assert pooled is None and context.shape == (1, len(ids), 64)
+    theirs = transformers_gemma2(gemma2_state())
+    with torch.no_grad():
+        want = theirs(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+    assert (context - want[-2]).abs().max() < TOL
+    last, _ = clip.with_clip_skip(-1).encode(prompt)  # CLIPSetLastLayer -1: the last layer, still unnormed
+    assert (last - want[-1]).abs().max() > 1e-3  # not the normed output
+    state = gemma2_state()  # the last layer's raw output: hidden_states[-2] of the model with a layer more
+    state |= {k.replace("layers.0.", "layers.3."): v for k, v in state.items() if ".layers.0." in k}
+    with torch.no_grad():
+        longer = transformers_gemma2(state)(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+    assert len(longer) == 5 and (last - longer[-2]).abs().max() < TOL
+
+
+def test_lumina2_prompt_weights_pull_towards_empty(tmp_path):
+    """(word:w): empty + (z - empty) * w, empty the encoding of <bos> and <pad>s (ComfyUI's)."""
+    from graphflow.models.text_encoder_files import load_text_encoders
+    from graphflow.testing import write_gemma2
+
+    clip = load_text_encoders(write_gemma2(tmp_path / "g.safetensors", dtype=torch.float32), "lumina2",
+                              device="cpu", dtype=torch.float32)
+    plain, _ = clip.encode("a red fox")
+    weighted, _ = clip.encode("a (red:1.5) fox")
+    ids, weights = clip.tokenize("a (red:1.5) fox")
+    assert ids == clip.tokenize("a red fox")[0] and 1.5 in weights
+    empty = clip.run([[2] + [0] * (len(ids) - 1)])
+    w = torch.tensor(weights)[None, :, None]
+    assert torch.allclose(weighted, torch.where(w != 1, (plain - empty) * w + empty, plain), atol=TOL)
+    assert not torch.allclose(weighted, plain)
+
+
+def test_cliploader_lumina2_refuses_other_files(tmp_path):
+    from graphflow.models.text_encoder_files import load_text_encoders
+    from graphflow.models.weight_files import CheckpointError
+    from graphflow.testing import write_gemma2, write_umt5
+
+    with pytest.raises(CheckpointError, match="no spiece_model"):
+        load_text_encoders(write_gemma2(tmp_path / "g.safetensors", tokenizer=False), "lumina2", device="cpu")
+    with pytest.raises(CheckpointError, match="Gemma-2 2B file alone"):
+        load_text_encoders(write_umt5(tmp_path / "u.safetensors"), "lumina2", device="cpu")
+    with pytest.raises(CheckpointError, match="Wan needs a UMT5-XXL"):
+        load_text_encoders(write_gemma2(tmp_path / "g2.safetensors"), "wan", device="cpu")

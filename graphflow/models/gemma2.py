@@ -16,8 +16,12 @@ and unlike transformers' Gemma2 defaults, there is no attention logit soft-cappi
 4096-token sliding window on alternate layers; the attention scale is 1/sqrt(256), which equals
 Gemma-2 2B's query_pre_attn_scalar 256.
 
-The text encoding (ComfyUI's lumina2 CLIP type): the hidden state after the second-to-last
-layer (layer_idx -2), without the final norm; padding (none for a single prompt) masked as keys.
+The text encoding (ComfyUI's lumina2 CLIP type, GemmaTextEncoder): the tokenizer's <bos> (2),
+then each weighted part of the prompt in SentencePiece pieces (the file's own model, read by
+graphflow.models.t5.SentencePieceIds), no <eos>, no padding (one prompt: no attention mask);
+the hidden state after the second-to-last layer (layer_idx -2, CLIPSetLastLayer changes it),
+without the final norm. Weighted tokens ((word:1.2)) become empty + (z - empty) * w, empty
+being the encoding of <bos> and <pad>s, as ComfyUI's.
 """
 
 from dataclasses import dataclass
@@ -26,10 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import attention
+from .attention import attention, kernels
 from .cast_layers import Linear
+from .tokenizer import parse_weighted_prompt
 
 HEAD_DIM = 256  # ComfyUI's Gemma2_2B_Config
+BOS, PAD = 2, 0  # ComfyUI's special tokens for Gemma-2 (start, pad)
 SPIECE_KEY = "spiece_model"
 MARKER = "model.layers.0.post_feedforward_layernorm.weight"  # ComfyUI's test for Gemma-2 2B
 
@@ -165,17 +171,105 @@ def gemma2_prefix(keys) -> str | None:
     return next((k[:-len(MARKER)] for k in keys if k.endswith(MARKER)), None)
 
 
-def gemma2_from_state_dict(state: dict[str, torch.Tensor], device=None, dtype: torch.dtype = torch.float32) -> Gemma2:
-    """A Gemma2 from its weights under any prefix (the spiece_model tensor and a logit_scale are ignored)."""
-    prefix = gemma2_prefix(state)
-    if prefix is None:
-        raise ValueError(f"no Gemma-2 weights (expected ...{MARKER})")
-    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix + "model.")}
+def gemma2_from_weights(shapes: dict[str, tuple], get_tensor, device=None, dtype: torch.dtype = torch.float32) -> Gemma2:
+    """A Gemma2 from its `model.*` keys (prefix stripped; others, as spiece_model, ignored):
+    `get_tensor(key, device, dtype)` reads one tensor cast and moved, into a model built on the
+    meta device, so the weights are never held twice."""
+    keys = [k for k in shapes if k.startswith("model.")]
     with torch.device("meta"):
-        model = Gemma2(gemma2_config_from_state_dict({k: tuple(v.shape) for k, v in weights.items()}))
-    result = model.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in weights.items()},
-                                   strict=False, assign=True)
+        model = Gemma2(gemma2_config_from_state_dict({k: tuple(shapes[k]) for k in keys}))
+    result = model.load_state_dict({k: get_tensor(k, device, dtype) for k in keys}, strict=False, assign=True)
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(f"Gemma-2 weights do not fit the model: missing {result.missing_keys[:6]}, "
                          f"unexpected {result.unexpected_keys[:6]}")
     return model.requires_grad_(False).eval()
+
+
+def gemma2_from_state_dict(state: dict[str, torch.Tensor], device=None, dtype: torch.dtype = torch.float32) -> Gemma2:
+    """A Gemma2 from a state dict, its weights under any prefix."""
+    prefix = gemma2_prefix(state)
+    if prefix is None:
+        raise ValueError(f"no Gemma-2 weights (expected ...{MARKER})")
+    shapes = {k[len(prefix):]: tuple(v.shape) for k, v in state.items() if k.startswith(prefix)}
+    return gemma2_from_weights(shapes, lambda k, d, t: state[prefix + k].to(device=d, dtype=t), device, dtype)
+
+
+class GemmaTextEncoder:
+    """The CLIP socket of Lumina 2 (CLIPLoader type lumina2): prompt -> (Gemma-2's states
+    [1, T, hidden], None: no pooled vector). `pieces` the file's SentencePiece model
+    (graphflow.models.t5.SentencePieceIds); `layer` the hidden state taken (-2: ComfyUI's)."""
+
+    arch = "lumina2"
+
+    def __init__(self, model: Gemma2, pieces, layer: int = -2):
+        self.model = model
+        self.pieces = pieces
+        self.layer = layer
+
+    def with_clip_skip(self, clip_skip: int) -> "GemmaTextEncoder":
+        """CLIPSetLastLayer: -1 the last layer's output, -2 the one before (unnormed, as ComfyUI's)."""
+        if not -self.model.config.num_layers <= clip_skip <= -1:
+            raise ValueError(f"Gemma-2 has {self.model.config.num_layers} layers: the layer must be -1 .. "
+                             f"-{self.model.config.num_layers}, got {clip_skip}")
+        return GemmaTextEncoder(self.model, self.pieces, clip_skip)
+
+    def tokenize(self, prompt: str) -> tuple[list[int], list[float]]:
+        """<bos>, then each weighted part's pieces (ids, weights)."""
+        ids, weights = [BOS], [1.0]
+        for segment, weight in parse_weighted_prompt(prompt):
+            segment_ids = self.pieces(segment)
+            ids += segment_ids
+            weights += [weight] * len(segment_ids)
+        return ids, weights
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.model.embed_tokens.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.model.embed_tokens.weight.dtype
+
+    @property
+    def output_dim(self) -> int:
+        return self.model.config.hidden_size
+
+    def to(self, device=None, dtype=None) -> "GemmaTextEncoder":
+        self.model.to(device=device, dtype=dtype)
+        return self
+
+    @torch.no_grad()
+    def run(self, ids: list[list[int]]) -> torch.Tensor:
+        """Token ids [N][T] (equal lengths, nothing masked) -> hidden states [N, T, hidden], float32 CPU."""
+        from graphflow import memory  # on the device for this call only
+
+        with memory.use(self.model, "text_encoder", "text_encoder:gemma2"):
+            tokens = torch.tensor(ids, dtype=torch.long, device=memory.manager().device_for(self.model))
+            with kernels(tokens.device):
+                return self.model(tokens, layer=self.layer).float().cpu()
+
+    def encode(self, prompt: str, clip_skip: int | None = None) -> tuple[torch.Tensor, None]:
+        """Weighted prompt -> ([1, T, hidden], None). clip_skip: another layer for this prompt."""
+        if clip_skip is not None:
+            return self.with_clip_skip(clip_skip).encode(prompt)
+        ids, weights = self.tokenize(prompt)
+        weighted = any(w != 1.0 for w in weights)
+        hidden = self.run([ids] + ([[BOS] + [PAD] * (len(ids) - 1)] if weighted else []))
+        z = hidden[:1]
+        if weighted:
+            w = torch.tensor(weights, dtype=torch.float32)[None, :, None]
+            z = torch.where(w != 1.0, (z - hidden[1:]) * w + hidden[1:], z)
+        return z, None
+
+
+def gemma_text_encoder(source, spiece: torch.Tensor | None, device=None, dtype: torch.dtype = torch.float32,
+                       what: str = "Gemma-2") -> GemmaTextEncoder:
+    """The lumina2 CLIP from `source` (`shapes` + `get(key, device, dtype)`, keys without prefix:
+    a graphflow.models.weight_files.KeyView) and the file's `spiece_model` tensor."""
+    from .t5 import SentencePieceIds
+
+    if spiece is None:
+        raise ValueError(f"{what} carries no tokenizer (no spiece_model tensor); use Comfy-Org's "
+                         "gemma_2_2b_fp16.safetensors, which carries it")
+    model = gemma2_from_weights(source.shapes, source.get, device, dtype)
+    return GemmaTextEncoder(model, SentencePieceIds(spiece.cpu().numpy().tobytes()))

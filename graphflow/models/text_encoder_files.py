@@ -16,15 +16,20 @@ import torch
 from ..device import compute_device, default_dtype, load_device
 from .checkpoint import _standalone_tower, load_text_encoder, read_standalone_tower, tower_of
 from .flow_text import T5_ALONE, T5_ALONE_NAMES, FlowTextEncoder
+from .gemma2 import GemmaTextEncoder, gemma2_prefix, gemma_text_encoder
 from .t5 import T5Encoder, t5_from_weights, t5_prefix
 from .text_encoders import ClipTower, TextEncoder
 from .weight_files import CheckpointError, KeyView, WeightFile
 
 COMPONENT_PREFIXES = {name: (f"text_encoders.{name}.transformer.", f"{name}.transformer.")
-                      for name in ("clip_l", "clip_g", "t5xxl")}
+                      for name in ("clip_l", "clip_g", "t5xxl", "gemma2_2b")}
+# where the tokenizer of a Gemma-2 file lies: Comfy-Org's gemma_2_2b file, an all-in-one Lumina 2
+# (ComfyUI's Lumina2.clip_target drops text_encoders.spiece_model from the weights), beside the weights
+GEMMA_SPIECE_KEYS = ("spiece_model", "text_encoders.spiece_model", "text_encoders.gemma2_2b.spiece_model",
+                     "gemma2_2b.spiece_model")
 # CLIPLoader's types graphflow can build
 CLIP_TYPES = ("stable_diffusion", "stable_cascade", "sd3", "flux", "chroma", "pixart", "ltxv", "mochi", "cosmos",
-              "wan")
+              "wan", "lumina2")
 UMT5_FILES = "umt5_xxl_fp16.safetensors or umt5_xxl_fp8_e4m3fn_scaled.safetensors"  # ComfyUI's, tokenizer inside
 DUAL_TYPES = ("sdxl", "sd3", "flux")
 
@@ -52,6 +57,15 @@ def _t5(view, what: str, device, dtype) -> T5Encoder:
         raise CheckpointError(f"{what}: {e}") from None
 
 
+def _gemma(f, prefix: str, what: str, device, dtype) -> GemmaTextEncoder:
+    """Gemma-2 2B under `prefix` of the open file `f`, with the file's tokenizer."""
+    key = next((k for k in GEMMA_SPIECE_KEYS if k in f.shapes), None)
+    try:
+        return gemma_text_encoder(KeyView(f, prefix), None if key is None else f.get(key), device, dtype, what)
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"{what}: {e}") from None
+
+
 def _prefixed_components(f, device, dtype, only=None) -> dict[str, object]:
     found = {}
     for name, prefixes in COMPONENT_PREFIXES.items():
@@ -61,6 +75,9 @@ def _prefixed_components(f, device, dtype, only=None) -> dict[str, object]:
             view = KeyView(f, prefix)
             if view.shapes:
                 what = f"{f.path.name} ({prefix})"
+                if name == "gemma2_2b":
+                    found[name] = _gemma(f, prefix, what, device, dtype)
+                    break
                 found[name] = _t5(view, what, device, dtype) if name == "t5xxl" else _tower(
                     view, what, device, dtype, {"text_encoders": {name: {}}})  # the prefix names the tower
                 break
@@ -75,6 +92,8 @@ def components(f, device, dtype) -> dict[str, object]:
         return found
     if t5_prefix(f.shapes) is not None:
         return {"t5xxl": _t5(f, f.path.name, device, dtype)}
+    if gemma2_prefix(f.shapes) == "":  # gemma_2_2b_fp16.safetensors
+        return {"gemma2_2b": _gemma(f, "", f.path.name, device, dtype)}
     tower = _tower(f, f.path.name, device, dtype, f.config())
     return {tower.name: tower}
 
@@ -88,7 +107,12 @@ def flow_text_encoder_from_file(f, arch: str, device=None, dtype=None, only=None
     return _assemble(arch, found, f.path.name)
 
 
-def _assemble(arch: str, found: dict, names: str) -> FlowTextEncoder:
+def _assemble(arch: str, found: dict, names: str) -> FlowTextEncoder | GemmaTextEncoder:
+    if arch == "lumina2" or "gemma2_2b" in found:
+        if arch != "lumina2" or set(found) != {"gemma2_2b"}:
+            raise CheckpointError(f"{names}: found {sorted(found)}; Lumina 2 (type lumina2) takes Gemma-2 2B alone, "
+                                  f"and Gemma-2 2B is Lumina 2's text encoder alone")
+        return found["gemma2_2b"]
     allowed = {"sd3": {"clip_l", "clip_g", "t5xxl"}, "flux": {"clip_l", "t5xxl"}, "chroma": {"t5xxl"},
                "pixart": {"t5xxl"}, "ltxv": {"t5xxl"}, "mochi": {"t5xxl"}, "cosmos": {"t5xxl"}, "wan": {"t5xxl"},
                "stable_cascade": {"clip_g"}}[arch]
@@ -102,14 +126,17 @@ def _assemble(arch: str, found: dict, names: str) -> FlowTextEncoder:
 def load_text_encoders(paths, clip_type: str, device=None, dtype=None) -> TextEncoder | FlowTextEncoder:
     """CLIP from 1-3 files for a ComfyUI loader `type`: stable_diffusion (SD1 CLIP-L / SD2 ViT-H),
     sdxl (CLIP-L + CLIP-G), sd3 (any of CLIP-L, CLIP-G, T5-XXL), flux (CLIP-L + T5-XXL), chroma,
-    pixart, ltxv and mochi (T5-XXL alone), wan (UMT5-XXL with its tokenizer inside). Each
+    pixart, ltxv and mochi (T5-XXL alone), wan (UMT5-XXL with its tokenizer inside), lumina2 (Gemma-2 2B, likewise). Each
     encoder is registered with the memory manager with its file as its source: when RAM runs short
     it may be dropped and read again (SD3/FLUX: from its own file alone)."""
     from graphflow.memory import manager
 
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     clip, sources = _read_text_encoders(paths, clip_type, device, dtype)
-    if isinstance(clip, FlowTextEncoder):
+    if isinstance(clip, GemmaTextEncoder):
+        manager().set_source(clip.model, "text_encoder", "text_encoder:gemma2",
+                             lambda: _read_one(sources["gemma2_2b"], "gemma2_2b", device, dtype).model)
+    elif isinstance(clip, FlowTextEncoder):
         for slot, in_file in (("clip_l", "clip_l"), ("clip_g", "clip_g"), ("t5", "t5xxl")):
             if getattr(clip, slot) is not None:
                 manager().set_source(getattr(clip, slot).model, "text_encoder", f"text_encoder:{slot}",
@@ -142,10 +169,11 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
         paths = sorted(paths, key=lambda p: tower_name(p) != "clip_l")  # CLIP-L first, whatever the node's order
         clip = load_text_encoder(paths, arch="sdxl" if clip_type == "sdxl" else None, device=device, dtype=dtype)
         return clip, ({tower.name: path for tower, path in zip(clip.towers, paths)} if len(paths) > 1 else {})
-    if clip_type not in ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "mochi", "cosmos", "wan"):
+    if clip_type not in ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "mochi", "cosmos", "wan",
+                         "lumina2"):
         raise CheckpointError(f"text encoder type {clip_type!r} is not supported; graphflow builds "
-                              f"stable_diffusion, sdxl, sd3, flux, chroma, pixart, ltxv, mochi, cosmos, wan and "
-                              f"stable_cascade")
+                              f"stable_diffusion, sdxl, sd3, flux, chroma, pixart, ltxv, mochi, cosmos, wan, lumina2 "
+                              f"and stable_cascade")
     device, dtype = _device_dtype(device, dtype)
     found, sources = {}, {}
     for path in paths:
@@ -165,6 +193,9 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
     if clip_type == "wan" and found["t5xxl"].pieces is None:
         raise CheckpointError(f"{names}: this UMT5-XXL file carries no tokenizer (no spiece_model tensor); ComfyUI "
                               f"users load {UMT5_FILES}, which carry it beside the weights")
+    if clip_type == "lumina2" and set(found) != {"gemma2_2b"}:
+        raise CheckpointError(f"{names}: Lumina 2 needs a Gemma-2 2B file alone (gemma_2_2b_fp16.safetensors), "
+                              f"found {sorted(found) or 'no text encoder'}")
     if clip_type in T5_ALONE and set(found) != {"t5xxl"}:
         name = T5_ALONE_NAMES[clip_type]
         raise CheckpointError(f"{names}: {name} needs a T5-XXL file alone, found {sorted(found)}")
