@@ -5,6 +5,8 @@ weights converted by diffusers' own `convert_lumina2_to_diffusers` (which hard-c
 model's q / k / v widths when it splits qkv: the test splits tiny ones at the names it gives).
 """
 
+import json
+
 import pytest
 import torch
 from diffusers import Lumina2Transformer2DModel
@@ -273,3 +275,110 @@ def test_cliploader_lumina2_refuses_other_files(tmp_path):
         load_text_encoders(write_umt5(tmp_path / "u.safetensors"), "lumina2", device="cpu")
     with pytest.raises(CheckpointError, match="Wan needs a UMT5-XXL"):
         load_text_encoders(write_gemma2(tmp_path / "g2.safetensors"), "wan", device="cpu")
+
+
+# -- a ComfyUI graph end to end ----------------------------------------------------------------
+
+@pytest.fixture
+def lumina_models(tmp_folders):
+    from graphflow.testing import write_flow_vae, write_gemma2, write_lumina2
+
+    m = tmp_folders.models
+    for sub in ("diffusion_models", "text_encoders", "vae"):
+        (m / sub).mkdir()
+    write_lumina2(m / "diffusion_models" / "lumina_2_model_bf16.safetensors", dtype=torch.float32, seed=5)
+    write_gemma2(m / "text_encoders" / "gemma_2_2b_fp16.safetensors", dtype=torch.float32)
+    write_flow_vae(m / "vae" / "ae.safetensors", dtype=torch.float32)
+    return tmp_folders
+
+
+def lumina_graph(cfg_scale: float, steps: int) -> dict:
+    """ComfyUI's Lumina 2 workflow in API format (shrunk): diffusion model, Gemma and FLUX VAE apart."""
+    return {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "lumina_2_model_bf16.safetensors",
+                                                     "weight_dtype": "default"}},
+        "2": {"class_type": "CLIPLoader", "inputs": {"clip_name": "gemma_2_2b_fp16.safetensors", "type": "lumina2",
+                                                     "device": "default"}},
+        "3": {"class_type": "CLIPTextEncodeLumina2", "inputs": {"system_prompt": "superior",
+                                                                "user_prompt": "a red fox in the snow",
+                                                                "clip": ["2", 0]}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["2", 0]}},
+        "5": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 96, "height": 64, "batch_size": 1}},
+        "6": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["3", 0], "negative": ["4", 0],
+                                                   "latent_image": ["5", 0], "seed": 11, "steps": steps,
+                                                   "cfg": cfg_scale, "sampler_name": "euler", "scheduler": "simple",
+                                                   "denoise": 1.0}},
+        "7": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["7", 0]}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "lumina"}},
+    }
+
+
+def test_lumina2_comfyui_graph_runs_and_matches_diffusers(lumina_models):
+    """Two euler CFG steps (shift 6: sigmas 1, 6/7, 0) equal diffusers' transformer fed transformers'
+    Gemma states of ComfyUI's prompt: system prompt, " <Prompt Start> ", user prompt."""
+    from safetensors.torch import load_file
+
+    from graphflow.executor import Executor
+    from graphflow.models import FLUX
+    from graphflow.registry import Registry
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.workflow import parse_workflow
+
+    cfg_scale = 4.0
+    registry = Registry().load_builtin()
+    result = Executor(registry).run(parse_workflow(lumina_graph(cfg_scale, steps=2), registry), outputs=["9", "3", "4"])
+    assert result.ok, json.dumps(result.error, default=str)[:3000]
+    assert len(list(lumina_models.outputs.rglob("lumina*.png"))) == 1
+    image = result.values["8"][0]
+    assert image.shape == (1, 64, 96, 3) and float(image.std()) > 0.01
+
+    prompt = ("You are an assistant designed to generate superior images with the superior degree of image-text "
+              "alignment based on textual prompts or user prompts. <Prompt Start> a red fox in the snow")
+    gemma = transformers_gemma2(load_file(str(lumina_models.models / "text_encoders" / "gemma_2_2b_fp16.safetensors")))
+    with torch.no_grad():
+        states = [gemma(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[-2]
+                  for ids in ([2] + _pieces().encode(prompt), [2])]
+    [(cond, cond_options)], [(uncond, _)] = result.values["3"][0], result.values["4"][0]
+    assert "pooled_output" not in cond_options
+    assert cond.shape == states[0].shape and (cond.float() - states[0]).abs().max() < TOL
+    assert uncond.shape == (1, 1, 64) and (uncond.float() - states[1]).abs().max() < TOL
+
+    theirs = diffusers_lumina2(load_file(str(lumina_models.models / "diffusion_models" /
+                                             "lumina_2_model_bf16.safetensors")))
+    x = initial_noise(torch.zeros(1, 16, 8, 12), 11)  # sigma 1: the noise itself
+    sigmas = [1.0, 6 * 0.5 / (1 + 5 * 0.5), 0.0]
+    for sigma, following in zip(sigmas, sigmas[1:]):
+        s = torch.tensor([sigma])
+        v_cond, v_uncond = (diffusers_velocity(theirs, x, s, c) for c in states)
+        x = x + (following - sigma) * (v_uncond + cfg_scale * (v_cond - v_uncond))
+    ours = FLUX.process_in(result.values["6"][0]["samples"].float())
+    assert float(x.abs().mean()) > 0.05
+    assert float((ours - x).abs().max()) < 1e-4 * float(x.abs().max())
+
+
+def test_cliptextencodelumina2_prompt_and_errors():
+    from graphflow.api import NodeInputError
+    from nodes.lumina2 import CLIPTextEncodeLumina2, lumina2_prompt
+
+    assert lumina2_prompt("alignment", "a cat") == ("You are an assistant designed to generate high-quality images "
+                                                    "with the highest degree of image-text alignment based on "
+                                                    "textual prompts. <Prompt Start> a cat")
+
+    class Clip:
+        def encode(self, prompt):
+            self.prompt = prompt
+            return torch.zeros(1, 3, 4), None
+
+    def node(**inputs):
+        made = CLIPTextEncodeLumina2.__new__(CLIPTextEncodeLumina2)
+        made.__dict__.update(system_prompt="superior", user_prompt="a dog", **inputs)
+        return made
+
+    clip = Clip()
+    [(cond, options)] = node(clip=clip).run()
+    assert clip.prompt.endswith(" <Prompt Start> a dog") and clip.prompt.startswith("You are an assistant designed "
+                                                                                    "to generate superior images")
+    assert options == {} and cond.shape == (1, 3, 4)
+    with pytest.raises(NodeInputError, match="lumina2"):
+        node(clip=None).run()
