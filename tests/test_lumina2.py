@@ -382,3 +382,37 @@ def test_cliptextencodelumina2_prompt_and_errors():
     assert options == {} and cond.shape == (1, 3, 4)
     with pytest.raises(NodeInputError, match="lumina2"):
         node(clip=None).run()
+
+
+def test_all_in_one_checkpoint(tmp_path):
+    """lumina_2.safetensors as ComfyUI ships it: the model under model.diffusion_model., FLUX's VAE
+    under vae., Gemma-2 under text_encoders.gemma2_2b.transformer. and its tokenizer as
+    text_encoders.spiece_model (what ComfyUI's Lumina2.clip_target leaves out of the weights)."""
+    from safetensors.torch import load_file, save_file
+
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.models.checkpoint_report import inspect_report
+    from graphflow.models.file_kind import identify
+    from graphflow.models.gemma2 import GemmaTextEncoder
+    from graphflow.models.text_encoder_files import load_text_encoders
+    from graphflow.models.weight_files import WeightFile
+    from graphflow.testing import write_flow_vae, write_gemma2, write_lumina2
+
+    gemma = load_file(str(write_gemma2(tmp_path / "g.safetensors", dtype=torch.float32)))
+    state = {k: v for k, v in load_file(str(write_lumina2(tmp_path / "m.safetensors", prefixed=True,
+                                                           dtype=torch.float32))).items()}
+    state |= {"vae." + k: v for k, v in load_file(str(write_flow_vae(tmp_path / "v.safetensors",
+                                                                     dtype=torch.float32))).items()}
+    state |= {("text_encoders." if k == "spiece_model" else "text_encoders.gemma2_2b.transformer.") + k: v
+              for k, v in gemma.items()}
+    save_file(state, str(tmp_path / "lumina_2.safetensors"))
+    with WeightFile(tmp_path / "lumina_2.safetensors") as f:
+        assert identify(f.shapes).name == "Lumina Image 2.0 checkpoint"
+    report = inspect_report(tmp_path / "lumina_2.safetensors")
+    assert "Lumina Image 2.0 [lumina2, lumina2]" in report and "other keys" not in report
+    assert "text encoder gemma2_2b" in report and "its tokenizer (text_encoders.spiece_model)" in report
+    loaded = load_checkpoint(tmp_path / "lumina_2.safetensors", device="cpu", dtype=torch.float32)
+    assert loaded.model.arch == "lumina2" and loaded.vae is not None and isinstance(loaded.clip, GemmaTextEncoder)
+    standalone = load_text_encoders(tmp_path / "g.safetensors", "lumina2", device="cpu", dtype=torch.float32)
+    assert torch.equal(standalone.encode("a cat")[0], loaded.clip.encode("a cat")[0])
+    assert all(torch.equal(loaded.model.unet.state_dict()[k], v) for k, v in lumina2_state().items())

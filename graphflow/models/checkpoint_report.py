@@ -320,7 +320,14 @@ def _flow_report(f: "WeightFile", info: FlowInfo, size: int) -> str:
     for name, prefix in info.text_encoders.items():
         keys = [k for k in f.shapes if k.startswith(prefix)]
         used.update(keys)
-        lines.append(f"  text encoder {name}: {_millions(_count(f, keys))} params, {_dtypes(f, keys)}")
+        tokenizer = ""
+        if name == "gemma2_2b":  # Lumina 2's Gemma-2 and its SentencePiece model
+            from .gemma2 import SPIECE_KEYS
+
+            spiece = [k for k in SPIECE_KEYS if k in f.shapes]
+            used.update(spiece)
+            tokenizer = f", its tokenizer ({spiece[0]})" if spiece else ", NO tokenizer (spiece_model)"
+        lines.append(f"  text encoder {name}: {_millions(_count(f, keys))} params, {_dtypes(f, keys)}{tokenizer}")
     if not info.text_encoders:
         lines.append("  text encoder: none")
     other = prefix_summary(k for k in f.shapes if k not in used)

@@ -37,6 +37,9 @@ from .tokenizer import parse_weighted_prompt
 HEAD_DIM = 256  # ComfyUI's Gemma2_2B_Config
 BOS, PAD = 2, 0  # ComfyUI's special tokens for Gemma-2 (start, pad)
 SPIECE_KEY = "spiece_model"
+# where the tokenizer of a file holding Gemma-2 lies: Comfy-Org's gemma_2_2b file, an all-in-one
+# Lumina 2 (ComfyUI's Lumina2.clip_target drops text_encoders.spiece_model from the weights), beside the weights
+SPIECE_KEYS = (SPIECE_KEY, "text_encoders.spiece_model", "text_encoders.gemma2_2b.spiece_model", "gemma2_2b.spiece_model")
 MARKER = "model.layers.0.post_feedforward_layernorm.weight"  # ComfyUI's test for Gemma-2 2B
 
 

@@ -16,6 +16,7 @@ import torch
 from ..device import compute_device, default_dtype, load_device
 from .checkpoint import _standalone_tower, load_text_encoder, read_standalone_tower, tower_of
 from .flow_text import T5_ALONE, T5_ALONE_NAMES, FlowTextEncoder
+from .gemma2 import SPIECE_KEYS as GEMMA_SPIECE_KEYS
 from .gemma2 import GemmaTextEncoder, gemma2_prefix, gemma_text_encoder
 from .t5 import T5Encoder, t5_from_weights, t5_prefix
 from .text_encoders import ClipTower, TextEncoder
@@ -23,10 +24,7 @@ from .weight_files import CheckpointError, KeyView, WeightFile
 
 COMPONENT_PREFIXES = {name: (f"text_encoders.{name}.transformer.", f"{name}.transformer.")
                       for name in ("clip_l", "clip_g", "t5xxl", "gemma2_2b")}
-# where the tokenizer of a Gemma-2 file lies: Comfy-Org's gemma_2_2b file, an all-in-one Lumina 2
-# (ComfyUI's Lumina2.clip_target drops text_encoders.spiece_model from the weights), beside the weights
-GEMMA_SPIECE_KEYS = ("spiece_model", "text_encoders.spiece_model", "text_encoders.gemma2_2b.spiece_model",
-                     "gemma2_2b.spiece_model")
+
 # CLIPLoader's types graphflow can build
 CLIP_TYPES = ("stable_diffusion", "stable_cascade", "sd3", "flux", "chroma", "pixart", "ltxv", "mochi", "cosmos",
               "wan", "lumina2")
