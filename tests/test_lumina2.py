@@ -227,7 +227,10 @@ def test_cliploader_lumina2_encodes_as_comfyui(tmp_path):
     from graphflow.models.text_encoder_files import load_text_encoders
     from graphflow.testing import write_gemma2
 
+    from graphflow.models.checkpoint_report import inspect_report
+
     path = write_gemma2(tmp_path / "gemma_2_2b_fp16.safetensors", dtype=torch.float32)
+    assert "Gemma-2 2B text encoder (Lumina 2: type lumina2; its tokenizer inside)" in inspect_report(path)
     clip = load_text_encoders(path, "lumina2", device="cpu", dtype=torch.float32)
     assert isinstance(clip, GemmaTextEncoder) and clip.output_dim == 64
     prompt = "a red fox runs"
@@ -416,3 +419,27 @@ def test_all_in_one_checkpoint(tmp_path):
     standalone = load_text_encoders(tmp_path / "g.safetensors", "lumina2", device="cpu", dtype=torch.float32)
     assert torch.equal(standalone.encode("a cat")[0], loaded.clip.encode("a cat")[0])
     assert all(torch.equal(loaded.model.unet.state_dict()[k], v) for k, v in lumina2_state().items())
+
+
+def test_lumina2_graph_with_modelsamplingauraflow_and_renormcfg(lumina_models):
+    """ComfyUI's Lumina 2 workflows put ModelSamplingAuraFlow (shift 6: the model's own sampling)
+    and RenormCFG before the sampler."""
+    from graphflow.executor import Executor
+    from graphflow.registry import Registry
+    from graphflow.workflow import parse_workflow
+
+    registry = Registry().load_builtin()
+    plain = lumina_graph(4.0, steps=2)
+    shifted = lumina_graph(4.0, steps=2)
+    shifted["10"] = {"class_type": "ModelSamplingAuraFlow", "inputs": {"model": ["1", 0], "shift": 6.0}}
+    shifted["6"]["inputs"]["model"] = ["10", 0]
+    renormed = lumina_graph(4.0, steps=2)
+    renormed["11"] = {"class_type": "RenormCFG", "inputs": {"model": ["1", 0], "cfg_trunc": 100.0, "renorm_cfg": 1.0}}
+    renormed["6"]["inputs"]["model"] = ["11", 0]
+    latents = []
+    for graph in (plain, shifted, renormed):
+        result = Executor(registry).run(parse_workflow(graph, registry), outputs=["6"])
+        assert result.ok, json.dumps(result.error, default=str)[:3000]
+        latents.append(result.values["6"][0]["samples"])
+    assert torch.allclose(latents[0], latents[1], atol=1e-6)
+    assert torch.isfinite(latents[2]).all() and not torch.allclose(latents[0], latents[2], atol=1e-4)

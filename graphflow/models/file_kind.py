@@ -66,6 +66,10 @@ def _controlnet(shapes) -> FileKind | None:
 
 
 def _text_encoder(shapes) -> FileKind | None:
+    if "model.layers.0.post_feedforward_layernorm.weight" in shapes:  # ComfyUI's test for Gemma-2 2B
+        tokenizer = "its tokenizer inside" if "spiece_model" in shapes else "NO tokenizer inside (spiece_model)"
+        return FileKind(f"Gemma-2 2B text encoder (Lumina 2: type lumina2; {tokenizer})", "text_encoders",
+                        "LoadTextEncoder")
     for key, shape in shapes.items():
         if key.endswith("encoder.block.0.layer.0.SelfAttention.q.weight"):
             if key.replace("0.layer.0.SelfAttention.q.", "1.layer.0.SelfAttention.relative_attention_bias.") in shapes:
