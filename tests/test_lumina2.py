@@ -443,3 +443,26 @@ def test_lumina2_graph_with_modelsamplingauraflow_and_renormcfg(lumina_models):
         latents.append(result.values["6"][0]["samples"])
     assert torch.allclose(latents[0], latents[1], atol=1e-6)
     assert torch.isfinite(latents[2]).all() and not torch.allclose(latents[0], latents[2], atol=1e-4)
+
+
+def test_modelsave_and_clipsave_load_back(tmp_path):
+    """ModelSave's file loads with UNETLoader, CLIPSave's Gemma-2 (with its tokenizer) with
+    CLIPLoader type lumina2, both unchanged."""
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.checkpoint_save import save_model, save_text_encoder, text_encoder_states
+    from graphflow.models.text_encoder_files import load_text_encoders
+    from graphflow.testing import write_gemma2, write_lumina2
+
+    model = load_diffusion_model(write_lumina2(tmp_path / "m.safetensors", dtype=torch.float32), device="cpu",
+                                 dtype=torch.float32)
+    again = load_diffusion_model(save_model(tmp_path / "saved_model.safetensors", model), device="cpu",
+                                 dtype=torch.float32)
+    assert again.arch == "lumina2"
+    assert all(torch.equal(again.unet.state_dict()[k], v) for k, v in model.unet.state_dict().items())
+    clip = load_text_encoders(write_gemma2(tmp_path / "g.safetensors", dtype=torch.float32), "lumina2",
+                              device="cpu", dtype=torch.float32)
+    [(name, state)] = text_encoder_states(clip).items()
+    assert name == "gemma2_2b" and "spiece_model" in state[0]
+    back = load_text_encoders(save_text_encoder(tmp_path / "clip_gemma2_2b.safetensors", state), "lumina2",
+                              device="cpu", dtype=torch.float32)
+    assert torch.equal(back.encode("a (red:1.2) fox")[0], clip.encode("a (red:1.2) fox")[0])

@@ -156,7 +156,14 @@ def save_vae(path, vae: VAE, extra_metadata: dict | None = None) -> Path:
 
 def text_encoder_states(clip) -> dict[str, tuple[dict[str, torch.Tensor], dict[str, str]]]:
     """CLIPSave's files, by encoder name (clip_l, clip_g, clip_h, t5xxl): each encoder alone in the
-    names the separate-file loaders (CLIPLoader, DualCLIPLoader, ...) read, and its metadata."""
+    names the separate-file loaders (CLIPLoader, DualCLIPLoader, ...) read, and its metadata.
+    Lumina 2's Gemma-2 (gemma2_2b): model.* with its tokenizer as spiece_model, as Comfy-Org's file."""
+    from .gemma2 import SPIECE_KEY, GemmaTextEncoder
+
+    if isinstance(clip, GemmaTextEncoder):
+        state = _cpu(manager().weights(clip.model))
+        state[SPIECE_KEY] = torch.frombuffer(bytearray(clip.pieces.model), dtype=torch.uint8)
+        return {"gemma2_2b": (state, {})}
     if isinstance(clip, TextEncoder):
         towers = {t.name: t for t in clip.towers}
         t5 = None
