@@ -466,3 +466,32 @@ def test_modelsave_and_clipsave_load_back(tmp_path):
     back = load_text_encoders(save_text_encoder(tmp_path / "clip_gemma2_2b.safetensors", state), "lumina2",
                               device="cpu", dtype=torch.float32)
     assert torch.equal(back.encode("a (red:1.2) fox")[0], clip.encode("a (red:1.2) fox")[0])
+
+
+def test_comfyui_lora_on_lumina2(tmp_path):
+    """A LoRA in ComfyUI's names (diffusion_model. + the model's own module path) patches the
+    NextDiT; LoraLoader with the Gemma CLIP leaves the text encoder alone."""
+    from safetensors.torch import save_file
+
+    from graphflow.memory import manager
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.lora import apply_lora
+    from graphflow.models.text_encoder_files import load_text_encoders
+    from graphflow.testing import write_gemma2, write_lumina2
+
+    model = load_diffusion_model(write_lumina2(tmp_path / "m.safetensors", dtype=torch.float32), device="cpu",
+                                 dtype=torch.float32)
+    clip = load_text_encoders(write_gemma2(tmp_path / "g.safetensors", dtype=torch.float32), "lumina2",
+                              device="cpu", dtype=torch.float32)
+    g = torch.Generator().manual_seed(0)
+    qkv = model.unet.layers[0].attention.qkv.weight
+    down, up = torch.randn(4, qkv.shape[1], generator=g), torch.randn(qkv.shape[0], 4, generator=g)
+    save_file({"diffusion_model.layers.0.attention.qkv.lora_down.weight": down,
+               "diffusion_model.layers.0.attention.qkv.lora_up.weight": up,
+               "diffusion_model.layers.0.attention.qkv.alpha": torch.tensor(2.0)}, str(tmp_path / "lora.safetensors"))
+    patched, patched_clip = apply_lora(model, clip, tmp_path / "lora.safetensors", 0.5, 1.0)
+    assert patched_clip is clip
+    weights = manager().weights(patched.unet, patched.patches)
+    want = qkv + 0.5 * (2.0 / 4) * up @ down
+    assert torch.allclose(weights["layers.0.attention.qkv.weight"], want, atol=1e-5)
+    assert torch.equal(weights["layers.1.attention.qkv.weight"], model.unet.layers[1].attention.qkv.weight)

@@ -209,6 +209,17 @@ class GemmaTextEncoder:
         self.pieces = pieces
         self.layer = layer
 
+    @property
+    def towers(self) -> list:
+        """No CLIP towers (what LoRAs and hooks patch on CLIP sockets): text-encoder LoRA modules
+        do not match Gemma-2 and are reported as such; model-side LoRAs apply as usual."""
+        return []
+
+    def with_towers(self, towers: list) -> "GemmaTextEncoder":
+        if towers:
+            raise ValueError("Gemma-2 has no CLIP towers")
+        return self
+
     def with_clip_skip(self, clip_skip: int) -> "GemmaTextEncoder":
         """CLIPSetLastLayer: -1 the last layer's output, -2 the one before (unnormed, as ComfyUI's)."""
         if not -self.model.config.num_layers <= clip_skip <= -1:
