@@ -495,3 +495,32 @@ def test_comfyui_lora_on_lumina2(tmp_path):
     want = qkv + 0.5 * (2.0 / 4) * up @ down
     assert torch.allclose(weights["layers.0.attention.qkv.weight"], want, atol=1e-5)
     assert torch.equal(weights["layers.1.attention.qkv.weight"], model.unet.layers[1].attention.qkv.weight)
+
+
+def test_lora_in_diffusers_layout_matches_diffusers(tmp_path):
+    """A PEFT LoRA on every Linear of diffusers' Lumina2Transformer2DModel (diffusers' names:
+    ai-toolkit's layout), applied to our model, gives diffusers' output with the adapter."""
+    from safetensors.torch import save_file
+
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.lora import apply_lora
+    from graphflow.testing import write_lumina2
+    from tests.test_flow_lora import random_peft_lora
+
+    model = load_diffusion_model(write_lumina2(tmp_path / "m.safetensors", dtype=torch.float32), device="cpu",
+                                 dtype=torch.float32)
+    theirs = diffusers_lumina2(lumina2_state())
+    lora = random_peft_lora(theirs, seed=5)
+    assert "transformer.layers.1.attn.to_k.lora_A.weight" in lora
+    assert "transformer.context_refiner.0.feed_forward.linear_3.lora_B.weight" in lora
+    save_file(lora, str(tmp_path / "lumina_peft.safetensors"))
+    theirs.load_lora_adapter(dict(lora), prefix="transformer", adapter_name="test")
+    theirs.set_adapters(["test"], weights=[0.7])
+    patched, _ = apply_lora(model, None, tmp_path / "lumina_peft.safetensors", 0.7, 0.0)
+    g = torch.Generator().manual_seed(1)
+    x, context, sigma = torch.randn(1, 16, 4, 6, generator=g), torch.randn(1, 5, 64, generator=g), torch.tensor([0.6])
+    with torch.no_grad():
+        plain, got = model(x, sigma, context), patched(x, sigma, context)
+    want = diffusers_velocity(theirs, x, sigma, context)
+    assert float((got - plain).abs().max()) > 1e-2  # the LoRA does something
+    assert float((got - want).abs().max()) < TOL * float(want.abs().max())

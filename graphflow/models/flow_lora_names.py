@@ -1,7 +1,8 @@
-"""diffusers' module names of FLUX, Chroma, MM-DiT (SD3) and Wan 2.1 mapped onto our BFL/SAI/Wan module
-paths, for LoRAs trained on diffusers' `FluxTransformer2DModel` / `ChromaTransformer2DModel` /
-`SD3Transformer2DModel` / `WanTransformer3DModel` (the `transformer.` layout of ai-toolkit,
-SimpleTuner, diffusers' own scripts). Wan's are one to one (no fused weights).
+"""diffusers' module names of FLUX, Chroma, MM-DiT (SD3), Wan 2.1 and Lumina 2 mapped onto our
+BFL/SAI/Wan/Lumina module paths, for LoRAs trained on diffusers' `FluxTransformer2DModel` /
+`ChromaTransformer2DModel` / `SD3Transformer2DModel` / `WanTransformer3DModel` /
+`Lumina2Transformer2DModel` (the `transformer.` layout of ai-toolkit, SimpleTuner, diffusers' own
+scripts). Wan's are one to one (no fused weights); Lumina 2's split q / k / v of its qkv.
 
 diffusers splits some of our fused weights: `attn.to_q` / `to_k` / `to_v` are row blocks of our
 `qkv` (FLUX single blocks: `to_q` / `to_k` / `to_v` / `proj_mlp` of `linear1`), and its
@@ -128,14 +129,42 @@ def wan_names(cfg) -> dict[str, tuple[str, Rows]]:
     return {theirs: (ours, None) for theirs, ours in names.items()}
 
 
+def lumina2_names(cfg) -> dict[str, tuple[str, Rows]]:
+    """diffusers name -> (path, rows) for a Lumina2Config (the inverse of diffusers'
+    convert_lumina2_to_diffusers): `attn.to_q` / `to_k` / `to_v` are the heads, kv heads, kv heads
+    row blocks of our `attention.qkv`; the rest one to one."""
+    q, kv = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+    names: dict[str, tuple[str, Rows]] = {
+        "x_embedder": ("x_embedder", None),
+        "time_caption_embed.timestep_embedder.linear_1": ("t_embedder.mlp.0", None),
+        "time_caption_embed.timestep_embedder.linear_2": ("t_embedder.mlp.2", None),
+        "time_caption_embed.caption_embedder.1": ("cap_embedder.1", None),
+        "norm_out.linear_1": ("final_layer.adaLN_modulation.1", None),
+        "norm_out.linear_2": ("final_layer.linear", None),
+    }
+    blocks = [("layers", cfg.num_layers, True), ("noise_refiner", cfg.num_refiner_layers, True),
+              ("context_refiner", cfg.num_refiner_layers, False)]
+    for group, count, modulated in blocks:
+        for i in range(count):
+            at = f"{group}.{i}."
+            names.update({at + "attn.to_q": (at + "attention.qkv", ((0, q),)),
+                          at + "attn.to_k": (at + "attention.qkv", ((q, q + kv),)),
+                          at + "attn.to_v": (at + "attention.qkv", ((q + kv, q + 2 * kv),)),
+                          at + "attn.to_out.0": (at + "attention.out", None)})
+            names.update({f"{at}feed_forward.linear_{n}": (f"{at}feed_forward.w{n}", None) for n in (1, 2, 3)})
+            if modulated:
+                names[at + "norm1.linear"] = (at + "adaLN_modulation.1", None)
+    return names
+
+
 def flow_lora_names(net) -> dict[str, tuple[str, Rows]]:
     """kohya-style name (`lora_unet_` or `lora_transformer_` + diffusers' name with '_') -> (our
-    module path, rows) for a Flux, Chroma, MMDiT or Wan network; empty for anything else."""
-    from .configs import ChromaConfig, FluxConfig, MMDiTConfig, WanConfig
+    module path, rows) for a Flux, Chroma, MMDiT, Wan or Lumina 2 network; empty for anything else."""
+    from .configs import ChromaConfig, FluxConfig, Lumina2Config, MMDiTConfig, WanConfig
 
     cfg = getattr(net, "config", None)
     table = {FluxConfig: flux_names, ChromaConfig: chroma_names, MMDiTConfig: mmdit_names,
-             WanConfig: wan_names}.get(
+             WanConfig: wan_names, Lumina2Config: lumina2_names}.get(
         type(cfg), lambda cfg: {})(cfg)
     names = {}
     for theirs, target in table.items():
