@@ -524,3 +524,19 @@ def test_lora_in_diffusers_layout_matches_diffusers(tmp_path):
     want = diffusers_velocity(theirs, x, sigma, context)
     assert float((got - plain).abs().max()) > 1e-2  # the LoRA does something
     assert float((got - want).abs().max()) < TOL * float(want.abs().max())
+
+
+def test_full_size_defaults():
+    """The defaults are the released models: Lumina-Image-2.0's 2.6B NextDiT (qkv 24 + 8 + 8 heads
+    of 96; diffusers' default Lumina2Transformer2DModel has the same shapes) and Gemma-2 2B
+    (2,614,341,888 parameters, as transformers counts it)."""
+    from graphflow.models.gemma2 import Gemma2, Gemma2Config
+
+    with torch.device("meta"):
+        ours, gemma = Lumina2(lumina2_config(scaled_down=False)), Gemma2(Gemma2Config())
+        theirs = Lumina2Transformer2DModel(cap_feat_dim=2304)
+    assert sum(p.numel() for p in gemma.parameters()) == 2_614_341_888
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters()) + 2304  # + norm_final
+    shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    assert shapes["layers.0.attention.qkv.weight"] == (3840, 2304) and shapes["layers.0.feed_forward.w1.weight"] == (9216, 2304)
+    assert lumina2_config_from_state_dict(shapes) == lumina2_config(scaled_down=False)
