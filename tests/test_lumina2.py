@@ -151,6 +151,8 @@ def test_lumina2_odd_latent_is_padded_and_cropped(lumina_pair):
     assert out.shape == x.shape and torch.isfinite(out).all()
     with pytest.raises(ValueError, match="16-channel"):
         ours(torch.zeros(1, 4, 4, 4), torch.tensor([0.4]), torch.zeros(1, 3, 64))
+    with pytest.raises(ValueError, match="type lumina2"):
+        ours(torch.zeros(1, 16, 4, 4), torch.tensor([0.4]), torch.zeros(1, 3, 4096))
 
 
 # -- detection, loading, sampling settings -------------------------------------------------------

@@ -133,6 +133,9 @@ class Lumina2(nn.Module):
         cfg = self.config
         if x.shape[1] != cfg.in_channels:
             raise ValueError(f"Lumina 2 takes {cfg.in_channels}-channel latents, got {x.shape[1]}")
+        if context.shape[-1] != cfg.cap_feat_dim:
+            raise ValueError(f"Lumina 2 takes Gemma-2's {cfg.cap_feat_dim}-wide text states, the conditioning has "
+                             f"{context.shape[-1]}: encode the prompts with a CLIP loaded as type lumina2")
         b, c, H, W = x.shape
         p = cfg.patch_size
         x = F.pad(x, (0, -W % p, 0, -H % p), mode="circular")  # as ComfyUI's pad_to_patch_size
