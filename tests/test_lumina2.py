@@ -37,7 +37,8 @@ def transformers_gemma2(state):
 
 def test_gemma2_config_from_shapes():
     state = gemma2_state()
-    assert gemma2_config_from_state_dict({k: tuple(v.shape) for k, v in state.items()}) == gemma2_config(vocab_size=_pieces().get_piece_size())
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    assert gemma2_config_from_state_dict(shapes) == gemma2_config(vocab_size=_pieces().get_piece_size())
     assert gemma2_prefix(state) == ""
     assert gemma2_prefix({"text_encoders.gemma2_2b.transformer." + k: v for k, v in state.items()}) == \
         "text_encoders.gemma2_2b.transformer."
@@ -46,10 +47,11 @@ def test_gemma2_config_from_shapes():
 @pytest.mark.parametrize("prefix", ["", "text_encoders.gemma2_2b.transformer."])
 def test_gemma2_matches_transformers(prefix):
     state = gemma2_state()
-    ours = gemma2_from_state_dict({prefix + k: v for k, v in state.items()} | {prefix + "spiece_model": torch.zeros(3, dtype=torch.uint8)})
+    ours = gemma2_from_state_dict({prefix + k: v for k, v in state.items()}
+                                  | {prefix + "spiece_model": torch.zeros(3, dtype=torch.uint8)})
     theirs = transformers_gemma2(state)
-    ids = torch.randint(0, gemma2_config_from_state_dict({k: tuple(v.shape) for k, v in state.items()}).vocab_size, (2, 9),
-                        generator=torch.Generator().manual_seed(0))
+    vocab = gemma2_config_from_state_dict({k: tuple(v.shape) for k, v in state.items()}).vocab_size
+    ids = torch.randint(0, vocab, (2, 9), generator=torch.Generator().manual_seed(0))
     mask = torch.ones(2, 9, dtype=torch.long)
     mask[1, 6:] = 0  # the second prompt padded: its pads are masked as keys
     with torch.no_grad():
@@ -80,11 +82,13 @@ def diffusers_lumina2(state) -> Lumina2Transformer2DModel:
         if ".qkv." in key:  # the converter splits at 2304 / 768 / 768 rows: take its names, split tiny
             names = list(convert_lumina2_to_diffusers({key: torch.zeros(2304 + 768 + 768, 1)}))
             hd = cfg.head_dim
-            converted.update(zip(names, tensor.split([cfg.num_heads * hd, cfg.num_kv_heads * hd, cfg.num_kv_heads * hd])))
+            rows = [cfg.num_heads * hd, cfg.num_kv_heads * hd, cfg.num_kv_heads * hd]
+            converted.update(zip(names, tensor.split(rows)))
         else:
             converted.update(convert_lumina2_to_diffusers({key: tensor}))
     theirs = Lumina2Transformer2DModel(
-        patch_size=cfg.patch_size, hidden_size=cfg.dim, num_layers=cfg.num_layers, num_refiner_layers=cfg.num_refiner_layers,
+        patch_size=cfg.patch_size, hidden_size=cfg.dim, num_layers=cfg.num_layers,
+        num_refiner_layers=cfg.num_refiner_layers,
         num_attention_heads=cfg.num_heads, num_kv_heads=cfg.num_kv_heads, multiple_of=16,
         norm_eps=cfg.norm_eps, axes_dim_rope=cfg.axes_dims, cap_feat_dim=cfg.cap_feat_dim)
     theirs.load_state_dict(converted, strict=True)
@@ -538,7 +542,51 @@ def test_full_size_defaults():
         ours, gemma = Lumina2(lumina2_config(scaled_down=False)), Gemma2(Gemma2Config())
         theirs = Lumina2Transformer2DModel(cap_feat_dim=2304)
     assert sum(p.numel() for p in gemma.parameters()) == 2_614_341_888
-    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters()) + 2304  # + norm_final
+    count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
+    assert count(ours) == count(theirs) + 2304  # + the unused norm_final
     shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
-    assert shapes["layers.0.attention.qkv.weight"] == (3840, 2304) and shapes["layers.0.feed_forward.w1.weight"] == (9216, 2304)
+    assert shapes["layers.0.attention.qkv.weight"] == (3840, 2304)
+    assert shapes["layers.0.feed_forward.w1.weight"] == (9216, 2304)
     assert lumina2_config_from_state_dict(shapes) == lumina2_config(scaled_down=False)
+
+
+def test_lumina2_example_workflow(lumina_models):
+    """workflows/lumina2.json as saved but for its size and steps: the shift, the negative prompt
+    (cfg 4) and the system prompt all count."""
+    from graphflow.executor import Executor
+    from graphflow.registry import Registry
+    from tests.test_workflows import workflow
+
+    registry = Registry().load_builtin()
+    sets = {"6__width": 96, "6__height": 64, "7__steps": 2}
+
+    def run(**more):
+        result = Executor(registry).run(workflow("lumina2", **sets, **more))
+        assert result.ok, json.dumps(result.error, default=str)[:2000]
+        return result
+
+    result = run()
+    image = result.values["9"][0]
+    assert image.shape == (1, 64, 96, 3) and float(image.std()) > 0.01
+    assert result.outputs["10"]["images"][0]["filename"].startswith("lumina2_")
+    assert not torch.equal(run(**{"3__shift": 3.0}).values["9"][0], image)  # (shift 6 is the default: see above)
+    assert not torch.equal(run(**{"5__text": "a red cube"}).values["9"][0], image)
+    assert not torch.equal(run(**{"4__system_prompt": "alignment"}).values["9"][0], image)
+
+
+def test_fp8_weight_dtype(tmp_path):
+    """UNETLoader's weight_dtype fp8_e4m3fn: the Linear weights stored in fp8, upcast per layer;
+    the velocity stays near the full-precision one."""
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.testing import write_lumina2
+
+    path = write_lumina2(tmp_path / "m.safetensors", dtype=torch.float32)
+    full = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    fp8 = load_diffusion_model(path, device="cpu", dtype=torch.float32, weight_dtype="fp8_e4m3fn")
+    assert fp8.unet.layers[0].attention.qkv.weight.dtype == torch.float8_e4m3fn
+    assert fp8.unet.cap_embedder[0].weight.dtype == torch.float32  # norms stay in the compute dtype
+    g = torch.Generator().manual_seed(2)
+    x, context, sigma = torch.randn(1, 16, 4, 4, generator=g), torch.randn(1, 3, 64, generator=g), torch.tensor([0.5])
+    with torch.no_grad():
+        a, b = full(x, sigma, context), fp8(x, sigma, context)
+    assert 0 < float((a - b).abs().max()) < 0.1 * float(a.abs().max())

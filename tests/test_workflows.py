@@ -166,6 +166,7 @@ def test_every_workflow_file_is_covered():
                "stable_zero123_comfyui_example",  # tests/test_zero123.py
                "svd_img2vid",  # tests/test_svd.py
                "mochi_t2v",  # tests/test_mochi.py
+               "lumina2",  # tests/test_lumina2.py
                "wan_t2v"}  # tests/test_wan.py
 
     assert names <= covered, f"workflows without a test: {names - covered}"

@@ -728,8 +728,13 @@ def lumina2_config_from_state_dict(shapes: dict[str, tuple]) -> Lumina2Config:
     in_features = shapes["x_embedder.weight"][1]
     patch = round((in_features / LUMINA2_LATENT_CHANNELS) ** 0.5)
     if patch * patch * LUMINA2_LATENT_CHANNELS != in_features:
-        raise ValueError(f"Lumina 2's x_embedder takes {in_features} features, not patches of {LUMINA2_LATENT_CHANNELS} channels")
-    count = lambda prefix: 1 + max((int(k.split(".")[1]) for k in shapes if k.startswith(prefix + ".")), default=-1)  # noqa: E731
-    return Lumina2Config(patch_size=patch, dim=dim, num_layers=count("layers"), num_refiner_layers=count("noise_refiner"),
+        raise ValueError(f"Lumina 2's x_embedder takes {in_features} features, not patches of "
+                         f"{LUMINA2_LATENT_CHANNELS} channels")
+
+    def count(prefix):
+        return 1 + max((int(k.split(".")[1]) for k in shapes if k.startswith(prefix + ".")), default=-1)
+
+    return Lumina2Config(patch_size=patch, dim=dim, num_layers=count("layers"),
+                         num_refiner_layers=count("noise_refiner"),
                          num_heads=heads, num_kv_heads=kv_heads, ffn_dim=shapes["layers.0.feed_forward.w1.weight"][0],
                          cap_feat_dim=cap_feat_dim, axes_dims=(head_dim // 3,) * 3)

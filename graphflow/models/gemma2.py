@@ -39,7 +39,8 @@ BOS, PAD = 2, 0  # ComfyUI's special tokens for Gemma-2 (start, pad)
 SPIECE_KEY = "spiece_model"
 # where the tokenizer of a file holding Gemma-2 lies: Comfy-Org's gemma_2_2b file, an all-in-one
 # Lumina 2 (ComfyUI's Lumina2.clip_target drops text_encoders.spiece_model from the weights), beside the weights
-SPIECE_KEYS = (SPIECE_KEY, "text_encoders.spiece_model", "text_encoders.gemma2_2b.spiece_model", "gemma2_2b.spiece_model")
+SPIECE_KEYS = (SPIECE_KEY, "text_encoders.spiece_model", "text_encoders.gemma2_2b.spiece_model",
+               "gemma2_2b.spiece_model")
 MARKER = "model.layers.0.post_feedforward_layernorm.weight"  # ComfyUI's test for Gemma-2 2B
 
 
@@ -61,10 +62,13 @@ def gemma2_config_from_state_dict(shapes: dict[str, tuple]) -> Gemma2Config:
     """From the shapes of `model.*` keys (any prefix stripped)."""
     vocab, hidden = shapes["model.embed_tokens.weight"]
     layers = 1 + max(int(k.split(".")[2]) for k in shapes if k.startswith("model.layers."))
-    q_rows, k_rows = shapes["model.layers.0.self_attn.q_proj.weight"][0], shapes["model.layers.0.self_attn.k_proj.weight"][0]
+    q_rows = shapes["model.layers.0.self_attn.q_proj.weight"][0]
+    k_rows = shapes["model.layers.0.self_attn.k_proj.weight"][0]
     if q_rows % HEAD_DIM or k_rows % HEAD_DIM:
-        raise ValueError(f"Gemma-2 attention projections of {q_rows} / {k_rows} rows are not whole {HEAD_DIM}-wide heads")
-    return Gemma2Config(vocab_size=vocab, hidden_size=hidden, intermediate_size=shapes["model.layers.0.mlp.gate_proj.weight"][0],
+        raise ValueError(f"Gemma-2 attention projections of {q_rows} / {k_rows} rows are not whole "
+                         f"{HEAD_DIM}-wide heads")
+    return Gemma2Config(vocab_size=vocab, hidden_size=hidden,
+                        intermediate_size=shapes["model.layers.0.mlp.gate_proj.weight"][0],
                         num_layers=layers, num_heads=q_rows // HEAD_DIM, num_kv_heads=k_rows // HEAD_DIM)
 
 
@@ -156,7 +160,8 @@ class Gemma2(nn.Module):
         x = body.embed_tokens(ids)
         x = x * torch.tensor(cfg.hidden_size ** 0.5, dtype=x.dtype)  # the normaliser in the embeddings' dtype
         t = ids.shape[1]
-        inv_freq = 1.0 / cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2, dtype=torch.float32, device=x.device) / cfg.head_dim)
+        exponents = torch.arange(0, cfg.head_dim, 2, dtype=torch.float32, device=x.device) / cfg.head_dim
+        inv_freq = 1.0 / cfg.rope_theta ** exponents
         angles = torch.arange(t, dtype=torch.float32, device=x.device)[:, None] * inv_freq[None]
         angles = torch.cat([angles, angles], dim=-1)
         cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
@@ -174,7 +179,8 @@ def gemma2_prefix(keys) -> str | None:
     return next((k[:-len(MARKER)] for k in keys if k.endswith(MARKER)), None)
 
 
-def gemma2_from_weights(shapes: dict[str, tuple], get_tensor, device=None, dtype: torch.dtype = torch.float32) -> Gemma2:
+def gemma2_from_weights(shapes: dict[str, tuple], get_tensor, device=None,
+                        dtype: torch.dtype = torch.float32) -> Gemma2:
     """A Gemma2 from its `model.*` keys (prefix stripped; others, as spiece_model, ignored):
     `get_tensor(key, device, dtype)` reads one tensor cast and moved, into a model built on the
     meta device, so the weights are never held twice."""

@@ -46,7 +46,8 @@ class Attention(nn.Module):
         k = apply_rope(self.k_norm(k.view(b, n, cfg.num_kv_heads, cfg.head_dim)), pe)
         v = v.view(b, n, cfg.num_kv_heads, cfg.head_dim)
         groups = cfg.num_heads // cfg.num_kv_heads
-        q, k, v = q.transpose(1, 2), k.repeat_interleave(groups, 2).transpose(1, 2), v.repeat_interleave(groups, 2).transpose(1, 2)
+        q = q.transpose(1, 2)
+        k, v = k.repeat_interleave(groups, 2).transpose(1, 2), v.repeat_interleave(groups, 2).transpose(1, 2)
         return self.out(attention(q, k, v, mask).transpose(1, 2).flatten(2))
 
 
@@ -76,7 +77,8 @@ class Block(nn.Module):
             x = x + self.attention_norm2(self.attention(self.attention_norm1(x), pe, mask))
             return x + self.ffn_norm2(self.feed_forward(self.ffn_norm1(x)))
         scale_msa, gate_msa, scale_mlp, gate_mlp = self.adaLN_modulation(t_emb)[:, None].chunk(4, dim=-1)
-        x = x + gate_msa.tanh() * self.attention_norm2(self.attention(self.attention_norm1(x) * (1 + scale_msa), pe, mask))
+        attended = self.attention(self.attention_norm1(x) * (1 + scale_msa), pe, mask)
+        x = x + gate_msa.tanh() * self.attention_norm2(attended)
         return x + gate_mlp.tanh() * self.ffn_norm2(self.feed_forward(self.ffn_norm1(x) * (1 + scale_mlp)))
 
 
@@ -110,7 +112,8 @@ class Lumina2(nn.Module):
         self.noise_refiner = nn.ModuleList(Block(cfg) for _ in range(cfg.num_refiner_layers))
         self.context_refiner = nn.ModuleList(Block(cfg, modulation=False) for _ in range(cfg.num_refiner_layers))
         self.t_embedder = TimestepEmbedder(cfg.adaln_dim)
-        self.cap_embedder = nn.Sequential(nn.RMSNorm(cfg.cap_feat_dim, eps=cfg.norm_eps), Linear(cfg.cap_feat_dim, cfg.dim))
+        self.cap_embedder = nn.Sequential(nn.RMSNorm(cfg.cap_feat_dim, eps=cfg.norm_eps),
+                                          Linear(cfg.cap_feat_dim, cfg.dim))
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
         self.norm_final = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)  # in the files, unused (as in ComfyUI and diffusers)
         self.final_layer = FinalLayer(cfg)

@@ -124,7 +124,8 @@ def _assemble(arch: str, found: dict, names: str) -> FlowTextEncoder | GemmaText
 def load_text_encoders(paths, clip_type: str, device=None, dtype=None) -> TextEncoder | FlowTextEncoder:
     """CLIP from 1-3 files for a ComfyUI loader `type`: stable_diffusion (SD1 CLIP-L / SD2 ViT-H),
     sdxl (CLIP-L + CLIP-G), sd3 (any of CLIP-L, CLIP-G, T5-XXL), flux (CLIP-L + T5-XXL), chroma,
-    pixart, ltxv and mochi (T5-XXL alone), wan (UMT5-XXL with its tokenizer inside), lumina2 (Gemma-2 2B, likewise). Each
+    pixart, ltxv and mochi (T5-XXL alone), wan (UMT5-XXL with its tokenizer inside), lumina2
+    (Gemma-2 2B, likewise). Each
     encoder is registered with the memory manager with its file as its source: when RAM runs short
     it may be dropped and read again (SD3/FLUX: from its own file alone)."""
     from graphflow.memory import manager
