@@ -414,6 +414,7 @@ def test_all_in_one_checkpoint(tmp_path):
                                                                      dtype=torch.float32))).items()}
     state |= {("text_encoders." if k == "spiece_model" else "text_encoders.gemma2_2b.transformer.") + k: v
               for k, v in gemma.items()}
+    state["text_encoders.gemma2_2b.logit_scale"] = torch.tensor(4.6052)  # ComfyUI's saves carry one (unused)
     save_file(state, str(tmp_path / "lumina_2.safetensors"))
     with WeightFile(tmp_path / "lumina_2.safetensors") as f:
         assert identify(f.shapes).name == "Lumina Image 2.0 checkpoint"

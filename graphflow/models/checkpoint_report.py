@@ -325,7 +325,7 @@ def _flow_report(f: "WeightFile", info: FlowInfo, size: int) -> str:
             from .gemma2 import SPIECE_KEYS
 
             spiece = [k for k in SPIECE_KEYS if k in f.shapes]
-            used.update(spiece)
+            used.update(spiece + ["text_encoders.gemma2_2b.logit_scale"])  # ComfyUI's CLIP saves carry one
             tokenizer = f", its tokenizer ({spiece[0]})" if spiece else ", NO tokenizer (spiece_model)"
         lines.append(f"  text encoder {name}: {_millions(_count(f, keys))} params, {_dtypes(f, keys)}{tokenizer}")
     if not info.text_encoders:
