@@ -57,6 +57,8 @@ def _t5(view, what: str, device, dtype) -> T5Encoder:
 
 def _gemma(f, prefix: str, what: str, device, dtype) -> GemmaTextEncoder:
     """Gemma-2 2B under `prefix` of the open file `f`, with the file's tokenizer."""
+    if dtype == torch.float16 and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        dtype = torch.bfloat16  # as for T5: keep fp32's range (Gemma-2 was trained in bf16)
     key = next((k for k in GEMMA_SPIECE_KEYS if k in f.shapes), None)
     try:
         return gemma_text_encoder(KeyView(f, prefix), None if key is None else f.get(key), device, dtype, what)
