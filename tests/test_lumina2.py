@@ -591,3 +591,20 @@ def test_fp8_weight_dtype(tmp_path):
     with torch.no_grad():
         a, b = full(x, sigma, context), fp8(x, sigma, context)
     assert 0 < float((a - b).abs().max()) < 0.1 * float(a.abs().max())
+
+
+def test_lumina2_graph_batch_of_two(lumina_models):
+    """A batch of two latents: each image equals the one sampled alone from its own noise."""
+    from graphflow.executor import Executor
+    from graphflow.registry import Registry
+    from graphflow.workflow import parse_workflow
+
+    registry = Registry().load_builtin()
+    graph = lumina_graph(4.0, steps=1)
+    graph["5"]["inputs"]["batch_size"] = 2
+    result = Executor(registry).run(parse_workflow(graph, registry), outputs=["6"])
+    assert result.ok, json.dumps(result.error, default=str)[:3000]
+    batch = result.values["6"][0]["samples"]
+    assert batch.shape == (2, 16, 8, 12) and not torch.allclose(batch[0], batch[1])
+    alone = Executor(registry).run(parse_workflow(lumina_graph(4.0, steps=1), registry), outputs=["6"])
+    assert torch.allclose(batch[:1], alone.values["6"][0]["samples"], atol=1e-5)
