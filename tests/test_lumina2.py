@@ -608,3 +608,35 @@ def test_lumina2_graph_batch_of_two(lumina_models):
     assert batch.shape == (2, 16, 8, 12) and not torch.allclose(batch[0], batch[1])
     alone = Executor(registry).run(parse_workflow(lumina_graph(4.0, steps=1), registry), outputs=["6"])
     assert torch.allclose(batch[:1], alone.values["6"][0]["samples"], atol=1e-5)
+
+
+def test_all_in_one_checkpoint_graph_equals_separate_files(lumina_models):
+    """CheckpointLoaderSimple on lumina_2.safetensors (ComfyUI's example loads Lumina 2 so) samples
+    what the separate files give."""
+    from safetensors.torch import load_file, save_file
+
+    from graphflow.executor import Executor
+    from graphflow.registry import Registry
+    from graphflow.workflow import parse_workflow
+
+    m = lumina_models.models
+    state = load_file(str(m / "diffusion_models" / "lumina_2_model_bf16.safetensors"))
+    state = {"model.diffusion_model." + k: v for k, v in state.items()}
+    state |= {"vae." + k: v for k, v in load_file(str(m / "vae" / "ae.safetensors")).items()}
+    state |= {("text_encoders." if k == "spiece_model" else "text_encoders.gemma2_2b.transformer.") + k: v
+              for k, v in load_file(str(m / "text_encoders" / "gemma_2_2b_fp16.safetensors")).items()}
+    (m / "checkpoints").mkdir(exist_ok=True)
+    save_file(state, str(m / "checkpoints" / "lumina_2.safetensors"))
+    separate = lumina_graph(4.0, steps=2)
+    aio = lumina_graph(4.0, steps=2)
+    aio["1"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "lumina_2.safetensors"}}
+    aio["3"]["inputs"]["clip"] = aio["4"]["inputs"]["clip"] = ["1", 1]
+    aio["8"]["inputs"]["vae"] = ["1", 2]
+    del aio["2"], aio["7"]
+    registry = Registry().load_builtin()
+    images = []
+    for graph in (separate, aio):
+        result = Executor(registry).run(parse_workflow(graph, registry), outputs=["8"])
+        assert result.ok, json.dumps(result.error, default=str)[:3000]
+        images.append(result.values["8"][0])
+    assert torch.allclose(images[0], images[1], atol=1e-5)
