@@ -640,3 +640,35 @@ def test_all_in_one_checkpoint_graph_equals_separate_files(lumina_models):
         assert result.ok, json.dumps(result.error, default=str)[:3000]
         images.append(result.values["8"][0])
     assert torch.allclose(images[0], images[1], atol=1e-5)
+
+
+@pytest.mark.parametrize("all_in_one", [False, True])
+def test_dropped_components_are_read_back_from_their_files(fresh_manager, tmp_path, all_in_one):
+    """When RAM runs short the memory manager drops the NextDiT or Gemma-2 and reads it back from
+    its file (the all-in-one: that component alone) unchanged."""
+    from safetensors.torch import load_file, save_file
+
+    from graphflow.models.checkpoint import load_checkpoint, load_diffusion_model
+    from graphflow.models.text_encoder_files import load_text_encoders
+    from graphflow.testing import write_gemma2, write_lumina2
+
+    model_path = write_lumina2(tmp_path / "m.safetensors", dtype=torch.float32)
+    gemma_path = write_gemma2(tmp_path / "g.safetensors", dtype=torch.float32)
+    if all_in_one:
+        state = {"model.diffusion_model." + k: v for k, v in load_file(str(model_path)).items()}
+        state |= {("text_encoders." if k == "spiece_model" else "text_encoders.gemma2_2b.transformer.") + k: v
+                  for k, v in load_file(str(gemma_path)).items()}
+        save_file(state, str(tmp_path / "aio.safetensors"))
+        loaded = load_checkpoint(tmp_path / "aio.safetensors", device="cpu", dtype=torch.float32)
+        model, clip = loaded.model, loaded.clip
+    else:
+        model = load_diffusion_model(model_path, device="cpu", dtype=torch.float32)
+        clip = load_text_encoders(gemma_path, "lumina2", device="cpu", dtype=torch.float32)
+    for module, name in ((model.unet, "diffusion_model:lumina2"), (clip.model, "text_encoder:gemma2")):
+        comp = fresh_manager.components[id(module)]
+        assert comp.name == name and comp.reload is not None
+        before = {k: v.clone() for k, v in module.state_dict().items()}
+        fresh_manager._drop(comp)
+        assert comp.state == "dropped" and all(p.is_meta for p in module.parameters())
+        fresh_manager.present(module)
+        assert all(torch.equal(module.state_dict()[k], v) for k, v in before.items()), name
