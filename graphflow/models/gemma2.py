@@ -168,7 +168,7 @@ class Gemma2(nn.Module):
         keep = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()[None, None]
         if attention_mask is not None:
             keep = keep & attention_mask.to(x.device).bool()[:, None, None, :]
-        for i, block in enumerate(body.layers[:stop + 1]):
+        for block in body.layers[:stop + 1]:  # the layers after it do not change it
             x = block(x, cos, sin, keep)
         return body.norm(x) if layer is None else x
 

@@ -24,10 +24,10 @@ from torch import nn
 
 from .attention import attention
 from .cast_layers import Linear
-from .configs import LUMINA2_MARKER as MARKER  # noqa: F401
 from .configs import Lumina2Config, lumina2_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
 from .flux import apply_rope, rope
 from .mmdit import timestep_embedding
+
 
 class Attention(nn.Module):
     def __init__(self, cfg: Lumina2Config):
