@@ -257,7 +257,8 @@ def test_cliploader_lumina2_encodes_as_comfyui(tmp_path):
 
 
 def test_lumina2_prompt_weights_pull_towards_empty(tmp_path):
-    """(word:w): empty + (z - empty) * w, empty the encoding of <bos> and <pad>s (ComfyUI's)."""
+    """(word:w): empty + (z - empty) * w, empty the encoding of <bos> and <pad>s, the <pad>s masked
+    as keys (ComfyUI's mask ends at the first <pad>), checked against transformers."""
     from graphflow.models.text_encoder_files import load_text_encoders
     from graphflow.testing import write_gemma2
 
@@ -267,7 +268,12 @@ def test_lumina2_prompt_weights_pull_towards_empty(tmp_path):
     weighted, _ = clip.encode("a (red:1.5) fox")
     ids, weights = clip.tokenize("a (red:1.5) fox")
     assert ids == clip.tokenize("a red fox")[0] and 1.5 in weights
-    empty = clip.run([[2] + [0] * (len(ids) - 1)])
+    theirs = transformers_gemma2(gemma2_state())
+    with torch.no_grad():
+        empty = theirs(input_ids=torch.tensor([[2] + [0] * (len(ids) - 1)]), output_hidden_states=True,
+                       attention_mask=torch.tensor([[1] + [0] * (len(ids) - 1)])).hidden_states[-2]
+    unmasked = clip.run([[2] + [0] * (len(ids) - 1)])
+    assert (empty - unmasked).abs().max() > 1e-3  # the mask matters
     w = torch.tensor(weights)[None, :, None]
     assert torch.allclose(weighted, torch.where(w != 1, (plain - empty) * w + empty, plain), atol=TOL)
     assert not torch.allclose(weighted, plain)

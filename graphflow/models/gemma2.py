@@ -21,7 +21,8 @@ then each weighted part of the prompt in SentencePiece pieces (the file's own mo
 graphflow.models.t5.SentencePieceIds), no <eos>, no padding (one prompt: no attention mask);
 the hidden state after the second-to-last layer (layer_idx -2, CLIPSetLastLayer changes it),
 without the final norm. Weighted tokens ((word:1.2)) become empty + (z - empty) * w, empty
-being the encoding of <bos> and <pad>s, as ComfyUI's.
+being the encoding of <bos> and <pad>s with the <pad>s masked as keys, as ComfyUI's (its mask
+ends at the first <pad>, Gemma having no end token).
 """
 
 from dataclasses import dataclass
@@ -259,14 +260,17 @@ class GemmaTextEncoder:
         return self
 
     @torch.no_grad()
-    def run(self, ids: list[list[int]]) -> torch.Tensor:
-        """Token ids [N][T] (equal lengths, nothing masked) -> hidden states [N, T, hidden], float32 CPU."""
+    def run(self, ids: list[list[int]], mask: list[list[int]] | None = None) -> torch.Tensor:
+        """Token ids [N][T] (equal lengths; mask [N][T], 1 attended, 0 not, None all) -> hidden
+        states [N, T, hidden], float32 CPU."""
         from graphflow import memory  # on the device for this call only
 
         with memory.use(self.model, "text_encoder", "text_encoder:gemma2"):
-            tokens = torch.tensor(ids, dtype=torch.long, device=memory.manager().device_for(self.model))
+            device = memory.manager().device_for(self.model)
+            tokens = torch.tensor(ids, dtype=torch.long, device=device)
+            keep = None if mask is None else torch.tensor(mask, dtype=torch.long, device=device)
             with kernels(tokens.device):
-                return self.model(tokens, layer=self.layer).float().cpu()
+                return self.model(tokens, keep, layer=self.layer).float().cpu()
 
     def encode(self, prompt: str, clip_skip: int | None = None) -> tuple[torch.Tensor, None]:
         """Weighted prompt -> ([1, T, hidden], None). clip_skip: another layer for this prompt."""
@@ -274,7 +278,10 @@ class GemmaTextEncoder:
             return self.with_clip_skip(clip_skip).encode(prompt)
         ids, weights = self.tokenize(prompt)
         weighted = any(w != 1.0 for w in weights)
-        hidden = self.run([ids] + ([[BOS] + [PAD] * (len(ids) - 1)] if weighted else []))
+        if weighted:  # with the empty tokens, ComfyUI's mask for them: <bos> alone
+            hidden = self.run([ids, [BOS] + [PAD] * (len(ids) - 1)], [[1] * len(ids), [1] + [0] * (len(ids) - 1)])
+        else:
+            hidden = self.run([ids])
         z = hidden[:1]
         if weighted:
             w = torch.tensor(weights, dtype=torch.float32)[None, :, None]
