@@ -571,6 +571,7 @@ def _run_tiled(node, per_latent: bool):
 class IPAdapterTiledBatch(Node):
     """IPAdapterTiled with one image per latent (as IPAdapterBatch): each tile's image k prompts
     latent k. encode_batch_size only splits the encoding in the pack: the result is the same."""
+    category = "ipadapter"
     model: MODEL
     ipadapter: IPADAPTER
     image: IMAGE
@@ -689,6 +690,7 @@ class IPAdapterPreciseComposition(Node):
     """The composition of the image (weight type "composition precise"): the composition
     transformers get the image at `weight`; the others get it at composition_boost (a tenth on
     SDXL and in SD1.5's middle block) on the negative side only. The rest as IPAdapterAdvanced."""
+    category = "ipadapter"
     model: MODEL
     ipadapter: IPADAPTER
     image: IMAGE

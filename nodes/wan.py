@@ -115,7 +115,7 @@ class WanImageToVideo(Node):
     clip_vision_output: CLIP_VISION_OUTPUT = None
     start_image: IMAGE = None
     outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
-    comfy = ComfyAlias(("WanImageToVideo",))
+    comfy = ComfyAlias(("WanImageToVideo",), optional=("clip_vision_output", "start_image"))
 
     def run(self):
         import torch
@@ -186,7 +186,8 @@ class WanFirstLastFrameToVideo(Node):
     start_image: IMAGE = None
     end_image: IMAGE = None
     outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
-    comfy = ComfyAlias(("WanFirstLastFrameToVideo",))
+    comfy = ComfyAlias(("WanFirstLastFrameToVideo",),
+                       optional=("clip_vision_start_image", "clip_vision_end_image", "start_image", "end_image"))
 
     def run(self):
         return first_last_frames(self, self.start_image, self.end_image, self.clip_vision_start_image,
@@ -208,7 +209,7 @@ class WanFunInpaintToVideo(Node):
     start_image: IMAGE = None
     end_image: IMAGE = None
     outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
-    comfy = ComfyAlias(("WanFunInpaintToVideo",))
+    comfy = ComfyAlias(("WanFunInpaintToVideo",), optional=("clip_vision_output", "start_image", "end_image"))
 
     def run(self):
         return first_last_frames(self, self.start_image, self.end_image, self.clip_vision_output, None)
@@ -231,7 +232,7 @@ class WanFunControlToVideo(Node):
     start_image: IMAGE = None
     control_video: IMAGE = None
     outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
-    comfy = ComfyAlias(("WanFunControlToVideo",))
+    comfy = ComfyAlias(("WanFunControlToVideo",), optional=("clip_vision_output", "start_image", "control_video"))
 
     def run(self):
         from graphflow.models.latent_formats import WAN21
@@ -283,7 +284,7 @@ class WanVaceToVideo(Node):
     control_masks: MASK = None
     reference_image: IMAGE = None
     outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT, "trim_latent": INT}
-    comfy = ComfyAlias(("WanVaceToVideo",))
+    comfy = ComfyAlias(("WanVaceToVideo",), optional=("control_video", "control_masks", "reference_image"))
 
     def run(self):
         import torch

@@ -173,12 +173,8 @@ class FlowTextEncoder:
 
     def _t5(self, prompt: str) -> torch.Tensor:
         min_padding, min_length = self.t5_padding or (0, MIN_LENGTH[self.arch])
-        if self.arch == "wan":
+        if self.arch in ("wan", "cosmos"):  # the padding masked and zeroed: the unpadded encoding, then zeros
             return self.t5.encode_masked(prompt, min_length, min_padding)
-        if self.arch == "cosmos":  # the padding masked and zeroed: the unpadded encoding, then zeros
-            z = self.t5.encode(prompt)
-            length = max(z.shape[1] + min_padding, min_length)
-            return torch.nn.functional.pad(z, (0, 0, 0, length - z.shape[1]))
         return self.t5.encode(prompt, min_length, min_padding, empty_end=self.arch not in ("chroma", "pixart"))
 
     @property

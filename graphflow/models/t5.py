@@ -189,7 +189,7 @@ class T5Encoder:
         return self.encode_ids(ids, weights, empty_end)
 
     def encode_masked(self, prompt: str, min_length: int = 0, min_padding: int = 0) -> torch.Tensor:
-        """ComfyUI's UMT5 encoding (Wan): the ids padded to min_length as `encode`, T5 run with
+        """ComfyUI's UMT5 (Wan) and old-T5 (Cosmos) encoding: the ids padded to min_length as `encode`, T5 run with
         everything after </s> masked and those outputs zeroed. Masked keys weigh exactly 0, so the
         tokens up to </s> are encoded alone and zeros appended. Prompt weights pull towards the
         encoding of </s> alone (the empty tokens "</s> <pad>..." under the same mask)."""
