@@ -166,7 +166,8 @@ def test_every_workflow_file_is_covered():
                "stable_zero123_comfyui_example",  # tests/test_zero123.py
                "svd_img2vid",  # tests/test_svd.py
                "mochi_t2v",  # tests/test_mochi.py
-               "wan_t2v"}  # tests/test_wan.py
+               "wan_t2v",  # tests/test_wan.py
+               "wan22_14b_t2v"}  # tests/test_wan22.py
 
     assert names <= covered, f"workflows without a test: {names - covered}"
 

@@ -336,7 +336,7 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
 
         guider = guider or CFGGuider(model, positive, negative, cfg)
         if flow:  # LTX-Video: each token denoised at its own level, sigma x the noise mask (ComfyUI's)
-            timestep_mask = denoise_mask if video and denoise_mask is not None else None
+            timestep_mask = denoise_mask if getattr(model, "masked_timesteps", video) else None
             model_denoiser = FlowDenoiser(model, schedule, timestep_mask=timestep_mask)
         else:
             model_denoiser = ModelDenoiser(model, schedule)
