@@ -100,3 +100,18 @@ def test_socket_and_latent_format(pair):
     mean = torch.tensor(WAN22.channel_mean).view(1, 48, 1, 1, 1)
     std = torch.tensor(WAN22.channel_std).view(1, 48, 1, 1, 1)
     assert torch.allclose(WAN22.process_in(z), (z - mean) / std)
+
+
+def test_socket_tiles(pair):
+    """Tiled decoding / encoding (VideoVAESocket's) works at the 2.2 VAE's 16x: one tile covering the
+    video is the plain result exactly; real tiles cover every frame and pixel."""
+    ours, _, _ = pair
+    vae = WanVAE(ours)
+    z = torch.randn(1, 48, 5, 4, 4, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(vae.decode_tiled(z), vae.decode(z))
+    tiled = vae.decode_tiled(z, 32, 16, 8, 4)  # 2 latent rows / frames per tile
+    assert tiled.shape == vae.decode(z).shape == (17, 64, 64, 3)
+    assert torch.isfinite(tiled).all() and tiled.std() > 0.01
+    video = torch.rand(9, 32, 32, 3, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(vae.encode_tiled(video), vae.encode(video))
+    assert vae.encode_tiled(video, 32, 16, 8, 4).shape == vae.encode(video).shape == (1, 48, 3, 2, 2)
