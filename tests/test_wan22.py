@@ -221,9 +221,11 @@ def test_wan22_image_to_video_latent(ti2v_models):
         call(reg, "Wan22ImageToVideoLatent", vae=old, width=64, height=32, length=9, batch_size=1, start_image=image)
 
 
-def test_wan22_ti2v_graph_keeps_the_start_frame_and_matches_diffusers(ti2v_models):
-    """The Wan 2.2 5B image-to-video graph (UNETLoader, CLIPLoader wan, VAELoader wan2.2_vae,
-    LoadImage, Wan22ImageToVideoLatent, ModelSamplingSD3 shift 8, KSampler, VAEDecode): by hand, 2
+def test_wan22_ti2v_workflow_keeps_the_start_frame_and_matches_diffusers(ti2v_models):
+    """workflows/wan22_5b_ti2v.json (ComfyUI's Wan 2.2 5B template with its start image: UNETLoader,
+    CLIPLoader wan, VAELoader wan2.2_vae, LoadImage, Wan22ImageToVideoLatent, ModelSamplingSD3
+    shift 8, KSampler, VAEDecode, CreateVideo + SaveVideo) but for its size, steps and sampler (euler,
+    to step by hand): 2
     Euler CFG steps of diffusers' transformer with the start frame's timestep 0 (per token), the
     model's input and output kept on the start frame (ComfyUI's masked sampling; WAN22 leaves the
     kept latent unnoised); the first latent frame comes out as the start image's latent."""
@@ -236,32 +238,14 @@ def test_wan22_ti2v_graph_keeps_the_start_frame_and_matches_diffusers(ti2v_model
     m = ti2v_models.models
     rng = np.random.default_rng(1)
     Image.fromarray(rng.integers(0, 255, (32, 64, 3), dtype=np.uint8)).save(ti2v_models.inputs / "start.png")
-    graph = {
-        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "wan2.2_ti2v_5B_fp16.safetensors",
-                                                     "weight_dtype": "default"}},
-        "2": {"class_type": "CLIPLoader", "inputs": {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
-                                                     "type": "wan", "device": "default"}},
-        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "a fox turns its head", "clip": ["2", 0]}},
-        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "static", "clip": ["2", 0]}},
-        "5": {"class_type": "VAELoader", "inputs": {"vae_name": "wan2.2_vae.safetensors"}},
-        "6": {"class_type": "LoadImage", "inputs": {"image": "start.png"}},
-        "7": {"class_type": "Wan22ImageToVideoLatent", "inputs": {"vae": ["5", 0], "start_image": ["6", 0],
-                                                                  "width": 64, "height": 32, "length": 9,
-                                                                  "batch_size": 1}},
-        "8": {"class_type": "ModelSamplingSD3", "inputs": {"shift": 8.0, "model": ["1", 0]}},
-        "9": {"class_type": "KSampler", "inputs": {"seed": 13, "steps": 2, "cfg": 5.0, "sampler_name": "euler",
-                                                   "scheduler": "simple", "denoise": 1.0, "model": ["8", 0],
-                                                   "positive": ["3", 0], "negative": ["4", 0],
-                                                   "latent_image": ["7", 0]}},
-        "10": {"class_type": "VAEDecode", "inputs": {"samples": ["9", 0], "vae": ["5", 0]}},
-        "11": {"class_type": "SaveAnimatedWEBP", "inputs": {"images": ["10", 0], "filename_prefix": "wan22_ti2v",
-                                                            "fps": 24.0, "lossless": False, "quality": 90,
-                                                            "method": "default"}},
-    }
+    graph = json.loads((Path(__file__).parent.parent / "workflows" / "wan22_5b_ti2v.json").read_text())
+    graph["55"]["inputs"].update(width=64, height=32, length=9)
+    graph["3"]["inputs"].update(steps=2, sampler_name="euler", seed=13)
     result = run(graph)
-    assert result.values["10"][0].shape == (9, 32, 64, 3)
-    start = result.values["7"][0]
-    ours = result.values["9"][0]["samples"]
+    assert result.values["8"][0].shape == (9, 32, 64, 3)
+    assert len(list(ti2v_models.outputs.rglob("wan22_ti2v*.mp4"))) == 1
+    start = result.values["55"][0]
+    ours = result.values["3"][0]["samples"]
     assert ours.shape == (1, 48, 3, 2, 4)
     assert torch.allclose(ours[:, :, 0], start["samples"][:, :, 0], atol=1e-5)  # the start frame is kept
 
@@ -272,7 +256,8 @@ def test_wan22_ti2v_graph_keeps_the_start_frame_and_matches_diffusers(ti2v_model
     theirs = diffusers_transformer(wan_config(ti2v=True), load_file(str(m / "diffusion_models" /
                                                                        "wan2.2_ti2v_5B_fp16.safetensors")))
     umt5, tokenizer = reference_umt5(m / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors")
-    cond, uncond = (reference_text(umt5, tokenizer, graph[n]["inputs"]["text"])[0] for n in ("3", "4"))
+    cond, uncond = (reference_text(umt5, tokenizer, graph[n]["inputs"]["text"])[0] for n in ("6", "7"))
+    cfg_scale = graph["3"]["inputs"]["cfg"]
     known = WAN22.process_in(start["samples"])
     keep = start["noise_mask"].expand(1, 48, 3, 2, 4)
     x = initial_noise(torch.zeros(1, 48, 3, 2, 4), 13)
@@ -281,7 +266,7 @@ def test_wan22_ti2v_graph_keeps_the_start_frame_and_matches_diffusers(ti2v_model
         t = (start["noise_mask"][:, 0, :, ::2, ::2] * sigma).flatten(1) * 1000  # [1, 3 x 1 x 2 tokens]
         with torch.no_grad():
             v_cond, v_uncond = (theirs(xin, t, c, return_dict=False)[0] for c in (cond, uncond))
-        denoised = xin - sigma * (v_uncond + 5.0 * (v_cond - v_uncond))
+        denoised = xin - sigma * (v_uncond + cfg_scale * (v_cond - v_uncond))
         denoised = denoised * keep + known * (1 - keep)
         x = x + (x - denoised) / sigma * (sigma_next - sigma)
     want = WAN22.process_out(x)
