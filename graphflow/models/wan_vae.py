@@ -1,6 +1,7 @@
 """The Wan 2.1 and Wan 2.2 VAEs (ComfyUI's wan_2.1_vae / wan2.2_vae.safetensors; diffusers'
-AutoencoderKLWan, is_residual for 2.2), in Wan's original single-file key layout: `encoder.conv1`, `encoder.downsamples.N`, `encoder.middle.N`,
-`encoder.head.N`, `conv1` / `conv2` (quant / post-quant), `decoder.*` alike with `upsamples.N`.
+AutoencoderKLWan, is_residual for 2.2), in Wan's original single-file key layout: `encoder.conv1`,
+`encoder.downsamples.N`, `encoder.middle.N`, `encoder.head.N`, `conv1` / `conv2` (quant /
+post-quant), `decoder.*` alike with `upsamples.N`.
 
 Pixels [B, 3, 1 + 4k, H, W] in -1..1 <-> raw latents [B, 16, 1 + k, H/8, W/8]. Causal 3-D residual
 blocks (RMS-normalised over channels, SiLU, 3x3x3 convolutions padded in time with zeros before
@@ -70,8 +71,8 @@ class WanVAEConfig:
 
 
 def is_wan_vae(shapes) -> bool:
-    return "encoder.conv1.weight" in shapes and "conv2.weight" in shapes and (
-        "decoder.upsamples.0.residual.0.gamma" in shapes or "decoder.upsamples.0.upsamples.0.residual.0.gamma" in shapes)
+    return "encoder.conv1.weight" in shapes and "conv2.weight" in shapes and any(
+        f"decoder.upsamples.0.{block}residual.0.gamma" in shapes for block in ("", "upsamples.0."))
 
 
 def wan_vae_config_from_state_dict(shapes) -> WanVAEConfig:
@@ -101,10 +102,9 @@ def wan_vae_config_from_state_dict(shapes) -> WanVAEConfig:
 def _wan22_vae_config(shapes, dim, z_dim) -> WanVAEConfig:
     stages = sorted({int(k.split(".")[2]) for k in shapes if k.startswith("encoder.downsamples.")})
     mult, temporal, res = [], [], None
-    for i in stages:
+    for i in stages:  # encoder.downsamples.i.downsamples.j: residual blocks, then the resampling
         prefix = f"encoder.downsamples.{i}.downsamples."
-        blocks = sorted({int(k[len(prefix):].split(".")[0]) for k in shapes if k.startswith(prefix + "")})
-        n = sum(prefix + f"{j}.residual.2.weight" in shapes for j in blocks)
+        n = len({k.split(".")[4] for k in shapes if k.startswith(prefix) and ".residual." in k})
         if res is not None and n != res:
             raise ValueError("a Wan 2.2 VAE's encoder with uneven stages")
         res = n
@@ -371,8 +371,8 @@ class WanVideoVAE(nn.Module):
         cache, step, p = {}, self.config.frames_per_latent, self.config.patch_size
         if p > 1:  # 2x2 patches: channel c x 4 + column offset x 2 + row offset (diffusers' patchify)
             b, c, t, h, w = x.shape
-            x = x.reshape(b, c, t, h // p, p, w // p, p).permute(0, 1, 6, 4, 2, 3, 5).reshape(b, c * p * p, t, h // p,
-                                                                                               w // p)
+            x = x.reshape(b, c, t, h // p, p, w // p, p).permute(0, 1, 6, 4, 2, 3, 5)
+            x = x.reshape(b, c * p * p, t, h // p, w // p)
         out = [self.encoder(x[:, :, i:i + step] if i else x[:, :, :1], cache)
                for i in [0, *range(1, x.shape[2], step)]]
         return self.conv1(torch.cat(out, dim=2))[:, :self.config.z_dim]
@@ -384,8 +384,8 @@ class WanVideoVAE(nn.Module):
         p = self.config.patch_size
         if p > 1:
             b, c, t, h, w = x.shape
-            x = x.reshape(b, c // (p * p), p, p, t, h, w).permute(0, 1, 4, 5, 3, 6, 2).reshape(b, c // (p * p), t, h * p,
-                                                                                              w * p)
+            x = x.reshape(b, c // (p * p), p, p, t, h, w).permute(0, 1, 4, 5, 3, 6, 2)
+            x = x.reshape(b, c // (p * p), t, h * p, w * p)
         return x.clamp(-1, 1)
 
 
