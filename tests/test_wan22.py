@@ -96,6 +96,47 @@ def test_wan22_14b_t2v_workflow_equals_the_two_halves_by_hand(wan22_14b_models):
     assert float((ours - low_only).abs().max()) > 1e-2 * float(want.abs().max())  # the high-noise expert counts
 
 
+def test_wan22_i2v_expert_samples_wan_image_to_video_without_clip_vision(tmp_path):
+    """A Wan 2.2 I2V A14B expert: 36 channels in (WanImageToVideo's mask and start latent) but no
+    CLIP vision projection (img_emb): detected as such, and KSampler on WanImageToVideo's
+    conditioning equals two Euler CFG steps of diffusers' transformer (no image tokens) on
+    [x, 1 - mask x4, the image latent in model space]."""
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.flow_architecture import detect_flow_model
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.models.weight_files import WeightFile
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import wan_config, wan_state, write_wan
+    from tests.test_nodes_image_mask import call
+
+    path = write_wan(tmp_path / "wan2.2_i2v_high_noise_14B_fp16.safetensors", seed=8, in_channels=36,
+                     dtype=torch.float32)
+    with WeightFile(path) as f:
+        info = detect_flow_model(f.shapes)
+    assert info.family == "wan22_i2v" and not info.config.i2v and info.latent_format is WAN21
+    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    theirs = diffusers_transformer(wan_config(in_channels=36), wan_state(seed=8, in_channels=36))
+    gen = torch.Generator().manual_seed(9)
+    context = [torch.randn(1, 9, 32, generator=gen) for _ in range(2)]
+    image_latent = torch.randn(1, 16, 2, 4, 4, generator=gen)
+    mask = torch.ones(1, 1, 2, 4, 4)
+    mask[:, :, :1] = 0.0
+    options = {"concat_latent_image": image_latent, "concat_mask": mask}
+    latent = call(registry(), "KSampler", model=model, seed=7, steps=2, cfg=3.5, sampler_name="euler",
+                  scheduler="simple", positive=[(context[0], dict(options))], negative=[(context[1], dict(options))],
+                  denoise=1.0, latent_image={"samples": torch.zeros(1, 16, 2, 4, 4)})
+    extra = torch.cat([(1 - mask).expand(1, 4, -1, -1, -1), WAN21.process_in(image_latent)], dim=1)
+    x = initial_noise(torch.zeros(1, 16, 2, 4, 4), 7)
+    for sigma, sigma_next in ((1.0, SIGMA_MID), (SIGMA_MID, 0.0)):
+        s = torch.tensor([sigma]) * 1000
+        with torch.no_grad():
+            v_cond, v_uncond = (theirs(torch.cat([x, extra], 1), s, c, return_dict=False)[0] for c in context)
+        x = x + (v_uncond + 3.5 * (v_cond - v_uncond)) * (sigma_next - sigma)
+    ours = latent["samples"] if isinstance(latent, dict) else latent[0]["samples"]
+    want = WAN21.process_out(x)
+    assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
+
+
 # -- Wan 2.2 TI2V 5B --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

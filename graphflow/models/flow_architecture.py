@@ -43,7 +43,8 @@ FAMILY_NAMES = {"sd3_medium": "SD3 medium", "sd35_large": "SD3.5 large", "sd35_m
                 "ltxv": "LTX-Video", "mochi": "Mochi 1 Preview", "wan_t2v": "Wan 2.1 text-to-video",
                 "wan_i2v": "Wan 2.1 image-to-video", "wan_flf2v": "Wan 2.1 first-last-frame-to-video",
                 "wan_fun_control": "Wan 2.1 Fun Control", "wan_vace": "Wan 2.1 VACE",
-                "wan22_ti2v": "Wan 2.2 TI2V 5B (text/image-to-video)"}
+                "wan22_ti2v": "Wan 2.2 TI2V 5B (text/image-to-video)",
+                "wan22_i2v": "Wan 2.2 I2V A14B expert (image-to-video without CLIP vision)"}
 # Chroma first: it has FLUX's markers too
 _MARKERS = {"sd3": ("joint_blocks.0.x_block.attn.qkv.weight", "x_embedder.proj.weight"),
             "chroma": ("double_blocks.0.img_attn.qkv.weight", "distilled_guidance_layer.in_proj.weight"),
@@ -108,6 +109,8 @@ def _family(arch: str, config) -> str:
             return "wan_vace"
         if config.in_channels == 3 * config.latent_channels:  # control + start-image latents (ComfyUI's FunControl2V)
             return "wan_fun_control"
+        if config.in_channels == config.latent_channels + 20 and not config.i2v:  # mask + image latent, no img_emb
+            return "wan22_i2v"
         return "wan_flf2v" if config.img_emb_tokens else "wan_i2v" if config.i2v else "wan_t2v"
     if arch in T5_ALONE:
         return arch
