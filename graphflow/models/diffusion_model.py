@@ -43,10 +43,10 @@ class BetaSchedule:
 PIXART_SCHEDULE = BetaSchedule(linear_start=0.0001, linear_end=0.02, num_timesteps=1000, kind="linear")
 
 
-
 def wan_latent_format(config) -> LatentFormat:
     """A Wan network's latent format: the 2.2 VAE's (TI2V 5B, 48 channels, ComfyUI's WAN22_T2V) or 2.1's."""
     return WAN22 if getattr(config, "out_channels", 16) == WAN22.channels else WAN21
+
 
 class DiffusionModel:
     """A denoising network and what a sampler needs to know about it. Copying is shallow:
@@ -134,7 +134,8 @@ class DiffusionModel:
         self.prediction = prediction
         self.latent_format = latent_format or {"sd3": SD3, "flux": FLUX, "chroma": FLUX, "stable_cascade_c": SC_PRIOR,
                                                 "stable_cascade_b": SC_B, "ltxv": LTXV, "mochi": MOCHI,
-                                                "cosmos": WAN21, "wan": wan_latent_format(getattr(unet, "config", None))}.get(arch) or (
+                                                "cosmos": WAN21,
+                                                "wan": wan_latent_format(getattr(unet, "config", None))}.get(arch) or (
             SDXL if arch.startswith("sdxl") else SD1)
         if beta_schedule is None:  # SD's, but the x4 upscaler was trained on its own
             from .x4_upscaler import SCHEDULE

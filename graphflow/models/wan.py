@@ -217,13 +217,13 @@ class Wan(nn.Module):
         grid = hidden.shape[2:]
         hidden = hidden.flatten(2).transpose(1, 2).to(x.dtype)
         if sigma.dim() == 2:  # per latent pixel (a noise mask): each frame's mean (ComfyUI's WAN22 process_timestep)
+            if pt != 1:
+                raise ValueError("per-frame timesteps need a Wan with 1-frame patches")
             sigma = sigma.reshape(b, f, -1).float().mean(dim=2)
         t = timestep_embedding(sigma.flatten().float() * 1000.0, cfg.freq_dim)
         e = self.time_embedding(t.to(x.dtype)).float()
         e6 = self.time_projection(e.to(x.dtype)).float().unflatten(-1, (6, cfg.dim))
         if sigma.dim() == 2:  # [B, frames, ...]; a frame is grid[1] x grid[2] tokens
-            if pt != 1:
-                raise ValueError("per-frame timesteps need a Wan with 1-frame patches")
             e, e6 = e.unflatten(0, (b, f)), e6.unflatten(0, (b, f))
         context = self.text_embedding(context.to(x.dtype))
         image_tokens = None if cfg.i2v else 0  # I2V without CLIP vision states: see Attention.forward

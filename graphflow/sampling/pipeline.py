@@ -335,7 +335,8 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
                                  schedule=schedule, seed=seed)
 
         guider = guider or CFGGuider(model, positive, negative, cfg)
-        if flow:  # LTX-Video: each token denoised at its own level, sigma x the noise mask (ComfyUI's)
+        if flow:  # LTX-Video: each token denoised at its own level, sigma x the noise mask (ComfyUI's; Wan 2.2
+            # TI2V: each frame's mean; Wan 2.1 is told the step's sigma)
             timestep_mask = denoise_mask if getattr(model, "masked_timesteps", video) else None
             model_denoiser = FlowDenoiser(model, schedule, timestep_mask=timestep_mask)
         else:
