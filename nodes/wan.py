@@ -47,13 +47,13 @@ def _fit(image, width: int, height: int, name: str):
 
 
 def _encode(vae, pixels, node: str, channels: int = LATENT_CHANNELS):
-    name = "Wan 2.1 VAE (wan_2.1_vae" if channels == LATENT_CHANNELS else "Wan 2.2 VAE (wan2.2_vae"
+    name = "Wan 2.1 VAE, wan_2.1_vae" if channels == LATENT_CHANNELS else "Wan 2.2 VAE, wan2.2_vae"
     if not callable(getattr(vae, "encode", None)):
         raise NodeInputError("vae", f"{node} needs a VAE that encodes (the {name}.safetensors)")
     fmt = getattr(vae, "latent_format", None)
     if fmt is not None and fmt.channels != channels:
-        raise NodeInputError("vae", f"{node} needs the {name}.safetensors: {channels} latent channels), this one "
-                                    f"has {fmt.channels}")
+        raise NodeInputError("vae", f"{node} needs the {name}.safetensors ({channels} latent channels); this "
+                                    f"one has {fmt.channels}")
     latent = vae.encode(pixels)
     if latent.ndim != 5:
         raise NodeInputError("vae", f"{node} needs a video VAE (latents [B, C, frames, h, w]), got "

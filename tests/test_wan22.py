@@ -255,10 +255,12 @@ def test_wan22_image_to_video_latent(ti2v_models):
     assert torch.allclose(samples[:, :, :1], encoded.expand(2, -1, -1, -1, -1), atol=1e-5)
     mean = torch.tensor(WAN22.channel_mean).view(1, 48, 1, 1, 1)
     assert torch.allclose(samples[:, :, 1:], mean.expand(2, 48, 2, 2, 4))
-    with pytest.raises(Exception, match="Wan 2.2 VAE"):
-        from graphflow.testing import write_wan_vae
-        write_wan_vae(ti2v_models.models / "vae" / "wan_2.1_vae.safetensors", dtype=torch.float32)
-        old = call(reg, "LoadVAE", vae_name="wan_2.1_vae.safetensors")
+    from graphflow.api import NodeInputError
+    from graphflow.testing import write_wan_vae
+
+    write_wan_vae(ti2v_models.models / "vae" / "wan_2.1_vae.safetensors", dtype=torch.float32)
+    old = call(reg, "LoadVAE", vae_name="wan_2.1_vae.safetensors")
+    with pytest.raises(NodeInputError, match=r"Wan 2.2 VAE, wan2.2_vae.safetensors \(48 latent channels\)"):
         call(reg, "Wan22ImageToVideoLatent", vae=old, width=64, height=32, length=9, batch_size=1, start_image=image)
 
 
