@@ -208,6 +208,12 @@ def test_ti2v_detected_and_loaded(tmp_path):
     assert model.latent_format is WAN22 and model.masked_timesteps
     schedule = model_sampling_for(model)
     assert (schedule.kind, schedule.shift) == ("shift", 8.0)
+    from graphflow.api import NodeInputError
+    from tests.test_nodes_image_mask import call
+
+    with pytest.raises(NodeInputError, match="Wan22ImageToVideoLatent"):  # an image latent: the node to use named
+        call(registry(), "KSampler", model=model, seed=0, steps=1, cfg=1.0, sampler_name="euler", scheduler="simple",
+             positive=[], negative=[], denoise=1.0, latent_image={"samples": torch.zeros(1, 48, 2, 2)})
     old = load_diffusion_model(write_wan(tmp_path / "wan21.safetensors", dtype=torch.float32), device="cpu",
                                dtype=torch.float32)
     assert old.latent_format is WAN21 and not old.masked_timesteps

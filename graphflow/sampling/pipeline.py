@@ -174,6 +174,8 @@ def _latent_samples(model, latent) -> torch.Tensor:
         got = tuple(samples.shape) if torch.is_tensor(samples) else type(samples).__name__
         empty = {"mochi": "EmptyMochiLatentVideo", "wan": "EmptyHunyuanLatentVideo"}.get(
             getattr(model, "arch", None), "EmptyLTXVLatentVideo")
+        if getattr(getattr(model, "latent_format", None), "name", None) == "wan22":  # the Wan 2.2 TI2V 5B
+            empty = "Wan22ImageToVideoLatent"
         raise NodeInputError("latent_image", f"{getattr(model, 'arch', 'this model')} samples video latents [B, C, "
                                              f"frames, h, w] ({empty}), got {got}")
     if torch.is_tensor(samples) and samples.ndim == 5 and not video:
