@@ -1328,14 +1328,19 @@ def write_umt5(path, seed: int = 2, dtype=torch.float16, tokenizer: bool = True)
 
 
 def wan_config(scaled_down: bool = True, i2v: bool = False, depth: int = 2, in_channels: int | None = None,
-               vace: bool = False):
+               vace: bool = False, ti2v: bool = False):
     """Wan 2.1 T2V 1.3B's transformer config (I2V: 14B 480p's), or a tiny one taking the tiny
     UMT5's tokens (two 128-channel heads: the head width ComfyUI assumes). in_channels: another
     input width (Fun Control's 48). vace: Wan2.1 VACE 1.3B's (15 VACE blocks, every other block),
-    tiny: 4 blocks, 2 VACE blocks."""
+    tiny: 4 blocks, 2 VACE blocks. ti2v: Wan 2.2 TI2V 5B's (48 latent channels in and out)."""
     from dataclasses import replace
 
     from .models.configs import WanConfig
+
+    if ti2v:
+        return WanConfig(in_channels=48, out_channels=48, dim=3072, ffn_dim=14336, num_heads=24, depth=30) \
+            if not scaled_down else WanConfig(in_channels=48, out_channels=48, dim=256, ffn_dim=96, num_heads=2,
+                                              depth=depth, text_dim=UMT5_TINY_WIDTH)
 
     if not scaled_down:
         cfg = WanConfig(in_channels=36, image_dim=1280) if i2v else WanConfig(dim=1536, ffn_dim=8960, num_heads=12,
@@ -1350,40 +1355,46 @@ def wan_config(scaled_down: bool = True, i2v: bool = False, depth: int = 2, in_c
 
 
 def wan_state(scaled_down: bool = True, seed: int = 0, i2v: bool = False, depth: int = 2,
-              in_channels: int | None = None, vace: bool = False) -> dict[str, torch.Tensor]:
-    """A random Wan 2.1 transformer in the original names (float32)."""
+              in_channels: int | None = None, vace: bool = False, ti2v: bool = False) -> dict[str, torch.Tensor]:
+    """A random Wan 2.1 (ti2v: Wan 2.2 TI2V 5B) transformer in the original names (float32)."""
     from .models.wan import Wan
 
     with torch.device("meta"):
-        shapes = _module_shapes(Wan(wan_config(scaled_down, i2v, depth, in_channels, vace)))
+        shapes = _module_shapes(Wan(wan_config(scaled_down, i2v, depth, in_channels, vace, ti2v)))
     return random_state(shapes, seed, torch.float32)
 
 
 def write_wan(path, seed: int = 0, dtype=torch.float16, i2v: bool = False, prefixed: bool = False,
-              depth: int = 2, in_channels: int | None = None, vace: bool = False) -> Path:
+              depth: int = 2, in_channels: int | None = None, vace: bool = False, ti2v: bool = False) -> Path:
     """A random Wan 2.1 diffusion model in the original layout, bare as wan2.1_t2v_1.3B_fp16.safetensors
-    (prefixed: under model.diffusion_model., as ComfyUI saves checkpoints)."""
-    state = wan_state(True, seed, i2v, depth, in_channels, vace)
+    (prefixed: under model.diffusion_model., as ComfyUI saves checkpoints); ti2v: Wan 2.2 TI2V 5B's
+    (wan2.2_ti2v_5B_fp16.safetensors)."""
+    state = wan_state(True, seed, i2v, depth, in_channels, vace, ti2v)
     prefix = UNET_PREFIX if prefixed else ""
     save_file({prefix + k: v.to(dtype) for k, v in state.items()}, str(path))
     return Path(path)
 
 
-def wan_vae_config(scaled_down: bool = True):
+def wan_vae_config(scaled_down: bool = True, wan22: bool = False):
     """Wan 2.1's VAE config (wan_2.1_vae: base 96 channels), or a tiny one (8; the real stages,
-    16 latent channels, 4x frames and 8x pixels)."""
+    16 latent channels, 4x frames and 8x pixels). wan22: the Wan 2.2 VAE's (wan2.2_vae: 160 /
+    256 decoder, 48 latent channels, 16x pixels), tiny 8 / 12."""
     from .models.wan_vae import WanVAEConfig
 
+    if wan22:
+        return WanVAEConfig(dim=8 if scaled_down else 160, decoder_dim=12 if scaled_down else 256, z_dim=48,
+                            is_residual=True, patch_size=2)
     return WanVAEConfig(dim=8) if scaled_down else WanVAEConfig()
 
 
-def write_wan_vae(path, seed: int = 1, dtype=torch.float16, scaled_down: bool = True) -> Path:
+def write_wan_vae(path, seed: int = 1, dtype=torch.float16, scaled_down: bool = True, wan22: bool = False) -> Path:
     """A random Wan 2.1 VAE in Wan's original single-file layout, as ComfyUI ships
-    wan_2.1_vae.safetensors (encoder.*, conv1, conv2, decoder.*; RMS-norm gains near 1)."""
+    wan_2.1_vae.safetensors (encoder.*, conv1, conv2, decoder.*; RMS-norm gains near 1); wan22:
+    the Wan 2.2 VAE's (wan2.2_vae.safetensors)."""
     from .models.wan_vae import WanVideoVAE
 
     with torch.device("meta"):
-        shapes = _module_shapes(WanVideoVAE(wan_vae_config(scaled_down)))
+        shapes = _module_shapes(WanVideoVAE(wan_vae_config(scaled_down, wan22)))
     state = random_state(shapes, seed, torch.float32)
     generator = torch.Generator().manual_seed(seed + 1)
     for k in [k for k in state if k.endswith("gamma")]:

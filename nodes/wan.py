@@ -1,6 +1,7 @@
-"""Wan 2.1 nodes (ComfyUI's names and inputs): the empty video latent Wan's text-to-video graphs
+"""Wan 2.1 / 2.2 nodes (ComfyUI's names and inputs): the empty video latent Wan's text-to-video graphs
 use (EmptyHunyuanLatentVideo: Wan's and HunyuanVideo's VAEs share its shape), image to video and
-first / last frame to video.
+first / last frame to video; Wan 2.2 TI2V 5B's latent (Wan22ImageToVideoLatent: a start image kept
+by a noise mask, which the sampler turns into per-frame timesteps).
 
 The image nodes encode the given frames (the rest of the video mid-grey) with the VAE they are
 given, and put the latent and a mask of the given latent frames into the conditioning
@@ -45,13 +46,14 @@ def _fit(image, width: int, height: int, name: str):
     return resize_nchw(center_crop_to_aspect(pixels, width, height), width, height, "bilinear").movedim(1, -1)
 
 
-def _encode(vae, pixels, node: str):
+def _encode(vae, pixels, node: str, channels: int = LATENT_CHANNELS):
+    name = "Wan 2.1 VAE, wan_2.1_vae" if channels == LATENT_CHANNELS else "Wan 2.2 VAE, wan2.2_vae"
     if not callable(getattr(vae, "encode", None)):
-        raise NodeInputError("vae", f"{node} needs a VAE that encodes (the Wan 2.1 VAE, wan_2.1_vae.safetensors)")
+        raise NodeInputError("vae", f"{node} needs a VAE that encodes (the {name}.safetensors)")
     fmt = getattr(vae, "latent_format", None)
-    if fmt is not None and fmt.channels != LATENT_CHANNELS:
-        raise NodeInputError("vae", f"{node} needs the Wan 2.1 VAE ({LATENT_CHANNELS} latent channels), this one "
-                                    f"has {fmt.channels}")
+    if fmt is not None and fmt.channels != channels:
+        raise NodeInputError("vae", f"{node} needs the {name}.safetensors ({channels} latent channels); this "
+                                    f"one has {fmt.channels}")
     latent = vae.encode(pixels)
     if latent.ndim != 5:
         raise NodeInputError("vae", f"{node} needs a video VAE (latents [B, C, frames, h, w]), got "
@@ -134,6 +136,46 @@ class WanImageToVideo(Node):
             positive = with_options(positive, clip_vision_output=self.clip_vision_output)
             negative = with_options(negative, clip_vision_output=self.clip_vision_output)
         return positive, negative, {"samples": latent}
+
+
+class Wan22ImageToVideoLatent(Node):
+    """Start a Wan 2.2 TI2V 5B video: an empty 48-channel latent (the Wan 2.2 VAE's: 1/16 of the
+    width and height, one latent frame for the first picture and one per 4 after it). With a start
+    image (scaled to width x height around its centre; several images: the first frames) its
+    latent fills the first latent frames and a noise mask keeps them (0 there, 1 elsewhere), so the
+    sampler leaves them be and the model is told they are clean (timestep 0 on those frames)."""
+    category = "conditioning/inpaint"
+    vae: VAE
+    width: int = Int(1280, min=32, max=MAX_SIZE, step=32)
+    height: int = Int(704, min=32, max=MAX_SIZE, step=32)
+    length: int = Int(49, min=1, max=MAX_SIZE, step=4)
+    batch_size: int = Int(1, min=1, max=4096)
+    start_image: IMAGE = None
+    outputs = {"latent": LATENT}
+    comfy = ComfyAlias(("Wan22ImageToVideoLatent",))
+
+    def run(self):
+        import torch
+
+        from graphflow.models.latent_formats import WAN22
+
+        frames, h, w = latent_frames(self.length), self.height // 16, self.width // 16
+        latent = torch.zeros(1, WAN22.channels, frames, h, w)
+        if self.start_image is None:
+            return {"samples": latent.repeat(self.batch_size, 1, 1, 1, 1)}
+        start = _fit(self.start_image[:self.length], self.width, self.height, "start_image")
+        encoded = _encode(self.vae, start, "Wan22ImageToVideoLatent", WAN22.channels)
+        if encoded.shape[-2:] != (h, w):
+            raise NodeInputError("vae", f"Wan22ImageToVideoLatent needs a VAE with 16x smaller latents (the Wan 2.2 "
+                                        f"VAE): got {tuple(encoded.shape[-2:])} for {self.height} x {self.width}")
+        given = min(encoded.shape[2], frames)
+        latent[:, :, :given] = encoded[:, :, :given].float()
+        mask = torch.ones(1, 1, frames, h, w)
+        mask[:, :, :given] = 0.0
+        # the frames left to sample hold the model space's zero (ComfyUI: process_out(0) there)
+        latent = WAN22.process_out(latent) * mask + latent * (1.0 - mask)
+        return {"samples": latent.repeat(self.batch_size, 1, 1, 1, 1),
+                "noise_mask": mask.repeat(self.batch_size, 1, 1, 1, 1)}
 
 
 def first_last_frames(node, start_image, end_image, vision_start, vision_end):

@@ -122,7 +122,7 @@ def build_mochi_vae(f, decoder_prefix: str, device, dtype):
         _assign(module.encoder, encoder, device, dtype, f"Mochi VAE encoder ({encoder_prefix})")
     return MochiVAE(module.requires_grad_(False).eval())
 def build_wan_vae(source, device, dtype):
-    """The Wan 2.1 VAE (graphflow.models.wan_vae) of a file in Wan's original layout, as a VAE socket."""
+    """The Wan 2.1 / 2.2 VAE (graphflow.models.wan_vae) of a file in Wan's original layout, as a VAE socket."""
     from .wan_vae import WanVAE, WanVideoVAE, wan_vae_config_from_state_dict
 
     try:
@@ -131,7 +131,7 @@ def build_wan_vae(source, device, dtype):
         raise CheckpointError(f"a Wan VAE of an unknown layout ({e})") from None
     with torch.device("meta"):
         module = WanVideoVAE(config)
-    return WanVAE(_assign(module, source, device, dtype, "Wan 2.1 VAE"))
+    return WanVAE(_assign(module, source, device, dtype, "Wan 2.2 VAE" if config.is_residual else "Wan 2.1 VAE"))
 
 
 def build_text_encoder(source, arch: str, towers, overrides: dict, device, dtype, clip_skip=None) -> TextEncoder:
@@ -582,7 +582,7 @@ def _read_vae(path, device, dtype, latent_format) -> VAE:
         mochi = _read_mochi_vae(f, path, device, dtype)
         if mochi is not None:
             return mochi
-        if is_wan_vae(f.shapes):  # Wan 2.1's causal video VAE (Cosmos-Predict2, Wan)
+        if is_wan_vae(f.shapes):  # Wan 2.1's causal video VAE (Cosmos-Predict2, Wan) or Wan 2.2's
             return build_wan_vae(f, *_resolve(device, dtype, "vae"))
         config = f.config()
         prefixes = prefix_summary(f.shapes)

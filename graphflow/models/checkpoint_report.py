@@ -162,12 +162,14 @@ def _kind_detail(f: "WeightFile", kind) -> str:
         task = "text-to-image" if c.in_channels == 16 else "video2world (known-frame mask channel)"
         return (f"; {task}, width {c.model_channels}, {c.num_blocks} blocks of {c.num_heads} heads, text width "
                 f"{c.crossattn_emb_channels}, keys under {prefix or 'no prefix'}")
-    if kind.name == "Wan 2.1 video VAE":
+    if kind.name in ("Wan 2.1 video VAE", "Wan 2.2 video VAE"):
         from .wan_vae import wan_vae_config_from_state_dict
 
         c = wan_vae_config_from_state_dict(shapes)
         return (f"; {c.latent_channels} latent channels, {c.frames_per_latent}x frames, {c.downscale}x pixels, "
-                f"channels {c.dim} x {list(c.dim_mult)}")
+                f"channels {c.dim} x {list(c.dim_mult)}"
+                + (f" (decoder {c.decoder_dim}), residual stages, {c.patch_size}x{c.patch_size} pixel patches"
+                   if c.is_residual else ""))
     if kind.name.startswith("PixArt"):
         return "; " + _pixart_detail(shapes)
     if kind.folder == "embeddings":

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from .cast_layers import FP8_DTYPES, compute_dtype
-from .latent_formats import FLUX, LTXV, MOCHI, SC_B, SC_PRIOR, SD1, SD3, SDXL, WAN21, LatentFormat
+from .latent_formats import FLUX, LTXV, MOCHI, SC_B, SC_PRIOR, SD1, SD3, SDXL, WAN21, WAN22, LatentFormat
 from .unet import timestep_embedding
 
 ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux", "chroma", "stable_cascade_c", "stable_cascade_b",
@@ -41,6 +41,11 @@ class BetaSchedule:
 
 # PixArt-α / Σ: DDPM's linear betas (ComfyUI's "sqrt_linear" for PixArt), epsilon prediction
 PIXART_SCHEDULE = BetaSchedule(linear_start=0.0001, linear_end=0.02, num_timesteps=1000, kind="linear")
+
+
+def wan_latent_format(config) -> LatentFormat:
+    """A Wan network's latent format: the 2.2 VAE's (TI2V 5B, 48 channels, ComfyUI's WAN22_T2V) or 2.1's."""
+    return WAN22 if getattr(config, "out_channels", 16) == WAN22.channels else WAN21
 
 
 class DiffusionModel:
@@ -133,7 +138,8 @@ class DiffusionModel:
         self.prediction = prediction
         self.latent_format = latent_format or {"sd3": SD3, "flux": FLUX, "chroma": FLUX, "lumina2": FLUX, "stable_cascade_c": SC_PRIOR,
                                                 "stable_cascade_b": SC_B, "ltxv": LTXV, "mochi": MOCHI,
-                                                "cosmos": WAN21, "wan": WAN21}.get(arch) or (
+                                                "cosmos": WAN21,
+                                                "wan": wan_latent_format(getattr(unet, "config", None))}.get(arch) or (
             SDXL if arch.startswith("sdxl") else SD1)
         if beta_schedule is None:  # SD's, but the x4 upscaler was trained on its own
             from .x4_upscaler import SCHEDULE
@@ -188,6 +194,12 @@ class DiffusionModel:
     def is_video(self) -> bool:
         """Latents [B, C, frames, h, w] (LTX-Video, Mochi, Wan)."""
         return self.arch in VIDEO_ARCHS
+
+    @property
+    def masked_timesteps(self) -> bool:
+        """A video latent's noise mask scales the timestep the network is told, per token (LTX-Video,
+        Mochi) or per frame (the Wan 2.2 TI2V 5B; Wan 2.1 is told the step's, as ComfyUI's WAN21)."""
+        return self.is_video and not (self.arch == "wan" and self.latent_format is not WAN22)
 
     @property
     def is_cascade(self) -> bool:

@@ -175,6 +175,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         name = {"sd3": "SD3 / SD3.5", "flux": "FLUX.1", "chroma": "Chroma", "ltxv": "LTX-Video",
                 "mochi": "Mochi", "wan": "Wan 2.1",
                 "lumina2": "Lumina Image 2.0"}[flow[0]]
+        if flow[0] == "wan" and shapes[flow[1] + "patch_embedding.weight"][1] == 48:  # the 2.2 VAE's latents
+            name = "Wan 2.2 TI2V 5B"
         if has_vae:
             return FileKind(f"{name} checkpoint", "checkpoints", "LoadCheckpoint")
         return FileKind(f"{name} diffusion model", "diffusion_models", "LoadDiffusionModel")
@@ -182,8 +184,10 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         return FileKind(_named("checkpoint", _sd_family(shapes)), "checkpoints", "LoadCheckpoint")
     if "redux_up.weight" in shapes and "redux_down.weight" in shapes:
         return FileKind("FLUX Redux style model", "style_models", "LoadStyleModel")
-    if "encoder.conv1.weight" in shapes and _has(shapes, "decoder.upsamples."):
-        return FileKind("Wan 2.1 video VAE", "vae", "LoadVAE")  # before CLIP vision: it has a conv1
+    if "encoder.conv1.weight" in shapes and _has(shapes, "decoder.upsamples."):  # before CLIP vision: it has a conv1
+        if "decoder.upsamples.0.upsamples.0.residual.0.gamma" in shapes:  # residual stages
+            return FileKind("Wan 2.2 video VAE", "vae", "LoadVAE")
+        return FileKind("Wan 2.1 video VAE", "vae", "LoadVAE")
     if any(k.startswith(("vision_model.", "visual.")) or k == "conv1.weight" for k in shapes):
         return FileKind("CLIP vision model", "clip_vision", "LoadCLIPVision")
     text = _text_encoder(shapes)

@@ -33,7 +33,7 @@ from .configs import (ChromaConfig, FluxConfig, LTXVConfig, LTXVVAEConfig, Lumin
                       ltxv_config_from_state_dict, ltxv_vae_config_from_state_dict, mmdit_config_from_state_dict,
                       WanConfig, mochi_config_from_state_dict, mochi_vae_config_from_state_dict,
                       vae_config_from_state_dict, wan_config_from_state_dict)
-from .latent_formats import FLUX, LTXV, MOCHI, SD3, WAN21, LatentFormat
+from .latent_formats import FLUX, LTXV, MOCHI, SD3, WAN21, WAN22, LatentFormat
 from .weight_files import CheckpointError
 
 DIFFUSION_PREFIXES = ("model.diffusion_model.", "")
@@ -48,7 +48,9 @@ FAMILY_NAMES = {"sd3_medium": "SD3 medium", "sd35_large": "SD3.5 large", "sd35_m
                 "ltxv": "LTX-Video", "mochi": "Mochi 1 Preview", "wan_t2v": "Wan 2.1 text-to-video",
                 "wan_i2v": "Wan 2.1 image-to-video", "wan_flf2v": "Wan 2.1 first-last-frame-to-video",
                 "wan_fun_control": "Wan 2.1 Fun Control", "wan_vace": "Wan 2.1 VACE",
-                "lumina2": "Lumina Image 2.0"}
+                "lumina2": "Lumina Image 2.0",
+                "wan22_ti2v": "Wan 2.2 TI2V 5B (text/image-to-video)",
+                "wan22_i2v": "Wan 2.2 I2V A14B expert (image-to-video without CLIP vision)"}
 # Chroma first: it has FLUX's markers too
 _MARKERS = {"sd3": ("joint_blocks.0.x_block.attn.qkv.weight", "x_embedder.proj.weight"),
             "chroma": ("double_blocks.0.img_attn.qkv.weight", "distilled_guidance_layer.in_proj.weight"),
@@ -87,7 +89,9 @@ class FlowInfo:
 
     @property
     def latent_format(self) -> LatentFormat:
-        return {"sd3": SD3, "ltxv": LTXV, "mochi": MOCHI, "wan": WAN21}.get(self.arch, FLUX)
+        if self.arch == "wan":
+            return WAN22 if self.config.out_channels == WAN22.channels else WAN21  # the 2.2 VAE's (TI2V 5B)
+        return {"sd3": SD3, "ltxv": LTXV, "mochi": MOCHI}.get(self.arch, FLUX)
 
     @property
     def latent_channels(self) -> int:
@@ -107,10 +111,14 @@ def _family(arch: str, config) -> str:
     if arch == "sd3":
         return "sd35_medium" if config.x_self_attn_layers else "sd35_large" if config.qk_norm else "sd3_medium"
     if arch == "wan":
+        if config.out_channels == WAN22.channels:  # ComfyUI's WAN22_T2V (out_dim 48)
+            return "wan22_ti2v"
         if config.vace_layers:
             return "wan_vace"
         if config.in_channels == 3 * config.latent_channels:  # control + start-image latents (ComfyUI's FunControl2V)
             return "wan_fun_control"
+        if config.in_channels == config.latent_channels + 20 and not config.i2v:  # mask + image latent, no img_emb
+            return "wan22_i2v"
         return "wan_flf2v" if config.img_emb_tokens else "wan_i2v" if config.i2v else "wan_t2v"
     if arch in (*T5_ALONE, "lumina2"):
         return arch
@@ -236,7 +244,9 @@ def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
                                   f"{info.name} uses {info.latent_channels}")
     else:
         info.notes.append("no VAE in the file: load one (" + {"mochi": "mochi_vae.safetensors",
-                                                               "wan": "wan_2.1_vae.safetensors"}.get(
+                                                               "wan": "wan2.2_vae.safetensors"
+                                                               if info.latent_format is WAN22
+                                                               else "wan_2.1_vae.safetensors"}.get(
             arch, "ae.safetensors for FLUX") + ") with LoadVAE")
     if not info.text_encoders and arch == "lumina2":
         info.notes.append("no text encoder in the file: load Gemma-2 2B (gemma_2_2b_fp16.safetensors) with "

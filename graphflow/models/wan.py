@@ -1,5 +1,8 @@
-"""Wan 2.1 (Alibaba): the video diffusion transformer, text-to-video and image-to-video, in the
-original Wan key layout (as ComfyUI loads wan2.1_t2v_1.3B_fp16.safetensors and friends).
+"""Wan 2.1 / 2.2 (Alibaba): the video diffusion transformer, text-to-video and image-to-video, in
+the original Wan key layout (as ComfyUI loads wan2.1_t2v_1.3B_fp16.safetensors and friends). Wan
+2.2's 14B experts (high- and low-noise) are Wan 2.1 networks; the 2.2 TI2V 5B is one over the 2.2
+VAE's 48-channel latents (16x smaller), which takes a timestep per frame when a noise mask keeps its
+start frame (ComfyUI's WAN22: each frame's mean mask x sigma; Wan22ImageToVideoLatent).
 
 A latent video [B, 16, F, H, W] (the Wan VAE's: 4x fewer frames after the first, 8x smaller) is
 cut into 1x2x2 patches (`patch_embedding`, a Conv3d), F*H/2*W/2 tokens of width `dim`. Each
@@ -101,6 +104,15 @@ class Attention(nn.Module):
         return self.o(out)
 
 
+def modulation(table, e, tokens: int) -> list[torch.Tensor]:
+    """table [1, n, dim] + the timestep's e [B, n, dim] -> n tensors [B, 1, dim]; per-frame e
+    [B, frames, n, dim] -> n tensors [B, tokens, dim], each frame's repeated over its tokens (frames
+    whole, as ComfyUI's repeat_e)."""
+    if e.dim() == 3:
+        return [m[:, None] for m in (table.float() + e).unbind(1)]
+    return [m.repeat_interleave(tokens // e.shape[1], dim=1) for m in (table.float()[:, None] + e).unbind(2)]
+
+
 class Block(nn.Module):
     def __init__(self, cfg: WanConfig):
         super().__init__()
@@ -112,16 +124,17 @@ class Block(nn.Module):
         self.modulation = nn.Parameter(torch.zeros(1, 6, dim))
 
     def forward(self, x, e, context, pe, image_tokens):
-        """e [B, 6, dim] float32: the projected timestep embedding."""
-        shift, scale, gate, shift_mlp, scale_mlp, gate_mlp = (self.modulation.float() + e).unbind(1)
+        """e [B, 6, dim] float32: the projected timestep embedding (Wan 2.2 TI2V with a noise mask:
+        [B, frames, 6, dim], one per frame)."""
+        shift, scale, gate, shift_mlp, scale_mlp, gate_mlp = modulation(self.modulation, e, x.shape[1])
 
         def modulated(h, shift, scale):
             normed = F.layer_norm(h.float(), (h.shape[-1],), eps=EPS)
-            return (normed * (1 + scale[:, None]) + shift[:, None]).to(h.dtype)
+            return (normed * (1 + scale) + shift).to(h.dtype)
 
-        x = x + (self.self_attn(modulated(x, shift, scale), pe=pe).float() * gate[:, None]).to(x.dtype)
+        x = x + (self.self_attn(modulated(x, shift, scale), pe=pe).float() * gate).to(x.dtype)
         x = x + self.cross_attn(self.norm3(x), context, image_tokens=image_tokens)
-        return x + (self.ffn(modulated(x, shift_mlp, scale_mlp)).float() * gate_mlp[:, None]).to(x.dtype)
+        return x + (self.ffn(modulated(x, shift_mlp, scale_mlp)).float() * gate_mlp).to(x.dtype)
 
 
 class VaceBlock(Block):
@@ -148,9 +161,10 @@ class Head(nn.Module):
         self.modulation = nn.Parameter(torch.zeros(1, 2, dim))
 
     def forward(self, x, e):
-        shift, scale = (self.modulation.float() + e[:, None]).unbind(1)
+        """e [B, dim] (or [B, frames, dim]: per-frame timesteps)."""
+        shift, scale = modulation(self.modulation, e[:, None] if e.dim() == 2 else e[:, :, None], x.shape[1])
         normed = F.layer_norm(x.float(), (x.shape[-1],), eps=EPS)
-        return self.head((normed * (1 + scale[:, None]) + shift[:, None]).to(x.dtype))
+        return self.head((normed * (1 + scale) + shift).to(x.dtype))
 
 
 class ImageEmbedding(nn.Module):
@@ -189,7 +203,8 @@ class Wan(nn.Module):
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, y=None,
                 clip_fea: torch.Tensor | None = None, vace_context: torch.Tensor | None = None,
                 vace_strength=(1.0,), **unused) -> torch.Tensor:
-        """x [B, in_channels, F, H, W] (I2V: the latent and its 20 concat channels); sigma [B];
+        """x [B, in_channels, F, H, W] (I2V: the latent and its 20 concat channels); sigma [B] (or
+        [B, F*H*W]: sigma x the noise mask per latent pixel, the TI2V 5B's kept start frame);
         context [B, L, text_dim]; y unused (no pooled vector); clip_fea [B, 257, 1280] CLIP
         vision penultimate states (I2V; None: text alone); vace_context [B, N, vace_in_channels,
         F, H, W] (VACE models: N control inputs, model space) with a strength each ->
@@ -201,9 +216,15 @@ class Wan(nn.Module):
         hidden = self.patch_embedding(F.pad(x, pad).to(self.patch_embedding.weight.dtype))
         grid = hidden.shape[2:]
         hidden = hidden.flatten(2).transpose(1, 2).to(x.dtype)
-        t = timestep_embedding(sigma.reshape(b).float() * 1000.0, cfg.freq_dim)
+        if sigma.dim() == 2:  # per latent pixel (a noise mask): each frame's mean (ComfyUI's WAN22 process_timestep)
+            if pt != 1:
+                raise ValueError("per-frame timesteps need a Wan with 1-frame patches")
+            sigma = sigma.reshape(b, f, -1).float().mean(dim=2)
+        t = timestep_embedding(sigma.flatten().float() * 1000.0, cfg.freq_dim)
         e = self.time_embedding(t.to(x.dtype)).float()
-        e6 = self.time_projection(e.to(x.dtype)).float().unflatten(1, (6, cfg.dim))
+        e6 = self.time_projection(e.to(x.dtype)).float().unflatten(-1, (6, cfg.dim))
+        if sigma.dim() == 2:  # [B, frames, ...]; a frame is grid[1] x grid[2] tokens
+            e, e6 = e.unflatten(0, (b, f)), e6.unflatten(0, (b, f))
         context = self.text_embedding(context.to(x.dtype))
         image_tokens = None if cfg.i2v else 0  # I2V without CLIP vision states: see Attention.forward
         if clip_fea is not None and cfg.i2v:

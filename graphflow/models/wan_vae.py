@@ -1,6 +1,7 @@
-"""The Wan 2.1 VAE (ComfyUI's wan_2.1_vae.safetensors; diffusers' AutoencoderKLWan), in Wan's
-original single-file key layout: `encoder.conv1`, `encoder.downsamples.N`, `encoder.middle.N`,
-`encoder.head.N`, `conv1` / `conv2` (quant / post-quant), `decoder.*` alike with `upsamples.N`.
+"""The Wan 2.1 and Wan 2.2 VAEs (ComfyUI's wan_2.1_vae / wan2.2_vae.safetensors; diffusers'
+AutoencoderKLWan, is_residual for 2.2), in Wan's original single-file key layout: `encoder.conv1`,
+`encoder.downsamples.N`, `encoder.middle.N`, `encoder.head.N`, `conv1` / `conv2` (quant /
+post-quant), `decoder.*` alike with `upsamples.N`.
 
 Pixels [B, 3, 1 + 4k, H, W] in -1..1 <-> raw latents [B, 16, 1 + k, H/8, W/8]. Causal 3-D residual
 blocks (RMS-normalised over channels, SiLU, 3x3x3 convolutions padded in time with zeros before
@@ -18,7 +19,16 @@ the whole video with a small memory peak.
 
 Latents leave the socket raw (the posterior mean, as ComfyUI's VAE gives them); the model space
 is per channel (z - mean) / std (WAN21: ComfyUI's Wan21 latent format, AutoencoderKLWan's
-latents_mean / latents_std).
+latents_mean / latents_std; WAN22 for the 48-channel 2.2 VAE).
+
+The Wan 2.2 VAE (is_residual, patch_size 2: the TI2V 5B's, 48 channels, 16x pixels): pixels are
+first cut into 2x2 patches (12 channels; their order: channel, column offset, row offset), and
+decoded back alike. Each encoder stage is its residual blocks and resampling
+(`encoder.downsamples.N.downsamples.M`) plus a parameter-free shortcut that averages groups of
+channels of the space-to-depth (and time-to-depth, zero-padding a chunk's odd frame count in
+front) input; each decoder stage (`decoder.upsamples.N.upsamples.M`; its upsampling keeps the
+channels) adds the depth-to-space repeat of its input (dropping the first chunk's extra frame).
+The decoder has its own width (160 encoder, 256 decoder in the release).
 """
 
 from dataclasses import dataclass
@@ -28,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import attention
-from .latent_formats import WAN21
+from .latent_formats import WAN21, WAN22
 from .vae import VideoVAESocket
 
 
@@ -39,6 +49,9 @@ class WanVAEConfig:
     dim_mult: tuple = (1, 2, 4, 4)
     num_res_blocks: int = 2
     temporal_downsample: tuple = (False, True, True)
+    is_residual: bool = False  # Wan 2.2: stages with averaging / repeating shortcuts
+    patch_size: int = 1  # Wan 2.2: 2x2 pixel patches in and out
+    decoder_dim: int = 0  # the decoder's base width; 0: dim
 
     @property
     def latent_channels(self) -> int:
@@ -46,7 +59,7 @@ class WanVAEConfig:
 
     @property
     def downscale(self) -> int:
-        return 2 ** (len(self.dim_mult) - 1)
+        return 2 ** (len(self.dim_mult) - 1) * self.patch_size
 
     @property
     def frames_per_latent(self) -> int:
@@ -58,14 +71,16 @@ class WanVAEConfig:
 
 
 def is_wan_vae(shapes) -> bool:
-    return "encoder.conv1.weight" in shapes and "decoder.upsamples.0.residual.0.gamma" in shapes \
-        and "conv2.weight" in shapes
+    return "encoder.conv1.weight" in shapes and "conv2.weight" in shapes and any(
+        f"decoder.upsamples.0.{block}residual.0.gamma" in shapes for block in ("", "upsamples.0."))
 
 
 def wan_vae_config_from_state_dict(shapes) -> WanVAEConfig:
-    """The config of a Wan 2.1 VAE state dict (original layout), from its shapes."""
+    """The config of a Wan 2.1 / 2.2 VAE state dict (original layout), from its shapes."""
     dim = shapes["encoder.conv1.weight"][0]
     z_dim = shapes["conv2.weight"][0]
+    if "decoder.upsamples.0.upsamples.0.residual.0.gamma" in shapes:
+        return _wan22_vae_config(shapes, dim, z_dim)
     blocks = sorted({int(k.split(".")[2]) for k in shapes if k.startswith("encoder.downsamples.")})
     mult, temporal, res, per_stage = [], [], 0, None
     for i in blocks:
@@ -82,6 +97,25 @@ def wan_vae_config_from_state_dict(shapes) -> WanVAEConfig:
         raise ValueError("a Wan VAE's encoder with uneven stages")
     return WanVAEConfig(dim=dim, z_dim=z_dim, dim_mult=tuple(mult), num_res_blocks=per_stage,
                         temporal_downsample=tuple(temporal))
+
+
+def _wan22_vae_config(shapes, dim, z_dim) -> WanVAEConfig:
+    stages = sorted({int(k.split(".")[2]) for k in shapes if k.startswith("encoder.downsamples.")})
+    mult, temporal, res = [], [], None
+    for i in stages:  # encoder.downsamples.i.downsamples.j: residual blocks, then the resampling
+        prefix = f"encoder.downsamples.{i}.downsamples."
+        n = len({k.split(".")[4] for k in shapes if k.startswith(prefix) and ".residual." in k})
+        if res is not None and n != res:
+            raise ValueError("a Wan 2.2 VAE's encoder with uneven stages")
+        res = n
+        mult.append(shapes[prefix + f"{n - 1}.residual.2.weight"][0] // dim)
+        if i < len(stages) - 1:
+            temporal.append(prefix + f"{n}.time_conv.weight" in shapes)
+    patch = round((shapes["encoder.conv1.weight"][1] // 3) ** 0.5)
+    decoder_dim = shapes["decoder.head.0.gamma"][0] // mult[0]
+    return WanVAEConfig(dim=dim, z_dim=z_dim, dim_mult=tuple(mult), num_res_blocks=res,
+                        temporal_downsample=tuple(temporal), is_residual=True, patch_size=patch,
+                        decoder_dim=0 if decoder_dim == dim else decoder_dim)
 
 
 class CausalConv3d(nn.Conv3d):
@@ -159,11 +193,11 @@ class NearestExact(nn.Module):
 class Resample(nn.Module):
     """2x down or up in space (each frame), and in time too for the "3d" modes."""
 
-    def __init__(self, dim: int, mode: str):
+    def __init__(self, dim: int, mode: str, up_dim: int | None = None):
         super().__init__()
         self.mode = mode
-        if mode.startswith("up"):
-            self.resample = nn.Sequential(NearestExact(), nn.Conv2d(dim, dim // 2, 3, padding=1))
+        if mode.startswith("up"):  # Wan 2.1 halves the channels, 2.2 keeps them (up_dim)
+            self.resample = nn.Sequential(NearestExact(), nn.Conv2d(dim, up_dim or dim // 2, 3, padding=1))
             if mode == "upsample3d":
                 self.time_conv = CausalConv3d(dim, dim * 2, (3, 1, 1), padding=(1, 0, 0))
         else:
@@ -199,6 +233,65 @@ class Resample(nn.Module):
         return x
 
 
+def avg_down(x, channels: int, ft: int, fs: int):
+    """Wan 2.2's encoder shortcut: space-to-depth (ft frames x fs x fs pixels, frames zero-padded in
+    front to a multiple of ft), then the mean of each group of consecutive channels."""
+    x = F.pad(x, (0, 0, 0, 0, -x.shape[2] % ft, 0))
+    b, c, t, h, w = x.shape
+    x = x.reshape(b, c, t // ft, ft, h // fs, fs, w // fs, fs).permute(0, 1, 3, 5, 7, 2, 4, 6)
+    return x.reshape(b, channels, -1, t // ft, h // fs, w // fs).mean(dim=2)
+
+
+def dup_up(x, channels: int, ft: int, fs: int, first: bool):
+    """Wan 2.2's decoder shortcut: each channel repeated, then depth-to-space (ft frames x fs x fs);
+    the video's first chunk keeps its last frame only (the first frame is not upsampled in time)."""
+    b, c, t, h, w = x.shape
+    x = x.repeat_interleave(channels * ft * fs * fs // c, dim=1)
+    x = x.reshape(b, channels, ft, fs, fs, t, h, w).permute(0, 1, 5, 2, 6, 3, 7, 4)
+    x = x.reshape(b, channels, t * ft, h * fs, w * fs)
+    return x[:, :, ft - 1:] if first else x
+
+
+class DownStage(nn.Module):
+    """A Wan 2.2 encoder stage: residual blocks and resampling, plus the averaging shortcut."""
+
+    def __init__(self, in_dim: int, out_dim: int, blocks: int, temporal: bool, down: bool):
+        super().__init__()
+        self.out_dim, self.ft, self.fs = out_dim, 2 if temporal else 1, 2 if down else 1
+        layers = []
+        for _ in range(blocks):
+            layers.append(ResidualBlock(in_dim, out_dim))
+            in_dim = out_dim
+        if down:
+            layers.append(Resample(out_dim, "downsample3d" if temporal else "downsample2d"))
+        self.downsamples = nn.ModuleList(layers)
+
+    def forward(self, x, cache):
+        return _run(self.downsamples, x, cache) + avg_down(x, self.out_dim, self.ft, self.fs)
+
+
+class UpStage(nn.Module):
+    """A Wan 2.2 decoder stage: residual blocks and resampling (keeping the channels), plus the
+    repeating shortcut."""
+
+    def __init__(self, in_dim: int, out_dim: int, blocks: int, temporal: bool, up: bool):
+        super().__init__()
+        self.out_dim, self.ft, self.up = out_dim, 2 if temporal else 1, up
+        layers = []
+        for _ in range(blocks):
+            layers.append(ResidualBlock(in_dim, out_dim))
+            in_dim = out_dim
+        if up:
+            layers.append(Resample(out_dim, "upsample3d" if temporal else "upsample2d", up_dim=out_dim))
+        self.upsamples = nn.ModuleList(layers)
+
+    def forward(self, x, cache):
+        first = self not in cache
+        cache[self] = True
+        y = _run(self.upsamples, x, cache)
+        return y + dup_up(x, self.out_dim, self.ft, 2, first) if self.up else y
+
+
 def _run(layers, x, cache):
     for layer in layers:
         x = layer(x, cache)
@@ -209,9 +302,14 @@ class Encoder(nn.Module):
     def __init__(self, cfg: WanVAEConfig):
         super().__init__()
         dims = [cfg.dim * m for m in (1, *cfg.dim_mult)]
-        self.conv1 = CausalConv3d(3, dims[0], 3, padding=1)
+        self.conv1 = CausalConv3d(3 * cfg.patch_size ** 2, dims[0], 3, padding=1)
         blocks = []
         for i, (in_dim, out_dim) in enumerate(zip(dims[:-1], dims[1:])):
+            last = i == len(cfg.dim_mult) - 1
+            if cfg.is_residual:
+                blocks.append(DownStage(in_dim, out_dim, cfg.num_res_blocks, not last and cfg.temporal_downsample[i],
+                                        not last))
+                continue
             for _ in range(cfg.num_res_blocks):
                 blocks.append(ResidualBlock(in_dim, out_dim))
                 in_dim = out_dim
@@ -230,13 +328,18 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     def __init__(self, cfg: WanVAEConfig):
         super().__init__()
-        dims = [cfg.dim * m for m in (cfg.dim_mult[-1], *cfg.dim_mult[::-1])]
+        dims = [(cfg.decoder_dim or cfg.dim) * m for m in (cfg.dim_mult[-1], *cfg.dim_mult[::-1])]
         temporal_upsample = cfg.temporal_downsample[::-1]
         self.conv1 = CausalConv3d(cfg.z_dim, dims[0], 3, padding=1)
         self.middle = nn.ModuleList([ResidualBlock(dims[0], dims[0]), AttentionBlock(dims[0]),
                                      ResidualBlock(dims[0], dims[0])])
         blocks = []
         for i, (in_dim, out_dim) in enumerate(zip(dims[:-1], dims[1:])):
+            last = i == len(cfg.dim_mult) - 1
+            if cfg.is_residual:
+                blocks.append(UpStage(in_dim, out_dim, cfg.num_res_blocks + 1, not last and temporal_upsample[i],
+                                      not last))
+                continue
             if i > 0:  # the upsampling before halved the channels
                 in_dim //= 2
             for _ in range(cfg.num_res_blocks + 1):
@@ -245,7 +348,8 @@ class Decoder(nn.Module):
             if i < len(cfg.dim_mult) - 1:
                 blocks.append(Resample(out_dim, "upsample3d" if temporal_upsample[i] else "upsample2d"))
         self.upsamples = nn.ModuleList(blocks)
-        self.head = nn.ModuleList([RMSNorm(dims[-1]), nn.SiLU(), CausalConv3d(dims[-1], 3, 3, padding=1)])
+        self.head = nn.ModuleList([RMSNorm(dims[-1]), nn.SiLU(),
+                                   CausalConv3d(dims[-1], 3 * cfg.patch_size ** 2, 3, padding=1)])
 
     def forward(self, x, cache):
         x = _run([*self.middle, *self.upsamples], self.conv1(x, cache), cache)
@@ -262,26 +366,35 @@ class WanVideoVAE(nn.Module):
         self.decoder = Decoder(config)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Pixels [B, 3, 1 + 4k, H, W] in -1..1 -> raw latent mean [B, z, 1 + k, H/8, W/8]: the
+        """Pixels [B, 3, 1 + 4k, H, W] in -1..1 -> raw latent mean [B, z, 1 + k, H/s, W/s]: the
         first frame alone, then 4 frames at a time."""
-        cache, step = {}, self.config.frames_per_latent
+        cache, step, p = {}, self.config.frames_per_latent, self.config.patch_size
+        if p > 1:  # 2x2 patches: channel c x 4 + column offset x 2 + row offset (diffusers' patchify)
+            b, c, t, h, w = x.shape
+            x = x.reshape(b, c, t, h // p, p, w // p, p).permute(0, 1, 6, 4, 2, 3, 5)
+            x = x.reshape(b, c * p * p, t, h // p, w // p)
         out = [self.encoder(x[:, :, i:i + step] if i else x[:, :, :1], cache)
                for i in [0, *range(1, x.shape[2], step)]]
         return self.conv1(torch.cat(out, dim=2))[:, :self.config.z_dim]
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Raw latent [B, z, F, h, w] -> pixels [B, 3, 1 + 4(F - 1), 8h, 8w], one latent frame at a time."""
+        """Raw latent [B, z, F, h, w] -> pixels [B, 3, 1 + 4(F - 1), sh, sw], one latent frame at a time."""
         cache, z = {}, self.conv2(z)
         x = torch.cat([self.decoder(z[:, :, i:i + 1], cache) for i in range(z.shape[2])], dim=2)
+        p = self.config.patch_size
+        if p > 1:
+            b, c, t, h, w = x.shape
+            x = x.reshape(b, c // (p * p), p, p, t, h, w).permute(0, 1, 4, 5, 3, 6, 2)
+            x = x.reshape(b, c // (p * p), t, h * p, w * p)
         return x.clamp(-1, 1)
 
 
 class WanVAE(VideoVAESocket):
-    """The Wan 2.1 VAE as a VAE socket: an IMAGE batch (BHWC, 0..1) is the frames of one video
-    (a single image is a one-frame video); raw latents [1, 16, frames, H/8, W/8] out (encoding
-    takes the first 4k + 1 frames). Decodes video latents [B, 16, F, h, w] (each video's frames
-    in turn) and image latents [B, 16, h, w] (EmptySD3LatentImage's: each a one-frame video).
-    Tiled as VideoVAESocket says."""
+    """The Wan 2.1 / 2.2 VAE as a VAE socket: an IMAGE batch (BHWC, 0..1) is the frames of one video
+    (a single image is a one-frame video); raw latents [1, 16, frames, H/8, W/8] out (Wan 2.2's:
+    [1, 48, frames, H/16, W/16]; encoding takes the first 4k + 1 frames). Decodes video latents
+    [B, C, F, h, w] (each video's frames in turn) and image latents [B, C, h, w]
+    (EmptySD3LatentImage's: each a one-frame video). Tiled as VideoVAESocket says."""
 
     latent_format = WAN21
     title = "the Wan VAE"
@@ -289,6 +402,8 @@ class WanVAE(VideoVAESocket):
 
     def __init__(self, module: WanVideoVAE):
         self.module = module.eval()
+        if module.config.is_residual:
+            self.latent_format = WAN22
 
     def _decode(self, z):
         return self.module.decode(z)

@@ -174,6 +174,8 @@ def _latent_samples(model, latent) -> torch.Tensor:
         got = tuple(samples.shape) if torch.is_tensor(samples) else type(samples).__name__
         empty = {"mochi": "EmptyMochiLatentVideo", "wan": "EmptyHunyuanLatentVideo"}.get(
             getattr(model, "arch", None), "EmptyLTXVLatentVideo")
+        if getattr(getattr(model, "latent_format", None), "name", None) == "wan22":  # the Wan 2.2 TI2V 5B
+            empty = "Wan22ImageToVideoLatent"
         raise NodeInputError("latent_image", f"{getattr(model, 'arch', 'this model')} samples video latents [B, C, "
                                              f"frames, h, w] ({empty}), got {got}")
     if torch.is_tensor(samples) and samples.ndim == 5 and not video:
@@ -335,8 +337,9 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
                                  schedule=schedule, seed=seed)
 
         guider = guider or CFGGuider(model, positive, negative, cfg)
-        if flow:  # LTX-Video: each token denoised at its own level, sigma x the noise mask (ComfyUI's)
-            timestep_mask = denoise_mask if video and denoise_mask is not None else None
+        if flow:  # LTX-Video: each token denoised at its own level, sigma x the noise mask (ComfyUI's; Wan 2.2
+            # TI2V: each frame's mean; Wan 2.1 is told the step's sigma)
+            timestep_mask = denoise_mask if getattr(model, "masked_timesteps", video) else None
             model_denoiser = FlowDenoiser(model, schedule, timestep_mask=timestep_mask)
         else:
             model_denoiser = ModelDenoiser(model, schedule)
