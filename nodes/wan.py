@@ -152,7 +152,7 @@ class Wan22ImageToVideoLatent(Node):
     batch_size: int = Int(1, min=1, max=4096)
     start_image: IMAGE = None
     outputs = {"latent": LATENT}
-    comfy = ComfyAlias(("Wan22ImageToVideoLatent",))
+    comfy = ComfyAlias(("Wan22ImageToVideoLatent",), optional=("start_image",))
 
     def run(self):
         import torch
