@@ -1,6 +1,6 @@
 """Wan 2.1 / 2.2 nodes (ComfyUI's names and inputs): the empty video latent Wan's text-to-video graphs
 use (EmptyHunyuanLatentVideo: Wan's and HunyuanVideo's VAEs share its shape), image to video and
-first / last frame to video; Wan 2.2 TI2V 5B's latent (Wan22ImageToVideoLatent: a start image kept
+first / last frame to video, Phantom subjects to video; Wan 2.2 TI2V 5B's latent (Wan22ImageToVideoLatent: a start image kept
 by a noise mask, which the sampler turns into per-frame timesteps).
 
 The image nodes encode the given frames (the rest of the video mid-grey) with the VAE they are
@@ -298,6 +298,45 @@ class WanFunControlToVideo(Node):
             positive = with_options(positive, clip_vision_output=self.clip_vision_output)
             negative = with_options(negative, clip_vision_output=self.clip_vision_output)
         return positive, negative, {"samples": latent}
+
+
+class WanPhantomSubjectToVideo(Node):
+    """Start a Phantom-Wan subject-to-video sampling: each subject image (scaled to width x height
+    around its centre) is encoded alone with the VAE, one latent frame each, and the model sees them
+    after the video's frames (time_dim_concat) without sampling them. positive and negative_text get
+    the subjects; negative_img_text gets blank (zero) frames in their place, to guide away from
+    text and subjects both (Phantom's CFG with two negatives: DualCFGGuider). Gives an empty latent
+    of `length` frames to sample."""
+    category = "conditioning/video_models"
+    positive: CONDITIONING
+    negative: CONDITIONING
+    vae: VAE
+    width: int = Int(832, min=16, max=MAX_SIZE, step=16)
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    length: int = Int(81, min=1, max=MAX_SIZE, step=4)
+    batch_size: int = Int(1, min=1, max=4096)
+    images: IMAGE = None
+    outputs = {"positive": CONDITIONING, "negative_text": CONDITIONING, "negative_img_text": CONDITIONING,
+               "latent": LATENT}
+    comfy = ComfyAlias(("WanPhantomSubjectToVideo",), optional=("images",))
+
+    def run(self):
+        import torch
+
+        from graphflow.models.latent_formats import WAN21
+
+        latent = empty_video(self.batch_size, self.length, self.height, self.width)
+        positive, negative_text, negative_img_text = self.positive, self.negative, self.negative
+        if self.images is not None:
+            images = _fit(self.images[:self.length], self.width, self.height, "images")
+            subjects = torch.cat([_encode(self.vae, image[None], "WanPhantomSubjectToVideo") for image in images],
+                                 dim=2)
+            positive = with_options(positive, time_dim_concat=subjects)
+            negative_text = with_options(negative_text, time_dim_concat=subjects)
+            # blank frames: zeros in model space, as raw latent
+            negative_img_text = with_options(negative_img_text,
+                                             time_dim_concat=WAN21.process_out(torch.zeros_like(subjects)))
+        return positive, negative_text, negative_img_text, {"samples": latent}
 
 
 def append_options(conditioning, **lists):

@@ -869,3 +869,105 @@ def test_wan_vace_sampling_matches_diffusers(tmp_path):
         x = x + (v_uncond + 4.0 * (v_cond - v_uncond)) * (sigma_next - sigma)
     want = WAN21.process_out(x)
     assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
+
+
+# -- Phantom-Wan (WanPhantomSubjectToVideo) ---------------------------------------------------------
+
+def test_wan_phantom_subject_to_video_node():
+    """WanPhantomSubjectToVideo as ComfyUI's: each subject image (centre-cropped and scaled) through the
+    VAE alone, one latent frame each, joined along time; positive and negative_text carry them,
+    negative_img_text zeros in model space; the latent is the video's alone."""
+    from graphflow.images import center_crop_to_aspect, resize_nchw
+    from graphflow.models.latent_formats import WAN21
+
+    cond = [(torch.randn(1, 512, 32), {"a": 1})]
+    uncond = [(torch.randn(1, 512, 32), {"b": 2})]
+    images = torch.rand(3, 24, 40, 3, generator=torch.Generator().manual_seed(4))
+    vae = wan_vae()
+    pos, neg_text, neg_img_text, latent = call(registry(), "WanPhantomSubjectToVideo", positive=cond, negative=uncond,
+                                               vae=vae, width=32, height=16, length=9, batch_size=2, images=images)
+    assert latent["samples"].shape == (2, 16, 3, 2, 4) and latent["samples"].abs().max() == 0
+    fitted = resize_nchw(center_crop_to_aspect(images.movedim(-1, 1), 32, 16), 32, 16, "bilinear").movedim(1, -1)
+    want = torch.cat([vae.encode(fitted[i:i + 1]) for i in range(3)], dim=2)
+    assert want.shape == (1, 16, 3, 2, 4)
+    # each image alone: not the 3 frames encoded as one video (which would give 1 latent frame)
+    assert torch.allclose(pos[0][1]["time_dim_concat"], want, atol=1e-5)
+    assert pos[0][1]["a"] == 1 and neg_text[0][1]["b"] == 2 and neg_img_text[0][1]["b"] == 2
+    assert neg_text[0][0] is uncond[0][0] and neg_img_text[0][0] is uncond[0][0]
+    assert torch.equal(neg_text[0][1]["time_dim_concat"], pos[0][1]["time_dim_concat"])
+    blank = neg_img_text[0][1]["time_dim_concat"]
+    assert blank.shape == want.shape and blank.abs().max() > 0  # raw latent of model-space zeros
+    assert WAN21.process_in(blank).abs().max() < 1e-6
+    # length caps the images: 2 frames keep the first 2 images
+    pos2, *_ = call(registry(), "WanPhantomSubjectToVideo", positive=cond, negative=uncond, vae=vae, width=32,
+                    height=16, length=2, batch_size=1, images=images)
+    assert torch.allclose(pos2[0][1]["time_dim_concat"], want[:, :, :2], atol=1e-5)
+    # no images: the conditionings pass through
+    p, nt, nit, _ = call(registry(), "WanPhantomSubjectToVideo", positive=cond, negative=uncond, vae=vae, width=32,
+                         height=16, length=9, batch_size=1)
+    assert p == cond and nt == uncond and nit == uncond
+
+
+def test_wan_time_dim_concat_is_frames_after_the_video():
+    """time_dim_concat: the model's output on the video with the frames appended (positions after the
+    video's), cut to the video's frames; the appended frames change the video's prediction."""
+    cfg, ours, _, _ = transformer_pair(False)
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 16, 3, 4, 6, generator=gen)
+    extra = torch.randn(2, 16, 2, 4, 6, generator=gen)
+    context = torch.randn(2, 7, cfg.text_dim, generator=gen)
+    sigma = torch.tensor([0.7, 0.3])
+    with torch.no_grad():
+        got = ours(x, sigma, context, time_dim_concat=extra)
+        whole = ours(torch.cat([x, extra], dim=2), sigma, context)
+        plain = ours(x, sigma, context)
+    assert got.shape == x.shape
+    assert torch.allclose(got, whole[:, :, :3], atol=1e-5)
+    assert (got - plain).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="time_dim_concat"):
+        ours(x, sigma, context, time_dim_concat=extra[:, :, :, :2])
+
+
+def test_wan_phantom_sampling_matches_diffusers(tmp_path):
+    """KSampler with WanPhantomSubjectToVideo's positive and negative_img_text: two Euler CFG steps of
+    diffusers' WanTransformer3DModel on the noisy video with the subject frames (model space) after
+    it, its output cut to the video's frames."""
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import wan_config, wan_state, write_wan
+
+    cfg = wan_config()
+    model = load_diffusion_model(write_wan(tmp_path / "phantom_wan_1.3B_fp16.safetensors", seed=6,
+                                           dtype=torch.float32), device="cpu", dtype=torch.float32)
+    theirs = diffusers_transformer(cfg, wan_state(seed=6))
+    gen = torch.Generator().manual_seed(2)
+    context = [torch.randn(1, 512, 32, generator=gen) for _ in range(2)]
+    cond, uncond = ([(c, {})] for c in context)
+    images = torch.rand(2, 16, 16, 3, generator=gen)
+    pos, _, neg, latent = call(registry(), "WanPhantomSubjectToVideo", positive=cond, negative=uncond,
+                               vae=wan_vae(), width=16, height=16, length=5, batch_size=1, images=images)
+    ours = call(registry(), "KSampler", model=model, seed=3, steps=2, cfg=4.0, sampler_name="euler",
+                scheduler="simple", positive=pos, negative=neg, denoise=1.0, latent_image=latent)["samples"]
+    assert ours.shape == (1, 16, 2, 2, 2)
+    subjects = [WAN21.process_in(side[0][1]["time_dim_concat"]) for side in (pos, neg)]
+    sigma_mid = 8 * 0.5 / (1 + 7 * 0.5)
+    x = initial_noise(torch.zeros(1, 16, 2, 2, 2), 3)
+    for sigma, sigma_next in ((1.0, sigma_mid), (sigma_mid, 0.0)):
+        v_cond, v_uncond = (diffusers_velocity(theirs, torch.cat([x, s], dim=2), torch.tensor([sigma]), c)[:, :, :2]
+                            for c, s in zip(context, subjects))
+        x = x + (v_uncond + 4.0 * (v_cond - v_uncond)) * (sigma_next - sigma)
+    want = WAN21.process_out(x)
+    assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
+
+
+def test_context_windows_keep_phantom_subject_frames_whole_in_time():
+    """Context windows over frames give each window all the subject frames; over the batch, each
+    window its rows."""
+    from graphflow.sampling.context_windows import cut_cond
+    from graphflow.sampling.guidance import Cond
+
+    subjects = torch.randn(2, 16, 3, 4, 4)
+    cond = Cond(context=torch.zeros(2, 5, 8), time_dim_concat=subjects)
+    assert torch.equal(cut_cond(cond, 2, [1, 2, 3], (2, 16, 3, 4, 4)).time_dim_concat, subjects)
+    assert torch.equal(cut_cond(cond, 0, [1], (2, 16, 3, 4, 4)).time_dim_concat, subjects[1:])

@@ -202,18 +202,29 @@ class Wan(nn.Module):
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, y=None,
                 clip_fea: torch.Tensor | None = None, vace_context: torch.Tensor | None = None,
-                vace_strength=(1.0,), **unused) -> torch.Tensor:
+                vace_strength=(1.0,), time_dim_concat: torch.Tensor | None = None, **unused) -> torch.Tensor:
         """x [B, in_channels, F, H, W] (I2V: the latent and its 20 concat channels); sigma [B] (or
         [B, F*H*W]: sigma x the noise mask per latent pixel, the TI2V 5B's kept start frame);
         context [B, L, text_dim]; y unused (no pooled vector); clip_fea [B, 257, 1280] CLIP
         vision penultimate states (I2V; None: text alone); vace_context [B, N, vace_in_channels,
-        F, H, W] (VACE models: N control inputs, model space) with a strength each ->
+        F, H, W] (VACE models: N control inputs, model space) with a strength each; time_dim_concat
+        [B, in_channels, F', H, W] frames appended after the video's (Phantom-Wan's subject images,
+        model space: seen by attention, their positions after the video's, cut from the output) ->
         velocity [B, out_channels, F, H, W]."""
         cfg = self.config
         b, _, f, h, w = x.shape
         pt, ph, pw = cfg.patch_size
         pad = (0, -w % pw, 0, -h % ph, 0, -f % pt)  # ComfyUI pads to whole patches and crops after
-        hidden = self.patch_embedding(F.pad(x, pad).to(self.patch_embedding.weight.dtype))
+        xp = F.pad(x, pad)
+        if time_dim_concat is not None:  # ComfyUI pads each to whole patches, then joins them along time
+            if time_dim_concat.shape[1] != x.shape[1] or tuple(time_dim_concat.shape[-2:]) != (h, w):
+                raise ValueError(f"time_dim_concat {tuple(time_dim_concat.shape)} must match the input's channels and "
+                                 f"size {tuple(x.shape)}")
+            if sigma.dim() == 2:
+                raise ValueError("appended frames (time_dim_concat) can't be used with per-frame timesteps")
+            extra = time_dim_concat.shape[2]
+            xp = torch.cat([xp, F.pad(time_dim_concat.to(x.dtype), (0, -w % pw, 0, -h % ph, 0, -extra % pt))], dim=2)
+        hidden = self.patch_embedding(xp.to(self.patch_embedding.weight.dtype))
         grid = hidden.shape[2:]
         hidden = hidden.flatten(2).transpose(1, 2).to(x.dtype)
         if sigma.dim() == 2:  # per latent pixel (a noise mask): each frame's mean (ComfyUI's WAN22 process_timestep)

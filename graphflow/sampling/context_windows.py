@@ -311,6 +311,8 @@ def cut_cond(cond, dim: int, window: list[int], x_shape: tuple):
     changes = {"concat": _take(cond.concat, dim, index, size)}
     if cond.vace_context is not None:  # Wan VACE's [B, N, C, T, h, w]: the input axis after the batch
         changes["vace_context"] = _take(cond.vace_context, dim if dim == 0 else dim + 1, index, size)
+    if dim != 2 and cond.time_dim_concat is not None:  # Phantom's subject frames: whole in every time window
+        changes["time_dim_concat"] = _take(cond.time_dim_concat, dim, index, size)
     if dim == 0 and cond.clip_fea is not None:
         changes["clip_fea"] = _take(cond.clip_fea, 0, index, size)
     if dim >= 2 and cond.area is not None:

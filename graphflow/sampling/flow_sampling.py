@@ -209,7 +209,7 @@ class FlowDenoiser:
                  reference_method: str = "offset", control_context: torch.Tensor | None = None,
                  frame_rate: float | None = None, keyframe_positions: torch.Tensor | None = None,
                  clip_fea: torch.Tensor | None = None, vace_context: torch.Tensor | None = None,
-                 vace_strength: tuple = ()) -> torch.Tensor:
+                 vace_strength: tuple = (), time_dim_concat: torch.Tensor | None = None) -> torch.Tensor:
         dtype = self.model.dtype
         xc = x if concat is None else torch.cat([x, concat.to(x.device, x.dtype)], dim=1)
         kwargs = {}
@@ -223,6 +223,8 @@ class FlowDenoiser:
             kwargs["clip_fea"] = clip_fea.to(x.device, dtype)
         if vace_context is not None:  # Wan VACE: the control inputs and their strengths
             kwargs["vace_context"], kwargs["vace_strength"] = vace_context.to(x.device, dtype), vace_strength
+        if time_dim_concat is not None:  # Phantom-Wan: subject frames after the video's
+            kwargs["time_dim_concat"] = time_dim_concat.to(x.device, dtype)
         if attention_mask is not None:
             if getattr(self.model, "arch", None) != "flux":
                 raise ValueError("an attention mask (StyleModelApply's attn_bias) needs a FLUX model")

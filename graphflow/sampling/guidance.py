@@ -90,6 +90,7 @@ class Cond:
     clip_fea: torch.Tensor | None = None  # [B, 257, 1280] Wan I2V: CLIP vision's penultimate states
     vace_context: torch.Tensor | None = None  # [B, N, 96, T, h, w] Wan VACE: control latents + masks, model space
     vace_strength: tuple = ()  # one per VACE input
+    time_dim_concat: torch.Tensor | None = None  # [B, C, T', h, w] Phantom-Wan subject frames, model space
 
     def active(self, sigma: torch.Tensor) -> bool:
         if self.sigma_start is None and self.sigma_end is None:
@@ -260,6 +261,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             exact_tokens=getattr(model, "arch", None) in ("mochi", "lumina2"),  # their text tokens are keys, not repeated
             clip_fea=_clip_fea(model, options, batch, device),
             **_vace(model, options, x_shape, device),
+            time_dim_concat=_time_dim_concat(model, options, batch, device),
         ))
     return out
 
@@ -272,6 +274,16 @@ def _clip_fea(model, options: dict, batch: int, device) -> torch.Tensor | None:
         return None
     states = output["penultimate_hidden_states"] if isinstance(output, dict) else output.penultimate_hidden_states
     return repeat_to_batch(states.float(), batch).to(device)
+
+
+def _time_dim_concat(model, options: dict, batch: int, device) -> torch.Tensor | None:
+    """Phantom-Wan's subject frames: the conditioning's "time_dim_concat" (WanPhantomSubjectToVideo's
+    raw latent) in model space, which the Wan model appends to the video along time for its call
+    and cuts from its output (ComfyUI's WAN21 passes it likewise); other models ignore it."""
+    frames = options.get("time_dim_concat")
+    if frames is None or getattr(model, "arch", None) != "wan":
+        return None
+    return repeat_to_batch(model.latent_format.process_in(frames.float()), batch).to(device)
 
 
 def _vace(model, options: dict, x_shape: tuple, device) -> dict:
@@ -450,7 +462,7 @@ def _can_batch(a, b) -> bool:
         return False
     for ta, tb in ((ca.y, cb.y), (ca.concat, cb.concat), (ca.guidance, cb.guidance),
                    (ca.control_context, cb.control_context), (ca.prior, cb.prior), (ca.clip_fea, cb.clip_fea),
-                   (ca.vace_context, cb.vace_context)):
+                   (ca.vace_context, cb.vace_context), (ca.time_dim_concat, cb.time_dim_concat)):
         if (ta is None) != (tb is None) or (ta is not None and ta.shape != tb.shape):
             return False
     sa, sb = ca.context.shape, cb.context.shape
@@ -581,6 +593,8 @@ def _predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tens
         if batch[0][3].vace_context is not None:
             extra["vace_context"] = torch.cat([b[3].vace_context for b in batch])
             extra["vace_strength"] = batch[0][3].vace_strength
+        if batch[0][3].time_dim_concat is not None:
+            extra["time_dim_concat"] = torch.cat([b[3].time_dim_concat for b in batch])
         if batch[0][3].references:
             extra["reference_latents"] = [torch.cat(refs) for refs in zip(*(b[3].references for b in batch))]
             extra["reference_method"] = batch[0][3].reference_method
