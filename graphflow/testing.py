@@ -1328,15 +1328,18 @@ def write_umt5(path, seed: int = 2, dtype=torch.float16, tokenizer: bool = True)
 
 
 def wan_config(scaled_down: bool = True, i2v: bool = False, depth: int = 2, in_channels: int | None = None,
-               vace: bool = False, ti2v: bool = False):
+               vace: bool = False, ti2v: bool = False, ref_in_channels: int = 0):
     """Wan 2.1 T2V 1.3B's transformer config (I2V: 14B 480p's), or a tiny one taking the tiny
     UMT5's tokens (two 128-channel heads: the head width ComfyUI assumes). in_channels: another
     input width (Fun Control's 48). vace: Wan2.1 VACE 1.3B's (15 VACE blocks, every other block),
-    tiny: 4 blocks, 2 VACE blocks. ti2v: Wan 2.2 TI2V 5B's (48 latent channels in and out)."""
+    tiny: 4 blocks, 2 VACE blocks. ti2v: Wan 2.2 TI2V 5B's (48 latent channels in and out).
+    ref_in_channels: a ref_conv of that input (Wan 2.2 Fun Control's reference image)."""
     from dataclasses import replace
 
     from .models.configs import WanConfig
 
+    if ref_in_channels:
+        return replace(wan_config(scaled_down, i2v, depth, in_channels, vace, ti2v), ref_in_channels=ref_in_channels)
     if ti2v:
         return WanConfig(in_channels=48, out_channels=48, dim=3072, ffn_dim=14336, num_heads=24, depth=30) \
             if not scaled_down else WanConfig(in_channels=48, out_channels=48, dim=256, ffn_dim=96, num_heads=2,
@@ -1355,21 +1358,23 @@ def wan_config(scaled_down: bool = True, i2v: bool = False, depth: int = 2, in_c
 
 
 def wan_state(scaled_down: bool = True, seed: int = 0, i2v: bool = False, depth: int = 2,
-              in_channels: int | None = None, vace: bool = False, ti2v: bool = False) -> dict[str, torch.Tensor]:
+              in_channels: int | None = None, vace: bool = False, ti2v: bool = False,
+              ref_in_channels: int = 0) -> dict[str, torch.Tensor]:
     """A random Wan 2.1 (ti2v: Wan 2.2 TI2V 5B) transformer in the original names (float32)."""
     from .models.wan import Wan
 
     with torch.device("meta"):
-        shapes = _module_shapes(Wan(wan_config(scaled_down, i2v, depth, in_channels, vace, ti2v)))
+        shapes = _module_shapes(Wan(wan_config(scaled_down, i2v, depth, in_channels, vace, ti2v, ref_in_channels)))
     return random_state(shapes, seed, torch.float32)
 
 
 def write_wan(path, seed: int = 0, dtype=torch.float16, i2v: bool = False, prefixed: bool = False,
-              depth: int = 2, in_channels: int | None = None, vace: bool = False, ti2v: bool = False) -> Path:
+              depth: int = 2, in_channels: int | None = None, vace: bool = False, ti2v: bool = False,
+              ref_in_channels: int = 0) -> Path:
     """A random Wan 2.1 diffusion model in the original layout, bare as wan2.1_t2v_1.3B_fp16.safetensors
     (prefixed: under model.diffusion_model., as ComfyUI saves checkpoints); ti2v: Wan 2.2 TI2V 5B's
     (wan2.2_ti2v_5B_fp16.safetensors)."""
-    state = wan_state(True, seed, i2v, depth, in_channels, vace, ti2v)
+    state = wan_state(True, seed, i2v, depth, in_channels, vace, ti2v, ref_in_channels)
     prefix = UNET_PREFIX if prefixed else ""
     save_file({prefix + k: v.to(dtype) for k, v in state.items()}, str(path))
     return Path(path)

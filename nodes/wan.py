@@ -339,6 +339,60 @@ class WanPhantomSubjectToVideo(Node):
         return positive, negative_text, negative_img_text, {"samples": latent}
 
 
+class Wan22FunControlToVideo(Node):
+    """Wan 2.2 Fun Control (the 14B's 16-channel latents or the 5B's 48, as the VAE gives): the
+    control video (scaled to width x height around the centre) is encoded into the model's extra
+    channels: control latent, a 4-channel mask (nothing given: all 0 after 1 - mask), then a
+    start-image slot (zeros in model space); a reference image's latent goes to the model's
+    ref_conv as tokens before the video's."""
+    category = "conditioning/video_models"
+    positive: CONDITIONING
+    negative: CONDITIONING
+    vae: VAE
+    width: int = Int(832, min=16, max=MAX_SIZE, step=16)
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    length: int = Int(81, min=1, max=MAX_SIZE, step=4)
+    batch_size: int = Int(1, min=1, max=4096)
+    ref_image: IMAGE = None
+    control_video: IMAGE = None
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
+    comfy = ComfyAlias(("Wan22FunControlToVideo",), optional=("ref_image", "control_video"))
+
+    def run(self):
+        import torch
+
+        from graphflow.models.latent_formats import WAN21, WAN22
+
+        node = "Wan22FunControlToVideo"
+        fmt = getattr(self.vae, "latent_format", None)
+        channels = getattr(fmt, "channels", LATENT_CHANNELS)
+        if channels not in (WAN21.channels, WAN22.channels):
+            raise NodeInputError("vae", f"{node} needs the Wan 2.1 VAE (16 channels) or the Wan 2.2 VAE (48); this "
+                                        f"one has {channels}")
+        scale = PIXELS_PER_LATENT if channels == WAN21.channels else 2 * PIXELS_PER_LATENT
+        frames, h, w = latent_frames(self.length), self.height // scale, self.width // scale
+        latent = torch.zeros(self.batch_size, channels, frames, h, w)
+        # raw latents that are 0 in model space (control slot, start-image slot)
+        concat = (WAN21 if channels == WAN21.channels else WAN22).process_out(torch.zeros_like(latent)).repeat(
+            1, 2, 1, 1, 1)
+        mask = torch.ones(1, 1, frames * FRAMES_PER_LATENT, h, w)  # no start image: every frame to make
+        reference = None
+        if self.ref_image is not None:
+            reference = _encode(self.vae, _fit(self.ref_image[:1], self.width, self.height, "ref_image"), node,
+                                channels)
+        if self.control_video is not None:
+            control = _encode(self.vae, _fit(self.control_video[:self.length], self.width, self.height,
+                                             "control_video"), node, channels)
+            concat[:, :channels, :control.shape[2]] = control[:, :, :frames]
+        mask = mask.view(1, frames, FRAMES_PER_LATENT, h, w).transpose(1, 2)
+        values = {"concat_latent_image": concat, "concat_mask": mask, "concat_mask_index": channels}
+        positive, negative = with_options(self.positive, **values), with_options(self.negative, **values)
+        if reference is not None:
+            positive = append_options(positive, reference_latents=[reference])
+            negative = append_options(negative, reference_latents=[reference])
+        return positive, negative, {"samples": latent}
+
+
 def append_options(conditioning, **lists):
     """The conditioning with each list option extended by these values (ComfyUI's conditioning_set_values
     with append=True: several WanVaceToVideo nodes in a row give several VACE inputs)."""

@@ -971,3 +971,137 @@ def test_context_windows_keep_phantom_subject_frames_whole_in_time():
     cond = Cond(context=torch.zeros(2, 5, 8), time_dim_concat=subjects)
     assert torch.equal(cut_cond(cond, 2, [1, 2, 3], (2, 16, 3, 4, 4)).time_dim_concat, subjects)
     assert torch.equal(cut_cond(cond, 0, [1], (2, 16, 3, 4, 4)).time_dim_concat, subjects[1:])
+
+
+# -- Wan 2.2 Fun Control (Wan22FunControlToVideo) ---------------------------------------------------
+
+def test_wan22_fun_control_to_video_node(tmp_path):
+    """Wan22FunControlToVideo as ComfyUI's: the control video's latent then model-space zeros (the
+    start-image slot) as the concat latent, a 4-channel all-ones mask inserted after the control
+    latent (concat_mask_index), the reference image's latent appended to reference_latents; the
+    Wan 2.2 VAE gives 48 channels at 1/16 the size."""
+    from graphflow.images import center_crop_to_aspect, resize_nchw
+    from graphflow.models.checkpoint import load_vae
+    from graphflow.models.latent_formats import WAN21, WAN22
+    from graphflow.sampling.pipeline import wan_concat
+    from graphflow.testing import write_wan_vae
+
+    cond = [(torch.randn(1, 512, 32), {"a": 1})]
+    gen = torch.Generator().manual_seed(6)
+    control = torch.rand(7, 24, 40, 3, generator=gen)
+    ref = torch.rand(2, 40, 24, 3, generator=gen)
+    vae = wan_vae()
+
+    def fit(images):
+        return resize_nchw(center_crop_to_aspect(images.movedim(-1, 1), 32, 16), 32, 16, "bilinear").movedim(1, -1)
+
+    pos, neg, latent = call(registry(), "Wan22FunControlToVideo", positive=cond, negative=cond, vae=vae, width=32,
+                            height=16, length=9, batch_size=2, ref_image=ref, control_video=control)
+    assert latent["samples"].shape == (2, 16, 3, 2, 4) and latent["samples"].abs().max() == 0
+    encoded = vae.encode(fit(control))  # 7 frames: 2 latent frames, the third left at model-space zero
+    assert encoded.shape[2] == 2
+    for side in (pos, neg):
+        options = side[0][1]
+        concat = options["concat_latent_image"]
+        assert concat.shape == (2, 32, 3, 2, 4)
+        assert torch.allclose(concat[:, :16, :2], encoded.expand(2, -1, -1, -1, -1), atol=1e-5)
+        assert WAN21.process_in(concat[:, :16, 2:]).abs().max() < 1e-6
+        assert WAN21.process_in(concat[:, 16:]).abs().max() < 1e-6
+        assert options["concat_mask"].shape == (1, 4, 3, 2, 4) and options["concat_mask"].eq(1).all()
+        assert options["concat_mask_index"] == 16 and options["a"] == 1
+        (reference,) = options["reference_latents"]
+        assert torch.allclose(reference, vae.encode(fit(ref[:1])), atol=1e-5)
+    # the model's 36 extra channels: control latent, 1 - mask (0), start-image slot, in model space
+    extra = wan_concat(pos[0][1], None, WAN21, (2, 16, 3, 2, 4), 36, "cpu")
+    assert extra.shape == (2, 36, 3, 2, 4)
+    assert torch.allclose(extra[:, :16], WAN21.process_in(pos[0][1]["concat_latent_image"][:, :16]), atol=1e-6)
+    assert extra[:, 16:].abs().max() < 1e-5
+    # nothing given: no reference, the control slot zero in model space
+    pos2, _, _ = call(registry(), "Wan22FunControlToVideo", positive=cond, negative=cond, vae=vae, width=32,
+                      height=16, length=9, batch_size=1)
+    assert "reference_latents" not in pos2[0][1]
+    assert wan_concat(pos2[0][1], None, WAN21, (1, 16, 3, 2, 4), 36, "cpu").abs().max() < 1e-5
+    # the 5B: the Wan 2.2 VAE's 48 channels, 16x smaller
+    vae22 = load_vae(write_wan_vae(tmp_path / "wan2.2_vae.safetensors", wan22=True, dtype=torch.float32),
+                     device="cpu", dtype=torch.float32)
+    pos3, _, latent3 = call(registry(), "Wan22FunControlToVideo", positive=cond, negative=cond, vae=vae22, width=32,
+                            height=32, length=5, batch_size=1, control_video=control[:5])
+    assert latent3["samples"].shape == (1, 48, 2, 2, 2)
+    concat3 = pos3[0][1]["concat_latent_image"]
+    assert concat3.shape == (1, 96, 2, 2, 2) and pos3[0][1]["concat_mask_index"] == 48
+    control22 = resize_nchw(center_crop_to_aspect(control[:5].movedim(-1, 1), 32, 32), 32, 32,
+                            "bilinear").movedim(1, -1)
+    assert torch.allclose(concat3[:, :48], vae22.encode(control22), atol=1e-5)
+    assert WAN22.process_in(concat3[:, 48:]).abs().max() < 1e-5
+
+
+def test_wan_ref_conv_tokens_are_a_frame_before_the_video():
+    """A reference latent through ref_conv: its tokens before the video's, at the first frame's
+    positions, cut from the output. With ref_conv = the patch embedding's kernel, that is the model
+    on the reference as an extra first frame, that frame cut; the config is read from the file."""
+    from graphflow.models.configs import wan_config_from_state_dict
+    from graphflow.models.wan import Wan
+    from graphflow.testing import wan_config, wan_state
+
+    state = wan_state(seed=4, ref_in_channels=16)
+    cfg = wan_config_from_state_dict({k: tuple(v.shape) for k, v in state.items()})
+    assert cfg == wan_config(ref_in_channels=16) and state["ref_conv.weight"].shape == (256, 16, 2, 2)
+    ours = Wan(cfg).eval()
+    state["ref_conv.weight"] = state["patch_embedding.weight"][:, :, 0].clone()
+    state["ref_conv.bias"] = state["patch_embedding.bias"].clone()
+    ours.load_state_dict(state)
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 16, 3, 4, 6, generator=gen)
+    ref = torch.randn(2, 16, 4, 6, generator=gen)
+    context = torch.randn(2, 7, cfg.text_dim, generator=gen)
+    sigma = torch.tensor([0.8, 0.4])
+    with torch.no_grad():
+        got = ours(x, sigma, context, reference_latents=[torch.randn(2, 16, 4, 6), ref])  # the last one counts
+        want = ours(torch.cat([ref[:, :, None], x], dim=2), sigma, context)[:, :, 1:]
+        plain = ours(x, sigma, context)
+    assert got.shape == x.shape
+    assert torch.allclose(got, want, atol=1e-5)
+    assert (got - plain).abs().max() > 1e-3
+
+
+def test_wan22_fun_control_sampling(tmp_path):
+    """KSampler on a Fun Control model with ref_conv (16 + 36 channels in) with Wan22FunControlToVideo's
+    conditioning: two Euler CFG steps of the network fed [x, control latent, 0 x4 (1 - mask), start
+    slot zeros] in model space and the reference latent's first frame in model space."""
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import write_wan
+
+    model = load_diffusion_model(write_wan(tmp_path / "wan2.2_fun_control_14B.safetensors", seed=9, in_channels=52,
+                                           ref_in_channels=16, dtype=torch.float32), device="cpu",
+                                 dtype=torch.float32)
+    net = model.unet
+    assert net.config.ref_in_channels == 16 and net.config.in_channels == 52
+    gen = torch.Generator().manual_seed(1)
+    context = [torch.randn(1, 512, 32, generator=gen) for _ in range(2)]
+    cond, uncond = ([(c, {})] for c in context)
+    control = torch.rand(5, 16, 16, 3, generator=gen)
+    ref = torch.rand(1, 16, 16, 3, generator=gen)
+    pos, neg, latent = call(registry(), "Wan22FunControlToVideo", positive=cond, negative=uncond, vae=wan_vae(),
+                            width=16, height=16, length=5, batch_size=1, ref_image=ref, control_video=control)
+    ours = call(registry(), "KSampler", model=model, seed=3, steps=2, cfg=4.0, sampler_name="euler",
+                scheduler="simple", positive=pos, negative=neg, denoise=1.0, latent_image=latent)["samples"]
+    options = pos[0][1]
+    control_in = WAN21.process_in(options["concat_latent_image"][:, :16])
+    y = torch.cat([control_in, torch.zeros(1, 4, 2, 2, 2), WAN21.process_in(options["concat_latent_image"][:, 16:])],
+                  dim=1)
+    reference = WAN21.process_in(options["reference_latents"][0])[:, :, 0]
+    sigma_mid = 8 * 0.5 / (1 + 7 * 0.5)
+    x = initial_noise(torch.zeros(1, 16, 2, 2, 2), 3)
+    for sigma, sigma_next in ((1.0, sigma_mid), (sigma_mid, 0.0)):
+        with torch.no_grad():
+            v_cond, v_uncond = (net(torch.cat([x, y], dim=1), torch.tensor([sigma]), c, reference_latents=[reference])
+                                for c in context)
+        x = x + (v_uncond + 4.0 * (v_cond - v_uncond)) * (sigma_next - sigma)
+    want = WAN21.process_out(x)
+    assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
+    # the reference counts
+    with torch.no_grad():
+        assert (net(torch.cat([x, y], dim=1), torch.tensor([0.5]), context[0], reference_latents=[reference])
+                - net(torch.cat([x, y], dim=1), torch.tensor([0.5]), context[0])).abs().max() > 1e-3

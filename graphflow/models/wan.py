@@ -199,17 +199,23 @@ class Wan(nn.Module):
         if cfg.vace_layers:
             self.vace_patch_embedding = nn.Conv3d(cfg.vace_in_channels, dim, cfg.patch_size, stride=cfg.patch_size)
             self.vace_blocks = nn.ModuleList([VaceBlock(cfg, i == 0) for i in range(cfg.vace_layers)])
+        if cfg.ref_in_channels:  # Wan 2.2 Fun Control: a reference image's latent, patched as one frame
+            self.ref_conv = nn.Conv2d(cfg.ref_in_channels, dim, cfg.patch_size[1:], stride=cfg.patch_size[1:])
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, y=None,
                 clip_fea: torch.Tensor | None = None, vace_context: torch.Tensor | None = None,
-                vace_strength=(1.0,), time_dim_concat: torch.Tensor | None = None, **unused) -> torch.Tensor:
+                vace_strength=(1.0,), time_dim_concat: torch.Tensor | None = None, reference_latents=None,
+                **unused) -> torch.Tensor:
         """x [B, in_channels, F, H, W] (I2V: the latent and its 20 concat channels); sigma [B] (or
         [B, F*H*W]: sigma x the noise mask per latent pixel, the TI2V 5B's kept start frame);
         context [B, L, text_dim]; y unused (no pooled vector); clip_fea [B, 257, 1280] CLIP
         vision penultimate states (I2V; None: text alone); vace_context [B, N, vace_in_channels,
         F, H, W] (VACE models: N control inputs, model space) with a strength each; time_dim_concat
         [B, in_channels, F', H, W] frames appended after the video's (Phantom-Wan's subject images,
-        model space: seen by attention, their positions after the video's, cut from the output) ->
+        model space: seen by attention, their positions after the video's, cut from the output);
+        reference_latents [[B, ref_in_channels, H, W]] (models with ref_conv, Wan 2.2 Fun Control: the
+        last one's tokens go before the video's, at the first frame's positions, the video's one frame
+        later, and are cut from the output) ->
         velocity [B, out_channels, F, H, W]."""
         cfg = self.config
         b, _, f, h, w = x.shape
@@ -241,7 +247,14 @@ class Wan(nn.Module):
         if clip_fea is not None and cfg.i2v:
             image = self.img_emb(clip_fea.to(x.device, x.dtype))
             context, image_tokens = torch.cat([image, context], dim=1), image.shape[1]
-        pe = rope(cfg.head_dim, *grid, x.device)
+        ref = None
+        if reference_latents and cfg.ref_in_channels:  # ComfyUI ignores them on a Wan without ref_conv
+            if sigma.dim() == 2:
+                raise ValueError("a reference latent can't be used with per-frame timesteps")
+            ref = self.ref_conv(F.pad(reference_latents[-1], pad[:4]).to(self.ref_conv.weight.dtype))
+            ref = ref.flatten(2).transpose(1, 2).to(x.dtype)
+            hidden = torch.cat([ref, hidden], dim=1)
+        pe = rope(cfg.head_dim, grid[0] + (ref is not None), *grid[1:], x.device)
         hints, after = [], {}
         if cfg.vace_layers:
             if vace_context is None:
@@ -261,6 +274,8 @@ class Wan(nn.Module):
                     skip, hints[k] = self.vace_blocks[after[i]](hints[k], video, e6, context, pe, image_tokens)
                     hidden = hidden + skip * vace_strength[k]
         out = self.head(hidden, e)  # [B, F h w, pt ph pw C]
+        if ref is not None:
+            out = out[:, ref.shape[1]:]
         out = out.reshape(b, *grid, pt, ph, pw, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
         out = out.reshape(b, -1, grid[0] * pt, grid[1] * ph, grid[2] * pw)
         return out[:, :, :f, :h, :w]

@@ -356,6 +356,8 @@ def _reference_latents(model, options: dict, batch: int, device) -> tuple[torch.
     latents = options.get("reference_latents") or ()
     if not latents:
         return ()
+    if getattr(model, "arch", None) == "wan":  # Wan 2.2 Fun Control (Wan22FunControlToVideo's ref_image)
+        return _wan_reference(model, latents, batch, device)
     if getattr(model, "arch", None) != "flux" or getattr(model, "fill", False):
         raise ValueError(f"ReferenceLatent: reference latents need a FLUX Kontext model; this "
                          f"{getattr(model, 'arch', '?')}{' Fill' if getattr(model, 'fill', False) else ''} "
@@ -368,6 +370,20 @@ def _reference_latents(model, options: dict, batch: int, device) -> tuple[torch.
                              f"VAE's latent), got shape {tuple(latent.shape)}")
         out.append(repeat_to_batch(fmt.process_in(latent.float()), batch).to(device))
     return tuple(out)
+
+
+def _wan_reference(model, latents, batch: int, device) -> tuple[torch.Tensor, ...]:
+    """A Wan model's reference image, as ComfyUI's WAN21 passes it: the last reference latent's first
+    frame in model space, [B, C, h, w], for a model with ref_conv (Wan 2.2 Fun Control); other Wan
+    models ignore it, as ComfyUI's do."""
+    cfg = getattr(getattr(model, "unet", None), "config", None)
+    if not getattr(cfg, "ref_in_channels", 0):
+        return ()
+    latent = latents[-1]
+    if latent.ndim != 5 or latent.shape[1] != cfg.ref_in_channels:
+        raise ValueError(f"Wan22FunControlToVideo: the reference latent must be [B, {cfg.ref_in_channels}, frames, h, "
+                         f"w] (this model's VAE's), got shape {tuple(latent.shape)}")
+    return (repeat_to_batch(model.latent_format.process_in(latent.float())[:, :, 0], batch).to(device),)
 
 
 def _area_inside(inner, outer) -> bool:

@@ -469,7 +469,8 @@ def wan_concat(options: dict, denoise_mask: torch.Tensor | None, latent_format, 
     """A Wan image-to-video model's `extra` input channels (20), as ComfyUI's WAN21.concat_cond builds
     them: 4 mask channels (1 - "concat_mask" (WanImageToVideo's: 0 on the given frames), else 1 -
     the noise mask, else 0; resized to the latent, frames padded with 0), then the start image's
-    latent ("concat_latent_image", zeros without one) in model space, resized to the latent.
+    latent ("concat_latent_image", zeros without one) in model space, resized to the latent
+    ("concat_mask_index": the mask goes after that many latent channels instead, Wan22FunControlToVideo's).
     A concat latent of exactly `extra` channels (WanFunControlToVideo's 32: control and start-image
     latents) is all the extra input, each 16 channels in model space, no mask."""
     batch, _, frames, h, w = shape
@@ -496,7 +497,8 @@ def wan_concat(options: dict, denoise_mask: torch.Tensor | None, latent_format, 
         if mask.shape[2] < frames:
             mask = torch.nn.functional.pad(mask, (0, 0, 0, 0, 0, frames - mask.shape[2]))
         mask = repeat_to_batch(mask.expand(-1, 4, -1, -1, -1), batch)
-    return torch.cat([mask, image], dim=1)
+    index = int(options.get("concat_mask_index") or 0)  # Wan 2.2 Fun Control: the mask after the control latent
+    return torch.cat([image[:, :index], mask, image[:, index:]], dim=1)
 
 
 def ip2p_concat(options: dict, arch: str, latent_format, shape: tuple, device) -> torch.Tensor:
