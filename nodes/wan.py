@@ -12,7 +12,7 @@ model's image tokens (clip_vision_output)."""
 from __future__ import annotations
 
 from graphflow.api import (CLIP_VISION_OUTPUT, CONDITIONING, IMAGE, INT, LATENT, MASK, VAE, ComfyAlias, Float, Int,
-                           Node, NodeInputError)
+                           Node, NodeInputError, Text)
 
 MAX_SIZE = 16384
 LATENT_CHANNELS = 16  # the Wan 2.1 VAE's
@@ -390,6 +390,131 @@ class Wan22FunControlToVideo(Node):
         if reference is not None:
             positive = append_options(positive, reference_latents=[reference])
             negative = append_options(negative, reference_latents=[reference])
+        return positive, negative, {"samples": latent}
+
+
+TRACK_POINTS = 121  # ATI's tracks: 121 points each (24 fps), resampled to the video's frames
+
+
+def parse_tracks(text: str) -> list:
+    """WanTrackToVideo's tracks: JSON (single quotes allowed) of one track (a list of {"x", "y"}), a
+    list of tracks, or a list of such lists (one per batch item); unreadable text: no tracks."""
+    import json
+
+    try:
+        data = json.loads(text.replace("'", '"'))
+    except json.JSONDecodeError:
+        return []
+    data = list(data) if isinstance(data, list) else []
+    if data and isinstance(data[0], dict) and "x" in data[0]:
+        data = [data]
+    return data
+
+
+def track_tensor(tracks: list, width: int, height: int, frames: int):
+    """ATI's track tensor [frames + 1, N, 4] of N tracks of pixel points: (time in [-1, 1], x and y
+    around the centre in short-edge halves, visibility +-1), each track padded with invisible points
+    (or cut) to 121 points, the first point kept and the other 120 resampled to `frames`."""
+    import math
+
+    import torch
+
+    points = torch.zeros(TRACK_POINTS, len(tracks), 3)
+    for n, track in enumerate(tracks):
+        for t, p in enumerate(track[:TRACK_POINTS]):
+            points[t, n] = torch.tensor([float(p["x"]), float(p["y"]), 1.0])
+    xy = (points[..., :2] - torch.tensor([width, height]) / 2) / min(width, height) * 2
+    visible = points[..., 2:] * 2 - 1
+    time = torch.linspace(-1, 1, TRACK_POINTS).view(-1, 1, 1).expand_as(visible)
+    out = torch.cat([time, xy, visible], dim=-1)
+    g = math.gcd(120, frames)
+    rest = torch.repeat_interleave(out[1:], frames // g, dim=0)[1::120 // g]
+    return torch.cat([out[:1], rest], dim=0)
+
+
+def patch_motion(tracks, latent, temperature: float, topk: int):
+    """ATI's motion patch of one video: tracks [T, N, 4] (pixel frames), latent [C, F, h, w] in model
+    space -> (mask [F, h, w], features [C, F, h, w]). Each later latent frame's pixels take the
+    first frame's features where the tracks are (each track's visible points averaged over the 4
+    pixel frames of the latent frame), weighted exp(-temperature d^2) over the topk nearest tracks,
+    the latent elsewhere; the mask is those weights summed (1 on the first frame)."""
+    import torch
+    import torch.nn.functional as F
+
+    _, frames, h, w = latent.shape
+    short = min(h, w)
+    xy, visible = tracks[..., 1:3], tracks[..., 3:].clamp(0, 1)
+    start = (xy[:1] / torch.tensor([w / short, h / short])).clamp(-1, 1)  # grid_sample's [-1, 1]
+    xs, ys = torch.linspace(-w / short, w / short, w), torch.linspace(-h / short, h / short, h)
+    grid = torch.stack([xs.view(1, w).expand(h, w), ys.view(h, 1).expand(h, w)], dim=-1)  # [h, w, (x, y)]
+    seen = visible[1:].reshape(frames - 1, 4, -1, 1).sum(1)  # [F - 1, N, 1]
+    where = (xy[1:] * visible[1:]).reshape(frames - 1, 4, -1, 2).sum(1) / (seen + 1e-5)
+    dist = (where[:, None, None] - grid[None, :, :, None]).pow(2).sum(-1)  # [F - 1, h, w, N]
+    weight = torch.exp(-dist * temperature) * seen.clamp(0, 1).view(frames - 1, 1, 1, -1)
+    weight, index = torch.topk(weight, k=min(topk, weight.shape[-1]), dim=-1)
+    point = F.grid_sample(latent[:, :1].movedim(1, 0), start[None].to(latent.dtype), mode="bilinear",
+                          padding_mode="zeros", align_corners=False)[0, :, 0].T  # [N, C]
+    moved = (point[index] * weight[..., None]).sum(-2).permute(3, 0, 1, 2)  # [C, F - 1, h, w]
+    total = weight.sum(-1)
+    features = torch.cat([latent[:, :1], moved + latent[:, 1:] * (1 - total.clamp(0, 1))], dim=1)
+    return torch.cat([torch.ones_like(total[:1]), total]), features
+
+
+class WanTrackToVideo(Node):
+    """Wan 2.1 ATI (trajectory control, an I2V model): the start image (the rest of the video
+    mid-grey) is encoded, and each latent frame after the first takes the first frame's features
+    along the given tracks (JSON lists of {"x", "y"} pixel points, 121 per track at 24 fps;
+    temperature: how sharply a point's features fall off with distance; topk: tracks mixed per
+    pixel), as the I2V concat latent, its mask the tracks' weights. No tracks: WanImageToVideo."""
+    category = "conditioning/video_models"
+    positive: CONDITIONING
+    negative: CONDITIONING
+    vae: VAE
+    tracks: str = Text("[]", multiline=True)
+    width: int = Int(832, min=16, max=MAX_SIZE, step=16)
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    length: int = Int(81, min=1, max=MAX_SIZE, step=4)
+    batch_size: int = Int(1, min=1, max=4096)
+    temperature: float = Float(220.0, min=1.0, max=1000.0, step=0.1)
+    topk: int = Int(2, min=1, max=10)
+    start_image: IMAGE
+    clip_vision_output: CLIP_VISION_OUTPUT = None
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
+    comfy = ComfyAlias(("WanTrackToVideo",), optional=("clip_vision_output",))
+
+    def run(self):
+        import torch
+
+        from graphflow.models.latent_formats import WAN21
+
+        node = "WanTrackToVideo"
+        data = parse_tracks(self.tracks)
+        if not data:
+            return WanImageToVideo.run(self)  # its inputs are all ours, by the same names
+        if (self.length - 1) % FRAMES_PER_LATENT:
+            raise NodeInputError("length", f"{node} needs 4n + 1 frames (whole latent frames), got {self.length}")
+        if isinstance(data[0][0], dict):
+            data = [data]  # one list of tracks for every batch item
+        latent = empty_video(self.batch_size, self.length, self.height, self.width)
+        positive, negative = self.positive, self.negative
+        start = _fit(self.start_image[:self.batch_size], self.width, self.height, "start_image")
+        for name, n in (("start_image", start.shape[0]), ("tracks", len(data))):
+            if n not in (1, self.batch_size):
+                raise NodeInputError(name, f"{node} takes 1 or batch_size ({self.batch_size}) of these, got {n}")
+        mask, features = [], []
+        for b in range(self.batch_size):
+            video = torch.full((self.length, self.height, self.width, 3), 0.5)
+            video[0] = start[b % start.shape[0]]
+            encoded = WAN21.process_in(_encode(self.vae, video, node).float())[0]  # patching is non-linear
+            tracks = track_tensor(data[b % len(data)], self.width, self.height, self.length - 1)
+            m, f = patch_motion(tracks, encoded, self.temperature, self.topk)
+            mask.append(m[None].expand(FRAMES_PER_LATENT, -1, -1, -1))
+            features.append(f)
+        values = {"concat_mask": 1.0 - torch.stack(mask), "concat_latent_image": WAN21.process_out(torch.stack(features))}
+        positive, negative = with_options(positive, **values), with_options(negative, **values)
+        if self.clip_vision_output is not None:
+            positive = with_options(positive, clip_vision_output=self.clip_vision_output)
+            negative = with_options(negative, clip_vision_output=self.clip_vision_output)
         return positive, negative, {"samples": latent}
 
 

@@ -1105,3 +1105,70 @@ def test_wan22_fun_control_sampling(tmp_path):
     with torch.no_grad():
         assert (net(torch.cat([x, y], dim=1), torch.tensor([0.5]), context[0], reference_latents=[reference])
                 - net(torch.cat([x, y], dim=1), torch.tensor([0.5]), context[0])).abs().max() > 1e-3
+
+
+# -- ATI trajectories (WanTrackToVideo) -------------------------------------------------------------
+
+def test_wan_track_to_video_node():
+    """WanTrackToVideo as ComfyUI's on one track, worked by hand: the track starts on latent pixel
+    (row 2, column 1), whose first-frame features (model space) then spread to the next latent frame
+    around the track's later position with weight exp(-temperature d^2) (d on ComfyUI's grid, the
+    image spanning [-1, 1] on its short edge), the latent kept by 1 - weight; the mask is that
+    weight (1 on the first frame); the I2V model's extra channels are the mask x4 and the features."""
+    from graphflow.api import NodeInputError
+    from graphflow.images import center_crop_to_aspect, resize_nchw
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.sampling.pipeline import wan_concat
+
+    cond = [(torch.randn(1, 512, 32), {"a": 1})]
+    start = torch.rand(1, 40, 40, 3, generator=torch.Generator().manual_seed(8))
+    vae = wan_vae()
+    track = [{"x": 12, "y": 20}] + [{"x": 28, "y": 4}] * 120
+    tracks = json.dumps(track).replace('"', "'")  # ComfyUI reads single quotes too
+    pos, neg, latent = call(registry(), "WanTrackToVideo", positive=cond, negative=cond, vae=vae, tracks=tracks,
+                            width=32, height=32, length=5, batch_size=1, temperature=3.0, topk=2, start_image=start)
+    assert latent["samples"].shape == (1, 16, 2, 4, 4) and latent["samples"].abs().max() == 0
+    video = torch.full((5, 32, 32, 3), 0.5)
+    video[0] = resize_nchw(center_crop_to_aspect(start.movedim(-1, 1), 32, 32), 32, 32, "bilinear").movedim(1, -1)[0]
+    y = WAN21.process_in(vae.encode(video))[0]  # [16, 2, 4, 4]
+    grid = torch.linspace(-1, 1, 4)  # ComfyUI's: the grid spans [-1, 1], not the pixel centres
+    weight = torch.exp(-3.0 * ((grid.view(1, 4) - 0.75) ** 2 + (grid.view(4, 1) + 0.75) ** 2))  # [rows, cols]
+    point = y[:, 0, 2, 1]
+    features = torch.stack([y[:, 0], point[:, None, None] * weight + y[:, 1] * (1 - weight)], dim=1)
+    for side in (pos, neg):
+        options = side[0][1]
+        assert options["a"] == 1
+        assert torch.allclose(WAN21.process_in(options["concat_latent_image"])[0], features, atol=1e-5)
+        assert options["concat_mask"].shape == (1, 4, 2, 4, 4)
+        assert torch.allclose(options["concat_mask"][0, :, 0], torch.zeros(4, 4, 4), atol=1e-6)
+        assert torch.allclose(options["concat_mask"][0, :, 1], (1 - weight).expand(4, -1, -1), atol=1e-6)
+    extra = wan_concat(pos[0][1], None, WAN21, (1, 16, 2, 4, 4), 20, "cpu")
+    assert torch.allclose(extra[0, :4, 1], weight.expand(4, -1, -1), atol=1e-6) and extra[0, :4, 0].eq(1).all()
+    assert torch.allclose(extra[0, 4:], features, atol=1e-5)
+    # no tracks: WanImageToVideo's conditioning
+    got = call(registry(), "WanTrackToVideo", positive=cond, negative=cond, vae=vae, tracks="[]", width=32,
+               height=32, length=5, batch_size=1, temperature=3.0, topk=2, start_image=start)
+    want = call(registry(), "WanImageToVideo", positive=cond, negative=cond, vae=vae, width=32, height=32, length=5,
+                batch_size=1, start_image=start)
+    assert torch.equal(got[0][0][1]["concat_latent_image"], want[0][0][1]["concat_latent_image"])
+    assert torch.equal(got[0][0][1]["concat_mask"], want[0][0][1]["concat_mask"])
+    with pytest.raises(NodeInputError, match="4n \\+ 1"):
+        call(registry(), "WanTrackToVideo", positive=cond, negative=cond, vae=vae, tracks=tracks, width=32, height=32,
+             length=6, batch_size=1, temperature=3.0, topk=2, start_image=start)
+
+
+def test_track_tensor_resamples_121_points_to_the_frames():
+    """ATI's 121 points at 24 fps: the first kept, the other 120 resampled to the video's frames
+    (80 frames: every 1.5 points); x, y around the centre in short-edge halves; padding invisible."""
+    from nodes.wan import track_tensor
+
+    track = [{"x": float(t), "y": 10.0} for t in range(100)]  # 100 points, the rest padding
+    out = track_tensor([track], 64, 32, 80)
+    assert out.shape == (81, 1, 4)
+    assert torch.allclose(out[:, 0, 0], torch.cat([torch.tensor([-1.0]),
+                                                    torch.linspace(-1, 1, 121)[1:].repeat_interleave(2)[1::3]]))
+    kept = torch.cat([torch.tensor([0]), torch.arange(1, 121).repeat_interleave(2)[1::3]])
+    x = torch.where(kept < 100, kept.float(), torch.zeros(()))
+    assert torch.allclose(out[:, 0, 1], (x - 32) / 32 * 2)
+    assert torch.allclose(out[:, 0, 2], torch.where(kept < 100, torch.tensor(-6 / 32 * 2), torch.tensor(-1.0)))
+    assert torch.equal(out[:, 0, 3], torch.where(kept < 100, torch.tensor(1.0), torch.tensor(-1.0)))
