@@ -420,6 +420,34 @@ def write_chroma(path, seed: int = 0, dtype=torch.float16, scaled_down: bool = T
     return Path(path)
 
 
+def chroma_radiance_config(scaled_down: bool = True, final_head: str = "linear"):
+    """Chroma Radiance's config (Chroma1-Radiance as ComfyUI sets it up), or a tiny one: the tiny
+    Chroma trunk on 8x8 patches, a 2-block head of width 8."""
+    from .models.chroma import ChromaRadianceConfig
+
+    if not scaled_down:
+        return ChromaRadianceConfig(nerf_final_head=final_head)
+    trunk = {k: getattr(chroma_config(), k) for k in ("hidden_size", "num_heads", "depth", "depth_single_blocks",
+                                                      "axes_dim", "context_in_dim", "approximator_hidden",
+                                                      "approximator_layers")}
+    return ChromaRadianceConfig(patch_size=8, nerf_hidden_size=8, nerf_mlp_ratio=2, nerf_depth=2, nerf_max_freqs=4,
+                                nerf_final_head=final_head, **trunk)
+
+
+def write_chroma_radiance(path, seed: int = 0, dtype=torch.float16, scaled_down: bool = True, prefixed: bool = False,
+                          final_head: str = "linear") -> Path:
+    """A random Chroma Radiance diffusion model in the original file's layout (Chroma's names with
+    img_in_patch and the nerf_* head), bare or, prefixed, under ComfyUI's model.diffusion_model."""
+    from .models.chroma import ChromaRadiance
+
+    with torch.device("meta"):
+        shapes = _module_shapes(ChromaRadiance(chroma_radiance_config(scaled_down, final_head)))
+    state = random_state(shapes, seed, torch.float32)
+    prefix = UNET_PREFIX if prefixed else ""
+    save_file({prefix + k: v.to(dtype) for k, v in state.items()}, str(path))
+    return Path(path)
+
+
 def ltxv_configs(scaled_down: bool = True):
     """LTX-Video's transformer and video VAE configs (2B v0.9), or tiny ones (128 latent channels,
     as EmptyLTXVLatentVideo makes, 32 heads as ComfyUI reads them, taking the tiny T5's tokens)."""

@@ -138,8 +138,11 @@ def _taesd_halves(name: str) -> dict:
     return halves
 
 
+PIXEL_SPACE = "pixel_space"  # ComfyUI's weightless VAE for pixel-space models, last in its list
+
+
 def _vae_choices() -> list[str]:
-    return folders.list_models("vae") + [n for n in TAESD_NAMES if len(_taesd_halves(n)) == 2]
+    return folders.list_models("vae") + [n for n in TAESD_NAMES if len(_taesd_halves(n)) == 2] + [PIXEL_SPACE]
 
 
 class LoadVAE(Node):
@@ -147,14 +150,18 @@ class LoadVAE(Node):
     16-channel SD3 VAE, FLUX's ae.safetensors, Mochi's mochi_vae.safetensors, Wan 2.1's video VAE
     wan_2.1_vae). "taesd", "taesdxl",
     "taesd3" and "taef1" are the tiny autoencoders (fast, approximate decodes and encodes), offered
-    when both their files (NAME_encoder / NAME_decoder .safetensors) are in models/vae_approx/."""
+    when both their files (NAME_encoder / NAME_decoder .safetensors) are in models/vae_approx/.
+    "pixel_space" is no file: the VAE of pixel-space models (Chroma Radiance), whose latents are
+    the image itself as [B, 3, H, W] in -1..1."""
     category = "loaders"
-    vae_name: str = Choice(_vae_choices, model_folder="vae", not_files=TAESD_NAMES)
+    vae_name: str = Choice(_vae_choices, model_folder="vae", not_files=(*TAESD_NAMES, PIXEL_SPACE))
     outputs = {"vae": VAE}
     comfy = ComfyAlias(("VAELoader",))
 
     @classmethod
     def fingerprint(cls, vae_name):
+        if vae_name == PIXEL_SPACE:
+            return PIXEL_SPACE
         if vae_name in TAESD_NAMES:
             return ";".join(folders.model_state("vae_approx", f) for f in _taesd_halves(vae_name).values())
         return folders.model_state("vae", vae_name)
@@ -162,6 +169,10 @@ class LoadVAE(Node):
     def run(self):
         from graphflow.models.checkpoint import CheckpointError, load_vae
 
+        if self.vae_name == PIXEL_SPACE:
+            from graphflow.models.vae import PixelSpaceVAE
+
+            return PixelSpaceVAE()
         try:
             if self.vae_name in TAESD_NAMES:
                 return self._tiny()

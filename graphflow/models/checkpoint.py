@@ -19,7 +19,7 @@ from .architecture import (ARCH_NAMES, UNET_PREFIX, VAE_PARTS, VAE_PREFIX, ArchI
                            detect_architecture, format_prefixes, is_video_checkpoint, locate_towers, prefix_summary,
                            vae_config_from_shapes)
 from .cast_layers import FP8_DTYPES, WEIGHT_DTYPES, castable_weights, set_scales
-from .chroma import Chroma
+from .chroma import Chroma, ChromaRadiance
 from .diffusers_names import vae_view
 from .diffusion_model import PIXART_SCHEDULE, DiffusionModel
 from .flow_architecture import FlowInfo, detect_flow_model, vae_in
@@ -150,9 +150,10 @@ def build_flow_model(source, info: FlowInfo, device, dtype, weight_dtype: str = 
     Linear/Conv weights are stored in `weight_dtype` (fp8_e4m3fn / fp8_e5m2), or kept in fp8 where
     the file holds them so ("default"); everything else, and all computation, is in `dtype`."""
     with torch.device("meta"):
-        net = {"sd3": MMDiT, "flux": Flux, "chroma": Chroma, "ltxv": LTXV, "mochi": Mochi, "wan": Wan,
-               "lumina2": Lumina2}[info.arch](
-            info.config)
+        network = ChromaRadiance if info.family == "chroma_radiance" else {
+            "sd3": MMDiT, "flux": Flux, "chroma": Chroma, "ltxv": LTXV, "mochi": Mochi, "wan": Wan,
+            "lumina2": Lumina2}[info.arch]
+        net = network(info.config)
     dtype_of = _weight_storage(net, source, dtype, weight_dtype)
     net = _assign(net, source, device, dtype, f"{info.name} ({info.prefix or 'no prefix'})", dtype_of=dtype_of)
     return DiffusionModel(net, info.arch, "flow", info.latent_format)

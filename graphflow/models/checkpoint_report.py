@@ -300,6 +300,12 @@ def _flow_report(f: "WeightFile", info: FlowInfo, size: int) -> str:
         detail = (f"{c.num_layers} layers + {c.num_refiner_layers} refiner layers each for noise and caption, "
                   f"width {c.dim}, {c.num_heads} heads ({c.num_kv_heads} kv), patch {c.patch_size}, "
                   f"caption width {c.cap_feat_dim}")
+    elif info.family == "chroma_radiance":
+        detail = (f"{c.depth} double + {c.depth_single_blocks} single blocks, width {c.hidden_size}, "
+                  f"{c.num_heads} heads, {c.patch_size}x{c.patch_size} pixel patches of {c.in_channels} ch, "
+                  f"approximator {c.approximator_layers} layers of {c.approximator_hidden}; NeRF head "
+                  f"{c.nerf_depth} blocks of width {c.nerf_hidden_size} (MLP x{c.nerf_mlp_ratio}), "
+                  f"{c.nerf_max_freqs}^2 position features, {c.nerf_final_head} final layer")
     elif info.arch == "chroma":
         detail = (f"{c.depth} double + {c.depth_single_blocks} single blocks, width {c.hidden_size}, "
                   f"{c.num_heads} heads, in {c.in_channels} packed ch, approximator {c.approximator_layers} layers "

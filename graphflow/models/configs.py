@@ -314,6 +314,7 @@ class ChromaConfig:
     approximator_hidden: int = 5120
     approximator_layers: int = 5
     guidance_embed = False  # no FLUX-dev guidance input (a class attribute: the sampler reads it)
+    pixel_space = False  # latents are the FLUX VAE's, packed 2x2 into in_channels
 
     @property
     def latent_channels(self) -> int:
@@ -325,22 +326,58 @@ class ChromaConfig:
         return 3 * self.depth_single_blocks + 12 * self.depth + 2
 
 
+@dataclass(frozen=True)
+class ChromaRadianceConfig(ChromaConfig):
+    """Chroma Radiance (lodestones' pixel-space Chroma): Chroma's trunk on patch_size^2 pixel
+    patches (a strided conv in), and a per-patch MLP ("NeRF" head) whose weights each patch's
+    hidden state generates, in place of the final layer. Defaults: Chroma1-Radiance as ComfyUI
+    configures it (the head's sizes are not read from its weights there; here they are)."""
+    in_channels: int = 3  # RGB in -1..1
+    out_channels: int = 3
+    patch_size: int = 16
+    nerf_hidden_size: int = 64
+    nerf_mlp_ratio: int = 4
+    nerf_depth: int = 4
+    nerf_max_freqs: int = 8  # positional features: max_freqs^2 cosine products per pixel
+    nerf_tile_size: int = 32  # patches per head call, x batch (0: all at once); ComfyUI v0.3.64's default
+    nerf_final_head: str = "linear"  # "linear" (nerf_final_layer) or "conv" (nerf_final_layer_conv, 3x3)
+    pixel_space = True  # latents are the image itself [B, 3, H, W]
+
+    @property
+    def latent_channels(self) -> int:
+        return self.in_channels
+
+
 def chroma_config_from_state_dict(shapes: dict[str, tuple]) -> ChromaConfig:
     """The architecture from key names and shapes (keys without `model.diffusion_model.`); the
-    rotary axes as for FLUX (flux_config_from_state_dict)."""
-    hidden, in_channels = shapes["img_in.weight"]
+    rotary axes as for FLUX (flux_config_from_state_dict). A ChromaRadianceConfig where the NeRF
+    head's `nerf_blocks.0.norm.scale` is present (ComfyUI's marker of Chroma Radiance)."""
     head_dim = shapes["double_blocks.0.img_attn.norm.query_norm.scale"][0]
     spatial = head_dim * 7 // 32 * 2
     approximator_hidden, approximator_in = shapes["distilled_guidance_layer.in_proj.weight"]
     count = lambda prefix: len({k[len(prefix):].split(".")[0] for k in shapes if k.startswith(prefix)})  # noqa: E731
-    return ChromaConfig(
-        in_channels=in_channels, out_channels=shapes["final_layer.linear.weight"][0],
+    hidden = shapes["txt_in.weight"][0]
+    trunk = dict(
         context_in_dim=shapes["txt_in.weight"][1], hidden_size=hidden,
         mlp_ratio=shapes["double_blocks.0.img_mlp.0.weight"][0] / hidden, num_heads=hidden // head_dim,
         depth=count("double_blocks."), depth_single_blocks=count("single_blocks."),
         axes_dim=(head_dim - 2 * spatial, spatial, spatial), qkv_bias="double_blocks.0.img_attn.qkv.bias" in shapes,
         approximator_in_dim=approximator_in, approximator_hidden=approximator_hidden,
         approximator_layers=count("distilled_guidance_layer.layers."))
+    if "nerf_blocks.0.norm.scale" not in shapes:
+        return ChromaConfig(in_channels=shapes["img_in.weight"][1], out_channels=shapes["final_layer.linear.weight"][0],
+                            **trunk)
+    _, channels, patch, _ = shapes["img_in_patch.weight"]
+    nerf_hidden, embed_in = shapes["nerf_image_embedder.embedder.0.weight"]
+    freqs = round((embed_in - channels) ** 0.5)
+    if freqs * freqs != embed_in - channels:
+        raise ValueError(f"nerf_image_embedder takes {embed_in} features: not {channels} channels + a square "
+                         "number of positional features")
+    return ChromaRadianceConfig(
+        in_channels=channels, out_channels=channels, patch_size=patch, nerf_hidden_size=nerf_hidden,
+        nerf_mlp_ratio=shapes["nerf_blocks.0.param_generator.weight"][0] // (3 * nerf_hidden ** 2),
+        nerf_depth=count("nerf_blocks."), nerf_max_freqs=freqs,
+        nerf_final_head="conv" if "nerf_final_layer_conv.norm.scale" in shapes else "linear", **trunk)
 
 
 @dataclass(frozen=True)

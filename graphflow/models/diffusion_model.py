@@ -80,7 +80,9 @@ class DiffusionModel:
     mu linear from base_shift 0.5 at 256 image tokens to max_shift 1.15 at 4096, sigma' = e^mu /
     (e^mu + 1/t - 1) (`sampling_shift` 1.15 is the mu used without a resolution). schnell:
     fixed `sampling_shift` 1.0, no shift. Chroma: ComfyUI samples it as FLUX dev (ModelSamplingFlux,
-    mu 1.15), with guidance 0 and real CFG.
+    mu 1.15), with guidance 0 and real CFG. Chroma Radiance is arch "chroma" too (sampled alike,
+    ComfyUI's ChromaRadiance being a Chroma), its x the image [B, 3, H, W] in -1..1 (latent format
+    CHROMA_RADIANCE, the pixel_space VAE).
 
     LTX-Video (ltxv, graphflow.models.ltxv): x a video latent [B, 128, frames, h, w]; context T5's
     tokens; model(x, sigma, context, y, frame_rate=25.0, keyframe_positions=None) (y unused: no
@@ -171,8 +173,9 @@ class DiffusionModel:
 
     @property
     def in_channels(self) -> int:
-        """Latent channels the network takes (FLUX: its packed width / 4)."""
-        return self.unet.config.in_channels // (4 if self.arch in PACKED_ARCHS else 1)
+        """Latent channels the network takes (FLUX: its packed width / 4; Chroma Radiance: RGB)."""
+        cfg = self.unet.config
+        return cfg.in_channels // (4 if self.arch in PACKED_ARCHS and not getattr(cfg, "pixel_space", False) else 1)
 
     @property
     def inpaint(self) -> bool:

@@ -7,6 +7,9 @@ files and ComfyUI's saves, none in diffusion-model-only files):
     FLUX.1 (BFL)              P double_blocks.N.*, single_blocks.N.*, img_in, txt_in, ...
     Chroma (lodestones)       FLUX's names plus distilled_guidance_layer.*, without *_mod.lin,
                               time_in, vector_in, guidance_in
+    Chroma Radiance           Chroma's, with img_in_patch (a conv) for img_in and the pixel head
+                              nerf_image_embedder, nerf_blocks.N, nerf_final_layer(_conv) for
+                              final_layer (ComfyUI's marker: nerf_blocks.0.norm.scale)
     LTX-Video (Lightricks)    P transformer_blocks.N.*, patchify_proj, adaln_single, ...; its
                               causal video VAE under vae.* (Lightricks' 0.9.0 layout)
     Mochi 1 (Genmo)           P blocks.N.{attn.qkv_x,mod_y,mlp_x.w1,...}, pos_frequencies,
@@ -22,18 +25,19 @@ files and ComfyUI's saves, none in diffusion-model-only files):
 
 Families: SD3 medium (no QK-norm), SD3.5 large (RMS QK-norm), SD3.5 medium (MMDiT-X: attn2 in
 early blocks); FLUX.1 dev (guidance_in), schnell (none), Fill (384 packed input channels =
-noisy latent + masked image + mask), and the 128-channel control variants (Depth/Canny); Chroma.
+noisy latent + masked image + mask), and the 128-channel control variants (Depth/Canny); Chroma,
+Chroma Radiance (arch "chroma", family "chroma_radiance": pixel space, no VAE).
 """
 
 from dataclasses import dataclass, field, replace
 
-from .configs import (ChromaConfig, FluxConfig, LTXVConfig, LTXVVAEConfig, Lumina2Config, MMDiTConfig, MochiConfig,
+from .configs import (ChromaConfig, ChromaRadianceConfig, FluxConfig, LTXVConfig, LTXVVAEConfig, Lumina2Config, MMDiTConfig, MochiConfig,
                       MochiVAEConfig, VAEConfig, chroma_config_from_state_dict, flux_config_from_state_dict,
                       lumina2_config_from_state_dict,
                       ltxv_config_from_state_dict, ltxv_vae_config_from_state_dict, mmdit_config_from_state_dict,
                       WanConfig, mochi_config_from_state_dict, mochi_vae_config_from_state_dict,
                       vae_config_from_state_dict, wan_config_from_state_dict)
-from .latent_formats import FLUX, LTXV, MOCHI, SD3, WAN21, WAN22, LatentFormat
+from .latent_formats import CHROMA_RADIANCE, FLUX, LTXV, MOCHI, SD3, WAN21, WAN22, LatentFormat
 from .weight_files import CheckpointError
 
 DIFFUSION_PREFIXES = ("model.diffusion_model.", "")
@@ -45,6 +49,7 @@ TEXT_ENCODERS = ("clip_l", "clip_g", "t5xxl", "gemma2_2b")
 FAMILY_NAMES = {"sd3_medium": "SD3 medium", "sd35_large": "SD3.5 large", "sd35_medium": "SD3.5 medium",
                 "flux_dev": "FLUX.1 dev", "flux_schnell": "FLUX.1 schnell", "flux_fill": "FLUX.1 Fill (dev)",
                 "flux_control": "FLUX.1 Depth/Canny (dev)", "chroma": "Chroma",
+                "chroma_radiance": "Chroma Radiance (pixel space)",
                 "ltxv": "LTX-Video", "mochi": "Mochi 1 Preview", "wan_t2v": "Wan 2.1 text-to-video",
                 "wan_i2v": "Wan 2.1 image-to-video", "wan_flf2v": "Wan 2.1 first-last-frame-to-video",
                 "wan_fun_control": "Wan 2.1 Fun Control", "wan_vace": "Wan 2.1 VACE",
@@ -91,6 +96,8 @@ class FlowInfo:
     def latent_format(self) -> LatentFormat:
         if self.arch == "wan":
             return WAN22 if self.config.out_channels == WAN22.channels else WAN21  # the 2.2 VAE's (TI2V 5B)
+        if isinstance(self.config, ChromaRadianceConfig):
+            return CHROMA_RADIANCE
         return {"sd3": SD3, "ltxv": LTXV, "mochi": MOCHI}.get(self.arch, FLUX)
 
     @property
@@ -120,6 +127,8 @@ def _family(arch: str, config) -> str:
         if config.in_channels == config.latent_channels + 20 and not config.i2v:  # mask + image latent, no img_emb
             return "wan22_i2v"
         return "wan_flf2v" if config.img_emb_tokens else "wan_i2v" if config.i2v else "wan_t2v"
+    if arch == "chroma" and isinstance(config, ChromaRadianceConfig):
+        return "chroma_radiance"
     if arch in (*T5_ALONE, "lumina2"):
         return arch
     packed = config.in_channels // 4
@@ -242,6 +251,8 @@ def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
         if info.vae.latent_channels != info.latent_channels:
             raise CheckpointError(f"the VAE under {vae[0]} has {info.vae.latent_channels} latent channels; "
                                   f"{info.name} uses {info.latent_channels}")
+    elif info.family == "chroma_radiance":
+        info.notes.append("pixel space, no VAE: VAELoader's pixel_space turns images into its latents and back")
     else:
         info.notes.append("no VAE in the file: load one (" + {"mochi": "mochi_vae.safetensors",
                                                                "wan": "wan2.2_vae.safetensors"

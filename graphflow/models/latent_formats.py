@@ -180,4 +180,10 @@ WAN22 = LatentFormat(
                  0.5709, 0.6065, 0.6415, 0.4944, 0.5726, 1.2042, 0.5458, 1.6887,
                  0.3971, 1.0600, 0.3943, 0.5537, 0.5444, 0.4089, 0.7468, 0.7744))
 
-LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, SD_X4, SD3, FLUX, SC_PRIOR, SC_B, LTXV, MOCHI, WAN21, WAN22)}
+# Chroma Radiance (ComfyUI's ChromaRadiance format): the "latent" is the image itself, RGB in -1..1
+# at full size (pixel_space VAE, downscale 1), unscaled; the preview shows it as it is.
+CHROMA_RADIANCE = LatentFormat("chroma_radiance", channels=3, scale_factor=1.0,
+                               rgb_factors=((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)))
+
+LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, SD_X4, SD3, FLUX, SC_PRIOR, SC_B, LTXV, MOCHI, WAN21, WAN22,
+                                      CHROMA_RADIANCE)}

@@ -14,7 +14,7 @@ from torch import nn
 
 from .attention import attention
 from .configs import VAEConfig, vae_config_from_state_dict  # noqa: F401 (the config lives in configs.py, torch-free)
-from .latent_formats import SD1, LatentFormat
+from .latent_formats import CHROMA_RADIANCE, SD1, LatentFormat
 from .tiling import tiled_map, tiled_map_nd, video_axes
 
 OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
@@ -325,6 +325,38 @@ class VAE(VAESocket):
 
 
 Autoencoder = VAE  # the name CONTRACTS.md uses for the socket
+
+
+class PixelSpaceVAE:
+    """VAELoader's "pixel_space" (ComfyUI's PixelspaceConversionVAE), for models that work on the
+    image itself (Chroma Radiance): encode IMAGE [B, H, W, C] 0..1 -> "latent" [B, 3, H, W] = 2x - 1
+    (the first three channels, nothing cropped: downscale 1); decode the reverse, clamped to 0..1,
+    as every ComfyUI VAE maps pixels in and out. No weights; float32 on the CPU, so a decode of an
+    encode gives the image back (ComfyUI on a bf16 GPU rounds to bf16 on the way)."""
+
+    downscale = 1
+    latent_channels = 3
+    latent_format = CHROMA_RADIANCE
+    temporal_compression = None
+    device = torch.device("cpu")
+    dtype = torch.float32
+
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        if image.dim() != 4 or image.shape[-1] not in (3, 4):
+            raise ValueError(f"VAE encode expects an IMAGE [B, H, W, 3] in 0..1, got shape {tuple(image.shape)}")
+        return image[..., :3].permute(0, 3, 1, 2).float().cpu() * 2.0 - 1.0
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        if latent.dim() != 4 or latent.shape[1] != 3:
+            raise ValueError(f"the pixel_space VAE decodes latents [B, 3, H, W], got shape {tuple(latent.shape)}")
+        return VAE._pixels_out(latent.float().cpu())
+
+    # nothing to run: tiles would give the same numbers
+    def encode_tiled(self, image, tile_size=512, overlap=64):
+        return self.encode(image)
+
+    def decode_tiled(self, latent, tile_size=512, overlap=64):
+        return self.decode(latent)
 
 
 def _tiles_until_it_fits(run, attempts=((512,), (256,), (128,), (64,))):
