@@ -31,7 +31,8 @@ Chroma Radiance (arch "chroma", family "chroma_radiance": pixel space, no VAE).
 
 from dataclasses import dataclass, field, replace
 
-from .configs import (ChromaConfig, ChromaRadianceConfig, FluxConfig, LTXVConfig, LTXVVAEConfig, Lumina2Config, MMDiTConfig, MochiConfig,
+from .configs import (ChromaConfig, ChromaRadianceConfig, FluxConfig, LTXVConfig, LTXVVAEConfig, Lumina2Config,
+                      MMDiTConfig, MochiConfig,
                       MochiVAEConfig, VAEConfig, chroma_config_from_state_dict, flux_config_from_state_dict,
                       lumina2_config_from_state_dict,
                       ltxv_config_from_state_dict, ltxv_vae_config_from_state_dict, mmdit_config_from_state_dict,
