@@ -239,6 +239,7 @@ def test_radiance_options_apply_between_start_and_end_sigma(radiance, monkeypatc
 
 def test_pixel_space_vae_round_trip_is_exact(tmp_folders):
     from graphflow.models.latent_formats import CHROMA_RADIANCE
+    from graphflow.sampling.preview import make_preview
     from nodes.loaders import LoadVAE, _vae_choices
     from nodes.vae import VAEDecode, VAEEncode
 
@@ -264,6 +265,7 @@ def test_pixel_space_vae_round_trip_is_exact(tmp_folders):
     assert torch.equal(vae.decode(wild).permute(0, 3, 1, 2).flatten(),
                        torch.tensor([0.0, 0.0, 0.5, 0.75, 1.0, 1.0]))
     assert torch.equal(CHROMA_RADIANCE.preview(latent), back)
+    assert torch.equal(make_preview(latent, CHROMA_RADIANCE), back[:1])  # the sampler's (no TAESD for it)
     assert torch.equal(CHROMA_RADIANCE.process_in(latent), latent)
     assert torch.equal(CHROMA_RADIANCE.process_out(latent), latent)
     with pytest.raises(ValueError, match="pixel_space VAE decodes"):
