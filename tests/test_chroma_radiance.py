@@ -309,7 +309,7 @@ def test_radiance_detected_from_header_at_full_size():
             assert (kind.name, kind.folder) == ("Chroma Radiance (pixel space) diffusion model", "diffusion_models")
 
 
-def test_loaded_radiance_samples_as_chroma(radiance, tmp_path):
+def test_loaded_radiance_samples_as_chroma(radiance, tmp_path, capsys):
     from graphflow.cli import main
     from graphflow.sampling.flow_sampling import default_flow_schedule, flow_vectors
 
@@ -324,6 +324,9 @@ def test_loaded_radiance_samples_as_chroma(radiance, tmp_path):
         radiance(torch.zeros(1, 16, 8, 8), torch.tensor([0.5]), torch.zeros(1, 2, 32))
     path = write_chroma_radiance(tmp_path / "Chroma1-Radiance.safetensors")
     assert main(["inspect", str(path)]) in (0, None)
+    out = capsys.readouterr().out
+    assert "architecture: Chroma Radiance (pixel space) [chroma, chroma_radiance]" in out
+    assert "8x8 pixel patches of 3 ch" in out and "NeRF head 2 blocks of width 8" in out and "pixel_space" in out
 
 
 # -- (f) a ComfyUI graph end to end ------------------------------------------------------------
