@@ -180,4 +180,10 @@ WAN22 = LatentFormat(
                  0.5709, 0.6065, 0.6415, 0.4944, 0.5726, 1.2042, 0.5458, 1.6887,
                  0.3971, 1.0600, 0.3943, 0.5537, 0.5444, 0.4089, 0.7468, 0.7744))
 
-LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, SD_X4, SD3, FLUX, SC_PRIOR, SC_B, LTXV, MOCHI, WAN21, WAN22)}
+# Cosmos 1.0's CV8x8x8 tokenizer: the VAE normalises its latents itself (per channel and latent
+# frame, times 0.5; graphflow.models.cosmos_vae), so ComfyUI's Cosmos1CV8x8x8 format is the
+# identity; latents are video [B, 16, frames, h, w]. No preview fit is known here.
+COSMOS1 = LatentFormat("cosmos1cv8x8x8", channels=16, scale_factor=1.0)
+
+LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, SD_X4, SD3, FLUX, SC_PRIOR, SC_B, LTXV, MOCHI, WAN21, WAN22,
+                                      COSMOS1)}
