@@ -141,6 +141,16 @@ def test_statistics_repeat_past_their_frames(pair):
     assert torch.equal(std[0, :, 17, 0, 0], ours.latent_std.view(16, 16)[:, 1])
 
 
+def test_latent_format_is_the_identity():
+    """The VAE's latents are already what the model samples (ComfyUI's Cosmos1CV8x8x8: scale 1)."""
+    from graphflow.models.latent_formats import LATENT_FORMATS
+
+    z = torch.randn(1, 16, 3, 2, 2)
+    assert LATENT_FORMATS["cosmos1cv8x8x8"] is COSMOS1
+    assert torch.equal(COSMOS1.process_in(z), z) and torch.equal(COSMOS1.process_out(z), z)
+    assert COSMOS1.preview(z[:, :, 0]).shape == (1, 2, 2, 3)
+
+
 def test_vae_loader_and_nodes(tmp_folders):
     """VAELoader recognises cosmos_cv8x8x8_1.0's layout; VAEEncode takes every frame (12 -> 2 latent
     frames, the picture cropped to multiples of 8 around the centre), VAEDecode gives 8(F - 1) + 1."""
