@@ -3,8 +3,8 @@ its CausalContinuousVideoTokenizer; diffusers' AutoencoderKLCosmos), in NVIDIA's
 ComfyUI loads it.
 
 Pixels [B, 3, T, H, W] in -1..1 <-> latents [B, 16, (T - 1) // 8 + 1, H/8, W/8] (any T: ceil(T / 8)
-latent frames; F latent frames decode to 8(F - 1) + 1). The first frame is repeated 4 times and the
-video cut into 4x4x4 Haar wavelet bands (two rounds of a 2x2x2 Haar step: 3 -> 192 channels; each
+latent frames; F latent frames decode to 8(F - 1) + 1). The first frame is taken 4 times (the
+decoder's inverse drops the 3 extra copies) and the video cut into 4x4x4 Haar wavelet bands (two rounds of a 2x2x2 Haar step: 3 -> 192 channels; each
 step pairs frames / rows / columns into their mean and half-difference, the odd one out reflected);
 then causal factorised 3-D convolutions: every 3x3x3 is a 1x3x3 over space (`.0`, zero-padded) and
 a 3x1x1 over time (`.1`, the first frame replicated in front), each wrapped as `.conv3d`. Residual
