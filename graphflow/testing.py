@@ -1436,6 +1436,43 @@ def write_wan_vae(path, seed: int = 1, dtype=torch.float16, scaled_down: bool = 
     return Path(path)
 
 
+def cosmos_vae_config(scaled_down: bool = True, attention_levels: tuple = ()):
+    """Cosmos 1.0's CV8x8x8 tokenizer config (ComfyUI's: 128 channels x (2, 4, 4), 2 blocks, 4x4x4
+    Haar patches), or a tiny one (8 channels, 1 block; the real stages: 16 latent channels, 8x
+    frames and pixels). attention_levels: levels whose blocks carry attention too (none in the release)."""
+    from .models.cosmos_vae import CosmosVAEConfig
+
+    return CosmosVAEConfig(channels=8, num_res_blocks=1, attention_levels=attention_levels) if scaled_down else \
+        CosmosVAEConfig(attention_levels=attention_levels)
+
+
+def cosmos_vae_state(scaled_down: bool = True, seed: int = 1, attention_levels: tuple = ()) -> dict[str, torch.Tensor]:
+    """A random Cosmos 1.0 tokenizer in NVIDIA's keys (float32), with ComfyUI's file's Haar wavelet
+    buffers and a latent_mean / latent_std away from 0 / 1."""
+    from .models.cosmos_vae import CosmosVideoVAE
+
+    with torch.device("meta"):
+        shapes = _module_shapes(CosmosVideoVAE(cosmos_vae_config(scaled_down, attention_levels)))
+    state = random_state(shapes, seed, torch.float32)
+    generator = torch.Generator().manual_seed(seed + 1)
+    n = shapes["latent_mean"][0]
+    state["latent_mean"] = 0.1 * torch.randn(n, generator=generator)
+    state["latent_std"] = 0.5 + torch.rand(n, generator=generator)
+    for part in ("encoder.patcher3d.", "decoder.unpatcher3d."):  # constants ComfyUI's file carries
+        state[part + "wavelets"] = torch.full((2,), 0.5 ** 0.5)
+        state[part + "_arange"] = torch.arange(2)
+    return state
+
+
+def write_cosmos_vae(path, seed: int = 1, dtype=torch.float16, scaled_down: bool = True,
+                     attention_levels: tuple = ()) -> Path:
+    """A random Cosmos 1.0 CV8x8x8 tokenizer as ComfyUI ships cosmos_cv8x8x8_1.0.safetensors
+    (encoder.*, quant_conv, post_quant_conv, decoder.*, latent_mean, latent_std, the wavelet buffers)."""
+    state = cosmos_vae_state(scaled_down, seed, attention_levels)
+    save_file({k: v if k.endswith("_arange") else v.to(dtype) for k, v in state.items()}, str(path))
+    return Path(path)
+
+
 def old_t5_config(scaled_down: bool = True):
     """ComfyUI's "old" T5-XXL (oldt5_xxl, T5 v1.0 as t5-11b: ReLU feed-forward, d_model 1024,
     128 heads of 128, d_ff 65536), Cosmos' text encoder, or a tiny one with its vocabulary."""

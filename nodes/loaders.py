@@ -148,7 +148,7 @@ def _vae_choices() -> list[str]:
 class LoadVAE(Node):
     """Load a standalone VAE file to use instead of a checkpoint's own (SD1/SDXL VAEs, the
     16-channel SD3 VAE, FLUX's ae.safetensors, Mochi's mochi_vae.safetensors, Wan 2.1's video VAE
-    wan_2.1_vae). "taesd", "taesdxl",
+    wan_2.1_vae, Cosmos 1.0's video tokenizer cosmos_cv8x8x8_1.0). "taesd", "taesdxl",
     "taesd3" and "taef1" are the tiny autoencoders (fast, approximate decodes and encodes), offered
     when both their files (NAME_encoder / NAME_decoder .safetensors) are in models/vae_approx/.
     "pixel_space" is no file: the VAE of pixel-space models (Chroma Radiance), whose latents are

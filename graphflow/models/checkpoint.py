@@ -134,6 +134,22 @@ def build_wan_vae(source, device, dtype):
     return WanVAE(_assign(module, source, device, dtype, "Wan 2.2 VAE" if config.is_residual else "Wan 2.1 VAE"))
 
 
+def build_cosmos_vae(f, device, dtype):
+    """NVIDIA's Cosmos 1.0 CV8x8x8 tokenizer (graphflow.models.cosmos_vae) of a file in NVIDIA's
+    layout as a VAE socket; the file's wavelet buffers (constants) are not read."""
+    from .cosmos_vae import BUFFERS, CosmosVAE, CosmosVideoVAE, cosmos_vae_config_from_state_dict
+
+    try:
+        config = cosmos_vae_config_from_state_dict(f.shapes)
+    except (KeyError, ValueError, IndexError) as e:
+        raise CheckpointError(f"{f.path.name}: a Cosmos 1.0 VAE that cannot be read ({type(e).__name__}: {e})") \
+            from None
+    with torch.device("meta"):
+        module = CosmosVideoVAE(config)
+    keys = [k for k in f.shapes if not k.startswith(BUFFERS)]
+    return CosmosVAE(_assign(module, f, device, dtype, "Cosmos 1.0 VAE", keys=keys))
+
+
 def build_text_encoder(source, arch: str, towers, overrides: dict, device, dtype, clip_skip=None) -> TextEncoder:
     built = []
     for spec in towers:
@@ -571,6 +587,7 @@ def _read_mochi_vae(f, path, device, dtype):
 
 
 def _read_vae(path, device, dtype, latent_format) -> VAE:
+    from .file_kind import is_cosmos1_vae
     from .stage_a import StageAVAE, build_stage_a, is_stage_a
     from .stage_c_encoder import StageCEncoderVAE, build_stage_c_encoder, is_stage_c_encoder
     from .wan_vae import is_wan_vae
@@ -583,6 +600,8 @@ def _read_vae(path, device, dtype, latent_format) -> VAE:
         mochi = _read_mochi_vae(f, path, device, dtype)
         if mochi is not None:
             return mochi
+        if is_cosmos1_vae(f.shapes):  # Cosmos 1.0's CV8x8x8 tokenizer
+            return build_cosmos_vae(f, *_resolve(device, dtype, "vae"))
         if is_wan_vae(f.shapes):  # Wan 2.1's causal video VAE (Cosmos-Predict2, Wan) or Wan 2.2's
             return build_wan_vae(f, *_resolve(device, dtype, "vae"))
         config = f.config()

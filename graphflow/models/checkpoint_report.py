@@ -170,6 +170,13 @@ def _kind_detail(f: "WeightFile", kind) -> str:
                 f"channels {c.dim} x {list(c.dim_mult)}"
                 + (f" (decoder {c.decoder_dim}), residual stages, {c.patch_size}x{c.patch_size} pixel patches"
                    if c.is_residual else ""))
+    if kind.name.startswith("Cosmos 1.0 video VAE"):
+        from .cosmos_vae import cosmos_vae_config_from_state_dict
+
+        c = cosmos_vae_config_from_state_dict(shapes)
+        return (f"; {c.latent_channels} latent channels, {c.frames_per_latent}x frames, {c.downscale}x pixels, "
+                f"channels {c.channels} x {list(c.channels_mult)}, residual blocks per level: {c.num_res_blocks}, "
+                f"{c.patch_size}x{c.patch_size}x{c.patch_size} Haar patches")
     if kind.name.startswith("PixArt"):
         return "; " + _pixart_detail(shapes)
     if kind.folder == "embeddings":

@@ -129,6 +129,13 @@ def find_cosmos(shapes) -> str | None:
     return next((p for p in ("model.diffusion_model.", "net.", "") if all(p + m in shapes for m in markers)), None)
 
 
+def is_cosmos1_vae(shapes) -> bool:
+    """NVIDIA's Cosmos 1.0 continuous video tokenizer (cosmos_cv8x8x8_1.0.safetensors): ComfyUI's
+    marker, the unpatcher's wavelet buffer, or the tokenizer's own quant convolutions."""
+    return "decoder.unpatcher3d.wavelets" in shapes or (
+        "post_quant_conv.conv3d.weight" in shapes and "encoder.conv_in.0.conv3d.weight" in shapes)
+
+
 def identify(shapes: dict[str, tuple]) -> FileKind | None:
     """The kind of model file these keys and shapes are, or None when nothing matches."""
     from .flow_architecture import MOCHI_VAE_ENCODER, find_flow_model, mochi_vae_prefix, vae_in
@@ -186,6 +193,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         return FileKind(_named("checkpoint", _sd_family(shapes)), "checkpoints", "LoadCheckpoint")
     if "redux_up.weight" in shapes and "redux_down.weight" in shapes:
         return FileKind("FLUX Redux style model", "style_models", "LoadStyleModel")
+    if is_cosmos1_vae(shapes):
+        return FileKind("Cosmos 1.0 video VAE (CV8x8x8 tokenizer)", "vae", "LoadVAE")
     if "encoder.conv1.weight" in shapes and _has(shapes, "decoder.upsamples."):  # before CLIP vision: it has a conv1
         if "decoder.upsamples.0.upsamples.0.residual.0.gamma" in shapes:  # residual stages
             return FileKind("Wan 2.2 video VAE", "vae", "LoadVAE")

@@ -185,5 +185,18 @@ WAN22 = LatentFormat(
 CHROMA_RADIANCE = LatentFormat("chroma_radiance", channels=3, scale_factor=1.0,
                                rgb_factors=((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)))
 
+# Cosmos 1.0's CV8x8x8 tokenizer: the VAE normalises its latents itself (per channel and latent
+# frame, times 0.5; graphflow.models.cosmos_vae), so ComfyUI's Cosmos1CV8x8x8 format is the
+# identity; latents are video [B, 16, frames, h, w]. Preview fit as ComfyUI publishes it.
+COSMOS1 = LatentFormat(
+    "cosmos1cv8x8x8", channels=16, scale_factor=1.0,
+    rgb_factors=((0.1817, 0.2284, 0.2423), (-0.0586, -0.0862, -0.3108), (-0.4703, -0.4255, -0.3995),
+                 (0.0803, 0.1963, 0.1001), (-0.0820, -0.1050, 0.0400), (0.2511, 0.3098, 0.2787),
+                 (-0.1830, -0.2117, -0.0040), (-0.0621, -0.2187, -0.0939), (0.3619, 0.1082, 0.1455),
+                 (0.3164, 0.3922, 0.2575), (0.1152, 0.0231, -0.0462), (-0.1434, -0.3609, -0.3665),
+                 (0.0635, 0.1471, 0.1680), (-0.3635, -0.1963, -0.3248), (-0.1865, 0.0365, 0.2346),
+                 (0.0447, 0.0994, 0.0881)),
+    rgb_bias=(-0.1223, -0.1889, -0.1976))
+
 LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, SD_X4, SD3, FLUX, SC_PRIOR, SC_B, LTXV, MOCHI, WAN21, WAN22,
-                                      CHROMA_RADIANCE)}
+                                      CHROMA_RADIANCE, COSMOS1)}
