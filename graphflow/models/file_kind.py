@@ -129,6 +129,13 @@ def find_cosmos(shapes) -> str | None:
     return next((p for p in ("model.diffusion_model.", "net.", "") if all(p + m in shapes for m in markers)), None)
 
 
+def find_cosmos1(shapes) -> str | None:
+    """The key prefix of a Cosmos 1.0 network (NVIDIA's first layout, blocks.blockN.blocks.M: bare,
+    under ComfyUI's model.diffusion_model. or NVIDIA's net.) among `shapes`, or None."""
+    markers = ("x_embedder.proj.1.weight", "blocks.block0.blocks.0.block.attn.to_q.0.weight", "final_layer.linear.weight")
+    return next((p for p in ("model.diffusion_model.", "net.", "") if all(p + m in shapes for m in markers)), None)
+
+
 def identify(shapes: dict[str, tuple]) -> FileKind | None:
     """The kind of model file these keys and shapes are, or None when nothing matches."""
     from .flow_architecture import MOCHI_VAE_ENCODER, find_flow_model, mochi_vae_prefix, vae_in
@@ -153,6 +160,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
                         "`LoadDiffusers` on the whole folder (model_index.json, transformer/, vae/, text_encoder*/)")
     if find_cosmos(shapes) is not None:
         return FileKind("Cosmos-Predict2 diffusion model", "diffusion_models", "LoadDiffusionModel")
+    if find_cosmos1(shapes) is not None:
+        return FileKind("Cosmos 1.0 diffusion model", "diffusion_models", "LoadDiffusionModel")
     pixart = find_pixart(shapes)
     if pixart is not None:
         layout = " (diffusers' PixArtTransformer2DModel layout)" if pixart[1] == "diffusers" else ""

@@ -180,4 +180,17 @@ WAN22 = LatentFormat(
                  0.5709, 0.6065, 0.6415, 0.4944, 0.5726, 1.2042, 0.5458, 1.6887,
                  0.3971, 1.0600, 0.3943, 0.5537, 0.5444, 0.4089, 0.7468, 0.7744))
 
-LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, SD_X4, SD3, FLUX, SC_PRIOR, SC_B, LTXV, MOCHI, WAN21, WAN22)}
+# Cosmos 1.0's continuous video tokenizer (CV8x8x8: 8x frames, 8x8 pixels): its latents are taken
+# as they are (ComfyUI's Cosmos1CV8x8x8: scale 1, no shift); preview fit as ComfyUI publishes it
+COSMOS1 = LatentFormat(
+    "cosmos1cv8x8x8", channels=16, scale_factor=1.0,
+    rgb_factors=((0.1817, 0.2284, 0.2423), (-0.0586, -0.0862, -0.3108), (-0.4703, -0.4255, -0.3995),
+                 (0.0803, 0.1963, 0.1001), (-0.0820, -0.1050, 0.0400), (0.2511, 0.3098, 0.2787),
+                 (-0.1830, -0.2117, -0.0040), (-0.0621, -0.2187, -0.0939), (0.3619, 0.1082, 0.1455),
+                 (0.3164, 0.3922, 0.2575), (0.1152, 0.0231, -0.0462), (-0.1434, -0.3609, -0.3665),
+                 (0.0635, 0.1471, 0.1680), (-0.3635, -0.1963, -0.3248), (-0.1865, 0.0365, 0.2346),
+                 (0.0447, 0.0994, 0.0881)),
+    rgb_bias=(-0.1223, -0.1889, -0.1976))
+
+LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, SD_X4, SD3, FLUX, SC_PRIOR, SC_B, LTXV, MOCHI, WAN21, WAN22,
+                                      COSMOS1)}
