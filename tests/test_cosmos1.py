@@ -136,7 +136,8 @@ def test_sizes_and_tasks_from_shapes(size, video2world, prefix):
     big = size == "14B"
     assert cfg == Cosmos1Config(in_channels=17 if video2world else 16, model_channels=5120 if big else 4096,
                                 num_blocks=36 if big else 28, num_heads=40 if big else 32,
-                                rope_extrapolation=(2.0, 2.0, 2.0) if big else (1.0, 1.0, 2.0), positions=(128, 120, 120))
+                                rope_extrapolation=(2.0, 2.0, 2.0) if big else (1.0, 1.0, 2.0),
+                                positions=(128, 120, 120))
     assert cfg.variant == f"{'Video2World' if video2world else 'Text2World'} {size}"
 
 
@@ -171,8 +172,43 @@ def test_inspect_report(tmp_path):
 
     report = inspect_report(write_cosmos1(tmp_path / "v2w.safetensors", prefix="net.", video2world=True))
     assert "kind: Cosmos 1.0 diffusion model, for models/diffusion_models/, loaded by LoadDiffusionModel" in report
-    assert ("Video2World width 48, width 48, 2 blocks of 2 heads, text width 48, learned positions up to 6 latent "
-            "frames of 128x160 pixels, keys under net.") in report
+    assert ("Video2World (neither 7B nor 14B), width 48, 2 blocks of 2 heads, text width 48, learned positions up "
+            "to 6 latent frames of 128x160 pixels, keys under net.") in report
+
+
+def test_fp8_weight_dtype_and_comfyui_lora(tmp_path):
+    """UNETLoader's weight_dtype fp8_e4m3fn keeps the Linear weights in fp8 (norms and learned
+    positions in the compute dtype); a LoRA in ComfyUI's diffusion_model.<NVIDIA key> layout
+    patches the named weight."""
+    import copy
+
+    from safetensors.torch import save_file
+
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.lora import apply_lora
+    from graphflow.testing import write_cosmos1
+
+    path = write_cosmos1(tmp_path / "c.safetensors", dtype=torch.float32)
+    fp8 = load_diffusion_model(path, device="cpu", dtype=torch.float32, weight_dtype="fp8_e4m3fn")
+    block = fp8.unet.blocks.block1.blocks[1].block.attn
+    assert block.to_v[0].weight.dtype == torch.float8_e4m3fn and block.to_q[1].weight.dtype == torch.float32
+    assert fp8.unet.extra_pos_embedder.pos_emb_t.dtype == torch.float32
+
+    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    gen = torch.Generator().manual_seed(3)
+    down, up = torch.randn(4, 48, generator=gen) * 0.1, torch.randn(48, 4, generator=gen) * 0.1
+    save_file({"diffusion_model.blocks.block1.blocks.1.block.attn.to_v.0.lora_A.weight": down,
+               "diffusion_model.blocks.block1.blocks.1.block.attn.to_v.0.lora_B.weight": up},
+              str(tmp_path / "lora.safetensors"))
+    patched, _ = apply_lora(model, None, tmp_path / "lora.safetensors", 0.5)
+    want = copy.deepcopy(model.unet)
+    want.blocks.block1.blocks[1].block.attn.to_v[0].weight.data += 0.5 * up @ down
+    x, context = torch.randn(1, 16, 2, 4, 4, generator=gen), torch.randn(1, 3, 48, generator=gen)
+    t = torch.tensor([0.4])
+    with torch.no_grad():
+        got, base = patched(x, t, context), model(x, t, context)
+        torch.testing.assert_close(got, want(x, t, context), atol=1e-5, rtol=1e-5)
+    assert (got - base).abs().max() > 1e-3
 
 
 # -- sampling as ComfyUI does (CosmosVideo: EDM, Cosmos1CV8x8x8) ---------------------------------------

@@ -399,8 +399,8 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
 
 
 def _fp8_refused(kind: str) -> str:
-    return ("weight_dtype fp8 is supported for SD3, FLUX, Chroma, LTX-Video, Mochi, Cosmos-Predict2, Cosmos 1.0 and Lumina 2 "
-            f"diffusion models only; this file is a {kind} model (use weight_dtype default)")
+    return ("weight_dtype fp8 is supported for SD3, FLUX, Chroma, LTX-Video, Mochi, Cosmos-Predict2, Cosmos 1.0 and "
+            f"Lumina 2 diffusion models only; this file is a {kind} model (use weight_dtype default)")
 
 
 def _read_stable_cascade(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:

@@ -308,9 +308,9 @@ class Cosmos1Config:
 
     @property
     def variant(self) -> str:
-        """"Text2World 7B", "Video2World 14B", ... (the width when it is neither size)."""
+        """"Text2World 7B", "Video2World 14B", ... ("(neither 7B nor 14B)" for another width)."""
         return (f"{COSMOS1_TASKS.get(self.in_channels, f'{self.in_channels}-channel')} "
-                f"{COSMOS1_SIZES.get(self.model_channels, f'width {self.model_channels}')}")
+                f"{COSMOS1_SIZES.get(self.model_channels, '(neither 7B nor 14B)')}")
 
 
 def cosmos1_config_from_state_dict(shapes) -> Cosmos1Config:
@@ -431,8 +431,8 @@ class Cosmos1(nn.Module):
         tables = [e.pos_emb_t, e.pos_emb_h, e.pos_emb_w]
         if any(n > len(table) for n, table in zip((frames, height, width), tables)):
             ps = self.config.patch_spatial
-            raise ValueError(f"Cosmos 1.0 has learned positions for at most {len(tables[0])} latent frames of "
-                             f"{len(tables[1]) * ps * 8}x{len(tables[2]) * ps * 8} pixels (height x width); this latent "
+            most = f"{len(tables[0])} latent frames of {len(tables[1]) * ps * 8}x{len(tables[2]) * ps * 8} pixels"
+            raise ValueError(f"Cosmos 1.0 has learned positions for at most {most} (height x width); this latent "
                              f"is {frames} frames of {height * ps * 8}x{width * ps * 8}")
         t, h, w = (table[:n].to(dtype) for n, table in zip((frames, height, width), tables))
         pos = (t[:, None, None] + h[None, :, None] + w[None, None, :]).reshape(frames * height * width, -1)

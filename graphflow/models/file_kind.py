@@ -132,7 +132,8 @@ def find_cosmos(shapes) -> str | None:
 def find_cosmos1(shapes) -> str | None:
     """The key prefix of a Cosmos 1.0 network (NVIDIA's first layout, blocks.blockN.blocks.M: bare,
     under ComfyUI's model.diffusion_model. or NVIDIA's net.) among `shapes`, or None."""
-    markers = ("x_embedder.proj.1.weight", "blocks.block0.blocks.0.block.attn.to_q.0.weight", "final_layer.linear.weight")
+    markers = ("x_embedder.proj.1.weight", "blocks.block0.blocks.0.block.attn.to_q.0.weight",
+               "final_layer.linear.weight")
     return next((p for p in ("model.diffusion_model.", "net.", "") if all(p + m in shapes for m in markers)), None)
 
 

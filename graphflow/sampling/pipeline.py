@@ -173,7 +173,8 @@ def _latent_samples(model, latent) -> torch.Tensor:
         samples = samples[:, :, None]  # an image latent is one frame (ComfyUI's fix_empty_latent_channels)
     if video and (not torch.is_tensor(samples) or samples.ndim != 5):
         got = tuple(samples.shape) if torch.is_tensor(samples) else type(samples).__name__
-        empty = {"mochi": "EmptyMochiLatentVideo", "wan": "EmptyHunyuanLatentVideo"}.get(
+        empty = {"mochi": "EmptyMochiLatentVideo", "wan": "EmptyHunyuanLatentVideo",
+                 "cosmos1": "EmptyCosmosLatentVideo"}.get(
             getattr(model, "arch", None), "EmptyLTXVLatentVideo")
         if getattr(getattr(model, "latent_format", None), "name", None) == "wan22":  # the Wan 2.2 TI2V 5B
             empty = "Wan22ImageToVideoLatent"
