@@ -2,8 +2,9 @@
 CosmosTransformer3DModel): Cosmos-Predict2 (MiniTrainDIT; 2B / 14B text-to-image and video2world)
 and, at the end of this file, Cosmos 1.0 (GeneralDIT; 7B / 14B Text2World and Video2World).
 
-x [B, 16 (+1 for video2world: the known-frame mask), T, H, W] gets one more channel, the padding
-mask (zeros: ComfyUI passes none), and is cut into 1x2x2 patches (`x_embedder.proj.1`, no bias).
+Predict2: x [B, 16 (+1 for video2world: the known-frame mask), T, H, W] gets one more channel,
+the padding mask (zeros: ComfyUI passes none), and is cut into 1x2x2 patches (`x_embedder.proj.1`,
+no bias).
 Each block: self-attention with 3-D RoPE (per head: temporal, height and width frequencies, each
 theta scaled NTK-wise by its extrapolation ratio; no fps modulation, as ComfyUI runs Predict2),
 cross-attention on the T5 tokens [B, N, 1024], GELU MLP; q and k RMS-normalised per head; every
