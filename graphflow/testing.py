@@ -1520,6 +1520,35 @@ def write_cosmos(path, seed: int = 0, dtype=torch.float16, scaled_down: bool = T
     return Path(path)
 
 
+def cosmos1_config(scaled_down: bool = True, video2world: bool = False, size: str = "7B"):
+    """Cosmos 1.0 Text2World / Video2World 7B or 14B as ComfyUI builds them, or a tiny one taking
+    the tiny old T5's tokens (the ratios ComfyUI gives a width that is not 7B's: the 14B's)."""
+    from .models.cosmos import Cosmos1Config
+
+    in_channels = 17 if video2world else 16
+    if not scaled_down:
+        big = size == "14B"
+        return Cosmos1Config(in_channels=in_channels, model_channels=5120 if big else 4096,
+                             num_blocks=36 if big else 28, num_heads=40 if big else 32,
+                             rope_extrapolation=(2.0, 2.0, 2.0) if big else (1.0, 1.0, 2.0))
+    return Cosmos1Config(in_channels=in_channels, model_channels=48, num_blocks=2, num_heads=2,
+                         crossattn_emb_channels=old_t5_config().d_model, adaln_lora_dim=8,
+                         rope_extrapolation=(2.0, 2.0, 2.0), positions=(6, 8, 10))
+
+
+def write_cosmos1(path, seed: int = 0, dtype=torch.float16, scaled_down: bool = True, prefix: str = "",
+                  video2world: bool = False, size: str = "7B") -> Path:
+    """A random Cosmos 1.0 network in NVIDIA's first layout (blocks.blockN.blocks.M...): bare, under
+    ComfyUI's model.diffusion_model. or NVIDIA's net. (`prefix`)."""
+    from .models.cosmos import Cosmos1
+
+    with torch.device("meta"):
+        shapes = _module_shapes(Cosmos1(cosmos1_config(scaled_down, video2world, size)))
+    state = random_state(shapes, seed, torch.float32)
+    save_file({prefix + k: v.to(dtype) for k, v in state.items()}, str(path))
+    return Path(path)
+
+
 # -- Lumina Image 2.0: Gemma-2 2B, the NextDiT transformer ----------------------------------------
 
 GEMMA_TINY_WIDTH = 64

@@ -1,6 +1,7 @@
-"""Cosmos-Predict2 nodes (ComfyUI's names and inputs): video2world's start / end frames in the
-latent. Text to image needs none of its own: EmptySD3LatentImage's 16-channel latent is sampled
-as one frame."""
+"""Cosmos nodes (ComfyUI's names and inputs). Cosmos 1.0: an empty video latent of its CV8x8x8
+tokenizer and Video2World's start / end frames in the latent. Cosmos-Predict2: video2world's
+start / end frames (text to image needs none of its own: EmptySD3LatentImage's 16-channel latent
+is sampled as one frame)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,71 @@ def _encode_padded(vae, image, width: int, height: int, length: int, padding: in
                                    f"give 1 frame or 8k + 1")
     padded[:count] = pixels[:count]
     return vae.encode(padded)[:, :, :(count - 1) // 8 + 1]
+
+
+def cosmos1_latent_frames(length: int) -> int:
+    """Cosmos 1.0's tokenizer: one latent frame for the first picture and one for each 8 after it."""
+    return (length - 1) // 8 + 1
+
+
+class EmptyCosmosLatentVideo(Node):
+    """A blank Cosmos 1.0 latent: 16 channels, (length - 1) / 8 + 1 latent frames, 1/8 of the width
+    and height (the CV8x8x8 tokenizer's)."""
+    category = "latent/video"
+    width: int = Int(1280, min=16, max=MAX_SIZE, step=16)
+    height: int = Int(704, min=16, max=MAX_SIZE, step=16)
+    length: int = Int(121, min=1, max=MAX_SIZE, step=8)
+    batch_size: int = Int(1, min=1, max=4096)
+    outputs = {"latent": LATENT}
+    comfy = ComfyAlias(("EmptyCosmosLatentVideo",))
+
+    def run(self):
+        import torch
+
+        return {"samples": torch.zeros(self.batch_size, 16, cosmos1_latent_frames(self.length), self.height // 8,
+                                       self.width // 8)}
+
+
+class CosmosImageToVideoLatent(Node):
+    """A Cosmos 1.0 Video2World latent: length frames ((length - 1) / 8 + 1 latent frames) at 1/8 of
+    the width and height, with the start image encoded as its first latent frames and / or the end
+    image as its last (each scaled and centre-cropped to the size, followed by grey frames for the
+    encoder), kept by a noise mask (0 there); the model is told they are given (its mask channel).
+    Without images: an empty video latent. The VAE is Cosmos' CV8x8x8 tokenizer (16 channels)."""
+    category = "conditioning/inpaint"
+    vae: VAE
+    width: int = Int(1280, min=16, max=MAX_SIZE, step=16)
+    height: int = Int(704, min=16, max=MAX_SIZE, step=16)
+    length: int = Int(121, min=1, max=MAX_SIZE, step=8)
+    batch_size: int = Int(1, min=1, max=4096)
+    start_image: IMAGE = None
+    end_image: IMAGE = None
+    outputs = {"latent": LATENT}
+    comfy = ComfyAlias(("CosmosImageToVideoLatent",), optional=("start_image", "end_image"))
+
+    def run(self):
+        import torch
+
+        latent = torch.zeros(1, 16, cosmos1_latent_frames(self.length), self.height // 8, self.width // 8)
+        if self.start_image is None and self.end_image is None:
+            return {"samples": latent}  # batch 1 (ComfyUI's)
+        mask = torch.ones(1, 1, *latent.shape[2:])
+        for name, padding in (("start_image", 1), ("end_image", 0)):
+            image = getattr(self, name)
+            if image is None:
+                continue
+            if image.ndim != 4 or image.shape[0] == 0:
+                raise NodeInputError(name, f"expected an IMAGE batch [frames, H, W, C], got {tuple(image.shape)}")
+            given = _encode_padded(self.vae, image, self.width, self.height, self.length, padding, name)
+            if given.ndim != 5 or given.shape[1] != 16 or given.shape[3:] != latent.shape[3:]:
+                raise NodeInputError("vae", f"CosmosImageToVideoLatent needs Cosmos' 16-channel video tokenizer "
+                                            f"(CV8x8x8); this VAE gave a {tuple(given.shape)} latent for "
+                                            f"{self.width}x{self.height}")
+            frames = slice(None, given.shape[2]) if name == "start_image" else slice(-given.shape[2], None)
+            latent[:, :, frames] = given
+            mask[:, :, frames] = 0.0
+        return {"samples": latent.repeat(self.batch_size, 1, 1, 1, 1),
+                "noise_mask": mask.repeat(self.batch_size, 1, 1, 1, 1)}
 
 
 class CosmosPredict2ImageToVideoLatent(Node):

@@ -181,6 +181,19 @@ ModelMergeCosmosPredict2_14B = _block_merge_node(
     ["pos_embedder.", "x_embedder.", "t_embedder.", "t_embedding_norm."] + [f"blocks.{i}." for i in range(36)]
     + ["final_layer."], ("ModelMergeCosmosPredict2_14B",), ("cosmos",))
 
+_COSMOS1 = """Merge two Cosmos 1.0 {size} models (Text2World or Video2World) with one ratio per transformer
+    block (ratio 1 = model1's weights): model1 * ratio + model2 * (1 - ratio). Inputs are the position
+    embedder (no weights: ComfyUI's list), the learned positions, the patch embedder, the timestep
+    embedding and its norm (affline_norm), the {blocks} blocks and the final layer."""
+ModelMergeCosmos7B = _block_merge_node(
+    "ModelMergeCosmos7B", _COSMOS1.format(size="7B", blocks=28),
+    ["pos_embedder.", "extra_pos_embedder.", "x_embedder.", "t_embedder.", "affline_norm."]
+    + [f"blocks.block{i}." for i in range(28)] + ["final_layer."], ("ModelMergeCosmos7B",), ("cosmos1",))
+ModelMergeCosmos14B = _block_merge_node(
+    "ModelMergeCosmos14B", _COSMOS1.format(size="14B", blocks=36),
+    ["pos_embedder.", "extra_pos_embedder.", "x_embedder.", "t_embedder.", "affline_norm."]
+    + [f"blocks.block{i}." for i in range(36)] + ["final_layer."], ("ModelMergeCosmos14B",), ("cosmos1",))
+
 
 class CLIPMergeSimple(Node):
     """clip1 * ratio + clip2 * (1 - ratio), weight by weight (ratio 1 = clip1 unchanged)."""

@@ -49,7 +49,7 @@ class LoadTextEncoder(Node):
     CLIP-G of Stable Cascade (stable_cascade), or T5-XXL for chroma, pixart (PixArt-α / Σ),
     ltxv (LTX-Video) and mochi (Mochi 1), prompts unpadded, as ComfyUI encodes them for these
     (or with the padding masked: the same numbers); or the old T5-XXL (v1.0, oldt5_xxl) for
-    cosmos (Cosmos-Predict2), prompts padded to 512 zeroed tokens; or UMT5-XXL (umt5_xxl_fp16 /
+    cosmos (Cosmos 1.0, Cosmos-Predict2), prompts padded to 512 zeroed tokens; or UMT5-XXL (umt5_xxl_fp16 /
     umt5_xxl_fp8_e4m3fn_scaled, whose tokenizer is inside the file) for wan (Wan 2.1), prompts
     zero-padded to 512 tokens as ComfyUI gives them; or Gemma-2 2B (gemma_2_2b_fp16, tokenizer
     inside) for lumina2 (Lumina Image 2.0, Neta Lumina), its second-to-last layer's states."""

@@ -436,6 +436,6 @@ def test_old_t5_file_kind(tmp_path):
     from graphflow.testing import write_old_t5, write_text_encoder
 
     with WeightFile(write_old_t5(tmp_path / "oldt5.safetensors")) as f:
-        assert identify(f.shapes).name == "old T5-XXL text encoder (T5 v1.0, for Cosmos-Predict2: type cosmos)"
+        assert identify(f.shapes).name == "old T5-XXL text encoder (T5 v1.0, for Cosmos 1.0 and Cosmos-Predict2: type cosmos)"
     with WeightFile(write_text_encoder(tmp_path / "t5xxl.safetensors", "t5xxl")) as f:
         assert identify(f.shapes).name == "T5 text encoder (T5-XXL for SD3 / FLUX / Chroma)"

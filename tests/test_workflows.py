@@ -162,6 +162,7 @@ def test_every_workflow_file_is_covered():
                "sd35_large_comfyui_example", "controlnet", "flux_kontext_comfyui_example",
                "chroma",  # test_chroma.py
                "cosmos_predict2_t2i",  # tests/test_cosmos.py
+               "cosmos1_t2w",  # tests/test_cosmos1.py
                "stable_cascade_comfyui_example",  # tests/test_stable_cascade.py
                "stable_zero123_comfyui_example",  # tests/test_zero123.py
                "svd_img2vid",  # tests/test_svd.py

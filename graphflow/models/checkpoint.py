@@ -396,6 +396,9 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
         cosmos = _read_cosmos(f, path, device, dtype, weight_dtype)
         if cosmos is not None:
             return cosmos
+        cosmos = _read_cosmos1(f, path, device, dtype, weight_dtype)
+        if cosmos is not None:
+            return cosmos
         info = detect_flow_model(f.shapes, f.metadata)
         if info is not None:
             return build_flow_model(f.view(info.prefix), info, *flow_placement(device, dtype), weight_dtype)
@@ -413,8 +416,8 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
 
 
 def _fp8_refused(kind: str) -> str:
-    return ("weight_dtype fp8 is supported for SD3, FLUX, Chroma, LTX-Video, Mochi, Cosmos-Predict2 and Lumina 2 "
-            f"diffusion models only; this file is a {kind} model (use weight_dtype default)")
+    return ("weight_dtype fp8 is supported for SD3, FLUX, Chroma, LTX-Video, Mochi, Cosmos-Predict2, Cosmos 1.0 and "
+            f"Lumina 2 diffusion models only; this file is a {kind} model (use weight_dtype default)")
 
 
 def _read_stable_cascade(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:
@@ -491,6 +494,32 @@ def _read_cosmos(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:
     net = _assign(net, source, device, dtype, f"Cosmos-Predict2 ({prefix or 'no prefix'})", keys=keys,
                   dtype_of=_weight_storage(net, source, dtype, weight_dtype))
     return DiffusionModel(net, "cosmos", "cosmos_rflow")
+
+
+COSMOS1_SIGMAS = (0.002, 80.0)  # ComfyUI's CosmosT2V / CosmosI2V sampling_settings (EDM, sigma_data 0.5)
+
+
+def _read_cosmos1(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:
+    """A Cosmos 1.0 network (Text2World / Video2World 7B / 14B; NVIDIA's first layout, bare or
+    under model.diffusion_model. / net.), sampled as EDM; or None for other files."""
+    from .cosmos import Cosmos1, cosmos1_config_from_state_dict, find_cosmos1
+    from .latent_formats import COSMOS1
+
+    prefix = find_cosmos1(f.shapes)
+    if prefix is None:
+        return None
+    source = KeyView(f, prefix)
+    try:
+        config = cosmos1_config_from_state_dict(source.shapes)
+    except (KeyError, ValueError, IndexError) as e:
+        raise CheckpointError(f"{Path(path).name}: a Cosmos 1.0 network that cannot be read: {e}") from None
+    with torch.device("meta"):
+        net = Cosmos1(config)
+    keys = [k for k in source.shapes if k in net.state_dict()]  # NVIDIA's buffers and logvar: not read
+    device, dtype = flow_placement(device, dtype)
+    net = _assign(net, source, device, dtype, f"Cosmos 1.0 {config.variant} ({prefix or 'no prefix'})", keys=keys,
+                  dtype_of=_weight_storage(net, source, dtype, weight_dtype))
+    return DiffusionModel(net, "cosmos1", "edm", COSMOS1).with_continuous_sampling("edm", *COSMOS1_SIGMAS)
 
 
 @dataclass

@@ -162,6 +162,19 @@ def _kind_detail(f: "WeightFile", kind) -> str:
         task = "text-to-image" if c.in_channels == 16 else "video2world (known-frame mask channel)"
         return (f"; {task}, width {c.model_channels}, {c.num_blocks} blocks of {c.num_heads} heads, text width "
                 f"{c.crossattn_emb_channels}, keys under {prefix or 'no prefix'}")
+    if kind.name.startswith("Cosmos 1.0"):
+        from .cosmos import cosmos1_config_from_state_dict
+        from .file_kind import find_cosmos1
+
+        prefix = find_cosmos1(shapes)
+        try:
+            c = cosmos1_config_from_state_dict({k[len(prefix):]: s for k, s in shapes.items() if k.startswith(prefix)})
+        except (KeyError, ValueError, IndexError) as e:
+            return f"; not loadable: {e}"
+        frames, h, w = c.positions
+        return (f"; {c.variant}, width {c.model_channels}, {c.num_blocks} blocks of {c.num_heads} heads, text width "
+                f"{c.crossattn_emb_channels}, learned positions up to {frames} latent frames of {h * 16}x{w * 16} "
+                f"pixels, keys under {prefix or 'no prefix'}")
     if kind.name in ("Wan 2.1 video VAE", "Wan 2.2 video VAE"):
         from .wan_vae import wan_vae_config_from_state_dict
 

@@ -1,8 +1,10 @@
-"""NVIDIA Cosmos-Predict2's diffusion transformer (MiniTrainDIT; 2B / 14B text-to-image and
-video2world), in NVIDIA's key layout as ComfyUI loads it (diffusers: CosmosTransformer3DModel).
+"""NVIDIA Cosmos' diffusion transformers in NVIDIA's key layouts as ComfyUI loads them (diffusers:
+CosmosTransformer3DModel): Cosmos-Predict2 (MiniTrainDIT; 2B / 14B text-to-image and video2world)
+and, at the end of this file, Cosmos 1.0 (GeneralDIT; 7B / 14B Text2World and Video2World).
 
-x [B, 16 (+1 for video2world: the known-frame mask), T, H, W] gets one more channel, the padding
-mask (zeros: ComfyUI passes none), and is cut into 1x2x2 patches (`x_embedder.proj.1`, no bias).
+Predict2: x [B, 16 (+1 for video2world: the known-frame mask), T, H, W] gets one more channel,
+the padding mask (zeros: ComfyUI passes none), and is cut into 1x2x2 patches (`x_embedder.proj.1`,
+no bias).
 Each block: self-attention with 3-D RoPE (per head: temporal, height and width frequencies, each
 theta scaled NTK-wise by its extrapolation ratio; no fps modulation, as ComfyUI runs Predict2),
 cross-attention on the T5 tokens [B, N, 1024], GELU MLP; q and k RMS-normalised per head; every
@@ -28,7 +30,7 @@ from torch import nn
 
 from .attention import attention
 from .cast_layers import Linear  # weights may stay fp8 (UNETLoader's weight_dtype)
-from .file_kind import find_cosmos  # noqa: F401 (torch-free detection)
+from .file_kind import find_cosmos, find_cosmos1  # noqa: F401 (torch-free detection)
 
 # NVIDIA's non-weight entries (and *._extra_state), and learned absolute positions, which ComfyUI
 # builds no Predict2 model with (it leaves them unread)
@@ -90,9 +92,11 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.cos(), angles.sin()], dim=-1)
 
 
-def rope_angles(cfg: CosmosConfig, frames: int, height: int, width: int, device) -> torch.Tensor:
+def rope_angles(cfg, frames: int, height: int, width: int, device, fps: float | None = None) -> torch.Tensor:
     """Per token (frame-major) and half head dimension: [T*H*W, head_dim / 2] angles, the
-    temporal frequencies first, then the height's, then the width's."""
+    temporal frequencies first, then the height's, then the width's. fps (Cosmos 1.0, when the
+    conditioning has a frame rate): frame i sits at i / fps * base_fps, so time is in seconds at
+    the training rate."""
     dim = cfg.head_dim
     dim_h = dim // 6 * 2
     dim_t = dim - 2 * dim_h
@@ -105,7 +109,10 @@ def rope_angles(cfg: CosmosConfig, frames: int, height: int, width: int, device)
     def axis(length, f):
         return torch.outer(torch.arange(length, device=device, dtype=torch.float32), f)
 
-    t = axis(frames, freqs(dim_t, ratio_t))[:, None, None].expand(frames, height, width, -1)
+    t = torch.arange(frames, device=device, dtype=torch.float32)
+    if fps is not None:
+        t = t / fps * cfg.base_fps
+    t = torch.outer(t, freqs(dim_t, ratio_t))[:, None, None].expand(frames, height, width, -1)
     h = axis(height, freqs(dim_h, ratio_h))[None, :, None].expand(frames, height, width, -1)
     w = axis(width, freqs(dim_h, ratio_w))[None, None, :].expand(frames, height, width, -1)
     return torch.cat([t, h, w], dim=-1).reshape(frames * height * width, -1)
@@ -116,6 +123,17 @@ def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     a, b = x.float().chunk(2, dim=-1)
     cos, sin = angles.cos(), angles.sin()
     return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1).type_as(x)
+
+
+def _attend(heads: int, q, k, v, q_norm, k_norm, rope=None) -> torch.Tensor:
+    """Multi-head attention of projected q [B, L, D] on k, v [B, N, D]; q and k normalised per head,
+    then rotated by rope (self-attention) -> [B, L, D] before the output projection."""
+    b, n = q.shape[:2]
+    q, k, v = (t.reshape(b, t.shape[1], heads, -1).transpose(1, 2) for t in (q, k, v))
+    q, k = q_norm(q), k_norm(k)
+    if rope is not None:
+        q, k = apply_rope(q, rope), apply_rope(k, rope)
+    return attention(q, k, v).transpose(1, 2).reshape(b, n, -1)
 
 
 class Attention(nn.Module):
@@ -132,14 +150,8 @@ class Attention(nn.Module):
 
     def forward(self, x, context=None, rope=None):
         context = x if context is None else context
-        b = x.shape[0]
-        q, k, v = (proj(t).reshape(b, t.shape[1], self.heads, -1).transpose(1, 2)
-                   for proj, t in ((self.q_proj, x), (self.k_proj, context), (self.v_proj, context)))
-        q, k = self.q_norm(q), self.k_norm(k)
-        if rope is not None:
-            q, k = apply_rope(q, rope), apply_rope(k, rope)
-        out = attention(q, k, v)
-        return self.output_proj(out.transpose(1, 2).reshape(b, x.shape[1], -1))
+        return self.output_proj(_attend(self.heads, self.q_proj(x), self.k_proj(context), self.v_proj(context),
+                                        self.q_norm, self.k_norm, rope))
 
 
 class MLP(nn.Module):
@@ -247,6 +259,211 @@ class CosmosPredict2(nn.Module):
         for block in self.blocks:
             x = block(x, emb, lora, context, rope)
         x = self.final_layer(x, emb, lora)  # [B, T, HW, (p1 p2 pt C)]
+        x = x.reshape(b, t, h, w, ps, ps, pt, -1).permute(0, 7, 1, 6, 2, 4, 3, 5)
+        x = x.reshape(b, -1, t * pt, h * ps, w * ps)
+        return x[:, :, 0] if image else x
+
+
+# -- Cosmos 1.0 (GeneralDIT) ------------------------------------------------------------------------
+#
+# The same transformer as Predict2 in NVIDIA's first layout: each block is three parts
+# (`blocks.blockN.blocks.{0,1,2}`: self-attention, cross-attention, MLP), each with its own
+# `adaLN_modulation`; attention projections are `to_q.0` / `to_k.0` / `to_v.0` / `to_out.0`, their
+# per-head RMSNorms `to_q.1` / `to_k.1`; the timestep norm is `affline_norm`. Unlike Predict2 it
+# is sampled as EDM (c_noise = ln(sigma) / 4, one timestep per sample), its RoPE follows the
+# conditioning's frame rate when there is one, and a learned absolute position (`extra_pos_embedder`:
+# one table per axis, summed, RMS-normalised) is added to the tokens before every block. NVIDIA's
+# files also carry non-weights (pos_embedder.*, the training loss' logvar.*), skipped on load.
+
+UNUSED1 = ("pos_embedder.", "logvar.", "accum_")
+
+# ComfyUI's two sizes, told apart by the width: 7B 28 blocks of 32 heads, RoPE ratios (h, w, t)
+# 1, 1, 2; 14B 36 blocks of 40 heads, 2, 2, 2 (ComfyUI runs any other width with the 14B's ratios).
+COSMOS1_SIZES = {4096: "7B", 5120: "14B"}
+COSMOS1_TASKS = {16: "Text2World", 17: "Video2World"}
+
+
+@dataclass(frozen=True)
+class Cosmos1Config:
+    in_channels: int = 16  # latent channels (17: Video2World's known-frame mask channel too)
+    out_channels: int = 16
+    model_channels: int = 4096
+    num_blocks: int = 28
+    num_heads: int = 32
+    mlp_ratio: float = 4.0
+    crossattn_emb_channels: int = 1024
+    adaln_lora_dim: int = 256
+    patch_spatial: int = 2
+    patch_temporal: int = 1
+    rope_extrapolation: tuple = (1.0, 1.0, 2.0)  # height, width, time
+    positions: tuple = (128, 120, 120)  # learned positions: latent frames, height and width patches
+    base_fps: int = 24  # the frame rate RoPE's time is measured at
+
+    @property
+    def head_dim(self) -> int:
+        return self.model_channels // self.num_heads
+
+    @property
+    def latent_channels(self) -> int:
+        return self.out_channels
+
+    @property
+    def variant(self) -> str:
+        """"Text2World 7B", "Video2World 14B", ... ("(neither 7B nor 14B)" for another width)."""
+        return (f"{COSMOS1_TASKS.get(self.in_channels, f'{self.in_channels}-channel')} "
+                f"{COSMOS1_SIZES.get(self.model_channels, '(neither 7B nor 14B)')}")
+
+
+def cosmos1_config_from_state_dict(shapes) -> Cosmos1Config:
+    """The config of a Cosmos 1.0 network's keys (prefix stripped), from its shapes; ValueError
+    for a file ComfyUI could not run (input channels other than Text2World's 16 or Video2World's
+    17, no learned positions)."""
+    d, patch_in = shapes["x_embedder.proj.1.weight"]
+    in_channels = patch_in // 4 - 1  # 1x2x2 patches of the latent + the padding mask
+    if in_channels not in COSMOS1_TASKS:
+        raise ValueError(f"{in_channels} latent input channels: Cosmos 1.0 is Text2World (16) or Video2World (17)")
+    if "extra_pos_embedder.pos_emb_t" not in shapes:
+        raise ValueError("no learned positions (extra_pos_embedder.pos_emb_t / _h / _w), which ComfyUI's Cosmos 1.0 "
+                         "7B and 14B have")
+    head_dim = shapes["blocks.block0.blocks.0.block.attn.to_q.1.weight"][0]
+    blocks = 1 + max(int(k.split(".")[1].removeprefix("block")) for k in shapes if k.startswith("blocks.block"))
+    return Cosmos1Config(
+        in_channels=in_channels, out_channels=shapes["final_layer.linear.weight"][0] // 4, model_channels=d,
+        num_blocks=blocks, num_heads=d // head_dim,
+        mlp_ratio=shapes["blocks.block0.blocks.2.block.layer1.weight"][0] / d,
+        crossattn_emb_channels=shapes["blocks.block0.blocks.1.block.attn.to_k.0.weight"][1],
+        adaln_lora_dim=shapes["blocks.block0.blocks.0.adaLN_modulation.1.weight"][0],
+        rope_extrapolation=(1.0, 1.0, 2.0) if d == 4096 else (2.0, 2.0, 2.0),
+        positions=tuple(shapes[f"extra_pos_embedder.pos_emb_{a}"][0] for a in "thw"))
+
+
+class Attention1(nn.Module):
+    """Attention in Cosmos 1.0's names: to_q / to_k = (Linear, per-head RMSNorm), to_v, to_out."""
+
+    def __init__(self, dim: int, context_dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.to_q = nn.Sequential(Linear(dim, dim, bias=False), nn.RMSNorm(dim // heads, eps=1e-6))
+        self.to_k = nn.Sequential(Linear(context_dim, dim, bias=False), nn.RMSNorm(dim // heads, eps=1e-6))
+        self.to_v = nn.Sequential(Linear(context_dim, dim, bias=False))
+        self.to_out = nn.Sequential(Linear(dim, dim, bias=False))
+
+    def forward(self, x, context=None, rope=None):
+        context = x if context is None else context
+        return self.to_out[0](_attend(self.heads, self.to_q[0](x), self.to_k[0](context), self.to_v[0](context),
+                                      self.to_q[1], self.to_k[1], rope))
+
+
+class Part(nn.Module):
+    """One of a Cosmos 1.0 block's three parts: `block` modulated by shift / scale / gate."""
+
+    def __init__(self, block: nn.Module, dim: int, lora: int):
+        super().__init__()
+        self.block = block
+        self.adaLN_modulation = _modulation(dim, lora, 3)
+
+
+def _holding_attn(attn: nn.Module) -> nn.Module:
+    holder = nn.Module()  # NVIDIA's VideoAttn: the attention under `.attn`
+    holder.attn = attn
+    return holder
+
+
+class Block1(nn.Module):
+    def __init__(self, cfg: Cosmos1Config):
+        super().__init__()
+        d, lora = cfg.model_channels, cfg.adaln_lora_dim
+        self.blocks = nn.ModuleList([
+            Part(_holding_attn(Attention1(d, d, cfg.num_heads)), d, lora),
+            Part(_holding_attn(Attention1(d, cfg.crossattn_emb_channels, cfg.num_heads)), d, lora),
+            Part(MLP(d, int(d * cfg.mlp_ratio)), d, lora)])
+
+    def forward(self, x, emb, lora, context, rope):
+        """x [B, L, D]; emb, lora [B, 1, D | 3D]."""
+        self_attn, cross_attn, mlp = self.blocks
+        for part, run in ((self_attn, lambda h: self_attn.block.attn(h, rope=rope)),
+                          (cross_attn, lambda h: cross_attn.block.attn(h, context)),
+                          (mlp, mlp.block)):
+            shift, scale, gate = (part.adaLN_modulation(emb) + lora).chunk(3, dim=-1)
+            x = x + gate * run(_norm(x) * (1 + scale) + shift)
+        return x
+
+
+class FinalLayer1(nn.Module):
+    def __init__(self, cfg: Cosmos1Config):
+        super().__init__()
+        d = cfg.model_channels
+        self.linear = Linear(d, cfg.patch_spatial ** 2 * cfg.patch_temporal * cfg.out_channels, bias=False)
+        self.adaLN_modulation = _modulation(d, cfg.adaln_lora_dim, 2)
+
+    def forward(self, x, emb, lora):
+        shift, scale = (self.adaLN_modulation(emb) + lora[..., :2 * x.shape[-1]]).chunk(2, dim=-1)
+        return self.linear(_norm(x) * (1 + scale) + shift)
+
+
+class Cosmos1(nn.Module):
+    takes_fps = True  # the sampler passes the conditioning's frame rate (ComfyUI's fps)
+
+    def __init__(self, config: Cosmos1Config):
+        super().__init__()
+        self.config = cfg = config
+        d = cfg.model_channels
+        patch = cfg.patch_spatial ** 2 * cfg.patch_temporal
+        self.x_embedder = nn.Module()
+        self.x_embedder.proj = nn.Sequential(nn.Identity(), Linear((cfg.in_channels + 1) * patch, d, bias=False))
+        self.extra_pos_embedder = nn.Module()
+        for axis, length in zip("thw", cfg.positions):
+            setattr(self.extra_pos_embedder, f"pos_emb_{axis}", nn.Parameter(torch.empty(length, d)))
+        self.t_embedder = nn.Sequential(nn.Identity(), TimestepEmbedding(d))
+        self.affline_norm = nn.RMSNorm(d, eps=1e-6)
+        self.blocks = nn.ModuleDict({f"block{i}": Block1(cfg) for i in range(cfg.num_blocks)})
+        self.final_layer = FinalLayer1(cfg)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name in [k for k in state_dict if k.startswith(prefix) and (k[len(prefix):].startswith(UNUSED1)
+                                                                        or k.endswith("_extra_state"))]:
+            state_dict.pop(name)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def learned_positions(self, frames: int, height: int, width: int, dtype) -> torch.Tensor:
+        """[frames * height * width, D]: the axes' rows summed, each token's vector divided by its
+        RMS (+ 1e-6). The tables are cropped, never stretched, so they bound the size."""
+        e = self.extra_pos_embedder
+        tables = [e.pos_emb_t, e.pos_emb_h, e.pos_emb_w]
+        if any(n > len(table) for n, table in zip((frames, height, width), tables)):
+            ps = self.config.patch_spatial
+            most = f"{len(tables[0])} latent frames of {len(tables[1]) * ps * 8}x{len(tables[2]) * ps * 8} pixels"
+            raise ValueError(f"Cosmos 1.0 has learned positions for at most {most} (height x width); this latent "
+                             f"is {frames} frames of {height * ps * 8}x{width * ps * 8}")
+        t, h, w = (table[:n].to(dtype) for n, table in zip((frames, height, width), tables))
+        pos = (t[:, None, None] + h[None, :, None] + w[None, None, :]).reshape(frames * height * width, -1)
+        rms = torch.linalg.vector_norm(pos, dim=-1, keepdim=True, dtype=torch.float32) / math.sqrt(pos.shape[-1])
+        return pos / (rms + 1e-6).to(dtype)
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor, y=None, fps=None,
+                **_) -> torch.Tensor:
+        """x [B, C, T, H, W] (or one frame [B, C, H, W]); timesteps c_noise [B]; context [B, N, 1024];
+        fps the frame rate (None: RoPE's time in frames) -> EDM's F-prediction, x's shape."""
+        image = x.ndim == 4
+        if image:
+            x = x[:, :, None]
+        cfg = self.config
+        b, _, frames, height, width = x.shape
+        ps, pt = cfg.patch_spatial, cfg.patch_temporal
+        x = torch.cat([x, x.new_zeros(b, 1, frames, height, width)], dim=1)  # the padding mask: nothing padded
+        t, h, w = frames // pt, height // ps, width // ps
+        x = x.reshape(b, -1, t, pt, h, ps, w, ps).permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(b, t * h * w, -1)
+        x = self.x_embedder.proj(x)
+        pos = self.learned_positions(t, h, w, x.dtype)
+
+        sinusoid = timestep_embedding(timesteps.reshape(-1).expand(b), cfg.model_channels).to(x.dtype)
+        lora = self.t_embedder(sinusoid)[:, None]  # [B, 1, 3D]
+        emb = self.affline_norm(sinusoid)[:, None]
+        rope = rope_angles(cfg, t, h, w, x.device, fps=None if fps is None else float(fps))
+        context = context.to(x.dtype)
+        for block in self.blocks.values():
+            x = block(x + pos, emb, lora, context, rope)
+        x = self.final_layer(x, emb, lora)  # [B, THW, (p1 p2 pt C)]
         x = x.reshape(b, t, h, w, ps, ps, pt, -1).permute(0, 7, 1, 6, 2, 4, 3, 5)
         x = x.reshape(b, -1, t * pt, h * ps, w * ps)
         return x[:, :, 0] if image else x

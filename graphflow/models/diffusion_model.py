@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import torch
 
 from .cast_layers import FP8_DTYPES, compute_dtype
-from .latent_formats import FLUX, LTXV, MOCHI, SC_B, SC_PRIOR, SD1, SD3, SDXL, WAN21, WAN22, LatentFormat
+from .latent_formats import COSMOS1, FLUX, LTXV, MOCHI, SC_B, SC_PRIOR, SD1, SD3, SDXL, WAN21, WAN22, LatentFormat
 from .unet import timestep_embedding
 
 ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux", "chroma", "stable_cascade_c", "stable_cascade_b",
-         "pixart", "svd", "ltxv", "mochi", "cosmos", "wan", "lumina2")
+         "pixart", "svd", "ltxv", "mochi", "cosmos", "cosmos1", "wan", "lumina2")
 FLOW_ARCHS = ("sd3", "flux", "chroma", "ltxv", "mochi", "wan", "lumina2")
-VIDEO_ARCHS = ("ltxv", "mochi", "cosmos", "wan")  # latents [B, C, frames, h, w]
+VIDEO_ARCHS = ("ltxv", "mochi", "cosmos", "cosmos1", "wan")  # latents [B, C, frames, h, w]
 PACKED_ARCHS = ("flux", "chroma")  # 2x2 patches packed into the channels inside the network
 CASCADE_ARCHS = ("stable_cascade_c", "stable_cascade_b")
 CASCADE_SHIFTS = {"stable_cascade_c": 2.0, "stable_cascade_b": 1.0}  # ComfyUI's sampling_settings
@@ -125,7 +125,14 @@ class DiffusionModel:
     Cosmos-Predict2 (cosmos, graphflow.models.cosmos), prediction "cosmos_rflow": ComfyUI's
     rectified flow in EDM sigmas (graphflow.sampling.model_sampling.CosmosRFlowSchedule); x a video
     latent [B, 16, frames, h, w] (an image is one frame), in the Wan 2.1 VAE's format;
-    model(x, t, context, y) with t = sigma / (1 + sigma), context old T5-XXL's 512 tokens, y unused."""
+    model(x, t, context, y) with t = sigma / (1 + sigma), context old T5-XXL's 512 tokens, y unused.
+
+    Cosmos 1.0 (cosmos1, graphflow.models.cosmos.Cosmos1), prediction "edm" in continuous time
+    (sigmas 0.002 .. 80, sigma_data 0.5, timestep ln(sigma) / 4; the loader sets it); x a video
+    latent [B, 16 (+1 Video2World mask), frames, h, w] of Cosmos' CV8x8x8 tokenizer (format
+    COSMOS1); model(x, t, context, y, fps=None), context old T5-XXL's 512 tokens, fps the
+    conditioning's frame_rate (ComfyUI passes none unless it is set). A noise mask's known
+    frames are seen clean (scale_latent_inpaint)."""
 
     def __init__(self, unet, arch: str, prediction: str = "eps", latent_format: LatentFormat | None = None,
                  beta_schedule: BetaSchedule | None = None, sampling_shift: float | None = None,
@@ -140,7 +147,7 @@ class DiffusionModel:
         self.prediction = prediction
         self.latent_format = latent_format or {"sd3": SD3, "flux": FLUX, "chroma": FLUX, "lumina2": FLUX, "stable_cascade_c": SC_PRIOR,
                                                 "stable_cascade_b": SC_B, "ltxv": LTXV, "mochi": MOCHI,
-                                                "cosmos": WAN21,
+                                                "cosmos": WAN21, "cosmos1": COSMOS1,
                                                 "wan": wan_latent_format(getattr(unet, "config", None))}.get(arch) or (
             SDXL if arch.startswith("sdxl") else SD1)
         if beta_schedule is None:  # SD's, but the x4 upscaler was trained on its own
@@ -205,6 +212,28 @@ class DiffusionModel:
         return self.is_video and not (self.arch == "wan" and self.latent_format is not WAN22)
 
     @property
+    def default_frame_rate(self) -> float | None:
+        """The frame rate a video model is told when the conditioning sets none (LTXVConditioning
+        sets one): LTX-Video's 25; None for Cosmos 1.0, whose RoPE then counts frames (ComfyUI's)."""
+        return None if self.arch == "cosmos1" else 25.0
+
+    def scale_latent_inpaint(self, schedule):
+        """ComfyUI's per-model scale_latent_inpaint: f(sigma, latent) -> what a noise mask's known
+        region is set to before each model call, or None for the sampler's generic rule (the
+        latent noised to sigma; a video's clean latent). Cosmos 1.0 (CosmosVideo): the latent as
+        the network would see it at sigma 0 (schedule.c_in), rescaled so that c_in at sigma
+        gives it back: the known frames are seen clean. Cosmos-Predict2: its schedule's."""
+        if self.arch != "cosmos1":
+            return getattr(schedule, "scale_latent_inpaint", None)
+
+        def known(sigma, latent):
+            s = sigma.reshape(sigma.shape[:1] + (1,) * (latent.ndim - 1)) if sigma.ndim else sigma
+            clean = schedule.c_in(torch.zeros_like(sigma), latent)
+            return clean * (s ** 2 + schedule.sigma_data ** 2) ** 0.5
+
+        return known
+
+    @property
     def is_cascade(self) -> bool:
         return self.arch in CASCADE_ARCHS
 
@@ -216,7 +245,7 @@ class DiffusionModel:
             return self.unet.config.adm_in_channels
         if self.arch == "flux":
             return self.unet.config.vec_in_dim
-        if self.arch in ("chroma", "ltxv", "mochi", "cosmos", "wan", "lumina2"):
+        if self.arch in ("chroma", "ltxv", "mochi", "cosmos", "cosmos1", "wan", "lumina2"):
             return 0
         if self.arch == "pixart":  # α's (height, width, aspect ratio); Σ takes none
             return 3 if self.unet.config.micro_condition else 0

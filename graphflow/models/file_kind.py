@@ -76,8 +76,8 @@ def _text_encoder(shapes) -> FileKind | None:
                 tokenizer = "its tokenizer inside" if "spiece_model" in shapes else "NO tokenizer inside (spiece_model)"
                 return FileKind(f"UMT5-XXL text encoder (Wan 2.1; {tokenizer})", "text_encoders", "LoadTextEncoder")
             if key.replace("layer.0.SelfAttention.q.", "layer.1.DenseReluDense.wi.") in shapes:  # ReLU: T5 v1.0
-                return FileKind("old T5-XXL text encoder (T5 v1.0, for Cosmos-Predict2: type cosmos)", "text_encoders",
-                                "LoadTextEncoder")
+                return FileKind("old T5-XXL text encoder (T5 v1.0, for Cosmos 1.0 and Cosmos-Predict2: type cosmos)",
+                                "text_encoders", "LoadTextEncoder")
             return FileKind("T5 text encoder (T5-XXL for SD3 / FLUX / Chroma)", "text_encoders", "LoadTextEncoder")
         if key.endswith(("embeddings.token_embedding.weight", "token_embedding.weight")) and len(shape) == 2 \
                 and not key.startswith("cond_stage_model.") and not key.startswith("conditioner."):
@@ -136,6 +136,14 @@ def is_cosmos1_vae(shapes) -> bool:
         "post_quant_conv.conv3d.weight" in shapes and "encoder.conv_in.0.conv3d.weight" in shapes)
 
 
+def find_cosmos1(shapes) -> str | None:
+    """The key prefix of a Cosmos 1.0 network (NVIDIA's first layout, blocks.blockN.blocks.M: bare,
+    under ComfyUI's model.diffusion_model. or NVIDIA's net.) among `shapes`, or None."""
+    markers = ("x_embedder.proj.1.weight", "blocks.block0.blocks.0.block.attn.to_q.0.weight",
+               "final_layer.linear.weight")
+    return next((p for p in ("model.diffusion_model.", "net.", "") if all(p + m in shapes for m in markers)), None)
+
+
 def identify(shapes: dict[str, tuple]) -> FileKind | None:
     """The kind of model file these keys and shapes are, or None when nothing matches."""
     from .flow_architecture import MOCHI_VAE_ENCODER, find_flow_model, mochi_vae_prefix, vae_in
@@ -160,6 +168,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
                         "`LoadDiffusers` on the whole folder (model_index.json, transformer/, vae/, text_encoder*/)")
     if find_cosmos(shapes) is not None:
         return FileKind("Cosmos-Predict2 diffusion model", "diffusion_models", "LoadDiffusionModel")
+    if find_cosmos1(shapes) is not None:
+        return FileKind("Cosmos 1.0 diffusion model", "diffusion_models", "LoadDiffusionModel")
     pixart = find_pixart(shapes)
     if pixart is not None:
         layout = " (diffusers' PixArtTransformer2DModel layout)" if pixart[1] == "diffusers" else ""

@@ -43,8 +43,8 @@ Wan 2.1 ("wan", CLIPLoader's type): UMT5-XXL alone (its tokenizer read from the 
      masked and zeroes those outputs; the model gets all 512 tokens and no mask (Wan's own
      pipeline and diffusers' WanPipeline zero-pad to 512 alike). Given here as the unpadded
      tokens' encoding followed by zeros up to 512; no pooled vector (None).
-Cosmos-Predict2 ("cosmos", CLIPLoader's type): context = "old" T5-XXL's tokens (T5 v1.0, 1024
-     wide, ReLU feed-forward) padded to 512: ComfyUI's CosmosT5XXL pads with <pad>, runs T5 with
+Cosmos 1.0 and Cosmos-Predict2 ("cosmos", CLIPLoader's type): context = "old" T5-XXL's tokens (T5
+     v1.0, 1024 wide, ReLU feed-forward) padded to 512: ComfyUI's CosmosT5XXL pads with <pad>, runs T5 with
      the padding masked and zeroes its outputs, and the model attends to all 512 (zeros included,
      no mask): the unpadded encoding followed by zero tokens, which is what is given here; no
      pooled vector (None).

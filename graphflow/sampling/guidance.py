@@ -208,7 +208,8 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
         if len(x_shape) not in (4, 5) and (options.get("mask") is not None or options.get("area") is not None):
             raise ValueError(f"conditioning entry {k}: areas and masks need image latents [B, C, h, w] or video "
                              f"latents [B, C, T, h, w]; this latent is {tuple(x_shape)}")
-        frame_rate = options.get("frame_rate", 25.0) if getattr(model, "is_video", False) else None
+        frame_rate = options.get("frame_rate", getattr(model, "default_frame_rate", 25.0)) \
+            if getattr(model, "is_video", False) else None
         keyframes = _keyframe_positions(options, x_shape, k) if getattr(model, "is_video", False) else None
         references = _reference_latents(model, options, batch, device)
         prior = _cascade_prior(model, options, x_shape, device)

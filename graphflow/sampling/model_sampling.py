@@ -360,7 +360,8 @@ class ModelDenoiser:
                  control=None, gligen=None, control_context: torch.Tensor | None = None,
                  prior: torch.Tensor | None = None, num_frames: int | None = None,
                  frame_rate: float | None = None) -> torch.Tensor:
-        # frame_rate: video conditioning's (Cosmos-Predict2 runs without fps modulation, as in ComfyUI)
+        # frame_rate: video conditioning's, passed to networks that take it (Cosmos 1.0's fps; Cosmos-
+        # Predict2 runs without fps modulation, as in ComfyUI)
         xc = self.schedule.c_in(sigma, x)
         dtype = self.model.dtype
         if concat is not None:
@@ -382,6 +383,8 @@ class ModelDenoiser:
                 extra["effnet"] = prior.to(dtype)
             if num_frames is not None:  # SVD: how the batch splits into videos
                 extra["num_frames"] = num_frames
+            if frame_rate is not None and getattr(self.model.unet, "takes_fps", False):
+                extra["fps"] = frame_rate
             return unet(xc.to(dtype), t,
                         None if context is None else context.to(dtype),
                         y if y is None or not y.is_floating_point() else y.to(dtype),  # class labels stay whole

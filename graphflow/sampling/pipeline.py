@@ -168,11 +168,13 @@ def _latent_samples(model, latent) -> torch.Tensor:
         raise NodeInputError("latent_image", "expected a LATENT: a dict with 'samples' [B, C, h, w]")
     samples = latent["samples"]
     video = getattr(model, "is_video", False)
-    if video and getattr(model, "arch", None) == "cosmos" and torch.is_tensor(samples) and samples.ndim == 4:
+    if video and getattr(model, "arch", None) in ("cosmos", "cosmos1") and torch.is_tensor(samples) \
+            and samples.ndim == 4:
         samples = samples[:, :, None]  # an image latent is one frame (ComfyUI's fix_empty_latent_channels)
     if video and (not torch.is_tensor(samples) or samples.ndim != 5):
         got = tuple(samples.shape) if torch.is_tensor(samples) else type(samples).__name__
-        empty = {"mochi": "EmptyMochiLatentVideo", "wan": "EmptyHunyuanLatentVideo"}.get(
+        empty = {"mochi": "EmptyMochiLatentVideo", "wan": "EmptyHunyuanLatentVideo",
+                 "cosmos1": "EmptyCosmosLatentVideo"}.get(
             getattr(model, "arch", None), "EmptyLTXVLatentVideo")
         if getattr(getattr(model, "latent_format", None), "name", None) == "wan22":  # the Wan 2.2 TI2V 5B
             empty = "Wan22ImageToVideoLatent"
@@ -320,7 +322,7 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
         elif model.in_channels == 2 * fmt.channels:
             def concat_fn(options):
                 return ip2p_concat(options, getattr(model, "arch", "sd1"), fmt, shape, device)
-        elif getattr(model, "arch", None) == "cosmos" and model.in_channels == fmt.channels + 1:
+        elif getattr(model, "arch", None) in ("cosmos", "cosmos1") and model.in_channels == fmt.channels + 1:
             def concat_fn(options):  # video2world: 1 on the given frames (ComfyUI's "mask_inverted")
                 if denoise_mask is None:
                     return torch.zeros(shape[0], 1, *shape[2:], device=device)
@@ -355,8 +357,9 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
             mask_fn = None
             if model_options.get("differential_diffusion") is not None:
                 mask_fn = differential_mask(schedule, sigmas, model_options["differential_diffusion"])
+            scale_known = model.scale_latent_inpaint(schedule) if hasattr(model, "scale_latent_inpaint") else None
             denoiser = MaskedDenoiser(denoiser, schedule, latent_image, blend_noise, denoise_mask, mask_fn,
-                                      noised_known=not video)
+                                      noised_known=not video, scale_known=scale_known)
 
         x = schedule.noise_scaling(sigmas[0], noise, latent_image, schedule.is_max_denoise(sigmas[0]))
         options = dict(sampler_options or {})
@@ -571,12 +574,13 @@ class MaskedDenoiser:
     """Keeps a noise mask's known region (mask 0) on the input latent: before each model call the
     known region of x is set to latent + noise * sigma (the latent noised to the current level;
     noised_known False: the clean latent, as ComfyUI's LTX-Video, whose model is told the known
-    tokens' lower level; a schedule with scale_latent_inpaint, Cosmos-Predict2's, sets it), after it
-    the known region of the prediction is set to the latent.
+    tokens' lower level; scale_known(sigma, latent), the model's own rule (DiffusionModel.
+    scale_latent_inpaint: Cosmos 1.0's, Cosmos-Predict2's), sets it), after it the known region of
+    the prediction is set to the latent.
     mask_fn(sigma, mask), if given, makes the mask used at each step (differential diffusion)."""
 
     def __init__(self, denoiser, schedule: DiscreteSchedule, latent_image: torch.Tensor, noise: torch.Tensor,
-                 mask: torch.Tensor, mask_fn=None, noised_known: bool = True):
+                 mask: torch.Tensor, mask_fn=None, noised_known: bool = True, scale_known=None):
         self.denoiser = denoiser
         self.schedule = schedule
         self.latent_image = latent_image
@@ -584,14 +588,15 @@ class MaskedDenoiser:
         self.mask = mask
         self.mask_fn = mask_fn
         self.noised_known = noised_known
+        self.scale_known = scale_known or getattr(schedule, "scale_latent_inpaint", None)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **extra_args) -> torch.Tensor:
         mask = self.mask if self.mask_fn is None else self.mask_fn(sigma, self.mask)
         keep = 1.0 - mask
         known = self.schedule.noise_scaling(sigma, self.noise, self.latent_image) if self.noised_known \
             else self.latent_image
-        if hasattr(self.schedule, "scale_latent_inpaint"):  # Cosmos-Predict2: seen clean by the network
-            known = self.schedule.scale_latent_inpaint(sigma, self.latent_image)
+        if self.scale_known is not None:  # the model's own rule (Cosmos: seen clean by the network)
+            known = self.scale_known(sigma, self.latent_image)
         x = x * mask + known * keep
         denoised = self.denoiser(x, sigma, **extra_args)
         return denoised * mask + self.latent_image * keep
