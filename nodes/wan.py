@@ -756,18 +756,19 @@ class WanCameraImageToVideo(Node):
         positive, negative = self.positive, self.negative
         if self.start_image is not None:
             concat = WAN21.process_out(empty_video(self.batch_size, self.length, self.height, self.width))
-            start = _encode(self.vae, _fit(self.start_image[:self.length], self.width, self.height, "start_image"), node)
+            start = _fit(self.start_image[:self.length], self.width, self.height, "start_image")
+            start = _encode(self.vae, start, node)
             concat[:, :, :start.shape[2]] = start[:, :, :concat.shape[2]]
             positive = with_options(positive, concat_latent_image=concat)
             negative = with_options(negative, concat_latent_image=concat)
         if self.camera_conditions is not None:
             rays = self.camera_conditions
-            want = (latent.shape[2], self.height, self.width)
-            if getattr(rays, "ndim", 0) != 5 or tuple(rays.shape[2:]) != want:
-                raise NodeInputError("camera_conditions", f"{node} needs WanCameraEmbedding's rays for {want[0]} latent "
-                                                          f"frames of {self.width} x {self.height} ([1, 24, {want[0]}, "
-                                                          f"{self.height}, {self.width}]), got "
-                                                          f"{tuple(getattr(rays, 'shape', ()))}")
+            frames = latent.shape[2]
+            if getattr(rays, "ndim", 0) != 5 or tuple(rays.shape[2:]) != (frames, self.height, self.width):
+                raise NodeInputError("camera_conditions",
+                                     f"{node} needs WanCameraEmbedding's rays for {frames} latent frames of "
+                                     f"{self.width} x {self.height} ([1, 24, {frames}, {self.height}, {self.width}]), "
+                                     f"got {tuple(getattr(rays, 'shape', ()))}")
             positive = with_options(positive, camera_conditions=rays)
             negative = with_options(negative, camera_conditions=rays)
         if self.clip_vision_output is not None:
