@@ -1356,16 +1356,21 @@ def write_umt5(path, seed: int = 2, dtype=torch.float16, tokenizer: bool = True)
 
 
 def wan_config(scaled_down: bool = True, i2v: bool = False, depth: int = 2, in_channels: int | None = None,
-               vace: bool = False, ti2v: bool = False, ref_in_channels: int = 0):
+               vace: bool = False, ti2v: bool = False, ref_in_channels: int = 0, camera: bool = False):
     """Wan 2.1 T2V 1.3B's transformer config (I2V: 14B 480p's), or a tiny one taking the tiny
     UMT5's tokens (two 128-channel heads: the head width ComfyUI assumes). in_channels: another
     input width (Fun Control's 48). vace: Wan2.1 VACE 1.3B's (15 VACE blocks, every other block),
     tiny: 4 blocks, 2 VACE blocks. ti2v: Wan 2.2 TI2V 5B's (48 latent channels in and out).
-    ref_in_channels: a ref_conv of that input (Wan 2.2 Fun Control's reference image)."""
+    ref_in_channels: a ref_conv of that input (Wan 2.2 Fun Control's reference image). camera: Wan2.1 Fun
+    V1.1 14B Control-Camera's (I2V with CLIP vision, 32 input channels: noise + start-image latent, a
+    control_adapter for 24 Plücker channels), tiny likewise."""
     from dataclasses import replace
 
     from .models.configs import WanConfig
 
+    if camera:
+        return replace(wan_config(scaled_down, True, depth, in_channels or 32, vace, ti2v, ref_in_channels),
+                       camera_in_channels=24)
     if ref_in_channels:
         return replace(wan_config(scaled_down, i2v, depth, in_channels, vace, ti2v), ref_in_channels=ref_in_channels)
     if ti2v:
@@ -1387,22 +1392,24 @@ def wan_config(scaled_down: bool = True, i2v: bool = False, depth: int = 2, in_c
 
 def wan_state(scaled_down: bool = True, seed: int = 0, i2v: bool = False, depth: int = 2,
               in_channels: int | None = None, vace: bool = False, ti2v: bool = False,
-              ref_in_channels: int = 0) -> dict[str, torch.Tensor]:
+              ref_in_channels: int = 0, camera: bool = False) -> dict[str, torch.Tensor]:
     """A random Wan 2.1 (ti2v: Wan 2.2 TI2V 5B) transformer in the original names (float32)."""
     from .models.wan import Wan
 
     with torch.device("meta"):
-        shapes = _module_shapes(Wan(wan_config(scaled_down, i2v, depth, in_channels, vace, ti2v, ref_in_channels)))
+        shapes = _module_shapes(Wan(wan_config(scaled_down, i2v, depth, in_channels, vace, ti2v, ref_in_channels,
+                                               camera)))
     return random_state(shapes, seed, torch.float32)
 
 
 def write_wan(path, seed: int = 0, dtype=torch.float16, i2v: bool = False, prefixed: bool = False,
               depth: int = 2, in_channels: int | None = None, vace: bool = False, ti2v: bool = False,
-              ref_in_channels: int = 0) -> Path:
+              ref_in_channels: int = 0, camera: bool = False) -> Path:
     """A random Wan 2.1 diffusion model in the original layout, bare as wan2.1_t2v_1.3B_fp16.safetensors
     (prefixed: under model.diffusion_model., as ComfyUI saves checkpoints); ti2v: Wan 2.2 TI2V 5B's
-    (wan2.2_ti2v_5B_fp16.safetensors)."""
-    state = wan_state(True, seed, i2v, depth, in_channels, vace, ti2v, ref_in_channels)
+    (wan2.2_ti2v_5B_fp16.safetensors); camera: a Fun Control-Camera model's
+    (Wan2.1-Fun-V1.1-14B-Control-Camera: I2V, 32 input channels, control_adapter.*)."""
+    state = wan_state(True, seed, i2v, depth, in_channels, vace, ti2v, ref_in_channels, camera)
     prefix = UNET_PREFIX if prefixed else ""
     save_file({prefix + k: v.to(dtype) for k, v in state.items()}, str(path))
     return Path(path)

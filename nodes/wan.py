@@ -7,12 +7,18 @@ The image nodes encode the given frames (the rest of the video mid-grey) with th
 given, and put the latent and a mask of the given latent frames into the conditioning
 (concat_latent_image, concat_mask), which graphflow.sampling.pipeline.wan_concat turns into
 the I2V model's 20 extra input channels; a CLIP vision output's penultimate states become the
-model's image tokens (clip_vision_output)."""
+model's image tokens (clip_vision_output).
+
+Fun Control-Camera: WanCameraEmbedding turns a preset camera move into each pixel's Plücker ray per
+frame (CameraCtrl's camera; ComfyUI's nodes_camera_trajectory), which WanCameraImageToVideo puts into
+the conditioning (camera_conditions) for the model's camera adapter."""
 
 from __future__ import annotations
 
-from graphflow.api import (CLIP_VISION_OUTPUT, CONDITIONING, IMAGE, INT, LATENT, MASK, VAE, ComfyAlias, Float, Int,
-                           Node, NodeInputError, Text)
+import math
+
+from graphflow.api import (CLIP_VISION_OUTPUT, CONDITIONING, IMAGE, INT, LATENT, MASK, VAE, Choice, ComfyAlias, Float,
+                           Int, Node, NodeInputError, Text, socket_type)
 
 MAX_SIZE = 16384
 LATENT_CHANNELS = 16  # the Wan 2.1 VAE's
@@ -597,3 +603,175 @@ class WanVaceToVideo(Node):
         latent = torch.zeros(self.batch_size, LATENT_CHANNELS, frames, h, w)
         return (append_options(self.positive, **values), append_options(self.negative, **values),
                 {"samples": latent}, trim)
+
+
+# -- Fun Control-Camera (WanCameraEmbedding, WanCameraImageToVideo) --------------------------------
+
+WAN_CAMERA_EMBEDDING = socket_type("WAN_CAMERA_EMBEDDING", "#8ecae6",
+                                   "A camera path as Plücker rays per pixel [1, 24, latent frames, H, W] (Wan Fun "
+                                   "Control-Camera)")
+# WanCameraEmbedding's presets: (rotation about x, y, z; translation along x, y, z), in units of
+# CAMERA_ANGLE and CAMERA_SHIFT reached at the video's end at speed 1 (camera to world, y down, z ahead)
+CAMERA_POSES = {
+    "Static": ((0, 0, 0), (0, 0, 0)),
+    "Pan Up": ((0, 0, 0), (0, -1, 0)),
+    "Pan Down": ((0, 0, 0), (0, 1, 0)),
+    "Pan Left": ((0, 0, 0), (-1, 0, 0)),
+    "Pan Right": ((0, 0, 0), (1, 0, 0)),
+    "Zoom In": ((0, 0, 0), (0, 0, 2)),
+    "Zoom Out": ((0, 0, 0), (0, 0, -2)),
+    "Anti Clockwise (ACW)": ((0, 0, -1), (0, 0, 0)),
+    "ClockWise (CW)": ((0, 0, 1), (0, 0, 0)),
+}
+CAMERA_ANGLE, CAMERA_SHIFT = math.pi / 3, 1.5
+POSE_WIDTH, POSE_HEIGHT = 1280, 720  # the frame CameraCtrl's trajectories are given in: focal lengths fit it
+
+
+def _rotation(angles):
+    """[N, 3] angles about x, y, z -> [N, 3, 3] Rz @ Ry @ Rx."""
+    import torch
+
+    c, s = angles.cos().unbind(-1), angles.sin().unbind(-1)
+    one, zero = torch.ones_like(angles[:, 0]), torch.zeros_like(angles[:, 0])
+    rx = torch.stack([one, zero, zero, zero, c[0], -s[0], zero, s[0], c[0]], -1).view(-1, 3, 3)
+    ry = torch.stack([c[1], zero, s[1], zero, one, zero, -s[1], zero, c[1]], -1).view(-1, 3, 3)
+    rz = torch.stack([c[2], -s[2], zero, s[2], c[2], zero, zero, zero, one], -1).view(-1, 3, 3)
+    return rz @ (ry @ rx)
+
+
+def camera_poses(pose: str, speed: float, frames: int):
+    """[frames, 4, 4] float64 camera-to-world matrices of a preset: frame i moved i / frames x speed
+    units of its rotation and translation. The first is the identity, so these are already relative
+    to it (CameraCtrl's relative poses)."""
+    import torch
+
+    angles, shift = (torch.tensor(v, dtype=torch.float64) for v in CAMERA_POSES[pose])
+    progress = torch.arange(frames, dtype=torch.float64)[:, None] / frames * speed
+    out = torch.eye(4, dtype=torch.float64).repeat(frames, 1, 1)
+    out[:, :3, :3] = _rotation(progress * CAMERA_ANGLE * angles)
+    out[:, :3, 3] = progress * CAMERA_SHIFT * shift
+    return out
+
+
+def camera_intrinsics(width: int, height: int, fx: float, fy: float, cx: float, cy: float):
+    """(fx, fy, cx, cy) in pixels from fractions of the frame. The focal lengths are the pose frame's
+    (1280 x 720) fitted to this one by its height when the pose frame is wider, else by its width."""
+    ratio = POSE_WIDTH / POSE_HEIGHT
+    if ratio > width / height:
+        fx = height * ratio * fx / width
+    else:
+        fy = width / ratio * fy / height
+    return fx * width, fy * height, cx * width, cy * height
+
+
+def plucker_rays(poses, intrinsics, height: int, width: int):
+    """[frames, H, W, 6] float32: each pixel centre's ray through the camera of each pose, as its
+    moment (origin x direction) then its unit direction, in the first camera's frame."""
+    import torch
+
+    poses = poses.float()
+    fx, fy, cx, cy = torch.tensor(intrinsics, dtype=torch.float32).unbind()
+    v, u = torch.meshgrid(torch.arange(height, dtype=torch.float32) + 0.5,
+                          torch.arange(width, dtype=torch.float32) + 0.5, indexing="ij")
+    d = torch.stack([(u - cx) / fx, (v - cy) / fy, torch.ones_like(u)], dim=-1).reshape(-1, 3)
+    d = d / d.norm(dim=-1, keepdim=True)
+    directions = d @ poses[:, :3, :3].transpose(1, 2)  # [frames, HW, 3]
+    origins = poses[:, None, :3, 3].expand_as(directions)
+    rays = torch.cat([torch.linalg.cross(origins, directions, dim=-1), directions], dim=-1)
+    return rays.reshape(-1, height, width, 6)
+
+
+def camera_embedding(pose: str, width: int, height: int, length: int, speed: float, fx: float, fy: float, cx: float,
+                     cy: float):
+    """WanCameraEmbedding's [1, 24, latent frames, H, W]: the rays of `length` (4n + 1) frames with the
+    first frame counted 4 times (the VAE's first latent frame is one picture, the others 4), 4 frames
+    per latent frame, channel 4 c + k the ray's component c in the group's frame k."""
+    import torch
+
+    rays = plucker_rays(camera_poses(pose, speed, length), camera_intrinsics(width, height, fx, fy, cx, cy), height,
+                        width).permute(0, 3, 1, 2)  # [frames, 6, H, W]
+    rays = torch.cat([rays[:1].expand(FRAMES_PER_LATENT - 1, -1, -1, -1), rays])
+    groups = rays.shape[0] // FRAMES_PER_LATENT
+    rays = rays.reshape(groups, FRAMES_PER_LATENT, 6, height, width).transpose(1, 2)
+    return rays.reshape(groups, 6 * FRAMES_PER_LATENT, height, width).transpose(0, 1)[None].contiguous()
+
+
+class WanCameraEmbedding(Node):
+    """A camera path for Wan Fun Control-Camera (WanCameraImageToVideo's camera_conditions): a preset
+    move, evenly over the video (at speed 1 pans move the camera 1.5 units sideways or up / down,
+    zooms 3 along the view, rotations turn it 60 degrees about the view, by the end; speed scales
+    that), as each pixel's Plücker ray (moment and direction) in every frame, for a video of width x
+    height and `length` (4n + 1) frames. fx, fy: focal lengths as fractions of a 1280 x 720 frame
+    fitted to this one; cx, cy: the principal point as fractions of the width and height."""
+    category = "camera"
+    camera_pose: str = Choice(tuple(CAMERA_POSES), "Static")
+    width: int = Int(832, min=16, max=MAX_SIZE, step=16)
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    length: int = Int(81, min=1, max=MAX_SIZE, step=4)
+    speed: float = Float(1.0, min=0.0, max=10.0, step=0.1)
+    fx: float = Float(0.5, min=0.0, max=1.0, step=0.000000001)
+    fy: float = Float(0.5, min=0.0, max=1.0, step=0.000000001)
+    cx: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    cy: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    outputs = {"camera_embedding": WAN_CAMERA_EMBEDDING, "width": INT, "height": INT, "length": INT}
+    comfy = ComfyAlias(("WanCameraEmbedding",), optional=("speed", "fx", "fy", "cx", "cy"))
+
+    def run(self):
+        node = "WanCameraEmbedding"
+        if (self.length - 1) % FRAMES_PER_LATENT:
+            raise NodeInputError("length", f"{node} needs 4n + 1 frames (whole latent frames), got {self.length}")
+        for name in ("fx", "fy"):
+            if getattr(self, name) <= 0:
+                raise NodeInputError(name, f"{node} needs a focal length above 0, got {getattr(self, name)}")
+        rays = camera_embedding(self.camera_pose, self.width, self.height, self.length, self.speed, self.fx, self.fy,
+                                self.cx, self.cy)
+        return rays, self.width, self.height, self.length
+
+
+class WanCameraImageToVideo(Node):
+    """Start a Wan Fun Control-Camera sampling: the start image (scaled to width x height around its
+    centre) is encoded as the model's 16 extra channels (the latent frames after it zero in model
+    space; no start image: zeros), the camera path (WanCameraEmbedding, of the same size and length)
+    goes to the model's camera adapter, and a CLIP vision output becomes its image tokens. Gives an
+    empty latent of `length` frames to sample."""
+    category = "conditioning/video_models"
+    positive: CONDITIONING
+    negative: CONDITIONING
+    vae: VAE
+    width: int = Int(832, min=16, max=MAX_SIZE, step=16)
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    length: int = Int(81, min=1, max=MAX_SIZE, step=4)
+    batch_size: int = Int(1, min=1, max=4096)
+    clip_vision_output: CLIP_VISION_OUTPUT = None
+    start_image: IMAGE = None
+    camera_conditions: WAN_CAMERA_EMBEDDING = None
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
+    comfy = ComfyAlias(("WanCameraImageToVideo",), optional=("clip_vision_output", "start_image", "camera_conditions"))
+
+    def run(self):
+        from graphflow.models.latent_formats import WAN21
+
+        node = "WanCameraImageToVideo"
+        latent = empty_video(self.batch_size, self.length, self.height, self.width)
+        positive, negative = self.positive, self.negative
+        if self.start_image is not None:
+            concat = WAN21.process_out(empty_video(self.batch_size, self.length, self.height, self.width))
+            start = _fit(self.start_image[:self.length], self.width, self.height, "start_image")
+            start = _encode(self.vae, start, node)
+            concat[:, :, :start.shape[2]] = start[:, :, :concat.shape[2]]
+            positive = with_options(positive, concat_latent_image=concat)
+            negative = with_options(negative, concat_latent_image=concat)
+        if self.camera_conditions is not None:
+            rays = self.camera_conditions
+            frames = latent.shape[2]
+            if getattr(rays, "ndim", 0) != 5 or tuple(rays.shape[2:]) != (frames, self.height, self.width):
+                raise NodeInputError("camera_conditions",
+                                     f"{node} needs WanCameraEmbedding's rays for {frames} latent frames of "
+                                     f"{self.width} x {self.height} ([1, 24, {frames}, {self.height}, {self.width}]), "
+                                     f"got {tuple(getattr(rays, 'shape', ()))}")
+            positive = with_options(positive, camera_conditions=rays)
+            negative = with_options(negative, camera_conditions=rays)
+        if self.clip_vision_output is not None:
+            positive = with_options(positive, clip_vision_output=self.clip_vision_output)
+            negative = with_options(negative, clip_vision_output=self.clip_vision_output)
+        return positive, negative, {"samples": latent}

@@ -315,7 +315,8 @@ def _flow_report(f: "WeightFile", info: FlowInfo, size: int) -> str:
     elif info.arch == "wan":
         detail = (f"{c.depth} blocks, width {c.dim}, {c.num_heads} heads, FFN {c.ffn_dim}, {c.in_channels} input ch"
                   + (f" (I2V: CLIP vision width {c.image_dim})" if c.i2v else "") + f", text width {c.text_dim}"
-                  + (f", {c.vace_layers} VACE blocks ({c.vace_in_channels} control ch)" if c.vace_layers else ""))
+                  + (f", {c.vace_layers} VACE blocks ({c.vace_in_channels} control ch)" if c.vace_layers else "")
+                  + (f", camera adapter ({c.camera_in_channels} Plücker ch)" if c.camera_in_channels else ""))
     elif info.arch == "lumina2":
         detail = (f"{c.num_layers} layers + {c.num_refiner_layers} refiner layers each for noise and caption, "
                   f"width {c.dim}, {c.num_heads} heads ({c.num_kv_heads} kv), patch {c.patch_size}, "

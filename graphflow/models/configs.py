@@ -685,6 +685,7 @@ class WanConfig:
     vace_layers: int = 0  # VACE: its blocks (vace_blocks.N), one after every depth // vace_layers main blocks
     vace_in_channels: int = 0  # VACE: vace_patch_embedding's input (96: 32 latent + 64 mask channels)
     ref_in_channels: int = 0  # Wan 2.2 Fun Control: ref_conv's input (the reference image latent's channels)
+    camera_in_channels: int = 0  # Wan Fun Control-Camera: control_adapter's input (24: 6 Plücker x 4 frames)
 
     @property
     def head_dim(self) -> int:
@@ -723,7 +724,10 @@ def wan_config_from_state_dict(shapes: dict[str, tuple]) -> WanConfig:
         img_emb_tokens=shapes["img_emb.emb_pos"][1] if "img_emb.emb_pos" in shapes else 0,
         vace_layers=len({k.split(".")[1] for k in shapes if k.startswith("vace_blocks.")}),
         vace_in_channels=shapes["vace_patch_embedding.weight"][1] if "vace_patch_embedding.weight" in shapes else 0,
-        ref_in_channels=shapes["ref_conv.weight"][1] if "ref_conv.weight" in shapes else 0)
+        ref_in_channels=shapes["ref_conv.weight"][1] if "ref_conv.weight" in shapes else 0,
+        # the adapter's conv sees 8x8 pixel blocks unshuffled into channels
+        camera_in_channels=shapes["control_adapter.conv.weight"][1] // 64 if "control_adapter.conv.weight" in shapes
+        else 0)
 
 
 LUMINA2_MARKER = "cap_embedder.1.weight"  # ComfyUI's test for Lumina 2 (with noise_refiner.0.attention.k_norm.weight)

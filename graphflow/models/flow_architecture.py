@@ -54,6 +54,7 @@ FAMILY_NAMES = {"sd3_medium": "SD3 medium", "sd35_large": "SD3.5 large", "sd35_m
                 "ltxv": "LTX-Video", "mochi": "Mochi 1 Preview", "wan_t2v": "Wan 2.1 text-to-video",
                 "wan_i2v": "Wan 2.1 image-to-video", "wan_flf2v": "Wan 2.1 first-last-frame-to-video",
                 "wan_fun_control": "Wan 2.1 Fun Control", "wan_vace": "Wan 2.1 VACE",
+                "wan_camera": "Wan Fun Control-Camera (camera-controlled image-to-video)",
                 "lumina2": "Lumina Image 2.0",
                 "wan22_ti2v": "Wan 2.2 TI2V 5B (text/image-to-video)",
                 "wan22_i2v": "Wan 2.2 I2V A14B expert (image-to-video without CLIP vision)"}
@@ -123,6 +124,8 @@ def _family(arch: str, config) -> str:
             return "wan22_ti2v"
         if config.vace_layers:
             return "wan_vace"
+        if config.camera_in_channels:  # control_adapter (ComfyUI's WAN21_Camera / WAN22_Camera)
+            return "wan_camera"
         if config.in_channels == 3 * config.latent_channels:  # control + start-image latents (ComfyUI's FunControl2V)
             return "wan_fun_control"
         if config.in_channels == config.latent_channels + 20 and not config.i2v:  # mask + image latent, no img_emb

@@ -27,6 +27,12 @@ control latents (32 channels of inactive / reactive video latents and 64 of mask
 starting from the video's own tokens (`before_proj`); after every depth // vace_layers main blocks
 its next block's output (`after_proj`) is added to the video tokens, times the input's strength.
 
+Fun Control-Camera (control_adapter; Wan2.1-Fun-V1.1-*-Control-Camera, an I2V model of 32 input
+channels: the noisy latent and the start image's): the camera's Plücker rays per pixel
+[B, 24, F, H, W] (WanCameraEmbedding's: 6 channels for each of a latent frame's 4 pixel frames)
+are unshuffled 8x8 into channels, patched by a conv of the patch size and passed through one
+residual block (3x3 conv, ReLU, 3x3 conv), then added to the patch embedding, token for token.
+
 Called as ComfyUI's model: sigma [B] in [0, 1] (rectified flow, 1 = noise), the network's
 timestep 1000 sigma, its output the velocity noise - x0. The prompt's tokens are all attended
 to, no mask (ComfyUI gives 512, the padding zeros).
@@ -44,6 +50,7 @@ from .mochi import apply_rope, rms_norm
 
 THETA = 10000.0
 EPS = 1e-6
+CAMERA_UNSHUFFLE = 8  # the camera adapter folds 8x8 pixels into channels: the VAE's downscale
 
 
 def rope(head_dim: int, frames: int, rows: int, columns: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,6 +190,34 @@ class ImageEmbedding(nn.Module):
         return self.proj(states)
 
 
+class CameraAdapter(nn.Module):
+    """control_adapter: Plücker rays [B, C, F, H, W] at pixel size -> [B, dim, F, H/16, W/16], one
+    vector per patch: an 8x8 pixel unshuffle (the VAE's downscale), a conv of the patch size, one
+    residual block (conv1, ReLU, conv2 plus its input), each frame on its own."""
+
+    def __init__(self, in_channels: int, dim: int, patch: tuple):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels * CAMERA_UNSHUFFLE ** 2, dim, patch, stride=patch)
+        self.residual_blocks = nn.ModuleList([CameraResidualBlock(dim)])
+
+    def forward(self, rays):
+        b, _, f = rays.shape[:3]
+        x = self.conv(F.pixel_unshuffle(rays.movedim(2, 1).flatten(0, 1), CAMERA_UNSHUFFLE))
+        for block in self.residual_blocks:
+            x = block(x)
+        return x.unflatten(0, (b, f)).movedim(1, 2)
+
+
+class CameraResidualBlock(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(dim, dim, 3, padding=1)
+        self.conv2 = nn.Conv2d(dim, dim, 3, padding=1)
+
+    def forward(self, x):
+        return x + self.conv2(F.relu(self.conv1(x)))
+
+
 class Wan(nn.Module):
     def __init__(self, config: WanConfig):
         super().__init__()
@@ -201,11 +236,13 @@ class Wan(nn.Module):
             self.vace_blocks = nn.ModuleList([VaceBlock(cfg, i == 0) for i in range(cfg.vace_layers)])
         if cfg.ref_in_channels:  # Wan 2.2 Fun Control: a reference image's latent, patched as one frame
             self.ref_conv = nn.Conv2d(cfg.ref_in_channels, dim, cfg.patch_size[1:], stride=cfg.patch_size[1:])
+        if cfg.camera_in_channels:  # Fun Control-Camera
+            self.control_adapter = CameraAdapter(cfg.camera_in_channels, dim, cfg.patch_size[1:])
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, y=None,
                 clip_fea: torch.Tensor | None = None, vace_context: torch.Tensor | None = None,
                 vace_strength=(1.0,), time_dim_concat: torch.Tensor | None = None, reference_latents=None,
-                **unused) -> torch.Tensor:
+                camera_conditions: torch.Tensor | None = None, **unused) -> torch.Tensor:
         """x [B, in_channels, F, H, W] (I2V: the latent and its 20 concat channels); sigma [B] (or
         [B, F*H*W]: sigma x the noise mask per latent pixel, the TI2V 5B's kept start frame);
         context [B, L, text_dim]; y unused (no pooled vector); clip_fea [B, 257, 1280] CLIP
@@ -215,7 +252,9 @@ class Wan(nn.Module):
         model space: seen by attention, their positions after the video's, cut from the output);
         reference_latents [[B, ref_in_channels, H, W]] (models with ref_conv, Wan 2.2 Fun Control: the
         last one's tokens go before the video's, at the first frame's positions, the video's one frame
-        later, and are cut from the output) ->
+        later, and are cut from the output); camera_conditions [B, camera_in_channels, F, 8H, 8W]
+        (Fun Control-Camera models: WanCameraEmbedding's Plücker rays, added to the patch embedding
+        through control_adapter; other models ignore them, as ComfyUI's do) ->
         velocity [B, out_channels, F, H, W]."""
         cfg = self.config
         b, _, f, h, w = x.shape
@@ -230,9 +269,18 @@ class Wan(nn.Module):
                 raise ValueError("appended frames (time_dim_concat) can't be used with per-frame timesteps")
             extra = time_dim_concat.shape[2]
             xp = torch.cat([xp, F.pad(time_dim_concat.to(x.dtype), (0, -w % pw, 0, -h % ph, 0, -extra % pt))], dim=2)
-        hidden = self.patch_embedding(xp.to(self.patch_embedding.weight.dtype))
+        hidden = self.patch_embedding(xp.to(self.patch_embedding.weight.dtype)).to(x.dtype)
         grid = hidden.shape[2:]
-        hidden = hidden.flatten(2).transpose(1, 2).to(x.dtype)
+        if camera_conditions is not None and cfg.camera_in_channels:
+            pixels = CAMERA_UNSHUFFLE * h, CAMERA_UNSHUFFLE * w
+            if (tuple(camera_conditions.shape[1:3]) != (cfg.camera_in_channels, f) or camera_conditions.shape[0] != b
+                    or tuple(camera_conditions.shape[3:]) != pixels or grid[0] != f or h % ph or w % pw):
+                raise ValueError(f"camera_conditions {tuple(camera_conditions.shape)} must be [{b}, "
+                                 f"{cfg.camera_in_channels}, {f}, {pixels[0]}, {pixels[1]}]: WanCameraEmbedding's "
+                                 f"for the latent {tuple(x.shape)} (whole patches, no appended frames)")
+            cams = self.control_adapter(camera_conditions.to(x.device, self.control_adapter.conv.weight.dtype))
+            hidden = hidden + cams.to(x.dtype)
+        hidden = hidden.flatten(2).transpose(1, 2)
         if sigma.dim() == 2:  # per latent pixel (a noise mask): each frame's mean (ComfyUI's WAN22 process_timestep)
             if pt != 1:
                 raise ValueError("per-frame timesteps need a Wan with 1-frame patches")

@@ -313,6 +313,11 @@ def cut_cond(cond, dim: int, window: list[int], x_shape: tuple):
         changes["vace_context"] = _take(cond.vace_context, dim if dim == 0 else dim + 1, index, size)
     if dim != 2 and cond.time_dim_concat is not None:  # Phantom's subject frames: whole in every time window
         changes["time_dim_concat"] = _take(cond.time_dim_concat, dim, index, size)
+    if cond.camera_conditions is not None:  # Wan camera rays [B, 24, T, 8h, 8w]: pixel-sized, cut in batch or time
+        if dim > 2:
+            raise ValueError("context windows over rows or columns can't cut WanCameraImageToVideo's camera "
+                             "conditions (pixel-sized rays); use windows over frames or the batch")
+        changes["camera_conditions"] = _take(cond.camera_conditions, dim, index, size)
     if dim == 0 and cond.clip_fea is not None:
         changes["clip_fea"] = _take(cond.clip_fea, 0, index, size)
     if dim >= 2 and cond.area is not None:

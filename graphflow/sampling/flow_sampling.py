@@ -209,7 +209,8 @@ class FlowDenoiser:
                  reference_method: str = "offset", control_context: torch.Tensor | None = None,
                  frame_rate: float | None = None, keyframe_positions: torch.Tensor | None = None,
                  clip_fea: torch.Tensor | None = None, vace_context: torch.Tensor | None = None,
-                 vace_strength: tuple = (), time_dim_concat: torch.Tensor | None = None) -> torch.Tensor:
+                 vace_strength: tuple = (), time_dim_concat: torch.Tensor | None = None,
+                 camera_conditions: torch.Tensor | None = None) -> torch.Tensor:
         dtype = self.model.dtype
         xc = x if concat is None else torch.cat([x, concat.to(x.device, x.dtype)], dim=1)
         kwargs = {}
@@ -225,6 +226,8 @@ class FlowDenoiser:
             kwargs["vace_context"], kwargs["vace_strength"] = vace_context.to(x.device, dtype), vace_strength
         if time_dim_concat is not None:  # Phantom-Wan: subject frames after the video's
             kwargs["time_dim_concat"] = time_dim_concat.to(x.device, dtype)
+        if camera_conditions is not None:  # Wan Fun Control-Camera: Plücker rays for its control_adapter
+            kwargs["camera_conditions"] = camera_conditions.to(x.device, dtype)
         if attention_mask is not None:
             if getattr(self.model, "arch", None) != "flux":
                 raise ValueError("an attention mask (StyleModelApply's attn_bias) needs a FLUX model")

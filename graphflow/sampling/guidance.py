@@ -91,6 +91,7 @@ class Cond:
     vace_context: torch.Tensor | None = None  # [B, N, 96, T, h, w] Wan VACE: control latents + masks, model space
     vace_strength: tuple = ()  # one per VACE input
     time_dim_concat: torch.Tensor | None = None  # [B, C, T', h, w] Phantom-Wan subject frames, model space
+    camera_conditions: torch.Tensor | None = None  # [B, 24, T, 8h, 8w] Wan Fun Control-Camera's Plücker rays
 
     def active(self, sigma: torch.Tensor) -> bool:
         if self.sigma_start is None and self.sigma_end is None:
@@ -263,6 +264,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             clip_fea=_clip_fea(model, options, batch, device),
             **_vace(model, options, x_shape, device),
             time_dim_concat=_time_dim_concat(model, options, batch, device),
+            camera_conditions=_camera_conditions(model, options, batch, device),
         ))
     return out
 
@@ -285,6 +287,20 @@ def _time_dim_concat(model, options: dict, batch: int, device) -> torch.Tensor |
     if frames is None or getattr(model, "arch", None) != "wan":
         return None
     return repeat_to_batch(model.latent_format.process_in(frames.float()), batch).to(device)
+
+
+def _camera_conditions(model, options: dict, batch: int, device) -> torch.Tensor | None:
+    """A Wan Fun Control-Camera model's camera: the conditioning's "camera_conditions"
+    (WanCameraEmbedding's [1, 24, T, H, W] Plücker rays, as they are), as ComfyUI's WAN21_Camera
+    passes them; models without a camera adapter ignore them, as ComfyUI's do."""
+    rays = options.get("camera_conditions")
+    cfg = getattr(getattr(model, "unet", None), "config", None)
+    if rays is None or getattr(model, "arch", None) != "wan" or not getattr(cfg, "camera_in_channels", 0):
+        return None
+    if not torch.is_tensor(rays) or rays.ndim != 5 or rays.shape[1] != cfg.camera_in_channels:
+        raise ValueError(f"WanCameraImageToVideo: camera_conditions must be WanCameraEmbedding's [1, "
+                         f"{cfg.camera_in_channels}, frames, height, width], got {tuple(getattr(rays, 'shape', ()))}")
+    return repeat_to_batch(rays.float(), batch).to(device)
 
 
 def _vace(model, options: dict, x_shape: tuple, device) -> dict:
@@ -479,7 +495,8 @@ def _can_batch(a, b) -> bool:
         return False
     for ta, tb in ((ca.y, cb.y), (ca.concat, cb.concat), (ca.guidance, cb.guidance),
                    (ca.control_context, cb.control_context), (ca.prior, cb.prior), (ca.clip_fea, cb.clip_fea),
-                   (ca.vace_context, cb.vace_context), (ca.time_dim_concat, cb.time_dim_concat)):
+                   (ca.vace_context, cb.vace_context), (ca.time_dim_concat, cb.time_dim_concat),
+                   (ca.camera_conditions, cb.camera_conditions)):
         if (ta is None) != (tb is None) or (ta is not None and ta.shape != tb.shape):
             return False
     sa, sb = ca.context.shape, cb.context.shape
@@ -612,6 +629,8 @@ def _predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tens
             extra["vace_strength"] = batch[0][3].vace_strength
         if batch[0][3].time_dim_concat is not None:
             extra["time_dim_concat"] = torch.cat([b[3].time_dim_concat for b in batch])
+        if batch[0][3].camera_conditions is not None:
+            extra["camera_conditions"] = torch.cat([b[3].camera_conditions for b in batch])
         if batch[0][3].references:
             extra["reference_latents"] = [torch.cat(refs) for refs in zip(*(b[3].references for b in batch))]
             extra["reference_method"] = batch[0][3].reference_method
