@@ -162,7 +162,7 @@ def _kind_detail(f: "WeightFile", kind) -> str:
         task = "text-to-image" if c.in_channels == 16 else "video2world (known-frame mask channel)"
         return (f"; {task}, width {c.model_channels}, {c.num_blocks} blocks of {c.num_heads} heads, text width "
                 f"{c.crossattn_emb_channels}, keys under {prefix or 'no prefix'}")
-    if kind.name.startswith("Cosmos 1.0"):
+    if kind.name.startswith("Cosmos 1.0 diffusion"):
         from .cosmos import cosmos1_config_from_state_dict
         from .file_kind import find_cosmos1
 
