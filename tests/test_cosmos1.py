@@ -299,29 +299,31 @@ def karras(steps, smin=0.002, smax=80.0, rho=7.0):
 
 
 def test_text2world_graph_matches_diffusers(tmp_folders):
-    """workflows/cosmos1_t2w.json up to its KSampler (the tokenizer VAE aside), at 48x32 and 9
-    frames: UNETLoader + CLIPLoader(cosmos) + EmptyCosmosLatentVideo -> KSampler (euler, karras).
-    Oracle: diffusers' transformer on the file's weights, the graph's own text conditioning, Karras
-    sigmas 80 .. 0.002 in closed form, EDM from pure noise (x sqrt(1 + 80^2)); no frame rate: RoPE
-    counts frames (ComfyUI's fps None)."""
+    """workflows/cosmos1_t2w.json as saved (tiny weights), at 48x32 and 9 frames: UNETLoader +
+    CLIPLoader(cosmos) + EmptyCosmosLatentVideo -> KSampler (euler, karras) -> VAEDecode (the CV8x8x8
+    tokenizer) -> SaveAnimatedWEBP. Oracle: diffusers' transformer on the file's weights, the graph's
+    own text conditioning, Karras sigmas 80 .. 0.002 in closed form, EDM from pure noise (x sqrt(1 +
+    80^2)); no frame rate: RoPE counts frames (ComfyUI's fps None); the decode is the tokenizer's own
+    on that latent, 9 frames saved."""
     import json
     from pathlib import Path
 
     from graphflow.executor import Executor
     from graphflow.registry import Registry
     from graphflow.sampling.noise import initial_noise
-    from graphflow.testing import write_old_t5
+    from PIL import Image
+
+    from graphflow.models.cosmos_vae import CosmosVideoVAE
+    from graphflow.testing import cosmos_vae_config, cosmos_vae_state, write_cosmos_vae, write_old_t5
     from graphflow.workflow import parse_workflow
 
     m = tmp_folders.models
-    for sub in ("diffusion_models", "text_encoders"):
+    for sub in ("diffusion_models", "text_encoders", "vae"):
         (m / sub).mkdir()
     _, theirs, path = load(tmp_folders.models / "diffusion_models")
     write_old_t5(m / "text_encoders" / "oldt5_xxl_fp16.safetensors", dtype=torch.float32, seed=1)
     graph = json.loads((Path(__file__).parent.parent / "workflows" / "cosmos1_t2w.json").read_text())
-    for node in ("3", "8", "9"):
-        del graph[node]
-    graph["10"] = {"class_type": "SaveLatent", "inputs": {"samples": ["7", 0], "filename_prefix": "cosmos1"}}
+    write_cosmos_vae(m / "vae" / graph["3"]["inputs"]["vae_name"], seed=4, dtype=torch.float32)
     graph["1"]["inputs"]["unet_name"] = path.name
     graph["2"]["inputs"]["clip_name"] = "oldt5_xxl_fp16.safetensors"
     graph["6"]["inputs"].update(width=48, height=32, length=9)
@@ -335,6 +337,16 @@ def test_text2world_graph_matches_diffusers(tmp_folders):
     x = initial_noise(torch.zeros(1, 16, 2, 4, 6), 5) * (1 + 80.0 ** 2) ** 0.5
     want = diffusers_sample(theirs, x, karras(3), 3.0, cond, uncond)
     assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
+    tokenizer = CosmosVideoVAE(cosmos_vae_config()).eval()
+    tokenizer.load_state_dict({k: v for k, v in cosmos_vae_state(seed=4).items() if "patcher3d" not in k})
+    with torch.no_grad():
+        frames = ((tokenizer.decode(ours) + 1) / 2).clamp(0, 1)[0].permute(1, 2, 3, 0)
+    assert result.values["8"][0].shape == (9, 32, 48, 3)
+    assert torch.allclose(result.values["8"][0], frames, atol=1e-5)
+    saved = list(tmp_folders.outputs.glob("cosmos1*.webp"))
+    assert len(saved) == 1
+    with Image.open(saved[0]) as webp:
+        assert (webp.n_frames, webp.size) == (9, (48, 32))
 
 
 def test_video2world_sampling_matches_diffusers(tmp_path):
