@@ -142,3 +142,30 @@ def test_part_saves_stay_inside_the_outputs_folder(builtin_registry, tmp_folders
         call(builtin_registry, node, **{socket: value, "filename_prefix": "link/escape"})
     assert e.value.input == "filename_prefix"
     assert not list(outside.iterdir())
+
+
+@pytest.mark.parametrize("family", ["wan21", "wan22", "mochi", "cosmos1", "ltxv"])
+def test_vae_save_of_a_video_vae_reads_back_as_the_same_vae(builtin_registry, tmp_folders, tmp_path, family):
+    """Video VAEs (Wan 2.1 / 2.2, Mochi, Cosmos' CV8x8x8, LTX-Video's) save in the layout VAELoader
+    takes for them, and decode a latent exactly as before."""
+    from graphflow import testing
+    from graphflow.models.file_kind import identify
+    from graphflow.models.weight_files import WeightFile
+
+    source = tmp_path / "vae.safetensors"
+    if family == "ltxv":
+        vae = load_checkpoint(testing.write_ltxv_checkpoint(source, dtype=torch.float32), device="cpu",
+                              dtype=torch.float32).vae
+    else:
+        writer = {"wan21": testing.write_wan_vae, "wan22": lambda p, **kw: testing.write_wan_vae(p, wan22=True, **kw),
+                  "mochi": testing.write_mochi_vae, "cosmos1": testing.write_cosmos_vae}[family]
+        vae = load_vae(writer(source, dtype=torch.float32), device="cpu", dtype=torch.float32)
+    call(builtin_registry, "VAESave", vae=vae, filename_prefix="vae/v")
+    [path] = saved(tmp_folders, "vae/v")
+    with WeightFile(path) as f:
+        assert identify(f.shapes).loader == "LoadVAE"
+    back = load_vae(path, device="cpu", dtype=torch.float32)
+    assert type(back) is type(vae) and back.latent_format == vae.latent_format
+    same_state(back.module.state_dict(), vae.module.state_dict())
+    latent = torch.randn(1, vae.latent_channels, 2, 2, 3, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(back.decode(latent), vae.decode(latent), rtol=0, atol=0)

@@ -617,6 +617,7 @@ def _read_mochi_vae(f, path, device, dtype):
 
 def _read_vae(path, device, dtype, latent_format) -> VAE:
     from .file_kind import is_cosmos1_vae
+    from .flow_architecture import LTXV_VAE_MARKER, ltxv_vae
     from .stage_a import StageAVAE, build_stage_a, is_stage_a
     from .stage_c_encoder import StageCEncoderVAE, build_stage_c_encoder, is_stage_c_encoder
     from .wan_vae import is_wan_vae
@@ -633,6 +634,8 @@ def _read_vae(path, device, dtype, latent_format) -> VAE:
             return build_cosmos_vae(f, *_resolve(device, dtype, "vae"))
         if is_wan_vae(f.shapes):  # Wan 2.1's causal video VAE (Cosmos-Predict2, Wan) or Wan 2.2's
             return build_wan_vae(f, *_resolve(device, dtype, "vae"))
+        if LTXV_VAE_MARKER in f.shapes:  # LTX-Video's VAE alone (as VAESave writes it)
+            return build_ltxv_vae(f, ltxv_vae(f.shapes, "")[1], *_resolve(device, dtype, "vae"), what="no prefix")
         config = f.config()
         prefixes = prefix_summary(f.shapes)
         found = vae_in(f.shapes)

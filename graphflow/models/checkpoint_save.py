@@ -148,7 +148,12 @@ def save_model(path, model: DiffusionModel, extra_metadata: dict | None = None) 
 
 def save_vae(path, vae: VAE, extra_metadata: dict | None = None) -> Path:
     """VAESave's file: bare LDM keys; the latent scale (which the weights cannot show) in the
-    graphflow.config, so that the VAE loader gives back the same latent format."""
+    graphflow.config, so that the VAE loader gives back the same latent format. A video VAE
+    (Wan, Mochi, Cosmos, LTX-Video) in the layout VAELoader reads it from, which names its format."""
+    from .vae import VideoVAESocket
+
+    if isinstance(vae, VideoVAESocket):
+        return _save(path, _cpu(vae.module.state_dict()), {}, extra_metadata)
     metadata = config_metadata(vae={"norm_groups": vae.module.config.norm_groups},
                                latent_format=_latent_format_config(vae.latent_format))
     return _save(path, _cpu(vae.module.state_dict()), metadata, extra_metadata)

@@ -205,6 +205,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         return FileKind("FLUX Redux style model", "style_models", "LoadStyleModel")
     if is_cosmos1_vae(shapes):
         return FileKind("Cosmos 1.0 video VAE (CV8x8x8 tokenizer)", "vae", "LoadVAE")
+    if "decoder.up_blocks.0.res_blocks.0.conv1.conv.weight" in shapes:  # ComfyUI's marker
+        return FileKind("LTX-Video video VAE", "vae", "LoadVAE")
     if "encoder.conv1.weight" in shapes and _has(shapes, "decoder.upsamples."):  # before CLIP vision: it has a conv1
         if "decoder.upsamples.0.upsamples.0.residual.0.gamma" in shapes:  # residual stages
             return FileKind("Wan 2.2 video VAE", "vae", "LoadVAE")

@@ -162,20 +162,25 @@ def vae_in(shapes) -> tuple[str, dict] | None:
     return None
 
 
-def _ltxv_vae(shapes) -> tuple[str, LTXVVAEConfig] | None:
-    """(prefix, config) of LTX-Video's causal video VAE under vae., or None."""
-    prefix = "vae."
+# the key ComfyUI tells a standalone LTX-Video VAE file by
+LTXV_VAE_MARKER = "decoder.up_blocks.0.res_blocks.0.conv1.conv.weight"
+
+
+def ltxv_vae(shapes, prefix: str = "vae.") -> tuple[str, LTXVVAEConfig] | None:
+    """(prefix, config) of LTX-Video's causal video VAE under `prefix` (a checkpoint's vae.; ""
+    for a VAE file alone), or None."""
     part = {k[len(prefix):]: tuple(s) for k, s in shapes.items() if k.startswith(prefix)}
     if not part:
         return None
     if "decoder.last_time_embedder.timestep_embedder.linear_1.weight" in part or \
             "decoder.timestep_scale_multiplier" in part:
-        raise CheckpointError("the LTX-Video VAE under vae. is a timestep-conditioned one (0.9.1 and later); "
-                              "graphflow reads the 0.9.0 VAE only")
+        raise CheckpointError(f"the LTX-Video VAE under {prefix or 'no prefix'} is a timestep-conditioned one "
+                              "(0.9.1 and later); graphflow reads the 0.9.0 VAE only")
     try:
         return prefix, ltxv_vae_config_from_state_dict(part)
     except (KeyError, ValueError, IndexError) as e:
-        raise CheckpointError(f"the LTX-Video VAE keys under vae. are incomplete ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"the LTX-Video VAE keys under {prefix or 'no prefix'} are incomplete "
+                              f"({type(e).__name__}: {e})") from None
 
 
 # keys only Genmo's VAE decoder / encoder have (ComfyUI tells them by these)
@@ -243,7 +248,7 @@ def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
     info = FlowInfo(arch=arch, family=_family(arch, config), prefix=prefix, config=config,
                     text_encoders=_text_encoders(shapes))
     # Wan: graphflow reads no Wan VAE inside a checkpoint yet (wan_2.1_vae.safetensors: VAELoader)
-    vae = {"ltxv": _ltxv_vae, "mochi": _mochi_vae, "wan": lambda s: None}.get(arch, vae_in)(shapes)
+    vae = {"ltxv": ltxv_vae, "mochi": _mochi_vae, "wan": lambda s: None}.get(arch, vae_in)(shapes)
     if arch in ("ltxv", "mochi") and vae is not None:
         info.vae_prefix, info.vae = vae
     elif vae is not None:
