@@ -31,6 +31,7 @@ from graphflow.types import (
     LATENT,
     MASK,
     MODEL,
+    MODEL_PATCH,
     NOISE,
     SAMPLER,
     SIGMAS,
@@ -46,7 +47,7 @@ __all__ = [
     "Node", "Int", "Float", "Text", "Bool", "Choice", "ListOf", "NodeDeclarationError", "ComfyAlias",
     "socket_type", "MODEL", "CLIP", "VAE", "CONDITIONING", "LATENT", "IMAGE", "MASK",
     "INT", "FLOAT", "STRING", "BOOLEAN", "SIGMAS", "SAMPLER", "GUIDER", "NOISE",
-    "CLIP_VISION", "CLIP_VISION_OUTPUT", "STYLE_MODEL", "AUDIO", "VIDEO", "ANY",
+    "CLIP_VISION", "CLIP_VISION_OUTPUT", "STYLE_MODEL", "MODEL_PATCH", "AUDIO", "VIDEO", "ANY",
     "progress", "check_interrupted", "show", "send_image", "warn", "current_workflow", "Interrupted",
     "NodeInputError", "folders", "safe_join", "Estimate", "Size",
 ]

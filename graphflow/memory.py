@@ -61,7 +61,7 @@ from torch import nn
 from graphflow.device import compute_device, free_memory
 
 VRAM_MODES = ("normal", "low", "none")
-TRANSIENT = ("text_encoder", "clip_vision", "style_model")  # kinds that leave the device as soon as their work is done
+TRANSIENT = ("text_encoder", "clip_vision", "style_model", "model_patch")  # kinds that leave the device as soon as their work is done
 GiB = 1024 ** 3
 RAM_MARGIN = GiB  # RAM left to everything else when the system's available memory is asked
 DEVICE_MARGIN = GiB  # CUDA memory left to activations when a cached patched weight would take room

@@ -712,24 +712,26 @@ def write_gligen(path, arch: str = "sd1", scaled_down: bool = True, seed: int = 
 CLIP_VISION_TINY = dict(hidden_size=64, num_layers=3, intermediate_size=128, patch_size=14, image_size=56)
 
 
-def clip_vision_config(kind: str = "clip", projection_dim: int = 32):
-    """A scaled-down CLIP ViT ("clip") or SigLIP ("siglip") whose detected configuration is what wrote it."""
+def clip_vision_config(kind: str = "clip", projection_dim: int = 32, num_layers: int = 3):
+    """A scaled-down CLIP ViT ("clip") or SigLIP ("siglip") whose detected configuration is what wrote it
+    (num_layers 20 or more for USO, which reads SigLIP's block -20)."""
     from .models.clip_vision import SIGLIP_MEAN, SIGLIP_STD, CLIPVisionConfig
 
+    tiny = {**CLIP_VISION_TINY, "num_layers": num_layers}
     if kind == "siglip":
-        return CLIPVisionConfig(**CLIP_VISION_TINY, projection_dim=0, hidden_act="gelu_pytorch_tanh",
+        return CLIPVisionConfig(**tiny, projection_dim=0, hidden_act="gelu_pytorch_tanh",
                                 layer_norm_eps=1e-6, class_token=False, image_mean=SIGLIP_MEAN, image_std=SIGLIP_STD)
-    return CLIPVisionConfig(**CLIP_VISION_TINY, projection_dim=projection_dim, hidden_act="gelu")
+    return CLIPVisionConfig(**tiny, projection_dim=projection_dim, hidden_act="gelu")
 
 
 def clip_vision_state(kind: str = "clip", seed: int = 0, dtype=torch.float16, layout: str = "transformers",
-                      projection_dim: int = 32) -> dict[str, torch.Tensor]:
+                      projection_dim: int = 32, num_layers: int = 3) -> dict[str, torch.Tensor]:
     """A random CLIP vision model: transformers' names (vision_model.*, visual_projection.weight; a
     SigLIP file also carries its unused attention-pooling head), or layout "openclip" (conv1,
     transformer.resblocks.N with fused in_proj, proj [width, dim]) as unCLIP checkpoints' embedder."""
     from .models.clip_vision import CLIPVisionModel
 
-    config = clip_vision_config(kind, projection_dim)
+    config = clip_vision_config(kind, projection_dim, num_layers)
     if layout == "openclip":
         h, inner, n = config.hidden_size, config.intermediate_size, config.num_positions
         shapes = {"class_embedding": (h,), "conv1.weight": (h, 3, config.patch_size, config.patch_size),
@@ -751,9 +753,25 @@ def clip_vision_state(kind: str = "clip", seed: int = 0, dtype=torch.float16, la
     return random_state(shapes, seed, dtype)
 
 
-def write_clip_vision(path, kind: str = "clip", seed: int = 0, dtype=torch.float16, layout: str = "transformers") -> Path:
+def write_clip_vision(path, kind: str = "clip", seed: int = 0, dtype=torch.float16, layout: str = "transformers",
+                      num_layers: int = 3) -> Path:
     """A random-weight models/clip_vision/ file (see clip_vision_state)."""
-    save_file(clip_vision_state(kind, seed, dtype, layout), str(path))
+    save_file(clip_vision_state(kind, seed, dtype, layout, num_layers=num_layers), str(path))
+    return Path(path)
+
+
+def write_uso_projector(path, seed: int = 0, dtype=torch.float16, extra: dict | None = None) -> Path:
+    """A random USO style projector (models/model_patches/, `feature_embedder.` keys as
+    uso-flux1-projector-v1) sized for clip_vision_config("siglip")'s 16 tokens 64 wide and the
+    scaled-down FLUX's hidden size, 4 style tokens a level; `extra`: more tensors to store."""
+    from .models.uso import SigLIPStyleProjector, USOConfig
+
+    vision = clip_vision_config("siglip")
+    cfg = USOConfig(siglip_tokens=vision.num_positions, style_tokens=4, siglip_width=vision.hidden_size,
+                    hidden_size=flow_model_config("flux_dev").hidden_size)
+    with torch.device("meta"):
+        shapes = {"feature_embedder." + k: s for k, s in _module_shapes(SigLIPStyleProjector(cfg)).items()}
+    save_file({**random_state(shapes, seed, dtype), **(extra or {})}, str(path))
     return Path(path)
 
 

@@ -70,6 +70,8 @@ NOISE = socket_type("NOISE", "#bdbdbd", "Seeded starting noise for a sampler, or
 CLIP_VISION = socket_type("CLIP_VISION", "#a8dadc", "A CLIP (or SigLIP) image encoder")
 CLIP_VISION_OUTPUT = socket_type("CLIP_VISION_OUTPUT", "#ad7452", "An image's CLIP embeddings and hidden states")
 STYLE_MODEL = socket_type("STYLE_MODEL", "#c2ffae", "A style model (FLUX Redux) turning image tokens into text tokens")
+MODEL_PATCH = socket_type("MODEL_PATCH", "#9575cd", "A small network a MODEL patch node adds to a diffusion model "
+                                                    "(USO's SigLIP style projector)")
 AUDIO = socket_type("AUDIO", "#ea80fc", "Sound: dict with 'waveform' (float [B, channels, samples]) and 'sample_rate'")
 VIDEO = socket_type("VIDEO", "#a1c4fd", "A video: its frames (an IMAGE batch), frame rate and optional AUDIO")
 

@@ -56,8 +56,11 @@ def test_matches_transformers(kind):
         assert out.image_embeds.shape == (2, cfg.projection_dim)
         torch.testing.assert_close(out.image_embeds, ref.image_embeds, atol=1e-4, rtol=0)
         assert out.last_hidden_state.shape[1] == 1 + (cfg.image_size // cfg.patch_size) ** 2
+        assert out.all_hidden_states is None  # ComfyUI keeps every block's output for SigLIP only
     else:
         assert out.last_hidden_state.shape[1] == (cfg.image_size // cfg.patch_size) ** 2  # no class token
+        # every block's output (transformers' hidden_states[0] is the embeddings')
+        torch.testing.assert_close(out.all_hidden_states, torch.stack(ref.hidden_states[1:], dim=1), atol=1e-4, rtol=0)
     assert ref.hidden_states[-2].abs().mean() > 0.1  # a live network
 
 

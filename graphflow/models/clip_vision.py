@@ -15,7 +15,8 @@ gelu for ViT-H/bigG, tanh-gelu for SigLIP; a file's graphflow.config "clip_visio
 
 The outputs are ComfyUI's CLIP_VISION_OUTPUT: last_hidden_state (encoder output; SigLIP's after the
 post-layernorm), image_embeds (CLIP: projected pooled class token; SigLIP: last_hidden_state) and
-penultimate_hidden_states (the output of the second-to-last block).
+penultimate_hidden_states (the output of the second-to-last block); for SigLIP also
+all_hidden_states [B, layers, tokens, width], every block's output (USOStyleReference reads three).
 """
 
 import math
@@ -166,6 +167,8 @@ class ClipVisionOutput:
     last_hidden_state: torch.Tensor  # [B, tokens, width]
     image_embeds: torch.Tensor  # [B, projection_dim] (SigLIP: [B, tokens, width])
     penultimate_hidden_states: torch.Tensor  # [B, tokens, width]
+    # SigLIP only (None for CLIP, as in ComfyUI): every encoder block's output [B, layers, tokens, width]
+    all_hidden_states: torch.Tensor | None = None
 
     def __getitem__(self, name: str) -> torch.Tensor:  # ComfyUI's nodes index the output by name
         return getattr(self, name)
@@ -179,8 +182,9 @@ class CLIPVisionModel(nn.Module):
         if config.projection_dim:
             self.visual_projection = nn.Linear(config.hidden_size, config.projection_dim, bias=False)
 
-    def hidden_states(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised pixels [B, 3, S, S] -> (encoder output, second-to-last block's output)."""
+    def hidden_states(self, pixels: torch.Tensor, every: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised pixels [B, 3, S, S] -> (encoder output, second-to-last block's output);
+        `every`, a list, gets each block's output appended."""
         vm = self.vision_model
         x = vm.embeddings(pixels)
         if self.config.class_token:
@@ -188,6 +192,8 @@ class CLIPVisionModel(nn.Module):
         penultimate = x
         for i, layer in enumerate(vm.encoder.layers):
             x = layer(x)
+            if every is not None:
+                every.append(x)
             if i == len(vm.encoder.layers) - 2:
                 penultimate = x
         return x, penultimate
@@ -195,10 +201,12 @@ class CLIPVisionModel(nn.Module):
     def forward(self, pixels: torch.Tensor) -> ClipVisionOutput:
         """Normalised pixels [B, 3, S, S] -> ClipVisionOutput (in the model's dtype and device)."""
         vm = self.vision_model
-        x, penultimate = self.hidden_states(pixels)
-        if not self.config.class_token:
+        if not self.config.class_token:  # SigLIP: ComfyUI keeps every block's output too
+            every = []
+            x, penultimate = self.hidden_states(pixels, every)
             x = vm.post_layernorm(x)
-            return ClipVisionOutput(x, x, penultimate)
+            return ClipVisionOutput(x, x, penultimate, torch.stack(every, dim=1))
+        x, penultimate = self.hidden_states(pixels)
         return ClipVisionOutput(x, self.visual_projection(vm.post_layernorm(x[:, 0])), penultimate)
 
 
@@ -253,8 +261,9 @@ class ClipVision:
         with memory.use(self.module, "clip_vision", "clip_vision"), torch.no_grad():
             device = memory.manager().device_for(self.module)
             out = self.module(pixels.to(device))
-        return ClipVisionOutput(*(t.float().cpu() for t in (out.last_hidden_state, out.image_embeds,
-                                                             out.penultimate_hidden_states)))
+        return ClipVisionOutput(*(None if t is None else t.float().cpu()
+                                  for t in (out.last_hidden_state, out.image_embeds, out.penultimate_hidden_states,
+                                            out.all_hidden_states)))
 
 
 # -- loading -----------------------------------------------------------------------------------

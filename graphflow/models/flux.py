@@ -18,6 +18,11 @@ in the joint sequence; their rotary positions (`reference_positions`) set the fi
 to 1, 2, ... with the "index" method) so the model tells them from the image being denoised. The
 output keeps the noisy image's tokens only. `guidance` None skips the guidance embedding
 (ComfyUI's FluxDisableGuidance); the sampler passes 3.5 when the conditioning sets none.
+
+`post_input_patches` (set on a shallow copy of the model by a MODEL patch node, as ComfyUI's
+"post_input" patches): each patch(img, txt, img_ids, txt_ids) -> the same four, run on the tokens
+after img_in / txt_in and before the rotary tables are built from the ids (USOStyleReference
+puts its style tokens before the text tokens there: graphflow.models.uso).
 """
 
 
@@ -231,6 +236,8 @@ def reference_positions(sizes: list[tuple[int, int]], image_hw: tuple[int, int],
 
 
 class Flux(nn.Module):
+    post_input_patches: tuple = ()
+
     def __init__(self, config: FluxConfig):
         super().__init__()
         self.config = cfg = config
@@ -254,17 +261,24 @@ class Flux(nn.Module):
             guidance = torch.as_tensor(guidance, dtype=torch.float32, device=img.device).reshape(-1)
             vec = vec + self.guidance_in(timestep_embedding(guidance.expand(img.shape[0]) * 1000).to(dtype))
         vec = vec + self.vector_in(y.to(dtype))
+        txt = self.txt_in(txt.to(dtype))
+        for patch in self.post_input_patches:
+            img, txt, img_ids, txt_ids = patch(img, txt, img_ids, txt_ids)
         ids = torch.cat([txt_ids, img_ids], dim=1)
         pe = torch.cat([rope(ids[..., i], d, self.config.theta) for i, d in enumerate(self.config.axes_dim)],
                        dim=-3)[:, None]  # [B, 1, L, head_dim/2, 2, 2]
-        return img, self.txt_in(txt.to(dtype)), vec, pe
+        return img, txt, vec, pe
 
     def forward_packed(self, img, img_ids, txt, txt_ids, sigma, y, guidance=None, control=None, attention_mask=None):
         """BFL's forward on packed tokens: img [B, N, in_channels], ids [B, L, 3]. control (from
         ControlNets, graphflow.models.flux_controlnet): {"input": a residual (or None) per double
         block, "output": per single block}, added to the image tokens after the block.
         attention_mask: an additive bias [B, T + N, T + N] over [text, image] tokens, or None."""
+        n_txt = txt.shape[1]
         img, txt, vec, pe = self.embed(img, img_ids, txt, txt_ids, sigma, y, guidance)
+        if attention_mask is not None and txt.shape[1] != n_txt:
+            raise ValueError("an attention mask (StyleModelApply's attn_bias) cannot be combined with a patch that "
+                             "adds text tokens (USOStyleReference)")
         double, single = (control or {}).get("input") or (), (control or {}).get("output") or ()
         for i, block in enumerate(self.double_blocks):
             img, txt = block(img, txt, vec, pe, attention_mask)
