@@ -33,6 +33,7 @@ WRITERS = {  # file -> (writer, expected folder, words the kind's name must hold
     "clip_l.safetensors": (lambda p: t.write_text_encoder(p, "clip_l"), "text_encoders", "text encoder"),
     "clip_vision.safetensors": (lambda p: t.write_clip_vision(p), "clip_vision", "CLIP vision"),
     "redux.safetensors": (lambda p: t.write_redux(p), "style_models", "Redux"),
+    "uso.safetensors": (lambda p: t.write_uso_projector(p), "model_patches", "USO style projector"),
     "gligen.safetensors": (lambda p: t.write_gligen(p), "gligen", "GLIGEN"),
     "hypernetwork.safetensors": (lambda p: t.write_hypernetwork(p), "hypernetworks", "hypernetwork"),
     "embedding.safetensors": (lambda p: save_file({"emb_params": torch.zeros(3, 768)}, str(p)), "embeddings",

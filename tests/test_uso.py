@@ -179,6 +179,7 @@ def test_refusals(builtin_registry, models):
         with pytest.raises(NodeInputError, match=kind) as info:
             call(builtin_registry, "LoadModelPatch", name=f"{name}.safetensors")
         assert info.value.input == "name" and f"{name}.safetensors" in str(info.value)
+    assert "put it in models/vae/" in str(info.value)  # the VAE: where it belongs
     with pytest.raises(CheckpointError, match="Wan MultiTalk"):
         save_file({"audio_proj.proj1.weight": torch.ones(4, 4)}, str(other / "multitalk.safetensors"))
         load_model_patch(other / "multitalk.safetensors")

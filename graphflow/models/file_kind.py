@@ -203,6 +203,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         return FileKind(_named("checkpoint", _sd_family(shapes)), "checkpoints", "LoadCheckpoint")
     if "redux_up.weight" in shapes and "redux_down.weight" in shapes:
         return FileKind("FLUX Redux style model", "style_models", "LoadStyleModel")
+    if "feature_embedder.mid_layer_norm.bias" in shapes:  # ComfyUI's marker
+        return FileKind("USO style projector (FLUX model patch)", "model_patches", "LoadModelPatch")
     if is_cosmos1_vae(shapes):
         return FileKind("Cosmos 1.0 video VAE (CV8x8x8 tokenizer)", "vae", "LoadVAE")
     if "decoder.up_blocks.0.res_blocks.0.conv1.conv.weight" in shapes:  # ComfyUI's marker

@@ -129,10 +129,12 @@ def load_model_patch(path, device=None, dtype=None) -> ModelPatch:
                     raise CheckpointError(f"{f.path.name} is {kind}, a model patch graphflow does not run; "
                                           "only USO's style projector (uso-flux1-projector) is supported")
             from .architecture import format_prefixes, prefix_summary
+            from .file_kind import identify
 
+            kind = identify(f.shapes)
             raise CheckpointError(f"{f.path.name} is no model patch graphflow knows: expected USO's style projector "
                                   f"('{PREFIX}mid_layer_norm.bias'); found prefixes: "
-                                  f"{format_prefixes(prefix_summary(f.shapes))}")
+                                  f"{format_prefixes(prefix_summary(f.shapes))}." + (f" {kind.advice()}" if kind else ""))
         tokens_out, tokens_in = f.shapes[PREFIX + "high_embedding_linear.0.weight"]
         hidden, width = f.shapes[PREFIX + "high_projection.weight"]
         cfg = USOConfig(siglip_tokens=tokens_in, style_tokens=tokens_out, siglip_width=width, hidden_size=hidden)
