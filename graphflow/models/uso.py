@@ -65,8 +65,6 @@ class SigLIPStyleProjector(nn.Module):
 class ModelPatch:
     """The MODEL_PATCH socket: a USO style projector (the one kind graphflow runs)."""
 
-    kind = "USO style projector"
-
     def __init__(self, module: SigLIPStyleProjector):
         self.module = module.eval()
         self.config = module.config
