@@ -56,7 +56,8 @@ LOADERS = [("LoadControlNet", "control_net_name", "controlnet"), ("LoadGLIGEN", 
            ("LoadStyleModel", "style_model_name", "style_models"), ("LoadUpscaleModel", "model_name", "upscale_models"),
            ("LoadCLIPVision", "clip_name", "clip_vision"), ("IPAdapterModelLoader", "ipadapter_file", "ipadapter"),
            ("LoadCheckpoint", "checkpoint", "checkpoints"), ("LoadLoRA", "lora_name", "loras"),
-           ("LoadVAE", "vae_name", "vae"), ("LoadDiffusionModel", "unet_name", "diffusion_models")]
+           ("LoadVAE", "vae_name", "vae"), ("LoadDiffusionModel", "unet_name", "diffusion_models"),
+           ("LoadModelPatch", "name", "model_patches")]
 
 
 @pytest.mark.parametrize("node, input_name, kind", LOADERS)
