@@ -1,4 +1,4 @@
-"""The example workflows of jobs beyond plain txt2img (FLUX schnell, Fill, Redux, a union
+"""The example workflows of jobs beyond plain txt2img (FLUX schnell, Fill, Redux, USO, a union
 ControlNet, area composition, custom sampling, unCLIP, GLIGEN, a hypernetwork, an embedding, a
 model merge, an IP-Adapter, the x4 upscaler, Ultimate SD Upscale, scheduled LoRA hooks, LoRA
 training, rebatching, a scaled fp8 FLUX file), each run as saved but for sizes and step counts, on tiny random-weight files saved
@@ -9,7 +9,7 @@ import torch
 
 from tests.test_workflows import checkpoints, flow_models, run, saved_images, workflow  # noqa: F401 (fixtures)
 
-COVERED = {"flux_schnell", "flux_fill_inpaint", "flux_redux", "sdxl_union_controlnet", "area_composition",
+COVERED = {"flux_schnell", "flux_fill_inpaint", "flux_redux", "flux_uso", "sdxl_union_controlnet", "area_composition",
            "custom_sampling", "unclip", "gligen", "hypernetwork", "embeddings", "model_merge",
            "ip_adapter_style_transfer", "x4_upscale", "ultimate_sd_upscale", "hooks_scheduled_lora", "lora_training",
            "rebatch", "flux_scaled_fp8"}
@@ -17,15 +17,26 @@ COVERED = {"flux_schnell", "flux_fill_inpaint", "flux_redux", "sdxl_union_contro
 
 @pytest.fixture(scope="module")
 def flux_files(flow_models):  # noqa: F811
-    from graphflow.testing import write_clip_vision, write_flow_checkpoint, write_redux
+    from safetensors.torch import save_file
 
-    for sub in ("clip_vision", "style_models"):
+    from graphflow.testing import flow_model_config, write_clip_vision, write_flow_checkpoint, write_redux, write_uso_projector
+
+    for sub in ("clip_vision", "style_models", "model_patches", "loras"):
         (flow_models / sub).mkdir()
     for name, family in (("flux1-schnell", "flux_schnell"), ("flux1-fill-dev", "flux_fill")):
         write_flow_checkpoint(flow_models / "diffusion_models" / f"{name}.safetensors", family, components=("model",),
                               prefixed=False, seed=3)
-    write_clip_vision(flow_models / "clip_vision" / "sigclip_vision_patch14_384.safetensors", "siglip")
+    # 20 blocks: USO reads SigLIP's block -20
+    write_clip_vision(flow_models / "clip_vision" / "sigclip_vision_patch14_384.safetensors", "siglip", num_layers=20)
     write_redux(flow_models / "style_models" / "flux1-redux-dev.safetensors")
+    write_uso_projector(flow_models / "model_patches" / "uso-flux1-projector-v1.safetensors")
+    # a stand-in for USO's DiT LoRA: rank 2 on two of the tiny FLUX's layers, ComfyUI's key names
+    g, width, lora = torch.Generator().manual_seed(9), flow_model_config("flux_dev").hidden_size, {}
+    for name, out in (("double_blocks.0.img_attn.qkv", 3 * width), ("single_blocks.0.linear2", width)):
+        inner = width if name.endswith("qkv") else width + 4 * width  # linear2 reads attention + MLP
+        lora[f"diffusion_model.{name}.lora_A.weight"] = torch.randn(2, inner, generator=g) * 0.1
+        lora[f"diffusion_model.{name}.lora_B.weight"] = torch.randn(out, 2, generator=g) * 0.1
+    save_file(lora, str(flow_models / "loras" / "uso-flux1-dit-lora-v1.safetensors"))
     return flow_models
 
 
@@ -132,6 +143,16 @@ def test_flux_redux_styles_by_the_reference_image(builtin_registry, flux_folders
     assert styled.shape == (1, 64, 64, 3)
     unstyled = run(builtin_registry, workflow("flux_redux", **sets, **{"22__conditioning": ["26", 0]})).values["8"][0]
     other = run(builtin_registry, workflow("flux_redux", **sets, **{"40__image": "hint-circle-bottom-right.png"}))
+    assert (styled - unstyled).abs().max() > 1e-3
+    assert (other.values["8"][0] - styled).abs().max() > 1e-3  # another reference image, another picture
+
+
+def test_flux_uso_styles_by_the_reference_image(builtin_registry, flux_folders):
+    sets = {"27__width": 64, "27__height": 64, "3__steps": 2}
+    styled = run(builtin_registry, workflow("flux_uso", **sets)).values["8"][0]
+    assert styled.shape == (1, 64, 64, 3)
+    unstyled = run(builtin_registry, workflow("flux_uso", **sets, **{"3__model": ["30", 0]})).values["8"][0]
+    other = run(builtin_registry, workflow("flux_uso", **sets, **{"40__image": "hint-circle-bottom-right.png"}))
     assert (styled - unstyled).abs().max() > 1e-3
     assert (other.values["8"][0] - styled).abs().max() > 1e-3  # another reference image, another picture
 
