@@ -731,9 +731,9 @@ class WanCameraEmbedding(Node):
 class WanCameraImageToVideo(Node):
     """Start a Wan Fun Control-Camera sampling: the start image (scaled to width x height around its
     centre) is encoded as the model's 16 extra channels (the latent frames after it zero in model
-    space; no start image: zeros), the camera path (WanCameraEmbedding, of the same size and length)
-    goes to the model's camera adapter, and a CLIP vision output becomes its image tokens. Gives an
-    empty latent of `length` frames to sample."""
+    space; no start image: zeros) with a mask of the frames it fixes, the camera path
+    (WanCameraEmbedding, of the same size and length) goes to the model's camera adapter, and a
+    CLIP vision output becomes its image tokens. Gives an empty latent of `length` frames to sample."""
     category = "conditioning/video_models"
     positive: CONDITIONING
     negative: CONDITIONING
@@ -757,10 +757,13 @@ class WanCameraImageToVideo(Node):
         if self.start_image is not None:
             concat = WAN21.process_out(empty_video(self.batch_size, self.length, self.height, self.width))
             start = _fit(self.start_image[:self.length], self.width, self.height, "start_image")
+            # the first-last-frame mask of the start frames: read by the 36-channel Wan 2.2 Fun Camera,
+            # ignored by the 2.1 Control-Camera (32 channels: no mask channels)
+            mask = first_last_mask(latent.shape[2], latent.shape[3], latent.shape[4], start.shape[0], 0)
             start = _encode(self.vae, start, node)
             concat[:, :, :start.shape[2]] = start[:, :, :concat.shape[2]]
-            positive = with_options(positive, concat_latent_image=concat)
-            negative = with_options(negative, concat_latent_image=concat)
+            positive = with_options(positive, concat_latent_image=concat, concat_mask=mask)
+            negative = with_options(negative, concat_latent_image=concat, concat_mask=mask)
         if self.camera_conditions is not None:
             rays = self.camera_conditions
             frames = latent.shape[2]

@@ -279,8 +279,9 @@ def test_camera_rays_are_added_to_the_patch_embedding(camera_net):
 
 def test_camera_image_to_video_node():
     """WanCameraImageToVideo as ComfyUI's: the start image's latent over model-space zeros (all latent
-    frames) as concat_latent_image (none without a start image), no mask; the camera rays and CLIP
-    vision output on both sides."""
+    frames) as concat_latent_image (none without a start image) with ComfyUI's first-last-frame
+    concat_mask [1, 4, latent frames, h, w] (0 on the start frames and the 3 pixel frames after them);
+    the camera rays and CLIP vision output on both sides."""
     from graphflow.api import NodeInputError
     from graphflow.images import center_crop_to_aspect, resize_nchw
     from graphflow.models.clip_vision import ClipVisionOutput
@@ -305,7 +306,11 @@ def test_camera_image_to_video_node():
         assert concat.shape == (2, 16, 3, 2, 4)
         assert torch.allclose(concat[:, :, :1], encoded.expand(2, -1, -1, -1, -1), atol=1e-5)
         assert WAN21.process_in(concat[:, :, 1:]).abs().max() < 1e-6
-        assert "concat_mask" not in options and options["a"] == 1
+        # the mask, derived here: pixel frames 0 .. 2 + 3 = 4 given, folded 4 per latent frame into channels
+        pixel = torch.ones(3 * 4)
+        pixel[:2 + 3] = 0.0
+        want = pixel.view(3, 4).T.reshape(1, 4, 3, 1, 1).expand(1, 4, 3, 2, 4)
+        assert torch.equal(options["concat_mask"], want) and options["a"] == 1
         assert options["camera_conditions"] is rays and options["clip_vision_output"] is vision
     bare, _, _ = call(registry(), "WanCameraImageToVideo", positive=cond, negative=cond, vae=vae, width=32, height=16,
                       length=9, batch_size=1)
