@@ -146,10 +146,11 @@ class WanImageToVideo(Node):
 
 class Wan22ImageToVideoLatent(Node):
     """Start a Wan 2.2 TI2V 5B video: an empty 48-channel latent (the Wan 2.2 VAE's: 1/16 of the
-    width and height, one latent frame for the first picture and one per 4 after it). With a start
-    image (scaled to width x height around its centre; several images: the first frames) its
-    latent fills the first latent frames and a noise mask keeps them (0 there, 1 elsewhere), so the
-    sampler leaves them be and the model is told they are clean (timestep 0 on those frames)."""
+    width and height, one latent frame for the first picture and one per 4 after it; one video
+    whatever batch_size, as ComfyUI's). With a start image (scaled to width x height around its
+    centre; several images: the first frames), batch_size videos: its latent fills the first latent
+    frames and a noise mask keeps them (0 there, 1 elsewhere), so the sampler leaves them be and
+    the model is told they are clean (timestep 0 on those frames)."""
     category = "conditioning/inpaint"
     vae: VAE
     width: int = Int(1280, min=32, max=MAX_SIZE, step=32)
@@ -168,7 +169,7 @@ class Wan22ImageToVideoLatent(Node):
         frames, h, w = latent_frames(self.length), self.height // 16, self.width // 16
         latent = torch.zeros(1, WAN22.channels, frames, h, w)
         if self.start_image is None:
-            return {"samples": latent.repeat(self.batch_size, 1, 1, 1, 1)}
+            return {"samples": latent}  # batch 1, batch_size unused (ComfyUI's, as CosmosImageToVideoLatent's)
         start = _fit(self.start_image[:self.length], self.width, self.height, "start_image")
         encoded = _encode(self.vae, start, "Wan22ImageToVideoLatent", WAN22.channels)
         if encoded.shape[-2:] != (h, w):

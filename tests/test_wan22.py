@@ -240,8 +240,8 @@ def ti2v_models(tmp_folders):
 
 
 def test_wan22_image_to_video_latent(ti2v_models):
-    """ComfyUI's Wan22ImageToVideoLatent: zeros [B, 48, (length - 1) // 4 + 1, H/16, W/16] without a
-    start image; with one, its latent in the first latent frame, the Wan 2.2 means (model space 0)
+    """ComfyUI's Wan22ImageToVideoLatent: zeros [1, 48, (length - 1) // 4 + 1, H/16, W/16] without a
+    start image (ComfyUI returns before repeating by batch_size); with one, its latent in the first latent frame, the Wan 2.2 means (model space 0)
     elsewhere, and a noise mask [B, 1, frames, h, w] of 0 there and 1 elsewhere."""
     from graphflow.models.latent_formats import WAN22
     from tests.test_nodes_image_mask import call
@@ -249,7 +249,7 @@ def test_wan22_image_to_video_latent(ti2v_models):
     reg = registry()
     vae = call(reg, "LoadVAE", vae_name="wan2.2_vae.safetensors")
     empty = call(reg, "Wan22ImageToVideoLatent", vae=vae, width=64, height=32, length=9, batch_size=2)
-    assert set(empty) == {"samples"} and torch.equal(empty["samples"], torch.zeros(2, 48, 3, 2, 4))
+    assert set(empty) == {"samples"} and torch.equal(empty["samples"], torch.zeros(1, 48, 3, 2, 4))
     image = torch.rand(1, 32, 64, 3, generator=torch.Generator().manual_seed(7))
     out = call(reg, "Wan22ImageToVideoLatent", vae=vae, width=64, height=32, length=9, batch_size=2,
                start_image=image)
