@@ -67,6 +67,20 @@ def _encode(vae, pixels, node: str, channels: int = LATENT_CHANNELS):
     return latent
 
 
+def _vae_kind(vae, node: str):
+    """(latent channels, pixels per latent, latent format) of the Wan 2.1 VAE (16, 8) or the Wan 2.2
+    VAE (48, 16): the nodes ComfyUI sizes by the VAE (vae.latent_channels, spacial_compression_encode)."""
+    from graphflow.models.latent_formats import WAN21, WAN22
+
+    channels = getattr(getattr(vae, "latent_format", None), "channels", LATENT_CHANNELS)
+    if channels not in (WAN21.channels, WAN22.channels):
+        raise NodeInputError("vae", f"{node} needs the Wan 2.1 VAE (16 channels) or the Wan 2.2 VAE (48); this "
+                                    f"one has {channels}")
+    if channels == WAN21.channels:
+        return channels, PIXELS_PER_LATENT, WAN21
+    return channels, 2 * PIXELS_PER_LATENT, WAN22
+
+
 def image_to_video_mask(frames: int, height: int, width: int, given: int):
     """WanImageToVideo's concat_mask [1, 1, latent frames, h, w]: 0 on the latent frames the
     `given` start frames fall in ((given - 1) // 4 + 1), 1 elsewhere."""
@@ -192,7 +206,9 @@ def first_last_frames(node, start_image, end_image, vision_start, vision_end):
     from graphflow.models.clip_vision import ClipVisionOutput
 
     name = type(node).__name__
-    latent = empty_video(node.batch_size, node.length, node.height, node.width)
+    channels, scale, _ = _vae_kind(node.vae, name)  # the Wan 2.2 VAE too (Fun 5B InP), as ComfyUI's
+    latent = torch.zeros(node.batch_size, channels, latent_frames(node.length), node.height // scale,
+                         node.width // scale)
     video = torch.full((node.length, node.height, node.width, 3), 0.5)
     start = end = 0
     if start_image is not None:
@@ -201,7 +217,7 @@ def first_last_frames(node, start_image, end_image, vision_start, vision_end):
     if end_image is not None:
         frames = _fit(end_image[-node.length:], node.width, node.height, "end_image")
         video[-frames.shape[0]:], end = frames, frames.shape[0]
-    encoded = _encode(node.vae, video, name)
+    encoded = _encode(node.vae, video, name, channels)
     mask = first_last_mask(latent.shape[2], latent.shape[3], latent.shape[4], start, end)
     positive = with_options(node.positive, concat_latent_image=encoded, concat_mask=mask)
     negative = with_options(node.negative, concat_latent_image=encoded, concat_mask=mask)
@@ -220,7 +236,8 @@ def first_last_frames(node, start_image, end_image, vision_start, vision_end):
 class WanFirstLastFrameToVideo(Node):
     """Wan 2.1 first-last-frame-to-video (FLF2V): the start images open the video and the end images
     close it (each scaled to width x height around the centre), the rest mid-grey; encoded and
-    masked into both conditionings. The two CLIP vision outputs' tokens are joined (start, then
+    masked into both conditionings (the latent sized by the VAE: Wan 2.1's 16 channels at 1/8, or
+    Wan 2.2's 48 at 1/16). The two CLIP vision outputs' tokens are joined (start, then
     end) as the model's image tokens."""
     category = "conditioning/video_models"
     positive: CONDITIONING
@@ -244,8 +261,9 @@ class WanFirstLastFrameToVideo(Node):
 
 
 class WanFunInpaintToVideo(Node):
-    """Wan 2.1 Fun InP (inpainting between frames): as WanFirstLastFrameToVideo, the start images
-    opening the video and the end images closing it, one CLIP vision output as the image tokens."""
+    """Wan 2.1 / 2.2 Fun InP (inpainting between frames): as WanFirstLastFrameToVideo, the start
+    images opening the video and the end images closing it (Wan 2.1 or 2.2 VAE), one CLIP vision
+    output as the image tokens."""
     category = "conditioning/video_models"
     positive: CONDITIONING
     negative: CONDITIONING
@@ -368,20 +386,12 @@ class Wan22FunControlToVideo(Node):
     def run(self):
         import torch
 
-        from graphflow.models.latent_formats import WAN21, WAN22
-
         node = "Wan22FunControlToVideo"
-        fmt = getattr(self.vae, "latent_format", None)
-        channels = getattr(fmt, "channels", LATENT_CHANNELS)
-        if channels not in (WAN21.channels, WAN22.channels):
-            raise NodeInputError("vae", f"{node} needs the Wan 2.1 VAE (16 channels) or the Wan 2.2 VAE (48); this "
-                                        f"one has {channels}")
-        scale = PIXELS_PER_LATENT if channels == WAN21.channels else 2 * PIXELS_PER_LATENT
+        channels, scale, fmt = _vae_kind(self.vae, node)
         frames, h, w = latent_frames(self.length), self.height // scale, self.width // scale
         latent = torch.zeros(self.batch_size, channels, frames, h, w)
         # raw latents that are 0 in model space (control slot, start-image slot)
-        concat = (WAN21 if channels == WAN21.channels else WAN22).process_out(torch.zeros_like(latent)).repeat(
-            1, 2, 1, 1, 1)
+        concat = fmt.process_out(torch.zeros_like(latent)).repeat(1, 2, 1, 1, 1)
         mask = torch.ones(1, 1, frames * FRAMES_PER_LATENT, h, w)  # no start image: every frame to make
         reference = None
         if self.ref_image is not None:

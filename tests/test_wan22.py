@@ -320,3 +320,34 @@ def test_wan22_ti2v_workflow_keeps_the_start_frame_and_matches_diffusers(ti2v_mo
         x = x + (x - denoised) / sigma * (sigma_next - sigma)
     want = WAN22.process_out(x)
     assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
+
+
+def test_first_last_frame_and_fun_inpaint_size_the_latent_by_the_vae(tmp_path):
+    """ComfyUI's WanFirstLastFrameToVideo (and WanFunInpaintToVideo, which calls it) size the latent by
+    the VAE (vae.latent_channels, spacial_compression_encode): with the Wan 2.2 VAE 48 channels at
+    1/16, the start / end frames encoded by it and the FLF mask at that latent size."""
+    from graphflow.models.checkpoint import load_vae
+    from graphflow.testing import write_wan_vae
+    from tests.test_nodes_image_mask import call
+
+    vae = load_vae(write_wan_vae(tmp_path / "wan2.2_vae.safetensors", wan22=True, dtype=torch.float32),
+                   device="cpu", dtype=torch.float32)
+    cond = [(torch.randn(1, 512, 32), {})]
+    gen = torch.Generator().manual_seed(4)
+    start, end = torch.rand(1, 32, 64, 3, generator=gen), torch.rand(1, 32, 64, 3, generator=gen)
+    video = torch.full((9, 32, 64, 3), 0.5)
+    video[0], video[-1] = start[0], end[0]
+    encoded = vae.encode(video)
+    # ComfyUI's mask: pixel frames 0 .. start + 3 and the last end frames 0, 4 per latent frame as channels
+    pixel = torch.ones(3 * 4)
+    pixel[:1 + 3], pixel[-1:] = 0.0, 0.0
+    want_mask = pixel.view(3, 4).T.reshape(1, 4, 3, 1, 1).expand(1, 4, 3, 2, 4)
+    for node in ("WanFirstLastFrameToVideo", "WanFunInpaintToVideo"):
+        pos, neg, latent = call(registry(), node, positive=cond, negative=cond, vae=vae, width=64, height=32,
+                                length=9, batch_size=2, start_image=start, end_image=end)
+        assert torch.equal(latent["samples"], torch.zeros(2, 48, 3, 2, 4))
+        for side in (pos, neg):
+            options = side[0][1]
+            assert options["concat_latent_image"].shape == (1, 48, 3, 2, 4)
+            assert torch.allclose(options["concat_latent_image"], encoded, atol=1e-5)
+            assert torch.equal(options["concat_mask"], want_mask)
