@@ -30,6 +30,28 @@ def _encode_padded(vae, image, width: int, height: int, length: int, padding: in
     return vae.encode(padded)[:, :, :(count - 1) // 8 + 1]
 
 
+def _place_given_frames(node, latent, check=None):
+    """Encode the node's start_image (its first latent frames, one grey frame of padding beyond)
+    and end_image (its last) into `latent` in place; `check(given)` may refuse an encoding. The
+    noise mask: 0 on the given frames, 1 elsewhere."""
+    import torch
+
+    mask = torch.ones(1, 1, *latent.shape[2:])
+    for name, padding in (("start_image", 1), ("end_image", 0)):
+        image = getattr(node, name)
+        if image is None:
+            continue
+        if image.ndim != 4 or image.shape[0] == 0:
+            raise NodeInputError(name, f"expected an IMAGE batch [frames, H, W, C], got {tuple(image.shape)}")
+        given = _encode_padded(node.vae, image, node.width, node.height, node.length, padding, name)
+        if check is not None:
+            check(given)
+        frames = slice(None, given.shape[2]) if name == "start_image" else slice(-given.shape[2], None)
+        latent[:, :, frames] = given
+        mask[:, :, frames] = 0.0
+    return mask
+
+
 def cosmos1_latent_frames(length: int) -> int:
     """Cosmos 1.0's tokenizer: one latent frame for the first picture and one for each 8 after it."""
     return (length - 1) // 8 + 1
@@ -76,21 +98,14 @@ class CosmosImageToVideoLatent(Node):
         latent = torch.zeros(1, 16, cosmos1_latent_frames(self.length), self.height // 8, self.width // 8)
         if self.start_image is None and self.end_image is None:
             return {"samples": latent}  # batch 1 (ComfyUI's)
-        mask = torch.ones(1, 1, *latent.shape[2:])
-        for name, padding in (("start_image", 1), ("end_image", 0)):
-            image = getattr(self, name)
-            if image is None:
-                continue
-            if image.ndim != 4 or image.shape[0] == 0:
-                raise NodeInputError(name, f"expected an IMAGE batch [frames, H, W, C], got {tuple(image.shape)}")
-            given = _encode_padded(self.vae, image, self.width, self.height, self.length, padding, name)
+
+        def check(given):
             if given.ndim != 5 or given.shape[1] != 16 or given.shape[3:] != latent.shape[3:]:
                 raise NodeInputError("vae", f"CosmosImageToVideoLatent needs Cosmos' 16-channel video tokenizer "
                                             f"(CV8x8x8); this VAE gave a {tuple(given.shape)} latent for "
                                             f"{self.width}x{self.height}")
-            frames = slice(None, given.shape[2]) if name == "start_image" else slice(-given.shape[2], None)
-            latent[:, :, frames] = given
-            mask[:, :, frames] = 0.0
+
+        mask = _place_given_frames(self, latent, check)
         return {"samples": latent.repeat(self.batch_size, 1, 1, 1, 1),
                 "noise_mask": mask.repeat(self.batch_size, 1, 1, 1, 1)}
 
@@ -120,17 +135,7 @@ class CosmosPredict2ImageToVideoLatent(Node):
         fmt = getattr(self.vae, "latent_format", None)
         if fmt is None or fmt.name != "wan21":
             raise NodeInputError("vae", "CosmosPredict2ImageToVideoLatent needs the Wan 2.1 VAE (wan_2.1_vae)")
-        mask = torch.ones(1, 1, latent.shape[2], *latent.shape[3:])
-        for name, padding in (("start_image", 1), ("end_image", 0)):
-            image = getattr(self, name)
-            if image is None:
-                continue
-            if image.ndim != 4 or image.shape[0] == 0:
-                raise NodeInputError(name, f"expected an IMAGE batch [frames, H, W, C], got {tuple(image.shape)}")
-            given = _encode_padded(self.vae, image, self.width, self.height, self.length, padding, name)
-            frames = slice(None, given.shape[2]) if name == "start_image" else slice(-given.shape[2], None)
-            latent[:, :, frames] = given
-            mask[:, :, frames] = 0.0
+        mask = _place_given_frames(self, latent)
         # the frames to generate hold the latent of model-space zero (ComfyUI's)
         latent = fmt.process_out(latent) * mask + latent * (1.0 - mask)
         return {"samples": latent.repeat(self.batch_size, 1, 1, 1, 1),

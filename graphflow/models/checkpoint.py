@@ -479,21 +479,9 @@ def _read_cosmos(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:
     None for other files."""
     from .cosmos import CosmosPredict2, cosmos_config_from_state_dict, find_cosmos
 
-    prefix = find_cosmos(f.shapes)
-    if prefix is None:
-        return None
-    source = KeyView(f, prefix)
-    try:
-        config = cosmos_config_from_state_dict(source.shapes)
-    except (KeyError, ValueError, IndexError) as e:
-        raise CheckpointError(f"{Path(path).name}: a Cosmos-Predict2 network that cannot be read: {e}") from None
-    with torch.device("meta"):
-        net = CosmosPredict2(config)
-    keys = [k for k in source.shapes if k in net.state_dict()]  # NVIDIA's buffers and counters: not read
-    device, dtype = flow_placement(device, dtype)
-    net = _assign(net, source, device, dtype, f"Cosmos-Predict2 ({prefix or 'no prefix'})", keys=keys,
-                  dtype_of=_weight_storage(net, source, dtype, weight_dtype))
-    return DiffusionModel(net, "cosmos", "cosmos_rflow")
+    net = _read_nvidia_dit(f, path, device, dtype, weight_dtype, "Cosmos-Predict2", find_cosmos,
+                           cosmos_config_from_state_dict, CosmosPredict2)
+    return None if net is None else DiffusionModel(net, "cosmos", "cosmos_rflow")
 
 
 COSMOS1_SIGMAS = (0.002, 80.0)  # ComfyUI's CosmosT2V / CosmosI2V sampling_settings (EDM, sigma_data 0.5)
@@ -505,21 +493,32 @@ def _read_cosmos1(f, path, device, dtype, weight_dtype) -> DiffusionModel | None
     from .cosmos import Cosmos1, cosmos1_config_from_state_dict, find_cosmos1
     from .latent_formats import COSMOS1
 
-    prefix = find_cosmos1(f.shapes)
+    net = _read_nvidia_dit(f, path, device, dtype, weight_dtype, "Cosmos 1.0", find_cosmos1,
+                           cosmos1_config_from_state_dict, Cosmos1)
+    if net is None:
+        return None
+    return DiffusionModel(net, "cosmos1", "edm", COSMOS1).with_continuous_sampling("edm", *COSMOS1_SIGMAS)
+
+
+def _read_nvidia_dit(f, path, device, dtype, weight_dtype, family: str, find, config_from_state_dict, network):
+    """A Cosmos network in one of NVIDIA's layouts (bare or under model.diffusion_model. / net.):
+    its prefix from `find`, its config from the shapes; NVIDIA's buffers, counters and logvar are
+    not read. None when `find` finds none."""
+    prefix = find(f.shapes)
     if prefix is None:
         return None
     source = KeyView(f, prefix)
     try:
-        config = cosmos1_config_from_state_dict(source.shapes)
+        config = config_from_state_dict(source.shapes)
     except (KeyError, ValueError, IndexError) as e:
-        raise CheckpointError(f"{Path(path).name}: a Cosmos 1.0 network that cannot be read: {e}") from None
+        raise CheckpointError(f"{Path(path).name}: a {family} network that cannot be read: {e}") from None
     with torch.device("meta"):
-        net = Cosmos1(config)
-    keys = [k for k in source.shapes if k in net.state_dict()]  # NVIDIA's buffers and logvar: not read
+        net = network(config)
+    keys = [k for k in source.shapes if k in net.state_dict()]
     device, dtype = flow_placement(device, dtype)
-    net = _assign(net, source, device, dtype, f"Cosmos 1.0 {config.variant} ({prefix or 'no prefix'})", keys=keys,
-                  dtype_of=_weight_storage(net, source, dtype, weight_dtype))
-    return DiffusionModel(net, "cosmos1", "edm", COSMOS1).with_continuous_sampling("edm", *COSMOS1_SIGMAS)
+    variant = f" {config.variant}" if hasattr(config, "variant") else ""
+    return _assign(net, source, device, dtype, f"{family}{variant} ({prefix or 'no prefix'})", keys=keys,
+                   dtype_of=_weight_storage(net, source, dtype, weight_dtype))
 
 
 @dataclass
