@@ -12,6 +12,7 @@ from graphflow.api import (CONDITIONING, IMAGE, LATENT, MODEL, SIGMAS, VAE, Bool
 MAX_SIZE = 16384
 LATENT_CHANNELS = 128  # the video VAE's
 FRAMES_PER_LATENT, PIXELS_PER_LATENT = 8, 32
+APPENDED_GUIDE_FRAMES = 2  # LTXVAddGuide appends a guide's first latent frames; the rest go in place
 
 
 def _tokens(latent, name: str = "latent") -> int:
@@ -36,14 +37,15 @@ def _check_vae(vae, node: str) -> None:
         raise NodeInputError("vae", f"{node} needs LTX-Video's video VAE (from an LTX-Video checkpoint)")
 
 
-def _encode_frames(vae, image, width: int, height: int):
-    """The images as the frames of one video, scaled to width x height (cropped around the centre),
-    encoded: [1, 128, latent frames, h, w]."""
+def _encode_frames(vae, image, width: int, height: int, crop: bool = True):
+    """The images as the frames of one video, scaled to width x height (cropped around the centre
+    to that aspect first, or stretched), encoded: [1, 128, latent frames, h, w]."""
     from graphflow.images import center_crop_to_aspect, resize_nchw
 
     pixels = image[..., :3].movedim(-1, 1)
-    pixels = resize_nchw(center_crop_to_aspect(pixels, width, height), width, height, "bilinear").movedim(1, -1)
-    return vae.encode(pixels)
+    if crop:
+        pixels = center_crop_to_aspect(pixels, width, height)
+    return vae.encode(resize_nchw(pixels, width, height, "bilinear").movedim(1, -1))
 
 
 def _video_latent(latent, node: str):
@@ -155,13 +157,14 @@ class LTXVPreprocess(Node):
 
 class LTXVAddGuide(Node):
     """Guide a video with a picture or a clip at a frame: the image (or the frames of a video,
-    cut to 8n + 1 of them) is encoded at the latent's size and kept by the noise mask with
-    `strength` (1: kept as it is; lower: that much of it is redrawn). At frame_idx 0 it replaces
-    the video's first frames, as LTXVImgToVideo does; elsewhere its frames are appended after the
-    video's and told the model's positions of the frames they guide (a keyframe in the
-    conditioning), so they pull the video there without being part of it: LTXVCropGuides removes
-    them after sampling. Negative frame_idx counts from the end (-1: the last frame); a clip of
-    more than one frame starts at a multiple of 8. Guides add up when chained."""
+    cut to 8n + 1 of them) is stretched to the latent's size, encoded and kept by the noise mask
+    with `strength` (1: kept as it is; lower: that much of it is redrawn). Its first latent frame
+    (two for a clip) is appended after the video's frames and told the model's positions of the
+    frames it guides (a keyframe in the conditioning): it pulls the video there while those
+    frames are drawn fresh; LTXVCropGuides removes the appended frames after sampling. A longer
+    clip's further latent frames replace the video's own that follow. Negative frame_idx counts
+    from the end (-1: the last frame); a clip of more than one frame starts at a multiple of 8.
+    Guides add up when chained."""
     category = "conditioning/video_models"
     positive: CONDITIONING
     negative: CONDITIONING
@@ -190,7 +193,7 @@ class LTXVAddGuide(Node):
         if images.shape[0] > 1:  # a clip's latent frames line up with the video's
             frame_idx = frame_idx // FRAMES_PER_LATENT * FRAMES_PER_LATENT
         latent_idx = (frame_idx + FRAMES_PER_LATENT - 1) // FRAMES_PER_LATENT
-        guide = _encode_frames(self.vae, images, w * PIXELS_PER_LATENT, h * PIXELS_PER_LATENT)
+        guide = _encode_frames(self.vae, images, w * PIXELS_PER_LATENT, h * PIXELS_PER_LATENT, crop=False)
         guide = guide.to(samples).expand(batch, -1, -1, -1, -1)
         length = guide.shape[2]
         if latent_idx + length > frames:
@@ -198,17 +201,19 @@ class LTXVAddGuide(Node):
                                               f"from frame {frame_idx} run past the video's {frames} latent frames "
                                               f"({(frames - 1) * FRAMES_PER_LATENT + 1} frames)")
         kept = torch.full((mask.shape[0], 1, length, *mask.shape[3:]), 1.0 - self.strength)
-        if frame_idx == 0:  # the first frames themselves, as LTXVImgToVideo
-            samples, mask = samples.clone(), mask.clone()
-            samples[:, :, :length], mask[:, :, :length] = guide, kept
-            return self.positive, self.negative, {"samples": samples, "noise_mask": mask}
-        positions = pixel_positions(length, h, w, causal=True, device="cpu")
+        appended = min(APPENDED_GUIDE_FRAMES, length)
+        samples, mask = samples.clone(), mask.clone()
+        mask[:, :, latent_idx:latent_idx + appended] = 1.0  # drawn fresh, pulled by the appended guide
+        samples[:, :, latent_idx + appended:latent_idx + length] = guide[:, :, appended:]
+        mask[:, :, latent_idx + appended:latent_idx + length] = kept[:, :, appended:]
+        positions = pixel_positions(appended, h, w, causal=True, device="cpu")
         positions[:, 0] += frame_idx
         conds = []
         for side in (self.positive, self.negative):
             earlier = next((o["keyframe_idxs"] for _, o in side if o.get("keyframe_idxs") is not None), None)
             conds.append(_with_keyframes(side, positions if earlier is None else torch.cat([earlier, positions])))
-        latent = {"samples": torch.cat([samples, guide], dim=2), "noise_mask": torch.cat([mask, kept], dim=2)}
+        latent = {"samples": torch.cat([samples, guide[:, :, :appended]], dim=2),
+                  "noise_mask": torch.cat([mask, kept[:, :, :appended]], dim=2)}
         return conds[0], conds[1], latent
 
 

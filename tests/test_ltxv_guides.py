@@ -163,18 +163,50 @@ def add_guide(vae, latent, image, frame_idx, strength=1.0, positive=None, negati
                 strength=strength)
 
 
-def test_add_guide_at_frame_0_is_image_to_video(ltxv_vae):
-    image = torch.rand(1, 80, 64, 3, generator=torch.Generator().manual_seed(12))
-    latent = call(registry(), "EmptyLTXVLatentVideo", width=64, height=64, length=17, batch_size=2)
-    pos, neg, out = add_guide(ltxv_vae, latent, image, 0, strength=0.8)
-    _, _, want = call(registry(), "LTXVImgToVideo", positive=pos, negative=neg, vae=ltxv_vae, image=image, width=64,
-                      height=64, length=17, batch_size=2, strength=0.8)
-    assert torch.equal(out["samples"], want["samples"]) and torch.allclose(out["noise_mask"], want["noise_mask"])
-    assert out["noise_mask"].flatten().tolist() == pytest.approx([0.2, 1, 1] * 2)
-    assert all("keyframe_idxs" not in options for _, options in pos + neg)
-    _, _, both = add_guide(ltxv_vae, out, image, -1, strength=0.5, positive=pos, negative=neg)  # a batch of 2
-    assert both["samples"].shape == (2, 128, 4, 2, 2) and torch.equal(both["samples"][0], both["samples"][1])
-    assert both["noise_mask"].flatten().tolist() == pytest.approx([0.2, 1, 1, 0.5] * 2)
+def stretched(image: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """The frames resized to width x height without cropping (ComfyUI's crop="disabled")."""
+    return torch.nn.functional.interpolate(image.movedim(-1, 1), size=(height, width), mode="bilinear",
+                                           align_corners=False).movedim(1, -1)
+
+
+def test_add_guide_at_frame_0_appends_a_keyframe(ltxv_vae):
+    """ComfyUI's guide at frame 0 (as at any frame): the still is stretched to the video's size,
+    appended with the position of pixel frame 0, and the video's first frame is drawn fresh."""
+    image = torch.rand(1, 80, 64, 3, generator=torch.Generator().manual_seed(12))  # taller than the video
+    start = call(registry(), "EmptyLTXVLatentVideo", width=64, height=64, length=17, batch_size=2)
+    pos, neg, started = call(registry(), "LTXVImgToVideo", positive=conditioning(1.0), negative=conditioning(-1.0),
+                             vae=ltxv_vae, image=image, width=64, height=64, length=17, batch_size=2, strength=0.8)
+    pos, neg, out = add_guide(ltxv_vae, started, image, 0, strength=0.8, positive=pos, negative=neg)
+    assert out["samples"].shape == (2, 128, 4, 2, 2)
+    assert torch.equal(out["samples"][:, :, :3], started["samples"])  # the video's own frames as they were
+    want = ltxv_vae.encode(stretched(image, 64, 64))
+    assert torch.equal(out["samples"][:, :, 3:], want.expand(2, -1, -1, -1, -1))
+    assert not torch.equal(want, ltxv_vae.encode(image[:, 8:72]))  # stretched, not cropped to the centre
+    assert out["noise_mask"].flatten().tolist() == pytest.approx([1, 1, 1, 0.2] * 2)  # frame 0 redrawn
+    rows, cols = [0.0, 0, 32, 32], [0.0, 32, 0, 32]
+    for side in (pos, neg):
+        assert torch.equal(side[0][1]["keyframe_idxs"], torch.tensor([[0.0, r, c] for r, c in zip(rows, cols)]))
+    _, _, both = add_guide(ltxv_vae, out, image, -1, strength=0.5, positive=pos, negative=neg)
+    assert both["samples"].shape == (2, 128, 5, 2, 2) and torch.equal(both["samples"][0], both["samples"][1])
+    assert both["noise_mask"].flatten().tolist() == pytest.approx([1, 1, 1, 0.2, 0.5] * 2)
+    assert start["samples"].shape == (2, 128, 3, 2, 2)
+
+
+def test_long_clip_appends_two_frames_and_places_the_rest(ltxv_vae):
+    """A 17-frame clip (3 latent frames) from frame 8: its first two latent frames are appended at
+    pixel frames 8 and 9 (causal positions), the third replaces the video's latent frame 3."""
+    clip = torch.rand(20, 64, 64, 3, generator=torch.Generator().manual_seed(14))  # cut to 17
+    empty = call(registry(), "EmptyLTXVLatentVideo", width=64, height=64, length=33, batch_size=1)  # 5 frames
+    pos, neg, out = add_guide(ltxv_vae, empty, clip, 10, strength=0.9)  # rounded down to 8: latent frame 1
+    encoded = ltxv_vae.encode(clip[:17])
+    assert encoded.shape[2] == 3 and out["samples"].shape == (1, 128, 7, 2, 2)
+    assert torch.equal(out["samples"][:, :, 5:], encoded[:, :, :2])
+    assert torch.equal(out["samples"][:, :, 3], encoded[:, :, 2])
+    assert torch.equal(out["samples"][:, :, [0, 1, 2, 4]], empty["samples"][:, :, [0, 1, 2, 4]])
+    assert out["noise_mask"].flatten().tolist() == pytest.approx([1, 1, 1, 0.1, 1, 0.1, 0.1])
+    assert pos[0][1]["keyframe_idxs"][:, 0].unique().tolist() == [8.0, 9.0]
+    _, _, cropped = call(registry(), "LTXVCropGuides", positive=pos, negative=neg, latent=out)
+    assert torch.equal(cropped["samples"], out["samples"][:, :, :5])
 
 
 def test_add_guides_append_keyframes_and_crop_removes_them(ltxv_vae):
