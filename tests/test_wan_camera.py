@@ -392,3 +392,44 @@ def test_context_windows_cut_camera_rays_by_frame_and_batch():
     assert torch.equal(cut_cond(cond, 0, [1], (2, 16, 5, 4, 4)).camera_conditions, rays[1:])
     with pytest.raises(ValueError, match="camera"):
         cut_cond(cond, 3, [0, 1], (2, 16, 5, 4, 4))
+
+
+def test_wan22_camera_model_samples_with_the_start_frame_mask(tmp_path):
+    """Wan 2.2 Fun Control-Camera (36 input channels): detected as a camera model, and sampled with
+    the noisy latent, 4 mask channels (1 - WanCameraImageToVideo's concat_mask: 0 where the start
+    image is given) and the start latent in model space on the channels, the rays to the adapter."""
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.clip_vision import ClipVisionOutput
+    from graphflow.models.flow_architecture import detect_flow_model
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.models.weight_files import WeightFile
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import write_wan
+
+    path = write_wan(tmp_path / "wan2.2_fun_camera.safetensors", seed=9, camera=True, in_channels=36,
+                     dtype=torch.float32)
+    with WeightFile(path) as f:
+        info = detect_flow_model(f.shapes)
+    assert (info.family, info.config.in_channels, info.config.camera_in_channels) == ("wan_camera", 36, 24)
+    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    gen = torch.Generator().manual_seed(4)
+    context = [torch.randn(1, 512, 32, generator=gen) for _ in range(2)]
+    start = torch.rand(1, 32, 32, 3, generator=gen)
+    vision = ClipVisionOutput(torch.zeros(1, 5, 64), torch.zeros(1, 8), torch.randn(1, 5, 64, generator=gen))
+    rays, width, height, length = call(registry(), "WanCameraEmbedding", camera_pose="Zoom In", width=32,
+                                       height=32, length=5)
+    pos, neg, latent = call(registry(), "WanCameraImageToVideo", positive=[(context[0], {})],
+                            negative=[(context[1], {})], vae=wan_vae(), width=width, height=height, length=length,
+                            batch_size=1, clip_vision_output=vision, start_image=start, camera_conditions=rays)
+    ours = call(registry(), "KSampler", model=model, seed=5, steps=1, cfg=3.0, sampler_name="euler",
+                scheduler="simple", positive=pos, negative=neg, denoise=1.0, latent_image=latent)["samples"]
+    options = pos[0][1]
+    y = torch.cat([1.0 - options["concat_mask"], WAN21.process_in(options["concat_latent_image"])], dim=1)
+    assert y.shape == (1, 20, 2, 4, 4) and y[:, :4, 0].max() == 1 and y[:, :4, 1].max() == 0
+    x = initial_noise(torch.zeros(1, 16, 2, 4, 4), 5)
+    with torch.no_grad():
+        v_cond, v_uncond = (model.unet(torch.cat([x, y], dim=1), torch.tensor([1.0]), c,
+                                       clip_fea=vision.penultimate_hidden_states, camera_conditions=rays)
+                            for c in context)
+    want = WAN21.process_out(x - (v_uncond + 3.0 * (v_cond - v_uncond)))
+    assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
