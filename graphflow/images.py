@@ -30,12 +30,16 @@ def pil_alpha_mask(picture: Image.Image) -> torch.Tensor:
 
 
 def image_to_pil(image: torch.Tensor) -> Image.Image:
-    """One image [H, W, C] (or a batch of one) as an 8-bit RGB picture."""
+    """One image [H, W, C] (or a batch of one) as an 8-bit picture: grey for one channel, RGBA for
+    four (JoinImageWithAlpha's), else RGB. Values are truncated to 8 bits as ComfyUI's savers do
+    (255 x value, clipped, cast), so the same tensor gives ComfyUI's file to the bit."""
     if image.dim() == 4:
         image = image[0]
-    array = (image.detach().float().clamp(0, 1).cpu().numpy() * 255.0).round().astype(np.uint8)
+    array = np.clip(image.detach().float().cpu().numpy() * 255.0, 0, 255).astype(np.uint8)
     if array.shape[-1] == 1:
         return Image.fromarray(array[..., 0], "L")
+    if array.shape[-1] == 4:
+        return Image.fromarray(array, "RGBA")
     return Image.fromarray(array[..., :3], "RGB")
 
 

@@ -158,7 +158,7 @@ def test_image_resizing_is_unclamped_torch_interpolation_as_comfyui(builtin_regi
     import numpy as np
     levels = np.asarray(image_to_pil(bicubic))
     assert levels.min() == 0 and levels.max() == 255
-    expected = (bicubic[0].clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+    expected = (bicubic[0].clamp(0, 1).numpy() * 255).astype(np.uint8)  # truncated, as ComfyUI saves
     assert np.array_equal(levels, expected)
     # width = height = 0 gives the image back untouched, even for Lanczos (no 8-bit round trip).
     fine = torch.rand(1, 6, 7, 3)
@@ -253,6 +253,20 @@ def test_load_image_alpha_becomes_mask_and_save_embeds_workflow(builtin_registry
     Image.new("RGB", (20, 10), (0, 255, 0)).save(tmp_folders.inputs / "red.png")
     changed = executor.run(workflow)
     assert "1" in changed.executed
+
+
+def test_save_image_writes_alpha_and_truncates_as_comfyui(builtin_registry, tmp_folders):
+    """JoinImageWithAlpha's four channels are saved as an RGBA PNG (ComfyUI hands Pillow the 4-channel
+    array), each value as int(255 x v) clipped to 0..255: 0.999 is 254, not 255."""
+    import numpy as np
+
+    image = torch.tensor([[[0.999, 0.5, 0.2], [1.2, -0.1, 0.0]]])[None]  # [1, 1, 2, 3]
+    alpha_mask = torch.tensor([[[0.0, 0.75]]])  # ComfyUI masks: 1 = transparent
+    rgba = call(builtin_registry, "JoinImageWithAlpha", image=image, alpha=alpha_mask)
+    call(builtin_registry, "SaveImage", images=rgba, filename_prefix="alpha")
+    saved = Image.open(tmp_folders.outputs / "alpha_00001.png")
+    assert saved.mode == "RGBA"
+    assert np.asarray(saved).tolist() == [[[254, 127, 51, 255], [255, 0, 0, 63]]]
 
 
 def _webcam(image, **widgets):
