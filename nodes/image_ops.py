@@ -330,8 +330,9 @@ class ImageStitch(Node):
         sideways = self.direction in ("left", "right")
         if self.match_image_size:
             (h1, w1), (h2, w2) = a.shape[1:3], b.shape[1:3]
-            # int() truncates, as ComfyUI's size does.
-            width, height = (int(h1 * w2 / h2), h1) if sideways else (w1, int(w1 / (w2 / h2)))
+            # ComfyUI's size: the aspect ratio first, then truncated (7 * (61 / 7) gives 60, not 61).
+            aspect = w2 / h2
+            width, height = (int(h1 * aspect), h1) if sideways else (w1, int(w1 / aspect))
             b = _resize_image(b, max(1, width), max(1, height), "lanczos")
         else:
             pad = 1.0 if self.spacing_color == "white" else 0.0
