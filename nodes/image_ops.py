@@ -137,9 +137,9 @@ class ImageSharpen(Node):
 
 
 def _bayer(order: int) -> torch.Tensor:
-    """The order x order Bayer threshold matrix, centred on 0 (values in -0.5..0.5)."""
+    """The order x order Bayer threshold matrix, centred on 0 (values in -0.5..0.5), float32."""
     import torch
-    m = torch.zeros(1, 1, dtype=torch.float64)
+    m = torch.zeros(1, 1)
     while m.shape[0] < order:
         q = 4 * m.shape[0] * m.shape[0]
         m = q * m
@@ -160,7 +160,8 @@ def quantize(picture: Image.Image, colors: int, dither: str) -> Image.Image:
         return picture.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)
     order = int(dither.split("-")[1])
     # Ordered dithering: a threshold matrix, spread over two palette steps, added before the
-    # nearest-colour lookup.
+    # nearest-colour lookup. All in float32 as ComfyUI: in float64 a few sums land on the other
+    # side of a whole level and truncate to another colour.
     spread = 2 * 256 / (len(palette.getpalette()) // 3)
     threshold = spread * _bayer(order) + 0.5
     pixels = torch.from_numpy(np.asarray(picture, dtype=np.float32).copy())

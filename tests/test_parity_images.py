@@ -38,3 +38,34 @@ def test_blend_broadcasts_either_batch_and_keeps_image1s_channels(builtin_regist
     # RGBA image1, RGB image2: image2 is opaque, so multiply keeps image1's alpha.
     out = call(builtin_registry, "ImageBlend", image1=a, image2=b[..., :3], blend_factor=1.0, blend_mode="multiply")
     assert torch.allclose(out[..., 3], a[..., 3])
+
+
+def _bayer_threshold(n: int, spread: float, dtype) -> np.ndarray:
+    """spread * (Bayer level - 0.5) + 0.5 for the classic index matrix, computed in `dtype`."""
+    m = np.zeros((1, 1))
+    while m.shape[0] < n:
+        m = np.block([[4 * m, 4 * m + 2], [4 * m + 3, 4 * m + 1]])
+    return dtype(spread) * ((m + 0.5) / (n * n) - 0.5).astype(dtype) + dtype(0.5)
+
+
+def test_quantize_bayer_thresholds_are_float32(builtin_registry):
+    # ComfyUI adds the Bayer threshold to the 8-bit levels in float32 and truncates. With 30
+    # colours (spread 512 / 30) the bayer-16 threshold at (9, 15) plus level 2 lies a float32
+    # step from a whole number, so float64 truncates it to another level and, for this picture,
+    # another palette colour.
+    levels = (np.random.default_rng(34).random((16, 16, 3), dtype=np.float32) * 255).astype(np.uint8)
+    levels[9, 15] = 2
+    picture = Image.fromarray(levels, "RGB")
+    palette = picture.quantize(colors=30)
+    assert len(palette.getpalette()) // 3 == 30
+
+    def dithered(dtype):
+        values = levels.astype(dtype) + _bayer_threshold(16, 512 / 30, dtype)[:, :, None]  # one 16x16 tile
+        shifted = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), "RGB")
+        return np.asarray(shifted.quantize(palette=palette, dither=Image.Dither.NONE).convert("RGB"),
+                          dtype=np.float32) / 255
+    expected, in_float64 = dithered(np.float32), dithered(np.float64)
+    assert not np.array_equal(expected, in_float64)
+    image = torch.from_numpy((levels.astype(np.float32) + 0.5) / 255)[None]  # truncates back to `levels`
+    out = call(builtin_registry, "ImageQuantize", image=image, colors=30, dither="bayer-16")
+    assert np.array_equal(out[0].numpy(), expected)
