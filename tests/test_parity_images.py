@@ -69,3 +69,16 @@ def test_quantize_bayer_thresholds_are_float32(builtin_registry):
     image = torch.from_numpy((levels.astype(np.float32) + 0.5) / 255)[None]  # truncates back to `levels`
     out = call(builtin_registry, "ImageQuantize", image=image, colors=30, dither="bayer-16")
     assert np.array_equal(out[0].numpy(), expected)
+
+
+def test_rebatch_latents_resizes_masks_only_to_join_them(builtin_registry):
+    from test_node_lists import run_rebatch
+    a, b = torch.randn(2, 4, 2, 3), torch.randn(1, 4, 2, 3)
+    small = torch.rand(1, 1, 5, 7)  # a mask of its own size, not 8x the latent's 2 x 3
+    # Batches of 2: a's two latents make one batch, their mask kept as it came (repeated to 2).
+    out = run_rebatch(builtin_registry, "RebatchLatents", [{"samples": a, "noise_mask": small}, {"samples": b}], 2)
+    assert torch.equal(out[0]["noise_mask"], small.expand(2, 1, 5, 7)) and "noise_mask" not in out[1]
+    # Batches of 3: a's masks join b's default (ones at 16 x 24), so they are resized to it.
+    out = run_rebatch(builtin_registry, "RebatchLatents", [{"samples": a, "noise_mask": small}, {"samples": b}], 3)
+    resized = torch.nn.functional.interpolate(small, size=(16, 24), mode="bilinear")
+    assert torch.equal(out[0]["noise_mask"], torch.cat([resized, resized, torch.ones(1, 1, 16, 24)]))
