@@ -44,8 +44,8 @@ class ImageBlend(Node):
     (W3C) and difference (image1 - image2, so only where image1 is the brighter). image2 is
     resized (bicubic, centre-cropped) to image1's size; a batch of one blends with every image of
     the other. As in ComfyUI, the result has image1's channels: image2's alpha is dropped beside
-    an RGB image1, an RGB image2 gets an opaque alpha beside an RGBA one, and alpha is blended by
-    the mode like the colours."""
+    an RGB image1, and alpha is blended by the mode like the colours. An RGB image2 gets an opaque
+    alpha beside an RGBA image1 (where ComfyUI of the catalogue's date stops with an error)."""
     category = "image/postprocessing"
     image1: IMAGE
     image2: IMAGE
