@@ -42,8 +42,10 @@ class ImageBlend(Node):
     """Blend image2 over image1: image1 * (1 - blend_factor) + mode(image1, image2) * blend_factor,
     clamped to 0..1. Modes: normal (image2), multiply, screen, overlay (by image1), soft_light
     (W3C) and difference (image1 - image2, so only where image1 is the brighter). image2 is
-    resized (bicubic, centre-cropped) to image1's size; a batch of one blends with every image.
-    An RGB image beside an RGBA one gets an opaque alpha; the result has image1's alpha."""
+    resized (bicubic, centre-cropped) to image1's size; a batch of one blends with every image of
+    the other. As in ComfyUI, the result has image1's channels: image2's alpha is dropped beside
+    an RGB image1, and alpha is blended by the mode like the colours. An RGB image2 gets an opaque
+    alpha beside an RGBA image1 (where ComfyUI of the catalogue's date stops with an error)."""
     category = "image/postprocessing"
     image1: IMAGE
     image2: IMAGE
@@ -55,18 +57,17 @@ class ImageBlend(Node):
     def run(self):
         import torch
         a, b = _image(self.image1, "image1"), _image(self.image2, "image2").to(self.image1)
-        if a.shape[0] != b.shape[0] and b.shape[0] != 1:
+        if a.shape[0] != b.shape[0] and 1 not in (a.shape[0], b.shape[0]):
             raise NodeInputError("image2", f"a batch of {b.shape[0]}; image1 has {a.shape[0]} (or give one image)")
-        if a.shape[-1] != b.shape[-1]:  # one has alpha: the other gets an opaque one
-            if {a.shape[-1], b.shape[-1]} != {3, 4}:
-                raise NodeInputError("image2", f"{b.shape[-1]} channels; image1 has {a.shape[-1]}")
-            a, b = (torch.cat([x, torch.ones_like(x[..., :1])], -1) if x.shape[-1] == 3 else x for x in (a, b))
+        if b.shape[-1] > a.shape[-1]:
+            b = b[..., :a.shape[-1]]
+        elif b.shape[-1] == a.shape[-1] - 1:
+            b = torch.cat([b, torch.ones_like(b[..., :1])], -1)
+        elif b.shape[-1] != a.shape[-1]:
+            raise NodeInputError("image2", f"{b.shape[-1]} channels; image1 has {a.shape[-1]}")
         if a.shape[1:3] != b.shape[1:3]:
             b = _resize_image(b, a.shape[2], a.shape[1], "bicubic", crop=True)
-        out = (a * (1 - self.blend_factor) + _blend(a, b, self.blend_mode) * self.blend_factor).clamp(0, 1)
-        if a.shape[-1] == 4:
-            out[..., 3] = a[..., 3]
-        return out
+        return (a * (1 - self.blend_factor) + _blend(a, b, self.blend_mode) * self.blend_factor).clamp(0, 1)
 
 
 def _gaussian(radius: int, sigma: float) -> torch.Tensor:
@@ -136,9 +137,9 @@ class ImageSharpen(Node):
 
 
 def _bayer(order: int) -> torch.Tensor:
-    """The order x order Bayer threshold matrix, centred on 0 (values in -0.5..0.5)."""
+    """The order x order Bayer threshold matrix, centred on 0 (values in -0.5..0.5), float32."""
     import torch
-    m = torch.zeros(1, 1, dtype=torch.float64)
+    m = torch.zeros(1, 1)
     while m.shape[0] < order:
         q = 4 * m.shape[0] * m.shape[0]
         m = q * m
@@ -159,7 +160,8 @@ def quantize(picture: Image.Image, colors: int, dither: str) -> Image.Image:
         return picture.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)
     order = int(dither.split("-")[1])
     # Ordered dithering: a threshold matrix, spread over two palette steps, added before the
-    # nearest-colour lookup.
+    # nearest-colour lookup. All in float32 as ComfyUI: in float64 a few sums land on the other
+    # side of a whole level and truncate to another colour.
     spread = 2 * 256 / (len(palette.getpalette()) // 3)
     threshold = spread * _bayer(order) + 0.5
     pixels = torch.from_numpy(np.asarray(picture, dtype=np.float32).copy())
@@ -330,8 +332,9 @@ class ImageStitch(Node):
         sideways = self.direction in ("left", "right")
         if self.match_image_size:
             (h1, w1), (h2, w2) = a.shape[1:3], b.shape[1:3]
-            # int() truncates, as ComfyUI's size does.
-            width, height = (int(h1 * w2 / h2), h1) if sideways else (w1, int(w1 / (w2 / h2)))
+            # ComfyUI's size: the aspect ratio first, then truncated (7 * (61 / 7) gives 60, not 61).
+            aspect = w2 / h2
+            width, height = (int(h1 * aspect), h1) if sideways else (w1, int(w1 / aspect))
             b = _resize_image(b, max(1, width), max(1, height), "lanczos")
         else:
             pad = 1.0 if self.spacing_color == "white" else 0.0

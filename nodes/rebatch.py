@@ -23,8 +23,10 @@ def _batch_estimate(cls, widgets, inputs):
 class RebatchLatents(Node):
     """Cut a list of latent batches into batches of `batch_size`, in order; the last of a run may
     be smaller, and a latent of another height or width starts a new batch. Each latent keeps its
-    noise mask and batch index (its position in the incoming list where it had none), so the
-    sampler draws the same noise for it as before."""
+    noise mask (at its own size, as ComfyUI keeps it) and batch index (its position in the incoming
+    list where it had none), so the sampler draws the same noise for it as before. Masks of
+    different sizes that fall into one batch are resized to 8x the latent's size to join there
+    (where ComfyUI stops with an error)."""
     category = "latent/batch"
     input_is_list = True
     latents: LATENT
@@ -50,9 +52,9 @@ class RebatchLatents(Node):
 
 
 def _noise_masks(latent: dict, samples):
-    """The latent's noise masks as [B, 1, 8h, 8w] (all ones where it has none), one per latent."""
+    """The latent's noise masks as [B, 1, h, w] at their own size (all ones at 8x the latent's
+    size where it has none), one per latent."""
     import torch
-    import torch.nn.functional as F
 
     batch, height, width = samples.shape[0], samples.shape[-2] * LATENT_SCALE, samples.shape[-1] * LATENT_SCALE
     mask = latent.get("noise_mask")
@@ -60,22 +62,31 @@ def _noise_masks(latent: dict, samples):
         return torch.ones(batch, 1, height, width)
     if not torch.is_tensor(mask) or mask.ndim < 2:
         raise NodeInputError("latents", "expected a LATENT whose 'noise_mask' is a tensor [B, 1, h, w]")
-    mask = mask.reshape(-1, 1, *mask.shape[-2:]).float().cpu()
-    # Masks of any resolution are allowed (the sampler resizes them); one size lets them join.
-    if mask.shape[-2:] != (height, width):
-        mask = F.interpolate(mask, size=(height, width), mode="bilinear")
-    return _repeat_to(mask, batch)
+    return _repeat_to(mask.reshape(-1, 1, *mask.shape[-2:]).float().cpu(), batch)
+
+
+def _join_masks(masks: list, samples):
+    """One batch's masks as one tensor: as they are where they share a size (the sampler resizes
+    them), else each resized (bilinear) to 8x the latents' size."""
+    import torch
+    import torch.nn.functional as F
+
+    if len({m.shape[-2:] for m in masks}) > 1:
+        size = (samples.shape[-2] * LATENT_SCALE, samples.shape[-1] * LATENT_SCALE)
+        masks = [m if m.shape[-2:] == size else F.interpolate(m, size=size, mode="bilinear") for m in masks]
+    return torch.cat(masks)
 
 
 def _cut(group, size: int) -> list[dict]:
     import torch
 
-    samples, masks = torch.cat(group[0]), torch.cat(group[1])
+    samples = torch.cat(group[0])
+    masks = [m[i:i + 1] for m in group[1] for i in range(m.shape[0])]  # one per latent
     indices = [i for part in group[2] for i in part]
     batches = []
     for start in range(0, samples.shape[0], size):
         batch = {"samples": samples[start:start + size], "batch_index": indices[start:start + size]}
-        mask = masks[start:start + size]
+        mask = _join_masks(masks[start:start + size], samples)
         if mask.mean() != 1.0:  # all ones masks nothing: left out, as ComfyUI does
             batch["noise_mask"] = mask
         batches.append(batch)

@@ -32,10 +32,12 @@ class LoadUpscaleModel(Node):
 
 class ImageUpscaleWithModel(Node):
     """Upscale images with an upscale model, in tiles of tile_size pixels overlapping by overlap
-    pixels; neighbouring tiles are cross-faded linearly over the overlap, so the result equals the
-    untiled one away from the seams. tile_size 0 runs the whole image at once. When the device runs
-    out of memory the tile size is halved and the image done again. Progress is reported per tile
-    and the run can be interrupted between tiles."""
+    pixels, placed as ComfyUI places them (the last tile of a row or column cut short at the
+    border); neighbouring tiles are cross-faded linearly over the overlap, so the result equals
+    the untiled one away from the seams, and clamped to 0..1 after. tile_size 0 runs the whole
+    image at once. When the device runs out of memory the tile size is halved and the image done
+    again, down to 128 pixels as in ComfyUI. Progress is reported per tile and the run can be
+    interrupted between tiles."""
     category = "image/upscaling"
     upscale_model: UPSCALE_MODEL
     image: IMAGE

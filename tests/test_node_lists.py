@@ -323,13 +323,14 @@ def test_rebatch_latents_merges_several_inputs_keeping_masks_and_indices(builtin
     assert "noise_mask" not in out[2]  # all ones: no mask
 
 
-def test_rebatch_latents_starts_a_new_batch_at_another_size_and_resizes_masks(builtin_registry):
+def test_rebatch_latents_starts_a_new_batch_at_another_size_and_keeps_mask_sizes(builtin_registry):
     big, small = torch.randn(3, 4, 2, 2), torch.randn(2, 4, 1, 1)
-    mask = torch.zeros(1, 1, 2, 2)  # at latent resolution, one for the batch
+    mask = torch.zeros(1, 1, 2, 2)  # not at 8x the latent's size, one for the batch
     out = run_rebatch(builtin_registry, "RebatchLatents", [{"samples": big}, {"samples": small, "noise_mask": mask}], 2)
     assert [tuple(o["samples"].shape[::2]) for o in out] == [(2, 2), (1, 2), (2, 1)]
     assert torch.equal(out[2]["samples"], small) and out[2]["batch_index"] == [3, 4]
-    assert out[2]["noise_mask"].shape == (2, 1, 8, 8) and out[2]["noise_mask"].abs().max() == 0
+    # kept at its own size, as ComfyUI keeps it (the sampler resizes it), repeated to the batch
+    assert out[2]["noise_mask"].shape == (2, 1, 2, 2) and out[2]["noise_mask"].abs().max() == 0
 
 
 def test_rebatch_images_cuts_and_joins_batches(builtin_registry):

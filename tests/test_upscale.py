@@ -38,10 +38,10 @@ def test_tiled_equals_untiled_away_from_seams(esrgan):
     whole = upscale(model, image, tile=0)
     calls = []
     tiled = upscale(model, image, tile=64, overlap=16, on_tile=lambda d, t: calls.append((d, t)))
-    assert calls[-1] == (len(calls), len(calls)) and len(calls) == 3 * 3  # starts 0, 48, 56/72 on each axis
+    assert calls[-1] == (len(calls), len(calls)) and len(calls) == 3 * 3  # starts 0, 48, 96 on each axis
     # inner tile edges (input pixels): each tile's start > 0 and end < size
     def far_from_edges(size):
-        starts = [0, 48, size - 64]
+        starts = [0, 48, 96]
         edges = [s for s in starts if s > 0] + [s + 64 for s in starts if s + 64 < size]
         keep = torch.ones(size, dtype=torch.bool)
         for e in edges:
@@ -163,8 +163,49 @@ def test_out_of_memory_halves_the_tile(esrgan):
             return model(x)
     image = torch.rand(1, 64, 64, 3)
     out = upscale_fitting(Tight(), image, tile=128, overlap=8, smallest=16)
-    assert sizes[0] == 64 and sizes[-1] == 32 and out.shape == (1, 256, 256, 3)
+    assert sizes[:2] == [64, 64] and max(sizes[2:]) == 32 and out.shape == (1, 256, 256, 3)  # tiles 128, 64, 32
     assert torch.allclose(out, upscale(model, image, tile=32, overlap=8))
+
+
+class Constant:
+    """A stand-in upscale model (scale 1) giving the k-th tile it sees the constant values[k]; it
+    records each tile's height and width. Out of memory on tiles wider than `fits`."""
+    scale = 1
+
+    def __init__(self, values=(), fits=10**9):
+        self.values, self.fits, self.tiles = list(values), fits, []
+        self.model = torch.nn.Identity()  # what the memory manager places
+
+    def __call__(self, x):
+        if x.shape[-1] > self.fits:
+            raise torch.OutOfMemoryError("fake")
+        self.tiles.append(tuple(x.shape[-2:]))
+        return torch.full_like(x, self.values[len(self.tiles) - 1] if self.values else 0.5)
+
+
+def test_tiles_start_every_tile_minus_overlap_and_cross_fade_before_clamping():
+    # ComfyUI's tiling of 24 columns in tiles of 16 overlapping by 4: starts 0 and 12 (every
+    # 16 - 4), the second cut short at the border (12 wide), not moved back to start at 8.
+    model = Constant([-1.0, 2.0])
+    out = upscale(model, torch.rand(1, 8, 24, 3), tile=16, overlap=4)
+    assert model.tiles == [(8, 16), (8, 12)]
+    # Over the 4 shared columns the first tile's weight falls 1, 3/4, 2/4, 1/4 and the second's
+    # rises 1/4 .. 1: (-1 w1 + 2 w2) / (w1 + w2) = -0.4, 0.2, 0.8, 1.4, then clamped to 0..1
+    # (clamping each tile first would give 0, 0.4, 0.6, 0.8).
+    row = out[0, 3, :, 0]
+    assert torch.allclose(row[12:16], torch.tensor([0.0, 0.2, 0.8, 1.0]), atol=1e-6)
+    assert (row[:12] == 0).all() and (row[16:] == 1).all()
+
+
+def test_out_of_memory_tries_512_256_128_then_gives_up():
+    from graphflow.models.upscale import upscale_fitting
+
+    image = torch.rand(1, 8, 600, 3)
+    model = Constant(fits=128)
+    upscale_fitting(model, image)
+    assert model.tiles[0] == (8, 128) and {w for _, w in model.tiles} == {128, 600 - 480}  # starts 0, 96, .., 480
+    with pytest.raises(torch.OutOfMemoryError):  # 64 is not tried: ComfyUI stops below 128
+        upscale_fitting(Constant(fits=64), image)
 
 
 def test_validation_refuses_a_pickle_with_code_and_allows_taesd(builtin_registry, tmp_folders):

@@ -6,13 +6,14 @@ recognises the architecture from the keys. A file spandrel does not recognise, o
 a single-image model (a LoRA, a checkpoint, an inpainting or restoration model), is refused
 with a message naming the file.
 
-Tiling: the image is cut into tiles of `tile` pixels (the last one in each direction moved back
-to end at the border) that overlap their neighbours by `overlap` pixels. Each upscaled tile is
-weighted by a feather that rises linearly from 1/(overlap*scale) at a tile edge that lies inside
-the image to 1 at `overlap * scale` output pixels in (edges on the image border keep weight 1),
-and the weighted tiles are averaged. So away from seams (further than the model's receptive
-field from any inner tile edge) the result is exactly the untiled one, and across a seam the two
-tiles cross-fade instead of meeting at a hard edge. Peak memory is one tile's activations.
+Tiling, as ComfyUI's tiled_scale: an image larger than `tile` pixels is cut into tiles that start
+every tile - overlap pixels (the last one in each direction cut short at the border), so that
+neighbours overlap by `overlap` pixels. Each upscaled tile is weighted by a feather that rises
+linearly from 1/(overlap*scale) at each of its edges to 1 at `overlap * scale` output pixels in,
+the weighted tiles are averaged (on the border only one tile counts, so its feather cancels), and
+the result is clamped to 0..1 once. So away from seams (further than the model's receptive field
+from any inner tile edge) the result is exactly the untiled one, and across a seam the two tiles
+cross-fade instead of meeting at a hard edge. Peak memory is one tile's activations.
 """
 
 from pathlib import Path
@@ -54,23 +55,22 @@ def _sample_keys(state: dict) -> str:
 
 
 def _starts(size: int, tile: int, overlap: int) -> list[int]:
+    """ComfyUI's tile starts along one axis: every tile - overlap pixels while a tile still
+    reaches past the previous one's overlap; the last tile is cut short at the border."""
     if size <= tile:
         return [0]
-    stride = tile - overlap
-    starts = list(range(0, size - tile, stride))
-    return starts + [size - tile]
+    return list(range(0, size - overlap, tile - overlap))
 
 
-def _ramp(length: int, fade: int, fade_start: bool, fade_end: bool) -> torch.Tensor:
-    """1-D feather: rises over `fade` samples at a faded start, falls at a faded end."""
+def _feather(length: int, fade: int) -> torch.Tensor:
+    """1-D tile weight: rising over `fade` samples from 1/fade at both ends (multiplied where the
+    two ends meet), flat 1 when the tile is no longer than the fade."""
     w = torch.ones(length)
-    if fade > 0:
-        rise = torch.arange(1, fade + 1, dtype=torch.float32) / fade
-        n = min(fade, length)
-        if fade_start:
-            w[:n] = torch.minimum(w[:n], rise[:n])
-        if fade_end:
-            w[length - n:] = torch.minimum(w[length - n:], rise[:n].flip(0))
+    if fade >= length:
+        return w
+    for t in range(fade):
+        w[t] *= (t + 1) / fade
+        w[length - 1 - t] *= (t + 1) / fade
     return w
 
 
@@ -94,6 +94,7 @@ def _upscale(model, image, tile, overlap, on_tile, device) -> torch.Tensor:
         tile = max(height, width)
     tile = max(tile, 8)
     overlap = max(0, min(overlap, tile // 2))
+    whole = height <= tile and width <= tile
     ys, xs = _starts(height, tile, overlap), _starts(width, tile, overlap)
     out = torch.zeros(batch, channels, height * scale, width * scale)
     weight = torch.zeros(1, 1, height * scale, width * scale)
@@ -103,12 +104,12 @@ def _upscale(model, image, tile, overlap, on_tile, device) -> torch.Tensor:
             for y in ys:
                 for x0 in xs:
                     piece = x[b:b + 1, :, y:y + tile, x0:x0 + tile].to(device)
-                    result = model(piece).float().cpu().clamp(0, 1)
+                    result = model(piece).float().cpu()
                     th, tw = result.shape[-2:]
-                    fade = overlap * scale
-                    wy = _ramp(th, fade, y > 0, y + tile < height)
-                    wx = _ramp(tw, fade, x0 > 0, x0 + tile < width)
-                    w = (wy[:, None] * wx[None, :])[None, None]
+                    fade = round(overlap * scale)
+                    w = (_feather(th, fade)[:, None] * _feather(tw, fade)[None, :])[None, None]
+                    if whole:  # one tile: the bare network, as ComfyUI runs an image that fits
+                        w = torch.ones_like(w)
                     oy, ox = y * scale, x0 * scale
                     out[b:b + 1, :, oy:oy + th, ox:ox + tw] += result * w
                     if b == 0:
@@ -116,20 +117,21 @@ def _upscale(model, image, tile, overlap, on_tile, device) -> torch.Tensor:
                     done += 1
                     if on_tile is not None:
                         on_tile(done, total)
+    # Clamped once, after the cross-fade (a tile's overshoot is averaged, not cut, first).
     return (out / weight).permute(0, 2, 3, 1).clamp(0, 1)
 
 
 def upscale_fitting(model, image: torch.Tensor, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
-                    on_tile=None, smallest: int = 64) -> torch.Tensor:
-    """upscale(), halving the tile size each time the device runs out of memory (as ComfyUI does),
-    down to `smallest` pixels."""
+                    on_tile=None, smallest: int = 128) -> torch.Tensor:
+    """upscale(), halving the tile size each time the device runs out of memory, as ComfyUI does:
+    512, 256, 128, then the error (a half below `smallest` is not tried)."""
     if tile <= 0:
         tile = max(image.shape[1], image.shape[2])
     while True:
         try:
             return upscale(model, image, tile, overlap, on_tile)
         except torch.OutOfMemoryError:
-            if tile <= smallest:
+            if tile // 2 < smallest:
                 raise
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
