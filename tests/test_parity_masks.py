@@ -1,0 +1,29 @@
+"""Parity of the mask / compositing nodes with ComfyUI's (v0.3.64) arithmetic: edge cases the
+node tests don't reach (feather sizes, far edges, video latents, ...). Expected values are hand
+computed or closed forms."""
+
+import torch
+
+from test_nodes_image_mask import call
+
+
+def test_pad_for_outpaint_feather_counts_far_edges_from_one_past_them(builtin_registry):
+    # 10 x 12 images padded on all sides, feathering 3 (2 * 3 < 10 and < 12: it fades).
+    image = torch.rand(2, 10, 12, 3)
+    padded, mask = call(builtin_registry, "PadImageForOutpaint", image=image, left=8, top=8, right=8,
+                        bottom=8, feathering=3)
+    assert padded.shape == (2, 26, 28, 3) and mask.shape == (1, 26, 28)  # one mask for the batch
+    inner = mask[0, 8:18, 8:20]
+    row = inner[5]  # middle row: only left/right distances matter; left counts 0.., right 12 - j
+    expected = [1, 4 / 9, 1 / 9] + [0] * 7 + [1 / 9, 4 / 9]  # j = 11 is 1 from the far edge
+    assert torch.allclose(row, torch.tensor(expected), atol=1e-7)
+    # The bottom row is 1 from the far edge: (2/3)^2, not 1; the top row is 0 from its edge: 1.
+    assert torch.allclose(inner[-1, 5], torch.tensor((2 / 3) ** 2)) and inner[0, 5] == 1
+
+
+def test_pad_for_outpaint_no_fade_when_feathering_is_half_the_image_or_more(builtin_registry):
+    image = torch.rand(1, 10, 30, 3)
+    _, mask = call(builtin_registry, "PadImageForOutpaint", image=image, left=8, feathering=5)
+    assert (mask[0, :, 8:] == 0).all() and (mask[0, :, :8] == 1).all()
+    _, mask = call(builtin_registry, "PadImageForOutpaint", image=image, left=8, feathering=4)
+    assert mask[0, 0, 8] == 1 and mask[0, 0, 11] == (1 / 4) ** 2
