@@ -125,7 +125,8 @@ def grow_mask(mask: torch.Tensor, pixels: int, tapered: bool = True) -> torch.Te
 
 
 class FeatherMask(Node):
-    """Fade the mask to 0 linearly over the given number of pixels at each border."""
+    """Fade the mask to 0 linearly over the given number of pixels at each border (at most the
+    mask's width or height): the border pixel keeps 1/n of its value, the n-th pixel in all of it."""
     category = "mask"
     mask: MASK
     left: int = Int(0, min=0, max=MAX_SIZE)
@@ -140,10 +141,11 @@ class FeatherMask(Node):
         _, H, W = self.mask.shape
 
         def ramp(n, size):
-            # Pixel i (0 = at the border) keeps (i + 1) / n of its value, for i < n.
+            # Pixel i (0 = at the border) keeps (i + 1) / k of its value, for i < k; a feather
+            # wider than the mask is cut to its size first (ComfyUI's), so the ramp still ends at 1.
             r = torch.ones(size)
             k = min(n, size)
-            r[:k] = (torch.arange(k, dtype=torch.float32) + 1) / n
+            r[:k] = (torch.arange(k, dtype=torch.float32) + 1) / k
             return r
 
         across = ramp(self.left, W) * ramp(self.right, W).flip(0)

@@ -27,3 +27,11 @@ def test_pad_for_outpaint_no_fade_when_feathering_is_half_the_image_or_more(buil
     assert (mask[0, :, 8:] == 0).all() and (mask[0, :, :8] == 1).all()
     _, mask = call(builtin_registry, "PadImageForOutpaint", image=image, left=8, feathering=4)
     assert mask[0, 0, 8] == 1 and mask[0, 0, 11] == (1 / 4) ** 2
+
+
+def test_feather_wider_than_the_mask_is_cut_to_its_size(builtin_registry):
+    # ComfyUI clamps left to the width (4) before dividing: 1/4, 2/4, 3/4, 4/4 (not i/10).
+    out = call(builtin_registry, "FeatherMask", mask=torch.ones(2, 3, 4), left=10, top=0, right=0, bottom=0)
+    assert torch.allclose(out[:, 1], torch.tensor([0.25, 0.5, 0.75, 1.0]).expand(2, 4))
+    out = call(builtin_registry, "FeatherMask", mask=torch.ones(1, 3, 4), left=0, top=0, right=0, bottom=7)
+    assert torch.allclose(out[0, :, 0], torch.tensor([1.0, 2 / 3, 1 / 3]))
