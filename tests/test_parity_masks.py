@@ -35,3 +35,23 @@ def test_feather_wider_than_the_mask_is_cut_to_its_size(builtin_registry):
     assert torch.allclose(out[:, 1], torch.tensor([0.25, 0.5, 0.75, 1.0]).expand(2, 4))
     out = call(builtin_registry, "FeatherMask", mask=torch.ones(1, 3, 4), left=0, top=0, right=0, bottom=7)
     assert torch.allclose(out[0, :, 0], torch.tensor([1.0, 2 / 3, 1 / 3]))
+
+
+def test_latent_composite_masked_takes_video_latents(builtin_registry):
+    # ComfyUI's composite works on [B, C, T, h, w]: mask i covers all frames of batch item i.
+    dest = torch.zeros(2, 3, 4, 6, 6)
+    src = torch.arange(2 * 3 * 4 * 2 * 2, dtype=torch.float32).reshape(2, 3, 4, 2, 2) + 1
+    mask = torch.stack([torch.ones(16, 16), torch.zeros(16, 16)])
+    mask[0, :, 8:] = 0  # item 0: the left half of the source; item 1: nothing
+    out = call(builtin_registry, "LatentCompositeMasked", destination={"samples": dest},
+               source={"samples": src}, x=16, y=40, resize_source=False, mask=mask)["samples"]
+    assert out.shape == dest.shape
+    # y = 40 -> row 5: only the first source row lands; x = 16 -> column 2; item 0, left column only.
+    expected = dest.clone()
+    expected[0, :, :, 5, 2] = src[0, :, :, 0, 0]
+    assert torch.equal(out, expected)
+    # No mask, a one-frame source: pasted into every frame.
+    one = src[:, :, :1]
+    out = call(builtin_registry, "LatentCompositeMasked", destination={"samples": dest},
+               source={"samples": one}, x=0, y=0, resize_source=False)["samples"]
+    assert torch.equal(out[:, :, :, :2, :2], one.expand(-1, -1, 4, -1, -1)) and out[:, :, :, 2:].eq(0).all()
