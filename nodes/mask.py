@@ -119,8 +119,9 @@ class GrowMask(Node):
 def grow_mask(mask: torch.Tensor, pixels: int, tapered: bool = True) -> torch.Tensor:
     x = mask[:, None].float()
     for _ in range(abs(pixels)):
-        # Erosion is dilation of the complement.
-        x = _dilate(x, tapered) if pixels > 0 else 1.0 - _dilate(1.0 - x, tapered)
+        # Erosion is dilation of the negation (exact, unlike 1 - dilate(1 - x), so values other
+        # than 0 and 1 come out as scipy's grey_erosion in ComfyUI gives them).
+        x = _dilate(x, tapered) if pixels > 0 else -_dilate(-x, tapered)
     return x[:, 0]
 
 

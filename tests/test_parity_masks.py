@@ -84,3 +84,17 @@ def test_latent_blend_takes_video_latents(builtin_registry):
                blend_factor=0.0)["samples"]
     frame = F.interpolate(wide[:, :, 1, :, 4:12], size=(4, 4), mode="bicubic")
     assert torch.allclose(out[:, :, 1], frame, atol=1e-6)
+
+
+def test_grow_mask_shrinks_grey_values_exactly(builtin_registry):
+    import torch.nn.functional as F
+    torch.manual_seed(0)
+    mask = torch.rand(2, 7, 9) ** 3  # small values with low bits that 1 - (1 - v) would round off
+    # Grey erosion with the full 3x3 square: the minimum over the in-bounds neighbours.
+    windows = F.unfold(F.pad(mask[:, None], (1, 1, 1, 1), value=2.0), 3).reshape(2, 9, 7, 9)
+    expected = windows.amin(1)
+    out = call(builtin_registry, "GrowMask", mask=mask, expand=-1, tapered_corners=False)
+    assert torch.equal(out, expected)
+    # Tapered: the cross (centre and the 4 side neighbours; window positions 1, 3, 4, 5, 7).
+    out = call(builtin_registry, "GrowMask", mask=mask, expand=-1, tapered_corners=True)
+    assert torch.equal(out, windows[:, [1, 3, 4, 5, 7]].amin(1))
