@@ -127,7 +127,9 @@ def grow_mask(mask: torch.Tensor, pixels: int, tapered: bool = True) -> torch.Te
 
 class FeatherMask(Node):
     """Fade the mask to 0 linearly over the given number of pixels at each border (at most the
-    mask's width or height): the border pixel keeps 1/n of its value, the n-th pixel in all of it."""
+    mask's width or height): the border pixel keeps 1/n of its value, the n-th pixel in all of it.
+    Right and bottom fade as ComfyUI's fixed node does (2026); its v0.3.x versions were off by
+    one there (the first column / row got the outermost factor and the far edge stayed at 2/n)."""
     category = "mask"
     mask: MASK
     left: int = Int(0, min=0, max=MAX_SIZE)
