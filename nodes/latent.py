@@ -335,8 +335,7 @@ class LatentFromBatch(Node):
 
 
 class LatentBlend(Node):
-    """samples1 * blend_factor + samples2 * (1 - blend_factor); samples2 is resized to samples1
-    (bicubic, centre-cropped to its aspect ratio). Video latents too (the same frame count)."""
+    """samples1 * blend_factor + samples2 * (1 - blend_factor); samples2 is resized to samples1."""
     category = "latent"
     samples1: LATENT
     samples2: LATENT
@@ -347,13 +346,11 @@ class LatentBlend(Node):
     def run(self):
         import torch.nn.functional as F
         from graphflow.images import center_crop_to_aspect
-        a, b = _samples(self.samples1, "samples1", True), _samples(self.samples2, "samples2", True)
-        if a.ndim != b.ndim or a.shape[1:-2] != b.shape[1:-2]:
-            raise NodeInputError("samples2", f"a latent {tuple(b.shape)} can't blend with samples1 "
-                                             f"{tuple(a.shape)}: give the same kind, channels and frames")
-        if a.shape[-2:] != b.shape[-2:]:  # frame by frame for video, as ComfyUI's common_upscale
-            frames = center_crop_to_aspect(b.reshape(b.shape[0], -1, *b.shape[-2:]), a.shape[-1], a.shape[-2])
-            b = F.interpolate(frames, size=a.shape[-2:], mode="bicubic").reshape(*b.shape[:-2], *a.shape[-2:])
+        a, b = _samples(self.samples1, "samples1"), _samples(self.samples2, "samples2")
+        if a.shape[1] != b.shape[1]:
+            raise NodeInputError("samples2", f"{b.shape[1]} channels; samples1 has {a.shape[1]}")
+        if a.shape[2:] != b.shape[2:]:
+            b = F.interpolate(center_crop_to_aspect(b, a.shape[3], a.shape[2]), size=a.shape[2:], mode="bicubic")
         out = dict(self.samples1)
         out["samples"] = a * self.blend_factor + _repeat_to(b, a.shape[0]) * (1 - self.blend_factor)
         return out

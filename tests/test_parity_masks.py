@@ -72,20 +72,6 @@ def test_latent_composite_feather_deeper_than_the_source(builtin_registry):
     assert out[0, 0].sum() == out[0, 0, 1:3, 1:3].sum()
 
 
-def test_latent_blend_takes_video_latents(builtin_registry):
-    import torch.nn.functional as F
-    a, b = torch.randn(1, 2, 3, 4, 4), torch.randn(1, 2, 3, 4, 4)
-    out = call(builtin_registry, "LatentBlend", samples1={"samples": a}, samples2={"samples": b},
-               blend_factor=0.25)["samples"]
-    assert torch.allclose(out, a * 0.25 + b * 0.75)
-    # Another size: each frame resized bicubic (2:1 -> 1:1 crops 4 columns from each side first).
-    wide = torch.randn(1, 2, 3, 8, 16)
-    out = call(builtin_registry, "LatentBlend", samples1={"samples": a}, samples2={"samples": wide},
-               blend_factor=0.0)["samples"]
-    frame = F.interpolate(wide[:, :, 1, :, 4:12], size=(4, 4), mode="bicubic")
-    assert torch.allclose(out[:, :, 1], frame, atol=1e-6)
-
-
 def test_grow_mask_shrinks_grey_values_exactly(builtin_registry):
     import torch.nn.functional as F
     torch.manual_seed(0)
