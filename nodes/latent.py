@@ -203,17 +203,15 @@ class LatentComposite(Node):
         h, w = src.shape[2:]
         mask = torch.ones_like(src)
         for t in range(feather):
-            factor = (1.0 / feather) * (t + 1)  # ComfyUI's rounding
-            # One-row slices, as ComfyUI's: a feather deeper than the source touches only what the
-            # slices reach (nothing past the far edge; negative starts count from the end).
+            factor = (t + 1) / feather
             if y != 0:
-                mask[:, :, t:t + 1] *= factor
+                mask[:, :, t] *= factor
             if y + h < H:
-                mask[:, :, h - 1 - t:h - t] *= factor
+                mask[:, :, h - 1 - t] *= factor
             if x != 0:
-                mask[:, :, :, t:t + 1] *= factor
+                mask[:, :, :, t] *= factor
             if x + w < W:
-                mask[:, :, :, w - 1 - t:w - t] *= factor
+                mask[:, :, :, w - 1 - t] *= factor
         out = dict(self.samples_to)
         s = dest.clone()
         s[:, :, y:y + h, x:x + w] = src * mask + s[:, :, y:y + h, x:x + w] * (1 - mask)

@@ -57,21 +57,6 @@ def test_latent_composite_masked_takes_video_latents(builtin_registry):
     assert torch.equal(out[:, :, :, :2, :2], one.expand(-1, -1, 4, -1, -1)) and out[:, :, :, 2:].eq(0).all()
 
 
-def test_latent_composite_feather_deeper_than_the_source(builtin_registry):
-    # A 2-row source at latent (1, 1) inside a 6x6 destination, feather 3 latent pixels (24 px).
-    # Rows: top edge (y != 0) and bottom edge (1 + 2 < 6) both fade. Row t of the top loop is
-    # [t:t+1] (t = 2 is past the source: nothing); the bottom loop's [h-1-t : h-t] is [1:2], [0:1]
-    # and then [-1:0], which is empty. Columns alike with w = 2.
-    dest, src = torch.zeros(1, 1, 6, 6), torch.ones(1, 1, 2, 2)
-    out = call(builtin_registry, "LatentComposite", samples_to={"samples": dest}, samples_from={"samples": src},
-               x=8, y=8, feather=24)["samples"]
-    third = 1.0 / 3
-    row = [third * (2 * third), (2 * third) * third]  # row 0: top t=0, bottom t=1; row 1: top t=1, bottom t=0
-    expected = torch.tensor([[row[0] * row[0], row[0] * row[1]], [row[1] * row[0], row[1] * row[1]]])
-    assert torch.allclose(out[0, 0, 1:3, 1:3], expected, atol=1e-7)
-    assert out[0, 0].sum() == out[0, 0, 1:3, 1:3].sum()
-
-
 def test_grow_mask_shrinks_grey_values_exactly(builtin_registry):
     import torch.nn.functional as F
     torch.manual_seed(0)
