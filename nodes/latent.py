@@ -113,15 +113,15 @@ class SetLatentNoiseMask(Node):
 
 
 def _samples(latent, name: str, video: bool = False) -> torch.Tensor:
-    """The samples of an image latent [B, C, h, w] (or, with `video`, also [B, C, frames, h, w])."""
+    """A LATENT's samples, [B, C, h, w]; video=True also takes a video latent [B, C, frames, h, w]."""
     import torch
-    ndims = (4, 5) if video else (4,)
-    if isinstance(latent, dict) and torch.is_tensor(latent.get("samples")) and latent["samples"].ndim == 5 and not video:
+    if video and isinstance(latent, dict) and torch.is_tensor(latent.get("samples")) and latent["samples"].ndim == 5:
+        return latent["samples"]
+    if isinstance(latent, dict) and torch.is_tensor(latent.get("samples")) and latent["samples"].ndim == 5:
         raise NodeInputError(name, f"this node works on image latents [B, C, h, w]; got a video latent "
                                    f"[B, C, frames, h, w] {tuple(latent['samples'].shape)}")
-    if not isinstance(latent, dict) or not torch.is_tensor(latent.get("samples")) or latent["samples"].ndim not in ndims:
-        raise NodeInputError(name, "expected a LATENT: a dict with 'samples' [B, C, h, w]"
-                                   + (" or [B, C, frames, h, w]" if video else ""))
+    if not isinstance(latent, dict) or not torch.is_tensor(latent.get("samples")) or latent["samples"].ndim != 4:
+        raise NodeInputError(name, "expected a LATENT: a dict with 'samples' [B, C, h, w]")
     return latent["samples"]
 
 
