@@ -69,3 +69,29 @@ def test_grow_mask_shrinks_grey_values_exactly(builtin_registry):
     # Tapered: the cross (centre and the 4 side neighbours; window positions 1, 3, 4, 5, 7).
     out = call(builtin_registry, "GrowMask", mask=mask, expand=-1, tapered_corners=True)
     assert torch.equal(out, windows[:, [1, 3, 4, 5, 7]].amin(1))
+
+
+def test_vae_encode_for_inpaint_grows_the_noise_mask_over_a_box_and_greys_the_ungrown_area(builtin_registry):
+    class Identity:  # a "VAE" that returns the pixels it is given
+        downscale = 8
+
+        def encode(self, pixels):
+            return pixels
+
+    pixels = torch.rand(1, 16, 16, 3)
+    mask = torch.zeros(1, 16, 16)
+    mask[0, 8, 8] = 0.6  # rounds to 1
+    mask[0, 2, 2] = 0.4  # rounds to 0
+    out = call(builtin_registry, "VAEEncodeForInpaint", pixels=pixels, vae=Identity(), mask=mask, grow_mask_by=6)
+    noise = out["noise_mask"]
+    # A 6 x 6 box with padding 3: row/column 8 reaches 6..11 (2 before, 3 after); 0/1 values.
+    expected = torch.zeros(1, 1, 16, 16)
+    expected[0, 0, 6:12, 6:12] = 1
+    assert torch.equal(noise, expected)
+    # Only the pixel under the rounded mask itself is greyed, not the grown area.
+    greyed = torch.zeros(16, 16, dtype=torch.bool)
+    greyed[8, 8] = True
+    assert (out["samples"][0][greyed] == 0.5).all() and torch.equal(out["samples"][0][~greyed], pixels[0][~greyed])
+    # No growth: the mask only rounded.
+    out = call(builtin_registry, "VAEEncodeForInpaint", pixels=pixels, vae=Identity(), mask=mask, grow_mask_by=0)
+    assert torch.equal(out["noise_mask"], (mask.round())[:, None])
