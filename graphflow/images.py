@@ -131,21 +131,37 @@ def bislerp(x: torch.Tensor, width: int, height: int) -> torch.Tensor:
 def composite_masked(destination: torch.Tensor, source: torch.Tensor, x: int, y: int,
                      mask: torch.Tensor | None = None, multiplier: int = 1,
                      resize_source: bool = False) -> torch.Tensor:
-    """Paste NCHW `source` into a copy of `destination` with its top-left corner at pixel (x, y)
-    (divided by `multiplier`: 8 for latents), blended by `mask` (resized to the source) where
-    given; the part outside the destination is cut off. ComfyUI's ImageCompositeMasked /
+    """Paste `source` ([B, C, H, W], or video latents [B, C, T, H, W]) into a copy of
+    `destination` with its top-left corner at pixel (x, y) (divided by `multiplier`: 8 for
+    latents), blended by `mask` (resized to the source; mask i goes with batch item i and, for
+    video, with all its frames) where given; the part outside the destination is cut off. A
+    source of one frame goes into every frame. ComfyUI's ImageCompositeMasked /
     LatentCompositeMasked."""
     out = destination.clone()
-    if resize_source:
-        source = F.interpolate(source, size=out.shape[2:], mode="bilinear")
+    if resize_source:  # frame by frame for video (ComfyUI's 2-D resize fails on it)
+        resized = F.interpolate(source.reshape(source.shape[0], -1, *source.shape[-2:]),
+                                size=out.shape[-2:], mode="bilinear")
+        source = resized.reshape(*source.shape[:-2], *out.shape[-2:])
     source = source.to(out.dtype)
     if source.shape[0] != out.shape[0]:
-        source = source.repeat(-(-out.shape[0] // source.shape[0]), 1, 1, 1)[:out.shape[0]]
+        source = source.repeat(-(-out.shape[0] // source.shape[0]), *[1] * (source.ndim - 1))[:out.shape[0]]
     left, top = x // multiplier, y // multiplier
-    h = min(source.shape[2], out.shape[2] - top)
-    w = min(source.shape[3], out.shape[3] - left)
+    h = min(source.shape[-2], out.shape[-2] - top)
+    w = min(source.shape[-1], out.shape[-1] - left)
     if h <= 0 or w <= 0:
         return out
+    if mask is None:
+        mask = torch.ones_like(source)
+    else:
+        mask = F.interpolate(mask.float().reshape(-1, 1, *mask.shape[-2:]), size=source.shape[-2:],
+                             mode="bilinear").to(out.dtype)
+        if mask.shape[0] != source.shape[0]:
+            mask = mask.repeat(-(-source.shape[0] // mask.shape[0]), 1, 1, 1)[:source.shape[0]]
+        mask = mask.reshape(mask.shape[0], *[1] * (source.ndim - 3), *mask.shape[-2:])
+    mask = mask[..., :h, :w]
+    region = out[..., top:top + h, left:left + w]
+    out[..., top:top + h, left:left + w] = mask * source[..., :h, :w] + (1 - mask) * region
+    return out
     if mask is None:
         mask = torch.ones_like(source)
     else:

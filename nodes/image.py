@@ -281,9 +281,10 @@ def target_size(width: int, height: int, new_width: int, new_height: int) -> tup
 
 
 class PadImageForOutpaint(Node):
-    """Extend the canvas on any side for outpainting. New pixels are mid-grey; the mask is 1
-    over them and fades from 1 to 0 over `feathering` pixels into the original image along
-    the padded edges, so the seam gets repainted too."""
+    """Extend the canvas on any side for outpainting. New pixels are mid-grey; the mask (one for
+    the whole batch) is 1 over them and fades quadratically from 1 to 0 over `feathering` pixels
+    into the original image along the padded edges, so the seam gets repainted too; a feathering
+    of half the image's width or height or more gives no fade, as in ComfyUI."""
     category = "image/transform"
     image: IMAGE
     left: int = Int(0, min=0, max=MAX_SIZE, step=8)
@@ -313,17 +314,20 @@ class PadImageForOutpaint(Node):
 
         mask = torch.ones(H, W)
         inner = torch.zeros(h, w)
-        if self.feathering > 0:
-            ys = torch.arange(h, dtype=torch.float32)[:, None].expand(h, w)
-            xs = torch.arange(w, dtype=torch.float32)[None, :].expand(h, w)
-            far = torch.full((h, w), float("inf"))
-            distances = [d for pad, d in ((self.top, ys), (self.bottom, h - 1 - ys),
-                                          (self.left, xs), (self.right, w - 1 - xs)) if pad > 0]
-            distance = torch.stack(distances).amin(0) if distances else far
-            fade = ((self.feathering - distance) / self.feathering).clamp(min=0)
-            inner = fade * fade
+        # As ComfyUI: no feathering at all unless it fits twice into both sides of the image; the
+        # distance to a padded edge counts from the near edge (0 at the top/left row) but from
+        # one past the far edge (1 at the bottom/right row); the fade is squared (in float64).
+        f = self.feathering
+        if 0 < f and 2 * f < h and 2 * f < w:
+            ys = torch.arange(h, dtype=torch.float64)[:, None].expand(h, w)
+            xs = torch.arange(w, dtype=torch.float64)[None, :].expand(h, w)
+            distances = [d for pad, d in ((self.top, ys), (self.bottom, h - ys),
+                                          (self.left, xs), (self.right, w - xs)) if pad > 0]
+            if distances:
+                fade = ((f - torch.stack(distances).amin(0)) / f).clamp(min=0)
+                inner = (fade * fade).float()
         mask[self.top:self.top + h, self.left:self.left + w] = inner
-        return padded, mask[None].expand(b, H, W).clone()
+        return padded, mask[None]
 
 
 def _image(image, name: str) -> torch.Tensor:

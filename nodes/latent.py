@@ -112,8 +112,11 @@ class SetLatentNoiseMask(Node):
         return out
 
 
-def _samples(latent, name: str) -> torch.Tensor:
+def _samples(latent, name: str, video: bool = False) -> torch.Tensor:
+    """A LATENT's samples, [B, C, h, w]; video=True also takes a video latent [B, C, frames, h, w]."""
     import torch
+    if video and isinstance(latent, dict) and torch.is_tensor(latent.get("samples")) and latent["samples"].ndim == 5:
+        return latent["samples"]
     if isinstance(latent, dict) and torch.is_tensor(latent.get("samples")) and latent["samples"].ndim == 5:
         raise NodeInputError(name, f"this node works on image latents [B, C, h, w]; got a video latent "
                                    f"[B, C, frames, h, w] {tuple(latent['samples'].shape)}")
@@ -219,7 +222,8 @@ class LatentComposite(Node):
 class LatentCompositeMasked(Node):
     """Paste `source` into `destination` at pixel (x, y) (multiples of 8), blended by `mask`
     (resized to the source; 1 = source) where given. resize_source first resizes the source to
-    the destination's size."""
+    the destination's size. Video latents work too: the mask (one per batch item) covers all
+    frames, and a one-frame source goes into every frame."""
     category = "latent"
     destination: LATENT
     source: LATENT
@@ -232,9 +236,13 @@ class LatentCompositeMasked(Node):
 
     def run(self):
         from graphflow.images import composite_masked
-        dest, src = _samples(self.destination, "destination"), _samples(self.source, "source")
-        if dest.shape[1] != src.shape[1]:
-            raise NodeInputError("source", f"{src.shape[1]} channels; destination has {dest.shape[1]}")
+        dest, src = _samples(self.destination, "destination", True), _samples(self.source, "source", True)
+        if dest.ndim != src.ndim or dest.shape[1] != src.shape[1]:
+            raise NodeInputError("source", f"a latent {tuple(src.shape)} can't go into destination "
+                                           f"{tuple(dest.shape)}: give the same kind and channels")
+        if dest.ndim == 5 and src.shape[2] not in (1, dest.shape[2]):
+            raise NodeInputError("source", f"{src.shape[2]} frames; destination has {dest.shape[2]} "
+                                           f"(give 1 or {dest.shape[2]})")
         out = dict(self.destination)
         out["samples"] = composite_masked(dest, src, self.x, self.y, self.mask, 8, self.resize_source)
         return out

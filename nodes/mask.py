@@ -119,13 +119,17 @@ class GrowMask(Node):
 def grow_mask(mask: torch.Tensor, pixels: int, tapered: bool = True) -> torch.Tensor:
     x = mask[:, None].float()
     for _ in range(abs(pixels)):
-        # Erosion is dilation of the complement.
-        x = _dilate(x, tapered) if pixels > 0 else 1.0 - _dilate(1.0 - x, tapered)
+        # Erosion is dilation of the negation (exact, unlike 1 - dilate(1 - x), so values other
+        # than 0 and 1 come out as scipy's grey_erosion in ComfyUI gives them).
+        x = _dilate(x, tapered) if pixels > 0 else -_dilate(-x, tapered)
     return x[:, 0]
 
 
 class FeatherMask(Node):
-    """Fade the mask to 0 linearly over the given number of pixels at each border."""
+    """Fade the mask to 0 linearly over the given number of pixels at each border (at most the
+    mask's width or height): the border pixel keeps 1/n of its value, the n-th pixel in all of it.
+    Right and bottom fade as ComfyUI's fixed node does (2026); its v0.3.x versions were off by
+    one there (the first column / row got the outermost factor and the far edge stayed at 2/n)."""
     category = "mask"
     mask: MASK
     left: int = Int(0, min=0, max=MAX_SIZE)
@@ -140,10 +144,11 @@ class FeatherMask(Node):
         _, H, W = self.mask.shape
 
         def ramp(n, size):
-            # Pixel i (0 = at the border) keeps (i + 1) / n of its value, for i < n.
+            # Pixel i (0 = at the border) keeps (i + 1) / k of its value, for i < k; a feather
+            # wider than the mask is cut to its size first (ComfyUI's), so the ramp still ends at 1.
             r = torch.ones(size)
             k = min(n, size)
-            r[:k] = (torch.arange(k, dtype=torch.float32) + 1) / n
+            r[:k] = (torch.arange(k, dtype=torch.float32) + 1) / k
             return r
 
         across = ramp(self.left, W) * ramp(self.right, W).flip(0)
@@ -314,7 +319,8 @@ class PorterDuffImageComposite(Node):
     "source on top"), each image with its alpha given as a MASK (mask 1 = transparent, as LoadImage
     gives it); outputs the image and its mask. Colours are premultiplied for the operator and
     divided back after (0 where the result is transparent). The destination's mask and the source
-    are resized (bicubic, centre-cropped) to the destination; a batch of one goes with every image."""
+    are resized (bicubic, centre-cropped) to the destination. The i-th items of the four inputs go
+    together, up to the shortest batch (as ComfyUI: a batch of one gives one image)."""
     category = "mask/compositing"
     source: IMAGE
     source_alpha: MASK
@@ -329,17 +335,17 @@ class PorterDuffImageComposite(Node):
         from graphflow.images import center_crop_to_aspect, resize_nchw
         inputs = {"source": self.source, "source_alpha": self.source_alpha,
                   "destination": self.destination, "destination_alpha": self.destination_alpha}
-        batch = max(t.shape[0] for t in inputs.values())
         for name, t in inputs.items():
             image = name in ("source", "destination")
             if t.ndim != (4 if image else 3):
                 raise NodeInputError(name, "expected an IMAGE [B, H, W, C]" if image else "expected a MASK [B, H, W]")
-            if t.shape[0] not in (1, batch):
-                raise NodeInputError(name, f"a batch of {t.shape[0]}; another input has {batch} (give 1 or {batch})")
         if self.source.shape[-1] != self.destination.shape[-1]:
             raise NodeInputError("source", f"{self.source.shape[-1]} channels; destination has "
                                            f"{self.destination.shape[-1]}")
-        dest = self.destination.movedim(-1, 1).float()
+        # ComfyUI composites pairs up to the shortest of the four batches (no broadcasting).
+        batch = min(t.shape[0] for t in inputs.values())
+        src_image, src_mask, dest_image, dest_mask = (t[:batch] for t in inputs.values())
+        dest = dest_image.movedim(-1, 1).float()
         h, w = dest.shape[2:]
 
         def fit(x):  # NCHW to the destination's size
@@ -347,11 +353,10 @@ class PorterDuffImageComposite(Node):
                 return x
             return resize_nchw(center_crop_to_aspect(x, w, h), w, h, "bicubic")
 
-        src = fit(self.source.movedim(-1, 1).float())
-        src_alpha = 1 - fit(self.source_alpha[:, None].float())
-        dest_alpha = 1 - fit(self.destination_alpha[:, None].float())
+        src = fit(src_image.movedim(-1, 1).float())
+        src_alpha = 1 - fit(src_mask[:, None].float())
+        dest_alpha = 1 - fit(dest_mask[:, None].float())
         image, alpha = PORTER_DUFF[self.mode](src * src_alpha, src_alpha, dest * dest_alpha, dest_alpha)
-        image, alpha = image.expand(batch, -1, -1, -1), alpha.expand(batch, -1, -1, -1)
         image = torch.where(alpha > 1e-5, image / alpha, torch.zeros_like(image)).clamp(0, 1)
         return image.movedim(1, -1).to(self.destination.dtype), (1 - alpha[:, 0]).clone()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from graphflow.api import IMAGE, LATENT, MASK, VAE, Bool, ComfyAlias, Int, Node, NodeInputError
-from nodes.mask import grow_mask
 
 MAX_TILE = 4096
 
@@ -85,8 +84,9 @@ class VAEDecode(Node):
 
 
 class VAEEncodeForInpaint(Node):
-    """Encode an image for inpainting: the masked area (grown by `grow_mask_by` pixels) is
-    greyed out before encoding, and the mask is attached so the sampler repaints only there.
+    """Encode an image for inpainting: the masked area is greyed out before encoding, and the
+    mask, grown by about `grow_mask_by` / 2 pixels each way and made 0/1, is attached so the
+    sampler repaints only there.
     Use denoise 1.0; for inpainting models (9 channels) this is the input they expect."""
     category = "latent/inpaint"
     pixels: IMAGE
@@ -97,6 +97,9 @@ class VAEEncodeForInpaint(Node):
     comfy = ComfyAlias(("VAEEncodeForInpaint",))
 
     def run(self):
+        import math
+
+        import torch
         import torch.nn.functional as F
         vae = _require_vae(self.vae)
         pixels = self.pixels
@@ -107,8 +110,13 @@ class VAEEncodeForInpaint(Node):
         top, left = (h % f) // 2, (w % f) // 2
         H, W = h - h % f, w - w % f
         pixels, mask = pixels[:, top:top + H, left:left + W], mask[:, top:top + H, left:left + W]
-        if self.grow_mask_by:
-            mask = grow_mask(mask, self.grow_mask_by, tapered=False)
-        keep = (1.0 - mask.round())[..., None]
-        greyed = (pixels - 0.5) * keep + 0.5
-        return {"samples": vae.encode(greyed), "noise_mask": mask[:, None].clamp(0, 1)}
+        # As ComfyUI: the pixels are greyed where the rounded mask is set (not grown); the noise
+        # mask is the rounded mask summed over a g x g box (padding ceil((g - 1) / 2), so an even g
+        # reaches one pixel further down and right than up and left), clamped, cut back to size.
+        binary = mask.round()
+        grown = mask
+        if g := self.grow_mask_by:
+            box = torch.ones(1, 1, g, g)
+            grown = F.conv2d(binary[:, None], box, padding=math.ceil((g - 1) / 2)).clamp(0, 1)[:, 0, :H, :W]
+        greyed = (pixels - 0.5) * (1.0 - binary)[..., None] + 0.5
+        return {"samples": vae.encode(greyed), "noise_mask": grown.round()[:, None]}
