@@ -98,7 +98,8 @@ def read_metadata(raw: bytes) -> dict[str, str]:
 def write_video(path, video: Video, container_format: str, codec: str, pix_fmt: str = "yuv420p",
                 options: dict | None = None, metadata: dict[str, str] | None = None, audio_codec: str = "aac") -> None:
     """Encode a Video into `path` (any name: the container format is given; or a writable binary
-    file). Frames are rounded to 8 bits; sound is encoded when the Video has some."""
+    file). Frames are cut to 8 bits as ComfyUI's video savers do (255 x value, clamped, truncated);
+    sound is encoded when the Video has some."""
     import av
     import torch
 
@@ -109,7 +110,7 @@ def write_video(path, video: Video, container_format: str, codec: str, pix_fmt: 
     if codec in ("libx264", "h264") and (width % 2 or height % 2):
         raise VideoFileError(f"H.264 in {pix_fmt} needs an even width and height; the frames are {width}x{height} "
                              "(crop or scale them)")
-    pixels = (images[..., :3].detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu().numpy()
+    pixels = (images[..., :3].detach().float() * 255.0).clamp(0, 255).to(torch.uint8).cpu().numpy()
     if pixels.shape[-1] == 1:
         pixels = pixels.repeat(3, axis=-1)
     # MP4 keeps tags other than its own only with this flag (as ComfyUI writes them)

@@ -101,6 +101,19 @@ def test_load_video_is_exact_for_a_lossless_file(builtin_registry, tmp_folders):
     assert np.array_equal(levels(images).round().astype(np.uint8), pixels)
 
 
+def test_frames_are_truncated_to_8_bits_as_comfyui_writes_them():
+    """A lossless FFV1 file shows the levels written: int(255 x v) clamped, as ComfyUI's video savers
+    cast (0.999 is 254, an overshoot of 1.2 is 255, -0.1 is 0)."""
+    from graphflow.video import Video, read_video, write_video
+
+    values = torch.tensor([0.999, 0.5, 0.2, 1.2, -0.1, 0.0])
+    frame = values.repeat(4 * 4 * 3 // 6 * 2)[:4 * 4 * 3].reshape(1, 4, 4, 3)
+    buffer = io.BytesIO()
+    write_video(buffer, Video(frame, Fraction(1)), "matroska", "ffv1", pix_fmt="bgr0")
+    got = read_video(buffer.getvalue()).images
+    assert torch.equal((got * 255).round(), (frame * 255).clamp(0, 255).floor())
+
+
 def test_sound_is_kept_from_create_video_to_get_video_components(builtin_registry, tmp_folders, running):
     rate, count = 8000, 4000
     t = torch.arange(count) / rate
