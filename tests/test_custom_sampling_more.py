@@ -349,6 +349,12 @@ def test_extend_intermediate_sigmas():
     sine = run_node(cs.ExtendIntermediateSigmas, sigmas=sigmas[:2], steps=2, start_at_sigma=-1.0, end_at_sigma=0.0,
                     spacing="sine")
     assert sine.tolist() == pytest.approx([20.0, 20 - 10 * (1 - math.cos(math.pi / 4)), 10.0])
+    # the bounds hold as float32 numbers, as in ComfyUI: a bound typed as 0.0291675 includes the float32
+    # sigma 0.0291675 (which is 0.02916749939... as a double, below the bound)
+    low = torch.tensor([1.0, 0.0291675, 0.0])
+    edge = run_node(cs.ExtendIntermediateSigmas, sigmas=low, steps=2, start_at_sigma=0.0291675, end_at_sigma=0.0291675,
+                    spacing="linear")
+    assert edge.tolist() == pytest.approx([1.0, 0.0291675, 0.0291675 / 2, 0.0])
 
 
 def test_sampling_percent_to_sigma():

@@ -257,7 +257,9 @@ def extend_intermediate_sigmas(sigmas: torch.Tensor, steps: int, start_at_sigma:
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         out.append(float(sigma))
-        if end_at_sigma <= float(sigma) <= start_at_sigma:
+        # compared as tensors, as ComfyUI does: the bounds are rounded to float32 first, so a bound
+        # typed as 0.0291675 still holds the float32 sigma 0.0291675
+        if end_at_sigma <= sigma <= start_at_sigma:
             out.extend((fractions * (sigma_next - sigma) + sigma).tolist())
     if len(sigmas) > 0:
         out.append(float(sigmas[-1]))
