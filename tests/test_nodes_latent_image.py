@@ -57,8 +57,11 @@ def test_latent_composite_paste_and_feather(builtin_registry):
     # feather 16 px = 2 latent px: inner edges ramp 0.5, 1; the corner multiplies both ramps.
     out = call(builtin_registry, "LatentComposite", samples_to=latent(to), samples_from=latent(src),
                x=16, y=16, feather=16)
+    # A corner on the bottom edge pastes nothing (ComfyUI's empty slices); further out it is refused.
+    edge = call(builtin_registry, "LatentComposite", samples_to=latent(to), samples_from=latent(src), x=0, y=64)
+    assert torch.equal(edge["samples"], to)
     with pytest.raises(NodeInputError) as e:
-        call(builtin_registry, "LatentComposite", samples_to=latent(to), samples_from=latent(src), x=0, y=64)
+        call(builtin_registry, "LatentComposite", samples_to=latent(to), samples_from=latent(src), x=0, y=72)
     assert e.value.input == "y"
     row = out["samples"][0, 0, 4, 2:6]
     assert torch.allclose(row, torch.tensor([0.5, 1.0, 1.0, 0.5]))
