@@ -1,8 +1,9 @@
 """Latent transform and editing nodes as ComfyUI has them: crop, flip, rotate, concatenate and cut
 along an axis, interpolate by direction and length, and the batch's seed behaviour.
 
-LATENTs here are image latents, [B, C, h, w] (see nodes/latent.py); a noise mask is cut, flipped
-and turned with its latent."""
+LATENTs here are image latents, [B, C, h, w] (see nodes/latent.py). As in ComfyUI, crop, flip,
+rotate and cut leave a noise mask as it is (the sampler stretches it over the new latent), so an
+imported graph masks the same latent pixels as ComfyUI's."""
 
 from __future__ import annotations
 
@@ -15,20 +16,19 @@ CUT_DIMS = ("x", "y", "t")
 SEED_BEHAVIORS = ("random", "fixed")
 
 
-def _with_mask(latent: dict, samples, change) -> dict:
-    """A copy of `latent` with new samples and its noise mask (if any) changed by `change`, which
-    takes a tensor whose last two dims are height and width."""
+def _with_samples(latent: dict, samples) -> dict:
+    """A copy of `latent` with new samples (noise mask, batch indices and the rest kept)."""
     out = dict(latent)
     out["samples"] = samples
-    if latent.get("noise_mask") is not None:
-        out["noise_mask"] = change(latent["noise_mask"])
     return out
 
 
 class LatentCrop(Node):
     """Cut a width x height (pixel) rectangle with its top-left corner at (x, y) out of the
     latents, in whole latent pixels (8 image pixels). As in ComfyUI the corner is moved in so that
-    at least 64 pixels remain right of and below it; the rectangle is cut off at the edges."""
+    at least 64 pixels remain right of and below it (for a latent under 64 pixels that puts it
+    before the start, counted from the end as Python does); the rectangle is cut off at the edges.
+    A noise mask is left whole, as in ComfyUI."""
     category = "latent/transform"
     samples: LATENT
     width: int = Int(512, min=64, max=MAX_SIZE, step=8)
@@ -46,28 +46,26 @@ class LatentCrop(Node):
             return Estimate(size)
         h, w = size.height // 8, size.width // 8
         (left, top), (width, height) = _corner(values[2], values[3], w, h), (values[0] // 8, values[1] // 8)
-        return Estimate(Size(size.batch, 8 * max(1, min(height, h - top)), 8 * max(1, min(width, w - left))))
+        rows, columns = len(range(h)[top:top + height]), len(range(w)[left:left + width])
+        return Estimate(Size(size.batch, 8 * max(1, rows), 8 * max(1, columns)))
 
     def run(self):
         x = _samples(self.samples, "samples")
         h, w = x.shape[2:]
         left, top = _corner(self.x, self.y, w, h)
         width, height = self.width // 8, self.height // 8
-
-        def crop_mask(mask):  # the same fraction of a mask of any resolution
-            mh, mw = mask.shape[-2:]
-            return mask[..., top * mh // h:(top + height) * mh // h, left * mw // w:(left + width) * mw // w].clone()
-
-        return _with_mask(self.samples, x[:, :, top:top + height, left:left + width].clone(), crop_mask)
+        return _with_samples(self.samples, x[:, :, top:top + height, left:left + width].clone())
 
 
 def _corner(x: int, y: int, w: int, h: int) -> tuple[int, int]:
-    """ComfyUI's crop corner in latent pixels, moved in to leave at least 8 right of and below it."""
-    return max(0, min(x // 8, w - 8)), max(0, min(y // 8, h - 8))
+    """ComfyUI's crop corner in latent pixels, moved in to leave at least 8 right of and below it
+    (negative for a latent under 8: a Python slice start from the end, as in ComfyUI)."""
+    return min(x // 8, w - 8), min(y // 8, h - 8)
 
 
 class LatentFlip(Node):
-    """Mirror the latents: upside down (x-axis) or left to right (y-axis), as ImageFlip does images."""
+    """Mirror the latents: upside down (x-axis) or left to right (y-axis), as ImageFlip does images.
+    A noise mask is left unflipped, as in ComfyUI."""
     category = "latent/transform"
     samples: LATENT
     flip_method: str = Choice(list(FLIPS), "x-axis: vertically")
@@ -77,12 +75,12 @@ class LatentFlip(Node):
     def run(self):
         import torch
         dim = -2 if FLIPS[self.flip_method] == 1 else -1
-        return _with_mask(self.samples, torch.flip(_samples(self.samples, "samples"), dims=[dim]),
-                          lambda m: torch.flip(m, dims=[dim]))
+        return _with_samples(self.samples, torch.flip(_samples(self.samples, "samples"), dims=[dim]))
 
 
 class LatentRotate(Node):
-    """Turn the latents clockwise by a multiple of 90 degrees, as ImageRotate does images."""
+    """Turn the latents clockwise by a multiple of 90 degrees, as ImageRotate does images. A noise
+    mask is left unturned, as in ComfyUI."""
     category = "latent/transform"
     samples: LATENT
     rotation: str = Choice(list(ROTATIONS), "none")
@@ -98,12 +96,9 @@ class LatentRotate(Node):
 
     def run(self):
         import torch
-        k = ROTATIONS[self.rotation]
-
-        def turn(t):  # from the width axis towards the height axis: clockwise on screen
-            return torch.rot90(t, k=k, dims=[t.ndim - 1, t.ndim - 2]).clone()
-
-        return _with_mask(self.samples, turn(_samples(self.samples, "samples")), turn)
+        x = _samples(self.samples, "samples")
+        # from the width axis towards the height axis: clockwise on screen
+        return _with_samples(self.samples, torch.rot90(x, k=ROTATIONS[self.rotation], dims=[3, 2]).clone())
 
 
 class LatentBatchSeedBehavior(Node):
@@ -163,7 +158,7 @@ class LatentConcat(Node):
 class LatentCut(Node):
     """Keep `amount` latent pixels along x (columns) or y (rows) from `index` on; a negative index
     counts from the end. As in ComfyUI, an index past the end keeps the last one and the amount is
-    cut to what there is. A noise mask is cut alike."""
+    cut to what there is. A noise mask is left whole, as in ComfyUI."""
     category = "latent/advanced"
     samples: LATENT
     dim: str = Choice(CUT_DIMS, "x")
@@ -187,12 +182,7 @@ class LatentCut(Node):
         axis = _axis(self.dim, "dim")
         length = x.shape[axis]
         start, amount = _cut(length, self.index, self.amount)
-
-        def cut(t):
-            size = t.shape[axis]
-            return t.narrow(axis, start * size // length, max(1, amount * size // length)).clone()
-
-        return _with_mask(self.samples, x.narrow(axis, start, amount).clone(), cut)
+        return _with_samples(self.samples, x.narrow(axis, start, amount).clone())
 
 
 def _cut(length: int, index: int, amount: int) -> tuple[int, int]:
