@@ -142,7 +142,8 @@ def linear_quadratic(schedule: DiscreteSchedule, steps: int, threshold_noise: fl
 
 def kl_optimal(schedule: DiscreteSchedule, steps: int) -> torch.Tensor:
     """Sabour et al. 2024, "Align Your Steps", eq. for the KL-optimal schedule: arctan(sigma)
-    uniform between the table's ends."""
+    uniform between the table's ends. One step is sigma_max then 0 (ComfyUI's 0/0 there gives NaN,
+    a black picture: a deliberate difference)."""
     sigma_min, sigma_max = float(schedule.sigma_min), float(schedule.sigma_max)
     ramp = torch.arange(steps, dtype=torch.float32) / (steps - 1) if steps > 1 else torch.zeros(1)
     sigmas = torch.zeros(steps + 1)
