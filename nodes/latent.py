@@ -2,7 +2,8 @@
 
 A LATENT is a dict {"samples": [B, C, H/8, W/8] in the VAE's raw space, "noise_mask"?: [B, 1, h, w]
 at any resolution (the sampler resizes it), "batch_index"?: [int]}; nodes never modify the
-dict they're given."""
+dict they're given. Video latents [B, C, frames, h, w] go through the upscale, batch and
+arithmetic nodes as in ComfyUI (resized frame by frame); composite and blend take images only."""
 
 from __future__ import annotations
 
@@ -84,11 +85,10 @@ class LatentBatch(Node):
 
     def run(self):
         import torch
-        a, b = _samples(self.samples1, "samples1"), _samples(self.samples2, "samples2")
-        if a.shape[1] != b.shape[1]:
-            raise NodeInputError("samples2", f"{b.shape[1]} channels; samples1 has {a.shape[1]}")
-        if a.shape[2:] != b.shape[2:]:
-            b = _resize_center(b, a.shape[3], a.shape[2], "bilinear")
+        a, b = _samples(self.samples1, "samples1", video=True), _samples(self.samples2, "samples2", video=True)
+        _check_joinable(a, b)
+        if a.shape[-2:] != b.shape[-2:]:
+            b = _upscale(b, a.shape[-1], a.shape[-2], "bilinear", "center")
         out = dict(self.samples1)
         out["samples"] = torch.cat([a, b.to(a)])
         out["batch_index"] = list(self.samples1.get("batch_index", range(a.shape[0]))) + \
@@ -146,19 +146,19 @@ def _repeat_to(t: torch.Tensor, batch: int) -> torch.Tensor:
     return t.repeat(math.ceil(batch / t.shape[0]), *[1] * (t.ndim - 1))[:batch]
 
 
-def _resize_center(x: torch.Tensor, width: int, height: int, method: str) -> torch.Tensor:
-    """Latents centre-cropped to the aspect ratio width:height, then resized (ComfyUI's
-    common_upscale with crop="center")."""
-    import torch.nn.functional as F
-    from graphflow.images import center_crop_to_aspect
-    return F.interpolate(center_crop_to_aspect(x, width, height), size=(height, width), mode=method)
+def _check_joinable(a: torch.Tensor, b: torch.Tensor, name: str = "samples2", first: str = "samples1"):
+    """b can be resized to a's height and width: the same kind of latent, channels and frames."""
+    if a.shape[1:-2] != b.shape[1:-2]:
+        what = "channels" if a.ndim == b.ndim == 4 else "channels and frames"
+        raise NodeInputError(name, f"shape {list(b.shape[1:])} doesn't match {first}'s {list(a.shape[1:])} "
+                                   f"({what} must match; height and width are resized)")
 
 
 def _fit(reference: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     """`other` made the shape of `reference` for elementwise arithmetic: resized (bilinear,
     centre-cropped to the aspect ratio) and repeated to the batch, as ComfyUI's latent maths does."""
-    if other.shape[2:] != reference.shape[2:]:
-        other = _resize_center(other, reference.shape[3], reference.shape[2], "bilinear")
+    if other.shape[-2:] != reference.shape[-2:]:
+        other = _upscale(other, reference.shape[-1], reference.shape[-2], "bilinear", "center")
     return _repeat_to(other, reference.shape[0])
 
 
@@ -294,9 +294,9 @@ class RepeatLatentBatch(Node):
         return Estimate(Size(size.batch * amount, size.height, size.width))
 
     def run(self):
-        x = _samples(self.samples, "samples")
+        x = _samples(self.samples, "samples", video=True)
         out = dict(self.samples)
-        out["samples"] = x.repeat(self.amount, 1, 1, 1)
+        out["samples"] = x.repeat(self.amount, *[1] * (x.ndim - 1))
         mask = self.samples.get("noise_mask")
         if mask is not None and mask.shape[0] > 1:
             out["noise_mask"] = mask.repeat(self.amount, *[1] * (mask.ndim - 1))
@@ -338,7 +338,7 @@ class LatentFromBatch(Node):
         return batch_range_estimate(inputs.get("samples"), widgets)
 
     def run(self):
-        x = _samples(self.samples, "samples")
+        x = _samples(self.samples, "samples", video=True)
         start, length = batch_range(x.shape[0], self.batch_index, self.length)
         out = dict(self.samples)
         out["samples"] = x[start:start + length].clone()
@@ -369,7 +369,7 @@ class LatentBlend(Node):
         if a.shape[1] != b.shape[1]:
             raise NodeInputError("samples2", f"{b.shape[1]} channels; samples1 has {a.shape[1]}")
         if a.shape[2:] != b.shape[2:]:
-            b = _resize_center(b, a.shape[3], a.shape[2], "bicubic")
+            b = _upscale(b, a.shape[3], a.shape[2], "bicubic", "center")
         if a.shape[0] != 1:  # a batch of one broadcasts over samples2's, as ComfyUI's arithmetic does
             b = _repeat_to(b, a.shape[0])
         out = dict(self.samples1)
@@ -378,9 +378,8 @@ class LatentBlend(Node):
 
 
 def _arithmetic(node, combine) -> dict:
-    a, b = _samples(node.samples1, "samples1"), _samples(node.samples2, "samples2")
-    if a.shape[1] != b.shape[1]:
-        raise NodeInputError("samples2", f"{b.shape[1]} channels; samples1 has {a.shape[1]}")
+    a, b = _samples(node.samples1, "samples1", video=True), _samples(node.samples2, "samples2", video=True)
+    _check_joinable(a, b)
     out = dict(node.samples1)
     out["samples"] = combine(a, _fit(a, b))
     return out
@@ -422,7 +421,7 @@ class LatentMultiply(Node):
 
     def run(self):
         out = dict(self.samples)
-        out["samples"] = _samples(self.samples, "samples") * self.multiplier
+        out["samples"] = _samples(self.samples, "samples", video=True) * self.multiplier
         return out
 
 

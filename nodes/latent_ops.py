@@ -1,15 +1,16 @@
 """Latent transform and editing nodes as ComfyUI has them: crop, flip, rotate, concatenate and cut
 along an axis, interpolate by direction and length, and the batch's seed behaviour.
 
-LATENTs here are image latents, [B, C, h, w] (see nodes/latent.py). As in ComfyUI, crop, flip,
-rotate and cut leave a noise mask as it is (the sampler stretches it over the new latent), so an
-imported graph masks the same latent pixels as ComfyUI's."""
+LATENTs here are image latents, [B, C, h, w] (see nodes/latent.py); concat, cut, interpolate and
+the seed behaviour also take video latents [B, C, frames, h, w], as ComfyUI's do. As in ComfyUI,
+crop, flip, rotate and cut leave a noise mask as it is (the sampler stretches it over the new
+latent), so an imported graph masks the same latent pixels as ComfyUI's."""
 
 from __future__ import annotations
 
 from graphflow.api import LATENT, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size
 from nodes.image import FLIPS, ROTATIONS
-from nodes.latent import MAX_SIZE, _fit, _samples
+from nodes.latent import MAX_SIZE, _check_joinable, _fit, _samples
 
 CONCAT_DIMS = ("x", "-x", "y", "-y", "t", "-t")
 CUT_DIMS = ("x", "y", "t")
@@ -112,7 +113,7 @@ class LatentBatchSeedBehavior(Node):
     comfy = ComfyAlias(("LatentBatchSeedBehavior",))
 
     def run(self):
-        x = _samples(self.samples, "samples")
+        x = _samples(self.samples, "samples", video=True)
         out = dict(self.samples)
         if self.seed_behavior == "random":
             out.pop("batch_index", None)
@@ -121,17 +122,19 @@ class LatentBatchSeedBehavior(Node):
         return out
 
 
-def _axis(dim: str, name: str) -> int:
+def _axis(dim: str, name: str, ndim: int) -> int:
     if "t" in dim:  # ComfyUI's t is the frame axis of a video latent [B, C, T, h, w]
-        raise NodeInputError(name, f"{dim!r} needs a video latent with a time axis; graphflow's latents are "
-                                   "images [B, C, h, w]: use x or y")
+        if ndim != 5:  # ComfyUI would join or cut an image latent's channels here
+            raise NodeInputError(name, f"{dim!r} needs a video latent [B, C, frames, h, w] with a time axis; "
+                                       "this is an image latent [B, C, h, w]: use x or y")
+        return -3
     return -1 if "x" in dim else -2
 
 
 class LatentConcat(Node):
-    """Join samples2 onto samples1 along x (to the right; -x to the left) or y (below; -y above).
-    samples2's batch is repeated to samples1's; their other sizes and channels must match.
-    samples1's noise mask and batch indices are kept."""
+    """Join samples2 onto samples1 along x (to the right; -x to the left), y (below; -y above) or,
+    for video latents, t (after; -t before). samples2's batch is repeated to samples1's; their
+    other sizes and channels must match. samples1's noise mask and batch indices are kept."""
     category = "latent/advanced"
     samples1: LATENT
     samples2: LATENT
@@ -142,23 +145,24 @@ class LatentConcat(Node):
     def run(self):
         import torch
         from nodes.latent import _repeat_to
-        a, b = _samples(self.samples1, "samples1"), _samples(self.samples2, "samples2")
-        axis = _axis(self.dim, "dim")
+        a, b = _samples(self.samples1, "samples1", video=True), _samples(self.samples2, "samples2", video=True)
+        axis = _axis(self.dim, "dim", a.ndim)
         b = _repeat_to(b, a.shape[0])
-        across = -1 if axis == -2 else -2
-        if a.shape[1] != b.shape[1] or a.shape[across] != b.shape[across]:
-            side = "width" if across == -1 else "height"
+        if a.ndim != b.ndim or any(n != m for i, (n, m) in enumerate(zip(a.shape, b.shape)) if i and i != a.ndim + axis):
+            names = ["channels"] + ["frames"] * (a.ndim == 5) + ["height", "width"]
+            names.pop(axis)  # the joined axis may differ
             raise NodeInputError("samples2", f"shape {list(b.shape[1:])} can't be joined along {self.dim!r} to "
-                                             f"samples1's {list(a.shape[1:])}: channels and {side} must match")
+                                             f"samples1's {list(a.shape[1:])}: {', '.join(names)} must match")
         out = dict(self.samples1)
         out["samples"] = torch.cat((b, a) if self.dim.startswith("-") else (a, b), dim=axis)
         return out
 
 
 class LatentCut(Node):
-    """Keep `amount` latent pixels along x (columns) or y (rows) from `index` on; a negative index
-    counts from the end. As in ComfyUI, an index past the end keeps the last one and the amount is
-    cut to what there is. A noise mask is left whole, as in ComfyUI."""
+    """Keep `amount` latent pixels along x (columns) or y (rows), or frames along t (video
+    latents), from `index` on; a negative index counts from the end. As in ComfyUI, an index past
+    the end keeps the last one and the amount is cut to what there is. A noise mask is left whole,
+    as in ComfyUI."""
     category = "latent/advanced"
     samples: LATENT
     dim: str = Choice(CUT_DIMS, "x")
@@ -178,8 +182,8 @@ class LatentCut(Node):
         return Estimate(Size(size.batch, 8 * _cut(max(1, size.height // 8), index, amount)[1], size.width))
 
     def run(self):
-        x = _samples(self.samples, "samples")
-        axis = _axis(self.dim, "dim")
+        x = _samples(self.samples, "samples", video=True)
+        axis = _axis(self.dim, "dim", x.ndim)
         length = x.shape[axis]
         start, amount = _cut(length, self.index, self.amount)
         return _with_samples(self.samples, x.narrow(axis, start, amount).clone())
@@ -206,9 +210,8 @@ class LatentNormInterpolate(Node):
 
     def run(self):
         import torch
-        a, b = _samples(self.samples1, "samples1"), _samples(self.samples2, "samples2")
-        if a.shape[1] != b.shape[1]:
-            raise NodeInputError("samples2", f"{b.shape[1]} channels; samples1 has {a.shape[1]}")
+        a, b = _samples(self.samples1, "samples1", video=True), _samples(self.samples2, "samples2", video=True)
+        _check_joinable(a, b)
         b = _fit(a, b.to(a))
         # Per position, over the channels (ComfyUI's own broadcasts this right for a batch of one).
         na, nb = a.norm(dim=1, keepdim=True), b.norm(dim=1, keepdim=True)

@@ -87,3 +87,39 @@ def test_latent_crop_of_a_latent_under_64_pixels_starts_from_the_end(builtin_reg
     out = call(builtin_registry, "LatentCrop", samples={"samples": x}, width=64, height=64, x=0, y=0)
     # ComfyUI moves the corner to 6 - 8 = -2: columns [-2:6], i.e. the last two
     assert out["samples"].shape == (1, 1, 2, 2) and out["samples"][0, 0, 0].tolist() == [4.0, 5.0]
+
+
+def test_video_latents_go_through_the_batch_and_arithmetic_nodes(builtin_registry):
+    video = torch.randn(2, 4, 3, 4, 6)
+    small = torch.randn(1, 4, 3, 2, 3)
+    add = call(builtin_registry, "LatentAdd", samples1={"samples": video}, samples2={"samples": small})["samples"]
+    frames = F.interpolate(small.movedim(2, 1).reshape(3, 4, 2, 3), size=(4, 6), mode="bilinear")
+    torch.testing.assert_close(add, video + frames.reshape(1, 3, 4, 4, 6).movedim(1, 2))
+    mul = call(builtin_registry, "LatentMultiply", samples={"samples": video}, multiplier=-2.0)["samples"]
+    assert torch.equal(mul, video * -2.0)
+    both = call(builtin_registry, "LatentBatch", samples1={"samples": video}, samples2={"samples": video[:1]})
+    assert torch.equal(both["samples"], torch.cat([video, video[:1]])) and both["batch_index"] == [0, 1, 0]
+    repeated = call(builtin_registry, "RepeatLatentBatch", samples={"samples": video}, amount=2)["samples"]
+    assert torch.equal(repeated, torch.cat([video, video]))
+    one = call(builtin_registry, "LatentFromBatch", samples={"samples": video}, batch_index=1, length=1)
+    assert torch.equal(one["samples"], video[1:]) and one["batch_index"] == [1]
+    fixed = call(builtin_registry, "LatentBatchSeedBehavior", samples={"samples": video}, seed_behavior="fixed")
+    assert fixed["batch_index"] == [0, 0]
+    # LatentInterpolate: the same directions, lengths mixed linearly (ratio 0.25 of 1x and 3x: 2.5x)
+    mixed = call(builtin_registry, "LatentNormInterpolate", samples1={"samples": video},
+                 samples2={"samples": 3 * video}, ratio=0.25)["samples"]
+    torch.testing.assert_close(mixed, 2.5 * video)
+
+
+def test_concat_and_cut_along_t_for_video_latents(builtin_registry):
+    a, b = torch.randn(1, 4, 3, 2, 2), torch.randn(1, 4, 2, 2, 2)
+    after = call(builtin_registry, "LatentConcat", samples1={"samples": a}, samples2={"samples": b}, dim="t")
+    assert torch.equal(after["samples"], torch.cat([a, b], dim=2))
+    before = call(builtin_registry, "LatentConcat", samples1={"samples": a}, samples2={"samples": b}, dim="-t")
+    assert torch.equal(before["samples"], torch.cat([b, a], dim=2))
+    wide = call(builtin_registry, "LatentConcat", samples1={"samples": a}, samples2={"samples": a}, dim="x")
+    assert wide["samples"].shape == (1, 4, 3, 2, 4)
+    last_two = call(builtin_registry, "LatentCut", samples={"samples": a}, dim="t", index=-2, amount=5)
+    assert torch.equal(last_two["samples"], a[:, :, 1:])
+    column = call(builtin_registry, "LatentCut", samples={"samples": a}, dim="x", index=1, amount=1)
+    assert torch.equal(column["samples"], a[..., 1:])
