@@ -199,8 +199,11 @@ class LatentNormInterpolate(Node):
     """ComfyUI's LatentInterpolate: blend samples1 (ratio 1) and samples2 (ratio 0) position by
     position, the channel vectors' directions mixed and renormalised and their lengths mixed
     linearly, so the blend keeps the latents' magnitude where a plain mix would shrink it. samples2
-    is resized (bilinear, centre-cropped) and repeated to samples1's shape. (graphflow's own
-    LatentInterpolate, under diagnostics, is a lerp/slerp of whole latents.)"""
+    is resized (bilinear, centre-cropped) and repeated to samples1's shape. Each latent of a batch
+    is normalised on its own, a deliberate difference from ComfyUI v0.3.64, which is the same for a
+    batch of one but mixes the norms across a larger batch (an error unless batch = channels;
+    fixed the same way upstream in 2026, PR 14897). (graphflow's own LatentInterpolate, under
+    diagnostics, is a lerp/slerp of whole latents.)"""
     category = "latent/advanced"
     samples1: LATENT
     samples2: LATENT
