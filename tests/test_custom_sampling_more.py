@@ -556,3 +556,12 @@ def test_a_comfyui_graph_with_the_new_nodes_runs_on_the_demo_model():
     assert len(sigmas) == 6 and sigmas[1].item() == pytest.approx((14.6146412293 + float(sigmas[2])) / 2, rel=1e-6)
     out = result.values["17"][0]["samples"]
     assert out.shape == (1, 4, 8, 8) and torch.isfinite(out).all() and out.abs().max() > 0.05
+
+
+def test_sampling_percent_to_sigma_of_a_continuous_model_uses_the_tables_float32_ends():
+    from graphflow.sampling.model_sampling import ContinuousSchedule
+    s = ContinuousSchedule(0.002, 120.0, "edm")
+    low, high = math.log(float(s.sigmas[0])), math.log(float(s.sigmas[-1]))  # 0.0019999998..., 120.0000076...
+    for p in (0.1, 0.5, 0.9):
+        assert s.percent_to_sigma(p) == math.exp((high - low) * (1 - p) + low)  # ComfyUI's, to the bit
+    assert s.percent_to_sigma(0.1) != math.exp((math.log(120.0) - math.log(0.002)) * 0.9 + math.log(0.002))

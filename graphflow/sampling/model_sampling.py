@@ -249,7 +249,8 @@ class ContinuousSchedule(DiscreteSchedule):
             return 999999999.9
         if percent >= 1.0:
             return 0.0
-        low, high = (math.log(v) for v in self.range)
+        # the table's float32 ends, as ComfyUI's (not the configured range: they differ in the 8th digit)
+        low, high = math.log(float(self.sigma_min)), math.log(float(self.sigma_max))
         return math.exp((high - low) * (1.0 - percent) + low)
 
 
