@@ -39,8 +39,8 @@ def tonemap_reinhard(latent, multiplier: float):
     mean = length.mean(dim=(1, 2, 3), keepdim=True)
     std = torch.std(length, dim=(1, 2, 3), keepdim=True)
     top = (std * 5 + mean) * multiplier
-    scaled = length / top
-    return latent / length * (scaled / (scaled + 1.0)) * top
+    scaled = length * (1.0 / top)  # ComfyUI's order of operations, so the result is its to the bit
+    return (latent / length) * (scaled / (scaled + 1.0) * top)
 
 
 class LatentOperationSharpen(Node):
