@@ -91,6 +91,11 @@ def test_apply_operation_keeps_the_latents_other_entries():
     with pytest.raises(NodeInputError) as e:
         run_node(LatentApplyOperation, samples=samples, operation=too_wide)
     assert e.value.input == "operation" and "sharpen_radius 10" in str(e.value)
+    sharpen = run_node(LatentOperationSharpen, sharpen_radius=1, sigma=1.0, alpha=0.1)
+    with pytest.raises(NodeInputError, match="image latents"):  # a video latent: refused clearly
+        run_node(LatentApplyOperation, samples={"samples": torch.zeros(1, 4, 3, 8, 8)}, operation=sharpen)
+    video = torch.randn(1, 4, 3, 8, 8)  # the tonemap takes one (ComfyUI's statistics over dims 1..3)
+    assert run_node(LatentApplyOperation, samples={"samples": video}, operation=op)["samples"].shape == video.shape
 
 
 @pytest.mark.parametrize("cfg", [4.0, 1.0])
