@@ -109,15 +109,21 @@ def _slerp(a: torch.Tensor, b: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
 
 def _bislerp_axis(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
     old = x.shape[dim]
-    # Source positions as bilinear resizing (half-pixel centres) picks them, clamped at the edges;
-    # made on x's device (a sampler upscales mid-loop: no host copy), in float64 where it exists.
-    dtype = torch.float32 if x.device.type == "mps" else torch.float64
-    pos = ((torch.arange(size, dtype=dtype, device=x.device) + 0.5) * old / size - 0.5).clamp(0, old - 1)
-    i0 = pos.floor().long()
-    i1 = (i0 + 1).clamp(max=old - 1)
+
+    def resized(ramp):  # a ramp of source indices bilinearly resized to `size` (float32, as ComfyUI)
+        return F.interpolate(ramp.reshape(1, 1, 1, -1), size=(1, size), mode="bilinear").reshape(-1)
+
+    # Source positions as bilinear resizing (half-pixel centres, clamped at the edges) picks them,
+    # found as ComfyUI finds them: by resizing the index ramp itself, whose float32 rounding picks
+    # the neighbours and weights ComfyUI's bislerp uses (exact positions differ by ~1e-5). Made on
+    # x's device: a sampler upscales mid-loop, where a host copy would wait for the GPU.
+    ramp = torch.arange(old, dtype=torch.float32, device=x.device)
+    pos = resized(ramp)
+    i0 = pos.long()
+    i1 = resized(torch.cat([ramp[1:], ramp[-1:]])).long()  # the next index, the last repeated
     shape = [1] * x.ndim
     shape[dim] = size
-    r = (pos - i0).to(x.dtype).reshape(shape)
+    r = (pos - pos.floor()).to(x.dtype).reshape(shape)
     return _slerp(x.index_select(dim, i0), x.index_select(dim, i1), r)
 
 

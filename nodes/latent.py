@@ -2,7 +2,8 @@
 
 A LATENT is a dict {"samples": [B, C, H/8, W/8] in the VAE's raw space, "noise_mask"?: [B, 1, h, w]
 at any resolution (the sampler resizes it), "batch_index"?: [int]}; nodes never modify the
-dict they're given."""
+dict they're given. Video latents [B, C, frames, h, w] go through the upscale, batch and
+arithmetic nodes as in ComfyUI (resized frame by frame); composite and blend take images only."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ LATENT_RESIZE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "bisler
 class LatentUpscale(Node):
     """Resize latents to a new pixel size (0 keeps the aspect ratio from the other side; both 0
     leave the latents as they are; sizes under 64 count as 64, as in ComfyUI). bislerp
-    interpolates spherically between neighbours, as ComfyUI's does."""
+    interpolates spherically between neighbours, as ComfyUI's does. A video latent's frames are
+    resized one by one."""
     category = "latent"
     samples: LATENT
     upscale_method: str = Choice(LATENT_RESIZE_METHODS, "nearest-exact")
@@ -48,8 +50,7 @@ class LatentUpscale(Node):
     comfy = ComfyAlias(("LatentUpscale",))
 
     def run(self):
-        from graphflow.images import bislerp, center_crop_to_aspect, resize_nchw
-        x = _samples(self.samples, "samples")
+        x = _samples(self.samples, "samples", video=True)
         if self.width == 0 and self.height == 0:  # as ComfyUI: untouched
             return self.samples
         # ComfyUI's sizes: in pixels, at least 64, the missing side from the latent's aspect ratio
@@ -59,19 +60,16 @@ class LatentUpscale(Node):
             width = max(64, round(w * height / h))
         elif self.height == 0:
             height = max(64, round(h * width / w))
-        width, height = width // 8, height // 8
-        if self.crop == "center":
-            x = center_crop_to_aspect(x, width, height)
         out = dict(self.samples)  # a noise_mask stays as it is: the sampler resizes it to the latent
-        if self.upscale_method == "bislerp":
-            out["samples"] = bislerp(x, width, height).to(x.dtype)
-        else:
-            out["samples"] = resize_nchw(x, width, height, self.upscale_method)
+        out["samples"] = _upscale(x, width // 8, height // 8, self.upscale_method, self.crop)
         return out
 
 
 class LatentBatch(Node):
-    """Join two latent batches; the second is resized to the first's size if they differ."""
+    """Join two latent batches; the second is resized to the first's size if they differ (centre-
+    cropped to its aspect ratio, bilinear). As in ComfyUI the batch indices are the two batches'
+    own, one after the other (two plain batches of 2 give 0, 1, 0, 1: the second pair gets the
+    first pair's noise), and samples1's noise mask and other entries are kept."""
     category = "latent"
     samples1: LATENT
     samples2: LATENT
@@ -87,14 +85,15 @@ class LatentBatch(Node):
 
     def run(self):
         import torch
-        import torch.nn.functional as F
-        a, b = self.samples1["samples"], self.samples2["samples"]
-        if a.shape[1:] != b.shape[1:]:
-            b = F.interpolate(b, size=a.shape[-2:], mode="bilinear", align_corners=False)
-        index1 = self.samples1.get("batch_index", list(range(a.shape[0])))
-        index2 = self.samples2.get("batch_index", list(range(b.shape[0])))
-        offset = max(index1) + 1
-        return {"samples": torch.cat([a, b]), "batch_index": list(index1) + [offset + i for i in index2]}
+        a, b = _samples(self.samples1, "samples1", video=True), _samples(self.samples2, "samples2", video=True)
+        _check_joinable(a, b)
+        if a.shape[-2:] != b.shape[-2:]:
+            b = _upscale(b, a.shape[-1], a.shape[-2], "bilinear", "center")
+        out = dict(self.samples1)
+        out["samples"] = torch.cat([a, b.to(a)])
+        out["batch_index"] = list(self.samples1.get("batch_index", range(a.shape[0]))) + \
+            list(self.samples2.get("batch_index", range(b.shape[0])))
+        return out
 
 
 class SetLatentNoiseMask(Node):
@@ -125,20 +124,41 @@ def _samples(latent, name: str, video: bool = False) -> torch.Tensor:
     return latent["samples"]
 
 
+def _upscale(x: torch.Tensor, width: int, height: int, method: str, crop: str = "disabled") -> torch.Tensor:
+    """Latents resized to width x height latent pixels, centre-cropped to that aspect ratio first
+    with crop "center"; a video's frames one by one (ComfyUI's common_upscale)."""
+    from graphflow.images import bislerp, center_crop_to_aspect, resize_nchw
+    video = x.shape[:3] if x.ndim == 5 else None
+    if video:
+        x = x.movedim(2, 1).reshape(-1, x.shape[1], *x.shape[-2:])
+    if crop == "center":
+        x = center_crop_to_aspect(x, width, height)
+    out = bislerp(x, width, height).to(x.dtype) if method == "bislerp" else resize_nchw(x, width, height, method)
+    if video:
+        b, c, frames = video
+        out = out.reshape(b, frames, c, height, width).movedim(1, 2)
+    return out
+
+
 def _repeat_to(t: torch.Tensor, batch: int) -> torch.Tensor:
     if t.shape[0] == batch:
         return t
     return t.repeat(math.ceil(batch / t.shape[0]), *[1] * (t.ndim - 1))[:batch]
 
 
+def _check_joinable(a: torch.Tensor, b: torch.Tensor, name: str = "samples2", first: str = "samples1"):
+    """b can be resized to a's height and width: the same kind of latent, channels and frames."""
+    if a.shape[1:-2] != b.shape[1:-2]:
+        what = "channels" if a.ndim == b.ndim == 4 else "channels and frames"
+        raise NodeInputError(name, f"shape {list(b.shape[1:])} doesn't match {first}'s {list(a.shape[1:])} "
+                                   f"({what} must match; height and width are resized)")
+
+
 def _fit(reference: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     """`other` made the shape of `reference` for elementwise arithmetic: resized (bilinear,
     centre-cropped to the aspect ratio) and repeated to the batch, as ComfyUI's latent maths does."""
-    import torch.nn.functional as F
-    from graphflow.images import center_crop_to_aspect
-    if other.shape[2:] != reference.shape[2:]:
-        other = F.interpolate(center_crop_to_aspect(other, reference.shape[3], reference.shape[2]),
-                              size=reference.shape[2:], mode="bilinear")
+    if other.shape[-2:] != reference.shape[-2:]:
+        other = _upscale(other, reference.shape[-1], reference.shape[-2], "bilinear", "center")
     return _repeat_to(other, reference.shape[0])
 
 
@@ -151,7 +171,8 @@ def _scaled_estimate(size, scale) -> Estimate:
 
 class LatentUpscaleBy(Node):
     """Resize latents by a factor (sizes rounded to whole latent pixels). bislerp interpolates
-    each position's channel vector spherically, which keeps upscaled latents from going flat."""
+    each position's channel vector spherically, which keeps upscaled latents from going flat. A
+    video latent's frames are resized one by one."""
     category = "latent"
     samples: LATENT
     upscale_method: str = Choice(LATENT_RESIZE_METHODS, "nearest-exact")
@@ -164,22 +185,20 @@ class LatentUpscaleBy(Node):
         return _scaled_estimate(inputs.get("samples"), widgets.get("scale_by"))
 
     def run(self):
-        from graphflow.images import bislerp, resize_nchw
-        x = _samples(self.samples, "samples")
+        x = _samples(self.samples, "samples", video=True)
         width = max(1, round(x.shape[-1] * self.scale_by))
         height = max(1, round(x.shape[-2] * self.scale_by))
         out = dict(self.samples)
-        if self.upscale_method == "bislerp":
-            out["samples"] = bislerp(x, width, height).to(x.dtype)
-        else:
-            out["samples"] = resize_nchw(x, width, height, self.upscale_method)
+        out["samples"] = _upscale(x, width, height, self.upscale_method)
         return out
 
 
 class LatentComposite(Node):
     """Paste `samples_from` into `samples_to` with its top-left corner at pixel (x, y) (multiples
     of 8). `feather` (pixels) fades the pasted edges that lie inside the destination, linearly
-    over feather / 8 latent pixels. The noisy-latent-composition technique uses this."""
+    over feather / 8 latent pixels (as ComfyUI, a feather wider than the pasted part also fades
+    rows counted from its other side). A corner on the destination's right or bottom edge pastes
+    nothing. The noisy-latent-composition technique uses this."""
     category = "latent"
     samples_to: LATENT
     samples_from: LATENT
@@ -196,25 +215,31 @@ class LatentComposite(Node):
             raise NodeInputError("samples_from", f"{src.shape[1]} channels; samples_to has {dest.shape[1]}")
         x, y, feather = self.x // 8, self.y // 8, self.feather // 8
         H, W = dest.shape[2:]
-        if x >= W or y >= H:
-            raise NodeInputError("x" if x >= W else "y",
-                                 f"({self.x}, {self.y}) lies outside the {W * 8}x{H * 8} destination")
+        # ComfyUI's slices, Python's semantics included: a corner at the destination's edge pastes
+        # nothing; further out the (wrapped) source no longer fits the empty region: refused below
         src = _repeat_to(src[:, :, :H - y, :W - x], dest.shape[0])
         h, w = src.shape[2:]
-        mask = torch.ones_like(src)
-        for t in range(feather):
-            factor = (t + 1) / feather
-            if y != 0:
-                mask[:, :, t] *= factor
-            if y + h < H:
-                mask[:, :, h - 1 - t] *= factor
-            if x != 0:
-                mask[:, :, :, t] *= factor
-            if x + w < W:
-                mask[:, :, :, w - 1 - t] *= factor
-        out = dict(self.samples_to)
         s = dest.clone()
-        s[:, :, y:y + h, x:x + w] = src * mask + s[:, :, y:y + h, x:x + w] * (1 - mask)
+        region = s[:, :, y:y + h, x:x + w]
+        if region.shape != src.shape:
+            raise NodeInputError("x" if x >= W else "y",
+                                 f"({self.x}, {self.y}) lies outside the {W * 8}x{H * 8} destination")
+        if feather == 0:
+            s[:, :, y:y + h, x:x + w] = src
+        else:
+            mask = torch.ones_like(src)
+            for t in range(feather):  # slices as ComfyUI's: a feather wider than the paste wraps round
+                factor = (1.0 / feather) * (t + 1)
+                if y != 0:
+                    mask[:, :, t:t + 1] *= factor
+                if y + h < H:
+                    mask[:, :, h - 1 - t:h - t] *= factor
+                if x != 0:
+                    mask[:, :, :, t:t + 1] *= factor
+                if x + w < W:
+                    mask[:, :, :, w - 1 - t:w - t] *= factor
+            s[:, :, y:y + h, x:x + w] = src * mask + region * (1 - mask)
+        out = dict(self.samples_to)
         out["samples"] = s
         return out
 
@@ -256,8 +281,10 @@ def _masks_for_batch(latent: dict, batch: int):
 
 
 class RepeatLatentBatch(Node):
-    """Repeat the whole batch `amount` times (noise masks and batch indices follow, the indices
-    continuing so each copy gets its own noise)."""
+    """Repeat the whole batch `amount` times; batch indices follow, continuing so each copy gets its
+    own noise. A batch of noise masks is repeated as it is, as ComfyUI does: when there are fewer
+    masks than latents the sampler cycles them over the longer batch (3 latents with masks m0 m1,
+    amount 2: masks m0 m1 m0 m1 m0 m1 over latents 0 1 2 0 1 2)."""
     category = "latent/batch"
     samples: LATENT
     amount: int = Int(1, min=1, max=64)
@@ -272,13 +299,12 @@ class RepeatLatentBatch(Node):
         return Estimate(Size(size.batch * amount, size.height, size.width))
 
     def run(self):
-        x = _samples(self.samples, "samples")
+        x = _samples(self.samples, "samples", video=True)
         out = dict(self.samples)
-        out["samples"] = x.repeat(self.amount, 1, 1, 1)
+        out["samples"] = x.repeat(self.amount, *[1] * (x.ndim - 1))
         mask = self.samples.get("noise_mask")
         if mask is not None and mask.shape[0] > 1:
-            out["noise_mask"] = _masks_for_batch(self.samples, x.shape[0]).repeat(
-                self.amount, *[1] * (mask.ndim - 1))
+            out["noise_mask"] = mask.repeat(self.amount, *[1] * (mask.ndim - 1))
         if "batch_index" in self.samples:
             index = list(self.samples["batch_index"])
             offset = max(index) - min(index) + 1
@@ -317,7 +343,7 @@ class LatentFromBatch(Node):
         return batch_range_estimate(inputs.get("samples"), widgets)
 
     def run(self):
-        x = _samples(self.samples, "samples")
+        x = _samples(self.samples, "samples", video=True)
         start, length = batch_range(x.shape[0], self.batch_index, self.length)
         out = dict(self.samples)
         out["samples"] = x[start:start + length].clone()
@@ -333,7 +359,9 @@ class LatentFromBatch(Node):
 
 
 class LatentBlend(Node):
-    """samples1 * blend_factor + samples2 * (1 - blend_factor); samples2 is resized to samples1."""
+    """samples1 * blend_factor + samples2 * (1 - blend_factor); samples2 is resized to samples1
+    (centre-cropped, bicubic) and repeated to its batch, or, as in ComfyUI, a samples1 batch of
+    one is blended with each of samples2's."""
     category = "latent"
     samples1: LATENT
     samples2: LATENT
@@ -342,22 +370,21 @@ class LatentBlend(Node):
     comfy = ComfyAlias(("LatentBlend",))
 
     def run(self):
-        import torch.nn.functional as F
-        from graphflow.images import center_crop_to_aspect
         a, b = _samples(self.samples1, "samples1"), _samples(self.samples2, "samples2")
         if a.shape[1] != b.shape[1]:
             raise NodeInputError("samples2", f"{b.shape[1]} channels; samples1 has {a.shape[1]}")
         if a.shape[2:] != b.shape[2:]:
-            b = F.interpolate(center_crop_to_aspect(b, a.shape[3], a.shape[2]), size=a.shape[2:], mode="bicubic")
+            b = _upscale(b, a.shape[3], a.shape[2], "bicubic", "center")
+        if a.shape[0] != 1:  # a batch of one broadcasts over samples2's, as ComfyUI's arithmetic does
+            b = _repeat_to(b, a.shape[0])
         out = dict(self.samples1)
-        out["samples"] = a * self.blend_factor + _repeat_to(b, a.shape[0]) * (1 - self.blend_factor)
+        out["samples"] = a * self.blend_factor + b * (1 - self.blend_factor)
         return out
 
 
 def _arithmetic(node, combine) -> dict:
-    a, b = _samples(node.samples1, "samples1"), _samples(node.samples2, "samples2")
-    if a.shape[1] != b.shape[1]:
-        raise NodeInputError("samples2", f"{b.shape[1]} channels; samples1 has {a.shape[1]}")
+    a, b = _samples(node.samples1, "samples1", video=True), _samples(node.samples2, "samples2", video=True)
+    _check_joinable(a, b)
     out = dict(node.samples1)
     out["samples"] = combine(a, _fit(a, b))
     return out
@@ -399,7 +426,7 @@ class LatentMultiply(Node):
 
     def run(self):
         out = dict(self.samples)
-        out["samples"] = _samples(self.samples, "samples") * self.multiplier
+        out["samples"] = _samples(self.samples, "samples", video=True) * self.multiplier
         return out
 
 

@@ -22,6 +22,8 @@ def _per_pixel_norm(latent):
 def sharpen(latent, radius: int, sigma: float, alpha: float):
     """Unsharp mask (ImageSharpen's, unclamped) of the channel directions, each pixel's length
     kept: n = latent / |latent|, result = |latent| (n + 10 alpha (n - blur(n)))."""
+    if latent.ndim != 4:  # ComfyUI's 2-D convolution fails on a video latent too
+        raise ValueError(f"sharpening works on image latents [B, C, h, w], got {tuple(latent.shape)}")
     if radius >= min(latent.shape[-2:]):  # the mirrored border can't be wider than the latent
         raise ValueError(f"sharpen_radius {radius} must be smaller than the latent's width and height "
                          f"({latent.shape[-1]}x{latent.shape[-2]})")
@@ -39,15 +41,15 @@ def tonemap_reinhard(latent, multiplier: float):
     mean = length.mean(dim=(1, 2, 3), keepdim=True)
     std = torch.std(length, dim=(1, 2, 3), keepdim=True)
     top = (std * 5 + mean) * multiplier
-    scaled = length / top
-    return latent / length * (scaled / (scaled + 1.0)) * top
+    scaled = length * (1.0 / top)  # ComfyUI's order of operations, so the result is its to the bit
+    return (latent / length) * (scaled / (scaled + 1.0) * top)
 
 
 class LatentOperationSharpen(Node):
     """A sharpening LATENT_OPERATION: each latent pixel's channel direction is sharpened with an
     unsharp mask (a Gaussian over a (2 * sharpen_radius + 1) square, sigma in units of the radius as
     in ImageSharpen; strength 10 * alpha) and its length kept. The radius must be smaller than the
-    latent (1/8 of the image)."""
+    latent (1/8 of the image); image latents only, as in ComfyUI."""
     category = "latent/advanced/operations"
     sharpen_radius: int = Int(9, min=1, max=31)
     sigma: float = Float(1.0, min=0.1, max=10.0, step=0.1)

@@ -1,34 +1,35 @@
 """Latent transform and editing nodes as ComfyUI has them: crop, flip, rotate, concatenate and cut
 along an axis, interpolate by direction and length, and the batch's seed behaviour.
 
-LATENTs here are image latents, [B, C, h, w] (see nodes/latent.py); a noise mask is cut, flipped
-and turned with its latent."""
+LATENTs here are image latents, [B, C, h, w] (see nodes/latent.py); concat, cut, interpolate and
+the seed behaviour also take video latents [B, C, frames, h, w], as ComfyUI's do. As in ComfyUI,
+crop, flip, rotate and cut leave a noise mask as it is (the sampler stretches it over the new
+latent), so an imported graph masks the same latent pixels as ComfyUI's."""
 
 from __future__ import annotations
 
 from graphflow.api import LATENT, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size
 from nodes.image import FLIPS, ROTATIONS
-from nodes.latent import MAX_SIZE, _fit, _samples
+from nodes.latent import MAX_SIZE, _check_joinable, _fit, _samples
 
 CONCAT_DIMS = ("x", "-x", "y", "-y", "t", "-t")
 CUT_DIMS = ("x", "y", "t")
 SEED_BEHAVIORS = ("random", "fixed")
 
 
-def _with_mask(latent: dict, samples, change) -> dict:
-    """A copy of `latent` with new samples and its noise mask (if any) changed by `change`, which
-    takes a tensor whose last two dims are height and width."""
+def _with_samples(latent: dict, samples) -> dict:
+    """A copy of `latent` with new samples (noise mask, batch indices and the rest kept)."""
     out = dict(latent)
     out["samples"] = samples
-    if latent.get("noise_mask") is not None:
-        out["noise_mask"] = change(latent["noise_mask"])
     return out
 
 
 class LatentCrop(Node):
     """Cut a width x height (pixel) rectangle with its top-left corner at (x, y) out of the
     latents, in whole latent pixels (8 image pixels). As in ComfyUI the corner is moved in so that
-    at least 64 pixels remain right of and below it; the rectangle is cut off at the edges."""
+    at least 64 pixels remain right of and below it (for a latent under 64 pixels that puts it
+    before the start, counted from the end as Python does); the rectangle is cut off at the edges.
+    A noise mask is left whole, as in ComfyUI."""
     category = "latent/transform"
     samples: LATENT
     width: int = Int(512, min=64, max=MAX_SIZE, step=8)
@@ -46,28 +47,26 @@ class LatentCrop(Node):
             return Estimate(size)
         h, w = size.height // 8, size.width // 8
         (left, top), (width, height) = _corner(values[2], values[3], w, h), (values[0] // 8, values[1] // 8)
-        return Estimate(Size(size.batch, 8 * max(1, min(height, h - top)), 8 * max(1, min(width, w - left))))
+        rows, columns = len(range(h)[top:top + height]), len(range(w)[left:left + width])
+        return Estimate(Size(size.batch, 8 * max(1, rows), 8 * max(1, columns)))
 
     def run(self):
         x = _samples(self.samples, "samples")
         h, w = x.shape[2:]
         left, top = _corner(self.x, self.y, w, h)
         width, height = self.width // 8, self.height // 8
-
-        def crop_mask(mask):  # the same fraction of a mask of any resolution
-            mh, mw = mask.shape[-2:]
-            return mask[..., top * mh // h:(top + height) * mh // h, left * mw // w:(left + width) * mw // w].clone()
-
-        return _with_mask(self.samples, x[:, :, top:top + height, left:left + width].clone(), crop_mask)
+        return _with_samples(self.samples, x[:, :, top:top + height, left:left + width].clone())
 
 
 def _corner(x: int, y: int, w: int, h: int) -> tuple[int, int]:
-    """ComfyUI's crop corner in latent pixels, moved in to leave at least 8 right of and below it."""
-    return max(0, min(x // 8, w - 8)), max(0, min(y // 8, h - 8))
+    """ComfyUI's crop corner in latent pixels, moved in to leave at least 8 right of and below it
+    (negative for a latent under 8: a Python slice start from the end, as in ComfyUI)."""
+    return min(x // 8, w - 8), min(y // 8, h - 8)
 
 
 class LatentFlip(Node):
-    """Mirror the latents: upside down (x-axis) or left to right (y-axis), as ImageFlip does images."""
+    """Mirror the latents: upside down (x-axis) or left to right (y-axis), as ImageFlip does images.
+    A noise mask is left unflipped, as in ComfyUI."""
     category = "latent/transform"
     samples: LATENT
     flip_method: str = Choice(list(FLIPS), "x-axis: vertically")
@@ -77,12 +76,12 @@ class LatentFlip(Node):
     def run(self):
         import torch
         dim = -2 if FLIPS[self.flip_method] == 1 else -1
-        return _with_mask(self.samples, torch.flip(_samples(self.samples, "samples"), dims=[dim]),
-                          lambda m: torch.flip(m, dims=[dim]))
+        return _with_samples(self.samples, torch.flip(_samples(self.samples, "samples"), dims=[dim]))
 
 
 class LatentRotate(Node):
-    """Turn the latents clockwise by a multiple of 90 degrees, as ImageRotate does images."""
+    """Turn the latents clockwise by a multiple of 90 degrees, as ImageRotate does images. A noise
+    mask is left unturned, as in ComfyUI."""
     category = "latent/transform"
     samples: LATENT
     rotation: str = Choice(list(ROTATIONS), "none")
@@ -98,12 +97,9 @@ class LatentRotate(Node):
 
     def run(self):
         import torch
-        k = ROTATIONS[self.rotation]
-
-        def turn(t):  # from the width axis towards the height axis: clockwise on screen
-            return torch.rot90(t, k=k, dims=[t.ndim - 1, t.ndim - 2]).clone()
-
-        return _with_mask(self.samples, turn(_samples(self.samples, "samples")), turn)
+        x = _samples(self.samples, "samples")
+        # from the width axis towards the height axis: clockwise on screen
+        return _with_samples(self.samples, torch.rot90(x, k=ROTATIONS[self.rotation], dims=[3, 2]).clone())
 
 
 class LatentBatchSeedBehavior(Node):
@@ -117,7 +113,7 @@ class LatentBatchSeedBehavior(Node):
     comfy = ComfyAlias(("LatentBatchSeedBehavior",))
 
     def run(self):
-        x = _samples(self.samples, "samples")
+        x = _samples(self.samples, "samples", video=True)
         out = dict(self.samples)
         if self.seed_behavior == "random":
             out.pop("batch_index", None)
@@ -126,17 +122,19 @@ class LatentBatchSeedBehavior(Node):
         return out
 
 
-def _axis(dim: str, name: str) -> int:
+def _axis(dim: str, name: str, ndim: int) -> int:
     if "t" in dim:  # ComfyUI's t is the frame axis of a video latent [B, C, T, h, w]
-        raise NodeInputError(name, f"{dim!r} needs a video latent with a time axis; graphflow's latents are "
-                                   "images [B, C, h, w]: use x or y")
+        if ndim != 5:  # ComfyUI would join or cut an image latent's channels here
+            raise NodeInputError(name, f"{dim!r} needs a video latent [B, C, frames, h, w] with a time axis; "
+                                       "this is an image latent [B, C, h, w]: use x or y")
+        return -3
     return -1 if "x" in dim else -2
 
 
 class LatentConcat(Node):
-    """Join samples2 onto samples1 along x (to the right; -x to the left) or y (below; -y above).
-    samples2's batch is repeated to samples1's; their other sizes and channels must match.
-    samples1's noise mask and batch indices are kept."""
+    """Join samples2 onto samples1 along x (to the right; -x to the left), y (below; -y above) or,
+    for video latents, t (after; -t before). samples2's batch is repeated to samples1's; their
+    other sizes and channels must match. samples1's noise mask and batch indices are kept."""
     category = "latent/advanced"
     samples1: LATENT
     samples2: LATENT
@@ -147,23 +145,24 @@ class LatentConcat(Node):
     def run(self):
         import torch
         from nodes.latent import _repeat_to
-        a, b = _samples(self.samples1, "samples1"), _samples(self.samples2, "samples2")
-        axis = _axis(self.dim, "dim")
+        a, b = _samples(self.samples1, "samples1", video=True), _samples(self.samples2, "samples2", video=True)
+        axis = _axis(self.dim, "dim", a.ndim)
         b = _repeat_to(b, a.shape[0])
-        across = -1 if axis == -2 else -2
-        if a.shape[1] != b.shape[1] or a.shape[across] != b.shape[across]:
-            side = "width" if across == -1 else "height"
+        if a.ndim != b.ndim or any(n != m for i, (n, m) in enumerate(zip(a.shape, b.shape)) if i and i != a.ndim + axis):
+            names = ["channels"] + ["frames"] * (a.ndim == 5) + ["height", "width"]
+            names.pop(axis)  # the joined axis may differ
             raise NodeInputError("samples2", f"shape {list(b.shape[1:])} can't be joined along {self.dim!r} to "
-                                             f"samples1's {list(a.shape[1:])}: channels and {side} must match")
+                                             f"samples1's {list(a.shape[1:])}: {', '.join(names)} must match")
         out = dict(self.samples1)
         out["samples"] = torch.cat((b, a) if self.dim.startswith("-") else (a, b), dim=axis)
         return out
 
 
 class LatentCut(Node):
-    """Keep `amount` latent pixels along x (columns) or y (rows) from `index` on; a negative index
-    counts from the end. As in ComfyUI, an index past the end keeps the last one and the amount is
-    cut to what there is. A noise mask is cut alike."""
+    """Keep `amount` latent pixels along x (columns) or y (rows), or frames along t (video
+    latents), from `index` on; a negative index counts from the end. As in ComfyUI, an index past
+    the end keeps the last one and the amount is cut to what there is. A noise mask is left whole,
+    as in ComfyUI."""
     category = "latent/advanced"
     samples: LATENT
     dim: str = Choice(CUT_DIMS, "x")
@@ -183,16 +182,11 @@ class LatentCut(Node):
         return Estimate(Size(size.batch, 8 * _cut(max(1, size.height // 8), index, amount)[1], size.width))
 
     def run(self):
-        x = _samples(self.samples, "samples")
-        axis = _axis(self.dim, "dim")
+        x = _samples(self.samples, "samples", video=True)
+        axis = _axis(self.dim, "dim", x.ndim)
         length = x.shape[axis]
         start, amount = _cut(length, self.index, self.amount)
-
-        def cut(t):
-            size = t.shape[axis]
-            return t.narrow(axis, start * size // length, max(1, amount * size // length)).clone()
-
-        return _with_mask(self.samples, x.narrow(axis, start, amount).clone(), cut)
+        return _with_samples(self.samples, x.narrow(axis, start, amount).clone())
 
 
 def _cut(length: int, index: int, amount: int) -> tuple[int, int]:
@@ -205,8 +199,11 @@ class LatentNormInterpolate(Node):
     """ComfyUI's LatentInterpolate: blend samples1 (ratio 1) and samples2 (ratio 0) position by
     position, the channel vectors' directions mixed and renormalised and their lengths mixed
     linearly, so the blend keeps the latents' magnitude where a plain mix would shrink it. samples2
-    is resized (bilinear, centre-cropped) and repeated to samples1's shape. (graphflow's own
-    LatentInterpolate, under diagnostics, is a lerp/slerp of whole latents.)"""
+    is resized (bilinear, centre-cropped) and repeated to samples1's shape. Each latent of a batch
+    is normalised on its own, a deliberate difference from ComfyUI v0.3.64, which is the same for a
+    batch of one but mixes the norms across a larger batch (an error unless batch = channels;
+    fixed the same way upstream in 2026, PR 14897). (graphflow's own LatentInterpolate, under
+    diagnostics, is a lerp/slerp of whole latents.)"""
     category = "latent/advanced"
     samples1: LATENT
     samples2: LATENT
@@ -216,9 +213,8 @@ class LatentNormInterpolate(Node):
 
     def run(self):
         import torch
-        a, b = _samples(self.samples1, "samples1"), _samples(self.samples2, "samples2")
-        if a.shape[1] != b.shape[1]:
-            raise NodeInputError("samples2", f"{b.shape[1]} channels; samples1 has {a.shape[1]}")
+        a, b = _samples(self.samples1, "samples1", video=True), _samples(self.samples2, "samples2", video=True)
+        _check_joinable(a, b)
         b = _fit(a, b.to(a))
         # Per position, over the channels (ComfyUI's own broadcasts this right for a batch of one).
         na, nb = a.norm(dim=1, keepdim=True), b.norm(dim=1, keepdim=True)

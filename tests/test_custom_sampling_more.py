@@ -349,6 +349,12 @@ def test_extend_intermediate_sigmas():
     sine = run_node(cs.ExtendIntermediateSigmas, sigmas=sigmas[:2], steps=2, start_at_sigma=-1.0, end_at_sigma=0.0,
                     spacing="sine")
     assert sine.tolist() == pytest.approx([20.0, 20 - 10 * (1 - math.cos(math.pi / 4)), 10.0])
+    # the bounds hold as float32 numbers, as in ComfyUI: a bound typed as 0.0291675 includes the float32
+    # sigma 0.0291675 (which is 0.02916749939... as a double, below the bound)
+    low = torch.tensor([1.0, 0.0291675, 0.0])
+    edge = run_node(cs.ExtendIntermediateSigmas, sigmas=low, steps=2, start_at_sigma=0.0291675, end_at_sigma=0.0291675,
+                    spacing="linear")
+    assert edge.tolist() == pytest.approx([1.0, 0.0291675, 0.0291675 / 2, 0.0])
 
 
 def test_sampling_percent_to_sigma():
@@ -550,3 +556,12 @@ def test_a_comfyui_graph_with_the_new_nodes_runs_on_the_demo_model():
     assert len(sigmas) == 6 and sigmas[1].item() == pytest.approx((14.6146412293 + float(sigmas[2])) / 2, rel=1e-6)
     out = result.values["17"][0]["samples"]
     assert out.shape == (1, 4, 8, 8) and torch.isfinite(out).all() and out.abs().max() > 0.05
+
+
+def test_sampling_percent_to_sigma_of_a_continuous_model_uses_the_tables_float32_ends():
+    from graphflow.sampling.model_sampling import ContinuousSchedule
+    s = ContinuousSchedule(0.002, 120.0, "edm")
+    low, high = math.log(float(s.sigmas[0])), math.log(float(s.sigmas[-1]))  # 0.0019999998..., 120.0000076...
+    for p in (0.1, 0.5, 0.9):
+        assert s.percent_to_sigma(p) == math.exp((high - low) * (1 - p) + low)  # ComfyUI's, to the bit
+    assert s.percent_to_sigma(0.1) != math.exp((math.log(120.0) - math.log(0.002)) * 0.9 + math.log(0.002))

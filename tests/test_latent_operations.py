@@ -71,6 +71,12 @@ def test_tonemap_closed_forms():
     top = ((flat.mean(1) + 5 * flat.std(1)) * 0.5).reshape(-1, 1, 1, 1)
     torch.testing.assert_close(out.norm(dim=1, keepdim=True), top * length / (length + top), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(F.normalize(out, dim=1), F.normalize(y, dim=1), rtol=1e-5, atol=1e-5)
+    # to the bit in ComfyUI's order of evaluation: (x / L) * ((L * (1 / top)) / (L * (1 / top) + 1) * top),
+    # L with its 1e-10, top from the std and mean of L
+    L = y.norm(dim=1, keepdim=True) + 1e-10
+    top = (torch.std(L, dim=(1, 2, 3), keepdim=True) * 5 + L.mean(dim=(1, 2, 3), keepdim=True)) * 0.5
+    scaled = L * (1.0 / top)
+    assert torch.equal(out, (y / L) * (scaled / (scaled + 1.0) * top))
 
 
 def test_apply_operation_keeps_the_latents_other_entries():
@@ -85,6 +91,11 @@ def test_apply_operation_keeps_the_latents_other_entries():
     with pytest.raises(NodeInputError) as e:
         run_node(LatentApplyOperation, samples=samples, operation=too_wide)
     assert e.value.input == "operation" and "sharpen_radius 10" in str(e.value)
+    sharpen = run_node(LatentOperationSharpen, sharpen_radius=1, sigma=1.0, alpha=0.1)
+    with pytest.raises(NodeInputError, match="image latents"):  # a video latent: refused clearly
+        run_node(LatentApplyOperation, samples={"samples": torch.zeros(1, 4, 3, 8, 8)}, operation=sharpen)
+    video = torch.randn(1, 4, 3, 8, 8)  # the tonemap takes one (ComfyUI's statistics over dims 1..3)
+    assert run_node(LatentApplyOperation, samples={"samples": video}, operation=op)["samples"].shape == video.shape
 
 
 @pytest.mark.parametrize("cfg", [4.0, 1.0])

@@ -447,15 +447,14 @@ def test_full_size_defaults_are_lightricks_2b_v090():
     assert sum(v.numel() for v in model.state_dict().values()) == pytest.approx(1.92e9, rel=0.01)
 
 
-def test_image_latent_nodes_refuse_video_latents():
-    from graphflow.context import NodeInputError
-
+def test_latent_upscale_nodes_resize_video_latents_frame_by_frame():
+    # as ComfyUI's common_upscale (values: tests/test_parity_latents.py)
     video = {"samples": torch.zeros(1, 128, 2, 2, 2)}
-    for node, inputs in (("LatentUpscale", dict(samples=video, upscale_method="nearest-exact", width=64, height=64,
-                                                 crop="disabled")),
-                         ("LatentUpscaleBy", dict(samples=video, upscale_method="nearest-exact", scale_by=2.0))):
-        with pytest.raises(NodeInputError, match=r"image latents \[B, C, h, w\]; got a video latent"):
-            call(registry(), node, **inputs)
+    out = call(registry(), "LatentUpscale", samples=video, upscale_method="nearest-exact", width=64, height=64,
+               crop="disabled")
+    assert out["samples"].shape == (1, 128, 2, 8, 8)
+    out = call(registry(), "LatentUpscaleBy", samples=video, upscale_method="nearest-exact", scale_by=2.0)
+    assert out["samples"].shape == (1, 128, 2, 4, 4)
 
 
 def test_causal_temporal_positioning_from_the_file_matches_diffusers_coordinates(tmp_path):

@@ -218,7 +218,7 @@ def test_latent_nodes(builtin_registry):
     assert up["samples"].shape == (1, 4, 16, 16)
     batch = call(builtin_registry, "LatentBatch", samples1={"samples": torch.rand(2, 4, 8, 8)},
                  samples2={"samples": torch.rand(1, 4, 4, 4)})
-    assert batch["samples"].shape == (3, 4, 8, 8) and batch["batch_index"] == [0, 1, 2]
+    assert batch["samples"].shape == (3, 4, 8, 8) and batch["batch_index"] == [0, 1, 0]  # ComfyUI's: each batch's own
     latent = {"samples": torch.rand(1, 4, 8, 8)}
     masked = call(builtin_registry, "SetLatentNoiseMask", samples=latent, mask=torch.ones(1, 64, 64))
     assert masked["noise_mask"].shape == (1, 1, 64, 64) and "noise_mask" not in latent

@@ -45,6 +45,23 @@ def test_bislerp_keeps_norms_and_endpoints(builtin_registry):
     assert out["samples"].shape == (1, 4, 6, 6)
 
 
+def test_bislerp_takes_its_positions_from_a_bilinearly_resized_index_ramp():
+    # ComfyUI's bislerp finds each output's neighbours and weight by resizing the ramp 0..n-1 with
+    # torch's bilinear (float32); exact half-pixel positions differ from those by ~1e-6 at n = 40.
+    import math
+    n, width = 40, 97
+    x = torch.zeros(1, 2, 1, n)
+    x[0, 0, 0, 0::2] = 1.0  # e0 at even columns, e1 at odd ones: neighbours are orthogonal unit vectors
+    x[0, 1, 0, 1::2] = 1.0
+    pos = F.interpolate(torch.arange(n, dtype=torch.float32).reshape(1, 1, 1, -1), size=(1, width),
+                        mode="bilinear").reshape(-1)
+    r = pos - pos.floor()
+    cos, sin = torch.cos(r * math.pi / 2), torch.sin(r * math.pi / 2)  # slerp of orthogonal unit vectors
+    even = pos.long() % 2 == 0
+    expected = torch.stack([torch.where(even, cos, sin), torch.where(even, sin, cos)])[None, :, None]
+    torch.testing.assert_close(bislerp(x, width, 1), expected, rtol=0, atol=3e-7)
+
+
 def test_latent_composite_paste_and_feather(builtin_registry):
     to, src = torch.zeros(1, 4, 8, 8), torch.ones(1, 4, 4, 4)
     out = call(builtin_registry, "LatentComposite", samples_to=latent(to), samples_from=latent(src), x=16, y=8)
@@ -57,8 +74,11 @@ def test_latent_composite_paste_and_feather(builtin_registry):
     # feather 16 px = 2 latent px: inner edges ramp 0.5, 1; the corner multiplies both ramps.
     out = call(builtin_registry, "LatentComposite", samples_to=latent(to), samples_from=latent(src),
                x=16, y=16, feather=16)
+    # A corner on the bottom edge pastes nothing (ComfyUI's empty slices); further out it is refused.
+    edge = call(builtin_registry, "LatentComposite", samples_to=latent(to), samples_from=latent(src), x=0, y=64)
+    assert torch.equal(edge["samples"], to)
     with pytest.raises(NodeInputError) as e:
-        call(builtin_registry, "LatentComposite", samples_to=latent(to), samples_from=latent(src), x=0, y=64)
+        call(builtin_registry, "LatentComposite", samples_to=latent(to), samples_from=latent(src), x=0, y=72)
     assert e.value.input == "y"
     row = out["samples"][0, 0, 4, 2:6]
     assert torch.allclose(row, torch.tensor([0.5, 1.0, 1.0, 0.5]))

@@ -185,3 +185,19 @@ def test_unknown_scheduler_and_bad_steps():
         compute_sigmas(SD, "fast", 20)
     with pytest.raises(ValueError, match="steps must be at least 1"):
         compute_sigmas(SD, "normal", 0)
+
+
+def test_log_sigma_table_is_the_float64_log_rounded_as_comfyui():
+    # ComfyUI keeps log(sigma) taken in float64 then rounded; the log of the rounded float32 sigmas
+    # differs in the last bit for about a third of the entries and moved normal's sigmas by an ulp
+    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+    alphas_cumprod = torch.cumprod(1 - betas, 0)
+    log_sigmas = (0.5 * torch.log((1 - alphas_cumprod) / alphas_cumprod)).float()
+    assert torch.equal(SD.log_sigmas, log_sigmas)
+    assert not torch.equal(SD.sigmas.log(), log_sigmas)  # the case this guards against
+    t = torch.linspace(999, 0, 7)
+    low, high, w = t.floor().long(), t.ceil().long(), t.frac()
+    expected = torch.cat([((1 - w) * log_sigmas[low] + w * log_sigmas[high]).exp(), torch.zeros(1)])
+    assert torch.equal(SCHEDULERS["normal"](SD, 7), expected)
+    lcm = DiscreteSchedule.from_betas(prediction="lcm")  # LCM's 50-entry table: the log of its float32 sigmas
+    assert torch.equal(lcm.log_sigmas, lcm.sigmas.log())

@@ -83,11 +83,14 @@ class DiscreteSchedule:
         if zsnr:
             sigmas = rescale_zero_terminal_snr(sigmas)
         self.sigmas = sigmas.to(torch.float32)
+        # ComfyUI takes the log before rounding to float32 (a third of the entries differ in the
+        # last bit from the log of the rounded sigmas, which moves normal's sigmas by an ulp)
+        self.log_sigmas = sigmas.log().to(torch.float32)
         self.skip = 1  # training timesteps per table entry
-        if prediction == "lcm":
+        if prediction == "lcm":  # LCM's table is sliced from the float32 sigmas, its log taken there
             self.skip = len(self.sigmas) // LCM_ORIGINAL_TIMESTEPS
             self.sigmas = self.sigmas[self.skip - 1::self.skip].clone()
-        self.log_sigmas = self.sigmas.log()
+            self.log_sigmas = self.sigmas.log()
         self.prediction = prediction
         self.sigma_data = sigma_data
         self.zsnr = zsnr
@@ -246,7 +249,8 @@ class ContinuousSchedule(DiscreteSchedule):
             return 999999999.9
         if percent >= 1.0:
             return 0.0
-        low, high = (math.log(v) for v in self.range)
+        # the table's float32 ends, as ComfyUI's (not the configured range: they differ in the 8th digit)
+        low, high = math.log(float(self.sigma_min)), math.log(float(self.sigma_max))
         return math.exp((high - low) * (1.0 - percent) + low)
 
 

@@ -142,7 +142,8 @@ def linear_quadratic(schedule: DiscreteSchedule, steps: int, threshold_noise: fl
 
 def kl_optimal(schedule: DiscreteSchedule, steps: int) -> torch.Tensor:
     """Sabour et al. 2024, "Align Your Steps", eq. for the KL-optimal schedule: arctan(sigma)
-    uniform between the table's ends."""
+    uniform between the table's ends. One step is sigma_max then 0 (ComfyUI's 0/0 there gives NaN,
+    a black picture: a deliberate difference)."""
     sigma_min, sigma_max = float(schedule.sigma_min), float(schedule.sigma_max)
     ramp = torch.arange(steps, dtype=torch.float32) / (steps - 1) if steps > 1 else torch.zeros(1)
     sigmas = torch.zeros(steps + 1)
@@ -257,7 +258,9 @@ def extend_intermediate_sigmas(sigmas: torch.Tensor, steps: int, start_at_sigma:
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         out.append(float(sigma))
-        if end_at_sigma <= float(sigma) <= start_at_sigma:
+        # compared as tensors, as ComfyUI does: the bounds are rounded to float32 first, so a bound
+        # typed as 0.0291675 still holds the float32 sigma 0.0291675
+        if end_at_sigma <= sigma <= start_at_sigma:
             out.extend((fractions * (sigma_next - sigma) + sigma).tolist())
     if len(sigmas) > 0:
         out.append(float(sigmas[-1]))
