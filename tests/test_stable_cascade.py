@@ -105,13 +105,31 @@ def comfy_sigma(t: float, shift: float) -> float:
 
 
 @pytest.mark.parametrize("shift", [1.0, 2.0])
-def test_cascade_schedule_matches_comfyui_closed_forms(shift):
+def test_cascade_table_is_computed_in_float32_as_comfyui(shift):
+    """ComfyUI evaluates the cosine schedule with float32 tensors (s = tensor(0.008), t rounded to
+    float32); the float64 closed form rounded afterwards differs in most entries."""
+    def table(dtype):
+        t = (torch.arange(1, 10001, dtype=torch.float64) / 10000).to(dtype)
+        s = torch.tensor(0.008, dtype=dtype)
+        a = torch.cos((t + s) / (1 + s) * math.pi * 0.5) ** 2 / torch.cos(s / (1 + s) * math.pi * 0.5) ** 2
+        if shift != 1.0:
+            a = ((a / (1 - a)).log() + 2 * torch.log(1.0 / torch.tensor(shift, dtype=dtype))).sigmoid()
+        a = a.clamp(0.0001, 0.9999)
+        return (((1 - a) / a) ** 0.5).float()
+
     schedule = CascadeSchedule(shift)
+    assert schedule.sigmas.dtype == torch.float32 and torch.equal(schedule.sigmas, table(torch.float32))
+    assert (schedule.sigmas != table(torch.float64)).sum() > 1000
+
+
+@pytest.mark.parametrize("shift", [1.0, 2.0])
+def test_cascade_schedule_matches_comfyui_closed_forms(shift):
+    schedule = CascadeSchedule(shift)  # float32, as ComfyUI: 1 - alpha near 1 cancels to ~1e-4
     assert len(schedule.sigmas) == 10000
     for i in (0, 1, 499, 5000, 9998, 9999):
-        assert math.isclose(float(schedule.sigmas[i]), comfy_sigma((i + 1) / 10000, shift), rel_tol=1e-5)
-    assert math.isclose(float(schedule.sigma_max), comfy_sigma(1.0, shift), rel_tol=1e-5)
-    assert math.isclose(schedule.percent_to_sigma(0.25), comfy_sigma(0.75, shift), rel_tol=1e-5)
+        assert math.isclose(float(schedule.sigmas[i]), comfy_sigma((i + 1) / 10000, shift), rel_tol=2e-4)
+    assert math.isclose(float(schedule.sigma_max), comfy_sigma(1.0, shift), rel_tol=2e-4)
+    assert math.isclose(schedule.percent_to_sigma(0.25), comfy_sigma(0.75, shift), rel_tol=2e-4)
     assert schedule.percent_to_sigma(0.0) > 1e8 and schedule.percent_to_sigma(1.0) == 0.0
     # the network's time: the unshifted cosine inverted, t = acos(sqrt(a0 / (sigma^2 + 1))) (1 + s) / (pi/2) - s
     sigma = torch.tensor([0.05, 1.0, 20.0])
@@ -123,7 +141,7 @@ def test_cascade_schedule_matches_comfyui_closed_forms(shift):
 
     sigmas = compute_sigmas(schedule, "simple", 20)
     expected = [comfy_sigma((10000 - int(i * 500)) / 10000, shift) for i in range(20)] + [0.0]
-    assert torch.allclose(sigmas, torch.tensor(expected), rtol=1e-5)
+    assert torch.allclose(sigmas, torch.tensor(expected), rtol=2e-4)
     if shift == 1.0:  # unshifted, timestep inverts sigma
         t = torch.tensor([0.1, 0.5, 0.9])
         assert torch.allclose(schedule.timestep(schedule.sigma(t)), t, atol=1e-4)

@@ -310,27 +310,34 @@ class CascadeSchedule(DiscreteSchedule):
         self.zsnr = False
         self.skip = 1
         self._tables = {}
-        self.sigmas = self.sigma(torch.arange(1, 10001, dtype=torch.float64) / 10000).float()
+        # float32 throughout, as ComfyUI computes the table (float64 moves most entries by an ulp
+        # or more, up to 0.1% with a shift)
+        self.sigmas = self.sigma((torch.arange(1, 10001, dtype=torch.float64) / 10000).float())
         self.log_sigmas = self.sigmas.log()
 
     @property
-    def _alpha_bar_0(self) -> float:
-        s = self.cosine_s
-        return math.cos(s / (1 + s) * math.pi * 0.5) ** 2
+    def _s(self) -> torch.Tensor:
+        return torch.tensor(self.cosine_s, dtype=torch.float32)
+
+    @property
+    def _alpha_bar_0(self) -> torch.Tensor:
+        s = self._s
+        return torch.cos(s / (1 + s) * math.pi * 0.5) ** 2
 
     def sigma(self, timestep: torch.Tensor | float) -> torch.Tensor:
-        t = torch.as_tensor(timestep, dtype=torch.float64)
-        s = self.cosine_s
+        t = torch.as_tensor(timestep, dtype=torch.float32)
+        s = self._s
         alpha_bar = torch.cos((t + s) / (1 + s) * math.pi * 0.5) ** 2 / self._alpha_bar_0
         if self.shift != 1.0:
-            alpha_bar = (torch.log(alpha_bar / (1 - alpha_bar)) - 2 * math.log(self.shift)).sigmoid()
+            log_snr = (alpha_bar / (1 - alpha_bar)).log() + 2 * torch.log(1.0 / torch.tensor(self.shift))
+            alpha_bar = log_snr.sigmoid()
         alpha_bar = alpha_bar.clamp(0.0001, 0.9999)
-        return (((1 - alpha_bar) / alpha_bar) ** 0.5).float()
+        return ((1 - alpha_bar) / alpha_bar) ** 0.5
 
     def timestep(self, sigma: torch.Tensor, quantize: bool = True) -> torch.Tensor:
-        s = self.cosine_s
-        var = (1 / (sigma.float() ** 2 + 1)).clamp(0, 1.0)
-        return ((var * self._alpha_bar_0) ** 0.5).acos() / (math.pi * 0.5) * (1 + s) - s
+        s = self._s.to(sigma.device)
+        var = (1 / (sigma.float() * sigma.float() + 1)).clamp(0, 1.0)
+        return ((var * self._alpha_bar_0.to(sigma.device)) ** 0.5).acos() / (math.pi * 0.5) * (1 + s) - s
 
     def percent_to_sigma(self, percent: float) -> float:
         if percent <= 0.0:
