@@ -95,8 +95,8 @@ class ConditioningSetArea(Node):
 
     def run(self):
         area = (self.height // 8, self.width // 8, self.y // 8, self.x // 8)
-        return [(cond, {**options, "area": area, "strength": self.strength})
-                for cond, options in self.conditioning]
+        # an area set here wins over an earlier ConditioningSetMask's "mask bounds", as in ComfyUI
+        return _with_options(self.conditioning, area=area, strength=self.strength, set_area_to_bounds=False)
 
 
 class ConditioningZeroOut(Node):

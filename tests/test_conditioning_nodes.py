@@ -104,6 +104,19 @@ def test_set_mask_weights_and_mask_bounds(builtin_registry):
     assert sorted(tuple(c["x"].shape[2:]) for c in model.unet.calls) == [(8, 8), (16, 16)]
 
 
+def test_set_area_after_mask_bounds_uses_the_area(builtin_registry):
+    # ComfyUI's ConditioningSetArea turns set_area_to_bounds off: its area, not the mask's box, is used
+    mask = torch.zeros(1, 128, 128)
+    mask[:, 32:64, 16:48] = 1.0
+    bounded = call(builtin_registry, "ConditioningSetMask", conditioning=prompt(0.8), mask=mask, strength=1.0,
+                   set_cond_area="mask bounds")
+    area = call(builtin_registry, "ConditioningSetArea", conditioning=bounded, width=64, height=96, x=8, y=16,
+                strength=0.5)
+    assert area[0][1]["set_area_to_bounds"] is False and bounded[0][1]["set_area_to_bounds"] is True
+    cond = prepare_conds(area, FakeModel(context_eps), SHAPE, "cpu")[0]
+    assert cond.area == (12, 8, 2, 1) and cond.strength == 0.5
+
+
 def test_set_area_percentage(builtin_registry):
     out = call(builtin_registry, "ConditioningSetAreaPercentage", conditioning=prompt(0.5), width=0.5, height=0.25,
                x=0.5, y=0.25, strength=2.0)
