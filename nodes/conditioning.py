@@ -190,7 +190,8 @@ class ConditioningAverage(Node):
 class ConditioningSetTimestepRange(Node):
     """Use the conditioning only during part of the sampling: from `start` to `end` as fractions
     of the denoising process (0 = the first, noisiest step; 1 = the end), measured on the model's
-    noise schedule as ComfyUI does. Combine several to change prompts mid-way."""
+    noise schedule as ComfyUI does. Combine several to change prompts mid-way. A start after the
+    end gives an entry that is never used (as in ComfyUI)."""
     category = "advanced/conditioning"
     conditioning: CONDITIONING
     start: float = Float(0.0, min=0.0, max=1.0, step=0.001)
@@ -199,8 +200,6 @@ class ConditioningSetTimestepRange(Node):
     comfy = ComfyAlias(("ConditioningSetTimestepRange",))
 
     def run(self):
-        if self.start > self.end:
-            raise NodeInputError("start", f"start ({self.start}) is after end ({self.end})")
         return _with_options(self.conditioning, start_percent=self.start, end_percent=self.end)
 
 

@@ -65,9 +65,19 @@ def test_timestep_range_cond_is_inactive_outside_its_range(builtin_registry):
     assert torch.all(model.unet.calls[-1]["context"] == 0.3)
     late_sigma = torch.tensor([boundary / 1.5])
     torch.testing.assert_close(denoiser(x, late_sigma), x - late_sigma * (0.3 + 0.9) / 2)  # both averaged
-    with pytest.raises(NodeInputError) as e:
-        call(builtin_registry, "ConditioningSetTimestepRange", conditioning=prompt(0.9), start=0.8, end=0.2)
-    assert e.value.input == "start"
+
+
+def test_timestep_range_with_start_after_end_is_never_used(builtin_registry):
+    # ComfyUI takes it: active while sigma_end <= sigma <= sigma_start, which no sigma satisfies
+    never = call(builtin_registry, "ConditioningSetTimestepRange", conditioning=prompt(0.9), start=0.8, end=0.2)
+    assert never[0][1] == {"start_percent": 0.8, "end_percent": 0.2}
+    positive = call(builtin_registry, "ConditioningCombine", conditioning_1=prompt(0.3), conditioning_2=never)
+    model = FakeModel(context_eps)
+    denoiser = CFGDenoiser(ModelDenoiser(model), prepare_conds(positive, model, SHAPE, "cpu"), [], 1.0)
+    x = torch.randn(SHAPE)
+    for percent in (0.1, 0.5, 0.9):
+        sigma = torch.tensor([percent_to_sigma(SD, percent)])
+        torch.testing.assert_close(denoiser(x, sigma), x - sigma * 0.3)
 
 
 def test_prompt_switch_mid_sampling_runs_each_prompt_on_its_own_steps(builtin_registry):
