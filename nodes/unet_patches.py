@@ -49,7 +49,9 @@ class HyperTile(Node):
     tile_size pixels instead of the whole image, which makes large images much faster (the
     result changes a little). max_depth also tiles that many lower-resolution levels (SDXL has
     no attention at the top level: use max_depth 1 or more there); scale_depth doubles the tile
-    per level; swap_size is how many tile sizes are drawn from. For UNet models."""
+    per level; swap_size is how many tile sizes are drawn from. Tiles, grids and blocks as
+    ComfyUI's (each tile of queries attends to a run of the untiled tokens; see
+    graphflow.models.hypertile). For UNet models."""
     category = "model_patches/unet"
     model: MODEL
     tile_size: int = Int(256, min=1, max=2048)
@@ -67,9 +69,10 @@ class HyperTile(Node):
 
 class TomePatchModel(Node):
     """Token Merging (ToMe for Stable Diffusion): before the self-attention of the UNet's
-    full-resolution blocks, `ratio` of the image tokens are merged into similar ones (at most
-    3/4), and split again after it: faster sampling of large images at a small cost in detail.
-    For UNet models (SDXL has no attention at full resolution: nothing changes there)."""
+    full-resolution blocks, the queries of `ratio` of the image tokens are merged into similar
+    ones (at most 3/4; they still attend to every token, as in ComfyUI), and split again after
+    it: faster sampling of large images at a small cost in detail. For UNet models (SDXL has no
+    attention at full resolution: nothing changes there)."""
     category = "model_patches/unet"
     model: MODEL
     ratio: float = Float(0.3, min=0.0, max=1.0, step=0.01)
