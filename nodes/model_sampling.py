@@ -6,7 +6,7 @@ import copy
 
 from graphflow.api import MODEL, Bool, Choice, ComfyAlias, Float, Node, NodeInputError
 
-SAMPLING = {"eps": "eps", "v_prediction": "v", "lcm": "lcm", "x0": "x0"}
+SAMPLING = {"eps": "eps", "v_prediction": "v", "lcm": "lcm", "x0": "x0", "img_to_img": "img_to_img"}
 
 
 def _discrete_model(model):
@@ -27,8 +27,10 @@ def _with_options(model, **options):
 class ModelSamplingDiscrete(Node):
     """Say how the model was trained, when the file can't: eps (most SD models), v_prediction
     (SD2-768, some fine-tunes), lcm (latent consistency models and LCM LoRAs: use the lcm sampler,
-    few steps, cfg about 1-2) or x0 (predicts the clean image). zsnr rescales the noise schedule to
-    zero terminal SNR, for models trained that way (usually with v_prediction)."""
+    few steps, cfg about 1-2), x0 (predicts the clean image) or img_to_img (predicts the clean
+    image from the noisy latent as it is, unscaled: image-to-image models such as Lotus). zsnr
+    rescales the noise schedule to zero terminal SNR, for models trained that way (usually with
+    v_prediction)."""
     category = "advanced/model"
     model: MODEL
     sampling: str = Choice(list(SAMPLING), "eps")

@@ -66,6 +66,22 @@ def test_x0_model_lands_on_its_prediction():
     torch.testing.assert_close(out["samples"], target / 0.18215)  # model space 0.7, back to raw
 
 
+def test_img_to_img_model_sees_the_unscaled_latent_and_predicts_x0(builtin_registry, model):
+    # ComfyUI's IMG_TO_IMG (ModelSamplingDiscrete "img_to_img"): x0 prediction, the UNet's input not
+    # divided by sqrt(sigma^2 + 1)
+    patched = call(builtin_registry, "ModelSamplingDiscrete", model=model, sampling="img_to_img", zsnr=False)
+    assert patched.prediction == "img_to_img" and model.prediction == "eps"
+    schedule = DiscreteSchedule.for_model(patched)
+    x, sigma = torch.randn(1, 4, 8, 8), torch.tensor([7.0])
+    torch.testing.assert_close(schedule.c_in(sigma, x), x)
+    target = torch.full((1, 4, 8, 8), 0.7)
+    fake = FakeModel(lambda x, t, c, y: target.expand(x.shape[0], -1, -1, -1))
+    fake.prediction = "img_to_img"
+    denoiser = ModelDenoiser(fake)
+    torch.testing.assert_close(denoiser(x, sigma, context=torch.zeros(1, 77, 8)), target)
+    torch.testing.assert_close(fake.unet.calls[-1]["x"], x)
+
+
 def test_zsnr_sampling_starts_at_the_zero_snr_sigma():
     fake = FakeModel(gaussian_eps(0.0, 1.0))
     fake.zsnr = True

@@ -17,7 +17,7 @@ VIDEO_ARCHS = ("ltxv", "mochi", "cosmos", "cosmos1", "wan")  # latents [B, C, fr
 PACKED_ARCHS = ("flux", "chroma")  # 2x2 patches packed into the channels inside the network
 CASCADE_ARCHS = ("stable_cascade_c", "stable_cascade_b")
 CASCADE_SHIFTS = {"stable_cascade_c": 2.0, "stable_cascade_b": 1.0}  # ComfyUI's sampling_settings
-PREDICTIONS = ("eps", "v", "x0", "lcm", "edm", "flow", "cosmos_rflow")  # as graphflow.sampling.model_sampling (+ flow)
+PREDICTIONS = ("eps", "v", "x0", "lcm", "img_to_img", "edm", "flow", "cosmos_rflow")  # as graphflow.sampling.model_sampling (+ flow)
 
 
 @dataclass(frozen=True)
