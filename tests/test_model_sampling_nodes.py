@@ -123,6 +123,22 @@ def test_rescaled_cfg_formula():
     torch.testing.assert_close(v(out).std(dim=(1, 2, 3)), v(cond).std(dim=(1, 2, 3)))
 
 
+def test_rescaled_cfg_on_a_video_latent_takes_comfyuis_std_over_dims_1_to_3():
+    # ComfyUI's std(dim=(1, 2, 3)) on [B, C, T, h, w]: one standard deviation per column of width
+    g = torch.Generator().manual_seed(1)
+    x, cond, uncond = (torch.randn(2, 4, 3, 5, 6, generator=g) for _ in range(3))
+    sigma = torch.tensor([3.0, 0.5])
+    out = rescaled_cfg(x, sigma, cond, uncond, 7.0, 1.0)
+    s = sigma.reshape(-1, 1, 1, 1, 1)
+
+    def v(d):
+        return (x / (s * s + 1) - d) * (s * s + 1).sqrt() / s
+
+    torch.testing.assert_close(v(out).std(dim=(1, 2, 3)), v(cond).std(dim=(1, 2, 3)))
+    torch.testing.assert_close(rescaled_cfg(x, sigma, cond, uncond, 7.0, 0.7),
+                               comfy_rescale_cfg(x, sigma, cond, uncond, 7.0, 0.7))
+
+
 def scaled_eps(x_in, t, context, y):
     """eps proportional to x with a prompt-dependent factor, so cond and uncond differ in contrast."""
     return x_in * context.float().mean(dim=(1, 2)).reshape(-1, 1, 1, 1)

@@ -672,14 +672,15 @@ def rescaled_cfg(x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor, uncon
     """CFG with the rescale of Lin et al. 2023 ("Common Diffusion Noise Schedules ...", sec. 3.4), as
     ComfyUI's RescaleCFG does it: in v-space, the guided v is scaled to the per-image standard
     deviation of the positive v, then mixed with the plain guided v by `multiplier`; cond and
-    uncond are denoised predictions (x0), and so is the result."""
+    uncond are denoised predictions (x0), and so is the result. The standard deviations are taken
+    over dims 1-3 as ComfyUI's are (a video latent [B, C, T, h, w]: per column of width)."""
     s = sigma.reshape(-1, *[1] * (x.ndim - 1))
     root = (s * s + 1).sqrt()
     x_vp = x / (s * s + 1)
     v_cond = (x_vp - cond) * root / s
     v_uncond = (x_vp - uncond) * root / s
     v_cfg = v_uncond + cfg * (v_cond - v_uncond)
-    ratio = v_cond.std(dim=tuple(range(1, x.ndim)), keepdim=True) / v_cfg.std(dim=tuple(range(1, x.ndim)), keepdim=True)
+    ratio = v_cond.std(dim=(1, 2, 3), keepdim=True) / v_cfg.std(dim=(1, 2, 3), keepdim=True)
     v_final = multiplier * v_cfg * ratio + (1.0 - multiplier) * v_cfg
     return x_vp - v_final * s / root
 
