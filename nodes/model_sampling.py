@@ -110,32 +110,34 @@ class FreeU_V2(Node):
         return apply_freeu(_discrete_model(self.model), self.b1, self.b2, self.s1, self.s2, version=2)
 
 
-EDM_SAMPLING = {"v_prediction": "v", "edm": "edm", "eps": "eps"}
-EDM_UNSUPPORTED = ("edm_playground_v2.5", "cosmos_rflow")
+EDM_SAMPLING = {"v_prediction": "v", "edm": "edm", "edm_playground_v2.5": "edm", "eps": "eps",
+                "cosmos_rflow": "cosmos_rflow"}
 
 
 class ModelSamplingContinuousEDM(Node):
     """Sample a model trained in continuous time (EDM), such as CosXL: noise levels between
     sigma_min and sigma_max, the UNet told 0.25 ln(sigma) as its timestep. sampling is what the
-    model predicts: v_prediction (CosXL), edm (Karras et al.'s F-prediction) or eps.
-    edm_playground_v2.5 and cosmos_rflow are not supported yet."""
+    model predicts: v_prediction (CosXL), edm (Karras et al.'s F-prediction), edm_playground_v2.5
+    (edm with Playground v2.5's latent space: each channel standardised, as ComfyUI), eps or
+    cosmos_rflow (Cosmos-Predict2's rectified flow)."""
     category = "advanced/model"
     model: MODEL
-    sampling: str = Choice([*EDM_SAMPLING, *EDM_UNSUPPORTED], "v_prediction")
+    sampling: str = Choice(list(EDM_SAMPLING), "v_prediction")
     sigma_max: float = Float(120.0, min=0.0, max=1000.0, step=0.001)
     sigma_min: float = Float(0.002, min=0.0, max=1000.0, step=0.001)
     outputs = {"model": MODEL}
     comfy = ComfyAlias(("ModelSamplingContinuousEDM",))
 
     def run(self):
-        if self.sampling in EDM_UNSUPPORTED:
-            raise NodeInputError("sampling", f"{self.sampling!r} is not supported yet; use one of "
-                                             f"{', '.join(EDM_SAMPLING)}")
         if not 0 < self.sigma_min < self.sigma_max:
             raise NodeInputError("sigma_min", f"sigma_min ({self.sigma_min}) must be above 0 and below sigma_max "
                                               f"({self.sigma_max})")
-        return _discrete_model(self.model).with_continuous_sampling(EDM_SAMPLING[self.sampling], self.sigma_min,
-                                                                    self.sigma_max)
+        model = _discrete_model(self.model).with_continuous_sampling(EDM_SAMPLING[self.sampling], self.sigma_min,
+                                                                     self.sigma_max)
+        if self.sampling == "edm_playground_v2.5":
+            from graphflow.models.latent_formats import PLAYGROUND_2_5
+            model.latent_format = PLAYGROUND_2_5  # a copy: the input model keeps its own
+        return model
 
 
 class ModelSamplingContinuousV(Node):

@@ -223,8 +223,7 @@ def test_model_sampling_continuous_edm_node_and_sampling(builtin_registry, model
     edm = call(builtin_registry, "ModelSamplingContinuousEDM", model=model, sampling="edm", sigma_max=80.0,
                sigma_min=0.01)
     assert (edm.prediction, edm.edm) == ("edm", (0.01, 80.0)) and model.edm is None and edm.unet is model.unet
-    for bad, name in (({"sampling": "cosmos_rflow"}, "sampling"), ({"sigma_min": 0.0}, "sigma_min"),
-                      ({"sigma_min": 200.0}, "sigma_min")):
+    for bad, name in (({"sigma_min": 0.0}, "sigma_min"), ({"sigma_min": 200.0}, "sigma_min")):
         args = {"sampling": "v_prediction", "sigma_max": 120.0, "sigma_min": 0.002, **bad}
         with pytest.raises(NodeInputError) as e:
             call(builtin_registry, "ModelSamplingContinuousEDM", model=model, **args)
@@ -238,6 +237,30 @@ def test_model_sampling_continuous_edm_node_and_sampling(builtin_registry, model
     torch.testing.assert_close(timesteps, 0.25 * sigmas[:-1].log())  # the UNet is told c_noise
     # Back to discrete sampling clears the EDM setting.
     assert call(builtin_registry, "ModelSamplingDiscrete", model=edm, sampling="eps", zsnr=False).edm is None
+
+
+def test_model_sampling_continuous_edm_playground_and_cosmos_rflow(builtin_registry, model):
+    # ComfyUI's edm_playground_v2.5: EDM (sigma_data 0.5) in Playground v2.5's latent space,
+    # (z - mean_c) * 0.5 / std_c per channel
+    pg = call(builtin_registry, "ModelSamplingContinuousEDM", model=model, sampling="edm_playground_v2.5",
+              sigma_max=80.0, sigma_min=0.002)
+    assert (pg.prediction, pg.edm) == ("edm", (0.002, 80.0)) and model.latent_format.name == "sd1"
+    schedule = DiscreteSchedule.for_model(pg)
+    assert schedule.sigma_data == 0.5
+    z = torch.randn(1, 4, 3, 3)
+    mean = torch.tensor([-1.6574, 1.886, -1.383, 2.5155]).view(1, 4, 1, 1)
+    std = torch.tensor([8.4927, 5.9022, 6.5498, 5.2299]).view(1, 4, 1, 1)
+    torch.testing.assert_close(pg.latent_format.process_in(z), (z - mean) * 0.5 / std)
+    torch.testing.assert_close(pg.latent_format.process_out(pg.latent_format.process_in(z)), z)
+    # cosmos_rflow: Cosmos-Predict2's rectified flow over the node's sigma range
+    rf = call(builtin_registry, "ModelSamplingContinuousEDM", model=model, sampling="cosmos_rflow",
+              sigma_max=80.0, sigma_min=0.002)
+    schedule = DiscreteSchedule.for_model(rf)
+    assert schedule.prediction == "cosmos_rflow"
+    assert float(schedule.sigma_max) == pytest.approx(80.0) and float(schedule.sigma_min) == pytest.approx(0.002)
+    sigma = torch.tensor([3.0])
+    torch.testing.assert_close(schedule.timestep(sigma), sigma / (sigma + 1))
+    assert schedule.percent_to_sigma(0.5) == pytest.approx((0.002 * 80.0) ** 0.5)
 
 
 def test_model_sampling_continuous_v_tells_the_unet_the_angle_of_sigma(builtin_registry, model):

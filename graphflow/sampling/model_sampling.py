@@ -106,9 +106,9 @@ class DiscreteSchedule:
         whose `edm` (sigma_min, sigma_max) ModelSamplingContinuousEDM / V set."""
         if getattr(model, "arch", "").startswith("stable_cascade"):
             return CascadeSchedule(model.sampling_shift)
-        if getattr(model, "prediction", None) == "cosmos_rflow":
-            return CosmosRFlowSchedule()
         edm = getattr(model, "edm", None)
+        if getattr(model, "prediction", None) == "cosmos_rflow":  # its range as ModelSamplingContinuousEDM set it
+            return CosmosRFlowSchedule() if edm is None else CosmosRFlowSchedule(*edm)
         if edm is not None:
             return ContinuousSchedule(edm[0], edm[1], model.prediction, getattr(model, "continuous_timestep", "log"))
         b = model.beta_schedule
