@@ -114,6 +114,33 @@ def test_bad_inputs_are_named(builtin_registry):
     with pytest.raises(NodeInputError) as e:
         call(builtin_registry, "UNetSelfAttentionMultiply", model=object())
     assert e.value.input == "model"
-    with pytest.raises(NodeInputError) as e:
-        call(builtin_registry, "CLIPAttentionMultiply", clip=object())
-    assert e.value.input == "clip"
+
+
+def test_a_model_without_the_projections_passes_unchanged(builtin_registry, caplog):
+    # ComfyUI's patch matches weight names: a DiT without *.attn1.to_q ... keeps all its weights
+    class DiT:
+        unet = torch.nn.Linear(4, 4)
+        patches = ()
+
+        def with_patches(self, patches):
+            raise AssertionError("nothing to patch")
+    model = DiT()
+    with caplog.at_level("WARNING"):
+        out = call(builtin_registry, "UNetSelfAttentionMultiply", model=model, q=2.0, k=1.0, v=1.0, out=1.0)
+    assert out is model and "passed on unchanged" in caplog.text
+
+
+def test_ltxv_attention_is_scaled_as_comfyuis(builtin_registry):
+    # LTX-Video's transformer blocks have attn1 / attn2 .to_q ... .to_out.0 (weights and biases):
+    # ComfyUI's patch scales them as a UNet's
+    from graphflow.models.diffusion_model import DiffusionModel
+    from graphflow.models.ltxv import LTXV
+    from graphflow.testing import ltxv_configs
+    torch.manual_seed(0)
+    model = DiffusionModel(LTXV(ltxv_configs()[0]), "ltxv", "flow")
+    out = call(builtin_registry, "UNetSelfAttentionMultiply", model=model, q=2.0, k=1.0, v=1.0, out=0.5)
+    assert sorted(p.param for p in out.patches) == sorted(
+        f"transformer_blocks.0.attn1.{proj}.{kind}" for proj in ("to_q", "to_out.0") for kind in ("weight", "bias"))
+    weight = model.unet.transformer_blocks[0].attn1.to_q.weight
+    scaled = next(p for p in out.patches if p.param == "transformer_blocks.0.attn1.to_q.weight").change(weight)
+    torch.testing.assert_close(scaled, weight * 2.0)

@@ -156,13 +156,19 @@ def test_hypertile_tiles_the_chosen_levels_of_a_copy(builtin_registry, model):
     assert all(p is q for p, q in zip(patched.unet.parameters(), model.unet.parameters()))
 
 
-def test_patches_need_a_unet(builtin_registry):
+def test_a_model_without_unet_blocks_passes_unchanged(builtin_registry, caplog):
+    # ComfyUI's attn1 patches never fire on a DiT (FLUX, SD3): the picture is the plain one
     class Flow:
         unet = torch.nn.Linear(1, 1)
-    for node in ("HyperTile", "TomePatchModel"):
-        with pytest.raises(NodeInputError) as e:
-            call(builtin_registry, node, model=Flow())
-        assert e.value.input == "model" and "UNet" in str(e.value)
+    flow = Flow()
+    for node in ("HyperTile", "TomePatchModel", "PatchModelAddDownscale"):
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            assert call(builtin_registry, node, model=flow) is flow
+        assert "passed on unchanged" in caplog.text
+    with pytest.raises(NodeInputError) as e:  # not a MODEL at all
+        call(builtin_registry, "HyperTile", model=object())
+    assert e.value.input == "model"
 
 
 # -- Token Merging ----------------------------------------------------------------------------
