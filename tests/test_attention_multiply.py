@@ -144,3 +144,14 @@ def test_ltxv_attention_is_scaled_as_comfyuis(builtin_registry):
     weight = model.unet.transformer_blocks[0].attn1.to_q.weight
     scaled = next(p for p in out.patches if p.param == "transformer_blocks.0.attn1.to_q.weight").change(weight)
     torch.testing.assert_close(scaled, weight * 2.0)
+
+
+def test_temporal_multiply_on_an_image_unet_scales_its_outputs_as_structural(builtin_registry, checkpoint):
+    # ComfyUI matches *.attn1/attn2.to_out.0 names: without .time_stack. they are structural
+    model = checkpoint.model
+    out = call(builtin_registry, "UNetTemporalAttentionMultiply", model=model, self_structural=2.0,
+               self_temporal=3.0, cross_structural=0.5, cross_temporal=5.0)
+    factors = {p.param: float(p.change(torch.ones(1))[0]) for p in out.patches}
+    expected = {name: 2.0 if ".attn1.to_out.0." in name else 0.5 for name, _ in model.unet.named_parameters()
+                if ".attn1.to_out.0." in name or ".attn2.to_out.0." in name}
+    assert factors == expected and expected and model.patches == ()
