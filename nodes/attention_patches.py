@@ -67,7 +67,8 @@ class UNetCrossAttentionMultiply(Node):
 class CLIPAttentionMultiply(Node):
     """Multiplies the weights of the CLIP text encoder's self-attention query, key, value and
     output projections by q, k, v and out (every CLIP tower; T5 is left as it is), which changes
-    how the prompt's words influence each other. All 1: no change."""
+    how the prompt's words influence each other. All 1: no change. T5 alone passes unchanged (as
+    in ComfyUI)."""
     category = "model_patches/attention"
     clip: CLIP
     q: float = _multiplier()
@@ -79,7 +80,11 @@ class CLIPAttentionMultiply(Node):
 
     def run(self):
         from graphflow.models.attention_multiply import multiply_clip_attention
-        if not getattr(self.clip, "towers", None):
-            raise NodeInputError("clip", "CLIPAttentionMultiply needs a CLIP text encoder with CLIP towers "
-                                         "(T5 alone has none)")
+        if not hasattr(self.clip, "towers") or not hasattr(self.clip, "with_towers"):
+            raise NodeInputError("clip", "CLIPAttentionMultiply needs a text encoder (CLIP)")
+        if not self.clip.towers:  # ComfyUI's patch matches no T5 weight: the encoder stays as it is
+            from graphflow.context import warn
+            warn("CLIPAttentionMultiply: this text encoder has no CLIP towers (T5 alone) and is passed on "
+                 "unchanged (as in ComfyUI)")
+            return self.clip
         return multiply_clip_attention(self.clip, self.q, self.k, self.v, self.out)

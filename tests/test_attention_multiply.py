@@ -155,3 +155,16 @@ def test_temporal_multiply_on_an_image_unet_scales_its_outputs_as_structural(bui
     expected = {name: 2.0 if ".attn1.to_out.0." in name else 0.5 for name, _ in model.unet.named_parameters()
                 if ".attn1.to_out.0." in name or ".attn2.to_out.0." in name}
     assert factors == expected and expected and model.patches == ()
+
+
+def test_clip_multiply_passes_a_t5_only_encoder_unchanged(builtin_registry, caplog):
+    # ComfyUI's patch matches self_attn.q_proj ... names, which T5 has none of
+    class T5Only:
+        towers = []
+
+        def with_towers(self, towers):
+            raise AssertionError("nothing to patch")
+    clip = T5Only()
+    with caplog.at_level("WARNING"):
+        assert call(builtin_registry, "CLIPAttentionMultiply", clip=clip, q=2.0, k=1.0, v=1.0, out=1.0) is clip
+    assert "passed on unchanged" in caplog.text
