@@ -45,7 +45,8 @@ class ModelSamplingDiscrete(Node):
 class RescaleCFG(Node):
     """Rescale the guided prediction to the positive prompt's contrast (Lin et al. 2023), which
     keeps high cfg from burning out colours, notably with v-prediction / zero-SNR models. multiplier
-    mixes the rescaled result with plain CFG (0 = plain CFG)."""
+    mixes the rescaled result with plain CFG (0 = plain CFG). It takes ComfyUI's single slot for
+    a CFG replacement: it replaces an earlier RenormCFG / PerpNeg, and a later one replaces it."""
     category = "advanced/model"
     model: MODEL
     multiplier: float = Float(0.7, min=0.0, max=1.0, step=0.01)
@@ -53,7 +54,10 @@ class RescaleCFG(Node):
     comfy = ComfyAlias(("RescaleCFG",))
 
     def run(self):
-        return _with_options(self.model, cfg_rescale=self.multiplier)
+        clone = _with_options(self.model, cfg_rescale=self.multiplier)
+        if getattr(clone, "cfg_function", None) is not None:
+            clone.cfg_function = None  # ComfyUI's sampler_cfg_function holds one function: the last node's
+        return clone
 
 
 class DifferentialDiffusion(Node):

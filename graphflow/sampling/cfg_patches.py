@@ -41,9 +41,12 @@ def _with_pre_cfg(model, pre_cfg):
 
 
 def _with_cfg_function(model, cfg_function):
-    # one slot, as ComfyUI's sampler_cfg_function: the last node applied wins
+    # one slot, as ComfyUI's sampler_cfg_function: the last node applied wins (RescaleCFG's too)
     patched = copy.copy(model)
     patched.cfg_function = cfg_function
+    options = getattr(model, "options", None)
+    if options and "cfg_rescale" in options:
+        patched.options = {k: v for k, v in options.items() if k != "cfg_rescale"}
     return patched
 
 
