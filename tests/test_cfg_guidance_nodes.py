@@ -160,6 +160,13 @@ def test_renorm_cfg_replaces_the_dual_cfg_guiders_inner_combination():
     torch.testing.assert_close(dual(model), cfg(c2, neg, 5.0) + (c1 - c2) * 3.0, rtol=1e-5, atol=1e-5)
     truncated = run_node(gp.RenormCFG, model=model, cfg_trunc=1.0, renorm_cfg=1.0)  # sigma 2 >= 1: c2 alone
     torch.testing.assert_close(dual(truncated), c2 + (c1 - c2) * 3.0, rtol=1e-5, atol=1e-5)
+    # RescaleCFG is ComfyUI's sampler_cfg_function too: it rescales the inner combination
+    from graphflow.sampling.guidance import rescaled_cfg
+    from nodes.model_sampling import RescaleCFG
+    rescaled = run_node(RescaleCFG, model=model, multiplier=0.7)
+    torch.testing.assert_close(dual(rescaled), rescaled_cfg(x, sigma, c2, neg, 5.0, 0.7) + (c1 - c2) * 3.0,
+                               rtol=1e-5, atol=1e-5)
+    assert (rescaled_cfg(x, sigma, c2, neg, 5.0, 0.7) - cfg(c2, neg, 5.0)).abs().max() > 1e-3
 
 
 def test_perp_neg_combine_removes_only_the_perpendicular_part():
