@@ -303,11 +303,13 @@ class InpaintModelConditioning(Node):
         f = self.vae.downscale
         mask = self.mask.reshape(-1, 1, *self.mask.shape[-2:]).float()
         mask = F.interpolate(mask, size=self.pixels.shape[1:3], mode="bilinear")
-        pixels, mask = _crop_to_multiple(self.pixels, f, mask)
+        # ComfyUI crops the picture and the mask to multiples of 8 whatever the VAE; its VAE then
+        # crops what it encodes to its own multiple (the same centre crop: 8 divides f or f divides 8)
+        pixels, mask = _crop_to_multiple(self.pixels, 8, mask)
         keep = (1.0 - mask.round())[:, 0, :, :, None]
         greyed = (pixels - 0.5) * keep + 0.5
-        concat_latent = self.vae.encode(greyed)
-        latent = {"samples": self.vae.encode(pixels)}
+        concat_latent = self.vae.encode(_crop_to_multiple(greyed, f)[0])
+        latent = {"samples": self.vae.encode(_crop_to_multiple(self.pixels, f)[0])}
         if self.noise_mask:
             latent["noise_mask"] = mask
         values = {"concat_latent_image": concat_latent, "concat_mask": mask}

@@ -167,6 +167,34 @@ def test_inpaint_model_conditioning(builtin_registry, tiny_vae):
     assert "noise_mask" not in plain
 
 
+@pytest.mark.parametrize("downscale", [4, 16])
+def test_inpaint_model_conditioning_crops_the_mask_to_multiples_of_8_whatever_the_vae(builtin_registry, downscale):
+    # ComfyUI crops picture and mask to multiples of 8; its VAE crops what it encodes to its own
+    class FakeVAE:
+        def __init__(self, f):
+            self.downscale = f
+
+        def encode(self, pixels):
+            assert pixels.shape[1] % self.downscale == 0 and pixels.shape[2] % self.downscale == 0
+            return pixels.movedim(-1, 1)[:, :, ::self.downscale, ::self.downscale].clone()
+    pixels = torch.rand(1, 108, 70, 3, generator=torch.Generator().manual_seed(2))
+    mask = torch.zeros(1, 108, 70)
+    mask[:, 50:] = 1.0
+    vae = FakeVAE(downscale)
+    positive, _, latent = call(builtin_registry, "InpaintModelConditioning", positive=prompt(0.1),
+                               negative=prompt(-0.1), vae=vae, pixels=pixels, mask=mask, noise_mask=True)
+    assert latent["noise_mask"].shape == (1, 1, 104, 64)  # 108 x 70 centre-cropped to 8s: rows 2.., cols 3..
+    assert torch.equal(latent["noise_mask"], mask[:, None, 2:106, 3:67])
+    greyed = pixels[:, 2:106, 3:67].clone()
+    greyed[:, 48:] = 0.5
+    def centre(x, f):  # the VAE's own centre crop to multiples of f
+        h, w = x.shape[1:3]
+        top, left = (h % f) // 2, (w % f) // 2
+        return x[:, top:top + h // f * f, left:left + w // f * f]
+    torch.testing.assert_close(positive[0][1]["concat_latent_image"], vae.encode(centre(greyed, downscale)))
+    torch.testing.assert_close(latent["samples"], vae.encode(centre(pixels, downscale)))
+
+
 def test_instruct_pix2pix_conditioning_feeds_the_raw_image_latent(builtin_registry, tiny_vae):
     pixels = torch.rand(1, 64, 76, 3, generator=torch.Generator().manual_seed(1))
     positive, negative, latent = call(builtin_registry, "InstructPixToPixConditioning", positive=prompt(0.1),
