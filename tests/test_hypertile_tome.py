@@ -272,3 +272,26 @@ def test_sampling_with_hypertile_and_tome(builtin_registry, model):
     assert out.shape == plain.shape and torch.isfinite(out).all()
     assert (out - plain).abs().max() > 1e-4
     torch.testing.assert_close(sample(both, 1, 2, 4.0, "euler", "normal", cond, uncond, latent)["samples"], out)
+
+
+def test_hypertile_tiles_svds_spatial_self_attention(builtin_registry):
+    # ComfyUI's SVD UNet hands HyperTile its latent shape too: the full-size spatial blocks are tiled
+    from graphflow.models.svd import SVDConfig, SVDUNet
+    config = SVDConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(True, False),
+                       context_dim=24, num_head_channels=16)
+    torch.manual_seed(0)
+    model = DiffusionModel(SVDUNet(config).eval(), "svd", "v")
+    patched = call(builtin_registry, "HyperTile", model=model, tile_size=32, swap_size=1, max_depth=0)
+    spatial = [m.attn1 for m in patched.unet.modules() if isinstance(m, BasicTransformerBlock)]
+    seen = []
+    hooks = [a.register_forward_pre_hook(lambda m, args: seen.append(tuple(args[0].shape[:2]))) for a in spatial]
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, config.in_channels, 16, 16, generator=g)
+    try:
+        with torch.no_grad():
+            patched.unet(x, torch.tensor([0.5, 0.5]), torch.randn(2, 1, 24, generator=g),
+                         torch.randn(2, config.adm_in_channels, generator=g), num_frames=2)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert (2 * 16, 16) in seen  # 2 frames x 16 tiles of 4 x 4 tokens
