@@ -95,8 +95,8 @@ class ConditioningSetArea(Node):
 
     def run(self):
         area = (self.height // 8, self.width // 8, self.y // 8, self.x // 8)
-        return [(cond, {**options, "area": area, "strength": self.strength})
-                for cond, options in self.conditioning]
+        # an area set here wins over an earlier ConditioningSetMask's "mask bounds", as in ComfyUI
+        return _with_options(self.conditioning, area=area, strength=self.strength, set_area_to_bounds=False)
 
 
 class ConditioningZeroOut(Node):
@@ -190,7 +190,8 @@ class ConditioningAverage(Node):
 class ConditioningSetTimestepRange(Node):
     """Use the conditioning only during part of the sampling: from `start` to `end` as fractions
     of the denoising process (0 = the first, noisiest step; 1 = the end), measured on the model's
-    noise schedule as ComfyUI does. Combine several to change prompts mid-way."""
+    noise schedule as ComfyUI does. Combine several to change prompts mid-way. A start after the
+    end gives an entry that is never used (as in ComfyUI)."""
     category = "advanced/conditioning"
     conditioning: CONDITIONING
     start: float = Float(0.0, min=0.0, max=1.0, step=0.001)
@@ -199,8 +200,6 @@ class ConditioningSetTimestepRange(Node):
     comfy = ComfyAlias(("ConditioningSetTimestepRange",))
 
     def run(self):
-        if self.start > self.end:
-            raise NodeInputError("start", f"start ({self.start}) is after end ({self.end})")
         return _with_options(self.conditioning, start_percent=self.start, end_percent=self.end)
 
 
@@ -304,11 +303,13 @@ class InpaintModelConditioning(Node):
         f = self.vae.downscale
         mask = self.mask.reshape(-1, 1, *self.mask.shape[-2:]).float()
         mask = F.interpolate(mask, size=self.pixels.shape[1:3], mode="bilinear")
-        pixels, mask = _crop_to_multiple(self.pixels, f, mask)
+        # ComfyUI crops the picture and the mask to multiples of 8 whatever the VAE; its VAE then
+        # crops what it encodes to its own multiple (the same centre crop: 8 divides f or f divides 8)
+        pixels, mask = _crop_to_multiple(self.pixels, 8, mask)
         keep = (1.0 - mask.round())[:, 0, :, :, None]
         greyed = (pixels - 0.5) * keep + 0.5
-        concat_latent = self.vae.encode(greyed)
-        latent = {"samples": self.vae.encode(pixels)}
+        concat_latent = self.vae.encode(_crop_to_multiple(greyed, f)[0])
+        latent = {"samples": self.vae.encode(_crop_to_multiple(self.pixels, f)[0])}
         if self.noise_mask:
             latent["noise_mask"] = mask
         values = {"concat_latent_image": concat_latent, "concat_mask": mask}

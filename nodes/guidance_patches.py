@@ -13,7 +13,8 @@ class AdaptiveProjectedGuidance(Node):
     optionally averaged over steps (momentum: a running sum with that weight on the past; 0 off),
     and its part along the positive prediction, which oversaturates, is weighted by eta (0 removes
     it). Result: positive + cfg * guidance, so with eta 1 and no threshold or momentum it is plain CFG
-    at cfg + 1 (as ComfyUI's). Replaces the CFG combination: apply it before other guidance patches."""
+    at cfg + 1 (as ComfyUI's). It changes the positive prediction before the CFG combination, so
+    RescaleCFG and the other guidance patches work on its result (as in ComfyUI)."""
     category = "sampling/custom_sampling"
     model: MODEL
     eta: float = Float(1.0, min=-10.0, max=10.0, step=0.01)

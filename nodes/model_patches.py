@@ -16,15 +16,22 @@ class PerturbedAttentionGuidance(Node):
     """Perturbed-Attention Guidance: each step also predicts with the UNet's middle-block
     self-attention blinded (every token attends only to itself) and pushes the result away from
     that prediction by `scale`: sharper structure and composition, also at low CFG. Costs one
-    more model evaluation per step. Typical scale 2-5 (0 turns it off)."""
+    more model evaluation per step. Typical scale 2-5 (0 turns it off). On a model without a
+    UNet middle block (FLUX, SD3, ...) it changes nothing, as in ComfyUI (a warning says so)."""
     category = "model_patches/unet"
     model: MODEL
     scale: float = Float(3.0, min=0.0, max=100.0, step=0.01)
     outputs = {"model": MODEL}
 
     def run(self):
-        from graphflow.sampling.perturbed_attention import perturbed_attention_guidance
-        _check_unet(self.model, "Perturbed-Attention Guidance")
+        from graphflow.context import warn
+        from graphflow.sampling.perturbed_attention import middle_self_attentions, perturbed_attention_guidance
+        if not middle_self_attentions(getattr(self.model, "unet", None)):
+            # ComfyUI's patch replaces the UNet middle block's self-attention; a model without one
+            # predicts the same with and without it, so the guidance adds 0
+            warn("Perturbed-Attention Guidance needs a UNet model with self-attention in its middle block "
+                 "(SD1.x, SD2.x, SDXL); this model is passed on unchanged")
+            return self.model
         return perturbed_attention_guidance(self.model, self.scale)
 
 

@@ -6,7 +6,7 @@ import copy
 
 from graphflow.api import MODEL, Bool, Choice, ComfyAlias, Float, Node, NodeInputError
 
-SAMPLING = {"eps": "eps", "v_prediction": "v", "lcm": "lcm", "x0": "x0"}
+SAMPLING = {"eps": "eps", "v_prediction": "v", "lcm": "lcm", "x0": "x0", "img_to_img": "img_to_img"}
 
 
 def _discrete_model(model):
@@ -27,8 +27,10 @@ def _with_options(model, **options):
 class ModelSamplingDiscrete(Node):
     """Say how the model was trained, when the file can't: eps (most SD models), v_prediction
     (SD2-768, some fine-tunes), lcm (latent consistency models and LCM LoRAs: use the lcm sampler,
-    few steps, cfg about 1-2) or x0 (predicts the clean image). zsnr rescales the noise schedule to
-    zero terminal SNR, for models trained that way (usually with v_prediction)."""
+    few steps, cfg about 1-2), x0 (predicts the clean image) or img_to_img (predicts the clean
+    image from the noisy latent as it is, unscaled: image-to-image models such as Lotus). zsnr
+    rescales the noise schedule to zero terminal SNR, for models trained that way (usually with
+    v_prediction)."""
     category = "advanced/model"
     model: MODEL
     sampling: str = Choice(list(SAMPLING), "eps")
@@ -43,7 +45,8 @@ class ModelSamplingDiscrete(Node):
 class RescaleCFG(Node):
     """Rescale the guided prediction to the positive prompt's contrast (Lin et al. 2023), which
     keeps high cfg from burning out colours, notably with v-prediction / zero-SNR models. multiplier
-    mixes the rescaled result with plain CFG (0 = plain CFG)."""
+    mixes the rescaled result with plain CFG (0 = plain CFG). It takes ComfyUI's single slot for
+    a CFG replacement: it replaces an earlier RenormCFG / PerpNeg, and a later one replaces it."""
     category = "advanced/model"
     model: MODEL
     multiplier: float = Float(0.7, min=0.0, max=1.0, step=0.01)
@@ -51,14 +54,18 @@ class RescaleCFG(Node):
     comfy = ComfyAlias(("RescaleCFG",))
 
     def run(self):
-        return _with_options(self.model, cfg_rescale=self.multiplier)
+        clone = _with_options(self.model, cfg_rescale=self.multiplier)
+        if getattr(clone, "cfg_function", None) is not None:
+            clone.cfg_function = None  # ComfyUI's sampler_cfg_function holds one function: the last node's
+        return clone
 
 
 class DifferentialDiffusion(Node):
     """Inpaint with a soft mask that says how much each pixel may change: a pixel at 0.3 is
     repainted only over the last 30% of the steps, one at 1 from the start (Levin & Fried 2023).
-    Use with a grey-level noise mask (SetLatentNoiseMask, InpaintModelConditioning). strength below
-    1 blends the per-step binary mask with the soft one."""
+    Use with a grey-level noise mask (SetLatentNoiseMask, InpaintModelConditioning). strength between
+    0 and 1 blends the per-step binary mask with the soft one; 0 and 1 use the binary mask alone
+    (as ComfyUI)."""
     category = "advanced/model"
     model: MODEL
     strength: float = Float(1.0, min=0.0, max=1.0, step=0.01)
@@ -107,32 +114,34 @@ class FreeU_V2(Node):
         return apply_freeu(_discrete_model(self.model), self.b1, self.b2, self.s1, self.s2, version=2)
 
 
-EDM_SAMPLING = {"v_prediction": "v", "edm": "edm", "eps": "eps"}
-EDM_UNSUPPORTED = ("edm_playground_v2.5", "cosmos_rflow")
+EDM_SAMPLING = {"v_prediction": "v", "edm": "edm", "edm_playground_v2.5": "edm", "eps": "eps",
+                "cosmos_rflow": "cosmos_rflow"}
 
 
 class ModelSamplingContinuousEDM(Node):
     """Sample a model trained in continuous time (EDM), such as CosXL: noise levels between
     sigma_min and sigma_max, the UNet told 0.25 ln(sigma) as its timestep. sampling is what the
-    model predicts: v_prediction (CosXL), edm (Karras et al.'s F-prediction) or eps.
-    edm_playground_v2.5 and cosmos_rflow are not supported yet."""
+    model predicts: v_prediction (CosXL), edm (Karras et al.'s F-prediction), edm_playground_v2.5
+    (edm with Playground v2.5's latent space: each channel standardised, as ComfyUI), eps or
+    cosmos_rflow (Cosmos-Predict2's rectified flow)."""
     category = "advanced/model"
     model: MODEL
-    sampling: str = Choice([*EDM_SAMPLING, *EDM_UNSUPPORTED], "v_prediction")
+    sampling: str = Choice(list(EDM_SAMPLING), "v_prediction")
     sigma_max: float = Float(120.0, min=0.0, max=1000.0, step=0.001)
     sigma_min: float = Float(0.002, min=0.0, max=1000.0, step=0.001)
     outputs = {"model": MODEL}
     comfy = ComfyAlias(("ModelSamplingContinuousEDM",))
 
     def run(self):
-        if self.sampling in EDM_UNSUPPORTED:
-            raise NodeInputError("sampling", f"{self.sampling!r} is not supported yet; use one of "
-                                             f"{', '.join(EDM_SAMPLING)}")
         if not 0 < self.sigma_min < self.sigma_max:
             raise NodeInputError("sigma_min", f"sigma_min ({self.sigma_min}) must be above 0 and below sigma_max "
                                               f"({self.sigma_max})")
-        return _discrete_model(self.model).with_continuous_sampling(EDM_SAMPLING[self.sampling], self.sigma_min,
-                                                                    self.sigma_max)
+        model = _discrete_model(self.model).with_continuous_sampling(EDM_SAMPLING[self.sampling], self.sigma_min,
+                                                                     self.sigma_max)
+        if self.sampling == "edm_playground_v2.5":
+            from graphflow.models.latent_formats import PLAYGROUND_2_5
+            model.latent_format = PLAYGROUND_2_5  # a copy: the input model keeps its own
+        return model
 
 
 class ModelSamplingContinuousV(Node):

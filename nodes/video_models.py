@@ -165,7 +165,8 @@ def _factor() -> float:
 class UNetTemporalAttentionMultiply(Node):
     """Scales the output of a video UNet's (SVD's) attention: self- and cross-attention of the
     spatial ("structural") transformer blocks and of the temporal ones (across frames). Lower
-    temporal factors loosen the frames' coupling. All 1: no change."""
+    temporal factors loosen the frames' coupling. All 1: no change. On other models (an image
+    UNet, LTX-Video) every attn1 / attn2 output projection counts as structural, as in ComfyUI."""
     category = "model_patches/attention"
     model: MODEL
     self_structural: float = _factor()
@@ -178,9 +179,9 @@ class UNetTemporalAttentionMultiply(Node):
     def run(self):
         from graphflow.models.attention_multiply import multiply_temporal_attention
 
-        if getattr(self.model, "arch", None) != "svd":
-            raise NodeInputError("model", "UNetTemporalAttentionMultiply needs a video UNet (Stable Video Diffusion, "
-                                          "from ImageOnlyCheckpointLoader)")
+        if getattr(self.model, "unet", None) is None or not hasattr(self.model, "with_patches"):
+            raise NodeInputError("model", "UNetTemporalAttentionMultiply needs a diffusion MODEL (a video UNet: "
+                                          "Stable Video Diffusion, from ImageOnlyCheckpointLoader)")
         return multiply_temporal_attention(self.model, self.self_structural, self.self_temporal,
                                            self.cross_structural, self.cross_temporal)
 

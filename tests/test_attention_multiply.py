@@ -114,6 +114,57 @@ def test_bad_inputs_are_named(builtin_registry):
     with pytest.raises(NodeInputError) as e:
         call(builtin_registry, "UNetSelfAttentionMultiply", model=object())
     assert e.value.input == "model"
-    with pytest.raises(NodeInputError) as e:
-        call(builtin_registry, "CLIPAttentionMultiply", clip=object())
-    assert e.value.input == "clip"
+
+
+def test_a_model_without_the_projections_passes_unchanged(builtin_registry, caplog):
+    # ComfyUI's patch matches weight names: a DiT without *.attn1.to_q ... keeps all its weights
+    class DiT:
+        unet = torch.nn.Linear(4, 4)
+        patches = ()
+
+        def with_patches(self, patches):
+            raise AssertionError("nothing to patch")
+    model = DiT()
+    with caplog.at_level("WARNING"):
+        out = call(builtin_registry, "UNetSelfAttentionMultiply", model=model, q=2.0, k=1.0, v=1.0, out=1.0)
+    assert out is model and "passed on unchanged" in caplog.text
+
+
+def test_ltxv_attention_is_scaled_as_comfyuis(builtin_registry):
+    # LTX-Video's transformer blocks have attn1 / attn2 .to_q ... .to_out.0 (weights and biases):
+    # ComfyUI's patch scales them as a UNet's
+    from graphflow.models.diffusion_model import DiffusionModel
+    from graphflow.models.ltxv import LTXV
+    from graphflow.testing import ltxv_configs
+    torch.manual_seed(0)
+    model = DiffusionModel(LTXV(ltxv_configs()[0]), "ltxv", "flow")
+    out = call(builtin_registry, "UNetSelfAttentionMultiply", model=model, q=2.0, k=1.0, v=1.0, out=0.5)
+    assert sorted(p.param for p in out.patches) == sorted(
+        f"transformer_blocks.0.attn1.{proj}.{kind}" for proj in ("to_q", "to_out.0") for kind in ("weight", "bias"))
+    weight = model.unet.transformer_blocks[0].attn1.to_q.weight
+    scaled = next(p for p in out.patches if p.param == "transformer_blocks.0.attn1.to_q.weight").change(weight)
+    torch.testing.assert_close(scaled, weight * 2.0)
+
+
+def test_temporal_multiply_on_an_image_unet_scales_its_outputs_as_structural(builtin_registry, checkpoint):
+    # ComfyUI matches *.attn1/attn2.to_out.0 names: without .time_stack. they are structural
+    model = checkpoint.model
+    out = call(builtin_registry, "UNetTemporalAttentionMultiply", model=model, self_structural=2.0,
+               self_temporal=3.0, cross_structural=0.5, cross_temporal=5.0)
+    factors = {p.param: float(p.change(torch.ones(1))[0]) for p in out.patches}
+    expected = {name: 2.0 if ".attn1.to_out.0." in name else 0.5 for name, _ in model.unet.named_parameters()
+                if ".attn1.to_out.0." in name or ".attn2.to_out.0." in name}
+    assert factors == expected and expected and model.patches == ()
+
+
+def test_clip_multiply_passes_a_t5_only_encoder_unchanged(builtin_registry, caplog):
+    # ComfyUI's patch matches self_attn.q_proj ... names, which T5 has none of
+    class T5Only:
+        towers = []
+
+        def with_towers(self, towers):
+            raise AssertionError("nothing to patch")
+    clip = T5Only()
+    with caplog.at_level("WARNING"):
+        assert call(builtin_registry, "CLIPAttentionMultiply", clip=clip, q=2.0, k=1.0, v=1.0, out=1.0) is clip
+    assert "passed on unchanged" in caplog.text

@@ -160,6 +160,13 @@ def test_renorm_cfg_replaces_the_dual_cfg_guiders_inner_combination():
     torch.testing.assert_close(dual(model), cfg(c2, neg, 5.0) + (c1 - c2) * 3.0, rtol=1e-5, atol=1e-5)
     truncated = run_node(gp.RenormCFG, model=model, cfg_trunc=1.0, renorm_cfg=1.0)  # sigma 2 >= 1: c2 alone
     torch.testing.assert_close(dual(truncated), c2 + (c1 - c2) * 3.0, rtol=1e-5, atol=1e-5)
+    # RescaleCFG is ComfyUI's sampler_cfg_function too: it rescales the inner combination
+    from graphflow.sampling.guidance import rescaled_cfg
+    from nodes.model_sampling import RescaleCFG
+    rescaled = run_node(RescaleCFG, model=model, multiplier=0.7)
+    torch.testing.assert_close(dual(rescaled), rescaled_cfg(x, sigma, c2, neg, 5.0, 0.7) + (c1 - c2) * 3.0,
+                               rtol=1e-5, atol=1e-5)
+    assert (rescaled_cfg(x, sigma, c2, neg, 5.0, 0.7) - cfg(c2, neg, 5.0)).abs().max() > 1e-3
 
 
 def test_perp_neg_combine_removes_only_the_perpendicular_part():
@@ -292,3 +299,22 @@ def test_a_comfyui_graph_with_the_guidance_nodes_runs_on_the_demo_model():
     for node_id in ("16", "18"):
         out = result.values[node_id][0]["samples"]
         assert out.shape == (1, 4, 8, 8) and torch.isfinite(out).all() and out.abs().max() > 0.05
+
+
+def test_rescale_cfg_and_renorm_cfg_share_comfyuis_one_slot_the_last_wins():
+    # ComfyUI's sampler_cfg_function holds one function: the node applied last decides
+    from graphflow.sampling.guidance import rescaled_cfg
+    from nodes.model_sampling import RescaleCFG
+    model = FakeModel(structured_eps)
+    _, cond, uncond, x = guided_once(model)
+    sigma = torch.full((2,), 3.0)
+    renorm_last = run_node(gp.RenormCFG, model=run_node(RescaleCFG, model=model, multiplier=0.7),
+                           cfg_trunc=100.0, renorm_cfg=1.0)
+    guided = cfg(cond, uncond)
+    limit, norm = cond.flatten(1).norm(dim=1), guided.flatten(1).norm(dim=1)
+    torch.testing.assert_close(guided_once(renorm_last)[0], guided * (limit / norm).reshape(-1, 1, 1, 1),
+                               rtol=1e-4, atol=1e-5)
+    rescale_last = run_node(RescaleCFG, model=run_node(gp.RenormCFG, model=model, cfg_trunc=100.0, renorm_cfg=1.0),
+                            multiplier=0.7)
+    torch.testing.assert_close(guided_once(rescale_last)[0], rescaled_cfg(x, sigma, cond, uncond, CFG, 0.7),
+                               rtol=1e-4, atol=1e-5)

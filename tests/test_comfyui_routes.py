@@ -18,7 +18,6 @@ REFERENCE = json.loads((Path(__file__).parent / "data" / "comfyui-object-info.js
 
 # Where our /object_info knowingly differs from ComfyUI's, and why. Everything else must match.
 KNOWN_DIFFERENCES = {
-    ("ModelSamplingDiscrete", "sampling", "choices"): "img_to_img is not implemented (the node refuses it by name)",
     ("CLIPLoader", "type", "choices"): "text encoders of model families graphflow does not have",
     ("DualCLIPLoader", "type", "choices"): "text encoders of model families graphflow does not have",
     ("CreateHookKeyframesFromFloats", "floats_strength", "default"): "a link-only (forceInput) FLOATS input: no value "

@@ -65,9 +65,19 @@ def test_timestep_range_cond_is_inactive_outside_its_range(builtin_registry):
     assert torch.all(model.unet.calls[-1]["context"] == 0.3)
     late_sigma = torch.tensor([boundary / 1.5])
     torch.testing.assert_close(denoiser(x, late_sigma), x - late_sigma * (0.3 + 0.9) / 2)  # both averaged
-    with pytest.raises(NodeInputError) as e:
-        call(builtin_registry, "ConditioningSetTimestepRange", conditioning=prompt(0.9), start=0.8, end=0.2)
-    assert e.value.input == "start"
+
+
+def test_timestep_range_with_start_after_end_is_never_used(builtin_registry):
+    # ComfyUI takes it: active while sigma_end <= sigma <= sigma_start, which no sigma satisfies
+    never = call(builtin_registry, "ConditioningSetTimestepRange", conditioning=prompt(0.9), start=0.8, end=0.2)
+    assert never[0][1] == {"start_percent": 0.8, "end_percent": 0.2}
+    positive = call(builtin_registry, "ConditioningCombine", conditioning_1=prompt(0.3), conditioning_2=never)
+    model = FakeModel(context_eps)
+    denoiser = CFGDenoiser(ModelDenoiser(model), prepare_conds(positive, model, SHAPE, "cpu"), [], 1.0)
+    x = torch.randn(SHAPE)
+    for percent in (0.1, 0.5, 0.9):
+        sigma = torch.tensor([percent_to_sigma(SD, percent)])
+        torch.testing.assert_close(denoiser(x, sigma), x - sigma * 0.3)
 
 
 def test_prompt_switch_mid_sampling_runs_each_prompt_on_its_own_steps(builtin_registry):
@@ -102,6 +112,19 @@ def test_set_mask_weights_and_mask_bounds(builtin_registry):
     CFGDenoiser(ModelDenoiser(model), prepare_conds(prompt(0.2) + bounded, model, SHAPE, "cpu"), [], 1.0)(
         torch.zeros(SHAPE), torch.tensor([1.0]))
     assert sorted(tuple(c["x"].shape[2:]) for c in model.unet.calls) == [(8, 8), (16, 16)]
+
+
+def test_set_area_after_mask_bounds_uses_the_area(builtin_registry):
+    # ComfyUI's ConditioningSetArea turns set_area_to_bounds off: its area, not the mask's box, is used
+    mask = torch.zeros(1, 128, 128)
+    mask[:, 32:64, 16:48] = 1.0
+    bounded = call(builtin_registry, "ConditioningSetMask", conditioning=prompt(0.8), mask=mask, strength=1.0,
+                   set_cond_area="mask bounds")
+    area = call(builtin_registry, "ConditioningSetArea", conditioning=bounded, width=64, height=96, x=8, y=16,
+                strength=0.5)
+    assert area[0][1]["set_area_to_bounds"] is False and bounded[0][1]["set_area_to_bounds"] is True
+    cond = prepare_conds(area, FakeModel(context_eps), SHAPE, "cpu")[0]
+    assert cond.area == (12, 8, 2, 1) and cond.strength == 0.5
 
 
 def test_set_area_percentage(builtin_registry):
@@ -142,6 +165,34 @@ def test_inpaint_model_conditioning(builtin_registry, tiny_vae):
     _, _, plain = call(builtin_registry, "InpaintModelConditioning", positive=prompt(0.1), negative=prompt(-0.1),
                        vae=tiny_vae, pixels=pixels, mask=mask, noise_mask=False)
     assert "noise_mask" not in plain
+
+
+@pytest.mark.parametrize("downscale", [4, 16])
+def test_inpaint_model_conditioning_crops_the_mask_to_multiples_of_8_whatever_the_vae(builtin_registry, downscale):
+    # ComfyUI crops picture and mask to multiples of 8; its VAE crops what it encodes to its own
+    class FakeVAE:
+        def __init__(self, f):
+            self.downscale = f
+
+        def encode(self, pixels):
+            assert pixels.shape[1] % self.downscale == 0 and pixels.shape[2] % self.downscale == 0
+            return pixels.movedim(-1, 1)[:, :, ::self.downscale, ::self.downscale].clone()
+    pixels = torch.rand(1, 108, 70, 3, generator=torch.Generator().manual_seed(2))
+    mask = torch.zeros(1, 108, 70)
+    mask[:, 50:] = 1.0
+    vae = FakeVAE(downscale)
+    positive, _, latent = call(builtin_registry, "InpaintModelConditioning", positive=prompt(0.1),
+                               negative=prompt(-0.1), vae=vae, pixels=pixels, mask=mask, noise_mask=True)
+    assert latent["noise_mask"].shape == (1, 1, 104, 64)  # 108 x 70 centre-cropped to 8s: rows 2.., cols 3..
+    assert torch.equal(latent["noise_mask"], mask[:, None, 2:106, 3:67])
+    greyed = pixels[:, 2:106, 3:67].clone()
+    greyed[:, 48:] = 0.5
+    def centre(x, f):  # the VAE's own centre crop to multiples of f
+        h, w = x.shape[1:3]
+        top, left = (h % f) // 2, (w % f) // 2
+        return x[:, top:top + h // f * f, left:left + w // f * f]
+    torch.testing.assert_close(positive[0][1]["concat_latent_image"], vae.encode(centre(greyed, downscale)))
+    torch.testing.assert_close(latent["samples"], vae.encode(centre(pixels, downscale)))
 
 
 def test_instruct_pix2pix_conditioning_feeds_the_raw_image_latent(builtin_registry, tiny_vae):

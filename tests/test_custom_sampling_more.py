@@ -440,7 +440,7 @@ def test_apg_without_its_limits_is_cfg_plus_one_and_eta_zero_drops_the_parallel_
     # ComfyUI's APG at eta 1 without threshold or momentum: D_cond + cfg g, i.e. plain CFG at cfg + 1
     off = run_node(AdaptiveProjectedGuidance, model=model, eta=1.0, norm_threshold=0.0, momentum=0.0)
     torch.testing.assert_close(guided_once(off)[0], uncond + (cond - uncond) * 5.0, rtol=1e-5, atol=1e-5)
-    assert getattr(model, "post_cfg_functions", ()) == ()  # the input model is not patched
+    assert getattr(model, "pre_cfg_functions", ()) == ()  # the input model is not patched
     # eta 0: D = D_cond + cfg * (g - (g . u) u) with u = D_cond / |D_cond| per image
     no_parallel = run_node(AdaptiveProjectedGuidance, model=model, eta=0.0, norm_threshold=0.0, momentum=0.0)
     g = cond - uncond
@@ -472,26 +472,49 @@ def test_apg_momentum_sums_guidance_over_steps_and_restarts_with_a_new_run():
     model = FakeModel(structured_eps)
     patched = run_node(AdaptiveProjectedGuidance, model=model, eta=1.0, norm_threshold=0.0, momentum=0.5)
     x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(5))
-    first, cond1, uncond1, _ = guided_once(patched, x=x, sigma=3.0)
+    _, cond1, uncond1, _ = guided_once(model, x=x, sigma=3.0)  # the unpatched model's predictions
+    _, cond2, uncond2, _ = guided_once(model, x=x * 0.5, sigma=2.0)
+    first = guided_once(patched, x=x, sigma=3.0)[0]
     torch.testing.assert_close(first, cond1 + 4.0 * (cond1 - uncond1), rtol=1e-5, atol=1e-5)
-    second, cond2, uncond2, _ = guided_once(patched, x=x * 0.5, sigma=2.0)
+    second = guided_once(patched, x=x * 0.5, sigma=2.0)[0]
     running = 0.5 * (cond1 - uncond1) + (cond2 - uncond2)
     torch.testing.assert_close(second, cond2 + 4.0 * running, rtol=1e-5, atol=1e-5)
-    again, cond3, uncond3, _ = guided_once(patched, x=x, sigma=3.0)  # sigma went up: a new run
+    again = guided_once(patched, x=x, sigma=3.0)[0]  # sigma went up: a new run
     torch.testing.assert_close(again, first, rtol=1e-5, atol=1e-5)
 
 
-def test_apg_does_nothing_at_cfg_one():
+def test_apg_at_cfg_one_guides_by_the_positive_prediction_alone():
+    # ComfyUI's APG is a pre-CFG function: at cfg 1 the negative is skipped and its prediction is 0,
+    # so g = D_cond, capped to norm_threshold, all of it parallel to D_cond: D = D_cond (1 + eta s)
+    from graphflow.sampling.guidance import CFGGuider as CFGGuidance
+    from graphflow.sampling.model_sampling import ModelDenoiser
     from nodes.guidance_patches import AdaptiveProjectedGuidance
     model = FakeModel(structured_eps)
-    patched = run_node(AdaptiveProjectedGuidance, model=model, eta=0.0, norm_threshold=1.0, momentum=0.0)
-    latent = {"samples": torch.zeros(1, 4, 8, 8)}
-    sigmas = compute_sigmas(SD, "karras", 3)
+    x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(5))
 
-    def sample(m):
-        guider = run_node(cs.CFGGuider, model=m, positive=prompt(0.1), negative=prompt(-0.1), cfg=1.0)
-        return sample_custom(guider, NoiseSource(1), SamplerChoice("euler"), sigmas, latent)[0]["samples"]
-    assert torch.equal(sample(patched), sample(model))
+    def once(m):
+        guider = CFGGuidance(m, prompt(0.3, batch=1), prompt(-0.2, batch=1), 1.0)
+        denoiser = guider.denoiser(ModelDenoiser(m, SD), lambda c, negative=False: prepare_conds(
+            c, m, x.shape, torch.device("cpu"), negative=negative))
+        return denoiser(x, torch.full((2,), 3.0))
+    cond = once(model)
+    norms = cond.flatten(1).norm(dim=1).reshape(-1, 1, 1, 1)
+    threshold = float(norms.min()) / 2
+    patched = run_node(AdaptiveProjectedGuidance, model=model, eta=0.5, norm_threshold=threshold, momentum=0.0)
+    torch.testing.assert_close(once(patched), cond * (1 + 0.5 * threshold / norms), rtol=1e-4, atol=1e-5)
+    assert len(model.unet.calls) == 2  # one batched positive-only call each: the negative was not run
+
+
+def test_apg_changes_the_positive_prediction_that_later_patches_see():
+    # pre-CFG as ComfyUI: RescaleCFG and post-CFG functions get APG's modified D_cond
+    from nodes.guidance_patches import AdaptiveProjectedGuidance
+    model = FakeModel(structured_eps)
+    _, cond, uncond, x = guided_once(model)
+    patched = run_node(AdaptiveProjectedGuidance, model=model, eta=1.0, norm_threshold=0.0, momentum=0.0)
+    out, seen_cond, seen_uncond, _ = guided_once(patched)
+    torch.testing.assert_close(seen_cond, uncond + (cond - uncond) * (1 + 1 / 4.0), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(seen_uncond, uncond)
+    torch.testing.assert_close(out, seen_uncond + (seen_cond - seen_uncond) * 4.0)
 
 
 def test_epsilon_scaling_divides_the_noise_estimate():

@@ -63,6 +63,25 @@ def test_range_ends_follow_the_models_percentages(model):
     assert call(patched, 0, x)[1] == [(8, 8)]
 
 
+def test_the_range_is_judged_on_the_samplers_sigma(model):
+    # ComfyUI compares the sampler's sigma, not the table sigma of the quantized timestep: a sigma
+    # just above the 35% mark shrinks though its nearest table entry lies below the mark
+    from graphflow.sampling.guidance import UNetRows, unet_rows
+    end = SD.percent_to_sigma(0.35)
+    t = SD.timestep(torch.tensor([end * 1.0005]))
+    assert float(SD.sigma(t)) < end  # the quantized timestep's sigma is out of range
+    patched = patch(model)
+    x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(2))
+    token = unet_rows.set(UNetRows(torch.tensor([end * 1.0005]), (False,)))
+    try:
+        _, sizes = call(patched, float(t), x)
+    finally:
+        unet_rows.reset(token)
+    assert sizes == [(8, 8)]  # shrunk
+    _, sizes = call(patched, float(t), x)  # a direct UNet call: the timestep's table sigma
+    assert sizes == [(16, 16)]
+
+
 @pytest.mark.parametrize("after_skip", [True, False])
 @pytest.mark.parametrize("method", ["bicubic", "bislerp", "nearest-exact", "area", "bilinear"])
 def test_both_placements_and_every_method_give_the_full_size_back(model, after_skip, method):
@@ -72,10 +91,11 @@ def test_both_placements_and_every_method_give_the_full_size_back(model, after_s
     assert sizes == [(16, 16)] and out.shape == (1, 4, 24, 24) and torch.isfinite(out).all()
 
 
-def test_bad_block_number_and_model_are_named(model):
-    with pytest.raises(NodeInputError) as e:
-        patch(model, block_number=len(model.unet.input_blocks))
-    assert e.value.input == "block_number"
+def test_a_block_number_past_the_unet_passes_the_model_unchanged(model, caplog):
+    # ComfyUI's patch never meets that block: the model samples as without the node
+    with caplog.at_level("WARNING"):
+        assert patch(model, block_number=len(model.unet.input_blocks)) is model
+    assert "passed on unchanged" in caplog.text
     with pytest.raises(NodeInputError) as e:
         patch(object())
     assert e.value.input == "model"

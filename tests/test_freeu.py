@@ -24,6 +24,19 @@ def test_fourier_filter_scales_only_the_lowest_frequencies():
     torch.testing.assert_close(fourier_filter(checker[None, None], 1, 0.0), checker[None, None], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("h, w", [(5, 7), (1, 6), (3, 3)])
+def test_fourier_filter_on_odd_sizes_matches_numpy(h, w):
+    # ComfyUI's filter: the centred spectrum's rows h//2 - 1 .. h//2 and columns w//2 - 1 .. w//2
+    # (python slices: a start of -1 on a length-1 axis is its one row) scaled, then transformed back
+    import numpy as np
+    x = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(h * 10 + w))
+    spectrum = np.fft.fftshift(np.fft.fft2(x.double().numpy()), axes=(-2, -1))
+    mask = np.ones((h, w))
+    mask[h // 2 - 1:h // 2 + 1, w // 2 - 1:w // 2 + 1] = 0.3
+    expected = np.fft.ifft2(np.fft.ifftshift(spectrum * mask, axes=(-2, -1))).real
+    torch.testing.assert_close(fourier_filter(x, 1, 0.3), torch.from_numpy(expected).float(), atol=1e-5, rtol=1e-5)
+
+
 def test_freeu_v2_factor_runs_from_one_to_b():
     h = torch.zeros(1, 4, 2, 2)
     h[0, :, 0, 0], h[0, :, 1, 1] = -1.0, 3.0  # channel mean lowest at (0, 0), highest at (1, 1)

@@ -7,9 +7,9 @@ import torch
 
 from graphflow.context import NodeInputError
 from graphflow.models.diffusion_model import DiffusionModel
-from graphflow.models.hypertile import from_tiles, tile_counts, to_tiles
-from graphflow.models.tome import bipartite_soft_matching, partition
-from graphflow.models.unet import Attention, BasicTransformerBlock, UNet, transformer_block_levels
+from graphflow.models.hypertile import from_tiles, hypertile_patch, tile_counts, tiled_grid, to_tiles
+from graphflow.models.tome import bipartite_soft_matching, partition, tome_patch
+from graphflow.models.unet import Attention, BasicTransformerBlock, UNet, latent_size, transformer_block_levels
 from graphflow.sampling import sample
 from graphflow.testing import unet_config
 from test_nodes_image_mask import call
@@ -83,6 +83,48 @@ def test_each_tile_attends_within_itself_only():
     assert torch.equal(from_tiles(to_tiles(tokens, (h, w), nh, nw), (h, w), nh, nw), tokens)
 
 
+def test_hypertile_tiles_queries_on_comfyuis_grid_against_contiguous_key_runs():
+    # ComfyUI's patch on a non-square 8 x 16 latent: the 128 tokens read as 16 rows of 8 (its
+    # aspect ratio reads width as rows), tile 4 -> 4 x 2 tiles of 4 x 4; tile k (row-major over the
+    # tiles) attends to tokens 16k .. 16k + 15 of the untiled sequence as keys and values
+    torch.manual_seed(2)
+    block = BasicTransformerBlock(32, 2, 16, None).eval()
+    block.self_attention_patches = (hypertile_patch(32, 2, 0, False, salt=0),)
+    tokens = torch.randn(2, 128, 32)
+    token = latent_size.set((8, 16))
+    try:
+        with torch.no_grad():
+            out = block._patched_self_attention(tokens, (8, 16))
+    finally:
+        latent_size.reset(token)
+    expected = torch.empty_like(out)
+    with torch.no_grad():
+        for a in range(4):
+            for c in range(2):
+                k = a * 2 + c
+                index = [(4 * a + p) * 8 + 4 * c + q for p in range(4) for q in range(4)]
+                expected[:, index] = block.attn1(tokens[:, index], tokens[:, 16 * k:16 * k + 16])
+    torch.testing.assert_close(out, expected)
+
+
+def test_hypertile_picks_blocks_by_comfyuis_token_count():
+    assert tiled_grid(128, (8, 16), 0) == (16, 8, 0)
+    assert tiled_grid(32, (8, 16), 1) == (8, 4, 1) and tiled_grid(32, (8, 16), 0) is None
+    # 15 x 16: level 1's grid is 8 x 8 (rounded up), not 7.5 x 8: ComfyUI leaves it untiled
+    assert tiled_grid(240, (15, 16), 1) == (16, 15, 0) and tiled_grid(64, (15, 16), 1) is None
+
+
+def test_hypertile_leaves_a_rounded_up_level_alone(builtin_registry, model):
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(1, 4, 15, 16, generator=g)
+    t, context = torch.tensor([500.0]), torch.randn(1, 77, model.unet.config.context_dim, generator=g)
+    patched = call(builtin_registry, "HyperTile", model=model, tile_size=32, swap_size=2, max_depth=1)
+    _, calls = attn1_token_counts(patched.unet, x, t, context)
+    # level 0: 16 rows of 15 in 4 x 3 tiles of 4 x 5; level 1 (8 x 8 tokens) untiled
+    assert {c for c in calls if c[0] == 0} == {(0, 20, 12)}
+    assert {c for c in calls if c[0] == 1} == {(1, 64, 1)}
+
+
 def test_hypertile_covering_the_whole_image_is_the_unpatched_unet(builtin_registry, model):
     x, t, context = inputs(model)
     with torch.no_grad():
@@ -114,13 +156,19 @@ def test_hypertile_tiles_the_chosen_levels_of_a_copy(builtin_registry, model):
     assert all(p is q for p, q in zip(patched.unet.parameters(), model.unet.parameters()))
 
 
-def test_patches_need_a_unet(builtin_registry):
+def test_a_model_without_unet_blocks_passes_unchanged(builtin_registry, caplog):
+    # ComfyUI's attn1 patches never fire on a DiT (FLUX, SD3): the picture is the plain one
     class Flow:
         unet = torch.nn.Linear(1, 1)
-    for node in ("HyperTile", "TomePatchModel"):
-        with pytest.raises(NodeInputError) as e:
-            call(builtin_registry, node, model=Flow())
-        assert e.value.input == "model" and "UNet" in str(e.value)
+    flow = Flow()
+    for node in ("HyperTile", "TomePatchModel", "PatchModelAddDownscale"):
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            assert call(builtin_registry, node, model=flow) is flow
+        assert "passed on unchanged" in caplog.text
+    with pytest.raises(NodeInputError) as e:  # not a MODEL at all
+        call(builtin_registry, "HyperTile", model=object())
+    assert e.value.input == "model"
 
 
 # -- Token Merging ----------------------------------------------------------------------------
@@ -174,6 +222,23 @@ def test_merging_averages_into_the_most_similar_destination():
     torch.testing.assert_close(restored[0, keep], y[0, keep])
 
 
+def test_tome_merges_only_the_queries():
+    # ComfyUI merges the queries; every query still attends to all tokens, so a token that was
+    # neither merged nor merged into gets exactly the unpatched attention's output
+    torch.manual_seed(3)
+    block = BasicTransformerBlock(32, 2, 16, None).eval()
+    tokens = torch.randn(1, 64, 32)
+    with torch.no_grad():
+        plain = block.attn1(tokens)
+        block.self_attention_patches = (tome_patch(0.25, salt=0),)
+        out = block._patched_self_attention(tokens, (8, 8))
+    same = (out - plain).abs().amax(-1)[0] < 1e-5
+    assert 64 - 2 * 16 <= int(same.sum()) < 64  # 16 merged away: at most 32 tokens changed
+    shared = torch.nonzero(~same)[:, 0]
+    for i in shared.tolist():  # the changed ones share their output with the token they merged with
+        assert ((out[0, shared] - out[0, i]).abs().amax(-1) < 1e-5).sum() >= 2
+
+
 def test_tome_ratio_zero_is_the_unpatched_unet(builtin_registry, model):
     x, t, context = inputs(model)
     with torch.no_grad():
@@ -207,3 +272,26 @@ def test_sampling_with_hypertile_and_tome(builtin_registry, model):
     assert out.shape == plain.shape and torch.isfinite(out).all()
     assert (out - plain).abs().max() > 1e-4
     torch.testing.assert_close(sample(both, 1, 2, 4.0, "euler", "normal", cond, uncond, latent)["samples"], out)
+
+
+def test_hypertile_tiles_svds_spatial_self_attention(builtin_registry):
+    # ComfyUI's SVD UNet hands HyperTile its latent shape too: the full-size spatial blocks are tiled
+    from graphflow.models.svd import SVDConfig, SVDUNet
+    config = SVDConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(True, False),
+                       context_dim=24, num_head_channels=16)
+    torch.manual_seed(0)
+    model = DiffusionModel(SVDUNet(config).eval(), "svd", "v")
+    patched = call(builtin_registry, "HyperTile", model=model, tile_size=32, swap_size=1, max_depth=0)
+    spatial = [m.attn1 for m in patched.unet.modules() if isinstance(m, BasicTransformerBlock)]
+    seen = []
+    hooks = [a.register_forward_pre_hook(lambda m, args: seen.append(tuple(args[0].shape[:2]))) for a in spatial]
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, config.in_channels, 16, 16, generator=g)
+    try:
+        with torch.no_grad():
+            patched.unet(x, torch.tensor([0.5, 0.5]), torch.randn(2, 1, 24, generator=g),
+                         torch.randn(2, config.adm_in_channels, generator=g), num_frames=2)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert (2 * 16, 16) in seen  # 2 frames x 16 tiles of 4 x 4 tokens

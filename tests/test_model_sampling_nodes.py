@@ -66,6 +66,22 @@ def test_x0_model_lands_on_its_prediction():
     torch.testing.assert_close(out["samples"], target / 0.18215)  # model space 0.7, back to raw
 
 
+def test_img_to_img_model_sees_the_unscaled_latent_and_predicts_x0(builtin_registry, model):
+    # ComfyUI's IMG_TO_IMG (ModelSamplingDiscrete "img_to_img"): x0 prediction, the UNet's input not
+    # divided by sqrt(sigma^2 + 1)
+    patched = call(builtin_registry, "ModelSamplingDiscrete", model=model, sampling="img_to_img", zsnr=False)
+    assert patched.prediction == "img_to_img" and model.prediction == "eps"
+    schedule = DiscreteSchedule.for_model(patched)
+    x, sigma = torch.randn(1, 4, 8, 8), torch.tensor([7.0])
+    torch.testing.assert_close(schedule.c_in(sigma, x), x)
+    target = torch.full((1, 4, 8, 8), 0.7)
+    fake = FakeModel(lambda x, t, c, y: target.expand(x.shape[0], -1, -1, -1))
+    fake.prediction = "img_to_img"
+    denoiser = ModelDenoiser(fake)
+    torch.testing.assert_close(denoiser(x, sigma, context=torch.zeros(1, 77, 8)), target)
+    torch.testing.assert_close(fake.unet.calls[-1]["x"], x)
+
+
 def test_zsnr_sampling_starts_at_the_zero_snr_sigma():
     fake = FakeModel(gaussian_eps(0.0, 1.0))
     fake.zsnr = True
@@ -107,6 +123,22 @@ def test_rescaled_cfg_formula():
     torch.testing.assert_close(v(out).std(dim=(1, 2, 3)), v(cond).std(dim=(1, 2, 3)))
 
 
+def test_rescaled_cfg_on_a_video_latent_takes_comfyuis_std_over_dims_1_to_3():
+    # ComfyUI's std(dim=(1, 2, 3)) on [B, C, T, h, w]: one standard deviation per column of width
+    g = torch.Generator().manual_seed(1)
+    x, cond, uncond = (torch.randn(2, 4, 3, 5, 6, generator=g) for _ in range(3))
+    sigma = torch.tensor([3.0, 0.5])
+    out = rescaled_cfg(x, sigma, cond, uncond, 7.0, 1.0)
+    s = sigma.reshape(-1, 1, 1, 1, 1)
+
+    def v(d):
+        return (x / (s * s + 1) - d) * (s * s + 1).sqrt() / s
+
+    torch.testing.assert_close(v(out).std(dim=(1, 2, 3)), v(cond).std(dim=(1, 2, 3)))
+    torch.testing.assert_close(rescaled_cfg(x, sigma, cond, uncond, 7.0, 0.7),
+                               comfy_rescale_cfg(x, sigma, cond, uncond, 7.0, 0.7))
+
+
 def scaled_eps(x_in, t, context, y):
     """eps proportional to x with a prompt-dependent factor, so cond and uncond differ in contrast."""
     return x_in * context.float().mean(dim=(1, 2)).reshape(-1, 1, 1, 1)
@@ -143,6 +175,8 @@ def test_differential_mask_releases_pixels_by_their_value():
     assert torch.equal(fn(mid[None], mask), torch.tensor([0.0, 0, 1, 1, 1]))
     half = differential_mask(SD, sigmas, 0.5)(sigmas[:1], mask)
     torch.testing.assert_close(half, 0.5 * torch.tensor([0.0, 0, 0, 0, 1]) + 0.5 * mask)
+    # ComfyUI blends only for 0 < strength < 1: strength 0 is the binary mask too, not the soft one
+    assert torch.equal(differential_mask(SD, sigmas, 0.0)(sigmas[:1], mask), torch.tensor([0.0, 0, 0, 0, 1]))
 
 
 def test_differential_diffusion_in_sampling(builtin_registry, model):
@@ -189,8 +223,7 @@ def test_model_sampling_continuous_edm_node_and_sampling(builtin_registry, model
     edm = call(builtin_registry, "ModelSamplingContinuousEDM", model=model, sampling="edm", sigma_max=80.0,
                sigma_min=0.01)
     assert (edm.prediction, edm.edm) == ("edm", (0.01, 80.0)) and model.edm is None and edm.unet is model.unet
-    for bad, name in (({"sampling": "cosmos_rflow"}, "sampling"), ({"sigma_min": 0.0}, "sigma_min"),
-                      ({"sigma_min": 200.0}, "sigma_min")):
+    for bad, name in (({"sigma_min": 0.0}, "sigma_min"), ({"sigma_min": 200.0}, "sigma_min")):
         args = {"sampling": "v_prediction", "sigma_max": 120.0, "sigma_min": 0.002, **bad}
         with pytest.raises(NodeInputError) as e:
             call(builtin_registry, "ModelSamplingContinuousEDM", model=model, **args)
@@ -204,6 +237,30 @@ def test_model_sampling_continuous_edm_node_and_sampling(builtin_registry, model
     torch.testing.assert_close(timesteps, 0.25 * sigmas[:-1].log())  # the UNet is told c_noise
     # Back to discrete sampling clears the EDM setting.
     assert call(builtin_registry, "ModelSamplingDiscrete", model=edm, sampling="eps", zsnr=False).edm is None
+
+
+def test_model_sampling_continuous_edm_playground_and_cosmos_rflow(builtin_registry, model):
+    # ComfyUI's edm_playground_v2.5: EDM (sigma_data 0.5) in Playground v2.5's latent space,
+    # (z - mean_c) * 0.5 / std_c per channel
+    pg = call(builtin_registry, "ModelSamplingContinuousEDM", model=model, sampling="edm_playground_v2.5",
+              sigma_max=80.0, sigma_min=0.002)
+    assert (pg.prediction, pg.edm) == ("edm", (0.002, 80.0)) and model.latent_format.name == "sd1"
+    schedule = DiscreteSchedule.for_model(pg)
+    assert schedule.sigma_data == 0.5
+    z = torch.randn(1, 4, 3, 3)
+    mean = torch.tensor([-1.6574, 1.886, -1.383, 2.5155]).view(1, 4, 1, 1)
+    std = torch.tensor([8.4927, 5.9022, 6.5498, 5.2299]).view(1, 4, 1, 1)
+    torch.testing.assert_close(pg.latent_format.process_in(z), (z - mean) * 0.5 / std)
+    torch.testing.assert_close(pg.latent_format.process_out(pg.latent_format.process_in(z)), z)
+    # cosmos_rflow: Cosmos-Predict2's rectified flow over the node's sigma range
+    rf = call(builtin_registry, "ModelSamplingContinuousEDM", model=model, sampling="cosmos_rflow",
+              sigma_max=80.0, sigma_min=0.002)
+    schedule = DiscreteSchedule.for_model(rf)
+    assert schedule.prediction == "cosmos_rflow"
+    assert float(schedule.sigma_max) == pytest.approx(80.0) and float(schedule.sigma_min) == pytest.approx(0.002)
+    sigma = torch.tensor([3.0])
+    torch.testing.assert_close(schedule.timestep(sigma), sigma / (sigma + 1))
+    assert schedule.percent_to_sigma(0.5) == pytest.approx((0.002 * 80.0) ** 0.5)
 
 
 def test_model_sampling_continuous_v_tells_the_unet_the_angle_of_sigma(builtin_registry, model):

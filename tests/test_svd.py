@@ -312,7 +312,7 @@ def test_temporal_attention_multiply_scales_the_right_attentions(builtin_registr
     with pytest.raises(NodeInputError, match="not an image-only") as info:
         call(builtin_registry, "ImageOnlyCheckpointLoader", checkpoint="sd1.safetensors")
     assert info.value.input == "checkpoint"
-    with pytest.raises(NodeInputError, match="needs a video UNet"):
+    with pytest.raises(NodeInputError, match="needs a diffusion MODEL"):
         call(builtin_registry, "UNetTemporalAttentionMultiply", model=SimpleNamespace(arch="sd1"), self_structural=1.0,
              self_temporal=1.0, cross_structural=1.0, cross_temporal=1.0)
 

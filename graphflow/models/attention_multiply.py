@@ -63,7 +63,8 @@ def multiply_temporal_attention(model: DiffusionModel, self_structural: float, s
                                 cross_structural: float, cross_temporal: float) -> DiffusionModel:
     """ComfyUI's UNetTemporalAttentionMultiply, for video UNets (SVD): the output projection
     (attn1 / attn2 .to_out.0, weight and bias) of the spatial ("structural") and the temporal
-    (`.time_stack.`) transformer blocks' self- and cross-attention scaled by its factor."""
+    (`.time_stack.`) transformer blocks' self- and cross-attention scaled by its factor. Any
+    other model's attn1 / attn2 output projections are structural (as ComfyUI matches names)."""
     patches = []
     for path, _ in model.unet.named_parameters():
         owner = path.rpartition(".")[0]

@@ -4,9 +4,9 @@ are shrunk by downscale_factor, so the deeper blocks see an image of the size th
 (composition holds together at large resolutions); each decoder block whose features are smaller
 than the skip connection they meet resizes them up to it.
 
-The range is checked on the sigma of the UNet's timestep (a table entry; ComfyUI checks the
-sampler's sigma, which differs only between table entries at the range's ends), once per model
-call on the host (one sync a step, as ComfyUI's). The patches go on a shallow copy of the UNet
+The range is checked on the sampler's sigma, as ComfyUI does (within a sampler run it is
+graphflow.sampling.guidance.unet_rows'; a direct UNet call falls back to the sigma of its
+timestep, a table entry), once per model call on the host (one sync a step, as ComfyUI's). The patches go on a shallow copy of the UNet
 (`input_block_patches[_after_skip]`, `output_block_patches`), so the input MODEL is unchanged.
 """
 
@@ -25,11 +25,17 @@ def _resize(h: torch.Tensor, width: int, height: int, method: str) -> torch.Tens
 
 def downscale_patch(block_number: int, factor: float, sigma_start: float, sigma_end: float, sigma_of, method: str):
     """patch(h, k, timesteps): h shrunk by `factor` after input block k == block_number while
-    sigma_end <= sigma_of(timestep) <= sigma_start."""
+    sigma_end <= the sampler's sigma (or sigma_of(timestep) outside a sampler run) <= sigma_start."""
+    from graphflow.sampling.guidance import unet_rows
+
     def patch(h, k, timesteps):
         if k != block_number:
             return h
-        sigma = float(sigma_of(timesteps.reshape(-1)[0].float().cpu()))
+        rows = unet_rows.get()
+        if rows is not None:
+            sigma = float(rows.sigma.reshape(-1)[0])
+        else:
+            sigma = float(sigma_of(timesteps.reshape(-1)[0].float().cpu()))
         if sigma_end <= sigma <= sigma_start:
             return _resize(h, round(h.shape[-1] * (1.0 / factor)), round(h.shape[-2] * (1.0 / factor)), method)
         return h

@@ -17,7 +17,7 @@ VIDEO_ARCHS = ("ltxv", "mochi", "cosmos", "cosmos1", "wan")  # latents [B, C, fr
 PACKED_ARCHS = ("flux", "chroma")  # 2x2 patches packed into the channels inside the network
 CASCADE_ARCHS = ("stable_cascade_c", "stable_cascade_b")
 CASCADE_SHIFTS = {"stable_cascade_c": 2.0, "stable_cascade_b": 1.0}  # ComfyUI's sampling_settings
-PREDICTIONS = ("eps", "v", "x0", "lcm", "edm", "flow", "cosmos_rflow")  # as graphflow.sampling.model_sampling (+ flow)
+PREDICTIONS = ("eps", "v", "x0", "lcm", "img_to_img", "edm", "flow", "cosmos_rflow")  # as graphflow.sampling.model_sampling (+ flow)
 
 
 @dataclass(frozen=True)
@@ -284,10 +284,12 @@ class DiffusionModel:
     def with_continuous_sampling(self, prediction: str, sigma_min: float, sigma_max: float,
                                  timestep: str = "log") -> "DiffusionModel":
         """The same model sampled in continuous time, sigmas in [sigma_min, sigma_max]; prediction
-        "edm", "v" or "eps"; the UNet's timestep 0.25 ln sigma ("log", EDM) or 2/pi atan sigma
+        "edm", "v", "eps" or "cosmos_rflow" (Cosmos-Predict2's rectified flow in EDM sigmas, its
+        own timestep); the UNet's timestep 0.25 ln sigma ("log", EDM) or 2/pi atan sigma
         ("atan", ModelSamplingContinuousV)."""
-        if prediction not in ("edm", "v", "eps"):
-            raise ValueError(f"continuous-time prediction must be 'edm', 'v' or 'eps', got {prediction!r}")
+        if prediction not in ("edm", "v", "eps", "cosmos_rflow"):
+            raise ValueError(f"continuous-time prediction must be 'edm', 'v', 'eps' or 'cosmos_rflow', "
+                             f"got {prediction!r}")
         if timestep not in ("log", "atan"):
             raise ValueError(f"continuous-time timestep must be 'log' or 'atan', got {timestep!r}")
         if not 0 < sigma_min < sigma_max:

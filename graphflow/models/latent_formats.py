@@ -94,6 +94,16 @@ SDXL = LatentFormat(
                  (-0.3165, -0.2492, -0.2188)),
     rgb_bias=(0.1084, -0.0175, -0.0011))
 
+# Playground v2.5 (an SDXL UNet): each channel standardised by its own mean and std, then x 0.5;
+# ComfyUI's SDXL_Playground_2_5 (set by ModelSamplingContinuousEDM "edm_playground_v2.5"), its preview fit
+PLAYGROUND_2_5 = LatentFormat(
+    "sdxl_playground_2_5", channels=4, scale_factor=0.5,
+    channel_mean=(-1.6574, 1.886, -1.383, 2.5155), channel_std=(8.4927, 5.9022, 6.5498, 5.2299),
+    rgb_factors=((0.3920, 0.4054, 0.4549),
+                 (-0.2634, -0.0196, 0.0653),
+                 (0.0568, 0.1687, -0.0755),
+                 (-0.3112, -0.2359, -0.2076)))
+
 # Stability's x4 upscaler: its VAE downsamples by 4; scale and preview fit as ComfyUI's SD_X4
 SD_X4 = LatentFormat(
     "sd_x4", channels=4, scale_factor=0.08333,
@@ -198,5 +208,5 @@ COSMOS1 = LatentFormat(
                  (0.0447, 0.0994, 0.0881)),
     rgb_bias=(-0.1223, -0.1889, -0.1976))
 
-LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, SD_X4, SD3, FLUX, SC_PRIOR, SC_B, LTXV, MOCHI, WAN21, WAN22,
+LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, PLAYGROUND_2_5, SD_X4, SD3, FLUX, SC_PRIOR, SC_B, LTXV, MOCHI, WAN21, WAN22,
                                       CHROMA_RADIANCE, COSMOS1)}

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .unet import Attention, Downsample, FeedForward, ResBlock, SpatialTransformer, Upsample, timestep_embedding
+from .unet import (Attention, Downsample, FeedForward, ResBlock, SpatialTransformer, Upsample, latent_size,
+                   timestep_embedding)
 
 SIGMA_MIN, SIGMA_MAX = 0.002, 700.0  # ComfyUI's SVD sampling_settings (sigma_data 1)
 ADM_DIM = 256  # each of the three added time ids
@@ -302,12 +303,16 @@ class SVDUNet(nn.Module):
         context = context.to(device, dtype)
         h = x.to(device, dtype)
         skips = []
-        for block in self.input_blocks:
-            h = _run(block, h, emb, context, frames)
-            skips.append(h)
-        h = _run(self.middle_block, h, emb, context, frames)
-        for block in self.output_blocks:
-            h = torch.cat([h, skips.pop()], dim=1)
-            h = _run(block, h, emb, context, frames, skips[-1].shape[2:] if skips else None)
+        token = latent_size.set(tuple(x.shape[-2:]))  # for HyperTile's patches, as the image UNet does
+        try:
+            for block in self.input_blocks:
+                h = _run(block, h, emb, context, frames)
+                skips.append(h)
+            h = _run(self.middle_block, h, emb, context, frames)
+            for block in self.output_blocks:
+                h = torch.cat([h, skips.pop()], dim=1)
+                h = _run(block, h, emb, context, frames, skips[-1].shape[2:] if skips else None)
+        finally:
+            latent_size.reset(token)
         return self.out(h)
 

@@ -12,11 +12,12 @@ dst ("mean" merge), the rest stay. r is at most the number of src tokens (3/4 of
 sizes), so at most 3/4 of the tokens merge. Unmerging copies each merged src token's output from
 its dst and puts every token back in place: the output has the input's shape.
 
-The similarity is measured on the attention's input tokens, as ComfyUI does. Unlike ComfyUI's
-patch, which merges only the queries (keys and values stay whole), the attention runs entirely on
-the merged tokens as in the paper, so its cost falls with (N - r)^2. The random destinations are
+The similarity is measured on the attention's input tokens, and only the queries are merged:
+the merged queries attend to all N tokens as keys and values, as ComfyUI's patch does (the paper
+merges those too), so the attention's cost falls with (N - r) N. The random destinations are
 drawn once per block and grid size from a seeded generator: a run is reproducible and nothing
-syncs with the device.
+syncs with the device (ComfyUI draws them from torch's global random state at every call, so its
+pictures can't be reproduced exactly).
 
 The patches go on shallow copies of the transformer blocks (`self_attention_patches`), so the
 input MODEL and its weights are shared and unchanged.
@@ -88,16 +89,16 @@ def tome_patch(ratio: float, salt: int):
     """A BasicTransformerBlock.self_attention_patches entry."""
     partitions = {}  # (device, h, w) -> (src, dst), drawn once
 
-    def patch(tokens: torch.Tensor, size: tuple[int, int] | None):
+    def patch(queries: torch.Tensor, keys: torch.Tensor, size: tuple[int, int] | None):
         if size is None or min(size) < STRIDE:
-            return tokens, size, _same
+            return queries, keys, size, _same
         h, w = size
-        key = (tokens.device, h, w)
+        key = (queries.device, h, w)
         if key not in partitions:
             generator = torch.Generator().manual_seed(hash((salt, h, w)) % 2 ** 63)
-            partitions[key] = partition(h, w, generator, tokens.device)
-        merge, unmerge = bipartite_soft_matching(tokens, *partitions[key], int(tokens.shape[1] * ratio))
-        return merge(tokens), None, unmerge  # the merged tokens form no grid
+            partitions[key] = partition(h, w, generator, queries.device)
+        merge, unmerge = bipartite_soft_matching(queries, *partitions[key], int(queries.shape[1] * ratio))
+        return merge(queries), keys, None, unmerge  # the merged queries form no grid; the keys stay whole
 
     return patch
 

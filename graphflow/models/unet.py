@@ -11,6 +11,7 @@ the prefix), so a checkpoint loads with a plain `load_state_dict` and saves with
     out                       GroupNorm, SiLU, conv_out
 """
 
+import contextvars
 import math
 
 import torch
@@ -108,10 +109,13 @@ class BasicTransformerBlock(nn.Module):
     # GLIGEN's gated self-attention bound to its grounding tokens, run after the self-attention;
     # set on shallow copies for one call (graphflow.models.gligen)
     gated_self_attention = None
-    # patch(tokens, (h, w)) -> (tokens, (h, w) or None, restore) around the self-attention:
-    # HyperTile and ToMe hand attn1 regrouped or fewer tokens (and the grid they now form, for
-    # the next patch), restore(out) puts its output back in the block's token layout; set on
-    # shallow copies (graphflow.models.hypertile, graphflow.models.tome)
+    # patch(queries, keys, (h, w)) -> (queries, keys, (h, w) or None, restore) around the
+    # self-attention (ComfyUI's attn1_patch / attn1_output_patch): HyperTile and ToMe hand attn1
+    # regrouped or fewer query tokens and the key/value tokens (the block's own tokens at first;
+    # keys batched differently from the queries are regrouped as ComfyUI's attention reshapes
+    # them, by the queries' batch), with the grid the queries now form for the next patch;
+    # restore(out) puts the output back in the block's token layout; set on shallow copies
+    # (graphflow.models.hypertile, graphflow.models.tome)
     self_attention_patches = ()
 
     def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int | None,
@@ -142,10 +146,13 @@ class BasicTransformerBlock(nn.Module):
 
     def _patched_self_attention(self, tokens: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
         restores = []
+        queries = keys = tokens
         for patch in self.self_attention_patches:
-            tokens, size, restore = patch(tokens, size)
+            queries, keys, size, restore = patch(queries, keys, size)
             restores.append(restore)
-        out = self.attn1(tokens)
+        if keys.shape[0] != queries.shape[0]:
+            keys = keys.reshape(queries.shape[0], -1, keys.shape[-1])
+        out = self.attn1(queries, None if keys is queries else keys)
         for restore in reversed(restores):
             out = restore(out)
         return out
@@ -218,6 +225,11 @@ class Block(nn.Sequential):
             else:
                 x = layer(x)
         return x
+
+
+# The (h, w) of the latent the running UNet was called on (ComfyUI's transformer_options
+# "original_shape"), for self-attention patches that depend on it (graphflow.models.hypertile)
+latent_size: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar("unet_latent_size", default=None)
 
 
 def transformer_block_levels(unet: "UNet") -> dict[str, int]:
@@ -319,6 +331,13 @@ class UNet(nn.Module):
           "middle": tensors added to the middle block's output,
           "output": one tensor per input block, added to its skip connection as the decoder takes it
                     (ControlNet residuals)."""
+        token = latent_size.set(tuple(x.shape[-2:]))
+        try:
+            return self._forward(x, timesteps, context, y, control)
+        finally:
+            latent_size.reset(token)
+
+    def _forward(self, x, timesteps, context, y, control) -> torch.Tensor:
         dtype, device = self.out[2].weight.dtype, self.out[2].weight.device
         timesteps = torch.as_tensor(timesteps, device=device)
         if timesteps.dim() == 0:

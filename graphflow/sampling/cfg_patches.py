@@ -1,8 +1,6 @@
 """Post-CFG MODEL patches that reshape the guided prediction (guidance.py runs a MODEL's
 `post_cfg_functions` after the CFG combination, with the cond / uncond x0 predictions and the cfg):
 
-    APG              Sadat et al. 2024, "Eliminating Oversaturation and Artifacts of High Guidance
-                     Scales in Diffusion Models" (Adaptive Projected Guidance), as ComfyUI's APG
     epsilon scaling  Ning et al. 2023, "Elucidating the Exposure Bias in Diffusion Models"
                      (arXiv:2308.15321), its uniform schedule, as ComfyUI's Epsilon Scaling
     CFG-Zero*        Fan et al. 2025, "CFG-Zero*: Improved Classifier-Free Guidance for Flow Matching
@@ -12,6 +10,8 @@
 and the ones that act before the combination (`pre_cfg_functions`: they return new cond / uncond
 predictions) or replace it (`cfg_function`, ComfyUI's sampler_cfg_function):
 
+    APG              Sadat et al. 2024, "Eliminating Oversaturation and Artifacts of High Guidance
+                     Scales in Diffusion Models" (Adaptive Projected Guidance), as ComfyUI's APG
     TCFG             Kwon et al. 2025, "TCFG: Tangential Damping Classifier-free Guidance"
                      (arXiv:2503.18137), as ComfyUI's TCFG
     FreSca           Huang et al. 2025, "FreSca: Scaling in Frequency Space Enhances Diffusion
@@ -41,9 +41,12 @@ def _with_pre_cfg(model, pre_cfg):
 
 
 def _with_cfg_function(model, cfg_function):
-    # one slot, as ComfyUI's sampler_cfg_function: the last node applied wins
+    # one slot, as ComfyUI's sampler_cfg_function: the last node applied wins (RescaleCFG's too)
     patched = copy.copy(model)
     patched.cfg_function = cfg_function
+    options = getattr(model, "options", None)
+    if options and "cfg_rescale" in options:
+        patched.options = {k: v for k, v in options.items() if k != "cfg_rescale"}
     return patched
 
 
@@ -59,25 +62,24 @@ def project(v0: torch.Tensor, v1: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
 
 
 def adaptive_projected_guidance(model, eta: float = 1.0, norm_threshold: float = 5.0, momentum: float = 0.0):
-    """APG: the guidance g = D_cond - D_uncond, optionally a running sum g_k = momentum g_{k-1} + g
-    (reset when sigma rises: a new run) and rescaled to an L2 norm of at most norm_threshold per
-    image, is split into its parts parallel and orthogonal to D_cond, the parallel part (which
-    oversaturates) weighted by eta; the result is CFG on ComfyUI's modified prediction,
-    D = D_uncond + cfg (D_uncond + g' + (D_cond - D_uncond) / cfg - D_uncond) = D_cond + cfg g'.
-    That is the paper's D_cond + (w - 1) g' with w = cfg + 1: with eta 1, norm_threshold 0 and
-    momentum 0 it is CFG at cfg + 1 (ComfyUI's numbers, kept). Without an unconditional prediction
-    (cfg 1) it does nothing. With momentum, each step compares sigma with the last step's (one
-    host sync a step, as ComfyUI)."""
+    """APG, a pre-CFG function as ComfyUI's: the guidance g = D_cond - D_uncond, optionally a running
+    sum g_k = momentum g_{k-1} + g (reset when sigma rises: a new run) and rescaled to an L2 norm of
+    at most norm_threshold per image, is split into its parts parallel and orthogonal to D_cond, the
+    parallel part (which oversaturates) weighted by eta: g'. The positive prediction becomes
+    D_uncond + g' + (D_cond - D_uncond) / cfg, so the CFG combination after it gives
+    D = D_cond + cfg g'. That is the paper's D_cond + (w - 1) g' with w = cfg + 1: with eta 1,
+    norm_threshold 0 and momentum 0 it is CFG at cfg + 1 (ComfyUI's numbers, kept). Later patches
+    (RescaleCFG, post-CFG functions) see the modified positive prediction, as in ComfyUI. At cfg 1
+    the negative is not evaluated and its prediction is 0 (as in ComfyUI), so g = D_cond. With
+    momentum, each step compares sigma with the last step's (one host sync a step, as ComfyUI)."""
     state = {"running": None, "sigma": None}
 
-    def post_cfg(args):
+    def pre_cfg(args):
         cond, uncond = args["cond_denoised"], args["uncond_denoised"]
-        if uncond is None:
-            return args["denoised"]
         cfg = args["cond_scale"]
+        sigma = float(args["sigma"].reshape(-1)[0]) if momentum != 0 else None
         guidance = cond - uncond
         if momentum != 0:
-            sigma = float(args["sigma"].reshape(-1)[0])
             if state["sigma"] is not None and sigma > state["sigma"]:
                 state["running"] = None
             state["sigma"] = sigma
@@ -87,10 +89,9 @@ def adaptive_projected_guidance(model, eta: float = 1.0, norm_threshold: float =
             norm = guidance.norm(p=2, dim=[-1, -2, -3], keepdim=True)
             guidance = guidance * torch.minimum(torch.ones_like(norm), norm_threshold / norm)
         parallel, orthogonal = project(guidance, cond)
-        modified_cond = (uncond + (orthogonal + eta * parallel)) + (cond - uncond) / cfg
-        return uncond + (modified_cond - uncond) * cfg
+        return (uncond + (orthogonal + eta * parallel)) + (cond - uncond) / cfg, uncond
 
-    return _with_post_cfg(model, post_cfg)
+    return _with_pre_cfg(model, pre_cfg)
 
 
 def epsilon_scaling(model, scaling_factor: float = 1.005):

@@ -672,14 +672,15 @@ def rescaled_cfg(x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor, uncon
     """CFG with the rescale of Lin et al. 2023 ("Common Diffusion Noise Schedules ...", sec. 3.4), as
     ComfyUI's RescaleCFG does it: in v-space, the guided v is scaled to the per-image standard
     deviation of the positive v, then mixed with the plain guided v by `multiplier`; cond and
-    uncond are denoised predictions (x0), and so is the result."""
+    uncond are denoised predictions (x0), and so is the result. The standard deviations are taken
+    over dims 1-3 as ComfyUI's are (a video latent [B, C, T, h, w]: per column of width)."""
     s = sigma.reshape(-1, *[1] * (x.ndim - 1))
     root = (s * s + 1).sqrt()
     x_vp = x / (s * s + 1)
     v_cond = (x_vp - cond) * root / s
     v_uncond = (x_vp - uncond) * root / s
     v_cfg = v_uncond + cfg * (v_cond - v_uncond)
-    ratio = v_cond.std(dim=tuple(range(1, x.ndim)), keepdim=True) / v_cfg.std(dim=tuple(range(1, x.ndim)), keepdim=True)
+    ratio = v_cond.std(dim=(1, 2, 3), keepdim=True) / v_cfg.std(dim=(1, 2, 3), keepdim=True)
     v_final = multiplier * v_cfg * ratio + (1.0 - multiplier) * v_cfg
     return x_vp - v_final * s / root
 
@@ -779,14 +780,15 @@ class DualCFGDenoiser:
     c2 = cond2 (treated as a negative prompt for SDXL's size conditioning, as ComfyUI does):
       regular: D = [neg + (c2 - neg) * cfg_cond2_negative] + (c1 - c2) * cfg_conds
       nested:  D = neg + cfg_cond2_negative * ([c2 + (c1 - c2) * cfg_conds] - neg)
-    The bracketed CFG is the one post-CFG functions see, and the one a MODEL's cfg_function replaces
-    (pre-CFG functions do not act here, as in ComfyUI). In the regular style a scale of 1 skips
+    The bracketed CFG is the one post-CFG functions see, and the one a MODEL's cfg_function (or
+    RescaleCFG's rescale) replaces (pre-CFG functions do not act here, as in ComfyUI). In the regular style a scale of 1 skips
     the side it would cancel (negative; then also cond2 if cfg_conds is 1), unless a hook needs it."""
 
     def __init__(self, model_denoiser, cond1: list[Cond], cond2: list[Cond], negative: list[Cond],
                  cfg_conds: float, cfg_cond2_negative: float, nested: bool = False, post_cfg_functions=(),
-                 cfg_function=None):
+                 cfg_function=None, rescale: float = 0.0):
         self.model_denoiser = model_denoiser
+        self.rescale = float(rescale)  # RescaleCFG's multiplier; 0 = plain CFG
         self.cond1, self.cond2, self.negative = list(cond1), list(cond2), list(negative)
         match_areas(self.cond1, self.cond2, self.negative)
         self.cfg_conds, self.cfg_cond2_negative = float(cfg_conds), float(cfg_cond2_negative)
@@ -796,7 +798,7 @@ class DualCFGDenoiser:
 
     def _combine(self, cond, uncond, cond_list, uncond_list, x, sigma, cfg):
         if self.cfg_function is None:
-            return cfg_combine(cond, uncond, cfg)
+            return rescaled_cfg(x, sigma, cond, uncond, cfg, self.rescale) if self.rescale else cfg_combine(cond, uncond, cfg)
         return self.cfg_function(_hook_args(self, cond, uncond, cond_list, uncond_list, x, sigma, cfg))
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, post_cfg=None) -> torch.Tensor:
@@ -851,7 +853,8 @@ class DualCFGGuider:
         return DualCFGDenoiser(model_denoiser, prepare(self.cond1), prepare(self.cond2, negative=True),
                                prepare(self.negative, negative=True), self.cfg_conds, self.cfg_cond2_negative,
                                self.nested, getattr(self.model, "post_cfg_functions", ()),
-                               getattr(self.model, "cfg_function", None))
+                               getattr(self.model, "cfg_function", None),
+                               getattr(self.model, "options", {}).get("cfg_rescale", 0.0))
 
 
 class PerpNegDenoiser:

@@ -48,7 +48,7 @@ def alphas_cumprod_from_betas(linear_start: float = 0.00085, linear_end: float =
     return torch.cumprod(1.0 - betas, dim=0)
 
 
-PREDICTIONS = ("eps", "v", "x0", "lcm")
+PREDICTIONS = ("eps", "v", "x0", "lcm", "img_to_img")
 LCM_ORIGINAL_TIMESTEPS = 50  # LCM distils the schedule to 50 of the 1000 training timesteps
 
 
@@ -68,7 +68,8 @@ class DiscreteSchedule:
     """The sigma table of a model trained on discrete timesteps, plus its parametrisation.
 
     sigmas: float32 [num_timesteps], increasing with t (SD: 0.029167 ... 14.614641).
-    prediction: what the UNet outputs: "eps", "v", "x0" (the clean latent itself) or "lcm" (a
+    prediction: what the UNet outputs: "eps", "v", "x0" (the clean latent itself), "img_to_img"
+    (x0 from the unscaled x: ComfyUI's IMG_TO_IMG, for image-to-image models such as Lotus) or "lcm" (a
     latent consistency model: eps with LCM's boundary condition, on a table distilled to 50 of
     the training timesteps, t = 19, 39, ..., 999). zsnr: the table rescaled to zero terminal SNR
     (models trained so, e.g. with v-prediction). ComfyUI's ModelSamplingDiscrete sets both.
@@ -108,9 +109,9 @@ class DiscreteSchedule:
         whose `edm` (sigma_min, sigma_max) ModelSamplingContinuousEDM / V set."""
         if getattr(model, "arch", "").startswith("stable_cascade"):
             return CascadeSchedule(model.sampling_shift)
-        if getattr(model, "prediction", None) == "cosmos_rflow":
-            return CosmosRFlowSchedule()
         edm = getattr(model, "edm", None)
+        if getattr(model, "prediction", None) == "cosmos_rflow":  # its range as ModelSamplingContinuousEDM set it
+            return CosmosRFlowSchedule() if edm is None else CosmosRFlowSchedule(*edm)
         if edm is not None:
             return ContinuousSchedule(edm[0], edm[1], model.prediction, getattr(model, "continuous_timestep", "log"))
         b = model.beta_schedule
@@ -164,7 +165,10 @@ class DiscreteSchedule:
         return float(self.sigma((1.0 - percent) * (len(self.sigmas) * self.skip - 1)))
 
     def c_in(self, sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The UNet's input: x / sqrt(sigma^2 + sigma_data^2) (sigma space -> variance-preserving)."""
+        """The UNet's input: x / sqrt(sigma^2 + sigma_data^2) (sigma space -> variance-preserving);
+        img_to_img models take x as it is."""
+        if self.prediction == "img_to_img":
+            return x
         sigma = append_dims(sigma, x.ndim)
         return x / (sigma ** 2 + self.sigma_data ** 2) ** 0.5
 
@@ -173,7 +177,7 @@ class DiscreteSchedule:
         eps: x - sigma * eps.
         v (Salimans & Ho 2022, "Progressive Distillation", v = alpha eps - sigma_vp x0):
            x * sd^2 / (sigma^2 + sd^2) - v * sigma * sd / sqrt(sigma^2 + sd^2)."""
-        if self.prediction == "x0":
+        if self.prediction in ("x0", "img_to_img"):
             return model_output
         if self.prediction == "lcm":  # consistency boundary condition (Luo et al. 2023), timesteps scaled by 10
             t = append_dims(self.timestep(sigma) * 10.0, x.ndim)
