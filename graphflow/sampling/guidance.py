@@ -25,7 +25,7 @@ ConditioningSetArea / SetMask do:
   - an entry with "start_percent" / "end_percent" (ConditioningSetTimestepRange) takes part only
     while end_sigma <= sigma <= start_sigma, the percents turned into sigmas by the model's
     schedule (0% = the noisiest, above any sigma; 100% = sigma 0), judged by the batch's first
-    sigma; at a step where no entry of a side is active that side's prediction is 0, as in ComfyUI.
+    sigma against the bounds rounded to float32 (ComfyUI's tensor comparison); at a step where no entry of a side is active that side's prediction is 0, as in ComfyUI.
   - an entry with "reference_latents" (ReferenceLatent: raw latents, each its own size) passes them,
     in model space and repeated to the batch, to a FLUX model with its "reference_latents_method"
     (FluxKontextMultiReferenceLatentMethod; "offset" by default); other models refuse them.
@@ -96,7 +96,7 @@ class Cond:
     def active(self, sigma: torch.Tensor) -> bool:
         if self.sigma_start is None and self.sigma_end is None:
             return True  # without a timestep range, no need to read sigma back from the device
-        return in_sigma_window(sigma, self.sigma_start, self.sigma_end)
+        return in_sigma_window(sigma, self.sigma_start, self.sigma_end, rounded=True)
 
 
 def repeat_to_batch(t: torch.Tensor, batch: int) -> torch.Tensor:
