@@ -36,3 +36,52 @@ def test_conditioning_start_percent_on_a_flow_schedule_counts_the_boundary_step(
     sample(model, 0, 20, 1.0, "euler", "simple", positive, [], {"samples": torch.zeros(1, 16, 4, 4)})
     ranged = [i for i, call in enumerate(model.calls) if bool((call["context"] == 2.0).any())]
     assert ranged == list(range(12, 20))
+
+
+# --- latents of other shapes: ComfyUI's fix_empty_latent_channels -----------------------------
+
+def test_nothing_left_to_do_returns_the_latent_as_the_model_takes_it():
+    """start_at_step past the end (or denoise 0): ComfyUI returns the latent it would have sampled,
+    an empty latent already given the model's channels (4 -> 16 for SD3)."""
+    model = FakeFlowModel(constant_x0(0.0))
+    latent = {"samples": torch.zeros(2, 4, 3, 5), "batch_index": [4, 5]}
+    for kw in ({"start_step": 10}, {"denoise": 0.0}):
+        out = sample(model, 0, 10, 1.0, "euler", "simple", flow_prompt(1.0), [], latent, **kw)
+        assert out["samples"].shape == (2, 16, 3, 5) and not out["samples"].any()
+        assert out["batch_index"] == [4, 5] and not model.calls
+
+
+# --- noise masks: ComfyUI's reshape_mask ------------------------------------------------------
+
+def test_image_noise_mask_is_resized_bilinearly_and_not_rounded():
+    from graphflow.sampling.pipeline import prepare_noise_mask
+
+    mask = torch.full((1, 64, 64), 0.3)
+    mask[:, :, 32:] = 0.7
+    out = prepare_noise_mask(mask, (2, 4, 8, 8), "cpu")
+    assert out.shape == (2, 4, 8, 8)
+    torch.testing.assert_close(out[..., :4], torch.full((2, 4, 8, 4), 0.3))
+    torch.testing.assert_close(out[..., 4:], torch.full((2, 4, 8, 4), 0.7))
+
+
+def test_video_noise_mask_of_fewer_dims_is_one_video_of_its_entries():
+    """SetLatentNoiseMask's [N, 1, h, w] on a video latent: the N masks are frames, stretched
+    trilinearly over the latent's frames (half-pixel centres: 2 -> 4 frames weigh 1, 3/4, 1/4, 0)."""
+    from graphflow.sampling.pipeline import prepare_noise_mask
+
+    m0, m1 = torch.rand(4, 4, generator=torch.Generator().manual_seed(0)), torch.zeros(4, 4)
+    out = prepare_noise_mask(torch.stack([m0, m1])[:, None], (2, 3, 4, 4, 4), "cpu")
+    assert out.shape == (2, 3, 4, 4, 4)
+    for frame, w in enumerate([1.0, 0.75, 0.25, 0.0]):
+        torch.testing.assert_close(out[:, :, frame], (w * m0 + (1 - w) * m1).expand(2, 3, 4, 4))
+    # one mask for every frame
+    out = prepare_noise_mask(m0[None], (1, 3, 5, 4, 4), "cpu")
+    torch.testing.assert_close(out, m0.expand(1, 3, 5, 4, 4))
+
+
+def test_video_noise_mask_keeps_its_channels():
+    """A [B, C, frames, h, w] mask with one mask per latent channel stays per channel."""
+    from graphflow.sampling.pipeline import prepare_noise_mask
+
+    mask = torch.arange(3.0).reshape(1, 3, 1, 1, 1).expand(1, 3, 2, 2, 2) / 2
+    torch.testing.assert_close(prepare_noise_mask(mask, (1, 3, 2, 2, 2), "cpu"), mask)

@@ -105,10 +105,10 @@ def sample(model, seed: int, steps: int, cfg: float, sampler_name: str, schedule
     if start_step is not None:
         if start_step < len(sigmas) - 1:
             sigmas = sigmas[start_step:]
-        else:
-            return dict(latent)  # nothing left to do: ComfyUI returns the input latent
+        else:  # nothing left to do: ComfyUI returns the input latent (its channels / frame fixed)
+            return {**latent, "samples": samples}
     if len(sigmas) < 2:
-        return dict(latent)
+        return {**latent, "samples": samples}
 
     batch_index = latent.get("batch_index")
     if add_noise:
@@ -168,9 +168,10 @@ def _latent_samples(model, latent) -> torch.Tensor:
         raise NodeInputError("latent_image", "expected a LATENT: a dict with 'samples' [B, C, h, w]")
     samples = latent["samples"]
     video = getattr(model, "is_video", False)
-    if video and getattr(model, "arch", None) in ("cosmos", "cosmos1") and torch.is_tensor(samples) \
-            and samples.ndim == 4:
-        samples = samples[:, :, None]  # an image latent is one frame (ComfyUI's fix_empty_latent_channels)
+    if video and torch.is_tensor(samples) and samples.ndim == 4:
+        # an image latent is one frame, as ComfyUI's fix_empty_latent_channels makes it for every
+        # 3-D latent format (Wan, LTX-Video, Mochi, Cosmos): text-to-image with a video model
+        samples = samples[:, :, None]
     if video and (not torch.is_tensor(samples) or samples.ndim != 5):
         got = tuple(samples.shape) if torch.is_tensor(samples) else type(samples).__name__
         empty = {"mochi": "EmptyMochiLatentVideo", "wan": "EmptyHunyuanLatentVideo",
@@ -295,9 +296,6 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
         noise = noise.to(device=device, dtype=torch.float32)
         shape = tuple(noise.shape)
         video = getattr(model, "is_video", False)
-        if noise_mask is not None and len(shape) == 5 and (not video or noise_mask.ndim != 5):
-            raise NodeInputError("latent_image", "a video latent's noise mask must be [B, 1, frames, h, w] "
-                                                 f"(LTXVImgToVideo's), got {tuple(noise_mask.shape)}")
         denoise_mask = None if noise_mask is None else prepare_noise_mask(noise_mask, shape, device)
 
         concat_fn = None
@@ -392,16 +390,21 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
 
 
 def prepare_noise_mask(noise_mask: torch.Tensor, shape: tuple, device) -> torch.Tensor:
-    """LATENT noise_mask (any of [h, w], [B, h, w], [B, 1, h, w], any resolution) -> [B, C, h, w] at
-    the latent's size (bilinear), repeated over channels and batch. A video's [B, 1, frames, h, w]
-    (LTXVImgToVideo's [B, 1, frames, 1, 1]) -> [B, C, frames, h, w] (trilinear, as ComfyUI)."""
+    """LATENT noise_mask -> [B, C, *latent dims] at the latent's size, as ComfyUI's reshape_mask.
+    Image latents: any of [h, w], [B, h, w], [B, 1, h, w] at any resolution, one mask per batch
+    entry, resized bilinearly (not rounded). Video latents: a [B, c, frames, h, w] mask (LTXVImgToVideo's
+    [B, 1, frames, 1, 1]) resized trilinearly; a mask of fewer dims is ONE video whose frames are
+    its entries (SetLatentNoiseMask's [N, 1, h, w]: N mask frames stretched over the latent's).
+    Fewer channels than the latent's are repeated over them; then the batch is repeated / cut."""
+    mask = noise_mask.float()
     if len(shape) == 5:
-        mask = F.interpolate(noise_mask.float().reshape(-1, 1, *noise_mask.shape[-3:]), size=shape[2:],
-                             mode="trilinear")
-        return repeat_to_batch(mask.repeat(1, shape[1], 1, 1, 1), shape[0]).to(device)
-    mask = noise_mask.float().reshape(-1, 1, noise_mask.shape[-2], noise_mask.shape[-1])
-    mask = F.interpolate(mask, size=shape[2:], mode="bilinear")
-    mask = mask.repeat(1, shape[1], 1, 1)
+        if mask.ndim < 5:
+            mask = mask.reshape(1, 1, -1, *mask.shape[-2:])
+        mask = F.interpolate(mask, size=shape[2:], mode="trilinear")
+    else:
+        mask = F.interpolate(mask.reshape(-1, 1, *mask.shape[-2:]), size=shape[2:], mode="bilinear")
+    if mask.shape[1] < shape[1]:
+        mask = mask.repeat(1, shape[1], *[1] * (len(shape) - 2))[:, :shape[1]]
     return repeat_to_batch(mask, shape[0]).to(device)
 
 
