@@ -58,7 +58,7 @@ class DifferentialDiffusion(Node):
     """Inpaint with a soft mask that says how much each pixel may change: a pixel at 0.3 is
     repainted only over the last 30% of the steps, one at 1 from the start (Levin & Fried 2023).
     Use with a grey-level noise mask (SetLatentNoiseMask, InpaintModelConditioning). strength below
-    1 blends the per-step binary mask with the soft one."""
+    1 blends the per-step binary mask with the soft one (0, as in ComfyUI, means no blending)."""
     category = "advanced/model"
     model: MODEL
     strength: float = Float(1.0, min=0.0, max=1.0, step=0.01)

@@ -143,6 +143,8 @@ def test_differential_mask_releases_pixels_by_their_value():
     assert torch.equal(fn(mid[None], mask), torch.tensor([0.0, 0, 1, 1, 1]))
     half = differential_mask(SD, sigmas, 0.5)(sigmas[:1], mask)
     torch.testing.assert_close(half, 0.5 * torch.tensor([0.0, 0, 0, 0, 1]) + 0.5 * mask)
+    # strength 0 is ComfyUI's "no blend" (its test is `if strength and strength < 1`): the binary mask
+    assert torch.equal(differential_mask(SD, sigmas, 0.0)(sigmas[:1], mask), torch.tensor([0.0, 0, 0, 0, 1]))
 
 
 def test_differential_diffusion_in_sampling(builtin_registry, model):

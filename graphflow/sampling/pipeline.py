@@ -558,8 +558,9 @@ def differential_mask(schedule: DiscreteSchedule, sigmas: torch.Tensor, strength
     """Differential diffusion (Levin & Fried 2023): a soft mask says how much each pixel may change
     by WHEN it is released: at each step the mask becomes binary, 1 where it is at least the
     fraction of the run still ahead (in timesteps, from the first sigma to the last non-zero one
-    or sigma_min), so 1s change from the start and 0.3s only over the last 30%. strength < 1 mixes
-    the binary mask with the soft one. ComfyUI's DifferentialDiffusion."""
+    or sigma_min), so 1s change from the start and 0.3s only over the last 30%. 0 < strength < 1
+    mixes the binary mask with the soft one (strength 0 is the binary mask, as in ComfyUI's
+    DifferentialDiffusion, whose test of strength is falsy at 0)."""
     sigma_to = max(float(sigmas[-1]), float(schedule.sigma_min))
     ts_from = float(schedule.timestep(sigmas[:1].cpu().float())[0])
     ts_to = float(schedule.timestep(torch.tensor([sigma_to]))[0])
@@ -568,7 +569,7 @@ def differential_mask(schedule: DiscreteSchedule, sigmas: torch.Tensor, strength
         current = schedule.timestep(sigma.reshape(-1)[:1].float())  # on the device: no sync per step
         threshold = (current - ts_to) / (ts_from - ts_to) if ts_from != ts_to else torch.zeros_like(current)
         binary = (mask >= threshold).to(mask.dtype)
-        return strength * binary + (1 - strength) * mask if strength < 1 else binary
+        return strength * binary + (1 - strength) * mask if 0 < strength < 1 else binary
 
     return mask_fn
 
