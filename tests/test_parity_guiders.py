@@ -85,3 +85,22 @@ def test_video_noise_mask_keeps_its_channels():
 
     mask = torch.arange(3.0).reshape(1, 3, 1, 1, 1).expand(1, 3, 2, 2, 2) / 2
     torch.testing.assert_close(prepare_noise_mask(mask, (1, 3, 2, 2, 2), "cpu"), mask)
+
+
+# --- the nodes' widget defaults ---------------------------------------------------------------
+
+GROUP = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced", "CFGGuider", "BasicGuider",
+         "DualCFGGuider", "RandomNoise", "DisableNoise", "AddNoise")
+
+
+def test_widget_defaults_are_comfyuis(builtin_registry):
+    """A node added in the editor starts as ComfyUI's does (KSampler's scheduler: "simple", the
+    first of ComfyUI's list, not "normal")."""
+    from graphflow.comfy_format import comfy_catalogue
+
+    catalogue = comfy_catalogue()
+    for name in GROUP:
+        cls = builtin_registry.comfy_node(name)
+        for entry in catalogue[name]["inputs"]:
+            if entry.get("widget"):
+                assert cls.input_specs[entry["name"]].default == entry["default"], (name, entry["name"])
