@@ -4,7 +4,7 @@ of other shapes, the steps KSamplerAdvanced leaves nothing to do for."""
 
 import torch
 from flow_fakes import FakeFlowModel, constant_x0
-from sampling_fakes import FakeModel, gaussian_eps, prompt
+from sampling_fakes import FakeModel, prompt
 
 from graphflow.sampling import compute_sigmas, sample
 from graphflow.sampling.flow_sampling import model_sampling_for
@@ -104,3 +104,45 @@ def test_widget_defaults_are_comfyuis(builtin_registry):
         for entry in catalogue[name]["inputs"]:
             if entry.get("widget"):
                 assert cls.input_specs[entry["name"]].default == entry["default"], (name, entry["name"])
+
+
+# --- DualCFGGuider with RescaleCFG --------------------------------------------------------------
+
+def rescale_oracle(x, sigma, cond, uncond, scale, multiplier):
+    """RescaleCFG (Lin et al. 2023, sec. 3.4) in v-space: v = (x / (s^2 + 1) - x0) sqrt(s^2 + 1) / s,
+    the guided v scaled to the positive v's std, mixed by the multiplier, back to x0."""
+    s = sigma.reshape(-1, 1, 1, 1)
+    root, x_vp = (s * s + 1).sqrt(), x / (s * s + 1)
+    v_c, v_u = (x_vp - cond) * root / s, (x_vp - uncond) * root / s
+    v = v_u + scale * (v_c - v_u)
+    v = multiplier * v * v_c.std(dim=(1, 2, 3), keepdim=True) / v.std(dim=(1, 2, 3), keepdim=True) \
+        + (1 - multiplier) * v
+    return x_vp - v * s / root
+
+
+def test_dual_cfg_guider_takes_rescale_cfg_for_its_inner_combination():
+    """ComfyUI's DualCFGGuider combines through cfg_function, where RescaleCFG's
+    sampler_cfg_function replaces the plain CFG: regular, of (cond2, negative, cfg_cond2_negative);
+    nested, of (cond1, cond2, cfg_conds)."""
+    from graphflow.sampling.guidance import DualCFGGuider, prepare_conds, predict_sides
+    from graphflow.sampling.model_sampling import ModelDenoiser
+    from sampling_fakes import SD
+
+    def scaled_eps(x_in, t, context, y):  # prompts differ in contrast, so the rescale acts
+        return x_in * context.float().mean(dim=(1, 2)).reshape(-1, 1, 1, 1)
+
+    model = FakeModel(scaled_eps)
+    model.options = {"cfg_rescale": 0.7}
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3)) * 3
+    sigma = torch.tensor([2.0])
+
+    def prepare(c, negative=False):
+        return prepare_conds(c, model, x.shape, "cpu", negative=negative)
+
+    c1, c2, neg = (predict_sides(ModelDenoiser(model, SD), [prepare(prompt(v))], x, sigma)[0] for v in (0.3, 0.1, -0.2))
+    regular = DualCFGGuider(model, prompt(0.3), prompt(0.1), prompt(-0.2), 3.0, 5.0).denoiser(ModelDenoiser(model, SD),
+                                                                                              prepare)
+    torch.testing.assert_close(regular(x, sigma), rescale_oracle(x, sigma, c2, neg, 5.0, 0.7) + (c1 - c2) * 3.0)
+    nested = DualCFGGuider(model, prompt(0.3), prompt(0.1), prompt(-0.2), 3.0, 5.0, nested=True)
+    text = rescale_oracle(x, sigma, c1, c2, 3.0, 0.7)
+    torch.testing.assert_close(nested.denoiser(ModelDenoiser(model, SD), prepare)(x, sigma), neg + 5.0 * (text - neg))

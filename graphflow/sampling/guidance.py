@@ -779,13 +779,14 @@ class DualCFGDenoiser:
     c2 = cond2 (treated as a negative prompt for SDXL's size conditioning, as ComfyUI does):
       regular: D = [neg + (c2 - neg) * cfg_cond2_negative] + (c1 - c2) * cfg_conds
       nested:  D = neg + cfg_cond2_negative * ([c2 + (c1 - c2) * cfg_conds] - neg)
-    The bracketed CFG is the one post-CFG functions see, and the one a MODEL's cfg_function replaces
+    The bracketed CFG is the one post-CFG functions see, and the one a MODEL's cfg_function or
+    RescaleCFG (`rescale`, its multiplier) replaces, as ComfyUI's sampler_cfg_function does there
     (pre-CFG functions do not act here, as in ComfyUI). In the regular style a scale of 1 skips
     the side it would cancel (negative; then also cond2 if cfg_conds is 1), unless a hook needs it."""
 
     def __init__(self, model_denoiser, cond1: list[Cond], cond2: list[Cond], negative: list[Cond],
                  cfg_conds: float, cfg_cond2_negative: float, nested: bool = False, post_cfg_functions=(),
-                 cfg_function=None):
+                 cfg_function=None, rescale: float = 0.0):
         self.model_denoiser = model_denoiser
         self.cond1, self.cond2, self.negative = list(cond1), list(cond2), list(negative)
         match_areas(self.cond1, self.cond2, self.negative)
@@ -793,11 +794,14 @@ class DualCFGDenoiser:
         self.nested = nested
         self.post_cfg_functions = tuple(post_cfg_functions)
         self.cfg_function = cfg_function
+        self.rescale = float(rescale)
 
     def _combine(self, cond, uncond, cond_list, uncond_list, x, sigma, cfg):
-        if self.cfg_function is None:
-            return cfg_combine(cond, uncond, cfg)
-        return self.cfg_function(_hook_args(self, cond, uncond, cond_list, uncond_list, x, sigma, cfg))
+        if self.cfg_function is not None:
+            return self.cfg_function(_hook_args(self, cond, uncond, cond_list, uncond_list, x, sigma, cfg))
+        if self.rescale:
+            return rescaled_cfg(x, sigma, cond, uncond, cfg, self.rescale)
+        return cfg_combine(cond, uncond, cfg)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, post_cfg=None) -> torch.Tensor:
         negative, cond2 = self.negative, self.cond2
@@ -851,7 +855,8 @@ class DualCFGGuider:
         return DualCFGDenoiser(model_denoiser, prepare(self.cond1), prepare(self.cond2, negative=True),
                                prepare(self.negative, negative=True), self.cfg_conds, self.cfg_cond2_negative,
                                self.nested, getattr(self.model, "post_cfg_functions", ()),
-                               getattr(self.model, "cfg_function", None))
+                               getattr(self.model, "cfg_function", None),
+                               getattr(self.model, "options", {}).get("cfg_rescale", 0.0))
 
 
 class PerpNegDenoiser:
