@@ -146,3 +146,34 @@ def test_dual_cfg_guider_takes_rescale_cfg_for_its_inner_combination():
     nested = DualCFGGuider(model, prompt(0.3), prompt(0.1), prompt(-0.2), 3.0, 5.0, nested=True)
     text = rescale_oracle(x, sigma, c1, c2, 3.0, 0.7)
     torch.testing.assert_close(nested.denoiser(ModelDenoiser(model, SD), prepare)(x, sigma), neg + 5.0 * (text - neg))
+
+
+# --- KSamplerAdvanced's step window -------------------------------------------------------------
+
+def test_ksampler_advanced_step_window_edges():
+    """end_at_step past the schedule cuts nothing (leftover noise or not: the last sigma is 0
+    already); start_at_step >= end_at_step leaves nothing to run; a later start adds the noise at
+    that step's sigma (x = latent + sigma noise, not sqrt(1 + sigma^2))."""
+    from sampling_fakes import SD, gaussian_eps
+
+    from graphflow.sampling import initial_noise
+
+    model = FakeModel(gaussian_eps(0.1, 0.8))
+    latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(7))}
+
+    def run(**kw):
+        return sample(model, 5, 10, 2.0, "euler", "karras", prompt(0.1), prompt(-0.1), latent, **kw)
+
+    full = run()
+    for leftover in (False, True):
+        torch.testing.assert_close(run(start_step=0, end_step=10000, return_with_leftover_noise=leftover)["samples"],
+                                   full["samples"], rtol=0, atol=0)
+    model.unet.calls.clear()
+    assert torch.equal(run(start_step=6, end_step=6)["samples"], latent["samples"]) and not model.unet.calls
+    assert torch.equal(run(start_step=7, end_step=3)["samples"], latent["samples"]) and not model.unet.calls
+    run(start_step=3)
+    sigmas = compute_sigmas(SD, "karras", 10)
+    call = model.unet.calls[0]
+    x = call["x"][:1] * (sigmas[3] ** 2 + 1).sqrt()
+    torch.testing.assert_close(x, latent["samples"] * 0.18215 + initial_noise(latent["samples"], 5) * sigmas[3],
+                               rtol=1e-5, atol=1e-5)
