@@ -567,7 +567,9 @@ def differential_mask(schedule: DiscreteSchedule, sigmas: torch.Tensor, strength
 
     def mask_fn(sigma: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         current = schedule.timestep(sigma.reshape(-1)[:1].float())  # on the device: no sync per step
-        threshold = (current - ts_to) / (ts_from - ts_to) if ts_from != ts_to else torch.zeros_like(current)
+        # a run that starts at sigma_to's timestep divides by 0: the threshold is nan / inf and no
+        # pixel is released, as in ComfyUI (a tensor divided by 0 does not raise)
+        threshold = (current - ts_to) / (ts_from - ts_to)
         binary = (mask >= threshold).to(mask.dtype)
         return strength * binary + (1 - strength) * mask if 0 < strength < 1 else binary
 
