@@ -5,14 +5,17 @@ Order of events (ComfyUI's):
  1. sigmas = the scheduler's for `steps` (dpm_2 / uni_pc: steps + 1 with the penultimate dropped;
     denoise < 1: int(steps / denoise) steps, keep the last steps + 1); then end_step cuts the
     tail (the last sigma set to 0 unless return_with_leftover_noise) and start_step the head.
- 2. noise = seeded CPU noise for the whole batch (noise.initial_noise), zeros if add_noise is off.
+ 2. noise = seeded CPU noise for the whole batch (noise.initial_noise), zeros if add_noise is off,
+    shaped like the latent as the model takes it: an all-zero latent of other channels resized to
+    the model's, an image latent given to a video model made one frame (fix_empty_latent_channels).
  3. latent_image = the input latent, mapped into model space (latent_format.process_in) unless it
     is all zeros (an empty latent stays 0 whatever the format's shift).
  4. x = latent_image + noise * sqrt(1 + sigma_0^2) when sigma_0 is the model's sigma_max (pure
     noise), else latent_image + noise * sigma_0 (img2img, KSamplerAdvanced's later start).
  5. Each model call is CFG over the conditioning lists (guidance.py); with a "noise_mask" the
     known region (mask 0) of x is first replaced by latent_image + noise * sigma and the known
-    region of the prediction by latent_image, so the sampler only ever changes the masked part.
+    region of the prediction by latent_image, so the sampler only ever changes the masked part
+    (the mask resized to the latent, bilinear or trilinear, not rounded: prepare_noise_mask).
     ComfyUI's "ddim" (= euler) re-noises with fresh noise from seed + 1 instead.
     9-channel inpainting models get [x, mask, masked-image latent] as input (the LDM/diffusers
     layout); the mask is the noise mask rounded, the masked-image latent the input latent
