@@ -49,7 +49,7 @@ class KSampler(Node):
     steps: int = Int(20, min=1, max=10000, resource="steps")
     cfg: float = Float(8.0, min=0.0, max=100.0, step=0.1)
     sampler_name: str = Choice(SAMPLER_NAMES, "euler")
-    scheduler: str = Choice(SCHEDULER_NAMES, "normal")
+    scheduler: str = Choice(SCHEDULER_NAMES, "simple")
     positive: CONDITIONING
     negative: CONDITIONING
     latent_image: LATENT
@@ -74,7 +74,7 @@ class KSamplerAdvanced(Node):
     steps: int = Int(20, min=1, max=10000, resource="steps")
     cfg: float = Float(8.0, min=0.0, max=100.0, step=0.1)
     sampler_name: str = Choice(SAMPLER_NAMES, "euler")
-    scheduler: str = Choice(SCHEDULER_NAMES, "normal")
+    scheduler: str = Choice(SCHEDULER_NAMES, "simple")
     positive: CONDITIONING
     negative: CONDITIONING
     latent_image: LATENT

@@ -348,20 +348,26 @@ def test_ltxv_comfyui_graph_runs_and_matches_diffusers(ltxv_models):
 
 
 def test_video_latents_refused_where_they_do_not_fit(ltxv_models):
-    """A video latent in an image model's sampler, an image latent in LTX-Video's, a mask of other
-    frames than the latent's: clear errors."""
-    from graphflow.context import NodeInputError
+    """A mask of other frames than the latent's: a clear error. An image latent in LTX-Video's
+    sampler is one frame, and a noise mask of fewer dims one video of its entries as frames, as
+    ComfyUI's fix_empty_latent_channels / reshape_mask make them."""
     from graphflow.models.checkpoint import load_checkpoint
     from graphflow.sampling.pipeline import sample
 
     ckpt = load_checkpoint(ltxv_models.models / "checkpoints" / "ltx-video-2b-v0.9.safetensors", device="cpu",
                            dtype=torch.float32)
     cond = [(torch.zeros(1, 3, ckpt.model.unet.config.caption_channels), {})]
-    with pytest.raises(NodeInputError, match=r"video latents \[B, C, frames, h, w\]"):
-        sample(ckpt.model, 0, 1, 1.0, "euler", "simple", cond, cond, {"samples": torch.zeros(1, 128, 2, 2)})
-    with pytest.raises(NodeInputError, match=r"noise mask must be \[B, 1, frames, h, w\]"):
-        sample(ckpt.model, 0, 1, 1.0, "euler", "simple", cond, cond,
-               {"samples": torch.zeros(1, 128, 1, 2, 2), "noise_mask": torch.ones(1, 2, 2)})
+    video = sample(ckpt.model, 0, 1, 1.0, "euler", "simple", cond, cond, {"samples": torch.zeros(1, 128, 1, 2, 2)})
+    image = sample(ckpt.model, 0, 1, 1.0, "euler", "simple", cond, cond, {"samples": torch.zeros(1, 128, 2, 2)})
+    assert torch.equal(image["samples"], video["samples"])
+    start = torch.randn(1, 128, 1, 2, 2, generator=torch.Generator().manual_seed(1))
+    mask = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    five = sample(ckpt.model, 0, 2, 1.0, "euler", "simple", cond, cond,
+                  {"samples": start, "noise_mask": mask.reshape(1, 1, 1, 2, 2)})
+    three = sample(ckpt.model, 0, 2, 1.0, "euler", "simple", cond, cond,
+                   {"samples": start, "noise_mask": mask.reshape(1, 2, 2)})
+    assert torch.equal(three["samples"], five["samples"])
+    torch.testing.assert_close(five["samples"][..., 0, 1], start[..., 0, 1])  # the known pixels kept
     with pytest.raises(ValueError, match=r"one per latent frame \[1, H, W\], got shape \(1, 3, 2, 2\)"):
         mask = [(cond[0][0], {"mask": torch.ones(3, 2, 2)})]  # 3 mask frames for 1 latent frame
         sample(ckpt.model, 0, 1, 1.0, "euler", "simple", mask, cond, {"samples": torch.zeros(1, 128, 1, 2, 2)})

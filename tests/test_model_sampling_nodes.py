@@ -175,8 +175,12 @@ def test_differential_mask_releases_pixels_by_their_value():
     assert torch.equal(fn(mid[None], mask), torch.tensor([0.0, 0, 1, 1, 1]))
     half = differential_mask(SD, sigmas, 0.5)(sigmas[:1], mask)
     torch.testing.assert_close(half, 0.5 * torch.tensor([0.0, 0, 0, 0, 1]) + 0.5 * mask)
-    # ComfyUI blends only for 0 < strength < 1: strength 0 is the binary mask too, not the soft one
+    # strength 0 is ComfyUI's "no blend" (its test is `if strength and strength < 1`): the binary mask
     assert torch.equal(differential_mask(SD, sigmas, 0.0)(sigmas[:1], mask), torch.tensor([0.0, 0, 0, 0, 1]))
+    # a run starting at sigma_min's timestep (img2img at a tiny denoise): ComfyUI's threshold is 0 / 0,
+    # so nothing is released
+    low = torch.tensor([float(SD.sigma_min), 0.0])
+    assert torch.equal(differential_mask(SD, low, 1.0)(low[:1], mask), torch.zeros(5))
 
 
 def test_differential_diffusion_in_sampling(builtin_registry, model):

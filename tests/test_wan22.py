@@ -211,9 +211,14 @@ def test_ti2v_detected_and_loaded(tmp_path):
     from graphflow.api import NodeInputError
     from tests.test_nodes_image_mask import call
 
-    with pytest.raises(NodeInputError, match="Wan22ImageToVideoLatent"):  # an image latent: the node to use named
+    with pytest.raises(NodeInputError, match="Wan22ImageToVideoLatent"):  # not a latent of frames: the node named
         call(registry(), "KSampler", model=model, seed=0, steps=1, cfg=1.0, sampler_name="euler", scheduler="simple",
-             positive=[], negative=[], denoise=1.0, latent_image={"samples": torch.zeros(1, 48, 2, 2)})
+             positive=[], negative=[], denoise=1.0, latent_image={"samples": torch.zeros(48, 2, 2)})
+    # an image latent is one frame, as ComfyUI's fix_empty_latent_channels makes it (text-to-image)
+    image = call(registry(), "KSampler", model=model, seed=0, steps=1, cfg=1.0, sampler_name="euler",
+                 scheduler="simple", positive=[], negative=[], denoise=1.0,
+                 latent_image={"samples": torch.zeros(1, 48, 2, 2)})
+    assert image["samples"].shape == (1, 48, 1, 2, 2)
     old = load_diffusion_model(write_wan(tmp_path / "wan21.safetensors", dtype=torch.float32), device="cpu",
                                dtype=torch.float32)
     assert old.latent_format is WAN21 and not old.masked_timesteps

@@ -468,7 +468,7 @@ class ControlApplied:
             start, end = self.sigma_range(schedule)
             from graphflow.sampling.model_sampling import in_sigma_window
 
-            if not in_sigma_window(sigma, start, end):
+            if not in_sigma_window(sigma, start, end, rounded=True):
                 return out
         mine = self.net.control(self, x, timesteps, context, y, unet_config, **extra)
         mine = {k: [None if r is None else r * self.strength for r in v] for k, v in mine.items()}

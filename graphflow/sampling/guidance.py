@@ -25,7 +25,7 @@ ConditioningSetArea / SetMask do:
   - an entry with "start_percent" / "end_percent" (ConditioningSetTimestepRange) takes part only
     while end_sigma <= sigma <= start_sigma, the percents turned into sigmas by the model's
     schedule (0% = the noisiest, above any sigma; 100% = sigma 0), judged by the batch's first
-    sigma; at a step where no entry of a side is active that side's prediction is 0, as in ComfyUI.
+    sigma against the bounds rounded to float32 (ComfyUI's tensor comparison); at a step where no entry of a side is active that side's prediction is 0, as in ComfyUI.
   - an entry with "reference_latents" (ReferenceLatent: raw latents, each its own size) passes them,
     in model space and repeated to the batch, to a FLUX model with its "reference_latents_method"
     (FluxKontextMultiReferenceLatentMethod; "offset" by default); other models refuse them.
@@ -96,7 +96,7 @@ class Cond:
     def active(self, sigma: torch.Tensor) -> bool:
         if self.sigma_start is None and self.sigma_end is None:
             return True  # without a timestep range, no need to read sigma back from the device
-        return in_sigma_window(sigma, self.sigma_start, self.sigma_end)
+        return in_sigma_window(sigma, self.sigma_start, self.sigma_end, rounded=True)
 
 
 def repeat_to_batch(t: torch.Tensor, batch: int) -> torch.Tensor:
@@ -780,8 +780,9 @@ class DualCFGDenoiser:
     c2 = cond2 (treated as a negative prompt for SDXL's size conditioning, as ComfyUI does):
       regular: D = [neg + (c2 - neg) * cfg_cond2_negative] + (c1 - c2) * cfg_conds
       nested:  D = neg + cfg_cond2_negative * ([c2 + (c1 - c2) * cfg_conds] - neg)
-    The bracketed CFG is the one post-CFG functions see, and the one a MODEL's cfg_function (or
-    RescaleCFG's rescale) replaces (pre-CFG functions do not act here, as in ComfyUI). In the regular style a scale of 1 skips
+    The bracketed CFG is the one post-CFG functions see, and the one a MODEL's cfg_function or
+    RescaleCFG (`rescale`, its multiplier) replaces, as ComfyUI's sampler_cfg_function does there
+    (pre-CFG functions do not act here, as in ComfyUI). In the regular style a scale of 1 skips
     the side it would cancel (negative; then also cond2 if cfg_conds is 1), unless a hook needs it."""
 
     def __init__(self, model_denoiser, cond1: list[Cond], cond2: list[Cond], negative: list[Cond],
@@ -797,9 +798,11 @@ class DualCFGDenoiser:
         self.cfg_function = cfg_function
 
     def _combine(self, cond, uncond, cond_list, uncond_list, x, sigma, cfg):
-        if self.cfg_function is None:
-            return rescaled_cfg(x, sigma, cond, uncond, cfg, self.rescale) if self.rescale else cfg_combine(cond, uncond, cfg)
-        return self.cfg_function(_hook_args(self, cond, uncond, cond_list, uncond_list, x, sigma, cfg))
+        if self.cfg_function is not None:
+            return self.cfg_function(_hook_args(self, cond, uncond, cond_list, uncond_list, x, sigma, cfg))
+        if self.rescale:
+            return rescaled_cfg(x, sigma, cond, uncond, cfg, self.rescale)
+        return cfg_combine(cond, uncond, cfg)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, post_cfg=None) -> torch.Tensor:
         negative, cond2 = self.negative, self.cond2

@@ -20,10 +20,19 @@ import torch
 from .step_cache import wrapped_network
 
 
-def in_sigma_window(sigma: torch.Tensor, sigma_start: float | None, sigma_end: float | None) -> bool:
+def in_sigma_window(sigma: torch.Tensor, sigma_start: float | None, sigma_end: float | None,
+                    rounded: bool = False) -> bool:
     """ComfyUI's timestep-range rule: sigma_end <= sigma <= sigma_start (None: unbounded), judged by
-    the batch's first sigma. Reading it back is a host sync, so callers ask only when a range is set."""
-    s = float(sigma.reshape(-1)[0])
+    the batch's first sigma. Reading it back is a host sync, so callers ask only when a range is set.
+    rounded: the bounds first rounded to sigma's dtype (float32), as comparing the sigma TENSOR with
+    Python floats does; ComfyUI's conditioning ranges and ControlNets compare so, its SLG and the
+    IP-Adapter compare sigma.item() in double precision. A step whose sigma is the float32 nearest
+    a flow model's bound (1 - percent, shifted) falls on the other side otherwise."""
+    first = sigma.reshape(-1)[0]
+    s = float(first)
+    if rounded:
+        sigma_start, sigma_end = (None if b is None else float(torch.tensor(b, dtype=first.dtype))
+                                  for b in (sigma_start, sigma_end))
     return (sigma_start is None or s <= sigma_start) and (sigma_end is None or s >= sigma_end)
 
 

@@ -5,14 +5,17 @@ Order of events (ComfyUI's):
  1. sigmas = the scheduler's for `steps` (dpm_2 / uni_pc: steps + 1 with the penultimate dropped;
     denoise < 1: int(steps / denoise) steps, keep the last steps + 1); then end_step cuts the
     tail (the last sigma set to 0 unless return_with_leftover_noise) and start_step the head.
- 2. noise = seeded CPU noise for the whole batch (noise.initial_noise), zeros if add_noise is off.
+ 2. noise = seeded CPU noise for the whole batch (noise.initial_noise), zeros if add_noise is off,
+    shaped like the latent as the model takes it: an all-zero latent of other channels resized to
+    the model's, an image latent given to a video model made one frame (fix_empty_latent_channels).
  3. latent_image = the input latent, mapped into model space (latent_format.process_in) unless it
     is all zeros (an empty latent stays 0 whatever the format's shift).
  4. x = latent_image + noise * sqrt(1 + sigma_0^2) when sigma_0 is the model's sigma_max (pure
     noise), else latent_image + noise * sigma_0 (img2img, KSamplerAdvanced's later start).
  5. Each model call is CFG over the conditioning lists (guidance.py); with a "noise_mask" the
     known region (mask 0) of x is first replaced by latent_image + noise * sigma and the known
-    region of the prediction by latent_image, so the sampler only ever changes the masked part.
+    region of the prediction by latent_image, so the sampler only ever changes the masked part
+    (the mask resized to the latent, bilinear or trilinear, not rounded: prepare_noise_mask).
     ComfyUI's "ddim" (= euler) re-noises with fresh noise from seed + 1 instead.
     9-channel inpainting models get [x, mask, masked-image latent] as input (the LDM/diffusers
     layout); the mask is the noise mask rounded, the masked-image latent the input latent
@@ -105,10 +108,10 @@ def sample(model, seed: int, steps: int, cfg: float, sampler_name: str, schedule
     if start_step is not None:
         if start_step < len(sigmas) - 1:
             sigmas = sigmas[start_step:]
-        else:
-            return dict(latent)  # nothing left to do: ComfyUI returns the input latent
+        else:  # nothing left to do: ComfyUI returns the input latent (its channels / frame fixed)
+            return {**latent, "samples": samples}
     if len(sigmas) < 2:
-        return dict(latent)
+        return {**latent, "samples": samples}
 
     batch_index = latent.get("batch_index")
     if add_noise:
@@ -168,9 +171,10 @@ def _latent_samples(model, latent) -> torch.Tensor:
         raise NodeInputError("latent_image", "expected a LATENT: a dict with 'samples' [B, C, h, w]")
     samples = latent["samples"]
     video = getattr(model, "is_video", False)
-    if video and getattr(model, "arch", None) in ("cosmos", "cosmos1") and torch.is_tensor(samples) \
-            and samples.ndim == 4:
-        samples = samples[:, :, None]  # an image latent is one frame (ComfyUI's fix_empty_latent_channels)
+    if video and torch.is_tensor(samples) and samples.ndim == 4:
+        # an image latent is one frame, as ComfyUI's fix_empty_latent_channels makes it for every
+        # 3-D latent format (Wan, LTX-Video, Mochi, Cosmos): text-to-image with a video model
+        samples = samples[:, :, None]
     if video and (not torch.is_tensor(samples) or samples.ndim != 5):
         got = tuple(samples.shape) if torch.is_tensor(samples) else type(samples).__name__
         empty = {"mochi": "EmptyMochiLatentVideo", "wan": "EmptyHunyuanLatentVideo",
@@ -295,9 +299,6 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
         noise = noise.to(device=device, dtype=torch.float32)
         shape = tuple(noise.shape)
         video = getattr(model, "is_video", False)
-        if noise_mask is not None and len(shape) == 5 and (not video or noise_mask.ndim != 5):
-            raise NodeInputError("latent_image", "a video latent's noise mask must be [B, 1, frames, h, w] "
-                                                 f"(LTXVImgToVideo's), got {tuple(noise_mask.shape)}")
         denoise_mask = None if noise_mask is None else prepare_noise_mask(noise_mask, shape, device)
 
         concat_fn = None
@@ -392,16 +393,21 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
 
 
 def prepare_noise_mask(noise_mask: torch.Tensor, shape: tuple, device) -> torch.Tensor:
-    """LATENT noise_mask (any of [h, w], [B, h, w], [B, 1, h, w], any resolution) -> [B, C, h, w] at
-    the latent's size (bilinear), repeated over channels and batch. A video's [B, 1, frames, h, w]
-    (LTXVImgToVideo's [B, 1, frames, 1, 1]) -> [B, C, frames, h, w] (trilinear, as ComfyUI)."""
+    """LATENT noise_mask -> [B, C, *latent dims] at the latent's size, as ComfyUI's reshape_mask.
+    Image latents: any of [h, w], [B, h, w], [B, 1, h, w] at any resolution, one mask per batch
+    entry, resized bilinearly (not rounded). Video latents: a [B, c, frames, h, w] mask (LTXVImgToVideo's
+    [B, 1, frames, 1, 1]) resized trilinearly; a mask of fewer dims is ONE video whose frames are
+    its entries (SetLatentNoiseMask's [N, 1, h, w]: N mask frames stretched over the latent's).
+    Fewer channels than the latent's are repeated over them; then the batch is repeated / cut."""
+    mask = noise_mask.float()
     if len(shape) == 5:
-        mask = F.interpolate(noise_mask.float().reshape(-1, 1, *noise_mask.shape[-3:]), size=shape[2:],
-                             mode="trilinear")
-        return repeat_to_batch(mask.repeat(1, shape[1], 1, 1, 1), shape[0]).to(device)
-    mask = noise_mask.float().reshape(-1, 1, noise_mask.shape[-2], noise_mask.shape[-1])
-    mask = F.interpolate(mask, size=shape[2:], mode="bilinear")
-    mask = mask.repeat(1, shape[1], 1, 1)
+        if mask.ndim < 5:
+            mask = mask.reshape(1, 1, -1, *mask.shape[-2:])
+        mask = F.interpolate(mask, size=shape[2:], mode="trilinear")
+    else:
+        mask = F.interpolate(mask.reshape(-1, 1, *mask.shape[-2:]), size=shape[2:], mode="bilinear")
+    if mask.shape[1] < shape[1]:
+        mask = mask.repeat(1, shape[1], *[1] * (len(shape) - 2))[:, :shape[1]]
     return repeat_to_batch(mask, shape[0]).to(device)
 
 
@@ -555,16 +561,18 @@ def differential_mask(schedule: DiscreteSchedule, sigmas: torch.Tensor, strength
     """Differential diffusion (Levin & Fried 2023): a soft mask says how much each pixel may change
     by WHEN it is released: at each step the mask becomes binary, 1 where it is at least the
     fraction of the run still ahead (in timesteps, from the first sigma to the last non-zero one
-    or sigma_min), so 1s change from the start and 0.3s only over the last 30%. strength < 1 mixes
-    the binary mask with the soft one; strength 0 gives the binary mask, as strength 1 does
-    (ComfyUI's DifferentialDiffusion blends only for 0 < strength < 1)."""
+    or sigma_min), so 1s change from the start and 0.3s only over the last 30%. 0 < strength < 1
+    mixes the binary mask with the soft one (strength 0 is the binary mask, as in ComfyUI's
+    DifferentialDiffusion, whose test of strength is falsy at 0)."""
     sigma_to = max(float(sigmas[-1]), float(schedule.sigma_min))
     ts_from = float(schedule.timestep(sigmas[:1].cpu().float())[0])
     ts_to = float(schedule.timestep(torch.tensor([sigma_to]))[0])
 
     def mask_fn(sigma: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         current = schedule.timestep(sigma.reshape(-1)[:1].float())  # on the device: no sync per step
-        threshold = (current - ts_to) / (ts_from - ts_to) if ts_from != ts_to else torch.zeros_like(current)
+        # a run that starts at sigma_to's timestep divides by 0: the threshold is nan / inf and no
+        # pixel is released, as in ComfyUI (a tensor divided by 0 does not raise)
+        threshold = (current - ts_to) / (ts_from - ts_to)
         binary = (mask >= threshold).to(mask.dtype)
         return strength * binary + (1 - strength) * mask if 0 < strength < 1 else binary
 
