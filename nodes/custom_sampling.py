@@ -431,8 +431,9 @@ class SamplerDPMAdaptative(Node):
 
 class SamplerER_SDE(Node):
     """ER-SDE-Solver (Cui et al. 2023) with its noise-scale function: ER-SDE (the paper's), Reverse-time
-    SDE, or ODE (no noise). eta is the stochastic strength of the SDE types (0 reduces them to the
-    ODE); max_stage the solver's order (1 to 3); s_noise scales the noise drawn."""
+    SDE, or ODE (no noise). eta is the stochastic strength of Reverse-time SDE (0 reduces it to the
+    ODE; as in ComfyUI it does not apply to ER-SDE); max_stage the solver's order (1 to 3); s_noise
+    scales the noise drawn."""
     category = "sampling/custom_sampling/samplers"
     solver_type: str = Choice(ER_SDE_SOLVER_TYPES, "ER-SDE")
     max_stage: int = Int(3, min=1, max=3)

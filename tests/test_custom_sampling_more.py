@@ -117,18 +117,31 @@ def test_er_sde_solver_types():
     sigmas = SCHEDULERS["karras"](SD, 6)
     x = start(sigmas[0])
     ode = sp.er_sde_options("ODE", 1.0, 1.0)
-    assert ode["s_noise"] == 0.0 and sp.er_sde_options("ER-SDE", 0.0, 1.0)["s_noise"] == 0.0
+    assert ode["s_noise"] == 0.0 and sp.er_sde_options("Reverse-time SDE", 0.0, 1.0)["s_noise"] == 0.0
     # psi(l) = l: stage 1 is x_t = (l_t / l_s) x + (1 - l_t / l_s) D, the Euler step in sigma space
     torch.testing.assert_close(SAMPLERS["er_sde"](denoiser, x, sigmas, max_stage=1, **ode),
                                SAMPLERS["euler"](denoiser, x, sigmas), rtol=1e-5, atol=1e-5)
     lam = torch.tensor([0.1, 1.0, 5.0])
     torch.testing.assert_close(sp.er_sde_options("Reverse-time SDE", 1.0)["noise_scaler"](lam), lam ** 2)
-    torch.testing.assert_close(sp.er_sde_options("ER-SDE", 0.5)["noise_scaler"](lam),
-                               lam * (torch.exp(lam ** 0.3) + 10) ** 0.5)
+    torch.testing.assert_close(sp.er_sde_options("Reverse-time SDE", 0.5)["noise_scaler"](lam), lam ** 1.5)
+    torch.testing.assert_close(sp.er_sde_options("Reverse-time SDE", 0.0)["noise_scaler"](lam), lam)
     node = run_node(cs.SamplerER_SDE, solver_type="Reverse-time SDE", max_stage=2, eta=1.0, s_noise=0.7)
     assert node.name == "er_sde" and node.options["max_stage"] == 2 and node.options["s_noise"] == 0.7
     with pytest.raises(ValueError, match="ER-SDE solver type"):
         sp.er_sde_options("SDE")
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0, 3.0])
+def test_er_sde_solver_type_ignores_eta(eta):
+    """ComfyUI's SamplerER_SDE (v0.3.64, the catalogue's): eta "doesn't apply to ER-SDE solver type";
+    the paper's phi(l) = l (e^{l^0.3} + 10) and the given s_noise at every eta, even 0."""
+    lam = torch.tensor([0.05, 1.0, 14.6])
+    options = sp.er_sde_options("ER-SDE", eta, 0.7)
+    assert options["s_noise"] == 0.7
+    torch.testing.assert_close(options["noise_scaler"](lam), lam * (torch.exp(lam ** 0.3) + 10))
+    node = run_node(cs.SamplerER_SDE, solver_type="ER-SDE", max_stage=3, eta=eta, s_noise=0.7)
+    assert node.options["s_noise"] == 0.7
+    torch.testing.assert_close(node.options["noise_scaler"](lam), lam * (torch.exp(lam ** 0.3) + 10))
 
 
 def test_sa_solver_node_sets_its_stochastic_interval_from_the_models_percentages():

@@ -1184,17 +1184,18 @@ def _er_sde_noise_scaler(x):
 
 
 def er_sde_options(solver_type: str = "ER-SDE", eta: float = 1.0, s_noise: float = 1.0) -> dict:
-    """er_sde's noise_scaler and s_noise for ComfyUI's SamplerER_SDE: the scale function phi of
-    Cui et al. raised to eta, psi(l) = l^(1 - eta) phi(l)^eta, with phi(l) = l (e^{l^0.3} + 10)
-    ("ER-SDE", the paper's choice) or phi(l) = l^2 ("Reverse-time SDE", the plain reverse SDE);
-    "ODE" (or eta = 0) is psi(l) = l with no noise (the probability-flow ODE)."""
+    """er_sde's noise_scaler and s_noise for ComfyUI's SamplerER_SDE (as of the catalogue's
+    ComfyUI, v0.3.64): "ER-SDE" is the paper's scale function phi(l) = l (e^{l^0.3} + 10) whatever
+    eta (ComfyUI's tooltip: eta does not apply to it); "Reverse-time SDE" is phi(l) = l^(eta + 1)
+    (l^2, the plain reverse SDE, at eta = 1), and at eta = 0 the ODE; "ODE" is phi(l) = l with no
+    noise (the probability-flow ODE)."""
     from graphflow.choices import ER_SDE_SOLVER_TYPES
     if solver_type not in ER_SDE_SOLVER_TYPES:
         raise ValueError(f"unknown ER-SDE solver type {solver_type!r}; expected one of {', '.join(ER_SDE_SOLVER_TYPES)}")
+    if solver_type == "ER-SDE":
+        return {"noise_scaler": _er_sde_noise_scaler, "s_noise": s_noise}
     if solver_type == "ODE" or eta == 0:
         return {"noise_scaler": lambda x: x, "s_noise": 0.0}
-    if solver_type == "ER-SDE":
-        return {"noise_scaler": lambda x: x * ((x ** 0.3).exp() + 10.0) ** eta, "s_noise": s_noise}
     return {"noise_scaler": lambda x: x ** (eta + 1), "s_noise": s_noise}
 
 
