@@ -196,6 +196,34 @@ def test_flow_ancestral_keeps_the_noised_data_distribution():
             assert max(mean_errors) > 0.05
 
 
+def test_flow_dpm_2_ancestral_steps_down_the_flow_way_then_renoises():
+    """ComfyUI (v0.3.64) switches dpm_2_ancestral to its RF form for flow models: DPM-Solver-2 down
+    to sigma_down = s' (1 + (s'/s - 1) eta), x scaled by (1 - s') / (1 - sigma_down), fresh noise of
+    std sqrt(s'^2 - sigma_down^2 (1 - s')^2 / (1 - sigma_down)^2); into sigma 0 an Euler step."""
+    x = torch.tensor([[[[0.7, -1.2]]]])
+    noise = torch.tensor([[[[0.25, -0.5]]]])
+
+    def denoiser(x, sigma):
+        return 0.3 + 0.5 * x * sigma.reshape(-1, 1, 1, 1)  # any known function of (x, sigma)
+
+    def D(x, s):
+        return 0.3 + 0.5 * x * s
+
+    s, s1, eta = 0.8, 0.5, 0.6
+    down = s1 * (1 + (s1 / s - 1) * eta)
+    mid = math.sqrt(s * down)
+    x_mid = x + (x - D(x, s)) / s * (mid - s)
+    want = x + (x_mid - D(x_mid, mid)) / mid * (down - s)
+    want = (1 - s1) / (1 - down) * want + noise * 0.9 * math.sqrt(s1 ** 2 - down ** 2 * (1 - s1) ** 2 / (1 - down) ** 2)
+    fn = sampler_for("dpm_2_ancestral", FlowSchedule.sd3())
+    assert fn is FLOW_SAMPLERS["dpm_2_ancestral"]
+    got = fn(denoiser, x, torch.tensor([s, s1]), eta=eta, s_noise=0.9, noise_sampler=lambda *_: noise)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    # the last step (sigma_down = 0) is Euler onto the denoised value, no noise
+    last = fn(denoiser, x, torch.tensor([s1, 0.0]), eta=eta, noise_sampler=lambda *_: noise)
+    torch.testing.assert_close(last, D(x, s1), rtol=1e-5, atol=1e-6)
+
+
 def test_ddpm_is_refused_for_flow_and_others_fall_back():
     schedule = FlowSchedule.sd3()
     with pytest.raises(ValueError, match="ddpm"):

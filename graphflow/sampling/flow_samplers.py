@@ -75,6 +75,31 @@ def sample_euler_ancestral_rf(denoiser, x, sigmas, extra_args=None, callback=Non
 
 
 @torch.no_grad()
+def sample_dpm_2_ancestral_rf(denoiser, x, sigmas, extra_args=None, callback=None, disable=None,
+                              eta=1.0, s_noise=1.0, noise_sampler=None, seed=None):
+    """DPM-Solver-2 (its log-midpoint in sigma) down to the flow's sigma_down, then the flow re-noise
+    (ComfyUI's sample_dpm_2_ancestral_RF); the step to sigma_down = 0 is Euler."""
+    extra_args = extra_args or {}
+    noise_sampler = noise_sampler or gaussian_noise_sampler(x, seed)
+    s_in = x.new_ones([x.shape[0]])
+    for i in range(len(sigmas) - 1):
+        denoised = denoiser(x, sigmas[i] * s_in, **extra_args)
+        sigma_down, signal, renoise = _rf_ancestral_step(sigmas[i], sigmas[i + 1], eta)
+        if callback is not None:
+            callback(_step_info(i, x, sigmas[i], denoised))
+        d = to_d(x, sigmas[i], denoised)
+        if sigma_down == 0:
+            x = x + d * (sigma_down - sigmas[i])
+        else:
+            sigma_mid = sigmas[i].log().lerp(sigma_down.log(), 0.5).exp()
+            x_2 = x + d * (sigma_mid - sigmas[i])
+            d_2 = to_d(x_2, sigma_mid, denoiser(x_2, sigma_mid * s_in, **extra_args))
+            x = x + d_2 * (sigma_down - sigmas[i])
+            x = signal * x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * renoise
+    return x
+
+
+@torch.no_grad()
 def sample_dpmpp_2s_ancestral_rf(denoiser, x, sigmas, extra_args=None, callback=None, disable=None,
                                  eta=1.0, s_noise=1.0, noise_sampler=None, seed=None):
     """DPM-Solver++(2S) down to sigma_down with the midpoint in flow lambda, then flow re-noise
@@ -252,6 +277,7 @@ def sample_dpmpp_2m_sde_heun_rf(denoiser, x, sigmas, **kwargs):
 
 FLOW_SAMPLERS = {
     "euler_ancestral": sample_euler_ancestral_rf,
+    "dpm_2_ancestral": sample_dpm_2_ancestral_rf,
     "dpmpp_2s_ancestral": sample_dpmpp_2s_ancestral_rf,
     "dpmpp_sde": sample_dpmpp_sde_rf,
     "dpmpp_sde_gpu": _on_device_brownian(sample_dpmpp_sde_rf),
