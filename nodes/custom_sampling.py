@@ -479,8 +479,8 @@ class SamplerSASolver(Node):
 class SamplerLCMUpscale(Node):
     """LCM sampling that upscales the latent between steps: by scale_ratio in all, over the first
     scale_steps steps (-1: half of them), with upscale_method. For LCM models; eps/v models only.
-    Unlike ComfyUI (global random state) the noise of each step is drawn from the seed, so a run
-    repeats exactly."""
+    The noise re-added each step continues the sampler seed's stream as ComfyUI's does (on the CPU
+    after the starting noise), at each step's size."""
     category = "sampling/custom_sampling/samplers"
     scale_ratio: float = Float(1.0, min=0.1, max=20.0, step=0.01)
     scale_steps: int = Int(-1, min=-1, max=1000)

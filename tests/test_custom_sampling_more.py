@@ -216,6 +216,31 @@ def test_lcm_upscale_grows_the_latent_and_repeats_from_the_seed():
     assert a.shape == (1, 4, 12, 12) and torch.equal(a, b)
 
 
+def test_lcm_upscale_noise_continues_comfyuis_global_stream():
+    """ComfyUI's sample_lcm_upscale adds sigma' * torch.randn_like(x) from the global generator,
+    which its prepare_noise seeded (torch.manual_seed(seed)) and then drew the starting noise from;
+    on the CPU the fresh noise is that stream's continuation, at each step's (upscaled) size."""
+    seed, shape = 7, (2, 4, 6, 6)
+    sigmas = torch.tensor([2.0, 1.0, 0.5, 0.25])
+    seen = []
+
+    def denoiser(x, sigma):
+        return torch.zeros_like(x)  # D = 0: x after a step is sigma' times the fresh noise
+    x = torch.randn(shape)
+    out = sp.ALL_SAMPLERS["lcm_upscale"](denoiser, x, sigmas, seed=seed, total_upscale=2.0, upscale_method="bilinear",
+                                         upscale_steps=2, callback=lambda info: seen.append(info["x"]))
+    try:
+        state = torch.get_rng_state()
+        torch.manual_seed(seed)
+        torch.randn(shape)  # the starting noise
+        sizes = [9, 12, 12]  # 6 * 1.5, 6 * 2, then no more upscaling
+        want = [s * torch.randn(2, 4, n, n) for s, n in zip((1.0, 0.5, 0.25), sizes)]
+    finally:
+        torch.set_rng_state(state)
+    for got, expected in zip(seen[1:] + [out], want):
+        torch.testing.assert_close(got, expected)
+
+
 def test_lcm_upscale_refuses_flow_models():
     from graphflow.sampling.flow_samplers import sampler_for
     from graphflow.sampling.flow_sampling import FlowSchedule

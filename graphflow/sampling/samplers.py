@@ -449,10 +449,15 @@ def sample_lcm_upscale(denoiser, x, sigmas, extra_args=None, callback=None, disa
     """LCM sampling that grows the latent as it goes (ComfyUI's SamplerLCMUpscale): after each of the
     first upscale_steps steps the denoised latent is resized, the scale rising linearly from 1 to
     total_upscale (upscale_steps None: half the steps + 1), then re-noised to the next sigma.
-    The fresh noise is drawn with the seed at each step's size (on x's device, as LCM's)."""
+    The fresh noise is ComfyUI's: it draws randn_like from the global generator that its starting
+    noise seeded with the seed, i.e. one stream seeded with `seed` on x's device, drawn at each
+    step's size; on the CPU that stream has first given the starting noise (a batch of x's shape)."""
     from graphflow.images import bislerp, resize_nchw
 
     extra_args = extra_args or {}
+    noise_sampler = gaussian_noise_sampler(x, seed)
+    if isinstance(seed, int) and x.device.type == "cpu":
+        noise_sampler(None, None)  # the starting noise's draw from the same CPU stream
     if upscale_steps is None:
         upscale_steps = max(len(sigmas) // 2 + 1, 2)
     else:
@@ -469,16 +474,8 @@ def sample_lcm_upscale(denoiser, x, sigmas, extra_args=None, callback=None, disa
             size = round(width * upscales[i]), round(height * upscales[i])
             x = bislerp(x, *size) if upscale_method == "bislerp" else resize_nchw(x, *size, upscale_method)
         if sigmas[i + 1] > 0:
-            x = x + sigmas[i + 1] * gaussian_noise_sampler(x, None if seed is None else _step_seed(seed, i))(
-                sigmas[i], sigmas[i + 1])
+            x = x + sigmas[i + 1] * noise_sampler(sigmas[i], sigmas[i + 1], x.shape)
     return x
-
-
-def _step_seed(seed, i: int):
-    """A seed (or per-image seeds) for step i's fresh draw, for noise whose shape changes per step."""
-    if isinstance(seed, int):
-        return (seed + i + 1) % 2 ** 64
-    return [(s + i + 1) % 2 ** 64 for s in seed]
 
 
 @torch.no_grad()
