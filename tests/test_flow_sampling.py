@@ -254,6 +254,19 @@ def test_ksampler_on_a_flow_model_starts_from_sigma_noise_and_lands_on_x0():
     assert len(model.calls) == 4  # cfg 1: the negative is never run
 
 
+@pytest.mark.parametrize("name", ["uni_pc", "uni_pc_bh2"])
+def test_ksampler_uni_pc_on_a_flow_model_unscales_at_its_end_sigma(name):
+    """ComfyUI's uni_pc ends at sigma 0.001 instead of 0 and writes that into the sigmas it was
+    given, so the flow inverse noise scaling after sampling divides the result by 1 - 0.001.
+    With D = c: x at 0.001 is c + 0.001 (noise - c) (sigma_0 = 1), the latent that over 0.999."""
+    c = 0.25
+    model = FakeFlowModel(constant_x0(c), arch="sd3")
+    out = sample(model, 7, 4, 1.0, name, "simple", _cond(), _cond(), {"samples": torch.zeros(1, 16, 4, 4)})
+    noise = torch.randn((1, 16, 4, 4), generator=torch.Generator().manual_seed(7))
+    x_end = c + 0.001 * (noise - c)
+    torch.testing.assert_close(out["samples"], x_end / (1 - 0.001) / 1.5305 + 0.0609, atol=1e-6, rtol=1e-6)
+
+
 def test_img2img_on_a_flow_model_mixes_noise_and_latent():
     model = FakeFlowModel(constant_x0(0.0), arch="sd3")
     raw = torch.randn(1, 16, 4, 4)

@@ -46,7 +46,7 @@ from .model_sampling import DiscreteSchedule, ModelDenoiser
 from .noise import NoiseSource, initial_noise, inpaint_noise
 from .preview import make_preview
 from .samplers import (ALL_SAMPLERS, DISCARD_PENULTIMATE_SIGMA, FLOW_SWITCH_SAMPLERS, RANDOM_INPAINT_NOISE, SAMPLERS,
-                       SCHEDULE_SAMPLERS, SEEDED_SAMPLERS, SamplerChoice)
+                       SCHEDULE_SAMPLERS, SEEDED_SAMPLERS, UNI_PC_END_SIGMA, UNI_PC_SAMPLERS, SamplerChoice)
 from .schedules import SCHEDULERS, compute_sigmas
 from .step_cache import WrappedDenoiser
 
@@ -387,7 +387,10 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
 
         x = sampler_for(sampler_name, schedule)(denoiser, x, sigmas, callback=on_step, **options)
         if hasattr(schedule, "inverse_noise_scaling"):  # flow: leftover noise back to the noise_scaling convention
-            x = schedule.inverse_noise_scaling(sigmas[-1], x)
+            end = sigmas[-1]
+            if sampler_name in UNI_PC_SAMPLERS and end == 0:
+                end = sigmas.new_tensor(UNI_PC_END_SIGMA)  # ComfyUI's uni_pc leaves it in the sigmas
+            x = schedule.inverse_noise_scaling(end, x)
         return fmt.process_out(x.float()).cpu()
 
 

@@ -34,6 +34,11 @@ from .noise import brownian_noise_sampler, gaussian_noise_sampler
 DISCARD_PENULTIMATE_SIGMA = frozenset({"dpm_2", "dpm_2_ancestral", "uni_pc", "uni_pc_bh2"})
 # ComfyUI's "ddim" is "euler" whose inpainting re-noise uses fresh noise (seed + 1).
 RANDOM_INPAINT_NOISE = frozenset({"ddim"})
+# UniPC stops at this sigma instead of 0 (its lambda must stay finite). ComfyUI writes it over the
+# caller's last sigma in place, so the flow models' inverse noise scaling after sampling divides
+# by 1 - UNI_PC_END_SIGMA rather than by 1 (the pipeline does the same).
+UNI_PC_END_SIGMA = 0.001
+UNI_PC_SAMPLERS = frozenset({"uni_pc", "uni_pc_bh2"})
 
 
 @dataclass(frozen=True)
@@ -548,7 +553,7 @@ def sample_uni_pc(denoiser, x, sigmas, extra_args=None, callback=None, disable=N
     extra_args = extra_args or {}
     s_in = x.new_ones([x.shape[0]])
     if sigmas[-1] == 0:
-        sigmas = torch.cat([sigmas[:-1], sigmas.new_tensor([0.001])])
+        sigmas = torch.cat([sigmas[:-1], sigmas.new_tensor([UNI_PC_END_SIGMA])])
     steps = len(sigmas) - 1
     if steps < 1:
         return x
