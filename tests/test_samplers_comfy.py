@@ -442,3 +442,15 @@ def test_the_pipeline_switches_samplers_to_flow_for_a_flow_schedule(monkeypatch)
     schedule.prediction = "flow"  # what a flow model's sampling reports
     pipeline.sample_with_sigmas(*args, schedule=schedule)
     assert seen["flow"] is True
+
+
+@pytest.mark.parametrize("name", ["dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde", "euler_ancestral", "lms", "ipndm"])
+def test_the_step_into_sigma_zero_returns_the_denoised_value_exactly(name):
+    """ComfyUI's x = denoised at sigma_next = 0 (an Euler step x + (x - D)/s * (0 - s) gets there
+    only up to rounding: visibly so for large x and small s)."""
+    x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0)) * 300
+    d = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(1))
+    options = {"seed": 1} if name in ("dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde", "euler_ancestral") else {}
+    out = SAMPLERS[name](lambda x, sigma: d, x, torch.tensor([0.0291675, 0.0]), **options)
+    assert torch.equal(out, d)
+

@@ -262,7 +262,7 @@ def sample_dpmpp_sde(denoiser, x, sigmas, extra_args=None, callback=None, disabl
         if callback is not None:
             callback(_step_info(i, x, sigmas[i], denoised))
         if sigmas[i + 1] == 0:
-            x = x + to_d(x, sigmas[i], denoised) * (sigmas[i + 1] - sigmas[i])
+            x = denoised  # ComfyUI's; an Euler step there lands on it only up to rounding
         else:
             t, t_next = _t_fn(sigmas[i]), _t_fn(sigmas[i + 1])
             h = t_next - t
