@@ -709,51 +709,32 @@ def sample_euler_cfg_pp_alternative(denoiser, x, sigmas, extra_args=None, callba
 
 @torch.no_grad()
 def sample_dpmpp_2s_ancestral_cfg_pp(denoiser, x, sigmas, extra_args=None, callback=None, disable=None,
-                                     eta=1.0, s_noise=1.0, noise_sampler=None, seed=None, flow=False):
-    """DPM-Solver++(2S) ancestral with CFG++ (ComfyUI's): both sub-steps move along the
-    unconditional prediction, and the guidance D_cfg - D_uncond of the step's first evaluation is
-    added to the result (flow: scaled by alpha = 1 - sigma_{i+1}, the sub-steps and the re-noise
-    those of flow models: x = (s'/s) x + (1 - s'/s) D, then signal scaled alpha_next / alpha_down)."""
+                                     eta=1.0, s_noise=1.0, noise_sampler=None, seed=None):
+    """DPM-Solver++(2S) ancestral with CFG++ as ComfyUI v0.3.64 has it (the same for every model,
+    flow ones included): both sub-steps start from x + (D_cfg - D_uncond) and move along the guided
+    estimates, x_2 = (s_mid / s) (x + D - U) - expm1(-h / 2) D, then
+    x = (sigma_down / s) (x + D - U_2) - expm1(-h) D_2, where U_2 is the unconditional prediction
+    at x_2: ComfyUI's step reads the one its post-CFG hook recorded last. Into sigma_down = 0 it
+    lands on D; fresh noise as dpmpp_2s_ancestral."""
     model = _guided(denoiser, extra_args or {})
     noise_sampler = noise_sampler or gaussian_noise_sampler(x, seed)
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
         denoised, uncond = model(x, sigmas[i] * s_in)
-        guidance = denoised - uncond
+        sigma_down, sigma_up = get_ancestral_step(sigmas[i], sigmas[i + 1], eta=eta)
         if callback is not None:
             callback(_step_info(i, x, sigmas[i], denoised))
-        if flow:
-            sigma_down = sigmas[i + 1] * (1 + (sigmas[i + 1] / sigmas[i] - 1) * eta)
-            alpha_next, alpha_down = 1 - sigmas[i + 1], 1 - sigma_down
-            renoise = (sigmas[i + 1] ** 2 - sigma_down ** 2 * alpha_next ** 2 / alpha_down ** 2) ** 0.5
-            if sigmas[i + 1] == 0:
-                x = x + to_d(x, sigmas[i], uncond) * (sigma_down - sigmas[i])
-            else:
-                if sigmas[i] == 1.0:
-                    sigma_s = sigmas[i].new_tensor(0.9999)
-                else:
-                    lam, lam_down = half_log_snr(sigmas[i], True), half_log_snr(sigma_down, True)
-                    sigma_s = sigma_of_half_log_snr(lam + (lam_down - lam) / 2, True)
-                u = (sigma_s / sigmas[i]) * x + (1 - sigma_s / sigmas[i]) * uncond
-                _, uncond_2 = model(u, sigma_s * s_in)
-                x = (sigma_down / sigmas[i]) * x + (1 - sigma_down / sigmas[i]) * uncond_2
-            if sigmas[i + 1] > 0 and eta > 0:
-                x = (alpha_next / alpha_down) * x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * renoise
-            x = x + (1 - sigmas[i + 1]) * guidance
-            continue
-        sigma_down, sigma_up = get_ancestral_step(sigmas[i], sigmas[i + 1], eta=eta)
         if sigma_down == 0:
-            x = x + to_d(x, sigmas[i], uncond) * (sigma_down - sigmas[i])
+            x = denoised + to_d(x, sigmas[i], uncond) * sigma_down
         else:
             t, t_next = _t_fn(sigmas[i]), _t_fn(sigma_down)
             h = t_next - t
             s = t + h / 2
-            x_2 = (_sigma_fn(s) / _sigma_fn(t)) * x - (-h / 2).expm1() * uncond
-            _, uncond_2 = model(x_2, _sigma_fn(s) * s_in)
-            x = (_sigma_fn(t_next) / _sigma_fn(t)) * x - (-h).expm1() * uncond_2
+            x_2 = (_sigma_fn(s) / _sigma_fn(t)) * (x + (denoised - uncond)) - (-h / 2).expm1() * denoised
+            denoised_2, uncond_2 = model(x_2, _sigma_fn(s) * s_in)
+            x = (_sigma_fn(t_next) / _sigma_fn(t)) * (x + (denoised - uncond_2)) - (-h).expm1() * denoised_2
         if sigmas[i + 1] > 0:
             x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
-        x = x + guidance
     return x
 
 
@@ -1553,7 +1534,8 @@ SEEDED_SAMPLERS = frozenset(name for name, fn in ALL_SAMPLERS.items()
 STOCHASTIC_SAMPLERS = frozenset(name for name in SEEDED_SAMPLERS if name in SAMPLERS and name != "dpm_adaptive")
 # Samplers with a `flow` switch (ComfyUI's CONST branches: lambda = log((1 - sigma) / sigma), alpha =
 # 1 - sigma) must get flow=True for flow models (SD3, FLUX); the others need no change or have
-# none in ComfyUI either (dpmpp_2m_cfg_pp, res_multistep*, gradient_estimation*: sigma space there too).
+# none in ComfyUI v0.3.64 either (dpmpp_2m_cfg_pp, dpmpp_2s_ancestral_cfg_pp, res_multistep*,
+# gradient_estimation*: sigma space there too).
 FLOW_SWITCH_SAMPLERS = frozenset(name for name, fn in ALL_SAMPLERS.items() if "flow" in inspect.signature(fn).parameters)
 # Samplers that read the model's schedule (SA-Solver's stochastic interval; the flow models' start
 # just below sigma = 1); the pipeline passes it.
