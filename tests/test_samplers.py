@@ -65,6 +65,8 @@ def ode_error(name, steps, end_at_zero=True, scheduler="karras"):
     sigma_end = sigmas[-1]
     if name.startswith("uni_pc") and end_at_zero:
         sigma_end = torch.tensor(0.001)  # UniPC stops at 0.001 (ComfyUI), lambda must stay finite
+    if name.startswith("sa_solver") and not end_at_zero:
+        sigma_end = sigmas[-2]  # ComfyUI v0.3.64's SA-Solver returns the state one sigma before the end
     return (out - transport(x_T, sigmas[0], sigma_end)).abs().max().item()
 
 

@@ -318,6 +318,21 @@ def test_stochastic_adams_coefficients_equal_quadrature(tau):
     assert float(one[0]) == pytest.approx(-math.expm1(-(lam_t - lam_s)), rel=1e-12)
 
 
+@pytest.mark.parametrize("name", ["sa_solver", "sa_solver_pece"])
+def test_sa_solver_without_a_final_zero_returns_the_state_before_its_last_prediction(name):
+    """ComfyUI v0.3.64's SA-Solver returns x, not its last prediction: with sigmas that end above 0
+    one step gives back the input, and without a corrector the result is the state the last step
+    started from (its callback's x)."""
+    model, x = posterior_mean(0.2, 0.5), x0(5)
+    tau = {"tau_func": lambda sigma: 0.0}
+    torch.testing.assert_close(SAMPLERS[name](model, x, torch.tensor([3.0, 2.0]), **tau), x)
+    seen = []
+    out = SAMPLERS[name](model, x, torch.tensor([3.0, 2.0, 1.5, 1.0]), corrector_order=0,
+                         callback=lambda info: seen.append(info["x"]), **tau)
+    assert len(seen) == 3 and not torch.allclose(seen[-1], x)
+    torch.testing.assert_close(out, seen[-1])
+
+
 def test_sa_solver_adds_noise_only_in_the_models_middle_range():
     model = posterior_mean(0.3, 0.5)
     sigmas = SCHEDULERS["karras"](SD, 12)
@@ -365,7 +380,9 @@ def test_dpmpp_2m_sde_matches_diffusers_sde_dpmsolver_pp(name, solver_type):
 def test_sa_solver_matches_diffusers_sa_solver_scheduler(tau):
     """diffusers' SASolverScheduler (data prediction, predictor order 3, corrector order 4 as
     ComfyUI's) on the variance-preserving sample, the same eps and the same noise draws. Compared
-    one step before the end, where the two lower their orders differently."""
+    one step before the end, where the two lower their orders differently: our prediction there as
+    the callback reports it (with sigmas ending above 0 the sampler returns, as ComfyUI v0.3.64's,
+    the state one sigma earlier), one more sigma given so that the step is taken."""
     from diffusers import SASolverScheduler
 
     model = posterior_mean(0.3, 0.6)
@@ -383,9 +400,11 @@ def test_sa_solver_matches_diffusers_sa_solver_scheduler(tau):
         eps = (x - model(x, sigmas[i].reshape(1))) / sigmas[i]
         sample_vp = scheduler.step(eps, t, sample_vp, generator=g).prev_sample
     g = torch.Generator().manual_seed(1)
-    ours = SAMPLERS["sa_solver"](model, x_start, sigmas, tau_func=lambda sigma: tau,
-                                 noise_sampler=lambda *_: torch.randn(1, 4, 8, 8, generator=g))
-    torch.testing.assert_close(ours, sample_vp * (1 + sigmas[-1] ** 2).sqrt(), rtol=1e-4, atol=1e-4)
+    seen = []
+    SAMPLERS["sa_solver"](model, x_start, torch.cat([sigmas, sigmas[-1:] / 2]), tau_func=lambda sigma: tau,
+                          noise_sampler=lambda *_: torch.randn(1, 4, 8, 8, generator=g),
+                          callback=lambda info: seen.append(info["x"]))
+    torch.testing.assert_close(seen[steps - 1], sample_vp * (1 + sigmas[-1] ** 2).sqrt(), rtol=1e-4, atol=1e-4)
 
 
 # ---- flow models (x = (1 - sigma) x0 + sigma eps): the samplers' flow switch -----------------

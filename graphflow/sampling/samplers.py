@@ -1397,7 +1397,9 @@ def sample_sa_solver(denoiser, x, sigmas, extra_args=None, callback=None, disabl
     on the SDE with stochasticity tau(sigma); by default tau = 1 between 20% and 80% of the model's
     schedule and 0 (the ODE) outside, as ComfyUI. Orders drop near the end of a schedule that ends
     at 0. use_pece: evaluate the model again at the corrected point (PECE; one more call a step).
-    simple_order_2: order-2 steps take simple_order_2_coefficients instead of the exact weights."""
+    simple_order_2: order-2 steps take simple_order_2_coefficients instead of the exact weights.
+    Sigmas that do not end at 0 (leftover noise) return the state at their last but one sigma, as
+    ComfyUI v0.3.64 does."""
     if len(sigmas) <= 1:
         return x
     extra_args = extra_args or {}
@@ -1447,7 +1449,7 @@ def sample_sa_solver(denoiser, x, sigmas, extra_args=None, callback=None, disabl
                 denoised = denoiser(x, sigmas[i] * s_in, **extra_args)
                 preds[-1] = denoised
         if sigmas[i + 1] == 0:
-            x_pred = denoised
+            x = denoised
         else:
             tau = tau_func(sigmas[i + 1])
             if simple_order_2 and p_order == 2:
@@ -1461,7 +1463,9 @@ def sample_sa_solver(denoiser, x, sigmas, extra_args=None, callback=None, disabl
                 noise = noise_sampler(sigmas[i], sigmas[i + 1]) * sigmas[i + 1] * \
                     math.sqrt(-math.expm1(-2 * tau ** 2 * h)) * s_noise
                 x_pred = x_pred + noise
-    return x_pred
+    # ComfyUI v0.3.64 returns x, not x_pred: for sigmas that do not end at 0 the last prediction is
+    # dropped and the result is the (corrected) state at sigmas[-2] (fixed in ComfyUI in December 2025)
+    return x
 
 
 @torch.no_grad()
