@@ -478,7 +478,8 @@ class SamplerSASolver(Node):
 
 class SamplerLCMUpscale(Node):
     """LCM sampling that upscales the latent between steps: by scale_ratio in all, over the first
-    scale_steps steps (-1: half of them), with upscale_method. For LCM models; eps/v models only.
+    scale_steps steps (-1: half of them), with upscale_method. For LCM models (flow models get the
+    same x0 + sigma * noise re-noise, as in ComfyUI).
     The noise re-added each step continues the sampler seed's stream as ComfyUI's does (on the CPU
     after the starting noise), at each step's size."""
     category = "sampling/custom_sampling/samplers"

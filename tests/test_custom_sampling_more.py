@@ -241,13 +241,6 @@ def test_lcm_upscale_noise_continues_comfyuis_global_stream():
         torch.testing.assert_close(got, expected)
 
 
-def test_lcm_upscale_refuses_flow_models():
-    from graphflow.sampling.flow_samplers import sampler_for
-    from graphflow.sampling.flow_sampling import FlowSchedule
-    with pytest.raises(ValueError, match="lcm_upscale"):
-        sampler_for("lcm_upscale", FlowSchedule(shift=3.0))
-
-
 # ---- schedulers ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("model_type", ["SD1", "SDXL", "SVD"])

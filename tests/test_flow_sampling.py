@@ -12,7 +12,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 
 from graphflow.sampling import SAMPLERS, SCHEDULERS, FlowDenoiser, FlowSchedule, flux_mu, sampler_for
-from graphflow.sampling.flow_samplers import FLOW_SAMPLERS, NOT_FOR_FLOW, sample_euler_ancestral_rf
+from graphflow.sampling.flow_samplers import FLOW_SAMPLERS, sample_euler_ancestral_rf
 from graphflow.sampling.pipeline import sample
 from graphflow.sampling.samplers import sample_euler_ancestral
 from flow_fakes import FakeFlowModel, constant_x0, gaussian_x0
@@ -127,7 +127,7 @@ def _denoiser(model, schedule):
     return lambda x, sigma: inner(x, sigma)
 
 
-@pytest.mark.parametrize("name", [n for n in SAMPLERS if n not in NOT_FOR_FLOW])
+@pytest.mark.parametrize("name", [n for n in SAMPLERS if n != "ddpm"])  # ddpm: a VP step, as ComfyUI
 def test_every_flow_sampler_lands_on_a_constant_x0(name):
     """D(x; sigma) = c for all x: each step maps x - c to (sigma'/sigma)(x - c), so sampling to
     sigma = 0 gives c exactly (uni_pc stops at sigma 0.001 as ComfyUI's does; dpm_fast and
@@ -224,10 +224,12 @@ def test_flow_dpm_2_ancestral_steps_down_the_flow_way_then_renoises():
     torch.testing.assert_close(last, D(x, s1), rtol=1e-5, atol=1e-6)
 
 
-def test_ddpm_is_refused_for_flow_and_others_fall_back():
+def test_samplers_without_a_flow_form_run_unchanged_on_flow_models():
+    """ComfyUI has no flow (CONST) form of ddpm and lcm_upscale and runs them as they are."""
+    from graphflow.sampling.samplers import NODE_SAMPLERS
     schedule = FlowSchedule.sd3()
-    with pytest.raises(ValueError, match="ddpm"):
-        sampler_for("ddpm", schedule)
+    assert sampler_for("ddpm", schedule) is SAMPLERS["ddpm"]
+    assert sampler_for("lcm_upscale", schedule) is NODE_SAMPLERS["lcm_upscale"]
     assert sampler_for("euler", schedule) is SAMPLERS["euler"]
     assert sampler_for("euler_ancestral", schedule) is FLOW_SAMPLERS["euler_ancestral"]
     assert sampler_for("euler_ancestral", None) is SAMPLERS["euler_ancestral"]
@@ -313,12 +315,17 @@ def test_schnell_gets_no_guidance_and_shift_one():
     assert [round(float(c["sigma"][0]), 6) for c in model.calls] == [1.0, 0.75, 0.5, 0.25]
 
 
-def test_ddpm_on_a_flow_model_is_a_clear_node_error():
-    from graphflow.context import NodeInputError
-
-    with pytest.raises(NodeInputError, match="flow models"):
-        sample(FakeFlowModel(constant_x0(0.0)), 1, 4, 1.0, "ddpm", "simple", _cond(), _cond(),
-               {"samples": torch.zeros(1, 16, 4, 4)})
+def test_ddpm_on_a_flow_model_runs_its_variance_preserving_step_as_comfyui():
+    """KSampler with ddpm on a flow model gives what ComfyUI's does (it has no flow form of DDPM):
+    the DDPM step on the flow denoiser, from x = noise at sigma 1, noise drawn with the seed."""
+    from graphflow.sampling import model_sampling_for
+    model = FakeFlowModel(gaussian_x0(0.2, 0.5))
+    out = sample(model, 3, 4, 1.0, "ddpm", "simple", _cond(), _cond(), {"samples": torch.zeros(1, 16, 4, 4)})
+    schedule = model_sampling_for(model)
+    sigmas = SCHEDULERS["simple"](schedule, 4)
+    noise = torch.randn((1, 16, 4, 4), generator=torch.Generator().manual_seed(3))
+    want = SAMPLERS["ddpm"](_denoiser(FakeFlowModel(gaussian_x0(0.2, 0.5)), schedule), noise, sigmas, seed=3)
+    torch.testing.assert_close(out["samples"], want / 1.5305 + 0.0609, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["euler_ancestral", "dpmpp_2m_sde", "dpmpp_sde", "lcm", "dpmpp_2s_ancestral"])

@@ -7,7 +7,8 @@ exponential-integrator step in flow space, since alpha = 1 - sigma). Samplers th
 assume x = x0 + sigma eps; on x = (1 - sigma) x0 + sigma eps they must scale the signal too.
 These follow ComfyUI's CONST branches operation for operation (its *_RF samplers, and its SDE
 samplers with lambda = log((1 - sigma) / sigma) and alpha = 1 - sigma), so results agree with
-ComfyUI's. DDPM's posterior is written for the variance-preserving process and is refused.
+ComfyUI's. The others with noise ComfyUI runs on flow models unchanged, and so does graphflow:
+ddpm (its variance-preserving posterior step) and lcm_upscale (re-noise x0 + sigma * eps).
 """
 
 import functools
@@ -18,10 +19,6 @@ import torch
 from .flow_sampling import is_flow
 from .noise import brownian_noise_sampler, gaussian_noise_sampler
 from .samplers import NODE_SAMPLERS, SAMPLERS, _on_device_brownian, _step_info, get_ancestral_step, to_d
-
-NOT_FOR_FLOW = {"ddpm": "DDPM's posterior step assumes a variance-preserving (eps/v) model",
-                "lcm_upscale": "its re-noise x0 + sigma * eps is that of eps/v models (ComfyUI applies it to "
-                               "flow models unchanged; graphflow refuses)"}
 
 
 def _lambda(sigma):
@@ -293,15 +290,12 @@ FLOW_SAMPLERS = {
 
 def sampler_for(name: str, schedule=None):
     """The sampler function for a sampler name and a model's sampling (DiscreteSchedule or
-    FlowSchedule): the flow variant where one exists. Raises KeyError for unknown names and
-    ValueError for samplers that are not defined for flow models."""
+    FlowSchedule): the flow variant where one exists. Raises KeyError for unknown names."""
     base = SAMPLERS.get(name, NODE_SAMPLERS.get(name))
     if base is None:
         raise KeyError(name)
     if not is_flow(schedule):
         return base
-    if name in NOT_FOR_FLOW:
-        raise ValueError(f"sampler {name!r} does not work with flow models: {NOT_FOR_FLOW[name]}")
     fn = FLOW_SAMPLERS.get(name, base)
     if "sigma_start" in inspect.signature(fn).parameters and hasattr(schedule, "percent_to_sigma"):
         fn = functools.partial(fn, sigma_start=schedule.percent_to_sigma(1e-4))

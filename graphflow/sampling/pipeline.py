@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from ..choices import NOISE_MODES
 from ..context import NodeInputError
-from .flow_samplers import NOT_FOR_FLOW, sampler_for
+from .flow_samplers import sampler_for
 from .flow_sampling import FlowDenoiser, is_flow, model_sampling_for
 from .guidance import CFGGuider, prepare_conds, repeat_to_batch
 from .hooks import entry_hooks
@@ -93,9 +93,6 @@ def sample(model, seed: int, steps: int, cfg: float, sampler_name: str, schedule
     samples = _latent_samples(model, latent)
 
     schedule = model_sampling_for(model)
-    if is_flow(schedule) and sampler_name in NOT_FOR_FLOW:
-        raise NodeInputError("sampler_name", f"{sampler_name!r} does not work with flow models (SD3, FLUX): "
-                                             f"{NOT_FOR_FLOW[sampler_name]}")
     sigmas = compute_sigmas(schedule, scheduler, steps, denoise,
                             discard_penultimate=sampler_name in DISCARD_PENULTIMATE_SIGMA)
     if end_step is not None and end_step < len(sigmas) - 1:
