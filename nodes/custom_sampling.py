@@ -431,8 +431,9 @@ class SamplerDPMAdaptative(Node):
 
 class SamplerER_SDE(Node):
     """ER-SDE-Solver (Cui et al. 2023) with its noise-scale function: ER-SDE (the paper's), Reverse-time
-    SDE, or ODE (no noise). eta is the stochastic strength of the SDE types (0 reduces them to the
-    ODE); max_stage the solver's order (1 to 3); s_noise scales the noise drawn."""
+    SDE, or ODE (no noise). eta is the stochastic strength of Reverse-time SDE (0 reduces it to the
+    ODE; as in ComfyUI it does not apply to ER-SDE); max_stage the solver's order (1 to 3); s_noise
+    scales the noise drawn."""
     category = "sampling/custom_sampling/samplers"
     solver_type: str = Choice(ER_SDE_SOLVER_TYPES, "ER-SDE")
     max_stage: int = Int(3, min=1, max=3)
@@ -477,9 +478,10 @@ class SamplerSASolver(Node):
 
 class SamplerLCMUpscale(Node):
     """LCM sampling that upscales the latent between steps: by scale_ratio in all, over the first
-    scale_steps steps (-1: half of them), with upscale_method. For LCM models; eps/v models only.
-    Unlike ComfyUI (global random state) the noise of each step is drawn from the seed, so a run
-    repeats exactly."""
+    scale_steps steps (-1: half of them), with upscale_method. For LCM models (flow models get the
+    same x0 + sigma * noise re-noise, as in ComfyUI).
+    The noise re-added each step continues the sampler seed's stream as ComfyUI's does (on the CPU
+    after the starting noise), at each step's size."""
     category = "sampling/custom_sampling/samplers"
     scale_ratio: float = Float(1.0, min=0.1, max=20.0, step=0.01)
     scale_steps: int = Int(-1, min=-1, max=1000)

@@ -117,18 +117,31 @@ def test_er_sde_solver_types():
     sigmas = SCHEDULERS["karras"](SD, 6)
     x = start(sigmas[0])
     ode = sp.er_sde_options("ODE", 1.0, 1.0)
-    assert ode["s_noise"] == 0.0 and sp.er_sde_options("ER-SDE", 0.0, 1.0)["s_noise"] == 0.0
+    assert ode["s_noise"] == 0.0 and sp.er_sde_options("Reverse-time SDE", 0.0, 1.0)["s_noise"] == 0.0
     # psi(l) = l: stage 1 is x_t = (l_t / l_s) x + (1 - l_t / l_s) D, the Euler step in sigma space
     torch.testing.assert_close(SAMPLERS["er_sde"](denoiser, x, sigmas, max_stage=1, **ode),
                                SAMPLERS["euler"](denoiser, x, sigmas), rtol=1e-5, atol=1e-5)
     lam = torch.tensor([0.1, 1.0, 5.0])
     torch.testing.assert_close(sp.er_sde_options("Reverse-time SDE", 1.0)["noise_scaler"](lam), lam ** 2)
-    torch.testing.assert_close(sp.er_sde_options("ER-SDE", 0.5)["noise_scaler"](lam),
-                               lam * (torch.exp(lam ** 0.3) + 10) ** 0.5)
+    torch.testing.assert_close(sp.er_sde_options("Reverse-time SDE", 0.5)["noise_scaler"](lam), lam ** 1.5)
+    torch.testing.assert_close(sp.er_sde_options("Reverse-time SDE", 0.0)["noise_scaler"](lam), lam)
     node = run_node(cs.SamplerER_SDE, solver_type="Reverse-time SDE", max_stage=2, eta=1.0, s_noise=0.7)
     assert node.name == "er_sde" and node.options["max_stage"] == 2 and node.options["s_noise"] == 0.7
     with pytest.raises(ValueError, match="ER-SDE solver type"):
         sp.er_sde_options("SDE")
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0, 3.0])
+def test_er_sde_solver_type_ignores_eta(eta):
+    """ComfyUI's SamplerER_SDE (v0.3.64, the catalogue's): eta "doesn't apply to ER-SDE solver type";
+    the paper's phi(l) = l (e^{l^0.3} + 10) and the given s_noise at every eta, even 0."""
+    lam = torch.tensor([0.05, 1.0, 14.6])
+    options = sp.er_sde_options("ER-SDE", eta, 0.7)
+    assert options["s_noise"] == 0.7
+    torch.testing.assert_close(options["noise_scaler"](lam), lam * (torch.exp(lam ** 0.3) + 10))
+    node = run_node(cs.SamplerER_SDE, solver_type="ER-SDE", max_stage=3, eta=eta, s_noise=0.7)
+    assert node.options["s_noise"] == 0.7
+    torch.testing.assert_close(node.options["noise_scaler"](lam), lam * (torch.exp(lam ** 0.3) + 10))
 
 
 def test_sa_solver_node_sets_its_stochastic_interval_from_the_models_percentages():
@@ -203,11 +216,29 @@ def test_lcm_upscale_grows_the_latent_and_repeats_from_the_seed():
     assert a.shape == (1, 4, 12, 12) and torch.equal(a, b)
 
 
-def test_lcm_upscale_refuses_flow_models():
-    from graphflow.sampling.flow_samplers import sampler_for
-    from graphflow.sampling.flow_sampling import FlowSchedule
-    with pytest.raises(ValueError, match="lcm_upscale"):
-        sampler_for("lcm_upscale", FlowSchedule(shift=3.0))
+def test_lcm_upscale_noise_continues_comfyuis_global_stream():
+    """ComfyUI's sample_lcm_upscale adds sigma' * torch.randn_like(x) from the global generator,
+    which its prepare_noise seeded (torch.manual_seed(seed)) and then drew the starting noise from;
+    on the CPU the fresh noise is that stream's continuation, at each step's (upscaled) size."""
+    seed, shape = 7, (2, 4, 6, 6)
+    sigmas = torch.tensor([2.0, 1.0, 0.5, 0.25])
+    seen = []
+
+    def denoiser(x, sigma):
+        return torch.zeros_like(x)  # D = 0: x after a step is sigma' times the fresh noise
+    x = torch.randn(shape)
+    out = sp.ALL_SAMPLERS["lcm_upscale"](denoiser, x, sigmas, seed=seed, total_upscale=2.0, upscale_method="bilinear",
+                                         upscale_steps=2, callback=lambda info: seen.append(info["x"]))
+    try:
+        state = torch.get_rng_state()
+        torch.manual_seed(seed)
+        torch.randn(shape)  # the starting noise
+        sizes = [9, 12, 12]  # 6 * 1.5, 6 * 2, then no more upscaling
+        want = [s * torch.randn(2, 4, n, n) for s, n in zip((1.0, 0.5, 0.25), sizes)]
+    finally:
+        torch.set_rng_state(state)
+    for got, expected in zip(seen[1:] + [out], want):
+        torch.testing.assert_close(got, expected)
 
 
 # ---- schedulers ----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 
 from graphflow.sampling import SAMPLERS, SCHEDULERS, FlowDenoiser, FlowSchedule, flux_mu, sampler_for
-from graphflow.sampling.flow_samplers import FLOW_SAMPLERS, NOT_FOR_FLOW, sample_euler_ancestral_rf
+from graphflow.sampling.flow_samplers import FLOW_SAMPLERS, sample_euler_ancestral_rf
 from graphflow.sampling.pipeline import sample
 from graphflow.sampling.samplers import sample_euler_ancestral
 from flow_fakes import FakeFlowModel, constant_x0, gaussian_x0
@@ -127,7 +127,7 @@ def _denoiser(model, schedule):
     return lambda x, sigma: inner(x, sigma)
 
 
-@pytest.mark.parametrize("name", [n for n in SAMPLERS if n not in NOT_FOR_FLOW])
+@pytest.mark.parametrize("name", [n for n in SAMPLERS if n != "ddpm"])  # ddpm: a VP step, as ComfyUI
 def test_every_flow_sampler_lands_on_a_constant_x0(name):
     """D(x; sigma) = c for all x: each step maps x - c to (sigma'/sigma)(x - c), so sampling to
     sigma = 0 gives c exactly (uni_pc stops at sigma 0.001 as ComfyUI's does; dpm_fast and
@@ -196,10 +196,40 @@ def test_flow_ancestral_keeps_the_noised_data_distribution():
             assert max(mean_errors) > 0.05
 
 
-def test_ddpm_is_refused_for_flow_and_others_fall_back():
+def test_flow_dpm_2_ancestral_steps_down_the_flow_way_then_renoises():
+    """ComfyUI (v0.3.64) switches dpm_2_ancestral to its RF form for flow models: DPM-Solver-2 down
+    to sigma_down = s' (1 + (s'/s - 1) eta), x scaled by (1 - s') / (1 - sigma_down), fresh noise of
+    std sqrt(s'^2 - sigma_down^2 (1 - s')^2 / (1 - sigma_down)^2); into sigma 0 an Euler step."""
+    x = torch.tensor([[[[0.7, -1.2]]]])
+    noise = torch.tensor([[[[0.25, -0.5]]]])
+
+    def denoiser(x, sigma):
+        return 0.3 + 0.5 * x * sigma.reshape(-1, 1, 1, 1)  # any known function of (x, sigma)
+
+    def D(x, s):
+        return 0.3 + 0.5 * x * s
+
+    s, s1, eta = 0.8, 0.5, 0.6
+    down = s1 * (1 + (s1 / s - 1) * eta)
+    mid = math.sqrt(s * down)
+    x_mid = x + (x - D(x, s)) / s * (mid - s)
+    want = x + (x_mid - D(x_mid, mid)) / mid * (down - s)
+    want = (1 - s1) / (1 - down) * want + noise * 0.9 * math.sqrt(s1 ** 2 - down ** 2 * (1 - s1) ** 2 / (1 - down) ** 2)
+    fn = sampler_for("dpm_2_ancestral", FlowSchedule.sd3())
+    assert fn is FLOW_SAMPLERS["dpm_2_ancestral"]
+    got = fn(denoiser, x, torch.tensor([s, s1]), eta=eta, s_noise=0.9, noise_sampler=lambda *_: noise)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    # the last step (sigma_down = 0) is Euler onto the denoised value, no noise
+    last = fn(denoiser, x, torch.tensor([s1, 0.0]), eta=eta, noise_sampler=lambda *_: noise)
+    torch.testing.assert_close(last, D(x, s1), rtol=1e-5, atol=1e-6)
+
+
+def test_samplers_without_a_flow_form_run_unchanged_on_flow_models():
+    """ComfyUI has no flow (CONST) form of ddpm and lcm_upscale and runs them as they are."""
+    from graphflow.sampling.samplers import NODE_SAMPLERS
     schedule = FlowSchedule.sd3()
-    with pytest.raises(ValueError, match="ddpm"):
-        sampler_for("ddpm", schedule)
+    assert sampler_for("ddpm", schedule) is SAMPLERS["ddpm"]
+    assert sampler_for("lcm_upscale", schedule) is NODE_SAMPLERS["lcm_upscale"]
     assert sampler_for("euler", schedule) is SAMPLERS["euler"]
     assert sampler_for("euler_ancestral", schedule) is FLOW_SAMPLERS["euler_ancestral"]
     assert sampler_for("euler_ancestral", None) is SAMPLERS["euler_ancestral"]
@@ -224,6 +254,19 @@ def test_ksampler_on_a_flow_model_starts_from_sigma_noise_and_lands_on_x0():
     assert first["y"].shape == (1, 2048) and torch.count_nonzero(first["y"]) == 0  # no pooled: zeros
     assert first["guidance"] is None
     assert len(model.calls) == 4  # cfg 1: the negative is never run
+
+
+@pytest.mark.parametrize("name", ["uni_pc", "uni_pc_bh2"])
+def test_ksampler_uni_pc_on_a_flow_model_unscales_at_its_end_sigma(name):
+    """ComfyUI's uni_pc ends at sigma 0.001 instead of 0 and writes that into the sigmas it was
+    given, so the flow inverse noise scaling after sampling divides the result by 1 - 0.001.
+    With D = c: x at 0.001 is c + 0.001 (noise - c) (sigma_0 = 1), the latent that over 0.999."""
+    c = 0.25
+    model = FakeFlowModel(constant_x0(c), arch="sd3")
+    out = sample(model, 7, 4, 1.0, name, "simple", _cond(), _cond(), {"samples": torch.zeros(1, 16, 4, 4)})
+    noise = torch.randn((1, 16, 4, 4), generator=torch.Generator().manual_seed(7))
+    x_end = c + 0.001 * (noise - c)
+    torch.testing.assert_close(out["samples"], x_end / (1 - 0.001) / 1.5305 + 0.0609, atol=1e-6, rtol=1e-6)
 
 
 def test_img2img_on_a_flow_model_mixes_noise_and_latent():
@@ -272,12 +315,17 @@ def test_schnell_gets_no_guidance_and_shift_one():
     assert [round(float(c["sigma"][0]), 6) for c in model.calls] == [1.0, 0.75, 0.5, 0.25]
 
 
-def test_ddpm_on_a_flow_model_is_a_clear_node_error():
-    from graphflow.context import NodeInputError
-
-    with pytest.raises(NodeInputError, match="flow models"):
-        sample(FakeFlowModel(constant_x0(0.0)), 1, 4, 1.0, "ddpm", "simple", _cond(), _cond(),
-               {"samples": torch.zeros(1, 16, 4, 4)})
+def test_ddpm_on_a_flow_model_runs_its_variance_preserving_step_as_comfyui():
+    """KSampler with ddpm on a flow model gives what ComfyUI's does (it has no flow form of DDPM):
+    the DDPM step on the flow denoiser, from x = noise at sigma 1, noise drawn with the seed."""
+    from graphflow.sampling import model_sampling_for
+    model = FakeFlowModel(gaussian_x0(0.2, 0.5))
+    out = sample(model, 3, 4, 1.0, "ddpm", "simple", _cond(), _cond(), {"samples": torch.zeros(1, 16, 4, 4)})
+    schedule = model_sampling_for(model)
+    sigmas = SCHEDULERS["simple"](schedule, 4)
+    noise = torch.randn((1, 16, 4, 4), generator=torch.Generator().manual_seed(3))
+    want = SAMPLERS["ddpm"](_denoiser(FakeFlowModel(gaussian_x0(0.2, 0.5)), schedule), noise, sigmas, seed=3)
+    torch.testing.assert_close(out["samples"], want / 1.5305 + 0.0609, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["euler_ancestral", "dpmpp_2m_sde", "dpmpp_sde", "lcm", "dpmpp_2s_ancestral"])

@@ -21,8 +21,11 @@ DETERMINISTIC = ["euler", "ddim", "heun", "dpm_2", "lms", "dpmpp_2m", "ipndm", "
                  "euler_cfg_pp", "dpmpp_2m_cfg_pp", "res_multistep_cfg_pp", "gradient_estimation_cfg_pp"]
 # Stochastic samplers with eta = 0 (SA-Solver: tau = 0) must solve the same ODE.
 ETA_ZERO = ["euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde",
-            "euler_ancestral_cfg_pp", "dpmpp_2s_ancestral_cfg_pp", "res_multistep_ancestral",
+            "euler_ancestral_cfg_pp", "res_multistep_ancestral",
             "res_multistep_ancestral_cfg_pp", "seeds_2", "seeds_3", "dpmpp_2m_sde_heun", "sa_solver", "sa_solver_pece"]
+# Not dpmpp_2s_ancestral_cfg_pp: ComfyUI v0.3.64's (which graphflow follows) adds D(x) - D(x_2) to
+# the full step, the hook's last prediction being the midpoint's, so it solves no ODE exactly.
+NOT_CONSISTENT = {"dpmpp_2s_ancestral_cfg_pp"}
 # First-order methods (heunpp2's and gradient estimation's corrections do not raise the order).
 FIRST_ORDER = {"euler", "ddim", "euler_ancestral", "euler_cfg_pp", "euler_ancestral_cfg_pp", "heunpp2",
                "gradient_estimation", "gradient_estimation_cfg_pp"}
@@ -62,6 +65,8 @@ def ode_error(name, steps, end_at_zero=True, scheduler="karras"):
     sigma_end = sigmas[-1]
     if name.startswith("uni_pc") and end_at_zero:
         sigma_end = torch.tensor(0.001)  # UniPC stops at 0.001 (ComfyUI), lambda must stay finite
+    if name.startswith("sa_solver") and not end_at_zero:
+        sigma_end = sigmas[-2]  # ComfyUI v0.3.64's SA-Solver returns the state one sigma before the end
     return (out - transport(x_T, sigmas[0], sigma_end)).abs().max().item()
 
 
@@ -134,7 +139,8 @@ STOCHASTIC_STEPS = {"euler_ancestral": 200, "euler_ancestral_cfg_pp": 200, "ddpm
 
 
 # the "_gpu" variants differ only in where the Brownian tree lives (the same on a CPU-only machine)
-@pytest.mark.parametrize("name", sorted(n for n in STOCHASTIC_SAMPLERS if not n.endswith("_gpu")))
+@pytest.mark.parametrize("name", sorted(n for n in STOCHASTIC_SAMPLERS
+                                         if not n.endswith("_gpu") and n not in NOT_CONSISTENT))
 def test_stochastic_samplers_produce_the_data_distribution(name):
     mu, s = 0.3, 0.5
     shape = (1, 1, 128, 128)

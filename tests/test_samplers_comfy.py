@@ -2,6 +2,7 @@
 quadrature of its coefficients, or a sampler it must reduce to. (test_samplers.py also runs them on
 the Gaussian problem: ODE accuracy, convergence order, data distribution, seeds, callbacks.)"""
 
+import inspect
 import math
 from types import SimpleNamespace
 
@@ -69,6 +70,26 @@ def test_euler_ancestral_cfg_pp_step():
     want = d0 + down * (x - u0) / 3.0 + up * noise
     got = SAMPLERS["euler_ancestral_cfg_pp"](model, x, sigmas, noise_sampler=lambda *_: noise)
     torch.testing.assert_close(got, want)
+
+
+def test_dpmpp_2s_ancestral_cfg_pp_step():
+    """ComfyUI v0.3.64's: sub-steps from x + D - U along the guided D, the second one's x + D - U_2
+    taking the unconditional prediction recorded last (at the midpoint x_2)."""
+    model, x = FakeCFG(), x0(4)
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(6))
+    s, s1 = 3.0, 1.5
+    up = min(s1, (s1 ** 2 * (s ** 2 - s1 ** 2) / s ** 2) ** 0.5)
+    down = (s1 ** 2 - up ** 2) ** 0.5
+    mid = math.sqrt(s * down)  # the log-midpoint of s and sigma_down
+    d0, u0 = model.both(x, s)
+    x_2 = mid / s * (x + d0 - u0) + (1 - mid / s) * d0
+    d_2, u_2 = model.both(x_2, mid)
+    want = down / s * (x + d0 - u_2) + (1 - down / s) * d_2 + up * noise
+    got = SAMPLERS["dpmpp_2s_ancestral_cfg_pp"](model, x, torch.tensor([s, s1]), noise_sampler=lambda *_: noise)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    # into sigma 0: the guided estimate, for flow models too (ComfyUI v0.3.64 has no flow form of it)
+    torch.testing.assert_close(SAMPLERS["dpmpp_2s_ancestral_cfg_pp"](model, x, torch.tensor([s, 0.0])), d0)
+    assert "flow" not in inspect.signature(SAMPLERS["dpmpp_2s_ancestral_cfg_pp"]).parameters
 
 
 def test_dpmpp_2m_cfg_pp_steps():
@@ -297,6 +318,21 @@ def test_stochastic_adams_coefficients_equal_quadrature(tau):
     assert float(one[0]) == pytest.approx(-math.expm1(-(lam_t - lam_s)), rel=1e-12)
 
 
+@pytest.mark.parametrize("name", ["sa_solver", "sa_solver_pece"])
+def test_sa_solver_without_a_final_zero_returns_the_state_before_its_last_prediction(name):
+    """ComfyUI v0.3.64's SA-Solver returns x, not its last prediction: with sigmas that end above 0
+    one step gives back the input, and without a corrector the result is the state the last step
+    started from (its callback's x)."""
+    model, x = posterior_mean(0.2, 0.5), x0(5)
+    tau = {"tau_func": lambda sigma: 0.0}
+    torch.testing.assert_close(SAMPLERS[name](model, x, torch.tensor([3.0, 2.0]), **tau), x)
+    seen = []
+    out = SAMPLERS[name](model, x, torch.tensor([3.0, 2.0, 1.5, 1.0]), corrector_order=0,
+                         callback=lambda info: seen.append(info["x"]), **tau)
+    assert len(seen) == 3 and not torch.allclose(seen[-1], x)
+    torch.testing.assert_close(out, seen[-1])
+
+
 def test_sa_solver_adds_noise_only_in_the_models_middle_range():
     model = posterior_mean(0.3, 0.5)
     sigmas = SCHEDULERS["karras"](SD, 12)
@@ -344,7 +380,9 @@ def test_dpmpp_2m_sde_matches_diffusers_sde_dpmsolver_pp(name, solver_type):
 def test_sa_solver_matches_diffusers_sa_solver_scheduler(tau):
     """diffusers' SASolverScheduler (data prediction, predictor order 3, corrector order 4 as
     ComfyUI's) on the variance-preserving sample, the same eps and the same noise draws. Compared
-    one step before the end, where the two lower their orders differently."""
+    one step before the end, where the two lower their orders differently: our prediction there as
+    the callback reports it (with sigmas ending above 0 the sampler returns, as ComfyUI v0.3.64's,
+    the state one sigma earlier), one more sigma given so that the step is taken."""
     from diffusers import SASolverScheduler
 
     model = posterior_mean(0.3, 0.6)
@@ -362,9 +400,11 @@ def test_sa_solver_matches_diffusers_sa_solver_scheduler(tau):
         eps = (x - model(x, sigmas[i].reshape(1))) / sigmas[i]
         sample_vp = scheduler.step(eps, t, sample_vp, generator=g).prev_sample
     g = torch.Generator().manual_seed(1)
-    ours = SAMPLERS["sa_solver"](model, x_start, sigmas, tau_func=lambda sigma: tau,
-                                 noise_sampler=lambda *_: torch.randn(1, 4, 8, 8, generator=g))
-    torch.testing.assert_close(ours, sample_vp * (1 + sigmas[-1] ** 2).sqrt(), rtol=1e-4, atol=1e-4)
+    seen = []
+    SAMPLERS["sa_solver"](model, x_start, torch.cat([sigmas, sigmas[-1:] / 2]), tau_func=lambda sigma: tau,
+                          noise_sampler=lambda *_: torch.randn(1, 4, 8, 8, generator=g),
+                          callback=lambda info: seen.append(info["x"]))
+    torch.testing.assert_close(seen[steps - 1], sample_vp * (1 + sigmas[-1] ** 2).sqrt(), rtol=1e-4, atol=1e-4)
 
 
 # ---- flow models (x = (1 - sigma) x0 + sigma eps): the samplers' flow switch -----------------
@@ -392,7 +432,7 @@ def test_euler_cfg_pp_flow_step():
 
 
 FLOW_SDE = [("seeds_2", {}, 50), ("seeds_3", {}, 50), ("sa_solver", {"tau_func": lambda sigma: 1.0}, 50),
-            ("sa_solver_pece", {"tau_func": lambda sigma: 1.0}, 50), ("dpmpp_2s_ancestral_cfg_pp", {}, 50),
+            ("sa_solver_pece", {"tau_func": lambda sigma: 1.0}, 50),
             ("er_sde", {}, 50), ("euler_ancestral_cfg_pp", {}, 400)]  # first order: 0.935, 0.963, 0.990 of s at 100, 200, 400 steps
 
 
@@ -442,3 +482,15 @@ def test_the_pipeline_switches_samplers_to_flow_for_a_flow_schedule(monkeypatch)
     schedule.prediction = "flow"  # what a flow model's sampling reports
     pipeline.sample_with_sigmas(*args, schedule=schedule)
     assert seen["flow"] is True
+
+
+@pytest.mark.parametrize("name", ["dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde", "euler_ancestral", "lms", "ipndm"])
+def test_the_step_into_sigma_zero_returns_the_denoised_value_exactly(name):
+    """ComfyUI's x = denoised at sigma_next = 0 (an Euler step x + (x - D)/s * (0 - s) gets there
+    only up to rounding: visibly so for large x and small s)."""
+    x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0)) * 300
+    d = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(1))
+    options = {"seed": 1} if name in ("dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde", "euler_ancestral") else {}
+    out = SAMPLERS[name](lambda x, sigma: d, x, torch.tensor([0.0291675, 0.0]), **options)
+    assert torch.equal(out, d)
+

@@ -48,7 +48,7 @@ def meta_module(cls, config):
 
 def meta_noise_sampler(x, seed=None):
     # a seeded torch.Generator does not exist on meta; on CUDA it draws on the device, no sync
-    return lambda sigma, sigma_next: torch.randn_like(x)
+    return lambda sigma, sigma_next, shape=None: torch.randn(shape or x.shape, dtype=x.dtype, device=x.device)
 
 
 class LoopDone(Exception):

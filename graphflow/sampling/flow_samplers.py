@@ -7,7 +7,8 @@ exponential-integrator step in flow space, since alpha = 1 - sigma). Samplers th
 assume x = x0 + sigma eps; on x = (1 - sigma) x0 + sigma eps they must scale the signal too.
 These follow ComfyUI's CONST branches operation for operation (its *_RF samplers, and its SDE
 samplers with lambda = log((1 - sigma) / sigma) and alpha = 1 - sigma), so results agree with
-ComfyUI's. DDPM's posterior is written for the variance-preserving process and is refused.
+ComfyUI's. The others with noise ComfyUI runs on flow models unchanged, and so does graphflow:
+ddpm (its variance-preserving posterior step) and lcm_upscale (re-noise x0 + sigma * eps).
 """
 
 import functools
@@ -18,10 +19,6 @@ import torch
 from .flow_sampling import is_flow
 from .noise import brownian_noise_sampler, gaussian_noise_sampler
 from .samplers import NODE_SAMPLERS, SAMPLERS, _on_device_brownian, _step_info, get_ancestral_step, to_d
-
-NOT_FOR_FLOW = {"ddpm": "DDPM's posterior step assumes a variance-preserving (eps/v) model",
-                "lcm_upscale": "its re-noise x0 + sigma * eps is that of eps/v models (ComfyUI applies it to "
-                               "flow models unchanged; graphflow refuses)"}
 
 
 def _lambda(sigma):
@@ -71,6 +68,31 @@ def sample_euler_ancestral_rf(denoiser, x, sigmas, extra_args=None, callback=Non
             x = ratio * x + (1 - ratio) * denoised
             if eta > 0:
                 x = signal * x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * renoise
+    return x
+
+
+@torch.no_grad()
+def sample_dpm_2_ancestral_rf(denoiser, x, sigmas, extra_args=None, callback=None, disable=None,
+                              eta=1.0, s_noise=1.0, noise_sampler=None, seed=None):
+    """DPM-Solver-2 (its log-midpoint in sigma) down to the flow's sigma_down, then the flow re-noise
+    (ComfyUI's sample_dpm_2_ancestral_RF); the step to sigma_down = 0 is Euler."""
+    extra_args = extra_args or {}
+    noise_sampler = noise_sampler or gaussian_noise_sampler(x, seed)
+    s_in = x.new_ones([x.shape[0]])
+    for i in range(len(sigmas) - 1):
+        denoised = denoiser(x, sigmas[i] * s_in, **extra_args)
+        sigma_down, signal, renoise = _rf_ancestral_step(sigmas[i], sigmas[i + 1], eta)
+        if callback is not None:
+            callback(_step_info(i, x, sigmas[i], denoised))
+        d = to_d(x, sigmas[i], denoised)
+        if sigma_down == 0:
+            x = x + d * (sigma_down - sigmas[i])
+        else:
+            sigma_mid = sigmas[i].log().lerp(sigma_down.log(), 0.5).exp()
+            x_2 = x + d * (sigma_mid - sigmas[i])
+            d_2 = to_d(x_2, sigma_mid, denoiser(x_2, sigma_mid * s_in, **extra_args))
+            x = x + d_2 * (sigma_down - sigmas[i])
+            x = signal * x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * renoise
     return x
 
 
@@ -252,6 +274,7 @@ def sample_dpmpp_2m_sde_heun_rf(denoiser, x, sigmas, **kwargs):
 
 FLOW_SAMPLERS = {
     "euler_ancestral": sample_euler_ancestral_rf,
+    "dpm_2_ancestral": sample_dpm_2_ancestral_rf,
     "dpmpp_2s_ancestral": sample_dpmpp_2s_ancestral_rf,
     "dpmpp_sde": sample_dpmpp_sde_rf,
     "dpmpp_sde_gpu": _on_device_brownian(sample_dpmpp_sde_rf),
@@ -267,15 +290,12 @@ FLOW_SAMPLERS = {
 
 def sampler_for(name: str, schedule=None):
     """The sampler function for a sampler name and a model's sampling (DiscreteSchedule or
-    FlowSchedule): the flow variant where one exists. Raises KeyError for unknown names and
-    ValueError for samplers that are not defined for flow models."""
+    FlowSchedule): the flow variant where one exists. Raises KeyError for unknown names."""
     base = SAMPLERS.get(name, NODE_SAMPLERS.get(name))
     if base is None:
         raise KeyError(name)
     if not is_flow(schedule):
         return base
-    if name in NOT_FOR_FLOW:
-        raise ValueError(f"sampler {name!r} does not work with flow models: {NOT_FOR_FLOW[name]}")
     fn = FLOW_SAMPLERS.get(name, base)
     if "sigma_start" in inspect.signature(fn).parameters and hasattr(schedule, "percent_to_sigma"):
         fn = functools.partial(fn, sigma_start=schedule.percent_to_sigma(1e-4))

@@ -66,15 +66,18 @@ def inpaint_noise(shape, seed: int) -> torch.Tensor:
 
 
 def gaussian_noise_sampler(x: torch.Tensor, seed: int | list[int] | None = None) -> NoiseSampler:
-    """Independent N(0, I) noise at each call (ancestral samplers, DDPM, LCM)."""
+    """Independent N(0, I) noise at each call (ancestral samplers, DDPM, LCM), shaped like x, or
+    like `shape` where the call passes one (SamplerLCMUpscale's growing latent: the same stream
+    drawn at each step's size, as ComfyUI's randn_like on its seeded global generator)."""
     if seed is None:
-        return lambda sigma, sigma_next: torch.randn_like(x)
+        return lambda sigma, sigma_next, shape=None: torch.randn(shape or x.shape, dtype=x.dtype, device=x.device)
     if isinstance(seed, int):
         generator = torch.Generator(x.device).manual_seed(seed)
-        return lambda sigma, sigma_next: torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+        return lambda sigma, sigma_next, shape=None: torch.randn(shape or x.shape, dtype=x.dtype, device=x.device,
+                                                                 generator=generator)
     generators = _per_image_generators(x, seed)
-    return lambda sigma, sigma_next: host_to_device(torch.cat(
-        [torch.randn([1] + list(x.shape[1:]), dtype=torch.float32, generator=g) for g in generators]
+    return lambda sigma, sigma_next, shape=None: host_to_device(torch.cat(
+        [torch.randn([1] + list((shape or x.shape)[1:]), dtype=torch.float32, generator=g) for g in generators]
     ), x.device).to(x.dtype)
 
 

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from ..choices import NOISE_MODES
 from ..context import NodeInputError
-from .flow_samplers import NOT_FOR_FLOW, sampler_for
+from .flow_samplers import sampler_for
 from .flow_sampling import FlowDenoiser, is_flow, model_sampling_for
 from .guidance import CFGGuider, prepare_conds, repeat_to_batch
 from .hooks import entry_hooks
@@ -49,7 +49,7 @@ from .model_sampling import DiscreteSchedule, ModelDenoiser
 from .noise import NoiseSource, initial_noise, inpaint_noise
 from .preview import make_preview
 from .samplers import (ALL_SAMPLERS, DISCARD_PENULTIMATE_SIGMA, FLOW_SWITCH_SAMPLERS, RANDOM_INPAINT_NOISE, SAMPLERS,
-                       SCHEDULE_SAMPLERS, SEEDED_SAMPLERS, SamplerChoice)
+                       SCHEDULE_SAMPLERS, SEEDED_SAMPLERS, UNI_PC_END_SIGMA, UNI_PC_SAMPLERS, SamplerChoice)
 from .schedules import SCHEDULERS, compute_sigmas
 from .step_cache import WrappedDenoiser
 
@@ -96,9 +96,6 @@ def sample(model, seed: int, steps: int, cfg: float, sampler_name: str, schedule
     samples = _latent_samples(model, latent)
 
     schedule = model_sampling_for(model)
-    if is_flow(schedule) and sampler_name in NOT_FOR_FLOW:
-        raise NodeInputError("sampler_name", f"{sampler_name!r} does not work with flow models (SD3, FLUX): "
-                                             f"{NOT_FOR_FLOW[sampler_name]}")
     sigmas = compute_sigmas(schedule, scheduler, steps, denoise,
                             discard_penultimate=sampler_name in DISCARD_PENULTIMATE_SIGMA)
     if end_step is not None and end_step < len(sigmas) - 1:
@@ -388,7 +385,10 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
 
         x = sampler_for(sampler_name, schedule)(denoiser, x, sigmas, callback=on_step, **options)
         if hasattr(schedule, "inverse_noise_scaling"):  # flow: leftover noise back to the noise_scaling convention
-            x = schedule.inverse_noise_scaling(sigmas[-1], x)
+            end = sigmas[-1]
+            if sampler_name in UNI_PC_SAMPLERS and end == 0:
+                end = sigmas.new_tensor(UNI_PC_END_SIGMA)  # ComfyUI's uni_pc leaves it in the sigmas
+            x = schedule.inverse_noise_scaling(end, x)
         return fmt.process_out(x.float()).cpu()
 
 

@@ -34,6 +34,11 @@ from .noise import brownian_noise_sampler, gaussian_noise_sampler
 DISCARD_PENULTIMATE_SIGMA = frozenset({"dpm_2", "dpm_2_ancestral", "uni_pc", "uni_pc_bh2"})
 # ComfyUI's "ddim" is "euler" whose inpainting re-noise uses fresh noise (seed + 1).
 RANDOM_INPAINT_NOISE = frozenset({"ddim"})
+# UniPC stops at this sigma instead of 0 (its lambda must stay finite). ComfyUI writes it over the
+# caller's last sigma in place, so the flow models' inverse noise scaling after sampling divides
+# by 1 - UNI_PC_END_SIGMA rather than by 1 (the pipeline does the same).
+UNI_PC_END_SIGMA = 0.001
+UNI_PC_SAMPLERS = frozenset({"uni_pc", "uni_pc_bh2"})
 
 
 @dataclass(frozen=True)
@@ -257,7 +262,7 @@ def sample_dpmpp_sde(denoiser, x, sigmas, extra_args=None, callback=None, disabl
         if callback is not None:
             callback(_step_info(i, x, sigmas[i], denoised))
         if sigmas[i + 1] == 0:
-            x = x + to_d(x, sigmas[i], denoised) * (sigmas[i + 1] - sigmas[i])
+            x = denoised  # ComfyUI's; an Euler step there lands on it only up to rounding
         else:
             t, t_next = _t_fn(sigmas[i]), _t_fn(sigmas[i + 1])
             h = t_next - t
@@ -449,10 +454,15 @@ def sample_lcm_upscale(denoiser, x, sigmas, extra_args=None, callback=None, disa
     """LCM sampling that grows the latent as it goes (ComfyUI's SamplerLCMUpscale): after each of the
     first upscale_steps steps the denoised latent is resized, the scale rising linearly from 1 to
     total_upscale (upscale_steps None: half the steps + 1), then re-noised to the next sigma.
-    The fresh noise is drawn with the seed at each step's size (on x's device, as LCM's)."""
+    The fresh noise is ComfyUI's: it draws randn_like from the global generator that its starting
+    noise seeded with the seed, i.e. one stream seeded with `seed` on x's device, drawn at each
+    step's size; on the CPU that stream has first given the starting noise (a batch of x's shape)."""
     from graphflow.images import bislerp, resize_nchw
 
     extra_args = extra_args or {}
+    noise_sampler = gaussian_noise_sampler(x, seed)
+    if isinstance(seed, int) and x.device.type == "cpu":
+        noise_sampler(None, None)  # the starting noise's draw from the same CPU stream
     if upscale_steps is None:
         upscale_steps = max(len(sigmas) // 2 + 1, 2)
     else:
@@ -469,16 +479,8 @@ def sample_lcm_upscale(denoiser, x, sigmas, extra_args=None, callback=None, disa
             size = round(width * upscales[i]), round(height * upscales[i])
             x = bislerp(x, *size) if upscale_method == "bislerp" else resize_nchw(x, *size, upscale_method)
         if sigmas[i + 1] > 0:
-            x = x + sigmas[i + 1] * gaussian_noise_sampler(x, None if seed is None else _step_seed(seed, i))(
-                sigmas[i], sigmas[i + 1])
+            x = x + sigmas[i + 1] * noise_sampler(sigmas[i], sigmas[i + 1], x.shape)
     return x
-
-
-def _step_seed(seed, i: int):
-    """A seed (or per-image seeds) for step i's fresh draw, for noise whose shape changes per step."""
-    if isinstance(seed, int):
-        return (seed + i + 1) % 2 ** 64
-    return [(s + i + 1) % 2 ** 64 for s in seed]
 
 
 @torch.no_grad()
@@ -551,7 +553,7 @@ def sample_uni_pc(denoiser, x, sigmas, extra_args=None, callback=None, disable=N
     extra_args = extra_args or {}
     s_in = x.new_ones([x.shape[0]])
     if sigmas[-1] == 0:
-        sigmas = torch.cat([sigmas[:-1], sigmas.new_tensor([0.001])])
+        sigmas = torch.cat([sigmas[:-1], sigmas.new_tensor([UNI_PC_END_SIGMA])])
     steps = len(sigmas) - 1
     if steps < 1:
         return x
@@ -707,51 +709,32 @@ def sample_euler_cfg_pp_alternative(denoiser, x, sigmas, extra_args=None, callba
 
 @torch.no_grad()
 def sample_dpmpp_2s_ancestral_cfg_pp(denoiser, x, sigmas, extra_args=None, callback=None, disable=None,
-                                     eta=1.0, s_noise=1.0, noise_sampler=None, seed=None, flow=False):
-    """DPM-Solver++(2S) ancestral with CFG++ (ComfyUI's): both sub-steps move along the
-    unconditional prediction, and the guidance D_cfg - D_uncond of the step's first evaluation is
-    added to the result (flow: scaled by alpha = 1 - sigma_{i+1}, the sub-steps and the re-noise
-    those of flow models: x = (s'/s) x + (1 - s'/s) D, then signal scaled alpha_next / alpha_down)."""
+                                     eta=1.0, s_noise=1.0, noise_sampler=None, seed=None):
+    """DPM-Solver++(2S) ancestral with CFG++ as ComfyUI v0.3.64 has it (the same for every model,
+    flow ones included): both sub-steps start from x + (D_cfg - D_uncond) and move along the guided
+    estimates, x_2 = (s_mid / s) (x + D - U) - expm1(-h / 2) D, then
+    x = (sigma_down / s) (x + D - U_2) - expm1(-h) D_2, where U_2 is the unconditional prediction
+    at x_2: ComfyUI's step reads the one its post-CFG hook recorded last. Into sigma_down = 0 it
+    lands on D; fresh noise as dpmpp_2s_ancestral."""
     model = _guided(denoiser, extra_args or {})
     noise_sampler = noise_sampler or gaussian_noise_sampler(x, seed)
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
         denoised, uncond = model(x, sigmas[i] * s_in)
-        guidance = denoised - uncond
+        sigma_down, sigma_up = get_ancestral_step(sigmas[i], sigmas[i + 1], eta=eta)
         if callback is not None:
             callback(_step_info(i, x, sigmas[i], denoised))
-        if flow:
-            sigma_down = sigmas[i + 1] * (1 + (sigmas[i + 1] / sigmas[i] - 1) * eta)
-            alpha_next, alpha_down = 1 - sigmas[i + 1], 1 - sigma_down
-            renoise = (sigmas[i + 1] ** 2 - sigma_down ** 2 * alpha_next ** 2 / alpha_down ** 2) ** 0.5
-            if sigmas[i + 1] == 0:
-                x = x + to_d(x, sigmas[i], uncond) * (sigma_down - sigmas[i])
-            else:
-                if sigmas[i] == 1.0:
-                    sigma_s = sigmas[i].new_tensor(0.9999)
-                else:
-                    lam, lam_down = half_log_snr(sigmas[i], True), half_log_snr(sigma_down, True)
-                    sigma_s = sigma_of_half_log_snr(lam + (lam_down - lam) / 2, True)
-                u = (sigma_s / sigmas[i]) * x + (1 - sigma_s / sigmas[i]) * uncond
-                _, uncond_2 = model(u, sigma_s * s_in)
-                x = (sigma_down / sigmas[i]) * x + (1 - sigma_down / sigmas[i]) * uncond_2
-            if sigmas[i + 1] > 0 and eta > 0:
-                x = (alpha_next / alpha_down) * x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * renoise
-            x = x + (1 - sigmas[i + 1]) * guidance
-            continue
-        sigma_down, sigma_up = get_ancestral_step(sigmas[i], sigmas[i + 1], eta=eta)
         if sigma_down == 0:
-            x = x + to_d(x, sigmas[i], uncond) * (sigma_down - sigmas[i])
+            x = denoised + to_d(x, sigmas[i], uncond) * sigma_down
         else:
             t, t_next = _t_fn(sigmas[i]), _t_fn(sigma_down)
             h = t_next - t
             s = t + h / 2
-            x_2 = (_sigma_fn(s) / _sigma_fn(t)) * x - (-h / 2).expm1() * uncond
-            _, uncond_2 = model(x_2, _sigma_fn(s) * s_in)
-            x = (_sigma_fn(t_next) / _sigma_fn(t)) * x - (-h).expm1() * uncond_2
+            x_2 = (_sigma_fn(s) / _sigma_fn(t)) * (x + (denoised - uncond)) - (-h / 2).expm1() * denoised
+            denoised_2, uncond_2 = model(x_2, _sigma_fn(s) * s_in)
+            x = (_sigma_fn(t_next) / _sigma_fn(t)) * (x + (denoised - uncond_2)) - (-h).expm1() * denoised_2
         if sigmas[i + 1] > 0:
             x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
-        x = x + guidance
     return x
 
 
@@ -1184,17 +1167,18 @@ def _er_sde_noise_scaler(x):
 
 
 def er_sde_options(solver_type: str = "ER-SDE", eta: float = 1.0, s_noise: float = 1.0) -> dict:
-    """er_sde's noise_scaler and s_noise for ComfyUI's SamplerER_SDE: the scale function phi of
-    Cui et al. raised to eta, psi(l) = l^(1 - eta) phi(l)^eta, with phi(l) = l (e^{l^0.3} + 10)
-    ("ER-SDE", the paper's choice) or phi(l) = l^2 ("Reverse-time SDE", the plain reverse SDE);
-    "ODE" (or eta = 0) is psi(l) = l with no noise (the probability-flow ODE)."""
+    """er_sde's noise_scaler and s_noise for ComfyUI's SamplerER_SDE (as of the catalogue's
+    ComfyUI, v0.3.64): "ER-SDE" is the paper's scale function phi(l) = l (e^{l^0.3} + 10) whatever
+    eta (ComfyUI's tooltip: eta does not apply to it); "Reverse-time SDE" is phi(l) = l^(eta + 1)
+    (l^2, the plain reverse SDE, at eta = 1), and at eta = 0 the ODE; "ODE" is phi(l) = l with no
+    noise (the probability-flow ODE)."""
     from graphflow.choices import ER_SDE_SOLVER_TYPES
     if solver_type not in ER_SDE_SOLVER_TYPES:
         raise ValueError(f"unknown ER-SDE solver type {solver_type!r}; expected one of {', '.join(ER_SDE_SOLVER_TYPES)}")
+    if solver_type == "ER-SDE":
+        return {"noise_scaler": _er_sde_noise_scaler, "s_noise": s_noise}
     if solver_type == "ODE" or eta == 0:
         return {"noise_scaler": lambda x: x, "s_noise": 0.0}
-    if solver_type == "ER-SDE":
-        return {"noise_scaler": lambda x: x * ((x ** 0.3).exp() + 10.0) ** eta, "s_noise": s_noise}
     return {"noise_scaler": lambda x: x ** (eta + 1), "s_noise": s_noise}
 
 
@@ -1413,7 +1397,9 @@ def sample_sa_solver(denoiser, x, sigmas, extra_args=None, callback=None, disabl
     on the SDE with stochasticity tau(sigma); by default tau = 1 between 20% and 80% of the model's
     schedule and 0 (the ODE) outside, as ComfyUI. Orders drop near the end of a schedule that ends
     at 0. use_pece: evaluate the model again at the corrected point (PECE; one more call a step).
-    simple_order_2: order-2 steps take simple_order_2_coefficients instead of the exact weights."""
+    simple_order_2: order-2 steps take simple_order_2_coefficients instead of the exact weights.
+    Sigmas that do not end at 0 (leftover noise) return the state at their last but one sigma, as
+    ComfyUI v0.3.64 does."""
     if len(sigmas) <= 1:
         return x
     extra_args = extra_args or {}
@@ -1463,7 +1449,7 @@ def sample_sa_solver(denoiser, x, sigmas, extra_args=None, callback=None, disabl
                 denoised = denoiser(x, sigmas[i] * s_in, **extra_args)
                 preds[-1] = denoised
         if sigmas[i + 1] == 0:
-            x_pred = denoised
+            x = denoised
         else:
             tau = tau_func(sigmas[i + 1])
             if simple_order_2 and p_order == 2:
@@ -1477,7 +1463,9 @@ def sample_sa_solver(denoiser, x, sigmas, extra_args=None, callback=None, disabl
                 noise = noise_sampler(sigmas[i], sigmas[i + 1]) * sigmas[i + 1] * \
                     math.sqrt(-math.expm1(-2 * tau ** 2 * h)) * s_noise
                 x_pred = x_pred + noise
-    return x_pred
+    # ComfyUI v0.3.64 returns x, not x_pred: for sigmas that do not end at 0 the last prediction is
+    # dropped and the result is the (corrected) state at sigmas[-2] (fixed in ComfyUI in December 2025)
+    return x
 
 
 @torch.no_grad()
@@ -1550,7 +1538,8 @@ SEEDED_SAMPLERS = frozenset(name for name, fn in ALL_SAMPLERS.items()
 STOCHASTIC_SAMPLERS = frozenset(name for name in SEEDED_SAMPLERS if name in SAMPLERS and name != "dpm_adaptive")
 # Samplers with a `flow` switch (ComfyUI's CONST branches: lambda = log((1 - sigma) / sigma), alpha =
 # 1 - sigma) must get flow=True for flow models (SD3, FLUX); the others need no change or have
-# none in ComfyUI either (dpmpp_2m_cfg_pp, res_multistep*, gradient_estimation*: sigma space there too).
+# none in ComfyUI v0.3.64 either (dpmpp_2m_cfg_pp, dpmpp_2s_ancestral_cfg_pp, res_multistep*,
+# gradient_estimation*: sigma space there too).
 FLOW_SWITCH_SAMPLERS = frozenset(name for name, fn in ALL_SAMPLERS.items() if "flow" in inspect.signature(fn).parameters)
 # Samplers that read the model's schedule (SA-Solver's stochastic interval; the flow models' start
 # just below sigma = 1); the pipeline passes it.
