@@ -182,6 +182,17 @@ def test_hint_resized_like_comfyui():
     assert hint.min() == 1.0
 
 
+def test_hint_crop_cuts_the_same_rounded_margin_from_both_sides():
+    """ComfyUI's crop="center" cuts round(excess / 2) from each side: an 11-wide, 4-high picture
+    made square loses round(3.5) = 4 columns each side (Python rounds half to even), keeping
+    columns 4..6 (3 wide), not a 4-wide window."""
+    columns = torch.arange(11.0).reshape(1, 1, 11, 1).expand(1, 4, 11, 3)
+    hint = resize_hint(columns, 8, 8)
+    assert sorted(hint[0, 0].unique().tolist()) == [4.0, 5.0, 6.0]
+    # nearest-exact from 3 columns to 8: source column floor((j + 0.5) * 3 / 8)
+    assert hint[0, 0, 0].tolist() == [4.0, 4.0, 4.0, 5.0, 5.0, 6.0, 6.0, 6.0]
+
+
 def test_t2i_adapter_matches_diffusers(tmp_path):
     """Our original-layout file against diffusers' T2IAdapter given the same weights (diffusers'
     keys renamed to the original layout; our loader's strict load checks every key is used)."""

@@ -388,19 +388,12 @@ def _load_control_lora(wf: WeightFile, base, device, dtype, overrides) -> Contro
 
 
 def resize_hint(image: torch.Tensor, height: int, width: int, mode: str = "nearest-exact") -> torch.Tensor:
-    """IMAGE [B, H, W, C] -> [B, C, height, width]: centre-cropped to the aspect ratio, then resized
-    (nearest-exact by default), as ComfyUI's ControlNet prepares its hint (common_upscale(..., 'center'))."""
-    t = image.movedim(-1, 1).float()
-    H, W = t.shape[2:]
-    old, new = W / H, width / height
-    if old > new:
-        keep = round(W * new / old)
-        x0 = (W - keep) // 2
-        t = t[:, :, :, x0:x0 + keep]
-    elif old < new:
-        keep = round(H * old / new)
-        y0 = (H - keep) // 2
-        t = t[:, :, y0:y0 + keep]
+    """IMAGE [B, H, W, C] -> [B, C, height, width]: centre-cropped to the aspect ratio (the same
+    round(excess / 2) cut from both sides), then resized (nearest-exact by default), as ComfyUI's
+    ControlNet prepares its hint (common_upscale(..., 'center'))."""
+    from graphflow.images import center_crop_to_aspect
+
+    t = center_crop_to_aspect(image.movedim(-1, 1).float(), width, height)
     if tuple(t.shape[2:]) != (height, width):
         t = F.interpolate(t, size=(height, width), mode=mode)
     return t
