@@ -476,3 +476,25 @@ def test_t2i_writer_layouts(kind, adapter_type, downscale, channels, tmp_path):
     theirs = DiffusersT2IAdapter(in_channels=3, channels=channels, num_res_blocks=2, downscale_factor=downscale,
                                  adapter_type=adapter_type)
     theirs.load_state_dict(load_file(str(b)), strict=True)  # diffusers' own names and shapes
+
+
+def test_hint_batch_fits_each_conditioning_chunk_as_comfyui_broadcasts_it():
+    """The positive's and negative's rows run as one batch: each chunk gets the hints cycled or
+    cut to its own size (ComfyUI's broadcast_image_to), not the hints cycled over the whole batch."""
+    from graphflow.models.controlnet import ControlApplied
+    from graphflow.sampling.guidance import UNetRows, unet_rows
+
+    def hints(n_images, batch, chunks):
+        image = torch.arange(float(n_images)).reshape(-1, 1, 1, 1).expand(n_images, 8, 8, 3)
+        applied = ControlApplied(None, image, 1.0)
+        token = unet_rows.set(UNetRows(torch.ones(1), (False,) * batch, (None,) * chunks))
+        try:
+            return applied.hint(8, 8, batch, "cpu", torch.float32)[:, 0, 0, 0].tolist()
+        finally:
+            unet_rows.reset(token)
+
+    assert hints(3, 4, chunks=2) == [0, 1, 0, 1]  # 3 hints for 2 latents: the first 2, per chunk
+    assert hints(2, 6, chunks=2) == [0, 1, 0, 0, 1, 0]  # 2 hints for 3 latents: cycled to 3, per chunk
+    assert hints(2, 6, chunks=1) == [0, 1, 0, 1, 0, 1]
+    assert hints(1, 4, chunks=2) == [0, 0, 0, 0]
+    assert hints(4, 4, chunks=2) == [0, 1, 2, 3]  # as many hints as rows: as they are (ComfyUI's shortcut)

@@ -400,9 +400,23 @@ def resize_hint(image: torch.Tensor, height: int, width: int, mode: str = "neare
 
 
 def _repeat(t: torch.Tensor, batch: int) -> torch.Tensor:
+    """Cycled or cut to `batch` along the first dim (ComfyUI's repeat_to_batch_size)."""
     if t.shape[0] == batch:
         return t
     return t.repeat(math.ceil(batch / t.shape[0]), *[1] * (t.ndim - 1))[:batch]
+
+
+def _broadcast(t: torch.Tensor, batch: int) -> torch.Tensor:
+    """A hint batch matched to a model batch of `batch` rows, as ComfyUI's broadcast_image_to: the
+    rows are chunks of one conditioning entry each (positive and negative run together), so the
+    hints are cycled or cut to one chunk's size and that repeated per chunk (one hint: every row)."""
+    from graphflow.sampling.guidance import unet_rows
+
+    if t.shape[0] in (1, batch):
+        return _repeat(t, batch)
+    rows = unet_rows.get()
+    chunks = max(1, len(rows.conds)) if rows is not None and rows.conds else 1
+    return _repeat(_repeat(t, batch // chunks), batch)
 
 
 @dataclass(frozen=True)
@@ -479,7 +493,7 @@ class ControlApplied:
         if hint is None or tuple(hint.shape[2:]) != (height, width) or hint.device != device or hint.dtype != dtype:
             # kept on the device: one copy per run, not one per step
             self._hint = hint = resize_hint(self.image, height, width).to(device, dtype)
-        return _repeat(hint, batch)
+        return _broadcast(hint, batch)
 
     def latent_hint(self, height: int, width: int, batch: int, device, dtype, shift: bool = True) -> torch.Tensor:
         """The hint as a model-space latent of height x width (SD3/FLUX ControlNets): resized at
@@ -492,11 +506,13 @@ class ControlApplied:
             pixels = resize_hint(self.image, height * f, width * f).movedim(1, -1)
             raw = self.vae.encode(pixels)
             self._latent = ((height, width, shift), fmt.process_in(raw) if shift else raw * fmt.scale_factor)
-        return _repeat(self._latent[1], batch).to(device, dtype)
+        return _broadcast(self._latent[1], batch).to(device, dtype)
 
     def mask_hint(self, height: int, width: int, batch: int, device, dtype) -> torch.Tensor:
         """The kept part [B, 1, height, width] at latent size (nearest-exact, centre-cropped, as
         ComfyUI resizes its extra hint channels); all ones without a mask."""
         if self.mask is None:
             return torch.ones(batch, 1, height, width, device=device, dtype=dtype)
-        return _repeat(resize_hint(self.mask.movedim(1, -1), height, width), batch).to(device, dtype)
+        # matched to the hint images' batch first, then broadcast with them (ComfyUI concatenates it to the hint)
+        keep = _repeat(resize_hint(self.mask.movedim(1, -1), height, width), self.image.shape[0])
+        return _broadcast(keep, batch).to(device, dtype)
