@@ -498,3 +498,30 @@ def test_hint_batch_fits_each_conditioning_chunk_as_comfyui_broadcasts_it():
     assert hints(2, 6, chunks=1) == [0, 1, 0, 1, 0, 1]
     assert hints(1, 4, chunks=2) == [0, 0, 0, 0]
     assert hints(4, 4, chunks=2) == [0, 1, 2, 3]  # as many hints as rows: as they are (ComfyUI's shortcut)
+
+
+def test_stacked_controls_with_residual_lists_of_other_lengths_keep_the_extra_places():
+    """ComfyUI's control_merge sums place by place and keeps the places only the longer list has
+    (a T2I-Adapter's few features chained with a ControlNet's per-block residuals, say)."""
+    from graphflow.models.controlnet import ControlApplied
+
+    class Fixed:  # a "net" whose residuals are given
+        def __init__(self, residuals):
+            self.residuals = residuals
+
+        def control(self, applied, *args, **kwargs):
+            return {k: [None if r is None else r.clone() for r in v] for k, v in self.residuals.items()}
+
+    one = torch.ones(1, 1, 2, 2)
+    short = Fixed({"input": [one, None], "middle": [one]})
+    long = Fixed({"input": [one, one * 2, one * 3], "output": [one * 5]})
+    image = torch.zeros(1, 8, 8, 3)
+    first = ControlApplied(short, image, 2.0)
+    chained = ControlApplied(long, image, 1.0, previous=first)
+    out = chained.residuals(torch.zeros(1, 4, 2, 2), torch.ones(1), torch.ones(1), None, None, None)
+    assert [r[0, 0, 0, 0].item() for r in out["input"]] == [2 + 1, 2, 3]
+    assert [r[0, 0, 0, 0].item() for r in out["middle"]] == [2]
+    assert [r[0, 0, 0, 0].item() for r in out["output"]] == [5]
+    first_longer = ControlApplied(short, image, 2.0, previous=ControlApplied(Fixed({"input": [one]}), image, 1.0))
+    out = first_longer.residuals(torch.zeros(1, 4, 2, 2), torch.ones(1), torch.ones(1), None, None, None)
+    assert out["input"][0][0, 0, 0, 0].item() == 3 and out["input"][1] is None and len(out["input"]) == 2

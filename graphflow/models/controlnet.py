@@ -482,10 +482,10 @@ class ControlApplied:
         if out is None:
             return mine
         for k, v in mine.items():
-            if k not in out:
-                out[k] = v
-            else:
-                out[k] = [a if b is None else b if a is None else a + b for a, b in zip(out[k], v)]
+            before = out.get(k, [])
+            # summed place by place; the longer list's extra places kept (ComfyUI's control_merge)
+            out[k] = [a if b is None else b if a is None else a + b for a, b in zip(before, v)] \
+                + before[len(v):] + v[len(before):]
         return out
 
     def hint(self, height: int, width: int, batch: int, device, dtype) -> torch.Tensor:
