@@ -36,7 +36,8 @@ class LoadControlNet(Node):
     Shakker-Labs': set their type with SetUnionControlNetType); T2I-Adapters for SD1/SD2 and
     SDXL, full or light, in TencentARC's or diffusers' layout. SD3 and FLUX ControlNets (XLabs' aside)
     read the hint through a VAE: apply them with one. Control-LoRA files need the base model: use
-    LoadDiffControlNet."""
+    LoadDiffControlNet. A file whose name ends in _shuffle or _shuffle_fp16 (lllyasviel's shuffle
+    ControlNet) has its residuals averaged over the image, as ComfyUI does."""
     category = "loaders"
     control_net_name: str = Choice(lambda: folders.list_models("controlnet"), model_folder="controlnet")
     outputs = {"control_net": CONTROL_NET}

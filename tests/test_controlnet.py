@@ -525,3 +525,23 @@ def test_stacked_controls_with_residual_lists_of_other_lengths_keep_the_extra_pl
     first_longer = ControlApplied(short, image, 2.0, previous=ControlApplied(Fixed({"input": [one]}), image, 1.0))
     out = first_longer.residuals(torch.zeros(1, 4, 2, 2), torch.ones(1), torch.ones(1), None, None, None)
     assert out["input"][0][0, 0, 0, 0].item() == 3 and out["input"][1] is None and len(out["input"]) == 2
+
+
+def test_shuffle_controlnet_averages_its_residuals_over_the_image(tmp_path):
+    """ComfyUI's global_average_pooling, chosen by the file name (…_shuffle, …_shuffle_fp16): each
+    residual becomes its per-channel spatial mean everywhere, then strength scales it."""
+    from graphflow.models.controlnet import ControlApplied
+
+    net = random_controlnet("sd1")
+    plain = load_controlnet(write_controlnet(tmp_path / "control_v11e_sd15.safetensors", net))
+    shuffle = load_controlnet(write_controlnet(tmp_path / "control_v11e_sd15_shuffle_fp16.safetensors", net))
+    assert not plain.global_average_pooling and shuffle.global_average_pooling
+    x, _, t, context, _ = inputs(TINY["sd1"], batch=1)
+    image = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ref = ControlApplied(plain, image, 1.0).residuals(x, torch.ones(1), t, context, None, None)
+        got = ControlApplied(shuffle, image, 0.5).residuals(x, torch.ones(1), t, context, None, None)
+    for k in ("output", "middle"):
+        for r, g in zip(ref[k], got[k]):
+            mean = r.mean(dim=(2, 3), keepdim=True)
+            torch.testing.assert_close(g, (mean * 0.5).expand_as(r))

@@ -329,6 +329,9 @@ def load_controlnet(path, base=None, device="cpu", dtype: torch.dtype | None = N
                 if k in base_state and base_state[k].shape == state[k].shape:
                     state[k] = state[k] + base_state[k].to(state[k].device, state[k].dtype)
     _assign(net, state, name)
+    # lllyasviel's shuffle ControlNet was trained with its residuals averaged over the image; ComfyUI
+    # tells it by the file name (control_v11e_sd15_shuffle[_fp16])
+    net.global_average_pooling = wf.path.stem.endswith(("_shuffle", "_shuffle_fp16"))
     return net.eval().requires_grad_(False)
 
 
@@ -478,6 +481,9 @@ class ControlApplied:
             if not in_sigma_window(sigma, start, end):
                 return out
         mine = self.net.control(self, x, timesteps, context, y, unet_config, **extra)
+        if getattr(self.net, "global_average_pooling", False):  # each residual its per-channel mean everywhere
+            mine = {k: [None if r is None else r.mean((2, 3), keepdim=True).expand_as(r) for r in v]
+                    for k, v in mine.items()}
         mine = {k: [None if r is None else r * self.strength for r in v] for k, v in mine.items()}
         if out is None:
             return mine
