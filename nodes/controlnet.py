@@ -68,9 +68,10 @@ class LoadDiffControlNet(Node):
         return _load(self.control_net_name, self.model)
 
 
-def _apply(conditioning, net, image, strength, start, end, cache: dict, vae=None, mask=None):
+def _apply(conditioning, net, image, strength, start, end, cache: dict, vae=None, mask=None, to_uncond=False):
     """Each entry gets the control chained to what it carried; entries that carried the same
-    previous control share one new control (one ControlNet run per UNet call)."""
+    previous control share one new control (one ControlNet run per UNet call). to_uncond: ComfyUI's
+    control_apply_to_uncond (graphflow.sampling.guidance.share_controls)."""
     from graphflow.models.controlnet import ControlApplied
 
     out = []
@@ -79,7 +80,7 @@ def _apply(conditioning, net, image, strength, start, end, cache: dict, vae=None
         key = id(previous)
         if key not in cache:
             cache[key] = ControlApplied(net, image, strength, start, end, previous=previous, vae=vae, mask=mask)
-        out.append((cond, {**options, "control": cache[key]}))
+        out.append((cond, {**options, "control": cache[key], "control_apply_to_uncond": to_uncond}))
     return out
 
 
@@ -91,7 +92,8 @@ def _hint_image(image):
 
 class ApplyControlNet(Node):
     """Guide the image with a ControlNet and a hint image (resized to the image being generated),
-    over the whole sampling, on this conditioning only."""
+    over the whole sampling. As in ComfyUI (this is its deprecated node), the negative prompt
+    takes the control too when none of its entries has one."""
     category = "conditioning/controlnet"
     conditioning: CONDITIONING
     control_net: CONTROL_NET
@@ -107,7 +109,7 @@ class ApplyControlNet(Node):
                                                 "Apply ControlNet (ControlNetApplyAdvanced) with the vae connected")
         if self.strength == 0:  # as ComfyUI: nothing to add, the conditioning is passed through
             return self.conditioning
-        return _apply(self.conditioning, self.control_net, image, self.strength, 0.0, 1.0, {})
+        return _apply(self.conditioning, self.control_net, image, self.strength, 0.0, 1.0, {}, to_uncond=True)
 
 
 class ApplyControlNetAdvanced(Node):

@@ -184,8 +184,10 @@ def test_clip_text_encode_controlnet_gives_the_controlnet_its_own_prompt(builtin
     positive = call(builtin_registry, "CLIPEncode", text="a red circle", clip=clip)
     negative = call(builtin_registry, "CLIPEncode", text="", clip=clip)
     image = torch.rand(1, 64, 64, 3)
-    applied = call(builtin_registry, "ApplyControlNet", conditioning=positive, control_net=net, image=image,
-                   strength=1.0)
+    # on both sides, as one control: both sides' ControlNet texts given, the sides run as one batch
+    applied, negative = call(builtin_registry, "ApplyControlNetAdvanced", positive=positive, negative=negative,
+                             control_net=net, image=image, strength=1.0, start_percent=0.0, end_percent=1.0)
+    own_negative = call(builtin_registry, "CLIPTextEncodeControlnet", clip=clip, conditioning=negative, text="")
     seen = []  # (context the ControlNet got, the UNet call's batch)
     residuals = ControlApplied.residuals
 
@@ -197,7 +199,7 @@ def test_clip_text_encode_controlnet_gives_the_controlnet_its_own_prompt(builtin
     plain = sample(builtin_registry, model, applied, negative)
     # its own text the same as the prompt: the same picture
     same = call(builtin_registry, "CLIPTextEncodeControlnet", clip=clip, conditioning=applied, text="a red circle")
-    torch.testing.assert_close(sample(builtin_registry, model, same, negative), plain, atol=1e-5, rtol=0)
+    torch.testing.assert_close(sample(builtin_registry, model, same, own_negative), plain, atol=1e-5, rtol=0)
     # another text: the ControlNet attends to it, the UNet still to the prompt
     seen.clear()
     other = call(builtin_registry, "CLIPTextEncodeControlnet", clip=clip, conditioning=applied, text="a blue square")
@@ -206,10 +208,55 @@ def test_clip_text_encode_controlnet_gives_the_controlnet_its_own_prompt(builtin
     assert torch.equal(other[0][1]["pooled_output_controlnet"], pooled)
     assert other[0][1]["control"] is applied[0][1]["control"]
     assert torch.equal(other[0][0], positive[0][0])
-    changed = sample(builtin_registry, model, other, negative)
+    changed = sample(builtin_registry, model, other, own_negative)
     assert (changed - plain).abs().max() > 1e-4
-    assert len(seen) == 2 and all(torch.allclose(c.float(), encoded.expand_as(c), atol=1e-6) for c in seen)
+    empty, _ = clip.encode("")
+    assert len(seen) == 2  # one batched call per step: the positive's row reads its text, the negative's its own
+    for c in seen:
+        matches = [tuple(torch.allclose(row.float(), ref[0], atol=1e-6) for ref in (encoded, empty)) for row in c]
+        assert sorted(matches) == [(False, True), (True, False)]
     # without a ControlNet the text changes nothing
     bare = call(builtin_registry, "CLIPTextEncodeControlnet", clip=clip, conditioning=positive, text="a blue square")
     torch.testing.assert_close(sample(builtin_registry, model, bare, negative),
                                sample(builtin_registry, model, positive, negative), atol=1e-5, rtol=0)
+
+
+def test_deprecated_apply_controlnet_guides_the_negative_too(builtin_registry, models):
+    """ComfyUI's ControlNetApply marks its control control_apply_to_uncond: a negative prompt with no
+    control of its own runs with the positive's, so it samples as the advanced node applied to both
+    sides (which leaves a negative alone only when told to: its mark is off)."""
+    write_controlnet(models / "controlnet" / "a.safetensors", "sd1", seed=1)
+    model, clip, _ = load_model(builtin_registry)
+    net = call(builtin_registry, "LoadControlNet", control_net_name="a.safetensors")
+    positive = call(builtin_registry, "CLIPEncode", text="a red circle", clip=clip)
+    negative = call(builtin_registry, "CLIPEncode", text="", clip=clip)
+    image = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(4))
+    old = call(builtin_registry, "ApplyControlNet", conditioning=positive, control_net=net, image=image, strength=0.8)
+    assert old[0][1]["control_apply_to_uncond"] is True and "control" not in negative[0][1]
+    both = call(builtin_registry, "ApplyControlNetAdvanced", positive=positive, negative=negative, control_net=net,
+                image=image, strength=0.8, start_percent=0.0, end_percent=1.0)
+    assert both[0][0][1]["control_apply_to_uncond"] is False
+    torch.testing.assert_close(sample(builtin_registry, model, old, negative), sample(builtin_registry, model, *both),
+                               atol=0, rtol=0)
+    positive_only = [both[0], negative]  # the advanced node's control on the positive alone
+    assert (sample(builtin_registry, model, *positive_only) - sample(builtin_registry, model, old, negative)).abs().max() > 1e-4
+
+
+def test_share_controls_follows_comfyui_fill_rule():
+    from graphflow.sampling.guidance import Cond, share_controls
+
+    ctx = torch.zeros(1, 1, 1)
+    a, b, own = object(), object(), object()
+    marked = [Cond(ctx, control=a, control_to_uncond=True), Cond(ctx, control=b, control_to_uncond=True)]
+    side = [Cond(ctx), Cond(ctx, area=(4, 4, 0, 0)), Cond(ctx)]
+    share_controls(marked[:1], side)
+    assert [c.control for c in side] == [a, None, None]  # the first area-less entry; areas never
+    side = [Cond(ctx)]
+    share_controls(marked, side)
+    assert side[0].control is b  # two controls on one entry: the last one wins
+    side = [Cond(ctx), Cond(ctx, control=own)]
+    share_controls(marked, side)
+    assert [c.control for c in side] == [None, own]  # a side with a control of its own is left alone
+    side = [Cond(ctx)]
+    share_controls([Cond(ctx, control=a)], side)
+    assert side[0].control is None  # unmarked (ControlNetApplyAdvanced's) controls stay on their side

@@ -70,6 +70,7 @@ class Cond:
     mask_strength: float = 1.0
     guidance: torch.Tensor | None = None  # [B] FLUX dev's distilled guidance scale
     control: object = None  # ControlNets / T2I-Adapters (graphflow.models.controlnet.ControlApplied)
+    control_to_uncond: bool = False  # the deprecated ControlNetApply's: the other sides borrow this control
     control_context: torch.Tensor | None = None  # [B, T, D] ControlNets' own text (CLIPTextEncodeControlnet)
     gligen: object = None  # GLIGEN boxes (graphflow.models.gligen.GligenBoxes)
     sigma_start: float | None = None  # active only while sigma_end <= sigma <= sigma_start
@@ -246,6 +247,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             mask_strength=float(options.get("mask_strength", 1.0)),
             guidance=guidance,
             control=options.get("control"),
+            control_to_uncond=bool(options.get("control_apply_to_uncond", False)),
             control_context=_control_context(options, embedding, batch, device, k),
             gligen=options.get("gligen"),
             sigma_start=sigma_start,
@@ -437,6 +439,23 @@ def match_areas(*sides: list[Cond]) -> None:
             for j, other in enumerate(sides):
                 if j != k:
                     _add_area_counterparts(other, c)
+
+
+def share_controls(positive: list[Cond], *others: list[Cond]) -> None:
+    """ComfyUI's rule for the deprecated ControlNetApply (control_apply_to_uncond): a side with no
+    control on any of its area-less entries takes the positive's (the k-th such control goes to
+    its k-th area-less entry, cycling; where two land on one entry the last wins). In place; the
+    first list is the positive side."""
+    controls = [c.control for c in positive if c.control_to_uncond and c.area is None and c.control is not None]
+    if not controls:
+        return
+    for side in others:
+        plain = [(k, c) for k, c in enumerate(side) if c.area is None]
+        if not plain or any(c.control is not None for _, c in plain):
+            continue
+        for j, control in enumerate(controls):
+            k, entry = plain[j % len(plain)]
+            side[k] = replace(entry, control=control)
 
 
 def _region(area, lead: int = 2) -> tuple:
@@ -713,6 +732,7 @@ class CFGDenoiser:
         self.model_denoiser = model_denoiser
         self.positive, self.negative = list(positive), list(negative)
         match_areas(self.positive, self.negative)
+        share_controls(self.positive, self.negative)
         self.cfg = float(cfg)
         self.rescale = float(rescale)  # RescaleCFG's multiplier; 0 = plain CFG
         self.post_cfg_functions = tuple(post_cfg_functions)
@@ -789,6 +809,7 @@ class DualCFGDenoiser:
         self.model_denoiser = model_denoiser
         self.cond1, self.cond2, self.negative = list(cond1), list(cond2), list(negative)
         match_areas(self.cond1, self.cond2, self.negative)
+        share_controls(self.cond1, self.cond2, self.negative)
         self.cfg_conds, self.cfg_cond2_negative = float(cfg_conds), float(cfg_cond2_negative)
         self.nested = nested
         self.post_cfg_functions = tuple(post_cfg_functions)
@@ -866,6 +887,7 @@ class PerpNegDenoiser:
         self.model_denoiser = model_denoiser
         self.positive, self.negative, self.empty = list(positive), list(negative), list(empty)
         match_areas(self.positive, self.negative, self.empty)
+        share_controls(self.positive, self.negative, self.empty)
         self.cfg, self.neg_scale = float(cfg), float(neg_scale)
         self.post_cfg_functions = tuple(post_cfg_functions)
         self.pre_cfg_functions = tuple(pre_cfg_functions)
