@@ -115,8 +115,9 @@ class ApplyControlNet(Node):
 class ApplyControlNetAdvanced(Node):
     """Guide the image with a ControlNet and a hint image, on the positive and the negative
     conditioning, between start_percent and end_percent of the sampling (converted to sigmas
-    through the model's schedule). The VAE is for ControlNets that read latents (SD3/FLUX ones, which
-    need it); SD1/SD2/SDXL ControlNets take the hint as pixels and ignore it."""
+    through the model's schedule; a start after the end leaves it never active, as in ComfyUI).
+    The VAE is for ControlNets that read latents (SD3/FLUX ones, which need it); SD1/SD2/SDXL
+    ControlNets take the hint as pixels and ignore it."""
     category = "conditioning/controlnet"
     positive: CONDITIONING
     negative: CONDITIONING
@@ -136,9 +137,6 @@ class ApplyControlNetAdvanced(Node):
 def _apply_pair(node, image=None, mask=None):
     """image: the hint as prepared (the node's image by default); mask: see ControlApplied."""
     image = _hint_image(node.image) if image is None else image
-    if node.start_percent > node.end_percent:
-        raise NodeInputError("start_percent",
-                             f"start_percent {node.start_percent} is after end_percent {node.end_percent}")
     if getattr(node.control_net, "needs_vae", False) and node.vae is None:
         raise NodeInputError("vae", "this ControlNet (SD3 / FLUX) reads the hint image as a latent: connect the "
                                     "model's VAE")

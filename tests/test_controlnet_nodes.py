@@ -260,3 +260,18 @@ def test_share_controls_follows_comfyui_fill_rule():
     side = [Cond(ctx)]
     share_controls([Cond(ctx, control=a)], side)
     assert side[0].control is None  # unmarked (ControlNetApplyAdvanced's) controls stay on their side
+
+
+def test_start_after_end_is_a_control_that_never_acts(builtin_registry, models):
+    """ComfyUI accepts start_percent > end_percent: no sigma lies in the window, the picture is the
+    one without the ControlNet."""
+    write_controlnet(models / "controlnet" / "a.safetensors", "sd1", seed=1)
+    model, clip, _ = load_model(builtin_registry)
+    net = call(builtin_registry, "LoadControlNet", control_net_name="a.safetensors")
+    positive = call(builtin_registry, "CLIPEncode", text="a red circle", clip=clip)
+    negative = call(builtin_registry, "CLIPEncode", text="", clip=clip)
+    p, n = call(builtin_registry, "ApplyControlNetAdvanced", positive=positive, negative=negative, control_net=net,
+                image=torch.rand(1, 64, 64, 3), strength=1.0, start_percent=0.8, end_percent=0.2)
+    assert p[0][1]["control"].net is net
+    torch.testing.assert_close(sample(builtin_registry, model, p, n, steps=4),
+                               sample(builtin_registry, model, positive, negative, steps=4), atol=1e-5, rtol=0)
