@@ -100,9 +100,6 @@ def test_advanced_apply_stacks_and_shares_controls(builtin_registry, models):
     p3, n3 = call(builtin_registry, "ApplyControlNetAdvanced", positive=p1, negative=n1, control_net=b,
                   image=image, strength=0.4, start_percent=0.85, end_percent=0.9)  # between steps: never active
     assert torch.equal(sample(builtin_registry, model, p3, n3, steps=4), alone)
-    with pytest.raises(NodeInputError, match="start_percent"):
-        call(builtin_registry, "ApplyControlNetAdvanced", positive=positive, negative=negative, control_net=a,
-             image=image, strength=1.0, start_percent=0.9, end_percent=0.1)
 
 
 def test_comfyui_names(builtin_registry):
@@ -123,10 +120,15 @@ def test_comfyui_names(builtin_registry):
     assert wf.nodes["4"].inputs["start_percent"] == 0.1
 
 
-def test_control_lora_needs_the_model_and_loads_with_it(builtin_registry, models):
-    from graphflow.models.controlnet import ControlNet, ControlNetConfig
+def test_control_lora_is_built_on_the_sampled_model(builtin_registry, models):
+    """ComfyUI's ControlLora is built when sampling starts, from the sampled model's UNet weights
+    (LoRAs merged), whichever loader read it: ControlNetLoader takes it too, and
+    DiffControlNetLoader's model input does not matter."""
+    from graphflow.memory import manager
+    from graphflow.models.controlnet import ControlLoraFile, ControlNet, ControlNetConfig
+    from graphflow.testing import write_lora
 
-    model = load_model(builtin_registry)[0]
+    model, clip, _ = load_model(builtin_registry)
     base = model.unet.state_dict()
     with torch.device("meta"):
         layout = ControlNet(ControlNetConfig(unet=model.unet.config)).state_dict()
@@ -140,13 +142,31 @@ def test_control_lora_needs_the_model_and_loads_with_it(builtin_registry, models
         elif k not in base:
             state[k] = torch.randn(v.shape, generator=g) * 0.01
     save_file(state, str(models / "controlnet" / "control-lora-test.safetensors"))
-    with pytest.raises(NodeInputError, match="control-lora-test.safetensors is a Control-LoRA: it needs the base model"):
-        call(builtin_registry, "LoadControlNet", control_net_name="control-lora-test.safetensors")
-    net = call(builtin_registry, "LoadDiffControlNet", model=model, control_net_name="control-lora-test.safetensors")
+    (models / "loras").mkdir(exist_ok=True)
+    write_lora(models / "loras" / "style.safetensors", "sd1", text=False, scale=0.2)
+    patched = call(builtin_registry, "LoadLoRA", model=model, clip=None, lora_name="style.safetensors",
+                   strength_model=1.0, strength_clip=1.0)[0]
+    diff = call(builtin_registry, "LoadDiffControlNet", model=model, control_net_name="control-lora-test.safetensors")
+    plain = call(builtin_registry, "LoadControlNet", control_net_name="control-lora-test.safetensors")
+    assert isinstance(diff, ControlLoraFile) and isinstance(plain, ControlLoraFile)
     key = "input_blocks.1.0.in_layers.2.weight"
     stem = key.removesuffix(".weight")
-    expected = base[key].float() + (state[stem + ".up"] @ state[stem + ".down"]).reshape(base[key].shape)
-    torch.testing.assert_close(net.state_dict()[key].float(), expected, atol=2e-3, rtol=1e-3)
+    merged = manager().weights(patched.unet, patched.patches)[key].float()
+    assert (merged - base[key].float()).abs().max() > 1e-3  # the LoRA changes this weight
+    expected = merged + (state[stem + ".up"] @ state[stem + ".down"]).reshape(base[key].shape)
+    built = diff.bind(patched)
+    torch.testing.assert_close(built.state_dict()[key].float(), expected, atol=2e-3, rtol=1e-3)
+    positive = call(builtin_registry, "CLIPEncode", text="a red circle", clip=clip)
+    negative = call(builtin_registry, "CLIPEncode", text="", clip=clip)
+    image = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(2))
+    runs = []
+    for loaded in (diff, plain):
+        sides = call(builtin_registry, "ApplyControlNetAdvanced", positive=positive, negative=negative,
+                     control_net=loaded, image=image, strength=1.0, start_percent=0.0, end_percent=1.0)
+        runs.append(sample(builtin_registry, patched, *sides))
+    assert diff.bind(patched) is built  # the sampler bound it to the sampled model (another would rebuild it)
+    torch.testing.assert_close(runs[1], runs[0], atol=1e-6, rtol=0)
+    assert (runs[0] - sample(builtin_registry, patched, positive, negative)).abs().max() > 1e-4
 
 
 def test_controlnet_for_another_model_family_is_refused_clearly(builtin_registry, models):
