@@ -35,8 +35,8 @@ class LoadControlNet(Node):
     xinsir's diffusion_pytorch_model[_promax].safetensors, and FLUX unions, InstantX's and
     Shakker-Labs': set their type with SetUnionControlNetType); T2I-Adapters for SD1/SD2 and
     SDXL, full or light, in TencentARC's or diffusers' layout. SD3 and FLUX ControlNets (XLabs' aside)
-    read the hint through a VAE: apply them with one. Control-LoRA files need the base model: use
-    LoadDiffControlNet. A file whose name ends in _shuffle or _shuffle_fp16 (lllyasviel's shuffle
+    read the hint through a VAE: apply them with one. Control-LoRA files (Stability's) are built
+    on the weights of the model they are sampled with, when sampling starts, as in ComfyUI. A file whose name ends in _shuffle or _shuffle_fp16 (lllyasviel's shuffle
     ControlNet) has its residuals averaged over the image, as ComfyUI does."""
     category = "loaders"
     control_net_name: str = Choice(lambda: folders.list_models("controlnet"), model_folder="controlnet")
@@ -52,8 +52,9 @@ class LoadControlNet(Node):
 
 
 class LoadDiffControlNet(Node):
-    """Load a ControlNet built on a base model: a Control-LoRA (its low-rank differences applied
-    to the model's UNet weights) or a "difference" ControlNet; a plain ControlNet loads as is."""
+    """Load a "difference" ControlNet (its weights added to the model's UNet weights); a plain
+    ControlNet loads as is. A Control-LoRA (its low-rank differences applied to UNet weights) is
+    built, as in ComfyUI, on the model it is sampled with when sampling starts, not on this one."""
     category = "loaders"
     model: MODEL
     control_net_name: str = Choice(lambda: folders.list_models("controlnet"), model_folder="controlnet")

@@ -143,12 +143,22 @@ def test_control_lora_builds_from_the_base_unet(tmp_path):
             expected[k] = v
     path = tmp_path / "control-lora.safetensors"
     save_file({k: v.contiguous() for k, v in state.items()}, str(path))
-    with pytest.raises(CheckpointError, match="control-lora.safetensors.*Control-LoRA.*base model"):
-        load_controlnet(path)
-    net = load_controlnet(path, base=base)
-    got = net.state_dict()
+    # as ComfyUI's ControlLora, it is built on the model it is bound to when sampling starts, a base
+    # given to the loader or not
+    from graphflow.models.controlnet import ControlLoraFile
+
+    lazy = load_controlnet(path, base=random_unet(cfg, seed=7))
+    assert isinstance(lazy, ControlLoraFile) and isinstance(load_controlnet(path), ControlLoraFile)
+    with pytest.raises(ValueError, match="control-lora.safetensors is a Control-LoRA: it is built on the sampled model"):
+        lazy.control(None, None)
+    bound = lazy.bind(base)
+    assert lazy.bind(base) is bound  # once per model
     for k, v in expected.items():
-        torch.testing.assert_close(got[k], v, msg=k)
+        torch.testing.assert_close(bound.state_dict()[k], v, msg=k)
+    other = random_unet(cfg, seed=11)
+    rebuilt = lazy.bind(other)
+    k = next(k for k in expected if k.startswith("input_blocks.1.") and k not in state)
+    assert rebuilt is not bound and torch.equal(rebuilt.state_dict()[k], other.state_dict()[k])
 
 
 def test_loader_refuses_wrong_and_damaged_files(tmp_path):

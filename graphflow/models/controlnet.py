@@ -14,8 +14,8 @@ gives residuals that the UNet adds to its skip connections and middle output (UN
 
 Control-LoRA files (Stability's "control-lora", key `lora_controlnet`) store the encoder as
 low-rank differences to the base model's UNet (`<key>.up` @ `<key>.down`) plus full tensors for the
-rest; `load_controlnet(path, base=model)` builds the ControlNet from the base UNet's weights as
-ComfyUI does.
+rest; `load_controlnet(path)` gives a ControlLoraFile, built on the sampled model's UNet
+weights when a sampling run starts, as ComfyUI's ControlLora.pre_run does.
 
 diffusers' layout (`diffusion_pytorch_model.safetensors`: `controlnet_cond_embedding.*`,
 `down_blocks.*`, `controlnet_down_blocks.*`, `controlnet_mid_block.*`) is renamed to the original
@@ -25,6 +25,7 @@ one on loading (`from_diffusers_layout`).
 import copy
 import math
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -252,7 +253,8 @@ def _strip(shapes) -> str | None:
 
 def load_control_model(path, base=None, device="cpu", dtype: torch.dtype | None = None):
     """What ControlNetLoader / DiffControlNetLoader load: a ControlNet (plain, Control-LoRA or
-    difference file) or a T2I-Adapter, told apart by their keys."""
+    difference file) or a T2I-Adapter, told apart by their keys. A Control-LoRA without `base`
+    is a ControlLoraFile, built on the sampled model when sampling starts (`base` is then unused)."""
     with WeightFile(path) as wf:
         shapes = wf.shapes
         if "pos_embed_input.proj.weight" in shapes:  # SD3 / SD3.5
@@ -281,9 +283,10 @@ def _named(load, wf, device, dtype):
 
 
 def load_controlnet(path, base=None, device="cpu", dtype: torch.dtype | None = None) -> ControlNet:
-    """A ControlNet from an original-layout file (with or without `control_model.`), or from a
-    Control-LoRA file on top of `base` (a DiffusionModel or UNet) whose weights the low-rank
-    differences apply to. Pickled .pth files load through torch.load(weights_only=True). A
+    """A ControlNet from an original-layout file (with or without `control_model.`); a
+    "difference" file is added to `base` (a DiffusionModel or UNet). A Control-LoRA file gives a
+    ControlLoraFile, whichever the base: as in ComfyUI it is built on the model it is sampled
+    with (`bind`; graphflow.sampling.pipeline binds it when a run starts). Pickled .pth files load through torch.load(weights_only=True). A
     union ControlNet (SDXL ControlNet++, its tensors under their own names) loads as a
     graphflow.models.union_controlnet.UnionControlNet."""
     from .union_controlnet import UNION_KEYS, UnionControlNet, union_config
@@ -292,7 +295,7 @@ def load_controlnet(path, base=None, device="cpu", dtype: torch.dtype | None = N
         name = wf.path.name
         overrides = wf.config().get("unet", {})
         if "lora_controlnet" in wf.shapes:
-            return _load_control_lora(wf, base, device, dtype, overrides)
+            return ControlLoraFile(wf.path, device, dtype)
         union = {k: s for k, s in wf.shapes.items() if k.startswith(UNION_KEYS)}
         if "controlnet_cond_embedding.conv_in.weight" in wf.shapes:  # diffusers' layout
             try:
@@ -353,13 +356,35 @@ def _assign(net: nn.Module, state: dict, name: str) -> None:
     net.load_state_dict(state, assign=True)
 
 
+class ControlLoraFile:
+    """A Control-LoRA as ControlNetLoader and DiffControlNetLoader load it: as ComfyUI's
+    ControlLora.pre_run, the ControlNet is built from the weights of the model being sampled (its
+    LoRAs merged; not DiffControlNetLoader's model) when a sampling run starts (`bind`), and
+    rebuilt only for another model."""
+
+    def __init__(self, path, device="cpu", dtype: torch.dtype | None = None):
+        self.path, self.device, self.dtype = path, device, dtype
+        self._bound = None  # (the model's key, the ControlNet built on it)
+
+    def bind(self, model) -> ControlNet:
+        unet = getattr(model, "unet", model)
+        key = (id(unet), tuple(id(p) for p in getattr(model, "patches", ())))
+        if self._bound is None or self._bound[0] != key:
+            with WeightFile(self.path) as wf:
+                self._bound = (key, _load_control_lora(wf, model, self.device, self.dtype, wf.config().get("unet", {})))
+        return self._bound[1]
+
+    def control(self, applied, *args, **kwargs) -> dict:
+        if self._bound is None:
+            raise ValueError(f"{Path(self.path).name} is a Control-LoRA: it is built on the sampled model when "
+                             f"sampling starts, which it was not given")
+        return self._bound[1].control(applied, *args, **kwargs)
+
+
 def _load_control_lora(wf: WeightFile, base, device, dtype, overrides) -> ControlNet:
     """ComfyUI's ControlLora: encoder weights = base UNet weight + up @ down where the file has a
     low-rank pair, the file's own tensor where it has one, else the base UNet's."""
     name = wf.path.name
-    if base is None:
-        raise CheckpointError(f"{name} is a Control-LoRA: it needs the base model (use DiffControlNetLoader "
-                              f"with the checkpoint's MODEL connected)")
     unet = getattr(base, "unet", base)
     base_state = _base_state(base)
     shapes = {k: s for k, s in wf.shapes.items() if k != "lora_controlnet"}
