@@ -555,3 +555,42 @@ def test_shuffle_controlnet_averages_its_residuals_over_the_image(tmp_path):
         for r, g in zip(ref[k], got[k]):
             mean = r.mean(dim=(2, 3), keepdim=True)
             torch.testing.assert_close(g, (mean * 0.5).expand_as(r))
+
+
+def test_t2i_adapter_at_sizes_off_its_grid_as_comfyui():
+    """ComfyUI rounds the hint's pixel size up to whole unshuffle cells and leaves out features
+    whose map misses the UNet's size there (the adapter pools 9 rows to 4, the UNet's stride-2
+    conv makes 5): at a 72x64 image an SD1 adapter guides the first level only."""
+    from graphflow.models.t2i_adapter import T2IAdapter, T2IAdapterConfig
+    from graphflow.models.unet import UNetConfig
+
+    cfg = UNetConfig(model_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1, transformer_depth=(1, 1, 1),
+                     context_dim=768, num_heads=8, num_head_channels=-1)
+    torch.manual_seed(0)
+    adapter = T2IAdapter(T2IAdapterConfig(channels=(32, 64, 64), blocks_per_level=1)).eval()
+    asked = []
+
+    class Applied:
+        def hint(self, h, w, batch, device, dtype):
+            asked.append((h, w))
+            return torch.rand(batch, 3, h, w, generator=torch.Generator().manual_seed(1))
+
+    g = torch.Generator().manual_seed(2)
+    x, t, context = torch.randn(1, 4, 9, 8, generator=g), torch.tensor([500.0]), torch.randn(1, 3, 768, generator=g)
+    with torch.no_grad():
+        control = adapter.control(Applied(), x, t, context, None, cfg)
+        features = adapter(Applied().hint(72, 64, 1, "cpu", torch.float32))
+    assert asked[0] == (72, 64)
+    assert [tuple(f.shape[-2:]) for f in features] == [(9, 8), (4, 4), (2, 2)]  # UNet: 9x8, 5x4, 3x2
+    assert [i for i, f in enumerate(control["input"]) if f is not None] == [1]
+    torch.testing.assert_close(control["input"][1], features[0])
+    unet = random_unet(cfg)
+    with torch.no_grad():
+        assert unet(x, t, context, control=control).shape == x.shape  # runs, as ComfyUI's does
+
+    # an SDXL adapter (16x unshuffle) at a 72-pixel side asks for ceil(72 / 16) * 16 = 80 pixels
+    xl = T2IAdapter(T2IAdapterConfig(channels=(32, 64, 64), blocks_per_level=1, downscale=16, down_levels=(2,))).eval()
+    asked.clear()
+    with torch.no_grad():
+        xl.control(Applied(), x, t, context, None, cfg)
+    assert asked == [(80, 64)]
