@@ -149,7 +149,7 @@ def test_control_lora_builds_from_the_base_unet(tmp_path):
 
     lazy = load_controlnet(path, base=random_unet(cfg, seed=7))
     assert isinstance(lazy, ControlLoraFile) and isinstance(load_controlnet(path), ControlLoraFile)
-    with pytest.raises(ValueError, match="control-lora.safetensors is a Control-LoRA: it is built on the sampled model"):
+    with pytest.raises(ValueError, match="control-lora.safetensors is a Control-LoRA: it is built on the sampled"):
         lazy.control(None, None)
     bound = lazy.bind(base)
     assert lazy.bind(base) is bound  # once per model

@@ -259,7 +259,8 @@ def test_deprecated_apply_controlnet_guides_the_negative_too(builtin_registry, m
     torch.testing.assert_close(sample(builtin_registry, model, old, negative), sample(builtin_registry, model, *both),
                                atol=0, rtol=0)
     positive_only = [both[0], negative]  # the advanced node's control on the positive alone
-    assert (sample(builtin_registry, model, *positive_only) - sample(builtin_registry, model, old, negative)).abs().max() > 1e-4
+    alone = sample(builtin_registry, model, *positive_only)
+    assert (alone - sample(builtin_registry, model, old, negative)).abs().max() > 1e-4
 
 
 def test_share_controls_follows_comfyui_fill_rule():

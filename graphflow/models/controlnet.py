@@ -286,9 +286,9 @@ def load_controlnet(path, base=None, device="cpu", dtype: torch.dtype | None = N
     """A ControlNet from an original-layout file (with or without `control_model.`); a
     "difference" file is added to `base` (a DiffusionModel or UNet). A Control-LoRA file gives a
     ControlLoraFile, whichever the base: as in ComfyUI it is built on the model it is sampled
-    with (`bind`; graphflow.sampling.pipeline binds it when a run starts). Pickled .pth files load through torch.load(weights_only=True). A
-    union ControlNet (SDXL ControlNet++, its tensors under their own names) loads as a
-    graphflow.models.union_controlnet.UnionControlNet."""
+    with (`bind`; graphflow.sampling.pipeline binds it when a run starts). Pickled .pth files
+    load through torch.load(weights_only=True). A union ControlNet (SDXL ControlNet++, its
+    tensors under their own names) loads as a graphflow.models.union_controlnet.UnionControlNet."""
     from .union_controlnet import UNION_KEYS, UnionControlNet, union_config
 
     with WeightFile(path) as wf:
@@ -371,7 +371,8 @@ class ControlLoraFile:
         key = (id(unet), tuple(id(p) for p in getattr(model, "patches", ())))
         if self._bound is None or self._bound[0] != key:
             with WeightFile(self.path) as wf:
-                self._bound = (key, _load_control_lora(wf, model, self.device, self.dtype, wf.config().get("unet", {})))
+                overrides = wf.config().get("unet", {})
+                self._bound = (key, _load_control_lora(wf, model, self.device, self.dtype, overrides))
         return self._bound[1]
 
     def control(self, applied, *args, **kwargs) -> dict:
@@ -438,13 +439,17 @@ def _broadcast(t: torch.Tensor, batch: int) -> torch.Tensor:
     """A hint batch matched to a model batch of `batch` rows, as ComfyUI's broadcast_image_to: the
     rows are chunks of one conditioning entry each (positive and negative run together), so the
     hints are cycled or cut to one chunk's size and that repeated per chunk (one hint: every row)."""
-    from graphflow.sampling.guidance import unet_rows
-
     if t.shape[0] in (1, batch):
         return _repeat(t, batch)
+    return _repeat(_repeat(t, batch // batch_chunks()), batch)
+
+
+def batch_chunks() -> int:
+    """How many conditioning entries the model call now running batches (1 outside sampling)."""
+    from graphflow.sampling.guidance import unet_rows
+
     rows = unet_rows.get()
-    chunks = max(1, len(rows.conds)) if rows is not None and rows.conds else 1
-    return _repeat(_repeat(t, batch // chunks), batch)
+    return len(rows.conds) if rows is not None and rows.conds else 1
 
 
 @dataclass(frozen=True)

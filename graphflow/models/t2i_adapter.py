@@ -105,10 +105,10 @@ class T2IAdapter(nn.Module):
     def control(self, applied, x: torch.Tensor, timesteps, context, y, unet_config=None, **unused) -> dict:
         """Features for the UNet's input blocks (None where none is added) and its middle. They
         depend on the hint only, so they are computed once per hint size and batch, as ComfyUI does."""
-        from .controlnet import place_control
+        from .controlnet import batch_chunks, place_control
 
         place_control(self, x)
-        key = (id(applied), tuple(x.shape), x.dtype, x.device)
+        key = (id(applied), tuple(x.shape), batch_chunks(), x.dtype, x.device)  # the hints' batching: ComfyUI's key too
         if self._cache is None or self._cache[0] != key:
             # ComfyUI's scale_image_to: the pixel size rounded up to whole unshuffle cells
             d = self.config.downscale
