@@ -258,7 +258,7 @@ def _conditioning(args, kwargs) -> list:
 
 def _control_nets(model, args, kwargs) -> list:
     """The ControlNets / T2I-Adapters in the run's conditioning (options["control"] chains); a
-    Control-LoRA loaded without a base (graphflow.models.controlnet.ControlLoraFile) is built on
+    Control-LoRA (graphflow.models.controlnet.ControlLoraFile, whichever loader read it) is built on
     `model` here, as ComfyUI builds it when sampling starts."""
     nets = {}
     for entry in _conditioning(args, kwargs):
