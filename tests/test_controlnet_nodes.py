@@ -296,3 +296,21 @@ def test_start_after_end_is_a_control_that_never_acts(builtin_registry, models):
     assert p[0][1]["control"].net is net
     torch.testing.assert_close(sample(builtin_registry, model, p, n, steps=4),
                                sample(builtin_registry, model, positive, negative, steps=4), atol=1e-5, rtol=0)
+
+
+def test_share_controls_gives_the_negative_the_positive_gligen_boxes():
+    """ComfyUI fills a box-less negative with the positive's GLIGEN boxes, unmarked (apply_empty_x_to_equal_area
+    on 'gligen'), and leaves a negative with boxes of its own alone."""
+    from graphflow.sampling.guidance import Cond, share_controls
+
+    ctx = torch.zeros(1, 1, 1)
+    boxes, own = object(), object()
+    side = [Cond(ctx), Cond(ctx, area=(4, 4, 0, 0))]
+    share_controls([Cond(ctx, gligen=boxes)], side)
+    assert [c.gligen for c in side] == [boxes, None]
+    side = [Cond(ctx, gligen=own)]
+    share_controls([Cond(ctx, gligen=boxes)], side)
+    assert side[0].gligen is own
+    side = [Cond(ctx)]
+    share_controls([Cond(ctx, gligen=boxes, area=(4, 4, 0, 0))], side)
+    assert side[0].gligen is None  # an area entry's boxes stay with it

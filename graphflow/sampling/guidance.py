@@ -442,20 +442,23 @@ def match_areas(*sides: list[Cond]) -> None:
 
 
 def share_controls(positive: list[Cond], *others: list[Cond]) -> None:
-    """ComfyUI's rule for the deprecated ControlNetApply (control_apply_to_uncond): a side with no
-    control on any of its area-less entries takes the positive's (the k-th such control goes to
-    its k-th area-less entry, cycling; where two land on one entry the last wins). In place; the
-    first list is the positive side."""
-    controls = [c.control for c in positive if c.control_to_uncond and c.area is None and c.control is not None]
-    if not controls:
-        return
-    for side in others:
-        plain = [(k, c) for k, c in enumerate(side) if c.area is None]
-        if not plain or any(c.control is not None for _, c in plain):
+    """ComfyUI's apply_empty_x_to_equal_area, in place, the first list being the positive side: a
+    side none of whose area-less entries has a ControlNet takes the positive's marked ones (the
+    deprecated ControlNetApply's control_apply_to_uncond), and likewise GLIGEN boxes (all of
+    them). The k-th such value goes to the side's k-th area-less entry, cycling; where two land
+    on one entry the last wins."""
+    for field, marked in (("control", True), ("gligen", False)):
+        values = [getattr(c, field) for c in positive
+                  if c.area is None and getattr(c, field) is not None and (c.control_to_uncond or not marked)]
+        if not values:
             continue
-        for j, control in enumerate(controls):
-            k, entry = plain[j % len(plain)]
-            side[k] = replace(entry, control=control)
+        for side in others:
+            plain = [(k, c) for k, c in enumerate(side) if c.area is None]
+            if not plain or any(getattr(c, field) is not None for _, c in plain):
+                continue
+            for j, value in enumerate(values):
+                k, entry = plain[j % len(plain)]
+                side[k] = replace(entry, **{field: value})
 
 
 def _region(area, lead: int = 2) -> tuple:
