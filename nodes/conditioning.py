@@ -464,7 +464,8 @@ class ReferenceLatent(Node):
         if self.latent is None:
             return self.conditioning
         samples = self.latent.get("samples") if isinstance(self.latent, dict) else None
-        if samples is None or samples.ndim != 4:
-            raise NodeInputError("latent", "expected a LATENT with 'samples' [B, C, h, w] (VAEEncode's output)")
+        if samples is None or samples.ndim not in (4, 5):  # 5: a video VAE's (Wan); the sampler checks the model's
+            raise NodeInputError("latent", "expected a LATENT with 'samples' [B, C, h, w] or [B, C, frames, h, w] "
+                                           "(VAEEncode's output)")
         return [(cond, {**options, "reference_latents": [*(options.get("reference_latents") or ()), samples]})
                 for cond, options in self.conditioning]

@@ -35,8 +35,9 @@ class LoadControlNet(Node):
     xinsir's diffusion_pytorch_model[_promax].safetensors, and FLUX unions, InstantX's and
     Shakker-Labs': set their type with SetUnionControlNetType); T2I-Adapters for SD1/SD2 and
     SDXL, full or light, in TencentARC's or diffusers' layout. SD3 and FLUX ControlNets (XLabs' aside)
-    read the hint through a VAE: apply them with one. Control-LoRA files need the base model: use
-    LoadDiffControlNet."""
+    read the hint through a VAE: apply them with one. Control-LoRA files (Stability's) are built
+    on the weights of the model they are sampled with, when sampling starts, as in ComfyUI. A file whose name ends in _shuffle or _shuffle_fp16 (lllyasviel's shuffle
+    ControlNet) has its residuals averaged over the image, as ComfyUI does."""
     category = "loaders"
     control_net_name: str = Choice(lambda: folders.list_models("controlnet"), model_folder="controlnet")
     outputs = {"control_net": CONTROL_NET}
@@ -51,8 +52,9 @@ class LoadControlNet(Node):
 
 
 class LoadDiffControlNet(Node):
-    """Load a ControlNet built on a base model: a Control-LoRA (its low-rank differences applied
-    to the model's UNet weights) or a "difference" ControlNet; a plain ControlNet loads as is."""
+    """Load a "difference" ControlNet (its weights added to the model's UNet weights); a plain
+    ControlNet loads as is. A Control-LoRA (its low-rank differences applied to UNet weights) is
+    built, as in ComfyUI, on the model it is sampled with when sampling starts, not on this one."""
     category = "loaders"
     model: MODEL
     control_net_name: str = Choice(lambda: folders.list_models("controlnet"), model_folder="controlnet")
@@ -67,9 +69,10 @@ class LoadDiffControlNet(Node):
         return _load(self.control_net_name, self.model)
 
 
-def _apply(conditioning, net, image, strength, start, end, cache: dict, vae=None, mask=None):
+def _apply(conditioning, net, image, strength, start, end, cache: dict, vae=None, mask=None, to_uncond=False):
     """Each entry gets the control chained to what it carried; entries that carried the same
-    previous control share one new control (one ControlNet run per UNet call)."""
+    previous control share one new control (one ControlNet run per UNet call). to_uncond: ComfyUI's
+    control_apply_to_uncond (graphflow.sampling.guidance.share_controls)."""
     from graphflow.models.controlnet import ControlApplied
 
     out = []
@@ -78,7 +81,7 @@ def _apply(conditioning, net, image, strength, start, end, cache: dict, vae=None
         key = id(previous)
         if key not in cache:
             cache[key] = ControlApplied(net, image, strength, start, end, previous=previous, vae=vae, mask=mask)
-        out.append((cond, {**options, "control": cache[key]}))
+        out.append((cond, {**options, "control": cache[key], "control_apply_to_uncond": to_uncond}))
     return out
 
 
@@ -90,7 +93,8 @@ def _hint_image(image):
 
 class ApplyControlNet(Node):
     """Guide the image with a ControlNet and a hint image (resized to the image being generated),
-    over the whole sampling, on this conditioning only."""
+    over the whole sampling. As in ComfyUI (this is its deprecated node), the negative prompt
+    takes the control too when none of its entries has one."""
     category = "conditioning/controlnet"
     conditioning: CONDITIONING
     control_net: CONTROL_NET
@@ -106,14 +110,15 @@ class ApplyControlNet(Node):
                                                 "Apply ControlNet (ControlNetApplyAdvanced) with the vae connected")
         if self.strength == 0:  # as ComfyUI: nothing to add, the conditioning is passed through
             return self.conditioning
-        return _apply(self.conditioning, self.control_net, image, self.strength, 0.0, 1.0, {})
+        return _apply(self.conditioning, self.control_net, image, self.strength, 0.0, 1.0, {}, to_uncond=True)
 
 
 class ApplyControlNetAdvanced(Node):
     """Guide the image with a ControlNet and a hint image, on the positive and the negative
     conditioning, between start_percent and end_percent of the sampling (converted to sigmas
-    through the model's schedule). The VAE is for ControlNets that read latents (SD3/FLUX ones, which
-    need it); SD1/SD2/SDXL ControlNets take the hint as pixels and ignore it."""
+    through the model's schedule; a start after the end leaves it never active, as in ComfyUI).
+    The VAE is for ControlNets that read latents (SD3/FLUX ones, which need it); SD1/SD2/SDXL
+    ControlNets take the hint as pixels and ignore it."""
     category = "conditioning/controlnet"
     positive: CONDITIONING
     negative: CONDITIONING
@@ -133,9 +138,6 @@ class ApplyControlNetAdvanced(Node):
 def _apply_pair(node, image=None, mask=None):
     """image: the hint as prepared (the node's image by default); mask: see ControlApplied."""
     image = _hint_image(node.image) if image is None else image
-    if node.start_percent > node.end_percent:
-        raise NodeInputError("start_percent",
-                             f"start_percent {node.start_percent} is after end_percent {node.end_percent}")
     if getattr(node.control_net, "needs_vae", False) and node.vae is None:
         raise NodeInputError("vae", "this ControlNet (SD3 / FLUX) reads the hint image as a latent: connect the "
                                     "model's VAE")

@@ -143,12 +143,22 @@ def test_control_lora_builds_from_the_base_unet(tmp_path):
             expected[k] = v
     path = tmp_path / "control-lora.safetensors"
     save_file({k: v.contiguous() for k, v in state.items()}, str(path))
-    with pytest.raises(CheckpointError, match="control-lora.safetensors.*Control-LoRA.*base model"):
-        load_controlnet(path)
-    net = load_controlnet(path, base=base)
-    got = net.state_dict()
+    # as ComfyUI's ControlLora, it is built on the model it is bound to when sampling starts, a base
+    # given to the loader or not
+    from graphflow.models.controlnet import ControlLoraFile
+
+    lazy = load_controlnet(path, base=random_unet(cfg, seed=7))
+    assert isinstance(lazy, ControlLoraFile) and isinstance(load_controlnet(path), ControlLoraFile)
+    with pytest.raises(ValueError, match="control-lora.safetensors is a Control-LoRA: it is built on the sampled"):
+        lazy.control(None, None)
+    bound = lazy.bind(base)
+    assert lazy.bind(base) is bound  # once per model
     for k, v in expected.items():
-        torch.testing.assert_close(got[k], v, msg=k)
+        torch.testing.assert_close(bound.state_dict()[k], v, msg=k)
+    other = random_unet(cfg, seed=11)
+    rebuilt = lazy.bind(other)
+    k = next(k for k in expected if k.startswith("input_blocks.1.") and k not in state)
+    assert rebuilt is not bound and torch.equal(rebuilt.state_dict()[k], other.state_dict()[k])
 
 
 def test_loader_refuses_wrong_and_damaged_files(tmp_path):
@@ -180,6 +190,17 @@ def test_hint_resized_like_comfyui():
     hint = resize_hint(image, 64, 64)  # centre crop to 1:1, then nearest-exact
     assert hint.shape == (1, 3, 64, 64)
     assert hint.min() == 1.0
+
+
+def test_hint_crop_cuts_the_same_rounded_margin_from_both_sides():
+    """ComfyUI's crop="center" cuts round(excess / 2) from each side: an 11-wide, 4-high picture
+    made square loses round(3.5) = 4 columns each side (Python rounds half to even), keeping
+    columns 4..6 (3 wide), not a 4-wide window."""
+    columns = torch.arange(11.0).reshape(1, 1, 11, 1).expand(1, 4, 11, 3)
+    hint = resize_hint(columns, 8, 8)
+    assert sorted(hint[0, 0].unique().tolist()) == [4.0, 5.0, 6.0]
+    # nearest-exact from 3 columns to 8: source column floor((j + 0.5) * 3 / 8)
+    assert hint[0, 0, 0].tolist() == [4.0, 4.0, 4.0, 5.0, 5.0, 6.0, 6.0, 6.0]
 
 
 def test_t2i_adapter_matches_diffusers(tmp_path):
@@ -465,3 +486,111 @@ def test_t2i_writer_layouts(kind, adapter_type, downscale, channels, tmp_path):
     theirs = DiffusersT2IAdapter(in_channels=3, channels=channels, num_res_blocks=2, downscale_factor=downscale,
                                  adapter_type=adapter_type)
     theirs.load_state_dict(load_file(str(b)), strict=True)  # diffusers' own names and shapes
+
+
+def test_hint_batch_fits_each_conditioning_chunk_as_comfyui_broadcasts_it():
+    """The positive's and negative's rows run as one batch: each chunk gets the hints cycled or
+    cut to its own size (ComfyUI's broadcast_image_to), not the hints cycled over the whole batch."""
+    from graphflow.models.controlnet import ControlApplied
+    from graphflow.sampling.guidance import UNetRows, unet_rows
+
+    def hints(n_images, batch, chunks):
+        image = torch.arange(float(n_images)).reshape(-1, 1, 1, 1).expand(n_images, 8, 8, 3)
+        applied = ControlApplied(None, image, 1.0)
+        token = unet_rows.set(UNetRows(torch.ones(1), (False,) * batch, (None,) * chunks))
+        try:
+            return applied.hint(8, 8, batch, "cpu", torch.float32)[:, 0, 0, 0].tolist()
+        finally:
+            unet_rows.reset(token)
+
+    assert hints(3, 4, chunks=2) == [0, 1, 0, 1]  # 3 hints for 2 latents: the first 2, per chunk
+    assert hints(2, 6, chunks=2) == [0, 1, 0, 0, 1, 0]  # 2 hints for 3 latents: cycled to 3, per chunk
+    assert hints(2, 6, chunks=1) == [0, 1, 0, 1, 0, 1]
+    assert hints(1, 4, chunks=2) == [0, 0, 0, 0]
+    assert hints(4, 4, chunks=2) == [0, 1, 2, 3]  # as many hints as rows: as they are (ComfyUI's shortcut)
+
+
+def test_stacked_controls_with_residual_lists_of_other_lengths_keep_the_extra_places():
+    """ComfyUI's control_merge sums place by place and keeps the places only the longer list has
+    (a T2I-Adapter's few features chained with a ControlNet's per-block residuals, say)."""
+    from graphflow.models.controlnet import ControlApplied
+
+    class Fixed:  # a "net" whose residuals are given
+        def __init__(self, residuals):
+            self.residuals = residuals
+
+        def control(self, applied, *args, **kwargs):
+            return {k: [None if r is None else r.clone() for r in v] for k, v in self.residuals.items()}
+
+    one = torch.ones(1, 1, 2, 2)
+    short = Fixed({"input": [one, None], "middle": [one]})
+    long = Fixed({"input": [one, one * 2, one * 3], "output": [one * 5]})
+    image = torch.zeros(1, 8, 8, 3)
+    first = ControlApplied(short, image, 2.0)
+    chained = ControlApplied(long, image, 1.0, previous=first)
+    out = chained.residuals(torch.zeros(1, 4, 2, 2), torch.ones(1), torch.ones(1), None, None, None)
+    assert [r[0, 0, 0, 0].item() for r in out["input"]] == [2 + 1, 2, 3]
+    assert [r[0, 0, 0, 0].item() for r in out["middle"]] == [2]
+    assert [r[0, 0, 0, 0].item() for r in out["output"]] == [5]
+    first_longer = ControlApplied(short, image, 2.0, previous=ControlApplied(Fixed({"input": [one]}), image, 1.0))
+    out = first_longer.residuals(torch.zeros(1, 4, 2, 2), torch.ones(1), torch.ones(1), None, None, None)
+    assert out["input"][0][0, 0, 0, 0].item() == 3 and out["input"][1] is None and len(out["input"]) == 2
+
+
+def test_shuffle_controlnet_averages_its_residuals_over_the_image(tmp_path):
+    """ComfyUI's global_average_pooling, chosen by the file name (…_shuffle, …_shuffle_fp16): each
+    residual becomes its per-channel spatial mean everywhere, then strength scales it."""
+    from graphflow.models.controlnet import ControlApplied
+
+    net = random_controlnet("sd1")
+    plain = load_controlnet(write_controlnet(tmp_path / "control_v11e_sd15.safetensors", net))
+    shuffle = load_controlnet(write_controlnet(tmp_path / "control_v11e_sd15_shuffle_fp16.safetensors", net))
+    assert not plain.global_average_pooling and shuffle.global_average_pooling
+    x, _, t, context, _ = inputs(TINY["sd1"], batch=1)
+    image = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ref = ControlApplied(plain, image, 1.0).residuals(x, torch.ones(1), t, context, None, None)
+        got = ControlApplied(shuffle, image, 0.5).residuals(x, torch.ones(1), t, context, None, None)
+    for k in ("output", "middle"):
+        for r, g in zip(ref[k], got[k]):
+            mean = r.mean(dim=(2, 3), keepdim=True)
+            torch.testing.assert_close(g, (mean * 0.5).expand_as(r))
+
+
+def test_t2i_adapter_at_sizes_off_its_grid_as_comfyui():
+    """ComfyUI rounds the hint's pixel size up to whole unshuffle cells and leaves out features
+    whose map misses the UNet's size there (the adapter pools 9 rows to 4, the UNet's stride-2
+    conv makes 5): at a 72x64 image an SD1 adapter guides the first level only."""
+    from graphflow.models.t2i_adapter import T2IAdapter, T2IAdapterConfig
+    from graphflow.models.unet import UNetConfig
+
+    cfg = UNetConfig(model_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1, transformer_depth=(1, 1, 1),
+                     context_dim=768, num_heads=8, num_head_channels=-1)
+    torch.manual_seed(0)
+    adapter = T2IAdapter(T2IAdapterConfig(channels=(32, 64, 64), blocks_per_level=1)).eval()
+    asked = []
+
+    class Applied:
+        def hint(self, h, w, batch, device, dtype):
+            asked.append((h, w))
+            return torch.rand(batch, 3, h, w, generator=torch.Generator().manual_seed(1))
+
+    g = torch.Generator().manual_seed(2)
+    x, t, context = torch.randn(1, 4, 9, 8, generator=g), torch.tensor([500.0]), torch.randn(1, 3, 768, generator=g)
+    with torch.no_grad():
+        control = adapter.control(Applied(), x, t, context, None, cfg)
+        features = adapter(Applied().hint(72, 64, 1, "cpu", torch.float32))
+    assert asked[0] == (72, 64)
+    assert [tuple(f.shape[-2:]) for f in features] == [(9, 8), (4, 4), (2, 2)]  # UNet: 9x8, 5x4, 3x2
+    assert [i for i, f in enumerate(control["input"]) if f is not None] == [1]
+    torch.testing.assert_close(control["input"][1], features[0])
+    unet = random_unet(cfg)
+    with torch.no_grad():
+        assert unet(x, t, context, control=control).shape == x.shape  # runs, as ComfyUI's does
+
+    # an SDXL adapter (16x unshuffle) at a 72-pixel side asks for ceil(72 / 16) * 16 = 80 pixels
+    xl = T2IAdapter(T2IAdapterConfig(channels=(32, 64, 64), blocks_per_level=1, downscale=16, down_levels=(2,))).eval()
+    asked.clear()
+    with torch.no_grad():
+        xl.control(Applied(), x, t, context, None, cfg)
+    assert asked == [(80, 64)]

@@ -100,9 +100,6 @@ def test_advanced_apply_stacks_and_shares_controls(builtin_registry, models):
     p3, n3 = call(builtin_registry, "ApplyControlNetAdvanced", positive=p1, negative=n1, control_net=b,
                   image=image, strength=0.4, start_percent=0.85, end_percent=0.9)  # between steps: never active
     assert torch.equal(sample(builtin_registry, model, p3, n3, steps=4), alone)
-    with pytest.raises(NodeInputError, match="start_percent"):
-        call(builtin_registry, "ApplyControlNetAdvanced", positive=positive, negative=negative, control_net=a,
-             image=image, strength=1.0, start_percent=0.9, end_percent=0.1)
 
 
 def test_comfyui_names(builtin_registry):
@@ -123,10 +120,15 @@ def test_comfyui_names(builtin_registry):
     assert wf.nodes["4"].inputs["start_percent"] == 0.1
 
 
-def test_control_lora_needs_the_model_and_loads_with_it(builtin_registry, models):
-    from graphflow.models.controlnet import ControlNet, ControlNetConfig
+def test_control_lora_is_built_on_the_sampled_model(builtin_registry, models):
+    """ComfyUI's ControlLora is built when sampling starts, from the sampled model's UNet weights
+    (LoRAs merged), whichever loader read it: ControlNetLoader takes it too, and
+    DiffControlNetLoader's model input does not matter."""
+    from graphflow.memory import manager
+    from graphflow.models.controlnet import ControlLoraFile, ControlNet, ControlNetConfig
+    from graphflow.testing import write_lora
 
-    model = load_model(builtin_registry)[0]
+    model, clip, _ = load_model(builtin_registry)
     base = model.unet.state_dict()
     with torch.device("meta"):
         layout = ControlNet(ControlNetConfig(unet=model.unet.config)).state_dict()
@@ -140,13 +142,31 @@ def test_control_lora_needs_the_model_and_loads_with_it(builtin_registry, models
         elif k not in base:
             state[k] = torch.randn(v.shape, generator=g) * 0.01
     save_file(state, str(models / "controlnet" / "control-lora-test.safetensors"))
-    with pytest.raises(NodeInputError, match="control-lora-test.safetensors is a Control-LoRA: it needs the base model"):
-        call(builtin_registry, "LoadControlNet", control_net_name="control-lora-test.safetensors")
-    net = call(builtin_registry, "LoadDiffControlNet", model=model, control_net_name="control-lora-test.safetensors")
+    (models / "loras").mkdir(exist_ok=True)
+    write_lora(models / "loras" / "style.safetensors", "sd1", text=False, scale=0.2)
+    patched = call(builtin_registry, "LoadLoRA", model=model, clip=None, lora_name="style.safetensors",
+                   strength_model=1.0, strength_clip=1.0)[0]
+    diff = call(builtin_registry, "LoadDiffControlNet", model=model, control_net_name="control-lora-test.safetensors")
+    plain = call(builtin_registry, "LoadControlNet", control_net_name="control-lora-test.safetensors")
+    assert isinstance(diff, ControlLoraFile) and isinstance(plain, ControlLoraFile)
     key = "input_blocks.1.0.in_layers.2.weight"
     stem = key.removesuffix(".weight")
-    expected = base[key].float() + (state[stem + ".up"] @ state[stem + ".down"]).reshape(base[key].shape)
-    torch.testing.assert_close(net.state_dict()[key].float(), expected, atol=2e-3, rtol=1e-3)
+    merged = manager().weights(patched.unet, patched.patches)[key].float()
+    assert (merged - base[key].float()).abs().max() > 1e-3  # the LoRA changes this weight
+    expected = merged + (state[stem + ".up"] @ state[stem + ".down"]).reshape(base[key].shape)
+    built = diff.bind(patched)
+    torch.testing.assert_close(built.state_dict()[key].float(), expected, atol=2e-3, rtol=1e-3)
+    positive = call(builtin_registry, "CLIPEncode", text="a red circle", clip=clip)
+    negative = call(builtin_registry, "CLIPEncode", text="", clip=clip)
+    image = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(2))
+    runs = []
+    for loaded in (diff, plain):
+        sides = call(builtin_registry, "ApplyControlNetAdvanced", positive=positive, negative=negative,
+                     control_net=loaded, image=image, strength=1.0, start_percent=0.0, end_percent=1.0)
+        runs.append(sample(builtin_registry, patched, *sides))
+    assert diff.bind(patched) is built  # the sampler bound it to the sampled model (another would rebuild it)
+    torch.testing.assert_close(runs[1], runs[0], atol=1e-6, rtol=0)
+    assert (runs[0] - sample(builtin_registry, patched, positive, negative)).abs().max() > 1e-4
 
 
 def test_controlnet_for_another_model_family_is_refused_clearly(builtin_registry, models):
@@ -184,8 +204,10 @@ def test_clip_text_encode_controlnet_gives_the_controlnet_its_own_prompt(builtin
     positive = call(builtin_registry, "CLIPEncode", text="a red circle", clip=clip)
     negative = call(builtin_registry, "CLIPEncode", text="", clip=clip)
     image = torch.rand(1, 64, 64, 3)
-    applied = call(builtin_registry, "ApplyControlNet", conditioning=positive, control_net=net, image=image,
-                   strength=1.0)
+    # on both sides, as one control: both sides' ControlNet texts given, the sides run as one batch
+    applied, negative = call(builtin_registry, "ApplyControlNetAdvanced", positive=positive, negative=negative,
+                             control_net=net, image=image, strength=1.0, start_percent=0.0, end_percent=1.0)
+    own_negative = call(builtin_registry, "CLIPTextEncodeControlnet", clip=clip, conditioning=negative, text="")
     seen = []  # (context the ControlNet got, the UNet call's batch)
     residuals = ControlApplied.residuals
 
@@ -197,7 +219,7 @@ def test_clip_text_encode_controlnet_gives_the_controlnet_its_own_prompt(builtin
     plain = sample(builtin_registry, model, applied, negative)
     # its own text the same as the prompt: the same picture
     same = call(builtin_registry, "CLIPTextEncodeControlnet", clip=clip, conditioning=applied, text="a red circle")
-    torch.testing.assert_close(sample(builtin_registry, model, same, negative), plain, atol=1e-5, rtol=0)
+    torch.testing.assert_close(sample(builtin_registry, model, same, own_negative), plain, atol=1e-5, rtol=0)
     # another text: the ControlNet attends to it, the UNet still to the prompt
     seen.clear()
     other = call(builtin_registry, "CLIPTextEncodeControlnet", clip=clip, conditioning=applied, text="a blue square")
@@ -206,10 +228,89 @@ def test_clip_text_encode_controlnet_gives_the_controlnet_its_own_prompt(builtin
     assert torch.equal(other[0][1]["pooled_output_controlnet"], pooled)
     assert other[0][1]["control"] is applied[0][1]["control"]
     assert torch.equal(other[0][0], positive[0][0])
-    changed = sample(builtin_registry, model, other, negative)
+    changed = sample(builtin_registry, model, other, own_negative)
     assert (changed - plain).abs().max() > 1e-4
-    assert len(seen) == 2 and all(torch.allclose(c.float(), encoded.expand_as(c), atol=1e-6) for c in seen)
+    empty, _ = clip.encode("")
+    assert len(seen) == 2  # one batched call per step: the positive's row reads its text, the negative's its own
+    for c in seen:
+        matches = [tuple(torch.allclose(row.float(), ref[0], atol=1e-6) for ref in (encoded, empty)) for row in c]
+        assert sorted(matches) == [(False, True), (True, False)]
     # without a ControlNet the text changes nothing
     bare = call(builtin_registry, "CLIPTextEncodeControlnet", clip=clip, conditioning=positive, text="a blue square")
     torch.testing.assert_close(sample(builtin_registry, model, bare, negative),
                                sample(builtin_registry, model, positive, negative), atol=1e-5, rtol=0)
+
+
+def test_deprecated_apply_controlnet_guides_the_negative_too(builtin_registry, models):
+    """ComfyUI's ControlNetApply marks its control control_apply_to_uncond: a negative prompt with no
+    control of its own runs with the positive's, so it samples as the advanced node applied to both
+    sides (which leaves a negative alone only when told to: its mark is off)."""
+    write_controlnet(models / "controlnet" / "a.safetensors", "sd1", seed=1)
+    model, clip, _ = load_model(builtin_registry)
+    net = call(builtin_registry, "LoadControlNet", control_net_name="a.safetensors")
+    positive = call(builtin_registry, "CLIPEncode", text="a red circle", clip=clip)
+    negative = call(builtin_registry, "CLIPEncode", text="", clip=clip)
+    image = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(4))
+    old = call(builtin_registry, "ApplyControlNet", conditioning=positive, control_net=net, image=image, strength=0.8)
+    assert old[0][1]["control_apply_to_uncond"] is True and "control" not in negative[0][1]
+    both = call(builtin_registry, "ApplyControlNetAdvanced", positive=positive, negative=negative, control_net=net,
+                image=image, strength=0.8, start_percent=0.0, end_percent=1.0)
+    assert both[0][0][1]["control_apply_to_uncond"] is False
+    torch.testing.assert_close(sample(builtin_registry, model, old, negative), sample(builtin_registry, model, *both),
+                               atol=0, rtol=0)
+    positive_only = [both[0], negative]  # the advanced node's control on the positive alone
+    alone = sample(builtin_registry, model, *positive_only)
+    assert (alone - sample(builtin_registry, model, old, negative)).abs().max() > 1e-4
+
+
+def test_share_controls_follows_comfyui_fill_rule():
+    from graphflow.sampling.guidance import Cond, share_controls
+
+    ctx = torch.zeros(1, 1, 1)
+    a, b, own = object(), object(), object()
+    marked = [Cond(ctx, control=a, control_to_uncond=True), Cond(ctx, control=b, control_to_uncond=True)]
+    side = [Cond(ctx), Cond(ctx, area=(4, 4, 0, 0)), Cond(ctx)]
+    share_controls(marked[:1], side)
+    assert [c.control for c in side] == [a, None, None]  # the first area-less entry; areas never
+    side = [Cond(ctx)]
+    share_controls(marked, side)
+    assert side[0].control is b  # two controls on one entry: the last one wins
+    side = [Cond(ctx), Cond(ctx, control=own)]
+    share_controls(marked, side)
+    assert [c.control for c in side] == [None, own]  # a side with a control of its own is left alone
+    side = [Cond(ctx)]
+    share_controls([Cond(ctx, control=a)], side)
+    assert side[0].control is None  # unmarked (ControlNetApplyAdvanced's) controls stay on their side
+
+
+def test_start_after_end_is_a_control_that_never_acts(builtin_registry, models):
+    """ComfyUI accepts start_percent > end_percent: no sigma lies in the window, the picture is the
+    one without the ControlNet."""
+    write_controlnet(models / "controlnet" / "a.safetensors", "sd1", seed=1)
+    model, clip, _ = load_model(builtin_registry)
+    net = call(builtin_registry, "LoadControlNet", control_net_name="a.safetensors")
+    positive = call(builtin_registry, "CLIPEncode", text="a red circle", clip=clip)
+    negative = call(builtin_registry, "CLIPEncode", text="", clip=clip)
+    p, n = call(builtin_registry, "ApplyControlNetAdvanced", positive=positive, negative=negative, control_net=net,
+                image=torch.rand(1, 64, 64, 3), strength=1.0, start_percent=0.8, end_percent=0.2)
+    assert p[0][1]["control"].net is net
+    torch.testing.assert_close(sample(builtin_registry, model, p, n, steps=4),
+                               sample(builtin_registry, model, positive, negative, steps=4), atol=1e-5, rtol=0)
+
+
+def test_share_controls_gives_the_negative_the_positive_gligen_boxes():
+    """ComfyUI fills a box-less negative with the positive's GLIGEN boxes, unmarked (apply_empty_x_to_equal_area
+    on 'gligen'), and leaves a negative with boxes of its own alone."""
+    from graphflow.sampling.guidance import Cond, share_controls
+
+    ctx = torch.zeros(1, 1, 1)
+    boxes, own = object(), object()
+    side = [Cond(ctx), Cond(ctx, area=(4, 4, 0, 0))]
+    share_controls([Cond(ctx, gligen=boxes)], side)
+    assert [c.gligen for c in side] == [boxes, None]
+    side = [Cond(ctx, gligen=own)]
+    share_controls([Cond(ctx, gligen=boxes)], side)
+    assert side[0].gligen is own
+    side = [Cond(ctx)]
+    share_controls([Cond(ctx, gligen=boxes, area=(4, 4, 0, 0))], side)
+    assert side[0].gligen is None  # an area entry's boxes stay with it

@@ -413,3 +413,14 @@ def test_clip_text_encode_controlnet_on_flow_controlnets(flow_models, family):
     # the prompt's own text: the same picture (the positive is now run apart from the negative)
     torch.testing.assert_close(run(with_text("a red square")), guided, atol=1e-4, rtol=0)
     assert (run(with_text("a blue circle")) - guided).abs().max() > 1e-3
+
+
+def test_stability_original_sd35_controlnet_layout_is_refused_clearly(tmp_path):
+    """ComfyUI reads Stability's own SD3.5 ControlNet files; here they are refused by name (not an
+    unpacking error on the 'control_type' key)."""
+    path = tmp_path / "sd3.5_large_controlnet_canny.safetensors"
+    save_file({"control_type": torch.tensor([1.0]), "pos_embed_input.proj.weight": torch.zeros(8, 16, 2, 2),
+               "time_text_embed.timestep_embedder.linear_1.weight": torch.zeros(8, 256),
+               "transformer_blocks.0.adaLN_modulation.1.bias": torch.zeros(48)}, str(path))
+    with pytest.raises(CheckpointError, match="sd3.5_large_controlnet_canny.safetensors: this is Stability's original"):
+        load_control_model(path)

@@ -219,6 +219,8 @@ def test_reference_latent_node_appends_and_other_models_refuse(tmp_path, dev_fil
     two = run_node(ReferenceLatent, conditioning=run_node(ReferenceLatent, conditioning=cond, latent=a), latent=b)
     assert [r is s for r, s in zip(two[0][1]["reference_latents"], (a["samples"], b["samples"]))] == [True, True]
     assert "reference_latents" not in cond[0][1] and run_node(ReferenceLatent, conditioning=cond, latent=None) is cond
+    video = {"samples": torch.randn(1, 16, 1, 4, 4)}  # ComfyUI appends any latent (a Wan VAE's has frames)
+    assert run_node(ReferenceLatent, conditioning=cond, latent=video)[0][1]["reference_latents"][0] is video["samples"]
     uno = run_node(FluxKontextMultiReferenceLatentMethod, conditioning=two, reference_latents_method="uxo/uno")
     assert uno[0][1]["reference_latents_method"] == "uxo"
 

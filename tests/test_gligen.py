@@ -113,6 +113,10 @@ def graph(boxes, negative_boxes=False):
             "conditioning_to": previous, "clip": ["4", 1], "gligen_textbox_model": [f"l{n}", 0], "text": text,
             "width": w, "height": h, "x": x, "y": y}}
         previous = [f"b{n}", 0]
+        if negative_boxes:  # the same box on the negative prompt, through its own GLIGENTextBoxApply
+            nodes[f"nb{n}"] = {"class_type": "GLIGENTextBoxApply", "inputs": {
+                **nodes[f"b{n}"]["inputs"], "conditioning_to": nodes["3"]["inputs"]["negative"]}}
+            nodes["3"]["inputs"]["negative"] = [f"nb{n}", 0]
     nodes["3"]["inputs"]["positive"] = previous
     return nodes
 
@@ -128,8 +132,8 @@ def test_nodes_end_to_end(builtin_registry, tmp_folders):
     write_gligen(tmp_folders.models / "gligen" / "closed.safetensors", seed=3, alpha=0.0)  # tanh(0): gates shut
     executor = Executor(builtin_registry)
 
-    def image(boxes):
-        result = executor.run(parse_workflow(graph(boxes), builtin_registry))
+    def image(boxes, negative_boxes=False):
+        result = executor.run(parse_workflow(graph(boxes, negative_boxes), builtin_registry))
         assert result.status == "success", (result.problems, result.error)
         return result.values["8"][0], result
 
@@ -144,6 +148,10 @@ def test_nodes_end_to_end(builtin_registry, tmp_folders):
     # closed gates: the fusers add nothing (not bitwise: the positive prompt no longer batches with the
     # negative, and a batch of 1 rounds differently from a batch of 2)
     assert (closed - plain).abs().max() <= 1e-5
+    # ComfyUI gives a box-less negative the positive's boxes (apply_empty_x_to_equal_area): as if the
+    # negative had the same box of its own (not bitwise: two box sets do not batch together)
+    both, _ = image([("g.safetensors", "a red ball", (32, 32, 0, 16))], negative_boxes=True)
+    assert (both - one).abs().max() <= 1e-4
     boxes = run.values["b0"][0][0][1]["gligen"]
     assert isinstance(boxes, GligenBoxes) and [b[1:] for b in boxes.boxes] == [(4, 4, 2, 0)]
     write_checkpoint(tmp_folders.models / "gligen" / "ckpt.safetensors", "sd1")

@@ -14,8 +14,8 @@ gives residuals that the UNet adds to its skip connections and middle output (UN
 
 Control-LoRA files (Stability's "control-lora", key `lora_controlnet`) store the encoder as
 low-rank differences to the base model's UNet (`<key>.up` @ `<key>.down`) plus full tensors for the
-rest; `load_controlnet(path, base=model)` builds the ControlNet from the base UNet's weights as
-ComfyUI does.
+rest; `load_controlnet(path)` gives a ControlLoraFile, built on the sampled model's UNet
+weights when a sampling run starts, as ComfyUI's ControlLora.pre_run does.
 
 diffusers' layout (`diffusion_pytorch_model.safetensors`: `controlnet_cond_embedding.*`,
 `down_blocks.*`, `controlnet_down_blocks.*`, `controlnet_mid_block.*`) is renamed to the original
@@ -25,6 +25,7 @@ one on loading (`from_diffusers_layout`).
 import copy
 import math
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -252,7 +253,8 @@ def _strip(shapes) -> str | None:
 
 def load_control_model(path, base=None, device="cpu", dtype: torch.dtype | None = None):
     """What ControlNetLoader / DiffControlNetLoader load: a ControlNet (plain, Control-LoRA or
-    difference file) or a T2I-Adapter, told apart by their keys."""
+    difference file) or a T2I-Adapter, told apart by their keys. A Control-LoRA without `base`
+    is a ControlLoraFile, built on the sampled model when sampling starts (`base` is then unused)."""
     with WeightFile(path) as wf:
         shapes = wf.shapes
         if "pos_embed_input.proj.weight" in shapes:  # SD3 / SD3.5
@@ -281,18 +283,19 @@ def _named(load, wf, device, dtype):
 
 
 def load_controlnet(path, base=None, device="cpu", dtype: torch.dtype | None = None) -> ControlNet:
-    """A ControlNet from an original-layout file (with or without `control_model.`), or from a
-    Control-LoRA file on top of `base` (a DiffusionModel or UNet) whose weights the low-rank
-    differences apply to. Pickled .pth files load through torch.load(weights_only=True). A
-    union ControlNet (SDXL ControlNet++, its tensors under their own names) loads as a
-    graphflow.models.union_controlnet.UnionControlNet."""
+    """A ControlNet from an original-layout file (with or without `control_model.`); a
+    "difference" file is added to `base` (a DiffusionModel or UNet). A Control-LoRA file gives a
+    ControlLoraFile, whichever the base: as in ComfyUI it is built on the model it is sampled
+    with (`bind`; graphflow.sampling.pipeline binds it when a run starts). Pickled .pth files
+    load through torch.load(weights_only=True). A union ControlNet (SDXL ControlNet++, its
+    tensors under their own names) loads as a graphflow.models.union_controlnet.UnionControlNet."""
     from .union_controlnet import UNION_KEYS, UnionControlNet, union_config
 
     with WeightFile(path) as wf:
         name = wf.path.name
         overrides = wf.config().get("unet", {})
         if "lora_controlnet" in wf.shapes:
-            return _load_control_lora(wf, base, device, dtype, overrides)
+            return ControlLoraFile(wf.path, device, dtype)
         union = {k: s for k, s in wf.shapes.items() if k.startswith(UNION_KEYS)}
         if "controlnet_cond_embedding.conv_in.weight" in wf.shapes:  # diffusers' layout
             try:
@@ -329,6 +332,9 @@ def load_controlnet(path, base=None, device="cpu", dtype: torch.dtype | None = N
                 if k in base_state and base_state[k].shape == state[k].shape:
                     state[k] = state[k] + base_state[k].to(state[k].device, state[k].dtype)
     _assign(net, state, name)
+    # lllyasviel's shuffle ControlNet was trained with its residuals averaged over the image; ComfyUI
+    # tells it by the file name (control_v11e_sd15_shuffle[_fp16])
+    net.global_average_pooling = wf.path.stem.endswith(("_shuffle", "_shuffle_fp16"))
     return net.eval().requires_grad_(False)
 
 
@@ -350,13 +356,36 @@ def _assign(net: nn.Module, state: dict, name: str) -> None:
     net.load_state_dict(state, assign=True)
 
 
+class ControlLoraFile:
+    """A Control-LoRA as ControlNetLoader and DiffControlNetLoader load it: as ComfyUI's
+    ControlLora.pre_run, the ControlNet is built from the weights of the model being sampled (its
+    LoRAs merged; not DiffControlNetLoader's model) when a sampling run starts (`bind`), and
+    rebuilt only for another model."""
+
+    def __init__(self, path, device="cpu", dtype: torch.dtype | None = None):
+        self.path, self.device, self.dtype = path, device, dtype
+        self._bound = None  # (the model's key, the ControlNet built on it)
+
+    def bind(self, model) -> ControlNet:
+        unet = getattr(model, "unet", model)
+        key = (id(unet), tuple(id(p) for p in getattr(model, "patches", ())))
+        if self._bound is None or self._bound[0] != key:
+            with WeightFile(self.path) as wf:
+                overrides = wf.config().get("unet", {})
+                self._bound = (key, _load_control_lora(wf, model, self.device, self.dtype, overrides))
+        return self._bound[1]
+
+    def control(self, applied, *args, **kwargs) -> dict:
+        if self._bound is None:
+            raise ValueError(f"{Path(self.path).name} is a Control-LoRA: it is built on the sampled model when "
+                             f"sampling starts, which it was not given")
+        return self._bound[1].control(applied, *args, **kwargs)
+
+
 def _load_control_lora(wf: WeightFile, base, device, dtype, overrides) -> ControlNet:
     """ComfyUI's ControlLora: encoder weights = base UNet weight + up @ down where the file has a
     low-rank pair, the file's own tensor where it has one, else the base UNet's."""
     name = wf.path.name
-    if base is None:
-        raise CheckpointError(f"{name} is a Control-LoRA: it needs the base model (use DiffControlNetLoader "
-                              f"with the checkpoint's MODEL connected)")
     unet = getattr(base, "unet", base)
     base_state = _base_state(base)
     shapes = {k: s for k, s in wf.shapes.items() if k != "lora_controlnet"}
@@ -388,28 +417,39 @@ def _load_control_lora(wf: WeightFile, base, device, dtype, overrides) -> Contro
 
 
 def resize_hint(image: torch.Tensor, height: int, width: int, mode: str = "nearest-exact") -> torch.Tensor:
-    """IMAGE [B, H, W, C] -> [B, C, height, width]: centre-cropped to the aspect ratio, then resized
-    (nearest-exact by default), as ComfyUI's ControlNet prepares its hint (common_upscale(..., 'center'))."""
-    t = image.movedim(-1, 1).float()
-    H, W = t.shape[2:]
-    old, new = W / H, width / height
-    if old > new:
-        keep = round(W * new / old)
-        x0 = (W - keep) // 2
-        t = t[:, :, :, x0:x0 + keep]
-    elif old < new:
-        keep = round(H * old / new)
-        y0 = (H - keep) // 2
-        t = t[:, :, y0:y0 + keep]
+    """IMAGE [B, H, W, C] -> [B, C, height, width]: centre-cropped to the aspect ratio (the same
+    round(excess / 2) cut from both sides), then resized (nearest-exact by default), as ComfyUI's
+    ControlNet prepares its hint (common_upscale(..., 'center'))."""
+    from graphflow.images import center_crop_to_aspect
+
+    t = center_crop_to_aspect(image.movedim(-1, 1).float(), width, height)
     if tuple(t.shape[2:]) != (height, width):
         t = F.interpolate(t, size=(height, width), mode=mode)
     return t
 
 
 def _repeat(t: torch.Tensor, batch: int) -> torch.Tensor:
+    """Cycled or cut to `batch` along the first dim (ComfyUI's repeat_to_batch_size)."""
     if t.shape[0] == batch:
         return t
     return t.repeat(math.ceil(batch / t.shape[0]), *[1] * (t.ndim - 1))[:batch]
+
+
+def _broadcast(t: torch.Tensor, batch: int) -> torch.Tensor:
+    """A hint batch matched to a model batch of `batch` rows, as ComfyUI's broadcast_image_to: the
+    rows are chunks of one conditioning entry each (positive and negative run together), so the
+    hints are cycled or cut to one chunk's size and that repeated per chunk (one hint: every row)."""
+    if t.shape[0] in (1, batch):
+        return _repeat(t, batch)
+    return _repeat(_repeat(t, batch // batch_chunks()), batch)
+
+
+def batch_chunks() -> int:
+    """How many conditioning entries the model call now running batches (1 outside sampling)."""
+    from graphflow.sampling.guidance import unet_rows
+
+    rows = unet_rows.get()
+    return len(rows.conds) if rows is not None and rows.conds else 1
 
 
 @dataclass(frozen=True)
@@ -471,14 +511,17 @@ class ControlApplied:
             if not in_sigma_window(sigma, start, end, rounded=True):
                 return out
         mine = self.net.control(self, x, timesteps, context, y, unet_config, **extra)
+        if getattr(self.net, "global_average_pooling", False):  # each residual its per-channel mean everywhere
+            mine = {k: [None if r is None else r.mean((2, 3), keepdim=True).expand_as(r) for r in v]
+                    for k, v in mine.items()}
         mine = {k: [None if r is None else r * self.strength for r in v] for k, v in mine.items()}
         if out is None:
             return mine
         for k, v in mine.items():
-            if k not in out:
-                out[k] = v
-            else:
-                out[k] = [a if b is None else b if a is None else a + b for a, b in zip(out[k], v)]
+            before = out.get(k, [])
+            # summed place by place; the longer list's extra places kept (ComfyUI's control_merge)
+            out[k] = [a if b is None else b if a is None else a + b for a, b in zip(before, v)] \
+                + before[len(v):] + v[len(before):]
         return out
 
     def hint(self, height: int, width: int, batch: int, device, dtype) -> torch.Tensor:
@@ -486,7 +529,7 @@ class ControlApplied:
         if hint is None or tuple(hint.shape[2:]) != (height, width) or hint.device != device or hint.dtype != dtype:
             # kept on the device: one copy per run, not one per step
             self._hint = hint = resize_hint(self.image, height, width).to(device, dtype)
-        return _repeat(hint, batch)
+        return _broadcast(hint, batch)
 
     def latent_hint(self, height: int, width: int, batch: int, device, dtype, shift: bool = True) -> torch.Tensor:
         """The hint as a model-space latent of height x width (SD3/FLUX ControlNets): resized at
@@ -499,11 +542,13 @@ class ControlApplied:
             pixels = resize_hint(self.image, height * f, width * f).movedim(1, -1)
             raw = self.vae.encode(pixels)
             self._latent = ((height, width, shift), fmt.process_in(raw) if shift else raw * fmt.scale_factor)
-        return _repeat(self._latent[1], batch).to(device, dtype)
+        return _broadcast(self._latent[1], batch).to(device, dtype)
 
     def mask_hint(self, height: int, width: int, batch: int, device, dtype) -> torch.Tensor:
         """The kept part [B, 1, height, width] at latent size (nearest-exact, centre-cropped, as
         ComfyUI resizes its extra hint channels); all ones without a mask."""
         if self.mask is None:
             return torch.ones(batch, 1, height, width, device=device, dtype=dtype)
-        return _repeat(resize_hint(self.mask.movedim(1, -1), height, width), batch).to(device, dtype)
+        # matched to the hint images' batch first, then broadcast with them (ComfyUI concatenates it to the hint)
+        keep = _repeat(resize_hint(self.mask.movedim(1, -1), height, width), self.image.shape[0])
+        return _broadcast(keep, batch).to(device, dtype)

@@ -14,8 +14,9 @@ A file adds to a SD1.x UNet
                 heads: 8 for SD1's 768-wide text (head width dim / 8), else 64-wide heads (one
                 narrow head below 64 channels, as graphflow's tiny UNets)
 
-ComfyUI applies the fusers at every step, to the conditioning entries that carry boxes only (the
-negative prompt runs the plain UNet). Keys may carry any prefix before `input_blocks.` /
+ComfyUI applies the fusers at every step, to the conditioning entries that carry boxes; a negative
+prompt with no boxes of its own borrows the positive's (its apply_empty_x_to_equal_area;
+graphflow.sampling.guidance.share_controls). Keys may carry any prefix before `input_blocks.` /
 `middle_block.` / `output_blocks.` / `position_net.` (the pruned files have none).
 """
 

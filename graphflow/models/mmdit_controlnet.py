@@ -152,6 +152,13 @@ def mmdit_controlnet_config(shapes: dict[str, tuple]) -> MMDiTControlNetConfig:
 
 def load_mmdit_controlnet(wf, device="cpu", dtype=None) -> MMDiTControlNet:
     """From a WeightFile in diffusers' layout or ours."""
+    if "control_type" in wf.shapes or "transformer_blocks.0.adaLN_modulation.1.bias" in wf.shapes:
+        # ComfyUI reads these (its ControlNetEmbedder, with a canny / depth preprocessing chosen by
+        # control_type); their layout and rules are not implemented here
+        raise CheckpointError("this is Stability's original SD3.5 ControlNet layout (keys 'control_type', "
+                              "'transformer_blocks.*.adaLN_modulation'), which graphflow does not read yet; "
+                              "the diffusers-layout file of the same ControlNet (diffusion_pytorch_model"
+                              ".safetensors) loads")
     diffusers = "time_text_embed.timestep_embedder.linear_1.weight" in wf.shapes
     names = from_diffusers_layout(wf.shapes) if diffusers else {k: [k] for k in wf.shapes}
     shapes = fused_shapes(wf.shapes, names)

@@ -105,15 +105,18 @@ class T2IAdapter(nn.Module):
     def control(self, applied, x: torch.Tensor, timesteps, context, y, unet_config=None, **unused) -> dict:
         """Features for the UNet's input blocks (None where none is added) and its middle. They
         depend on the hint only, so they are computed once per hint size and batch, as ComfyUI does."""
-        from .controlnet import place_control
+        from .controlnet import batch_chunks, place_control
 
         place_control(self, x)
-        key = (id(applied), tuple(x.shape), x.dtype, x.device)
+        key = (id(applied), tuple(x.shape), batch_chunks(), x.dtype, x.device)  # the hints' batching: ComfyUI's key too
         if self._cache is None or self._cache[0] != key:
-            hint = applied.hint(x.shape[2] * 8, x.shape[3] * 8, x.shape[0], x.device, self.dtype)
+            # ComfyUI's scale_image_to: the pixel size rounded up to whole unshuffle cells
+            d = self.config.downscale
+            hint = applied.hint(-(-x.shape[2] * 8 // d) * d, -(-x.shape[3] * 8 // d) * d, x.shape[0], x.device,
+                                self.dtype)
             if self.config.hint_channels == 1:  # sketch/canny adapters read grey levels (ComfyUI: channel mean)
                 hint = hint.mean(1, keepdim=True)
-            self._cache = (key, feature_places(self(hint), unet_config))
+            self._cache = (key, _fitting(feature_places(self(hint), unet_config), tuple(x.shape[2:]), unet_config))
         return {k: list(v) for k, v in self._cache[1].items()}
 
 
@@ -142,6 +145,23 @@ def feature_places(features: list[torch.Tensor], unet_config=None) -> dict[str, 
     if len(left) > 1:
         raise ValueError(f"this T2I-Adapter has {len(features)} levels, the UNet {len(res)}")
     return {"input": blocks, "middle": [_fits(f, widths[-1], "middle") for f in left]}
+
+
+def _fitting(places: dict[str, list], size: tuple[int, int], unet_config=None) -> dict[str, list]:
+    """Features whose map is not the size of the UNet's activation where they go left out (None),
+    as ComfyUI skips them: at a latent size that is no multiple of 2 ** (levels - 1) the adapter
+    (pooling down) and the UNet (stride-2 convs, rounding up) part ways after the first level."""
+    if unet_config is None:
+        return places
+    sizes = [size]  # the UNet's input blocks' output sizes, in order
+    for level, n in enumerate(unet_config.num_res_blocks):
+        sizes += [size] * n
+        if level < len(unet_config.num_res_blocks) - 1:
+            size = tuple(-(-s // 2) for s in size)
+            sizes.append(size)
+    fits = lambda f, s: f is not None and tuple(f.shape[-2:]) == s  # noqa: E731
+    return {"input": [f if fits(f, s) else None for f, s in zip(places["input"], sizes)],
+            "middle": [f if fits(f, size) else None for f in places["middle"]]}
 
 
 def _fits(feature: torch.Tensor, width: int, level) -> torch.Tensor:

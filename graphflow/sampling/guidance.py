@@ -70,6 +70,7 @@ class Cond:
     mask_strength: float = 1.0
     guidance: torch.Tensor | None = None  # [B] FLUX dev's distilled guidance scale
     control: object = None  # ControlNets / T2I-Adapters (graphflow.models.controlnet.ControlApplied)
+    control_to_uncond: bool = False  # the deprecated ControlNetApply's: the other sides borrow this control
     control_context: torch.Tensor | None = None  # [B, T, D] ControlNets' own text (CLIPTextEncodeControlnet)
     gligen: object = None  # GLIGEN boxes (graphflow.models.gligen.GligenBoxes)
     sigma_start: float | None = None  # active only while sigma_end <= sigma <= sigma_start
@@ -246,6 +247,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             mask_strength=float(options.get("mask_strength", 1.0)),
             guidance=guidance,
             control=options.get("control"),
+            control_to_uncond=bool(options.get("control_apply_to_uncond", False)),
             control_context=_control_context(options, embedding, batch, device, k),
             gligen=options.get("gligen"),
             sigma_start=sigma_start,
@@ -437,6 +439,26 @@ def match_areas(*sides: list[Cond]) -> None:
             for j, other in enumerate(sides):
                 if j != k:
                     _add_area_counterparts(other, c)
+
+
+def share_controls(positive: list[Cond], *others: list[Cond]) -> None:
+    """ComfyUI's apply_empty_x_to_equal_area, in place, the first list being the positive side: a
+    side none of whose area-less entries has a ControlNet takes the positive's marked ones (the
+    deprecated ControlNetApply's control_apply_to_uncond), and likewise GLIGEN boxes (all of
+    them). The k-th such value goes to the side's k-th area-less entry, cycling; where two land
+    on one entry the last wins."""
+    for field, marked in (("control", True), ("gligen", False)):
+        values = [getattr(c, field) for c in positive
+                  if c.area is None and getattr(c, field) is not None and (c.control_to_uncond or not marked)]
+        if not values:
+            continue
+        for side in others:
+            plain = [(k, c) for k, c in enumerate(side) if c.area is None]
+            if not plain or any(getattr(c, field) is not None for _, c in plain):
+                continue
+            for j, value in enumerate(values):
+                k, entry = plain[j % len(plain)]
+                side[k] = replace(entry, **{field: value})
 
 
 def _region(area, lead: int = 2) -> tuple:
@@ -714,6 +736,7 @@ class CFGDenoiser:
         self.model_denoiser = model_denoiser
         self.positive, self.negative = list(positive), list(negative)
         match_areas(self.positive, self.negative)
+        share_controls(self.positive, self.negative)
         self.cfg = float(cfg)
         self.rescale = float(rescale)  # RescaleCFG's multiplier; 0 = plain CFG
         self.post_cfg_functions = tuple(post_cfg_functions)
@@ -792,6 +815,7 @@ class DualCFGDenoiser:
         self.rescale = float(rescale)  # RescaleCFG's multiplier; 0 = plain CFG
         self.cond1, self.cond2, self.negative = list(cond1), list(cond2), list(negative)
         match_areas(self.cond1, self.cond2, self.negative)
+        share_controls(self.cond1, self.cond2, self.negative)
         self.cfg_conds, self.cfg_cond2_negative = float(cfg_conds), float(cfg_cond2_negative)
         self.nested = nested
         self.post_cfg_functions = tuple(post_cfg_functions)
@@ -872,6 +896,7 @@ class PerpNegDenoiser:
         self.model_denoiser = model_denoiser
         self.positive, self.negative, self.empty = list(positive), list(negative), list(empty)
         match_areas(self.positive, self.negative, self.empty)
+        share_controls(self.positive, self.negative, self.empty)
         self.cfg, self.neg_scale = float(cfg), float(neg_scale)
         self.post_cfg_functions = tuple(post_cfg_functions)
         self.pre_cfg_functions = tuple(pre_cfg_functions)

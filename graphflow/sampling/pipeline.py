@@ -211,7 +211,7 @@ def sample_with_sigmas(model, *args, **kwargs) -> torch.Tensor:
     with contextlib.ExitStack() as stack:
         stack.enter_context(memory.use(unet, "diffusion_model", f"diffusion_model:{getattr(model, 'arch', 'model')}",
                                        getattr(model, "patches", ())))
-        for net in _control_nets(args, kwargs):  # after the model: what doesn't fit beside it is streamed
+        for net in _control_nets(model, args, kwargs):  # after the model: what doesn't fit beside it is streamed
             stack.enter_context(memory.use(net, "control", f"control:{type(net).__name__}@{id(net):x}"))
         stack.enter_context(speed.sampling(unet, model.device, convolutional=not getattr(model, "is_flow", False),
                                            compile_backend=getattr(model, "options", {}).get("compile_backend")))
@@ -257,15 +257,18 @@ def _conditioning(args, kwargs) -> list:
     return conds
 
 
-def _control_nets(args, kwargs) -> list:
-    """The ControlNets / T2I-Adapters in the run's conditioning (options["control"] chains)."""
+def _control_nets(model, args, kwargs) -> list:
+    """The ControlNets / T2I-Adapters in the run's conditioning (options["control"] chains); a
+    Control-LoRA (graphflow.models.controlnet.ControlLoraFile, whichever loader read it) is built on
+    `model` here, as ComfyUI builds it when sampling starts."""
     nets = {}
     for entry in _conditioning(args, kwargs):
         applied = entry[1].get("control") if isinstance(entry, (list, tuple)) and len(entry) > 1 \
             and isinstance(entry[1], dict) else None
         while applied is not None:
-            if isinstance(applied.net, torch.nn.Module):
-                nets[id(applied.net)] = applied.net
+            net = applied.net.bind(model) if hasattr(applied.net, "bind") else applied.net
+            if isinstance(net, torch.nn.Module):
+                nets[id(net)] = net
             applied = applied.previous
     return list(nets.values())
 
