@@ -274,7 +274,14 @@ def test_clip_skip_on_sd3_encoders(sd3_clip):
     context, _ = last.encode("a cat")
     torch.testing.assert_close(context[:, :77, :64], _clip_by_hand(sd3_clip.clip_l, "a cat", layer=-1)[0], atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="clip_skip"):
-        sd3_clip.encode("a cat", clip_skip=-9)
+        sd3_clip.encode("a cat", clip_skip=0)
+    # past CLIP-L's 2 layers (ComfyUI's CLIPSetLastLayer goes to -24): its last layer, normed; CLIP-G's -3
+    context, _ = sd3_clip.with_clip_skip(-3).encode("a cat")
+    ids = torch.tensor(tokenize_prompt("a cat", sd3_clip.clip_l.spec.pad_token).ids)
+    normed = sd3_clip.clip_l.transformer(input_ids=ids).last_hidden_state
+    torch.testing.assert_close(context[:, :77, :64], normed, atol=1e-5, rtol=0)
+    torch.testing.assert_close(context[:, :77, 64:192], _clip_by_hand(sd3_clip.clip_g, "a cat", layer=-3)[0],
+                               atol=1e-5, rtol=0)
 
 
 @torch.no_grad()

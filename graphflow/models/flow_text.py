@@ -59,7 +59,7 @@ import torch
 from .attention import kernels
 from .t5 import EOS as T5_EOS
 from .t5 import MIN_LENGTH, T5Encoder
-from .text_encoders import ClipTower
+from .text_encoders import ClipTower, check_clip_skip, tower_hidden
 from .tokenizer import EOS, TokenWindows, empty_window, tokenize_prompt
 
 ARCHS = ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "mochi", "cosmos", "wan")
@@ -87,7 +87,7 @@ def clip_encode(tower: ClipTower, windows: TokenWindows, clip_skip: int = -2,
         mask = (torch.arange(tokens.shape[1], device=tokens.device)[None] <= first_end[:, None]).long()
     with kernels(tokens.device):
         out = transformer(input_ids=tokens, attention_mask=mask, output_hidden_states=True)
-    hidden = out.hidden_states[clip_skip].float().cpu()
+    hidden = tower_hidden(tower, out, clip_skip, layer_norm=False).float().cpu()
     pooled = out.pooler_output[:1]
     if projected and tower.projection is not None:
         pooled = tower.projection(pooled)
@@ -150,11 +150,8 @@ class FlowTextEncoder:
         return clone
 
     def _check_clip_skip(self, clip_skip: int) -> None:
-        if not self.towers:  # T5 alone: no CLIP layer to pick
-            return
-        layers = min(t.num_layers for t in self.towers)
-        if not isinstance(clip_skip, int) or not -layers <= clip_skip <= -1:
-            raise ValueError(f"clip_skip must be an integer from -1 (last layer) to -{layers}, got {clip_skip!r}")
+        if self.towers:  # T5 alone: no CLIP layer to pick
+            check_clip_skip(clip_skip)
 
     def with_clip_skip(self, clip_skip: int) -> "FlowTextEncoder":
         self._check_clip_skip(clip_skip)
