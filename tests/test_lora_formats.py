@@ -70,13 +70,32 @@ def test_lora_and_dora_match_peft_in_diffusers_layout(tmp_path, dora):
 
 def test_dora_strength_scales_the_whole_change(tmp_path):
     original, expected, tensors = peft_case(LoraConfig(r=4, lora_alpha=3, target_modules=["lin", "conv"], use_dora=True))
-    file = kohya(tensors, 3.0, {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_up.weight",
-                                "lora_magnitude_vector.weight": "dora_scale"})
-    file = {k: v.reshape(-1, 1) if k.endswith("dora_scale") else v for k, v in file.items()}  # kohya's [out, 1]
+    file = {f"unet.{m}.{p}": v for (m, p), v in tensors.items()}
+    file.update({f"unet.{m}.alpha": torch.tensor(3.0) for m in ("lin", "conv")})
     ours = merged_by_us(tmp_path, original, file, strength=0.5)
     for name in ours:
         torch.testing.assert_close(ours[name], original[name] + 0.5 * (expected[name] - original[name]),
                                    atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.5])
+def test_dora_scale_per_output_row_is_normalised_by_the_unmerged_rows(tmp_path, strength):
+    """A kohya/LyCORIS dora_scale [out, 1] (LyCORIS's wd_on_out), as ComfyUI's weight_decompose
+    applies it: W' = m (W + dW) / (||W|| + eps), the norms of the weight's rows before the change;
+    then W + strength (W' - W). A [1, in] dora_scale takes the merged columns' norms."""
+    gen = torch.Generator().manual_seed(4)
+    w = torch.randn(6, 5, generator=gen)
+    down, up = torch.randn(2, 5, generator=gen), torch.randn(6, 2, generator=gen)
+    rows, cols = torch.rand(6, 1, generator=gen) + 0.5, torch.rand(1, 5, generator=gen) + 0.5
+    eps = torch.finfo(torch.float32).eps
+    merged = w + 1.5 * up @ down  # alpha 3, rank 2
+    for scale, norm in ((rows, w.norm(dim=1, keepdim=True)), (cols, merged.norm(dim=0, keepdim=True))):
+        path = tmp_path / "dora.safetensors"
+        save_file({"lora_unet_x.lora_down.weight": down, "lora_unet_x.lora_up.weight": up,
+                   "lora_unet_x.alpha": torch.tensor(3.0), "lora_unet_x.dora_scale": scale}, str(path))
+        ours = read_lora(path)["lora_unet_x"].patched(w, strength)
+        expected = w + strength * (merged * scale / (norm + eps) - w)
+        torch.testing.assert_close(ours, expected, atol=1e-6, rtol=1e-6)
 
 
 def test_loha_matches_peft(tmp_path):

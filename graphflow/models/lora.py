@@ -11,10 +11,14 @@ Formats (per patched layer, all in float32; `strength` multiplies the whole chan
                 decomposed (r = its rank), else 1
   full diff     `diff`: delta = diff (any weight: linear, conv, norm, embedding)
   bias diff     `diff_b`: the module's bias + diff_b (alone or beside any of the above)
-  DoRA          any of the above with `dora_scale` (LyCORIS/kohya) or `lora_magnitude_vector`
-                (PEFT): W' = dora_scale * (W + delta) / ||W + delta||, the norm taken per output
-                row when dora_scale has one entry per output, else per input column (as ComfyUI
-                and LyCORIS do); W + strength (W' - W)
+  DoRA          any of the above with `dora_scale` (LyCORIS/kohya), as ComfyUI applies it: with
+                one entry per output row ([out, 1, ...], LyCORIS's wd_on_out)
+                W' = dora_scale * (W + delta) / ||W||, the norm of the layer's weight before this
+                module (ComfyUI's weight_decompose takes the un-merged rows' norms there, where
+                LyCORIS and PEFT take the merged ones), else per input column
+                W' = dora_scale * (W + delta) / ||W + delta||; W + strength (W' - W).
+                PEFT's `lora_magnitude_vector` (one per output row, which ComfyUI does not read)
+                is applied as PEFT merges it: W' = m * (W + delta) / ||W + delta|| per row
 
 Key layouts:
   kohya         `<prefix><module path with '_'>.<part>`, prefixes `lora_unet_` (UNet, diffusers'
@@ -58,7 +62,7 @@ from .flow_lora_names import flow_lora_names
 from .text_encoders import TextEncoder
 
 UNSUPPORTED = {"w_norm": "GLoRA/norm", "on_input": "IA3", "oft_": "OFT", "boft_": "BOFT", "a1.weight": "GLoRA"}
-PARTS = ("lora_down.weight", "lora_up.weight", "lora_mid.weight", "alpha", "dora_scale", "diff", "diff_b",
+PARTS = ("lora_down.weight", "lora_up.weight", "lora_mid.weight", "alpha", "dora_scale", "magnitude", "diff", "diff_b",
          "hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2",
          "lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2")
 # diffusers/PEFT part spellings -> kohya's
@@ -66,7 +70,7 @@ DIFFUSERS_PARTS = {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_u
                    "lora.down.weight": "lora_down.weight", "lora.up.weight": "lora_up.weight",
                    "lora_down.weight": "lora_down.weight", "lora_up.weight": "lora_up.weight",
                    "lora_mid.weight": "lora_mid.weight",
-                   "lora_magnitude_vector": "dora_scale", "lora_magnitude_vector.weight": "dora_scale",
+                   "lora_magnitude_vector": "magnitude", "lora_magnitude_vector.weight": "magnitude",
                    "dora_scale": "dora_scale", "alpha": "alpha"}
 DIFFUSERS_PREFIXES = {"unet.": "lora_unet_", "transformer.": "lora_unet_", "diffusion_model.": "lora_unet_",
                       "model.diffusion_model.": "lora_unet_", "text_encoder.": "lora_te_",
@@ -173,14 +177,18 @@ class LoraModule:
         """The new weight (float32) at `strength`."""
         w = weight.float()
         delta = self.delta(weight.shape, weight.device)
-        if "dora_scale" not in self.parts:
+        if "dora_scale" not in self.parts and "magnitude" not in self.parts:
             return w + strength * delta
-        scale = self.parts["dora_scale"].to(weight.device, torch.float32)
+        peft = "magnitude" in self.parts
+        scale = self.parts["magnitude" if peft else "dora_scale"].to(weight.device, torch.float32)
         merged = w + delta
-        on_output = scale.shape[0] == w.shape[0] if scale.dim() > 1 else scale.numel() == w.shape[0]
-        if on_output and scale.numel() == w.shape[0]:  # one magnitude per output row
-            norm = merged.flatten(1).norm(dim=1).reshape(-1, *[1] * (w.dim() - 1))
-        elif scale.numel() == w.shape[1]:  # per input column (LyCORIS's default)
+        rows = -1, *[1] * (w.dim() - 1)
+        if peft or (scale.dim() > 1 and scale.shape[0] == w.shape[0]) or (scale.dim() == 1 and w.shape[0] == scale.numel()):
+            if scale.numel() != w.shape[0]:
+                raise ValueError(f"lora_magnitude_vector {tuple(scale.shape)} does not fit a weight of shape {tuple(w.shape)}")
+            # one magnitude per output row; ComfyUI normalises a dora_scale by the un-merged rows
+            norm = (merged if peft else w).flatten(1).norm(dim=1).reshape(rows)
+        elif scale.numel() == w.shape[1]:  # per input column (LyCORIS's default before wd_on_out)
             norm = merged.transpose(0, 1).flatten(1).norm(dim=1).reshape(1, -1, *[1] * (w.dim() - 2))
         else:
             raise ValueError(f"dora_scale {tuple(scale.shape)} fits neither axis of a weight of shape {tuple(w.shape)}")
@@ -256,8 +264,6 @@ def _read_modules(path, file) -> dict[str, LoraModule]:
                                 f"<unet.|transformer.|text_encoder.>...lora_A.weight / .lora_B.weight"
                                 f"{_what_it_is(f.shapes)}")
             tensor = f.get(key)
-            if part == "dora_scale" and "lora_magnitude_vector" in key:  # PEFT's: one per output row
-                tensor = tensor.reshape(-1, 1)
             modules.setdefault(name, LoraModule()).parts[part] = tensor
     return modules
 
