@@ -50,6 +50,8 @@ Cosmos 1.0 and Cosmos-Predict2 ("cosmos", CLIPLoader's type): context = "old" T5
      pooled vector (None).
 CLIP hidden states are not passed through the final layer norm (as SDXL's, ComfyUI's and
 diffusers'); pooled always comes from the last layer, first window, unweighted.
+CLIPSetLastLayer (`with_clip_skip`) sets the layer of every encoder, T5 included, as ComfyUI's
+set_clip_options does: T5 then gives that block's output through its final layer norm.
 """
 
 import copy
@@ -150,13 +152,17 @@ class FlowTextEncoder:
         return clone
 
     def _check_clip_skip(self, clip_skip: int) -> None:
-        if self.towers:  # T5 alone: no CLIP layer to pick
-            check_clip_skip(clip_skip)
+        check_clip_skip(clip_skip)
 
     def with_clip_skip(self, clip_skip: int) -> "FlowTextEncoder":
+        """CLIPSetLastLayer: the CLIP towers' layer, and T5's too (ComfyUI passes the layer to every
+        encoder of SD3 / FLUX / the T5-alone models; T5 then gives that block's output through
+        its final layer norm)."""
         self._check_clip_skip(clip_skip)
         clone = copy.copy(self)
         clone.clip_skip = clip_skip
+        if self.t5 is not None:
+            clone.t5 = self.t5.with_layer(clip_skip)
         return clone
 
     def with_t5_padding(self, min_padding: int, min_length: int) -> "FlowTextEncoder":

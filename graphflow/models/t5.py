@@ -27,6 +27,7 @@ prompt's pieces and the model's </s>, padding <pad> (0), no start token, as Comf
 UMT5XXlTokenizer.
 """
 
+import copy
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -142,6 +143,15 @@ class T5Encoder:
     def __init__(self, model, pieces: SentencePieceIds | None = None):
         self.model = model
         self.pieces = pieces
+        self.layer = None  # CLIPSetLastLayer's stop_at_clip_layer; None: the last layer
+
+    def with_layer(self, layer: int) -> "T5Encoder":
+        """The same encoder giving the output of block `layer` (-1 the last, -2 the one before)
+        through the final layer norm, as ComfyUI's CLIPSetLastLayer makes its T5 do (SD3, FLUX
+        and the T5-alone models pass it on); past the first block: the last layer."""
+        clone = copy.copy(self)
+        clone.layer = layer
+        return clone
 
     @property
     def eos(self) -> int:
@@ -181,7 +191,12 @@ class T5Encoder:
         with memory.use(self.model, "text_encoder", "text_encoder:t5"):
             tokens = torch.tensor(ids, dtype=torch.long, device=memory.manager().device_for(self.model))
             with kernels(tokens.device):
-                return self.model(input_ids=tokens).last_hidden_state.float().cpu()
+                layer = self.layer
+                if layer is None or layer == -1 or -layer > self.model.config.num_layers:
+                    return self.model(input_ids=tokens).last_hidden_state.float().cpu()
+                # hidden_states[k] is the input of block k; the last entry is already normed
+                hidden = self.model(input_ids=tokens, output_hidden_states=True).hidden_states[layer]
+                return self.model.encoder.final_layer_norm(hidden).float().cpu()
 
     def encode(self, prompt: str, min_length: int = 0, min_padding: int = 0, empty_end: bool = True) -> torch.Tensor:
         """Weighted prompt -> [1, T, d_model] (T = max(pieces + 1 + min_padding, min_length))."""
