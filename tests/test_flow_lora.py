@@ -151,6 +151,16 @@ def test_sd3_lora_in_diffusers_and_comfyui_layouts_matches_diffusers(tmp_path, f
     a, b = run(patched)
     assert (a - plain).abs().max() > 1e-2
     assert (a - b).abs().max() <= TOL
+    # the same LoRA as PEFT's bare base_model.model. names and SimpleTuner's lycoris_ kohya-style
+    # names (both read by ComfyUI for SD3): the same weights
+    expected = memory.manager().weights(patched.unet, patched.patches)
+    for layout, rename in (("peft", lambda k: "base_model.model." + k[len("transformer."):]),
+                           ("lycoris", lambda k: "lycoris_" + k[len("transformer."):].rsplit(".lora_", 1)[0]
+                            .replace(".", "_") + {"A": ".lora_down.weight", "B": ".lora_up.weight"}[k[-8]])):
+        save_file({rename(k): v for k, v in lora.items()}, str(tmp_path / f"sd3_{layout}.safetensors"))
+        other, _ = apply_lora(model, None, tmp_path / f"sd3_{layout}.safetensors", 1.0, 0.0)
+        got = memory.manager().weights(other.unet, other.patches)
+        assert all(torch.equal(got[k], expected[k]) for k in expected), layout
 
     # ComfyUI-native layout of the same change: diffusion_model. + SAI's names, q/k/v fused
     # (the up matrices stacked over a down matrix of the three ranks side by side)

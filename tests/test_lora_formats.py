@@ -347,3 +347,49 @@ def test_flux_lora_in_bfl_comfyui_and_kohya_layouts(tmp_path):
     old = weights(unet)
     changed = {n for n, w in weights(model.unet, model.patches).items() if not torch.equal(w, old[n])}
     assert changed == {"double_blocks.0.img_attn.qkv.weight", "single_blocks.0.linear1.weight"}
+
+
+def test_old_diffusers_and_lycoris_layouts_equal_kohya_names(sd1):
+    """Layouts ComfyUI reads beside kohya's: old diffusers attention processors
+    (`attn1.processor.to_q_lora.up.weight`, `to_out_lora` for to_out.0), old diffusers text
+    encoders (`q_proj.lora_linear_layer.up.weight`) and SimpleTuner's `lycoris_` + diffusers' names:
+    each patches the same weights by the same amounts as the kohya-named file."""
+    ckpt, root = sd1
+    gen = torch.Generator().manual_seed(5)
+    unet, tower = ckpt.model.unet, ckpt.clip.towers[0]
+    inner = "text_model." if tower.transformer is not tower.model else ""
+    attn = "down_blocks.0.attentions.0.transformer_blocks.0.attn1"
+    modules = {  # diffusers name -> (weight shape, kohya name)
+        f"{attn}.to_q": unet.get_submodule("input_blocks.1.1.transformer_blocks.0.attn1.to_q").weight.shape,
+        f"{attn}.to_out.0": unet.get_submodule("input_blocks.1.1.transformer_blocks.0.attn1.to_out.0").weight.shape,
+    }
+    kohya, processor, lycoris = {}, {}, {}
+    for name, (out_ch, in_ch) in modules.items():
+        down, up = torch.randn(2, in_ch, generator=gen), torch.randn(out_ch, 2, generator=gen)
+        flat = name.replace(".", "_")
+        kohya.update({f"lora_unet_{flat}.lora_down.weight": down, f"lora_unet_{flat}.lora_up.weight": up})
+        lycoris.update({f"lycoris_{flat}.lora_down.weight": down, f"lycoris_{flat}.lora_up.weight": up})
+        old = name.replace(".to_", ".processor.to_").removesuffix(".0")
+        processor.update({f"unet.{old}_lora.down.weight": down, f"unet.{old}_lora.up.weight": up})
+    text = f"text_model.{TEXT}"
+    out_ch, in_ch = tower.model.get_submodule(inner + TEXT).weight.shape
+    down, up = torch.randn(2, in_ch, generator=gen), torch.randn(out_ch, 2, generator=gen)
+    kohya.update({f"lora_te_{text.replace('.', '_')}.lora_down.weight": down,
+                  f"lora_te_{text.replace('.', '_')}.lora_up.weight": up})
+    processor.update({f"text_encoder.{text}.lora_linear_layer.down.weight": down,
+                      f"text_encoder.{text}.lora_linear_layer.up.weight": up})
+
+    def patched(tensors, name):
+        save_file(tensors, str(root / name))
+        model, clip = apply_lora(ckpt.model, ckpt.clip, root / name, 0.7, 0.9)
+        return (weights(model.unet, model.patches), weights(clip.towers[0].model, clip.towers[0].patches),
+                changed_weights(ckpt, model, clip))
+
+    unet_w, text_w, changed = patched(kohya, "kohya_names.safetensors")
+    assert len(changed) == 3
+    for tensors, name in ((processor, "processor.safetensors"), (lycoris, "lycoris.safetensors")):
+        other_unet, other_text, other_changed = patched(tensors, name)
+        assert other_changed == (changed if tensors is processor else {c for c in changed if c[0] == "unet"})
+        assert all(torch.equal(other_unet[k], unet_w[k]) for k in unet_w), name
+        if tensors is processor:
+            assert all(torch.equal(other_text[k], text_w[k]) for k in text_w)

@@ -27,8 +27,11 @@ Key layouts:
                 transformers' names (text_model.encoder.layers.0.self_attn.q_proj)
   diffusers/PEFT `unet.` / `transformer.` / `text_encoder.` / `text_encoder_2.` + dotted module
                 path + `.lora_A.weight` / `.lora_B.weight` (or `.lora.down.weight` /
-                `.lora.up.weight`, or old attention processors' `processor.to_q_lora.down.weight`),
-                `.alpha`, `.lora_magnitude_vector`; PEFT's `base_model.model.` is dropped
+                `.lora.up.weight`, `.lora_linear_layer.down.weight`, or old attention
+                processors' `processor.to_q_lora.down.weight`), `.alpha`,
+                `.lora_magnitude_vector`; PEFT's `base_model.model.` is dropped (with no component
+                prefix after it, the names are the transformer's, as ComfyUI reads SD3's)
+  LyCORIS       SimpleTuner's `lycoris_` + diffusers' module path with '_' (as `lora_unet_`)
   ComfyUI/BFL   `diffusion_model.` + the model's own module path + the parts of either layout;
                 text encoders as `text_encoders.<clip_l|clip_g|clip_h>.transformer.` + the module's
                 path in transformers' names (what ComfyUI's LoraSave writes, graphflow.models.lora_extract)
@@ -70,13 +73,16 @@ DIFFUSERS_PARTS = {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_u
                    "lora.down.weight": "lora_down.weight", "lora.up.weight": "lora_up.weight",
                    "lora_down.weight": "lora_down.weight", "lora_up.weight": "lora_up.weight",
                    "lora_mid.weight": "lora_mid.weight",
+                   "lora_linear_layer.down.weight": "lora_down.weight",  # old diffusers text encoder LoRAs
+                   "lora_linear_layer.up.weight": "lora_up.weight",
                    "lora_magnitude_vector": "magnitude", "lora_magnitude_vector.weight": "magnitude",
                    "dora_scale": "dora_scale", "alpha": "alpha"}
 DIFFUSERS_PREFIXES = {"unet.": "lora_unet_", "transformer.": "lora_unet_", "diffusion_model.": "lora_unet_",
                       "model.diffusion_model.": "lora_unet_", "text_encoder.": "lora_te_",
                       "text_encoder_2.": "lora_te2_"}
-# old diffusers attention-processor LoRAs: attn1.processor.to_q_lora -> attn1.to_q
-PROCESSOR_NAMES = {"to_q_lora": "to_q", "to_k_lora": "to_k", "to_v_lora": "to_v", "to_out_lora": "to_out.0"}
+# old diffusers attention-processor LoRAs: attn1.processor.to_q_lora.up.weight -> attn1.to_q
+PROCESSOR_NAMES = {"to_q": "to_q", "to_k": "to_k", "to_v": "to_v", "to_out": "to_out.0"}
+PROCESSOR_PARTS = {"_lora.down.weight": "lora_down.weight", "_lora.up.weight": "lora_up.weight"}
 RESNET_NAMES = {ldm: name for name, ldm in RESNET.items()}  # LDM ResBlock part -> diffusers'
 TEXT_ENCODERS = "text_encoders."  # ComfyUI's text-encoder prefix: module names kept dotted
 DORA_EPS = torch.finfo(torch.float32).eps
@@ -213,14 +219,23 @@ class SlicedLora:
 
 def _split_key(key: str) -> tuple[str, str]:
     """A file key -> (kohya module name, kohya part name); ('', '') when it is no LoRA key."""
-    if key.startswith("base_model.model."):
-        key = key[len("base_model.model."):]
+    if key.startswith("base_model.model."):  # PEFT; without a component prefix: the transformer's
+        key = key[len("base_model.model."):]  # diffusers names (ComfyUI reads SD3's so)
+        if not key.startswith((TEXT_ENCODERS, *DIFFUSERS_PREFIXES)):
+            key = "transformer." + key
+    if key.startswith("lycoris_"):  # SimpleTuner's LyCORIS: kohya style over diffusers' module names
+        key = "lora_unet_" + key[len("lycoris_"):]
     if key.startswith(TEXT_ENCODERS):
         part = next((p for p in PARTS if key.endswith("." + p)), "")
         return (key[:-len(part) - 1], part) if part else (key, "")
     for prefix, kohya in DIFFUSERS_PREFIXES.items():
         if key.startswith(prefix):
             body = key[len(prefix):]
+            processor = next((p for p in PROCESSOR_PARTS if body.endswith(p)), None)
+            path = body[:-len(processor)].split(".") if processor else []
+            if len(path) >= 2 and path[-2] == "processor" and path[-1] in PROCESSOR_NAMES:
+                path = path[:-2] + PROCESSOR_NAMES[path[-1]].split(".")
+                return kohya + "_".join(path), PROCESSOR_PARTS[processor]
             part = next((p for p in sorted(DIFFUSERS_PARTS, key=len, reverse=True)
                          if body.endswith("." + p)), None)
             if part is None:
@@ -230,10 +245,7 @@ def _split_key(key: str) -> tuple[str, str]:
                 kohya_part = part
             else:
                 kohya_part = DIFFUSERS_PARTS[part]
-            path = body[:-len(part) - 1].split(".")
-            if len(path) >= 2 and path[-2] == "processor" and path[-1] in PROCESSOR_NAMES:
-                path = path[:-2] + PROCESSOR_NAMES[path[-1]].split(".")
-            return kohya + "_".join(path), kohya_part
+            return kohya + body[:-len(part) - 1].replace(".", "_"), kohya_part
     name, _, rest = key.partition(".")
     return name, rest
 
