@@ -393,3 +393,51 @@ def test_old_diffusers_and_lycoris_layouts_equal_kohya_names(sd1):
         assert all(torch.equal(other_unet[k], unet_w[k]) for k in unet_w), name
         if tensors is processor:
             assert all(torch.equal(other_text[k], text_w[k]) for k in text_w)
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.6])
+def test_glora_changes_a_weight_through_itself(tmp_path, strength):
+    """LyCORIS GLoRA (a1, a2, b1, b2; alpha / r): a linear W becomes W + s (W a1 a2 + b1 b2); a conv's
+    W a1 a2 mixes its input channels first, so it equals the original conv after a 1x1 conv by
+    a1 a2; old LyCORIS files (a1 [r, in], a2 [in, r] on a square W) give W + s (b2 b1 + W a2 a1)."""
+    gen = torch.Generator().manual_seed(6)
+    r = lambda *shape: torch.randn(*shape, generator=gen) * 0.3  # noqa: E731
+    f = nn.functional
+    lin, conv, square = r(6, 5), r(6, 4, 3, 3), r(5, 5)
+    tensors = {"lora_unet_lin.a1.weight": r(5, 2), "lora_unet_lin.a2.weight": r(2, 5),
+               "lora_unet_lin.b1.weight": r(6, 2), "lora_unet_lin.b2.weight": r(2, 5),
+               "lora_unet_lin.alpha": torch.tensor(3.0),
+               "lora_unet_conv.a1.weight": r(4, 2), "lora_unet_conv.a2.weight": r(2, 4),
+               "lora_unet_conv.b1.weight": r(6, 2), "lora_unet_conv.b2.weight": r(2, 36),
+               "lora_unet_old.a1.weight": r(3, 5), "lora_unet_old.a2.weight": r(5, 3),
+               "lora_unet_old.b1.weight": r(3, 5), "lora_unet_old.b2.weight": r(5, 3)}
+    save_file(tensors, str(tmp_path / "glora.safetensors"))
+    modules = read_lora(tmp_path / "glora.safetensors")
+    t = {k.removeprefix("lora_unet_"): v for k, v in tensors.items()}
+    s = strength * 3.0 / 2
+    torch.testing.assert_close(modules["lora_unet_lin"].patched(lin, strength),
+                               lin + s * (lin @ t["lin.a1.weight"] @ t["lin.a2.weight"]
+                                          + t["lin.b1.weight"] @ t["lin.b2.weight"]), atol=1e-5, rtol=1e-5)
+    x = r(1, 4, 7, 7)
+    mix = (t["conv.a1.weight"] @ t["conv.a2.weight"])[:, :, None, None]
+    expected = (f.conv2d(x, conv) + strength * f.conv2d(f.conv2d(x, mix), conv)
+                + strength * f.conv2d(x, (t["conv.b1.weight"] @ t["conv.b2.weight"]).reshape(6, 4, 3, 3)))
+    torch.testing.assert_close(f.conv2d(x, modules["lora_unet_conv"].patched(conv, strength)), expected,
+                               atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(modules["lora_unet_old"].patched(square, strength),
+                               square + strength * (t["old.b2.weight"] @ t["old.b1.weight"]
+                                                    + square @ t["old.a2.weight"] @ t["old.a1.weight"]),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_lycoris_norm_diffs_patch_norm_weight_and_bias(sd1):
+    """LyCORIS's trained norm layers (w_norm, b_norm) are full diffs of the norm's weight and bias."""
+    ckpt, root = sd1
+    norm = ckpt.model.unet.get_submodule("input_blocks.1.0.in_layers.0")  # diffusers' down_blocks.0.resnets.0.norm1
+    w, b = torch.randn(norm.weight.shape), torch.randn(norm.bias.shape)
+    save_file({"lora_unet_down_blocks_0_resnets_0_norm1.w_norm": w,
+               "lora_unet_down_blocks_0_resnets_0_norm1.b_norm": b}, str(root / "norms.safetensors"))
+    model, _ = apply_lora(ckpt.model, None, root / "norms.safetensors", 0.5, 0.0)
+    got = weights(model.unet, model.patches)
+    torch.testing.assert_close(got["input_blocks.1.0.in_layers.0.weight"], norm.weight + 0.5 * w)
+    torch.testing.assert_close(got["input_blocks.1.0.in_layers.0.bias"], norm.bias + 0.5 * b)

@@ -9,7 +9,12 @@ Formats (per patched layer, all in float32; `strength` multiplies the whole chan
   LoKr          `lokr_w1` or `lokr_w1_a @ lokr_w1_b`, `lokr_w2` or `lokr_w2_a @ lokr_w2_b` (or CP
                 with `lokr_t2`): delta = s kron(w1, w2), s = alpha / r when a factor is
                 decomposed (r = its rank), else 1
-  full diff     `diff`: delta = diff (any weight: linear, conv, norm, embedding)
+  GLoRA         `a1.weight`, `a2.weight`, `b1.weight`, `b2.weight` (LyCORIS), depending on the weight
+                W itself: delta = s (W a1 a2 + b1 b2) (convs: a1, a2 act on W's input channels),
+                or, in old LyCORIS files (a1 [r, in], a2 [in, r] on a square W), s (b2 b1 + W a2 a1);
+                s = alpha / r, as ComfyUI reads both
+  full diff     `diff`: delta = diff (any weight: linear, conv, norm, embedding); LyCORIS's norm
+                layer diffs `w_norm` / `b_norm` are read as `diff` / `diff_b`
   bias diff     `diff_b`: the module's bias + diff_b (alone or beside any of the above)
   DoRA          any of the above with `dora_scale` (LyCORIS/kohya), as ComfyUI applies it: with
                 one entry per output row ([out, 1, ...], LyCORIS's wd_on_out)
@@ -64,10 +69,12 @@ from .diffusion_model import DiffusionModel
 from .flow_lora_names import flow_lora_names
 from .text_encoders import TextEncoder
 
-UNSUPPORTED = {"w_norm": "GLoRA/norm", "on_input": "IA3", "oft_": "OFT", "boft_": "BOFT", "a1.weight": "GLoRA"}
+UNSUPPORTED = {"on_input": "IA3", "oft_": "OFT", "boft_": "BOFT"}
+NORM_PARTS = {"w_norm": "diff", "b_norm": "diff_b"}  # LyCORIS's trained norm layers: plain diffs
 PARTS = ("lora_down.weight", "lora_up.weight", "lora_mid.weight", "alpha", "dora_scale", "magnitude", "diff", "diff_b",
          "hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2",
-         "lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2")
+         "lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2",
+         "a1.weight", "a2.weight", "b1.weight", "b2.weight")
 # diffusers/PEFT part spellings -> kohya's
 DIFFUSERS_PARTS = {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_up.weight",
                    "lora.down.weight": "lora_down.weight", "lora.up.weight": "lora_up.weight",
@@ -115,6 +122,8 @@ class LoraModule:
             return "LoHa"
         if any(n.startswith("lokr_") for n in names):
             return "LoKr"
+        if "a1.weight" in names:
+            return "GLoRA"
         if "diff" in names:
             return "diff"
         return "LoRA"
@@ -134,14 +143,17 @@ class LoraModule:
                 "LoHa": [{"hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"}],
                 "LoKr": [{"lokr_w1"} if "lokr_w1" in has else {"lokr_w1_a", "lokr_w1_b"},
                          {"lokr_w2"} if "lokr_w2" in has else {"lokr_w2_a", "lokr_w2_b"}],
+                "GLoRA": [{"a1.weight", "a2.weight", "b1.weight", "b2.weight"}],
                 "diff": [{"diff"}], "bias diff": []}[self.kind]
         if "hada_t1" in has or "hada_t2" in has:
             need.append({"hada_t1", "hada_t2"})
         missing = sorted(set().union(*need) - has)
         return f"a {self.kind} module needs {', '.join(missing)}" if missing else None
 
-    def delta(self, shape: torch.Size, device) -> torch.Tensor:
-        """The change to a weight of `shape` at strength 1 (before DoRA), in float32."""
+    def delta(self, weight: torch.Tensor) -> torch.Tensor:
+        """The change to `weight` at strength 1 (before DoRA), in float32. Only GLoRA's depends
+        on the weight's values; the others need its shape (a meta tensor will do)."""
+        shape, device = weight.shape, weight.device
         p = {k: v.to(device, torch.float32) for k, v in self.parts.items()}
         alpha, kind = self.alpha, self.kind
         if kind == "LoRA":
@@ -172,6 +184,9 @@ class LoraModule:
                 w1 = w1[:, :, None, None]
             delta = torch.kron(w1.contiguous(), w2.contiguous())
             scale = alpha / rank if alpha is not None and rank is not None else 1.0
+        elif kind == "GLoRA":
+            delta, rank = self._glora(weight, p)
+            scale = alpha / rank if alpha is not None else 1.0
         else:
             delta, scale = p["diff"], 1.0
         if delta.numel() != shape.numel():
@@ -179,10 +194,26 @@ class LoraModule:
             raise ValueError(f"the {kind} module ({got}) does not fit a weight of shape {tuple(shape)}")
         return (delta * scale).reshape(shape)
 
+    @staticmethod
+    def _glora(weight: torch.Tensor, p: dict) -> tuple[torch.Tensor, int]:
+        """GLoRA's change and rank, telling old LyCORIS files from new ones by shapes as ComfyUI does."""
+        a1, a2, b1, b2 = (p[n].flatten(1) for n in ("a1.weight", "a2.weight", "b1.weight", "b2.weight"))
+        w = weight.float()
+        old = b2.shape[1] == b1.shape[0] == a1.shape[0] == a2.shape[1]
+        new = b2.shape[0] == b1.shape[1] == a1.shape[1] == a2.shape[0]
+        if old and (not new or a2.shape[0] == w.shape[0] == w.shape[1]):
+            if w.flatten(1).shape[1] != a2.shape[0] or (b2 @ b1).shape != w.flatten(1).shape:
+                raise ValueError(f"the GLoRA module does not fit a weight of shape {tuple(w.shape)}")
+            return (b2 @ b1 + w.flatten(1) @ a2 @ a1).reshape(w.shape), a1.shape[0]
+        if not new or w.shape[1] != a1.shape[0] or b1.shape[0] != w.shape[0]:
+            raise ValueError(f"the GLoRA module does not fit a weight of shape {tuple(w.shape)}")
+        through = torch.einsum("o i ..., i j -> o j ...", torch.einsum("o i ..., i j -> o j ...", w, a1), a2)
+        return through.reshape(w.shape) + (b1 @ b2).reshape(w.shape), a2.shape[0]
+
     def patched(self, weight: torch.Tensor, strength: float) -> torch.Tensor:
         """The new weight (float32) at `strength`."""
         w = weight.float()
-        delta = self.delta(weight.shape, weight.device)
+        delta = self.delta(weight)
         if "dora_scale" not in self.parts and "magnitude" not in self.parts:
             return w + strength * delta
         peft = "magnitude" in self.parts
@@ -266,8 +297,8 @@ def _read_modules(path, file) -> dict[str, LoraModule]:
             kind = next((k for k in UNSUPPORTED if k in part), None)
             if kind:
                 raise LoraError(f"{file}: {name} is a {UNSUPPORTED[kind]} module ({key}); supported are LoRA, "
-                                f"LoCon, LoHa, LoKr, DoRA and full-diff modules")
-            if part not in PARTS:
+                                f"LoCon, LoHa, LoKr, GLoRA, DoRA and full-diff modules")
+            if part not in PARTS and part not in NORM_PARTS:
                 if part in ("lora_up.bias", "lora_down.bias", "bias"):
                     raise LoraError(f"{file}: {key} patches a bias; bias patches are not supported")
                 raise LoraError(f"{file}: unexpected key {key!r}; expected a LoRA file: kohya-style "
@@ -276,6 +307,7 @@ def _read_modules(path, file) -> dict[str, LoraModule]:
                                 f"<unet.|transformer.|text_encoder.>...lora_A.weight / .lora_B.weight"
                                 f"{_what_it_is(f.shapes)}")
             tensor = f.get(key)
+            part = NORM_PARTS.get(part, part)
             modules.setdefault(name, LoraModule()).parts[part] = tensor
     return modules
 
