@@ -133,3 +133,23 @@ def test_refuses_damaged_or_foreign_embedding_files(encoders, emb_dir):
     save_file({"a": torch.zeros(2, 4), "b": torch.zeros(2, 4)}, str(emb_dir / "lora.safetensors"))
     with pytest.raises(CheckpointError, match="lora.safetensors is not a textual-inversion embedding"):
         clip.encode("embedding:lora")
+
+
+def test_sd3_and_flux_clip_prompts_read_embeddings(encoders, emb_dir, caplog):
+    """ComfyUI's SD3 / FLUX tokenizers read embedding:name for their CLIP towers as SDXL's do: each
+    tower its own vectors, an unknown name warned about and left out (not encoded as text)."""
+    from graphflow.models.flow_text import FlowTextEncoder
+
+    xl = encoders["sdxl"]
+    vl = _vectors(2, xl.tower("clip_l").hidden_size, 5)
+    vg = _vectors(2, xl.tower("clip_g").hidden_size, 6)
+    save_file({"clip_l": vl, "clip_g": vg}, str(emb_dir / "both.safetensors"))
+    sd3 = FlowTextEncoder("sd3", clip_l=xl.tower("clip_l"), clip_g=xl.tower("clip_g"))
+    context, _ = sd3.encode("embedding:both, a red car")
+    hl, _ = by_hand(xl, "clip_l", "", vl, ", a red car", "sdxl")  # SD3's CLIP: penultimate, no norm, as SDXL's
+    hg, _ = by_hand(xl, "clip_g", "", vg, ", a red car", "sdxl")
+    assert (context[:, :, :64] - hl).abs().max() < 1e-5 and (context[:, :, 64:192] - hg).abs().max() < 1e-5
+    with caplog.at_level(logging.WARNING):
+        unknown, _ = sd3.encode("a embedding:nothere cat")
+    assert "embedding:nothere does not exist" in caplog.text
+    assert torch.equal(unknown, sd3.encode("a cat")[0])
