@@ -155,6 +155,7 @@ def test_sd3_lora_in_diffusers_and_comfyui_layouts_matches_diffusers(tmp_path, f
     # names (both read by ComfyUI for SD3): the same weights
     expected = memory.manager().weights(patched.unet, patched.patches)
     for layout, rename in (("peft", lambda k: "base_model.model." + k[len("transformer."):]),
+                           ("peft_default", lambda k: k.replace(".weight", ".default.weight")),
                            ("lycoris", lambda k: "lycoris_" + k[len("transformer."):].rsplit(".lora_", 1)[0]
                             .replace(".", "_") + {"A": ".lora_down.weight", "B": ".lora_up.weight"}[k[-8]])):
         save_file({rename(k): v for k, v in lora.items()}, str(tmp_path / f"sd3_{layout}.safetensors"))

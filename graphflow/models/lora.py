@@ -77,6 +77,8 @@ PARTS = ("lora_down.weight", "lora_up.weight", "lora_mid.weight", "alpha", "dora
          "a1.weight", "a2.weight", "b1.weight", "b2.weight")
 # diffusers/PEFT part spellings -> kohya's
 DIFFUSERS_PARTS = {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_up.weight",
+                   "lora_A.default.weight": "lora_down.weight",  # PEFT's with its adapter name left in
+                   "lora_B.default.weight": "lora_up.weight",
                    "lora.down.weight": "lora_down.weight", "lora.up.weight": "lora_up.weight",
                    "lora_down.weight": "lora_down.weight", "lora_up.weight": "lora_up.weight",
                    "lora_mid.weight": "lora_mid.weight",
