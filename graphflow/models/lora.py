@@ -32,7 +32,7 @@ Key layouts:
                 transformers' names (text_model.encoder.layers.0.self_attn.q_proj)
   diffusers/PEFT `unet.` / `transformer.` / `text_encoder.` / `text_encoder_2.` + dotted module
                 path + `.lora_A.weight` / `.lora_B.weight` (or `.lora.down.weight` /
-                `.lora.up.weight`, `.lora_linear_layer.down.weight`, or old attention
+                `.lora.up.weight`, `.lora_A.default.weight`, `.lora_linear_layer.down.weight`, or old attention
                 processors' `processor.to_q_lora.down.weight`), `.alpha`,
                 `.lora_magnitude_vector`; PEFT's `base_model.model.` is dropped (with no component
                 prefix after it, the names are the transformer's, as ComfyUI reads SD3's)
