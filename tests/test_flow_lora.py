@@ -225,3 +225,31 @@ def test_flux_clip_l_lora_in_kohya_and_diffusers_layouts(tmp_path):
         running = memory.manager().weights(clip.towers[0].model, clip.towers[0].patches)  # what it runs with
         new = next(v for k, v in running.items() if k.endswith("encoder.layers.0.self_attn.q_proj.weight"))
         torch.testing.assert_close(new.float(), q.weight.float() + 0.5 * up @ down, atol=2e-3, rtol=1e-3)
+
+
+def test_t5_lora_keys_as_comfyui_numbers_them(tmp_path):
+    """OneTrainer-style T5 modules: ComfyUI numbers T5 after the CLIP towers (FLUX: lora_te2_ and
+    lora_te3_, SD3: lora_te3_) and also reads text_encoders.t5xxl.transformer. + the module path.
+    strength_clip scales them; the T5 network itself is left untouched."""
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.models.flow_text import FlowTextEncoder
+
+    ckpt = load_checkpoint(write_flow_checkpoint(tmp_path / "flux.safetensors", "flux_schnell"), device="cpu")
+    clip = ckpt.clip
+    assert clip.t5 is not None
+    path = "encoder.block.1.layer.0.SelfAttention.q"
+    q = clip.t5.model.get_submodule(path)
+    g = torch.Generator().manual_seed(4)
+    down, up = torch.randn(2, q.in_features, generator=g), torch.randn(q.out_features, 2, generator=g)
+    expected = q.weight.float() + 0.5 * (1.5 / 2) * up @ down
+    sd3 = FlowTextEncoder("sd3", clip_l=clip.clip_l, clip_g=clip.clip_l, t5=clip.t5)  # any second tower: T5 is 3rd
+    for encoder, name in ((clip, "lora_te2_"), (clip, "lora_te3_"), (clip, "text_encoders.t5xxl.transformer."),
+                          (sd3, "lora_te3_")):
+        module = name + (path.replace(".", "_") if name.startswith("lora_") else path)
+        save_file({f"{module}.lora_down.weight": down, f"{module}.lora_up.weight": up,
+                   f"{module}.alpha": torch.tensor(1.5)}, str(tmp_path / "t5.safetensors"))
+        _, patched = apply_lora(ckpt.model, encoder, tmp_path / "t5.safetensors", 1.0, 0.5)
+        running = memory.manager().weights(patched.t5.model, patched.t5.patches)[path + ".weight"]
+        torch.testing.assert_close(running.float(), expected, atol=2e-3, rtol=1e-3)
+        assert not torch.equal(patched.encode("a fox")[0], encoder.encode("a fox")[0])
+    assert torch.equal(q.weight, clip.t5.model.get_submodule(path).weight) and not clip.t5.patches

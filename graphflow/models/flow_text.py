@@ -167,6 +167,12 @@ class FlowTextEncoder:
         clone.clip_l, clone.clip_g = named.get("clip_l"), named.get("clip_g")
         return clone
 
+    def with_t5(self, t5: T5Encoder) -> "FlowTextEncoder":
+        """The same encoder with another T5 (the same network with LoRA patches)."""
+        clone = copy.copy(self)
+        clone.t5 = t5
+        return clone
+
     def _check_clip_skip(self, clip_skip: int) -> None:
         check_clip_skip(clip_skip)
 

@@ -29,7 +29,9 @@ Key layouts:
   kohya         `<prefix><module path with '_'>.<part>`, prefixes `lora_unet_` (UNet, diffusers'
                 block names or LDM's; FLUX/SD3's own module names), `lora_te_` (SD1/SD2 text
                 encoder), `lora_te1_` / `lora_te2_` (SDXL CLIP-L / bigG), text modules in
-                transformers' names (text_model.encoder.layers.0.self_attn.q_proj)
+                transformers' names (text_model.encoder.layers.0.self_attn.q_proj); T5 of SD3 /
+                FLUX numbered after the CLIP towers as ComfyUI does (SD3 `lora_te3_`, FLUX
+                `lora_te2_` or `lora_te3_`) + transformers' T5 path (encoder_block_0_layer_0_SelfAttention_q)
   diffusers/PEFT `unet.` / `transformer.` / `text_encoder.` / `text_encoder_2.` + dotted module
                 path + `.lora_A.weight` / `.lora_B.weight` (or `.lora.down.weight` /
                 `.lora.up.weight`, `.lora_A.default.weight`, `.lora_linear_layer.down.weight`, or old attention
@@ -444,6 +446,25 @@ def text_lora_names(clip: TextEncoder, every_weight: bool = False) -> dict[str, 
     return names
 
 
+def t5_lora_names(clip, every_weight: bool = False) -> dict[str, str]:
+    """kohya name -> module path in the T5 encoder of SD3 / FLUX / T5-only text encoders, as ComfyUI
+    numbers it: `lora_te<n>_` after the CLIP towers (SD3 lora_te3_; FLUX OneTrainer's lora_te2_
+    and lora_te3_; T5 alone lora_te1_), plus `text_encoders.t5xxl.transformer.` + the path."""
+    t5 = getattr(clip, "t5", None)
+    if t5 is None:
+        return {}
+    has_l, has_g = getattr(clip, "clip_l", None) is not None, getattr(clip, "clip_g", None) is not None
+    indices = [1 + has_l + has_g] + ([3] if has_l and not has_g else [])
+    names = {}
+    for path, module in t5.model.named_modules():
+        if _patchable(module, every_weight):
+            for n in indices:
+                names[f"lora_te{n}_" + path.replace(".", "_")] = path
+            if every_weight:
+                names[f"{TEXT_ENCODERS}t5xxl.transformer.{path}"] = path
+    return names
+
+
 # -- patching ---------------------------------------------------------------------------------
 
 def _shallow(module: nn.Module) -> nn.Module:
@@ -552,7 +573,8 @@ def apply_lora(model: DiffusionModel | None, clip: TextEncoder | None, lora_path
     unet_names = unet_lora_names(model.unet, every_weight=True) if model is not None else {}
     flow_names = flow_lora_names(model.unet) if model is not None else {}
     text_names = text_lora_names(clip, every_weight=True) if clip is not None else {}
-    unet_patches, text_patches, unmatched = {}, {}, []
+    t5_names = t5_lora_names(clip, every_weight=True) if clip is not None else {}
+    unet_patches, text_patches, t5_patches, unmatched = {}, {}, {}, []
     for key, lora in modules.items():
         if key in unet_names:
             unet_patches[unet_names[key]] = lora
@@ -567,12 +589,14 @@ def apply_lora(model: DiffusionModel | None, clip: TextEncoder | None, lora_path
         elif key in text_names:
             tower, path = text_names[key]
             text_patches.setdefault(tower, {})[path] = lora
+        elif key in t5_names:
+            t5_patches[t5_names[key]] = lora
         elif clip is None and key.startswith(("lora_te", TEXT_ENCODERS)):
             continue
         else:
             unmatched.append(key)
     arch = model.arch if model is not None else clip.arch if clip is not None else "?"
-    if unmatched and (strict or not (unet_patches or text_patches)):
+    if unmatched and (strict or not (unet_patches or text_patches or t5_patches)):
         raise LoraError(f"{name}: {len(unmatched)} of {len(modules)} LoRA modules match no layer of this {arch} "
                         f"model (e.g. {', '.join(sorted(unmatched)[:4])}); it was probably made for another "
                         f"architecture")
@@ -587,4 +611,7 @@ def apply_lora(model: DiffusionModel | None, clip: TextEncoder | None, lora_path
             tower = towers[index]
             towers[index] = tower.with_patches(tower.patches + _weight_patches(tower.model, patches, strength_clip, name))
         clip = clip.with_towers(towers)
+    if clip is not None and strength_clip != 0 and t5_patches:
+        t5 = clip.t5
+        clip = clip.with_t5(t5.with_patches(t5.patches + _weight_patches(t5.model, t5_patches, strength_clip, name)))
     return model, clip

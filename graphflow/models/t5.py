@@ -162,6 +162,12 @@ class T5Encoder:
         self.model = model
         self.pieces = pieces
         self.layer = None  # CLIPSetLastLayer's stop_at_clip_layer; None: the last layer
+        self.patches = ()  # graphflow.memory.WeightPatch on `model` (LoRA), applied when it runs
+
+    def with_patches(self, patches: tuple) -> "T5Encoder":
+        clone = copy.copy(self)
+        clone.patches = tuple(patches)
+        return clone
 
     def with_layer(self, layer: int) -> "T5Encoder":
         """The same encoder giving the output of block `layer` (-1 the last, -2 the one before)
@@ -220,7 +226,7 @@ class T5Encoder:
         from graphflow import memory  # on the device for this call only
         from .text_encoders import _VECTORS, _install_vector_hook
 
-        with memory.use(self.model, "text_encoder", "text_encoder:t5"):
+        with memory.use(self.model, "text_encoder", "text_encoder:t5", self.patches):
             tokens = torch.tensor(ids, dtype=torch.long, device=memory.manager().device_for(self.model))
             if vectors:
                 _install_vector_hook(self.model.get_input_embeddings())
