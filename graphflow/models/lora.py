@@ -434,15 +434,21 @@ def text_lora_names(clip: TextEncoder, every_weight: bool = False) -> dict[str, 
         inner = tower.transformer
         inner_path = "text_model." if inner is not tower.model else ""
         comfy = f"{TEXT_ENCODERS}{tower.name}.transformer."
+        # ComfyUI's aliases: diffusers' `text_encoder.` (lora_te_) is SDXL's CLIP-L too, and
+        # lora_te1_ is SD1's CLIP-L / SD2's CLIP-H too
+        kohya = [prefix] + (["lora_te_"] if prefix == "lora_te1_" else
+                            ["lora_te1_"] if clip.arch in ("sd1", "sd2") else [])
         for path, module in inner.named_modules():
             if _patchable(module, every_weight):
-                names[prefix + "text_model_" + path.replace(".", "_")] = (index, inner_path + path)
+                for p in kohya:
+                    names[p + "text_model_" + path.replace(".", "_")] = (index, inner_path + path)
                 if every_weight:
                     names[f"{comfy}text_model.{path}"] = (index, inner_path + path)
-                if prefix == "lora_te1_":  # diffusers' `text_encoder.` is SDXL's CLIP-L too
-                    names["lora_te_text_model_" + path.replace(".", "_")] = (index, inner_path + path)
-        if every_weight and tower.projection is not None:
-            names[comfy + "text_projection"] = (index, "text_projection")
+        if tower.projection is not None:
+            if prefix in ("lora_te1_", "lora_te2_"):  # OneTrainer's SD3 LoRAs
+                names[prefix + "text_projection"] = (index, "text_projection")
+            if every_weight:
+                names[comfy + "text_projection"] = (index, "text_projection")
     return names
 
 
