@@ -441,3 +441,26 @@ def test_lycoris_norm_diffs_patch_norm_weight_and_bias(sd1):
     got = weights(model.unet, model.patches)
     torch.testing.assert_close(got["input_blocks.1.0.in_layers.0.weight"], norm.weight + 0.5 * w)
     torch.testing.assert_close(got["input_blocks.1.0.in_layers.0.bias"], norm.bias + 0.5 * b)
+
+
+def test_stacked_loras_on_a_half_precision_weight_round_once():
+    """ComfyUI patches a float32 copy of a bf16/fp16 weight with every stacked LoRA and rounds
+    once; rounding after each LoRA would give other numbers."""
+    from graphflow.memory import WeightPatch
+    from graphflow.models.lora import LoraModule, _change
+
+    gen = torch.Generator().manual_seed(11)
+    layer = nn.Linear(64, 48).to(torch.bfloat16)
+    mods = [LoraModule({"lora_down.weight": torch.randn(4, 64, generator=gen),
+                        "lora_up.weight": torch.randn(48, 4, generator=gen) * 1e-2}) for _ in range(3)]
+    patches = tuple(WeightPatch("weight", lambda w, m=m: _change(m, 0.7, w)) for m in mods)
+    got = weights(layer, patches)["weight"]
+    w32 = layer.weight.float()
+    deltas = [0.7 * (m.parts["lora_up.weight"] @ m.parts["lora_down.weight"]) for m in mods]
+    assert torch.equal(got, (w32 + deltas[0] + deltas[1] + deltas[2]).to(torch.bfloat16))
+    each = layer.weight
+    for d in deltas:
+        each = (each.float() + d).to(torch.bfloat16)
+    assert not torch.equal(got, each)  # the test tells the two apart
+    assert got.dtype == torch.bfloat16 and torch.equal(weights(layer, patches[:1])["weight"],
+                                                       (w32 + deltas[0]).to(torch.bfloat16))
