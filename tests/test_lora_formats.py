@@ -464,3 +464,12 @@ def test_stacked_loras_on_a_half_precision_weight_round_once():
     assert not torch.equal(got, each)  # the test tells the two apart
     assert got.dtype == torch.bfloat16 and torch.equal(weights(layer, patches[:1])["weight"],
                                                        (w32 + deltas[0]).to(torch.bfloat16))
+
+
+def test_set_weight_replaces_the_weight_at_any_strength(tmp_path):
+    """ComfyUI's `set_weight` patch copies the tensor over the weight; strength does not scale it."""
+    new = torch.randn(6, 5, generator=torch.Generator().manual_seed(12))
+    save_file({"diffusion_model.x.set_weight": new}, str(tmp_path / "set.safetensors"))
+    module = read_lora(tmp_path / "set.safetensors")["lora_unet_x"]
+    for strength in (1.0, 0.3):
+        assert torch.equal(module.patched(torch.zeros(6, 5), strength), new)

@@ -13,6 +13,7 @@ Formats (per patched layer, all in float32; `strength` multiplies the whole chan
                 W itself: delta = s (W a1 a2 + b1 b2) (convs: a1, a2 act on W's input channels),
                 or, in old LyCORIS files (a1 [r, in], a2 [in, r] on a square W), s (b2 b1 + W a2 a1);
                 s = alpha / r, as ComfyUI reads both
+  set           `set_weight`: the weight replaced by it, whatever the strength (ComfyUI's "set")
   full diff     `diff`: delta = diff (any weight: linear, conv, norm, embedding); LyCORIS's norm
                 layer diffs `w_norm` / `b_norm` are read as `diff` / `diff_b`
   bias diff     `diff_b`: the module's bias + diff_b (alone or beside any of the above)
@@ -74,6 +75,7 @@ from .text_encoders import TextEncoder
 UNSUPPORTED = {"on_input": "IA3", "oft_": "OFT", "boft_": "BOFT"}
 NORM_PARTS = {"w_norm": "diff", "b_norm": "diff_b"}  # LyCORIS's trained norm layers: plain diffs
 PARTS = ("lora_down.weight", "lora_up.weight", "lora_mid.weight", "alpha", "dora_scale", "magnitude", "diff", "diff_b",
+         "set_weight",
          "hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2",
          "lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2",
          "a1.weight", "a2.weight", "b1.weight", "b2.weight")
@@ -130,6 +132,8 @@ class LoraModule:
             return "GLoRA"
         if "diff" in names:
             return "diff"
+        if "set_weight" in names:
+            return "set"
         return "LoRA"
 
     @property
@@ -148,7 +152,7 @@ class LoraModule:
                 "LoKr": [{"lokr_w1"} if "lokr_w1" in has else {"lokr_w1_a", "lokr_w1_b"},
                          {"lokr_w2"} if "lokr_w2" in has else {"lokr_w2_a", "lokr_w2_b"}],
                 "GLoRA": [{"a1.weight", "a2.weight", "b1.weight", "b2.weight"}],
-                "diff": [{"diff"}], "bias diff": []}[self.kind]
+                "diff": [{"diff"}], "set": [{"set_weight"}], "bias diff": []}[self.kind]
         if "hada_t1" in has or "hada_t2" in has:
             need.append({"hada_t1", "hada_t2"})
         missing = sorted(set().union(*need) - has)
@@ -217,6 +221,11 @@ class LoraModule:
     def patched(self, weight: torch.Tensor, strength: float) -> torch.Tensor:
         """The new weight (float32) at `strength`."""
         w = weight.float()
+        if self.kind == "set":  # ComfyUI's "set" patch: the weight replaced, whatever the strength
+            new = self.parts["set_weight"].to(weight.device, torch.float32)
+            if new.numel() != w.numel():
+                raise ValueError(f"the set_weight {tuple(new.shape)} does not fit a weight of shape {tuple(w.shape)}")
+            return new.reshape(w.shape)
         delta = self.delta(weight)
         if "dora_scale" not in self.parts and "magnitude" not in self.parts:
             return w + strength * delta
