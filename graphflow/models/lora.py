@@ -40,6 +40,7 @@ Key layouts:
                 `.lora_magnitude_vector`; PEFT's `base_model.model.` is dropped (with no component
                 prefix after it, the names are the transformer's, as ComfyUI reads SD3's)
   LyCORIS       SimpleTuner's `lycoris_` + diffusers' module path with '_' (as `lora_unet_`)
+  Cascade       `lora_prior_unet_` / `lora_prior_te_` (Stable Cascade's kohya LoRAs) as `lora_unet_` / `lora_te_`
   ComfyUI/BFL   `diffusion_model.` + the model's own module path + the parts of either layout;
                 text encoders as `text_encoders.<clip_l|clip_g|clip_h>.transformer.` + the module's
                 path in transformers' names (what ComfyUI's LoraSave writes, graphflow.models.lora_extract)
@@ -269,6 +270,8 @@ def _split_key(key: str) -> tuple[str, str]:
             key = "transformer." + key
     if key.startswith("lycoris_"):  # SimpleTuner's LyCORIS: kohya style over diffusers' module names
         key = "lora_unet_" + key[len("lycoris_"):]
+    if key.startswith(("lora_prior_unet_", "lora_prior_te_")):  # Stable Cascade's kohya LoRAs
+        key = "lora_" + key[len("lora_prior_"):]
     if key.startswith(TEXT_ENCODERS):
         part = next((p for p in PARTS if key.endswith("." + p)), "")
         return (key[:-len(part) - 1], part) if part else (key, "")
@@ -454,8 +457,8 @@ def text_lora_names(clip: TextEncoder, every_weight: bool = False) -> dict[str, 
                 if every_weight:
                     names[f"{comfy}text_model.{path}"] = (index, inner_path + path)
         if tower.projection is not None:
-            if prefix in ("lora_te1_", "lora_te2_"):  # OneTrainer's SD3 LoRAs
-                names[prefix + "text_projection"] = (index, "text_projection")
+            if prefix in ("lora_te1_", "lora_te2_") or clip.arch == "stable_cascade":  # OneTrainer's SD3
+                names[prefix + "text_projection"] = (index, "text_projection")  # LoRAs; Cascade's
             if every_weight:
                 names[comfy + "text_projection"] = (index, "text_projection")
     return names
