@@ -183,3 +183,16 @@ def test_t5_prompts_read_embeddings_as_comfyui(emb_dir, caplog):
         left_out = t5.encode("a embedding:nothere fox embedding:sd1only", 12)
     assert "embedding:nothere does not exist" in caplog.text and "sd1only" in caplog.text
     torch.testing.assert_close(left_out, t5.encode("a fox", 12), atol=0, rtol=0)
+
+
+def test_embeddings_in_subfolders_are_found_by_name(encoders, emb_dir):
+    """ComfyUI looks for embedding:name in every subfolder of models/embeddings/ too."""
+    clip = encoders["sd1"]
+    vectors = _vectors(2, clip.tower("clip_l").hidden_size, 10)
+    (emb_dir / "negative" / "deep").mkdir(parents=True)
+    save_file({"emb_params": vectors}, str(emb_dir / "negative" / "deep" / "buried.safetensors"))
+    cond, _ = clip.encode("a photo of embedding:buried a cat")
+    expected, _ = by_hand(clip, "clip_l", "a photo of", vectors, "a cat", "sd1")
+    assert (cond - expected).abs().max() < 1e-5
+    cond, _ = clip.encode("a photo of embedding:deep/buried a cat")  # a path below a subfolder, as ComfyUI joins it
+    assert (cond - expected).abs().max() < 1e-5

@@ -1,7 +1,8 @@
 """Textual-inversion embeddings: `embedding:name` in a prompt puts the file's vectors where tokens
 would be (ComfyUI's syntax; `(embedding:name:1.2)` weights them like any tokens).
 
-Files live in models/embeddings/ and are named with or without their extension. Layouts read:
+Files live in models/embeddings/ (or any subfolder of it, as ComfyUI searches them) and are named
+with or without their extension. Layouts read:
   A1111 .safetensors   one tensor "emb_params" [n, D]
   A1111 .pt            {"string_to_param": {"*": [n, D]}, ...} (torch.load(weights_only=True) only)
   SDXL                 "clip_l" [n, 768] and "clip_g" [n, 1280]: each tower takes its own
@@ -27,11 +28,18 @@ EXTENSIONS = ("", ".safetensors", ".pt", ".bin")
 
 
 def find_embedding(name: str) -> Path | None:
+    """models/embeddings/<name>[.safetensors|.pt|.bin], else the same in any of its subfolders
+    (ComfyUI searches every subfolder too: `embedding:EasyNegative` finds
+    embeddings/negative/EasyNegative.safetensors); the first in name order."""
     for ext in EXTENSIONS:
         try:
             return folders.find_model("embeddings", name + ext)
         except (FileNotFoundError, ValueError):
             continue
+    listed = folders.list_models("embeddings")
+    for relative in listed:
+        if any(relative.endswith("/" + name + ext) for ext in EXTENSIONS):
+            return folders.find_model("embeddings", relative)
     return None
 
 
