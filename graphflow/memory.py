@@ -675,9 +675,14 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def _changed(weight: torch.Tensor, patches: tuple) -> torch.Tensor:
+    dtype = weight.dtype
+    if len(patches) > 1 and dtype in (torch.float16, torch.bfloat16):
+        # stacked patches (LoRAs) change one float32 copy and round once, as ComfyUI's patcher
+        # does: rounding to half precision after each would add their rounding errors
+        weight = weight.float()
     for p in patches:
         weight = p.change(weight)
-    return weight
+    return weight.to(dtype)
 
 
 def _fly(owner: nn.Module, param: nn.Parameter, patches: tuple) -> tuple:

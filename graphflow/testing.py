@@ -246,8 +246,11 @@ def write_lora(path, arch: str, rank: int = 4, alpha: float | None = 2.0, seed: 
         towers = [ClipTower(spec, build_tower_module(text_config(spec.name, scaled_down), PROJECTED[spec.name]))
                   for spec in ARCH_TOWERS[base_arch(arch)]]
         clip = TextEncoder(base_arch(arch), towers)
+        seen = set()  # one module per layer: the first of its names (the others are aliases)
         for key, (index, module_path) in text_lora_names(clip).items():
-            targets[key] = tuple(towers[index].model.get_submodule(module_path).weight.shape)
+            if (index, module_path) not in seen and module_path != "text_projection":
+                seen.add((index, module_path))
+                targets[key] = tuple(towers[index].model.get_submodule(module_path).weight.shape)
     generator = torch.Generator().manual_seed(seed)
     tensors = {}
     for key, shape in targets.items():

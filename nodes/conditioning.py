@@ -54,7 +54,8 @@ class CLIPEncode(Node):
 
 class CLIPSetLastLayer(Node):
     """Stop the text encoder at an earlier layer for every prompt encoded with it
-    (-1 = the last layer, -2 = the one before)."""
+    (-1 = the last layer, -2 = the one before). As in ComfyUI, a CLIP with fewer layers than asked
+    for uses its last one, and T5 (SD3, FLUX, T5-only models) stops at that layer too."""
     category = "conditioning"
     clip: CLIP
     stop_at_clip_layer: int = Int(-1, min=-24, max=-1)

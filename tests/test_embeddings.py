@@ -133,3 +133,66 @@ def test_refuses_damaged_or_foreign_embedding_files(encoders, emb_dir):
     save_file({"a": torch.zeros(2, 4), "b": torch.zeros(2, 4)}, str(emb_dir / "lora.safetensors"))
     with pytest.raises(CheckpointError, match="lora.safetensors is not a textual-inversion embedding"):
         clip.encode("embedding:lora")
+
+
+def test_sd3_and_flux_clip_prompts_read_embeddings(encoders, emb_dir, caplog):
+    """ComfyUI's SD3 / FLUX tokenizers read embedding:name for their CLIP towers as SDXL's do: each
+    tower its own vectors, an unknown name warned about and left out (not encoded as text)."""
+    from graphflow.models.flow_text import FlowTextEncoder
+
+    xl = encoders["sdxl"]
+    vl = _vectors(2, xl.tower("clip_l").hidden_size, 5)
+    vg = _vectors(2, xl.tower("clip_g").hidden_size, 6)
+    save_file({"clip_l": vl, "clip_g": vg}, str(emb_dir / "both.safetensors"))
+    sd3 = FlowTextEncoder("sd3", clip_l=xl.tower("clip_l"), clip_g=xl.tower("clip_g"))
+    context, _ = sd3.encode("embedding:both, a red car")
+    hl, _ = by_hand(xl, "clip_l", "", vl, ", a red car", "sdxl")  # SD3's CLIP: penultimate, no norm, as SDXL's
+    hg, _ = by_hand(xl, "clip_g", "", vg, ", a red car", "sdxl")
+    assert (context[:, :, :64] - hl).abs().max() < 1e-5 and (context[:, :, 64:192] - hg).abs().max() < 1e-5
+    with caplog.at_level(logging.WARNING):
+        unknown, _ = sd3.encode("a embedding:nothere cat")
+    assert "embedding:nothere does not exist" in caplog.text
+    assert torch.equal(unknown, sd3.encode("a cat")[0])
+
+
+def test_t5_prompts_read_embeddings_as_comfyui(emb_dir, caplog):
+    """ComfyUI's T5 tokenizers read embedding:name too (key t5xxl, 4096 wide on T5-XXL): the vectors
+    stand in the sequence where the name was; an unknown name, or a file whose vectors are of
+    another width (an SD1 embedding in a FLUX prompt), is left out with a warning."""
+    from graphflow.models.t5 import t5_from_state_dict, t5_ids
+    from graphflow.testing import t5_state
+
+    t5 = t5_from_state_dict(t5_state(seed=2, dtype=torch.float32))
+    width = t5.hidden_size
+    vectors = _vectors(2, width, 7) * 20
+    save_file({"t5xxl": vectors, "clip_l": _vectors(2, 64, 8)}, str(emb_dir / "tv.safetensors"))
+    save_file({"emb_params": _vectors(3, 64, 9)}, str(emb_dir / "sd1only.safetensors"))
+    got = t5.encode("a embedding:tv (red:1.5) fox", 12)
+    ids = t5_ids("a ") + [0, 0] + t5_ids("red") + t5_ids(" fox") + [1]
+    ids += [0] * (12 - len(ids))
+    n = len(t5_ids("a "))
+    with torch.no_grad():
+        embeds = t5.model.get_input_embeddings()(torch.tensor([ids])).clone()
+        embeds[0, n:n + 2] = vectors
+        z = t5.model(inputs_embeds=embeds).last_hidden_state
+        empty = t5.model(input_ids=torch.tensor([[1] + [0] * 11])).last_hidden_state
+    red = n + 2
+    z[0, red] = (z[0, red] - empty[0, red]) * 1.5 + empty[0, red]
+    torch.testing.assert_close(got, z, atol=1e-5, rtol=0)
+    with caplog.at_level(logging.WARNING):
+        left_out = t5.encode("a embedding:nothere fox embedding:sd1only", 12)
+    assert "embedding:nothere does not exist" in caplog.text and "sd1only" in caplog.text
+    torch.testing.assert_close(left_out, t5.encode("a fox", 12), atol=0, rtol=0)
+
+
+def test_embeddings_in_subfolders_are_found_by_name(encoders, emb_dir):
+    """ComfyUI looks for embedding:name in every subfolder of models/embeddings/ too."""
+    clip = encoders["sd1"]
+    vectors = _vectors(2, clip.tower("clip_l").hidden_size, 10)
+    (emb_dir / "negative" / "deep").mkdir(parents=True)
+    save_file({"emb_params": vectors}, str(emb_dir / "negative" / "deep" / "buried.safetensors"))
+    cond, _ = clip.encode("a photo of embedding:buried a cat")
+    expected, _ = by_hand(clip, "clip_l", "a photo of", vectors, "a cat", "sd1")
+    assert (cond - expected).abs().max() < 1e-5
+    cond, _ = clip.encode("a photo of embedding:deep/buried a cat")  # a path below a subfolder, as ComfyUI joins it
+    assert (cond - expected).abs().max() < 1e-5

@@ -151,6 +151,17 @@ def test_sd3_lora_in_diffusers_and_comfyui_layouts_matches_diffusers(tmp_path, f
     a, b = run(patched)
     assert (a - plain).abs().max() > 1e-2
     assert (a - b).abs().max() <= TOL
+    # the same LoRA as PEFT's bare base_model.model. names and SimpleTuner's lycoris_ kohya-style
+    # names (both read by ComfyUI for SD3): the same weights
+    expected = memory.manager().weights(patched.unet, patched.patches)
+    for layout, rename in (("peft", lambda k: "base_model.model." + k[len("transformer."):]),
+                           ("peft_default", lambda k: k.replace(".weight", ".default.weight")),
+                           ("lycoris", lambda k: "lycoris_" + k[len("transformer."):].rsplit(".lora_", 1)[0]
+                            .replace(".", "_") + {"A": ".lora_down.weight", "B": ".lora_up.weight"}[k[-8]])):
+        save_file({rename(k): v for k, v in lora.items()}, str(tmp_path / f"sd3_{layout}.safetensors"))
+        other, _ = apply_lora(model, None, tmp_path / f"sd3_{layout}.safetensors", 1.0, 0.0)
+        got = memory.manager().weights(other.unet, other.patches)
+        assert all(torch.equal(got[k], expected[k]) for k in expected), layout
 
     # ComfyUI-native layout of the same change: diffusion_model. + SAI's names, q/k/v fused
     # (the up matrices stacked over a down matrix of the three ranks side by side)
@@ -214,3 +225,31 @@ def test_flux_clip_l_lora_in_kohya_and_diffusers_layouts(tmp_path):
         running = memory.manager().weights(clip.towers[0].model, clip.towers[0].patches)  # what it runs with
         new = next(v for k, v in running.items() if k.endswith("encoder.layers.0.self_attn.q_proj.weight"))
         torch.testing.assert_close(new.float(), q.weight.float() + 0.5 * up @ down, atol=2e-3, rtol=1e-3)
+
+
+def test_t5_lora_keys_as_comfyui_numbers_them(tmp_path):
+    """OneTrainer-style T5 modules: ComfyUI numbers T5 after the CLIP towers (FLUX: lora_te2_ and
+    lora_te3_, SD3: lora_te3_) and also reads text_encoders.t5xxl.transformer. + the module path.
+    strength_clip scales them; the T5 network itself is left untouched."""
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.models.flow_text import FlowTextEncoder
+
+    ckpt = load_checkpoint(write_flow_checkpoint(tmp_path / "flux.safetensors", "flux_schnell"), device="cpu")
+    clip = ckpt.clip
+    assert clip.t5 is not None
+    path = "encoder.block.1.layer.0.SelfAttention.q"
+    q = clip.t5.model.get_submodule(path)
+    g = torch.Generator().manual_seed(4)
+    down, up = torch.randn(2, q.in_features, generator=g), torch.randn(q.out_features, 2, generator=g)
+    expected = q.weight.float() + 0.5 * (1.5 / 2) * up @ down
+    sd3 = FlowTextEncoder("sd3", clip_l=clip.clip_l, clip_g=clip.clip_l, t5=clip.t5)  # any second tower: T5 is 3rd
+    for encoder, name in ((clip, "lora_te2_"), (clip, "lora_te3_"), (clip, "text_encoders.t5xxl.transformer."),
+                          (sd3, "lora_te3_")):
+        module = name + (path.replace(".", "_") if name.startswith("lora_") else path)
+        save_file({f"{module}.lora_down.weight": down, f"{module}.lora_up.weight": up,
+                   f"{module}.alpha": torch.tensor(1.5)}, str(tmp_path / "t5.safetensors"))
+        _, patched = apply_lora(ckpt.model, encoder, tmp_path / "t5.safetensors", 1.0, 0.5)
+        running = memory.manager().weights(patched.t5.model, patched.t5.patches)[path + ".weight"]
+        torch.testing.assert_close(running.float(), expected, atol=2e-3, rtol=1e-3)
+        assert not torch.equal(patched.encode("a fox")[0], encoder.encode("a fox")[0])
+    assert torch.equal(q.weight, clip.t5.model.get_submodule(path).weight) and not clip.t5.patches

@@ -274,7 +274,14 @@ def test_clip_skip_on_sd3_encoders(sd3_clip):
     context, _ = last.encode("a cat")
     torch.testing.assert_close(context[:, :77, :64], _clip_by_hand(sd3_clip.clip_l, "a cat", layer=-1)[0], atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="clip_skip"):
-        sd3_clip.encode("a cat", clip_skip=-9)
+        sd3_clip.encode("a cat", clip_skip=0)
+    # past CLIP-L's 2 layers (ComfyUI's CLIPSetLastLayer goes to -24): its last layer, normed; CLIP-G's -3
+    context, _ = sd3_clip.with_clip_skip(-3).encode("a cat")
+    ids = torch.tensor(tokenize_prompt("a cat", sd3_clip.clip_l.spec.pad_token).ids)
+    normed = sd3_clip.clip_l.transformer(input_ids=ids).last_hidden_state
+    torch.testing.assert_close(context[:, :77, :64], normed, atol=1e-5, rtol=0)
+    torch.testing.assert_close(context[:, :77, 64:192], _clip_by_hand(sd3_clip.clip_g, "a cat", layer=-3)[0],
+                               atol=1e-5, rtol=0)
 
 
 @torch.no_grad()
@@ -328,3 +335,30 @@ def test_t5_tokenizer_options_pad_as_comfyui_orders_them(builtin_registry, encod
                                atol=1e-5, rtol=0)
     other = object()  # a CLIP without T5 passes through, as ComfyUI sets options it never reads
     assert call(builtin_registry, "T5TokenizerOptions", clip=other, min_padding=1, min_length=1) is other
+
+
+@torch.no_grad()
+def test_clip_set_last_layer_reaches_t5(sd3_clip, reference_tokenizer):
+    """ComfyUI's CLIPSetLastLayer sets the layer of every encoder of SD3 / FLUX, T5 included: -2 gives
+    the output of T5's second-to-last block through its final layer norm, i.e. the stack without
+    its last block; -1 and a layer past the first block give the usual last layer."""
+    import copy
+
+    prompt = "a (red:1.2) fox"
+    ids = torch.tensor([tokenize_t5(prompt, 77)[0]])
+    empty = torch.tensor([[1] + [0] * (ids.shape[1] - 1)])
+    shorter = copy.deepcopy(sd3_clip.t5.model)
+    shorter.encoder.block = shorter.encoder.block[:-1]
+    z, z_empty = shorter(input_ids=ids).last_hidden_state, shorter(input_ids=empty).last_hidden_state
+    w = torch.tensor(tokenize_t5(prompt, 77)[1])[None, :, None]
+    expected = torch.where(w != 1.0, (z - z_empty) * w + z_empty, z)
+    context, _ = sd3_clip.with_clip_skip(-2).encode(prompt)
+    torch.testing.assert_close(context[:, 77:], expected, atol=1e-5, rtol=0)
+    flux = FlowTextEncoder("flux", clip_l=sd3_clip.clip_l, t5=sd3_clip.t5)
+    context, _ = flux.with_clip_skip(-2).encode("a fox")
+    torch.testing.assert_close(context, shorter(input_ids=torch.tensor([tokenize_t5("a fox", 256)[0]])).last_hidden_state,
+                               atol=1e-5, rtol=0)
+    plain = flux.encode("a fox")[0]
+    assert not torch.allclose(context, plain, atol=1e-3)
+    for layer in (-1, -99):
+        torch.testing.assert_close(flux.with_clip_skip(layer).encode("a fox")[0], plain, atol=1e-6, rtol=0)

@@ -177,3 +177,27 @@ def test_diffusers_names_match_diffusers_converter(tmp_path, arch, embed):
     for key, tensor in state.items():
         assert unet_diffusers_name(key[len(UNET_PREFIX):], blocks) == diffusers_name[id(tensor)], key
     assert len(converted) == len(state)
+
+
+def test_comfyui_text_encoder_aliases(tmp_path, sd1, sdxl):
+    """ComfyUI also reads SD1's CLIP-L as lora_te1_ (OneTrainer) and SDXL's bigG projection as
+    lora_te2_text_projection: the same change as the usual names."""
+    ckpt, _ = sd1
+    tower = ckpt.clip.towers[0]
+    inner = "text_model." if tower.transformer is not tower.model else ""
+    q = tower.model.get_submodule(inner + "encoder.layers.0.self_attn.q_proj")
+    g = torch.Generator().manual_seed(9)
+    down, up = torch.randn(2, q.in_features, generator=g), torch.randn(q.out_features, 2, generator=g)
+    save_file({"lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight": down,
+               "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight": up}, str(tmp_path / "te1.safetensors"))
+    _, clip = apply_lora(ckpt.model, ckpt.clip, tmp_path / "te1.safetensors", 1.0, 0.5)
+    new = tower_weights(clip.towers[0])[inner + "encoder.layers.0.self_attn.q_proj.weight"]
+    torch.testing.assert_close(new, q.weight + 0.5 * up @ down)
+    xl, _ = sdxl
+    g_tower = xl.clip.towers[1]
+    proj = g_tower.projection.weight
+    down, up = torch.randn(2, proj.shape[1], generator=g), torch.randn(proj.shape[0], 2, generator=g)
+    save_file({"lora_te2_text_projection.lora_down.weight": down, "lora_te2_text_projection.lora_up.weight": up},
+              str(tmp_path / "proj.safetensors"))
+    _, clip = apply_lora(xl.model, xl.clip, tmp_path / "proj.safetensors", 1.0, 1.0)
+    torch.testing.assert_close(tower_weights(clip.towers[1])["text_projection.weight"], proj + up @ down)

@@ -70,13 +70,32 @@ def test_lora_and_dora_match_peft_in_diffusers_layout(tmp_path, dora):
 
 def test_dora_strength_scales_the_whole_change(tmp_path):
     original, expected, tensors = peft_case(LoraConfig(r=4, lora_alpha=3, target_modules=["lin", "conv"], use_dora=True))
-    file = kohya(tensors, 3.0, {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_up.weight",
-                                "lora_magnitude_vector.weight": "dora_scale"})
-    file = {k: v.reshape(-1, 1) if k.endswith("dora_scale") else v for k, v in file.items()}  # kohya's [out, 1]
+    file = {f"unet.{m}.{p}": v for (m, p), v in tensors.items()}
+    file.update({f"unet.{m}.alpha": torch.tensor(3.0) for m in ("lin", "conv")})
     ours = merged_by_us(tmp_path, original, file, strength=0.5)
     for name in ours:
         torch.testing.assert_close(ours[name], original[name] + 0.5 * (expected[name] - original[name]),
                                    atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.5])
+def test_dora_scale_per_output_row_is_normalised_by_the_unmerged_rows(tmp_path, strength):
+    """A kohya/LyCORIS dora_scale [out, 1] (LyCORIS's wd_on_out), as ComfyUI's weight_decompose
+    applies it: W' = m (W + dW) / (||W|| + eps), the norms of the weight's rows before the change;
+    then W + strength (W' - W). A [1, in] dora_scale takes the merged columns' norms."""
+    gen = torch.Generator().manual_seed(4)
+    w = torch.randn(6, 5, generator=gen)
+    down, up = torch.randn(2, 5, generator=gen), torch.randn(6, 2, generator=gen)
+    rows, cols = torch.rand(6, 1, generator=gen) + 0.5, torch.rand(1, 5, generator=gen) + 0.5
+    eps = torch.finfo(torch.float32).eps
+    merged = w + 1.5 * up @ down  # alpha 3, rank 2
+    for scale, norm in ((rows, w.norm(dim=1, keepdim=True)), (cols, merged.norm(dim=0, keepdim=True))):
+        path = tmp_path / "dora.safetensors"
+        save_file({"lora_unet_x.lora_down.weight": down, "lora_unet_x.lora_up.weight": up,
+                   "lora_unet_x.alpha": torch.tensor(3.0), "lora_unet_x.dora_scale": scale}, str(path))
+        ours = read_lora(path)["lora_unet_x"].patched(w, strength)
+        expected = w + strength * (merged * scale / (norm + eps) - w)
+        torch.testing.assert_close(ours, expected, atol=1e-6, rtol=1e-6)
 
 
 def test_loha_matches_peft(tmp_path):
@@ -328,3 +347,129 @@ def test_flux_lora_in_bfl_comfyui_and_kohya_layouts(tmp_path):
     old = weights(unet)
     changed = {n for n, w in weights(model.unet, model.patches).items() if not torch.equal(w, old[n])}
     assert changed == {"double_blocks.0.img_attn.qkv.weight", "single_blocks.0.linear1.weight"}
+
+
+def test_old_diffusers_and_lycoris_layouts_equal_kohya_names(sd1):
+    """Layouts ComfyUI reads beside kohya's: old diffusers attention processors
+    (`attn1.processor.to_q_lora.up.weight`, `to_out_lora` for to_out.0), old diffusers text
+    encoders (`q_proj.lora_linear_layer.up.weight`) and SimpleTuner's `lycoris_` + diffusers' names:
+    each patches the same weights by the same amounts as the kohya-named file."""
+    ckpt, root = sd1
+    gen = torch.Generator().manual_seed(5)
+    unet, tower = ckpt.model.unet, ckpt.clip.towers[0]
+    inner = "text_model." if tower.transformer is not tower.model else ""
+    attn = "down_blocks.0.attentions.0.transformer_blocks.0.attn1"
+    modules = {  # diffusers name -> (weight shape, kohya name)
+        f"{attn}.to_q": unet.get_submodule("input_blocks.1.1.transformer_blocks.0.attn1.to_q").weight.shape,
+        f"{attn}.to_out.0": unet.get_submodule("input_blocks.1.1.transformer_blocks.0.attn1.to_out.0").weight.shape,
+    }
+    kohya, processor, lycoris = {}, {}, {}
+    for name, (out_ch, in_ch) in modules.items():
+        down, up = torch.randn(2, in_ch, generator=gen), torch.randn(out_ch, 2, generator=gen)
+        flat = name.replace(".", "_")
+        kohya.update({f"lora_unet_{flat}.lora_down.weight": down, f"lora_unet_{flat}.lora_up.weight": up})
+        lycoris.update({f"lycoris_{flat}.lora_down.weight": down, f"lycoris_{flat}.lora_up.weight": up})
+        old = name.replace(".to_", ".processor.to_").removesuffix(".0")
+        processor.update({f"unet.{old}_lora.down.weight": down, f"unet.{old}_lora.up.weight": up})
+    text = f"text_model.{TEXT}"
+    out_ch, in_ch = tower.model.get_submodule(inner + TEXT).weight.shape
+    down, up = torch.randn(2, in_ch, generator=gen), torch.randn(out_ch, 2, generator=gen)
+    kohya.update({f"lora_te_{text.replace('.', '_')}.lora_down.weight": down,
+                  f"lora_te_{text.replace('.', '_')}.lora_up.weight": up})
+    processor.update({f"text_encoder.{text}.lora_linear_layer.down.weight": down,
+                      f"text_encoder.{text}.lora_linear_layer.up.weight": up})
+
+    def patched(tensors, name):
+        save_file(tensors, str(root / name))
+        model, clip = apply_lora(ckpt.model, ckpt.clip, root / name, 0.7, 0.9)
+        return (weights(model.unet, model.patches), weights(clip.towers[0].model, clip.towers[0].patches),
+                changed_weights(ckpt, model, clip))
+
+    unet_w, text_w, changed = patched(kohya, "kohya_names.safetensors")
+    assert len(changed) == 3
+    for tensors, name in ((processor, "processor.safetensors"), (lycoris, "lycoris.safetensors")):
+        other_unet, other_text, other_changed = patched(tensors, name)
+        assert other_changed == (changed if tensors is processor else {c for c in changed if c[0] == "unet"})
+        assert all(torch.equal(other_unet[k], unet_w[k]) for k in unet_w), name
+        if tensors is processor:
+            assert all(torch.equal(other_text[k], text_w[k]) for k in text_w)
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.6])
+def test_glora_changes_a_weight_through_itself(tmp_path, strength):
+    """LyCORIS GLoRA (a1, a2, b1, b2; alpha / r): a linear W becomes W + s (W a1 a2 + b1 b2); a conv's
+    W a1 a2 mixes its input channels first, so it equals the original conv after a 1x1 conv by
+    a1 a2; old LyCORIS files (a1 [r, in], a2 [in, r] on a square W) give W + s (b2 b1 + W a2 a1)."""
+    gen = torch.Generator().manual_seed(6)
+    r = lambda *shape: torch.randn(*shape, generator=gen) * 0.3  # noqa: E731
+    f = nn.functional
+    lin, conv, square = r(6, 5), r(6, 4, 3, 3), r(5, 5)
+    tensors = {"lora_unet_lin.a1.weight": r(5, 2), "lora_unet_lin.a2.weight": r(2, 5),
+               "lora_unet_lin.b1.weight": r(6, 2), "lora_unet_lin.b2.weight": r(2, 5),
+               "lora_unet_lin.alpha": torch.tensor(3.0),
+               "lora_unet_conv.a1.weight": r(4, 2), "lora_unet_conv.a2.weight": r(2, 4),
+               "lora_unet_conv.b1.weight": r(6, 2), "lora_unet_conv.b2.weight": r(2, 36),
+               "lora_unet_old.a1.weight": r(3, 5), "lora_unet_old.a2.weight": r(5, 3),
+               "lora_unet_old.b1.weight": r(3, 5), "lora_unet_old.b2.weight": r(5, 3)}
+    save_file(tensors, str(tmp_path / "glora.safetensors"))
+    modules = read_lora(tmp_path / "glora.safetensors")
+    t = {k.removeprefix("lora_unet_"): v for k, v in tensors.items()}
+    s = strength * 3.0 / 2
+    torch.testing.assert_close(modules["lora_unet_lin"].patched(lin, strength),
+                               lin + s * (lin @ t["lin.a1.weight"] @ t["lin.a2.weight"]
+                                          + t["lin.b1.weight"] @ t["lin.b2.weight"]), atol=1e-5, rtol=1e-5)
+    x = r(1, 4, 7, 7)
+    mix = (t["conv.a1.weight"] @ t["conv.a2.weight"])[:, :, None, None]
+    expected = (f.conv2d(x, conv) + strength * f.conv2d(f.conv2d(x, mix), conv)
+                + strength * f.conv2d(x, (t["conv.b1.weight"] @ t["conv.b2.weight"]).reshape(6, 4, 3, 3)))
+    torch.testing.assert_close(f.conv2d(x, modules["lora_unet_conv"].patched(conv, strength)), expected,
+                               atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(modules["lora_unet_old"].patched(square, strength),
+                               square + strength * (t["old.b2.weight"] @ t["old.b1.weight"]
+                                                    + square @ t["old.a2.weight"] @ t["old.a1.weight"]),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_lycoris_norm_diffs_patch_norm_weight_and_bias(sd1):
+    """LyCORIS's trained norm layers (w_norm, b_norm) are full diffs of the norm's weight and bias."""
+    ckpt, root = sd1
+    norm = ckpt.model.unet.get_submodule("input_blocks.1.0.in_layers.0")  # diffusers' down_blocks.0.resnets.0.norm1
+    w, b = torch.randn(norm.weight.shape), torch.randn(norm.bias.shape)
+    save_file({"lora_unet_down_blocks_0_resnets_0_norm1.w_norm": w,
+               "lora_unet_down_blocks_0_resnets_0_norm1.b_norm": b}, str(root / "norms.safetensors"))
+    model, _ = apply_lora(ckpt.model, None, root / "norms.safetensors", 0.5, 0.0)
+    got = weights(model.unet, model.patches)
+    torch.testing.assert_close(got["input_blocks.1.0.in_layers.0.weight"], norm.weight + 0.5 * w)
+    torch.testing.assert_close(got["input_blocks.1.0.in_layers.0.bias"], norm.bias + 0.5 * b)
+
+
+def test_stacked_loras_on_a_half_precision_weight_round_once():
+    """ComfyUI patches a float32 copy of a bf16/fp16 weight with every stacked LoRA and rounds
+    once; rounding after each LoRA would give other numbers."""
+    from graphflow.memory import WeightPatch
+    from graphflow.models.lora import LoraModule, _change
+
+    gen = torch.Generator().manual_seed(11)
+    layer = nn.Linear(64, 48).to(torch.bfloat16)
+    mods = [LoraModule({"lora_down.weight": torch.randn(4, 64, generator=gen),
+                        "lora_up.weight": torch.randn(48, 4, generator=gen) * 1e-2}) for _ in range(3)]
+    patches = tuple(WeightPatch("weight", lambda w, m=m: _change(m, 0.7, w)) for m in mods)
+    got = weights(layer, patches)["weight"]
+    w32 = layer.weight.float()
+    deltas = [0.7 * (m.parts["lora_up.weight"] @ m.parts["lora_down.weight"]) for m in mods]
+    assert torch.equal(got, (w32 + deltas[0] + deltas[1] + deltas[2]).to(torch.bfloat16))
+    each = layer.weight
+    for d in deltas:
+        each = (each.float() + d).to(torch.bfloat16)
+    assert not torch.equal(got, each)  # the test tells the two apart
+    assert got.dtype == torch.bfloat16 and torch.equal(weights(layer, patches[:1])["weight"],
+                                                       (w32 + deltas[0]).to(torch.bfloat16))
+
+
+def test_set_weight_replaces_the_weight_at_any_strength(tmp_path):
+    """ComfyUI's `set_weight` patch copies the tensor over the weight; strength does not scale it."""
+    new = torch.randn(6, 5, generator=torch.Generator().manual_seed(12))
+    save_file({"diffusion_model.x.set_weight": new}, str(tmp_path / "set.safetensors"))
+    module = read_lora(tmp_path / "set.safetensors")["lora_unet_x"]
+    for strength in (1.0, 0.3):
+        assert torch.equal(module.patched(torch.zeros(6, 5), strength), new)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from diffusers.loaders.single_file_utils import convert_stable_cascade_unet_single_file_to_diffusers
 from diffusers.models.unets.unet_stable_cascade import StableCascadeUNet as DiffusersCascade
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from graphflow.executor import Executor
 from graphflow.models.checkpoint import load_diffusion_model, load_vae
@@ -394,3 +394,33 @@ def test_all_in_one_checkpoints(tmp_path, split_attention):  # split: also the o
     stage_c = load_checkpoint(write_stable_cascade_checkpoint(tmp_path / "c.safetensors", "c", seed=2),
                               device="cpu", dtype=torch.float32)
     assert stage_c.model.arch == "stable_cascade_c" and stage_c.vae is None and stage_c.clip is not None
+
+
+def test_stable_cascade_kohya_lora_prefixes(models, tmp_path):
+    """kohya's Stable Cascade LoRAs name stage C lora_prior_unet_ + its module path and CLIP-G
+    lora_prior_te_ (text projection included), as ComfyUI maps them."""
+    from graphflow import memory
+    from graphflow.models.lora import apply_lora
+    from graphflow.models.text_encoder_files import load_text_encoders
+
+    model = load_diffusion_model(models / "diffusion_models" / "stage_c.safetensors")
+    clip = load_text_encoders([models / "text_encoders" / "clip_g.safetensors"], "stable_cascade",
+                              device=torch.device("cpu"), dtype=torch.float32)
+    path, layer = next((n, m) for n, m in model.unet.named_modules() if isinstance(m, torch.nn.Linear))
+    proj = clip.clip_g.projection.weight
+    g = torch.Generator().manual_seed(1)
+    tensors = {}
+    for name, weight in ((f"lora_prior_unet_{path.replace('.', '_')}", layer.weight),
+                         ("lora_prior_te_text_projection", proj)):
+        tensors[name + ".lora_down.weight"] = torch.randn(2, weight.shape[1], generator=g)
+        tensors[name + ".lora_up.weight"] = torch.randn(weight.shape[0], 2, generator=g)
+    save_file(tensors, str(tmp_path / "cascade_lora.safetensors"))
+    new_model, new_clip = apply_lora(model, clip, tmp_path / "cascade_lora.safetensors", 0.5, 1.0)
+    delta = tensors[f"lora_prior_unet_{path.replace('.', '_')}.lora_up.weight"] @ \
+        tensors[f"lora_prior_unet_{path.replace('.', '_')}.lora_down.weight"]
+    got = memory.manager().weights(new_model.unet, new_model.patches)[path + ".weight"]
+    torch.testing.assert_close(got.float(), layer.weight.float() + 0.5 * delta, atol=1e-2, rtol=1e-2)
+    tower = new_clip.clip_g
+    got = memory.manager().weights(tower.model, tower.patches)["text_projection.weight"]
+    torch.testing.assert_close(got, proj + tensors["lora_prior_te_text_projection.lora_up.weight"]
+                               @ tensors["lora_prior_te_text_projection.lora_down.weight"])

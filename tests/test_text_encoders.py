@@ -168,7 +168,7 @@ def test_sdxl_weighting_per_tower(files, encoders):
 
 def test_clip_skip_validation(encoders):
     enc = encoders["sd1"]  # 2 layers
-    for bad in (0, 1, -3):
+    for bad in (0, 1, 1.5):
         with pytest.raises(ValueError, match="clip_skip"):
             enc.encode("x", clip_skip=bad)
     skipped = enc.with_clip_skip(-2)
@@ -231,3 +231,20 @@ def test_half_precision_on_cpu(files, encoders):
     cond32, _ = encoders["sd1"].encode(PROMPT)
     assert cond16.dtype == torch.float32  # conditioning leaves the encoder in float32
     assert max_diff(cond16, cond32) < 2e-2
+
+
+@torch.no_grad()
+def test_clip_skip_past_a_towers_first_layer_gives_its_last_layer(files, encoders):
+    """ComfyUI's CLIPSetLastLayer goes down to -24 for every CLIP; a tower with fewer layers (SDXL's
+    CLIP-L beside bigG) then gives its last layer through the final layer norm, the other tower
+    its own layer. Tiny SDXL: CLIP-L 2 layers, bigG 3."""
+    path = files["sdxl"]
+    out_l = reference_clip_l(path, "sdxl")(hf_ids(PROMPT, EOS), output_hidden_states=True)
+    out_g = reference_open_clip(path, "clip_g", "conditioner.embedders.1.model.")(hf_ids(PROMPT, 0),
+                                                                                   output_hidden_states=True)
+    cond, _ = encoders["sdxl"].with_clip_skip(-3).encode(PROMPT)
+    expected = torch.cat([out_l.last_hidden_state, out_g.hidden_states[-3]], dim=-1)
+    assert max_diff(cond, expected) <= TOL
+    # SD1 (2 layers, normed): -24 is the plain last layer
+    sd1 = encoders["sd1"]
+    assert torch.equal(sd1.with_clip_skip(-24).encode(PROMPT)[0], sd1.encode(PROMPT)[0])

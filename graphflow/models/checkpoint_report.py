@@ -229,7 +229,8 @@ def _lora_detail(shapes) -> str:
         if part == "lora_down.weight":
             ranks[shape[0]] += 1
         types.add("LoHa" if part.startswith("hada_") else "LoKr" if part.startswith("lokr_")
-                  else "DoRA" if part == "dora_scale" else "full-diff" if part == "diff"
+                  else "GLoRA" if part in ("a1.weight", "a2.weight", "b1.weight", "b2.weight")
+                  else "DoRA" if part in ("dora_scale", "magnitude") else "full-diff" if part == "diff"
                   else "bias-diff" if part == "diff_b" else "LoRA")
     targets = Counter("text encoder" if n.startswith(("lora_te", "text_encoders.")) else "diffusion model"
                       for n in modules)

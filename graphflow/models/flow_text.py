@@ -50,6 +50,8 @@ Cosmos 1.0 and Cosmos-Predict2 ("cosmos", CLIPLoader's type): context = "old" T5
      pooled vector (None).
 CLIP hidden states are not passed through the final layer norm (as SDXL's, ComfyUI's and
 diffusers'); pooled always comes from the last layer, first window, unweighted.
+CLIPSetLastLayer (`with_clip_skip`) sets the layer of every encoder, T5 included, as ComfyUI's
+set_clip_options does: T5 then gives that block's output through its final layer norm.
 """
 
 import copy
@@ -59,7 +61,8 @@ import torch
 from .attention import kernels
 from .t5 import EOS as T5_EOS
 from .t5 import MIN_LENGTH, T5Encoder
-from .text_encoders import ClipTower
+from .embeddings import embedding_lookup
+from .text_encoders import _VECTORS, ClipTower, _install_vector_hook, check_clip_skip, tower_hidden
 from .tokenizer import EOS, TokenWindows, empty_window, tokenize_prompt
 
 ARCHS = ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "mochi", "cosmos", "wan")
@@ -82,12 +85,18 @@ def clip_encode(tower: ClipTower, windows: TokenWindows, clip_skip: int = -2,
     transformer = tower.transformer
     tokens = torch.tensor(ids, dtype=torch.long, device=transformer.embeddings.token_embedding.weight.device)
     mask = None
+    if windows.vectors:  # textual-inversion vectors in place of their placeholder tokens
+        _install_vector_hook(transformer.embeddings.token_embedding)
     if mask_after_end:
         first_end = (tokens == EOS).int().argmax(dim=1)
         mask = (torch.arange(tokens.shape[1], device=tokens.device)[None] <= first_end[:, None]).long()
-    with kernels(tokens.device):
-        out = transformer(input_ids=tokens, attention_mask=mask, output_hidden_states=True)
-    hidden = out.hidden_states[clip_skip].float().cpu()
+    token = _VECTORS.set(windows.vectors or None)
+    try:
+        with kernels(tokens.device):
+            out = transformer(input_ids=tokens, attention_mask=mask, output_hidden_states=True)
+    finally:
+        _VECTORS.reset(token)
+    hidden = tower_hidden(tower, out, clip_skip, layer_norm=False).float().cpu()
     pooled = out.pooler_output[:1]
     if projected and tower.projection is not None:
         pooled = tower.projection(pooled)
@@ -97,6 +106,15 @@ def clip_encode(tower: ClipTower, windows: TokenWindows, clip_skip: int = -2,
         w = torch.tensor(windows.weights, dtype=torch.float32)[..., None]
         z = torch.where(w != 1.0, (z - hidden[k:]) * w + hidden[k:], z)
     return z.reshape(1, -1, z.shape[-1]), pooled.float().cpu()
+
+
+def _windows(tower: ClipTower | None, text: str, pad: int | None = None) -> TokenWindows:
+    """A CLIP prompt's windows with `embedding:name` read for the tower (as ComfyUI's SD3 / FLUX
+    tokenizers do); a missing tower's (its zeros stand in) with the text alone."""
+    if tower is None:
+        return tokenize_prompt(text, 0 if pad is None else pad)
+    return tokenize_prompt(text, tower.spec.pad_token if pad is None else pad,
+                           embedding_lookup(tower.name, tower.hidden_size))
 
 
 class FlowTextEncoder:
@@ -149,17 +167,24 @@ class FlowTextEncoder:
         clone.clip_l, clone.clip_g = named.get("clip_l"), named.get("clip_g")
         return clone
 
+    def with_t5(self, t5: T5Encoder) -> "FlowTextEncoder":
+        """The same encoder with another T5 (the same network with LoRA patches)."""
+        clone = copy.copy(self)
+        clone.t5 = t5
+        return clone
+
     def _check_clip_skip(self, clip_skip: int) -> None:
-        if not self.towers:  # T5 alone: no CLIP layer to pick
-            return
-        layers = min(t.num_layers for t in self.towers)
-        if not isinstance(clip_skip, int) or not -layers <= clip_skip <= -1:
-            raise ValueError(f"clip_skip must be an integer from -1 (last layer) to -{layers}, got {clip_skip!r}")
+        check_clip_skip(clip_skip)
 
     def with_clip_skip(self, clip_skip: int) -> "FlowTextEncoder":
+        """CLIPSetLastLayer: the CLIP towers' layer, and T5's too (ComfyUI passes the layer to every
+        encoder of SD3 / FLUX / the T5-alone models; T5 then gives that block's output through
+        its final layer norm)."""
         self._check_clip_skip(clip_skip)
         clone = copy.copy(self)
         clone.clip_skip = clip_skip
+        if self.t5 is not None:
+            clone.t5 = self.t5.with_layer(clip_skip)
         return clone
 
     def with_t5_padding(self, min_padding: int, min_length: int) -> "FlowTextEncoder":
@@ -210,7 +235,7 @@ class FlowTextEncoder:
             clip_skip = self.clip_skip if clip_skip is None else clip_skip
             self._check_clip_skip(clip_skip)
             # padded with the end token, and masked after the first one, as ComfyUI's StableCascadeClipG
-            return clip_encode(self.clip_g, tokenize_prompt(prompt, EOS), clip_skip, mask_after_end=True)
+            return clip_encode(self.clip_g, _windows(self.clip_g, prompt, EOS), clip_skip, mask_after_end=True)
         return self.encode_sd3(prompt, prompt, prompt, empty_padding=True, clip_skip=clip_skip)
 
     def encode_flux(self, clip_l: str, t5xxl: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -221,7 +246,7 @@ class FlowTextEncoder:
         else:
             context = torch.zeros(1, length, self.context_dim)
         if self.clip_l is not None:
-            _, pooled = clip_encode(self.clip_l, tokenize_prompt(clip_l, self.clip_l.spec.pad_token),
+            _, pooled = clip_encode(self.clip_l, _windows(self.clip_l, clip_l),
                                     self.clip_skip, projected=False)
         else:
             pooled = torch.zeros(1, POOLED["clip_l"])
@@ -239,7 +264,7 @@ class FlowTextEncoder:
         for name, text in (("clip_l", clip_l), ("clip_g", clip_g)):
             tower = getattr(self, name)
             pad = tower.spec.pad_token if tower is not None else 0
-            windows[name] = None if (not text and not empty_padding) else tokenize_prompt(text, pad)
+            windows[name] = None if (not text and not empty_padding) else _windows(tower, text, pad)
         lw, gw = windows["clip_l"], windows["clip_g"]
         if (lw is None) != (gw is None) or (lw is not None and len(lw.ids) != len(gw.ids)):
             count = max(len(w.ids) for w in (lw, gw) if w is not None)
@@ -248,7 +273,8 @@ class FlowTextEncoder:
                 pad = tower.spec.pad_token if tower is not None else 0
                 w = w or TokenWindows([], [])
                 extra = count - len(w.ids)
-                windows[name] = TokenWindows(w.ids + [empty_window(pad)] * extra, w.weights + [[1.0] * 77] * extra)
+                windows[name] = TokenWindows(w.ids + [empty_window(pad)] * extra, w.weights + [[1.0] * 77] * extra,
+                                             w.vectors)
 
         context = pooled = None
         if windows["clip_l"] is not None:

@@ -9,22 +9,38 @@ Formats (per patched layer, all in float32; `strength` multiplies the whole chan
   LoKr          `lokr_w1` or `lokr_w1_a @ lokr_w1_b`, `lokr_w2` or `lokr_w2_a @ lokr_w2_b` (or CP
                 with `lokr_t2`): delta = s kron(w1, w2), s = alpha / r when a factor is
                 decomposed (r = its rank), else 1
-  full diff     `diff`: delta = diff (any weight: linear, conv, norm, embedding)
+  GLoRA         `a1.weight`, `a2.weight`, `b1.weight`, `b2.weight` (LyCORIS), depending on the weight
+                W itself: delta = s (W a1 a2 + b1 b2) (convs: a1, a2 act on W's input channels),
+                or, in old LyCORIS files (a1 [r, in], a2 [in, r] on a square W), s (b2 b1 + W a2 a1);
+                s = alpha / r, as ComfyUI reads both
+  set           `set_weight`: the weight replaced by it, whatever the strength (ComfyUI's "set")
+  full diff     `diff`: delta = diff (any weight: linear, conv, norm, embedding); LyCORIS's norm
+                layer diffs `w_norm` / `b_norm` are read as `diff` / `diff_b`
   bias diff     `diff_b`: the module's bias + diff_b (alone or beside any of the above)
-  DoRA          any of the above with `dora_scale` (LyCORIS/kohya) or `lora_magnitude_vector`
-                (PEFT): W' = dora_scale * (W + delta) / ||W + delta||, the norm taken per output
-                row when dora_scale has one entry per output, else per input column (as ComfyUI
-                and LyCORIS do); W + strength (W' - W)
+  DoRA          any of the above with `dora_scale` (LyCORIS/kohya), as ComfyUI applies it: with
+                one entry per output row ([out, 1, ...], LyCORIS's wd_on_out)
+                W' = dora_scale * (W + delta) / ||W||, the norm of the layer's weight before this
+                module (ComfyUI's weight_decompose takes the un-merged rows' norms there, where
+                LyCORIS and PEFT take the merged ones), else per input column
+                W' = dora_scale * (W + delta) / ||W + delta||; W + strength (W' - W).
+                PEFT's `lora_magnitude_vector` (one per output row, which ComfyUI does not read)
+                is applied as PEFT merges it: W' = m * (W + delta) / ||W + delta|| per row
 
 Key layouts:
   kohya         `<prefix><module path with '_'>.<part>`, prefixes `lora_unet_` (UNet, diffusers'
                 block names or LDM's; FLUX/SD3's own module names), `lora_te_` (SD1/SD2 text
                 encoder), `lora_te1_` / `lora_te2_` (SDXL CLIP-L / bigG), text modules in
-                transformers' names (text_model.encoder.layers.0.self_attn.q_proj)
+                transformers' names (text_model.encoder.layers.0.self_attn.q_proj); T5 of SD3 /
+                FLUX numbered after the CLIP towers as ComfyUI does (SD3 `lora_te3_`, FLUX
+                `lora_te2_` or `lora_te3_`) + transformers' T5 path (encoder_block_0_layer_0_SelfAttention_q)
   diffusers/PEFT `unet.` / `transformer.` / `text_encoder.` / `text_encoder_2.` + dotted module
                 path + `.lora_A.weight` / `.lora_B.weight` (or `.lora.down.weight` /
-                `.lora.up.weight`, or old attention processors' `processor.to_q_lora.down.weight`),
-                `.alpha`, `.lora_magnitude_vector`; PEFT's `base_model.model.` is dropped
+                `.lora.up.weight`, `.lora_A.default.weight`, `.lora_linear_layer.down.weight`, or old attention
+                processors' `processor.to_q_lora.down.weight`), `.alpha`,
+                `.lora_magnitude_vector`; PEFT's `base_model.model.` is dropped (with no component
+                prefix after it, the names are the transformer's, as ComfyUI reads SD3's)
+  LyCORIS       SimpleTuner's `lycoris_` + diffusers' module path with '_' (as `lora_unet_`)
+  Cascade       `lora_prior_unet_` / `lora_prior_te_` (Stable Cascade's kohya LoRAs) as `lora_unet_` / `lora_te_`
   ComfyUI/BFL   `diffusion_model.` + the model's own module path + the parts of either layout;
                 text encoders as `text_encoders.<clip_l|clip_g|clip_h>.transformer.` + the module's
                 path in transformers' names (what ComfyUI's LoraSave writes, graphflow.models.lora_extract)
@@ -57,22 +73,30 @@ from .diffusion_model import DiffusionModel
 from .flow_lora_names import flow_lora_names
 from .text_encoders import TextEncoder
 
-UNSUPPORTED = {"w_norm": "GLoRA/norm", "on_input": "IA3", "oft_": "OFT", "boft_": "BOFT", "a1.weight": "GLoRA"}
-PARTS = ("lora_down.weight", "lora_up.weight", "lora_mid.weight", "alpha", "dora_scale", "diff", "diff_b",
+UNSUPPORTED = {"on_input": "IA3", "oft_": "OFT", "boft_": "BOFT"}
+NORM_PARTS = {"w_norm": "diff", "b_norm": "diff_b"}  # LyCORIS's trained norm layers: plain diffs
+PARTS = ("lora_down.weight", "lora_up.weight", "lora_mid.weight", "alpha", "dora_scale", "magnitude", "diff", "diff_b",
+         "set_weight",
          "hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2",
-         "lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2")
+         "lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2",
+         "a1.weight", "a2.weight", "b1.weight", "b2.weight")
 # diffusers/PEFT part spellings -> kohya's
 DIFFUSERS_PARTS = {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_up.weight",
+                   "lora_A.default.weight": "lora_down.weight",  # PEFT's with its adapter name left in
+                   "lora_B.default.weight": "lora_up.weight",
                    "lora.down.weight": "lora_down.weight", "lora.up.weight": "lora_up.weight",
                    "lora_down.weight": "lora_down.weight", "lora_up.weight": "lora_up.weight",
                    "lora_mid.weight": "lora_mid.weight",
-                   "lora_magnitude_vector": "dora_scale", "lora_magnitude_vector.weight": "dora_scale",
+                   "lora_linear_layer.down.weight": "lora_down.weight",  # old diffusers text encoder LoRAs
+                   "lora_linear_layer.up.weight": "lora_up.weight",
+                   "lora_magnitude_vector": "magnitude", "lora_magnitude_vector.weight": "magnitude",
                    "dora_scale": "dora_scale", "alpha": "alpha"}
 DIFFUSERS_PREFIXES = {"unet.": "lora_unet_", "transformer.": "lora_unet_", "diffusion_model.": "lora_unet_",
                       "model.diffusion_model.": "lora_unet_", "text_encoder.": "lora_te_",
                       "text_encoder_2.": "lora_te2_"}
-# old diffusers attention-processor LoRAs: attn1.processor.to_q_lora -> attn1.to_q
-PROCESSOR_NAMES = {"to_q_lora": "to_q", "to_k_lora": "to_k", "to_v_lora": "to_v", "to_out_lora": "to_out.0"}
+# old diffusers attention-processor LoRAs: attn1.processor.to_q_lora.up.weight -> attn1.to_q
+PROCESSOR_NAMES = {"to_q": "to_q", "to_k": "to_k", "to_v": "to_v", "to_out": "to_out.0"}
+PROCESSOR_PARTS = {"_lora.down.weight": "lora_down.weight", "_lora.up.weight": "lora_up.weight"}
 RESNET_NAMES = {ldm: name for name, ldm in RESNET.items()}  # LDM ResBlock part -> diffusers'
 TEXT_ENCODERS = "text_encoders."  # ComfyUI's text-encoder prefix: module names kept dotted
 DORA_EPS = torch.finfo(torch.float32).eps
@@ -105,8 +129,12 @@ class LoraModule:
             return "LoHa"
         if any(n.startswith("lokr_") for n in names):
             return "LoKr"
+        if "a1.weight" in names:
+            return "GLoRA"
         if "diff" in names:
             return "diff"
+        if "set_weight" in names:
+            return "set"
         return "LoRA"
 
     @property
@@ -124,14 +152,17 @@ class LoraModule:
                 "LoHa": [{"hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"}],
                 "LoKr": [{"lokr_w1"} if "lokr_w1" in has else {"lokr_w1_a", "lokr_w1_b"},
                          {"lokr_w2"} if "lokr_w2" in has else {"lokr_w2_a", "lokr_w2_b"}],
-                "diff": [{"diff"}], "bias diff": []}[self.kind]
+                "GLoRA": [{"a1.weight", "a2.weight", "b1.weight", "b2.weight"}],
+                "diff": [{"diff"}], "set": [{"set_weight"}], "bias diff": []}[self.kind]
         if "hada_t1" in has or "hada_t2" in has:
             need.append({"hada_t1", "hada_t2"})
         missing = sorted(set().union(*need) - has)
         return f"a {self.kind} module needs {', '.join(missing)}" if missing else None
 
-    def delta(self, shape: torch.Size, device) -> torch.Tensor:
-        """The change to a weight of `shape` at strength 1 (before DoRA), in float32."""
+    def delta(self, weight: torch.Tensor) -> torch.Tensor:
+        """The change to `weight` at strength 1 (before DoRA), in float32. Only GLoRA's depends
+        on the weight's values; the others need its shape (a meta tensor will do)."""
+        shape, device = weight.shape, weight.device
         p = {k: v.to(device, torch.float32) for k, v in self.parts.items()}
         alpha, kind = self.alpha, self.kind
         if kind == "LoRA":
@@ -162,6 +193,9 @@ class LoraModule:
                 w1 = w1[:, :, None, None]
             delta = torch.kron(w1.contiguous(), w2.contiguous())
             scale = alpha / rank if alpha is not None and rank is not None else 1.0
+        elif kind == "GLoRA":
+            delta, rank = self._glora(weight, p)
+            scale = alpha / rank if alpha is not None else 1.0
         else:
             delta, scale = p["diff"], 1.0
         if delta.numel() != shape.numel():
@@ -169,18 +203,43 @@ class LoraModule:
             raise ValueError(f"the {kind} module ({got}) does not fit a weight of shape {tuple(shape)}")
         return (delta * scale).reshape(shape)
 
+    @staticmethod
+    def _glora(weight: torch.Tensor, p: dict) -> tuple[torch.Tensor, int]:
+        """GLoRA's change and rank, telling old LyCORIS files from new ones by shapes as ComfyUI does."""
+        a1, a2, b1, b2 = (p[n].flatten(1) for n in ("a1.weight", "a2.weight", "b1.weight", "b2.weight"))
+        w = weight.float()
+        old = b2.shape[1] == b1.shape[0] == a1.shape[0] == a2.shape[1]
+        new = b2.shape[0] == b1.shape[1] == a1.shape[1] == a2.shape[0]
+        if old and (not new or a2.shape[0] == w.shape[0] == w.shape[1]):
+            if w.flatten(1).shape[1] != a2.shape[0] or (b2 @ b1).shape != w.flatten(1).shape:
+                raise ValueError(f"the GLoRA module does not fit a weight of shape {tuple(w.shape)}")
+            return (b2 @ b1 + w.flatten(1) @ a2 @ a1).reshape(w.shape), a1.shape[0]
+        if not new or w.shape[1] != a1.shape[0] or b1.shape[0] != w.shape[0]:
+            raise ValueError(f"the GLoRA module does not fit a weight of shape {tuple(w.shape)}")
+        through = torch.einsum("o i ..., i j -> o j ...", torch.einsum("o i ..., i j -> o j ...", w, a1), a2)
+        return through.reshape(w.shape) + (b1 @ b2).reshape(w.shape), a2.shape[0]
+
     def patched(self, weight: torch.Tensor, strength: float) -> torch.Tensor:
         """The new weight (float32) at `strength`."""
         w = weight.float()
-        delta = self.delta(weight.shape, weight.device)
-        if "dora_scale" not in self.parts:
+        if self.kind == "set":  # ComfyUI's "set" patch: the weight replaced, whatever the strength
+            new = self.parts["set_weight"].to(weight.device, torch.float32)
+            if new.numel() != w.numel():
+                raise ValueError(f"the set_weight {tuple(new.shape)} does not fit a weight of shape {tuple(w.shape)}")
+            return new.reshape(w.shape)
+        delta = self.delta(weight)
+        if "dora_scale" not in self.parts and "magnitude" not in self.parts:
             return w + strength * delta
-        scale = self.parts["dora_scale"].to(weight.device, torch.float32)
+        peft = "magnitude" in self.parts
+        scale = self.parts["magnitude" if peft else "dora_scale"].to(weight.device, torch.float32)
         merged = w + delta
-        on_output = scale.shape[0] == w.shape[0] if scale.dim() > 1 else scale.numel() == w.shape[0]
-        if on_output and scale.numel() == w.shape[0]:  # one magnitude per output row
-            norm = merged.flatten(1).norm(dim=1).reshape(-1, *[1] * (w.dim() - 1))
-        elif scale.numel() == w.shape[1]:  # per input column (LyCORIS's default)
+        rows = -1, *[1] * (w.dim() - 1)
+        if peft or (scale.dim() > 1 and scale.shape[0] == w.shape[0]) or (scale.dim() == 1 and w.shape[0] == scale.numel()):
+            if scale.numel() != w.shape[0]:
+                raise ValueError(f"lora_magnitude_vector {tuple(scale.shape)} does not fit a weight of shape {tuple(w.shape)}")
+            # one magnitude per output row; ComfyUI normalises a dora_scale by the un-merged rows
+            norm = (merged if peft else w).flatten(1).norm(dim=1).reshape(rows)
+        elif scale.numel() == w.shape[1]:  # per input column (LyCORIS's default before wd_on_out)
             norm = merged.transpose(0, 1).flatten(1).norm(dim=1).reshape(1, -1, *[1] * (w.dim() - 2))
         else:
             raise ValueError(f"dora_scale {tuple(scale.shape)} fits neither axis of a weight of shape {tuple(w.shape)}")
@@ -205,14 +264,25 @@ class SlicedLora:
 
 def _split_key(key: str) -> tuple[str, str]:
     """A file key -> (kohya module name, kohya part name); ('', '') when it is no LoRA key."""
-    if key.startswith("base_model.model."):
-        key = key[len("base_model.model."):]
+    if key.startswith("base_model.model."):  # PEFT; without a component prefix: the transformer's
+        key = key[len("base_model.model."):]  # diffusers names (ComfyUI reads SD3's so)
+        if not key.startswith((TEXT_ENCODERS, *DIFFUSERS_PREFIXES)):
+            key = "transformer." + key
+    if key.startswith("lycoris_"):  # SimpleTuner's LyCORIS: kohya style over diffusers' module names
+        key = "lora_unet_" + key[len("lycoris_"):]
+    if key.startswith(("lora_prior_unet_", "lora_prior_te_")):  # Stable Cascade's kohya LoRAs
+        key = "lora_" + key[len("lora_prior_"):]
     if key.startswith(TEXT_ENCODERS):
         part = next((p for p in PARTS if key.endswith("." + p)), "")
         return (key[:-len(part) - 1], part) if part else (key, "")
     for prefix, kohya in DIFFUSERS_PREFIXES.items():
         if key.startswith(prefix):
             body = key[len(prefix):]
+            processor = next((p for p in PROCESSOR_PARTS if body.endswith(p)), None)
+            path = body[:-len(processor)].split(".") if processor else []
+            if len(path) >= 2 and path[-2] == "processor" and path[-1] in PROCESSOR_NAMES:
+                path = path[:-2] + PROCESSOR_NAMES[path[-1]].split(".")
+                return kohya + "_".join(path), PROCESSOR_PARTS[processor]
             part = next((p for p in sorted(DIFFUSERS_PARTS, key=len, reverse=True)
                          if body.endswith("." + p)), None)
             if part is None:
@@ -222,10 +292,7 @@ def _split_key(key: str) -> tuple[str, str]:
                 kohya_part = part
             else:
                 kohya_part = DIFFUSERS_PARTS[part]
-            path = body[:-len(part) - 1].split(".")
-            if len(path) >= 2 and path[-2] == "processor" and path[-1] in PROCESSOR_NAMES:
-                path = path[:-2] + PROCESSOR_NAMES[path[-1]].split(".")
-            return kohya + "_".join(path), kohya_part
+            return kohya + body[:-len(part) - 1].replace(".", "_"), kohya_part
     name, _, rest = key.partition(".")
     return name, rest
 
@@ -246,8 +313,8 @@ def _read_modules(path, file) -> dict[str, LoraModule]:
             kind = next((k for k in UNSUPPORTED if k in part), None)
             if kind:
                 raise LoraError(f"{file}: {name} is a {UNSUPPORTED[kind]} module ({key}); supported are LoRA, "
-                                f"LoCon, LoHa, LoKr, DoRA and full-diff modules")
-            if part not in PARTS:
+                                f"LoCon, LoHa, LoKr, GLoRA, DoRA and full-diff modules")
+            if part not in PARTS and part not in NORM_PARTS:
                 if part in ("lora_up.bias", "lora_down.bias", "bias"):
                     raise LoraError(f"{file}: {key} patches a bias; bias patches are not supported")
                 raise LoraError(f"{file}: unexpected key {key!r}; expected a LoRA file: kohya-style "
@@ -256,8 +323,7 @@ def _read_modules(path, file) -> dict[str, LoraModule]:
                                 f"<unet.|transformer.|text_encoder.>...lora_A.weight / .lora_B.weight"
                                 f"{_what_it_is(f.shapes)}")
             tensor = f.get(key)
-            if part == "dora_scale" and "lora_magnitude_vector" in key:  # PEFT's: one per output row
-                tensor = tensor.reshape(-1, 1)
+            part = NORM_PARTS.get(part, part)
             modules.setdefault(name, LoraModule()).parts[part] = tensor
     return modules
 
@@ -380,15 +446,40 @@ def text_lora_names(clip: TextEncoder, every_weight: bool = False) -> dict[str, 
         inner = tower.transformer
         inner_path = "text_model." if inner is not tower.model else ""
         comfy = f"{TEXT_ENCODERS}{tower.name}.transformer."
+        # ComfyUI's aliases: diffusers' `text_encoder.` (lora_te_) is SDXL's CLIP-L too, and
+        # lora_te1_ is SD1's CLIP-L / SD2's CLIP-H too
+        kohya = [prefix] + (["lora_te_"] if prefix == "lora_te1_" else
+                            ["lora_te1_"] if clip.arch in ("sd1", "sd2") else [])
         for path, module in inner.named_modules():
             if _patchable(module, every_weight):
-                names[prefix + "text_model_" + path.replace(".", "_")] = (index, inner_path + path)
+                for p in kohya:
+                    names[p + "text_model_" + path.replace(".", "_")] = (index, inner_path + path)
                 if every_weight:
                     names[f"{comfy}text_model.{path}"] = (index, inner_path + path)
-                if prefix == "lora_te1_":  # diffusers' `text_encoder.` is SDXL's CLIP-L too
-                    names["lora_te_text_model_" + path.replace(".", "_")] = (index, inner_path + path)
-        if every_weight and tower.projection is not None:
-            names[comfy + "text_projection"] = (index, "text_projection")
+        if tower.projection is not None:
+            if prefix in ("lora_te1_", "lora_te2_") or clip.arch == "stable_cascade":  # OneTrainer's SD3
+                names[prefix + "text_projection"] = (index, "text_projection")  # LoRAs; Cascade's
+            if every_weight:
+                names[comfy + "text_projection"] = (index, "text_projection")
+    return names
+
+
+def t5_lora_names(clip, every_weight: bool = False) -> dict[str, str]:
+    """kohya name -> module path in the T5 encoder of SD3 / FLUX / T5-only text encoders, as ComfyUI
+    numbers it: `lora_te<n>_` after the CLIP towers (SD3 lora_te3_; FLUX OneTrainer's lora_te2_
+    and lora_te3_; T5 alone lora_te1_), plus `text_encoders.t5xxl.transformer.` + the path."""
+    t5 = getattr(clip, "t5", None)
+    if t5 is None:
+        return {}
+    has_l, has_g = getattr(clip, "clip_l", None) is not None, getattr(clip, "clip_g", None) is not None
+    indices = [1 + has_l + has_g] + ([3] if has_l and not has_g else [])
+    names = {}
+    for path, module in t5.model.named_modules():
+        if _patchable(module, every_weight):
+            for n in indices:
+                names[f"lora_te{n}_" + path.replace(".", "_")] = path
+            if every_weight:
+                names[f"{TEXT_ENCODERS}t5xxl.transformer.{path}"] = path
     return names
 
 
@@ -500,7 +591,8 @@ def apply_lora(model: DiffusionModel | None, clip: TextEncoder | None, lora_path
     unet_names = unet_lora_names(model.unet, every_weight=True) if model is not None else {}
     flow_names = flow_lora_names(model.unet) if model is not None else {}
     text_names = text_lora_names(clip, every_weight=True) if clip is not None else {}
-    unet_patches, text_patches, unmatched = {}, {}, []
+    t5_names = t5_lora_names(clip, every_weight=True) if clip is not None else {}
+    unet_patches, text_patches, t5_patches, unmatched = {}, {}, {}, []
     for key, lora in modules.items():
         if key in unet_names:
             unet_patches[unet_names[key]] = lora
@@ -515,12 +607,14 @@ def apply_lora(model: DiffusionModel | None, clip: TextEncoder | None, lora_path
         elif key in text_names:
             tower, path = text_names[key]
             text_patches.setdefault(tower, {})[path] = lora
+        elif key in t5_names:
+            t5_patches[t5_names[key]] = lora
         elif clip is None and key.startswith(("lora_te", TEXT_ENCODERS)):
             continue
         else:
             unmatched.append(key)
     arch = model.arch if model is not None else clip.arch if clip is not None else "?"
-    if unmatched and (strict or not (unet_patches or text_patches)):
+    if unmatched and (strict or not (unet_patches or text_patches or t5_patches)):
         raise LoraError(f"{name}: {len(unmatched)} of {len(modules)} LoRA modules match no layer of this {arch} "
                         f"model (e.g. {', '.join(sorted(unmatched)[:4])}); it was probably made for another "
                         f"architecture")
@@ -535,4 +629,7 @@ def apply_lora(model: DiffusionModel | None, clip: TextEncoder | None, lora_path
             tower = towers[index]
             towers[index] = tower.with_patches(tower.patches + _weight_patches(tower.model, patches, strength_clip, name))
         clip = clip.with_towers(towers)
+    if clip is not None and strength_clip != 0 and t5_patches:
+        t5 = clip.t5
+        clip = clip.with_t5(t5.with_patches(t5.patches + _weight_patches(t5.model, t5_patches, strength_clip, name)))
     return model, clip

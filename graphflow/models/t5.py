@@ -10,6 +10,8 @@ as in ComfyUI and diffusers' pipelines). diffusers' pipelines instead pad and tr
 max_sequence_length (SD3 256, FLUX dev 512, schnell 256), so parity tests against them pass the
 same ids or embeddings. Prompt weights ((word:1.2)) work as for CLIP: a
 weighted token becomes empty + (z - empty) * w, empty being the encoding of "</s> <pad>...".
+`embedding:name` puts a textual-inversion file's t5xxl vectors in the sequence, as ComfyUI's
+T5 tokenizers do (graphflow.models.embeddings).
 
 Encoder: transformers' T5EncoderModel, its config read from the weights' shapes (T5-XXL v1.1:
 gated-gelu, d_model 4096, 24 layers, 64 heads of 64, d_ff 10240). Files come as
@@ -27,6 +29,7 @@ prompt's pieces and the model's </s>, padding <pad> (0), no start token, as Comf
 UMT5XXlTokenizer.
 """
 
+import copy
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -34,7 +37,7 @@ from pathlib import Path
 import torch
 
 from .attention import kernels
-from .tokenizer import parse_weighted_prompt
+from .tokenizer import EMBEDDING, _embedding_groups, parse_weighted_prompt
 
 TOKENIZER_FILE = Path(__file__).parent / "t5_tokenizer" / "tokenizer.json"
 EOS, PAD = 1, 0
@@ -84,16 +87,32 @@ def tokenize_t5(prompt: str, min_length: int = 0, min_padding: int = 0, pieces=N
     """Weighted prompt -> (ids, weights): pieces, </s>, min_padding <pad>, then <pad> up to
     min_length (ComfyUI's order: T5TokenizerOptions sets both). `pieces`: text -> ids (T5's
     vocabulary by default; a SentencePieceIds for UMT5) with its `eos`."""
+    ids, weights, _ = t5_tokens(prompt, min_length, min_padding, pieces, eos)
+    return ids, weights
+
+
+def t5_tokens(prompt: str, min_length: int = 0, min_padding: int = 0, pieces=None, eos: int = EOS,
+              embeddings=None) -> tuple[list[int], list[float], dict]:
+    """tokenize_t5 with `embedding:name` read as ComfyUI's T5 tokenizers do (embeddings: name ->
+    vectors or None, as for CLIP; None: plain text): (ids, weights, {(0, position): vector}),
+    each vector standing at a <pad> placeholder id."""
     pieces = pieces or t5_ids
-    ids, weights = [], []
+    ids, weights, vectors = [], [], {}
     for segment, weight in parse_weighted_prompt(prompt):
-        segment_ids = pieces(segment)
-        ids += segment_ids
-        weights += [weight] * len(segment_ids)
+        if embeddings is not None and EMBEDDING in segment:
+            groups = _embedding_groups(segment, weight, embeddings, pieces)
+        else:
+            groups = [[(t, weight) for t in pieces(segment)]]
+        for group in groups:
+            for t, w in group:
+                if not isinstance(t, int):
+                    vectors[(0, len(ids))], t = t, PAD
+                ids.append(t)
+                weights.append(w)
     ids += [eos] + [PAD] * min_padding
     weights += [1.0] * (1 + min_padding)
     padding = max(0, min_length - len(ids))
-    return ids + [PAD] * padding, weights + [1.0] * padding
+    return ids + [PAD] * padding, weights + [1.0] * padding, vectors
 
 
 # -- weights -----------------------------------------------------------------------------------
@@ -142,6 +161,21 @@ class T5Encoder:
     def __init__(self, model, pieces: SentencePieceIds | None = None):
         self.model = model
         self.pieces = pieces
+        self.layer = None  # CLIPSetLastLayer's stop_at_clip_layer; None: the last layer
+        self.patches = ()  # graphflow.memory.WeightPatch on `model` (LoRA), applied when it runs
+
+    def with_patches(self, patches: tuple) -> "T5Encoder":
+        clone = copy.copy(self)
+        clone.patches = tuple(patches)
+        return clone
+
+    def with_layer(self, layer: int) -> "T5Encoder":
+        """The same encoder giving the output of block `layer` (-1 the last, -2 the one before)
+        through the final layer norm, as ComfyUI's CLIPSetLastLayer makes its T5 do (SD3, FLUX
+        and the T5-alone models pass it on); past the first block: the last layer."""
+        clone = copy.copy(self)
+        clone.layer = layer
+        return clone
 
     @property
     def eos(self) -> int:
@@ -151,11 +185,23 @@ class T5Encoder:
     def umt5(self) -> bool:
         return self.model.config.model_type == "umt5"
 
-    def tokenize(self, prompt: str, min_length: int = 0, min_padding: int = 0) -> tuple[list[int], list[float]]:
+    def _check_pieces(self) -> None:
         if self.umt5 and self.pieces is None:
             raise ValueError("this UMT5 file carries no tokenizer (no spiece_model tensor); use ComfyUI's "
                              "umt5_xxl_fp16.safetensors or umt5_xxl_fp8_e4m3fn_scaled.safetensors, which carry it")
+
+    def tokenize(self, prompt: str, min_length: int = 0, min_padding: int = 0) -> tuple[list[int], list[float]]:
+        self._check_pieces()
         return tokenize_t5(prompt, min_length, min_padding, self.pieces, self.eos)
+
+    def _tokens(self, prompt: str, min_length: int, min_padding: int) -> tuple[list[int], list[float], dict]:
+        """tokenize's with textual-inversion vectors (ComfyUI's T5 tokenizers read embedding:name,
+        key t5xxl / umt5xxl; vectors of another width are left out, as ComfyUI ignores them)."""
+        self._check_pieces()
+        from .embeddings import embedding_lookup
+
+        lookup = embedding_lookup("umt5xxl" if self.umt5 else "t5xxl", self.hidden_size, misfit_ok=True)
+        return t5_tokens(prompt, min_length, min_padding, self.pieces, self.eos, lookup)
 
     @property
     def device(self) -> torch.device:
@@ -174,28 +220,44 @@ class T5Encoder:
         return self
 
     @torch.no_grad()
-    def run(self, ids: list[list[int]]) -> torch.Tensor:
-        """Token ids [N][T] -> last hidden state (after the final layer norm) [N, T, d_model], float32 CPU."""
+    def run(self, ids: list[list[int]], vectors: dict | None = None) -> torch.Tensor:
+        """Token ids [N][T] -> last hidden state (after the final layer norm) [N, T, d_model], float32 CPU.
+        vectors {(row, position): [d_model]} replace those token embeddings (textual inversion)."""
         from graphflow import memory  # on the device for this call only
+        from .text_encoders import _VECTORS, _install_vector_hook
 
-        with memory.use(self.model, "text_encoder", "text_encoder:t5"):
+        with memory.use(self.model, "text_encoder", "text_encoder:t5", self.patches):
             tokens = torch.tensor(ids, dtype=torch.long, device=memory.manager().device_for(self.model))
-            with kernels(tokens.device):
+            if vectors:
+                _install_vector_hook(self.model.get_input_embeddings())
+            token = _VECTORS.set(vectors or None)
+            try:
+                return self._run(tokens)
+            finally:
+                _VECTORS.reset(token)
+
+    def _run(self, tokens: torch.Tensor) -> torch.Tensor:
+        with kernels(tokens.device):
+            layer = self.layer
+            if layer is None or layer == -1 or -layer > self.model.config.num_layers:
                 return self.model(input_ids=tokens).last_hidden_state.float().cpu()
+            # hidden_states[k] is the input of block k; the last entry is already normed
+            hidden = self.model(input_ids=tokens, output_hidden_states=True).hidden_states[layer]
+            return self.model.encoder.final_layer_norm(hidden).float().cpu()
 
     def encode(self, prompt: str, min_length: int = 0, min_padding: int = 0, empty_end: bool = True) -> torch.Tensor:
         """Weighted prompt -> [1, T, d_model] (T = max(pieces + 1 + min_padding, min_length))."""
-        ids, weights = self.tokenize(prompt, min_length, min_padding)
-        return self.encode_ids(ids, weights, empty_end)
+        ids, weights, vectors = self._tokens(prompt, min_length, min_padding)
+        return self.encode_ids(ids, weights, empty_end, vectors)
 
     def encode_masked(self, prompt: str, min_length: int = 0, min_padding: int = 0) -> torch.Tensor:
         """ComfyUI's UMT5 (Wan) and old-T5 (Cosmos) encoding: the ids padded to min_length as `encode`, T5 run with
         everything after </s> masked and those outputs zeroed. Masked keys weigh exactly 0, so the
         tokens up to </s> are encoded alone and zeros appended. Prompt weights pull towards the
         encoding of </s> alone (the empty tokens "</s> <pad>..." under the same mask)."""
-        ids, weights = self.tokenize(prompt, min_length, min_padding)
+        ids, weights, vectors = self._tokens(prompt, min_length, min_padding)
         n = ids.index(self.eos) + 1  # ComfyUI's mask: up to and with the first </s>
-        z = self.run([ids[:n]])
+        z = self.run([ids[:n]], vectors)
         if any(w != 1.0 for w in weights[:n]):
             empty = torch.zeros_like(z)
             empty[:, 0] = self.run([[self.eos]])[:, 0]
@@ -203,13 +265,14 @@ class T5Encoder:
             z = torch.where(w != 1.0, (z - empty) * w + empty, z)
         return torch.nn.functional.pad(z, (0, 0, 0, len(ids) - n))
 
-    def encode_ids(self, ids: list[int], weights: list[float] | None = None, empty_end: bool = True) -> torch.Tensor:
+    def encode_ids(self, ids: list[int], weights: list[float] | None = None, empty_end: bool = True,
+                   vectors: dict | None = None) -> torch.Tensor:
         """empty_end False: weights pull towards <pad>s alone rather than "</s> <pad>..." (ComfyUI's
-        PixArt / Chroma T5, whose empty tokens have no </s>)."""
+        PixArt / Chroma T5, whose empty tokens have no </s>). vectors: as `run`'s, in row 0."""
         weighted = weights is not None and any(w != 1.0 for w in weights)
         empty = ([self.eos] if empty_end else [PAD]) + [PAD] * (len(ids) - 1)
         batch = [ids] + ([empty] if weighted else [])
-        hidden = self.run(batch)
+        hidden = self.run(batch, vectors)
         z = hidden[:1]
         if weighted:
             w = torch.tensor(weights, dtype=torch.float32)[None, :, None]

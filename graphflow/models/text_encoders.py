@@ -13,7 +13,8 @@ checkpoint holds OpenCLIP's text_projection). Towers and how real pipelines read
 SDXL concatenates clip_l (768) and clip_g (1280) states into 2048 channels. The pooled output
 always comes from the final layer through the final layer norm (and projection), whatever the
 clip skip. `clip_skip` (ComfyUI's stop_at_clip_layer) picks hidden_states[clip_skip]: -1 the
-last layer, -2 the penultimate. SD1/SD2 apply the final layer norm to the picked layer (as
+last layer, -2 the penultimate; past a tower's first layer (-13 on a 12-layer CLIP-L) that tower
+gives its last layer through the final layer norm, as ComfyUI's does. SD1/SD2 apply the final layer norm to the picked layer (as
 ComfyUI, A1111, diffusers and SD2's FrozenOpenCLIPEmbedder do); SDXL does not (as SDXL's
 original embedders, ComfyUI and diffusers do).
 
@@ -260,13 +261,26 @@ class ClipTower:
                     out = self.transformer(input_ids=tokens, output_hidden_states=True)
             finally:
                 _VECTORS.reset(token)
-            hidden = out.hidden_states[clip_skip]
-            if layer_norm_hidden:
-                hidden = self.transformer.final_layer_norm(hidden)
+            hidden = tower_hidden(self, out, clip_skip, layer_norm_hidden)
             pooled = out.pooler_output
             if self.projection is not None:
                 pooled = self.projection(pooled)
             return hidden.float().cpu(), pooled.float().cpu()
+
+
+def check_clip_skip(clip_skip: int) -> None:
+    """-1 the last layer, -2 the one before... Past a tower's first layer (-13 on a 12-layer CLIP-L)
+    the tower gives its last layer through the final layer norm, as ComfyUI's CLIP does."""
+    if isinstance(clip_skip, bool) or not isinstance(clip_skip, int) or clip_skip > -1:
+        raise ValueError(f"clip_skip must be a negative integer (-1 the last layer, -2 the one before), got {clip_skip!r}")
+
+
+def tower_hidden(tower: "ClipTower", out, clip_skip: int, layer_norm: bool) -> torch.Tensor:
+    """The hidden states a tower gives at clip_skip from a transformers output with hidden states."""
+    if -clip_skip > tower.num_layers:  # ComfyUI: a layer before the first means the last, normed
+        return out.last_hidden_state
+    hidden = out.hidden_states[clip_skip]
+    return tower.transformer.final_layer_norm(hidden) if layer_norm else hidden
 
 
 # Embedding vectors for the forward running in this thread: the transformer's forward takes ids
@@ -310,9 +324,7 @@ class TextEncoder:
         self.hooks = None
 
     def _check_clip_skip(self, clip_skip: int) -> None:
-        layers = min(t.num_layers for t in self.towers)
-        if not isinstance(clip_skip, int) or not -layers <= clip_skip <= -1:
-            raise ValueError(f"clip_skip must be an integer from -1 (last layer) to -{layers}, got {clip_skip!r}")
+        check_clip_skip(clip_skip)
 
     def with_clip_skip(self, clip_skip: int) -> "TextEncoder":
         return self._like(TextEncoder(self.arch, self.towers, clip_skip))

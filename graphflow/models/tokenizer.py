@@ -136,8 +136,10 @@ class TokenWindows:
         return any(w != 1.0 for window in self.weights for w in window)
 
 
-def _embedding_groups(text: str, weight: float, embeddings) -> list[list]:
-    """A segment's token groups: plain text as one group, each found embedding as another."""
+def _embedding_groups(text: str, weight: float, embeddings, encode=None) -> list[list]:
+    """A segment's token groups: plain text as one group, each found embedding as another.
+    encode: text -> ids (CLIP's BPE by default; T5 passes its pieces)."""
+    encode = encode or encode_text
     split = re.split(f" {EMBEDDING}|\n{EMBEDDING}", text)
     words = [split[0]] + [EMBEDDING + rest for rest in split[1:]]
     groups = []
@@ -156,7 +158,7 @@ def _embedding_groups(text: str, weight: float, embeddings) -> list[list]:
                 groups.append([(v, weight) for v in vectors])
             word = leftover
         if word:
-            groups.append([(t, weight) for t in encode_text(word)])
+            groups.append([(t, weight) for t in encode(word)])
     return groups
 
 
