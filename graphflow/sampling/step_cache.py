@@ -4,7 +4,8 @@ computed step's output-minus-input difference (ComfyUI's EasyCache and LazyCache
 EasyCache (Zhou et al. 2025, "Less is Enough: Training-Free Video Diffusion Acceleration via
 Runtime-Adaptive Caching") wraps the network call (the c_in-scaled input -> eps / v / velocity):
   - at each computed step it records the input x and output o (the first conditioning entry's
-    rows, subsampled 8x in the last two dims) and the output's mean magnitude |o|;
+    rows, subsampled 8x in the last two dims) and the output's mean magnitude |o| (over the whole
+    call: every entry batched into it, as ComfyUI's);
   - between two computed steps the transformation rate k = mean|o - o_prev| / mean|x - x_prev|;
   - at a later step the output change is estimated as k * mean|x - x_prev| / |o_prev| (x_prev:
     the last COMPUTED step's input, as ComfyUI's), added to an accumulated change; while that
@@ -23,9 +24,8 @@ A skipped EasyCache step skips everything the network call does (ControlNets, GL
 A skipped LazyCache step calls no post-CFG hook either (as ComfyUI's): the CFG++ samplers then
 reuse the last computed step's unconditional prediction.
 
-Differences from ComfyUI: EasyCache's |o_prev| is the first entry's rows (ComfyUI's mean is over
-the whole call: with split cond / uncond calls that differs), state is fresh for every sampling
-run and also reset when sigma rises or the latent's shape changes.
+Differences from ComfyUI: state is fresh for every sampling run and also reset when sigma rises
+or the latent's shape changes.
 
 The window: start_percent / end_percent become sigmas by the model's schedule; a call is judged
 while end_sigma < sigma <= start_sigma; calls at sigma <= end_sigma run as usual.
@@ -149,7 +149,8 @@ class EasyCacheState(_Window):
             o_lead = _subsample(output[lead])
             if self.o_prev is not None and input_change is not None:
                 self.rate = _mean_abs(o_lead - self.o_prev) / input_change
-            self.x_prev, self.o_prev, self.o_norm = x_lead.clone(), o_lead.clone(), _mean_abs(output[lead])
+            # |o| over the whole call (all its entries' rows, as ComfyUI's), the lead's rows only for the rates
+            self.x_prev, self.o_prev, self.o_norm = x_lead.clone(), o_lead.clone(), _mean_abs(output[:, :channels])
         self._record_diffs(output, x, keys, size)
         return output
 
