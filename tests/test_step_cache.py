@@ -203,6 +203,21 @@ def test_easycache_output_magnitude_is_over_the_whole_call(monkeypatch, caplog):
     assert max(abs(a / b - 1) for a, b in zip(want, lead_only)) > 0.02  # the first entry's rows alone differ
 
 
+def test_easycache_leader_is_the_first_entry_inside_the_window():
+    """The entry that decides is the first one of the first call inside the window (ComfyUI's
+    first_cond_uuid), not of the run's first call: with the negative split by
+    ConditioningSetTimestepRange, the entry leading before the window is gone inside it."""
+    model = unet_model()
+    negative = [[torch.zeros(1, 5, 32), {"start_percent": 0.0, "end_percent": 0.3}],
+                [torch.full((1, 5, 32), 0.2), {"start_percent": 0.3, "end_percent": 1.0}]]
+    patched = with_easycache(model, reuse_threshold=3.0, start_percent=0.5, end_percent=1.0)
+    model.unet.calls = 0
+    generate(patched, negative=negative)
+    state = patched.network_wrappers[0].last
+    assert state.skipped >= 2
+    assert model.unet.calls == 12 - state.skipped
+
+
 def test_bad_settings_are_refused(builtin_registry):
     with pytest.raises(ValueError, match="start_percent"):
         with_easycache(unet_model(), 0.2, 1.5, 0.9)
