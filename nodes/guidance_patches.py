@@ -181,7 +181,10 @@ class Mahiro(Node):
 class FreSca(Node):
     """FreSca (Huang et al. 2025): scales the guidance (positive minus negative prediction) in
     frequency space, scale_low for frequencies within freq_cutoff indices of the spectrum's centre
-    and scale_high above: above 1 for high frequencies sharpens detail. Both 1 is plain CFG."""
+    and scale_high above: above 1 for high frequencies sharpens detail. Both 1 is plain CFG; at
+    cfg 1 (no negative prediction) it does nothing. As ComfyUI's, on a video latent the frames
+    beyond freq_cutoff of the middle frame (and an odd count's last frame) get scale_high at all
+    frequencies."""
     category = "advanced/guidance"
     model: MODEL
     scale_low: float = Float(1.0, min=0.0, max=10.0, step=0.01,

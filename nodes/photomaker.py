@@ -33,12 +33,15 @@ class PhotoMakerLoader(Node):
 
 
 class PhotoMakerEncode(Node):
-    """Encode an SDXL prompt with a person's identity from `image`. The word `photomaker` (standing
-    alone between spaces; its first occurrence) is taken out of the prompt, which is then encoded
-    as CLIPTextEncode would; the token just before it (the class word's last token: "a photo of a
-    man photomaker" -> "man") is replaced by its fusion with the image's ID embedding. Everything
-    else, the pooled output included, is the plain encoding of the prompt without the trigger word.
-    A prompt starting with the trigger word (no class word) is refused. As ComfyUI's node, only the first image of the batch is used (a warning says so when there are
+    """Encode an SDXL prompt with a person's identity from `image`, as ComfyUI's node does. The word
+    `photomaker` must stand alone between spaces (its first occurrence counts); if it is the n-th
+    space-separated word, the token at row n - 1 (the word before it, when every earlier word is one
+    token: "a photo of a man photomaker" -> "man") is replaced by its fusion with the image's ID
+    embedding, within the first 77 tokens. ComfyUI's node then drops the tokens of word id n, and
+    its tokenizer numbers weighted segments and embeddings rather than words, so in most prompts
+    the trigger word stays in the encoded prompt (e.g. "(man:1.1) photomaker" drops it). The pooled
+    output is the plain encoding of that prompt. A prompt starting with the trigger word (no class
+    word) is refused. Only the first image of the batch is used (a warning says so when there are
     more), and a prompt without the trigger word is encoded unchanged (with a warning)."""
     category = "_for_testing/photomaker"
     photomaker: PHOTOMAKER
@@ -50,7 +53,8 @@ class PhotoMakerEncode(Node):
 
     def run(self):
         from graphflow.context import warn
-        from graphflow.models.photomaker import TRIGGER, class_token_row, without_trigger
+        from graphflow.models.photomaker import TRIGGER, drop_word, trigger_word
+        from graphflow.models.tokenizer import WINDOW
 
         image, width = self.image, self.photomaker.config.embed_dim
         if getattr(image, "ndim", 0) != 4 or image.shape[-1] not in (3, 4) or image.shape[0] == 0:
@@ -61,19 +65,23 @@ class PhotoMakerEncode(Node):
         if arch != "sdxl" or dim != width:
             raise NodeInputError("clip", f"PhotoMaker v1 needs SDXL's text encoder (CLIP-L + CLIP-G, {width} wide "
                                          f"for this file); got {arch}'s" + (f" ({dim} wide)" if dim else ""))
-        without, index = without_trigger(self.text)
-        if index is None:
+        word = trigger_word(self.text)
+        if word is None:
             warn(f"the prompt has no '{TRIGGER}' word (standing alone between spaces): encoded without the image")
+        elif word == 1 or word > WINDOW:
+            raise NodeInputError("text", f"'{TRIGGER}' must follow the class word it gives the identity to, within "
+                                         f"the first {WINDOW - 1} words, e.g. 'a photo of a man {TRIGGER}'; "
+                                         f"got {self.text!r}")
         elif image.shape[0] > 1:
             warn(f"PhotoMakerEncode uses the first of the {image.shape[0]} images, as ComfyUI's node does")
 
         def encode(clip):
-            cond, pooled = clip.encode(without)
-            if index is not None:
-                row = class_token_row(clip, self.text, without)
-                if row is None:
-                    raise NodeInputError("text", f"'{TRIGGER}' must follow the class word it gives the identity "
-                                                 f"to, e.g. 'a photo of a man {TRIGGER}'; got {self.text!r}")
+            tokens = clip.tokenize(self.text)
+            if word is not None:
+                tokens = {name: drop_word(windows, word) for name, windows in tokens.items()}
+            cond, pooled = clip.encode_tokens(tokens)
+            if word is not None:
+                row = word - 1
                 cond = cond.clone()
                 cond[0, row] = self.photomaker.fuse(image[:1], cond[0, row:row + 1])[0]
             return cond, {} if pooled is None else {"pooled_output": pooled}

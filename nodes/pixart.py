@@ -13,7 +13,8 @@ class CLIPTextEncodePixArtAlpha(Node):
     """Encode a prompt and set PixArt-α's resolution conditioning: width and height are the
     size (and so the aspect ratio) the picture should look made at, which α was trained to take
     in; without this node α is told the size being generated. PixArt-Σ has no such input and
-    ignores it."""
+    ignores it. Height 0 gives aspect ratio 0, as in ComfyUI; width 0 is refused (ComfyUI divides
+    by it)."""
     category = "advanced/conditioning"
     width: int = Int(1024, min=0, max=MAX_SIZE)
     height: int = Int(1024, min=0, max=MAX_SIZE)
@@ -25,10 +26,9 @@ class CLIPTextEncodePixArtAlpha(Node):
     def run(self):
         if self.clip is None:
             raise NodeInputError("clip", "no text encoder connected: load T5-XXL with CLIPLoader type pixart")
-        for name in ("width", "height"):
-            if getattr(self, name) <= 0:
-                raise NodeInputError(name, f"must be a positive size in pixels (the aspect ratio is height / width), "
-                                           f"got {getattr(self, name)}")
+        if self.width <= 0:
+            raise NodeInputError("width", f"must be a positive size in pixels (the aspect ratio is height / width), "
+                                          f"got {self.width}")
 
         def encode(clip):
             cond, pooled = clip.encode(self.text)

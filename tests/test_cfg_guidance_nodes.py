@@ -123,6 +123,40 @@ def test_fresca_filters_the_guidance_in_frequency(cutoff):
     torch.testing.assert_close(sampled(identity), sampled(model), rtol=1e-4, atol=1e-4)
 
 
+def test_fresca_low_region_is_clamped_to_half_the_size_so_an_odd_sizes_last_index_stays_high():
+    from graphflow.sampling.cfg_patches import fourier_filter
+    g = torch.randn(2, 3, 7, 9, generator=torch.Generator().manual_seed(4))
+    # cutoff 20 on 7 x 9: low rows [0, 6), cols [0, 8) of the shifted spectrum; row 6 / col 8 high
+    spectrum = np.fft.fftshift(np.fft.fft2(g.numpy().astype(np.float64)), axes=(-2, -1))
+    mask = np.full((7, 9), 1.5)
+    mask[:6, :8] = 0.5
+    want = np.fft.ifft2(np.fft.ifftshift(spectrum * mask, axes=(-2, -1))).real
+    torch.testing.assert_close(fourier_filter(g, 0.5, 1.5, 20), torch.from_numpy(want).float(), rtol=1e-4, atol=1e-4)
+    # cutoff 3 on 7 (centre 3): rows [0, 6) too; on 9 (centre 4): cols [1, 7)
+    mask = np.full((7, 9), 1.5)
+    mask[0:6, 1:7] = 0.5
+    want = np.fft.ifft2(np.fft.ifftshift(spectrum * mask, axes=(-2, -1))).real
+    torch.testing.assert_close(fourier_filter(g, 0.5, 1.5, 3), torch.from_numpy(want).float(), rtol=1e-4, atol=1e-4)
+
+
+def test_fresca_on_a_video_latent_narrows_the_frames_axis_too():
+    from graphflow.sampling.cfg_patches import fourier_filter
+    g = torch.randn(1, 2, 5, 6, 6, generator=torch.Generator().manual_seed(6))
+    out = fourier_filter(g, 0.5, 1.5, 1)
+    # frames: centre 2, k 1 -> frames 1, 2 get the spatial filter; frames 0, 3, 4 are scaled by 1.5 at all frequencies
+    torch.testing.assert_close(out[:, :, [0, 3, 4]], 1.5 * g[:, :, [0, 3, 4]], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out[:, :, 1:3], fourier_filter(g[:, :, 1:3].flatten(0, 1), 0.5, 1.5, 1).reshape(1, 2, 2, 6, 6),
+                               rtol=1e-4, atol=1e-5)
+    assert (out[:, :, 1:3] - 1.5 * g[:, :, 1:3]).abs().max() > 1e-2
+
+
+def test_fresca_does_nothing_at_cfg_one():
+    model = FakeModel(structured_eps)
+    patched = run_node(gp.FreSca, model=model, scale_low=0.5, scale_high=1.5, freq_cutoff=2)
+    torch.testing.assert_close(sampled(patched, 1.0), sampled(model, 1.0))
+    assert (sampled(patched) - sampled(model)).abs().max() > 1e-3
+
+
 def test_renorm_cfg_caps_the_norm_and_truncates_by_sigma():
     model = FakeModel(structured_eps)
     out, cond, uncond, x = guided_once(run_node(gp.RenormCFG, model=model, cfg_trunc=100.0, renorm_cfg=1.0))

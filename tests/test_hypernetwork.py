@@ -17,14 +17,14 @@ def sd1(tmp_path_factory):
 
 
 def hand_mlp(state: dict, x, activation, layer_norm: bool):
-    """A1111's MLP from its raw tensors: Linear, activation (not after the last), LayerNorm."""
+    """ComfyUI's MLP from the raw tensors: Linear, activation, LayerNorm; no activation after the
+    file's last layer when that is a Linear (a LayerNorm after it counts as the last layer)."""
     indices = sorted({int(k.split(".")[1]) for k in state})
-    linears = [i for i in indices if state[f"linear.{i}.weight"].dim() == 2]
     for i in indices:
         w, b = state[f"linear.{i}.weight"], state[f"linear.{i}.bias"]
         if w.dim() == 2:
             x = F.linear(x, w, b)
-            if i != linears[-1]:
+            if i != indices[-1]:
                 x = activation(x)
         else:
             x = F.layer_norm(x, w.shape, w, b, eps=1e-5)

@@ -171,7 +171,7 @@ def models(tmp_folders):
     return m
 
 
-def graph(text="a photo of a man photomaker smiling", plain="a photo of a man smiling"):
+def graph(text="a photo of a man photomaker smiling", plain="a photo of a man photomaker smiling"):
     return {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl.safetensors"}},
         "2": {"class_type": "PhotoMakerLoader", "inputs": {"photomaker_model_name": "photomaker-v1.bin"}},
@@ -222,20 +222,29 @@ def test_comfyui_graph_changes_only_the_class_token(builtin_registry, models):
     assert (run(builtin_registry, plain_graph)["9"][0]["samples"] - samples).abs().max() > 1e-5
 
 
-def test_class_token_in_weighted_and_long_prompts(builtin_registry, models):
+def test_class_row_and_dropped_tokens_follow_comfyuis_word_numbers(builtin_registry, models):
+    """The fused row is the trigger's space-separated word number minus one; the tokens dropped are
+    those of the tokenizer's word id with that number (weighted segments and embeddings, counted
+    from 1), so the trigger usually stays in the prompt, and "(man:1.1) photomaker smiling" loses
+    its whole second segment."""
     clip = call(builtin_registry, "LoadCheckpoint", checkpoint="sdxl.safetensors")[1]
     photomaker = call(builtin_registry, "PhotoMakerLoader", photomaker_model_name="photomaker-v1.bin")
     image = torch.rand(1, 40, 48, 3, generator=torch.Generator().manual_seed(5))
-    cases = [("(a photo of a man:1.2) photomaker", "(a photo of a man:1.2)", 5),
-             # 80 words: 75 in the first window, 5 more and the class word in the second
-             ("cat " * 80 + "man photomaker", "cat " * 80 + "man", WINDOW + 6),
-             # a class word of several tokens: its last one
-             ("portrait of a photomakerz photomaker", "portrait of a photomakerz",
-              3 + len(encode_text("photomakerz")))]
+    assert len(encode_text("photomakerz")) > 1
+    cases = [("(a photo of a man:1.2) photomaker", "(a photo of a man:1.2) photomaker", 5),  # word 6 of 2 segments
+             ("(man:1.1) photomaker smiling", "(man:1.1)", 1),  # word 2: segment 2 dropped
+             ("portrait of a photomakerz photomaker", "portrait of a photomakerz photomaker", 4),  # its first token
+             ("a man photomaker " + "cat " * 80, "a man photomaker " + "cat " * 80, 2)]  # two windows
     for text, plain_text, row in cases:
-        [(cond, _)] = call(builtin_registry, "PhotoMakerEncode", photomaker=photomaker, image=image, clip=clip, text=text)
-        [(plain, _)] = call(builtin_registry, "CLIPEncode", clip=clip, text=plain_text)
+        [(cond, options)] = call(builtin_registry, "PhotoMakerEncode", photomaker=photomaker, image=image, clip=clip,
+                                 text=text)
+        [(plain, plain_options)] = call(builtin_registry, "CLIPEncode", clip=clip, text=plain_text)
+        assert cond.shape == plain.shape, text
         assert _differing_rows(cond, plain) == [row], text
+        assert torch.equal(options["pooled_output"], plain_options["pooled_output"]), text
+    with pytest.raises(NodeInputError, match="within the first 76 words"):
+        call(builtin_registry, "PhotoMakerEncode", photomaker=photomaker, image=image, clip=clip,
+             text="cat " * 80 + "man photomaker")
 
 
 def test_comfyuis_choices_for_missing_trigger_and_several_images(builtin_registry, models, caplog):

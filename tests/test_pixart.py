@@ -239,3 +239,18 @@ def test_pixart_sigma_graph_ignores_size_conditioning(pixart_models):
     result = Executor(registry).run(parse_workflow(bad, registry), outputs=["9"])
     error = json.dumps(result.error, default=str)
     assert not result.ok and "width" in error and "must be a positive size" in error
+
+
+def test_pixart_alpha_height_zero_gives_comfyuis_zero_aspect_ratio(tmp_path, builtin_registry):
+    """ComfyUI accepts height 0 (its minimum): size (0, width), aspect ratio 0 / width = 0."""
+    from graphflow.models.text_encoder_files import load_text_encoders
+    from graphflow.testing import write_flow_text_encoder
+    from test_nodes_image_mask import call
+
+    clip = load_text_encoders([write_flow_text_encoder(tmp_path / "t5.safetensors", "t5xxl", dtype=torch.float32)],
+                              "pixart")
+    [(_, options)] = call(builtin_registry, "CLIPTextEncodePixArtAlpha", width=512, height=0, text="a fox", clip=clip)
+    assert options == {"width": 512, "height": 0}
+    model = load_diffusion_model(write_pixart(tmp_path / "alpha.safetensors", "alpha", dtype=torch.float32),
+                                 device="cpu", dtype=torch.float32)
+    assert model.encode_adm(options, 256, 256).tolist() == [[0.0, 512.0, 0.0]]

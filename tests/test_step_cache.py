@@ -160,6 +160,64 @@ def test_easycache_cache_is_per_entry(monkeypatch):
     assert skipped == patched.network_wrappers[0].last.skipped >= 2
 
 
+def test_easycache_output_magnitude_is_over_the_whole_call(monkeypatch, caplog):
+    """k * mean|x - x_prev| / |o_prev|, with |o_prev| the mean magnitude of the whole call's output
+    (cond and uncond rows batched, as ComfyUI's), the rates on the first entry's rows: recomputed
+    here from the recorded calls at threshold 0 (every step computed, so the sum restarts each step)."""
+    from graphflow.sampling import model_sampling
+    model = unet_model()
+
+    class LouderNegative(torch.nn.Module):  # the negative's rows (context -4) come out 3x larger
+        def __init__(self, net):
+            super().__init__()
+            self.net, self.config = net, net.config
+
+        def forward(self, x, t, context, *args, **kwargs):
+            return self.net(x, t, context, *args, **kwargs) * (1 + 2 * (context[:, :1, :1, None] < -1))
+
+    model.unet.net = LouderNegative(model.unet.net)
+    calls = []
+    original = model_sampling.wrapped_network
+
+    def recording(wrappers, run, xc, sigma, channels):
+        out = original(wrappers, run, xc, sigma, channels)
+        calls.append((xc[:, :channels].clone(), out.clone()))
+        return out
+
+    monkeypatch.setattr(model_sampling, "wrapped_network", recording)
+    patched = with_easycache(model, reuse_threshold=0.0, start_percent=0.0, end_percent=1.0, verbose=True)
+    negative = [[torch.full((1, 5, 32), -4.0), {}]]  # batches with the positive; a rather different output
+    with caplog.at_level(logging.INFO, logger="graphflow.sampling.step_cache"):
+        generate(patched, negative=negative)
+    logged = [float(m) for m in re.findall(r"accumulated change (\S+)\)", caplog.text)]
+    assert len(calls) == 12 and all(x.shape[0] == 2 for x, _ in calls)  # cond and uncond in one call
+    mean = lambda t: t.abs().float().mean()
+    sub = [(x[:1, :, ::8, ::8], o[:1, :, ::8, ::8]) for x, o in calls]  # the first entry's rows
+    want, lead_only = [], []
+    for i in range(2, 12):
+        rate = mean(sub[i - 1][1] - sub[i - 2][1]) / mean(sub[i - 1][0] - sub[i - 2][0])
+        change = rate * mean(sub[i][0] - sub[i - 1][0])
+        want.append(float(change / mean(calls[i - 1][1])))
+        lead_only.append(float(change / mean(calls[i - 1][1][:1])))
+    assert logged == pytest.approx(want, rel=2e-3)
+    assert max(abs(a / b - 1) for a, b in zip(want, lead_only)) > 0.02  # the first entry's rows alone differ
+
+
+def test_easycache_leader_is_the_first_entry_inside_the_window():
+    """The entry that decides is the first one of the first call inside the window (ComfyUI's
+    first_cond_uuid), not of the run's first call: with the negative split by
+    ConditioningSetTimestepRange, the entry leading before the window is gone inside it."""
+    model = unet_model()
+    negative = [[torch.zeros(1, 5, 32), {"start_percent": 0.0, "end_percent": 0.3}],
+                [torch.full((1, 5, 32), 0.2), {"start_percent": 0.3, "end_percent": 1.0}]]
+    patched = with_easycache(model, reuse_threshold=3.0, start_percent=0.5, end_percent=1.0)
+    model.unet.calls = 0
+    generate(patched, negative=negative)
+    state = patched.network_wrappers[0].last
+    assert state.skipped >= 2
+    assert model.unet.calls == 12 - state.skipped
+
+
 def test_bad_settings_are_refused(builtin_registry):
     with pytest.raises(ValueError, match="start_percent"):
         with_easycache(unet_model(), 0.2, 1.5, 0.9)

@@ -134,3 +134,14 @@ def test_weights_attach_to_their_tokens():
     assert ids[:5] == [BOS, *encode_text("a"), *red, *encode_text("car"), EOS]
     assert weights[:5] == [1.0, 1.0, 1.3, 1.0, 1.0]
     assert windows.has_weights and not tokenize_prompt("a red car", 0).has_weights
+
+
+def test_word_ids_number_weighted_segments_as_comfyuis_tokenizer():
+    """ComfyUI's word ids: one per weighted segment (not per space-separated word), from 1; 0 on
+    BOS / EOS / padding; a group cut across windows keeps its number."""
+    windows = tokenize_prompt("(a man:1.1) photo of (cat:0.9)", EOS)
+    a_man, photo_of = len(encode_text("a man")), len(encode_text(" photo of "))
+    assert windows.words[0][:1 + a_man + photo_of + 2] == [0] + [1] * a_man + [2] * photo_of + [3, 0]
+    assert set(windows.words[0][1 + a_man + photo_of + 1:]) == {0}
+    long = tokenize_prompt("(x:1.2) " + "cat " * 100, EOS)
+    assert [set(w) - {0} for w in long.words] == [{1, 2}, {2}]

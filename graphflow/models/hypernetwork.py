@@ -9,10 +9,12 @@ of the UNet (self- and cross-) whose key input has a width in the file gets
 
 before its to_k / to_v projections (k_in = v_in = the context for cross-attention, the hidden
 states for self-attention). An MLP is the A1111 `HypernetworkModule.linear` Sequential: per step of
-`layer_structure` a Linear, then the activation (not after the last Linear unless
-`activate_output`), then a LayerNorm when `is_layer_norm`; dropout is training-only. (ComfyUI
-counts the LayerNorms when it looks for the last layer, so with `is_layer_norm` it also activates
-the last Linear's output; we follow A1111, whose code trained the files.)
+`layer_structure` a Linear, then the activation, then a LayerNorm when `is_layer_norm`. As in
+ComfyUI, the activation is left out only after a Linear that is the file's last layer (unless
+`activate_output`): ComfyUI counts the LayerNorms when it looks for the last layer, so with
+`is_layer_norm` the last Linear's output is activated too (A1111, which trained the files, does
+not activate it). Dropout is left out (ComfyUI's modules stay in training mode, so its use_dropout
+files drop 30% at random).
 
 Files:
   .pt           A1111's pickle (read with the restricted unpickler): {768: [k_state, v_state],
@@ -57,7 +59,7 @@ def _mlp(state: dict[str, torch.Tensor], activation: str, activate_output: bool,
         if w.dim() == 2:
             layer = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
             out.append(layer)
-            if i != linears[-1] or activate_output:
+            if i != max(layers) or activate_output:  # max(layers): a LayerNorm after it counts (ComfyUI's rule)
                 out.append(ACTIVATIONS[activation]())
         else:  # A1111 puts the optional LayerNorm after the activation
             layer = nn.LayerNorm(w.shape[0])

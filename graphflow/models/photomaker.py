@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .clip_vision import CLIP_MEAN, CLIP_STD, CLIPVisionConfig, CLIPVisionModel, clip_vision_config_from_shapes, preprocess
+from .tokenizer import TokenWindows
 from .weight_files import PICKLE_SUFFIXES, CheckpointError, WeightFile, read_pickle
 
 TRIGGER = "photomaker"  # ComfyUI's trigger word (PhotoMaker's own pipeline used "img")
@@ -109,41 +110,28 @@ class PhotoMaker:
 
 # -- the prompt --------------------------------------------------------------------------------
 
-def without_trigger(text: str) -> tuple[str, int | None]:
-    """(text without its first trigger word, that word's index among the space-separated words),
-    or (text, None) when there is none. As ComfyUI: the word must stand alone between spaces."""
+def trigger_word(text: str) -> int | None:
+    """The trigger's word number as ComfyUI's PhotoMakerEncode counts it: its place among the
+    text's space-separated words, from 1 (it must stand alone between spaces; the first one
+    counts), or None when there is none."""
     words = text.split(" ")
-    if TRIGGER not in words:
-        return text, None
-    index = words.index(TRIGGER)
-    return " ".join(words[:index] + words[index + 1:]), index
+    return words.index(TRIGGER) + 1 if TRIGGER in words else None
 
 
-def _bodies(windows: list[list[int]]) -> list[list[int]]:
-    """Each window's tokens between BOS and the first EOS."""
-    from .tokenizer import EOS
-
-    return [row[1:row.index(EOS, 1)] for row in windows]
-
-
-def class_token_row(clip, text: str, without: str) -> int | None:
-    """The row of `without`'s encoding [1, 77*k, D] holding the class word's last token: the
-    token just before where the trigger's tokens were. None when the trigger starts the prompt
-    (no class word) or cannot be placed (it sat inside an embedding reference, say)."""
-    from .tokenizer import WINDOW, encode_text
-
-    tower = clip.towers[0]
-    full = [t for body in _bodies(clip.tokenize(text)[tower.name].ids) for t in body]
-    windows = clip.tokenize(without)[tower.name].ids
-    bodies = _bodies(windows)
-    rest = [t for body in bodies for t in body]
-    trigger = encode_text(TRIGGER)
-    # the first place where putting the trigger's tokens back gives the whole prompt's tokens
-    place = next((p for p in range(len(rest) + 1) if rest[:p] + trigger + rest[p:] == full), None)
-    if not place:
-        return None
-    rows = [w * WINDOW + j for w, body in enumerate(bodies) for j in range(1, len(body) + 1)]
-    return rows[place - 1]
+def drop_word(windows: TokenWindows, word: int) -> TokenWindows:
+    """`windows` without the tokens whose word id (TokenWindows.words) is `word`, each window filled
+    back to its length with its own last entry, as ComfyUI's PhotoMakerEncode does. Word ids number
+    weighted segments and embeddings, not space-separated words, so for most prompts this drops
+    nothing and the trigger word stays in the prompt (ComfyUI's result)."""
+    ids, weights, words, vectors = [], [], [], {}
+    for w, (row, row_weights, row_words) in enumerate(zip(windows.ids, windows.weights, windows.words)):
+        keep = [p for p, number in enumerate(row_words) if number != word]
+        picks = keep + [len(row) - 1] * (len(row) - len(keep))
+        ids.append([row[p] for p in picks])
+        weights.append([row_weights[p] for p in picks])
+        words.append([row_words[p] for p in picks])
+        vectors.update({(w, new): windows.vectors[(w, p)] for new, p in enumerate(picks) if (w, p) in windows.vectors})
+    return TokenWindows(ids, weights, vectors, words)
 
 
 # -- loading -----------------------------------------------------------------------------------

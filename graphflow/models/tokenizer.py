@@ -130,6 +130,9 @@ class TokenWindows:
     ids: list[list[int]]
     weights: list[list[float]]
     vectors: dict = field(default_factory=dict)  # (window, position) -> embedding vector [D]
+    # ComfyUI's word ids: each position's group (weighted segment or embedding) counted from 1 in
+    # the order parsed, 0 for BOS / EOS / padding (PhotoMakerEncode drops a group by its number)
+    words: list[list[int]] = field(default_factory=list)
 
     @property
     def has_weights(self) -> bool:
@@ -172,10 +175,11 @@ def tokenize_prompt(prompt: str, pad_token: int, embeddings=None) -> TokenWindow
         else:
             groups.append([(t, w) for t in encode_text(seg)])
     limit = WINDOW - 2
-    windows: list[list[tuple[int, float]]] = [[]]
-    for group in groups:
+    windows: list[list[tuple[int, float, int]]] = [[]]
+    for number, group in enumerate(groups, start=1):
         if not group:
             continue
+        group = [(t, w, number) for t, w in group]
         is_large = len(group) >= MAX_WORD_LENGTH
         while group:
             room = limit - len(windows[-1])
@@ -186,19 +190,20 @@ def tokenize_prompt(prompt: str, pad_token: int, embeddings=None) -> TokenWindow
                 windows[-1].extend(group[:room])
                 group = group[room:]
             windows.append([])
-    ids, weights, vectors = [], [], {}
+    ids, weights, vectors, words = [], [], {}, []
     for w, body in enumerate(windows):
         padding = WINDOW - 2 - len(body)
         row = [BOS]
-        for position, (t, _) in enumerate(body, start=1):
+        for position, (t, _, _) in enumerate(body, start=1):
             if isinstance(t, int):
                 row.append(t)
             else:
                 row.append(PLACEHOLDER)
                 vectors[(w, position)] = t
         ids.append(row + [EOS] + [pad_token] * padding)
-        weights.append([1.0] + [wt for _, wt in body] + [1.0] + [1.0] * padding)
-    return TokenWindows(ids, weights, vectors)
+        weights.append([1.0] + [wt for _, wt, _ in body] + [1.0] + [1.0] * padding)
+        words.append([0] + [number for _, _, number in body] + [0] * (1 + padding))
+    return TokenWindows(ids, weights, vectors, words)
 
 
 def empty_window(pad_token: int) -> list[int]:

@@ -188,17 +188,16 @@ def tcfg(model):
 
 def fourier_filter(x: torch.Tensor, scale_low: float = 1.0, scale_high: float = 1.5,
                    freq_cutoff: int = 20) -> torch.Tensor:
-    """x [B, C, H, W] with its centred 2-D spectrum scaled by scale_low within freq_cutoff indices
-    of the centre (a square, cut at the spectrum's edges) and by scale_high outside, in float32."""
+    """x [B, C, ..., H, W] with its centred 2-D spectrum (over H, W) scaled by scale_low near the
+    centre and by scale_high elsewhere, in float32, as ComfyUI's FreSca: along every dim after the
+    channels the low region is [n // 2 - k, n // 2 + k) with k = min(freq_cutoff, n // 2), so an odd
+    size's last index stays "high" and, for a video latent [B, C, T, H, W], so do the frames outside
+    that range along T (whose spectrum is not taken): all their frequencies get scale_high."""
     dtype = x.dtype
     spectrum = torch.fft.fftshift(torch.fft.fftn(x.float(), dim=(-2, -1)), dim=(-2, -1))
-    h, w = spectrum.shape[-2:]
-    mask = torch.full((h, w), float(scale_high), device=x.device)
-    # clamped at 0: a cutoff beyond the centre covers the whole spectrum (ComfyUI's negative slice
-    # start would wrap around and cover only the far edge)
-    rows = slice(max(0, h // 2 - freq_cutoff), h // 2 + freq_cutoff)
-    cols = slice(max(0, w // 2 - freq_cutoff), w // 2 + freq_cutoff)
-    mask[rows, cols] = scale_low
+    mask = torch.full(x.shape[2:], float(scale_high), device=x.device)
+    low = tuple(slice(n // 2 - min(freq_cutoff, n // 2), n // 2 + min(freq_cutoff, n // 2)) for n in x.shape[2:])
+    mask[low] = scale_low
     filtered = torch.fft.ifftn(torch.fft.ifftshift(spectrum * mask, dim=(-2, -1)), dim=(-2, -1)).real
     return filtered.to(dtype)
 
@@ -206,9 +205,12 @@ def fourier_filter(x: torch.Tensor, scale_low: float = 1.0, scale_high: float = 
 def fresca(model, scale_low: float = 1.0, scale_high: float = 1.25, freq_cutoff: int = 20):
     """FreSca: the guidance D_cond - D_uncond is filtered in frequency (fourier_filter) before the
     CFG combination, so low and high frequencies of the guidance can be weighted apart:
-    D_cond' = D_uncond + filter(D_cond - D_uncond). Both scales 1 is plain CFG."""
+    D_cond' = D_uncond + filter(D_cond - D_uncond). Both scales 1 is plain CFG; when the negative
+    was not evaluated (cfg 1) nothing changes (as ComfyUI's)."""
     def pre_cfg(args):
         cond, uncond = args["cond_denoised"], args["uncond_denoised"]
+        if args["uncond"] is None:
+            return cond, uncond
         return uncond + fourier_filter(cond - uncond, scale_low, scale_high, freq_cutoff), uncond
 
     return _with_pre_cfg(model, pre_cfg)

@@ -4,7 +4,8 @@ computed step's output-minus-input difference (ComfyUI's EasyCache and LazyCache
 EasyCache (Zhou et al. 2025, "Less is Enough: Training-Free Video Diffusion Acceleration via
 Runtime-Adaptive Caching") wraps the network call (the c_in-scaled input -> eps / v / velocity):
   - at each computed step it records the input x and output o (the first conditioning entry's
-    rows, subsampled 8x in the last two dims) and the output's mean magnitude |o|;
+    rows, subsampled 8x in the last two dims) and the output's mean magnitude |o| (over the whole
+    call: every entry batched into it, as ComfyUI's);
   - between two computed steps the transformation rate k = mean|o - o_prev| / mean|x - x_prev|;
   - at a later step the output change is estimated as k * mean|x - x_prev| / |o_prev| (x_prev:
     the last COMPUTED step's input, as ComfyUI's), added to an accumulated change; while that
@@ -12,7 +13,8 @@ Runtime-Adaptive Caching") wraps the network call (the c_in-scaled input -> eps 
     computed step; once it does not, the step is computed and the sum restarts from 0;
   - the difference o - x is cached per conditioning entry (its rows of the batch), so skipping
     works whether cond and uncond run batched in one call or split into several; the first
-    entry's call decides, the other calls of the same step follow it.
+    entry of the first call inside the window leads: its calls decide, the other calls of the
+    same step follow them.
   So the earliest skip is the third step inside the window (x_prev, then k are needed first).
 LazyCache (ComfyUI's simpler variant) does the same on the guided prediction: the whole CFG
 result D(x; sigma) against the sampler's x, one difference for the whole batch, judged on the
@@ -23,9 +25,8 @@ A skipped EasyCache step skips everything the network call does (ControlNets, GL
 A skipped LazyCache step calls no post-CFG hook either (as ComfyUI's): the CFG++ samplers then
 reuse the last computed step's unconditional prediction.
 
-Differences from ComfyUI: EasyCache's |o_prev| is the first entry's rows (ComfyUI's mean is over
-the whole call: with split cond / uncond calls that differs), state is fresh for every sampling
-run and also reset when sigma rises or the latent's shape changes.
+Differences from ComfyUI: state is fresh for every sampling run and also reset when sigma rises
+or the latent's shape changes.
 
 The window: start_percent / end_percent become sigmas by the model's schedule; a call is judged
 while end_sigma < sigma <= start_sigma; calls at sigma <= end_sigma run as usual.
@@ -84,7 +85,8 @@ class EasyCacheState(_Window):
         self.reset()
 
     def reset(self):
-        self.leader = None  # the conditioning entry whose call decides (the first one seen)
+        self.leader = None  # the conditioning entry whose call decides (ComfyUI's first_cond_uuid)
+        self.started = False  # a step inside the window was judged: the leader is fixed from then on
         self.x_prev = self.o_prev = self.o_norm = None
         self.rate = None  # k, a device tensor
         self.accumulated = 0.0
@@ -103,7 +105,10 @@ class EasyCacheState(_Window):
         keys = tuple(id(c) for c in rows.conds) or (None,)
         size = xc.shape[0] // len(keys)
         x = xc[:, :channels]
-        if self.leader is None:
+        if self.leader is None or (not self.started and self.step is not rows.sigma):
+            # before the window each step's first call leads (it reads sigma); the first call inside
+            # the window keeps the lead, as ComfyUI's first_cond_uuid (entries may change over the run:
+            # ConditioningSetTimestepRange)
             self.leader = keys[0]
         if self.leader not in keys:  # follows the step's decision
             if self.step is rows.sigma and self.skip_step and all(k in self.diffs for k in keys):
@@ -133,6 +138,7 @@ class EasyCacheState(_Window):
             self.done = True
             return run(xc)
         active = s <= self.start_sigma
+        self.started = self.started or active
         if active and accumulated is not None:
             if accumulated < self.threshold and all(k in self.diffs for k in keys):
                 self.accumulated, self.skip_step = accumulated, True
@@ -149,7 +155,8 @@ class EasyCacheState(_Window):
             o_lead = _subsample(output[lead])
             if self.o_prev is not None and input_change is not None:
                 self.rate = _mean_abs(o_lead - self.o_prev) / input_change
-            self.x_prev, self.o_prev, self.o_norm = x_lead.clone(), o_lead.clone(), _mean_abs(output[lead])
+            # |o| over the whole call (all its entries' rows, as ComfyUI's), the lead's rows only for the rates
+            self.x_prev, self.o_prev, self.o_norm = x_lead.clone(), o_lead.clone(), _mean_abs(output[:, :channels])
         self._record_diffs(output, x, keys, size)
         return output
 
