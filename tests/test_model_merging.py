@@ -161,3 +161,28 @@ def test_flow_block_merges_follow_the_closed_form_per_block(builtin_registry, tm
         call(builtin_registry, node, model1=sd1, model2=sd1)
     assert e.value.input == "model1" and "sd1" in str(e.value)
     assert list(entry.input_specs)[:2] == ["model1", "model2"]
+
+
+@pytest.mark.parametrize("node, widgets, expected", [
+    ("CLIPMergeSimple", {"ratio": 0.25}, lambda a, b: 0.25 * a + 0.75 * b),
+    ("CLIPMergeSubtract", {"multiplier": 2.0}, lambda a, b: 2.0 * (a - b)),
+])
+def test_clip_merges_take_t5_too(builtin_registry, tmp_path, node, widgets, expected):
+    """ComfyUI merges every weight of the two CLIPs, FLUX's T5-XXL as well as CLIP-L; T5's tied
+    token embedding (encoder.embed_tokens is `shared`) is the merged one."""
+    from graphflow.testing import write_flow_checkpoint
+
+    c1, c2 = (load_checkpoint(write_flow_checkpoint(tmp_path / f"f{s}.safetensors", "flux_dev", seed=s),
+                              device="cpu", dtype=torch.float32).clip for s in (0, 5))
+    before = snapshot(c1.t5.model)
+    merged = call(builtin_registry, node, clip1=c1, clip2=c2, **widgets)
+    t5, p1, p2 = merged.t5.model, dict(c1.t5.model.named_parameters()), dict(c2.t5.model.named_parameters())
+    assert t5.encoder.embed_tokens is t5.shared
+    for name, p in t5.named_parameters():
+        torch.testing.assert_close(p, expected(p1[name], p2[name]), rtol=1e-5, atol=1e-6, msg=name)
+    assert_unchanged(c1.t5.model, before)
+    assert c1.t5.model.encoder.embed_tokens is c1.t5.model.shared
+    l1, lm = c1.towers[0].model.state_dict(), merged.towers[0].model.state_dict()
+    assert not torch.equal(l1["text_model.final_layer_norm.weight"], lm["text_model.final_layer_norm.weight"])
+    assert not torch.equal(c1.encode_flux("a red circle", "a red circle")[0],
+                           merged.encode_flux("a red circle", "a red circle")[0])

@@ -11,6 +11,7 @@ scaled fp8 files (graphflow.models.cast_layers) are merged as weight x scale_wei
 one stored in fp8 goes back over model1's scale.
 """
 
+import copy
 from collections.abc import Callable
 
 import torch
@@ -19,7 +20,7 @@ from torch import nn
 from graphflow.memory import manager
 
 from .diffusion_model import DiffusionModel
-from .lora import patched_copy
+from .lora import copied_modules, patched_copy
 from .text_encoders import TextEncoder
 
 
@@ -94,7 +95,26 @@ def merge_clips(clip1: TextEncoder, clip2: TextEncoder, factors: Factors) -> Tex
     towers = [t1.with_model(merge_modules(t1.model, t2.model, factors, f"text encoder {t1.name}",
                                           (t1.patches, t2.patches)))
               for t1, t2 in zip(clip1.towers, clip2.towers)]
-    return clip1.with_towers(towers)
+    merged = clip1.with_towers(towers)
+    t5_1, t5_2 = getattr(clip1, "t5", None), getattr(clip2, "t5", None)
+    if (t5_1 is None) != (t5_2 is None):
+        raise MergeError("one text encoder has a T5 and the other has none")
+    if t5_1 is not None:  # SD3 / FLUX: ComfyUI merges every weight of the CLIP, T5's too
+        t5 = copy.copy(t5_1)
+        t5.model = _retied(t5_1.model, merge_modules(t5_1.model, t5_2.model, factors, "text encoder t5xxl"))
+        merged = copy.copy(merged)
+        merged.t5 = t5
+    return merged
+
+
+def _retied(original: nn.Module, t5: nn.Module) -> nn.Module:
+    """T5's encoder reads the token embedding through encoder.embed_tokens, the same module as
+    `shared`: a merged copy has a new `shared`, so its encoder must point at that one."""
+    if original.encoder.embed_tokens is not original.shared or t5.encoder.embed_tokens is t5.shared:
+        return t5
+    clone, owners = copied_modules(t5, {"encoder"})
+    owners["encoder"]._modules["embed_tokens"] = clone.shared
+    return clone
 
 
 def block_factors(ratios: dict[str, float], default: float) -> Factors:
