@@ -210,8 +210,9 @@ def _tower_metadata(name: str, tower) -> dict[str, str]:
 
 def save_text_encoder(path, state: tuple[dict[str, torch.Tensor], dict[str, str]],
                       extra_metadata: dict | None = None) -> Path:
-    """One of text_encoder_states' (weights, metadata) as a file."""
-    return _save(path, state[0], dict(state[1]), extra_metadata)
+    """One of text_encoder_states' (weights, metadata) as a file, marked "format": "pt" as
+    ComfyUI's CLIPSave marks its files."""
+    return _save(path, state[0], {"format": "pt", **state[1]}, extra_metadata)
 
 
 def save_image_only_checkpoint(path, model: DiffusionModel, clip_vision, vae: VAE,
