@@ -186,3 +186,23 @@ def test_clip_merges_take_t5_too(builtin_registry, tmp_path, node, widgets, expe
     assert not torch.equal(l1["text_model.final_layer_norm.weight"], lm["text_model.final_layer_norm.weight"])
     assert not torch.equal(c1.encode_flux("a red circle", "a red circle")[0],
                            merged.encode_flux("a red circle", "a red circle")[0])
+
+
+def test_layers_of_different_sizes_keep_model1_times_its_factor(builtin_registry, pair, tmp_path):
+    """ComfyUI's merge patch scales model1's weight by its factor and adds model2's only when the
+    shapes agree: the inpainting recipe Add(inpaint, Subtract(custom, base)) keeps the inpainting
+    model's 9-channel conv_in and moves every other weight by custom - base."""
+    (c1, c2), (w1, w2) = pair
+    inpaint = load_checkpoint(write_checkpoint(tmp_path / "inpaint.safetensors", "sd1_inpaint", seed=3),
+                              device="cpu", dtype=torch.float32).model
+    wi = {k: v.float() for k, v in inpaint.unet.state_dict().items()}
+    conv_in = "input_blocks.0.0.weight"
+    assert wi[conv_in].shape[1] == 9 and w1[conv_in].shape[1] == 4
+    diff = call(builtin_registry, "ModelMergeSubtract", model1=c1.model, model2=c2.model, multiplier=1.0)
+    merged = call(builtin_registry, "ModelMergeAdd", model1=inpaint, model2=diff).unet.state_dict()
+    for name, w in wi.items():
+        expected = w if name == conv_in else w + (w1[name] - w2[name])
+        torch.testing.assert_close(merged[name], expected, rtol=1e-5, atol=1e-5, msg=name)
+    simple = call(builtin_registry, "ModelMergeSimple", model1=inpaint, model2=c1.model, ratio=0.3).unet.state_dict()
+    torch.testing.assert_close(simple[conv_in], 0.3 * wi[conv_in])
+    torch.testing.assert_close(simple["out.2.weight"], 0.3 * wi["out.2.weight"] + 0.7 * w1["out.2.weight"])

@@ -6,7 +6,9 @@ every parameter becomes
 with (a, b) per parameter for block-wise merges. The result is a new object whose merged
 parameters are new tensors (computed in float32, stored in model1's dtype and device) and whose
 other parameters are model1's, shared: the inputs are never modified, so cached results that
-hold them stay valid. Both must have the same architecture and sizes. Weights of ComfyUI's
+hold them stay valid. Both must have the same architecture (the same layers); a layer whose
+sizes differ (an inpainting model's 9-channel conv_in against a 4-channel one) is not merged:
+as in ComfyUI, it becomes w1 * a, with a warning. Weights of ComfyUI's
 scaled fp8 files (graphflow.models.cast_layers) are merged as weight x scale_weight, and a merged
 one stored in fp8 goes back over model1's scale.
 """
@@ -62,22 +64,29 @@ def merge_modules(first: nn.Module, second: nn.Module, factors: Factors, what: s
         raise MergeError(f"the two {what}s have different layers (only in the first: {missing[:3]}, only in the "
                          f"second: {extra[:3]}); they are of different architectures")
     scales1, scales2 = _scales(first), _scales(second)
-    weights = {}
+    weights, unmerged = {}, []
     for name, w1 in params1.items():
         w2 = params2[name]
-        if w1.shape != w2.shape:
-            raise MergeError(f"{what} layer {name} is {tuple(w1.shape)} in the first and {tuple(w2.shape)} in the "
-                             f"second; they are of different sizes")
         a, b = factors(name)
+        if w1.shape != w2.shape:  # an inpainting model's 9-channel conv_in against a 4-channel one:
+            unmerged.append(f"{name} {tuple(w1.shape)} != {tuple(w2.shape)}")
+            b = 0.0  # ComfyUI scales the first's weight by its factor and adds nothing
         if a == 1.0 and b == 0.0:
             if any(p.param == name for p in patches[0]):
                 weights[name] = w1  # the first's patched weight: its network holds the original
             continue  # unchanged: keep sharing the first's tensor
-        merged = _true(w1, scales1.get(name)) * a + _true(w2.to(w1.device), scales2.get(name)) * b
+        merged = _true(w1, scales1.get(name)) * a
+        if b != 0.0:
+            merged = merged + _true(w2.to(w1.device), scales2.get(name)) * b
         if name in scales1:  # back over the first's scale, within the fp8 type's range
             limit = torch.finfo(w1.dtype).max
             merged = (_true(merged, 1 / scales1[name].float())).clamp(-limit, limit)
         weights[name] = merged.to(w1.dtype)
+    if unmerged:
+        from graphflow.context import warn
+
+        warn(f"{what}: {len(unmerged)} layer(s) of different sizes not merged (the first's weight times its "
+             f"factor kept, as ComfyUI does): {', '.join(unmerged[:3])}")
     return patched_copy(first, weights)
 
 
