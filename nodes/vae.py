@@ -44,8 +44,13 @@ class VAEEncode(Node):
     def run(self):
         vae = _require_vae(self.vae)
         if self.tiled:
-            return {"samples": _tiled(lambda *a: vae.encode_tiled(self.pixels, *a), vae, self.tile_size,
-                                      self.overlap, self.temporal_size, self.temporal_overlap)}
+            from graphflow.models.tiling import OverlapError
+
+            try:
+                return {"samples": _tiled(lambda *a: vae.encode_tiled(self.pixels, *a), vae, self.tile_size,
+                                          self.overlap, self.temporal_size, self.temporal_overlap)}
+            except OverlapError as e:  # ComfyUI's range() fails there
+                raise NodeInputError("overlap", str(e)) from None
         return {"samples": vae.encode(self.pixels)}
 
 

@@ -279,6 +279,17 @@ def test_tiled_encode_averages_comfyuis_three_tilings():
         vae.encode_tiled(image, 32, 16)
 
 
+def test_vae_encode_tiled_node_names_a_too_large_overlap(builtin_registry):
+    from graphflow.context import NodeInputError
+    from test_nodes_image_mask import call
+
+    vae = VAE(random_vae(TINY["sd"]), SD1)
+    with pytest.raises(NodeInputError) as e:
+        call(builtin_registry, "VAEEncode", pixels=torch.rand(1, 96, 96, 3), vae=vae, tiled=True, tile_size=64,
+             overlap=32)
+    assert e.value.input == "overlap"
+
+
 def test_tiled_encode_is_close_to_untiled():
     vae = VAE(random_vae(TINY["sd_8_groups"], seed=2), SD1)
     image = smooth_image(2, 64, 160)

@@ -158,6 +158,10 @@ DECODE_TILINGS = ((2, 0.5), (0.5, 2), (1, 1))
 ENCODE_TILINGS = ((1, 1), (0.5, 2), (2, 0.5))
 
 
+class OverlapError(ValueError):
+    """A tile overlap that leaves no step between tiles."""
+
+
 def three_tilings(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, overlap: int,
                   out_channels: int, scale: float, tilings=DECODE_TILINGS) -> torch.Tensor:
     """ComfyUI's tiled image VAE: the mean of `fn` over x [B, C, H, W] tiled three ways (tilings:
@@ -172,8 +176,8 @@ def three_tilings(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, t
         tiles = [tile // 2 if f == 0.5 else int(tile * f) for f in (rows, cols)]
         for length, t in zip(x.shape[2:], tiles):
             if length > t and t <= overlap:  # ComfyUI's range() would fail or give no tiles
-                raise ValueError(f"the overlap ({overlap}) must be smaller than half the tile ({t}): the "
-                                 f"tile is also run halved")
+                raise OverlapError(f"the overlap ({overlap}) must be smaller than half the tile ({t}): the "
+                                   f"tile is also run halved")
         out = tiled_map_nd(fn, x, video_axes(x.shape[2:], tiles, (overlap, overlap), (size, size), (size, size)),
                            out_channels)
         total = out if total is None else total + out
