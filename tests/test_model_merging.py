@@ -206,3 +206,17 @@ def test_layers_of_different_sizes_keep_model1_times_its_factor(builtin_registry
     simple = call(builtin_registry, "ModelMergeSimple", model1=inpaint, model2=c1.model, ratio=0.3).unet.state_dict()
     torch.testing.assert_close(simple[conv_in], 0.3 * wi[conv_in])
     torch.testing.assert_close(simple["out.2.weight"], 0.3 * wi["out.2.weight"] + 0.7 * w1["out.2.weight"])
+
+
+def test_clip_merge_of_lumina2s_gemma(builtin_registry, tmp_path):
+    """Lumina 2's CLIP is one Gemma-2 network; ComfyUI merges its weights like any CLIP's."""
+    from graphflow.models.text_encoder_files import load_text_encoders
+    from graphflow.testing import write_gemma2
+
+    g1, g2 = (load_text_encoders(write_gemma2(tmp_path / f"g{s}.safetensors", seed=s, dtype=torch.float32), "lumina2",
+                                 device="cpu", dtype=torch.float32) for s in (0, 4))
+    merged = call(builtin_registry, "CLIPMergeSimple", clip1=g1, clip2=g2, ratio=0.25)
+    p1, p2 = dict(g1.model.named_parameters()), dict(g2.model.named_parameters())
+    for name, p in merged.model.named_parameters():
+        torch.testing.assert_close(p, 0.25 * p1[name] + 0.75 * p2[name], msg=name)
+    assert not torch.equal(merged.encode("a fox")[0], g1.encode("a fox")[0])

@@ -98,6 +98,14 @@ def merge_models(model1: DiffusionModel, model2: DiffusionModel, factors: Factor
 
 
 def merge_clips(clip1: TextEncoder, clip2: TextEncoder, factors: Factors) -> TextEncoder:
+    from .gemma2 import GemmaTextEncoder
+
+    if isinstance(clip1, GemmaTextEncoder) or isinstance(clip2, GemmaTextEncoder):  # Lumina 2: one network
+        if not (isinstance(clip1, GemmaTextEncoder) and isinstance(clip2, GemmaTextEncoder)):
+            raise MergeError(f"can't merge a {clip1.arch} text encoder with a {clip2.arch} one")
+        merged = copy.copy(clip1)
+        merged.model = merge_modules(clip1.model, clip2.model, factors, "text encoder gemma2_2b")
+        return merged
     names1, names2 = [t.name for t in clip1.towers], [t.name for t in clip2.towers]
     if clip1.arch != clip2.arch or names1 != names2:
         raise MergeError(f"can't merge a {clip1.arch} text encoder ({names1}) with a {clip2.arch} one ({names2})")
