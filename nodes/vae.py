@@ -24,7 +24,8 @@ def _tiled(method, vae, tile_size: int, overlap: int, temporal_size: int, tempor
 class VAEEncode(Node):
     """Encode images into latents (raw VAE space). Sizes are cropped to multiples of the VAE's
     downscale (8 for most). Tiled encoding handles images too large for memory (tile_size and
-    overlap in pixels). A video VAE (LTX-Video, Mochi) takes the IMAGE batch as the frames of one
+    overlap in pixels; overlap under half the tile), averaged over three tilings as ComfyUI's
+    VAEEncodeTiled. A video VAE (LTX-Video, Mochi) takes the IMAGE batch as the frames of one
     video and, tiled, also tiles over frames: temporal_size frames per tile overlapping by
     temporal_overlap, turned into whole latent frames as ComfyUI's VAEEncodeTiled does."""
     category = "latent"
@@ -43,15 +44,21 @@ class VAEEncode(Node):
     def run(self):
         vae = _require_vae(self.vae)
         if self.tiled:
-            return {"samples": _tiled(lambda *a: vae.encode_tiled(self.pixels, *a), vae, self.tile_size,
-                                      self.overlap, self.temporal_size, self.temporal_overlap)}
+            from graphflow.models.tiling import OverlapError
+
+            try:
+                return {"samples": _tiled(lambda *a: vae.encode_tiled(self.pixels, *a), vae, self.tile_size,
+                                          self.overlap, self.temporal_size, self.temporal_overlap)}
+            except OverlapError as e:  # ComfyUI's range() fails there
+                raise NodeInputError("overlap", str(e)) from None
         return {"samples": vae.encode(self.pixels)}
 
 
 class VAEDecode(Node):
-    """Decode latents into images. Tiled decoding (overlapping tiles blended without seams; sizes
-    in pixels) handles images too large for memory; plain decoding also falls back to it when
-    memory runs out. A video latent (LTX-Video, Mochi) decodes to its frames as one IMAGE batch;
+    """Decode latents into images. Tiled decoding (sizes in pixels) handles images too large for
+    memory, as ComfyUI's VAEDecodeTiled: overlap at most a quarter of the tile, and the decode
+    averaged over three tilings (tall, wide and square tiles) so that seams blur out; plain
+    decoding also falls back to it when memory runs out. A video latent (LTX-Video, Mochi) decodes to its frames as one IMAGE batch;
     tiled, it is also cut over frames: temporal_size frames per tile overlapping by
     temporal_overlap, turned into latent frames as ComfyUI's VAEDecodeTiled does (a video no longer
     than a tile is not cut in time). Image VAEs ignore the temporal inputs."""

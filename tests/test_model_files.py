@@ -182,3 +182,42 @@ def test_checkpoint_save_marks_v_prediction_and_zsnr_as_comfyui_does(builtin_reg
     call(builtin_registry, "CheckpointSave", model=lcm, clip=ckpt.clip, vae=ckpt.vae, filename_prefix="lcm")
     back = load_checkpoint(saved_file(tmp_folders, "lcm"), device="cpu")
     assert (back.model.prediction, back.model.zsnr) == ("eps", False)
+
+
+def test_checkpoint_save_writes_comfyuis_modelspec_keys(builtin_registry, tmp_folders, tmp_path):
+    """ComfyUI's save_checkpoint: modelspec.architecture / sai_model_spec / implementation / title
+    ("<prefix name> <counter>") for SDXL (and its refiner, SVD, SD3) only; predict_key for every
+    eps or v model."""
+    for arch, expected in (("sd1", None), ("sdxl", "stable-diffusion-xl-v1-base")):
+        ckpt = load_checkpoint(write_checkpoint(tmp_path / f"{arch}.safetensors", arch), device="cpu")
+        call(builtin_registry, "CheckpointSave", model=ckpt.model, clip=ckpt.clip, vae=ckpt.vae,
+             filename_prefix=f"checkpoints/{arch}")
+        with safe_open(str(saved_file(tmp_folders, f"checkpoints/{arch}")), "pt") as f:
+            metadata = f.metadata()
+        assert metadata["modelspec.predict_key"] == "epsilon"
+        assert metadata.get("modelspec.architecture") == expected
+        if expected:
+            assert (metadata["modelspec.title"], metadata["modelspec.sai_model_spec"],
+                    metadata["modelspec.implementation"]) == (f"{arch} 1", "1.0.0", "sgm")
+        else:
+            assert not {"modelspec.title", "modelspec.sai_model_spec", "modelspec.implementation"} & set(metadata)
+
+
+def test_checkpoint_save_marks_an_edm_v_model_as_comfyui_does(builtin_registry, tmp_folders, tmp_path):
+    """A model under ModelSamplingContinuousEDM v_prediction (CosXL's sampling) is written with
+    ComfyUI's edm_vpred.sigma_max / sigma_min keys, which an SDXL file is read back by."""
+    ckpt = load_checkpoint(write_checkpoint(tmp_path / "xl.safetensors", "sdxl"), device="cpu")
+    edm = call(builtin_registry, "ModelSamplingContinuousEDM", model=ckpt.model, sampling="v_prediction",
+               sigma_max=80.0, sigma_min=0.03)
+    call(builtin_registry, "CheckpointSave", model=edm, clip=ckpt.clip, vae=ckpt.vae, filename_prefix="cosxl")
+    path = saved_file(tmp_folders, "cosxl")
+    state = load_file(str(path))
+    assert state["edm_vpred.sigma_max"].dtype == torch.float32 and state["edm_vpred.sigma_max"].item() == 80.0
+    assert state["edm_vpred.sigma_min"].item() == pytest.approx(0.03) and "v_pred" not in state
+    back = load_checkpoint(path, device="cpu").model
+    assert (back.prediction, back.continuous_timestep) == ("v", "log")
+    assert back.edm == pytest.approx((0.03, 80.0))
+    # the plain model next to it is still read as what it is
+    call(builtin_registry, "CheckpointSave", model=ckpt.model, clip=ckpt.clip, vae=ckpt.vae, filename_prefix="plain")
+    plain = load_checkpoint(saved_file(tmp_folders, "plain"), device="cpu").model
+    assert plain.edm is None and plain.prediction == "eps"

@@ -161,3 +161,62 @@ def test_flow_block_merges_follow_the_closed_form_per_block(builtin_registry, tm
         call(builtin_registry, node, model1=sd1, model2=sd1)
     assert e.value.input == "model1" and "sd1" in str(e.value)
     assert list(entry.input_specs)[:2] == ["model1", "model2"]
+
+
+@pytest.mark.parametrize("node, widgets, expected", [
+    ("CLIPMergeSimple", {"ratio": 0.25}, lambda a, b: 0.25 * a + 0.75 * b),
+    ("CLIPMergeSubtract", {"multiplier": 2.0}, lambda a, b: 2.0 * (a - b)),
+])
+def test_clip_merges_take_t5_too(builtin_registry, tmp_path, node, widgets, expected):
+    """ComfyUI merges every weight of the two CLIPs, FLUX's T5-XXL as well as CLIP-L; T5's tied
+    token embedding (encoder.embed_tokens is `shared`) is the merged one."""
+    from graphflow.testing import write_flow_checkpoint
+
+    c1, c2 = (load_checkpoint(write_flow_checkpoint(tmp_path / f"f{s}.safetensors", "flux_dev", seed=s),
+                              device="cpu", dtype=torch.float32).clip for s in (0, 5))
+    before = snapshot(c1.t5.model)
+    merged = call(builtin_registry, node, clip1=c1, clip2=c2, **widgets)
+    t5, p1, p2 = merged.t5.model, dict(c1.t5.model.named_parameters()), dict(c2.t5.model.named_parameters())
+    assert t5.encoder.embed_tokens is t5.shared
+    for name, p in t5.named_parameters():
+        torch.testing.assert_close(p, expected(p1[name], p2[name]), rtol=1e-5, atol=1e-6, msg=name)
+    assert_unchanged(c1.t5.model, before)
+    assert c1.t5.model.encoder.embed_tokens is c1.t5.model.shared
+    l1, lm = c1.towers[0].model.state_dict(), merged.towers[0].model.state_dict()
+    assert not torch.equal(l1["text_model.final_layer_norm.weight"], lm["text_model.final_layer_norm.weight"])
+    assert not torch.equal(c1.encode_flux("a red circle", "a red circle")[0],
+                           merged.encode_flux("a red circle", "a red circle")[0])
+
+
+def test_layers_of_different_sizes_keep_model1_times_its_factor(builtin_registry, pair, tmp_path):
+    """ComfyUI's merge patch scales model1's weight by its factor and adds model2's only when the
+    shapes agree: the inpainting recipe Add(inpaint, Subtract(custom, base)) keeps the inpainting
+    model's 9-channel conv_in and moves every other weight by custom - base."""
+    (c1, c2), (w1, w2) = pair
+    inpaint = load_checkpoint(write_checkpoint(tmp_path / "inpaint.safetensors", "sd1_inpaint", seed=3),
+                              device="cpu", dtype=torch.float32).model
+    wi = {k: v.float() for k, v in inpaint.unet.state_dict().items()}
+    conv_in = "input_blocks.0.0.weight"
+    assert wi[conv_in].shape[1] == 9 and w1[conv_in].shape[1] == 4
+    diff = call(builtin_registry, "ModelMergeSubtract", model1=c1.model, model2=c2.model, multiplier=1.0)
+    merged = call(builtin_registry, "ModelMergeAdd", model1=inpaint, model2=diff).unet.state_dict()
+    for name, w in wi.items():
+        expected = w if name == conv_in else w + (w1[name] - w2[name])
+        torch.testing.assert_close(merged[name], expected, rtol=1e-5, atol=1e-5, msg=name)
+    simple = call(builtin_registry, "ModelMergeSimple", model1=inpaint, model2=c1.model, ratio=0.3).unet.state_dict()
+    torch.testing.assert_close(simple[conv_in], 0.3 * wi[conv_in])
+    torch.testing.assert_close(simple["out.2.weight"], 0.3 * wi["out.2.weight"] + 0.7 * w1["out.2.weight"])
+
+
+def test_clip_merge_of_lumina2s_gemma(builtin_registry, tmp_path):
+    """Lumina 2's CLIP is one Gemma-2 network; ComfyUI merges its weights like any CLIP's."""
+    from graphflow.models.text_encoder_files import load_text_encoders
+    from graphflow.testing import write_gemma2
+
+    g1, g2 = (load_text_encoders(write_gemma2(tmp_path / f"g{s}.safetensors", seed=s, dtype=torch.float32), "lumina2",
+                                 device="cpu", dtype=torch.float32) for s in (0, 4))
+    merged = call(builtin_registry, "CLIPMergeSimple", clip1=g1, clip2=g2, ratio=0.25)
+    p1, p2 = dict(g1.model.named_parameters()), dict(g2.model.named_parameters())
+    for name, p in merged.model.named_parameters():
+        torch.testing.assert_close(p, 0.25 * p1[name] + 0.75 * p2[name], msg=name)
+    assert not torch.equal(merged.encode("a fox")[0], g1.encode("a fox")[0])

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -109,6 +110,8 @@ def test_clip_save_writes_one_file_per_encoder_that_clip_loaders_read_back(built
     assert [p.name for p in paths] == [f"c_{n}_00001_.safetensors" for n in names]
     for path in paths:
         keys = set(load_file(str(path)))
+        with safe_open(str(path), "pt") as f:
+            assert f.metadata()["format"] == "pt"  # ComfyUI's CLIPSave metadata
         if "t5xxl" in path.name:
             assert "shared.weight" in keys and all(k.startswith(("encoder.", "shared.")) for k in keys)
         else:

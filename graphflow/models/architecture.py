@@ -21,6 +21,8 @@ from .zero123 import CAMERA_WIDTH, CC_PROJECTION, is_zero123
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
+# ComfyUI's keys for an EDM-style v-prediction model's sigma range (CosXL; read for SDXL)
+EDM_VPRED_MAX, EDM_VPRED_MIN = "edm_vpred.sigma_max", "edm_vpred.sigma_min"
 VAE_PARTS = ("encoder", "decoder", "quant_conv", "post_quant_conv")  # a VAE file's other keys (loss.*) are not read
 
 ARCH_NAMES = {"sd1": "SD1.x", "sd2": "SD2.x", "sdxl": "SDXL base", "sdxl_refiner": "SDXL refiner"}

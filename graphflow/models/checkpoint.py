@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from ..device import compute_device, default_dtype, dtype_override, load_device
-from .architecture import (ARCH_NAMES, UNET_PREFIX, VAE_PARTS, VAE_PREFIX, ArchInfo, config_overrides,
-                           detect_architecture, format_prefixes, is_video_checkpoint, locate_towers, prefix_summary,
+from .architecture import (ARCH_NAMES, EDM_VPRED_MAX, EDM_VPRED_MIN, UNET_PREFIX, VAE_PARTS, VAE_PREFIX, ArchInfo,
+                           config_overrides, detect_architecture, format_prefixes, is_video_checkpoint, locate_towers, prefix_summary,
                            vae_config_from_shapes)
 from .cast_layers import FP8_DTYPES, WEIGHT_DTYPES, castable_weights, set_scales
 from .chroma import Chroma, ChromaRadiance
@@ -314,6 +314,11 @@ def _read_checkpoint(path, device, dtype, prediction, weight_dtype, parts, clip_
             unet = build_unet(f.view(UNET_PREFIX), info.unet, unet_device, unet_dtype)
             model = DiffusionModel(unet, info.arch, info.prediction, info.latent_format)
             model.zsnr = info.zero_terminal_snr  # ComfyUI's 'ztsnr' marker key
+            if info.arch == "sdxl" and prediction is None and EDM_VPRED_MAX in f.shapes:
+                # ComfyUI's marker of an EDM-style v model (CosXL; its CheckpointSave of one):
+                # continuous v sampling, sigma_min 0.002 unless given (ComfyUI's default)
+                sigma_min = float(f.get(EDM_VPRED_MIN)) if EDM_VPRED_MIN in f.shapes else 0.002
+                model = model.with_continuous_sampling("v", sigma_min, float(f.get(EDM_VPRED_MAX)))
             if info.unclip:
                 from .unclip import noise_augmentor_from
 

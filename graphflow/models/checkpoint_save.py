@@ -9,8 +9,9 @@
 
 What weights cannot show is written into the safetensors metadata (`graphflow.config`: prediction,
 head counts, norm groups, latent scale) with ComfyUI's `modelspec.*` keys, and, as ComfyUI does,
-empty `v_pred` / `ztsnr` marker tensors for v-prediction (zero terminal SNR) models, so the file
-loads back as the same model.
+empty `v_pred` / `ztsnr` marker tensors for v-prediction (zero terminal SNR) models and
+`edm_vpred.sigma_max` / `sigma_min` for continuous-time v ones (CosXL), so the file loads back as
+the same model.
 
 The parts alone, as ComfyUI's ModelSave / VAESave / CLIPSave write them:
 
@@ -21,6 +22,7 @@ The parts alone, as ComfyUI's ModelSave / VAESave / CLIPSave write them:
 """
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -28,14 +30,17 @@ from safetensors.torch import save_file
 
 from graphflow.memory import manager
 
-from .architecture import UNET_PREFIX, VAE_PREFIX
+from .architecture import EDM_VPRED_MAX, EDM_VPRED_MIN, UNET_PREFIX, VAE_PREFIX
 from .diffusion_model import DiffusionModel
 from .text_encoders import HF, TextEncoder, hf_to_openclip, text_transformer
 from .vae import VAE
 from .weight_files import config_metadata
 
-MODELSPEC_ARCH = {"sd1": "stable-diffusion-v1", "sd2": "stable-diffusion-v2-768-v", "sdxl": "stable-diffusion-xl-v1-base",
-                  "sdxl_refiner": "stable-diffusion-xl-v1-refiner"}
+UNET_ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner")  # the families written with a graphflow.config
+# ComfyUI's modelspec.architecture, written (with sai_model_spec, implementation and title) for
+# these families only; SD1.x / SD2.x files get none (ComfyUI's list leaves them out)
+MODELSPEC_ARCH = {"sdxl": "stable-diffusion-xl-v1-base", "sdxl_refiner": "stable-diffusion-xl-v1-refiner",
+                  "svd": "stable-video-diffusion-img2vid-v1", "sd3": "stable-diffusion-v3-medium"}
 
 
 def _hf_tower_state(tower) -> dict[str, torch.Tensor]:
@@ -76,6 +81,11 @@ def model_state(model: DiffusionModel) -> dict[str, torch.Tensor]:
         state["v_pred"] = torch.tensor([])
         if model.zsnr:
             state["ztsnr"] = torch.tensor([])
+    elif model.prediction == "v" and model.continuous_timestep == "log":  # EDM-style v (CosXL, SVD, ModelSampling-
+        # ContinuousEDM v_prediction; not ModelSamplingContinuousV, which ComfyUI does not mark)
+        sigma_min, sigma_max = model.edm
+        state[EDM_VPRED_MAX] = torch.tensor(sigma_max).float()  # ComfyUI's keys (both loaders read them for SDXL)
+        state[EDM_VPRED_MIN] = torch.tensor(sigma_min).float()
     return _cpu(state)
 
 
@@ -94,30 +104,38 @@ def _latent_format_config(fmt) -> dict:
     return latent_format
 
 
-def model_metadata(model: DiffusionModel, title: str = "", **sections) -> dict[str, str]:
-    """graphflow.config and ComfyUI's modelspec keys for a UNet model (flow models are known
-    by their key names and shapes alone: none)."""
-    if model.arch not in MODELSPEC_ARCH:
-        return {}
-    unet = model.unet.config
+def _title(path) -> str:
+    """ComfyUI's modelspec.title: the file name prefix and the counter, "ComfyUI 1"."""
+    stem = Path(path).stem
+    numbered = re.fullmatch(r"(.*)_(\d{5,})_", stem)
+    return f"{numbered[1]} {int(numbered[2])}" if numbered else stem
+
+
+def model_metadata(model: DiffusionModel, path="", **sections) -> dict[str, str]:
+    """ComfyUI's modelspec keys (the architecture for SDXL, its refiner, SVD and SD3; the
+    prediction for every eps / v UNet), and graphflow.config for the UNet families (flow models
+    are known by their key names and shapes alone)."""
+    metadata = {}
     trained = model.prediction if model.prediction in ("eps", "v") and model.edm is None else None
-    metadata = config_metadata(
-        arch=model.arch,  # a real-size UNet alone shows it; a scaled-down one needs it said
-        prediction=trained,  # lcm / x0 / EDM sampling is a sampling choice, not stored (as in ComfyUI)
-        unet={"num_heads": unet.num_heads, "num_head_channels": unet.num_head_channels, "norm_groups": unet.norm_groups},
-        latent_format=_latent_format_config(model.latent_format), **sections)
-    metadata.update({"modelspec.sai_model_spec": "1.0.0", "modelspec.implementation": "sgm",
-                     "modelspec.architecture": MODELSPEC_ARCH[model.arch], "modelspec.title": title})
+    if model.arch in UNET_ARCHS:
+        unet = model.unet.config
+        metadata = config_metadata(
+            arch=model.arch,  # a real-size UNet alone shows it; a scaled-down one needs it said
+            prediction=trained,  # lcm / x0 / EDM sampling is a sampling choice, not stored (as in ComfyUI)
+            unet={"num_heads": unet.num_heads, "num_head_channels": unet.num_head_channels,
+                  "norm_groups": unet.norm_groups},
+            latent_format=_latent_format_config(model.latent_format), **sections)
+    if model.arch in MODELSPEC_ARCH:
+        metadata.update({"modelspec.architecture": MODELSPEC_ARCH[model.arch], "modelspec.sai_model_spec": "1.0.0",
+                         "modelspec.implementation": "sgm", "modelspec.title": _title(path)})
     if trained is not None:
         metadata["modelspec.predict_key"] = "epsilon" if trained == "eps" else "v"
-    if model.inpaint:
-        metadata["modelspec.architecture"] += "/inpaint"
     return metadata
 
 
-def checkpoint_metadata(model: DiffusionModel, clip: TextEncoder, vae: VAE, title: str = "") -> dict[str, str]:
+def checkpoint_metadata(model: DiffusionModel, clip: TextEncoder, vae: VAE, path="") -> dict[str, str]:
     return model_metadata(
-        model, title, vae={"norm_groups": vae.module.config.norm_groups},
+        model, path, vae={"norm_groups": vae.module.config.norm_groups},
         text_encoders={t.name: {"num_attention_heads": t.model.config.num_attention_heads,
                                 "hidden_act": t.model.config.hidden_act} for t in clip.towers})
 
@@ -130,20 +148,19 @@ def _save(path, state: dict[str, torch.Tensor], metadata: dict[str, str], extra_
 
 
 def save_checkpoint(path, model: DiffusionModel, clip: TextEncoder, vae: VAE, extra_metadata: dict | None = None) -> Path:
-    if model.arch not in MODELSPEC_ARCH:
+    if model.arch not in UNET_ARCHS:
         raise ValueError(f"a {model.arch} flow model; single-file checkpoints are written for SD1.x / SD2.x / SDXL")
     if clip.arch != model.arch:
         raise ValueError(f"the text encoder is for {clip.arch}, the model is {model.arch}")
     if vae.latent_channels != model.latent_format.channels:
         raise ValueError(f"the VAE makes {vae.latent_channels}-channel latents, the model takes "
                          f"{model.latent_format.channels}")
-    return _save(path, checkpoint_state(model, clip, vae), checkpoint_metadata(model, clip, vae, Path(path).stem),
-                 extra_metadata)
+    return _save(path, checkpoint_state(model, clip, vae), checkpoint_metadata(model, clip, vae, path), extra_metadata)
 
 
 def save_model(path, model: DiffusionModel, extra_metadata: dict | None = None) -> Path:
     """ModelSave's file: the diffusion model alone (UNETLoader and CheckpointLoader read it)."""
-    return _save(path, model_state(model), model_metadata(model, Path(path).stem), extra_metadata)
+    return _save(path, model_state(model), model_metadata(model, path), extra_metadata)
 
 
 def save_vae(path, vae: VAE, extra_metadata: dict | None = None) -> Path:
@@ -193,8 +210,9 @@ def _tower_metadata(name: str, tower) -> dict[str, str]:
 
 def save_text_encoder(path, state: tuple[dict[str, torch.Tensor], dict[str, str]],
                       extra_metadata: dict | None = None) -> Path:
-    """One of text_encoder_states' (weights, metadata) as a file."""
-    return _save(path, state[0], dict(state[1]), extra_metadata)
+    """One of text_encoder_states' (weights, metadata) as a file, marked "format": "pt" as
+    ComfyUI's CLIPSave marks its files."""
+    return _save(path, state[0], {"format": "pt", **state[1]}, extra_metadata)
 
 
 def save_image_only_checkpoint(path, model: DiffusionModel, clip_vision, vae: VAE,
@@ -212,4 +230,4 @@ def save_image_only_checkpoint(path, model: DiffusionModel, clip_vision, vae: VA
     state = model_state(model)
     state.update({VAE_PREFIX + k: v for k, v in vae_state.items()})
     state.update({SVD_IMAGE_ENCODER + k: v for k, v in clip_vision.module.state_dict().items()})
-    return _save(path, _cpu(state), {}, extra_metadata)
+    return _save(path, _cpu(state), model_metadata(model, path), extra_metadata)

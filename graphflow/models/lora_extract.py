@@ -14,8 +14,9 @@ bias_diff: every bias whole as `.diff_b`.
 ComfyUI caps r at min(rank, out, in) for conv weights too, which drops part of a 3×3 conv with
 fewer input than output channels (SD's conv_in at rank > 4) even at full rank; we cap at what the
 flattened weight can hold, so the files differ from ComfyUI's only there (its loader and ours read both).
-Everything is stored as float16 (as ComfyUI does). The text encoder's T5 is not written: our CLIP
-merges (graphflow.models.merge) leave T5 as the first model's, so it holds no difference.
+Everything is stored as float16 (as ComfyUI does). The text encoder's T5 is not written (ComfyUI
+writes it as text_encoders.t5xxl.transformer.*): our LoRA loader does not patch T5, so a file
+with T5 parts would not load back here.
 """
 
 import math

@@ -6,11 +6,14 @@ every parameter becomes
 with (a, b) per parameter for block-wise merges. The result is a new object whose merged
 parameters are new tensors (computed in float32, stored in model1's dtype and device) and whose
 other parameters are model1's, shared: the inputs are never modified, so cached results that
-hold them stay valid. Both must have the same architecture and sizes. Weights of ComfyUI's
+hold them stay valid. Both must have the same architecture (the same layers); a layer whose
+sizes differ (an inpainting model's 9-channel conv_in against a 4-channel one) is not merged:
+as in ComfyUI, it becomes w1 * a, with a warning. Weights of ComfyUI's
 scaled fp8 files (graphflow.models.cast_layers) are merged as weight x scale_weight, and a merged
 one stored in fp8 goes back over model1's scale.
 """
 
+import copy
 from collections.abc import Callable
 
 import torch
@@ -19,7 +22,7 @@ from torch import nn
 from graphflow.memory import manager
 
 from .diffusion_model import DiffusionModel
-from .lora import patched_copy
+from .lora import copied_modules, patched_copy
 from .text_encoders import TextEncoder
 
 
@@ -61,22 +64,29 @@ def merge_modules(first: nn.Module, second: nn.Module, factors: Factors, what: s
         raise MergeError(f"the two {what}s have different layers (only in the first: {missing[:3]}, only in the "
                          f"second: {extra[:3]}); they are of different architectures")
     scales1, scales2 = _scales(first), _scales(second)
-    weights = {}
+    weights, unmerged = {}, []
     for name, w1 in params1.items():
         w2 = params2[name]
-        if w1.shape != w2.shape:
-            raise MergeError(f"{what} layer {name} is {tuple(w1.shape)} in the first and {tuple(w2.shape)} in the "
-                             f"second; they are of different sizes")
         a, b = factors(name)
+        if w1.shape != w2.shape:  # an inpainting model's 9-channel conv_in against a 4-channel one:
+            unmerged.append(f"{name} {tuple(w1.shape)} != {tuple(w2.shape)}")
+            b = 0.0  # ComfyUI scales the first's weight by its factor and adds nothing
         if a == 1.0 and b == 0.0:
             if any(p.param == name for p in patches[0]):
                 weights[name] = w1  # the first's patched weight: its network holds the original
             continue  # unchanged: keep sharing the first's tensor
-        merged = _true(w1, scales1.get(name)) * a + _true(w2.to(w1.device), scales2.get(name)) * b
+        merged = _true(w1, scales1.get(name)) * a
+        if b != 0.0:
+            merged = merged + _true(w2.to(w1.device), scales2.get(name)) * b
         if name in scales1:  # back over the first's scale, within the fp8 type's range
             limit = torch.finfo(w1.dtype).max
             merged = (_true(merged, 1 / scales1[name].float())).clamp(-limit, limit)
         weights[name] = merged.to(w1.dtype)
+    if unmerged:
+        from graphflow.context import warn
+
+        warn(f"{what}: {len(unmerged)} layer(s) of different sizes not merged (the first's weight times its "
+             f"factor kept, as ComfyUI does): {', '.join(unmerged[:3])}")
     return patched_copy(first, weights)
 
 
@@ -88,13 +98,40 @@ def merge_models(model1: DiffusionModel, model2: DiffusionModel, factors: Factor
 
 
 def merge_clips(clip1: TextEncoder, clip2: TextEncoder, factors: Factors) -> TextEncoder:
+    from .gemma2 import GemmaTextEncoder
+
+    if isinstance(clip1, GemmaTextEncoder) or isinstance(clip2, GemmaTextEncoder):  # Lumina 2: one network
+        if not (isinstance(clip1, GemmaTextEncoder) and isinstance(clip2, GemmaTextEncoder)):
+            raise MergeError(f"can't merge a {clip1.arch} text encoder with a {clip2.arch} one")
+        merged = copy.copy(clip1)
+        merged.model = merge_modules(clip1.model, clip2.model, factors, "text encoder gemma2_2b")
+        return merged
     names1, names2 = [t.name for t in clip1.towers], [t.name for t in clip2.towers]
     if clip1.arch != clip2.arch or names1 != names2:
         raise MergeError(f"can't merge a {clip1.arch} text encoder ({names1}) with a {clip2.arch} one ({names2})")
     towers = [t1.with_model(merge_modules(t1.model, t2.model, factors, f"text encoder {t1.name}",
                                           (t1.patches, t2.patches)))
               for t1, t2 in zip(clip1.towers, clip2.towers)]
-    return clip1.with_towers(towers)
+    merged = clip1.with_towers(towers)
+    t5_1, t5_2 = getattr(clip1, "t5", None), getattr(clip2, "t5", None)
+    if (t5_1 is None) != (t5_2 is None):
+        raise MergeError("one text encoder has a T5 and the other has none")
+    if t5_1 is not None:  # SD3 / FLUX: ComfyUI merges every weight of the CLIP, T5's too
+        t5 = copy.copy(t5_1)
+        t5.model = _retied(t5_1.model, merge_modules(t5_1.model, t5_2.model, factors, "text encoder t5xxl"))
+        merged = copy.copy(merged)
+        merged.t5 = t5
+    return merged
+
+
+def _retied(original: nn.Module, t5: nn.Module) -> nn.Module:
+    """T5's encoder reads the token embedding through encoder.embed_tokens, the same module as
+    `shared`: a merged copy has a new `shared`, so its encoder must point at that one."""
+    if original.encoder.embed_tokens is not original.shared or t5.encoder.embed_tokens is t5.shared:
+        return t5
+    clone, owners = copied_modules(t5, {"encoder"})
+    owners["encoder"]._modules["embed_tokens"] = clone.shared
+    return clone
 
 
 def block_factors(ratios: dict[str, float], default: float) -> Factors:

@@ -6,12 +6,15 @@ are weighted; the blend is sum(w * tile) / sum(w), w the outer product of the ax
 
 Two rules fill it in:
 
-- Images (`tiled_map`, graphflow's own): tiles flush with the end, weighted by a ramp across the
-  overlap on every side that faces another tile (flat 1 elsewhere). A tile's output is worst near
-  its edge (zero padding, missing context), so the ramp gives the outer quarter of the overlap
-  weight 0 and rises by a smoothstep over the middle half; two facing ramps sum to exactly 1. A map
-  whose receptive field is within a quarter of the overlap is reproduced exactly. (ComfyUI instead
-  averages three tilings of different shapes.)
+- Image VAEs (`three_tilings`, ComfyUI's VAE.decode_tiled_ / encode_tiled_): the video rule below
+  in 2-D, run three times with tiles of t x t, t/2 x 2t and 2t x t/2 (rows x columns) and averaged,
+  so no seam falls in the same place in all three.
+- `tiled_map` (graphflow's own, kept for maps with no ComfyUI counterpart): tiles flush with the
+  end, weighted by a ramp across the overlap on every side that faces another tile (flat 1
+  elsewhere). A tile's output is worst near its edge (zero padding, missing context), so the ramp
+  gives the outer quarter of the overlap weight 0 and rises by a smoothstep over the middle half;
+  two facing ramps sum to exactly 1. A map whose receptive field is within a quarter of the
+  overlap is reproduced exactly.
 - Video (`video_axes`, ComfyUI's tiled_scale_multidim as its VAEDecodeTiled / VAEEncodeTiled run
   it for video VAEs): over frames, rows and columns, tiles start every tile - overlap positions
   (range(0, length - overlap, tile - overlap)), the last one cut short; a dimension no longer than
@@ -145,3 +148,37 @@ def video_axes(sizes: Sequence[int], tiles: Sequence[int], overlaps: Sequence[in
         axes.append(Axis(spans, round(size(length)), lambda p, pos=pos: round(pos(p)),
                          lambda s, n, n_out, width=width: feather(n_out, width)))
     return axes
+
+
+# -- image VAEs: ComfyUI's three tilings --------------------------------------------------------------
+
+# (rows, columns) of each tiling for a tile of t, in the order ComfyUI sums them (float sums are
+# order-sensitive): decode_tiled_ adds 2t x t/2, t/2 x 2t, then t x t; encode_tiled_ the reverse
+DECODE_TILINGS = ((2, 0.5), (0.5, 2), (1, 1))
+ENCODE_TILINGS = ((1, 1), (0.5, 2), (2, 0.5))
+
+
+class OverlapError(ValueError):
+    """A tile overlap that leaves no step between tiles."""
+
+
+def three_tilings(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, overlap: int,
+                  out_channels: int, scale: float, tilings=DECODE_TILINGS) -> torch.Tensor:
+    """ComfyUI's tiled image VAE: the mean of `fn` over x [B, C, H, W] tiled three ways (tilings:
+    row and column factors of `tile`, t // 2 for a half), each tiling by the video rule in 2-D
+    (tiles every tile - overlap positions, feathered over round(overlap * scale) output positions).
+    A tiling whose tiles all cover x runs fn once on the whole of x. Float32 out."""
+    def size(n):  # the output length (or position) of an input length (or position)
+        return n * scale
+
+    total = None
+    for rows, cols in tilings:
+        tiles = [tile // 2 if f == 0.5 else int(tile * f) for f in (rows, cols)]
+        for length, t in zip(x.shape[2:], tiles):
+            if length > t and t <= overlap:  # ComfyUI's range() would fail or give no tiles
+                raise OverlapError(f"the overlap ({overlap}) must be smaller than half the tile ({t}): the "
+                                   f"tile is also run halved")
+        out = tiled_map_nd(fn, x, video_axes(x.shape[2:], tiles, (overlap, overlap), (size, size), (size, size)),
+                           out_channels)
+        total = out if total is None else total + out
+    return total / 3.0

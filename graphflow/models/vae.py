@@ -15,7 +15,7 @@ from torch import nn
 from .attention import attention
 from .configs import VAEConfig, vae_config_from_state_dict  # noqa: F401 (the config lives in configs.py, torch-free)
 from .latent_formats import CHROMA_RADIANCE, SD1, LatentFormat
-from .tiling import tiled_map, tiled_map_nd, video_axes
+from .tiling import ENCODE_TILINGS, three_tilings, tiled_map_nd, video_axes
 
 OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
@@ -283,6 +283,7 @@ class VAE(VAESocket):
         except OutOfMemoryError:
             pass  # leave the except block first so the failed attempt's tensors can be freed
         del x
+        # ComfyUI's fallback first (512 px tiles overlapping 64), then smaller ones
         return _tiles_until_it_fits(lambda tile: self.encode_posterior_tiled(image, tile, tile // 8))
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
@@ -292,10 +293,12 @@ class VAE(VAESocket):
     @torch.no_grad()
     @_on_device
     def encode_posterior_tiled(self, image: torch.Tensor, tile_size: int = 512, overlap: int = 64):
+        """As ComfyUI's VAEEncodeTiled: pixel tiles of tile_size overlapping by overlap, the encode
+        averaged over three tilings (t x t, t/2 x 2t, 2t x t/2)."""
         x = self._pixels_in(image)
         f, c = self.downscale, self.latent_channels
-        moments = tiled_map(lambda t: torch.cat(self.module.encode(t), dim=1), x, tile_size, overlap,
-                            out_channels=2 * c, scale=1 / f, align=f)
+        moments = three_tilings(lambda t: torch.cat(self.module.encode(t), dim=1), x, tile_size, overlap,
+                                out_channels=2 * c, scale=1 / f, tilings=ENCODE_TILINGS)
         return moments[:, :c].float().cpu(), moments[:, c:].float().cpu()
 
     def encode_tiled(self, image: torch.Tensor, tile_size: int = 512, overlap: int = 64) -> torch.Tensor:
@@ -312,15 +315,21 @@ class VAE(VAESocket):
         except OutOfMemoryError:
             pass  # leave the except block first so the failed attempt's tensors can be freed
         del z
-        return _tiles_until_it_fits(lambda tile: self.decode_tiled(latent, tile, tile // 8))
+        # ComfyUI's fallback first (64-latent tiles overlapping 16: 512 / 128 px), then smaller ones
+        return _tiles_until_it_fits(lambda tile: self.decode_tiled(latent, tile, tile // 4))
 
     @torch.no_grad()
     @_on_device
     def decode_tiled(self, latent: torch.Tensor, tile_size: int = 512, overlap: int = 64) -> torch.Tensor:
+        """As ComfyUI's VAEDecodeTiled: overlap cut to tile_size // 4 when larger; latent tiles of
+        t = tile_size // s overlapping by overlap // s (s the downscale), the decode averaged over
+        three tilings (2t x t/2, t/2 x 2t, t x t), so even a latent within one tile is tiled twice."""
         f = self.downscale
         z = self._latent_in(latent)
-        x = tiled_map(self.module.decode, z, max(1, tile_size // f), overlap // f,
-                      out_channels=self.module.config.out_channels, scale=f)
+        if tile_size < overlap * 4:  # VAEDecodeTiled's cut
+            overlap = tile_size // 4
+        x = three_tilings(self.module.decode, z, max(1, tile_size // f), overlap // f,
+                          out_channels=self.module.config.out_channels, scale=f)
         return self._pixels_out(x)
 
 
