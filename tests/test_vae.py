@@ -11,7 +11,6 @@ from diffusers import AutoencoderKL as DiffusersAutoencoderKL
 from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint, create_vae_diffusers_config_from_ldm
 
 from graphflow.models import FLUX, SD1, VAE, AutoencoderKL, VAEConfig, fit_rgb_factors, vae_config_from_state_dict
-from graphflow.models.tiling import tile_starts, tiled_map
 
 PREFIX = "first_stage_model."
 
@@ -145,38 +144,6 @@ def test_socket_runs_in_the_module_dtype_and_returns_float32():
     latent64 = vae.encode(smooth_image(1, 32, 32))
     assert latent64.dtype == torch.float32 and torch.allclose(latent64, latent32, atol=1e-4)
     assert vae.decode(latent64).dtype == torch.float32
-
-
-def test_tile_starts_cover_and_align():
-    for length, tile, overlap, align in [(100, 32, 8, 1), (96, 32, 8, 8), (33, 32, 8, 1), (20, 32, 8, 1), (256, 64, 16, 8)]:
-        starts = tile_starts(length, tile, overlap, align)
-        assert starts[0] == 0 and all(s % align == 0 for s in starts)
-        assert min(length, starts[-1] + tile) == length
-        assert all(b - a <= tile - overlap or b == starts[-1] for a, b in zip(starts, starts[1:]))
-
-
-def test_tiled_map_is_exact_for_a_pointwise_map():
-    x = torch.randn(2, 4, 37, 29)
-    out = tiled_map(lambda t: (t * 2).repeat_interleave(8, 2).repeat_interleave(8, 3), x, 12, 4, out_channels=4, scale=8)
-    assert torch.allclose(out, (x * 2).repeat_interleave(8, 2).repeat_interleave(8, 3), atol=1e-6)
-
-
-def test_tiled_map_is_exact_for_a_local_map():
-    """A conv net whose receptive field (3 latents) is within a quarter of the overlap comes out
-    exactly as untiled: the tile geometry and the blend weights are right."""
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, padding=1), torch.nn.SiLU(), torch.nn.Conv2d(8, 8, 3, padding=1),
-                              torch.nn.Upsample(scale_factor=8.0), torch.nn.Conv2d(8, 3, 3, padding=1))
-    z = torch.randn(2, 4, 45, 38)
-    with torch.no_grad():
-        full = net(z)
-        tiled = tiled_map(net, z, 20, 12, out_channels=3, scale=8)
-    assert (tiled - full).abs().max() < 1e-5
-    # and encoding direction: pixels -> 1/8 resolution, tiles aligned to 8 pixels
-    down = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.AvgPool2d(8))
-    x = torch.randn(1, 3, 136, 200)
-    with torch.no_grad():
-        assert (tiled_map(down, x, 64, 32, out_channels=4, scale=1 / 8, align=8) - down(x)).abs().max() < 1e-5
 
 
 def seam_score(image: torch.Tensor, window: int = 8) -> float:

@@ -4,17 +4,11 @@
 how long they are, where a tile's output lands, how long the output is and how a tile's outputs
 are weighted; the blend is sum(w * tile) / sum(w), w the outer product of the axes' weights.
 
-Two rules fill it in:
+Two rules fill it in, both ComfyUI's:
 
 - Image VAEs (`three_tilings`, ComfyUI's VAE.decode_tiled_ / encode_tiled_): the video rule below
   in 2-D, run three times with tiles of t x t, t/2 x 2t and 2t x t/2 (rows x columns) and averaged,
   so no seam falls in the same place in all three.
-- `tiled_map` (graphflow's own, kept for maps with no ComfyUI counterpart): tiles flush with the
-  end, weighted by a ramp across the overlap on every side that faces another tile (flat 1
-  elsewhere). A tile's output is worst near its edge (zero padding, missing context), so the ramp
-  gives the outer quarter of the overlap weight 0 and rises by a smoothstep over the middle half;
-  two facing ramps sum to exactly 1. A map whose receptive field is within a quarter of the
-  overlap is reproduced exactly.
 - Video (`video_axes`, ComfyUI's tiled_scale_multidim as its VAEDecodeTiled / VAEEncodeTiled run
   it for video VAEs): over frames, rows and columns, tiles start every tile - overlap positions
   (range(0, length - overlap, tile - overlap)), the last one cut short; a dimension no longer than
@@ -65,53 +59,6 @@ def tiled_map_nd(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, ax
         out[(..., *region)] += result * w
         weight[(..., *region)] += w
     return out / weight
-
-
-# -- images: graphflow's rule -----------------------------------------------------------------------
-
-def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[int]:
-    """Start offsets of tiles of size `tile` covering [0, length), stepping tile - overlap;
-    the last tile is flush with the end. Offsets are multiples of `align`."""
-    if length <= tile:
-        return [0]
-    stride = max(align, (tile - overlap) // align * align)
-    starts = list(range(0, length - tile, stride))
-    starts.append((length - tile) // align * align)
-    return sorted(set(starts))
-
-
-def ramp(n: int, ramp_len: int, rise: bool, fall: bool, device=None) -> torch.Tensor:
-    """Weights [n]: 0 over the first quarter of `ramp_len`, a smoothstep to 1 over the middle half
-    (at the start if rise, mirrored at the end if fall), 1 elsewhere."""
-    w = torch.ones(n, device=device)
-    ramp_len = min(ramp_len, n)
-    if ramp_len > 0:
-        margin = ramp_len // 4
-        t = ((torch.arange(ramp_len, device=device, dtype=torch.float32) - margin + 0.5)
-             / (ramp_len - 2 * margin)).clamp(0, 1)
-        up = t * t * (3 - 2 * t)
-        if rise:
-            w[:ramp_len] = torch.minimum(w[:ramp_len], up)
-        if fall:
-            w[n - ramp_len:] = torch.minimum(w[n - ramp_len:], up.flip(0))
-    return w
-
-
-def tiled_map(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, overlap: int,
-              out_channels: int, scale: float, align: int = 1) -> torch.Tensor:
-    """Apply `fn` ([B, C, h, w] -> [B, out_channels, h*scale, w*scale]) tile by tile over x [B, C, H, W].
-    `tile`, `overlap` and `align` are in x's units; tiles start on multiples of `align`
-    (the encoder needs pixel tiles on multiples of its downscale factor)."""
-    tile = max(align, tile // align * align)
-    overlap = max(0, min(overlap, tile // 2))
-    ramp_len = int(overlap * scale)  # never more than the true overlap, which is >= overlap
-
-    def axis(length: int) -> Axis:
-        spans = [(s, min(tile, length - s)) for s in tile_starts(length, tile, overlap, align)]
-        return Axis(spans, round(length * scale), lambda p: round(p * scale),
-                    lambda s, n, n_out: ramp(n_out, ramp_len, rise=s > 0, fall=s + n < length, device=x.device))
-
-    return tiled_map_nd(fn, x, [axis(x.shape[2]), axis(x.shape[3])], out_channels).to(x.dtype)
 
 
 # -- video: ComfyUI's rule ---------------------------------------------------------------------------
