@@ -18,7 +18,8 @@ import torch
 
 from .flow_sampling import is_flow
 from .noise import brownian_noise_sampler, gaussian_noise_sampler
-from .samplers import NODE_SAMPLERS, SAMPLERS, _on_device_brownian, _step_info, get_ancestral_step, to_d
+from .samplers import (NODE_SAMPLERS, SAMPLERS, _on_device_brownian, _step_info, dpm_2_step, get_ancestral_step,
+                       to_d)
 
 
 def _lambda(sigma):
@@ -84,14 +85,8 @@ def sample_dpm_2_ancestral_rf(denoiser, x, sigmas, extra_args=None, callback=Non
         sigma_down, signal, renoise = _rf_ancestral_step(sigmas[i], sigmas[i + 1], eta)
         if callback is not None:
             callback(_step_info(i, x, sigmas[i], denoised))
-        d = to_d(x, sigmas[i], denoised)
-        if sigma_down == 0:
-            x = x + d * (sigma_down - sigmas[i])
-        else:
-            sigma_mid = sigmas[i].log().lerp(sigma_down.log(), 0.5).exp()
-            x_2 = x + d * (sigma_mid - sigmas[i])
-            d_2 = to_d(x_2, sigma_mid, denoiser(x_2, sigma_mid * s_in, **extra_args))
-            x = x + d_2 * (sigma_down - sigmas[i])
+        x = dpm_2_step(denoiser, x, sigmas[i], sigma_down, to_d(x, sigmas[i], denoised), s_in, extra_args)
+        if sigma_down != 0:
             x = signal * x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * renoise
     return x
 

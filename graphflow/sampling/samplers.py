@@ -125,6 +125,17 @@ def sample_heun(denoiser, x, sigmas, extra_args=None, callback=None, disable=Non
     return x
 
 
+def dpm_2_step(denoiser, x, sigma, sigma_to, d, s_in, extra_args):
+    """One DPM-Solver-2 step from sigma to sigma_to, d the slope at x: an Euler half-step to the
+    log-midpoint sigma, then the full step with the midpoint's slope (Euler alone into 0)."""
+    if sigma_to == 0:
+        return x + d * (sigma_to - sigma)
+    sigma_mid = sigma.log().lerp(sigma_to.log(), 0.5).exp()
+    x_2 = x + d * (sigma_mid - sigma)
+    d_2 = to_d(x_2, sigma_mid, denoiser(x_2, sigma_mid * s_in, **extra_args))
+    return x + d_2 * (sigma_to - sigma)
+
+
 @torch.no_grad()
 def sample_dpm_2(denoiser, x, sigmas, extra_args=None, callback=None, disable=None):
     """DPM-Solver-2 (Lu et al. 2022, "DPM-Solver", Alg. 1 with r = 1/2) in sigma space: an Euler
@@ -136,14 +147,7 @@ def sample_dpm_2(denoiser, x, sigmas, extra_args=None, callback=None, disable=No
         d = to_d(x, sigmas[i], denoised)
         if callback is not None:
             callback(_step_info(i, x, sigmas[i], denoised))
-        if sigmas[i + 1] == 0:
-            x = x + d * (sigmas[i + 1] - sigmas[i])
-        else:
-            sigma_mid = sigmas[i].log().lerp(sigmas[i + 1].log(), 0.5).exp()
-            x_2 = x + d * (sigma_mid - sigmas[i])
-            denoised_2 = denoiser(x_2, sigma_mid * s_in, **extra_args)
-            d_2 = to_d(x_2, sigma_mid, denoised_2)
-            x = x + d_2 * (sigmas[i + 1] - sigmas[i])
+        x = dpm_2_step(denoiser, x, sigmas[i], sigmas[i + 1], d, s_in, extra_args)
     return x
 
 
@@ -159,15 +163,8 @@ def sample_dpm_2_ancestral(denoiser, x, sigmas, extra_args=None, callback=None, 
         sigma_down, sigma_up = get_ancestral_step(sigmas[i], sigmas[i + 1], eta=eta)
         if callback is not None:
             callback(_step_info(i, x, sigmas[i], denoised))
-        d = to_d(x, sigmas[i], denoised)
-        if sigma_down == 0:
-            x = x + d * (sigma_down - sigmas[i])
-        else:
-            sigma_mid = sigmas[i].log().lerp(sigma_down.log(), 0.5).exp()
-            x_2 = x + d * (sigma_mid - sigmas[i])
-            denoised_2 = denoiser(x_2, sigma_mid * s_in, **extra_args)
-            d_2 = to_d(x_2, sigma_mid, denoised_2)
-            x = x + d_2 * (sigma_down - sigmas[i])
+        x = dpm_2_step(denoiser, x, sigmas[i], sigma_down, to_d(x, sigmas[i], denoised), s_in, extra_args)
+        if sigma_down != 0:
             x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
     return x
 
