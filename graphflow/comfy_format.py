@@ -35,6 +35,7 @@ MUTED, BYPASSED = 2, 4
 VIRTUAL_TYPES = {"Reroute", "PrimitiveNode", "Note", "MarkdownNote"}
 UPLOAD_INPUTS = ("upload", "choose file to upload")  # the editor's upload button, which some exports write
 CONTROL_DEFAULT = "fixed"
+CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")  # control_after_generate's choices
 # (class, input, folder): the class a node is read as when its file name is annotated with that
 # folder, since ours load from one folder each (ComfyUI's LoadImage reads "x.png [output]" too)
 FOLDER_CLASSES = {("LoadImage", "image", "output"): "LoadImageOutput"}
@@ -329,12 +330,7 @@ def _expand_group_node(instance: dict, definition: dict, links: dict, registry, 
                 plan = None
                 break
             converted = {(x.get("widget") or {}).get("name") for x in node["inputs"] if x.get("widget")}
-            at = 0
-            for entry in (e for e in order if e.get("widget")):
-                width = 1 + bool(entry.get("control")) + bool(entry.get("upload"))
-                if entry["name"] not in converted:
-                    plan += [(i, at + k) for k in range(width)]
-                at += width
+            plan += [(i, at) for at, (entry, _) in enumerate(_widget_slots(order)) if entry["name"] not in converted]
         if plan is not None and len(plan) == len(values):
             for (i, position), value in zip(plan, values):
                 saved = made[i].setdefault("widgets_values", [])
@@ -458,19 +454,35 @@ def _widget_values(node: dict, order: list[dict]) -> tuple[dict, dict]:
         return {k: v for k, v in raw.items() if any(i["name"] == k for i in order)}, {}
     values, controls, at = {}, {}, 0
     raw = raw or []
+    for entry, role in _widget_slots(order):
+        if role == "control":  # older saves may lack it: only a control word is taken as one
+            if at < len(raw) and raw[at] in CONTROL_VALUES:
+                controls[entry["name"]] = raw[at]
+                at += 1
+            continue
+        if role == "value" and at < len(raw):
+            values[entry["name"]] = raw[at]
+        at += 1
+    return values, controls
+
+
+def _widget_slots(order: list[dict]) -> list[tuple[dict, str]]:
+    """The places of widgets_values: (input, "value" | "control" | "upload"). A seed's
+    control_after_generate follows it; the upload button is a widget the editor adds after the
+    required inputs (LoadImageMask saves [image, channel, "image"]), so before optional ones."""
+    slots, upload = [], None
     for entry in order:
         if not entry.get("widget"):
             continue
-        if at < len(raw):
-            values[entry["name"]] = raw[at]
-        at += 1
+        if entry.get("optional") and upload is not None:
+            slots.append(upload)
+            upload = None
+        slots.append((entry, "value"))
         if entry.get("control"):
-            if at < len(raw) and raw[at] in ("fixed", "increment", "decrement", "randomize"):
-                controls[entry["name"]] = raw[at]
-                at += 1
+            slots.append((entry, "control"))
         if entry.get("upload"):
-            at += 1
-    return values, controls
+            upload = (entry, "upload")
+    return slots + ([upload] if upload is not None else [])
 
 
 def _dropped(nodes: dict, registry) -> set[str]:
@@ -884,7 +896,7 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
             continue
         old_list = [((i.get("widget") or {}).get("name") or i.get("name")) for i in (old or {}).get("inputs") or []]
         old_inputs = dict(zip(old_list, (old or {}).get("inputs") or []))
-        new_inputs, widgets = [], []
+        new_inputs, shown_values = [], {}
         controls = record.get("controls") or {}
         old_values, _ = _widget_values(old, order) if old else ({}, {})
         for position, spec in enumerate(order):
@@ -919,11 +931,7 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
                 shown = old_values.get(name, spec.get("default")) if not _is_value(value) else value
                 if isinstance(shown, dict) and set(shown) == {"__value__"}:
                     shown = shown["__value__"]
-                widgets.append(shown)
-                if spec.get("control"):
-                    widgets.append(controls.get(name, CONTROL_DEFAULT))
-                if spec.get("upload"):
-                    widgets.append("image")
+                shown_values[name] = shown
                 if socket is not None or name in old_inputs:  # newer editors list every widget's socket
                     base = dict(old_inputs.get(name) or {"name": name, "type": spec["type"]})
                     base["widget"] = {"name": name}
@@ -934,6 +942,9 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
                 new_inputs.append((rank, base))
         new_inputs = [socket for _, socket in sorted(new_inputs, key=lambda pair: pair[0])]
         ui_node["inputs"] = new_inputs
+        widgets = [shown_values[spec["name"]] if role == "value" else
+                   controls.get(spec["name"], CONTROL_DEFAULT) if role == "control" else "image"
+                   for spec, role in _widget_slots(order)]
         # A class without widgets keeps what its frontend saved there (the text pysssss's Show Text shows).
         ui_node["widgets_values"] = widgets if widgets or not old else old.get("widgets_values", widgets)
         if class_type == comfy_pack_nodes.POWER_LORA_LOADER:

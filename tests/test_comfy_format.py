@@ -280,6 +280,16 @@ def test_widget_order_includes_control_after_generate_and_upload_values(builtin_
     assert workflow.nodes["2"].inputs == {"image": "red-circle-on-blue.png"}
 
 
+def test_upload_value_comes_after_the_required_widgets(builtin_registry):
+    # ComfyUI's editor adds its upload button after the class's required inputs: LoadImageMask
+    # saves [image, channel, "image"], and writes it back so.
+    ui = {"nodes": [{"id": 1, "type": "LoadImageMask", "mode": 0, "inputs": [], "outputs": [],
+                     "widgets_values": ["m.png", "red", "image"]}], "links": []}
+    workflow = import_ui(ui, builtin_registry)
+    assert workflow.nodes["1"].inputs == {"image": "m.png", "channel": "red"}
+    assert export_ui(workflow, builtin_registry)["nodes"][0]["widgets_values"] == ["m.png", "red", "image"]
+
+
 def test_editing_after_import_is_written_back(builtin_registry):
     workflow = load("txt2img_tricks_ui.json", builtin_registry)
     workflow.nodes["3"].inputs["seed"] = 7  # no longer the Primitive's value
