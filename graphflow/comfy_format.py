@@ -27,7 +27,7 @@ from typing import Any
 
 from graphflow import comfy_pack_nodes
 from graphflow.folders import split_annotation
-from graphflow.node_modes import apply_modes
+from graphflow.node_modes import apply_modes, bypass_input
 from graphflow.workflow import (FORMAT_VERSION, Problem, Workflow, WorkflowFormatError, _short, _validated,
                                 comfy_aliases, is_comfy_api_graph, is_link, literal)
 
@@ -431,12 +431,9 @@ class _Resolver:
             return ("value", values[0]) if values else None
         if mode == BYPASSED:
             out_type = kind or _slot_type(node.get("outputs"), slot)
-            candidates = ([inputs[slot]] if slot < len(inputs) and inputs[slot].get("type") == out_type else []) + \
-                         [i for i in inputs if i.get("type") == out_type]
-            for candidate in candidates:
-                if candidate.get("link") is not None:
-                    return self.link(candidate["link"], depth + 1)
-            return None
+            pairs = [(k, i.get("type")) for k, i in enumerate(inputs)]
+            chosen = bypass_input(pairs, pairs, slot, out_type)
+            return self.link(inputs[chosen].get("link"), depth + 1) if chosen is not None else None
         if node_type in ("Note", "MarkdownNote"):
             return None
         return ("link", node_id, slot)

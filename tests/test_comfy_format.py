@@ -244,6 +244,54 @@ def test_bypassed_node_without_a_matching_input_gives_nothing(builtin_registry):
     assert [(p.node_id, p.input) for p in problems] == [("9", "images")]
 
 
+def _bypass_graph(middle_type, middle_inputs, middle_outputs):
+    """CLIPTextEncode 1 and 2 (and LoadImage 3) feed node 5 (bypassed), whose outputs feed node 6."""
+    def socket(name, kind, link=None):
+        return {"name": name, "type": kind, "link": link}
+    links = [[1, 1, 0, 5, 0, "CONDITIONING"], [2, 2, 0, 5, 1, "CONDITIONING"],
+             [3, 5, 0, 6, 1, "CONDITIONING"], [4, 5, 1, 6, 2, "CONDITIONING"]]
+    nodes = [{"id": i, "type": "CLIPTextEncode", "mode": 0, "inputs": [socket("clip", "CLIP")],
+              "outputs": [{"name": "CONDITIONING", "type": "CONDITIONING", "links": [i]}], "widgets_values": [t]}
+             for i, t in ((1, "pos"), (2, "neg"))]
+    nodes.append({"id": 5, "type": middle_type, "mode": 4, "inputs": middle_inputs, "outputs": middle_outputs,
+                  "widgets_values": [1.0, 0.0, 1.0]})
+    nodes.append({"id": 6, "type": "KSampler", "mode": 0,
+                  "inputs": [socket("model", "MODEL"), socket("positive", "CONDITIONING", 3),
+                             socket("negative", "CONDITIONING", 4), socket("latent_image", "LATENT")],
+                  "outputs": [], "widgets_values": [0, "fixed", 20, 8, "euler", "normal", 1.0]})
+    return {"nodes": nodes, "links": links}
+
+
+@pytest.mark.parametrize("middle", ["ControlNetApplyAdvanced", "SomePackConditioningPair"])
+def test_bypass_passes_the_input_at_the_same_position_first(middle, builtin_registry):
+    # A bypassed ControlNetApplyAdvanced (a known class, kept with its mode; or an unknown one, left
+    # out) passes positive to positive and negative to negative: ComfyUI takes the input at the
+    # output's position when its type matches, not the first input of the type.
+    ins = [{"name": "positive", "type": "CONDITIONING", "link": 1},
+           {"name": "negative", "type": "CONDITIONING", "link": 2},
+           {"name": "control_net", "type": "CONTROL_NET", "link": None},
+           {"name": "image", "type": "IMAGE", "link": None}]
+    outs = [{"name": "positive", "type": "CONDITIONING", "links": [3]},
+            {"name": "negative", "type": "CONDITIONING", "links": [4]}]
+    workflow = apply_modes(parse_workflow(_bypass_graph(middle, ins, outs), builtin_registry), builtin_registry)
+    assert workflow.nodes["6"].inputs["positive"] == ["1", 0]
+    assert workflow.nodes["6"].inputs["negative"] == ["2", 0]
+
+
+@pytest.mark.parametrize("middle", ["ConditioningCombine", "SomePackConditioningJoin"])
+def test_bypass_whose_chosen_input_is_unlinked_passes_nothing(middle, builtin_registry):
+    # ComfyUI picks the input by type alone: conditioning_1 (unlinked) here, so the sampler gets
+    # no positive, even though conditioning_2 is linked.
+    ins = [{"name": "conditioning_1", "type": "CONDITIONING", "link": None},
+           {"name": "conditioning_2", "type": "CONDITIONING", "link": 2}]
+    outs = [{"name": "CONDITIONING", "type": "CONDITIONING", "links": [3]}]
+    data = _bypass_graph(middle, ins, outs)
+    data["links"] = data["links"][1:3]
+    data["nodes"][3]["inputs"][2]["link"] = None
+    workflow = apply_modes(parse_workflow(data, builtin_registry), builtin_registry)
+    assert "positive" not in workflow.nodes["6"].inputs
+
+
 def test_subgraph_is_expanded_with_instance_prefixed_ids(builtin_registry):
     workflow = load("txt2img_subgraph_ui.json", builtin_registry)
     assert workflow.nodes["6:1"].type == "CLIPEncode"
