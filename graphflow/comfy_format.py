@@ -380,7 +380,7 @@ def _flatten(data: dict, registry=None, notes: list | None = None) -> tuple[dict
                 links[inner + link_id] = (a, a_slot, b, b_slot, kind)
             # The input proxy forwards what feeds the instance; the instance forwards its outputs.
             nodes[node["id"] + ":in"] = {"id": node["id"] + ":in", "type": "__forward",
-                                         "inputs": [dict(i) for i in node.get("inputs") or []]}
+                                         "inputs": _promoted(node.get("inputs") or [], node.get("widgets_values"))}
             nodes[node["id"] + ":out"] = {"id": node["id"] + ":out", "type": "__forward", "inputs": [
                 {"name": o.get("name"), "type": o.get("type"), "link": None} for o in definition.get("outputs", [])]}
             add(definition.get("nodes", []), inner, depth + 1)
@@ -397,6 +397,21 @@ def _flatten(data: dict, registry=None, notes: list | None = None) -> tuple[dict
         nodes[instance] = {**nodes[instance], "type": "__forward", "inputs": nodes[instance + ":out"]["inputs"],
                            "subgraph": nodes[instance].get("type")}
     return nodes, links, instances
+
+
+def _promoted(inputs: list, values) -> list[dict]:
+    """A subgraph instance's inputs, each unlinked widget input (a widget promoted from inside)
+    with its value from the instance's widgets_values, which hold one value per widget input in
+    turn: ComfyUI sends that value, not the inner node's own."""
+    out, at = [], 0
+    for socket in inputs:
+        socket = dict(socket)
+        if socket.get("widget"):
+            if socket.get("link") is None and isinstance(values, list) and at < len(values):
+                socket["value"] = values[at]
+            at += 1
+        out.append(socket)
+    return out
 
 
 class _Resolver:
@@ -425,6 +440,8 @@ class _Resolver:
         inputs = node.get("inputs") or []
         if node_type in ("Reroute", "__forward"):
             index = 0 if node_type == "Reroute" else slot
+            if index < len(inputs) and inputs[index].get("link") is None and "value" in inputs[index]:
+                return ("value", inputs[index]["value"])  # a subgraph instance's promoted widget
             return self.link(inputs[index].get("link"), depth + 1) if index < len(inputs) else None
         if node_type == "PrimitiveNode":
             values = node.get("widgets_values") or []

@@ -300,6 +300,24 @@ def test_subgraph_is_expanded_with_instance_prefixed_ids(builtin_registry):
     assert "6" not in workflow.nodes
 
 
+def test_subgraph_widget_promoted_to_the_instance_sends_the_instance_value(builtin_registry):
+    # The subgraph's "text" input feeds the inner CLIPTextEncode's text widget; the instance shows
+    # it as its own widget, and ComfyUI queues the instance's value, not the inner node's.
+    data = json.loads((CORPUS / "txt2img_subgraph_ui.json").read_text())
+    definition = data["definitions"]["subgraphs"][0]
+    definition["inputs"].append({"id": "text-input", "name": "text", "type": "STRING", "linkIds": [3]})
+    definition["links"].append({"id": 3, "origin_id": -10, "origin_slot": 1, "target_id": 1, "target_slot": 1,
+                                "type": "STRING"})
+    definition["nodes"][0]["inputs"].append({"name": "text", "type": "STRING", "link": 3, "widget": {"name": "text"}})
+    instance = next(n for n in data["nodes"] if n["id"] == 6)
+    instance["inputs"].append({"name": "text", "type": "STRING", "link": None, "widget": {"name": "text"}})
+    instance["widgets_values"] = ["a blue square"]
+    workflow = parse_workflow(json.loads(json.dumps(data)), builtin_registry)
+    assert workflow.nodes["6:1"].inputs == {"clip": ["4", 1], "text": "a blue square"}
+    written = export_ui(workflow, builtin_registry)
+    assert written["definitions"] == data["definitions"] and by_id(written["nodes"])[6] == instance
+
+
 def test_legacy_group_node_is_expanded_with_the_instance_values(builtin_registry):
     workflow = load("txt2img_group_node_ui.json", builtin_registry)
     assert workflow.nodes["6:0"].inputs == {"clip": ["4", 1], "text": "a red circle on a white background"}
