@@ -414,10 +414,13 @@ def _promoted(inputs: list, values) -> list[dict]:
     return out
 
 
+MUTED_SOURCE = ("muted",)
+
+
 class _Resolver:
     """Follows a link back through Reroutes, dropped (muted or bypassed unknown) nodes and
     subgraph boundaries to a real node's output ("link", id, slot), a Primitive's value
-    ("value", v), or nothing (None)."""
+    ("value", v), a muted node (MUTED_SOURCE), or nothing (None)."""
 
     def __init__(self, nodes, links, dropped=frozenset()):
         self.nodes, self.links, self.dropped = nodes, links, dropped
@@ -436,7 +439,7 @@ class _Resolver:
             return None
         node_type, mode = node.get("type"), node.get("mode", 0) if node_id in self.dropped else 0
         if mode == MUTED:
-            return None
+            return MUTED_SOURCE
         inputs = node.get("inputs") or []
         if node_type in ("Reroute", "__forward"):
             index = 0 if node_type == "Reroute" else slot
@@ -523,20 +526,26 @@ def ui_to_api(data: dict, registry) -> tuple[dict, dict, list[dict]]:
         if node_type in VIRTUAL_TYPES or node_type == "__forward" or node_id in dropped:
             continue
         order = _widget_order(node_type, registry)
-        inputs, seen = {}, {}
+        inputs, seen, cut = {}, {}, set()
         values, controls = _widget_values(node, order or [])
         for socket in node.get("inputs") or []:
             name = (socket.get("widget") or {}).get("name") or socket.get("name")
             target = resolver.link(socket.get("link"))
+            if target == MUTED_SOURCE:  # ComfyUI links it, then drops the link: not even the widget's value
+                target = None
+                cut.add(name)
             seen[name] = {"link": socket.get("saved_link", socket.get("link")), "resolved": target}
             if "saved_link" in socket:  # a Use Everywhere broadcast: written back unlinked
                 seen[name]["broadcast"] = True
+            if name in cut:
+                seen[name]["cut"] = True
             if target is None:
                 continue
             value = target[1] if target[0] == "value" else [target[1], target[2]]
             inputs[name] = {"__value__": value} if target[0] == "value" and isinstance(value, list) else value
         for name, value in values.items():
-            inputs.setdefault(name, {"__value__": value} if isinstance(value, list) else value)
+            if name not in cut:
+                inputs.setdefault(name, {"__value__": value} if isinstance(value, list) else value)
         extra = (node.get("properties") or {}).get(EXTRA_PROPERTY)
         if isinstance(extra, dict):
             for name, value in extra.items():
@@ -558,7 +567,7 @@ def ui_to_api(data: dict, registry) -> tuple[dict, dict, list[dict]]:
 def _jsonable(record):
     target = record["resolved"]
     return {"link": record["link"], "resolved": list(target) if target is not None else None} | \
-        ({"broadcast": True} if record.get("broadcast") else {})
+        {k: True for k in ("broadcast", "cut") if record.get(k)}
 
 
 def _pos(node) -> list[float] | None:
@@ -913,11 +922,15 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
         new_inputs, shown_values = [], {}
         controls = record.get("controls") or {}
         old_values, _ = _widget_values(old, order) if old else ({}, {})
+        alias = _alias_for(registry.comfy_node(class_type), class_type)
         for position, spec in enumerate(order):
             name = spec["name"]
             value = inputs.get(name)
-            linked = not _is_value(value) and value[0] in ids
             before = (record.get("inputs") or {}).get(name)
+            if before is not None and before.get("cut") and \
+                    (alias.inputs.get(name, name) if alias else name) not in workflow.nodes[node_id].inputs:
+                value = None  # still cut by its muted source: not the default _api_graph filled in
+            linked = not _is_value(value) and value[0] in ids
             socket = None
             before_link = old_links.get(_node_id(before["link"])) if before is not None else None
             via_reroute = reroutes is not None and before_link is not None and linked and \
@@ -935,6 +948,8 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
                 socket = {"link": before["link"]}  # the original link, through its Primitives
             elif before is not None and before.get("broadcast") and _agrees(before["resolved"], value):
                 pass  # the Use Everywhere node still sends it
+            elif before is not None and before.get("cut") and value is None:
+                socket = {"link": before["link"]}  # still from the muted node
             elif linked:
                 link_id, next_link = next_link, next_link + 1
                 links[link_id] = [link_id, ids[value[0]], value[1], ids[node_id], 0, spec["type"]]
@@ -942,7 +957,7 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
             # Where it sits: as before, else sockets first and converted widgets after (as ComfyUI).
             rank = old_list.index(name) if name in old_list else 1000 * (2 if spec.get("widget") else 1) + position
             if spec.get("widget"):
-                shown = old_values.get(name, spec.get("default")) if not _is_value(value) else value
+                shown = value if value is not None and _is_value(value) else old_values.get(name, spec.get("default"))
                 if isinstance(shown, dict) and set(shown) == {"__value__"}:
                     shown = shown["__value__"]
                 shown_values[name] = shown

@@ -235,6 +235,23 @@ def test_muted_source_leaves_its_consumer_without_the_input(builtin_registry):
     assert [(p.node_id, p.input) for p in problems] == [("3", "latent_image")]
 
 
+def test_widget_fed_by_a_muted_unknown_node_is_left_without_a_value(builtin_registry):
+    # ComfyUI links the converted seed widget to the muted node, then drops links to nodes it left
+    # out: the sampler has no seed at all (not the widget's saved 7).
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    sampler = next(n for n in data["nodes"] if n["type"] == "KSampler")
+    data["nodes"].append({"id": 20, "type": "SomePackSeed", "pos": [5, 5], "size": [300, 100], "flags": {},
+                          "order": 9, "mode": 2, "inputs": [],
+                          "outputs": [{"name": "SEED", "type": "INT", "links": [30]}],
+                          "properties": {}, "widgets_values": [123]})
+    data["links"].append([30, 20, 0, sampler["id"], len(sampler["inputs"]), "INT"])
+    sampler["inputs"].append({"name": "seed", "type": "INT", "link": 30, "widget": {"name": "seed"}})
+    sampler["widgets_values"][0] = 7
+    workflow = parse_workflow(json.loads(json.dumps(data)), builtin_registry)
+    assert "seed" not in workflow.nodes[str(sampler["id"])].inputs
+    assert by_id(export_ui(workflow, builtin_registry)["nodes"])[sampler["id"]] == sampler
+
+
 def test_bypassed_node_without_a_matching_input_gives_nothing(builtin_registry):
     data = json.loads((CORPUS / "txt2img_ui.json").read_text())
     for node in data["nodes"]:
