@@ -384,6 +384,11 @@ def _flatten(data: dict, registry=None, notes: list | None = None) -> tuple[dict
             nodes[node["id"] + ":out"] = {"id": node["id"] + ":out", "type": "__forward", "inputs": [
                 {"name": o.get("name"), "type": o.get("type"), "link": None} for o in definition.get("outputs", [])]}
             add(definition.get("nodes", []), inner, depth + 1)
+            if node.get("mode") in (MUTED, BYPASSED):  # a muted or bypassed instance runs none of its nodes
+                for inner_node in nodes.values():
+                    if inner_node["id"].startswith(inner) and inner_node.get("type") != "__forward" and \
+                            inner_node.get("mode") not in (MUTED, BYPASSED):
+                        inner_node["mode"] = MUTED
         return nodes
 
     add(data.get("nodes", []), "", 0)
@@ -441,6 +446,11 @@ class _Resolver:
         if mode == MUTED:
             return MUTED_SOURCE
         inputs = node.get("inputs") or []
+        if node.get("subgraph") is not None and node.get("mode") in (MUTED, BYPASSED):
+            # A muted subgraph instance gives nothing; a bypassed one passes its own inputs through.
+            if node["mode"] == MUTED:
+                return MUTED_SOURCE
+            node_type, mode, inputs = None, BYPASSED, self.nodes[node_id + ":in"]["inputs"]
         if node_type in ("Reroute", "__forward"):
             index = 0 if node_type == "Reroute" else slot
             if index < len(inputs) and inputs[index].get("link") is None and "value" in inputs[index]:
@@ -948,8 +958,9 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
                 socket = {"link": before["link"]}  # the original link, through its Primitives
             elif before is not None and before.get("broadcast") and _agrees(before["resolved"], value):
                 pass  # the Use Everywhere node still sends it
-            elif before is not None and before.get("cut") and value is None:
-                socket = {"link": before["link"]}  # still from the muted node
+            elif before is not None and before["link"] is not None and before["resolved"] is None and (
+                    value is None or spec.get("widget") and not before.get("cut") and value == old_values.get(name)):
+                socket = {"link": before["link"]}  # still from a muted node, or a bypass passing nothing
             elif linked:
                 link_id, next_link = next_link, next_link + 1
                 links[link_id] = [link_id, ids[value[0]], value[1], ids[node_id], 0, spec["type"]]

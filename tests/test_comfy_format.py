@@ -335,6 +335,26 @@ def test_subgraph_widget_promoted_to_the_instance_sends_the_instance_value(built
     assert written["definitions"] == data["definitions"] and by_id(written["nodes"])[6] == instance
 
 
+def test_muted_or_bypassed_subgraph_instance(builtin_registry):
+    # As in ComfyUI: none of a muted or bypassed instance's nodes run; readers of a muted one get
+    # nothing, those of a bypassed one its input of the output's type (here the negative prompt's).
+    data = json.loads((CORPUS / "txt2img_subgraph_ui.json").read_text())
+    data["definitions"]["subgraphs"][0]["inputs"].append(
+        {"id": "cond-input", "name": "conditioning", "type": "CONDITIONING", "linkIds": []})
+    instance = next(n for n in data["nodes"] if n["id"] == 6)
+    instance["inputs"].append({"name": "conditioning", "type": "CONDITIONING", "link": 10})
+    data["links"].append([10, 7, 0, 6, 1, "CONDITIONING"])
+    next(n for n in data["nodes"] if n["id"] == 7)["outputs"][0]["links"].append(10)
+    for mode, positive in ((2, None), (4, ["7", 0]), (0, ["6:1", 0])):
+        instance["mode"] = mode
+        read = parse_workflow(json.loads(json.dumps(data)), builtin_registry)
+        workflow = apply_modes(read, builtin_registry)
+        assert workflow.nodes["3"].inputs.get("positive") == positive
+        assert ("6:1" in workflow.nodes) == (mode == 0)
+        written = export_ui(read, builtin_registry)  # the instance's links stay, whatever it passes
+        assert by_id(written["nodes"]) == by_id(data["nodes"]) and written["links"] == data["links"]
+
+
 def test_legacy_group_node_is_expanded_with_the_instance_values(builtin_registry):
     workflow = load("txt2img_group_node_ui.json", builtin_registry)
     assert workflow.nodes["6:0"].inputs == {"clip": ["4", 1], "text": "a red circle on a white background"}
