@@ -430,13 +430,15 @@ class _Resolver:
     def __init__(self, nodes, links, dropped=frozenset()):
         self.nodes, self.links, self.dropped = nodes, links, dropped
 
-    def link(self, link_id, depth=0):
+    def link(self, link_id, depth=0, kind=None):
+        """`kind`: the type of the input being fed, which picks what a bypass passes (a link's
+        own type may be "*" after a Reroute)."""
         if link_id is None or depth > 100:
             return None
         link = self.links.get(_node_id(link_id))
         if link is None:
             return None
-        return self.output(link[0], link[1], link[4], depth)
+        return self.output(link[0], link[1], kind or link[4], depth)
 
     def output(self, node_id, slot, kind, depth):
         node = self.nodes.get(node_id)
@@ -455,7 +457,7 @@ class _Resolver:
             index = 0 if node_type == "Reroute" else slot
             if index < len(inputs) and inputs[index].get("link") is None and "value" in inputs[index]:
                 return ("value", inputs[index]["value"])  # a subgraph instance's promoted widget
-            return self.link(inputs[index].get("link"), depth + 1) if index < len(inputs) else None
+            return self.link(inputs[index].get("link"), depth + 1, kind) if index < len(inputs) else None
         if node_type == "PrimitiveNode":
             values = node.get("widgets_values") or []
             return ("value", values[0]) if values else None
@@ -540,7 +542,7 @@ def ui_to_api(data: dict, registry) -> tuple[dict, dict, list[dict]]:
         values, controls = _widget_values(node, order or [])
         for socket in node.get("inputs") or []:
             name = (socket.get("widget") or {}).get("name") or socket.get("name")
-            target = resolver.link(socket.get("link"))
+            target = resolver.link(socket.get("link"), kind=socket.get("type"))
             if target == MUTED_SOURCE:  # ComfyUI links it, then drops the link: not even the widget's value
                 target = None
                 cut.add(name)

@@ -16,7 +16,10 @@ MODES = ("mute", "bypass")
 def bypass_input(sockets: list[tuple], inputs: list[tuple], slot: int, wanted: str):
     """The input a bypassed node's output `slot` of type `wanted` passes on, as ComfyUI's editor
     picks it: the socket at the same index if its type matches, else the first input of that type
-    (linked or not: an unlinked choice passes nothing). Items are (key, type); None: no match."""
+    (linked or not: an unlinked choice passes nothing). Items are (key, type); None: no match.
+    A reader of any type ("*") takes the same index, else the first socket."""
+    if wanted in ("*", ""):
+        return sockets[slot][0] if slot < len(sockets) else sockets[0][0] if sockets else None
     if slot < len(sockets) and sockets[slot][1] == wanted:
         return sockets[slot][0]
     return next((key for key, kind in inputs if kind == wanted), None)

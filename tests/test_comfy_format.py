@@ -146,6 +146,29 @@ def test_bypassed_custom_node_is_still_rewired_by_its_socket_types(builtin_regis
     assert by_id(export_ui(workflow, builtin_registry)["nodes"])[20] == data["nodes"][-1]
 
 
+def test_bypass_behind_a_reroute_picks_by_the_reading_input_type(builtin_registry):
+    # The bypassed node's output reaches SaveImage through a Reroute whose links are typed "*":
+    # ComfyUI picks what the bypass passes by the type of the input it ends at (IMAGE).
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    save = next(n for n in data["nodes"] if n["type"] == "SaveImage")
+    link_in = save["inputs"][0]["link"]
+    data["nodes"].append({"id": 20, "type": "SomePackImageFilter", "pos": [5, 5], "size": [300, 100], "flags": {},
+                          "order": 9, "mode": 4, "inputs": [{"name": "mask", "type": "MASK", "link": None},
+                                                           {"name": "pixels", "type": "IMAGE", "link": link_in}],
+                          "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [30]}],
+                          "properties": {}, "widgets_values": [1.0]})
+    data["nodes"].append({"id": 21, "type": "Reroute", "pos": [9, 9], "size": [75, 26], "flags": {}, "order": 10,
+                          "mode": 0, "inputs": [{"name": "", "type": "*", "link": 30}],
+                          "outputs": [{"name": "", "type": "*", "links": [31]}], "properties": {}})
+    data["links"] += [[30, 20, 0, 21, 0, "*"], [31, 21, 0, save["id"], 0, "*"]]
+    for link in data["links"]:
+        if link[0] == link_in:
+            link[3], link[4] = 20, 1
+    save["inputs"][0]["link"] = 31
+    workflow = parse_workflow(data, builtin_registry)
+    assert workflow.nodes[str(save["id"])].inputs["images"] == ["8", 0]
+
+
 def test_groups_notes_reroutes_collapsed_and_colours_round_trip(builtin_registry):
     data = json.loads((CORPUS / "txt2img_tricks_ui.json").read_text())
     for node in data["nodes"]:
