@@ -39,8 +39,9 @@ def apply_modes(workflow: Workflow, registry) -> Workflow:
     if not modes:
         return workflow
 
-    def through(link):
-        """Where a link really reads from, past bypassed nodes; None when nothing passes through."""
+    def through(link, reader: str | None):
+        """Where a link really reads from, past bypassed nodes; None when nothing passes through.
+        `reader`: the type of the input reading it ("*" takes a bypass's input by position)."""
         seen = set()
         while link[0] in modes and modes[link[0]] == "bypass" and link[0] not in seen:
             seen.add(link[0])
@@ -52,8 +53,10 @@ def apply_modes(workflow: Workflow, registry) -> Workflow:
             if index >= len(specs):
                 return None
             name = bypass_input([(s.name, s.type) for s in cls.input_specs.values() if s.socket is not None],
-                                [(s.name, s.type) for s in cls.input_specs.values()], index, specs[index].type)
+                                [(s.name, s.type) for s in cls.input_specs.values()], index,
+                                "*" if reader == "*" else specs[index].type)
             value = entry.inputs.get(name) if name is not None else None
+            reader = cls.input_specs[name].type if name is not None else None
             if not is_link(value):
                 return None  # the chosen input is unlinked: nothing passes, as in ComfyUI
             link = tuple(value)
@@ -64,9 +67,11 @@ def apply_modes(workflow: Workflow, registry) -> Workflow:
         if node_id in modes:
             continue
         inputs = {}
+        reader_cls = registry.get(entry.type)
         for name, value in entry.inputs.items():
             if is_link(value) and value[0] in modes:
-                value = through(tuple(value))
+                spec = reader_cls.input_specs.get(name) if reader_cls is not None else None
+                value = through(tuple(value), spec.type if spec is not None else None)
                 if value is None:
                     continue  # muted, or a bypass with no input of that type: the input is missing
                 value = list(value)

@@ -332,6 +332,21 @@ def test_bypass_whose_chosen_input_is_unlinked_passes_nothing(middle, builtin_re
     assert "positive" not in workflow.nodes["6"].inputs
 
 
+def test_bypass_read_by_an_any_typed_input_passes_the_input_at_its_position(builtin_registry):
+    # PreviewAny reads "*": a bypassed VAEDecode passes its first input (the latent) to it, as in ComfyUI.
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    decode = next(n for n in data["nodes"] if n["type"] == "VAEDecode")
+    decode["mode"] = 4
+    decode["outputs"][0]["links"].append(30)
+    data["nodes"].append({"id": 20, "type": "PreviewAny", "pos": [5, 5], "size": [300, 100], "flags": {},
+                          "order": 9, "mode": 0, "inputs": [{"name": "source", "type": "*", "link": 30}],
+                          "outputs": [], "properties": {}, "widgets_values": []})
+    data["links"].append([30, decode["id"], 0, 20, 0, "*"])
+    workflow = apply_modes(parse_workflow(data, builtin_registry), builtin_registry)
+    sampler = next(str(n["id"]) for n in data["nodes"] if n["type"] == "KSampler")
+    assert workflow.nodes["20"].inputs["source"] == [sampler, 0]
+
+
 def test_subgraph_is_expanded_with_instance_prefixed_ids(builtin_registry):
     workflow = load("txt2img_subgraph_ui.json", builtin_registry)
     assert workflow.nodes["6:1"].type == "CLIPEncode"
