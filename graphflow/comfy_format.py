@@ -286,8 +286,8 @@ def _expand_group_node(instance: dict, definition: dict, links: dict, registry, 
     """The inner nodes of a legacy group node instance (ids "instance:index"), wired to the
     instance's inputs, which turns into a forwarder of its visible outputs. The group's inputs
     are its inner nodes' unlinked sockets, node by node, then their unlinked converted widgets;
-    its outputs, their outputs not used only inside; its widgets_values, their widgets in turn
-    (as ComfyUI's group nodes lay them out)."""
+    its outputs, their outputs not used only inside; its widgets_values, their widgets in turn,
+    then their converted widgets not fed inside (as ComfyUI's group nodes lay them out)."""
     inst, inner = instance["id"], instance["id"] + ":"
     made = []
     for i, raw in enumerate(definition.get("nodes") or []):
@@ -320,6 +320,7 @@ def _expand_group_node(instance: dict, definition: dict, links: dict, registry, 
     values = instance.get("widgets_values")
     if isinstance(values, list) and values:
         plan = []  # (inner node index, position in its widgets_values) for each of the group's values
+        trailing = []  # converted widgets fed from outside: the group's own widgets, after all others
         for i, node in enumerate(made):
             if node.get("type") == "PrimitiveNode":
                 if (i, 0) in linked_from:
@@ -329,8 +330,14 @@ def _expand_group_node(instance: dict, definition: dict, links: dict, registry, 
             if order is None:
                 plan = None
                 break
-            converted = {(x.get("widget") or {}).get("name") for x in node["inputs"] if x.get("widget")}
-            plan += [(i, at) for at, (entry, _) in enumerate(_widget_slots(order)) if entry["name"] not in converted]
+            sockets = {(x.get("widget") or {}).get("name"): s for s, x in enumerate(node["inputs"]) if x.get("widget")}
+            slots = list(enumerate(_widget_slots(order)))
+            plan += [(i, at) for at, (entry, _) in slots if entry["name"] not in sockets]
+            for name, s in sorted(sockets.items(), key=lambda item: item[1]):
+                if (i, s) not in linked_to:
+                    trailing += [(i, at) for at, (entry, role) in slots if entry["name"] == name and role != "upload"]
+        if plan is not None:
+            plan += trailing
         if plan is not None and len(plan) == len(values):
             for (i, position), value in zip(plan, values):
                 saved = made[i].setdefault("widgets_values", [])

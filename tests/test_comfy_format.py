@@ -406,6 +406,20 @@ def test_legacy_group_node_is_expanded_with_the_instance_values(builtin_registry
     assert [n["node_id"] for n in workflow.notes] == ["6"]
 
 
+def test_legacy_group_node_values_of_converted_widgets_come_last(builtin_registry):
+    # An inner widget converted to an input (not fed inside the group) is a widget of the group
+    # node after all the others, as ComfyUI's group nodes lay them out.
+    data = json.loads((CORPUS / "txt2img_group_node_ui.json").read_text())
+    definition = data["extra"]["groupNodes"]["Prompts"]
+    definition["nodes"][0]["inputs"].append({"name": "text", "type": "STRING", "link": None, "widget": {"name": "text"}})
+    instance = next(n for n in data["nodes"] if n["id"] == 6)
+    instance["inputs"].append({"name": "text", "type": "STRING", "link": None, "widget": {"name": "text"}})
+    instance["widgets_values"] = ["the negative", "the positive"]
+    workflow = parse_workflow(data, builtin_registry)
+    assert workflow.nodes["6:0"].inputs["text"] == "the positive" and workflow.nodes["6:1"].inputs["text"] == "the negative"
+    assert workflow.notes == []
+
+
 def test_widget_order_includes_control_after_generate_and_upload_values(builtin_registry):
     ksa = [i["name"] for i in comfy_catalogue()["KSamplerAdvanced"]["inputs"] if i.get("widget")]
     assert ksa == ["add_noise", "noise_seed", "steps", "cfg", "sampler_name", "scheduler", "start_at_step",
