@@ -21,6 +21,8 @@ declaration order.
 
 import copy
 import json
+import re
+from datetime import datetime
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -531,9 +533,52 @@ def _dropped(nodes: dict, registry) -> set[str]:
             and node.get("type") != "__forward" and registry.comfy_node(node.get("type")) is None}
 
 
-def ui_to_api(data: dict, registry) -> tuple[dict, dict, list[dict]]:
+# Classes whose filename_prefix ComfyUI's editor fills in when it queues (%date:yyyy-MM-dd%,
+# %KSampler.seed%); an API graph sent to ComfyUI directly keeps such text as it is.
+SAVE_TYPES = {"SaveImage", "SaveAnimatedWEBP", "SaveAnimatedPNG", "SaveWEBM", "SaveVideo", "SaveAudio",
+              "SaveAudioMP3", "SaveAudioOpus", "SaveGLB", "SaveSVGNode", "CLIPSave", "VAESave", "ModelSave",
+              "LoraSave", "SaveLatent"}
+DATE_PARTS = re.compile(r"dd?|MM?|hh?|mm?|ss?|yyy?y?")
+
+
+def _replaced(text: str, ui_nodes: list[dict], registry, now: datetime) -> str:
+    """A filename_prefix as ComfyUI's editor queues it: %date:FORMAT% (tokens yyyy, yy, MM, M,
+    dd, d, hh, h (0-23), mm, m, ss, s) becomes the date, %Node.widget% the widget's value ('/' and
+    '\\' as '_') of the first top-level node whose "Node name for S&R" property, else title, is
+    Node; anything else stays."""
+    def date(match):
+        token = match.group(0)
+        if token in ("yy", "yyyy"):
+            return str(now.year)[-len(token):]
+        if token[0] == "y":
+            return token
+        part = {"d": now.day, "M": now.month, "h": now.hour, "m": now.minute, "s": now.second}[token[0]]
+        return str(part).zfill(len(token))
+
+    def one(match):
+        inner = match.group(1)
+        split = inner.split(".")
+        if len(split) != 2:
+            return DATE_PARTS.sub(date, split[0][5:]) if split[0].startswith("date:") else match.group(0)
+        found = [n for n in ui_nodes if (n.get("properties") or {}).get("Node name for S&R") == split[0]] or \
+                [n for n in ui_nodes if (n.get("title") or n.get("type")) == split[0]]
+        if not found:
+            return match.group(0)
+        values, _ = _widget_values(found[0], _widget_order(found[0].get("type"), registry) or [])
+        if split[1] not in values:
+            return match.group(0)
+        value = values[split[1]]
+        text = "" if value is None else ("true" if value else "false") if isinstance(value, bool) else \
+            str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+        return text.replace("/", "_").replace("\\", "_")
+
+    return re.sub(r"%([^%]+)%", one, text)
+
+
+def ui_to_api(data: dict, registry, now: datetime | None = None) -> tuple[dict, dict, list[dict]]:
     """An API graph from a UI graph, the UI-only facts kept for writing it back (`ui.comfyui`),
-    and notes on what was left out."""
+    and notes on what was left out. `now`: the time ComfyUI's editor would queue it at."""
+    now = now or datetime.now()
     notes = []
     nodes, links, _ = _flatten(data, registry, notes)
     problems = comfy_pack_nodes.resolve(nodes, links)  # SetNode/GetNode, rgthree's, Use Everywhere
@@ -578,6 +623,11 @@ def ui_to_api(data: dict, registry) -> tuple[dict, dict, list[dict]]:
             entry["_meta"] = {"title": node["title"]}
         graph[node_id] = entry
         resolved_inputs[node_id] = {"inputs": {k: _jsonable(v) for k, v in seen.items()}, "controls": controls}
+        prefix = inputs.get("filename_prefix")
+        if node_type in SAVE_TYPES and isinstance(prefix, str) and "%" in prefix:
+            inputs["filename_prefix"] = _replaced(prefix, data.get("nodes") or [], registry, now)
+            if inputs["filename_prefix"] != prefix:  # the pattern is what the editor shows and saves
+                resolved_inputs[node_id]["patterns"] = {"filename_prefix": [prefix, inputs["filename_prefix"]]}
     if problems:
         raise WorkflowFormatError("ComfyUI UI-format graph: " + "; ".join(map(str, problems)), problems)
     return graph, resolved_inputs, notes
@@ -978,6 +1028,9 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
             rank = old_list.index(name) if name in old_list else 1000 * (2 if spec.get("widget") else 1) + position
             if spec.get("widget"):
                 shown = value if value is not None and _is_value(value) else old_values.get(name, spec.get("default"))
+                pattern = (record.get("patterns") or {}).get(name)
+                if pattern and shown == pattern[1]:
+                    shown = pattern[0]  # still what the pattern gave: the pattern again
                 if isinstance(shown, dict) and set(shown) == {"__value__"}:
                     shown = shown["__value__"]
                 shown_values[name] = shown

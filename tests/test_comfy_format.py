@@ -12,7 +12,7 @@ import torch
 from PIL import Image, PngImagePlugin
 
 from graphflow.cli import main
-from graphflow.comfy_format import (comfy_catalogue, custom_pack, export_api, export_ui, import_ui,
+from graphflow.comfy_format import (comfy_catalogue, custom_pack, export_api, export_ui, import_ui, ui_to_api,
                                     unknown_type_hint)
 from graphflow.executor import Executor
 from graphflow.node_modes import apply_modes
@@ -443,6 +443,24 @@ def test_upload_value_comes_after_the_required_widgets(builtin_registry):
     workflow = import_ui(ui, builtin_registry)
     assert workflow.nodes["1"].inputs == {"image": "m.png", "channel": "red"}
     assert export_ui(workflow, builtin_registry)["nodes"][0]["widgets_values"] == ["m.png", "red", "image"]
+
+
+def test_save_filename_prefix_patterns_are_filled_in_as_the_editor_queues_them(builtin_registry):
+    # ComfyUI's editor fills %date:FORMAT% and %Node.widget% (by "Node name for S&R", else title)
+    # into a save node's filename_prefix when it queues; unknown patterns stay.
+    from datetime import datetime
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    save = next(n for n in data["nodes"] if n["type"] == "SaveImage")
+    next(n for n in data["nodes"] if n["type"] == "EmptyLatentImage")["title"] = "Size/Batch"
+    pattern = "%date:yyyy-MM-dd_hh-m-s%/%date:yy%_%KSampler.seed%_%Size/Batch.width%_%KSampler.cfg%_%Nope.x%_%width%" \
+        "_%date:hh.mm%"  # a dot makes it a node's widget, as in ComfyUI
+    save["widgets_values"] = [pattern]
+    graph = ui_to_api(data, builtin_registry, now=datetime(2025, 3, 7, 9, 5, 1))[0]
+    assert graph[str(save["id"])]["inputs"]["filename_prefix"] == \
+        "2025-03-07_09-5-1/25_42_64_5_%Nope.x%_%width%_%date:hh.mm%"
+    workflow = import_ui(json.loads(json.dumps(data)), builtin_registry)
+    assert "%" not in workflow.nodes[str(save["id"])].inputs["filename_prefix"].split("_%Nope")[0]
+    assert by_id(export_ui(workflow, builtin_registry)["nodes"])[save["id"]]["widgets_values"] == [pattern]
 
 
 def test_editing_after_import_is_written_back(builtin_registry):
