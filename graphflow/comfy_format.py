@@ -21,6 +21,7 @@ declaration order.
 
 import copy
 import json
+import random
 import re
 from datetime import datetime
 from functools import cache
@@ -575,10 +576,56 @@ def _replaced(text: str, ui_nodes: list[dict], registry, now: datetime) -> str:
     return re.sub(r"%([^%]+)%", one, text)
 
 
-def ui_to_api(data: dict, registry, now: datetime | None = None) -> tuple[dict, dict, list[dict]]:
+def _dynamic_prompt(text: str, rng: random.Random) -> str:
+    """A prompt widget's text as ComfyUI's editor queues it: // and /* */ comments removed, each
+    {a|b|...} (nested too) replaced by one of its options at random; \\{ \\| \\} stay as
+    the plain characters and other backslash pairs as they are."""
+    text = re.sub(r"/\*[\s\S]*?\*/|//[^\n\r\u2028\u2029]*", "", text)
+
+    def resolve(source: str) -> str:
+        out, i = [], 0
+        while i < len(source):
+            c = source[i]
+            i += 1
+            if c == "\\":
+                out.append("\\" + source[i:i + 1])
+                i += 1
+            elif c == "{":
+                options, current, depth = [], "", 0
+                while i < len(source):
+                    c = source[i]
+                    i += 1
+                    if c == "\\":
+                        current += "\\" + source[i:i + 1]
+                        i += 1
+                        continue
+                    if c == "{":
+                        depth += 1
+                    elif c == "}":
+                        if not depth:
+                            break
+                        depth -= 1
+                    elif c == "|" and not depth:
+                        options.append(current)
+                        current = ""
+                        continue
+                    current += c
+                options.append(current)
+                out.append(resolve(options[int(rng.random() * len(options))]))
+            else:
+                out.append(c)
+        return "".join(out)
+
+    return re.sub(r"\\([{}|])", r"\1", resolve(text))
+
+
+def ui_to_api(data: dict, registry, now: datetime | None = None,
+              rng: random.Random | None = None) -> tuple[dict, dict, list[dict]]:
     """An API graph from a UI graph, the UI-only facts kept for writing it back (`ui.comfyui`),
-    and notes on what was left out. `now`: the time ComfyUI's editor would queue it at."""
+    and notes on what was left out. `now` and `rng`: the time ComfyUI's editor would queue it at
+    and its random choices of {a|b} prompts."""
     now = now or datetime.now()
+    rng = rng or random.Random()
     notes = []
     nodes, links, _ = _flatten(data, registry, notes)
     problems = comfy_pack_nodes.resolve(nodes, links)  # SetNode/GetNode, rgthree's, Use Everywhere
@@ -623,11 +670,17 @@ def ui_to_api(data: dict, registry, now: datetime | None = None) -> tuple[dict, 
             entry["_meta"] = {"title": node["title"]}
         graph[node_id] = entry
         resolved_inputs[node_id] = {"inputs": {k: _jsonable(v) for k, v in seen.items()}, "controls": controls}
+        for entry in order or []:
+            text = inputs.get(entry["name"]) if entry.get("dynamic") else None
+            if isinstance(text, str) and ("{" in text or "/" in text):
+                inputs[entry["name"]] = _dynamic_prompt(text, rng)
+                if inputs[entry["name"]] != text:
+                    resolved_inputs[node_id].setdefault("patterns", {})[entry["name"]] = [text, inputs[entry["name"]]]
         prefix = inputs.get("filename_prefix")
         if node_type in SAVE_TYPES and isinstance(prefix, str) and "%" in prefix:
             inputs["filename_prefix"] = _replaced(prefix, data.get("nodes") or [], registry, now)
             if inputs["filename_prefix"] != prefix:  # the pattern is what the editor shows and saves
-                resolved_inputs[node_id]["patterns"] = {"filename_prefix": [prefix, inputs["filename_prefix"]]}
+                resolved_inputs[node_id].setdefault("patterns", {})["filename_prefix"] = [prefix, inputs["filename_prefix"]]
     if problems:
         raise WorkflowFormatError("ComfyUI UI-format graph: " + "; ".join(map(str, problems)), problems)
     return graph, resolved_inputs, notes

@@ -463,6 +463,25 @@ def test_save_filename_prefix_patterns_are_filled_in_as_the_editor_queues_them(b
     assert by_id(export_ui(workflow, builtin_registry)["nodes"])[save["id"]]["widgets_values"] == [pattern]
 
 
+def test_prompt_widgets_resolve_comments_and_choices_as_the_editor_queues_them(builtin_registry):
+    # CLIPTextEncode's text is a dynamicPrompts widget: ComfyUI's editor drops // and /* */
+    # comments and picks one option of each {a|b} when it queues; \{ \} become plain braces.
+    import random
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    encode = next(n for n in data["nodes"] if n["type"] == "CLIPTextEncode" and n["widgets_values"][0])
+    text = "a photo // not this\nof a {red|red} /* nor\nthis */circle \\{x\\} \\(y\\) {cat|{dog|dog}}"
+    encode["widgets_values"] = [text]
+    rng = random.Random(0)
+    rng.random()  # {red|red} draws first
+    expected_animal = ["cat", "dog"][int(rng.random() * 2)]
+    graph = ui_to_api(data, builtin_registry, rng=random.Random(0))[0]
+    assert graph[str(encode["id"])]["inputs"]["text"] == \
+        "a photo \nof a red circle {x} \\(y\\) " + expected_animal
+    workflow = import_ui(json.loads(json.dumps(data)), builtin_registry)
+    assert "//" not in workflow.nodes[str(encode["id"])].inputs["text"]
+    assert by_id(export_ui(workflow, builtin_registry)["nodes"])[encode["id"]]["widgets_values"] == [text]
+
+
 def test_editing_after_import_is_written_back(builtin_registry):
     workflow = load("txt2img_tricks_ui.json", builtin_registry)
     workflow.nodes["3"].inputs["seed"] = 7  # no longer the Primitive's value

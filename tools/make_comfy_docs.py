@@ -48,7 +48,8 @@ Everywhere graphflow takes a workflow (`graphflow run` / `validate` / `convert`,
   at the same position if it has the output's type, else the first input of that type (nothing
   when that input is unlinked), as ComfyUI runs it. A save node's `filename_prefix` patterns
   `%date:yyyy-MM-dd%` and `%Node.widget%` are filled in as ComfyUI's editor does when it queues
-  (the date of the import; writing back gives the pattern again). Subgraphs
+  (the date of the import; writing back gives the pattern again), and so are prompt widgets'
+  (`dynamicPrompts`: CLIPTextEncode's text...) comments and `{a|b}` choices. Subgraphs
   (`definitions.subgraphs`) and legacy group nodes (`extra.groupNodes`, types `workflow>NAME`)
   are expanded; their nodes get ids `instance:inner`, like ComfyUI's API exports. Positions,
   widths, titles, modes, collapsed flags, node colours, groups (`ui.groups`), notes (`ui.notes`),
