@@ -556,12 +556,16 @@ def _replaced(text: str, ui_nodes: list[dict], registry, now: datetime) -> str:
         part = {"d": now.day, "M": now.month, "h": now.hour, "m": now.minute, "s": now.second}[token[0]]
         return str(part).zfill(len(token))
 
+    def search_name(node):  # the editor gives every node but the save nodes its class as this name
+        default = None if node.get("type") in SAVE_TYPES else node.get("type")
+        return (node.get("properties") or {}).get("Node name for S&R", default)
+
     def one(match):
         inner = match.group(1)
         split = inner.split(".")
         if len(split) != 2:
             return DATE_PARTS.sub(date, split[0][5:]) if split[0].startswith("date:") else match.group(0)
-        found = [n for n in ui_nodes if (n.get("properties") or {}).get("Node name for S&R") == split[0]] or \
+        found = [n for n in ui_nodes if search_name(n) == split[0]] or \
                 [n for n in ui_nodes if (n.get("title") or n.get("type")) == split[0]]
         if not found:
             return match.group(0)
