@@ -21,13 +21,16 @@ declaration order.
 
 import copy
 import json
+import random
+import re
+from datetime import datetime
 from functools import cache
 from importlib import resources
 from typing import Any
 
 from graphflow import comfy_pack_nodes
 from graphflow.folders import split_annotation
-from graphflow.node_modes import apply_modes
+from graphflow.node_modes import apply_modes, bypass_input
 from graphflow.workflow import (FORMAT_VERSION, Problem, Workflow, WorkflowFormatError, _short, _validated,
                                 comfy_aliases, is_comfy_api_graph, is_link, literal)
 
@@ -35,6 +38,7 @@ MUTED, BYPASSED = 2, 4
 VIRTUAL_TYPES = {"Reroute", "PrimitiveNode", "Note", "MarkdownNote"}
 UPLOAD_INPUTS = ("upload", "choose file to upload")  # the editor's upload button, which some exports write
 CONTROL_DEFAULT = "fixed"
+CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")  # control_after_generate's choices
 # (class, input, folder): the class a node is read as when its file name is annotated with that
 # folder, since ours load from one folder each (ComfyUI's LoadImage reads "x.png [output]" too)
 FOLDER_CLASSES = {("LoadImage", "image", "output"): "LoadImageOutput"}
@@ -285,8 +289,8 @@ def _expand_group_node(instance: dict, definition: dict, links: dict, registry, 
     """The inner nodes of a legacy group node instance (ids "instance:index"), wired to the
     instance's inputs, which turns into a forwarder of its visible outputs. The group's inputs
     are its inner nodes' unlinked sockets, node by node, then their unlinked converted widgets;
-    its outputs, their outputs not used only inside; its widgets_values, their widgets in turn
-    (as ComfyUI's group nodes lay them out)."""
+    its outputs, their outputs not used only inside; its widgets_values, their widgets in turn,
+    then their converted widgets not fed inside (as ComfyUI's group nodes lay them out)."""
     inst, inner = instance["id"], instance["id"] + ":"
     made = []
     for i, raw in enumerate(definition.get("nodes") or []):
@@ -319,6 +323,7 @@ def _expand_group_node(instance: dict, definition: dict, links: dict, registry, 
     values = instance.get("widgets_values")
     if isinstance(values, list) and values:
         plan = []  # (inner node index, position in its widgets_values) for each of the group's values
+        trailing = []  # converted widgets fed from outside: the group's own widgets, after all others
         for i, node in enumerate(made):
             if node.get("type") == "PrimitiveNode":
                 if (i, 0) in linked_from:
@@ -328,13 +333,14 @@ def _expand_group_node(instance: dict, definition: dict, links: dict, registry, 
             if order is None:
                 plan = None
                 break
-            converted = {(x.get("widget") or {}).get("name") for x in node["inputs"] if x.get("widget")}
-            at = 0
-            for entry in (e for e in order if e.get("widget")):
-                width = 1 + bool(entry.get("control")) + bool(entry.get("upload"))
-                if entry["name"] not in converted:
-                    plan += [(i, at + k) for k in range(width)]
-                at += width
+            sockets = {(x.get("widget") or {}).get("name"): s for s, x in enumerate(node["inputs"]) if x.get("widget")}
+            slots = list(enumerate(_widget_slots(order)))
+            plan += [(i, at) for at, (entry, _) in slots if entry["name"] not in sockets]
+            for name, s in sorted(sockets.items(), key=lambda item: item[1]):
+                if (i, s) not in linked_to:
+                    trailing += [(i, at) for at, (entry, role) in slots if entry["name"] == name and role != "upload"]
+        if plan is not None:
+            plan += trailing
         if plan is not None and len(plan) == len(values):
             for (i, position), value in zip(plan, values):
                 saved = made[i].setdefault("widgets_values", [])
@@ -384,10 +390,15 @@ def _flatten(data: dict, registry=None, notes: list | None = None) -> tuple[dict
                 links[inner + link_id] = (a, a_slot, b, b_slot, kind)
             # The input proxy forwards what feeds the instance; the instance forwards its outputs.
             nodes[node["id"] + ":in"] = {"id": node["id"] + ":in", "type": "__forward",
-                                         "inputs": [dict(i) for i in node.get("inputs") or []]}
+                                         "inputs": _promoted(node.get("inputs") or [], node.get("widgets_values"))}
             nodes[node["id"] + ":out"] = {"id": node["id"] + ":out", "type": "__forward", "inputs": [
                 {"name": o.get("name"), "type": o.get("type"), "link": None} for o in definition.get("outputs", [])]}
             add(definition.get("nodes", []), inner, depth + 1)
+            if node.get("mode") in (MUTED, BYPASSED):  # a muted or bypassed instance runs none of its nodes
+                for inner_node in nodes.values():
+                    if inner_node["id"].startswith(inner) and inner_node.get("type") != "__forward" and \
+                            inner_node.get("mode") not in (MUTED, BYPASSED):
+                        inner_node["mode"] = MUTED
         return nodes
 
     add(data.get("nodes", []), "", 0)
@@ -403,21 +414,41 @@ def _flatten(data: dict, registry=None, notes: list | None = None) -> tuple[dict
     return nodes, links, instances
 
 
+def _promoted(inputs: list, values) -> list[dict]:
+    """A subgraph instance's inputs, each unlinked widget input (a widget promoted from inside)
+    with its value from the instance's widgets_values, which hold one value per widget input in
+    turn: ComfyUI sends that value, not the inner node's own."""
+    out, at = [], 0
+    for socket in inputs:
+        socket = dict(socket)
+        if socket.get("widget"):
+            if socket.get("link") is None and isinstance(values, list) and at < len(values):
+                socket["value"] = values[at]
+            at += 1
+        out.append(socket)
+    return out
+
+
+MUTED_SOURCE = ("muted",)
+
+
 class _Resolver:
     """Follows a link back through Reroutes, dropped (muted or bypassed unknown) nodes and
     subgraph boundaries to a real node's output ("link", id, slot), a Primitive's value
-    ("value", v), or nothing (None)."""
+    ("value", v), a muted node (MUTED_SOURCE), or nothing (None)."""
 
     def __init__(self, nodes, links, dropped=frozenset()):
         self.nodes, self.links, self.dropped = nodes, links, dropped
 
-    def link(self, link_id, depth=0):
+    def link(self, link_id, depth=0, kind=None):
+        """`kind`: the type of the input being fed, which picks what a bypass passes (a link's
+        own type may be "*" after a Reroute)."""
         if link_id is None or depth > 100:
             return None
         link = self.links.get(_node_id(link_id))
         if link is None:
             return None
-        return self.output(link[0], link[1], link[4], depth)
+        return self.output(link[0], link[1], kind or link[4], depth)
 
     def output(self, node_id, slot, kind, depth):
         node = self.nodes.get(node_id)
@@ -425,22 +456,26 @@ class _Resolver:
             return None
         node_type, mode = node.get("type"), node.get("mode", 0) if node_id in self.dropped else 0
         if mode == MUTED:
-            return None
+            return MUTED_SOURCE
         inputs = node.get("inputs") or []
+        if node.get("subgraph") is not None and node.get("mode") in (MUTED, BYPASSED):
+            # A muted subgraph instance gives nothing; a bypassed one passes its own inputs through.
+            if node["mode"] == MUTED:
+                return MUTED_SOURCE
+            node_type, mode, inputs = None, BYPASSED, self.nodes[node_id + ":in"]["inputs"]
         if node_type in ("Reroute", "__forward"):
             index = 0 if node_type == "Reroute" else slot
-            return self.link(inputs[index].get("link"), depth + 1) if index < len(inputs) else None
+            if index < len(inputs) and inputs[index].get("link") is None and "value" in inputs[index]:
+                return ("value", inputs[index]["value"])  # a subgraph instance's promoted widget
+            return self.link(inputs[index].get("link"), depth + 1, kind) if index < len(inputs) else None
         if node_type == "PrimitiveNode":
             values = node.get("widgets_values") or []
             return ("value", values[0]) if values else None
         if mode == BYPASSED:
             out_type = kind or _slot_type(node.get("outputs"), slot)
-            candidates = ([inputs[slot]] if slot < len(inputs) and inputs[slot].get("type") == out_type else []) + \
-                         [i for i in inputs if i.get("type") == out_type]
-            for candidate in candidates:
-                if candidate.get("link") is not None:
-                    return self.link(candidate["link"], depth + 1)
-            return None
+            pairs = [(k, i.get("type")) for k, i in enumerate(inputs)]
+            chosen = bypass_input(pairs, pairs, slot, out_type)
+            return self.link(inputs[chosen].get("link"), depth + 1) if chosen is not None else None
         if node_type in ("Note", "MarkdownNote"):
             return None
         return ("link", node_id, slot)
@@ -458,19 +493,35 @@ def _widget_values(node: dict, order: list[dict]) -> tuple[dict, dict]:
         return {k: v for k, v in raw.items() if any(i["name"] == k for i in order)}, {}
     values, controls, at = {}, {}, 0
     raw = raw or []
+    for entry, role in _widget_slots(order):
+        if role == "control":  # older saves may lack it: only a control word is taken as one
+            if at < len(raw) and raw[at] in CONTROL_VALUES:
+                controls[entry["name"]] = raw[at]
+                at += 1
+            continue
+        if role == "value" and at < len(raw):
+            values[entry["name"]] = raw[at]
+        at += 1
+    return values, controls
+
+
+def _widget_slots(order: list[dict]) -> list[tuple[dict, str]]:
+    """The places of widgets_values: (input, "value" | "control" | "upload"). A seed's
+    control_after_generate follows it; the upload button is a widget the editor adds after the
+    required inputs (LoadImageMask saves [image, channel, "image"]), so before optional ones."""
+    slots, upload = [], None
     for entry in order:
         if not entry.get("widget"):
             continue
-        if at < len(raw):
-            values[entry["name"]] = raw[at]
-        at += 1
+        if entry.get("optional") and upload is not None:
+            slots.append(upload)
+            upload = None
+        slots.append((entry, "value"))
         if entry.get("control"):
-            if at < len(raw) and raw[at] in ("fixed", "increment", "decrement", "randomize"):
-                controls[entry["name"]] = raw[at]
-                at += 1
+            slots.append((entry, "control"))
         if entry.get("upload"):
-            at += 1
-    return values, controls
+            upload = (entry, "upload")
+    return slots + ([upload] if upload is not None else [])
 
 
 def _dropped(nodes: dict, registry) -> set[str]:
@@ -483,9 +534,102 @@ def _dropped(nodes: dict, registry) -> set[str]:
             and node.get("type") != "__forward" and registry.comfy_node(node.get("type")) is None}
 
 
-def ui_to_api(data: dict, registry) -> tuple[dict, dict, list[dict]]:
+# Classes whose filename_prefix ComfyUI's editor fills in when it queues (%date:yyyy-MM-dd%,
+# %KSampler.seed%); an API graph sent to ComfyUI directly keeps such text as it is.
+SAVE_TYPES = {"SaveImage", "SaveAnimatedWEBP", "SaveAnimatedPNG", "SaveWEBM", "SaveVideo", "SaveAudio",
+              "SaveAudioMP3", "SaveAudioOpus", "SaveGLB", "SaveSVGNode", "CLIPSave", "VAESave", "ModelSave",
+              "LoraSave", "SaveLatent"}
+DATE_PARTS = re.compile(r"dd?|MM?|hh?|mm?|ss?|yyy?y?")
+
+
+def _replaced(text: str, ui_nodes: list[dict], registry, now: datetime) -> str:
+    """A filename_prefix as ComfyUI's editor queues it: %date:FORMAT% (tokens yyyy, yy, MM, M,
+    dd, d, hh, h (0-23), mm, m, ss, s) becomes the date, %Node.widget% the widget's value ('/' and
+    '\\' as '_') of the first top-level node whose "Node name for S&R" property, else title, is
+    Node; anything else stays."""
+    def date(match):
+        token = match.group(0)
+        if token in ("yy", "yyyy"):
+            return str(now.year)[-len(token):]
+        if token[0] == "y":
+            return token
+        part = {"d": now.day, "M": now.month, "h": now.hour, "m": now.minute, "s": now.second}[token[0]]
+        return str(part).zfill(len(token))
+
+    def search_name(node):  # the editor gives every node but the save nodes its class as this name
+        default = None if node.get("type") in SAVE_TYPES else node.get("type")
+        return (node.get("properties") or {}).get("Node name for S&R", default)
+
+    def one(match):
+        inner = match.group(1)
+        split = inner.split(".")
+        if len(split) != 2:
+            return DATE_PARTS.sub(date, split[0][5:]) if split[0].startswith("date:") else match.group(0)
+        found = [n for n in ui_nodes if search_name(n) == split[0]] or \
+                [n for n in ui_nodes if (n.get("title") or n.get("type")) == split[0]]
+        if not found:
+            return match.group(0)
+        values, _ = _widget_values(found[0], _widget_order(found[0].get("type"), registry) or [])
+        if split[1] not in values:
+            return match.group(0)
+        value = values[split[1]]
+        text = "" if value is None else ("true" if value else "false") if isinstance(value, bool) else \
+            str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+        return text.replace("/", "_").replace("\\", "_")
+
+    return re.sub(r"%([^%]+)%", one, text)
+
+
+def _dynamic_prompt(text: str, rng: random.Random) -> str:
+    """A prompt widget's text as ComfyUI's editor queues it: // and /* */ comments removed, each
+    {a|b|...} (nested too) replaced by one of its options at random; \\{ \\| \\} stay as
+    the plain characters and other backslash pairs as they are."""
+    text = re.sub(r"/\*[\s\S]*?\*/|//[^\n\r\u2028\u2029]*", "", text)
+
+    def resolve(source: str) -> str:
+        out, i = [], 0
+        while i < len(source):
+            c = source[i]
+            i += 1
+            if c == "\\":
+                out.append("\\" + source[i:i + 1])
+                i += 1
+            elif c == "{":
+                options, current, depth = [], "", 0
+                while i < len(source):
+                    c = source[i]
+                    i += 1
+                    if c == "\\":
+                        current += "\\" + source[i:i + 1]
+                        i += 1
+                        continue
+                    if c == "{":
+                        depth += 1
+                    elif c == "}":
+                        if not depth:
+                            break
+                        depth -= 1
+                    elif c == "|" and not depth:
+                        options.append(current)
+                        current = ""
+                        continue
+                    current += c
+                options.append(current)
+                out.append(resolve(options[int(rng.random() * len(options))]))
+            else:
+                out.append(c)
+        return "".join(out)
+
+    return re.sub(r"\\([{}|])", r"\1", resolve(text))
+
+
+def ui_to_api(data: dict, registry, now: datetime | None = None,
+              rng: random.Random | None = None) -> tuple[dict, dict, list[dict]]:
     """An API graph from a UI graph, the UI-only facts kept for writing it back (`ui.comfyui`),
-    and notes on what was left out."""
+    and notes on what was left out. `now` and `rng`: the time ComfyUI's editor would queue it at
+    and its random choices of {a|b} prompts."""
+    now = now or datetime.now()
+    rng = rng or random.Random()
     notes = []
     nodes, links, _ = _flatten(data, registry, notes)
     problems = comfy_pack_nodes.resolve(nodes, links)  # SetNode/GetNode, rgthree's, Use Everywhere
@@ -497,20 +641,26 @@ def ui_to_api(data: dict, registry) -> tuple[dict, dict, list[dict]]:
         if node_type in VIRTUAL_TYPES or node_type == "__forward" or node_id in dropped:
             continue
         order = _widget_order(node_type, registry)
-        inputs, seen = {}, {}
+        inputs, seen, cut = {}, {}, set()
         values, controls = _widget_values(node, order or [])
         for socket in node.get("inputs") or []:
             name = (socket.get("widget") or {}).get("name") or socket.get("name")
-            target = resolver.link(socket.get("link"))
+            target = resolver.link(socket.get("link"), kind=socket.get("type"))
+            if target == MUTED_SOURCE:  # ComfyUI links it, then drops the link: not even the widget's value
+                target = None
+                cut.add(name)
             seen[name] = {"link": socket.get("saved_link", socket.get("link")), "resolved": target}
             if "saved_link" in socket:  # a Use Everywhere broadcast: written back unlinked
                 seen[name]["broadcast"] = True
+            if name in cut:
+                seen[name]["cut"] = True
             if target is None:
                 continue
             value = target[1] if target[0] == "value" else [target[1], target[2]]
             inputs[name] = {"__value__": value} if target[0] == "value" and isinstance(value, list) else value
         for name, value in values.items():
-            inputs.setdefault(name, {"__value__": value} if isinstance(value, list) else value)
+            if name not in cut:
+                inputs.setdefault(name, {"__value__": value} if isinstance(value, list) else value)
         extra = (node.get("properties") or {}).get(EXTRA_PROPERTY)
         if isinstance(extra, dict):
             for name, value in extra.items():
@@ -524,6 +674,17 @@ def ui_to_api(data: dict, registry) -> tuple[dict, dict, list[dict]]:
             entry["_meta"] = {"title": node["title"]}
         graph[node_id] = entry
         resolved_inputs[node_id] = {"inputs": {k: _jsonable(v) for k, v in seen.items()}, "controls": controls}
+        for entry in order or []:
+            text = inputs.get(entry["name"]) if entry.get("dynamic") else None
+            if isinstance(text, str) and ("{" in text or "/" in text):
+                inputs[entry["name"]] = _dynamic_prompt(text, rng)
+                if inputs[entry["name"]] != text:
+                    resolved_inputs[node_id].setdefault("patterns", {})[entry["name"]] = [text, inputs[entry["name"]]]
+        prefix = inputs.get("filename_prefix")
+        if node_type in SAVE_TYPES and isinstance(prefix, str) and "%" in prefix:
+            inputs["filename_prefix"] = _replaced(prefix, data.get("nodes") or [], registry, now)
+            if inputs["filename_prefix"] != prefix:  # the pattern is what the editor shows and saves
+                resolved_inputs[node_id].setdefault("patterns", {})["filename_prefix"] = [prefix, inputs["filename_prefix"]]
     if problems:
         raise WorkflowFormatError("ComfyUI UI-format graph: " + "; ".join(map(str, problems)), problems)
     return graph, resolved_inputs, notes
@@ -532,7 +693,7 @@ def ui_to_api(data: dict, registry) -> tuple[dict, dict, list[dict]]:
 def _jsonable(record):
     target = record["resolved"]
     return {"link": record["link"], "resolved": list(target) if target is not None else None} | \
-        ({"broadcast": True} if record.get("broadcast") else {})
+        {k: True for k in ("broadcast", "cut") if record.get(k)}
 
 
 def _pos(node) -> list[float] | None:
@@ -884,14 +1045,18 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
             continue
         old_list = [((i.get("widget") or {}).get("name") or i.get("name")) for i in (old or {}).get("inputs") or []]
         old_inputs = dict(zip(old_list, (old or {}).get("inputs") or []))
-        new_inputs, widgets = [], []
+        new_inputs, shown_values = [], {}
         controls = record.get("controls") or {}
         old_values, _ = _widget_values(old, order) if old else ({}, {})
+        alias = _alias_for(registry.comfy_node(class_type), class_type)
         for position, spec in enumerate(order):
             name = spec["name"]
             value = inputs.get(name)
-            linked = not _is_value(value) and value[0] in ids
             before = (record.get("inputs") or {}).get(name)
+            if before is not None and before.get("cut") and \
+                    (alias.inputs.get(name, name) if alias else name) not in workflow.nodes[node_id].inputs:
+                value = None  # still cut by its muted source: not the default _api_graph filled in
+            linked = not _is_value(value) and value[0] in ids
             socket = None
             before_link = old_links.get(_node_id(before["link"])) if before is not None else None
             via_reroute = reroutes is not None and before_link is not None and linked and \
@@ -909,6 +1074,9 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
                 socket = {"link": before["link"]}  # the original link, through its Primitives
             elif before is not None and before.get("broadcast") and _agrees(before["resolved"], value):
                 pass  # the Use Everywhere node still sends it
+            elif before is not None and before["link"] is not None and before["resolved"] is None and (
+                    value is None or spec.get("widget") and not before.get("cut") and value == old_values.get(name)):
+                socket = {"link": before["link"]}  # still from a muted node, or a bypass passing nothing
             elif linked:
                 link_id, next_link = next_link, next_link + 1
                 links[link_id] = [link_id, ids[value[0]], value[1], ids[node_id], 0, spec["type"]]
@@ -916,14 +1084,13 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
             # Where it sits: as before, else sockets first and converted widgets after (as ComfyUI).
             rank = old_list.index(name) if name in old_list else 1000 * (2 if spec.get("widget") else 1) + position
             if spec.get("widget"):
-                shown = old_values.get(name, spec.get("default")) if not _is_value(value) else value
+                shown = value if value is not None and _is_value(value) else old_values.get(name, spec.get("default"))
+                pattern = (record.get("patterns") or {}).get(name)
+                if pattern and shown == pattern[1]:
+                    shown = pattern[0]  # still what the pattern gave: the pattern again
                 if isinstance(shown, dict) and set(shown) == {"__value__"}:
                     shown = shown["__value__"]
-                widgets.append(shown)
-                if spec.get("control"):
-                    widgets.append(controls.get(name, CONTROL_DEFAULT))
-                if spec.get("upload"):
-                    widgets.append("image")
+                shown_values[name] = shown
                 if socket is not None or name in old_inputs:  # newer editors list every widget's socket
                     base = dict(old_inputs.get(name) or {"name": name, "type": spec["type"]})
                     base["widget"] = {"name": name}
@@ -934,6 +1101,9 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
                 new_inputs.append((rank, base))
         new_inputs = [socket for _, socket in sorted(new_inputs, key=lambda pair: pair[0])]
         ui_node["inputs"] = new_inputs
+        widgets = [shown_values[spec["name"]] if role == "value" else
+                   controls.get(spec["name"], CONTROL_DEFAULT) if role == "control" else "image"
+                   for spec, role in _widget_slots(order)]
         # A class without widgets keeps what its frontend saved there (the text pysssss's Show Text shows).
         ui_node["widgets_values"] = widgets if widgets or not old else old.get("widgets_values", widgets)
         if class_type == comfy_pack_nodes.POWER_LORA_LOADER:

@@ -3,12 +3,26 @@ the workflow's ui block: `ui.nodes[id].mode` is "mute" or "bypass".
 
 As in ComfyUI, a muted node does not run (a node that needs its output then has a missing
 input), and a bypassed node does not run either: each reader of one of its outputs reads instead
-the bypassed node's first linked input of the same type, followed through chains of bypasses.
+the bypassed node's input at the same position if that has the output's type, else its first
+input of that type (bypass_input), followed through chains of bypasses; when that input is
+unlinked, the reader gets nothing.
 """
 
 from graphflow.workflow import Workflow, is_link
 
 MODES = ("mute", "bypass")
+
+
+def bypass_input(sockets: list[tuple], inputs: list[tuple], slot: int, wanted: str):
+    """The input a bypassed node's output `slot` of type `wanted` passes on, as ComfyUI's editor
+    picks it: the socket at the same index if its type matches, else the first input of that type
+    (linked or not: an unlinked choice passes nothing). Items are (key, type); None: no match.
+    A reader of any type ("*") takes the same index, else the first socket."""
+    if wanted in ("*", ""):
+        return sockets[slot][0] if slot < len(sockets) else sockets[0][0] if sockets else None
+    if slot < len(sockets) and sockets[slot][1] == wanted:
+        return sockets[slot][0]
+    return next((key for key, kind in inputs if kind == wanted), None)
 
 
 def node_modes(workflow: Workflow) -> dict[str, str]:
@@ -25,8 +39,9 @@ def apply_modes(workflow: Workflow, registry) -> Workflow:
     if not modes:
         return workflow
 
-    def through(link):
-        """Where a link really reads from, past bypassed nodes; None when nothing passes through."""
+    def through(link, reader: str | None):
+        """Where a link really reads from, past bypassed nodes; None when nothing passes through.
+        `reader`: the type of the input reading it ("*" takes a bypass's input by position)."""
         seen = set()
         while link[0] in modes and modes[link[0]] == "bypass" and link[0] not in seen:
             seen.add(link[0])
@@ -37,11 +52,14 @@ def apply_modes(workflow: Workflow, registry) -> Workflow:
                 (k for k, o in enumerate(specs) if o.name == link[1]), len(specs))  # an output named
             if index >= len(specs):
                 return None
-            wanted = specs[index].type
-            link = next((tuple(v) for name, v in entry.inputs.items() if is_link(v)
-                         and (s := cls.input_specs.get(name)) is not None and s.type == wanted), None)
-            if link is None:
-                return None
+            name = bypass_input([(s.name, s.type) for s in cls.input_specs.values() if s.socket is not None],
+                                [(s.name, s.type) for s in cls.input_specs.values()], index,
+                                "*" if reader == "*" else specs[index].type)
+            value = entry.inputs.get(name) if name is not None else None
+            reader = cls.input_specs[name].type if name is not None else None
+            if not is_link(value):
+                return None  # the chosen input is unlinked: nothing passes, as in ComfyUI
+            link = tuple(value)
         return None if link[0] in modes else link
 
     kept = {}
@@ -49,9 +67,11 @@ def apply_modes(workflow: Workflow, registry) -> Workflow:
         if node_id in modes:
             continue
         inputs = {}
+        reader_cls = registry.get(entry.type)
         for name, value in entry.inputs.items():
             if is_link(value) and value[0] in modes:
-                value = through(tuple(value))
+                spec = reader_cls.input_specs.get(name) if reader_cls is not None else None
+                value = through(tuple(value), spec.type if spec is not None else None)
                 if value is None:
                     continue  # muted, or a bypass with no input of that type: the input is missing
                 value = list(value)

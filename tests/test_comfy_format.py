@@ -12,7 +12,7 @@ import torch
 from PIL import Image, PngImagePlugin
 
 from graphflow.cli import main
-from graphflow.comfy_format import (comfy_catalogue, custom_pack, export_api, export_ui, import_ui,
+from graphflow.comfy_format import (comfy_catalogue, custom_pack, export_api, export_ui, import_ui, ui_to_api,
                                     unknown_type_hint)
 from graphflow.executor import Executor
 from graphflow.node_modes import apply_modes
@@ -146,6 +146,29 @@ def test_bypassed_custom_node_is_still_rewired_by_its_socket_types(builtin_regis
     assert by_id(export_ui(workflow, builtin_registry)["nodes"])[20] == data["nodes"][-1]
 
 
+def test_bypass_behind_a_reroute_picks_by_the_reading_input_type(builtin_registry):
+    # The bypassed node's output reaches SaveImage through a Reroute whose links are typed "*":
+    # ComfyUI picks what the bypass passes by the type of the input it ends at (IMAGE).
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    save = next(n for n in data["nodes"] if n["type"] == "SaveImage")
+    link_in = save["inputs"][0]["link"]
+    data["nodes"].append({"id": 20, "type": "SomePackImageFilter", "pos": [5, 5], "size": [300, 100], "flags": {},
+                          "order": 9, "mode": 4, "inputs": [{"name": "mask", "type": "MASK", "link": None},
+                                                           {"name": "pixels", "type": "IMAGE", "link": link_in}],
+                          "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [30]}],
+                          "properties": {}, "widgets_values": [1.0]})
+    data["nodes"].append({"id": 21, "type": "Reroute", "pos": [9, 9], "size": [75, 26], "flags": {}, "order": 10,
+                          "mode": 0, "inputs": [{"name": "", "type": "*", "link": 30}],
+                          "outputs": [{"name": "", "type": "*", "links": [31]}], "properties": {}})
+    data["links"] += [[30, 20, 0, 21, 0, "*"], [31, 21, 0, save["id"], 0, "*"]]
+    for link in data["links"]:
+        if link[0] == link_in:
+            link[3], link[4] = 20, 1
+    save["inputs"][0]["link"] = 31
+    workflow = parse_workflow(data, builtin_registry)
+    assert workflow.nodes[str(save["id"])].inputs["images"] == ["8", 0]
+
+
 def test_groups_notes_reroutes_collapsed_and_colours_round_trip(builtin_registry):
     data = json.loads((CORPUS / "txt2img_tricks_ui.json").read_text())
     for node in data["nodes"]:
@@ -235,6 +258,23 @@ def test_muted_source_leaves_its_consumer_without_the_input(builtin_registry):
     assert [(p.node_id, p.input) for p in problems] == [("3", "latent_image")]
 
 
+def test_widget_fed_by_a_muted_unknown_node_is_left_without_a_value(builtin_registry):
+    # ComfyUI links the converted seed widget to the muted node, then drops links to nodes it left
+    # out: the sampler has no seed at all (not the widget's saved 7).
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    sampler = next(n for n in data["nodes"] if n["type"] == "KSampler")
+    data["nodes"].append({"id": 20, "type": "SomePackSeed", "pos": [5, 5], "size": [300, 100], "flags": {},
+                          "order": 9, "mode": 2, "inputs": [],
+                          "outputs": [{"name": "SEED", "type": "INT", "links": [30]}],
+                          "properties": {}, "widgets_values": [123]})
+    data["links"].append([30, 20, 0, sampler["id"], len(sampler["inputs"]), "INT"])
+    sampler["inputs"].append({"name": "seed", "type": "INT", "link": 30, "widget": {"name": "seed"}})
+    sampler["widgets_values"][0] = 7
+    workflow = parse_workflow(json.loads(json.dumps(data)), builtin_registry)
+    assert "seed" not in workflow.nodes[str(sampler["id"])].inputs
+    assert by_id(export_ui(workflow, builtin_registry)["nodes"])[sampler["id"]] == sampler
+
+
 def test_bypassed_node_without_a_matching_input_gives_nothing(builtin_registry):
     data = json.loads((CORPUS / "txt2img_ui.json").read_text())
     for node in data["nodes"]:
@@ -244,12 +284,113 @@ def test_bypassed_node_without_a_matching_input_gives_nothing(builtin_registry):
     assert [(p.node_id, p.input) for p in problems] == [("9", "images")]
 
 
+def _bypass_graph(middle_type, middle_inputs, middle_outputs):
+    """CLIPTextEncode 1 and 2 (and LoadImage 3) feed node 5 (bypassed), whose outputs feed node 6."""
+    def socket(name, kind, link=None):
+        return {"name": name, "type": kind, "link": link}
+    links = [[1, 1, 0, 5, 0, "CONDITIONING"], [2, 2, 0, 5, 1, "CONDITIONING"],
+             [3, 5, 0, 6, 1, "CONDITIONING"], [4, 5, 1, 6, 2, "CONDITIONING"]]
+    nodes = [{"id": i, "type": "CLIPTextEncode", "mode": 0, "inputs": [socket("clip", "CLIP")],
+              "outputs": [{"name": "CONDITIONING", "type": "CONDITIONING", "links": [i]}], "widgets_values": [t]}
+             for i, t in ((1, "pos"), (2, "neg"))]
+    nodes.append({"id": 5, "type": middle_type, "mode": 4, "inputs": middle_inputs, "outputs": middle_outputs,
+                  "widgets_values": [1.0, 0.0, 1.0]})
+    nodes.append({"id": 6, "type": "KSampler", "mode": 0,
+                  "inputs": [socket("model", "MODEL"), socket("positive", "CONDITIONING", 3),
+                             socket("negative", "CONDITIONING", 4), socket("latent_image", "LATENT")],
+                  "outputs": [], "widgets_values": [0, "fixed", 20, 8, "euler", "normal", 1.0]})
+    return {"nodes": nodes, "links": links}
+
+
+@pytest.mark.parametrize("middle", ["ControlNetApplyAdvanced", "SomePackConditioningPair"])
+def test_bypass_passes_the_input_at_the_same_position_first(middle, builtin_registry):
+    # A bypassed ControlNetApplyAdvanced (a known class, kept with its mode; or an unknown one, left
+    # out) passes positive to positive and negative to negative: ComfyUI takes the input at the
+    # output's position when its type matches, not the first input of the type.
+    ins = [{"name": "positive", "type": "CONDITIONING", "link": 1},
+           {"name": "negative", "type": "CONDITIONING", "link": 2},
+           {"name": "control_net", "type": "CONTROL_NET", "link": None},
+           {"name": "image", "type": "IMAGE", "link": None}]
+    outs = [{"name": "positive", "type": "CONDITIONING", "links": [3]},
+            {"name": "negative", "type": "CONDITIONING", "links": [4]}]
+    workflow = apply_modes(parse_workflow(_bypass_graph(middle, ins, outs), builtin_registry), builtin_registry)
+    assert workflow.nodes["6"].inputs["positive"] == ["1", 0]
+    assert workflow.nodes["6"].inputs["negative"] == ["2", 0]
+
+
+@pytest.mark.parametrize("middle", ["ConditioningCombine", "SomePackConditioningJoin"])
+def test_bypass_whose_chosen_input_is_unlinked_passes_nothing(middle, builtin_registry):
+    # ComfyUI picks the input by type alone: conditioning_1 (unlinked) here, so the sampler gets
+    # no positive, even though conditioning_2 is linked.
+    ins = [{"name": "conditioning_1", "type": "CONDITIONING", "link": None},
+           {"name": "conditioning_2", "type": "CONDITIONING", "link": 2}]
+    outs = [{"name": "CONDITIONING", "type": "CONDITIONING", "links": [3]}]
+    data = _bypass_graph(middle, ins, outs)
+    data["links"] = data["links"][1:3]
+    data["nodes"][3]["inputs"][2]["link"] = None
+    workflow = apply_modes(parse_workflow(data, builtin_registry), builtin_registry)
+    assert "positive" not in workflow.nodes["6"].inputs
+
+
+def test_bypass_read_by_an_any_typed_input_passes_the_input_at_its_position(builtin_registry):
+    # PreviewAny reads "*": a bypassed VAEDecode passes its first input (the latent) to it, as in ComfyUI.
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    decode = next(n for n in data["nodes"] if n["type"] == "VAEDecode")
+    decode["mode"] = 4
+    decode["outputs"][0]["links"].append(30)
+    data["nodes"].append({"id": 20, "type": "PreviewAny", "pos": [5, 5], "size": [300, 100], "flags": {},
+                          "order": 9, "mode": 0, "inputs": [{"name": "source", "type": "*", "link": 30}],
+                          "outputs": [], "properties": {}, "widgets_values": []})
+    data["links"].append([30, decode["id"], 0, 20, 0, "*"])
+    workflow = apply_modes(parse_workflow(data, builtin_registry), builtin_registry)
+    sampler = next(str(n["id"]) for n in data["nodes"] if n["type"] == "KSampler")
+    assert workflow.nodes["20"].inputs["source"] == [sampler, 0]
+
+
 def test_subgraph_is_expanded_with_instance_prefixed_ids(builtin_registry):
     workflow = load("txt2img_subgraph_ui.json", builtin_registry)
     assert workflow.nodes["6:1"].type == "CLIPEncode"
     assert workflow.nodes["6:1"].inputs["clip"] == ["4", 1]
     assert workflow.nodes["3"].inputs["positive"] == ["6:1", 0]
     assert "6" not in workflow.nodes
+
+
+def test_subgraph_widget_promoted_to_the_instance_sends_the_instance_value(builtin_registry):
+    # The subgraph's "text" input feeds the inner CLIPTextEncode's text widget; the instance shows
+    # it as its own widget, and ComfyUI queues the instance's value, not the inner node's.
+    data = json.loads((CORPUS / "txt2img_subgraph_ui.json").read_text())
+    definition = data["definitions"]["subgraphs"][0]
+    definition["inputs"].append({"id": "text-input", "name": "text", "type": "STRING", "linkIds": [3]})
+    definition["links"].append({"id": 3, "origin_id": -10, "origin_slot": 1, "target_id": 1, "target_slot": 1,
+                                "type": "STRING"})
+    definition["nodes"][0]["inputs"].append({"name": "text", "type": "STRING", "link": 3, "widget": {"name": "text"}})
+    instance = next(n for n in data["nodes"] if n["id"] == 6)
+    instance["inputs"].append({"name": "text", "type": "STRING", "link": None, "widget": {"name": "text"}})
+    instance["widgets_values"] = ["a blue square"]
+    workflow = parse_workflow(json.loads(json.dumps(data)), builtin_registry)
+    assert workflow.nodes["6:1"].inputs == {"clip": ["4", 1], "text": "a blue square"}
+    written = export_ui(workflow, builtin_registry)
+    assert written["definitions"] == data["definitions"] and by_id(written["nodes"])[6] == instance
+
+
+def test_muted_or_bypassed_subgraph_instance(builtin_registry):
+    # As in ComfyUI: none of a muted or bypassed instance's nodes run; readers of a muted one get
+    # nothing, those of a bypassed one its input of the output's type (here the negative prompt's).
+    data = json.loads((CORPUS / "txt2img_subgraph_ui.json").read_text())
+    data["definitions"]["subgraphs"][0]["inputs"].append(
+        {"id": "cond-input", "name": "conditioning", "type": "CONDITIONING", "linkIds": []})
+    instance = next(n for n in data["nodes"] if n["id"] == 6)
+    instance["inputs"].append({"name": "conditioning", "type": "CONDITIONING", "link": 10})
+    data["links"].append([10, 7, 0, 6, 1, "CONDITIONING"])
+    next(n for n in data["nodes"] if n["id"] == 7)["outputs"][0]["links"].append(10)
+    for mode, positive in ((2, None), (4, ["7", 0]), (0, ["6:1", 0])):
+        instance["mode"] = mode
+        read = parse_workflow(json.loads(json.dumps(data)), builtin_registry)
+        workflow = apply_modes(read, builtin_registry)
+        assert workflow.nodes["3"].inputs.get("positive") == positive
+        assert ("6:1" in workflow.nodes) == (mode == 0)
+        written = export_ui(read, builtin_registry)  # the instance's links stay, whatever it passes
+        assert by_id(written["nodes"]) == by_id(data["nodes"]) and written["links"] == data["links"]
 
 
 def test_legacy_group_node_is_expanded_with_the_instance_values(builtin_registry):
@@ -265,6 +406,20 @@ def test_legacy_group_node_is_expanded_with_the_instance_values(builtin_registry
     assert [n["node_id"] for n in workflow.notes] == ["6"]
 
 
+def test_legacy_group_node_values_of_converted_widgets_come_last(builtin_registry):
+    # An inner widget converted to an input (not fed inside the group) is a widget of the group
+    # node after all the others, as ComfyUI's group nodes lay them out.
+    data = json.loads((CORPUS / "txt2img_group_node_ui.json").read_text())
+    definition = data["extra"]["groupNodes"]["Prompts"]
+    definition["nodes"][0]["inputs"].append({"name": "text", "type": "STRING", "link": None, "widget": {"name": "text"}})
+    instance = next(n for n in data["nodes"] if n["id"] == 6)
+    instance["inputs"].append({"name": "text", "type": "STRING", "link": None, "widget": {"name": "text"}})
+    instance["widgets_values"] = ["the negative", "the positive"]
+    workflow = parse_workflow(data, builtin_registry)
+    assert workflow.nodes["6:0"].inputs["text"] == "the positive" and workflow.nodes["6:1"].inputs["text"] == "the negative"
+    assert workflow.notes == []
+
+
 def test_widget_order_includes_control_after_generate_and_upload_values(builtin_registry):
     ksa = [i["name"] for i in comfy_catalogue()["KSamplerAdvanced"]["inputs"] if i.get("widget")]
     assert ksa == ["add_noise", "noise_seed", "steps", "cfg", "sampler_name", "scheduler", "start_at_step",
@@ -278,6 +433,53 @@ def test_widget_order_includes_control_after_generate_and_upload_values(builtin_
                                           "sampler_name": "euler", "scheduler": "normal", "start_at_step": 20,
                                           "end_at_step": 10000, "return_with_leftover_noise": "disable"}
     assert workflow.nodes["2"].inputs == {"image": "red-circle-on-blue.png"}
+
+
+def test_upload_value_comes_after_the_required_widgets(builtin_registry):
+    # ComfyUI's editor adds its upload button after the class's required inputs: LoadImageMask
+    # saves [image, channel, "image"], and writes it back so.
+    ui = {"nodes": [{"id": 1, "type": "LoadImageMask", "mode": 0, "inputs": [], "outputs": [],
+                     "widgets_values": ["m.png", "red", "image"]}], "links": []}
+    workflow = import_ui(ui, builtin_registry)
+    assert workflow.nodes["1"].inputs == {"image": "m.png", "channel": "red"}
+    assert export_ui(workflow, builtin_registry)["nodes"][0]["widgets_values"] == ["m.png", "red", "image"]
+
+
+def test_save_filename_prefix_patterns_are_filled_in_as_the_editor_queues_them(builtin_registry):
+    # ComfyUI's editor fills %date:FORMAT% and %Node.widget% (by "Node name for S&R", else title)
+    # into a save node's filename_prefix when it queues; unknown patterns stay.
+    from datetime import datetime
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    save = next(n for n in data["nodes"] if n["type"] == "SaveImage")
+    next(n for n in data["nodes"] if n["type"] == "EmptyLatentImage")["title"] = "Size/Batch"
+    pattern = "%date:yyyy-MM-dd_hh-m-s%/%date:yy%_%KSampler.seed%_%Size/Batch.width%_%KSampler.cfg%_%Nope.x%_%width%" \
+        "_%date:hh.mm%"  # a dot makes it a node's widget, as in ComfyUI
+    save["widgets_values"] = [pattern]
+    graph = ui_to_api(data, builtin_registry, now=datetime(2025, 3, 7, 9, 5, 1))[0]
+    assert graph[str(save["id"])]["inputs"]["filename_prefix"] == \
+        "2025-03-07_09-5-1/25_42_64_5_%Nope.x%_%width%_%date:hh.mm%"
+    workflow = import_ui(json.loads(json.dumps(data)), builtin_registry)
+    assert "%" not in workflow.nodes[str(save["id"])].inputs["filename_prefix"].split("_%Nope")[0]
+    assert by_id(export_ui(workflow, builtin_registry)["nodes"])[save["id"]]["widgets_values"] == [pattern]
+
+
+def test_prompt_widgets_resolve_comments_and_choices_as_the_editor_queues_them(builtin_registry):
+    # CLIPTextEncode's text is a dynamicPrompts widget: ComfyUI's editor drops // and /* */
+    # comments and picks one option of each {a|b} when it queues; \{ \} become plain braces.
+    import random
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    encode = next(n for n in data["nodes"] if n["type"] == "CLIPTextEncode" and n["widgets_values"][0])
+    text = "a photo // not this\nof a {red|red} /* nor\nthis */circle \\{x\\} \\(y\\) {cat|{dog|dog}}"
+    encode["widgets_values"] = [text]
+    rng = random.Random(0)
+    rng.random()  # {red|red} draws first
+    expected_animal = ["cat", "dog"][int(rng.random() * 2)]
+    graph = ui_to_api(data, builtin_registry, rng=random.Random(0))[0]
+    assert graph[str(encode["id"])]["inputs"]["text"] == \
+        "a photo \nof a red circle {x} \\(y\\) " + expected_animal
+    workflow = import_ui(json.loads(json.dumps(data)), builtin_registry)
+    assert "//" not in workflow.nodes[str(encode["id"])].inputs["text"]
+    assert by_id(export_ui(workflow, builtin_registry)["nodes"])[encode["id"]]["widgets_values"] == [text]
 
 
 def test_editing_after_import_is_written_back(builtin_registry):

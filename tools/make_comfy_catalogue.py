@@ -42,6 +42,8 @@ def compact(info: dict) -> dict:
                     entry["control"] = True
                 if any(options.get(flag) for flag in UPLOAD_FLAGS):
                     entry["upload"] = True
+                if options.get("dynamicPrompts"):  # the editor resolves {a|b} and comments when it queues
+                    entry["dynamic"] = True
             if section == "optional":
                 entry["optional"] = True
             inputs.append(entry)

@@ -40,12 +40,16 @@ Everywhere graphflow takes a workflow (`graphflow run` / `validate` / `convert`,
   names get their `[output]` again.
 - **ComfyUI UI format** (what its editor saves: `nodes`, `links`, positional `widgets_values`):
   widget values are named by each class's ComfyUI `input_order` (with the extra
-  `control_after_generate` value after seed widgets and the upload value after LoadImage's
-  file), widgets converted to inputs and their links are read, PrimitiveNode values and Reroutes
+  `control_after_generate` value after seed widgets and the upload value after the required
+  widgets), widgets converted to inputs and their links are read, PrimitiveNode values and Reroutes
   are resolved. Muted (mode 2) and bypassed (mode 4) nodes stay, as our muted and bypassed
   modes (`ui.nodes[id].mode`, honoured by the engine as ComfyUI does); a muted or bypassed node
-  of a class graphflow doesn't know is left out instead, a bypass passing each output's first
-  input of the same type through (by the UI's socket types), as ComfyUI runs it. Subgraphs
+  of a class graphflow doesn't know is left out instead. A bypass passes each output the input
+  at the same position if it has the output's type, else the first input of that type (nothing
+  when that input is unlinked), as ComfyUI runs it. A save node's `filename_prefix` patterns
+  `%date:yyyy-MM-dd%` and `%Node.widget%` are filled in as ComfyUI's editor does when it queues
+  (the date of the import; writing back gives the pattern again), and so are prompt widgets'
+  (`dynamicPrompts`: CLIPTextEncode's text...) comments and `{a|b}` choices. Subgraphs
   (`definitions.subgraphs`) and legacy group nodes (`extra.groupNodes`, types `workflow>NAME`)
   are expanded; their nodes get ids `instance:inner`, like ComfyUI's API exports. Positions,
   widths, titles, modes, collapsed flags, node colours, groups (`ui.groups`), notes (`ui.notes`),
