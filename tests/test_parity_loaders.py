@@ -1,0 +1,67 @@
+"""ComfyUI parity of the loader nodes (CheckpointLoaderSimple, UNETLoader, CLIPLoader, VAELoader, ...):
+which files their lists offer (ComfyUI's folder_paths: extensions, folders, search order) and what
+the loaders read from a file."""
+
+import shutil
+
+import pytest
+
+from graphflow.executor import Executor
+from graphflow.testing import write_checkpoint
+from graphflow.workflow import parse_workflow
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("shared") / "tiny.safetensors"
+    write_checkpoint(path, "sd1")
+    return path
+
+
+def _touch(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path
+
+
+def test_a_sft_checkpoint_is_listed_and_loads(builtin_registry, tmp_folders, tiny_checkpoint):
+    # ComfyUI lists .sft (safetensors under early FLUX releases' name), .pkl and .pt2 files too
+    shutil.copy(tiny_checkpoint, _touch(tmp_folders.models / "checkpoints" / "tiny.sft"))
+    for name in ("old.pkl", "export.pt2", "notes.txt"):
+        _touch(tmp_folders.models / "checkpoints" / name)
+    names = tmp_folders.list_models("checkpoints")
+    assert {"tiny.sft", "old.pkl", "export.pt2"} <= set(names) and "notes.txt" not in names
+    workflow = parse_workflow({"nodes": {"1": {"type": "LoadCheckpoint", "inputs": {"checkpoint": "tiny.sft"}}}})
+    result = Executor(builtin_registry).run(workflow, outputs=["1"])
+    assert result.status == "success", (result.problems, result.error)
+
+
+def test_model_folders_and_search_order_are_comfyuis(tmp_folders):
+    models = tmp_folders.models
+    # diffusion models: models/unet/ is searched before models/diffusion_models/
+    first = _touch(models / "unet" / "same.safetensors")
+    _touch(models / "diffusion_models" / "same.safetensors")
+    _touch(models / "diffusion_models" / "other.safetensors")
+    assert tmp_folders.find_model("diffusion_models", "same.safetensors") == first.resolve()
+    assert {"same.safetensors", "other.safetensors"} <= set(tmp_folders.list_models("diffusion_models"))
+    # text encoders: models/text_encoders/ and the older models/clip/
+    _touch(models / "text_encoders" / "t5.safetensors")
+    _touch(models / "clip" / "clip_l.safetensors")
+    assert {"t5.safetensors", "clip_l.safetensors"} <= set(tmp_folders.list_models("text_encoders"))
+    # ControlNets: models/controlnet/ and models/t2i_adapter/
+    _touch(models / "t2i_adapter" / "sketch.safetensors")
+    assert "sketch.safetensors" in tmp_folders.list_models("controlnet")
+    # a model repository's .git folder is never listed
+    _touch(models / "vae" / ".git" / "objects" / "blob.bin")
+    _touch(models / "vae" / "repo" / ".git" / "lfs.safetensors")
+    _touch(models / "vae" / "repo" / "ae.safetensors")
+    assert [n for n in tmp_folders.list_models("vae") if n.startswith(("repo/", ".git/"))] == ["repo/ae.safetensors"]
+
+
+def test_text_encoder_loaders_offer_both_folders(builtin_registry, tmp_folders):
+    _touch(tmp_folders.models / "clip" / "clip_l.safetensors")
+    _touch(tmp_folders.models / "text_encoders" / "t5.safetensors")
+    from nodes.text_encoder_loaders import LoadTextEncoder
+
+    choices = LoadTextEncoder.input_specs["clip_name"].widget.choices()
+    assert {"clip_l.safetensors", "t5.safetensors"} <= set(choices)
