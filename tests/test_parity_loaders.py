@@ -65,3 +65,33 @@ def test_text_encoder_loaders_offer_both_folders(builtin_registry, tmp_folders):
 
     choices = LoadTextEncoder.input_specs["clip_name"].widget.choices()
     assert {"clip_l.safetensors", "t5.safetensors"} <= set(choices)
+
+
+def test_vaeloader_takes_taesd_halves_of_any_model_extension(builtin_registry, tmp_folders):
+    """ComfyUI's VAELoader offers taef1 once models/vae_approx/ holds taef1_encoder.* and
+    taef1_decoder.* of any model extension, and takes the first of each by name."""
+    import torch
+    from safetensors.torch import save_file
+
+    from graphflow.models.latent_formats import FLUX
+    from graphflow.models.taesd import Decoder, Encoder, TAESDConfig
+
+    torch.manual_seed(0)
+    enc, dec = Encoder(TAESDConfig(latent_channels=16)), Decoder(TAESDConfig(latent_channels=16))
+    approx = tmp_folders.models / "vae_approx"
+    approx.mkdir(parents=True)
+    widget = builtin_registry.get("LoadVAE").input_specs["vae_name"].widget
+    save_file(enc.state_dict(), str(approx / "taef1_encoder.sft"))
+    torch.save(dec.state_dict(), approx / "taef1_decoder.pt")
+    assert "taef1" in widget.choices() and widget.choices()[-1] == "pixel_space"
+    # a second decoder, sorting after the first (.pt < .safetensors), is not the one taken
+    save_file({k: torch.zeros_like(v) for k, v in dec.state_dict().items()}, str(approx / "taef1_decoder.safetensors"))
+    node = builtin_registry.get("LoadVAE").__new__(builtin_registry.get("LoadVAE"))
+    node.vae_name = "taef1"
+    tiny = node.run()
+    x = torch.randn(1, 16, 4, 4)  # the decoder's input: FLUX's latent, scaled and shifted
+    with torch.no_grad():
+        expected = dec(x).clamp(0, 1)
+        got = tiny.decode(x / FLUX.scale_factor + FLUX.shift_factor).movedim(-1, 1)
+    assert expected.abs().sum() > 0 and torch.allclose(got, expected, atol=1e-5)
+    assert tiny.latent_format.scale_factor == FLUX.scale_factor
