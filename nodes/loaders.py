@@ -98,9 +98,10 @@ class LoadDiffusionModel(Node):
     """Load a diffusion model alone: a SD3/SD3.5/FLUX.1/Mochi/Wan 2.1 transformer file as distributed
     (flux1-dev.safetensors, sd3.5_large.safetensors, mochi_preview_bf16.safetensors,
     wan2.1_t2v_1.3B_fp16.safetensors, ...) or the
-    UNet of a SD1/SD2/SDXL checkpoint, from models/diffusion_models/ or models/unet/. weight_dtype
+    UNet of a SD1/SD2/SDXL checkpoint, from models/unet/ or models/diffusion_models/. weight_dtype
     fp8_* keeps the transformer's weights in 8 bits (half the memory of bf16), upcast layer by
-    layer as it runs; fp8_e4m3fn_fast is taken as fp8_e4m3fn."""
+    layer as it runs; its other tensors (biases, norms, embeddings) hold fp8-rounded values, as
+    ComfyUI builds the whole network in that dtype. fp8_e4m3fn_fast is taken as fp8_e4m3fn."""
     category = "loaders"
     unet_name: str = Choice(lambda: folders.list_models("diffusion_models"))
     weight_dtype: str = Choice(WEIGHT_DTYPES, "default")

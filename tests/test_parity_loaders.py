@@ -95,3 +95,32 @@ def test_vaeloader_takes_taesd_halves_of_any_model_extension(builtin_registry, t
         got = tiny.decode(x / FLUX.scale_factor + FLUX.shift_factor).movedim(-1, 1)
     assert expected.abs().sum() > 0 and torch.allclose(got, expected, atol=1e-5)
     assert tiny.latent_format.scale_factor == FLUX.scale_factor
+
+
+@pytest.mark.parametrize("weight_dtype", ["fp8_e4m3fn", "fp8_e5m2"])
+def test_unetloader_fp8_weight_dtype_rounds_every_tensor_as_comfyui(tmp_path, weight_dtype):
+    """UNETLoader's fp8 weight_dtype: ComfyUI builds the whole network in fp8 (Linear biases, RMSNorm
+    scales, embeddings too) and upcasts each tensor where used: the same function as the
+    full-precision model with every tensor rounded to fp8."""
+    import torch
+
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.testing import write_flow_checkpoint
+
+    storage = getattr(torch, weight_dtype.replace("fp8", "float8"))
+    path = write_flow_checkpoint(tmp_path / "flux.safetensors", "flux_dev", components=("model",), prefixed=False,
+                                 dtype=torch.float32)
+    full = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    fp8 = load_diffusion_model(path, device="cpu", dtype=torch.float32, weight_dtype=weight_dtype)
+    with torch.no_grad():
+        for t in full.unet.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(t.to(storage).float())
+    norm = fp8.unet.double_blocks[0].img_attn.norm.query_norm.scale
+    assert norm.dtype == torch.float32 and torch.equal(norm, norm.to(storage).float())
+    g = torch.Generator().manual_seed(0)
+    args = (torch.randn(1, 16, 8, 8, generator=g), torch.tensor([0.5]), torch.randn(1, 5, 192, generator=g),
+            torch.randn(1, 64, generator=g))
+    with torch.no_grad():
+        torch.testing.assert_close(fp8(*args, guidance=torch.tensor([3.5])), full(*args, guidance=torch.tensor([3.5])),
+                                   atol=1e-5, rtol=1e-5)

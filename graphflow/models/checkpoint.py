@@ -37,14 +37,21 @@ from .weight_files import CheckpointError, _torch_dtype, KeyView, WeightFile
 
 # -- building modules --------------------------------------------------------------------------
 
-def _assign(module: nn.Module, source, device, dtype, what: str, keys=None, dtype_of=None) -> nn.Module:
+def _assign(module: nn.Module, source, device, dtype, what: str, keys=None, dtype_of=None,
+            rounded_through=None) -> nn.Module:
     """Read `source`'s tensors one at a time onto device/dtype (or `dtype_of(key)`) and assign
     them into the meta-built module. Scaled-fp8 weights kept in fp8 bring their scales to their
-    layers (graphflow.models.cast_layers); the others come dequantised."""
+    layers (graphflow.models.cast_layers); the others come dequantised. With `rounded_through`
+    (an fp8 dtype), floating-point tensors kept in a wider dtype hold values rounded to it."""
     keys = list(source.shapes if keys is None else keys)
     state, scales, input_scales = {}, {}, {}
     for key in keys:
-        state[key] = source.get(key, device, dtype if dtype_of is None else dtype_of(key))
+        wanted = dtype if dtype_of is None else dtype_of(key)
+        if rounded_through is not None and wanted not in FP8_DTYPES:
+            t = source.get(key, device, rounded_through)
+            state[key] = t.to(wanted) if t.is_floating_point() else t
+        else:
+            state[key] = source.get(key, device, wanted)
         if state[key].dtype in FP8_DTYPES and getattr(source, "scale", None) is not None:
             scale = source.scale(key, device)
             if scale is not None:
@@ -164,20 +171,25 @@ def build_text_encoder(source, arch: str, towers, overrides: dict, device, dtype
 def build_flow_model(source, info: FlowInfo, device, dtype, weight_dtype: str = "default") -> DiffusionModel:
     """The MM-DiT or FLUX network of `source` (keys without prefix) as a DiffusionModel.
     Linear/Conv weights are stored in `weight_dtype` (fp8_e4m3fn / fp8_e5m2), or kept in fp8 where
-    the file holds them so ("default"); everything else, and all computation, is in `dtype`."""
+    the file holds them so ("default"); everything else, and all computation, is in `dtype` (with
+    an fp8 weight_dtype, holding fp8-rounded values, as ComfyUI's: see _weight_storage)."""
     with torch.device("meta"):
         network = ChromaRadiance if info.family == "chroma_radiance" else {
             "sd3": MMDiT, "flux": Flux, "chroma": Chroma, "ltxv": LTXV, "mochi": Mochi, "wan": Wan,
             "lumina2": Lumina2}[info.arch]
         net = network(info.config)
-    dtype_of = _weight_storage(net, source, dtype, weight_dtype)
-    net = _assign(net, source, device, dtype, f"{info.name} ({info.prefix or 'no prefix'})", dtype_of=dtype_of)
+    dtype_of, rounded = _weight_storage(net, source, dtype, weight_dtype)
+    net = _assign(net, source, device, dtype, f"{info.name} ({info.prefix or 'no prefix'})", dtype_of=dtype_of,
+                  rounded_through=rounded)
     return DiffusionModel(net, info.arch, "flow", info.latent_format)
 
 
 def _weight_storage(net, source, dtype, weight_dtype: str):
-    """dtype_of(key) for _assign: the cast layers' weights in `weight_dtype` (fp8), or kept in fp8
-    where the file holds them so ("default"); everything else in `dtype`."""
+    """(dtype_of(key), rounded_through) for _assign: the cast layers' weights in `weight_dtype`
+    (fp8), or kept in fp8 where the file holds them so ("default"); everything else in `dtype`.
+    ComfyUI builds the whole network in an fp8 weight_dtype (biases, norm scales, embeddings and
+    tables too, upcast where used), so with one every other tensor holds its fp8-rounded value
+    (rounded_through; not for a ComfyUI scaled-fp8 file, whose other tensors stay as stored)."""
     if weight_dtype not in WEIGHT_DTYPES:
         raise CheckpointError(f"weight_dtype must be one of {list(WEIGHT_DTYPES)}, got {weight_dtype!r}")
     storage = WEIGHT_DTYPES[weight_dtype]
@@ -193,7 +205,8 @@ def _weight_storage(net, source, dtype, weight_dtype: str):
                 return _stored_dtype(source, key)
         return dtype
 
-    return dtype_of
+    scaled_file = bool(getattr(getattr(source, "source", source), "scales", None))
+    return dtype_of, (None if scaled_file else storage)
 
 
 def _stored_dtype(source, key) -> torch.dtype | None:
@@ -522,8 +535,9 @@ def _read_nvidia_dit(f, path, device, dtype, weight_dtype, family: str, find, co
     keys = [k for k in source.shapes if k in net.state_dict()]
     device, dtype = flow_placement(device, dtype)
     variant = f" {config.variant}" if hasattr(config, "variant") else ""
+    dtype_of, rounded = _weight_storage(net, source, dtype, weight_dtype)
     return _assign(net, source, device, dtype, f"{family}{variant} ({prefix or 'no prefix'})", keys=keys,
-                   dtype_of=_weight_storage(net, source, dtype, weight_dtype))
+                   dtype_of=dtype_of, rounded_through=rounded)
 
 
 @dataclass
