@@ -124,3 +124,22 @@ def test_unetloader_fp8_weight_dtype_rounds_every_tensor_as_comfyui(tmp_path, we
     with torch.no_grad():
         torch.testing.assert_close(fp8(*args, guidance=torch.tensor([3.5])), full(*args, guidance=torch.tensor([3.5])),
                                    atol=1e-5, rtol=1e-5)
+
+
+def test_unetloader_fp8_on_a_sd1_unet_gives_comfyuis_rounded_numbers(tmp_path):
+    """ComfyUI takes fp8_e4m3fn for a SD1 UNet too (where graphflow used to refuse): every tensor
+    rounded to fp8, upcast where used."""
+    import torch
+
+    from graphflow.models.checkpoint import load_diffusion_model
+
+    path = write_checkpoint(tmp_path / "sd1.safetensors", "sd1")
+    full = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    fp8 = load_diffusion_model(path, device="cpu", dtype=torch.float32, weight_dtype="fp8_e4m3fn")
+    assert fp8.arch == "sd1" and fp8.dtype == torch.float32
+    with torch.no_grad():
+        for t in full.unet.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(t.to(torch.float8_e4m3fn).float())
+    for name, t in fp8.unet.state_dict().items():
+        torch.testing.assert_close(t, full.unet.state_dict()[name], atol=0, rtol=0)

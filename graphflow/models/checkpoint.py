@@ -83,10 +83,10 @@ def _resolve(device, dtype, component: str) -> tuple[torch.device, torch.dtype]:
     return load_device(), dtype or default_dtype(component, compute_device())  # dtype: where it will run
 
 
-def build_unet(source, config: UNetConfig, device, dtype) -> UNet:
+def build_unet(source, config: UNetConfig, device, dtype, rounded_through=None) -> UNet:
     with torch.device("meta"):
         unet = UNet(config)
-    return _assign(unet, source, device, dtype, f"UNet ({UNET_PREFIX})")
+    return _assign(unet, source, device, dtype, f"UNet ({UNET_PREFIX})", rounded_through=rounded_through)
 
 
 def build_vae(source, config: VAEConfig, latent_format: LatentFormat, device, dtype, what=VAE_PREFIX) -> VAE:
@@ -184,17 +184,22 @@ def build_flow_model(source, info: FlowInfo, device, dtype, weight_dtype: str = 
     return DiffusionModel(net, info.arch, "flow", info.latent_format)
 
 
+def _fp8_storage(weight_dtype: str) -> torch.dtype | None:
+    """The torch dtype of an fp8 weight_dtype (None for "default")."""
+    if weight_dtype not in WEIGHT_DTYPES:
+        raise CheckpointError(f"weight_dtype must be one of {list(WEIGHT_DTYPES)}, got {weight_dtype!r}")
+    if weight_dtype != "default" and WEIGHT_DTYPES[weight_dtype] is None:
+        raise CheckpointError(f"this torch ({torch.__version__}) has no {weight_dtype}")
+    return WEIGHT_DTYPES[weight_dtype]
+
+
 def _weight_storage(net, source, dtype, weight_dtype: str):
     """(dtype_of(key), rounded_through) for _assign: the cast layers' weights in `weight_dtype`
     (fp8), or kept in fp8 where the file holds them so ("default"); everything else in `dtype`.
     ComfyUI builds the whole network in an fp8 weight_dtype (biases, norm scales, embeddings and
     tables too, upcast where used), so with one every other tensor holds its fp8-rounded value
     (rounded_through; not for a ComfyUI scaled-fp8 file, whose other tensors stay as stored)."""
-    if weight_dtype not in WEIGHT_DTYPES:
-        raise CheckpointError(f"weight_dtype must be one of {list(WEIGHT_DTYPES)}, got {weight_dtype!r}")
-    storage = WEIGHT_DTYPES[weight_dtype]
-    if weight_dtype != "default" and storage is None:
-        raise CheckpointError(f"this torch ({torch.__version__}) has no {weight_dtype}")
+    storage = _fp8_storage(weight_dtype)
     castable = castable_weights(net)
 
     def dtype_of(key):
@@ -420,11 +425,12 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
         info = detect_flow_model(f.shapes, f.metadata)
         if info is not None:
             return build_flow_model(f.view(info.prefix), info, *flow_placement(device, dtype), weight_dtype)
-        if weight_dtype != "default":
-            raise CheckpointError(_fp8_refused("UNet (SD1/SD2/SDXL-family)"))
         info = detect_architecture(f.shapes, f.metadata, get_tensor=f.get)
         unet_device, unet_dtype = _resolve(device, dtype, "unet")
-        unet = build_unet(f.view(UNET_PREFIX), info.unet, unet_device, unet_dtype)
+        # an fp8 weight_dtype: ComfyUI's numbers (every tensor rounded to fp8, upcast where used),
+        # kept in the compute dtype (this UNet has no fp8 layers: no memory saved)
+        unet = build_unet(f.view(UNET_PREFIX), info.unet, unet_device, unet_dtype,
+                          rounded_through=_fp8_storage(weight_dtype))
         model = DiffusionModel(unet, info.arch, info.prediction, info.latent_format)
         if info.zero123:
             from .zero123 import cc_projection_from
@@ -434,8 +440,9 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
 
 
 def _fp8_refused(kind: str) -> str:
-    return ("weight_dtype fp8 is supported for SD3, FLUX, Chroma, LTX-Video, Mochi, Cosmos-Predict2, Cosmos 1.0 and "
-            f"Lumina 2 diffusion models only; this file is a {kind} model (use weight_dtype default)")
+    return ("weight_dtype fp8 is supported for SD1/SD2/SDXL UNets and SD3, FLUX, Chroma, LTX-Video, Mochi, "
+            f"Cosmos-Predict2, Cosmos 1.0 and Lumina 2 diffusion models only; this file is a {kind} model "
+            "(use weight_dtype default)")
 
 
 def _read_stable_cascade(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:
