@@ -101,8 +101,8 @@ class LoadDiffusionModel(Node):
     UNet of a SD1/SD2/SDXL checkpoint, from models/unet/ or models/diffusion_models/. weight_dtype
     fp8_* keeps the transformer's weights in 8 bits (half the memory of bf16), upcast layer by
     layer as it runs; its other tensors (biases, norms, embeddings) hold fp8-rounded values, as
-    ComfyUI builds the whole network in that dtype. A SD1/SD2/SDXL UNet gets the same fp8-rounded
-    numbers, kept in the compute dtype (no memory saved). fp8_e4m3fn_fast is taken as fp8_e4m3fn."""
+    ComfyUI builds the whole network in that dtype. A SD1/SD2/SDXL UNet or PixArt gets the same
+    fp8-rounded numbers, kept in the compute dtype (no memory saved). fp8_e4m3fn_fast is taken as fp8_e4m3fn."""
     category = "loaders"
     unet_name: str = Choice(lambda: folders.list_models("diffusion_models"))
     weight_dtype: str = Choice(WEIGHT_DTYPES, "default")

@@ -126,17 +126,20 @@ def test_unetloader_fp8_weight_dtype_rounds_every_tensor_as_comfyui(tmp_path, we
                                    atol=1e-5, rtol=1e-5)
 
 
-def test_unetloader_fp8_on_a_sd1_unet_gives_comfyuis_rounded_numbers(tmp_path):
-    """ComfyUI takes fp8_e4m3fn for a SD1 UNet too (where graphflow used to refuse): every tensor
-    rounded to fp8, upcast where used."""
+@pytest.mark.parametrize("family", ["sd1", "pixart"])
+def test_unetloader_fp8_on_a_unet_or_pixart_gives_comfyuis_rounded_numbers(tmp_path, family):
+    """ComfyUI takes fp8_e4m3fn for a SD1 UNet or PixArt too (where graphflow used to refuse): every
+    tensor rounded to fp8, upcast where used."""
     import torch
 
     from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.testing import write_pixart
 
-    path = write_checkpoint(tmp_path / "sd1.safetensors", "sd1")
+    path = tmp_path / f"{family}.safetensors"
+    write_checkpoint(path, "sd1") if family == "sd1" else write_pixart(path, dtype=torch.float32)
     full = load_diffusion_model(path, device="cpu", dtype=torch.float32)
     fp8 = load_diffusion_model(path, device="cpu", dtype=torch.float32, weight_dtype="fp8_e4m3fn")
-    assert fp8.arch == "sd1" and fp8.dtype == torch.float32
+    assert fp8.arch == family and fp8.dtype == torch.float32
     with torch.no_grad():
         for t in full.unet.state_dict().values():
             if t.is_floating_point():

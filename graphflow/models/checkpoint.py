@@ -440,7 +440,7 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
 
 
 def _fp8_refused(kind: str) -> str:
-    return ("weight_dtype fp8 is supported for SD1/SD2/SDXL UNets and SD3, FLUX, Chroma, LTX-Video, Mochi, "
+    return ("weight_dtype fp8 is supported for SD1/SD2/SDXL UNets, PixArt and SD3, FLUX, Chroma, LTX-Video, Mochi, "
             f"Cosmos-Predict2, Cosmos 1.0 and Lumina 2 diffusion models only; this file is a {kind} model "
             "(use weight_dtype default)")
 
@@ -482,8 +482,7 @@ def _read_pixart(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:
     if found is None:
         return None
     variant, layout, prefix = found
-    if weight_dtype != "default":
-        raise CheckpointError(_fp8_refused("PixArt"))
+    rounded = _fp8_storage(weight_dtype)  # as for the SD UNets: ComfyUI's fp8-rounded numbers, no memory saved
     source = KeyView(f, prefix)
     try:
         if layout == "diffusers":
@@ -494,7 +493,8 @@ def _read_pixart(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:
     with torch.device("meta"):
         net = PixArt(config)
     keys = [k for k in source.shapes if k not in PIXART_UNUSED]
-    net = _assign(net, source, *_resolve(device, dtype, "unet"), f"PixArt ({layout} layout)", keys=keys)
+    net = _assign(net, source, *_resolve(device, dtype, "unet"), f"PixArt ({layout} layout)", keys=keys,
+                  rounded_through=rounded)
     return DiffusionModel(net, "pixart", "eps", SD1 if config.micro_condition else SDXL,
                           beta_schedule=PIXART_SCHEDULE)
 
