@@ -146,3 +146,44 @@ def test_unetloader_fp8_on_a_unet_or_pixart_gives_comfyuis_rounded_numbers(tmp_p
                 t.copy_(t.to(torch.float8_e4m3fn).float())
     for name, t in fp8.unet.state_dict().items():
         torch.testing.assert_close(t, full.unet.state_dict()[name], atol=0, rtol=0)
+
+
+def test_upscalemodelloader_takes_face_restoration_models(tmp_path, monkeypatch):
+    """ComfyUI's UpscaleModelLoader takes every spandrel single-image model, face restoration
+    (GFPGAN, CodeFormer: purpose "FaceSR") included; only other kinds (inpainting) are refused."""
+    import spandrel
+    import torch
+    from safetensors.torch import save_file
+
+    from graphflow.models.upscale import load_upscale_model
+    from graphflow.models.weight_files import CheckpointError
+
+    conv = torch.nn.Conv2d(3, 3, 1)
+    path = tmp_path / "face.safetensors"
+    save_file({k: v.contiguous() for k, v in conv.state_dict().items()}, str(path))
+    real = spandrel.ModelLoader.load_from_state_dict
+    arch = real(spandrel.ModelLoader(), _esrgan_state()).architecture
+
+    def face_model(self, state):
+        return spandrel.ImageModelDescriptor(conv, state, arch, "FaceSR", [], False, False, 1, 3, 3)
+    monkeypatch.setattr(spandrel.ModelLoader, "load_from_state_dict", face_model)
+    assert load_upscale_model(path).purpose == "FaceSR"
+
+    class Inpainter:  # not a single-image model
+        architecture, purpose = arch, "Inpainting"
+    monkeypatch.setattr(spandrel.ModelLoader, "load_from_state_dict", lambda self, state: Inpainter())
+    with pytest.raises(CheckpointError, match="face.safetensors .* not a single-image model"):
+        load_upscale_model(path)
+
+
+def _esrgan_state():
+    """A tiny ESRGAN's state dict (for a real spandrel Architecture object)."""
+    import tempfile
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from graphflow.testing import write_esrgan
+
+    with tempfile.TemporaryDirectory() as d:
+        return load_file(str(write_esrgan(Path(d) / "e.safetensors", scale=4)))
