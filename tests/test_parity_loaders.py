@@ -187,3 +187,16 @@ def _esrgan_state():
 
     with tempfile.TemporaryDirectory() as d:
         return load_file(str(write_esrgan(Path(d) / "e.safetensors", scale=4)))
+
+
+def test_ztsnr_marker_counts_with_v_prediction_only(tmp_path):
+    """ComfyUI samples on the zero-terminal-SNR schedule when a checkpoint has the 'ztsnr' marker
+    key next to 'v_pred'; an eps checkpoint with 'ztsnr' alone keeps the ordinary schedule."""
+    from graphflow.models.architecture import detect_architecture
+    from graphflow.models.weight_files import WeightFile
+
+    with WeightFile(write_checkpoint(tmp_path / "xl.safetensors", "sdxl")) as f:
+        shapes = dict(f.shapes)
+    assert not detect_architecture({**shapes, "ztsnr": ()}).zero_terminal_snr
+    info = detect_architecture({**shapes, "v_pred": (), "ztsnr": ()})
+    assert info.prediction == "v" and info.zero_terminal_snr
