@@ -72,24 +72,15 @@ class LoadUnCLIPCheckpoint(Node):
         return folders.model_state("checkpoints", checkpoint)
 
     def run(self):
-        from graphflow.models.architecture import detect_architecture
-        from graphflow.models.checkpoint import CheckpointError, load_checkpoint
-        from graphflow.models.weight_files import WeightFile
+        from graphflow.models.checkpoint import CheckpointError, load_checkpoint_with_vision
 
-        path = _find("checkpoints", self.checkpoint, "checkpoint")
         try:
-            try:
-                with WeightFile(path) as f:  # the header tells whether the file carries an image encoder
-                    info = detect_architecture(f.shapes, f.metadata)
-            except CheckpointError:
-                info = None  # not a SD-family file: load_checkpoint says what it is, or what is wrong
-            vision = getattr(info, "unclip", False) or getattr(info, "zero123", False)
-            loaded = load_checkpoint(path, clip_vision=vision)
-            if not vision:
-                warn(f"{self.checkpoint} is not an unCLIP checkpoint (nor Stable Zero123): it carries no CLIP vision "
-                     f"model, so clip_vision is empty")
+            loaded = load_checkpoint_with_vision(_find("checkpoints", self.checkpoint, "checkpoint"))
         except CheckpointError as e:
             raise NodeInputError("checkpoint", str(e)) from None
+        if loaded.clip_vision is None:
+            warn(f"{self.checkpoint} is not an unCLIP checkpoint (nor Stable Zero123): it carries no CLIP vision "
+                 f"model, so clip_vision is empty")
         return loaded.model, loaded.clip, loaded.vae, loaded.clip_vision
 
 

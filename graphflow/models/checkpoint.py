@@ -289,6 +289,18 @@ def load_checkpoint(path, device=None, dtype=None, prediction: str | None = None
     return ckpt
 
 
+def load_checkpoint_with_vision(path) -> Checkpoint:
+    """load_checkpoint with the image encoder an unCLIP or Stable Zero123 file carries, and
+    clip_vision None for any other checkpoint, as ComfyUI's loaders with a CLIP_VISION output
+    (unCLIPCheckpointLoader, ImageOnlyCheckpointLoader) give it. The header decides."""
+    try:
+        with WeightFile(path) as f:
+            info = detect_architecture(f.shapes, f.metadata)
+    except CheckpointError:
+        info = None  # not a SD-family file: load_checkpoint says what it is, or what is wrong
+    return load_checkpoint(path, clip_vision=bool(getattr(info, "unclip", False) or getattr(info, "zero123", False)))
+
+
 def _set_sources(ckpt: Checkpoint, read) -> None:
     """Register the checkpoint's components with the memory manager, each re-read by `read(part)`,
     which reads that component alone from the file (a dropped VAE does not bring the diffusion
