@@ -15,13 +15,17 @@ from pathlib import Path, PureWindowsPath
 import yaml
 
 BUNDLED = Path(__file__).parent / "bundled"  # the shipped demo checkpoint and example inputs
-# the last: a sharded set's index, of safetensors or pickled .bin shards (graphflow.models.weight_files
-# reads it as one file)
-MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".safetensors.index.json", ".bin.index.json")
+# ComfyUI's supported_pt_extensions (.sft: safetensors, as early FLUX files were named; .pkl and .pt2:
+# listed as ComfyUI lists them, read by content), then a sharded set's index, of safetensors or pickled
+# .bin shards (graphflow.models.weight_files reads it as one file)
+MODEL_EXTENSIONS = (".safetensors", ".sft", ".ckpt", ".pt", ".pt2", ".pth", ".bin", ".pkl",
+                    ".safetensors.index.json", ".bin.index.json")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".m4v", ".avi", ".gif")  # what LoadVideo offers
-# kinds ComfyUI keeps in more than one folder (the older name second)
-KIND_FOLDERS = {"diffusion_models": ("diffusion_models", "unet")}
+# kinds ComfyUI keeps in more than one folder, searched in ComfyUI's order (a name in both: the first wins)
+KIND_FOLDERS = {"diffusion_models": ("unet", "diffusion_models"), "text_encoders": ("text_encoders", "clip"),
+                "controlnet": ("controlnet", "t2i_adapter")}
+SKIPPED_FOLDERS = (".git",)  # never listed, as in ComfyUI: a model repository cloned into models/
 
 
 class UnsafePathError(ValueError):
@@ -234,6 +238,7 @@ def _walk_files(base: Path) -> list[str]:
     folders; a link loop is entered once."""
     names, seen = [], set()
     for root, dirs, files in os.walk(base, followlinks=True):
+        dirs[:] = [d for d in dirs if d not in SKIPPED_FOLDERS]
         real = os.path.realpath(root)
         if real in seen:
             dirs.clear()

@@ -5,7 +5,7 @@ The unCLIP conditioning travels in the conditioning's options under "unclip_cond
 appended to), as in ComfyUI; the sampler builds the model's vector input from it."""
 
 from graphflow.api import (CLIP, CLIP_VISION, CLIP_VISION_OUTPUT, CONDITIONING, IMAGE, MODEL, VAE, Choice,
-                           ComfyAlias, Float, Node, NodeInputError, folders)
+                           ComfyAlias, Float, Node, NodeInputError, folders, warn)
 
 
 def _find(kind: str, name: str, input_name: str):
@@ -49,6 +49,9 @@ class CLIPVisionEncode(Node):
     comfy = ComfyAlias(("CLIPVisionEncode",))
 
     def run(self):
+        if self.clip_vision is None:
+            raise NodeInputError("clip_vision", "no CLIP vision model: the checkpoint loaded by unCLIPCheckpointLoader "
+                                                "carries none (load one with Load CLIP Vision)")
         image = self.image
         if getattr(image, "ndim", 0) != 4 or image.shape[-1] not in (1, 3, 4):
             raise NodeInputError("image", f"expected an IMAGE [B, H, W, C], got shape {tuple(getattr(image, 'shape', ()))}")
@@ -57,7 +60,8 @@ class CLIPVisionEncode(Node):
 
 class LoadUnCLIPCheckpoint(Node):
     """Load an SD2.1-unCLIP checkpoint: its diffusion model (conditioned on image embeddings),
-    text encoder, VAE and the CLIP vision model it was trained with."""
+    text encoder, VAE and the CLIP vision model it was trained with. Any other checkpoint loads
+    too, as in ComfyUI, with an empty clip_vision output (a warning says so)."""
     category = "loaders"
     checkpoint: str = Choice(lambda: folders.list_models("checkpoints"), model_folder="checkpoints")
     outputs = {"model": MODEL, "clip": CLIP, "vae": VAE, "clip_vision": CLIP_VISION}
@@ -68,12 +72,15 @@ class LoadUnCLIPCheckpoint(Node):
         return folders.model_state("checkpoints", checkpoint)
 
     def run(self):
-        from graphflow.models.checkpoint import CheckpointError, load_checkpoint
+        from graphflow.models.checkpoint import CheckpointError, load_checkpoint_with_vision
 
         try:
-            loaded = load_checkpoint(_find("checkpoints", self.checkpoint, "checkpoint"), clip_vision=True)
+            loaded = load_checkpoint_with_vision(_find("checkpoints", self.checkpoint, "checkpoint"))
         except CheckpointError as e:
             raise NodeInputError("checkpoint", str(e)) from None
+        if loaded.clip_vision is None:
+            warn(f"{self.checkpoint} is not an unCLIP checkpoint (nor Stable Zero123): it carries no CLIP vision "
+                 f"model, so clip_vision is empty")
         return loaded.model, loaded.clip, loaded.vae, loaded.clip_vision
 
 

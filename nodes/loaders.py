@@ -98,9 +98,11 @@ class LoadDiffusionModel(Node):
     """Load a diffusion model alone: a SD3/SD3.5/FLUX.1/Mochi/Wan 2.1 transformer file as distributed
     (flux1-dev.safetensors, sd3.5_large.safetensors, mochi_preview_bf16.safetensors,
     wan2.1_t2v_1.3B_fp16.safetensors, ...) or the
-    UNet of a SD1/SD2/SDXL checkpoint, from models/diffusion_models/ or models/unet/. weight_dtype
+    UNet of a SD1/SD2/SDXL checkpoint, from models/unet/ or models/diffusion_models/. weight_dtype
     fp8_* keeps the transformer's weights in 8 bits (half the memory of bf16), upcast layer by
-    layer as it runs; fp8_e4m3fn_fast is taken as fp8_e4m3fn."""
+    layer as it runs; its other tensors (biases, norms, embeddings) hold fp8-rounded values, as
+    ComfyUI builds the whole network in that dtype. A SD1/SD2/SDXL UNet or PixArt gets the same
+    fp8-rounded numbers, kept in the compute dtype (no memory saved). fp8_e4m3fn_fast is taken as fp8_e4m3fn."""
     category = "loaders"
     unet_name: str = Choice(lambda: folders.list_models("diffusion_models"))
     weight_dtype: str = Choice(WEIGHT_DTYPES, "default")
@@ -127,14 +129,15 @@ TAESD_NAMES = ("taesd", "taesdxl", "taesd3", "taef1")
 
 
 def _taesd_halves(name: str) -> dict:
-    """{"encoder": file name, "decoder": file name} of a TAESD release in vae_approx/ (missing: absent)."""
-    present = set(folders.list_models("vae_approx"))
+    """{"encoder": file name, "decoder": file name} of a TAESD release in vae_approx/ (missing: absent).
+    As in ComfyUI, a half is the first file (by name) at the folder's top named NAME_encoder.* /
+    NAME_decoder.*, whatever its model extension (.pth, .safetensors, ...)."""
+    present = folders.list_models("vae_approx")
     halves = {}
     for part in ("encoder", "decoder"):
-        for suffix in (".safetensors", ".pth"):
-            if f"{name}_{part}{suffix}" in present:
-                halves[part] = f"{name}_{part}{suffix}"
-                break
+        found = [f for f in present if f.startswith(f"{name}_{part}.")]
+        if found:
+            halves[part] = found[0]
     return halves
 
 
@@ -150,7 +153,7 @@ class LoadVAE(Node):
     16-channel SD3 VAE, FLUX's ae.safetensors, Mochi's mochi_vae.safetensors, Wan 2.1's video VAE
     wan_2.1_vae, Cosmos 1.0's video tokenizer cosmos_cv8x8x8_1.0). "taesd", "taesdxl",
     "taesd3" and "taef1" are the tiny autoencoders (fast, approximate decodes and encodes), offered
-    when both their files (NAME_encoder / NAME_decoder .safetensors) are in models/vae_approx/.
+    when both their files (NAME_encoder.* / NAME_decoder.*, .pth or .safetensors) are in models/vae_approx/.
     "pixel_space" is no file: the VAE of pixel-space models (Chroma Radiance), whose latents are
     the image itself as [B, 3, H, W] in -1..1."""
     category = "loaders"
@@ -185,8 +188,8 @@ class LoadVAE(Node):
 
         halves = _taesd_halves(self.vae_name)
         if len(halves) < 2:
-            raise NodeInputError("vae_name", f"{self.vae_name} needs {self.vae_name}_encoder.safetensors and "
-                                             f"{self.vae_name}_decoder.safetensors in models/vae_approx/; "
+            raise NodeInputError("vae_name", f"{self.vae_name} needs {self.vae_name}_encoder.* and "
+                                             f"{self.vae_name}_decoder.* (.safetensors or .pth) in models/vae_approx/; "
                                              f"found {sorted(halves.values()) or 'neither'}")
         paths = {part: _find("vae_approx", f, "vae_name") for part, f in halves.items()}
         return load_tiny_vae(paths, self.vae_name)  # on the CPU: the memory manager moves it in to run

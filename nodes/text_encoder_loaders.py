@@ -4,20 +4,19 @@ model family needs. Which encoder each file holds is read from its weights, in a
 
 from graphflow.api import CLIP, Choice, ComfyAlias, Node, NodeInputError, folders
 
-KINDS = ("text_encoders", "clip")
+KIND = "text_encoders"  # models/text_encoders/, then ComfyUI's older models/clip/ (graphflow.folders)
 
 
 def _list() -> list[str]:
-    return sorted({name for kind in KINDS for name in folders.list_models(kind)})
+    return folders.list_models(KIND)
 
 
 def _find(name: str, input_name: str):
-    for kind in KINDS:
-        try:
-            return folders.find_model(kind, name)
-        except (FileNotFoundError, ValueError):
-            continue
-    raise NodeInputError(input_name, f"no text encoder file named {name!r} in models/text_encoders or models/clip")
+    try:
+        return folders.find_model(KIND, name)
+    except (FileNotFoundError, ValueError):
+        raise NodeInputError(input_name, f"no text encoder file named {name!r} in models/text_encoders or "
+                                         "models/clip") from None
 
 
 def _state(*names) -> str:

@@ -7,7 +7,7 @@ A video is a LATENT batch of frames; the sampler runs it through the video UNet 
 from __future__ import annotations
 
 from graphflow.api import (CLIP_VISION, CONDITIONING, IMAGE, LATENT, MODEL, VAE, Choice, ComfyAlias, Float, Int,
-                           Node, NodeInputError, Text, folders)
+                           Node, NodeInputError, Text, folders, warn)
 from nodes.checkpoint_save import _output_path, _show_saved, _workflow_metadata
 
 
@@ -15,7 +15,9 @@ class ImageOnlyCheckpointLoader(Node):
     """Load an image-only video checkpoint as Stability ships Stable Video Diffusion
     (svd.safetensors, svd_xt.safetensors) and SV3D (sv3d_u.safetensors, sv3d_p.safetensors) from
     models/checkpoints/: the video diffusion model, the CLIP vision model that encodes its init
-    image, and its VAE (with the temporal decoder where the file has one)."""
+    image, and its VAE (with the temporal decoder where the file has one). Any other checkpoint
+    loads as in ComfyUI: its model, the image encoder it carries (unCLIP, Stable Zero123) or an
+    empty clip_vision (a warning says so), and its VAE."""
     category = "loaders/video_models"
     checkpoint: str = Choice(lambda: folders.list_models("checkpoints"), model_folder="checkpoints")
     outputs = {"model": MODEL, "clip_vision": CLIP_VISION, "vae": VAE}
@@ -26,17 +28,26 @@ class ImageOnlyCheckpointLoader(Node):
         return folders.model_state("checkpoints", checkpoint)
 
     def run(self):
-        from graphflow.models.checkpoint import load_image_only_checkpoint
-        from graphflow.models.weight_files import CheckpointError
+        from graphflow.models.architecture import is_video_checkpoint
+        from graphflow.models.checkpoint import load_checkpoint_with_vision, load_image_only_checkpoint
+        from graphflow.models.weight_files import CheckpointError, WeightFile
 
         try:
             path = folders.find_model("checkpoints", self.checkpoint)
         except (FileNotFoundError, ValueError) as e:
             raise NodeInputError("checkpoint", str(e)) from None
         try:
-            return load_image_only_checkpoint(path)
+            with WeightFile(path) as f:
+                video = is_video_checkpoint(f.shapes)
+            if video:
+                return load_image_only_checkpoint(path)
+            loaded = load_checkpoint_with_vision(path)
         except CheckpointError as e:
             raise NodeInputError("checkpoint", str(e)) from None
+        if loaded.clip_vision is None:
+            warn(f"{self.checkpoint} carries no CLIP vision model (not SVD, unCLIP or Stable Zero123), so clip_vision "
+                 f"is empty")
+        return loaded.model, loaded.clip_vision, loaded.vae
 
 
 class SVDImageToVideo(Node):

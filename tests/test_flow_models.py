@@ -480,13 +480,3 @@ def test_split_text_encoder_files_are_in_transformers_layouts(tmp_path):
         clip = CLIPTextModelWithProjection(text_config(name))
         state = load_file(str(write_flow_text_encoder(tmp_path / f"{name}.safetensors", name)))
         clip.load_state_dict(state, strict=True)
-
-
-def test_fp8_weights_are_refused_for_models_without_them_by_name(tmp_path):
-    """weight_dtype fp8 on a UNet-family file is refused, naming what the file is and which models take fp8."""
-    from graphflow.testing import write_checkpoint
-
-    path = write_checkpoint(tmp_path / "sd1.safetensors", "sd1")
-    with pytest.raises(CheckpointError, match=r"supported for SD3, FLUX, .*Cosmos-Predict2.* this file is a UNet"):
-        load_diffusion_model(path, device="cpu", weight_dtype="fp8_e4m3fn")
-    assert load_diffusion_model(path, device="cpu").arch == "sd1"  # loads with the default

@@ -216,8 +216,9 @@ def test_bad_inputs(builtin_registry, tmp_folders):
     with pytest.raises(NodeInputError, match=r"512 wide") as error:
         call(builtin_registry, "ImageOnlyCheckpointLoader", checkpoint="odd.safetensors")
     assert error.value.input == "checkpoint"
-    with pytest.raises(NodeInputError, match=r"not an image-only .*Stable Video Diffusion / SV3D"):
-        call(builtin_registry, "ImageOnlyCheckpointLoader", checkpoint="sd1.safetensors")
+    # an image checkpoint loads as in ComfyUI: its model and VAE, an empty clip_vision
+    model, clip_vision, vae = call(builtin_registry, "ImageOnlyCheckpointLoader", checkpoint="sd1.safetensors")
+    assert model.arch == "sd1" and clip_vision is None and vae is not None
     # and the other way round: an SV3D file is not for the image checkpoint loader
     write_svd_checkpoint(checkpoints / "sv3d_p.safetensors", adm_in_channels=1280)
     with pytest.raises(NodeInputError, match=r"SV3D\): load it with ImageOnlyCheckpointLoader"):

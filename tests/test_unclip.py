@@ -160,9 +160,12 @@ def test_unclip_graph_end_to_end(builtin_registry, tmp_folders):
 def test_nodes_refuse_wrong_inputs(builtin_registry, tmp_folders):
     (tmp_folders.models / "checkpoints").mkdir(parents=True)
     write_checkpoint(tmp_folders.models / "checkpoints" / "sd1.safetensors", "sd1")
-    with pytest.raises(NodeInputError, match="sd1.safetensors is not an unCLIP checkpoint") as info:
-        call(builtin_registry, "LoadUnCLIPCheckpoint", checkpoint="sd1.safetensors")
-    assert info.value.input == "checkpoint"
+    # a plain checkpoint loads as in ComfyUI, with an empty clip_vision, which CLIPVisionEncode refuses
+    model, clip, vae, vision = call(builtin_registry, "LoadUnCLIPCheckpoint", checkpoint="sd1.safetensors")
+    assert model.arch == "sd1" and clip is not None and vae is not None and vision is None
+    with pytest.raises(NodeInputError, match="no CLIP vision model") as info:
+        call(builtin_registry, "CLIPVisionEncode", clip_vision=vision, image=torch.zeros(1, 8, 8, 3), crop="center")
+    assert info.value.input == "clip_vision"
     siglip_like = ClipVisionOutput(torch.zeros(1, 4, 8), torch.zeros(1, 4, 8), torch.zeros(1, 4, 8))
     with pytest.raises(NodeInputError, match=r"\[B, dim\] image embeddings") as info:
         call(builtin_registry, "UnCLIPConditioning", conditioning=[(torch.zeros(1, 77, 8), {})],

@@ -84,7 +84,7 @@ class ArchInfo:
     tower_overrides: dict = field(default_factory=dict)
     prefixes: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
-    zero_terminal_snr: bool = False  # a 'ztsnr' marker key: trained on a zero-terminal-SNR schedule
+    zero_terminal_snr: bool = False  # a 'ztsnr' marker key with v-prediction: a zero-terminal-SNR schedule
     unclip: bool = False  # SD2.1-unCLIP: y is a noise-augmented CLIP image embedding (graphflow.models.unclip)
     upscaler: bool = False  # Stability's x4 upscaler: 4 + 3 low-res image channels, noise-level label (models.x4_upscaler)
     zero123: bool = False  # Stable Zero123: image + camera context through cc_projection, image latent concat (models.zero123)
@@ -299,7 +299,7 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
         pred, source = "v", "the x4 upscaler is a v-prediction model"
     else:
         pred, source = _detect_prediction(arch, unet, shapes, metadata, config, prediction, get_tensor)
-    zsnr = "ztsnr" in shapes
+    zsnr = "ztsnr" in shapes and pred == "v"  # ComfyUI reads the marker with v-prediction only
     if zsnr:
         notes.append("'ztsnr' marker key: sampled on the zero-terminal-SNR schedule")
     return ArchInfo(arch=arch, prediction=pred, prediction_source=source, unet=unet, vae=vae, towers=towers,

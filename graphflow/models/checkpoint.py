@@ -37,14 +37,21 @@ from .weight_files import CheckpointError, _torch_dtype, KeyView, WeightFile
 
 # -- building modules --------------------------------------------------------------------------
 
-def _assign(module: nn.Module, source, device, dtype, what: str, keys=None, dtype_of=None) -> nn.Module:
+def _assign(module: nn.Module, source, device, dtype, what: str, keys=None, dtype_of=None,
+            rounded_through=None) -> nn.Module:
     """Read `source`'s tensors one at a time onto device/dtype (or `dtype_of(key)`) and assign
     them into the meta-built module. Scaled-fp8 weights kept in fp8 bring their scales to their
-    layers (graphflow.models.cast_layers); the others come dequantised."""
+    layers (graphflow.models.cast_layers); the others come dequantised. With `rounded_through`
+    (an fp8 dtype), floating-point tensors kept in a wider dtype hold values rounded to it."""
     keys = list(source.shapes if keys is None else keys)
     state, scales, input_scales = {}, {}, {}
     for key in keys:
-        state[key] = source.get(key, device, dtype if dtype_of is None else dtype_of(key))
+        wanted = dtype if dtype_of is None else dtype_of(key)
+        if rounded_through is not None and wanted not in FP8_DTYPES:
+            t = source.get(key, device, rounded_through)
+            state[key] = t.to(wanted) if t.is_floating_point() else t
+        else:
+            state[key] = source.get(key, device, wanted)
         if state[key].dtype in FP8_DTYPES and getattr(source, "scale", None) is not None:
             scale = source.scale(key, device)
             if scale is not None:
@@ -76,10 +83,10 @@ def _resolve(device, dtype, component: str) -> tuple[torch.device, torch.dtype]:
     return load_device(), dtype or default_dtype(component, compute_device())  # dtype: where it will run
 
 
-def build_unet(source, config: UNetConfig, device, dtype) -> UNet:
+def build_unet(source, config: UNetConfig, device, dtype, rounded_through=None) -> UNet:
     with torch.device("meta"):
         unet = UNet(config)
-    return _assign(unet, source, device, dtype, f"UNet ({UNET_PREFIX})")
+    return _assign(unet, source, device, dtype, f"UNet ({UNET_PREFIX})", rounded_through=rounded_through)
 
 
 def build_vae(source, config: VAEConfig, latent_format: LatentFormat, device, dtype, what=VAE_PREFIX) -> VAE:
@@ -164,25 +171,35 @@ def build_text_encoder(source, arch: str, towers, overrides: dict, device, dtype
 def build_flow_model(source, info: FlowInfo, device, dtype, weight_dtype: str = "default") -> DiffusionModel:
     """The MM-DiT or FLUX network of `source` (keys without prefix) as a DiffusionModel.
     Linear/Conv weights are stored in `weight_dtype` (fp8_e4m3fn / fp8_e5m2), or kept in fp8 where
-    the file holds them so ("default"); everything else, and all computation, is in `dtype`."""
+    the file holds them so ("default"); everything else, and all computation, is in `dtype` (with
+    an fp8 weight_dtype, holding fp8-rounded values, as ComfyUI's: see _weight_storage)."""
     with torch.device("meta"):
         network = ChromaRadiance if info.family == "chroma_radiance" else {
             "sd3": MMDiT, "flux": Flux, "chroma": Chroma, "ltxv": LTXV, "mochi": Mochi, "wan": Wan,
             "lumina2": Lumina2}[info.arch]
         net = network(info.config)
-    dtype_of = _weight_storage(net, source, dtype, weight_dtype)
-    net = _assign(net, source, device, dtype, f"{info.name} ({info.prefix or 'no prefix'})", dtype_of=dtype_of)
+    dtype_of, rounded = _weight_storage(net, source, dtype, weight_dtype)
+    net = _assign(net, source, device, dtype, f"{info.name} ({info.prefix or 'no prefix'})", dtype_of=dtype_of,
+                  rounded_through=rounded)
     return DiffusionModel(net, info.arch, "flow", info.latent_format)
 
 
-def _weight_storage(net, source, dtype, weight_dtype: str):
-    """dtype_of(key) for _assign: the cast layers' weights in `weight_dtype` (fp8), or kept in fp8
-    where the file holds them so ("default"); everything else in `dtype`."""
+def _fp8_storage(weight_dtype: str) -> torch.dtype | None:
+    """The torch dtype of an fp8 weight_dtype (None for "default")."""
     if weight_dtype not in WEIGHT_DTYPES:
         raise CheckpointError(f"weight_dtype must be one of {list(WEIGHT_DTYPES)}, got {weight_dtype!r}")
-    storage = WEIGHT_DTYPES[weight_dtype]
-    if weight_dtype != "default" and storage is None:
+    if weight_dtype != "default" and WEIGHT_DTYPES[weight_dtype] is None:
         raise CheckpointError(f"this torch ({torch.__version__}) has no {weight_dtype}")
+    return WEIGHT_DTYPES[weight_dtype]
+
+
+def _weight_storage(net, source, dtype, weight_dtype: str):
+    """(dtype_of(key), rounded_through) for _assign: the cast layers' weights in `weight_dtype`
+    (fp8), or kept in fp8 where the file holds them so ("default"); everything else in `dtype`.
+    ComfyUI builds the whole network in an fp8 weight_dtype (biases, norm scales, embeddings and
+    tables too, upcast where used), so with one every other tensor holds its fp8-rounded value
+    (rounded_through; not for a ComfyUI scaled-fp8 file, whose other tensors stay as stored)."""
+    storage = _fp8_storage(weight_dtype)
     castable = castable_weights(net)
 
     def dtype_of(key):
@@ -193,7 +210,8 @@ def _weight_storage(net, source, dtype, weight_dtype: str):
                 return _stored_dtype(source, key)
         return dtype
 
-    return dtype_of
+    scaled_file = bool(getattr(getattr(source, "source", source), "scales", None))
+    return dtype_of, (None if scaled_file else storage)
 
 
 def _stored_dtype(source, key) -> torch.dtype | None:
@@ -269,6 +287,18 @@ def load_checkpoint(path, device=None, dtype=None, prediction: str | None = None
     ckpt = _read_checkpoint(path, device, dtype, prediction, weight_dtype, parts, clip_vision)
     _set_sources(ckpt, lambda part: _read_checkpoint(path, device, dtype, prediction, weight_dtype, {part}))
     return ckpt
+
+
+def load_checkpoint_with_vision(path) -> Checkpoint:
+    """load_checkpoint with the image encoder an unCLIP or Stable Zero123 file carries, and
+    clip_vision None for any other checkpoint, as ComfyUI's loaders with a CLIP_VISION output
+    (unCLIPCheckpointLoader, ImageOnlyCheckpointLoader) give it. The header decides."""
+    try:
+        with WeightFile(path) as f:
+            info = detect_architecture(f.shapes, f.metadata)
+    except CheckpointError:
+        info = None  # not a SD-family file: load_checkpoint says what it is, or what is wrong
+    return load_checkpoint(path, clip_vision=bool(getattr(info, "unclip", False) or getattr(info, "zero123", False)))
 
 
 def _set_sources(ckpt: Checkpoint, read) -> None:
@@ -407,11 +437,12 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
         info = detect_flow_model(f.shapes, f.metadata)
         if info is not None:
             return build_flow_model(f.view(info.prefix), info, *flow_placement(device, dtype), weight_dtype)
-        if weight_dtype != "default":
-            raise CheckpointError(_fp8_refused("UNet (SD1/SD2/SDXL-family)"))
         info = detect_architecture(f.shapes, f.metadata, get_tensor=f.get)
         unet_device, unet_dtype = _resolve(device, dtype, "unet")
-        unet = build_unet(f.view(UNET_PREFIX), info.unet, unet_device, unet_dtype)
+        # an fp8 weight_dtype: ComfyUI's numbers (every tensor rounded to fp8, upcast where used),
+        # kept in the compute dtype (this UNet has no fp8 layers: no memory saved)
+        unet = build_unet(f.view(UNET_PREFIX), info.unet, unet_device, unet_dtype,
+                          rounded_through=_fp8_storage(weight_dtype))
         model = DiffusionModel(unet, info.arch, info.prediction, info.latent_format)
         if info.zero123:
             from .zero123 import cc_projection_from
@@ -421,8 +452,9 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
 
 
 def _fp8_refused(kind: str) -> str:
-    return ("weight_dtype fp8 is supported for SD3, FLUX, Chroma, LTX-Video, Mochi, Cosmos-Predict2, Cosmos 1.0 and "
-            f"Lumina 2 diffusion models only; this file is a {kind} model (use weight_dtype default)")
+    return ("weight_dtype fp8 is supported for SD1/SD2/SDXL UNets, PixArt and SD3, FLUX, Chroma, LTX-Video, Mochi, "
+            f"Cosmos-Predict2, Cosmos 1.0 and Lumina 2 diffusion models only; this file is a {kind} model "
+            "(use weight_dtype default)")
 
 
 def _read_stable_cascade(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:
@@ -462,8 +494,7 @@ def _read_pixart(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:
     if found is None:
         return None
     variant, layout, prefix = found
-    if weight_dtype != "default":
-        raise CheckpointError(_fp8_refused("PixArt"))
+    rounded = _fp8_storage(weight_dtype)  # as for the SD UNets: ComfyUI's fp8-rounded numbers, no memory saved
     source = KeyView(f, prefix)
     try:
         if layout == "diffusers":
@@ -474,7 +505,8 @@ def _read_pixart(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:
     with torch.device("meta"):
         net = PixArt(config)
     keys = [k for k in source.shapes if k not in PIXART_UNUSED]
-    net = _assign(net, source, *_resolve(device, dtype, "unet"), f"PixArt ({layout} layout)", keys=keys)
+    net = _assign(net, source, *_resolve(device, dtype, "unet"), f"PixArt ({layout} layout)", keys=keys,
+                  rounded_through=rounded)
     return DiffusionModel(net, "pixart", "eps", SD1 if config.micro_condition else SDXL,
                           beta_schedule=PIXART_SCHEDULE)
 
@@ -522,8 +554,9 @@ def _read_nvidia_dit(f, path, device, dtype, weight_dtype, family: str, find, co
     keys = [k for k in source.shapes if k in net.state_dict()]
     device, dtype = flow_placement(device, dtype)
     variant = f" {config.variant}" if hasattr(config, "variant") else ""
+    dtype_of, rounded = _weight_storage(net, source, dtype, weight_dtype)
     return _assign(net, source, device, dtype, f"{family}{variant} ({prefix or 'no prefix'})", keys=keys,
-                   dtype_of=_weight_storage(net, source, dtype, weight_dtype))
+                   dtype_of=dtype_of, rounded_through=rounded)
 
 
 @dataclass

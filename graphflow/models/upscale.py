@@ -3,8 +3,9 @@
 Loading: we read the file ourselves (safetensors, or a pickle only through
 torch.load(weights_only=True) via WeightFile) and hand spandrel the state dict; spandrel
 recognises the architecture from the keys. A file spandrel does not recognise, or that is not
-a single-image model (a LoRA, a checkpoint, an inpainting or restoration model), is refused
-with a message naming the file.
+a single-image model (a LoRA, a checkpoint, an inpainting model), is refused with a message
+naming the file. Every single-image model is taken, as ComfyUI takes it: super-resolution,
+restoration and face restoration (GFPGAN, CodeFormer, ...) alike.
 
 Tiling, as ComfyUI's tiled_scale: an image larger than `tile` pixels is cut into tiles that start
 every tile - overlap pixels (the last one in each direction cut short at the border), so that
@@ -44,9 +45,9 @@ def load_upscale_model(path, device=None):
     except Exception as e:  # a known architecture with inconsistent shapes
         raise CheckpointError(f"{path.name} looks like an upscale model but could not be built: "
                               f"{type(e).__name__}: {e}") from None
-    if not isinstance(model, spandrel.ImageModelDescriptor) or model.purpose not in ("SR", "Restoration"):
+    if not isinstance(model, spandrel.ImageModelDescriptor):
         raise CheckpointError(f"{path.name} is a {model.architecture.name} {getattr(model, 'purpose', '')} model, "
-                              f"not an image upscale model")
+                              f"not a single-image model (an image upscale model)")
     return model.eval()
 
 

@@ -48,7 +48,7 @@ from pathlib import Path
 
 CONFIG_KEY = "graphflow.config"
 CONFIG_SECTIONS = ("arch", "prediction", "unet", "vae", "text_encoders", "latent_format", "clip_vision")
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 PICKLE_PROTOCOLS = (b"\x02", b"\x03", b"\x04", b"\x05")  # a bare pickle starts with 0x80, protocol
 INDEX_SUFFIX = ".index.json"  # a sharded set's index (model.safetensors.index.json, ...)
 

@@ -187,7 +187,7 @@ async def comfy_models(request):
         return json_response(list(MODEL_FOLDERS))
     if folder not in MODEL_FOLDERS:
         return error_response(404, f"no model folder {folder!r}; there are {', '.join(MODEL_FOLDERS)}")
-    return json_response(folders.list_models(folder))
+    return json_response(folders.list_models(COMFY_KINDS.get(folder, folder)))
 
 
 async def comfy_interrupt(request):
