@@ -9,13 +9,7 @@ import pytest
 from graphflow.executor import Executor
 from graphflow.testing import write_checkpoint
 from graphflow.workflow import parse_workflow
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp("shared") / "tiny.safetensors"
-    write_checkpoint(path, "sd1")
-    return path
+from tests.test_folders import tiny_checkpoint  # noqa: F401 (fixture)
 
 
 def _touch(path):
