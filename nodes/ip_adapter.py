@@ -12,7 +12,7 @@ from graphflow.choices import (IPADAPTER_COMBINE_METHODS, IPADAPTER_CROP_POSITIO
 IPADAPTER = socket_type("IPADAPTER", "#7e57c2", "An IP-Adapter: image projection and cross-attention weights")
 EMBEDS = socket_type("EMBEDS", "#9575cd", "IP-Adapter image features: CLIP image embeddings (basic adapters) or "
                                           "penultimate hidden states (plus), one row per image")
-# ComfyUI_IPAdapter_plus's choices, so that its workflows load (the C-penalty scalings are refused when run)
+# ComfyUI_IPAdapter_plus's choices
 WEIGHT_TYPES = ("linear", "ease in", "ease out", "ease in-out", "reverse in-out", "weak input", "weak output",
                 "weak middle", "strong middle", "style transfer", "composition", "strong style transfer",
                 "style and composition", "style transfer precise", "composition precise")
@@ -189,11 +189,6 @@ def _check_model(model, start_at: float, end_at: float, attn_mask):
         raise NodeInputError("start_at", f"start_at {start_at} is after end_at {end_at}")
 
 
-def _check_scaling(scaling: str):
-    if scaling not in ("V only", "K+V"):
-        raise NodeInputError("embeds_scaling", f"{scaling!r} is not supported; use 'V only' or 'K+V'")
-
-
 def _combine(features, combine: str):
     from graphflow.models.ip_adapter_images import combine_embeds
 
@@ -246,7 +241,9 @@ class IPAdapterAdvanced(Node):
     others' mean), average, norm average of their CLIP features. weight_type spreads the weight
     over the UNet's transformers as ComfyUI_IPAdapter_plus does ("style transfer" on SDXL: output
     block 1 alone; "composition": input block 8; the ease and
-    weak ones scale it by position or block). embeds_scaling "V only" / "K+V". attn_mask: where in
+    weak ones scale it by position or block). embeds_scaling: "V only" scales the image attention,
+"K+V" its keys and values, the "C penalty" ones by weight * width / 1280 more in the narrow
+attentions ("K+mean(V)": the values' mean over the tokens only). attn_mask: where in
     the picture the image prompt acts (resized to each attention's grid, multiplies its part).
     clip_vision: the encoder the adapter was trained with (IPAdapterUnifiedLoader's comes along)."""
     category = "ipadapter"
@@ -266,8 +263,6 @@ class IPAdapterAdvanced(Node):
     comfy = ComfyAlias(("IPAdapterAdvanced",), optional=("image_negative", "attn_mask", "clip_vision"))
 
     def run(self):
-        if self.embeds_scaling not in ("V only", "K+V"):
-            raise NodeInputError("embeds_scaling", f"{self.embeds_scaling!r} is not supported; use 'V only' or 'K+V'")
         return apply_image_prompt(self.model, self.ipadapter, self.clip_vision, self.image, self.weight,
                                   self.start_at, self.end_at, self.combine_embeds, self.embeds_scaling,
                                   self.image_negative, self.weight_type, self.attn_mask)
@@ -303,7 +298,6 @@ class IPAdapterStyleComposition(Node):
 
 
 def _run_style_composition(node, combine: str, per_latent: bool):
-    _check_scaling(node.embeds_scaling)
     adapter, clip_vision = _unbundle(node.ipadapter, node.clip_vision)
     _check_model(node.model, node.start_at, node.end_at, node.attn_mask)
     if not node.model.arch.startswith("sdxl"):  # as the pack, which has no SD1.5 layout for it
@@ -366,8 +360,6 @@ class IPAdapterBatch(Node):
 
     def run(self):
         # encode_batch_size only splits the CLIP vision encoding in the pack; the result is the same
-        if self.embeds_scaling not in ("V only", "K+V"):
-            raise NodeInputError("embeds_scaling", f"{self.embeds_scaling!r} is not supported; use 'V only' or 'K+V'")
         adapter, clip_vision = _unbundle(self.ipadapter, self.clip_vision)
         _check_model(self.model, self.start_at, self.end_at, self.attn_mask)
         cond = _features(adapter, clip_vision, self.image, "image")
@@ -469,8 +461,6 @@ class IPAdapterEmbeds(Node):
     per_latent = False
 
     def run(self):
-        if self.embeds_scaling not in ("V only", "K+V"):
-            raise NodeInputError("embeds_scaling", f"{self.embeds_scaling!r} is not supported; use 'V only' or 'K+V'")
         adapter, clip_vision = _unbundle(self.ipadapter, self.clip_vision, need_clip_vision=False)
         _check_model(self.model, self.start_at, self.end_at, self.attn_mask)
         _check_features(adapter, self.pos_embed, "pos_embed")
@@ -547,7 +537,6 @@ def _run_tiled(node, per_latent: bool):
 
     from graphflow.models.ip_adapter_images import reference_tiles
 
-    _check_scaling(node.embeds_scaling)
     adapter, clip_vision = _unbundle(node.ipadapter, node.clip_vision)
     _check_model(node.model, node.start_at, node.end_at, node.attn_mask)
     _check_image(node.image, "image")
@@ -673,7 +662,6 @@ class IPAdapterPreciseStyleTransfer(Node):
 
 
 def _run_precise(node, weight_type: str, boost: float, per_latent: bool):
-    _check_scaling(node.embeds_scaling)
     return apply_image_prompt(node.model, node.ipadapter, node.clip_vision, node.image, node.weight, node.start_at,
                               node.end_at, node.combine_embeds, node.embeds_scaling, node.image_negative, weight_type,
                               node.attn_mask, per_latent, boost)
@@ -762,7 +750,6 @@ class IPAdapterMS(Node):
                        ignore=("insightface",))  # FaceID's
 
     def run(self):
-        _check_scaling(self.embeds_scaling)
         return apply_image_prompt(self.model, self.ipadapter, self.clip_vision, self.image, self.weight,
                                   self.start_at, self.end_at, self.combine_embeds, self.embeds_scaling,
                                   self.image_negative, self.weight_type, self.attn_mask,

@@ -115,6 +115,35 @@ def test_timestep_range_scaling_and_stacking(tmp_path):
     torch.testing.assert_close(run(twice, 5.0), run(always, 5.0), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("scaling", ["V only", "K+V", "K+V w/ C penalty", "K+mean(V) w/ C penalty"])
+def test_embeds_scalings_closed_form(scaling):
+    """The image attention of one attn2 by hand: softmax(q k^T / sqrt(d)) v per head, with the
+    weight on the output (V only), on keys and values (K+V), times inner width / 1280 (C
+    penalty), or on the keys and only the values' mean over the tokens (K+mean(V))."""
+    from graphflow.models.ip_adapter import _ip_attention
+
+    g = torch.Generator().manual_seed(4)
+    heads, d, inner, n = 2, 8, 16, 3
+    to_k, to_v = torch.nn.Linear(6, inner, bias=False), torch.nn.Linear(6, inner, bias=False)
+    with torch.no_grad():
+        to_k.weight.copy_(torch.randn(inner, 6, generator=g))
+        to_v.weight.copy_(torch.randn(inner, 6, generator=g))
+    tokens, q = torch.randn(1, n, 6, generator=g), torch.randn(1, heads, 5, d, generator=g)
+    weight = 0.6
+    out = _ip_attention(to_k, to_v, tokens, tokens, weight, None, scaling)(q)
+    k, v = tokens[0] @ to_k.weight.T, tokens[0] @ to_v.weight.T  # [n, inner]
+    w = weight * inner / 1280 if "penalty" in scaling else weight
+    if scaling == "K+mean(V) w/ C penalty":
+        k, v = k * w, v + (w - 1) * v.mean(0)
+    elif scaling != "V only":
+        k, v = k * w, v * w
+    expected = torch.stack([torch.softmax(q[0, h] @ k[:, h * d:(h + 1) * d].T / d ** 0.5, -1) @ v[:, h * d:(h + 1) * d]
+                            for h in range(heads)])[None]
+    if scaling == "V only":
+        expected = expected * weight
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+
+
 def test_pickled_bin_loads_like_safetensors(tmp_path):
     a = load_ip_adapter(write_ip_adapter(tmp_path / "a.safetensors", "sd1", "plus", dtype=torch.float32))
     b = load_ip_adapter(write_ip_adapter(tmp_path / "b.bin", "sd1", "plus", dtype=torch.float32))
@@ -212,8 +241,7 @@ def test_bad_inputs_are_named(builtin_registry, models):
         with pytest.raises(NodeInputError, match=rf"{kind} is no IP-Adapter: expected image_proj.*put it in models/") as info:
             call(builtin_registry, "IPAdapterModelLoader", ipadapter_file=kind)
         assert info.value.input == "ipadapter_file"
-    cases = [(dict(embeds_scaling="K+V w/ C penalty"), "embeds_scaling", r"'V only' or 'K\+V'"),
-             (dict(attn_mask=torch.ones(1, 2, 8, 8)), "attn_mask", r"MASK \[B, H, W\], got shape \(1, 2, 8, 8\)"),
+    cases = [(dict(attn_mask=torch.ones(1, 2, 8, 8)), "attn_mask", r"MASK \[B, H, W\], got shape \(1, 2, 8, 8\)"),
              (dict(clip_vision=None), "clip_vision", "no CLIP vision model"),
              (dict(start_at=0.8, end_at=0.2), "start_at", "after end_at"),
              (dict(image=torch.rand(32, 32)), "image", r"IMAGE \[B, H, W, C\]")]
@@ -755,7 +783,6 @@ def test_style_composition_bad_inputs_are_named(builtin_registry, sdxl_models):
     cases = [(dict(model=sd1), "model", "for SDXL models only, not sd1"),
              (dict(image_composition=torch.rand(32, 32)), "image_composition", r"IMAGE \[B, H, W, C\]"),
              (dict(image_style=torch.rand(32, 32)), "image_style", r"IMAGE \[B, H, W, C\]"),
-             (dict(embeds_scaling="K+mean(V) w/ C penalty"), "embeds_scaling", r"'V only' or 'K\+V'"),
              (dict(clip_vision=None), "clip_vision", "no CLIP vision model"),
              (dict(start_at=0.9, end_at=0.1), "start_at", "after end_at"),
              (dict(image_negative=torch.rand(3, 32, 32)), "image_negative", r"IMAGE \[B, H, W, C\]")]

@@ -17,7 +17,9 @@ A file holds
 
 Each attn2 then computes, before its output projection,
     attention(q, k_text, v_text) + weight * attention(q, to_k_ip(tokens), to_v_ip(tokens))
-("V only" embeds scaling; "K+V" scales to_k_ip's and to_v_ip's outputs by the weight instead).
+("V only" embeds scaling; "K+V" scales to_k_ip's and to_v_ip's outputs by the weight instead;
+the "C penalty" ones by weight * inner width / 1280, "K+mean(V)" only the values' mean over the
+tokens, as Fooocus' channel penalty).
 With CFG the negative prompt's rows get the uncond tokens: those of image_negative, else of zero
 image embeddings (basic) or of a black image's hidden states (plus), as ComfyUI_IPAdapter_plus.
 Between start and end percent of the schedule only; outside it the attention is the plain one.
@@ -42,7 +44,7 @@ from .lora import copied_modules
 from .weight_files import CheckpointError, WeightFile, read_pickle
 
 HEAD_WIDTH = 64  # the Resampler's attention heads
-EMBEDS_SCALINGS = ("V only", "K+V")
+EMBEDS_SCALINGS = ("V only", "K+V", "K+V w/ C penalty", "K+mean(V) w/ C penalty")
 EASE = ("ease in", "ease out", "ease in-out", "reverse in-out")
 WEAK = {"weak input": ("input",), "weak middle": ("middle",), "weak output": ("output",),
         "strong middle": ("input", "output")}  # the blocks weighted 0.2
@@ -330,11 +332,17 @@ def _ip_attention(to_k: nn.Linear, to_v: nn.Linear, cond: torch.Tensor, uncond: 
                 tokens = torch.where(rows_mask, uncond.to(q.device, q.dtype)[rows_index], tokens)
             with torch.no_grad():
                 k, v = to_k(tokens), to_v(tokens)
-            if scaling == "K+V":
-                k, v = k * weight, v * weight
+            if scaling != "V only":
+                # the C penalties weaken the narrow (high resolution) attentions: inner width / 1280
+                w = weight * (k.shape[-1] / 1280 if scaling.endswith("C penalty") else 1.0)
+                if scaling.startswith("K+mean(V)"):  # only the values' mean over the tokens is scaled
+                    mean = v.mean(1, keepdim=True)
+                    k, v = k * w, v - mean + mean * w
+                else:
+                    k, v = k * w, v * w
             keys_values[key] = tuple(t.view(b, -1, heads, t.shape[-1] // heads).transpose(1, 2) for t in (k, v))
         out = attention(q, *keys_values[key])
-        if scaling != "K+V":
+        if scaling == "V only":
             out = out * weight
         if mask is not None:
             if size is None or size[0] * size[1] != q.shape[2]:
