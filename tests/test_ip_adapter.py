@@ -517,6 +517,46 @@ def test_attention_mask(tmp_path):
                                atol=1e-6, rtol=0)
 
 
+def test_attention_mask_grid_at_odd_latent_sizes():
+    """ComfyUI_IPAdapter_plus sizes the mask from the latent's size and the token count only: a
+    13 x 10 latent's 4 x 3 token level gets the mask at 3 x 4, its rows laid end to end; a
+    120 x 49 latent's 15 x 7 level (105 tokens) gets it at 17 x 6 (102), one zero token before
+    and two after."""
+    from graphflow.models.ip_adapter import _ip_attention, mask_grid
+    from graphflow.models.unet import latent_size
+
+    assert mask_grid((13, 10), 12) == (3, 4) and mask_grid((120, 49), 105) == (17, 6)
+    assert mask_grid((64, 96), 48 * 32 // 4) == (16, 24) and mask_grid((75, 50), 38 * 25) == (38, 25)
+    g = torch.Generator().manual_seed(9)
+    to_k, to_v = torch.nn.Linear(6, 16, bias=False), torch.nn.Linear(6, 16, bias=False)
+    tokens = torch.randn(1, 3, 6, generator=g)
+    plain = _ip_attention(to_k, to_v, tokens, tokens, 0.7, None, "V only")
+    # 2 x 2 blocks of one value: halving them (bilinear) gives each block's value exactly
+    pattern = torch.rand(3, 4, generator=g)
+    mask = pattern.repeat_interleave(2, 0).repeat_interleave(2, 1)[None]
+    masked = _ip_attention(to_k, to_v, tokens, tokens, 0.7, None, "V only", mask)
+    q = torch.randn(1, 2, 12, 8, generator=g)
+    marker = latent_size.set((13, 10))
+    try:
+        with torch.no_grad():
+            out, ref = masked(q, (4, 3)), plain(q, (4, 3))
+    finally:
+        latent_size.reset(marker)
+    torch.testing.assert_close(out, ref * pattern.reshape(1, 1, 12, 1), atol=1e-6, rtol=0)
+    pattern = torch.rand(17, 6, generator=g)
+    mask = pattern.repeat_interleave(2, 0).repeat_interleave(2, 1)[None]
+    masked = _ip_attention(to_k, to_v, tokens, tokens, 0.7, None, "V only", mask)
+    q = torch.randn(1, 2, 105, 8, generator=g)
+    marker = latent_size.set((120, 49))
+    try:
+        with torch.no_grad():
+            out, ref = masked(q, (15, 7)), plain(q, (15, 7))
+    finally:
+        latent_size.reset(marker)
+    expected = torch.cat([torch.zeros(1), pattern.flatten(), torch.zeros(2)]).reshape(1, 1, 105, 1)
+    torch.testing.assert_close(out, ref * expected, atol=1e-6, rtol=0)
+
+
 def cross_attentions_of(unet):
     from graphflow.models.ip_adapter import cross_attentions
 

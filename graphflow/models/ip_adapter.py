@@ -29,9 +29,11 @@ ComfyUI's transformer_index counts them: in the order the UNet runs them (input,
 blocks; SD1.5 has 16, SDXL 11). Some keep only some transformers (SDXL "style transfer": output
 block 1's alone); the "precise" ones also give, in some transformers, the positive rows zero
 tokens and the negative rows the image's (a negative image prompt there). An attention mask
-[M, H, W] is resized (bilinear) to each attention's token grid and multiplies its image part.
+[M, H, W] is resized (bilinear) to each attention's token grid (the pack's grid: mask_grid) and
+multiplies its image part.
 """
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +43,7 @@ from torch import nn
 from .attention import attention
 from .diffusion_model import DiffusionModel
 from .lora import copied_modules
+from .unet import latent_size
 from .weight_files import CheckpointError, WeightFile, read_pickle
 
 HEAD_WIDTH = 64  # the Resampler's attention heads
@@ -297,9 +300,26 @@ def _latent_index(negative, b: int, count: int) -> list[int]:
     return index
 
 
-def _row_mask(mask: torch.Tensor, size: tuple[int, int], negative, b: int) -> torch.Tensor:
-    """The mask at the token grid, one per row [B, 1, h*w, 1]."""
-    grid = torch.nn.functional.interpolate(mask[:, None].float(), size=size, mode="bilinear")
+def mask_grid(latent: tuple[int, int], tokens: int) -> tuple[int, int]:
+    """The (h, w) ComfyUI_IPAdapter_plus resizes an attention mask to, from the latent's size and
+    the attention's token count alone: h = latent h / sqrt(latent area / tokens), truncated, plus
+    one unless that divides the tokens; w = tokens // h. The token grid itself for most sizes;
+    for some odd ones another (13 x 10 latent, 4 x 3 tokens: 3 x 4)."""
+    h = latent[0] / math.sqrt(latent[0] * latent[1] / tokens)
+    h = int(h) + int(tokens % int(h) != 0)
+    return h, tokens // h
+
+
+def _row_mask(mask: torch.Tensor, size: tuple[int, int], negative, b: int, tokens: int) -> torch.Tensor:
+    """The mask resized to `size`, its rows of pixels laid end to end, centred in the attention's
+    tokens (zero padded or cut where size holds more or fewer), one per row [B, 1, tokens, 1]."""
+    grid = torch.nn.functional.interpolate(mask[:, None].float(), size=size, mode="bilinear").flatten(1)
+    if grid.shape[1] < tokens:
+        pad = tokens - grid.shape[1]
+        grid = torch.nn.functional.pad(grid, (pad // 2, pad - pad // 2))
+    else:
+        start = (grid.shape[1] - tokens) // 2
+        grid = grid[:, start:start + tokens]
     return grid[_latent_index(negative, b, mask.shape[0])].reshape(b, 1, -1, 1)
 
 
@@ -345,11 +365,13 @@ def _ip_attention(to_k: nn.Linear, to_v: nn.Linear, cond: torch.Tensor, uncond: 
         if scaling == "V only":
             out = out * weight
         if mask is not None:
-            if size is None or size[0] * size[1] != q.shape[2]:
+            latent = latent_size.get()  # as the pack, the mask's grid comes from the latent's size
+            grid = mask_grid(latent, q.shape[2]) if latent is not None else size
+            if grid is None or (latent is None and size[0] * size[1] != q.shape[2]):
                 raise IPAdapterError(f"an attention mask needs the token grid; got {q.shape[2]} tokens, grid {size}")
-            grid_key = (negative, b, size, q.device, q.dtype)
+            grid_key = (negative, b, grid, q.shape[2], q.device, q.dtype)
             if grid_key not in masks:
-                masks[grid_key] = _row_mask(mask, size, negative, b).to(q.device, q.dtype)
+                masks[grid_key] = _row_mask(mask, grid, negative, b, q.shape[2]).to(q.device, q.dtype)
             out = out * masks[grid_key]
         return out
     return extra
