@@ -210,9 +210,9 @@ def patch_model(model, adapter, cond, uncond, weight: float, start_at: float, en
         cond, composition = _to_count(cond, count), _to_count(composition, count)
     uncond = _to_count(uncond, cond.shape[0])
     if combine != "concat" and cond.shape[0] > 1 and not per_latent:
-        # the pack combines the composition images when the style images are several; a single one
-        # is kept as it is (where the pack's subtract would give NaN, its norm average signs)
-        if composition is not None and composition.shape[0] > 1:
+        # the pack combines the composition images when the style images are several, a single one
+        # too (norm average: its signs); kept as it is only where the pack's subtract gives NaN
+        if composition is not None and (composition.shape[0] > 1 or combine != "subtract"):
             composition = _combine(composition, combine)
         cond = _combine(cond, combine)
         uncond = uncond[:1]  # as the pack: the first negative, not a combination

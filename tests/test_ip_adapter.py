@@ -782,6 +782,32 @@ def test_style_composition_gives_each_transformer_its_image_and_weight(builtin_r
         torch.testing.assert_close(extra(q), weights[weight] * attention(q, k, v), rtol=1e-5, atol=1e-6)
 
 
+def test_style_composition_norm_average_of_one_composition_image(builtin_registry, sdxl_models):
+    """Two style images and one composition image, norm average: as the pack, the composition
+    image is "combined" too, each feature divided by its norm over one row (its sign)."""
+    from graphflow.models.attention import attention
+    from graphflow.models.ip_adapter import cross_attentions, transformer_numbers
+
+    vision = call(builtin_registry, "LoadCLIPVision", clip_name="vit_tiny.safetensors")
+    model = call(builtin_registry, "LoadCheckpoint", checkpoint="sdxl.safetensors")[0]
+    adapter = call(builtin_registry, "IPAdapterModelLoader", ipadapter_file="ip-adapter_sdxl.safetensors")
+    g = torch.Generator().manual_seed(7)
+    style, composition = torch.rand(2, 40, 40, 3, generator=g), torch.rand(1, 40, 40, 3, generator=g)
+    patched = call(builtin_registry, "IPAdapterStyleComposition", model=model, ipadapter=adapter, image_style=style,
+                   image_composition=composition, weight_composition=1.3, combine_embeds="norm average",
+                   clip_vision=vision)
+    features = adapter.features(vision.encode_image(composition, crop=True))
+    tokens = adapter.tokens(torch.sign(features))
+    paths = cross_attentions(patched.unet)
+    numbers, _ = transformer_numbers(paths)
+    index = numbers.index(3)  # the composition transformer
+    to_k, to_v = adapter.to_k_ip[index], adapter.to_v_ip[index]
+    q = torch.randn(1, 1, 5, to_k.out_features, generator=g)
+    k, v = (f(tokens)[:, None] for f in (to_k, to_v))
+    torch.testing.assert_close(dict(patched.unet.named_modules())[paths[index]].extra_attention(q),
+                               1.3 * attention(q, k, v), rtol=1e-5, atol=1e-6)
+
+
 def style_composition_graph(node: str, **inputs):
     g = graph("ip-adapter_sdxl.safetensors")
     g["1"]["inputs"]["ckpt_name"] = "sdxl.safetensors"
