@@ -242,8 +242,8 @@ class IPAdapterAdvanced(Node):
     over the UNet's transformers as ComfyUI_IPAdapter_plus does ("style transfer" on SDXL: output
     block 1 alone; "composition": input block 8; the ease and
     weak ones scale it by position or block). embeds_scaling: "V only" scales the image attention,
-"K+V" its keys and values, the "C penalty" ones by weight * width / 1280 more in the narrow
-attentions ("K+mean(V)": the values' mean over the tokens only). attn_mask: where in
+    "K+V" its keys and values, the "C penalty" ones by weight * width / 1280 (weaker in the narrow
+    attentions; "K+mean(V)": only the values' mean over the tokens). attn_mask: where in
     the picture the image prompt acts (resized to each attention's grid, multiplies its part).
     clip_vision: the encoder the adapter was trained with (IPAdapterUnifiedLoader's comes along)."""
     category = "ipadapter"
