@@ -205,10 +205,10 @@ def patch_model(model, adapter, cond, uncond, weight: float, start_at: float, en
     from graphflow.models.ip_adapter import IPAdapterError, apply_ip_adapter
     from graphflow.sampling.flow_sampling import model_sampling_for
 
+    uncond = _to_count(uncond, cond.shape[0])  # as the pack: as many as the (style) images, then
     if per_latent and composition is not None:  # latent k takes row k (the last beyond) of each
         count = max(cond.shape[0], composition.shape[0])
-        cond, composition = _to_count(cond, count), _to_count(composition, count)
-    uncond = _to_count(uncond, cond.shape[0])
+        cond, composition, uncond = (_to_count(f, count) for f in (cond, composition, uncond))
     if combine != "concat" and cond.shape[0] > 1 and not per_latent:
         # the pack combines the composition images when the style images are several, a single one
         # too (norm average: its signs); kept as it is only where the pack's subtract gives NaN

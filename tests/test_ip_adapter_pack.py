@@ -460,6 +460,15 @@ def test_thin_batch_variants(builtin_registry, parts, sdxl_models):
     for k in range(2):
         torch.testing.assert_close(batch[k:k + 1], singles[k][k:k + 1], atol=1e-5, rtol=0)
     assert (singles[0][1:] - singles[1][1:]).abs().max() > 1e-4
+    # as the pack, the negative images are first cut to as many as the style images (one here):
+    # with two composition images, both negative latents still take negative image 0
+    negatives = torch.rand(2, 32, 32, 3, generator=torch.Generator().manual_seed(11))
+    both_negative = (True, True)
+    runs = [_unet_out(call(builtin_registry, "IPAdapterStyleCompositionBatch", image_style=images[:1],
+                           image_composition=images, image_negative=negative, **base), negative=both_negative)
+            for negative in (negatives, negatives[:1], negatives[1:])]
+    torch.testing.assert_close(runs[0], runs[1], atol=1e-5, rtol=0)
+    assert (runs[0] - runs[2]).abs().max() > 1e-4
 
 
 def test_bad_inputs_are_named(builtin_registry, parts):
