@@ -87,6 +87,36 @@ async def test_object_info_routes(start):
     assert await (await client.get("/object_info/Nope")).json() == {}
 
 
+async def test_prompt_errors_in_comfyui_shapes(start):
+    client = await start()
+    # A bad node feeding two outputs: both are its dependent_outputs (ComfyUI lists the outputs a
+    # node's errors keep from running).
+    bad = {"1": {"class_type": "Canvas", "inputs": {"red": 300}},
+           "2": {"class_type": "SaveTestImage", "inputs": {"image": ["1", 0]}},
+           "3": {"class_type": "SaveTestImage", "inputs": {"image": ["1", 0], "prefix": "b"}}}
+    response = await client.post("/prompt", json={"prompt": bad})
+    body = await response.json()
+    assert response.status == 400 and body["error"]["type"] == "prompt_outputs_failed_validation"
+    assert body["error"]["message"] == "Prompt outputs failed validation" and body["error"]["extra_info"] == {}
+    assert sorted(body["node_errors"]["1"]["dependent_outputs"]) == ["2", "3"]
+    assert body["node_errors"]["1"]["class_type"] == "Canvas"
+    # Partly valid: the valid output runs, the bad node names only the output it blocks.
+    partial = {**bad, "4": {"class_type": "Canvas", "inputs": {"red": 10}},
+               "3": {"class_type": "SaveTestImage", "inputs": {"image": ["4", 0], "prefix": "b"}}}
+    body = await (await client.post("/prompt", json={"prompt": partial})).json()
+    assert body["node_errors"]["1"]["dependent_outputs"] == ["2"] and isinstance(body["number"], int)
+
+    response = await client.post("/prompt", json={"prompt": {"1": {"class_type": "Canvas", "inputs": {}}}})
+    body = await response.json()
+    assert response.status == 400 and body["error"]["type"] == "prompt_no_outputs"
+    assert body["error"]["message"] == "Prompt has no outputs" and body["node_errors"] == {}
+    response = await client.post("/prompt", json={"client_id": "x"})
+    body = await response.json()
+    assert response.status == 400 and body["error"]["type"] == "no_prompt" and body["node_errors"] == {}
+    response = await client.post("/prompt", json={"prompt": {"1": {"inputs": {}}}})
+    assert response.status == 400 and (await response.json())["error"]["type"] == "invalid_prompt"
+
+
 async def test_queue_and_history_in_comfyui_shapes(start):
     client = await start()
     ws = await client.ws_connect("/ws?clientId=c1")

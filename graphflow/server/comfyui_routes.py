@@ -19,47 +19,58 @@ from graphflow.server.store import FINISHED
 from graphflow.server.uploads import RequestError
 
 
-def _comfy_node_errors(problems: list[Problem]) -> dict:
+def _comfy_node_errors(problems: list[Problem], dependents: dict[str, list[str]] | None = None) -> dict:
+    """ComfyUI's `node_errors`: per node its errors, class and the outputs it keeps from running."""
     errors: dict[str, dict] = {}
     for p in problems:
         if p.node_id is None:
             continue
-        entry = errors.setdefault(p.node_id, {"errors": [], "dependent_outputs": [], "class_type": p.node_type})
+        entry = errors.setdefault(p.node_id, {"errors": [], "dependent_outputs": list((dependents or {}).get(p.node_id, [])),
+                                              "class_type": p.node_type})
         entry["errors"].append({"type": "invalid_input" if p.input else "invalid_node", "message": p.message,
                                 "details": p.input or "", "extra_info": {"input_name": p.input}})
     return errors
 
 
-def _failed(problems: list[Problem]):
+def _failed(kind: str, message: str, problems: list[Problem], dependents: dict | None = None):
+    """ComfyUI's 400 answer: `error` {type, message, details, extra_info} and `node_errors`
+    (`problems`: ours, in our shape, for clients that want node and input apart)."""
+    details = "\n".join(f"{p.message}: {p.input or ''}" if p.node_id is not None else p.message for p in problems)
     return json_response({
-        "error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation",
-                  "details": "\n".join(map(str, problems)), "extra_info": {}},
-        "node_errors": _comfy_node_errors(problems),
+        "error": {"type": kind, "message": message, "details": details, "extra_info": {}},
+        "node_errors": _comfy_node_errors(problems, dependents),
         "problems": [p.to_dict() for p in problems]}, 400)
 
 
 async def comfy_prompt(request):
     """Queue a ComfyUI prompt. As in ComfyUI, the outputs whose part of the graph is valid run and
-    the invalid ones come back in `node_errors`; only a prompt with no valid output is refused."""
+    the invalid ones come back in `node_errors`; only a prompt with no valid output is refused, with
+    ComfyUI's error types: no_prompt, invalid_prompt, prompt_no_outputs or
+    prompt_outputs_failed_validation."""
     server = server_of(request)
     try:
         body = await json_body(request)
         if not isinstance(body, dict) or "prompt" not in body:
-            raise RequestError(400, "the body must be a JSON object with the graph under 'prompt'")
+            return _failed("no_prompt", "No prompt provided",
+                           [Problem(None, None, None, "the body must be a JSON object with the graph under 'prompt'")])
         client_id = valid_client_id(body.get("client_id"))
         run_id = body.get("prompt_id")
         if run_id is not None and (not isinstance(run_id, str) or not CLIENT_ID.match(run_id)
                                    or server.store.status_of(run_id) is not None):
             raise RequestError(400, "prompt_id must be a new id of 1-128 letters, digits or _.:-")
     except RequestError as e:
-        return _failed([Problem(None, None, None, str(e))])
-    workflow, valid_outputs, problems = server.check_partial(body["prompt"])
+        return _failed("invalid_prompt", str(e), [Problem(None, None, None, str(e))])
+    workflow, valid_outputs, problems, dependents = server.check_partial(body["prompt"])
+    if workflow is None:  # not a graph at all (ComfyUI: a node without class_type, say)
+        return _failed("invalid_prompt", problems[0].message if problems else "Invalid prompt", problems)
+    if not valid_outputs and not problems:
+        return _failed("prompt_no_outputs", "Prompt has no outputs", [])
     if not valid_outputs:
-        return _failed(problems or [Problem(None, None, None, "the prompt has no output node")])
+        return _failed("prompt_outputs_failed_validation", "Prompt outputs failed validation", problems, dependents)
     targets = None if not problems else valid_outputs
     queued = server.enqueue(workflow, client_id, targets, bool(body.get("front")), run_id)
     return json_response({"prompt_id": queued["run_id"], "number": queued["number"],
-                          "node_errors": _comfy_node_errors(problems)})
+                          "node_errors": _comfy_node_errors(problems, dependents)})
 
 
 async def comfy_prompt_info(request):
