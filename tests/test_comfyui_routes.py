@@ -128,6 +128,9 @@ async def test_queue_and_history_in_comfyui_shapes(start):
     queue = await (await client.get("/queue")).json()
     assert [item[1] for item in queue["queue_running"]] == [held["run_id"]]
     assert [item[1] for item in queue["queue_pending"]] == [waiting["run_id"]]
+    number, prompt_id, prompt, extra_data, outputs = queue["queue_pending"][0]
+    assert number == waiting["number"] and extra_data == {"client_id": "c1"} and outputs == ["3"]
+    assert prompt["3"]["class_type"] == "SaveTestImage" and prompt["3"]["inputs"]["image"] == ["1", 0]
     assert (await (await client.get("/prompt")).json())["exec_info"]["queue_remaining"] == 2
 
     assert (await client.post("/queue", json={"delete": [waiting["run_id"]]})).status == 200
@@ -139,6 +142,14 @@ async def test_queue_and_history_in_comfyui_shapes(start):
     assert list(history) == [held["run_id"]]
     entry = history[held["run_id"]]
     assert entry["status"]["completed"] and entry["outputs"]["3"]["images"][0]["filename"].startswith("a")
+    assert entry["prompt"][:2] == [held["number"], held["run_id"]] and entry["prompt"][3:] == [{"client_id": "c1"}, ["3"]]
+    assert entry["prompt"][2]["3"]["class_type"] == "SaveTestImage"
+    assert entry["meta"] == {"3": {"node_id": "3", "display_node": "3", "parent_node": None, "real_node_id": "3"}}
+    # status.messages: ComfyUI's [event, data] pairs, which clients read the run's duration from.
+    events = [event for event, _ in entry["status"]["messages"]]
+    assert events == ["execution_start", "execution_cached", "execution_success"]
+    start_ms, end_ms = (data["timestamp"] for event, data in entry["status"]["messages"] if event != "execution_cached")
+    assert 0 <= end_ms - start_ms < 60_000 and all(d["prompt_id"] == held["run_id"] for _, d in entry["status"]["messages"])
     third = await submit(client, image_workflow("c"), client_id="c1")
     await receive_until(ws, lambda m: m["type"] == "executing" and m["data"]["node"] is None
                         and m["data"]["prompt_id"] == third["run_id"])
@@ -188,13 +199,21 @@ async def test_execution_error_and_interrupt_messages(start):
     assert error["prompt_id"] == failed["run_id"] and error["node_id"] == "3" and error["node_type"] == "Boom"
     assert error["exception_message"] and isinstance(error["traceback"], list)
     assert "execution_success" not in [m["type"] for m in got]
+    assert error["executed"] == ["1"] and error["current_outputs"] == []
+    history = (await (await client.get(f"/history/{failed['run_id']}")).json())[failed["run_id"]]
+    assert history["status"]["status_str"] == "error" and history["status"]["completed"] is False
+    event, recorded = history["status"]["messages"][-1]
+    assert event == "execution_error" and recorded["node_id"] == "3" and recorded["executed"] == ["1"]
+    assert recorded["exception_message"] == error["exception_message"]
 
-    held = await submit(client, image_workflow("h", hold=True), client_id="c2")
+    held = await submit(client, image_workflow("h", red=9, hold=True), client_id="c2")
     await receive_until(ws, lambda m: m["type"] == "executing" and m["data"]["node"] == "2")
     assert (await client.post("/interrupt", json={"prompt_id": held["run_id"]})).status == 200
     got = await receive_until(ws, lambda m: m["type"] == "executing" and m["data"]["node"] is None)
     stopped = next(m["data"] for m in got if m["type"] == "execution_interrupted")
-    assert stopped["prompt_id"] == held["run_id"] and stopped["node_id"] == "2"
+    assert stopped["prompt_id"] == held["run_id"] and stopped["node_id"] == "2" and stopped["executed"] == ["1"]
+    history = (await (await client.get(f"/history/{held['run_id']}")).json())[held["run_id"]]
+    assert history["status"]["messages"][-1][0] == "execution_interrupted"
     await ws.close()
 
 

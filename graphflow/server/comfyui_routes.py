@@ -8,10 +8,12 @@ from functools import partial
 from aiohttp import web
 
 from graphflow.device import memory_stats
+from graphflow.comfy_format import export_api
 from graphflow.folders import COMFY_KINDS, MODEL_KINDS, folders
-from graphflow.validation import Problem
+from graphflow.validation import Problem, output_nodes
+from graphflow.workflow import WorkflowFormatError, parse_workflow
 
-from graphflow.server import file_routes, system_routes
+from graphflow.server import comfyui_messages, file_routes, system_routes
 from graphflow.server.comfyui_object_info import object_info
 from graphflow.server.json_api import CLIENT_ID, error_response, int_query, json_body, json_response, valid_client_id
 from graphflow.server.server import server_of
@@ -82,11 +84,7 @@ async def comfy_history(request):
     record = server_of(request).store.get(request.match_info["run_id"])
     if record is None or record["status"] not in FINISHED:
         return json_response({})
-    status = {"status_str": "success" if record["status"] == "success" else "error",
-              "completed": record["status"] == "success", "messages": []}
-    return json_response({record["run_id"]: {
-        "prompt": [record["number"], record["run_id"], record["workflow"], {}, list(record["outputs"] or {})],
-        "outputs": record["outputs"] or {}, "status": status}})
+    return json_response({record["run_id"]: _history_entry(record, server_of(request).registry)})
 
 
 # --- ComfyUI's other HTTP routes ----------------------------------------------------------------
@@ -102,17 +100,32 @@ async def comfy_object_info(request):
     return json_response({class_type: info[class_type]} if class_type in info else {})
 
 
-def _queue_item(record: dict) -> list:
-    """ComfyUI's queue entry: [number, prompt_id, prompt, extra_data, outputs_to_execute]."""
-    return [record.get("number"), record["run_id"], {}, {"client_id": record.get("client_id")},
-            list(record.get("targets") or [])]
+def _extra_data(record: dict) -> dict:
+    """ComfyUI's extra_data of a queue item: the client_id the prompt came with, if any."""
+    return {"client_id": record["client_id"]} if record.get("client_id") else {}
+
+
+def _queue_item(record: dict, registry) -> list:
+    """ComfyUI's queue entry: [number, prompt_id, prompt, extra_data, outputs_to_execute], the
+    prompt in ComfyUI's API format (what a client would queue again)."""
+    prompt, outputs = {}, list(record.get("targets") or [])
+    try:
+        workflow = parse_workflow(record.get("workflow") or {}, registry)
+        prompt = export_api(workflow, registry)
+        outputs = outputs or output_nodes(workflow, registry)
+    except (WorkflowFormatError, KeyError, ValueError):
+        pass  # a run recorded by an older graphflow whose nodes are gone: the ids still identify it
+    return [record.get("number"), record["run_id"], prompt, _extra_data(record), outputs]
 
 
 async def comfy_queue(request):
     server = server_of(request)
-    running = [_queue_item(s.to_json()) for s in server.running.values()]
-    return json_response({"queue_running": running,
-                          "queue_pending": [_queue_item(r) for r in server.store.pending()]})
+    store = server.store
+    records = [store.get(run_id) for run_id in list(server.running)] + [store.get(r["run_id"]) for r in store.pending()]
+    records = [r for r in records if r is not None]
+    items = [_queue_item(r, server.registry) for r in records]
+    running = [item for item, r in zip(items, records) if r["status"] != "pending"]
+    return json_response({"queue_running": running, "queue_pending": items[len(running):]})
 
 
 async def comfy_queue_change(request):
@@ -131,12 +144,14 @@ async def comfy_queue_change(request):
     return web.Response(status=200)
 
 
-def _history_entry(record: dict) -> dict:
-    status = {"status_str": "success" if record["status"] == "success" else "error",
-              "completed": record["status"] == "success", "messages": []}
-    return {"prompt": [record["number"], record["run_id"], record.get("workflow") or {}, {},
-                       list(record["outputs"] or {})],
-            "outputs": record["outputs"] or {}, "status": status}
+def _history_entry(record: dict, registry) -> dict:
+    """ComfyUI's history entry: the queue item, the output nodes' ui, status and each output's
+    `meta` (graphflow has no subgraph expansion: a node is its own display and real node)."""
+    outputs = record["outputs"] or {}
+    return {"prompt": _queue_item(record, registry), "outputs": outputs,
+            "status": comfyui_messages.history_status(record),
+            "meta": {node: {"node_id": node, "display_node": node, "parent_node": None, "real_node_id": node}
+                     for node in outputs}}
 
 
 async def comfy_history_list(request):
@@ -144,7 +159,9 @@ async def comfy_history_list(request):
     store = server_of(request).store
     max_items = int_query(request, "max_items", 10_000, 1, 10_000)
     _, items = store.history(0, max_items, ran=True)
-    return json_response({r["run_id"]: _history_entry(r) for r in reversed(items)})
+    records = [store.get(r["run_id"]) for r in reversed(items)]  # with the prompt, as ComfyUI lists it
+    registry = server_of(request).registry
+    return json_response({r["run_id"]: _history_entry(r, registry) for r in records if r is not None})
 
 
 async def comfy_history_change(request):
