@@ -85,6 +85,9 @@ async def test_object_info_routes(start):
     one = await (await client.get("/object_info/Canvas")).json()
     assert list(one) == ["Canvas"] and one["Canvas"]["input_order"]["required"][0] == "width"
     assert await (await client.get("/object_info/Nope")).json() == {}
+    assert await (await client.get("/extensions")).json() == []
+    features = await (await client.get("/features")).json()
+    assert features["supports_preview_metadata"] is False and features["max_upload_size"] > 0
 
 
 async def test_prompt_errors_in_comfyui_shapes(start):

@@ -218,6 +218,17 @@ async def comfy_models(request):
     return json_response(folders.list_models(COMFY_KINDS.get(folder, folder)))
 
 
+async def comfy_extensions(request):
+    """ComfyUI's list of the frontend's extension scripts: graphflow serves none."""
+    return json_response([])
+
+
+async def comfy_features(request):
+    """ComfyUI's server feature flags. Our preview frames are ComfyUI's plain ones (no metadata)."""
+    return json_response({"supports_preview_metadata": False,
+                          "max_upload_size": server_of(request).config.limits.max_bytes})
+
+
 async def comfy_interrupt(request):
     """Interrupt the running prompt (ComfyUI's optional {"prompt_id"} names which)."""
     server = server_of(request)
@@ -242,6 +253,8 @@ ROUTES = (
     ("GET", "/object_info/{class_type}", comfy_object_info, "one class's schema"),
     ("GET", "/system_stats", comfy_system_stats, "system and device memory"),
     ("GET", "/embeddings", comfy_embeddings, "textual-inversion embedding names"),
+    ("GET", "/extensions", comfy_extensions, "the frontend's extension scripts (none)"),
+    ("GET", "/features", comfy_features, "`supports_preview_metadata` (false), `max_upload_size`"),
     ("GET", "/models", comfy_models, "model folder names"),
     ("GET", "/models/{folder}", comfy_models, "a model folder's files"),
     ("GET", "/view", file_routes.view, "a file; `preview` re-encodes (webp/jpeg;quality), `channel` rgb or a"),
