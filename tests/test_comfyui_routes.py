@@ -106,8 +106,19 @@ async def test_prompt_errors_in_comfyui_shapes(start):
     # Partly valid: the valid output runs, the bad node names only the output it blocks.
     partial = {**bad, "4": {"class_type": "Canvas", "inputs": {"red": 10}},
                "3": {"class_type": "SaveTestImage", "inputs": {"image": ["4", 0], "prefix": "b"}}}
-    body = await (await client.post("/prompt", json={"prompt": partial})).json()
+    extra = {"extra_pnginfo": {"workflow": {"nodes": [], "links": []}}, "api_key_comfy_org": "secret"}
+    body = await (await client.post("/prompt", json={"prompt": partial, "client_id": "me", "extra_data": extra})).json()
     assert body["node_errors"]["1"]["dependent_outputs"] == ["2"] and isinstance(body["number"], int)
+    # The client's extra_data comes back in the history item (ComfyUI's frontend reopens the
+    # workflow from extra_pnginfo), less the API keys ComfyUI never stores.
+    for _ in range(200):
+        history = await (await client.get(f"/history/{body['prompt_id']}")).json()
+        if history:
+            break
+        await asyncio.sleep(0.05)
+    item = history[body["prompt_id"]]["prompt"]
+    assert item[3] == {"extra_pnginfo": {"workflow": {"nodes": [], "links": []}}, "client_id": "me"}
+    assert item[4] == ["3"] and set(item[2]) == {"1", "2", "3", "4"}  # the whole prompt, as queued
 
     response = await client.post("/prompt", json={"prompt": {"1": {"class_type": "Canvas", "inputs": {}}}})
     body = await response.json()
@@ -224,6 +235,7 @@ async def test_system_stats_embeddings_models_and_free(start, home):
     client = await start()
     stats = await (await client.get("/system_stats")).json()
     assert stats["system"]["ram_total"] > 0 and stats["system"]["python_version"]
+    assert stats["system"]["os"] in ("posix", "nt")  # ComfyUI's os.name, not sys.platform
     assert stats["devices"][0]["type"] in ("cpu", "cuda", "mps") and "vram_free" in stats["devices"][0]
     (home / "models" / "embeddings").mkdir(parents=True)
     (home / "models" / "embeddings" / "bad-hands.safetensors").write_bytes(b"x")

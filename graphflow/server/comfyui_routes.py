@@ -21,6 +21,10 @@ from graphflow.server.store import FINISHED
 from graphflow.server.uploads import RequestError
 
 
+# extra_data keys ComfyUI never stores (API keys for its paid nodes): dropped as they come in.
+SENSITIVE_EXTRA_DATA = ("auth_token_comfy_org", "api_key_comfy_org")
+
+
 def _comfy_node_errors(problems: list[Problem], dependents: dict[str, list[str]] | None = None) -> dict:
     """ComfyUI's `node_errors`: per node its errors, class and the outputs it keeps from running."""
     errors: dict[str, dict] = {}
@@ -70,7 +74,9 @@ async def comfy_prompt(request):
     if not valid_outputs:
         return _failed("prompt_outputs_failed_validation", "Prompt outputs failed validation", problems, dependents)
     targets = None if not problems else valid_outputs
-    queued = server.enqueue(workflow, client_id, targets, bool(body.get("front")), run_id)
+    extra = body.get("extra_data") if isinstance(body.get("extra_data"), dict) else {}
+    extra = {k: v for k, v in extra.items() if k not in SENSITIVE_EXTRA_DATA and k != "client_id"}
+    queued = server.enqueue(workflow, client_id, targets, bool(body.get("front")), run_id, extra)
     return json_response({"prompt_id": queued["run_id"], "number": queued["number"],
                           "node_errors": _comfy_node_errors(problems, dependents)})
 
@@ -101,8 +107,13 @@ async def comfy_object_info(request):
 
 
 def _extra_data(record: dict) -> dict:
-    """ComfyUI's extra_data of a queue item: the client_id the prompt came with, if any."""
-    return {"client_id": record["client_id"]} if record.get("client_id") else {}
+    """ComfyUI's extra_data of a queue item: what the client sent as extra_data (the editor's
+    workflow under extra_pnginfo, which ComfyUI's frontend reopens from the queue and history)
+    and the client_id the prompt came with, if any."""
+    extra = dict(record.get("extra") or {})
+    if record.get("client_id"):
+        extra["client_id"] = record["client_id"]
+    return extra
 
 
 def _queue_item(record: dict, registry) -> list:
@@ -185,6 +196,7 @@ async def comfy_history_change(request):
 
 
 async def comfy_system_stats(request):
+    import os
     import platform
     import sys
 
@@ -197,7 +209,7 @@ async def comfy_system_stats(request):
               "vram_free": stats.get("vram_free", ram.get("ram_available", 0)),
               "torch_vram_total": stats.get("vram_total", 0), "torch_vram_free": stats.get("vram_free", 0)}
     return json_response({
-        "system": {"os": sys.platform, "ram_total": ram.get("ram_total", 0), "ram_free": ram.get("ram_available", 0),
+        "system": {"os": os.name, "ram_total": ram.get("ram_total", 0), "ram_free": ram.get("ram_available", 0),
                    "comfyui_version": f"graphflow {system_routes.version('graphflow')}",
                    "python_version": sys.version, "pytorch_version": torch.__version__,
                    "embedded_python": False, "argv": sys.argv, "platform": platform.platform()},

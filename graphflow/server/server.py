@@ -187,10 +187,10 @@ class Server:
         return workflow, valid, problems, dependents
 
     def enqueue(self, workflow: Workflow, client_id: str | None, outputs, front: bool,
-                run_id: str | None = None) -> dict:
+                run_id: str | None = None, extra: dict | None = None) -> dict:
         run_id = run_id or uuid.uuid4().hex
         number = self.store.add(run_id, workflow.to_json(), client_id=client_id, targets=outputs or None,
-                                front=front)
+                                front=front, extra=extra or None)
         position = self.store.position(run_id)
         self.queue_changed()
         self.work.set()
