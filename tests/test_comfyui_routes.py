@@ -139,6 +139,11 @@ async def test_queue_and_history_in_comfyui_shapes(start):
     held = await submit(client, image_workflow("a", hold=True), client_id="c1")
     waiting = await submit(client, image_workflow("b"), client_id="c1")
     await receive_until(ws, lambda m: m["type"] == "executing" and m["data"]["node"] == "2")
+    again = await client.ws_connect("/ws?clientId=c1")  # a reconnect is told the node that runs
+    assert (await again.receive_json())["type"] == "status"
+    assert await again.receive_json() == {"type": "executing", "data": {"node": "2", "display_node": "2",
+                                                                         "prompt_id": held["run_id"]}}
+    await again.close()
     queue = await (await client.get("/queue")).json()
     assert [item[1] for item in queue["queue_running"]] == [held["run_id"]]
     assert [item[1] for item in queue["queue_pending"]] == [waiting["run_id"]]

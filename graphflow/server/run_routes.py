@@ -119,6 +119,9 @@ async def websocket(request):
     if protocol == "comfyui":
         remaining = server.store.count_pending() + len(server.running)
         first = [Outgoing(message(*comfyui_messages.status(remaining, client_id)))]
+        # As ComfyUI does for a client that reconnects while its prompt runs: the current node.
+        first += [Outgoing(message("executing", {"node": s.node, "display_node": s.node, "prompt_id": s.run_id}))
+                  for s in server.running.values() if s.client_id == client_id and s.node is not None]
     else:
         frames = [s for s in server.running.values() if s.frame is not None]
         first = [Outgoing(message("status", {"client_id": client_id, "queue": server.queue_json(QUEUE_MESSAGE_LIMIT),
