@@ -103,6 +103,16 @@ async def test_prompt_errors_in_comfyui_shapes(start):
     assert body["error"]["message"] == "Prompt outputs failed validation" and body["error"]["extra_info"] == {}
     assert sorted(body["node_errors"]["1"]["dependent_outputs"]) == ["2", "3"]
     assert body["node_errors"]["1"]["class_type"] == "Canvas"
+    # ComfyUI's error types, which clients branch on (value_not_in_list: a missing model file).
+    assert [e["type"] for e in body["node_errors"]["1"]["errors"]] == ["value_bigger_than_max"]
+    typed = {"1": {"class_type": "Canvas", "inputs": {"red": -1}},
+             "2": {"class_type": "SaveTestImage", "inputs": {"image": ["9", 0]}},
+             "3": {"class_type": "SaveTestImage", "inputs": {}},
+             "4": {"class_type": "SaveTestImage", "inputs": {"image": ["1", 0], "prefix": 5}}}
+    errors = (await (await client.post("/prompt", json={"prompt": typed})).json())["node_errors"]
+    assert {n: [e["type"] for e in v["errors"]] for n, v in errors.items()} == {
+        "1": ["value_smaller_than_min"], "2": ["bad_linked_input"], "3": ["required_input_missing"],
+        "4": ["invalid_input_type"]}
     # Partly valid: the valid output runs, the bad node names only the output it blocks.
     partial = {**bad, "4": {"class_type": "Canvas", "inputs": {"red": 10}},
                "3": {"class_type": "SaveTestImage", "inputs": {"image": ["4", 0], "prefix": "b"}}}

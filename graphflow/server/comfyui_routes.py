@@ -33,7 +33,8 @@ def _comfy_node_errors(problems: list[Problem], dependents: dict[str, list[str]]
             continue
         entry = errors.setdefault(p.node_id, {"errors": [], "dependent_outputs": list((dependents or {}).get(p.node_id, [])),
                                               "class_type": p.node_type})
-        entry["errors"].append({"type": "invalid_input" if p.input else "invalid_node", "message": p.message,
+        kind = p.kind or ("invalid_input" if p.input else "invalid_node")
+        entry["errors"].append({"type": kind, "message": p.message,
                                 "details": p.input or "", "extra_info": {"input_name": p.input}})
     return errors
 
