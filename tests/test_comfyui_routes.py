@@ -90,6 +90,18 @@ async def test_object_info_routes(start):
     assert features["supports_preview_metadata"] is False and features["max_upload_size"] > 0
 
 
+def test_a_number_for_a_text_widget_is_valid_as_in_comfyui(builtin_registry):
+    """ComfyUI's validation turns a number given for a STRING input into its text."""
+    from graphflow.validation import validate
+    from graphflow.workflow import parse_workflow
+
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+              "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": 5}}}
+    workflow = parse_workflow(prompt, builtin_registry)
+    assert validate(workflow, builtin_registry) == []
+    assert workflow.nodes["2"].inputs["filename_prefix"] == "5"
+
+
 async def test_prompt_errors_in_comfyui_shapes(start):
     client = await start()
     # A bad node feeding two outputs: both are its dependent_outputs (ComfyUI lists the outputs a
@@ -111,8 +123,8 @@ async def test_prompt_errors_in_comfyui_shapes(start):
              "4": {"class_type": "SaveTestImage", "inputs": {"image": ["1", 0], "prefix": 5}}}
     errors = (await (await client.post("/prompt", json={"prompt": typed})).json())["node_errors"]
     assert {n: [e["type"] for e in v["errors"]] for n, v in errors.items()} == {
-        "1": ["value_smaller_than_min"], "2": ["bad_linked_input"], "3": ["required_input_missing"],
-        "4": ["invalid_input_type"]}
+        "1": ["value_smaller_than_min"], "2": ["bad_linked_input"], "3": ["required_input_missing"]}
+    # (node 4's number for a text input is valid, as in ComfyUI: it runs.)
     # Partly valid: the valid output runs, the bad node names only the output it blocks.
     partial = {**bad, "4": {"class_type": "Canvas", "inputs": {"red": 10}},
                "3": {"class_type": "SaveTestImage", "inputs": {"image": ["4", 0], "prefix": "b"}}}
