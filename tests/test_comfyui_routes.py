@@ -174,6 +174,14 @@ async def test_queue_and_history_in_comfyui_shapes(start):
     assert prompt["3"]["class_type"] == "SaveTestImage" and prompt["3"]["inputs"]["image"] == ["1", 0]
     assert (await (await client.get("/prompt")).json())["exec_info"]["queue_remaining"] == 2
 
+    # `front` queues ahead, and ComfyUI numbers such a prompt negative (clients sort by number).
+    graph = {"1": {"class_type": "Canvas", "inputs": {"red": 3}}, "2": {"class_type": "SaveTestImage", "inputs": {"image": ["1", 0]}}}
+    urgent = await (await client.post("/prompt", json={"prompt": graph, "client_id": "c1", "front": True})).json()
+    assert urgent["number"] < 0
+    queue = await (await client.get("/queue")).json()
+    assert [item[:2] for item in queue["queue_pending"]] == [[urgent["number"], urgent["prompt_id"]],
+                                                             [waiting["number"], waiting["run_id"]]]
+    assert (await client.post("/queue", json={"delete": [urgent["prompt_id"]]})).status == 200
     assert (await client.post("/queue", json={"delete": [waiting["run_id"]]})).status == 200
     assert (await (await client.get("/queue")).json())["queue_pending"] == []
     Hold.gate.set()

@@ -78,7 +78,8 @@ async def comfy_prompt(request):
     extra = body.get("extra_data") if isinstance(body.get("extra_data"), dict) else {}
     extra = {k: v for k, v in extra.items() if k not in SENSITIVE_EXTRA_DATA and k != "client_id"}
     queued = server.enqueue(workflow, client_id, targets, bool(body.get("front")), run_id, extra)
-    return json_response({"prompt_id": queued["run_id"], "number": queued["number"],
+    front = bool(body.get("front"))
+    return json_response({"prompt_id": queued["run_id"], "number": -queued["number"] if front else queued["number"],
                           "node_errors": _comfy_node_errors(problems, dependents)})
 
 
@@ -91,7 +92,7 @@ async def comfy_history(request):
     record = server_of(request).store.get(request.match_info["run_id"])
     if record is None or record["status"] not in FINISHED:
         return json_response({})
-    return json_response({record["run_id"]: _history_entry(record, server_of(request).registry)})
+    return json_response({record["run_id"]: _history_entry(record, server_of(request))})
 
 
 # --- ComfyUI's other HTTP routes ----------------------------------------------------------------
@@ -117,9 +118,11 @@ def _extra_data(record: dict) -> dict:
     return extra
 
 
-def _queue_item(record: dict, registry) -> list:
+def _queue_item(record: dict, server) -> list:
     """ComfyUI's queue entry: [number, prompt_id, prompt, extra_data, outputs_to_execute], the
-    prompt in ComfyUI's API format (what a client would queue again)."""
+    prompt in ComfyUI's API format (what a client would queue again); the number is negative for
+    a prompt queued in front, as ComfyUI numbers those."""
+    registry = server.registry
     prompt, outputs = {}, list(record.get("targets") or [])
     try:
         workflow = parse_workflow(record.get("workflow") or {}, registry)
@@ -127,7 +130,10 @@ def _queue_item(record: dict, registry) -> list:
         outputs = outputs or output_nodes(workflow, registry)
     except (WorkflowFormatError, KeyError, ValueError):
         pass  # a run recorded by an older graphflow whose nodes are gone: the ids still identify it
-    return [record.get("number"), record["run_id"], prompt, _extra_data(record), outputs]
+    number = record.get("number")
+    if number is not None and server.store.queued_in_front(record["run_id"]):
+        number = -number
+    return [number, record["run_id"], prompt, _extra_data(record), outputs]
 
 
 async def comfy_queue(request):
@@ -135,7 +141,7 @@ async def comfy_queue(request):
     store = server.store
     records = [store.get(run_id) for run_id in list(server.running)] + [store.get(r["run_id"]) for r in store.pending()]
     records = [r for r in records if r is not None]
-    items = [_queue_item(r, server.registry) for r in records]
+    items = [_queue_item(r, server) for r in records]
     running = [item for item, r in zip(items, records) if r["status"] != "pending"]
     return json_response({"queue_running": running, "queue_pending": items[len(running):]})
 
@@ -156,11 +162,11 @@ async def comfy_queue_change(request):
     return web.Response(status=200)
 
 
-def _history_entry(record: dict, registry) -> dict:
+def _history_entry(record: dict, server) -> dict:
     """ComfyUI's history entry: the queue item, the output nodes' ui, status and each output's
     `meta` (graphflow has no subgraph expansion: a node is its own display and real node)."""
     outputs = record["outputs"] or {}
-    return {"prompt": _queue_item(record, registry), "outputs": outputs,
+    return {"prompt": _queue_item(record, server), "outputs": outputs,
             "status": comfyui_messages.history_status(record),
             "meta": {node: {"node_id": node, "display_node": node, "parent_node": None, "real_node_id": node}
                      for node in outputs}}
@@ -172,8 +178,8 @@ async def comfy_history_list(request):
     max_items = int_query(request, "max_items", 10_000, 1, 10_000)
     _, items = store.history(0, max_items, ran=True)
     records = [store.get(r["run_id"]) for r in reversed(items)]  # with the prompt, as ComfyUI lists it
-    registry = server_of(request).registry
-    return json_response({r["run_id"]: _history_entry(r, registry) for r in records if r is not None})
+    server = server_of(request)
+    return json_response({r["run_id"]: _history_entry(r, server) for r in records if r is not None})
 
 
 async def comfy_history_change(request):

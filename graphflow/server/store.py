@@ -114,6 +114,11 @@ class RunStore:
             "LIMIT ?", (PENDING, -1 if limit is None else limit)).fetchall()
         return [dict(row, position=i) for i, row in enumerate(rows)]
 
+    def queued_in_front(self, run_id: str) -> bool:
+        """Whether the run was put ahead of the queue (submitted with `front`, or requeued)."""
+        row = self._execute("SELECT priority FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return row is not None and row["priority"] < 0
+
     def count_pending(self) -> int:
         return self._execute("SELECT COUNT(*) FROM runs WHERE status = ?", (PENDING,)).fetchone()[0]
 
