@@ -165,6 +165,9 @@ async def test_queue_and_history_in_comfyui_shapes(start):
     assert (await again.receive_json())["type"] == "status"
     assert await again.receive_json() == {"type": "executing", "data": {"node": "2", "display_node": "2",
                                                                          "prompt_id": held["run_id"]}}
+    await again.send_json({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
+    flags = await again.receive_json()
+    assert flags["type"] == "feature_flags" and flags["data"]["supports_preview_metadata"] is False
     await again.close()
     queue = await (await client.get("/queue")).json()
     assert [item[1] for item in queue["queue_running"]] == [held["run_id"]]

@@ -20,6 +20,12 @@ PREVIEW_IMAGE = 1  # ComfyUI's binary event type for an image
 JPEG, PNG = 1, 2  # ComfyUI's image format codes
 
 
+def feature_flags(max_upload_size: int) -> dict:
+    """ComfyUI's server feature flags (GET /features, and the answer to a client's own
+    `feature_flags` message). Our preview frames are ComfyUI's plain ones, without metadata."""
+    return {"supports_preview_metadata": False, "max_upload_size": max_upload_size}
+
+
 def concerns(client_id: str | None, data: dict) -> bool:
     """Whether a ComfyUI client `client_id` is told about an event of a run with data['client_id']."""
     owner = data.get("client_id")

@@ -243,9 +243,7 @@ async def comfy_extensions(request):
 
 
 async def comfy_features(request):
-    """ComfyUI's server feature flags. Our preview frames are ComfyUI's plain ones (no metadata)."""
-    return json_response({"supports_preview_metadata": False,
-                          "max_upload_size": server_of(request).config.limits.max_bytes})
+    return json_response(comfyui_messages.feature_flags(server_of(request).config.limits.max_bytes))
 
 
 async def comfy_interrupt(request):

@@ -141,6 +141,9 @@ async def websocket(request):
                     kind = None
                 if kind == "ping":
                     client.push(Outgoing(message("pong", {})))
+                elif kind == "feature_flags" and protocol == "comfyui":  # ComfyUI's frontend says its own first
+                    flags = comfyui_messages.feature_flags(server.config.limits.max_bytes)
+                    client.push(Outgoing(message("feature_flags", flags)))
     finally:
         server.hub.disconnect(client)
         pump.cancel()
