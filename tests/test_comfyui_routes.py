@@ -252,6 +252,7 @@ async def test_execution_error_and_interrupt_messages(start):
     assert error["exception_message"] and isinstance(error["traceback"], list)
     assert "execution_success" not in [m["type"] for m in got]
     assert error["executed"] == ["1"] and error["current_outputs"] == []
+    assert error["exception_type"] == "graphflow.context.NodeInputError"  # module-qualified, as ComfyUI's
     history = (await (await client.get(f"/history/{failed['run_id']}")).json())[failed["run_id"]]
     assert history["status"]["status_str"] == "error" and history["status"]["completed"] is False
     event, recorded = history["status"]["messages"][-1]

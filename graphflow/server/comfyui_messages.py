@@ -53,7 +53,7 @@ def execution_error(prompt_id: str, error: dict, executed: list, timestamp: int)
     `current_inputs` are empty)."""
     return {"prompt_id": prompt_id, "node_id": error.get("node_id"), "node_type": error.get("node_type"),
             "executed": list(executed), "exception_message": error.get("message", ""),
-            "exception_type": error.get("exception_type", ""),
+            "exception_type": error.get("exception_class") or error.get("exception_type", ""),
             "traceback": (error.get("traceback") or "").splitlines(keepends=True),
             "current_inputs": {}, "current_outputs": [], "timestamp": timestamp}
 
