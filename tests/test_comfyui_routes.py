@@ -206,6 +206,9 @@ async def test_queue_and_history_in_comfyui_shapes(start):
     await receive_until(ws, lambda m: m["type"] == "executing" and m["data"]["node"] is None
                         and m["data"]["prompt_id"] == third["run_id"])
     assert list(await (await client.get("/history?max_items=1")).json()) == [third["run_id"]]
+    assert list(await (await client.get("/history?offset=0&max_items=1")).json()) == [held["run_id"]]
+    assert list(await (await client.get("/history?offset=1")).json()) == [third["run_id"]]
+    assert await (await client.get("/history?offset=5")).json() == {}
     assert (await client.post("/history", json={"delete": [held["run_id"]]})).status == 200
     assert list(await (await client.get("/history")).json()) == [third["run_id"]]
     assert (await client.post("/history", json={"clear": True})).status == 200

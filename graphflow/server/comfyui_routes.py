@@ -173,12 +173,18 @@ def _history_entry(record: dict, server) -> dict:
 
 
 async def comfy_history_list(request):
-    """The most recent finished prompts, oldest first as ComfyUI lists them (`max_items`)."""
-    store = server_of(request).store
-    max_items = int_query(request, "max_items", 10_000, 1, 10_000)
-    _, items = store.history(0, max_items, ran=True)
-    records = [store.get(r["run_id"]) for r in reversed(items)]  # with the prompt, as ComfyUI lists it
+    """Finished prompts oldest first, as ComfyUI lists them: `max_items` of them from `offset`
+    (counted from the oldest), or without an offset the most recent `max_items`."""
     server = server_of(request)
+    store = server.store
+    max_items = int_query(request, "max_items", 10_000, 1, 10_000)
+    total, _ = store.history(0, 0, ran=True)
+    offset = int_query(request, "offset", -1, -1, 2**31)
+    if offset < 0:
+        offset = max(total - max_items, 0)
+    count = max(min(max_items, total - offset), 0)
+    _, items = store.history(total - offset - count, count, ran=True) if count else (total, [])
+    records = [store.get(r["run_id"]) for r in reversed(items)]  # with the prompt, as ComfyUI lists it
     return json_response({r["run_id"]: _history_entry(r, server) for r in records if r is not None})
 
 
@@ -263,7 +269,7 @@ ROUTES = (
     ("GET", "/prompt", comfy_prompt_info, "`exec_info.queue_remaining`"),
     ("GET", "/queue", comfy_queue, "`queue_running` and `queue_pending`"),
     ("POST", "/queue", comfy_queue_change, "`clear`, or `delete` a list of pending prompts"),
-    ("GET", "/history", comfy_history_list, "finished prompts (`max_items`)"),
+    ("GET", "/history", comfy_history_list, "finished prompts, oldest first (`max_items`, `offset`)"),
     ("POST", "/history", comfy_history_change, "`clear`, or `delete` a list"),
     ("GET", "/history/{run_id}", comfy_history, "one prompt's outputs and status"),
     ("GET", "/object_info", comfy_object_info, "the node schema under ComfyUI's class and input names"),
