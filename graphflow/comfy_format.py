@@ -206,6 +206,10 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
                 if name in alias.folders and isinstance(value, str):  # "x.png [output]": ours knows its folder
                     plain, folder = split_annotation(value)
                     value = plain if folder == alias.folders[name] else value
+            spec = cls.input_specs.get(name) if cls is not None else None
+            if spec is not None and spec.widget is not None and spec.widget.kind == "STRING" \
+                    and isinstance(value, (int, float)):
+                value = str(value)  # ComfyUI's validation turns a number given for a text widget into its text
             if is_link(value) and str(value[0]) in output_maps and isinstance(value[1], int):
                 outputs = output_maps[str(value[0])]
                 value = [value[0], outputs[value[1]] if 0 <= value[1] < len(outputs) else value[1]]

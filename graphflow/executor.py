@@ -196,6 +196,8 @@ class Executor:
             "source": self.registry.source(node_type),  # "builtin" or the plugin that defined it
             "input": exc.input if isinstance(exc, NodeInputError) else None,
             "exception_type": type(exc).__name__,
+            # module-qualified as ComfyUI reports it ("torch.OutOfMemoryError"; builtins bare)
+            "exception_class": _qualified_name(type(exc)),
             "message": exception_message(exc),
             "traceback": "".join(traceback.format_exception(exc)),
         }
@@ -211,13 +213,19 @@ class Executor:
             result.error["suggestion"] = (f"node {node_id} ({node_type}) ran out of memory; the loaded models were "
                                           "moved to CPU RAM. Run again with --vram low (or --vram none, or "
                                           "--reserve-vram GB), or a smaller image or batch.")
-        emit({"type": "node_failed", "run_id": result.run_id, "node": node_id, "node_type": node_type, "error": result.error})
+        emit({"type": "node_failed", "run_id": result.run_id, "node": node_id, "node_type": node_type, "error": result.error,
+              "executed": list(result.executed)})
 
     def _interrupted(self, result, emit, node_id, node_type, when) -> None:
         result.status = "interrupted"
         result.error = {"node_id": node_id, "node_type": node_type, "source": self.registry.source(node_type), "input": None,
                         "exception_type": "Interrupted", "message": f"interrupted {when}", "traceback": ""}
-        emit({"type": "run_interrupted", "run_id": result.run_id, "node": node_id, "node_type": node_type})
+        emit({"type": "run_interrupted", "run_id": result.run_id, "node": node_id, "node_type": node_type,
+              "executed": list(result.executed)})
+
+
+def _qualified_name(cls: type) -> str:
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _out_of_memory(exc: BaseException) -> bool:

@@ -187,7 +187,8 @@ def _check_node(node_id, workflow: Workflow, registry: Registry, problems: list[
     for name, spec in cls.input_specs.items():
         if spec.required and name not in inputs:
             what = f"a link from {_a(spec.type)} output" if spec.socket else f"{_a(spec.type.lower())} value"
-            problems.append(Problem(node_id, entry.type, name, f"missing required input: expected {what}"))
+            problems.append(Problem(node_id, entry.type, name, f"missing required input: expected {what}",
+                                    "required_input_missing"))
 
     widgets = {}
     try:
@@ -197,7 +198,8 @@ def _check_node(node_id, workflow: Workflow, registry: Registry, problems: list[
             name = str(err["loc"][0]) if err["loc"] else None
             if err["type"] == "missing" and (name in links or name not in literals):
                 continue  # a linked widget, or a missing input reported above
-            problems.append(Problem(node_id, entry.type, name, _widget_message(cls, name, err)))
+            problems.append(Problem(node_id, entry.type, name, _widget_message(cls, name, err),
+                                    _widget_error_kind(cls, name, err)))
     if len(problems) == count:
         _check_model_files(node_id, cls, widgets, links, problems)
     if len(problems) > count:
@@ -223,7 +225,7 @@ def _check_model_files(node_id, cls, widgets: dict, links: dict, problems: list[
             find = folders.find_model_folder if kind in FOLDER_KINDS else folders.find_model
             path = find(kind, widgets[name])
         except (FileNotFoundError, ValueError) as e:
-            problems.append(Problem(node_id, cls.node_type, name, str(e)))
+            problems.append(Problem(node_id, cls.node_type, name, str(e), "value_not_in_list"))
             continue
         problem = model_file_problem(kind, path)
         if problem is not None:
@@ -234,7 +236,8 @@ def _check_link(node_id, node_type, spec, value, workflow, registry, problems):
     src_id, output = value
     src = workflow.nodes.get(src_id)
     if src is None:
-        problems.append(Problem(node_id, node_type, spec.name, f"links to node '{src_id}', which does not exist"))
+        problems.append(Problem(node_id, node_type, spec.name, f"links to node '{src_id}', which does not exist",
+                                "bad_linked_input"))
         return None
     src_cls = registry.get(src.type)
     if src_cls is None:
@@ -245,20 +248,23 @@ def _check_link(node_id, node_type, spec, value, workflow, registry, problems):
         index = next((i for i, o in enumerate(outs) if o.name == output), None)
         if index is None:
             problems.append(Problem(node_id, node_type, spec.name,
-                                    f"links to output '{output}' of node {src_id} ({src.type}), which has no such output; its outputs are {listing}"))
+                                    f"links to output '{output}' of node {src_id} ({src.type}), which has no such output; its outputs are {listing}",
+                                    "bad_linked_input"))
             return None
     else:
         index = output
         if not 0 <= index < len(outs):
             problems.append(Problem(node_id, node_type, spec.name,
-                                    f"links to output {index} of node {src_id} ({src.type}), which has outputs {listing}"))
+                                    f"links to output {index} of node {src_id} ({src.type}), which has outputs {listing}",
+                                    "bad_linked_input"))
             return None
     out_type = outs[index].type
     accepted = {spec.type} if spec.socket is not None else WIDGET_LINK_TYPES[spec.type]
     if out_type != ANY and spec.type != ANY and out_type not in accepted:
         expected = spec.type if spec.socket is not None else " or ".join(sorted(accepted))
         problems.append(Problem(node_id, node_type, spec.name,
-                                f"expected a link of type {expected}, but output {index} of node {src_id} ({src.type}) is {out_type}"))
+                                f"expected a link of type {expected}, but output {index} of node {src_id} ({src.type}) is {out_type}",
+                                "return_type_mismatch"))
         return None
     return (src_id, index)
 
@@ -275,6 +281,18 @@ def _widget_message(cls, name, err) -> str:
     if w.kind == "CHOICE" or err["type"] == "value_error":  # a validator's own message (choices, file names)
         return str(err.get("ctx", {}).get("error", err["msg"]))
     return f"got {value}; expected {kind}" + (f" from {w.min} to {w.max}" if w.min is not None and w.max is not None else "")
+
+
+def _widget_error_kind(cls, name, err) -> str:
+    """ComfyUI's error type for a widget value it would refuse."""
+    spec = cls.input_specs.get(name)
+    if err["type"] == "greater_than_equal":
+        return "value_smaller_than_min"
+    if err["type"] == "less_than_equal":
+        return "value_bigger_than_max"
+    if spec is not None and spec.widget is not None and spec.widget.kind == "CHOICE":
+        return "value_not_in_list"
+    return "invalid_input_type"
 
 
 def _a(word: str) -> str:

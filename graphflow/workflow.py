@@ -30,6 +30,7 @@ class Problem:
     node_type: str | None
     input: str | None
     message: str
+    kind: str | None = field(default=None, compare=False)  # ComfyUI's error type for it, where one fits
 
     def __str__(self):
         where = []

@@ -85,6 +85,72 @@ async def test_object_info_routes(start):
     one = await (await client.get("/object_info/Canvas")).json()
     assert list(one) == ["Canvas"] and one["Canvas"]["input_order"]["required"][0] == "width"
     assert await (await client.get("/object_info/Nope")).json() == {}
+    assert await (await client.get("/extensions")).json() == []
+    features = await (await client.get("/features")).json()
+    assert features["supports_preview_metadata"] is False and features["max_upload_size"] > 0
+
+
+def test_a_number_for_a_text_widget_is_valid_as_in_comfyui(builtin_registry):
+    """ComfyUI's validation turns a number given for a STRING input into its text."""
+    from graphflow.validation import validate
+    from graphflow.workflow import parse_workflow
+
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+              "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": 5}}}
+    workflow = parse_workflow(prompt, builtin_registry)
+    assert validate(workflow, builtin_registry) == []
+    assert workflow.nodes["2"].inputs["filename_prefix"] == "5"
+
+
+async def test_prompt_errors_in_comfyui_shapes(start):
+    client = await start()
+    # A bad node feeding two outputs: both are its dependent_outputs (ComfyUI lists the outputs a
+    # node's errors keep from running).
+    bad = {"1": {"class_type": "Canvas", "inputs": {"red": 300}},
+           "2": {"class_type": "SaveTestImage", "inputs": {"image": ["1", 0]}},
+           "3": {"class_type": "SaveTestImage", "inputs": {"image": ["1", 0], "prefix": "b"}}}
+    response = await client.post("/prompt", json={"prompt": bad})
+    body = await response.json()
+    assert response.status == 400 and body["error"]["type"] == "prompt_outputs_failed_validation"
+    assert body["error"]["message"] == "Prompt outputs failed validation" and body["error"]["extra_info"] == {}
+    assert sorted(body["node_errors"]["1"]["dependent_outputs"]) == ["2", "3"]
+    assert body["node_errors"]["1"]["class_type"] == "Canvas"
+    # ComfyUI's error types, which clients branch on (value_not_in_list: a missing model file).
+    assert [e["type"] for e in body["node_errors"]["1"]["errors"]] == ["value_bigger_than_max"]
+    typed = {"1": {"class_type": "Canvas", "inputs": {"red": -1}},
+             "2": {"class_type": "SaveTestImage", "inputs": {"image": ["9", 0]}},
+             "3": {"class_type": "SaveTestImage", "inputs": {}},
+             "4": {"class_type": "SaveTestImage", "inputs": {"image": ["1", 0], "prefix": 5}}}
+    errors = (await (await client.post("/prompt", json={"prompt": typed})).json())["node_errors"]
+    assert {n: [e["type"] for e in v["errors"]] for n, v in errors.items()} == {
+        "1": ["value_smaller_than_min"], "2": ["bad_linked_input"], "3": ["required_input_missing"]}
+    # (node 4's number for a text input is valid, as in ComfyUI: it runs.)
+    # Partly valid: the valid output runs, the bad node names only the output it blocks.
+    partial = {**bad, "4": {"class_type": "Canvas", "inputs": {"red": 10}},
+               "3": {"class_type": "SaveTestImage", "inputs": {"image": ["4", 0], "prefix": "b"}}}
+    extra = {"extra_pnginfo": {"workflow": {"nodes": [], "links": []}}, "api_key_comfy_org": "secret"}
+    body = await (await client.post("/prompt", json={"prompt": partial, "client_id": "me", "extra_data": extra})).json()
+    assert body["node_errors"]["1"]["dependent_outputs"] == ["2"] and isinstance(body["number"], int)
+    # The client's extra_data comes back in the history item (ComfyUI's frontend reopens the
+    # workflow from extra_pnginfo), less the API keys ComfyUI never stores.
+    for _ in range(200):
+        history = await (await client.get(f"/history/{body['prompt_id']}")).json()
+        if history:
+            break
+        await asyncio.sleep(0.05)
+    item = history[body["prompt_id"]]["prompt"]
+    assert item[3] == {"extra_pnginfo": {"workflow": {"nodes": [], "links": []}}, "client_id": "me"}
+    assert item[4] == ["3"] and set(item[2]) == {"1", "2", "3", "4"}  # the whole prompt, as queued
+
+    response = await client.post("/prompt", json={"prompt": {"1": {"class_type": "Canvas", "inputs": {}}}})
+    body = await response.json()
+    assert response.status == 400 and body["error"]["type"] == "prompt_no_outputs"
+    assert body["error"]["message"] == "Prompt has no outputs" and body["node_errors"] == {}
+    response = await client.post("/prompt", json={"client_id": "x"})
+    body = await response.json()
+    assert response.status == 400 and body["error"]["type"] == "no_prompt" and body["node_errors"] == {}
+    response = await client.post("/prompt", json={"prompt": {"1": {"inputs": {}}}})
+    assert response.status == 400 and (await response.json())["error"]["type"] == "invalid_prompt"
 
 
 async def test_queue_and_history_in_comfyui_shapes(start):
@@ -95,11 +161,30 @@ async def test_queue_and_history_in_comfyui_shapes(start):
     held = await submit(client, image_workflow("a", hold=True), client_id="c1")
     waiting = await submit(client, image_workflow("b"), client_id="c1")
     await receive_until(ws, lambda m: m["type"] == "executing" and m["data"]["node"] == "2")
+    again = await client.ws_connect("/ws?clientId=c1")  # a reconnect is told the node that runs
+    assert (await again.receive_json())["type"] == "status"
+    assert await again.receive_json() == {"type": "executing", "data": {"node": "2", "display_node": "2",
+                                                                         "prompt_id": held["run_id"]}}
+    await again.send_json({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
+    flags = await again.receive_json()
+    assert flags["type"] == "feature_flags" and flags["data"]["supports_preview_metadata"] is False
+    await again.close()
     queue = await (await client.get("/queue")).json()
     assert [item[1] for item in queue["queue_running"]] == [held["run_id"]]
     assert [item[1] for item in queue["queue_pending"]] == [waiting["run_id"]]
+    number, prompt_id, prompt, extra_data, outputs = queue["queue_pending"][0]
+    assert number == waiting["number"] and extra_data == {"client_id": "c1"} and outputs == ["3"]
+    assert prompt["3"]["class_type"] == "SaveTestImage" and prompt["3"]["inputs"]["image"] == ["1", 0]
     assert (await (await client.get("/prompt")).json())["exec_info"]["queue_remaining"] == 2
 
+    # `front` queues ahead, and ComfyUI numbers such a prompt negative (clients sort by number).
+    graph = {"1": {"class_type": "Canvas", "inputs": {"red": 3}}, "2": {"class_type": "SaveTestImage", "inputs": {"image": ["1", 0]}}}
+    urgent = await (await client.post("/prompt", json={"prompt": graph, "client_id": "c1", "front": True})).json()
+    assert urgent["number"] < 0
+    queue = await (await client.get("/queue")).json()
+    assert [item[:2] for item in queue["queue_pending"]] == [[urgent["number"], urgent["prompt_id"]],
+                                                             [waiting["number"], waiting["run_id"]]]
+    assert (await client.post("/queue", json={"delete": [urgent["prompt_id"]]})).status == 200
     assert (await client.post("/queue", json={"delete": [waiting["run_id"]]})).status == 200
     assert (await (await client.get("/queue")).json())["queue_pending"] == []
     Hold.gate.set()
@@ -109,10 +194,21 @@ async def test_queue_and_history_in_comfyui_shapes(start):
     assert list(history) == [held["run_id"]]
     entry = history[held["run_id"]]
     assert entry["status"]["completed"] and entry["outputs"]["3"]["images"][0]["filename"].startswith("a")
+    assert entry["prompt"][:2] == [held["number"], held["run_id"]] and entry["prompt"][3:] == [{"client_id": "c1"}, ["3"]]
+    assert entry["prompt"][2]["3"]["class_type"] == "SaveTestImage"
+    assert entry["meta"] == {"3": {"node_id": "3", "display_node": "3", "parent_node": None, "real_node_id": "3"}}
+    # status.messages: ComfyUI's [event, data] pairs, which clients read the run's duration from.
+    events = [event for event, _ in entry["status"]["messages"]]
+    assert events == ["execution_start", "execution_cached", "execution_success"]
+    start_ms, end_ms = (data["timestamp"] for event, data in entry["status"]["messages"] if event != "execution_cached")
+    assert 0 <= end_ms - start_ms < 60_000 and all(d["prompt_id"] == held["run_id"] for _, d in entry["status"]["messages"])
     third = await submit(client, image_workflow("c"), client_id="c1")
     await receive_until(ws, lambda m: m["type"] == "executing" and m["data"]["node"] is None
                         and m["data"]["prompt_id"] == third["run_id"])
     assert list(await (await client.get("/history?max_items=1")).json()) == [third["run_id"]]
+    assert list(await (await client.get("/history?offset=0&max_items=1")).json()) == [held["run_id"]]
+    assert list(await (await client.get("/history?offset=1")).json()) == [third["run_id"]]
+    assert await (await client.get("/history?offset=5")).json() == {}
     assert (await client.post("/history", json={"delete": [held["run_id"]]})).status == 200
     assert list(await (await client.get("/history")).json()) == [third["run_id"]]
     assert (await client.post("/history", json={"clear": True})).status == 200
@@ -158,13 +254,22 @@ async def test_execution_error_and_interrupt_messages(start):
     assert error["prompt_id"] == failed["run_id"] and error["node_id"] == "3" and error["node_type"] == "Boom"
     assert error["exception_message"] and isinstance(error["traceback"], list)
     assert "execution_success" not in [m["type"] for m in got]
+    assert error["executed"] == ["1"] and error["current_outputs"] == []
+    assert error["exception_type"] == "graphflow.context.NodeInputError"  # module-qualified, as ComfyUI's
+    history = (await (await client.get(f"/history/{failed['run_id']}")).json())[failed["run_id"]]
+    assert history["status"]["status_str"] == "error" and history["status"]["completed"] is False
+    event, recorded = history["status"]["messages"][-1]
+    assert event == "execution_error" and recorded["node_id"] == "3" and recorded["executed"] == ["1"]
+    assert recorded["exception_message"] == error["exception_message"]
 
-    held = await submit(client, image_workflow("h", hold=True), client_id="c2")
+    held = await submit(client, image_workflow("h", red=9, hold=True), client_id="c2")
     await receive_until(ws, lambda m: m["type"] == "executing" and m["data"]["node"] == "2")
     assert (await client.post("/interrupt", json={"prompt_id": held["run_id"]})).status == 200
     got = await receive_until(ws, lambda m: m["type"] == "executing" and m["data"]["node"] is None)
     stopped = next(m["data"] for m in got if m["type"] == "execution_interrupted")
-    assert stopped["prompt_id"] == held["run_id"] and stopped["node_id"] == "2"
+    assert stopped["prompt_id"] == held["run_id"] and stopped["node_id"] == "2" and stopped["executed"] == ["1"]
+    history = (await (await client.get(f"/history/{held['run_id']}")).json())[held["run_id"]]
+    assert history["status"]["messages"][-1][0] == "execution_interrupted"
     await ws.close()
 
 
@@ -172,6 +277,7 @@ async def test_system_stats_embeddings_models_and_free(start, home):
     client = await start()
     stats = await (await client.get("/system_stats")).json()
     assert stats["system"]["ram_total"] > 0 and stats["system"]["python_version"]
+    assert stats["system"]["os"] in ("posix", "nt")  # ComfyUI's os.name, not sys.platform
     assert stats["devices"][0]["type"] in ("cpu", "cuda", "mps") and "vram_free" in stats["devices"][0]
     (home / "models" / "embeddings").mkdir(parents=True)
     (home / "models" / "embeddings" / "bad-hands.safetensors").write_bytes(b"x")

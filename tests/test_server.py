@@ -221,7 +221,7 @@ async def test_interrupt_running_run(start):
     assert (await response.json()) == {"interrupted": [run["run_id"]]}
     messages = await receive_until(ws, finished(run["run_id"]))
     stopped = [m["data"] for m in messages if m["type"] == "run_interrupted"]
-    assert stopped == [{"run_id": run["run_id"], "node": "2", "node_type": "Hold", "client_id": None}]
+    assert stopped == [{"run_id": run["run_id"], "node": "2", "node_type": "Hold", "client_id": None, "executed": ["1"]}]
     assert messages[-1]["data"]["status"] == "interrupted"
     record = await (await client.get(f"/api/history/{run['run_id']}")).json()
     assert record["status"] == "interrupted" and record["error"]["node_id"] == "2"

@@ -20,6 +20,12 @@ PREVIEW_IMAGE = 1  # ComfyUI's binary event type for an image
 JPEG, PNG = 1, 2  # ComfyUI's image format codes
 
 
+def feature_flags(max_upload_size: int) -> dict:
+    """ComfyUI's server feature flags (GET /features, and the answer to a client's own
+    `feature_flags` message). Our preview frames are ComfyUI's plain ones, without metadata."""
+    return {"supports_preview_metadata": False, "max_upload_size": max_upload_size}
+
+
 def concerns(client_id: str | None, data: dict) -> bool:
     """Whether a ComfyUI client `client_id` is told about an event of a run with data['client_id']."""
     owner = data.get("client_id")
@@ -39,6 +45,47 @@ def status(queue_remaining: int, sid: str | None = None) -> tuple[str, dict]:
     if sid is not None:
         data["sid"] = sid
     return "status", data
+
+
+def execution_error(prompt_id: str, error: dict, executed: list, timestamp: int) -> dict:
+    """ComfyUI's execution_error data from our error record (`traceback` a list of lines;
+    `current_outputs` a list of node ids: we keep no per-input snapshot, so it and
+    `current_inputs` are empty)."""
+    return {"prompt_id": prompt_id, "node_id": error.get("node_id"), "node_type": error.get("node_type"),
+            "executed": list(executed), "exception_message": error.get("message", ""),
+            "exception_type": error.get("exception_class") or error.get("exception_type", ""),
+            "traceback": (error.get("traceback") or "").splitlines(keepends=True),
+            "current_inputs": {}, "current_outputs": [], "timestamp": timestamp}
+
+
+def execution_interrupted(prompt_id: str, node: str | None, node_type: str | None, executed: list,
+                          timestamp: int) -> dict:
+    return {"prompt_id": prompt_id, "node_id": node, "node_type": node_type, "executed": list(executed),
+            "timestamp": timestamp}
+
+
+def history_status(record: dict) -> dict:
+    """ComfyUI's history `status` of a finished run: status_str, completed, and the run's
+    messages as [event, data] pairs (execution_start, execution_cached, then execution_success,
+    execution_error or execution_interrupted), which clients read the run's times from."""
+    prompt_id = record["run_id"]
+    success = record["status"] == "success"
+    started = int((record.get("started_at") or record.get("finished_at") or 0) * 1000)
+    finished = int((record.get("finished_at") or 0) * 1000)
+    messages = []
+    if record.get("started_at") is not None:
+        messages += [["execution_start", {"prompt_id": prompt_id, "timestamp": started}],
+                     ["execution_cached", {"nodes": list(record.get("cached") or []), "prompt_id": prompt_id,
+                                           "timestamp": started}]]
+    error = record.get("error") or {}
+    if success:
+        messages.append(["execution_success", {"prompt_id": prompt_id, "timestamp": finished}])
+    elif record["status"] == "interrupted":
+        messages.append(["execution_interrupted", execution_interrupted(
+            prompt_id, error.get("node_id"), error.get("node_type"), record.get("executed") or [], finished)])
+    elif error:
+        messages.append(["execution_error", execution_error(prompt_id, error, record.get("executed") or [], finished)])
+    return {"status_str": "success" if success else "error", "completed": success, "messages": messages}
 
 
 def translate(kind: str, data: dict) -> list[tuple[str, dict]]:
@@ -64,15 +111,11 @@ def translate(kind: str, data: dict) -> list[tuple[str, dict]]:
             return []
         return [("executed", {"node": node, "display_node": node, "output": data["ui"], "prompt_id": prompt_id})]
     if kind == "node_failed":
-        error = data.get("error") or {}
-        return [("execution_error", {
-            "prompt_id": prompt_id, "node_id": node, "node_type": data.get("node_type"), "executed": [],
-            "exception_message": error.get("message", ""), "exception_type": error.get("exception_type", ""),
-            "traceback": (error.get("traceback") or "").splitlines(keepends=True),
-            "current_inputs": {}, "current_outputs": {}, "timestamp": _now()})]
+        return [("execution_error", execution_error(prompt_id, data.get("error") or {}, data.get("executed") or [],
+                                                    _now()))]
     if kind == "run_interrupted":
-        return [("execution_interrupted", {"prompt_id": prompt_id, "node_id": node,
-                                           "node_type": data.get("node_type"), "executed": [], "timestamp": _now()})]
+        return [("execution_interrupted", execution_interrupted(prompt_id, node, data.get("node_type"),
+                                                                data.get("executed") or [], _now()))]
     if kind == "run_finished":
         done = [("executing", {"node": None, "prompt_id": prompt_id})]
         if data.get("status") == "success":

@@ -8,10 +8,12 @@ from functools import partial
 from aiohttp import web
 
 from graphflow.device import memory_stats
+from graphflow.comfy_format import export_api
 from graphflow.folders import COMFY_KINDS, MODEL_KINDS, folders
-from graphflow.validation import Problem
+from graphflow.validation import Problem, output_nodes
+from graphflow.workflow import WorkflowFormatError, parse_workflow
 
-from graphflow.server import file_routes, system_routes
+from graphflow.server import comfyui_messages, file_routes, system_routes
 from graphflow.server.comfyui_object_info import object_info
 from graphflow.server.json_api import CLIENT_ID, error_response, int_query, json_body, json_response, valid_client_id
 from graphflow.server.server import server_of
@@ -19,47 +21,66 @@ from graphflow.server.store import FINISHED
 from graphflow.server.uploads import RequestError
 
 
-def _comfy_node_errors(problems: list[Problem]) -> dict:
+# extra_data keys ComfyUI never stores (API keys for its paid nodes): dropped as they come in.
+SENSITIVE_EXTRA_DATA = ("auth_token_comfy_org", "api_key_comfy_org")
+
+
+def _comfy_node_errors(problems: list[Problem], dependents: dict[str, list[str]] | None = None) -> dict:
+    """ComfyUI's `node_errors`: per node its errors, class and the outputs it keeps from running."""
     errors: dict[str, dict] = {}
     for p in problems:
         if p.node_id is None:
             continue
-        entry = errors.setdefault(p.node_id, {"errors": [], "dependent_outputs": [], "class_type": p.node_type})
-        entry["errors"].append({"type": "invalid_input" if p.input else "invalid_node", "message": p.message,
+        entry = errors.setdefault(p.node_id, {"errors": [], "dependent_outputs": list((dependents or {}).get(p.node_id, [])),
+                                              "class_type": p.node_type})
+        kind = p.kind or ("invalid_input" if p.input else "invalid_node")
+        entry["errors"].append({"type": kind, "message": p.message,
                                 "details": p.input or "", "extra_info": {"input_name": p.input}})
     return errors
 
 
-def _failed(problems: list[Problem]):
+def _failed(kind: str, message: str, problems: list[Problem], dependents: dict | None = None):
+    """ComfyUI's 400 answer: `error` {type, message, details, extra_info} and `node_errors`
+    (`problems`: ours, in our shape, for clients that want node and input apart)."""
+    details = "\n".join(f"{p.message}: {p.input or ''}" if p.node_id is not None else p.message for p in problems)
     return json_response({
-        "error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation",
-                  "details": "\n".join(map(str, problems)), "extra_info": {}},
-        "node_errors": _comfy_node_errors(problems),
+        "error": {"type": kind, "message": message, "details": details, "extra_info": {}},
+        "node_errors": _comfy_node_errors(problems, dependents),
         "problems": [p.to_dict() for p in problems]}, 400)
 
 
 async def comfy_prompt(request):
     """Queue a ComfyUI prompt. As in ComfyUI, the outputs whose part of the graph is valid run and
-    the invalid ones come back in `node_errors`; only a prompt with no valid output is refused."""
+    the invalid ones come back in `node_errors`; only a prompt with no valid output is refused, with
+    ComfyUI's error types: no_prompt, invalid_prompt, prompt_no_outputs or
+    prompt_outputs_failed_validation."""
     server = server_of(request)
     try:
         body = await json_body(request)
         if not isinstance(body, dict) or "prompt" not in body:
-            raise RequestError(400, "the body must be a JSON object with the graph under 'prompt'")
+            return _failed("no_prompt", "No prompt provided",
+                           [Problem(None, None, None, "the body must be a JSON object with the graph under 'prompt'")])
         client_id = valid_client_id(body.get("client_id"))
         run_id = body.get("prompt_id")
         if run_id is not None and (not isinstance(run_id, str) or not CLIENT_ID.match(run_id)
                                    or server.store.status_of(run_id) is not None):
             raise RequestError(400, "prompt_id must be a new id of 1-128 letters, digits or _.:-")
     except RequestError as e:
-        return _failed([Problem(None, None, None, str(e))])
-    workflow, valid_outputs, problems = server.check_partial(body["prompt"])
+        return _failed("invalid_prompt", str(e), [Problem(None, None, None, str(e))])
+    workflow, valid_outputs, problems, dependents = server.check_partial(body["prompt"])
+    if workflow is None:  # not a graph at all (ComfyUI: a node without class_type, say)
+        return _failed("invalid_prompt", problems[0].message if problems else "Invalid prompt", problems)
+    if not valid_outputs and not problems:
+        return _failed("prompt_no_outputs", "Prompt has no outputs", [])
     if not valid_outputs:
-        return _failed(problems or [Problem(None, None, None, "the prompt has no output node")])
+        return _failed("prompt_outputs_failed_validation", "Prompt outputs failed validation", problems, dependents)
     targets = None if not problems else valid_outputs
-    queued = server.enqueue(workflow, client_id, targets, bool(body.get("front")), run_id)
-    return json_response({"prompt_id": queued["run_id"], "number": queued["number"],
-                          "node_errors": _comfy_node_errors(problems)})
+    extra = body.get("extra_data") if isinstance(body.get("extra_data"), dict) else {}
+    extra = {k: v for k, v in extra.items() if k not in SENSITIVE_EXTRA_DATA and k != "client_id"}
+    queued = server.enqueue(workflow, client_id, targets, bool(body.get("front")), run_id, extra)
+    front = bool(body.get("front"))
+    return json_response({"prompt_id": queued["run_id"], "number": -queued["number"] if front else queued["number"],
+                          "node_errors": _comfy_node_errors(problems, dependents)})
 
 
 async def comfy_prompt_info(request):
@@ -71,11 +92,7 @@ async def comfy_history(request):
     record = server_of(request).store.get(request.match_info["run_id"])
     if record is None or record["status"] not in FINISHED:
         return json_response({})
-    status = {"status_str": "success" if record["status"] == "success" else "error",
-              "completed": record["status"] == "success", "messages": []}
-    return json_response({record["run_id"]: {
-        "prompt": [record["number"], record["run_id"], record["workflow"], {}, list(record["outputs"] or {})],
-        "outputs": record["outputs"] or {}, "status": status}})
+    return json_response({record["run_id"]: _history_entry(record, server_of(request))})
 
 
 # --- ComfyUI's other HTTP routes ----------------------------------------------------------------
@@ -91,17 +108,42 @@ async def comfy_object_info(request):
     return json_response({class_type: info[class_type]} if class_type in info else {})
 
 
-def _queue_item(record: dict) -> list:
-    """ComfyUI's queue entry: [number, prompt_id, prompt, extra_data, outputs_to_execute]."""
-    return [record.get("number"), record["run_id"], {}, {"client_id": record.get("client_id")},
-            list(record.get("targets") or [])]
+def _extra_data(record: dict) -> dict:
+    """ComfyUI's extra_data of a queue item: what the client sent as extra_data (the editor's
+    workflow under extra_pnginfo, which ComfyUI's frontend reopens from the queue and history)
+    and the client_id the prompt came with, if any."""
+    extra = dict(record.get("extra") or {})
+    if record.get("client_id"):
+        extra["client_id"] = record["client_id"]
+    return extra
+
+
+def _queue_item(record: dict, server) -> list:
+    """ComfyUI's queue entry: [number, prompt_id, prompt, extra_data, outputs_to_execute], the
+    prompt in ComfyUI's API format (what a client would queue again); the number is negative for
+    a prompt queued in front, as ComfyUI numbers those."""
+    registry = server.registry
+    prompt, outputs = {}, list(record.get("targets") or [])
+    try:
+        workflow = parse_workflow(record.get("workflow") or {}, registry)
+        prompt = export_api(workflow, registry)
+        outputs = outputs or output_nodes(workflow, registry)
+    except (WorkflowFormatError, KeyError, ValueError):
+        pass  # a run recorded by an older graphflow whose nodes are gone: the ids still identify it
+    number = record.get("number")
+    if number is not None and server.store.queued_in_front(record["run_id"]):
+        number = -number
+    return [number, record["run_id"], prompt, _extra_data(record), outputs]
 
 
 async def comfy_queue(request):
     server = server_of(request)
-    running = [_queue_item(s.to_json()) for s in server.running.values()]
-    return json_response({"queue_running": running,
-                          "queue_pending": [_queue_item(r) for r in server.store.pending()]})
+    store = server.store
+    records = [store.get(run_id) for run_id in list(server.running)] + [store.get(r["run_id"]) for r in store.pending()]
+    records = [r for r in records if r is not None]
+    items = [_queue_item(r, server) for r in records]
+    running = [item for item, r in zip(items, records) if r["status"] != "pending"]
+    return json_response({"queue_running": running, "queue_pending": items[len(running):]})
 
 
 async def comfy_queue_change(request):
@@ -120,20 +162,30 @@ async def comfy_queue_change(request):
     return web.Response(status=200)
 
 
-def _history_entry(record: dict) -> dict:
-    status = {"status_str": "success" if record["status"] == "success" else "error",
-              "completed": record["status"] == "success", "messages": []}
-    return {"prompt": [record["number"], record["run_id"], record.get("workflow") or {}, {},
-                       list(record["outputs"] or {})],
-            "outputs": record["outputs"] or {}, "status": status}
+def _history_entry(record: dict, server) -> dict:
+    """ComfyUI's history entry: the queue item, the output nodes' ui, status and each output's
+    `meta` (graphflow has no subgraph expansion: a node is its own display and real node)."""
+    outputs = record["outputs"] or {}
+    return {"prompt": _queue_item(record, server), "outputs": outputs,
+            "status": comfyui_messages.history_status(record),
+            "meta": {node: {"node_id": node, "display_node": node, "parent_node": None, "real_node_id": node}
+                     for node in outputs}}
 
 
 async def comfy_history_list(request):
-    """The most recent finished prompts, oldest first as ComfyUI lists them (`max_items`)."""
-    store = server_of(request).store
+    """Finished prompts oldest first, as ComfyUI lists them: `max_items` of them from `offset`
+    (counted from the oldest), or without an offset the most recent `max_items`."""
+    server = server_of(request)
+    store = server.store
     max_items = int_query(request, "max_items", 10_000, 1, 10_000)
-    _, items = store.history(0, max_items, ran=True)
-    return json_response({r["run_id"]: _history_entry(r) for r in reversed(items)})
+    total, _ = store.history(0, 0, ran=True)
+    offset = int_query(request, "offset", -1, -1, 2**31)
+    if offset < 0:
+        offset = max(total - max_items, 0)
+    count = max(min(max_items, total - offset), 0)
+    _, items = store.history(total - offset - count, count, ran=True) if count else (total, [])
+    records = [store.get(r["run_id"]) for r in reversed(items)]  # with the prompt, as ComfyUI lists it
+    return json_response({r["run_id"]: _history_entry(r, server) for r in records if r is not None})
 
 
 async def comfy_history_change(request):
@@ -157,6 +209,7 @@ async def comfy_history_change(request):
 
 
 async def comfy_system_stats(request):
+    import os
     import platform
     import sys
 
@@ -169,7 +222,7 @@ async def comfy_system_stats(request):
               "vram_free": stats.get("vram_free", ram.get("ram_available", 0)),
               "torch_vram_total": stats.get("vram_total", 0), "torch_vram_free": stats.get("vram_free", 0)}
     return json_response({
-        "system": {"os": sys.platform, "ram_total": ram.get("ram_total", 0), "ram_free": ram.get("ram_available", 0),
+        "system": {"os": os.name, "ram_total": ram.get("ram_total", 0), "ram_free": ram.get("ram_available", 0),
                    "comfyui_version": f"graphflow {system_routes.version('graphflow')}",
                    "python_version": sys.version, "pytorch_version": torch.__version__,
                    "embedded_python": False, "argv": sys.argv, "platform": platform.platform()},
@@ -190,6 +243,15 @@ async def comfy_models(request):
     return json_response(folders.list_models(COMFY_KINDS.get(folder, folder)))
 
 
+async def comfy_extensions(request):
+    """ComfyUI's list of the frontend's extension scripts: graphflow serves none."""
+    return json_response([])
+
+
+async def comfy_features(request):
+    return json_response(comfyui_messages.feature_flags(server_of(request).config.limits.max_bytes))
+
+
 async def comfy_interrupt(request):
     """Interrupt the running prompt (ComfyUI's optional {"prompt_id"} names which)."""
     server = server_of(request)
@@ -207,13 +269,15 @@ ROUTES = (
     ("GET", "/prompt", comfy_prompt_info, "`exec_info.queue_remaining`"),
     ("GET", "/queue", comfy_queue, "`queue_running` and `queue_pending`"),
     ("POST", "/queue", comfy_queue_change, "`clear`, or `delete` a list of pending prompts"),
-    ("GET", "/history", comfy_history_list, "finished prompts (`max_items`)"),
+    ("GET", "/history", comfy_history_list, "finished prompts, oldest first (`max_items`, `offset`)"),
     ("POST", "/history", comfy_history_change, "`clear`, or `delete` a list"),
     ("GET", "/history/{run_id}", comfy_history, "one prompt's outputs and status"),
     ("GET", "/object_info", comfy_object_info, "the node schema under ComfyUI's class and input names"),
     ("GET", "/object_info/{class_type}", comfy_object_info, "one class's schema"),
     ("GET", "/system_stats", comfy_system_stats, "system and device memory"),
     ("GET", "/embeddings", comfy_embeddings, "textual-inversion embedding names"),
+    ("GET", "/extensions", comfy_extensions, "the frontend's extension scripts (none)"),
+    ("GET", "/features", comfy_features, "`supports_preview_metadata` (false), `max_upload_size`"),
     ("GET", "/models", comfy_models, "model folder names"),
     ("GET", "/models/{folder}", comfy_models, "a model folder's files"),
     ("GET", "/view", file_routes.view, "a file; `preview` re-encodes (webp/jpeg;quality), `channel` rgb or a"),

@@ -119,6 +119,9 @@ async def websocket(request):
     if protocol == "comfyui":
         remaining = server.store.count_pending() + len(server.running)
         first = [Outgoing(message(*comfyui_messages.status(remaining, client_id)))]
+        # As ComfyUI does for a client that reconnects while its prompt runs: the current node.
+        first += [Outgoing(message("executing", {"node": s.node, "display_node": s.node, "prompt_id": s.run_id}))
+                  for s in server.running.values() if s.client_id == client_id and s.node is not None]
     else:
         frames = [s for s in server.running.values() if s.frame is not None]
         first = [Outgoing(message("status", {"client_id": client_id, "queue": server.queue_json(QUEUE_MESSAGE_LIMIT),
@@ -138,6 +141,9 @@ async def websocket(request):
                     kind = None
                 if kind == "ping":
                     client.push(Outgoing(message("pong", {})))
+                elif kind == "feature_flags" and protocol == "comfyui":  # ComfyUI's frontend says its own first
+                    flags = comfyui_messages.feature_flags(server.config.limits.max_bytes)
+                    client.push(Outgoing(message("feature_flags", flags)))
     finally:
         server.hub.disconnect(client)
         pump.cancel()

@@ -162,30 +162,35 @@ class Server:
         problems = validate(workflow, self.registry, outputs or None, self.config.run_limits)
         return (None, problems) if problems else (workflow, [])
 
-    def check_partial(self, data) -> tuple[Workflow | None, list[str], list[Problem]]:
+    def check_partial(self, data) -> tuple[Workflow | None, list[str], list[Problem], dict[str, list[str]]]:
         """ComfyUI's /prompt rule: (workflow, the output nodes whose part of the graph is valid, the
-        problems of the others)."""
+        problems of the others, and for each node with a problem the outputs it keeps from running:
+        ComfyUI's `dependent_outputs`)."""
         workflow, problems = self.check(data, None)
         if workflow is not None:
-            return workflow, output_nodes(workflow, self.registry), []
+            return workflow, output_nodes(workflow, self.registry), [], {}
         try:
             workflow = parse_workflow(data, self.registry)
         except WorkflowFormatError:
-            return None, [], problems
-        valid, problems = [], []
+            return None, [], problems, {}
+        valid, problems, dependents = [], [], {}
         for node_id in output_nodes(workflow, self.registry):
             node_problems = validate(workflow, self.registry, [node_id], self.config.run_limits)
             if node_problems:
                 problems += [p for p in node_problems if p not in problems]
+                for p in node_problems:
+                    blocked = dependents.setdefault(p.node_id, [])
+                    if node_id not in blocked:
+                        blocked.append(node_id)
             else:
                 valid.append(node_id)
-        return workflow, valid, problems
+        return workflow, valid, problems, dependents
 
     def enqueue(self, workflow: Workflow, client_id: str | None, outputs, front: bool,
-                run_id: str | None = None) -> dict:
+                run_id: str | None = None, extra: dict | None = None) -> dict:
         run_id = run_id or uuid.uuid4().hex
         number = self.store.add(run_id, workflow.to_json(), client_id=client_id, targets=outputs or None,
-                                front=front)
+                                front=front, extra=extra or None)
         position = self.store.position(run_id)
         self.queue_changed()
         self.work.set()

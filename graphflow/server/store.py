@@ -35,12 +35,14 @@ CREATE TABLE IF NOT EXISTS runs (
     timings TEXT,
     executed TEXT,
     cached TEXT,
-    placement TEXT
+    placement TEXT,
+    extra TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_queue ON runs (status, priority, number);
 """
 
-JSON_COLUMNS = ("workflow", "targets", "outputs", "error", "problems", "timings", "executed", "cached", "placement")
+JSON_COLUMNS = ("workflow", "targets", "outputs", "error", "problems", "timings", "executed", "cached", "placement",
+                "extra")
 
 
 def _dumps(value) -> str | None:
@@ -61,6 +63,8 @@ class RunStore:
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
             if "placement" not in columns:  # a database from before placements were recorded
                 self._db.execute("ALTER TABLE runs ADD COLUMN placement TEXT")
+            if "extra" not in columns:  # a database from before ComfyUI's extra_data was kept
+                self._db.execute("ALTER TABLE runs ADD COLUMN extra TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -90,15 +94,17 @@ class RunStore:
                 requeued.append(row["run_id"])
         return requeued[::-1]
 
-    def add(self, run_id: str, workflow: dict, *, client_id=None, targets=None, front=False) -> int:
+    def add(self, run_id: str, workflow: dict, *, client_id=None, targets=None, front=False, extra=None) -> int:
+        """`extra`: what a ComfyUI client sent beside its prompt (extra_data), given back in its
+        queue and history."""
         priority = 0
         if front:
             row = self._execute("SELECT MIN(priority) FROM runs WHERE status = ?", (PENDING,)).fetchone()
             priority = min(row[0] or 0, 0) - 1
         cursor = self._execute(
-            "INSERT INTO runs (run_id, status, priority, client_id, workflow, targets, submitted_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (run_id, PENDING, priority, client_id, _dumps(workflow), _dumps(targets), time.time()))
+            "INSERT INTO runs (run_id, status, priority, client_id, workflow, targets, submitted_at, extra) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, PENDING, priority, client_id, _dumps(workflow), _dumps(targets), time.time(), _dumps(extra)))
         return cursor.lastrowid
 
     def pending(self, limit: int | None = None) -> list[dict]:
@@ -107,6 +113,11 @@ class RunStore:
             "SELECT run_id, number, client_id, submitted_at FROM runs WHERE status = ? ORDER BY priority, number "
             "LIMIT ?", (PENDING, -1 if limit is None else limit)).fetchall()
         return [dict(row, position=i) for i, row in enumerate(rows)]
+
+    def queued_in_front(self, run_id: str) -> bool:
+        """Whether the run was put ahead of the queue (submitted with `front`, or requeued)."""
+        row = self._execute("SELECT priority FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return row is not None and row["priority"] < 0
 
     def count_pending(self) -> int:
         return self._execute("SELECT COUNT(*) FROM runs WHERE status = ?", (PENDING,)).fetchone()[0]
