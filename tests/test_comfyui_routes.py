@@ -146,6 +146,7 @@ async def test_prompt_errors_in_comfyui_shapes(start):
     body = await response.json()
     assert response.status == 400 and body["error"]["type"] == "prompt_no_outputs"
     assert body["error"]["message"] == "Prompt has no outputs" and body["node_errors"] == {}
+    assert "no output node" in body["problems"][0]["message"]  # ours, as every refusal carries one
     response = await client.post("/prompt", json={"client_id": "x"})
     body = await response.json()
     assert response.status == 400 and body["error"]["type"] == "no_prompt" and body["node_errors"] == {}

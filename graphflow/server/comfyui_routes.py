@@ -69,9 +69,11 @@ async def comfy_prompt(request):
         return _failed("invalid_prompt", str(e), [Problem(None, None, None, str(e))])
     workflow, valid_outputs, problems, dependents = server.check_partial(body["prompt"])
     if workflow is None:  # not a graph at all (ComfyUI: a node without class_type, say)
-        return _failed("invalid_prompt", problems[0].message if problems else "Invalid prompt", problems)
+        problems = problems or [Problem(None, None, None, "the prompt is not a graph of nodes")]
+        return _failed("invalid_prompt", problems[0].message, problems)
     if not valid_outputs and not problems:
-        return _failed("prompt_no_outputs", "Prompt has no outputs", [])
+        return _failed("prompt_no_outputs", "Prompt has no outputs", [Problem(
+            None, None, None, "the prompt has no output node (SaveImage, PreviewImage, ...): nothing would run")])
     if not valid_outputs:
         return _failed("prompt_outputs_failed_validation", "Prompt outputs failed validation", problems, dependents)
     targets = None if not problems else valid_outputs
