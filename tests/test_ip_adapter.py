@@ -532,27 +532,23 @@ def test_attention_mask_grid_at_odd_latent_sizes():
     tokens = torch.randn(1, 3, 6, generator=g)
     plain = _ip_attention(to_k, to_v, tokens, tokens, 0.7, None, "V only")
     # 2 x 2 blocks of one value: halving them (bilinear) gives each block's value exactly
-    pattern = torch.rand(3, 4, generator=g)
-    mask = pattern.repeat_interleave(2, 0).repeat_interleave(2, 1)[None]
-    masked = _ip_attention(to_k, to_v, tokens, tokens, 0.7, None, "V only", mask)
-    q = torch.randn(1, 2, 12, 8, generator=g)
-    marker = latent_size.set((13, 10))
-    try:
-        with torch.no_grad():
-            out, ref = masked(q, (4, 3)), plain(q, (4, 3))
-    finally:
-        latent_size.reset(marker)
+    def masked_and_plain(rows, cols, latent, grid):
+        """A mask of 2 x 2 blocks of one value (halving it bilinearly gives each block's value
+        exactly), applied at `grid` tokens of a `latent`-sized run: (pattern, masked, plain)."""
+        pattern = torch.rand(rows, cols, generator=g)
+        mask = pattern.repeat_interleave(2, 0).repeat_interleave(2, 1)[None]
+        masked = _ip_attention(to_k, to_v, tokens, tokens, 0.7, None, "V only", mask)
+        q = torch.randn(1, 2, grid[0] * grid[1], 8, generator=g)
+        marker = latent_size.set(latent)
+        try:
+            with torch.no_grad():
+                return pattern, masked(q, grid), plain(q, grid)
+        finally:
+            latent_size.reset(marker)
+
+    pattern, out, ref = masked_and_plain(3, 4, (13, 10), (4, 3))
     torch.testing.assert_close(out, ref * pattern.reshape(1, 1, 12, 1), atol=1e-6, rtol=0)
-    pattern = torch.rand(17, 6, generator=g)
-    mask = pattern.repeat_interleave(2, 0).repeat_interleave(2, 1)[None]
-    masked = _ip_attention(to_k, to_v, tokens, tokens, 0.7, None, "V only", mask)
-    q = torch.randn(1, 2, 105, 8, generator=g)
-    marker = latent_size.set((120, 49))
-    try:
-        with torch.no_grad():
-            out, ref = masked(q, (15, 7)), plain(q, (15, 7))
-    finally:
-        latent_size.reset(marker)
+    pattern, out, ref = masked_and_plain(17, 6, (120, 49), (15, 7))
     expected = torch.cat([torch.zeros(1), pattern.flatten(), torch.zeros(2)]).reshape(1, 1, 105, 1)
     torch.testing.assert_close(out, ref * expected, atol=1e-6, rtol=0)
 
