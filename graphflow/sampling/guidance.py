@@ -461,6 +461,14 @@ def share_controls(positive: list[Cond], *others: list[Cond]) -> None:
                 side[k] = replace(entry, **{field: value})
 
 
+def prepare_sides(first: list[Cond], *others: list[Cond]) -> None:
+    """ComfyUI's pass over the prompt sides before sampling, in place: area counterparts
+    (match_areas), then the first (positive) side's ControlNets and GLIGEN boxes shared
+    (share_controls)."""
+    match_areas(first, *others)
+    share_controls(first, *others)
+
+
 def _region(area, lead: int = 2) -> tuple:
     """The index of an area's crop (sizes..., offsets...) in a tensor with `lead` dims before the latent's."""
     n = len(area) // 2
@@ -735,8 +743,7 @@ class CFGDenoiser:
                  uncond_patch=None):
         self.model_denoiser = model_denoiser
         self.positive, self.negative = list(positive), list(negative)
-        match_areas(self.positive, self.negative)
-        share_controls(self.positive, self.negative)
+        prepare_sides(self.positive, self.negative)
         self.cfg = float(cfg)
         self.rescale = float(rescale)  # RescaleCFG's multiplier; 0 = plain CFG
         self.post_cfg_functions = tuple(post_cfg_functions)
@@ -814,8 +821,7 @@ class DualCFGDenoiser:
         self.model_denoiser = model_denoiser
         self.rescale = float(rescale)  # RescaleCFG's multiplier; 0 = plain CFG
         self.cond1, self.cond2, self.negative = list(cond1), list(cond2), list(negative)
-        match_areas(self.cond1, self.cond2, self.negative)
-        share_controls(self.cond1, self.cond2, self.negative)
+        prepare_sides(self.cond1, self.cond2, self.negative)
         self.cfg_conds, self.cfg_cond2_negative = float(cfg_conds), float(cfg_cond2_negative)
         self.nested = nested
         self.post_cfg_functions = tuple(post_cfg_functions)
@@ -895,8 +901,7 @@ class PerpNegDenoiser:
                  neg_scale: float, post_cfg_functions=(), pre_cfg_functions=()):
         self.model_denoiser = model_denoiser
         self.positive, self.negative, self.empty = list(positive), list(negative), list(empty)
-        match_areas(self.positive, self.negative, self.empty)
-        share_controls(self.positive, self.negative, self.empty)
+        prepare_sides(self.positive, self.negative, self.empty)
         self.cfg, self.neg_scale = float(cfg), float(neg_scale)
         self.post_cfg_functions = tuple(post_cfg_functions)
         self.pre_cfg_functions = tuple(pre_cfg_functions)
