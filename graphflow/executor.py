@@ -84,7 +84,6 @@ class Executor:
                 result.status, result.problems = "invalid", problems
                 emit({"type": "run_invalid", "run_id": run_id, "problems": [p.to_dict() for p in problems]})
                 return result
-            emit({"type": "run_started", "run_id": run_id, "nodes": plan.order})
             limit = self.limits.max_run_seconds if self.limits is not None else None
             timed_out = []  # the timer's mark that it, not a user, interrupted the run
             timer = None
@@ -133,9 +132,14 @@ class Executor:
         try:
             signatures = self.signatures(plan)
         except Exception as e:  # a node's fingerprint failed (e.g. its file vanished)
+            emit({"type": "run_started", "run_id": run_id, "nodes": plan.order, "cached": []})
             node_id = _failing_fingerprint(plan)
             self._fail(result, emit, node_id, plan.nodes[node_id].cls.node_type, e)
             return
+        # Announced up front, as ComfyUI's single execution_cached message does; a node the cache
+        # drops meanwhile still runs, and one that a twin's run fills is still reported as cached.
+        cached = [node_id for node_id in plan.order if signatures[node_id] in self.cache]
+        emit({"type": "run_started", "run_id": run_id, "nodes": plan.order, "cached": cached})
         workflow_json = plan.workflow.to_json() if plan.workflow is not None else {}
         for node_id in plan.order:
             node = plan.nodes[node_id]

@@ -227,8 +227,8 @@ async def test_comfyui_clients_hear_only_their_own_prompts_and_ours_hear_all(sta
     run = await submit(client, image_workflow("x"), client_id="mine")
     got = await receive_until(mine, lambda m: m["type"] == "executing" and m["data"]["node"] is None)
     assert [m["type"] for m in got if m["type"] != "status"] == [
-        "execution_start", "executing", "progress", "progress", "progress", "executing", "executed",
-        "execution_success", "executing"]
+        "execution_start", "execution_cached", "executing", "progress", "progress", "progress", "executing",
+        "executed", "execution_success", "executing"]
     assert got[-1]["data"] == {"node": None, "prompt_id": run["run_id"]}
     assert not any(m["type"] == "frame" for m in got), "no preview frames unless asked for"
     theirs = await receive_until(ours, lambda m: m["type"] == "run_finished")

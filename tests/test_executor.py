@@ -54,6 +54,24 @@ def test_changed_widget_recomputes_only_node_and_descendants(toy_registry):
     assert result.outputs["5"] == {"text": ["18.0"]}
 
 
+def test_run_started_names_the_cached_nodes_once_as_comfyui_execution_cached(toy_registry):
+    from graphflow.server.comfyui_messages import translate
+
+    executor = Executor(toy_registry)
+    first = []
+    executor.run(chain(factor=3), on_event=first.append)
+    events = []
+    executor.run(chain(factor=4), on_event=events.append)
+    assert first[0]["cached"] == [] and events[0]["cached"] == ["1", "3"]
+    messages = [m for e in events for m in translate(e["type"], e)]
+    cached = [data["nodes"] for kind, data in messages if kind == "execution_cached"]
+    assert cached == [["1", "3"]], "one message before any node, as ComfyUI sends it"
+    kinds = [kind for kind, _ in messages]
+    assert kinds[:2] == ["execution_start", "execution_cached"]
+    assert [data["node"] for kind, data in messages if kind == "executing"] == ["2", "4", "5", None]
+    assert [data["node"] for kind, data in messages if kind == "executed"] == ["5"]
+
+
 def test_only_ancestors_of_outputs_run(toy_registry):
     wf = chain()
     wf.nodes["99"] = wf.nodes["1"].model_copy(update={"inputs": {"value": 7}})

@@ -5,7 +5,8 @@ ComfyUI's messages instead of ours, and, as in ComfyUI, only for the prompts it 
 that client id (prompts submitted without one go to every such client); `status` goes to all.
 Binary preview frames (ComfyUI's framing) only with `&previews=1`: ComfyUI sends none by
 default, and its client libraries take every binary frame for a result image. The order
-follows ComfyUI's: execution_start, execution_cached, then per node executing /
+follows ComfyUI's: execution_start, one execution_cached naming every node the cache
+answers (an empty list when none), then per node executing /
 progress / executed, and at the end execution_success (or execution_error /
 execution_interrupted) followed by `executing` with `node: null`, which ComfyUI's example
 clients wait for.
@@ -95,13 +96,14 @@ def translate(kind: str, data: dict) -> list[tuple[str, dict]]:
     if kind == "queue":
         return [status(_queue_remaining(data))]
     if kind == "run_started":
-        return [("execution_start", {"prompt_id": prompt_id, "timestamp": _now()})]
-    if kind == "node_cached":
-        messages = [("execution_cached", {"nodes": [node], "prompt_id": prompt_id, "timestamp": _now()})]
-        if data.get("ui"):
-            messages.append(("executed", {"node": node, "display_node": node, "output": data["ui"],
-                                          "prompt_id": prompt_id}))
-        return messages
+        now = _now()
+        return [("execution_start", {"prompt_id": prompt_id, "timestamp": now}),
+                ("execution_cached", {"nodes": list(data.get("cached") or []), "prompt_id": prompt_id,
+                                      "timestamp": now})]
+    if kind == "node_cached":  # already named in execution_cached; ComfyUI re-sends only what it shows
+        if not data.get("ui"):
+            return []
+        return [("executed", {"node": node, "display_node": node, "output": data["ui"], "prompt_id": prompt_id})]
     if kind == "node_started":
         return [("executing", {"node": node, "display_node": node, "prompt_id": prompt_id})]
     if kind == "progress":
