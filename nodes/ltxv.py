@@ -136,7 +136,8 @@ class LTXVPreprocess(Node):
     """Give pictures the look of video frames: each one is encoded as H.264 at this compression
     (x264's CRF; 0 leaves the pictures untouched, higher is lossier) and decoded back. LTX-Video was
     trained on compressed video, so a clean still image used as a start or guide frame moves more
-    when it carries the same artefacts."""
+    when it carries the same artefacts. An odd width or height loses its last column or row (H.264's
+    colour planes need even sizes), as in ComfyUI."""
     category = "image"
     image: IMAGE
     img_compression: int = Int(35, min=0, max=100)
@@ -149,6 +150,9 @@ class LTXVPreprocess(Node):
             raise NodeInputError("image", f"expected an IMAGE batch [frames, H, W, C], got {tuple(self.image.shape)}")
         if self.img_compression == 0:
             return self.image
+        if min(self.image.shape[1:3]) < 2:
+            raise NodeInputError("image", f"LTXVPreprocess needs pictures of at least 2x2 pixels, got "
+                                          f"{self.image.shape[2]}x{self.image.shape[1]}")
         try:
             return h264_roundtrip(self.image, self.img_compression)
         except VideoFileError as e:

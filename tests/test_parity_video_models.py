@@ -1,0 +1,66 @@
+"""Parity of the video-model nodes with ComfyUI's behaviour (the audit of nodes/ltxv.py,
+video_models.py, cosmos.py, mochi.py, lumina2.py, pixart.py): LTXVPreprocess on odd sizes,
+TrimVideoLatent's noise mask, LTXVCropGuides' count of appended guides, the token count of
+ModelSamplingLTXV / LTXVScheduler.
+
+Oracles: PyAV encoding the even part of a frame directly, hand-built latents and masks, the
+closed forms of the shift and the schedule."""
+
+import functools
+import io
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from tests.test_nodes_image_mask import call
+
+
+@functools.lru_cache(maxsize=1)
+def registry():
+    from graphflow.registry import Registry
+
+    return Registry().load_builtin()
+
+
+# -- LTXVPreprocess -------------------------------------------------------------------------------
+
+def _av_frame(pixels: np.ndarray, crf: int) -> np.ndarray:
+    """One uint8 [H, W, 3] frame converted to yuv420p, encoded alone by libx264 (veryfast, `crf`)
+    and decoded back to RGB, with PyAV alone."""
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(1), options={"crf": str(crf), "preset": "veryfast"})
+        stream.height, stream.width = pixels.shape[:2]
+        frame = av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(format="yuv420p")
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with av.open(io.BytesIO(buffer.getvalue())) as container:
+        return next(container.decode(video=0)).to_ndarray(format="rgb24")
+
+
+def test_preprocess_odd_size_loses_the_last_row_and_column():
+    """ComfyUI encodes the even part of an odd-sized picture and returns that (one row / column
+    fewer), each frame alone, 255 x value truncated to 8 bits."""
+    y, x = torch.meshgrid(torch.linspace(0, 1, 33), torch.linspace(0, 1, 47), indexing="ij")
+    image = torch.stack([x, y, 0.5 + 0.4 * torch.sin(10 * x) * torch.cos(7 * y)], dim=-1)[None]
+    image = torch.cat([image, image.flip(1)])
+    out = call(registry(), "LTXVPreprocess", image=image, img_compression=30)
+    assert out.shape == (2, 32, 46, 3) and out.dtype == image.dtype
+    for got, frame in zip(out, image):
+        want = _av_frame((frame[:32, :46] * 255).byte().numpy(), 30)
+        assert torch.equal(got, torch.from_numpy(want).float() / 255)
+    # crf 0: untouched, odd size and all
+    assert torch.equal(call(registry(), "LTXVPreprocess", image=image, img_compression=0), image)
+
+
+def test_preprocess_refuses_a_picture_without_an_even_part():
+    from graphflow.context import NodeInputError
+
+    with pytest.raises(NodeInputError, match="at least 2x2") as e:
+        call(registry(), "LTXVPreprocess", image=torch.rand(1, 1, 9, 3), img_compression=30)
+    assert e.value.input == "image"
