@@ -304,8 +304,8 @@ class LTXVScheduler(Node):
 
 class TrimVideoLatent(Node):
     """Drop the first `trim_amount` latent frames of a video latent (8 video frames each, the
-    first one picture), and of its noise mask: e.g. the frames a continuation repeated from the
-    video before it."""
+    first one picture): e.g. the frames a continuation repeated from the video before it. A noise
+    mask passes unchanged, as in ComfyUI: a sampler stretches it over the frames that are left."""
     category = "latent/video"
     samples: LATENT
     trim_amount: int = Int(0, min=0, max=99999)
@@ -321,11 +321,4 @@ class TrimVideoLatent(Node):
         if self.trim_amount >= frames:
             raise NodeInputError("trim_amount", f"TrimVideoLatent: trimming {self.trim_amount} of the latent's "
                                                 f"{frames} frames would leave none")
-        out = {**self.samples, "samples": samples[:, :, self.trim_amount:]}
-        mask = self.samples.get("noise_mask")
-        if mask is not None:
-            if mask.ndim != 5 or mask.shape[2] != frames:
-                raise NodeInputError("samples", f"TrimVideoLatent: the noise mask must be [B, 1, {frames}, h, w] (one "
-                                                f"per latent frame), got {tuple(mask.shape)}")
-            out["noise_mask"] = mask[:, :, self.trim_amount:]
-        return out
+        return {**self.samples, "samples": samples[:, :, self.trim_amount:]}

@@ -64,3 +64,21 @@ def test_preprocess_refuses_a_picture_without_an_even_part():
     with pytest.raises(NodeInputError, match="at least 2x2") as e:
         call(registry(), "LTXVPreprocess", image=torch.rand(1, 1, 9, 3), img_compression=30)
     assert e.value.input == "image"
+
+
+# -- TrimVideoLatent ------------------------------------------------------------------------------
+
+def test_trim_keeps_the_noise_mask_for_the_sampler_to_stretch():
+    """ComfyUI trims the samples only: a per-frame noise mask [1, 1, 5, 1, 1] stays 5 frames long
+    and the sampler resizes it trilinearly over the 3 frames left: it reads the mask at frames
+    (i + 1/2) * 5/3 - 1/2 = 1/3, 2 and 11/3."""
+    from graphflow.sampling.pipeline import prepare_noise_mask
+
+    mask = torch.tensor([0.0, 0.3, 0.6, 0.9, 1.0]).reshape(1, 1, 5, 1, 1)
+    out = call(registry(), "TrimVideoLatent", samples={"samples": torch.randn(1, 128, 5, 2, 3), "noise_mask": mask},
+               trim_amount=2)
+    assert out["samples"].shape == (1, 128, 3, 2, 3) and torch.equal(out["noise_mask"], mask)
+    seen = prepare_noise_mask(out["noise_mask"], out["samples"].shape, "cpu")
+    want = torch.tensor([0.0 + 0.3 / 3, 0.6, 0.9 + 0.1 * 2 / 3])  # linear between the mask's frames
+    assert seen.shape == (1, 128, 3, 2, 3)
+    torch.testing.assert_close(seen[0, 0, :, 0, 0], want)
