@@ -66,13 +66,16 @@ def _video_latent(latent, node: str):
     return samples, mask.float()
 
 
-def _guide_frames(conditioning, samples) -> int:
-    """How many latent frames at the end of `samples` are appended guides (LTXVAddGuide's), by the
-    token positions the conditioning carries for them."""
+def _guide_frames(conditioning) -> int:
+    """How many latent frames at the end of a latent are appended guides (LTXVAddGuide's), counted
+    as ComfyUI counts them: the distinct frames of the positions the conditioning carries for
+    them (two guides given the same frame count once)."""
+    import torch
+
     for _, options in conditioning:
         positions = options.get("keyframe_idxs")
         if positions is not None:
-            return positions.shape[0] // math.prod(samples.shape[3:])
+            return torch.unique(positions[:, 0]).numel()
     return 0
 
 
@@ -187,7 +190,7 @@ class LTXVAddGuide(Node):
         _check_vae(self.vae, "LTXVAddGuide")
         samples, mask = _video_latent(self.latent, "LTXVAddGuide")
         batch, _, total, h, w = samples.shape
-        frames = total - _guide_frames(self.positive, samples)  # the video's own, before earlier guides
+        frames = total - _guide_frames(self.positive)  # the video's own, before earlier guides
         if self.image.ndim != 4 or self.image.shape[0] == 0:
             raise NodeInputError("image", f"expected an IMAGE batch [frames, H, W, C], got {tuple(self.image.shape)}")
         images = self.image[:(self.image.shape[0] - 1) // FRAMES_PER_LATENT * FRAMES_PER_LATENT + 1]
@@ -224,7 +227,9 @@ class LTXVAddGuide(Node):
 class LTXVCropGuides(Node):
     """After sampling with LTXVAddGuide's appended guide frames: remove them from the latent (and
     its noise mask) and their positions from the conditioning, leaving the video's own frames to
-    decode or sample further. A latent without appended guides passes unchanged."""
+    decode or sample further. A latent without appended guides passes unchanged. As in ComfyUI
+    the guides are counted by the frames they were given: of two guides at the same frame, one
+    latent frame stays on the end."""
     category = "conditioning/video_models"
     positive: CONDITIONING
     negative: CONDITIONING
@@ -234,7 +239,7 @@ class LTXVCropGuides(Node):
 
     def run(self):
         samples, mask = _video_latent(self.latent, "LTXVCropGuides")
-        guides = _guide_frames(self.positive, samples)
+        guides = _guide_frames(self.positive)
         if guides == 0:
             return self.positive, self.negative, {"samples": samples, "noise_mask": mask}
         if guides >= samples.shape[2]:

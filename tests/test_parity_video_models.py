@@ -82,3 +82,34 @@ def test_trim_keeps_the_noise_mask_for_the_sampler_to_stretch():
     want = torch.tensor([0.0 + 0.3 / 3, 0.6, 0.9 + 0.1 * 2 / 3])  # linear between the mask's frames
     assert seen.shape == (1, 128, 3, 2, 3)
     torch.testing.assert_close(seen[0, 0, :, 0, 0], want)
+
+
+# -- LTXVCropGuides -------------------------------------------------------------------------------
+
+def _guided(frames: int, guide_frames: list[int], h: int = 2, w: int = 3):
+    """Conditioning and latent as after LTXVAddGuide with one-frame guides at these pixel frames:
+    the video's `frames` latent frames, one appended frame per guide, the guides' positions."""
+    from graphflow.models.ltxv import pixel_positions
+
+    positions = []
+    for frame in guide_frames:
+        one = pixel_positions(1, h, w, causal=True, device="cpu")
+        one[:, 0] += frame
+        positions.append(one)
+    options = {"keyframe_idxs": torch.cat(positions), "frame_rate": 25.0}
+    samples = torch.randn(1, 128, frames + len(guide_frames), h, w)
+    mask = torch.rand(1, 1, frames + len(guide_frames), 1, 1)
+    return [(torch.randn(1, 4, 8), options)], [(torch.randn(1, 4, 8), dict(options))], samples, mask
+
+
+@pytest.mark.parametrize("guide_frames, cut", [([0, 16], 2), ([8, 8], 1), ([0, 0, 24], 2)])
+def test_crop_guides_counts_the_distinct_guided_frames(guide_frames, cut):
+    """ComfyUI counts appended guides by the distinct frames in their positions: two guides at
+    the same frame remove one latent frame, not two."""
+    positive, negative, samples, mask = _guided(4, guide_frames)
+    pos, neg, latent = call(registry(), "LTXVCropGuides", positive=positive, negative=negative,
+                            latent={"samples": samples, "noise_mask": mask})
+    assert torch.equal(latent["samples"], samples[:, :, :samples.shape[2] - cut])
+    assert torch.equal(latent["noise_mask"], mask[:, :, :samples.shape[2] - cut])
+    for side in (pos, neg):
+        assert "keyframe_idxs" not in side[0][1] and side[0][1]["frame_rate"] == 25.0
