@@ -16,12 +16,14 @@ APPENDED_GUIDE_FRAMES = 2  # LTXVAddGuide appends a guide's first latent frames;
 
 
 def _tokens(latent, name: str = "latent") -> int:
-    """The latent's token count (frames x rows x columns); ComfyUI's 4096 without a latent."""
+    """The latent's token count: the product of its sizes after batch and channels (frames x rows
+    x columns of a video; rows x columns of an image latent, as ComfyUI counts it); ComfyUI's 4096
+    without a latent."""
     if latent is None:
         return 4096
     samples = latent.get("samples") if isinstance(latent, dict) else None
-    if samples is None or samples.ndim != 5:
-        raise NodeInputError(name, "expected a video LATENT [B, C, frames, h, w] (EmptyLTXVLatentVideo), got "
+    if getattr(samples, "ndim", 0) < 3:
+        raise NodeInputError(name, "expected a LATENT (a video one: EmptyLTXVLatentVideo), got "
                                    f"{tuple(samples.shape) if samples is not None else type(latent).__name__}")
     return math.prod(samples.shape[2:])
 

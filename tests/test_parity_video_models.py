@@ -113,3 +113,26 @@ def test_crop_guides_counts_the_distinct_guided_frames(guide_frames, cut):
     assert torch.equal(latent["noise_mask"], mask[:, :, :samples.shape[2] - cut])
     for side in (pos, neg):
         assert "keyframe_idxs" not in side[0][1] and side[0][1]["frame_rate"] == 25.0
+
+
+# -- ModelSamplingLTXV / LTXVScheduler --------------------------------------------------------------
+
+def test_ltxv_shift_counts_an_image_latents_tokens():
+    """ComfyUI counts the tokens as the product of the sizes after batch and channels, for any
+    latent: an image latent [1, 16, 32, 48] is 1536 tokens, mu = 0.95 + 512 x 1.1 / 3072."""
+    from graphflow.models.diffusion_model import DiffusionModel
+    from graphflow.models.ltxv import LTXV
+    from graphflow.sampling.flow_sampling import model_sampling_for
+    from graphflow.testing import ltxv_configs
+
+    latent = {"samples": torch.zeros(1, 16, 32, 48)}
+    mu = 0.95 + (1536 - 1024) * (2.05 - 0.95) / 3072
+    with torch.device("meta"):
+        model = DiffusionModel(LTXV(ltxv_configs()[0]), "ltxv", "flow")
+    patched = call(registry(), "ModelSamplingLTXV", model=model, max_shift=2.05, base_shift=0.95, latent=latent)
+    assert model_sampling_for(patched).shift == pytest.approx(mu)
+    sigmas = call(registry(), "LTXVScheduler", steps=4, max_shift=2.05, base_shift=0.95, stretch=False,
+                  terminal=0.1, latent=latent)
+    t = torch.tensor([1.0, 0.75, 0.5, 0.25], dtype=torch.float64)
+    want = torch.cat([math.exp(mu) / (math.exp(mu) + 1 / t - 1), torch.zeros(1, dtype=torch.float64)])
+    torch.testing.assert_close(sigmas.double(), want, atol=1e-6, rtol=0)
