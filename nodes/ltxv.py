@@ -131,6 +131,10 @@ class LTXVImgToVideo(Node):
         _check_vae(self.vae, "LTXVImgToVideo")
         first = _encode_frames(self.vae, self.image, self.width, self.height)
         latent = empty_video(self.batch_size, self.length, self.height, self.width)
+        if first.shape[2] > latent.shape[2]:  # ComfyUI fails here too
+            raise NodeInputError("image", f"LTXVImgToVideo: the {self.image.shape[0]} images are {first.shape[2]} "
+                                          f"latent frames, more than the video's {latent.shape[2]} (length "
+                                          f"{self.length}); give fewer images or a longer length")
         latent[:, :, :first.shape[2]] = first
         mask = torch.ones(self.batch_size, 1, latent.shape[2], 1, 1)
         mask[:, :, :first.shape[2]] = 1.0 - self.strength

@@ -136,3 +136,40 @@ def test_ltxv_shift_counts_an_image_latents_tokens():
     t = torch.tensor([1.0, 0.75, 0.5, 0.25], dtype=torch.float64)
     want = torch.cat([math.exp(mu) / (math.exp(mu) + 1 / t - 1), torch.zeros(1, dtype=torch.float64)])
     torch.testing.assert_close(sigmas.double(), want, atol=1e-6, rtol=0)
+
+
+# -- LTXVImgToVideo -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ltxv_vae(tmp_path_factory):
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.testing import write_ltxv_checkpoint
+
+    path = write_ltxv_checkpoint(tmp_path_factory.mktemp("ltxv") / "ltxv.safetensors", dtype=torch.float32, seed=3)
+    return load_checkpoint(path, device="cpu", dtype=torch.float32).vae
+
+
+def test_img_to_video_crops_the_centre_and_masks_the_first_frame(ltxv_vae):
+    """ComfyUI: the picture cropped around its centre to width:height, scaled bilinearly, encoded
+    as the first latent frame of every batch entry; the noise mask [B, 1, frames, 1, 1] is
+    1 - strength there and 1 elsewhere."""
+    from graphflow.context import NodeInputError
+
+    image = torch.rand(1, 40, 60, 3, generator=torch.Generator().manual_seed(2))
+    pos, neg = [(torch.zeros(1, 3, 8), {})], [(torch.ones(1, 3, 8), {})]
+    p, n, latent = call(registry(), "LTXVImgToVideo", positive=pos, negative=neg, vae=ltxv_vae, image=image,
+                        width=96, height=128, length=17, batch_size=2, strength=0.75)
+    assert p is pos and n is neg
+    # 60x40 to the aspect 96:128 = 3:4: 30 columns kept, 15 off each side
+    cropped = image[:, :, 15:45].movedim(-1, 1)
+    fitted = torch.nn.functional.interpolate(cropped, size=(128, 96), mode="bilinear").movedim(1, -1)
+    first = ltxv_vae.encode(fitted)
+    assert latent["samples"].shape == (2, 128, 3, 4, 3)
+    torch.testing.assert_close(latent["samples"][:, :, :1], first.expand(2, -1, -1, -1, -1))
+    assert not latent["samples"][:, :, 1:].any()
+    assert latent["noise_mask"].shape == (2, 1, 3, 1, 1) and latent["noise_mask"].dtype == torch.float32
+    assert latent["noise_mask"][0, 0, :, 0, 0].tolist() == [0.25, 1.0, 1.0]
+    with pytest.raises(NodeInputError, match="more than the video's 2") as e:  # ComfyUI fails too
+        call(registry(), "LTXVImgToVideo", positive=pos, negative=neg, vae=ltxv_vae,
+             image=torch.rand(17, 64, 64, 3), width=64, height=64, length=9, batch_size=1, strength=1.0)
+    assert e.value.input == "image"
