@@ -135,19 +135,16 @@ def h264_roundtrip(images, crf: int):
     """Each frame of an IMAGE batch [frames, H, W, 3] encoded on its own as a one-frame H.264 MP4
     (yuv420p, CRF `crf`, x264's veryfast preset, as ComfyUI's LTXVPreprocess) and decoded back: the
     frames with the compression artefacts of real video. An odd width or height (which yuv420p
-    can't hold) is padded by repeating the last row or column, and cut off again after."""
+    can't hold) loses its last row or column, as in ComfyUI: the frames come back that much smaller."""
     import torch
-    import torch.nn.functional as F
 
-    height, width = images.shape[1:3]
+    height, width = images.shape[1] // 2 * 2, images.shape[2] // 2 * 2
     out = []
-    for frame in images[..., :3].float():
-        chw = frame.permute(2, 0, 1)[None]
-        even = F.pad(chw, (0, width % 2, 0, height % 2), mode="replicate")[0].permute(1, 2, 0)
+    for frame in images[:, :height, :width, :3].float():
         buffer = io.BytesIO()
-        write_video(buffer, Video(even[None], Fraction(1)), "mp4", "libx264",
+        write_video(buffer, Video(frame[None], Fraction(1)), "mp4", "libx264",
                     options={"crf": str(int(crf)), "preset": "veryfast"})
-        out.append(read_video(buffer.getvalue()).images[0, :height, :width])
+        out.append(read_video(buffer.getvalue()).images[0])
     return torch.stack(out).to(images.dtype)
 
 

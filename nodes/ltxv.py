@@ -16,12 +16,14 @@ APPENDED_GUIDE_FRAMES = 2  # LTXVAddGuide appends a guide's first latent frames;
 
 
 def _tokens(latent, name: str = "latent") -> int:
-    """The latent's token count (frames x rows x columns); ComfyUI's 4096 without a latent."""
+    """The latent's token count: the product of its sizes after batch and channels (frames x rows
+    x columns of a video; rows x columns of an image latent, as ComfyUI counts it); ComfyUI's 4096
+    without a latent."""
     if latent is None:
         return 4096
     samples = latent.get("samples") if isinstance(latent, dict) else None
-    if samples is None or samples.ndim != 5:
-        raise NodeInputError(name, "expected a video LATENT [B, C, frames, h, w] (EmptyLTXVLatentVideo), got "
+    if getattr(samples, "ndim", 0) < 3:
+        raise NodeInputError(name, "expected a LATENT (a video one: EmptyLTXVLatentVideo), got "
                                    f"{tuple(samples.shape) if samples is not None else type(latent).__name__}")
     return math.prod(samples.shape[2:])
 
@@ -66,13 +68,16 @@ def _video_latent(latent, node: str):
     return samples, mask.float()
 
 
-def _guide_frames(conditioning, samples) -> int:
-    """How many latent frames at the end of `samples` are appended guides (LTXVAddGuide's), by the
-    token positions the conditioning carries for them."""
+def _guide_frames(conditioning) -> int:
+    """How many latent frames at the end of a latent are appended guides (LTXVAddGuide's), counted
+    as ComfyUI counts them: the distinct frames of the positions the conditioning carries for
+    them (two guides given the same frame count once)."""
+    import torch
+
     for _, options in conditioning:
         positions = options.get("keyframe_idxs")
         if positions is not None:
-            return positions.shape[0] // math.prod(samples.shape[3:])
+            return torch.unique(positions[:, 0]).numel()
     return 0
 
 
@@ -126,6 +131,10 @@ class LTXVImgToVideo(Node):
         _check_vae(self.vae, "LTXVImgToVideo")
         first = _encode_frames(self.vae, self.image, self.width, self.height)
         latent = empty_video(self.batch_size, self.length, self.height, self.width)
+        if first.shape[2] > latent.shape[2]:  # ComfyUI fails here too
+            raise NodeInputError("image", f"LTXVImgToVideo: the {self.image.shape[0]} images are {first.shape[2]} "
+                                          f"latent frames, more than the video's {latent.shape[2]} (length "
+                                          f"{self.length}); give fewer images or a longer length")
         latent[:, :, :first.shape[2]] = first
         mask = torch.ones(self.batch_size, 1, latent.shape[2], 1, 1)
         mask[:, :, :first.shape[2]] = 1.0 - self.strength
@@ -136,7 +145,8 @@ class LTXVPreprocess(Node):
     """Give pictures the look of video frames: each one is encoded as H.264 at this compression
     (x264's CRF; 0 leaves the pictures untouched, higher is lossier) and decoded back. LTX-Video was
     trained on compressed video, so a clean still image used as a start or guide frame moves more
-    when it carries the same artefacts."""
+    when it carries the same artefacts. An odd width or height loses its last column or row (H.264's
+    colour planes need even sizes), as in ComfyUI."""
     category = "image"
     image: IMAGE
     img_compression: int = Int(35, min=0, max=100)
@@ -149,6 +159,9 @@ class LTXVPreprocess(Node):
             raise NodeInputError("image", f"expected an IMAGE batch [frames, H, W, C], got {tuple(self.image.shape)}")
         if self.img_compression == 0:
             return self.image
+        if min(self.image.shape[1:3]) < 2:
+            raise NodeInputError("image", f"LTXVPreprocess needs pictures of at least 2x2 pixels, got "
+                                          f"{self.image.shape[2]}x{self.image.shape[1]}")
         try:
             return h264_roundtrip(self.image, self.img_compression)
         except VideoFileError as e:
@@ -183,7 +196,7 @@ class LTXVAddGuide(Node):
         _check_vae(self.vae, "LTXVAddGuide")
         samples, mask = _video_latent(self.latent, "LTXVAddGuide")
         batch, _, total, h, w = samples.shape
-        frames = total - _guide_frames(self.positive, samples)  # the video's own, before earlier guides
+        frames = total - _guide_frames(self.positive)  # the video's own, before earlier guides
         if self.image.ndim != 4 or self.image.shape[0] == 0:
             raise NodeInputError("image", f"expected an IMAGE batch [frames, H, W, C], got {tuple(self.image.shape)}")
         images = self.image[:(self.image.shape[0] - 1) // FRAMES_PER_LATENT * FRAMES_PER_LATENT + 1]
@@ -220,7 +233,9 @@ class LTXVAddGuide(Node):
 class LTXVCropGuides(Node):
     """After sampling with LTXVAddGuide's appended guide frames: remove them from the latent (and
     its noise mask) and their positions from the conditioning, leaving the video's own frames to
-    decode or sample further. A latent without appended guides passes unchanged."""
+    decode or sample further. A latent without appended guides passes unchanged. As in ComfyUI
+    the guides are counted by the frames they were given: of two guides at the same frame, one
+    latent frame stays on the end."""
     category = "conditioning/video_models"
     positive: CONDITIONING
     negative: CONDITIONING
@@ -230,7 +245,7 @@ class LTXVCropGuides(Node):
 
     def run(self):
         samples, mask = _video_latent(self.latent, "LTXVCropGuides")
-        guides = _guide_frames(self.positive, samples)
+        guides = _guide_frames(self.positive)
         if guides == 0:
             return self.positive, self.negative, {"samples": samples, "noise_mask": mask}
         if guides >= samples.shape[2]:
@@ -300,8 +315,8 @@ class LTXVScheduler(Node):
 
 class TrimVideoLatent(Node):
     """Drop the first `trim_amount` latent frames of a video latent (8 video frames each, the
-    first one picture), and of its noise mask: e.g. the frames a continuation repeated from the
-    video before it."""
+    first one picture): e.g. the frames a continuation repeated from the video before it. A noise
+    mask passes unchanged, as in ComfyUI: a sampler stretches it over the frames that are left."""
     category = "latent/video"
     samples: LATENT
     trim_amount: int = Int(0, min=0, max=99999)
@@ -317,11 +332,4 @@ class TrimVideoLatent(Node):
         if self.trim_amount >= frames:
             raise NodeInputError("trim_amount", f"TrimVideoLatent: trimming {self.trim_amount} of the latent's "
                                                 f"{frames} frames would leave none")
-        out = {**self.samples, "samples": samples[:, :, self.trim_amount:]}
-        mask = self.samples.get("noise_mask")
-        if mask is not None:
-            if mask.ndim != 5 or mask.shape[2] != frames:
-                raise NodeInputError("samples", f"TrimVideoLatent: the noise mask must be [B, 1, {frames}, h, w] (one "
-                                                f"per latent frame), got {tuple(mask.shape)}")
-            out["noise_mask"] = mask[:, :, self.trim_amount:]
-        return out
+        return {**self.samples, "samples": samples[:, :, self.trim_amount:]}

@@ -55,8 +55,9 @@ class SVDImageToVideo(Node):
     embedding and its latent (scaled and centre-cropped to width x height) guide every frame;
     fps and motion_bucket_id (more: more motion) are the micro-conditioning SVD was trained with,
     augmentation_level adds that much noise to the image before encoding (looser adherence, more
-    motion). Gives the positive and negative (zeroed) conditioning and an empty latent of
-    video_frames frames."""
+    motion; ComfyUI draws it from torch's global generator, whose state a graph doesn't fix, so
+    here it is drawn from seed 0 and the node is repeatable). Gives the positive and negative
+    (zeroed) conditioning and an empty latent of video_frames frames."""
     category = "conditioning/video_models"
     clip_vision: CLIP_VISION
     init_image: IMAGE

@@ -226,9 +226,9 @@ def test_model_sampling_ltxv_shift():
     assert schedule.shift == pytest.approx(mu) and schedule.kind == "flux"
     t = torch.tensor([0.3, 0.8])
     assert torch.allclose(schedule.sigma(t), math.exp(mu) / (math.exp(mu) + 1 / t - 1))
-    with pytest.raises(Exception, match="video LATENT"):
+    with pytest.raises(Exception, match="expected a LATENT"):
         call(registry(), "ModelSamplingLTXV", model=model, max_shift=2.05, base_shift=0.95,
-             latent={"samples": torch.zeros(1, 4, 8, 8)})
+             latent={"noise_mask": torch.zeros(1, 4, 8, 8)})
 
 
 # -- a ComfyUI graph end to end ------------------------------------------------------------------
