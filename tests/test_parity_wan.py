@@ -1,0 +1,45 @@
+"""ComfyUI parity of the Wan video nodes (nodes/wan.py) on edge cases: batches, empty inputs.
+Oracles are the nodes run on one item at a time, or masks written out by hand."""
+
+import json
+
+import pytest
+import torch
+
+from tests.test_nodes_image_mask import call
+from tests.test_wan import registry, wan_vae
+
+COND = [(torch.zeros(1, 4, 8), {})]
+
+
+def _track(x0, y0, x1, y1):
+    return [{"x": x0, "y": y0}] + [{"x": x1, "y": y1}] * 120
+
+
+def _track_video(start, tracks, batch_size):
+    return call(registry(), "WanTrackToVideo", positive=COND, negative=COND, vae=wan_vae(), tracks=json.dumps(tracks),
+                width=32, height=32, length=5, batch_size=batch_size, temperature=3.0, topk=2, start_image=start)
+
+
+@pytest.mark.parametrize("images, sets, batch, picks", [
+    (2, 1, 4, ((0, 0), (0, 0), (1, 0), (1, 0))),  # fewer start images than the batch: runs of each
+    (3, 3, 2, ((0, 0), (1, 2))),  # start images cut to the batch, track sets thinned (first and last)
+    (1, 2, 3, ((0, 0), (0, 1), (0, 1))),  # fewer track sets than the batch: floor((i + 0.5) * 2 / 3)
+])
+def test_track_to_video_spreads_start_images_and_track_sets_over_the_batch(images, sets, batch, picks):
+    """ComfyUI's WanTrackToVideo takes start_image[:batch_size] and spreads it and the track sets over
+    the batch (resize_to_batch_size): each batch item is the node's output for its own start image
+    and track set alone."""
+    start = torch.rand(images, 40, 40, 3, generator=torch.Generator().manual_seed(3))
+    track_sets = [[_track(12 + 4 * k, 20, 28 - 4 * k, 4 + 6 * k)] for k in range(sets)]
+    pos, neg, latent = _track_video(start, track_sets, batch)
+    assert latent["samples"].shape == (batch, 16, 2, 4, 4)
+    for b, (i, t) in enumerate(picks):
+        alone = _track_video(start[i:i + 1], track_sets[t], 1)[0][0][1]
+        for side in (pos, neg):
+            options = side[0][1]
+            assert torch.allclose(options["concat_latent_image"][b], alone["concat_latent_image"][0], atol=1e-5)
+            assert torch.allclose(options["concat_mask"][b], alone["concat_mask"][0], atol=1e-6)
+    # the picks are not all the same item: the test tells the spreads apart
+    items = pos[0][1]["concat_latent_image"]
+    assert len({round(float(items[b].sum()), 3) for b in range(batch)}) == len(set(picks))
