@@ -91,14 +91,14 @@ def image_to_video_mask(frames: int, height: int, width: int, given: int):
     return mask
 
 
-def first_last_mask(frames: int, height: int, width: int, start: int, end: int):
+def first_last_mask(frames: int, height: int, width: int, start: int | None, end: int | None = None):
     """WanFirstLastFrameToVideo's concat_mask [1, 4, latent frames, h, w]: a per-pixel-frame mask
-    (0 on the start frames and the 3 after them, as ComfyUI's, and on the end frames) folded 4
-    frames per latent frame into 4 channels."""
+    (0 on the start frames and the 3 after them, as ComfyUI's, even for an empty start image, and
+    on the end frames; None: no such image) folded 4 frames per latent frame into 4 channels."""
     import torch
 
     mask = torch.ones(1, 1, frames * FRAMES_PER_LATENT, height, width)
-    if start:
+    if start is not None:
         mask[:, :, :start + 3] = 0.0
     if end:
         mask[:, :, -end:] = 0.0
@@ -210,12 +210,14 @@ def first_last_frames(node, start_image, end_image, vision_start, vision_end):
     latent = torch.zeros(node.batch_size, channels, latent_frames(node.length), node.height // scale,
                          node.width // scale)
     video = torch.full((node.length, node.height, node.width, 3), 0.5)
-    start = end = 0
+    start = end = None
     if start_image is not None:
         frames = _fit(start_image[:node.length], node.width, node.height, "start_image")
         video[:frames.shape[0]], start = frames, frames.shape[0]
     if end_image is not None:
         frames = _fit(end_image[-node.length:], node.width, node.height, "end_image")
+        if not frames.shape[0]:  # ComfyUI fails here too (its [-0:] is every frame)
+            raise NodeInputError("end_image", f"{name} needs at least one end frame, got an empty IMAGE")
         video[-frames.shape[0]:], end = frames, frames.shape[0]
     encoded = _encode(node.vae, video, name, channels)
     mask = first_last_mask(latent.shape[2], latent.shape[3], latent.shape[4], start, end)

@@ -43,3 +43,23 @@ def test_track_to_video_spreads_start_images_and_track_sets_over_the_batch(image
     # the picks are not all the same item: the test tells the spreads apart
     items = pos[0][1]["concat_latent_image"]
     assert len({round(float(items[b].sum()), 3) for b in range(batch)}) == len(set(picks))
+
+
+def test_first_last_frame_empty_start_image_still_fixes_the_first_latent_frame():
+    """ComfyUI's WanFirstLastFrameToVideo masks the start frames and the 3 after them whenever a start
+    image is given, so an empty one (0 frames) still zeroes the first latent frame's first 3 mask
+    channels; the pictures stay grey. An empty end image is refused (ComfyUI fails on it too)."""
+    from graphflow.api import NodeInputError
+
+    grey = call(registry(), "WanFirstLastFrameToVideo", positive=COND, negative=COND, vae=wan_vae(), width=32,
+                height=32, length=9, batch_size=1)[0][0][1]
+    empty = call(registry(), "WanFirstLastFrameToVideo", positive=COND, negative=COND, vae=wan_vae(), width=32,
+                 height=32, length=9, batch_size=1, start_image=torch.zeros(0, 40, 40, 3))[0][0][1]
+    want = torch.ones(1, 4, 3, 4, 4)
+    want[:, :3, 0] = 0.0  # pixel frames 0..2 of the 12 (3 latent frames x 4)
+    assert torch.equal(empty["concat_mask"], want)
+    assert torch.equal(grey["concat_mask"], torch.ones(1, 4, 3, 4, 4))
+    assert torch.equal(empty["concat_latent_image"], grey["concat_latent_image"])
+    with pytest.raises(NodeInputError, match="at least one end frame"):
+        call(registry(), "WanFirstLastFrameToVideo", positive=COND, negative=COND, vae=wan_vae(), width=32,
+             height=32, length=9, batch_size=1, end_image=torch.zeros(0, 40, 40, 3))
