@@ -726,7 +726,8 @@ class WanCameraEmbedding(Node):
     zooms 3 along the view, rotations turn it 60 degrees about the view, by the end; speed scales
     that), as each pixel's Plücker ray (moment and direction) in every frame, for a video of width x
     height and `length` (4n + 1) frames. fx, fy: focal lengths as fractions of a 1280 x 720 frame
-    fitted to this one; cx, cy: the principal point as fractions of the width and height."""
+    fitted to this one (0 is refused: ComfyUI's rays would be NaN); cx, cy: the principal point as
+    fractions of the width and height."""
     category = "camera"
     camera_pose: str = Choice(tuple(CAMERA_POSES), "Static")
     width: int = Int(832, min=16, max=MAX_SIZE, step=16)

@@ -63,3 +63,17 @@ def test_first_last_frame_empty_start_image_still_fixes_the_first_latent_frame()
     with pytest.raises(NodeInputError, match="at least one end frame"):
         call(registry(), "WanFirstLastFrameToVideo", positive=COND, negative=COND, vae=wan_vae(), width=32,
              height=32, length=9, batch_size=1, end_image=torch.zeros(0, 40, 40, 3))
+
+
+@pytest.mark.parametrize("name", ["fx", "fy"])
+def test_camera_embedding_refuses_a_zero_focal_length(name):
+    """ComfyUI's widgets allow fx, fy = 0, where its rays divide by zero (NaN embeddings, a NaN video):
+    ours refuses them by name, as its docstring says; a small focal length still gives finite rays."""
+    from graphflow.api import NodeInputError
+
+    widgets = dict(camera_pose="Pan Left", width=32, height=16, length=5, speed=1.0, fx=0.5, fy=0.5, cx=0.5, cy=0.5)
+    with pytest.raises(NodeInputError, match="focal length above 0") as error:
+        call(registry(), "WanCameraEmbedding", **{**widgets, name: 0.0})
+    assert error.value.input == name
+    rays, *_ = call(registry(), "WanCameraEmbedding", **{**widgets, name: 1e-3})
+    assert torch.isfinite(rays).all()
