@@ -77,3 +77,23 @@ def test_camera_embedding_refuses_a_zero_focal_length(name):
     assert error.value.input == name
     rays, *_ = call(registry(), "WanCameraEmbedding", **{**widgets, name: 1e-3})
     assert torch.isfinite(rays).all()
+
+
+def test_vace_control_masks_of_another_size_are_cropped_stretched_and_padded_with_ones():
+    """ComfyUI's WanVaceToVideo scales control_masks as pictures (bilinear, centre crop to the aspect:
+    a 20 x 40 mask loses 10 columns each side) and pads missing frames with 1 (all to generate); the
+    64 mask channels are each latent pixel's 8 x 8 block, frames picked nearest-exact."""
+    import torch.nn.functional as F
+
+    masks = torch.rand(2, 20, 40, generator=torch.Generator().manual_seed(5))
+    out = call(registry(), "WanVaceToVideo", positive=COND, negative=COND, vae=wan_vae(), width=16, height=16,
+               length=9, batch_size=1, strength=1.0, control_masks=masks)[0][0][1]
+    [mask] = out["vace_mask"]
+    scaled = F.interpolate(masks[:, None, :, 10:30], size=(16, 16), mode="bilinear")[:, 0]
+    full = torch.cat([scaled, torch.ones(7, 16, 16)])  # 9 frames
+    # latent frames 0, 1, 2 <- pixel frames floor((t + 0.5) * 9 / 3) = 1, 4, 7
+    for t, frame in enumerate((1, 4, 7)):
+        for i in range(8):
+            for j in range(8):
+                block = full[frame, i::8, j::8]  # pixel (8 y + i, 8 x + j) of each latent pixel (y, x)
+                assert torch.allclose(mask[0, 8 * i + j, t], block, atol=1e-6), (t, i, j)
