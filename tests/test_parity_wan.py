@@ -1,5 +1,5 @@
-"""ComfyUI parity of the Wan video nodes (nodes/wan.py) on edge cases: batches, empty inputs.
-Oracles are the nodes run on one item at a time, or masks written out by hand."""
+"""ComfyUI parity of the Wan video nodes (nodes/wan.py) on edge cases: batches, empty inputs, masks of
+other sizes, zero focal lengths. Oracles: the nodes run on one item at a time, torch ops, masks by hand."""
 
 import json
 
