@@ -91,14 +91,14 @@ def image_to_video_mask(frames: int, height: int, width: int, given: int):
     return mask
 
 
-def first_last_mask(frames: int, height: int, width: int, start: int, end: int):
+def first_last_mask(frames: int, height: int, width: int, start: int | None, end: int | None = None):
     """WanFirstLastFrameToVideo's concat_mask [1, 4, latent frames, h, w]: a per-pixel-frame mask
-    (0 on the start frames and the 3 after them, as ComfyUI's, and on the end frames) folded 4
-    frames per latent frame into 4 channels."""
+    (0 on the start frames and the 3 after them, as ComfyUI's, even for an empty start image, and
+    on the end frames; None: no such image) folded 4 frames per latent frame into 4 channels."""
     import torch
 
     mask = torch.ones(1, 1, frames * FRAMES_PER_LATENT, height, width)
-    if start:
+    if start is not None:
         mask[:, :, :start + 3] = 0.0
     if end:
         mask[:, :, -end:] = 0.0
@@ -210,12 +210,14 @@ def first_last_frames(node, start_image, end_image, vision_start, vision_end):
     latent = torch.zeros(node.batch_size, channels, latent_frames(node.length), node.height // scale,
                          node.width // scale)
     video = torch.full((node.length, node.height, node.width, 3), 0.5)
-    start = end = 0
+    start = end = None
     if start_image is not None:
         frames = _fit(start_image[:node.length], node.width, node.height, "start_image")
         video[:frames.shape[0]], start = frames, frames.shape[0]
     if end_image is not None:
         frames = _fit(end_image[-node.length:], node.width, node.height, "end_image")
+        if not frames.shape[0]:  # ComfyUI fails here too (its [-0:] is every frame)
+            raise NodeInputError("end_image", f"{name} needs at least one end frame, got an empty IMAGE")
         video[-frames.shape[0]:], end = frames, frames.shape[0]
     encoded = _encode(node.vae, video, name, channels)
     mask = first_last_mask(latent.shape[2], latent.shape[3], latent.shape[4], start, end)
@@ -449,6 +451,17 @@ def track_tensor(tracks: list, width: int, height: int, frames: int):
     return torch.cat([out[:1], rest], dim=0)
 
 
+def batch_picks(n: int, batch: int) -> list[int]:
+    """Which of n items each of `batch` items takes, spread evenly as ComfyUI's resize_to_batch_size
+    (and resize_list_to_batch_size) spread them: fewer items than the batch each cover a run of it
+    (2 for 4: 0, 0, 1, 1), more are thinned to the batch (first and last kept)."""
+    if batch <= 1 or n == batch:
+        return list(range(min(n, batch)))
+    if batch < n:
+        return [min(round(i * (n - 1) / (batch - 1)), n - 1) for i in range(batch)]
+    return [min(math.floor((i + 0.5) * n / batch), n - 1) for i in range(batch)]
+
+
 def patch_motion(tracks, latent, temperature: float, topk: int):
     """ATI's motion patch of one video: tracks [T, N, 4] (pixel frames), latent [C, F, h, w] in model
     space -> (mask [F, h, w], features [C, F, h, w]). Each later latent frame's pixels take the
@@ -482,7 +495,9 @@ class WanTrackToVideo(Node):
     mid-grey) is encoded, and each latent frame after the first takes the first frame's features
     along the given tracks (JSON lists of {"x", "y"} pixel points, 121 per track at 24 fps;
     temperature: how sharply a point's features fall off with distance; topk: tracks mixed per
-    pixel), as the I2V concat latent, its mask the tracks' weights. No tracks: WanImageToVideo."""
+    pixel), as the I2V concat latent, its mask the tracks' weights. Several start images (up to
+    batch_size) or track sets (a list of track lists) are spread evenly over the batch, as ComfyUI's.
+    No tracks: WanImageToVideo."""
     category = "conditioning/video_models"
     positive: CONDITIONING
     negative: CONDITIONING
@@ -515,15 +530,13 @@ class WanTrackToVideo(Node):
         latent = empty_video(self.batch_size, self.length, self.height, self.width)
         positive, negative = self.positive, self.negative
         start = _fit(self.start_image[:self.batch_size], self.width, self.height, "start_image")
-        for name, n in (("start_image", start.shape[0]), ("tracks", len(data))):
-            if n not in (1, self.batch_size):
-                raise NodeInputError(name, f"{node} takes 1 or batch_size ({self.batch_size}) of these, got {n}")
         mask, features = [], []
-        for b in range(self.batch_size):
+        # start images and track sets spread over the batch (ComfyUI's resize_to_batch_size)
+        for i, t in zip(batch_picks(start.shape[0], self.batch_size), batch_picks(len(data), self.batch_size)):
             video = torch.full((self.length, self.height, self.width, 3), 0.5)
-            video[0] = start[b % start.shape[0]]
+            video[0] = start[i]
             encoded = WAN21.process_in(_encode(self.vae, video, node).float())[0]  # patching is non-linear
-            tracks = track_tensor(data[b % len(data)], self.width, self.height, self.length - 1)
+            tracks = track_tensor(data[t], self.width, self.height, self.length - 1)
             m, f = patch_motion(tracks, encoded, self.temperature, self.topk)
             mask.append(m[None].expand(FRAMES_PER_LATENT, -1, -1, -1))
             features.append(f)
@@ -713,7 +726,8 @@ class WanCameraEmbedding(Node):
     zooms 3 along the view, rotations turn it 60 degrees about the view, by the end; speed scales
     that), as each pixel's Plücker ray (moment and direction) in every frame, for a video of width x
     height and `length` (4n + 1) frames. fx, fy: focal lengths as fractions of a 1280 x 720 frame
-    fitted to this one; cx, cy: the principal point as fractions of the width and height."""
+    fitted to this one (0 is refused: ComfyUI's rays would be NaN); cx, cy: the principal point as
+    fractions of the width and height."""
     category = "camera"
     camera_pose: str = Choice(tuple(CAMERA_POSES), "Static")
     width: int = Int(832, min=16, max=MAX_SIZE, step=16)
