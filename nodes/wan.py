@@ -451,17 +451,6 @@ def track_tensor(tracks: list, width: int, height: int, frames: int):
     return torch.cat([out[:1], rest], dim=0)
 
 
-def batch_picks(n: int, batch: int) -> list[int]:
-    """Which of n items each of `batch` items takes, spread evenly as ComfyUI's resize_to_batch_size
-    (and resize_list_to_batch_size) spread them: fewer items than the batch each cover a run of it
-    (2 for 4: 0, 0, 1, 1), more are thinned to the batch (first and last kept)."""
-    if batch <= 1 or n == batch:
-        return list(range(min(n, batch)))
-    if batch < n:
-        return [min(round(i * (n - 1) / (batch - 1)), n - 1) for i in range(batch)]
-    return [min(math.floor((i + 0.5) * n / batch), n - 1) for i in range(batch)]
-
-
 def patch_motion(tracks, latent, temperature: float, topk: int):
     """ATI's motion patch of one video: tracks [T, N, 4] (pixel frames), latent [C, F, h, w] in model
     space -> (mask [F, h, w], features [C, F, h, w]). Each later latent frame's pixels take the
@@ -518,6 +507,7 @@ class WanTrackToVideo(Node):
         import torch
 
         from graphflow.models.latent_formats import WAN21
+        from graphflow.sampling.guidance import batch_picks
 
         node = "WanTrackToVideo"
         data = parse_tracks(self.tracks)

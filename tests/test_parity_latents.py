@@ -123,3 +123,26 @@ def test_concat_and_cut_along_t_for_video_latents(builtin_registry):
     assert torch.equal(last_two["samples"], a[:, :, 1:])
     column = call(builtin_registry, "LatentCut", samples={"samples": a}, dim="x", index=1, amount=1)
     assert torch.equal(column["samples"], a[..., 1:])
+
+
+def test_concat_inputs_spread_over_the_latent_batch_as_comfyui_resizes_them():
+    """A model's extra input channels follow the latent's batch by ComfyUI's resize_to_batch_size:
+    two masked images for four latents go 0, 0, 1, 1 (not cycled 0, 1, 0, 1); more are thinned."""
+    from graphflow.models.latent_formats import FLUX, SD1, WAN21
+    from graphflow.sampling.pipeline import fill_concat, inpaint_concat, wan_concat
+
+    image = torch.stack([torch.full((4, 2, 3), float(i)) for i in range(2)])  # item i holds i
+    mask = torch.stack([torch.full((1, 2, 3), float(i)) for i in range(2)])
+    out = inpaint_concat({"concat_latent_image": image, "concat_mask": mask}, image, None, SD1, (4, 4, 2, 3), "cpu")
+    assert out[:, 0, 0, 0].tolist() == [0, 0, 1, 1]
+    assert torch.allclose(SD1.process_out(out[:, 1:])[:, 0, 0, 0], torch.tensor([0.0, 0.0, 1.0, 1.0]))
+
+    fill = fill_concat({"concat_latent_image": torch.stack([torch.full((16, 2, 3), float(i)) for i in range(3)])},
+                       None, FLUX, (2, 16, 2, 3), "cpu")
+    assert torch.allclose(FLUX.process_out(fill[:, :16])[:, 0, 0, 0], torch.tensor([0.0, 2.0]))  # first and last
+
+    video = torch.stack([torch.full((16, 2, 2, 3), float(i)) for i in range(2)])
+    known = torch.stack([torch.full((1, 2, 2, 3), float(i)) for i in range(2)])
+    wan = wan_concat({"concat_latent_image": video, "concat_mask": known}, None, WAN21, (4, 16, 2, 2, 3), 20, "cpu")
+    assert wan[:, 0, 0, 0, 0].tolist() == [1, 1, 0, 0]  # 1 - mask
+    assert torch.allclose(WAN21.process_out(wan[:, 4:])[:, 0, 0, 0, 0], torch.tensor([0.0, 0.0, 1.0, 1.0]), atol=1e-5)

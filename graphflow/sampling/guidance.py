@@ -101,11 +101,31 @@ class Cond:
 
 
 def repeat_to_batch(t: torch.Tensor, batch: int) -> torch.Tensor:
+    """Cycled or cut to `batch` (0, 1, 0, 1): how conditioning follows the sampled batch."""
     if t.shape[0] > batch:
         return t[:batch]
     if t.shape[0] < batch:
         return t.repeat([math.ceil(batch / t.shape[0])] + [1] * (t.ndim - 1))[:batch]
     return t
+
+
+def batch_picks(n: int, batch: int) -> list[int]:
+    """Which of n items each of `batch` items takes, spread evenly as ComfyUI's resize_to_batch_size
+    spreads them: fewer items than the batch each cover a run of it (2 for 4: 0, 0, 1, 1), more are
+    thinned to the batch (first and last kept)."""
+    if batch <= 1 or n == batch:
+        return list(range(min(n, batch)))
+    if batch < n:
+        return [min(round(i * (n - 1) / (batch - 1)), n - 1) for i in range(batch)]
+    return [min(math.floor((i + 0.5) * n / batch), n - 1) for i in range(batch)]
+
+
+def resize_to_batch(t: torch.Tensor, batch: int) -> torch.Tensor:
+    """Stretched or thinned to `batch` (0, 0, 1, 1): how a model's extra input channels (inpaint /
+    image-to-video concat latents and masks) follow the latent's batch in ComfyUI."""
+    if t.shape[0] == batch:
+        return t
+    return t[batch_picks(t.shape[0], batch)]
 
 
 def _resolve_area(area, dims: tuple[int, ...], k: int) -> tuple[int, ...]:

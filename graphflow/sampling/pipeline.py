@@ -43,7 +43,7 @@ from ..choices import NOISE_MODES
 from ..context import NodeInputError
 from .flow_samplers import sampler_for
 from .flow_sampling import FlowDenoiser, is_flow, model_sampling_for
-from .guidance import CFGGuider, prepare_conds, repeat_to_batch
+from .guidance import CFGGuider, prepare_conds, repeat_to_batch, resize_to_batch
 from .hooks import entry_hooks
 from .model_sampling import DiscreteSchedule, ModelDenoiser
 from .noise import NoiseSource, initial_noise, inpaint_noise
@@ -440,7 +440,7 @@ def inpaint_concat(options: dict, latent_image: torch.Tensor, denoise_mask: torc
         masked_latent = latent_format.process_in(options["concat_latent_image"].float().to(device))
     if tuple(masked_latent.shape[-2:]) != (h, w):
         masked_latent = _resize_center(masked_latent, h, w)
-    masked_latent = repeat_to_batch(masked_latent, batch)
+    masked_latent = resize_to_batch(masked_latent, batch)
     mask = options.get("concat_mask", denoise_mask)
     if mask is None:  # nothing known: all to inpaint over a grey image
         blank = torch.tensor(BLANK_INPAINT_LATENT[:latent_image.shape[1]], device=device).reshape(1, -1, 1, 1)
@@ -451,7 +451,7 @@ def inpaint_concat(options: dict, latent_image: torch.Tensor, denoise_mask: torc
     mask = mask.reshape(-1, 1, mask.shape[-2], mask.shape[-1])
     if tuple(mask.shape[-2:]) != (h, w):
         mask = _resize_center(mask, h, w)
-    mask = repeat_to_batch(mask.round(), batch)
+    mask = resize_to_batch(mask.round(), batch)
     return torch.cat([mask, masked_latent], dim=1)
 
 
@@ -466,14 +466,14 @@ def fill_concat(options: dict, denoise_mask: torch.Tensor | None, latent_format,
     image = torch.zeros(shape, device=device) if image is None else image.float().to(device)
     if tuple(image.shape[-2:]) != (h, w):
         image = _resize_center(image, h, w)
-    image = latent_format.process_in(repeat_to_batch(image, batch))
+    image = latent_format.process_in(resize_to_batch(image, batch))
     mask = options.get("concat_mask", denoise_mask)
     mask = torch.ones(batch, 1, h, w, device=device) if mask is None else mask.float().to(device)
     mask = mask.mean(1, keepdim=True) if mask.ndim == 4 else mask.reshape(-1, 1, *mask.shape[-2:])
     if tuple(mask.shape[-2:]) != (8 * h, 8 * w):
         mask = _resize_center(mask, 8 * h, 8 * w)
     mask = mask.reshape(-1, 1, h, 8, w, 8).permute(0, 1, 3, 5, 2, 4).reshape(-1, 64, h, w)
-    return torch.cat([image, repeat_to_batch(mask, batch)], dim=1)
+    return torch.cat([image, resize_to_batch(mask, batch)], dim=1)
 
 
 def wan_concat(options: dict, denoise_mask: torch.Tensor | None, latent_format, shape: tuple, extra: int,
@@ -494,7 +494,7 @@ def wan_concat(options: dict, denoise_mask: torch.Tensor | None, latent_format, 
         image = _resize_center(image, h, w)
     c = latent_format.channels
     image = torch.cat([latent_format.process_in(chunk) for chunk in image.split(c, dim=1)], dim=1)
-    image = repeat_to_batch(image, batch)
+    image = resize_to_batch(image, batch)
     if image.shape[1] == extra:
         return image
     image = image[:, :extra - 4]
@@ -508,7 +508,7 @@ def wan_concat(options: dict, denoise_mask: torch.Tensor | None, latent_format, 
             mask = _resize_center(mask, h, w)
         if mask.shape[2] < frames:
             mask = torch.nn.functional.pad(mask, (0, 0, 0, 0, 0, frames - mask.shape[2]))
-        mask = repeat_to_batch(mask.expand(-1, 4, -1, -1, -1), batch)
+        mask = resize_to_batch(mask.expand(-1, 4, -1, -1, -1), batch)
     index = int(options.get("concat_mask_index") or 0)  # Wan 2.2 Fun Control: the mask after the control latent
     return torch.cat([image[:, :index], mask, image[:, index:]], dim=1)
 
@@ -525,7 +525,7 @@ def ip2p_concat(options: dict, arch: str, latent_format, shape: tuple, device) -
     image = image.float().to(device)
     if tuple(image.shape[-2:]) != (h, w):
         image = _resize_center(image, h, w)
-    image = repeat_to_batch(image, batch)
+    image = resize_to_batch(image, batch)
     return latent_format.process_in(image) if arch.startswith("sdxl") else image
 
 
@@ -541,7 +541,7 @@ def x4_concat(options: dict, shape: tuple, device, seed: int) -> torch.Tensor:
         image = torch.zeros(batch, IMAGE_CHANNELS, h, w, device=device)
     image = _resize_center(image.float().to(device), h, w)
     image = augment(image, float(options.get("noise_augmentation", 0.0)), seed)
-    return repeat_to_batch(image, batch)
+    return resize_to_batch(image, batch)
 
 
 def _refuse_x4_conditioning(model, sides: dict) -> None:
