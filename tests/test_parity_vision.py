@@ -1,0 +1,67 @@
+"""ComfyUI parity of the CLIP-vision family of nodes (unCLIP, style models, PhotoMaker, Stable
+Zero123, Stable Cascade, GLIGEN, upscale models): behaviour an imported graph depends on, checked
+against small hand-built tensors and closed forms."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def run_node(name, **inputs):
+    from graphflow.registry import Registry
+
+    cls = Registry().load_builtin().get(name)
+    node = cls.__new__(cls)
+    node.__dict__.update(inputs)
+    return node.run()
+
+
+# -- Stable Cascade ------------------------------------------------------------------------------
+
+class _SeeingEncoder:
+    """A Stage C 'VAE' that records the pixels it is given and returns a latent of the right shape."""
+    latent_channels, downscale = 16, 32
+
+    def encode(self, pixels):
+        self.seen = pixels.clone()
+        b, h, w, _ = pixels.shape
+        return torch.zeros(b, 16, h // 32, w // 32)
+
+
+def test_stage_c_vae_encode_centre_crops_to_the_aspect_and_does_not_clamp():
+    """StableCascade_StageC_VAEEncode: ComfyUI's common_upscale(bicubic, crop "center"): 1000x600 at
+    compression 42 is a 23x14 latent, 736x448 pixels; the picture's aspect (1.667) is wider than
+    that (1.643), so round((1000 - 1000 * 1.643 / 1.667) / 2) = 7 columns go on each side first.
+    The bicubic overshoot of a hard edge is handed to the encoder as it is."""
+    image = torch.zeros(1, 600, 1000, 3)
+    image[:, :, 500:] = 1.0  # a hard edge: bicubic overshoots past 0..1 beside it
+    vae = _SeeingEncoder()
+    stage_c, stage_b = run_node("StableCascadeStageCVAEEncode", image=image, vae=vae, compression=42)
+    assert stage_c["samples"].shape == (1, 16, 14, 23)
+    assert stage_b["samples"].shape == (1, 4, 150, 250)
+    cut = round((1000 - 1000 * ((736 / 448) / (1000 / 600))) / 2)
+    assert cut == 7
+    expected = F.interpolate(image.movedim(-1, 1)[..., cut:1000 - cut], size=(448, 736), mode="bicubic")
+    assert torch.allclose(vae.seen, expected.movedim(1, -1), atol=1e-6)
+    assert vae.seen.min() < -0.01 and vae.seen.max() > 1.01
+
+
+class _PixelsOut(nn.Module):
+    """Stands in for the EfficientNet: hands back the pixels it was given (16 channels wide)."""
+    def __init__(self):
+        super().__init__()
+        self.mapper = nn.Sequential(nn.Conv2d(3, 16, 1, bias=False))
+
+    def forward(self, x):
+        return x
+
+
+def test_stage_c_encoder_crops_the_remainder_around_the_centre():
+    """ComfyUI's VAE encode crops a size that is not a multiple of the downscale (32) around the
+    centre: (size % 32) // 2 from the top / left. 75 rows -> 64 from row 5; 100 columns -> 96 from 2."""
+    from graphflow.models.stage_c_encoder import StageCEncoderVAE
+
+    image = torch.rand(1, 75, 100, 3, generator=torch.Generator().manual_seed(0))
+    seen = StageCEncoderVAE(_PixelsOut()).encode(image)
+    assert torch.equal(seen, image[:, 5:69, 2:98].movedim(-1, 1))
