@@ -65,3 +65,32 @@ def test_stage_c_encoder_crops_the_remainder_around_the_centre():
     image = torch.rand(1, 75, 100, 3, generator=torch.Generator().manual_seed(0))
     seen = StageCEncoderVAE(_PixelsOut()).encode(image)
     assert torch.equal(seen, image[:, 5:69, 2:98].movedim(-1, 1))
+
+
+# -- GLIGEN --------------------------------------------------------------------------------------
+
+def test_gligen_box_phrase_is_the_unprojected_pooled_output(tmp_path):
+    """GLIGENTextBoxApply encodes the phrase with ComfyUI's return_pooled="unprojected": a CLIP-L
+    carrying a text projection (e.g. a clip_l.safetensors with text_projection.weight) gives the
+    pooled output before it. Boxes: (pooled, height // 8, width // 8, y // 8, x // 8)."""
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.models.gligen import load_gligen
+    from graphflow.testing import write_checkpoint, write_gligen
+
+    ckpt = load_checkpoint(write_checkpoint(tmp_path / "sd1.safetensors", "sd1", dtype=torch.float32), device="cpu",
+                           dtype=torch.float32)
+    gligen = load_gligen(write_gligen(tmp_path / "gligen.safetensors", seed=1))
+    clip = ckpt.clip
+    tower = clip.towers[0]
+    _, plain = clip.encode("a red ball")  # no projection in an SD1 checkpoint: pooled = unprojected
+    width = plain.shape[-1]
+    projection = nn.Linear(width, width, bias=False)
+    nn.init.normal_(projection.weight, generator=torch.Generator().manual_seed(0))
+    tower.model.text_projection = projection
+    _, projected = clip.encode("a red ball")
+    assert torch.allclose(projected, plain @ projection.weight.T.detach(), atol=1e-5)
+    [(_, options)] = run_node("GLIGENTextBox", conditioning_to=[(torch.zeros(1, 77, width), {})], clip=clip,
+                              gligen_textbox_model=gligen, text="a red ball", width=70, height=33, x=15, y=9)
+    [(pooled, h, w, y, x)] = options["gligen"].boxes
+    assert (h, w, y, x) == (4, 8, 1, 1)
+    assert torch.allclose(pooled, plain, atol=1e-6)
