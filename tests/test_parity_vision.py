@@ -94,3 +94,37 @@ def test_gligen_box_phrase_is_the_unprojected_pooled_output(tmp_path):
     [(pooled, h, w, y, x)] = options["gligen"].boxes
     assert (h, w, y, x) == (4, 8, 1, 1)
     assert torch.allclose(pooled, plain, atol=1e-6)
+
+
+# -- unCLIP ---------------------------------------------------------------------------------------
+
+def test_unclip_ignores_embedding_statistics_in_the_file(tmp_path):
+    """ComfyUI never loads an unCLIP checkpoint's noise_augmentor.* tensors (data_mean / data_std are
+    non-persistent buffers, zeros and ones): a file that carries statistics conditions the model as
+    one without. y = [sqrt(abar_n) e + sqrt(1 - abar_n) noise, timestep embedding of n]."""
+    from diffusers import DDPMScheduler
+    from diffusers.models.embeddings import get_timestep_embedding
+    from safetensors.torch import load_file, save_file
+
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.models.clip_vision import ClipVisionOutput
+    from graphflow.models.unclip import unclip_adm
+    from graphflow.testing import UNCLIP_EMBED, write_unclip_checkpoint
+
+    path = write_unclip_checkpoint(tmp_path / "unclip.safetensors", dtype=torch.float32)
+    state = load_file(str(path))
+    g = torch.Generator().manual_seed(1)
+    state["noise_augmentor.data_mean"] = torch.randn(1, UNCLIP_EMBED, generator=g)
+    state["noise_augmentor.data_std"] = torch.rand(1, UNCLIP_EMBED, generator=g) + 0.5
+    save_file(state, str(path))
+    augmentor = load_checkpoint(path, device="cpu", dtype=torch.float32).model.noise_augmentor
+
+    e = torch.randn(1, UNCLIP_EMBED, generator=g)
+    level = round(999 * 0.3)
+    noise = torch.randn(1, UNCLIP_EMBED, generator=torch.Generator().manual_seed(5 - 10 + 2 ** 64))
+    abar = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2").alphas_cumprod[level]
+    expected = torch.cat([abar.sqrt() * e + (1 - abar).sqrt() * noise,
+                          get_timestep_embedding(torch.tensor([level]), UNCLIP_EMBED, True, 0)], dim=1)
+    entry = {"clip_vision_output": ClipVisionOutput(e[:, None], e, e[:, None]), "strength": 1.0,
+             "noise_augmentation": 0.3}
+    torch.testing.assert_close(unclip_adm([entry], augmentor, seed=5), expected, atol=1e-5, rtol=0)
