@@ -39,7 +39,8 @@ class LoadGLIGEN(Node):
 class GLIGENTextBox(Node):
     """Put the phrase `text` in the box (x, y, width, height; pixels, rounded down to the 8-pixel
     latent grid) of every entry of the conditioning; boxes added to the same conditioning add
-    up (at most 30). The phrase is encoded with the text encoder's pooled output."""
+    up (at most 30). The phrase is encoded with the text encoder's pooled output, taken before
+    its text projection as ComfyUI takes it."""
     category = "conditioning/gligen"
     conditioning_to: CONDITIONING
     clip: CLIP
@@ -57,7 +58,12 @@ class GLIGENTextBox(Node):
 
         if self.clip is None:
             raise NodeInputError("clip", "no text encoder: the checkpoint has none; load one separately")
-        _, pooled = self.clip.encode(self.text)
+        from graphflow.models.text_encoders import TextEncoder
+
+        # ComfyUI encodes the phrase with return_pooled="unprojected": the pooled output before the
+        # text projection (which a CLIP-L file may carry)
+        unprojected = {"projected": False} if isinstance(self.clip, TextEncoder) else {}
+        _, pooled = self.clip.encode(self.text, **unprojected)
         text_dim = self.gligen_textbox_model.text_dim
         if pooled is None or pooled.shape[-1] != text_dim:
             got = "none" if pooled is None else f"{pooled.shape[-1]} wide"

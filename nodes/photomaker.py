@@ -41,8 +41,9 @@ class PhotoMakerEncode(Node):
     its tokenizer numbers weighted segments and embeddings rather than words, so in most prompts
     the trigger word stays in the encoded prompt (e.g. "(man:1.1) photomaker" drops it). The pooled
     output is the plain encoding of that prompt. A prompt starting with the trigger word (no class
-    word) is refused. Only the first image of the batch is used (a warning says so when there are
-    more), and a prompt without the trigger word is encoded unchanged (with a warning)."""
+    word) gives the identity to the start token (row 0), as ComfyUI's node does (with a warning).
+    Only the first image of the batch is used (a warning says so when there are more), and a prompt
+    without the trigger word is encoded unchanged (with a warning)."""
     category = "_for_testing/photomaker"
     photomaker: PHOTOMAKER
     image: IMAGE
@@ -68,11 +69,14 @@ class PhotoMakerEncode(Node):
         word = trigger_word(self.text)
         if word is None:
             warn(f"the prompt has no '{TRIGGER}' word (standing alone between spaces): encoded without the image")
-        elif word == 1 or word > WINDOW:
+        elif word > WINDOW:  # ComfyUI's class-token mask covers the first window only: it fails there
             raise NodeInputError("text", f"'{TRIGGER}' must follow the class word it gives the identity to, within "
                                          f"the first {WINDOW - 1} words, e.g. 'a photo of a man {TRIGGER}'; "
                                          f"got {self.text!r}")
-        elif image.shape[0] > 1:
+        elif word == 1:
+            warn(f"'{TRIGGER}' is the prompt's first word: there is no class word before it, so the identity goes "
+                 f"to the start token, and the first segment of the prompt is dropped (as in ComfyUI)")
+        if word is not None and image.shape[0] > 1:
             warn(f"PhotoMakerEncode uses the first of the {image.shape[0]} images, as ComfyUI's node does")
 
         def encode(clip):

@@ -52,8 +52,9 @@ class StableCascadeStageBConditioning(Node):
 
 class StableCascadeStageCVAEEncode(Node):
     """Encode a picture for Stable Cascade image-to-image: stage_c is its Stage C latent (the
-    picture resized to width / compression x the encoder's downscale, then encoded by Stage C's
-    VAE, the EfficientNet encoder), stage_b blank latents at width / 4 for Stage B."""
+    picture cut around its centre to the aspect of width / compression x height / compression,
+    resized (bicubic) to that times the encoder's downscale, then encoded by Stage C's VAE, the
+    EfficientNet encoder), stage_b blank latents at width / 4 for Stage B."""
     category = "latent/stable_cascade"
     image: IMAGE
     vae: VAE
@@ -63,7 +64,8 @@ class StableCascadeStageCVAEEncode(Node):
 
     def run(self):
         import torch
-        import torch.nn.functional as F
+
+        from graphflow.images import center_crop_to_aspect, resize_nchw
 
         if getattr(self.vae, "latent_channels", None) != PRIOR_CHANNELS:
             raise NodeInputError("vae", f"expected Stable Cascade's Stage C encoder ({PRIOR_CHANNELS}-channel latents); "
@@ -73,10 +75,10 @@ class StableCascadeStageCVAEEncode(Node):
         c, f = self.compression, self.vae.downscale
         if width // c == 0 or height // c == 0:
             raise NodeInputError("image", f"{width}x{height} is smaller than compression {c}")
-        pixels = self.image[..., :3].movedim(-1, 1)
-        pixels = F.interpolate(pixels, size=((height // c) * f, (width // c) * f), mode="bicubic",
-                               align_corners=False).clamp(0, 1).movedim(1, -1)
-        stage_c = self.vae.encode(pixels)
+        # as ComfyUI: centre-cropped to the target's aspect, bicubic, not clamped (the overshoot is encoded)
+        out_w, out_h = (width // c) * f, (height // c) * f
+        pixels = center_crop_to_aspect(self.image[..., :3].movedim(-1, 1), out_w, out_h)
+        stage_c = self.vae.encode(resize_nchw(pixels, out_w, out_h, "bicubic").movedim(1, -1))
         stage_b = torch.zeros(stage_c.shape[0], STAGE_B_CHANNELS, (height // 8) * 2, (width // 8) * 2)
         return {"samples": stage_c}, {"samples": stage_b}
 

@@ -268,6 +268,21 @@ def test_comfyuis_choices_for_missing_trigger_and_several_images(builtin_registr
     assert "uses the first of the 2 images" in caplog.text
 
 
+def test_trigger_as_first_word_fuses_the_start_token_as_comfyui(builtin_registry, models, caplog):
+    """"photomaker of a man": ComfyUI's word number 1 puts the identity on row 0 (the start token) and
+    drops word id 1, the whole (unweighted) prompt, so the rest is the empty prompt's encoding."""
+    clip = call(builtin_registry, "LoadCheckpoint", checkpoint="sdxl.safetensors")[1]
+    photomaker = call(builtin_registry, "PhotoMakerLoader", photomaker_model_name="photomaker-v1.bin")
+    image = torch.rand(1, 40, 48, 3, generator=torch.Generator().manual_seed(7))
+    with caplog.at_level(logging.WARNING):
+        [(cond, options)] = call(builtin_registry, "PhotoMakerEncode", photomaker=photomaker, image=image, clip=clip,
+                                 text="photomaker of a man")
+    [(empty, empty_options)] = call(builtin_registry, "CLIPEncode", clip=clip, text="")
+    assert "first word" in caplog.text
+    assert cond.shape == empty.shape and _differing_rows(cond, empty) == [0]
+    assert torch.equal(options["pooled_output"], empty_options["pooled_output"])
+
+
 def test_bad_inputs_are_named(builtin_registry, models):
     write_checkpoint(models / "checkpoints" / "sd1.safetensors", "sd1", dtype=torch.float32)
     write_lora(models / "photomaker" / "a_lora.safetensors", "sdxl")
@@ -292,7 +307,6 @@ def test_bad_inputs_are_named(builtin_registry, models):
     base = dict(photomaker=photomaker, image=image, clip=sdxl_clip, text="a man photomaker")
     cases = [(dict(clip=sd1_clip), "clip", r"needs SDXL's text encoder \(CLIP-L \+ CLIP-G, 192 wide.*sd1's \(64 wide\)"),
              (dict(clip=None), "clip", "no text encoder"),
-             (dict(text="photomaker of a man"), "text", "must follow the class word"),
              (dict(image=torch.rand(32, 32, 3)), "image", r"IMAGE \[B, H, W, 3\]")]
     for change, name, message in cases:
         with pytest.raises(NodeInputError, match=message) as info:

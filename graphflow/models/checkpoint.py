@@ -352,7 +352,7 @@ def _read_checkpoint(path, device, dtype, prediction, weight_dtype, parts, clip_
             if info.unclip:
                 from .unclip import noise_augmentor_from
 
-                model.noise_augmentor = noise_augmentor_from(f, info.adm_channels)
+                model.noise_augmentor = noise_augmentor_from(info.adm_channels)
             if info.zero123:
                 from .zero123 import cc_projection_from
 

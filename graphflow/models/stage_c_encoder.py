@@ -64,8 +64,10 @@ class StageCEncoderVAE(VAESocket):
             raise ValueError(f"the Stage C encoder takes an IMAGE [B, H, W, 3] of at least {f}x{f}, "
                              f"got {tuple(image.shape)}")
         h, w = image.shape[1] // f * f, image.shape[2] // f * f
+        # sizes not a multiple of 32: the remainder is cropped, centred, as ComfyUI's VAE encode does
+        top, left = (image.shape[1] % f) // 2, (image.shape[2] % f) // 2
         with memory.use(self.module, "vae", "stage_c_encoder"):
-            x = image[:, :h, :w, :3].permute(0, 3, 1, 2).to(self.device, self.dtype)
+            x = image[:, top:top + h, left:left + w, :3].permute(0, 3, 1, 2).to(self.device, self.dtype)
             return self.module(x).float().cpu()
 
     def encode_tiled(self, image, tile_size=512, overlap=64):

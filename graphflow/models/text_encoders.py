@@ -245,9 +245,10 @@ class ClipTower:
 
     @torch.no_grad()
     def run(self, ids: list[list[int]], clip_skip: int, layer_norm_hidden: bool,
-            vectors: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+            vectors: dict | None = None, projected: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Token windows [N][77] -> (hidden states [N, 77, D], pooled [N, P]), float32 on CPU.
-        vectors {(window, position): [D]} replace those token embeddings (textual inversion)."""
+        vectors {(window, position): [D]} replace those token embeddings (textual inversion).
+        projected=False: the pooled output before the text projection (ComfyUI's "unprojected")."""
         from graphflow import memory  # the manager puts the tower on the device and takes it off after
 
         with memory.use(self.model, "text_encoder", f"text_encoder:{self.name}", self.patches):
@@ -263,7 +264,7 @@ class ClipTower:
                 _VECTORS.reset(token)
             hidden = tower_hidden(self, out, clip_skip, layer_norm_hidden)
             pooled = out.pooler_output
-            if self.projection is not None:
+            if projected and self.projection is not None:
                 pooled = self.projection(pooled)
             return hidden.float().cpu(), pooled.float().cpu()
 
@@ -363,10 +364,11 @@ class TextEncoder:
         return {t.name: tokenize_prompt(prompt, t.spec.pad_token, embedding_lookup(t.name, t.hidden_size))
                 for t in self.towers}
 
-    def encode(self, prompt: str, clip_skip: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def encode(self, prompt: str, clip_skip: int | None = None,
+               projected: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         if not isinstance(prompt, str):
             raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
-        return self.encode_tokens(self.tokenize(prompt), clip_skip)
+        return self.encode_tokens(self.tokenize(prompt), clip_skip, projected)
 
     def encode_each(self, prompts: dict[str, str],
                     clip_skip: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -389,25 +391,27 @@ class TextEncoder:
                                               windows.weights + [[1.0] * WINDOW] * extra, windows.vectors)
         return self.encode_tokens(tokens, clip_skip)
 
-    def encode_tokens(self, tokens: dict[str, TokenWindows], clip_skip: int | None = None):
+    def encode_tokens(self, tokens: dict[str, TokenWindows], clip_skip: int | None = None, projected: bool = True):
         """{tower name: windows} -> (cond [1, 77*k, D], pooled). A tower with more windows than
-        another is cut to the shorter length, as ComfyUI's SDXL encoder does."""
+        another is cut to the shorter length, as ComfyUI's SDXL encoder does. projected=False: the
+        pooled output before the text projection (GLIGEN reads that one)."""
         clip_skip = self.clip_skip if clip_skip is None else clip_skip
         self._check_clip_skip(clip_skip)
         layer_norm = LAYER_NORM_HIDDEN[self.arch]
         conds, pooled = [], None
         for tower in self.towers:
-            cond, tower_pooled = _encode_windows(tower, tokens[tower.name], clip_skip, layer_norm)
+            cond, tower_pooled = _encode_windows(tower, tokens[tower.name], clip_skip, layer_norm, projected)
             conds.append(cond)
             pooled = tower_pooled  # the last tower's: clip_g for SDXL
         length = min(c.shape[1] for c in conds)
         return torch.cat([c[:, :length] for c in conds], dim=-1), pooled
 
 
-def _encode_windows(tower: ClipTower, windows: TokenWindows, clip_skip: int, layer_norm: bool):
+def _encode_windows(tower: ClipTower, windows: TokenWindows, clip_skip: int, layer_norm: bool,
+                    projected: bool = True):
     weighted = windows.has_weights
     ids = windows.ids + ([empty_window(tower.spec.pad_token)] if weighted else [])
-    hidden, pooled = tower.run(ids, clip_skip, layer_norm, windows.vectors)
+    hidden, pooled = tower.run(ids, clip_skip, layer_norm, windows.vectors, projected)
     k = len(windows.ids)
     z = hidden[:k]
     if weighted:

@@ -9,7 +9,8 @@ The vector y is built as ComfyUI's unclip_adm: each image embedding e of each un
 
     s * [ q(e, n), timestep_embedding(n) ],   q(e, n) = unscale(sqrt(abar_n) scale(e) + sqrt(1 - abar_n) noise)
 
-(scale/unscale: the embedding statistics, identity unless the file carries them). Several
+(scale/unscale: the embedding statistics; identity for checkpoints, as in ComfyUI, which never
+reads statistics from the file). Several
 embeddings are summed and the sum's first half augmented again at `MERGE_NOISE_AUGMENTATION`.
 The noise is seeded from the sampler's seed (seed - 10, as ComfyUI; ComfyUI leaves the merge's
 noise unseeded, here it is seeded too so runs repeat); no embedding gives zeros.
@@ -22,7 +23,6 @@ import torch
 
 from .unet import timestep_embedding
 
-PREFIX = "noise_augmentor."
 MERGE_NOISE_AUGMENTATION = 0.05  # ComfyUI's unclip_noise_augment_merge default
 
 
@@ -39,7 +39,7 @@ def cosine_alphas_cumprod(levels: int = 1000, max_beta: float = 0.999) -> torch.
 class NoiseAugmentor:
     alphas_cumprod: torch.Tensor  # float64 [levels]
     width: int  # the image embedding's width (= the noise-level embedding's)
-    data_mean: torch.Tensor | None = None  # [width] embedding statistics, where the file has them
+    data_mean: torch.Tensor | None = None  # [width] embedding statistics (None: identity, as ComfyUI)
     data_std: torch.Tensor | None = None
 
     @property
@@ -59,16 +59,12 @@ class NoiseAugmentor:
         return torch.cat([x, level_emb], dim=1)
 
 
-def noise_augmentor_from(f, adm_channels: int) -> NoiseAugmentor:
-    """The augmentor of a checkpoint `f` (a WeightFile). The schedule is computed, as ComfyUI does
-    (files store its buffers, in fp16 in half-precision files); embedding statistics are used
-    where the file carries them (`noise_augmentor.data_mean` / `data_std`; SD2.1's files do not)."""
-    abar = cosine_alphas_cumprod()
-    mean = std = None
-    if PREFIX + "data_mean" in f.shapes:
-        mean = f.get(PREFIX + "data_mean", dtype=torch.float32).reshape(-1)
-        std = f.get(PREFIX + "data_std", dtype=torch.float32).reshape(-1)
-    return NoiseAugmentor(abar.double(), adm_channels // 2, mean, std)
+def noise_augmentor_from(adm_channels: int) -> NoiseAugmentor:
+    """The augmentor of an unCLIP checkpoint: the schedule is computed,
+    with no embedding statistics, as ComfyUI builds it. ComfyUI loads nothing of the file's
+    `noise_augmentor.*` (its data_mean / data_std are non-persistent buffers, zeros and ones), so a
+    file that carries statistics is read without them too."""
+    return NoiseAugmentor(cosine_alphas_cumprod().double(), adm_channels // 2)
 
 
 def _noise(shape, seed: int) -> torch.Tensor:
