@@ -5,8 +5,10 @@ read and written with PyAV (graphflow.video)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 
 from graphflow.api import (AUDIO, FLOAT, IMAGE, VIDEO, Choice, ComfyAlias, Float, Node, NodeInputError, Text,
                            current_workflow, folders, show)
@@ -110,7 +112,8 @@ class GetVideoComponents(Node):
 
 class SaveVideo(Node):
     """Save a video in the outputs folder as MP4 (H.264 pictures, AAC sound) with the workflow in
-    its metadata. The frames need an even width and height. The prefix may contain a subfolder."""
+    its metadata. The frames need an even width and height. The prefix may contain a subfolder.
+    Sound longer than the pictures is cut at their end, as ComfyUI cuts it."""
     category = "image/video"
     output_node = True
     video: VIDEO
@@ -120,7 +123,21 @@ class SaveVideo(Node):
     comfy = ComfyAlias(("SaveVideo",))
 
     def run(self):
-        _save(self.filename_prefix, self.video, "video", "_.mp4", "mp4", "libx264", pix_fmt="yuv420p")
+        _save(self.filename_prefix, _sound_cut_to_pictures(self.video), "video", "_.mp4", "mp4", "libx264",
+              pix_fmt="yuv420p")
+
+
+def _sound_cut_to_pictures(video):
+    """The video with its sound cut to the pictures' length: frames / rate seconds (the rate the
+    file gets), rounded up to a whole sample."""
+    from graphflow.video import frame_rate
+
+    audio = video.audio
+    if (video.images is None or not isinstance(audio, dict) or not hasattr(audio.get("waveform"), "shape")
+            or not audio.get("sample_rate")):
+        return video  # the writer reports malformed sound
+    keep = math.ceil(int(audio["sample_rate"]) * len(video.images) / frame_rate(video.fps))
+    return dataclasses.replace(video, audio={**audio, "waveform": audio["waveform"][..., :keep]})
 
 
 class SaveWEBM(Node):

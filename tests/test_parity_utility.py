@@ -1,0 +1,41 @@
+"""Behaviour audit of the utility and file-output nodes against ComfyUI's (strings, primitives,
+rebatch, video, animated pictures): each test pins one place where graphflow gave another result
+than ComfyUI for the same valid input. Oracles are closed forms, Python's `re` and PyAV/FFmpeg."""
+
+import math
+import re
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_nodes_image_mask import call  # noqa: E402
+from test_video import running, smooth_frames  # noqa: E402,F401
+
+from graphflow.context import NodeInputError  # noqa: E402
+
+
+def decoded_sound(path):
+    """PyAV's decoding of a file's first sound track: float samples [channels, n]."""
+    with av.open(str(path)) as container:
+        return np.concatenate([f.to_ndarray() for f in container.decode(audio=0)], axis=1)
+
+
+def test_save_video_cuts_the_sound_at_the_pictures_end(builtin_registry, tmp_folders, running):
+    rate, frames, fps = 8000, 7, 3.0  # 7 pictures at 3 a second: 2.33 s; the sound lasts 6 s
+    t = torch.arange(6 * rate) / rate
+    waveform = (0.5 * torch.sin(2 * torch.pi * 440 * t))[None, None]
+    video = call(builtin_registry, "CreateVideo", images=smooth_frames(count=frames), fps=fps,
+                 audio={"waveform": waveform, "sample_rate": rate})
+    call(builtin_registry, "SaveVideo", video=video, filename_prefix="cut")
+    kept = math.ceil(rate * frames / fps)  # 18667 samples
+    samples = decoded_sound(tmp_folders.outputs / "cut_00001_.mp4").shape[1]
+    assert kept <= samples < kept + 2048  # AAC pads its last frame (1024 samples) and primes one
+    # the VIDEO itself keeps all its sound: only the file is cut
+    _, audio, _ = call(builtin_registry, "GetVideoComponents", video=video)
+    assert audio["waveform"].shape[-1] == 6 * rate
