@@ -78,7 +78,8 @@ class LoadVideo(Node):
 
 
 class CreateVideo(Node):
-    """Make a video from images, fps frames a second, with optional sound."""
+    """Make a video from images, fps frames a second, with optional sound. The frame rate is kept as
+    given (GetVideoComponents gives it back unchanged); files round it to the thousandth."""
     category = "image/video"
     images: IMAGE
     fps: float = Float(30.0, min=1.0, max=120.0, step=1.0)
@@ -96,7 +97,7 @@ class CreateVideo(Node):
         if self.audio is not None and not (isinstance(self.audio, dict) and "waveform" in self.audio
                                            and "sample_rate" in self.audio):
             raise NodeInputError("audio", "expected AUDIO: a dict with 'waveform' and 'sample_rate'")
-        return Video(self.images, Fraction(self.fps).limit_denominator(1000), self.audio)
+        return Video(self.images, Fraction(self.fps), self.audio)
 
 
 class GetVideoComponents(Node):

@@ -39,3 +39,12 @@ def test_save_video_cuts_the_sound_at_the_pictures_end(builtin_registry, tmp_fol
     # the VIDEO itself keeps all its sound: only the file is cut
     _, audio, _ = call(builtin_registry, "GetVideoComponents", video=video)
     assert audio["waveform"].shape[-1] == 6 * rate
+
+
+def test_create_video_keeps_the_frame_rate_as_given(builtin_registry, tmp_folders, running):
+    fps = 24000 / 1001  # NTSC film: no fraction with a denominator up to 1000 is this float
+    video = call(builtin_registry, "CreateVideo", images=smooth_frames(count=2), fps=fps)
+    assert call(builtin_registry, "GetVideoComponents", video=video)[2] == fps
+    call(builtin_registry, "SaveVideo", video=video, filename_prefix="ntsc")
+    with av.open(str(tmp_folders.outputs / "ntsc_00001_.mp4")) as container:
+        assert container.streams.video[0].average_rate == Fraction(23976, 1000)  # the file: to the thousandth
