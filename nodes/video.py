@@ -158,7 +158,8 @@ class SaveWEBM(Node):
 
         if self.images is None or self.images.dim() != 4 or len(self.images) == 0:
             raise NodeInputError("images", "no frames to save (an empty batch)")
-        options = {"crf": str(int(self.crf)), "b": "0"}  # bit rate 0: crf alone sets the quality
+        # crf as ComfyUI hands it over (FFmpeg rounds 33.5 to 34); bit rate 0: crf alone sets the quality
+        options = {"crf": str(self.crf), "b": "0"}
         if self.codec == "av1":
             options["preset"] = "6"  # ComfyUI's speed for SVT-AV1
         pix_fmt = "yuv420p10le" if self.codec == "av1" else "yuv420p"  # AV1 in 10 bits, as ComfyUI writes it

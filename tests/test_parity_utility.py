@@ -48,3 +48,17 @@ def test_create_video_keeps_the_frame_rate_as_given(builtin_registry, tmp_folder
     call(builtin_registry, "SaveVideo", video=video, filename_prefix="ntsc")
     with av.open(str(tmp_folders.outputs / "ntsc_00001_.mp4")) as container:
         assert container.streams.video[0].average_rate == Fraction(23976, 1000)  # the file: to the thousandth
+
+
+def test_save_webm_rounds_a_fractional_crf_as_ffmpeg_does(builtin_registry, tmp_folders, running):
+    """ComfyUI hands crf to FFmpeg as the text of the float; FFmpeg rounds it to the nearest integer
+    (33.5 -> 34), where cutting it to an integer first gave 33."""
+    noise = torch.rand(3, 32, 48, 3, generator=torch.Generator().manual_seed(0))
+
+    def frames_at(crf, n):
+        call(builtin_registry, "SaveWEBM", images=noise, filename_prefix="crf", codec="vp9", fps=24.0, crf=crf)
+        with av.open(str(tmp_folders.outputs / f"crf_{n:05d}_.webm")) as container:
+            return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+    half, above, below = frames_at(33.5, 1), frames_at(34.0, 2), frames_at(33.0, 3)
+    assert np.array_equal(half, above) and not np.array_equal(half, below)
