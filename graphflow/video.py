@@ -43,7 +43,7 @@ def frame_rate(fps: float) -> Fraction:
 
 
 def read_video(source) -> Video:
-    """Decode a file (a path or bytes) into a Video: every frame as RGB, the first audio stream (if
+    """Decode a file (a path or bytes) into a Video: every frame as RGB, the last audio stream (if
     any) as float samples at its own rate and channel count."""
     import av
     import numpy as np
@@ -57,7 +57,7 @@ def read_video(source) -> Video:
         if not container.streams.video:
             raise VideoFileError("the file has no video stream")
         stream = container.streams.video[0]
-        sound = container.streams.audio[0] if container.streams.audio else None
+        sound = container.streams.audio[-1] if container.streams.audio else None  # the last, as ComfyUI takes
         resampler = av.AudioResampler(format="fltp", layout=sound.layout.name, rate=sound.rate) if sound else None
         frames, samples = [], []
         try:

@@ -49,7 +49,7 @@ def _save(name: str, video, source: str, suffix: str, container_format: str, cod
 
 class LoadVideo(Node):
     """Load a video file from the inputs folder (MP4, WebM, MOV, MKV, GIF...): its frames, frame
-    rate and sound (if it has some) as a VIDEO."""
+    rate and sound (if it has some; the last sound track of several, as ComfyUI takes) as a VIDEO."""
     category = "image/video"
     file: str = Choice(folders.list_input_videos, upload="video", description="a video in the inputs folder")
     outputs = {"video": VIDEO}

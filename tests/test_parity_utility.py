@@ -62,3 +62,27 @@ def test_save_webm_rounds_a_fractional_crf_as_ffmpeg_does(builtin_registry, tmp_
 
     half, above, below = frames_at(33.5, 1), frames_at(34.0, 2), frames_at(33.0, 3)
     assert np.array_equal(half, above) and not np.array_equal(half, below)
+
+
+def test_load_video_takes_the_last_sound_track(builtin_registry, tmp_folders):
+    """ComfyUI's LoadVideo gives the sound of the file's last audio stream."""
+    pixels = np.zeros((2, 8, 8, 3), dtype=np.uint8)
+    tracks = {8000: 300.0, 16000: 1000.0}  # sample rate -> tone of each track, in this order
+    with av.open(str(tmp_folders.inputs / "two.mkv"), "w") as container:
+        picture = container.add_stream("ffv1", rate=2)
+        picture.width, picture.height, picture.pix_fmt = 8, 8, "bgr0"
+        sounds = [container.add_stream("pcm_f32le", rate=rate, layout="mono") for rate in tracks]
+        for frame in pixels:
+            container.mux(picture.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(picture.encode(None))
+        for sound, (rate, tone) in zip(sounds, tracks.items()):
+            wave = (0.5 * np.sin(2 * np.pi * tone * np.arange(rate) / rate)).astype(np.float32)[None]
+            frame = av.AudioFrame.from_ndarray(wave, format="flt", layout="mono")
+            frame.sample_rate, frame.pts = rate, 0
+            container.mux(sound.encode(frame))
+            container.mux(sound.encode(None))
+    _, audio, _ = call(builtin_registry, "GetVideoComponents",
+                       video=call(builtin_registry, "LoadVideo", file="two.mkv"))
+    assert audio["sample_rate"] == 16000
+    expected = (0.5 * np.sin(2 * np.pi * 1000.0 * np.arange(16000) / 16000)).astype(np.float32)
+    assert np.array_equal(audio["waveform"][0, 0, :16000].numpy(), expected)  # float samples: exact
