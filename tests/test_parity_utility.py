@@ -86,3 +86,11 @@ def test_load_video_takes_the_last_sound_track(builtin_registry, tmp_folders):
     assert audio["sample_rate"] == 16000
     expected = (0.5 * np.sin(2 * np.pi * 1000.0 * np.arange(16000) / 16000)).astype(np.float32)
     assert np.array_equal(audio["waveform"][0, 0, :16000].numpy(), expected)  # float samples: exact
+
+
+def test_animated_png_is_marked_animated_even_with_one_frame(builtin_registry, tmp_folders, running):
+    still = torch.rand(1, 6, 6, 3, generator=torch.Generator().manual_seed(1))
+    call(builtin_registry, "SaveAnimatedPNG", images=still, filename_prefix="one")
+    assert running.ui["animated"] == [True]  # ComfyUI's APNG saver always says animated
+    call(builtin_registry, "SaveAnimatedWEBP", images=still, filename_prefix="one")
+    assert running.ui["animated"][-1] is False  # its WebP saver: animated only with more than one frame
