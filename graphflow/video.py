@@ -23,6 +23,7 @@ class Video:
     images: Any  # IMAGE batch [frames, H, W, 3], float 0..1
     fps: Fraction
     audio: dict | None = None  # AUDIO: {"waveform": [B, channels, samples], "sample_rate": int}
+    source: Any = None  # the file it was decoded from (a path or bytes): SaveVideo copies its streams
 
 
 class VideoFileError(ValueError):
@@ -80,7 +81,43 @@ def read_video(source) -> Video:
     if samples:
         waveform = torch.from_numpy(np.concatenate(samples, axis=1)).float().unsqueeze(0)
         audio = {"waveform": waveform, "sample_rate": sample_rate}
-    return Video(images, Fraction(rate), audio)
+    return Video(images, Fraction(rate), audio, source)
+
+
+def source_streams(source) -> tuple[list[str], str] | None:
+    """A video file's container format names (FFmpeg's list, as "mov,mp4,m4a,...") and its first
+    video stream's codec; None where it can't be read (any more)."""
+    import av
+
+    try:
+        with av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source)) as container:
+            if not container.streams.video:
+                return None
+            return container.format.name.split(","), container.streams.video[0].codec_context.name
+    except (av.FFmpegError, OSError):
+        return None
+
+
+def copy_streams(path, source, container_format: str, metadata: dict[str, str] | None = None) -> None:
+    """Write the pictures, sound and subtitle streams of the file `source` into `path` unchanged (no
+    decoding, no generation loss), as ComfyUI saves a loaded video: its tags first, `metadata` over them."""
+    import av
+
+    flags = {"movflags": "use_metadata_tags"} if container_format == "mp4" else {}
+    target = path if hasattr(path, "write") else str(path)
+    try:
+        with av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source)) as container, \
+                av.open(target, mode="w", format=container_format, options=flags) as output:
+            for key, value in {**container.metadata, **(metadata or {})}.items():
+                output.metadata[key] = value
+            copies = {stream: output.add_stream_from_template(stream, opaque=True) for stream in container.streams
+                      if stream.type in ("video", "audio", "subtitle")}
+            for packet in container.demux(*copies):
+                if packet.dts is not None:  # the demuxer's end-of-stream packets carry nothing
+                    packet.stream = copies[packet.stream]
+                    output.mux(packet)
+    except (av.FFmpegError, ValueError, OSError) as e:  # ValueError: a codec the container can't hold
+        raise VideoFileError(f"the loaded video's streams could not be copied into {container_format}: {e}") from None
 
 
 def read_metadata(raw: bytes) -> dict[str, str]:

@@ -94,3 +94,46 @@ def test_animated_png_is_marked_animated_even_with_one_frame(builtin_registry, t
     assert running.ui["animated"] == [True]  # ComfyUI's APNG saver always says animated
     call(builtin_registry, "SaveAnimatedWEBP", images=still, filename_prefix="one")
     assert running.ui["animated"][-1] is False  # its WebP saver: animated only with more than one frame
+
+
+def packets(path, kind="video"):
+    """The coded bytes of a file's first stream of a kind, packet by packet (undecoded)."""
+    with av.open(str(path)) as container:
+        stream = getattr(container.streams, kind)[0]
+        return stream.codec_context.name, [bytes(p) for p in container.demux(stream) if p.dts is not None]
+
+
+def test_save_video_copies_a_loaded_videos_streams(builtin_registry, tmp_folders, running):
+    """ComfyUI saves a LoadVideo video by copying its streams (no second encoding) unless format or
+    codec asks for another than the file's."""
+    noise = torch.rand(4, 16, 24, 3, generator=torch.Generator().manual_seed(2))
+    t = torch.arange(8000) / 8000
+    sound = {"waveform": (0.4 * torch.sin(2 * torch.pi * 500 * t))[None, None], "sample_rate": 8000}
+    video = call(builtin_registry, "CreateVideo", images=noise, fps=8.0, audio=sound)
+    call(builtin_registry, "SaveVideo", video=video, filename_prefix="src")
+    (tmp_folders.inputs / "src.mp4").write_bytes((tmp_folders.outputs / "src_00001_.mp4").read_bytes())
+    loaded = call(builtin_registry, "LoadVideo", file="src.mp4")
+    for n, (format, codec) in enumerate([("auto", "auto"), ("mp4", "h264")], start=1):
+        call(builtin_registry, "SaveVideo", video=loaded, filename_prefix="copy", format=format, codec=codec)
+        copy = tmp_folders.outputs / f"copy_{n:05d}_.mp4"
+        for kind in ("video", "audio"):
+            assert packets(copy, kind) == packets(tmp_folders.inputs / "src.mp4", kind)
+    # a VP9 WebM: copied when nothing else is asked; encoded again when codec asks for H.264
+    call(builtin_registry, "SaveWEBM", images=noise, filename_prefix="web", fps=8.0)
+    (tmp_folders.inputs / "web.webm").write_bytes((tmp_folders.outputs / "web_00001_.webm").read_bytes())
+    web = call(builtin_registry, "LoadVideo", file="web.webm")
+    call(builtin_registry, "SaveVideo", video=web, filename_prefix="web", format="auto", codec="auto")
+    assert packets(tmp_folders.outputs / "web_00001_.mp4") == packets(tmp_folders.inputs / "web.webm")
+    call(builtin_registry, "SaveVideo", video=web, filename_prefix="web", format="auto", codec="h264")
+    assert packets(tmp_folders.outputs / "web_00002_.mp4")[0] == "h264"
+    # a file whose pictures MP4 can't hold (HuffYUV in AVI), where ComfyUI stops: encoded instead
+    with av.open(str(tmp_folders.inputs / "lossless.avi"), "w") as container:
+        stream = container.add_stream("huffyuv", rate=4)
+        stream.width, stream.height, stream.pix_fmt = 24, 16, "rgb24"
+        for frame in (noise * 255).to(torch.uint8).numpy():
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+    call(builtin_registry, "SaveVideo", video=call(builtin_registry, "LoadVideo", file="lossless.avi"),
+         filename_prefix="huffyuv")
+    codec, coded = packets(tmp_folders.outputs / "huffyuv_00001_.mp4")
+    assert codec == "h264" and len(coded) == 4
