@@ -5,6 +5,7 @@ than ComfyUI for the same valid input. Oracles are closed forms, Python's `re` a
 import math
 import re
 import sys
+from contextlib import nullcontext
 from fractions import Fraction
 from pathlib import Path
 
@@ -137,3 +138,30 @@ def test_save_video_copies_a_loaded_videos_streams(builtin_registry, tmp_folders
          filename_prefix="huffyuv")
     codec, coded = packets(tmp_folders.outputs / "huffyuv_00001_.mp4")
     assert codec == "h264" and len(coded) == 4
+
+
+@pytest.mark.parametrize("pattern, text", [
+    (r"\w+", "cafe\u0301 \u00bd x\u00b2"),  # a combining accent, a fraction, a superscript: word characters to re
+    (r"\s", "a\x1cb"),  # an information separator: whitespace to re
+    (r"a{d}", "a{d} aa"),  # braces that aren't a repeat are literal to re (a fuzzy match elsewhere)
+    (r"x{s}", "x{s}"),
+    (r"[[:alpha:]]+", "ab:[h]"),  # a set holding '[', ':', 'a', ... to re (a POSIX class elsewhere)
+])
+def test_regex_nodes_give_res_matches(builtin_registry, pattern, text):
+    """ComfyUI runs Python's re: its matches are the nodes' results, also where other engines read
+    the same pattern otherwise."""
+    r = builtin_registry
+    with pytest.warns(FutureWarning) if "[[" in pattern else nullcontext():
+        expected = re.findall(pattern, text)
+    assert call(r, "RegexExtract", string=text, regex_pattern=pattern, mode="All Matches",
+                case_insensitive=False) == "\n".join(expected)
+    assert call(r, "RegexReplace", string=text, regex_pattern=pattern, replace="<\\g<0>>",
+                case_insensitive=False) == re.sub(pattern, "<\\g<0>>", text)
+    assert call(r, "RegexMatch", string=text, regex_pattern=pattern, case_insensitive=False) is bool(expected)
+
+
+def test_regex_syntax_re_lacks_is_an_invalid_pattern(builtin_registry):
+    """\\p{L} (a Unicode property) is not re syntax: ComfyUI's re refuses it (False there); an error here."""
+    with pytest.raises(NodeInputError) as e:
+        call(builtin_registry, "RegexMatch", string="abc", regex_pattern=r"\p{L}")
+    assert e.value.input == "regex_pattern"
