@@ -165,3 +165,15 @@ def test_regex_syntax_re_lacks_is_an_invalid_pattern(builtin_registry):
     with pytest.raises(NodeInputError) as e:
         call(builtin_registry, "RegexMatch", string="abc", regex_pattern=r"\p{L}")
     assert e.value.input == "regex_pattern"
+
+
+def test_preview_any_shows_a_value_json_cannot_take_as_comfyui_does(builtin_registry):
+    """Nesting deeper than Python's recursion limit stops json.dumps with a RecursionError; ComfyUI
+    falls back to str(), which stops too, and shows its fixed message rather than failing."""
+    from nodes.primitives import as_text
+
+    nested = []
+    for _ in range(sys.getrecursionlimit() * 2):
+        nested = [nested]
+    assert as_text(nested) == "source exists, but could not be serialized."
+    assert as_text([[1, 2], {"a": None}]) == '[\n    [\n        1,\n        2\n    ],\n    {\n        "a": null\n    }\n]'
