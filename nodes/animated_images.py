@@ -25,7 +25,7 @@ def _save_animation(node, suffix: str, image_format: str, always_animated: bool 
         raise NodeInputError("filename_prefix", str(e)) from None
     frames = [image_to_pil(image) for image in node.images]
     duration = int(1000.0 / node.fps)  # milliseconds a frame, as ComfyUI rounds it
-    name, _ = _save_new(frames[0], folder, stem, _next_counter(folder, stem, suffix), suffix, image_format,
+    name, _ = _save_new(frames[0], folder, stem, _next_counter(folder, stem), suffix, image_format,
                         save_all=True, append_images=frames[1:], duration=duration, **options)
     subfolder = folder.relative_to(folders.outputs).as_posix()
     show(images=[{"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"}],

@@ -41,7 +41,7 @@ def _save(name: str, suffix: str, write, source: str) -> None:
         except VideoFileError as e:
             raise NodeInputError(source, str(e)) from None
 
-    saved, _ = _write_new(write_new, folder, stem, _next_counter(folder, stem, suffix), suffix)
+    saved, _ = _write_new(write_new, folder, stem, _next_counter(folder, stem), suffix)
     subfolder = folder.relative_to(folders.outputs).as_posix()
     show(images=[{"filename": saved, "subfolder": "" if subfolder == "." else subfolder, "type": "output"}],
          animated=[True])

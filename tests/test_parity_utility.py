@@ -123,10 +123,10 @@ def test_save_video_copies_a_loaded_videos_streams(builtin_registry, tmp_folders
     call(builtin_registry, "SaveWEBM", images=noise, filename_prefix="web", fps=8.0)
     (tmp_folders.inputs / "web.webm").write_bytes((tmp_folders.outputs / "web_00001_.webm").read_bytes())
     web = call(builtin_registry, "LoadVideo", file="web.webm")
-    call(builtin_registry, "SaveVideo", video=web, filename_prefix="web", format="auto", codec="auto")
-    assert packets(tmp_folders.outputs / "web_00001_.mp4") == packets(tmp_folders.inputs / "web.webm")
-    call(builtin_registry, "SaveVideo", video=web, filename_prefix="web", format="auto", codec="h264")
-    assert packets(tmp_folders.outputs / "web_00002_.mp4")[0] == "h264"
+    call(builtin_registry, "SaveVideo", video=web, filename_prefix="webcopy", format="auto", codec="auto")
+    assert packets(tmp_folders.outputs / "webcopy_00001_.mp4") == packets(tmp_folders.inputs / "web.webm")
+    call(builtin_registry, "SaveVideo", video=web, filename_prefix="webcopy", format="auto", codec="h264")
+    assert packets(tmp_folders.outputs / "webcopy_00002_.mp4")[0] == "h264"
     # a file whose pictures MP4 can't hold (HuffYUV in AVI), where ComfyUI stops: encoded instead
     with av.open(str(tmp_folders.inputs / "lossless.avi"), "w") as container:
         stream = container.add_stream("huffyuv", rate=4)
@@ -177,3 +177,19 @@ def test_preview_any_shows_a_value_json_cannot_take_as_comfyui_does(builtin_regi
         nested = [nested]
     assert as_text(nested) == "source exists, but could not be serialized."
     assert as_text([[1, 2], {"a": None}]) == '[\n    [\n        1,\n        2\n    ],\n    {\n        "a": null\n    }\n]'
+
+
+def test_savers_number_files_after_every_file_of_the_prefix(builtin_registry, tmp_folders, running):
+    """ComfyUI numbers a saved file 1 + the highest `prefix_<n>_` among all files in the folder,
+    whatever their kind: an animation saved after pictures, or a video after an animation, goes on counting."""
+    (tmp_folders.outputs / "ComfyUI_00007_.png").write_bytes(b"")  # a picture ComfyUI saved earlier
+    (tmp_folders.outputs / "ComfyUI_notes.txt").write_bytes(b"")  # not numbered: not counted
+    (tmp_folders.outputs / "ComfyUIX_00050_.png").write_bytes(b"")  # another prefix
+    images = torch.rand(2, 8, 8, 3, generator=torch.Generator().manual_seed(3))
+    call(builtin_registry, "SaveAnimatedWEBP", images=images, filename_prefix="ComfyUI")
+    call(builtin_registry, "SaveAnimatedPNG", images=images, filename_prefix="ComfyUI")
+    call(builtin_registry, "SaveWEBM", images=images, filename_prefix="ComfyUI")
+    call(builtin_registry, "SaveImage", images=images[:1], filename_prefix="ComfyUI")
+    names = [entry["filename"] for entry in running.ui["images"]]
+    assert names[:3] == ["ComfyUI_00008_.webp", "ComfyUI_00009_.png", "ComfyUI_00010_.webm"]
+    assert names[3].startswith("ComfyUI_00011")  # SaveImage counts on too (its own name ends differently)
