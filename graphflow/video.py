@@ -38,9 +38,11 @@ def is_video(raw: bytes) -> bool:
             or (head[:4] == b"RIFF" and head[8:12] == b"AVI "))
 
 
-def frame_rate(fps: float) -> Fraction:
-    """A frame rate as the container's time base gets it: to the thousandth, as ComfyUI rounds it."""
-    return Fraction(round(float(fps) * 1000), 1000)
+def frame_rate(fps: float | Fraction) -> Fraction:
+    """A frame rate as the container's time base gets it: to the thousandth, as ComfyUI rounds it
+    (a float's thousands in float arithmetic, a Fraction's exactly: 1.0635 is 1064/1000 as a float,
+    1063/1000 as the Fraction of that float, whose exact value is just below 1.0635)."""
+    return Fraction(round(fps * 1000), 1000)
 
 
 def read_video(source) -> Video:

@@ -193,3 +193,17 @@ def test_savers_number_files_after_every_file_of_the_prefix(builtin_registry, tm
     names = [entry["filename"] for entry in running.ui["images"]]
     assert names[:3] == ["ComfyUI_00008_.webp", "ComfyUI_00009_.png", "ComfyUI_00010_.webm"]
     assert names[3].startswith("ComfyUI_00011")  # SaveImage counts on too (its own name ends differently)
+
+
+def test_frame_rates_round_to_the_thousandth_as_comfyui_does(builtin_registry, tmp_folders, running):
+    """SaveVideo rounds the VIDEO's exact frame rate (a Fraction); SaveWEBM rounds fps x 1000 in float
+    arithmetic. 1.0635 is just below 1.0635 exactly (1063.4999...), but 1.0635 * 1000 is 1063.5 in floats."""
+    fps = 1.0635
+    assert Fraction(fps) * 1000 < Fraction(21270, 20) and fps * 1000 == 1063.5
+    images = smooth_frames(count=2)
+    call(builtin_registry, "SaveVideo", video=call(builtin_registry, "CreateVideo", images=images, fps=fps),
+         filename_prefix="slow")
+    call(builtin_registry, "SaveWEBM", images=images, filename_prefix="slow", fps=fps)
+    for name, rate in (("slow_00001_.mp4", Fraction(1063, 1000)), ("slow_00002_.webm", Fraction(1064, 1000))):
+        with av.open(str(tmp_folders.outputs / name)) as container:
+            assert container.streams.video[0].average_rate == rate, name
