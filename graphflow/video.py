@@ -204,7 +204,9 @@ def _add_audio(container, audio: dict, codec: str):
 def _encode_audio(container, sound, audio: dict) -> None:
     import av
 
-    samples = audio["waveform"][0].detach().float().cpu().numpy()  # the first of the batch, as ComfyUI
+    waveform = audio["waveform"].detach().float().cpu()
+    # a batch of sounds plays one after another, as ComfyUI lays the batch out in its one audio frame
+    samples = waveform.movedim(0, 1).reshape(waveform.shape[1], -1).numpy()
     layout = LAYOUTS[samples.shape[0]]
     for start in range(0, samples.shape[1], AUDIO_CHUNK):
         frame = av.AudioFrame.from_ndarray(samples[:, start:start + AUDIO_CHUNK].copy(), format="fltp", layout=layout)

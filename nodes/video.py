@@ -121,7 +121,8 @@ class GetVideoComponents(Node):
 class SaveVideo(Node):
     """Save a video in the outputs folder as MP4 (H.264 pictures, AAC sound) with the workflow in
     its metadata. The frames need an even width and height. The prefix may contain a subfolder.
-    Sound longer than the pictures is cut at their end, as ComfyUI cuts it. A video from LoadVideo
+    Sound longer than the pictures is cut at their end, as ComfyUI cuts it (a batch of sounds, each
+    cut so, plays one after another). A video from LoadVideo
     is written as it came, its streams copied without encoding them again (as ComfyUI does unless
     format or codec asks for another than the file's); where MP4 can't hold them, it is encoded."""
     category = "image/video"

@@ -207,3 +207,18 @@ def test_frame_rates_round_to_the_thousandth_as_comfyui_does(builtin_registry, t
     for name, rate in (("slow_00001_.mp4", Fraction(1063, 1000)), ("slow_00002_.webm", Fraction(1064, 1000))):
         with av.open(str(tmp_folders.outputs / name)) as container:
             assert container.streams.video[0].average_rate == rate, name
+
+
+def test_save_video_plays_a_batch_of_sounds_one_after_another(builtin_registry, tmp_folders, running):
+    """ComfyUI hands the whole AUDIO batch [B, channels, n] to the encoder as one stretch of B x n
+    samples (after cutting each to the pictures' length): the sounds play in sequence."""
+    rate = 8000
+    t = torch.arange(rate // 2) / rate
+    tones = torch.stack([0.5 * torch.sin(2 * torch.pi * 400 * t), 0.5 * torch.sin(2 * torch.pi * 1200 * t)])
+    video = call(builtin_registry, "CreateVideo", images=smooth_frames(count=4), fps=4.0,
+                 audio={"waveform": tones[:, None], "sample_rate": rate})  # 1 s of pictures, 2 x 0.5 s of sound
+    call(builtin_registry, "SaveVideo", video=video, filename_prefix="seq")
+    back = torch.from_numpy(decoded_sound(tmp_folders.outputs / "seq_00001_.mp4")[0])
+    assert rate <= back.shape[0] < rate + 2048
+    halves = back[:rate].reshape(2, rate // 2)
+    assert ((halves - tones).pow(2).mean(-1).sqrt() < 0.05).all()  # the first tone, then the second
