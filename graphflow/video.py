@@ -23,6 +23,7 @@ class Video:
     images: Any  # IMAGE batch [frames, H, W, 3], float 0..1
     fps: Fraction
     audio: dict | None = None  # AUDIO: {"waveform": [B, channels, samples], "sample_rate": int}
+    source: Any = None  # the file it was decoded from (a path or bytes): SaveVideo copies its streams
 
 
 class VideoFileError(ValueError):
@@ -37,13 +38,15 @@ def is_video(raw: bytes) -> bool:
             or (head[:4] == b"RIFF" and head[8:12] == b"AVI "))
 
 
-def frame_rate(fps: float) -> Fraction:
-    """A frame rate as the container's time base gets it: to the thousandth, as ComfyUI rounds it."""
-    return Fraction(round(float(fps) * 1000), 1000)
+def frame_rate(fps: float | Fraction) -> Fraction:
+    """A frame rate as the container's time base gets it: to the thousandth, as ComfyUI rounds it
+    (a float's thousands in float arithmetic, a Fraction's exactly: 1.0635 is 1064/1000 as a float,
+    1063/1000 as the Fraction of that float, whose exact value is just below 1.0635)."""
+    return Fraction(round(fps * 1000), 1000)
 
 
 def read_video(source) -> Video:
-    """Decode a file (a path or bytes) into a Video: every frame as RGB, the first audio stream (if
+    """Decode a file (a path or bytes) into a Video: every frame as RGB, the last audio stream (if
     any) as float samples at its own rate and channel count."""
     import av
     import numpy as np
@@ -57,7 +60,7 @@ def read_video(source) -> Video:
         if not container.streams.video:
             raise VideoFileError("the file has no video stream")
         stream = container.streams.video[0]
-        sound = container.streams.audio[0] if container.streams.audio else None
+        sound = container.streams.audio[-1] if container.streams.audio else None  # the last, as ComfyUI takes
         resampler = av.AudioResampler(format="fltp", layout=sound.layout.name, rate=sound.rate) if sound else None
         frames, samples = [], []
         try:
@@ -80,7 +83,43 @@ def read_video(source) -> Video:
     if samples:
         waveform = torch.from_numpy(np.concatenate(samples, axis=1)).float().unsqueeze(0)
         audio = {"waveform": waveform, "sample_rate": sample_rate}
-    return Video(images, Fraction(rate), audio)
+    return Video(images, Fraction(rate), audio, source)
+
+
+def source_streams(source) -> tuple[list[str], str] | None:
+    """A video file's container format names (FFmpeg's list, as "mov,mp4,m4a,...") and its first
+    video stream's codec; None where it can't be read (any more)."""
+    import av
+
+    try:
+        with av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source)) as container:
+            if not container.streams.video:
+                return None
+            return container.format.name.split(","), container.streams.video[0].codec_context.name
+    except (av.FFmpegError, OSError):
+        return None
+
+
+def copy_streams(path, source, container_format: str, metadata: dict[str, str] | None = None) -> None:
+    """Write the pictures, sound and subtitle streams of the file `source` into `path` unchanged (no
+    decoding, no generation loss), as ComfyUI saves a loaded video: its tags first, `metadata` over them."""
+    import av
+
+    flags = {"movflags": "use_metadata_tags"} if container_format == "mp4" else {}
+    target = path if hasattr(path, "write") else str(path)
+    try:
+        with av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source)) as container, \
+                av.open(target, mode="w", format=container_format, options=flags) as output:
+            for key, value in {**container.metadata, **(metadata or {})}.items():
+                output.metadata[key] = value
+            copies = {stream: output.add_stream_from_template(stream, opaque=True) for stream in container.streams
+                      if stream.type in ("video", "audio", "subtitle")}
+            for packet in container.demux(*copies):
+                if packet.dts is not None:  # the demuxer's end-of-stream packets carry nothing
+                    packet.stream = copies[packet.stream]
+                    output.mux(packet)
+    except (av.FFmpegError, ValueError, OSError) as e:  # ValueError: a codec the container can't hold
+        raise VideoFileError(f"the loaded video's streams could not be copied into {container_format}: {e}") from None
 
 
 def read_metadata(raw: bytes) -> dict[str, str]:
@@ -162,7 +201,9 @@ def _add_audio(container, audio: dict, codec: str):
 def _encode_audio(container, sound, audio: dict) -> None:
     import av
 
-    samples = audio["waveform"][0].detach().float().cpu().numpy()  # the first of the batch, as ComfyUI
+    waveform = audio["waveform"].detach().float().cpu()
+    # a batch of sounds plays one after another, as ComfyUI lays the batch out in its one audio frame
+    samples = waveform.movedim(0, 1).reshape(waveform.shape[1], -1).numpy()
     layout = LAYOUTS[samples.shape[0]]
     for start in range(0, samples.shape[1], AUDIO_CHUNK):
         frame = av.AudioFrame.from_ndarray(samples[:, start:start + AUDIO_CHUNK].copy(), format="fltp", layout=layout)

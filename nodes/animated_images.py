@@ -14,7 +14,7 @@ from nodes.image import _next_counter, _png_metadata, _save_new
 WEBP_METHODS = {"default": 4, "fastest": 0, "slowest": 6}  # Pillow's method: speed against size
 
 
-def _save_animation(node, suffix: str, image_format: str, **options) -> None:
+def _save_animation(node, suffix: str, image_format: str, always_animated: bool = False, **options) -> None:
     from graphflow.images import image_to_pil
 
     if node.images is None or len(node.images) == 0:
@@ -25,11 +25,11 @@ def _save_animation(node, suffix: str, image_format: str, **options) -> None:
         raise NodeInputError("filename_prefix", str(e)) from None
     frames = [image_to_pil(image) for image in node.images]
     duration = int(1000.0 / node.fps)  # milliseconds a frame, as ComfyUI rounds it
-    name, _ = _save_new(frames[0], folder, stem, _next_counter(folder, stem, suffix), suffix, image_format,
+    name, _ = _save_new(frames[0], folder, stem, _next_counter(folder, stem), suffix, image_format,
                         save_all=True, append_images=frames[1:], duration=duration, **options)
     subfolder = folder.relative_to(folders.outputs).as_posix()
     show(images=[{"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"}],
-         animated=[len(frames) > 1])
+         animated=[always_animated or len(frames) > 1])
 
 
 class SaveAnimatedPNG(Node):
@@ -45,7 +45,9 @@ class SaveAnimatedPNG(Node):
     comfy = ComfyAlias(("SaveAnimatedPNG",))
 
     def run(self):
-        _save_animation(self, "_.png", "PNG", pnginfo=_png_metadata(), compress_level=self.compress_level)
+        # ComfyUI marks an APNG animated even with one frame (the editor shows it as such)
+        _save_animation(self, "_.png", "PNG", always_animated=True, pnginfo=_png_metadata(),
+                        compress_level=self.compress_level)
 
 
 class SaveAnimatedWEBP(Node):

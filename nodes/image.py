@@ -134,10 +134,18 @@ def _png_metadata() -> PngImagePlugin.PngInfo:
     return info
 
 
-def _next_counter(folder, stem: str, suffix: str = ".png") -> int:
-    pattern = re.compile(re.escape(stem) + r"_(\d{5})" + re.escape(suffix) + "$")
-    numbers = [int(m.group(1)) for p in folder.glob(f"{stem}_*{suffix}") if (m := pattern.match(p.name))]
-    return max(numbers, default=0) + 1
+def _next_counter(folder, stem: str) -> int:
+    """The number for the next `stem_NNNNN...` file: 1 + the highest in the folder among files of any
+    kind, as ComfyUI counts (a picture and a video saved with one prefix never share a number). A
+    number ends at "_" (ComfyUI's names) or "." (SaveImage's)."""
+    numbers = [0]
+    for name in os.listdir(folder):
+        if name.startswith(stem + "_"):
+            try:
+                numbers.append(int(re.split(r"[_.]", name[len(stem) + 1:], maxsplit=1)[0]))
+            except ValueError:  # not a numbered file
+                pass
+    return max(numbers) + 1
 
 
 def _save_new(picture: Image.Image, folder, stem: str, counter: int, suffix: str = ".png", image_format: str = "PNG",

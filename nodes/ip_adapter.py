@@ -782,7 +782,7 @@ class IPAdapterSaveEmbeds(Node):
             raise NodeInputError("filename_prefix", str(e)) from None
         embeds = self.embeds.detach().cpu().contiguous()
         _write_new(lambda path: torch.save(embeds, path), folder, stem,
-                   _next_counter(folder, stem, EMBEDS_SUFFIX), EMBEDS_SUFFIX)
+                   _next_counter(folder, stem), EMBEDS_SUFFIX)
 
 
 def _embeds_files() -> list[str]:

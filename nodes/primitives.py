@@ -124,7 +124,7 @@ def as_text(value) -> str:
         return str(value)
     try:
         return json.dumps(value, indent=4)
-    except (TypeError, ValueError):
+    except Exception:  # whatever stops JSON (a tensor inside, nesting too deep) falls back to str(), as ComfyUI's
         pass
     torch = sys.modules.get("torch")  # a tensor in the value means torch is loaded already
     if torch is not None:

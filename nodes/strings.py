@@ -1,14 +1,17 @@
 """Text utilities, as ComfyUI's utils/string nodes: join, cut, measure, change case, trim,
 replace, compare, and regular expressions (search, extract, replace).
 
-Regular expressions run with Python's `re` syntax and semantics (through the `regex` module in
-its re-compatible mode, which can stop a match): one that takes longer than REGEX_SECONDS on
-its text (catastrophic backtracking, like (a|aa)+$) is stopped and reported instead of hanging
-the server, and an invalid pattern is an error naming the input, where ComfyUI quietly gives
-False or empty text. A result longer than MAX_TEXT characters is refused before it is built
+Regular expressions run with Python's `re`, as ComfyUI's: its syntax, its matches. Each is first
+run by the `regex` module (in its re-compatible mode, which can stop a match): one that takes
+longer than REGEX_SECONDS on its text (catastrophic backtracking, like (a|aa)+$) is stopped and
+reported instead of hanging the server. An invalid pattern is an error naming the input, where
+ComfyUI quietly gives False or empty text. A result longer than MAX_TEXT characters is refused before it is built
 (an empty `find` or a chain of concatenations would otherwise fill the server's memory)."""
 
 from __future__ import annotations
+
+import re
+import warnings
 
 from graphflow.api import BOOLEAN, INT, STRING, Bool, Choice, ComfyAlias, Int, Node, NodeInputError, Text
 
@@ -140,26 +143,42 @@ class StringCompare(Node):
         return a.startswith(b) if self.mode == "Starts With" else a.endswith(b)
 
 
-def _compile(pattern: str, case_insensitive: bool, multiline: bool, dotall: bool):
-    import regex
-
-    flags = ((regex.IGNORECASE if case_insensitive else 0) | (regex.MULTILINE if multiline else 0)
-             | (regex.DOTALL if dotall else 0))
+def _compile(pattern: str, case_insensitive: bool, multiline: bool, dotall: bool) -> re.Pattern:
+    flags = ((re.IGNORECASE if case_insensitive else 0) | (re.MULTILINE if multiline else 0)
+             | (re.DOTALL if dotall else 0))
     try:
-        return regex.compile(pattern, flags | regex.VERSION0)
-    except (regex.error, ValueError, OverflowError, RecursionError) as e:
+        with warnings.catch_warnings():  # "possible nested set": re reads [[:x:]] as a plain set, as ComfyUI's does
+            warnings.simplefilter("ignore", FutureWarning)
+            return re.compile(pattern, flags)
+    except (re.error, ValueError, OverflowError, RecursionError) as e:
         raise NodeInputError("regex_pattern", f"not a valid regular expression: {e}") from None
 
 
-def _bounded(call):
-    """Run a match with the time limit; a pattern that exceeds it is the input's fault."""
+def _guarded(pattern: re.Pattern, text: str, every_match: bool) -> re.Pattern:
+    """`pattern`, once the `regex` module has run it over `text` within REGEX_SECONDS (its first
+    match, or every match): `re` can't be stopped, so a pattern that backtracks without end is
+    caught here first. (The results are re's: `regex` differs in details, e.g. which characters
+    \\w takes.) A pattern `regex` can't read runs unguarded."""
+    import regex
+
     try:
-        return call(REGEX_SECONDS)
+        # the node's flags (their values are the same in both modules; others, like re.ASCII, are not)
+        guard = regex.compile(pattern.pattern, (pattern.flags & (re.IGNORECASE | re.MULTILINE | re.DOTALL))
+                              | regex.VERSION0)
+    except (regex.error, ValueError, OverflowError, RecursionError):
+        return pattern
+    try:
+        if every_match:
+            for _ in guard.finditer(text, timeout=REGEX_SECONDS):
+                pass
+        else:
+            guard.search(text, timeout=REGEX_SECONDS)
     except TimeoutError:
         raise NodeInputError("regex_pattern", f"matching took longer than {REGEX_SECONDS:g} s on this text and "
                                               "was stopped: the pattern backtracks too much (nested repeats "
                                               "like (a+)+ or overlapping alternatives like (a|aa)+); "
                                               "make it more specific") from None
+    return pattern
 
 
 class RegexMatch(Node):
@@ -176,7 +195,7 @@ class RegexMatch(Node):
 
     def run(self):
         pattern = _compile(self.regex_pattern, self.case_insensitive, self.multiline, self.dotall)
-        return _bounded(lambda seconds: pattern.search(self.string, timeout=seconds)) is not None
+        return _guarded(pattern, self.string, every_match=False).search(self.string) is not None
 
 
 class RegexExtract(Node):
@@ -201,12 +220,12 @@ class RegexExtract(Node):
         pattern = _compile(self.regex_pattern, self.case_insensitive, self.multiline, self.dotall)
         index = self.group_index
         if self.mode == "All Matches":
-            found = _bounded(lambda seconds: pattern.findall(self.string, timeout=seconds))
+            found = _guarded(pattern, self.string, every_match=True).findall(self.string)
             return "\n".join(m[0] if isinstance(m, tuple) else m for m in found)
         if self.mode == "All Groups":
-            found = _bounded(lambda seconds: list(pattern.finditer(self.string, timeout=seconds)))
+            found = _guarded(pattern, self.string, every_match=True).finditer(self.string)
             return "\n".join(m.group(index) or "" for m in found if m.groups() and len(m.groups()) >= index)
-        match = _bounded(lambda seconds: pattern.search(self.string, timeout=seconds))
+        match = _guarded(pattern, self.string, every_match=False).search(self.string)
         if match is None:
             return ""
         if self.mode == "First Match":
@@ -232,8 +251,6 @@ class RegexReplace(Node):
     comfy = ComfyAlias(("RegexReplace",), optional=("case_insensitive", "multiline", "dotall", "count"))
 
     def run(self):
-        import regex
-
         pattern = _compile(self.regex_pattern, self.case_insensitive, self.multiline, self.dotall)
         growth = [len(self.string)]
 
@@ -244,6 +261,6 @@ class RegexReplace(Node):
             return text
 
         try:
-            return _bounded(lambda seconds: pattern.sub(expand, self.string, count=self.count, timeout=seconds))
-        except (regex.error, IndexError) as e:
+            return _guarded(pattern, self.string, every_match=True).sub(expand, self.string, count=self.count)
+        except (re.error, IndexError) as e:
             raise NodeInputError("replace", f"not a valid replacement for this pattern: {e}") from None

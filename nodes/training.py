@@ -310,7 +310,7 @@ class LossGraphNode(Node):
             folder, stem = folders.output_location(self.filename_prefix)
         except ValueError as e:
             raise NodeInputError("filename_prefix", str(e)) from None
-        name, _ = _save_new(picture, folder, stem, _next_counter(folder, stem, "_.png"), "_.png", "PNG",
+        name, _ = _save_new(picture, folder, stem, _next_counter(folder, stem), "_.png", "PNG",
                             pnginfo=_png_metadata())
         path = folder / name
         subfolder = path.parent.relative_to(folders.outputs).as_posix()

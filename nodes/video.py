@@ -5,8 +5,10 @@ read and written with PyAV (graphflow.video)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 
 from graphflow.api import (AUDIO, FLOAT, IMAGE, VIDEO, Choice, ComfyAlias, Float, Node, NodeInputError, Text,
                            current_workflow, folders, show)
@@ -23,31 +25,38 @@ def _metadata() -> dict[str, str]:
     return {"graphflow": json.dumps(workflow)} if workflow else {}
 
 
-def _save(name: str, video, source: str, suffix: str, container_format: str, codec: str, **options) -> None:
-    """Write `video` as `<prefix>_NNNNN_<suffix>` in the outputs and show it as ComfyUI does (an
-    animated entry of "images"); `source` is the input blamed when the frames can't be encoded."""
-    from graphflow.video import VideoFileError, write_video
+def _save(name: str, suffix: str, write, source: str) -> None:
+    """Save a file as `<prefix>_NNNNN_<suffix>` in the outputs with `write(path, metadata)` and show it
+    as ComfyUI does (an animated entry of "images"); `source` is the input blamed when it can't be written."""
+    from graphflow.video import VideoFileError
 
     try:
         folder, stem = folders.output_location(name)
     except ValueError as e:
         raise NodeInputError("filename_prefix", str(e)) from None
 
-    def write(path):
+    def write_new(path):
         try:
-            write_video(path, video, container_format, codec, metadata=_metadata(), **options)
+            write(path, _metadata())
         except VideoFileError as e:
             raise NodeInputError(source, str(e)) from None
 
-    saved, _ = _write_new(write, folder, stem, _next_counter(folder, stem, suffix), suffix)
+    saved, _ = _write_new(write_new, folder, stem, _next_counter(folder, stem), suffix)
     subfolder = folder.relative_to(folders.outputs).as_posix()
     show(images=[{"filename": saved, "subfolder": "" if subfolder == "." else subfolder, "type": "output"}],
          animated=[True])
 
 
+def _encode(video, container_format: str, codec: str, **options):
+    """A writer for _save that encodes the video's frames (and sound)."""
+    from graphflow.video import write_video
+
+    return lambda path, metadata: write_video(path, video, container_format, codec, metadata=metadata, **options)
+
+
 class LoadVideo(Node):
     """Load a video file from the inputs folder (MP4, WebM, MOV, MKV, GIF...): its frames, frame
-    rate and sound (if it has some) as a VIDEO."""
+    rate and sound (if it has some; the last sound track of several, as ComfyUI takes) as a VIDEO."""
     category = "image/video"
     file: str = Choice(folders.list_input_videos, upload="video", description="a video in the inputs folder")
     outputs = {"video": VIDEO}
@@ -76,7 +85,8 @@ class LoadVideo(Node):
 
 
 class CreateVideo(Node):
-    """Make a video from images, fps frames a second, with optional sound."""
+    """Make a video from images, fps frames a second, with optional sound. The frame rate is kept as
+    given (GetVideoComponents gives it back unchanged); files round it to the thousandth."""
     category = "image/video"
     images: IMAGE
     fps: float = Float(30.0, min=1.0, max=120.0, step=1.0)
@@ -94,7 +104,7 @@ class CreateVideo(Node):
         if self.audio is not None and not (isinstance(self.audio, dict) and "waveform" in self.audio
                                            and "sample_rate" in self.audio):
             raise NodeInputError("audio", "expected AUDIO: a dict with 'waveform' and 'sample_rate'")
-        return Video(self.images, Fraction(self.fps).limit_denominator(1000), self.audio)
+        return Video(self.images, Fraction(self.fps), self.audio)
 
 
 class GetVideoComponents(Node):
@@ -110,7 +120,11 @@ class GetVideoComponents(Node):
 
 class SaveVideo(Node):
     """Save a video in the outputs folder as MP4 (H.264 pictures, AAC sound) with the workflow in
-    its metadata. The frames need an even width and height. The prefix may contain a subfolder."""
+    its metadata. The frames need an even width and height. The prefix may contain a subfolder.
+    Sound longer than the pictures is cut at their end, as ComfyUI cuts it (a batch of sounds, each
+    cut so, plays one after another). A video from LoadVideo
+    is written as it came, its streams copied without encoding them again (as ComfyUI does unless
+    format or codec asks for another than the file's); where MP4 can't hold them, it is encoded."""
     category = "image/video"
     output_node = True
     video: VIDEO
@@ -120,7 +134,34 @@ class SaveVideo(Node):
     comfy = ComfyAlias(("SaveVideo",))
 
     def run(self):
-        _save(self.filename_prefix, self.video, "video", "_.mp4", "mp4", "libx264", pix_fmt="yuv420p")
+        from graphflow.video import VideoFileError, copy_streams, source_streams
+
+        video, encode = self.video, _encode(_sound_cut_to_pictures(self.video), "mp4", "libx264", pix_fmt="yuv420p")
+        found = source_streams(video.source) if video.source is not None else None
+        if found is None or self.format not in ("auto", *found[0]) or self.codec not in ("auto", found[1]):
+            _save(self.filename_prefix, "_.mp4", encode, "video")
+            return
+
+        def copy(path, metadata):  # a loaded video kept as it came, as ComfyUI saves one: no second encoding
+            try:
+                copy_streams(path, video.source, "mp4", metadata)
+            except VideoFileError:  # streams MP4 can't hold (where ComfyUI fails): encoded instead
+                encode(path, metadata)
+
+        _save(self.filename_prefix, "_.mp4", copy, "video")
+
+
+def _sound_cut_to_pictures(video):
+    """The video with its sound cut to the pictures' length: frames / rate seconds (the rate the
+    file gets), rounded up to a whole sample."""
+    from graphflow.video import frame_rate
+
+    audio = video.audio
+    if (video.images is None or not isinstance(audio, dict) or not hasattr(audio.get("waveform"), "shape")
+            or not audio.get("sample_rate")):
+        return video  # the writer reports malformed sound
+    keep = math.ceil(int(audio["sample_rate"]) * len(video.images) / frame_rate(video.fps))
+    return dataclasses.replace(video, audio={**audio, "waveform": audio["waveform"][..., :keep]})
 
 
 class SaveWEBM(Node):
@@ -140,10 +181,11 @@ class SaveWEBM(Node):
 
         if self.images is None or self.images.dim() != 4 or len(self.images) == 0:
             raise NodeInputError("images", "no frames to save (an empty batch)")
-        options = {"crf": str(int(self.crf)), "b": "0"}  # bit rate 0: crf alone sets the quality
+        # crf as ComfyUI hands it over (FFmpeg rounds 33.5 to 34); bit rate 0: crf alone sets the quality
+        options = {"crf": str(self.crf), "b": "0"}
         if self.codec == "av1":
             options["preset"] = "6"  # ComfyUI's speed for SVT-AV1
         pix_fmt = "yuv420p10le" if self.codec == "av1" else "yuv420p"  # AV1 in 10 bits, as ComfyUI writes it
         video = Video(self.images, frame_rate(self.fps))
-        _save(self.filename_prefix, video, "images", "_.webm", "webm", WEBM_CODECS[self.codec], pix_fmt=pix_fmt,
-              options=options)
+        _save(self.filename_prefix, "_.webm", _encode(video, "webm", WEBM_CODECS[self.codec], pix_fmt=pix_fmt,
+                                                      options=options), "images")
