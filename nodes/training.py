@@ -275,8 +275,10 @@ class LoadImageTextSetFromFolderNode(Node):
 
 
 class LossGraphNode(Node):
-    """Plot a training run's loss (TrainLoraNode's loss output) over the steps and save the plot
-    as a PNG in the outputs folder."""
+    """Plot a training run's loss (TrainLoraNode's loss output) over the steps and show the plot
+    in the editor from a PNG `<filename_prefix>_<date>_<time>.png` in the temp folder (not among
+    the outputs), as ComfyUI's. A run whose losses are all equal is drawn flat (ComfyUI's node
+    divides by zero there)."""
     category = "training"
     output_node = True
     loss: LOSS_MAP
@@ -284,9 +286,12 @@ class LossGraphNode(Node):
     comfy = ComfyAlias(("LossGraphNode",))
 
     def run(self):
-        from PIL import Image, ImageDraw
+        import datetime
 
-        from nodes.image import _next_counter, _png_metadata, _save_new
+        from PIL import Image, ImageDraw, ImageFont
+
+        from graphflow.folders import UnsafePathError, safe_join
+        from nodes.image import _png_metadata
 
         values = [float(v) for v in (self.loss or {}).get("loss", [])]
         if not values:
@@ -298,20 +303,24 @@ class LossGraphNode(Node):
         span = (high - low) or 1.0
         points = [(margin + int(i / len(values) * width), height - int((v - low) / span * height))
                   for i, v in enumerate(values)]
-        if len(points) > 1:
-            draw.line(points, fill="blue", width=2)
+        for a, b in zip(points, points[1:]):  # segment by segment, as ComfyUI draws it
+            draw.line([a, b], fill="blue", width=2)
         draw.line([(margin, 0), (margin, height)], fill="black", width=2)
         draw.line([(margin, height), (width + margin, height)], fill="black", width=2)
-        draw.text((5, height // 2), "Loss", fill="black")
-        draw.text((width // 2, height + 10), "Steps", fill="black")
-        draw.text((2, 0), f"{high:.2f}", fill="black")
-        draw.text((2, height - 10), f"{low:.2f}", fill="black")
         try:
-            folder, stem = folders.output_location(self.filename_prefix)
-        except ValueError as e:
+            font = ImageFont.truetype("arial.ttf", 12)
+        except OSError:
+            font = ImageFont.load_default()
+        draw.text((5, height // 2), "Loss", font=font, fill="black")
+        draw.text((width // 2, height + 10), "Steps", font=font, fill="black")
+        draw.text((margin - 30, 0), f"{high:.2f}", font=font, fill="black")
+        draw.text((margin - 30, height - 10), f"{low:.2f}", font=font, fill="black")
+        date = datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
+        try:
+            path = safe_join(folders.temp, f"{self.filename_prefix}_{date}.png")
+        except UnsafePathError as e:
             raise NodeInputError("filename_prefix", str(e)) from None
-        name, _ = _save_new(picture, folder, stem, _next_counter(folder, stem, "_.png"), "_.png", "PNG",
-                            pnginfo=_png_metadata())
-        path = folder / name
-        subfolder = path.parent.relative_to(folders.outputs).as_posix()
-        show(images=[{"filename": path.name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"}])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        picture.save(path, pnginfo=_png_metadata())
+        subfolder = path.parent.relative_to(folders.temp).as_posix()
+        show(images=[{"filename": path.name, "subfolder": "" if subfolder == "." else subfolder, "type": "temp"}])

@@ -369,7 +369,7 @@ def test_image_sets_from_an_inputs_subfolder(builtin_registry, sd1, tmp_folders)
 
 def test_loss_graph_saves_a_plot(builtin_registry, tmp_folders):
     call(builtin_registry, "LossGraphNode", loss={"loss": [3.0, 2.0, 2.5, 1.0]}, filename_prefix="plots/loss")
-    [path] = (tmp_folders.outputs / "plots").glob("loss_*_.png")
+    [path] = (tmp_folders.temp / "plots").glob("loss_*.png")  # a preview, as ComfyUI's (tests/test_parity_train_speed.py)
     pixels = np.asarray(Image.open(path))
     assert pixels.shape == (520, 840, 3)
     blue = (pixels[..., 2] > 200) & (pixels[..., 0] < 80)
@@ -413,7 +413,7 @@ def test_comfyui_graph_trains_saves_and_samples(builtin_registry, tmp_folders):
     file = load_file(str(saved))
     assert {v.dtype for v in file.values()} == {torch.bfloat16}  # lora_dtype bf16, as ComfyUI saves it
     assert any(v.any() for k, v in file.items() if k.endswith(".lora_down.weight"))  # it was trained
-    assert list(tmp_folders.outputs.glob("loss_graph_*_.png"))
+    assert list(tmp_folders.temp.glob("loss_graph_*.png"))
 
 
 def test_a_model_not_whole_on_the_device_is_refused(builtin_registry, sd1, fresh_manager):

@@ -1,0 +1,57 @@
+"""Behaviour parity with ComfyUI of the training nodes (nodes/training.py), the model speed nodes
+(nodes/model_speed.py), the context-window nodes and the model-sampling nodes, where an audit
+found a difference. Oracles are small hand computations and PIL / torch operations written here."""
+
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_nodes_image_mask import call  # noqa: E402
+
+from graphflow import context  # noqa: E402
+
+
+def run_with_ui(registry, node_type, **inputs):
+    """call() inside a node context: (outputs, what the node showed)."""
+    ctx = context.NodeContext("run", "1", node_type, emit=lambda event: None, interrupt=threading.Event())
+    token = context._current.set(ctx)
+    try:
+        return call(registry, node_type, **inputs), ctx.ui
+    finally:
+        context._current.reset(token)
+
+
+# --- LossGraphNode ---------------------------------------------------------------------------------
+
+def test_loss_graph_is_a_temp_preview_with_comfyuis_labels(builtin_registry, tmp_folders):
+    """ComfyUI's LossGraphNode saves `<prefix>_<date>_<time>.png` in the temp folder and shows it as a
+    temp image (a preview, nothing among the outputs); its min / max labels start at x = margin - 30
+    = 10, each segment of the curve is a 2 px line."""
+    losses = [3.0, 2.0, 2.5, 1.0]
+    _, ui = run_with_ui(builtin_registry, "LossGraphNode", loss={"loss": losses}, filename_prefix="loss_graph")
+    [shown] = ui["images"]
+    assert shown["type"] == "temp" and shown["subfolder"] == ""
+    assert not any(tmp_folders.outputs.rglob("*.png"))
+    name = shown["filename"]
+    assert name.startswith("loss_graph_") and name.endswith(".png")
+    date, time = name[len("loss_graph_"):-len(".png")].split("_")
+    assert len(date) == 8 and len(time) == 6 and (date + time).isdigit()
+    pixels = np.asarray(Image.open(tmp_folders.temp / name).convert("RGB")).astype(int)
+    assert pixels.shape == (520, 840, 3)
+    dark = pixels.sum(-1) < 300
+    assert not dark[:12, :9].any() and dark[:12, 10:38].any()  # "3.00" drawn from x = 10
+    assert not dark[470:482, :9].any() and dark[470:482, 10:38].any()  # "1.00" from (10, 470)
+    # the curve: the points (40 + int(i / 4 * 800), 480 - int(scaled * 480)), joined segment by segment
+    points = [(40 + int(i / 4 * 800), 480 - int((v - 1.0) / 2.0 * 480)) for i, v in enumerate(losses)]
+    blue = (pixels[..., 2] > 200) & (pixels[..., 0] < 80)
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        for t in (0.25, 0.5, 0.75):
+            x, y = round(x0 + t * (x1 - x0)), round(y0 + t * (y1 - y0))
+            assert blue[max(y - 2, 0):y + 3, x - 2:x + 3].any(), (x, y)
+    assert not blue[:, 641:].any()  # the last point is at x = 640: nothing drawn beyond it
