@@ -27,7 +27,8 @@ class TrainLoraNode(Node):
     noise level from the model's sampling and seeded noise, and fits the model's x0 estimate (from
     its eps / v / flow prediction) to the clean latent with the chosen loss. Every linear / conv
     weight gets a rank-`rank` LoRA (alpha 1), norms and biases full differences, as ComfyUI trains.
-    The input model is not changed; model_with_lora carries the trained LoRA. existing_lora
+    The input model is not changed; model_with_lora carries the trained LoRA and computes in
+    training_dtype, as ComfyUI's (LoraModelLoader gives the model in its own dtype). existing_lora
     continues a LoRA this node saved (its steps add to the count). Only the LoRA algorithm is
     trained; training_dtype bf16 runs the model under bfloat16 autocast. Lists of latents and
     conditionings (image sets split per item) join into one dataset; latents of different sizes
@@ -77,7 +78,11 @@ class TrainLoraNode(Node):
             message = str(e)
             name = "positive" if "conditioning" in message else "existing_lora" if "LoRA has" in message else "model"
             raise NodeInputError(name, message) from None
-        return training.with_lora(model, lora), lora, losses, settings["steps"] + done
+        # ComfyUI's model_with_lora keeps the training's compute dtype (set_model_compute_dtype on its
+        # clone): it samples in bf16 after bf16 training, in fp32 after fp32 training
+        from graphflow.models.speed import with_compute_dtype
+        trained = with_compute_dtype(training.with_lora(model, lora), settings["training_dtype"])
+        return trained, lora, losses, settings["steps"] + done
 
 
 SETTINGS = ("batch_size", "grad_accumulation_steps", "steps", "learning_rate", "rank", "optimizer", "loss_function",

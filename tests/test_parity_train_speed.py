@@ -55,3 +55,52 @@ def test_loss_graph_is_a_temp_preview_with_comfyuis_labels(builtin_registry, tmp
             x, y = round(x0 + t * (x1 - x0)), round(y0 + t * (y1 - y0))
             assert blue[max(y - 2, 0):y + 3, x - 2:x + 3].any(), (x, y)
     assert not blue[:, 641:].any()  # the last point is at x = 640: nothing drawn beyond it
+
+
+# --- TrainLoraNode ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sd1(tmp_path_factory):
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.testing import write_checkpoint
+
+    path = write_checkpoint(tmp_path_factory.mktemp("parity") / "sd1.safetensors", "sd1", seed=0)
+    return load_checkpoint(path, device="cpu", dtype=torch.float32).model
+
+
+def train_node(registry, **inputs):
+    """Run TrainLoraNode as the executor does (input_is_list: every input a list)."""
+    cls = registry.get("TrainLoraNode")
+    values = cls.widget_model.model_validate({k: v for k, v in inputs.items()
+                                              if cls.input_specs[k].widget}).model_dump()
+    node = cls.__new__(cls)
+    node.__dict__.update({k: [v] for k, v in values.items()})
+    node.__dict__.update({k: [v] for k, v in inputs.items() if cls.input_specs[k].socket})
+    return node.run()
+
+
+@pytest.mark.parametrize("training_dtype", ["bf16", "fp32"])
+def test_model_with_lora_computes_in_the_training_dtype(builtin_registry, sd1, training_dtype):
+    """ComfyUI sets the training dtype as the compute dtype of the clone it trains and returns it as
+    model_with_lora: that model samples in bf16 after bf16 training. Its weights are the input's
+    plus (alpha / rank) up @ down, in that dtype; the input model keeps fp32."""
+    from graphflow.memory import manager
+
+    cond = torch.randn(1, 77, sd1.unet.config.context_dim, generator=torch.Generator().manual_seed(3))
+    latent = {"samples": torch.randn(1, 4, 4, 4, generator=torch.Generator().manual_seed(2))}
+    trained, lora, _, steps = train_node(
+        builtin_registry, model=sd1, latents=latent, positive=[(cond, {})], steps=2, rank=2, optimizer="SGD",
+        learning_rate=0.5, seed=1, training_dtype=training_dtype, lora_dtype="fp32", gradient_checkpointing=False)
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[training_dtype]
+    assert steps == 2 and trained.dtype == dtype and sd1.dtype == torch.float32
+    assert all(p.dtype == dtype for p in trained.unet.parameters())
+    base = dict(sd1.unet.named_parameters())
+    got = manager().weights(trained.unet, trained.patches)
+    path = "input_blocks.1.1.proj_in"  # a 1x1 conv / linear of the first attention block
+    up, down = lora[f"diffusion_model.{path}.lora_up.weight"], lora[f"diffusion_model.{path}.lora_down.weight"]
+    assert down.abs().max() > 0  # trained: the check is not vacuous
+    weight = base[f"{path}.weight"].detach()
+    want = weight + (float(lora[f"diffusion_model.{path}.alpha"]) / up.shape[1] * (up @ down)).reshape(weight.shape)
+    tolerance = {"rtol": 1e-2, "atol": 1e-3} if dtype == torch.bfloat16 else {"rtol": 1e-5, "atol": 1e-6}
+    torch.testing.assert_close(got[f"{path}.weight"].float(), want, **tolerance)
+    assert got[f"{path}.weight"].dtype == dtype
