@@ -25,7 +25,9 @@ class TrainLoraNode(Node):
     """Train a LoRA on the model with latents (VAEEncode of the training images) and their
     conditioning (one per latent, or one for all). Each step draws batch_size latents, a random
     noise level from the model's sampling and seeded noise, and fits the model's x0 estimate (from
-    its eps / v / flow prediction) to the clean latent with the chosen loss. Every linear / conv
+    its eps / v / flow prediction) to the clean latent with the chosen loss. Those draws follow
+    from seed as ComfyUI's do, number for number; the LoRA's starting values can't (ComfyUI's come
+    from torch's unseeded global state), so the trained LoRA is not ComfyUI's. Every linear / conv
     weight gets a rank-`rank` LoRA (alpha 1), norms and biases full differences, as ComfyUI trains.
     The input model is not changed; model_with_lora carries the trained LoRA and computes in
     training_dtype, as ComfyUI's (LoraModelLoader gives the model in its own dtype). existing_lora

@@ -104,3 +104,42 @@ def test_model_with_lora_computes_in_the_training_dtype(builtin_registry, sd1, t
     tolerance = {"rtol": 1e-2, "atol": 1e-3} if dtype == torch.bfloat16 else {"rtol": 1e-5, "atol": 1e-6}
     torch.testing.assert_close(got[f"{path}.weight"].float(), want, **tolerance)
     assert got[f"{path}.weight"].dtype == dtype
+
+
+def test_training_draws_are_comfyuis(sd1, monkeypatch):
+    """ComfyUI's TrainSampler draws everything from torch's global generator, which its noise reseeds,
+    so the draws follow from the seed: the sampler's starting noise over the dataset (seed, unused),
+    then per forward the permutation, the noise (reseeded with seed + 1000 i) and a uniform draw per
+    latent for its sigma. Its dataset is held in training_dtype (bf16: rounded, the latent scale
+    applied in bf16) and the noise drawn in it. Emulated here with the global generator itself."""
+    from graphflow import training
+    from graphflow.sampling.flow_sampling import model_sampling_for
+
+    seen = []
+
+    def record(model, network, schedule, loss_fn, clean, sigmas, noise, conditioning, dtype):
+        seen.append((clean.clone(), sigmas.clone(), noise.clone()))
+        return (network.input_blocks[0][0].weight.sum() * 0).float() + len(seen)  # a loss with a gradient
+
+    monkeypatch.setattr(training, "_loss", record)
+    raw = torch.randn(3, 4, 4, 4, generator=torch.Generator().manual_seed(9)) * 5
+    cond = torch.zeros(1, 77, sd1.unet.config.context_dim)
+    seed = 21
+    training.train_lora(sd1, raw, [(cond, {})], steps=2, grad_accumulation_steps=2, batch_size=2, rank=1,
+                        seed=seed, training_dtype="bf16", lora_dtype="fp32", optimizer="SGD",
+                        gradient_checkpointing=False)
+    assert len(seen) == 4  # steps x grad_accumulation_steps forwards
+    dataset = (raw.to(torch.bfloat16) * 0.18215).float()  # SD1's scale, in bf16 as ComfyUI's
+    schedule = model_sampling_for(sd1)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        torch.randn(3, 4, 4, 4, dtype=torch.bfloat16)
+        for i, (clean, sigmas, noise) in enumerate(seen):
+            indices = torch.randperm(3)[:2].tolist()
+            torch.manual_seed(seed + i * 1000)
+            want_noise = torch.randn(2, 4, 4, 4, dtype=torch.bfloat16)
+            want_sigmas = [schedule.percent_to_sigma(torch.rand((1,)).item()) for _ in range(2)]
+            assert torch.equal(clean, dataset[indices]), i
+            assert torch.equal(noise, want_noise.float()), i
+            assert sigmas.tolist() == pytest.approx(want_sigmas, rel=1e-6), i
+    assert len({tuple(clean.flatten()[:4].tolist()) for clean, _, _ in seen}) > 1  # the batches differ
