@@ -81,6 +81,16 @@ def new_lora(unet: nn.Module, rank: int, dtype: torch.dtype, generator: torch.Ge
     return lora
 
 
+def continued_lora(unet: nn.Module, lora: dict[str, torch.Tensor], rank: int, dtype: torch.dtype,
+                   seed: int) -> dict[str, torch.Tensor]:
+    """An existing LoRA to go on training, as ComfyUI's existing_lora: with fresh parts (new_lora's,
+    of `rank`) for the layers it has none for. Its own norm and bias differences go on too, where
+    ComfyUI's restart from zero (dropping what the earlier run learnt there)."""
+    given = {_part_of(k) for k in lora}
+    fresh = new_lora(unet, rank, dtype, torch.Generator("cpu").manual_seed(seed))
+    return {**{k: v for k, v in fresh.items() if _part_of(k) not in given}, **lora}
+
+
 def _trained_weight(weight: torch.Tensor, lora: dict, key: str, scale: float) -> torch.Tensor:
     if key + ".lora_up.weight" in lora:
         up, down = lora[key + ".lora_up.weight"], lora[key + ".lora_down.weight"]
@@ -96,6 +106,12 @@ def _layer_of(key: str) -> str:
         if key.endswith(part):
             return key[len(PREFIX):-len(part)]
     raise ValueError(f"unexpected LoRA key {key!r}; expected ComfyUI's trained-LoRA parts")
+
+
+def _part_of(key: str) -> tuple[str, str]:
+    """A LoRA key -> (module path, which part of it: "lora" (up, down, alpha), "diff" or "diff_b")."""
+    kind = key.rsplit(".", 1)[-1]
+    return _layer_of(key), kind if kind in ("diff", "diff_b") else "lora"
 
 
 def _checkpoint_paths(module: nn.Module, prefix: str = "") -> list[str]:
@@ -227,7 +243,7 @@ def train_lora(model, latents, positive: list, *, batch_size: int = 1, grad_accu
     latents [N, C, h, w], or a list of [1, C, h, w] of different sizes (each then runs alone and
     a step's loss is the mean over its latents, divided by grad_accumulation_steps, as ComfyUI
     logs it); positive: one CONDITIONING entry per latent, or one for all. `lora`: a LoRA in the
-    same layout to continue training (else a fresh one)."""
+    same layout to continue training, its parts only (else a fresh one; see continued_lora)."""
     from graphflow.sampling.flow_sampling import model_sampling_for
 
     count = latents.shape[0] if torch.is_tensor(latents) else len(latents)
@@ -245,7 +261,7 @@ def train_lora(model, latents, positive: list, *, batch_size: int = 1, grad_accu
         device = model.device
         if lora is None:
             lora = new_lora(unet, rank, DTYPES[lora_dtype], torch.Generator("cpu").manual_seed(seed))
-        lora = {k: v.detach().to(device).clone() for k, v in lora.items()}
+        lora = {k: v.detach().to(device, DTYPES[lora_dtype]).clone() for k, v in lora.items()}  # ComfyUI's too
         params = [v.requires_grad_(True) for k, v in lora.items() if not k.endswith(".alpha")]
         network = TrainingNetwork(unet, lora, gradient_checkpointing)
         schedule = model_sampling_for(model)

@@ -31,8 +31,10 @@ class TrainLoraNode(Node):
     weight gets a rank-`rank` LoRA (alpha 1), norms and biases full differences, as ComfyUI trains.
     The input model is not changed; model_with_lora carries the trained LoRA and computes in
     training_dtype, as ComfyUI's (LoraModelLoader gives the model in its own dtype). existing_lora
-    continues a LoRA this node saved (its steps add to the count). Only the LoRA algorithm is
-    trained; training_dtype bf16 runs the model under bfloat16 autocast. Lists of latents and
+    continues a LoRA this node saved (its steps add to the count; layers it lacks start fresh, as
+    ComfyUI's; its norm and bias differences continue, where ComfyUI's restart from zero). Only
+    the LoRA algorithm is trained; training_dtype bf16 runs the model under bfloat16 autocast
+    (ComfyUI's runs its weights in bf16 too: close, not equal numbers). Lists of latents and
     conditionings (image sets split per item) join into one dataset; latents of different sizes
     are trained one at a time."""
     category = "training"
@@ -70,7 +72,12 @@ class TrainLoraNode(Node):
         positive = self.positive[0] if len(self.positive) == 1 else [e for cond in self.positive for e in cond]
         lora, done = None, 0
         if settings["existing_lora"] != NO_LORA:
-            lora = _read_existing(settings["existing_lora"])
+            existing = _read_existing(settings["existing_lora"])
+            try:
+                lora = training.continued_lora(model.unet, existing, settings["rank"],
+                                               training.DTYPES[settings["lora_dtype"]], settings["seed"])
+            except ValueError as e:  # a part graphflow's trained LoRAs don't have
+                raise NodeInputError("existing_lora", str(e)) from None
             done = training.existing_steps(settings["existing_lora"])
         try:
             lora, losses = training.train_lora(

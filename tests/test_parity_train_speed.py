@@ -143,3 +143,36 @@ def test_training_draws_are_comfyuis(sd1, monkeypatch):
             assert torch.equal(noise, want_noise.float()), i
             assert sigmas.tolist() == pytest.approx(want_sigmas, rel=1e-6), i
     assert len({tuple(clean.flatten()[:4].tolist()) for clean, _, _ in seen}) > 1  # the batches differ
+
+
+def test_existing_lora_gets_fresh_parts_where_it_has_none_and_trains_in_lora_dtype(builtin_registry, sd1,
+                                                                                   tmp_folders):
+    """ComfyUI continues an existing LoRA layer by layer: the layers the file has adapters for go on
+    from them, the others get fresh ones of the node's rank; everything is trained in lora_dtype
+    (a bf16 file continued in fp32 moves by updates below bf16's resolution)."""
+    from graphflow import training
+    from graphflow.models.lora_extract import write_lora
+
+    lora = training.new_lora(sd1.unet, 2, torch.bfloat16, torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    for key in lora:
+        if key.endswith(".lora_down.weight"):
+            lora[key] = (torch.randn(lora[key].shape, generator=g) * 0.1).to(torch.bfloat16)
+    dropped = "diffusion_model.out.2"  # the last conv: no adapter in the file
+    saved = {k: v for k, v in lora.items() if not k.startswith(dropped + ".")}
+    (tmp_folders.models / "loras").mkdir()
+    write_lora(tmp_folders.models / "loras" / "mine_5_steps_00001_.safetensors", saved)
+    cond = torch.randn(1, 77, sd1.unet.config.context_dim, generator=torch.Generator().manual_seed(3))
+    _, continued, _, steps = train_node(
+        builtin_registry, model=sd1, latents={"samples": torch.randn(1, 4, 4, 4, generator=g)},
+        positive=[(cond, {})], steps=1, rank=3, optimizer="SGD", learning_rate=1e-4, seed=2,
+        training_dtype="fp32", lora_dtype="fp32", gradient_checkpointing=False,
+        existing_lora="mine_5_steps_00001_.safetensors")
+    assert steps == 6
+    assert sorted(continued) == sorted(lora)
+    assert continued[dropped + ".lora_up.weight"].shape[1] == 3  # fresh, of the node's rank
+    assert continued[dropped + ".lora_down.weight"].shape[0] == 3
+    assert {v.dtype for v in continued.values()} == {torch.float32}
+    key = "diffusion_model.input_blocks.1.1.proj_in.lora_down.weight"
+    step = (continued[key] - saved[key].float()).abs()
+    assert 0 < step.max() < 1e-2  # went on from the file's values, by fp32 updates
