@@ -261,7 +261,8 @@ def train_lora(model, latents, positive: list, *, batch_size: int = 1, grad_accu
         device = model.device
         if lora is None:
             lora = new_lora(unet, rank, DTYPES[lora_dtype], torch.Generator("cpu").manual_seed(seed))
-        lora = {k: v.detach().to(device, DTYPES[lora_dtype]).clone() for k, v in lora.items()}  # ComfyUI's too
+        # trained in lora_dtype, as ComfyUI's (a bf16 file continued in fp32 takes fp32 steps)
+        lora = {k: v.detach().to(device, DTYPES[lora_dtype]).clone() for k, v in lora.items()}
         params = [v.requires_grad_(True) for k, v in lora.items() if not k.endswith(".alpha")]
         network = TrainingNetwork(unet, lora, gradient_checkpointing)
         schedule = model_sampling_for(model)

@@ -376,7 +376,7 @@ def test_image_sets_from_an_inputs_subfolder(builtin_registry, sd1, tmp_folders)
 
 def test_loss_graph_saves_a_plot(builtin_registry, tmp_folders):
     call(builtin_registry, "LossGraphNode", loss={"loss": [3.0, 2.0, 2.5, 1.0]}, filename_prefix="plots/loss")
-    [path] = (tmp_folders.temp / "plots").glob("loss_*.png")  # a preview, as ComfyUI's (tests/test_parity_train_speed.py)
+    [path] = (tmp_folders.temp / "plots").glob("loss_*.png")  # a preview, as ComfyUI's (test_parity_train_speed)
     pixels = np.asarray(Image.open(path))
     assert pixels.shape == (520, 840, 3)
     blue = (pixels[..., 2] > 200) & (pixels[..., 0] < 80)
