@@ -8,19 +8,28 @@ What is trained (ComfyUI's layout, `diffusion_model.` + the network's own module
   every 1-D layer weight (norms): `diff`, a full difference, from zero;
   every layer bias: `diff_b`, from zero.
 
-One step (ComfyUI's TrainSampler): `batch_size` latents drawn by a seeded permutation, one sigma
-each from the model's sampling (percent_to_sigma of a uniform draw), unit noise from seed + 1000 *
-step (as the samplers' noise), x = noise_scaling(sigma, noise, latent) (latent + sigma noise for
-eps/v models, (1 - sigma) latent + sigma noise for flow models), the model's own denoiser gives the
-x0 estimate from its eps / v / velocity prediction, and the loss compares it with the clean latent.
-The latents are in model space (the latent format's scale and shift applied), as a sampler's are.
+One step (ComfyUI's TrainSampler): `batch_size` latents drawn by a random permutation, unit noise
+from seed + 1000 * step (as the samplers' noise), one sigma per latent from the model's sampling
+(percent_to_sigma of a uniform draw), x = noise_scaling(sigma, noise, latent) (latent + sigma noise
+for eps/v models, (1 - sigma) latent + sigma noise for flow models), the model's own denoiser gives
+the x0 estimate from its eps / v / velocity prediction, and the loss compares it with the clean
+latent. The latents are in model space (the latent format's scale and shift applied), as a
+sampler's are, and like ComfyUI's dataset they are held in training_dtype (bf16: rounded), the
+noise drawn in it.
 Each image has its conditioning (one is used for all); a batch's entries are all given to the model
 as one CONDITIONING, as ComfyUI does. Gradients are averaged over grad_accumulation_steps before
 each optimizer step; the loss map holds every forward's loss. Latents of different sizes (a list)
-run one at a time, a step's loss the mean over its latents. The LoRA's init, the permutations and
-the uniform draws come from one generator seeded with `seed`, where ComfyUI uses torch's global
-one: the same recipe, reproducible, not ComfyUI's numbers. Gradient checkpointing wraps the
-forwards of the network's highest non-container blocks (ComfyUI's choice), on the copy only.
+run one at a time, a step's loss the mean over its latents (each with its own noise from the step's
+seed, then its sigma).
+
+The draws are ComfyUI's, number for number: it draws them from torch's global generator, which
+its noise seeds (torch.manual_seed), so they follow from `seed` alone: the sampler's unused
+starting noise for the whole dataset (seed), then per step the permutation, the reseeded noise
+(seed + 1000 step) and the uniform draws; here one CPU generator makes the same calls. Not
+ComfyUI's: the LoRA's init (its up matrices), which ComfyUI draws from the global generator in
+whatever state earlier work left it; here a generator of its own seeded with `seed`.
+Gradient checkpointing wraps the forwards of the network's highest non-container blocks
+(ComfyUI's choice), on the copy only.
 
 The input MODEL is never changed: the network runs as a shallow copy whose trained layers read
 their weights (original + LoRA) from tensors bound to the copy each step; the shared parameters are
@@ -72,6 +81,16 @@ def new_lora(unet: nn.Module, rank: int, dtype: torch.dtype, generator: torch.Ge
     return lora
 
 
+def continued_lora(unet: nn.Module, lora: dict[str, torch.Tensor], rank: int, dtype: torch.dtype,
+                   seed: int) -> dict[str, torch.Tensor]:
+    """An existing LoRA to go on training, as ComfyUI's existing_lora: with fresh parts (new_lora's,
+    of `rank`) for the layers it has none for. Its own norm and bias differences go on too, where
+    ComfyUI's restart from zero (dropping what the earlier run learnt there)."""
+    given = {_part_of(k) for k in lora}
+    fresh = new_lora(unet, rank, dtype, torch.Generator("cpu").manual_seed(seed))
+    return {**{k: v for k, v in fresh.items() if _part_of(k) not in given}, **lora}
+
+
 def _trained_weight(weight: torch.Tensor, lora: dict, key: str, scale: float) -> torch.Tensor:
     if key + ".lora_up.weight" in lora:
         up, down = lora[key + ".lora_up.weight"], lora[key + ".lora_down.weight"]
@@ -87,6 +106,12 @@ def _layer_of(key: str) -> str:
         if key.endswith(part):
             return key[len(PREFIX):-len(part)]
     raise ValueError(f"unexpected LoRA key {key!r}; expected ComfyUI's trained-LoRA parts")
+
+
+def _part_of(key: str) -> tuple[str, str]:
+    """A LoRA key -> (module path, which part of it: "lora" (up, down, alpha), "diff" or "diff_b")."""
+    kind = key.rsplit(".", 1)[-1]
+    return _layer_of(key), kind if kind in ("diff", "diff_b") else "lora"
 
 
 def _checkpoint_paths(module: nn.Module, prefix: str = "") -> list[str]:
@@ -161,11 +186,33 @@ def denoiser(model, network: nn.Module, schedule, conditioning: list, shape: tup
     return CFGGuider(trained, conditioning, [], 1.0).denoiser(base, prepare)
 
 
-def step_draws(schedule, count: int, batch_size: int, generator: torch.Generator) -> tuple[list[int], list[float]]:
-    """(indices, sigmas) of one training step: a seeded permutation's first batch_size latents, a
-    uniform draw per latent turned into a sigma by the model's sampling (percent_to_sigma)."""
+def step_draws(schedule, latents, batch_size: int, noise_seed: int, generator: torch.Generator,
+               dtype: torch.dtype) -> list[tuple[list[int], torch.Tensor, list[float]]]:
+    """One training step's draws in ComfyUI's order: a permutation's first batch_size latents, then
+    for the batch (a list of latents: for each one alone) the generator reseeded with noise_seed,
+    the noise in `dtype` and a uniform draw per latent made a sigma (percent_to_sigma). A list of
+    (indices, noise, sigmas), one entry per forward."""
+    count = latents.shape[0] if torch.is_tensor(latents) else len(latents)
     indices = torch.randperm(count, generator=generator)[:batch_size].tolist()
-    return indices, [schedule.percent_to_sigma(float(torch.rand(1, generator=generator))) for _ in indices]
+    groups = [indices] if torch.is_tensor(latents) else [[j] for j in indices]
+    out = []
+    for group in groups:
+        shape = (len(group), *latents.shape[1:]) if torch.is_tensor(latents) else latents[group[0]].shape
+        generator.manual_seed(noise_seed)
+        noise = torch.randn(shape, dtype=dtype, generator=generator)
+        out.append((group, noise, [schedule.percent_to_sigma(float(torch.rand(1, generator=generator)))
+                                   for _ in group]))
+    return out
+
+
+def starting_draw(latents, generator: torch.Generator, seed: int, dtype: torch.dtype) -> None:
+    """Advance the generator past ComfyUI's sampler's starting noise (seeded with `seed`, shaped like
+    the dataset: with latents of several sizes, the first one's repeated), which it draws and never
+    uses before the first step's permutation."""
+    first = latents if torch.is_tensor(latents) else latents[0]
+    count = first.shape[0] if torch.is_tensor(latents) else len(latents)
+    generator.manual_seed(seed)
+    torch.randn((count, *first.shape[1:]), dtype=dtype, generator=generator)
 
 
 def _loss(model, network, schedule, loss_fn, clean, sigmas, noise, conditioning, dtype):
@@ -196,9 +243,8 @@ def train_lora(model, latents, positive: list, *, batch_size: int = 1, grad_accu
     latents [N, C, h, w], or a list of [1, C, h, w] of different sizes (each then runs alone and
     a step's loss is the mean over its latents, divided by grad_accumulation_steps, as ComfyUI
     logs it); positive: one CONDITIONING entry per latent, or one for all. `lora`: a LoRA in the
-    same layout to continue training (else a fresh one)."""
+    same layout to continue training, its parts only (else a fresh one; see continued_lora)."""
     from graphflow.sampling.flow_sampling import model_sampling_for
-    from graphflow.sampling.noise import initial_noise
 
     count = latents.shape[0] if torch.is_tensor(latents) else len(latents)
     if len(positive) == 1 and count > 1:
@@ -206,40 +252,39 @@ def train_lora(model, latents, positive: list, *, batch_size: int = 1, grad_accu
     elif len(positive) != count:
         raise ValueError(f"{len(positive)} conditioning entries for {count} latents; give one per latent "
                          f"or one for all")
-    generator = torch.Generator("cpu").manual_seed(seed)
     unet, dtype = model.unet, DTYPES[training_dtype]
+    draws = torch.Generator("cpu")
+    starting_draw(latents, draws, seed, dtype)
     with torch.inference_mode(False), torch.enable_grad(), \
             memory.use(unet, "diffusion_model", f"diffusion_model:{model.arch}", model.patches) as placed:
         _check_placed(unet, placed)
         device = model.device
         if lora is None:
-            lora = new_lora(unet, rank, DTYPES[lora_dtype], generator)
-        lora = {k: v.detach().to(device).clone() for k, v in lora.items()}
+            lora = new_lora(unet, rank, DTYPES[lora_dtype], torch.Generator("cpu").manual_seed(seed))
+        # trained in lora_dtype, as ComfyUI's (a bf16 file continued in fp32 takes fp32 steps)
+        lora = {k: v.detach().to(device, DTYPES[lora_dtype]).clone() for k, v in lora.items()}
         params = [v.requires_grad_(True) for k, v in lora.items() if not k.endswith(".alpha")]
         network = TrainingNetwork(unet, lora, gradient_checkpointing)
         schedule = model_sampling_for(model)
-        if torch.is_tensor(latents):
-            latents = model.latent_format.process_in(latents.to(device, torch.float32))
-        else:
-            latents = [model.latent_format.process_in(t.to(device, torch.float32)) for t in latents]
+
+        def model_space(t):  # ComfyUI's dataset: in training_dtype, then the latent format applied in it
+            return model.latent_format.process_in(t.to(device, dtype)).float()
+        latents = model_space(latents) if torch.is_tensor(latents) else [model_space(t) for t in latents]
         opt = OPTIMIZERS[optimizer](params, lr=learning_rate)
         loss_fn, losses = LOSSES[loss_function], []
         for i in range(steps * grad_accumulation_steps):
-            noise_seed = (seed + i * 1000) % 2 ** 64
-            indices, sigmas = step_draws(schedule, count, batch_size, generator)
+            forwards = step_draws(schedule, latents, batch_size, (seed + i * 1000) % 2 ** 64, draws, dtype)
             network.bind(lora)
-            if torch.is_tensor(latents):
-                clean = latents[indices]
-                noise = initial_noise(clean, noise_seed).to(device)
-                loss = _loss(model, network.module, schedule, loss_fn, clean, torch.tensor(sigmas, device=device),
-                             noise, [positive[j] for j in indices], dtype)
-                (loss / grad_accumulation_steps).backward()
-            else:
-                loss = sum(_loss(model, network.module, schedule, loss_fn, latents[j],
-                                 torch.tensor([sigma], device=device), initial_noise(latents[j], noise_seed).to(device),
-                                 [positive[j]], dtype)
-                           for j, sigma in zip(indices, sigmas)) / grad_accumulation_steps / len(indices)
+            loss = sum(_loss(model, network.module, schedule, loss_fn,
+                             latents[indices] if torch.is_tensor(latents) else latents[indices[0]],
+                             torch.tensor(sigmas, device=device), noise.to(device, torch.float32),
+                             [positive[j] for j in indices], dtype)
+                       for indices, noise, sigmas in forwards)
+            if not torch.is_tensor(latents):  # ComfyUI's multi-size step: the mean over its latents
+                loss = loss / grad_accumulation_steps / len(forwards)
                 loss.backward()
+            else:
+                (loss / grad_accumulation_steps).backward()
             losses.append(loss.item())
             if (i + 1) % grad_accumulation_steps == 0:
                 opt.step()

@@ -25,11 +25,16 @@ class TrainLoraNode(Node):
     """Train a LoRA on the model with latents (VAEEncode of the training images) and their
     conditioning (one per latent, or one for all). Each step draws batch_size latents, a random
     noise level from the model's sampling and seeded noise, and fits the model's x0 estimate (from
-    its eps / v / flow prediction) to the clean latent with the chosen loss. Every linear / conv
+    its eps / v / flow prediction) to the clean latent with the chosen loss. Those draws follow
+    from seed as ComfyUI's do, number for number; the LoRA's starting values can't (ComfyUI's come
+    from torch's unseeded global state), so the trained LoRA is not ComfyUI's. Every linear / conv
     weight gets a rank-`rank` LoRA (alpha 1), norms and biases full differences, as ComfyUI trains.
-    The input model is not changed; model_with_lora carries the trained LoRA. existing_lora
-    continues a LoRA this node saved (its steps add to the count). Only the LoRA algorithm is
-    trained; training_dtype bf16 runs the model under bfloat16 autocast. Lists of latents and
+    The input model is not changed; model_with_lora carries the trained LoRA and computes in
+    training_dtype, as ComfyUI's (LoraModelLoader gives the model in its own dtype). existing_lora
+    continues a LoRA this node saved (its steps add to the count; layers it lacks start fresh, as
+    ComfyUI's; its norm and bias differences continue, where ComfyUI's restart from zero). Only
+    the LoRA algorithm is trained; training_dtype bf16 runs the model under bfloat16 autocast
+    (ComfyUI's runs its weights in bf16 too: close, not equal numbers). Lists of latents and
     conditionings (image sets split per item) join into one dataset; latents of different sizes
     are trained one at a time."""
     category = "training"
@@ -67,7 +72,12 @@ class TrainLoraNode(Node):
         positive = self.positive[0] if len(self.positive) == 1 else [e for cond in self.positive for e in cond]
         lora, done = None, 0
         if settings["existing_lora"] != NO_LORA:
-            lora = _read_existing(settings["existing_lora"])
+            existing = _read_existing(settings["existing_lora"])
+            try:
+                lora = training.continued_lora(model.unet, existing, settings["rank"],
+                                               training.DTYPES[settings["lora_dtype"]], settings["seed"])
+            except ValueError as e:  # a part graphflow's trained LoRAs don't have
+                raise NodeInputError("existing_lora", str(e)) from None
             done = training.existing_steps(settings["existing_lora"])
         try:
             lora, losses = training.train_lora(
@@ -77,7 +87,11 @@ class TrainLoraNode(Node):
             message = str(e)
             name = "positive" if "conditioning" in message else "existing_lora" if "LoRA has" in message else "model"
             raise NodeInputError(name, message) from None
-        return training.with_lora(model, lora), lora, losses, settings["steps"] + done
+        # ComfyUI's model_with_lora keeps the training's compute dtype (set_model_compute_dtype on its
+        # clone): it samples in bf16 after bf16 training, in fp32 after fp32 training
+        from graphflow.models.speed import with_compute_dtype
+        trained = with_compute_dtype(training.with_lora(model, lora), settings["training_dtype"])
+        return trained, lora, losses, settings["steps"] + done
 
 
 SETTINGS = ("batch_size", "grad_accumulation_steps", "steps", "learning_rate", "rank", "optimizer", "loss_function",
@@ -275,8 +289,10 @@ class LoadImageTextSetFromFolderNode(Node):
 
 
 class LossGraphNode(Node):
-    """Plot a training run's loss (TrainLoraNode's loss output) over the steps and save the plot
-    as a PNG in the outputs folder."""
+    """Plot a training run's loss (TrainLoraNode's loss output) over the steps and show the plot
+    in the editor from a PNG `<filename_prefix>_<date>_<time>.png` in the temp folder (not among
+    the outputs), as ComfyUI's. A run whose losses are all equal is drawn flat (ComfyUI's node
+    divides by zero there)."""
     category = "training"
     output_node = True
     loss: LOSS_MAP
@@ -284,9 +300,12 @@ class LossGraphNode(Node):
     comfy = ComfyAlias(("LossGraphNode",))
 
     def run(self):
-        from PIL import Image, ImageDraw
+        import datetime
 
-        from nodes.image import _next_counter, _png_metadata, _save_new
+        from PIL import Image, ImageDraw, ImageFont
+
+        from graphflow.folders import UnsafePathError, safe_join
+        from nodes.image import _png_metadata
 
         values = [float(v) for v in (self.loss or {}).get("loss", [])]
         if not values:
@@ -298,20 +317,24 @@ class LossGraphNode(Node):
         span = (high - low) or 1.0
         points = [(margin + int(i / len(values) * width), height - int((v - low) / span * height))
                   for i, v in enumerate(values)]
-        if len(points) > 1:
-            draw.line(points, fill="blue", width=2)
+        for a, b in zip(points, points[1:]):  # segment by segment, as ComfyUI draws it
+            draw.line([a, b], fill="blue", width=2)
         draw.line([(margin, 0), (margin, height)], fill="black", width=2)
         draw.line([(margin, height), (width + margin, height)], fill="black", width=2)
-        draw.text((5, height // 2), "Loss", fill="black")
-        draw.text((width // 2, height + 10), "Steps", fill="black")
-        draw.text((2, 0), f"{high:.2f}", fill="black")
-        draw.text((2, height - 10), f"{low:.2f}", fill="black")
         try:
-            folder, stem = folders.output_location(self.filename_prefix)
-        except ValueError as e:
+            font = ImageFont.truetype("arial.ttf", 12)
+        except OSError:
+            font = ImageFont.load_default()
+        draw.text((5, height // 2), "Loss", font=font, fill="black")
+        draw.text((width // 2, height + 10), "Steps", font=font, fill="black")
+        draw.text((margin - 30, 0), f"{high:.2f}", font=font, fill="black")
+        draw.text((margin - 30, height - 10), f"{low:.2f}", font=font, fill="black")
+        date = datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
+        try:
+            path = safe_join(folders.temp, f"{self.filename_prefix}_{date}.png")
+        except UnsafePathError as e:
             raise NodeInputError("filename_prefix", str(e)) from None
-        name, _ = _save_new(picture, folder, stem, _next_counter(folder, stem), "_.png", "PNG",
-                            pnginfo=_png_metadata())
-        path = folder / name
-        subfolder = path.parent.relative_to(folders.outputs).as_posix()
-        show(images=[{"filename": path.name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"}])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        picture.save(path, pnginfo=_png_metadata())
+        subfolder = path.parent.relative_to(folders.temp).as_posix()
+        show(images=[{"filename": path.name, "subfolder": "" if subfolder == "." else subfolder, "type": "temp"}])

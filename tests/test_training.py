@@ -159,11 +159,15 @@ def test_one_sgd_step_is_the_hand_computed_loss_and_gradient(sd1, flux, predicti
         learning_rate=lr, optimizer="SGD", seed=SEED, training_dtype="fp32", lora_dtype="fp32",
         gradient_checkpointing=False, lora=lora)
 
-    # the step's draws: a permutation of the one latent, then u for its sigma; noise from the seed
-    g = torch.Generator().manual_seed(SEED)
-    torch.randperm(1, generator=g)
-    sigma = sigma_by_hand(prediction, float(torch.rand(1, generator=g)))
-    noise = torch.randn(latent_raw.shape, generator=torch.Generator().manual_seed(SEED))
+    # the step's draws as ComfyUI makes them, from torch's global generator: the sampler's unused
+    # starting noise (seed), the permutation, the step's noise (seed + 0), then u for the sigma
+    with torch.random.fork_rng():
+        torch.manual_seed(SEED)
+        torch.randn(latent_raw.shape)
+        torch.randperm(1)
+        torch.manual_seed(SEED)
+        noise = torch.randn(latent_raw.shape)
+        sigma = sigma_by_hand(prediction, torch.rand((1,)).item())
     leaves = {k: v.clone().requires_grad_(not k.endswith(".alpha")) for k, v in lora.items()}
     loss = reference_loss(model, leaves, latent_raw, cond, pooled, sigma, noise, prediction)
     assert losses["loss"] == pytest.approx([loss.item()], rel=1e-4)
@@ -313,15 +317,18 @@ def test_latents_of_two_sizes_train_one_at_a_time(builtin_registry, sd1):
         positive=[[(cond, {})], [(cond, {})]], steps=1, batch_size=2, optimizer="SGD", learning_rate=0.1,
         seed=SEED, training_dtype="fp32", lora_dtype="fp32", gradient_checkpointing=False)
     assert steps == 1 and len(losses["loss"]) == 1
-    draws = torch.Generator().manual_seed(SEED)
-    fresh = training.new_lora(sd1.model.unet, 8, torch.float32, draws)  # the node's fresh LoRA, rank 8
-    order = torch.randperm(2, generator=draws).tolist()
+    fresh = training.new_lora(sd1.model.unet, 8, torch.float32, torch.Generator().manual_seed(SEED))  # rank 8
     want = 0.0
-    with torch.no_grad():
-        for j in order:
+    # ComfyUI's draws (torch's global generator): the starting noise of the first latent repeated,
+    # the permutation, then per latent the step's noise (reseeded) and u for its sigma
+    with torch.no_grad(), torch.random.fork_rng():
+        torch.manual_seed(SEED)
+        torch.randn(2, 4, 4, 4)
+        for j in torch.randperm(2).tolist():
             latent = (small, large)[j]
-            sigma = sigma_by_hand("eps", float(torch.rand(1, generator=draws)))
-            noise = torch.randn(latent.shape, generator=torch.Generator().manual_seed(SEED))
+            torch.manual_seed(SEED)
+            noise = torch.randn(latent.shape)
+            sigma = sigma_by_hand("eps", torch.rand((1,)).item())
             want += float(reference_loss(sd1.model, fresh, latent, cond, None, sigma, noise, "eps")) / 2
     assert losses["loss"][0] == pytest.approx(want, rel=1e-4)
 
@@ -369,7 +376,7 @@ def test_image_sets_from_an_inputs_subfolder(builtin_registry, sd1, tmp_folders)
 
 def test_loss_graph_saves_a_plot(builtin_registry, tmp_folders):
     call(builtin_registry, "LossGraphNode", loss={"loss": [3.0, 2.0, 2.5, 1.0]}, filename_prefix="plots/loss")
-    [path] = (tmp_folders.outputs / "plots").glob("loss_*_.png")
+    [path] = (tmp_folders.temp / "plots").glob("loss_*.png")  # a preview, as ComfyUI's (test_parity_train_speed)
     pixels = np.asarray(Image.open(path))
     assert pixels.shape == (520, 840, 3)
     blue = (pixels[..., 2] > 200) & (pixels[..., 0] < 80)
@@ -413,7 +420,7 @@ def test_comfyui_graph_trains_saves_and_samples(builtin_registry, tmp_folders):
     file = load_file(str(saved))
     assert {v.dtype for v in file.values()} == {torch.bfloat16}  # lora_dtype bf16, as ComfyUI saves it
     assert any(v.any() for k, v in file.items() if k.endswith(".lora_down.weight"))  # it was trained
-    assert list(tmp_folders.outputs.glob("loss_graph_*_.png"))
+    assert list(tmp_folders.temp.glob("loss_graph_*.png"))
 
 
 def test_a_model_not_whole_on_the_device_is_refused(builtin_registry, sd1, fresh_manager):
