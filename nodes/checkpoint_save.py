@@ -3,17 +3,10 @@ checkpoint that our loader, ComfyUI and diffusers read; ModelSave / CLIPSave / V
 part alone, in the files ComfyUI's nodes of those names write (graphflow.models.checkpoint_save);
 LoraSave: a LoRA extracted from a model difference (graphflow.models.lora_extract)."""
 
-import re
-
 from graphflow.api import (CLIP, MODEL, VAE, Bool, Choice, ComfyAlias, Int, Node, NodeInputError, Text,
                            current_workflow, folders, show)
 from graphflow.choices import LORA_EXTRACT_TYPES
-
-
-def _next_counter(folder, stem: str) -> int:
-    pattern = re.compile(re.escape(stem) + r"_(\d{5})_\.safetensors$")
-    numbers = [int(m.group(1)) for p in folder.glob(f"{stem}_*.safetensors") if (m := pattern.match(p.name))]
-    return max(numbers, default=0) + 1
+from nodes.image import _next_counter
 
 
 class CheckpointSave(Node):

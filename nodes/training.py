@@ -162,7 +162,8 @@ class SaveLoRANode(Node):
 
     def run(self):
         from graphflow.models.lora_extract import write_lora
-        from nodes.checkpoint_save import _next_counter, _show_saved
+        from nodes.checkpoint_save import _show_saved
+        from nodes.image import _next_counter
 
         try:
             folder, stem = folders.output_location(self.prefix)

@@ -193,6 +193,9 @@ def test_savers_number_files_after_every_file_of_the_prefix(builtin_registry, tm
     names = [entry["filename"] for entry in running.ui["images"]]
     assert names[:3] == ["ComfyUI_00008_.webp", "ComfyUI_00009_.png", "ComfyUI_00010_.webm"]
     assert names[3].startswith("ComfyUI_00011")  # SaveImage counts on too (its own name ends differently)
+    from nodes.checkpoint_save import _output_path
+
+    assert _output_path("ComfyUI").name == "ComfyUI_00012_.safetensors"  # model savers count on as well
 
 
 def test_frame_rates_round_to_the_thousandth_as_comfyui_does(builtin_registry, tmp_folders, running):

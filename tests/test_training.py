@@ -258,7 +258,8 @@ def test_saved_lora_loads_back_as_the_trained_model(builtin_registry, sd1, train
     call(builtin_registry, "SaveLoRANode", lora=lora, prefix="loras/ComfyUI_trained_lora", steps=30)
     call(builtin_registry, "SaveLoRANode", lora=lora, prefix="loras/ComfyUI_trained_lora")
     folder = tmp_folders.outputs / "loras"
-    assert sorted(p.name for p in folder.iterdir()) == ["ComfyUI_trained_lora_00001_.safetensors",
+    # ComfyUI's counter reads the first number after the prefix: the 30 of "_30_steps_" counts too
+    assert sorted(p.name for p in folder.iterdir()) == ["ComfyUI_trained_lora_00031_.safetensors",
                                                         "ComfyUI_trained_lora_30_steps_00001_.safetensors"]
     path = folder / "ComfyUI_trained_lora_30_steps_00001_.safetensors"
     file = load_file(str(path))
