@@ -137,7 +137,7 @@ def _png_metadata() -> PngImagePlugin.PngInfo:
 def _next_counter(folder, stem: str) -> int:
     """The number for the next `stem_NNNNN...` file: 1 + the highest in the folder among files of any
     kind, as ComfyUI counts (a picture and a video saved with one prefix never share a number). A
-    number ends at "_" (ComfyUI's names) or "." (SaveImage's)."""
+    number ends at "_" (ComfyUI's names, ours too) or "." (names without the trailing "_")."""
     numbers = [0]
     for name in os.listdir(folder):
         if name.startswith(stem + "_"):
@@ -148,7 +148,7 @@ def _next_counter(folder, stem: str) -> int:
     return max(numbers) + 1
 
 
-def _save_new(picture: Image.Image, folder, stem: str, counter: int, suffix: str = ".png", image_format: str = "PNG",
+def _save_new(picture: Image.Image, folder, stem: str, counter: int, suffix: str = "_.png", image_format: str = "PNG",
               **options) -> tuple[str, int]:
     """Save as the first free `stem_NNNNN<suffix>` from `counter` on; (name, number)."""
     return _write_new(lambda path: picture.save(path, format=image_format, **options), folder, stem, counter, suffix)
@@ -181,8 +181,9 @@ def _write_new(write, folder, stem: str, counter: int, suffix: str) -> tuple[str
 
 
 class SaveImage(Node):
-    """Save images as PNG files in the outputs folder, with the workflow embedded so that
-    dropping the file on the editor restores the graph. The prefix may contain a subfolder."""
+    """Save images as PNG files in the outputs folder, named as ComfyUI names them
+    (`prefix_00001_.png`), with the workflow embedded so that dropping the file on the editor
+    restores the graph. The prefix may contain a subfolder."""
     category = "image"
     output_node = True
     images: IMAGE

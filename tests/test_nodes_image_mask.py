@@ -237,12 +237,12 @@ def test_load_image_alpha_becomes_mask_and_save_embeds_workflow(builtin_registry
     executor = Executor(builtin_registry)
     result = executor.run(workflow)
     assert result.ok, result.error
-    assert result.outputs["2"] == {"images": [{"filename": "red_00001.png", "subfolder": "shots", "type": "output"}]}
-    saved = Image.open(tmp_folders.outputs / "shots" / "red_00001.png")
+    assert result.outputs["2"] == {"images": [{"filename": "red_00001_.png", "subfolder": "shots", "type": "output"}]}
+    saved = Image.open(tmp_folders.outputs / "shots" / "red_00001_.png")
     assert saved.size == (20, 10) and saved.getpixel((0, 0)) == (255, 0, 0)
     embedded = json.loads(saved.text["graphflow"])
     assert embedded["nodes"]["2"]["inputs"]["filename_prefix"] == "shots/red" and embedded["ui"] == {"note": "kept"}
-    mask = Image.open(tmp_folders.outputs / "mask_00001.png")
+    mask = Image.open(tmp_folders.outputs / "mask_00001_.png")
     assert mask.getpixel((3, 4)) == (255, 255, 255) and mask.getpixel((0, 0)) == (0, 0, 0)
 
     # Counter continues; a changed input file re-runs LoadImage (fingerprint), unchanged hits the cache.
@@ -264,7 +264,7 @@ def test_save_image_writes_alpha_and_truncates_as_comfyui(builtin_registry, tmp_
     alpha_mask = torch.tensor([[[0.0, 0.75]]])  # ComfyUI masks: 1 = transparent
     rgba = call(builtin_registry, "JoinImageWithAlpha", image=image, alpha=alpha_mask)
     call(builtin_registry, "SaveImage", images=rgba, filename_prefix="alpha")
-    saved = Image.open(tmp_folders.outputs / "alpha_00001.png")
+    saved = Image.open(tmp_folders.outputs / "alpha_00001_.png")
     assert saved.mode == "RGBA"
     assert np.asarray(saved).tolist() == [[[254, 127, 51, 255], [255, 0, 0, 63]]]
 

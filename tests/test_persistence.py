@@ -48,8 +48,8 @@ def test_save_image_killed_mid_write_leaves_no_half_file(tmp_folders, monkeypatc
     monkeypatch.setattr(Image.Image, "save", real_save)
     assert list((tmp_folders.outputs / "shots").glob("*.png")) == []
     save_image("shots/x", 2)
-    assert [p.name for p in (tmp_folders.outputs / "shots").glob("*.png")] == ["x_00001.png"]
-    persistence.read_png(tmp_folders.outputs / "shots" / "x_00001.png")
+    assert [p.name for p in (tmp_folders.outputs / "shots").glob("*.png")] == ["x_00001_.png"]
+    persistence.read_png(tmp_folders.outputs / "shots" / "x_00001_.png")
 
 
 def test_two_runs_saving_at_once_never_share_a_file(tmp_folders, monkeypatch):
@@ -70,7 +70,7 @@ def test_two_runs_saving_at_once_never_share_a_file(tmp_folders, monkeypatch):
     for t in threads:
         t.join(20)
     saved = sorted(tmp_folders.outputs.glob("*.png"))
-    assert [p.name for p in saved] == ["same_00001.png", "same_00002.png"]
+    assert [p.name for p in saved] == ["same_00001_.png", "same_00002_.png"]
     pixels = {persistence.read_png(p)[0].tobytes() for p in saved}
     assert len(pixels) == 2  # two different images, neither overwritten by the other
 
@@ -83,14 +83,14 @@ def test_save_image_without_hard_links_still_takes_free_names(tmp_folders, monke
         raise OSError(errno.EPERM, "hard links not supported")
 
     monkeypatch.setattr(os, "link", no_links)
-    (tmp_folders.outputs / "x_00002.png").write_bytes(b"taken")  # claimed by someone else meanwhile
+    (tmp_folders.outputs / "x_00002_.png").write_bytes(b"taken")  # claimed by someone else meanwhile
     monkeypatch.setattr("nodes.image._next_counter", lambda folder, stem: 1)
     save_image("x", 1)
     save_image("x", 2)
     names = sorted(p.name for p in tmp_folders.outputs.iterdir())
-    assert names == ["x_00001.png", "x_00002.png", "x_00003.png"]
-    assert (tmp_folders.outputs / "x_00002.png").read_bytes() == b"taken"
-    persistence.read_png(tmp_folders.outputs / "x_00003.png")
+    assert names == ["x_00001_.png", "x_00002_.png", "x_00003_.png"]
+    assert (tmp_folders.outputs / "x_00002_.png").read_bytes() == b"taken"
+    persistence.read_png(tmp_folders.outputs / "x_00003_.png")
 
 
 # --- clean stops are not crashes ---------------------------------------------------------------

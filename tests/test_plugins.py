@@ -171,17 +171,17 @@ def test_the_tutorial_workflows_run_with_the_example_plugins(process_state, tmp_
                          "--output-dir", str(tmp_path / "out"), "--quiet"])
         assert code == 0, capsys.readouterr().err
     saved = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert saved == ["gameboy_00001.png", "sepia_00001.png", "six-colours_00001.png"]
+    assert saved == ["gameboy_00001_.png", "sepia_00001_.png", "six-colours_00001_.png"]
     gameboy = {(15, 56, 15), (48, 98, 48), (139, 172, 15), (155, 188, 15)}
-    used = {c for _, c in Image.open(tmp_path / "out" / "gameboy_00001.png").convert("RGB").getcolors()}
+    used = {c for _, c in Image.open(tmp_path / "out" / "gameboy_00001_.png").convert("RGB").getcolors()}
     assert used <= gameboy and len(used) >= 2
-    assert len(Image.open(tmp_path / "out" / "six-colours_00001.png").convert("RGB").getcolors()) <= 6
+    assert len(Image.open(tmp_path / "out" / "six-colours_00001_.png").convert("RGB").getcolors()) <= 6
     def rgb(path):
         return torch.tensor(np.asarray(Image.open(path).convert("RGB")), dtype=torch.float32).reshape(-1, 3) / 255
 
     photo = rgb(tmp_path / "in" / "photo.png")
     sepia = (photo @ torch.tensor([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]]).T).clamp(0, 1)
-    toned = rgb(tmp_path / "out" / "sepia_00001.png")
+    toned = rgb(tmp_path / "out" / "sepia_00001_.png")
     assert (toned - (0.2 * photo + 0.8 * sepia)).abs().max() <= 1 / 255  # strength 0.8, to 8-bit rounding
 
 
