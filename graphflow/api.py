@@ -12,6 +12,7 @@ from graphflow.context import (
     send_image,
     show,
     warn,
+    workflow_texts,
 )
 from graphflow.folders import folders, safe_join
 from graphflow.node import Bool, Choice, Float, Int, ListOf, Node, NodeDeclarationError, Text
@@ -48,6 +49,6 @@ __all__ = [
     "socket_type", "MODEL", "CLIP", "VAE", "CONDITIONING", "LATENT", "IMAGE", "MASK",
     "INT", "FLOAT", "STRING", "BOOLEAN", "SIGMAS", "SAMPLER", "GUIDER", "NOISE",
     "CLIP_VISION", "CLIP_VISION_OUTPUT", "STYLE_MODEL", "MODEL_PATCH", "AUDIO", "VIDEO", "ANY",
-    "progress", "check_interrupted", "show", "send_image", "warn", "current_workflow", "Interrupted",
+    "progress", "check_interrupted", "show", "send_image", "warn", "current_workflow", "workflow_texts", "Interrupted",
     "NodeInputError", "folders", "safe_join", "Estimate", "Size",
 ]

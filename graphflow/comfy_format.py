@@ -32,7 +32,7 @@ from graphflow import comfy_pack_nodes
 from graphflow.folders import split_annotation
 from graphflow.node_modes import apply_modes, bypass_input
 from graphflow.workflow import (FORMAT_VERSION, Problem, Workflow, WorkflowFormatError, _short, _validated,
-                                comfy_aliases, is_comfy_api_graph, is_link, literal)
+                                comfy_aliases, is_comfy_api_graph, is_link, literal, parse_workflow)
 
 MUTED, BYPASSED = 2, 4
 VIRTUAL_TYPES = {"Reroute", "PrimitiveNode", "Note", "MarkdownNote"}
@@ -1286,3 +1286,15 @@ def convert(workflow: Workflow, to: str, registry) -> dict:
 
 
 FORMATS = ("graphflow", "comfy-api", "comfy-ui")
+
+
+def comfy_texts(workflow_json: dict, registry) -> dict[str, str]:
+    """ComfyUI's embedded texts of a workflow being run: "prompt" (API format, what ran) and
+    "workflow" (its editor's format), as its savers write them. Empty when the graph can't be
+    written in them: a file is saved all the same, with our own text only."""
+    try:
+        workflow = parse_workflow(workflow_json, registry)
+        return {"prompt": json.dumps(export_api(workflow, registry)),
+                "workflow": json.dumps(export_ui(workflow, registry))}
+    except Exception:  # metadata must never cost the user the file
+        return {}

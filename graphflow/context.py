@@ -40,6 +40,8 @@ class NodeContext:
     emit: Callable[[dict], None]
     interrupt: threading.Event
     workflow: dict = field(default_factory=dict)
+    registry: Any = None  # the run's node registry (what ComfyUI's formats are written with)
+    texts: dict = field(default_factory=dict)  # the run's workflow_texts, shared by its nodes, made once
     ui: dict = field(default_factory=dict)
     thread: int | None = None  # the thread inside the node's run(), while it is (under guard)
     item: int | None = None  # in a run per list item: this item's index (from 0) ...
@@ -121,3 +123,20 @@ def current_workflow() -> dict:
     """The workflow being run, as JSON (SaveImage embeds it in the PNG)."""
     ctx = _current.get()
     return ctx.workflow if ctx is not None else {}
+
+
+def workflow_texts() -> dict[str, str]:
+    """The workflow being run as the JSON texts a saved file embeds: ours under "graphflow", and
+    ComfyUI's "prompt" (API format) and "workflow" (its editor's format) under the keys ComfyUI's
+    savers write, so that what we save reopens in ComfyUI too. Empty outside a run."""
+    ctx = _current.get()
+    if ctx is None or not ctx.workflow:
+        return {}
+    if not ctx.texts:
+        import json
+
+        from graphflow.comfy_format import comfy_texts
+
+        ctx.texts.update(comfy_texts(ctx.workflow, ctx.registry))
+        ctx.texts["graphflow"] = json.dumps(ctx.workflow)
+    return dict(ctx.texts)

@@ -141,6 +141,7 @@ class Executor:
         cached = [node_id for node_id in plan.order if signatures[node_id] in self.cache]
         emit({"type": "run_started", "run_id": run_id, "nodes": plan.order, "cached": cached})
         workflow_json = plan.workflow.to_json() if plan.workflow is not None else {}
+        texts = {}  # workflow_texts(), made by the first node that saves a file
         for node_id in plan.order:
             node = plan.nodes[node_id]
             node_type = node.cls.node_type
@@ -158,7 +159,7 @@ class Executor:
                 continue
 
             emit({"type": "node_started", "run_id": run_id, "node": node_id, "node_type": node_type})
-            ctx = NodeContext(run_id, node_id, node_type, emit, interrupt, workflow_json)
+            ctx = NodeContext(run_id, node_id, node_type, emit, interrupt, workflow_json, self.registry, texts)
             token = _current.set(ctx)
             self._node = ctx
             began = time.perf_counter()

@@ -1,14 +1,12 @@
 """Animated pictures from an IMAGE batch (each image a frame), as ComfyUI's SaveAnimatedPNG and
 SaveAnimatedWEBP write them: `<prefix>_NNNNN_.png` / `.webp` in the outputs folder, the workflow
-embedded as SaveImage does (a PNG text chunk; for WebP an EXIF tag "graphflow:<json>", which the
-editor's picture reader takes)."""
+embedded as SaveImage does (PNG text chunks; in WebP, EXIF tags "prompt:<json>", "workflow:<json>"
+and "graphflow:<json>" where ComfyUI puts its own), so both editors reopen them."""
 
 from __future__ import annotations
 
-import json
-
-from graphflow.api import (IMAGE, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text, current_workflow,
-                           folders, show)
+from graphflow.api import (IMAGE, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text, folders, show,
+                           workflow_texts)
 from nodes.image import _next_counter, _png_metadata, _save_new
 
 WEBP_METHODS = {"default": 4, "fastest": 0, "slowest": 6}  # Pillow's method: speed against size
@@ -68,8 +66,10 @@ class SaveAnimatedWEBP(Node):
         from PIL import Image
 
         exif = Image.Exif()
-        workflow = current_workflow()
-        if workflow:
-            exif[0x010F] = "graphflow:" + json.dumps(workflow)  # the tag ComfyUI gives its first extra entry
+        texts = workflow_texts()
+        if "prompt" in texts:  # ComfyUI's tags: the prompt at 0x0110, its extra entries from 0x010F down
+            exif[0x0110] = "prompt:" + texts["prompt"]
+        for tag, key in zip((0x010F, 0x010E), [k for k in ("workflow", "graphflow") if k in texts]):
+            exif[tag] = f"{key}:{texts[key]}"
         _save_animation(self, "_.webp", "WEBP", exif=exif, lossless=self.lossless, quality=self.quality,
                         method=WEBP_METHODS[self.method])

@@ -3,8 +3,8 @@ checkpoint that our loader, ComfyUI and diffusers read; ModelSave / CLIPSave / V
 part alone, in the files ComfyUI's nodes of those names write (graphflow.models.checkpoint_save);
 LoraSave: a LoRA extracted from a model difference (graphflow.models.lora_extract)."""
 
-from graphflow.api import (CLIP, MODEL, VAE, Bool, Choice, ComfyAlias, Int, Node, NodeInputError, Text,
-                           current_workflow, folders, show)
+from graphflow.api import (CLIP, MODEL, VAE, Bool, Choice, ComfyAlias, Int, Node, NodeInputError, Text, folders, show,
+                           workflow_texts)
 from graphflow.choices import LORA_EXTRACT_TYPES
 from nodes.image import _next_counter
 
@@ -48,8 +48,7 @@ def _output_path(filename_prefix: str):
 
 
 def _workflow_metadata() -> dict | None:
-    workflow = current_workflow()
-    return {"graphflow": workflow} if workflow else None
+    return workflow_texts() or None
 
 
 def _show_saved(paths) -> None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import uuid
 
 
-from graphflow.api import (IMAGE, INT, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError,
-                           Size, Text, current_workflow, folders, send_image, show)
+from graphflow.api import (IMAGE, INT, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size,
+                           Text, folders, send_image, show, workflow_texts)
 from graphflow.choices import RESIZE_METHODS
 
 MAX_SIZE = 16384
@@ -128,9 +127,8 @@ class LoadImageOutput(Node):
 def _png_metadata() -> PngImagePlugin.PngInfo:
     from PIL import PngImagePlugin
     info = PngImagePlugin.PngInfo()
-    workflow = current_workflow()
-    if workflow:
-        info.add_text("graphflow", json.dumps(workflow))
+    for key, text in workflow_texts().items():  # ComfyUI's prompt and workflow chunks, then ours
+        info.add_text(key, text)
     return info
 
 
@@ -183,7 +181,8 @@ def _write_new(write, folder, stem: str, counter: int, suffix: str) -> tuple[str
 class SaveImage(Node):
     """Save images as PNG files in the outputs folder, named as ComfyUI names them
     (`prefix_00001_.png`), with the workflow embedded so that dropping the file on the editor
-    restores the graph. The prefix may contain a subfolder."""
+    restores the graph: ours, and ComfyUI's `prompt` and `workflow` chunks, so ComfyUI reopens
+    it too. The prefix may contain a subfolder."""
     category = "image"
     output_node = True
     images: IMAGE

@@ -7,13 +7,12 @@ arithmetic nodes as in ComfyUI (resized frame by frame); composite and blend tak
 
 from __future__ import annotations
 
-import json
 import math
 import re
 
 
-from graphflow.api import (LATENT, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError,
-                           Size, Text, current_workflow, folders, show)
+from graphflow.api import (LATENT, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size,
+                           Text, folders, show, workflow_texts)
 
 MAX_SIZE = 16384
 
@@ -465,8 +464,7 @@ class SaveLatent(Node):
         except ValueError as e:
             raise NodeInputError("filename_prefix", str(e)) from None
         name = f"{stem}_{_next_latent_counter(folder, stem):05d}_{LATENT_EXTENSION}"
-        workflow = current_workflow()
-        metadata = {"graphflow": json.dumps(workflow)} if workflow else None
+        metadata = workflow_texts() or None
         save_file({"latent_tensor": x.detach().cpu().contiguous(), "latent_format_version_0": torch.tensor([])},
                   str(folder / name), metadata=metadata)
         subfolder = folder.relative_to(folders.outputs).as_posix()

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 
-from graphflow.api import (AUDIO, FLOAT, IMAGE, VIDEO, Choice, ComfyAlias, Float, Node, NodeInputError, Text,
-                           current_workflow, folders, show)
+from graphflow.api import (AUDIO, FLOAT, IMAGE, VIDEO, Choice, ComfyAlias, Float, Node, NodeInputError, Text, folders,
+                           show, workflow_texts)
 from nodes.image import _next_counter, _write_new
 
 SAVE_FORMATS = ("auto", "mp4")  # ComfyUI's choices; auto is MP4
@@ -20,9 +19,8 @@ WEBM_CODECS = {"vp9": "libvpx-vp9", "av1": "libsvtav1"}  # SaveWEBM's codec name
 
 
 def _metadata() -> dict[str, str]:
-    """The workflow being run, as a container tag (SaveImage's PNG chunk, under the same key)."""
-    workflow = current_workflow()
-    return {"graphflow": json.dumps(workflow)} if workflow else {}
+    """The workflow being run, as container tags (SaveImage's PNG chunks, under the same keys)."""
+    return workflow_texts()
 
 
 def _save(name: str, suffix: str, write, source: str) -> None:
