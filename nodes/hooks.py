@@ -324,7 +324,8 @@ class SetClipHooks(Node):
 
 class ConditioningTimestepsRange(Node):
     """A part of the sampling, start_percent to end_percent (0 = the first, noisiest step), and the
-    parts before and after it, for the conditioning property nodes' timesteps input."""
+    parts before and after it, for the conditioning property nodes' timesteps input. A start after
+    the end gives a range in which an entry is never used (as in ComfyUI)."""
     category = "advanced/hooks"
     start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
     end_percent: float = Float(1.0, min=0.0, max=1.0, step=0.001)
@@ -332,9 +333,6 @@ class ConditioningTimestepsRange(Node):
     comfy = ComfyAlias(("ConditioningTimestepsRange",))
 
     def run(self):
-        if self.start_percent > self.end_percent:
-            raise NodeInputError("start_percent", f"start_percent ({self.start_percent}) is after end_percent "
-                                                  f"({self.end_percent})")
         return ((self.start_percent, self.end_percent), (0.0, self.start_percent), (self.end_percent, 1.0))
 
 

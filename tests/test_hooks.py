@@ -191,9 +191,6 @@ def test_model_as_lora_node_and_bad_inputs(builtin_registry, models, ckpt, promp
         call(builtin_registry, "ConditioningSetProperties", cond_NEW=[(prompts[0], {})], strength=1.0,
              set_cond_area="default", timesteps="soon")
     assert e.value.input == "timesteps"
-    with pytest.raises(NodeInputError) as e:
-        call(builtin_registry, "ConditioningTimestepsRange", start_percent=0.8, end_percent=0.2)
-    assert e.value.input == "start_percent"
 
 
 def test_comfyui_api_graph_with_hooks_runs_end_to_end(builtin_registry, models, files, fresh_manager):

@@ -1,0 +1,31 @@
+"""ComfyUI parity of the hook nodes (comfy_extras/nodes_hooks.py, comfy/hooks.py): keyframe strengths
+in float32, keyframe starts compared with the sigma tensor in float32, one keyframe clock per Set
+Hook Keyframes node, an empty strengths list, a timesteps range whose start is after its end."""
+
+import numpy as np
+import pytest
+import torch
+from sampling_fakes import SD, FakeModel, prompt
+from test_nodes_image_mask import call
+
+from graphflow.sampling import prepare_conds
+from graphflow.sampling.flow_sampling import FlowSchedule
+from graphflow.sampling.hooks import Hooks, HookSwitch, Keyframes, WeightHook
+
+
+def keyframes(registry, *pairs):
+    """CreateHookKeyframe nodes chained: (strength_mult, start_percent) each."""
+    kf = None
+    for strength, percent in pairs:
+        kf = call(registry, "CreateHookKeyframe", strength_mult=strength, start_percent=percent, prev_hook_kf=kf)
+    return kf
+
+
+def test_timesteps_range_start_after_end_gives_a_range_never_used(builtin_registry):
+    out = call(builtin_registry, "ConditioningTimestepsRange", start_percent=0.7, end_percent=0.2)
+    assert out == ((0.7, 0.2), (0.0, 0.7), (0.2, 1.0))
+    (conditioned,) = call(builtin_registry, "ConditioningSetProperties", cond_NEW=prompt(1.0), strength=1.0,
+                          set_cond_area="default", timesteps=out[0])
+    cond = prepare_conds([conditioned], FakeModel(lambda *a: None), (1, 4, 8, 8), "cpu", schedule=SD)[0]
+    # 70% is a smaller sigma than 20%: no sigma is both at most the first and at least the second
+    assert not any(cond.active(torch.tensor([s])) for s in (14.6, SD.percent_to_sigma(0.45), 1.0, 0.03))
