@@ -242,7 +242,8 @@ class CreateHookKeyframesInterpolated(Node):
 
 
 class CreateHookKeyframesFromFloats(Node):
-    """One keyframe per strength in floats_strength, spread evenly from start_percent to end_percent."""
+    """One keyframe per strength in floats_strength, spread evenly from start_percent to end_percent
+    (an empty list adds none: prev_hook_kf, or no keyframes, which Set Hook Keyframes then sets)."""
     category = "advanced/hooks/scheduling"
     floats_strength: FLOATS
     start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
@@ -261,8 +262,6 @@ class CreateHookKeyframesFromFloats(Node):
         except (TypeError, ValueError):
             raise NodeInputError("floats_strength", f"expected a number or a list of numbers, got "
                                                     f"{type(self.floats_strength).__name__}") from None
-        if not values:
-            raise NodeInputError("floats_strength", "the list of strengths is empty")
         percents = _series(self.start_percent, self.end_percent, len(values))
         if self.print_keyframes:
             for p, s in zip(percents, values):

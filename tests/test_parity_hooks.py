@@ -29,3 +29,18 @@ def test_timesteps_range_start_after_end_gives_a_range_never_used(builtin_regist
     cond = prepare_conds([conditioned], FakeModel(lambda *a: None), (1, 4, 8, 8), "cpu", schedule=SD)[0]
     # 70% is a smaller sigma than 20%: no sigma is both at most the first and at least the second
     assert not any(cond.active(torch.tensor([s])) for s in (14.6, SD.percent_to_sigma(0.45), 1.0, 0.03))
+
+
+def test_keyframes_from_an_empty_float_list_add_none(builtin_registry):
+    prev = keyframes(builtin_registry, (0.5, 0.3))
+    out = call(builtin_registry, "CreateHookKeyframesFromFloats", floats_strength=[], start_percent=0.0,
+               end_percent=1.0, print_keyframes=False, prev_hook_kf=prev)
+    assert out.frames == prev.frames
+    empty = call(builtin_registry, "CreateHookKeyframesFromFloats", floats_strength=[], start_percent=0.0,
+                 end_percent=1.0, print_keyframes=False)
+    assert empty.frames == ()
+    # set on hooks, no keyframes replace the ones they had: full strength all the way
+    hooks = Hooks((WeightHook("h"),)).with_keyframes(prev)
+    cleared = call(builtin_registry, "SetHookKeyframes", hooks=hooks, hook_kf=empty)
+    switch = HookSwitch(None, SD, torch.tensor([14.6, 1.0, 0.0]))
+    assert [switch.strength(cleared.hooks[0], s) for s in (14.6, 1.0)] == [1.0, 1.0]
