@@ -44,3 +44,13 @@ def test_keyframes_from_an_empty_float_list_add_none(builtin_registry):
     cleared = call(builtin_registry, "SetHookKeyframes", hooks=hooks, hook_kf=empty)
     switch = HookSwitch(None, SD, torch.tensor([14.6, 1.0, 0.0]))
     assert [switch.strength(cleared.hooks[0], s) for s in (14.6, 1.0)] == [1.0, 1.0]
+
+
+def test_keyframe_start_is_reached_at_the_float32_sigma_nearest_it(builtin_registry):
+    # a shift-1 flow model: 90% is sigma 1 - 0.9 = 0.09999999999999998, whose nearest float32 is the
+    # float32 0.1 a 10-step simple schedule lands on; the sigma tensor compared with it says reached
+    kf = keyframes(builtin_registry, (1.0, 0.0), (0.5, 0.9))
+    hooks = call(builtin_registry, "SetHookKeyframes", hooks=Hooks((WeightHook("h"),)), hook_kf=kf)
+    sigmas = torch.tensor([1.0, 0.5, 0.1, 0.0])
+    switch = HookSwitch(None, FlowSchedule.sd3(shift=1.0), sigmas)
+    assert [switch.strength(hooks.hooks[0], float(s)) for s in sigmas[:-1]] == [1.0, 1.0, 0.5]

@@ -21,7 +21,8 @@ the strength of a hook is strength_model (or strength_clip) times the current ke
 strength_mult (1 without keyframes). At each new sigma the current keyframe, once it has been
 used for its guarantee_steps (0 when it starts before the run's largest sigma), gives way to the
 last of the following keyframes whose start sigma (percent_to_sigma(start_percent)) is >= sigma,
-stopping at the first one that itself guarantees steps.
+stopping at the first one that itself guarantees steps. Start sigmas are compared rounded to the
+sigmas' dtype (float32), as ComfyUI compares them with the sigma tensors.
 """
 
 from __future__ import annotations
@@ -160,9 +161,12 @@ def clip_with_hook(clip, hook: WeightHook, strength: float):
 class KeyframeClock:
     """The current keyframe of one Keyframes during one sampling run (see the module docstring)."""
 
-    def __init__(self, keyframes: Keyframes, schedule, max_sigma: float):
+    def __init__(self, keyframes: Keyframes, schedule, max_sigma: float, dtype: torch.dtype = torch.float32):
         self.frames = keyframes.frames
-        self.starts = [schedule.percent_to_sigma(f.start_percent) for f in self.frames]
+        # rounded as comparing a Python float with a sigma tensor does: a flow model's 1 - percent
+        # is rarely a float32, and the step at its nearest float32 must count as reached
+        self.starts = [float(torch.tensor(schedule.percent_to_sigma(f.start_percent), dtype=dtype))
+                       for f in self.frames]
         self.max_sigma = max_sigma
         self.index, self.used, self.sigma = 0, 0, None
 
@@ -250,7 +254,7 @@ class HookSwitch:
 
     def __init__(self, model, schedule, sigmas: torch.Tensor):
         self.model, self.schedule = model, schedule
-        self.max_sigma = float(sigmas.max())
+        self.max_sigma, self.dtype = float(sigmas.max()), sigmas.dtype
         self.clocks: dict[int, KeyframeClock] = {}
         self.cache: dict[tuple, tuple] = {}
         self.current = ((), ())  # the model's own patches: what memory.use put there
@@ -262,7 +266,8 @@ class HookSwitch:
             return 1.0
         clock = self.clocks.get(id(hook.keyframes))
         if clock is None:
-            clock = self.clocks[id(hook.keyframes)] = KeyframeClock(hook.keyframes, self.schedule, self.max_sigma)
+            clock = KeyframeClock(hook.keyframes, self.schedule, self.max_sigma, self.dtype)
+            self.clocks[id(hook.keyframes)] = clock
         return clock.strength(sigma)
 
     def activate(self, hooks: Hooks | None, sigma: torch.Tensor) -> None:
