@@ -54,3 +54,20 @@ def test_keyframe_start_is_reached_at_the_float32_sigma_nearest_it(builtin_regis
     sigmas = torch.tensor([1.0, 0.5, 0.1, 0.0])
     switch = HookSwitch(None, FlowSchedule.sd3(shift=1.0), sigmas)
     assert [switch.strength(hooks.hooks[0], float(s)) for s in sigmas[:-1]] == [1.0, 1.0, 0.5]
+
+
+def test_each_set_hook_keyframes_node_schedules_with_a_clock_of_its_own(builtin_registry):
+    kf = keyframes(builtin_registry, (1.0, 0.0), (0.5, 0.5), (0.25, 0.6))  # each holds at least one step
+    a = call(builtin_registry, "SetHookKeyframes", hooks=Hooks((WeightHook("a"),)), hook_kf=kf).hooks[0]
+    b = call(builtin_registry, "SetHookKeyframes", hooks=Hooks((WeightHook("b"),)), hook_kf=kf).hooks[0]
+    percents = (0.05, 0.3, 0.55, 0.7, 0.8)
+    sigmas = torch.tensor([SD.percent_to_sigma(p) for p in percents] + [0.0])
+    switch = HookSwitch(None, SD, sigmas)
+    got_a, got_b = [], []
+    for p, s in zip(percents, sigmas.tolist()):
+        got_a.append(switch.strength(a, s))
+        if p > 0.6:  # b's conditioning takes part only from 60% on (a timesteps range, say)
+            got_b.append(switch.strength(b, s))
+    assert got_a == [1.0, 1.0, 0.5, 0.25, 0.25]
+    # b's first step finds 50% reached and holds it one step (its guarantee) before 60%'s
+    assert got_b == [0.5, 0.25]

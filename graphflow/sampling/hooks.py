@@ -78,7 +78,11 @@ class Hooks:
         return Hooks(tuple(hooks))
 
     def with_keyframes(self, keyframes: Keyframes | None) -> "Hooks":
-        return Hooks(tuple(replace(h, keyframes=keyframes) for h in self.hooks))
+        """The hooks scheduled by a copy of `keyframes` of their own, shared by these hooks only: a
+        sampling run keeps one clock per Keyframes object, and ComfyUI's SetHookKeyframes clones the
+        group, so hooks scheduled by two such nodes from one HOOK_KF advance separately."""
+        own = None if keyframes is None else Keyframes(keyframes.frames)
+        return Hooks(tuple(replace(h, keyframes=own) for h in self.hooks))
 
 
 def hooks_key(hooks: Hooks | None) -> tuple:
