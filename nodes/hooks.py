@@ -190,17 +190,16 @@ def _keyframes(prev, pairs, first_guarantees: int | None = None):
 
 
 def _series(start: float, end: float, count: int, method: str = "linear") -> list[float]:
-    """`count` values from start to end along the interpolation curve (ComfyUI's get_weights: a
-    float32 linspace when linear)."""
-    import math
-
+    """`count` values from start to end along the interpolation curve, in float32 throughout as
+    ComfyUI's get_weights computes them (a float32 linspace, numpy float32 arithmetic on it)."""
+    import numpy as np
     import torch
 
     if method == "linear":
         return torch.linspace(start, end, count).tolist()
-    shape = {"ease_in": lambda t: t * t, "ease_out": lambda t: 1 - (1 - t) ** 2,
-             "ease_in_out": lambda t: (1 - math.cos(t * math.pi)) / 2}[method]
-    return [(end - start) * shape(t) + start for t in torch.linspace(0, 1, count).tolist()]
+    shape = {"ease_in": lambda t: t ** 2, "ease_out": lambda t: 1 - (1 - t) ** 2,
+             "ease_in_out": lambda t: (1 - np.cos(t * np.pi)) / 2}[method]
+    return ((end - start) * shape(torch.linspace(0, 1, count).numpy()) + start).tolist()
 
 
 class CreateHookKeyframe(Node):

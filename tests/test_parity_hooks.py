@@ -71,3 +71,18 @@ def test_each_set_hook_keyframes_node_schedules_with_a_clock_of_its_own(builtin_
     assert got_a == [1.0, 1.0, 0.5, 0.25, 0.25]
     # b's first step finds 50% reached and holds it one step (its guarantee) before 60%'s
     assert got_b == [0.5, 0.25]
+
+
+@pytest.mark.parametrize("interpolation", ["ease_in", "ease_out", "ease_in_out"])
+def test_interpolated_strengths_are_computed_in_float32(builtin_registry, interpolation):
+    start, end, count = 0.1, 0.7, 7
+    kf = call(builtin_registry, "CreateHookKeyframesInterpolated", strength_start=start, strength_end=end,
+              interpolation=interpolation, start_percent=0.0, end_percent=1.0, keyframes_count=count,
+              print_keyframes=False)
+    t = torch.linspace(0, 1, count).numpy()  # float32, as ComfyUI's get_weights spaces the keyframes
+    curve = {"ease_in": t * t, "ease_out": np.float32(1) - (np.float32(1) - t) ** 2,
+             "ease_in_out": (np.float32(1) - np.cos(t * np.float32(np.pi))) / np.float32(2)}[interpolation]
+    expected = np.float32(end - start) * curve + np.float32(start)
+    assert expected.dtype == np.float32
+    assert [f.strength for f in kf.frames] == expected.tolist()
+    assert isinstance(kf, Keyframes) and [f.guarantee_steps for f in kf.frames] == [1] + [0] * (count - 1)
