@@ -288,7 +288,9 @@ class SetClipHooks(Node):
     """The text encoder with the hooks' text-encoder parts (LoRA clip strength) applied. With
     apply_to_conds, what it encodes carries the hooks too, so the sampler also applies their model
     parts to it. With schedule_clip, a prompt is encoded once per stretch of the hooks' keyframes,
-    each entry used during its stretch; without, keyframes are ignored here."""
+    each entry used during its stretch; without, keyframes are ignored here. On an encoder that
+    already has hooks (an earlier Set CLIP Hooks), these replace them, as in ComfyUI; without
+    apply_to_conds its conditioning keeps carrying the earlier hooks, if they were applied to it."""
     category = "advanced/hooks/clip"
     clip: CLIP
     apply_to_conds: bool = Bool(True)
@@ -300,21 +302,25 @@ class SetClipHooks(Node):
     def run(self):
         import copy
 
-        from graphflow.sampling.hooks import ClipHooks, clip_with_hook
+        from graphflow.sampling.hooks import ClipHooks, clip_patches, clip_with_hook, clip_without
 
         if self.hooks is None:
             return self.clip
         if self.clip is None:
             raise NodeInputError("clip", "no text encoder: the checkpoint has none")
-        clip = self.clip
+        earlier = getattr(self.clip, "hooks", None)
+        clip = self.clip if earlier is None else clip_without(self.clip, earlier.patches)
+        held = {id(p) for p in clip_patches(clip)}
         if not self.schedule_clip:
             try:
                 for hook in self.hooks.hooks:
                     clip = clip_with_hook(clip, hook, hook.strength_clip)
             except ValueError as e:
                 raise NodeInputError("hooks", str(e)) from None
+        added = tuple(p for p in clip_patches(clip) if id(p) not in held)
+        cond_hooks = self.hooks if self.apply_to_conds else None if earlier is None else earlier.cond_hooks
         clip = copy.copy(clip)
-        clip.hooks = ClipHooks(self.hooks, self.apply_to_conds, self.schedule_clip)
+        clip.hooks = ClipHooks(self.hooks, cond_hooks, self.schedule_clip, added)
         return clip
 
 

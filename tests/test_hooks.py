@@ -162,6 +162,34 @@ def test_set_clip_hooks_encodes_as_lora_loader_clip_strength(builtin_registry, m
     assert "hooks" not in options
 
 
+def test_a_second_set_clip_hooks_replaces_the_first_ones_hooks(builtin_registry, models, ckpt, files):
+    # ComfyUI: the encoder's forced hooks are replaced; without apply_to_conds the conditioning
+    # keeps the hooks an earlier node applied to it. A LoraLoader in between stays.
+    first = call(builtin_registry, "CreateHookLora", lora_name="style.safetensors", strength_model=1.0,
+                 strength_clip=1.0)
+    second = call(builtin_registry, "CreateHookLora", lora_name="style.safetensors", strength_model=1.0,
+                  strength_clip=0.5)
+    clip = call(builtin_registry, "SetClipHooks", clip=ckpt.clip, apply_to_conds=True, schedule_clip=False,
+                hooks=first)
+    _, clip = apply_lora(ckpt.model, clip, files["lora"], 0.0, -0.3)  # LoraLoader's clip part
+    clip = call(builtin_registry, "SetClipHooks", clip=clip, apply_to_conds=False, schedule_clip=False,
+                hooks=second)
+    [(cond, options)] = call(builtin_registry, "CLIPEncode", clip=clip, text="a red circle")
+    _, expected_clip = apply_lora(ckpt.model, ckpt.clip, files["lora"], 0.0, -0.3)
+    _, expected_clip = apply_lora(ckpt.model, expected_clip, files["lora"], 0.0, 0.5)
+    assert torch.equal(cond, expected_clip.encode("a red circle")[0])
+    assert options["hooks"] is first
+    # scheduled, the second node's hooks alone are encoded at their keyframes' strengths too
+    clip = call(builtin_registry, "SetClipHooks", clip=ckpt.clip, apply_to_conds=True, schedule_clip=False,
+                hooks=first)
+    clip = call(builtin_registry, "SetClipHooks", clip=clip, apply_to_conds=True, schedule_clip=True,
+                hooks=second)
+    [(cond, options)] = call(builtin_registry, "CLIPEncode", clip=clip, text="a red circle")
+    _, expected_clip = apply_lora(ckpt.model, ckpt.clip, files["lora"], 0.0, 0.5)
+    assert torch.equal(cond, expected_clip.encode("a red circle")[0])
+    assert options["hooks"] is second and (options["clip_start_percent"], options["clip_end_percent"]) == (0.0, 1.0)
+
+
 def test_scheduled_clip_hooks_encode_once_per_keyframe_stretch(builtin_registry, models, ckpt, files):
     kf = call(builtin_registry, "CreateHookKeyframe", strength_mult=1.0, start_percent=0.0)
     kf = call(builtin_registry, "CreateHookKeyframe", strength_mult=0.5, start_percent=0.6, prev_hook_kf=kf)

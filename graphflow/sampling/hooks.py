@@ -224,12 +224,37 @@ def clip_schedule(hooks: Hooks) -> list[tuple[tuple[float, float], tuple[float, 
 
 @dataclass(frozen=True)
 class ClipHooks:
-    """SetClipHooks' record on a text encoder: the hooks, whether what it encodes carries them, and
+    """SetClipHooks' record on a text encoder (ComfyUI's forced_hooks, apply_hooks_to_conds and
+    use_clip_schedule): the hooks it encodes with, the hooks what it encodes carries (None: none),
     whether prompts are encoded once per keyframe stretch (else the encoder already holds the
-    hooks' text parts at strength_clip)."""
+    hooks' text parts at strength_clip: `patches`, which a later SetClipHooks takes off again, its
+    hooks replacing these)."""
     hooks: Hooks
-    apply_to_conds: bool = True
+    cond_hooks: Hooks | None = None
     schedule: bool = False
+    patches: tuple = ()
+
+
+def clip_patches(clip) -> tuple:
+    """Every weight patch a text encoder holds: its CLIP towers' and its T5's."""
+    t5 = getattr(clip, "t5", None)
+    return (*(p for tower in clip.towers for p in tower.patches), *(getattr(t5, "patches", None) or ()))
+
+
+def clip_without(clip, patches: tuple):
+    """`clip` without these patch objects (the ones a SetClipHooks added), other patches kept."""
+    if not patches:
+        return clip
+    drop = {id(p) for p in patches}  # `patches` holds them alive: no id is reused meanwhile
+
+    def keep(held: tuple) -> tuple:
+        return tuple(p for p in held if id(p) not in drop)
+
+    clip = clip.with_towers([tower.with_patches(keep(tower.patches)) for tower in clip.towers])
+    t5 = getattr(clip, "t5", None)
+    if getattr(t5, "patches", None):
+        clip = clip.with_t5(t5.with_patches(keep(t5.patches)))
+    return clip
 
 
 def encode_with_hooks(clip, encode) -> list:
@@ -239,7 +264,7 @@ def encode_with_hooks(clip, encode) -> list:
     clip_hooks = getattr(clip, "hooks", None)
     if clip_hooks is None:
         return [encode(clip)]
-    extra = {"hooks": clip_hooks.hooks} if clip_hooks.apply_to_conds else {}
+    extra = {} if clip_hooks.cond_hooks is None else {"hooks": clip_hooks.cond_hooks}
     if not clip_hooks.schedule:
         cond, options = encode(clip)
         return [(cond, {**options, **extra})]
