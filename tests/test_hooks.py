@@ -135,6 +135,26 @@ def test_model_as_lora_hook_evaluates_the_second_model(files, ckpt, prompts, fre
     assert all(torch.equal(v, before[k]) for k, v in state(ckpt.model).items())
 
 
+def test_model_as_lora_change_is_taken_against_the_original_weights(files, ckpt, prompts, fresh_manager):
+    # ComfyUI's model_as_lora adds strength (W2 - W0), W0 the unpatched weight, on top of whatever
+    # else patches it: with a LoRA too (the model's own, or an earlier hook's), at strength 1 the
+    # hooked prompt sees the second model plus that LoRA, not the second model alone
+    cond, _ = prompts
+    other = load_checkpoint(files["b"], device="cpu", dtype=torch.float32)
+    as_lora = WeightHook("b", 1.0, 0.0, model=other.model)
+    sigmas = sigmas_for(ckpt.model, 2)
+    other_with_lora, _ = apply_lora(other.model, None, files["lora"], 1.0, 0.0)
+    expected = run(other_with_lora, [(cond, {})], [], 1.0, sigmas)
+    assert not torch.allclose(expected, run(other.model, [(cond, {})], [], 1.0, sigmas), atol=1e-3)
+    own_lora, _ = apply_lora(ckpt.model, None, files["lora"], 1.0, 0.0)
+    got = run(own_lora, [(cond, {"hooks": Hooks((as_lora,))})], [], 1.0, sigmas)
+    assert torch.allclose(got, expected, atol=1e-4, rtol=1e-4)
+    got = run(ckpt.model, [(cond, {"hooks": lora_hooks(files).combine(Hooks((as_lora,)))})], [], 1.0, sigmas)
+    assert torch.allclose(got, expected, atol=1e-4, rtol=1e-4)
+    fresh_manager.patch(other_with_lora.unet, ())
+    fresh_manager.patch(own_lora.unet, ())
+
+
 @pytest.fixture
 def models(tmp_folders, files):
     import shutil
@@ -289,6 +309,13 @@ def test_model_as_lora_clip_part_encodes_as_the_second_text_encoder(builtin_regi
     expected = other.clip.encode("a red circle")[0]
     assert torch.allclose(cond, expected, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(ckpt.clip.encode("a red circle")[0], expected, atol=1e-3)
+    # on an encoder with a LoRA (LoraLoader's clip part), the second encoder plus that LoRA
+    _, lora_clip = apply_lora(ckpt.model, ckpt.clip, files["lora"], 0.0, 1.0)
+    clip = call(builtin_registry, "SetClipHooks", clip=lora_clip, apply_to_conds=True, schedule_clip=False,
+                hooks=hooks)
+    [(cond, _)] = call(builtin_registry, "CLIPEncode", clip=clip, text="a red circle")
+    _, expected_clip = apply_lora(other.model, other.clip, files["lora"], 0.0, 1.0)
+    assert torch.allclose(cond, expected_clip.encode("a red circle")[0], atol=1e-4, rtol=1e-4)
 
 
 def test_hooks_that_do_not_fit_the_model_name_the_input(tmp_path, ckpt, prompts, fresh_manager):

@@ -3,8 +3,9 @@ are attached to, at a strength scheduled over the sampling steps.
 
 A HOOKS value is a `Hooks` (ComfyUI's HookGroup): WeightHooks, each a LoRA's modules
 (graphflow.models.lora.read_lora) or a second model whose difference to the sampled one is the
-change (ComfyUI's "model_as_lora": W + s (W2 - W)), with a model and a clip strength and optional
-`Keyframes`. A conditioning entry carries them as options["hooks"]; while the sampler evaluates
+change (ComfyUI's "model_as_lora": W + s (W2 - W0), W0 the weight before any LoRA), with a model
+and a clip strength and optional `Keyframes`. A conditioning entry carries them as
+options["hooks"]; while the sampler evaluates
 that entry the diffusion model's shared weights hold the model's own patches plus the hooks'
 (graphflow.memory.WeightPatch, applied in place by the memory manager and restored from the
 originals, so bit-exact), and entries with different hook sets are never batched together.
@@ -103,11 +104,18 @@ def combine_hooks(groups) -> Hooks | None:
 
 # -- weight patches ---------------------------------------------------------------------------
 
-def _model_as_lora(target: torch.Tensor, strength: float):
-    def change(weight: torch.Tensor) -> torch.Tensor:
-        w = weight.float()
-        return (w + strength * (target.to(weight.device, torch.float32) - w)).to(weight.dtype)
-    return change
+@dataclass(frozen=True, eq=False)
+class _AsLora:
+    """ComfyUI's "model_as_lora" change of one weight: W + sum of strength (W2 - W0) over the second
+    models' weights W2, W0 being the original weight, also when LoRAs (the model's own, or other
+    hooks') patch it too. So these patches go first in a patch chain, where they see W0."""
+    pairs: tuple  # ((W2, strength), ...)
+
+    def __call__(self, weight: torch.Tensor) -> torch.Tensor:
+        w = original = weight.float()
+        for target, strength in self.pairs:
+            w = w + strength * (target.to(weight.device, torch.float32) - original)
+        return w.to(weight.dtype)
 
 
 def _model_as_lora_patches(module: torch.nn.Module, other: torch.nn.Module, strength: float, what: str) -> tuple:
@@ -118,7 +126,23 @@ def _model_as_lora_patches(module: torch.nn.Module, other: torch.nn.Module, stre
     if set(mine) != set(theirs) or any(mine[k].shape != theirs[k].shape for k in mine):
         raise ValueError(f"{what} has another architecture or size than the one sampled; a model taken as "
                          f"LoRA must be of the same kind")
-    return tuple(WeightPatch(name, _model_as_lora(theirs[name].detach(), strength)) for name in mine)
+    return tuple(WeightPatch(name, _AsLora(((theirs[name].detach(), strength),))) for name in mine)
+
+
+def with_patches(patches: tuple, added: tuple) -> tuple:
+    """A patch chain with `added` after `patches`, except model-as-LoRA changes: those lead the
+    chain, merged per weight (see _AsLora)."""
+    from graphflow.memory import WeightPatch
+
+    if not any(isinstance(p.change, _AsLora) for p in added):
+        return (*patches, *added)
+    lead: dict[str, list] = {}
+    rest = []
+    for p in (*patches, *added):
+        (lead.setdefault(p.param, []) if isinstance(p.change, _AsLora) else rest).append(p)
+    merged = (ps[0] if len(ps) == 1 else WeightPatch(name, _AsLora(sum((p.change.pairs for p in ps), ())))
+              for name, ps in lead.items())
+    return (*merged, *rest)
 
 
 def model_patches(model, hook: WeightHook, strength: float) -> tuple:
@@ -155,8 +179,8 @@ def clip_with_hook(clip, hook: WeightHook, strength: float):
     towers = []
     for tower in clip.towers:
         other = hook.clip.tower(tower.name)
-        towers.append(tower.with_patches(tower.patches + _model_as_lora_patches(
-            tower.model, other.model, strength, f"{hook.name} ({tower.name})")))
+        towers.append(tower.with_patches(with_patches(tower.patches, _model_as_lora_patches(
+            tower.model, other.model, strength, f"{hook.name} ({tower.name})"))))
     return clip.with_towers(towers)
 
 
@@ -313,7 +337,7 @@ class HookSwitch:
         if patches is None:
             patches = self.model.patches
             for hook, strength in zip(key, strengths):
-                patches = patches + model_patches(self.model, hook, strength)
+                patches = with_patches(patches, model_patches(self.model, hook, strength))
             self.cache[(key, strengths)] = patches
         self.used[id(patches)] = patches
         if (key, strengths) == self.current:
