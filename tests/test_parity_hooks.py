@@ -86,3 +86,19 @@ def test_interpolated_strengths_are_computed_in_float32(builtin_registry, interp
     assert expected.dtype == np.float32
     assert [f.strength for f in kf.frames] == expected.tolist()
     assert isinstance(kf, Keyframes) and [f.guarantee_steps for f in kf.frames] == [1] + [0] * (count - 1)
+
+
+def test_model_as_lora_text_part_includes_the_t5(tmp_path):
+    # ComfyUI's model-as-LoRA clip weights are the whole text encoder's: FLUX's T5 changes too
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.sampling.hooks import clip_with_hook
+    from graphflow.testing import write_flow_checkpoint
+
+    a, b = (load_checkpoint(write_flow_checkpoint(tmp_path / f"{n}.safetensors", "flux_dev", seed=seed,
+                                                  dtype=torch.float32), device="cpu", dtype=torch.float32)
+            for n, seed in (("a", 0), ("b", 3)))
+    hooked = clip_with_hook(a.clip, WeightHook("b", 0.0, 1.0, clip=b.clip), 1.0)
+    got, expected, plain = (c.encode("a red circle") for c in (hooked, b.clip, a.clip))
+    for g, e, p in zip(got, expected, plain):
+        torch.testing.assert_close(g, e, atol=1e-4, rtol=1e-4)
+        assert not torch.allclose(p, e, atol=1e-3)

@@ -163,7 +163,8 @@ def model_patches(model, hook: WeightHook, strength: float) -> tuple:
 
 
 def clip_with_hook(clip, hook: WeightHook, strength: float):
-    """`clip` with the hook's text-encoder changes at `strength` added to its towers' patches."""
+    """`clip` with the hook's text-encoder changes at `strength` added to its towers' patches (and
+    its T5's)."""
     if strength == 0:
         return clip
     if hook.lora is not None:
@@ -176,12 +177,19 @@ def clip_with_hook(clip, hook: WeightHook, strength: float):
         return patched
     if hook.clip is None:
         return clip
+    if len(clip.towers) != len(hook.clip.towers):
+        raise ValueError(f"{hook.name}'s text encoder has {len(hook.clip.towers)} CLIP towers, the one it patches "
+                         f"{len(clip.towers)}; a model taken as LoRA must be of the same kind")
     towers = []
-    for tower in clip.towers:
-        other = hook.clip.tower(tower.name)
+    for tower, other in zip(clip.towers, hook.clip.towers):  # in the same order for the same kind
         towers.append(tower.with_patches(with_patches(tower.patches, _model_as_lora_patches(
             tower.model, other.model, strength, f"{hook.name} ({tower.name})"))))
-    return clip.with_towers(towers)
+    clip = clip.with_towers(towers)
+    t5, theirs = getattr(clip, "t5", None), getattr(hook.clip, "t5", None)
+    if t5 is not None and theirs is not None:  # ComfyUI's clip weights are the whole encoder's
+        clip = clip.with_t5(t5.with_patches(with_patches(t5.patches, _model_as_lora_patches(
+            t5.model, theirs.model, strength, f"{hook.name} (t5xxl)"))))
+    return clip
 
 
 # -- keyframes while sampling -----------------------------------------------------------------
