@@ -270,7 +270,8 @@ class ClipHooks:
 def clip_patches(clip) -> tuple:
     """Every weight patch a text encoder holds: its CLIP towers' and its T5's."""
     t5 = getattr(clip, "t5", None)
-    return (*(p for tower in clip.towers for p in tower.patches), *(getattr(t5, "patches", None) or ()))
+    towers = getattr(clip, "towers", ())
+    return (*(p for tower in towers for p in tower.patches), *(getattr(t5, "patches", None) or ()))
 
 
 def clip_without(clip, patches: tuple):
@@ -282,7 +283,8 @@ def clip_without(clip, patches: tuple):
     def keep(held: tuple) -> tuple:
         return tuple(p for p in held if id(p) not in drop)
 
-    clip = clip.with_towers([tower.with_patches(keep(tower.patches)) for tower in clip.towers])
+    if getattr(clip, "towers", ()):
+        clip = clip.with_towers([tower.with_patches(keep(tower.patches)) for tower in clip.towers])
     t5 = getattr(clip, "t5", None)
     if getattr(t5, "patches", None):
         clip = clip.with_t5(t5.with_patches(keep(t5.patches)))
