@@ -102,3 +102,29 @@ def test_model_as_lora_text_part_includes_the_t5(tmp_path):
     for g, e, p in zip(got, expected, plain):
         torch.testing.assert_close(g, e, atol=1e-4, rtol=1e-4)
         assert not torch.allclose(p, e, atol=1e-3)
+
+
+def test_lora_hook_text_part_includes_comfyui_layout_t5_modules(tmp_path):
+    # text_encoders.t5xxl.transformer.<module> is a text-encoder module (ComfyUI's clip key map):
+    # the hook's clip part changes T5 as LoraLoader's clip strength does
+    from safetensors.torch import save_file
+
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.models.lora import apply_lora, read_lora
+    from graphflow.sampling.hooks import clip_with_hook, model_patches
+    from graphflow.testing import write_flow_checkpoint
+
+    ckpt = load_checkpoint(write_flow_checkpoint(tmp_path / "a.safetensors", "flux_dev", dtype=torch.float32),
+                           device="cpu", dtype=torch.float32)
+    q = ckpt.clip.t5.model.get_submodule("encoder.block.0.layer.0.SelfAttention.q")
+    g = torch.Generator().manual_seed(4)
+    key = "text_encoders.t5xxl.transformer.encoder.block.0.layer.0.SelfAttention.q.lora_{}.weight"
+    save_file({key.format("down"): torch.randn(2, q.in_features, generator=g),
+               key.format("up"): torch.randn(q.out_features, 2, generator=g)}, str(tmp_path / "t5.safetensors"))
+    hook = WeightHook("t5.safetensors", 1.0, 0.7, lora=read_lora(tmp_path / "t5.safetensors"))
+    got = clip_with_hook(ckpt.clip, hook, 0.7).encode("a red circle")[0]
+    _, lora_clip = apply_lora(ckpt.model, ckpt.clip, tmp_path / "t5.safetensors", 0.0, 0.7)
+    expected = lora_clip.encode("a red circle")[0]
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(ckpt.clip.encode("a red circle")[0], expected, atol=1e-3)
+    assert model_patches(ckpt.model, hook, 1.0) == ()  # nothing of it is the diffusion model's
