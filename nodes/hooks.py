@@ -310,7 +310,8 @@ class SetClipHooks(Node):
             raise NodeInputError("clip", "no text encoder: the checkpoint has none")
         earlier = getattr(self.clip, "hooks", None)
         clip = self.clip if earlier is None else clip_without(self.clip, earlier.patches)
-        held = {id(p) for p in clip_patches(clip)}
+        before = clip_patches(clip)  # held here, so no id of them is reused meanwhile
+        held = {id(p) for p in before}
         if not self.schedule_clip:
             try:
                 for hook in self.hooks.hooks:

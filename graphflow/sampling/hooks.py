@@ -5,10 +5,10 @@ A HOOKS value is a `Hooks` (ComfyUI's HookGroup): WeightHooks, each a LoRA's mod
 (graphflow.models.lora.read_lora) or a second model whose difference to the sampled one is the
 change (ComfyUI's "model_as_lora": W + s (W2 - W0), W0 the weight before any LoRA), with a model
 and a clip strength and optional `Keyframes`. A conditioning entry carries them as
-options["hooks"]; while the sampler evaluates
-that entry the diffusion model's shared weights hold the model's own patches plus the hooks'
-(graphflow.memory.WeightPatch, applied in place by the memory manager and restored from the
-originals, so bit-exact), and entries with different hook sets are never batched together.
+options["hooks"]; while the sampler evaluates that entry the diffusion model's shared weights
+hold the model's own patches plus the hooks' (graphflow.memory.WeightPatch, applied in place by
+the memory manager and restored from the originals, so bit-exact), and entries with different
+hook sets are never batched together.
 Patches are applied only when the active (hook set, strengths) changes, and the model's own patch
 set is put back when sampling ends, also when it fails. Within a run the memory manager caches the
 weights of the sets switched away from where memory allows (`patch(..., cache=True)`), so a
