@@ -190,17 +190,16 @@ def _keyframes(prev, pairs, first_guarantees: int | None = None):
 
 
 def _series(start: float, end: float, count: int, method: str = "linear") -> list[float]:
-    """`count` values from start to end along the interpolation curve (ComfyUI's get_weights: a
-    float32 linspace when linear)."""
-    import math
-
+    """`count` values from start to end along the interpolation curve, in float32 throughout as
+    ComfyUI's get_weights computes them (a float32 linspace, numpy float32 arithmetic on it)."""
+    import numpy as np
     import torch
 
     if method == "linear":
         return torch.linspace(start, end, count).tolist()
-    shape = {"ease_in": lambda t: t * t, "ease_out": lambda t: 1 - (1 - t) ** 2,
-             "ease_in_out": lambda t: (1 - math.cos(t * math.pi)) / 2}[method]
-    return [(end - start) * shape(t) + start for t in torch.linspace(0, 1, count).tolist()]
+    shape = {"ease_in": lambda t: t ** 2, "ease_out": lambda t: 1 - (1 - t) ** 2,
+             "ease_in_out": lambda t: (1 - np.cos(t * np.pi)) / 2}[method]
+    return ((end - start) * shape(torch.linspace(0, 1, count).numpy()) + start).tolist()
 
 
 class CreateHookKeyframe(Node):
@@ -242,7 +241,8 @@ class CreateHookKeyframesInterpolated(Node):
 
 
 class CreateHookKeyframesFromFloats(Node):
-    """One keyframe per strength in floats_strength, spread evenly from start_percent to end_percent."""
+    """One keyframe per strength in floats_strength, spread evenly from start_percent to end_percent
+    (an empty list adds none: prev_hook_kf, or no keyframes, which Set Hook Keyframes then sets)."""
     category = "advanced/hooks/scheduling"
     floats_strength: FLOATS
     start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
@@ -261,8 +261,6 @@ class CreateHookKeyframesFromFloats(Node):
         except (TypeError, ValueError):
             raise NodeInputError("floats_strength", f"expected a number or a list of numbers, got "
                                                     f"{type(self.floats_strength).__name__}") from None
-        if not values:
-            raise NodeInputError("floats_strength", "the list of strengths is empty")
         percents = _series(self.start_percent, self.end_percent, len(values))
         if self.print_keyframes:
             for p, s in zip(percents, values):
@@ -290,7 +288,9 @@ class SetClipHooks(Node):
     """The text encoder with the hooks' text-encoder parts (LoRA clip strength) applied. With
     apply_to_conds, what it encodes carries the hooks too, so the sampler also applies their model
     parts to it. With schedule_clip, a prompt is encoded once per stretch of the hooks' keyframes,
-    each entry used during its stretch; without, keyframes are ignored here."""
+    each entry used during its stretch; without, keyframes are ignored here. On an encoder that
+    already has hooks (an earlier Set CLIP Hooks), these replace them, as in ComfyUI; without
+    apply_to_conds its conditioning keeps carrying the earlier hooks, if they were applied to it."""
     category = "advanced/hooks/clip"
     clip: CLIP
     apply_to_conds: bool = Bool(True)
@@ -302,21 +302,26 @@ class SetClipHooks(Node):
     def run(self):
         import copy
 
-        from graphflow.sampling.hooks import ClipHooks, clip_with_hook
+        from graphflow.sampling.hooks import ClipHooks, clip_patches, clip_with_hook, clip_without
 
         if self.hooks is None:
             return self.clip
         if self.clip is None:
             raise NodeInputError("clip", "no text encoder: the checkpoint has none")
-        clip = self.clip
+        earlier = getattr(self.clip, "hooks", None)
+        clip = self.clip if earlier is None else clip_without(self.clip, earlier.patches)
+        before = clip_patches(clip)  # held here, so no id of them is reused meanwhile
+        held = {id(p) for p in before}
         if not self.schedule_clip:
             try:
                 for hook in self.hooks.hooks:
                     clip = clip_with_hook(clip, hook, hook.strength_clip)
             except ValueError as e:
                 raise NodeInputError("hooks", str(e)) from None
+        added = tuple(p for p in clip_patches(clip) if id(p) not in held)
+        cond_hooks = self.hooks if self.apply_to_conds else None if earlier is None else earlier.cond_hooks
         clip = copy.copy(clip)
-        clip.hooks = ClipHooks(self.hooks, self.apply_to_conds, self.schedule_clip)
+        clip.hooks = ClipHooks(self.hooks, cond_hooks, self.schedule_clip, added)
         return clip
 
 
@@ -324,7 +329,8 @@ class SetClipHooks(Node):
 
 class ConditioningTimestepsRange(Node):
     """A part of the sampling, start_percent to end_percent (0 = the first, noisiest step), and the
-    parts before and after it, for the conditioning property nodes' timesteps input."""
+    parts before and after it, for the conditioning property nodes' timesteps input. A start after
+    the end gives a range in which an entry is never used (as in ComfyUI)."""
     category = "advanced/hooks"
     start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
     end_percent: float = Float(1.0, min=0.0, max=1.0, step=0.001)
@@ -332,9 +338,6 @@ class ConditioningTimestepsRange(Node):
     comfy = ComfyAlias(("ConditioningTimestepsRange",))
 
     def run(self):
-        if self.start_percent > self.end_percent:
-            raise NodeInputError("start_percent", f"start_percent ({self.start_percent}) is after end_percent "
-                                                  f"({self.end_percent})")
         return ((self.start_percent, self.end_percent), (0.0, self.start_percent), (self.end_percent, 1.0))
 
 

@@ -9,6 +9,7 @@ conversion (`_convert_kohya_flux_lora_to_diffusers`) on the diffusers side and s
 loader on ours.
 """
 
+import copy
 import inspect
 
 import pytest
@@ -20,6 +21,7 @@ from torch import nn
 from graphflow import memory
 from graphflow.models.checkpoint import load_diffusion_model
 from graphflow.models.lora import LoraError, apply_lora
+from graphflow.models.text_encoders import text_transformer
 from graphflow.testing import flow_model_config, write_flow_checkpoint
 from tests.test_flow_models import (diffusers_config_dir, flux_any_width, flux_diffusers_config,  # noqa: F401
                                     sd3_diffusers_config)
@@ -225,6 +227,14 @@ def test_flux_clip_l_lora_in_kohya_and_diffusers_layouts(tmp_path):
         running = memory.manager().weights(clip.towers[0].model, clip.towers[0].patches)  # what it runs with
         new = next(v for k, v in running.items() if k.endswith("encoder.layers.0.self_attn.q_proj.weight"))
         torch.testing.assert_close(new.float(), q.weight.float() + 0.5 * up @ down, atol=2e-3, rtol=1e-3)
+    # and it encodes with them: the pooled CLIP-L output is the merged tower's
+    merged = copy.deepcopy(tower.model)
+    with torch.no_grad():
+        layer = text_transformer(merged).get_submodule("encoder.layers.0.self_attn.q_proj")
+        layer.weight += (0.5 * up @ down).to(layer.weight.dtype)
+    expected = ckpt.clip.with_towers([tower.with_model(merged)]).encode("a red circle")[1]
+    torch.testing.assert_close(clip.encode("a red circle")[1], expected, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(ckpt.clip.encode("a red circle")[1], expected, atol=1e-3)
 
 
 def test_t5_lora_keys_as_comfyui_numbers_them(tmp_path):

@@ -105,7 +105,9 @@ def test_combine_hooks_keeps_each_hook_once(builtin_registry):
     assert [h.name for h in both.hooks] == ["a", "b"]
     kf = Keyframes().add(Keyframe(0.5))
     scheduled = call(builtin_registry, "SetHookKeyframes", hooks=both, hook_kf=kf)
-    assert all(h.keyframes is kf for h in scheduled.hooks) and both.hooks[0].keyframes is None
+    own = scheduled.hooks[0].keyframes  # one copy of kf for the node's hooks (ComfyUI clones the group)
+    assert own.frames == kf.frames and all(h.keyframes is own for h in scheduled.hooks)
+    assert both.hooks[0].keyframes is None
     assert [h.name for h in scheduled.combine(both).hooks] == ["a", "b"]  # the same hooks by reference
 
 

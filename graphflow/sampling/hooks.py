@@ -3,11 +3,12 @@ are attached to, at a strength scheduled over the sampling steps.
 
 A HOOKS value is a `Hooks` (ComfyUI's HookGroup): WeightHooks, each a LoRA's modules
 (graphflow.models.lora.read_lora) or a second model whose difference to the sampled one is the
-change (ComfyUI's "model_as_lora": W + s (W2 - W)), with a model and a clip strength and optional
-`Keyframes`. A conditioning entry carries them as options["hooks"]; while the sampler evaluates
-that entry the diffusion model's shared weights hold the model's own patches plus the hooks'
-(graphflow.memory.WeightPatch, applied in place by the memory manager and restored from the
-originals, so bit-exact), and entries with different hook sets are never batched together.
+change (ComfyUI's "model_as_lora": W + s (W2 - W0), W0 the weight before any LoRA), with a model
+and a clip strength and optional `Keyframes`. A conditioning entry carries them as
+options["hooks"]; while the sampler evaluates that entry the diffusion model's shared weights
+hold the model's own patches plus the hooks' (graphflow.memory.WeightPatch, applied in place by
+the memory manager and restored from the originals, so bit-exact), and entries with different
+hook sets are never batched together.
 Patches are applied only when the active (hook set, strengths) changes, and the model's own patch
 set is put back when sampling ends, also when it fails. Within a run the memory manager caches the
 weights of the sets switched away from where memory allows (`patch(..., cache=True)`), so a
@@ -21,7 +22,8 @@ the strength of a hook is strength_model (or strength_clip) times the current ke
 strength_mult (1 without keyframes). At each new sigma the current keyframe, once it has been
 used for its guarantee_steps (0 when it starts before the run's largest sigma), gives way to the
 last of the following keyframes whose start sigma (percent_to_sigma(start_percent)) is >= sigma,
-stopping at the first one that itself guarantees steps.
+stopping at the first one that itself guarantees steps. Start sigmas are compared rounded to the
+sigmas' dtype (float32), as ComfyUI compares them with the sigma tensors.
 """
 
 from __future__ import annotations
@@ -77,7 +79,11 @@ class Hooks:
         return Hooks(tuple(hooks))
 
     def with_keyframes(self, keyframes: Keyframes | None) -> "Hooks":
-        return Hooks(tuple(replace(h, keyframes=keyframes) for h in self.hooks))
+        """The hooks scheduled by a copy of `keyframes` of their own, shared by these hooks only: a
+        sampling run keeps one clock per Keyframes object, and ComfyUI's SetHookKeyframes clones the
+        group, so hooks scheduled by two such nodes from one HOOK_KF advance separately."""
+        own = None if keyframes is None else Keyframes(keyframes.frames)
+        return Hooks(tuple(replace(h, keyframes=own) for h in self.hooks))
 
 
 def hooks_key(hooks: Hooks | None) -> tuple:
@@ -98,11 +104,18 @@ def combine_hooks(groups) -> Hooks | None:
 
 # -- weight patches ---------------------------------------------------------------------------
 
-def _model_as_lora(target: torch.Tensor, strength: float):
-    def change(weight: torch.Tensor) -> torch.Tensor:
-        w = weight.float()
-        return (w + strength * (target.to(weight.device, torch.float32) - w)).to(weight.dtype)
-    return change
+@dataclass(frozen=True, eq=False)
+class _AsLora:
+    """ComfyUI's "model_as_lora" change of one weight: W + sum of strength (W2 - W0) over the second
+    models' weights W2, W0 being the original weight, also when LoRAs (the model's own, or other
+    hooks') patch it too. So these patches go first in a patch chain, where they see W0."""
+    pairs: tuple  # ((W2, strength), ...)
+
+    def __call__(self, weight: torch.Tensor) -> torch.Tensor:
+        w = original = weight.float()
+        for target, strength in self.pairs:
+            w = w + strength * (target.to(weight.device, torch.float32) - original)
+        return w.to(weight.dtype)
 
 
 def _model_as_lora_patches(module: torch.nn.Module, other: torch.nn.Module, strength: float, what: str) -> tuple:
@@ -113,7 +126,23 @@ def _model_as_lora_patches(module: torch.nn.Module, other: torch.nn.Module, stre
     if set(mine) != set(theirs) or any(mine[k].shape != theirs[k].shape for k in mine):
         raise ValueError(f"{what} has another architecture or size than the one sampled; a model taken as "
                          f"LoRA must be of the same kind")
-    return tuple(WeightPatch(name, _model_as_lora(theirs[name].detach(), strength)) for name in mine)
+    return tuple(WeightPatch(name, _AsLora(((theirs[name].detach(), strength),))) for name in mine)
+
+
+def with_patches(patches: tuple, added: tuple) -> tuple:
+    """A patch chain with `added` after `patches`, except model-as-LoRA changes: those lead the
+    chain, merged per weight (see _AsLora)."""
+    from graphflow.memory import WeightPatch
+
+    if not any(isinstance(p.change, _AsLora) for p in added):
+        return (*patches, *added)
+    lead: dict[str, list] = {}
+    rest = []
+    for p in (*patches, *added):
+        (lead.setdefault(p.param, []) if isinstance(p.change, _AsLora) else rest).append(p)
+    merged = (ps[0] if len(ps) == 1 else WeightPatch(name, _AsLora(sum((p.change.pairs for p in ps), ())))
+              for name, ps in lead.items())
+    return (*merged, *rest)
 
 
 def model_patches(model, hook: WeightHook, strength: float) -> tuple:
@@ -121,9 +150,9 @@ def model_patches(model, hook: WeightHook, strength: float) -> tuple:
     if strength == 0:
         return ()
     if hook.lora is not None:
-        from graphflow.models.lora import apply_lora
+        from graphflow.models.lora import TEXT_ENCODERS, apply_lora
 
-        modules = {k: v for k, v in hook.lora.items() if not k.startswith("lora_te")}
+        modules = {k: v for k, v in hook.lora.items() if not k.startswith(("lora_te", TEXT_ENCODERS))}
         if not modules:
             return ()
         patched, _ = apply_lora(model, None, hook.name, strength, 0.0, strict=False, modules=modules)
@@ -134,25 +163,34 @@ def model_patches(model, hook: WeightHook, strength: float) -> tuple:
 
 
 def clip_with_hook(clip, hook: WeightHook, strength: float):
-    """`clip` with the hook's text-encoder changes at `strength` added to its towers' patches."""
+    """`clip` with the hook's text-encoder changes at `strength` added to its towers' patches (and
+    its T5's)."""
     if strength == 0:
         return clip
     if hook.lora is not None:
-        from graphflow.models.lora import apply_lora
+        from graphflow.models.lora import TEXT_ENCODERS, apply_lora
 
-        modules = {k: v for k, v in hook.lora.items() if k.startswith("lora_te")}
+        # kohya's lora_te* and ComfyUI's text_encoders.* (a T5's in that layout) are the encoder's
+        modules = {k: v for k, v in hook.lora.items() if k.startswith(("lora_te", TEXT_ENCODERS))}
         if not modules:
             return clip
         _, patched = apply_lora(None, clip, hook.name, 0.0, strength, strict=False, modules=modules)
         return patched
     if hook.clip is None:
         return clip
+    if len(clip.towers) != len(hook.clip.towers):
+        raise ValueError(f"{hook.name}'s text encoder has {len(hook.clip.towers)} CLIP towers, the one it patches "
+                         f"{len(clip.towers)}; a model taken as LoRA must be of the same kind")
     towers = []
-    for tower in clip.towers:
-        other = hook.clip.tower(tower.name)
-        towers.append(tower.with_patches(tower.patches + _model_as_lora_patches(
-            tower.model, other.model, strength, f"{hook.name} ({tower.name})")))
-    return clip.with_towers(towers)
+    for tower, other in zip(clip.towers, hook.clip.towers):  # in the same order for the same kind
+        towers.append(tower.with_patches(with_patches(tower.patches, _model_as_lora_patches(
+            tower.model, other.model, strength, f"{hook.name} ({tower.name})"))))
+    clip = clip.with_towers(towers)
+    t5, theirs = getattr(clip, "t5", None), getattr(hook.clip, "t5", None)
+    if t5 is not None and theirs is not None:  # ComfyUI's clip weights are the whole encoder's
+        clip = clip.with_t5(t5.with_patches(with_patches(t5.patches, _model_as_lora_patches(
+            t5.model, theirs.model, strength, f"{hook.name} (t5xxl)"))))
+    return clip
 
 
 # -- keyframes while sampling -----------------------------------------------------------------
@@ -160,9 +198,12 @@ def clip_with_hook(clip, hook: WeightHook, strength: float):
 class KeyframeClock:
     """The current keyframe of one Keyframes during one sampling run (see the module docstring)."""
 
-    def __init__(self, keyframes: Keyframes, schedule, max_sigma: float):
+    def __init__(self, keyframes: Keyframes, schedule, max_sigma: float, dtype: torch.dtype = torch.float32):
         self.frames = keyframes.frames
-        self.starts = [schedule.percent_to_sigma(f.start_percent) for f in self.frames]
+        # rounded as comparing a Python float with a sigma tensor does: a flow model's 1 - percent
+        # is rarely a float32, and the step at its nearest float32 must count as reached
+        self.starts = [float(torch.tensor(schedule.percent_to_sigma(f.start_percent), dtype=dtype))
+                       for f in self.frames]
         self.max_sigma = max_sigma
         self.index, self.used, self.sigma = 0, 0, None
 
@@ -216,12 +257,39 @@ def clip_schedule(hooks: Hooks) -> list[tuple[tuple[float, float], tuple[float, 
 
 @dataclass(frozen=True)
 class ClipHooks:
-    """SetClipHooks' record on a text encoder: the hooks, whether what it encodes carries them, and
+    """SetClipHooks' record on a text encoder (ComfyUI's forced_hooks, apply_hooks_to_conds and
+    use_clip_schedule): the hooks it encodes with, the hooks what it encodes carries (None: none),
     whether prompts are encoded once per keyframe stretch (else the encoder already holds the
-    hooks' text parts at strength_clip)."""
+    hooks' text parts at strength_clip: `patches`, which a later SetClipHooks takes off again, its
+    hooks replacing these)."""
     hooks: Hooks
-    apply_to_conds: bool = True
+    cond_hooks: Hooks | None = None
     schedule: bool = False
+    patches: tuple = ()
+
+
+def clip_patches(clip) -> tuple:
+    """Every weight patch a text encoder holds: its CLIP towers' and its T5's."""
+    t5 = getattr(clip, "t5", None)
+    towers = getattr(clip, "towers", ())
+    return (*(p for tower in towers for p in tower.patches), *(getattr(t5, "patches", None) or ()))
+
+
+def clip_without(clip, patches: tuple):
+    """`clip` without these patch objects (the ones a SetClipHooks added), other patches kept."""
+    if not patches:
+        return clip
+    drop = {id(p) for p in patches}  # `patches` holds them alive: no id is reused meanwhile
+
+    def keep(held: tuple) -> tuple:
+        return tuple(p for p in held if id(p) not in drop)
+
+    if getattr(clip, "towers", ()):
+        clip = clip.with_towers([tower.with_patches(keep(tower.patches)) for tower in clip.towers])
+    t5 = getattr(clip, "t5", None)
+    if getattr(t5, "patches", None):
+        clip = clip.with_t5(t5.with_patches(keep(t5.patches)))
+    return clip
 
 
 def encode_with_hooks(clip, encode) -> list:
@@ -231,7 +299,7 @@ def encode_with_hooks(clip, encode) -> list:
     clip_hooks = getattr(clip, "hooks", None)
     if clip_hooks is None:
         return [encode(clip)]
-    extra = {"hooks": clip_hooks.hooks} if clip_hooks.apply_to_conds else {}
+    extra = {} if clip_hooks.cond_hooks is None else {"hooks": clip_hooks.cond_hooks}
     if not clip_hooks.schedule:
         cond, options = encode(clip)
         return [(cond, {**options, **extra})]
@@ -250,7 +318,7 @@ class HookSwitch:
 
     def __init__(self, model, schedule, sigmas: torch.Tensor):
         self.model, self.schedule = model, schedule
-        self.max_sigma = float(sigmas.max())
+        self.max_sigma, self.dtype = float(sigmas.max()), sigmas.dtype
         self.clocks: dict[int, KeyframeClock] = {}
         self.cache: dict[tuple, tuple] = {}
         self.current = ((), ())  # the model's own patches: what memory.use put there
@@ -262,7 +330,8 @@ class HookSwitch:
             return 1.0
         clock = self.clocks.get(id(hook.keyframes))
         if clock is None:
-            clock = self.clocks[id(hook.keyframes)] = KeyframeClock(hook.keyframes, self.schedule, self.max_sigma)
+            clock = KeyframeClock(hook.keyframes, self.schedule, self.max_sigma, self.dtype)
+            self.clocks[id(hook.keyframes)] = clock
         return clock.strength(sigma)
 
     def activate(self, hooks: Hooks | None, sigma: torch.Tensor) -> None:
@@ -279,7 +348,7 @@ class HookSwitch:
         if patches is None:
             patches = self.model.patches
             for hook, strength in zip(key, strengths):
-                patches = patches + model_patches(self.model, hook, strength)
+                patches = with_patches(patches, model_patches(self.model, hook, strength))
             self.cache[(key, strengths)] = patches
         self.used[id(patches)] = patches
         if (key, strengths) == self.current:
