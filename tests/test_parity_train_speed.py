@@ -13,6 +13,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_nodes_image_mask import call  # noqa: E402
+from test_training import train_node  # noqa: E402
 
 from graphflow import context  # noqa: E402
 
@@ -68,17 +69,6 @@ def sd1(tmp_path_factory):
     return load_checkpoint(path, device="cpu", dtype=torch.float32).model
 
 
-def train_node(registry, **inputs):
-    """Run TrainLoraNode as the executor does (input_is_list: every input a list)."""
-    cls = registry.get("TrainLoraNode")
-    values = cls.widget_model.model_validate({k: v for k, v in inputs.items()
-                                              if cls.input_specs[k].widget}).model_dump()
-    node = cls.__new__(cls)
-    node.__dict__.update({k: [v] for k, v in values.items()})
-    node.__dict__.update({k: [v] for k, v in inputs.items() if cls.input_specs[k].socket})
-    return node.run()
-
-
 @pytest.mark.parametrize("training_dtype", ["bf16", "fp32"])
 def test_model_with_lora_computes_in_the_training_dtype(builtin_registry, sd1, training_dtype):
     """ComfyUI sets the training dtype as the compute dtype of the clone it trains and returns it as
@@ -89,7 +79,7 @@ def test_model_with_lora_computes_in_the_training_dtype(builtin_registry, sd1, t
     cond = torch.randn(1, 77, sd1.unet.config.context_dim, generator=torch.Generator().manual_seed(3))
     latent = {"samples": torch.randn(1, 4, 4, 4, generator=torch.Generator().manual_seed(2))}
     trained, lora, _, steps = train_node(
-        builtin_registry, model=sd1, latents=latent, positive=[(cond, {})], steps=2, rank=2, optimizer="SGD",
+        builtin_registry, model=[sd1], latents=[latent], positive=[[(cond, {})]], steps=2, rank=2, optimizer="SGD",
         learning_rate=0.5, seed=1, training_dtype=training_dtype, lora_dtype="fp32", gradient_checkpointing=False)
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[training_dtype]
     assert steps == 2 and trained.dtype == dtype and sd1.dtype == torch.float32
@@ -164,8 +154,8 @@ def test_existing_lora_gets_fresh_parts_where_it_has_none_and_trains_in_lora_dty
     write_lora(tmp_folders.models / "loras" / "mine_5_steps_00001_.safetensors", saved)
     cond = torch.randn(1, 77, sd1.unet.config.context_dim, generator=torch.Generator().manual_seed(3))
     _, continued, _, steps = train_node(
-        builtin_registry, model=sd1, latents={"samples": torch.randn(1, 4, 4, 4, generator=g)},
-        positive=[(cond, {})], steps=1, rank=3, optimizer="SGD", learning_rate=1e-4, seed=2,
+        builtin_registry, model=[sd1], latents=[{"samples": torch.randn(1, 4, 4, 4, generator=g)}],
+        positive=[[(cond, {})]], steps=1, rank=3, optimizer="SGD", learning_rate=1e-4, seed=2,
         training_dtype="fp32", lora_dtype="fp32", gradient_checkpointing=False,
         existing_lora="mine_5_steps_00001_.safetensors")
     assert steps == 6
