@@ -473,6 +473,9 @@ def ultimate_upscale(node, image, upscale_model, upscale_by, custom_sampler=None
     from graphflow.sampling.pipeline import sample, sample_custom
 
     _check(node)
+    if node.batch_size > 1 and image.shape[0] > 1:
+        raise NodeInputError("batch_size", f"tiles can be batched for one image only, got {image.shape[0]} images; "
+                                           "use batch_size 1")
     init_size = image.shape[2], image.shape[1]
     pictures = upscale_pictures([image_to_pil(i[..., :3]) for i in image], upscale_model, upscale_by)
     width, height = pictures[0].size
@@ -496,7 +499,7 @@ def ultimate_upscale(node, image, upscale_model, upscale_by, custom_sampler=None
     for group in batches(redraw_jobs(width, height, node), node.batch_size):
         if node.batch_size == 1:
             run_job(pictures, group[0], node, init_size, sample_tile)
-        else:  # the pack's batched redraw takes its first picture only: the others are not redrawn
+        else:
             run_batch(pictures[0], group, node, sample_tile)
         done += len(group)
         progress(done, total)
@@ -539,10 +542,7 @@ _SHARED_DOC = """ Tiles are tile_width × tile_height from the top left; each is
     Half Tile + Intersections (and one on each inner corner), with seam_fix_padding and
     seam_fix_mask_blur, at denoise: the pack sets seam_fix_denoise where its sampler does not read
     it, so it changes nothing there, nor here. Area and mask conditioning, GLIGEN boxes, ControlNet
-    hints and reference latents are cut to each tile's crop, as the pack does. batch_size > 1
-    samples that many redraw tiles of one colour together (one seed, the batch's noise) with the
-    conditioning uncut, and, as the pack, redraws only the first image of a batch (the others are
-    only upscaled and seam-fixed). As the pack, the
+    hints and reference latents are cut to each tile's crop, as the pack does. As the pack, the
     work is on 8-bit pictures: the image and each redrawn tile are truncated to 1/255 steps (255 ×
     value, cast), resized by Pillow's Lanczos and pasted by its 8-bit alpha compositing, so the
     output is in 1/255 steps."""

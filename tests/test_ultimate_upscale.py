@@ -388,10 +388,10 @@ def test_tiles_batch_as_the_pack_batches_them(registry, demo, monkeypatch):
     torch.testing.assert_close(latent, demo["vae"].encode(crops))
     one_by_one = call(registry, "UltimateSDUpscaleNoUpscale", upscaled_image=wide, **tiles_args(demo))
     assert out.shape == one_by_one.shape and (out - one_by_one).abs().max() > 0.01  # the second tile's noise differs
-    # two images: as the pack's batched redraw, the first is redrawn, the second left as it was
-    two = call(registry, "UltimateSDUpscaleNoUpscale", upscaled_image=torch.cat([wide, wide.flip(1)]),
-               **tiles_args(demo, batch_size=2))
-    assert torch.equal(two[:1], out) and torch.equal(two[1:], wide.flip(1))
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "UltimateSDUpscaleNoUpscale", upscaled_image=wide.repeat(2, 1, 1, 1),
+             **tiles_args(demo, batch_size=2))
+    assert e.value.input == "batch_size"
 
 
 def test_controlnet_hints_are_cut_to_the_tile():
@@ -583,12 +583,13 @@ def test_bad_inputs_name_node_and_input(registry, usdu_folders, demo):
     (problem,) = result.problems
     assert (problem.node_id, problem.node_type, problem.input) == ("6", "UltimateSDUpscale", "seam_fix_mode")
     assert "Zigzag" in problem.message and "Half Tile + Intersections" in problem.message
-    # at run time, in a graph: the 64x64 picture upscaled to nothing
-    graph = api_graph()
-    graph["6"]["inputs"]["upscale_by"] = 0.05
+    # at run time, in a graph: two pictures with tiles batched
+    graph = api_graph(no_upscale=True)
+    graph["7"] = {"class_type": "RepeatImageBatch", "inputs": {"image": ["4", 0], "amount": 2}}
+    graph["6"]["inputs"].update(upscaled_image=["7", 0], batch_size=2)
     result = Executor(registry).run(parse_workflow(graph, registry), outputs=["6"])
-    assert not result.ok and result.error["node_type"] == "UltimateSDUpscale"
-    assert result.error["input"] == "upscale_by" and "64x64" in result.error["message"]
+    assert not result.ok and result.error["node_type"] == "UltimateSDUpscaleNoUpscale"
+    assert result.error["input"] == "batch_size" and "2 images" in result.error["message"]
     with pytest.raises(NodeInputError) as e:
         call(registry, "UltimateSDUpscaleNoUpscale", upscaled_image=demo["image"], **tiles_args(demo, vae=None))
     assert e.value.input == "vae"
