@@ -286,6 +286,11 @@ def test_the_image_and_the_upscale_are_8_bit_pictures(registry, demo, tmp_path):
     x4 = call(registry, "ImageUpscaleWithModel", upscale_model=model, image=truncated(image))
     assert x4.shape == (1, 64, 96, 3)
     assert torch.equal(out, as_image(eight_bit(x4).resize((48, 32), Image.LANCZOS)))
+    # without a model: x1.5 of 24x16 is 36x24, rounded to 32x24 (4.5 eights round to even), so
+    # one pass of nearest x2 (48x32), then Lanczos to 32x24
+    out = call(registry, "UltimateSDUpscaleCustomSample", image=image, upscale_by=1.5, **args)
+    want = eight_bit(image).resize((48, 32), Image.NEAREST).resize((32, 24), Image.LANCZOS)
+    assert torch.equal(out, as_image(want))
 
 
 def test_every_image_of_a_batch_is_redrawn_in_one_latent_batch(registry, demo):
