@@ -8,7 +8,8 @@ mask is the rectangle drawn by PIL with inclusive corners (one pixel wider and t
 tile, as the pack draws it); its crop is the mask's bounding box grown by tile_padding, clipped to
 the image, less the last row and column unless they touch the border. With force_uniform_tiles the
 crop is widened to the aspect of the processing size (tile + padding, rounded to 8) and resized to
-it; without, it is widened to multiples of 8. Every tile is sampled with the same seed."""
+it; without, it is widened to multiples of 8. Every tile is sampled with the same seed. As in the
+pack, the pictures are 8-bit (Pillow) between the VAE's encodes and decodes."""
 
 from __future__ import annotations
 
@@ -338,94 +339,108 @@ def crop_conditioning(conditioning, region, init_size, canvas, tile_size):
 
 # -- running ---------------------------------------------------------------------------------
 
-def _lanczos(images, width, height):
-    from graphflow.images import resize_nchw
-    return resize_nchw(images.movedim(-1, 1), width, height, "lanczos").movedim(1, -1)
+def upscale_pictures(pictures, upscale_model, upscale_by):
+    """The pack's upscale of its 8-bit pictures: the upscaler once per pass of upscale_passes (the
+    model, its output truncated to 8 bits again, or nearest by the pass's factor without one),
+    then Lanczos to the canvas size."""
+    from PIL import Image
 
-
-def upscale_image(image, upscale_model, upscale_by):
-    """The pack's upscale: the upscaler once per pass of upscale_passes (the model, or nearest by
-    the pass's factor without one), then Lanczos to the canvas size."""
-    import torch.nn.functional as F
-
+    from graphflow.images import image_to_pil, pil_to_image
     from graphflow.models.upscale import upscale_fitting
 
-    h, w = image.shape[1:3]
+    w, h = pictures[0].size
     width, height = canvas_size(w, h, upscale_by)
     if width < 8 or height < 8:
         raise NodeInputError("upscale_by", f"{upscale_by} makes the {w}x{h} image {width}x{height}; "
                                            "it must be at least 8x8")
     for factor in upscale_passes(math.ceil(max(width, height) / max(w, h))):
         if upscale_model is not None:
-            image = upscale_fitting(upscale_model, image, UPSCALE_TILE, UPSCALE_OVERLAP)
+            pictures = [image_to_pil(upscale_fitting(upscale_model, pil_to_image(p), UPSCALE_TILE, UPSCALE_OVERLAP))
+                        for p in pictures]
         else:
-            image = F.interpolate(image.movedim(-1, 1), scale_factor=factor, mode="nearest").movedim(1, -1)
-    if image.shape[1:3] != (height, width):
-        image = _lanczos(image, width, height)
-    return image
+            pictures = [p.resize((p.width * factor, p.height * factor), Image.NEAREST) for p in pictures]
+    return [p if p.size == (width, height) else p.resize((width, height), Image.LANCZOS) for p in pictures]
 
 
-def _place(image, job, uniform):
-    """(crop region, sampled size) of a job on the image as it is now; None for an empty mask."""
-    height, width = image.shape[1:3]
+def _place(size, job, uniform):
+    """(crop region, sampled size) of a job on a canvas of size (width, height); None for an empty mask."""
+    width, height = size
     box = job.mask.getbbox()
     if box is None:
         return None
     return fit_region(crop_region(box, job.padding, width, height), width, height, job.process_size, uniform)
 
 
-def _tile(image, region, tile_size):
-    x1, y1, x2, y2 = region
-    crop = image[:, y1:y2, x1:x2]
-    return crop if (x2 - x1, y2 - y1) == tile_size else _lanczos(crop, *tile_size)
-
-
-def _paste(image, region, redrawn, job):
-    """The redrawn crop (resized back to the crop's size) over the image through the job's blurred
-    mask, only inside the crop (alpha compositing, as the pack's RGBA paste); in place."""
-    import numpy as np
+def _tiles(pictures, region, tile_size):
+    """The region of each picture, resized (Lanczos) to the sampled size, as one IMAGE batch."""
     import torch
+    from PIL import Image
+
+    from graphflow.images import pil_to_image
+
+    crops = [p.crop(region) for p in pictures]
+    return torch.cat([pil_to_image(c if c.size == tile_size else c.resize(tile_size, Image.LANCZOS)) for c in crops])
+
+
+def _blurred(job):
     from PIL import ImageFilter
+    return job.mask.filter(ImageFilter.GaussianBlur(job.blur)) if job.blur > 0 else job.mask
+
+
+def _paste(picture, region, redrawn, alpha):
+    """One redrawn tile (an IMAGE [H, W, 3], truncated to 8 bits and resized back to the crop's
+    size by Lanczos) alpha-composited over the picture's crop with the blurred mask's crop as its
+    alpha, as the pack's RGBA paste (outside the crop its alpha is 0: nothing changes); in place."""
+    from PIL import Image
+
+    from graphflow.images import image_to_pil
 
     x1, y1, x2, y2 = region
-    if redrawn.shape[1:3] != (y2 - y1, x2 - x1):
-        redrawn = _lanczos(redrawn, x2 - x1, y2 - y1)
-    mask = job.mask.filter(ImageFilter.GaussianBlur(job.blur)) if job.blur > 0 else job.mask
-    alpha = torch.from_numpy(np.asarray(mask, dtype=np.float32)[y1:y2, x1:x2] / 255.0)[None, :, :, None]
-    image[:, y1:y2, x1:x2] = image[:, y1:y2, x1:x2] * (1 - alpha) + redrawn.to(image) * alpha
-    return image
+    tile = image_to_pil(redrawn)
+    if tile.size != (x2 - x1, y2 - y1):
+        tile = tile.resize((x2 - x1, y2 - y1), Image.LANCZOS)
+    tile = tile.convert("RGBA")
+    tile.putalpha(alpha.crop(region))
+    area = picture.crop(region).convert("RGBA")
+    area.alpha_composite(tile)
+    picture.paste(area.convert("RGB"), region[:2])
 
 
-def run_job(image, job, s, init_size, sample_tile):
-    """One img2img over a job's crop, with the conditioning cut to it, pasted back."""
-    placed = _place(image, job, s.force_uniform_tiles)
+def run_job(pictures, job, s, init_size, sample_tile):
+    """One img2img over a job's crop of every picture (one latent batch), with the conditioning cut
+    to it, pasted back into each picture; in place."""
+    width, height = pictures[0].size
+    placed = _place((width, height), job, s.force_uniform_tiles)
     if placed is None:
-        return image
+        return pictures
     region, tile_size = placed
-    canvas = image.shape[2], image.shape[1]
-    positive = crop_conditioning(s.positive, region, init_size, canvas, tile_size)
-    negative = crop_conditioning(s.negative, region, init_size, canvas, tile_size)
-    return _paste(image, region, sample_tile(_tile(image, region, tile_size), positive, negative, job.denoise), job)
+    positive = crop_conditioning(s.positive, region, init_size, (width, height), tile_size)
+    negative = crop_conditioning(s.negative, region, init_size, (width, height), tile_size)
+    redrawn = sample_tile(_tiles(pictures, region, tile_size), positive, negative, job.denoise)
+    alpha = _blurred(job)
+    for picture, tile in zip(pictures, redrawn):
+        _paste(picture, region, tile, alpha)
+    return pictures
 
 
-def run_batch(image, jobs, s, sample_tile):
-    """The pack's batch_size > 1: several redraw tiles cropped from the image as it is, sampled as
+def run_batch(picture, jobs, s, sample_tile):
+    """The pack's batch_size > 1: several redraw tiles cropped from the picture as it is, sampled as
     one latent batch (one seed, so each tile gets its own part of the batch noise), with the
-    conditioning uncut (as the pack's batched path), then pasted in turn."""
+    conditioning uncut (as the pack's batched path), then pasted in turn; in place."""
     import torch
 
-    placed = [(job, _place(image, job, s.force_uniform_tiles)) for job in jobs]
+    placed = [(job, _place(picture.size, job, s.force_uniform_tiles)) for job in jobs]
     placed = [(job, p) for job, p in placed if p is not None]
     if not placed:
-        return image
+        return picture
     if len({p[1] for _, p in placed}) > 1:
         raise NodeInputError("batch_size", "tiles of different sizes can't be sampled in one batch; "
                                            "turn force_uniform_tiles on or use batch_size 1")
-    tiles = torch.cat([_tile(image, region, size) for _, (region, size) in placed])
+    tiles = torch.cat([_tiles([picture], region, size) for _, (region, size) in placed])
     redrawn = sample_tile(tiles, s.positive, s.negative, jobs[0].denoise)
-    for i, (job, (region, _)) in enumerate(placed):
-        image = _paste(image, region, redrawn[i:i + 1], job)
-    return image
+    for (job, (region, _)), tile in zip(placed, redrawn):
+        _paste(picture, region, tile, _blurred(job))
+    return picture
 
 
 def batches(jobs, size):
@@ -449,17 +464,21 @@ def job_count(width, height, s) -> int:
 
 
 def ultimate_upscale(node, image, upscale_model, upscale_by, custom_sampler=None, custom_sigmas=None):
-    """The whole node: upscale, redraw the tiles, fix the seams; progress per tile."""
+    """The whole node: upscale, redraw the tiles, fix the seams; progress per tile. As the pack,
+    on 8-bit pictures: the image truncated to 1/255 steps (255 x value, cast), each redrawn tile
+    too, pasted by Pillow's 8-bit alpha compositing; so the output is in 1/255 steps."""
+    import torch
+
+    from graphflow.images import image_to_pil, pil_to_image
     from graphflow.sampling.pipeline import sample, sample_custom
 
     _check(node)
     if node.batch_size > 1 and image.shape[0] > 1:
         raise NodeInputError("batch_size", f"tiles can be batched for one image only, got {image.shape[0]} images; "
                                            "use batch_size 1")
-    image = image[..., :3].float()
     init_size = image.shape[2], image.shape[1]
-    image = upscale_image(image, upscale_model, upscale_by).clone()  # the tiles are pasted in place
-    height, width = image.shape[1:3]
+    pictures = upscale_pictures([image_to_pil(i[..., :3]) for i in image], upscale_model, upscale_by)
+    width, height = pictures[0].size
     vae = node.vae
 
     def sample_tile(tile, positive, negative, denoise):
@@ -479,16 +498,16 @@ def ultimate_upscale(node, image, upscale_model, upscale_by, custom_sampler=None
     total, done = job_count(width, height, node), 0
     for group in batches(redraw_jobs(width, height, node), node.batch_size):
         if node.batch_size == 1:
-            image = run_job(image, group[0], node, init_size, sample_tile)
+            run_job(pictures, group[0], node, init_size, sample_tile)
         else:
-            image = run_batch(image, group, node, sample_tile)
+            run_batch(pictures[0], group, node, sample_tile)
         done += len(group)
         progress(done, total)
     for job in seam_jobs(width, height, node):
-        image = run_job(image, job, node, init_size, sample_tile)
+        run_job(pictures, job, node, init_size, sample_tile)
         done += 1
         progress(done, total)
-    return image
+    return torch.cat([pil_to_image(p) for p in pictures])
 
 
 def _check(node):
@@ -523,7 +542,10 @@ _SHARED_DOC = """ Tiles are tile_width × tile_height from the top left; each is
     Half Tile + Intersections (and one on each inner corner), with seam_fix_padding and
     seam_fix_mask_blur, at denoise: the pack sets seam_fix_denoise where its sampler does not read
     it, so it changes nothing there, nor here. Area and mask conditioning, GLIGEN boxes, ControlNet
-    hints and reference latents are cut to each tile's crop, as the pack does."""
+    hints and reference latents are cut to each tile's crop, as the pack does. As the pack, the
+    work is on 8-bit pictures: the image and each redrawn tile are truncated to 1/255 steps (255 ×
+    value, cast), resized by Pillow's Lanczos and pasted by its 8-bit alpha compositing, so the
+    output is in 1/255 steps."""
 
 
 class UltimateSDUpscale(Node):
