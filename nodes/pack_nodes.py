@@ -185,13 +185,13 @@ class GetImageSizeAndCount(Node):
 
 def kj_resize_size(ow: int, oh: int, width: int, height: int, keep_proportion: bool, divisible_by: int,
                    reference: tuple[int, int] | None = None) -> tuple[int, int]:
-    """ImageResizeKJ's target size for an ow x oh image: the reference image's size when one is
-    given, else width x height (a 0 side: the image's), or with keep_proportion the largest size
-    of the image's aspect inside it (a 0 side follows the other); then cut down to multiples of
-    divisible_by."""
+    """ImageResizeKJ's target size for an ow x oh image: the reference image's size as it is when
+    one is given (the pack cuts nothing then), else width x height (a 0 side: the image's), or
+    with keep_proportion the largest size of the image's aspect inside it (a 0 side follows the
+    other), cut down to multiples of divisible_by."""
     if reference is not None:
-        width, height = reference
-    elif keep_proportion:
+        return reference
+    if keep_proportion:
         if width == 0 and height != 0:
             width = round(ow * height / oh)
         elif height == 0 and width != 0:
@@ -209,8 +209,8 @@ def kj_resize_size(ow: int, oh: int, width: int, height: int, keep_proportion: b
 class ImageResizeKJ(Node):
     """Resize images as KJNodes' Resize Image (ImageResizeKJ) does: to width x height (a 0 side
     keeps the image's), or with keep_proportion to the largest size of the image's aspect that
-    fits (a 0 side follows the other), or to get_image_size's size when that is connected; the
-    size is then cut down to multiples of divisible_by. Crop "center" crops to the new aspect
+    fits (a 0 side follows the other), the size then cut down to multiples of divisible_by; or to
+    get_image_size's size, as it is, when that is connected. Crop "center" crops to the new aspect
     first instead of stretching. Resampling is ImageScale's. Gives the images with their width
     and height."""
     category = "image/transform"

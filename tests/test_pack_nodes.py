@@ -364,7 +364,7 @@ def test_power_lora_loader_is_written_back_in_the_packs_shape(registry, lora_fol
     ((100, 50), (64, 64), True, 2, None, (64, 32)),  # the largest of the image's aspect inside
     ((100, 50), (0, 30), True, 8, None, (56, 24)),  # a 0 side follows the other (60 x 30), then cut
     ((100, 50), (70, 0), True, 0, None, (70, 35)),
-    ((100, 50), (64, 64), True, 16, (40, 30), (32, 16)),  # the reference's size, keep_proportion aside
+    ((100, 50), (64, 64), True, 16, (40, 30), (40, 30)),  # the reference's size as it is, nothing cut
 ])
 def test_image_resize_kj_size(size, target, keep, divisible_by, reference, want):
     from nodes.pack_nodes import kj_resize_size
