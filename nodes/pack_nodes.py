@@ -88,8 +88,8 @@ def power_lora_rows(text: str) -> list[dict]:
 
 class LoraLoaderStack(Node):
     """Apply up to four LoRAs in turn, each with one strength for both the model and the text
-    encoder, as rgthree's Lora Loader Stack does (a LoRA named "None" is skipped; a strength of 0
-    applies it with no effect, as the pack does)."""
+    encoder, as rgthree's Lora Loader Stack does (a LoRA named "None" or of strength 0 is skipped,
+    its file not even looked for)."""
     category = "loaders"
     model: MODEL
     clip: CLIP
@@ -107,13 +107,13 @@ class LoraLoaderStack(Node):
     @classmethod
     def fingerprint(cls, **widgets):
         return tuple(folders.model_state("loras", widgets[f"lora_0{i}"]) for i in range(1, 5)
-                     if widgets.get(f"lora_0{i}", "None") != "None")
+                     if widgets.get(f"lora_0{i}", "None") != "None" and widgets.get(f"strength_0{i}", 1.0) != 0)
 
     def run(self):
         model, clip = self.model, self.clip
         for i in range(1, 5):
             name, strength = getattr(self, f"lora_0{i}"), getattr(self, f"strength_0{i}")
-            if name != "None":
+            if name != "None" and strength != 0:
                 model, clip = _apply_lora(model, clip, name, strength, strength, f"lora_0{i}")
         return model, clip
 

@@ -2,12 +2,15 @@
 different: KJNodes' ImageResizeKJ, rgthree's Lora Loader Stack and Power Lora Loader,
 ComfyUI_essentials' SimpleMath+."""
 
+import pytest
 import torch
 
+from graphflow.context import NodeInputError
+from graphflow.executor import Executor
 from graphflow.registry import Registry
+from graphflow.workflow import parse_workflow
 from tests.test_nodes_image_mask import call
-
-import pytest
+from tests.test_pack_nodes import CKPT, STACK, lora, lora_folders, weights  # noqa: F401 (a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -24,3 +27,16 @@ def test_image_resize_kj_takes_the_reference_size_without_cutting_it(registry):
     assert (width, height) == (30, 21) and out.shape == (1, 21, 30, 3)
     want = torch.nn.functional.interpolate(image.movedim(-1, 1), size=(21, 30), mode="bilinear").movedim(1, -1)
     assert torch.allclose(out, want)
+
+
+def test_lora_loader_stack_skips_a_row_of_strength_zero_without_reading_its_file(registry, lora_folders):
+    """The pack applies a row only when its LoRA isn't "None" and its strength isn't 0: a
+    zero-strength row naming a file that isn't a LoRA at all is never read."""
+    (lora_folders.models / "loras" / "broken.safetensors").write_bytes(b"not a safetensors file")
+    model, clip = object(), object()
+    rows = {"lora_01": "broken.safetensors", "strength_01": 0.0, "lora_02": "None", "strength_02": 1.0,
+            "lora_03": "broken.safetensors", "strength_03": -0.0}
+    assert call(registry, "LoraLoaderStack", model=model, clip=clip, **rows) == (model, clip)
+    with pytest.raises(NodeInputError, match="broken.safetensors") as caught:  # read once it has a strength
+        call(registry, "LoraLoaderStack", model=model, clip=clip, **rows, lora_04="broken.safetensors")
+    assert caught.value.input == "lora_04"
