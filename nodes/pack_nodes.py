@@ -10,6 +10,7 @@ import ast
 import json
 import math
 import operator
+import os
 import random
 
 from graphflow.api import ANY, CLIP, CONDITIONING, FLOAT, IMAGE, INT, MODEL, Bool, Choice, ComfyAlias, Float, Int, Node, \
@@ -36,7 +37,9 @@ class PowerLoraLoader(Node):
     list of the pack's rows {on, lora, strength, strengthTwo} (its lora_1, lora_2 ... inputs and
     saved row widgets are read into it): a row that is on and has a non-zero strength is applied
     with `strength` to the model and `strengthTwo` (or, when absent or null, `strength`) to the
-    text encoder; without a text encoder connected only the model is changed."""
+    text encoder; without a text encoder connected only the model is changed. A LoRA name that
+    names no file is looked for as the pack does (without its extension, by file name alone, then
+    any file whose path contains it), and skipped with a warning when nothing matches."""
     category = "loaders"
     model: MODEL = None
     clip: CLIP = None
@@ -48,8 +51,9 @@ class PowerLoraLoader(Node):
     @classmethod
     def fingerprint(cls, loras="[]", **widgets):
         try:
-            rows = json.loads(loras)
-            return tuple(folders.model_state("loras", r["lora"]) for r in rows if isinstance(r, dict) and r.get("on"))
+            rows = [r for r in json.loads(loras) if isinstance(r, dict) and r.get("on")]
+            files = [rgthree_lora_file(r["lora"]) for r in rows if isinstance(r.get("lora"), str)]
+            return tuple(folders.model_state("loras", f) for f in files if f is not None)
         except (ValueError, TypeError, KeyError, FileNotFoundError):
             return None  # run() names the problem
 
@@ -64,9 +68,32 @@ class PowerLoraLoader(Node):
                 strength_clip = 0
             elif strength_clip is None:
                 strength_clip = strength_model
-            if row["on"] and (strength_model != 0 or strength_clip != 0) and model is not None:
-                model, clip = _apply_lora(model, clip, row["lora"], strength_model, strength_clip, "loras")
+            if row["on"] and (strength_model != 0 or strength_clip != 0):
+                name = rgthree_lora_file(row["lora"])
+                if name is None:
+                    warn(f"no LoRA file matches {row['lora']!r}: skipped, as the pack skips it")
+                elif model is not None:
+                    if name != row["lora"]:
+                        warn(f"LoRA {row['lora']!r} taken to be {name!r}, as the pack matches names")
+                    model, clip = _apply_lora(model, clip, name, strength_model, strength_clip, "loras")
         return model, clip
+
+
+def rgthree_lora_file(name: str) -> str | None:
+    """The LoRA file rgthree's Power Lora Loader takes for a row's name: that file, else the
+    first whose path without extension, file name, or file name without extension equals the
+    name (as it is, then cut the same way), else the first whose path contains the name; None
+    when none does. So a workflow from a machine keeping its LoRAs in other subfolders still runs."""
+    names = folders.list_models("loras")
+    if name in names:
+        return name
+    stem, base = os.path.splitext, os.path.basename
+    for key in (lambda p: stem(p)[0], base, lambda p: stem(base(p))[0]):
+        keys = [key(n) for n in names]
+        for wanted in (name, key(name)):
+            if wanted in keys:
+                return names[keys.index(wanted)]
+    return next((n for n in names if name in n), None)
 
 
 def power_lora_rows(text: str) -> list[dict]:
@@ -79,10 +106,10 @@ def power_lora_rows(text: str) -> list[dict]:
     if not isinstance(rows, list):
         raise NodeInputError("loras", f"expected a JSON list of LoRA rows, got {type(rows).__name__}")
     rows = [r for r in rows if isinstance(r, dict) and {"on", "lora", "strength"} <= r.keys()]
-    for row in rows:
+    for row in rows:  # a row that is off is never looked at
         strengths = [row["strength"]] + ([row["strengthTwo"]] if row.get("strengthTwo") is not None else [])
-        if not isinstance(row["lora"], str) or not all(isinstance(v, (int, float)) for v in strengths):
-            raise NodeInputError("loras", f"a row needs a file name and numeric strengths, got {row}")
+        if row["on"] and (not isinstance(row["lora"], str) or not all(isinstance(v, (int, float)) for v in strengths)):
+            raise NodeInputError("loras", f"a row that is on needs a file name and numeric strengths, got {row}")
     return rows
 
 

@@ -2,6 +2,8 @@
 different: KJNodes' ImageResizeKJ, rgthree's Lora Loader Stack and Power Lora Loader,
 ComfyUI_essentials' SimpleMath+."""
 
+import json
+
 import pytest
 import torch
 
@@ -40,3 +42,42 @@ def test_lora_loader_stack_skips_a_row_of_strength_zero_without_reading_its_file
     with pytest.raises(NodeInputError, match="broken.safetensors") as caught:  # read once it has a strength
         call(registry, "LoraLoaderStack", model=model, clip=clip, **rows, lora_04="broken.safetensors")
     assert caught.value.input == "lora_04"
+
+
+def power_lora(rows, clip=True):
+    inputs = {"model": ["1", 0], "loras": json.dumps(rows)}
+    if clip:
+        inputs["clip"] = ["1", 1]
+    return {"1": CKPT, "2": {"class_type": "Power Lora Loader (rgthree)", "inputs": inputs}}
+
+
+def run_weights(registry, graph, output):
+    result = Executor(registry).run(parse_workflow(graph, registry), outputs=[output])
+    assert result.ok, (result.problems, result.error)
+    return weights(*result.values[output])
+
+
+@pytest.mark.parametrize("saved_name", [
+    "first",  # without its extension
+    "elsewhere/first.safetensors",  # another machine's subfolder: by file name
+    "elsewhere/first",  # by file name without extension
+    "irs",  # contained in the path ("f-irs-t.safetensors")
+])
+def test_power_lora_loader_finds_a_lora_by_the_packs_looser_names(registry, lora_folders, saved_name):
+    """rgthree looks a row's LoRA up by its exact name, then without extension, then by file name
+    alone (with and without extension), then as any part of a path."""
+    want = run_weights(registry, {"1": CKPT, "2": lora("1", "first.safetensors", 0.7)}, "2")
+    got = run_weights(registry, power_lora([{"on": True, "lora": saved_name, "strength": 0.7}]), "2")
+    for have, expected in zip(got, want):
+        assert all(torch.equal(have[n], expected[n]) for n in have)
+
+
+def test_power_lora_loader_skips_a_lora_that_matches_no_file(registry, lora_folders):
+    """The pack logs a LoRA it can't find and goes on without it; ComfyUI's run gives the image."""
+    rows = [{"on": True, "lora": "gone.safetensors", "strength": 1.0},
+            {"on": True, "lora": "second.safetensors", "strength": -0.5, "strengthTwo": 0.3},
+            {"on": False, "lora": None, "strength": 1.0}]  # an unset row that is off is never read
+    want = {"1": CKPT, "2": lora("1", "second.safetensors", -0.5)}
+    want["2"]["inputs"]["strength_clip"] = 0.3
+    for have, expected in zip(run_weights(registry, power_lora(rows), "2"), run_weights(registry, want, "2")):
+        assert all(torch.equal(have[n], expected[n]) for n in have)
