@@ -309,7 +309,9 @@ def test_power_lora_loader_ui_rows_and_bad_rows(registry, lora_folders):
     graph = {"last_node_id": 2, "last_link_id": 2, "nodes": nodes, "groups": [], "config": {}, "extra": {},
              "links": [[1, 1, 0, 2, 0, "MODEL"], [2, 1, 1, 2, 1, "CLIP"]], "version": 0.4}
     workflow = parse_workflow(graph, registry)
-    assert json.loads(workflow.to_json()["nodes"]["2"]["inputs"]["loras"]) == ROWS
+    # the default "Single Strength" view: the editor sends no strengthTwo (tests/test_parity_packs.py)
+    assert json.loads(workflow.to_json()["nodes"]["2"]["inputs"]["loras"]) == [{**r, "strengthTwo": None}
+                                                                                for r in ROWS]
     assert Executor(registry).run(workflow, outputs=["2"]).ok
     for loras, message in [("[{", "JSON list"), ('{"on": true}', "JSON list"),
                            ('[{"on": true, "lora": "first.safetensors", "strength": "high"}]', "numeric")]:
@@ -331,8 +333,10 @@ def power_lora_ui_graph(widgets):
 
 def test_power_lora_loader_is_written_back_in_the_packs_shape(registry, lora_folders):
     """read -> write -> read is identity: the rows go back as rgthree's row widgets between its
-    header and button widgets, in the UI format (and as lora_1, lora_2 ... in the API format)."""
-    widgets = [{}, {"type": "PowerLoraLoaderHeaderWidget"}, *ROWS, {}, ""]
+    header and button widgets, in the UI format (and as lora_1, lora_2 ... in the API format).
+    In the "Separate Model & Clip" view a null strengthTwo is 1, as the editor sends it."""
+    widgets = [{}, {"type": "PowerLoraLoaderHeaderWidget"}, *[{**r, "strengthTwo": r["strengthTwo"] or 1}
+                                                               for r in ROWS], {}, ""]
     graph = power_lora_ui_graph(widgets)
     written = export_ui(parse_workflow(graph, registry), registry)
     node = next(n for n in written["nodes"] if n["id"] == 2)
@@ -348,7 +352,11 @@ def test_power_lora_loader_is_written_back_in_the_packs_shape(registry, lora_fol
                               "inputs": {"model": ["1", 0], "clip": ["1", 1], "loras": json.dumps(ROWS[2:])}}}
     for made, rows in [(workflow, ROWS[:1]), (parse_workflow(fresh, registry), ROWS[2:])]:
         node = next(n for n in export_ui(made, registry)["nodes"] if n["id"] == 2)
-        assert node["widgets_values"] == [{}, {"type": "PowerLoraLoaderHeaderWidget"}, *rows, {}, ""]
+        # both in the separate view (the saved node's; a strengthTwo of its own), a null one written as strength
+        assert node["properties"]["Show Strengths"] == "Separate Model & Clip"
+        assert node["widgets_values"] == [{}, {"type": "PowerLoraLoaderHeaderWidget"},
+                                          *[{**r, "strengthTwo": r["strengthTwo"] or r["strength"]} for r in rows],
+                                          {}, ""]
         api = export_api(made, registry)["2"]["inputs"]
         assert {k: v for k, v in api.items() if k.startswith("lora_")} == \
             {f"lora_{i}": row for i, row in enumerate(rows, 1)}

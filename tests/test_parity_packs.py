@@ -7,12 +7,13 @@ import json
 import pytest
 import torch
 
+from graphflow.comfy_format import export_ui
 from graphflow.context import NodeInputError
 from graphflow.executor import Executor
 from graphflow.registry import Registry
 from graphflow.workflow import parse_workflow
 from tests.test_nodes_image_mask import call
-from tests.test_pack_nodes import CKPT, STACK, lora, lora_folders, weights  # noqa: F401 (a fixture)
+from tests.test_pack_nodes import CKPT, lora, lora_folders, power_lora_ui_graph, weights  # noqa: F401 (a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +82,44 @@ def test_power_lora_loader_skips_a_lora_that_matches_no_file(registry, lora_fold
     want["2"]["inputs"]["strength_clip"] = 0.3
     for have, expected in zip(run_weights(registry, power_lora(rows), "2"), run_weights(registry, want, "2")):
         assert all(torch.equal(have[n], expected[n]) for n in have)
+
+
+@pytest.mark.parametrize("view, clip_strengths", [
+    (None, (0.7, -0.5)),  # a new node's "Single Strength": the saved strengthTwo is not sent
+    ("Single Strength", (0.7, -0.5)),
+    ("Separate Model & Clip", (1, 0.3)),  # sent, a null one as 1
+])
+def test_power_lora_loader_ui_rows_follow_the_show_strengths_view(registry, lora_folders, view, clip_strengths):
+    """rgthree's editor sends a row's strengthTwo only in its "Separate Model & Clip" view
+    (serializeValue), and then a null one as 1; in the single view the model's strength serves
+    the text encoder too, whatever strengthTwo the file kept."""
+    rows = [{"on": True, "lora": "first.safetensors", "strength": 0.7, "strengthTwo": None},
+            {"on": True, "lora": "second.safetensors", "strength": -0.5, "strengthTwo": 0.3}]
+    graph = power_lora_ui_graph([{}, {"type": "PowerLoraLoaderHeaderWidget"}, *rows, {}, ""])
+    node = graph["nodes"][1]
+    node["properties"] = {} if view is None else {"Show Strengths": view}
+    want = {"1": CKPT, "2": lora("1", "first.safetensors", 0.7), "3": lora("2", "second.safetensors", -0.5)}
+    want["2"]["inputs"]["strength_clip"], want["3"]["inputs"]["strength_clip"] = clip_strengths
+    got = Executor(registry).run(parse_workflow(graph, registry), outputs=["2"])
+    assert got.ok, (got.problems, got.error)
+    for have, expected in zip(weights(*got.values["2"]), run_weights(registry, want, "3")):
+        assert all(torch.equal(have[n], expected[n]) for n in have)
+
+
+def test_power_lora_loader_written_for_the_editor_sends_its_text_encoder_strengths(registry, lora_folders):
+    """A row with a strengthTwo of its own is written with the "Separate Model & Clip" view set
+    (else the editor would drop it), the other rows' null ones as their strength."""
+    graph = power_lora_ui_graph([{}, {"type": "PowerLoraLoaderHeaderWidget"},
+                                 {"on": True, "lora": "first.safetensors", "strength": 0.7}, {}, ""])
+    graph["nodes"][1]["properties"] = {"Show Strengths": "Single Strength"}
+    workflow = parse_workflow(graph, registry)
+    workflow.nodes["2"].inputs["loras"] = json.dumps([
+        {"on": True, "lora": "first.safetensors", "strength": 0.7, "strengthTwo": None},
+        {"on": True, "lora": "second.safetensors", "strength": -0.5, "strengthTwo": 0.3}])
+    node = next(n for n in export_ui(workflow, registry)["nodes"] if n["id"] == 2)
+    assert node["properties"]["Show Strengths"] == "Separate Model & Clip"
+    assert node["widgets_values"][2:4] == [
+        {"on": True, "lora": "first.safetensors", "strength": 0.7, "strengthTwo": 0.7},
+        {"on": True, "lora": "second.safetensors", "strength": -0.5, "strengthTwo": 0.3}]
+    again = parse_workflow(export_ui(workflow, registry), registry)
+    assert again.nodes["2"].inputs["loras"] == json.dumps(node["widgets_values"][2:4])
