@@ -416,27 +416,29 @@ POWER_LIMIT = 10_000  # bigger exponents of whole numbers could take the process
 
 def simple_math(expression: str, names: dict):
     """The value of SimpleMath+'s expression, walked node by node under the pack's grammar:
-    numbers, the names a b c (other names are None), + - * / // ** %, unary - and not,
+    numbers, the names a b c d (other names are None), + - * / // ** %, unary - and not,
     comparisons (1 when all hold, else 0; a chain compares its first operand with each, as
-    the pack does), and/or, min max round sum len, and indexing by a
-    constant; anything else (attributes, strings, lambdas, other calls) counts 0, as in the pack.
-    Nothing is ever evaluated by Python itself."""
+    the pack does), and/or, calls of min max round sum len (keyword arguments left out, other
+    names giving None), and indexing by a constant. Other operators (^, ~, in ...) and calls
+    of anything but a name are errors, as in the pack; other expressions (attributes, strings,
+    lambdas, slices) count 0. Nothing is ever evaluated by Python itself. Deliberately unlike the
+    pack, and/or take more than two operands, and exponents above POWER_LIMIT are refused."""
     def value(node):
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
             return node.value
         if isinstance(node, ast.Name):
             return names.get(node.id)
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        if isinstance(node, ast.BinOp):
             left, right = value(node.left), value(node.right)
             if isinstance(node.op, ast.Pow) and isinstance(right, (int, float)) and abs(right) > POWER_LIMIT:
                 raise ValueError(f"exponent {right} is too big (at most {POWER_LIMIT})")
-            return _BINARY[type(node.op)](left, right)
-        if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-            return _UNARY[type(node.op)](value(node.operand))
+            return _operator(_BINARY, node.op)(left, right)
+        if isinstance(node, ast.UnaryOp):
+            return _operator(_UNARY, node.op)(value(node.operand))
         if isinstance(node, ast.Compare):
             left = value(node.left)
-            for op, right in zip(node.ops, node.comparators):
-                if type(op) not in _COMPARE or not _COMPARE[type(op)](left, value(right)):
+            for op, right in zip(node.ops, node.comparators):  # an operator is looked at once reached
+                if not _operator(_COMPARE, op)(left, value(right)):
                     return 0
             return 1
         if isinstance(node, ast.BoolOp):
@@ -445,8 +447,11 @@ def simple_math(expression: str, names: dict):
             for v in values[1:]:
                 result = (result and v) if isinstance(node.op, ast.And) else (result or v)
             return result
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS \
-                and not node.keywords:
+        if isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Name):
+                raise ValueError(f"only {', '.join(_FUNCTIONS)} can be called")
+            if node.func.id not in _FUNCTIONS:
+                return None
             return _FUNCTIONS[node.func.id](*[value(a) for a in node.args])
         if isinstance(node, ast.Subscript):
             target = value(node.value)
@@ -457,11 +462,18 @@ def simple_math(expression: str, names: dict):
     return value(ast.parse(expression, mode="eval").body)
 
 
+def _operator(table: dict, op):
+    """The function of an operator of SimpleMath+'s grammar; the pack fails on any other."""
+    if type(op) not in table:
+        raise ValueError(f"the operator {type(op).__name__} is not one of SimpleMath's")
+    return table[type(op)]
+
+
 class SimpleMath(Node):
     """Work out a formula of a, b and c, as ComfyUI_essentials' Simple Math does: + - * / // ** %,
-    comparisons, and/or/not, min max round sum len, a[0] indexing; an image or other tensor
-    stands for its shape as a list, text for the number it spells. Gives the value rounded to an
-    integer and as a number (NaN gives 0)."""
+    comparisons, and/or/not, min max round sum len, a[0] indexing (d is 0, as in the pack); an
+    image or other tensor stands for its shape as a list, text for the number it spells. Gives
+    the value rounded to an integer (half to even) and as a number (NaN gives 0)."""
     category = "utils"
     a: ANY = None
     b: ANY = None
@@ -471,7 +483,7 @@ class SimpleMath(Node):
     comfy = ComfyAlias(("SimpleMath+",))
 
     def run(self):
-        names = {}
+        names = {"d": 0.0}  # the pack's function takes a d too, always 0.0
         for name in ("a", "b", "c"):
             given = getattr(self, name)
             if given is None:
@@ -492,9 +504,12 @@ class SimpleMath(Node):
             raise NodeInputError("value", f"{self.value!r} can't be worked out: {e}") from None
         if not isinstance(result, (int, float)):
             raise NodeInputError("value", f"{self.value!r} gives {type(result).__name__}, not a number")
-        result = float(result)
         if math.isnan(result):
             result = 0.0
         if math.isinf(result):
             raise NodeInputError("value", f"{self.value!r} is infinite, which has no integer value")
-        return round(result), result
+        try:
+            number = float(result)
+        except OverflowError:
+            raise NodeInputError("value", f"{self.value!r} is too big for a number") from None
+        return round(result), number  # a whole result rounds exactly, however big

@@ -123,3 +123,32 @@ def test_power_lora_loader_written_for_the_editor_sends_its_text_encoder_strengt
         {"on": True, "lora": "second.safetensors", "strength": -0.5, "strengthTwo": 0.3}]
     again = parse_workflow(export_ui(workflow, registry), registry)
     assert again.nodes["2"].inputs["loras"] == json.dumps(node["widgets_values"][2:4])
+
+
+@pytest.mark.parametrize("expression, expected", [
+    ("d + 1", 1.0),  # the pack's d, always 0.0
+    ("round(2.567, ndigits=2)", 3),  # keyword arguments are left out
+    ("max(a, 2, key=b)", 3),
+    ("1 < 0 in a", 0),  # an unknown operator after a failing comparison is never looked at
+])
+def test_simple_math_follows_the_packs_grammar(expression, expected):
+    from nodes.pack_nodes import simple_math
+
+    assert simple_math(expression, {"a": 3, "b": 1, "c": 0.0, "d": 0.0}) == expected
+
+
+@pytest.mark.parametrize("expression", [
+    "a ^ b", "a | b", "~a", "+a", "1 < a in b", "a @ b",  # operators the pack has no function for
+    "__import__('os').system('true')", "(lambda: 1)()", "a.real()",  # calls of anything but a name
+    "foo() + 1",  # an unknown function gives None
+])
+def test_simple_math_refuses_what_the_pack_fails_on(registry, expression):
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "SimpleMath", value=expression, a=3, b=1)
+    assert caught.value.input == "value"
+
+
+def test_simple_math_rounds_a_big_whole_result_exactly(registry):
+    """The pack rounds the result itself: a whole number past 2**53 stays exact as INT."""
+    assert call(registry, "SimpleMath", value="a * a + 1", a=2**40) == (2**80 + 1, float(2**80))
+    assert call(registry, "SimpleMath", value="d", a=1) == (0, 0.0)
