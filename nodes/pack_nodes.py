@@ -473,7 +473,8 @@ class SimpleMath(Node):
     """Work out a formula of a, b and c, as ComfyUI_essentials' Simple Math does: + - * / // ** %,
     comparisons, and/or/not, min max round sum len, a[0] indexing (d is 0, as in the pack); an
     image or other tensor stands for its shape as a list, text for the number it spells. Gives
-    the value rounded to an integer (half to even) and as a number (NaN gives 0)."""
+    the value rounded to an integer (half to even) and as a number (NaN gives 0), always a float
+    here where the pack passes a whole or true/false result on as it is."""
     category = "utils"
     a: ANY = None
     b: ANY = None
