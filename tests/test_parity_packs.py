@@ -152,3 +152,22 @@ def test_simple_math_rounds_a_big_whole_result_exactly(registry):
     """The pack rounds the result itself: a whole number past 2**53 stays exact as INT."""
     assert call(registry, "SimpleMath", value="a * a + 1", a=2**40) == (2**80 + 1, float(2**80))
     assert call(registry, "SimpleMath", value="d", a=1) == (0, 0.0)
+
+
+def test_image_resize_plus_lanczos_is_pillows_on_8_bit_pictures(registry):
+    """ComfyUI_essentials resizes "lanczos" through ComfyUI's lanczos: each picture to 8 bits
+    (clipped, truncated), Pillow's LANCZOS, back to 0..1; the other methods are plain torch."""
+    import numpy as np
+    from PIL import Image
+
+    image = torch.rand(2, 20, 30, 3, generator=torch.Generator().manual_seed(1)) * 1.2 - 0.1
+    out, width, height = call(registry, "ImageResizePlus", image=image, width=17, height=0, method="keep proportion",
+                              interpolation="lanczos")
+    assert (width, height) == (17, 11)  # 20 * 17 / 30 = 11.33
+    for picture, got in zip(image, out):
+        eight_bit = (picture.numpy() * 255).clip(0, 255).astype(np.uint8)
+        want = np.asarray(Image.fromarray(eight_bit).resize((17, 11), Image.LANCZOS), dtype=np.float32) / 255
+        assert torch.equal(got, torch.from_numpy(want))
+    out, _, _ = call(registry, "ImageResizePlus", image=image, width=17, height=11, interpolation="bicubic")
+    want = torch.nn.functional.interpolate(image.movedim(-1, 1), size=(11, 17), mode="bicubic").movedim(1, -1)
+    assert torch.allclose(out, want.clamp(0, 1))
