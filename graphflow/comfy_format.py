@@ -1110,8 +1110,6 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
                    for spec, role in _widget_slots(order)]
         # A class without widgets keeps what its frontend saved there (the text pysssss's Show Text shows).
         ui_node["widgets_values"] = widgets if widgets or not old else old.get("widgets_values", widgets)
-        if class_type == comfy_pack_nodes.POWER_LORA_LOADER:
-            ui_node["widgets_values"] = comfy_pack_nodes.power_lora_widgets(inputs.get("loras", "[]"))
         # Values of inputs ComfyUI's class lacks (ours: KSampler's noise_mode, tiling sizes) have no
         # place among its positional widgets; they ride in the node's properties, which ComfyUI keeps.
         known = {spec["name"] for spec in order}
@@ -1120,6 +1118,8 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
         properties.pop(EXTRA_PROPERTY, None)
         if extra:
             properties[EXTRA_PROPERTY] = extra
+        if class_type == comfy_pack_nodes.POWER_LORA_LOADER:
+            ui_node["widgets_values"] = comfy_pack_nodes.power_lora_widgets(inputs.get("loras", "[]"), properties)
         ui_node["properties"] = properties
         if not old:
             cls = registry.comfy_node(class_type)

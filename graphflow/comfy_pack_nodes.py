@@ -9,8 +9,10 @@ code does when it builds the API prompt (a backend never sees them):
   the file) or help to navigate, so they are left out.
 - rgthree's Power Lora Loader: its editor turns each LoRA row widget ({on, lora, strength,
   strengthTwo}) into an input lora_1, lora_2 ...; here the rows (the widgets that are such dicts,
-  among the header, divider and button widgets) become the node's one widget, a JSON list;
-  `power_lora_widgets` writes them back as the editor saves them.
+  among the header, divider and button widgets) become the node's one widget, a JSON list. The
+  editor sends a row's strengthTwo (the text encoder's) only when the node's "Show Strengths"
+  property is "Separate Model & Clip", a null one as 1; else the model's strength serves both.
+  `power_lora_widgets` writes the rows back as the editor saves them, with that property.
 - cg-use-everywhere's broadcasters: each linked input of an Everywhere node is sent to every
   unconnected input of the same type in its graph, under the node's restrictions (title and
   input-name regexes, colour), the highest priority winning; a tie connects nothing in ComfyUI
@@ -31,6 +33,7 @@ MUTED, BYPASSED = 2, 4
 SET, GET = "SetNode", "GetNode"
 RGTHREE_REROUTE = "Reroute (rgthree)"
 POWER_LORA_LOADER = "Power Lora Loader (rgthree)"
+SHOW_STRENGTHS, SEPARATE_STRENGTHS = "Show Strengths", "Separate Model & Clip"  # the node's property and view
 # rgthree-comfy's RgthreeBaseVirtualNode subclasses that carry no data
 RGTHREE_VIRTUAL = ("Fast Groups Muter (rgthree)", "Fast Groups Bypasser (rgthree)", "Fast Muter (rgthree)",
                    "Fast Bypasser (rgthree)", "Fast Actions Button (rgthree)", "Bookmark (rgthree)",
@@ -54,7 +57,11 @@ def resolve(nodes: dict[str, dict], links: dict[str, tuple]) -> list[Problem]:
         # one text value: the JSON list itself (as graphflow wrote the node before it wrote the pack's shape)
         if node.get("type") == POWER_LORA_LOADER and isinstance(values, list) and \
                 not (len(values) == 1 and isinstance(values[0], str)):
-            node["widgets_values"] = [json.dumps(_power_lora_rows(values))]
+            properties = node.get("properties") if isinstance(node.get("properties"), dict) else {}
+            separate = properties.get(SHOW_STRENGTHS) == SEPARATE_STRENGTHS
+            rows = [{**row, "strengthTwo": (1 if row.get("strengthTwo") is None else row["strengthTwo"])
+                     if separate else None} for row in _power_lora_rows(values)]
+            node["widgets_values"] = [json.dumps(rows)]
         if node.get("type") == RGTHREE_REROUTE:
             node["type"] = "__forward"
         elif node.get("type") in RGTHREE_VIRTUAL + BROADCASTERS:  # muted or bypassed broadcasters send nothing
@@ -66,18 +73,25 @@ def _power_lora_rows(values: list) -> list[dict]:
     return [v for v in values if isinstance(v, dict) and "lora" in v]  # rgthree's own test for a row
 
 
-def power_lora_widgets(loras) -> list:
+def power_lora_widgets(loras, properties: dict) -> list:
     """The Power Lora Loader's widgets_values as the pack's editor saves them, from the node's
     JSON list of rows (text that is no such list is kept as the one value, for the reader to
-    report)."""
+    report). A row with its own text encoder strength needs the "Separate Model & Clip" view,
+    set in `properties`; in that view a row without one gets the model's strength there."""
     try:
         rows = json.loads(loras) if isinstance(loras, str) else loras
     except ValueError:
         rows = None
     if not isinstance(rows, list):
         return [loras]
+    rows = _power_lora_rows(rows)
+    if any(row.get("strengthTwo") is not None for row in rows):
+        properties[SHOW_STRENGTHS] = SEPARATE_STRENGTHS
+    if properties.get(SHOW_STRENGTHS) == SEPARATE_STRENGTHS:
+        rows = [{**row, "strengthTwo": row.get("strength")} if row.get("strengthTwo") is None else row
+                for row in rows]
     # before the rows a divider and the header, after them a divider and the Add Lora button
-    return [{}, {"type": "PowerLoraLoaderHeaderWidget"}, *_power_lora_rows(rows), {}, ""]
+    return [{}, {"type": "PowerLoraLoaderHeaderWidget"}, *rows, {}, ""]
 
 
 def _scope(node_id: str) -> str:

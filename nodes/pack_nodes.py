@@ -10,6 +10,7 @@ import ast
 import json
 import math
 import operator
+import os
 import random
 
 from graphflow.api import ANY, CLIP, CONDITIONING, FLOAT, IMAGE, INT, MODEL, Bool, Choice, ComfyAlias, Float, Int, Node, \
@@ -36,7 +37,9 @@ class PowerLoraLoader(Node):
     list of the pack's rows {on, lora, strength, strengthTwo} (its lora_1, lora_2 ... inputs and
     saved row widgets are read into it): a row that is on and has a non-zero strength is applied
     with `strength` to the model and `strengthTwo` (or, when absent or null, `strength`) to the
-    text encoder; without a text encoder connected only the model is changed."""
+    text encoder; without a text encoder connected only the model is changed. A LoRA name that
+    names no file is looked for as the pack does (without its extension, by file name alone, then
+    any file whose path contains it), and skipped with a warning when nothing matches."""
     category = "loaders"
     model: MODEL = None
     clip: CLIP = None
@@ -48,8 +51,9 @@ class PowerLoraLoader(Node):
     @classmethod
     def fingerprint(cls, loras="[]", **widgets):
         try:
-            rows = json.loads(loras)
-            return tuple(folders.model_state("loras", r["lora"]) for r in rows if isinstance(r, dict) and r.get("on"))
+            rows = [r for r in json.loads(loras) if isinstance(r, dict) and r.get("on")]
+            files = [rgthree_lora_file(r["lora"]) for r in rows if isinstance(r.get("lora"), str)]
+            return tuple(folders.model_state("loras", f) for f in files if f is not None)
         except (ValueError, TypeError, KeyError, FileNotFoundError):
             return None  # run() names the problem
 
@@ -64,9 +68,32 @@ class PowerLoraLoader(Node):
                 strength_clip = 0
             elif strength_clip is None:
                 strength_clip = strength_model
-            if row["on"] and (strength_model != 0 or strength_clip != 0) and model is not None:
-                model, clip = _apply_lora(model, clip, row["lora"], strength_model, strength_clip, "loras")
+            if row["on"] and (strength_model != 0 or strength_clip != 0):
+                name = rgthree_lora_file(row["lora"])
+                if name is None:
+                    warn(f"no LoRA file matches {row['lora']!r}: skipped, as the pack skips it")
+                elif model is not None:
+                    if name != row["lora"]:
+                        warn(f"LoRA {row['lora']!r} taken to be {name!r}, as the pack matches names")
+                    model, clip = _apply_lora(model, clip, name, strength_model, strength_clip, "loras")
         return model, clip
+
+
+def rgthree_lora_file(name: str) -> str | None:
+    """The LoRA file rgthree's Power Lora Loader takes for a row's name: that file, else the
+    first whose path without extension, file name, or file name without extension equals the
+    name (as it is, then cut the same way), else the first whose path contains the name; None
+    when none does. So a workflow from a machine keeping its LoRAs in other subfolders still runs."""
+    names = folders.list_models("loras")
+    if name in names:
+        return name
+    stem, base = os.path.splitext, os.path.basename
+    for key in (lambda p: stem(p)[0], base, lambda p: stem(base(p))[0]):
+        keys = [key(n) for n in names]
+        for wanted in (name, key(name)):
+            if wanted in keys:
+                return names[keys.index(wanted)]
+    return next((n for n in names if name in n), None)
 
 
 def power_lora_rows(text: str) -> list[dict]:
@@ -79,17 +106,17 @@ def power_lora_rows(text: str) -> list[dict]:
     if not isinstance(rows, list):
         raise NodeInputError("loras", f"expected a JSON list of LoRA rows, got {type(rows).__name__}")
     rows = [r for r in rows if isinstance(r, dict) and {"on", "lora", "strength"} <= r.keys()]
-    for row in rows:
+    for row in rows:  # a row that is off is never looked at
         strengths = [row["strength"]] + ([row["strengthTwo"]] if row.get("strengthTwo") is not None else [])
-        if not isinstance(row["lora"], str) or not all(isinstance(v, (int, float)) for v in strengths):
-            raise NodeInputError("loras", f"a row needs a file name and numeric strengths, got {row}")
+        if row["on"] and (not isinstance(row["lora"], str) or not all(isinstance(v, (int, float)) for v in strengths)):
+            raise NodeInputError("loras", f"a row that is on needs a file name and numeric strengths, got {row}")
     return rows
 
 
 class LoraLoaderStack(Node):
     """Apply up to four LoRAs in turn, each with one strength for both the model and the text
-    encoder, as rgthree's Lora Loader Stack does (a LoRA named "None" is skipped; a strength of 0
-    applies it with no effect, as the pack does)."""
+    encoder, as rgthree's Lora Loader Stack does (a LoRA named "None" or of strength 0 is skipped,
+    its file not even looked for)."""
     category = "loaders"
     model: MODEL
     clip: CLIP
@@ -107,13 +134,13 @@ class LoraLoaderStack(Node):
     @classmethod
     def fingerprint(cls, **widgets):
         return tuple(folders.model_state("loras", widgets[f"lora_0{i}"]) for i in range(1, 5)
-                     if widgets.get(f"lora_0{i}", "None") != "None")
+                     if widgets.get(f"lora_0{i}", "None") != "None" and widgets.get(f"strength_0{i}", 1.0) != 0)
 
     def run(self):
         model, clip = self.model, self.clip
         for i in range(1, 5):
             name, strength = getattr(self, f"lora_0{i}"), getattr(self, f"strength_0{i}")
-            if name != "None":
+            if name != "None" and strength != 0:
                 model, clip = _apply_lora(model, clip, name, strength, strength, f"lora_0{i}")
         return model, clip
 
@@ -185,13 +212,13 @@ class GetImageSizeAndCount(Node):
 
 def kj_resize_size(ow: int, oh: int, width: int, height: int, keep_proportion: bool, divisible_by: int,
                    reference: tuple[int, int] | None = None) -> tuple[int, int]:
-    """ImageResizeKJ's target size for an ow x oh image: the reference image's size when one is
-    given, else width x height (a 0 side: the image's), or with keep_proportion the largest size
-    of the image's aspect inside it (a 0 side follows the other); then cut down to multiples of
-    divisible_by."""
+    """ImageResizeKJ's target size for an ow x oh image: the reference image's size as it is when
+    one is given (the pack cuts nothing then), else width x height (a 0 side: the image's), or
+    with keep_proportion the largest size of the image's aspect inside it (a 0 side follows the
+    other), cut down to multiples of divisible_by."""
     if reference is not None:
-        width, height = reference
-    elif keep_proportion:
+        return reference
+    if keep_proportion:
         if width == 0 and height != 0:
             width = round(ow * height / oh)
         elif height == 0 and width != 0:
@@ -209,8 +236,8 @@ def kj_resize_size(ow: int, oh: int, width: int, height: int, keep_proportion: b
 class ImageResizeKJ(Node):
     """Resize images as KJNodes' Resize Image (ImageResizeKJ) does: to width x height (a 0 side
     keeps the image's), or with keep_proportion to the largest size of the image's aspect that
-    fits (a 0 side follows the other), or to get_image_size's size when that is connected; the
-    size is then cut down to multiples of divisible_by. Crop "center" crops to the new aspect
+    fits (a 0 side follows the other), the size then cut down to multiples of divisible_by; or to
+    get_image_size's size, as it is, when that is connected. Crop "center" crops to the new aspect
     first instead of stretching. Resampling is ImageScale's. Gives the images with their width
     and height."""
     category = "image/transform"
@@ -389,27 +416,29 @@ POWER_LIMIT = 10_000  # bigger exponents of whole numbers could take the process
 
 def simple_math(expression: str, names: dict):
     """The value of SimpleMath+'s expression, walked node by node under the pack's grammar:
-    numbers, the names a b c (other names are None), + - * / // ** %, unary - and not,
+    numbers, the names a b c d (other names are None), + - * / // ** %, unary - and not,
     comparisons (1 when all hold, else 0; a chain compares its first operand with each, as
-    the pack does), and/or, min max round sum len, and indexing by a
-    constant; anything else (attributes, strings, lambdas, other calls) counts 0, as in the pack.
-    Nothing is ever evaluated by Python itself."""
+    the pack does), and/or, calls of min max round sum len (keyword arguments left out, other
+    names giving None), and indexing by a constant. Other operators (^, ~, in ...) and calls
+    of anything but a name are errors, as in the pack; other expressions (attributes, strings,
+    lambdas, slices) count 0. Nothing is ever evaluated by Python itself. Deliberately unlike the
+    pack, and/or take more than two operands, and exponents above POWER_LIMIT are refused."""
     def value(node):
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
             return node.value
         if isinstance(node, ast.Name):
             return names.get(node.id)
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        if isinstance(node, ast.BinOp):
             left, right = value(node.left), value(node.right)
             if isinstance(node.op, ast.Pow) and isinstance(right, (int, float)) and abs(right) > POWER_LIMIT:
                 raise ValueError(f"exponent {right} is too big (at most {POWER_LIMIT})")
-            return _BINARY[type(node.op)](left, right)
-        if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-            return _UNARY[type(node.op)](value(node.operand))
+            return _operator(_BINARY, node.op)(left, right)
+        if isinstance(node, ast.UnaryOp):
+            return _operator(_UNARY, node.op)(value(node.operand))
         if isinstance(node, ast.Compare):
             left = value(node.left)
-            for op, right in zip(node.ops, node.comparators):
-                if type(op) not in _COMPARE or not _COMPARE[type(op)](left, value(right)):
+            for op, right in zip(node.ops, node.comparators):  # an operator is looked at once reached
+                if not _operator(_COMPARE, op)(left, value(right)):
                     return 0
             return 1
         if isinstance(node, ast.BoolOp):
@@ -418,8 +447,11 @@ def simple_math(expression: str, names: dict):
             for v in values[1:]:
                 result = (result and v) if isinstance(node.op, ast.And) else (result or v)
             return result
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS \
-                and not node.keywords:
+        if isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Name):
+                raise ValueError(f"only {', '.join(_FUNCTIONS)} can be called")
+            if node.func.id not in _FUNCTIONS:
+                return None
             return _FUNCTIONS[node.func.id](*[value(a) for a in node.args])
         if isinstance(node, ast.Subscript):
             target = value(node.value)
@@ -430,11 +462,19 @@ def simple_math(expression: str, names: dict):
     return value(ast.parse(expression, mode="eval").body)
 
 
+def _operator(table: dict, op):
+    """The function of an operator of SimpleMath+'s grammar; the pack fails on any other."""
+    if type(op) not in table:
+        raise ValueError(f"the operator {type(op).__name__} is not one of SimpleMath's")
+    return table[type(op)]
+
+
 class SimpleMath(Node):
     """Work out a formula of a, b and c, as ComfyUI_essentials' Simple Math does: + - * / // ** %,
-    comparisons, and/or/not, min max round sum len, a[0] indexing; an image or other tensor
-    stands for its shape as a list, text for the number it spells. Gives the value rounded to an
-    integer and as a number (NaN gives 0)."""
+    comparisons, and/or/not, min max round sum len, a[0] indexing (d is 0, as in the pack); an
+    image or other tensor stands for its shape as a list, text for the number it spells. Gives
+    the value rounded to an integer (half to even) and as a number (NaN gives 0), always a float
+    here where the pack passes a whole or true/false result on as it is."""
     category = "utils"
     a: ANY = None
     b: ANY = None
@@ -444,7 +484,7 @@ class SimpleMath(Node):
     comfy = ComfyAlias(("SimpleMath+",))
 
     def run(self):
-        names = {}
+        names = {"d": 0.0}  # the pack's function takes a d too, always 0.0
         for name in ("a", "b", "c"):
             given = getattr(self, name)
             if given is None:
@@ -465,9 +505,12 @@ class SimpleMath(Node):
             raise NodeInputError("value", f"{self.value!r} can't be worked out: {e}") from None
         if not isinstance(result, (int, float)):
             raise NodeInputError("value", f"{self.value!r} gives {type(result).__name__}, not a number")
-        result = float(result)
         if math.isnan(result):
             result = 0.0
         if math.isinf(result):
             raise NodeInputError("value", f"{self.value!r} is infinite, which has no integer value")
-        return round(result), result
+        try:
+            number = float(result)
+        except OverflowError:
+            raise NodeInputError("value", f"{self.value!r} is too big for a number") from None
+        return round(result), number  # a whole result rounds exactly, however big
