@@ -126,3 +126,169 @@ def test_animate_detected_and_loaded(tmp_path):
     cfg, ours, _, state = pair()
     assert torch.equal(model.unet.motion_encoder.enc.net_app.convs[3].conv2[0].kernel,
                        state["motion_encoder.enc.net_app.convs.3.conv2.0.kernel"])
+
+
+# -- WanAnimateToVideo ------------------------------------------------------------------------------
+
+def fitted(video, width, height):
+    """ComfyUI's common_upscale(..., "area", "center") of IMAGE frames."""
+    from graphflow.images import center_crop_to_aspect, resize_nchw
+
+    return resize_nchw(center_crop_to_aspect(video.movedim(-1, 1), width, height), width, height, "area").movedim(1, -1)
+
+
+def test_wan_animate_to_video_conditioning():
+    """WanAnimateToVideo as ComfyUI's: the reference image's latent first, then the video (the
+    background where given, else grey) through the VAE; the mask fixes the reference frame and follows
+    the character mask (1: generate); the pose video, its last frame held, encoded; the face video at
+    512x512 in [-1, 1], the negative's a blank face (-1); an empty latent one frame longer."""
+    from tests.test_nodes_image_mask import call
+    from tests.test_wan import registry, wan_vae
+
+    gen = torch.Generator().manual_seed(0)
+    cond = [(torch.randn(1, 512, 32), {"a": 1})]
+    vae = wan_vae()
+    reference = torch.rand(1, 40, 48, 3, generator=gen)
+    pose = torch.rand(3, 32, 32, 3, generator=gen)
+    face = torch.rand(9, 40, 40, 3, generator=gen)
+    background = torch.rand(9, 32, 32, 3, generator=gen)
+    character = (torch.rand(9, 32, 32, generator=gen) > 0.5).float()
+    pos, neg, latent, trim_latent, trim_image, offset = call(
+        registry(), "WanAnimateToVideo", positive=cond, negative=cond, vae=vae, width=32, height=32, length=9,
+        batch_size=2, continue_motion_max_frames=5, video_frame_offset=0, reference_image=reference, pose_video=pose,
+        face_video=face, background_video=background, character_mask=character)
+    assert latent["samples"].shape == (2, 16, 4, 4, 4) and latent["samples"].abs().max() == 0
+    assert (trim_latent, trim_image, offset) == (1, 0, 9)
+    want_concat = torch.cat([vae.encode(fitted(reference, 32, 32)), vae.encode(background)], dim=2)
+    held = torch.cat([pose, pose[-1:].expand(6, -1, -1, -1)])
+    want_face = fitted(face, 512, 512).movedim(-1, 0)[None] * 2 - 1
+    assert pos[0][1]["a"] == 1
+    for side in (pos, neg):
+        options = side[0][1]
+        assert torch.allclose(options["concat_latent_image"], want_concat, atol=1e-5)
+        assert torch.allclose(options["pose_video_latent"], vae.encode(held), atol=1e-5)
+        mask = options["concat_mask"]
+        assert mask.shape == (1, 4, 4, 4, 4) and mask[:, :, 0].abs().max() == 0
+        # pixel frame 4 t + c of the character mask (nearest, at latent size) is latent frame t + 1's channel c
+        small = character[:, 4::8, 4::8]  # nearest-exact: pixel 8 i + 4
+        assert torch.equal(mask[0, :, 1:3].transpose(0, 1).flatten(0, 1)[:8], small[:8])
+        assert mask[0, 1:, 3].eq(1).all()  # past the 9 frames of the mask: generate
+    assert pos[0][1]["face_video_pixels"].shape == (1, 3, 9, 512, 512)
+    assert torch.allclose(pos[0][1]["face_video_pixels"], want_face, atol=1e-6)
+    assert neg[0][1]["face_video_pixels"].eq(-1).all()
+
+
+def test_wan_animate_to_video_continue_motion():
+    """A later chunk: the last continue_motion_max_frames frames of the previous one open the video and
+    are kept (mask 0 on their latent frames), the driving videos are read from video_frame_offset less
+    those frames, and the trims and next offset say what to cut and where the next chunk starts."""
+    from tests.test_nodes_image_mask import call
+    from tests.test_wan import registry, wan_vae
+
+    gen = torch.Generator().manual_seed(1)
+    cond = [(torch.randn(1, 512, 32), {})]
+    vae = wan_vae()
+    previous = torch.rand(7, 32, 32, 3, generator=gen)
+    pose = torch.rand(30, 32, 32, 3, generator=gen)
+    pos, _, latent, trim_latent, trim_image, offset = call(
+        registry(), "WanAnimateToVideo", positive=cond, negative=cond, vae=vae, width=32, height=32, length=9,
+        batch_size=1, continue_motion_max_frames=5, video_frame_offset=12, pose_video=pose, continue_motion=previous)
+    assert latent["samples"].shape == (1, 16, 4, 4, 4)
+    assert (trim_latent, trim_image, offset) == (1, 5, 7 + 9)  # 5 kept frames: 2 latent frames, 8 - 3 images
+    video = torch.full((9, 32, 32, 3), 0.5)
+    video[:5] = previous[-5:]
+    want = torch.cat([vae.encode(torch.zeros(1, 32, 32, 3)), vae.encode(video)], dim=2)
+    options = pos[0][1]
+    assert torch.allclose(options["concat_latent_image"], want, atol=1e-5)
+    assert torch.allclose(options["pose_video_latent"], vae.encode(pose[7:16]), atol=1e-5)
+    assert options["concat_mask"][0, :, :3].eq(0).all() and options["concat_mask"][0, :, 3].eq(1).all()
+    # a pose video that has ended by the offset is left out
+    pos, *_ = call(registry(), "WanAnimateToVideo", positive=cond, negative=cond, vae=vae, width=32, height=32,
+                   length=9, batch_size=1, continue_motion_max_frames=5, video_frame_offset=40, pose_video=pose)
+    assert "pose_video_latent" not in pos[0][1]
+
+
+def test_wan_animate_graph_samples_and_matches_diffusers(tmp_folders):
+    """ComfyUI's Wan Animate graph on tiny files: UNETLoader (Animate), CLIPLoader (wan), CLIPVisionEncode
+    of the reference picture, VAELoader, pose and face videos (RepeatImageBatch of pictures),
+    WanAnimateToVideo, KSampler, TrimVideoLatent (trim_latent), VAEDecode. The latent equals two Euler
+    CFG steps of diffusers' WanAnimateTransformer3DModel on [x, 1 - mask x4, the concat latent in model
+    space] with the pose latent (model space), the face video (the negative: -1) and the image tokens."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from graphflow.executor import Executor
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import wan_animate_config, wan_animate_state, write_clip_vision, write_umt5, \
+        write_wan_animate, write_wan_vae
+    from graphflow.workflow import parse_workflow
+    from tests.test_wan import reference_text, reference_umt5, registry
+
+    m = tmp_folders.models
+    for sub in ("diffusion_models", "text_encoders", "vae", "clip_vision"):
+        (m / sub).mkdir()
+    write_wan_animate(m / "diffusion_models" / "Wan2_2-Animate-14B_fp16.safetensors", seed=5, dtype=torch.float32)
+    write_umt5(m / "text_encoders" / "umt5_xxl_fp16.safetensors", seed=1, dtype=torch.float32)
+    write_wan_vae(m / "vae" / "wan_2.1_vae.safetensors", dtype=torch.float32)
+    write_clip_vision(m / "clip_vision" / "clip_vision_h.safetensors", dtype=torch.float32)
+    rng = np.random.default_rng(0)
+    for name, size in (("ref.png", (40, 48)), ("pose.png", (32, 32)), ("face.png", (24, 24))):
+        Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(tmp_folders.inputs / name)
+    graph = {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "Wan2_2-Animate-14B_fp16.safetensors",
+                                                     "weight_dtype": "default"}},
+        "2": {"class_type": "CLIPLoader", "inputs": {"clip_name": "umt5_xxl_fp16.safetensors", "type": "wan"}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "a dancer", "clip": ["2", 0]}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["2", 0]}},
+        "5": {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": "clip_vision_h.safetensors"}},
+        "6": {"class_type": "LoadImage", "inputs": {"image": "ref.png"}},
+        "7": {"class_type": "CLIPVisionEncode", "inputs": {"clip_vision": ["5", 0], "image": ["6", 0], "crop": "none"}},
+        "8": {"class_type": "VAELoader", "inputs": {"vae_name": "wan_2.1_vae.safetensors"}},
+        "13": {"class_type": "LoadImage", "inputs": {"image": "pose.png"}},
+        "14": {"class_type": "RepeatImageBatch", "inputs": {"image": ["13", 0], "amount": 5}},
+        "15": {"class_type": "LoadImage", "inputs": {"image": "face.png"}},
+        "16": {"class_type": "RepeatImageBatch", "inputs": {"image": ["15", 0], "amount": 5}},
+        "9": {"class_type": "WanAnimateToVideo", "inputs": {
+            "positive": ["3", 0], "negative": ["4", 0], "vae": ["8", 0], "clip_vision_output": ["7", 0],
+            "reference_image": ["6", 0], "pose_video": ["14", 0], "face_video": ["16", 0], "width": 32, "height": 32,
+            "length": 5, "batch_size": 1, "continue_motion_max_frames": 5, "video_frame_offset": 0}},
+        "10": {"class_type": "KSampler", "inputs": {"seed": 11, "steps": 2, "cfg": 5.0, "sampler_name": "euler",
+                                                    "scheduler": "simple", "denoise": 1.0, "model": ["1", 0],
+                                                    "positive": ["9", 0], "negative": ["9", 1], "latent_image": ["9", 2]}},
+        "17": {"class_type": "TrimVideoLatent", "inputs": {"samples": ["10", 0], "trim_amount": ["9", 3]}},
+        "11": {"class_type": "VAEDecode", "inputs": {"samples": ["17", 0], "vae": ["8", 0]}},
+        "12": {"class_type": "SaveAnimatedWEBP", "inputs": {"images": ["11", 0], "filename_prefix": "wan_animate",
+                                                            "fps": 16.0, "lossless": False, "quality": 90,
+                                                            "method": "default"}},
+    }
+    reg = registry()
+    result = Executor(reg).run(parse_workflow(graph, reg))
+    assert result.ok, json.dumps([result.error, result.problems], default=str)[:3000]
+    assert result.values["11"][0].shape == (5, 32, 32, 3)
+
+    positive = result.values["9"][0][0][1]
+    vision = result.values["7"][0]
+    theirs = diffusers_animate(wan_animate_config(), wan_animate_state(seed=5))
+    umt5, tokenizer = reference_umt5(m / "text_encoders" / "umt5_xxl_fp16.safetensors")
+    cond, uncond = (reference_text(umt5, tokenizer, graph[n]["inputs"]["text"])[0] for n in ("3", "4"))
+    extra = torch.cat([1 - positive["concat_mask"], WAN21.process_in(positive["concat_latent_image"])], dim=1)
+    assert extra.shape == (1, 20, 3, 4, 4) and extra[:, :4, 0].eq(1).all() and extra[:, :4, 1:].eq(0).all()
+    pose = WAN21.process_in(positive["pose_video_latent"])
+    face = positive["face_video_pixels"]
+    sigma_mid = 8 * 0.5 / (1 + 7 * 0.5)
+    x = initial_noise(torch.zeros(1, 16, 3, 4, 4), 11)
+    for sigma, sigma_next in ((1.0, sigma_mid), (sigma_mid, 0.0)):
+        s = torch.tensor([sigma * 1000])
+        with torch.no_grad():
+            v_cond, v_uncond = (theirs(torch.cat([x, extra], 1), s, c, encoder_hidden_states_image=
+                                       vision.penultimate_hidden_states, pose_hidden_states=pose,
+                                       face_pixel_values=f, return_dict=False)[0]
+                                for c, f in ((cond, face), (uncond, torch.full_like(face, -1.0))))
+        x = x + (v_uncond + 5.0 * (v_cond - v_uncond)) * (sigma_next - sigma)
+    ours = result.values["10"][0]["samples"]
+    want = WAN21.process_out(x)
+    assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
+    assert torch.equal(result.values["17"][0]["samples"], ours[:, :, 1:])

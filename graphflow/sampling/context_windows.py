@@ -318,6 +318,13 @@ def cut_cond(cond, dim: int, window: list[int], x_shape: tuple):
             raise ValueError("context windows over rows or columns can't cut WanCameraImageToVideo's camera "
                              "conditions (pixel-sized rays); use windows over frames or the batch")
         changes["camera_conditions"] = _take(cond.camera_conditions, dim, index, size)
+    if dim >= 2 and (cond.pose_latents is not None or cond.face_pixels is not None):
+        raise ValueError("context windows over frames or pixels can't cut WanAnimateToVideo's pose and face videos; "
+                         "use windows over the batch, or chunks (continue_motion, video_frame_offset)")
+    if dim == 0:  # Wan Animate's driving videos follow a batch window
+        for name in ("pose_latents", "face_pixels"):
+            if getattr(cond, name) is not None:
+                changes[name] = _take(getattr(cond, name), 0, index, size)
     if dim == 0 and cond.clip_fea is not None:
         changes["clip_fea"] = _take(cond.clip_fea, 0, index, size)
     if dim >= 2 and cond.area is not None:
