@@ -11,7 +11,11 @@ model's image tokens (clip_vision_output).
 
 Fun Control-Camera: WanCameraEmbedding turns a preset camera move into each pixel's Plücker ray per
 frame (CameraCtrl's camera; ComfyUI's nodes_camera_trajectory), which WanCameraImageToVideo puts into
-the conditioning (camera_conditions) for the model's camera adapter."""
+the conditioning (camera_conditions) for the model's camera adapter.
+
+Wan 2.2 Animate: WanAnimateToVideo puts the reference image's latent and the (background or grey)
+video in the concat channels, and the pose video's latent and the face video's pixels in the
+conditioning (pose_video_latent, face_video_pixels) for the model's pose and face inputs."""
 
 from __future__ import annotations
 
