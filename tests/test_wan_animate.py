@@ -292,3 +292,25 @@ def test_wan_animate_graph_samples_and_matches_diffusers(tmp_folders):
     want = WAN21.process_out(x)
     assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
     assert torch.equal(result.values["17"][0]["samples"], ours[:, :, 1:])
+
+
+def test_context_windows_cut_the_driving_videos_after_the_reference_frame():
+    """Context windows over frames (ComfyUI's WAN22_Animate slicing): latent frame i takes pose frame
+    i - 1 and face frames 4 (i - 1) .. 4 i - 1, the window's first frame none; batch windows cut the
+    batch; windows over rows can't cut them."""
+    from graphflow.sampling.context_windows import cut_cond
+    from graphflow.sampling.guidance import Cond
+
+    pose = torch.arange(2 * 4.0).reshape(1, 1, 8, 1, 1).expand(2, 16, 8, 4, 4)  # 9 latent frames: 8 after the first
+    faces = torch.arange(2 * 33.0).reshape(2, 1, 33, 1, 1).expand(2, 3, 33, 8, 8)
+    cond = Cond(context=torch.zeros(2, 5, 32), pose_latents=pose, face_pixels=faces)
+    cut = cut_cond(cond, 2, [3, 4, 5], (2, 16, 9, 4, 4))
+    assert cut.pose_latents[0, 0, :, 0, 0].tolist() == [3.0, 4.0]
+    assert cut.face_pixels[0, 0, :, 0, 0].tolist() == list(range(12, 20))
+    cut = cut_cond(cond, 2, [0, 1, 2], (2, 16, 9, 4, 4))
+    assert cut.pose_latents[0, 0, :, 0, 0].tolist() == [0.0, 1.0]
+    assert cut.face_pixels[1, 0, :, 0, 0].tolist() == list(range(33, 41))
+    cut = cut_cond(cond, 0, [1], (2, 16, 9, 4, 4))
+    assert torch.equal(cut.pose_latents, pose[1:]) and torch.equal(cut.face_pixels, faces[1:])
+    with pytest.raises(ValueError, match="rows or columns"):
+        cut_cond(cond, 3, [0, 1], (2, 16, 9, 4, 4))
