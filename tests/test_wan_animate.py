@@ -257,7 +257,8 @@ def test_wan_animate_graph_samples_and_matches_diffusers(tmp_folders):
             "length": 5, "batch_size": 1, "continue_motion_max_frames": 5, "video_frame_offset": 0}},
         "10": {"class_type": "KSampler", "inputs": {"seed": 11, "steps": 2, "cfg": 5.0, "sampler_name": "euler",
                                                     "scheduler": "simple", "denoise": 1.0, "model": ["1", 0],
-                                                    "positive": ["9", 0], "negative": ["9", 1], "latent_image": ["9", 2]}},
+                                                    "positive": ["9", 0], "negative": ["9", 1],
+                                                    "latent_image": ["9", 2]}},
         "17": {"class_type": "TrimVideoLatent", "inputs": {"samples": ["10", 0], "trim_amount": ["9", 3]}},
         "11": {"class_type": "VAEDecode", "inputs": {"samples": ["17", 0], "vae": ["8", 0]}},
         "12": {"class_type": "SaveAnimatedWEBP", "inputs": {"images": ["11", 0], "filename_prefix": "wan_animate",
@@ -314,3 +315,23 @@ def test_context_windows_cut_the_driving_videos_after_the_reference_frame():
     assert torch.equal(cut.pose_latents, pose[1:]) and torch.equal(cut.face_pixels, faces[1:])
     with pytest.raises(ValueError, match="rows or columns"):
         cut_cond(cond, 3, [0, 1], (2, 16, 9, 4, 4))
+
+
+def test_bad_inputs_are_refused_clearly():
+    """A character mask that is not a MASK, and a file whose face adapter count does not fit its depth."""
+    from graphflow.api import NodeInputError
+    from graphflow.models.configs import wan_config_from_state_dict
+    from graphflow.testing import wan_animate_state
+    from tests.test_nodes_image_mask import call
+    from tests.test_wan import registry, wan_vae
+
+    cond = [(torch.zeros(1, 512, 32), {})]
+    with pytest.raises(NodeInputError, match=r"expected a MASK \[frames, H, W\]") as refused:
+        call(registry(), "WanAnimateToVideo", positive=cond, negative=cond, vae=wan_vae(), width=32, height=32,
+             length=5, batch_size=1, continue_motion_max_frames=5, video_frame_offset=0,
+             character_mask=torch.ones(1, 1, 5, 32, 32))
+    assert refused.value.input == "character_mask"
+    shapes = {k: tuple(v.shape) for k, v in wan_animate_state().items()
+              if not k.startswith("face_adapter.fuser_blocks.1.")}
+    with pytest.raises(ValueError, match="needs 2 face adapter blocks, not 1"):
+        wan_config_from_state_dict(shapes)

@@ -753,7 +753,8 @@ def _wan_animate_config(shapes: dict[str, tuple], depth: int) -> dict:
     hidden = shapes["face_encoder.conv2.conv.weight"][0]
     adapters = len({k.split(".")[2] for k in shapes if k.startswith("face_adapter.fuser_blocks.")})
     if adapters != -(-depth // 5):  # one after blocks 0, 5, 10, ... (graphflow.models.wan.FACE_EVERY)
-        raise ValueError(f"a Wan Animate model of {depth} blocks needs {-(-depth // 5)} face adapter blocks, not {adapters}")
+        raise ValueError(f"a Wan Animate model of {depth} blocks needs {-(-depth // 5)} face adapter blocks, "
+                         f"not {adapters}")
     style, motion = shapes["motion_encoder.dec.direction.weight"]
     return dict(
         face_adapter_layers=adapters,

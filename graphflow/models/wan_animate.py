@@ -192,7 +192,8 @@ class FaceBlock(nn.Module):
     def forward(self, x, face):
         """x [B, T S, dim] (T latent frames of S tokens), face [B, T, N, dim] -> [B, T S, dim]."""
         b, frames = face.shape[:2]
-        k, v = self.linear1_kv(F.layer_norm(face, (face.shape[-1],), eps=EPS)).unflatten(-1, (2, self.heads, -1)).unbind(3)
+        kv = self.linear1_kv(F.layer_norm(face, (face.shape[-1],), eps=EPS))
+        k, v = kv.unflatten(-1, (2, self.heads, -1)).unbind(3)  # [B, T, N, heads, d] each
         q = self.linear1_q(F.layer_norm(x, (x.shape[-1],), eps=EPS)).unflatten(-1, (self.heads, -1))
         q, k = self.q_norm(q).to(v.dtype), self.k_norm(k).to(v.dtype)
         q = q.unflatten(1, (frames, -1)).flatten(0, 1)  # [B T, S, heads, d]
