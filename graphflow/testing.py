@@ -17,6 +17,7 @@ Weights are Gaussian, scaled by 1/sqrt(fan_in) so activations stay O(1); norm we
 
 import functools
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -1433,6 +1434,46 @@ def write_wan(path, seed: int = 0, dtype=torch.float16, i2v: bool = False, prefi
     state = wan_state(True, seed, i2v, depth, in_channels, vace, ti2v, ref_in_channels, camera)
     prefix = UNET_PREFIX if prefixed else ""
     save_file({prefix + k: v.to(dtype) for k, v in state.items()}, str(path))
+    return Path(path)
+
+
+def wan_animate_config(scaled_down: bool = True):
+    """Wan 2.2 Animate 14B's transformer config (Wan2_2-Animate-14B: the 14B I2V's, 8 face adapter
+    blocks, the motion encoder for 512x512 faces), or a tiny one: 10 blocks (2 face adapter blocks),
+    the same 512x512 motion encoder 4-8 channels wide, a 64-wide style / motion space and a 32-wide face
+    encoder."""
+    from dataclasses import replace
+
+    if not scaled_down:
+        return replace(wan_config(False, i2v=True), face_adapter_layers=8,
+                       motion_channels=(32, 64, 128, 256, 512, 512, 512, 512))
+    return replace(wan_config(i2v=True, depth=10), face_adapter_layers=2, motion_channels=(4, 8, 8, 8, 8, 8, 8, 8),
+                   motion_style_dim=64, face_hidden_dim=32)
+
+
+def wan_animate_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    """A random tiny Wan 2.2 Animate transformer in the original names (float32). The motion encoder's
+    equalised weights are drawn unit-variance (they are scaled by 1/sqrt(fan-in) when used) and its blur
+    kernels hold the fixed [1, 3, 3, 1] filter, as the released file's do."""
+    from .models.wan import Wan
+
+    with torch.device("meta"):
+        shapes = _module_shapes(Wan(wan_animate_config()))
+    state = random_state(shapes, seed, torch.float32)
+    taps = torch.tensor([1.0, 3.0, 3.0, 1.0])
+    for k, v in state.items():
+        if k.startswith("motion_encoder.") and k.endswith(".kernel"):
+            state[k] = torch.outer(taps, taps) / taps.sum() ** 2
+        elif k.startswith("motion_encoder.") and k.endswith(".weight") and "direction" not in k:
+            state[k] = v * math.prod(v.shape[1:]) ** 0.5
+    return state
+
+
+def write_wan_animate(path, seed: int = 0, dtype=torch.float16) -> Path:
+    """A random tiny Wan 2.2 Animate diffusion model in the original layout, bare as
+    Wan2_2-Animate-14B_fp16.safetensors (ComfyUI's WAN22_Animate: pose_patch_embedding, motion_encoder,
+    face_encoder, face_adapter)."""
+    save_file({k: v.to(dtype) for k, v in wan_animate_state(seed).items()}, str(path))
     return Path(path)
 
 

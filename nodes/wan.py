@@ -11,7 +11,11 @@ model's image tokens (clip_vision_output).
 
 Fun Control-Camera: WanCameraEmbedding turns a preset camera move into each pixel's Plücker ray per
 frame (CameraCtrl's camera; ComfyUI's nodes_camera_trajectory), which WanCameraImageToVideo puts into
-the conditioning (camera_conditions) for the model's camera adapter."""
+the conditioning (camera_conditions) for the model's camera adapter.
+
+Wan 2.2 Animate: WanAnimateToVideo puts the reference image's latent and the (background or grey)
+video in the concat channels, and the pose video's latent and the face video's pixels in the
+conditioning (pose_video_latent, face_video_pixels) for the model's pose and face inputs."""
 
 from __future__ import annotations
 
@@ -41,15 +45,15 @@ def with_options(conditioning, **options):
     return [(cond, {**opts, **options}) for cond, opts in conditioning]
 
 
-def _fit(image, width: int, height: int, name: str):
+def _fit(image, width: int, height: int, name: str, method: str = "bilinear"):
     """IMAGE frames [N, H, W, C] scaled to width x height around the centre (ComfyUI's common_upscale
-    "bilinear", "center"), RGB only."""
+    "bilinear" (or `method`), "center"), RGB only."""
     from graphflow.images import center_crop_to_aspect, resize_nchw
 
     if getattr(image, "ndim", 0) != 4:
         raise NodeInputError(name, f"expected an IMAGE [frames, H, W, C], got {tuple(getattr(image, 'shape', ()))}")
     pixels = image[..., :3].movedim(-1, 1).float()
-    return resize_nchw(center_crop_to_aspect(pixels, width, height), width, height, "bilinear").movedim(1, -1)
+    return resize_nchw(center_crop_to_aspect(pixels, width, height), width, height, method).movedim(1, -1)
 
 
 def _encode(vae, pixels, node: str, channels: int = LATENT_CHANNELS):
@@ -793,3 +797,126 @@ class WanCameraImageToVideo(Node):
             positive = with_options(positive, clip_vision_output=self.clip_vision_output)
             negative = with_options(negative, clip_vision_output=self.clip_vision_output)
         return positive, negative, {"samples": latent}
+
+
+ANIMATE_FACE_SIZE = 512  # the Animate motion encoder's input (ComfyUI's WanAnimateToVideo resizes faces to it)
+
+
+def _from_offset(video, offset: int):
+    """A driving video from frame `offset` on (a later chunk of a long animation), None when it has ended."""
+    return None if video is None or video.shape[0] <= offset else video[offset:]
+
+
+class WanAnimateToVideo(Node):
+    """Start a Wan 2.2 Animate sampling (the reference character moved by a pose video, its face by a
+    face video). The reference image (black without one) is encoded as the first latent frame of
+    the model's image channels, fixed by the mask; the pose video (scaled to width x height, its last
+    frame held to `length`) is encoded for the model's pose input; the face video (scaled to 512x512,
+    in [-1, 1]) goes to the face adapter (the negative gets a blank face, all -1). The rest of the
+    image channels: the background video where given (replace mode: character_mask marks what to
+    generate, 1, against the background kept, 0), else mid-grey; continue_motion (the last
+    continue_motion_max_frames frames of the previous chunk) opens the video and is kept. The driving
+    videos are read from video_frame_offset on. Gives an empty latent one reference frame longer than
+    the video, the latent frames (trim_latent) and pixel frames (trim_image) to cut from the result,
+    and the next chunk's video_frame_offset."""
+    category = "conditioning/video_models"
+    positive: CONDITIONING
+    negative: CONDITIONING
+    vae: VAE
+    width: int = Int(832, min=16, max=MAX_SIZE, step=16)
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    length: int = Int(77, min=1, max=MAX_SIZE, step=4)
+    batch_size: int = Int(1, min=1, max=4096)
+    continue_motion_max_frames: int = Int(5, min=1, max=MAX_SIZE, step=4)
+    video_frame_offset: int = Int(0, min=0, max=MAX_SIZE * 16)
+    clip_vision_output: CLIP_VISION_OUTPUT = None
+    reference_image: IMAGE = None
+    face_video: IMAGE = None
+    pose_video: IMAGE = None
+    background_video: IMAGE = None
+    character_mask: MASK = None
+    continue_motion: IMAGE = None
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT, "trim_latent": INT,
+               "trim_image": INT, "video_frame_offset": INT}
+    comfy = ComfyAlias(("WanAnimateToVideo",), optional=("clip_vision_output", "reference_image", "face_video",
+                                                          "pose_video", "background_video", "character_mask",
+                                                          "continue_motion"))
+
+    def run(self):
+        import torch
+
+        node, width, height, length, offset = "WanAnimateToVideo", self.width, self.height, self.length, \
+            self.video_frame_offset
+        frames = latent_frames(length)
+        reference = self.reference_image if self.reference_image is not None else torch.zeros(1, height, width, 3)
+        reference = _encode(self.vae, _fit(reference[:length], width, height, "reference_image", "area"), node)
+        trim_latent = reference.shape[2]
+        positive, negative = self.positive, self.negative
+
+        video = torch.full((length, height, width, 3), 0.5)
+        motion_latents = 0  # the latent frames continue_motion fills
+        if self.continue_motion is not None:
+            motion = self.continue_motion[-self.continue_motion_max_frames:]
+            offset = max(0, offset - motion.shape[0])  # the kept frames are this chunk's first
+            motion = _fit(motion[-length:], width, height, "continue_motion", "area")
+            video[:motion.shape[0]] = motion
+            motion_latents = latent_frames(motion.shape[0])
+        kept_images = max(0, motion_latents * FRAMES_PER_LATENT - 3)
+
+        if self.clip_vision_output is not None:
+            positive = with_options(positive, clip_vision_output=self.clip_vision_output)
+            negative = with_options(negative, clip_vision_output=self.clip_vision_output)
+        pose = _from_offset(self.pose_video, offset)
+        if pose is not None:
+            pose = _fit(pose[:length], width, height, "pose_video", "area")
+            pose = torch.cat([pose, pose[-1:].expand(length - pose.shape[0], -1, -1, -1)])  # the last pose held
+            pose = _encode(self.vae, pose, node)
+            positive = with_options(positive, pose_video_latent=pose)
+            negative = with_options(negative, pose_video_latent=pose)
+        face = _from_offset(self.face_video, offset)
+        if face is not None:
+            face = _fit(face[:length], ANIMATE_FACE_SIZE, ANIMATE_FACE_SIZE, "face_video", "area") * 2.0 - 1.0
+            face = face.movedim(-1, 0)[None]  # [1, 3, frames, 512, 512]
+            positive = with_options(positive, face_video_pixels=face)
+            negative = with_options(negative, face_video_pixels=torch.full_like(face, -1.0))
+        background = _from_offset(self.background_video, offset)
+        if background is not None:
+            background = _fit(background[:length], width, height, "background_video", "area")
+            if background.shape[0] > kept_images:
+                video[kept_images:background.shape[0]] = background[kept_images:]
+
+        h, w = reference.shape[-2:]
+        generate = torch.ones(1, 1, frames * FRAMES_PER_LATENT, h, w)  # per pixel frame: 1 to generate
+        generate[:, :, :motion_latents * FRAMES_PER_LATENT] = 0.0
+        character = self._character_mask(length, offset, w, h)
+        if character is not None and character.shape[2] > kept_images:
+            generate[:, :, kept_images:character.shape[2]] = character[:, :, kept_images:]
+        concat = torch.cat([reference, _encode(self.vae, video, node)], dim=2)
+        generate = generate.view(1, frames, FRAMES_PER_LATENT, h, w).transpose(1, 2)  # 4 pixel frames a latent's
+        mask = torch.cat([torch.zeros(1, FRAMES_PER_LATENT, trim_latent, h, w), generate], dim=2)
+        positive = with_options(positive, concat_latent_image=concat, concat_mask=mask)
+        negative = with_options(negative, concat_latent_image=concat, concat_mask=mask)
+        latent = torch.zeros(self.batch_size, LATENT_CHANNELS, frames + trim_latent, height // PIXELS_PER_LATENT,
+                             width // PIXELS_PER_LATENT)
+        return positive, negative, {"samples": latent}, trim_latent, kept_images, offset + length
+
+    def _character_mask(self, length: int, offset: int, w: int, h: int):
+        """character_mask [frames, H, W] from the offset (one mask: every frame) at latent size (nearest),
+        [1, 1, frames, h, w]; None without one, or when it has ended."""
+        from graphflow.images import center_crop_to_aspect, resize_nchw
+
+        mask = self.character_mask
+        if mask is None:
+            return None
+        if mask.ndim == 2:
+            mask = mask[None]
+        if mask.ndim != 3:
+            raise NodeInputError("character_mask", f"expected a MASK [frames, H, W], got {tuple(mask.shape)}")
+        if mask.shape[0] == 1:
+            mask = mask.expand(length, -1, -1)
+        elif mask.shape[0] > offset:
+            mask = mask[offset:]
+        else:
+            return None
+        mask = mask[:length, None].float()
+        return resize_nchw(center_crop_to_aspect(mask, w, h), w, h, "nearest-exact").movedim(1, 0)[None]

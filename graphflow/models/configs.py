@@ -686,6 +686,17 @@ class WanConfig:
     vace_in_channels: int = 0  # VACE: vace_patch_embedding's input (96: 32 latent + 64 mask channels)
     ref_in_channels: int = 0  # Wan 2.2 Fun Control: ref_conv's input (the reference image latent's channels)
     camera_in_channels: int = 0  # Wan Fun Control-Camera: control_adapter's input (24: 6 Plücker x 4 frames)
+    # Wan 2.2 Animate (graphflow.models.wan_animate): face adapter blocks (one per 5 main blocks; 0: not Animate),
+    # the motion encoder's conv widths (conv_in's, then each residual block's: 7 blocks for 512x512 faces),
+    # its style width (dec.direction's rows), motion coefficients (20) and linear layers (5), the face
+    # encoder's hidden width (1024) and heads (4)
+    face_adapter_layers: int = 0
+    motion_channels: tuple = ()
+    motion_style_dim: int = 512
+    motion_dim: int = 20
+    motion_fc_layers: int = 5
+    face_hidden_dim: int = 1024
+    face_heads: int = 4
 
     @property
     def head_dim(self) -> int:
@@ -727,7 +738,31 @@ def wan_config_from_state_dict(shapes: dict[str, tuple]) -> WanConfig:
         ref_in_channels=shapes["ref_conv.weight"][1] if "ref_conv.weight" in shapes else 0,
         # the adapter's conv sees 8x8 pixel blocks unshuffled into channels
         camera_in_channels=shapes["control_adapter.conv.weight"][1] // 64 if "control_adapter.conv.weight" in shapes
-        else 0)
+        else 0, **_wan_animate_config(shapes, depth))
+
+
+def _wan_animate_config(shapes: dict[str, tuple], depth: int) -> dict:
+    """Wan 2.2 Animate's extra WanConfig fields from its motion encoder, face encoder and adapter keys
+    (ComfyUI's marker: pose_patch_embedding.weight); {} for other Wans."""
+    if "pose_patch_embedding.weight" not in shapes:
+        return {}
+    convs = "motion_encoder.enc.net_app.convs."
+    blocks = len({k[len(convs):].split(".")[0] for k in shapes if k.startswith(convs)}) - 2  # less conv_in, conv_out
+    if blocks < 1 or "face_encoder.conv2.conv.weight" not in shapes:
+        raise ValueError("a Wan Animate model (pose_patch_embedding) without its motion or face encoder")
+    hidden = shapes["face_encoder.conv2.conv.weight"][0]
+    adapters = len({k.split(".")[2] for k in shapes if k.startswith("face_adapter.fuser_blocks.")})
+    if adapters != -(-depth // 5):  # one after blocks 0, 5, 10, ... (graphflow.models.wan.FACE_EVERY)
+        raise ValueError(f"a Wan Animate model of {depth} blocks needs {-(-depth // 5)} face adapter blocks, "
+                         f"not {adapters}")
+    style, motion = shapes["motion_encoder.dec.direction.weight"]
+    return dict(
+        face_adapter_layers=adapters,
+        motion_channels=(shapes[convs + "0.0.weight"][0],
+                         *(shapes[f"{convs}{i}.conv2.1.weight"][0] for i in range(1, blocks + 1))),
+        motion_style_dim=style, motion_dim=motion,
+        motion_fc_layers=len({k.split(".")[3] for k in shapes if k.startswith("motion_encoder.enc.fc.")}),
+        face_hidden_dim=hidden, face_heads=shapes["face_encoder.conv1_local.conv.weight"][0] // hidden)
 
 
 LUMINA2_MARKER = "cap_embedder.1.weight"  # ComfyUI's test for Lumina 2 (with noise_refiner.0.attention.k_norm.weight)

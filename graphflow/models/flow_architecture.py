@@ -15,7 +15,9 @@ files and ComfyUI's saves, none in diffusion-model-only files):
     Mochi 1 (Genmo)           P blocks.N.{attn.qkv_x,mod_y,mlp_x.w1,...}, pos_frequencies,
                               t5_y_embedder, t5_yproj, x_embedder, final_layer (Genmo's layout)
     Wan 2.1 (Alibaba)         P blocks.N.{self_attn,cross_attn,ffn,modulation,norm3}, patch_embedding,
-                              text_embedding, time_embedding, time_projection, head (+ img_emb: I2V)
+                              text_embedding, time_embedding, time_projection, head (+ img_emb: I2V;
+                              + pose_patch_embedding, motion_encoder, face_encoder, face_adapter:
+                              Wan 2.2 Animate)
     Lumina Image 2.0          P layers.N.{attention.qkv,feed_forward.w1,...}, cap_embedder,
       (Alpha-VLLM)            noise_refiner, context_refiner, t_embedder, x_embedder (the
                               original layout); all-in-one: FLUX's VAE under vae., Gemma-2 2B
@@ -57,7 +59,8 @@ FAMILY_NAMES = {"sd3_medium": "SD3 medium", "sd35_large": "SD3.5 large", "sd35_m
                 "wan_camera": "Wan Fun Control-Camera (camera-controlled image-to-video)",
                 "lumina2": "Lumina Image 2.0",
                 "wan22_ti2v": "Wan 2.2 TI2V 5B (text/image-to-video)",
-                "wan22_i2v": "Wan 2.2 I2V A14B expert (image-to-video without CLIP vision)"}
+                "wan22_i2v": "Wan 2.2 I2V A14B expert (image-to-video without CLIP vision)",
+                "wan22_animate": "Wan 2.2 Animate (character animation from pose and face videos)"}
 # Chroma first: it has FLUX's markers too
 _MARKERS = {"sd3": ("joint_blocks.0.x_block.attn.qkv.weight", "x_embedder.proj.weight"),
             "chroma": ("double_blocks.0.img_attn.qkv.weight", "distilled_guidance_layer.in_proj.weight"),
@@ -122,6 +125,8 @@ def _family(arch: str, config) -> str:
     if arch == "wan":
         if config.out_channels == WAN22.channels:  # ComfyUI's WAN22_T2V (out_dim 48)
             return "wan22_ti2v"
+        if config.face_adapter_layers:  # pose_patch_embedding (ComfyUI's WAN22_Animate)
+            return "wan22_animate"
         if config.vace_layers:
             return "wan_vace"
         if config.camera_in_channels:  # control_adapter (ComfyUI's WAN21_Camera / WAN22_Camera)

@@ -51,6 +51,7 @@ from .mochi import apply_rope, rms_norm
 THETA = 10000.0
 EPS = 1e-6
 CAMERA_UNSHUFFLE = 8  # the camera adapter folds 8x8 pixels into channels: the VAE's downscale
+FACE_EVERY = 5  # Wan Animate: a face adapter block after main blocks 0, 5, 10, ... (ComfyUI's and the original's)
 
 
 def rope(head_dim: int, frames: int, rows: int, columns: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -238,11 +239,20 @@ class Wan(nn.Module):
             self.ref_conv = nn.Conv2d(cfg.ref_in_channels, dim, cfg.patch_size[1:], stride=cfg.patch_size[1:])
         if cfg.camera_in_channels:  # Fun Control-Camera
             self.control_adapter = CameraAdapter(cfg.camera_in_channels, dim, cfg.patch_size[1:])
+        if cfg.face_adapter_layers:  # Wan 2.2 Animate: pose and face inputs (graphflow.models.wan_animate)
+            from .wan_animate import FaceAdapter, FaceEncoder, MotionEncoder
+
+            self.pose_patch_embedding = nn.Conv3d(cfg.latent_channels, dim, cfg.patch_size, stride=cfg.patch_size)
+            self.motion_encoder = MotionEncoder(cfg.motion_channels, cfg.motion_style_dim, cfg.motion_dim,
+                                                cfg.motion_fc_layers)
+            self.face_encoder = FaceEncoder(cfg.motion_style_dim, cfg.face_hidden_dim, cfg.face_heads, dim)
+            self.face_adapter = FaceAdapter(dim, cfg.num_heads, cfg.face_adapter_layers)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, y=None,
                 clip_fea: torch.Tensor | None = None, vace_context: torch.Tensor | None = None,
                 vace_strength=(1.0,), time_dim_concat: torch.Tensor | None = None, reference_latents=None,
-                camera_conditions: torch.Tensor | None = None, **unused) -> torch.Tensor:
+                camera_conditions: torch.Tensor | None = None, pose_latents: torch.Tensor | None = None,
+                face_pixel_values: torch.Tensor | None = None, **unused) -> torch.Tensor:
         """x [B, in_channels, F, H, W] (I2V: the latent and its 20 concat channels); sigma [B] (or
         [B, F*H*W]: sigma x the noise mask per latent pixel, the TI2V 5B's kept start frame);
         context [B, L, text_dim]; y unused (no pooled vector); clip_fea [B, 257, 1280] CLIP
@@ -254,8 +264,11 @@ class Wan(nn.Module):
         last one's tokens go before the video's, at the first frame's positions, the video's one frame
         later, and are cut from the output); camera_conditions [B, camera_in_channels, F, 8H, 8W]
         (Fun Control-Camera models: WanCameraEmbedding's Plücker rays, added to the patch embedding
-        through control_adapter; other models ignore them, as ComfyUI's do) ->
-        velocity [B, out_channels, F, H, W]."""
+        through control_adapter; other models ignore them, as ComfyUI's do); pose_latents [B, 16, F', H, W]
+        (Wan Animate: the pose video's latent, model space, added patch for patch to the video's frames
+        1..F'; the first is the reference image's) and face_pixel_values [B, 3, T, 512, 512] (Wan Animate:
+        the face video in [-1, 1], attended to per latent frame by the face adapter blocks; other models
+        ignore both, as ComfyUI's do) -> velocity [B, out_channels, F, H, W]."""
         cfg = self.config
         b, _, f, h, w = x.shape
         pt, ph, pw = cfg.patch_size
@@ -280,6 +293,9 @@ class Wan(nn.Module):
                                  f"for the latent {tuple(x.shape)} (whole patches, no appended frames)")
             cams = self.control_adapter(camera_conditions.to(x.device, self.control_adapter.conv.weight.dtype))
             hidden = hidden + cams.to(x.dtype)
+        faces = None
+        if cfg.face_adapter_layers:
+            hidden, faces = self._animate_inputs(hidden, pose_latents, face_pixel_values, pad, time_dim_concat)
         hidden = hidden.flatten(2).transpose(1, 2)
         if sigma.dim() == 2:  # per latent pixel (a noise mask): each frame's mean (ComfyUI's WAN22 process_timestep)
             if pt != 1:
@@ -317,6 +333,8 @@ class Wan(nn.Module):
         video = hidden
         for i, block in enumerate(self.blocks):
             hidden = block(hidden, e6, context, pe, image_tokens)
+            if faces is not None and i % FACE_EVERY == 0:
+                hidden = hidden + self.face_adapter.fuser_blocks[i // FACE_EVERY](hidden, faces)
             if i in after:
                 for k in range(len(hints)):
                     skip, hints[k] = self.vace_blocks[after[i]](hints[k], video, e6, context, pe, image_tokens)
@@ -327,3 +345,25 @@ class Wan(nn.Module):
         out = out.reshape(b, *grid, pt, ph, pw, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
         out = out.reshape(b, -1, grid[0] * pt, grid[1] * ph, grid[2] * pw)
         return out[:, :, :f, :h, :w]
+
+    def _animate_inputs(self, hidden, pose_latents, faces, pad, time_dim_concat):
+        """Wan Animate: the pose latent's patches added to the video's from its second frame on, and the
+        face video's tokens per latent frame ([B, frames, heads + 1, dim]; None without a face video)."""
+        from .wan_animate import face_tokens
+
+        frames = hidden.shape[2]
+        if (pose_latents is not None or faces is not None) and time_dim_concat is not None:
+            raise ValueError("Wan Animate's pose and face inputs can't be used with appended frames (time_dim_concat)")
+        if pose_latents is not None:
+            pose = self.pose_patch_embedding(F.pad(pose_latents, pad[:4]).to(self.pose_patch_embedding.weight.dtype))
+            if pose.shape[0] != hidden.shape[0] or pose.shape[3:] != hidden.shape[3:]:
+                raise ValueError(f"pose_latents {tuple(pose_latents.shape)} must have the latent's batch and size")
+            n = min(pose.shape[2], frames - 1)  # ComfyUI's: a shorter or longer pose video fits what it can
+            hidden = torch.cat([hidden[:, :, :1], hidden[:, :, 1:n + 1] + pose[:, :, :n].to(hidden.dtype),
+                                hidden[:, :, n + 1:]], dim=2)
+        if faces is None:
+            return hidden, None
+        if faces.ndim != 5 or faces.shape[1] != 3:
+            raise ValueError(f"face_pixel_values must be [B, 3, frames, H, W], got {tuple(faces.shape)}")
+        tokens = face_tokens(self.motion_encoder, self.face_encoder, faces.to(hidden.dtype), frames)
+        return hidden, tokens

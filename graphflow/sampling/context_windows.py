@@ -300,6 +300,25 @@ def _take(t, dim: int, index: torch.Tensor, size: int):
     return t.index_select(dim, index.to(t.device))
 
 
+def _animate_window(cond, window: list[int], size: int) -> dict:
+    """Wan Animate's driving videos for a window of latent frames, as ComfyUI's WAN22_Animate cuts them:
+    they start at the second latent frame (the first is the reference image's), so the window's first
+    frame gets none and latent frame i takes pose frame i - 1 and face frames 4 (i - 1) to 4 i - 1.
+    A pose latent of another length than the video's, or a window left empty, is passed whole."""
+    out = {}
+    frames = [i - 1 for i in window[1:] if i >= 1]
+    if not frames:
+        return out
+    pose, faces = cond.pose_latents, cond.face_pixels
+    if pose is not None and pose.shape[2] == size - 1:
+        out["pose_latents"] = pose[:, :, frames]
+    if faces is not None:
+        picked = [4 * i + k for i in frames for k in range(4) if 4 * i + k < faces.shape[2]]
+        if picked:
+            out["face_pixels"] = faces[:, :, picked]
+    return out
+
+
 def cut_cond(cond, dim: int, window: list[int], x_shape: tuple):
     """A conditioning entry (guidance.Cond) for the window's cut of a latent of shape x_shape."""
     size = x_shape[dim]
@@ -318,6 +337,15 @@ def cut_cond(cond, dim: int, window: list[int], x_shape: tuple):
             raise ValueError("context windows over rows or columns can't cut WanCameraImageToVideo's camera "
                              "conditions (pixel-sized rays); use windows over frames or the batch")
         changes["camera_conditions"] = _take(cond.camera_conditions, dim, index, size)
+    if dim > 2 and (cond.pose_latents is not None or cond.face_pixels is not None):
+        raise ValueError("context windows over rows or columns can't cut WanAnimateToVideo's pose and face videos; "
+                         "use windows over frames or the batch")
+    if dim == 0:  # Wan Animate's driving videos follow a batch window
+        for name in ("pose_latents", "face_pixels"):
+            if getattr(cond, name) is not None:
+                changes[name] = _take(getattr(cond, name), 0, index, size)
+    if dim == 2:
+        changes.update(_animate_window(cond, window, size))
     if dim == 0 and cond.clip_fea is not None:
         changes["clip_fea"] = _take(cond.clip_fea, 0, index, size)
     if dim >= 2 and cond.area is not None:

@@ -210,7 +210,8 @@ class FlowDenoiser:
                  frame_rate: float | None = None, keyframe_positions: torch.Tensor | None = None,
                  clip_fea: torch.Tensor | None = None, vace_context: torch.Tensor | None = None,
                  vace_strength: tuple = (), time_dim_concat: torch.Tensor | None = None,
-                 camera_conditions: torch.Tensor | None = None) -> torch.Tensor:
+                 camera_conditions: torch.Tensor | None = None, pose_latents: torch.Tensor | None = None,
+                 face_pixels: torch.Tensor | None = None) -> torch.Tensor:
         dtype = self.model.dtype
         xc = x if concat is None else torch.cat([x, concat.to(x.device, x.dtype)], dim=1)
         kwargs = {}
@@ -228,6 +229,10 @@ class FlowDenoiser:
             kwargs["time_dim_concat"] = time_dim_concat.to(x.device, dtype)
         if camera_conditions is not None:  # Wan Fun Control-Camera: Plücker rays for its control_adapter
             kwargs["camera_conditions"] = camera_conditions.to(x.device, dtype)
+        if pose_latents is not None:  # Wan Animate: the pose video's latent for its pose_patch_embedding
+            kwargs["pose_latents"] = pose_latents.to(x.device, dtype)
+        if face_pixels is not None:  # Wan Animate: the face video for its motion and face encoders
+            kwargs["face_pixel_values"] = face_pixels.to(x.device, dtype)
         if attention_mask is not None:
             if getattr(self.model, "arch", None) != "flux":
                 raise ValueError("an attention mask (StyleModelApply's attn_bias) needs a FLUX model")

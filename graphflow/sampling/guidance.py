@@ -93,6 +93,8 @@ class Cond:
     vace_strength: tuple = ()  # one per VACE input
     time_dim_concat: torch.Tensor | None = None  # [B, C, T', h, w] Phantom-Wan subject frames, model space
     camera_conditions: torch.Tensor | None = None  # [B, 24, T, 8h, 8w] Wan Fun Control-Camera's Plücker rays
+    pose_latents: torch.Tensor | None = None  # [B, 16, T - 1, h, w] Wan Animate's pose video latent, model space
+    face_pixels: torch.Tensor | None = None  # [B, 3, frames, 512, 512] Wan Animate's face video in [-1, 1]
 
     def active(self, sigma: torch.Tensor) -> bool:
         if self.sigma_start is None and self.sigma_end is None:
@@ -287,6 +289,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             **_vace(model, options, x_shape, device),
             time_dim_concat=_time_dim_concat(model, options, batch, device),
             camera_conditions=_camera_conditions(model, options, batch, device),
+            **_animate(model, options, batch, device),
         ))
     return out
 
@@ -323,6 +326,25 @@ def _camera_conditions(model, options: dict, batch: int, device) -> torch.Tensor
         raise ValueError(f"WanCameraImageToVideo: camera_conditions must be WanCameraEmbedding's [1, "
                          f"{cfg.camera_in_channels}, frames, height, width], got {tuple(getattr(rays, 'shape', ()))}")
     return repeat_to_batch(rays.float(), batch).to(device)
+
+
+def _animate(model, options: dict, batch: int, device) -> dict:
+    """A Wan Animate model's driving inputs, as ComfyUI's WAN22_Animate passes them: the conditioning's
+    "pose_video_latent" (WanAnimateToVideo's raw latent) in model space and "face_video_pixels" as
+    they are; other models ignore them, as ComfyUI's do."""
+    cfg = getattr(getattr(model, "unet", None), "config", None)
+    if getattr(model, "arch", None) != "wan" or not getattr(cfg, "face_adapter_layers", 0):
+        return {}
+    out = {}
+    pose, faces = options.get("pose_video_latent"), options.get("face_video_pixels")
+    if pose is not None:
+        out["pose_latents"] = repeat_to_batch(model.latent_format.process_in(pose.float()), batch).to(device)
+    if faces is not None:
+        if not torch.is_tensor(faces) or faces.ndim != 5 or faces.shape[1] != 3:
+            raise ValueError(f"WanAnimateToVideo: face_video_pixels must be [1, 3, frames, 512, 512], got "
+                             f"{tuple(getattr(faces, 'shape', ()))}")
+        out["face_pixels"] = repeat_to_batch(faces.float(), batch).to(device)
+    return out
 
 
 def _vace(model, options: dict, x_shape: tuple, device) -> dict:
@@ -546,7 +568,8 @@ def _can_batch(a, b) -> bool:
     for ta, tb in ((ca.y, cb.y), (ca.concat, cb.concat), (ca.guidance, cb.guidance),
                    (ca.control_context, cb.control_context), (ca.prior, cb.prior), (ca.clip_fea, cb.clip_fea),
                    (ca.vace_context, cb.vace_context), (ca.time_dim_concat, cb.time_dim_concat),
-                   (ca.camera_conditions, cb.camera_conditions)):
+                   (ca.camera_conditions, cb.camera_conditions), (ca.pose_latents, cb.pose_latents),
+                   (ca.face_pixels, cb.face_pixels)):
         if (ta is None) != (tb is None) or (ta is not None and ta.shape != tb.shape):
             return False
     sa, sb = ca.context.shape, cb.context.shape
@@ -681,6 +704,10 @@ def _predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tens
             extra["time_dim_concat"] = torch.cat([b[3].time_dim_concat for b in batch])
         if batch[0][3].camera_conditions is not None:
             extra["camera_conditions"] = torch.cat([b[3].camera_conditions for b in batch])
+        if batch[0][3].pose_latents is not None:
+            extra["pose_latents"] = torch.cat([b[3].pose_latents for b in batch])
+        if batch[0][3].face_pixels is not None:
+            extra["face_pixels"] = torch.cat([b[3].face_pixels for b in batch])
         if batch[0][3].references:
             extra["reference_latents"] = [torch.cat(refs) for refs in zip(*(b[3].references for b in batch))]
             extra["reference_method"] = batch[0][3].reference_method
