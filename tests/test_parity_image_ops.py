@@ -98,3 +98,19 @@ def test_empty_image_levels_are_the_colour_bytes_over_255(builtin_registry):
     out = call(builtin_registry, "EmptyImage", width=2, height=1, batch_size=1, color=0x01FE80)
     assert out.dtype == torch.float32
     assert torch.equal(out[0, 0, 0], torch.tensor(np.array([1, 254, 128]) / 255, dtype=torch.float32))
+
+
+def test_lanczos_resizes_two_channels_as_one_grey_alpha_picture(builtin_registry):
+    # ComfyUI hands Pillow the [H, W, 2] bytes, which make an "LA" picture: Pillow resizes it with
+    # the grey premultiplied by the alpha, so grey under a transparent alpha does not bleed out.
+    rng = np.random.default_rng(5)
+    levels = rng.integers(0, 256, (7, 9, 2), dtype=np.uint8)
+    levels[:, :4, 1] = 0  # the left part fully transparent
+    image = torch.from_numpy((levels.astype(np.float32) + 0.5) / 255)[None]  # truncates back to `levels`
+    out = call(builtin_registry, "ImageScale", image=image, upscale_method="lanczos", width=13, height=5,
+               crop="disabled")
+    expected = np.asarray(Image.fromarray(levels, "LA").resize((13, 5), Image.Resampling.LANCZOS), dtype=np.float32)
+    assert torch.equal(out[0], torch.from_numpy(expected / 255))
+    one_by_one = [np.asarray(Image.fromarray(levels[..., c], "L").resize((13, 5), Image.Resampling.LANCZOS))
+                  for c in range(2)]
+    assert not np.array_equal(np.stack(one_by_one, -1), expected.astype(np.uint8))  # the old way differs
