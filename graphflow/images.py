@@ -48,8 +48,9 @@ def resize_nchw(x: torch.Tensor, width: int, height: int, method: str) -> torch.
     common_upscale does, so imported graphs give its pixels: plain (not antialiased) torch
     interpolation, unclamped (bicubic overshoots 0..1 at sharp edges), and Lanczos through Pillow
     on 8-bit pictures (values clipped to 0..1 and truncated to 1/255 steps first, as ComfyUI's
-    `lanczos` does). Three or four channels are resized as one RGB or RGBA picture, as ComfyUI
-    hands them to Pillow (which premultiplies RGBA by its alpha); other counts channel by channel."""
+    `lanczos` does). Two, three or four channels are resized as one LA, RGB or RGBA picture, as
+    ComfyUI hands them to Pillow (which premultiplies LA and RGBA by their alpha); other counts
+    channel by channel (one channel, where ComfyUI's Pillow call fails)."""
     if method == "lanczos":
         return pil_resize(x, width, height, "LANCZOS")
     if method in ("bilinear", "bicubic", "nearest-exact", "area"):
@@ -60,13 +61,13 @@ def resize_nchw(x: torch.Tensor, width: int, height: int, method: str) -> torch.
 def pil_resize(x: torch.Tensor, width: int, height: int, resample: str = "LANCZOS") -> torch.Tensor:
     """Resize an NCHW tensor through Pillow with one of its filters (LANCZOS, BICUBIC, HAMMING,
     BILINEAR, BOX, NEAREST) on 8-bit pictures: values clipped to 0..1 and truncated to 1/255
-    steps first, as torchvision's ToPILImage (and ComfyUI's `lanczos`) make them. Three or four
-    channels are resized as one RGB or RGBA picture; other counts channel by channel."""
+    steps first, as torchvision's ToPILImage (and ComfyUI's `lanczos`) make them. Two, three or
+    four channels are resized as one LA, RGB or RGBA picture; other counts channel by channel."""
     filter_ = Image.Resampling[resample]
     out = torch.empty(x.shape[0], x.shape[1], height, width, dtype=x.dtype)
     levels = (x.float().cpu().numpy() * 255.0).clip(0, 255).astype(np.uint8)
     for b in range(x.shape[0]):
-        if x.shape[1] in (3, 4):
+        if x.shape[1] in (2, 3, 4):  # Pillow's LA, RGB, RGBA from the array's shape, as ComfyUI's
             picture = Image.fromarray(np.ascontiguousarray(levels[b].transpose(1, 2, 0)))
             resized = np.asarray(picture.resize((width, height), filter_), dtype=np.float32)
             out[b] = torch.from_numpy(resized / 255.0).movedim(-1, 0)

@@ -2,7 +2,9 @@
 along an axis, interpolate by direction and length, and the batch's seed behaviour.
 
 LATENTs here are image latents, [B, C, h, w] (see nodes/latent.py); concat, cut, interpolate and
-the seed behaviour also take video latents [B, C, frames, h, w], as ComfyUI's do. As in ComfyUI,
+the seed behaviour also take video latents [B, C, frames, h, w], as ComfyUI's do. Crop, flip and
+rotate take them too and, as ComfyUI's, work on axes 2 and 3, which for a video latent are the
+frames and the rows (so ComfyUI's graphs give ComfyUI's latents). As in ComfyUI,
 crop, flip, rotate and cut leave a noise mask as it is (the sampler stretches it over the new
 latent), so an imported graph masks the same latent pixels as ComfyUI's."""
 
@@ -29,7 +31,8 @@ class LatentCrop(Node):
     latents, in whole latent pixels (8 image pixels). As in ComfyUI the corner is moved in so that
     at least 64 pixels remain right of and below it (for a latent under 64 pixels that puts it
     before the start, counted from the end as Python does); the rectangle is cut off at the edges.
-    A noise mask is left whole, as in ComfyUI."""
+    A noise mask is left whole, as in ComfyUI. On a video latent [B, C, frames, h, w] it cuts, as
+    ComfyUI's does, axes 2 and 3: y and height pick frames (8 per latent pixel), x and width rows."""
     category = "latent/transform"
     samples: LATENT
     width: int = Int(512, min=64, max=MAX_SIZE, step=8)
@@ -51,8 +54,8 @@ class LatentCrop(Node):
         return Estimate(Size(size.batch, 8 * max(1, rows), 8 * max(1, columns)))
 
     def run(self):
-        x = _samples(self.samples, "samples")
-        h, w = x.shape[2:]
+        x = _samples(self.samples, "samples", video=True)
+        h, w = x.shape[2], x.shape[3]  # ComfyUI's axes 2 and 3 (frames and rows of a video latent)
         left, top = _corner(self.x, self.y, w, h)
         width, height = self.width // 8, self.height // 8
         return _with_samples(self.samples, x[:, :, top:top + height, left:left + width].clone())
@@ -66,7 +69,8 @@ def _corner(x: int, y: int, w: int, h: int) -> tuple[int, int]:
 
 class LatentFlip(Node):
     """Mirror the latents: upside down (x-axis) or left to right (y-axis), as ImageFlip does images.
-    A noise mask is left unflipped, as in ComfyUI."""
+    A noise mask is left unflipped, as in ComfyUI. On a video latent [B, C, frames, h, w] the
+    flips are ComfyUI's, on axes 2 and 3: x-axis reverses the frames, y-axis turns it upside down."""
     category = "latent/transform"
     samples: LATENT
     flip_method: str = Choice(list(FLIPS), "x-axis: vertically")
@@ -75,13 +79,15 @@ class LatentFlip(Node):
 
     def run(self):
         import torch
-        dim = -2 if FLIPS[self.flip_method] == 1 else -1
-        return _with_samples(self.samples, torch.flip(_samples(self.samples, "samples"), dims=[dim]))
+        x = _samples(self.samples, "samples", video=True)
+        dim = 2 if FLIPS[self.flip_method] == 1 else 3  # ComfyUI's axes, whatever the latent's rank
+        return _with_samples(self.samples, torch.flip(x, dims=[dim]))
 
 
 class LatentRotate(Node):
     """Turn the latents clockwise by a multiple of 90 degrees, as ImageRotate does images. A noise
-    mask is left unturned, as in ComfyUI."""
+    mask is left unturned, as in ComfyUI. On a video latent [B, C, frames, h, w] it turns, as
+    ComfyUI's does, the plane of axes 2 and 3 (frames and rows)."""
     category = "latent/transform"
     samples: LATENT
     rotation: str = Choice(list(ROTATIONS), "none")
@@ -97,8 +103,8 @@ class LatentRotate(Node):
 
     def run(self):
         import torch
-        x = _samples(self.samples, "samples")
-        # from the width axis towards the height axis: clockwise on screen
+        x = _samples(self.samples, "samples", video=True)
+        # from the width axis towards the height axis: clockwise on screen (axes 3 and 2, as ComfyUI)
         return _with_samples(self.samples, torch.rot90(x, k=ROTATIONS[self.rotation], dims=[3, 2]).clone())
 
 
