@@ -37,3 +37,47 @@ def test_sampling_nodes_tell_the_network_comfyuis_timestep(builtin_registry, arc
     patched = call(builtin_registry, node, model=model, **widgets)
     assert _told_sigma(patched, patched.model_sampling) == pytest.approx(0.75 * ratio, rel=1e-6)
     assert _told_sigma(model, None) == pytest.approx(0.75, rel=1e-6)  # the family's own sampling: as it was
+
+
+# --- CLIPLoader / DualCLIPLoader: which files each type takes ---------------------------------------
+
+@pytest.fixture
+def text_encoder_files(tmp_folders):
+    from graphflow.testing import write_text_encoder
+
+    folder = tmp_folders.models / "text_encoders"
+    folder.mkdir(parents=True)
+    for kind in ("clip_l", "clip_g", "t5xxl"):
+        write_text_encoder(folder / f"{kind}.safetensors", kind, dtype=torch.float32)
+    return folder
+
+
+def _run_loader(registry, class_type, inputs):
+    from graphflow.executor import Executor
+    from graphflow.workflow import parse_workflow
+
+    result = Executor(registry).run(parse_workflow({"1": {"class_type": class_type, "inputs": inputs}}), outputs=["1"])
+    return result
+
+
+@pytest.mark.parametrize("class_type, inputs", [
+    ("DualCLIPLoader", {"clip_name1": "clip_l.safetensors", "clip_name2": "t5xxl.safetensors", "type": "sdxl"}),
+    ("CLIPLoader", {"clip_name": "t5xxl.safetensors", "type": "stable_diffusion"}),
+])
+def test_clip_only_types_name_a_t5_file_given_to_them(builtin_registry, text_encoder_files, class_type, inputs):
+    """ComfyUI's sdxl / stable_diffusion types build CLIP towers (a T5 file given to them makes no
+    SDXL CLIP); the error names the file, what it holds and the types that take it."""
+    result = _run_loader(builtin_registry, class_type, inputs)
+    assert result.status == "error"
+    message = result.error["message"]
+    assert "t5xxl.safetensors holds a T5-XXL" in message and "flux" in message, message
+
+
+def test_unsupported_types_are_refused_by_name(builtin_registry, text_encoder_files):
+    """Types of families graphflow has no model for (hidream, hunyuan_video, ...) stop before running."""
+    for class_type, inputs in [("CLIPLoader", {"clip_name": "t5xxl.safetensors", "type": "hidream"}),
+                               ("DualCLIPLoader", {"clip_name1": "clip_l.safetensors",
+                                                   "clip_name2": "t5xxl.safetensors", "type": "hunyuan_video"})]:
+        result = _run_loader(builtin_registry, class_type, inputs)
+        assert result.status == "invalid" and result.problems[0].input == "type"
+        assert inputs["type"] in result.problems[0].message

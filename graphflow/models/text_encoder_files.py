@@ -158,6 +158,17 @@ def _read_one(path: Path, name: str, device, dtype):
         return components(f, *_device_dtype(device, dtype))[name]
 
 
+def _only_clip_towers(path: Path, clip_type: str) -> None:
+    """stable_diffusion / sdxl build CLIP towers alone: a T5 or Gemma file is named as such."""
+    with WeightFile(path) as f:
+        held = ("a T5-XXL" if t5_prefix(f.shapes) is not None else "a Gemma-2 2B" if gemma2_prefix(f.shapes) == ""
+                else None)
+    if held is not None:
+        takes = "CLIP-L + CLIP-G" if clip_type == "sdxl" else "one CLIP-L (SD1), ViT-H (SD2) or CLIP-G (SDXL refiner)"
+        raise CheckpointError(f"{path.name} holds {held} text encoder; type {clip_type} takes {takes} files (T5-XXL: "
+                              f"types sd3, flux, chroma, pixart, ltxv, mochi, cosmos, wan; Gemma-2: lumina2)")
+
+
 def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
     """The CLIP, and for SD3/FLUX the file each of its encoders came from (by COMPONENT_PREFIXES' names)."""
     if clip_type in ("stable_diffusion", "sdxl"):
@@ -167,6 +178,8 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
                     return _standalone_tower(f.shapes, f.config()).name
                 except CheckpointError:
                     return ""
+        for path in paths:
+            _only_clip_towers(path, clip_type)
         paths = sorted(paths, key=lambda p: tower_name(p) != "clip_l")  # CLIP-L first, whatever the node's order
         clip = load_text_encoder(paths, arch="sdxl" if clip_type == "sdxl" else None, device=device, dtype=dtype)
         return clip, ({tower.name: path for tower, path in zip(clip.towers, paths)} if len(paths) > 1 else {})
