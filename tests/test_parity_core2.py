@@ -81,3 +81,37 @@ def test_unsupported_types_are_refused_by_name(builtin_registry, text_encoder_fi
         result = _run_loader(builtin_registry, class_type, inputs)
         assert result.status == "invalid" and result.problems[0].input == "type"
         assert inputs["type"] in result.problems[0].message
+
+
+# --- CLIPAttentionMultiply on Lumina 2's Gemma-2 -----------------------------------------------------
+
+def test_clip_attention_multiply_scales_gemmas_q_k_v_as_comfyuis_name_match(builtin_registry, tmp_path):
+    """ComfyUI scales every CLIP weight ending self_attn.q_proj / k_proj / v_proj / out_proj: Gemma-2's
+    q, k and v projections match (its output projection is o_proj: `out` changes nothing)."""
+    from safetensors.torch import load_file, save_file
+
+    from graphflow.models.text_encoder_files import load_text_encoders
+    from graphflow.testing import write_gemma2
+
+    path = write_gemma2(tmp_path / "gemma.safetensors", dtype=torch.float32)
+    scaled = load_file(str(path))
+    for key in scaled:
+        for proj, factor in (("q_proj", 1.3), ("k_proj", 0.7), ("v_proj", 1.2)):
+            if key.endswith(f"self_attn.{proj}.weight"):
+                scaled[key] = scaled[key] * factor
+    save_file(scaled, str(tmp_path / "scaled.safetensors"))
+    gemma, by_hand = (load_text_encoders(p, "lumina2", device="cpu", dtype=torch.float32)
+                      for p in (path, tmp_path / "scaled.safetensors"))
+    before = gemma.encode("a red fox")[0]
+    patched = call(builtin_registry, "CLIPAttentionMultiply", clip=gemma, q=1.3, k=0.7, v=1.2, out=0.5)
+    torch.testing.assert_close(patched.encode("a red fox")[0], by_hand.encode("a red fox")[0], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(before, by_hand.encode("a red fox")[0], atol=1e-3)
+    torch.testing.assert_close(gemma.encode("a red fox")[0], before)  # the input CLIP is unchanged
+    # the scaled weights are what CLIPSave writes and what a merge starts from
+    from graphflow.models.checkpoint_save import text_encoder_states
+
+    saved = text_encoder_states(patched)["gemma2_2b"][0]
+    key = next(k for k in saved if k.endswith("layers.0.self_attn.q_proj.weight"))
+    torch.testing.assert_close(saved[key], scaled[key])
+    merged = call(builtin_registry, "CLIPMergeSimple", clip1=patched, clip2=gemma, ratio=1.0)
+    torch.testing.assert_close(merged.encode("a red fox")[0], by_hand.encode("a red fox")[0], rtol=1e-5, atol=1e-5)
