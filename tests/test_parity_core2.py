@@ -60,17 +60,24 @@ def _run_loader(registry, class_type, inputs):
     return result
 
 
-@pytest.mark.parametrize("class_type, inputs", [
-    ("DualCLIPLoader", {"clip_name1": "clip_l.safetensors", "clip_name2": "t5xxl.safetensors", "type": "sdxl"}),
-    ("CLIPLoader", {"clip_name": "t5xxl.safetensors", "type": "stable_diffusion"}),
-])
-def test_clip_only_types_name_a_t5_file_given_to_them(builtin_registry, text_encoder_files, class_type, inputs):
-    """ComfyUI's sdxl / stable_diffusion types build CLIP towers (a T5 file given to them makes no
-    SDXL CLIP); the error names the file, what it holds and the types that take it."""
-    result = _run_loader(builtin_registry, class_type, inputs)
+def test_sdxl_type_names_a_t5_file_given_to_it(builtin_registry, text_encoder_files):
+    """DualCLIPLoader's sdxl builds CLIP-L + CLIP-G (a T5 file makes no SDXL CLIP): the error names
+    the file, what it holds and the types that take it."""
+    result = _run_loader(builtin_registry, "DualCLIPLoader", {"clip_name1": "clip_l.safetensors",
+                                                              "clip_name2": "t5xxl.safetensors", "type": "sdxl"})
     assert result.status == "error"
     message = result.error["message"]
     assert "t5xxl.safetensors holds a T5-XXL" in message and "flux" in message, message
+
+
+def test_cliploader_default_type_on_a_t5_file_gives_mochis_encoder(builtin_registry, text_encoder_files):
+    """ComfyUI's CLIPLoader builds a T5 v1.1 file under a type naming no T5 (stable_diffusion, its
+    default) as Mochi's T5-XXL encoder: the same conditioning as type mochi."""
+    default, mochi = (call(builtin_registry, "LoadTextEncoder", clip_name="t5xxl.safetensors", type=t)
+                      for t in ("stable_diffusion", "mochi"))
+    assert default.arch == "mochi"
+    a, b = default.encode("a red fox")[0], mochi.encode("a red fox")[0]
+    assert a.shape == b.shape and torch.equal(a, b)
 
 
 def test_unsupported_types_are_refused_by_name(builtin_registry, text_encoder_files):
