@@ -122,3 +122,35 @@ def test_clip_attention_multiply_scales_gemmas_q_k_v_as_comfyuis_name_match(buil
     torch.testing.assert_close(saved[key], scaled[key])
     merged = call(builtin_registry, "CLIPMergeSimple", clip1=patched, clip2=gemma, ratio=1.0)
     torch.testing.assert_close(merged.encode("a red fox")[0], by_hand.encode("a red fox")[0], rtol=1e-5, atol=1e-5)
+
+
+# --- InstructPixToPixConditioning on SDXL models ----------------------------------------------------
+
+@pytest.mark.parametrize("edm_v_file", [False, True])
+def test_sdxl_ip2p_takes_the_scaled_latent_only_from_an_edm_v_file(edm_v_file):
+    """ComfyUI's SDXL_instructpix2pix feeds the image latent raw (diffusers' SDXL InstructPix2Pix) and
+    scaled (latent_format.process_in) only for model type V_PREDICTION_EDM, which a file's
+    edm_vpred marker sets when it is read (CosXL edit)."""
+    from sampling_fakes import FakeModel, prompt
+
+    from graphflow.models.latent_formats import SDXL
+    from graphflow.sampling import sample
+
+    model = FakeModel(lambda x, t, c, y: torch.zeros_like(x[:, :4]), latent_format=SDXL, in_channels=8)
+    model.arch, model.edm_v_file = "sdxl", edm_v_file
+    image = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    positive = [(c, {**o, "concat_latent_image": image}) for c, o in prompt(0.1)]
+    sample(model, 0, 1, 1.0, "euler", "normal", positive, prompt(0.0), {"samples": torch.zeros(1, 4, 8, 8)})
+    fed = model.unet.calls[0]["x"][:, 4:]
+    torch.testing.assert_close(fed, SDXL.process_in(image) if edm_v_file else image)
+
+
+def test_an_edm_v_marked_sdxl_file_is_read_as_comfyuis_v_prediction_edm_type(tmp_path):
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.testing import write_checkpoint
+
+    marker = {"edm_vpred.sigma_max": torch.tensor(120.0), "edm_vpred.sigma_min": torch.tensor(0.002)}
+    plain, marked = (load_checkpoint(write_checkpoint(tmp_path / f"{n}.safetensors", "sdxl",
+                                                      extra=extra), device="cpu").model
+                     for n, extra in (("plain", None), ("marked", marker)))
+    assert not plain.edm_v_file and marked.edm_v_file
