@@ -154,3 +154,32 @@ def test_an_edm_v_marked_sdxl_file_is_read_as_comfyuis_v_prediction_edm_type(tmp
                                                       extra=extra), device="cpu").model
                      for n, extra in (("plain", None), ("marked", marker)))
     assert not plain.edm_v_file and marked.edm_v_file
+
+
+# --- CLIPMerge* across families: by encoder name -----------------------------------------------------
+
+def test_clip_merges_merge_the_encoders_both_have_by_name(builtin_registry, tmp_path, caplog):
+    """ComfyUI's CLIPMerge* patch clip1's weights with clip2's of the same key (clip_l.*, clip_g.*):
+    SDXL's CLIP-L merges into an SD1 CLIP, and an SDXL CLIP keeps its CLIP-G when merged with SD1's."""
+    from graphflow.models.text_encoder_files import load_text_encoders
+    from graphflow.testing import write_text_encoder
+
+    files = {name: write_text_encoder(tmp_path / f"{name}.safetensors", name.rstrip("2"), seed=seed,
+                                      dtype=torch.float32)
+             for seed, name in enumerate(("clip_l", "clip_g", "clip_l2"))}
+    sdxl = load_text_encoders([files["clip_l"], files["clip_g"]], "sdxl", device="cpu", dtype=torch.float32)
+    sd1 = load_text_encoders([files["clip_l2"]], "stable_diffusion", device="cpu", dtype=torch.float32)
+    params = lambda clip, name: dict(next(t for t in clip.towers if t.name == name).model.named_parameters())  # noqa: E731
+    with caplog.at_level("WARNING"):
+        merged = call(builtin_registry, "CLIPMergeSimple", clip1=sd1, clip2=sdxl, ratio=0.3)
+    assert "clip2's clip_g unused" in caplog.text
+    assert merged.arch == "sd1" and [t.name for t in merged.towers] == ["clip_l"]
+    l_sd1, l_xl = params(sd1, "clip_l"), params(sdxl, "clip_l")
+    for name, p in params(merged, "clip_l").items():
+        torch.testing.assert_close(p, 0.3 * l_sd1[name] + 0.7 * l_xl[name], msg=name)
+    back = call(builtin_registry, "CLIPMergeSubtract", clip1=sdxl, clip2=sd1, multiplier=2.0)
+    for name, p in params(back, "clip_l").items():
+        torch.testing.assert_close(p, 2.0 * (l_xl[name] - l_sd1[name]), msg=name)
+    g, g_back = params(sdxl, "clip_g"), params(back, "clip_g")
+    assert all(torch.equal(g_back[name], g[name]) for name in g)  # no clip_g in clip2: as it was
+    merged.encode("a red fox")  # a working SD1 text encoder
