@@ -169,7 +169,9 @@ def test_clip_merges_merge_the_encoders_both_have_by_name(builtin_registry, tmp_
              for seed, name in enumerate(("clip_l", "clip_g", "clip_l2"))}
     sdxl = load_text_encoders([files["clip_l"], files["clip_g"]], "sdxl", device="cpu", dtype=torch.float32)
     sd1 = load_text_encoders([files["clip_l2"]], "stable_diffusion", device="cpu", dtype=torch.float32)
-    params = lambda clip, name: dict(next(t for t in clip.towers if t.name == name).model.named_parameters())  # noqa: E731
+    def params(clip, name):
+        return dict(next(t for t in clip.towers if t.name == name).model.named_parameters())
+
     with caplog.at_level("WARNING"):
         merged = call(builtin_registry, "CLIPMergeSimple", clip1=sd1, clip2=sdxl, ratio=0.3)
     assert "clip2's clip_g unused" in caplog.text

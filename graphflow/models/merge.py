@@ -103,7 +103,8 @@ def merge_clips(clip1: TextEncoder, clip2: TextEncoder, factors: Factors) -> Tex
     if isinstance(clip1, GemmaTextEncoder) or isinstance(clip2, GemmaTextEncoder):  # Lumina 2: one network
         if not (isinstance(clip1, GemmaTextEncoder) and isinstance(clip2, GemmaTextEncoder)):
             raise MergeError(f"can't merge a {clip1.arch} text encoder with a {clip2.arch} one")
-        model = merge_modules(clip1.model, clip2.model, factors, "text encoder gemma2_2b", (clip1.patches, clip2.patches))
+        model = merge_modules(clip1.model, clip2.model, factors, "text encoder gemma2_2b",
+                              (clip1.patches, clip2.patches))
         merged = copy.copy(clip1).with_patches(())
         merged.model = model
         return merged

@@ -514,7 +514,8 @@ def wan_concat(options: dict, denoise_mask: torch.Tensor | None, latent_format, 
     return torch.cat([image[:, :index], mask, image[:, index:]], dim=1)
 
 
-def ip2p_concat(options: dict, arch: str, latent_format, shape: tuple, device, edm_v_file: bool = False) -> torch.Tensor:
+def ip2p_concat(options: dict, arch: str, latent_format, shape: tuple, device,
+                edm_v_file: bool = False) -> torch.Tensor:
     """The C extra input channels of an InstructPix2Pix or Stable Zero123 UNet: the encoded input image
     ("concat_latent_image", InstructPixToPixConditioning's option) resized to the latent, zeros
     without one. The raw VAE latent (as diffusers' pipelines feed it), but for an SDXL model read
