@@ -185,3 +185,22 @@ def test_clip_merges_merge_the_encoders_both_have_by_name(builtin_registry, tmp_
     g, g_back = params(sdxl, "clip_g"), params(back, "clip_g")
     assert all(torch.equal(g_back[name], g[name]) for name in g)  # no clip_g in clip2: as it was
     merged.encode("a red fox")  # a working SD1 text encoder
+
+
+# --- CLIPTextEncodeSDXL on an SD3 text encoder ----------------------------------------------------------
+
+def test_clip_text_encode_sdxl_on_sd3_fills_clip_l_from_text_l_and_the_rest_from_text_g(builtin_registry,
+                                                                                         text_encoder_files):
+    """ComfyUI's node tokenizes text_g with the CLIP's tokenizer (SD3's: CLIP-L, CLIP-G and T5 parts)
+    and puts text_l's CLIP-L part in: CLIPTextEncodeSD3 with clip_l = text_l, clip_g = t5xxl = text_g,
+    empty prompts encoded (empty_padding "empty_prompt")."""
+    sd3 = call(builtin_registry, "LoadTripleTextEncoders", clip_name1="t5xxl.safetensors",
+               clip_name2="clip_l.safetensors", clip_name3="clip_g.safetensors")
+    for text_l, text_g in (("a red fox", "a fox in the snow, " * 6), ("", "a cat")):
+        got = call(builtin_registry, "CLIPEncodeSDXL", clip=sd3, width=832, height=1216, crop_w=0, crop_h=0,
+                   target_width=832, target_height=1216, text_g=text_g, text_l=text_l)
+        want = call(builtin_registry, "CLIPTextEncodeSD3", clip=sd3, clip_l=text_l, clip_g=text_g, t5xxl=text_g,
+                    empty_padding="empty_prompt")
+        assert torch.equal(got[0][0], want[0][0])
+        assert torch.equal(got[0][1]["pooled_output"], want[0][1]["pooled_output"])
+        assert got[0][1]["width"] == 832 and got[0][1]["target_height"] == 1216
