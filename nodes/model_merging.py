@@ -161,7 +161,8 @@ ModelMergeFlux1 = _block_merge_node(
     "ModelMergeFlux1", """Merge two FLUX.1 models (dev, schnell, fine-tunes) with one ratio per
     transformer block (ratio 1 = model1's weights): model1 * ratio + model2 * (1 - ratio). Inputs are
     the input embedders, the 19 double-stream blocks, the 38 single-stream blocks and the final
-    layer.""", _FLUX_BLOCKS, ("ModelMergeFlux1",), ("flux",))
+    layer. Chroma models merge too (as in ComfyUI, by the same block names; Chroma's
+    distilled_guidance_layer follows img_in).""", _FLUX_BLOCKS, ("ModelMergeFlux1",), ("flux", "chroma"))
 ModelMergeSD3_2B = _block_merge_node(
     "ModelMergeSD3_2B", """Merge two SD3 Medium (2B) models with one ratio per MM-DiT block
     (ratio 1 = model1's weights): model1 * ratio + model2 * (1 - ratio). Inputs are the embedders,

@@ -204,3 +204,38 @@ def test_clip_text_encode_sdxl_on_sd3_fills_clip_l_from_text_l_and_the_rest_from
         assert torch.equal(got[0][0], want[0][0])
         assert torch.equal(got[0][1]["pooled_output"], want[0][1]["pooled_output"])
         assert got[0][1]["width"] == 832 and got[0][1]["target_height"] == 1216
+
+
+# --- ModelMergeFlux1 on Chroma ----------------------------------------------------------------------
+
+def test_model_merge_flux1_merges_chroma_by_comfyuis_prefixes(builtin_registry, tmp_path):
+    """ComfyUI's per-block merges match parameter names with no check of the family: Chroma's
+    double_blocks / single_blocks / final_layer take their inputs' ratios, what no input names
+    (distilled_guidance_layer.*) the first input's (img_in)."""
+    from safetensors.torch import load_file
+
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.testing import write_chroma
+
+    paths = [write_chroma(tmp_path / f"chroma{s}.safetensors", seed=s, dtype=torch.float32) for s in (0, 3)]
+    m1, m2 = (load_diffusion_model(p, device="cpu", dtype=torch.float32) for p in paths)
+    files = [{k: v.float() for k, v in load_file(str(p)).items()} for p in paths]
+    ratios = {"img_in.": 0.2, "txt_in.": 0.9, "double_blocks.0.": 0.3, "single_blocks.1.": 0.7, "final_layer.": 0.4}
+    widgets = {prefix.rstrip(".").replace(".", "_"): value for prefix, value in ratios.items()}
+    merged = call(builtin_registry, "ModelMergeFlux1", model1=m1, model2=m2, **widgets).unet.state_dict()
+
+    inputs = dict.fromkeys(["img_in.", "time_in.", "guidance_in", "vector_in.", "txt_in."]
+                           + [f"double_blocks.{i}." for i in range(19)] + [f"single_blocks.{i}." for i in range(38)]
+                           + ["final_layer."], 1.0) | ratios
+
+    def ratio(name):
+        best = max((p for p in inputs if name.startswith(p)), key=len, default=None)
+        return 0.2 if best is None else inputs[best]  # under no input: the first input's (img_in)
+
+    seen = set()
+    for name, a in files[0].items():
+        r = ratio(name)
+        seen.add(r)
+        torch.testing.assert_close(merged[name], r * a + (1 - r) * files[1][name], msg=name)
+    assert {0.2, 0.9, 0.3, 0.7, 0.4, 1.0} <= seen
+    assert any(n.startswith("distilled_guidance_layer.") for n in files[0])
