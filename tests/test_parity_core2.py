@@ -1,6 +1,7 @@
-"""Second-look parity of core ComfyUI nodes: the text encoder loaders (CLIPLoader, DualCLIPLoader),
-the attention multipliers, the flow sampling nodes (ModelSamplingAuraFlow / SD3 / Flux on models of
-another family's multiplier)."""
+"""Second-look parity of core ComfyUI nodes: the flow sampling nodes (ModelSamplingAuraFlow / SD3 /
+Flux on models of another family's multiplier), the text encoder loaders (CLIPLoader,
+DualCLIPLoader), CLIPAttentionMultiply on Gemma-2, InstructPixToPixConditioning on SDXL,
+CLIPMerge* across families, CLIPTextEncodeSDXL on SD3 and ModelMergeFlux1 on Chroma."""
 
 import pytest
 import torch
