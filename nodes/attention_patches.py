@@ -68,7 +68,8 @@ class CLIPAttentionMultiply(Node):
     """Multiplies the weights of the CLIP text encoder's self-attention query, key, value and
     output projections by q, k, v and out (every CLIP tower; T5 is left as it is), which changes
     how the prompt's words influence each other. All 1: no change. T5 alone passes unchanged (as
-    in ComfyUI)."""
+    in ComfyUI); Lumina 2's Gemma-2 gets q, k and v scaled (its output projection, o_proj, is not
+    one ComfyUI's patch names: out leaves it alone)."""
     category = "model_patches/attention"
     clip: CLIP
     q: float = _multiplier()
@@ -80,6 +81,9 @@ class CLIPAttentionMultiply(Node):
 
     def run(self):
         from graphflow.models.attention_multiply import multiply_clip_attention
+        from graphflow.models.gemma2 import GemmaTextEncoder
+        if isinstance(self.clip, GemmaTextEncoder):
+            return multiply_clip_attention(self.clip, self.q, self.k, self.v, self.out)
         if not hasattr(self.clip, "towers") or not hasattr(self.clip, "with_towers"):
             raise NodeInputError("clip", "CLIPAttentionMultiply needs a text encoder (CLIP)")
         if not self.clip.towers:  # ComfyUI's patch matches no T5 weight: the encoder stays as it is

@@ -381,7 +381,8 @@ class CLIPEncodeSDXL(Node):
     shorter is padded with empty 77-token windows). width/height is the size the picture
     should look like it was taken at, crop_w/crop_h a crop offset into it (0, 0: uncropped),
     target_width/target_height the intended output size; SDXL was trained with these, so
-    1024x1024 with no crop suits most square pictures."""
+    1024x1024 with no crop suits most square pictures. On an SD3 text encoder (as in ComfyUI)
+    text_l goes to CLIP-L and text_g to CLIP-G and T5-XXL; the sizes are then unused."""
     category = "advanced/conditioning"
     clip: CLIP
     width: int = Int(1024, min=0, max=MAX_SIZE)
@@ -398,15 +399,22 @@ class CLIPEncodeSDXL(Node):
     def run(self):
         if self.clip is None:
             raise NodeInputError("clip", "no text encoder: the checkpoint has none; load one separately")
+        sizes = {"width": self.width, "height": self.height, "crop_w": self.crop_w, "crop_h": self.crop_h,
+                 "target_width": self.target_width, "target_height": self.target_height}
+        if getattr(self.clip, "arch", None) == "sd3" and hasattr(self.clip, "encode_sd3"):
+            # ComfyUI's SD3 tokens have CLIP-L, CLIP-G and T5 parts: text_l fills CLIP-L's, text_g the others
+            def encode_sd3(clip):
+                cond, pooled = clip.encode_sd3(self.text_l, self.text_g, self.text_g, empty_padding=True)
+                return cond, {"pooled_output": pooled, **sizes}
+
+            return encoded(self.clip, encode_sd3)
         towers = sorted(t.name for t in getattr(self.clip, "towers", ()))
         if towers != ["clip_g", "clip_l"] or not hasattr(self.clip, "encode_each"):
             raise NodeInputError("clip", f"needs SDXL's text encoder (CLIP-L and CLIP-G); this one has "
                                          f"{', '.join(towers) or 'other towers'}: use CLIP Text Encode")
         def encode(clip):
             cond, pooled = clip.encode_each({"clip_g": self.text_g, "clip_l": self.text_l})
-            return cond, {"pooled_output": pooled, "width": self.width, "height": self.height,
-                          "crop_w": self.crop_w, "crop_h": self.crop_h,
-                          "target_width": self.target_width, "target_height": self.target_height}
+            return cond, {"pooled_output": pooled, **sizes}
 
         return encoded(self.clip, encode)
 

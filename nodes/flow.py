@@ -31,7 +31,9 @@ def _with_sampling(model, sampling):
 
 class ModelSamplingSD3(Node):
     """Set a flow model's timestep shift: sigma = shift t / (1 + (shift - 1) t). Higher shifts
-    spend more steps at high noise (SD3 and SD3.5 are trained with 3.0)."""
+    spend more steps at high noise (SD3 and SD3.5 are trained with 3.0). The model is told
+    timestep 1000 sigma: as in ComfyUI, on a model whose own timestep is sigma (FLUX, Chroma,
+    Lumina 2, Mochi) that is 1000 times its usual one."""
     category = "advanced/model"
     model: MODEL
     shift: float = Float(3.0, min=0.0, max=100.0, step=0.01)
@@ -46,8 +48,8 @@ class ModelSamplingSD3(Node):
 class ModelSamplingAuraFlow(Node):
     """Set a flow model's timestep shift as AuraFlow does: sigma = shift t / (1 + (shift - 1) t),
     ModelSamplingSD3's formula with the timestep told to the model as sigma itself (multiplier
-    1, ComfyUI's setting for AuraFlow and FLUX schnell). graphflow's SD3 and FLUX models scale
-    the timestep they are given themselves, so on them this samples as ModelSamplingSD3 does."""
+    1, ComfyUI's setting for AuraFlow, FLUX schnell, Lumina 2 and Mochi). As in ComfyUI, a model
+    whose own timestep is 1000 sigma (SD3, Wan) is then told a timestep 1000 times smaller."""
     category = "advanced/model"
     model: MODEL
     shift: float = Float(1.73, min=0.0, max=100.0, step=0.01)

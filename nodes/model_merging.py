@@ -20,9 +20,27 @@ def _merge_clips(node, factors):
     if node.clip1 is None or node.clip2 is None:
         raise NodeInputError("clip1" if node.clip1 is None else "clip2", "no text encoder (the checkpoint has none)")
     try:
-        return merge_clips(node.clip1, node.clip2, factors)
+        merged = merge_clips(node.clip1, node.clip2, factors)
     except MergeError as e:
         raise NodeInputError("clip2", str(e)) from None
+    _warn_partial(node.clip1, node.clip2)
+    return merged
+
+
+def _warn_partial(clip1, clip2) -> None:
+    """ComfyUI merges the encoders both CLIPs have by name and says nothing of the rest: say it."""
+    from graphflow.context import warn
+    from graphflow.models.merge import shared_encoders
+
+    if not hasattr(clip1, "towers") or not hasattr(clip2, "towers"):
+        return
+    both = shared_encoders(clip1, clip2)
+    only1 = [n for n in shared_encoders(clip1, clip1) if n not in both]
+    only2 = [n for n in shared_encoders(clip2, clip2) if n not in both]
+    if only1 or only2:
+        warn(f"CLIP merge of a {clip1.arch} and a {clip2.arch} text encoder: merged {', '.join(both) or 'nothing'}"
+             + (f"; clip1's {', '.join(only1)} kept as they are" if only1 else "")
+             + (f"; clip2's {', '.join(only2)} unused" if only2 else "") + " (as in ComfyUI, which merges by name)")
 
 
 class ModelMergeSimple(Node):
@@ -143,7 +161,8 @@ ModelMergeFlux1 = _block_merge_node(
     "ModelMergeFlux1", """Merge two FLUX.1 models (dev, schnell, fine-tunes) with one ratio per
     transformer block (ratio 1 = model1's weights): model1 * ratio + model2 * (1 - ratio). Inputs are
     the input embedders, the 19 double-stream blocks, the 38 single-stream blocks and the final
-    layer.""", _FLUX_BLOCKS, ("ModelMergeFlux1",), ("flux",))
+    layer. Chroma models merge too (as in ComfyUI, by the same block names; Chroma's
+    distilled_guidance_layer follows img_in).""", _FLUX_BLOCKS, ("ModelMergeFlux1",), ("flux", "chroma"))
 ModelMergeSD3_2B = _block_merge_node(
     "ModelMergeSD3_2B", """Merge two SD3 Medium (2B) models with one ratio per MM-DiT block
     (ratio 1 = model1's weights): model1 * ratio + model2 * (1 - ratio). Inputs are the embedders,
@@ -198,7 +217,9 @@ ModelMergeCosmos14B = _block_merge_node(
 
 
 class CLIPMergeSimple(Node):
-    """clip1 * ratio + clip2 * (1 - ratio), weight by weight (ratio 1 = clip1 unchanged)."""
+    """clip1 * ratio + clip2 * (1 - ratio), weight by weight (ratio 1 = clip1 unchanged). Encoders merge by name
+    (CLIP-L with CLIP-L, CLIP-G with CLIP-G, T5 with T5), as in ComfyUI, whatever the families (SDXL's
+    CLIP-L into SD1's); clip1's other encoders are kept as they are, clip2's others unused."""
     category = "advanced/model_merging"
     clip1: CLIP
     clip2: CLIP
@@ -211,7 +232,9 @@ class CLIPMergeSimple(Node):
 
 
 class CLIPMergeAdd(Node):
-    """clip1 + clip2, weight by weight."""
+    """clip1 + clip2, weight by weight. Encoders merge by name
+    (CLIP-L with CLIP-L, CLIP-G with CLIP-G, T5 with T5), as in ComfyUI, whatever the families (SDXL's
+    CLIP-L into SD1's); clip1's other encoders are kept as they are, clip2's others unused."""
     category = "advanced/model_merging"
     clip1: CLIP
     clip2: CLIP
@@ -223,7 +246,9 @@ class CLIPMergeAdd(Node):
 
 
 class CLIPMergeSubtract(Node):
-    """(clip1 - clip2) * multiplier, weight by weight."""
+    """(clip1 - clip2) * multiplier, weight by weight. Encoders merge by name
+    (CLIP-L with CLIP-L, CLIP-G with CLIP-G, T5 with T5), as in ComfyUI, whatever the families (SDXL's
+    CLIP-L into SD1's); clip1's other encoders are kept as they are, clip2's others unused."""
     category = "advanced/model_merging"
     clip1: CLIP
     clip2: CLIP

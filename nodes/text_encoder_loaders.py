@@ -43,7 +43,8 @@ def _load(inputs: list[tuple[str, str]], clip_type: str):
 
 
 class LoadTextEncoder(Node):
-    """Load one text encoder file: a CLIP-L (SD1) or ViT-H (SD2) for stable_diffusion, any one
+    """Load one text encoder file: a CLIP-L (SD1) or ViT-H (SD2) for stable_diffusion (which, as
+    in ComfyUI, makes a T5-XXL file Mochi's encoder and an old T5 v1.0 file Cosmos'), any one
     of CLIP-L, CLIP-G, T5-XXL for sd3 (the others are then left out of the conditioning), the
     CLIP-G of Stable Cascade (stable_cascade), or T5-XXL for chroma, pixart (PixArt-α / Σ),
     ltxv (LTX-Video) and mochi (Mochi 1), prompts unpadded, as ComfyUI encodes them for these

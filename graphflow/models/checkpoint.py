@@ -349,6 +349,7 @@ def _read_checkpoint(path, device, dtype, prediction, weight_dtype, parts, clip_
                 # continuous v sampling, sigma_min 0.002 unless given (ComfyUI's default)
                 sigma_min = float(f.get(EDM_VPRED_MIN)) if EDM_VPRED_MIN in f.shapes else 0.002
                 model = model.with_continuous_sampling("v", sigma_min, float(f.get(EDM_VPRED_MAX)))
+                model.edm_v_file = True
             if info.unclip:
                 from .unclip import noise_augmentor_from
 

@@ -183,7 +183,7 @@ def text_encoder_states(clip) -> dict[str, tuple[dict[str, torch.Tensor], dict[s
     from .gemma2 import SPIECE_KEY, GemmaTextEncoder
 
     if isinstance(clip, GemmaTextEncoder):
-        state = _cpu(manager().weights(clip.model))
+        state = _cpu(manager().weights(clip.model, clip.patches))  # CLIPAttentionMultiply saved merged in
         state[SPIECE_KEY] = torch.frombuffer(bytearray(clip.pieces.model), dtype=torch.uint8)
         return {"gemma2_2b": (state, {})}
     if isinstance(clip, TextEncoder):

@@ -165,6 +165,9 @@ class DiffusionModel:
         self.base_shift, self.max_shift = base_shift, max_shift
         self.zsnr = False  # sigma table rescaled to zero terminal SNR (ModelSamplingDiscrete, 'ztsnr' key)
         self.edm = None  # (sigma_min, sigma_max): continuous-time sampling (ModelSamplingContinuousEDM / V)
+        # ComfyUI's model type V_PREDICTION_EDM, fixed when the file is read (its edm_vpred marker,
+        # CosXL): an SDXL InstructPix2Pix model then takes its image latent scaled (CosXL edit)
+        self.edm_v_file = False
         self.continuous_timestep = "log"  # how continuous sampling tells the UNet sigma: "log" (EDM) or "atan" (V)
         self.noise_augmentor = None  # unCLIP models: y is a noise-augmented CLIP image embedding (models.unclip)
         self.context_projection = None  # Stable Zero123's cc_projection: [image embedding, camera] -> context

@@ -211,10 +211,14 @@ class GemmaTextEncoder:
 
     arch = "lumina2"
 
-    def __init__(self, model: Gemma2, pieces, layer: int = -2):
+    def __init__(self, model: Gemma2, pieces, layer: int = -2, patches: tuple = ()):
         self.model = model
         self.pieces = pieces
         self.layer = layer
+        self.patches = patches  # graphflow.memory.WeightPatch on `model` (CLIPAttentionMultiply), applied when it runs
+
+    def with_patches(self, patches: tuple) -> "GemmaTextEncoder":
+        return GemmaTextEncoder(self.model, self.pieces, self.layer, tuple(patches))
 
     @property
     def towers(self) -> list:
@@ -232,7 +236,7 @@ class GemmaTextEncoder:
         if not -self.model.config.num_layers <= clip_skip <= -1:
             raise ValueError(f"Gemma-2 has {self.model.config.num_layers} layers: the layer must be -1 .. "
                              f"-{self.model.config.num_layers}, got {clip_skip}")
-        return GemmaTextEncoder(self.model, self.pieces, clip_skip)
+        return GemmaTextEncoder(self.model, self.pieces, clip_skip, self.patches)
 
     def tokenize(self, prompt: str) -> tuple[list[int], list[float]]:
         """<bos>, then each weighted part's pieces (ids, weights)."""
@@ -265,7 +269,7 @@ class GemmaTextEncoder:
         states [N, T, hidden], float32 CPU."""
         from graphflow import memory  # on the device for this call only
 
-        with memory.use(self.model, "text_encoder", "text_encoder:gemma2"):
+        with memory.use(self.model, "text_encoder", "text_encoder:gemma2", self.patches):
             device = memory.manager().device_for(self.model)
             tokens = torch.tensor(ids, dtype=torch.long, device=device)
             keep = None if mask is None else torch.tensor(mask, dtype=torch.long, device=device)

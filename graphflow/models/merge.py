@@ -103,25 +103,33 @@ def merge_clips(clip1: TextEncoder, clip2: TextEncoder, factors: Factors) -> Tex
     if isinstance(clip1, GemmaTextEncoder) or isinstance(clip2, GemmaTextEncoder):  # Lumina 2: one network
         if not (isinstance(clip1, GemmaTextEncoder) and isinstance(clip2, GemmaTextEncoder)):
             raise MergeError(f"can't merge a {clip1.arch} text encoder with a {clip2.arch} one")
-        merged = copy.copy(clip1)
-        merged.model = merge_modules(clip1.model, clip2.model, factors, "text encoder gemma2_2b")
+        model = merge_modules(clip1.model, clip2.model, factors, "text encoder gemma2_2b",
+                              (clip1.patches, clip2.patches))
+        merged = copy.copy(clip1).with_patches(())
+        merged.model = model
         return merged
-    names1, names2 = [t.name for t in clip1.towers], [t.name for t in clip2.towers]
-    if clip1.arch != clip2.arch or names1 != names2:
-        raise MergeError(f"can't merge a {clip1.arch} text encoder ({names1}) with a {clip2.arch} one ({names2})")
-    towers = [t1.with_model(merge_modules(t1.model, t2.model, factors, f"text encoder {t1.name}",
-                                          (t1.patches, t2.patches)))
-              for t1, t2 in zip(clip1.towers, clip2.towers)]
+    # ComfyUI patches clip1's weights by name with clip2's (clip_l.*, clip_g.*, t5xxl.*): encoders of
+    # the same name merge whatever the families (SDXL's CLIP-L into SD1's), the others stay as they are
+    others = {t.name: t for t in clip2.towers}
+    towers = [t1 if t1.name not in others else
+              t1.with_model(merge_modules(t1.model, others[t1.name].model, factors, f"text encoder {t1.name}",
+                                          (t1.patches, others[t1.name].patches)))
+              for t1 in clip1.towers]
     merged = clip1.with_towers(towers)
     t5_1, t5_2 = getattr(clip1, "t5", None), getattr(clip2, "t5", None)
-    if (t5_1 is None) != (t5_2 is None):
-        raise MergeError("one text encoder has a T5 and the other has none")
-    if t5_1 is not None:  # SD3 / FLUX: ComfyUI merges every weight of the CLIP, T5's too
+    if t5_1 is not None and t5_2 is not None:  # SD3 / FLUX: ComfyUI merges every weight of the CLIP, T5's too
         t5 = copy.copy(t5_1)
         t5.model = _retied(t5_1.model, merge_modules(t5_1.model, t5_2.model, factors, "text encoder t5xxl"))
         merged = copy.copy(merged)
         merged.t5 = t5
     return merged
+
+
+def shared_encoders(clip1, clip2) -> list[str]:
+    """The text encoders (by name) that a CLIP merge of clip2 into clip1 changes."""
+    names = {t.name for t in clip2.towers} | ({"t5xxl"} if getattr(clip2, "t5", None) is not None else set())
+    ours = [t.name for t in clip1.towers] + (["t5xxl"] if getattr(clip1, "t5", None) is not None else [])
+    return [n for n in ours if n in names]
 
 
 def _retied(original: nn.Module, t5: nn.Module) -> nn.Module:

@@ -18,7 +18,7 @@ from .checkpoint import _standalone_tower, load_text_encoder, read_standalone_to
 from .flow_text import T5_ALONE, T5_ALONE_NAMES, FlowTextEncoder
 from .gemma2 import SPIECE_KEYS as GEMMA_SPIECE_KEYS
 from .gemma2 import GemmaTextEncoder, gemma2_prefix, gemma_text_encoder
-from .t5 import T5Encoder, t5_from_weights, t5_prefix
+from .t5 import UMT5_KEY, T5Encoder, t5_from_weights, t5_prefix
 from .text_encoders import ClipTower, TextEncoder
 from .weight_files import CheckpointError, KeyView, WeightFile
 
@@ -158,8 +158,35 @@ def _read_one(path: Path, name: str, device, dtype):
         return components(f, *_device_dtype(device, dtype))[name]
 
 
+def _t5_type_of_clip_type(path: Path, clip_type: str) -> str:
+    """ComfyUI's CLIPLoader builds from the file what a T5 file makes under a type naming no T5
+    encoder (stable_diffusion, its default): Mochi's T5-XXL encoder for T5 v1.1, Cosmos' for the
+    old T5 v1.0 (ReLU feed-forward). Other files keep the type."""
+    with WeightFile(path) as f:
+        if t5_prefix(f.shapes) != "":  # a bare T5 file only (prefixed ones are all-in-one files)
+            return clip_type
+        gated = "encoder.block.0.layer.1.DenseReluDense.wi_0.weight" in f.shapes
+        umt5 = UMT5_KEY in f.shapes
+    if umt5:
+        raise CheckpointError(f"{path.name} holds UMT5-XXL (Wan's text encoder): load it with type wan")
+    return "mochi" if gated else "cosmos"
+
+
+def _only_clip_towers(path: Path, clip_type: str) -> None:
+    """stable_diffusion / sdxl build CLIP towers alone: a T5 or Gemma file is named as such."""
+    with WeightFile(path) as f:
+        held = ("a T5-XXL" if t5_prefix(f.shapes) is not None else "a Gemma-2 2B" if gemma2_prefix(f.shapes) == ""
+                else None)
+    if held is not None:
+        takes = "CLIP-L + CLIP-G" if clip_type == "sdxl" else "one CLIP-L (SD1), ViT-H (SD2) or CLIP-G (SDXL refiner)"
+        raise CheckpointError(f"{path.name} holds {held} text encoder; type {clip_type} takes {takes} files (T5-XXL: "
+                              f"types sd3, flux, chroma, pixart, ltxv, mochi, cosmos, wan; Gemma-2: lumina2)")
+
+
 def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
     """The CLIP, and for SD3/FLUX the file each of its encoders came from (by COMPONENT_PREFIXES' names)."""
+    if clip_type == "stable_diffusion" and len(paths) == 1:
+        clip_type = _t5_type_of_clip_type(paths[0], clip_type)
     if clip_type in ("stable_diffusion", "sdxl"):
         def tower_name(path):
             with WeightFile(path) as f:
@@ -167,6 +194,8 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
                     return _standalone_tower(f.shapes, f.config()).name
                 except CheckpointError:
                     return ""
+        for path in paths:
+            _only_clip_towers(path, clip_type)
         paths = sorted(paths, key=lambda p: tower_name(p) != "clip_l")  # CLIP-L first, whatever the node's order
         clip = load_text_encoder(paths, arch="sdxl" if clip_type == "sdxl" else None, device=device, dtype=dtype)
         return clip, ({tower.name: path for tower, path in zip(clip.towers, paths)} if len(paths) > 1 else {})

@@ -199,6 +199,11 @@ class FlowDenoiser:
         self.model = model
         self.timestep_mask = timestep_mask
         self.schedule = schedule or default_flow_schedule(model)
+        # ComfyUI gives the network sigma x the sampling's multiplier; graphflow's flow models take sigma
+        # and scale it by their own family's multiplier, so another one (ModelSamplingAuraFlow's 1 on
+        # SD3 / Wan, ModelSamplingSD3's 1000 on FLUX / Lumina 2) reaches them as this ratio
+        native = default_flow_schedule(model).multiplier
+        self.timestep_scale = getattr(self.schedule, "multiplier", native) / native
         self.network_wrappers = tuple(make() for make in getattr(model, "network_wrappers", ()))  # see ModelDenoiser
         self.context_windows = None  # a run's context windows (the pipeline sets them; predict_sides reads them)
 
@@ -248,7 +253,7 @@ class FlowDenoiser:
                 context_in = context if control_context is None else control_context  # CLIPTextEncodeControlnet's
                 context_in = None if context_in is None else context_in.to(dtype)
                 guidance_in = {} if guidance is None else {"guidance": kwargs["guidance"]}
-                residuals = control.residuals(xc[:, :x.shape[1]].to(dtype), sigma, sigma.float(), context_in,
+                residuals = control.residuals(xc[:, :x.shape[1]].to(dtype), sigma, self._scaled(sigma), context_in,
                                               pooled.to(dtype), self.schedule, getattr(self.model.unet, "config", None),
                                               base=self.model.unet, **guidance_in)
                 if residuals is not None:
@@ -261,16 +266,21 @@ class FlowDenoiser:
         return self.schedule.denoised(sigma, v, x)
 
     def _model_sigma(self, sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """sigma [B], or with a timestep mask sigma per token [B, frames * h * w]."""
+        """sigma [B], or with a timestep mask sigma per token [B, frames * h * w] (as the network takes it)."""
+        sigma = self._scaled(sigma)
         if self.timestep_mask is None:
-            return sigma.float()
+            return sigma
         mask = self.timestep_mask[:, 0]
         if mask.shape[1:] != x.shape[2:]:
             raise ValueError(f"the noise mask (LTXVImgToVideo / LTXVAddGuide's conditioning frames) covers the whole "
                              f"latent {tuple(mask.shape[1:])}; a conditioning area's crop {tuple(x.shape[2:])} can't "
                              "use it: sample without the area or without the noise mask")
         mask = mask.repeat(x.shape[0] // mask.shape[0], 1, 1, 1)  # the sides' chunks, each the latent's batch
-        return (mask * sigma.float().reshape(-1, 1, 1, 1)).flatten(1)
+        return (mask * sigma.reshape(-1, 1, 1, 1)).flatten(1)
+
+    def _scaled(self, sigma: torch.Tensor) -> torch.Tensor:
+        sigma = sigma.float()
+        return sigma if self.timestep_scale == 1.0 else sigma * self.timestep_scale
 
 
 def attention_bias(model, options: dict, latent_hw: tuple[int, int]) -> torch.Tensor:

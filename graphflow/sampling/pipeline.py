@@ -322,7 +322,8 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
                 return inpaint_concat(options, latent_image, denoise_mask, fmt, shape, device)
         elif model.in_channels == 2 * fmt.channels:
             def concat_fn(options):
-                return ip2p_concat(options, getattr(model, "arch", "sd1"), fmt, shape, device)
+                return ip2p_concat(options, getattr(model, "arch", "sd1"), fmt, shape, device,
+                                   getattr(model, "edm_v_file", False))
         elif getattr(model, "arch", None) in ("cosmos", "cosmos1") and model.in_channels == fmt.channels + 1:
             def concat_fn(options):  # video2world: 1 on the given frames (ComfyUI's "mask_inverted")
                 if denoise_mask is None:
@@ -513,11 +514,13 @@ def wan_concat(options: dict, denoise_mask: torch.Tensor | None, latent_format, 
     return torch.cat([image[:, :index], mask, image[:, index:]], dim=1)
 
 
-def ip2p_concat(options: dict, arch: str, latent_format, shape: tuple, device) -> torch.Tensor:
+def ip2p_concat(options: dict, arch: str, latent_format, shape: tuple, device,
+                edm_v_file: bool = False) -> torch.Tensor:
     """The C extra input channels of an InstructPix2Pix or Stable Zero123 UNet: the encoded input image
     ("concat_latent_image", InstructPixToPixConditioning's option) resized to the latent, zeros
-    without one. SD1/SD2 models (and SVD) were trained on the raw VAE latent (as diffusers' pipelines
-    feed it), SDXL ones (CosXL edit) on the scaled one, as ComfyUI feeds them."""
+    without one. The raw VAE latent (as diffusers' pipelines feed it), but for an SDXL model read
+    from a file marked EDM v-prediction (CosXL edit; edm_v_file), trained on the scaled one: as
+    ComfyUI feeds them (its SDXL_instructpix2pix scales for model type V_PREDICTION_EDM only)."""
     batch, channels, h, w = shape
     image = options.get("concat_latent_image")
     if image is None:
@@ -526,7 +529,7 @@ def ip2p_concat(options: dict, arch: str, latent_format, shape: tuple, device) -
     if tuple(image.shape[-2:]) != (h, w):
         image = _resize_center(image, h, w)
     image = resize_to_batch(image, batch)
-    return latent_format.process_in(image) if arch.startswith("sdxl") else image
+    return latent_format.process_in(image) if arch.startswith("sdxl") and edm_v_file else image
 
 
 def x4_concat(options: dict, shape: tuple, device, seed: int) -> torch.Tensor:
