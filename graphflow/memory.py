@@ -8,7 +8,9 @@ the component alone does not fit, it is partially loaded: the blocks (modules th
 parameters) that fit stay on the device, each of the rest gets a forward pre-hook that moves
 it in and a post-hook that moves it out again, so the result is the same as a full load.
 Text encoders leave the device when their work is done; the VAE and the diffusion model stay
-until something else needs the room.
+until something else needs the room. A component pinned to the CPU (`pin_to_cpu`: CLIPLoader's
+device "cpu", for a T5-XXL that would crowd a small GPU) never goes to the device: it stays in
+CPU RAM, computes there, and takes no device room.
 
 Weight patches (LoRA): a MODEL or CLIP made from another shares its network and carries a tuple
 of `WeightPatch`es; `use(module, kind, name, patches)` and `patch(module, patches)` make the shared
@@ -91,6 +93,7 @@ class Component:
     hooks: list = field(default_factory=list)
     reload: Callable[[], nn.Module] | None = None  # a fresh module of the same layout, read from its file
     in_use: int = 0  # `use` blocks running it: never dropped then
+    pinned: bool = False  # kept on the offload device (the CPU) and run there, never loaded
     dropped: list = field(default_factory=list)  # (module, name, Parameter) while dropped
     # Held while it runs or is patched: two runs sharing the weights with different patch sets
     # (server workers) take turns instead of patching under each other.
@@ -99,7 +102,7 @@ class Component:
     def to_json(self) -> dict:
         return {"name": self.name, "kind": self.kind, "size": self.size, "state": self.state,
                 "resident_bytes": self.resident_bytes, "blocks": self.blocks,
-                "resident_blocks": self.resident_blocks}
+                "resident_blocks": self.resident_blocks, "pinned": self.pinned}
 
 
 @dataclass(frozen=True, eq=False)
@@ -207,6 +210,19 @@ class MemoryManager:
         for key in [k for k, c in self.components.items() if c.module() is None]:
             del self.components[key]
 
+    def pin_to_cpu(self, module: nn.Module, kind: str, name: str | None = None) -> Component:
+        """Keep a component on the offload device (the CPU) for its whole life: `use` runs it
+        there (its inputs go where `device_for` says: the CPU), it is never loaded, partly
+        loaded or streamed, and it counts only against the RAM (it may still be dropped from
+        RAM and read back there). The module should already hold its weights on the CPU in
+        the dtype it is to compute in there."""
+        with self._lock:
+            comp = self.register(module, kind, name)
+            if comp.state not in ("offloaded", "dropped"):
+                self._offload(comp)
+            comp.pinned = True
+            return comp
+
     def device_for(self, module: nn.Module) -> torch.device | None:
         """Where a component's inputs go: the device while the manager has it there (even with
         its first blocks streamed), else where its first parameter is."""
@@ -225,7 +241,7 @@ class MemoryManager:
             comp.last_used = time.monotonic()
             self._make_ram_room(comp.size if comp.state == "dropped" else 0, comp)
             self._read_back(comp, module)
-            if comp.state == "loaded":
+            if comp.state == "loaded" or comp.pinned:  # pinned: runs where it is, on the CPU
                 return comp
             cap = self.capacity()
             if self.vram == "none":

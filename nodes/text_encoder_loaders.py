@@ -5,6 +5,7 @@ model family needs. Which encoder each file holds is read from its weights, in a
 from graphflow.api import CLIP, Choice, ComfyAlias, Node, NodeInputError, folders
 
 KIND = "text_encoders"  # models/text_encoders/, then ComfyUI's older models/clip/ (graphflow.folders)
+DEVICES = ["default", "cpu"]  # ComfyUI's device input: where the text encoders load and run
 
 
 def _list() -> list[str]:
@@ -31,13 +32,13 @@ def _state(*names) -> str:
     return "|".join(parts)
 
 
-def _load(inputs: list[tuple[str, str]], clip_type: str):
+def _load(inputs: list[tuple[str, str]], clip_type: str, device: str = "default"):
     from graphflow.models.text_encoder_files import load_text_encoders
     from graphflow.models.weight_files import CheckpointError
 
     paths = [_find(name, input_name) for input_name, name in inputs]
     try:
-        return load_text_encoders(paths, clip_type)
+        return load_text_encoders(paths, clip_type, on_cpu=device == "cpu")
     except CheckpointError as e:
         raise NodeInputError(inputs[0][0] if len(inputs) == 1 else "type", str(e)) from None
 
@@ -52,39 +53,46 @@ class LoadTextEncoder(Node):
     cosmos (Cosmos 1.0, Cosmos-Predict2), prompts padded to 512 zeroed tokens; or UMT5-XXL (umt5_xxl_fp16 /
     umt5_xxl_fp8_e4m3fn_scaled, whose tokenizer is inside the file) for wan (Wan 2.1), prompts
     zero-padded to 512 tokens as ComfyUI gives them; or Gemma-2 2B (gemma_2_2b_fp16, tokenizer
-    inside) for lumina2 (Lumina Image 2.0, Neta Lumina), its second-to-last layer's states."""
+    inside) for lumina2 (Lumina Image 2.0, Neta Lumina), its second-to-last layer's states.
+    device "cpu" keeps the encoder on the CPU for good: loaded and run there (a T5-XXL that
+    would crowd a small GPU), only its conditioning goes to the GPU; "default" lets the memory
+    manager move it to the GPU while it encodes."""
     category = "advanced/loaders"
     clip_name: str = Choice(_list)
     type: str = Choice(["stable_diffusion", "stable_cascade", "sd3", "chroma", "pixart", "ltxv", "mochi", "cosmos",
                         "wan", "lumina2"],
                        "stable_diffusion")
+    device: str = Choice(DEVICES, "default")
     outputs = {"clip": CLIP}
-    comfy = ComfyAlias(("CLIPLoader",), ignore=("device",))
+    comfy = ComfyAlias(("CLIPLoader",), optional=("device",))
 
     @classmethod
     def fingerprint(cls, clip_name, **widgets):
         return _state(clip_name)
 
     def run(self):
-        return _load([("clip_name", self.clip_name)], self.type)
+        return _load([("clip_name", self.clip_name)], self.type, self.device)
 
 
 class LoadDualTextEncoders(Node):
     """Load two text encoder files: CLIP-L + CLIP-G (sdxl), two of CLIP-L / CLIP-G / T5-XXL (sd3),
-    or CLIP-L + T5-XXL (flux)."""
+    or CLIP-L + T5-XXL (flux). device "cpu" keeps both on the CPU for good: loaded and run there,
+    only their conditioning goes to the GPU; "default" lets the memory manager move them to the
+    GPU while they encode."""
     category = "advanced/loaders"
     clip_name1: str = Choice(_list)
     clip_name2: str = Choice(_list)
     type: str = Choice(["sdxl", "sd3", "flux"], "sdxl")
+    device: str = Choice(DEVICES, "default")
     outputs = {"clip": CLIP}
-    comfy = ComfyAlias(("DualCLIPLoader",), ignore=("device",))
+    comfy = ComfyAlias(("DualCLIPLoader",), optional=("device",))
 
     @classmethod
     def fingerprint(cls, clip_name1, clip_name2, **widgets):
         return _state(clip_name1, clip_name2)
 
     def run(self):
-        return _load([("clip_name1", self.clip_name1), ("clip_name2", self.clip_name2)], self.type)
+        return _load([("clip_name1", self.clip_name1), ("clip_name2", self.clip_name2)], self.type, self.device)
 
 
 class LoadTripleTextEncoders(Node):

@@ -123,15 +123,27 @@ def _assemble(arch: str, found: dict, names: str) -> FlowTextEncoder | GemmaText
     return FlowTextEncoder(arch, found.get("clip_l"), found.get("clip_g"), found.get("t5xxl"))
 
 
-def load_text_encoders(paths, clip_type: str, device=None, dtype=None) -> TextEncoder | FlowTextEncoder:
+def load_text_encoders(paths, clip_type: str, device=None, dtype=None,
+                       on_cpu: bool = False) -> TextEncoder | FlowTextEncoder:
     """CLIP from 1-3 files for a ComfyUI loader `type`: stable_diffusion (SD1 CLIP-L / SD2 ViT-H),
     sdxl (CLIP-L + CLIP-G), sd3 (any of CLIP-L, CLIP-G, T5-XXL), flux (CLIP-L + T5-XXL), chroma,
     pixart, ltxv and mochi (T5-XXL alone), wan (UMT5-XXL with its tokenizer inside), lumina2
     (Gemma-2 2B, likewise). Each
     encoder is registered with the memory manager with its file as its source: when RAM runs short
-    it may be dropped and read again (SD3/FLUX: from its own file alone)."""
+    it may be dropped and read again (SD3/FLUX: from its own file alone).
+
+    `on_cpu` (the loaders' device "cpu"): every encoder is read onto the CPU, in the dtype text
+    encoders compute in there (device.default_dtype: fp32, bf16 on CPUs with native bf16, or
+    GRAPHFLOW_DTYPE), and pinned there (MemoryManager.pin_to_cpu): it runs on the CPU for its
+    whole life, and only its output goes on to the sampler's device. ComfyUI's
+    text_encoder_dtype stores fp16 weights on the CPU as on a GPU but computes in fp32 by
+    casting them per layer; ours compute in the weights' own dtype, where fp16 on a CPU would
+    be slow and overflow in T5, so the CPU's compute dtype is taken (fp32: ComfyUI's numbers
+    for its fp16 and fp8 files)."""
     from graphflow.memory import manager
 
+    if on_cpu:
+        device, dtype = _device_dtype("cpu", dtype)
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     clip, sources = _read_text_encoders(paths, clip_type, device, dtype)
     if isinstance(clip, GemmaTextEncoder):
@@ -150,7 +162,20 @@ def load_text_encoders(paths, clip_type: str, device=None, dtype=None) -> TextEn
             else:
                 read = lambda index=index: _read_text_encoders(paths, clip_type, device, dtype)[0].towers[index].model  # noqa: E731
             manager().set_source(tower.model, "text_encoder", f"text_encoder:{tower.name}", read)
+    if on_cpu:
+        for model, name in _models(clip):
+            manager().pin_to_cpu(model, "text_encoder", name)
     return clip
+
+
+def _models(clip) -> list[tuple]:
+    """(module, memory-manager name) of each encoder of a CLIP, as its `use` blocks name them."""
+    if isinstance(clip, GemmaTextEncoder):
+        return [(clip.model, "text_encoder:gemma2")]
+    if isinstance(clip, FlowTextEncoder):
+        return [(getattr(clip, slot).model, f"text_encoder:{slot}") for slot in ("clip_l", "clip_g", "t5")
+                if getattr(clip, slot) is not None]
+    return [(tower.model, f"text_encoder:{tower.name}") for tower in clip.towers]
 
 
 def _read_one(path: Path, name: str, device, dtype):
