@@ -129,15 +129,16 @@ def test_node_inputs_match_comfyui_catalogue(registry):
         "CLIPTextEncodeSD3": ["clip", "clip_l", "clip_g", "t5xxl", "empty_padding"],
         "CLIPTextEncodeFlux": ["clip", "clip_l", "t5xxl", "guidance"],
         "FluxGuidance": ["conditioning", "guidance"],
-        "CLIPLoader": ["clip_name", "type"],
-        "DualCLIPLoader": ["clip_name1", "clip_name2", "type"],
+        "CLIPLoader": ["clip_name", "type", "device"],
+        "DualCLIPLoader": ["clip_name1", "clip_name2", "type", "device"],
         "TripleCLIPLoader": ["clip_name1", "clip_name2", "clip_name3"],
     }
     defaults = {("ModelSamplingSD3", "shift"): 3.0, ("ModelSamplingAuraFlow", "shift"): 1.73,
                 ("ModelSamplingFlux", "max_shift"): 1.15,
                 ("ModelSamplingFlux", "base_shift"): 0.5, ("ModelSamplingFlux", "width"): 1024,
                 ("EmptySD3LatentImage", "width"): 1024, ("FluxGuidance", "guidance"): 3.5,
-                ("CLIPTextEncodeFlux", "guidance"): 3.5, ("CLIPTextEncodeSD3", "empty_padding"): "none"}
+                ("CLIPTextEncodeFlux", "guidance"): 3.5, ("CLIPTextEncodeSD3", "empty_padding"): "none",
+                ("CLIPLoader", "device"): "default", ("DualCLIPLoader", "device"): "default"}
     for comfy_name, inputs in expected.items():
         cls = registry.comfy_node(comfy_name)
         assert cls is not None, comfy_name
