@@ -223,6 +223,10 @@ class MemoryManager:
             comp.pinned = True
             return comp
 
+    def is_pinned(self, module: nn.Module) -> bool:
+        comp = self.components.get(id(module))
+        return comp is not None and comp.module() is module and comp.pinned
+
     def device_for(self, module: nn.Module) -> torch.device | None:
         """Where a component's inputs go: the device while the manager has it there (even with
         its first blocks streamed), else where its first parameter is."""

@@ -218,3 +218,20 @@ def test_graph_with_device_cpu_pins_and_encodes_as_default(builtin_registry, mod
     for g, w in zip(got, want):
         assert torch.equal(g[0][0], w[0][0])
         assert torch.equal(g[0][1]["pooled_output"], w[0][1]["pooled_output"])
+
+
+def test_merge_of_a_cpu_clip_stays_on_the_cpu(te_files, tmp_path, meta_manager):
+    """CLIPMergeSimple's result shares clip1's unmerged Parameters: when clip1 is kept on the CPU
+    the merge is too (as ComfyUI's clone keeps clip1's devices), so encoding it moves neither."""
+    from graphflow.models.merge import merge_clips
+
+    other = write_text_encoder(tmp_path / "t5_b.safetensors", "t5xxl", seed=7)
+    clip1 = load_text_encoders([te_files["t5"], te_files["clip_l"]], "flux", on_cpu=True)
+    clip2 = load_text_encoders([other, te_files["clip_l"]], "flux", on_cpu=True)
+    merged = merge_clips(clip1, clip2, lambda name: (0.5, 0.5))
+    assert merged.t5.model is not clip1.t5.model
+    assert meta_manager.is_pinned(merged.t5.model) and meta_manager.is_pinned(merged.clip_l.model)
+    cond, pooled = merged.encode("a cat")
+    assert cond.device == CPU and torch.isfinite(cond).all()
+    assert all(p.device == CPU for m in (merged.t5.model, clip1.t5.model) for p in m.parameters())
+    assert not [e for e in meta_manager.events if e["action"] in ("load", "partial")]

@@ -103,8 +103,8 @@ def merge_clips(clip1: TextEncoder, clip2: TextEncoder, factors: Factors) -> Tex
     if isinstance(clip1, GemmaTextEncoder) or isinstance(clip2, GemmaTextEncoder):  # Lumina 2: one network
         if not (isinstance(clip1, GemmaTextEncoder) and isinstance(clip2, GemmaTextEncoder)):
             raise MergeError(f"can't merge a {clip1.arch} text encoder with a {clip2.arch} one")
-        model = merge_modules(clip1.model, clip2.model, factors, "text encoder gemma2_2b",
-                              (clip1.patches, clip2.patches))
+        model = _pinned_like(clip1.model, merge_modules(clip1.model, clip2.model, factors, "text encoder gemma2_2b",
+                                                        (clip1.patches, clip2.patches)))
         merged = copy.copy(clip1).with_patches(())
         merged.model = model
         return merged
@@ -112,16 +112,27 @@ def merge_clips(clip1: TextEncoder, clip2: TextEncoder, factors: Factors) -> Tex
     # the same name merge whatever the families (SDXL's CLIP-L into SD1's), the others stay as they are
     others = {t.name: t for t in clip2.towers}
     towers = [t1 if t1.name not in others else
-              t1.with_model(merge_modules(t1.model, others[t1.name].model, factors, f"text encoder {t1.name}",
-                                          (t1.patches, others[t1.name].patches)))
+              t1.with_model(_pinned_like(t1.model, merge_modules(t1.model, others[t1.name].model, factors,
+                                                                 f"text encoder {t1.name}",
+                                                                 (t1.patches, others[t1.name].patches))))
               for t1 in clip1.towers]
     merged = clip1.with_towers(towers)
     t5_1, t5_2 = getattr(clip1, "t5", None), getattr(clip2, "t5", None)
     if t5_1 is not None and t5_2 is not None:  # SD3 / FLUX: ComfyUI merges every weight of the CLIP, T5's too
         t5 = copy.copy(t5_1)
-        t5.model = _retied(t5_1.model, merge_modules(t5_1.model, t5_2.model, factors, "text encoder t5xxl"))
+        t5.model = _pinned_like(t5_1.model, _retied(t5_1.model, merge_modules(t5_1.model, t5_2.model, factors,
+                                                                             "text encoder t5xxl")))
         merged = copy.copy(merged)
         merged.t5 = t5
+    return merged
+
+
+def _pinned_like(first: nn.Module, merged: nn.Module) -> nn.Module:
+    """The merge of an encoder kept on the CPU (CLIPLoader's device "cpu") stays there too, as
+    ComfyUI's clone keeps clip1's devices: it shares the first's unmerged Parameters, which a
+    load of the merge onto the GPU would take along."""
+    if manager().is_pinned(first):
+        manager().pin_to_cpu(merged, "text_encoder")
     return merged
 
 
