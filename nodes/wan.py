@@ -45,6 +45,11 @@ def with_options(conditioning, **options):
     return [(cond, {**opts, **options}) for cond, opts in conditioning]
 
 
+def both_with(positive, negative, **options):
+    """(positive, negative), each with these options set (what most video nodes give both sides)."""
+    return with_options(positive, **options), with_options(negative, **options)
+
+
 def _fit(image, width: int, height: int, name: str, method: str = "bilinear"):
     """IMAGE frames [N, H, W, C] scaled to width x height around the centre (ComfyUI's common_upscale
     "bilinear" (or `method`), "center"), RGB only."""
@@ -154,11 +159,9 @@ class WanImageToVideo(Node):
             video[:start.shape[0]] = start
             encoded = _encode(self.vae, video, "WanImageToVideo")
             mask = image_to_video_mask(latent.shape[2], encoded.shape[-2], encoded.shape[-1], start.shape[0])
-            positive = with_options(positive, concat_latent_image=encoded, concat_mask=mask)
-            negative = with_options(negative, concat_latent_image=encoded, concat_mask=mask)
+            positive, negative = both_with(positive, negative, concat_latent_image=encoded, concat_mask=mask)
         if self.clip_vision_output is not None:
-            positive = with_options(positive, clip_vision_output=self.clip_vision_output)
-            negative = with_options(negative, clip_vision_output=self.clip_vision_output)
+            positive, negative = both_with(positive, negative, clip_vision_output=self.clip_vision_output)
         return positive, negative, {"samples": latent}
 
 
@@ -234,8 +237,7 @@ def first_last_frames(node, start_image, end_image, vision_start, vision_end):
             states = torch.cat([o["penultimate_hidden_states"] for o in outputs], dim=-2)
             vision = ClipVisionOutput(**{**{f: None for f in ClipVisionOutput.__dataclass_fields__},
                                          "penultimate_hidden_states": states})
-        positive = with_options(positive, clip_vision_output=vision)
-        negative = with_options(negative, clip_vision_output=vision)
+        positive, negative = both_with(positive, negative, clip_vision_output=vision)
     return positive, negative, {"samples": latent}
 
 
@@ -326,8 +328,7 @@ class WanFunControlToVideo(Node):
         positive = with_options(self.positive, concat_latent_image=concat)
         negative = with_options(self.negative, concat_latent_image=concat)
         if self.clip_vision_output is not None:
-            positive = with_options(positive, clip_vision_output=self.clip_vision_output)
-            negative = with_options(negative, clip_vision_output=self.clip_vision_output)
+            positive, negative = both_with(positive, negative, clip_vision_output=self.clip_vision_output)
         return positive, negative, {"samples": latent}
 
 
@@ -535,10 +536,9 @@ class WanTrackToVideo(Node):
             mask.append(m[None].expand(FRAMES_PER_LATENT, -1, -1, -1))
             features.append(f)
         values = {"concat_mask": 1.0 - torch.stack(mask), "concat_latent_image": WAN21.process_out(torch.stack(features))}
-        positive, negative = with_options(positive, **values), with_options(negative, **values)
+        positive, negative = both_with(positive, negative, **values)
         if self.clip_vision_output is not None:
-            positive = with_options(positive, clip_vision_output=self.clip_vision_output)
-            negative = with_options(negative, clip_vision_output=self.clip_vision_output)
+            positive, negative = both_with(positive, negative, clip_vision_output=self.clip_vision_output)
         return positive, negative, {"samples": latent}
 
 
@@ -781,8 +781,7 @@ class WanCameraImageToVideo(Node):
             mask = first_last_mask(latent.shape[2], latent.shape[3], latent.shape[4], start.shape[0], 0)
             start = _encode(self.vae, start, node)
             concat[:, :, :start.shape[2]] = start[:, :, :concat.shape[2]]
-            positive = with_options(positive, concat_latent_image=concat, concat_mask=mask)
-            negative = with_options(negative, concat_latent_image=concat, concat_mask=mask)
+            positive, negative = both_with(positive, negative, concat_latent_image=concat, concat_mask=mask)
         if self.camera_conditions is not None:
             rays = self.camera_conditions
             frames = latent.shape[2]
@@ -791,11 +790,9 @@ class WanCameraImageToVideo(Node):
                                      f"{node} needs WanCameraEmbedding's rays for {frames} latent frames of "
                                      f"{self.width} x {self.height} ([1, 24, {frames}, {self.height}, {self.width}]), "
                                      f"got {tuple(getattr(rays, 'shape', ()))}")
-            positive = with_options(positive, camera_conditions=rays)
-            negative = with_options(negative, camera_conditions=rays)
+            positive, negative = both_with(positive, negative, camera_conditions=rays)
         if self.clip_vision_output is not None:
-            positive = with_options(positive, clip_vision_output=self.clip_vision_output)
-            negative = with_options(negative, clip_vision_output=self.clip_vision_output)
+            positive, negative = both_with(positive, negative, clip_vision_output=self.clip_vision_output)
         return positive, negative, {"samples": latent}
 
 
@@ -864,15 +861,13 @@ class WanAnimateToVideo(Node):
         kept_images = max(0, motion_latents * FRAMES_PER_LATENT - 3)
 
         if self.clip_vision_output is not None:
-            positive = with_options(positive, clip_vision_output=self.clip_vision_output)
-            negative = with_options(negative, clip_vision_output=self.clip_vision_output)
+            positive, negative = both_with(positive, negative, clip_vision_output=self.clip_vision_output)
         pose = _from_offset(self.pose_video, offset)
         if pose is not None:
             pose = _fit(pose[:length], width, height, "pose_video", "area")
             pose = torch.cat([pose, pose[-1:].expand(length - pose.shape[0], -1, -1, -1)])  # the last pose held
             pose = _encode(self.vae, pose, node)
-            positive = with_options(positive, pose_video_latent=pose)
-            negative = with_options(negative, pose_video_latent=pose)
+            positive, negative = both_with(positive, negative, pose_video_latent=pose)
         face = _from_offset(self.face_video, offset)
         if face is not None:
             face = _fit(face[:length], ANIMATE_FACE_SIZE, ANIMATE_FACE_SIZE, "face_video", "area") * 2.0 - 1.0
@@ -894,8 +889,7 @@ class WanAnimateToVideo(Node):
         concat = torch.cat([reference, _encode(self.vae, video, node)], dim=2)
         generate = generate.view(1, frames, FRAMES_PER_LATENT, h, w).transpose(1, 2)  # 4 pixel frames a latent's
         mask = torch.cat([torch.zeros(1, FRAMES_PER_LATENT, trim_latent, h, w), generate], dim=2)
-        positive = with_options(positive, concat_latent_image=concat, concat_mask=mask)
-        negative = with_options(negative, concat_latent_image=concat, concat_mask=mask)
+        positive, negative = both_with(positive, negative, concat_latent_image=concat, concat_mask=mask)
         latent = torch.zeros(self.batch_size, LATENT_CHANNELS, frames + trim_latent, height // PIXELS_PER_LATENT,
                              width // PIXELS_PER_LATENT)
         return positive, negative, {"samples": latent}, trim_latent, kept_images, offset + length
