@@ -130,16 +130,17 @@ class Executor:
         run_id = result.run_id
         values = result.values
         try:
-            signatures = self.signatures(plan)
+            signatures, failure = self.signatures(plan), None
         except Exception as e:  # a node's fingerprint failed (e.g. its file vanished)
-            emit({"type": "run_started", "run_id": run_id, "nodes": plan.order, "cached": []})
-            node_id = _failing_fingerprint(plan)
-            self._fail(result, emit, node_id, plan.nodes[node_id].cls.node_type, e)
-            return
+            signatures, failure = {}, e
         # Announced up front, as ComfyUI's single execution_cached message does; a node the cache
         # drops meanwhile still runs, and one that a twin's run fills is still reported as cached.
-        cached = [node_id for node_id in plan.order if signatures[node_id] in self.cache]
+        cached = [node_id for node_id, signature in signatures.items() if signature in self.cache]
         emit({"type": "run_started", "run_id": run_id, "nodes": plan.order, "cached": cached})
+        if failure is not None:
+            node_id = _failing_fingerprint(plan)
+            self._fail(result, emit, node_id, plan.nodes[node_id].cls.node_type, failure)
+            return
         workflow_json = plan.workflow.to_json() if plan.workflow is not None else {}
         texts = {}  # workflow_texts(), made by the first node that saves a file
         for node_id in plan.order:

@@ -45,6 +45,11 @@ def frame_rate(fps: float | Fraction) -> Fraction:
     return Fraction(round(fps * 1000), 1000)
 
 
+def _readable(source):
+    """What av.open takes for a source given as a path or as the file's bytes."""
+    return io.BytesIO(source) if isinstance(source, bytes) else str(source)
+
+
 def read_video(source) -> Video:
     """Decode a file (a path or bytes) into a Video: every frame as RGB, the last audio stream (if
     any) as float samples at its own rate and channel count."""
@@ -53,7 +58,7 @@ def read_video(source) -> Video:
     import torch
 
     try:
-        container = av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source))
+        container = av.open(_readable(source))
     except (av.FFmpegError, OSError) as e:
         raise VideoFileError(f"not a video FFmpeg can read: {e}") from None
     with container:
@@ -92,7 +97,7 @@ def source_streams(source) -> tuple[list[str], str] | None:
     import av
 
     try:
-        with av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source)) as container:
+        with av.open(_readable(source)) as container:
             if not container.streams.video:
                 return None
             return container.format.name.split(","), container.streams.video[0].codec_context.name
@@ -108,7 +113,7 @@ def copy_streams(path, source, container_format: str, metadata: dict[str, str] |
     flags = {"movflags": "use_metadata_tags"} if container_format == "mp4" else {}
     target = path if hasattr(path, "write") else str(path)
     try:
-        with av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source)) as container, \
+        with av.open(_readable(source)) as container, \
                 av.open(target, mode="w", format=container_format, options=flags) as output:
             for key, value in {**container.metadata, **(metadata or {})}.items():
                 output.metadata[key] = value

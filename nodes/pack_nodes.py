@@ -52,13 +52,15 @@ class PowerLoraLoader(Node):
     def fingerprint(cls, loras="[]", **widgets):
         try:
             rows = [r for r in json.loads(loras) if isinstance(r, dict) and r.get("on")]
-            files = [rgthree_lora_file(r["lora"]) for r in rows if isinstance(r.get("lora"), str)]
+            names = folders.list_models("loras")  # the folder walked once for all rows
+            files = [rgthree_lora_file(r["lora"], names) for r in rows if isinstance(r.get("lora"), str)]
             return tuple(folders.model_state("loras", f) for f in files if f is not None)
         except (ValueError, TypeError, KeyError, FileNotFoundError):
             return None  # run() names the problem
 
     def run(self):
         model, clip = self.model, self.clip
+        names = None  # the LoRA folder, listed at the first row that needs it
         for row in power_lora_rows(self.loras):
             strength_model = row["strength"]
             strength_clip = row.get("strengthTwo")
@@ -69,7 +71,8 @@ class PowerLoraLoader(Node):
             elif strength_clip is None:
                 strength_clip = strength_model
             if row["on"] and (strength_model != 0 or strength_clip != 0):
-                name = rgthree_lora_file(row["lora"])
+                names = folders.list_models("loras") if names is None else names
+                name = rgthree_lora_file(row["lora"], names)
                 if name is None:
                     warn(f"no LoRA file matches {row['lora']!r}: skipped, as the pack skips it")
                 elif model is not None:
@@ -79,12 +82,12 @@ class PowerLoraLoader(Node):
         return model, clip
 
 
-def rgthree_lora_file(name: str) -> str | None:
+def rgthree_lora_file(name: str, names: list[str]) -> str | None:
     """The LoRA file rgthree's Power Lora Loader takes for a row's name: that file, else the
     first whose path without extension, file name, or file name without extension equals the
     name (as it is, then cut the same way), else the first whose path contains the name; None
-    when none does. So a workflow from a machine keeping its LoRAs in other subfolders still runs."""
-    names = folders.list_models("loras")
+    when none does (`names`: the LoRA folder's files). So a workflow from a machine keeping its
+    LoRAs in other subfolders still runs."""
     if name in names:
         return name
     stem, base = os.path.splitext, os.path.basename

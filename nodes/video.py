@@ -18,11 +18,6 @@ SAVE_CODECS = ("auto", "h264")  # auto is H.264
 WEBM_CODECS = {"vp9": "libvpx-vp9", "av1": "libsvtav1"}  # SaveWEBM's codec names -> FFmpeg's encoders
 
 
-def _metadata() -> dict[str, str]:
-    """The workflow being run, as container tags (SaveImage's PNG chunks, under the same keys)."""
-    return workflow_texts()
-
-
 def _save(name: str, suffix: str, write, source: str) -> None:
     """Save a file as `<prefix>_NNNNN_<suffix>` in the outputs with `write(path, metadata)` and show it
     as ComfyUI does (an animated entry of "images"); `source` is the input blamed when it can't be written."""
@@ -35,7 +30,7 @@ def _save(name: str, suffix: str, write, source: str) -> None:
 
     def write_new(path):
         try:
-            write(path, _metadata())
+            write(path, workflow_texts())
         except VideoFileError as e:
             raise NodeInputError(source, str(e)) from None
 

@@ -897,8 +897,6 @@ class WanAnimateToVideo(Node):
     def _character_mask(self, length: int, offset: int, w: int, h: int):
         """character_mask [frames, H, W] from the offset (one mask: every frame) at latent size (nearest),
         [1, 1, frames, h, w]; None without one, or when it has ended."""
-        from graphflow.images import center_crop_to_aspect, resize_nchw
-
         mask = self.character_mask
         if mask is None:
             return None
@@ -912,5 +910,4 @@ class WanAnimateToVideo(Node):
             mask = mask[offset:]
         else:
             return None
-        mask = mask[:length, None].float()
-        return resize_nchw(center_crop_to_aspect(mask, w, h), w, h, "nearest-exact").movedim(1, 0)[None]
+        return _fit(mask[:length, ..., None], w, h, "character_mask", "nearest-exact").movedim(-1, 0)[None]

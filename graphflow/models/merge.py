@@ -105,7 +105,7 @@ def merge_clips(clip1: TextEncoder, clip2: TextEncoder, factors: Factors) -> Tex
             raise MergeError(f"can't merge a {clip1.arch} text encoder with a {clip2.arch} one")
         model = _pinned_like(clip1.model, merge_modules(clip1.model, clip2.model, factors, "text encoder gemma2_2b",
                                                         (clip1.patches, clip2.patches)))
-        merged = copy.copy(clip1).with_patches(())
+        merged = clip1.with_patches(())  # a new encoder object: its model is set below
         merged.model = model
         return merged
     # ComfyUI patches clip1's weights by name with clip2's (clip_l.*, clip_g.*, t5xxl.*): encoders of

@@ -340,14 +340,8 @@ def cut_cond(cond, dim: int, window: list[int], x_shape: tuple):
     if dim > 2 and (cond.pose_latents is not None or cond.face_pixels is not None):
         raise ValueError("context windows over rows or columns can't cut WanAnimateToVideo's pose and face videos; "
                          "use windows over frames or the batch")
-    if dim == 0:  # Wan Animate's driving videos follow a batch window
-        for name in ("pose_latents", "face_pixels"):
-            if getattr(cond, name) is not None:
-                changes[name] = _take(getattr(cond, name), 0, index, size)
     if dim == 2:
         changes.update(_animate_window(cond, window, size))
-    if dim == 0 and cond.clip_fea is not None:
-        changes["clip_fea"] = _take(cond.clip_fea, 0, index, size)
     if dim >= 2 and cond.area is not None:
         # an area spanning the whole windowed dim (an image area on a video: every frame) spans each
         # window whole; one inside it would have to be cut and its fade moved with each window
@@ -360,7 +354,8 @@ def cut_cond(cond, dim: int, window: list[int], x_shape: tuple):
     if cond.mask is not None:  # [b, h, w] / video [b, T, h, w]: the latent's dims without the channels
         changes["mask"] = _take(cond.mask, dim if dim == 0 else dim - 1, index, size)
     if dim == 0:  # one row per latent row
-        for name in ("context", "y", "guidance", "control_context", "attention_mask", "prior"):
+        for name in ("context", "y", "guidance", "control_context", "attention_mask", "prior", "clip_fea",
+                     "pose_latents", "face_pixels"):  # (the last two: Wan Animate's driving videos)
             changes[name] = _take(getattr(cond, name), 0, index, size)
         changes["references"] = tuple(_take(r, 0, index, size) for r in cond.references)
         if cond.video_frames is not None:  # SVD: the window is the video

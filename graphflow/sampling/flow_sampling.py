@@ -198,11 +198,12 @@ class FlowDenoiser:
     def __init__(self, model, schedule: FlowSchedule | None = None, timestep_mask: torch.Tensor | None = None):
         self.model = model
         self.timestep_mask = timestep_mask
-        self.schedule = schedule or default_flow_schedule(model)
+        native_schedule = default_flow_schedule(model)
+        self.schedule = schedule or native_schedule
         # ComfyUI gives the network sigma x the sampling's multiplier; graphflow's flow models take sigma
         # and scale it by their own family's multiplier, so another one (ModelSamplingAuraFlow's 1 on
         # SD3 / Wan, ModelSamplingSD3's 1000 on FLUX / Lumina 2) reaches them as this ratio
-        native = default_flow_schedule(model).multiplier
+        native = native_schedule.multiplier
         self.timestep_scale = getattr(self.schedule, "multiplier", native) / native
         self.network_wrappers = tuple(make() for make in getattr(model, "network_wrappers", ()))  # see ModelDenoiser
         self.context_windows = None  # a run's context windows (the pipeline sets them; predict_sides reads them)
