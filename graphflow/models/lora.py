@@ -99,6 +99,7 @@ PROCESSOR_NAMES = {"to_q": "to_q", "to_k": "to_k", "to_v": "to_v", "to_out": "to
 PROCESSOR_PARTS = {"_lora.down.weight": "lora_down.weight", "_lora.up.weight": "lora_up.weight"}
 RESNET_NAMES = {ldm: name for name, ldm in RESNET.items()}  # LDM ResBlock part -> diffusers'
 TEXT_ENCODERS = "text_encoders."  # ComfyUI's text-encoder prefix: module names kept dotted
+TEXT_ENCODER_KEYS = ("lora_te", TEXT_ENCODERS)  # the starts of every text-encoder module's keys
 DORA_EPS = torch.finfo(torch.float32).eps
 
 
@@ -609,7 +610,7 @@ def apply_lora(model: DiffusionModel | None, clip: TextEncoder | None, lora_path
             text_patches.setdefault(tower, {})[path] = lora
         elif key in t5_names:
             t5_patches[t5_names[key]] = lora
-        elif clip is None and key.startswith(("lora_te", TEXT_ENCODERS)):
+        elif clip is None and key.startswith(TEXT_ENCODER_KEYS):
             continue
         else:
             unmatched.append(key)

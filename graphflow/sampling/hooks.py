@@ -150,9 +150,9 @@ def model_patches(model, hook: WeightHook, strength: float) -> tuple:
     if strength == 0:
         return ()
     if hook.lora is not None:
-        from graphflow.models.lora import TEXT_ENCODERS, apply_lora
+        from graphflow.models.lora import TEXT_ENCODER_KEYS, apply_lora
 
-        modules = {k: v for k, v in hook.lora.items() if not k.startswith(("lora_te", TEXT_ENCODERS))}
+        modules = {k: v for k, v in hook.lora.items() if not k.startswith(TEXT_ENCODER_KEYS)}
         if not modules:
             return ()
         patched, _ = apply_lora(model, None, hook.name, strength, 0.0, strict=False, modules=modules)
@@ -168,10 +168,10 @@ def clip_with_hook(clip, hook: WeightHook, strength: float):
     if strength == 0:
         return clip
     if hook.lora is not None:
-        from graphflow.models.lora import TEXT_ENCODERS, apply_lora
+        from graphflow.models.lora import TEXT_ENCODER_KEYS, apply_lora
 
         # kohya's lora_te* and ComfyUI's text_encoders.* (a T5's in that layout) are the encoder's
-        modules = {k: v for k, v in hook.lora.items() if k.startswith(("lora_te", TEXT_ENCODERS))}
+        modules = {k: v for k, v in hook.lora.items() if k.startswith(TEXT_ENCODER_KEYS)}
         if not modules:
             return clip
         _, patched = apply_lora(None, clip, hook.name, 0.0, strength, strict=False, modules=modules)
