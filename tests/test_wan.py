@@ -387,9 +387,11 @@ def test_wan_image_to_video_conditioning_and_concat():
 
     class Model:  # what prepare_conds reads of a Wan I2V MODEL
         arch, prediction, is_video, adm_channels = "wan", "flow", True, 0
+        dtype = torch.bfloat16  # the image tokens come in the model's dtype once, not cast at every step
 
     (entry,) = prepare_conds(pos, Model(), (2, 16, 3, 4, 4), "cpu")
-    assert torch.equal(entry.clip_fea, vision.penultimate_hidden_states.expand(2, -1, -1))
+    assert entry.clip_fea.dtype == torch.bfloat16
+    assert torch.equal(entry.clip_fea, vision.penultimate_hidden_states.bfloat16().expand(2, -1, -1))
     # no start image: no concat options; the model's extra channels are zeros
     pos2, _, _ = call(registry(), "WanImageToVideo", positive=cond, negative=cond, vae=vae, width=32, height=32,
                       length=9, batch_size=1)

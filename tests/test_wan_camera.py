@@ -372,6 +372,7 @@ def test_camera_sampling_end_to_end(tmp_path):
 
     class PlainWan:  # what prepare_conds reads of a Wan MODEL without a camera adapter
         arch, prediction, is_video, adm_channels, in_channels = "wan", "flow", True, 0, 16
+        dtype = torch.float32
         unet = type("Net", (), {"config": type(net.config)()})()
 
     (entry,) = prepare_conds(pos, PlainWan(), (1, 16, 2, 4, 4), "cpu")

@@ -301,7 +301,7 @@ def _clip_fea(model, options: dict, batch: int, device) -> torch.Tensor | None:
     if output is None or getattr(model, "arch", None) != "wan":
         return None
     states = output["penultimate_hidden_states"] if isinstance(output, dict) else output.penultimate_hidden_states
-    return repeat_to_batch(states.float(), batch).to(device)
+    return repeat_to_batch(states.float(), batch).to(device, model.dtype)
 
 
 def _time_dim_concat(model, options: dict, batch: int, device) -> torch.Tensor | None:
@@ -311,7 +311,7 @@ def _time_dim_concat(model, options: dict, batch: int, device) -> torch.Tensor |
     frames = options.get("time_dim_concat")
     if frames is None or getattr(model, "arch", None) != "wan":
         return None
-    return repeat_to_batch(model.latent_format.process_in(frames.float()), batch).to(device)
+    return repeat_to_batch(model.latent_format.process_in(frames.float()), batch).to(device, model.dtype)
 
 
 def _camera_conditions(model, options: dict, batch: int, device) -> torch.Tensor | None:
@@ -325,7 +325,7 @@ def _camera_conditions(model, options: dict, batch: int, device) -> torch.Tensor
     if not torch.is_tensor(rays) or rays.ndim != 5 or rays.shape[1] != cfg.camera_in_channels:
         raise ValueError(f"WanCameraImageToVideo: camera_conditions must be WanCameraEmbedding's [1, "
                          f"{cfg.camera_in_channels}, frames, height, width], got {tuple(getattr(rays, 'shape', ()))}")
-    return repeat_to_batch(rays.float(), batch).to(device)
+    return repeat_to_batch(rays.float(), batch).to(device, model.dtype)
 
 
 def _animate(model, options: dict, batch: int, device) -> dict:
@@ -338,12 +338,12 @@ def _animate(model, options: dict, batch: int, device) -> dict:
     out = {}
     pose, faces = options.get("pose_video_latent"), options.get("face_video_pixels")
     if pose is not None:
-        out["pose_latents"] = repeat_to_batch(model.latent_format.process_in(pose.float()), batch).to(device)
+        out["pose_latents"] = repeat_to_batch(model.latent_format.process_in(pose.float()), batch).to(device, model.dtype)
     if faces is not None:
         if not torch.is_tensor(faces) or faces.ndim != 5 or faces.shape[1] != 3:
             raise ValueError(f"WanAnimateToVideo: face_video_pixels must be [1, 3, frames, 512, 512], got "
                              f"{tuple(getattr(faces, 'shape', ()))}")
-        out["face_pixels"] = repeat_to_batch(faces.float(), batch).to(device)
+        out["face_pixels"] = repeat_to_batch(faces.float(), batch).to(device, model.dtype)
     return out
 
 
@@ -364,7 +364,8 @@ def _vace(model, options: dict, x_shape: tuple, device) -> dict:
         f = torch.cat([fmt.process_in(chunk) for chunk in f.float().split(fmt.channels, dim=1)], dim=1)
         inputs.append(torch.cat([f, m.float()], dim=1))
     strength = tuple(float(s) for s in options.get("vace_strength") or [1.0] * len(inputs))
-    return {"vace_context": repeat_to_batch(torch.stack(inputs, dim=1), batch).to(device), "vace_strength": strength}
+    return {"vace_context": repeat_to_batch(torch.stack(inputs, dim=1), batch).to(device, model.dtype),
+            "vace_strength": strength}
 
 
 def _keyframe_positions(options: dict, x_shape: tuple, k: int) -> torch.Tensor | None:
@@ -551,6 +552,12 @@ def _crop_and_weight(cond: Cond, x: torch.Tensor):
     return input_x, weight, area
 
 
+# Cond's per-row tensors that entries batched into one model call stack along the batch (passed by
+# these names); entries batch only where each is absent from both or of one shape
+STACKED = ("guidance", "control_context", "prior", "clip_fea", "vace_context", "time_dim_concat",
+           "camera_conditions", "pose_latents", "face_pixels")
+
+
 def _can_batch(a, b) -> bool:
     (xa, _, _, ca), (xb, _, _, cb) = a, b
     if xa.shape != xb.shape or ca.control is not cb.control or ca.gligen is not cb.gligen:
@@ -565,11 +572,8 @@ def _can_batch(a, b) -> bool:
     if ca.reference_method != cb.reference_method or \
             [r.shape for r in ca.references] != [r.shape for r in cb.references]:
         return False
-    for ta, tb in ((ca.y, cb.y), (ca.concat, cb.concat), (ca.guidance, cb.guidance),
-                   (ca.control_context, cb.control_context), (ca.prior, cb.prior), (ca.clip_fea, cb.clip_fea),
-                   (ca.vace_context, cb.vace_context), (ca.time_dim_concat, cb.time_dim_concat),
-                   (ca.camera_conditions, cb.camera_conditions), (ca.pose_latents, cb.pose_latents),
-                   (ca.face_pixels, cb.face_pixels)):
+    for name in ("y", "concat", *STACKED):
+        ta, tb = getattr(ca, name), getattr(cb, name)
         if (ta is None) != (tb is None) or (ta is not None and ta.shape != tb.shape):
             return False
     sa, sb = ca.context.shape, cb.context.shape
@@ -676,38 +680,20 @@ def _predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tens
         y = None if batch[0][3].y is None else torch.cat([b[3].y for b in batch])
         concat = None if batch[0][3].concat is None else torch.cat([_crop_concat(b[3].concat, b[2]) for b in batch])
         sigma_in = torch.cat([sigma] * chunks)
-        extra = {}
-        if batch[0][3].guidance is not None:
-            extra["guidance"] = torch.cat([b[3].guidance for b in batch])
+        extra = {name: torch.cat([getattr(b[3], name) for b in batch])
+                 for name in (*STACKED, "attention_mask") if getattr(batch[0][3], name) is not None}
         if batch[0][3].control is not None:
             extra["control"] = batch[0][3].control
-        if batch[0][3].control_context is not None:
-            extra["control_context"] = torch.cat([b[3].control_context for b in batch])
         if batch[0][3].gligen is not None:
             extra["gligen"] = batch[0][3].gligen
-        if batch[0][3].attention_mask is not None:
-            extra["attention_mask"] = torch.cat([b[3].attention_mask for b in batch])
-        if batch[0][3].prior is not None:
-            extra["prior"] = torch.cat([b[3].prior for b in batch])
+        if "vace_context" in extra:
+            extra["vace_strength"] = batch[0][3].vace_strength
         if batch[0][3].video_frames is not None:
             extra["num_frames"] = batch[0][3].video_frames
         if batch[0][3].frame_rate is not None:
             extra["frame_rate"] = batch[0][3].frame_rate
         if batch[0][3].keyframe_positions is not None:
             extra["keyframe_positions"] = batch[0][3].keyframe_positions
-        if batch[0][3].clip_fea is not None:
-            extra["clip_fea"] = torch.cat([b[3].clip_fea for b in batch])
-        if batch[0][3].vace_context is not None:
-            extra["vace_context"] = torch.cat([b[3].vace_context for b in batch])
-            extra["vace_strength"] = batch[0][3].vace_strength
-        if batch[0][3].time_dim_concat is not None:
-            extra["time_dim_concat"] = torch.cat([b[3].time_dim_concat for b in batch])
-        if batch[0][3].camera_conditions is not None:
-            extra["camera_conditions"] = torch.cat([b[3].camera_conditions for b in batch])
-        if batch[0][3].pose_latents is not None:
-            extra["pose_latents"] = torch.cat([b[3].pose_latents for b in batch])
-        if batch[0][3].face_pixels is not None:
-            extra["face_pixels"] = torch.cat([b[3].face_pixels for b in batch])
         if batch[0][3].references:
             extra["reference_latents"] = [torch.cat(refs) for refs in zip(*(b[3].references for b in batch))]
             extra["reference_method"] = batch[0][3].reference_method
