@@ -8,7 +8,6 @@ arithmetic nodes as in ComfyUI (resized frame by frame); composite and blend tak
 from __future__ import annotations
 
 import math
-import re
 
 
 from graphflow.api import (LATENT, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size,
@@ -436,12 +435,6 @@ LATENT_EXTENSION = ".latent"
 OLD_LATENT_SCALE = 0.18215
 
 
-def _next_latent_counter(folder, stem: str) -> int:
-    pattern = re.compile(re.escape(stem) + r"_(\d{5})_\.latent$")
-    numbers = [int(m.group(1)) for p in folder.glob(f"{stem}_*.latent") if (m := pattern.match(p.name))]
-    return max(numbers, default=0) + 1
-
-
 class SaveLatent(Node):
     """Save latents to the outputs folder as a .latent file (ComfyUI's format: safetensors with
     the raw latent under "latent_tensor"; video latents [B, C, frames, h, w] too), with the
@@ -463,10 +456,12 @@ class SaveLatent(Node):
             folder, stem = folders.output_location(self.filename_prefix)
         except ValueError as e:
             raise NodeInputError("filename_prefix", str(e)) from None
-        name = f"{stem}_{_next_latent_counter(folder, stem):05d}_{LATENT_EXTENSION}"
+        from nodes.image import _next_counter, _write_new
+
+        tensors = {"latent_tensor": x.detach().cpu().contiguous(), "latent_format_version_0": torch.tensor([])}
         metadata = workflow_texts() or None
-        save_file({"latent_tensor": x.detach().cpu().contiguous(), "latent_format_version_0": torch.tensor([])},
-                  str(folder / name), metadata=metadata)
+        name, _ = _write_new(lambda path: save_file(tensors, str(path), metadata=metadata), folder, stem,
+                             _next_counter(folder, stem), "_" + LATENT_EXTENSION)
         subfolder = folder.relative_to(folders.outputs).as_posix()
         show(latents=[{"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"}])
 

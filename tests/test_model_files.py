@@ -124,6 +124,11 @@ def test_save_and_load_latent_in_comfyuis_format(builtin_registry, tmp_folders):
     tensors = load_file(str(path))
     assert set(tensors) == {"latent_tensor", "latent_format_version_0"} and tensors["latent_format_version_0"].numel() == 0
     assert torch.equal(tensors["latent_tensor"], samples)
+    # ComfyUI numbers a prefix's files of every kind together: after test_00007_.png comes test_00008_.latent
+    (tmp_folders.outputs / "latents" / "test_00007_.png").write_bytes(b"")
+    call(builtin_registry, "SaveLatent", samples={"samples": samples}, filename_prefix="latents/test")
+    assert sorted(p.name for p in (tmp_folders.outputs / "latents").iterdir()) == [
+        "test_00001_.latent", "test_00007_.png", "test_00008_.latent"]
     (tmp_folders.inputs / "test.latent").write_bytes(path.read_bytes())
     loaded = call(builtin_registry, "LoadLatent", latent="test.latent")
     assert torch.equal(loaded["samples"], samples)
