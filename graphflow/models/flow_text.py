@@ -58,11 +58,10 @@ import copy
 
 import torch
 
-from .attention import kernels
 from .t5 import EOS as T5_EOS
 from .t5 import MIN_LENGTH, T5Encoder
 from .embeddings import embedding_lookup
-from .text_encoders import _VECTORS, ClipTower, _install_vector_hook, check_clip_skip, tower_hidden
+from .text_encoders import ClipTower, check_clip_skip
 from .tokenizer import EOS, TokenWindows, empty_window, tokenize_prompt
 
 ARCHS = ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "mochi", "cosmos", "wan")
@@ -80,29 +79,10 @@ def clip_encode(tower: ClipTower, windows: TokenWindows, clip_skip: int = -2,
     pooled [1, P] of the first window; projected if asked and the tower has a projection).
     mask_after_end: no token attends to those after the first end token (ComfyUI's
     enable_attention_masks, Stable Cascade's CLIP-G)."""
-    from graphflow import memory  # the manager places the tower and applies its patches (LoRAs, hooks)
-
     weighted = windows.has_weights
     ids = windows.ids + ([empty_window(tower.spec.pad_token)] if weighted else [])
-    transformer = tower.transformer
-    with memory.use(tower.model, "text_encoder", f"text_encoder:{tower.name}", tower.patches), torch.no_grad():
-        tokens = torch.tensor(ids, dtype=torch.long, device=memory.manager().device_for(tower.model))
-        mask = None
-        if windows.vectors:  # textual-inversion vectors in place of their placeholder tokens
-            _install_vector_hook(transformer.embeddings.token_embedding)
-        if mask_after_end:
-            first_end = (tokens == EOS).int().argmax(dim=1)
-            mask = (torch.arange(tokens.shape[1], device=tokens.device)[None] <= first_end[:, None]).long()
-        token = _VECTORS.set(windows.vectors or None)
-        try:
-            with kernels(tokens.device):
-                out = transformer(input_ids=tokens, attention_mask=mask, output_hidden_states=True)
-        finally:
-            _VECTORS.reset(token)
-        hidden = tower_hidden(tower, out, clip_skip, layer_norm=False).float().cpu()
-        pooled = out.pooler_output[:1]
-        if projected and tower.projection is not None:
-            pooled = tower.projection(pooled)
+    hidden, pooled = tower.run(ids, clip_skip, False, windows.vectors, projected, mask_after_end)
+    pooled = pooled[:1]
     k = len(windows.ids)
     z = hidden[:k]
     if weighted:

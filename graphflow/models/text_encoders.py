@@ -245,21 +245,28 @@ class ClipTower:
 
     @torch.no_grad()
     def run(self, ids: list[list[int]], clip_skip: int, layer_norm_hidden: bool,
-            vectors: dict | None = None, projected: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+            vectors: dict | None = None, projected: bool = True,
+            mask_after_end: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Token windows [N][77] -> (hidden states [N, 77, D], pooled [N, P]), float32 on CPU.
         vectors {(window, position): [D]} replace those token embeddings (textual inversion).
-        projected=False: the pooled output before the text projection (ComfyUI's "unprojected")."""
+        projected=False: the pooled output before the text projection (ComfyUI's "unprojected").
+        mask_after_end: no token attends to those after the first end token (ComfyUI's
+        enable_attention_masks, Stable Cascade's CLIP-G)."""
         from graphflow import memory  # the manager puts the tower on the device and takes it off after
 
         with memory.use(self.model, "text_encoder", f"text_encoder:{self.name}", self.patches):
             embedding = self.transformer.embeddings.token_embedding
             tokens = torch.tensor(ids, dtype=torch.long, device=memory.manager().device_for(self.model))
+            mask = None
+            if mask_after_end:
+                first_end = (tokens == EOS).int().argmax(dim=1)
+                mask = (torch.arange(tokens.shape[1], device=tokens.device)[None] <= first_end[:, None]).long()
             if vectors:
                 _install_vector_hook(embedding)
             token = _VECTORS.set(vectors or None)
             try:
                 with kernels(tokens.device):
-                    out = self.transformer(input_ids=tokens, output_hidden_states=True)
+                    out = self.transformer(input_ids=tokens, attention_mask=mask, output_hidden_states=True)
             finally:
                 _VECTORS.reset(token)
             hidden = tower_hidden(self, out, clip_skip, layer_norm_hidden)
