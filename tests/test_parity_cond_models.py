@@ -1,0 +1,61 @@
+"""Parity audit of the conditioning-model nodes against ComfyUI's behaviour: unCLIP conditioning on
+SDXL ("revision") and on Stable Cascade Stage C, checked against closed forms on small tensors."""
+
+from dataclasses import replace
+
+import torch
+from diffusers import DDPMScheduler
+from diffusers.models.embeddings import get_timestep_embedding
+
+from graphflow.models.clip_vision import ClipVisionOutput
+from graphflow.models.diffusion_model import DiffusionModel
+from graphflow.sampling.guidance import prepare_conds
+from tests.test_nodes_image_mask import call
+from tests.test_unet import TINY, random_unet
+
+G_WIDTH = 1280  # CLIP-G's image embedding, SDXL's pooled width
+
+
+def _output(embeds):
+    return ClipVisionOutput(embeds[:, None], embeds, embeds[:, None])
+
+
+def _comfy_stream(seed: int, width: int, draws: int) -> list[torch.Tensor]:
+    """ComfyUI's noise: torch.manual_seed(seed) on the global CPU generator, then [1, width] draws."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return [torch.randn(1, width) for _ in range(draws)]
+
+
+def test_sdxl_takes_unclip_conditioning_as_its_pooled_vector(builtin_registry):
+    """unCLIPConditioning on an SDXL model (ComfyUI's revision): the pooled part of y is the CLIP-G
+    image embedding noise-augmented (level round(999 a), noise of seed - 10) times strength; two
+    images: their sum augmented again at level 0 with the stream's next noise. The size part and
+    entries without unCLIP conditioning are unchanged."""
+    model = DiffusionModel(random_unet(replace(TINY["sdxl"], adm_in_channels=G_WIDTH + 6 * 256)), "sdxl")
+    g = torch.Generator().manual_seed(4)
+    a, b, pooled = (torch.randn(1, G_WIDTH, generator=g) for _ in range(3))
+    text = [(torch.randn(1, 3, 2048, generator=g), {"pooled_output": pooled})]
+    one = call(builtin_registry, "UnCLIPConditioning", conditioning=text, clip_vision_output=_output(a),
+               strength=0.8, noise_augmentation=0.3)
+    two = call(builtin_registry, "UnCLIPConditioning", conditioning=one, clip_vision_output=_output(b),
+               strength=1.5, noise_augmentation=0.0)
+    shape, seed = (1, 4, 8, 8), 12
+    ys = [prepare_conds(c, model, shape, torch.device("cpu"), seed=seed)[0].y for c in (text, one, two)]
+
+    abar = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2").alphas_cumprod.double()
+
+    def q(e, level, noise):
+        return (abar[level].sqrt() * e + (1 - abar[level]).sqrt() * noise).float()
+
+    sizes = model.encode_adm({}, 64, 64)[:, G_WIDTH:]
+    torch.testing.assert_close(ys[0], torch.cat([pooled, sizes], 1), atol=0, rtol=0)
+    first, second = _comfy_stream(seed - 10, G_WIDTH, 2)
+    torch.testing.assert_close(ys[1][:, :G_WIDTH], 0.8 * q(a, 300, first), atol=1e-5, rtol=0)
+    total = 0.8 * q(a, 300, first) + 1.5 * q(b, 0, first)
+    torch.testing.assert_close(ys[2][:, :G_WIDTH], q(total, 0, second), atol=1e-5, rtol=2e-5)
+    for y in ys[1:]:
+        torch.testing.assert_close(y[:, G_WIDTH:], sizes, atol=0, rtol=0)
+    assert (ys[1][:, :G_WIDTH] - 0.8 * a).abs().max() > 0.1  # the augmentation is live at level 300
+    # the noise-level embedding is not part of SDXL's vector (ComfyUI keeps the first 1280 only)
+    assert not torch.allclose(get_timestep_embedding(torch.tensor([300]), G_WIDTH, True, 0), ys[1][:, :G_WIDTH])
