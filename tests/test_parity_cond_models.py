@@ -59,3 +59,41 @@ def test_sdxl_takes_unclip_conditioning_as_its_pooled_vector(builtin_registry):
     assert (ys[1][:, :G_WIDTH] - 0.8 * a).abs().max() > 0.1  # the augmentation is live at level 300
     # the noise-level embedding is not part of SDXL's vector (ComfyUI keeps the first 1280 only)
     assert not torch.allclose(get_timestep_embedding(torch.tensor([300]), G_WIDTH, True, 0), ys[1][:, :G_WIDTH])
+
+
+def test_stable_cascade_stage_c_takes_unclip_image_embeddings(builtin_registry, tmp_path):
+    """unCLIPConditioning on Stage C (ComfyUI's image variations): every image embedding times its
+    entry's strength becomes one clip_img token (noise_augmentation unused); the network's output
+    is diffusers' StableCascadeUNet given that clip_img. Without it, one zero embedding."""
+    from diffusers.loaders.single_file_utils import convert_stable_cascade_unet_single_file_to_diffusers
+    from safetensors.torch import load_file
+
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.testing import write_stable_cascade
+    from tests.test_stable_cascade import diffusers_unet
+
+    path = write_stable_cascade(tmp_path / "stage_c.safetensors", "c", seed=3)
+    model = load_diffusion_model(path)
+    config = model.unet.config
+    theirs = diffusers_unet(config)
+    theirs.load_state_dict(convert_stable_cascade_unet_single_file_to_diffusers(load_file(str(path))))
+    g = torch.Generator().manual_seed(1)
+    width = config.clip_image_width
+    a, b = torch.randn(2, width, generator=g), torch.randn(1, width, generator=g)
+    text, pooled = torch.randn(1, 77, config.clip_text_width, generator=g), torch.randn(1, config.clip_pooled_width, generator=g)
+    plain = [(text, {"pooled_output": pooled})]
+    one = call(builtin_registry, "UnCLIPConditioning", conditioning=plain, clip_vision_output=_output(a),
+               strength=0.5, noise_augmentation=0.7)
+    two = call(builtin_registry, "UnCLIPConditioning", conditioning=one, clip_vision_output=_output(b),
+               strength=2.0, noise_augmentation=0.0)
+    x, r = torch.randn(2, config.in_channels, 12, 10, generator=g), torch.tensor([0.3, 0.8])
+    for conditioning, images in ((plain, torch.zeros(1, 1, width)), (two, torch.cat([0.5 * a, 2.0 * b])[None])):
+        (cond,) = prepare_conds(conditioning, model, tuple(x.shape), torch.device("cpu"))
+        with torch.no_grad():
+            mine = model.unet(x, r, cond.context, cond.y)
+            reference = theirs(x, r, pooled[:, None].expand(2, -1, -1), clip_text=text.expand(2, -1, -1),
+                               clip_img=images.expand(2, -1, -1), return_dict=False)[0]
+        assert float((mine - reference).abs().max()) <= 1e-4 * float(reference.abs().max())
+    with torch.no_grad():  # the images matter
+        without = model.unet(x, r, text.expand(2, -1, -1), pooled.expand(2, -1))
+    assert float((mine - without).abs().max()) > 1e-3
