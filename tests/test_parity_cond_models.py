@@ -97,3 +97,21 @@ def test_stable_cascade_stage_c_takes_unclip_image_embeddings(builtin_registry, 
     with torch.no_grad():  # the images matter
         without = model.unet(x, r, text.expand(2, -1, -1), pooled.expand(2, -1))
     assert float((mine - without).abs().max()) > 1e-3
+
+
+def test_sv3d_p_cameras_stretch_to_the_latent_batch(tmp_path):
+    """SV3D_p's per-frame camera vectors follow a latent batch other than their count as ComfyUI's
+    resize_to_batch_size stretches them (3 views on 6 frames: 0, 0, 1, 1, 2, 2; on 2: the first and
+    last), not cycled."""
+    from graphflow.models.checkpoint import load_image_only_checkpoint
+    from graphflow.models.svd import sv3d_p_adm
+    from graphflow.testing import write_svd_checkpoint
+
+    model, _, _ = load_image_only_checkpoint(write_svd_checkpoint(tmp_path / "sv3d_p.safetensors", adm_in_channels=1280),
+                                             device="cpu", dtype=torch.float32)
+    cameras = {"elevation": [10.0, 20.0, 30.0], "azimuth": [0.0, 120.0, 240.0]}
+    views = sv3d_p_adm(0.0, cameras["elevation"], cameras["azimuth"])
+    conditioning = [(torch.zeros(1, 1, 8), cameras)]
+    for batch, rows in ((3, [0, 1, 2]), (6, [0, 0, 1, 1, 2, 2]), (2, [0, 2]), (4, [0, 1, 1, 2])):
+        (cond,) = prepare_conds(conditioning, model, (batch, 4, 4, 4), torch.device("cpu"))
+        torch.testing.assert_close(cond.y, views[rows], atol=0, rtol=0)

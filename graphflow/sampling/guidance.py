@@ -230,6 +230,8 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             if y is None:
                 raise ValueError(f"the model needs SDXL vector conditioning ({model.adm_channels} channels) "
                                  f"but encode_adm gave none for conditioning entry {k}")
+            if getattr(model, "arch", None) == "svd":  # SV3D_p's per-frame cameras stretch (ComfyUI's resize_to_batch_size)
+                y = resize_to_batch(y, batch)
             y = repeat_to_batch(y, batch).to(device)
         if len(x_shape) not in (4, 5) and (options.get("mask") is not None or options.get("area") is not None):
             raise ValueError(f"conditioning entry {k}: areas and masks need image latents [B, C, h, w] or video "
