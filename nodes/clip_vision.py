@@ -87,7 +87,10 @@ class LoadUnCLIPCheckpoint(Node):
 class UnCLIPConditioning(Node):
     """Condition an unCLIP model on an image: its CLIP embedding, weighted by strength, with
     noise_augmentation (0..1) of noise added to it (more noise: looser variations). Several
-    applied to one conditioning add up. Strength 0 leaves the conditioning unchanged."""
+    applied to one conditioning add up. Strength 0 leaves the conditioning unchanged. On an SDXL
+    model (ComfyUI's "revision", with a CLIP-G vision model) the augmented embedding replaces the
+    prompt's pooled vector; on Stable Cascade Stage C (image variations, CLIP ViT-L) each image's
+    embedding times strength is an image token, without noise."""
     category = "conditioning"
     conditioning: CONDITIONING
     clip_vision_output: CLIP_VISION_OUTPUT

@@ -1,13 +1,15 @@
-"""Style models (FLUX Redux): load one from models/style_models/ and add an image's tokens to a
-FLUX conditioning."""
+"""Style models (FLUX Redux, SD1.x's T2I-Adapter style model): load one from models/style_models/
+and add an image's tokens to a conditioning."""
 
 from graphflow.api import (CLIP_VISION_OUTPUT, CONDITIONING, STYLE_MODEL, Choice, ComfyAlias, Float, Node,
                            NodeInputError, folders)
 
 
 class LoadStyleModel(Node):
-    """Load a FLUX Redux style model (flux1-redux-dev.safetensors) from models/style_models/. It
-    reads SigLIP image tokens (sigclip_vision_patch14_384 through Load CLIP Vision)."""
+    """Load a style model from models/style_models/: FLUX Redux (flux1-redux-dev.safetensors), which
+    reads SigLIP image tokens (sigclip_vision_patch14_384 through Load CLIP Vision), or SD1.x's
+    T2I-Adapter style model (t2iadapter_style_sd14v1), which reads CLIP ViT-L's and gives 8 tokens
+    per image."""
     category = "loaders"
     style_model_name: str = Choice(lambda: folders.list_models("style_models"), model_folder="style_models")
     outputs = {"style_model": STYLE_MODEL}
@@ -55,7 +57,8 @@ class ApplyStyleModel(Node):
         for cond, options in self.conditioning:
             if cond.shape[-1] != tokens.shape[-1]:
                 raise NodeInputError("conditioning", f"the style model gives {tokens.shape[-1]}-wide tokens; this "
-                                                     f"conditioning's are {cond.shape[-1]} wide (FLUX's T5 tokens expected)")
+                                                     f"conditioning's are {cond.shape[-1]} wide (Redux: FLUX's T5 tokens; the T2I "
+                                                     f"style model: SD1.x's)")
             options = dict(options)
             if "attention_mask" in options or (self.strength_type == "attn_bias" and self.strength != 1.0):
                 options["attention_mask"] = _extended_mask(options, cond, tokens.shape[1], self.strength

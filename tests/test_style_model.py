@@ -1,5 +1,6 @@
 """FLUX Redux: the style model against diffusers' ReduxImageEncoder on the same weights, the
-StyleModelApply token arithmetic, refusals, and a ComfyUI Redux graph on a tiny FLUX."""
+StyleModelApply token arithmetic, refusals, and a ComfyUI Redux graph on a tiny FLUX; SD1.x's
+T2I-Adapter style model against transformers' CLIPEncoder on the same weights."""
 
 import json
 
@@ -80,7 +81,7 @@ def test_apply_concatenates_scaled_tokens(builtin_registry, models):
     assert mask2.shape == (1, 75, 75)
     assert torch.equal(mask2[:, :42, :42], mask[:, :42, :42]) and torch.equal(mask2[:, 74:, :42], mask[:, 42:, :42])
     assert torch.equal(mask2[:, :, 42:74], torch.zeros(1, 75, 32))  # log(1): no bias to the second image's tokens
-    with pytest.raises(NodeInputError, match="FLUX's T5 tokens expected") as info:
+    with pytest.raises(NodeInputError, match="Redux: FLUX's T5 tokens") as info:
         call(builtin_registry, "ApplyStyleModel", conditioning=[(torch.zeros(1, 77, 768), {})], style_model=style,
              clip_vision_output=output, strength=1.0, strength_type="multiply")
     assert info.value.input == "conditioning"
@@ -89,7 +90,7 @@ def test_apply_concatenates_scaled_tokens(builtin_registry, models):
 def test_loaders_refuse_wrong_files(builtin_registry, models):
     write_vae(models / "style_models" / "a_vae.safetensors")
     write_vae(models / "clip_vision" / "a_vae.safetensors")
-    with pytest.raises(NodeInputError, match=r"a_vae.safetensors is not a FLUX Redux style model.*redux_up") as info:
+    with pytest.raises(NodeInputError, match=r"a_vae.safetensors is not a style model .FLUX Redux or T2I-Adapter style.*redux_up") as info:
         call(builtin_registry, "LoadStyleModel", style_model_name="a_vae.safetensors")
     assert info.value.input == "style_model_name"
     with pytest.raises(NodeInputError, match=r"a_vae.safetensors is not a CLIP vision model") as info:
@@ -159,3 +160,70 @@ def test_attention_bias_upscaled_to_the_token_grid():
     assert torch.equal(out[:, 2:, 2:], torch.full((1, 6, 6), 8.0))
     same = attention_bias(None, {"attention_mask": out, "attention_mask_img_shape": (3, 2)}, (6, 4))
     assert same is out or torch.equal(same, out)
+
+
+def _t2i_style_state(width=64, txt=32, layers=2, tokens=8, seed=0) -> dict:
+    """A tiny T2I-Adapter style model in the released file's layout (OpenAI blocks, fused q/k/v)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape, scale=0.2):
+        return torch.randn(*shape, generator=g) * scale
+
+    state = {"style_embedding": r(1, tokens, width, scale=1.0), "ln_pre.weight": 1 + r(width), "ln_pre.bias": r(width),
+             "ln_post.weight": 1 + r(width), "ln_post.bias": r(width), "proj": r(width, txt)}
+    for i in range(layers):
+        p = f"transformer_layes.{i}."
+        state.update({p + "attn.in_proj_weight": r(3 * width, width), p + "attn.in_proj_bias": r(3 * width),
+                      p + "attn.out_proj.weight": r(width, width), p + "attn.out_proj.bias": r(width),
+                      p + "ln_1.weight": 1 + r(width), p + "ln_1.bias": r(width),
+                      p + "mlp.c_fc.weight": r(4 * width, width), p + "mlp.c_fc.bias": r(4 * width),
+                      p + "mlp.c_proj.weight": r(width, 4 * width), p + "mlp.c_proj.bias": r(width),
+                      p + "ln_2.weight": 1 + r(width), p + "ln_2.bias": r(width)})
+    return state
+
+
+def test_t2i_adapter_style_model_as_comfyui(builtin_registry, models):
+    """SD1.x's T2I-Adapter style model (ComfyUI's StyleModelLoader reads it too): the image tokens and
+    8 learned tokens through ln_pre, the CLIP blocks (transformers' CLIPEncoder on the same weights,
+    8 heads, quick_gelu), ln_post on the last 8, @ proj; StyleModelApply appends every image's 8."""
+    import torch.nn.functional as F
+    from transformers import CLIPVisionConfig
+    from transformers.models.clip.modeling_clip import CLIPEncoder
+
+    from graphflow.models.file_kind import identify
+
+    width, txt = 64, 32
+    state = _t2i_style_state(width, txt)
+    torch.save(state, models / "style_models" / "t2i_style_tiny.pth")
+    assert identify({k: tuple(v.shape) for k, v in state.items()}).folder == "style_models"
+    style = call(builtin_registry, "LoadStyleModel", style_model_name="t2i_style_tiny.pth")
+
+    encoder = CLIPEncoder(CLIPVisionConfig(hidden_size=width, num_attention_heads=8, intermediate_size=4 * width,
+                                           num_hidden_layers=2, hidden_act="quick_gelu")).eval()
+    theirs = {}
+    for i in range(2):
+        p, q = f"transformer_layes.{i}.", f"layers.{i}."
+        for j, name in enumerate("qkv"):
+            theirs[q + f"self_attn.{name}_proj.weight"] = state[p + "attn.in_proj_weight"][j * width:(j + 1) * width]
+            theirs[q + f"self_attn.{name}_proj.bias"] = state[p + "attn.in_proj_bias"][j * width:(j + 1) * width]
+        for mine, their in (("attn.out_proj", "self_attn.out_proj"), ("ln_1", "layer_norm1"), ("ln_2", "layer_norm2"),
+                            ("mlp.c_fc", "mlp.fc1"), ("mlp.c_proj", "mlp.fc2")):
+            for param in ("weight", "bias"):
+                theirs[f"{q}{their}.{param}"] = state[f"{p}{mine}.{param}"]
+    encoder.load_state_dict(theirs)
+
+    hidden = torch.randn(2, 5, width, generator=torch.Generator().manual_seed(3))
+    output = ClipVisionOutput(hidden, hidden[:, 0], hidden)
+    with torch.no_grad():
+        x = torch.cat([hidden, state["style_embedding"].expand(2, -1, -1)], 1)
+        x = F.layer_norm(x, (width,), state["ln_pre.weight"], state["ln_pre.bias"])
+        x = encoder(inputs_embeds=x).last_hidden_state[:, -8:]
+        ref = F.layer_norm(x, (width,), state["ln_post.weight"], state["ln_post.bias"]) @ state["proj"]
+    torch.testing.assert_close(style.tokens(output), ref, atol=1e-5, rtol=1e-5)
+    assert ref.abs().mean() > 0.05
+
+    text = torch.randn(1, 77, txt)
+    [(cond, options)] = call(builtin_registry, "ApplyStyleModel", conditioning=[(text, {})], style_model=style,
+                             clip_vision_output=output, strength=0.5, strength_type="multiply")
+    assert cond.shape == (1, 77 + 16, txt) and "attention_mask" not in options
+    torch.testing.assert_close(cond, torch.cat([text, 0.5 * ref.reshape(1, 16, txt)], 1), atol=1e-5, rtol=1e-5)

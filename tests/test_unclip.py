@@ -75,15 +75,20 @@ def _output(embeds):
 
 def test_adm_weights_sums_and_seeds_as_comfyui():
     """One image: strength * [q(e, n), emb(n)] with noise from seed - 10. Several: their sum, whose
-    embedding half is augmented again at the merge level; no image: zeros."""
+    embedding half is augmented again at the merge level, with ComfyUI's randn_like on the CPU
+    right after torch.manual_seed(seed - 10) and the last image's draw: the stream's next values;
+    no image: zeros."""
     width = UNCLIP_EMBED
     augmentor = NoiseAugmentor(cosine_alphas_cumprod(), width)
     g = torch.Generator().manual_seed(3)
     a, b = torch.randn(1, width, generator=g), torch.randn(2, width, generator=g)
-    noise = torch.randn(1, width, generator=torch.Generator().manual_seed(7 - 10 + 2 ** 64))
+    with torch.random.fork_rng(devices=[]):  # ComfyUI's global generator
+        torch.manual_seed(7 - 10)
+        noise = torch.randn(1, width)
+        merge_noise = torch.randn_like(noise)
     abar = cosine_alphas_cumprod()
 
-    def by_hand(e, level, strength):
+    def by_hand(e, level, strength, noise=noise):
         noised = abar[level].sqrt() * e + (1 - abar[level]).sqrt() * noise
         return strength * torch.cat([noised.float(), get_timestep_embedding(torch.tensor([level]), width, True, 0)], 1)
 
@@ -93,7 +98,7 @@ def test_adm_weights_sums_and_seeds_as_comfyui():
     entries = [{"clip_vision_output": _output(a), "strength": 1.0, "noise_augmentation": 0.0},
                {"clip_vision_output": _output(b), "strength": 0.5, "noise_augmentation": 0.1}]
     total = by_hand(a, 0, 1.0) + by_hand(b[:1], round(99.9), 0.5) + by_hand(b[1:], round(99.9), 0.5)
-    merged = by_hand(total[:, :width], round(999 * MERGE_NOISE_AUGMENTATION), 1.0)
+    merged = by_hand(total[:, :width], round(999 * MERGE_NOISE_AUGMENTATION), 1.0, merge_noise)
     torch.testing.assert_close(unclip_adm(entries, augmentor, seed=7), merged, atol=1e-5, rtol=0)
     assert torch.equal(unclip_adm(None, augmentor), torch.zeros(1, 2 * width))
     with pytest.raises(ValueError, match="32-wide CLIP image embeddings"):

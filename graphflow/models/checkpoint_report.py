@@ -134,6 +134,9 @@ def _kind_detail(f: "WeightFile", kind) -> str:
     shapes = f.shapes
     if kind.folder == "loras":
         return "; " + _lora_detail(shapes)
+    if kind.folder == "style_models" and "style_embedding" in shapes:
+        tokens, width = shapes["style_embedding"][1:]
+        return f"; image tokens {width} wide -> {tokens} text tokens {shapes['proj'][1]} wide per image"
     if kind.folder == "style_models":
         return (f"; image tokens {shapes['redux_up.weight'][1]} wide -> text tokens "
                 f"{shapes['redux_down.weight'][0]} wide")

@@ -340,12 +340,26 @@ class DiffusionModel:
 
         return project_context(self.context_projection, embedding, self.unet.config.context_dim)
 
+    def _cascade_images(self, entries, batch: int) -> torch.Tensor:
+        """Stage C's clip_img from unCLIP conditioning, as ComfyUI's StableCascade_C: every image
+        embedding times its entry's strength (noise_augmentation unused), in order, flattened
+        [batch, N * 768] to ride after the pooled vector (graphflow.models.stable_cascade)."""
+        width = self.unet.config.clip_image_width
+        images = [e["clip_vision_output"].image_embeds.float().cpu() * e["strength"] for e in entries]
+        if not images or any(i.ndim != 2 or i.shape[-1] != width for i in images):
+            raise ValueError(f"Stable Cascade Stage C takes {width}-wide CLIP image embeddings (CLIP ViT-L's) from "
+                             f"unCLIPConditioning; got {[tuple(i.shape) for i in images]}")
+        return torch.cat(images).reshape(1, -1).expand(batch, -1)
+
     def encode_adm(self, cond_options: dict, width_px: int, height_px: int, negative: bool = False,
-                   seed: int = 0) -> torch.Tensor | None:
+                   seed: int = 0, device=None) -> torch.Tensor | None:
         """SDXL's vector conditioning y [B, adm_channels], or None for SD1/SD2; the x4 upscaler's
         class label [1]; PixArt-α's [[height, width, aspect ratio]].
         unCLIP models: the conditioning's image embeddings, noise-augmented with noise from `seed`
-        (graphflow.models.unclip.unclip_adm).
+        (graphflow.models.unclip.unclip_adm; `device`: the model's, where ComfyUI draws a merge's noise).
+        SDXL with unCLIP conditioning (ComfyUI's "revision"): the augmented CLIP-G image embeddings
+        replace the pooled text vector (graphflow.models.unclip.sdxl_pooled). Stable Cascade Stage C
+        with unCLIP conditioning: the pooled vector followed by the weighted image embeddings.
 
         base (2816):    pooled CLIP-G [B, 1280] + 256-d sinusoidal embeddings of
                         (orig height, orig width, crop top, crop left, target height, target width)
@@ -356,6 +370,8 @@ class DiffusionModel:
         if self.is_flow or self.is_cascade:  # the pooled text vector as it is (zeros without one, as ComfyUI)
             pooled = cond_options.get("pooled_output")
             pooled = torch.zeros(1, self.adm_channels) if pooled is None else pooled.float().cpu().reshape(-1, self.adm_channels)
+            if self.arch == "stable_cascade_c" and "unclip_conditioning" in cond_options:
+                return torch.cat([pooled, self._cascade_images(cond_options["unclip_conditioning"], pooled.shape[0])], 1)
             return pooled
         if self.arch == "pixart":  # CLIPTextEncodePixArtAlpha's size, else the image's (ComfyUI's fallback)
             width, height = cond_options.get("width"), cond_options.get("height")
@@ -385,7 +401,7 @@ class DiffusionModel:
         if self.noise_augmentor is not None:
             from .unclip import unclip_adm
 
-            return unclip_adm(cond_options.get("unclip_conditioning"), self.noise_augmentor, seed)
+            return unclip_adm(cond_options.get("unclip_conditioning"), self.noise_augmentor, seed, device=device)
         if not self.adm_channels:
             return None
         width = cond_options.get("width", width_px)
@@ -399,6 +415,10 @@ class DiffusionModel:
             values = [height, width, crop_top, crop_left,
                       cond_options.get("target_height", height), cond_options.get("target_width", width)]
         pooled = cond_options.get("pooled_output")
+        if "unclip_conditioning" in cond_options:  # the image embeddings instead of the text's, as ComfyUI
+            from .unclip import sdxl_pooled
+
+            pooled = sdxl_pooled(cond_options["unclip_conditioning"], seed, device)
         if pooled is None:  # no pooled text embedding given: zeros, as ComfyUI does
             pooled = torch.zeros(1, self.adm_channels - 256 * len(values))
         pooled = pooled.float().cpu()

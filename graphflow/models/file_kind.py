@@ -55,7 +55,7 @@ def _controlnet(shapes) -> FileKind | None:
     if "controlnet_x_embedder.weight" in shapes or "pos_embed_input.weight" in shapes:
         union = "controlnet_mode_embedder.weight" in shapes
         return FileKind("union ControlNet (FLUX.1)" if union else "ControlNet (FLUX.1)", "controlnet", "LoadControlNet")
-    if any(k.startswith(UNION_KEYS) for k in shapes):
+    if any(k.startswith(UNION_KEYS) for k in shapes) and "style_embedding" not in shapes:  # T2I style: transformer_layes too
         return FileKind(_named("union ControlNet", _sd_family(shapes)), "controlnet", "LoadControlNet")
     if _has(shapes, "control_model.", "input_hint_block.", "controlnet_cond_embedding.") and not _has(shapes, UNET_PREFIX):
         return FileKind(_named("ControlNet", _sd_family(shapes)), "controlnet", "LoadControlNet")
@@ -203,6 +203,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         return FileKind(_named("checkpoint", _sd_family(shapes)), "checkpoints", "LoadCheckpoint")
     if "redux_up.weight" in shapes and "redux_down.weight" in shapes:
         return FileKind("FLUX Redux style model", "style_models", "LoadStyleModel")
+    if "style_embedding" in shapes and "transformer_layes.0.attn.in_proj_weight" in shapes:
+        return FileKind("T2I-Adapter style model (SD1.x)", "style_models", "LoadStyleModel")
     if "feature_embedder.mid_layer_norm.bias" in shapes:  # ComfyUI's marker
         return FileKind("USO style projector (FLUX model patch)", "model_patches", "LoadModelPatch")
     if is_cosmos1_vae(shapes):

@@ -15,10 +15,12 @@ Called as net(x, r, clip_text, clip_text_pooled, effnet=None):
     x                 [B, C, h, w] noisy latent (variance-preserving scale)
     r                 [B] the noise level in continuous time, 0..1 (StableCascadeSampling.timestep)
     clip_text         [B, T, 1280] CLIP-G last hidden states (Stage C only; Stage B ignores them)
-    clip_text_pooled  [B, 1280] or [B, 1, 1280] CLIP-G's projected pooled output
+    clip_text_pooled  [B, 1280] or [B, 1, 1280] CLIP-G's projected pooled output; for Stage C
+                      [B, 1280 + N * 768] carries N CLIP image embeddings after it (clip_img:
+                      unCLIPConditioning's, for image variations; DiffusionModel.encode_adm)
     effnet            [B, 16, h', w'] Stage C's latent, Stage B's conditioning (zeros if None)
-and predicts eps. Stage C's image embedding (clip_img, for image variations) is zeros, as
-ComfyUI passes without unCLIP conditioning; sca / crp time conditionings are zero.
+and predicts eps. Without image embeddings Stage C's clip_img is one zero embedding, as ComfyUI
+passes without unCLIP conditioning; sca / crp time conditionings are zero.
 """
 
 from __future__ import annotations
@@ -305,15 +307,19 @@ class StableCascadeUNet(nn.Module):
     def text_conditioning(self, clip_text, clip_pooled) -> torch.Tensor:
         c = self.config
         batch = clip_pooled.shape[0]
+        image = clip_pooled.new_zeros(batch, 1, c.clip_image_width) if c.stage == "c" else None
+        if c.stage == "c" and clip_pooled.ndim == 2 and clip_pooled.shape[1] > c.clip_pooled_width:
+            # image embeddings after the pooled vector: one image token each (clip_seq tokens once mapped)
+            image = clip_pooled[:, c.clip_pooled_width:].reshape(batch, -1, c.clip_image_width)
+            clip_pooled = clip_pooled[:, :c.clip_pooled_width]
         pooled = clip_pooled.reshape(batch, -1, c.clip_pooled_width)
         mapper = self.clip_txt_pooled_mapper if c.stage == "c" else self.clip_mapper
         parts = [mapper(pooled).reshape(batch, pooled.shape[1] * c.clip_seq, -1)]
         if c.stage == "c":
             if clip_text is None:
                 raise ValueError("Stable Cascade Stage C needs the prompt's CLIP-G hidden states (clip_text)")
-            image = clip_pooled.new_zeros(batch, 1, c.clip_image_width)
             parts = [self.clip_txt_mapper(clip_text)] + parts + [
-                self.clip_img_mapper(image).reshape(batch, c.clip_seq, -1)]
+                self.clip_img_mapper(image).reshape(batch, image.shape[1] * c.clip_seq, -1)]
         return self.clip_norm(torch.cat(parts, dim=1))
 
     def forward(self, x, r, clip_text=None, clip_text_pooled=None, effnet=None):

@@ -12,18 +12,27 @@ The vector y is built as ComfyUI's unclip_adm: each image embedding e of each un
 (scale/unscale: the embedding statistics; identity for checkpoints, as in ComfyUI, which never
 reads statistics from the file). Several
 embeddings are summed and the sum's first half augmented again at `MERGE_NOISE_AUGMENTATION`.
-The noise is seeded from the sampler's seed (seed - 10, as ComfyUI; ComfyUI leaves the merge's
-noise unseeded, here it is seeded too so runs repeat); no embedding gives zeros.
+Each image's noise is drawn from a CPU generator seeded with the sampler's seed - 10, as ComfyUI's
+(torch.manual_seed(seed - 10) before each). The merge's noise ComfyUI draws without a seed of its
+own, with randn_like on the model's device right after that seeding: on the CPU the stream's next
+values, on CUDA the first values of the device generator torch.manual_seed seeded too; so does
+merge_noise. No embedding gives zeros.
+
+SDXL models take the same augmentation of CLIP-G image embeddings (1280 wide) as their pooled
+text vector when a conditioning carries unCLIP conditioning (ComfyUI's "revision"): the first
+half of unclip_adm's result, merged at level 0 (sdxl_pooled).
 """
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
 from .unet import timestep_embedding
 
 MERGE_NOISE_AUGMENTATION = 0.05  # ComfyUI's unclip_noise_augment_merge default
+SDXL_POOLED_WIDTH = 1280  # CLIP-G's: SDXL's augmentor embeds its noise level at this width too
 
 
 def cosine_alphas_cumprod(levels: int = 1000, max_beta: float = 0.999) -> torch.Tensor:
@@ -71,16 +80,31 @@ def _noise(shape, seed: int) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed % 2 ** 64))
 
 
-def unclip_adm(entries, augmentor: NoiseAugmentor, seed: int = 0) -> torch.Tensor:
+def merge_noise(width: int, seed: int, device=None) -> torch.Tensor:
+    """The merge's noise [1, width], CPU float32: ComfyUI's randn_like after torch.manual_seed(seed)
+    and one draw of [1, width] on the CPU; on another device the device generator's first draw."""
+    device = torch.device(device or "cpu")
+    if device.type == "cpu":
+        generator = torch.Generator().manual_seed(seed % 2 ** 64)
+        torch.randn((1, width), generator=generator)  # the last image's noise
+        return torch.randn((1, width), generator=generator)
+    generator = torch.Generator(device).manual_seed(seed % 2 ** 64)
+    return torch.randn((1, width), generator=generator, device=device).cpu()
+
+
+def unclip_adm(entries, augmentor: NoiseAugmentor, seed: int = 0, merge: float = MERGE_NOISE_AUGMENTATION,
+               device=None) -> torch.Tensor:
     """y [1, 2 width] from a conditioning's "unclip_conditioning" list of {"clip_vision_output",
-    "strength", "noise_augmentation"} (None or empty: zeros)."""
+    "strength", "noise_augmentation"} (None or empty: zeros). `merge`: the noise augmentation of
+    several images' sum (ComfyUI's unclip_noise_augment_merge); `device`: the model's, where
+    ComfyUI draws the merge's noise."""
     width = augmentor.width
     parts = []
     for entry in entries or ():
         embeds = entry["clip_vision_output"].image_embeds.float().cpu()
         if embeds.ndim != 2 or embeds.shape[-1] != width:
             raise ValueError(f"this unCLIP model takes {width}-wide CLIP image embeddings; the CLIP vision output "
-                             f"gives {tuple(embeds.shape)} (use the unCLIP checkpoint's own CLIP_VISION)")
+                             f"gives {tuple(embeds.shape)} (use the unCLIP checkpoint's own CLIP_VISION; SDXL takes CLIP-G's, 1280 wide)")
         level = round((augmentor.max_noise_level - 1) * entry["noise_augmentation"])
         for row in embeds:  # one adm input per image, each with the same seeded noise (as ComfyUI)
             parts.append(augmentor(row[None], level, _noise((1, width), seed - 10)) * entry["strength"])
@@ -89,5 +113,17 @@ def unclip_adm(entries, augmentor: NoiseAugmentor, seed: int = 0) -> torch.Tenso
     if len(parts) == 1:
         return parts[0]
     total = torch.stack(parts).sum(0)
-    level = round((augmentor.max_noise_level - 1) * MERGE_NOISE_AUGMENTATION)
-    return augmentor(total[:, :width], level, _noise((1, width), seed - 10))
+    level = round((augmentor.max_noise_level - 1) * merge)
+    return augmentor(total[:, :width], level, merge_noise(width, seed - 10, device))
+
+
+@lru_cache(maxsize=1)
+def _sdxl_augmentor() -> NoiseAugmentor:
+    return noise_augmentor_from(2 * SDXL_POOLED_WIDTH)
+
+
+def sdxl_pooled(entries, seed: int = 0, device=None) -> torch.Tensor:
+    """An SDXL model's pooled vector [1, 1280] from a conditioning's unCLIP conditioning (CLIP-G image
+    embeddings, ComfyUI's "revision"): the embedding half of unclip_adm, several images merged at
+    noise level 0, as ComfyUI's sdxl_pooled."""
+    return unclip_adm(entries, _sdxl_augmentor(), seed, merge=0.0, device=device)[:, :SDXL_POOLED_WIDTH]

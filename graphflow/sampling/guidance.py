@@ -223,11 +223,15 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             y = None if y is None else y.to(device)
             guidance = None if guidance is None else guidance.to(device)
         elif getattr(model, "adm_channels", 0) or getattr(model, "upscaler", False):
-            unclip = {"seed": seed} if getattr(model, "noise_augmentor", None) is not None else {}
+            # unCLIP models, and SDXL ones taking unCLIP conditioning as their pooled vector ("revision")
+            unclip = {"seed": seed, "device": device} if (getattr(model, "noise_augmentor", None) is not None or str(
+                getattr(model, "arch", "")).startswith("sdxl")) else {}
             y = model.encode_adm(options, latent_hw[1] * 8, latent_hw[0] * 8, negative=negative, **unclip)
             if y is None:
                 raise ValueError(f"the model needs SDXL vector conditioning ({model.adm_channels} channels) "
                                  f"but encode_adm gave none for conditioning entry {k}")
+            if getattr(model, "arch", None) == "svd":  # SV3D_p's per-frame cameras stretch (ComfyUI's resize_to_batch_size)
+                y = resize_to_batch(y, batch)
             y = repeat_to_batch(y, batch).to(device)
         if len(x_shape) not in (4, 5) and (options.get("mask") is not None or options.get("area") is not None):
             raise ValueError(f"conditioning entry {k}: areas and masks need image latents [B, C, h, w] or video "
