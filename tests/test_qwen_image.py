@@ -334,3 +334,91 @@ def test_ksampler_with_modelsamplingauraflow_matches_diffusers(tmp_folders):
     assert float(x.abs().mean()) > 0.05
     ours = WAN21.process_in(out[:, :, 0].float())
     assert float((ours - x).abs().max()) < 1e-4 * float(x.abs().max())
+
+
+def test_model_merge_qwen_image_picks_each_blocks_weights(tmp_path):
+    """ModelMergeQwenImage: one ratio per block; norm_out, under none of ComfyUI's prefixes, takes the
+    first (pos_embeds.), as ComfyUI's block merge does."""
+    from safetensors.torch import load_file
+
+    from graphflow.context import NodeInputError
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.registry import Registry
+    from graphflow.testing import write_lumina2, write_qwen_image
+    from tests.test_nodes_image_mask import call
+
+    reg = Registry().load_builtin()
+    paths = [write_qwen_image(tmp_path / f"q{s}.safetensors", dtype=torch.float32, seed=s) for s in (0, 5)]
+    m1, m2 = (load_diffusion_model(p, device="cpu", dtype=torch.float32) for p in paths)
+    files = [load_file(str(p)) for p in paths]
+    ratios = {"pos_embeds.": 0.75, "img_in.": 1.0, "txt_norm.": 0.0, "txt_in.": 0.25, "time_text_embed.": 0.5,
+              "transformer_blocks.0.": 0.0, "transformer_blocks.1.": 0.4, "proj_out.": 0.9}
+    widgets = {p.rstrip(".").replace(".", "_"): v for p, v in ratios.items()}
+    merged = call(reg, "ModelMergeQwenImage", model1=m1, model2=m2, **widgets).unet.state_dict()
+    for name, a in files[0].items():
+        r = ratios[next((p for p in ratios if name.startswith(p)), "pos_embeds.")]
+        torch.testing.assert_close(merged[name], r * a + (1 - r) * files[1][name], msg=name)
+    names = list(reg.get("ModelMergeQwenImage").input_specs)
+    assert names[2:4] == ["pos_embeds", "img_in"] and names[-2:] == ["transformer_blocks_59", "proj_out"]
+    lumina = load_diffusion_model(write_lumina2(tmp_path / "l.safetensors", dtype=torch.float32), device="cpu")
+    with pytest.raises(NodeInputError, match="qwen_image.*lumina2") as e:
+        call(reg, "ModelMergeQwenImage", model1=m1, model2=lumina)
+    assert e.value.input == "model2"
+
+
+# -- LoRAs -----------------------------------------------------------------------------------------
+
+def test_lora_in_diffusers_layout_matches_diffusers(tmp_path):
+    """A PEFT LoRA on every Linear of diffusers' QwenImageTransformer2DModel (`transformer.` + its
+    names: ai-toolkit's, diffusers' own), applied to our model, gives diffusers' output with the
+    adapter (our module paths are diffusers' names)."""
+    from safetensors.torch import save_file
+
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.lora import apply_lora
+    from graphflow.testing import write_qwen_image
+    from tests.test_flow_lora import random_peft_lora
+
+    model = load_diffusion_model(write_qwen_image(tmp_path / "m.safetensors", dtype=torch.float32), device="cpu",
+                                 dtype=torch.float32)
+    theirs = diffusers_qwen(qwen_image_state())
+    lora = random_peft_lora(theirs, seed=5)
+    assert "transformer.transformer_blocks.1.attn.add_k_proj.lora_A.weight" in lora
+    assert "transformer.transformer_blocks.0.img_mlp.net.0.proj.lora_B.weight" in lora
+    save_file(lora, str(tmp_path / "qwen_peft.safetensors"))
+    theirs.load_lora_adapter(dict(lora), prefix="transformer", adapter_name="test")
+    theirs.set_adapters(["test"], weights=[0.7])
+    patched, _ = apply_lora(model, None, tmp_path / "qwen_peft.safetensors", 0.7, 0.0)
+    g = torch.Generator().manual_seed(1)
+    x, context, sigma = torch.randn(1, 16, 4, 8, generator=g), torch.randn(1, 5, JOINT, generator=g), torch.tensor([0.6])
+    with torch.no_grad():
+        plain, got = model(x, sigma, context), patched(x, sigma, context)
+    want = diffusers_velocity(theirs, x, sigma, context)
+    assert float((got - plain).abs().max()) > 1e-2  # the LoRA does something
+    assert float((got - want).abs().max()) < TOL * float(want.abs().max())
+
+
+@pytest.mark.parametrize("name", ["diffusion_model.transformer_blocks.1.attn.to_q",  # ComfyUI's
+                                  "lora_unet_transformer_blocks_1_attn_to_q",  # kohya's
+                                  "lycoris_transformer_blocks_1_attn_to_q",  # SimpleTuner's LyCORIS
+                                  "transformer_blocks.1.attn.to_q"])  # bare (ComfyUI's QwenImage map)
+def test_lora_in_comfyui_and_kohya_names(tmp_path, name):
+    from safetensors.torch import save_file
+
+    from graphflow.memory import manager
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.lora import apply_lora
+    from graphflow.testing import write_qwen_image
+
+    model = load_diffusion_model(write_qwen_image(tmp_path / "m.safetensors", dtype=torch.float32), device="cpu",
+                                 dtype=torch.float32)
+    weight = model.unet.transformer_blocks[1].attn.to_q.weight
+    g = torch.Generator().manual_seed(0)
+    down, up = torch.randn(4, weight.shape[1], generator=g), torch.randn(weight.shape[0], 4, generator=g)
+    save_file({f"{name}.lora_down.weight": down, f"{name}.lora_up.weight": up, f"{name}.alpha": torch.tensor(2.0)},
+              str(tmp_path / "lora.safetensors"))
+    patched, _ = apply_lora(model, None, tmp_path / "lora.safetensors", 0.5, 1.0)
+    weights = manager().weights(patched.unet, patched.patches)
+    assert torch.allclose(weights["transformer_blocks.1.attn.to_q.weight"], weight + 0.5 * (2.0 / 4) * up @ down,
+                          atol=1e-5)
+    assert torch.equal(weights["transformer_blocks.0.attn.to_q.weight"], model.unet.transformer_blocks[0].attn.to_q.weight)
