@@ -245,6 +245,24 @@ def test_fp8_weight_dtype(tmp_path):
     assert 0 < float((a - b).abs().max()) < 0.1 * float(a.abs().max())
 
 
+def test_modelsave_and_checkpoint_loader(tmp_path):
+    """ModelSave's file (under model.diffusion_model.) loads back unchanged with UNETLoader, and with
+    CheckpointLoaderSimple as a model without VAE or text encoder (it says what to load)."""
+    from graphflow.models.checkpoint import load_checkpoint, load_diffusion_model
+    from graphflow.models.checkpoint_save import save_model
+    from graphflow.testing import write_qwen_image
+
+    model = load_diffusion_model(write_qwen_image(tmp_path / "m.safetensors", dtype=torch.float32), device="cpu",
+                                 dtype=torch.float32)
+    saved = save_model(tmp_path / "saved_model.safetensors", model)
+    again = load_diffusion_model(saved, device="cpu", dtype=torch.float32)
+    assert again.arch == "qwen_image"
+    assert all(torch.equal(again.unet.state_dict()[k], v) for k, v in model.unet.state_dict().items())
+    ckpt = load_checkpoint(saved, device="cpu", dtype=torch.float32)
+    assert isinstance(ckpt.model.unet, QwenImage) and ckpt.vae is None and ckpt.clip is None
+    assert any("qwen_image_vae" in n for n in ckpt.info.notes) and any("type qwen_image" in n for n in ckpt.info.notes)
+
+
 def test_dropped_model_is_read_back_from_its_file(fresh_manager, tmp_path):
     from graphflow.models.checkpoint import load_diffusion_model
     from graphflow.testing import write_qwen_image
@@ -422,3 +440,23 @@ def test_lora_in_comfyui_and_kohya_names(tmp_path, name):
     assert torch.allclose(weights["transformer_blocks.1.attn.to_q.weight"], weight + 0.5 * (2.0 / 4) * up @ down,
                           atol=1e-5)
     assert torch.equal(weights["transformer_blocks.0.attn.to_q.weight"], model.unet.transformer_blocks[0].attn.to_q.weight)
+
+
+def test_ksampler_batch_of_two(tmp_folders):
+    """EmptySD3LatentImage batch 2: [2, 16, 1, h, w] sampled; the first image equals the one sampled
+    alone (ComfyUI's noise: one stream over the batch), the second differs."""
+    from graphflow.registry import Registry
+    from graphflow.testing import write_qwen_image
+    from tests.test_nodes_image_mask import call
+
+    (tmp_folders.models / "diffusion_models").mkdir()
+    write_qwen_image(tmp_folders.models / "diffusion_models" / "q.safetensors", dtype=torch.float32)
+    reg = Registry().load_builtin()
+    model = call(reg, "LoadDiffusionModel", unet_name="q.safetensors", weight_dtype="default")
+    cond = [(torch.randn(1, 4, JOINT, generator=torch.Generator().manual_seed(1)), {})]
+    outs = [call(reg, "KSampler", model=model, seed=3, steps=1, cfg=1.0, sampler_name="euler", scheduler="simple",
+                 positive=cond, negative=cond, denoise=1.0,
+                 latent_image=call(reg, "EmptySD3Latent", width=64, height=32, batch_size=n))["samples"]
+            for n in (1, 2)]
+    assert outs[1].shape == (2, 16, 1, 4, 8)
+    assert torch.allclose(outs[1][:1], outs[0], atol=1e-5) and not torch.allclose(outs[1][0], outs[1][1])
