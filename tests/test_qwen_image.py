@@ -460,3 +460,16 @@ def test_ksampler_batch_of_two(tmp_folders):
             for n in (1, 2)]
     assert outs[1].shape == (2, 16, 1, 4, 8)
     assert torch.allclose(outs[1][:1], outs[0], atol=1e-5) and not torch.allclose(outs[1][0], outs[1][1])
+
+
+def test_no_fp16_default(tmp_path, monkeypatch):
+    """ComfyUI runs Qwen-Image in bf16 or fp32 only: where the flow default would be fp16 (a GPU
+    without bf16) it loads in fp32; a dtype asked for is kept."""
+    from graphflow.models import checkpoint
+    from graphflow.testing import write_qwen_image
+
+    path = write_qwen_image(tmp_path / "m.safetensors")
+    monkeypatch.setattr(checkpoint, "_flow_default_dtype", lambda device: torch.float16)
+    assert checkpoint.load_diffusion_model(path, device="cpu").dtype == torch.float32
+    assert checkpoint.load_diffusion_model(path, device="cpu", dtype=torch.bfloat16).dtype == torch.bfloat16
+    assert checkpoint.flow_placement("cpu", None, "flux")[1] == torch.float16

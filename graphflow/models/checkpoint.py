@@ -229,12 +229,20 @@ def _flow_default_dtype(device: torch.device) -> torch.dtype:
     return default_dtype("unet", device)
 
 
-def flow_placement(device, dtype) -> tuple[torch.device, torch.dtype]:
+# families ComfyUI runs in bf16 or fp32 only (their supported_inference_dtypes): fp32 where fp16 was the default
+NO_FP16_ARCHS = ("qwen_image",)
+
+
+def flow_placement(device, dtype, arch: str | None = None) -> tuple[torch.device, torch.dtype]:
     """Where a SD3/FLUX transformer is loaded and its compute dtype (`device`/`dtype` as given, else
-    the load device and the flow default of the device it will run on)."""
-    if device is not None:
-        return torch.device(device), dtype or _flow_default_dtype(torch.device(device))
-    return load_device(), dtype or _flow_default_dtype(compute_device())
+    the load device and the flow default of the device it will run on; fp32 for NO_FP16_ARCHS
+    where that default is fp16)."""
+    place = torch.device(device) if device is not None else load_device()
+    if dtype is None:
+        dtype = _flow_default_dtype(place if device is not None else compute_device())
+        if arch in NO_FP16_ARCHS and dtype == torch.float16:
+            dtype = torch.float32
+    return place, dtype
 
 
 def flow_clip_towers(f, info: FlowInfo, device, dtype) -> dict:
@@ -395,7 +403,7 @@ def _unclip_image_encoder(f, info: ArchInfo, device, dtype):
 def _load_flow_checkpoint(f, info: FlowInfo, device, dtype, weight_dtype, parts) -> Checkpoint:
     model = vae = clip = None
     if "diffusion_model" in parts:
-        model = build_flow_model(f.view(info.prefix), info, *flow_placement(device, dtype), weight_dtype)
+        model = build_flow_model(f.view(info.prefix), info, *flow_placement(device, dtype, info.arch), weight_dtype)
     if info.vae is not None and "vae" in parts and info.arch == "ltxv":
         vae = build_ltxv_vae(f.view(info.vae_prefix), info.vae, *_resolve(device, dtype, "vae"), what=info.vae_prefix)
     elif info.vae is not None and "vae" in parts and info.arch == "mochi":
@@ -438,7 +446,7 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
             return cosmos
         info = detect_flow_model(f.shapes, f.metadata)
         if info is not None:
-            return build_flow_model(f.view(info.prefix), info, *flow_placement(device, dtype), weight_dtype)
+            return build_flow_model(f.view(info.prefix), info, *flow_placement(device, dtype, info.arch), weight_dtype)
         info = detect_architecture(f.shapes, f.metadata, get_tensor=f.get)
         unet_device, unet_dtype = _resolve(device, dtype, "unet")
         # an fp8 weight_dtype: ComfyUI's numbers (every tensor rounded to fp8, upcast where used),
