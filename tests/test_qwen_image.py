@@ -107,7 +107,8 @@ def test_comfyui_centring_for_odd_patch_counts(qwen_pair, monkeypatch):
     -2..0): ours equals diffusers' transformer given ComfyUI's positions, and differs from its own."""
     ours, theirs = qwen_pair
     g = torch.Generator().manual_seed(2)
-    x, context, sigma = torch.randn(2, 16, 10, 6, generator=g), torch.randn(2, 4, JOINT, generator=g), torch.tensor([0.6, 0.6])
+    x, context = torch.randn(2, 16, 10, 6, generator=g), torch.randn(2, 4, JOINT, generator=g)
+    sigma = torch.tensor([0.6, 0.6])
     native = diffusers_velocity(theirs, x, sigma, context)
     with torch.no_grad():
         got = ours(x, sigma, context)
@@ -124,7 +125,7 @@ def test_odd_latent_is_padded_and_cropped(qwen_pair, monkeypatch):
     ours, theirs = qwen_pair
     monkeypatch.setattr(theirs.pos_embed, "forward", comfy_positions(theirs))  # 4 x 5 patches: 5 is odd
     g = torch.Generator().manual_seed(3)
-    x, context, sigma = torch.randn(2, 16, 7, 9, generator=g), torch.randn(1, 3, JOINT, generator=g), torch.tensor([0.5])
+    x, context, sigma = torch.randn(2, 16, 7, 9, generator=g), torch.randn(1, 3, JOINT, generator=g), torch.tensor([.5])
     with torch.no_grad():
         got = ours(x, sigma, context)
     padded = torch.nn.functional.pad(x, (0, 1, 0, 1), mode="circular")
@@ -138,7 +139,8 @@ def test_text_mask_and_one_frame_latents(qwen_pair):
     latent [B, 16, 1, h, w] gives the same as the image latent."""
     ours, theirs = qwen_pair
     g = torch.Generator().manual_seed(4)
-    x, context, sigma = torch.randn(2, 16, 8, 8, generator=g), torch.randn(2, 6, JOINT, generator=g), torch.tensor([0.7, 0.4])
+    x, context = torch.randn(2, 16, 8, 8, generator=g), torch.randn(2, 6, JOINT, generator=g)
+    sigma = torch.tensor([0.7, 0.4])
     mask = torch.tensor([[1] * 6, [1] * 3 + [0] * 3])
     with torch.no_grad():
         got = ours(x, sigma, context, text_mask=mask)
@@ -408,7 +410,7 @@ def test_lora_in_diffusers_layout_matches_diffusers(tmp_path):
     theirs.set_adapters(["test"], weights=[0.7])
     patched, _ = apply_lora(model, None, tmp_path / "qwen_peft.safetensors", 0.7, 0.0)
     g = torch.Generator().manual_seed(1)
-    x, context, sigma = torch.randn(1, 16, 4, 8, generator=g), torch.randn(1, 5, JOINT, generator=g), torch.tensor([0.6])
+    x, context, sigma = torch.randn(1, 16, 4, 8, generator=g), torch.randn(1, 5, JOINT, generator=g), torch.tensor([.6])
     with torch.no_grad():
         plain, got = model(x, sigma, context), patched(x, sigma, context)
     want = diffusers_velocity(theirs, x, sigma, context)
@@ -439,7 +441,8 @@ def test_lora_in_comfyui_and_kohya_names(tmp_path, name):
     weights = manager().weights(patched.unet, patched.patches)
     assert torch.allclose(weights["transformer_blocks.1.attn.to_q.weight"], weight + 0.5 * (2.0 / 4) * up @ down,
                           atol=1e-5)
-    assert torch.equal(weights["transformer_blocks.0.attn.to_q.weight"], model.unet.transformer_blocks[0].attn.to_q.weight)
+    untouched = model.unet.transformer_blocks[0].attn.to_q.weight
+    assert torch.equal(weights["transformer_blocks.0.attn.to_q.weight"], untouched)
 
 
 def test_ksampler_batch_of_two(tmp_folders):

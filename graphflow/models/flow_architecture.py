@@ -90,7 +90,8 @@ class FlowInfo:
     arch: str  # sd3 | flux | chroma | ltxv | mochi | wan | lumina2 | qwen_image
     family: str  # a FAMILY_NAMES key
     prefix: str  # of the diffusion model's keys
-    config: MMDiTConfig | FluxConfig | ChromaConfig | LTXVConfig | MochiConfig | WanConfig | Lumina2Config | QwenImageConfig
+    config: (MMDiTConfig | FluxConfig | ChromaConfig | LTXVConfig | MochiConfig | WanConfig | Lumina2Config
+             | QwenImageConfig)
     vae: VAEConfig | LTXVVAEConfig | MochiVAEConfig | None = None
     vae_prefix: str | None = None
     text_encoders: dict = field(default_factory=dict)  # clip_l / clip_g / t5xxl -> key prefix
@@ -275,12 +276,10 @@ def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
     elif info.family == "chroma_radiance":
         info.notes.append("pixel space, no VAE: VAELoader's pixel_space turns images into its latents and back")
     else:
-        info.notes.append("no VAE in the file: load one (" + {"mochi": "mochi_vae.safetensors",
-                                                               "qwen_image": "qwen_image_vae.safetensors, a Wan 2.1 VAE",
-                                                               "wan": "wan2.2_vae.safetensors"
-                                                               if info.latent_format is WAN22
-                                                               else "wan_2.1_vae.safetensors"}.get(
-            arch, "ae.safetensors for FLUX") + ") with LoadVAE")
+        vae_file = {"mochi": "mochi_vae.safetensors", "qwen_image": "qwen_image_vae.safetensors, a Wan 2.1 VAE",
+                    "wan": "wan2.2_vae.safetensors" if info.latent_format is WAN22 else "wan_2.1_vae.safetensors"}
+        vae_file = vae_file.get(arch, "ae.safetensors for FLUX")
+        info.notes.append(f"no VAE in the file: load one ({vae_file}) with LoadVAE")
     if not info.text_encoders and arch == "lumina2":
         info.notes.append("no text encoder in the file: load Gemma-2 2B (gemma_2_2b_fp16.safetensors) with "
                           "CLIPLoader, type lumina2")

@@ -118,7 +118,8 @@ class LastLayer(nn.Module):
         self.linear = Linear(dim, 2 * dim)
 
     def forward(self, x, temb):
-        scale, shift = self.linear(F.silu(temb))[:, None].chunk(2, dim=-1)  # scale first (diffusers' AdaLayerNormContinuous)
+        # scale first, then shift (diffusers' AdaLayerNormContinuous, ComfyUI's LastLayer)
+        scale, shift = self.linear(F.silu(temb))[:, None].chunk(2, dim=-1)
         return F.layer_norm(x, x.shape[-1:], eps=1e-6) * (1 + scale) + shift
 
 

@@ -188,7 +188,8 @@ def model_sampling_for(model):
     return DiscreteSchedule.for_model(model)
 
 
-POOLED_CHANNELS = {"sd3": 2048, "flux": 768, "chroma": 0, "ltxv": 0, "mochi": 0, "wan": 0, "lumina2": 0, "qwen_image": 0}
+POOLED_CHANNELS = {"sd3": 2048, "flux": 768, "chroma": 0, "ltxv": 0, "mochi": 0, "wan": 0, "lumina2": 0,
+                   "qwen_image": 0}
 
 
 class FlowDenoiser:
@@ -321,7 +322,8 @@ def flow_vectors(model, options: dict, batch: int) -> tuple[torch.Tensor, torch.
     if getattr(model, "arch", None) == "chroma":  # no pooled vector
         value = options.get("guidance")
         return None, None if value is None else torch.full((batch,), float(value))
-    if getattr(model, "arch", None) in ("ltxv", "mochi", "wan", "lumina2", "qwen_image"):  # no pooled vector, no guidance embedding
+    # no pooled vector, no guidance embedding
+    if getattr(model, "arch", None) in ("ltxv", "mochi", "wan", "lumina2", "qwen_image"):
         return None, None
     declared = getattr(model, "pooled_channels", None)
     pooled = options.get("pooled_output")
