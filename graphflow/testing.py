@@ -1686,7 +1686,8 @@ def write_lumina2(path, seed: int = 0, dtype=torch.float16, scaled_down: bool = 
 
 # -- Qwen-Image (helper qwen-model) --------------------------------------------------------------
 
-QWEN_IMAGE_TINY_JOINT_DIM = 64  # the tiny transformer's text width: pass the tiny Qwen2.5-VL's hidden size
+# the tiny transformer's text width: the tiny Qwen2.5-VL's hidden size (QWEN_TINY_WIDTH of the text encoder's writer)
+QWEN_IMAGE_TINY_JOINT_DIM = 128
 
 
 def qwen_image_config(scaled_down: bool = True, joint_attention_dim: int = QWEN_IMAGE_TINY_JOINT_DIM):
