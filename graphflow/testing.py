@@ -1682,3 +1682,40 @@ def write_lumina2(path, seed: int = 0, dtype=torch.float16, scaled_down: bool = 
     prefix = UNET_PREFIX if prefixed else ""
     save_file({prefix + k: v.to(dtype) for k, v in lumina2_state(seed, scaled_down).items()}, str(path))
     return Path(path)
+
+
+# -- Qwen-Image (helper qwen-model) --------------------------------------------------------------
+
+# the tiny transformer's text width: the tiny Qwen2.5-VL's hidden size (QWEN_TINY_WIDTH of the text encoder's writer)
+QWEN_IMAGE_TINY_JOINT_DIM = 128
+
+
+def qwen_image_config(scaled_down: bool = True, joint_attention_dim: int = QWEN_IMAGE_TINY_JOINT_DIM):
+    """Qwen-Image's MM-DiT (60 blocks, 24 heads of 128), or a tiny one: 2 blocks, 2 heads of 32
+    (rotary axes 4, 14, 14), the real 2x2 patches of 16 channels, text states joint_attention_dim wide."""
+    from .models.qwen_image import QwenImageConfig
+
+    if not scaled_down:
+        return QwenImageConfig()
+    return QwenImageConfig(num_layers=2, num_heads=2, head_dim=32, joint_attention_dim=joint_attention_dim,
+                           axes_dims=(4, 14, 14))
+
+
+def qwen_image_state(seed: int = 0, scaled_down: bool = True,
+                     joint_attention_dim: int = QWEN_IMAGE_TINY_JOINT_DIM) -> dict[str, torch.Tensor]:
+    from .models.qwen_image import QwenImage
+
+    with torch.device("meta"):
+        shapes = _module_shapes(QwenImage(qwen_image_config(scaled_down, joint_attention_dim)))
+    return random_state(shapes, seed, torch.float32)
+
+
+def write_qwen_image(path, seed: int = 0, dtype=torch.float16, scaled_down: bool = True, prefixed: bool = False,
+                     joint_attention_dim: int = QWEN_IMAGE_TINY_JOINT_DIM) -> Path:
+    """A random Qwen-Image diffusion model in ComfyUI's layout, bare as qwen_image_bf16.safetensors /
+    qwen_image_fp8_e4m3fn.safetensors or, prefixed, under ComfyUI's model.diffusion_model. Its VAE
+    is a Wan 2.1 VAE: write_wan_vae (as qwen_image_vae.safetensors)."""
+    prefix = UNET_PREFIX if prefixed else ""
+    state = qwen_image_state(seed, scaled_down, joint_attention_dim)
+    save_file({prefix + k: v.to(dtype) for k, v in state.items()}, str(path))
+    return Path(path)

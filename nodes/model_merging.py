@@ -215,6 +215,16 @@ ModelMergeCosmos14B = _block_merge_node(
     ["pos_embedder.", "extra_pos_embedder.", "x_embedder.", "t_embedder.", "affline_norm."]
     + [f"blocks.block{i}." for i in range(36)] + ["final_layer."], ("ModelMergeCosmos14B",), ("cosmos1",))
 
+ModelMergeQwenImage = _block_merge_node(
+    "ModelMergeQwenImage", """Merge two Qwen-Image models with one ratio per transformer block (ratio 1 =
+    model1's weights): model1 * ratio + model2 * (1 - ratio). Inputs are the position embeddings (no
+    weights: ComfyUI's list; the final norm's modulation, norm_out, follows it), the image input, the
+    text norm and input, the timestep embedding, the 60 double-stream blocks and the output
+    projection.""",
+    ["pos_embeds.", "img_in.", "txt_norm.", "txt_in.", "time_text_embed."]
+    + [f"transformer_blocks.{i}." for i in range(60)] + ["proj_out."], ("ModelMergeQwenImage",), ("qwen_image",))
+
+
 
 class CLIPMergeSimple(Node):
     """clip1 * ratio + clip2 * (1 - ratio), weight by weight (ratio 1 = clip1 unchanged). Encoders merge by name

@@ -28,6 +28,7 @@ from .latent_formats import FLUX, SD1, SD3, SDXL, LatentFormat
 from .ltxv import LTXV
 from .mmdit import MMDiT
 from .lumina2 import Lumina2
+from .qwen_image import QwenImage
 from .mochi import Mochi
 from .wan import Wan
 from .text_encoders import ARCH_TOWERS, CLIP_L, HF, OPEN_CLIP, TextEncoder, TowerSpec, tower_from_weights
@@ -176,7 +177,7 @@ def build_flow_model(source, info: FlowInfo, device, dtype, weight_dtype: str = 
     with torch.device("meta"):
         network = ChromaRadiance if info.family == "chroma_radiance" else {
             "sd3": MMDiT, "flux": Flux, "chroma": Chroma, "ltxv": LTXV, "mochi": Mochi, "wan": Wan,
-            "lumina2": Lumina2}[info.arch]
+            "lumina2": Lumina2, "qwen_image": QwenImage}[info.arch]
         net = network(info.config)
     dtype_of, rounded = _weight_storage(net, source, dtype, weight_dtype)
     net = _assign(net, source, device, dtype, f"{info.name} ({info.prefix or 'no prefix'})", dtype_of=dtype_of,
@@ -228,12 +229,20 @@ def _flow_default_dtype(device: torch.device) -> torch.dtype:
     return default_dtype("unet", device)
 
 
-def flow_placement(device, dtype) -> tuple[torch.device, torch.dtype]:
+# families ComfyUI runs in bf16 or fp32 only (their supported_inference_dtypes): fp32 where fp16 was the default
+NO_FP16_ARCHS = ("qwen_image",)
+
+
+def flow_placement(device, dtype, arch: str | None = None) -> tuple[torch.device, torch.dtype]:
     """Where a SD3/FLUX transformer is loaded and its compute dtype (`device`/`dtype` as given, else
-    the load device and the flow default of the device it will run on)."""
-    if device is not None:
-        return torch.device(device), dtype or _flow_default_dtype(torch.device(device))
-    return load_device(), dtype or _flow_default_dtype(compute_device())
+    the load device and the flow default of the device it will run on; fp32 for NO_FP16_ARCHS
+    where that default is fp16)."""
+    place = torch.device(device) if device is not None else load_device()
+    if dtype is None:
+        dtype = _flow_default_dtype(place if device is not None else compute_device())
+        if arch in NO_FP16_ARCHS and dtype == torch.float16:
+            dtype = torch.float32
+    return place, dtype
 
 
 def flow_clip_towers(f, info: FlowInfo, device, dtype) -> dict:
@@ -394,7 +403,7 @@ def _unclip_image_encoder(f, info: ArchInfo, device, dtype):
 def _load_flow_checkpoint(f, info: FlowInfo, device, dtype, weight_dtype, parts) -> Checkpoint:
     model = vae = clip = None
     if "diffusion_model" in parts:
-        model = build_flow_model(f.view(info.prefix), info, *flow_placement(device, dtype), weight_dtype)
+        model = build_flow_model(f.view(info.prefix), info, *flow_placement(device, dtype, info.arch), weight_dtype)
     if info.vae is not None and "vae" in parts and info.arch == "ltxv":
         vae = build_ltxv_vae(f.view(info.vae_prefix), info.vae, *_resolve(device, dtype, "vae"), what=info.vae_prefix)
     elif info.vae is not None and "vae" in parts and info.arch == "mochi":
@@ -437,7 +446,7 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
             return cosmos
         info = detect_flow_model(f.shapes, f.metadata)
         if info is not None:
-            return build_flow_model(f.view(info.prefix), info, *flow_placement(device, dtype), weight_dtype)
+            return build_flow_model(f.view(info.prefix), info, *flow_placement(device, dtype, info.arch), weight_dtype)
         info = detect_architecture(f.shapes, f.metadata, get_tensor=f.get)
         unet_device, unet_dtype = _resolve(device, dtype, "unet")
         # an fp8 weight_dtype: ComfyUI's numbers (every tensor rounded to fp8, upcast where used),
@@ -454,7 +463,7 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
 
 def _fp8_refused(kind: str) -> str:
     return ("weight_dtype fp8 is supported for SD1/SD2/SDXL UNets, PixArt and SD3, FLUX, Chroma, LTX-Video, Mochi, "
-            f"Cosmos-Predict2, Cosmos 1.0 and Lumina 2 diffusion models only; this file is a {kind} model "
+            f"Cosmos-Predict2, Cosmos 1.0, Lumina 2 and Qwen-Image diffusion models only; this file is a {kind} model "
             "(use weight_dtype default)")
 
 

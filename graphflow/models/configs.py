@@ -816,3 +816,46 @@ def lumina2_config_from_state_dict(shapes: dict[str, tuple]) -> Lumina2Config:
                          num_refiner_layers=count("noise_refiner"),
                          num_heads=heads, num_kv_heads=kv_heads, ffn_dim=shapes["layers.0.feed_forward.w1.weight"][0],
                          cap_feat_dim=cap_feat_dim, axes_dims=(head_dim // 3,) * 3)
+
+
+QWEN_IMAGE_MARKER = "txt_norm.weight"  # ComfyUI's test for Qwen-Image (model_detection's)
+QWEN_IMAGE_LATENT_CHANNELS = 16  # the Wan 2.1 VAE's
+
+
+@dataclass(frozen=True)
+class QwenImageConfig:
+    """Defaults: Qwen-Image (20B; also its Edit and 2512 releases): 60 double-stream blocks, 24
+    heads of 128, Qwen2.5-VL 7B's 3584-wide states in, 2x2 patches of 16 channels."""
+    in_channels: int = 4 * QWEN_IMAGE_LATENT_CHANNELS  # a 2x2 patch of the latent, packed
+    out_channels: int = QWEN_IMAGE_LATENT_CHANNELS
+    patch_size: int = 2
+    num_layers: int = 60
+    num_heads: int = 24
+    head_dim: int = 128
+    joint_attention_dim: int = 3584
+    axes_dims: tuple = (16, 56, 56)  # rotary axes: frame, row, column
+    theta: float = 10000.0
+
+    @property
+    def dim(self) -> int:
+        return self.num_heads * self.head_dim
+
+
+def qwen_image_config_from_state_dict(shapes: dict[str, tuple]) -> QwenImageConfig:
+    """From the shapes (prefix stripped). Heads from the per-head norm_q; the rotary axes split
+    the head as Qwen-Image's (16, 56, 56) does a 128-wide one: 1/8 frame, 7/16 each row and column
+    (ComfyUI reads none of these, its defaults being Qwen-Image's)."""
+    dim, joint_dim = shapes["txt_in.weight"]
+    in_channels = shapes["img_in.weight"][1]
+    head_dim = shapes["transformer_blocks.0.attn.norm_q.weight"][0]
+    if dim % head_dim or head_dim % 32:
+        raise ValueError(f"Qwen-Image heads of {head_dim} channels (width {dim}) do not split into its rotary axes")
+    patch = round((in_channels / QWEN_IMAGE_LATENT_CHANNELS) ** 0.5)
+    if patch * patch * QWEN_IMAGE_LATENT_CHANNELS != in_channels:
+        raise ValueError(f"Qwen-Image's img_in takes {in_channels} features, not patches of "
+                         f"{QWEN_IMAGE_LATENT_CHANNELS} channels")
+    layers = 1 + max((int(k.split(".")[1]) for k in shapes if k.startswith("transformer_blocks.")), default=-1)
+    return QwenImageConfig(in_channels=in_channels, out_channels=shapes["proj_out.weight"][0] // (patch * patch),
+                           patch_size=patch, num_layers=layers, num_heads=dim // head_dim, head_dim=head_dim,
+                           joint_attention_dim=joint_dim,
+                           axes_dims=(head_dim // 8, head_dim * 7 // 16, head_dim * 7 // 16))

@@ -11,9 +11,12 @@ from .latent_formats import COSMOS1, FLUX, LTXV, MOCHI, SC_B, SC_PRIOR, SD1, SD3
 from .unet import timestep_embedding
 
 ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux", "chroma", "stable_cascade_c", "stable_cascade_b",
-         "pixart", "svd", "ltxv", "mochi", "cosmos", "cosmos1", "wan", "lumina2")
-FLOW_ARCHS = ("sd3", "flux", "chroma", "ltxv", "mochi", "wan", "lumina2")
-VIDEO_ARCHS = ("ltxv", "mochi", "cosmos", "cosmos1", "wan")  # latents [B, C, frames, h, w]
+         "pixart", "svd", "ltxv", "mochi", "cosmos", "cosmos1", "wan", "lumina2",
+         "qwen_image")
+FLOW_ARCHS = ("sd3", "flux", "chroma", "ltxv", "mochi", "wan", "lumina2", "qwen_image")
+# latents [B, C, frames, h, w]; Cosmos-Predict2 and Qwen-Image (Wan 2.1 latents: ComfyUI's
+# latent_dimensions 3) sample an image as one frame
+VIDEO_ARCHS = ("ltxv", "mochi", "cosmos", "cosmos1", "wan", "qwen_image")
 PACKED_ARCHS = ("flux", "chroma")  # 2x2 patches packed into the channels inside the network
 CASCADE_ARCHS = ("stable_cascade_c", "stable_cascade_b")
 CASCADE_SHIFTS = {"stable_cascade_c": 2.0, "stable_cascade_b": 1.0}  # ComfyUI's sampling_settings
@@ -98,6 +101,11 @@ class DiffusionModel:
     context Gemma-2 2B's states; model(x, sigma, context, y, text_mask=None) (y unused). Sampled
     as ComfyUI's Lumina2: discrete flow, shift 6.0, multiplier 1 (`sampling_shift`).
 
+    Qwen-Image (qwen_image, graphflow.models.qwen_image): x a Wan-2.1-VAE latent as one frame
+    [B, 16, 1, h, w] (ComfyUI's, from EmptySD3LatentImage's [B, 16, h, w]); context Qwen2.5-VL 7B's
+    states; model(x, sigma, context, y, text_mask=None) (y unused). Sampled as ComfyUI's QwenImage
+    (ModelType.FLUX): ModelSamplingFlux, shift (mu) 1.15, timestep sigma (`sampling_shift`).
+
     Wan 2.1 (wan, graphflow.models.wan): x a video latent [B, 16, frames, h, w] (image-to-video
     models: 36 channels in, the concat's mask and image latent after the latent); context UMT5's
     512 tokens; model(x, sigma, context, y, clip_fea=None) (y unused; clip_fea CLIP vision's
@@ -147,7 +155,7 @@ class DiffusionModel:
         self.prediction = prediction
         self.latent_format = latent_format or {"sd3": SD3, "flux": FLUX, "chroma": FLUX, "lumina2": FLUX, "stable_cascade_c": SC_PRIOR,
                                                 "stable_cascade_b": SC_B, "ltxv": LTXV, "mochi": MOCHI,
-                                                "cosmos": WAN21, "cosmos1": COSMOS1,
+                                                "cosmos": WAN21, "cosmos1": COSMOS1, "qwen_image": WAN21,
                                                 "wan": wan_latent_format(getattr(unet, "config", None))}.get(arch) or (
             SDXL if arch.startswith("sdxl") else SD1)
         if beta_schedule is None:  # SD's, but the x4 upscaler was trained on its own
@@ -159,6 +167,7 @@ class DiffusionModel:
         if sampling_shift is None:
             sampling_shift = {"sd3": 3.0, "flux": 1.15 if self.guidance_embed else 1.0, "chroma": 1.15,
                               "ltxv": 2.37, "mochi": 6.0, "wan": 8.0, "lumina2": 6.0,
+                              "qwen_image": 1.15,
                               **CASCADE_SHIFTS}.get(arch)
         self.sampling_shift = sampling_shift
         self.shift_dynamic = (arch == "flux" and self.guidance_embed) if shift_dynamic is None else shift_dynamic
@@ -205,13 +214,16 @@ class DiffusionModel:
 
     @property
     def is_video(self) -> bool:
-        """Latents [B, C, frames, h, w] (LTX-Video, Mochi, Wan)."""
+        """Latents [B, C, frames, h, w] (LTX-Video, Mochi, Wan; Cosmos and Qwen-Image: an image is one frame)."""
         return self.arch in VIDEO_ARCHS
 
     @property
     def masked_timesteps(self) -> bool:
         """A video latent's noise mask scales the timestep the network is told, per token (LTX-Video,
-        Mochi) or per frame (the Wan 2.2 TI2V 5B; Wan 2.1 is told the step's, as ComfyUI's WAN21)."""
+        Mochi) or per frame (the Wan 2.2 TI2V 5B; Wan 2.1 and Qwen-Image are told the step's, as ComfyUI's
+        WAN21 and QwenImage)."""
+        if self.arch == "qwen_image":
+            return False
         return self.is_video and not (self.arch == "wan" and self.latent_format is not WAN22)
 
     @property
@@ -248,7 +260,7 @@ class DiffusionModel:
             return self.unet.config.adm_in_channels
         if self.arch == "flux":
             return self.unet.config.vec_in_dim
-        if self.arch in ("chroma", "ltxv", "mochi", "cosmos", "cosmos1", "wan", "lumina2"):
+        if self.arch in ("chroma", "ltxv", "mochi", "cosmos", "cosmos1", "wan", "lumina2", "qwen_image"):
             return 0
         if self.arch == "pixart":  # α's (height, width, aspect ratio); Σ takes none
             return 3 if self.unet.config.micro_condition else 0

@@ -160,8 +160,9 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
     if any(k.startswith("lora_") or any(p in k for p in _LORA_PARTS) for k in shapes) \
             or shapes and all(k.endswith((".diff", ".diff_b")) for k in shapes):  # full-diff LoRA (LoraSave)
         return FileKind("LoRA", "loras", "LoadLoRA")
-    if any(k.startswith("transformer_blocks.") and ".attn.add_q_proj." in k
-           or k.startswith("single_transformer_blocks.") and ".proj_mlp." in k for k in shapes):
+    if "txt_norm.weight" not in shapes and any(  # (Qwen-Image's own layout is diffusers' names: a file of its own)
+            k.startswith("transformer_blocks.") and ".attn.add_q_proj." in k
+            or k.startswith("single_transformer_blocks.") and ".proj_mlp." in k for k in shapes):
         # transformer/ of a diffusers folder (or one shard of it): the folder loads as a whole
         family = "FLUX.1" if _has(shapes, "single_transformer_blocks.") else "SD3 / SD3.5"
         return FileKind(f"{family} transformer in diffusers' layout (part of a diffusers folder)", "diffusers",
@@ -191,7 +192,7 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
     if flow is not None:
         name = {"sd3": "SD3 / SD3.5", "flux": "FLUX.1", "chroma": "Chroma", "ltxv": "LTX-Video",
                 "mochi": "Mochi", "wan": "Wan 2.1",
-                "lumina2": "Lumina Image 2.0"}[flow[0]]
+                "lumina2": "Lumina Image 2.0", "qwen_image": "Qwen-Image"}[flow[0]]
         if flow[0] == "wan" and shapes[flow[1] + "patch_embedding.weight"][1] == 48:  # the 2.2 VAE's latents
             name = "Wan 2.2 TI2V 5B"
         if flow[0] == "chroma" and flow[1] + "nerf_blocks.0.norm.scale" in shapes:  # ComfyUI's marker

@@ -22,6 +22,9 @@ files and ComfyUI's saves, none in diffusion-model-only files):
       (Alpha-VLLM)            noise_refiner, context_refiner, t_embedder, x_embedder (the
                               original layout); all-in-one: FLUX's VAE under vae., Gemma-2 2B
                               under text_encoders.gemma2_2b.transformer.
+    Qwen-Image (Alibaba Qwen)    P transformer_blocks.N.{img_mod.1,attn.add_q_proj,img_mlp.net.0.proj,...},
+                              img_in, txt_norm, txt_in, time_text_embed, norm_out, proj_out (ComfyUI's
+                              layout, diffusers' names); its VAE is Wan 2.1's (qwen_image_vae)
     VAE                       first_stage_model.* (Stability) or vae.* (ComfyUI's FLUX saves)
     text encoders             text_encoders.{clip_l,clip_g,t5xxl}.transformer.* (transformers' layouts)
 
@@ -34,7 +37,7 @@ Chroma Radiance (arch "chroma", family "chroma_radiance": pixel space, no VAE).
 from dataclasses import dataclass, field, replace
 
 from .configs import (ChromaConfig, ChromaRadianceConfig, FluxConfig, LTXVConfig, LTXVVAEConfig, Lumina2Config,
-                      MMDiTConfig, MochiConfig,
+                      MMDiTConfig, MochiConfig, QwenImageConfig, qwen_image_config_from_state_dict,
                       MochiVAEConfig, VAEConfig, chroma_config_from_state_dict, flux_config_from_state_dict,
                       lumina2_config_from_state_dict,
                       ltxv_config_from_state_dict, ltxv_vae_config_from_state_dict, mmdit_config_from_state_dict,
@@ -57,7 +60,7 @@ FAMILY_NAMES = {"sd3_medium": "SD3 medium", "sd35_large": "SD3.5 large", "sd35_m
                 "wan_i2v": "Wan 2.1 image-to-video", "wan_flf2v": "Wan 2.1 first-last-frame-to-video",
                 "wan_fun_control": "Wan 2.1 Fun Control", "wan_vace": "Wan 2.1 VACE",
                 "wan_camera": "Wan Fun Control-Camera (camera-controlled image-to-video)",
-                "lumina2": "Lumina Image 2.0",
+                "lumina2": "Lumina Image 2.0", "qwen_image": "Qwen-Image",
                 "wan22_ti2v": "Wan 2.2 TI2V 5B (text/image-to-video)",
                 "wan22_i2v": "Wan 2.2 I2V A14B expert (image-to-video without CLIP vision)",
                 "wan22_animate": "Wan 2.2 Animate (character animation from pose and face videos)"}
@@ -69,13 +72,14 @@ _MARKERS = {"sd3": ("joint_blocks.0.x_block.attn.qkv.weight", "x_embedder.proj.w
             "mochi": ("t5_y_embedder.to_kv.weight", "pos_frequencies", "blocks.0.attn.qkv_x.weight"),
             "wan": ("patch_embedding.weight", "text_embedding.0.weight", "blocks.0.self_attn.q.weight",
                     "head.modulation"),
-            "lumina2": ("cap_embedder.1.weight", "noise_refiner.0.attention.k_norm.weight")}
+            "lumina2": ("cap_embedder.1.weight", "noise_refiner.0.attention.k_norm.weight"),
+            "qwen_image": ("txt_norm.weight", "transformer_blocks.0.attn.add_q_proj.weight", "img_in.weight")}
 _CONFIG_READERS = {"sd3": mmdit_config_from_state_dict, "flux": flux_config_from_state_dict,
                    "chroma": chroma_config_from_state_dict, "ltxv": ltxv_config_from_state_dict,
                    "mochi": mochi_config_from_state_dict, "wan": wan_config_from_state_dict,
-                   "lumina2": lumina2_config_from_state_dict}
+                   "lumina2": lumina2_config_from_state_dict, "qwen_image": qwen_image_config_from_state_dict}
 _ARCH_NAMES = {"sd3": "MM-DiT", "flux": "FLUX", "chroma": "Chroma", "ltxv": "LTX-Video", "mochi": "Mochi",
-               "wan": "Wan 2.1", "lumina2": "Lumina 2"}
+               "wan": "Wan 2.1", "lumina2": "Lumina 2", "qwen_image": "Qwen-Image"}
 T5_ALONE = ("chroma", "ltxv", "mochi", "wan")  # T5-XXL (Wan: UMT5-XXL) their only text encoder (CLIPLoader, type = the arch)
 
 
@@ -83,10 +87,11 @@ T5_ALONE = ("chroma", "ltxv", "mochi", "wan")  # T5-XXL (Wan: UMT5-XXL) their on
 class FlowInfo:
     """A flow-model file: the family, where each part is and the configurations read from shapes."""
 
-    arch: str  # sd3 | flux | chroma | ltxv | mochi | wan | lumina2
+    arch: str  # sd3 | flux | chroma | ltxv | mochi | wan | lumina2 | qwen_image
     family: str  # a FAMILY_NAMES key
     prefix: str  # of the diffusion model's keys
-    config: MMDiTConfig | FluxConfig | ChromaConfig | LTXVConfig | MochiConfig | WanConfig | Lumina2Config
+    config: (MMDiTConfig | FluxConfig | ChromaConfig | LTXVConfig | MochiConfig | WanConfig | Lumina2Config
+             | QwenImageConfig)
     vae: VAEConfig | LTXVVAEConfig | MochiVAEConfig | None = None
     vae_prefix: str | None = None
     text_encoders: dict = field(default_factory=dict)  # clip_l / clip_g / t5xxl -> key prefix
@@ -99,6 +104,8 @@ class FlowInfo:
 
     @property
     def latent_format(self) -> LatentFormat:
+        if self.arch == "qwen_image":  # ComfyUI's QwenImage: latent_formats.Wan21
+            return WAN21
         if self.arch == "wan":
             return WAN22 if self.config.out_channels == WAN22.channels else WAN21  # the 2.2 VAE's (TI2V 5B)
         if isinstance(self.config, ChromaRadianceConfig):
@@ -138,7 +145,7 @@ def _family(arch: str, config) -> str:
         return "wan_flf2v" if config.img_emb_tokens else "wan_i2v" if config.i2v else "wan_t2v"
     if arch == "chroma" and isinstance(config, ChromaRadianceConfig):
         return "chroma_radiance"
-    if arch in (*T5_ALONE, "lumina2"):
+    if arch in (*T5_ALONE, "lumina2", "qwen_image"):
         return arch
     packed = config.in_channels // 4
     if packed == config.latent_channels + 80:
@@ -252,8 +259,9 @@ def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
         config = _ltxv_file_config(config, metadata)
     info = FlowInfo(arch=arch, family=_family(arch, config), prefix=prefix, config=config,
                     text_encoders=_text_encoders(shapes))
-    # Wan: graphflow reads no Wan VAE inside a checkpoint yet (wan_2.1_vae.safetensors: VAELoader)
-    vae = {"ltxv": ltxv_vae, "mochi": _mochi_vae, "wan": lambda s: None}.get(arch, vae_in)(shapes)
+    # Wan, Qwen-Image: graphflow reads no Wan VAE inside a checkpoint yet (wan_2.1_vae / qwen_image_vae: VAELoader)
+    vae = {"ltxv": ltxv_vae, "mochi": _mochi_vae, "wan": lambda s: None,
+           "qwen_image": lambda s: None}.get(arch, vae_in)(shapes)
     if arch in ("ltxv", "mochi") and vae is not None:
         info.vae_prefix, info.vae = vae
     elif vae is not None:
@@ -268,14 +276,16 @@ def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
     elif info.family == "chroma_radiance":
         info.notes.append("pixel space, no VAE: VAELoader's pixel_space turns images into its latents and back")
     else:
-        info.notes.append("no VAE in the file: load one (" + {"mochi": "mochi_vae.safetensors",
-                                                               "wan": "wan2.2_vae.safetensors"
-                                                               if info.latent_format is WAN22
-                                                               else "wan_2.1_vae.safetensors"}.get(
-            arch, "ae.safetensors for FLUX") + ") with LoadVAE")
+        vae_file = {"mochi": "mochi_vae.safetensors", "qwen_image": "qwen_image_vae.safetensors, a Wan 2.1 VAE",
+                    "wan": "wan2.2_vae.safetensors" if info.latent_format is WAN22 else "wan_2.1_vae.safetensors"}
+        vae_file = vae_file.get(arch, "ae.safetensors for FLUX")
+        info.notes.append(f"no VAE in the file: load one ({vae_file}) with LoadVAE")
     if not info.text_encoders and arch == "lumina2":
         info.notes.append("no text encoder in the file: load Gemma-2 2B (gemma_2_2b_fp16.safetensors) with "
                           "CLIPLoader, type lumina2")
+    elif not info.text_encoders and arch == "qwen_image":
+        info.notes.append("no text encoder in the file: load Qwen2.5-VL 7B (qwen_2.5_vl_7b.safetensors) with "
+                          "CLIPLoader, type qwen_image")
     elif not info.text_encoders:
         info.notes.append(f"no text encoder in the file: load {'UMT5-XXL' if arch == 'wan' else 'T5-XXL'} with "
                           f"CLIPLoader, type {arch}"

@@ -40,6 +40,8 @@ Key layouts:
                 `.lora_magnitude_vector`; PEFT's `base_model.model.` is dropped (with no component
                 prefix after it, the names are the transformer's, as ComfyUI reads SD3's)
   LyCORIS       SimpleTuner's `lycoris_` + diffusers' module path with '_' (as `lora_unet_`)
+  bare          diffusers' transformer names with no prefix (`transformer_blocks.0.attn.to_q...`, as
+                ComfyUI reads Qwen-Image's LoRAs) as `transformer.`
   Cascade       `lora_prior_unet_` / `lora_prior_te_` (Stable Cascade's kohya LoRAs) as `lora_unet_` / `lora_te_`
   ComfyUI/BFL   `diffusion_model.` + the model's own module path + the parts of either layout;
                 text encoders as `text_encoders.<clip_l|clip_g|clip_h>.transformer.` + the module's
@@ -94,6 +96,9 @@ DIFFUSERS_PARTS = {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_u
 DIFFUSERS_PREFIXES = {"unet.": "lora_unet_", "transformer.": "lora_unet_", "diffusion_model.": "lora_unet_",
                       "model.diffusion_model.": "lora_unet_", "text_encoder.": "lora_te_",
                       "text_encoder_2.": "lora_te2_"}
+# diffusers' transformer names with no prefix at all: ComfyUI reads Qwen-Image's LoRAs so (its QwenImage key map)
+BARE_TRANSFORMER_STARTS = ("transformer_blocks.", "img_in.", "txt_in.", "txt_norm.", "time_text_embed.", "norm_out.",
+                           "proj_out.")
 # old diffusers attention-processor LoRAs: attn1.processor.to_q_lora.up.weight -> attn1.to_q
 PROCESSOR_NAMES = {"to_q": "to_q", "to_k": "to_k", "to_v": "to_v", "to_out": "to_out.0"}
 PROCESSOR_PARTS = {"_lora.down.weight": "lora_down.weight", "_lora.up.weight": "lora_up.weight"}
@@ -269,6 +274,8 @@ def _split_key(key: str) -> tuple[str, str]:
         key = key[len("base_model.model."):]  # diffusers names (ComfyUI reads SD3's so)
         if not key.startswith((TEXT_ENCODERS, *DIFFUSERS_PREFIXES)):
             key = "transformer." + key
+    if key.startswith(BARE_TRANSFORMER_STARTS):
+        key = "transformer." + key
     if key.startswith("lycoris_"):  # SimpleTuner's LyCORIS: kohya style over diffusers' module names
         key = "lora_unet_" + key[len("lycoris_"):]
     if key.startswith(("lora_prior_unet_", "lora_prior_te_")):  # Stable Cascade's kohya LoRAs

@@ -36,6 +36,7 @@ DEFAULT_SD3_SHIFT = 3.0
 LTXV_SHIFT = 2.37
 MOCHI_SHIFT = 6.0  # ComfyUI's Mochi sampling_settings: discrete flow, shift 6, multiplier 1
 LUMINA2_SHIFT = 6.0  # ComfyUI's Lumina2 sampling_settings: discrete flow, shift 6, multiplier 1
+QWEN_IMAGE_SHIFT = 1.15  # ComfyUI's QwenImage: ModelType.FLUX (ModelSamplingFlux), sampling_settings shift 1.15
 WAN_SHIFT = 8.0  # ComfyUI's WAN21_T2V / I2V sampling_settings: discrete flow, shift 8 (multiplier 1000)
 
 
@@ -150,7 +151,7 @@ def default_flow_schedule(model) -> FlowSchedule:
     """The sampling a flow MODEL gets without a ModelSamplingSD3/Flux node, as ComfyUI sets it:
     SD3/SD3.5 shift 3.0 (or the model's `sampling_shift`); FLUX dev mu 1.15; FLUX schnell (no
     guidance embedding) shift 1.0; LTX-Video mu 2.37; Mochi and Lumina 2 shift 6.0 (multiplier 1); Wan 2.1
-    shift 8.0; Chroma mu
+    shift 8.0; Qwen-Image mu 1.15 (ModelSamplingFlux, timestep sigma); Chroma mu
     1.15 (ComfyUI's ModelType.FLUX: ModelSamplingFlux with its default shift, Chroma's
     sampling_settings setting none)."""
     arch = getattr(model, "arch", None)
@@ -165,6 +166,8 @@ def default_flow_schedule(model) -> FlowSchedule:
         return FlowSchedule.sd3(MOCHI_SHIFT if shift is None else float(shift), multiplier=1.0)
     if arch == "lumina2":  # ComfyUI's Lumina2 sampling_settings: shift 6.0, multiplier 1
         return FlowSchedule.sd3(LUMINA2_SHIFT if shift is None else float(shift), multiplier=1.0)
+    if arch == "qwen_image":
+        return FlowSchedule.flux(QWEN_IMAGE_SHIFT if shift is None else float(shift))
     if arch == "wan":
         return FlowSchedule.sd3(WAN_SHIFT if shift is None else float(shift))
     if arch == "flux":
@@ -185,7 +188,8 @@ def model_sampling_for(model):
     return DiscreteSchedule.for_model(model)
 
 
-POOLED_CHANNELS = {"sd3": 2048, "flux": 768, "chroma": 0, "ltxv": 0, "mochi": 0, "wan": 0, "lumina2": 0}
+POOLED_CHANNELS = {"sd3": 2048, "flux": 768, "chroma": 0, "ltxv": 0, "mochi": 0, "wan": 0, "lumina2": 0,
+                   "qwen_image": 0}
 
 
 class FlowDenoiser:
@@ -318,7 +322,8 @@ def flow_vectors(model, options: dict, batch: int) -> tuple[torch.Tensor, torch.
     if getattr(model, "arch", None) == "chroma":  # no pooled vector
         value = options.get("guidance")
         return None, None if value is None else torch.full((batch,), float(value))
-    if getattr(model, "arch", None) in ("ltxv", "mochi", "wan", "lumina2"):  # no pooled vector, no guidance embedding
+    # no pooled vector, no guidance embedding
+    if getattr(model, "arch", None) in ("ltxv", "mochi", "wan", "lumina2", "qwen_image"):
         return None, None
     declared = getattr(model, "pooled_channels", None)
     pooled = options.get("pooled_output")

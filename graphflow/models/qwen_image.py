@@ -1,0 +1,189 @@
+"""Qwen-Image (Alibaba Qwen; also Qwen-Image 2512): the MM-DiT, in the diffusers-like key layout
+ComfyUI's files use (`img_in`, `txt_norm`, `txt_in`, `time_text_embed.timestep_embedder.linear_{1,2}`,
+`transformer_blocks.N.{img_mod.1,txt_mod.1,attn.{to_q,to_k,to_v,add_q_proj,add_k_proj,add_v_proj,
+norm_q,norm_k,norm_added_q,norm_added_k,to_out.0,to_add_out},img_mlp.net.{0.proj,2},txt_mlp...}`,
+`norm_out.linear`, `proj_out`), bare as qwen_image_fp8_e4m3fn.safetensors / qwen_image_bf16 or
+under ComfyUI's `model.diffusion_model.`.
+
+Every block is double-stream: image and text tokens keep their own weights (modulation, q/k/v,
+output, GELU-tanh MLP) and meet in one attention over [text, image], q and k RMS-normed per head.
+Each stream: x += gate * attn(LN(x) * (1 + scale) + shift), likewise for its MLP; both streams are
+modulated by the timestep alone (no pooled text vector). The text is Qwen2.5-VL 7B's hidden states,
+RMS-normed (txt_norm) and projected (txt_in). Rotary positions over three axes (frame, row,
+column; (16, 56, 56) of a 128-wide head, theta 10000): image patches centred on the image, row r of
+h at r - h // 2 (ComfyUI's rounding; diffusers' scale_rope puts odd counts one lower), frame 0;
+text token i at (s + i, s + i, s + i), s = max(h // 2, w // 2). The timestep is sigma, embedded
+x1000; the output is the velocity of x_t = (1 - sigma) x0 + sigma noise (ComfyUI's ModelType.FLUX).
+Sampled as ComfyUI's QwenImage: ModelSamplingFlux with shift 1.15 (ModelSamplingAuraFlow in its
+template), the Wan 2.1 VAE's 16-channel latent. ComfyUI gives the network a one-frame video
+latent [B, 16, 1, h, w] (an image latent [B, 16, h, w] is taken too).
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import attention
+from .cast_layers import Linear
+from .configs import QwenImageConfig, qwen_image_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
+from .flux import apply_rope
+from .lumina2 import rope_table
+from .mmdit import timestep_embedding
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: QwenImageConfig):
+        super().__init__()
+        self.heads, dim = cfg.num_heads, cfg.dim
+        for name in ("to_q", "to_k", "to_v", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"):
+            setattr(self, name, Linear(dim, dim))
+        self.to_out = nn.ModuleList([Linear(dim, dim)])
+        for name in ("norm_q", "norm_k", "norm_added_q", "norm_added_k"):
+            setattr(self, name, nn.RMSNorm(cfg.head_dim, eps=1e-6))
+
+    def forward(self, img, txt, pe):
+        def heads(x):
+            return x.unflatten(-1, (self.heads, -1))
+
+        n = txt.shape[1]  # one sequence [text, image]
+        q = torch.cat([self.norm_added_q(heads(self.add_q_proj(txt))), self.norm_q(heads(self.to_q(img)))], dim=1)
+        k = torch.cat([self.norm_added_k(heads(self.add_k_proj(txt))), self.norm_k(heads(self.to_k(img)))], dim=1)
+        v = torch.cat([heads(self.add_v_proj(txt)), heads(self.to_v(img))], dim=1)
+        q, k = apply_rope(q, pe), apply_rope(k, pe)
+        out = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2).flatten(2)
+        return self.to_out[0](out[:, n:]), self.to_add_out(out[:, :n])
+
+
+class GELUProj(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.proj = Linear(dim, hidden)
+
+    def forward(self, x):
+        return F.gelu(self.proj(x), approximate="tanh")
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.net = nn.ModuleList([GELUProj(dim, 4 * dim), nn.Identity(), Linear(4 * dim, dim)])  # net.1: dropout
+
+    def forward(self, x):
+        for layer in self.net:
+            x = layer(x)
+        return x
+
+
+def modulated(x, mod):
+    """LN(x) * (1 + scale) + shift, and the gate; mod [B, 1, 3 * dim] = (shift, scale, gate)."""
+    shift, scale, gate = mod.chunk(3, dim=-1)
+    return F.layer_norm(x, x.shape[-1:], eps=1e-6) * (1 + scale) + shift, gate
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: QwenImageConfig):
+        super().__init__()
+        self.img_mod = nn.Sequential(nn.SiLU(), Linear(cfg.dim, 6 * cfg.dim))
+        self.txt_mod = nn.Sequential(nn.SiLU(), Linear(cfg.dim, 6 * cfg.dim))
+        self.attn = Attention(cfg)
+        self.img_mlp = FeedForward(cfg.dim)
+        self.txt_mlp = FeedForward(cfg.dim)
+
+    def forward(self, img, txt, temb, pe):
+        img_mod1, img_mod2 = self.img_mod(temb)[:, None].chunk(2, dim=-1)
+        txt_mod1, txt_mod2 = self.txt_mod(temb)[:, None].chunk(2, dim=-1)
+        img_in, img_gate = modulated(img, img_mod1)
+        txt_in, txt_gate = modulated(txt, txt_mod1)
+        img_attn, txt_attn = self.attn(img_in, txt_in, pe)
+        img = img + img_gate * img_attn
+        txt = txt + txt_gate * txt_attn
+        img_in, img_gate = modulated(img, img_mod2)
+        txt_in, txt_gate = modulated(txt, txt_mod2)
+        return img + img_gate * self.img_mlp(img_in), txt + txt_gate * self.txt_mlp(txt_in)
+
+
+class TimestepEmbedder(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.linear_1 = Linear(256, dim)
+        self.linear_2 = Linear(dim, dim)
+
+    def forward(self, t, dtype):
+        return self.linear_2(F.silu(self.linear_1(timestep_embedding(t, 256).to(dtype))))
+
+
+class LastLayer(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.linear = Linear(dim, 2 * dim)
+
+    def forward(self, x, temb):
+        # scale first, then shift (diffusers' AdaLayerNormContinuous, ComfyUI's LastLayer)
+        scale, shift = self.linear(F.silu(temb))[:, None].chunk(2, dim=-1)
+        return F.layer_norm(x, x.shape[-1:], eps=1e-6) * (1 + scale) + shift
+
+
+class QwenImage(nn.Module):
+    def __init__(self, config: QwenImageConfig):
+        super().__init__()
+        self.config = cfg = config
+        if sum(cfg.axes_dims) != cfg.head_dim:
+            raise ValueError(f"rotary axes {cfg.axes_dims} must add up to the head size {cfg.head_dim}")
+        self.time_text_embed = nn.Module()
+        self.time_text_embed.timestep_embedder = TimestepEmbedder(cfg.dim)
+        self.txt_norm = nn.RMSNorm(cfg.joint_attention_dim, eps=1e-6)
+        self.img_in = Linear(cfg.in_channels, cfg.dim)
+        self.txt_in = Linear(cfg.joint_attention_dim, cfg.dim)
+        self.transformer_blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
+        self.norm_out = LastLayer(cfg.dim)
+        self.proj_out = Linear(cfg.dim, cfg.patch_size ** 2 * cfg.out_channels)
+
+    def positions(self, txt_len: int, rows: int, cols: int, device) -> torch.Tensor:
+        """[txt_len + rows * cols, 3] rotary coordinates: text (s + i) on every axis, s = max(rows // 2,
+        cols // 2); patches (0, row - rows // 2, col - cols // 2), as ComfyUI's."""
+        start = max(rows // 2, cols // 2)
+        txt = torch.arange(start, start + txt_len, device=device, dtype=torch.float32)[:, None].expand(-1, 3)
+        r, c = torch.meshgrid(torch.arange(rows, device=device) - rows // 2,
+                              torch.arange(cols, device=device) - cols // 2, indexing="ij")
+        img = torch.stack([torch.zeros_like(r), r, c], dim=-1).reshape(-1, 3).float()
+        return torch.cat([txt, img])
+
+    def forward(self, x, sigma, context, y=None, text_mask=None, control=None, **unused):
+        """x [B, 16, 1, h, w] (ComfyUI's one-frame latent) or [B, 16, h, w], padded to whole
+        patches and cropped back; sigma [B]; context Qwen2.5-VL's states [B or 1, T, joint dim] ->
+        velocity of x's shape. text_mask [B, T] (1 keep): each sample's text cut to its kept
+        tokens (they must lead), as diffusers' mask gives. y is ignored (no pooled vector)."""
+        if control is not None:
+            raise ValueError("ControlNets are not supported with Qwen-Image models")
+        cfg = self.config
+        if x.ndim == 5:
+            if x.shape[2] != 1:
+                raise ValueError(f"Qwen-Image takes image latents (one frame), got {x.shape[2]} frames")
+            return self(x[:, :, 0], sigma, context, y, text_mask)[:, :, None]
+        if x.shape[1] != cfg.out_channels:
+            raise ValueError(f"Qwen-Image takes {cfg.out_channels}-channel latents (the Wan 2.1 VAE's), "
+                             f"got {x.shape[1]}")
+        if context.shape[-1] != cfg.joint_attention_dim:
+            raise ValueError(f"Qwen-Image takes Qwen2.5-VL 7B's {cfg.joint_attention_dim}-wide text states, the "
+                             f"conditioning has {context.shape[-1]}: encode the prompts with a CLIP loaded as type "
+                             "qwen_image (qwen_2.5_vl_7b)")
+        b, c, H, W = x.shape
+        p = cfg.patch_size
+        context = context.to(x.dtype).expand(b, -1, -1)
+        sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(b)
+        if text_mask is not None:
+            lengths = text_mask.to(torch.bool).sum(dim=1).reshape(-1).expand(b).tolist()
+            return torch.cat([self(x[i:i + 1], sigma[i:i + 1], context[i:i + 1, :max(1, int(n))])
+                              for i, n in enumerate(lengths)])
+        x = F.pad(x, (0, -W % p, 0, -H % p), mode="circular")  # as ComfyUI's pad_to_patch_size
+        h, w = x.shape[-2] // p, x.shape[-1] // p
+        temb = self.time_text_embed.timestep_embedder(1000 * sigma.float(), x.dtype)
+        txt = self.txt_in(self.txt_norm(context))
+        # patches as tokens, features (channel, row, column) as ComfyUI's and diffusers' packing
+        img = self.img_in(x.reshape(b, c, h, p, w, p).permute(0, 2, 4, 1, 3, 5).reshape(b, h * w, c * p * p))
+        pe = rope_table(self.positions(txt.shape[1], h, w, x.device), cfg)
+        for block in self.transformer_blocks:
+            img, txt = block(img, txt, temb, pe)
+        out = self.proj_out(self.norm_out(img, temb))
+        out = out.reshape(b, h, w, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h * p, w * p)
+        return out[..., :H, :W]
