@@ -15,10 +15,14 @@ import copy
 
 
 def middle_self_attentions(unet) -> list:
+    """The self-attentions of the middle block's spatial transformer blocks, the ones ComfyUI's
+    ("middle", 0) attn1 patches reach; a video UNet's temporal blocks (SVD's time_stack) get no
+    patches in ComfyUI and are left out."""
+    from graphflow.models.unet import BasicTransformerBlock
     middle = getattr(unet, "middle_block", None)
     if middle is None:
         return []
-    return [block.attn1 for block in middle.modules() if hasattr(block, "attn1")]  # transformer blocks
+    return [block.attn1 for block in middle.modules() if isinstance(block, BasicTransformerBlock)]
 
 
 def _value_only(attention):

@@ -24,10 +24,9 @@ import torch.nn.functional as F
 
 
 def first_middle_self_attention(unet):
-    middle = getattr(unet, "middle_block", None)
-    if middle is None:
-        return None
-    return next((block.attn1 for block in middle.modules() if hasattr(block, "attn1")), None)
+    """ComfyUI's ("middle", 0, 0): the first spatial transformer block's self-attention."""
+    from .perturbed_attention import middle_self_attentions
+    return next(iter(middle_self_attentions(unet)), None)
 
 
 @contextlib.contextmanager
