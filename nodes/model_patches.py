@@ -39,7 +39,8 @@ class SelfAttentionGuidance(Node):
     """Self-Attention Guidance: blurs the unconditional prediction where the UNet's middle-block
     self-attention concentrates, asks the model to denoise that degraded version again, and
     pushes the result away from it by `scale`, restoring fine detail. Needs the negative prompt's
-    prediction even at cfg 1; costs two more model evaluations per step."""
+    prediction even at cfg 1; costs two more model evaluations per step. blur_sigma 0 does not
+    blur (ComfyUI's blur is NaN there and the picture is lost)."""
     category = "model_patches/unet"
     model: MODEL
     scale: float = Float(0.5, min=-2.0, max=5.0, step=0.01)

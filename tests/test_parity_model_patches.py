@@ -47,3 +47,30 @@ def test_pag_on_a_video_unet_blinds_only_the_spatial_middle_attention():
             got = unet(x, t, context, y, frames)
     assert (want - plain).abs().max() > 1e-4
     torch.testing.assert_close(got, want)
+
+
+def test_sag_reads_the_attention_mask_in_comfyuis_grid_on_elongated_odd_latents():
+    """A 45 x 25 latent (360 x 200 pixels) on SD1: the middle block's grid is 6 x 4 (45 -> 23 -> 12
+    -> 6, 25 -> 13 -> 7 -> 4), 24 keys, but ComfyUI reads them as 8 x 3 rows (the divisor of 24
+    nearest round(sqrt(24 * 45 / 25)) = 7 is 8); the blur mask follows that reading. It used to
+    give up (no guidance at all)."""
+    from graphflow.sampling.self_attention_guidance import blur_map, gaussian_blur_2d
+
+    lh, lw, n = 45, 25, 24
+    x0 = torch.randn(1, 2, lh, lw, generator=torch.Generator().manual_seed(3))
+    probs = torch.full((1, 2, n, n), 1.0 / n)
+    probs[..., 4] += 0.5  # every query attends extra to key 4
+    probs = probs / probs.sum(-1, keepdim=True)
+    got = blur_map(x0, probs, 2.0)
+    assert got is not None
+
+    # key 4 of an 8 x 3 reading is row 1, column 1; nearest upsampling to 45 x 25 takes source
+    # row floor(r 8 / 45) and column floor(c 3 / 25)
+    mask = torch.zeros(lh, lw, dtype=torch.bool)
+    for r in range(lh):
+        for c in range(lw):
+            mask[r, c] = (r * 8) // 45 == 1 and (c * 3) // 25 == 1
+    assert mask.sum() == 6 * 8  # rows 6..11, columns 9..16
+    blurred = gaussian_blur_2d(x0, 9, 2.0)
+    torch.testing.assert_close(got[..., mask], blurred[..., mask])
+    torch.testing.assert_close(got[..., ~mask], x0[..., ~mask])
