@@ -3,12 +3,17 @@ nodes/model_sampling.py, nodes/attention_patches.py) where an audit found a diff
 are small hand computations and torch operations written here."""
 
 import copy
+import dataclasses
 
 import torch
+from test_hypertile_tome import attn1_token_counts, inputs
+from test_nodes_image_mask import call
 from torch import nn
 
+from graphflow.models import DiffusionModel, UNet
 from graphflow.models.svd import SVDConfig, SVDUNet, VideoTransformerBlock
 from graphflow.sampling.perturbed_attention import identity_self_attention
+from graphflow.testing import unet_config
 
 TINY_SVD = SVDConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(True, True),
                      context_dim=24, num_head_channels=16)
@@ -74,3 +79,20 @@ def test_sag_reads_the_attention_mask_in_comfyuis_grid_on_elongated_odd_latents(
     blurred = gaussian_blur_2d(x0, 9, 2.0)
     torch.testing.assert_close(got[..., mask], blurred[..., mask])
     torch.testing.assert_close(got[..., ~mask], x0[..., ~mask])
+
+
+def test_tome_under_deep_shrink_merges_the_blocks_at_the_latents_size(builtin_registry):
+    """ComfyUI's ToMe merges a block's tokens when HW // N <= 1 (N = H x W, the latent's size),
+    whatever its level: with Deep Shrink after input block 1 the second level-0 block runs on a
+    quarter of the tokens and is left whole, the decoder's level-0 blocks (grown back) merge."""
+    torch.manual_seed(0)
+    config = dataclasses.replace(unet_config("sd1"), num_res_blocks=(2, 1))  # two level-0 input blocks
+    model = DiffusionModel(UNet(config).eval(), "sd1")
+    shrunk = call(builtin_registry, "PatchModelAddDownscale", model=model, block_number=1, downscale_factor=2.0,
+                  start_percent=0.0, end_percent=1.0)
+    merged = call(builtin_registry, "TomePatchModel", model=shrunk, ratio=0.3)
+    x, t, context = inputs(model)  # a 16 x 16 latent: 256 tokens
+    _, plain = attn1_token_counts(shrunk.unet, x, t, context)
+    _, calls = attn1_token_counts(merged.unet, x, t, context)
+    assert (0, 64, 1) in plain and (0, 256, 1) in plain  # a shrunk level-0 block, full-size ones
+    assert calls == [(level, n - int(0.3 * n) if n == 256 else n, b) for level, n, b in plain]
