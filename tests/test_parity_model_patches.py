@@ -96,3 +96,81 @@ def test_tome_under_deep_shrink_merges_the_blocks_at_the_latents_size(builtin_re
     _, calls = attn1_token_counts(merged.unet, x, t, context)
     assert (0, 64, 1) in plain and (0, 256, 1) in plain  # a shrunk level-0 block, full-size ones
     assert calls == [(level, n - int(0.3 * n) if n == 256 else n, b) for level, n, b in plain]
+
+
+# --- Skip Layer Guidance on Wan, LTX-Video and Mochi ------------------------------------------------
+# ComfyUI's Wan, LTX-Video and Mochi transformers check a ("double_block", i) replacement for each
+# of their blocks, so SkipLayerGuidanceDiT's double_layers skip them (a skipped block passes its
+# tokens on unchanged); graphflow refused these models.
+
+def _slg_networks():
+    from graphflow.models.configs import LTXVConfig
+    from graphflow.models.ltxv import LTXV
+    from graphflow.models.mochi import Mochi
+    from graphflow.models.wan import Wan
+    from graphflow.testing import mochi_config, wan_config
+
+    torch.manual_seed(0)
+    wan, ltxv = Wan(wan_config(depth=3)).eval(), LTXV(LTXVConfig(
+        in_channels=8, hidden_size=32, num_heads=4, depth=3, cross_attention_dim=32, caption_channels=16,
+        mlp_hidden=64)).eval()
+    mochi = Mochi(mochi_config(depth=3)).eval()
+    g = torch.Generator().manual_seed(1)
+    return {  # network, its inputs, a block's forward that passes its tokens on
+        "wan": (wan, (torch.randn(1, 16, 2, 4, 4, generator=g), torch.tensor([0.5]),
+                      torch.randn(1, 5, wan.config.text_dim, generator=g)), lambda x, *rest: x),
+        "ltxv": (ltxv, (torch.randn(1, 8, 2, 4, 4, generator=g), torch.tensor([0.5]), torch.randn(1, 5, 16, generator=g)),
+                 lambda x, *rest: x),
+        "mochi": (mochi, (torch.randn(1, 12, 2, 4, 4, generator=g), torch.tensor([0.5]),
+                          torch.randn(1, 5, mochi.config.text_dim, generator=g)), lambda x, y, *rest: (x, y)),
+    }
+
+
+def test_skip_layer_guidance_skips_wan_ltxv_and_mochi_blocks():
+    from graphflow.sampling.skip_layer_guidance import block_lists, check_layers, skipped_blocks
+
+    for name, (net, args, passthrough) in _slg_networks().items():
+        doubles, singles = block_lists(net)
+        assert len(doubles) == 3 and singles == [], name
+        assert check_layers(net, [1, 2], [7, 8, 9]) is None  # single layers ignored, as ComfyUI finds none
+        want_net = copy.deepcopy(net)
+        for i in (0, 2):
+            blocks = want_net.blocks if hasattr(want_net, "blocks") else want_net.transformer_blocks
+            blocks[i].forward = passthrough
+        with torch.no_grad():
+            plain = net(*args)
+            want = want_net(*args)
+            with skipped_blocks(net, [0, 2], []):
+                got = net(*args)
+            assert torch.equal(net(*args), plain), name  # restored
+        assert (want - plain).abs().max() > 1e-4, name
+        torch.testing.assert_close(got, want, msg=name)
+
+
+def test_skip_layer_guidance_node_on_wan(builtin_registry):
+    """SkipLayerGuidanceDiT on a Wan model: D = D_cfg + scale (D_cond - D_cond with block 1 skipped)."""
+    from graphflow.sampling import prepare_conds
+    from graphflow.sampling.flow_sampling import FlowDenoiser, model_sampling_for
+    from graphflow.sampling.guidance import CFGGuider
+
+    net, (x, _, context), passthrough = _slg_networks()["wan"]
+    model = DiffusionModel(net, "wan", "flow")
+    patched = call(builtin_registry, "SkipLayerGuidanceDiT", model=model, double_layers="1", single_layers="7, 8, 9",
+                   scale=2.0, start_percent=0.0, end_percent=1.0, rescaling_scale=0.0)
+
+    def denoise(m, positive, negative, cfg):
+        def prepare(c, negative=False):
+            return prepare_conds(c, m, tuple(x.shape), x.device, negative=negative)
+        return CFGGuider(m, positive, negative, cfg).denoiser(FlowDenoiser(m, model_sampling_for(m)), prepare)(
+            x, torch.tensor([0.6]))
+
+    pos, neg = [(context, {})], [(context * 0.5, {})]
+    skipped_net = copy.deepcopy(net)
+    skipped_net.blocks[1].forward = passthrough
+    with torch.no_grad():
+        got = denoise(patched, pos, neg, 4.0)
+        plain = denoise(model, pos, neg, 4.0)
+        cond = denoise(model, pos, [], 1.0)
+        skipped = denoise(model.with_unet(skipped_net), pos, [], 1.0)
+    assert (cond - skipped).abs().max() > 1e-4
+    torch.testing.assert_close(got, plain + (cond - skipped) * 2.0, rtol=1e-4, atol=1e-5)
