@@ -174,3 +174,66 @@ def test_skip_layer_guidance_node_on_wan(builtin_registry):
         skipped = denoise(model.with_unet(skipped_net), pos, [], 1.0)
     assert (cond - skipped).abs().max() > 1e-4
     torch.testing.assert_close(got, plain + (cond - skipped) * 2.0, rtol=1e-4, atol=1e-5)
+
+
+# --- UNet block patches on SVD --------------------------------------------------------------------
+# ComfyUI's SVD UNet is its image UNet's code: FreeU's output-block patch and Deep Shrink's
+# input-block patch act on it. graphflow's SVD UNet ignored them (the nodes changed nothing).
+
+def _svd_model():
+    from graphflow.models.latent_formats import SD1
+
+    torch.manual_seed(0)
+    net = SVDUNet(TINY_SVD).eval()
+    model = DiffusionModel(net, "svd", "v", SD1).with_continuous_sampling("v", 0.002, 700.0)
+    g = torch.Generator().manual_seed(2)
+    frames = 2
+    args = (torch.randn(frames, TINY_SVD.in_channels, 8, 8, generator=g), torch.full((frames,), 0.25),
+            torch.randn(frames, 3, TINY_SVD.context_dim, generator=g),
+            torch.randn(frames, TINY_SVD.adm_in_channels, generator=g), frames)
+    return model, args
+
+
+def test_freeu_acts_on_the_svd_unets_decoder(builtin_registry):
+    from graphflow.models.freeu import fourier_filter
+
+    model, args = _svd_model()
+    with torch.no_grad():
+        plain = model.unet(*args)
+        freeu = call(builtin_registry, "FreeU", model=model, b1=1.1, b2=1.6, s1=0.9, s2=0.3)
+        got = freeu.unet(*args)
+        same = call(builtin_registry, "FreeU", model=model, b1=1.0, b2=1.0, s1=1.0, s2=1.0).unet(*args)
+        # what each decoder block meets before and after FreeU's patch
+        seen = []
+        recorder = copy.copy(freeu.unet)
+        record = lambda h, skip: (seen.append((h.clone(), skip.clone())), (h, skip))[1]  # noqa: E731
+        recorder.output_block_patches = (record, *freeu.unet.output_block_patches, record)
+        torch.testing.assert_close(recorder(*args), got)
+    assert len(seen) == 2 * len(model.unet.output_blocks)
+    for (h, skip), (h_out, skip_out) in zip(seen[::2], seen[1::2]):
+        if h.shape[1] == 2 * TINY_SVD.model_channels:  # FreeU's b2 / s2 blocks (the first ones here)
+            torch.testing.assert_close(h_out[:, :32], h[:, :32] * 1.6)
+            torch.testing.assert_close(h_out[:, 32:], h[:, 32:])
+            torch.testing.assert_close(skip_out, fourier_filter(skip, 1, 0.3))
+        else:
+            assert torch.equal(h_out, h) and torch.equal(skip_out, skip)
+    assert seen[0][0].shape[1] == 64
+    torch.testing.assert_close(same, plain, rtol=1e-5, atol=1e-5)  # b = s = 1: nothing changes
+    assert (got - plain).abs().max() > 1e-3
+
+
+def test_deep_shrink_acts_on_the_svd_unets_encoder(builtin_registry):
+    model, args = _svd_model()
+    shrunk = call(builtin_registry, "PatchModelAddDownscale", model=model, block_number=1, downscale_factor=2.0,
+                  start_percent=0.0, end_percent=1.0)
+    seen = []
+    recorder = copy.copy(shrunk.unet)
+    recorder.output_block_patches = (*shrunk.unet.output_block_patches,
+                                     lambda h, skip: (seen.append(tuple(h.shape[2:])), (h, skip))[1])
+    with torch.no_grad():
+        plain = model.unet(*args)
+        got = recorder(*args)
+    # after input block 1 the features are halved (8 -> 4), so the deeper level runs at 2 x 2 and
+    # every decoder block meets features already grown back to its skip's size
+    assert got.shape == plain.shape and (got - plain).abs().max() > 1e-3
+    assert seen[0] == (2, 2) and all(size in ((2, 2), (4, 4), (8, 8)) for size in seen)
