@@ -17,7 +17,9 @@ class PerturbedAttentionGuidance(Node):
     self-attention blinded (every token attends only to itself) and pushes the result away from
     that prediction by `scale`: sharper structure and composition, also at low CFG. Costs one
     more model evaluation per step. Typical scale 2-5 (0 turns it off). On a model without a
-    UNet middle block (FLUX, SD3, ...) it changes nothing, as in ComfyUI (a warning says so)."""
+    UNet middle block (FLUX, SD3, ...) it changes nothing, as in ComfyUI (a warning says so).
+    With Self-Attention Guidance on the same model the middle block's first self-attention is
+    left alone, as in ComfyUI (SAG's patch of it wins): on SD1.x / SD2.x PAG then adds nothing."""
     category = "model_patches/unet"
     model: MODEL
     scale: float = Float(3.0, min=0.0, max=100.0, step=0.01)

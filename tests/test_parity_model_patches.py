@@ -237,3 +237,60 @@ def test_deep_shrink_acts_on_the_svd_unets_encoder(builtin_registry):
     # every decoder block meets features already grown back to its skip's size
     assert got.shape == plain.shape and (got - plain).abs().max() > 1e-3
     assert seen[0] == (2, 2) and all(size in ((2, 2), (4, 4), (8, 8)) for size in seen)
+
+
+# --- PAG and SAG on one model -----------------------------------------------------------------------
+# ComfyUI's SAG replaces attn1 of ("middle", 0, 0) for good; PAG's ("middle", 0) replacement is
+# looked up after the block-specific key, so with both on the model the first middle transformer
+# block keeps its attention in PAG's perturbed prediction.
+
+def _denoise(model, positive, negative, cfg, x, sigma):
+    from graphflow.sampling import ModelDenoiser, prepare_conds
+    from graphflow.sampling.guidance import CFGGuider
+
+    def prepare(conditioning, negative=False):
+        return prepare_conds(conditioning, model, tuple(x.shape), x.device, negative=negative)
+    return CFGGuider(model, positive, negative, cfg).denoiser(ModelDenoiser(model), prepare)(x, sigma)
+
+
+def test_pag_with_sag_on_sd1_adds_nothing(builtin_registry):
+    torch.manual_seed(0)
+    model = DiffusionModel(UNet(unet_config("sd1")), "sd1")  # one transformer block in the middle
+    dim = model.unet.config.context_dim
+    x, sigma = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(1)) * 3, torch.tensor([2.0])
+    positive, negative = [(torch.full((1, 77, dim), 0.5), {})], [(torch.full((1, 77, dim), -0.5), {})]
+    sag = call(builtin_registry, "SelfAttentionGuidance", model=model, scale=0.5, blur_sigma=2.0)
+    pag = call(builtin_registry, "PerturbedAttentionGuidance", model=model, scale=3.0)
+    both = call(builtin_registry, "PerturbedAttentionGuidance", model=sag, scale=3.0)
+    both_other_way = call(builtin_registry, "SelfAttentionGuidance", model=pag, scale=0.5, blur_sigma=2.0)
+    with torch.no_grad():
+        plain = _denoise(model, positive, negative, 5.0, x, sigma)
+        sag_only = _denoise(sag, positive, negative, 5.0, x, sigma)
+        assert (_denoise(pag, positive, negative, 5.0, x, sigma) - plain).abs().max() > 1e-3
+        torch.testing.assert_close(_denoise(both, positive, negative, 5.0, x, sigma), sag_only)
+        torch.testing.assert_close(_denoise(both_other_way, positive, negative, 5.0, x, sigma), sag_only)
+
+
+def test_pag_with_sag_blinds_the_middle_blocks_after_the_first():
+    from graphflow.sampling.perturbed_attention import perturbed_attention_guidance
+    from graphflow.sampling.self_attention_guidance import self_attention_guidance
+
+    torch.manual_seed(0)
+    config = dataclasses.replace(unet_config("sd1"), transformer_depth_middle=2)  # SDXL-like: several
+    model = DiffusionModel(UNet(config), "sd1")
+    dim = config.context_dim
+    x, sigma = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(1)) * 3, torch.tensor([2.0])
+    positive, negative = [(torch.full((1, 77, dim), 0.5), {})], [(torch.full((1, 77, dim), -0.5), {})]
+    sag = self_attention_guidance(model, 0.5, 2.0)
+    both = perturbed_attention_guidance(sag, 3.0)
+    blinded = copy.deepcopy(model.unet)
+    middle = [m for m in blinded.middle_block.modules() if hasattr(m, "attn1")]
+    assert len(middle) == 2
+    middle[1].attn1 = ValueOnly(middle[1].attn1)
+    with torch.no_grad():
+        sag_only = _denoise(sag, positive, negative, 5.0, x, sigma)
+        cond = _denoise(model, positive, [], 1.0, x, sigma)
+        perturbed = _denoise(model.with_unet(blinded), positive, [], 1.0, x, sigma)
+        got = _denoise(both, positive, negative, 5.0, x, sigma)
+    assert (cond - perturbed).abs().max() > 1e-3
+    torch.testing.assert_close(got, sag_only + (cond - perturbed) * 3.0, rtol=1e-4, atol=1e-4)

@@ -111,6 +111,7 @@ def self_attention_guidance(model, scale: float, blur_sigma: float):
         return denoised + (degraded - sag) * scale
 
     post_cfg.needs_uncond = True
+    post_cfg.holds_first_middle_attention = True  # ComfyUI's ("middle", 0, 0) attn1 replacement (see PAG)
     patched = copy.copy(model)
     patched.post_cfg_functions = (*getattr(model, "post_cfg_functions", ()), post_cfg)
     return patched
