@@ -17,7 +17,9 @@ class PerturbedAttentionGuidance(Node):
     self-attention blinded (every token attends only to itself) and pushes the result away from
     that prediction by `scale`: sharper structure and composition, also at low CFG. Costs one
     more model evaluation per step. Typical scale 2-5 (0 turns it off). On a model without a
-    UNet middle block (FLUX, SD3, ...) it changes nothing, as in ComfyUI (a warning says so)."""
+    UNet middle block (FLUX, SD3, ...) it changes nothing, as in ComfyUI (a warning says so).
+    With Self-Attention Guidance on the same model the middle block's first self-attention is
+    left alone, as in ComfyUI (SAG's patch of it wins): on SD1.x / SD2.x PAG then adds nothing."""
     category = "model_patches/unet"
     model: MODEL
     scale: float = Float(3.0, min=0.0, max=100.0, step=0.01)
@@ -39,7 +41,8 @@ class SelfAttentionGuidance(Node):
     """Self-Attention Guidance: blurs the unconditional prediction where the UNet's middle-block
     self-attention concentrates, asks the model to denoise that degraded version again, and
     pushes the result away from it by `scale`, restoring fine detail. Needs the negative prompt's
-    prediction even at cfg 1; costs two more model evaluations per step."""
+    prediction even at cfg 1; costs two more model evaluations per step. blur_sigma 0 does not
+    blur (ComfyUI's blur is NaN there and the picture is lost)."""
     category = "model_patches/unet"
     model: MODEL
     scale: float = Float(0.5, min=-2.0, max=5.0, step=0.01)

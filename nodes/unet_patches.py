@@ -12,7 +12,7 @@ class PatchModelAddDownscale(Node):
     after input block `block_number` are shrunk by downscale_factor (and grown back in the decoder),
     so at resolutions above the model's own the early steps compose the image at its trained size
     (fewer doubled subjects). downscale_after_skip keeps the full-size features for the skip
-    connection. For UNet models (SD1.x, SD2.x, SDXL); others, and a block_number past the UNet's
+    connection. For UNet models (SD1.x, SD2.x, SDXL, SVD); others, and a block_number past the UNet's
     input blocks, pass unchanged (as in ComfyUI, with a warning)."""
     category = "model_patches/unet"
     model: MODEL

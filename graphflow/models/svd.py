@@ -303,14 +303,26 @@ class SVDUNet(nn.Module):
         context = context.to(device, dtype)
         h = x.to(device, dtype)
         skips = []
+        # Deep Shrink's and FreeU's block patches, set on a shallow copy, as the image UNet runs them
+        # (ComfyUI's video UNet is its image UNet's code: the patches act there too)
+        input_patches = getattr(self, "input_block_patches", ())
+        after_skip_patches = getattr(self, "input_block_patches_after_skip", ())
+        output_patches = getattr(self, "output_block_patches", ())
         token = latent_size.set(tuple(x.shape[-2:]))  # for HyperTile's patches, as the image UNet does
         try:
-            for block in self.input_blocks:
+            for k, block in enumerate(self.input_blocks):
                 h = _run(block, h, emb, context, frames)
+                for patch in input_patches:
+                    h = patch(h, k, timesteps)
                 skips.append(h)
+                for patch in after_skip_patches:
+                    h = patch(h, k, timesteps)
             h = _run(self.middle_block, h, emb, context, frames)
             for block in self.output_blocks:
-                h = torch.cat([h, skips.pop()], dim=1)
+                skip = skips.pop()
+                for patch in output_patches:
+                    h, skip = patch(h, skip)
+                h = torch.cat([h, skip], dim=1)
                 h = _run(block, h, emb, context, frames, skips[-1].shape[2:] if skips else None)
         finally:
             latent_size.reset(token)

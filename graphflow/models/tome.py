@@ -1,8 +1,8 @@
 """Token Merging for Stable Diffusion (Bolya & Hoffman 2023, "Token Merging for Fast Stable
 Diffusion", arXiv:2303.17604), as ComfyUI's TomePatchModel: before the self-attention of the
-UNet's highest-resolution transformer blocks (level 0, the latent's own size; the paper's
-max_downsample 1), r = int(ratio * N) of the N tokens are merged away, and after it every token
-gets back the output of the token it was merged into.
+UNet's transformer blocks at the latent's own size (N = H x W tokens, the paper's max_downsample
+1: the level-0 blocks, unless Deep Shrink resized them), r = int(ratio * N) of the N tokens are
+merged away, and after it every token gets back the output of the token it was merged into.
 
 Merging is the paper's bipartite soft matching with a 2x2 stride and random destinations: in each
 2x2 region of the h x w grid one token, chosen at random, is a destination (dst); the rest (and
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from .diffusion_model import DiffusionModel
 from .lora import copied_modules
-from .unet import transformer_block_levels
+from .unet import latent_size, transformer_block_levels
 
 STRIDE = 2  # the paper's 2x2 regions, one destination each
 
@@ -86,13 +86,16 @@ def _same(x: torch.Tensor) -> torch.Tensor:
 
 
 def tome_patch(ratio: float, salt: int):
-    """A BasicTransformerBlock.self_attention_patches entry."""
+    """A BasicTransformerBlock.self_attention_patches entry: it merges the queries of a block whose
+    token count is the latent's H x W (ComfyUI's rule, HW // N <= 1, where ComfyUI works), on the
+    latent's grid; other blocks pass."""
     partitions = {}  # (device, h, w) -> (src, dst), drawn once
 
     def patch(queries: torch.Tensor, keys: torch.Tensor, size: tuple[int, int] | None):
-        if size is None or min(size) < STRIDE:
+        latent_hw = latent_size.get()
+        if latent_hw is None or queries.shape[1] != latent_hw[0] * latent_hw[1] or min(latent_hw) < STRIDE:
             return queries, keys, size, _same
-        h, w = size
+        h, w = latent_hw
         key = (queries.device, h, w)
         if key not in partitions:
             generator = torch.Generator().manual_seed(hash((salt, h, w)) % 2 ** 63)
@@ -104,8 +107,9 @@ def tome_patch(ratio: float, salt: int):
 
 
 def apply_tome(model: DiffusionModel, ratio: float) -> DiffusionModel:
-    blocks = [path for path, level in transformer_block_levels(model.unet).items() if level == 0]
-    unet, copies = copied_modules(model.unet, blocks)
+    # every block: the token count picks the merged ones (the latent's own size; Deep Shrink can
+    # take a level-0 block off it or put a deeper one on it)
+    unet, copies = copied_modules(model.unet, list(transformer_block_levels(model.unet)))
     for salt, block in enumerate(copies.values()):
         block.self_attention_patches = (*block.self_attention_patches, tome_patch(ratio, salt))
     return model.with_unet(unet)

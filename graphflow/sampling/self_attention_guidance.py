@@ -5,8 +5,9 @@ Self-Attention Guidance", arXiv:2210.00939), as ComfyUI's SelfAttentionGuidance 
 
 `degraded` is the unconditional x0 estimate Gaussian-blurred (9x9 kernel, blur_sigma) where the
 UNet's attention concentrates: the keys of the first self-attention in the middle block that
-receive more than the average attention (column sum of the head-averaged map > 1), upsampled
-(nearest) from the middle block's grid to the latent. Re-noising the degraded estimate with the
+receive more than the average attention (column sum of the head-averaged map > 1), read as a
+grid as ComfyUI reads them (mask_grid) and upsampled (nearest) to the latent. blur_sigma 0 leaves
+the estimate unblurred (ComfyUI's kernel divides by it: NaN, a lost picture). Re-noising the degraded estimate with the
 same noise and asking the model again shows what the blurred-away detail was; the difference
 is pushed back in. A post-CFG function on the MODEL (guidance.py); it needs the unconditional
 prediction, so it also runs at cfg 1. The attention map is recorded in a re-run of the
@@ -24,10 +25,9 @@ import torch.nn.functional as F
 
 
 def first_middle_self_attention(unet):
-    middle = getattr(unet, "middle_block", None)
-    if middle is None:
-        return None
-    return next((block.attn1 for block in middle.modules() if hasattr(block, "attn1")), None)
+    """ComfyUI's ("middle", 0, 0): the first spatial transformer block's self-attention."""
+    from .perturbed_attention import middle_self_attentions
+    return next(iter(middle_self_attentions(unet)), None)
 
 
 @contextlib.contextmanager
@@ -64,15 +64,29 @@ def gaussian_blur_2d(img: torch.Tensor, kernel_size: int, sigma: float) -> torch
     return F.conv2d(img, kernel2d, groups=img.shape[-3])
 
 
+def mask_grid(n: int, lh: int, lw: int) -> tuple[int, int] | None:
+    """How ComfyUI reads the n keys of the middle block as a (rows, cols) grid for an lh x lw
+    latent: rows is the divisor of n nearest to round(sqrt(n lh / lw)), looked for at distance
+    0, 1, ... below floor(sqrt(n) / 2), above before below; cols = n / rows. That is the middle
+    block's grid for latents of usual shapes; for some odd, elongated ones (45 x 25 on SD1: an
+    8 x 3 reading of a 6 x 4 grid) it is another, and the mask is read in that layout, as
+    ComfyUI's is. None where no divisor is found (ComfyUI fails there)."""
+    guess = round(math.sqrt(lh / lw * n))
+    for distance in range(math.floor(math.sqrt(n) / 2)):
+        for rows in (guess + distance, max(1, guess - distance)):
+            if n % rows == 0:
+                return rows, n // rows
+    return None
+
+
 def blur_map(x0: torch.Tensor, probs: torch.Tensor, sigma: float, threshold: float = 1.0) -> torch.Tensor | None:
     """x0 blurred where the keys of the attention probabilities [b, heads, n, n] get more than
-    `threshold` in total; None when the map does not fit the latent's middle-block grid."""
+    `threshold` in total; None when the keys can't be read as a grid (mask_grid)."""
     b, _, lh, lw = x0.shape
     n = probs.shape[-1]
     mask = probs.reshape(b, -1, n, n).mean(1).sum(1) > threshold
-    ratio = 2 ** (math.ceil(math.sqrt(lh * lw / n)) - 1).bit_length()
-    grid = [math.ceil(lh / ratio), math.ceil(lw / ratio)]
-    if grid[0] * grid[1] != n:
+    grid = mask_grid(n, lh, lw)
+    if grid is None:
         return None
     mask = F.interpolate(mask.reshape(b, 1, *grid).to(x0.dtype), (lh, lw))
     blurred = gaussian_blur_2d(x0, 9, sigma) if sigma > 0 else x0  # sigma 0: a delta kernel
@@ -97,6 +111,7 @@ def self_attention_guidance(model, scale: float, blur_sigma: float):
         return denoised + (degraded - sag) * scale
 
     post_cfg.needs_uncond = True
+    post_cfg.holds_first_middle_attention = True  # ComfyUI's ("middle", 0, 0) attn1 replacement (see PAG)
     patched = copy.copy(model)
     patched.post_cfg_functions = (*getattr(model, "post_cfg_functions", ()), post_cfg)
     return patched

@@ -1,6 +1,7 @@
-"""Skip Layer Guidance for the diffusion transformers (SD3 / SD3.5's MM-DiT, FLUX), as ComfyUI's
-SkipLayerGuidanceSD3 / SkipLayerGuidanceDiT / SkipLayerGuidanceDiTSimple (Stability AI's
-experiment for SD3.5, after Perturbed-Attention Guidance):
+"""Skip Layer Guidance for the diffusion transformers (SD3 / SD3.5's MM-DiT, FLUX, Chroma, Wan,
+LTX-Video, Mochi), as ComfyUI's SkipLayerGuidanceSD3 / SkipLayerGuidanceDiT /
+SkipLayerGuidanceDiTSimple (Stability AI's experiment for SD3.5, after Perturbed-Attention
+Guidance):
 
     D = D_cfg + scale * (D_cond - D_cond,skipped)
 
@@ -31,12 +32,21 @@ def parse_layers(text: str) -> list[int]:
 
 
 def block_lists(unet) -> tuple[list, list]:
-    """(double-stream blocks, single-stream blocks) of a diffusion transformer: MM-DiT's joint
-    blocks count as double blocks and it has no single ones."""
+    """(double-stream blocks, single-stream blocks) of a diffusion transformer, as ComfyUI's
+    ("double_block", i) / ("single_block", i) replacements reach them: MM-DiT's joint blocks count
+    as double blocks and it has no single ones; Wan's, Mochi's and LTX-Video's blocks are all
+    double blocks."""
+    from graphflow.models.ltxv import LTXV
+    from graphflow.models.mochi import Mochi
+    from graphflow.models.wan import Wan
     if hasattr(unet, "joint_blocks"):
         return list(unet.joint_blocks), []
     if hasattr(unet, "double_blocks"):
         return list(unet.double_blocks), list(getattr(unet, "single_blocks", []))
+    if isinstance(unet, (Wan, Mochi)):
+        return list(unet.blocks), []
+    if isinstance(unet, LTXV):
+        return list(unet.transformer_blocks), []
     return [], []
 
 
@@ -52,9 +62,13 @@ def _pass_single(x, *rest, **options):
 def skipped_blocks(unet, double: list[int], single: list[int]):
     """Within the block, the listed blocks return their token inputs unchanged (the instances'
     forward is swapped and restored, so the shared network is left as it was)."""
+    from graphflow.models.ltxv import LTXV
+    from graphflow.models.wan import Wan
     doubles, singles = block_lists(unet)
+    # Wan's and LTX-Video's blocks carry the video tokens alone, the others image and text tokens
+    pass_double = _pass_single if isinstance(unet, (Wan, LTXV)) else _pass_double
     swapped = []
-    for blocks, layers, passthrough in ((doubles, double, _pass_double), (singles, single, _pass_single)):
+    for blocks, layers, passthrough in ((doubles, double, pass_double), (singles, single, _pass_single)):
         for i in layers:
             if i < len(blocks):
                 blocks[i].forward = passthrough
@@ -72,7 +86,7 @@ def check_layers(unet, double: list[int], single: list[int]) -> str | None:
     single_layers are meant for FLUX)."""
     doubles, singles = block_lists(unet)
     if not doubles:
-        return "skip layer guidance needs a diffusion transformer (SD3, SD3.5, FLUX)"
+        return "skip layer guidance needs a diffusion transformer (SD3, SD3.5, FLUX, Chroma, Wan, LTX-Video, Mochi)"
     for name, layers, blocks in (("double", double, doubles), ("single", single if singles else [], singles)):
         beyond = [i for i in layers if i >= len(blocks)]
         if beyond:
