@@ -1682,3 +1682,50 @@ def write_lumina2(path, seed: int = 0, dtype=torch.float16, scaled_down: bool = 
     prefix = UNET_PREFIX if prefixed else ""
     save_file({prefix + k: v.to(dtype) for k, v in lumina2_state(seed, scaled_down).items()}, str(path))
     return Path(path)
+
+
+# -- Qwen-Image's text encoder: Qwen2.5-VL 7B's language model ------------------------------------
+
+QWEN_TINY_WIDTH = 128  # one head of ComfyUI's fixed 128 channels
+QWEN_VOCAB = 151936  # Qwen2.5's embedding rows (the 7B pads to 152064): past every token Qwen's tokenizer gives
+# a tiny vision tower in ComfyUI's file layout (visual.*): carried by the files, never read by the text path
+QWEN_VISUAL_SHAPES = {"visual.patch_embed.proj.weight": (32, 3, 2, 14, 14), "visual.blocks.0.norm1.weight": (32,),
+                      "visual.blocks.0.attn.qkv.weight": (96, 32), "visual.blocks.0.attn.qkv.bias": (96,),
+                      "visual.merger.ln_q.weight": (32,), "visual.merger.mlp.0.weight": (128, 128),
+                      "visual.merger.mlp.2.weight": (QWEN_TINY_WIDTH, 128)}
+
+
+def qwen25vl_config(scaled_down: bool = True, vocab_size: int = QWEN_VOCAB, num_heads: int = 1,
+                    num_kv_heads: int = 1):
+    """Qwen2.5-VL 7B's language model (Qwen-Image's text encoder), or a tiny one: 2 layers of
+    `num_heads` 128-wide heads (width 128 x num_heads), the vocabulary Qwen's tokenizer needs."""
+    from .models.qwen25vl import Qwen25VLConfig
+
+    if not scaled_down:
+        return Qwen25VLConfig()
+    return Qwen25VLConfig(vocab_size=vocab_size, hidden_size=128 * num_heads, intermediate_size=96, num_layers=2,
+                          num_heads=num_heads, num_kv_heads=num_kv_heads)
+
+
+def qwen25vl_state(seed: int = 3, config=None) -> dict[str, torch.Tensor]:
+    """A random Qwen2.5-VL language model in ComfyUI's names (model.embed_tokens, model.layers.N...,
+    model.norm), float32; the tiny qwen25vl_config unless given."""
+    from .models.qwen25vl import Qwen25VL
+
+    with torch.device("meta"):
+        shapes = _module_shapes(Qwen25VL(config or qwen25vl_config()))
+    return random_state(shapes, seed, torch.float32)
+
+
+def write_qwen25vl(path, seed: int = 3, dtype=torch.float32, vision: bool = True, lm_head: bool = False) -> Path:
+    """A tiny qwen_2.5_vl_7b.safetensors as ComfyUI ships it: the language model's model.* weights,
+    beside a (tiny, random) vision tower under visual.* (vision=False: without) and, with lm_head,
+    a head as some saves keep (`lm_head.weight`). ComfyUI's fp8 file: write_scaled_fp8 on this
+    one with prefixes=("model.",)."""
+    state = {k: v.to(dtype) for k, v in qwen25vl_state(seed).items()}
+    extra = dict(QWEN_VISUAL_SHAPES) if vision else {}
+    if lm_head:
+        extra["lm_head.weight"] = state["model.embed_tokens.weight"].shape
+    state |= {k: v.to(dtype) for k, v in random_state(extra, seed + 1, torch.float32).items()}
+    save_file(state, str(path))
+    return Path(path)
