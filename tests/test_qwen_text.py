@@ -302,3 +302,45 @@ def test_comfyui_graph_cliploader_qwen_image(tmp_folders):
     assert edit.shape == (1, len(qwen_tokenizer()("make it night")) + 5, 128)
     bad = Executor(registry).run(parse_workflow({"4": graph["4"]}, registry), outputs=["4"])
     assert not bad.ok and "type qwen_image" in str(bad.error)
+
+
+def test_merge_attention_multiply_and_clipsave(builtin_registry, tmp_path):
+    """CLIPMergeSimple merges the one network's weights; CLIPAttentionMultiply scales q/k/v
+    projections (weights and biases, ComfyUI's names) and leaves o_proj ("out") alone; CLIPSave's
+    file loads back with type qwen_image."""
+    from test_nodes_image_mask import call
+
+    from graphflow.models.checkpoint_save import save_text_encoder, text_encoder_states
+    from graphflow.models.text_encoder_files import load_text_encoders
+    from graphflow.models.qwen25vl import qwen25vl_from_state_dict
+    from graphflow.testing import write_gemma2, write_qwen25vl
+
+    q1, q2 = (load_text_encoders(write_qwen25vl(tmp_path / f"q{s}.safetensors", seed=s), "qwen_image", device="cpu",
+                                 dtype=torch.float32) for s in (3, 8))
+    merged = call(builtin_registry, "CLIPMergeSimple", clip1=q1, clip2=q2, ratio=0.25)
+    p1, p2 = dict(q1.model.named_parameters()), dict(q2.model.named_parameters())
+    for name, p in merged.model.named_parameters():
+        torch.testing.assert_close(p, 0.25 * p1[name] + 0.75 * p2[name], msg=name)
+    gemma = load_text_encoders(write_gemma2(tmp_path / "g.safetensors"), "lumina2", device="cpu")
+    with pytest.raises(Exception, match="can't merge a qwen_image text encoder with a lumina2 one"):
+        call(builtin_registry, "CLIPMergeSimple", clip1=q1, clip2=gemma, ratio=0.5)
+
+    scaled = call(builtin_registry, "CLIPAttentionMultiply", clip=q1, q=0.5, k=1.0, v=2.0, out=3.0)
+    state = {k: v.clone() for k, v in q1.model.state_dict().items()}
+    for key in state:
+        if ".self_attn.q_proj." in key:
+            state[key] *= 0.5
+        if ".self_attn.v_proj." in key:
+            state[key] *= 2.0
+    want = qwen25vl_from_state_dict(state)
+    ids = prompt_ids("a cat")
+    with torch.no_grad():
+        expected = want(torch.tensor([ids]))[:, template_end(ids):]
+    got = scaled.encode("a cat")[0]
+    assert (got - expected).abs().max() < TOL and (got - q1.encode("a cat")[0]).abs().max() > 1e-3
+
+    [(name, saved)] = text_encoder_states(scaled).items()
+    assert name == "qwen25_7b" and all(k.startswith("model.") for k in saved[0])
+    back = load_text_encoders(save_text_encoder(tmp_path / "clip_qwen25_7b.safetensors", saved), "qwen_image",
+                              device="cpu", dtype=torch.float32)
+    assert torch.equal(back.encode("a cat")[0], got)
