@@ -1,8 +1,9 @@
 """Qwen-Image's text encoder (CLIPLoader type qwen_image): Qwen's tokenizer against transformers'
 Qwen2Tokenizer built from the same ranks file by transformers' own tiktoken converter; the
 Qwen2.5-VL language model against transformers' Qwen2_5_VLForConditionalGeneration on identical
-weights; the conditioning against diffusers' QwenImagePipeline._get_qwen_prompt_embeds; ComfyUI's
-file layout (vision tower and scaled fp8 included) and errors."""
+weights, pictures through its vision tower included; the conditioning against diffusers'
+QwenImagePipeline._get_qwen_prompt_embeds; ComfyUI's file layout (scaled fp8 included), the Edit
+nodes and errors."""
 
 import gzip
 
@@ -12,7 +13,7 @@ import torch
 from graphflow.models.qwen25vl import (ADDED_TOKENS, EDIT_TEMPLATE, FIRST_ADDED, TEMPLATE, VOCAB_FILE, Qwen25VL,
                                        prompt_ids, qwen25vl_config_from_state_dict, qwen25vl_from_state_dict,
                                        qwen_tokenizer, template_end)
-from graphflow.testing import qwen25vl_config, qwen25vl_state
+from graphflow.testing import qwen25vl_config, qwen25vl_state, qwen_vision_config
 
 TOL = 2e-5  # float32 on both sides
 
@@ -83,23 +84,29 @@ def test_prompt_weights_are_plain_text(reference_tokenizer):
 
 # -- the language model ----------------------------------------------------------------------------
 
-def transformers_qwen(state, config):
-    """transformers' Qwen2.5-VL (text + a tiny vision tower) with our language model's weights."""
+def transformers_qwen(state, config, vision=None):
+    """transformers' Qwen2.5-VL with our language model's weights and, given its VisionConfig, our
+    vision tower's (else a tiny random one, unused)."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
+    v = vision or qwen_vision_config(out_hidden_size=config.hidden_size)
     cfg = Qwen2_5_VLConfig(
         text_config=dict(vocab_size=config.vocab_size, hidden_size=config.hidden_size,
                          intermediate_size=config.intermediate_size, num_hidden_layers=config.num_layers,
                          num_attention_heads=config.num_heads, num_key_value_heads=config.num_kv_heads,
                          rope_theta=config.rope_theta, rms_norm_eps=config.eps, max_position_embeddings=4096,
                          rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]}),  # ComfyUI's / the 7B's
-        vision_config=dict(depth=1, hidden_size=32, intermediate_size=48, num_heads=2,
-                           out_hidden_size=config.hidden_size, fullatt_block_indexes=[0]))
+        vision_config=dict(depth=v.num_layers, hidden_size=v.hidden_size, intermediate_size=v.intermediate_size,
+                           num_heads=v.num_heads, out_hidden_size=v.out_hidden_size, patch_size=14,
+                           temporal_patch_size=2, spatial_merge_size=2, window_size=112,
+                           fullatt_block_indexes=[i for i in range(v.num_layers) if i % 8 == 7]))
     model = Qwen2_5_VLForConditionalGeneration(cfg)  # on the CPU: its rotary buffers are computed there
-    language = {"model.language_model." + k[len("model."):]: v.float() for k, v in state.items()
+    language = {"model.language_model." + k[len("model."):]: t.float() for k, t in state.items()
                 if k.startswith("model.")}
-    result = model.load_state_dict(language, strict=False)
-    assert not result.unexpected_keys and all(".visual." in k or k == "lm_head.weight" for k in result.missing_keys)
+    visual = {"model." + k: t.float() for k, t in state.items() if k.startswith("visual.")} if vision else {}
+    result = model.load_state_dict(language | visual, strict=False)
+    assert not result.unexpected_keys
+    assert all(k == "lm_head.weight" or (".visual." in k and not vision) for k in result.missing_keys)
     return model.eval()
 
 
@@ -159,7 +166,7 @@ def diffusers_prompt_embeds(path, tokenizer, prompt):
 
     state = load_file(str(path))
     config = qwen25vl_config_from_state_dict({k: tuple(v.shape) for k, v in state.items() if k.startswith("model.")})
-    pipe = QwenImagePipeline(scheduler=None, vae=None, text_encoder=transformers_qwen(state, config),
+    pipe = QwenImagePipeline(scheduler=None, vae=None, text_encoder=transformers_qwen(state, config, vision=None),
                              tokenizer=tokenizer, transformer=None)
     with torch.no_grad():
         embeds, mask = pipe._get_qwen_prompt_embeds(prompt, device=torch.device("cpu"), dtype=torch.float32)
@@ -244,15 +251,26 @@ def test_memory_manager_reads_the_encoder_back(fresh_manager, tmp_path):
 # -- the nodes -------------------------------------------------------------------------------------
 
 def test_text_encode_qwen_image_edit_nodes(tmp_path):
-    """Without pictures: Edit encodes as CLIPTextEncode, EditPlus in its own template; pictures
-    are refused (the vision tower is not supported yet)."""
+    """Edit: no image, CLIPTextEncode; an image scaled to about 1024^2 pixels ("area") goes through
+    the vision tower in PICTURE_TEMPLATE, and through the VAE into the reference latents. EditPlus:
+    "Picture n: " + the picture's tokens for each image n (about 384^2 for the vision tower, 1024^2
+    in multiples of 8 for the VAE) before the prompt, in EDIT_TEMPLATE."""
     from graphflow.api import NodeInputError
+    from graphflow.images import resize_nchw
+    from graphflow.models.qwen25vl import PICTURE_TEMPLATE
     from graphflow.models.text_encoder_files import load_text_encoders
     from graphflow.testing import write_qwen25vl
     from nodes.qwen import TextEncodeQwenImageEdit, TextEncodeQwenImageEditPlus
 
     clip = load_text_encoders(write_qwen25vl(tmp_path / "q.safetensors"), "qwen_image", device="cpu",
                               dtype=torch.float32)
+
+    class Vae:
+        seen = []
+
+        def encode(self, pixels):
+            self.seen.append(pixels)
+            return torch.full((1, 16, pixels.shape[1] // 8, pixels.shape[2] // 8), float(len(self.seen)))
 
     def node(cls, **inputs):
         made = cls.__new__(cls)
@@ -267,12 +285,29 @@ def test_text_encode_qwen_image_edit_nodes(tmp_path):
     ids = prompt_ids("a blue door", EDIT_TEMPLATE)
     assert plus.shape == edit.shape and (plus - clip.run([ids])[:, template_end(ids):]).abs().max() == 0
     assert (plus - edit).abs().max() > 1e-3  # the system prompt differs, so do the states
-    picture = torch.zeros(1, 8, 8, 3)
-    with pytest.raises(NodeInputError, match="vision tower"):
-        node(TextEncodeQwenImageEdit, image=picture).run()
-    with pytest.raises(NodeInputError, match="vision tower") as e:
-        node(TextEncodeQwenImageEditPlus, image2=picture).run()
-    assert e.value.input_name == "image2" if hasattr(e.value, "input_name") else True
+
+    picture = torch.rand(1, 48, 64, 4, generator=torch.Generator().manual_seed(3))  # RGBA: RGB read
+    vae = Vae()
+    [(cond, options)] = node(TextEncodeQwenImageEdit, image=picture, vae=vae).run()
+    scaled = resize_nchw(picture.movedim(-1, 1), 1182, 887, "area").movedim(1, -1)[..., :3]  # 1024^2 pixels, 4:3
+    assert vae.seen[0].shape == (1, 887, 1182, 3) and torch.equal(vae.seen[0], scaled)
+    want, _ = clip.encode("a blue door", pictures=[scaled])
+    assert torch.equal(cond, want) and torch.equal(options["reference_latents"][0], torch.full((1, 16, 110, 147), 1.0))
+    ids = prompt_ids("a blue door", PICTURE_TEMPLATE)
+    assert cond.shape[1] == len(ids) - template_end(ids) - 1 + (896 // 28) * (1176 // 28)  # the picture's tokens
+
+    vae.seen.clear()
+    [(cond, options)] = node(TextEncodeQwenImageEditPlus, image2=picture, vae=vae).run()
+    small = resize_nchw(picture.movedim(-1, 1), 443, 333, "area").movedim(1, -1)[..., :3]  # 384^2 pixels
+    assert vae.seen[0].shape == (1, 888, 1184, 3)  # 1024^2 pixels in multiples of 8
+    want, _ = clip.encode("Picture 2: <|vision_start|><|image_pad|><|vision_end|>a blue door", template=EDIT_TEMPLATE,
+                          pictures=[small])
+    assert torch.equal(cond, want) and len(options["reference_latents"]) == 1
+
+    bare = load_text_encoders(write_qwen25vl(tmp_path / "text_only.safetensors", vision=False), "qwen_image",
+                              device="cpu", dtype=torch.float32)
+    with pytest.raises(NodeInputError, match="no vision tower"):
+        node(TextEncodeQwenImageEdit, clip=bare, image=picture).run()
     with pytest.raises(NodeInputError, match="qwen_image"):
         node(TextEncodeQwenImageEditPlus, clip=None).run()
 
@@ -340,7 +375,69 @@ def test_merge_attention_multiply_and_clipsave(builtin_registry, tmp_path):
     assert (got - expected).abs().max() < TOL and (got - q1.encode("a cat")[0]).abs().max() > 1e-3
 
     [(name, saved)] = text_encoder_states(scaled).items()
-    assert name == "qwen25_7b" and all(k.startswith("model.") for k in saved[0])
+    assert name == "qwen25_7b" and all(k.startswith(("model.", "visual.")) for k in saved[0])
+    assert "visual.merger.mlp.2.weight" in saved[0]  # the vision tower goes with it, as in ComfyUI's file
     back = load_text_encoders(save_text_encoder(tmp_path / "clip_qwen25_7b.safetensors", saved), "qwen_image",
                               device="cpu", dtype=torch.float32)
     assert torch.equal(back.encode("a cat")[0], got)
+
+
+# -- pictures: the vision tower --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def vision_pair():
+    state = qwen25vl_state(seed=5, vision=qwen_vision_config())
+    return qwen25vl_from_state_dict(state), transformers_qwen(state, qwen25vl_config(), qwen_vision_config())
+
+
+def test_vision_tower_matches_transformers(vision_pair):
+    """ComfyUI's picture patches are transformers' Qwen2VLImageProcessor's (same layout); the tower
+    (windows of 4 x 4 merged patches, cut short at the edges here, every 8th block over the whole
+    picture, the 2 x 2 merger) gives transformers' image features."""
+    from transformers import Qwen2VLImageProcessor
+
+    from graphflow.models.qwen25vl import picture_patches
+
+    ours, theirs = vision_pair
+    picture = torch.rand(1, 140, 252, 3, generator=torch.Generator().manual_seed(1))  # multiples of 28: not resized
+    patches, grid = picture_patches(picture)
+    processed = Qwen2VLImageProcessor(do_resize=False, do_rescale=False)(images=[picture[0].movedim(-1, 0)],
+                                                                          return_tensors="pt")
+    assert grid == (1, 10, 18) and processed["image_grid_thw"].tolist() == [list(grid)]
+    assert torch.allclose(patches, processed["pixel_values"], atol=1e-6)
+    with torch.no_grad():
+        want = theirs.model.visual(patches, grid_thw=torch.tensor([grid])).pooler_output
+        got = ours.visual(patches, grid)
+    assert got.shape == (45, 128) and (got - want).abs().max() < TOL and float(want.abs().max()) > 0.1
+
+
+def test_pictures_in_the_prompt_match_transformers(vision_pair):
+    """The picture's tokens in place of <|image_pad|>, on ComfyUI's 3-axis positions: transformers'
+    Qwen2.5-VL on the same sequence (its image tokens expanded, as its processor does), for one
+    picture (PICTURE_TEMPLATE, TextEncodeQwenImageEdit's) and two (positions after each)."""
+    from graphflow.models.qwen25vl import IMAGE_PAD, PICTURE_TEMPLATE, QwenTextEncoder, picture_patches
+
+    ours, theirs = vision_pair
+    clip = QwenTextEncoder(ours)
+    pictures = [torch.rand(1, 130, 250, 3, generator=torch.Generator().manual_seed(1)),  # resized to 140 x 252
+                torch.rand(1, 84, 56, 3, generator=torch.Generator().manual_seed(2))]
+    cut = [picture_patches(p) for p in pictures]
+    two = "<|vision_start|><|image_pad|><|vision_end|> and <|vision_start|><|image_pad|><|vision_end|> mixed"
+    for prompt, template, count in (("make it red", PICTURE_TEMPLATE, 1), (two, EDIT_TEMPLATE, 2)):
+        ids = prompt_ids(prompt, template)
+        expanded, seen = [], 0
+        for t in ids:
+            if t == IMAGE_PAD:  # the k-th picture's tokens, (rows / 2) x (cols / 2) of them
+                expanded += [IMAGE_PAD] * (cut[seen][1][1] * cut[seen][1][2] // 4)
+                seen += 1
+            else:
+                expanded.append(t)
+        assert seen == count
+        expanded = torch.tensor([expanded])
+        with torch.no_grad():
+            want = theirs(input_ids=expanded, pixel_values=torch.cat([c[0] for c in cut[:count]]),
+                          image_grid_thw=torch.tensor([c[1] for c in cut[:count]]),
+                          mm_token_type_ids=(expanded == IMAGE_PAD).int(), output_hidden_states=True).hidden_states[-1]
+        got, _ = clip.encode(prompt, template=template if count > 1 else None, pictures=pictures[:count])
+        assert got.shape == want[:, template_end(ids):].shape
+        assert (got - want[:, template_end(ids):]).abs().max() < TOL
