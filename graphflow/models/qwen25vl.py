@@ -316,12 +316,15 @@ class VisionAttention(nn.Module):
         self.qkv = Linear(cfg.hidden_size, 3 * cfg.hidden_size, bias=True)
         self.proj = Linear(cfg.hidden_size, cfg.hidden_size, bias=True)
 
-    def forward(self, x, cos, sin, mask):
+    def forward(self, x, cos, sin, windows):
+        """windows: the lengths of the runs of patches that attend among themselves (None: all)."""
         n = x.shape[0]
         q, k, v = self.qkv(x).view(n, 3, self.heads, -1).permute(1, 2, 0, 3)  # each [heads, n, head_dim]
         q = (q.float() * cos + rotate_half(q.float()) * sin).to(x.dtype)
         k = (k.float() * cos + rotate_half(k.float()) * sin).to(x.dtype)
-        return self.proj(attention(q[None], k[None], v[None], mask)[0].transpose(0, 1).flatten(1))
+        runs = zip(*(t.split(windows or [n], dim=1) for t in (q, k, v)))  # no n x n mask for a large picture
+        out = torch.cat([attention(qw[None], kw[None], vw[None])[0] for qw, kw, vw in runs], dim=1)
+        return self.proj(out.transpose(0, 1).flatten(1))
 
 
 class VisionMLP(nn.Module):
@@ -343,8 +346,8 @@ class VisionBlock(nn.Module):
         self.attn = VisionAttention(cfg)
         self.mlp = VisionMLP(cfg)
 
-    def forward(self, x, cos, sin, mask):
-        x = x + self.attn(self.norm1(x), cos, sin, mask)
+    def forward(self, x, cos, sin, windows):
+        x = x + self.attn(self.norm1(x), cos, sin, windows)
         return x + self.mlp(self.norm2(x))
 
 
@@ -399,10 +402,8 @@ class VisionTower(nn.Module):
         angles = angles.view(n // unit, unit, -1)[order].view(n, -1)
         angles = torch.cat([angles, angles], dim=-1).to(x.device)
         cos, sin = angles.cos(), angles.sin()
-        window = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths)).to(x.device)
-        windowed = (window[:, None] == window[None, :])[None, None]
         for i, block in enumerate(self.blocks):
-            x = block(x, cos, sin, None if (i + 1) % FULL_ATTENTION_EVERY == 0 else windowed)
+            x = block(x, cos, sin, None if (i + 1) % FULL_ATTENTION_EVERY == 0 else lengths)
         return self.merger(x)[torch.argsort(order).to(x.device)]
 
 
