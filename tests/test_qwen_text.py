@@ -441,3 +441,18 @@ def test_pictures_in_the_prompt_match_transformers(vision_pair):
         got, _ = clip.encode(prompt, template=template if count > 1 else None, pictures=pictures[:count])
         assert got.shape == want[:, template_end(ids):].shape
         assert (got - want[:, template_end(ids):]).abs().max() < TOL
+
+
+def test_file_kinds_from_the_real_shapes():
+    """ComfyUI's files as `inspect` and the loaders' advice name them, from header shapes alone:
+    the 7B (its vision tower inside: not a CLIP vision model), the 3B (OmniGen2's) refused."""
+    from graphflow.models.file_kind import identify
+
+    seven = {"model.embed_tokens.weight": (152064, 3584), "model.layers.0.self_attn.k_proj.bias": (512,),
+             "visual.patch_embed.proj.weight": (1280, 3, 2, 14, 14), "visual.blocks.0.attn.qkv.weight": (3840, 1280)}
+    kind = identify(seven)
+    assert (kind.name, kind.folder, kind.loader) == (
+        "Qwen2.5-VL 7B text encoder (Qwen-Image: type qwen_image; its vision tower inside)", "text_encoders",
+        "LoadTextEncoder")
+    three = {"model.embed_tokens.weight": (151936, 2048), "model.layers.0.self_attn.k_proj.bias": (256,)}
+    assert "3B" in identify(three).name and "does not load" in identify(three).name
