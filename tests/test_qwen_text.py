@@ -114,8 +114,13 @@ def test_config_from_shapes():
     state = qwen25vl_state(config=qwen25vl_config(vocab_size=300, num_heads=4, num_kv_heads=2))
     assert qwen25vl_config_from_state_dict({k: tuple(v.shape) for k, v in state.items()}) == \
         qwen25vl_config(vocab_size=300, num_heads=4, num_kv_heads=2)
-    from graphflow.models.qwen25vl import Qwen25VLConfig
-    assert (Qwen25VLConfig().hidden_size, Qwen25VLConfig().num_heads * 128) == (3584, 3584)
+    from graphflow.models.qwen25vl import Qwen25VLConfig, VisionConfig, vision_config_from_state_dict
+    from graphflow.testing import _module_shapes
+    with torch.device("meta"):  # the 7B's own shapes: its numbers come back
+        shapes = _module_shapes(Qwen25VL(Qwen25VLConfig(), VisionConfig()))
+    assert qwen25vl_config_from_state_dict(shapes) == Qwen25VLConfig()
+    assert vision_config_from_state_dict(shapes) == VisionConfig()
+    assert shapes["model.layers.0.self_attn.k_proj.bias"] == (512,) and shapes["visual.merger.mlp.0.weight"] == (5120, 5120)
 
 
 @pytest.mark.parametrize("heads", [(2, 1), (1, 1)])

@@ -70,10 +70,10 @@ def _gemma(f, prefix: str, what: str, device, dtype) -> GemmaTextEncoder:
 
 
 def _qwen(f, what: str, device, dtype) -> QwenTextEncoder:
-    """Qwen2.5-VL 7B's language model from a bare file (ComfyUI's qwen_2.5_vl_7b*)."""
+    """Qwen2.5-VL 7B (language model and vision tower) from a bare file (ComfyUI's qwen_2.5_vl_7b*)."""
     if dtype == torch.float16 and device.type == "cuda" and torch.cuda.is_bf16_supported():
         dtype = torch.bfloat16  # as for T5 and Gemma: keep fp32's range (ComfyUI runs it in the file's bf16)
-    if f.shapes["model.embed_tokens.weight"][1] == 2048:  # ComfyUI: k_proj.bias of 256 rows, hidden 2048
+    if f.shapes.get("model.embed_tokens.weight", (0, 0))[1] == 2048:  # ComfyUI: k_proj.bias of 256 rows, hidden 2048
         raise CheckpointError(f"{what} holds Qwen2.5 3B (OmniGen2's text encoder), which graphflow does not load; "
                               f"Qwen-Image (type qwen_image) takes Qwen2.5-VL 7B ({QWEN_FILES})")
     try:
@@ -262,7 +262,7 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
     found, sources = {}, {}
     for path in paths:
         with WeightFile(path) as f:
-            if clip_type != "qwen_image" and qwen25vl_prefix(f.shapes) == "":  # told before 7B are read
+            if clip_type != "qwen_image" and qwen25vl_prefix(f.shapes) == "":  # said before 7B weights are read
                 raise CheckpointError(f"{path.name} holds Qwen2.5-VL 7B (Qwen-Image's text encoder): load it alone "
                                       f"with type qwen_image, not {clip_type}")
             for name, component in components(f, device, dtype).items():
