@@ -1719,3 +1719,56 @@ def write_qwen_image(path, seed: int = 0, dtype=torch.float16, scaled_down: bool
     state = qwen_image_state(seed, scaled_down, joint_attention_dim)
     save_file({prefix + k: v.to(dtype) for k, v in state.items()}, str(path))
     return Path(path)
+
+
+# -- Qwen-Image's text encoder: Qwen2.5-VL 7B's language model ------------------------------------
+
+QWEN_TINY_WIDTH = 128  # one head of ComfyUI's fixed 128 channels
+QWEN_VOCAB = 151936  # Qwen2.5's embedding rows (the 7B pads to 152064): past every token Qwen's tokenizer gives
+
+
+def qwen25vl_config(scaled_down: bool = True, vocab_size: int = QWEN_VOCAB, num_heads: int = 1,
+                    num_kv_heads: int = 1):
+    """Qwen2.5-VL 7B's language model (Qwen-Image's text encoder), or a tiny one: 2 layers of
+    `num_heads` 128-wide heads (width 128 x num_heads), the vocabulary Qwen's tokenizer needs."""
+    from .models.qwen25vl import Qwen25VLConfig
+
+    if not scaled_down:
+        return Qwen25VLConfig()
+    return Qwen25VLConfig(vocab_size=vocab_size, hidden_size=128 * num_heads, intermediate_size=96, num_layers=2,
+                          num_heads=num_heads, num_kv_heads=num_kv_heads)
+
+
+def qwen_vision_config(scaled_down: bool = True, out_hidden_size: int = QWEN_TINY_WIDTH):
+    """Qwen2.5-VL 7B's vision tower, or a tiny one: one 80-wide head, 8 blocks (the 8th attends
+    over the whole picture, as the 7B's every 8th), tokens as wide as the tiny language model's."""
+    from .models.qwen25vl import VisionConfig
+
+    if not scaled_down:
+        return VisionConfig()
+    return VisionConfig(hidden_size=80, intermediate_size=64, num_layers=8, num_heads=1,
+                        out_hidden_size=out_hidden_size)
+
+
+def qwen25vl_state(seed: int = 3, config=None, vision=None) -> dict[str, torch.Tensor]:
+    """A random Qwen2.5-VL in ComfyUI's names (model.embed_tokens, model.layers.N..., model.norm;
+    with `vision` (a VisionConfig) its vision tower's visual.*), float32; the tiny
+    qwen25vl_config unless given."""
+    from .models.qwen25vl import Qwen25VL
+
+    with torch.device("meta"):
+        shapes = _module_shapes(Qwen25VL(config or qwen25vl_config(), vision))
+    return random_state(shapes, seed, torch.float32)
+
+
+def write_qwen25vl(path, seed: int = 3, dtype=torch.float32, vision: bool = True, lm_head: bool = False) -> Path:
+    """A tiny qwen_2.5_vl_7b.safetensors as ComfyUI ships it: the language model's model.* weights
+    and its vision tower's visual.* (vision=False: without) and, with lm_head, a head as some saves
+    keep (`lm_head.weight`). ComfyUI's fp8 file: write_scaled_fp8 on this one with
+    prefixes=("model.",)."""
+    state = {k: v.to(dtype) for k, v in qwen25vl_state(seed, vision=qwen_vision_config() if vision else None).items()}
+    if lm_head:
+        state["lm_head.weight"] = random_state({"w": state["model.embed_tokens.weight"].shape}, seed + 1,
+                                               torch.float32)["w"].to(dtype)
+    save_file(state, str(path))
+    return Path(path)

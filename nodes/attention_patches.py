@@ -82,7 +82,8 @@ class CLIPAttentionMultiply(Node):
     def run(self):
         from graphflow.models.attention_multiply import multiply_clip_attention
         from graphflow.models.gemma2 import GemmaTextEncoder
-        if isinstance(self.clip, GemmaTextEncoder):
+        from graphflow.models.qwen25vl import QwenTextEncoder
+        if isinstance(self.clip, (GemmaTextEncoder, QwenTextEncoder)):
             return multiply_clip_attention(self.clip, self.q, self.k, self.v, self.out)
         if not hasattr(self.clip, "towers") or not hasattr(self.clip, "with_towers"):
             raise NodeInputError("clip", "CLIPAttentionMultiply needs a text encoder (CLIP)")

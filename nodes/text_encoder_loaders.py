@@ -53,14 +53,16 @@ class LoadTextEncoder(Node):
     cosmos (Cosmos 1.0, Cosmos-Predict2), prompts padded to 512 zeroed tokens; or UMT5-XXL (umt5_xxl_fp16 /
     umt5_xxl_fp8_e4m3fn_scaled, whose tokenizer is inside the file) for wan (Wan 2.1), prompts
     zero-padded to 512 tokens as ComfyUI gives them; or Gemma-2 2B (gemma_2_2b_fp16, tokenizer
-    inside) for lumina2 (Lumina Image 2.0, Neta Lumina), its second-to-last layer's states.
+    inside) for lumina2 (Lumina Image 2.0, Neta Lumina), its second-to-last layer's states; or
+    Qwen2.5-VL 7B (qwen_2.5_vl_7b / qwen_2.5_vl_7b_fp8_scaled) for qwen_image (Qwen-Image), the
+    prompt in Qwen-Image's chat template, the last layer's states from the prompt's first token.
     device "cpu" keeps the encoder on the CPU for good: loaded and run there (a T5-XXL that
     would crowd a small GPU), only its conditioning goes to the GPU; "default" lets the memory
     manager move it to the GPU while it encodes."""
     category = "advanced/loaders"
     clip_name: str = Choice(_list)
     type: str = Choice(["stable_diffusion", "stable_cascade", "sd3", "chroma", "pixart", "ltxv", "mochi", "cosmos",
-                        "wan", "lumina2"],
+                        "wan", "lumina2", "qwen_image"],
                        "stable_diffusion")
     device: str = Choice(DEVICES, "default")
     outputs = {"clip": CLIP}

@@ -19,7 +19,8 @@ ROOT = Path(__file__).parent.parent
 # so none of them may end up imported.
 HEAVY = ("torch", "transformers", "open_clip", "diffusers", "safetensors", "graphflow.models.unet",
          "graphflow.models.vae", "graphflow.models.mmdit", "graphflow.models.flux", "graphflow.models.text_encoders",
-         "graphflow.models.checkpoint", "graphflow.models.lora", "graphflow.sampling.samplers", "graphflow.images")
+         "graphflow.models.checkpoint", "graphflow.models.lora", "graphflow.sampling.samplers", "graphflow.images",
+         "tiktoken", "graphflow.models.qwen25vl")
 
 # Runs the CLI in-process, then reports which heavy modules ended up imported.
 PROBE = """

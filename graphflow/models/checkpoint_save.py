@@ -179,13 +179,17 @@ def save_vae(path, vae: VAE, extra_metadata: dict | None = None) -> Path:
 def text_encoder_states(clip) -> dict[str, tuple[dict[str, torch.Tensor], dict[str, str]]]:
     """CLIPSave's files, by encoder name (clip_l, clip_g, clip_h, t5xxl): each encoder alone in the
     names the separate-file loaders (CLIPLoader, DualCLIPLoader, ...) read, and its metadata.
-    Lumina 2's Gemma-2 (gemma2_2b): model.* with its tokenizer as spiece_model, as Comfy-Org's file."""
+    Lumina 2's Gemma-2 (gemma2_2b): model.* with its tokenizer as spiece_model, as Comfy-Org's file;
+    Qwen-Image's Qwen2.5-VL (qwen25_7b): its language model's model.* (no vision tower: it was not read)."""
     from .gemma2 import SPIECE_KEY, GemmaTextEncoder
+    from .qwen25vl import QwenTextEncoder
 
     if isinstance(clip, GemmaTextEncoder):
         state = _cpu(manager().weights(clip.model, clip.patches))  # CLIPAttentionMultiply saved merged in
         state[SPIECE_KEY] = torch.frombuffer(bytearray(clip.pieces.model), dtype=torch.uint8)
         return {"gemma2_2b": (state, {})}
+    if isinstance(clip, QwenTextEncoder):
+        return {"qwen25_7b": (_cpu(manager().weights(clip.model, clip.patches)), {})}
     if isinstance(clip, TextEncoder):
         towers = {t.name: t for t in clip.towers}
         t5 = None

@@ -16,6 +16,7 @@ UNION_KEYS = ("task_embedding", "transformer_layes.", "spatial_ch_projs.", "cont
 _LORA_PARTS = (".lora_down.", ".lora_up.", ".lora_A.", ".lora_B.", ".lora.down.", "_lora.down.", ".hada_w1_a",
                ".lokr_w1", ".lora_magnitude_vector")
 _CONTEXT_FAMILIES = {768: "SD1.x", 1024: "SD2.x", 2048: "SDXL"}  # cross-attention context width
+QWEN_MARKER = "model.layers.0.self_attn.k_proj.bias"  # Qwen2.5 (graphflow.models.qwen25vl.MARKER)
 _CLIP_WIDTHS = {768: "CLIP-L", 1024: "OpenCLIP ViT-H (SD2.x)", 1280: "OpenCLIP ViT-bigG (CLIP-G)"}
 
 
@@ -69,6 +70,13 @@ def _text_encoder(shapes) -> FileKind | None:
     if "model.layers.0.post_feedforward_layernorm.weight" in shapes:  # ComfyUI's test for Gemma-2 2B
         tokenizer = "its tokenizer inside" if "spiece_model" in shapes else "NO tokenizer inside (spiece_model)"
         return FileKind(f"Gemma-2 2B text encoder (Lumina 2: type lumina2; {tokenizer})", "text_encoders",
+                        "LoadTextEncoder")
+    if QWEN_MARKER in shapes:  # ComfyUI's test for Qwen2.5 (7B: 512 rows, 3B: 256)
+        if shapes.get("model.embed_tokens.weight", (0, 0))[1] == 2048:
+            return FileKind("Qwen2.5 3B text encoder (OmniGen2's; graphflow does not load it)", "text_encoders",
+                            "LoadTextEncoder")
+        vision = "its vision tower inside" if any(k.startswith("visual.") for k in shapes) else "text only"
+        return FileKind(f"Qwen2.5-VL 7B text encoder (Qwen-Image: type qwen_image; {vision})", "text_encoders",
                         "LoadTextEncoder")
     for key, shape in shapes.items():
         if key.endswith("encoder.block.0.layer.0.SelfAttention.q.weight"):
@@ -216,6 +224,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         if "decoder.upsamples.0.upsamples.0.residual.0.gamma" in shapes:  # residual stages
             return FileKind("Wan 2.2 video VAE", "vae", "LoadVAE")
         return FileKind("Wan 2.1 video VAE", "vae", "LoadVAE")
+    if QWEN_MARKER in shapes:  # before CLIP vision: ComfyUI's Qwen2.5-VL files carry their vision tower (visual.*)
+        return _text_encoder(shapes)
     if any(k.startswith(("vision_model.", "visual.")) or k == "conv1.weight" for k in shapes):
         return FileKind("CLIP vision model", "clip_vision", "LoadCLIPVision")
     text = _text_encoder(shapes)

@@ -99,11 +99,14 @@ def merge_models(model1: DiffusionModel, model2: DiffusionModel, factors: Factor
 
 def merge_clips(clip1: TextEncoder, clip2: TextEncoder, factors: Factors) -> TextEncoder:
     from .gemma2 import GemmaTextEncoder
+    from .qwen25vl import QwenTextEncoder
 
-    if isinstance(clip1, GemmaTextEncoder) or isinstance(clip2, GemmaTextEncoder):  # Lumina 2: one network
-        if not (isinstance(clip1, GemmaTextEncoder) and isinstance(clip2, GemmaTextEncoder)):
+    one_network = (GemmaTextEncoder, QwenTextEncoder)  # Lumina 2's Gemma-2, Qwen-Image's Qwen2.5-VL
+    if isinstance(clip1, one_network) or isinstance(clip2, one_network):
+        if type(clip1) is not type(clip2):
             raise MergeError(f"can't merge a {clip1.arch} text encoder with a {clip2.arch} one")
-        model = _pinned_like(clip1.model, merge_modules(clip1.model, clip2.model, factors, "text encoder gemma2_2b",
+        name = "gemma2_2b" if isinstance(clip1, GemmaTextEncoder) else "qwen25_7b"
+        model = _pinned_like(clip1.model, merge_modules(clip1.model, clip2.model, factors, f"text encoder {name}",
                                                         (clip1.patches, clip2.patches)))
         merged = clip1.with_patches(())  # a new encoder object: its model is set below
         merged.model = model

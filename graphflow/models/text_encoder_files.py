@@ -6,7 +6,8 @@ A file holds one bare encoder (clip_l.safetensors, clip_g.safetensors, t5xxl_fp1
 t5xxl_fp8_e4m3fn.safetensors: transformers' or OpenCLIP's names) or several under ComfyUI's
 prefixes (`text_encoders.clip_l.transformer.`, `clip_g.transformer.`, `t5xxl.transformer.`, ...),
 as ComfyUI's all-in-one checkpoints and CLIPSave files do; `flow_text_encoder_from_file` reads
-those for the checkpoint loader too.
+those for the checkpoint loader too. Gemma-2 2B (Lumina 2) and Qwen2.5-VL 7B (Qwen-Image) are
+language models whose files ComfyUI loads with one type alone (lumina2, qwen_image).
 """
 
 from pathlib import Path
@@ -18,6 +19,7 @@ from .checkpoint import _standalone_tower, load_text_encoder, read_standalone_to
 from .flow_text import T5_ALONE, T5_ALONE_NAMES, FlowTextEncoder
 from .gemma2 import SPIECE_KEYS as GEMMA_SPIECE_KEYS
 from .gemma2 import GemmaTextEncoder, gemma2_prefix, gemma_text_encoder
+from .qwen25vl import QwenTextEncoder, qwen25vl_prefix, qwen_text_encoder
 from .t5 import UMT5_KEY, T5Encoder, t5_from_weights, t5_prefix
 from .text_encoders import ClipTower, TextEncoder
 from .weight_files import CheckpointError, KeyView, WeightFile
@@ -27,9 +29,10 @@ COMPONENT_PREFIXES = {name: (f"text_encoders.{name}.transformer.", f"{name}.tran
 
 # CLIPLoader's types graphflow can build
 CLIP_TYPES = ("stable_diffusion", "stable_cascade", "sd3", "flux", "chroma", "pixart", "ltxv", "mochi", "cosmos",
-              "wan", "lumina2")
+              "wan", "lumina2", "qwen_image")
 UMT5_FILES = "umt5_xxl_fp16.safetensors or umt5_xxl_fp8_e4m3fn_scaled.safetensors"  # ComfyUI's, tokenizer inside
 DUAL_TYPES = ("sdxl", "sd3", "flux")
+QWEN_FILES = "qwen_2.5_vl_7b.safetensors or qwen_2.5_vl_7b_fp8_scaled.safetensors"  # ComfyUI's Qwen-Image encoder
 
 
 def _device_dtype(device, dtype):
@@ -66,6 +69,19 @@ def _gemma(f, prefix: str, what: str, device, dtype) -> GemmaTextEncoder:
         raise CheckpointError(f"{what}: {e}") from None
 
 
+def _qwen(f, what: str, device, dtype) -> QwenTextEncoder:
+    """Qwen2.5-VL 7B (language model and vision tower) from a bare file (ComfyUI's qwen_2.5_vl_7b*)."""
+    if dtype == torch.float16 and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        dtype = torch.bfloat16  # as for T5 and Gemma: keep fp32's range (ComfyUI runs it in the file's bf16)
+    if f.shapes.get("model.embed_tokens.weight", (0, 0))[1] == 2048:  # ComfyUI: k_proj.bias of 256 rows, hidden 2048
+        raise CheckpointError(f"{what} holds Qwen2.5 3B (OmniGen2's text encoder), which graphflow does not load; "
+                              f"Qwen-Image (type qwen_image) takes Qwen2.5-VL 7B ({QWEN_FILES})")
+    try:
+        return qwen_text_encoder(f, device, dtype)
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"{what}: {e}") from None
+
+
 def _prefixed_components(f, device, dtype, only=None) -> dict[str, object]:
     found = {}
     for name, prefixes in COMPONENT_PREFIXES.items():
@@ -86,7 +102,7 @@ def _prefixed_components(f, device, dtype, only=None) -> dict[str, object]:
 
 def components(f, device, dtype) -> dict[str, object]:
     """Every text encoder in an open weight file: {"clip_l" | "clip_g" | "clip_h": ClipTower,
-    "t5xxl": T5Encoder}."""
+    "t5xxl": T5Encoder, "gemma2_2b": GemmaTextEncoder, "qwen25_7b": QwenTextEncoder}."""
     found = _prefixed_components(f, device, dtype)
     if found:
         return found
@@ -94,6 +110,8 @@ def components(f, device, dtype) -> dict[str, object]:
         return {"t5xxl": _t5(f, f.path.name, device, dtype)}
     if gemma2_prefix(f.shapes) == "":  # gemma_2_2b_fp16.safetensors
         return {"gemma2_2b": _gemma(f, "", f.path.name, device, dtype)}
+    if qwen25vl_prefix(f.shapes) == "":  # qwen_2.5_vl_7b.safetensors
+        return {"qwen25_7b": _qwen(f, f.path.name, device, dtype)}
     tower = _tower(f, f.path.name, device, dtype, f.config())
     return {tower.name: tower}
 
@@ -107,7 +125,12 @@ def flow_text_encoder_from_file(f, arch: str, device=None, dtype=None, only=None
     return _assemble(arch, found, f.path.name)
 
 
-def _assemble(arch: str, found: dict, names: str) -> FlowTextEncoder | GemmaTextEncoder:
+def _assemble(arch: str, found: dict, names: str) -> FlowTextEncoder | GemmaTextEncoder | QwenTextEncoder:
+    if arch == "qwen_image" or "qwen25_7b" in found:
+        if arch != "qwen_image" or set(found) != {"qwen25_7b"}:
+            raise CheckpointError(f"{names}: found {sorted(found)}; Qwen-Image (type qwen_image) takes Qwen2.5-VL 7B "
+                                  f"alone, and Qwen2.5-VL 7B is Qwen-Image's text encoder alone")
+        return found["qwen25_7b"]
     if arch == "lumina2" or "gemma2_2b" in found:
         if arch != "lumina2" or set(found) != {"gemma2_2b"}:
             raise CheckpointError(f"{names}: found {sorted(found)}; Lumina 2 (type lumina2) takes Gemma-2 2B alone, "
@@ -128,7 +151,7 @@ def load_text_encoders(paths, clip_type: str, device=None, dtype=None,
     """CLIP from 1-3 files for a ComfyUI loader `type`: stable_diffusion (SD1 CLIP-L / SD2 ViT-H),
     sdxl (CLIP-L + CLIP-G), sd3 (any of CLIP-L, CLIP-G, T5-XXL), flux (CLIP-L + T5-XXL), chroma,
     pixart, ltxv and mochi (T5-XXL alone), wan (UMT5-XXL with its tokenizer inside), lumina2
-    (Gemma-2 2B, likewise). Each
+    (Gemma-2 2B, likewise), qwen_image (Qwen2.5-VL 7B; Qwen's tokenizer ships with graphflow). Each
     encoder is registered with the memory manager with its file as its source: when RAM runs short
     it may be dropped and read again (SD3/FLUX: from its own file alone).
 
@@ -149,6 +172,9 @@ def load_text_encoders(paths, clip_type: str, device=None, dtype=None,
     if isinstance(clip, GemmaTextEncoder):
         manager().set_source(clip.model, "text_encoder", "text_encoder:gemma2",
                              lambda: _read_one(sources["gemma2_2b"], "gemma2_2b", device, dtype).model)
+    elif isinstance(clip, QwenTextEncoder):
+        manager().set_source(clip.model, "text_encoder", "text_encoder:qwen25_7b",
+                             lambda: _read_one(sources["qwen25_7b"], "qwen25_7b", device, dtype).model)
     elif isinstance(clip, FlowTextEncoder):
         for slot, in_file in (("clip_l", "clip_l"), ("clip_g", "clip_g"), ("t5", "t5xxl")):
             if getattr(clip, slot) is not None:
@@ -172,6 +198,8 @@ def _models(clip) -> list[tuple]:
     """(module, memory-manager name) of each encoder of a CLIP, as its `use` blocks name them."""
     if isinstance(clip, GemmaTextEncoder):
         return [(clip.model, "text_encoder:gemma2")]
+    if isinstance(clip, QwenTextEncoder):
+        return [(clip.model, "text_encoder:qwen25_7b")]
     if isinstance(clip, FlowTextEncoder):
         return [(getattr(clip, slot).model, f"text_encoder:{slot}") for slot in ("clip_l", "clip_g", "t5")
                 if getattr(clip, slot) is not None]
@@ -198,14 +226,15 @@ def _t5_type_of_clip_type(path: Path, clip_type: str) -> str:
 
 
 def _only_clip_towers(path: Path, clip_type: str) -> None:
-    """stable_diffusion / sdxl build CLIP towers alone: a T5 or Gemma file is named as such."""
+    """stable_diffusion / sdxl build CLIP towers alone: a T5, Gemma or Qwen file is named as such."""
     with WeightFile(path) as f:
         held = ("a T5-XXL" if t5_prefix(f.shapes) is not None else "a Gemma-2 2B" if gemma2_prefix(f.shapes) == ""
-                else None)
+                else "a Qwen2.5-VL 7B" if qwen25vl_prefix(f.shapes) == "" else None)
     if held is not None:
         takes = "CLIP-L + CLIP-G" if clip_type == "sdxl" else "one CLIP-L (SD1), ViT-H (SD2) or CLIP-G (SDXL refiner)"
         raise CheckpointError(f"{path.name} holds {held} text encoder; type {clip_type} takes {takes} files (T5-XXL: "
-                              f"types sd3, flux, chroma, pixart, ltxv, mochi, cosmos, wan; Gemma-2: lumina2)")
+                              f"types sd3, flux, chroma, pixart, ltxv, mochi, cosmos, wan; Gemma-2: lumina2; Qwen2.5-VL: "
+                              f"qwen_image)")
 
 
 def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
@@ -225,19 +254,25 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
         clip = load_text_encoder(paths, arch="sdxl" if clip_type == "sdxl" else None, device=device, dtype=dtype)
         return clip, ({tower.name: path for tower, path in zip(clip.towers, paths)} if len(paths) > 1 else {})
     if clip_type not in ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "mochi", "cosmos", "wan",
-                         "lumina2"):
+                         "lumina2", "qwen_image"):
         raise CheckpointError(f"text encoder type {clip_type!r} is not supported; graphflow builds "
-                              f"stable_diffusion, sdxl, sd3, flux, chroma, pixart, ltxv, mochi, cosmos, wan, lumina2 "
-                              f"and stable_cascade")
+                              f"stable_diffusion, sdxl, sd3, flux, chroma, pixart, ltxv, mochi, cosmos, wan, lumina2, "
+                              f"qwen_image and stable_cascade")
     device, dtype = _device_dtype(device, dtype)
     found, sources = {}, {}
     for path in paths:
         with WeightFile(path) as f:
+            if clip_type != "qwen_image" and qwen25vl_prefix(f.shapes) == "":  # said before 7B weights are read
+                raise CheckpointError(f"{path.name} holds Qwen2.5-VL 7B (Qwen-Image's text encoder): load it alone "
+                                      f"with type qwen_image, not {clip_type}")
             for name, component in components(f, device, dtype).items():
                 if name in found:
                     raise CheckpointError(f"two {name} text encoders given ({path.name} and another file)")
                 found[name], sources[name] = component, path
     names = ", ".join(p.name for p in paths)
+    if clip_type == "qwen_image" and set(found) != {"qwen25_7b"}:
+        raise CheckpointError(f"{names}: Qwen-Image needs a Qwen2.5-VL 7B file alone ({QWEN_FILES}), found "
+                              f"{sorted(found) or 'no text encoder'}")
     if clip_type == "stable_cascade" and set(found) != {"clip_g"}:
         raise CheckpointError(f"{names}: Stable Cascade needs one CLIP-G file, found {sorted(found) or 'no text encoder'}")
     if clip_type == "flux" and set(found) != {"clip_l", "t5xxl"}:
