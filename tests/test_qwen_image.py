@@ -19,6 +19,7 @@ from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
 
 from graphflow.models.qwen_image import QwenImage, qwen_image_config_from_state_dict
 from graphflow.testing import QWEN_IMAGE_TINY_JOINT_DIM, qwen_image_config, qwen_image_state
+from tests.test_qwen_text import reference_tokenizer  # noqa: F401 (fixture)
 
 TOL = 1e-4
 JOINT = QWEN_IMAGE_TINY_JOINT_DIM
@@ -476,3 +477,83 @@ def test_no_fp16_default(tmp_path, monkeypatch):
     assert checkpoint.load_diffusion_model(path, device="cpu").dtype == torch.float32
     assert checkpoint.load_diffusion_model(path, device="cpu", dtype=torch.bfloat16).dtype == torch.bfloat16
     assert checkpoint.flow_placement("cpu", None, "flux")[1] == torch.float16
+
+
+# -- ComfyUI's Qwen-Image graph, prompt to picture (workflows/qwen_image.json) ----------------------
+
+@pytest.fixture
+def qwen_models(tmp_folders, tmp_path):
+    """The example workflow's files, tiny, under their real names: the diffusion model, the text
+    encoder plain (for the numeric check) and in ComfyUI's scaled fp8 (the workflow's file), the VAE."""
+    from graphflow.testing import write_qwen25vl, write_qwen_image, write_scaled_fp8, write_wan_vae
+
+    m = tmp_folders.models
+    for sub in ("diffusion_models", "text_encoders", "vae"):
+        (m / sub).mkdir(exist_ok=True)
+    write_qwen_image(m / "diffusion_models" / "qwen_image_fp8_e4m3fn.safetensors", seed=5, dtype=torch.float32)
+    plain = write_qwen25vl(m / "text_encoders" / "qwen_2.5_vl_7b.safetensors", vision=False)
+    write_scaled_fp8(plain, m / "text_encoders" / "qwen_2.5_vl_7b_fp8_scaled.safetensors", prefixes=("model.",))
+    write_wan_vae(m / "vae" / "qwen_image_vae.safetensors", dtype=torch.float32)
+    return tmp_folders
+
+
+def test_example_workflow_matches_diffusers(qwen_models, reference_tokenizer):
+    """workflows/qwen_image.json but for its size, steps and (plain) text encoder file: the prompt
+    and the empty negative are diffusers' QwenImagePipeline embeddings, and two Euler CFG steps
+    (ModelSamplingAuraFlow 3.1: sigmas 1, 3.1 * 0.5 / (1 + 2.1 * 0.5), 0) equal diffusers' transformer."""
+    from safetensors.torch import load_file
+
+    from graphflow.executor import Executor
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.registry import Registry
+    from graphflow.sampling.noise import initial_noise
+    from tests.test_qwen_text import diffusers_prompt_embeds
+    from tests.test_workflows import workflow
+
+    wf = workflow("qwen_image", **{"6__width": 64, "6__height": 64, "7__steps": 2,
+                                   "2__clip_name": "qwen_2.5_vl_7b.safetensors"})
+    result = Executor(Registry().load_builtin()).run(wf)
+    assert result.ok, json.dumps(result.error, default=str)[:2000]
+    image = result.values["9"][0]
+    assert image.shape == (1, 64, 64, 3) and float(image.std()) > 0.01
+    assert result.outputs["10"]["images"][0]["filename"].startswith("qwen_image_")
+
+    text_file = qwen_models.models / "text_encoders" / "qwen_2.5_vl_7b.safetensors"
+    states = [diffusers_prompt_embeds(text_file, reference_tokenizer, wf.nodes[n].inputs["text"]) for n in ("4", "5")]
+    for node, want in zip(("4", "5"), states):
+        [(got, _)] = result.values[node][0]
+        assert got.shape == want.shape and float((got - want).abs().max()) < 2e-5
+
+    theirs = diffusers_qwen(load_file(str(qwen_models.models / "diffusion_models" /
+                                          "qwen_image_fp8_e4m3fn.safetensors")))
+    cfg = wf.nodes["7"].inputs["cfg"]
+    x = initial_noise(torch.zeros(1, 16, 1, 8, 8), wf.nodes["7"].inputs["seed"])[:, :, 0]
+    sigmas = [1.0, 3.1 * 0.5 / (1 + 2.1 * 0.5), 0.0]
+    for sigma, following in zip(sigmas, sigmas[1:]):
+        v_cond, v_uncond = (diffusers_velocity(theirs, x, torch.tensor([sigma]), c) for c in states)
+        x = x + (following - sigma) * (v_uncond + cfg * (v_cond - v_uncond))
+    ours = WAN21.process_in(result.values["7"][0]["samples"][:, :, 0].float())
+    assert float(x.abs().mean()) > 0.05
+    assert float((ours - x).abs().max()) < 1e-4 * float(x.abs().max())
+
+
+def test_example_workflow_as_saved(qwen_models):
+    """The workflow's own files (the scaled fp8 text encoder) at a small size: the prompt, the
+    negative prompt and the shift each change the picture."""
+    from graphflow.executor import Executor
+    from graphflow.registry import Registry
+    from tests.test_workflows import workflow
+
+    registry = Registry().load_builtin()
+
+    def picture(**more):
+        result = Executor(registry).run(workflow("qwen_image", **{"6__width": 64, "6__height": 32, "7__steps": 2},
+                                                 **more))
+        assert result.ok, json.dumps(result.error, default=str)[:2000]
+        return result.values["9"][0]
+
+    image = picture()
+    assert image.shape == (1, 32, 64, 3) and float(image.std()) > 0.01
+    assert not torch.equal(picture(**{"4__text": "a red cube"}), image)
+    assert not torch.equal(picture(**{"5__text": "blurry"}), image)
+    assert not torch.equal(picture(**{"3__shift": 1.0}), image)
