@@ -58,3 +58,31 @@ def test_block_merge_keeps_weights_model2_lacks(builtin_registry, dev_schnell):
     w_dev, w_schnell = weights(dev.unet), weights(schnell.unet)
     torch.testing.assert_close(merged["guidance_in.in_layer.weight"], w_dev["guidance_in.in_layer.weight"])
     torch.testing.assert_close(merged["img_in.weight"], 0.25 * w_dev["img_in.weight"] + 0.75 * w_schnell["img_in.weight"])
+
+
+def _t5_lora(path, t5, scale=0.5):
+    """A ComfyUI-layout LoRA on T5's first query projection: (file, its full-rank difference)."""
+    g = torch.Generator().manual_seed(11)
+    q = t5.model.encoder.block[0].layer[0].SelfAttention.q.weight
+    up, down = torch.randn(q.shape[0], 2, generator=g) * scale, torch.randn(2, q.shape[1], generator=g) * scale
+    key = "text_encoders.t5xxl.transformer.encoder.block.0.layer.0.SelfAttention.q"
+    save_file({f"{key}.lora_up.weight": up, f"{key}.lora_down.weight": down}, str(path))
+    return path, up @ down
+
+
+def test_clip_merge_takes_the_loras_of_t5(builtin_registry, tmp_path):
+    """ComfyUI merges clip1's patched weights with clip2's: (w1 + lora) * ratio + w2 * (1 - ratio),
+    T5's as the CLIP towers'; the merged encoder takes no patch after that."""
+    c1, c2 = (load_checkpoint(write_flow_checkpoint(tmp_path / f"f{s}.safetensors", "flux_dev", seed=s),
+                              device="cpu", dtype=torch.float32).clip for s in (0, 5))
+    path, delta = _t5_lora(tmp_path / "t5_lora.safetensors", c1.t5)
+    _, patched = apply_lora(None, c1, path)
+    assert patched.t5.patches
+    merged = call(builtin_registry, "CLIPMergeSimple", clip1=patched, clip2=c2, ratio=0.25)
+    got = weights(merged.t5.model, merged.t5.patches)
+    q = "encoder.block.0.layer.0.SelfAttention.q.weight"
+    w1, w2 = weights(c1.t5.model), weights(c2.t5.model)
+    torch.testing.assert_close(got[q], 0.25 * (w1[q] + delta) + 0.75 * w2[q], rtol=1e-5, atol=1e-5)
+    k = "encoder.block.0.layer.0.SelfAttention.k.weight"
+    torch.testing.assert_close(got[k], 0.25 * w1[k] + 0.75 * w2[k], rtol=1e-5, atol=1e-6)
+    assert not merged.t5.patches and patched.t5.patches  # clip1's own stays patched

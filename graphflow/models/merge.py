@@ -15,7 +15,6 @@ scaled fp8 files (graphflow.models.cast_layers) are merged as weight x scale_wei
 one stored in fp8 goes back over model1's scale.
 """
 
-import copy
 from collections.abc import Callable
 
 import torch
@@ -121,12 +120,12 @@ def merge_clips(clip1: TextEncoder, clip2: TextEncoder, factors: Factors) -> Tex
               for t1 in clip1.towers]
     merged = clip1.with_towers(towers)
     t5_1, t5_2 = getattr(clip1, "t5", None), getattr(clip2, "t5", None)
-    if t5_1 is not None and t5_2 is not None:  # SD3 / FLUX: ComfyUI merges every weight of the CLIP, T5's too
-        t5 = copy.copy(t5_1)
+    if t5_1 is not None and t5_2 is not None:  # SD3 / FLUX: ComfyUI merges every weight of the CLIP, T5's too,
+        t5 = t5_1.with_patches(())  # each with its LoRAs (merged in: the result takes none)
         t5.model = _pinned_like(t5_1.model, _retied(t5_1.model, merge_modules(t5_1.model, t5_2.model, factors,
-                                                                             "text encoder t5xxl")))
-        merged = copy.copy(merged)
-        merged.t5 = t5
+                                                                             "text encoder t5xxl",
+                                                                             (t5_1.patches, t5_2.patches))))
+        merged = merged.with_t5(t5)
     return merged
 
 
