@@ -86,3 +86,39 @@ def test_clip_merge_takes_the_loras_of_t5(builtin_registry, tmp_path):
     k = "encoder.block.0.layer.0.SelfAttention.k.weight"
     torch.testing.assert_close(got[k], 0.25 * w1[k] + 0.75 * w2[k], rtol=1e-5, atol=1e-6)
     assert not merged.t5.patches and patched.t5.patches  # clip1's own stays patched
+
+
+# --- LoraSave ------------------------------------------------------------------------------------
+
+def _diff(registry, tuned, base):
+    return call(registry, "ModelMergeSubtract", model1=tuned, model2=base, multiplier=1.0)
+
+
+def _clamped_svd(matrix, rank):
+    U, S, Vh = torch.linalg.svd(matrix)
+    up, down = U[:, :rank] @ torch.diag(S[:rank]), Vh[:rank]
+    high = torch.quantile(torch.cat([up.flatten(), down.flatten()]), 0.99)
+    return up.clamp(-high, high), down.clamp(-high, high)
+
+
+def test_lora_save_caps_a_convs_rank_at_its_input_channels(builtin_registry, tmp_folders, tmp_path):
+    """ComfyUI's rank is min(rank, out, in) with `in` a conv's input channels (not in x 3 x 3): SD's
+    conv_in (4 -> 32 channels) gets rank 4 at rank 8, the clamped truncated SVD of the flattened weight."""
+    from graphflow.testing import write_checkpoint
+
+    files = [write_checkpoint(tmp_path / f"sd1_{s}.safetensors", "sd1", seed=s) for s in (0, 5)]
+    base, tuned = (load_checkpoint(p, device="cpu", dtype=torch.float32).model for p in files)
+    call(builtin_registry, "LoraSave", model_diff=_diff(builtin_registry, tuned, base), rank=8, filename_prefix="cap")
+    [path] = tmp_folders.outputs.glob("cap_*_.safetensors")
+    lora = load_file(str(path))
+    key = "input_blocks.0.0.weight"
+    diff = load_file(str(files[1]))["model.diffusion_model." + key].float() - \
+        load_file(str(files[0]))["model.diffusion_model." + key].float()
+    assert diff.shape == (32, 4, 3, 3)
+    up, down = (lora[f"diffusion_model.input_blocks.0.0.lora_{part}.weight"].float() for part in ("up", "down"))
+    assert up.shape == (32, 4, 1, 1) and down.shape == (4, 4, 3, 3)
+    want_up, want_down = _clamped_svd(diff.flatten(1), 4)
+    torch.testing.assert_close(up.flatten(1), want_up, rtol=2e-3, atol=2e-3)
+    torch.testing.assert_close(down.flatten(1), want_down, rtol=2e-3, atol=2e-3)
+    # a linear layer at rank 8: 8
+    assert lora["diffusion_model.input_blocks.1.1.proj_in.lora_down.weight"].shape[0] == 8

@@ -6,14 +6,14 @@ ComfyUI's LoraSave writes it, in ComfyUI's own key layout (which our LoRA reader
 
 lora_type "standard": every weight with 2 or more dimensions (linear, conv, embedding) becomes
 `lora_up.weight` [out, r(, 1, 1)] / `lora_down.weight` [r, in(, kh, kw)]: the truncated SVD of the
-weight flattened to [out, in*kh*kw], U·S as up and Vh as down, r = min(rank, out, in*kh*kw); then both
-factors are clamped to ±(the 0.99 quantile of all their entries), as ComfyUI does to keep outliers
-from dominating. 1-D weights (norms) are written whole as `.diff`, and only when bias_diff is set.
+weight flattened to [out, in*kh*kw], U·S as up and Vh as down; then both factors are clamped to
+±(the 0.99 quantile of all their entries), as ComfyUI does to keep outliers from dominating.
+r = min(rank, out, in) with `in` the input channels, as ComfyUI caps it, for convs too: a 3×3
+conv with fewer input than output channels (SD's conv_in at rank > 4) keeps only part of its
+difference even at full rank.
+1-D weights (norms) are written whole as `.diff`, and only when bias_diff is set.
 lora_type "full_diff": every weight whole as `.diff`.
 bias_diff: every bias whole as `.diff_b`.
-ComfyUI caps r at min(rank, out, in) for conv weights too, which drops part of a 3×3 conv with
-fewer input than output channels (SD's conv_in at rank > 4) even at full rank; we cap at what the
-flattened weight can hold, so the files differ from ComfyUI's only there (its loader and ours read both).
 Everything is stored as float16 (as ComfyUI does). The text encoder's T5 is not written (ComfyUI
 writes it as text_encoders.t5xxl.transformer.*): our LoRA loader does not patch T5, so a file
 with T5 parts would not load back here.
@@ -43,10 +43,11 @@ def quantile(values: torch.Tensor, q: float) -> float:
 
 
 def extract_lora(diff: torch.Tensor, rank: int, clamp_quantile: float | None = CLAMP_QUANTILE):
-    """(up, down) with up @ down ≈ diff (conv weights flattened over in × kernel), in float32;
+    """(up, down) with up @ down ≈ diff (conv weights flattened over in × kernel), in float32, of
+    rank min(rank, out, in) (ComfyUI's cap: a conv's input channels, not in × kernel);
     clamp_quantile None leaves the factors unclamped."""
     matrix = diff.flatten(1).float()
-    rank = min(rank, *matrix.shape)
+    rank = min(rank, diff.shape[0], diff.shape[1])
     U, S, Vh = torch.linalg.svd(matrix, full_matrices=False)
     up, down = U[:, :rank] * S[:rank], Vh[:rank]
     if clamp_quantile is not None:
