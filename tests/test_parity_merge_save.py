@@ -122,3 +122,26 @@ def test_lora_save_caps_a_convs_rank_at_its_input_channels(builtin_registry, tmp
     torch.testing.assert_close(down.flatten(1), want_down, rtol=2e-3, atol=2e-3)
     # a linear layer at rank 8: 8
     assert lora["diffusion_model.input_blocks.1.1.proj_in.lora_down.weight"].shape[0] == 8
+
+
+def test_lora_save_leaves_conv3d_weights_out_of_standard_loras(builtin_registry, tmp_folders, tmp_path):
+    """ComfyUI's SVD of a 5-dimensional weight (Wan's patch embedding) fails and it skips the layer;
+    its bias difference and a full_diff LoRA still carry it."""
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.testing import write_wan
+
+    base, tuned = (load_diffusion_model(write_wan(tmp_path / f"wan{s}.safetensors", seed=s), device="cpu",
+                                        dtype=torch.float32) for s in (0, 4))
+    assert tuned.unet.patch_embedding.weight.dim() == 5
+    diff = _diff(builtin_registry, tuned, base)
+    for lora_type in ("standard", "full_diff"):
+        call(builtin_registry, "LoraSave", model_diff=diff, rank=4, lora_type=lora_type, filename_prefix=lora_type)
+    [standard] = tmp_folders.outputs.glob("standard_*_.safetensors")
+    [full] = tmp_folders.outputs.glob("full_diff_*_.safetensors")
+    lora = load_file(str(standard))
+    assert not any(k.startswith("diffusion_model.patch_embedding.lora_") for k in lora)
+    assert "diffusion_model.patch_embedding.diff_b" in lora
+    assert "diffusion_model.blocks.0.self_attn.q.lora_up.weight" in lora
+    whole = load_file(str(full))
+    torch.testing.assert_close(whole["diffusion_model.patch_embedding.diff"].float(),
+                               (tuned.unet.patch_embedding.weight - base.unet.patch_embedding.weight).half().float())
