@@ -123,10 +123,11 @@ class LoraSave(Node):
     """Extract a LoRA from a model difference and save it in the outputs folder (the prefix may
     name a subfolder; move the file to models/loras to load it with LoadLoRA). Connect
     ModelMergeSubtract (fine-tune minus base) to model_diff and/or CLIPMergeSubtract to
-    text_encoder_diff. standard: each linear / conv / embedding weight becomes a rank-`rank` LoRA
-    (truncated SVD, factors clamped at their 99th percentile as in ComfyUI); full_diff: every
-    weight is stored whole (exact, large). bias_diff also stores biases and norm weights. Written
-    in ComfyUI's key layout (diffusion_model. / text_encoders.), float16."""
+    text_encoder_diff (CLIP towers and T5). standard: each linear / conv / embedding weight becomes
+    a LoRA of rank min(rank, its output and input channels), as in ComfyUI (truncated SVD, factors
+    clamped at their 99th percentile); Conv3d weights are left out of it, as ComfyUI leaves them;
+    full_diff: every weight is stored whole (exact, large). bias_diff also stores biases and norm
+    weights. Written in ComfyUI's key layout (diffusion_model. / text_encoders.), float16."""
     category = "_for_testing"
     output_node = True
     filename_prefix: str = Text("loras/graphflow_extracted_lora", file_name=True)

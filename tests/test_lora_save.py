@@ -323,14 +323,16 @@ def test_flow_model_full_rank_round_trip(tmp_path, family):
                        {k: v for k, v in tuned_tower.model.state_dict().items() if v.is_floating_point()})
 
 
-def test_a_t5_only_text_encoder_difference_is_refused(builtin_registry, tmp_folders, tmp_path):
+def test_a_gemma_text_encoder_difference_is_refused(builtin_registry, tmp_folders, tmp_path):
+    """Lumina 2's Gemma-2 is neither CLIP nor T5: refused naming the input (T5 differences are
+    written: test_parity_merge_save)."""
     from graphflow.models.text_encoder_files import load_text_encoders
-    from graphflow.testing import write_flow_text_encoder
+    from graphflow.testing import write_gemma2
 
-    encoders = [load_text_encoders([write_flow_text_encoder(tmp_path / f"t5_{seed}.safetensors", "t5xxl", seed=seed)],
-                                   "sd3", device="cpu", dtype=torch.float32) for seed in (1, 2)]
+    encoders = [load_text_encoders(write_gemma2(tmp_path / f"g{seed}.safetensors", seed=seed, dtype=torch.float32),
+                                   "lumina2", device="cpu", dtype=torch.float32) for seed in (1, 2)]
     diff = call(builtin_registry, "CLIPMergeSubtract", clip1=encoders[1], clip2=encoders[0])
-    with pytest.raises(NodeInputError, match="no CLIP tower") as caught:
+    with pytest.raises(NodeInputError, match="only CLIP and T5") as caught:
         call(builtin_registry, "LoraSave", text_encoder_diff=diff)
     assert caught.value.input == "text_encoder_diff"
     assert not list(tmp_folders.outputs.rglob("*.safetensors"))

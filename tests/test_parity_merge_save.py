@@ -145,3 +145,39 @@ def test_lora_save_leaves_conv3d_weights_out_of_standard_loras(builtin_registry,
     whole = load_file(str(full))
     torch.testing.assert_close(whole["diffusion_model.patch_embedding.diff"].float(),
                                (tuned.unet.patch_embedding.weight - base.unet.patch_embedding.weight).half().float())
+
+
+def _assert_holds(got, want, keys):
+    for key in keys:
+        scale = want[key].abs().max().clamp(min=1e-3)
+        torch.testing.assert_close(got[key] / scale, want[key] / scale, rtol=0, atol=3e-3, msg=key)
+
+
+@pytest.mark.parametrize("kind", ["flux", "wan"])
+def test_lora_save_writes_t5s_difference(builtin_registry, tmp_path, kind):
+    """ComfyUI writes every weight of the CLIP difference: T5 (FLUX) under text_encoders.t5xxl.transformer.,
+    Wan's UMT5 under text_encoders.umt5xxl.transformer.; at full rank the LoRA moves the base's T5 to the
+    fine-tune's (our LoRA loader reads both names)."""
+    from graphflow.models.lora_extract import save_lora
+    from graphflow.models.text_encoder_files import load_text_encoders
+    from graphflow.testing import write_umt5
+
+    if kind == "flux":
+        base, tuned = (load_checkpoint(write_flow_checkpoint(tmp_path / f"f{s}.safetensors", "flux_dev", seed=s),
+                                       device="cpu", dtype=torch.float32).clip for s in (0, 5))
+        name = "t5xxl"
+    else:
+        base, tuned = (load_text_encoders(write_umt5(tmp_path / f"u{s}.safetensors", seed=s), "wan", device="cpu",
+                                          dtype=torch.float32) for s in (1, 2))
+        name = "umt5xxl"
+    diff = call(builtin_registry, "CLIPMergeSubtract", clip1=tuned, clip2=base, multiplier=1.0)
+    path = save_lora(tmp_path / "te.safetensors", None, diff, 4096, "standard", True, clamp_quantile=None)
+    lora = load_file(str(path))
+    prefix = f"text_encoders.{name}.transformer."
+    assert f"{prefix}encoder.block.0.layer.0.SelfAttention.q.lora_up.weight" in lora
+    assert f"{prefix}shared.lora_down.weight" in lora
+    assert f"{prefix}encoder.final_layer_norm.diff" in lora
+    _, patched = apply_lora(None, base, path)
+    want = weights(tuned.t5.model)
+    held = [k for k in want if k != "encoder.embed_tokens.weight"]  # `shared` itself, under a second name
+    _assert_holds(weights(patched.t5.model, patched.t5.patches), want, held)

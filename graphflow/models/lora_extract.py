@@ -3,6 +3,7 @@ ComfyUI's LoraSave writes it, in ComfyUI's own key layout (which our LoRA reader
 
     diffusion_model.<UNet parameter path without .weight>.<part>
     text_encoders.<tower: clip_l / clip_g / clip_h>.transformer.<transformers path>.<part>
+    text_encoders.<t5xxl / umt5xxl>.transformer.<T5EncoderModel path>.<part>
 
 lora_type "standard": every weight with 2 to 4 dimensions (linear, conv, embedding) becomes
 `lora_up.weight` [out, r(, 1, 1)] / `lora_down.weight` [r, in(, kh, kw)]: the truncated SVD of the
@@ -15,8 +16,7 @@ temporal convs) are left out with a warning, as ComfyUI's extraction fails on th
 1-D weights (norms) are written whole as `.diff`, and only when bias_diff is set.
 lora_type "full_diff": every weight whole as `.diff`.
 bias_diff: every bias whole as `.diff_b`.
-Everything is stored as float16 (as ComfyUI does). The text encoder's T5 is not written (ComfyUI
-writes it as text_encoders.t5xxl.transformer.*).
+Everything is stored as float16 (as ComfyUI does).
 """
 
 import math
@@ -96,11 +96,10 @@ def model_lora(model, rank: int, lora_type: str, bias_diff: bool, clamp_quantile
 
 def text_encoder_lora(clip, rank: int, lora_type: str, bias_diff: bool,
                       clamp_quantile: float | None = CLAMP_QUANTILE):
-    """A CLIP (a difference) as LoRA tensors under `text_encoders.<tower>.transformer.`."""
+    """A CLIP (a difference) as LoRA tensors under `text_encoders.<encoder>.transformer.`: its CLIP
+    towers and T5, as ComfyUI writes every weight of the CLIP."""
     out = {}
     for name, (state, _) in text_encoder_states(clip).items():
-        if name == "t5xxl":
-            continue
         out.update(lora_parts(state, f"{TEXT_KEY_PREFIX}{name}.transformer.", rank, lora_type, bias_diff,
                               clamp_quantile))
     return out
@@ -119,7 +118,7 @@ def save_lora(path, model, clip, rank: int, lora_type: str, bias_diff: bool, ext
     if model is not None:
         state.update(model_lora(model, rank, lora_type, bias_diff, clamp_quantile))
     if clip is not None:
-        if not clip.towers:
-            raise ValueError("this text encoder has no CLIP tower; T5 differences are not extracted")
+        if not getattr(clip, "towers", None) and getattr(clip, "t5", None) is None:
+            raise ValueError(f"a {clip.arch} text encoder: only CLIP and T5 differences are extracted")
         state.update(text_encoder_lora(clip, rank, lora_type, bias_diff, clamp_quantile))
     return write_lora(path, state, extra_metadata)
