@@ -12,7 +12,8 @@ from nodes.image import _next_counter
 class CheckpointSave(Node):
     """Save the model, text encoder and VAE as one .safetensors checkpoint in the original
     (LDM) layout, in the outputs folder (the prefix may name a subfolder). Move it to
-    models/checkpoints to load it like any checkpoint; it keeps prediction type and latent scale."""
+    models/checkpoints to load it like any checkpoint; it keeps latent scale and the prediction type
+    the model was read with (as in ComfyUI, a ModelSamplingDiscrete choice is not written)."""
     category = "advanced/model_merging"
     output_node = True
     model: MODEL

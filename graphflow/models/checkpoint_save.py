@@ -71,18 +71,21 @@ def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def model_state(model: DiffusionModel) -> dict[str, torch.Tensor]:
     """The diffusion model (its patches merged in) under `model.diffusion_model.`, with
-    ComfyUI's v-prediction marker keys, which both loaders read, and Stable Zero123's cc_projection."""
+    ComfyUI's v-prediction marker keys, which both loaders read, and Stable Zero123's cc_projection.
+    As in ComfyUI, `v_pred` marks a model read as v-prediction (its model type, whatever
+    ModelSamplingDiscrete set since; `ztsnr` then follows the sampling's zsnr), the edm_vpred
+    keys a model sampled as continuous-time EDM v (ModelSamplingContinuousEDM v_prediction)."""
     state = {UNET_PREFIX + k: v for k, v in manager().weights(model.unet, model.patches).items()}
     if getattr(model, "context_projection", None) is not None:  # Stable Zero123 (ComfyUI's saves drop it)
         state.update({"cc_projection." + k: v for k, v in model.context_projection.state_dict().items()})
     if any(k.endswith(".scale_weight") for k in state):  # fp8 weights with their scales: ComfyUI's marker
         state[UNET_PREFIX + "scaled_fp8"] = torch.zeros(1).to(torch.float8_e4m3fn)
-    if model.prediction == "v" and model.edm is None:
+    if model.model_type == "v":
         state["v_pred"] = torch.tensor([])
         if model.zsnr:
             state["ztsnr"] = torch.tensor([])
-    elif model.prediction == "v" and model.continuous_timestep == "log":  # EDM-style v (CosXL, SVD, ModelSampling-
-        # ContinuousEDM v_prediction; not ModelSamplingContinuousV, which ComfyUI does not mark)
+    if model.prediction == "v" and model.edm is not None and model.continuous_timestep == "log":  # EDM-style v
+        # (CosXL, SVD, ModelSamplingContinuousEDM v_prediction; not ModelSamplingContinuousV, which ComfyUI does not mark)
         sigma_min, sigma_max = model.edm
         state[EDM_VPRED_MAX] = torch.tensor(sigma_max).float()  # ComfyUI's keys (both loaders read them for SDXL)
         state[EDM_VPRED_MIN] = torch.tensor(sigma_min).float()
@@ -113,10 +116,11 @@ def _title(path) -> str:
 
 def model_metadata(model: DiffusionModel, path="", **sections) -> dict[str, str]:
     """ComfyUI's modelspec keys (the architecture for SDXL, its refiner, SVD and SD3; the
-    prediction for every eps / v UNet), and graphflow.config for the UNet families (flow models
-    are known by their key names and shapes alone)."""
+    prediction for every model read as eps or v, by its model type, as ComfyUI: a sampling node's
+    choice is not written), and graphflow.config for the UNet families (flow models are known by
+    their key names and shapes alone)."""
     metadata = {}
-    trained = model.prediction if model.prediction in ("eps", "v") and model.edm is None else None
+    trained = model.model_type if model.model_type in ("eps", "v") else None
     if model.arch in UNET_ARCHS:
         unet = model.unet.config
         metadata = config_metadata(
