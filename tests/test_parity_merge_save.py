@@ -181,3 +181,25 @@ def test_lora_save_writes_t5s_difference(builtin_registry, tmp_path, kind):
     want = weights(tuned.t5.model)
     held = [k for k in want if k != "encoder.embed_tokens.weight"]  # `shared` itself, under a second name
     _assert_holds(weights(patched.t5.model, patched.t5.patches), want, held)
+
+
+# --- CheckpointSave / ModelSave metadata ---------------------------------------------------------
+
+def test_model_save_names_an_sdxl_instructpix2pix_model_as_comfyui_does(builtin_registry, tmp_folders):
+    """ComfyUI's save_checkpoint: an SDXL UNet with 8 input channels (its SDXL_instructpix2pix, CosXL
+    edit) is modelspec.architecture stable-diffusion-xl-v1-edit, a plain SDXL one -base."""
+    import dataclasses
+
+    from safetensors import safe_open
+
+    from graphflow.models.diffusion_model import DiffusionModel
+    from graphflow.models.unet import UNet
+    from graphflow.testing import unet_config
+
+    for name, channels in (("edit", 8), ("base", 4)):
+        model = DiffusionModel(UNet(dataclasses.replace(unet_config("sdxl", True), in_channels=channels)), "sdxl")
+        call(builtin_registry, "ModelSave", model=model, filename_prefix=name)
+        [saved] = tmp_folders.outputs.glob(f"{name}_*_.safetensors")
+        with safe_open(str(saved), "pt") as f:
+            assert f.metadata()["modelspec.architecture"] == f"stable-diffusion-xl-v1-{name}"
+            assert f.metadata()["modelspec.title"] == f"{name} 1"

@@ -130,7 +130,10 @@ def model_metadata(model: DiffusionModel, path="", **sections) -> dict[str, str]
                   "norm_groups": unet.norm_groups},
             latent_format=_latent_format_config(model.latent_format), **sections)
     if model.arch in MODELSPEC_ARCH:
-        metadata.update({"modelspec.architecture": MODELSPEC_ARCH[model.arch], "modelspec.sai_model_spec": "1.0.0",
+        architecture = MODELSPEC_ARCH[model.arch]
+        if model.arch == "sdxl" and model.unet.config.in_channels == 8:  # ComfyUI's SDXL_instructpix2pix
+            architecture = "stable-diffusion-xl-v1-edit"
+        metadata.update({"modelspec.architecture": architecture, "modelspec.sai_model_spec": "1.0.0",
                          "modelspec.implementation": "sgm", "modelspec.title": _title(path)})
     if trained is not None:
         metadata["modelspec.predict_key"] = "epsilon" if trained == "eps" else "v"
