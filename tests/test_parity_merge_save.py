@@ -203,3 +203,35 @@ def test_model_save_names_an_sdxl_instructpix2pix_model_as_comfyui_does(builtin_
         with safe_open(str(saved), "pt") as f:
             assert f.metadata()["modelspec.architecture"] == f"stable-diffusion-xl-v1-{name}"
             assert f.metadata()["modelspec.title"] == f"{name} 1"
+
+
+@pytest.mark.parametrize("family, vae_prefix, modelspec", [
+    ("flux_dev", "vae.", None), ("sd3_medium", "first_stage_model.", "stable-diffusion-v3-medium")])
+def test_checkpoint_save_writes_flow_checkpoints_in_comfyuis_layout(builtin_registry, tmp_folders, tmp_path, family,
+                                                                     vae_prefix, modelspec):
+    """ComfyUI's CheckpointSave writes SD3 / FLUX too, with their model configs' prefixes:
+    model.diffusion_model., text_encoders.<name>.transformer., and the VAE under first_stage_model.
+    (SD3) or vae. (FLUX); the file reads back as the same model, text encoders and VAE."""
+    from safetensors import safe_open
+
+    ckpt = load_checkpoint(write_flow_checkpoint(tmp_path / f"{family}.safetensors", family), device="cpu",
+                           dtype=torch.float32)
+    call(builtin_registry, "CheckpointSave", model=ckpt.model, clip=ckpt.clip, vae=ckpt.vae, filename_prefix="flow")
+    [path] = tmp_folders.outputs.glob("flow_*_.safetensors")
+    with safe_open(str(path), "pt") as f:
+        keys, metadata = set(f.keys()), f.metadata() or {}
+    prefixes = {"model.diffusion_model.", vae_prefix, "text_encoders.clip_l.transformer.text_model.",
+                "text_encoders.t5xxl.transformer.encoder."}
+    assert all(any(k.startswith(p) for k in keys) for p in prefixes)
+    assert all(k.startswith(tuple(prefixes | {"text_encoders."})) for k in keys)
+    assert metadata.get("modelspec.architecture") == modelspec and "modelspec.predict_key" not in metadata
+
+    back = load_checkpoint(path, device="cpu", dtype=torch.float32)
+    assert back.model.arch == ckpt.model.arch
+    encoders = [(getattr(back.clip, n).model, getattr(ckpt.clip, n).model) for n in ("clip_l", "clip_g", "t5")
+                if getattr(ckpt.clip, n) is not None]
+    assert len(encoders) == (3 if family.startswith("sd3") else 2)
+    for got, want in [(back.model.unet, ckpt.model.unet), (back.vae.module, ckpt.vae.module)] + encoders:
+        a, b = weights(got), weights(want)
+        assert set(a) == set(b)
+        assert all(torch.equal(a[k], b[k]) for k in b)

@@ -13,6 +13,9 @@ empty `v_pred` / `ztsnr` marker tensors for v-prediction (zero terminal SNR) mod
 `edm_vpred.sigma_max` / `sigma_min` for continuous-time v ones (CosXL), so the file loads back as
 the same model.
 
+SD3 / FLUX / Chroma checkpoints are written in ComfyUI's layout for them (flow_checkpoint_state):
+model.diffusion_model.*, text_encoders.<name>.transformer.*, first_stage_model.* (SD3) or vae.*.
+
 The parts alone, as ComfyUI's ModelSave / VAESave / CLIPSave write them:
 
     model    the diffusion model (any family) under `model.diffusion_model.` (+ markers, config)
@@ -37,6 +40,7 @@ from .vae import VAE
 from .weight_files import config_metadata
 
 UNET_ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner")  # the families written with a graphflow.config
+FLOW_CHECKPOINT_ARCHS = ("sd3", "flux", "chroma")  # flow families CheckpointSave writes (ComfyUI's layouts)
 # ComfyUI's modelspec.architecture, written (with sai_model_spec, implementation and title) for
 # these families only; SD1.x / SD2.x files get none (ComfyUI's list leaves them out)
 MODELSPEC_ARCH = {"sdxl": "stable-diffusion-xl-v1-base", "sdxl_refiner": "stable-diffusion-xl-v1-refiner",
@@ -154,14 +158,30 @@ def _save(path, state: dict[str, torch.Tensor], metadata: dict[str, str], extra_
     return Path(path)
 
 
+def flow_checkpoint_state(model: DiffusionModel, clip, vae: VAE) -> dict[str, torch.Tensor]:
+    """An SD3 / FLUX / Chroma checkpoint as ComfyUI's CheckpointSave writes one (its model configs'
+    prefixes): the model under model.diffusion_model., each text encoder under
+    text_encoders.<clip_l / clip_g / t5xxl>.transformer. (CLIPSave's keys), the VAE under
+    first_stage_model. (SD3) or vae. (FLUX, Chroma); the all-in-one loader reads it back."""
+    state = model_state(model)
+    for name, (tower, _) in text_encoder_states(clip).items():
+        state.update({f"text_encoders.{name}.transformer.{k}": v for k, v in tower.items()})
+    prefix = VAE_PREFIX if model.arch == "sd3" else "vae."
+    state.update({prefix + k: v for k, v in vae.module.state_dict().items()})
+    return _cpu(state)
+
+
 def save_checkpoint(path, model: DiffusionModel, clip: TextEncoder, vae: VAE, extra_metadata: dict | None = None) -> Path:
-    if model.arch not in UNET_ARCHS:
-        raise ValueError(f"a {model.arch} flow model; single-file checkpoints are written for SD1.x / SD2.x / SDXL")
-    if clip.arch != model.arch:
-        raise ValueError(f"the text encoder is for {clip.arch}, the model is {model.arch}")
+    if model.arch not in UNET_ARCHS + FLOW_CHECKPOINT_ARCHS:
+        raise ValueError(f"a {model.arch} model; single-file checkpoints are written for SD1.x / SD2.x / SDXL, "
+                         f"SD3 / SD3.5, FLUX.1 and Chroma")
+    if getattr(clip, "arch", None) != model.arch:
+        raise ValueError(f"the text encoder is for {getattr(clip, 'arch', '?')}, the model is {model.arch}")
     if vae.latent_channels != model.latent_format.channels:
         raise ValueError(f"the VAE makes {vae.latent_channels}-channel latents, the model takes "
                          f"{model.latent_format.channels}")
+    if model.arch in FLOW_CHECKPOINT_ARCHS:
+        return _save(path, flow_checkpoint_state(model, clip, vae), model_metadata(model, path), extra_metadata)
     return _save(path, checkpoint_state(model, clip, vae), checkpoint_metadata(model, clip, vae, path), extra_metadata)
 
 
