@@ -235,3 +235,20 @@ def test_checkpoint_save_writes_flow_checkpoints_in_comfyuis_layout(builtin_regi
         a, b = weights(got), weights(want)
         assert set(a) == set(b)
         assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_model_save_writes_no_prediction_for_stable_cascade(builtin_registry, tmp_folders, tmp_path):
+    """ComfyUI's model type for Stable Cascade is STABLE_CASCADE, neither EPS nor V_PREDICTION: its
+    saved file has no modelspec.predict_key (a PixArt model, EPS, has "epsilon")."""
+    from safetensors import safe_open
+
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.testing import write_pixart, write_stable_cascade
+
+    for name, path in (("cascade", write_stable_cascade(tmp_path / "c.safetensors", "c")),
+                       ("pixart", write_pixart(tmp_path / "p.safetensors"))):
+        model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+        call(builtin_registry, "ModelSave", model=model, filename_prefix=name)
+        [saved] = tmp_folders.outputs.glob(f"{name}_*_.safetensors")
+        with safe_open(str(saved), "pt") as f:
+            assert (f.metadata() or {}).get("modelspec.predict_key") == (None if name == "cascade" else "epsilon")

@@ -479,7 +479,9 @@ def _read_stable_cascade(f, path, device, dtype, weight_dtype) -> DiffusionModel
     except (KeyError, ValueError, IndexError) as e:
         raise CheckpointError(f"{Path(path).name}: a Stable Cascade Stage {stage.upper()} file of an unknown layout "
                               f"({e})") from None
-    return DiffusionModel(net, f"stable_cascade_{stage}", "eps")
+    model = DiffusionModel(net, f"stable_cascade_{stage}", "eps")
+    model.model_type = "stable_cascade"  # ComfyUI's STABLE_CASCADE: its saves write no predict_key
+    return model
 
 
 PIXART_UNUSED = ("pos_embed", "y_embedder.y_embedding")  # the training size's table (recomputed), the dropped caption
