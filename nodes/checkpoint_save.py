@@ -11,8 +11,10 @@ from nodes.image import _next_counter
 
 class CheckpointSave(Node):
     """Save the model, text encoder and VAE as one .safetensors checkpoint in the original
-    (LDM) layout, in the outputs folder (the prefix may name a subfolder). Move it to
-    models/checkpoints to load it like any checkpoint; it keeps prediction type and latent scale."""
+    (LDM) layout, or for SD3 / FLUX / Chroma in ComfyUI's (text_encoders.*, vae.*), in the
+    outputs folder (the prefix may name a subfolder). Move it to models/checkpoints to load it
+    like any checkpoint; it keeps latent scale and the prediction type the model was read with
+    (as in ComfyUI, a ModelSamplingDiscrete choice is not written)."""
     category = "advanced/model_merging"
     output_node = True
     model: MODEL
@@ -22,11 +24,11 @@ class CheckpointSave(Node):
     comfy = ComfyAlias(("CheckpointSave",))
 
     def run(self):
-        from graphflow.models.checkpoint_save import save_checkpoint
+        from graphflow.models.checkpoint_save import FLOW_CHECKPOINT_ARCHS, UNET_ARCHS, save_checkpoint
 
-        if not hasattr(self.model, "unet") or getattr(self.model, "prediction", None) == "flow":
-            raise NodeInputError("model", "CheckpointSave writes SD1.x / SD2.x / SDXL checkpoints; this model is "
-                                          f"a {getattr(self.model, 'arch', '?')} flow model")
+        if getattr(self.model, "arch", None) not in UNET_ARCHS + FLOW_CHECKPOINT_ARCHS:
+            raise NodeInputError("model", "CheckpointSave writes SD1.x / SD2.x / SDXL, SD3 / SD3.5, FLUX.1 and Chroma "
+                                          f"checkpoints; this model is {getattr(self.model, 'arch', '?')}")
         for name in ("clip", "vae"):
             if getattr(self, name) is None:
                 raise NodeInputError(name, f"no {name.upper()} to save (the checkpoint had none)")
@@ -123,10 +125,11 @@ class LoraSave(Node):
     """Extract a LoRA from a model difference and save it in the outputs folder (the prefix may
     name a subfolder; move the file to models/loras to load it with LoadLoRA). Connect
     ModelMergeSubtract (fine-tune minus base) to model_diff and/or CLIPMergeSubtract to
-    text_encoder_diff. standard: each linear / conv / embedding weight becomes a rank-`rank` LoRA
-    (truncated SVD, factors clamped at their 99th percentile as in ComfyUI); full_diff: every
-    weight is stored whole (exact, large). bias_diff also stores biases and norm weights. Written
-    in ComfyUI's key layout (diffusion_model. / text_encoders.), float16."""
+    text_encoder_diff (CLIP towers and T5). standard: each linear / conv / embedding weight becomes
+    a LoRA of rank min(rank, its output and input channels), as in ComfyUI (truncated SVD, factors
+    clamped at their 99th percentile); Conv3d weights are left out of it, as ComfyUI leaves them;
+    full_diff: every weight is stored whole (exact, large). bias_diff also stores biases and norm
+    weights. Written in ComfyUI's key layout (diffusion_model. / text_encoders.), float16."""
     category = "_for_testing"
     output_node = True
     filename_prefix: str = Text("loras/graphflow_extracted_lora", file_name=True)

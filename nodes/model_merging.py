@@ -73,7 +73,8 @@ class ModelMergeSubtract(Node):
     """(model1 - model2) * multiplier, weight by weight: the difference a fine-tune made (a
     custom model minus its base), to add to another model with ModelMergeAdd (onto an
     inpainting model, say). As in every merge, a layer whose sizes differ between the two (an
-    inpainting model's 9-channel input) is not merged: model1's weight times its factor."""
+    inpainting model's 9-channel input) is not merged: model1's weight times its factor; one that
+    model2 lacks (FLUX dev's guidance embedding against schnell) stays model1's as it is."""
     category = "advanced/model_merging"
     model1: MODEL
     model2: MODEL

@@ -174,14 +174,33 @@ def test_vae_tiled_classes_map_onto_our_vae_nodes_with_tiling(builtin_registry):
 
 
 def test_checkpoint_save_marks_v_prediction_and_zsnr_as_comfyui_does(builtin_registry, tmp_folders, tmp_path):
-    ckpt = load_checkpoint(write_checkpoint(tmp_path / "m.safetensors", "sd1"), device="cpu")
-    vz = call(builtin_registry, "ModelSamplingDiscrete", model=ckpt.model, sampling="v_prediction", zsnr=True)
-    call(builtin_registry, "CheckpointSave", model=vz, clip=ckpt.clip, vae=ckpt.vae, filename_prefix="vz")
+    """ComfyUI writes v_pred / predict_key by the model type read from the file (model.model.model_type),
+    which ModelSamplingDiscrete leaves as it is (it patches model_sampling only); ztsnr follows the
+    sampling's zsnr on a v model."""
+    v_file = load_checkpoint(write_checkpoint(tmp_path / "v.safetensors", "sd2_v"), device="cpu")
+    assert v_file.model.prediction == "v"
+    vz = call(builtin_registry, "ModelSamplingDiscrete", model=v_file.model, sampling="v_prediction", zsnr=True)
+    call(builtin_registry, "CheckpointSave", model=vz, clip=v_file.clip, vae=v_file.vae, filename_prefix="vz")
     path = saved_file(tmp_folders, "vz")
     with safe_open(str(path), "pt") as f:
-        assert {"v_pred", "ztsnr"} <= set(f.keys())
+        assert {"v_pred", "ztsnr"} <= set(f.keys()) and f.metadata()["modelspec.predict_key"] == "v"
     back = load_checkpoint(path, device="cpu")
     assert (back.model.prediction, back.model.zsnr) == ("v", True)
+
+    # an eps file sampled as v (zero SNR) is still written as the eps model it was read as
+    ckpt = load_checkpoint(write_checkpoint(tmp_path / "m.safetensors", "sd1"), device="cpu")
+    as_v = call(builtin_registry, "ModelSamplingDiscrete", model=ckpt.model, sampling="v_prediction", zsnr=True)
+    call(builtin_registry, "CheckpointSave", model=as_v, clip=ckpt.clip, vae=ckpt.vae, filename_prefix="as_v")
+    path = saved_file(tmp_folders, "as_v")
+    with safe_open(str(path), "pt") as f:
+        assert not {"v_pred", "ztsnr"} & set(f.keys()) and f.metadata()["modelspec.predict_key"] == "epsilon"
+    back = load_checkpoint(path, device="cpu")
+    assert (back.model.prediction, back.model.zsnr) == ("eps", False)
+    # and a v file sampled as eps as the v model
+    as_eps = call(builtin_registry, "ModelSamplingDiscrete", model=v_file.model, sampling="eps", zsnr=False)
+    call(builtin_registry, "ModelSave", model=as_eps, filename_prefix="as_eps")
+    with safe_open(str(saved_file(tmp_folders, "as_eps")), "pt") as f:
+        assert "v_pred" in f.keys() and "ztsnr" not in f.keys() and f.metadata()["modelspec.predict_key"] == "v"
     # A sampling choice such as lcm is not a property of the weights: the file stays a plain eps model.
     lcm = call(builtin_registry, "ModelSamplingDiscrete", model=ckpt.model, sampling="lcm", zsnr=False)
     call(builtin_registry, "CheckpointSave", model=lcm, clip=ckpt.clip, vae=ckpt.vae, filename_prefix="lcm")
@@ -219,6 +238,8 @@ def test_checkpoint_save_marks_an_edm_v_model_as_comfyui_does(builtin_registry, 
     state = load_file(str(path))
     assert state["edm_vpred.sigma_max"].dtype == torch.float32 and state["edm_vpred.sigma_max"].item() == 80.0
     assert state["edm_vpred.sigma_min"].item() == pytest.approx(0.03) and "v_pred" not in state
+    with safe_open(str(path), "pt") as f:  # ComfyUI: the model type's (the file was eps), beside the EDM keys
+        assert f.metadata()["modelspec.predict_key"] == "epsilon"
     back = load_checkpoint(path, device="cpu").model
     assert (back.prediction, back.continuous_timestep) == ("v", "log")
     assert back.edm == pytest.approx((0.03, 80.0))

@@ -358,7 +358,7 @@ def _read_checkpoint(path, device, dtype, prediction, weight_dtype, parts, clip_
                 # continuous v sampling, sigma_min 0.002 unless given (ComfyUI's default)
                 sigma_min = float(f.get(EDM_VPRED_MIN)) if EDM_VPRED_MIN in f.shapes else 0.002
                 model = model.with_continuous_sampling("v", sigma_min, float(f.get(EDM_VPRED_MAX)))
-                model.edm_v_file = True
+                model.edm_v_file, model.model_type = True, "v_edm"
             if info.unclip:
                 from .unclip import noise_augmentor_from
 
@@ -488,7 +488,9 @@ def _read_stable_cascade(f, path, device, dtype, weight_dtype) -> DiffusionModel
     except (KeyError, ValueError, IndexError) as e:
         raise CheckpointError(f"{Path(path).name}: a Stable Cascade Stage {stage.upper()} file of an unknown layout "
                               f"({e})") from None
-    return DiffusionModel(net, f"stable_cascade_{stage}", "eps")
+    model = DiffusionModel(net, f"stable_cascade_{stage}", "eps")
+    model.model_type = "stable_cascade"  # ComfyUI's STABLE_CASCADE: its saves write no predict_key
+    return model
 
 
 PIXART_UNUSED = ("pos_embed", "y_embedder.y_embedding")  # the training size's table (recomputed), the dropped caption
@@ -854,6 +856,7 @@ def _read_image_only(path, device, dtype, parts: set):
                 unet = SVDUNet(unet_config)
             unet = _assign(unet, unet_view, *_resolve(device, dtype, "unet"), f"video UNet ({UNET_PREFIX})")
             model = DiffusionModel(unet, "svd", "v", SD1).with_continuous_sampling("v", SIGMA_MIN, SIGMA_MAX)
+            model.model_type = "v_edm"  # ComfyUI's SVD_img2vid: V_PREDICTION_EDM
         if "vae" in parts:
             if temporal:
                 with torch.device("meta"):

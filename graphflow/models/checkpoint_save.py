@@ -13,6 +13,9 @@ empty `v_pred` / `ztsnr` marker tensors for v-prediction (zero terminal SNR) mod
 `edm_vpred.sigma_max` / `sigma_min` for continuous-time v ones (CosXL), so the file loads back as
 the same model.
 
+SD3 / FLUX / Chroma checkpoints are written in ComfyUI's layout for them (flow_checkpoint_state):
+model.diffusion_model.*, text_encoders.<name>.transformer.*, first_stage_model.* (SD3) or vae.*.
+
 The parts alone, as ComfyUI's ModelSave / VAESave / CLIPSave write them:
 
     model    the diffusion model (any family) under `model.diffusion_model.` (+ markers, config)
@@ -37,6 +40,7 @@ from .vae import VAE
 from .weight_files import config_metadata
 
 UNET_ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner")  # the families written with a graphflow.config
+FLOW_CHECKPOINT_ARCHS = ("sd3", "flux", "chroma")  # flow families CheckpointSave writes (ComfyUI's layouts)
 # ComfyUI's modelspec.architecture, written (with sai_model_spec, implementation and title) for
 # these families only; SD1.x / SD2.x files get none (ComfyUI's list leaves them out)
 MODELSPEC_ARCH = {"sdxl": "stable-diffusion-xl-v1-base", "sdxl_refiner": "stable-diffusion-xl-v1-refiner",
@@ -71,18 +75,21 @@ def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def model_state(model: DiffusionModel) -> dict[str, torch.Tensor]:
     """The diffusion model (its patches merged in) under `model.diffusion_model.`, with
-    ComfyUI's v-prediction marker keys, which both loaders read, and Stable Zero123's cc_projection."""
+    ComfyUI's v-prediction marker keys, which both loaders read, and Stable Zero123's cc_projection.
+    As in ComfyUI, `v_pred` marks a model read as v-prediction (its model type, whatever
+    ModelSamplingDiscrete set since; `ztsnr` then follows the sampling's zsnr), the edm_vpred
+    keys a model sampled as continuous-time EDM v (ModelSamplingContinuousEDM v_prediction)."""
     state = {UNET_PREFIX + k: v for k, v in manager().weights(model.unet, model.patches).items()}
     if getattr(model, "context_projection", None) is not None:  # Stable Zero123 (ComfyUI's saves drop it)
         state.update({"cc_projection." + k: v for k, v in model.context_projection.state_dict().items()})
     if any(k.endswith(".scale_weight") for k in state):  # fp8 weights with their scales: ComfyUI's marker
         state[UNET_PREFIX + "scaled_fp8"] = torch.zeros(1).to(torch.float8_e4m3fn)
-    if model.prediction == "v" and model.edm is None:
+    if model.model_type == "v":
         state["v_pred"] = torch.tensor([])
         if model.zsnr:
             state["ztsnr"] = torch.tensor([])
-    elif model.prediction == "v" and model.continuous_timestep == "log":  # EDM-style v (CosXL, SVD, ModelSampling-
-        # ContinuousEDM v_prediction; not ModelSamplingContinuousV, which ComfyUI does not mark)
+    if model.prediction == "v" and model.edm is not None and model.continuous_timestep == "log":  # EDM-style v
+        # (CosXL, SVD, ModelSamplingContinuousEDM v_prediction; not ModelSamplingContinuousV, which ComfyUI does not mark)
         sigma_min, sigma_max = model.edm
         state[EDM_VPRED_MAX] = torch.tensor(sigma_max).float()  # ComfyUI's keys (both loaders read them for SDXL)
         state[EDM_VPRED_MIN] = torch.tensor(sigma_min).float()
@@ -113,10 +120,11 @@ def _title(path) -> str:
 
 def model_metadata(model: DiffusionModel, path="", **sections) -> dict[str, str]:
     """ComfyUI's modelspec keys (the architecture for SDXL, its refiner, SVD and SD3; the
-    prediction for every eps / v UNet), and graphflow.config for the UNet families (flow models
-    are known by their key names and shapes alone)."""
+    prediction for every model read as eps or v, by its model type, as ComfyUI: a sampling node's
+    choice is not written), and graphflow.config for the UNet families (flow models are known by
+    their key names and shapes alone)."""
     metadata = {}
-    trained = model.prediction if model.prediction in ("eps", "v") and model.edm is None else None
+    trained = model.model_type if model.model_type in ("eps", "v") else None
     if model.arch in UNET_ARCHS:
         unet = model.unet.config
         metadata = config_metadata(
@@ -126,7 +134,10 @@ def model_metadata(model: DiffusionModel, path="", **sections) -> dict[str, str]
                   "norm_groups": unet.norm_groups},
             latent_format=_latent_format_config(model.latent_format), **sections)
     if model.arch in MODELSPEC_ARCH:
-        metadata.update({"modelspec.architecture": MODELSPEC_ARCH[model.arch], "modelspec.sai_model_spec": "1.0.0",
+        architecture = MODELSPEC_ARCH[model.arch]
+        if model.arch == "sdxl" and model.unet.config.in_channels == 8:  # ComfyUI's SDXL_instructpix2pix
+            architecture = "stable-diffusion-xl-v1-edit"
+        metadata.update({"modelspec.architecture": architecture, "modelspec.sai_model_spec": "1.0.0",
                          "modelspec.implementation": "sgm", "modelspec.title": _title(path)})
     if trained is not None:
         metadata["modelspec.predict_key"] = "epsilon" if trained == "eps" else "v"
@@ -147,14 +158,30 @@ def _save(path, state: dict[str, torch.Tensor], metadata: dict[str, str], extra_
     return Path(path)
 
 
+def flow_checkpoint_state(model: DiffusionModel, clip, vae: VAE) -> dict[str, torch.Tensor]:
+    """An SD3 / FLUX / Chroma checkpoint as ComfyUI's CheckpointSave writes one (its model configs'
+    prefixes): the model under model.diffusion_model., each text encoder under
+    text_encoders.<clip_l / clip_g / t5xxl>.transformer. (CLIPSave's keys), the VAE under
+    first_stage_model. (SD3) or vae. (FLUX, Chroma); the all-in-one loader reads it back."""
+    state = model_state(model)
+    for name, (tower, _) in text_encoder_states(clip).items():
+        state.update({f"text_encoders.{name}.transformer.{k}": v for k, v in tower.items()})
+    prefix = VAE_PREFIX if model.arch == "sd3" else "vae."
+    state.update({prefix + k: v for k, v in vae.module.state_dict().items()})
+    return _cpu(state)
+
+
 def save_checkpoint(path, model: DiffusionModel, clip: TextEncoder, vae: VAE, extra_metadata: dict | None = None) -> Path:
-    if model.arch not in UNET_ARCHS:
-        raise ValueError(f"a {model.arch} flow model; single-file checkpoints are written for SD1.x / SD2.x / SDXL")
-    if clip.arch != model.arch:
-        raise ValueError(f"the text encoder is for {clip.arch}, the model is {model.arch}")
+    if model.arch not in UNET_ARCHS + FLOW_CHECKPOINT_ARCHS:
+        raise ValueError(f"a {model.arch} model; single-file checkpoints are written for SD1.x / SD2.x / SDXL, "
+                         f"SD3 / SD3.5, FLUX.1 and Chroma")
+    if getattr(clip, "arch", None) != model.arch:
+        raise ValueError(f"the text encoder is for {getattr(clip, 'arch', '?')}, the model is {model.arch}")
     if vae.latent_channels != model.latent_format.channels:
         raise ValueError(f"the VAE makes {vae.latent_channels}-channel latents, the model takes "
                          f"{model.latent_format.channels}")
+    if model.arch in FLOW_CHECKPOINT_ARCHS:
+        return _save(path, flow_checkpoint_state(model, clip, vae), model_metadata(model, path), extra_metadata)
     return _save(path, checkpoint_state(model, clip, vae), checkpoint_metadata(model, clip, vae, path), extra_metadata)
 
 

@@ -177,6 +177,10 @@ class DiffusionModel:
         # ComfyUI's model type V_PREDICTION_EDM, fixed when the file is read (its edm_vpred marker,
         # CosXL): an SDXL InstructPix2Pix model then takes its image latent scaled (CosXL edit)
         self.edm_v_file = False
+        # ComfyUI's model type (model.model.model_type), fixed when the file is read: "eps", "v",
+        # "v_edm" (an EDM-style v file: CosXL, SVD), else the prediction ("flow", "edm", ...).
+        # Sampling nodes leave it; the savers write it (predict_key, v_pred), as ComfyUI's do
+        self.model_type = prediction
         self.continuous_timestep = "log"  # how continuous sampling tells the UNet sigma: "log" (EDM) or "atan" (V)
         self.noise_augmentor = None  # unCLIP models: y is a noise-augmented CLIP image embedding (models.unclip)
         self.context_projection = None  # Stable Zero123's cc_projection: [image embedding, camera] -> context

@@ -475,7 +475,8 @@ def text_lora_names(clip: TextEncoder, every_weight: bool = False) -> dict[str, 
 def t5_lora_names(clip, every_weight: bool = False) -> dict[str, str]:
     """kohya name -> module path in the T5 encoder of SD3 / FLUX / T5-only text encoders, as ComfyUI
     numbers it: `lora_te<n>_` after the CLIP towers (SD3 lora_te3_; FLUX OneTrainer's lora_te2_
-    and lora_te3_; T5 alone lora_te1_), plus `text_encoders.t5xxl.transformer.` + the path."""
+    and lora_te3_; T5 alone lora_te1_), plus `text_encoders.t5xxl.transformer.` + the path
+    (`umt5xxl` for Wan's UMT5, ComfyUI's name for it)."""
     t5 = getattr(clip, "t5", None)
     if t5 is None:
         return {}
@@ -487,7 +488,7 @@ def t5_lora_names(clip, every_weight: bool = False) -> dict[str, str]:
             for n in indices:
                 names[f"lora_te{n}_" + path.replace(".", "_")] = path
             if every_weight:
-                names[f"{TEXT_ENCODERS}t5xxl.transformer.{path}"] = path
+                names[f"{TEXT_ENCODERS}{'umt5xxl' if t5.umt5 else 't5xxl'}.transformer.{path}"] = path
     return names
 
 

@@ -3,20 +3,20 @@ ComfyUI's LoraSave writes it, in ComfyUI's own key layout (which our LoRA reader
 
     diffusion_model.<UNet parameter path without .weight>.<part>
     text_encoders.<tower: clip_l / clip_g / clip_h>.transformer.<transformers path>.<part>
+    text_encoders.<t5xxl / umt5xxl>.transformer.<T5EncoderModel path>.<part>
 
-lora_type "standard": every weight with 2 or more dimensions (linear, conv, embedding) becomes
+lora_type "standard": every weight with 2 to 4 dimensions (linear, conv, embedding) becomes
 `lora_up.weight` [out, r(, 1, 1)] / `lora_down.weight` [r, in(, kh, kw)]: the truncated SVD of the
-weight flattened to [out, in*kh*kw], U·S as up and Vh as down, r = min(rank, out, in*kh*kw); then both
-factors are clamped to ±(the 0.99 quantile of all their entries), as ComfyUI does to keep outliers
-from dominating. 1-D weights (norms) are written whole as `.diff`, and only when bias_diff is set.
+weight flattened to [out, in*kh*kw], U·S as up and Vh as down; then both factors are clamped to
+±(the 0.99 quantile of all their entries), as ComfyUI does to keep outliers from dominating.
+r = min(rank, out, in) with `in` the input channels, as ComfyUI caps it, for convs too: a 3×3
+conv with fewer input than output channels (SD's conv_in at rank > 4) keeps only part of its
+difference even at full rank. Weights of 5 dimensions (Conv3d: Wan's patch embedding, SVD's
+temporal convs) are left out with a warning, as ComfyUI's extraction fails on them and skips them.
+1-D weights (norms) are written whole as `.diff`, and only when bias_diff is set.
 lora_type "full_diff": every weight whole as `.diff`.
 bias_diff: every bias whole as `.diff_b`.
-ComfyUI caps r at min(rank, out, in) for conv weights too, which drops part of a 3×3 conv with
-fewer input than output channels (SD's conv_in at rank > 4) even at full rank; we cap at what the
-flattened weight can hold, so the files differ from ComfyUI's only there (its loader and ours read both).
-Everything is stored as float16 (as ComfyUI does). The text encoder's T5 is not written (ComfyUI
-writes it as text_encoders.t5xxl.transformer.*): our LoRA loader does not patch T5, so a file
-with T5 parts would not load back here.
+Everything is stored as float16 (as ComfyUI does).
 """
 
 import math
@@ -43,10 +43,11 @@ def quantile(values: torch.Tensor, q: float) -> float:
 
 
 def extract_lora(diff: torch.Tensor, rank: int, clamp_quantile: float | None = CLAMP_QUANTILE):
-    """(up, down) with up @ down ≈ diff (conv weights flattened over in × kernel), in float32;
+    """(up, down) with up @ down ≈ diff (conv weights flattened over in × kernel), in float32, of
+    rank min(rank, out, in) (ComfyUI's cap: a conv's input channels, not in × kernel);
     clamp_quantile None leaves the factors unclamped."""
     matrix = diff.flatten(1).float()
-    rank = min(rank, *matrix.shape)
+    rank = min(rank, diff.shape[0], diff.shape[1])
     U, S, Vh = torch.linalg.svd(matrix, full_matrices=False)
     up, down = U[:, :rank] * S[:rank], Vh[:rank]
     if clamp_quantile is not None:
@@ -62,7 +63,7 @@ def lora_parts(state: dict[str, torch.Tensor], prefix: str, rank: int, lora_type
     """The LoRA file's tensors for one network's difference state (parameter name -> tensor)."""
     if lora_type not in ("standard", "full_diff"):
         raise ValueError(f"lora_type must be 'standard' or 'full_diff', got {lora_type!r}")
-    out, device = {}, manager().device  # the SVDs on the GPU where there is one, as ComfyUI does
+    out, device, skipped = {}, manager().device, []  # the SVDs on the GPU where there is one, as ComfyUI does
     for name, value in state.items():
         if name.endswith(".weight"):
             module = prefix + name[:-len(".weight")]
@@ -70,10 +71,18 @@ def lora_parts(state: dict[str, torch.Tensor], prefix: str, rank: int, lora_type
                 if lora_type == "full_diff" or bias_diff:
                     out[module + ".diff"] = value
                 continue
+            if value.dim() > 4:  # ComfyUI's SVD of a Conv3d weight fails and it skips the layer
+                skipped.append(module)
+                continue
             up, down = extract_lora(value.to(device), rank, clamp_quantile)
             out[module + ".lora_up.weight"], out[module + ".lora_down.weight"] = up, down
         elif bias_diff and name.endswith(".bias"):
             out[prefix + name[:-len(".bias")] + ".diff_b"] = value
+    if skipped:
+        from graphflow.context import warn
+
+        warn(f"LoraSave: {len(skipped)} weight(s) of 5 dimensions (Conv3d) left out of the standard LoRA, as "
+             f"ComfyUI leaves them (full_diff keeps them): {', '.join(skipped[:3])}")
     return {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in out.items()}
 
 
@@ -87,11 +96,10 @@ def model_lora(model, rank: int, lora_type: str, bias_diff: bool, clamp_quantile
 
 def text_encoder_lora(clip, rank: int, lora_type: str, bias_diff: bool,
                       clamp_quantile: float | None = CLAMP_QUANTILE):
-    """A CLIP (a difference) as LoRA tensors under `text_encoders.<tower>.transformer.`."""
+    """A CLIP (a difference) as LoRA tensors under `text_encoders.<encoder>.transformer.`: its CLIP
+    towers and T5, as ComfyUI writes every weight of the CLIP."""
     out = {}
     for name, (state, _) in text_encoder_states(clip).items():
-        if name == "t5xxl":
-            continue
         out.update(lora_parts(state, f"{TEXT_KEY_PREFIX}{name}.transformer.", rank, lora_type, bias_diff,
                               clamp_quantile))
     return out
@@ -110,7 +118,7 @@ def save_lora(path, model, clip, rank: int, lora_type: str, bias_diff: bool, ext
     if model is not None:
         state.update(model_lora(model, rank, lora_type, bias_diff, clamp_quantile))
     if clip is not None:
-        if not clip.towers:
-            raise ValueError("this text encoder has no CLIP tower; T5 differences are not extracted")
+        if not getattr(clip, "towers", None) and getattr(clip, "t5", None) is None:
+            raise ValueError(f"a {clip.arch} text encoder: only CLIP and T5 differences are extracted")
         state.update(text_encoder_lora(clip, rank, lora_type, bias_diff, clamp_quantile))
     return write_lora(path, state, extra_metadata)

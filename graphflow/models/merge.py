@@ -6,14 +6,15 @@ every parameter becomes
 with (a, b) per parameter for block-wise merges. The result is a new object whose merged
 parameters are new tensors (computed in float32, stored in model1's dtype and device) and whose
 other parameters are model1's, shared: the inputs are never modified, so cached results that
-hold them stay valid. Both must have the same architecture (the same layers); a layer whose
-sizes differ (an inpainting model's 9-channel conv_in against a 4-channel one) is not merged:
-as in ComfyUI, it becomes w1 * a, with a warning. Weights of ComfyUI's
+hold them stay valid. Both must be of one family (an SD1 UNet is not merged with an SDXL one);
+within it, weights merge by name as ComfyUI's key patches do: a layer only model1 has keeps its
+weight as it is (FLUX dev's guidance_in merged with schnell, which has none), one only model2
+has is unused, and a layer whose sizes differ (an inpainting model's 9-channel conv_in against
+a 4-channel one) becomes w1 * a; each with a warning. Weights of ComfyUI's
 scaled fp8 files (graphflow.models.cast_layers) are merged as weight x scale_weight, and a merged
 one stored in fp8 goes back over model1's scale.
 """
 
-import copy
 from collections.abc import Callable
 
 import torch
@@ -59,16 +60,13 @@ def merge_modules(first: nn.Module, second: nn.Module, factors: Factors, what: s
     """`first` with its parameters merged with `second`'s, each taken with its weight patches
     (LoRAs): the result has them merged in and takes no patches."""
     params1, params2 = _parameters(first, patches[0]), _parameters(second, patches[1])
-    missing, extra = sorted(set(params1) - set(params2)), sorted(set(params2) - set(params1))
-    if missing or extra:
-        raise MergeError(f"the two {what}s have different layers (only in the first: {missing[:3]}, only in the "
-                         f"second: {extra[:3]}); they are of different architectures")
+    only1, only2 = sorted(set(params1) - set(params2)), sorted(set(params2) - set(params1))
     scales1, scales2 = _scales(first), _scales(second)
     weights, unmerged = {}, []
     for name, w1 in params1.items():
-        w2 = params2[name]
-        a, b = factors(name)
-        if w1.shape != w2.shape:  # an inpainting model's 9-channel conv_in against a 4-channel one:
+        w2 = params2.get(name)
+        a, b = factors(name) if w2 is not None else (1.0, 0.0)  # no patch from the second: w1 as it is
+        if w2 is not None and w1.shape != w2.shape:  # an inpainting model's 9-channel conv_in against a 4-channel one:
             unmerged.append(f"{name} {tuple(w1.shape)} != {tuple(w2.shape)}")
             b = 0.0  # ComfyUI scales the first's weight by its factor and adds nothing
         if a == 1.0 and b == 0.0:
@@ -82,11 +80,15 @@ def merge_modules(first: nn.Module, second: nn.Module, factors: Factors, what: s
             limit = torch.finfo(w1.dtype).max
             merged = (_true(merged, 1 / scales1[name].float())).clamp(-limit, limit)
         weights[name] = merged.to(w1.dtype)
-    if unmerged:
+    if unmerged or only1 or only2:
         from graphflow.context import warn
 
-        warn(f"{what}: {len(unmerged)} layer(s) of different sizes not merged (the first's weight times its "
-             f"factor kept, as ComfyUI does): {', '.join(unmerged[:3])}")
+        if unmerged:
+            warn(f"{what}: {len(unmerged)} layer(s) of different sizes not merged (the first's weight times its "
+                 f"factor kept, as ComfyUI does): {', '.join(unmerged[:3])}")
+        if only1 or only2:
+            warn(f"{what}: merged by name, as ComfyUI does: {len(only1)} weight(s) only the first has kept as they "
+                 f"are {only1[:3]}, {len(only2)} only the second has unused {only2[:3]}")
     return patched_copy(first, weights)
 
 
@@ -121,12 +123,12 @@ def merge_clips(clip1: TextEncoder, clip2: TextEncoder, factors: Factors) -> Tex
               for t1 in clip1.towers]
     merged = clip1.with_towers(towers)
     t5_1, t5_2 = getattr(clip1, "t5", None), getattr(clip2, "t5", None)
-    if t5_1 is not None and t5_2 is not None:  # SD3 / FLUX: ComfyUI merges every weight of the CLIP, T5's too
-        t5 = copy.copy(t5_1)
+    if t5_1 is not None and t5_2 is not None:  # SD3 / FLUX: ComfyUI merges every weight of the CLIP, T5's too,
+        t5 = t5_1.with_patches(())  # each with its LoRAs (merged in: the result takes none)
         t5.model = _pinned_like(t5_1.model, _retied(t5_1.model, merge_modules(t5_1.model, t5_2.model, factors,
-                                                                             "text encoder t5xxl")))
-        merged = copy.copy(merged)
-        merged.t5 = t5
+                                                                             "text encoder t5xxl",
+                                                                             (t5_1.patches, t5_2.patches))))
+        merged = merged.with_t5(t5)
     return merged
 
 
