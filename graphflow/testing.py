@@ -1724,7 +1724,7 @@ def write_qwen_image(path, seed: int = 0, dtype=torch.float16, scaled_down: bool
 # -- Qwen-Image ControlNets (helper qwen-control) ------------------------------------------------
 
 def write_qwen_image_controlnet(path, seed: int = 0, dtype=torch.float16, layers: int = 1, inpainting: bool = False,
-                                scaled_down: bool = True) -> Path:
+                                scaled_down: bool = True, joint_attention_dim: int = QWEN_IMAGE_TINY_JOINT_DIM) -> Path:
     """A random InstantX Qwen-Image ControlNet in diffusers' layout, as ComfyUI's ControlNetLoader reads
     InstantX's Qwen-Image-ControlNet-Union (5 blocks; tiny: `layers` of write_qwen_image's width):
     Qwen-Image's names (no final layer) plus controlnet_blocks.{i} and controlnet_x_embedder (64
@@ -1733,7 +1733,7 @@ def write_qwen_image_controlnet(path, seed: int = 0, dtype=torch.float16, layers
 
     from .models.qwen_image_controlnet import QwenImageControlNet, QwenImageControlNetConfig
 
-    model = replace(qwen_image_config(scaled_down), num_layers=layers)
+    model = replace(qwen_image_config(scaled_down, joint_attention_dim), num_layers=layers)
     config = QwenImageControlNetConfig(model=model, hint_channels=model.in_channels + 4 * inpainting)
     with torch.device("meta"):
         shapes = _module_shapes(QwenImageControlNet(config))

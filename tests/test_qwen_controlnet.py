@@ -26,8 +26,8 @@ from graphflow.models.qwen_image_controlnet import QwenImageControlNet
 from graphflow.models.qwen_image_diffsynth import apply_diffsynth
 from graphflow.models.uso import load_model_patch
 from graphflow.sampling.flow_sampling import FlowDenoiser
-from graphflow.testing import (QWEN_IMAGE_TINY_JOINT_DIM, T5_TINY_WIDTH, qwen_image_state, write_qwen_diffsynth_controlnet,
-                               write_qwen_image, write_qwen_image_controlnet)
+from graphflow.testing import (QWEN_IMAGE_TINY_JOINT_DIM, T5_TINY_WIDTH, qwen_image_state,
+                               write_qwen_diffsynth_controlnet, write_qwen_image, write_qwen_image_controlnet)
 from tests.test_qwen_image import diffusers_qwen
 
 TOL = 1e-4
@@ -200,10 +200,6 @@ def test_diffsynth_refusals(tmp_path, builtin_registry, qwen):
     patch = load_model_patch(write_qwen_diffsynth_controlnet(tmp_path / "p.safetensors", dtype=torch.float32),
                              device="cpu", dtype=torch.float32)
     image = torch.rand(1, 16, 16, 3)
-    wide = load_diffusion_model(write_qwen_image(tmp_path / "wide.safetensors", dtype=torch.float32,
-                                                 joint_attention_dim=T5_TINY_WIDTH, scaled_down=True),
-                                device="cpu", dtype=torch.float32)
-    assert wide.unet.config.dim == patch.config.dim  # the text width does not matter
     with pytest.raises(NodeInputError, match="needs a Qwen-Image model") as info:
         call(builtin_registry, "QwenImageDiffsynthControlnet", model=object(), model_patch=patch, vae=StubVAE(None),
              image=image, strength=1.0)
@@ -224,49 +220,79 @@ def test_diffsynth_refusals(tmp_path, builtin_registry, qwen):
         load_diffsynth_controlnet(wf, "cpu", torch.float32)
 
 
-def test_diffsynth_controlnet_graph(tmp_folders, builtin_registry):
-    """ComfyUI's graph: UNETLoader (a tiny Qwen-Image), VAELoader (a tiny Wan 2.1 VAE as
-    qwen_image_vae), ModelPatchLoader + QwenImageDiffsynthControlnet, KSampler with CFG, VAEDecode.
-    The text comes from a tiny T5 (CLIPLoader type sd3): the tiny model is made for its width."""
-    from graphflow.executor import Executor
+@pytest.fixture
+def qwen_models(tmp_folders):
+    """A tiny Qwen-Image made for the tiny T5's width (CLIPLoader type sd3 gives the text), a tiny
+    Wan 2.1 VAE as qwen_image_vae, a DiffSynth and an InstantX ControlNet."""
     from graphflow.testing import write_text_encoder, write_wan_vae
-    from graphflow.workflow import parse_workflow
 
     m = tmp_folders.models
-    for sub in ("diffusion_models", "model_patches", "vae", "text_encoders"):
+    for sub in ("diffusion_models", "model_patches", "vae", "text_encoders", "controlnet"):
         (m / sub).mkdir(parents=True, exist_ok=True)
     write_qwen_image(m / "diffusion_models" / "qwen_tiny.safetensors", seed=1, joint_attention_dim=T5_TINY_WIDTH)
     write_qwen_diffsynth_controlnet(m / "model_patches" / "qwen_image_depth_diffsynth_controlnet.safetensors", seed=2)
+    write_qwen_image_controlnet(m / "controlnet" / "Qwen-Image-InstantX-ControlNet-Union.safetensors", seed=5,
+                                dtype=torch.bfloat16, joint_attention_dim=T5_TINY_WIDTH)
     write_wan_vae(m / "vae" / "qwen_image_vae.safetensors", seed=3)
     write_text_encoder(m / "text_encoders" / "t5.safetensors", "t5xxl", seed=4, dtype=torch.float32)
-    graph = {
+    return m
+
+
+def qwen_graph() -> dict:
+    return {
         "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "qwen_tiny.safetensors", "weight_dtype": "default"}},
         "2": {"class_type": "CLIPLoader", "inputs": {"clip_name": "t5.safetensors", "type": "sd3"}},
         "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red house", "clip": ["2", 0]}},
         "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["2", 0]}},
         "5": {"class_type": "VAELoader", "inputs": {"vae_name": "qwen_image_vae.safetensors"}},
         "6": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 48, "height": 32, "batch_size": 1}},
-        "7": {"class_type": "ModelPatchLoader", "inputs": {"name": "qwen_image_depth_diffsynth_controlnet.safetensors"}},
         "8": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0x30a0ff}},
-        "9": {"class_type": "QwenImageDiffsynthControlnet", "inputs": {"model": ["1", 0], "model_patch": ["7", 0],
-                                                                       "vae": ["5", 0], "image": ["8", 0],
-                                                                       "strength": 1.0}},
-        "10": {"class_type": "KSampler", "inputs": {"model": ["9", 0], "positive": ["3", 0], "negative": ["4", 0],
+        "10": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["3", 0], "negative": ["4", 0],
                                                      "latent_image": ["6", 0], "seed": 3, "steps": 2, "cfg": 2.0,
                                                      "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
         "11": {"class_type": "VAEDecode", "inputs": {"samples": ["10", 0], "vae": ["5", 0]}},
     }
 
-    def run(graph):
-        result = Executor(builtin_registry).run(parse_workflow(json.loads(json.dumps(graph)), builtin_registry),
-                                                outputs=["11"])
-        assert result.ok, result.error or result.problems
-        return result.values["11"][0]
 
-    guided = run(graph)
+def run_graph(registry, graph):
+    from graphflow.executor import Executor
+    from graphflow.workflow import parse_workflow
+
+    result = Executor(registry).run(parse_workflow(json.loads(json.dumps(graph)), registry), outputs=["11"])
+    assert result.ok, result.error or result.problems
+    return result.values["11"][0]
+
+
+def test_diffsynth_controlnet_graph(qwen_models, builtin_registry):
+    """ComfyUI's graph: UNETLoader, VAELoader, ModelPatchLoader + QwenImageDiffsynthControlnet,
+    KSampler with CFG, VAEDecode; strength 0 gives the plain image exactly."""
+    graph = qwen_graph()
+    plain = run_graph(builtin_registry, graph)
+    graph["7"] = {"class_type": "ModelPatchLoader",
+                  "inputs": {"name": "qwen_image_depth_diffsynth_controlnet.safetensors"}}
+    graph["9"] = {"class_type": "QwenImageDiffsynthControlnet", "inputs": {
+        "model": ["1", 0], "model_patch": ["7", 0], "vae": ["5", 0], "image": ["8", 0], "strength": 1.0}}
+    graph["10"]["inputs"]["model"] = ["9", 0]
+    guided = run_graph(builtin_registry, graph)
     graph["9"]["inputs"]["strength"] = 0.0
-    off = run(graph)
-    graph["10"]["inputs"]["model"] = ["1", 0]
-    plain = run(graph)
+    off = run_graph(builtin_registry, graph)
+    assert guided.shape == plain.shape == (1, 32, 48, 3)
+    assert torch.equal(off, plain) and (guided - plain).abs().max() > 1e-4
+
+
+def test_instantx_controlnet_graph(qwen_models, builtin_registry):
+    """ComfyUI's graph: ControlNetLoader (a bf16 file) + ControlNetApplyAdvanced with the VAE on both
+    sides of CFG; strength 0 gives the plain image exactly."""
+    graph = qwen_graph()
+    plain = run_graph(builtin_registry, graph)
+    graph["7"] = {"class_type": "ControlNetLoader",
+                  "inputs": {"control_net_name": "Qwen-Image-InstantX-ControlNet-Union.safetensors"}}
+    graph["9"] = {"class_type": "ControlNetApplyAdvanced", "inputs": {
+        "positive": ["3", 0], "negative": ["4", 0], "control_net": ["7", 0], "image": ["8", 0], "strength": 1.0,
+        "start_percent": 0.0, "end_percent": 1.0, "vae": ["5", 0]}}
+    graph["10"]["inputs"].update(positive=["9", 0], negative=["9", 1])
+    guided = run_graph(builtin_registry, graph)
+    graph["9"]["inputs"]["strength"] = 0.0
+    off = run_graph(builtin_registry, graph)
     assert guided.shape == plain.shape == (1, 32, 48, 3)
     assert torch.equal(off, plain) and (guided - plain).abs().max() > 1e-4
