@@ -296,3 +296,22 @@ def test_instantx_controlnet_graph(qwen_models, builtin_registry):
     off = run_graph(builtin_registry, graph)
     assert guided.shape == plain.shape == (1, 32, 48, 3)
     assert torch.equal(off, plain) and (guided - plain).abs().max() > 1e-4
+
+
+def test_files_loaded_with_the_wrong_loader_say_where_they_go(tmp_path):
+    """Each file names its folder and loader when given to another loader (UNETLoader reads no
+    Qwen-Image model in the InstantX ControlNet, whose blocks are Qwen-Image's but which has no
+    proj_out)."""
+    from graphflow.models.weight_files import CheckpointError
+
+    instantx = write_qwen_image_controlnet(tmp_path / "instantx.safetensors", dtype=torch.float32)
+    diffsynth = write_qwen_diffsynth_controlnet(tmp_path / "diffsynth.safetensors")
+    cases = ((lambda p: load_diffusion_model(p, device="cpu", dtype=torch.float32), instantx,
+              "ControlNet \\(Qwen-Image\\): put it in models/controlnet/"),
+             (lambda p: load_model_patch(p, device="cpu"), instantx, "ControlNet \\(Qwen-Image\\)"),
+             (lambda p: load_diffusion_model(p, device="cpu", dtype=torch.float32), diffsynth,
+              "Qwen-Image DiffSynth ControlNet \\(model patch\\): put it in models/model_patches/"),
+             (lambda p: load_control_model(p), diffsynth, "models/model_patches/ and load it with LoadModelPatch"))
+    for load, path, message in cases:
+        with pytest.raises(CheckpointError, match=message):
+            load(path)
