@@ -280,16 +280,25 @@ def test_diffsynth_controlnet_graph(qwen_models, builtin_registry):
     assert torch.equal(off, plain) and (guided - plain).abs().max() > 1e-4
 
 
-def test_instantx_controlnet_graph(qwen_models, builtin_registry):
-    """ComfyUI's graph: ControlNetLoader (a bf16 file) + ControlNetApplyAdvanced with the VAE on both
-    sides of CFG; strength 0 gives the plain image exactly."""
+@pytest.mark.parametrize("inpainting", [False, True])
+def test_instantx_controlnet_graph(qwen_models, builtin_registry, inpainting):
+    """ComfyUI's graph: ControlNetLoader (a bf16 file) + ControlNetApplyAdvanced with the VAE (the
+    inpainting ControlNet: ControlNetInpaintingAliMamaApply with a mask) on both sides of CFG;
+    strength 0 gives the plain image exactly."""
+    name = "Qwen-Image-InstantX-ControlNet-" + ("Inpainting" if inpainting else "Union") + ".safetensors"
+    if inpainting:
+        write_qwen_image_controlnet(qwen_models / "controlnet" / name, seed=6, dtype=torch.bfloat16, inpainting=True,
+                                    joint_attention_dim=T5_TINY_WIDTH)
     graph = qwen_graph()
     plain = run_graph(builtin_registry, graph)
-    graph["7"] = {"class_type": "ControlNetLoader",
-                  "inputs": {"control_net_name": "Qwen-Image-InstantX-ControlNet-Union.safetensors"}}
+    graph["7"] = {"class_type": "ControlNetLoader", "inputs": {"control_net_name": name}}
     graph["9"] = {"class_type": "ControlNetApplyAdvanced", "inputs": {
         "positive": ["3", 0], "negative": ["4", 0], "control_net": ["7", 0], "image": ["8", 0], "strength": 1.0,
         "start_percent": 0.0, "end_percent": 1.0, "vae": ["5", 0]}}
+    if inpainting:
+        graph["12"] = {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 32, "height": 64}}
+        graph["9"]["class_type"] = "ControlNetInpaintingAliMamaApply"
+        graph["9"]["inputs"]["mask"] = ["12", 0]
     graph["10"]["inputs"].update(positive=["9", 0], negative=["9", 1])
     guided = run_graph(builtin_registry, graph)
     graph["9"]["inputs"]["strength"] = 0.0
