@@ -263,48 +263,41 @@ def run_graph(registry, graph):
     return result.values["11"][0]
 
 
-def test_diffsynth_controlnet_graph(qwen_models, builtin_registry):
-    """ComfyUI's graph: UNETLoader, VAELoader, ModelPatchLoader + QwenImageDiffsynthControlnet,
-    KSampler with CFG, VAEDecode; strength 0 gives the plain image exactly."""
-    graph = qwen_graph()
-    plain = run_graph(builtin_registry, graph)
-    graph["7"] = {"class_type": "ModelPatchLoader",
-                  "inputs": {"name": "qwen_image_depth_diffsynth_controlnet.safetensors"}}
-    graph["9"] = {"class_type": "QwenImageDiffsynthControlnet", "inputs": {
-        "model": ["1", 0], "model_patch": ["7", 0], "vae": ["5", 0], "image": ["8", 0], "strength": 1.0}}
-    graph["10"]["inputs"]["model"] = ["9", 0]
-    guided = run_graph(builtin_registry, graph)
-    graph["9"]["inputs"]["strength"] = 0.0
-    off = run_graph(builtin_registry, graph)
-    assert guided.shape == plain.shape == (1, 32, 48, 3)
-    assert torch.equal(off, plain) and (guided - plain).abs().max() > 1e-4
+def test_controlnet_graphs(qwen_models, builtin_registry):
+    """ComfyUI's graphs on one tiny Qwen-Image (KSampler with CFG, VAEDecode): ModelPatchLoader +
+    QwenImageDiffsynthControlnet; ControlNetLoader (bf16 files) + ControlNetApplyAdvanced with the
+    VAE; the InstantX inpainting ControlNet with ControlNetInpaintingAliMamaApply and a mask. Each
+    changes the image; strength 0 gives the plain image exactly."""
+    write_qwen_image_controlnet(qwen_models / "controlnet" / "Qwen-Image-InstantX-ControlNet-Inpainting.safetensors",
+                                seed=6, dtype=torch.bfloat16, inpainting=True, joint_attention_dim=T5_TINY_WIDTH)
+    plain = run_graph(builtin_registry, qwen_graph())
+    assert plain.shape == (1, 32, 48, 3)
+    diffsynth = {"7": {"class_type": "ModelPatchLoader",
+                       "inputs": {"name": "qwen_image_depth_diffsynth_controlnet.safetensors"}},
+                 "9": {"class_type": "QwenImageDiffsynthControlnet", "inputs": {
+                     "model": ["1", 0], "model_patch": ["7", 0], "vae": ["5", 0], "image": ["8", 0], "strength": 1.0}}}
 
+    def instantx(kind):
+        nodes = {"7": {"class_type": "ControlNetLoader",
+                       "inputs": {"control_net_name": f"Qwen-Image-InstantX-ControlNet-{kind}.safetensors"}},
+                 "9": {"class_type": "ControlNetApplyAdvanced", "inputs": {
+                     "positive": ["3", 0], "negative": ["4", 0], "control_net": ["7", 0], "image": ["8", 0],
+                     "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0, "vae": ["5", 0]}}}
+        if kind == "Inpainting":
+            nodes["12"] = {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 32, "height": 64}}
+            nodes["9"]["class_type"] = "ControlNetInpaintingAliMamaApply"
+            nodes["9"]["inputs"]["mask"] = ["12", 0]
+        return nodes
 
-@pytest.mark.parametrize("inpainting", [False, True])
-def test_instantx_controlnet_graph(qwen_models, builtin_registry, inpainting):
-    """ComfyUI's graph: ControlNetLoader (a bf16 file) + ControlNetApplyAdvanced with the VAE (the
-    inpainting ControlNet: ControlNetInpaintingAliMamaApply with a mask) on both sides of CFG;
-    strength 0 gives the plain image exactly."""
-    name = "Qwen-Image-InstantX-ControlNet-" + ("Inpainting" if inpainting else "Union") + ".safetensors"
-    if inpainting:
-        write_qwen_image_controlnet(qwen_models / "controlnet" / name, seed=6, dtype=torch.bfloat16, inpainting=True,
-                                    joint_attention_dim=T5_TINY_WIDTH)
-    graph = qwen_graph()
-    plain = run_graph(builtin_registry, graph)
-    graph["7"] = {"class_type": "ControlNetLoader", "inputs": {"control_net_name": name}}
-    graph["9"] = {"class_type": "ControlNetApplyAdvanced", "inputs": {
-        "positive": ["3", 0], "negative": ["4", 0], "control_net": ["7", 0], "image": ["8", 0], "strength": 1.0,
-        "start_percent": 0.0, "end_percent": 1.0, "vae": ["5", 0]}}
-    if inpainting:
-        graph["12"] = {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 32, "height": 64}}
-        graph["9"]["class_type"] = "ControlNetInpaintingAliMamaApply"
-        graph["9"]["inputs"]["mask"] = ["12", 0]
-    graph["10"]["inputs"].update(positive=["9", 0], negative=["9", 1])
-    guided = run_graph(builtin_registry, graph)
-    graph["9"]["inputs"]["strength"] = 0.0
-    off = run_graph(builtin_registry, graph)
-    assert guided.shape == plain.shape == (1, 32, 48, 3)
-    assert torch.equal(off, plain) and (guided - plain).abs().max() > 1e-4
+    for extra, sampler_inputs in ((diffsynth, {"model": ["9", 0]}),
+                                  (instantx("Union"), {"positive": ["9", 0], "negative": ["9", 1]}),
+                                  (instantx("Inpainting"), {"positive": ["9", 0], "negative": ["9", 1]})):
+        graph = {**qwen_graph(), **extra}
+        graph["10"]["inputs"].update(sampler_inputs)
+        guided = run_graph(builtin_registry, graph)
+        graph["9"]["inputs"]["strength"] = 0.0
+        assert torch.equal(run_graph(builtin_registry, graph), plain), graph["9"]["class_type"]
+        assert guided.shape == plain.shape and (guided - plain).abs().max() > 1e-4, graph["9"]["class_type"]
 
 
 def test_files_loaded_with_the_wrong_loader_say_where_they_go(tmp_path):

@@ -15,8 +15,10 @@ the mask of the part to keep as a 17th channel, packed together (diffusers'
 QwenImageControlNetInpaintPipeline, ComfyUI's concat_mask).
 
 The file is in diffusers' names, which are Qwen-Image's in ComfyUI's layout
-(graphflow.models.qwen_image), plus controlnet_blocks.{i} and controlnet_x_embedder; no union
-mode token (ComfyUI hands it SetUnionControlNetType's type, which it ignores).
+(graphflow.models.qwen_image), plus controlnet_blocks.{i} and controlnet_x_embedder; ComfyUI tells
+it by transformer_blocks.0.img_mlp.net.0.proj.weight beside controlnet_blocks.0.weight. No union
+mode token: the Union net reads any hint kind as it is (ComfyUI hands it SetUnionControlNetType's
+type, which it ignores; graphflow's SetUnionControlNetType refuses it).
 """
 
 import math
@@ -30,8 +32,6 @@ from .cast_layers import Linear
 from .mmdit_controlnet import assign
 from .qwen_image import QwenImage, QwenImageConfig, patchify, qwen_image_config_from_state_dict
 from .weight_files import CheckpointError
-
-KEY = "transformer_blocks.0.img_mlp.net.0.proj.weight"  # ComfyUI tells a Qwen-Image ControlNet by it
 
 
 @dataclass(frozen=True)
