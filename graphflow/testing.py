@@ -1772,3 +1772,44 @@ def write_qwen25vl(path, seed: int = 3, dtype=torch.float32, vision: bool = True
                                                torch.float32)["w"].to(dtype)
     save_file(state, str(path))
     return Path(path)
+
+
+# -- Qwen-Image ControlNets (helper qwen-control) ------------------------------------------------
+
+def write_qwen_image_controlnet(path, seed: int = 0, dtype=torch.float16, layers: int = 1, inpainting: bool = False,
+                                scaled_down: bool = True, joint_attention_dim: int = QWEN_IMAGE_TINY_JOINT_DIM) -> Path:
+    """A random InstantX Qwen-Image ControlNet in diffusers' layout, as ComfyUI's ControlNetLoader reads
+    InstantX's Qwen-Image-ControlNet-Union (5 blocks; tiny: `layers` of write_qwen_image's width):
+    Qwen-Image's names (no final layer) plus controlnet_blocks.{i} and controlnet_x_embedder (64
+    inputs; inpainting, as Qwen-Image-ControlNet-Inpainting: 68, the mask packed too)."""
+    from dataclasses import replace
+
+    from .models.qwen_image_controlnet import QwenImageControlNet, QwenImageControlNetConfig
+
+    model = replace(qwen_image_config(scaled_down, joint_attention_dim), num_layers=layers)
+    config = QwenImageControlNetConfig(model=model, hint_channels=model.in_channels + 4 * inpainting)
+    with torch.device("meta"):
+        shapes = _module_shapes(QwenImageControlNet(config))
+    save_file({k: v.to(dtype) for k, v in random_state(shapes, seed, torch.float32).items()}, str(path))
+    return Path(path)
+
+
+def write_qwen_diffsynth_controlnet(path, seed: int = 0, dtype=torch.bfloat16, inpaint: bool = False,
+                                    scaled_down: bool = True) -> Path:
+    """A random DiffSynth block-wise ControlNet for Qwen-Image as ComfyUI ships it in
+    models/model_patches/ (qwen_image_canny_diffsynth_controlnet.safetensors; inpaint: the
+    _inpaint_ one, img_in taking 68 features): img_in, controlnet_blocks.{i}.{x_rms, y_rms,
+    input_proj, output_proj}, one block per Qwen-Image block (60 of 3072; tiny: write_qwen_image's).
+    The RMS-norm gains are near 1."""
+    from .models.qwen_image_diffsynth import DiffSynthControlNet, DiffSynthControlNetConfig
+
+    model = qwen_image_config(scaled_down)
+    config = DiffSynthControlNetConfig(num_layers=model.num_layers, dim=model.dim, extra_channels=4 * inpaint)
+    with torch.device("meta"):
+        shapes = _module_shapes(DiffSynthControlNet(config))
+    state = random_state(shapes, seed, torch.float32)
+    generator = torch.Generator().manual_seed(seed + 1)
+    for k in [k for k in state if k.endswith("_rms.weight")]:
+        state[k] = 1.0 + 0.1 * torch.randn(state[k].shape, generator=generator)
+    save_file({k: v.to(dtype) for k, v in state.items()}, str(path))
+    return Path(path)

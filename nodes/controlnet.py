@@ -33,9 +33,10 @@ class LoadControlNet(Node):
     SD3.5 ControlNets in diffusers' layout (InstantX's, Stability's SD3.5 large ones); FLUX
     ControlNets in diffusers' layout (InstantX's) or XLabs'; union ControlNets (SDXL ControlNet++,
     xinsir's diffusion_pytorch_model[_promax].safetensors, and FLUX unions, InstantX's and
-    Shakker-Labs': set their type with SetUnionControlNetType); T2I-Adapters for SD1/SD2 and
-    SDXL, full or light, in TencentARC's or diffusers' layout. SD3 and FLUX ControlNets (XLabs' aside)
-    read the hint through a VAE: apply them with one. Control-LoRA files (Stability's) are built
+    Shakker-Labs': set their type with SetUnionControlNetType); Qwen-Image ControlNets (InstantX's
+    Union, which takes no type, and Inpainting); T2I-Adapters for SD1/SD2 and SDXL, full or light,
+    in TencentARC's or diffusers' layout. SD3, FLUX (XLabs' aside) and Qwen-Image ControlNets read
+    the hint through a VAE: apply them with one. Control-LoRA files (Stability's) are built
     on the weights of the model they are sampled with, when sampling starts, as in ComfyUI. A file whose name ends in _shuffle or _shuffle_fp16 (lllyasviel's shuffle
     ControlNet) has its residuals averaged over the image, as ComfyUI does."""
     category = "loaders"
@@ -117,7 +118,7 @@ class ApplyControlNetAdvanced(Node):
     """Guide the image with a ControlNet and a hint image, on the positive and the negative
     conditioning, between start_percent and end_percent of the sampling (converted to sigmas
     through the model's schedule; a start after the end leaves it never active, as in ComfyUI).
-    The VAE is for ControlNets that read latents (SD3/FLUX ones, which need it); SD1/SD2/SDXL
+    The VAE is for ControlNets that read latents (SD3/FLUX/Qwen-Image ones, which need it); SD1/SD2/SDXL
     ControlNets take the hint as pixels and ignore it."""
     category = "conditioning/controlnet"
     positive: CONDITIONING
@@ -170,12 +171,12 @@ class ApplyControlNetWithVAE(Node):
 
 
 class ApplyInpaintingControlNet(Node):
-    """Inpaint with an inpainting ControlNet (alimama's SD3 and FLUX ones): the hint is the image
-    with the masked part (white in the mask) blacked out, encoded by the VAE, plus the part to keep
-    (the mask inverted) as an extra channel; the mask is resized to the image (centre-cropped)
-    where their sizes differ. On the positive and the negative conditioning, between start_percent
-    and end_percent. Any other ControlNet is applied to the whole image, the mask unused (as
-    ComfyUI does)."""
+    """Inpaint with an inpainting ControlNet (alimama's SD3 and FLUX ones, InstantX's Qwen-Image
+    one): the hint is the image with the masked part (white in the mask) blacked out, encoded by
+    the VAE, plus the part to keep (the mask inverted) as an extra channel; the mask is resized to
+    the image (centre-cropped) where their sizes differ. On the positive and the negative
+    conditioning, between start_percent and end_percent. Any other ControlNet is applied to the
+    whole image, the mask unused (as ComfyUI does)."""
     category = "conditioning/controlnet"
     positive: CONDITIONING
     negative: CONDITIONING

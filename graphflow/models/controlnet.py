@@ -261,6 +261,10 @@ def load_control_model(path, base=None, device="cpu", dtype: torch.dtype | None 
             from .mmdit_controlnet import load_mmdit_controlnet
 
             return _named(load_mmdit_controlnet, wf, device, dtype)
+        if "controlnet_blocks.0.weight" in shapes and "transformer_blocks.0.img_mlp.net.0.proj.weight" in shapes:
+            from .qwen_image_controlnet import load_qwen_image_controlnet  # Qwen-Image (InstantX's)
+
+            return _named(load_qwen_image_controlnet, wf, device, dtype)
         if "controlnet_x_embedder.weight" in shapes or "pos_embed_input.weight" in shapes:  # FLUX
             from .flux_controlnet import load_flux_controlnet
 

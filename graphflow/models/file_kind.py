@@ -53,6 +53,8 @@ def _controlnet(shapes) -> FileKind | None:
         return FileKind(_named("Control-LoRA", _sd_family(shapes)), "controlnet", "LoadDiffControlNet")
     if "pos_embed_input.proj.weight" in shapes:
         return FileKind("ControlNet (SD3 / SD3.5)", "controlnet", "LoadControlNet")
+    if "controlnet_blocks.0.weight" in shapes and "transformer_blocks.0.img_mlp.net.0.proj.weight" in shapes:
+        return FileKind("ControlNet (Qwen-Image)", "controlnet", "LoadControlNet")  # InstantX's, ComfyUI's test
     if "controlnet_x_embedder.weight" in shapes or "pos_embed_input.weight" in shapes:
         union = "controlnet_mode_embedder.weight" in shapes
         return FileKind("union ControlNet (FLUX.1)" if union else "ControlNet (FLUX.1)", "controlnet", "LoadControlNet")
@@ -214,6 +216,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         return FileKind("FLUX Redux style model", "style_models", "LoadStyleModel")
     if "style_embedding" in shapes and "transformer_layes.0.attn.in_proj_weight" in shapes:
         return FileKind("T2I-Adapter style model (SD1.x)", "style_models", "LoadStyleModel")
+    if "controlnet_blocks.0.y_rms.weight" in shapes:  # ComfyUI's marker
+        return FileKind("Qwen-Image DiffSynth ControlNet (model patch)", "model_patches", "LoadModelPatch")
     if "feature_embedder.mid_layer_norm.bias" in shapes:  # ComfyUI's marker
         return FileKind("USO style projector (FLUX model patch)", "model_patches", "LoadModelPatch")
     if is_cosmos1_vae(shapes):

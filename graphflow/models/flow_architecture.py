@@ -73,7 +73,8 @@ _MARKERS = {"sd3": ("joint_blocks.0.x_block.attn.qkv.weight", "x_embedder.proj.w
             "wan": ("patch_embedding.weight", "text_embedding.0.weight", "blocks.0.self_attn.q.weight",
                     "head.modulation"),
             "lumina2": ("cap_embedder.1.weight", "noise_refiner.0.attention.k_norm.weight"),
-            "qwen_image": ("txt_norm.weight", "transformer_blocks.0.attn.add_q_proj.weight", "img_in.weight")}
+            "qwen_image": ("txt_norm.weight", "transformer_blocks.0.attn.add_q_proj.weight", "img_in.weight",
+                           "proj_out.weight")}  # proj_out: not its ControlNet (InstantX's, no final layer)
 _CONFIG_READERS = {"sd3": mmdit_config_from_state_dict, "flux": flux_config_from_state_dict,
                    "chroma": chroma_config_from_state_dict, "ltxv": ltxv_config_from_state_dict,
                    "mochi": mochi_config_from_state_dict, "wan": wan_config_from_state_dict,

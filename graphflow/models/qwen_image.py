@@ -124,6 +124,8 @@ class LastLayer(nn.Module):
 
 
 class QwenImage(nn.Module):
+    double_block_patches: tuple = ()  # callables (img, block index, latent) -> img, set on a shallow copy
+
     def __init__(self, config: QwenImageConfig):
         super().__init__()
         self.config = cfg = config
@@ -148,18 +150,33 @@ class QwenImage(nn.Module):
         img = torch.stack([torch.zeros_like(r), r, c], dim=-1).reshape(-1, 3).float()
         return torch.cat([txt, img])
 
+    def embed(self, x, sigma, context):
+        """x [B, 16, H, W] padded to whole patches -> (image tokens [B, h w, dim], text tokens, the
+        timestep embedding, rotary table, (h, w)): what the blocks take (the ControlNet's too)."""
+        cfg = self.config
+        b, c, H, W = x.shape
+        p = cfg.patch_size
+        h, w = H // p, W // p
+        temb = self.time_text_embed.timestep_embedder(1000 * sigma.float(), x.dtype)
+        txt = self.txt_in(self.txt_norm(context))
+        img = self.img_in(patchify(x, p))
+        pe = rope_table(self.positions(txt.shape[1], h, w, x.device), cfg)
+        return img, txt, temb, pe, (h, w)
+
     def forward(self, x, sigma, context, y=None, text_mask=None, control=None, **unused):
         """x [B, 16, 1, h, w] (ComfyUI's one-frame latent) or [B, 16, h, w], padded to whole
         patches and cropped back; sigma [B]; context Qwen2.5-VL's states [B or 1, T, joint dim] ->
         velocity of x's shape. text_mask [B, T] (1 keep): each sample's text cut to its kept
-        tokens (they must lead), as diffusers' mask gives. y is ignored (no pooled vector)."""
-        if control is not None:
-            raise ValueError("ControlNets are not supported with Qwen-Image models")
+        tokens (they must lead), as diffusers' mask gives. y is ignored (no pooled vector).
+        control (ControlNets, graphflow.models.qwen_image_controlnet): {"input": a residual (or
+        None) per block} added to the image tokens after that block, after the block's
+        `double_block_patches` (a MODEL patch's per-block additions: DiffSynth's ControlNets,
+        graphflow.models.qwen_image_diffsynth), as ComfyUI's order."""
         cfg = self.config
         if x.ndim == 5:
             if x.shape[2] != 1:
                 raise ValueError(f"Qwen-Image takes image latents (one frame), got {x.shape[2]} frames")
-            return self(x[:, :, 0], sigma, context, y, text_mask)[:, :, None]
+            return self(x[:, :, 0], sigma, context, y, text_mask, control)[:, :, None]
         if x.shape[1] != cfg.out_channels:
             raise ValueError(f"Qwen-Image takes {cfg.out_channels}-channel latents (the Wan 2.1 VAE's), "
                              f"got {x.shape[1]}")
@@ -173,17 +190,28 @@ class QwenImage(nn.Module):
         sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(b)
         if text_mask is not None:
             lengths = text_mask.to(torch.bool).sum(dim=1).reshape(-1).expand(b).tolist()
-            return torch.cat([self(x[i:i + 1], sigma[i:i + 1], context[i:i + 1, :max(1, int(n))])
+            rows = [{k: [None if r is None else r[i:i + 1] for r in v] for k, v in control.items()}
+                    if control is not None else None for i in range(b)]
+            return torch.cat([self(x[i:i + 1], sigma[i:i + 1], context[i:i + 1, :max(1, int(n))], control=rows[i])
                               for i, n in enumerate(lengths)])
+        latent = x
         x = F.pad(x, (0, -W % p, 0, -H % p), mode="circular")  # as ComfyUI's pad_to_patch_size
-        h, w = x.shape[-2] // p, x.shape[-1] // p
-        temb = self.time_text_embed.timestep_embedder(1000 * sigma.float(), x.dtype)
-        txt = self.txt_in(self.txt_norm(context))
-        # patches as tokens, features (channel, row, column) as ComfyUI's and diffusers' packing
-        img = self.img_in(x.reshape(b, c, h, p, w, p).permute(0, 2, 4, 1, 3, 5).reshape(b, h * w, c * p * p))
-        pe = rope_table(self.positions(txt.shape[1], h, w, x.device), cfg)
-        for block in self.transformer_blocks:
+        img, txt, temb, pe, (h, w) = self.embed(x, sigma, context)
+        residuals = (control or {}).get("input") or ()
+        for i, block in enumerate(self.transformer_blocks):
             img, txt = block(img, txt, temb, pe)
+            for patch in self.double_block_patches:
+                img = patch(img, i, latent)
+            if i < len(residuals) and residuals[i] is not None:  # the noisy image's tokens
+                n = residuals[i].shape[1]
+                img = torch.cat([img[:, :n] + residuals[i].to(img.dtype), img[:, n:]], dim=1)
         out = self.proj_out(self.norm_out(img, temb))
         out = out.reshape(b, h, w, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h * p, w * p)
         return out[..., :H, :W]
+
+
+def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
+    """[B, C, h p, w p] -> patches as tokens [B, h w, C p p], features (channel, row, column) as
+    ComfyUI's and diffusers' packing."""
+    b, c, H, W = x.shape
+    return x.reshape(b, c, H // p, p, W // p, p).permute(0, 2, 4, 1, 3, 5).reshape(b, H // p * (W // p), c * p * p)

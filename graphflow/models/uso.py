@@ -12,8 +12,9 @@ hidden space: USOStyleReference puts them before the text tokens after FLUX's tx
 position ids 0 like the text's (ComfyUI's "post_input" patch; graphflow.models.flux). The
 file's keys carry a `feature_embedder.` prefix (uso-flux1-projector-v1.safetensors).
 
-A model patch file of another kind (Qwen-Image DiffSynth and Z-Image Fun ControlNets, Wan
-MultiTalk) is recognised by its keys and refused by name.
+Qwen-Image DiffSynth block-wise ControlNets load too (graphflow.models.qwen_image_diffsynth); a
+model patch file of another kind (Z-Image Fun ControlNets, Wan MultiTalk) is recognised by its
+keys and refused by name.
 """
 
 from dataclasses import dataclass
@@ -28,9 +29,7 @@ LEVELS = ("high", "mid", "low")  # the order of the output tokens
 # SigLIP block outputs each level reads (indices into all_hidden_states' layer axis)
 LAYERS = {"low": -20, "mid": -11, "high": -2}
 # other patch kinds ModelPatchLoader knows, by a key only they have
-OTHER_KINDS = {"controlnet_blocks.0.y_rms.weight": "a Qwen-Image DiffSynth block-wise ControlNet "
-                                                   "(QwenImageDiffsynthControlnet)",
-               "control_all_x_embedder.2-1.weight": "a Z-Image Fun ControlNet (alibaba-pai)",
+OTHER_KINDS = {"control_all_x_embedder.2-1.weight": "a Z-Image Fun ControlNet (alibaba-pai)",
                "audio_proj.proj1.weight": "a Wan MultiTalk audio patch"}
 
 
@@ -116,16 +115,21 @@ def apply_uso(model, tokens: torch.Tensor):
     return model.with_unet(unet)
 
 
-def load_model_patch(path, device=None, dtype=None) -> ModelPatch:
-    """A models/model_patches/ file; only USO's style projector is run."""
+def load_model_patch(path, device=None, dtype=None):
+    """A models/model_patches/ file: USO's style projector (a ModelPatch) or a Qwen-Image DiffSynth
+    ControlNet (a graphflow.models.qwen_image_diffsynth.ModelPatch)."""
     from .checkpoint import _assign, _resolve
+    from .qwen_image_diffsynth import KEY, load_diffsynth_controlnet
 
     with WeightFile(path) as f:
+        if KEY in f.shapes:
+            return load_diffsynth_controlnet(f, device, dtype)
         if PREFIX + "mid_layer_norm.bias" not in f.shapes:
             for key, kind in OTHER_KINDS.items():
                 if key in f.shapes:
                     raise CheckpointError(f"{f.path.name} is {kind}, a model patch graphflow does not run; "
-                                          "only USO's style projector (uso-flux1-projector) is supported")
+                                          "USO's style projector (uso-flux1-projector) and Qwen-Image DiffSynth "
+                                          "ControlNets are supported")
             from .architecture import format_prefixes, prefix_summary
             from .file_kind import identify
 

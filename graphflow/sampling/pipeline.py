@@ -258,7 +258,8 @@ def _conditioning(args, kwargs) -> list:
 
 
 def _control_nets(model, args, kwargs) -> list:
-    """The ControlNets / T2I-Adapters in the run's conditioning (options["control"] chains); a
+    """The ControlNets / T2I-Adapters in the run's conditioning (options["control"] chains) and the
+    modules of the model's per-block patches (DiffSynth's ControlNets for Qwen-Image); a
     Control-LoRA (graphflow.models.controlnet.ControlLoraFile, whichever loader read it) is built on
     `model` here, as ComfyUI builds it when sampling starts."""
     nets = {}
@@ -270,6 +271,10 @@ def _control_nets(model, args, kwargs) -> list:
             if isinstance(net, torch.nn.Module):
                 nets[id(net)] = net
             applied = applied.previous
+    for patch in getattr(getattr(model, "unet", None), "double_block_patches", ()):  # Qwen-Image DiffSynth's
+        net = getattr(patch, "module", None)
+        if isinstance(net, torch.nn.Module):
+            nets[id(net)] = net
     return list(nets.values())
 
 
