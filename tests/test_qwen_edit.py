@@ -216,7 +216,8 @@ def test_ksampler_with_references_matches_diffusers(edit_models):
     2.5) with both prompts carrying a one-frame reference latent [1, 16, 1, h, w] (what the Edit
     node puts there): equals CFGNorm'd Euler steps of diffusers' transformer given the reference
     normalised as its pipeline does (sigmas 1, 3 * 0.5 / (1 + 2 * 0.5), 0). With one picture
-    FluxKontextMultiReferenceLatentMethod's "offset" places it as "index" does."""
+    FluxKontextMultiReferenceLatentMethod's "offset" places it as "index" does; with two, at
+    ComfyUI's offset positions (comfy_rope), unlike the default "index"."""
     from graphflow.models.latent_formats import WAN21
     from graphflow.registry import Registry
     from graphflow.sampling.noise import initial_noise
@@ -248,9 +249,25 @@ def test_ksampler_with_references_matches_diffusers(edit_models):
     ours = WAN21.process_in(out[:, :, 0].float())
     assert float(x.abs().mean()) > 0.05 and float((ours - x).abs().max()) < 1e-4 * float(x.abs().max())
 
-    offset = sample(*(call(reg, "FluxKontextMultiReferenceLatentMethod", conditioning=[(c, {"reference_latents": [ref]})],
-                           reference_latents_method="offset") for c in (cond, uncond)))
-    assert torch.equal(offset, out)  # one picture: frame 1, unshifted, by either method
+    one = sample(*(call(reg, "FluxKontextMultiReferenceLatentMethod", reference_latents_method="offset",
+                        conditioning=[(c, {"reference_latents": [ref]})]) for c in (cond, uncond)))
+    assert torch.equal(one, out)  # one picture: frame 1, unshifted, by either method
+
+    # two pictures placed by "offset": ComfyUI's positions
+    second = torch.randn(1, 16, 1, 5, 7, generator=g)
+    both = [(c, {"reference_latents": [ref, second]}) for c in (cond, uncond)]
+    offset = sample(*(call(reg, "FluxKontextMultiReferenceLatentMethod", reference_latents_method="offset",
+                           conditioning=[c]) for c in both))
+    refs = [qwen_vae_norm(r[:, :, 0]) for r in (ref, second)]
+    monkey = pytest.MonkeyPatch()
+
+    def velocity(x, sigma):
+        s = torch.tensor([sigma])
+        return tuple(diffusers_edit(theirs, x, s, c, refs, monkey, "offset") for c in (cond, uncond))
+
+    x = cfg_norm_euler(velocity, initial_noise(torch.zeros(1, 16, 1, 8, 12), 9)[:, :, 0], [1.0, 0.75, 0.0], 2.5)
+    assert float((WAN21.process_in(offset[:, :, 0].float()) - x).abs().max()) < 1e-4 * float(x.abs().max())
+    assert (sample([both[0]], [both[1]]) - offset).abs().max() > 1e-3  # "index" by default
 
     with pytest.raises(Exception, match="reference latent 0 must be an image's"):
         sample([(cond, {"reference_latents": [torch.zeros(1, 16, 2, 8, 8)]})], [(uncond, {})])
