@@ -460,9 +460,9 @@ class ConditioningSetAreaStrength(Node):
 
 class ReferenceLatent(Node):
     """Give an edit model a reference image: the latent (VAE-encoded image) is appended to the
-    conditioning's reference latents. FLUX Kontext sees them next to the image being generated;
-    chain several for several reference images (FluxKontextMultiReferenceLatentMethod places
-    them). Without a latent the conditioning passes unchanged."""
+    conditioning's reference latents. FLUX Kontext and Qwen-Image-Edit see them next to the image
+    being generated; chain several for several reference images (FluxKontextMultiReferenceLatentMethod
+    places them). Without a latent the conditioning passes unchanged."""
     category = "advanced/conditioning/edit_models"
     conditioning: CONDITIONING
     latent: LATENT = None

@@ -196,7 +196,8 @@ class FluxDisableGuidance(Node):
 class FluxKontextMultiReferenceLatentMethod(Node):
     """How FLUX Kontext places several reference latents (ReferenceLatent) in its position grid:
     offset (index 1, each next to the ones before), index (index 1, 2, 3, ... at the same place),
-    uxo/uno (index 0, shifted diagonally past the image, as UNO does)."""
+    uxo/uno (index 0, shifted diagonally past the image, as UNO does). Qwen-Image-Edit places
+    its pictures by index unless told offset (uxo/uno counts as offset there, as in ComfyUI)."""
     category = "advanced/conditioning/flux"
     conditioning: CONDITIONING
     reference_latents_method: str = Choice(["offset", "index", "uxo/uno"], "offset")

@@ -10,6 +10,8 @@ from graphflow.api import CLIP, CONDITIONING, IMAGE, VAE, ComfyAlias, Node, Node
 from nodes.conditioning import encoded
 
 PICTURE = "<|vision_start|><|image_pad|><|vision_end|>"  # where a picture's tokens go
+REFERENCE_PIXELS = 1024 * 1024  # the size pictures are scaled to for the VAE (and Edit's vision tower)
+PLUS_VISION_PIXELS = 384 * 384  # EditPlus's pictures for the vision tower
 
 
 def _area_scaled(image, pixels: int, multiple: int = 1):
@@ -63,7 +65,7 @@ class TextEncodeQwenImageEdit(Node):
     def run(self):
         pictures, references = [], []
         if self.image is not None:
-            picture = _area_scaled(self.image, 1024 * 1024)
+            picture = _area_scaled(self.image, REFERENCE_PIXELS)
             pictures.append(picture)
             if self.vae is not None:
                 references.append(self.vae.encode(picture))
@@ -96,8 +98,8 @@ class TextEncodeQwenImageEditPlus(Node):
         for n, image in enumerate((self.image1, self.image2, self.image3), start=1):
             if image is None:
                 continue
-            pictures.append(_area_scaled(image, 384 * 384))
+            pictures.append(_area_scaled(image, PLUS_VISION_PIXELS))
             if self.vae is not None:
-                references.append(self.vae.encode(_area_scaled(image, 1024 * 1024, multiple=8)))
+                references.append(self.vae.encode(_area_scaled(image, REFERENCE_PIXELS, multiple=8)))
             named += f"Picture {n}: {PICTURE}"
         return _encode(self.clip, named + self.prompt, EDIT_TEMPLATE, pictures, references)

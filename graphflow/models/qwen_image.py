@@ -17,6 +17,15 @@ x1000; the output is the velocity of x_t = (1 - sigma) x0 + sigma noise (ComfyUI
 Sampled as ComfyUI's QwenImage: ModelSamplingFlux with shift 1.15 (ModelSamplingAuraFlow in its
 template), the Wan 2.1 VAE's 16-channel latent. ComfyUI gives the network a one-frame video
 latent [B, 16, 1, h, w] (an image latent [B, 16, h, w] is taken too).
+
+Qwen-Image-Edit / Edit-2509 (the same file layout; TextEncodeQwenImageEdit(Plus) or ReferenceLatent
+put the pictures' latents in the conditioning): `reference_latents` (model-space latents, each its
+own size, one frame) are patchified like the noisy latent and appended after its tokens; each is
+centred on its own size like the image, its frame axis set apart: "index" (ComfyUI's default for
+Qwen-Image) puts reference k at frame k (1, 2, ...), as diffusers' img_shapes list does; "offset"
+puts them all at frame 1, shifted on the row / column axes where FLUX Kontext's "offset" places
+them (any other method, "uxo", is placed as "offset", as ComfyUI does). The text positions stay
+those of the noisy latent alone, and the output keeps its tokens only.
 """
 
 import torch
@@ -26,7 +35,7 @@ from torch import nn
 from .attention import attention
 from .cast_layers import Linear
 from .configs import QwenImageConfig, qwen_image_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
-from .flux import apply_rope
+from .flux import apply_rope, reference_positions
 from .lumina2 import rope_table
 from .mmdit import timestep_embedding
 
@@ -140,30 +149,50 @@ class QwenImage(nn.Module):
         self.norm_out = LastLayer(cfg.dim)
         self.proj_out = Linear(cfg.dim, cfg.patch_size ** 2 * cfg.out_channels)
 
-    def positions(self, txt_len: int, rows: int, cols: int, device) -> torch.Tensor:
-        """[txt_len + rows * cols, 3] rotary coordinates: text (s + i) on every axis, s = max(rows // 2,
-        cols // 2); patches (0, row - rows // 2, col - cols // 2), as ComfyUI's."""
+    def positions(self, txt_len: int, rows: int, cols: int, device, references=()) -> torch.Tensor:
+        """[txt_len + rows * cols + reference patches, 3] rotary coordinates: text (s + i) on every
+        axis, s = max(rows // 2, cols // 2); patches (0, row - rows // 2, col - cols // 2), as
+        ComfyUI's; then each reference's (frame, row, column) = (index, row + r - h // 2, column +
+        c - w // 2) for references = ((index, row, column, h, w), ...) in patches."""
         start = max(rows // 2, cols // 2)
         txt = torch.arange(start, start + txt_len, device=device, dtype=torch.float32)[:, None].expand(-1, 3)
-        r, c = torch.meshgrid(torch.arange(rows, device=device) - rows // 2,
-                              torch.arange(cols, device=device) - cols // 2, indexing="ij")
-        img = torch.stack([torch.zeros_like(r), r, c], dim=-1).reshape(-1, 3).float()
-        return torch.cat([txt, img])
 
-    def embed(self, x, sigma, context):
-        """x [B, 16, H, W] padded to whole patches -> (image tokens [B, h w, dim], text tokens, the
-        timestep embedding, rotary table, (h, w)): what the blocks take (the ControlNet's too)."""
+        def patches(index, row, column, h, w):
+            r, c = torch.meshgrid(torch.arange(h, device=device) + row - h // 2,
+                                  torch.arange(w, device=device) + column - w // 2, indexing="ij")
+            return torch.stack([torch.full_like(r, index), r, c], dim=-1).reshape(-1, 3).float()
+
+        return torch.cat([txt, patches(0, 0, 0, rows, cols), *(patches(*ref) for ref in references)])
+
+    def tokens(self, x):
+        """[B, C, H, W] -> ([B, h * w, C * p * p] patches as tokens, h, w), padded to whole patches
+        (circular, as ComfyUI's pad_to_patch_size)."""
+        p = self.config.patch_size
+        x = F.pad(x, (0, -x.shape[-1] % p, 0, -x.shape[-2] % p), mode="circular")
+        return patchify(x, p), x.shape[-2] // p, x.shape[-1] // p
+
+    def embed(self, x, sigma, context, refs=(), reference_method: str = "index"):
+        """x [B, 16, H, W] and the reference latents refs -> (image tokens [B, h w + the references',
+        dim], text tokens, the timestep embedding, rotary table, (h, w)): what the blocks take (the
+        ControlNet's too)."""
         cfg = self.config
-        b, c, H, W = x.shape
-        p = cfg.patch_size
-        h, w = H // p, W // p
+        img, h, w = self.tokens(x)
+        places = []
+        if refs:  # ComfyUI's offsets, in 2x2 patches, from the latents' own sizes (as FLUX Kontext's)
+            offsets = reference_positions([tuple(ref.shape[-2:]) for ref in refs], tuple(x.shape[-2:]),
+                                          "index" if reference_method == "index" else "offset")
+            for ref, (index, row, column) in zip(refs, offsets):
+                tokens, rh, rw = self.tokens(ref)
+                img = torch.cat([img, tokens], dim=1)
+                places.append((index, row, column, rh, rw))
         temb = self.time_text_embed.timestep_embedder(1000 * sigma.float(), x.dtype)
         txt = self.txt_in(self.txt_norm(context))
-        img = self.img_in(patchify(x, p))
-        pe = rope_table(self.positions(txt.shape[1], h, w, x.device), cfg)
+        img = self.img_in(img)
+        pe = rope_table(self.positions(txt.shape[1], h, w, x.device, places), cfg)
         return img, txt, temb, pe, (h, w)
 
-    def forward(self, x, sigma, context, y=None, text_mask=None, control=None, **unused):
+    def forward(self, x, sigma, context, y=None, text_mask=None, control=None, reference_latents=None,
+                reference_method: str = "index", **unused):
         """x [B, 16, 1, h, w] (ComfyUI's one-frame latent) or [B, 16, h, w], padded to whole
         patches and cropped back; sigma [B]; context Qwen2.5-VL's states [B or 1, T, joint dim] ->
         velocity of x's shape. text_mask [B, T] (1 keep): each sample's text cut to its kept
@@ -171,12 +200,21 @@ class QwenImage(nn.Module):
         control (ControlNets, graphflow.models.qwen_image_controlnet): {"input": a residual (or
         None) per block} added to the image tokens after that block, after the block's
         `double_block_patches` (a MODEL patch's per-block additions: DiffSynth's ControlNets,
-        graphflow.models.qwen_image_diffsynth), as ComfyUI's order."""
+        graphflow.models.qwen_image_diffsynth), as ComfyUI's order.
+        reference_latents: the Edit models' pictures, [B or 1, 16, h, w] or one frame [B or 1, 16,
+        1, h, w] each, placed by reference_method ("index" or "offset"; see the module's doc)."""
         cfg = self.config
+        refs = list(reference_latents or ())
+        for k, ref in enumerate(refs):
+            if ref.ndim == 5 and ref.shape[2] == 1:
+                refs[k] = ref = ref[:, :, 0]
+            if ref.ndim != 4 or ref.shape[1] != cfg.out_channels:
+                raise ValueError(f"Qwen-Image's reference latent {k} must be [B, {cfg.out_channels}, h, w] or one "
+                                 f"frame [B, {cfg.out_channels}, 1, h, w] (a Wan 2.1 VAE's), got {tuple(ref.shape)}")
         if x.ndim == 5:
             if x.shape[2] != 1:
                 raise ValueError(f"Qwen-Image takes image latents (one frame), got {x.shape[2]} frames")
-            return self(x[:, :, 0], sigma, context, y, text_mask, control)[:, :, None]
+            return self(x[:, :, 0], sigma, context, y, text_mask, control, refs, reference_method)[:, :, None]
         if x.shape[1] != cfg.out_channels:
             raise ValueError(f"Qwen-Image takes {cfg.out_channels}-channel latents (the Wan 2.1 VAE's), "
                              f"got {x.shape[1]}")
@@ -188,24 +226,24 @@ class QwenImage(nn.Module):
         p = cfg.patch_size
         context = context.to(x.dtype).expand(b, -1, -1)
         sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(b)
+        refs = [ref.to(x.device, x.dtype).expand(b, -1, -1, -1) for ref in refs]
         if text_mask is not None:
             lengths = text_mask.to(torch.bool).sum(dim=1).reshape(-1).expand(b).tolist()
             rows = [{k: [None if r is None else r[i:i + 1] for r in v] for k, v in control.items()}
                     if control is not None else None for i in range(b)]
-            return torch.cat([self(x[i:i + 1], sigma[i:i + 1], context[i:i + 1, :max(1, int(n))], control=rows[i])
+            return torch.cat([self(x[i:i + 1], sigma[i:i + 1], context[i:i + 1, :max(1, int(n))], control=rows[i],
+                                   reference_latents=[ref[i:i + 1] for ref in refs], reference_method=reference_method)
                               for i, n in enumerate(lengths)])
-        latent = x
-        x = F.pad(x, (0, -W % p, 0, -H % p), mode="circular")  # as ComfyUI's pad_to_patch_size
-        img, txt, temb, pe, (h, w) = self.embed(x, sigma, context)
+        img, txt, temb, pe, (h, w) = self.embed(x, sigma, context, refs, reference_method)
+        n = h * w
         residuals = (control or {}).get("input") or ()
         for i, block in enumerate(self.transformer_blocks):
             img, txt = block(img, txt, temb, pe)
             for patch in self.double_block_patches:
-                img = patch(img, i, latent)
+                img = patch(img, i, x)
             if i < len(residuals) and residuals[i] is not None:  # the noisy image's tokens
-                n = residuals[i].shape[1]
                 img = torch.cat([img[:, :n] + residuals[i].to(img.dtype), img[:, n:]], dim=1)
-        out = self.proj_out(self.norm_out(img, temb))
+        out = self.proj_out(self.norm_out(img[:, :n], temb))  # the noisy latent's tokens only
         out = out.reshape(b, h, w, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h * p, w * p)
         return out[..., :H, :W]
 

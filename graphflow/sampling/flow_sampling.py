@@ -247,7 +247,7 @@ class FlowDenoiser:
             if getattr(self.model, "arch", None) != "flux":
                 raise ValueError("an attention mask (StyleModelApply's attn_bias) needs a FLUX model")
             kwargs["attention_mask"] = attention_mask.to(x.device)
-        if reference_latents:  # FLUX Kontext, Wan 2.2 Fun Control's ref_conv (prepare_conds gives only these)
+        if reference_latents:  # FLUX Kontext, Qwen-Image-Edit, Wan 2.2 Fun Control's ref_conv (prepare_conds' only)
             kwargs["reference_latents"] = [r.to(x.device, dtype) for r in reference_latents]
             kwargs["reference_method"] = reference_method
 

@@ -28,7 +28,8 @@ ConditioningSetArea / SetMask do:
     sigma against the bounds rounded to float32 (ComfyUI's tensor comparison); at a step where no entry of a side is active that side's prediction is 0, as in ComfyUI.
   - an entry with "reference_latents" (ReferenceLatent: raw latents, each its own size) passes them,
     in model space and repeated to the batch, to a FLUX model with its "reference_latents_method"
-    (FluxKontextMultiReferenceLatentMethod; "offset" by default); other models refuse them.
+    (FluxKontextMultiReferenceLatentMethod; "offset" by default) or to a Qwen-Image model (the
+    Edit models' pictures; "index" by default); other models refuse them.
   - an entry with "hooks" (graphflow.sampling.hooks) is evaluated with its LoRAs patched into the
     model, never batched with entries of another hook set; an entry with "default"
     (ConditioningSetDefaultCombine) weighs 1 minus the weights of its side's other active entries
@@ -281,7 +282,9 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             attention_mask=attention_mask,
             negative=negative,
             references=references,
-            reference_method=options.get("reference_latents_method") or "offset",
+            # ComfyUI's default placement: Qwen-Image's model "index", FLUX Kontext's "offset"
+            reference_method=options.get("reference_latents_method") or (
+                "index" if getattr(model, "arch", None) == "qwen_image" else "offset"),
             hooks=options.get("hooks"),
             default=bool(options.get("default")),
             prior=prior,
@@ -425,8 +428,10 @@ def _reference_latents(model, options: dict, batch: int, device) -> tuple[torch.
         return ()
     if getattr(model, "arch", None) == "wan":  # Wan 2.2 Fun Control (Wan22FunControlToVideo's ref_image)
         return _wan_reference(model, latents, batch, device)
+    if getattr(model, "arch", None) == "qwen_image":  # Qwen-Image-Edit's pictures (TextEncodeQwenImageEdit)
+        return _qwen_references(model, latents, batch, device)
     if getattr(model, "arch", None) != "flux" or getattr(model, "fill", False):
-        raise ValueError(f"ReferenceLatent: reference latents need a FLUX Kontext model; this "
+        raise ValueError(f"ReferenceLatent: reference latents need a FLUX Kontext or Qwen-Image-Edit model; this "
                          f"{getattr(model, 'arch', '?')}{' Fill' if getattr(model, 'fill', False) else ''} "
                          f"model does not take them (remove the ReferenceLatent node)")
     fmt = model.latent_format
@@ -435,6 +440,22 @@ def _reference_latents(model, options: dict, batch: int, device) -> tuple[torch.
         if latent.ndim != 4 or latent.shape[1] != fmt.channels:
             raise ValueError(f"ReferenceLatent: reference latent {k} must be [B, {fmt.channels}, h, w] (a FLUX "
                              f"VAE's latent), got shape {tuple(latent.shape)}")
+        out.append(repeat_to_batch(fmt.process_in(latent.float()), batch).to(device))
+    return tuple(out)
+
+
+def _qwen_references(model, latents, batch: int, device) -> tuple[torch.Tensor, ...]:
+    """Qwen-Image-Edit's reference latents, as ComfyUI's QwenImage passes them: each through the
+    Wan 2.1 latent format (model space), [B, 16, h, w] (a one-frame [B, 16, 1, h, w] loses its frame
+    axis), repeated to the batch."""
+    fmt, out = model.latent_format, []
+    for k, latent in enumerate(latents):
+        if latent.ndim == 5 and latent.shape[2] == 1:
+            latent = latent[:, :, 0]
+        if latent.ndim != 4 or latent.shape[1] != fmt.channels:
+            raise ValueError(f"ReferenceLatent: reference latent {k} must be an image's [B, {fmt.channels}, h, w] or "
+                             f"one frame [B, {fmt.channels}, 1, h, w] (the Qwen-Image / Wan 2.1 VAE's), got shape "
+                             f"{tuple(latent.shape)}")
         out.append(repeat_to_batch(fmt.process_in(latent.float()), batch).to(device))
     return tuple(out)
 
