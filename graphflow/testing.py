@@ -1719,3 +1719,43 @@ def write_qwen_image(path, seed: int = 0, dtype=torch.float16, scaled_down: bool
     state = qwen_image_state(seed, scaled_down, joint_attention_dim)
     save_file({prefix + k: v.to(dtype) for k, v in state.items()}, str(path))
     return Path(path)
+
+
+# -- HunyuanVideo's text encoder: LLaVA-Llama-3 8B's language model (with CLIP-L) -----------------
+
+LLAMA_TINY_WIDTH = 128  # the tiny LLaVA-Llama-3's hidden size: the tiny HunyuanVideo's text_states_dim
+LLAMA_TINY_POOLED = 64  # the tiny CLIP-L's (write_text_encoder(path, "clip_l")): its text_states_dim_2
+
+
+def llava_llama3_config(scaled_down: bool = True):
+    """LLaVA-Llama-3 8B's language model, or a tiny one: 4 layers (layer -3 has one after it),
+    2 query heads sharing 1 key/value head of ComfyUI's fixed 128 channels, width 128, LLaVA's
+    128,320-row vocabulary (every id the tokenizer gives, <pad> 128258 included)."""
+    from .models.llama import LlamaConfig
+
+    if not scaled_down:
+        return LlamaConfig()
+    return LlamaConfig(hidden_size=LLAMA_TINY_WIDTH, intermediate_size=96, num_layers=4, num_heads=2, num_kv_heads=1)
+
+
+def llava_llama3_state(seed: int = 4, config=None) -> dict[str, torch.Tensor]:
+    """A random LLaVA-Llama-3 language model in ComfyUI's names (model.embed_tokens,
+    model.layers.N..., model.norm), float32; the tiny llava_llama3_config unless given."""
+    from .models.llama import Llama
+
+    with torch.device("meta"):
+        shapes = _module_shapes(Llama(config or llava_llama3_config()))
+    return random_state(shapes, seed, torch.float32)
+
+
+def write_llava_llama3(path, seed: int = 4, dtype=torch.float16, lm_head: bool = False) -> Path:
+    """A tiny llava_llama3_fp16.safetensors as ComfyUI ships it: the language model's model.*
+    weights (with lm_head, a head as transformers' saves keep: `lm_head.weight`, left unread).
+    ComfyUI's llava_llama3_fp8_scaled: write_scaled_fp8 on this one with prefixes=("model.",).
+    DualCLIPLoader type hunyuan_video takes it with write_text_encoder(path, "clip_l")."""
+    state = {k: v.to(dtype) for k, v in llava_llama3_state(seed).items()}
+    if lm_head:
+        state["lm_head.weight"] = random_state({"w": state["model.embed_tokens.weight"].shape}, seed + 1,
+                                               torch.float32)["w"].to(dtype)
+    save_file(state, str(path))
+    return Path(path)
