@@ -37,7 +37,8 @@ def reference_tokenizer(tmp_path_factory):
 
     ranks = tmp_path_factory.mktemp("llama") / "llama3.tiktoken"
     ranks.write_bytes(gzip.decompress(VOCAB_FILE.read_bytes()))
-    tok = TikTokenConverter(vocab_file=str(ranks), pattern=PATTERN, extra_special_tokens=list(SPECIAL_TOKENS)).converted()
+    tok = TikTokenConverter(vocab_file=str(ranks), pattern=PATTERN,
+                            extra_special_tokens=list(SPECIAL_TOKENS)).converted()
     tok.post_processor = processors.TemplateProcessing(single="<|begin_of_text|> $A",
                                                        special_tokens=[("<|begin_of_text|>", BOS)])
     ref = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin_of_text|>", pad_token="<pad>",
@@ -87,7 +88,8 @@ def test_prompt_weights_are_read(reference_tokenizer):
     assert tail == want[0] + want[1] + want[2]
     assert weights[95:] == [1.0] * len(want[0]) + [1.5] * len(want[1]) + [1.0] * len(want[2])
     ids, weights = prompt_tokens("((cat))")
-    assert weights[95:] == [pytest.approx(1.21)] * len(reference_tokenizer("cat", add_special_tokens=False)["input_ids"]) + [1.0]
+    cat = reference_tokenizer("cat", add_special_tokens=False)["input_ids"]
+    assert weights[95:] == [pytest.approx(1.21)] * len(cat) + [1.0]
 
 
 def test_embedding_names_are_dropped_with_their_leftover_kept(reference_tokenizer):
@@ -330,3 +332,50 @@ def test_dropped_encoders_are_read_back_from_their_files(fresh_manager, tiny_fil
         assert all(torch.equal(module.state_dict()[k], v) for k, v in state.items()), name
     after = clip.encode("a cat")
     assert torch.equal(before[0], after[0]) and torch.equal(before[1], after[1])
+
+
+def test_clipsave_merge_and_attention_multiply(tmp_path, tiny_files):
+    """CLIPSave writes CLIP-L and the Llama (model.*) as files DualCLIPLoader hunyuan_video reads back
+    unchanged; CLIPMergeSimple merges both networks by name; CLIPAttentionMultiply scales the
+    Llama's q/k/v projections (not o_proj: ComfyUI matches self_attn.out_proj) and CLIP-L's four."""
+    from safetensors.torch import load_file, save_file
+
+    from graphflow.models.attention_multiply import multiply_clip_attention
+    from graphflow.models.checkpoint_save import save_text_encoder, text_encoder_states
+    from graphflow.models.merge import merge_clips
+    from graphflow.models.text_encoder_files import load_text_encoders
+
+    clip = load_text_encoders(list(tiny_files), "hunyuan_video", device="cpu", dtype=torch.float32)
+    states = text_encoder_states(clip)
+    assert set(states) == {"clip_l", "llama"} and all(k.startswith("model.") for k in states["llama"][0])
+    saved = [save_text_encoder(tmp_path / f"clip_{name}.safetensors", state) for name, state in states.items()]
+    back = load_text_encoders(saved, "hunyuan_video", device="cpu", dtype=torch.float32)
+    for a, b in zip(back.encode("a (red:1.2) fox"), clip.encode("a (red:1.2) fox")):
+        assert torch.equal(a, b)
+
+    other_llama = write_llava_llama3(tmp_path / "other_llama.safetensors", seed=9, dtype=torch.float32)
+    other_clip = write_text_encoder(tmp_path / "other_clip_l.safetensors", "clip_l", seed=9, dtype=torch.float32)
+    other = load_text_encoders([other_llama, other_clip], "hunyuan_video", device="cpu", dtype=torch.float32)
+    merged = merge_clips(clip, other, lambda name: (0.25, 0.75))
+    for mine, theirs, name in ((tiny_files[0], other_llama, "llama"), (tiny_files[1], other_clip, "clip_l")):
+        a, b = load_file(str(mine)), load_file(str(theirs))
+        mix = {k: 0.25 * v + 0.75 * b[k] for k, v in a.items() if k in b}  # the head aside: not read
+        save_file(mix, str(tmp_path / f"mix_{name}.safetensors"))
+    mix = load_text_encoders([tmp_path / "mix_llama.safetensors", tmp_path / "mix_clip_l.safetensors"],
+                             "hunyuan_video", device="cpu", dtype=torch.float32)
+    for a, b in zip(merged.encode("a fox"), mix.encode("a fox")):
+        assert (a - b).abs().max() < 1e-4
+    assert (clip.encode("a fox")[0] - merged.encode("a fox")[0]).abs().max() > 1e-3
+
+    scaled = multiply_clip_attention(clip, 1.0, 1.0, 2.0, 3.0)  # v x 2, out x 3
+    state = load_file(str(tiny_files[0]))
+    state = {k: v * 2 if ".self_attn.v_proj." in k else v for k, v in state.items()}  # o_proj untouched
+    save_file(state, str(tmp_path / "v2.safetensors"))
+    clip_state = load_file(str(tiny_files[1]))
+    clip_state = {k: v * (2 if ".self_attn.v_proj." in k else 3 if ".self_attn.out_proj." in k else 1)
+                  for k, v in clip_state.items()}
+    save_file(clip_state, str(tmp_path / "clip_v2.safetensors"))
+    want = load_text_encoders([tmp_path / "v2.safetensors", tmp_path / "clip_v2.safetensors"], "hunyuan_video",
+                              device="cpu", dtype=torch.float32)
+    for a, b in zip(scaled.encode("a fox"), want.encode("a fox")):
+        assert (a - b).abs().max() < 1e-4

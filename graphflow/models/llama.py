@@ -435,8 +435,3 @@ class HunyuanVideoTextEncoder:
         _, pooled = clip_encode(self.clip_l, _windows(self.clip_l, prompt), -1, projected=False)
         return context, pooled
 
-
-def hunyuan_video_text_encoder(source, clip_l, device=None, dtype: torch.dtype = torch.float32) -> HunyuanVideoTextEncoder:
-    """The hunyuan_video CLIP from a LLaVA-Llama-3 `source` (`shapes` + `get(key, device, dtype)`,
-    keys without prefix: a graphflow.models.weight_files.KeyView) and a CLIP-L ClipTower."""
-    return HunyuanVideoTextEncoder(llama_from_weights(source.shapes, source.get, device, dtype), clip_l)

@@ -99,6 +99,10 @@ def merge_models(model1: DiffusionModel, model2: DiffusionModel, factors: Factor
 
 def merge_clips(clip1: TextEncoder, clip2: TextEncoder, factors: Factors) -> TextEncoder:
     from .gemma2 import GemmaTextEncoder
+    from .llama import HunyuanVideoTextEncoder
+
+    if isinstance(clip1, HunyuanVideoTextEncoder) or isinstance(clip2, HunyuanVideoTextEncoder):
+        return _merge_hunyuan_video(clip1, clip2, factors)
 
     if isinstance(clip1, GemmaTextEncoder) or isinstance(clip2, GemmaTextEncoder):  # Lumina 2: one network
         if not (isinstance(clip1, GemmaTextEncoder) and isinstance(clip2, GemmaTextEncoder)):
@@ -124,6 +128,20 @@ def merge_clips(clip1: TextEncoder, clip2: TextEncoder, factors: Factors) -> Tex
                                                                              "text encoder t5xxl")))
         merged = copy.copy(merged)
         merged.t5 = t5
+    return merged
+
+
+def _merge_hunyuan_video(clip1, clip2, factors: Factors):
+    """HunyuanVideo's CLIP: ComfyUI patches every weight by name, LLaVA-Llama-3's and CLIP-L's."""
+    if type(clip1) is not type(clip2):
+        raise MergeError(f"can't merge a {clip1.arch} text encoder with a {clip2.arch} one")
+    llama = _pinned_like(clip1.model, merge_modules(clip1.model, clip2.model, factors, "text encoder llama",
+                                                    (clip1.patches, clip2.patches)))
+    l1, l2 = clip1.clip_l, clip2.clip_l
+    clip_l = l1.with_model(_pinned_like(l1.model, merge_modules(l1.model, l2.model, factors, "text encoder clip_l",
+                                                                (l1.patches, l2.patches))))
+    merged = clip1.with_patches(()).with_towers([clip_l])  # a new encoder object: its Llama is set below
+    merged.model = llama
     return merged
 
 
