@@ -379,3 +379,12 @@ def test_clipsave_merge_and_attention_multiply(tmp_path, tiny_files):
                               device="cpu", dtype=torch.float32)
     for a, b in zip(scaled.encode("a fox"), want.encode("a fox")):
         assert (a - b).abs().max() < 1e-4
+
+
+def test_device_cpu_keeps_both_encoders_on_the_cpu(fresh_manager, tiny_files):
+    """DualCLIPLoader device "cpu": the Llama and CLIP-L are pinned there (loaded and run on the CPU)."""
+    from graphflow.models.text_encoder_files import load_text_encoders
+
+    clip = load_text_encoders(list(tiny_files), "hunyuan_video", on_cpu=True)
+    assert fresh_manager.is_pinned(clip.model) and fresh_manager.is_pinned(clip.clip_l.model)
+    assert clip.device.type == "cpu" and clip.encode("a cat")[0].shape == (1, 3, LLAMA_TINY_WIDTH)
