@@ -20,8 +20,9 @@ HunyuanVideo's system template (TEMPLATE: diffusers' HunyuanVideoPipeline's too)
 are read over the whole text ("(word:1.2)", "\\(" a bracket) and each weighted part is tokenized by
 Llama 3's BPE (Llama3Tokenizer: the ranks ship in graphflow/models/llama_tokenizer/; special tokens
 such as <|eot_id|> are matched anywhere in the text) after <|begin_of_text|>; no padding, so one
-prompt has no attention mask, and no truncation (diffusers cuts prompts at 256 tokens, ComfyUI does not). The states are layer -3's output (the third from the end, layer 29
-of 32, unnormed: hidden_states[-3], diffusers' num_hidden_layers_to_skip 2), from the first token
+prompt has no attention mask, and no truncation (diffusers cuts prompts at 256 tokens, ComfyUI
+does not). The states are layer -3's output (the third from the end, layer 29 of 32, unnormed:
+hidden_states[-3], diffusers' num_hidden_layers_to_skip 2), from the first token
 after the user header's <|start_header_id|>user<|end_header_id|> and its "\\n\\n" up to and
 including the prompt's <|eot_id|> (ComfyUI finds the header by its ids: 95 tokens in, diffusers'
 crop_start). Weighted tokens become empty + (z - empty) * w, empty being the encoding of
