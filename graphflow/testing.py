@@ -1759,3 +1759,18 @@ def write_llava_llama3(path, seed: int = 4, dtype=torch.float16, lm_head: bool =
                                                torch.float32)["w"].to(dtype)
     save_file(state, str(path))
     return Path(path)
+
+
+def write_llava_llama3_vision(path, seed: int = 5, dtype=torch.float16, out_width: int = LLAMA_TINY_WIDTH) -> Path:
+    """A tiny llava_llama3_vision.safetensors (CLIPVisionLoader; HunyuanVideo image-to-video): the
+    scaled-down CLIP ViT of clip_vision_config (16 patches of 14 pixels at 56, no visual
+    projection, as LLaVA's tower) in transformers' vision_model.* names, with LLaVA's projector
+    multi_modal_projector.linear_1 / linear_2 to `out_width` (the tiny LLaVA-Llama-3's)."""
+    from .models.clip_vision import CLIPVisionModel
+
+    config = clip_vision_config(projection_dim=0)
+    config.projector_dim = out_width
+    with torch.device("meta"):
+        shapes = _module_shapes(CLIPVisionModel(config))
+    save_file({k: v.to(dtype) for k, v in random_state(shapes, seed, torch.float32).items()}, str(path))
+    return Path(path)

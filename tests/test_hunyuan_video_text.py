@@ -3,7 +3,8 @@ transformers' fast tokenizer built from the same ranks file by transformers' own
 the LLaVA-Llama-3 language model against transformers' LlamaModel on identical weights; the
 conditioning against diffusers' HunyuanVideoPipeline.encode_prompt (its _get_llama_prompt_embeds /
 _get_clip_prompt_embeds) on the same tiny files; ComfyUI's file layout (scaled fp8 included),
-CLIPSetLastLayer, prompt weights, memory read-back and errors."""
+CLIPSetLastLayer, prompt weights, memory read-back and errors; TextEncodeHunyuanVideo_ImageToVideo
+against transformers' LlavaForConditionalGeneration."""
 
 import gzip
 
@@ -68,15 +69,15 @@ def test_template_prefix_is_95_tokens(reference_tokenizer):
         ids, weights = prompt_tokens(prompt)
         assert ids == reference_tokenizer(TEMPLATE.format(prompt))["input_ids"], prompt
         assert weights == [1.0] * len(ids)
-        span = prompt_span(ids)
+        span, _ = prompt_span(ids)
         assert span.start == 95, prompt
         # through the first <|eot_id|> after the user header
         assert ids[span][-1] == 128009 and 128009 not in ids[span][:-1]
     ids, _ = prompt_tokens("a cat")
-    assert ids[prompt_span(ids)] == reference_tokenizer("a cat<|eot_id|>", add_special_tokens=False)["input_ids"]
+    assert ids[prompt_span(ids)[0]] == reference_tokenizer("a cat<|eot_id|>", add_special_tokens=False)["input_ids"]
     # without a user header (another template): all of it, ComfyUI's slice from 0
     own, _ = prompt_tokens("plain", template="{}")
-    assert prompt_span(own) == slice(0, None) and own == [BOS, reference_tokenizer.convert_tokens_to_ids("plain")]
+    assert prompt_span(own) == (slice(0, None), []) and own == [BOS, reference_tokenizer.convert_tokens_to_ids("plain")]
 
 
 def test_prompt_weights_are_read(reference_tokenizer):
@@ -224,7 +225,7 @@ def test_clip_set_last_layer_and_weights(tiny_files):
     clip = load_text_encoders(list(tiny_files), "hunyuan_video", device="cpu", dtype=torch.float32)
     theirs = transformers_llama({k: v for k, v in load_file(str(tiny_files[0])).items() if k.startswith("model.")})
     ids, _ = prompt_tokens("a red fox")
-    span = prompt_span(ids)
+    span, _ = prompt_span(ids)
     with torch.no_grad():
         want = theirs(input_ids=torch.tensor([ids]), output_hidden_states=True)
     assert (clip.encode("a red fox")[0] - want.hidden_states[-3][:, span]).abs().max() < TOL
@@ -244,9 +245,9 @@ def test_clip_set_last_layer_and_weights(tiny_files):
         empty = theirs(input_ids=torch.tensor([[BOS] + [PAD] * (len(plain_ids) - 1)]), output_hidden_states=True,
                        attention_mask=torch.tensor([[1] + [0] * (len(plain_ids) - 1)])).hidden_states[-3]
     w = torch.tensor(weights)[None, :, None]
-    want = torch.where(w != 1, (z - empty) * w + empty, z)[:, prompt_span(plain_ids)]
+    want = torch.where(w != 1, (z - empty) * w + empty, z)[:, prompt_span(plain_ids)[0]]
     assert 1.5 in weights and (weighted - want).abs().max() < TOL
-    assert (weighted - z[:, prompt_span(plain_ids)]).abs().max() > 1e-3
+    assert (weighted - z[:, prompt_span(plain_ids)[0]]).abs().max() > 1e-3
     _, pooled = clip.encode("a red fox")
     assert torch.allclose(pooled_w, pooled, atol=TOL)  # CLIP-L's pooled output ignores weights
 
@@ -388,3 +389,117 @@ def test_device_cpu_keeps_both_encoders_on_the_cpu(fresh_manager, tiny_files):
     clip = load_text_encoders(list(tiny_files), "hunyuan_video", on_cpu=True)
     assert fresh_manager.is_pinned(clip.model) and fresh_manager.is_pinned(clip.clip_l.model)
     assert clip.device.type == "cpu" and clip.encode("a cat")[0].shape == (1, 3, LLAMA_TINY_WIDTH)
+
+
+@pytest.mark.parametrize("interleave", [2, 1])
+def test_image_to_video_matches_transformers_llava(tmp_folders, tiny_files, interleave):
+    """CLIPVisionLoader llava_llama3_vision + CLIPVisionEncode + TextEncodeHunyuanVideo_ImageToVideo
+    against transformers' LlavaForConditionalGeneration on the same weights (vision_feature_layer
+    -2, the class token dropped, the projector, the <image> token expanded to the picture's rows):
+    its language model's hidden_states[-3], every `interleave`-th picture row, then the prompt's
+    tokens through its <|eot_id|>, as ComfyUI's HunyuanVideoClipModel cuts them."""
+    import shutil
+
+    from PIL import Image
+    from safetensors.torch import load_file
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    from graphflow.executor import Executor
+    from graphflow.models.clip_vision import preprocess
+    from graphflow.models.llama import I2V_TEMPLATE, IMAGE
+    from graphflow.registry import Registry
+    from graphflow.testing import clip_vision_config, write_llava_llama3_vision
+    from graphflow.workflow import parse_workflow
+
+    models = tmp_folders.models
+    for sub in ("text_encoders", "clip_vision"):
+        (models / sub).mkdir()
+    for path in tiny_files:
+        shutil.copy(path, models / "text_encoders" / path.name)
+    vision = write_llava_llama3_vision(models / "clip_vision" / "llava_llama3_vision.safetensors", dtype=torch.float32)
+    pixels8 = torch.randint(0, 256, (70, 60, 3), generator=torch.Generator().manual_seed(3), dtype=torch.uint8)
+    Image.fromarray(pixels8.numpy()).save(tmp_folders.inputs / "pic.png")
+    prompt = "a cat walks"
+    graph = {"1": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": "llava_llama3_fp16.safetensors",
+                                                             "clip_name2": "clip_l.safetensors",
+                                                             "type": "hunyuan_video", "device": "default"}},
+             "2": {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": "llava_llama3_vision.safetensors"}},
+             "3": {"class_type": "CLIPVisionEncode", "inputs": {"clip_vision": ["2", 0], "image": ["5", 0],
+                                                                "crop": "center"}},
+             "4": {"class_type": "TextEncodeHunyuanVideo_ImageToVideo",
+                   "inputs": {"clip": ["1", 0], "clip_vision_output": ["3", 0], "prompt": prompt,
+                              "image_interleave": interleave}},
+             "5": {"class_type": "LoadImage", "inputs": {"image": "pic.png"}}}
+    registry = Registry().load_builtin()
+    result = Executor(registry).run(parse_workflow(graph, registry), outputs=["4", "3", "1"])
+    assert result.ok, result.error
+    [(cond, options)] = result.values["4"][0]
+    output, clip = result.values["3"][0], result.values["1"][0]
+    assert output.mm_projected.shape == (1, 16, LLAMA_TINY_WIDTH)
+    picture = pixels8[None].float() / 255
+
+    llama_cfg = llava_llama3_config()
+    vision_cfg = clip_vision_config(projection_dim=0)
+    llava = LlavaForConditionalGeneration(LlavaConfig(
+        vision_config=CLIPVisionConfig(hidden_size=vision_cfg.hidden_size, num_hidden_layers=vision_cfg.num_layers,
+                                       num_attention_heads=vision_cfg.num_heads,
+                                       intermediate_size=vision_cfg.intermediate_size,
+                                       patch_size=vision_cfg.patch_size, image_size=vision_cfg.image_size,
+                                       hidden_act=vision_cfg.hidden_act),
+        text_config=LlamaConfig(vocab_size=llama_cfg.vocab_size, hidden_size=llama_cfg.hidden_size,
+                                intermediate_size=llama_cfg.intermediate_size, num_hidden_layers=llama_cfg.num_layers,
+                                num_attention_heads=llama_cfg.num_heads, num_key_value_heads=llama_cfg.num_kv_heads,
+                                head_dim=llama_cfg.head_dim, rms_norm_eps=llama_cfg.eps,
+                                rope_theta=llama_cfg.rope_theta),
+        image_token_index=IMAGE, vision_feature_layer=-2, vision_feature_select_strategy="default",
+        projector_hidden_act="gelu", attn_implementation="eager"))
+    state = {"model.vision_tower." + k.removeprefix("vision_model."): v for k, v in load_file(str(vision)).items()
+             if k.startswith("vision_model.")}
+    state |= {"model." + k: v for k, v in load_file(str(vision)).items() if k.startswith("multi_modal_projector.")}
+    state |= {"model.language_model." + k.removeprefix("model."): v
+              for k, v in load_file(str(tiny_files[0])).items() if k.startswith("model.")}
+    missing, unexpected = llava.load_state_dict(state, strict=False)
+    assert not unexpected and missing == ["lm_head.weight"]
+    ids, _ = prompt_tokens(prompt, I2V_TEMPLATE)
+    at = ids.index(IMAGE)
+    expanded = ids[:at] + [IMAGE] * 16 + ids[at + 1:]
+    pixels = preprocess(picture, 56, vision_cfg.image_mean, vision_cfg.image_std)
+    with torch.no_grad():
+        states = llava.eval()(input_ids=torch.tensor([expanded]), pixel_values=pixels,
+                              output_hidden_states=True).hidden_states[-3]
+    text, _ = prompt_span(expanded)  # found in the expanded ids: the same cut
+    want = torch.cat([states[:, at:at + 16:interleave], states[:, text]], dim=1)
+    assert ids[prompt_span(ids)[0]][-1] == 128009 and cond.shape == want.shape
+    assert (cond - want).abs().max() < TOL
+    assert cond.shape[1] == 16 // interleave + len(prompt_tokens(prompt)[0]) - 95
+    _, pooled = clip.encode(prompt)
+    assert torch.equal(options["pooled_output"], pooled)
+
+
+def test_image_to_video_errors(tmp_path, tiny_files):
+    """A CLIP vision output without LLaVA's projection, another CLIP, a weighted prompt: named."""
+    from graphflow.api import NodeInputError
+    from graphflow.models.clip_vision import load_clip_vision
+    from graphflow.models.text_encoder_files import load_text_encoders
+    from graphflow.testing import write_clip_vision, write_llava_llama3_vision
+    from nodes.hunyuan_video_text import TextEncodeHunyuanVideoImageToVideo
+
+    clip = load_text_encoders(list(tiny_files), "hunyuan_video", device="cpu", dtype=torch.float32)
+    picture = torch.rand(1, 56, 56, 3)
+    plain = load_clip_vision(write_clip_vision(tmp_path / "clip_vision_l.safetensors"), device="cpu",
+                             dtype=torch.float32).encode_image(picture)
+    llava = load_clip_vision(write_llava_llama3_vision(tmp_path / "v.safetensors"), device="cpu",
+                             dtype=torch.float32).encode_image(picture)
+    def node(**inputs):
+        made = TextEncodeHunyuanVideoImageToVideo.__new__(TextEncodeHunyuanVideoImageToVideo)
+        made.__dict__.update(inputs)
+        return made
+
+    with pytest.raises(NodeInputError, match="llava_llama3_vision"):
+        node(clip=clip, clip_vision_output=plain, prompt="a cat", image_interleave=2).run()
+    flux = load_text_encoders([tiny_files[1], write_text_encoder(tmp_path / "t5.safetensors", "t5xxl")], "flux",
+                              device="cpu")
+    with pytest.raises(NodeInputError, match="DualCLIPLoader type hunyuan_video"):
+        node(clip=flux, clip_vision_output=llava, prompt="a cat", image_interleave=2).run()
+    with pytest.raises(NodeInputError, match="prompt weights cannot go with a picture"):
+        node(clip=clip, clip_vision_output=llava, prompt="a (cat:1.2)", image_interleave=2).run()

@@ -31,9 +31,15 @@ layer n's output unnormed; past the first layer, the last layer through the fina
 "last"). The pooled vector is CLIP-L's pooled output of the plain prompt (one 77-token window, not
 projected: ComfyUI's return_projected_pooled False, diffusers' CLIPTextModel pooler_output).
 
-Not here: TextEncodeHunyuanVideo_ImageToVideo (pictures through LLaVA's vision tower), and
-textual-inversion embeddings for Llama (`embedding:name` is dropped with a warning, its leftover
-text kept, as ComfyUI does for a name it cannot find).
+TextEncodeHunyuanVideo_ImageToVideo (encode_with_image): the prompt in I2V_TEMPLATE, whose <image>
+token stands for the picture's LLaVA-projected patches (CLIPVisionEncode's mm_projected with
+ComfyUI's llava_llama3_vision, 576 rows), spliced into the token embeddings there; the conditioning
+is every `image_interleave`-th of the picture's states, then the prompt's as above (ComfyUI's
+HunyuanVideoClipModel). Prompt weights cannot go with a picture (ComfyUI's encoder fails on them:
+its empty-token row is shorter than the row with the picture).
+
+Not here: textual-inversion embeddings for Llama (`embedding:name` is dropped with a warning, its
+leftover text kept, as ComfyUI does for a name it cannot find).
 """
 
 import base64
@@ -65,7 +71,7 @@ PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
 SPECIAL_TOKENS = ("<|begin_of_text|>", "<|end_of_text|>", *(f"<|reserved_special_token_{i}|>" for i in range(4)),
                   "<|start_header_id|>", "<|end_header_id|>", "<|reserved_special_token_4|>", "<|eot_id|>",
                   *(f"<|reserved_special_token_{i}|>" for i in range(5, 251)), "<unk>", "<image>", "<pad>")
-BOS, PAD = 128000, 128258  # ComfyUI's special tokens for this encoder (start, pad)
+BOS, PAD, IMAGE = 128000, 128258, 128257  # ComfyUI's special tokens for this encoder (start, pad), LLaVA's <image>
 START_HEADER, END_HEADER, EOT = 128006, 128007, 128009
 USER, DOUBLE_NEWLINE = 882, 271  # "user", "\n\n"
 DEFAULT_LAYER = -3  # ComfyUI's layer_idx (diffusers' hidden_states[-(2 + 1)])
@@ -76,6 +82,14 @@ TEMPLATE = ("<|start_header_id|>system<|end_header_id|>\n\nDescribe the video by
             "movement changes of the objects.4. background environment, light, style and atmosphere.5. camera "
             "angles, movements, and transitions used in the video:<|eot_id|><|start_header_id|>user"
             "<|end_header_id|>\n\n{}<|eot_id|>")
+# ComfyUI's TextEncodeHunyuanVideo_ImageToVideo template (HunyuanVideo-I2V's PROMPT_TEMPLATE_ENCODE_VIDEO_I2V)
+I2V_TEMPLATE = ("<|start_header_id|>system<|end_header_id|>\n\n<image>\nDescribe the video by detailing the "
+                "following aspects according to the reference image: 1. The main content and theme of the video.2. "
+                "The color, shape, size, texture, quantity, text, and spatial relationships of the objects.3. Actions, "
+                "events, behaviors temporal relationships, physical movement changes of the objects.4. background "
+                "environment, light, style and atmosphere.5. camera angles, movements, and transitions used in the "
+                "video:<|eot_id|>\n\n<|start_header_id|>user<|end_header_id|>\n\n{}<|eot_id|><|start_header_id|>"
+                "assistant<|end_header_id|>\n\n")
 
 
 def tiktoken_ranks(vocab_file: Path, count: int) -> dict[bytes, int]:
@@ -150,21 +164,32 @@ def prompt_tokens(prompt: str, template: str = TEMPLATE, tokenize=None) -> tuple
     return ids, weights
 
 
-def prompt_span(ids: list[int]) -> slice:
-    """The tokens ComfyUI's HunyuanVideoClipModel keeps: from after the last
-    <|start_header_id|>user<|end_header_id|> and its "\\n\\n" through the next <|eot_id|>
-    (95 tokens in with TEMPLATE, diffusers' crop_start). Without a user header, all of it (less
-    a leading "\\n\\n" pair at 1-2); with no <|eot_id|> after it, all but the last token (ComfyUI's
-    slices)."""
-    start, end = 0, None
+def prompt_span(ids: list[int], pictures: dict[int, int] | None = None,
+                interleave: int = 1) -> tuple[slice, list[slice]]:
+    """The states ComfyUI's HunyuanVideoClipModel keeps, as slices of the states of `ids` with each
+    picture's rows in place of its token (`pictures`: token index -> rows): the prompt's, from
+    after the last <|start_header_id|>user<|end_header_id|> and its "\\n\\n" through the next
+    <|eot_id|> (95 tokens in with TEMPLATE, diffusers' crop_start), and every `interleave`-th of
+    each picture's ahead of the user header. Without a user header, all of it (less a leading
+    "\\n\\n" pair at 1-2); with no <|eot_id|> after it, all but the last (ComfyUI's slices)."""
+    pictures = pictures or {}
+    start, end, extra, extra_user, images = 0, None, 0, 0, []
     for i, t in enumerate(ids):
-        if t == START_HEADER and ids[i + 1:i + 3] == [USER, END_HEADER]:
+        if i in pictures:
+            rows = pictures[i]
+            if start == 0:  # before the user header: kept apart
+                images.append(slice(i + extra, i + extra + rows, interleave))
+                extra += rows - 1
+            elif end == -1:  # in the user's part: it widens the prompt's span
+                extra_user += rows - 1
+        elif t == START_HEADER and ids[i + 1:i + 3] == [USER, END_HEADER]:
             start, end = i + 2, -1
         elif t == EOT and end == -1:
             end = i + 1
-    if len(ids) > start + 2 and ids[start + 1] == DOUBLE_NEWLINE:
+    if len(ids) + extra + extra_user > start + 2 and start + 1 < len(ids) and ids[start + 1] == DOUBLE_NEWLINE \
+            and start + 1 not in pictures:
         start += 2
-    return slice(start, end)
+    return slice(start + extra, None if end is None else end + extra + extra_user), images
 
 
 @dataclass(frozen=True)
@@ -271,15 +296,16 @@ class Llama(nn.Module):
         self.config = config
         self.model = LlamaBody(config)
 
-    def forward(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                layer: int | None = DEFAULT_LAYER) -> torch.Tensor:
-        """ids [B, T] -> layer `layer`'s output unnormed [B, T, hidden] (negative: from the end;
-        -3 HunyuanVideo's), or with `layer` None the last layer's through the final norm.
-        attention_mask [B, T], 1 keep, 0 pad (as keys)."""
+    def forward(self, ids: torch.Tensor | None, attention_mask: torch.Tensor | None = None,
+                layer: int | None = DEFAULT_LAYER, embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """ids [B, T] (or their embeddings `embeds` [B, T, hidden], pictures spliced in) -> layer
+        `layer`'s output unnormed [B, T, hidden] (negative: from the end; -3 HunyuanVideo's), or
+        with `layer` None the last layer's through the final norm. attention_mask [B, T], 1 keep,
+        0 pad (as keys)."""
         cfg, body = self.config, self.model
         stop = cfg.num_layers - 1 if layer is None else layer % cfg.num_layers
-        x = body.embed_tokens(ids)
-        t = ids.shape[1]
+        x = body.embed_tokens(ids) if embeds is None else embeds.to(body.embed_tokens.weight.dtype)
+        t = x.shape[1]
         exponents = torch.arange(0, cfg.head_dim, 2, dtype=torch.float32, device=x.device) / cfg.head_dim
         inv_freq = 1.0 / cfg.rope_theta ** exponents
         angles = torch.arange(t, dtype=torch.float32, device=x.device)[:, None] * inv_freq[None]
@@ -396,21 +422,39 @@ class HunyuanVideoTextEncoder:
         return self
 
     @torch.no_grad()
-    def run(self, ids: list[list[int]]) -> torch.Tensor:
+    def run(self, ids: list[list[int]], pictures: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
         """Token ids [N][T] (equal lengths; each row masked from its first <pad> on, as ComfyUI's)
-        -> hidden states [N, T, hidden], float32 CPU."""
+        -> hidden states [N, T', hidden], float32 CPU. `pictures` (one row of ids): token index ->
+        the embeddings [rows, hidden] put in that token's place (T' = T + rows - 1 each)."""
         from graphflow import memory  # on the device for this call only
 
+        pictures = pictures or {}
+        if pictures and len(ids) != 1:
+            raise ValueError("pictures go with one row of token ids")
         with memory.use(self.model, "text_encoder", "text_encoder:llama", self.patches):
             device = memory.manager().device_for(self.model)
             tokens = torch.tensor(ids, dtype=torch.long, device=device)
             if int(tokens.max()) >= self.model.config.vocab_size:
                 raise ValueError(f"token id {int(tokens.max())} is past this Llama's "
                                  f"{self.model.config.vocab_size}-token vocabulary")
-            masks = [_key_mask(row) for row in ids]
+            embeds, rows = None, ids
+            if pictures:
+                embed = self.model.model.embed_tokens(tokens)[0]
+                pieces, rows, last = [], [[]], 0
+                for index in sorted(pictures):
+                    picture = pictures[index].to(device=device, dtype=embed.dtype)
+                    if picture.ndim != 2 or picture.shape[1] != embed.shape[1]:
+                        raise ValueError(f"a picture's embeddings must be [rows, {embed.shape[1]}] (this Llama's "
+                                         f"width), got {tuple(picture.shape)}")
+                    pieces += [embed[last:index], picture]
+                    rows[0] += ids[0][last:index] + [IMAGE] * len(picture)
+                    last = index + 1
+                embeds = torch.cat(pieces + [embed[last:]])[None]
+                rows[0] += ids[0][last:]
+            masks = [_key_mask(row) for row in rows]
             keep = None if all(all(m) for m in masks) else torch.tensor(masks, dtype=torch.long, device=device)
             with kernels(tokens.device):
-                return self.model(tokens, keep, layer=self.layer).float().cpu()
+                return self.model(tokens, keep, layer=self.layer, embeds=embeds).float().cpu()
 
     def encode_llama(self, prompt: str, template: str = TEMPLATE) -> torch.Tensor:
         """Weighted prompt -> Llama's part of the conditioning [1, L, hidden]."""
@@ -424,7 +468,33 @@ class HunyuanVideoTextEncoder:
         if weighted:
             w = torch.tensor(weights, dtype=torch.float32)[None, :, None]
             z = torch.where(w != 1.0, (z - hidden[1:]) * w + hidden[1:], z)
-        return z[:, prompt_span(ids)]
+        return z[:, prompt_span(ids)[0]]
+
+    def encode_with_image(self, prompt: str, image_embeds: torch.Tensor, interleave: int = 2,
+                          template: str = I2V_TEMPLATE) -> tuple[torch.Tensor, torch.Tensor]:
+        """TextEncodeHunyuanVideo_ImageToVideo: prompt and a picture's LLaVA-projected patches
+        (CLIP_VISION_OUTPUT's mm_projected [B, rows, hidden]; the first picture goes to the
+        template's <image>, as ComfyUI's gives one per <image> token in order) -> ([1, rows /
+        interleave + L, hidden], CLIP-L's pooled [1, 768])."""
+        from .flow_text import _windows, clip_encode
+
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
+        if isinstance(interleave, bool) or not isinstance(interleave, int) or interleave < 1:
+            raise ValueError(f"image_interleave must be a whole number of 1 or more, got {interleave!r}")
+        if image_embeds.ndim == 2:
+            image_embeds = image_embeds[None]
+        ids, weights = self.tokenize(prompt, template)
+        if any(w != 1.0 for w in weights):
+            raise ValueError("prompt weights cannot go with a picture (ComfyUI's encoder fails on them too: the "
+                             "empty-token row it weighs against is shorter than the row with the picture)")
+        spots = [i for i, t in enumerate(ids) if t == IMAGE][:image_embeds.shape[0]]
+        pictures = {i: image_embeds[n] for n, i in enumerate(spots)}
+        hidden = self.run([ids], pictures)
+        text, images = prompt_span(ids, {i: len(p) for i, p in pictures.items()}, interleave)
+        context = torch.cat([hidden[:, s] for s in images] + [hidden[:, text]], dim=1)
+        _, pooled = clip_encode(self.clip_l, _windows(self.clip_l, prompt), -1, projected=False)
+        return context, pooled
 
     def encode(self, prompt: str, clip_skip: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt -> ([1, L, hidden], pooled [1, 768]). clip_skip: another Llama layer for this prompt."""
