@@ -186,8 +186,8 @@ def prompt_span(ids: list[int], pictures: dict[int, int] | None = None,
             start, end = i + 2, -1
         elif t == EOT and end == -1:
             end = i + 1
-    if len(ids) + extra + extra_user > start + 2 and start + 1 < len(ids) and ids[start + 1] == DOUBLE_NEWLINE \
-            and start + 1 not in pictures:
+    states = len(ids) + sum(rows - 1 for rows in pictures.values())
+    if states > start + 2 and start + 1 < len(ids) and ids[start + 1] == DOUBLE_NEWLINE and start + 1 not in pictures:
         start += 2
     return slice(start + extra, None if end is None else end + extra + extra_user), images
 
