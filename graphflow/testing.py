@@ -1774,6 +1774,46 @@ def write_qwen25vl(path, seed: int = 3, dtype=torch.float32, vision: bool = True
     return Path(path)
 
 
+# -- HunyuanVideo's text encoder: LLaVA-Llama-3 8B's language model (with CLIP-L) -----------------
+
+LLAMA_TINY_WIDTH = 128  # the tiny LLaVA-Llama-3's hidden size: the tiny HunyuanVideo's text_states_dim
+LLAMA_TINY_POOLED = 64  # the tiny CLIP-L's (write_text_encoder(path, "clip_l")): its text_states_dim_2
+
+
+def llava_llama3_config(scaled_down: bool = True):
+    """LLaVA-Llama-3 8B's language model, or a tiny one: 4 layers (layer -3 has one after it),
+    2 query heads sharing 1 key/value head of ComfyUI's fixed 128 channels, width 128, LLaVA's
+    128,320-row vocabulary (every id the tokenizer gives, <pad> 128258 included)."""
+    from .models.llama import LlamaConfig
+
+    if not scaled_down:
+        return LlamaConfig()
+    return LlamaConfig(hidden_size=LLAMA_TINY_WIDTH, intermediate_size=96, num_layers=4, num_heads=2, num_kv_heads=1)
+
+
+def llava_llama3_state(seed: int = 4, config=None) -> dict[str, torch.Tensor]:
+    """A random LLaVA-Llama-3 language model in ComfyUI's names (model.embed_tokens,
+    model.layers.N..., model.norm), float32; the tiny llava_llama3_config unless given."""
+    from .models.llama import Llama
+
+    with torch.device("meta"):
+        shapes = _module_shapes(Llama(config or llava_llama3_config()))
+    return random_state(shapes, seed, torch.float32)
+
+
+def write_llava_llama3(path, seed: int = 4, dtype=torch.float16, lm_head: bool = False) -> Path:
+    """A tiny llava_llama3_fp16.safetensors as ComfyUI ships it: the language model's model.*
+    weights (with lm_head, a head as transformers' saves keep: `lm_head.weight`, left unread).
+    ComfyUI's llava_llama3_fp8_scaled: write_scaled_fp8 on this one with prefixes=("model.",).
+    DualCLIPLoader type hunyuan_video takes it with write_text_encoder(path, "clip_l")."""
+    state = {k: v.to(dtype) for k, v in llava_llama3_state(seed).items()}
+    if lm_head:
+        state["lm_head.weight"] = random_state({"w": state["model.embed_tokens.weight"].shape}, seed + 1,
+                                               torch.float32)["w"].to(dtype)
+    save_file(state, str(path))
+    return Path(path)
+
+
 # -- Qwen-Image ControlNets (helper qwen-control) ------------------------------------------------
 
 def write_qwen_image_controlnet(path, seed: int = 0, dtype=torch.float16, layers: int = 1, inpainting: bool = False,
@@ -1812,4 +1852,19 @@ def write_qwen_diffsynth_controlnet(path, seed: int = 0, dtype=torch.bfloat16, i
     for k in [k for k in state if k.endswith("_rms.weight")]:
         state[k] = 1.0 + 0.1 * torch.randn(state[k].shape, generator=generator)
     save_file({k: v.to(dtype) for k, v in state.items()}, str(path))
+    return Path(path)
+
+
+def write_llava_llama3_vision(path, seed: int = 5, dtype=torch.float16, out_width: int = LLAMA_TINY_WIDTH) -> Path:
+    """A tiny llava_llama3_vision.safetensors (CLIPVisionLoader; HunyuanVideo image-to-video): the
+    scaled-down CLIP ViT of clip_vision_config (16 patches of 14 pixels at 56, no visual
+    projection, as LLaVA's tower) in transformers' vision_model.* names, with LLaVA's projector
+    multi_modal_projector.linear_1 / linear_2 to `out_width` (the tiny LLaVA-Llama-3's)."""
+    from .models.clip_vision import CLIPVisionModel
+
+    config = clip_vision_config(projection_dim=0)
+    config.projector_dim = out_width
+    with torch.device("meta"):
+        shapes = _module_shapes(CLIPVisionModel(config))
+    save_file({k: v.to(dtype) for k, v in random_state(shapes, seed, torch.float32).items()}, str(path))
     return Path(path)

@@ -78,13 +78,15 @@ class LoadTextEncoder(Node):
 
 class LoadDualTextEncoders(Node):
     """Load two text encoder files: CLIP-L + CLIP-G (sdxl), two of CLIP-L / CLIP-G / T5-XXL (sd3),
-    or CLIP-L + T5-XXL (flux). device "cpu" keeps both on the CPU for good: loaded and run there,
-    only their conditioning goes to the GPU; "default" lets the memory manager move them to the
-    GPU while they encode."""
+    CLIP-L + T5-XXL (flux), or CLIP-L + LLaVA-Llama-3 8B (hunyuan_video: clip_l with
+    llava_llama3_fp8_scaled or llava_llama3_fp16; HunyuanVideo's prompt template, Llama's
+    third-to-last layer for the prompt's tokens, CLIP-L's pooled output), in any order.
+    device "cpu" keeps both on the CPU for good: loaded and run there, only their conditioning
+    goes to the GPU; "default" lets the memory manager move them to the GPU while they encode."""
     category = "advanced/loaders"
     clip_name1: str = Choice(_list)
     clip_name2: str = Choice(_list)
-    type: str = Choice(["sdxl", "sd3", "flux"], "sdxl")
+    type: str = Choice(["sdxl", "sd3", "flux", "hunyuan_video"], "sdxl")
     device: str = Choice(DEVICES, "default")
     outputs = {"clip": CLIP}
     comfy = ComfyAlias(("DualCLIPLoader",), optional=("device",))

@@ -17,6 +17,12 @@ The outputs are ComfyUI's CLIP_VISION_OUTPUT: last_hidden_state (encoder output;
 post-layernorm), image_embeds (CLIP: projected pooled class token; SigLIP: last_hidden_state) and
 penultimate_hidden_states (the output of the second-to-last block); for SigLIP also
 all_hidden_states [B, layers, tokens, width], every block's output (USOStyleReference reads three).
+
+LLaVA's vision tower (ComfyUI's llava_llama3_vision.safetensors, HunyuanVideo image-to-video: a
+ViT-L/14 at 336 pixels) carries LLaVA's projector (`multi_modal_projector.linear_1` / `linear_2`,
+a GELU between): mm_projected [B, patches, text width] is the second-to-last block's output without
+the class token through it (LLaVA's vision_feature_layer -2, "default" selection; ComfyUI's).
+Without a visual projection such a tower's image_embeds are its pooled class token unprojected.
 """
 
 import math
@@ -51,6 +57,7 @@ class CLIPVisionConfig:  # defaults: OpenAI ViT-L/14 (clip_vision_l / SD2.1-unCL
     hidden_act: str = "quick_gelu"
     layer_norm_eps: float = 1e-5
     class_token: bool = True  # False: SigLIP (no class token, no pre-layernorm, post-layernorm on every token)
+    projector_dim: int = 0  # LLaVA's multi_modal_projector output width (llava_llama3_vision); 0: none
     image_mean: tuple[float, ...] = CLIP_MEAN
     image_std: tuple[float, ...] = CLIP_STD
 
@@ -82,7 +89,8 @@ def clip_vision_config_from_shapes(shapes: dict[str, tuple], overrides: dict | N
     values = dict(hidden_size=hidden, num_layers=layers, num_heads=16 if hidden % 16 == 0 else 1,
                   intermediate_size=shapes[p + "encoder.layers.0.mlp.fc1.weight"][0], patch_size=patch,
                   image_size=IMAGE_SIZES.get((patch, grid), grid * patch), projection_dim=projection,
-                  hidden_act=act, class_token=class_token)
+                  hidden_act=act, class_token=class_token,
+                  projector_dim=shapes.get("multi_modal_projector.linear_2.weight", (0,))[0])
     if not class_token:
         values.update(hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6, image_mean=SIGLIP_MEAN, image_std=SIGLIP_STD)
     config = CLIPVisionConfig(**values)
@@ -169,9 +177,20 @@ class ClipVisionOutput:
     penultimate_hidden_states: torch.Tensor  # [B, tokens, width]
     # SigLIP only (None for CLIP, as in ComfyUI): every encoder block's output [B, layers, tokens, width]
     all_hidden_states: torch.Tensor | None = None
+    # LLaVA's towers only: the patches' penultimate states through its projector [B, patches, text width]
+    mm_projected: torch.Tensor | None = None
 
     def __getitem__(self, name: str) -> torch.Tensor:  # ComfyUI's nodes index the output by name
         return getattr(self, name)
+
+
+class LlavaProjector(nn.Module):
+    def __init__(self, dim: int, out: int):
+        super().__init__()
+        self.linear_1, self.linear_2 = nn.Linear(dim, out), nn.Linear(out, out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear_2(F.gelu(self.linear_1(x)))
 
 
 class CLIPVisionModel(nn.Module):
@@ -181,6 +200,8 @@ class CLIPVisionModel(nn.Module):
         self.vision_model = VisionTransformer(config)
         if config.projection_dim:
             self.visual_projection = nn.Linear(config.hidden_size, config.projection_dim, bias=False)
+        if config.projector_dim:
+            self.multi_modal_projector = LlavaProjector(config.hidden_size, config.projector_dim)
 
     def hidden_states(self, pixels: torch.Tensor, every: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised pixels [B, 3, S, S] -> (encoder output, second-to-last block's output);
@@ -207,7 +228,10 @@ class CLIPVisionModel(nn.Module):
             x = vm.post_layernorm(x)
             return ClipVisionOutput(x, x, penultimate, torch.stack(every, dim=1))
         x, penultimate = self.hidden_states(pixels)
-        return ClipVisionOutput(x, self.visual_projection(vm.post_layernorm(x[:, 0])), penultimate)
+        pooled = vm.post_layernorm(x[:, 0])
+        embeds = self.visual_projection(pooled) if self.config.projection_dim else pooled
+        projected = self.multi_modal_projector(penultimate[:, 1:]) if self.config.projector_dim else None
+        return ClipVisionOutput(x, embeds, penultimate, mm_projected=projected)
 
 
 # -- preprocessing -----------------------------------------------------------------------------
@@ -263,7 +287,7 @@ class ClipVision:
             out = self.module(pixels.to(device))
         return ClipVisionOutput(*(None if t is None else t.float().cpu()
                                   for t in (out.last_hidden_state, out.image_embeds, out.penultimate_hidden_states,
-                                            out.all_hidden_states)))
+                                            out.all_hidden_states, out.mm_projected)))
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -309,7 +333,8 @@ def clip_vision_source(f, prefix: str = ""):
     view = KeyView(f, prefix)
     if "vision_model.embeddings.patch_embedding.weight" in view.shapes:
         # SigLIP's attention-pooling head and position_ids buffers are not used
-        view.shapes = {k: s for k, s in view.shapes.items() if k.startswith(("vision_model.", "visual_projection."))
+        view.shapes = {k: s for k, s in view.shapes.items()
+                       if k.startswith(("vision_model.", "visual_projection.", "multi_modal_projector."))
                        and not k.startswith("vision_model.head.") and not k.endswith("position_ids")}
         return view
     if "conv1.weight" in view.shapes and "transformer.resblocks.0.ln_1.weight" in view.shapes:

@@ -93,6 +93,11 @@ def _text_encoder(shapes) -> FileKind | None:
                 and not key.startswith("cond_stage_model.") and not key.startswith("conditioner."):
             tower = _CLIP_WIDTHS.get(shape[1], f"CLIP, width {shape[1]}")
             return FileKind(f"text encoder ({tower})", "text_encoders", "LoadTextEncoder")
+    # ComfyUI's test for Llama 3 8B, Gemma-2's and Qwen2.5's keys aside (graphflow.models.llama.llama_prefix)
+    if "model.layers.0.post_attention_layernorm.weight" in shapes and \
+            "model.layers.0.self_attn.k_proj.bias" not in shapes:
+        return FileKind("LLaVA-Llama-3 8B text encoder (HunyuanVideo: type hunyuan_video, with a CLIP-L file)",
+                        "text_encoders", "LoadDualTextEncoders")
     return None
 
 

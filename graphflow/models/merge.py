@@ -101,7 +101,11 @@ def merge_models(model1: DiffusionModel, model2: DiffusionModel, factors: Factor
 
 def merge_clips(clip1: TextEncoder, clip2: TextEncoder, factors: Factors) -> TextEncoder:
     from .gemma2 import GemmaTextEncoder
+    from .llama import HunyuanVideoTextEncoder
     from .qwen25vl import QwenTextEncoder
+
+    if isinstance(clip1, HunyuanVideoTextEncoder) or isinstance(clip2, HunyuanVideoTextEncoder):
+        return _merge_hunyuan_video(clip1, clip2, factors)
 
     one_network = (GemmaTextEncoder, QwenTextEncoder)  # Lumina 2's Gemma-2, Qwen-Image's Qwen2.5-VL
     if isinstance(clip1, one_network) or isinstance(clip2, one_network):
@@ -129,6 +133,20 @@ def merge_clips(clip1: TextEncoder, clip2: TextEncoder, factors: Factors) -> Tex
                                                                              "text encoder t5xxl",
                                                                              (t5_1.patches, t5_2.patches))))
         merged = merged.with_t5(t5)
+    return merged
+
+
+def _merge_hunyuan_video(clip1, clip2, factors: Factors):
+    """HunyuanVideo's CLIP: ComfyUI patches every weight by name, LLaVA-Llama-3's and CLIP-L's."""
+    if type(clip1) is not type(clip2):
+        raise MergeError(f"can't merge a {clip1.arch} text encoder with a {clip2.arch} one")
+    llama = _pinned_like(clip1.model, merge_modules(clip1.model, clip2.model, factors, "text encoder llama",
+                                                    (clip1.patches, clip2.patches)))
+    l1, l2 = clip1.clip_l, clip2.clip_l
+    clip_l = l1.with_model(_pinned_like(l1.model, merge_modules(l1.model, l2.model, factors, "text encoder clip_l",
+                                                                (l1.patches, l2.patches))))
+    merged = clip1.with_patches(()).with_towers([clip_l])  # a new encoder object: its Llama is set below
+    merged.model = llama
     return merged
 
 

@@ -20,6 +20,7 @@ from .flow_text import T5_ALONE, T5_ALONE_NAMES, FlowTextEncoder
 from .gemma2 import SPIECE_KEYS as GEMMA_SPIECE_KEYS
 from .gemma2 import GemmaTextEncoder, gemma2_prefix, gemma_text_encoder
 from .qwen25vl import QwenTextEncoder, qwen25vl_prefix, qwen_text_encoder
+from .llama import HunyuanVideoTextEncoder, llama_from_weights, llama_prefix
 from .t5 import UMT5_KEY, T5Encoder, t5_from_weights, t5_prefix
 from .text_encoders import ClipTower, TextEncoder
 from .weight_files import CheckpointError, KeyView, WeightFile
@@ -31,8 +32,9 @@ COMPONENT_PREFIXES = {name: (f"text_encoders.{name}.transformer.", f"{name}.tran
 CLIP_TYPES = ("stable_diffusion", "stable_cascade", "sd3", "flux", "chroma", "pixart", "ltxv", "mochi", "cosmos",
               "wan", "lumina2", "qwen_image")
 UMT5_FILES = "umt5_xxl_fp16.safetensors or umt5_xxl_fp8_e4m3fn_scaled.safetensors"  # ComfyUI's, tokenizer inside
-DUAL_TYPES = ("sdxl", "sd3", "flux")
+DUAL_TYPES = ("sdxl", "sd3", "flux", "hunyuan_video")
 QWEN_FILES = "qwen_2.5_vl_7b.safetensors or qwen_2.5_vl_7b_fp8_scaled.safetensors"  # ComfyUI's Qwen-Image encoder
+LLAVA_FILES = "llava_llama3_fp8_scaled.safetensors or llava_llama3_fp16.safetensors"  # ComfyUI's HunyuanVideo files
 
 
 def _device_dtype(device, dtype):
@@ -82,6 +84,16 @@ def _qwen(f, what: str, device, dtype) -> QwenTextEncoder:
         raise CheckpointError(f"{what}: {e}") from None
 
 
+def _llama(f, what: str, device, dtype):
+    """LLaVA-Llama-3 8B's language model (its `model.*` keys) of the open file `f`."""
+    if dtype == torch.float16 and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        dtype = torch.bfloat16  # as for T5 and Gemma-2: keep fp32's range (Llama 3 was trained in bf16)
+    try:
+        return llama_from_weights(f.shapes, f.get, device, dtype)
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"{what}: {e}") from None
+
+
 def _prefixed_components(f, device, dtype, only=None) -> dict[str, object]:
     found = {}
     for name, prefixes in COMPONENT_PREFIXES.items():
@@ -102,7 +114,8 @@ def _prefixed_components(f, device, dtype, only=None) -> dict[str, object]:
 
 def components(f, device, dtype) -> dict[str, object]:
     """Every text encoder in an open weight file: {"clip_l" | "clip_g" | "clip_h": ClipTower,
-    "t5xxl": T5Encoder, "gemma2_2b": GemmaTextEncoder, "qwen25_7b": QwenTextEncoder}."""
+    "t5xxl": T5Encoder, "gemma2_2b": GemmaTextEncoder, "qwen25_7b": QwenTextEncoder,
+    "llama": graphflow.models.llama.Llama}."""
     found = _prefixed_components(f, device, dtype)
     if found:
         return found
@@ -112,6 +125,8 @@ def components(f, device, dtype) -> dict[str, object]:
         return {"gemma2_2b": _gemma(f, "", f.path.name, device, dtype)}
     if qwen25vl_prefix(f.shapes) == "":  # qwen_2.5_vl_7b.safetensors
         return {"qwen25_7b": _qwen(f, f.path.name, device, dtype)}
+    if llama_prefix(f.shapes) == "":  # llava_llama3_fp16 / llava_llama3_fp8_scaled.safetensors
+        return {"llama": _llama(f, f.path.name, device, dtype)}
     tower = _tower(f, f.path.name, device, dtype, f.config())
     return {tower.name: tower}
 
@@ -125,12 +140,19 @@ def flow_text_encoder_from_file(f, arch: str, device=None, dtype=None, only=None
     return _assemble(arch, found, f.path.name)
 
 
-def _assemble(arch: str, found: dict, names: str) -> FlowTextEncoder | GemmaTextEncoder | QwenTextEncoder:
+def _assemble(arch: str, found: dict, names: str) -> (FlowTextEncoder | GemmaTextEncoder | QwenTextEncoder
+                                                              | HunyuanVideoTextEncoder):
     if arch == "qwen_image" or "qwen25_7b" in found:
         if arch != "qwen_image" or set(found) != {"qwen25_7b"}:
             raise CheckpointError(f"{names}: found {sorted(found)}; Qwen-Image (type qwen_image) takes Qwen2.5-VL 7B "
                                   f"alone, and Qwen2.5-VL 7B is Qwen-Image's text encoder alone")
         return found["qwen25_7b"]
+    if arch == "hunyuan_video" or "llama" in found:
+        if arch != "hunyuan_video" or set(found) != {"clip_l", "llama"}:
+            raise CheckpointError(f"{names}: found {sorted(found) or 'no text encoder'}; HunyuanVideo (type "
+                                  f"hunyuan_video) takes a CLIP-L file (clip_l.safetensors) and a LLaVA-Llama-3 8B "
+                                  f"file ({LLAVA_FILES}), and LLaVA-Llama-3 is HunyuanVideo's text encoder alone")
+        return HunyuanVideoTextEncoder(found["llama"], found["clip_l"])
     if arch == "lumina2" or "gemma2_2b" in found:
         if arch != "lumina2" or set(found) != {"gemma2_2b"}:
             raise CheckpointError(f"{names}: found {sorted(found)}; Lumina 2 (type lumina2) takes Gemma-2 2B alone, "
@@ -151,7 +173,8 @@ def load_text_encoders(paths, clip_type: str, device=None, dtype=None,
     """CLIP from 1-3 files for a ComfyUI loader `type`: stable_diffusion (SD1 CLIP-L / SD2 ViT-H),
     sdxl (CLIP-L + CLIP-G), sd3 (any of CLIP-L, CLIP-G, T5-XXL), flux (CLIP-L + T5-XXL), chroma,
     pixart, ltxv and mochi (T5-XXL alone), wan (UMT5-XXL with its tokenizer inside), lumina2
-    (Gemma-2 2B, likewise), qwen_image (Qwen2.5-VL 7B; Qwen's tokenizer ships with graphflow). Each
+    (Gemma-2 2B, likewise), qwen_image (Qwen2.5-VL 7B; Qwen's tokenizer ships with graphflow),
+    hunyuan_video (CLIP-L + LLaVA-Llama-3 8B). Each
     encoder is registered with the memory manager with its file as its source: when RAM runs short
     it may be dropped and read again (SD3/FLUX: from its own file alone).
 
@@ -175,6 +198,11 @@ def load_text_encoders(paths, clip_type: str, device=None, dtype=None,
     elif isinstance(clip, QwenTextEncoder):
         manager().set_source(clip.model, "text_encoder", "text_encoder:qwen25_7b",
                              lambda: _read_one(sources["qwen25_7b"], "qwen25_7b", device, dtype).model)
+    elif isinstance(clip, HunyuanVideoTextEncoder):
+        manager().set_source(clip.model, "text_encoder", "text_encoder:llama",
+                             lambda: _read_one(sources["llama"], "llama", device, dtype))
+        manager().set_source(clip.clip_l.model, "text_encoder", "text_encoder:clip_l",
+                             lambda: _read_one(sources["clip_l"], "clip_l", device, dtype).model)
     elif isinstance(clip, FlowTextEncoder):
         for slot, in_file in (("clip_l", "clip_l"), ("clip_g", "clip_g"), ("t5", "t5xxl")):
             if getattr(clip, slot) is not None:
@@ -200,6 +228,8 @@ def _models(clip) -> list[tuple]:
         return [(clip.model, "text_encoder:gemma2")]
     if isinstance(clip, QwenTextEncoder):
         return [(clip.model, "text_encoder:qwen25_7b")]
+    if isinstance(clip, HunyuanVideoTextEncoder):
+        return [(clip.model, "text_encoder:llama"), (clip.clip_l.model, "text_encoder:clip_l")]
     if isinstance(clip, FlowTextEncoder):
         return [(getattr(clip, slot).model, f"text_encoder:{slot}") for slot in ("clip_l", "clip_g", "t5")
                 if getattr(clip, slot) is not None]
@@ -229,12 +259,13 @@ def _only_clip_towers(path: Path, clip_type: str) -> None:
     """stable_diffusion / sdxl build CLIP towers alone: a T5, Gemma or Qwen file is named as such."""
     with WeightFile(path) as f:
         held = ("a T5-XXL" if t5_prefix(f.shapes) is not None else "a Gemma-2 2B" if gemma2_prefix(f.shapes) == ""
-                else "a Qwen2.5-VL 7B" if qwen25vl_prefix(f.shapes) == "" else None)
+                else "a Qwen2.5-VL 7B" if qwen25vl_prefix(f.shapes) == ""
+                else "a LLaVA-Llama-3 8B" if llama_prefix(f.shapes) == "" else None)
     if held is not None:
         takes = "CLIP-L + CLIP-G" if clip_type == "sdxl" else "one CLIP-L (SD1), ViT-H (SD2) or CLIP-G (SDXL refiner)"
         raise CheckpointError(f"{path.name} holds {held} text encoder; type {clip_type} takes {takes} files (T5-XXL: "
                               f"types sd3, flux, chroma, pixart, ltxv, mochi, cosmos, wan; Gemma-2: lumina2; Qwen2.5-VL: "
-                              f"qwen_image)")
+                              f"qwen_image; LLaVA-Llama-3: hunyuan_video with CLIP-L)")
 
 
 def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
@@ -254,10 +285,10 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
         clip = load_text_encoder(paths, arch="sdxl" if clip_type == "sdxl" else None, device=device, dtype=dtype)
         return clip, ({tower.name: path for tower, path in zip(clip.towers, paths)} if len(paths) > 1 else {})
     if clip_type not in ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "mochi", "cosmos", "wan",
-                         "lumina2", "qwen_image"):
+                         "lumina2", "qwen_image", "hunyuan_video"):
         raise CheckpointError(f"text encoder type {clip_type!r} is not supported; graphflow builds "
                               f"stable_diffusion, sdxl, sd3, flux, chroma, pixart, ltxv, mochi, cosmos, wan, lumina2, "
-                              f"qwen_image and stable_cascade")
+                              f"qwen_image, hunyuan_video and stable_cascade")
     device, dtype = _device_dtype(device, dtype)
     found, sources = {}, {}
     for path in paths:
@@ -286,6 +317,9 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
     if clip_type == "lumina2" and set(found) != {"gemma2_2b"}:
         raise CheckpointError(f"{names}: Lumina 2 needs a Gemma-2 2B file alone (gemma_2_2b_fp16.safetensors), "
                               f"found {sorted(found) or 'no text encoder'}")
+    if clip_type == "hunyuan_video" and set(found) != {"clip_l", "llama"}:
+        raise CheckpointError(f"{names}: HunyuanVideo needs a CLIP-L file (clip_l.safetensors) and a LLaVA-Llama-3 "
+                              f"8B file ({LLAVA_FILES}), found {sorted(found) or 'no text encoder'}")
     if clip_type in T5_ALONE and set(found) != {"t5xxl"}:
         name = T5_ALONE_NAMES[clip_type]
         raise CheckpointError(f"{names}: {name} needs a T5-XXL file alone, found {sorted(found)}")
