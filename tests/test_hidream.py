@@ -128,8 +128,9 @@ def test_repeated_llama_layers_and_routing(pair):
     t5, llama, pooled = text(5)
     with torch.no_grad():
         mine = ours(x, sigma, t5, pooled, llama_states=llama)
-        assert torch.equal(mine, ours(x, sigma, t5, pooled, llama_states=llama.index_fill(1, torch.tensor([1, 3]), 0.0)))
-        assert not torch.allclose(mine, ours(x, sigma, t5, pooled, llama_states=llama.index_fill(1, torch.tensor([2]), 0.0)))
+        unread, read = (llama.index_fill(1, torch.tensor(layers), 0.0) for layers in ([1, 3], [2]))
+        assert torch.equal(mine, ours(x, sigma, t5, pooled, llama_states=unread))
+        assert not torch.allclose(mine, ours(x, sigma, t5, pooled, llama_states=read))
     assert torch.allclose(mine, diffusers_velocity(theirs, x, sigma, t5, llama, pooled), atol=1e-4, rtol=1e-4)
     gate = ours.single_stream_blocks[0].block.ff_i.gate.weight
     with torch.no_grad():
@@ -165,3 +166,178 @@ def test_bad_inputs_are_refused(pair):
         ours(x, s, torch.zeros(1, 3, 7), pooled, llama_states=llama)
     with pytest.raises(ValueError, match="16-channel"):
         ours(torch.zeros(1, 4, 4, 4), s, t5, pooled, llama_states=llama)
+
+
+# -- detection, loading, sampling settings, the conditioning ---------------------------------------
+
+@pytest.mark.parametrize("prefixed", [False, True])
+def test_detected_and_loaded(tmp_path, prefixed):
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.checkpoint_report import inspect_report
+    from graphflow.models.file_kind import identify
+    from graphflow.models.flow_architecture import detect_flow_model
+    from graphflow.models.weight_files import WeightFile
+    from graphflow.testing import write_hidream
+
+    path = write_hidream(tmp_path / "hidream_i1_dev_bf16.safetensors", prefixed=prefixed, dtype=torch.float32)
+    with WeightFile(path) as f:
+        info = detect_flow_model(f.shapes)
+        kind = identify(f.shapes)
+    assert (info.arch, info.family, info.prefix) == ("hidream", "hidream", "model.diffusion_model." if prefixed else "")
+    assert info.config == hidream_config() and info.latent_format.name == "flux" and info.vae is None
+    assert any("QuadrupleCLIPLoader" in n for n in info.notes) and any("ae.safetensors" in n for n in info.notes)
+    assert kind.folder == "diffusion_models" and kind.name == "HiDream-I1 diffusion model"
+    report = inspect_report(path)
+    assert "HiDream-I1 [hidream, hidream]" in report and "2 double + 2 single blocks" in report
+    assert "4 experts (top 2)" in report
+    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    assert model.arch == "hidream" and model.is_flow and not model.is_video and model.latent_format.name == "flux"
+    assert model.adm_channels == POOLED and model.in_channels == 16 and isinstance(model.unet, HiDream)
+    assert all(torch.equal(model.unet.state_dict()[k], v) for k, v in hidream_state().items())
+
+
+def test_sampling_defaults_and_modelsamplingsd3():
+    """ComfyUI's HiDream is ModelType.FLOW with empty sampling_settings (its shift 3.0 is overwritten
+    by a second, empty dict): discrete flow, shift 1, multiplier 1000 (the network told 1000 sigma).
+    Its workflows set the shift with ModelSamplingSD3 (multiplier 1000 too)."""
+    from graphflow.models.diffusion_model import DiffusionModel
+    from graphflow.registry import Registry
+    from graphflow.sampling.flow_sampling import FlowDenoiser, model_sampling_for
+    from tests.test_nodes_image_mask import call
+
+    with torch.device("meta"):
+        net = HiDream(hidream_config())
+    model = DiffusionModel(net, "hidream", "flow")
+    assert model.latent_format.name == "flux" and model.sampling_shift == 1.0 and not model.shift_dynamic
+    schedule = model_sampling_for(model)
+    assert (schedule.kind, schedule.shift, schedule.multiplier) == ("shift", 1.0, 1000.0)
+    assert torch.allclose(schedule.sigmas, torch.arange(1, 1001) / 1000)
+    sd3 = call(Registry().load_builtin(), "ModelSamplingSD3", model=model, shift=3.0)
+    s = model_sampling_for(sd3)
+    assert (s.kind, s.shift, s.multiplier) == ("shift", 3.0, 1000.0)
+    assert FlowDenoiser(sd3, s).timestep_scale == 1.0
+
+
+class _Model:
+    arch, prediction, is_video, adm_channels = "hidream", "flow", False, POOLED
+
+
+def test_conditioning_options_reach_the_model():
+    """The CONDITIONING tensor is T5's states; "conditioning_llama3" [B, layers, L, 4096] and
+    "pooled_output" [B, 2048] travel as the entry's llama_states and y, repeated to the batch;
+    without either the sampler refuses, naming QuadrupleCLIPLoader."""
+    from graphflow.sampling.guidance import _can_batch, prepare_conds
+
+    t5, llama, pooled = text(1, batch=1)
+    x = torch.zeros(2, 16, 4, 4)
+    cond = prepare_conds([(t5, {"conditioning_llama3": llama, "pooled_output": pooled})], _Model(), x.shape, "cpu")[0]
+    assert cond.llama_states.shape == (2, LAYERS, 7, LLAMA) and torch.equal(cond.llama_states[1], llama[0])
+    assert cond.y.shape == (2, POOLED) and torch.equal(cond.y[0], pooled[0]) and cond.context.shape == (2, 5, T5)
+    for options in ({"pooled_output": pooled}, {"conditioning_llama3": llama}, {}):
+        with pytest.raises(ValueError, match="QuadrupleCLIPLoader"):
+            prepare_conds([(t5, options)], _Model(), x.shape, "cpu")
+    with pytest.raises(ValueError, match="pooled text vector has 5 channels"):
+        prepare_conds([(t5, {"conditioning_llama3": llama, "pooled_output": torch.zeros(1, 5)})], _Model(), x.shape,
+                      "cpu")
+    # batched as ComfyUI's: Llama states (CONDRegular) must agree in shape; T5 (CONDCrossAttn) may repeat
+    other_t5 = prepare_conds([(torch.cat([t5, t5], 1), {"conditioning_llama3": llama, "pooled_output": pooled})], _Model(),
+                             x.shape, "cpu")[0]
+    other_llama = prepare_conds([(t5, {"conditioning_llama3": llama[:, :, :3], "pooled_output": pooled})], _Model(),
+                                x.shape, "cpu")[0]
+    assert _can_batch((x, None, None, cond), (x, None, None, other_t5))
+    assert not _can_batch((x, None, None, cond), (x, None, None, other_llama))
+
+
+def test_ksampler_matches_diffusers(tmp_folders):
+    """UNETLoader -> ModelSamplingSD3 3.0 -> KSampler (euler, simple, 2 steps, cfg 2.0) on a batch of
+    two EmptySD3LatentImage latents, with a positive and a negative (other T5 and Llama lengths) built
+    directly (T5 states + conditioning_llama3 + pooled_output): equals Euler CFG steps of diffusers'
+    transformer on the same noise (sigmas 1, 0.75, 0), FLUX's latent scaling around it."""
+    from safetensors.torch import load_file
+
+    from graphflow.models.latent_formats import FLUX
+    from graphflow.registry import Registry
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import write_hidream
+    from tests.test_nodes_image_mask import call
+
+    (tmp_folders.models / "diffusion_models").mkdir()
+    path = write_hidream(tmp_folders.models / "diffusion_models" / "hidream_i1_full_fp16.safetensors", seed=7,
+                         dtype=torch.float32, prefixed=True)
+    reg = Registry().load_builtin()
+    model = call(reg, "LoadDiffusionModel", unet_name="hidream_i1_full_fp16.safetensors", weight_dtype="default")
+    model = call(reg, "ModelSamplingSD3", model=model, shift=3.0)
+    latent = call(reg, "EmptySD3Latent", width=96, height=64, batch_size=2)
+    (t5, llama, pooled), (t5_n, llama_n, pooled_n) = text(8, batch=1), text(9, batch=1, t5_len=3)
+    positive = [(t5, {"conditioning_llama3": llama, "pooled_output": pooled})]
+    negative = [(t5_n, {"conditioning_llama3": llama_n, "pooled_output": pooled_n})]
+    cfg = 2.0
+    out = call(reg, "KSampler", model=model, seed=9, steps=2, cfg=cfg, sampler_name="euler", scheduler="simple",
+               positive=positive, negative=negative, latent_image=latent, denoise=1.0)["samples"]
+    assert out.shape == (2, 16, 8, 12)
+
+    theirs = diffusers_hidream({k.removeprefix("model.diffusion_model."): v for k, v in load_file(str(path)).items()})
+    x = initial_noise(torch.zeros(2, 16, 8, 12), 9)
+    sigmas = [1.0, 0.75, 0.0]
+    for sigma, following in zip(sigmas, sigmas[1:]):
+        s = torch.full((2,), sigma)
+        v_cond, v_uncond = (diffusers_velocity(theirs, x, s, a.expand(2, -1, -1), b.expand(2, -1, -1, -1),
+                                               c.expand(2, -1))
+                            for a, b, c in ((t5, llama, pooled), (t5_n, llama_n, pooled_n)))
+        x = x + (following - sigma) * (v_uncond + cfg * (v_cond - v_uncond))
+    assert float(x.abs().mean()) > 0.05 and not torch.allclose(x[0], x[1])
+    ours = FLUX.process_in(out.float())
+    assert float((ours - x).abs().max()) < 1e-4 * float(x.abs().max())
+
+
+def test_fp8_weight_dtype(tmp_path):
+    """UNETLoader's weight_dtype fp8_e4m3fn: the Linear weights stored in fp8, upcast per layer."""
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.testing import write_hidream
+
+    path = write_hidream(tmp_path / "m.safetensors", dtype=torch.float32)
+    full = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    fp8 = load_diffusion_model(path, device="cpu", dtype=torch.float32, weight_dtype="fp8_e4m3fn")
+    block = fp8.unet.double_stream_blocks[0].block
+    assert block.attn1.to_q.weight.dtype == block.ff_i.experts[0].w1.weight.dtype == torch.float8_e4m3fn
+    assert block.attn1.q_rms_norm.weight.dtype == torch.float32  # norms stay in the compute dtype
+    t5, llama, pooled = text(2, batch=1)
+    x = torch.randn(1, 16, 4, 4, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        a, b = (m(x, torch.tensor([0.5]), t5, pooled, llama_states=llama) for m in (full, fp8))
+    assert 0 < float((a - b).abs().max()) < 0.1 * float(a.abs().max())
+
+
+def test_no_fp16_default_and_read_back(tmp_path, monkeypatch, fresh_manager):
+    """ComfyUI runs HiDream in bf16 or fp32 only: where the flow default would be fp16 it loads in
+    fp32. A dropped model is read back from its file (the memory manager's flow registration)."""
+    from graphflow.models import checkpoint
+    from graphflow.testing import write_hidream
+
+    path = write_hidream(tmp_path / "m.safetensors", prefixed=True)
+    monkeypatch.setattr(checkpoint, "_flow_default_dtype", lambda device: torch.float16)
+    assert checkpoint.load_diffusion_model(path, device="cpu").dtype == torch.float32
+    assert checkpoint.load_diffusion_model(path, device="cpu", dtype=torch.bfloat16).dtype == torch.bfloat16
+    model = checkpoint.load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    comp = fresh_manager.components[id(model.unet)]
+    assert comp.name == "diffusion_model:hidream" and comp.reload is not None
+    before = {k: v.clone() for k, v in model.unet.state_dict().items()}
+    fresh_manager._drop(comp)
+    assert all(p.is_meta for p in model.unet.parameters())
+    fresh_manager.present(model.unet)
+    assert all(torch.equal(model.unet.state_dict()[k], v) for k, v in before.items())
+
+
+def test_modelsave_round_trip(tmp_path):
+    from graphflow.models.checkpoint import load_checkpoint, load_diffusion_model
+    from graphflow.models.checkpoint_save import save_model
+    from graphflow.testing import write_hidream
+
+    model = load_diffusion_model(write_hidream(tmp_path / "m.safetensors", dtype=torch.float32), device="cpu",
+                                 dtype=torch.float32)
+    saved = save_model(tmp_path / "saved_model.safetensors", model)
+    again = load_diffusion_model(saved, device="cpu", dtype=torch.float32)
+    assert again.arch == "hidream"
+    assert all(torch.equal(again.unet.state_dict()[k], v) for k, v in model.unet.state_dict().items())
+    ckpt = load_checkpoint(saved, device="cpu", dtype=torch.float32)
+    assert isinstance(ckpt.model.unet, HiDream) and ckpt.vae is None and ckpt.clip is None

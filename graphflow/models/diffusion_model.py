@@ -162,7 +162,8 @@ class DiffusionModel:
         self.prediction = prediction
         self.latent_format = latent_format or {"sd3": SD3, "flux": FLUX, "chroma": FLUX, "lumina2": FLUX, "stable_cascade_c": SC_PRIOR,
                                                 "stable_cascade_b": SC_B, "ltxv": LTXV, "mochi": MOCHI,
-                                                "cosmos": WAN21, "cosmos1": COSMOS1, "qwen_image": WAN21, "hidream": FLUX,
+                                                "cosmos": WAN21, "cosmos1": COSMOS1, "qwen_image": WAN21,
+                                                "hidream": FLUX,
                                                 "wan": wan_latent_format(getattr(unet, "config", None))}.get(arch) or (
             SDXL if arch.startswith("sdxl") else SD1)
         if beta_schedule is None:  # SD's, but the x4 upscaler was trained on its own

@@ -191,7 +191,8 @@ def model_sampling_for(model):
     return DiscreteSchedule.for_model(model)
 
 
-POOLED_CHANNELS = {"sd3": 2048, "flux": 768, "hidream": 2048, "chroma": 0, "ltxv": 0, "mochi": 0, "wan": 0, "lumina2": 0,
+POOLED_CHANNELS = {"sd3": 2048, "flux": 768, "hidream": 2048,
+                   "chroma": 0, "ltxv": 0, "mochi": 0, "wan": 0, "lumina2": 0,
                    "qwen_image": 0}
 
 
