@@ -341,3 +341,62 @@ def test_modelsave_round_trip(tmp_path):
     assert all(torch.equal(again.unet.state_dict()[k], v) for k, v in model.unet.state_dict().items())
     ckpt = load_checkpoint(saved, device="cpu", dtype=torch.float32)
     assert isinstance(ckpt.model.unet, HiDream) and ckpt.vae is None and ckpt.clip is None
+
+
+# -- LoRAs: our module paths are ComfyUI's and diffusers' names alike --------------------------------
+
+def test_lora_in_diffusers_layout_matches_diffusers(tmp_path):
+    """A PEFT LoRA on every Linear of diffusers' HiDreamImageTransformer2DModel (`transformer.` + its
+    names: SimpleTuner's, diffusers' own), applied to our model, gives diffusers' output with the adapter."""
+    from safetensors.torch import save_file
+
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.lora import apply_lora
+    from graphflow.testing import write_hidream
+    from tests.test_flow_lora import random_peft_lora
+
+    model = load_diffusion_model(write_hidream(tmp_path / "m.safetensors", dtype=torch.float32), device="cpu",
+                                 dtype=torch.float32)
+    theirs = diffusers_hidream(hidream_state())
+    lora = random_peft_lora(theirs, seed=5)
+    assert "transformer.double_stream_blocks.1.block.attn1.to_k_t.lora_A.weight" in lora
+    assert "transformer.single_stream_blocks.0.block.ff_i.experts.3.w2.lora_B.weight" in lora
+    save_file(lora, str(tmp_path / "hidream_peft.safetensors"))
+    theirs.load_lora_adapter(dict(lora), prefix="transformer", adapter_name="test")
+    theirs.set_adapters(["test"], weights=[0.7])
+    patched, _ = apply_lora(model, None, tmp_path / "hidream_peft.safetensors", 0.7, 0.0)
+    g = torch.Generator().manual_seed(1)
+    x, sigma = torch.randn(1, 16, 4, 8, generator=g), torch.tensor([0.6])
+    t5, llama, pooled = text(3, batch=1)
+    with torch.no_grad():
+        plain, got = (m(x, sigma, t5, pooled, llama_states=llama) for m in (model, patched))
+    want = diffusers_velocity(theirs, x, sigma, t5, llama, pooled)
+    assert float((got - plain).abs().max()) > 1e-2  # the LoRA does something
+    assert float((got - want).abs().max()) < 1e-4 * float(want.abs().max())
+
+
+@pytest.mark.parametrize("name", ["diffusion_model.double_stream_blocks.1.block.attn1.to_q",  # ComfyUI's
+                                  "lora_unet_double_stream_blocks_1_block_attn1_to_q",  # kohya's
+                                  "lycoris_double_stream_blocks_1_block_attn1_to_q",  # SimpleTuner's LyCORIS
+                                  "transformer.double_stream_blocks.1.block.attn1.to_q"])  # SimpleTuner's
+def test_lora_in_comfyui_and_kohya_names(tmp_path, name):
+    from safetensors.torch import save_file
+
+    from graphflow.memory import manager
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.lora import apply_lora
+    from graphflow.testing import write_hidream
+
+    model = load_diffusion_model(write_hidream(tmp_path / "m.safetensors", dtype=torch.float32), device="cpu",
+                                 dtype=torch.float32)
+    weight = model.unet.double_stream_blocks[1].block.attn1.to_q.weight
+    g = torch.Generator().manual_seed(0)
+    down, up = torch.randn(4, weight.shape[1], generator=g), torch.randn(weight.shape[0], 4, generator=g)
+    save_file({f"{name}.lora_down.weight": down, f"{name}.lora_up.weight": up, f"{name}.alpha": torch.tensor(2.0)},
+              str(tmp_path / "lora.safetensors"))
+    patched, _ = apply_lora(model, None, tmp_path / "lora.safetensors", 0.5, 1.0)
+    weights = manager().weights(patched.unet, patched.patches)
+    key = "double_stream_blocks.1.block.attn1.to_q.weight"
+    assert torch.allclose(weights[key], weight + 0.5 * (2.0 / 4) * up @ down, atol=1e-5)
+    assert torch.equal(weights["double_stream_blocks.0.block.attn1.to_q.weight"],
+                       model.unet.double_stream_blocks[0].block.attn1.to_q.weight)
