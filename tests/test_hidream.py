@@ -94,6 +94,23 @@ def test_full_size_defaults():
     shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
     assert shapes == {k: tuple(v.shape) for k, v in theirs.state_dict().items()}
     assert hidream_config_from_state_dict(shapes) == c
+    assert 17.0e9 < sum(p.numel() for p in ours.parameters()) < 17.2e9  # HiDream-I1's 17B (34.2 GB in fp16)
+
+
+def test_bf16_follows_fp32(pair):
+    """ComfyUI runs HiDream in bf16: the same weights in bf16 stay close to fp32 (the routing included)."""
+    ours, _, state = pair
+    half = HiDream(hidream_config()).eval()
+    half.load_state_dict(state, strict=True)
+    half.to(torch.bfloat16)
+    g = torch.Generator().manual_seed(11)
+    x, sigma = torch.randn(2, 16, 6, 6, generator=g), torch.tensor([0.9, 0.4])
+    t5, llama, pooled = text(12)
+    with torch.no_grad():
+        want = ours(x, sigma, t5, pooled, llama_states=llama)
+        got = half(x.bfloat16(), sigma, t5.bfloat16(), pooled.bfloat16(), llama_states=llama.bfloat16())
+    assert got.dtype == torch.bfloat16
+    assert float((got.float() - want).abs().mean()) < 0.05 * float(want.abs().mean())
 
 
 @pytest.mark.parametrize("size", [(8, 8), (6, 10)])

@@ -167,6 +167,13 @@ def wrapped(block: nn.Module) -> nn.Module:
     return holder
 
 
+def wrapped_linear(in_dim: int, dim: int) -> nn.Module:
+    """caption_projection.K.linear (bias-free)."""
+    holder = nn.Module()
+    holder.linear = Linear(in_dim, dim, bias=False)
+    return holder
+
+
 class HiDream(nn.Module):
     def __init__(self, config: HiDreamConfig):
         super().__init__()
@@ -243,9 +250,3 @@ class HiDream(nn.Module):
         out = out.reshape(b, h, w, p, p, -1).permute(0, 5, 1, 3, 2, 4).reshape(b, -1, h * p, w * p)
         return -out[..., :H, :W]
 
-
-def wrapped_linear(in_dim: int, dim: int) -> nn.Module:
-    """caption_projection.K.linear (bias-free)."""
-    holder = nn.Module()
-    holder.linear = Linear(in_dim, dim, bias=False)
-    return holder
