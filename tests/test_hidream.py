@@ -417,3 +417,41 @@ def test_lora_in_comfyui_and_kohya_names(tmp_path, name):
     assert torch.allclose(weights[key], weight + 0.5 * (2.0 / 4) * up @ down, atol=1e-5)
     assert torch.equal(weights["double_stream_blocks.0.block.attn1.to_q.weight"],
                        model.unet.double_stream_blocks[0].block.attn1.to_q.weight)
+
+
+# -- HiDream-E1 (the editing model, same layout): the input image beside the noisy latent ------------
+
+def test_e1_image_cond_through_ksampler(tmp_folders):
+    """InstructPixToPixConditioning's "concat_latent_image" reaches a HiDream model as ComfyUI's
+    image_cond: in model space, set beside the noisy latent along the width, the output cut back to
+    the latent's; KSampler (euler, 1 step, cfg 1) equals diffusers' transformer on [x, image] cropped."""
+    from safetensors.torch import load_file
+
+    from graphflow.models.latent_formats import FLUX
+    from graphflow.registry import Registry
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import write_hidream
+    from tests.test_nodes_image_mask import call
+
+    (tmp_folders.models / "diffusion_models").mkdir()
+    path = write_hidream(tmp_folders.models / "diffusion_models" / "hidream_e1_full_bf16.safetensors", seed=2,
+                         dtype=torch.float32)
+    reg = Registry().load_builtin()
+    model = call(reg, "LoadDiffusionModel", unet_name="hidream_e1_full_bf16.safetensors", weight_dtype="default")
+    image = torch.randn(1, 16, 6, 4, generator=torch.Generator().manual_seed(3))  # a raw (VAE) latent
+    t5, llama, pooled = text(4, batch=1)
+    cond = [(t5, {"conditioning_llama3": llama, "pooled_output": pooled, "concat_latent_image": image})]
+    out = call(reg, "KSampler", model=model, seed=5, steps=1, cfg=1.0, sampler_name="euler", scheduler="simple",
+               positive=cond, negative=cond, latent_image={"samples": torch.zeros(2, 16, 6, 6)}, denoise=1.0)["samples"]
+    theirs = diffusers_hidream(load_file(str(path)))
+    x = initial_noise(torch.zeros(2, 16, 6, 6), 5)
+    beside = torch.cat([x, FLUX.process_in(image).expand(2, -1, -1, -1)], dim=-1)
+    v = diffusers_velocity(theirs, beside, torch.ones(2), t5.expand(2, -1, -1), llama.expand(2, -1, -1, -1),
+                           pooled.expand(2, -1))[..., :6]
+    want = x - v  # one Euler step from sigma 1 to 0
+    assert torch.allclose(FLUX.process_in(out.float()), want, atol=1e-4 * float(want.abs().max()))
+    plain = [(t5, {"conditioning_llama3": llama, "pooled_output": pooled})]  # HiDream-I1's: no image
+    alone = call(reg, "KSampler", model=model, seed=5, steps=1, cfg=1.0, sampler_name="euler", scheduler="simple",
+                 positive=plain, negative=plain, latent_image={"samples": torch.zeros(2, 16, 6, 6)},
+                 denoise=1.0)["samples"]
+    assert not torch.allclose(alone, out, atol=1e-3)

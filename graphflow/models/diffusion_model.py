@@ -111,7 +111,8 @@ class DiffusionModel:
     "pooled_output"); model(x, sigma, context, y, llama_states=...) with Llama 3.1's per-layer
     states [B, 32, L, 4096] (the conditioning's "conditioning_llama3"). Sampled as ComfyUI's HiDream
     (ModelType.FLOW, sampling_settings empty): discrete flow, shift 1.0, multiplier 1000; its
-    workflows set the shift with ModelSamplingSD3 (3.0 Full, 6.0 Dev / Fast).
+    workflows set the shift with ModelSamplingSD3 (3.0 Full, 6.0 Dev / Fast). HiDream-E1 (same
+    layout): image_cond, InstructPixToPixConditioning's latent, set beside x along the width.
 
     Wan 2.1 (wan, graphflow.models.wan): x a video latent [B, 16, frames, h, w] (image-to-video
     models: 36 channels in, the concat's mask and image latent after the latent); context UMT5's

@@ -204,10 +204,12 @@ class HiDream(nn.Module):
         return torch.cat([rope(ids[None, :, i], d, self.config.theta) for i, d in enumerate(self.config.axes_dims)],
                          dim=-3)[:, None]
 
-    def forward(self, x, sigma, context, y=None, llama_states=None, control=None, **unused):
+    def forward(self, x, sigma, context, y=None, llama_states=None, image_cond=None, control=None, **unused):
         """x [B, 16, h, w] model-space latent; sigma [B]; context T5-XXL's states [B, T, 4096]; y the
         pooled CLIP-L + CLIP-G vector [B, 2048]; llama_states Llama 3.1's per-layer states
-        [B, layers, L, 4096] -> velocity of x's shape."""
+        [B, layers, L, 4096] -> velocity of x's shape. image_cond (HiDream-E1, the editing model of
+        the same layout): the input image's model-space latent [B, 16, h, w'], set beside x along
+        the width (ComfyUI's), the output cut back to x's."""
         if control is not None:
             raise ValueError("ControlNets are not supported with HiDream models")
         cfg = self.config
@@ -228,6 +230,8 @@ class HiDream(nn.Module):
             raise ValueError(f"HiDream reads Llama layers up to {max(cfg.llama_layers)}, the conditioning has "
                              f"{llama_states.shape[1]}: {load}")
         p, dtype = cfg.patch_size, x.dtype
+        if image_cond is not None:
+            x = torch.cat([x, image_cond.to(x.device, dtype).expand(b, -1, -1, -1)], dim=-1)
         x = F.pad(x, (0, -W % p, 0, -H % p), mode="circular")  # as ComfyUI's pad_to_patch_size
         h, w = x.shape[-2] // p, x.shape[-1] // p
         sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(b)
@@ -249,4 +253,3 @@ class HiDream(nn.Module):
         out = self.final_layer(x_seq[:, :n], vec)
         out = out.reshape(b, h, w, p, p, -1).permute(0, 5, 1, 3, 2, 4).reshape(b, -1, h * p, w * p)
         return -out[..., :H, :W]
-

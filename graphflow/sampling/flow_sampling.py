@@ -227,8 +227,10 @@ class FlowDenoiser:
                  camera_conditions: torch.Tensor | None = None, pose_latents: torch.Tensor | None = None,
                  face_pixels: torch.Tensor | None = None, llama_states: torch.Tensor | None = None) -> torch.Tensor:
         dtype = self.model.dtype
-        xc = x if concat is None else torch.cat([x, concat.to(x.device, x.dtype)], dim=1)
         kwargs = {}
+        if concat is not None and getattr(self.model, "arch", None) == "hidream":  # HiDream-E1: beside x, not channels
+            kwargs["image_cond"], concat = concat.to(x.device, dtype), None
+        xc = x if concat is None else torch.cat([x, concat.to(x.device, x.dtype)], dim=1)
         if frame_rate is not None:  # LTX-Video (prepare_conds sets it for video models only)
             kwargs["frame_rate"] = frame_rate
         if keyframe_positions is not None:  # LTX-Video's appended guide frames (likewise)
