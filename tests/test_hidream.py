@@ -323,6 +323,14 @@ def test_fp8_weight_dtype(tmp_path):
     with torch.no_grad():
         a, b = (m(x, torch.tensor([0.5]), t5, pooled, llama_states=llama) for m in (full, fp8))
     assert 0 < float((a - b).abs().max()) < 0.1 * float(a.abs().max())
+    # a file stored in fp8 (ComfyUI's hidream_i1_*_fp8) keeps them so with weight_dtype default; the
+    # gate and norms are upcast to the compute dtype
+    fp8_file = write_hidream(tmp_path / "hidream_i1_fast_fp8.safetensors", dtype=torch.float8_e4m3fn)
+    stored = load_diffusion_model(fp8_file, device="cpu", dtype=torch.float32)
+    block = stored.unet.single_stream_blocks[1].block
+    assert block.attn1.to_v.weight.dtype == torch.float8_e4m3fn and block.ff_i.gate.weight.dtype == torch.float32
+    with torch.no_grad():
+        assert stored(x, torch.tensor([0.5]), t5, pooled, llama_states=llama).isfinite().all()
 
 
 def test_no_fp16_default_and_read_back(tmp_path, monkeypatch, fresh_manager):
