@@ -257,8 +257,9 @@ def test_conditioning_options_reach_the_model():
         prepare_conds([(t5, {"conditioning_llama3": llama, "pooled_output": torch.zeros(1, 5)})], _Model(), x.shape,
                       "cpu")
     # batched as ComfyUI's: Llama states (CONDRegular) must agree in shape; T5 (CONDCrossAttn) may repeat
-    other_t5 = prepare_conds([(torch.cat([t5, t5], 1), {"conditioning_llama3": llama, "pooled_output": pooled})], _Model(),
-                             x.shape, "cpu")[0]
+    twice = torch.cat([t5, t5], 1)
+    other_t5 = prepare_conds([(twice, {"conditioning_llama3": llama, "pooled_output": pooled})], _Model(), x.shape,
+                             "cpu")[0]
     other_llama = prepare_conds([(t5, {"conditioning_llama3": llama[:, :, :3], "pooled_output": pooled})], _Model(),
                                 x.shape, "cpu")[0]
     assert _can_batch((x, None, None, cond), (x, None, None, other_t5))
