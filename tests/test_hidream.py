@@ -447,7 +447,7 @@ def test_e1_image_cond_through_ksampler(tmp_folders):
                          dtype=torch.float32)
     reg = Registry().load_builtin()
     model = call(reg, "LoadDiffusionModel", unet_name="hidream_e1_full_bf16.safetensors", weight_dtype="default")
-    image = torch.randn(1, 16, 6, 4, generator=torch.Generator().manual_seed(3))  # a raw (VAE) latent
+    image = torch.randn(1, 16, 6, 3, generator=torch.Generator().manual_seed(3))  # a raw (VAE) latent, odd width
     t5, llama, pooled = text(4, batch=1)
     cond = [(t5, {"conditioning_llama3": llama, "pooled_output": pooled, "concat_latent_image": image})]
     out = call(reg, "KSampler", model=model, seed=5, steps=1, cfg=1.0, sampler_name="euler", scheduler="simple",
@@ -455,6 +455,7 @@ def test_e1_image_cond_through_ksampler(tmp_folders):
     theirs = diffusers_hidream(load_file(str(path)))
     x = initial_noise(torch.zeros(2, 16, 6, 6), 5)
     beside = torch.cat([x, FLUX.process_in(image).expand(2, -1, -1, -1)], dim=-1)
+    beside = torch.nn.functional.pad(beside, (0, 1, 0, 0), mode="circular")  # 6 + 3 columns: padded to whole patches
     v = diffusers_velocity(theirs, beside, torch.ones(2), t5.expand(2, -1, -1), llama.expand(2, -1, -1, -1),
                            pooled.expand(2, -1))[..., :6]
     want = x - v  # one Euler step from sigma 1 to 0

@@ -232,7 +232,7 @@ class HiDream(nn.Module):
         p, dtype = cfg.patch_size, x.dtype
         if image_cond is not None:
             x = torch.cat([x, image_cond.to(x.device, dtype).expand(b, -1, -1, -1)], dim=-1)
-        x = F.pad(x, (0, -W % p, 0, -H % p), mode="circular")  # as ComfyUI's pad_to_patch_size
+        x = F.pad(x, (0, -x.shape[-1] % p, 0, -H % p), mode="circular")  # as ComfyUI's pad_to_patch_size
         h, w = x.shape[-2] // p, x.shape[-1] // p
         sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(b)
         vec = self.t_embedder.timestep_embedder(timestep_embedding(1000 * sigma.float()).to(dtype))
