@@ -1868,3 +1868,47 @@ def write_llava_llama3_vision(path, seed: int = 5, dtype=torch.float16, out_widt
         shapes = _module_shapes(CLIPVisionModel(config))
     save_file({k: v.to(dtype) for k, v in random_state(shapes, seed, torch.float32).items()}, str(path))
     return Path(path)
+
+
+# -- HiDream-I1 (helper hidream-model) -----------------------------------------------------------
+
+HIDREAM_TINY_T5_DIM = T5_TINY_WIDTH  # the tiny T5-XXL's width (t5_config)
+HIDREAM_TINY_LLAMA_DIM = 128  # the tiny Llama's hidden size (the text side's tiny Llama 3)
+HIDREAM_TINY_POOLED_DIM = TEXT_TINY["clip_l"][0] + TEXT_TINY["clip_g"][0]  # tiny CLIP-L pooled + CLIP-G projected
+HIDREAM_TINY_BLOCKS = (2, 2)  # double, single: block i reads Llama layer i, so 4 Llama layers are needed
+
+
+def hidream_config(scaled_down: bool = True, t5_dim: int = HIDREAM_TINY_T5_DIM,
+                   llama_dim: int = HIDREAM_TINY_LLAMA_DIM, pooled_dim: int = HIDREAM_TINY_POOLED_DIM):
+    """HiDream-I1's transformer (16 + 32 blocks, 20 heads of 128), or a tiny one: 2 double + 2
+    single blocks, 2 heads of 32 (rotary axes 16, 8, 8), 4 routed experts (top 2) of SwiGLU width
+    256 (HiDream's rounding of 4 x 64), the real 2x2 patches of 16 channels; text widths as given
+    (T5 states, Llama per-layer states, pooled CLIP-L + CLIP-G); it reads Llama layers 0 .. 3."""
+    from .models.configs import HiDreamConfig, swiglu_hidden
+
+    if not scaled_down:
+        return HiDreamConfig()
+    double, single = HIDREAM_TINY_BLOCKS
+    return HiDreamConfig(num_layers=double, num_single_layers=single, num_heads=2, head_dim=32, t5_dim=t5_dim,
+                         llama_dim=llama_dim, text_emb_dim=pooled_dim, expert_hidden=swiglu_hidden(64, 256),
+                         shared_hidden=swiglu_hidden(64, 128), axes_dims=(16, 8, 8),
+                         llama_layers=tuple(range(double + single)))
+
+
+def hidream_state(seed: int = 0, scaled_down: bool = True, **widths) -> dict[str, torch.Tensor]:
+    """Random weights (float32) for hidream_config(scaled_down, **widths), in ComfyUI's names."""
+    from .models.hidream import HiDream
+
+    with torch.device("meta"):
+        shapes = _module_shapes(HiDream(hidream_config(scaled_down, **widths)))
+    return random_state(shapes, seed, torch.float32)
+
+
+def write_hidream(path, seed: int = 0, dtype=torch.float16, scaled_down: bool = True, prefixed: bool = False,
+                  **widths) -> Path:
+    """A random HiDream-I1 diffusion model in ComfyUI's layout, bare as
+    hidream_i1_full_fp16.safetensors / ..._dev_bf16 / ..._fast_fp8 or, prefixed, under ComfyUI's
+    model.diffusion_model. (widths: t5_dim, llama_dim, pooled_dim). Its VAE is FLUX's (write_flow_vae)."""
+    prefix = UNET_PREFIX if prefixed else ""
+    save_file({prefix + k: v.to(dtype) for k, v in hidream_state(seed, scaled_down, **widths).items()}, str(path))
+    return Path(path)

@@ -328,6 +328,10 @@ def _flow_report(f: "WeightFile", info: FlowInfo, size: int) -> str:
     elif info.arch == "qwen_image":
         detail = (f"{c.num_layers} double-stream blocks, width {c.dim}, {c.num_heads} heads of {c.head_dim}, "
                   f"patch {c.patch_size} of {c.out_channels} latent ch, text width {c.joint_attention_dim}")
+    elif info.arch == "hidream":
+        detail = (f"{c.num_layers} double + {c.num_single_layers} single blocks, width {c.dim}, {c.num_heads} heads "
+                  f"of {c.head_dim}, {c.num_routed_experts} experts (top {c.num_activated_experts}) + shared, "
+                  f"patch {c.patch_size}, text widths T5 {c.t5_dim} / Llama {c.llama_dim}, pooled {c.text_emb_dim}")
     elif info.family == "chroma_radiance":
         detail = (f"{c.depth} double + {c.depth_single_blocks} single blocks, width {c.hidden_size}, "
                   f"{c.num_heads} heads, {c.patch_size}x{c.patch_size} pixel patches of {c.in_channels} ch, "

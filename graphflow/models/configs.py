@@ -859,3 +859,74 @@ def qwen_image_config_from_state_dict(shapes: dict[str, tuple]) -> QwenImageConf
                            patch_size=patch, num_layers=layers, num_heads=dim // head_dim, head_dim=head_dim,
                            joint_attention_dim=joint_dim,
                            axes_dims=(head_dim // 8, head_dim * 7 // 16, head_dim * 7 // 16))
+
+
+HIDREAM_MARKER = "caption_projection.0.linear.weight"  # ComfyUI's test for HiDream (model_detection's)
+HIDREAM_LATENT_CHANNELS = 16  # FLUX's VAE
+
+
+def swiglu_hidden(dim: int, hidden: int, multiple_of: int = 256) -> int:
+    """The width of HiDream's SwiGLU feed-forwards asked for `hidden`: 2/3 of it rounded up to a
+    multiple of 256 (LLaMA's rule; 4 x 2560 -> 6912, the shared expert's 2 x 2560 -> 3584)."""
+    return multiple_of * -(-int(2 * hidden / 3) // multiple_of)
+
+
+@dataclass(frozen=True)
+class HiDreamConfig:
+    """Defaults: HiDream-I1 (Full, Dev and Fast alike): 16 double-stream + 32 single-stream blocks,
+    20 heads of 128, MoE feed-forwards (4 routed experts, top 2, + a shared one), T5-XXL's and
+    Llama 3.1 8B's 4096-wide states, CLIP-L + CLIP-G pooled (2048) into the timestep embedding."""
+    in_channels: int = HIDREAM_LATENT_CHANNELS
+    out_channels: int = HIDREAM_LATENT_CHANNELS
+    patch_size: int = 2
+    num_layers: int = 16  # double-stream
+    num_single_layers: int = 32
+    num_heads: int = 20
+    head_dim: int = 128
+    t5_dim: int = 4096  # caption_projection[-1]'s input
+    llama_dim: int = 4096  # caption_projection[0 .. blocks - 1]'s input
+    text_emb_dim: int = 2048  # the pooled CLIP-L (768) + CLIP-G (1280) vector
+    num_routed_experts: int = 4
+    num_activated_experts: int = 2
+    expert_hidden: int = 6912  # swiglu_hidden of 4 x width: every routed expert, and the text stream's
+    shared_hidden: int = 3584  # swiglu_hidden of 2 x width
+    axes_dims: tuple = (64, 32, 32)  # rotary axes (unused: 0 for every token, row, column)
+    theta: float = 10000.0
+    # Llama layer each block's caption projection reads: ComfyUI's list, 0 .. 31 then the last
+    # (31) for the remaining blocks
+    llama_layers: tuple = tuple(min(i, 31) for i in range(48))
+
+    @property
+    def dim(self) -> int:
+        return self.num_heads * self.head_dim
+
+
+def hidream_config_from_state_dict(shapes: dict[str, tuple]) -> HiDreamConfig:
+    """From the shapes (prefix stripped). ComfyUI reads none of them (its defaults are HiDream-I1's);
+    here the widths come from the weights, heads of 128 (32 for widths not a multiple of 128: tiny
+    test models), the rotary axes half / quarter / quarter of a head as HiDream's (64, 32, 32),
+    and block i reads Llama layer min(i, 31) (ComfyUI's list for 48 blocks)."""
+    dim, patch_in = shapes["x_embedder.proj.weight"]
+    head_dim = 128 if dim % 128 == 0 else 32
+    if dim % head_dim:
+        raise ValueError(f"HiDream's width {dim} does not split into heads of 32 or 128 channels")
+    double = 1 + max((int(k.split(".")[1]) for k in shapes if k.startswith("double_stream_blocks.")), default=-1)
+    single = 1 + max((int(k.split(".")[1]) for k in shapes if k.startswith("single_stream_blocks.")), default=-1)
+    experts = 1 + max((int(k.split(".")[5]) for k in shapes
+                       if k.startswith("double_stream_blocks.0.block.ff_i.experts.")), default=-1)
+    out_features = shapes["final_layer.linear.weight"][0]
+    patch = round((patch_in / HIDREAM_LATENT_CHANNELS) ** 0.5)
+    if patch * patch * HIDREAM_LATENT_CHANNELS != patch_in:
+        raise ValueError(f"HiDream's x_embedder takes {patch_in} features, not patches of "
+                         f"{HIDREAM_LATENT_CHANNELS} channels")
+    ff = "double_stream_blocks.0.block.ff_i." if double else "single_stream_blocks.0.block.ff_i."
+    return HiDreamConfig(
+        in_channels=patch_in // (patch * patch), out_channels=out_features // (patch * patch), patch_size=patch,
+        num_layers=double, num_single_layers=single, num_heads=dim // head_dim, head_dim=head_dim,
+        t5_dim=shapes[f"caption_projection.{double + single}.linear.weight"][1],
+        llama_dim=shapes["caption_projection.0.linear.weight"][1],
+        text_emb_dim=shapes["p_embedder.pooled_embedder.linear_1.weight"][1],
+        num_routed_experts=experts, num_activated_experts=min(2, experts),
+        expert_hidden=shapes[ff + "experts.0.w1.weight"][0], shared_hidden=shapes[ff + "shared_experts.w1.weight"][0],
+        axes_dims=(head_dim // 2, head_dim // 4, head_dim // 4),
+        llama_layers=tuple(min(i, 31) for i in range(double + single)))

@@ -12,8 +12,8 @@ from .unet import timestep_embedding
 
 ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux", "chroma", "stable_cascade_c", "stable_cascade_b",
          "pixart", "svd", "ltxv", "mochi", "cosmos", "cosmos1", "wan", "lumina2",
-         "qwen_image")
-FLOW_ARCHS = ("sd3", "flux", "chroma", "ltxv", "mochi", "wan", "lumina2", "qwen_image")
+         "qwen_image", "hidream")
+FLOW_ARCHS = ("sd3", "flux", "chroma", "ltxv", "mochi", "wan", "lumina2", "qwen_image", "hidream")
 # latents [B, C, frames, h, w]; Cosmos-Predict2 and Qwen-Image (Wan 2.1 latents: ComfyUI's
 # latent_dimensions 3) sample an image as one frame
 VIDEO_ARCHS = ("ltxv", "mochi", "cosmos", "cosmos1", "wan", "qwen_image")
@@ -106,6 +106,14 @@ class DiffusionModel:
     states; model(x, sigma, context, y, text_mask=None) (y unused). Sampled as ComfyUI's QwenImage
     (ModelType.FLUX): ModelSamplingFlux, shift (mu) 1.15, timestep sigma (`sampling_shift`).
 
+    HiDream-I1 (hidream, graphflow.models.hidream): x a FLUX-VAE latent [B, 16, h, w]; context
+    T5-XXL's states [B, T, 4096]; y the pooled CLIP-L + CLIP-G vector [B, 2048] (the conditioning's
+    "pooled_output"); model(x, sigma, context, y, llama_states=...) with Llama 3.1's per-layer
+    states [B, 32, L, 4096] (the conditioning's "conditioning_llama3"). Sampled as ComfyUI's HiDream
+    (ModelType.FLOW, sampling_settings empty): discrete flow, shift 1.0, multiplier 1000; its
+    workflows set the shift with ModelSamplingSD3 (3.0 Full, 6.0 Dev / Fast). HiDream-E1 (same
+    layout): image_cond, InstructPixToPixConditioning's latent, set beside x along the width.
+
     Wan 2.1 (wan, graphflow.models.wan): x a video latent [B, 16, frames, h, w] (image-to-video
     models: 36 channels in, the concat's mask and image latent after the latent); context UMT5's
     512 tokens; model(x, sigma, context, y, clip_fea=None) (y unused; clip_fea CLIP vision's
@@ -156,6 +164,7 @@ class DiffusionModel:
         self.latent_format = latent_format or {"sd3": SD3, "flux": FLUX, "chroma": FLUX, "lumina2": FLUX, "stable_cascade_c": SC_PRIOR,
                                                 "stable_cascade_b": SC_B, "ltxv": LTXV, "mochi": MOCHI,
                                                 "cosmos": WAN21, "cosmos1": COSMOS1, "qwen_image": WAN21,
+                                                "hidream": FLUX,
                                                 "wan": wan_latent_format(getattr(unet, "config", None))}.get(arch) or (
             SDXL if arch.startswith("sdxl") else SD1)
         if beta_schedule is None:  # SD's, but the x4 upscaler was trained on its own
@@ -167,7 +176,7 @@ class DiffusionModel:
         if sampling_shift is None:
             sampling_shift = {"sd3": 3.0, "flux": 1.15 if self.guidance_embed else 1.0, "chroma": 1.15,
                               "ltxv": 2.37, "mochi": 6.0, "wan": 8.0, "lumina2": 6.0,
-                              "qwen_image": 1.15,
+                              "qwen_image": 1.15, "hidream": 1.0,
                               **CASCADE_SHIFTS}.get(arch)
         self.sampling_shift = sampling_shift
         self.shift_dynamic = (arch == "flux" and self.guidance_embed) if shift_dynamic is None else shift_dynamic
@@ -264,6 +273,8 @@ class DiffusionModel:
             return self.unet.config.adm_in_channels
         if self.arch == "flux":
             return self.unet.config.vec_in_dim
+        if self.arch == "hidream":
+            return self.unet.config.text_emb_dim
         if self.arch in ("chroma", "ltxv", "mochi", "cosmos", "cosmos1", "wan", "lumina2", "qwen_image"):
             return 0
         if self.arch == "pixart":  # α's (height, width, aspect ratio); Σ takes none

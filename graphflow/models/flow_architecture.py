@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 
 from .configs import (ChromaConfig, ChromaRadianceConfig, FluxConfig, LTXVConfig, LTXVVAEConfig, Lumina2Config,
                       MMDiTConfig, MochiConfig, QwenImageConfig, qwen_image_config_from_state_dict,
+                      HiDreamConfig, hidream_config_from_state_dict,
                       MochiVAEConfig, VAEConfig, chroma_config_from_state_dict, flux_config_from_state_dict,
                       lumina2_config_from_state_dict,
                       ltxv_config_from_state_dict, ltxv_vae_config_from_state_dict, mmdit_config_from_state_dict,
@@ -60,7 +61,7 @@ FAMILY_NAMES = {"sd3_medium": "SD3 medium", "sd35_large": "SD3.5 large", "sd35_m
                 "wan_i2v": "Wan 2.1 image-to-video", "wan_flf2v": "Wan 2.1 first-last-frame-to-video",
                 "wan_fun_control": "Wan 2.1 Fun Control", "wan_vace": "Wan 2.1 VACE",
                 "wan_camera": "Wan Fun Control-Camera (camera-controlled image-to-video)",
-                "lumina2": "Lumina Image 2.0", "qwen_image": "Qwen-Image",
+                "lumina2": "Lumina Image 2.0", "qwen_image": "Qwen-Image", "hidream": "HiDream-I1",
                 "wan22_ti2v": "Wan 2.2 TI2V 5B (text/image-to-video)",
                 "wan22_i2v": "Wan 2.2 I2V A14B expert (image-to-video without CLIP vision)",
                 "wan22_animate": "Wan 2.2 Animate (character animation from pose and face videos)"}
@@ -74,13 +75,17 @@ _MARKERS = {"sd3": ("joint_blocks.0.x_block.attn.qkv.weight", "x_embedder.proj.w
                     "head.modulation"),
             "lumina2": ("cap_embedder.1.weight", "noise_refiner.0.attention.k_norm.weight"),
             "qwen_image": ("txt_norm.weight", "transformer_blocks.0.attn.add_q_proj.weight", "img_in.weight",
-                           "proj_out.weight")}  # proj_out: not its ControlNet (InstantX's, no final layer)
+                           "proj_out.weight"),  # proj_out: not its ControlNet (InstantX's, no final layer)
+            "hidream": ("caption_projection.0.linear.weight", "x_embedder.proj.weight",
+                        "p_embedder.pooled_embedder.linear_1.weight")}
 _CONFIG_READERS = {"sd3": mmdit_config_from_state_dict, "flux": flux_config_from_state_dict,
                    "chroma": chroma_config_from_state_dict, "ltxv": ltxv_config_from_state_dict,
                    "mochi": mochi_config_from_state_dict, "wan": wan_config_from_state_dict,
-                   "lumina2": lumina2_config_from_state_dict, "qwen_image": qwen_image_config_from_state_dict}
+                   "lumina2": lumina2_config_from_state_dict, "qwen_image": qwen_image_config_from_state_dict,
+                   "hidream": hidream_config_from_state_dict}
 _ARCH_NAMES = {"sd3": "MM-DiT", "flux": "FLUX", "chroma": "Chroma", "ltxv": "LTX-Video", "mochi": "Mochi",
-               "wan": "Wan 2.1", "lumina2": "Lumina 2", "qwen_image": "Qwen-Image"}
+               "wan": "Wan 2.1", "lumina2": "Lumina 2", "qwen_image": "Qwen-Image",
+               "hidream": "HiDream"}
 T5_ALONE = ("chroma", "ltxv", "mochi", "wan")  # T5-XXL (Wan: UMT5-XXL) their only text encoder (CLIPLoader, type = the arch)
 
 
@@ -88,11 +93,11 @@ T5_ALONE = ("chroma", "ltxv", "mochi", "wan")  # T5-XXL (Wan: UMT5-XXL) their on
 class FlowInfo:
     """A flow-model file: the family, where each part is and the configurations read from shapes."""
 
-    arch: str  # sd3 | flux | chroma | ltxv | mochi | wan | lumina2 | qwen_image
+    arch: str  # sd3 | flux | chroma | ltxv | mochi | wan | lumina2 | qwen_image | hidream
     family: str  # a FAMILY_NAMES key
     prefix: str  # of the diffusion model's keys
     config: (MMDiTConfig | FluxConfig | ChromaConfig | LTXVConfig | MochiConfig | WanConfig | Lumina2Config
-             | QwenImageConfig)
+             | QwenImageConfig | HiDreamConfig)
     vae: VAEConfig | LTXVVAEConfig | MochiVAEConfig | None = None
     vae_prefix: str | None = None
     text_encoders: dict = field(default_factory=dict)  # clip_l / clip_g / t5xxl -> key prefix
@@ -146,7 +151,7 @@ def _family(arch: str, config) -> str:
         return "wan_flf2v" if config.img_emb_tokens else "wan_i2v" if config.i2v else "wan_t2v"
     if arch == "chroma" and isinstance(config, ChromaRadianceConfig):
         return "chroma_radiance"
-    if arch in (*T5_ALONE, "lumina2", "qwen_image"):
+    if arch in (*T5_ALONE, "lumina2", "qwen_image", "hidream"):
         return arch
     packed = config.in_channels // 4
     if packed == config.latent_channels + 80:
@@ -284,6 +289,9 @@ def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
     if not info.text_encoders and arch == "lumina2":
         info.notes.append("no text encoder in the file: load Gemma-2 2B (gemma_2_2b_fp16.safetensors) with "
                           "CLIPLoader, type lumina2")
+    elif not info.text_encoders and arch == "hidream":
+        info.notes.append("no text encoders in the file: load CLIP-L, CLIP-G, T5-XXL and Llama 3.1 8B with "
+                          "QuadrupleCLIPLoader")
     elif not info.text_encoders and arch == "qwen_image":
         info.notes.append("no text encoder in the file: load Qwen2.5-VL 7B (qwen_2.5_vl_7b.safetensors) with "
                           "CLIPLoader, type qwen_image")

@@ -3,7 +3,8 @@ BFL/SAI/Wan/Lumina module paths, for LoRAs trained on diffusers' `FluxTransforme
 `ChromaTransformer2DModel` / `SD3Transformer2DModel` / `WanTransformer3DModel` /
 `Lumina2Transformer2DModel` (the `transformer.` layout of ai-toolkit, SimpleTuner, diffusers' own
 scripts). Wan's are one to one (no fused weights); Lumina 2's split q / k / v of its qkv.
-Qwen-Image needs no table: its module paths are diffusers' names (graphflow.models.qwen_image).
+Qwen-Image needs no table: its module paths are diffusers' names (graphflow.models.qwen_image);
+nor does HiDream-I1 (graphflow.models.hidream: ComfyUI's names are diffusers').
 
 diffusers splits some of our fused weights: `attn.to_q` / `to_k` / `to_v` are row blocks of our
 `qkv` (FLUX single blocks: `to_q` / `to_k` / `to_v` / `proj_mlp` of `linear1`), and its

@@ -36,6 +36,7 @@ DEFAULT_SD3_SHIFT = 3.0
 LTXV_SHIFT = 2.37
 MOCHI_SHIFT = 6.0  # ComfyUI's Mochi sampling_settings: discrete flow, shift 6, multiplier 1
 LUMINA2_SHIFT = 6.0  # ComfyUI's Lumina2 sampling_settings: discrete flow, shift 6, multiplier 1
+HIDREAM_SHIFT = 1.0  # ComfyUI's HiDream: ModelType.FLOW, sampling_settings empty (shift 1, multiplier 1000)
 QWEN_IMAGE_SHIFT = 1.15  # ComfyUI's QwenImage: ModelType.FLUX (ModelSamplingFlux), sampling_settings shift 1.15
 WAN_SHIFT = 8.0  # ComfyUI's WAN21_T2V / I2V sampling_settings: discrete flow, shift 8 (multiplier 1000)
 
@@ -151,7 +152,7 @@ def default_flow_schedule(model) -> FlowSchedule:
     """The sampling a flow MODEL gets without a ModelSamplingSD3/Flux node, as ComfyUI sets it:
     SD3/SD3.5 shift 3.0 (or the model's `sampling_shift`); FLUX dev mu 1.15; FLUX schnell (no
     guidance embedding) shift 1.0; LTX-Video mu 2.37; Mochi and Lumina 2 shift 6.0 (multiplier 1); Wan 2.1
-    shift 8.0; Qwen-Image mu 1.15 (ModelSamplingFlux, timestep sigma); Chroma mu
+    shift 8.0; HiDream shift 1.0; Qwen-Image mu 1.15 (ModelSamplingFlux, timestep sigma); Chroma mu
     1.15 (ComfyUI's ModelType.FLUX: ModelSamplingFlux with its default shift, Chroma's
     sampling_settings setting none)."""
     arch = getattr(model, "arch", None)
@@ -166,6 +167,8 @@ def default_flow_schedule(model) -> FlowSchedule:
         return FlowSchedule.sd3(MOCHI_SHIFT if shift is None else float(shift), multiplier=1.0)
     if arch == "lumina2":  # ComfyUI's Lumina2 sampling_settings: shift 6.0, multiplier 1
         return FlowSchedule.sd3(LUMINA2_SHIFT if shift is None else float(shift), multiplier=1.0)
+    if arch == "hidream":
+        return FlowSchedule.sd3(HIDREAM_SHIFT if shift is None else float(shift))
     if arch == "qwen_image":
         return FlowSchedule.flux(QWEN_IMAGE_SHIFT if shift is None else float(shift))
     if arch == "wan":
@@ -188,7 +191,8 @@ def model_sampling_for(model):
     return DiscreteSchedule.for_model(model)
 
 
-POOLED_CHANNELS = {"sd3": 2048, "flux": 768, "chroma": 0, "ltxv": 0, "mochi": 0, "wan": 0, "lumina2": 0,
+POOLED_CHANNELS = {"sd3": 2048, "flux": 768, "hidream": 2048,
+                   "chroma": 0, "ltxv": 0, "mochi": 0, "wan": 0, "lumina2": 0,
                    "qwen_image": 0}
 
 
@@ -221,10 +225,12 @@ class FlowDenoiser:
                  clip_fea: torch.Tensor | None = None, vace_context: torch.Tensor | None = None,
                  vace_strength: tuple = (), time_dim_concat: torch.Tensor | None = None,
                  camera_conditions: torch.Tensor | None = None, pose_latents: torch.Tensor | None = None,
-                 face_pixels: torch.Tensor | None = None) -> torch.Tensor:
+                 face_pixels: torch.Tensor | None = None, llama_states: torch.Tensor | None = None) -> torch.Tensor:
         dtype = self.model.dtype
-        xc = x if concat is None else torch.cat([x, concat.to(x.device, x.dtype)], dim=1)
         kwargs = {}
+        if concat is not None and getattr(self.model, "arch", None) == "hidream":  # HiDream-E1: beside x, not channels
+            kwargs["image_cond"], concat = concat.to(x.device, dtype), None
+        xc = x if concat is None else torch.cat([x, concat.to(x.device, x.dtype)], dim=1)
         if frame_rate is not None:  # LTX-Video (prepare_conds sets it for video models only)
             kwargs["frame_rate"] = frame_rate
         if keyframe_positions is not None:  # LTX-Video's appended guide frames (likewise)
@@ -243,6 +249,8 @@ class FlowDenoiser:
             kwargs["pose_latents"] = pose_latents.to(x.device, dtype)
         if face_pixels is not None:  # Wan Animate: the face video for its motion and face encoders
             kwargs["face_pixel_values"] = face_pixels.to(x.device, dtype)
+        if llama_states is not None:  # HiDream: Llama 3.1's per-layer states
+            kwargs["llama_states"] = llama_states.to(x.device, dtype)
         if attention_mask is not None:
             if getattr(self.model, "arch", None) != "flux":
                 raise ValueError("an attention mask (StyleModelApply's attn_bias) needs a FLUX model")
@@ -314,6 +322,22 @@ def attention_bias(model, options: dict, latent_hw: tuple[int, int]) -> torch.Te
     return torch.cat([torch.cat([txt_txt, txt_img], 2), torch.cat([img_txt, img_img], 2)], 1)
 
 
+def hidream_text(options: dict) -> torch.Tensor:
+    """A HiDream conditioning's Llama 3.1 per-layer states [B, layers, L, 4096] ("conditioning_llama3"),
+    checked with its "pooled_output": both come from QuadrupleCLIPLoader's CLIP, as in ComfyUI."""
+    llama, pooled = options.get("conditioning_llama3"), options.get("pooled_output")
+    if llama is None or pooled is None:
+        missing = " and ".join(name for name, value in (("conditioning_llama3", llama), ("pooled_output", pooled))
+                               if value is None)
+        raise ValueError(f"a HiDream model needs the conditioning's {missing} (Llama 3.1's per-layer states and the "
+                         "pooled CLIP-L + CLIP-G vector): encode the prompt with a CLIP from QuadrupleCLIPLoader "
+                         "(CLIP-L, CLIP-G, T5-XXL, Llama 3.1 8B)")
+    if not torch.is_tensor(llama) or llama.ndim != 4:
+        raise ValueError("a HiDream conditioning's conditioning_llama3 must be Llama's per-layer states "
+                         f"[B, layers, L, 4096], got {getattr(llama, 'shape', type(llama).__name__)}")
+    return llama
+
+
 def flow_vectors(model, options: dict, batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(y [B, P] or None, guidance [B] or None) of one conditioning entry for a flow model. y is the
     pooled text vector (zeros when the conditioning has none, as ComfyUI's zeroed encoders give);
@@ -327,6 +351,9 @@ def flow_vectors(model, options: dict, batch: int) -> tuple[torch.Tensor, torch.
         return None, None
     declared = getattr(model, "pooled_channels", None)
     pooled = options.get("pooled_output")
+    if getattr(model, "arch", None) == "hidream":  # ComfyUI's encode_adm reads it, no zeros instead
+        hidream_text(options)
+        declared = model.adm_channels
     if pooled is None:
         pooled = torch.zeros(1, declared or POOLED_CHANNELS.get(getattr(model, "arch", None), 0))
     pooled = pooled.float().reshape(-1, pooled.shape[-1])

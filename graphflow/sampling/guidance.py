@@ -96,6 +96,7 @@ class Cond:
     camera_conditions: torch.Tensor | None = None  # [B, 24, T, 8h, 8w] Wan Fun Control-Camera's Plücker rays
     pose_latents: torch.Tensor | None = None  # [B, 16, T - 1, h, w] Wan Animate's pose video latent, model space
     face_pixels: torch.Tensor | None = None  # [B, 3, frames, 512, 512] Wan Animate's face video in [-1, 1]
+    llama_states: torch.Tensor | None = None  # [B, layers, L, 4096] HiDream: Llama 3.1's per-layer states
 
     def active(self, sigma: torch.Tensor) -> bool:
         if self.sigma_start is None and self.sigma_end is None:
@@ -298,8 +299,20 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             time_dim_concat=_time_dim_concat(model, options, batch, device),
             camera_conditions=_camera_conditions(model, options, batch, device),
             **_animate(model, options, batch, device),
+            llama_states=_llama_states(model, options, batch, device),
         ))
     return out
+
+
+def _llama_states(model, options: dict, batch: int, device) -> torch.Tensor | None:
+    """HiDream's Llama 3.1 per-layer states: the conditioning's "conditioning_llama3" [B, layers, L, 4096]
+    (ComfyUI's option, which its HiDream passes as encoder_hidden_states_llama3); other models ignore it.
+    Entries batch only where these agree in shape (ComfyUI's CONDRegular)."""
+    if getattr(model, "arch", None) != "hidream":
+        return None
+    from .flow_sampling import hidream_text
+
+    return repeat_to_batch(hidream_text(options).float(), batch).to(device)
 
 
 def _clip_fea(model, options: dict, batch: int, device) -> torch.Tensor | None:
@@ -581,7 +594,7 @@ def _crop_and_weight(cond: Cond, x: torch.Tensor):
 # Cond's per-row tensors that entries batched into one model call stack along the batch (passed by
 # these names); entries batch only where each is absent from both or of one shape
 STACKED = ("guidance", "control_context", "prior", "clip_fea", "vace_context", "time_dim_concat",
-           "camera_conditions", "pose_latents", "face_pixels")
+           "camera_conditions", "pose_latents", "face_pixels", "llama_states")
 
 
 def _can_batch(a, b) -> bool:

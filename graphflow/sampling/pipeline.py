@@ -319,6 +319,9 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
             elif getattr(model, "arch", None) == "wan" and model.in_channels != fmt.channels:
                 def concat_fn(options):
                     return wan_concat(options, denoise_mask, fmt, shape, model.in_channels - fmt.channels, device)
+            elif getattr(model, "arch", None) == "hidream":
+                def concat_fn(options):
+                    return hidream_image_cond(options, fmt, shape[0], device)
         elif upscaler:
             def concat_fn(options):
                 return x4_concat(options, shape, device, seed)
@@ -517,6 +520,16 @@ def wan_concat(options: dict, denoise_mask: torch.Tensor | None, latent_format, 
         mask = resize_to_batch(mask.expand(-1, 4, -1, -1, -1), batch)
     index = int(options.get("concat_mask_index") or 0)  # Wan 2.2 Fun Control: the mask after the control latent
     return torch.cat([image[:, :index], mask, image[:, index:]], dim=1)
+
+
+def hidream_image_cond(options: dict, latent_format, batch: int, device) -> torch.Tensor | None:
+    """HiDream-E1's input image (InstructPixToPixConditioning's "concat_latent_image"), in model space
+    and repeated to the batch, as ComfyUI's HiDream passes it (image_cond; its size as encoded: the
+    network sets it beside the noisy latent along the width); None without one (HiDream-I1)."""
+    image = options.get("concat_latent_image")
+    if image is None:
+        return None
+    return repeat_to_batch(latent_format.process_in(image.float().to(device)), batch)  # CONDNoiseShape cycles
 
 
 def ip2p_concat(options: dict, arch: str, latent_format, shape: tuple, device,
