@@ -42,8 +42,6 @@ Not here: textual-inversion embeddings for Llama (`embedding:name` is dropped wi
 leftover text kept, as ComfyUI does for a name it cannot find).
 """
 
-import base64
-import gzip
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -56,7 +54,7 @@ from torch import nn
 from ..context import warn
 from .attention import attention, kernels
 from .cast_layers import Linear
-from .tokenizer import EMBEDDING, parse_weighted_prompt
+from .tokenizer import EMBEDDING, parse_weighted_prompt, tiktoken_ranks
 
 HEAD_DIM = 128  # ComfyUI's Llama2Config (the weights do not show it)
 MARKER = "model.layers.0.post_attention_layernorm.weight"  # ComfyUI's test for Llama 3 8B
@@ -90,18 +88,6 @@ I2V_TEMPLATE = ("<|start_header_id|>system<|end_header_id|>\n\n<image>\nDescribe
                 "environment, light, style and atmosphere.5. camera angles, movements, and transitions used in the "
                 "video:<|eot_id|>\n\n<|start_header_id|>user<|end_header_id|>\n\n{}<|eot_id|><|start_header_id|>"
                 "assistant<|end_header_id|>\n\n")
-
-
-def tiktoken_ranks(vocab_file: Path, count: int) -> dict[bytes, int]:
-    """A tiktoken ranks file (`base64(token) rank` lines, gzipped) -> {token bytes: rank}."""
-    ranks = {}
-    with gzip.open(vocab_file, "rt", encoding="ascii") as lines:
-        for line in lines:
-            token, rank = line.split()
-            ranks[base64.b64decode(token)] = int(rank)
-    if len(ranks) != count:
-        raise ValueError(f"{vocab_file.name}: {len(ranks)} tokens, expected {count}")
-    return ranks
 
 
 class Llama3Tokenizer:

@@ -14,7 +14,7 @@ The language model (Qwen2 / ComfyUI's Qwen25_7BVLI): token embeddings; per layer
 x += attn(norm(x)), x += mlp(norm(x)), RMSNorm x / rms(x) * w (eps 1e-6), grouped-query causal
 attention with biased q/k/v, rotary positions (theta 1e6, rotate-half) over 128-wide heads (the
 head counts come from the projections' shapes), an MLP down(silu(gate(x)) * up(x)); a final
-norm. Qwen2.5-VL's multimodal rotary embedding gives each band of the frequencies (16, 24, 24
+norm (graphflow.models.llama's decoder, its q/k/v biased). Qwen2.5-VL's multimodal rotary embedding gives each band of the frequencies (16, 24, 24
 pairs) its own position axis (time, height, width); for text all three are the token's index,
 so it is the plain 1-D rotary embedding; a picture's tokens take its start, start + row and
 start + column (ComfyUI's positions, which are transformers' get_rope_index's).
@@ -37,7 +37,6 @@ weights here: "(word:1.2)" is plain text ("\\(" still a literal bracket). CLIPSe
 takes layer n's output unnormed, as ComfyUI's hidden-layer option.
 """
 
-import gzip
 import math
 import re
 import unicodedata
@@ -51,6 +50,8 @@ from torch import nn
 
 from .attention import attention, kernels
 from .cast_layers import Linear
+from .llama import LlamaBody, RMSNorm, rotate_half
+from .tokenizer import tiktoken_ranks
 
 HEAD_DIM = 128  # ComfyUI's Qwen25_7BVLI_Config (the weights do not show it)
 MARKER = "model.layers.0.self_attn.k_proj.bias"  # ComfyUI's test for Qwen2.5 (7B: 512 rows, 3B: 256)
@@ -88,18 +89,10 @@ class QwenTokenizer:
     by Qwen2's pattern and byte-pair encoded (tiktoken, on the shipped ranks)."""
 
     def __init__(self, vocab_file: Path = VOCAB_FILE):
-        import base64
-
         import tiktoken  # read when a Qwen encoder first tokenizes: nothing else needs it
 
-        ranks = {}
-        with gzip.open(vocab_file, "rt", encoding="ascii") as lines:
-            for line in lines:
-                token, rank = line.split()
-                ranks[base64.b64decode(token)] = int(rank)
-        if len(ranks) != FIRST_ADDED:
-            raise ValueError(f"{vocab_file.name}: {len(ranks)} tokens, Qwen's vocabulary has {FIRST_ADDED}")
-        self.bpe = tiktoken.Encoding("qwen2", pat_str=PATTERN, mergeable_ranks=ranks, special_tokens={})
+        self.bpe = tiktoken.Encoding("qwen2", pat_str=PATTERN, mergeable_ranks=tiktoken_ranks(vocab_file, FIRST_ADDED),
+                                     special_tokens={})
         self.added = {token: FIRST_ADDED + i for i, token in enumerate(ADDED_TOKENS)}
         self.added_pattern = re.compile("(" + "|".join(re.escape(t) for t in ADDED_TOKENS) + ")")
 
@@ -154,6 +147,7 @@ class Qwen25VLConfig:
     eps: float = 1e-6
     rope_theta: float = 1000000.0
     mrope_section: tuple = (16, 24, 24)  # frequency pairs of the time, height, width position axes
+    qkv_bias: bool = True  # Qwen2's decoder is Llama's with biases on q, k and v (graphflow.models.llama)
 
 
 def qwen25vl_config_from_state_dict(shapes: dict[str, tuple]) -> Qwen25VLConfig:
@@ -168,75 +162,6 @@ def qwen25vl_config_from_state_dict(shapes: dict[str, tuple]) -> Qwen25VLConfig:
     return Qwen25VLConfig(vocab_size=vocab, hidden_size=hidden,
                           intermediate_size=shapes["model.layers.0.mlp.gate_proj.weight"][0],
                           num_layers=layers, num_heads=q_rows // HEAD_DIM, num_kv_heads=k_rows // HEAD_DIM)
-
-
-class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.eps = eps
-
-    def forward(self, x):  # normalised in float32, scaled in the input's dtype (as transformers' Qwen2)
-        return self.weight.to(x.dtype) * F.rms_norm(x.float(), x.shape[-1:], eps=self.eps).to(x.dtype)
-
-
-def rotate_half(x):
-    a, b = x.chunk(2, dim=-1)
-    return torch.cat([-b, a], dim=-1)
-
-
-class Attention(nn.Module):
-    def __init__(self, cfg: Qwen25VLConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.q_proj = Linear(cfg.hidden_size, cfg.num_heads * cfg.head_dim, bias=True)
-        self.k_proj = Linear(cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, bias=True)
-        self.v_proj = Linear(cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, bias=True)
-        self.o_proj = Linear(cfg.num_heads * cfg.head_dim, cfg.hidden_size, bias=False)
-
-    def forward(self, x, cos, sin, mask):
-        cfg, (b, t, _) = self.cfg, x.shape
-        q = self.q_proj(x).view(b, t, cfg.num_heads, cfg.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(b, t, cfg.num_kv_heads, cfg.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(b, t, cfg.num_kv_heads, cfg.head_dim).transpose(1, 2)
-        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
-        groups = cfg.num_heads // cfg.num_kv_heads
-        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-        return self.o_proj(attention(q, k, v, mask).transpose(1, 2).flatten(2))
-
-
-class MLP(nn.Module):
-    def __init__(self, cfg: Qwen25VLConfig):
-        super().__init__()
-        self.gate_proj = Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
-        self.up_proj = Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
-        self.down_proj = Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
-
-    def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
-class Layer(nn.Module):
-    def __init__(self, cfg: Qwen25VLConfig):
-        super().__init__()
-        self.self_attn = Attention(cfg)
-        self.mlp = MLP(cfg)
-        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.eps)
-        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.eps)
-
-    def forward(self, x, cos, sin, mask):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
-        return x + self.mlp(self.post_attention_layernorm(x))
-
-
-class Qwen25VLBody(nn.Module):
-    """The `model.` part of the file."""
-
-    def __init__(self, cfg: Qwen25VLConfig):
-        super().__init__()
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
-        self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.num_layers))
-        self.norm = RMSNorm(cfg.hidden_size, cfg.eps)
 
 
 # -- the vision tower (ComfyUI's Qwen2VLVisionTransformer: Qwen2.5-VL's) ------------------------------
@@ -428,7 +353,7 @@ class Qwen25VL(nn.Module):
     def __init__(self, config: Qwen25VLConfig, vision: VisionConfig | None = None):
         super().__init__()
         self.config = config
-        self.model = Qwen25VLBody(config)
+        self.model = LlamaBody(config)  # the `model.` part of the file: Llama's decoder with q/k/v biases
         self.visual = None if vision is None else VisionTower(vision)  # ComfyUI's files carry it (visual.*)
 
     def forward(self, ids: torch.Tensor | None, attention_mask: torch.Tensor | None = None,

@@ -25,6 +25,8 @@ whitespace collapsed, lower case) before transformers' CLIPTokenizer runs the BP
 the reference tokenizer's.
 """
 
+import base64
+import gzip
 import html
 import re
 from dataclasses import dataclass, field
@@ -209,3 +211,16 @@ def tokenize_prompt(prompt: str, pad_token: int, embeddings=None) -> TokenWindow
 def empty_window(pad_token: int) -> list[int]:
     """The empty prompt's window: weighting interpolates from its embedding."""
     return [BOS, EOS] + [pad_token] * (WINDOW - 2)
+
+
+def tiktoken_ranks(vocab_file: Path, count: int) -> dict[bytes, int]:
+    """A tiktoken ranks file (`base64(token) rank` lines, gzipped) -> {token bytes: rank}: the BPE
+    vocabularies graphflow ships for Qwen's and Llama 3's text encoders."""
+    ranks = {}
+    with gzip.open(vocab_file, "rt", encoding="ascii") as lines:
+        for line in lines:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    if len(ranks) != count:
+        raise ValueError(f"{vocab_file.name}: {len(ranks)} tokens, expected {count}")
+    return ranks
