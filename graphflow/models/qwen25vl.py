@@ -15,8 +15,8 @@ x += attn(norm(x)), x += mlp(norm(x)), RMSNorm x / rms(x) * w (eps 1e-6), groupe
 attention with biased q/k/v, rotary positions (theta 1e6, rotate-half) over 128-wide heads (the
 head counts come from the projections' shapes), an MLP down(silu(gate(x)) * up(x)); a final
 norm: graphflow.models.llama's decoder, its q/k/v biased. Qwen2.5-VL's multimodal rotary
-embedding gives each band of the frequencies (16, 24, 24 pairs) its own position axis (time, height, width); for text all three are the token's index,
-so it is the plain 1-D rotary embedding; a picture's tokens take its start, start + row and
+embedding gives each band of the frequencies (16, 24, 24 pairs) its own position axis (time,
+height, width); for text all three are the token's index, so it is the plain 1-D rotary embedding; a picture's tokens take its start, start + row and
 start + column (ComfyUI's positions, which are transformers' get_rope_index's).
 
 The vision tower (ComfyUI's Qwen2VLVisionTransformer): a picture resized to multiples of 28
