@@ -29,6 +29,7 @@ from .ltxv import LTXV
 from .mmdit import MMDiT
 from .lumina2 import Lumina2
 from .qwen_image import QwenImage
+from .hunyuan_video import HunyuanVideo
 from .mochi import Mochi
 from .wan import Wan
 from .text_encoders import ARCH_TOWERS, CLIP_L, HF, OPEN_CLIP, TextEncoder, TowerSpec, tower_from_weights
@@ -177,7 +178,7 @@ def build_flow_model(source, info: FlowInfo, device, dtype, weight_dtype: str = 
     with torch.device("meta"):
         network = ChromaRadiance if info.family == "chroma_radiance" else {
             "sd3": MMDiT, "flux": Flux, "chroma": Chroma, "ltxv": LTXV, "mochi": Mochi, "wan": Wan,
-            "lumina2": Lumina2, "qwen_image": QwenImage}[info.arch]
+            "lumina2": Lumina2, "qwen_image": QwenImage, "hunyuan_video": HunyuanVideo}[info.arch]
         net = network(info.config)
     dtype_of, rounded = _weight_storage(net, source, dtype, weight_dtype)
     net = _assign(net, source, device, dtype, f"{info.name} ({info.prefix or 'no prefix'})", dtype_of=dtype_of,
@@ -230,7 +231,7 @@ def _flow_default_dtype(device: torch.device) -> torch.dtype:
 
 
 # families ComfyUI runs in bf16 or fp32 only (their supported_inference_dtypes): fp32 where fp16 was the default
-NO_FP16_ARCHS = ("qwen_image",)
+NO_FP16_ARCHS = ("qwen_image", "hunyuan_video")
 
 
 def flow_placement(device, dtype, arch: str | None = None) -> tuple[torch.device, torch.dtype]:
@@ -463,7 +464,7 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
 
 def _fp8_refused(kind: str) -> str:
     return ("weight_dtype fp8 is supported for SD1/SD2/SDXL UNets, PixArt and SD3, FLUX, Chroma, LTX-Video, Mochi, "
-            f"Cosmos-Predict2, Cosmos 1.0, Lumina 2 and Qwen-Image diffusion models only; this file is a {kind} model "
+            f"Cosmos-Predict2, Cosmos 1.0, Lumina 2, Qwen-Image and HunyuanVideo diffusion models only; this file is a {kind} model "
             "(use weight_dtype default)")
 
 

@@ -859,3 +859,52 @@ def qwen_image_config_from_state_dict(shapes: dict[str, tuple]) -> QwenImageConf
                            patch_size=patch, num_layers=layers, num_heads=dim // head_dim, head_dim=head_dim,
                            joint_attention_dim=joint_dim,
                            axes_dims=(head_dim // 8, head_dim * 7 // 16, head_dim * 7 // 16))
+
+
+HUNYUAN_VIDEO_MARKER = "txt_in.individual_token_refiner.blocks.0.norm1.weight"  # ComfyUI's test (model_detection's)
+
+
+@dataclass(frozen=True)
+class HunyuanVideoConfig:
+    """Defaults: HunyuanVideo 1.0 text-to-video (13B, hunyuan_video_t2v_720p): 20 double-stream +
+    40 single-stream blocks, 24 heads of 128, 1x2x2 patches of its VAE's 16 channels, LLaVA-Llama-3's
+    4096-wide states through a 2-block token refiner, CLIP-L's pooled 768 vector, guidance-distilled."""
+    in_channels: int = 16
+    out_channels: int = 16
+    patch_size: tuple = (1, 2, 2)  # frames, rows, columns
+    hidden_size: int = 3072
+    num_heads: int = 24
+    depth: int = 20
+    depth_single_blocks: int = 40
+    refiner_depth: int = 2
+    mlp_ratio: float = 4.0
+    context_in_dim: int = 4096
+    vec_in_dim: int = 768
+    guidance_embed: bool = True
+    qkv_bias: bool = True
+    axes_dim: tuple = (16, 56, 56)  # rotary axes: frame, row, column
+    theta: int = 256
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+
+def hunyuan_video_config_from_state_dict(shapes: dict[str, tuple]) -> HunyuanVideoConfig:
+    """From the shapes of Tencent's names (prefix stripped). Heads from the per-head q norm; the rotary
+    axes split the head as (16, 56, 56) does a 128-wide one (ComfyUI fixes them at that)."""
+    hidden, in_channels, *patch = shapes["img_in.proj.weight"]
+    head_dim = shapes["double_blocks.0.img_attn_q_norm.weight"][0]
+    if hidden % head_dim or head_dim % 16:
+        raise ValueError(f"HunyuanVideo heads of {head_dim} channels (width {hidden}) do not split into its rotary axes")
+    count = lambda prefix: len({k[len(prefix):].split(".")[0] for k in shapes if k.startswith(prefix)})  # noqa: E731
+    volume = math.prod(patch)
+    return HunyuanVideoConfig(
+        in_channels=in_channels, out_channels=shapes["final_layer.linear.weight"][0] // volume,
+        patch_size=tuple(patch), hidden_size=hidden, num_heads=hidden // head_dim,
+        depth=count("double_blocks."), depth_single_blocks=count("single_blocks."),
+        refiner_depth=count("txt_in.individual_token_refiner.blocks."),
+        mlp_ratio=shapes["double_blocks.0.img_mlp.fc1.weight"][0] / hidden,
+        context_in_dim=shapes["txt_in.input_embedder.weight"][1], vec_in_dim=shapes["vector_in.in_layer.weight"][1],
+        guidance_embed="guidance_in.mlp.0.weight" in shapes, qkv_bias="double_blocks.0.img_attn_qkv.bias" in shapes,
+        axes_dim=(head_dim // 8, head_dim * 7 // 16, head_dim * 7 // 16))

@@ -192,7 +192,7 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
     if flow is not None:
         name = {"sd3": "SD3 / SD3.5", "flux": "FLUX.1", "chroma": "Chroma", "ltxv": "LTX-Video",
                 "mochi": "Mochi", "wan": "Wan 2.1",
-                "lumina2": "Lumina Image 2.0", "qwen_image": "Qwen-Image"}[flow[0]]
+                "lumina2": "Lumina Image 2.0", "qwen_image": "Qwen-Image", "hunyuan_video": "HunyuanVideo 1.0"}[flow[0]]
         if flow[0] == "wan" and shapes[flow[1] + "patch_embedding.weight"][1] == 48:  # the 2.2 VAE's latents
             name = "Wan 2.2 TI2V 5B"
         if flow[0] == "chroma" and flow[1] + "nerf_blocks.0.norm.scale" in shapes:  # ComfyUI's marker

@@ -208,5 +208,9 @@ COSMOS1 = LatentFormat(
                  (0.0447, 0.0994, 0.0881)),
     rgb_bias=(-0.1223, -0.1889, -0.1976))
 
+# HunyuanVideo 1.0's causal 3-D VAE (ComfyUI's HunyuanVideo format): scale 0.476986, no shift; latents
+# are video [B, 16, frames, h, w]. No preview fit is known here (first channels shown).
+HUNYUAN_VIDEO = LatentFormat("hunyuan_video", channels=16, scale_factor=0.476986)
+
 LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, PLAYGROUND_2_5, SD_X4, SD3, FLUX, SC_PRIOR, SC_B, LTXV, MOCHI, WAN21, WAN22,
-                                      CHROMA_RADIANCE, COSMOS1)}
+                                      CHROMA_RADIANCE, COSMOS1, HUNYUAN_VIDEO)}

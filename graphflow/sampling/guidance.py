@@ -289,7 +289,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             frame_rate=None if frame_rate is None else float(frame_rate),
             keyframe_positions=keyframes,
             # their text tokens are keys, not repeated
-            exact_tokens=getattr(model, "arch", None) in ("mochi", "lumina2", "qwen_image"),
+            exact_tokens=getattr(model, "arch", None) in ("mochi", "lumina2", "qwen_image", "hunyuan_video"),
             clip_fea=_clip_fea(model, options, batch, device),
             **_vace(model, options, x_shape, device),
             time_dim_concat=_time_dim_concat(model, options, batch, device),

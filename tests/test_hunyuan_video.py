@@ -1,0 +1,295 @@
+"""HunyuanVideo 1.0: the transformer against diffusers' HunyuanVideoTransformer3DModel on identical
+tiny random weights (Tencent's names, as ComfyUI's file holds them, converted by diffusers' own
+single-file converter; its hard-coded 3072-wide split of single_blocks.N.linear1 is done here for
+the tiny width); detection, loading and ComfyUI's sampling settings (discrete flow shift 7,
+multiplier 1000; FluxGuidance's distilled guidance, 6.0 by default; the HunyuanVideo latent).
+"""
+
+import pytest
+import torch
+from diffusers import HunyuanVideoTransformer3DModel
+from diffusers.loaders.single_file_utils import convert_hunyuan_video_transformer_to_diffusers
+
+from graphflow.models.hunyuan_video import HunyuanVideo, hunyuan_video_config_from_state_dict
+from graphflow.testing import HUNYUAN_VIDEO_TINY_TEXT_DIM, hunyuan_video_config, hunyuan_video_state
+
+TOL = 1e-4
+TEXT = HUNYUAN_VIDEO_TINY_TEXT_DIM
+POOLED = hunyuan_video_config().vec_in_dim
+
+
+def to_diffusers(state, dim):
+    rest, split = dict(state), {}
+    for k in [k for k in state if ".linear1." in k]:  # q, k, v, MLP rows
+        q, kk, v, mlp = rest.pop(k).split([dim, dim, dim, state[k].shape[0] - 3 * dim])
+        base, kind = k.replace("single_blocks", "single_transformer_blocks").split(".linear1.")
+        split.update({f"{base}.attn.to_q.{kind}": q, f"{base}.attn.to_k.{kind}": kk, f"{base}.attn.to_v.{kind}": v,
+                      f"{base}.proj_mlp.{kind}": mlp})
+    return {**convert_hunyuan_video_transformer_to_diffusers(rest), **split}
+
+
+def diffusers_hyv(state):
+    c = hunyuan_video_config_from_state_dict({k: tuple(v.shape) for k, v in state.items()})
+    theirs = HunyuanVideoTransformer3DModel(
+        in_channels=c.in_channels, out_channels=c.out_channels, num_attention_heads=c.num_heads,
+        attention_head_dim=c.head_dim, num_layers=c.depth, num_single_layers=c.depth_single_blocks,
+        num_refiner_layers=c.refiner_depth, text_embed_dim=c.context_in_dim, pooled_projection_dim=c.vec_in_dim,
+        rope_axes_dim=c.axes_dim).eval()
+    theirs.load_state_dict(to_diffusers(state, c.hidden_size), strict=True)
+    return theirs
+
+
+def diffusers_velocity(theirs, x, sigma, context, y, guidance, mask=None):
+    """diffusers' transformer told the timestep and guidance x 1000, as its pipeline does."""
+    mask = torch.ones(context.shape[:2], dtype=torch.long) if mask is None else mask
+    with torch.no_grad():
+        return theirs(x, sigma * 1000, context, mask, y, guidance=guidance * 1000, return_dict=False)[0]
+
+
+@pytest.fixture(scope="module")
+def hyv_pair():
+    state = hunyuan_video_state(seed=3)
+    ours = HunyuanVideo(hunyuan_video_config()).eval()
+    ours.load_state_dict(state, strict=True)
+    return ours, diffusers_hyv(state)
+
+
+def test_config_from_shapes():
+    shapes = {k: tuple(v.shape) for k, v in hunyuan_video_state().items()}
+    assert hunyuan_video_config_from_state_dict(shapes) == hunyuan_video_config()
+    assert "txt_in.individual_token_refiner.blocks.1.self_attn_qkv.weight" in shapes
+    assert shapes["img_in.proj.weight"] == (64, 16, 1, 2, 2)
+
+
+def test_full_size_defaults():
+    """The defaults are HunyuanVideo 1.0's: diffusers' default HunyuanVideoTransformer3DModel has the same
+    tensors once converted (12.8B parameters); the config read back from them is the default one."""
+    with torch.device("meta"):
+        ours, theirs = HunyuanVideo(hunyuan_video_config(scaled_down=False)), HunyuanVideoTransformer3DModel()
+    shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    converted = to_diffusers({k: torch.empty(s, device="meta") for k, s in shapes.items()}, 3072)
+    assert {k: tuple(v.shape) for k, v in converted.items()} == {k: tuple(v.shape)
+                                                                  for k, v in theirs.state_dict().items()}
+    assert 12.8e9 < sum(p.numel() for p in ours.parameters()) < 12.9e9
+    cfg = hunyuan_video_config_from_state_dict(shapes)
+    assert cfg == hunyuan_video_config(scaled_down=False) and cfg.axes_dim == (16, 56, 56) and cfg.theta == 256
+
+
+@pytest.mark.parametrize("frames, size", [(3, (6, 8)), (1, (4, 4)), (2, (8, 6))])
+def test_matches_diffusers(hyv_pair, frames, size):
+    """A batch of two (own sigmas, pooled vectors and guidance), any number of latent frames."""
+    ours, theirs = hyv_pair
+    g = torch.Generator().manual_seed(frames)
+    x, context = torch.randn(2, 16, frames, *size, generator=g), torch.randn(2, 5, TEXT, generator=g)
+    y, sigma, guidance = torch.randn(2, POOLED, generator=g), torch.tensor([0.8, 0.25]), torch.tensor([6.0, 1.0])
+    with torch.no_grad():
+        got = ours(x, sigma, context, y, guidance=guidance)
+    want = diffusers_velocity(theirs, x, sigma, context, y, guidance)
+    assert got.shape == x.shape and float(want.abs().max()) > 0.1
+    assert (got - want).abs().max() < TOL
+    with torch.no_grad():  # the guidance is embedded: another value, another velocity
+        assert (ours(x, sigma, context, y, guidance=guidance + 2) - got).abs().max() > 1e-3
+
+
+def test_odd_latent_is_padded_and_cropped(hyv_pair):
+    """A 7 x 9 latent is padded circularly to 8 x 10 (ComfyUI's PatchEmbed) and the output cropped back."""
+    ours, theirs = hyv_pair
+    g = torch.Generator().manual_seed(3)
+    x, context = torch.randn(2, 16, 2, 7, 9, generator=g), torch.randn(1, 3, TEXT, generator=g)
+    y, sigma, guidance = torch.randn(1, POOLED, generator=g), torch.tensor([.5]), torch.tensor([6.0])
+    with torch.no_grad():
+        got = ours(x, sigma, context, y, guidance=guidance)
+    padded = torch.nn.functional.pad(x, (0, 1, 0, 1, 0, 0), mode="circular")
+    want = diffusers_velocity(theirs, padded, sigma.expand(2), context.expand(2, -1, -1), y.expand(2, -1),
+                              guidance.expand(2))[..., :7, :9]
+    assert got.shape == x.shape and (got - want).abs().max() < TOL
+
+
+def test_text_mask(hyv_pair):
+    """Texts of different lengths in one padded batch: text_mask (1 keep) gives what diffusers'
+    encoder_attention_mask gives (the refiner's masked mean, masked keys), and each sample what it
+    gives alone."""
+    ours, theirs = hyv_pair
+    g = torch.Generator().manual_seed(4)
+    x, context = torch.randn(2, 16, 2, 4, 4, generator=g), torch.randn(2, 6, TEXT, generator=g)
+    y, sigma, guidance = torch.randn(2, POOLED, generator=g), torch.tensor([0.7, 0.4]), torch.tensor([6.0, 6.0])
+    mask = torch.tensor([[1] * 6, [1] * 3 + [0] * 3])
+    with torch.no_grad():
+        got = ours(x, sigma, context, y, guidance=guidance, text_mask=mask)
+        alone = ours(x[1:], sigma[1:], context[1:, :3], y[1:], guidance=guidance[1:])
+    want = diffusers_velocity(theirs, x, sigma, context, y, guidance, mask)
+    assert (got - want).abs().max() < TOL and (got[1:] - alone).abs().max() < TOL
+
+
+def test_bad_inputs_are_refused(hyv_pair):
+    ours, _ = hyv_pair
+    with pytest.raises(ValueError, match=f"{TEXT}-wide text states.*DualCLIPLoader, type hunyuan_video"):
+        ours(torch.zeros(1, 16, 1, 4, 4), torch.tensor([0.5]), torch.zeros(1, 3, 4096))
+    with pytest.raises(ValueError, match=r"video latents \[B, 16, frames, h, w\]"):
+        ours(torch.zeros(1, 16, 4, 4), torch.tensor([0.5]), torch.zeros(1, 3, TEXT))
+    with pytest.raises(ValueError, match="ControlNets"):
+        ours(torch.zeros(1, 16, 1, 4, 4), torch.tensor([0.5]), torch.zeros(1, 3, TEXT), control={"input": []})
+
+
+# -- detection, loading, sampling settings -------------------------------------------------------
+
+@pytest.mark.parametrize("prefixed", [False, True])
+def test_detected_and_loaded(tmp_path, prefixed):
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.checkpoint_report import inspect_report
+    from graphflow.models.file_kind import identify
+    from graphflow.models.flow_architecture import detect_flow_model
+    from graphflow.models.weight_files import WeightFile
+    from graphflow.testing import write_hunyuan_video
+
+    path = write_hunyuan_video(tmp_path / "hunyuan_video_t2v_720p_bf16.safetensors", prefixed=prefixed,
+                               dtype=torch.float32)
+    with WeightFile(path) as f:
+        info = detect_flow_model(f.shapes)
+        kind = identify(f.shapes)
+    assert (info.arch, info.family, info.prefix) == ("hunyuan_video", "hunyuan_video",
+                                                     "model.diffusion_model." if prefixed else "")
+    assert info.config == hunyuan_video_config() and info.latent_format.name == "hunyuan_video" and info.vae is None
+    assert any("DualCLIPLoader, type hunyuan_video" in n for n in info.notes)
+    assert any("hunyuan_video_vae_bf16.safetensors" in n for n in info.notes)
+    assert kind.folder == "diffusion_models" and kind.name == "HunyuanVideo 1.0 diffusion model"
+    report = inspect_report(path)
+    assert "HunyuanVideo 1.0 text-to-video [hunyuan_video, hunyuan_video]" in report
+    assert "2 double + 2 single blocks" in report and "guidance-distilled" in report
+    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    assert model.arch == "hunyuan_video" and model.is_flow and model.is_video and not model.masked_timesteps
+    assert model.adm_channels == POOLED and model.in_channels == 16 and model.guidance_embed
+    assert isinstance(model.unet, HunyuanVideo)
+    state = hunyuan_video_state()
+    assert all(torch.equal(model.unet.state_dict()[k], v) for k, v in state.items())
+
+
+def test_sampling_defaults():
+    """ComfyUI's HunyuanVideo: ModelType.FLOW with sampling_settings shift 7.0 (multiplier 1000, so
+    the network is told sigma x 1000), the HunyuanVideo latent (scale 0.476986), bf16 or fp32 only;
+    a conditioning without FluxGuidance is given guidance 6.0 (its extra_conds' default)."""
+    from graphflow.models.checkpoint import flow_placement
+    from graphflow.models.diffusion_model import DiffusionModel
+    from graphflow.sampling.flow_sampling import FlowDenoiser, flow_vectors, model_sampling_for
+
+    with torch.device("meta"):
+        net = HunyuanVideo(hunyuan_video_config())
+    model = DiffusionModel(net, "hunyuan_video", "flow")
+    assert model.latent_format.name == "hunyuan_video" and model.latent_format.scale_factor == 0.476986
+    assert model.sampling_shift == 7.0
+    schedule = model_sampling_for(model)
+    assert (schedule.kind, schedule.shift, schedule.multiplier) == ("shift", 7.0, 1000.0)
+    t = torch.arange(1, 1001) / 1000
+    assert torch.allclose(schedule.sigmas, 7 * t / (1 + 6 * t))
+    assert FlowDenoiser(model, schedule).timestep_scale == 1.0
+    y, guidance = flow_vectors(model, {}, 2)
+    assert y.shape == (2, POOLED) and not y.any() and guidance.tolist() == [6.0, 6.0]
+    assert flow_vectors(model, {"guidance": 3.0}, 1)[1].tolist() == [3.0]
+    assert flow_placement("cpu", None, "hunyuan_video")[1] != torch.float16
+
+
+def test_prompts_of_other_lengths_are_not_batched():
+    """ComfyUI gives HunyuanVideo its text unpadded: prompts of other lengths run apart."""
+    from graphflow.sampling.guidance import _can_batch, prepare_conds
+
+    class Model:
+        arch, prediction, is_video, adm_channels, guidance_embed = "hunyuan_video", "flow", True, POOLED, True
+
+    x = torch.zeros(1, 16, 1, 4, 4)
+    short, long = ([(torch.zeros(1, n, 8), {})] for n in (3, 6))
+    a, b, c = (prepare_conds(cond, Model(), x.shape, "cpu")[0] for cond in (short, long, long))
+    assert not _can_batch((x, None, None, a), (x, None, None, b))
+    assert _can_batch((x, None, None, b), (x, None, None, c))
+
+
+def test_fp8_weight_dtype(tmp_path):
+    """UNETLoader's weight_dtype fp8_e4m3fn: the Linear weights stored in fp8, upcast per layer."""
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.testing import write_hunyuan_video
+
+    path = write_hunyuan_video(tmp_path / "m.safetensors", dtype=torch.float32)
+    full = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    fp8 = load_diffusion_model(path, device="cpu", dtype=torch.float32, weight_dtype="fp8_e4m3fn")
+    assert fp8.unet.double_blocks[0].img_attn_qkv.weight.dtype == torch.float8_e4m3fn
+    assert fp8.unet.single_blocks[0].q_norm.weight.dtype == torch.float32  # norms stay in the compute dtype
+    g = torch.Generator().manual_seed(2)
+    x, context = torch.randn(1, 16, 1, 4, 4, generator=g), torch.randn(1, 3, TEXT, generator=g)
+    with torch.no_grad():
+        a, b = full(x, torch.tensor([0.5]), context), fp8(x, torch.tensor([0.5]), context)
+    assert 0 < float((a - b).abs().max()) < 0.1 * float(a.abs().max())
+
+
+def test_modelsave_and_checkpoint_loader(tmp_path):
+    """ModelSave's file (under model.diffusion_model., Tencent's names) loads back unchanged with
+    UNETLoader, and with CheckpointLoaderSimple as a model without VAE or text encoder (it says what to load)."""
+    from graphflow.models.checkpoint import load_checkpoint, load_diffusion_model
+    from graphflow.models.checkpoint_save import save_model
+    from graphflow.testing import write_hunyuan_video
+
+    model = load_diffusion_model(write_hunyuan_video(tmp_path / "m.safetensors", dtype=torch.float32), device="cpu",
+                                 dtype=torch.float32)
+    saved = save_model(tmp_path / "saved_model.safetensors", model)
+    again = load_diffusion_model(saved, device="cpu", dtype=torch.float32)
+    assert again.arch == "hunyuan_video"
+    assert all(torch.equal(again.unet.state_dict()[k], v) for k, v in model.unet.state_dict().items())
+    ckpt = load_checkpoint(saved, device="cpu", dtype=torch.float32)
+    assert isinstance(ckpt.model.unet, HunyuanVideo) and ckpt.vae is None and ckpt.clip is None
+    assert any("hunyuan_video_vae" in n for n in ckpt.info.notes)
+    assert any("type hunyuan_video" in n for n in ckpt.info.notes)
+
+
+def test_dropped_model_is_read_back_from_its_file(fresh_manager, tmp_path):
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.testing import write_hunyuan_video
+
+    model = load_diffusion_model(write_hunyuan_video(tmp_path / "m.safetensors", prefixed=True, dtype=torch.float32),
+                                 device="cpu", dtype=torch.float32)
+    comp = fresh_manager.components[id(model.unet)]
+    assert comp.name == "diffusion_model:hunyuan_video" and comp.reload is not None
+    before = {k: v.clone() for k, v in model.unet.state_dict().items()}
+    fresh_manager._drop(comp)
+    assert comp.state == "dropped" and all(p.is_meta for p in model.unet.parameters())
+    fresh_manager.present(model.unet)
+    assert all(torch.equal(model.unet.state_dict()[k], v) for k, v in before.items())
+
+
+# -- sampling through the nodes --------------------------------------------------------------------
+
+def test_ksampler_with_fluxguidance_and_modelsamplingsd3_matches_diffusers(tmp_folders):
+    """UNETLoader -> ModelSamplingSD3 5 -> KSampler (euler, simple, 2 steps, cfg 1) on
+    EmptyHunyuanLatentVideo (9 frames: 3 latent frames), FluxGuidance 4.5 on a conditioning built
+    directly (text states + CLIP-L's pooled vector): Euler steps of diffusers' transformer on the same
+    noise (sigmas 1, 5 * 0.5 / (1 + 4 * 0.5), 0), the guidance embedded x 1000."""
+    from safetensors.torch import load_file
+
+    from graphflow.models.latent_formats import HUNYUAN_VIDEO
+    from graphflow.registry import Registry
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import write_hunyuan_video
+    from tests.test_nodes_image_mask import call
+
+    (tmp_folders.models / "diffusion_models").mkdir()
+    path = write_hunyuan_video(tmp_folders.models / "diffusion_models" / "hunyuan_video_t2v_720p_bf16.safetensors",
+                               seed=7, dtype=torch.float32, prefixed=True)
+    reg = Registry().load_builtin()
+    model = call(reg, "LoadDiffusionModel", unet_name="hunyuan_video_t2v_720p_bf16.safetensors",
+                 weight_dtype="default")
+    model = call(reg, "ModelSamplingSD3", model=model, shift=5.0)
+    latent = call(reg, "EmptyHunyuanLatentVideo", width=48, height=32, length=9, batch_size=1)
+    g = torch.Generator().manual_seed(8)
+    cond, pooled = torch.randn(1, 5, TEXT, generator=g), torch.randn(1, POOLED, generator=g)
+    positive = call(reg, "FluxGuidance", conditioning=[(cond, {"pooled_output": pooled})], guidance=4.5)
+    out = call(reg, "KSampler", model=model, seed=9, steps=2, cfg=1.0, sampler_name="euler", scheduler="simple",
+               positive=positive, negative=[(torch.zeros(1, 5, TEXT), {})], latent_image=latent,
+               denoise=1.0)["samples"]
+    assert out.shape == (1, 16, 3, 4, 6)
+
+    theirs = diffusers_hyv({k.removeprefix("model.diffusion_model."): v for k, v in load_file(str(path)).items()})
+    x = initial_noise(torch.zeros(1, 16, 3, 4, 6), 9)
+    sigmas = [1.0, 5 * 0.5 / (1 + 4 * 0.5), 0.0]
+    for sigma, following in zip(sigmas, sigmas[1:]):
+        v = diffusers_velocity(theirs, x, torch.tensor([sigma]), cond, pooled, torch.tensor([4.5]))
+        x = x + (following - sigma) * v
+    assert float(x.abs().mean()) > 0.05
+    ours = HUNYUAN_VIDEO.process_in(out.float())
+    assert float((ours - x).abs().max()) < 1e-4 * float(x.abs().max())
