@@ -1758,3 +1758,26 @@ def write_hunyuan_video(path, seed: int = 0, dtype=torch.bfloat16, scaled_down: 
     state = hunyuan_video_state(seed, scaled_down, context_in_dim, vec_in_dim)
     save_file({prefix + k: v.to(dtype) for k, v in state.items()}, str(path))
     return Path(path)
+
+
+def hunyuan_video_vae_config(scaled_down: bool = True):
+    """HunyuanVideo's VAE (ch 128, ch_mult 1 2 4 4, 2 res blocks), or a tiny one: ch 32, ch_mult
+    1 1 2 2, 1 res block; always 16 latent channels, 8x spatial and 4x temporal compression."""
+    from .models.hunyuan_video_vae import HunyuanVideoVAEConfig
+
+    return HunyuanVideoVAEConfig(ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1) if scaled_down \
+        else HunyuanVideoVAEConfig()
+
+
+def hunyuan_video_vae_state(seed: int = 0, scaled_down: bool = True) -> dict[str, torch.Tensor]:
+    from .models.hunyuan_video_vae import HunyuanVideoVAEModel
+
+    with torch.device("meta"):
+        shapes = _module_shapes(HunyuanVideoVAEModel(hunyuan_video_vae_config(scaled_down)))
+    return random_state(shapes, seed, torch.float32)
+
+
+def write_hunyuan_video_vae(path, seed: int = 0, dtype=torch.bfloat16, scaled_down: bool = True) -> Path:
+    """A random HunyuanVideo VAE in ComfyUI's layout, as hunyuan_video_vae_bf16.safetensors."""
+    save_file({k: v.to(dtype) for k, v in hunyuan_video_vae_state(seed, scaled_down).items()}, str(path))
+    return Path(path)

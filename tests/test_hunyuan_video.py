@@ -3,11 +3,18 @@ tiny random weights (Tencent's names, as ComfyUI's file holds them, converted by
 single-file converter; its hard-coded 3072-wide split of single_blocks.N.linear1 is done here for
 the tiny width); detection, loading and ComfyUI's sampling settings (discrete flow shift 7,
 multiplier 1000; FluxGuidance's distilled guidance, 6.0 by default; the HunyuanVideo latent).
+
+The VAE (ComfyUI's LDM layout, converted here to diffusers' names) against diffusers'
+AutoencoderKLHunyuanVideo. Where they differ: diffusers masks the mid-block attention causally frame
+by frame, ComfyUI attends over every frame; graphflow follows ComfyUI, and is checked against
+diffusers without that mask (one-frame latents agree either way).
 """
+
+import re
 
 import pytest
 import torch
-from diffusers import HunyuanVideoTransformer3DModel
+from diffusers import AutoencoderKLHunyuanVideo, HunyuanVideoTransformer3DModel
 from diffusers.loaders.single_file_utils import convert_hunyuan_video_transformer_to_diffusers
 
 from graphflow.models.hunyuan_video import HunyuanVideo, hunyuan_video_config_from_state_dict
@@ -293,3 +300,105 @@ def test_ksampler_with_fluxguidance_and_modelsamplingsd3_matches_diffusers(tmp_f
     assert float(x.abs().mean()) > 0.05
     ours = HUNYUAN_VIDEO.process_in(out.float())
     assert float((ours - x).abs().max()) < 1e-4 * float(x.abs().max())
+
+
+# -- the VAE -----------------------------------------------------------------------------------------
+
+def vae_to_diffusers(state, levels: int):
+    """ComfyUI's LDM names -> diffusers' AutoencoderKLHunyuanVideo names (up.N is up_blocks.levels-1-N;
+    the mid attention's 1x1x1 convs are Linear)."""
+    out = {}
+    for k, v in state.items():
+        n = re.sub(r"^encoder\.down\.(\d+)\.block\.", r"encoder.down_blocks.\1.resnets.", k)
+        n = re.sub(r"^encoder\.down\.(\d+)\.downsample\.", r"encoder.down_blocks.\1.downsamplers.0.", n)
+        n = re.sub(r"^decoder\.up\.(\d+)\.block\.", lambda m: f"decoder.up_blocks.{levels - 1 - int(m[1])}.resnets.", n)
+        n = re.sub(r"^decoder\.up\.(\d+)\.upsample\.",
+                   lambda m: f"decoder.up_blocks.{levels - 1 - int(m[1])}.upsamplers.0.", n)
+        n = n.replace(".nin_shortcut.", ".conv_shortcut.").replace("mid.block_1.", "mid_block.resnets.0.")
+        n = n.replace("mid.block_2.", "mid_block.resnets.1.").replace("norm_out.", "conv_norm_out.")
+        if ".mid.attn_1." in n:
+            n = n.replace("mid.attn_1.", "mid_block.attentions.0.").replace(".norm.", ".group_norm.")
+            for a, b in ((".q.", ".to_q."), (".k.", ".to_k."), (".v.", ".to_v."), (".proj_out.", ".to_out.0.")):
+                n = n.replace(a, b)
+            v = v.reshape(v.shape[:2]) if v.ndim == 5 else v
+        out[n] = v
+    return out
+
+
+@pytest.fixture
+def diffusers_vae(monkeypatch):
+    """diffusers' VAE on write_hunyuan_video_vae(seed=4)'s weights, its mid attention unmasked (ComfyUI's)."""
+    import diffusers.models.autoencoders.autoencoder_kl_hunyuan_video as module
+
+    from graphflow.testing import hunyuan_video_vae_config, hunyuan_video_vae_state
+
+    cfg = hunyuan_video_vae_config()
+    theirs = AutoencoderKLHunyuanVideo(block_out_channels=tuple(cfg.ch * m for m in cfg.ch_mult),
+                                       layers_per_block=cfg.num_res_blocks).eval()
+    theirs.load_state_dict(vae_to_diffusers(hunyuan_video_vae_state(seed=4), len(cfg.ch_mult)), strict=True)
+    causal = module.prepare_causal_attention_mask
+    monkeypatch.setattr(module, "prepare_causal_attention_mask",
+                        lambda *a, **k: torch.zeros_like(causal(*a, **k)))
+    return theirs, causal
+
+
+def test_vae_loader_decodes_and_encodes_as_diffusers(tmp_folders, diffusers_vae, monkeypatch):
+    """VAELoader reads hunyuan_video_vae_bf16.safetensors (ComfyUI's layout); VAEDecode of a video latent
+    (3 latent frames -> 9 pictures, a batch of two videos) equals diffusers' AutoencoderKLHunyuanVideo
+    without the causal mid-attention mask (with it: only the first frame agrees); VAEEncode of 9 frames
+    gives the latent mean [1, 16, 3, h/8, w/8]; a one-frame latent agrees with diffusers' own."""
+    import diffusers.models.autoencoders.autoencoder_kl_hunyuan_video as module
+
+    from graphflow.models.file_kind import identify
+    from graphflow.models.hunyuan_video_vae import HunyuanVideoVAE
+    from graphflow.models.weight_files import WeightFile
+    from graphflow.registry import Registry
+    from graphflow.testing import hunyuan_video_vae_config, write_hunyuan_video_vae
+    from tests.test_nodes_image_mask import call
+
+    theirs, causal = diffusers_vae
+    (tmp_folders.models / "vae").mkdir()
+    path = write_hunyuan_video_vae(tmp_folders.models / "vae" / "hunyuan_video_vae_bf16.safetensors", seed=4,
+                                   dtype=torch.float32)
+    with WeightFile(path) as f:
+        assert identify(f.shapes).name == "HunyuanVideo video VAE"
+    reg = Registry().load_builtin()
+    vae = call(reg, "LoadVAE", vae_name="hunyuan_video_vae_bf16.safetensors")
+    assert isinstance(vae, HunyuanVideoVAE) and vae.module.config == hunyuan_video_vae_config()
+    assert vae.latent_format.name == "hunyuan_video" and (vae.temporal_compression, vae.downscale) == (4, 8)
+    z = torch.randn(2, 16, 3, 3, 5, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        want = ((theirs.decode(z).sample + 1) / 2).clamp(0, 1).permute(0, 2, 3, 4, 1).reshape(18, 24, 40, 3)
+    images = call(reg, "VAEDecode", samples={"samples": z}, vae=vae)
+    assert images.shape == (18, 24, 40, 3) and float(want.std()) > 0.01
+    assert (images - want).abs().max() < TOL
+    video = torch.rand(9, 24, 40, 3, generator=torch.Generator().manual_seed(6))
+    latent = call(reg, "VAEEncode", pixels=video, vae=vae)["samples"]
+    with torch.no_grad():
+        mean = theirs.encode(video.permute(3, 0, 1, 2)[None] * 2 - 1).latent_dist.mean
+    assert latent.shape == (1, 16, 3, 3, 5) and (latent - mean).abs().max() < TOL
+    monkeypatch.setattr(module, "prepare_causal_attention_mask", causal)  # diffusers' own, causal
+    with torch.no_grad():
+        masked = ((theirs.decode(z).sample + 1) / 2).clamp(0, 1).permute(0, 2, 3, 4, 1).reshape(18, 24, 40, 3)
+        one = ((theirs.decode(z[:, :, :1]).sample + 1) / 2).clamp(0, 1).permute(0, 2, 3, 4, 1).reshape(2, 24, 40, 3)
+    assert (images - masked).abs().max() > 1e-3
+    assert (call(reg, "VAEDecode", samples={"samples": z[:, :, :1]}, vae=vae) - one).abs().max() < TOL
+
+
+def test_vae_decode_tiled(tmp_path):
+    """VAEDecodeTiled with ComfyUI's defaults (512 px, 64 frames) on a small video is the plain decode;
+    smaller tiles (16 px, 8 frames: 2 latent rows / frames per tile) cut in space and time."""
+    from graphflow.models.checkpoint import load_vae
+    from graphflow.testing import write_hunyuan_video_vae
+
+    vae = load_vae(write_hunyuan_video_vae(tmp_path / "v.safetensors", dtype=torch.float32), device="cpu",
+                   dtype=torch.float32)
+    z = torch.randn(1, 16, 5, 4, 4, generator=torch.Generator().manual_seed(5))
+    plain = vae.decode(z)
+    assert torch.equal(vae.decode_tiled(z), plain) and plain.shape == (17, 32, 32, 3)
+    tiled = vae.decode_tiled(z, 16, 8, 8, 4)
+    assert tiled.shape == plain.shape and torch.isfinite(tiled).all() and tiled.std() > 0.01
+    assert float((tiled - plain).abs().max()) > 1e-3  # cut: the tiles see less of the video
+    video = torch.rand(9, 16, 16, 3, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(vae.encode_tiled(video), vae.encode(video))
+    assert vae.encode_tiled(video, 16, 8, 8, 4).shape == vae.encode(video).shape == (1, 16, 3, 2, 2)

@@ -143,6 +143,20 @@ def build_wan_vae(source, device, dtype):
     return WanVAE(_assign(module, source, device, dtype, "Wan 2.2 VAE" if config.is_residual else "Wan 2.1 VAE"))
 
 
+def build_hunyuan_video_vae(source, device, dtype):
+    """HunyuanVideo's causal 3-D VAE (graphflow.models.hunyuan_video_vae) of a file in ComfyUI's LDM layout,
+    as a VAE socket."""
+    from .hunyuan_video_vae import HunyuanVideoVAE, HunyuanVideoVAEModel, hunyuan_video_vae_config_from_state_dict
+
+    try:
+        config = hunyuan_video_vae_config_from_state_dict(source.shapes)
+    except (KeyError, ValueError, IndexError) as e:
+        raise CheckpointError(f"a HunyuanVideo VAE of an unknown layout ({type(e).__name__}: {e})") from None
+    with torch.device("meta"):
+        module = HunyuanVideoVAEModel(config)
+    return HunyuanVideoVAE(_assign(module, source, device, dtype, "HunyuanVideo VAE"))
+
+
 def build_cosmos_vae(f, device, dtype):
     """NVIDIA's Cosmos 1.0 CV8x8x8 tokenizer (graphflow.models.cosmos_vae) of a file in NVIDIA's
     layout as a VAE socket; the file's wavelet buffers (constants) are not read."""
@@ -668,6 +682,7 @@ def _read_vae(path, device, dtype, latent_format) -> VAE:
     from .flow_architecture import LTXV_VAE_MARKER, ltxv_vae
     from .stage_a import StageAVAE, build_stage_a, is_stage_a
     from .stage_c_encoder import StageCEncoderVAE, build_stage_c_encoder, is_stage_c_encoder
+    from .hunyuan_video_vae import is_hunyuan_video_vae
     from .wan_vae import is_wan_vae
 
     with WeightFile(path) as f:
@@ -682,6 +697,8 @@ def _read_vae(path, device, dtype, latent_format) -> VAE:
             return build_cosmos_vae(f, *_resolve(device, dtype, "vae"))
         if is_wan_vae(f.shapes):  # Wan 2.1's causal video VAE (Cosmos-Predict2, Wan) or Wan 2.2's
             return build_wan_vae(f, *_resolve(device, dtype, "vae"))
+        if is_hunyuan_video_vae(f.shapes):  # HunyuanVideo's causal 3-D VAE (ComfyUI's LDM layout)
+            return build_hunyuan_video_vae(f, *_resolve(device, dtype, "vae"))
         if LTXV_VAE_MARKER in f.shapes:  # LTX-Video's VAE alone (as VAESave writes it)
             return build_ltxv_vae(f, ltxv_vae(f.shapes, "")[1], *_resolve(device, dtype, "vae"), what="no prefix")
         config = f.config()
