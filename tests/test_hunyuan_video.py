@@ -402,3 +402,75 @@ def test_vae_decode_tiled(tmp_path):
     video = torch.rand(9, 16, 16, 3, generator=torch.Generator().manual_seed(6))
     assert torch.equal(vae.encode_tiled(video), vae.encode(video))
     assert vae.encode_tiled(video, 16, 8, 8, 4).shape == vae.encode(video).shape == (1, 16, 3, 2, 2)
+
+
+# -- LoRAs -----------------------------------------------------------------------------------------
+
+def test_lora_in_diffusers_layout_matches_diffusers(tmp_path):
+    """A PEFT LoRA on every Linear of diffusers' HunyuanVideoTransformer3DModel (`transformer.` + its names,
+    q / k / v apart), applied to our model, gives diffusers' output with the adapter."""
+    from safetensors.torch import save_file
+
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.lora import apply_lora
+    from graphflow.testing import write_hunyuan_video
+    from tests.test_flow_lora import random_peft_lora
+
+    model = load_diffusion_model(write_hunyuan_video(tmp_path / "m.safetensors", dtype=torch.float32), device="cpu",
+                                 dtype=torch.float32)
+    theirs = diffusers_hyv(hunyuan_video_state())
+    lora = random_peft_lora(theirs, seed=5)
+    assert "transformer.single_transformer_blocks.1.proj_mlp.lora_A.weight" in lora
+    assert "transformer.context_embedder.token_refiner.refiner_blocks.0.attn.to_k.lora_B.weight" in lora
+    save_file(lora, str(tmp_path / "hyv_peft.safetensors"))
+    theirs.load_lora_adapter(dict(lora), prefix="transformer", adapter_name="test")
+    theirs.set_adapters(["test"], weights=[0.7])
+    patched, _ = apply_lora(model, None, tmp_path / "hyv_peft.safetensors", 0.7, 0.0)
+    g = torch.Generator().manual_seed(1)
+    x, context = torch.randn(1, 16, 2, 4, 4, generator=g), torch.randn(1, 5, TEXT, generator=g)
+    y, sigma, guidance = torch.randn(1, POOLED, generator=g), torch.tensor([.6]), torch.tensor([6.0])
+    with torch.no_grad():
+        plain, got = model(x, sigma, context, y, guidance=guidance), patched(x, sigma, context, y, guidance=guidance)
+    want = diffusers_velocity(theirs, x, sigma, context, y, guidance)
+    assert float((got - plain).abs().max()) > 1e-2  # the LoRA does something
+    assert float((got - want).abs().max()) < TOL * float(want.abs().max())
+
+
+@pytest.mark.parametrize("layout", ["tencent", "comfyui"])
+def test_lora_in_tencent_and_comfyui_names(tmp_path, layout):
+    """diffusion-pipe's LoRAs (`transformer.` + Tencent's names, our module paths) and ComfyUI's own
+    (`diffusion_model.` + its FLUX-like names: img_mod.lin, img_mlp.0, time_in.in_layer, txt_in.t_embedder.
+    in_layer, ...) patch the weights they name: W + strength * up @ down."""
+    from safetensors.torch import save_file
+
+    from graphflow import memory
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.lora import apply_lora
+    from graphflow.testing import write_hunyuan_video
+
+    model = load_diffusion_model(write_hunyuan_video(tmp_path / "m.safetensors", dtype=torch.float32), device="cpu",
+                                 dtype=torch.float32)
+    comfy = {"double_blocks.1.img_mod.linear": "double_blocks.1.img_mod.lin",
+             "double_blocks.0.txt_mlp.fc2": "double_blocks.0.txt_mlp.2",
+             "double_blocks.0.img_attn_qkv": "double_blocks.0.img_attn.qkv",
+             "single_blocks.1.modulation.linear": "single_blocks.1.modulation.lin",
+             "single_blocks.0.linear1": "single_blocks.0.linear1", "time_in.mlp.0": "time_in.in_layer",
+             "guidance_in.mlp.2": "guidance_in.out_layer", "txt_in.t_embedder.mlp.0": "txt_in.t_embedder.in_layer",
+             "txt_in.c_embedder.linear_2": "txt_in.c_embedder.out_layer",
+             "txt_in.individual_token_refiner.blocks.1.mlp.fc1": "txt_in.individual_token_refiner.blocks.1.mlp.0",
+             "txt_in.individual_token_refiner.blocks.0.self_attn_qkv":
+                 "txt_in.individual_token_refiner.blocks.0.self_attn.qkv"}
+    weights = dict(model.unet.named_parameters())
+    g, lora, want = torch.Generator().manual_seed(3), {}, {}
+    for path, comfy_path in comfy.items():
+        w = weights[path + ".weight"]
+        down, up = torch.randn(2, w.shape[1], generator=g), torch.randn(w.shape[0], 2, generator=g)
+        key = f"transformer.{path}" if layout == "tencent" else f"diffusion_model.{comfy_path}"
+        lora.update({f"{key}.lora_down.weight": down, f"{key}.lora_up.weight": up})
+        want[path + ".weight"] = w.detach() + 0.5 * up @ down
+    save_file(lora, str(tmp_path / "l.safetensors"))
+    patched, _ = apply_lora(model, None, tmp_path / "l.safetensors", 0.5, 0.0)
+    got = memory.manager().weights(patched.unet, patched.patches)  # what it runs with
+    assert len(patched.patches) == len(comfy)
+    for k, v in want.items():
+        torch.testing.assert_close(got[k], v, msg=k)
