@@ -478,8 +478,8 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
 
 def _fp8_refused(kind: str) -> str:
     return ("weight_dtype fp8 is supported for SD1/SD2/SDXL UNets, PixArt and SD3, FLUX, Chroma, LTX-Video, Mochi, "
-            f"Cosmos-Predict2, Cosmos 1.0, Lumina 2, Qwen-Image and HunyuanVideo diffusion models only; this file is a {kind} model "
-            "(use weight_dtype default)")
+            "Cosmos-Predict2, Cosmos 1.0, Lumina 2, Qwen-Image and HunyuanVideo diffusion models only; "
+            f"this file is a {kind} model (use weight_dtype default)")
 
 
 def _read_stable_cascade(f, path, device, dtype, weight_dtype) -> DiffusionModel | None:

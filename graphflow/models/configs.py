@@ -896,7 +896,8 @@ def hunyuan_video_config_from_state_dict(shapes: dict[str, tuple]) -> HunyuanVid
     hidden, in_channels, *patch = shapes["img_in.proj.weight"]
     head_dim = shapes["double_blocks.0.img_attn_q_norm.weight"][0]
     if hidden % head_dim or head_dim % 16:
-        raise ValueError(f"HunyuanVideo heads of {head_dim} channels (width {hidden}) do not split into its rotary axes")
+        raise ValueError(f"HunyuanVideo heads of {head_dim} channels (width {hidden}) do not split into its "
+                         "rotary axes")
     count = lambda prefix: len({k[len(prefix):].split(".")[0] for k in shapes if k.startswith(prefix)})  # noqa: E731
     volume = math.prod(patch)
     return HunyuanVideoConfig(

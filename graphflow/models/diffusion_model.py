@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from .cast_layers import FP8_DTYPES, compute_dtype
-from .latent_formats import COSMOS1, FLUX, HUNYUAN_VIDEO, LTXV, MOCHI, SC_B, SC_PRIOR, SD1, SD3, SDXL, WAN21, WAN22, LatentFormat
+from .latent_formats import (COSMOS1, FLUX, HUNYUAN_VIDEO, LTXV, MOCHI, SC_B, SC_PRIOR, SD1, SD3, SDXL, WAN21, WAN22,
+                             LatentFormat)
 from .unet import timestep_embedding
 
 ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux", "chroma", "stable_cascade_c", "stable_cascade_b",

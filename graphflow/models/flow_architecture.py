@@ -40,13 +40,14 @@ Chroma Radiance (arch "chroma", family "chroma_radiance": pixel space, no VAE).
 
 from dataclasses import dataclass, field, replace
 
-from .configs import (ChromaConfig, HunyuanVideoConfig, hunyuan_video_config_from_state_dict, ChromaRadianceConfig, FluxConfig, LTXVConfig, LTXVVAEConfig, Lumina2Config,
+from .configs import (ChromaConfig, ChromaRadianceConfig, FluxConfig, LTXVConfig, LTXVVAEConfig, Lumina2Config,
                       MMDiTConfig, MochiConfig, QwenImageConfig, qwen_image_config_from_state_dict,
                       MochiVAEConfig, VAEConfig, chroma_config_from_state_dict, flux_config_from_state_dict,
                       lumina2_config_from_state_dict,
                       ltxv_config_from_state_dict, ltxv_vae_config_from_state_dict, mmdit_config_from_state_dict,
                       WanConfig, mochi_config_from_state_dict, mochi_vae_config_from_state_dict,
-                      vae_config_from_state_dict, wan_config_from_state_dict)
+                      vae_config_from_state_dict, wan_config_from_state_dict,
+                      HunyuanVideoConfig, hunyuan_video_config_from_state_dict)
 from .latent_formats import CHROMA_RADIANCE, FLUX, HUNYUAN_VIDEO, LTXV, MOCHI, SD3, WAN21, WAN22, LatentFormat
 from .weight_files import CheckpointError
 

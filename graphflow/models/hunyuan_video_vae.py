@@ -166,7 +166,8 @@ class Encoder(nn.Module):
         cin = cfg.ch
         for i, cout in enumerate(widths):
             stage = nn.Module()
-            stage.block = nn.ModuleList(ResnetBlock(cin if j == 0 else cout, cout, g) for j in range(cfg.num_res_blocks))
+            stage.block = nn.ModuleList(ResnetBlock(cin if j == 0 else cout, cout, g)
+                                        for j in range(cfg.num_res_blocks))
             if i < len(widths) - 1:
                 stage.downsample = Downsample(cout, cfg.temporal_down(i))
             self.down.append(stage)
