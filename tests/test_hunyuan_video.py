@@ -474,3 +474,40 @@ def test_lora_in_tencent_and_comfyui_names(tmp_path, layout):
     assert len(patched.patches) == len(comfy)
     for k, v in want.items():
         torch.testing.assert_close(got[k], v, msg=k)
+
+
+# -- image to video ----------------------------------------------------------------------------------
+
+def test_token_replace_matches_diffusers(monkeypatch):
+    """guiding_frame_index 0 (HunyuanImageToVideo "v2 (replace)"): the first latent frame's image tokens
+    modulated by timestep 0's embedding, as diffusers' image_condition_type "token_replace" does in every
+    block; ComfyUI also modulates them so in the final layer, where diffusers uses the step's vector
+    (graphflow follows ComfyUI: checked with diffusers' norm_out given the first frame's vector there).
+    On a model without guidance embedding (ComfyUI adds the guidance to the first frame's vector too,
+    diffusers not); a batch of two with their own sigmas; without guiding_frame_index the output differs."""
+    state = {k: v for k, v in hunyuan_video_state(seed=6).items() if not k.startswith("guidance_in.")}
+    cfg = hunyuan_video_config_from_state_dict({k: tuple(v.shape) for k, v in state.items()})
+    assert not cfg.guidance_embed
+    ours = HunyuanVideo(cfg).eval()
+    ours.load_state_dict(state, strict=True)
+    theirs = HunyuanVideoTransformer3DModel(
+        num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim, num_layers=cfg.depth,
+        num_single_layers=cfg.depth_single_blocks, text_embed_dim=cfg.context_in_dim,
+        pooled_projection_dim=cfg.vec_in_dim, rope_axes_dim=cfg.axes_dim, guidance_embeds=False,
+        image_condition_type="token_replace").eval()
+    theirs.load_state_dict(to_diffusers(state, cfg.hidden_size), strict=True)
+    g = torch.Generator().manual_seed(7)
+    x, context = torch.randn(2, 16, 3, 4, 6, generator=g), torch.randn(2, 5, TEXT, generator=g)
+    y, sigma = torch.randn(2, POOLED, generator=g), torch.tensor([0.9, 0.4])
+    with torch.no_grad():
+        got = ours(x, sigma, context, y, guiding_frame_index=torch.zeros(2))
+        plain = ours(x, sigma, context, y)
+        native = theirs(x, sigma * 1000, context, torch.ones(2, 5, dtype=torch.long), y, return_dict=False)[0]
+        first = theirs.time_text_embed(torch.zeros(2), y)[1]  # diffusers' token_replace_emb
+    norm_out = theirs.norm_out.forward
+    monkeypatch.setattr(theirs.norm_out, "forward", lambda h, temb: torch.cat(
+        [norm_out(h[:, :6], first), norm_out(h[:, 6:], temb)], dim=1))  # 2 x 3 patches in the first frame
+    with torch.no_grad():
+        want = theirs(x, sigma * 1000, context, torch.ones(2, 5, dtype=torch.long), y, return_dict=False)[0]
+    assert (got - want).abs().max() < TOL and (got - plain).abs().max() > 1e-3
+    assert (got - native)[:, :, 1:].abs().max() < TOL and (got - native)[:, :, 0].abs().max() > 1e-3

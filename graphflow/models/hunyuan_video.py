@@ -125,6 +125,18 @@ class Modulation(nn.Module):
         return self.linear(F.silu(vec))[:, None].chunk(self.factor, dim=-1)
 
 
+def segment_mods(modulation, vec, n_tokens: int):
+    """`modulation`'s chunks for `n_tokens` tokens. vec: the vector [B, D] of every token ([B, 1, D]
+    chunks), or segments [(vector [B, D], count), ...] in token order, a count None taking the tokens
+    left ([B, n_tokens, D] chunks: the v2 image-to-video model's first frame, ComfyUI's modulation_dims)."""
+    if torch.is_tensor(vec):
+        return modulation(vec)
+    counts = [n_tokens - sum(c for _, c in vec if c is not None) if c is None else c for _, c in vec]
+    parts = [modulation(v) for v, _ in vec]
+    return tuple(torch.cat([p[i].expand(-1, n, -1) for p, n in zip(parts, counts)], dim=1)
+                 for i in range(len(parts[0])))
+
+
 def modulate(x, shift, scale):
     return F.layer_norm(x, x.shape[-1:], eps=1e-6) * (1 + scale) + shift
 
@@ -151,8 +163,10 @@ class DoubleBlock(nn.Module):
         x = x + mods[2] * getattr(self, f"{s}_attn_proj")(attn)
         return x + mods[5] * getattr(self, f"{s}_mlp")(modulate(x, mods[3], mods[4]))
 
-    def forward(self, img, txt, vec, pe):
-        img_mods, txt_mods = self.img_mod(vec), self.txt_mod(vec)
+    def forward(self, img, txt, vec, pe, txt_vec=None):
+        """vec: the image tokens' (segment_mods); txt_vec the text's, vec when None."""
+        img_mods = segment_mods(self.img_mod, vec, img.shape[1])
+        txt_mods = self.txt_mod(vec if txt_vec is None else txt_vec)
         (iq, ik, iv), (tq, tk, tv) = self._qkv("img", img, img_mods), self._qkv("txt", txt, txt_mods)
         out = rope_attention(torch.cat([tq, iq], 2), torch.cat([tk, ik], 2), torch.cat([tv, iv], 2), pe)
         n = txt.shape[1]
@@ -172,7 +186,7 @@ class SingleBlock(nn.Module):
         self.modulation = Modulation(dim, 3)
 
     def forward(self, x, vec, pe):
-        shift, scale, gate = self.modulation(vec)
+        shift, scale, gate = segment_mods(self.modulation, vec, x.shape[1])
         qkv, hidden = self.linear1(modulate(x, shift, scale)).split([3 * x.shape[-1], self.mlp_hidden], dim=-1)
         q, k, v = split_heads(qkv, self.heads)
         out = rope_attention(self.q_norm(q), self.k_norm(k), v, pe)
@@ -205,11 +219,15 @@ class HunyuanVideo(nn.Module):
         cfg = self.config
         return torch.cat([rope(pos[None, :, i], d, cfg.theta) for i, d in enumerate(cfg.axes_dim)], dim=-3)[:, None]
 
-    def forward(self, x, sigma, context, y=None, guidance=None, text_mask=None, control=None, **unused):
+    def forward(self, x, sigma, context, y=None, guidance=None, text_mask=None, control=None,
+                guiding_frame_index=None, **unused):
         """x [B, 16, frames, h, w]; sigma [B]; context the text states [B or 1, T, context_in_dim]; y
         CLIP-L's pooled [B, 768] (None: zeros); guidance [B] or None (no guidance embedding) -> velocity
         of x's shape. text_mask [B, T] (1 keep): each sample's text cut to its kept tokens (they must
-        lead), which is what diffusers' encoder_attention_mask gives."""
+        lead), which is what diffusers' encoder_attention_mask gives. guiding_frame_index [B] (the v2
+        image-to-video model's, HunyuanImageToVideo "v2 (replace)": 0): the first latent frame's image
+        tokens are modulated with that timestep's embedding (+ y's, + the guidance's, as ComfyUI adds it
+        to both) instead of sigma's (token replace)."""
         if control is not None:
             raise ValueError("ControlNets are not supported with HunyuanVideo models")
         cfg = self.config
@@ -229,8 +247,10 @@ class HunyuanVideo(nn.Module):
             guidance = torch.as_tensor(guidance, dtype=torch.float32, device=x.device).reshape(-1).expand(b)
         if text_mask is not None:
             lengths = text_mask.to(torch.bool).sum(dim=1).reshape(-1).expand(b).tolist()
+            one = (lambda t, i: None if t is None else t[i:i + 1])
             return torch.cat([self(x[i:i + 1], sigma[i:i + 1], context[i:i + 1, :max(1, int(n))], y[i:i + 1],
-                                   None if guidance is None else guidance[i:i + 1]) for i, n in enumerate(lengths)])
+                                   one(guidance, i), guiding_frame_index=one(guiding_frame_index, i))
+                              for i, n in enumerate(lengths)])
         T, H, W = x.shape[2:]
         pt, ph, pw = cfg.patch_size
         x = F.pad(x, (0, -W % pw, 0, -H % ph, 0, -T % pt), mode="circular")  # ComfyUI's pad_to_patch_size
@@ -238,18 +258,31 @@ class HunyuanVideo(nn.Module):
         grid = img.shape[2:]
         img = img.flatten(2).transpose(1, 2)
         timestep = 1000 * sigma.float()
-        vec = self.time_in(timestep, x.dtype) + self.vector_in(y)
+        pooled = self.vector_in(y)
+        vec = self.time_in(timestep, x.dtype) + pooled
+        first = None
+        if guiding_frame_index is not None:
+            index = torch.as_tensor(guiding_frame_index, device=x.device).reshape(-1).expand(b).float()
+            first = self.time_in(index, x.dtype) + pooled
         if self.guidance_in is not None and guidance is not None:
-            vec = vec + self.guidance_in(1000 * guidance, x.dtype)
+            g = self.guidance_in(1000 * guidance, x.dtype)
+            vec, first = vec + g, None if first is None else first + g
         txt = self.txt_in(context, timestep)
-        pe = self.rope_table(txt.shape[1], grid, x.device)
-        for block in self.double_blocks:
-            img, txt = block(img, txt, vec, pe)
         n = txt.shape[1]
+        pe = self.rope_table(n, grid, x.device)
+        # image tokens: the first frame's by `first` (token replace), else all by vec; text tokens by vec
+        img_vec = vec if first is None else [(first, grid[1] * grid[2]), (vec, None)]
+        for block in self.double_blocks:
+            img, txt = block(img, txt, img_vec, pe, txt_vec=vec)
         seq = torch.cat([txt, img], dim=1)
         for block in self.single_blocks:
-            seq = block(seq, vec, pe)
-        out = self.final_layer(seq[:, n:], vec)  # [B, t*h*w, (C, pt, ph, pw)]
+            seq = block(seq, vec if first is None else [(vec, n), *img_vec], pe)
+        if first is None:
+            out = self.final_layer(seq[:, n:], vec)  # [B, t*h*w, (C, pt, ph, pw)]
+        else:
+            shift, scale = segment_mods(lambda v: self.final_layer.adaLN_modulation(v)[:, None].chunk(2, dim=-1),
+                                        img_vec, img.shape[1])
+            out = self.final_layer.modulated(seq[:, n:], shift, scale)
         t, h, w = grid
         out = out.reshape(b, t, h, w, cfg.out_channels, pt, ph, pw).permute(0, 4, 1, 5, 2, 6, 3, 7)
         return out.reshape(b, cfg.out_channels, t * pt, h * ph, w * pw)[:, :, :T, :H, :W]
