@@ -511,3 +511,96 @@ def test_token_replace_matches_diffusers(monkeypatch):
         want = theirs(x, sigma * 1000, context, torch.ones(2, 5, dtype=torch.long), y, return_dict=False)[0]
     assert (got - want).abs().max() < TOL and (got - plain).abs().max() > 1e-3
     assert (got - native)[:, :, 1:].abs().max() < TOL and (got - native)[:, :, 0].abs().max() > 1e-3
+
+
+def hyv_i2v_file(path, in_channels: int, seed: int = 11):
+    """A tiny HunyuanVideo image-to-video model: img_in takes the latent + `in_channels - 16` extra channels."""
+    from safetensors.torch import save_file
+
+    from graphflow.testing import random_state
+
+    state = hunyuan_video_state(seed=seed)
+    state["img_in.proj.weight"] = random_state({"w": (64, in_channels, 1, 2, 2)}, seed, torch.float32)["w"]
+    save_file(state, str(path))
+    return path
+
+
+@pytest.mark.parametrize("in_channels", [33, 32])
+def test_image_to_video_concat(tmp_folders, in_channels):
+    """HunyuanImageToVideo "v1 (concat)" -> KSampler (euler, 1 step) on an image-to-video model (33 input
+    channels: ComfyUI's HunyuanVideoI2V, [latent, image latent, 1 - mask]; 32: HunyuanVideoSkyreelsI2V,
+    [latent, image latent]): the model sees the start image's latent (model space, zero-padded frames)
+    and the inverted mask (1 on its latent frame) after the noisy latent; built here by hand."""
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.latent_formats import HUNYUAN_VIDEO
+    from graphflow.registry import Registry
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import write_hunyuan_video_vae
+    from tests.test_nodes_image_mask import call
+
+    (tmp_folders.models / "diffusion_models").mkdir()
+    (tmp_folders.models / "vae").mkdir()
+    hyv_i2v_file(tmp_folders.models / "diffusion_models" / "i2v.safetensors", in_channels)
+    write_hunyuan_video_vae(tmp_folders.models / "vae" / "hyv_vae.safetensors", dtype=torch.float32)
+    reg = Registry().load_builtin()
+    model = call(reg, "LoadDiffusionModel", unet_name="i2v.safetensors", weight_dtype="default")
+    assert model.in_channels == in_channels and model.unet.config.out_channels == 16
+    vae = call(reg, "LoadVAE", vae_name="hyv_vae.safetensors")
+    g = torch.Generator().manual_seed(8)
+    cond, pooled = torch.randn(1, 4, TEXT, generator=g), torch.randn(1, POOLED, generator=g)
+    image = torch.rand(1, 20, 36, 3, generator=g)
+    positive, latent = call(reg, "HunyuanImageToVideo", positive=[(cond, {"pooled_output": pooled})], vae=vae,
+                            width=32, height=16, length=9, batch_size=1, guidance_type="v1 (concat)",
+                            start_image=image)
+    options = positive[0][1]
+    assert latent["samples"].shape == (1, 16, 3, 2, 4) and not latent["samples"].any()
+    assert options["concat_latent_image"].shape == (1, 16, 1, 2, 4) and options["concat_mask"][0, 0, :, 0, 0].tolist() \
+        == [0.0, 1.0, 1.0]
+    out = call(reg, "KSampler", model=model, seed=9, steps=1, cfg=1.0, sampler_name="euler", scheduler="simple",
+               positive=positive, negative=[(torch.zeros(1, 4, TEXT), {})], latent_image=latent,
+               denoise=1.0)["samples"]
+    x = initial_noise(torch.zeros(1, 16, 3, 2, 4), 9)
+    image_latent = torch.nn.functional.pad(HUNYUAN_VIDEO.process_in(options["concat_latent_image"]), (0, 0, 0, 0, 0, 2))
+    extra = [image_latent] + ([torch.tensor([1.0, 0, 0]).view(1, 1, 3, 1, 1).expand(1, 1, 3, 2, 4)]
+                              if in_channels == 33 else [])
+    net = load_diffusion_model(tmp_folders.models / "diffusion_models" / "i2v.safetensors", device="cpu",
+                               dtype=torch.float32)
+    with torch.no_grad():
+        v = net(torch.cat([x, *extra], dim=1), torch.tensor([1.0]), cond, pooled, guidance=torch.tensor([6.0]))
+    want = x - v
+    assert float((HUNYUAN_VIDEO.process_in(out) - want).abs().max()) < 1e-4 * float(want.abs().max())
+
+
+def test_image_to_video_replace(tmp_folders):
+    """HunyuanImageToVideo "v2 (replace)": the start image's latent in the first latent frame, a noise mask
+    keeping it (0 there), guiding_frame_index 0 in the positive conditioning, which the sampler passes to
+    the model (its first frame's modulation changes the result); the kept frame comes back unchanged."""
+    from graphflow.registry import Registry
+    from graphflow.testing import write_hunyuan_video, write_hunyuan_video_vae
+    from tests.test_nodes_image_mask import call
+
+    (tmp_folders.models / "diffusion_models").mkdir()
+    (tmp_folders.models / "vae").mkdir()
+    write_hunyuan_video(tmp_folders.models / "diffusion_models" / "v2.safetensors", dtype=torch.float32)
+    write_hunyuan_video_vae(tmp_folders.models / "vae" / "hyv_vae.safetensors", dtype=torch.float32)
+    reg = Registry().load_builtin()
+    model = call(reg, "LoadDiffusionModel", unet_name="v2.safetensors", weight_dtype="default")
+    vae = call(reg, "LoadVAE", vae_name="hyv_vae.safetensors")
+    g = torch.Generator().manual_seed(8)
+    cond, pooled = torch.randn(1, 4, TEXT, generator=g), torch.randn(1, POOLED, generator=g)
+    image = torch.rand(1, 16, 32, 3, generator=g)
+    positive, latent = call(reg, "HunyuanImageToVideo", positive=[(cond, {"pooled_output": pooled})], vae=vae,
+                            width=32, height=16, length=9, batch_size=1, guidance_type="v2 (replace)",
+                            start_image=image)
+    assert positive[0][1]["guiding_frame_index"] == 0 and "concat_latent_image" not in positive[0][1]
+    assert latent["noise_mask"][0, 0, :, 0, 0].tolist() == [0.0, 1.0, 1.0]
+    assert torch.equal(latent["samples"][:, :, :1], vae.encode(image)) and not latent["samples"][:, :, 1:].any()
+    sample = dict(steps=2, cfg=1.0, sampler_name="euler", scheduler="simple", seed=9, denoise=1.0,
+                  negative=[(torch.zeros(1, 4, TEXT), {})], latent_image=latent, model=model)
+    out = call(reg, "KSampler", positive=positive, **sample)["samples"]
+    plain = call(reg, "KSampler", positive=[(cond, {"pooled_output": pooled})], **sample)["samples"]
+    assert torch.allclose(out[:, :, :1], latent["samples"][:, :, :1], atol=1e-5)
+    assert float((out - plain)[:, :, 1:].abs().max()) > 1e-4
+    with pytest.raises(Exception, match="custom"):
+        call(reg, "HunyuanImageToVideo", positive=positive, vae=vae, width=32, height=16, length=9, batch_size=1,
+             guidance_type="custom", start_image=image)

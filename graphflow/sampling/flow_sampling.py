@@ -225,7 +225,8 @@ class FlowDenoiser:
                  clip_fea: torch.Tensor | None = None, vace_context: torch.Tensor | None = None,
                  vace_strength: tuple = (), time_dim_concat: torch.Tensor | None = None,
                  camera_conditions: torch.Tensor | None = None, pose_latents: torch.Tensor | None = None,
-                 face_pixels: torch.Tensor | None = None) -> torch.Tensor:
+                 face_pixels: torch.Tensor | None = None,
+                 guiding_frame_index: torch.Tensor | None = None) -> torch.Tensor:
         dtype = self.model.dtype
         xc = x if concat is None else torch.cat([x, concat.to(x.device, x.dtype)], dim=1)
         kwargs = {}
@@ -247,6 +248,8 @@ class FlowDenoiser:
             kwargs["pose_latents"] = pose_latents.to(x.device, dtype)
         if face_pixels is not None:  # Wan Animate: the face video for its motion and face encoders
             kwargs["face_pixel_values"] = face_pixels.to(x.device, dtype)
+        if guiding_frame_index is not None:  # HunyuanVideo's token replace (v2 image to video)
+            kwargs["guiding_frame_index"] = guiding_frame_index.to(x.device, torch.float32)
         if attention_mask is not None:
             if getattr(self.model, "arch", None) != "flux":
                 raise ValueError("an attention mask (StyleModelApply's attn_bias) needs a FLUX model")

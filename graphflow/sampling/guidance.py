@@ -95,6 +95,7 @@ class Cond:
     camera_conditions: torch.Tensor | None = None  # [B, 24, T, 8h, 8w] Wan Fun Control-Camera's Plücker rays
     pose_latents: torch.Tensor | None = None  # [B, 16, T - 1, h, w] Wan Animate's pose video latent, model space
     face_pixels: torch.Tensor | None = None  # [B, 3, frames, 512, 512] Wan Animate's face video in [-1, 1]
+    guiding_frame_index: torch.Tensor | None = None  # [B] HunyuanVideo's token replace (HunyuanImageToVideo v2)
 
     def active(self, sigma: torch.Tensor) -> bool:
         if self.sigma_start is None and self.sigma_end is None:
@@ -295,6 +296,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             time_dim_concat=_time_dim_concat(model, options, batch, device),
             camera_conditions=_camera_conditions(model, options, batch, device),
             **_animate(model, options, batch, device),
+            guiding_frame_index=_guiding_frame_index(model, options, batch, device),
         ))
     return out
 
@@ -307,6 +309,15 @@ def _clip_fea(model, options: dict, batch: int, device) -> torch.Tensor | None:
         return None
     states = output["penultimate_hidden_states"] if isinstance(output, dict) else output.penultimate_hidden_states
     return repeat_to_batch(states.float(), batch).to(device, model.dtype)
+
+
+def _guiding_frame_index(model, options: dict, batch: int, device) -> torch.Tensor | None:
+    """HunyuanVideo's "guiding_frame_index" (HunyuanImageToVideo "v2 (replace)": 0), as ComfyUI's
+    HunyuanVideo passes it: the latent frame whose image tokens take that timestep's modulation."""
+    index = options.get("guiding_frame_index")
+    if index is None or getattr(model, "arch", None) != "hunyuan_video":
+        return None
+    return torch.full((batch,), float(index), device=device)
 
 
 def _time_dim_concat(model, options: dict, batch: int, device) -> torch.Tensor | None:
@@ -560,7 +571,7 @@ def _crop_and_weight(cond: Cond, x: torch.Tensor):
 # Cond's per-row tensors that entries batched into one model call stack along the batch (passed by
 # these names); entries batch only where each is absent from both or of one shape
 STACKED = ("guidance", "control_context", "prior", "clip_fea", "vace_context", "time_dim_concat",
-           "camera_conditions", "pose_latents", "face_pixels")
+           "camera_conditions", "pose_latents", "face_pixels", "guiding_frame_index")
 
 
 def _can_batch(a, b) -> bool:
