@@ -604,3 +604,30 @@ def test_image_to_video_replace(tmp_folders):
     with pytest.raises(Exception, match="custom"):
         call(reg, "HunyuanImageToVideo", positive=positive, vae=vae, width=32, height=16, length=9, batch_size=1,
              guidance_type="custom", start_image=image)
+
+
+def test_text_mask_from_the_conditioning():
+    """A conditioning's "attention_mask" [B, T] (ComfyUI's hunyuan_video text encoder gives one when its
+    text is padded) reaches the model as its text mask: KSampler's denoiser gives what the model gives
+    with text_mask; a mask of another length is refused."""
+    from graphflow.models.diffusion_model import DiffusionModel
+    from graphflow.sampling.guidance import prepare_conds
+
+    net = HunyuanVideo(hunyuan_video_config()).eval()
+    net.load_state_dict(hunyuan_video_state(seed=2), strict=True)
+    model = DiffusionModel(net, "hunyuan_video", "flow")
+    g = torch.Generator().manual_seed(3)
+    x, context, pooled = torch.randn(1, 16, 2, 4, 4, generator=g), torch.randn(1, 6, TEXT, generator=g), \
+        torch.randn(1, POOLED, generator=g)
+    mask = torch.tensor([[1, 1, 1, 0, 0, 0]])
+    (cond,) = prepare_conds([(context, {"pooled_output": pooled, "attention_mask": mask})], model, x.shape, "cpu")
+    assert cond.attention_mask.tolist() == mask.float().tolist()
+    from graphflow.sampling.flow_sampling import FlowDenoiser
+
+    with torch.no_grad():
+        got = FlowDenoiser(model)(x, torch.tensor([0.5]), cond.context, cond.y, guidance=cond.guidance,
+                                  attention_mask=cond.attention_mask)
+        v = net(x, torch.tensor([0.5]), context[:, :3], pooled, guidance=torch.tensor([6.0]))
+    assert (got - (x - 0.5 * v)).abs().max() < TOL
+    with pytest.raises(ValueError, match=r"text mask \[B, 6\]"):
+        prepare_conds([(context, {"attention_mask": torch.ones(1, 4)})], model, x.shape, "cpu")

@@ -250,7 +250,9 @@ class FlowDenoiser:
             kwargs["face_pixel_values"] = face_pixels.to(x.device, dtype)
         if guiding_frame_index is not None:  # HunyuanVideo's token replace (v2 image to video)
             kwargs["guiding_frame_index"] = guiding_frame_index.to(x.device, torch.float32)
-        if attention_mask is not None:
+        if attention_mask is not None and getattr(self.model, "arch", None) == "hunyuan_video":
+            kwargs["text_mask"] = attention_mask.to(x.device)  # its text encoder's mask [B, T] (prepare_conds)
+        elif attention_mask is not None:
             if getattr(self.model, "arch", None) != "flux":
                 raise ValueError("an attention mask (StyleModelApply's attn_bias) needs a FLUX model")
             kwargs["attention_mask"] = attention_mask.to(x.device)

@@ -75,7 +75,8 @@ class Cond:
     gligen: object = None  # GLIGEN boxes (graphflow.models.gligen.GligenBoxes)
     sigma_start: float | None = None  # active only while sigma_end <= sigma <= sigma_start
     sigma_end: float | None = None
-    attention_mask: torch.Tensor | None = None  # [B, T + N, T + N] additive bias over FLUX's text + image tokens
+    # [B, T + N, T + N] additive bias over FLUX's text + image tokens; HunyuanVideo: its text mask [B, T]
+    attention_mask: torch.Tensor | None = None
     negative: bool = False  # the negative prompt's entry (prepare_conds(negative=True))
     references: tuple[torch.Tensor, ...] = ()  # FLUX Kontext's reference latents [B, 16, h, w], model space
     reference_method: str = "offset"
@@ -219,7 +220,10 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
         if getattr(model, "prediction", None) == "flow":  # SD3 / FLUX: pooled text vector (+ guidance)
             from .flow_sampling import attention_bias, flow_vectors
             y, guidance = flow_vectors(model, options, batch)
-            if options.get("attention_mask") is not None:
+            if options.get("attention_mask") is not None and getattr(model, "arch", None) == "hunyuan_video":
+                # the text encoder's mask [B, T] (1 keep; ComfyUI's hunyuan_video CLIP gives one only with padding)
+                attention_mask = repeat_to_batch(text_mask(options["attention_mask"], embedding, k), batch).to(device)
+            elif options.get("attention_mask") is not None:
                 attention_mask = repeat_to_batch(attention_bias(model, options, latent_hw), batch).to(device)
             y = None if y is None else y.to(device)
             guidance = None if guidance is None else guidance.to(device)
@@ -309,6 +313,16 @@ def _clip_fea(model, options: dict, batch: int, device) -> torch.Tensor | None:
         return None
     states = output["penultimate_hidden_states"] if isinstance(output, dict) else output.penultimate_hidden_states
     return repeat_to_batch(states.float(), batch).to(device, model.dtype)
+
+
+def text_mask(mask, embedding: torch.Tensor, k: int) -> torch.Tensor:
+    """A conditioning's text mask [B, T] (1 keep) for its embedding [B, T, D]."""
+    mask = torch.as_tensor(mask).float()
+    mask = mask[None] if mask.ndim == 1 else mask
+    if mask.ndim != 2 or mask.shape[1] != embedding.shape[1]:
+        raise ValueError(f"conditioning entry {k}: its attention_mask must be a text mask [B, {embedding.shape[1]}] "
+                         f"for a HunyuanVideo model, got shape {tuple(mask.shape)}")
+    return mask
 
 
 def _guiding_frame_index(model, options: dict, batch: int, device) -> torch.Tensor | None:
