@@ -171,6 +171,45 @@ def test_detected_and_loaded(tmp_path, prefixed):
     assert all(torch.equal(model.unet.state_dict()[k], v) for k, v in state.items())
 
 
+def comfy_names(key: str) -> str:
+    """Tencent's name -> ComfyUI's own module name (its HunyuanVideo.process_unet_state_dict's replacements)."""
+    for a, b in (("txt_in.t_embedder.mlp.0.", "txt_in.t_embedder.in_layer."),
+                 ("txt_in.t_embedder.mlp.2.", "txt_in.t_embedder.out_layer."),
+                 ("txt_in.c_embedder.linear_1.", "txt_in.c_embedder.in_layer."),
+                 ("txt_in.c_embedder.linear_2.", "txt_in.c_embedder.out_layer."), ("_mod.linear.", "_mod.lin."),
+                 ("_attn_qkv.", "_attn.qkv."), ("mlp.fc1.", "mlp.0."), ("mlp.fc2.", "mlp.2."),
+                 ("_attn_q_norm.weight", "_attn.norm.query_norm.scale"),
+                 ("_attn_k_norm.weight", "_attn.norm.key_norm.scale"), (".q_norm.weight", ".norm.query_norm.scale"),
+                 (".k_norm.weight", ".norm.key_norm.scale"), ("_attn_proj.", "_attn.proj."),
+                 (".modulation.linear.", ".modulation.lin."), ("_in.mlp.2.", "_in.out_layer."),
+                 ("_in.mlp.0.", "_in.in_layer.")):
+        key = key.replace(a, b)
+    return key
+
+
+def test_file_in_comfyui_module_names(tmp_path):
+    """A file ComfyUI saved (its own FLUX-like module names under model.diffusion_model.: img_attn.qkv,
+    img_mod.lin, time_in.in_layer, ...) is detected and loads the same weights; HunyuanVideo 1.5's
+    keys are refused by name."""
+    from safetensors.torch import save_file
+
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.flow_architecture import detect_flow_model
+    from graphflow.models.weight_files import CheckpointError
+
+    state = hunyuan_video_state(seed=4)
+    renamed = {"model.diffusion_model." + comfy_names(k): v for k, v in state.items()}
+    assert "model.diffusion_model.double_blocks.0.img_attn.norm.query_norm.scale" in renamed
+    assert "model.diffusion_model.time_in.in_layer.weight" in renamed
+    save_file(renamed, str(tmp_path / "comfy.safetensors"))
+    model = load_diffusion_model(tmp_path / "comfy.safetensors", device="cpu", dtype=torch.float32)
+    assert model.arch == "hunyuan_video" and model.unet.config == hunyuan_video_config()
+    assert all(torch.equal(model.unet.state_dict()[k], v) for k, v in state.items())
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    with pytest.raises(CheckpointError, match="HunyuanVideo 1.5"):
+        detect_flow_model({**shapes, "byt5_in.fc1.weight": (8, 8)})
+
+
 def test_sampling_defaults():
     """ComfyUI's HunyuanVideo: ModelType.FLOW with sampling_settings shift 7.0 (multiplier 1000, so
     the network is told sigma x 1000), the HunyuanVideo latent (scale 0.476986), bf16 or fp32 only;

@@ -35,7 +35,7 @@ from .wan import Wan
 from .text_encoders import ARCH_TOWERS, CLIP_L, HF, OPEN_CLIP, TextEncoder, TowerSpec, tower_from_weights
 from .unet import UNet, UNetConfig
 from .vae import VAE, AutoencoderKL, VAEConfig
-from .weight_files import CheckpointError, _torch_dtype, KeyView, WeightFile
+from .weight_files import CheckpointError, _torch_dtype, KeyView, RenamedView, WeightFile
 
 # -- building modules --------------------------------------------------------------------------
 
@@ -189,6 +189,10 @@ def build_flow_model(source, info: FlowInfo, device, dtype, weight_dtype: str = 
     Linear/Conv weights are stored in `weight_dtype` (fp8_e4m3fn / fp8_e5m2), or kept in fp8 where
     the file holds them so ("default"); everything else, and all computation, is in `dtype` (with
     an fp8 weight_dtype, holding fp8-rounded values, as ComfyUI's: see _weight_storage)."""
+    if info.arch == "hunyuan_video":  # a file ComfyUI saved holds its own module names: read as Tencent's
+        from .configs import hunyuan_video_tencent_name
+
+        source = RenamedView(source, {hunyuan_video_tencent_name(k): k for k in source.shapes})
     with torch.device("meta"):
         network = ChromaRadiance if info.family == "chroma_radiance" else {
             "sd3": MMDiT, "flux": Flux, "chroma": Chroma, "ltxv": LTXV, "mochi": Mochi, "wan": Wan,

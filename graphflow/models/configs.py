@@ -7,6 +7,7 @@ torch: importing it costs more than a second, longer than validating a whole wor
 """
 
 import math
+import re
 from dataclasses import dataclass
 
 from .tokenizer import EOS
@@ -890,9 +891,37 @@ class HunyuanVideoConfig:
         return self.hidden_size // self.num_heads
 
 
+# ComfyUI's own module names (FLUX's) -> Tencent's, where they differ: the inverse of ComfyUI's
+# HunyuanVideo.process_unet_state_dict, for files ComfyUI saved (ModelSave, CheckpointSave)
+_HYV_COMFY_NAMES = ((r"\.t_embedder\.in_layer\.", ".t_embedder.mlp.0."),
+                    (r"\.t_embedder\.out_layer\.", ".t_embedder.mlp.2."),
+                    (r"\.c_embedder\.in_layer\.", ".c_embedder.linear_1."),
+                    (r"\.c_embedder\.out_layer\.", ".c_embedder.linear_2."),
+                    (r"^(time|guidance)_in\.in_layer\.", r"\1_in.mlp.0."),
+                    (r"^(time|guidance)_in\.out_layer\.", r"\1_in.mlp.2."),
+                    (r"_mod\.lin\.", "_mod.linear."), (r"\.modulation\.lin\.", ".modulation.linear."),
+                    (r"_attn\.qkv\.", "_attn_qkv."), (r"_attn\.proj\.", "_attn_proj."),
+                    (r"_attn\.norm\.query_norm\.scale$", "_attn_q_norm.weight"),
+                    (r"_attn\.norm\.key_norm\.scale$", "_attn_k_norm.weight"),
+                    (r"\.norm\.query_norm\.scale$", ".q_norm.weight"), (r"\.norm\.key_norm\.scale$", ".k_norm.weight"),
+                    (r"(_mlp|blocks\.\d+\.mlp)\.0\.", r"\1.fc1."), (r"(_mlp|blocks\.\d+\.mlp)\.2\.", r"\1.fc2."))
+
+
+def hunyuan_video_tencent_name(key: str) -> str:
+    """A HunyuanVideo key in Tencent's names (ours), from ComfyUI's own module names or Tencent's."""
+    for pattern, name in _HYV_COMFY_NAMES:
+        key = re.sub(pattern, name, key)
+    return key
+
+
 def hunyuan_video_config_from_state_dict(shapes: dict[str, tuple]) -> HunyuanVideoConfig:
-    """From the shapes of Tencent's names (prefix stripped). Heads from the per-head q norm; the rotary
-    axes split the head as (16, 56, 56) does a 128-wide one (ComfyUI fixes them at that)."""
+    """From the shapes of Tencent's names (or ComfyUI's own; prefix stripped). Heads from the per-head q
+    norm; the rotary axes split the head as (16, 56, 56) does a 128-wide one (ComfyUI fixes them at that)."""
+    shapes = {hunyuan_video_tencent_name(k): s for k, s in shapes.items()}
+    later = sorted({k.split(".")[0] for k in shapes} & {"byt5_in", "vision_in", "cond_type_embedding"})
+    if later:
+        raise ValueError(f"its {', '.join(later)} belong to HunyuanVideo 1.5 / HunyuanImage 2.1, which graphflow "
+                         "does not read (HunyuanVideo 1.0 only)")
     hidden, in_channels, *patch = shapes["img_in.proj.weight"]
     head_dim = shapes["double_blocks.0.img_attn_q_norm.weight"][0]
     if hidden % head_dim or head_dim % 16:

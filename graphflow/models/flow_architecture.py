@@ -80,8 +80,7 @@ _MARKERS = {"sd3": ("joint_blocks.0.x_block.attn.qkv.weight", "x_embedder.proj.w
                     "head.modulation"),
             "lumina2": ("cap_embedder.1.weight", "noise_refiner.0.attention.k_norm.weight"),
             "qwen_image": ("txt_norm.weight", "transformer_blocks.0.attn.add_q_proj.weight", "img_in.weight"),
-            "hunyuan_video": ("txt_in.individual_token_refiner.blocks.0.norm1.weight", "img_in.proj.weight",
-                              "double_blocks.0.img_attn_qkv.weight")}
+            "hunyuan_video": ("txt_in.individual_token_refiner.blocks.0.norm1.weight", "img_in.proj.weight")}
 _CONFIG_READERS = {"sd3": mmdit_config_from_state_dict, "flux": flux_config_from_state_dict,
                    "chroma": chroma_config_from_state_dict, "ltxv": ltxv_config_from_state_dict,
                    "mochi": mochi_config_from_state_dict, "wan": wan_config_from_state_dict,
