@@ -424,6 +424,28 @@ def test_vae_loader_decodes_and_encodes_as_diffusers(tmp_folders, diffusers_vae,
     assert (call(reg, "VAEDecode", samples={"samples": z[:, :, :1]}, vae=vae) - one).abs().max() < TOL
 
 
+def test_checkpoint_with_its_vae(tmp_path):
+    """An all-in-one file (the model under model.diffusion_model., the VAE under vae., as ComfyUI's
+    CheckpointSave writes them): CheckpointLoaderSimple gives both, the VAE the file's; file kind checkpoint."""
+    from safetensors.torch import save_file
+
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.models.file_kind import identify
+    from graphflow.models.hunyuan_video_vae import HunyuanVideoVAE
+    from graphflow.models.weight_files import WeightFile
+    from graphflow.testing import hunyuan_video_vae_state
+
+    vae_state = hunyuan_video_vae_state(seed=2)
+    save_file({**{"model.diffusion_model." + k: v for k, v in hunyuan_video_state().items()},
+               **{"vae." + k: v for k, v in vae_state.items()}}, str(tmp_path / "all.safetensors"))
+    ckpt = load_checkpoint(tmp_path / "all.safetensors", device="cpu", dtype=torch.float32)
+    assert isinstance(ckpt.model.unet, HunyuanVideo) and isinstance(ckpt.vae, HunyuanVideoVAE) and ckpt.clip is None
+    assert all(torch.equal(ckpt.vae.module.state_dict()[k], v) for k, v in vae_state.items())
+    assert not any("hunyuan_video_vae" in n for n in ckpt.info.notes)
+    with WeightFile(tmp_path / "all.safetensors") as f:
+        assert identify(f.shapes).name == "HunyuanVideo 1.0 checkpoint"
+
+
 def test_vae_decode_tiled(tmp_path):
     """VAEDecodeTiled with ComfyUI's defaults (512 px, 64 frames) on a small video is the plain decode;
     smaller tiles (16 px, 8 frames: 2 latent rows / frames per tile) cut in space and time."""

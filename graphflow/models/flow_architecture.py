@@ -47,7 +47,8 @@ from .configs import (ChromaConfig, ChromaRadianceConfig, FluxConfig, LTXVConfig
                       ltxv_config_from_state_dict, ltxv_vae_config_from_state_dict, mmdit_config_from_state_dict,
                       WanConfig, mochi_config_from_state_dict, mochi_vae_config_from_state_dict,
                       vae_config_from_state_dict, wan_config_from_state_dict,
-                      HunyuanVideoConfig, hunyuan_video_config_from_state_dict)
+                      HunyuanVideoConfig, HunyuanVideoVAEConfig, hunyuan_video_config_from_state_dict,
+                      hunyuan_video_vae_config_from_state_dict, is_hunyuan_video_vae)
 from .latent_formats import CHROMA_RADIANCE, FLUX, HUNYUAN_VIDEO, LTXV, MOCHI, SD3, WAN21, WAN22, LatentFormat
 from .weight_files import CheckpointError
 
@@ -100,7 +101,7 @@ class FlowInfo:
     prefix: str  # of the diffusion model's keys
     config: (MMDiTConfig | FluxConfig | ChromaConfig | LTXVConfig | MochiConfig | WanConfig | Lumina2Config
              | QwenImageConfig | HunyuanVideoConfig)
-    vae: VAEConfig | LTXVVAEConfig | MochiVAEConfig | None = None
+    vae: VAEConfig | LTXVVAEConfig | MochiVAEConfig | HunyuanVideoVAEConfig | None = None
     vae_prefix: str | None = None
     text_encoders: dict = field(default_factory=dict)  # clip_l / clip_g / t5xxl -> key prefix
     notes: list = field(default_factory=list)
@@ -234,6 +235,19 @@ def _mochi_vae(shapes) -> tuple[str, MochiVAEConfig] | None:
         raise CheckpointError(f"the Mochi VAE keys under {prefix} are incomplete ({type(e).__name__}: {e})") from None
 
 
+def _hunyuan_video_vae(shapes) -> tuple[str, HunyuanVideoVAEConfig] | None:
+    """(prefix, config) of a HunyuanVideo VAE saved in a checkpoint under vae. (ComfyUI's vae_key_prefix), or None."""
+    prefix = "vae."
+    part = {k[len(prefix):]: tuple(s) for k, s in shapes.items() if k.startswith(prefix)}
+    if not is_hunyuan_video_vae(part):
+        return None
+    try:
+        return prefix, hunyuan_video_vae_config_from_state_dict(part)
+    except (KeyError, ValueError, IndexError) as e:
+        raise CheckpointError(f"the HunyuanVideo VAE keys under {prefix} are incomplete ({type(e).__name__}: {e})") \
+            from None
+
+
 def _ltxv_file_config(config: LTXVConfig, metadata: dict | None) -> LTXVConfig:
     """Lightricks' files state in their metadata what weights cannot show (`config`: JSON with a
     "transformer" section); ComfyUI reads causal_temporal_positioning and the head count there."""
@@ -269,11 +283,10 @@ def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
         config = _ltxv_file_config(config, metadata)
     info = FlowInfo(arch=arch, family=_family(arch, config), prefix=prefix, config=config,
                     text_encoders=_text_encoders(shapes))
-    # Wan, Qwen-Image, HunyuanVideo: graphflow reads no video VAE inside a checkpoint yet (wan_2.1_vae /
-    # qwen_image_vae / hunyuan_video_vae: VAELoader)
+    # Wan, Qwen-Image: graphflow reads no Wan VAE inside a checkpoint yet (wan_2.1_vae / qwen_image_vae: VAELoader)
     vae = {"ltxv": ltxv_vae, "mochi": _mochi_vae, "wan": lambda s: None,
-           "qwen_image": lambda s: None, "hunyuan_video": lambda s: None}.get(arch, vae_in)(shapes)
-    if arch in ("ltxv", "mochi") and vae is not None:
+           "qwen_image": lambda s: None, "hunyuan_video": _hunyuan_video_vae}.get(arch, vae_in)(shapes)
+    if arch in ("ltxv", "mochi", "hunyuan_video") and vae is not None:
         info.vae_prefix, info.vae = vae
     elif vae is not None:
         info.vae_prefix = vae[0]

@@ -15,69 +15,15 @@ of a video's frames at once, as ComfyUI's does (diffusers' AutoencoderKLHunyuanV
 frame by frame; both agree on a one-frame latent). The latent's mean is the encoding (ComfyUI's).
 """
 
-import math
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .attention import attention
+from .configs import (HUNYUAN_VIDEO_VAE_MARKER, HunyuanVideoVAEConfig,  # noqa: F401 (configs.py: torch-free)
+                      hunyuan_video_vae_config_from_state_dict, is_hunyuan_video_vae)
 from .latent_formats import HUNYUAN_VIDEO
 from .vae import VideoVAESocket, _norm
-
-HUNYUAN_VIDEO_VAE_MARKER = "decoder.conv_in.conv.weight"  # ComfyUI's test for this VAE (comfy/sd.py)
-
-
-@dataclass(frozen=True)
-class HunyuanVideoVAEConfig:
-    """Defaults: HunyuanVideo's VAE (ComfyUI's ddconfig: ch 128, ch_mult 1 2 4 4, 2 res blocks)."""
-    ch: int = 128
-    ch_mult: tuple = (1, 2, 4, 4)
-    num_res_blocks: int = 2
-    z_channels: int = 16
-    groups: int = 32
-    time_compress: int = 4
-
-    @property
-    def latent_channels(self) -> int:
-        return self.z_channels
-
-    @property
-    def downscale(self) -> int:
-        return 2 ** (len(self.ch_mult) - 1)
-
-    @property
-    def frames_per_latent(self) -> int:
-        return self.time_compress
-
-    @property
-    def out_channels(self) -> int:
-        return 3
-
-    def temporal_down(self, level: int) -> bool:
-        """Whether the encoder's downsampling after stage `level` also halves time: the log2(time_compress)
-        deepest ones (ComfyUI's rule; stage 0's halves space only)."""
-        return len(self.ch_mult) - 1 - level <= math.log2(self.time_compress)
-
-    def temporal_up(self, level: int) -> bool:
-        """Whether the decoder's upsampling of stage `level` (LDM's up.N) also doubles time: levels 1 ..
-        log2(time_compress) (ComfyUI's rule; the deepest stage's doubles space only)."""
-        return level <= math.log2(self.time_compress)
-
-
-def is_hunyuan_video_vae(shapes) -> bool:
-    return HUNYUAN_VIDEO_VAE_MARKER in shapes and "encoder.down.0.block.0.conv1.conv.weight" in shapes
-
-
-def hunyuan_video_vae_config_from_state_dict(shapes) -> HunyuanVideoVAEConfig:
-    ch = shapes["encoder.conv_in.conv.weight"][0]
-    levels = sorted({int(k.split(".")[2]) for k in shapes if k.startswith("encoder.down.")})
-    blocks = {int(k.split(".")[4]) for k in shapes if k.startswith("encoder.down.0.block.")}
-    mult = tuple(shapes[f"encoder.down.{i}.block.0.conv1.conv.weight"][0] // ch for i in levels)
-    return HunyuanVideoVAEConfig(ch=ch, ch_mult=mult, num_res_blocks=len(blocks),
-                                 z_channels=shapes["decoder.conv_in.conv.weight"][1])
-
 
 class CausalConv(nn.Module):
     """ComfyUI's VideoConv3d: a Conv3d (`.conv`) after replicate padding, two frames before and none
