@@ -21,6 +21,11 @@ The timestep is sigma x 1000 (ComfyUI's ModelSamplingDiscreteFlow multiplier), e
 (the refiner's too); the guidance (FluxGuidance, ComfyUI's default 6.0) x 1000. The output is the
 velocity of x_t = (1 - sigma) x0 + sigma noise. Latent sizes that are not whole patches are padded
 circularly (ComfyUI's PatchEmbed) and the output cropped back.
+
+Image to video (HunyuanImageToVideo): the I2V model (33 input channels: the noisy latent, the start
+image's latent, 1 - its mask; SkyReels' 32: no mask) takes them concatenated by the sampler
+(graphflow.sampling.pipeline.hunyuan_video_concat); the v2 model modulates the first latent frame's
+image tokens as clean (guiding_frame_index: token replace).
 """
 
 from types import SimpleNamespace
