@@ -223,6 +223,9 @@ def test_sampling_defaults():
     model = DiffusionModel(net, "hunyuan_video", "flow")
     assert model.latent_format.name == "hunyuan_video" and model.latent_format.scale_factor == 0.476986
     assert model.sampling_shift == 7.0
+    fmt = model.latent_format  # ComfyUI's preview fit
+    assert fmt.rgb_factors[0] == (-0.0395, -0.0331, 0.0445) and fmt.rgb_bias == (0.0259, -0.0192, -0.0761)
+    assert fmt.preview(torch.randn(1, 16, 3, 5)).shape == (1, 3, 5, 3)  # one frame of a video latent
     schedule = model_sampling_for(model)
     assert (schedule.kind, schedule.shift, schedule.multiplier) == ("shift", 7.0, 1000.0)
     t = torch.arange(1, 1001) / 1000
