@@ -208,6 +208,9 @@ def test_file_in_comfyui_module_names(tmp_path):
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     with pytest.raises(CheckpointError, match="HunyuanVideo 1.5"):
         detect_flow_model({**shapes, "byt5_in.fc1.weight": (8, 8)})
+    from graphflow.models.file_kind import identify
+
+    assert identify({**shapes, "byt5_in.fc1.weight": (8, 8)}).name.startswith("HunyuanVideo 1.5 / HunyuanImage 2.1")
 
 
 def test_sampling_defaults():

@@ -196,6 +196,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
                 "lumina2": "Lumina Image 2.0", "qwen_image": "Qwen-Image", "hunyuan_video": "HunyuanVideo 1.0"}[flow[0]]
         if flow[0] == "wan" and shapes[flow[1] + "patch_embedding.weight"][1] == 48:  # the 2.2 VAE's latents
             name = "Wan 2.2 TI2V 5B"
+        if flow[0] == "hunyuan_video" and _has(shapes, flow[1] + "byt5_in.", flow[1] + "vision_in."):
+            name = "HunyuanVideo 1.5 / HunyuanImage 2.1 (not supported)"
         if flow[0] == "chroma" and flow[1] + "nerf_blocks.0.norm.scale" in shapes:  # ComfyUI's marker
             name = "Chroma Radiance (pixel space)"
         if has_vae:
