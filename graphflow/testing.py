@@ -1912,3 +1912,65 @@ def write_hidream(path, seed: int = 0, dtype=torch.float16, scaled_down: bool = 
     prefix = UNET_PREFIX if prefixed else ""
     save_file({prefix + k: v.to(dtype) for k, v in hidream_state(seed, scaled_down, **widths).items()}, str(path))
     return Path(path)
+
+
+# -- HunyuanVideo 1.0: transformer and VAE (helper hyv-model) -----------------------------------
+
+HUNYUAN_VIDEO_TINY_TEXT_DIM = 128  # the tiny transformer's text width: pass the tiny LLaVA-Llama-3's hidden size
+
+
+def hunyuan_video_config(scaled_down: bool = True, context_in_dim: int = HUNYUAN_VIDEO_TINY_TEXT_DIM,
+                         vec_in_dim: int = TEXT_TINY["clip_l"][0]):
+    """HunyuanVideo 1.0's transformer (20 + 40 blocks, 24 heads of 128), or a tiny one: 2 double + 2
+    single blocks, 2 heads of 32 (rotary axes 4, 14, 14), the 2-block token refiner, the real 1x2x2
+    patches of 16 channels; text states context_in_dim wide, the pooled vector vec_in_dim wide (the
+    tiny CLIP-L's)."""
+    from .models.hunyuan_video import HunyuanVideoConfig
+
+    if not scaled_down:
+        return HunyuanVideoConfig()
+    return HunyuanVideoConfig(hidden_size=64, num_heads=2, depth=2, depth_single_blocks=2,
+                              context_in_dim=context_in_dim, vec_in_dim=vec_in_dim, axes_dim=(4, 14, 14))
+
+
+def hunyuan_video_state(seed: int = 0, scaled_down: bool = True, context_in_dim: int = HUNYUAN_VIDEO_TINY_TEXT_DIM,
+                        vec_in_dim: int = TEXT_TINY["clip_l"][0]) -> dict[str, torch.Tensor]:
+    from .models.hunyuan_video import HunyuanVideo
+
+    with torch.device("meta"):
+        shapes = _module_shapes(HunyuanVideo(hunyuan_video_config(scaled_down, context_in_dim, vec_in_dim)))
+    return random_state(shapes, seed, torch.float32)
+
+
+def write_hunyuan_video(path, seed: int = 0, dtype=torch.bfloat16, scaled_down: bool = True, prefixed: bool = False,
+                        context_in_dim: int = HUNYUAN_VIDEO_TINY_TEXT_DIM,
+                        vec_in_dim: int = TEXT_TINY["clip_l"][0]) -> Path:
+    """A random HunyuanVideo 1.0 transformer in Tencent's names, bare as ComfyUI's
+    hunyuan_video_t2v_720p_bf16.safetensors or, prefixed, under ComfyUI's model.diffusion_model."""
+    prefix = UNET_PREFIX if prefixed else ""
+    state = hunyuan_video_state(seed, scaled_down, context_in_dim, vec_in_dim)
+    save_file({prefix + k: v.to(dtype) for k, v in state.items()}, str(path))
+    return Path(path)
+
+
+def hunyuan_video_vae_config(scaled_down: bool = True):
+    """HunyuanVideo's VAE (ch 128, ch_mult 1 2 4 4, 2 res blocks), or a tiny one: ch 32, ch_mult
+    1 1 2 2, 1 res block; always 16 latent channels, 8x spatial and 4x temporal compression."""
+    from .models.hunyuan_video_vae import HunyuanVideoVAEConfig
+
+    return HunyuanVideoVAEConfig(ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1) if scaled_down \
+        else HunyuanVideoVAEConfig()
+
+
+def hunyuan_video_vae_state(seed: int = 0, scaled_down: bool = True) -> dict[str, torch.Tensor]:
+    from .models.hunyuan_video_vae import HunyuanVideoVAEModel
+
+    with torch.device("meta"):
+        shapes = _module_shapes(HunyuanVideoVAEModel(hunyuan_video_vae_config(scaled_down)))
+    return random_state(shapes, seed, torch.float32)
+
+
+def write_hunyuan_video_vae(path, seed: int = 0, dtype=torch.bfloat16, scaled_down: bool = True) -> Path:
+    """A random HunyuanVideo VAE in ComfyUI's layout, as hunyuan_video_vae_bf16.safetensors."""
+    save_file({k: v.to(dtype) for k, v in hunyuan_video_vae_state(seed, scaled_down).items()}, str(path))
+    return Path(path)

@@ -7,6 +7,7 @@ torch: importing it costs more than a second, longer than validating a whole wor
 """
 
 import math
+import re
 from dataclasses import dataclass
 
 from .tokenizer import EOS
@@ -930,3 +931,134 @@ def hidream_config_from_state_dict(shapes: dict[str, tuple]) -> HiDreamConfig:
         expert_hidden=shapes[ff + "experts.0.w1.weight"][0], shared_hidden=shapes[ff + "shared_experts.w1.weight"][0],
         axes_dims=(head_dim // 2, head_dim // 4, head_dim // 4),
         llama_layers=tuple(min(i, 31) for i in range(double + single)))
+
+
+HUNYUAN_VIDEO_MARKER = "txt_in.individual_token_refiner.blocks.0.norm1.weight"  # ComfyUI's test (model_detection's)
+
+
+@dataclass(frozen=True)
+class HunyuanVideoConfig:
+    """Defaults: HunyuanVideo 1.0 text-to-video (13B, hunyuan_video_t2v_720p): 20 double-stream +
+    40 single-stream blocks, 24 heads of 128, 1x2x2 patches of its VAE's 16 channels, LLaVA-Llama-3's
+    4096-wide states through a 2-block token refiner, CLIP-L's pooled 768 vector, guidance-distilled."""
+    in_channels: int = 16
+    out_channels: int = 16
+    patch_size: tuple = (1, 2, 2)  # frames, rows, columns
+    hidden_size: int = 3072
+    num_heads: int = 24
+    depth: int = 20
+    depth_single_blocks: int = 40
+    refiner_depth: int = 2
+    mlp_ratio: float = 4.0
+    context_in_dim: int = 4096
+    vec_in_dim: int = 768
+    guidance_embed: bool = True
+    qkv_bias: bool = True
+    axes_dim: tuple = (16, 56, 56)  # rotary axes: frame, row, column
+    theta: int = 256
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+
+# ComfyUI's own module names (FLUX's) -> Tencent's, where they differ: the inverse of ComfyUI's
+# HunyuanVideo.process_unet_state_dict, for files ComfyUI saved (ModelSave, CheckpointSave)
+_HYV_COMFY_NAMES = ((r"\.t_embedder\.in_layer\.", ".t_embedder.mlp.0."),
+                    (r"\.t_embedder\.out_layer\.", ".t_embedder.mlp.2."),
+                    (r"\.c_embedder\.in_layer\.", ".c_embedder.linear_1."),
+                    (r"\.c_embedder\.out_layer\.", ".c_embedder.linear_2."),
+                    (r"^(time|guidance)_in\.in_layer\.", r"\1_in.mlp.0."),
+                    (r"^(time|guidance)_in\.out_layer\.", r"\1_in.mlp.2."),
+                    (r"_mod\.lin\.", "_mod.linear."), (r"\.modulation\.lin\.", ".modulation.linear."),
+                    (r"_attn\.qkv\.", "_attn_qkv."), (r"_attn\.proj\.", "_attn_proj."),
+                    (r"_attn\.norm\.query_norm\.scale$", "_attn_q_norm.weight"),
+                    (r"_attn\.norm\.key_norm\.scale$", "_attn_k_norm.weight"),
+                    (r"\.norm\.query_norm\.scale$", ".q_norm.weight"), (r"\.norm\.key_norm\.scale$", ".k_norm.weight"),
+                    (r"(_mlp|blocks\.\d+\.mlp)\.0\.", r"\1.fc1."), (r"(_mlp|blocks\.\d+\.mlp)\.2\.", r"\1.fc2."))
+
+
+def hunyuan_video_tencent_name(key: str) -> str:
+    """A HunyuanVideo key in Tencent's names (ours), from ComfyUI's own module names or Tencent's."""
+    for pattern, name in _HYV_COMFY_NAMES:
+        key = re.sub(pattern, name, key)
+    return key
+
+
+def hunyuan_video_config_from_state_dict(shapes: dict[str, tuple]) -> HunyuanVideoConfig:
+    """From the shapes of Tencent's names (or ComfyUI's own; prefix stripped). Heads from the per-head q
+    norm; the rotary axes split the head as (16, 56, 56) does a 128-wide one (ComfyUI fixes them at that)."""
+    shapes = {hunyuan_video_tencent_name(k): s for k, s in shapes.items()}
+    later = sorted({k.split(".")[0] for k in shapes} & {"byt5_in", "vision_in", "cond_type_embedding"})
+    if later:
+        raise ValueError(f"its {', '.join(later)} belong to HunyuanVideo 1.5 / HunyuanImage 2.1, which graphflow "
+                         "does not read (HunyuanVideo 1.0 only)")
+    hidden, in_channels, *patch = shapes["img_in.proj.weight"]
+    head_dim = shapes["double_blocks.0.img_attn_q_norm.weight"][0]
+    if hidden % head_dim or head_dim % 16:
+        raise ValueError(f"HunyuanVideo heads of {head_dim} channels (width {hidden}) do not split into its "
+                         "rotary axes")
+    count = lambda prefix: len({k[len(prefix):].split(".")[0] for k in shapes if k.startswith(prefix)})  # noqa: E731
+    volume = math.prod(patch)
+    return HunyuanVideoConfig(
+        in_channels=in_channels, out_channels=shapes["final_layer.linear.weight"][0] // volume,
+        patch_size=tuple(patch), hidden_size=hidden, num_heads=hidden // head_dim,
+        depth=count("double_blocks."), depth_single_blocks=count("single_blocks."),
+        refiner_depth=count("txt_in.individual_token_refiner.blocks."),
+        mlp_ratio=shapes["double_blocks.0.img_mlp.fc1.weight"][0] / hidden,
+        context_in_dim=shapes["txt_in.input_embedder.weight"][1], vec_in_dim=shapes["vector_in.in_layer.weight"][1],
+        guidance_embed="guidance_in.mlp.0.weight" in shapes, qkv_bias="double_blocks.0.img_attn_qkv.bias" in shapes,
+        axes_dim=(head_dim // 8, head_dim * 7 // 16, head_dim * 7 // 16))
+
+
+HUNYUAN_VIDEO_VAE_MARKER = "decoder.conv_in.conv.weight"  # ComfyUI's test for this VAE (comfy/sd.py)
+
+
+@dataclass(frozen=True)
+class HunyuanVideoVAEConfig:
+    """Defaults: HunyuanVideo's VAE (ComfyUI's ddconfig: ch 128, ch_mult 1 2 4 4, 2 res blocks)."""
+    ch: int = 128
+    ch_mult: tuple = (1, 2, 4, 4)
+    num_res_blocks: int = 2
+    z_channels: int = 16
+    groups: int = 32
+    time_compress: int = 4
+
+    @property
+    def latent_channels(self) -> int:
+        return self.z_channels
+
+    @property
+    def downscale(self) -> int:
+        return 2 ** (len(self.ch_mult) - 1)
+
+    @property
+    def frames_per_latent(self) -> int:
+        return self.time_compress
+
+    @property
+    def out_channels(self) -> int:
+        return 3
+
+    def temporal_down(self, level: int) -> bool:
+        """Whether the encoder's downsampling after stage `level` also halves time: the log2(time_compress)
+        deepest ones (ComfyUI's rule; stage 0's halves space only)."""
+        return len(self.ch_mult) - 1 - level <= math.log2(self.time_compress)
+
+    def temporal_up(self, level: int) -> bool:
+        """Whether the decoder's upsampling of stage `level` (LDM's up.N) also doubles time: levels 1 ..
+        log2(time_compress) (ComfyUI's rule; the deepest stage's doubles space only)."""
+        return level <= math.log2(self.time_compress)
+
+
+def is_hunyuan_video_vae(shapes) -> bool:
+    return HUNYUAN_VIDEO_VAE_MARKER in shapes and "encoder.down.0.block.0.conv1.conv.weight" in shapes
+
+
+def hunyuan_video_vae_config_from_state_dict(shapes) -> HunyuanVideoVAEConfig:
+    ch = shapes["encoder.conv_in.conv.weight"][0]
+    levels = sorted({int(k.split(".")[2]) for k in shapes if k.startswith("encoder.down.")})
+    blocks = {int(k.split(".")[4]) for k in shapes if k.startswith("encoder.down.0.block.")}
+    mult = tuple(shapes[f"encoder.down.{i}.block.0.conv1.conv.weight"][0] // ch for i in levels)
+    return HunyuanVideoVAEConfig(ch=ch, ch_mult=mult, num_res_blocks=len(blocks),
+                                 z_channels=shapes["decoder.conv_in.conv.weight"][1])

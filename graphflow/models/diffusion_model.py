@@ -7,16 +7,17 @@ from dataclasses import dataclass
 import torch
 
 from .cast_layers import FP8_DTYPES, compute_dtype
-from .latent_formats import COSMOS1, FLUX, LTXV, MOCHI, SC_B, SC_PRIOR, SD1, SD3, SDXL, WAN21, WAN22, LatentFormat
+from .latent_formats import (COSMOS1, FLUX, HUNYUAN_VIDEO, LTXV, MOCHI, SC_B, SC_PRIOR, SD1, SD3, SDXL, WAN21, WAN22,
+                             LatentFormat)
 from .unet import timestep_embedding
 
 ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux", "chroma", "stable_cascade_c", "stable_cascade_b",
          "pixart", "svd", "ltxv", "mochi", "cosmos", "cosmos1", "wan", "lumina2",
-         "qwen_image", "hidream")
-FLOW_ARCHS = ("sd3", "flux", "chroma", "ltxv", "mochi", "wan", "lumina2", "qwen_image", "hidream")
+         "qwen_image", "hidream", "hunyuan_video")
+FLOW_ARCHS = ("sd3", "flux", "chroma", "ltxv", "mochi", "wan", "lumina2", "qwen_image", "hidream", "hunyuan_video")
 # latents [B, C, frames, h, w]; Cosmos-Predict2 and Qwen-Image (Wan 2.1 latents: ComfyUI's
 # latent_dimensions 3) sample an image as one frame
-VIDEO_ARCHS = ("ltxv", "mochi", "cosmos", "cosmos1", "wan", "qwen_image")
+VIDEO_ARCHS = ("ltxv", "mochi", "cosmos", "cosmos1", "wan", "qwen_image", "hunyuan_video")
 PACKED_ARCHS = ("flux", "chroma")  # 2x2 patches packed into the channels inside the network
 CASCADE_ARCHS = ("stable_cascade_c", "stable_cascade_b")
 CASCADE_SHIFTS = {"stable_cascade_c": 2.0, "stable_cascade_b": 1.0}  # ComfyUI's sampling_settings
@@ -113,6 +114,11 @@ class DiffusionModel:
     (ModelType.FLOW, sampling_settings empty): discrete flow, shift 1.0, multiplier 1000; its
     workflows set the shift with ModelSamplingSD3 (3.0 Full, 6.0 Dev / Fast). HiDream-E1 (same
     layout): image_cond, InstructPixToPixConditioning's latent, set beside x along the width.
+    HunyuanVideo 1.0 (hunyuan_video, graphflow.models.hunyuan_video): x a video latent [B, 16, frames,
+    h, w] of its causal 3-D VAE (format HUNYUAN_VIDEO, scale 0.476986); context LLaVA-Llama-3's states,
+    y CLIP-L's pooled vector; model(x, sigma, context, y, guidance=None, text_mask=None). Sampled as
+    ComfyUI's HunyuanVideo: discrete flow, shift 7.0, multiplier 1000 (`sampling_shift`); its
+    distilled guidance is FluxGuidance's, 6.0 when the conditioning sets none.
 
     Wan 2.1 (wan, graphflow.models.wan): x a video latent [B, 16, frames, h, w] (image-to-video
     models: 36 channels in, the concat's mask and image latent after the latent); context UMT5's
@@ -165,6 +171,7 @@ class DiffusionModel:
                                                 "stable_cascade_b": SC_B, "ltxv": LTXV, "mochi": MOCHI,
                                                 "cosmos": WAN21, "cosmos1": COSMOS1, "qwen_image": WAN21,
                                                 "hidream": FLUX,
+                                                "hunyuan_video": HUNYUAN_VIDEO,
                                                 "wan": wan_latent_format(getattr(unet, "config", None))}.get(arch) or (
             SDXL if arch.startswith("sdxl") else SD1)
         if beta_schedule is None:  # SD's, but the x4 upscaler was trained on its own
@@ -177,6 +184,7 @@ class DiffusionModel:
             sampling_shift = {"sd3": 3.0, "flux": 1.15 if self.guidance_embed else 1.0, "chroma": 1.15,
                               "ltxv": 2.37, "mochi": 6.0, "wan": 8.0, "lumina2": 6.0,
                               "qwen_image": 1.15, "hidream": 1.0,
+                              "qwen_image": 1.15, "hunyuan_video": 7.0,
                               **CASCADE_SHIFTS}.get(arch)
         self.sampling_shift = sampling_shift
         self.shift_dynamic = (arch == "flux" and self.guidance_embed) if shift_dynamic is None else shift_dynamic
@@ -235,7 +243,7 @@ class DiffusionModel:
         """A video latent's noise mask scales the timestep the network is told, per token (LTX-Video,
         Mochi) or per frame (the Wan 2.2 TI2V 5B; Wan 2.1 and Qwen-Image are told the step's, as ComfyUI's
         WAN21 and QwenImage)."""
-        if self.arch == "qwen_image":
+        if self.arch in ("qwen_image", "hunyuan_video"):  # ComfyUI's HunyuanVideo: the step's timestep too
             return False
         return self.is_video and not (self.arch == "wan" and self.latent_format is not WAN22)
 
@@ -271,7 +279,7 @@ class DiffusionModel:
             return self.unet.config.clip_pooled_width
         if self.arch == "sd3":
             return self.unet.config.adm_in_channels
-        if self.arch == "flux":
+        if self.arch in ("flux", "hunyuan_video"):
             return self.unet.config.vec_in_dim
         if self.arch == "hidream":
             return self.unet.config.text_emb_dim

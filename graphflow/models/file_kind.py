@@ -203,14 +203,17 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
     if stage in ("c", "b"):
         return FileKind(f"Stable Cascade Stage {stage.upper()} checkpoint", "checkpoints", "LoadCheckpoint")
     flow = find_flow_model(shapes)
-    has_vae = vae_in(shapes) is not None or (flow is not None and flow[0] == "ltxv" and _has(shapes, "vae."))
+    has_vae = vae_in(shapes) is not None or (flow is not None and flow[0] in ("ltxv", "hunyuan_video")
+                                             and _has(shapes, "vae."))
     if flow is not None:
         name = {"sd3": "SD3 / SD3.5", "flux": "FLUX.1", "chroma": "Chroma", "ltxv": "LTX-Video",
                 "mochi": "Mochi", "wan": "Wan 2.1",
                 "lumina2": "Lumina Image 2.0", "qwen_image": "Qwen-Image",
-                "hidream": "HiDream-I1"}[flow[0]]
+                "hidream": "HiDream-I1", "hunyuan_video": "HunyuanVideo 1.0"}[flow[0]]
         if flow[0] == "wan" and shapes[flow[1] + "patch_embedding.weight"][1] == 48:  # the 2.2 VAE's latents
             name = "Wan 2.2 TI2V 5B"
+        if flow[0] == "hunyuan_video" and _has(shapes, flow[1] + "byt5_in.", flow[1] + "vision_in."):
+            name = "HunyuanVideo 1.5 / HunyuanImage 2.1 (not supported)"
         if flow[0] == "chroma" and flow[1] + "nerf_blocks.0.norm.scale" in shapes:  # ComfyUI's marker
             name = "Chroma Radiance (pixel space)"
         if has_vae:
@@ -230,6 +233,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         return FileKind("Cosmos 1.0 video VAE (CV8x8x8 tokenizer)", "vae", "LoadVAE")
     if "decoder.up_blocks.0.res_blocks.0.conv1.conv.weight" in shapes:  # ComfyUI's marker
         return FileKind("LTX-Video video VAE", "vae", "LoadVAE")
+    if "decoder.conv_in.conv.weight" in shapes and "encoder.down.0.block.0.conv1.conv.weight" in shapes:
+        return FileKind("HunyuanVideo video VAE", "vae", "LoadVAE")  # ComfyUI's marker (comfy/sd.py)
     if "encoder.conv1.weight" in shapes and _has(shapes, "decoder.upsamples."):  # before CLIP vision: it has a conv1
         if "decoder.upsamples.0.upsamples.0.residual.0.gamma" in shapes:  # residual stages
             return FileKind("Wan 2.2 video VAE", "vae", "LoadVAE")

@@ -25,6 +25,10 @@ files and ComfyUI's saves, none in diffusion-model-only files):
     Qwen-Image (Alibaba Qwen)    P transformer_blocks.N.{img_mod.1,attn.add_q_proj,img_mlp.net.0.proj,...},
                               img_in, txt_norm, txt_in, time_text_embed, norm_out, proj_out (ComfyUI's
                               layout, diffusers' names); its VAE is Wan 2.1's (qwen_image_vae)
+    HunyuanVideo 1.0 (Tencent) P double_blocks.N.{img_attn_qkv,img_mod.linear,img_mlp.fc1,...},
+                              single_blocks.N.{linear1,modulation.linear,...}, img_in.proj,
+                              txt_in.individual_token_refiner.blocks.N, time_in.mlp, guidance_in
+                              (Tencent's names, as ComfyUI's hunyuan_video_t2v_720p file)
     VAE                       first_stage_model.* (Stability) or vae.* (ComfyUI's FLUX saves)
     text encoders             text_encoders.{clip_l,clip_g,t5xxl}.transformer.* (transformers' layouts)
 
@@ -43,8 +47,10 @@ from .configs import (ChromaConfig, ChromaRadianceConfig, FluxConfig, LTXVConfig
                       lumina2_config_from_state_dict,
                       ltxv_config_from_state_dict, ltxv_vae_config_from_state_dict, mmdit_config_from_state_dict,
                       WanConfig, mochi_config_from_state_dict, mochi_vae_config_from_state_dict,
-                      vae_config_from_state_dict, wan_config_from_state_dict)
-from .latent_formats import CHROMA_RADIANCE, FLUX, LTXV, MOCHI, SD3, WAN21, WAN22, LatentFormat
+                      vae_config_from_state_dict, wan_config_from_state_dict,
+                      HunyuanVideoConfig, HunyuanVideoVAEConfig, hunyuan_video_config_from_state_dict,
+                      hunyuan_video_vae_config_from_state_dict, is_hunyuan_video_vae)
+from .latent_formats import CHROMA_RADIANCE, FLUX, HUNYUAN_VIDEO, LTXV, MOCHI, SD3, WAN21, WAN22, LatentFormat
 from .weight_files import CheckpointError
 
 DIFFUSION_PREFIXES = ("model.diffusion_model.", "")
@@ -62,6 +68,7 @@ FAMILY_NAMES = {"sd3_medium": "SD3 medium", "sd35_large": "SD3.5 large", "sd35_m
                 "wan_fun_control": "Wan 2.1 Fun Control", "wan_vace": "Wan 2.1 VACE",
                 "wan_camera": "Wan Fun Control-Camera (camera-controlled image-to-video)",
                 "lumina2": "Lumina Image 2.0", "qwen_image": "Qwen-Image", "hidream": "HiDream-I1",
+                "hunyuan_video": "HunyuanVideo 1.0 text-to-video",
                 "wan22_ti2v": "Wan 2.2 TI2V 5B (text/image-to-video)",
                 "wan22_i2v": "Wan 2.2 I2V A14B expert (image-to-video without CLIP vision)",
                 "wan22_animate": "Wan 2.2 Animate (character animation from pose and face videos)"}
@@ -77,15 +84,17 @@ _MARKERS = {"sd3": ("joint_blocks.0.x_block.attn.qkv.weight", "x_embedder.proj.w
             "qwen_image": ("txt_norm.weight", "transformer_blocks.0.attn.add_q_proj.weight", "img_in.weight",
                            "proj_out.weight"),  # proj_out: not its ControlNet (InstantX's, no final layer)
             "hidream": ("caption_projection.0.linear.weight", "x_embedder.proj.weight",
-                        "p_embedder.pooled_embedder.linear_1.weight")}
+                        "p_embedder.pooled_embedder.linear_1.weight"),
+            "hunyuan_video": ("txt_in.individual_token_refiner.blocks.0.norm1.weight", "img_in.proj.weight")}
 _CONFIG_READERS = {"sd3": mmdit_config_from_state_dict, "flux": flux_config_from_state_dict,
                    "chroma": chroma_config_from_state_dict, "ltxv": ltxv_config_from_state_dict,
                    "mochi": mochi_config_from_state_dict, "wan": wan_config_from_state_dict,
                    "lumina2": lumina2_config_from_state_dict, "qwen_image": qwen_image_config_from_state_dict,
-                   "hidream": hidream_config_from_state_dict}
+                   "hidream": hidream_config_from_state_dict,
+                   "hunyuan_video": hunyuan_video_config_from_state_dict}
 _ARCH_NAMES = {"sd3": "MM-DiT", "flux": "FLUX", "chroma": "Chroma", "ltxv": "LTX-Video", "mochi": "Mochi",
                "wan": "Wan 2.1", "lumina2": "Lumina 2", "qwen_image": "Qwen-Image",
-               "hidream": "HiDream"}
+               "hidream": "HiDream", "hunyuan_video": "HunyuanVideo"}
 T5_ALONE = ("chroma", "ltxv", "mochi", "wan")  # T5-XXL (Wan: UMT5-XXL) their only text encoder (CLIPLoader, type = the arch)
 
 
@@ -93,12 +102,12 @@ T5_ALONE = ("chroma", "ltxv", "mochi", "wan")  # T5-XXL (Wan: UMT5-XXL) their on
 class FlowInfo:
     """A flow-model file: the family, where each part is and the configurations read from shapes."""
 
-    arch: str  # sd3 | flux | chroma | ltxv | mochi | wan | lumina2 | qwen_image | hidream
+    arch: str  # sd3 | flux | chroma | ltxv | mochi | wan | lumina2 | qwen_image | hidream | hunyuan_video
     family: str  # a FAMILY_NAMES key
     prefix: str  # of the diffusion model's keys
     config: (MMDiTConfig | FluxConfig | ChromaConfig | LTXVConfig | MochiConfig | WanConfig | Lumina2Config
-             | QwenImageConfig | HiDreamConfig)
-    vae: VAEConfig | LTXVVAEConfig | MochiVAEConfig | None = None
+             | QwenImageConfig | HiDreamConfig | HunyuanVideoConfig)
+    vae: VAEConfig | LTXVVAEConfig | MochiVAEConfig | HunyuanVideoVAEConfig | None = None
     vae_prefix: str | None = None
     text_encoders: dict = field(default_factory=dict)  # clip_l / clip_g / t5xxl -> key prefix
     notes: list = field(default_factory=list)
@@ -112,6 +121,8 @@ class FlowInfo:
     def latent_format(self) -> LatentFormat:
         if self.arch == "qwen_image":  # ComfyUI's QwenImage: latent_formats.Wan21
             return WAN21
+        if self.arch == "hunyuan_video":
+            return HUNYUAN_VIDEO
         if self.arch == "wan":
             return WAN22 if self.config.out_channels == WAN22.channels else WAN21  # the 2.2 VAE's (TI2V 5B)
         if isinstance(self.config, ChromaRadianceConfig):
@@ -151,7 +162,7 @@ def _family(arch: str, config) -> str:
         return "wan_flf2v" if config.img_emb_tokens else "wan_i2v" if config.i2v else "wan_t2v"
     if arch == "chroma" and isinstance(config, ChromaRadianceConfig):
         return "chroma_radiance"
-    if arch in (*T5_ALONE, "lumina2", "qwen_image", "hidream"):
+    if arch in (*T5_ALONE, "lumina2", "qwen_image", "hidream", "hunyuan_video"):
         return arch
     packed = config.in_channels // 4
     if packed == config.latent_channels + 80:
@@ -230,6 +241,19 @@ def _mochi_vae(shapes) -> tuple[str, MochiVAEConfig] | None:
         raise CheckpointError(f"the Mochi VAE keys under {prefix} are incomplete ({type(e).__name__}: {e})") from None
 
 
+def _hunyuan_video_vae(shapes) -> tuple[str, HunyuanVideoVAEConfig] | None:
+    """(prefix, config) of a HunyuanVideo VAE saved in a checkpoint under vae. (ComfyUI's vae_key_prefix), or None."""
+    prefix = "vae."
+    part = {k[len(prefix):]: tuple(s) for k, s in shapes.items() if k.startswith(prefix)}
+    if not is_hunyuan_video_vae(part):
+        return None
+    try:
+        return prefix, hunyuan_video_vae_config_from_state_dict(part)
+    except (KeyError, ValueError, IndexError) as e:
+        raise CheckpointError(f"the HunyuanVideo VAE keys under {prefix} are incomplete ({type(e).__name__}: {e})") \
+            from None
+
+
 def _ltxv_file_config(config: LTXVConfig, metadata: dict | None) -> LTXVConfig:
     """Lightricks' files state in their metadata what weights cannot show (`config`: JSON with a
     "transformer" section); ComfyUI reads causal_temporal_positioning and the head count there."""
@@ -267,8 +291,8 @@ def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
                     text_encoders=_text_encoders(shapes))
     # Wan, Qwen-Image: graphflow reads no Wan VAE inside a checkpoint yet (wan_2.1_vae / qwen_image_vae: VAELoader)
     vae = {"ltxv": ltxv_vae, "mochi": _mochi_vae, "wan": lambda s: None,
-           "qwen_image": lambda s: None}.get(arch, vae_in)(shapes)
-    if arch in ("ltxv", "mochi") and vae is not None:
+           "qwen_image": lambda s: None, "hunyuan_video": _hunyuan_video_vae}.get(arch, vae_in)(shapes)
+    if arch in ("ltxv", "mochi", "hunyuan_video") and vae is not None:
         info.vae_prefix, info.vae = vae
     elif vae is not None:
         info.vae_prefix = vae[0]
@@ -283,6 +307,7 @@ def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
         info.notes.append("pixel space, no VAE: VAELoader's pixel_space turns images into its latents and back")
     else:
         vae_file = {"mochi": "mochi_vae.safetensors", "qwen_image": "qwen_image_vae.safetensors, a Wan 2.1 VAE",
+                    "hunyuan_video": "hunyuan_video_vae_bf16.safetensors",
                     "wan": "wan2.2_vae.safetensors" if info.latent_format is WAN22 else "wan_2.1_vae.safetensors"}
         vae_file = vae_file.get(arch, "ae.safetensors for FLUX")
         info.notes.append(f"no VAE in the file: load one ({vae_file}) with LoadVAE")
@@ -295,6 +320,9 @@ def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
     elif not info.text_encoders and arch == "qwen_image":
         info.notes.append("no text encoder in the file: load Qwen2.5-VL 7B (qwen_2.5_vl_7b.safetensors) with "
                           "CLIPLoader, type qwen_image")
+    elif not info.text_encoders and arch == "hunyuan_video":
+        info.notes.append("no text encoders in the file: load CLIP-L and LLaVA-Llama-3 8B (clip_l.safetensors, "
+                          "llava_llama3_fp8_scaled.safetensors) with DualCLIPLoader, type hunyuan_video")
     elif not info.text_encoders:
         info.notes.append(f"no text encoder in the file: load {'UMT5-XXL' if arch == 'wan' else 'T5-XXL'} with "
                           f"CLIPLoader, type {arch}"

@@ -1,4 +1,4 @@
-"""diffusers' module names of FLUX, Chroma, MM-DiT (SD3), Wan 2.1 and Lumina 2 mapped onto our
+"""diffusers' module names of FLUX, Chroma, MM-DiT (SD3), Wan 2.1, Lumina 2 and HunyuanVideo mapped onto our
 BFL/SAI/Wan/Lumina module paths, for LoRAs trained on diffusers' `FluxTransformer2DModel` /
 `ChromaTransformer2DModel` / `SD3Transformer2DModel` / `WanTransformer3DModel` /
 `Lumina2Transformer2DModel` (the `transformer.` layout of ai-toolkit, SimpleTuner, diffusers' own
@@ -159,14 +159,71 @@ def lumina2_names(cfg) -> dict[str, tuple[str, Rows]]:
     return names
 
 
+def hunyuan_video_names(cfg) -> dict[str, tuple[str, Rows]]:
+    """diffusers name -> (path, rows) for a HunyuanVideoConfig (the inverse of diffusers'
+    convert_hunyuan_video_transformer_to_diffusers; our paths are Tencent's names), and ComfyUI's own
+    FLUX-like module names where they differ from Tencent's (`img_mod.lin`, `img_mlp.0`, `time_in.in_layer`,
+    ...: LoRAs saved from ComfyUI). Tencent's names themselves (diffusion-pipe's `transformer.double_blocks.0.
+    img_attn_qkv`) are our module paths and need no table."""
+    h, m = cfg.hidden_size, int(cfg.hidden_size * cfg.mlp_ratio)
+    names: dict[str, tuple[str, Rows]] = {
+        "x_embedder.proj": ("img_in.proj", None), "proj_out": ("final_layer.linear", None),
+        "norm_out.linear": ("final_layer.adaLN_modulation.1", ((h, 2 * h), (0, h))),
+        "context_embedder.proj_in": ("txt_in.input_embedder", None)}
+    embedders = {"time_text_embed.timestep_embedder": ("time_in.mlp.0", "time_in.mlp.2"),
+                 "time_text_embed.text_embedder": ("vector_in.in_layer", "vector_in.out_layer"),
+                 "context_embedder.time_text_embed.timestep_embedder": ("txt_in.t_embedder.mlp.0",
+                                                                        "txt_in.t_embedder.mlp.2"),
+                 "context_embedder.time_text_embed.text_embedder": ("txt_in.c_embedder.linear_1",
+                                                                    "txt_in.c_embedder.linear_2")}
+    comfy = {"time_in.in_layer": "time_in.mlp.0", "time_in.out_layer": "time_in.mlp.2",
+             "txt_in.t_embedder.in_layer": "txt_in.t_embedder.mlp.0",
+             "txt_in.t_embedder.out_layer": "txt_in.t_embedder.mlp.2",
+             "txt_in.c_embedder.in_layer": "txt_in.c_embedder.linear_1",
+             "txt_in.c_embedder.out_layer": "txt_in.c_embedder.linear_2"}
+    if cfg.guidance_embed:
+        embedders["time_text_embed.guidance_embedder"] = ("guidance_in.mlp.0", "guidance_in.mlp.2")
+        comfy.update({"guidance_in.in_layer": "guidance_in.mlp.0", "guidance_in.out_layer": "guidance_in.mlp.2"})
+    for theirs, ours in embedders.items():
+        names.update({f"{theirs}.linear_{n}": (path, None) for n, path in zip((1, 2), ours)})
+    refiner = {"attn.to_out.0": "self_attn_proj", "ff.net.0.proj": "mlp.fc1", "ff.net.2": "mlp.fc2",
+               "norm_out.linear": "adaLN_modulation.1"}
+    for i in range(cfg.refiner_depth):
+        ours = f"txt_in.individual_token_refiner.blocks.{i}."
+        theirs = f"context_embedder.token_refiner.refiner_blocks.{i}."
+        names.update({f"{theirs}attn.to_{c}": (ours + "self_attn_qkv", rows) for c, rows in _thirds(h).items()})
+        names.update({theirs + k: (ours + v, None) for k, v in refiner.items()})
+        comfy.update({ours + "mlp.0": ours + "mlp.fc1", ours + "mlp.2": ours + "mlp.fc2"})
+    whole = {"norm1.linear": "img_mod.linear", "norm1_context.linear": "txt_mod.linear",
+             "attn.to_out.0": "img_attn_proj", "attn.to_add_out": "txt_attn_proj", "ff.net.0.proj": "img_mlp.fc1",
+             "ff.net.2": "img_mlp.fc2", "ff_context.net.0.proj": "txt_mlp.fc1", "ff_context.net.2": "txt_mlp.fc2"}
+    for i in range(cfg.depth):
+        ours, theirs = f"double_blocks.{i}.", f"transformer_blocks.{i}."
+        names.update({theirs + k: (ours + v, None) for k, v in whole.items()})
+        for c, rows in _thirds(h).items():
+            names[f"{theirs}attn.to_{c}"] = (ours + "img_attn_qkv", rows)
+            names[f"{theirs}attn.add_{c}_proj"] = (ours + "txt_attn_qkv", rows)
+        for s in ("img", "txt"):
+            comfy.update({f"{ours}{s}_mod.lin": f"{ours}{s}_mod.linear", f"{ours}{s}_mlp.0": f"{ours}{s}_mlp.fc1",
+                          f"{ours}{s}_mlp.2": f"{ours}{s}_mlp.fc2"})
+    for i in range(cfg.depth_single_blocks):
+        ours, theirs = f"single_blocks.{i}.", f"single_transformer_blocks.{i}."
+        names.update({theirs + "norm.linear": (ours + "modulation.linear", None),
+                      theirs + "proj_out": (ours + "linear2", None),
+                      theirs + "proj_mlp": (ours + "linear1", ((3 * h, 3 * h + m),))})
+        names.update({f"{theirs}attn.to_{c}": (ours + "linear1", rows) for c, rows in _thirds(h).items()})
+        comfy[ours + "modulation.lin"] = ours + "modulation.linear"
+    return {**names, **{theirs: (ours, None) for theirs, ours in comfy.items()}}
+
+
 def flow_lora_names(net) -> dict[str, tuple[str, Rows]]:
     """kohya-style name (`lora_unet_` or `lora_transformer_` + diffusers' name with '_') -> (our
     module path, rows) for a Flux, Chroma, MMDiT, Wan or Lumina 2 network; empty for anything else."""
-    from .configs import ChromaConfig, FluxConfig, Lumina2Config, MMDiTConfig, WanConfig
+    from .configs import ChromaConfig, FluxConfig, HunyuanVideoConfig, Lumina2Config, MMDiTConfig, WanConfig
 
     cfg = getattr(net, "config", None)
     table = {FluxConfig: flux_names, ChromaConfig: chroma_names, MMDiTConfig: mmdit_names,
-             WanConfig: wan_names, Lumina2Config: lumina2_names}.get(
+             WanConfig: wan_names, Lumina2Config: lumina2_names, HunyuanVideoConfig: hunyuan_video_names}.get(
         type(cfg), lambda cfg: {})(cfg)
     names = {}
     for theirs, target in table.items():

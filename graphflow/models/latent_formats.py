@@ -208,5 +208,17 @@ COSMOS1 = LatentFormat(
                  (0.0447, 0.0994, 0.0881)),
     rgb_bias=(-0.1223, -0.1889, -0.1976))
 
+# HunyuanVideo 1.0's causal 3-D VAE (ComfyUI's HunyuanVideo format): scale 0.476986, no shift; latents
+# are video [B, 16, frames, h, w]. Preview fit as ComfyUI publishes it.
+HUNYUAN_VIDEO = LatentFormat(
+    "hunyuan_video", channels=16, scale_factor=0.476986,
+    rgb_factors=((-0.0395, -0.0331, 0.0445), (0.0696, 0.0795, 0.0518), (0.0135, -0.0945, -0.0282),
+                 (0.0108, -0.0250, -0.0765), (-0.0209, 0.0032, 0.0224), (-0.0804, -0.0254, -0.0639),
+                 (-0.0991, 0.0271, -0.0669), (-0.0646, -0.0422, -0.0400), (-0.0696, -0.0595, -0.0894),
+                 (-0.0799, -0.0208, -0.0375), (0.1166, 0.1627, 0.0962), (0.1165, 0.0432, 0.0407),
+                 (-0.2315, -0.1920, -0.1355), (-0.0270, 0.0401, -0.0821), (-0.0616, -0.0997, -0.0727),
+                 (0.0249, -0.0469, -0.1703)),
+    rgb_bias=(0.0259, -0.0192, -0.0761))
+
 LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, PLAYGROUND_2_5, SD_X4, SD3, FLUX, SC_PRIOR, SC_B, LTXV, MOCHI, WAN21, WAN22,
-                                      CHROMA_RADIANCE, COSMOS1)}
+                                      CHROMA_RADIANCE, COSMOS1, HUNYUAN_VIDEO)}

@@ -424,6 +424,31 @@ class KeyView:
         return self.source.input_scale(self.prefix + key, device)
 
 
+class RenamedView:
+    """A source's tensors under other names: `names` maps each name here to the source's."""
+
+    def __init__(self, source, names: dict[str, str]):
+        self.source, self.names = source, names
+        self.shapes = {ours: source.shapes[theirs] for ours, theirs in names.items()}
+
+    def get(self, key: str, device=None, dtype=None) -> torch.Tensor:
+        return self.source.get(self.names[key], device, dtype)
+
+    def scale(self, key: str, device=None) -> torch.Tensor | None:
+        return self.source.scale(self.names[key], device)
+
+    def input_scale(self, key: str, device=None) -> torch.Tensor | None:
+        return self.source.input_scale(self.names[key], device)
+
+    @property
+    def dtypes(self) -> dict:
+        """The stored dtypes (as the file's header names them) by name here."""
+        source, prefix = self.source, ""
+        while isinstance(source, KeyView):
+            source, prefix = source.source, source.prefix + prefix
+        return {ours: source.dtypes.get(prefix + theirs) for ours, theirs in self.names.items()}
+
+
 def read_graphflow_config(metadata: dict | None, name: str = "checkpoint") -> dict:
     raw = (metadata or {}).get(CONFIG_KEY)
     if raw is None:

@@ -37,6 +37,8 @@ LTXV_SHIFT = 2.37
 MOCHI_SHIFT = 6.0  # ComfyUI's Mochi sampling_settings: discrete flow, shift 6, multiplier 1
 LUMINA2_SHIFT = 6.0  # ComfyUI's Lumina2 sampling_settings: discrete flow, shift 6, multiplier 1
 HIDREAM_SHIFT = 1.0  # ComfyUI's HiDream: ModelType.FLOW, sampling_settings empty (shift 1, multiplier 1000)
+HUNYUAN_VIDEO_SHIFT = 7.0  # ComfyUI's HunyuanVideo sampling_settings: discrete flow, shift 7 (multiplier 1000)
+HUNYUAN_VIDEO_GUIDANCE = 6.0  # ComfyUI's HunyuanVideo extra_conds: the guidance embedded when no FluxGuidance sets one
 QWEN_IMAGE_SHIFT = 1.15  # ComfyUI's QwenImage: ModelType.FLUX (ModelSamplingFlux), sampling_settings shift 1.15
 WAN_SHIFT = 8.0  # ComfyUI's WAN21_T2V / I2V sampling_settings: discrete flow, shift 8 (multiplier 1000)
 
@@ -152,7 +154,7 @@ def default_flow_schedule(model) -> FlowSchedule:
     """The sampling a flow MODEL gets without a ModelSamplingSD3/Flux node, as ComfyUI sets it:
     SD3/SD3.5 shift 3.0 (or the model's `sampling_shift`); FLUX dev mu 1.15; FLUX schnell (no
     guidance embedding) shift 1.0; LTX-Video mu 2.37; Mochi and Lumina 2 shift 6.0 (multiplier 1); Wan 2.1
-    shift 8.0; HiDream shift 1.0; Qwen-Image mu 1.15 (ModelSamplingFlux, timestep sigma); Chroma mu
+    shift 8.0; HiDream shift 1.0; HunyuanVideo shift 7.0; Qwen-Image mu 1.15 (ModelSamplingFlux, timestep sigma); Chroma mu
     1.15 (ComfyUI's ModelType.FLUX: ModelSamplingFlux with its default shift, Chroma's
     sampling_settings setting none)."""
     arch = getattr(model, "arch", None)
@@ -171,6 +173,8 @@ def default_flow_schedule(model) -> FlowSchedule:
         return FlowSchedule.sd3(HIDREAM_SHIFT if shift is None else float(shift))
     if arch == "qwen_image":
         return FlowSchedule.flux(QWEN_IMAGE_SHIFT if shift is None else float(shift))
+    if arch == "hunyuan_video":
+        return FlowSchedule.sd3(HUNYUAN_VIDEO_SHIFT if shift is None else float(shift))
     if arch == "wan":
         return FlowSchedule.sd3(WAN_SHIFT if shift is None else float(shift))
     if arch == "flux":
@@ -193,7 +197,7 @@ def model_sampling_for(model):
 
 POOLED_CHANNELS = {"sd3": 2048, "flux": 768, "hidream": 2048,
                    "chroma": 0, "ltxv": 0, "mochi": 0, "wan": 0, "lumina2": 0,
-                   "qwen_image": 0}
+                   "qwen_image": 0, "hunyuan_video": 768}
 
 
 class FlowDenoiser:
@@ -225,7 +229,8 @@ class FlowDenoiser:
                  clip_fea: torch.Tensor | None = None, vace_context: torch.Tensor | None = None,
                  vace_strength: tuple = (), time_dim_concat: torch.Tensor | None = None,
                  camera_conditions: torch.Tensor | None = None, pose_latents: torch.Tensor | None = None,
-                 face_pixels: torch.Tensor | None = None, llama_states: torch.Tensor | None = None) -> torch.Tensor:
+                 face_pixels: torch.Tensor | None = None, llama_states: torch.Tensor | None = None,
+                 guiding_frame_index: torch.Tensor | None = None) -> torch.Tensor:
         dtype = self.model.dtype
         kwargs = {}
         if concat is not None and getattr(self.model, "arch", None) == "hidream":  # HiDream-E1: beside x, not channels
@@ -251,7 +256,11 @@ class FlowDenoiser:
             kwargs["face_pixel_values"] = face_pixels.to(x.device, dtype)
         if llama_states is not None:  # HiDream: Llama 3.1's per-layer states
             kwargs["llama_states"] = llama_states.to(x.device, dtype)
-        if attention_mask is not None:
+        if guiding_frame_index is not None:  # HunyuanVideo's token replace (v2 image to video)
+            kwargs["guiding_frame_index"] = guiding_frame_index.to(x.device, torch.float32)
+        if attention_mask is not None and getattr(self.model, "arch", None) == "hunyuan_video":
+            kwargs["text_mask"] = attention_mask.to(x.device)  # its text encoder's mask [B, T] (prepare_conds)
+        elif attention_mask is not None:
             if getattr(self.model, "arch", None) != "flux":
                 raise ValueError("an attention mask (StyleModelApply's attn_bias) needs a FLUX model")
             kwargs["attention_mask"] = attention_mask.to(x.device)
@@ -341,7 +350,8 @@ def hidream_text(options: dict) -> torch.Tensor:
 def flow_vectors(model, options: dict, batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(y [B, P] or None, guidance [B] or None) of one conditioning entry for a flow model. y is the
     pooled text vector (zeros when the conditioning has none, as ComfyUI's zeroed encoders give);
-    guidance only for models with a guidance embedding (FLUX dev), default 3.5 as in ComfyUI; for
+    guidance only for models with a guidance embedding (FLUX dev, HunyuanVideo), default 3.5 (HunyuanVideo
+    6.0) as in ComfyUI; for
     Chroma (no y: None) the conditioning's (FluxGuidance) when it sets one, else None (the model's 0)."""
     if getattr(model, "arch", None) == "chroma":  # no pooled vector
         value = options.get("guidance")
@@ -355,7 +365,8 @@ def flow_vectors(model, options: dict, batch: int) -> tuple[torch.Tensor, torch.
         hidream_text(options)
         declared = model.adm_channels
     if pooled is None:
-        pooled = torch.zeros(1, declared or POOLED_CHANNELS.get(getattr(model, "arch", None), 0))
+        width = model.adm_channels if getattr(model, "arch", None) == "hunyuan_video" else None  # (tiny ones too)
+        pooled = torch.zeros(1, declared or width or POOLED_CHANNELS.get(getattr(model, "arch", None), 0))
     pooled = pooled.float().reshape(-1, pooled.shape[-1])
     if declared and pooled.shape[-1] != declared:
         raise ValueError(f"the pooled text vector has {pooled.shape[-1]} channels, this "
@@ -364,7 +375,8 @@ def flow_vectors(model, options: dict, batch: int) -> tuple[torch.Tensor, torch.
         pooled = pooled.repeat(math.ceil(batch / pooled.shape[0]), 1)[:batch]
     guidance = None
     if getattr(model, "guidance_embed", False):
-        value = options.get("guidance", DEFAULT_FLUX_GUIDANCE)
+        value = options.get("guidance", HUNYUAN_VIDEO_GUIDANCE if getattr(model, "arch", None) == "hunyuan_video"
+                            else DEFAULT_FLUX_GUIDANCE)
         if value is not None:
             guidance = torch.full((batch,), float(value))
     return pooled, guidance

@@ -76,7 +76,8 @@ class Cond:
     gligen: object = None  # GLIGEN boxes (graphflow.models.gligen.GligenBoxes)
     sigma_start: float | None = None  # active only while sigma_end <= sigma <= sigma_start
     sigma_end: float | None = None
-    attention_mask: torch.Tensor | None = None  # [B, T + N, T + N] additive bias over FLUX's text + image tokens
+    # [B, T + N, T + N] additive bias over FLUX's text + image tokens; HunyuanVideo: its text mask [B, T]
+    attention_mask: torch.Tensor | None = None
     negative: bool = False  # the negative prompt's entry (prepare_conds(negative=True))
     references: tuple[torch.Tensor, ...] = ()  # FLUX Kontext's reference latents [B, 16, h, w], model space
     reference_method: str = "offset"
@@ -97,6 +98,7 @@ class Cond:
     pose_latents: torch.Tensor | None = None  # [B, 16, T - 1, h, w] Wan Animate's pose video latent, model space
     face_pixels: torch.Tensor | None = None  # [B, 3, frames, 512, 512] Wan Animate's face video in [-1, 1]
     llama_states: torch.Tensor | None = None  # [B, layers, L, 4096] HiDream: Llama 3.1's per-layer states
+    guiding_frame_index: torch.Tensor | None = None  # [B] HunyuanVideo's token replace (HunyuanImageToVideo v2)
 
     def active(self, sigma: torch.Tensor) -> bool:
         if self.sigma_start is None and self.sigma_end is None:
@@ -220,7 +222,10 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
         if getattr(model, "prediction", None) == "flow":  # SD3 / FLUX: pooled text vector (+ guidance)
             from .flow_sampling import attention_bias, flow_vectors
             y, guidance = flow_vectors(model, options, batch)
-            if options.get("attention_mask") is not None:
+            if options.get("attention_mask") is not None and getattr(model, "arch", None) == "hunyuan_video":
+                # the text encoder's mask [B, T] (1 keep; ComfyUI's hunyuan_video CLIP gives one only with padding)
+                attention_mask = repeat_to_batch(text_mask(options["attention_mask"], embedding, k), batch).to(device)
+            elif options.get("attention_mask") is not None:
                 attention_mask = repeat_to_batch(attention_bias(model, options, latent_hw), batch).to(device)
             y = None if y is None else y.to(device)
             guidance = None if guidance is None else guidance.to(device)
@@ -293,13 +298,14 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             frame_rate=None if frame_rate is None else float(frame_rate),
             keyframe_positions=keyframes,
             # their text tokens are keys, not repeated
-            exact_tokens=getattr(model, "arch", None) in ("mochi", "lumina2", "qwen_image"),
+            exact_tokens=getattr(model, "arch", None) in ("mochi", "lumina2", "qwen_image", "hunyuan_video"),
             clip_fea=_clip_fea(model, options, batch, device),
             **_vace(model, options, x_shape, device),
             time_dim_concat=_time_dim_concat(model, options, batch, device),
             camera_conditions=_camera_conditions(model, options, batch, device),
             **_animate(model, options, batch, device),
             llama_states=_llama_states(model, options, batch, device),
+            guiding_frame_index=_guiding_frame_index(model, options, batch, device),
         ))
     return out
 
@@ -323,6 +329,25 @@ def _clip_fea(model, options: dict, batch: int, device) -> torch.Tensor | None:
         return None
     states = output["penultimate_hidden_states"] if isinstance(output, dict) else output.penultimate_hidden_states
     return repeat_to_batch(states.float(), batch).to(device, model.dtype)
+
+
+def text_mask(mask, embedding: torch.Tensor, k: int) -> torch.Tensor:
+    """A conditioning's text mask [B, T] (1 keep) for its embedding [B, T, D]."""
+    mask = torch.as_tensor(mask).float()
+    mask = mask[None] if mask.ndim == 1 else mask
+    if mask.ndim != 2 or mask.shape[1] != embedding.shape[1]:
+        raise ValueError(f"conditioning entry {k}: its attention_mask must be a text mask [B, {embedding.shape[1]}] "
+                         f"for a HunyuanVideo model, got shape {tuple(mask.shape)}")
+    return mask
+
+
+def _guiding_frame_index(model, options: dict, batch: int, device) -> torch.Tensor | None:
+    """HunyuanVideo's "guiding_frame_index" (HunyuanImageToVideo "v2 (replace)": 0), as ComfyUI's
+    HunyuanVideo passes it: the latent frame whose image tokens take that timestep's modulation."""
+    index = options.get("guiding_frame_index")
+    if index is None or getattr(model, "arch", None) != "hunyuan_video":
+        return None
+    return torch.full((batch,), float(index), device=device)
 
 
 def _time_dim_concat(model, options: dict, batch: int, device) -> torch.Tensor | None:
@@ -594,7 +619,8 @@ def _crop_and_weight(cond: Cond, x: torch.Tensor):
 # Cond's per-row tensors that entries batched into one model call stack along the batch (passed by
 # these names); entries batch only where each is absent from both or of one shape
 STACKED = ("guidance", "control_context", "prior", "clip_fea", "vace_context", "time_dim_concat",
-           "camera_conditions", "pose_latents", "face_pixels", "llama_states")
+           "camera_conditions", "pose_latents", "face_pixels", "llama_states",
+           "guiding_frame_index")
 
 
 def _can_batch(a, b) -> bool:

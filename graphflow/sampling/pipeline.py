@@ -322,6 +322,10 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
             elif getattr(model, "arch", None) == "hidream":
                 def concat_fn(options):
                     return hidream_image_cond(options, fmt, shape[0], device)
+            elif getattr(model, "arch", None) == "hunyuan_video" and model.in_channels != fmt.channels:
+                def concat_fn(options):
+                    return hunyuan_video_concat(options, denoise_mask, latent_image, fmt, shape,
+                                                model.in_channels - fmt.channels, device)
         elif upscaler:
             def concat_fn(options):
                 return x4_concat(options, shape, device, seed)
@@ -530,6 +534,37 @@ def hidream_image_cond(options: dict, latent_format, batch: int, device) -> torc
     if image is None:
         return None
     return repeat_to_batch(latent_format.process_in(image.float().to(device)), batch)  # CONDNoiseShape cycles
+
+
+def hunyuan_video_concat(options: dict, denoise_mask: torch.Tensor | None, latent_image: torch.Tensor, latent_format,
+                         shape: tuple, extra: int, device) -> torch.Tensor:
+    """A HunyuanVideo image-to-video model's `extra` input channels, as ComfyUI's HunyuanVideoI2V (17: the
+    image latent, then 1 - the mask) and HunyuanVideoSkyreelsI2V (16: the image latent) build them: the
+    conditioning's "concat_latent_image" (HunyuanImageToVideo "v1 (concat)": the start image's latent) in
+    model space, resized to the latent and its frames padded with zeros (without one: the latent being
+    sampled); the mask "concat_mask" (0 on the start image's latent frames), else the noise mask, rounded;
+    without either, 0 (no frame given)."""
+    batch, _, frames, h, w = shape
+    image = options.get("concat_latent_image")
+    if image is None:
+        image = latent_image
+    else:
+        image = latent_format.process_in(image.float().to(device))
+        if tuple(image.shape[-2:]) != (h, w):
+            image = _resize_center(image, h, w)
+        image = F.pad(image, (0, 0, 0, 0, 0, max(0, frames - image.shape[2])))[:, :, :frames]
+    parts = [resize_to_batch(image.to(device), batch)]
+    if extra > latent_format.channels:
+        mask = options.get("concat_mask", denoise_mask)
+        if mask is None:
+            parts.append(torch.zeros(batch, 1, frames, h, w, device=device))
+        else:
+            mask = mask.float().to(device)
+            mask = mask[:, :1] if mask.ndim == 5 else mask.reshape(-1, 1, *mask.shape[-3:])
+            if tuple(mask.shape[-2:]) != (h, w):
+                mask = _resize_center(mask, h, w)
+            parts.append(1.0 - resize_to_batch(mask.round(), batch))
+    return torch.cat(parts, dim=1)
 
 
 def ip2p_concat(options: dict, arch: str, latent_format, shape: tuple, device,
