@@ -10,6 +10,7 @@ by frame, ComfyUI attends over every frame; graphflow follows ComfyUI, and is ch
 diffusers without that mask (one-frame latents agree either way).
 """
 
+import json
 import re
 
 import pytest
@@ -19,6 +20,7 @@ from diffusers.loaders.single_file_utils import convert_hunyuan_video_transforme
 
 from graphflow.models.hunyuan_video import HunyuanVideo, hunyuan_video_config_from_state_dict
 from graphflow.testing import HUNYUAN_VIDEO_TINY_TEXT_DIM, hunyuan_video_config, hunyuan_video_state
+from tests.test_hunyuan_video_text import reference_tokenizer  # noqa: F401 (fixture)
 
 TOL = 1e-4
 TEXT = HUNYUAN_VIDEO_TINY_TEXT_DIM
@@ -698,3 +700,65 @@ def test_text_mask_from_the_conditioning():
     assert (got - (x - 0.5 * v)).abs().max() < TOL
     with pytest.raises(ValueError, match=r"text mask \[B, 6\]"):
         prepare_conds([(context, {"attention_mask": torch.ones(1, 4)})], model, x.shape, "cpu")
+
+
+# -- ComfyUI's HunyuanVideo graph, prompt to video (workflows/hunyuan_video_t2v.json) --------------
+
+@pytest.fixture
+def hyv_models(tmp_folders):
+    """The example workflow's files, tiny, under their real names (the text encoder plain in float32
+    under the fp8 file's name, so that the numbers compare exactly)."""
+    from graphflow.testing import write_hunyuan_video, write_hunyuan_video_vae, write_llava_llama3, write_text_encoder
+
+    m = tmp_folders.models
+    for sub in ("diffusion_models", "text_encoders", "vae"):
+        (m / sub).mkdir(exist_ok=True)
+    write_hunyuan_video(m / "diffusion_models" / "hunyuan_video_t2v_720p_bf16.safetensors", seed=5, dtype=torch.float32)
+    write_llava_llama3(m / "text_encoders" / "llava_llama3_fp8_scaled.safetensors", dtype=torch.float32)
+    write_text_encoder(m / "text_encoders" / "clip_l.safetensors", "clip_l", dtype=torch.float32)
+    write_hunyuan_video_vae(m / "vae" / "hunyuan_video_vae_bf16.safetensors", dtype=torch.float32)
+    return tmp_folders
+
+
+def test_example_workflow_matches_diffusers(hyv_models, reference_tokenizer):
+    """workflows/hunyuan_video_t2v.json but for its size, length and steps: DualCLIPLoader's prompt
+    states and pooled vector are diffusers' HunyuanVideoPipeline.encode_prompt's (its padding cut), and
+    SamplerCustomAdvanced's two Euler steps (shift 7: sigmas 1, 7 * 0.5 / (1 + 6 * 0.5), 0; FluxGuidance
+    6, no CFG) equal diffusers' transformer; the video is saved."""
+    from safetensors.torch import load_file
+
+    from graphflow.executor import Executor
+    from graphflow.models.latent_formats import HUNYUAN_VIDEO
+    from graphflow.registry import Registry
+    from graphflow.sampling.noise import initial_noise
+    from tests.test_hunyuan_video_text import _diffusers_pipe
+    from tests.test_workflows import workflow
+
+    wf = workflow("hunyuan_video_t2v", **{"45__width": 48, "45__height": 32, "45__length": 5, "17__steps": 2})
+    result = Executor(Registry().load_builtin()).run(wf)
+    assert result.ok, json.dumps(result.error, default=str)[:2000]
+    frames = result.values["73"][0]
+    assert frames.shape == (5, 32, 48, 3) and float(frames.std()) > 0.01
+    assert result.outputs["74"]["images"][0]["filename"].startswith("hunyuan_video_")
+
+    text = hyv_models.models / "text_encoders"
+    pipe = _diffusers_pipe(reference_tokenizer, (text / "llava_llama3_fp8_scaled.safetensors",
+                                                 text / "clip_l.safetensors"))
+    with torch.no_grad():
+        embeds, pooled, mask = pipe.encode_prompt(wf.nodes["44"].inputs["text"], device=torch.device("cpu"),
+                                                  dtype=torch.float32)
+    embeds = embeds[:, :int(mask.sum())]
+    [(context, options)] = result.values["44"][0]
+    assert context.shape == embeds.shape and float((context - embeds).abs().max()) < 2e-5
+    assert float((options["pooled_output"] - pooled).abs().max()) < 2e-5
+
+    theirs = diffusers_hyv(load_file(str(hyv_models.models / "diffusion_models" /
+                                         "hunyuan_video_t2v_720p_bf16.safetensors")))
+    x = initial_noise(torch.zeros(1, 16, 2, 4, 6), wf.nodes["25"].inputs["noise_seed"])
+    sigmas = [1.0, 7 * 0.5 / (1 + 6 * 0.5), 0.0]
+    for sigma, following in zip(sigmas, sigmas[1:]):
+        v = diffusers_velocity(theirs, x, torch.tensor([sigma]), embeds, pooled, torch.tensor([6.0]))
+        x = x + (following - sigma) * v
+    assert float(x.abs().mean()) > 0.05
+    ours = HUNYUAN_VIDEO.process_in(result.values["13"][0]["samples"].float())
+    assert float((ours - x).abs().max()) < 1e-4 * float(x.abs().max())
