@@ -27,6 +27,13 @@ def encoded(clip, encode) -> list:
     return encode_with_hooks(clip, encode)
 
 
+def append_options(conditioning, **lists):
+    """The conditioning with each list option extended by these values (ComfyUI's conditioning_set_values
+    with append=True: several WanVaceToVideo nodes in a row give several VACE inputs, several
+    ReferenceLatent nodes several references)."""
+    return [(cond, {**opts, **{k: list(opts.get(k) or []) + v for k, v in lists.items()}}) for cond, opts in conditioning]
+
+
 class CLIPEncode(Node):
     """Encode a prompt with the text encoder. Long prompts are split into 77-token windows.
     (word:1.3) weights a part and (word) is 1.1, as in ComfyUI; \\( is a literal bracket and
@@ -476,5 +483,4 @@ class ReferenceLatent(Node):
         if samples is None or samples.ndim not in (4, 5):  # 5: a video VAE's (Wan); the sampler checks the model's
             raise NodeInputError("latent", "expected a LATENT with 'samples' [B, C, h, w] or [B, C, frames, h, w] "
                                            "(VAEEncode's output)")
-        return [(cond, {**options, "reference_latents": [*(options.get("reference_latents") or ()), samples]})
-                for cond, options in self.conditioning]
+        return append_options(self.conditioning, reference_latents=[samples])

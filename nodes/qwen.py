@@ -7,9 +7,8 @@ from __future__ import annotations
 import math
 
 from graphflow.api import CLIP, CONDITIONING, IMAGE, VAE, ComfyAlias, Node, NodeInputError, Text
-from nodes.conditioning import encoded
+from nodes.conditioning import append_options, encoded
 
-PICTURE = "<|vision_start|><|image_pad|><|vision_end|>"  # where a picture's tokens go
 REFERENCE_PIXELS = 1024 * 1024  # the size pictures are scaled to for the VAE (and Edit's vision tower)
 PLUS_VISION_PIXELS = 384 * 384  # EditPlus's pictures for the vision tower
 
@@ -43,8 +42,7 @@ def _encode(clip, prompt: str, template: str | None, pictures: list, references:
 
     conditioning = encoded(clip, encode)
     if references:
-        conditioning = [(cond, {**options, "reference_latents": [*(options.get("reference_latents") or ()), *references]})
-                        for cond, options in conditioning]
+        conditioning = append_options(conditioning, reference_latents=references)
     return conditioning
 
 
@@ -92,7 +90,7 @@ class TextEncodeQwenImageEditPlus(Node):
     comfy = ComfyAlias(("TextEncodeQwenImageEditPlus",), optional=("vae", "image1", "image2", "image3"))
 
     def run(self):
-        from graphflow.models.qwen25vl import EDIT_TEMPLATE
+        from graphflow.models.qwen25vl import EDIT_TEMPLATE, PICTURE
 
         pictures, references, named = [], [], ""
         for n, image in enumerate((self.image1, self.image2, self.image3), start=1):

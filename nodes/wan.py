@@ -24,6 +24,8 @@ import math
 from graphflow.api import (CLIP_VISION_OUTPUT, CONDITIONING, IMAGE, INT, LATENT, MASK, VAE, Choice, ComfyAlias, Float,
                            Int, Node, NodeInputError, Text, socket_type)
 
+from nodes.conditioning import append_options
+
 MAX_SIZE = 16384
 LATENT_CHANNELS = 16  # the Wan 2.1 VAE's
 FRAMES_PER_LATENT, PIXELS_PER_LATENT = 4, 8
@@ -540,12 +542,6 @@ class WanTrackToVideo(Node):
         if self.clip_vision_output is not None:
             positive, negative = both_with(positive, negative, clip_vision_output=self.clip_vision_output)
         return positive, negative, {"samples": latent}
-
-
-def append_options(conditioning, **lists):
-    """The conditioning with each list option extended by these values (ComfyUI's conditioning_set_values
-    with append=True: several WanVaceToVideo nodes in a row give several VACE inputs)."""
-    return [(cond, {**opts, **{k: list(opts.get(k) or []) + v for k, v in lists.items()}}) for cond, opts in conditioning]
 
 
 class WanVaceToVideo(Node):

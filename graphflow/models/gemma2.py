@@ -33,6 +33,7 @@ from torch import nn
 
 from .attention import attention, kernels
 from .cast_layers import Linear
+from .llama import rotate_half
 from .tokenizer import parse_weighted_prompt
 
 HEAD_DIM = 256  # ComfyUI's Gemma2_2B_Config
@@ -83,11 +84,6 @@ class RMSNorm(nn.Module):
 
     def forward(self, x):
         return (F.rms_norm(x.float(), x.shape[-1:], eps=self.eps) * (1.0 + self.weight.float())).to(x.dtype)
-
-
-def rotate_half(x):
-    a, b = x.chunk(2, dim=-1)
-    return torch.cat([-b, a], dim=-1)
 
 
 class Attention(nn.Module):

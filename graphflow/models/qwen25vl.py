@@ -79,7 +79,8 @@ EDIT_TEMPLATE = ("<|im_start|>system\nDescribe the key features of the input ima
                  "the original input where appropriate.<|im_end|>\n<|im_start|>user\n{}<|im_end|>\n"
                  "<|im_start|>assistant\n")
 # ComfyUI's QwenImageTokenizer.llama_template_images: TextEncodeQwenImageEdit's, with its picture
-PICTURE_TEMPLATE = EDIT_TEMPLATE.replace("user\n{}", "user\n<|vision_start|><|image_pad|><|vision_end|>{}")
+PICTURE = "<|vision_start|><|image_pad|><|vision_end|>"  # where a picture's tokens go
+PICTURE_TEMPLATE = EDIT_TEMPLATE.replace("user\n{}", "user\n" + PICTURE + "{}")
 OWN_TEMPLATE = ("<|im_start|>", "<|start_header_id|>")  # a prompt starting so is used as it is (ComfyUI)
 
 
