@@ -237,6 +237,7 @@ def test_sampling_defaults_and_modelsamplingsd3():
 
 class _Model:
     arch, prediction, is_video, adm_channels = "hidream", "flow", False, POOLED
+    dtype = torch.float32
 
 
 def test_conditioning_options_reach_the_model():

@@ -183,8 +183,7 @@ class DiffusionModel:
         if sampling_shift is None:
             sampling_shift = {"sd3": 3.0, "flux": 1.15 if self.guidance_embed else 1.0, "chroma": 1.15,
                               "ltxv": 2.37, "mochi": 6.0, "wan": 8.0, "lumina2": 6.0,
-                              "qwen_image": 1.15, "hidream": 1.0,
-                              "qwen_image": 1.15, "hunyuan_video": 7.0,
+                              "qwen_image": 1.15, "hidream": 1.0, "hunyuan_video": 7.0,
                               **CASCADE_SHIFTS}.get(arch)
         self.sampling_shift = sampling_shift
         self.shift_dynamic = (arch == "flux" and self.guidance_embed) if shift_dynamic is None else shift_dynamic

@@ -119,7 +119,8 @@ class DiffSynthHint:
             raise ValueError(f"this DiffSynth ControlNet has {len(module.controlnet_blocks)} blocks; the Qwen-Image "
                              f"model has more (block {index})")
         hint = _broadcast(self.tokens(*latent.shape[-2:], img.device, img.dtype), img.shape[0])
-        place(module, img.device, img.dtype)
+        if index == 0:  # once per model call (the blocks follow on the same device)
+            place(module, img.device, img.dtype)
         n = hint.shape[1]
         add = module.controlnet_blocks[index](img[:, :n], hint) * self.strength
         return torch.cat([img[:, :n] + add, img[:, n:]], dim=1)

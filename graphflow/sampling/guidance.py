@@ -318,7 +318,7 @@ def _llama_states(model, options: dict, batch: int, device) -> torch.Tensor | No
         return None
     from .flow_sampling import hidream_text
 
-    return repeat_to_batch(hidream_text(options).float(), batch).to(device)
+    return repeat_to_batch(hidream_text(options).float(), batch).to(device, model.dtype)
 
 
 def _clip_fea(model, options: dict, batch: int, device) -> torch.Tensor | None:
@@ -745,7 +745,7 @@ def _predict_sides(model_denoiser, sides: list[list[Cond] | None], x: torch.Tens
         y = None if batch[0][3].y is None else torch.cat([b[3].y for b in batch])
         concat = None if batch[0][3].concat is None else torch.cat([_crop_concat(b[3].concat, b[2]) for b in batch])
         sigma_in = torch.cat([sigma] * chunks)
-        extra = {name: torch.cat([getattr(b[3], name) for b in batch])
+        extra = {name: torch.cat([getattr(b[3], name) for b in batch]) if chunks > 1 else getattr(batch[0][3], name)
                  for name in (*STACKED, "attention_mask") if getattr(batch[0][3], name) is not None}
         if batch[0][3].control is not None:
             extra["control"] = batch[0][3].control
