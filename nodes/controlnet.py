@@ -241,7 +241,8 @@ class SetUnionControlNetType(Node):
     in this list (openpose 0 ... repaint 7) as its mode, though those files number their modes
     canny 0, tile 1, depth 2, blur 3, pose 4, gray 5, low quality 6: for a canny hint pick
     openpose, for depth pick hed/pidi/scribble/ted, and so on. ComfyUI ignores a type set on
-    another ControlNet; here that is an error."""
+    another ControlNet; here that is an error, except on Qwen-Image's InstantX ControlNets (their
+    Union net has no mode input), which pass through unchanged, as in ComfyUI."""
     category = "conditioning/controlnet"
     control_net: CONTROL_NET
     type: str = Choice(UNION_CONTROLNET_TYPES, "auto")
@@ -252,6 +253,8 @@ class SetUnionControlNetType(Node):
         from graphflow.models.controlnet import UnionTyped
 
         net = self.control_net.net if isinstance(self.control_net, UnionTyped) else self.control_net
+        if getattr(net, "union_type_ignored", False):
+            return self.control_net
         try:
             known = net.union_types
         except AttributeError:

@@ -257,13 +257,15 @@ def test_conditioning_options_reach_the_model():
     with pytest.raises(ValueError, match="pooled text vector has 5 channels"):
         prepare_conds([(t5, {"conditioning_llama3": llama, "pooled_output": torch.zeros(1, 5)})], _Model(), x.shape,
                       "cpu")
-    # batched as ComfyUI's: Llama states (CONDRegular) must agree in shape; T5 (CONDCrossAttn) may repeat
+    # batched as ComfyUI's: its HiDream passes T5's states and Llama's as CONDRegular, so both must
+    # agree in shape (no repeating of the shorter prompt's tokens, as CONDCrossAttn would)
     twice = torch.cat([t5, t5], 1)
     other_t5 = prepare_conds([(twice, {"conditioning_llama3": llama, "pooled_output": pooled})], _Model(), x.shape,
                              "cpu")[0]
     other_llama = prepare_conds([(t5, {"conditioning_llama3": llama[:, :, :3], "pooled_output": pooled})], _Model(),
                                 x.shape, "cpu")[0]
-    assert _can_batch((x, None, None, cond), (x, None, None, other_t5))
+    assert not _can_batch((x, None, None, cond), (x, None, None, other_t5))
+    assert _can_batch((x, None, None, cond), (x, None, None, cond))
     assert not _can_batch((x, None, None, cond), (x, None, None, other_llama))
 
 

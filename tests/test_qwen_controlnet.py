@@ -112,7 +112,7 @@ def test_instantx_controlnet_matches_diffusers(tmp_path, qwen, inpainting):
 
 def test_instantx_controlnet_refusals(tmp_path, qwen, builtin_registry):
     """The VAE is required by the apply node; a Qwen-Image ControlNet on FLUX's config is refused; it
-    takes no union type (ComfyUI ignores one)."""
+    takes no union type: SetUnionControlNetType gives it back unchanged (ComfyUI ignores the type)."""
     from graphflow.context import NodeInputError
     from graphflow.models.flux import FluxConfig
     from tests.test_nodes_image_mask import call
@@ -125,8 +125,9 @@ def test_instantx_controlnet_refusals(tmp_path, qwen, builtin_registry):
              image=torch.rand(1, 16, 16, 3), strength=1.0, start_percent=0.0, end_percent=1.0, vae=None)
     with pytest.raises(ValueError, match="not Qwen-Image"):
         net.control(None, torch.zeros(1, 16, 4, 4), torch.tensor([0.5]), None, None, FluxConfig())
-    with pytest.raises(NodeInputError, match="expected a union ControlNet"):
-        call(builtin_registry, "SetUnionControlNetType", control_net=net, type="canny/lineart/anime_lineart/mlsd")
+    # ComfyUI hands SetUnionControlNetType's type to the net, whose forward drops it: the same net back
+    typed = call(builtin_registry, "SetUnionControlNetType", control_net=net, type="canny/lineart/anime_lineart/mlsd")
+    assert typed is net
 
 
 def reference_diffsynth(model, state, latent, sigma, context, hint_latent, strength):

@@ -18,7 +18,7 @@ The file is in diffusers' names, which are Qwen-Image's in ComfyUI's layout
 (graphflow.models.qwen_image), plus controlnet_blocks.{i} and controlnet_x_embedder; ComfyUI tells
 it by transformer_blocks.0.img_mlp.net.0.proj.weight beside controlnet_blocks.0.weight. No union
 mode token: the Union net reads any hint kind as it is (ComfyUI hands it SetUnionControlNetType's
-type, which it ignores; graphflow's SetUnionControlNetType refuses it).
+type, which it ignores; so does graphflow's SetUnionControlNetType).
 """
 
 import math
@@ -51,6 +51,7 @@ class QwenImageControlNet(QwenImage):
         self.controlnet_x_embedder = Linear(config.hint_channels, dim)
 
     needs_vae = True  # the hint is a latent
+    union_type_ignored = True  # SetUnionControlNetType passes it through: ComfyUI's forward drops the type
 
     @property
     def dtype(self) -> torch.dtype:

@@ -297,8 +297,8 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             video_frames=batch if getattr(model, "arch", None) == "svd" else None,
             frame_rate=None if frame_rate is None else float(frame_rate),
             keyframe_positions=keyframes,
-            # their text tokens are keys, not repeated
-            exact_tokens=getattr(model, "arch", None) in ("mochi", "lumina2", "qwen_image", "hunyuan_video"),
+            # their text tokens are keys, not repeated (ComfyUI passes them as CONDRegular: same shapes only)
+            exact_tokens=getattr(model, "arch", None) in ("mochi", "lumina2", "qwen_image", "hunyuan_video", "hidream"),
             clip_fea=_clip_fea(model, options, batch, device),
             **_vace(model, options, x_shape, device),
             time_dim_concat=_time_dim_concat(model, options, batch, device),
