@@ -278,3 +278,40 @@ def test_node_errors(builtin_registry, hidream_models):
         "clip_name3": "t5xxl_fp8_e4m3fn_scaled.safetensors", "clip_name4": "llama_3.1_8b_instruct_fp8_scaled.safetensors"}}}
     result = Executor(builtin_registry).run(parse_workflow(graph, builtin_registry), outputs=["1"])
     assert not result.ok and "two clip_l" in json.dumps(result.error, default=str)
+
+
+@torch.no_grad()
+def test_long_clip_reads_one_window_of_its_positions(files, tmp_path):
+    """HiDream's clip_l_hidream / clip_g_hidream have 248 positions: ComfyUI tokenizes for them in
+    windows that long, so a 100-token prompt pools at its own end token (transformers' model on
+    BOS + prompt + EOS padded to 248), not at the end of a first 77-token window."""
+    from transformers import CLIPTextModelWithProjection
+
+    from graphflow.models.tokenizer import BOS as CLIP_BOS
+    from graphflow.models.tokenizer import EOS as CLIP_EOS
+    from graphflow.models.tokenizer import encode_text
+
+    state = load_file(str(files["clip_g"]))
+    key = next(k for k in state if k.endswith("position_embedding.weight"))
+    extra = torch.randn(248 - state[key].shape[0], state[key].shape[1], generator=torch.Generator().manual_seed(3))
+    state[key] = torch.cat([state[key], extra / 50])
+    save_file(state, str(tmp_path / "clip_g_hidream.safetensors"))
+    long = load_text_encoders([files["clip_l"], tmp_path / "clip_g_hidream.safetensors"], "hidream", device="cpu",
+                              dtype=torch.float32)
+    short = load_text_encoders([files["clip_l"], files["clip_g"]], "hidream", device="cpu", dtype=torch.float32)
+    prompt = "a red fox runs through the snow " * 14
+    body = encode_text(prompt)
+    assert 75 < len(body) < 246
+    config = text_config("clip_g")
+    config.max_position_embeddings = 248
+    model = CLIPTextModelWithProjection(config)
+    names = model.state_dict()
+    model.load_state_dict({k if k in names else k.removeprefix("text_model."): v for k, v in state.items()},
+                          strict=False)
+    ids = [CLIP_BOS] + body + [CLIP_EOS] + [0] * (246 - len(body))
+    want = model.eval()(input_ids=torch.tensor([ids])).text_embeds
+    got = long.pooled(prompt, prompt)[:, 64:]
+    assert (got - want).abs().max() < TOL
+    assert (short.pooled(prompt, prompt)[:, 64:] - got).abs().max() > 1e-3  # 77 positions: the first window's
+    # a prompt that fits 77 tokens pools alike either way (causal attention, the end token pools)
+    assert (long.pooled("a cat", "a cat")[:, 64:] - short.pooled("a cat", "a cat")[:, 64:]).abs().max() < TOL

@@ -10,8 +10,11 @@ test cannot tell them apart), each optional. The conditioning (ComfyUI's HiDream
   pieces and </s> (ComfyUI keeps its tokenizer's first 128-token section).
 - "pooled_output": CLIP-L's and CLIP-G's pooled outputs, both through their text projections
   (ComfyUI's return_projected_pooled; diffusers' CLIPTextModelWithProjection text_embeds),
-  concatenated [1, 768 + 1280], from the prompt's first 77-token window; CLIP-L pads with its end
-  token, CLIP-G with 0 (SD3's tokenizers). A CLIP-L file without a projection pools unprojected.
+  concatenated [1, 768 + 1280], from the prompt's first window, as long as the tower's positions
+  (ComfyUI reads a CLIP of more than 77, as HiDream's 248-position clip_l_hidream / clip_g_hidream,
+  with windows that long); CLIP-L pads with its end token, CLIP-G with 0 (SD3's tokenizers). A
+  CLIP-L file without a projection pools unprojected. diffusers feeds its CLIPs 128 tokens: the
+  same pooled vector for prompts that fit (CLIP attends causally, the end token pools).
 - "conditioning_llama3": every Llama layer's output [1, 32, L, 4096] (transformers'
   hidden_states[1:]: layers 0-30 unnormed, the last through the final norm) for
   <|begin_of_text|> + the prompt, no chat template, padded with <|eot_id|> to 128 tokens (not cut:
@@ -35,7 +38,8 @@ import copy
 import torch
 
 from .attention import kernels
-from .flow_text import _windows, clip_encode
+from .embeddings import embedding_lookup
+from .tokenizer import tokenize_prompt
 from .llama import BOS, EOT, Llama, _key_mask, prompt_tokens
 
 LENGTH = 128  # ComfyUI's T5 and Llama min_length for HiDream
@@ -113,8 +117,14 @@ class HiDreamTextEncoder:
         """CLIP-L's and CLIP-G's projected pooled outputs [1, P_l + P_g]; zeros [1, 2048] unless both are there."""
         if self.clip_l is None or self.clip_g is None:
             return torch.zeros(1, POOLED_DIM)
-        pools = [clip_encode(tower, _windows(tower, text), -1, projected=True)[1]
-                 for tower, text in ((self.clip_l, clip_l), (self.clip_g, clip_g))]
+        pools = []
+        for tower, text in ((self.clip_l, clip_l), (self.clip_g, clip_g)):
+            # one window as long as the tower's positions (ComfyUI's long-CLIP reading: HiDream's have 248)
+            positions = tower.transformer.embeddings.position_embedding.weight.shape[0]
+            windows = tokenize_prompt(text, tower.spec.pad_token, embedding_lookup(tower.name, tower.hidden_size),
+                                      window=positions)
+            vectors = {k: v for k, v in windows.vectors.items() if k[0] == 0}
+            pools.append(tower.run(windows.ids[:1], -1, False, vectors, projected=True)[1])
         return torch.cat(pools, dim=-1)
 
     def t5_states(self, prompt: str) -> torch.Tensor:
