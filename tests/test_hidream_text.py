@@ -315,3 +315,37 @@ def test_long_clip_reads_one_window_of_its_positions(files, tmp_path):
     assert (short.pooled(prompt, prompt)[:, 64:] - got).abs().max() > 1e-3  # 77 positions: the first window's
     # a prompt that fits 77 tokens pools alike either way (causal attention, the end token pools)
     assert (long.pooled("a cat", "a cat")[:, 64:] - short.pooled("a cat", "a cat")[:, 64:]).abs().max() < TOL
+
+
+@torch.no_grad()
+def test_clip_save_merge_and_attention_multiply(clip, files, tmp_path):
+    """CLIPSave writes the four encoders (Llama 3.1's model.* as ComfyUI's file) and
+    QuadrupleCLIPLoader reads them back alike; CLIPMergeSimple merges the Llama by name too;
+    CLIPAttentionMultiply scales Llama's q / k / v as ComfyUI's name match does."""
+    from graphflow.memory import manager
+    from graphflow.models.attention_multiply import multiply_clip_attention
+    from graphflow.models.checkpoint_save import save_text_encoder, text_encoder_states
+    from graphflow.models.merge import block_factors, merge_clips, shared_encoders
+
+    states = text_encoder_states(clip)
+    assert set(states) == {"clip_l", "clip_g", "t5xxl", "llama"}
+    paths = [save_text_encoder(tmp_path / f"saved_{name}.safetensors", state, {}) for name, state in states.items()]
+    again = load_text_encoders(paths, "hidream", device="cpu", dtype=torch.float32)
+    for a, b in zip(again.encode("a (red:1.2) cat"), clip.encode("a (red:1.2) cat")):
+        pairs = zip(a.values(), b.values()) if isinstance(a, dict) else [(a, b)]
+        assert all(torch.equal(x, y) for x, y in pairs)
+
+    other_llama = write_llama31(tmp_path / "other_llama.safetensors", seed=9, dtype=torch.float32)
+    other = load_text_encoders([files["clip_l"], files["clip_g"], files["t5xxl"], other_llama], "hidream",
+                               device="cpu", dtype=torch.float32)
+    assert shared_encoders(clip, other) == ["clip_l", "clip_g", "t5xxl", "llama"]
+    merged = merge_clips(clip, other, block_factors({}, 0.25))
+    w = "model.layers.1.mlp.up_proj.weight"
+    want = 0.25 * clip.model.state_dict()[w] + 0.75 * other.model.state_dict()[w]
+    assert torch.allclose(manager().weights(merged.model, merged.patches)[w], want, atol=1e-6)
+    assert not torch.equal(merged.encode("a cat")[2]["conditioning_llama3"], clip.encode("a cat")[2]["conditioning_llama3"])
+
+    same = multiply_clip_attention(clip, 1.0, 1.0, 1.0, 1.0).encode("a cat")[2]["conditioning_llama3"]
+    assert torch.equal(same, clip.encode("a cat")[2]["conditioning_llama3"])
+    scaled = multiply_clip_attention(clip, 1.0, 1.0, 0.5, 1.0).encode("a cat")[2]["conditioning_llama3"]
+    assert (scaled - same).abs().max() > 1e-3
