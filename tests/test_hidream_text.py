@@ -8,7 +8,6 @@ HiDream-I1 Full graph end to end, and workflows/hidream_i1_full.json as saved.""
 
 import gzip
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,7 +21,6 @@ from graphflow.testing import (HIDREAM_TINY_LLAMA_DIM, HIDREAM_TINY_POOLED_DIM, 
                                llama31_config, text_config, write_llama31, write_text_encoder)
 
 TOL = 2e-5  # float32 on both sides
-WORKFLOW = Path(__file__).parent.parent / "workflows" / "hidream_i1_full.json"
 PROMPTS = ["a cat walks on the grass, golden light", "", "Hello, World! 12345 一只猫"]
 
 
@@ -57,7 +55,8 @@ def _llama_tokenizer(tmp_path_factory):
 
     ranks = tmp_path_factory.mktemp("llama") / "llama3.tiktoken"
     ranks.write_bytes(gzip.decompress(VOCAB_FILE.read_bytes()))
-    tok = TikTokenConverter(vocab_file=str(ranks), pattern=PATTERN, extra_special_tokens=list(SPECIAL_TOKENS)).converted()
+    tok = TikTokenConverter(vocab_file=str(ranks), pattern=PATTERN,
+                            extra_special_tokens=list(SPECIAL_TOKENS)).converted()
     tok.post_processor = processors.TemplateProcessing(single="<|begin_of_text|> $A",
                                                        special_tokens=[("<|begin_of_text|>", BOS)])
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
@@ -254,6 +253,8 @@ def test_hidream_example_workflow(hidream_models):
     assert not torch.equal(run(**{"3__shift": 6.0}).values["9"][0], image)
     assert not torch.equal(run(**{"4__text": "a red cube"}).values["9"][0], image)
     assert not torch.equal(run(**{"5__text": "blurry"}).values["9"][0], image)
+    # a positive prompt past 128 Llama tokens beside a shorter negative: their states differ in length
+    assert run(**{"4__text": "a red fox runs through the snow, " * 30}).values["9"][0].shape == image.shape
 
     wf = workflow("hidream_i1_full", **sets)
     text = wf.nodes["4"].inputs.pop("text")
@@ -275,7 +276,8 @@ def test_node_errors(builtin_registry, hidream_models):
     assert not result.ok and "QuadrupleCLIPLoader" in json.dumps(result.error, default=str)
     graph = {"1": {"class_type": "QuadrupleCLIPLoader", "inputs": {
         "clip_name1": "clip_l_hidream.safetensors", "clip_name2": "clip_l_hidream.safetensors",
-        "clip_name3": "t5xxl_fp8_e4m3fn_scaled.safetensors", "clip_name4": "llama_3.1_8b_instruct_fp8_scaled.safetensors"}}}
+        "clip_name3": "t5xxl_fp8_e4m3fn_scaled.safetensors",
+        "clip_name4": "llama_3.1_8b_instruct_fp8_scaled.safetensors"}}}
     result = Executor(builtin_registry).run(parse_workflow(graph, builtin_registry), outputs=["1"])
     assert not result.ok and "two clip_l" in json.dumps(result.error, default=str)
 
@@ -343,7 +345,8 @@ def test_clip_save_merge_and_attention_multiply(clip, files, tmp_path):
     w = "model.layers.1.mlp.up_proj.weight"
     want = 0.25 * clip.model.state_dict()[w] + 0.75 * other.model.state_dict()[w]
     assert torch.allclose(manager().weights(merged.model, merged.patches)[w], want, atol=1e-6)
-    assert not torch.equal(merged.encode("a cat")[2]["conditioning_llama3"], clip.encode("a cat")[2]["conditioning_llama3"])
+    llama_states = merged.encode("a cat")[2]["conditioning_llama3"]
+    assert not torch.equal(llama_states, clip.encode("a cat")[2]["conditioning_llama3"])
 
     same = multiply_clip_attention(clip, 1.0, 1.0, 1.0, 1.0).encode("a cat")[2]["conditioning_llama3"]
     assert torch.equal(same, clip.encode("a cat")[2]["conditioning_llama3"])

@@ -38,6 +38,9 @@ is every `image_interleave`-th of the picture's states, then the prompt's as abo
 HunyuanVideoClipModel). Prompt weights cannot go with a picture (ComfyUI's encoder fails on them:
 its empty-token row is shorter than the row with the picture).
 
+HiDream-I1's Llama 3.1 8B Instruct (the same network, 128,256 rows) reads through this model too:
+graphflow.models.hidream_text (every layer's output, layer "all").
+
 Not here: textual-inversion embeddings for Llama (`embedding:name` is dropped with a warning, its
 leftover text kept, as ComfyUI does for a name it cannot find).
 """

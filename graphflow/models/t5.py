@@ -220,7 +220,8 @@ class T5Encoder:
         return self
 
     @torch.no_grad()
-    def run(self, ids: list[list[int]], vectors: dict | None = None, mask: list[list[int]] | None = None) -> torch.Tensor:
+    def run(self, ids: list[list[int]], vectors: dict | None = None,
+            mask: list[list[int]] | None = None) -> torch.Tensor:
         """Token ids [N][T] -> last hidden state (after the final layer norm) [N, T, d_model], float32 CPU.
         vectors {(row, position): [d_model]} replace those token embeddings (textual inversion).
         mask [N][T]: 1 keep, 0 a key no token attends to (every position still gets its output)."""
