@@ -160,7 +160,7 @@ def test_per_encoder_prompts_and_weights(clip):
     """CLIPTextEncodeHiDream's four prompts go each to its encoder; (word:w) as ComfyUI: T5
     empty + (z - empty) * w with the empty tokens </s> <pad>... under their mask; Llama's weight of
     token j on layer entry j (ComfyUI's weighting walks the layer axis), the empty row
-    <|begin_of_text|> <|eot_id|>... masked after its first token."""
+    <|begin_of_text|> <|eot_id|>... masked after its first token. CLIPSetLastLayer reaches T5 alone."""
     a, b = "a cat", "a dog on a boat"
     context, pooled, options = clip.encode_hidream(a, b, b, a)
     assert (context - clip.encode(b)[0]).abs().max() == 0
@@ -185,8 +185,19 @@ def test_per_encoder_prompts_and_weights(clip):
         want[0, j - 1] = states[1, j - 1] + (states[0, j - 1] - states[1, j - 1]) * weights[j]
     got = clip.llama_states("(red:1.5) fox")
     assert (got - want).abs().max() < TOL and (got - states[:1]).abs().max() > 1e-3
-    with pytest.raises(ValueError, match="CLIPSetLastLayer"):
-        clip.with_clip_skip(-2)
+    # CLIPSetLastLayer: T5's block -2 through its final norm; Llama and the pooled vector unchanged
+    context, pooled, options = clip.with_clip_skip(-2).encode("a cat")
+    ids, _ = t5.tokenize("a cat", 128)
+    n = ids.index(t5.eos) + 1
+    hidden = t5.model(input_ids=torch.tensor([ids]), attention_mask=torch.tensor([[1] * n + [0] * (128 - n)]),
+                      output_hidden_states=True).hidden_states[-2]
+    assert (context - t5.model.encoder.final_layer_norm(hidden)).abs().max() < TOL
+    assert (context - clip.encode("a cat")[0]).abs().max() > 1e-3
+    assert torch.equal(options["conditioning_llama3"], clip.encode("a cat")[2]["conditioning_llama3"])
+    assert torch.equal(pooled, clip.encode("a cat")[1])
+    assert torch.equal(clip.encode("a cat", clip_skip=-2)[0], context)
+    with pytest.raises(ValueError):
+        clip.with_clip_skip(0)
 
 
 @torch.no_grad()

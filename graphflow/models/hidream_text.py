@@ -29,8 +29,8 @@ Prompt weights ("(word:1.2)"): ComfyUI's, empty + (z - empty) * w with the empty
 ([</s>, <pad>...] for T5; [<|begin_of_text|>, <|eot_id|>...] for Llama, masked likewise). For
 Llama, ComfyUI's weighting walks the first axis after the batch, which here is the layers: token
 j's weight applies to the whole of layer entry j (entry 0 the embeddings, dropped afterwards),
-for the first 33 tokens; reproduced as such. CLIPSetLastLayer cannot go with HiDream's CLIP
-(ComfyUI's then gives Llama one layer, which HiDream cannot read).
+for the first 33 tokens; reproduced as such. CLIPSetLastLayer reaches T5 alone (that block's
+output through the final layer norm); ComfyUI leaves the all-layers Llama as it is.
 """
 
 import copy
@@ -41,6 +41,7 @@ from .attention import kernels
 from .embeddings import embedding_lookup
 from .tokenizer import tokenize_prompt
 from .llama import BOS, EOT, Llama, _key_mask, prompt_tokens
+from .text_encoders import check_clip_skip
 
 LENGTH = 128  # ComfyUI's T5 and Llama min_length for HiDream
 CONTEXT_DIM, POOLED_DIM, LLAMA_LAYERS = 4096, 768 + 1280, 32  # the real models' (ComfyUI's zeros)
@@ -79,8 +80,11 @@ class HiDreamTextEncoder:
         return self._clone(t5=t5)
 
     def with_clip_skip(self, clip_skip: int) -> "HiDreamTextEncoder":
-        raise ValueError("HiDream's text encoder takes no CLIPSetLastLayer: the model reads all of Llama's layers "
-                         "(ComfyUI's would give it one layer)")
+        """CLIPSetLastLayer, as ComfyUI passes it on: T5 gives that block's output through its final
+        layer norm; Llama keeps all its layers (ComfyUI leaves a layer "all" encoder alone); the
+        pooled CLIP outputs do not depend on it."""
+        check_clip_skip(clip_skip)
+        return self._clone(t5=None if self.t5 is None else self.t5.with_layer(clip_skip))
 
     @property
     def _weight(self) -> torch.Tensor:
@@ -198,5 +202,5 @@ class HiDreamTextEncoder:
     def encode(self, prompt: str, clip_skip: int | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """CLIPTextEncode: one prompt for all four -> (context, pooled, {"conditioning_llama3": ...})."""
         if clip_skip is not None:
-            self.with_clip_skip(clip_skip)
+            return self.with_clip_skip(clip_skip).encode(prompt)
         return self.encode_hidream(prompt, prompt, prompt, prompt)
