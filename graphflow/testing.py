@@ -1974,3 +1974,31 @@ def write_hunyuan_video_vae(path, seed: int = 0, dtype=torch.bfloat16, scaled_do
     """A random HunyuanVideo VAE in ComfyUI's layout, as hunyuan_video_vae_bf16.safetensors."""
     save_file({k: v.to(dtype) for k, v in hunyuan_video_vae_state(seed, scaled_down).items()}, str(path))
     return Path(path)
+
+
+# -- HiDream-I1's text encoders (helper hidream-text) ----------------------------------------------
+
+def llama31_config(scaled_down: bool = True):
+    """Llama 3.1 8B Instruct (Llama 3 8B's shape, 128,256-row vocabulary), or a tiny one: the tiny
+    LLaVA-Llama-3's network (4 layers, width HIDREAM_TINY_LLAMA_DIM: every layer the tiny HiDream
+    reads) with Llama 3.1's vocabulary."""
+    from dataclasses import replace
+
+    from .models.llama import LlamaConfig
+
+    if not scaled_down:
+        return LlamaConfig(vocab_size=128256)
+    return replace(llava_llama3_config(), vocab_size=128256, hidden_size=HIDREAM_TINY_LLAMA_DIM)
+
+
+def write_llama31(path, seed: int = 6, dtype=torch.float16, lm_head: bool = False) -> Path:
+    """A tiny llama_3.1_8b_instruct_fp8_scaled.safetensors as ComfyUI ships it (before its fp8
+    scaling: write_scaled_fp8 on it with prefixes=("model.",)): model.* in transformers' Llama
+    names (with lm_head: `lm_head.weight`, left unread). QuadrupleCLIPLoader takes it with
+    write_text_encoder's clip_l, clip_g and t5xxl, whose widths the tiny HiDream (write_hidream) reads."""
+    state = {k: v.to(dtype) for k, v in llava_llama3_state(seed, llama31_config()).items()}
+    if lm_head:
+        state["lm_head.weight"] = random_state({"w": state["model.embed_tokens.weight"].shape}, seed + 1,
+                                               torch.float32)["w"].to(dtype)
+    save_file(state, str(path))
+    return Path(path)

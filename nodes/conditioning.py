@@ -51,10 +51,11 @@ class CLIPEncode(Node):
             raise NodeInputError("clip", "no text encoder: the checkpoint has none; load one separately")
         def encode(clip):
             try:
-                cond, pooled = clip.encode(self.text, clip_skip=self.clip_skip or None)
+                cond, pooled, *extra = clip.encode(self.text, clip_skip=self.clip_skip or None)
             except ValueError as e:
                 raise NodeInputError("clip_skip", str(e)) from None
-            return cond, {} if pooled is None else {"pooled_output": pooled}
+            # a third item: more options (HiDream's conditioning_llama3)
+            return cond, {**({} if pooled is None else {"pooled_output": pooled}), **(extra[0] if extra else {})}
 
         return encoded(self.clip, encode)
 

@@ -55,14 +55,16 @@ class LoadTextEncoder(Node):
     zero-padded to 512 tokens as ComfyUI gives them; or Gemma-2 2B (gemma_2_2b_fp16, tokenizer
     inside) for lumina2 (Lumina Image 2.0, Neta Lumina), its second-to-last layer's states; or
     Qwen2.5-VL 7B (qwen_2.5_vl_7b / qwen_2.5_vl_7b_fp8_scaled) for qwen_image (Qwen-Image), the
-    prompt in Qwen-Image's chat template, the last layer's states from the prompt's first token.
+    prompt in Qwen-Image's chat template, the last layer's states from the prompt's first token;
+    or one of HiDream's four encoders (CLIP-L, CLIP-G, T5-XXL, Llama 3.1 8B) for hidream, the
+    others' parts of the conditioning zeros.
     device "cpu" keeps the encoder on the CPU for good: loaded and run there (a T5-XXL that
     would crowd a small GPU), only its conditioning goes to the GPU; "default" lets the memory
     manager move it to the GPU while it encodes."""
     category = "advanced/loaders"
     clip_name: str = Choice(_list)
     type: str = Choice(["stable_diffusion", "stable_cascade", "sd3", "chroma", "pixart", "ltxv", "mochi", "cosmos",
-                        "wan", "lumina2", "qwen_image"],
+                        "wan", "lumina2", "qwen_image", "hidream"],
                        "stable_diffusion")
     device: str = Choice(DEVICES, "default")
     outputs = {"clip": CLIP}
@@ -80,13 +82,15 @@ class LoadDualTextEncoders(Node):
     """Load two text encoder files: CLIP-L + CLIP-G (sdxl), two of CLIP-L / CLIP-G / T5-XXL (sd3),
     CLIP-L + T5-XXL (flux), or CLIP-L + LLaVA-Llama-3 8B (hunyuan_video: clip_l with
     llava_llama3_fp8_scaled or llava_llama3_fp16; HunyuanVideo's prompt template, Llama's
-    third-to-last layer for the prompt's tokens, CLIP-L's pooled output), in any order.
+    third-to-last layer for the prompt's tokens, CLIP-L's pooled output), or two of HiDream's
+    CLIP-L / CLIP-G / T5-XXL / Llama 3.1 8B (hidream; as QuadrupleCLIPLoader, the missing ones'
+    parts zeros), in any order.
     device "cpu" keeps both on the CPU for good: loaded and run there, only their conditioning
     goes to the GPU; "default" lets the memory manager move them to the GPU while they encode."""
     category = "advanced/loaders"
     clip_name1: str = Choice(_list)
     clip_name2: str = Choice(_list)
-    type: str = Choice(["sdxl", "sd3", "flux", "hunyuan_video"], "sdxl")
+    type: str = Choice(["sdxl", "sd3", "flux", "hunyuan_video", "hidream"], "sdxl")
     device: str = Choice(DEVICES, "default")
     outputs = {"clip": CLIP}
     comfy = ComfyAlias(("DualCLIPLoader",), optional=("device",))

@@ -239,7 +239,7 @@ def test_flux_conditioning_is_t5_tokens_and_clip_l_pooled(encoder_files, referen
     with pytest.raises(CheckpointError, match="CLIP-L and a T5"):
         load_text_encoders([encoder_files["clip_l"], encoder_files["clip_g"]], "flux", device="cpu")
     with pytest.raises(CheckpointError, match="not supported"):
-        load_text_encoders([encoder_files["clip_l"]], "hidream", device="cpu")
+        load_text_encoders([encoder_files["clip_l"]], "omnigen2", device="cpu")  # a ComfyUI type graphflow lacks
 
 
 @torch.no_grad()

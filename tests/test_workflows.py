@@ -168,6 +168,7 @@ def test_every_workflow_file_is_covered():
                "svd_img2vid",  # tests/test_svd.py
                "mochi_t2v",  # tests/test_mochi.py
                "lumina2",  # tests/test_lumina2.py
+               "hidream_i1_full",  # tests/test_hidream_text.py
                "qwen_image",  # tests/test_qwen_image.py
                "hunyuan_video_t2v",  # tests/test_hunyuan_video.py
                "qwen_image_edit",  # tests/test_qwen_edit.py

@@ -224,10 +224,12 @@ def text_encoder_states(clip) -> dict[str, tuple[dict[str, torch.Tensor], dict[s
     if isinstance(clip, TextEncoder):
         towers = {t.name: t for t in clip.towers}
         t5 = None
-    else:  # FlowTextEncoder
+    else:  # FlowTextEncoder, HiDreamTextEncoder
         towers = {name: t for name, t in (("clip_l", clip.clip_l), ("clip_g", clip.clip_g)) if t is not None}
         t5 = clip.t5
     states = {name: (_cpu(_hf_tower_state(tower)), _tower_metadata(name, tower)) for name, tower in towers.items()}
+    if getattr(clip, "arch", None) == "hidream" and clip.model is not None:  # Llama 3.1's model.*, as ComfyUI's file
+        states["llama"] = (_cpu(manager().weights(clip.model, clip.patches)), {})
     if t5 is not None:  # files hold the tied embedding once, as shared.weight
         state = _cpu({k: v for k, v in manager().weights(t5.model).items() if k != "encoder.embed_tokens.weight"})
         if t5.pieces is not None:  # UMT5 (Wan): its tokenizer beside the weights, as Comfy-Org's files carry it

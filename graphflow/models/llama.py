@@ -38,6 +38,9 @@ is every `image_interleave`-th of the picture's states, then the prompt's as abo
 HunyuanVideoClipModel). Prompt weights cannot go with a picture (ComfyUI's encoder fails on them:
 its empty-token row is shorter than the row with the picture).
 
+HiDream-I1's Llama 3.1 8B Instruct (the same network, 128,256 rows) reads through this model too:
+graphflow.models.hidream_text (every layer's output, layer "all").
+
 Not here: textual-inversion embeddings for Llama (`embedding:name` is dropped with a warning, its
 leftover text kept, as ComfyUI does for a name it cannot find).
 """
@@ -283,13 +286,15 @@ class Llama(nn.Module):
         self.model = LlamaBody(config)
 
     def forward(self, ids: torch.Tensor | None, attention_mask: torch.Tensor | None = None,
-                layer: int | None = DEFAULT_LAYER, embeds: torch.Tensor | None = None) -> torch.Tensor:
+                layer: int | str | None = DEFAULT_LAYER, embeds: torch.Tensor | None = None) -> torch.Tensor:
         """ids [B, T] (or their embeddings `embeds` [B, T, hidden], pictures spliced in) -> layer
         `layer`'s output unnormed [B, T, hidden] (negative: from the end; -3 HunyuanVideo's), or
-        with `layer` None the last layer's through the final norm. attention_mask [B, T], 1 keep,
-        0 pad (as keys)."""
+        with `layer` None the last layer's through the final norm; "all": every layer's output
+        [B, layers, T, hidden], the last one's through the final norm (transformers'
+        hidden_states[1:], HiDream's). attention_mask [B, T], 1 keep, 0 pad (as keys)."""
         cfg, body = self.config, self.model
-        stop = cfg.num_layers - 1 if layer is None else layer % cfg.num_layers
+        every = layer == "all"
+        stop = cfg.num_layers - 1 if layer is None or every else layer % cfg.num_layers
         x = body.embed_tokens(ids) if embeds is None else embeds.to(body.embed_tokens.weight.dtype)
         t = x.shape[1]
         exponents = torch.arange(0, cfg.head_dim, 2, dtype=torch.float32, device=x.device) / cfg.head_dim
@@ -300,8 +305,12 @@ class Llama(nn.Module):
         keep = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()[None, None]
         if attention_mask is not None:
             keep = keep & attention_mask.to(x.device).bool()[:, None, None, :]
+        outputs = []
         for block in body.layers[:stop + 1]:  # the layers after it do not change it
             x = block(x, cos, sin, keep)
+            outputs.append(x)
+        if every:
+            return torch.stack(outputs[:-1] + [body.norm(x)], dim=1)
         return body.norm(x) if layer is None else x
 
 
@@ -340,10 +349,10 @@ def llama_from_state_dict(state: dict[str, torch.Tensor], device=None, dtype: to
     return llama_from_weights(shapes, lambda k, d, t: state[prefix + k].to(device=d, dtype=t), device, dtype)
 
 
-def _key_mask(ids: list[int]) -> list[int]:
-    """ComfyUI's attention mask for a row of this encoder (no end token): 1 up to the first <pad>,
-    0 from it on."""
-    first = ids.index(PAD) if PAD in ids else len(ids)
+def _key_mask(ids: list[int], pad: int = PAD) -> list[int]:
+    """ComfyUI's attention mask for a row of this encoder (no end token): 1 up to the first `pad`
+    (<pad>; HiDream's: <|eot_id|>), 0 from it on."""
+    first = ids.index(pad) if pad in ids else len(ids)
     return [1] * first + [0] * (len(ids) - first)
 
 

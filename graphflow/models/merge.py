@@ -133,7 +133,19 @@ def merge_clips(clip1: TextEncoder, clip2: TextEncoder, factors: Factors) -> Tex
                                                                              "text encoder t5xxl",
                                                                              (t5_1.patches, t5_2.patches))))
         merged = merged.with_t5(t5)
+    llama_1, llama_2 = _hidream_llama(clip1), _hidream_llama(clip2)
+    if llama_1 is not None and llama_2 is not None:  # HiDream's Llama 3.1 merges by name too
+        llama = _pinned_like(llama_1, merge_modules(llama_1, llama_2, factors, "text encoder llama",
+                                                    (clip1.patches, clip2.patches)))
+        merged = merged.with_patches(())  # a new encoder object: its Llama is set below
+        merged.model = llama
     return merged
+
+
+def _hidream_llama(clip):
+    from .hidream_text import HiDreamTextEncoder
+
+    return clip.model if isinstance(clip, HiDreamTextEncoder) else None
 
 
 def _merge_hunyuan_video(clip1, clip2, factors: Factors):
@@ -161,8 +173,10 @@ def _pinned_like(first: nn.Module, merged: nn.Module) -> nn.Module:
 
 def shared_encoders(clip1, clip2) -> list[str]:
     """The text encoders (by name) that a CLIP merge of clip2 into clip1 changes."""
-    names = {t.name for t in clip2.towers} | ({"t5xxl"} if getattr(clip2, "t5", None) is not None else set())
-    ours = [t.name for t in clip1.towers] + (["t5xxl"] if getattr(clip1, "t5", None) is not None else [])
+    names = {t.name for t in clip2.towers} | ({"t5xxl"} if getattr(clip2, "t5", None) is not None else set()) | (
+        {"llama"} if _hidream_llama(clip2) is not None else set())
+    ours = [t.name for t in clip1.towers] + (["t5xxl"] if getattr(clip1, "t5", None) is not None else []) + (
+        ["llama"] if _hidream_llama(clip1) is not None else [])
     return [n for n in ours if n in names]
 
 

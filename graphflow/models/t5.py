@@ -220,9 +220,11 @@ class T5Encoder:
         return self
 
     @torch.no_grad()
-    def run(self, ids: list[list[int]], vectors: dict | None = None) -> torch.Tensor:
+    def run(self, ids: list[list[int]], vectors: dict | None = None,
+            mask: list[list[int]] | None = None) -> torch.Tensor:
         """Token ids [N][T] -> last hidden state (after the final layer norm) [N, T, d_model], float32 CPU.
-        vectors {(row, position): [d_model]} replace those token embeddings (textual inversion)."""
+        vectors {(row, position): [d_model]} replace those token embeddings (textual inversion).
+        mask [N][T]: 1 keep, 0 a key no token attends to (every position still gets its output)."""
         from graphflow import memory  # on the device for this call only
         from .text_encoders import _VECTORS, _install_vector_hook
 
@@ -231,18 +233,19 @@ class T5Encoder:
             if vectors:
                 _install_vector_hook(self.model.get_input_embeddings())
             token = _VECTORS.set(vectors or None)
+            keep = None if mask is None else torch.tensor(mask, dtype=torch.long, device=tokens.device)
             try:
-                return self._run(tokens)
+                return self._run(tokens, keep)
             finally:
                 _VECTORS.reset(token)
 
-    def _run(self, tokens: torch.Tensor) -> torch.Tensor:
+    def _run(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         with kernels(tokens.device):
             layer = self.layer
             if layer is None or layer == -1 or -layer > self.model.config.num_layers:
-                return self.model(input_ids=tokens).last_hidden_state.float().cpu()
+                return self.model(input_ids=tokens, attention_mask=mask).last_hidden_state.float().cpu()
             # hidden_states[k] is the input of block k; the last entry is already normed
-            hidden = self.model(input_ids=tokens, output_hidden_states=True).hidden_states[layer]
+            hidden = self.model(input_ids=tokens, attention_mask=mask, output_hidden_states=True).hidden_states[layer]
             return self.model.encoder.final_layer_norm(hidden).float().cpu()
 
     def encode(self, prompt: str, min_length: int = 0, min_padding: int = 0, empty_end: bool = True) -> torch.Tensor:

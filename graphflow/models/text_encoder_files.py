@@ -20,6 +20,7 @@ from .flow_text import T5_ALONE, T5_ALONE_NAMES, FlowTextEncoder
 from .gemma2 import SPIECE_KEYS as GEMMA_SPIECE_KEYS
 from .gemma2 import GemmaTextEncoder, gemma2_prefix, gemma_text_encoder
 from .qwen25vl import QwenTextEncoder, qwen25vl_prefix, qwen_text_encoder
+from .hidream_text import HiDreamTextEncoder
 from .llama import HunyuanVideoTextEncoder, llama_from_weights, llama_prefix
 from .t5 import UMT5_KEY, T5Encoder, t5_from_weights, t5_prefix
 from .text_encoders import ClipTower, TextEncoder
@@ -30,9 +31,10 @@ COMPONENT_PREFIXES = {name: (f"text_encoders.{name}.transformer.", f"{name}.tran
 
 # CLIPLoader's types graphflow can build
 CLIP_TYPES = ("stable_diffusion", "stable_cascade", "sd3", "flux", "chroma", "pixart", "ltxv", "mochi", "cosmos",
-              "wan", "lumina2", "qwen_image")
+              "wan", "lumina2", "qwen_image", "hidream")
 UMT5_FILES = "umt5_xxl_fp16.safetensors or umt5_xxl_fp8_e4m3fn_scaled.safetensors"  # ComfyUI's, tokenizer inside
-DUAL_TYPES = ("sdxl", "sd3", "flux", "hunyuan_video")
+DUAL_TYPES = ("sdxl", "sd3", "flux", "hunyuan_video", "hidream")
+HIDREAM_PARTS = {"clip_l", "clip_g", "t5xxl", "llama"}  # QuadrupleCLIPLoader's (any of them for type hidream)
 QWEN_FILES = "qwen_2.5_vl_7b.safetensors or qwen_2.5_vl_7b_fp8_scaled.safetensors"  # ComfyUI's Qwen-Image encoder
 LLAVA_FILES = "llava_llama3_fp8_scaled.safetensors or llava_llama3_fp16.safetensors"  # ComfyUI's HunyuanVideo files
 
@@ -141,7 +143,13 @@ def flow_text_encoder_from_file(f, arch: str, device=None, dtype=None, only=None
 
 
 def _assemble(arch: str, found: dict, names: str) -> (FlowTextEncoder | GemmaTextEncoder | QwenTextEncoder
-                                                              | HunyuanVideoTextEncoder):
+                                                              | HunyuanVideoTextEncoder | HiDreamTextEncoder):
+    if arch == "hidream":
+        if not found or set(found) - HIDREAM_PARTS or ("t5xxl" in found and found["t5xxl"].umt5):
+            raise CheckpointError(f"{names}: found {sorted(found) or 'no text encoder'}; HiDream (type hidream, "
+                                  f"QuadrupleCLIPLoader) takes CLIP-L, CLIP-G, T5-XXL and Llama 3.1 8B "
+                                  f"(llama_3.1_8b_instruct_fp8_scaled.safetensors) files")
+        return HiDreamTextEncoder(found.get("clip_l"), found.get("clip_g"), found.get("t5xxl"), found.get("llama"))
     if arch == "qwen_image" or "qwen25_7b" in found:
         if arch != "qwen_image" or set(found) != {"qwen25_7b"}:
             raise CheckpointError(f"{names}: found {sorted(found)}; Qwen-Image (type qwen_image) takes Qwen2.5-VL 7B "
@@ -174,7 +182,7 @@ def load_text_encoders(paths, clip_type: str, device=None, dtype=None,
     sdxl (CLIP-L + CLIP-G), sd3 (any of CLIP-L, CLIP-G, T5-XXL), flux (CLIP-L + T5-XXL), chroma,
     pixart, ltxv and mochi (T5-XXL alone), wan (UMT5-XXL with its tokenizer inside), lumina2
     (Gemma-2 2B, likewise), qwen_image (Qwen2.5-VL 7B; Qwen's tokenizer ships with graphflow),
-    hunyuan_video (CLIP-L + LLaVA-Llama-3 8B). Each
+    hunyuan_video (CLIP-L + LLaVA-Llama-3 8B), hidream (any of CLIP-L, CLIP-G, T5-XXL, Llama 3.1 8B). Each
     encoder is registered with the memory manager with its file as its source: when RAM runs short
     it may be dropped and read again (SD3/FLUX: from its own file alone).
 
@@ -198,6 +206,14 @@ def load_text_encoders(paths, clip_type: str, device=None, dtype=None,
     elif isinstance(clip, QwenTextEncoder):
         manager().set_source(clip.model, "text_encoder", "text_encoder:qwen25_7b",
                              lambda: _read_one(sources["qwen25_7b"], "qwen25_7b", device, dtype).model)
+    elif isinstance(clip, HiDreamTextEncoder):
+        for slot, in_file, name in (("clip_l", "clip_l", "clip_l"), ("clip_g", "clip_g", "clip_g"),
+                                    ("t5", "t5xxl", "t5"), ("model", "llama", "llama")):
+            part = getattr(clip, slot)
+            if part is not None:
+                read = lambda path=sources[in_file], in_file=in_file: _part_module(  # noqa: E731
+                    _read_one(path, in_file, device, dtype))
+                manager().set_source(_part_module(part), "text_encoder", f"text_encoder:{name}", read)
     elif isinstance(clip, HunyuanVideoTextEncoder):
         manager().set_source(clip.model, "text_encoder", "text_encoder:llama",
                              lambda: _read_one(sources["llama"], "llama", device, dtype))
@@ -222,8 +238,17 @@ def load_text_encoders(paths, clip_type: str, device=None, dtype=None,
     return clip
 
 
+def _part_module(part):
+    """The module the memory manager holds for one encoder (a Llama is its own)."""
+    return getattr(part, "model", part) if not isinstance(part, torch.nn.Module) else part
+
+
 def _models(clip) -> list[tuple]:
     """(module, memory-manager name) of each encoder of a CLIP, as its `use` blocks name them."""
+    if isinstance(clip, HiDreamTextEncoder):
+        return [(_part_module(getattr(clip, slot)), f"text_encoder:{name}") for slot, name in
+                (("clip_l", "clip_l"), ("clip_g", "clip_g"), ("t5", "t5"), ("model", "llama"))
+                if getattr(clip, slot) is not None]
     if isinstance(clip, GemmaTextEncoder):
         return [(clip.model, "text_encoder:gemma2")]
     if isinstance(clip, QwenTextEncoder):
@@ -285,10 +310,10 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
         clip = load_text_encoder(paths, arch="sdxl" if clip_type == "sdxl" else None, device=device, dtype=dtype)
         return clip, ({tower.name: path for tower, path in zip(clip.towers, paths)} if len(paths) > 1 else {})
     if clip_type not in ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "mochi", "cosmos", "wan",
-                         "lumina2", "qwen_image", "hunyuan_video"):
+                         "lumina2", "qwen_image", "hunyuan_video", "hidream"):
         raise CheckpointError(f"text encoder type {clip_type!r} is not supported; graphflow builds "
                               f"stable_diffusion, sdxl, sd3, flux, chroma, pixart, ltxv, mochi, cosmos, wan, lumina2, "
-                              f"qwen_image, hunyuan_video and stable_cascade")
+                              f"qwen_image, hunyuan_video, hidream and stable_cascade")
     device, dtype = _device_dtype(device, dtype)
     found, sources = {}, {}
     for path in paths:

@@ -167,16 +167,17 @@ def _embedding_groups(text: str, weight: float, embeddings, encode=None) -> list
     return groups
 
 
-def tokenize_prompt(prompt: str, pad_token: int, embeddings=None) -> TokenWindows:
+def tokenize_prompt(prompt: str, pad_token: int, embeddings=None, window: int = WINDOW) -> TokenWindows:
     """Weighted prompt -> 77-token windows (BOS, <= 75 tokens, EOS, pad_token...).
-    embeddings: name -> vectors [n, D] or None (unknown); None: `embedding:` is plain text."""
+    embeddings: name -> vectors [n, D] or None (unknown); None: `embedding:` is plain text.
+    window: another length (ComfyUI's for a long CLIP: its position count, e.g. 248)."""
     groups = []
     for seg, w in parse_weighted_prompt(prompt):
         if embeddings is not None and EMBEDDING in seg:
             groups += _embedding_groups(seg, w, embeddings)
         else:
             groups.append([(t, w) for t in encode_text(seg)])
-    limit = WINDOW - 2
+    limit = window - 2
     windows: list[list[tuple[int, float, int]]] = [[]]
     for number, group in enumerate(groups, start=1):
         if not group:
@@ -194,7 +195,7 @@ def tokenize_prompt(prompt: str, pad_token: int, embeddings=None) -> TokenWindow
             windows.append([])
     ids, weights, vectors, words = [], [], {}, []
     for w, body in enumerate(windows):
-        padding = WINDOW - 2 - len(body)
+        padding = window - 2 - len(body)
         row = [BOS]
         for position, (t, _, _) in enumerate(body, start=1):
             if isinstance(t, int):
