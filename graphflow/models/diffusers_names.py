@@ -12,7 +12,7 @@ import re
 
 import torch
 
-from .weight_files import CheckpointError
+from .weight_files import CheckpointError, RenamedView
 
 # diffusers' ResnetBlock2D names -> the LDM ResBlock's
 RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
@@ -112,29 +112,6 @@ def vae_key(key: str, num_up_blocks: int) -> str | None:
         if m:
             return (target(m) + key[m.end():]).replace(".conv_shortcut.", ".nin_shortcut.")
     return None
-
-
-class RenamedView:
-    """A weights source seen under other names: `names` maps each new name to the source's key, or
-    to several keys whose tensors are concatenated along dim 0 (diffusers' separate q, k, v ->
-    one fused qkv); `shapes` (new name -> shape) may differ from the stored ones, the tensor is
-    then reshaped. `swapped`: new names whose two halves along dim 0 are stored the other way
-    round (diffusers' AdaLayerNormContinuous keeps (scale, shift) where ours keep (shift, scale))."""
-
-    def __init__(self, source, names: dict[str, str | list[str]], shapes: dict[str, tuple] | None = None,
-                 swapped=()):
-        self.source, self.swapped = source, set(swapped)
-        self.names = {new: [old] if isinstance(old, str) else list(old) for new, old in names.items()}
-        self.shapes = shapes or {new: tuple(source.shapes[old[0]]) for new, old in self.names.items()}
-        stored = getattr(source, "dtypes", {})
-        self.dtypes = {new: stored[old[0]] for new, old in self.names.items() if old[0] in stored}
-
-    def get(self, key: str, device=None, dtype=None) -> torch.Tensor:
-        parts = [self.source.get(old, device, dtype) for old in self.names[key]]
-        tensor = parts[0] if len(parts) == 1 else torch.cat(parts)
-        if key in self.swapped:
-            tensor = torch.cat(tensor.chunk(2)[::-1])
-        return tensor if tuple(tensor.shape) == self.shapes[key] else tensor.reshape(self.shapes[key])
 
 
 def vae_view(source) -> RenamedView:

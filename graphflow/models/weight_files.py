@@ -425,28 +425,41 @@ class KeyView:
 
 
 class RenamedView:
-    """A source's tensors under other names: `names` maps each name here to the source's."""
+    """A weights source seen under other names: `names` maps each new name to the source's key, or
+    to several keys whose tensors are concatenated along dim 0 (diffusers' separate q, k, v ->
+    one fused qkv); `shapes` (new name -> shape) may differ from the stored ones, the tensor is
+    then reshaped. `swapped`: new names whose two halves along dim 0 are stored the other way
+    round (diffusers' AdaLayerNormContinuous keeps (scale, shift) where ours keep (shift, scale)).
+    A scaled-fp8 weight's scales pass through under a one-to-one name."""
 
-    def __init__(self, source, names: dict[str, str]):
-        self.source, self.names = source, names
-        self.shapes = {ours: source.shapes[theirs] for ours, theirs in names.items()}
+    def __init__(self, source, names: dict[str, str | list[str]], shapes: dict[str, tuple] | None = None,
+                 swapped=()):
+        self.source, self.swapped = source, set(swapped)
+        self.names = {new: [old] if isinstance(old, str) else list(old) for new, old in names.items()}
+        self.shapes = shapes or {new: tuple(source.shapes[old[0]]) for new, old in self.names.items()}
+        stored, prefix = source, ""  # the stored dtypes (as the file's header names them), by new name
+        while isinstance(stored, KeyView):
+            stored, prefix = stored.source, stored.prefix + prefix
+        stored = getattr(stored, "dtypes", {})
+        self.dtypes = {new: stored[prefix + old[0]] for new, old in self.names.items() if prefix + old[0] in stored}
 
     def get(self, key: str, device=None, dtype=None) -> torch.Tensor:
-        return self.source.get(self.names[key], device, dtype)
+        import torch
+
+        parts = [self.source.get(old, device, dtype) for old in self.names[key]]
+        tensor = parts[0] if len(parts) == 1 else torch.cat(parts)
+        if key in self.swapped:
+            tensor = torch.cat(tensor.chunk(2)[::-1])
+        return tensor if tuple(tensor.shape) == self.shapes[key] else tensor.reshape(self.shapes[key])
 
     def scale(self, key: str, device=None) -> torch.Tensor | None:
-        return self.source.scale(self.names[key], device)
+        old = self.names[key]
+        return self.source.scale(old[0], device) if len(old) == 1 and hasattr(self.source, "scale") else None
 
     def input_scale(self, key: str, device=None) -> torch.Tensor | None:
-        return self.source.input_scale(self.names[key], device)
-
-    @property
-    def dtypes(self) -> dict:
-        """The stored dtypes (as the file's header names them) by name here."""
-        source, prefix = self.source, ""
-        while isinstance(source, KeyView):
-            source, prefix = source.source, source.prefix + prefix
-        return {ours: source.dtypes.get(prefix + theirs) for ours, theirs in self.names.items()}
+        old = self.names[key]
+        return self.source.input_scale(old[0], device) if len(old) == 1 and hasattr(self.source, "input_scale") \
+            else None
 
 
 def read_graphflow_config(metadata: dict | None, name: str = "checkpoint") -> dict:
