@@ -39,7 +39,7 @@ from torch import nn
 from .attention import attention
 from .cast_layers import Linear
 from .configs import HiDreamConfig, hidream_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
-from .flux import LastLayer, apply_rope, rope
+from .flux import LastLayer, apply_rope, image_ids, pad_to_patches, patchify, rope_table, unpatchify
 from .mmdit import layer_norm, timestep_embedding
 
 
@@ -198,11 +198,8 @@ class HiDream(nn.Module):
 
     def rope_table(self, rows: int, cols: int, txt_len: int, device) -> torch.Tensor:
         """[1, 1, rows * cols + txt_len, head_dim / 2, 2, 2]: patches at (0, row, col), text at 0."""
-        ids = torch.zeros(rows * cols + txt_len, 3, device=device)
-        r, c = torch.meshgrid(torch.arange(rows, device=device), torch.arange(cols, device=device), indexing="ij")
-        ids[:rows * cols, 1], ids[:rows * cols, 2] = r.flatten(), c.flatten()
-        return torch.cat([rope(ids[None, :, i], d, self.config.theta) for i, d in enumerate(self.config.axes_dims)],
-                         dim=-3)[:, None]
+        ids = torch.cat([image_ids(rows, cols, 1, device)[0], torch.zeros(txt_len, 3, device=device)])
+        return rope_table(ids[None], self.config.axes_dims, self.config.theta)[:, None]
 
     def forward(self, x, sigma, context, y=None, llama_states=None, image_cond=None, control=None, **unused):
         """x [B, 16, h, w] model-space latent; sigma [B]; context T5-XXL's states [B, T, 4096]; y the
@@ -232,13 +229,12 @@ class HiDream(nn.Module):
         p, dtype = cfg.patch_size, x.dtype
         if image_cond is not None:
             x = torch.cat([x, image_cond.to(x.device, dtype).expand(b, -1, -1, -1)], dim=-1)
-        x = F.pad(x, (0, -x.shape[-1] % p, 0, -H % p), mode="circular")  # as ComfyUI's pad_to_patch_size
+        x = pad_to_patches(x, p)
         h, w = x.shape[-2] // p, x.shape[-1] // p
         sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(b)
         vec = self.t_embedder.timestep_embedder(timestep_embedding(1000 * sigma.float()).to(dtype))
         vec = vec + self.p_embedder.pooled_embedder(y.to(dtype).expand(b, -1))
-        # patches as tokens, features (row, column, channel)
-        img = self.x_embedder.proj(x.reshape(b, c, h, p, w, p).permute(0, 2, 4, 3, 5, 1).reshape(b, h * w, -1))
+        img = self.x_embedder.proj(patchify(x, p, channels_last=True))  # features (row, column, channel)
         llama = [self.caption_projection[i].linear(llama_states[:, layer].to(dtype)).expand(b, -1, -1)
                  for i, layer in enumerate(cfg.llama_layers)]
         t5 = self.caption_projection[-1].linear(context.to(dtype)).expand(b, -1, -1)
@@ -251,5 +247,4 @@ class HiDream(nn.Module):
         for i, holder in enumerate(self.single_stream_blocks, start=cfg.num_layers):
             x_seq = holder.block(torch.cat([x_seq, llama[i]], dim=1), vec, pe)[:, :x_seq.shape[1]]
         out = self.final_layer(x_seq[:, :n], vec)
-        out = out.reshape(b, h, w, p, p, -1).permute(0, 5, 1, 3, 2, 4).reshape(b, -1, h * p, w * p)
-        return -out[..., :H, :W]
+        return -unpatchify(out, h, w, p, channels_last=True)[..., :H, :W]

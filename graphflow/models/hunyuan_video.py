@@ -37,7 +37,7 @@ from torch import nn
 from .attention import attention
 from .cast_layers import Linear
 from .configs import HunyuanVideoConfig, hunyuan_video_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
-from .flux import LastLayer, MLPEmbedder, rope, rope_attention
+from .flux import LastLayer, MLPEmbedder, pad_to_patches, rope_attention, rope_table
 from .mmdit import timestep_embedding
 
 
@@ -221,8 +221,7 @@ class HunyuanVideo(nn.Module):
         """[1, 1, txt_len + t*h*w, head_dim/2, 2, 2]: text at 0 on every axis, then the patches (frame, row, column)."""
         axes = torch.meshgrid(*(torch.arange(n, device=device) for n in grid), indexing="ij")
         pos = torch.cat([torch.zeros(txt_len, 3, device=device), torch.stack(axes, -1).reshape(-1, 3).float()])
-        cfg = self.config
-        return torch.cat([rope(pos[None, :, i], d, cfg.theta) for i, d in enumerate(cfg.axes_dim)], dim=-3)[:, None]
+        return rope_table(pos[None], self.config.axes_dim, self.config.theta)[:, None]
 
     def forward(self, x, sigma, context, y=None, guidance=None, text_mask=None, control=None,
                 guiding_frame_index=None, **unused):
@@ -258,7 +257,7 @@ class HunyuanVideo(nn.Module):
                               for i, n in enumerate(lengths)])
         T, H, W = x.shape[2:]
         pt, ph, pw = cfg.patch_size
-        x = F.pad(x, (0, -W % pw, 0, -H % ph, 0, -T % pt), mode="circular")  # ComfyUI's pad_to_patch_size
+        x = pad_to_patches(x, cfg.patch_size)
         img = self.img_in.proj(x)
         grid = img.shape[2:]
         img = img.flatten(2).transpose(1, 2)

@@ -35,8 +35,7 @@ from torch import nn
 from .attention import attention
 from .cast_layers import Linear
 from .configs import QwenImageConfig, qwen_image_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
-from .flux import apply_rope, reference_positions
-from .lumina2 import rope_table
+from .flux import apply_rope, image_ids, pad_to_patches, patchify, reference_positions, rope_table, unpatchify
 from .mmdit import timestep_embedding
 
 
@@ -156,20 +155,12 @@ class QwenImage(nn.Module):
         c - w // 2) for references = ((index, row, column, h, w), ...) in patches."""
         start = max(rows // 2, cols // 2)
         txt = torch.arange(start, start + txt_len, device=device, dtype=torch.float32)[:, None].expand(-1, 3)
-
-        def patches(index, row, column, h, w):
-            r, c = torch.meshgrid(torch.arange(h, device=device) + row - h // 2,
-                                  torch.arange(w, device=device) + column - w // 2, indexing="ij")
-            return torch.stack([torch.full_like(r, index), r, c], dim=-1).reshape(-1, 3).float()
-
-        return torch.cat([txt, patches(0, 0, 0, rows, cols), *(patches(*ref) for ref in references)])
+        patches = [image_ids(h, w, 1, device, index, row - h // 2, column - w // 2)[0]
+                   for index, row, column, h, w in ((0, 0, 0, rows, cols), *references)]
+        return torch.cat([txt, *patches])
 
     def tokens(self, x):
-        """[B, C, H, W] -> ([B, h * w, C * p * p] patches as tokens, h, w), padded to whole patches
-        (circular, as ComfyUI's pad_to_patch_size)."""
-        p = self.config.patch_size
-        x = F.pad(x, (0, -x.shape[-1] % p, 0, -x.shape[-2] % p), mode="circular")
-        return patchify(x, p), x.shape[-2] // p, x.shape[-1] // p
+        return tokens(x, self.config.patch_size)
 
     def embed(self, x, sigma, context, refs=(), reference_method: str = "index"):
         """x [B, 16, H, W] and the reference latents refs -> (image tokens [B, h w + the references',
@@ -188,7 +179,8 @@ class QwenImage(nn.Module):
         temb = self.time_text_embed.timestep_embedder(1000 * sigma.float(), x.dtype)
         txt = self.txt_in(self.txt_norm(context))
         img = self.img_in(img)
-        pe = rope_table(self.positions(txt.shape[1], h, w, x.device, places), cfg)
+        pos = self.positions(txt.shape[1], h, w, x.device, places)
+        pe = rope_table(pos, cfg.axes_dims, cfg.theta)[None, :, None]  # [1, L, 1, head_dim / 2, 2, 2]
         return img, txt, temb, pe, (h, w)
 
     def forward(self, x, sigma, context, y=None, text_mask=None, control=None, reference_latents=None,
@@ -244,12 +236,12 @@ class QwenImage(nn.Module):
             if i < len(residuals) and residuals[i] is not None:  # the noisy image's tokens
                 img = torch.cat([img[:, :n] + residuals[i].to(img.dtype), img[:, n:]], dim=1)
         out = self.proj_out(self.norm_out(img[:, :n], temb))  # the noisy latent's tokens only
-        out = out.reshape(b, h, w, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h * p, w * p)
-        return out[..., :H, :W]
+        return unpatchify(out, h, w, p)[..., :H, :W]
 
 
-def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
-    """[B, C, h p, w p] -> patches as tokens [B, h w, C p p], features (channel, row, column) as
-    ComfyUI's and diffusers' packing."""
-    b, c, H, W = x.shape
-    return x.reshape(b, c, H // p, p, W // p, p).permute(0, 2, 4, 1, 3, 5).reshape(b, H // p * (W // p), c * p * p)
+
+def tokens(x: torch.Tensor, p: int):
+    """[B, C, H, W] -> ([B, h * w, C * p * p] patches as tokens, h, w), padded to whole patches
+    (circular, as ComfyUI's pad_to_patch_size)."""
+    x = pad_to_patches(x, p)
+    return patchify(x, p), x.shape[-2] // p, x.shape[-1] // p

@@ -25,12 +25,11 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .cast_layers import Linear
 from .mmdit_controlnet import assign
-from .qwen_image import QwenImage, QwenImageConfig, patchify, qwen_image_config_from_state_dict
+from .qwen_image import QwenImage, QwenImageConfig, qwen_image_config_from_state_dict, tokens
 from .weight_files import CheckpointError
 
 
@@ -63,12 +62,10 @@ class QwenImageControlNet(QwenImage):
 
     def forward(self, x, hint, sigma, context, **unused) -> list[torch.Tensor]:
         """x and the hint latent [B, 16 (17: inpainting), H, W] -> a residual per block [B, h w, dim]."""
-        p = self.config.patch_size
-        H, W = x.shape[-2:]
-        x, hint = (F.pad(t, (0, -W % p, 0, -H % p), mode="circular") for t in (x, hint))
         context = context.to(x.dtype).expand(x.shape[0], -1, -1)
         sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(x.shape[0])
-        img, txt, temb, pe, _ = self.embed(x, sigma, context, hint=patchify(hint.to(x.dtype), p))
+        hint = tokens(hint.to(x.dtype), self.config.patch_size)[0]  # padded to whole patches as x (in embed)
+        img, txt, temb, pe, _ = self.embed(x, sigma, context, hint=hint)
         out = []
         for block, zero in zip(self.transformer_blocks, self.controlnet_blocks):
             img, txt = block(img, txt, temb, pe)

@@ -62,11 +62,9 @@ class DiffSynthControlNet(nn.Module):
     def embed_hint(self, latent: torch.Tensor) -> torch.Tensor:
         """The processed hint latent (and mask channels) [B, C, h, w] -> tokens [B, h w / 4, dim],
         padded to whole patches as the sampled latent is."""
-        from .qwen_image import patchify
+        from .qwen_image import tokens
 
-        h, w = latent.shape[-2:]
-        latent = F.pad(latent, (0, -w % PATCH, 0, -h % PATCH), mode="circular")
-        return self.img_in(patchify(latent.to(self.img_in.weight.dtype), PATCH))
+        return self.img_in(tokens(latent.to(self.img_in.weight.dtype), PATCH)[0])
 
 
 class ModelPatch:
