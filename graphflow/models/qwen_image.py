@@ -198,8 +198,7 @@ class QwenImage(nn.Module):
         cfg = self.config
         refs = list(reference_latents or ())
         for k, ref in enumerate(refs):
-            if ref.ndim == 5 and ref.shape[2] == 1:
-                refs[k] = ref = ref[:, :, 0]
+            refs[k] = ref = one_frame(ref)
             if ref.ndim != 4 or ref.shape[1] != cfg.out_channels:
                 raise ValueError(f"Qwen-Image's reference latent {k} must be [B, {cfg.out_channels}, h, w] or one "
                                  f"frame [B, {cfg.out_channels}, 1, h, w] (a Wan 2.1 VAE's), got {tuple(ref.shape)}")
@@ -245,3 +244,9 @@ def tokens(x: torch.Tensor, p: int):
     (circular, as ComfyUI's pad_to_patch_size)."""
     x = pad_to_patches(x, p)
     return patchify(x, p), x.shape[-2] // p, x.shape[-1] // p
+
+
+def one_frame(latent: torch.Tensor) -> torch.Tensor:
+    """A video VAE's latent of one image [B, C, 1, h, w] (ComfyUI's for Qwen-Image) as [B, C, h, w];
+    any other shape as it is, for the caller to check."""
+    return latent[:, :, 0] if latent.ndim == 5 and latent.shape[2] == 1 else latent
