@@ -40,18 +40,7 @@ from .attention import attention
 from .cast_layers import Linear
 from .configs import HiDreamConfig, hidream_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
 from .flux import LastLayer, apply_rope, image_ids, pad_to_patches, patchify, rope_table, unpatchify
-from .mmdit import layer_norm, timestep_embedding
-
-
-class Embedder(nn.Module):
-    """linear_1 -> SiLU -> linear_2 (diffusers' TimestepEmbedding)."""
-
-    def __init__(self, in_dim: int, dim: int):
-        super().__init__()
-        self.linear_1, self.linear_2 = Linear(in_dim, dim), Linear(dim, dim)
-
-    def forward(self, x):
-        return self.linear_2(F.silu(self.linear_1(x)))
+from .mmdit import LinearEmbedder, LinearTimestepEmbedder, layer_norm
 
 
 class SwiGLU(nn.Module):
@@ -185,9 +174,9 @@ class HiDream(nn.Module):
                              f"got {len(cfg.llama_layers)}")
         p = cfg.patch_size
         self.t_embedder = nn.Module()
-        self.t_embedder.timestep_embedder = Embedder(256, cfg.dim)
+        self.t_embedder.timestep_embedder = LinearTimestepEmbedder(cfg.dim)
         self.p_embedder = nn.Module()
-        self.p_embedder.pooled_embedder = Embedder(cfg.text_emb_dim, cfg.dim)
+        self.p_embedder.pooled_embedder = LinearEmbedder(cfg.text_emb_dim, cfg.dim)
         self.x_embedder = nn.Module()
         self.x_embedder.proj = Linear(p * p * cfg.in_channels, cfg.dim)
         self.double_stream_blocks = nn.ModuleList(wrapped(DoubleBlock(cfg)) for _ in range(cfg.num_layers))
@@ -232,7 +221,7 @@ class HiDream(nn.Module):
         x = pad_to_patches(x, p)
         h, w = x.shape[-2] // p, x.shape[-1] // p
         sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(b)
-        vec = self.t_embedder.timestep_embedder(timestep_embedding(1000 * sigma.float()).to(dtype))
+        vec = self.t_embedder.timestep_embedder(1000 * sigma.float(), dtype)
         vec = vec + self.p_embedder.pooled_embedder(y.to(dtype).expand(b, -1))
         img = self.x_embedder.proj(patchify(x, p, channels_last=True))  # features (row, column, channel)
         llama = [self.caption_projection[i].linear(llama_states[:, layer].to(dtype)).expand(b, -1, -1)

@@ -38,18 +38,7 @@ from .attention import attention
 from .cast_layers import Linear
 from .configs import HunyuanVideoConfig, hunyuan_video_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
 from .flux import LastLayer, MLPEmbedder, pad_to_patches, rope_attention, rope_table
-from .mmdit import timestep_embedding
-
-
-class TimestepEmbedder(nn.Module):
-    """Tencent's: sinusoidal (cos first) -> Linear -> SiLU -> Linear, as `mlp.0` / `mlp.2`."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.mlp = nn.Sequential(Linear(256, dim), nn.SiLU(), Linear(dim, dim))
-
-    def forward(self, t, dtype):
-        return self.mlp(timestep_embedding(t, 256).to(dtype))
+from .mmdit import LinearEmbedder, TimestepEmbedder  # Tencent's (sinusoid cos first) -> mlp.0, mlp.2
 
 
 class FeedForward(nn.Module):
@@ -87,15 +76,6 @@ class RefinerBlock(nn.Module):
         return x + gate_mlp * self.mlp(self.norm2(x))
 
 
-class TextProjection(nn.Module):
-    def __init__(self, in_dim: int, dim: int):
-        super().__init__()
-        self.linear_1, self.linear_2 = Linear(in_dim, dim), Linear(dim, dim)
-
-    def forward(self, x):
-        return self.linear_2(F.silu(self.linear_1(x)))
-
-
 class TokenRefiner(nn.Module):
     """txt_in: the text states projected to the width, then refined by self-attention blocks gated
     by the timestep's embedding + a projection of the states' mean."""
@@ -105,7 +85,7 @@ class TokenRefiner(nn.Module):
         dim = cfg.hidden_size
         self.input_embedder = Linear(cfg.context_in_dim, dim)
         self.t_embedder = TimestepEmbedder(dim)
-        self.c_embedder = TextProjection(cfg.context_in_dim, dim)
+        self.c_embedder = LinearEmbedder(cfg.context_in_dim, dim)
         self.individual_token_refiner = nn.Module()
         self.individual_token_refiner.blocks = nn.ModuleList(
             RefinerBlock(dim, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.refiner_depth))

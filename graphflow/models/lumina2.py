@@ -26,7 +26,7 @@ from .attention import attention
 from .cast_layers import Linear
 from .configs import Lumina2Config, lumina2_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
 from .flux import apply_rope, image_ids, pad_to_patches, patchify, rope_table, unpatchify
-from .mmdit import timestep_embedding
+from .mmdit import TimestepEmbedder
 
 
 class Attention(nn.Module):
@@ -80,15 +80,6 @@ class Block(nn.Module):
         attended = self.attention(self.attention_norm1(x) * (1 + scale_msa), pe, mask)
         x = x + gate_msa.tanh() * self.attention_norm2(attended)
         return x + gate_mlp.tanh() * self.ffn_norm2(self.feed_forward(self.ffn_norm1(x) * (1 + scale_mlp)))
-
-
-class TimestepEmbedder(nn.Module):
-    def __init__(self, width: int):
-        super().__init__()
-        self.mlp = nn.Sequential(Linear(256, width), nn.SiLU(), Linear(width, width))
-
-    def forward(self, t, dtype):
-        return self.mlp(timestep_embedding(t, 256).to(dtype))
 
 
 class FinalLayer(nn.Module):

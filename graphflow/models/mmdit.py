@@ -58,6 +58,37 @@ class Embedder(nn.Module):
         return self.mlp(x)
 
 
+class TimestepEmbedder(Embedder):
+    """An Embedder of t's 256-channel sinusoid, in dtype (Lumina 2's, HunyuanVideo's, Mochi's)."""
+
+    def __init__(self, dim: int):
+        super().__init__(256, dim)
+
+    def forward(self, t, dtype):
+        return self.mlp(timestep_embedding(t, 256).to(dtype))
+
+
+class LinearEmbedder(nn.Module):
+    """Linear -> SiLU -> Linear in diffusers' TimestepEmbedding names (`linear_1`, `linear_2`)."""
+
+    def __init__(self, in_dim: int, dim: int):
+        super().__init__()
+        self.linear_1, self.linear_2 = Linear(in_dim, dim), Linear(dim, dim)
+
+    def forward(self, x):
+        return self.linear_2(F.silu(self.linear_1(x)))
+
+
+class LinearTimestepEmbedder(LinearEmbedder):
+    """A LinearEmbedder of t's 256-channel sinusoid, in dtype (Qwen-Image's, LTX-Video's)."""
+
+    def __init__(self, dim: int):
+        super().__init__(256, dim)
+
+    def forward(self, t, dtype):
+        return super().forward(timestep_embedding(t, 256).to(dtype))
+
+
 class Attention(nn.Module):
     def __init__(self, dim: int, heads: int, qk_norm: bool, pre_only: bool = False):
         super().__init__()

@@ -36,7 +36,7 @@ from .attention import attention
 from .cast_layers import Linear
 from .configs import QwenImageConfig, qwen_image_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
 from .flux import apply_rope, image_ids, pad_to_patches, patchify, reference_positions, rope_table, unpatchify
-from .mmdit import timestep_embedding
+from .mmdit import LinearTimestepEmbedder
 
 
 class Attention(nn.Module):
@@ -110,16 +110,6 @@ class Block(nn.Module):
         return img + img_gate * self.img_mlp(img_in), txt + txt_gate * self.txt_mlp(txt_in)
 
 
-class TimestepEmbedder(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.linear_1 = Linear(256, dim)
-        self.linear_2 = Linear(dim, dim)
-
-    def forward(self, t, dtype):
-        return self.linear_2(F.silu(self.linear_1(timestep_embedding(t, 256).to(dtype))))
-
-
 class LastLayer(nn.Module):
     def __init__(self, dim: int):
         super().__init__()
@@ -140,7 +130,7 @@ class QwenImage(nn.Module):
         if sum(cfg.axes_dims) != cfg.head_dim:
             raise ValueError(f"rotary axes {cfg.axes_dims} must add up to the head size {cfg.head_dim}")
         self.time_text_embed = nn.Module()
-        self.time_text_embed.timestep_embedder = TimestepEmbedder(cfg.dim)
+        self.time_text_embed.timestep_embedder = LinearTimestepEmbedder(cfg.dim)
         self.txt_norm = nn.RMSNorm(cfg.joint_attention_dim, eps=1e-6)
         self.img_in = Linear(cfg.in_channels, cfg.dim)
         self.txt_in = Linear(cfg.joint_attention_dim, cfg.dim)
