@@ -40,7 +40,7 @@ from .attention import attention
 from .cast_layers import Linear
 from .configs import HiDreamConfig, hidream_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
 from .flux import LastLayer, apply_rope, image_ids, pad_to_patches, patchify, rope_table, unpatchify
-from .mmdit import LinearEmbedder, LinearTimestepEmbedder, layer_norm
+from .mmdit import LinearEmbedder, LinearTimestepEmbedder, norm_modulate
 
 
 class SwiGLU(nn.Module):
@@ -112,10 +112,6 @@ class Attention(nn.Module):
         return self.to_out(out[:, :n]), self.to_out_t(out[:, n:])
 
 
-def modulate(norm_x, shift, scale):
-    return norm_x * (1 + scale) + shift
-
-
 class DoubleBlock(nn.Module):
     def __init__(self, cfg: HiDreamConfig):
         super().__init__()
@@ -123,16 +119,15 @@ class DoubleBlock(nn.Module):
         self.attn1 = Attention(cfg, single=False)
         self.ff_i = MoE(cfg)
         self.ff_t = SwiGLU(cfg.dim, cfg.expert_hidden)
-        self.norm = layer_norm(cfg.dim)  # (no weights: norm1_i / norm1_t / norm3_i / norm3_t alike)
 
     def forward(self, img, txt, vec, pe):
         (shift_ai, scale_ai, gate_ai, shift_fi, scale_fi, gate_fi,
          shift_at, scale_at, gate_at, shift_ft, scale_ft, gate_ft) = self.adaLN_modulation(vec)[:, None].chunk(12, -1)
-        attn_i, attn_t = self.attn1(modulate(self.norm(img), shift_ai, scale_ai), pe,
-                                    modulate(self.norm(txt), shift_at, scale_at))
+        attn_i, attn_t = self.attn1(norm_modulate(img, shift_ai, scale_ai), pe,
+                                    norm_modulate(txt, shift_at, scale_at))
         img, txt = img + gate_ai * attn_i, txt + gate_at * attn_t
-        img = img + gate_fi * self.ff_i(modulate(self.norm(img), shift_fi, scale_fi))
-        return img, txt + gate_ft * self.ff_t(modulate(self.norm(txt), shift_ft, scale_ft))
+        img = img + gate_fi * self.ff_i(norm_modulate(img, shift_fi, scale_fi))
+        return img, txt + gate_ft * self.ff_t(norm_modulate(txt, shift_ft, scale_ft))
 
 
 class SingleBlock(nn.Module):
@@ -141,12 +136,11 @@ class SingleBlock(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), Linear(cfg.dim, 6 * cfg.dim))
         self.attn1 = Attention(cfg, single=True)
         self.ff_i = MoE(cfg)
-        self.norm = layer_norm(cfg.dim)
 
     def forward(self, x, vec, pe):
         shift_a, scale_a, gate_a, shift_f, scale_f, gate_f = self.adaLN_modulation(vec)[:, None].chunk(6, -1)
-        x = x + gate_a * self.attn1(modulate(self.norm(x), shift_a, scale_a), pe)
-        return x + gate_f * self.ff_i(modulate(self.norm(x), shift_f, scale_f))
+        x = x + gate_a * self.attn1(norm_modulate(x, shift_a, scale_a), pe)
+        return x + gate_f * self.ff_i(norm_modulate(x, shift_f, scale_f))
 
 
 def wrapped(block: nn.Module) -> nn.Module:

@@ -38,7 +38,7 @@ from .attention import attention
 from .cast_layers import Linear
 from .configs import HunyuanVideoConfig, hunyuan_video_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
 from .flux import LastLayer, MLPEmbedder, pad_to_patches, rope_attention, rope_table
-from .mmdit import LinearEmbedder, TimestepEmbedder  # Tencent's (sinusoid cos first) -> mlp.0, mlp.2
+from .mmdit import LinearEmbedder, TimestepEmbedder, norm_modulate
 
 
 class FeedForward(nn.Module):
@@ -122,10 +122,6 @@ def segment_mods(modulation, vec, n_tokens: int):
                  for i in range(len(parts[0])))
 
 
-def modulate(x, shift, scale):
-    return F.layer_norm(x, x.shape[-1:], eps=1e-6) * (1 + scale) + shift
-
-
 class DoubleBlock(nn.Module):
     """FLUX's double-stream block (image and text weights apart, one joint attention) in Tencent's names."""
 
@@ -141,12 +137,12 @@ class DoubleBlock(nn.Module):
             setattr(self, f"{s}_mlp", FeedForward(dim, int(dim * cfg.mlp_ratio), nn.GELU(approximate="tanh")))
 
     def _qkv(self, s, x, mods):
-        q, k, v = split_heads(getattr(self, f"{s}_attn_qkv")(modulate(x, mods[0], mods[1])), self.heads)
+        q, k, v = split_heads(getattr(self, f"{s}_attn_qkv")(norm_modulate(x, mods[0], mods[1])), self.heads)
         return getattr(self, f"{s}_attn_q_norm")(q), getattr(self, f"{s}_attn_k_norm")(k), v
 
     def _post(self, s, x, attn, mods):
         x = x + mods[2] * getattr(self, f"{s}_attn_proj")(attn)
-        return x + mods[5] * getattr(self, f"{s}_mlp")(modulate(x, mods[3], mods[4]))
+        return x + mods[5] * getattr(self, f"{s}_mlp")(norm_modulate(x, mods[3], mods[4]))
 
     def forward(self, img, txt, vec, pe, txt_vec=None):
         """vec: the image tokens' (segment_mods); txt_vec the text's, vec when None."""
@@ -172,7 +168,7 @@ class SingleBlock(nn.Module):
 
     def forward(self, x, vec, pe):
         shift, scale, gate = segment_mods(self.modulation, vec, x.shape[1])
-        qkv, hidden = self.linear1(modulate(x, shift, scale)).split([3 * x.shape[-1], self.mlp_hidden], dim=-1)
+        qkv, hidden = self.linear1(norm_modulate(x, shift, scale)).split([3 * x.shape[-1], self.mlp_hidden], dim=-1)
         q, k, v = split_heads(qkv, self.heads)
         out = rope_attention(self.q_norm(q), self.k_norm(k), v, pe)
         return x + gate * self.linear2(torch.cat([out, F.gelu(hidden, approximate="tanh")], dim=2))

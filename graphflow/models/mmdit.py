@@ -34,6 +34,12 @@ def modulate(x, shift, scale):
     return x * (1 + scale[:, None]) + shift[:, None]
 
 
+def norm_modulate(x, shift, scale):
+    """LN(x) (no weights, eps 1e-6) * (1 + scale) + shift, shift and scale broadcast against x
+    ([B, 1, D], or per token)."""
+    return F.layer_norm(x, x.shape[-1:], eps=1e-6) * (1 + scale) + shift
+
+
 def layer_norm(dim: int) -> nn.LayerNorm:
     return nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
 

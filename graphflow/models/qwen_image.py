@@ -36,7 +36,7 @@ from .attention import attention
 from .cast_layers import Linear
 from .configs import QwenImageConfig, qwen_image_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
 from .flux import apply_rope, image_ids, pad_to_patches, patchify, reference_positions, rope_table, unpatchify
-from .mmdit import LinearTimestepEmbedder
+from .mmdit import LinearTimestepEmbedder, norm_modulate
 
 
 class Attention(nn.Module):
@@ -85,7 +85,7 @@ class FeedForward(nn.Module):
 def modulated(x, mod):
     """LN(x) * (1 + scale) + shift, and the gate; mod [B, 1, 3 * dim] = (shift, scale, gate)."""
     shift, scale, gate = mod.chunk(3, dim=-1)
-    return F.layer_norm(x, x.shape[-1:], eps=1e-6) * (1 + scale) + shift, gate
+    return norm_modulate(x, shift, scale), gate
 
 
 class Block(nn.Module):
@@ -118,7 +118,7 @@ class LastLayer(nn.Module):
     def forward(self, x, temb):
         # scale first, then shift (diffusers' AdaLayerNormContinuous, ComfyUI's LastLayer)
         scale, shift = self.linear(F.silu(temb))[:, None].chunk(2, dim=-1)
-        return F.layer_norm(x, x.shape[-1:], eps=1e-6) * (1 + scale) + shift
+        return norm_modulate(x, shift, scale)
 
 
 class QwenImage(nn.Module):
