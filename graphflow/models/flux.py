@@ -52,6 +52,12 @@ def rope_table(pos: torch.Tensor, axes: tuple[int, ...], theta: int) -> torch.Te
     return torch.cat([rope(pos[..., i], d, theta) for i, d in enumerate(axes)], dim=-3)
 
 
+def text_lengths(mask: torch.Tensor, batch: int) -> list[int]:
+    """Each sample's kept text tokens (at least one) from a text mask [B or 1, T] (1 keep, kept tokens
+    leading): Lumina 2, Qwen-Image and HunyuanVideo run each sample on its own text cut to these."""
+    return [max(1, int(n)) for n in mask.to(torch.bool).sum(dim=1).reshape(-1).expand(batch).tolist()]
+
+
 def apply_rope(x: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
     x_ = x.float().reshape(*x.shape[:-1], -1, 1, 2)
     return (pe[..., 0] * x_[..., 0] + pe[..., 1] * x_[..., 1]).reshape(x.shape).type_as(x)

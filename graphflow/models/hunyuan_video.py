@@ -37,7 +37,7 @@ from torch import nn
 from .attention import attention
 from .cast_layers import Linear
 from .configs import HunyuanVideoConfig, hunyuan_video_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
-from .flux import LastLayer, MLPEmbedder, pad_to_patches, rope_attention, rope_table
+from .flux import LastLayer, MLPEmbedder, pad_to_patches, rope_attention, rope_table, text_lengths
 from .mmdit import LinearEmbedder, TimestepEmbedder, norm_modulate
 
 
@@ -226,9 +226,9 @@ class HunyuanVideo(nn.Module):
         if guidance is not None:
             guidance = torch.as_tensor(guidance, dtype=torch.float32, device=x.device).reshape(-1).expand(b)
         if text_mask is not None:
-            lengths = text_mask.to(torch.bool).sum(dim=1).reshape(-1).expand(b).tolist()
+            lengths = text_lengths(text_mask, b)
             one = (lambda t, i: None if t is None else t[i:i + 1])
-            return torch.cat([self(x[i:i + 1], sigma[i:i + 1], context[i:i + 1, :max(1, int(n))], y[i:i + 1],
+            return torch.cat([self(x[i:i + 1], sigma[i:i + 1], context[i:i + 1, :n], y[i:i + 1],
                                    one(guidance, i), guiding_frame_index=one(guiding_frame_index, i))
                               for i, n in enumerate(lengths)])
         T, H, W = x.shape[2:]

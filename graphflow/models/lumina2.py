@@ -25,7 +25,7 @@ from torch import nn
 from .attention import attention
 from .cast_layers import Linear
 from .configs import Lumina2Config, lumina2_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
-from .flux import apply_rope, image_ids, pad_to_patches, patchify, rope_table, unpatchify
+from .flux import apply_rope, image_ids, pad_to_patches, patchify, rope_table, text_lengths, unpatchify
 from .mmdit import TimestepEmbedder
 
 
@@ -134,8 +134,8 @@ class Lumina2(nn.Module):
         context = context.to(x.dtype).expand(b, -1, -1)
         sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(b)
         if text_mask is not None:
-            lengths = text_mask.to(torch.bool).sum(dim=1).reshape(-1).expand(b).tolist()
-            return torch.cat([self(x[i:i + 1], sigma[i:i + 1], context[i:i + 1, :max(1, int(n))])
+            lengths = text_lengths(text_mask, b)
+            return torch.cat([self(x[i:i + 1], sigma[i:i + 1], context[i:i + 1, :n])
                               for i, n in enumerate(lengths)])[..., :H, :W]
         h, w = x.shape[-2] // p, x.shape[-1] // p
         t_emb = self.t_embedder(1.0 - sigma.float(), x.dtype)

@@ -35,7 +35,8 @@ from torch import nn
 from .attention import attention
 from .cast_layers import Linear
 from .configs import QwenImageConfig, qwen_image_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
-from .flux import apply_rope, image_ids, pad_to_patches, patchify, reference_positions, rope_table, unpatchify
+from .flux import (apply_rope, image_ids, pad_to_patches, patchify, reference_positions, rope_table, text_lengths,
+                   unpatchify)
 from .mmdit import LinearTimestepEmbedder, norm_modulate
 
 
@@ -209,10 +210,10 @@ class QwenImage(nn.Module):
         sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(b)
         refs = [ref.to(x.device, x.dtype).expand(b, -1, -1, -1) for ref in refs]
         if text_mask is not None:
-            lengths = text_mask.to(torch.bool).sum(dim=1).reshape(-1).expand(b).tolist()
+            lengths = text_lengths(text_mask, b)
             rows = [{k: [None if r is None else r[i:i + 1] for r in v] for k, v in control.items()}
                     if control is not None else None for i in range(b)]
-            return torch.cat([self(x[i:i + 1], sigma[i:i + 1], context[i:i + 1, :max(1, int(n))], control=rows[i],
+            return torch.cat([self(x[i:i + 1], sigma[i:i + 1], context[i:i + 1, :n], control=rows[i],
                                    reference_latents=[ref[i:i + 1] for ref in refs], reference_method=reference_method)
                               for i, n in enumerate(lengths)])
         img, txt, temb, pe, (h, w) = self.embed(x, sigma, context, refs, reference_method)
