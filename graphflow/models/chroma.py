@@ -35,8 +35,8 @@ from .cast_layers import Conv2d, Linear
 from .configs import (ChromaConfig, ChromaRadianceConfig,  # noqa: F401 (the configs live in configs.py, torch-free)
                       chroma_config_from_state_dict)
 from .flux import (DoubleStreamBlock, LastLayer, MLPEmbedder, RMSNorm, SingleStreamBlock, image_ids, pack,
-                   pad_to_patches, rope_table, unpack)
-from .mmdit import timestep_embedding
+                   rope_table, unpack)
+from .mmdit import pad_to_patches, timestep_embedding
 
 
 class Approximator(nn.Module):

@@ -33,7 +33,7 @@ from torch import nn
 from .attention import attention
 from .configs import FluxConfig, flux_config_from_state_dict  # noqa: F401 (the config lives in configs.py, torch-free)
 from .cast_layers import Linear
-from .mmdit import layer_norm, timestep_embedding
+from .mmdit import layer_norm, pad_to_patches, timestep_embedding
 
 REFERENCE_METHODS = ("offset", "index", "uxo")  # FluxKontextMultiReferenceLatentMethod's ("uxo/uno" -> "uxo")
 
@@ -195,16 +195,6 @@ class LastLayer(nn.Module):
     def modulated(self, x, shift, scale):
         """shift, scale: [B, 1, D]."""
         return self.linear((1 + scale) * self.norm_final(x) + shift)
-
-
-def pad_to_patches(x: torch.Tensor, p) -> torch.Tensor:
-    """x padded circularly at the end of its last dims to whole patches (ComfyUI's pad_to_patch_size):
-    p a size for the last two dims, or one size per trailing dim."""
-    sizes = (p, p) if isinstance(p, int) else tuple(p)
-    pads = []
-    for n, q in zip(reversed(x.shape[-len(sizes):]), reversed(sizes)):
-        pads += [0, -n % q]
-    return F.pad(x, pads, mode="circular") if any(pads) else x
 
 
 def patchify(x: torch.Tensor, p: int, channels_last: bool = False) -> torch.Tensor:

@@ -39,8 +39,8 @@ from torch import nn
 from .attention import attention
 from .cast_layers import Linear
 from .configs import HiDreamConfig, hidream_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
-from .flux import LastLayer, apply_rope, image_ids, pad_to_patches, patchify, rope_table, unpatchify
-from .mmdit import LinearEmbedder, LinearTimestepEmbedder, norm_modulate
+from .flux import LastLayer, apply_rope, image_ids, patchify, rope_table, unpatchify
+from .mmdit import LinearEmbedder, LinearTimestepEmbedder, norm_modulate, pad_to_patches
 
 
 class SwiGLU(nn.Module):

@@ -37,8 +37,8 @@ from torch import nn
 from .attention import attention
 from .cast_layers import Linear
 from .configs import HunyuanVideoConfig, hunyuan_video_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
-from .flux import LastLayer, MLPEmbedder, pad_to_patches, rope_attention, rope_table, text_lengths
-from .mmdit import LinearEmbedder, TimestepEmbedder, norm_modulate
+from .flux import LastLayer, MLPEmbedder, rope_attention, rope_table, text_lengths
+from .mmdit import LinearEmbedder, TimestepEmbedder, norm_modulate, pad_to_patches
 
 
 class FeedForward(nn.Module):

@@ -25,8 +25,8 @@ from torch import nn
 from .attention import attention
 from .cast_layers import Linear
 from .configs import Lumina2Config, lumina2_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
-from .flux import apply_rope, image_ids, pad_to_patches, patchify, rope_table, text_lengths, unpatchify
-from .mmdit import TimestepEmbedder
+from .flux import apply_rope, image_ids, patchify, rope_table, text_lengths, unpatchify
+from .mmdit import TimestepEmbedder, pad_to_patches
 
 
 class Attention(nn.Module):

@@ -40,6 +40,16 @@ def norm_modulate(x, shift, scale):
     return F.layer_norm(x, x.shape[-1:], eps=1e-6) * (1 + scale) + shift
 
 
+def pad_to_patches(x: torch.Tensor, p) -> torch.Tensor:
+    """x padded circularly at the end of its last dims to whole patches (ComfyUI's pad_to_patch_size):
+    p a size for the last two dims, or one size per trailing dim."""
+    sizes = (p, p) if isinstance(p, int) else tuple(p)
+    pads = []
+    for n, q in zip(reversed(x.shape[-len(sizes):]), reversed(sizes)):
+        pads += [0, -n % q]
+    return F.pad(x, pads, mode="circular") if any(pads) else x
+
+
 def layer_norm(dim: int) -> nn.LayerNorm:
     return nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
 
@@ -232,7 +242,7 @@ class MMDiT(nn.Module):
         from ControlNets (graphflow.models.mmdit_controlnet)."""
         p, (H, W) = self.config.patch_size, x.shape[-2:]
         if H % p or W % p:  # odd latent sizes: pad as ComfyUI does, crop the output back
-            x = F.pad(x, (0, -W % p, 0, -H % p), mode="circular")
+            x = pad_to_patches(x, p)
         h, w = x.shape[-2] // p, x.shape[-1] // p
         tokens, c, context = self.embed(x, sigma, context, y)
         residuals = (control or {}).get("output") or ()

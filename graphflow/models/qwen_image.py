@@ -35,9 +35,8 @@ from torch import nn
 from .attention import attention
 from .cast_layers import Linear
 from .configs import QwenImageConfig, qwen_image_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
-from .flux import (apply_rope, image_ids, pad_to_patches, patchify, reference_positions, rope_table, text_lengths,
-                   unpatchify)
-from .mmdit import LinearTimestepEmbedder, norm_modulate
+from .flux import apply_rope, image_ids, patchify, reference_positions, rope_table, text_lengths, unpatchify
+from .mmdit import LinearTimestepEmbedder, norm_modulate, pad_to_patches
 
 
 class Attention(nn.Module):
