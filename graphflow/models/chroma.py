@@ -34,8 +34,9 @@ from torch import nn
 from .cast_layers import Conv2d, Linear
 from .configs import (ChromaConfig, ChromaRadianceConfig,  # noqa: F401 (the configs live in configs.py, torch-free)
                       chroma_config_from_state_dict)
-from .flux import DoubleStreamBlock, LastLayer, MLPEmbedder, RMSNorm, SingleStreamBlock, image_ids, pack, rope, unpack
-from .mmdit import timestep_embedding
+from .flux import (DoubleStreamBlock, LastLayer, MLPEmbedder, RMSNorm, SingleStreamBlock, image_ids, pack,
+                   rope_table, unpack)
+from .mmdit import pad_to_patches, timestep_embedding
 
 
 class Approximator(nn.Module):
@@ -99,7 +100,7 @@ class Chroma(nn.Module):
         vectors = lambda start, n: tuple(mods[:, start + i:start + i + 1] for i in range(n))  # noqa: E731
         txt = self.txt_in(txt.to(dtype))
         ids = torch.cat([txt_ids, img_ids], dim=1)
-        pe = torch.cat([rope(ids[..., i], d, cfg.theta) for i, d in enumerate(cfg.axes_dim)], dim=-3)[:, None]
+        pe = rope_table(ids, cfg.axes_dim, cfg.theta)[:, None]
         bias = None
         if text_mask is not None:  # drop masked text tokens as keys: an additive bias [B, 1, T + N]
             keep = torch.cat([text_mask.to(img.device).bool().expand(b, -1),
@@ -119,8 +120,7 @@ class Chroma(nn.Module):
         if control is not None:
             raise ValueError("ControlNets are not supported with Chroma models")
         H, W = x.shape[-2:]
-        if H % 2 or W % 2:  # odd latent sizes: pad as ComfyUI does, crop the output back
-            x = F.pad(x, (0, W % 2, 0, H % 2), mode="circular")
+        x = pad_to_patches(x, 2)  # odd latent sizes: pad as ComfyUI does, crop the output back
         if x.shape[1] * 4 != self.config.in_channels:
             raise ValueError(f"Chroma with {self.config.in_channels} packed input channels takes "
                              f"{self.config.in_channels // 4} latent channels, got {x.shape[1]}")
@@ -273,8 +273,7 @@ class ChromaRadiance(Chroma):
                              f"(EmptyChromaRadianceLatentImage, or VAEEncode with the pixel_space VAE), "
                              f"got shape {tuple(x.shape)}")
         H, W = x.shape[-2:]
-        if H % p or W % p:
-            x = F.pad(x, (0, -W % p, 0, -H % p), mode="circular")
+        x = pad_to_patches(x, p)
         b, _, h, w = x.shape
         tokens = self.img_in_patch(x).flatten(2).transpose(1, 2)  # [B, N, hidden_size], patches row-major
         txt_ids = torch.zeros(b, context.shape[1], 3, device=x.device)

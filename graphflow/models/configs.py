@@ -89,6 +89,12 @@ class UNetConfig:  # defaults: SD1.5
         return channels // self.num_head_channels, self.num_head_channels
 
 
+def _count_blocks(shapes, prefix: str) -> int:
+    """1 + the highest block index right after `prefix` ("transformer_blocks." -> N of
+    transformer_blocks.N.*) among the keys; 0 when there are none."""
+    return 1 + max((int(k[len(prefix):].split(".")[0]) for k in shapes if k.startswith(prefix)), default=-1)
+
+
 def unet_config_from_state_dict(shapes: dict[str, tuple[int, ...]], norm_groups: int = 32) -> UNetConfig:
     """Infer a UNetConfig from UNet key names and tensor shapes (keys without the
     'model.diffusion_model.' prefix). Neither the head layout nor the GroupNorm group count
@@ -103,7 +109,7 @@ def unet_config_from_state_dict(shapes: dict[str, tuple[int, ...]], norm_groups:
         ids = {k[len(prefix):].split(".")[0] for k in shapes if k.startswith(prefix)}
         return len(ids)
 
-    num_input_blocks = 1 + max(int(k.split(".")[1]) for k in shapes if k.startswith("input_blocks."))
+    num_input_blocks = _count_blocks(shapes, "input_blocks.")
     channel_mult, num_res_blocks, input_depths = [], [], []
     res_in_level = 0
     for i in range(1, num_input_blocks):
@@ -809,12 +815,8 @@ def lumina2_config_from_state_dict(shapes: dict[str, tuple]) -> Lumina2Config:
     if patch * patch * LUMINA2_LATENT_CHANNELS != in_features:
         raise ValueError(f"Lumina 2's x_embedder takes {in_features} features, not patches of "
                          f"{LUMINA2_LATENT_CHANNELS} channels")
-
-    def count(prefix):
-        return 1 + max((int(k.split(".")[1]) for k in shapes if k.startswith(prefix + ".")), default=-1)
-
-    return Lumina2Config(patch_size=patch, dim=dim, num_layers=count("layers"),
-                         num_refiner_layers=count("noise_refiner"),
+    return Lumina2Config(patch_size=patch, dim=dim, num_layers=_count_blocks(shapes, "layers."),
+                         num_refiner_layers=_count_blocks(shapes, "noise_refiner."),
                          num_heads=heads, num_kv_heads=kv_heads, ffn_dim=shapes["layers.0.feed_forward.w1.weight"][0],
                          cap_feat_dim=cap_feat_dim, axes_dims=(head_dim // 3,) * 3)
 
@@ -855,7 +857,7 @@ def qwen_image_config_from_state_dict(shapes: dict[str, tuple]) -> QwenImageConf
     if patch * patch * QWEN_IMAGE_LATENT_CHANNELS != in_channels:
         raise ValueError(f"Qwen-Image's img_in takes {in_channels} features, not patches of "
                          f"{QWEN_IMAGE_LATENT_CHANNELS} channels")
-    layers = 1 + max((int(k.split(".")[1]) for k in shapes if k.startswith("transformer_blocks.")), default=-1)
+    layers = _count_blocks(shapes, "transformer_blocks.")
     return QwenImageConfig(in_channels=in_channels, out_channels=shapes["proj_out.weight"][0] // (patch * patch),
                            patch_size=patch, num_layers=layers, num_heads=dim // head_dim, head_dim=head_dim,
                            joint_attention_dim=joint_dim,
@@ -911,10 +913,9 @@ def hidream_config_from_state_dict(shapes: dict[str, tuple]) -> HiDreamConfig:
     head_dim = 128 if dim % 128 == 0 else 32
     if dim % head_dim:
         raise ValueError(f"HiDream's width {dim} does not split into heads of 32 or 128 channels")
-    double = 1 + max((int(k.split(".")[1]) for k in shapes if k.startswith("double_stream_blocks.")), default=-1)
-    single = 1 + max((int(k.split(".")[1]) for k in shapes if k.startswith("single_stream_blocks.")), default=-1)
-    experts = 1 + max((int(k.split(".")[5]) for k in shapes
-                       if k.startswith("double_stream_blocks.0.block.ff_i.experts.")), default=-1)
+    double = _count_blocks(shapes, "double_stream_blocks.")
+    single = _count_blocks(shapes, "single_stream_blocks.")
+    experts = _count_blocks(shapes, "double_stream_blocks.0.block.ff_i.experts.")
     out_features = shapes["final_layer.linear.weight"][0]
     patch = round((patch_in / HIDREAM_LATENT_CHANNELS) ** 0.5)
     if patch * patch * HIDREAM_LATENT_CHANNELS != patch_in:

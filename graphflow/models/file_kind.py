@@ -10,6 +10,8 @@ a Control-LoRA has `lora_` keys and a GLIGEN file UNet block names, so those com
 
 from dataclasses import dataclass
 
+from .configs import is_hunyuan_video_vae  # torch-free
+
 UNET_PREFIX = "model.diffusion_model."
 # the tensors a union ControlNet (SDXL ControlNet++) adds to a plain one (torch-free here: validation reads it)
 UNION_KEYS = ("task_embedding", "transformer_layes.", "spatial_ch_projs.", "control_add_embedding.")
@@ -233,8 +235,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         return FileKind("Cosmos 1.0 video VAE (CV8x8x8 tokenizer)", "vae", "LoadVAE")
     if "decoder.up_blocks.0.res_blocks.0.conv1.conv.weight" in shapes:  # ComfyUI's marker
         return FileKind("LTX-Video video VAE", "vae", "LoadVAE")
-    if "decoder.conv_in.conv.weight" in shapes and "encoder.down.0.block.0.conv1.conv.weight" in shapes:
-        return FileKind("HunyuanVideo video VAE", "vae", "LoadVAE")  # ComfyUI's marker (comfy/sd.py)
+    if is_hunyuan_video_vae(shapes):
+        return FileKind("HunyuanVideo video VAE", "vae", "LoadVAE")
     if "encoder.conv1.weight" in shapes and _has(shapes, "decoder.upsamples."):  # before CLIP vision: it has a conv1
         if "decoder.upsamples.0.upsamples.0.residual.0.gamma" in shapes:  # residual stages
             return FileKind("Wan 2.2 video VAE", "vae", "LoadVAE")

@@ -33,7 +33,7 @@ from torch import nn
 from .attention import attention
 from .configs import FluxConfig, flux_config_from_state_dict  # noqa: F401 (the config lives in configs.py, torch-free)
 from .cast_layers import Linear
-from .mmdit import layer_norm, timestep_embedding
+from .mmdit import layer_norm, pad_to_patches, timestep_embedding
 
 REFERENCE_METHODS = ("offset", "index", "uxo")  # FluxKontextMultiReferenceLatentMethod's ("uxo/uno" -> "uxo")
 
@@ -44,6 +44,18 @@ def rope(pos: torch.Tensor, dim: int, theta: int) -> torch.Tensor:
     angles = pos.to(torch.float64)[..., None] / theta ** scale
     cos, sin = torch.cos(angles), torch.sin(angles)
     return torch.stack([cos, -sin, sin, cos], dim=-1).reshape(*angles.shape, 2, 2).float()
+
+
+def rope_table(pos: torch.Tensor, axes: tuple[int, ...], theta: int) -> torch.Tensor:
+    """[..., L, len(axes)] positions -> [..., L, sum(axes)/2, 2, 2]: each axis's rotations over its
+    slice of the head (apply_rope's table; the caller adds the head axis where its layout has it)."""
+    return torch.cat([rope(pos[..., i], d, theta) for i, d in enumerate(axes)], dim=-3)
+
+
+def text_lengths(mask: torch.Tensor, batch: int) -> list[int]:
+    """Each sample's kept text tokens (at least one) from a text mask [B or 1, T] (1 keep, kept tokens
+    leading): Lumina 2, Qwen-Image and HunyuanVideo run each sample on its own text cut to these."""
+    return [max(1, int(n)) for n in mask.to(torch.bool).sum(dim=1).reshape(-1).expand(batch).tolist()]
 
 
 def apply_rope(x: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
@@ -185,16 +197,33 @@ class LastLayer(nn.Module):
         return self.linear((1 + scale) * self.norm_final(x) + shift)
 
 
+def patchify(x: torch.Tensor, p: int, channels_last: bool = False) -> torch.Tensor:
+    """[B, C, h p, w p] -> patches as tokens [B, h w, C p p], features (channel, row, column) as BFL's
+    packing (Qwen-Image's too), or (row, column, channel) with channels_last (Lumina 2's, HiDream's)."""
+    b, c, H, W = x.shape
+    x = x.reshape(b, c, H // p, p, W // p, p)
+    x = x.permute(0, 2, 4, 3, 5, 1) if channels_last else x.permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(b, H // p * (W // p), c * p * p)
+
+
+def unpatchify(x: torch.Tensor, h: int, w: int, p: int, channels_last: bool = False) -> torch.Tensor:
+    """patchify's inverse: [B, h w, C p p] (h, w in patches) -> [B, C, h p, w p]."""
+    b = x.shape[0]
+    if channels_last:
+        x = x.reshape(b, h, w, p, p, -1).permute(0, 5, 1, 3, 2, 4)
+    else:
+        x = x.reshape(b, h, w, -1, p, p).permute(0, 3, 1, 4, 2, 5)
+    return x.reshape(b, -1, h * p, w * p)
+
+
 def pack(x: torch.Tensor) -> torch.Tensor:
     """[B, C, H, W] (H, W even) -> [B, H/2 * W/2, C * 4], channels (c, row, column) as BFL."""
-    b, c, h, w = x.shape
-    return x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, h * w // 4, c * 4)
+    return patchify(x, 2)
 
 
 def unpack(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    b, _, d = x.shape
-    c = d // 4
-    return x.reshape(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
+    """pack's inverse, h, w the latent's (even) size."""
+    return unpatchify(x, h // 2, w // 2, 2)
 
 
 def image_ids(h: int, w: int, batch: int, device, index: int = 0, row: int = 0, column: int = 0) -> torch.Tensor:
@@ -265,8 +294,7 @@ class Flux(nn.Module):
         for patch in self.post_input_patches:
             img, txt, img_ids, txt_ids = patch(img, txt, img_ids, txt_ids)
         ids = torch.cat([txt_ids, img_ids], dim=1)
-        pe = torch.cat([rope(ids[..., i], d, self.config.theta) for i, d in enumerate(self.config.axes_dim)],
-                       dim=-3)[:, None]  # [B, 1, L, head_dim/2, 2, 2]
+        pe = rope_table(ids, self.config.axes_dim, self.config.theta)[:, None]  # [B, 1, L, head_dim/2, 2, 2]
         return img, txt, vec, pe
 
     def forward_packed(self, img, img_ids, txt, txt_ids, sigma, y, guidance=None, control=None, attention_mask=None):
@@ -297,8 +325,8 @@ class Flux(nn.Module):
                 reference_latents=None, reference_method: str = "offset", **unused):
         H, W = x.shape[-2:]
         if H % 2 or W % 2:  # odd latent sizes: pad as ComfyUI does, crop the output back
-            x = F.pad(x, (0, W % 2, 0, H % 2), mode="circular")
-            concat = None if concat is None else F.pad(concat, (0, W % 2, 0, H % 2), mode="circular")
+            x = pad_to_patches(x, 2)
+            concat = None if concat is None else pad_to_patches(concat, 2)
         if concat is not None:
             x = torch.cat([x, concat.to(x.dtype)], dim=1)
         if x.shape[1] * 4 != self.config.in_channels:
@@ -317,8 +345,7 @@ class Flux(nn.Module):
                                  "reference latents (ReferenceLatent)")
             places = reference_positions([tuple(r.shape[-2:]) for r in reference_latents], (H, W), reference_method)
             for ref, (index, row, column) in zip(reference_latents, places):
-                rh, rw = ref.shape[-2:]
-                ref = F.pad(ref.to(x.device, x.dtype), (0, rw % 2, 0, rh % 2), mode="circular")
+                ref = pad_to_patches(ref.to(x.device, x.dtype), 2)
                 img = torch.cat([img, pack(ref)], dim=1)
                 img_ids = torch.cat([img_ids, image_ids(ref.shape[-2] // 2, ref.shape[-1] // 2, b, x.device,
                                                         index, row, column)], dim=1)

@@ -35,7 +35,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from graphflow.choices import UNION_CONTROLNET_TYPES
@@ -44,6 +43,7 @@ from .cast_layers import Linear
 from .controlnet import hint_encoder, hint_encoder_widths
 from .diffusers_names import FLUX_DOUBLE_BLOCK, FLUX_SINGLE_BLOCK, FLUX_TOP, fused_names, fused_shapes
 from .flux import Flux, FluxConfig, flux_config_from_state_dict, image_ids, pack
+from .mmdit import pad_to_patches
 from .mmdit_controlnet import assign
 from .weight_files import CheckpointError
 
@@ -101,8 +101,7 @@ class FluxControlNet(Flux):
             hint = self.input_hint_block(hint.to(self.dtype))
         H, W = x.shape[-2:]
         if H % 2 or W % 2:
-            x = F.pad(x, (0, W % 2, 0, H % 2), mode="circular")
-            hint = F.pad(hint, (0, W % 2, 0, H % 2), mode="circular")
+            x, hint = pad_to_patches(x, 2), pad_to_patches(hint, 2)
         b, _, h, w = x.shape
         if mode is not None and not 0 <= mode < self.control_config.modes:
             raise ValueError(f"this FLUX ControlNet has {self.control_config.modes} union modes; got mode {mode}")

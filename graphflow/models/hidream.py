@@ -39,19 +39,8 @@ from torch import nn
 from .attention import attention
 from .cast_layers import Linear
 from .configs import HiDreamConfig, hidream_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
-from .flux import LastLayer, apply_rope, rope
-from .mmdit import layer_norm, timestep_embedding
-
-
-class Embedder(nn.Module):
-    """linear_1 -> SiLU -> linear_2 (diffusers' TimestepEmbedding)."""
-
-    def __init__(self, in_dim: int, dim: int):
-        super().__init__()
-        self.linear_1, self.linear_2 = Linear(in_dim, dim), Linear(dim, dim)
-
-    def forward(self, x):
-        return self.linear_2(F.silu(self.linear_1(x)))
+from .flux import LastLayer, apply_rope, image_ids, patchify, rope_table, unpatchify
+from .mmdit import LinearEmbedder, LinearTimestepEmbedder, norm_modulate, pad_to_patches
 
 
 class SwiGLU(nn.Module):
@@ -123,10 +112,6 @@ class Attention(nn.Module):
         return self.to_out(out[:, :n]), self.to_out_t(out[:, n:])
 
 
-def modulate(norm_x, shift, scale):
-    return norm_x * (1 + scale) + shift
-
-
 class DoubleBlock(nn.Module):
     def __init__(self, cfg: HiDreamConfig):
         super().__init__()
@@ -134,16 +119,15 @@ class DoubleBlock(nn.Module):
         self.attn1 = Attention(cfg, single=False)
         self.ff_i = MoE(cfg)
         self.ff_t = SwiGLU(cfg.dim, cfg.expert_hidden)
-        self.norm = layer_norm(cfg.dim)  # (no weights: norm1_i / norm1_t / norm3_i / norm3_t alike)
 
     def forward(self, img, txt, vec, pe):
         (shift_ai, scale_ai, gate_ai, shift_fi, scale_fi, gate_fi,
          shift_at, scale_at, gate_at, shift_ft, scale_ft, gate_ft) = self.adaLN_modulation(vec)[:, None].chunk(12, -1)
-        attn_i, attn_t = self.attn1(modulate(self.norm(img), shift_ai, scale_ai), pe,
-                                    modulate(self.norm(txt), shift_at, scale_at))
+        attn_i, attn_t = self.attn1(norm_modulate(img, shift_ai, scale_ai), pe,
+                                    norm_modulate(txt, shift_at, scale_at))
         img, txt = img + gate_ai * attn_i, txt + gate_at * attn_t
-        img = img + gate_fi * self.ff_i(modulate(self.norm(img), shift_fi, scale_fi))
-        return img, txt + gate_ft * self.ff_t(modulate(self.norm(txt), shift_ft, scale_ft))
+        img = img + gate_fi * self.ff_i(norm_modulate(img, shift_fi, scale_fi))
+        return img, txt + gate_ft * self.ff_t(norm_modulate(txt, shift_ft, scale_ft))
 
 
 class SingleBlock(nn.Module):
@@ -152,12 +136,11 @@ class SingleBlock(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), Linear(cfg.dim, 6 * cfg.dim))
         self.attn1 = Attention(cfg, single=True)
         self.ff_i = MoE(cfg)
-        self.norm = layer_norm(cfg.dim)
 
     def forward(self, x, vec, pe):
         shift_a, scale_a, gate_a, shift_f, scale_f, gate_f = self.adaLN_modulation(vec)[:, None].chunk(6, -1)
-        x = x + gate_a * self.attn1(modulate(self.norm(x), shift_a, scale_a), pe)
-        return x + gate_f * self.ff_i(modulate(self.norm(x), shift_f, scale_f))
+        x = x + gate_a * self.attn1(norm_modulate(x, shift_a, scale_a), pe)
+        return x + gate_f * self.ff_i(norm_modulate(x, shift_f, scale_f))
 
 
 def wrapped(block: nn.Module) -> nn.Module:
@@ -185,9 +168,9 @@ class HiDream(nn.Module):
                              f"got {len(cfg.llama_layers)}")
         p = cfg.patch_size
         self.t_embedder = nn.Module()
-        self.t_embedder.timestep_embedder = Embedder(256, cfg.dim)
+        self.t_embedder.timestep_embedder = LinearTimestepEmbedder(cfg.dim)
         self.p_embedder = nn.Module()
-        self.p_embedder.pooled_embedder = Embedder(cfg.text_emb_dim, cfg.dim)
+        self.p_embedder.pooled_embedder = LinearEmbedder(cfg.text_emb_dim, cfg.dim)
         self.x_embedder = nn.Module()
         self.x_embedder.proj = Linear(p * p * cfg.in_channels, cfg.dim)
         self.double_stream_blocks = nn.ModuleList(wrapped(DoubleBlock(cfg)) for _ in range(cfg.num_layers))
@@ -198,11 +181,8 @@ class HiDream(nn.Module):
 
     def rope_table(self, rows: int, cols: int, txt_len: int, device) -> torch.Tensor:
         """[1, 1, rows * cols + txt_len, head_dim / 2, 2, 2]: patches at (0, row, col), text at 0."""
-        ids = torch.zeros(rows * cols + txt_len, 3, device=device)
-        r, c = torch.meshgrid(torch.arange(rows, device=device), torch.arange(cols, device=device), indexing="ij")
-        ids[:rows * cols, 1], ids[:rows * cols, 2] = r.flatten(), c.flatten()
-        return torch.cat([rope(ids[None, :, i], d, self.config.theta) for i, d in enumerate(self.config.axes_dims)],
-                         dim=-3)[:, None]
+        ids = torch.cat([image_ids(rows, cols, 1, device)[0], torch.zeros(txt_len, 3, device=device)])
+        return rope_table(ids[None], self.config.axes_dims, self.config.theta)[:, None]
 
     def forward(self, x, sigma, context, y=None, llama_states=None, image_cond=None, control=None, **unused):
         """x [B, 16, h, w] model-space latent; sigma [B]; context T5-XXL's states [B, T, 4096]; y the
@@ -232,13 +212,12 @@ class HiDream(nn.Module):
         p, dtype = cfg.patch_size, x.dtype
         if image_cond is not None:
             x = torch.cat([x, image_cond.to(x.device, dtype).expand(b, -1, -1, -1)], dim=-1)
-        x = F.pad(x, (0, -x.shape[-1] % p, 0, -H % p), mode="circular")  # as ComfyUI's pad_to_patch_size
+        x = pad_to_patches(x, p)
         h, w = x.shape[-2] // p, x.shape[-1] // p
         sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(b)
-        vec = self.t_embedder.timestep_embedder(timestep_embedding(1000 * sigma.float()).to(dtype))
+        vec = self.t_embedder.timestep_embedder(1000 * sigma.float(), dtype)
         vec = vec + self.p_embedder.pooled_embedder(y.to(dtype).expand(b, -1))
-        # patches as tokens, features (row, column, channel)
-        img = self.x_embedder.proj(x.reshape(b, c, h, p, w, p).permute(0, 2, 4, 3, 5, 1).reshape(b, h * w, -1))
+        img = self.x_embedder.proj(patchify(x, p, channels_last=True))  # features (row, column, channel)
         llama = [self.caption_projection[i].linear(llama_states[:, layer].to(dtype)).expand(b, -1, -1)
                  for i, layer in enumerate(cfg.llama_layers)]
         t5 = self.caption_projection[-1].linear(context.to(dtype)).expand(b, -1, -1)
@@ -251,5 +230,4 @@ class HiDream(nn.Module):
         for i, holder in enumerate(self.single_stream_blocks, start=cfg.num_layers):
             x_seq = holder.block(torch.cat([x_seq, llama[i]], dim=1), vec, pe)[:, :x_seq.shape[1]]
         out = self.final_layer(x_seq[:, :n], vec)
-        out = out.reshape(b, h, w, p, p, -1).permute(0, 5, 1, 3, 2, 4).reshape(b, -1, h * p, w * p)
-        return -out[..., :H, :W]
+        return -unpatchify(out, h, w, p, channels_last=True)[..., :H, :W]

@@ -37,19 +37,8 @@ from torch import nn
 from .attention import attention
 from .cast_layers import Linear
 from .configs import HunyuanVideoConfig, hunyuan_video_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
-from .flux import LastLayer, MLPEmbedder, rope, rope_attention
-from .mmdit import timestep_embedding
-
-
-class TimestepEmbedder(nn.Module):
-    """Tencent's: sinusoidal (cos first) -> Linear -> SiLU -> Linear, as `mlp.0` / `mlp.2`."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.mlp = nn.Sequential(Linear(256, dim), nn.SiLU(), Linear(dim, dim))
-
-    def forward(self, t, dtype):
-        return self.mlp(timestep_embedding(t, 256).to(dtype))
+from .flux import LastLayer, MLPEmbedder, rope_attention, rope_table, text_lengths
+from .mmdit import LinearEmbedder, TimestepEmbedder, norm_modulate, pad_to_patches
 
 
 class FeedForward(nn.Module):
@@ -87,15 +76,6 @@ class RefinerBlock(nn.Module):
         return x + gate_mlp * self.mlp(self.norm2(x))
 
 
-class TextProjection(nn.Module):
-    def __init__(self, in_dim: int, dim: int):
-        super().__init__()
-        self.linear_1, self.linear_2 = Linear(in_dim, dim), Linear(dim, dim)
-
-    def forward(self, x):
-        return self.linear_2(F.silu(self.linear_1(x)))
-
-
 class TokenRefiner(nn.Module):
     """txt_in: the text states projected to the width, then refined by self-attention blocks gated
     by the timestep's embedding + a projection of the states' mean."""
@@ -105,7 +85,7 @@ class TokenRefiner(nn.Module):
         dim = cfg.hidden_size
         self.input_embedder = Linear(cfg.context_in_dim, dim)
         self.t_embedder = TimestepEmbedder(dim)
-        self.c_embedder = TextProjection(cfg.context_in_dim, dim)
+        self.c_embedder = LinearEmbedder(cfg.context_in_dim, dim)
         self.individual_token_refiner = nn.Module()
         self.individual_token_refiner.blocks = nn.ModuleList(
             RefinerBlock(dim, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.refiner_depth))
@@ -142,10 +122,6 @@ def segment_mods(modulation, vec, n_tokens: int):
                  for i in range(len(parts[0])))
 
 
-def modulate(x, shift, scale):
-    return F.layer_norm(x, x.shape[-1:], eps=1e-6) * (1 + scale) + shift
-
-
 class DoubleBlock(nn.Module):
     """FLUX's double-stream block (image and text weights apart, one joint attention) in Tencent's names."""
 
@@ -161,12 +137,12 @@ class DoubleBlock(nn.Module):
             setattr(self, f"{s}_mlp", FeedForward(dim, int(dim * cfg.mlp_ratio), nn.GELU(approximate="tanh")))
 
     def _qkv(self, s, x, mods):
-        q, k, v = split_heads(getattr(self, f"{s}_attn_qkv")(modulate(x, mods[0], mods[1])), self.heads)
+        q, k, v = split_heads(getattr(self, f"{s}_attn_qkv")(norm_modulate(x, mods[0], mods[1])), self.heads)
         return getattr(self, f"{s}_attn_q_norm")(q), getattr(self, f"{s}_attn_k_norm")(k), v
 
     def _post(self, s, x, attn, mods):
         x = x + mods[2] * getattr(self, f"{s}_attn_proj")(attn)
-        return x + mods[5] * getattr(self, f"{s}_mlp")(modulate(x, mods[3], mods[4]))
+        return x + mods[5] * getattr(self, f"{s}_mlp")(norm_modulate(x, mods[3], mods[4]))
 
     def forward(self, img, txt, vec, pe, txt_vec=None):
         """vec: the image tokens' (segment_mods); txt_vec the text's, vec when None."""
@@ -192,7 +168,7 @@ class SingleBlock(nn.Module):
 
     def forward(self, x, vec, pe):
         shift, scale, gate = segment_mods(self.modulation, vec, x.shape[1])
-        qkv, hidden = self.linear1(modulate(x, shift, scale)).split([3 * x.shape[-1], self.mlp_hidden], dim=-1)
+        qkv, hidden = self.linear1(norm_modulate(x, shift, scale)).split([3 * x.shape[-1], self.mlp_hidden], dim=-1)
         q, k, v = split_heads(qkv, self.heads)
         out = rope_attention(self.q_norm(q), self.k_norm(k), v, pe)
         return x + gate * self.linear2(torch.cat([out, F.gelu(hidden, approximate="tanh")], dim=2))
@@ -221,8 +197,7 @@ class HunyuanVideo(nn.Module):
         """[1, 1, txt_len + t*h*w, head_dim/2, 2, 2]: text at 0 on every axis, then the patches (frame, row, column)."""
         axes = torch.meshgrid(*(torch.arange(n, device=device) for n in grid), indexing="ij")
         pos = torch.cat([torch.zeros(txt_len, 3, device=device), torch.stack(axes, -1).reshape(-1, 3).float()])
-        cfg = self.config
-        return torch.cat([rope(pos[None, :, i], d, cfg.theta) for i, d in enumerate(cfg.axes_dim)], dim=-3)[:, None]
+        return rope_table(pos[None], self.config.axes_dim, self.config.theta)[:, None]
 
     def forward(self, x, sigma, context, y=None, guidance=None, text_mask=None, control=None,
                 guiding_frame_index=None, **unused):
@@ -251,14 +226,14 @@ class HunyuanVideo(nn.Module):
         if guidance is not None:
             guidance = torch.as_tensor(guidance, dtype=torch.float32, device=x.device).reshape(-1).expand(b)
         if text_mask is not None:
-            lengths = text_mask.to(torch.bool).sum(dim=1).reshape(-1).expand(b).tolist()
+            lengths = text_lengths(text_mask, b)
             one = (lambda t, i: None if t is None else t[i:i + 1])
-            return torch.cat([self(x[i:i + 1], sigma[i:i + 1], context[i:i + 1, :max(1, int(n))], y[i:i + 1],
+            return torch.cat([self(x[i:i + 1], sigma[i:i + 1], context[i:i + 1, :n], y[i:i + 1],
                                    one(guidance, i), guiding_frame_index=one(guiding_frame_index, i))
                               for i, n in enumerate(lengths)])
         T, H, W = x.shape[2:]
         pt, ph, pw = cfg.patch_size
-        x = F.pad(x, (0, -W % pw, 0, -H % ph, 0, -T % pt), mode="circular")  # ComfyUI's pad_to_patch_size
+        x = pad_to_patches(x, cfg.patch_size)
         img = self.img_in.proj(x)
         grid = img.shape[2:]
         img = img.flatten(2).transpose(1, 2)

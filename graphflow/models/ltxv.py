@@ -25,7 +25,7 @@ from torch import nn
 from .attention import attention
 from .cast_layers import Linear
 from .configs import LTXVConfig, ltxv_config_from_state_dict  # noqa: F401 (the config lives in configs.py, torch-free)
-from .mmdit import timestep_embedding
+from .mmdit import LinearTimestepEmbedder
 
 SCALE_FACTORS = (8, 32, 32)  # the video VAE's frames, rows, columns per latent pixel
 MAX_POSITIONS = (20, 2048, 2048)
@@ -123,24 +123,17 @@ class Block(nn.Module):
         return x + self.ff(rms_norm(x) * (1 + scale_mlp) + shift_mlp) * gate_mlp
 
 
-class TimestepEmbedder(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.linear_1, self.linear_2 = Linear(256, dim), Linear(dim, dim)
-
-
 class AdaLNSingle(nn.Module):
     """The timestep MLP every block shares: (6 x dim block modulation, the embedding itself)."""
 
     def __init__(self, dim: int):
         super().__init__()
         self.emb = nn.Module()
-        self.emb.timestep_embedder = TimestepEmbedder(dim)
+        self.emb.timestep_embedder = LinearTimestepEmbedder(dim)
         self.linear = Linear(dim, 6 * dim)
 
     def forward(self, t: torch.Tensor, dtype):
-        e = self.emb.timestep_embedder
-        embedded = e.linear_2(F.silu(e.linear_1(timestep_embedding(t).to(dtype))))
+        embedded = self.emb.timestep_embedder(t, dtype)
         return self.linear(F.silu(embedded)), embedded
 
 

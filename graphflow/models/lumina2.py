@@ -25,8 +25,8 @@ from torch import nn
 from .attention import attention
 from .cast_layers import Linear
 from .configs import Lumina2Config, lumina2_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
-from .flux import apply_rope, rope
-from .mmdit import timestep_embedding
+from .flux import apply_rope, image_ids, patchify, rope_table, text_lengths, unpatchify
+from .mmdit import TimestepEmbedder, pad_to_patches
 
 
 class Attention(nn.Module):
@@ -82,15 +82,6 @@ class Block(nn.Module):
         return x + gate_mlp.tanh() * self.ffn_norm2(self.feed_forward(self.ffn_norm1(x) * (1 + scale_mlp)))
 
 
-class TimestepEmbedder(nn.Module):
-    def __init__(self, width: int):
-        super().__init__()
-        self.mlp = nn.Sequential(Linear(256, width), nn.SiLU(), Linear(width, width))
-
-    def forward(self, t, dtype):
-        return self.mlp(timestep_embedding(t, 256).to(dtype))
-
-
 class FinalLayer(nn.Module):
     def __init__(self, cfg: Lumina2Config):
         super().__init__()
@@ -122,9 +113,7 @@ class Lumina2(nn.Module):
         """[cap_len + rows * cols, 3] rotary coordinates: captions (i, 0, 0), patches (cap_len, row, col)."""
         cap = torch.zeros(cap_len, 3, device=device)
         cap[:, 0] = torch.arange(cap_len, device=device)
-        r, c = torch.meshgrid(torch.arange(rows, device=device), torch.arange(cols, device=device), indexing="ij")
-        img = torch.stack([torch.full_like(r, cap_len), r, c], dim=-1).reshape(-1, 3).float()
-        return torch.cat([cap, img])
+        return torch.cat([cap, image_ids(rows, cols, 1, device, cap_len)[0]])
 
     def forward(self, x, sigma, context, y=None, text_mask=None, control=None, **unused):
         """x [B, 16, h, w] (padded to whole patches, cropped back), sigma [B], context Gemma-2's
@@ -139,34 +128,28 @@ class Lumina2(nn.Module):
         if context.shape[-1] != cfg.cap_feat_dim:
             raise ValueError(f"Lumina 2 takes Gemma-2's {cfg.cap_feat_dim}-wide text states, the conditioning has "
                              f"{context.shape[-1]}: encode the prompts with a CLIP loaded as type lumina2")
-        b, c, H, W = x.shape
+        b, _, H, W = x.shape
         p = cfg.patch_size
-        x = F.pad(x, (0, -W % p, 0, -H % p), mode="circular")  # as ComfyUI's pad_to_patch_size
+        x = pad_to_patches(x, p)
         context = context.to(x.dtype).expand(b, -1, -1)
         sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(b)
         if text_mask is not None:
-            lengths = text_mask.to(torch.bool).sum(dim=1).reshape(-1).expand(b).tolist()
-            return torch.cat([self(x[i:i + 1], sigma[i:i + 1], context[i:i + 1, :max(1, int(n))])
+            lengths = text_lengths(text_mask, b)
+            return torch.cat([self(x[i:i + 1], sigma[i:i + 1], context[i:i + 1, :n])
                               for i, n in enumerate(lengths)])[..., :H, :W]
         h, w = x.shape[-2] // p, x.shape[-1] // p
         t_emb = self.t_embedder(1.0 - sigma.float(), x.dtype)
         cap = self.cap_embedder(context)
-        pe = rope_table(self.positions(cap.shape[1], h, w, x.device), cfg)
+        pe = rope_table(self.positions(cap.shape[1], h, w, x.device), cfg.axes_dims, cfg.theta)[None, :, None]
         n_cap = cap.shape[1]
         for block in self.context_refiner:
             cap = block(cap, pe[:, :n_cap])
-        img = x.reshape(b, c, h, p, w, p).permute(0, 2, 4, 3, 5, 1).reshape(b, h * w, p * p * c)
-        img = self.x_embedder(img)
+        img = self.x_embedder(patchify(x, p, channels_last=True))
         for block in self.noise_refiner:
             img = block(img, pe[:, n_cap:], t_emb)
         seq = torch.cat([cap, img], dim=1)
         for block in self.layers:
             seq = block(seq, pe, t_emb)
         out = self.final_layer(seq[:, n_cap:], t_emb)
-        out = out.reshape(b, h, w, p, p, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, h * p, w * p)
-        return -out[..., :H, :W]
+        return -unpatchify(out, h, w, p, channels_last=True)[..., :H, :W]
 
-
-def rope_table(pos: torch.Tensor, cfg: Lumina2Config) -> torch.Tensor:
-    """[L, 3] positions -> [1, L, 1, head_dim / 2, 2, 2] rotations (graphflow.models.flux.apply_rope's)."""
-    return torch.cat([rope(pos[None, :, i], d, cfg.theta) for i, d in enumerate(cfg.axes_dims)], dim=-3)[:, :, None]

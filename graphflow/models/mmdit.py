@@ -34,6 +34,22 @@ def modulate(x, shift, scale):
     return x * (1 + scale[:, None]) + shift[:, None]
 
 
+def norm_modulate(x, shift, scale):
+    """LN(x) (no weights, eps 1e-6) * (1 + scale) + shift, shift and scale broadcast against x
+    ([B, 1, D], or per token)."""
+    return F.layer_norm(x, x.shape[-1:], eps=1e-6) * (1 + scale) + shift
+
+
+def pad_to_patches(x: torch.Tensor, p) -> torch.Tensor:
+    """x padded circularly at the end of its last dims to whole patches (ComfyUI's pad_to_patch_size):
+    p a size for the last two dims, or one size per trailing dim."""
+    sizes = (p, p) if isinstance(p, int) else tuple(p)
+    pads = []
+    for n, q in zip(reversed(x.shape[-len(sizes):]), reversed(sizes)):
+        pads += [0, -n % q]
+    return F.pad(x, pads, mode="circular") if any(pads) else x
+
+
 def layer_norm(dim: int) -> nn.LayerNorm:
     return nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
 
@@ -56,6 +72,37 @@ class Embedder(nn.Module):
 
     def forward(self, x):
         return self.mlp(x)
+
+
+class TimestepEmbedder(Embedder):
+    """An Embedder of t's 256-channel sinusoid, in dtype (Lumina 2's, HunyuanVideo's, Mochi's)."""
+
+    def __init__(self, dim: int):
+        super().__init__(256, dim)
+
+    def forward(self, t, dtype):
+        return self.mlp(timestep_embedding(t, 256).to(dtype))
+
+
+class LinearEmbedder(nn.Module):
+    """Linear -> SiLU -> Linear in diffusers' TimestepEmbedding names (`linear_1`, `linear_2`)."""
+
+    def __init__(self, in_dim: int, dim: int):
+        super().__init__()
+        self.linear_1, self.linear_2 = Linear(in_dim, dim), Linear(dim, dim)
+
+    def forward(self, x):
+        return self.linear_2(F.silu(self.linear_1(x)))
+
+
+class LinearTimestepEmbedder(LinearEmbedder):
+    """A LinearEmbedder of t's 256-channel sinusoid, in dtype (Qwen-Image's, LTX-Video's)."""
+
+    def __init__(self, dim: int):
+        super().__init__(256, dim)
+
+    def forward(self, t, dtype):
+        return super().forward(timestep_embedding(t, 256).to(dtype))
 
 
 class Attention(nn.Module):
@@ -195,7 +242,7 @@ class MMDiT(nn.Module):
         from ControlNets (graphflow.models.mmdit_controlnet)."""
         p, (H, W) = self.config.patch_size, x.shape[-2:]
         if H % p or W % p:  # odd latent sizes: pad as ComfyUI does, crop the output back
-            x = F.pad(x, (0, -W % p, 0, -H % p), mode="circular")
+            x = pad_to_patches(x, p)
         h, w = x.shape[-2] // p, x.shape[-1] // p
         tokens, c, context = self.embed(x, sigma, context, y)
         residuals = (control or {}).get("output") or ()

@@ -29,13 +29,12 @@ with.
 from dataclasses import dataclass, replace
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .cast_layers import Linear
 from .diffusers_names import SD3_JOINT_BLOCK, SD3_SINGLE_BLOCK, SD3_TOP, fused_names, fused_shapes
 from .mmdit import (Block, JointBlock, MMDiT, MMDiTConfig, PatchEmbed, joint_attention,
-                    mmdit_config_from_state_dict, timestep_embedding)
+                    mmdit_config_from_state_dict, pad_to_patches, timestep_embedding)
 from .weight_files import CheckpointError
 
 
@@ -76,8 +75,7 @@ class MMDiTControlNet(MMDiT):
         [B, H/p * W/p, hidden]. base: the sampled MM-DiT (single ControlNets use its patch embedding)."""
         p, (H, W) = self.config.patch_size, x.shape[-2:]
         if H % p or W % p:
-            x = F.pad(x, (0, -W % p, 0, -H % p), mode="circular")
-            hint = F.pad(hint, (0, -W % p, 0, -H % p), mode="circular")
+            x, hint = pad_to_patches(x, p), pad_to_patches(hint, p)
         outs = []
         if self.control_config.joint:
             tokens, c, context = self.embed(x, sigma, context, y)

@@ -28,7 +28,7 @@ from torch import nn
 from .attention import attention
 from .cast_layers import Conv2d, Linear
 from .configs import MochiConfig, mochi_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
-from .mmdit import timestep_embedding
+from .mmdit import TimestepEmbedder
 
 TARGET_AREA = 192 * 192  # the patch grid the row / column positions are scaled to
 EPS = 1e-6  # the weightless RMS norms'
@@ -146,15 +146,6 @@ class Block(nn.Module):
             y = gated_residual(y, ay, gate_y)
             y = gated_residual(y, self.mlp_y(modulated(y, scale_mlp_y)), gate_mlp_y)
         return x, y
-
-
-class TimestepEmbedder(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.mlp = nn.Sequential(Linear(256, dim), nn.SiLU(), Linear(dim, dim))
-
-    def forward(self, t: torch.Tensor, dtype):
-        return self.mlp(timestep_embedding(t).to(dtype))
 
 
 class AttentionPool(nn.Module):

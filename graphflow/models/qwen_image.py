@@ -35,9 +35,8 @@ from torch import nn
 from .attention import attention
 from .cast_layers import Linear
 from .configs import QwenImageConfig, qwen_image_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
-from .flux import apply_rope, reference_positions
-from .lumina2 import rope_table
-from .mmdit import timestep_embedding
+from .flux import apply_rope, image_ids, patchify, reference_positions, rope_table, text_lengths, unpatchify
+from .mmdit import LinearTimestepEmbedder, norm_modulate, pad_to_patches
 
 
 class Attention(nn.Module):
@@ -86,7 +85,7 @@ class FeedForward(nn.Module):
 def modulated(x, mod):
     """LN(x) * (1 + scale) + shift, and the gate; mod [B, 1, 3 * dim] = (shift, scale, gate)."""
     shift, scale, gate = mod.chunk(3, dim=-1)
-    return F.layer_norm(x, x.shape[-1:], eps=1e-6) * (1 + scale) + shift, gate
+    return norm_modulate(x, shift, scale), gate
 
 
 class Block(nn.Module):
@@ -111,16 +110,6 @@ class Block(nn.Module):
         return img + img_gate * self.img_mlp(img_in), txt + txt_gate * self.txt_mlp(txt_in)
 
 
-class TimestepEmbedder(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.linear_1 = Linear(256, dim)
-        self.linear_2 = Linear(dim, dim)
-
-    def forward(self, t, dtype):
-        return self.linear_2(F.silu(self.linear_1(timestep_embedding(t, 256).to(dtype))))
-
-
 class LastLayer(nn.Module):
     def __init__(self, dim: int):
         super().__init__()
@@ -129,7 +118,7 @@ class LastLayer(nn.Module):
     def forward(self, x, temb):
         # scale first, then shift (diffusers' AdaLayerNormContinuous, ComfyUI's LastLayer)
         scale, shift = self.linear(F.silu(temb))[:, None].chunk(2, dim=-1)
-        return F.layer_norm(x, x.shape[-1:], eps=1e-6) * (1 + scale) + shift
+        return norm_modulate(x, shift, scale)
 
 
 class QwenImage(nn.Module):
@@ -141,7 +130,7 @@ class QwenImage(nn.Module):
         if sum(cfg.axes_dims) != cfg.head_dim:
             raise ValueError(f"rotary axes {cfg.axes_dims} must add up to the head size {cfg.head_dim}")
         self.time_text_embed = nn.Module()
-        self.time_text_embed.timestep_embedder = TimestepEmbedder(cfg.dim)
+        self.time_text_embed.timestep_embedder = LinearTimestepEmbedder(cfg.dim)
         self.txt_norm = nn.RMSNorm(cfg.joint_attention_dim, eps=1e-6)
         self.img_in = Linear(cfg.in_channels, cfg.dim)
         self.txt_in = Linear(cfg.joint_attention_dim, cfg.dim)
@@ -156,20 +145,12 @@ class QwenImage(nn.Module):
         c - w // 2) for references = ((index, row, column, h, w), ...) in patches."""
         start = max(rows // 2, cols // 2)
         txt = torch.arange(start, start + txt_len, device=device, dtype=torch.float32)[:, None].expand(-1, 3)
-
-        def patches(index, row, column, h, w):
-            r, c = torch.meshgrid(torch.arange(h, device=device) + row - h // 2,
-                                  torch.arange(w, device=device) + column - w // 2, indexing="ij")
-            return torch.stack([torch.full_like(r, index), r, c], dim=-1).reshape(-1, 3).float()
-
-        return torch.cat([txt, patches(0, 0, 0, rows, cols), *(patches(*ref) for ref in references)])
+        patches = [image_ids(h, w, 1, device, index, row - h // 2, column - w // 2)[0]
+                   for index, row, column, h, w in ((0, 0, 0, rows, cols), *references)]
+        return torch.cat([txt, *patches])
 
     def tokens(self, x):
-        """[B, C, H, W] -> ([B, h * w, C * p * p] patches as tokens, h, w), padded to whole patches
-        (circular, as ComfyUI's pad_to_patch_size)."""
-        p = self.config.patch_size
-        x = F.pad(x, (0, -x.shape[-1] % p, 0, -x.shape[-2] % p), mode="circular")
-        return patchify(x, p), x.shape[-2] // p, x.shape[-1] // p
+        return tokens(x, self.config.patch_size)
 
     def embed(self, x, sigma, context, refs=(), reference_method: str = "index"):
         """x [B, 16, H, W] and the reference latents refs -> (image tokens [B, h w + the references',
@@ -188,7 +169,8 @@ class QwenImage(nn.Module):
         temb = self.time_text_embed.timestep_embedder(1000 * sigma.float(), x.dtype)
         txt = self.txt_in(self.txt_norm(context))
         img = self.img_in(img)
-        pe = rope_table(self.positions(txt.shape[1], h, w, x.device, places), cfg)
+        pos = self.positions(txt.shape[1], h, w, x.device, places)
+        pe = rope_table(pos, cfg.axes_dims, cfg.theta)[None, :, None]  # [1, L, 1, head_dim / 2, 2, 2]
         return img, txt, temb, pe, (h, w)
 
     def forward(self, x, sigma, context, y=None, text_mask=None, control=None, reference_latents=None,
@@ -206,8 +188,7 @@ class QwenImage(nn.Module):
         cfg = self.config
         refs = list(reference_latents or ())
         for k, ref in enumerate(refs):
-            if ref.ndim == 5 and ref.shape[2] == 1:
-                refs[k] = ref = ref[:, :, 0]
+            refs[k] = ref = one_frame(ref)
             if ref.ndim != 4 or ref.shape[1] != cfg.out_channels:
                 raise ValueError(f"Qwen-Image's reference latent {k} must be [B, {cfg.out_channels}, h, w] or one "
                                  f"frame [B, {cfg.out_channels}, 1, h, w] (a Wan 2.1 VAE's), got {tuple(ref.shape)}")
@@ -228,10 +209,10 @@ class QwenImage(nn.Module):
         sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(b)
         refs = [ref.to(x.device, x.dtype).expand(b, -1, -1, -1) for ref in refs]
         if text_mask is not None:
-            lengths = text_mask.to(torch.bool).sum(dim=1).reshape(-1).expand(b).tolist()
+            lengths = text_lengths(text_mask, b)
             rows = [{k: [None if r is None else r[i:i + 1] for r in v] for k, v in control.items()}
                     if control is not None else None for i in range(b)]
-            return torch.cat([self(x[i:i + 1], sigma[i:i + 1], context[i:i + 1, :max(1, int(n))], control=rows[i],
+            return torch.cat([self(x[i:i + 1], sigma[i:i + 1], context[i:i + 1, :n], control=rows[i],
                                    reference_latents=[ref[i:i + 1] for ref in refs], reference_method=reference_method)
                               for i, n in enumerate(lengths)])
         img, txt, temb, pe, (h, w) = self.embed(x, sigma, context, refs, reference_method)
@@ -244,12 +225,18 @@ class QwenImage(nn.Module):
             if i < len(residuals) and residuals[i] is not None:  # the noisy image's tokens
                 img = torch.cat([img[:, :n] + residuals[i].to(img.dtype), img[:, n:]], dim=1)
         out = self.proj_out(self.norm_out(img[:, :n], temb))  # the noisy latent's tokens only
-        out = out.reshape(b, h, w, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h * p, w * p)
-        return out[..., :H, :W]
+        return unpatchify(out, h, w, p)[..., :H, :W]
 
 
-def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
-    """[B, C, h p, w p] -> patches as tokens [B, h w, C p p], features (channel, row, column) as
-    ComfyUI's and diffusers' packing."""
-    b, c, H, W = x.shape
-    return x.reshape(b, c, H // p, p, W // p, p).permute(0, 2, 4, 1, 3, 5).reshape(b, H // p * (W // p), c * p * p)
+
+def tokens(x: torch.Tensor, p: int):
+    """[B, C, H, W] -> ([B, h * w, C * p * p] patches as tokens, h, w), padded to whole patches
+    (circular, as ComfyUI's pad_to_patch_size)."""
+    x = pad_to_patches(x, p)
+    return patchify(x, p), x.shape[-2] // p, x.shape[-1] // p
+
+
+def one_frame(latent: torch.Tensor) -> torch.Tensor:
+    """A video VAE's latent of one image [B, C, 1, h, w] (ComfyUI's for Qwen-Image) as [B, C, h, w];
+    any other shape as it is, for the caller to check."""
+    return latent[:, :, 0] if latent.ndim == 5 and latent.shape[2] == 1 else latent

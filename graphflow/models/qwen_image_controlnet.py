@@ -25,12 +25,11 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .cast_layers import Linear
 from .mmdit_controlnet import assign
-from .qwen_image import QwenImage, QwenImageConfig, patchify, qwen_image_config_from_state_dict
+from .qwen_image import QwenImage, QwenImageConfig, one_frame, qwen_image_config_from_state_dict, tokens
 from .weight_files import CheckpointError
 
 
@@ -64,12 +63,10 @@ class QwenImageControlNet(QwenImage):
 
     def forward(self, x, hint, sigma, context, **unused) -> list[torch.Tensor]:
         """x and the hint latent [B, 16 (17: inpainting), H, W] -> a residual per block [B, h w, dim]."""
-        p = self.config.patch_size
-        H, W = x.shape[-2:]
-        x, hint = (F.pad(t, (0, -W % p, 0, -H % p), mode="circular") for t in (x, hint))
         context = context.to(x.dtype).expand(x.shape[0], -1, -1)
         sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(x.shape[0])
-        img, txt, temb, pe, _ = self.embed(x, sigma, context, hint=patchify(hint.to(x.dtype), p))
+        hint = tokens(hint.to(x.dtype), self.config.patch_size)[0]  # padded to whole patches as x (in embed)
+        img, txt, temb, pe, _ = self.embed(x, sigma, context, hint=hint)
         out = []
         for block, zero in zip(self.transformer_blocks, self.controlnet_blocks):
             img, txt = block(img, txt, temb, pe)
@@ -92,10 +89,9 @@ class QwenImageControlNet(QwenImage):
                              f"states, the model being sampled gives {context.shape[-1]}")
         if self.dtype != x.dtype or self.controlnet_x_embedder.weight.device != x.device:
             self.to(x.device, x.dtype)
-        frame = x.ndim == 5  # ComfyUI's one-frame latent [B, 16, 1, h, w]
-        latent = x[:, :, 0] if frame else x
+        latent = x[:, :, 0] if x.ndim == 5 else x  # ComfyUI's one-frame latent [B, 16, 1, h, w]
         b, _, h, w = latent.shape
-        hint = one_frame(applied.latent_hint(h, w, b, x.device, x.dtype))
+        hint = hint_frame(applied.latent_hint(h, w, b, x.device, x.dtype))
         if self.concat_mask:
             hint = torch.cat([hint, applied.mask_hint(h, w, b, x.device, x.dtype)], dim=1)
         p2 = self.config.patch_size ** 2
@@ -108,15 +104,13 @@ class QwenImageControlNet(QwenImage):
         return {"input": [res[i // every] for i in range(depth)]}
 
 
-def one_frame(latent: torch.Tensor) -> torch.Tensor:
-    """A video VAE's latent of one image [B, C, 1, h, w] as [B, C, h, w] (the Wan VAE takes a batch
+def hint_frame(latent: torch.Tensor) -> torch.Tensor:
+    """The hint's latent [B, C, h, w] from a video VAE's [B, C, 1, h, w] (the Wan VAE takes a batch
     of images as the frames of one video, as ComfyUI's: one hint image only)."""
-    if latent.ndim == 5:
-        if latent.shape[2] != 1:
-            raise ValueError(f"the hint is {latent.shape[2]} latent frames: the Wan VAE encodes a batch of images "
-                             "as one video, give one hint image")
-        latent = latent[:, :, 0]
-    return latent
+    if latent.ndim == 5 and latent.shape[2] != 1:
+        raise ValueError(f"the hint is {latent.shape[2]} latent frames: the Wan VAE encodes a batch of images "
+                         "as one video, give one hint image")
+    return one_frame(latent)
 
 
 def qwen_image_controlnet_config(shapes: dict[str, tuple]) -> QwenImageControlNetConfig:

@@ -62,11 +62,9 @@ class DiffSynthControlNet(nn.Module):
     def embed_hint(self, latent: torch.Tensor) -> torch.Tensor:
         """The processed hint latent (and mask channels) [B, C, h, w] -> tokens [B, h w / 4, dim],
         padded to whole patches as the sampled latent is."""
-        from .qwen_image import patchify
+        from .qwen_image import tokens
 
-        h, w = latent.shape[-2:]
-        latent = F.pad(latent, (0, -w % PATCH, 0, -h % PATCH), mode="circular")
-        return self.img_in(patchify(latent.to(self.img_in.weight.dtype), PATCH))
+        return self.img_in(tokens(latent.to(self.img_in.weight.dtype), PATCH)[0])
 
 
 class ModelPatch:
@@ -93,11 +91,11 @@ class DiffSynthHint:
     def tokens(self, h: int, w: int, device, dtype) -> torch.Tensor:
         if self._tokens is None or self._tokens[:3] != ((h, w), device, dtype):
             from .controlnet import resize_hint
-            from .qwen_image_controlnet import one_frame
+            from .qwen_image_controlnet import hint_frame
 
             f, fmt = self.vae.downscale, self.vae.latent_format
             pixels = resize_hint(self.image, h * f, w * f, mode="area").movedim(1, -1)
-            latent = fmt.process_in(one_frame(self.vae.encode(pixels)).float())
+            latent = fmt.process_in(hint_frame(self.vae.encode(pixels)).float())
             if self.patch.config.inpaint:  # inpaint: the kept part as one more channel
                 keep = torch.ones(latent.shape[0], 1, h, w) if self.keep is None else \
                     F.interpolate(self.keep.float().mean(1, keepdim=True), size=(h, w), mode="bilinear")

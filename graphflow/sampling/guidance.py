@@ -469,38 +469,31 @@ def _control_context(options: dict, embedding: torch.Tensor, batch: int, device,
 
 
 def _reference_latents(model, options: dict, batch: int, device) -> tuple[torch.Tensor, ...]:
+    """FLUX Kontext's and Qwen-Image-Edit's (TextEncodeQwenImageEdit) reference latents, as ComfyUI
+    passes them: each through the model's latent format (model space), [B, C, h, w] (Qwen-Image's
+    one-frame [B, C, 1, h, w] loses its frame axis), repeated to the batch."""
     latents = options.get("reference_latents") or ()
     if not latents:
         return ()
-    if getattr(model, "arch", None) == "wan":  # Wan 2.2 Fun Control (Wan22FunControlToVideo's ref_image)
+    arch = getattr(model, "arch", None)
+    if arch == "wan":  # Wan 2.2 Fun Control (Wan22FunControlToVideo's ref_image)
         return _wan_reference(model, latents, batch, device)
-    if getattr(model, "arch", None) == "qwen_image":  # Qwen-Image-Edit's pictures (TextEncodeQwenImageEdit)
-        return _qwen_references(model, latents, batch, device)
-    if getattr(model, "arch", None) != "flux" or getattr(model, "fill", False):
+    if arch not in ("flux", "qwen_image") or getattr(model, "fill", False):
         raise ValueError(f"ReferenceLatent: reference latents need a FLUX Kontext or Qwen-Image-Edit model; this "
                          f"{getattr(model, 'arch', '?')}{' Fill' if getattr(model, 'fill', False) else ''} "
                          f"model does not take them (remove the ReferenceLatent node)")
     fmt = model.latent_format
     out = []
     for k, latent in enumerate(latents):
-        if latent.ndim != 4 or latent.shape[1] != fmt.channels:
-            raise ValueError(f"ReferenceLatent: reference latent {k} must be [B, {fmt.channels}, h, w] (a FLUX "
-                             f"VAE's latent), got shape {tuple(latent.shape)}")
-        out.append(repeat_to_batch(fmt.process_in(latent.float()), batch).to(device))
-    return tuple(out)
+        if arch == "qwen_image":
+            from ..models.qwen_image import one_frame
 
-
-def _qwen_references(model, latents, batch: int, device) -> tuple[torch.Tensor, ...]:
-    """Qwen-Image-Edit's reference latents, as ComfyUI's QwenImage passes them: each through the
-    Wan 2.1 latent format (model space), [B, 16, h, w] (a one-frame [B, 16, 1, h, w] loses its frame
-    axis), repeated to the batch."""
-    fmt, out = model.latent_format, []
-    for k, latent in enumerate(latents):
-        if latent.ndim == 5 and latent.shape[2] == 1:
-            latent = latent[:, :, 0]
+            latent = one_frame(latent)
         if latent.ndim != 4 or latent.shape[1] != fmt.channels:
-            raise ValueError(f"ReferenceLatent: reference latent {k} must be an image's [B, {fmt.channels}, h, w] or "
-                             f"one frame [B, {fmt.channels}, 1, h, w] (the Qwen-Image / Wan 2.1 VAE's), got shape "
+            expected = f"[B, {fmt.channels}, h, w] (a FLUX VAE's latent)" if arch == "flux" else \
+                f"an image's [B, {fmt.channels}, h, w] or one frame [B, {fmt.channels}, 1, h, w] (the Qwen-Image / " \
+                "Wan 2.1 VAE's)"
+            raise ValueError(f"ReferenceLatent: reference latent {k} must be {expected}, got shape "
                              f"{tuple(latent.shape)}")
         out.append(repeat_to_batch(fmt.process_in(latent.float()), batch).to(device))
     return tuple(out)
