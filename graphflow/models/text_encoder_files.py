@@ -21,7 +21,7 @@ from .gemma2 import SPIECE_KEYS as GEMMA_SPIECE_KEYS
 from .gemma2 import GemmaTextEncoder, gemma2_prefix, gemma_text_encoder
 from .qwen25vl import QwenTextEncoder, qwen25vl_prefix, qwen_text_encoder
 from .hidream_text import HiDreamTextEncoder
-from .llama import HunyuanVideoTextEncoder, llama_from_weights, llama_prefix
+from .llama import DecoderTextEncoder, HunyuanVideoTextEncoder, llama_from_weights, llama_prefix
 from .t5 import UMT5_KEY, T5Encoder, t5_from_weights, t5_prefix
 from .text_encoders import ClipTower, TextEncoder
 from .weight_files import CheckpointError, KeyView, WeightFile
@@ -200,12 +200,12 @@ def load_text_encoders(paths, clip_type: str, device=None, dtype=None,
         device, dtype = _device_dtype("cpu", dtype)
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     clip, sources = _read_text_encoders(paths, clip_type, device, dtype)
-    if isinstance(clip, GemmaTextEncoder):
-        manager().set_source(clip.model, "text_encoder", "text_encoder:gemma2",
-                             lambda: _read_one(sources["gemma2_2b"], "gemma2_2b", device, dtype).model)
-    elif isinstance(clip, QwenTextEncoder):
-        manager().set_source(clip.model, "text_encoder", "text_encoder:qwen25_7b",
-                             lambda: _read_one(sources["qwen25_7b"], "qwen25_7b", device, dtype).model)
+    if isinstance(clip, DecoderTextEncoder):  # the language model, then HunyuanVideo's CLIP-L
+        manager().set_source(clip.model, "text_encoder", clip.memory_name,
+                             lambda key=clip.key: _part_module(_read_one(sources[key], key, device, dtype)))
+        for tower in clip.towers:
+            manager().set_source(tower.model, "text_encoder", f"text_encoder:{tower.name}",
+                                 lambda name=tower.name: _read_one(sources[name], name, device, dtype).model)
     elif isinstance(clip, HiDreamTextEncoder):
         for slot, in_file, name in (("clip_l", "clip_l", "clip_l"), ("clip_g", "clip_g", "clip_g"),
                                     ("t5", "t5xxl", "t5"), ("model", "llama", "llama")):
@@ -214,11 +214,6 @@ def load_text_encoders(paths, clip_type: str, device=None, dtype=None,
                 read = lambda path=sources[in_file], in_file=in_file: _part_module(  # noqa: E731
                     _read_one(path, in_file, device, dtype))
                 manager().set_source(_part_module(part), "text_encoder", f"text_encoder:{name}", read)
-    elif isinstance(clip, HunyuanVideoTextEncoder):
-        manager().set_source(clip.model, "text_encoder", "text_encoder:llama",
-                             lambda: _read_one(sources["llama"], "llama", device, dtype))
-        manager().set_source(clip.clip_l.model, "text_encoder", "text_encoder:clip_l",
-                             lambda: _read_one(sources["clip_l"], "clip_l", device, dtype).model)
     elif isinstance(clip, FlowTextEncoder):
         for slot, in_file in (("clip_l", "clip_l"), ("clip_g", "clip_g"), ("t5", "t5xxl")):
             if getattr(clip, slot) is not None:
@@ -249,12 +244,8 @@ def _models(clip) -> list[tuple]:
         return [(_part_module(getattr(clip, slot)), f"text_encoder:{name}") for slot, name in
                 (("clip_l", "clip_l"), ("clip_g", "clip_g"), ("t5", "t5"), ("model", "llama"))
                 if getattr(clip, slot) is not None]
-    if isinstance(clip, GemmaTextEncoder):
-        return [(clip.model, "text_encoder:gemma2")]
-    if isinstance(clip, QwenTextEncoder):
-        return [(clip.model, "text_encoder:qwen25_7b")]
-    if isinstance(clip, HunyuanVideoTextEncoder):
-        return [(clip.model, "text_encoder:llama"), (clip.clip_l.model, "text_encoder:clip_l")]
+    if isinstance(clip, DecoderTextEncoder):
+        return [(clip.model, clip.memory_name)] + [(t.model, f"text_encoder:{t.name}") for t in clip.towers]
     if isinstance(clip, FlowTextEncoder):
         return [(getattr(clip, slot).model, f"text_encoder:{slot}") for slot in ("clip_l", "clip_g", "t5")
                 if getattr(clip, slot) is not None]
