@@ -51,49 +51,41 @@ def _tower(view, what: str, device, dtype, config: dict | None = None) -> ClipTo
     return tower_of(view, spec, device, dtype, what, ((config or {}).get("text_encoders") or {}).get(spec.name))
 
 
-def _t5(view, what: str, device, dtype) -> T5Encoder:
+def _built(build, what: str, device, dtype):
+    """build(device, dtype) for T5 or a language model, in bf16 where fp16 is asked on a GPU that
+    has it (T5 v1.1's activations overflow fp16; bf16 keeps fp32's range, in which Gemma-2, Qwen2.5
+    and Llama 3 were trained), its errors as the file's."""
     if dtype == torch.float16 and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        dtype = torch.bfloat16  # T5 v1.1's activations overflow fp16; bf16 keeps fp32's range
-    prefix = t5_prefix(view.shapes)
-    sub = KeyView(view, prefix)
+        dtype = torch.bfloat16
     try:
-        return t5_from_weights(sub.shapes, sub.get, device, dtype)
-    except ValueError as e:
+        return build(device, dtype)
+    except (ValueError, KeyError) as e:
         raise CheckpointError(f"{what}: {e}") from None
+
+
+def _t5(view, what: str, device, dtype) -> T5Encoder:
+    sub = KeyView(view, t5_prefix(view.shapes))
+    return _built(lambda d, t: t5_from_weights(sub.shapes, sub.get, d, t), what, device, dtype)
 
 
 def _gemma(f, prefix: str, what: str, device, dtype) -> GemmaTextEncoder:
     """Gemma-2 2B under `prefix` of the open file `f`, with the file's tokenizer."""
-    if dtype == torch.float16 and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        dtype = torch.bfloat16  # as for T5: keep fp32's range (Gemma-2 was trained in bf16)
     key = next((k for k in GEMMA_SPIECE_KEYS if k in f.shapes), None)
-    try:
-        return gemma_text_encoder(KeyView(f, prefix), None if key is None else f.get(key), device, dtype, what)
-    except (ValueError, KeyError) as e:
-        raise CheckpointError(f"{what}: {e}") from None
+    return _built(lambda d, t: gemma_text_encoder(KeyView(f, prefix), None if key is None else f.get(key), d, t, what),
+                  what, device, dtype)
 
 
 def _qwen(f, what: str, device, dtype) -> QwenTextEncoder:
     """Qwen2.5-VL 7B (language model and vision tower) from a bare file (ComfyUI's qwen_2.5_vl_7b*)."""
-    if dtype == torch.float16 and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        dtype = torch.bfloat16  # as for T5 and Gemma: keep fp32's range (ComfyUI runs it in the file's bf16)
     if f.shapes.get("model.embed_tokens.weight", (0, 0))[1] == 2048:  # ComfyUI: k_proj.bias of 256 rows, hidden 2048
         raise CheckpointError(f"{what} holds Qwen2.5 3B (OmniGen2's text encoder), which graphflow does not load; "
                               f"Qwen-Image (type qwen_image) takes Qwen2.5-VL 7B ({QWEN_FILES})")
-    try:
-        return qwen_text_encoder(f, device, dtype)
-    except (ValueError, KeyError) as e:
-        raise CheckpointError(f"{what}: {e}") from None
+    return _built(lambda d, t: qwen_text_encoder(f, d, t), what, device, dtype)
 
 
 def _llama(f, what: str, device, dtype):
     """LLaVA-Llama-3 8B's language model (its `model.*` keys) of the open file `f`."""
-    if dtype == torch.float16 and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        dtype = torch.bfloat16  # as for T5 and Gemma-2: keep fp32's range (Llama 3 was trained in bf16)
-    try:
-        return llama_from_weights(f.shapes, f.get, device, dtype)
-    except (ValueError, KeyError) as e:
-        raise CheckpointError(f"{what}: {e}") from None
+    return _built(lambda d, t: llama_from_weights(f.shapes, f.get, d, t), what, device, dtype)
 
 
 def _prefixed_components(f, device, dtype, only=None) -> dict[str, object]:
@@ -150,8 +142,8 @@ def _assemble(arch: str, found: dict, names: str) -> (FlowTextEncoder | GemmaTex
                                   f"QuadrupleCLIPLoader) takes CLIP-L, CLIP-G, T5-XXL and Llama 3.1 8B "
                                   f"(llama_3.1_8b_instruct_fp8_scaled.safetensors) files")
         return HiDreamTextEncoder(found.get("clip_l"), found.get("clip_g"), found.get("t5xxl"), found.get("llama"))
-    if arch == "qwen_image" or "qwen25_7b" in found:
-        if arch != "qwen_image" or set(found) != {"qwen25_7b"}:
+    if arch == "qwen_image":  # a Qwen2.5-VL file under another type is refused before it is read
+        if set(found) != {"qwen25_7b"}:
             raise CheckpointError(f"{names}: found {sorted(found)}; Qwen-Image (type qwen_image) takes Qwen2.5-VL 7B "
                                   f"alone, and Qwen2.5-VL 7B is Qwen-Image's text encoder alone")
         return found["qwen25_7b"]
