@@ -33,7 +33,7 @@ from torch import nn
 
 from .attention import attention, kernels
 from .cast_layers import Linear
-from .llama import DecoderTextEncoder, rotate_half
+from .llama import DecoderTextEncoder, decoder_from_state_dict, decoder_from_weights, marker_prefix, rotate_half
 from .tokenizer import parse_weighted_prompt
 
 HEAD_DIM = 256  # ComfyUI's Gemma2_2B_Config
@@ -173,31 +173,20 @@ class Gemma2(nn.Module):
 def gemma2_prefix(keys) -> str | None:
     """The prefix before `model.layers.0.post_feedforward_layernorm.weight` ("" in Comfy-Org's
     gemma_2_2b file, `text_encoders.gemma2_2b.transformer.` in lumina_2.safetensors), or None."""
-    return next((k[:-len(MARKER)] for k in keys if k.endswith(MARKER)), None)
+    return marker_prefix(keys, MARKER)
 
 
 def gemma2_from_weights(shapes: dict[str, tuple], get_tensor, device=None,
                         dtype: torch.dtype = torch.float32) -> Gemma2:
-    """A Gemma2 from its `model.*` keys (prefix stripped; others, as spiece_model, ignored):
-    `get_tensor(key, device, dtype)` reads one tensor cast and moved, into a model built on the
-    meta device, so the weights are never held twice."""
+    """A Gemma2 from its `model.*` keys (prefix stripped; others, as spiece_model, ignored)."""
     keys = [k for k in shapes if k.startswith("model.")]
-    with torch.device("meta"):
-        model = Gemma2(gemma2_config_from_state_dict({k: tuple(shapes[k]) for k in keys}))
-    result = model.load_state_dict({k: get_tensor(k, device, dtype) for k in keys}, strict=False, assign=True)
-    if result.missing_keys or result.unexpected_keys:
-        raise ValueError(f"Gemma-2 weights do not fit the model: missing {result.missing_keys[:6]}, "
-                         f"unexpected {result.unexpected_keys[:6]}")
-    return model.requires_grad_(False).eval()
+    return decoder_from_weights(lambda: Gemma2(gemma2_config_from_state_dict({k: tuple(shapes[k]) for k in keys})),
+                                keys, get_tensor, device, dtype, "Gemma-2")
 
 
 def gemma2_from_state_dict(state: dict[str, torch.Tensor], device=None, dtype: torch.dtype = torch.float32) -> Gemma2:
     """A Gemma2 from a state dict, its weights under any prefix."""
-    prefix = gemma2_prefix(state)
-    if prefix is None:
-        raise ValueError(f"no Gemma-2 weights (expected ...{MARKER})")
-    shapes = {k[len(prefix):]: tuple(v.shape) for k, v in state.items() if k.startswith(prefix)}
-    return gemma2_from_weights(shapes, lambda k, d, t: state[prefix + k].to(device=d, dtype=t), device, dtype)
+    return decoder_from_state_dict(state, gemma2_prefix, gemma2_from_weights, "Gemma-2", MARKER, device, dtype)
 
 
 class GemmaTextEncoder(DecoderTextEncoder):

@@ -197,18 +197,19 @@ class LlamaConfig:
     qkv_bias: bool = False  # Llama: none (Qwen2's decoder is this one with biases)
 
 
-def llama_config_from_state_dict(shapes: dict[str, tuple]) -> LlamaConfig:
-    """From the shapes of `model.*` keys (any prefix stripped)."""
+def llama_config_from_state_dict(shapes: dict[str, tuple], config=LlamaConfig, what: str = "Llama"):
+    """From the shapes of `model.*` keys (any prefix stripped); `config` the family's dataclass
+    (Qwen2.5's decoder is Llama's)."""
     vocab, hidden = shapes["model.embed_tokens.weight"]
     layers = 1 + max(int(k.split(".")[2]) for k in shapes if k.startswith("model.layers."))
     q_rows = shapes["model.layers.0.self_attn.q_proj.weight"][0]
     k_rows = shapes["model.layers.0.self_attn.k_proj.weight"][0]
     if q_rows % HEAD_DIM or k_rows % HEAD_DIM or (q_rows // HEAD_DIM) % (k_rows // HEAD_DIM):
-        raise ValueError(f"Llama attention projections of {q_rows} / {k_rows} rows are not whole "
+        raise ValueError(f"{what} attention projections of {q_rows} / {k_rows} rows are not whole "
                          f"{HEAD_DIM}-wide heads in groups")
-    return LlamaConfig(vocab_size=vocab, hidden_size=hidden,
-                       intermediate_size=shapes["model.layers.0.mlp.gate_proj.weight"][0],
-                       num_layers=layers, num_heads=q_rows // HEAD_DIM, num_kv_heads=k_rows // HEAD_DIM)
+    return config(vocab_size=vocab, hidden_size=hidden,
+                  intermediate_size=shapes["model.layers.0.mlp.gate_proj.weight"][0],
+                  num_layers=layers, num_heads=q_rows // HEAD_DIM, num_kv_heads=k_rows // HEAD_DIM)
 
 
 class RMSNorm(nn.Module):
@@ -315,6 +316,11 @@ class Llama(nn.Module):
         return body.norm(x) if layer is None else x
 
 
+def marker_prefix(keys, marker: str) -> str | None:
+    """The prefix before the first key ending in `marker` (a family's test key), or None."""
+    return next((k[:-len(marker)] for k in keys if k.endswith(marker)), None)
+
+
 def llama_prefix(keys) -> str | None:
     """The prefix before `model.layers.0.post_attention_layernorm.weight` ("" in ComfyUI's
     llava_llama3 files) where no Gemma-2 or Qwen2.5 key lies beside it, or None."""
@@ -327,27 +333,38 @@ def llama_prefix(keys) -> str | None:
     return None
 
 
-def llama_from_weights(shapes: dict[str, tuple], get_tensor, device=None, dtype: torch.dtype = torch.float32) -> Llama:
-    """A Llama from its `model.*` keys (prefix stripped; lm_head and others ignored):
-    `get_tensor(key, device, dtype)` reads one tensor cast and moved, into a model built on the
-    meta device, so the weights are never held twice."""
-    keys = [k for k in shapes if k.startswith("model.") and not k.startswith("model.lm_head.")]
+def decoder_from_weights(build, keys: list[str], get_tensor, device, dtype: torch.dtype, what: str) -> nn.Module:
+    """The model `build()` makes, on the meta device, with the weights of `keys` assigned into it
+    (`get_tensor(key, device, dtype)` reads one tensor cast and moved), so they are never held twice."""
     with torch.device("meta"):
-        model = Llama(llama_config_from_state_dict({k: tuple(shapes[k]) for k in keys}))
+        model = build()
     result = model.load_state_dict({k: get_tensor(k, device, dtype) for k in keys}, strict=False, assign=True)
     if result.missing_keys or result.unexpected_keys:
-        raise ValueError(f"Llama weights do not fit the model: missing {result.missing_keys[:6]}, "
+        raise ValueError(f"{what} weights do not fit the model: missing {result.missing_keys[:6]}, "
                          f"unexpected {result.unexpected_keys[:6]}")
     return model.requires_grad_(False).eval()
 
 
+def decoder_from_state_dict(state: dict[str, torch.Tensor], prefix_of, from_weights, what: str, marker: str,
+                            device=None, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """`from_weights`' model from a state dict, its weights under the prefix `prefix_of` finds."""
+    prefix = prefix_of(state)
+    if prefix is None:
+        raise ValueError(f"no {what} weights (expected ...{marker})")
+    shapes = {k[len(prefix):]: tuple(v.shape) for k, v in state.items() if k.startswith(prefix)}
+    return from_weights(shapes, lambda k, d, t: state[prefix + k].to(device=d, dtype=t), device, dtype)
+
+
+def llama_from_weights(shapes: dict[str, tuple], get_tensor, device=None, dtype: torch.dtype = torch.float32) -> Llama:
+    """A Llama from its `model.*` keys (prefix stripped; lm_head and others ignored)."""
+    keys = [k for k in shapes if k.startswith("model.") and not k.startswith("model.lm_head.")]
+    return decoder_from_weights(lambda: Llama(llama_config_from_state_dict({k: tuple(shapes[k]) for k in keys})),
+                                keys, get_tensor, device, dtype, "Llama")
+
+
 def llama_from_state_dict(state: dict[str, torch.Tensor], device=None, dtype: torch.dtype = torch.float32) -> Llama:
     """A Llama from a state dict, its weights under any prefix."""
-    prefix = llama_prefix(state)
-    if prefix is None:
-        raise ValueError(f"no Llama weights (expected ...{MARKER})")
-    shapes = {k[len(prefix):]: tuple(v.shape) for k, v in state.items() if k.startswith(prefix)}
-    return llama_from_weights(shapes, lambda k, d, t: state[prefix + k].to(device=d, dtype=t), device, dtype)
+    return decoder_from_state_dict(state, llama_prefix, llama_from_weights, "Llama", MARKER, device, dtype)
 
 
 def _key_mask(ids: list[int], pad: int = PAD) -> list[int]:
@@ -523,8 +540,6 @@ class HunyuanVideoTextEncoder(DecoderTextEncoder):
         (CLIP_VISION_OUTPUT's mm_projected [B, rows, hidden]; the first picture goes to the
         template's <image>, as ComfyUI's gives one per <image> token in order) -> ([1, rows /
         interleave + L, hidden], CLIP-L's pooled [1, 768])."""
-        from .flow_text import _windows, clip_encode
-
         if not isinstance(prompt, str):
             raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
         if isinstance(interleave, bool) or not isinstance(interleave, int) or interleave < 1:
@@ -540,16 +555,18 @@ class HunyuanVideoTextEncoder(DecoderTextEncoder):
         hidden = self.run([ids], pictures)
         text, images = prompt_span(ids, {i: len(p) for i, p in pictures.items()}, interleave)
         context = torch.cat([hidden[:, s] for s in images] + [hidden[:, text]], dim=1)
-        _, pooled = clip_encode(self.clip_l, _windows(self.clip_l, prompt), -1, projected=False)
-        return context, pooled
+        return context, self._pooled(prompt)
 
     def encode(self, prompt: str, clip_skip: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt -> ([1, L, hidden], pooled [1, 768]). clip_skip: another Llama layer for this prompt."""
-        from .flow_text import _windows, clip_encode
-
         if clip_skip is not None:
             return self.with_clip_skip(clip_skip).encode(prompt)
         context = self.encode_llama(prompt)
-        _, pooled = clip_encode(self.clip_l, _windows(self.clip_l, prompt), -1, projected=False)
-        return context, pooled
+        return context, self._pooled(prompt)
+
+    def _pooled(self, prompt: str) -> torch.Tensor:
+        """CLIP-L's pooled output [1, 768] of the prompt: its last layer's, unprojected."""
+        from .flow_text import _windows, clip_encode
+
+        return clip_encode(self.clip_l, _windows(self.clip_l, prompt), -1, projected=False)[1]
 

@@ -50,7 +50,8 @@ from torch import nn
 
 from .attention import attention, kernels
 from .cast_layers import Linear
-from .llama import DecoderTextEncoder, LlamaBody, RMSNorm, rotate_half
+from .llama import (DecoderTextEncoder, LlamaBody, RMSNorm, decoder_from_state_dict, decoder_from_weights,
+                    llama_config_from_state_dict, marker_prefix, rotate_half)
 from .tokenizer import tiktoken_ranks
 
 HEAD_DIM = 128  # ComfyUI's Qwen25_7BVLI_Config (the weights do not show it)
@@ -152,17 +153,8 @@ class Qwen25VLConfig:
 
 
 def qwen25vl_config_from_state_dict(shapes: dict[str, tuple]) -> Qwen25VLConfig:
-    """From the shapes of `model.*` keys (any prefix stripped)."""
-    vocab, hidden = shapes["model.embed_tokens.weight"]
-    layers = 1 + max(int(k.split(".")[2]) for k in shapes if k.startswith("model.layers."))
-    q_rows = shapes["model.layers.0.self_attn.q_proj.weight"][0]
-    k_rows = shapes["model.layers.0.self_attn.k_proj.weight"][0]
-    if q_rows % HEAD_DIM or k_rows % HEAD_DIM or (q_rows // HEAD_DIM) % (k_rows // HEAD_DIM):
-        raise ValueError(f"Qwen2.5 attention projections of {q_rows} / {k_rows} rows are not whole "
-                         f"{HEAD_DIM}-wide heads in groups")
-    return Qwen25VLConfig(vocab_size=vocab, hidden_size=hidden,
-                          intermediate_size=shapes["model.layers.0.mlp.gate_proj.weight"][0],
-                          num_layers=layers, num_heads=q_rows // HEAD_DIM, num_kv_heads=k_rows // HEAD_DIM)
+    """From the shapes of `model.*` keys (any prefix stripped): Llama's decoder's."""
+    return llama_config_from_state_dict(shapes, Qwen25VLConfig, "Qwen2.5")
 
 
 # -- the vision tower (ComfyUI's Qwen2VLVisionTransformer: Qwen2.5-VL's) ------------------------------
@@ -389,7 +381,7 @@ class Qwen25VL(nn.Module):
 
 def qwen25vl_prefix(keys) -> str | None:
     """The prefix before `model.layers.0.self_attn.k_proj.bias` ("" in ComfyUI's files), or None."""
-    return next((k[:-len(MARKER)] for k in keys if k.endswith(MARKER)), None)
+    return marker_prefix(keys, MARKER)
 
 
 def _weight_keys(shapes) -> list[str]:
@@ -401,29 +393,18 @@ def _weight_keys(shapes) -> list[str]:
 def qwen25vl_from_weights(shapes: dict[str, tuple], get_tensor, device=None,
                           dtype: torch.dtype = torch.float32) -> Qwen25VL:
     """A Qwen25VL from its `model.*` keys and, where the file has one, its vision tower's
-    `visual.*` (prefix stripped; a head, lm_head, ignored): `get_tensor(key, device, dtype)`
-    reads one tensor cast and moved, into a model built on the meta device, so the weights are
-    never held twice."""
+    `visual.*` (prefix stripped; a head, lm_head, ignored)."""
     keys = _weight_keys(shapes)
     named = {k: tuple(shapes[k]) for k in keys}
     vision = vision_config_from_state_dict(named) if any(k.startswith("visual.") for k in keys) else None
-    with torch.device("meta"):
-        model = Qwen25VL(qwen25vl_config_from_state_dict(named), vision)
-    result = model.load_state_dict({k: get_tensor(k, device, dtype) for k in keys}, strict=False, assign=True)
-    if result.missing_keys or result.unexpected_keys:
-        raise ValueError(f"Qwen2.5-VL weights do not fit the model: missing {result.missing_keys[:6]}, "
-                         f"unexpected {result.unexpected_keys[:6]}")
-    return model.requires_grad_(False).eval()
+    return decoder_from_weights(lambda: Qwen25VL(qwen25vl_config_from_state_dict(named), vision), keys, get_tensor,
+                                device, dtype, "Qwen2.5-VL")
 
 
 def qwen25vl_from_state_dict(state: dict[str, torch.Tensor], device=None,
                              dtype: torch.dtype = torch.float32) -> Qwen25VL:
     """A Qwen25VL from a state dict, its weights under any prefix."""
-    prefix = qwen25vl_prefix(state)
-    if prefix is None:
-        raise ValueError(f"no Qwen2.5-VL weights (expected ...{MARKER})")
-    shapes = {k[len(prefix):]: tuple(v.shape) for k, v in state.items() if k.startswith(prefix)}
-    return qwen25vl_from_weights(shapes, lambda k, d, t: state[prefix + k].to(device=d, dtype=t), device, dtype)
+    return decoder_from_state_dict(state, qwen25vl_prefix, qwen25vl_from_weights, "Qwen2.5-VL", MARKER, device, dtype)
 
 
 class QwenTextEncoder(DecoderTextEncoder):
