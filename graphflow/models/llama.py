@@ -374,6 +374,27 @@ def _key_mask(ids: list[int], pad: int = PAD) -> list[int]:
     return [1] * first + [0] * (len(ids) - first)
 
 
+@torch.no_grad()
+def decoder_states(model: nn.Module, memory_name: str, name: str, patches: tuple, ids: list[list[int]],
+                   mask: list[list[int]] | None, layer, splice=None) -> torch.Tensor:
+    """Token ids [N][T] (equal lengths; mask [N][T], 1 attended, 0 not, None all) -> `model`'s
+    output at `layer`, float32 CPU, the model on its device (memory manager's `memory_name`, with
+    `patches`) for this call only. splice(tokens on the device) -> the model's other inputs
+    (pictures' embeddings); `name` the model's in messages."""
+    from graphflow import memory
+
+    with memory.use(model, "text_encoder", memory_name, patches):
+        device = memory.manager().device_for(model)
+        tokens = torch.tensor(ids, dtype=torch.long, device=device)
+        top = int(tokens.max())
+        if top >= model.config.vocab_size:
+            raise ValueError(f"token id {top} is past this {name}'s {model.config.vocab_size}-token vocabulary")
+        keep = None if mask is None else torch.tensor(mask, dtype=torch.long, device=device)
+        with kernels(tokens.device):
+            inputs = {} if splice is None else splice(tokens)
+            return model(tokens, keep, layer=layer, **inputs).float().cpu()
+
+
 class DecoderTextEncoder:
     """What the CLIP sockets of a decoder language model share (Lumina 2's Gemma-2, Qwen-Image's
     Qwen2.5-VL, HunyuanVideo's LLaVA-Llama-3): `model` (its `model.*` part the file's), the
@@ -437,24 +458,9 @@ class DecoderTextEncoder:
             tower.model.to(device=device, dtype=dtype)
         return self
 
-    @torch.no_grad()
     def _forward(self, ids: list[list[int]], mask: list[list[int]] | None = None, splice=None) -> torch.Tensor:
-        """Token ids [N][T] (equal lengths; mask [N][T], 1 attended, 0 not, None all) -> the
-        model's output at `layer`, float32 CPU, the model on its device for this call only.
-        splice(tokens on the device) -> the model's other inputs (pictures' embeddings)."""
-        from graphflow import memory
-
-        with memory.use(self.model, "text_encoder", self.memory_name, self.patches):
-            device = memory.manager().device_for(self.model)
-            tokens = torch.tensor(ids, dtype=torch.long, device=device)
-            top = int(tokens.max())
-            if top >= self.model.config.vocab_size:
-                raise ValueError(f"token id {top} is past this {self.name}'s "
-                                 f"{self.model.config.vocab_size}-token vocabulary")
-            keep = None if mask is None else torch.tensor(mask, dtype=torch.long, device=device)
-            with kernels(tokens.device):
-                inputs = {} if splice is None else splice(tokens)
-                return self.model(tokens, keep, layer=self.layer, **inputs).float().cpu()
+        """decoder_states of this encoder's model at its layer."""
+        return decoder_states(self.model, self.memory_name, self.name, self.patches, ids, mask, self.layer, splice)
 
     def _rows(self, rows: list[list[int]]) -> torch.Tensor:
         """The states of the prompt's row and the empty one, each masked by the family's rule."""
@@ -505,11 +511,13 @@ class HunyuanVideoTextEncoder(DecoderTextEncoder):
         pictures = pictures or {}
         if pictures and len(ids) != 1:
             raise ValueError("pictures go with one row of token ids")
-        rows, last = [[]], 0
-        for index in sorted(pictures):
-            rows[0] += ids[0][last:index] + [IMAGE] * len(pictures[index])
-            last = index + 1
-        rows = [rows[0] + ids[0][last:]] if pictures else ids
+        rows = ids
+        if pictures:  # the row as the model sees it: each picture's rows in its token's place
+            row, last = [], 0
+            for index in sorted(pictures):
+                row += ids[0][last:index] + [IMAGE] * len(pictures[index])
+                last = index + 1
+            rows = [row + ids[0][last:]]
         masks = [_key_mask(row) for row in rows]
         return self._forward(ids, None if all(all(m) for m in masks) else masks,
                              (lambda tokens: {"embeds": self._spliced(tokens[0], pictures)}) if pictures else None)
