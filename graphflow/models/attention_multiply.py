@@ -56,16 +56,12 @@ def multiply_clip_attention(clip, q: float, k: float, v: float, out: float):
     scales q, k and v there and leaves `out` alone; so too in Qwen-Image's Qwen2.5-VL (biases too).
     HunyuanVideo's: LLaVA-Llama-3's q, k, v (its output is o_proj too) and CLIP-L's four; HiDream's:
     Llama 3.1's q, k, v and CLIP-L's and CLIP-G's four."""
-    from .gemma2 import GemmaTextEncoder
-    from .llama import HunyuanVideoTextEncoder
-    from .qwen25vl import QwenTextEncoder
+    from .llama import DecoderTextEncoder
 
     suffixes = {name: f"self_attn.{proj}" for name, proj in CLIP_PROJECTIONS.items()}
     factors = {"q": q, "k": k, "v": v, "out": out}
-    if isinstance(clip, (GemmaTextEncoder, QwenTextEncoder)):
-        return clip.with_patches(clip.patches + multiplier_patches(clip.model, suffixes, factors))
-    if isinstance(clip, HunyuanVideoTextEncoder) or (getattr(clip, "arch", None) == "hidream"
-                                                     and clip.model is not None):  # the Llama, then the CLIPs below
+    if isinstance(clip, DecoderTextEncoder) or (getattr(clip, "arch", None) == "hidream"
+                                                and clip.model is not None):  # the language model, then any CLIPs
         clip = clip.with_patches(clip.patches + multiplier_patches(clip.model, suffixes, factors))
     towers = [tower.with_patches(tower.patches + multiplier_patches(tower.model, suffixes, factors))
               for tower in clip.towers]

@@ -342,7 +342,7 @@ def _set_sources(ckpt: Checkpoint, read) -> None:
     if ckpt.vae is not None:
         parts.append((ckpt.vae.module, "vae", "vae", "vae", lambda c: c.vae.module))
     if isinstance(ckpt.info, FlowInfo) and ckpt.clip is not None and ckpt.info.arch == "lumina2":  # Gemma-2
-        parts.append((ckpt.clip.model, "text_encoder", "text_encoder:gemma2", "text_encoder:gemma2_2b",
+        parts.append((ckpt.clip.model, "text_encoder", ckpt.clip.memory_name, "text_encoder:gemma2_2b",
                       lambda c: c.clip.model))
     elif isinstance(ckpt.info, FlowInfo) and ckpt.clip is not None:  # by slot: the file's prefixes name them
         for slot, in_file in (("clip_l", "clip_l"), ("clip_g", "clip_g"), ("t5", "t5xxl")):

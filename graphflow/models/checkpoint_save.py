@@ -209,18 +209,15 @@ def text_encoder_states(clip) -> dict[str, tuple[dict[str, torch.Tensor], dict[s
     Lumina 2's Gemma-2 (gemma2_2b): model.* with its tokenizer as spiece_model, as Comfy-Org's file;
     Qwen-Image's Qwen2.5-VL (qwen25_7b): its language model's model.* (no vision tower: it was not read)."""
     from .gemma2 import SPIECE_KEY, GemmaTextEncoder
-    from .llama import HunyuanVideoTextEncoder
-    from .qwen25vl import QwenTextEncoder
+    from .llama import DecoderTextEncoder
 
-    if isinstance(clip, HunyuanVideoTextEncoder):  # LLaVA-Llama-3's model.* (llava_llama3_fp16's keys) and CLIP-L
-        return {"clip_l": (_cpu(_hf_tower_state(clip.clip_l)), _tower_metadata("clip_l", clip.clip_l)),
-                "llama": (_cpu(manager().weights(clip.model, clip.patches)), {})}
-    if isinstance(clip, GemmaTextEncoder):
+    if isinstance(clip, DecoderTextEncoder):  # HunyuanVideo's CLIP-L, then the model.* (llava_llama3_fp16's keys)
+        states = {t.name: (_cpu(_hf_tower_state(t)), _tower_metadata(t.name, t)) for t in clip.towers}
         state = _cpu(manager().weights(clip.model, clip.patches))  # CLIPAttentionMultiply saved merged in
-        state[SPIECE_KEY] = torch.frombuffer(bytearray(clip.pieces.model), dtype=torch.uint8)
-        return {"gemma2_2b": (state, {})}
-    if isinstance(clip, QwenTextEncoder):
-        return {"qwen25_7b": (_cpu(manager().weights(clip.model, clip.patches)), {})}
+        if isinstance(clip, GemmaTextEncoder):
+            state[SPIECE_KEY] = torch.frombuffer(bytearray(clip.pieces.model), dtype=torch.uint8)
+        states[clip.key] = (state, {})
+        return states
     if isinstance(clip, TextEncoder):
         towers = {t.name: t for t in clip.towers}
         t5 = None

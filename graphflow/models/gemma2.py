@@ -33,7 +33,7 @@ from torch import nn
 
 from .attention import attention, kernels
 from .cast_layers import Linear
-from .llama import rotate_half
+from .llama import DecoderTextEncoder, decoder_from_state_dict, decoder_from_weights, marker_prefix, rotate_half
 from .tokenizer import parse_weighted_prompt
 
 HEAD_DIM = 256  # ComfyUI's Gemma2_2B_Config
@@ -173,66 +173,40 @@ class Gemma2(nn.Module):
 def gemma2_prefix(keys) -> str | None:
     """The prefix before `model.layers.0.post_feedforward_layernorm.weight` ("" in Comfy-Org's
     gemma_2_2b file, `text_encoders.gemma2_2b.transformer.` in lumina_2.safetensors), or None."""
-    return next((k[:-len(MARKER)] for k in keys if k.endswith(MARKER)), None)
+    return marker_prefix(keys, MARKER)
 
 
 def gemma2_from_weights(shapes: dict[str, tuple], get_tensor, device=None,
                         dtype: torch.dtype = torch.float32) -> Gemma2:
-    """A Gemma2 from its `model.*` keys (prefix stripped; others, as spiece_model, ignored):
-    `get_tensor(key, device, dtype)` reads one tensor cast and moved, into a model built on the
-    meta device, so the weights are never held twice."""
+    """A Gemma2 from its `model.*` keys (prefix stripped; others, as spiece_model, ignored)."""
     keys = [k for k in shapes if k.startswith("model.")]
-    with torch.device("meta"):
-        model = Gemma2(gemma2_config_from_state_dict({k: tuple(shapes[k]) for k in keys}))
-    result = model.load_state_dict({k: get_tensor(k, device, dtype) for k in keys}, strict=False, assign=True)
-    if result.missing_keys or result.unexpected_keys:
-        raise ValueError(f"Gemma-2 weights do not fit the model: missing {result.missing_keys[:6]}, "
-                         f"unexpected {result.unexpected_keys[:6]}")
-    return model.requires_grad_(False).eval()
+    return decoder_from_weights(lambda: Gemma2(gemma2_config_from_state_dict({k: tuple(shapes[k]) for k in keys})),
+                                keys, get_tensor, device, dtype, "Gemma-2")
 
 
 def gemma2_from_state_dict(state: dict[str, torch.Tensor], device=None, dtype: torch.dtype = torch.float32) -> Gemma2:
     """A Gemma2 from a state dict, its weights under any prefix."""
-    prefix = gemma2_prefix(state)
-    if prefix is None:
-        raise ValueError(f"no Gemma-2 weights (expected ...{MARKER})")
-    shapes = {k[len(prefix):]: tuple(v.shape) for k, v in state.items() if k.startswith(prefix)}
-    return gemma2_from_weights(shapes, lambda k, d, t: state[prefix + k].to(device=d, dtype=t), device, dtype)
+    return decoder_from_state_dict(state, gemma2_prefix, gemma2_from_weights, "Gemma-2", MARKER, device, dtype)
 
 
-class GemmaTextEncoder:
+class GemmaTextEncoder(DecoderTextEncoder):
     """The CLIP socket of Lumina 2 (CLIPLoader type lumina2): prompt -> (Gemma-2's states
     [1, T, hidden], None: no pooled vector). `pieces` the file's SentencePiece model
     (graphflow.models.t5.SentencePieceIds); `layer` the hidden state taken (-2: ComfyUI's)."""
 
-    arch = "lumina2"
+    arch, key, memory_name, name = "lumina2", "gemma2_2b", "text_encoder:gemma2", "Gemma-2"
+    bos, pad = BOS, PAD
 
     def __init__(self, model: Gemma2, pieces, layer: int = -2, patches: tuple = ()):
-        self.model = model
+        super().__init__(model, layer, patches)
         self.pieces = pieces
-        self.layer = layer
-        self.patches = patches  # graphflow.memory.WeightPatch on `model` (CLIPAttentionMultiply), applied when it runs
-
-    def with_patches(self, patches: tuple) -> "GemmaTextEncoder":
-        return GemmaTextEncoder(self.model, self.pieces, self.layer, tuple(patches))
-
-    @property
-    def towers(self) -> list:
-        """No CLIP towers (what LoRAs and hooks patch on CLIP sockets): text-encoder LoRA modules
-        do not match Gemma-2 and are reported as such; model-side LoRAs apply as usual."""
-        return []
-
-    def with_towers(self, towers: list) -> "GemmaTextEncoder":
-        if towers:
-            raise ValueError("Gemma-2 has no CLIP towers")
-        return self
 
     def with_clip_skip(self, clip_skip: int) -> "GemmaTextEncoder":
         """CLIPSetLastLayer: -1 the last layer's output, -2 the one before (unnormed, as ComfyUI's)."""
         if not -self.model.config.num_layers <= clip_skip <= -1:
             raise ValueError(f"Gemma-2 has {self.model.config.num_layers} layers: the layer must be -1 .. "
                              f"-{self.model.config.num_layers}, got {clip_skip}")
-        return GemmaTextEncoder(self.model, self.pieces, clip_skip, self.patches)
+        return self._clone(layer=clip_skip)
 
     def tokenize(self, prompt: str) -> tuple[list[int], list[float]]:
         """<bos>, then each weighted part's pieces (ids, weights)."""
@@ -243,50 +217,22 @@ class GemmaTextEncoder:
             weights += [weight] * len(segment_ids)
         return ids, weights
 
-    @property
-    def device(self) -> torch.device:
-        return self.model.model.embed_tokens.weight.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.model.model.embed_tokens.weight.dtype
-
-    @property
-    def output_dim(self) -> int:
-        return self.model.config.hidden_size
-
-    def to(self, device=None, dtype=None) -> "GemmaTextEncoder":
-        self.model.to(device=device, dtype=dtype)
-        return self
-
-    @torch.no_grad()
     def run(self, ids: list[list[int]], mask: list[list[int]] | None = None) -> torch.Tensor:
         """Token ids [N][T] (equal lengths; mask [N][T], 1 attended, 0 not, None all) -> hidden
         states [N, T, hidden], float32 CPU."""
-        from graphflow import memory  # on the device for this call only
+        return self._forward(ids, mask)
 
-        with memory.use(self.model, "text_encoder", "text_encoder:gemma2", self.patches):
-            device = memory.manager().device_for(self.model)
-            tokens = torch.tensor(ids, dtype=torch.long, device=device)
-            keep = None if mask is None else torch.tensor(mask, dtype=torch.long, device=device)
-            with kernels(tokens.device):
-                return self.model(tokens, keep, layer=self.layer).float().cpu()
+    def _rows(self, rows: list[list[int]]) -> torch.Tensor:
+        if len(rows) == 1:
+            return self.run(rows)
+        n = len(rows[0])  # the prompt's row whole; the empty one's, ComfyUI's: <bos> alone
+        return self.run(rows, [[1] * n, [1] + [0] * (n - 1)])
 
     def encode(self, prompt: str, clip_skip: int | None = None) -> tuple[torch.Tensor, None]:
         """Weighted prompt -> ([1, T, hidden], None). clip_skip: another layer for this prompt."""
         if clip_skip is not None:
             return self.with_clip_skip(clip_skip).encode(prompt)
-        ids, weights = self.tokenize(prompt)
-        weighted = any(w != 1.0 for w in weights)
-        if weighted:  # with the empty tokens, ComfyUI's mask for them: <bos> alone
-            hidden = self.run([ids, [BOS] + [PAD] * (len(ids) - 1)], [[1] * len(ids), [1] + [0] * (len(ids) - 1)])
-        else:
-            hidden = self.run([ids])
-        z = hidden[:1]
-        if weighted:
-            w = torch.tensor(weights, dtype=torch.float32)[None, :, None]
-            z = torch.where(w != 1.0, (z - hidden[1:]) * w + hidden[1:], z)
-        return z, None
+        return self._weighted(*self.tokenize(prompt)), None
 
 
 def gemma_text_encoder(source, spiece: torch.Tensor | None, device=None, dtype: torch.dtype = torch.float32,

@@ -37,10 +37,9 @@ import copy
 
 import torch
 
-from .attention import kernels
 from .embeddings import embedding_lookup
 from .tokenizer import tokenize_prompt
-from .llama import BOS, EOT, Llama, _key_mask, prompt_tokens
+from .llama import BOS, EOT, Llama, _key_mask, decoder_states, prompt_tokens
 from .text_encoders import check_clip_skip
 
 LENGTH = 128  # ComfyUI's T5 and Llama min_length for HiDream
@@ -161,17 +160,9 @@ class HiDreamTextEncoder:
     def run_llama(self, ids: list[list[int]]) -> torch.Tensor:
         """Token ids [N][T] -> every layer's output [N, layers, T, hidden] (the last normed), keys
         masked from each row's first <|eot_id|> on; float32 CPU."""
-        from graphflow import memory  # on the device for this call only
-
-        with memory.use(self.model, "text_encoder", "text_encoder:llama", self.patches):
-            tokens = torch.tensor(ids, dtype=torch.long, device=memory.manager().device_for(self.model))
-            if int(tokens.max()) >= self.model.config.vocab_size:
-                raise ValueError(f"token id {int(tokens.max())} is past this Llama's "
-                                 f"{self.model.config.vocab_size}-token vocabulary")
-            masks = [_key_mask(row, EOT) for row in ids]
-            keep = None if all(all(m) for m in masks) else torch.tensor(masks, dtype=torch.long, device=tokens.device)
-            with kernels(tokens.device):
-                return self.model(tokens, keep, layer="all").float().cpu()
+        masks = [_key_mask(row, EOT) for row in ids]
+        return decoder_states(self.model, "text_encoder:llama", "Llama", self.patches, ids,
+                              None if all(all(m) for m in masks) else masks, "all")
 
     def llama_states(self, prompt: str) -> torch.Tensor:
         """Llama's per-layer states [1, layers, L, hidden] ("conditioning_llama3")."""

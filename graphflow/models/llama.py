@@ -45,6 +45,7 @@ Not here: textual-inversion embeddings for Llama (`embedding:name` is dropped wi
 leftover text kept, as ComfyUI does for a name it cannot find).
 """
 
+import copy
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -196,18 +197,19 @@ class LlamaConfig:
     qkv_bias: bool = False  # Llama: none (Qwen2's decoder is this one with biases)
 
 
-def llama_config_from_state_dict(shapes: dict[str, tuple]) -> LlamaConfig:
-    """From the shapes of `model.*` keys (any prefix stripped)."""
+def llama_config_from_state_dict(shapes: dict[str, tuple], config=LlamaConfig, what: str = "Llama"):
+    """From the shapes of `model.*` keys (any prefix stripped); `config` the family's dataclass
+    (Qwen2.5's decoder is Llama's)."""
     vocab, hidden = shapes["model.embed_tokens.weight"]
     layers = 1 + max(int(k.split(".")[2]) for k in shapes if k.startswith("model.layers."))
     q_rows = shapes["model.layers.0.self_attn.q_proj.weight"][0]
     k_rows = shapes["model.layers.0.self_attn.k_proj.weight"][0]
     if q_rows % HEAD_DIM or k_rows % HEAD_DIM or (q_rows // HEAD_DIM) % (k_rows // HEAD_DIM):
-        raise ValueError(f"Llama attention projections of {q_rows} / {k_rows} rows are not whole "
+        raise ValueError(f"{what} attention projections of {q_rows} / {k_rows} rows are not whole "
                          f"{HEAD_DIM}-wide heads in groups")
-    return LlamaConfig(vocab_size=vocab, hidden_size=hidden,
-                       intermediate_size=shapes["model.layers.0.mlp.gate_proj.weight"][0],
-                       num_layers=layers, num_heads=q_rows // HEAD_DIM, num_kv_heads=k_rows // HEAD_DIM)
+    return config(vocab_size=vocab, hidden_size=hidden,
+                  intermediate_size=shapes["model.layers.0.mlp.gate_proj.weight"][0],
+                  num_layers=layers, num_heads=q_rows // HEAD_DIM, num_kv_heads=k_rows // HEAD_DIM)
 
 
 class RMSNorm(nn.Module):
@@ -314,6 +316,11 @@ class Llama(nn.Module):
         return body.norm(x) if layer is None else x
 
 
+def marker_prefix(keys, marker: str) -> str | None:
+    """The prefix before the first key ending in `marker` (a family's test key), or None."""
+    return next((k[:-len(marker)] for k in keys if k.endswith(marker)), None)
+
+
 def llama_prefix(keys) -> str | None:
     """The prefix before `model.layers.0.post_attention_layernorm.weight` ("" in ComfyUI's
     llava_llama3 files) where no Gemma-2 or Qwen2.5 key lies beside it, or None."""
@@ -326,27 +333,38 @@ def llama_prefix(keys) -> str | None:
     return None
 
 
-def llama_from_weights(shapes: dict[str, tuple], get_tensor, device=None, dtype: torch.dtype = torch.float32) -> Llama:
-    """A Llama from its `model.*` keys (prefix stripped; lm_head and others ignored):
-    `get_tensor(key, device, dtype)` reads one tensor cast and moved, into a model built on the
-    meta device, so the weights are never held twice."""
-    keys = [k for k in shapes if k.startswith("model.") and not k.startswith("model.lm_head.")]
+def decoder_from_weights(build, keys: list[str], get_tensor, device, dtype: torch.dtype, what: str) -> nn.Module:
+    """The model `build()` makes, on the meta device, with the weights of `keys` assigned into it
+    (`get_tensor(key, device, dtype)` reads one tensor cast and moved), so they are never held twice."""
     with torch.device("meta"):
-        model = Llama(llama_config_from_state_dict({k: tuple(shapes[k]) for k in keys}))
+        model = build()
     result = model.load_state_dict({k: get_tensor(k, device, dtype) for k in keys}, strict=False, assign=True)
     if result.missing_keys or result.unexpected_keys:
-        raise ValueError(f"Llama weights do not fit the model: missing {result.missing_keys[:6]}, "
+        raise ValueError(f"{what} weights do not fit the model: missing {result.missing_keys[:6]}, "
                          f"unexpected {result.unexpected_keys[:6]}")
     return model.requires_grad_(False).eval()
 
 
+def decoder_from_state_dict(state: dict[str, torch.Tensor], prefix_of, from_weights, what: str, marker: str,
+                            device=None, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """`from_weights`' model from a state dict, its weights under the prefix `prefix_of` finds."""
+    prefix = prefix_of(state)
+    if prefix is None:
+        raise ValueError(f"no {what} weights (expected ...{marker})")
+    shapes = {k[len(prefix):]: tuple(v.shape) for k, v in state.items() if k.startswith(prefix)}
+    return from_weights(shapes, lambda k, d, t: state[prefix + k].to(device=d, dtype=t), device, dtype)
+
+
+def llama_from_weights(shapes: dict[str, tuple], get_tensor, device=None, dtype: torch.dtype = torch.float32) -> Llama:
+    """A Llama from its `model.*` keys (prefix stripped; lm_head and others ignored)."""
+    keys = [k for k in shapes if k.startswith("model.") and not k.startswith("model.lm_head.")]
+    return decoder_from_weights(lambda: Llama(llama_config_from_state_dict({k: tuple(shapes[k]) for k in keys})),
+                                keys, get_tensor, device, dtype, "Llama")
+
+
 def llama_from_state_dict(state: dict[str, torch.Tensor], device=None, dtype: torch.dtype = torch.float32) -> Llama:
     """A Llama from a state dict, its weights under any prefix."""
-    prefix = llama_prefix(state)
-    if prefix is None:
-        raise ValueError(f"no Llama weights (expected ...{MARKER})")
-    shapes = {k[len(prefix):]: tuple(v.shape) for k, v in state.items() if k.startswith(prefix)}
-    return llama_from_weights(shapes, lambda k, d, t: state[prefix + k].to(device=d, dtype=t), device, dtype)
+    return decoder_from_state_dict(state, llama_prefix, llama_from_weights, "Llama", MARKER, device, dtype)
 
 
 def _key_mask(ids: list[int], pad: int = PAD) -> list[int]:
@@ -356,48 +374,71 @@ def _key_mask(ids: list[int], pad: int = PAD) -> list[int]:
     return [1] * first + [0] * (len(ids) - first)
 
 
-class HunyuanVideoTextEncoder:
-    """The CLIP socket of HunyuanVideo (DualCLIPLoader type hunyuan_video): prompt -> (LLaVA-Llama-3's
-    states [1, L, hidden] of the prompt's tokens and its <|eot_id|>, CLIP-L's pooled output
-    [1, 768]). `layer`: -3 (ComfyUI's), another negative layer (CLIPSetLastLayer), or None for
-    the last layer through the final norm."""
+@torch.no_grad()
+def decoder_states(model: nn.Module, memory_name: str, name: str, patches: tuple, ids: list[list[int]],
+                   mask: list[list[int]] | None, layer, splice=None) -> torch.Tensor:
+    """Token ids [N][T] (equal lengths; mask [N][T], 1 attended, 0 not, None all) -> `model`'s
+    output at `layer`, float32 CPU, the model on its device (memory manager's `memory_name`, with
+    `patches`) for this call only. splice(tokens on the device) -> the model's other inputs
+    (pictures' embeddings); `name` the model's in messages."""
+    from graphflow import memory
 
-    arch = "hunyuan_video"
+    with memory.use(model, "text_encoder", memory_name, patches):
+        device = memory.manager().device_for(model)
+        tokens = torch.tensor(ids, dtype=torch.long, device=device)
+        top = int(tokens.max())
+        if top >= model.config.vocab_size:
+            raise ValueError(f"token id {top} is past this {name}'s {model.config.vocab_size}-token vocabulary")
+        keep = None if mask is None else torch.tensor(mask, dtype=torch.long, device=device)
+        with kernels(tokens.device):
+            inputs = {} if splice is None else splice(tokens)
+            return model(tokens, keep, layer=layer, **inputs).float().cpu()
 
-    def __init__(self, llama: Llama, clip_l, layer: int | None = DEFAULT_LAYER, patches: tuple = ()):
-        self.model = llama
-        self.clip_l = clip_l  # graphflow.models.text_encoders.ClipTower
+
+class DecoderTextEncoder:
+    """What the CLIP sockets of a decoder language model share (Lumina 2's Gemma-2, Qwen-Image's
+    Qwen2.5-VL, HunyuanVideo's LLaVA-Llama-3): `model` (its `model.*` part the file's), the
+    hidden state taken (`layer`), the patches applied when it runs, and any CLIP towers beside it.
+    Each family names: `arch` (the CLIP's), `key` (the model's name in merges and CLIPSave files,
+    as ComfyUI's), `memory_name` (the memory manager's), `name` (in messages)."""
+
+    arch: str
+    key: str
+    memory_name: str
+    name: str
+
+    def __init__(self, model, layer, patches: tuple = ()):
+        self.model = model
         self.layer = layer
         self.patches = patches  # graphflow.memory.WeightPatch on `model` (CLIPAttentionMultiply), applied when it runs
 
-    def _clone(self, **changes) -> "HunyuanVideoTextEncoder":
-        args = dict(llama=self.model, clip_l=self.clip_l, layer=self.layer, patches=self.patches)
-        return HunyuanVideoTextEncoder(**{**args, **changes})
+    def _clone(self, **changes):
+        clone = copy.copy(self)
+        clone.__dict__.update(changes)
+        return clone
 
-    def with_patches(self, patches: tuple) -> "HunyuanVideoTextEncoder":
+    def with_patches(self, patches: tuple):
         return self._clone(patches=tuple(patches))
 
     @property
     def towers(self) -> list:
-        """CLIP-L (what LoRAs and hooks patch on CLIP sockets)."""
-        return [self.clip_l]
+        """No CLIP towers (what LoRAs and hooks patch on CLIP sockets): text-encoder LoRA modules
+        do not match the language model and are reported as such; model-side LoRAs apply as usual."""
+        return []
 
-    def with_towers(self, towers: list) -> "HunyuanVideoTextEncoder":
-        if len(towers) != 1:
-            raise ValueError(f"HunyuanVideo's text encoder has one CLIP tower (CLIP-L), got {len(towers)}")
-        return self._clone(clip_l=towers[0])
+    def with_towers(self, towers: list):
+        if towers:
+            raise ValueError(f"{self.name} has no CLIP towers")
+        return self
 
-    def with_clip_skip(self, clip_skip: int) -> "HunyuanVideoTextEncoder":
-        """CLIPSetLastLayer: Llama's layer (-1 the last layer's output, -3 the default, unnormed);
-        past the first layer, the last through the final norm, as ComfyUI's. CLIP-L's pooled
-        output does not depend on it."""
+    def with_clip_skip(self, clip_skip: int):
+        """CLIPSetLastLayer: -1 the last layer's output, -2 the one before, unnormed (ComfyUI's
+        hidden-layer option); past the first layer, the last through the final norm, as ComfyUI's."""
         n = self.model.config.num_layers
         if isinstance(clip_skip, bool) or not isinstance(clip_skip, int) or clip_skip > -1:
-            raise ValueError(f"the layer must be a negative integer (-1 the last of Llama's {n}), got {clip_skip!r}")
+            raise ValueError(f"the layer must be a negative integer (-1 the last of {self.name}'s {n}), "
+                             f"got {clip_skip!r}")
         return self._clone(layer=clip_skip if -clip_skip <= n else None)
-
-    def tokenize(self, prompt: str, template: str = TEMPLATE) -> tuple[list[int], list[float]]:
-        return prompt_tokens(prompt, template)
 
     @property
     def device(self) -> torch.device:
@@ -411,59 +452,95 @@ class HunyuanVideoTextEncoder:
     def output_dim(self) -> int:
         return self.model.config.hidden_size
 
-    def to(self, device=None, dtype=None) -> "HunyuanVideoTextEncoder":
+    def to(self, device=None, dtype=None):
         self.model.to(device=device, dtype=dtype)
-        self.clip_l.model.to(device=device, dtype=dtype)
+        for tower in self.towers:
+            tower.model.to(device=device, dtype=dtype)
         return self
 
-    @torch.no_grad()
+    def _forward(self, ids: list[list[int]], mask: list[list[int]] | None = None, splice=None) -> torch.Tensor:
+        """decoder_states of this encoder's model at its layer."""
+        return decoder_states(self.model, self.memory_name, self.name, self.patches, ids, mask, self.layer, splice)
+
+    def _rows(self, rows: list[list[int]]) -> torch.Tensor:
+        """The states of the prompt's row and the empty one, each masked by the family's rule."""
+        return self.run(rows)
+
+    def _weighted(self, ids: list[int], weights: list[float]) -> torch.Tensor:
+        """The prompt's states [1, T, hidden] with ComfyUI's prompt weights: a weighted token's
+        state is empty + (z - empty) * w, `empty` the states of [bos, pad, pad, ...]."""
+        weighted = any(w != 1.0 for w in weights)
+        hidden = self._rows([ids] + ([[self.bos] + [self.pad] * (len(ids) - 1)] if weighted else []))
+        z = hidden[:1]
+        if weighted:
+            w = torch.tensor(weights, dtype=torch.float32)[None, :, None]
+            z = torch.where(w != 1.0, (z - hidden[1:]) * w + hidden[1:], z)
+        return z
+
+
+class HunyuanVideoTextEncoder(DecoderTextEncoder):
+    """The CLIP socket of HunyuanVideo (DualCLIPLoader type hunyuan_video): prompt -> (LLaVA-Llama-3's
+    states [1, L, hidden] of the prompt's tokens and its <|eot_id|>, CLIP-L's pooled output
+    [1, 768]). `layer`: -3 (ComfyUI's), another negative layer (CLIPSetLastLayer; CLIP-L's pooled
+    output does not depend on it), or None for the last layer through the final norm."""
+
+    arch, key, memory_name, name = "hunyuan_video", "llama", "text_encoder:llama", "Llama"
+    bos, pad = BOS, PAD
+
+    def __init__(self, llama: Llama, clip_l, layer: int | None = DEFAULT_LAYER, patches: tuple = ()):
+        super().__init__(llama, layer, patches)
+        self.clip_l = clip_l  # graphflow.models.text_encoders.ClipTower
+
+    @property
+    def towers(self) -> list:
+        """CLIP-L (what LoRAs and hooks patch on CLIP sockets)."""
+        return [self.clip_l]
+
+    def with_towers(self, towers: list) -> "HunyuanVideoTextEncoder":
+        if len(towers) != 1:
+            raise ValueError(f"HunyuanVideo's text encoder has one CLIP tower (CLIP-L), got {len(towers)}")
+        return self._clone(clip_l=towers[0])
+
+    def tokenize(self, prompt: str, template: str = TEMPLATE) -> tuple[list[int], list[float]]:
+        return prompt_tokens(prompt, template)
+
     def run(self, ids: list[list[int]], pictures: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
         """Token ids [N][T] (equal lengths; each row masked from its first <pad> on, as ComfyUI's)
         -> hidden states [N, T', hidden], float32 CPU. `pictures` (one row of ids): token index ->
         the embeddings [rows, hidden] put in that token's place (T' = T + rows - 1 each)."""
-        from graphflow import memory  # on the device for this call only
-
         pictures = pictures or {}
         if pictures and len(ids) != 1:
             raise ValueError("pictures go with one row of token ids")
-        with memory.use(self.model, "text_encoder", "text_encoder:llama", self.patches):
-            device = memory.manager().device_for(self.model)
-            tokens = torch.tensor(ids, dtype=torch.long, device=device)
-            if int(tokens.max()) >= self.model.config.vocab_size:
-                raise ValueError(f"token id {int(tokens.max())} is past this Llama's "
-                                 f"{self.model.config.vocab_size}-token vocabulary")
-            embeds, rows = None, ids
-            if pictures:
-                embed = self.model.model.embed_tokens(tokens)[0]
-                pieces, rows, last = [], [[]], 0
-                for index in sorted(pictures):
-                    picture = pictures[index].to(device=device, dtype=embed.dtype)
-                    if picture.ndim != 2 or picture.shape[1] != embed.shape[1]:
-                        raise ValueError(f"a picture's embeddings must be [rows, {embed.shape[1]}] (this Llama's "
-                                         f"width), got {tuple(picture.shape)}")
-                    pieces += [embed[last:index], picture]
-                    rows[0] += ids[0][last:index] + [IMAGE] * len(picture)
-                    last = index + 1
-                embeds = torch.cat(pieces + [embed[last:]])[None]
-                rows[0] += ids[0][last:]
-            masks = [_key_mask(row) for row in rows]
-            keep = None if all(all(m) for m in masks) else torch.tensor(masks, dtype=torch.long, device=device)
-            with kernels(tokens.device):
-                return self.model(tokens, keep, layer=self.layer, embeds=embeds).float().cpu()
+        rows = ids
+        if pictures:  # the row as the model sees it: each picture's rows in its token's place
+            row, last = [], 0
+            for index in sorted(pictures):
+                row += ids[0][last:index] + [IMAGE] * len(pictures[index])
+                last = index + 1
+            rows = [row + ids[0][last:]]
+        masks = [_key_mask(row) for row in rows]
+        return self._forward(ids, None if all(all(m) for m in masks) else masks,
+                             (lambda tokens: {"embeds": self._spliced(tokens[0], pictures)}) if pictures else None)
+
+    def _spliced(self, tokens: torch.Tensor, pictures: dict[int, torch.Tensor]) -> torch.Tensor:
+        """The embeddings [1, T', hidden] of one row of tokens, each picture's in its token's place."""
+        embed = self.model.model.embed_tokens(tokens)
+        pieces, last = [], 0
+        for index in sorted(pictures):
+            picture = pictures[index].to(device=embed.device, dtype=embed.dtype)
+            if picture.ndim != 2 or picture.shape[1] != embed.shape[1]:
+                raise ValueError(f"a picture's embeddings must be [rows, {embed.shape[1]}] (this Llama's "
+                                 f"width), got {tuple(picture.shape)}")
+            pieces += [embed[last:index], picture]
+            last = index + 1
+        return torch.cat(pieces + [embed[last:]])[None]
 
     def encode_llama(self, prompt: str, template: str = TEMPLATE) -> torch.Tensor:
         """Weighted prompt -> Llama's part of the conditioning [1, L, hidden]."""
         if not isinstance(prompt, str):
             raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
         ids, weights = self.tokenize(prompt, template)
-        weighted = any(w != 1.0 for w in weights)
-        rows = [ids] + ([[BOS] + [PAD] * (len(ids) - 1)] if weighted else [])
-        hidden = self.run(rows)
-        z = hidden[:1]
-        if weighted:
-            w = torch.tensor(weights, dtype=torch.float32)[None, :, None]
-            z = torch.where(w != 1.0, (z - hidden[1:]) * w + hidden[1:], z)
-        return z[:, prompt_span(ids)[0]]
+        return self._weighted(ids, weights)[:, prompt_span(ids)[0]]
 
     def encode_with_image(self, prompt: str, image_embeds: torch.Tensor, interleave: int = 2,
                           template: str = I2V_TEMPLATE) -> tuple[torch.Tensor, torch.Tensor]:
@@ -471,8 +548,6 @@ class HunyuanVideoTextEncoder:
         (CLIP_VISION_OUTPUT's mm_projected [B, rows, hidden]; the first picture goes to the
         template's <image>, as ComfyUI's gives one per <image> token in order) -> ([1, rows /
         interleave + L, hidden], CLIP-L's pooled [1, 768])."""
-        from .flow_text import _windows, clip_encode
-
         if not isinstance(prompt, str):
             raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
         if isinstance(interleave, bool) or not isinstance(interleave, int) or interleave < 1:
@@ -488,16 +563,18 @@ class HunyuanVideoTextEncoder:
         hidden = self.run([ids], pictures)
         text, images = prompt_span(ids, {i: len(p) for i, p in pictures.items()}, interleave)
         context = torch.cat([hidden[:, s] for s in images] + [hidden[:, text]], dim=1)
-        _, pooled = clip_encode(self.clip_l, _windows(self.clip_l, prompt), -1, projected=False)
-        return context, pooled
+        return context, self._pooled(prompt)
 
     def encode(self, prompt: str, clip_skip: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt -> ([1, L, hidden], pooled [1, 768]). clip_skip: another Llama layer for this prompt."""
-        from .flow_text import _windows, clip_encode
-
         if clip_skip is not None:
             return self.with_clip_skip(clip_skip).encode(prompt)
         context = self.encode_llama(prompt)
-        _, pooled = clip_encode(self.clip_l, _windows(self.clip_l, prompt), -1, projected=False)
-        return context, pooled
+        return context, self._pooled(prompt)
+
+    def _pooled(self, prompt: str) -> torch.Tensor:
+        """CLIP-L's pooled output [1, 768] of the prompt: its last layer's, unprojected."""
+        from .flow_text import _windows, clip_encode
+
+        return clip_encode(self.clip_l, _windows(self.clip_l, prompt), -1, projected=False)[1]
 

@@ -100,23 +100,15 @@ def merge_models(model1: DiffusionModel, model2: DiffusionModel, factors: Factor
 
 
 def merge_clips(clip1: TextEncoder, clip2: TextEncoder, factors: Factors) -> TextEncoder:
-    from .gemma2 import GemmaTextEncoder
-    from .llama import HunyuanVideoTextEncoder
-    from .qwen25vl import QwenTextEncoder
+    from .llama import DecoderTextEncoder
 
-    if isinstance(clip1, HunyuanVideoTextEncoder) or isinstance(clip2, HunyuanVideoTextEncoder):
-        return _merge_hunyuan_video(clip1, clip2, factors)
-
-    one_network = (GemmaTextEncoder, QwenTextEncoder)  # Lumina 2's Gemma-2, Qwen-Image's Qwen2.5-VL
-    if isinstance(clip1, one_network) or isinstance(clip2, one_network):
+    if isinstance(clip1, DecoderTextEncoder) or isinstance(clip2, DecoderTextEncoder):
+        # Lumina 2's Gemma-2, Qwen-Image's Qwen2.5-VL, HunyuanVideo's LLaVA-Llama-3 (its CLIP-L below)
         if type(clip1) is not type(clip2):
             raise MergeError(f"can't merge a {clip1.arch} text encoder with a {clip2.arch} one")
-        name = "gemma2_2b" if isinstance(clip1, GemmaTextEncoder) else "qwen25_7b"
-        model = _pinned_like(clip1.model, merge_modules(clip1.model, clip2.model, factors, f"text encoder {name}",
+        model = _pinned_like(clip1.model, merge_modules(clip1.model, clip2.model, factors, f"text encoder {clip1.key}",
                                                         (clip1.patches, clip2.patches)))
-        merged = clip1.with_patches(())  # a new encoder object: its model is set below
-        merged.model = model
-        return merged
+        clip1 = clip1._clone(model=model, patches=())
     # ComfyUI patches clip1's weights by name with clip2's (clip_l.*, clip_g.*, t5xxl.*): encoders of
     # the same name merge whatever the families (SDXL's CLIP-L into SD1's), the others stay as they are
     others = {t.name: t for t in clip2.towers}
@@ -146,20 +138,6 @@ def _hidream_llama(clip):
     from .hidream_text import HiDreamTextEncoder
 
     return clip.model if isinstance(clip, HiDreamTextEncoder) else None
-
-
-def _merge_hunyuan_video(clip1, clip2, factors: Factors):
-    """HunyuanVideo's CLIP: ComfyUI patches every weight by name, LLaVA-Llama-3's and CLIP-L's."""
-    if type(clip1) is not type(clip2):
-        raise MergeError(f"can't merge a {clip1.arch} text encoder with a {clip2.arch} one")
-    llama = _pinned_like(clip1.model, merge_modules(clip1.model, clip2.model, factors, "text encoder llama",
-                                                    (clip1.patches, clip2.patches)))
-    l1, l2 = clip1.clip_l, clip2.clip_l
-    clip_l = l1.with_model(_pinned_like(l1.model, merge_modules(l1.model, l2.model, factors, "text encoder clip_l",
-                                                                (l1.patches, l2.patches))))
-    merged = clip1.with_patches(()).with_towers([clip_l])  # a new encoder object: its Llama is set below
-    merged.model = llama
-    return merged
 
 
 def _pinned_like(first: nn.Module, merged: nn.Module) -> nn.Module:

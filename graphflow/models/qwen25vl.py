@@ -50,7 +50,8 @@ from torch import nn
 
 from .attention import attention, kernels
 from .cast_layers import Linear
-from .llama import LlamaBody, RMSNorm, rotate_half
+from .llama import (DecoderTextEncoder, LlamaBody, RMSNorm, decoder_from_state_dict, decoder_from_weights,
+                    llama_config_from_state_dict, marker_prefix, rotate_half)
 from .tokenizer import tiktoken_ranks
 
 HEAD_DIM = 128  # ComfyUI's Qwen25_7BVLI_Config (the weights do not show it)
@@ -152,17 +153,8 @@ class Qwen25VLConfig:
 
 
 def qwen25vl_config_from_state_dict(shapes: dict[str, tuple]) -> Qwen25VLConfig:
-    """From the shapes of `model.*` keys (any prefix stripped)."""
-    vocab, hidden = shapes["model.embed_tokens.weight"]
-    layers = 1 + max(int(k.split(".")[2]) for k in shapes if k.startswith("model.layers."))
-    q_rows = shapes["model.layers.0.self_attn.q_proj.weight"][0]
-    k_rows = shapes["model.layers.0.self_attn.k_proj.weight"][0]
-    if q_rows % HEAD_DIM or k_rows % HEAD_DIM or (q_rows // HEAD_DIM) % (k_rows // HEAD_DIM):
-        raise ValueError(f"Qwen2.5 attention projections of {q_rows} / {k_rows} rows are not whole "
-                         f"{HEAD_DIM}-wide heads in groups")
-    return Qwen25VLConfig(vocab_size=vocab, hidden_size=hidden,
-                          intermediate_size=shapes["model.layers.0.mlp.gate_proj.weight"][0],
-                          num_layers=layers, num_heads=q_rows // HEAD_DIM, num_kv_heads=k_rows // HEAD_DIM)
+    """From the shapes of `model.*` keys (any prefix stripped): Llama's decoder's."""
+    return llama_config_from_state_dict(shapes, Qwen25VLConfig, "Qwen2.5")
 
 
 # -- the vision tower (ComfyUI's Qwen2VLVisionTransformer: Qwen2.5-VL's) ------------------------------
@@ -389,7 +381,7 @@ class Qwen25VL(nn.Module):
 
 def qwen25vl_prefix(keys) -> str | None:
     """The prefix before `model.layers.0.self_attn.k_proj.bias` ("" in ComfyUI's files), or None."""
-    return next((k[:-len(MARKER)] for k in keys if k.endswith(MARKER)), None)
+    return marker_prefix(keys, MARKER)
 
 
 def _weight_keys(shapes) -> list[str]:
@@ -401,105 +393,45 @@ def _weight_keys(shapes) -> list[str]:
 def qwen25vl_from_weights(shapes: dict[str, tuple], get_tensor, device=None,
                           dtype: torch.dtype = torch.float32) -> Qwen25VL:
     """A Qwen25VL from its `model.*` keys and, where the file has one, its vision tower's
-    `visual.*` (prefix stripped; a head, lm_head, ignored): `get_tensor(key, device, dtype)`
-    reads one tensor cast and moved, into a model built on the meta device, so the weights are
-    never held twice."""
+    `visual.*` (prefix stripped; a head, lm_head, ignored)."""
     keys = _weight_keys(shapes)
     named = {k: tuple(shapes[k]) for k in keys}
     vision = vision_config_from_state_dict(named) if any(k.startswith("visual.") for k in keys) else None
-    with torch.device("meta"):
-        model = Qwen25VL(qwen25vl_config_from_state_dict(named), vision)
-    result = model.load_state_dict({k: get_tensor(k, device, dtype) for k in keys}, strict=False, assign=True)
-    if result.missing_keys or result.unexpected_keys:
-        raise ValueError(f"Qwen2.5-VL weights do not fit the model: missing {result.missing_keys[:6]}, "
-                         f"unexpected {result.unexpected_keys[:6]}")
-    return model.requires_grad_(False).eval()
+    return decoder_from_weights(lambda: Qwen25VL(qwen25vl_config_from_state_dict(named), vision), keys, get_tensor,
+                                device, dtype, "Qwen2.5-VL")
 
 
 def qwen25vl_from_state_dict(state: dict[str, torch.Tensor], device=None,
                              dtype: torch.dtype = torch.float32) -> Qwen25VL:
     """A Qwen25VL from a state dict, its weights under any prefix."""
-    prefix = qwen25vl_prefix(state)
-    if prefix is None:
-        raise ValueError(f"no Qwen2.5-VL weights (expected ...{MARKER})")
-    shapes = {k[len(prefix):]: tuple(v.shape) for k, v in state.items() if k.startswith(prefix)}
-    return qwen25vl_from_weights(shapes, lambda k, d, t: state[prefix + k].to(device=d, dtype=t), device, dtype)
+    return decoder_from_state_dict(state, qwen25vl_prefix, qwen25vl_from_weights, "Qwen2.5-VL", MARKER, device, dtype)
 
 
-class QwenTextEncoder:
+class QwenTextEncoder(DecoderTextEncoder):
     """The CLIP socket of Qwen-Image (CLIPLoader type qwen_image): prompt -> (Qwen2.5-VL's states
     [1, T, hidden] from the prompt's first token, None: no pooled vector). `layer` None: the
     last layer through the final norm (ComfyUI's); n: layer n's output unnormed."""
 
-    arch = "qwen_image"
+    arch, key, memory_name, name = "qwen_image", "qwen25_7b", "text_encoder:qwen25_7b", "Qwen2.5-VL"
 
     def __init__(self, model: Qwen25VL, layer: int | None = None, patches: tuple = ()):
-        self.model = model
-        self.layer = layer
-        self.patches = patches  # graphflow.memory.WeightPatch on `model`, applied when it runs
-
-    def with_patches(self, patches: tuple) -> "QwenTextEncoder":
-        return QwenTextEncoder(self.model, self.layer, tuple(patches))
-
-    @property
-    def towers(self) -> list:
-        """No CLIP towers (what LoRAs and hooks patch on CLIP sockets)."""
-        return []
-
-    def with_towers(self, towers: list) -> "QwenTextEncoder":
-        if towers:
-            raise ValueError("Qwen2.5-VL has no CLIP towers")
-        return self
-
-    def with_clip_skip(self, clip_skip: int) -> "QwenTextEncoder":
-        """CLIPSetLastLayer: -1 the last layer's output, -2 the one before, unnormed (ComfyUI's
-        hidden-layer option); past the first layer, the default (normed last), as ComfyUI's."""
-        n = self.model.config.num_layers
-        if isinstance(clip_skip, bool) or not isinstance(clip_skip, int) or clip_skip > -1:
-            raise ValueError(f"the layer must be a negative integer (-1 the last of Qwen2.5-VL's {n}), got {clip_skip!r}")
-        return QwenTextEncoder(self.model, clip_skip if -clip_skip <= n else None, self.patches)
+        super().__init__(model, layer, patches)
 
     def tokenize(self, prompt: str, template: str | None = None, pictures: int = 0) -> list[int]:
         """template None: ComfyUI's choice, TEMPLATE, or PICTURE_TEMPLATE for a picture."""
         return prompt_ids(prompt, template or (PICTURE_TEMPLATE if pictures else TEMPLATE))
 
-    @property
-    def device(self) -> torch.device:
-        return self.model.model.embed_tokens.weight.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.model.model.embed_tokens.weight.dtype
-
-    @property
-    def output_dim(self) -> int:
-        return self.model.config.hidden_size
-
-    def to(self, device=None, dtype=None) -> "QwenTextEncoder":
-        self.model.to(device=device, dtype=dtype)
-        return self
-
-    @torch.no_grad()
     def run(self, ids: list[list[int]], pictures=()) -> torch.Tensor:
         """Token ids [N][T] (equal lengths) -> hidden states [N, T, hidden], float32 CPU.
         pictures ([B, H, W, C] each, the first of each batch read, as ComfyUI's): the vision
         tower's tokens of the k-th take the place of the k-th <|image_pad|> of one sequence."""
-        from graphflow import memory  # on the device for this call only
+        if not pictures:
+            return self._forward(ids)
+        return self._forward(ids, splice=lambda tokens: self._with_pictures(ids[0], tokens[0], pictures))
 
-        with memory.use(self.model, "text_encoder", "text_encoder:qwen25_7b", self.patches):
-            device = memory.manager().device_for(self.model)
-            tokens = torch.tensor(ids, dtype=torch.long, device=device)
-            if int(tokens.max()) >= self.model.config.vocab_size:
-                raise ValueError(f"token id {int(tokens.max())} is past this Qwen2.5-VL's "
-                                 f"{self.model.config.vocab_size}-token vocabulary")
-            with kernels(tokens.device):
-                if not pictures:
-                    return self.model(tokens, layer=self.layer).float().cpu()
-                embeds, positions = self._with_pictures(ids[0], tokens[0], pictures)
-                return self.model(None, layer=self.layer, embeds=embeds[None], positions=positions).float().cpu()
-
-    def _with_pictures(self, ids: list[int], tokens: torch.Tensor, pictures) -> tuple[torch.Tensor, torch.Tensor]:
-        """The token embeddings with each picture's tokens spliced in, and their positions [3, T]."""
+    def _with_pictures(self, ids: list[int], tokens: torch.Tensor, pictures) -> dict[str, torch.Tensor]:
+        """The model's inputs for one row: the token embeddings with each picture's tokens spliced
+        in ("embeds" [1, T, hidden]) and their positions [3, T]."""
         if self.model.visual is None:
             raise ValueError("this Qwen2.5-VL file carries no vision tower (visual.*), which pictures need: "
                              "ComfyUI's qwen_2.5_vl_7b files carry it")
@@ -513,7 +445,7 @@ class QwenTextEncoder:
             parts.append(seen)
             done = at + 1
         embeds = torch.cat(parts + [embedded[done:]])
-        return embeds, picture_positions(len(embeds), spans)
+        return {"embeds": embeds[None], "positions": picture_positions(len(embeds), spans)}
 
     def encode(self, prompt: str, clip_skip: int | None = None, template: str | None = None,
                pictures=()) -> tuple[torch.Tensor, None]:

@@ -21,7 +21,7 @@ from .gemma2 import SPIECE_KEYS as GEMMA_SPIECE_KEYS
 from .gemma2 import GemmaTextEncoder, gemma2_prefix, gemma_text_encoder
 from .qwen25vl import QwenTextEncoder, qwen25vl_prefix, qwen_text_encoder
 from .hidream_text import HiDreamTextEncoder
-from .llama import HunyuanVideoTextEncoder, llama_from_weights, llama_prefix
+from .llama import DecoderTextEncoder, HunyuanVideoTextEncoder, llama_from_weights, llama_prefix
 from .t5 import UMT5_KEY, T5Encoder, t5_from_weights, t5_prefix
 from .text_encoders import ClipTower, TextEncoder
 from .weight_files import CheckpointError, KeyView, WeightFile
@@ -51,49 +51,41 @@ def _tower(view, what: str, device, dtype, config: dict | None = None) -> ClipTo
     return tower_of(view, spec, device, dtype, what, ((config or {}).get("text_encoders") or {}).get(spec.name))
 
 
-def _t5(view, what: str, device, dtype) -> T5Encoder:
+def _built(build, what: str, device, dtype):
+    """build(device, dtype) for T5 or a language model, in bf16 where fp16 is asked on a GPU that
+    has it (T5 v1.1's activations overflow fp16; bf16 keeps fp32's range, in which Gemma-2, Qwen2.5
+    and Llama 3 were trained), its errors as the file's."""
     if dtype == torch.float16 and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        dtype = torch.bfloat16  # T5 v1.1's activations overflow fp16; bf16 keeps fp32's range
-    prefix = t5_prefix(view.shapes)
-    sub = KeyView(view, prefix)
+        dtype = torch.bfloat16
     try:
-        return t5_from_weights(sub.shapes, sub.get, device, dtype)
-    except ValueError as e:
+        return build(device, dtype)
+    except (ValueError, KeyError) as e:
         raise CheckpointError(f"{what}: {e}") from None
+
+
+def _t5(view, what: str, device, dtype) -> T5Encoder:
+    sub = KeyView(view, t5_prefix(view.shapes))
+    return _built(lambda d, t: t5_from_weights(sub.shapes, sub.get, d, t), what, device, dtype)
 
 
 def _gemma(f, prefix: str, what: str, device, dtype) -> GemmaTextEncoder:
     """Gemma-2 2B under `prefix` of the open file `f`, with the file's tokenizer."""
-    if dtype == torch.float16 and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        dtype = torch.bfloat16  # as for T5: keep fp32's range (Gemma-2 was trained in bf16)
     key = next((k for k in GEMMA_SPIECE_KEYS if k in f.shapes), None)
-    try:
-        return gemma_text_encoder(KeyView(f, prefix), None if key is None else f.get(key), device, dtype, what)
-    except (ValueError, KeyError) as e:
-        raise CheckpointError(f"{what}: {e}") from None
+    return _built(lambda d, t: gemma_text_encoder(KeyView(f, prefix), None if key is None else f.get(key), d, t, what),
+                  what, device, dtype)
 
 
 def _qwen(f, what: str, device, dtype) -> QwenTextEncoder:
     """Qwen2.5-VL 7B (language model and vision tower) from a bare file (ComfyUI's qwen_2.5_vl_7b*)."""
-    if dtype == torch.float16 and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        dtype = torch.bfloat16  # as for T5 and Gemma: keep fp32's range (ComfyUI runs it in the file's bf16)
     if f.shapes.get("model.embed_tokens.weight", (0, 0))[1] == 2048:  # ComfyUI: k_proj.bias of 256 rows, hidden 2048
         raise CheckpointError(f"{what} holds Qwen2.5 3B (OmniGen2's text encoder), which graphflow does not load; "
                               f"Qwen-Image (type qwen_image) takes Qwen2.5-VL 7B ({QWEN_FILES})")
-    try:
-        return qwen_text_encoder(f, device, dtype)
-    except (ValueError, KeyError) as e:
-        raise CheckpointError(f"{what}: {e}") from None
+    return _built(lambda d, t: qwen_text_encoder(f, d, t), what, device, dtype)
 
 
 def _llama(f, what: str, device, dtype):
     """LLaVA-Llama-3 8B's language model (its `model.*` keys) of the open file `f`."""
-    if dtype == torch.float16 and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        dtype = torch.bfloat16  # as for T5 and Gemma-2: keep fp32's range (Llama 3 was trained in bf16)
-    try:
-        return llama_from_weights(f.shapes, f.get, device, dtype)
-    except (ValueError, KeyError) as e:
-        raise CheckpointError(f"{what}: {e}") from None
+    return _built(lambda d, t: llama_from_weights(f.shapes, f.get, d, t), what, device, dtype)
 
 
 def _prefixed_components(f, device, dtype, only=None) -> dict[str, object]:
@@ -150,8 +142,8 @@ def _assemble(arch: str, found: dict, names: str) -> (FlowTextEncoder | GemmaTex
                                   f"QuadrupleCLIPLoader) takes CLIP-L, CLIP-G, T5-XXL and Llama 3.1 8B "
                                   f"(llama_3.1_8b_instruct_fp8_scaled.safetensors) files")
         return HiDreamTextEncoder(found.get("clip_l"), found.get("clip_g"), found.get("t5xxl"), found.get("llama"))
-    if arch == "qwen_image" or "qwen25_7b" in found:
-        if arch != "qwen_image" or set(found) != {"qwen25_7b"}:
+    if arch == "qwen_image":  # a Qwen2.5-VL file under another type is refused before it is read
+        if set(found) != {"qwen25_7b"}:
             raise CheckpointError(f"{names}: found {sorted(found)}; Qwen-Image (type qwen_image) takes Qwen2.5-VL 7B "
                                   f"alone, and Qwen2.5-VL 7B is Qwen-Image's text encoder alone")
         return found["qwen25_7b"]
@@ -200,12 +192,12 @@ def load_text_encoders(paths, clip_type: str, device=None, dtype=None,
         device, dtype = _device_dtype("cpu", dtype)
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     clip, sources = _read_text_encoders(paths, clip_type, device, dtype)
-    if isinstance(clip, GemmaTextEncoder):
-        manager().set_source(clip.model, "text_encoder", "text_encoder:gemma2",
-                             lambda: _read_one(sources["gemma2_2b"], "gemma2_2b", device, dtype).model)
-    elif isinstance(clip, QwenTextEncoder):
-        manager().set_source(clip.model, "text_encoder", "text_encoder:qwen25_7b",
-                             lambda: _read_one(sources["qwen25_7b"], "qwen25_7b", device, dtype).model)
+    if isinstance(clip, DecoderTextEncoder):  # the language model, then HunyuanVideo's CLIP-L
+        manager().set_source(clip.model, "text_encoder", clip.memory_name,
+                             lambda key=clip.key: _part_module(_read_one(sources[key], key, device, dtype)))
+        for tower in clip.towers:
+            manager().set_source(tower.model, "text_encoder", f"text_encoder:{tower.name}",
+                                 lambda name=tower.name: _read_one(sources[name], name, device, dtype).model)
     elif isinstance(clip, HiDreamTextEncoder):
         for slot, in_file, name in (("clip_l", "clip_l", "clip_l"), ("clip_g", "clip_g", "clip_g"),
                                     ("t5", "t5xxl", "t5"), ("model", "llama", "llama")):
@@ -214,11 +206,6 @@ def load_text_encoders(paths, clip_type: str, device=None, dtype=None,
                 read = lambda path=sources[in_file], in_file=in_file: _part_module(  # noqa: E731
                     _read_one(path, in_file, device, dtype))
                 manager().set_source(_part_module(part), "text_encoder", f"text_encoder:{name}", read)
-    elif isinstance(clip, HunyuanVideoTextEncoder):
-        manager().set_source(clip.model, "text_encoder", "text_encoder:llama",
-                             lambda: _read_one(sources["llama"], "llama", device, dtype))
-        manager().set_source(clip.clip_l.model, "text_encoder", "text_encoder:clip_l",
-                             lambda: _read_one(sources["clip_l"], "clip_l", device, dtype).model)
     elif isinstance(clip, FlowTextEncoder):
         for slot, in_file in (("clip_l", "clip_l"), ("clip_g", "clip_g"), ("t5", "t5xxl")):
             if getattr(clip, slot) is not None:
@@ -249,12 +236,8 @@ def _models(clip) -> list[tuple]:
         return [(_part_module(getattr(clip, slot)), f"text_encoder:{name}") for slot, name in
                 (("clip_l", "clip_l"), ("clip_g", "clip_g"), ("t5", "t5"), ("model", "llama"))
                 if getattr(clip, slot) is not None]
-    if isinstance(clip, GemmaTextEncoder):
-        return [(clip.model, "text_encoder:gemma2")]
-    if isinstance(clip, QwenTextEncoder):
-        return [(clip.model, "text_encoder:qwen25_7b")]
-    if isinstance(clip, HunyuanVideoTextEncoder):
-        return [(clip.model, "text_encoder:llama"), (clip.clip_l.model, "text_encoder:clip_l")]
+    if isinstance(clip, DecoderTextEncoder):
+        return [(clip.model, clip.memory_name)] + [(t.model, f"text_encoder:{t.name}") for t in clip.towers]
     if isinstance(clip, FlowTextEncoder):
         return [(getattr(clip, slot).model, f"text_encoder:{slot}") for slot in ("clip_l", "clip_g", "t5")
                 if getattr(clip, slot) is not None]
