@@ -31,9 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import attention, kernels
 from .cast_layers import Linear
-from .llama import DecoderTextEncoder, decoder_from_state_dict, decoder_from_weights, marker_prefix, rotate_half
+from .llama import Attention, DecoderTextEncoder, decoder_from_state_dict, decoder_from_weights, marker_prefix
 from .tokenizer import parse_weighted_prompt
 
 HEAD_DIM = 256  # ComfyUI's Gemma2_2B_Config
@@ -58,6 +57,7 @@ class Gemma2Config:
     head_dim: int = HEAD_DIM
     eps: float = 1e-6
     rope_theta: float = 10000.0
+    qkv_bias: bool = False  # its attention is Llama's (graphflow.models.llama.Attention) without biases
 
 
 def gemma2_config_from_state_dict(shapes: dict[str, tuple]) -> Gemma2Config:
@@ -84,26 +84,6 @@ class RMSNorm(nn.Module):
 
     def forward(self, x):
         return (F.rms_norm(x.float(), x.shape[-1:], eps=self.eps) * (1.0 + self.weight.float())).to(x.dtype)
-
-
-class Attention(nn.Module):
-    def __init__(self, cfg: Gemma2Config):
-        super().__init__()
-        self.cfg = cfg
-        self.q_proj = Linear(cfg.hidden_size, cfg.num_heads * cfg.head_dim, bias=False)
-        self.k_proj = Linear(cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, bias=False)
-        self.v_proj = Linear(cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, bias=False)
-        self.o_proj = Linear(cfg.num_heads * cfg.head_dim, cfg.hidden_size, bias=False)
-
-    def forward(self, x, cos, sin, mask):
-        cfg, (b, t, _) = self.cfg, x.shape
-        q = self.q_proj(x).view(b, t, cfg.num_heads, cfg.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(b, t, cfg.num_kv_heads, cfg.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(b, t, cfg.num_kv_heads, cfg.head_dim).transpose(1, 2)
-        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
-        groups = cfg.num_heads // cfg.num_kv_heads
-        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-        return self.o_proj(attention(q, k, v, mask).transpose(1, 2).flatten(2))
 
 
 class MLP(nn.Module):
