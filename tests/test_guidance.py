@@ -163,3 +163,22 @@ def test_area_counterparts_are_rows_of_their_own_side():
     # like the prompt, the ControlNets' text comes from the side the counterpart joins
     assert all(float(c.control_context[0, 0, 0]) == 1.0 for c in positive)
     assert all(float(c.control_context[0, 0, 0]) == -1.0 for c in negative)
+
+
+@pytest.mark.parametrize("arch, apart", [("sd3", True), ("flux", True), ("wan", True), ("sd1", False)])
+def test_prompts_of_other_lengths_share_a_call_only_on_unets(arch, apart):
+    """ComfyUI passes a DiT's prompt as CONDRegular (entries of other lengths run apart: repeating a
+    shorter prompt would reweigh SD3's / FLUX's joint attention) and a UNet's as CONDCrossAttn (the
+    shorter repeated to a common length, one call)."""
+    from graphflow.sampling.guidance import _can_batch, prepare_conds
+
+    class Model:
+        prediction, is_video, adm_channels, dtype = ("flow" if apart else "eps"), arch == "wan", 0, torch.float32
+
+    Model.arch = arch
+    x = torch.zeros((1, 16, 1, 4, 4) if arch == "wan" else (1, 16, 4, 4))
+    pooled = {"pooled_output": torch.zeros(1, 2048 if arch == "sd3" else 768)} if arch in ("sd3", "flux") else {}
+    short, long = ([(torch.zeros(1, n, 8), dict(pooled))] for n in (77, 154))
+    a, b, c = (prepare_conds(cond, Model(), x.shape, "cpu")[0] for cond in (short, long, long))
+    assert _can_batch((x, None, None, a), (x, None, None, b)) is not apart
+    assert _can_batch((x, None, None, b), (x, None, None, c))
