@@ -50,7 +50,7 @@ from torch import nn
 
 from .attention import attention, kernels
 from .cast_layers import Linear
-from .llama import (DecoderTextEncoder, LlamaBody, RMSNorm, decoder_from_state_dict, decoder_from_weights,
+from .llama import (DecoderTextEncoder, LlamaBody, LlamaConfig, RMSNorm, decoder_from_state_dict, decoder_from_weights,
                     llama_config_from_state_dict, marker_prefix, rotate_half)
 from .tokenizer import tiktoken_ranks
 
@@ -137,19 +137,18 @@ def template_end(ids: list[int]) -> int:
 
 
 @dataclass(frozen=True)
-class Qwen25VLConfig:
-    """Defaults: Qwen2.5-VL 7B's language model."""
+class Qwen25VLConfig(LlamaConfig):
+    """Defaults: Qwen2.5-VL 7B's language model: Llama's decoder with biases on q, k and v."""
     vocab_size: int = 152064
     hidden_size: int = 3584
     intermediate_size: int = 18944
     num_layers: int = 28
     num_heads: int = 28
     num_kv_heads: int = 4
-    head_dim: int = HEAD_DIM
     eps: float = 1e-6
     rope_theta: float = 1000000.0
+    qkv_bias: bool = True
     mrope_section: tuple = (16, 24, 24)  # frequency pairs of the time, height, width position axes
-    qkv_bias: bool = True  # Qwen2's decoder is Llama's with biases on q, k and v (graphflow.models.llama)
 
 
 def qwen25vl_config_from_state_dict(shapes: dict[str, tuple]) -> Qwen25VLConfig:
