@@ -690,12 +690,12 @@ def test_text_mask_from_the_conditioning():
         torch.randn(1, POOLED, generator=g)
     mask = torch.tensor([[1, 1, 1, 0, 0, 0]])
     (cond,) = prepare_conds([(context, {"pooled_output": pooled, "attention_mask": mask})], model, x.shape, "cpu")
-    assert cond.attention_mask.tolist() == mask.float().tolist()
+    assert cond.text_mask.tolist() == mask.float().tolist() and cond.attention_mask is None
     from graphflow.sampling.flow_sampling import FlowDenoiser
 
     with torch.no_grad():
         got = FlowDenoiser(model)(x, torch.tensor([0.5]), cond.context, cond.y, guidance=cond.guidance,
-                                  attention_mask=cond.attention_mask)
+                                  text_mask=cond.text_mask)
         v = net(x, torch.tensor([0.5]), context[:, :3], pooled, guidance=torch.tensor([6.0]))
     assert (got - (x - 0.5 * v)).abs().max() < TOL
     with pytest.raises(ValueError, match=r"text mask \[B, 6\]"):

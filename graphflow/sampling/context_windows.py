@@ -354,7 +354,7 @@ def cut_cond(cond, dim: int, window: list[int], x_shape: tuple):
     if cond.mask is not None:  # [b, h, w] / video [b, T, h, w]: the latent's dims without the channels
         changes["mask"] = _take(cond.mask, dim if dim == 0 else dim - 1, index, size)
     if dim == 0:  # one row per latent row
-        for name in ("context", "y", "guidance", "control_context", "attention_mask", "prior", "clip_fea",
+        for name in ("context", "y", "guidance", "control_context", "attention_mask", "text_mask", "prior", "clip_fea",
                      "pose_latents", "face_pixels"):  # (the last two: Wan Animate's driving videos)
             changes[name] = _take(getattr(cond, name), 0, index, size)
         changes["references"] = tuple(_take(r, 0, index, size) for r in cond.references)

@@ -230,7 +230,8 @@ class FlowDenoiser:
                  vace_strength: tuple = (), time_dim_concat: torch.Tensor | None = None,
                  camera_conditions: torch.Tensor | None = None, pose_latents: torch.Tensor | None = None,
                  face_pixels: torch.Tensor | None = None, llama_states: torch.Tensor | None = None,
-                 guiding_frame_index: torch.Tensor | None = None) -> torch.Tensor:
+                 guiding_frame_index: torch.Tensor | None = None,
+                 text_mask: torch.Tensor | None = None) -> torch.Tensor:
         dtype = self.model.dtype
         kwargs = {}
         if concat is not None and getattr(self.model, "arch", None) == "hidream":  # HiDream-E1: beside x, not channels
@@ -258,9 +259,9 @@ class FlowDenoiser:
             kwargs["llama_states"] = llama_states.to(x.device, dtype)
         if guiding_frame_index is not None:  # HunyuanVideo's token replace (v2 image to video)
             kwargs["guiding_frame_index"] = guiding_frame_index.to(x.device, torch.float32)
-        if attention_mask is not None and getattr(self.model, "arch", None) == "hunyuan_video":
-            kwargs["text_mask"] = attention_mask.to(x.device)  # its text encoder's mask [B, T] (prepare_conds)
-        elif attention_mask is not None:
+        if text_mask is not None:  # HunyuanVideo's text encoder's mask [B, T] (prepare_conds)
+            kwargs["text_mask"] = text_mask.to(x.device)
+        if attention_mask is not None:
             if getattr(self.model, "arch", None) != "flux":
                 raise ValueError("an attention mask (StyleModelApply's attn_bias) needs a FLUX model")
             kwargs["attention_mask"] = attention_mask.to(x.device)

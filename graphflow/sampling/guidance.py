@@ -76,8 +76,8 @@ class Cond:
     gligen: object = None  # GLIGEN boxes (graphflow.models.gligen.GligenBoxes)
     sigma_start: float | None = None  # active only while sigma_end <= sigma <= sigma_start
     sigma_end: float | None = None
-    # [B, T + N, T + N] additive bias over FLUX's text + image tokens; HunyuanVideo: its text mask [B, T]
-    attention_mask: torch.Tensor | None = None
+    attention_mask: torch.Tensor | None = None  # [B, T + N, T + N] additive bias over FLUX's text + image tokens
+    text_mask: torch.Tensor | None = None  # [B, T] 1 keep, 0 padding: HunyuanVideo's text encoder's mask
     negative: bool = False  # the negative prompt's entry (prepare_conds(negative=True))
     references: tuple[torch.Tensor, ...] = ()  # FLUX Kontext's reference latents [B, 16, h, w], model space
     reference_method: str = "offset"
@@ -220,7 +220,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
         embedding, options = entry
         if embedding.ndim != 3:
             raise ValueError(f"conditioning entry {k}: embedding must be [B, T, D], got shape {tuple(embedding.shape)}")
-        y = guidance = attention_mask = None
+        y = guidance = attention_mask = mask_of_text = None
         if "azimuth" in options and getattr(model, "arch", None) != "svd":  # else a shape error deep in the model
             raise ValueError(f"conditioning entry {k} is SV3D_Conditioning's (a camera azimuth per frame); it needs an "
                              f"SV3D model (sv3d_u / sv3d_p, from ImageOnlyCheckpointLoader), this one is "
@@ -232,7 +232,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             y, guidance = flow_vectors(model, options, batch)
             if options.get("attention_mask") is not None and getattr(model, "arch", None) == "hunyuan_video":
                 # the text encoder's mask [B, T] (1 keep; ComfyUI's hunyuan_video CLIP gives one only with padding)
-                attention_mask = repeat_to_batch(text_mask(options["attention_mask"], embedding, k), batch).to(device)
+                mask_of_text = repeat_to_batch(text_mask(options["attention_mask"], embedding, k), batch).to(device)
             elif options.get("attention_mask") is not None:
                 attention_mask = repeat_to_batch(attention_bias(model, options, latent_hw), batch).to(device)
             y = None if y is None else y.to(device)
@@ -294,6 +294,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             sigma_start=sigma_start,
             sigma_end=sigma_end,
             attention_mask=attention_mask,
+            text_mask=mask_of_text,
             negative=negative,
             references=references,
             # ComfyUI's default placement: Qwen-Image's model "index", FLUX Kontext's "offset"
@@ -621,7 +622,7 @@ def _crop_and_weight(cond: Cond, x: torch.Tensor):
 # these names); entries batch only where each is absent from both or of one shape
 STACKED = ("guidance", "control_context", "prior", "clip_fea", "vace_context", "time_dim_concat",
            "camera_conditions", "pose_latents", "face_pixels", "llama_states",
-           "guiding_frame_index")
+           "guiding_frame_index", "text_mask")
 
 
 def _can_batch(a, b) -> bool:
