@@ -111,6 +111,3 @@ ARCHITECTURES = {a.key: a for a in (
                  text_encoder_note="no text encoders in the file: load CLIP-L and LLaVA-Llama-3 8B (clip_l.safetensors, "
                                    "llava_llama3_fp8_scaled.safetensors) with DualCLIPLoader, type hunyuan_video"),
 )}
-
-ARCHS = tuple(ARCHITECTURES)
-FLOW_ARCHS = tuple(k for k, a in ARCHITECTURES.items() if a.flow)

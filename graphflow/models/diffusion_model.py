@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .architectures import ARCHITECTURES, ARCHS, FLOW_ARCHS
+from .architectures import ARCHITECTURES
 from .cast_layers import FP8_DTYPES, compute_dtype
 from .latent_formats import WAN21, WAN22, LatentFormat
 from .unet import timestep_embedding
@@ -149,9 +149,9 @@ class DiffusionModel:
     def __init__(self, unet, arch: str, prediction: str = "eps", latent_format: LatentFormat | None = None,
                  beta_schedule: BetaSchedule | None = None, sampling_shift: float | None = None,
                  shift_dynamic: bool | None = None, base_shift: float = 0.5, max_shift: float = 1.15):
-        if arch not in ARCHS:
-            raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHS}")
-        if prediction not in PREDICTIONS or (prediction == "flow") != (arch in FLOW_ARCHS):
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {arch!r}; expected one of {tuple(ARCHITECTURES)}")
+        if prediction not in PREDICTIONS or (prediction == "flow") != ARCHITECTURES[arch].flow:
             raise ValueError(f"prediction {prediction!r} does not fit {arch}: flow models (sd3, flux) predict "
                              f"'flow', the UNet families one of {PREDICTIONS[:-1]}")
         self.unet = unet.eval()
