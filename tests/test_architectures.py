@@ -36,6 +36,7 @@ def test_every_architecture_is_complete(key):
         assert arch.shift is None or arch.cascade  # (ModelSamplingStableCascade's)
     assert not arch.packed or arch.flow
     assert not arch.pooled or arch.vector_width  # a pooled vector has a width in the network's config
+    assert arch.guidance is None or arch.pooled  # a guidance embedding beside the pooled vector (FLUX's)
     assert arch.empty_latent is None or arch.video
     assert arch.saved_as in (None, "unet", "flow") and (arch.saved_as == "flow") <= arch.flow
     assert arch.native_size is None or arch.native_size % 8 == 0
@@ -55,9 +56,9 @@ def test_a_flow_model_samples_with_its_entrys_schedule(key):
 
 
 class _Net(torch.nn.Module):
-    def __init__(self):
+    def __init__(self, guidance_embed=False):
         super().__init__()
-        self.config = SimpleNamespace(in_channels=16, vec_in_dim=32)
+        self.config = SimpleNamespace(in_channels=16, vec_in_dim=32, guidance_embed=guidance_embed)
 
 
 def test_a_new_architecture_needs_only_its_entry(monkeypatch):
@@ -74,8 +75,12 @@ def test_a_new_architecture_needs_only_its_entry(monkeypatch):
     assert flow_vectors(model, {}, 2) == (None, None)  # no pooled vector, no guidance
     with pytest.raises(ValueError, match="does not fit new_flow"):
         DiffusionModel(_Net(), "new_flow", "eps")
-    monkeypatch.setitem(ARCHITECTURES, "new_flow", replace(new, vector_width="vec_in_dim", pooled=32))
-    assert DiffusionModel(_Net(), "new_flow", "flow").adm_channels == 32
+    # a pooled vector (zeros when the conditioning has none) and a distilled guidance of its own
+    monkeypatch.setitem(ARCHITECTURES, "new_flow", replace(new, vector_width="vec_in_dim", pooled=32, guidance=2.5))
+    model = DiffusionModel(_Net(guidance_embed=True), "new_flow", "flow")
+    assert model.adm_channels == 32
+    pooled, guidance = flow_vectors(model, {}, 2)
+    assert pooled.shape == (2, 32) and not pooled.any() and guidance.tolist() == [2.5, 2.5]
 
 
 # Literals keyed by architectures that are about something else than the architecture, each with why.

@@ -10,6 +10,7 @@ Torch-free: `graphflow validate` / `inspect` read it through the file detectors.
 
 from dataclasses import dataclass
 
+from ..choices import DEFAULT_FLUX_GUIDANCE, FLUX_MAX_SHIFT
 from .latent_formats import LATENT_FORMATS, LatentFormat
 
 
@@ -29,6 +30,7 @@ class Architecture:
     schedule: str | None = None  # flow: "shift" (ModelSamplingSD3) or "flux" (ModelSamplingFlux: multiplier 1)
     multiplier: float = 1000.0
     native_size: int | None = None  # the side of its training images (the editor's EmptyLatent); None: 512
+    guidance: float | None = None  # a guidance-distilled model's, when no FluxGuidance sets one (ComfyUI's)
     pooled: int = 0  # flow: the pooled text vector's width when the conditioning has none (zeros)
     vector_width: str | None = None  # the network config's field of its vector conditioning (y) width; None: no y
     fp16: bool = True  # False: ComfyUI runs it in bf16 or fp32 only (fp32 where fp16 would be the default)
@@ -68,11 +70,12 @@ ARCHITECTURES = {a.key: a for a in (
                  native_size=1024, pooled=2048, vector_width="adm_in_channels", network="mmdit.MMDiT",
                  saved_as="flow", modelspec="stable-diffusion-v3-medium"),
     # FLUX schnell (no guidance embedding): ModelSamplingSD3 shift 1, multiplier 1 (DiffusionModel, flow_sampling)
-    Architecture("flux", "FLUX.1", "flux", short_name="FLUX", flow=True, packed=True, shift=1.15, schedule="flux",
-                 native_size=1024, pooled=768, vector_width="vec_in_dim", network="flux.Flux", saved_as="flow"),
+    Architecture("flux", "FLUX.1", "flux", short_name="FLUX", flow=True, packed=True, shift=FLUX_MAX_SHIFT,
+                 schedule="flux", native_size=1024, guidance=DEFAULT_FLUX_GUIDANCE, pooled=768,
+                 vector_width="vec_in_dim", network="flux.Flux", saved_as="flow"),
     # no sampling_settings: ModelSamplingFlux's default mu
-    Architecture("chroma", "Chroma", "flux", flow=True, packed=True, shift=1.15, schedule="flux", native_size=1024,
-                 network="chroma.Chroma", text_encoder_note=_t5_alone("chroma"), saved_as="flow"),
+    Architecture("chroma", "Chroma", "flux", flow=True, packed=True, shift=FLUX_MAX_SHIFT, schedule="flux",
+                 native_size=1024, network="chroma.Chroma", text_encoder_note=_t5_alone("chroma"), saved_as="flow"),
     Architecture("stable_cascade_c", "Stable Cascade Stage C", "stable_cascade_prior", cascade=True, shift=2.0,
                  repeats_text=True, vector_width="clip_pooled_width"),
     Architecture("stable_cascade_b", "Stable Cascade Stage B", "stable_cascade_b", cascade=True, shift=1.0,
@@ -105,9 +108,11 @@ ARCHITECTURES = {a.key: a for a in (
                  native_size=1024, pooled=2048, vector_width="text_emb_dim", fp16=False, network="hidream.HiDream",
                  text_encoder_note="no text encoders in the file: load CLIP-L, CLIP-G, T5-XXL and Llama 3.1 8B with "
                                    "QuadrupleCLIPLoader"),
+    # ComfyUI's HunyuanVideo: sampling_settings shift 7 (multiplier 1000); extra_conds' guidance 6
     Architecture("hunyuan_video", "HunyuanVideo 1.0", "hunyuan_video", short_name="HunyuanVideo", flow=True,
-                 video=True, shift=7.0, schedule="shift", pooled=768, vector_width="vec_in_dim", fp16=False,
-                 network="hunyuan_video.HunyuanVideo", vae_file="hunyuan_video_vae_bf16.safetensors",
-                 text_encoder_note="no text encoders in the file: load CLIP-L and LLaVA-Llama-3 8B (clip_l.safetensors, "
-                                   "llava_llama3_fp8_scaled.safetensors) with DualCLIPLoader, type hunyuan_video"),
+                 video=True, shift=7.0, schedule="shift", guidance=6.0, pooled=768, vector_width="vec_in_dim",
+                 fp16=False, network="hunyuan_video.HunyuanVideo", vae_file="hunyuan_video_vae_bf16.safetensors",
+                 text_encoder_note="no text encoders in the file: load CLIP-L and LLaVA-Llama-3 8B "
+                                   "(clip_l.safetensors, llava_llama3_fp8_scaled.safetensors) with DualCLIPLoader, "
+                                   "type hunyuan_video"),
 )}

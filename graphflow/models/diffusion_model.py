@@ -196,7 +196,8 @@ class DiffusionModel:
     def in_channels(self) -> int:
         """Latent channels the network takes (FLUX: its packed width / 4; Chroma Radiance: RGB)."""
         cfg = self.unet.config
-        return cfg.in_channels // (4 if ARCHITECTURES[self.arch].packed and not getattr(cfg, "pixel_space", False) else 1)
+        packed = ARCHITECTURES[self.arch].packed and not getattr(cfg, "pixel_space", False)
+        return cfg.in_channels // (4 if packed else 1)
 
     @property
     def inpaint(self) -> bool:

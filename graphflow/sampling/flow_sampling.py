@@ -34,7 +34,6 @@ from .model_sampling import DiscreteSchedule, append_dims
 from .step_cache import wrapped_network
 
 DEFAULT_SD3_SHIFT = ARCHITECTURES["sd3"].shift
-HUNYUAN_VIDEO_GUIDANCE = 6.0  # ComfyUI's HunyuanVideo extra_conds: the guidance embedded when no FluxGuidance sets one
 
 
 def time_snr_shift(shift: float, t):
@@ -352,8 +351,8 @@ def flow_vectors(model, options: dict, batch: int) -> tuple[torch.Tensor, torch.
         pooled = pooled.repeat(math.ceil(batch / pooled.shape[0]), 1)[:batch]
     guidance = None
     if getattr(model, "guidance_embed", False):
-        value = options.get("guidance", HUNYUAN_VIDEO_GUIDANCE if getattr(model, "arch", None) == "hunyuan_video"
-                            else DEFAULT_FLUX_GUIDANCE)
+        value = options.get("guidance", DEFAULT_FLUX_GUIDANCE if spec is None or spec.guidance is None
+                            else spec.guidance)
         if value is not None:
             guidance = torch.full((batch,), float(value))
     return pooled, guidance

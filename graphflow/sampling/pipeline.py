@@ -608,10 +608,10 @@ def _refuse_x4_conditioning(model, sides: dict) -> None:
             if isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[1], dict) \
                     and entry[1].get("concat_image") is not None:
                 arch = getattr(model, "arch", type(model).__name__)
+                family = ARCHITECTURES[arch].name if arch in ARCHITECTURES else arch.upper()
                 raise NodeInputError(name, f"this conditioning comes from SD_4XUpscale_Conditioning, which is for "
                                            f"Stability's x4 upscaler (x4-upscaler-ema.safetensors), but the model is "
-                                           f"{ARCHITECTURES[arch].name if arch in ARCHITECTURES else arch.upper()}; load the x4 upscaler checkpoint "
-                                           f"for this graph")
+                                           f"{family}; load the x4 upscaler checkpoint for this graph")
 
 
 def differential_mask(schedule: DiscreteSchedule, sigmas: torch.Tensor, strength: float = 1.0):
