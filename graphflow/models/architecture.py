@@ -109,7 +109,8 @@ class ArchInfo:
 
     @property
     def name(self) -> str:
-        return (ARCHITECTURES[self.arch].name + (" unCLIP" if self.unclip else "") + (" x4 upscaler" if self.upscaler else "")
+        return (ARCHITECTURES[self.arch].name + (" unCLIP" if self.unclip else "")
+                + (" x4 upscaler" if self.upscaler else "")
                 + (" Stable Zero123" if self.zero123 else "")
                 + (" inpainting" if self.inpaint else "")
                 + (" (v-prediction)" if self.prediction == "v" else ""))
@@ -265,8 +266,8 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
             hidden_key = spec.prefix + ("embeddings.token_embedding.weight" if spec.layout == HF else "token_embedding.weight")
             width += shapes[hidden_key][1]
         if context != width:
-            raise CheckpointError(f"the UNet attends to context width {context} but the {ARCHITECTURES[arch].name} text "
-                                  f"encoders give {width}: unsupported or mismatched checkpoint")
+            raise CheckpointError(f"the UNet attends to context width {context} but the {ARCHITECTURES[arch].name} "
+                                  f"text encoders give {width}: unsupported or mismatched checkpoint")
 
     vae = None
     vae_shapes = {k[len(VAE_PREFIX):]: s for k, s in shapes.items()

@@ -41,7 +41,6 @@ from .vae import VAE
 from .weight_files import config_metadata
 
 
-
 def _hf_tower_state(tower) -> dict[str, torch.Tensor]:
     """One tower in transformers' names (`text_model.*`, `text_projection.weight`)."""
     state = manager().weights(tower.model, tower.patches)  # its LoRAs saved merged in

@@ -9,6 +9,7 @@ from .architectures import ARCHITECTURES
 from .flow_architecture import FlowInfo
 from .weight_files import WeightFile
 
+
 def _metadata_size(metadata: dict) -> tuple[tuple[int, int], str] | None:
     try:
         side = int(json.loads(metadata.get("graphflow.demo", "{}")).get("image_size", 0))
