@@ -24,9 +24,11 @@ class CheckpointSave(Node):
     comfy = ComfyAlias(("CheckpointSave",))
 
     def run(self):
-        from graphflow.models.checkpoint_save import FLOW_CHECKPOINT_ARCHS, UNET_ARCHS, save_checkpoint
+        from graphflow.models.architectures import ARCHITECTURES
+        from graphflow.models.checkpoint_save import save_checkpoint
 
-        if getattr(self.model, "arch", None) not in UNET_ARCHS + FLOW_CHECKPOINT_ARCHS:
+        arch = ARCHITECTURES.get(getattr(self.model, "arch", None))
+        if arch is None or arch.saved_as is None:
             raise NodeInputError("model", "CheckpointSave writes SD1.x / SD2.x / SDXL, SD3 / SD3.5, FLUX.1 and Chroma "
                                           f"checkpoints; this model is {getattr(self.model, 'arch', '?')}")
         for name in ("clip", "vae"):

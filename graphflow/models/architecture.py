@@ -12,6 +12,7 @@ output_blocks.11.1.transformer_blocks.0.norm1.bias > 0.09 means the 768-v model)
 from collections import Counter
 from dataclasses import dataclass, field, fields, replace
 
+from .architectures import ARCHITECTURES
 from .configs import (ARCH_TOWERS, HF, TowerSpec, UNetConfig, VAEConfig, unet_config_from_state_dict,
                       vae_config_from_state_dict)
 from .flow_architecture import FlowInfo, detect_flow_model
@@ -24,9 +25,6 @@ VAE_PREFIX = "first_stage_model."
 # ComfyUI's keys for an EDM-style v-prediction model's sigma range (CosXL; read for SDXL)
 EDM_VPRED_MAX, EDM_VPRED_MIN = "edm_vpred.sigma_max", "edm_vpred.sigma_min"
 VAE_PARTS = ("encoder", "decoder", "quant_conv", "post_quant_conv")  # a VAE file's other keys (loss.*) are not read
-
-ARCH_NAMES = {"sd1": "SD1.x", "sd2": "SD2.x", "sdxl": "SDXL base", "sdxl_refiner": "SDXL refiner"}
-
 
 # -- key prefixes ------------------------------------------------------------------------------
 
@@ -111,7 +109,8 @@ class ArchInfo:
 
     @property
     def name(self) -> str:
-        return (ARCH_NAMES[self.arch] + (" unCLIP" if self.unclip else "") + (" x4 upscaler" if self.upscaler else "")
+        return (ARCHITECTURES[self.arch].name + (" unCLIP" if self.unclip else "")
+                + (" x4 upscaler" if self.upscaler else "")
                 + (" Stable Zero123" if self.zero123 else "")
                 + (" inpainting" if self.inpaint else "")
                 + (" (v-prediction)" if self.prediction == "v" else ""))
@@ -237,7 +236,7 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
     zero123 = is_zero123(shapes)
     arch, towers, missing = ("sd1", (), []) if zero123 else locate_towers(shapes)
     if missing:
-        raise CheckpointError(f"{ARCH_NAMES[arch]} text encoder incomplete: missing {', '.join(missing)}; "
+        raise CheckpointError(f"{ARCHITECTURES[arch].name} text encoder incomplete: missing {', '.join(missing)}; "
                               f"found prefixes: {format_prefixes(prefixes)}")
     context, adm = unet.context_dim, unet.adm_in_channels
     if arch is None:
@@ -255,7 +254,7 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
     # SD2 with vector conditioning is SD2.1-unCLIP (label_emb takes the image embedding + its noise level)
     unclip = arch == "sd2" and bool(adm)
     if arch.startswith("sdxl") != bool(adm) and not unclip:
-        raise CheckpointError(f"unsupported variant: {ARCH_NAMES[arch]} text encoders with a UNet whose vector "
+        raise CheckpointError(f"unsupported variant: {ARCHITECTURES[arch].name} text encoders with a UNet whose vector "
                               f"conditioning (adm_in_channels) is {adm}")
 
     tower_overrides = config.get("text_encoders") or {}
@@ -267,8 +266,8 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
             hidden_key = spec.prefix + ("embeddings.token_embedding.weight" if spec.layout == HF else "token_embedding.weight")
             width += shapes[hidden_key][1]
         if context != width:
-            raise CheckpointError(f"the UNet attends to context width {context} but the {ARCH_NAMES[arch]} text "
-                                  f"encoders give {width}: unsupported or mismatched checkpoint")
+            raise CheckpointError(f"the UNet attends to context width {context} but the {ARCHITECTURES[arch].name} "
+                                  f"text encoders give {width}: unsupported or mismatched checkpoint")
 
     vae = None
     vae_shapes = {k[len(VAE_PREFIX):]: s for k, s in shapes.items()
@@ -289,7 +288,7 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
             latent_format = replace(latent_format, rgb_factors=tuple(tuple(map(float, r)) for r in lf["rgb_factors"]),
                                     rgb_bias=tuple(map(float, lf.get("rgb_bias") or (0.0, 0.0, 0.0))))
     if vae is not None and vae.latent_channels != latent_format.channels:
-        raise CheckpointError(f"the VAE has {vae.latent_channels} latent channels, {ARCH_NAMES[arch]} uses "
+        raise CheckpointError(f"the VAE has {vae.latent_channels} latent channels, {ARCHITECTURES[arch].name} uses "
                               f"{latent_format.channels}")
     if not upscaler and not zero123 and unet.in_channels not in (latent_format.channels, 2 * latent_format.channels + 1):
         raise CheckpointError(f"the UNet takes {unet.in_channels} input channels; expected {latent_format.channels} "

@@ -8,6 +8,7 @@ private buffer, converted, and the buffer dropped. The peak is about the loaded 
 (tests/test_checkpoint.py measures it); on CUDA the host holds about one tensor at a time.
 """
 
+import importlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -15,24 +16,16 @@ import torch
 from torch import nn
 
 from ..device import compute_device, default_dtype, dtype_override, load_device
-from .architecture import (ARCH_NAMES, EDM_VPRED_MAX, EDM_VPRED_MIN, UNET_PREFIX, VAE_PARTS, VAE_PREFIX, ArchInfo,
+from .architecture import (EDM_VPRED_MAX, EDM_VPRED_MIN, UNET_PREFIX, VAE_PARTS, VAE_PREFIX, ArchInfo,
                            config_overrides, detect_architecture, format_prefixes, is_video_checkpoint, locate_towers, prefix_summary,
                            vae_config_from_shapes)
+from .architectures import ARCHITECTURES
 from .cast_layers import FP8_DTYPES, WEIGHT_DTYPES, castable_weights, set_scales
-from .chroma import Chroma, ChromaRadiance
+from .chroma import ChromaRadiance
 from .diffusers_names import vae_view
 from .diffusion_model import PIXART_SCHEDULE, DiffusionModel
 from .flow_architecture import FlowInfo, detect_flow_model, vae_in
-from .flux import Flux
 from .latent_formats import FLUX, SD1, SD3, SDXL, LatentFormat
-from .ltxv import LTXV
-from .mmdit import MMDiT
-from .lumina2 import Lumina2
-from .qwen_image import QwenImage
-from .hidream import HiDream
-from .hunyuan_video import HunyuanVideo
-from .mochi import Mochi
-from .wan import Wan
 from .text_encoders import ARCH_TOWERS, CLIP_L, HF, OPEN_CLIP, TextEncoder, TowerSpec, tower_from_weights
 from .unet import UNet, UNetConfig
 from .vae import VAE, AutoencoderKL, VAEConfig
@@ -185,6 +178,12 @@ def build_text_encoder(source, arch: str, towers, overrides: dict, device, dtype
     return TextEncoder(arch, built, clip_skip)
 
 
+def flow_network(arch: str) -> type[nn.Module]:
+    """The network class of a flow family (Architecture.network, imported when first built)."""
+    module, name = ARCHITECTURES[arch].network.rsplit(".", 1)
+    return getattr(importlib.import_module(f"{__package__}.{module}"), name)
+
+
 def build_flow_model(source, info: FlowInfo, device, dtype, weight_dtype: str = "default") -> DiffusionModel:
     """The MM-DiT or FLUX network of `source` (keys without prefix) as a DiffusionModel.
     Linear/Conv weights are stored in `weight_dtype` (fp8_e4m3fn / fp8_e5m2), or kept in fp8 where
@@ -195,10 +194,7 @@ def build_flow_model(source, info: FlowInfo, device, dtype, weight_dtype: str = 
 
         source = RenamedView(source, {hunyuan_video_tencent_name(k): k for k in source.shapes})
     with torch.device("meta"):
-        network = ChromaRadiance if info.family == "chroma_radiance" else {
-            "sd3": MMDiT, "flux": Flux, "chroma": Chroma, "ltxv": LTXV, "mochi": Mochi, "wan": Wan,
-            "lumina2": Lumina2, "qwen_image": QwenImage, "hidream": HiDream,
-            "hunyuan_video": HunyuanVideo}[info.arch]
+        network = ChromaRadiance if info.family == "chroma_radiance" else flow_network(info.arch)
         net = network(info.config)
     dtype_of, rounded = _weight_storage(net, source, dtype, weight_dtype)
     net = _assign(net, source, device, dtype, f"{info.name} ({info.prefix or 'no prefix'})", dtype_of=dtype_of,
@@ -250,18 +246,14 @@ def _flow_default_dtype(device: torch.device) -> torch.dtype:
     return default_dtype("unet", device)
 
 
-# families ComfyUI runs in bf16 or fp32 only (their supported_inference_dtypes): fp32 where fp16 was the default
-NO_FP16_ARCHS = ("qwen_image", "hidream", "hunyuan_video")
-
-
 def flow_placement(device, dtype, arch: str | None = None) -> tuple[torch.device, torch.dtype]:
     """Where a SD3/FLUX transformer is loaded and its compute dtype (`device`/`dtype` as given, else
-    the load device and the flow default of the device it will run on; fp32 for NO_FP16_ARCHS
-    where that default is fp16)."""
+    the load device and the flow default of the device it will run on; fp32 for the families ComfyUI
+    runs in bf16 or fp32 only, its supported_inference_dtypes (Architecture.fp16), where that default is fp16)."""
     place = torch.device(device) if device is not None else load_device()
     if dtype is None:
         dtype = _flow_default_dtype(place if device is not None else compute_device())
-        if arch in NO_FP16_ARCHS and dtype == torch.float16:
+        if arch in ARCHITECTURES and not ARCHITECTURES[arch].fp16 and dtype == torch.float16:
             dtype = torch.float32
     return place, dtype
 
@@ -791,7 +783,7 @@ def load_text_encoder(paths, arch: str | None = None, device=None, dtype=None) -
             found_arch, towers, missing = locate_towers(f.shapes)
             if found_arch is not None:
                 if missing:
-                    raise CheckpointError(f"{f.path.name}: {ARCH_NAMES[found_arch]} text encoder incomplete: "
+                    raise CheckpointError(f"{f.path.name}: {ARCHITECTURES[found_arch].name} text encoder incomplete: "
                                           f"missing {', '.join(missing)}")
                 return build_text_encoder(f, arch or found_arch, towers, f.config().get("text_encoders") or {},
                                           device, dtype)

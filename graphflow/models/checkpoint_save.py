@@ -34,17 +34,11 @@ from safetensors.torch import save_file
 from graphflow.memory import manager
 
 from .architecture import EDM_VPRED_MAX, EDM_VPRED_MIN, UNET_PREFIX, VAE_PREFIX
+from .architectures import ARCHITECTURES
 from .diffusion_model import DiffusionModel
 from .text_encoders import HF, TextEncoder, hf_to_openclip, text_transformer
 from .vae import VAE
 from .weight_files import config_metadata
-
-UNET_ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner")  # the families written with a graphflow.config
-FLOW_CHECKPOINT_ARCHS = ("sd3", "flux", "chroma")  # flow families CheckpointSave writes (ComfyUI's layouts)
-# ComfyUI's modelspec.architecture, written (with sai_model_spec, implementation and title) for
-# these families only; SD1.x / SD2.x files get none (ComfyUI's list leaves them out)
-MODELSPEC_ARCH = {"sdxl": "stable-diffusion-xl-v1-base", "sdxl_refiner": "stable-diffusion-xl-v1-refiner",
-                  "svd": "stable-video-diffusion-img2vid-v1", "sd3": "stable-diffusion-v3-medium"}
 
 
 def _hf_tower_state(tower) -> dict[str, torch.Tensor]:
@@ -125,7 +119,8 @@ def model_metadata(model: DiffusionModel, path="", **sections) -> dict[str, str]
     their key names and shapes alone)."""
     metadata = {}
     trained = model.model_type if model.model_type in ("eps", "v") else None
-    if model.arch in UNET_ARCHS:
+    arch = ARCHITECTURES[model.arch]
+    if arch.saved_as == "unet":  # the UNet families are written with a graphflow.config
         unet = model.unet.config
         metadata = config_metadata(
             arch=model.arch,  # a real-size UNet alone shows it; a scaled-down one needs it said
@@ -133,8 +128,10 @@ def model_metadata(model: DiffusionModel, path="", **sections) -> dict[str, str]
             unet={"num_heads": unet.num_heads, "num_head_channels": unet.num_head_channels,
                   "norm_groups": unet.norm_groups},
             latent_format=_latent_format_config(model.latent_format), **sections)
-    if model.arch in MODELSPEC_ARCH:
-        architecture = MODELSPEC_ARCH[model.arch]
+    # ComfyUI's modelspec.architecture, written (with sai_model_spec, implementation and title) for
+    # some families only; SD1.x / SD2.x files get none (ComfyUI's list leaves them out)
+    if arch.modelspec is not None:
+        architecture = arch.modelspec
         if model.arch == "sdxl" and model.unet.config.in_channels == 8:  # ComfyUI's SDXL_instructpix2pix
             architecture = "stable-diffusion-xl-v1-edit"
         metadata.update({"modelspec.architecture": architecture, "modelspec.sai_model_spec": "1.0.0",
@@ -172,7 +169,8 @@ def flow_checkpoint_state(model: DiffusionModel, clip, vae: VAE) -> dict[str, to
 
 
 def save_checkpoint(path, model: DiffusionModel, clip: TextEncoder, vae: VAE, extra_metadata: dict | None = None) -> Path:
-    if model.arch not in UNET_ARCHS + FLOW_CHECKPOINT_ARCHS:
+    layout = ARCHITECTURES[model.arch].saved_as  # flow families: ComfyUI's layouts
+    if layout is None:
         raise ValueError(f"a {model.arch} model; single-file checkpoints are written for SD1.x / SD2.x / SDXL, "
                          f"SD3 / SD3.5, FLUX.1 and Chroma")
     if getattr(clip, "arch", None) != model.arch:
@@ -180,7 +178,7 @@ def save_checkpoint(path, model: DiffusionModel, clip: TextEncoder, vae: VAE, ex
     if vae.latent_channels != model.latent_format.channels:
         raise ValueError(f"the VAE makes {vae.latent_channels}-channel latents, the model takes "
                          f"{model.latent_format.channels}")
-    if model.arch in FLOW_CHECKPOINT_ARCHS:
+    if layout == "flow":
         return _save(path, flow_checkpoint_state(model, clip, vae), model_metadata(model, path), extra_metadata)
     return _save(path, checkpoint_state(model, clip, vae), checkpoint_metadata(model, clip, vae, path), extra_metadata)
 

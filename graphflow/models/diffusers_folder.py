@@ -34,7 +34,8 @@ validation checks a folder through it before a run); this module builds the mode
 from dataclasses import replace
 from pathlib import Path
 
-from .architecture import ARCH_NAMES, UNET_PREFIX, VAE_PREFIX, ArchInfo, detect_architecture, vae_config_from_shapes
+from .architecture import UNET_PREFIX, VAE_PREFIX, ArchInfo, detect_architecture, vae_config_from_shapes
+from .architectures import ARCHITECTURES
 from .checkpoint import (Checkpoint, _resolve, _set_sources, _standalone_tower, build_flow_model, build_unet, build_vae,
                          flow_placement, tower_of)
 from .diffusers_layout import FlowFolder, Folder, read_folder
@@ -203,7 +204,7 @@ def folder_report(path) -> str:
     if isinstance(folder, FlowFolder):
         return _flow_report(folder)
     info = describe(folder)
-    lines = [f"{folder.path.name}: diffusers folder, {ARCH_NAMES[info.arch]}"
+    lines = [f"{folder.path.name}: diffusers folder, {ARCHITECTURES[info.arch].name}"
              + (" x4 upscaler" if info.upscaler else "") + (" inpainting" if info.inpaint else ""),
              f"  prediction: {info.prediction} ({info.prediction_source})"
              + (", zero-terminal SNR" if info.zero_terminal_snr else ""),

@@ -6,21 +6,11 @@ from dataclasses import dataclass
 
 import torch
 
+from .architectures import ARCHITECTURES
 from .cast_layers import FP8_DTYPES, compute_dtype
-from .latent_formats import (COSMOS1, FLUX, HUNYUAN_VIDEO, LTXV, MOCHI, SC_B, SC_PRIOR, SD1, SD3, SDXL, WAN21, WAN22,
-                             LatentFormat)
+from .latent_formats import WAN21, WAN22, LatentFormat
 from .unet import timestep_embedding
 
-ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux", "chroma", "stable_cascade_c", "stable_cascade_b",
-         "pixart", "svd", "ltxv", "mochi", "cosmos", "cosmos1", "wan", "lumina2",
-         "qwen_image", "hidream", "hunyuan_video")
-FLOW_ARCHS = ("sd3", "flux", "chroma", "ltxv", "mochi", "wan", "lumina2", "qwen_image", "hidream", "hunyuan_video")
-# latents [B, C, frames, h, w]; Cosmos-Predict2 and Qwen-Image (Wan 2.1 latents: ComfyUI's
-# latent_dimensions 3) sample an image as one frame
-VIDEO_ARCHS = ("ltxv", "mochi", "cosmos", "cosmos1", "wan", "qwen_image", "hunyuan_video")
-PACKED_ARCHS = ("flux", "chroma")  # 2x2 patches packed into the channels inside the network
-CASCADE_ARCHS = ("stable_cascade_c", "stable_cascade_b")
-CASCADE_SHIFTS = {"stable_cascade_c": 2.0, "stable_cascade_b": 1.0}  # ComfyUI's sampling_settings
 PREDICTIONS = ("eps", "v", "x0", "lcm", "img_to_img", "edm", "flow", "cosmos_rflow")  # as graphflow.sampling.model_sampling (+ flow)
 
 
@@ -159,32 +149,24 @@ class DiffusionModel:
     def __init__(self, unet, arch: str, prediction: str = "eps", latent_format: LatentFormat | None = None,
                  beta_schedule: BetaSchedule | None = None, sampling_shift: float | None = None,
                  shift_dynamic: bool | None = None, base_shift: float = 0.5, max_shift: float = 1.15):
-        if arch not in ARCHS:
-            raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHS}")
-        if prediction not in PREDICTIONS or (prediction == "flow") != (arch in FLOW_ARCHS):
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {arch!r}; expected one of {tuple(ARCHITECTURES)}")
+        if prediction not in PREDICTIONS or (prediction == "flow") != ARCHITECTURES[arch].flow:
             raise ValueError(f"prediction {prediction!r} does not fit {arch}: flow models (sd3, flux) predict "
                              f"'flow', the UNet families one of {PREDICTIONS[:-1]}")
         self.unet = unet.eval()
         self.arch = arch
         self.prediction = prediction
-        self.latent_format = latent_format or {"sd3": SD3, "flux": FLUX, "chroma": FLUX, "lumina2": FLUX, "stable_cascade_c": SC_PRIOR,
-                                                "stable_cascade_b": SC_B, "ltxv": LTXV, "mochi": MOCHI,
-                                                "cosmos": WAN21, "cosmos1": COSMOS1, "qwen_image": WAN21,
-                                                "hidream": FLUX,
-                                                "hunyuan_video": HUNYUAN_VIDEO,
-                                                "wan": wan_latent_format(getattr(unet, "config", None))}.get(arch) or (
-            SDXL if arch.startswith("sdxl") else SD1)
+        self.latent_format = latent_format or (wan_latent_format(getattr(unet, "config", None)) if arch == "wan"
+                                                else ARCHITECTURES[arch].latent)
         if beta_schedule is None:  # SD's, but the x4 upscaler was trained on its own
             from .x4_upscaler import SCHEDULE
 
             beta_schedule = SCHEDULE if self.upscaler else BetaSchedule()
         self.beta_schedule = beta_schedule
         self.guidance_embed = bool(getattr(unet.config, "guidance_embed", False))
-        if sampling_shift is None:
-            sampling_shift = {"sd3": 3.0, "flux": 1.15 if self.guidance_embed else 1.0, "chroma": 1.15,
-                              "ltxv": 2.37, "mochi": 6.0, "wan": 8.0, "lumina2": 6.0,
-                              "qwen_image": 1.15, "hidream": 1.0, "hunyuan_video": 7.0,
-                              **CASCADE_SHIFTS}.get(arch)
+        if sampling_shift is None:  # FLUX schnell (no guidance embedding): shift 1
+            sampling_shift = 1.0 if arch == "flux" and not self.guidance_embed else ARCHITECTURES[arch].shift
         self.sampling_shift = sampling_shift
         self.shift_dynamic = (arch == "flux" and self.guidance_embed) if shift_dynamic is None else shift_dynamic
         self.base_shift, self.max_shift = base_shift, max_shift
@@ -214,7 +196,8 @@ class DiffusionModel:
     def in_channels(self) -> int:
         """Latent channels the network takes (FLUX: its packed width / 4; Chroma Radiance: RGB)."""
         cfg = self.unet.config
-        return cfg.in_channels // (4 if self.arch in PACKED_ARCHS and not getattr(cfg, "pixel_space", False) else 1)
+        packed = ARCHITECTURES[self.arch].packed and not getattr(cfg, "pixel_space", False)
+        return cfg.in_channels // (4 if packed else 1)
 
     @property
     def inpaint(self) -> bool:
@@ -235,7 +218,7 @@ class DiffusionModel:
     @property
     def is_video(self) -> bool:
         """Latents [B, C, frames, h, w] (LTX-Video, Mochi, Wan; Cosmos and Qwen-Image: an image is one frame)."""
-        return self.arch in VIDEO_ARCHS
+        return ARCHITECTURES[self.arch].video
 
     @property
     def masked_timesteps(self) -> bool:
@@ -270,23 +253,14 @@ class DiffusionModel:
 
     @property
     def is_cascade(self) -> bool:
-        return self.arch in CASCADE_ARCHS
+        return ARCHITECTURES[self.arch].cascade
 
     @property
     def adm_channels(self) -> int:
-        if self.is_cascade:
-            return self.unet.config.clip_pooled_width
-        if self.arch == "sd3":
-            return self.unet.config.adm_in_channels
-        if self.arch in ("flux", "hunyuan_video"):
-            return self.unet.config.vec_in_dim
-        if self.arch == "hidream":
-            return self.unet.config.text_emb_dim
-        if self.arch in ("chroma", "ltxv", "mochi", "cosmos", "cosmos1", "wan", "lumina2", "qwen_image"):
-            return 0
         if self.arch == "pixart":  # α's (height, width, aspect ratio); Σ takes none
             return 3 if self.unet.config.micro_condition else 0
-        return self.unet.config.adm_in_channels
+        width = ARCHITECTURES[self.arch].vector_width
+        return getattr(self.unet.config, width) if width else 0
 
     @property
     def device(self) -> torch.device:

@@ -10,6 +10,7 @@ a Control-LoRA has `lora_` keys and a GLIGEN file UNet block names, so those com
 
 from dataclasses import dataclass
 
+from .architectures import ARCHITECTURES
 from .configs import is_hunyuan_video_vae  # torch-free
 
 UNET_PREFIX = "model.diffusion_model."
@@ -208,10 +209,7 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
     has_vae = vae_in(shapes) is not None or (flow is not None and flow[0] in ("ltxv", "hunyuan_video")
                                              and _has(shapes, "vae."))
     if flow is not None:
-        name = {"sd3": "SD3 / SD3.5", "flux": "FLUX.1", "chroma": "Chroma", "ltxv": "LTX-Video",
-                "mochi": "Mochi", "wan": "Wan 2.1",
-                "lumina2": "Lumina Image 2.0", "qwen_image": "Qwen-Image",
-                "hidream": "HiDream-I1", "hunyuan_video": "HunyuanVideo 1.0"}[flow[0]]
+        name = ARCHITECTURES[flow[0]].name
         if flow[0] == "wan" and shapes[flow[1] + "patch_embedding.weight"][1] == 48:  # the 2.2 VAE's latents
             name = "Wan 2.2 TI2V 5B"
         if flow[0] == "hunyuan_video" and _has(shapes, flow[1] + "byt5_in.", flow[1] + "vision_in."):

@@ -50,7 +50,8 @@ from .configs import (ChromaConfig, ChromaRadianceConfig, FluxConfig, LTXVConfig
                       vae_config_from_state_dict, wan_config_from_state_dict,
                       HunyuanVideoConfig, HunyuanVideoVAEConfig, hunyuan_video_config_from_state_dict,
                       hunyuan_video_vae_config_from_state_dict, is_hunyuan_video_vae)
-from .latent_formats import CHROMA_RADIANCE, FLUX, HUNYUAN_VIDEO, LTXV, MOCHI, SD3, WAN21, WAN22, LatentFormat
+from .architectures import ARCHITECTURES
+from .latent_formats import CHROMA_RADIANCE, WAN21, WAN22, LatentFormat
 from .weight_files import CheckpointError
 
 DIFFUSION_PREFIXES = ("model.diffusion_model.", "")
@@ -92,10 +93,6 @@ _CONFIG_READERS = {"sd3": mmdit_config_from_state_dict, "flux": flux_config_from
                    "lumina2": lumina2_config_from_state_dict, "qwen_image": qwen_image_config_from_state_dict,
                    "hidream": hidream_config_from_state_dict,
                    "hunyuan_video": hunyuan_video_config_from_state_dict}
-_ARCH_NAMES = {"sd3": "MM-DiT", "flux": "FLUX", "chroma": "Chroma", "ltxv": "LTX-Video", "mochi": "Mochi",
-               "wan": "Wan 2.1", "lumina2": "Lumina 2", "qwen_image": "Qwen-Image",
-               "hidream": "HiDream", "hunyuan_video": "HunyuanVideo"}
-T5_ALONE = ("chroma", "ltxv", "mochi", "wan")  # T5-XXL (Wan: UMT5-XXL) their only text encoder (CLIPLoader, type = the arch)
 
 
 @dataclass
@@ -119,15 +116,11 @@ class FlowInfo:
 
     @property
     def latent_format(self) -> LatentFormat:
-        if self.arch == "qwen_image":  # ComfyUI's QwenImage: latent_formats.Wan21
-            return WAN21
-        if self.arch == "hunyuan_video":
-            return HUNYUAN_VIDEO
         if self.arch == "wan":
             return WAN22 if self.config.out_channels == WAN22.channels else WAN21  # the 2.2 VAE's (TI2V 5B)
         if isinstance(self.config, ChromaRadianceConfig):
             return CHROMA_RADIANCE
-        return {"sd3": SD3, "ltxv": LTXV, "mochi": MOCHI}.get(self.arch, FLUX)
+        return ARCHITECTURES[self.arch].latent
 
     @property
     def latent_channels(self) -> int:
@@ -162,7 +155,7 @@ def _family(arch: str, config) -> str:
         return "wan_flf2v" if config.img_emb_tokens else "wan_i2v" if config.i2v else "wan_t2v"
     if arch == "chroma" and isinstance(config, ChromaRadianceConfig):
         return "chroma_radiance"
-    if arch in (*T5_ALONE, "lumina2", "qwen_image", "hidream", "hunyuan_video"):
+    if arch in FAMILY_NAMES:  # a family of its own
         return arch
     packed = config.in_channels // 4
     if packed == config.latent_channels + 80:
@@ -254,6 +247,12 @@ def _hunyuan_video_vae(shapes) -> tuple[str, HunyuanVideoVAEConfig] | None:
             from None
 
 
+# the families whose VAE a checkpoint holds in a layout of its own (else an LDM VAE under first_stage_model. /
+# vae.); Wan, Qwen-Image: graphflow reads no Wan VAE inside a checkpoint yet (wan_2.1_vae / qwen_image_vae: VAELoader)
+_VAE_READERS = {"ltxv": ltxv_vae, "mochi": _mochi_vae, "hunyuan_video": _hunyuan_video_vae,
+                "wan": lambda shapes: None, "qwen_image": lambda shapes: None}
+
+
 def _ltxv_file_config(config: LTXVConfig, metadata: dict | None) -> LTXVConfig:
     """Lightricks' files state in their metadata what weights cannot show (`config`: JSON with a
     "transformer" section); ComfyUI reads causal_temporal_positioning and the head count there."""
@@ -283,16 +282,15 @@ def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
     try:
         config = _CONFIG_READERS[arch](model_shapes)
     except (KeyError, ValueError, IndexError, TypeError) as e:
-        raise CheckpointError(f"the {_ARCH_NAMES[arch]} keys under {prefix or '(no prefix)'} are "
+        raise CheckpointError(f"the {ARCHITECTURES[arch].short} keys under {prefix or '(no prefix)'} are "
                               f"incomplete or of an unknown layout ({type(e).__name__}: {e})") from None
     if arch == "ltxv":
         config = _ltxv_file_config(config, metadata)
     info = FlowInfo(arch=arch, family=_family(arch, config), prefix=prefix, config=config,
                     text_encoders=_text_encoders(shapes))
-    # Wan, Qwen-Image: graphflow reads no Wan VAE inside a checkpoint yet (wan_2.1_vae / qwen_image_vae: VAELoader)
-    vae = {"ltxv": ltxv_vae, "mochi": _mochi_vae, "wan": lambda s: None,
-           "qwen_image": lambda s: None, "hunyuan_video": _hunyuan_video_vae}.get(arch, vae_in)(shapes)
-    if arch in ("ltxv", "mochi", "hunyuan_video") and vae is not None:
+    own_vae = _VAE_READERS.get(arch)
+    vae = own_vae(shapes) if own_vae is not None else vae_in(shapes)
+    if own_vae is not None and vae is not None:
         info.vae_prefix, info.vae = vae
     elif vae is not None:
         info.vae_prefix = vae[0]
@@ -306,26 +304,8 @@ def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
     elif info.family == "chroma_radiance":
         info.notes.append("pixel space, no VAE: VAELoader's pixel_space turns images into its latents and back")
     else:
-        vae_file = {"mochi": "mochi_vae.safetensors", "qwen_image": "qwen_image_vae.safetensors, a Wan 2.1 VAE",
-                    "hunyuan_video": "hunyuan_video_vae_bf16.safetensors",
-                    "wan": "wan2.2_vae.safetensors" if info.latent_format is WAN22 else "wan_2.1_vae.safetensors"}
-        vae_file = vae_file.get(arch, "ae.safetensors for FLUX")
+        vae_file = "wan2.2_vae.safetensors" if info.latent_format is WAN22 else ARCHITECTURES[arch].vae_file
         info.notes.append(f"no VAE in the file: load one ({vae_file}) with LoadVAE")
-    if not info.text_encoders and arch == "lumina2":
-        info.notes.append("no text encoder in the file: load Gemma-2 2B (gemma_2_2b_fp16.safetensors) with "
-                          "CLIPLoader, type lumina2")
-    elif not info.text_encoders and arch == "hidream":
-        info.notes.append("no text encoders in the file: load CLIP-L, CLIP-G, T5-XXL and Llama 3.1 8B with "
-                          "QuadrupleCLIPLoader")
-    elif not info.text_encoders and arch == "qwen_image":
-        info.notes.append("no text encoder in the file: load Qwen2.5-VL 7B (qwen_2.5_vl_7b.safetensors) with "
-                          "CLIPLoader, type qwen_image")
-    elif not info.text_encoders and arch == "hunyuan_video":
-        info.notes.append("no text encoders in the file: load CLIP-L and LLaVA-Llama-3 8B (clip_l.safetensors, "
-                          "llava_llama3_fp8_scaled.safetensors) with DualCLIPLoader, type hunyuan_video")
-    elif not info.text_encoders:
-        info.notes.append(f"no text encoder in the file: load {'UMT5-XXL' if arch == 'wan' else 'T5-XXL'} with "
-                          f"CLIPLoader, type {arch}"
-                          if arch in T5_ALONE
-                          else "no text encoders in the file: load them with DualCLIPLoader / TripleCLIPLoader")
+    if not info.text_encoders:
+        info.notes.append(ARCHITECTURES[arch].text_encoder_note)
     return info

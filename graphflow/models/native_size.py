@@ -5,13 +5,9 @@ image_size; ModelSpec `modelspec.resolution` ("1024x1024"); else the family's us
 import json
 
 from .architecture import detect_architecture
+from .architectures import ARCHITECTURES
 from .flow_architecture import FlowInfo
 from .weight_files import WeightFile
-
-# The family's training size: SD1 and SD2-base 512, SD2-v 768, SDXL, SD3, FLUX, Chroma and Lumina 2 1024,
-# HiDream-I1 1024, Qwen-Image 1328 (its 1:1 size).
-FAMILY_SIZES = {"sd1": 512, "sd2": 512, "sdxl": 1024, "sdxl_refiner": 1024, "sd3": 1024, "flux": 1024, "chroma": 1024,
-                "lumina2": 1024, "qwen_image": 1328, "hidream": 1024}
 
 
 def _metadata_size(metadata: dict) -> tuple[tuple[int, int], str] | None:
@@ -34,8 +30,9 @@ def native_size(path) -> dict:
         info = detect_architecture(f.shapes, f.metadata, get_tensor=f.get)
         found = _metadata_size(f.metadata or {})
     if found is None:
-        side = FAMILY_SIZES.get(info.arch, 512)
-        if info.arch == "sd2" and not isinstance(info, FlowInfo) and info.prediction == "v":
+        arch = ARCHITECTURES.get(info.arch)
+        side = arch.native_size if arch is not None and arch.native_size else 512  # (the video families: 512)
+        if info.arch == "sd2" and not isinstance(info, FlowInfo) and info.prediction == "v":  # SD2-v: 768
             side = 768
         found = (side, side), f"the usual size of {info.name}"
     (width, height), source = found

@@ -29,18 +29,11 @@ import torch
 import torch.nn.functional as F
 
 from ..choices import DEFAULT_FLUX_GUIDANCE, FLUX_BASE_SHIFT, FLUX_MAX_SHIFT  # noqa: F401 (re-exported)
+from ..models.architectures import ARCHITECTURES
 from .model_sampling import DiscreteSchedule, append_dims
 from .step_cache import wrapped_network
 
-DEFAULT_SD3_SHIFT = 3.0
-LTXV_SHIFT = 2.37
-MOCHI_SHIFT = 6.0  # ComfyUI's Mochi sampling_settings: discrete flow, shift 6, multiplier 1
-LUMINA2_SHIFT = 6.0  # ComfyUI's Lumina2 sampling_settings: discrete flow, shift 6, multiplier 1
-HIDREAM_SHIFT = 1.0  # ComfyUI's HiDream: ModelType.FLOW, sampling_settings empty (shift 1, multiplier 1000)
-HUNYUAN_VIDEO_SHIFT = 7.0  # ComfyUI's HunyuanVideo sampling_settings: discrete flow, shift 7 (multiplier 1000)
-HUNYUAN_VIDEO_GUIDANCE = 6.0  # ComfyUI's HunyuanVideo extra_conds: the guidance embedded when no FluxGuidance sets one
-QWEN_IMAGE_SHIFT = 1.15  # ComfyUI's QwenImage: ModelType.FLUX (ModelSamplingFlux), sampling_settings shift 1.15
-WAN_SHIFT = 8.0  # ComfyUI's WAN21_T2V / I2V sampling_settings: discrete flow, shift 8 (multiplier 1000)
+DEFAULT_SD3_SHIFT = ARCHITECTURES["sd3"].shift
 
 
 def time_snr_shift(shift: float, t):
@@ -161,27 +154,15 @@ def default_flow_schedule(model) -> FlowSchedule:
     shift = getattr(model, "sampling_shift", None)
     if isinstance(shift, dict):  # {"shift": s} or {"base_shift", "max_shift"} (FLUX dev's dynamic shift)
         shift = shift.get("shift", shift.get("max_shift"))
-    if arch == "chroma":
-        return FlowSchedule.flux(FLUX_MAX_SHIFT if shift is None else float(shift))
-    if arch == "ltxv":  # ComfyUI's LTXV: ModelSamplingFlux, its sampling_settings shift 2.37
-        return FlowSchedule.flux(LTXV_SHIFT if shift is None else float(shift))
-    if arch == "mochi":
-        return FlowSchedule.sd3(MOCHI_SHIFT if shift is None else float(shift), multiplier=1.0)
-    if arch == "lumina2":  # ComfyUI's Lumina2 sampling_settings: shift 6.0, multiplier 1
-        return FlowSchedule.sd3(LUMINA2_SHIFT if shift is None else float(shift), multiplier=1.0)
-    if arch == "hidream":
-        return FlowSchedule.sd3(HIDREAM_SHIFT if shift is None else float(shift))
-    if arch == "qwen_image":
-        return FlowSchedule.flux(QWEN_IMAGE_SHIFT if shift is None else float(shift))
-    if arch == "hunyuan_video":
-        return FlowSchedule.sd3(HUNYUAN_VIDEO_SHIFT if shift is None else float(shift))
-    if arch == "wan":
-        return FlowSchedule.sd3(WAN_SHIFT if shift is None else float(shift))
-    if arch == "flux":
-        if getattr(model, "guidance_embed", True):
-            return FlowSchedule.flux(FLUX_MAX_SHIFT if shift is None else float(shift))
+    if arch == "flux" and not getattr(model, "guidance_embed", True):  # FLUX schnell
         return FlowSchedule.sd3(1.0 if shift is None else float(shift), multiplier=1.0)
-    return FlowSchedule.sd3(DEFAULT_SD3_SHIFT if shift is None else float(shift))
+    spec = ARCHITECTURES.get(arch)
+    if spec is None or not spec.flow:  # a flow model of no known family: SD3's
+        spec = ARCHITECTURES["sd3"]
+    shift = spec.shift if shift is None else float(shift)
+    if spec.schedule == "flux":  # ModelSamplingFlux: shift is mu
+        return FlowSchedule.flux(shift)
+    return FlowSchedule.sd3(shift, multiplier=spec.multiplier)
 
 
 def model_sampling_for(model):
@@ -193,11 +174,6 @@ def model_sampling_for(model):
     if getattr(model, "prediction", None) == "flow":
         return default_flow_schedule(model)
     return DiscreteSchedule.for_model(model)
-
-
-POOLED_CHANNELS = {"sd3": 2048, "flux": 768, "hidream": 2048,
-                   "chroma": 0, "ltxv": 0, "mochi": 0, "wan": 0, "lumina2": 0,
-                   "qwen_image": 0, "hunyuan_video": 768}
 
 
 class FlowDenoiser:
@@ -357,8 +333,8 @@ def flow_vectors(model, options: dict, batch: int) -> tuple[torch.Tensor, torch.
     if getattr(model, "arch", None) == "chroma":  # no pooled vector
         value = options.get("guidance")
         return None, None if value is None else torch.full((batch,), float(value))
-    # no pooled vector, no guidance embedding
-    if getattr(model, "arch", None) in ("ltxv", "mochi", "wan", "lumina2", "qwen_image"):
+    spec = ARCHITECTURES.get(getattr(model, "arch", None))
+    if spec is not None and spec.flow and not spec.pooled:  # no pooled vector, no guidance embedding
         return None, None
     declared = getattr(model, "pooled_channels", None)
     pooled = options.get("pooled_output")
@@ -367,7 +343,7 @@ def flow_vectors(model, options: dict, batch: int) -> tuple[torch.Tensor, torch.
         declared = model.adm_channels
     if pooled is None:
         width = model.adm_channels if getattr(model, "arch", None) == "hunyuan_video" else None  # (tiny ones too)
-        pooled = torch.zeros(1, declared or width or POOLED_CHANNELS.get(getattr(model, "arch", None), 0))
+        pooled = torch.zeros(1, declared or width or (spec.pooled if spec is not None else 0))
     pooled = pooled.float().reshape(-1, pooled.shape[-1])
     if declared and pooled.shape[-1] != declared:
         raise ValueError(f"the pooled text vector has {pooled.shape[-1]} channels, this "
@@ -376,8 +352,8 @@ def flow_vectors(model, options: dict, batch: int) -> tuple[torch.Tensor, torch.
         pooled = pooled.repeat(math.ceil(batch / pooled.shape[0]), 1)[:batch]
     guidance = None
     if getattr(model, "guidance_embed", False):
-        value = options.get("guidance", HUNYUAN_VIDEO_GUIDANCE if getattr(model, "arch", None) == "hunyuan_video"
-                            else DEFAULT_FLUX_GUIDANCE)
+        value = options.get("guidance", DEFAULT_FLUX_GUIDANCE if spec is None or spec.guidance is None
+                            else spec.guidance)
         if value is not None:
             guidance = torch.full((batch,), float(value))
     return pooled, guidance

@@ -54,6 +54,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from ..models.architectures import ARCHITECTURES
 from .hooks import hook_switch, hooks_key
 from .model_sampling import in_sigma_window
 
@@ -87,7 +88,7 @@ class Cond:
     video_frames: int | None = None  # SVD: frames per video (the latent batch), however many sides are batched
     frame_rate: float | None = None  # LTX-Video's (LTXVConditioning): where frames sit in time
     keyframe_positions: torch.Tensor | None = None  # LTX-Video's appended guide frames (LTXVAddGuide): [N, 3]
-    # prompts of other lengths never share a model call (UNREPEATED_TEXT_ARCHS); else the shorter
+    # prompts of other lengths never share a model call (Architecture.repeats_text False); else the shorter
     # is repeated to a common length, as ComfyUI's CONDCrossAttn does for UNets
     exact_tokens: bool = False
     clip_fea: torch.Tensor | None = None  # [B, 257, 1280] Wan I2V: CLIP vision's penultimate states
@@ -104,14 +105,6 @@ class Cond:
         if self.sigma_start is None and self.sigma_end is None:
             return True  # without a timestep range, no need to read sigma back from the device
         return in_sigma_window(sigma, self.sigma_start, self.sigma_end, rounded=True)
-
-
-# Models whose ComfyUI counterpart passes the prompt as CONDRegular (every DiT): entries whose
-# prompts differ in length run in separate model calls there. Repeating the shorter prompt (what
-# CONDCrossAttn does for UNets) would change joint attention (SD3, FLUX, Mochi, Lumina 2, ...),
-# where the text tokens share one softmax with the image's.
-UNREPEATED_TEXT_ARCHS = ("sd3", "flux", "chroma", "pixart", "ltxv", "mochi", "cosmos", "cosmos1", "wan", "lumina2",
-                         "qwen_image", "hidream", "hunyuan_video")
 
 
 def repeat_to_batch(t: torch.Tensor, batch: int) -> torch.Tensor:
@@ -307,7 +300,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             frame_rate=None if frame_rate is None else float(frame_rate),
             keyframe_positions=keyframes,
             # their text tokens are keys, not repeated (ComfyUI passes them as CONDRegular: same shapes only)
-            exact_tokens=getattr(model, "arch", None) in UNREPEATED_TEXT_ARCHS,
+            exact_tokens=getattr(model, "arch", None) in ARCHITECTURES and not ARCHITECTURES[model.arch].repeats_text,
             clip_fea=_clip_fea(model, options, batch, device),
             **_vace(model, options, x_shape, device),
             time_dim_concat=_time_dim_concat(model, options, batch, device),

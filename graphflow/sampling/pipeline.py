@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from ..choices import NOISE_MODES
 from ..context import NodeInputError
+from ..models.architectures import ARCHITECTURES
 from .flow_samplers import sampler_for
 from .flow_sampling import FlowDenoiser, is_flow, model_sampling_for
 from .guidance import CFGGuider, prepare_conds, repeat_to_batch, resize_to_batch
@@ -174,9 +175,8 @@ def _latent_samples(model, latent) -> torch.Tensor:
         samples = samples[:, :, None]
     if video and (not torch.is_tensor(samples) or samples.ndim != 5):
         got = tuple(samples.shape) if torch.is_tensor(samples) else type(samples).__name__
-        empty = {"mochi": "EmptyMochiLatentVideo", "wan": "EmptyHunyuanLatentVideo",
-                 "cosmos1": "EmptyCosmosLatentVideo"}.get(
-            getattr(model, "arch", None), "EmptyLTXVLatentVideo")
+        arch = ARCHITECTURES.get(getattr(model, "arch", None))
+        empty = (arch.empty_latent if arch is not None else None) or "EmptyLTXVLatentVideo"
         if getattr(getattr(model, "latent_format", None), "name", None) == "wan22":  # the Wan 2.2 TI2V 5B
             empty = "Wan22ImageToVideoLatent"
         raise NodeInputError("latent_image", f"{getattr(model, 'arch', 'this model')} samples video latents [B, C, "
@@ -607,13 +607,11 @@ def _refuse_x4_conditioning(model, sides: dict) -> None:
         for entry in conditioning or ():
             if isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[1], dict) \
                     and entry[1].get("concat_image") is not None:
-                from graphflow.models.architecture import ARCH_NAMES
-
                 arch = getattr(model, "arch", type(model).__name__)
+                family = ARCHITECTURES[arch].name if arch in ARCHITECTURES else arch.upper()
                 raise NodeInputError(name, f"this conditioning comes from SD_4XUpscale_Conditioning, which is for "
                                            f"Stability's x4 upscaler (x4-upscaler-ema.safetensors), but the model is "
-                                           f"{ARCH_NAMES.get(arch, arch.upper())}; load the x4 upscaler checkpoint "
-                                           f"for this graph")
+                                           f"{family}; load the x4 upscaler checkpoint for this graph")
 
 
 def differential_mask(schedule: DiscreteSchedule, sigmas: torch.Tensor, strength: float = 1.0):
