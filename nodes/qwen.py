@@ -34,11 +34,12 @@ def _encode(clip, prompt: str, template: str | None, pictures: list, references:
 
     def encode(clip):
         try:
-            cond, pooled = clip.encode(prompt, template=template, pictures=pictures) if qwen else clip.encode(prompt)
+            cond, pooled, *extra = (clip.encode(prompt, template=template, pictures=pictures) if qwen
+                                    else clip.encode(prompt))
         except ValueError as e:  # a file without its vision tower
             raise NodeInputError("clip", str(e)) from None
-        options = {} if pooled is None else {"pooled_output": pooled}
-        return cond, options
+        # a third item: more options (HunyuanImage's conditioning_byt5small, HiDream's conditioning_llama3)
+        return cond, {**({} if pooled is None else {"pooled_output": pooled}), **(extra[0] if extra else {})}
 
     conditioning = encoded(clip, encode)
     if references:
