@@ -333,6 +333,10 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
                     raise CheckpointError(f"two {name} text encoders given ({path.name} and another file)")
                 found[name], sources[name] = component, path
     names = ", ".join(p.name for p in paths)
+    if "byt5_small" in found and clip_type != "hunyuan_image":
+        raise CheckpointError(f"{sources['byt5_small'].name} holds byT5-small glyph (HunyuanImage 2.1's glyph "
+                              f"encoder): byT5 is HunyuanImage's alone; load it with Qwen2.5-VL 7B with "
+                              f"DualCLIPLoader type hunyuan_image, not {clip_type}")
     if clip_type == "qwen_image" and set(found) != {"qwen25_7b"}:
         raise CheckpointError(f"{names}: Qwen-Image needs a Qwen2.5-VL 7B file alone ({QWEN_FILES}), found "
                               f"{sorted(found) or 'no text encoder'}")
