@@ -288,3 +288,31 @@ def test_comfyui_graph_dual_and_single_loaders(tmp_folders, files):
     assert torch.equal(single, cond) and BYT5_KEY not in single_options
     [(edit, edit_options)] = result.values["5"][0]
     assert torch.equal(edit, cond) and torch.equal(edit_options[BYT5_KEY], options[BYT5_KEY])
+
+
+def test_merge_and_clipsave(builtin_registry, files, tmp_path):
+    """CLIPMergeSimple merges both networks by name (byT5's too, its tied embedding kept tied);
+    CLIPSave writes Qwen and byT5 as ComfyUI's two files, which load back with type hunyuan_image."""
+    from test_nodes_image_mask import call
+
+    from graphflow.models.checkpoint_save import save_text_encoder, text_encoder_states
+    from graphflow.models.text_encoder_files import load_text_encoders
+
+    other = write_byt5(tmp_path / "other_byt5.safetensors", seed=9)
+    c1, c2 = (load_text_encoders([files[0], byt5], "hunyuan_image", device="cpu", dtype=torch.float32)
+              for byt5 in (files[1], other))
+    merged = call(builtin_registry, "CLIPMergeSimple", clip1=c1, clip2=c2, ratio=0.25)
+    p1, p2 = dict(c1.byt5.model.named_parameters()), dict(c2.byt5.model.named_parameters())
+    for name, p in merged.byt5.model.named_parameters():
+        torch.testing.assert_close(p, 0.25 * p1[name] + 0.75 * p2[name], msg=name)
+    assert merged.byt5.model.encoder.embed_tokens is merged.byt5.model.shared
+    assert torch.equal(merged.encode('"a"')[0], c1.encode('"a"')[0])  # the same Qwen: unchanged
+    assert not torch.equal(merged.encode('"a"')[2][BYT5_KEY], c1.encode('"a"')[2][BYT5_KEY])
+
+    states = text_encoder_states(merged)
+    assert sorted(states) == ["byt5_small", "qwen25_7b"]
+    assert all(k.startswith(("shared.", "encoder.")) for k in states["byt5_small"][0])
+    paths = [save_text_encoder(tmp_path / f"clip_{name}.safetensors", state) for name, state in states.items()]
+    back = load_text_encoders(paths, "hunyuan_image", device="cpu", dtype=torch.float32)
+    got, want = back.encode('a "sign"'), merged.encode('a "sign"')
+    assert torch.equal(got[0], want[0]) and torch.equal(got[2][BYT5_KEY], want[2][BYT5_KEY])
