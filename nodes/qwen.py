@@ -30,7 +30,7 @@ def _encode(clip, prompt: str, template: str | None, pictures: list, references:
     reads the prompt alone, as ComfyUI's other tokenizers ignore templates and pictures."""
     if clip is None:
         raise NodeInputError("clip", "no text encoder connected: load Qwen2.5-VL 7B with CLIPLoader type qwen_image")
-    qwen = getattr(clip, "arch", None) == "qwen_image"
+    qwen = getattr(clip, "arch", None) in ("qwen_image", "hunyuan_image")  # HunyuanImage's is Qwen-Image's path
 
     def encode(clip):
         try:
