@@ -205,6 +205,16 @@ def test_file_kinds_from_the_real_shapes():
     kind = identify(byt5)
     assert (kind.folder, kind.loader) == ("text_encoders", "LoadDualTextEncoders")
     assert kind.name.startswith("byT5-small glyph text encoder (HunyuanImage 2.1")
+    from transformers import T5EncoderModel
+
+    from graphflow.models.t5 import byte_level, t5_config_from_shapes
+
+    with torch.device("meta"):  # the real file's every shape: byT5-small's config read back from them
+        real = {k: tuple(v.shape) for k, v in T5EncoderModel(byt5_config(scaled_down=False)).state_dict().items()}
+    config = t5_config_from_shapes(real)
+    assert byte_level(real) and identify(real).name == kind.name
+    assert (config.vocab_size, config.d_model, config.num_layers, config.num_heads, config.d_kv, config.d_ff,
+            config.feed_forward_proj) == (1510, 1472, 12, 6, 64, 3584, "gated-gelu")
     t5xxl = dict(byt5, **{"shared.weight": (32128, 4096)})
     assert "T5-XXL" in identify(t5xxl).name
     assert "HunyuanImage 2.1: type hunyuan_image" in identify({"model.layers.0.self_attn.k_proj.bias": (512,)}).name
