@@ -18,9 +18,9 @@ from test_qwen_text import reference_tokenizer, transformers_qwen  # noqa: F401 
 
 TOL = 2e-5  # float32 on both sides
 
-BYTE_SAMPLES = ["a cat", "Text \"OPEN\". ", "一只猫坐在垫子上", "emoji 🦊🔥 👩‍👩‍👧", "Cafe\u0301 vs Café", "",
-                "tabs\t\tand\nlines\r\n", "<extra_id_0>a</s>b<pad>c<unk>d<extra_id_124>", "<extra_id_125> <extra_id_",
-                "<color-0><en-font-3> glyph tokens", "<s></pad>", "\x00\x7f\u00ff\U0010ffff"]
+BYTE_SAMPLES = ["a cat", "Text \"OPEN\". ", "一只猫坐在垫子上", "emoji 🦊🔥 👩‍👩‍👧", "Cafe\u0301 vs Café",
+                "", "tabs\t\tand\nlines\r\n", "<extra_id_0>a</s>b<pad>c<unk>d<extra_id_124>",
+                "<extra_id_125> <extra_id_", "<color-0><en-font-3> glyph tokens", "<s></pad>", "\x00\x7f\u00ff\U0010ffff"]
 
 
 @pytest.fixture(scope="module")

@@ -294,8 +294,8 @@ def _only_clip_towers(path: Path, clip_type: str) -> None:
         takes = "CLIP-L + CLIP-G" if clip_type == "sdxl" else "one CLIP-L (SD1), ViT-H (SD2) or CLIP-G (SDXL refiner)"
         raise CheckpointError(f"{path.name} holds {held} text encoder; type {clip_type} takes {takes} files (T5-XXL: "
                               f"types sd3, flux, chroma, pixart, ltxv, mochi, cosmos, wan; Gemma-2: lumina2; Qwen2.5-VL: "
-                              f"qwen_image or hunyuan_image; byT5: hunyuan_image with Qwen2.5-VL; LLaVA-Llama-3: hunyuan_video with "
-                              f"CLIP-L)")
+                              f"qwen_image or hunyuan_image; byT5: hunyuan_image with Qwen2.5-VL; LLaVA-Llama-3: "
+                              f"hunyuan_video with CLIP-L)")
 
 
 def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
