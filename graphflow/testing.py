@@ -2002,3 +2002,46 @@ def write_llama31(path, seed: int = 6, dtype=torch.float16, lm_head: bool = Fals
                                                torch.float32)["w"].to(dtype)
     save_file(state, str(path))
     return Path(path)
+
+
+# -- HunyuanImage 2.1's text encoders (helper hyi-text) -------------------------------------------
+
+BYT5_TINY_WIDTH = 64  # the tiny byT5's d_model: the tiny HunyuanImage's byT5 width
+
+
+def byt5_config(scaled_down: bool = True):
+    """byT5-small with Glyph-ByT5's vocabulary (byt5_small_glyphxl: 1510 rows, gated GELU, d_model
+    1472, 12 layers, 6 heads of 64), or a tiny one: 3 layers of 4 heads of 16, the same vocabulary."""
+    from transformers import T5Config
+
+    if scaled_down:
+        return T5Config(vocab_size=1510, d_model=BYT5_TINY_WIDTH, d_kv=16, d_ff=96, num_layers=3, num_heads=4,
+                        feed_forward_proj="gated-gelu", is_encoder_decoder=False, tie_word_embeddings=False)
+    return T5Config(vocab_size=1510, d_model=1472, d_kv=64, d_ff=3584, num_layers=12, num_heads=6,
+                    feed_forward_proj="gated-gelu", is_encoder_decoder=False, tie_word_embeddings=False)
+
+
+def byt5_state(seed: int = 7) -> dict[str, torch.Tensor]:
+    """A random tiny byT5 encoder in transformers' / ComfyUI's names (shared.weight, encoder.block.N...)."""
+    from transformers import T5EncoderModel
+
+    with torch.device("meta"):
+        shapes = _module_shapes(T5EncoderModel(byt5_config()))
+    shapes.pop("encoder.embed_tokens.weight", None)  # tied to shared.weight
+    return random_state(shapes, seed, torch.float32)
+
+
+def write_byt5(path, seed: int = 7, dtype=torch.float16) -> Path:
+    """A tiny byt5_small_glyphxl_fp16.safetensors as Comfy-Org ships it: T5EncoderModel's names."""
+    save_file({k: v.to(dtype) for k, v in byt5_state(seed).items()}, str(path))
+    return Path(path)
+
+
+def write_hunyuan_image_qwen(path, seed: int = 3, dtype=torch.float32) -> Path:
+    """A tiny qwen_2.5_vl_7b.safetensors (no vision tower) of 4 layers, so that HunyuanImage's
+    layer -3 has two after it (write_qwen25vl's has 2 layers)."""
+    from dataclasses import replace
+
+    state = qwen25vl_state(seed, config=replace(qwen25vl_config(), num_layers=4))
+    save_file({k: v.to(dtype) for k, v in state.items()}, str(path))
+    return Path(path)

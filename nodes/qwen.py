@@ -30,15 +30,16 @@ def _encode(clip, prompt: str, template: str | None, pictures: list, references:
     reads the prompt alone, as ComfyUI's other tokenizers ignore templates and pictures."""
     if clip is None:
         raise NodeInputError("clip", "no text encoder connected: load Qwen2.5-VL 7B with CLIPLoader type qwen_image")
-    qwen = getattr(clip, "arch", None) == "qwen_image"
+    qwen = getattr(clip, "arch", None) in ("qwen_image", "hunyuan_image")  # HunyuanImage's is Qwen-Image's path
 
     def encode(clip):
         try:
-            cond, pooled = clip.encode(prompt, template=template, pictures=pictures) if qwen else clip.encode(prompt)
+            cond, pooled, *extra = (clip.encode(prompt, template=template, pictures=pictures) if qwen
+                                    else clip.encode(prompt))
         except ValueError as e:  # a file without its vision tower
             raise NodeInputError("clip", str(e)) from None
-        options = {} if pooled is None else {"pooled_output": pooled}
-        return cond, options
+        # a third item: more options (HunyuanImage's conditioning_byt5small, HiDream's conditioning_llama3)
+        return cond, {**({} if pooled is None else {"pooled_output": pooled}), **(extra[0] if extra else {})}
 
     conditioning = encoded(clip, encode)
     if references:

@@ -57,14 +57,16 @@ class LoadTextEncoder(Node):
     Qwen2.5-VL 7B (qwen_2.5_vl_7b / qwen_2.5_vl_7b_fp8_scaled) for qwen_image (Qwen-Image), the
     prompt in Qwen-Image's chat template, the last layer's states from the prompt's first token;
     or one of HiDream's four encoders (CLIP-L, CLIP-G, T5-XXL, Llama 3.1 8B) for hidream, the
-    others' parts of the conditioning zeros.
+    others' parts of the conditioning zeros; or Qwen2.5-VL 7B for hunyuan_image (HunyuanImage 2.1
+    without its glyph encoder: quoted text gets no byT5 states), its template without the
+    assistant turn, the third-to-last layer's states.
     device "cpu" keeps the encoder on the CPU for good: loaded and run there (a T5-XXL that
     would crowd a small GPU), only its conditioning goes to the GPU; "default" lets the memory
     manager move it to the GPU while it encodes."""
     category = "advanced/loaders"
     clip_name: str = Choice(_list)
     type: str = Choice(["stable_diffusion", "stable_cascade", "sd3", "chroma", "pixart", "ltxv", "mochi", "cosmos",
-                        "wan", "lumina2", "qwen_image", "hidream"],
+                        "wan", "lumina2", "qwen_image", "hidream", "hunyuan_image"],
                        "stable_diffusion")
     device: str = Choice(DEVICES, "default")
     outputs = {"clip": CLIP}
@@ -84,13 +86,15 @@ class LoadDualTextEncoders(Node):
     llava_llama3_fp8_scaled or llava_llama3_fp16; HunyuanVideo's prompt template, Llama's
     third-to-last layer for the prompt's tokens, CLIP-L's pooled output), or two of HiDream's
     CLIP-L / CLIP-G / T5-XXL / Llama 3.1 8B (hidream; as QuadrupleCLIPLoader, the missing ones'
-    parts zeros), in any order.
+    parts zeros), or Qwen2.5-VL 7B + byT5-small glyph (hunyuan_image: qwen_2.5_vl_7b with
+    byt5_small_glyphxl_fp16; Qwen's third-to-last layer for the prompt, and byT5's states of the
+    text the prompt quotes, "..." or “...”, for HunyuanImage 2.1's glyph branch), in any order.
     device "cpu" keeps both on the CPU for good: loaded and run there, only their conditioning
     goes to the GPU; "default" lets the memory manager move them to the GPU while they encode."""
     category = "advanced/loaders"
     clip_name1: str = Choice(_list)
     clip_name2: str = Choice(_list)
-    type: str = Choice(["sdxl", "sd3", "flux", "hunyuan_video", "hidream"], "sdxl")
+    type: str = Choice(["sdxl", "sd3", "flux", "hunyuan_video", "hidream", "hunyuan_image"], "sdxl")
     device: str = Choice(DEVICES, "default")
     outputs = {"clip": CLIP}
     comfy = ComfyAlias(("DualCLIPLoader",), optional=("device",))

@@ -186,7 +186,8 @@ def test_cliploader_qwen_image_gives_diffusers_conditioning(tmp_path, reference_
     from graphflow.testing import write_qwen25vl
 
     path = write_qwen25vl(tmp_path / "qwen_2.5_vl_7b.safetensors", lm_head=True)
-    assert "Qwen2.5-VL 7B text encoder (Qwen-Image: type qwen_image; its vision tower inside)" in inspect_report(path)
+    assert ("Qwen2.5-VL 7B text encoder (Qwen-Image: type qwen_image; HunyuanImage 2.1: type hunyuan_image; "
+            "its vision tower inside)") in inspect_report(path)
     clip = load_text_encoders(path, "qwen_image", device="cpu", dtype=torch.float32)
     assert isinstance(clip, QwenTextEncoder) and clip.output_dim == 128 and clip.towers == []
     for prompt in ("a red fox in the snow, 4k", "一只猫"):
@@ -457,7 +458,8 @@ def test_file_kinds_from_the_real_shapes():
              "visual.patch_embed.proj.weight": (1280, 3, 2, 14, 14), "visual.blocks.0.attn.qkv.weight": (3840, 1280)}
     kind = identify(seven)
     assert (kind.name, kind.folder, kind.loader) == (
-        "Qwen2.5-VL 7B text encoder (Qwen-Image: type qwen_image; its vision tower inside)", "text_encoders",
+        "Qwen2.5-VL 7B text encoder (Qwen-Image: type qwen_image; HunyuanImage 2.1: type hunyuan_image; "
+        "its vision tower inside)", "text_encoders",
         "LoadTextEncoder")
     three = {"model.embed_tokens.weight": (151936, 2048), "model.layers.0.self_attn.k_proj.bias": (256,)}
     assert "3B" in identify(three).name and "does not load" in identify(three).name

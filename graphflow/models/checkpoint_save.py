@@ -205,7 +205,8 @@ def text_encoder_states(clip) -> dict[str, tuple[dict[str, torch.Tensor], dict[s
     """CLIPSave's files, by encoder name (clip_l, clip_g, clip_h, t5xxl): each encoder alone in the
     names the separate-file loaders (CLIPLoader, DualCLIPLoader, ...) read, and its metadata.
     Lumina 2's Gemma-2 (gemma2_2b): model.* with its tokenizer as spiece_model, as Comfy-Org's file;
-    Qwen-Image's Qwen2.5-VL (qwen25_7b): its language model's model.* (no vision tower: it was not read)."""
+    Qwen-Image's Qwen2.5-VL (qwen25_7b): its language model's model.* (no vision tower: it was not read);
+    HunyuanImage's, and its byT5 (byt5_small) in T5's names."""
     from .gemma2 import SPIECE_KEY, GemmaTextEncoder
     from .llama import DecoderTextEncoder
 
@@ -215,6 +216,9 @@ def text_encoder_states(clip) -> dict[str, tuple[dict[str, torch.Tensor], dict[s
         if isinstance(clip, GemmaTextEncoder):
             state[SPIECE_KEY] = torch.frombuffer(bytearray(clip.pieces.model), dtype=torch.uint8)
         states[clip.key] = (state, {})
+        if getattr(clip, "byt5", None) is not None:  # HunyuanImage's glyph encoder: byt5_small_glyphxl's keys
+            states["byt5_small"] = (_cpu({k: v for k, v in manager().weights(clip.byt5.model).items()
+                                          if k != "encoder.embed_tokens.weight"}), {})
         return states
     if isinstance(clip, TextEncoder):
         towers = {t.name: t for t in clip.towers}

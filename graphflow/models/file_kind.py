@@ -81,13 +81,19 @@ def _text_encoder(shapes) -> FileKind | None:
             return FileKind("Qwen2.5 3B text encoder (OmniGen2's; graphflow does not load it)", "text_encoders",
                             "LoadTextEncoder")
         vision = "its vision tower inside" if any(k.startswith("visual.") for k in shapes) else "text only"
-        return FileKind(f"Qwen2.5-VL 7B text encoder (Qwen-Image: type qwen_image; {vision})", "text_encoders",
+        return FileKind(f"Qwen2.5-VL 7B text encoder (Qwen-Image: type qwen_image; HunyuanImage 2.1: type "
+                        f"hunyuan_image; {vision})", "text_encoders",
                         "LoadTextEncoder")
     for key, shape in shapes.items():
         if key.endswith("encoder.block.0.layer.0.SelfAttention.q.weight"):
             if key.replace("0.layer.0.SelfAttention.q.", "1.layer.0.SelfAttention.relative_attention_bias.") in shapes:
                 tokenizer = "its tokenizer inside" if "spiece_model" in shapes else "NO tokenizer inside (spiece_model)"
                 return FileKind(f"UMT5-XXL text encoder (Wan 2.1; {tokenizer})", "text_encoders", "LoadTextEncoder")
+            prefix = key[:-len("encoder.block.0.layer.0.SelfAttention.q.weight")]
+            embedding = shapes.get(prefix + "shared.weight") or shapes.get(prefix + "encoder.embed_tokens.weight")
+            if embedding and embedding[0] < 4096:  # one row a byte (graphflow.models.t5.byte_level)
+                return FileKind("byT5-small glyph text encoder (HunyuanImage 2.1: DualCLIPLoader type hunyuan_image, "
+                                "with Qwen2.5-VL 7B)", "text_encoders", "LoadDualTextEncoders")
             if key.replace("layer.0.SelfAttention.q.", "layer.1.DenseReluDense.wi.") in shapes:  # ReLU: T5 v1.0
                 return FileKind("old T5-XXL text encoder (T5 v1.0, for Cosmos 1.0 and Cosmos-Predict2: type cosmos)",
                                 "text_encoders", "LoadTextEncoder")

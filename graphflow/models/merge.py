@@ -109,6 +109,12 @@ def merge_clips(clip1: TextEncoder, clip2: TextEncoder, factors: Factors) -> Tex
         model = _pinned_like(clip1.model, merge_modules(clip1.model, clip2.model, factors, f"text encoder {clip1.key}",
                                                         (clip1.patches, clip2.patches)))
         clip1 = clip1._clone(model=model, patches=())
+        byt5_1, byt5_2 = getattr(clip1, "byt5", None), getattr(clip2, "byt5", None)
+        if byt5_1 is not None and byt5_2 is not None:  # HunyuanImage's byT5 merges by name too
+            byt5 = byt5_1.with_patches(())
+            byt5.model = _pinned_like(byt5_1.model, _retied(byt5_1.model, merge_modules(
+                byt5_1.model, byt5_2.model, factors, "text encoder byt5_small", (byt5_1.patches, byt5_2.patches))))
+            clip1 = clip1._clone(byt5=byt5)
     # ComfyUI patches clip1's weights by name with clip2's (clip_l.*, clip_g.*, t5xxl.*): encoders of
     # the same name merge whatever the families (SDXL's CLIP-L into SD1's), the others stay as they are
     others = {t.name: t for t in clip2.towers}
@@ -152,9 +158,11 @@ def _pinned_like(first: nn.Module, merged: nn.Module) -> nn.Module:
 def shared_encoders(clip1, clip2) -> list[str]:
     """The text encoders (by name) that a CLIP merge of clip2 into clip1 changes."""
     names = {t.name for t in clip2.towers} | ({"t5xxl"} if getattr(clip2, "t5", None) is not None else set()) | (
-        {"llama"} if _hidream_llama(clip2) is not None else set())
+        {"llama"} if _hidream_llama(clip2) is not None else set()) | (
+        {"byt5_small"} if getattr(clip2, "byt5", None) is not None else set())
     ours = [t.name for t in clip1.towers] + (["t5xxl"] if getattr(clip1, "t5", None) is not None else []) + (
-        ["llama"] if _hidream_llama(clip1) is not None else [])
+        ["llama"] if _hidream_llama(clip1) is not None else []) + (
+        ["byt5_small"] if getattr(clip1, "byt5", None) is not None else [])
     return [n for n in ours if n in names]
 
 

@@ -27,6 +27,11 @@ shipped with graphflow: ComfyUI's files carry the SentencePiece model itself as 
 `spiece_model` beside the weights, and it is read from there (`sentencepiece` runs it). Ids: the
 prompt's pieces and the model's </s>, padding <pad> (0), no start token, as ComfyUI's
 UMT5XXlTokenizer.
+
+byT5-small with Glyph-ByT5's weights (HunyuanImage 2.1's glyph encoder, byt5_small_glyphxl_fp16):
+the same names and stack (d_model 1472, 12 layers, 6 heads of 64, gated GELU), its embedding one
+row per byte and special token (1510 rows, where T5's has 32,128), which is how it is told
+apart; ids are UTF-8 bytes + 3 (ByteIds: ComfyUI's byt5_tokenizer, transformers' ByT5Tokenizer).
 """
 
 import copy
@@ -49,6 +54,10 @@ Q_KEY = "encoder.block.0.layer.0.SelfAttention.q.weight"
 # UMT5: a relative position bias in every layer (T5: in the first only)
 UMT5_KEY = "encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight"
 SPIECE_KEY = "spiece_model"  # ComfyUI's UMT5 files: the SentencePiece model's bytes (uint8)
+# byT5 (HunyuanImage 2.1's glyph encoder): bytes, not pieces; its embedding has 384 rows (Glyph-ByT5:
+# 1510) where T5's has 32,128: fewer than BYTE_VOCAB_MAX tells a byte-level T5 apart
+BYTE_OFFSET, BYTE_VOCAB, BYTE_VOCAB_MAX = 3, 384, 4096
+EXTRA_IDS = 125  # <extra_id_0> .. <extra_id_124>: ids 259 .. 383 (ComfyUI's byt5_tokenizer/added_tokens.json)
 
 
 @lru_cache(maxsize=1)
@@ -69,6 +78,8 @@ class SentencePieceIds:
     """A SentencePiece model's pieces (UMT5's, from the bytes in its weight file): text -> ids
     without </s>, `eos` the model's own </s> id (ComfyUI reads it off the encoding of "")."""
 
+    embedding_key = "umt5xxl"  # ComfyUI's UMT5XXlTokenizer's: textual-inversion vectors under this key
+
     def __init__(self, model: bytes):
         try:
             import sentencepiece
@@ -80,6 +91,39 @@ class SentencePieceIds:
 
     def __call__(self, text: str) -> list[int]:
         return self.processor.encode(text) if text else []
+
+
+class ByteIds:
+    """byT5's tokenizer (transformers' ByT5Tokenizer, ComfyUI's byt5_tokenizer): text -> ids without
+    </s>: each UTF-8 byte b is b + 3; the special tokens <pad> (0), </s> (1), <unk> (2) and
+    <extra_id_0> .. <extra_id_124> (259 .. 383) are matched in the text first, as transformers'
+    added tokens are. Glyph-ByT5's own tokens (ids 384 .. 1509 of HunyuanImage's byT5: <color-N>
+    and <xx-font-N>, which Tencent's and diffusers' tokenizers add from Glyph-SDXL-v2's
+    color_idx.json and multilingual_10-lang_idx.json) are not among them: ComfyUI's tokenizer
+    does not add them either, so "<color-0>" is its nine bytes, as in ComfyUI. (The font tokens'
+    order comes from that JSON file, which neither ComfyUI nor graphflow ships.)"""
+
+    embedding_key = "byt5_small"  # ComfyUI's ByT5SmallTokenizer's
+    eos = EOS
+    SPECIAL = {"<pad>": PAD, "</s>": EOS, "<unk>": 2} | {f"<extra_id_{i}>": 259 + i for i in range(EXTRA_IDS)}
+
+    def __init__(self):
+        import re
+
+        self.pattern = re.compile("(" + "|".join(re.escape(t) for t in self.SPECIAL) + ")")
+
+    def __call__(self, text: str) -> list[int]:
+        ids = []
+        for i, part in enumerate(self.pattern.split(text)):
+            ids += [self.SPECIAL[part]] if i % 2 else [b + BYTE_OFFSET for b in part.encode("utf-8")]
+        return ids
+
+
+def byte_level(shapes: dict[str, tuple]) -> bool:
+    """Whether T5 weights (prefix stripped) are byT5's: an embedding of bytes, not of pieces, and T5's
+    layout (UMT5's, each layer with its position bias, has pieces: small in tiny test files)."""
+    rows = (shapes.get("shared.weight") or shapes.get("encoder.embed_tokens.weight") or (0,))[0]
+    return 0 < rows < BYTE_VOCAB_MAX and UMT5_KEY not in shapes
 
 
 def tokenize_t5(prompt: str, min_length: int = 0, min_padding: int = 0, pieces=None,
@@ -200,7 +244,8 @@ class T5Encoder:
         self._check_pieces()
         from .embeddings import embedding_lookup
 
-        lookup = embedding_lookup("umt5xxl" if self.umt5 else "t5xxl", self.hidden_size, misfit_ok=True)
+        key = "t5xxl" if self.pieces is None else self.pieces.embedding_key
+        lookup = embedding_lookup(key, self.hidden_size, misfit_ok=True)
         return t5_tokens(prompt, min_length, min_padding, self.pieces, self.eos, lookup)
 
     @property
@@ -288,12 +333,12 @@ def t5_from_weights(shapes: dict[str, tuple], get_tensor: Callable[..., torch.Te
     """Build a T5Encoder from transformers-named keys (prefix stripped): `get_tensor(key, device,
     dtype)` reads one tensor cast and moved, so fp8 files are upcast one tensor at a time and the
     weights are never held twice (the model is built on the meta device and the tensors assigned).
-    A UMT5 file's `spiece_model` becomes its tokenizer."""
+    A UMT5 file's `spiece_model` becomes its tokenizer; byT5's is ByteIds."""
     from transformers import T5EncoderModel, UMT5EncoderModel
 
     config = t5_config_from_shapes(shapes)
     umt5 = config.model_type == "umt5"
-    pieces = None
+    pieces = ByteIds() if byte_level(shapes) else None
     if umt5 and SPIECE_KEY in shapes:
         pieces = SentencePieceIds(get_tensor(SPIECE_KEY, None, None).cpu().numpy().tobytes())
     with torch.device("meta"):

@@ -7,7 +7,9 @@ t5xxl_fp8_e4m3fn.safetensors: transformers' or OpenCLIP's names) or several unde
 prefixes (`text_encoders.clip_l.transformer.`, `clip_g.transformer.`, `t5xxl.transformer.`, ...),
 as ComfyUI's all-in-one checkpoints and CLIPSave files do; `flow_text_encoder_from_file` reads
 those for the checkpoint loader too. Gemma-2 2B (Lumina 2) and Qwen2.5-VL 7B (Qwen-Image) are
-language models whose files ComfyUI loads with one type alone (lumina2, qwen_image).
+language models whose files ComfyUI loads with one type alone (lumina2, qwen_image); Qwen2.5-VL 7B
+also makes HunyuanImage 2.1's encoder (hunyuan_image), alone or with byT5-small glyph
+(byt5_small_glyphxl_fp16.safetensors, a T5 of bytes: graphflow.models.hunyuan_image_text).
 """
 
 from pathlib import Path
@@ -21,8 +23,9 @@ from .gemma2 import SPIECE_KEYS as GEMMA_SPIECE_KEYS
 from .gemma2 import GemmaTextEncoder, gemma2_prefix, gemma_text_encoder
 from .qwen25vl import QwenTextEncoder, qwen25vl_prefix, qwen_text_encoder
 from .hidream_text import HiDreamTextEncoder
+from .hunyuan_image_text import HunyuanImageTextEncoder
 from .llama import DecoderTextEncoder, HunyuanVideoTextEncoder, llama_from_weights, llama_prefix
-from .t5 import UMT5_KEY, T5Encoder, t5_from_weights, t5_prefix
+from .t5 import UMT5_KEY, T5Encoder, byte_level, t5_from_weights, t5_prefix
 from .text_encoders import ClipTower, TextEncoder
 from .weight_files import CheckpointError, KeyView, WeightFile
 
@@ -31,12 +34,14 @@ COMPONENT_PREFIXES = {name: (f"text_encoders.{name}.transformer.", f"{name}.tran
 
 # CLIPLoader's types graphflow can build
 CLIP_TYPES = ("stable_diffusion", "stable_cascade", "sd3", "flux", "chroma", "pixart", "ltxv", "mochi", "cosmos",
-              "wan", "lumina2", "qwen_image", "hidream")
+              "wan", "lumina2", "qwen_image", "hidream", "hunyuan_image")
 UMT5_FILES = "umt5_xxl_fp16.safetensors or umt5_xxl_fp8_e4m3fn_scaled.safetensors"  # ComfyUI's, tokenizer inside
-DUAL_TYPES = ("sdxl", "sd3", "flux", "hunyuan_video", "hidream")
+DUAL_TYPES = ("sdxl", "sd3", "flux", "hunyuan_video", "hidream", "hunyuan_image")
 HIDREAM_PARTS = {"clip_l", "clip_g", "t5xxl", "llama"}  # QuadrupleCLIPLoader's (any of them for type hidream)
 QWEN_FILES = "qwen_2.5_vl_7b.safetensors or qwen_2.5_vl_7b_fp8_scaled.safetensors"  # ComfyUI's Qwen-Image encoder
 LLAVA_FILES = "llava_llama3_fp8_scaled.safetensors or llava_llama3_fp16.safetensors"  # ComfyUI's HunyuanVideo files
+BYT5_FILE = "byt5_small_glyphxl_fp16.safetensors"  # ComfyUI's HunyuanImage 2.1 glyph encoder
+HUNYUAN_IMAGE_PARTS = ({"qwen25_7b"}, {"qwen25_7b", "byt5_small"})  # CLIPLoader's, DualCLIPLoader's
 
 
 def _device_dtype(device, dtype):
@@ -108,13 +113,14 @@ def _prefixed_components(f, device, dtype, only=None) -> dict[str, object]:
 
 def components(f, device, dtype) -> dict[str, object]:
     """Every text encoder in an open weight file: {"clip_l" | "clip_g" | "clip_h": ClipTower,
-    "t5xxl": T5Encoder, "gemma2_2b": GemmaTextEncoder, "qwen25_7b": QwenTextEncoder,
+    "t5xxl" | "byt5_small": T5Encoder, "gemma2_2b": GemmaTextEncoder, "qwen25_7b": QwenTextEncoder,
     "llama": graphflow.models.llama.Llama}."""
     found = _prefixed_components(f, device, dtype)
     if found:
         return found
-    if t5_prefix(f.shapes) is not None:
-        return {"t5xxl": _t5(f, f.path.name, device, dtype)}
+    if t5_prefix(f.shapes) is not None:  # byT5 (its embedding one row a byte) or T5 / UMT5
+        name = "byt5_small" if byte_level(KeyView(f, t5_prefix(f.shapes)).shapes) else "t5xxl"
+        return {name: _t5(f, f.path.name, device, dtype)}
     if gemma2_prefix(f.shapes) == "":  # gemma_2_2b_fp16.safetensors
         return {"gemma2_2b": _gemma(f, "", f.path.name, device, dtype)}
     if qwen25vl_prefix(f.shapes) == "":  # qwen_2.5_vl_7b.safetensors
@@ -136,6 +142,12 @@ def flow_text_encoder_from_file(f, arch: str, device=None, dtype=None, only=None
 
 def _assemble(arch: str, found: dict, names: str) -> (FlowTextEncoder | GemmaTextEncoder | QwenTextEncoder
                                                               | HunyuanVideoTextEncoder | HiDreamTextEncoder):
+    if arch == "hunyuan_image" or "byt5_small" in found:
+        if arch != "hunyuan_image" or set(found) not in HUNYUAN_IMAGE_PARTS:
+            raise CheckpointError(f"{names}: found {sorted(found) or 'no text encoder'}; HunyuanImage 2.1 (type "
+                                  f"hunyuan_image) takes Qwen2.5-VL 7B ({QWEN_FILES}), alone (CLIPLoader) or with "
+                                  f"byT5-small glyph ({BYT5_FILE}, DualCLIPLoader), and byT5 is HunyuanImage's alone")
+        return HunyuanImageTextEncoder(found["qwen25_7b"].model, found.get("byt5_small"))
     if arch == "hidream":
         if not found or set(found) - HIDREAM_PARTS or ("t5xxl" in found and found["t5xxl"].umt5):
             raise CheckpointError(f"{names}: found {sorted(found) or 'no text encoder'}; HiDream (type hidream, "
@@ -174,7 +186,8 @@ def load_text_encoders(paths, clip_type: str, device=None, dtype=None,
     sdxl (CLIP-L + CLIP-G), sd3 (any of CLIP-L, CLIP-G, T5-XXL), flux (CLIP-L + T5-XXL), chroma,
     pixart, ltxv and mochi (T5-XXL alone), wan (UMT5-XXL with its tokenizer inside), lumina2
     (Gemma-2 2B, likewise), qwen_image (Qwen2.5-VL 7B; Qwen's tokenizer ships with graphflow),
-    hunyuan_video (CLIP-L + LLaVA-Llama-3 8B), hidream (any of CLIP-L, CLIP-G, T5-XXL, Llama 3.1 8B). Each
+    hunyuan_video (CLIP-L + LLaVA-Llama-3 8B), hidream (any of CLIP-L, CLIP-G, T5-XXL, Llama 3.1 8B),
+    hunyuan_image (Qwen2.5-VL 7B, alone or with byT5-small glyph). Each
     encoder is registered with the memory manager with its file as its source: when RAM runs short
     it may be dropped and read again (SD3/FLUX: from its own file alone).
 
@@ -198,6 +211,9 @@ def load_text_encoders(paths, clip_type: str, device=None, dtype=None,
         for tower in clip.towers:
             manager().set_source(tower.model, "text_encoder", f"text_encoder:{tower.name}",
                                  lambda name=tower.name: _read_one(sources[name], name, device, dtype).model)
+        if getattr(clip, "byt5", None) is not None:  # HunyuanImage's glyph encoder
+            manager().set_source(clip.byt5.model, "text_encoder", "text_encoder:byt5_small",
+                                 lambda: _read_one(sources["byt5_small"], "byt5_small", device, dtype).model)
     elif isinstance(clip, HiDreamTextEncoder):
         for slot, in_file, name in (("clip_l", "clip_l", "clip_l"), ("clip_g", "clip_g", "clip_g"),
                                     ("t5", "t5xxl", "t5"), ("model", "llama", "llama")):
@@ -237,7 +253,8 @@ def _models(clip) -> list[tuple]:
                 (("clip_l", "clip_l"), ("clip_g", "clip_g"), ("t5", "t5"), ("model", "llama"))
                 if getattr(clip, slot) is not None]
     if isinstance(clip, DecoderTextEncoder):
-        return [(clip.model, clip.memory_name)] + [(t.model, f"text_encoder:{t.name}") for t in clip.towers]
+        byt5 = [(clip.byt5.model, "text_encoder:byt5_small")] if getattr(clip, "byt5", None) is not None else []
+        return [(clip.model, clip.memory_name)] + [(t.model, f"text_encoder:{t.name}") for t in clip.towers] + byt5
     if isinstance(clip, FlowTextEncoder):
         return [(getattr(clip, slot).model, f"text_encoder:{slot}") for slot in ("clip_l", "clip_g", "t5")
                 if getattr(clip, slot) is not None]
@@ -256,6 +273,9 @@ def _t5_type_of_clip_type(path: Path, clip_type: str) -> str:
     with WeightFile(path) as f:
         if t5_prefix(f.shapes) != "":  # a bare T5 file only (prefixed ones are all-in-one files)
             return clip_type
+        if byte_level(f.shapes):
+            raise CheckpointError(f"{path.name} holds byT5-small glyph (HunyuanImage 2.1's glyph encoder): load it "
+                                  f"with Qwen2.5-VL 7B with DualCLIPLoader type hunyuan_image")
         gated = "encoder.block.0.layer.1.DenseReluDense.wi_0.weight" in f.shapes
         umt5 = UMT5_KEY in f.shapes
     if umt5:
@@ -266,14 +286,16 @@ def _t5_type_of_clip_type(path: Path, clip_type: str) -> str:
 def _only_clip_towers(path: Path, clip_type: str) -> None:
     """stable_diffusion / sdxl build CLIP towers alone: a T5, Gemma or Qwen file is named as such."""
     with WeightFile(path) as f:
-        held = ("a T5-XXL" if t5_prefix(f.shapes) is not None else "a Gemma-2 2B" if gemma2_prefix(f.shapes) == ""
+        held = ("a byT5-small glyph" if t5_prefix(f.shapes) == "" and byte_level(f.shapes)
+                else "a T5-XXL" if t5_prefix(f.shapes) is not None else "a Gemma-2 2B" if gemma2_prefix(f.shapes) == ""
                 else "a Qwen2.5-VL 7B" if qwen25vl_prefix(f.shapes) == ""
                 else "a LLaVA-Llama-3 8B" if llama_prefix(f.shapes) == "" else None)
     if held is not None:
         takes = "CLIP-L + CLIP-G" if clip_type == "sdxl" else "one CLIP-L (SD1), ViT-H (SD2) or CLIP-G (SDXL refiner)"
         raise CheckpointError(f"{path.name} holds {held} text encoder; type {clip_type} takes {takes} files (T5-XXL: "
                               f"types sd3, flux, chroma, pixart, ltxv, mochi, cosmos, wan; Gemma-2: lumina2; Qwen2.5-VL: "
-                              f"qwen_image; LLaVA-Llama-3: hunyuan_video with CLIP-L)")
+                              f"qwen_image or hunyuan_image; byT5: hunyuan_image with Qwen2.5-VL; LLaVA-Llama-3: "
+                              f"hunyuan_video with CLIP-L)")
 
 
 def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
@@ -293,22 +315,28 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
         clip = load_text_encoder(paths, arch="sdxl" if clip_type == "sdxl" else None, device=device, dtype=dtype)
         return clip, ({tower.name: path for tower, path in zip(clip.towers, paths)} if len(paths) > 1 else {})
     if clip_type not in ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "mochi", "cosmos", "wan",
-                         "lumina2", "qwen_image", "hunyuan_video", "hidream"):
+                         "lumina2", "qwen_image", "hunyuan_video", "hidream", "hunyuan_image"):
         raise CheckpointError(f"text encoder type {clip_type!r} is not supported; graphflow builds "
                               f"stable_diffusion, sdxl, sd3, flux, chroma, pixart, ltxv, mochi, cosmos, wan, lumina2, "
-                              f"qwen_image, hunyuan_video, hidream and stable_cascade")
+                              f"qwen_image, hunyuan_video, hidream, hunyuan_image and stable_cascade")
     device, dtype = _device_dtype(device, dtype)
     found, sources = {}, {}
     for path in paths:
         with WeightFile(path) as f:
-            if clip_type != "qwen_image" and qwen25vl_prefix(f.shapes) == "":  # said before 7B weights are read
+            if clip_type not in ("qwen_image", "hunyuan_image") and qwen25vl_prefix(f.shapes) == "":
+                # said before 7B weights are read
                 raise CheckpointError(f"{path.name} holds Qwen2.5-VL 7B (Qwen-Image's text encoder): load it alone "
-                                      f"with type qwen_image, not {clip_type}")
+                                      f"with type qwen_image (or type hunyuan_image for HunyuanImage 2.1), not "
+                                      f"{clip_type}")
             for name, component in components(f, device, dtype).items():
                 if name in found:
                     raise CheckpointError(f"two {name} text encoders given ({path.name} and another file)")
                 found[name], sources[name] = component, path
     names = ", ".join(p.name for p in paths)
+    if "byt5_small" in found and clip_type != "hunyuan_image":
+        raise CheckpointError(f"{sources['byt5_small'].name} holds byT5-small glyph (HunyuanImage 2.1's glyph "
+                              f"encoder): byT5 is HunyuanImage's alone; load it with Qwen2.5-VL 7B with "
+                              f"DualCLIPLoader type hunyuan_image, not {clip_type}")
     if clip_type == "qwen_image" and set(found) != {"qwen25_7b"}:
         raise CheckpointError(f"{names}: Qwen-Image needs a Qwen2.5-VL 7B file alone ({QWEN_FILES}), found "
                               f"{sorted(found) or 'no text encoder'}")
