@@ -37,9 +37,14 @@ def test_every_architecture_is_complete(key):
     assert not arch.packed or arch.flow
     assert not arch.pooled or arch.vector_width  # a pooled vector has a width in the network's config
     assert arch.guidance is None or arch.pooled  # a guidance embedding beside the pooled vector (FLUX's)
-    assert arch.empty_latent is None or arch.video
+    assert (arch.empty_latent is not None) == arch.video  # named when a video model gets no video latent
     assert arch.saved_as in (None, "unet", "flow") and (arch.saved_as == "flow") <= arch.flow
     assert arch.native_size is None or arch.native_size % 8 == 0
+
+
+def test_the_empty_latent_nodes_named_in_hints_exist(builtin_registry):
+    named = {a.empty_latent for a in ARCHITECTURES.values() if a.empty_latent}
+    assert named and all(builtin_registry.comfy_node(name) is not None for name in named), named
 
 
 def test_the_file_detectors_know_the_flow_families_and_only_them():

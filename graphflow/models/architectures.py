@@ -37,7 +37,7 @@ class Architecture:
     # shorter prompts repeated to share a model call (ComfyUI's CONDCrossAttn, UNets); DiTs take the
     # prompt as CONDRegular: prompts of other lengths run apart (joint attention would change)
     repeats_text: bool = False
-    empty_latent: str | None = None  # video: the node making its empty latents (hints); None: EmptyLTXVLatentVideo
+    empty_latent: str | None = None  # video: a node making latents it samples (named in hints)
     network: str | None = None  # flow: "module.Class" under graphflow.models, the network the loader builds
     vae_file: str = "ae.safetensors for FLUX"  # flow: the VAE file to load when the checkpoint holds none
     text_encoder_note: str = "no text encoders in the file: load them with DualCLIPLoader / TripleCLIPLoader"
@@ -87,7 +87,7 @@ ARCHITECTURES = {a.key: a for a in (
     Architecture("mochi", "Mochi", "mochi", flow=True, video=True, shift=6.0, schedule="shift", multiplier=1.0,
                  network="mochi.Mochi", empty_latent="EmptyMochiLatentVideo", vae_file="mochi_vae.safetensors",
                  text_encoder_note=_t5_alone("mochi")),
-    Architecture("cosmos", "Cosmos-Predict2", "wan21", video=True),
+    Architecture("cosmos", "Cosmos-Predict2", "wan21", video=True, empty_latent="EmptyHunyuanLatentVideo"),
     Architecture("cosmos1", "Cosmos 1.0", "cosmos1cv8x8x8", video=True, empty_latent="EmptyCosmosLatentVideo"),
     # Wan 2.2's VAE (TI2V 5B, 48 channels): DiffusionModel and FlowInfo read it from the network's config
     Architecture("wan", "Wan 2.1", "wan21", flow=True, video=True, shift=8.0, schedule="shift", network="wan.Wan",
@@ -99,7 +99,7 @@ ARCHITECTURES = {a.key: a for a in (
                                    "CLIPLoader, type lumina2"),
     # ComfyUI's QwenImage: ModelType.FLUX
     Architecture("qwen_image", "Qwen-Image", "wan21", flow=True, video=True, shift=1.15, schedule="flux",
-                 native_size=1328, fp16=False, network="qwen_image.QwenImage",
+                 native_size=1328, fp16=False, network="qwen_image.QwenImage", empty_latent="EmptySD3LatentImage",
                  vae_file="qwen_image_vae.safetensors, a Wan 2.1 VAE",
                  text_encoder_note="no text encoder in the file: load Qwen2.5-VL 7B (qwen_2.5_vl_7b.safetensors) "
                                    "with CLIPLoader, type qwen_image"),
@@ -112,6 +112,7 @@ ARCHITECTURES = {a.key: a for a in (
     Architecture("hunyuan_video", "HunyuanVideo 1.0", "hunyuan_video", short_name="HunyuanVideo", flow=True,
                  video=True, shift=7.0, schedule="shift", guidance=6.0, pooled=768, vector_width="vec_in_dim",
                  fp16=False, network="hunyuan_video.HunyuanVideo", vae_file="hunyuan_video_vae_bf16.safetensors",
+                 empty_latent="EmptyHunyuanLatentVideo",
                  text_encoder_note="no text encoders in the file: load CLIP-L and LLaVA-Llama-3 8B "
                                    "(clip_l.safetensors, llava_llama3_fp8_scaled.safetensors) with DualCLIPLoader, "
                                    "type hunyuan_video"),

@@ -176,7 +176,7 @@ def _latent_samples(model, latent) -> torch.Tensor:
     if video and (not torch.is_tensor(samples) or samples.ndim != 5):
         got = tuple(samples.shape) if torch.is_tensor(samples) else type(samples).__name__
         arch = ARCHITECTURES.get(getattr(model, "arch", None))
-        empty = (arch.empty_latent if arch is not None else None) or "EmptyLTXVLatentVideo"
+        empty = arch.empty_latent if arch is not None else "EmptyHunyuanLatentVideo"
         if getattr(getattr(model, "latent_format", None), "name", None) == "wan22":  # the Wan 2.2 TI2V 5B
             empty = "Wan22ImageToVideoLatent"
         raise NodeInputError("latent_image", f"{getattr(model, 'arch', 'this model')} samples video latents [B, C, "
