@@ -178,9 +178,10 @@ class WorkerActor:
         return True
 
     def run(self, run_id: str, workflow_json: dict, targets, keys: dict[str, str], preview_max_side: int = 512,
-            inputs: dict[str, bytes] | None = None):
+            inputs: dict[str, bytes] | None = None, pnginfo: dict | None = None):
         """Streams {"events": [(event, frame)]} batches, then {"result": ...} with the output files.
-        `inputs`: the server's input files the workflow names, put in this worker's inputs folder."""
+        `inputs`: the server's input files the workflow names, put in this worker's inputs folder;
+        `pnginfo`: ComfyUI's extra_pnginfo for the files the run saves (Executor.run)."""
         from graphflow.executor import RunResult
         from graphflow.folders import folders, safe_join
 
@@ -241,7 +242,7 @@ class WorkerActor:
                 torch.set_num_threads(self.torch_threads)  # per thread for OpenMP (see server.worker)
             try:
                 outcome["result"] = self.executor.run(workflow, outputs=targets, on_event=on_event,
-                                                      interrupt=interrupt, run_id=run_id)
+                                                      interrupt=interrupt, run_id=run_id, pnginfo=pnginfo)
             except BaseException as e:
                 outcome["exception"] = e
             events.put(done)
@@ -469,12 +470,13 @@ class WorkerDied(Exception):
 
 
 async def execute_remote(slot: Slot, run_id: str, workflow_json: dict, targets, keys: dict,
-                         deliver, interrupt: threading.Event, preview_max_side: int = 512) -> tuple[dict, list, dict]:
+                         deliver, interrupt: threading.Event, preview_max_side: int = 512,
+                         pnginfo: dict | None = None) -> tuple[dict, list, dict]:
     """Run on `slot`: `deliver(event, frame)` for each event as it streams back; interrupt forwarded;
     the input files it names go with it. Returns (result json, shipped files, loaded models).
     Raises WorkerDied."""
     inputs = await asyncio.to_thread(input_files, workflow_json)
-    stream = slot.actor.run.remote(run_id, workflow_json, targets, keys, preview_max_side, inputs)
+    stream = slot.actor.run.remote(run_id, workflow_json, targets, keys, preview_max_side, inputs, pnginfo)
 
     async def forward_interrupt() -> None:
         while not interrupt.is_set():
@@ -650,13 +652,15 @@ class RayDispatcher:
         return True
 
     async def _run(self, slot: Slot, record: dict, state, keys: dict) -> None:
+        from graphflow.server.worker import pnginfo_of
+
         server, store, run_id = self.server, self.server.store, state.run_id
         dispatched = time.time()
         try:
             result, files, _ = await execute_remote(
                 slot, run_id, record["workflow"], record.get("targets"), keys,
                 lambda event, frame: server.run_event(state, event, frame), state.interrupt,
-                server.config.preview_max_side)
+                server.config.preview_max_side, pnginfo_of(record))
             outputs = await asyncio.to_thread(store_files, result["outputs"], files)
         except WorkerDied as e:
             log.warning("%s", e)

@@ -42,6 +42,7 @@ class NodeContext:
     workflow: dict = field(default_factory=dict)
     registry: Any = None  # the run's node registry (what ComfyUI's formats are written with)
     texts: dict = field(default_factory=dict)  # the run's workflow_texts, shared by its nodes, made once
+    pnginfo: dict = field(default_factory=dict)  # ComfyUI's extra_pnginfo the run was queued with (/prompt)
     ui: dict = field(default_factory=dict)
     thread: int | None = None  # the thread inside the node's run(), while it is (under guard)
     item: int | None = None  # in a run per list item: this item's index (from 0) ...
@@ -128,7 +129,10 @@ def current_workflow() -> dict:
 def workflow_texts() -> dict[str, str]:
     """The workflow being run as the JSON texts a saved file embeds: ours under "graphflow", and
     ComfyUI's "prompt" (API format) and "workflow" (its editor's format) under the keys ComfyUI's
-    savers write, so that what we save reopens in ComfyUI too. Empty outside a run."""
+    savers write, so that what we save reopens in ComfyUI too. A prompt queued with ComfyUI's
+    extra_pnginfo has each of its keys written as the client sent it, as ComfyUI's savers do: its
+    "workflow" is the editor's own graph, layout and all, not ours made from the prompt. Empty
+    outside a run."""
     ctx = _current.get()
     if ctx is None or not ctx.workflow:
         return {}
@@ -138,5 +142,6 @@ def workflow_texts() -> dict[str, str]:
         from graphflow.comfy_format import comfy_texts
 
         ctx.texts.update(comfy_texts(ctx.workflow, ctx.registry))
+        ctx.texts.update({key: json.dumps(value) for key, value in ctx.pnginfo.items() if key != "graphflow"})
         ctx.texts["graphflow"] = json.dumps(ctx.workflow)
     return dict(ctx.texts)

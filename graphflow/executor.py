@@ -72,7 +72,9 @@ class Executor:
         on_event: Callable[[dict], None] | None = None,
         interrupt: threading.Event | None = None,
         run_id: str | None = None,
+        pnginfo: dict | None = None,
     ) -> RunResult:
+        """`pnginfo`: ComfyUI's extra_pnginfo (key -> JSON value) for the files the run saves."""
         run_id = run_id or uuid.uuid4().hex
         emit = on_event or _no_events
         interrupt = interrupt or threading.Event()
@@ -92,7 +94,7 @@ class Executor:
                 timer.daemon = True
                 timer.start()
             try:
-                self._execute(plan, result, emit, interrupt)
+                self._execute(plan, result, emit, interrupt, pnginfo if isinstance(pnginfo, dict) else {})
             finally:
                 if timer is not None:
                     timer.cancel()
@@ -126,7 +128,7 @@ class Executor:
             signatures[node_id] = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
         return signatures
 
-    def _execute(self, plan: Plan, result: RunResult, emit, interrupt) -> None:
+    def _execute(self, plan: Plan, result: RunResult, emit, interrupt, pnginfo: dict) -> None:
         run_id = result.run_id
         values = result.values
         try:
@@ -160,7 +162,8 @@ class Executor:
                 continue
 
             emit({"type": "node_started", "run_id": run_id, "node": node_id, "node_type": node_type})
-            ctx = NodeContext(run_id, node_id, node_type, emit, interrupt, workflow_json, self.registry, texts)
+            ctx = NodeContext(run_id, node_id, node_type, emit, interrupt, workflow_json, self.registry, texts,
+                              pnginfo=pnginfo)
             token = _current.set(ctx)
             self._node = ctx
             began = time.perf_counter()

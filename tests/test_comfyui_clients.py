@@ -207,3 +207,27 @@ def test_prompt_runs_the_valid_branch_and_reports_the_invalid_one(server):
     status, body = http(server, "POST", "/prompt", {"prompt": {"11": prompt["11"], "10": prompt["10"]}})
     assert status == 400 and set(body["node_errors"]) == {"10"}
     assert body["error"]["type"] == "prompt_outputs_failed_validation"
+
+
+def test_extra_pnginfo_is_written_into_the_saved_png_as_comfyui_does(server):
+    """ComfyUI's frontend queues its editor graph as extra_data.extra_pnginfo.workflow; SaveImage
+    writes each extra_pnginfo key as sent, so the PNG reopens with the user's layout, not ours."""
+    import time
+
+    editor_graph = {"last_node_id": 2, "nodes": [{"id": 1, "type": "EmptyImage", "pos": [12, 34]},
+                                                 {"id": 2, "type": "SaveImage", "pos": [400, 34]}],
+                    "links": [[1, 1, 0, 2, 0, "IMAGE"]], "extra": {"ds": {"scale": 0.8}}, "version": 0.4}
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 7}},
+              "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "pnginfo"}}}
+    extra = {"extra_pnginfo": {"workflow": editor_graph, "mine": {"n": 1}, "graphflow": "not ours"}}
+    status, body = http(server, "POST", "/prompt", {"prompt": prompt, "client_id": "x", "extra_data": extra})
+    assert status == 200, body
+    prompt_id, deadline = body["prompt_id"], time.monotonic() + TIMEOUT
+    while not (history := http(server, "GET", f"/history/{prompt_id}")[1]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    image = history[prompt_id]["outputs"]["2"]["images"][0]
+    with Image.open(server["home"] / "outputs" / image["subfolder"] / image["filename"]) as png:
+        texts = dict(png.info)
+    assert json.loads(texts["workflow"]) == editor_graph and json.loads(texts["mine"]) == {"n": 1}
+    assert json.loads(texts["prompt"])["2"]["inputs"]["filename_prefix"] == "pnginfo"  # what ran, API format
+    assert json.loads(texts["graphflow"])["nodes"]["2"]["type"] == "SaveImage"  # ours stays ours

@@ -213,7 +213,7 @@ class Worker:
         helpers = [asyncio.create_task(flush_periodically()), asyncio.create_task(force_if_ignored())]
         try:
             result = await self.thread.submit(_run, self.executor, workflow, record.get("targets"), on_event,
-                                              state.interrupt, state.run_id)
+                                              state.interrupt, state.run_id, pnginfo_of(record))
         finally:
             for task in helpers:
                 task.cancel()
@@ -223,5 +223,12 @@ class Worker:
         return result
 
 
-def _run(executor: Executor, workflow, targets, on_event, interrupt, run_id) -> RunResult:
-    return executor.run(workflow, outputs=targets, on_event=on_event, interrupt=interrupt, run_id=run_id)
+def _run(executor: Executor, workflow, targets, on_event, interrupt, run_id, pnginfo) -> RunResult:
+    return executor.run(workflow, outputs=targets, on_event=on_event, interrupt=interrupt, run_id=run_id,
+                        pnginfo=pnginfo)
+
+
+def pnginfo_of(record: dict) -> dict:
+    """The extra_pnginfo a ComfyUI client queued the run with (its extra_data), else {}."""
+    pnginfo = (record.get("extra") or {}).get("extra_pnginfo")
+    return pnginfo if isinstance(pnginfo, dict) else {}
