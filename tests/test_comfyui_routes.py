@@ -267,11 +267,13 @@ async def test_execution_error_and_interrupt_messages(start):
     assert recorded["exception_message"] == error["exception_message"]
 
     held = await submit(client, image_workflow("h", red=9, hold=True), client_id="c2")
-    await receive_until(ws, lambda m: m["type"] == "executing" and m["data"]["node"] == "2")
+    before = await receive_until(ws, lambda m: m["type"] == "executing" and m["data"]["node"] == "2")
     assert (await client.post("/interrupt", json={"prompt_id": held["run_id"]})).status == 200
     got = await receive_until(ws, lambda m: m["type"] == "executing" and m["data"]["node"] is None)
     stopped = next(m["data"] for m in got if m["type"] == "execution_interrupted")
     assert stopped["prompt_id"] == held["run_id"] and stopped["node_id"] == "2" and stopped["executed"] == ["1"]
+    last = [m["data"]["nodes"] for m in before + got if m["type"] == "progress_state"][-1]
+    assert {n: e["state"] for n, e in last.items()} == {"1": "finished", "2": "running"}, "as ComfyUI leaves it"
     history = (await (await client.get(f"/history/{held['run_id']}")).json())[held["run_id"]]
     assert history["status"]["messages"][-1][0] == "execution_interrupted"
     await ws.close()
@@ -404,7 +406,8 @@ async def test_progress_state_tracks_nodes_from_pending_to_finished(start):
     seen = [{node: (e["state"], e["value"], e["max"]) for node, e in s["nodes"].items()} for s in states]
     # Pending nodes are left out: the saver appears only once it runs, Canvas first at 0 of 1.
     assert seen[0] == {"1": ("running", 0, 1)}
-    assert [s["1"] for s in seen[1:5]] == [("running", v, 4) for v in (1, 2, 3, 4)] and all("3" not in s for s in seen[:5])
+    assert [s["1"] for s in seen[1:5]] == [("running", v, 4) for v in (1, 2, 3, 4)]
+    assert all("3" not in s for s in seen[:5])
     assert seen[5] == {"1": ("finished", 4, 4)}
     assert seen[6] == {"1": ("finished", 4, 4), "3": ("running", 0, 1)}
     assert seen[-1] == {"1": ("finished", 4, 4), "3": ("finished", 1, 1)} and len(seen) == 8

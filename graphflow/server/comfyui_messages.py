@@ -103,15 +103,6 @@ def history_status(record: dict) -> dict:
     return {"status_str": "success" if success else "error", "completed": success, "messages": messages}
 
 
-def progress_state(prompt_id: str, nodes: dict[str, dict]) -> dict:
-    """ComfyUI's progress_state data: every node of the prompt that is not pending, keyed by id
-    (graphflow has no subgraph expansion: a node is its own display and real node, parentless)."""
-    return {"prompt_id": prompt_id, "nodes": {
-        node: {"value": entry["value"], "max": entry["max"], "state": entry["state"], "node_id": node,
-               "prompt_id": prompt_id, "display_node_id": node, "parent_node_id": None, "real_node_id": node}
-        for node, entry in nodes.items() if entry["state"] != "pending"}}
-
-
 class NodeStates:
     """Each running prompt's nodes as ComfyUI's progress registry keeps them: a node is running
     from 0 of 1 when it starts, takes each step's value and max, and is finished (value = max)
@@ -120,28 +111,35 @@ class NodeStates:
     def __init__(self):
         self.runs: dict[str, dict[str, dict]] = {}
 
-    def update(self, kind: str, data: dict) -> dict | None:
-        """Apply one of our events: the progress_state data to send for it, or None."""
+    def update(self, kind: str, data: dict) -> bool:
+        """Apply one of our events; whether it changed a node (and so calls for a progress_state)."""
         prompt_id = data.get("run_id")
         if kind in ("run_started", "run_finished", "run_invalid", "run_cancelled", "run_requeued"):
             self.runs.pop(prompt_id, None)  # a requeued run starts afresh
-            return None
+            return False
         if kind not in ("node_started", "progress", "node_finished", "node_cached"):
-            return None
-        nodes = self.runs.setdefault(prompt_id, {})
-        entry = nodes.setdefault(data["node"], {"state": "pending", "value": 0, "max": 1})
+            return False
+        entry = self.runs.setdefault(prompt_id, {}).setdefault(data["node"], {"state": "pending", "value": 0, "max": 1})
         if kind == "node_started":
             entry.update(state="running", value=0.0, max=1.0)
         elif kind == "progress":
             entry.update(state="running", value=data["value"], max=data["max"])
         else:
             entry.update(state="finished", value=entry["max"])
-        return progress_state(prompt_id, nodes)
+        return True
+
+    def progress_state(self, prompt_id: str) -> dict:
+        """ComfyUI's progress_state data: every node of the prompt that is not pending, keyed by id
+        (graphflow has no subgraph expansion: a node is its own display and real node, parentless)."""
+        return {"prompt_id": prompt_id, "nodes": {
+            node: {"value": entry["value"], "max": entry["max"], "state": entry["state"], "node_id": node,
+                   "prompt_id": prompt_id, "display_node_id": node, "parent_node_id": None, "real_node_id": node}
+            for node, entry in self.runs.get(prompt_id, {}).items() if entry["state"] != "pending"}}
 
 
 def translate(kind: str, data: dict, node_states: dict | None = None) -> list[tuple[str, dict]]:
     """ComfyUI's (type, data) messages for one of our events (none for events it has no word for);
-    `node_states` is the event's progress_state data (NodeStates.update), placed where ComfyUI
+    `node_states` is the event's progress_state data (NodeStates.progress_state), placed where ComfyUI
     sends it: before `executing` and `progress`, after `executed`."""
     state = [("progress_state", node_states)] if node_states is not None else []
     prompt_id = data.get("run_id")
@@ -156,7 +154,8 @@ def translate(kind: str, data: dict, node_states: dict | None = None) -> list[tu
     if kind in ("node_cached", "node_finished"):  # a cached node is named in execution_cached already
         if not data.get("ui"):
             return state
-        return [("executed", {"node": node, "display_node": node, "output": data["ui"], "prompt_id": prompt_id})] + state
+        executed = {"node": node, "display_node": node, "output": data["ui"], "prompt_id": prompt_id}
+        return [("executed", executed)] + state
     if kind == "node_started":
         return state + [("executing", {"node": node, "display_node": node, "prompt_id": prompt_id})]
     if kind == "progress":

@@ -172,15 +172,16 @@ class Hub:
         self.clients.discard(client)
 
     def send(self, kind: str, data: dict, rank: int = KEEP, replaces: str | None = None) -> None:
-        node_states = self.node_states.update(kind, data)  # kept with no client too: one may connect
+        changed = self.node_states.update(kind, data)  # kept with no client too: one may connect
         if not self.clients:
             return
         item = comfy_items = None
         for client in list(self.clients):
             if client.protocol == "comfyui":
                 if comfy_items is None:
+                    states = self.node_states.progress_state(data["run_id"]) if changed else None
                     comfy_items = [Outgoing(message(k, d), rank, replaces)
-                                   for k, d in comfyui_messages.translate(kind, data, node_states)]
+                                   for k, d in comfyui_messages.translate(kind, data, states)]
                 if comfyui_messages.concerns(client.client_id, data):
                     for comfy_item in comfy_items:
                         client.push(comfy_item)
