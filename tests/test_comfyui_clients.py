@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import struct
 import subprocess
 import sys
 import urllib.parse
@@ -231,3 +232,57 @@ def test_extra_pnginfo_is_written_into_the_saved_png_as_comfyui_does(server):
     assert json.loads(texts["workflow"]) == editor_graph and json.loads(texts["mine"]) == {"n": 1}
     assert json.loads(texts["prompt"])["2"]["inputs"]["filename_prefix"] == "pnginfo"  # what ran, API format
     assert json.loads(texts["graphflow"])["nodes"]["2"]["type"] == "SaveImage"  # ours stays ours
+
+
+def test_frontend_style_client_gets_metadata_previews_and_node_states(server):
+    """As ComfyUI's frontend of this era: `feature_flags` first, then type-4 previews naming the
+    sampler and prompt, and `progress_state` for every node; a second run of the same prompt,
+    answered by the cache, shows every node finished without running it."""
+    client_id = str(uuid.uuid4())
+    ws = websocket.WebSocket()
+    ws.connect(f"ws://{server['host']}/ws?clientId={client_id}", timeout=TIMEOUT)
+    try:
+        assert json.loads(ws.recv())["type"] == "status"
+        ws.send(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
+        flags = json.loads(ws.recv())
+        assert flags == {"type": "feature_flags", "data": {"supports_preview_metadata": True,
+                                                           "max_upload_size": flags["data"]["max_upload_size"]}}
+        prompt_id = queue_prompt(server, txt2img(seed=11, steps=6), client_id)["prompt_id"]
+        messages, frames = messages_until_done(ws, prompt_id)
+        again_id = queue_prompt(server, txt2img(seed=11, steps=6), client_id)["prompt_id"]
+        again, _ = messages_until_done(ws, again_id)
+    finally:
+        ws.close()
+    assert frames and all(node == "3" for node, _ in frames), "previews while the sampler runs"
+    for _, frame in frames:
+        kind, length = struct.unpack_from(">II", frame)
+        assert kind == 4, "PREVIEW_IMAGE_WITH_METADATA"
+        metadata = json.loads(frame[8:8 + length])
+        assert metadata["node_id"] == metadata["display_node_id"] == metadata["real_node_id"] == "3"
+        assert metadata["prompt_id"] == prompt_id and metadata["image_type"] == "image/jpeg"
+        assert Image.open(io.BytesIO(frame[8 + length:])).format == "JPEG"
+
+    states = [m["data"]["nodes"] for m in messages if m["type"] == "progress_state"]
+    sampler = [s["3"] for s in states if "3" in s]
+    assert sampler[0]["state"] == "running" and sampler[0]["value"] == 0
+    steps = [(s["value"], s["max"]) for s in sampler if s["state"] == "running" and s["max"] == 6]
+    assert steps == [(v, 6) for v in range(1, 7)], "the sampler's steps as value/max"
+    assert sampler[-1] == dict(sampler[-1], state="finished", value=6, max=6)
+    assert {node: entry["state"] for node, entry in states[-1].items()} == {n: "finished" for n in txt2img()}
+    # Each node is absent (pending) until it runs, then running, then finished; one the cache
+    # answers (the loader and encoders, when the tests before ran them) goes straight to finished.
+    cached = next(m["data"]["nodes"] for m in messages if m["type"] == "execution_cached")
+    assert "3" not in cached
+    for node in txt2img():
+        seen = [s[node]["state"] for s in states if node in s]
+        first_finished = seen.index("finished")
+        assert set(seen[first_finished:]) == {"finished"} and set(seen[:first_finished]) <= {"running"}
+        assert (first_finished == 0) == (node in cached), f"node {node}: {seen}"
+
+    cached = next(m["data"]["nodes"] for m in again if m["type"] == "execution_cached")
+    assert set(cached) == set(txt2img()), "the same prompt again: the cache answers every node"
+    states = [m["data"]["nodes"] for m in again if m["type"] == "progress_state"]
+    for node in cached:
+        assert all(s[node]["state"] == "finished" for s in states if node in s), f"cached node {node} never runs"
+    assert [m["data"]["node"] for m in again if m["type"] == "executing"] == [None]
+    assert {node: entry["state"] for node, entry in states[-1].items()} == {n: "finished" for n in txt2img()}

@@ -4,8 +4,10 @@
 import asyncio
 import io
 import json
+import struct
 from pathlib import Path
 
+from aiohttp import WSMsgType
 from PIL import Image
 
 from graphflow.server.comfyui_object_info import object_info
@@ -87,7 +89,7 @@ async def test_object_info_routes(start):
     assert await (await client.get("/object_info/Nope")).json() == {}
     assert await (await client.get("/extensions")).json() == []
     features = await (await client.get("/features")).json()
-    assert features["supports_preview_metadata"] is False and features["max_upload_size"] > 0
+    assert features["supports_preview_metadata"] is True and features["max_upload_size"] > 0
 
 
 def test_a_number_for_a_text_widget_is_valid_as_in_comfyui(builtin_registry):
@@ -168,7 +170,7 @@ async def test_queue_and_history_in_comfyui_shapes(start):
                                                                          "prompt_id": held["run_id"]}}
     await again.send_json({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
     flags = await again.receive_json()
-    assert flags["type"] == "feature_flags" and flags["data"]["supports_preview_metadata"] is False
+    assert flags["type"] == "feature_flags" and flags["data"]["supports_preview_metadata"] is True
     await again.close()
     queue = await (await client.get("/queue")).json()
     assert [item[1] for item in queue["queue_running"]] == [held["run_id"]]
@@ -227,8 +229,9 @@ async def test_comfyui_clients_hear_only_their_own_prompts_and_ours_hear_all(sta
     run = await submit(client, image_workflow("x"), client_id="mine")
     got = await receive_until(mine, lambda m: m["type"] == "executing" and m["data"]["node"] is None)
     assert [m["type"] for m in got if m["type"] != "status"] == [
-        "execution_start", "execution_cached", "executing", "progress", "progress", "progress", "executing",
-        "executed", "execution_success", "executing"]
+        "execution_start", "execution_cached", "progress_state", "executing", *["progress_state", "progress"] * 3,
+        "progress_state", "progress_state", "executing", "executed", "progress_state", "execution_success",
+        "executing"]
     assert got[-1]["data"] == {"node": None, "prompt_id": run["run_id"]}
     assert not any(m["type"] == "frame" for m in got), "no preview frames unless asked for"
     theirs = await receive_until(ours, lambda m: m["type"] == "run_finished")
@@ -264,11 +267,13 @@ async def test_execution_error_and_interrupt_messages(start):
     assert recorded["exception_message"] == error["exception_message"]
 
     held = await submit(client, image_workflow("h", red=9, hold=True), client_id="c2")
-    await receive_until(ws, lambda m: m["type"] == "executing" and m["data"]["node"] == "2")
+    before = await receive_until(ws, lambda m: m["type"] == "executing" and m["data"]["node"] == "2")
     assert (await client.post("/interrupt", json={"prompt_id": held["run_id"]})).status == 200
     got = await receive_until(ws, lambda m: m["type"] == "executing" and m["data"]["node"] is None)
     stopped = next(m["data"] for m in got if m["type"] == "execution_interrupted")
     assert stopped["prompt_id"] == held["run_id"] and stopped["node_id"] == "2" and stopped["executed"] == ["1"]
+    last = [m["data"]["nodes"] for m in before + got if m["type"] == "progress_state"][-1]
+    assert {n: e["state"] for n, e in last.items()} == {"1": "finished", "2": "running"}, "as ComfyUI leaves it"
     history = (await (await client.get(f"/history/{held['run_id']}")).json())[held["run_id"]]
     assert history["status"]["messages"][-1][0] == "execution_interrupted"
     await ws.close()
@@ -327,3 +332,101 @@ async def test_upload_image_answers_in_comfyui_shape(start):
     form.add_field("subfolder", "sub")
     body = await (await client.post("/upload/image", data=form)).json()
     assert {k: body[k] for k in ("name", "subfolder", "type")} == {"name": "up.png", "subfolder": "sub", "type": "input"}
+
+
+CANVAS_GRAPH = {"1": {"class_type": "Canvas", "inputs": {"red": 200, "steps": 4}},
+                "3": {"class_type": "SaveTestImage", "inputs": {"image": ["1", 0], "prefix": "flags"}}}
+
+
+async def comfy_messages_until_done(ws, prompt_id) -> tuple[list[dict], list[bytes]]:
+    """A ComfyUI client's reading: JSON messages and raw binary frames, up to `executing` node null."""
+    messages, frames = [], []
+    while True:
+        msg = await asyncio.wait_for(ws.receive(), 30)
+        if msg.type == WSMsgType.BINARY:
+            frames.append(msg.data)
+            continue
+        assert msg.type == WSMsgType.TEXT, f"websocket ended: {msg.type}"
+        messages.append(json.loads(msg.data))
+        data = messages[-1]["data"]
+        if messages[-1]["type"] == "executing" and data["node"] is None and data["prompt_id"] == prompt_id:
+            return messages, frames
+
+
+async def test_preview_frames_follow_each_clients_feature_flags(start):
+    client = await start()
+    meta = await client.ws_connect("/ws?clientId=meta")  # no &previews=1: asking for metadata is enough
+    plain = await client.ws_connect("/ws?clientId=plain&previews=1")
+    quiet = await client.ws_connect("/ws?clientId=quiet")
+    for ws in (meta, plain, quiet):
+        assert (await ws.receive_json())["type"] == "status"
+    await meta.send_json({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
+    answer = await meta.receive_json()
+    assert answer["type"] == "feature_flags" and answer["data"]["supports_preview_metadata"] is True
+    # Only a client's first message states its flags (ComfyUI's rule): `plain` asks too late.
+    await plain.send_json({"type": "ping"})
+    await plain.send_json({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
+    # A prompt without client_id goes to every ComfyUI client; each gets the framing it asked for.
+    queued = await (await client.post("/prompt", json={"prompt": CANVAS_GRAPH})).json()
+    prompt_id = queued["prompt_id"]
+    got = {name: await comfy_messages_until_done(ws, prompt_id) for name, ws in
+           (("meta", meta), ("plain", plain), ("quiet", quiet))}
+    assert not [m for m in got["plain"][0] if m["type"] == "feature_flags"], "a late feature_flags is not answered"
+    assert got["quiet"][1] == [], "no previews unless asked for"
+
+    frames = got["meta"][1]
+    assert len(frames) == 4, "one preview per Canvas step"
+    shades = []
+    for frame in frames:
+        kind, length = struct.unpack_from(">II", frame)
+        assert kind == 4, "PREVIEW_IMAGE_WITH_METADATA"
+        metadata = json.loads(frame[8:8 + length])
+        assert metadata == {"node_id": "1", "prompt_id": prompt_id, "display_node_id": "1", "parent_node_id": None,
+                            "real_node_id": "1", "image_type": "image/jpeg"}
+        image = Image.open(io.BytesIO(frame[8 + length:]))
+        assert image.format == "JPEG"
+        shades.append(image.convert("RGB").getpixel((5, 5))[0])
+    assert shades == sorted(shades) and abs(shades[-1] - 200) <= 3, f"the previews are Canvas's steps: {shades}"
+
+    frames = got["plain"][1]
+    assert len(frames) == 4 and all(f[:8] == b"\0\0\0\x01\0\0\0\x01" for f in frames), "type 1, JPEG"
+    assert Image.open(io.BytesIO(frames[-1][8:])).convert("RGB").getpixel((5, 5))[0] == shades[-1]
+    for ws in (meta, plain, quiet):
+        await ws.close()
+
+
+async def test_progress_state_tracks_nodes_from_pending_to_finished(start):
+    client = await start()
+    ws = await client.ws_connect("/ws?clientId=states")
+    await ws.receive_json()
+    queued = await (await client.post("/prompt", json={"prompt": CANVAS_GRAPH, "client_id": "states"})).json()
+    messages, _ = await comfy_messages_until_done(ws, queued["prompt_id"])
+    states = [m["data"] for m in messages if m["type"] == "progress_state"]
+    assert all(s["prompt_id"] == queued["prompt_id"] for s in states)
+    seen = [{node: (e["state"], e["value"], e["max"]) for node, e in s["nodes"].items()} for s in states]
+    # Pending nodes are left out: the saver appears only once it runs, Canvas first at 0 of 1.
+    assert seen[0] == {"1": ("running", 0, 1)}
+    assert [s["1"] for s in seen[1:5]] == [("running", v, 4) for v in (1, 2, 3, 4)]
+    assert all("3" not in s for s in seen[:5])
+    assert seen[5] == {"1": ("finished", 4, 4)}
+    assert seen[6] == {"1": ("finished", 4, 4), "3": ("running", 0, 1)}
+    assert seen[-1] == {"1": ("finished", 4, 4), "3": ("finished", 1, 1)} and len(seen) == 8
+    entry = states[-1]["nodes"]["3"]
+    assert entry == {"value": 1.0, "max": 1.0, "state": "finished", "node_id": "3", "prompt_id": queued["prompt_id"],
+                     "display_node_id": "3", "parent_node_id": None, "real_node_id": "3"}
+    kinds = [m["type"] for m in messages]
+    # ComfyUI's order: the running state before `executing`, the finished one after `executed`.
+    assert kinds[kinds.index("executing") - 1] == "progress_state"
+    assert kinds[kinds.index("executed") + 1] == "progress_state"
+
+    # Run again: Canvas is answered by the cache and shows as finished without running.
+    again = await (await client.post("/prompt", json={"prompt": CANVAS_GRAPH, "client_id": "states"})).json()
+    messages, _ = await comfy_messages_until_done(ws, again["prompt_id"])
+    cached = next(m["data"] for m in messages if m["type"] == "execution_cached")
+    assert cached["nodes"] == ["1"]
+    seen = [{node: (e["state"], e["value"], e["max"]) for node, e in m["data"]["nodes"].items()}
+            for m in messages if m["type"] == "progress_state"]
+    assert seen[0] == {"1": ("finished", 1, 1)}, "a cached node goes straight to finished"
+    assert seen[-1] == {"1": ("finished", 1, 1), "3": ("finished", 1, 1)}
+    assert "1" not in [m["data"]["node"] for m in messages if m["type"] == "executing"]
+    await ws.close()

@@ -177,8 +177,11 @@ def render() -> str:
     lines += [f"| {method} | `{path}` | {what} |" for method, path, _, what in ROUTES]
     lines += ["", "Websocket `/ws?clientId=ID` (ComfyUI's spelling) gets ComfyUI's messages for the prompts "
               "queued with that client id: " + ", ".join(f"`{m}`" for m in MESSAGE_TYPES) + ", with "
-              "`executing` `node: null` at the end of every prompt; binary frames in ComfyUI's framing "
-              "(`SaveImageWebsocket` PNGs always, sampler previews with `&previews=1`).", ""]
+              "`executing` `node: null` at the end of every prompt; `progress_state` lists the prompt's "
+              "running and finished nodes (value/max, display/parent/real node ids; a cached node is finished). "
+              "A client whose first message is `feature_flags` with `supports_preview_metadata` gets sampler "
+              "previews as type-4 frames (JSON metadata naming node and prompt, then the JPEG); others get "
+              "ComfyUI's type-1 frames (`SaveImageWebsocket` PNGs always, sampler previews with `&previews=1`).", ""]
     lines += ["", "## Custom node packs' nodes that are understood", "",
               "Frontend-only nodes, resolved on reading a UI-format graph (graphflow/comfy_pack_nodes.py):", "",
               f"- ComfyUI-KJNodes: `{comfy_pack_nodes.SET}`, `{comfy_pack_nodes.GET}`: each GetNode gives what the "

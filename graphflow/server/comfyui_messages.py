@@ -9,22 +9,36 @@ follows ComfyUI's: execution_start, one execution_cached naming every node the c
 answers (an empty list when none), then per node executing /
 progress / executed, and at the end execution_success (or execution_error /
 execution_interrupted) followed by `executing` with `node: null`, which ComfyUI's example
-clients wait for.
+clients wait for. Each node's start, step and finish (a cached node's too) also sends
+`progress_state`: the prompt's nodes that are running or finished, pending ones left out, as
+ComfyUI's progress registry reports them.
+
+Feature flags: a client whose first message is `feature_flags` with `supports_preview_metadata`
+gets previews as ComfyUI's PREVIEW_IMAGE_WITH_METADATA frames (type 4: metadata naming node and
+prompt, then the image), and gets them without `&previews=1` (such a client knows a preview from
+a result); any other client keeps the plain type-1 frames.
 """
 
+import json
 import struct
 import time
 
-MESSAGE_TYPES = ("status", "execution_start", "execution_cached", "executing", "progress", "executed",
-                 "execution_success", "execution_error", "execution_interrupted")
-PREVIEW_IMAGE = 1  # ComfyUI's binary event type for an image
+MESSAGE_TYPES = ("status", "execution_start", "execution_cached", "executing", "progress", "progress_state",
+                 "executed", "execution_success", "execution_error", "execution_interrupted")
+PREVIEW_IMAGE = 1  # ComfyUI's binary event types: an image, and an image after a JSON metadata block
+PREVIEW_IMAGE_WITH_METADATA = 4
 JPEG, PNG = 1, 2  # ComfyUI's image format codes
 
 
 def feature_flags(max_upload_size: int) -> dict:
     """ComfyUI's server feature flags (GET /features, and the answer to a client's own
-    `feature_flags` message). Our preview frames are ComfyUI's plain ones, without metadata."""
-    return {"supports_preview_metadata": False, "max_upload_size": max_upload_size}
+    `feature_flags` message)."""
+    return {"supports_preview_metadata": True, "max_upload_size": max_upload_size}
+
+
+def wants_preview_metadata(client_flags) -> bool:
+    """Whether a client's `feature_flags` data asks for type-4 previews (ComfyUI: only a literal true)."""
+    return isinstance(client_flags, dict) and client_flags.get("supports_preview_metadata") is True
 
 
 def concerns(client_id: str | None, data: dict) -> bool:
@@ -89,8 +103,45 @@ def history_status(record: dict) -> dict:
     return {"status_str": "success" if success else "error", "completed": success, "messages": messages}
 
 
-def translate(kind: str, data: dict) -> list[tuple[str, dict]]:
-    """ComfyUI's (type, data) messages for one of our events (none for events it has no word for)."""
+class NodeStates:
+    """Each running prompt's nodes as ComfyUI's progress registry keeps them: a node is running
+    from 0 of 1 when it starts, takes each step's value and max, and is finished (value = max)
+    when it ends or the cache answers it; a node that fails or is interrupted stays running."""
+
+    def __init__(self):
+        self.runs: dict[str, dict[str, dict]] = {}
+
+    def update(self, kind: str, data: dict) -> bool:
+        """Apply one of our events; whether it changed a node (and so calls for a progress_state)."""
+        prompt_id = data.get("run_id")
+        if kind in ("run_started", "run_finished", "run_invalid", "run_cancelled", "run_requeued"):
+            self.runs.pop(prompt_id, None)  # a requeued run starts afresh
+            return False
+        if kind not in ("node_started", "progress", "node_finished", "node_cached"):
+            return False
+        entry = self.runs.setdefault(prompt_id, {}).setdefault(data["node"], {"state": "pending", "value": 0, "max": 1})
+        if kind == "node_started":
+            entry.update(state="running", value=0.0, max=1.0)
+        elif kind == "progress":
+            entry.update(state="running", value=data["value"], max=data["max"])
+        else:
+            entry.update(state="finished", value=entry["max"])
+        return True
+
+    def progress_state(self, prompt_id: str) -> dict:
+        """ComfyUI's progress_state data: every node of the prompt that is not pending, keyed by id
+        (graphflow has no subgraph expansion: a node is its own display and real node, parentless)."""
+        return {"prompt_id": prompt_id, "nodes": {
+            node: {"value": entry["value"], "max": entry["max"], "state": entry["state"], "node_id": node,
+                   "prompt_id": prompt_id, "display_node_id": node, "parent_node_id": None, "real_node_id": node}
+            for node, entry in self.runs.get(prompt_id, {}).items() if entry["state"] != "pending"}}
+
+
+def translate(kind: str, data: dict, node_states: dict | None = None) -> list[tuple[str, dict]]:
+    """ComfyUI's (type, data) messages for one of our events (none for events it has no word for);
+    `node_states` is the event's progress_state data (NodeStates.progress_state), placed where ComfyUI
+    sends it: before `executing` and `progress`, after `executed`."""
+    state = [("progress_state", node_states)] if node_states is not None else []
     prompt_id = data.get("run_id")
     node = data.get("node")
     if kind == "queue":
@@ -100,18 +151,16 @@ def translate(kind: str, data: dict) -> list[tuple[str, dict]]:
         return [("execution_start", {"prompt_id": prompt_id, "timestamp": now}),
                 ("execution_cached", {"nodes": list(data.get("cached") or []), "prompt_id": prompt_id,
                                       "timestamp": now})]
-    if kind == "node_cached":  # already named in execution_cached; ComfyUI re-sends only what it shows
+    if kind in ("node_cached", "node_finished"):  # a cached node is named in execution_cached already
         if not data.get("ui"):
-            return []
-        return [("executed", {"node": node, "display_node": node, "output": data["ui"], "prompt_id": prompt_id})]
+            return state
+        executed = {"node": node, "display_node": node, "output": data["ui"], "prompt_id": prompt_id}
+        return [("executed", executed)] + state
     if kind == "node_started":
-        return [("executing", {"node": node, "display_node": node, "prompt_id": prompt_id})]
+        return state + [("executing", {"node": node, "display_node": node, "prompt_id": prompt_id})]
     if kind == "progress":
-        return [("progress", {"value": data["value"], "max": data["max"], "prompt_id": prompt_id, "node": node})]
-    if kind == "node_finished":
-        if not data.get("ui"):
-            return []
-        return [("executed", {"node": node, "display_node": node, "output": data["ui"], "prompt_id": prompt_id})]
+        return state + [("progress", {"value": data["value"], "max": data["max"], "prompt_id": prompt_id,
+                                      "node": node})]
     if kind == "node_failed":
         return [("execution_error", execution_error(prompt_id, data.get("error") or {}, data.get("executed") or [],
                                                     _now()))]
@@ -128,11 +177,19 @@ def translate(kind: str, data: dict) -> list[tuple[str, dict]]:
     return []
 
 
-def preview_frame(frame: bytes) -> bytes:
-    """Our preview frame (JSON metadata + JPEG) in ComfyUI's framing: event type, image type, bytes."""
+def preview_frame(frame: bytes, with_metadata: bool = False) -> bytes:
+    """Our preview frame (JSON metadata + JPEG) in ComfyUI's framing: event type 1, image type,
+    bytes; or `with_metadata`, type 4, metadata length, ComfyUI's metadata (node and prompt ids,
+    image_type), bytes."""
     from graphflow.server.events import parse_preview_frame  # events imports this module
 
     meta, image = parse_preview_frame(frame)
+    if with_metadata:
+        node = meta.get("node")
+        header = json.dumps({"node_id": node, "prompt_id": meta.get("run_id"), "display_node_id": node,
+                             "parent_node_id": None, "real_node_id": node,
+                             "image_type": meta.get("image_type", "image/jpeg")}).encode()
+        return struct.pack(">II", PREVIEW_IMAGE_WITH_METADATA, len(header)) + header + image
     code = PNG if meta.get("image_type") == "image/png" else JPEG
     return struct.pack(">II", PREVIEW_IMAGE, code) + image
 

@@ -279,7 +279,7 @@ ROUTES = (
     ("GET", "/system_stats", comfy_system_stats, "system and device memory"),
     ("GET", "/embeddings", comfy_embeddings, "textual-inversion embedding names"),
     ("GET", "/extensions", comfy_extensions, "the frontend's extension scripts (none)"),
-    ("GET", "/features", comfy_features, "`supports_preview_metadata` (false), `max_upload_size`"),
+    ("GET", "/features", comfy_features, "`supports_preview_metadata` (true), `max_upload_size`"),
     ("GET", "/models", comfy_models, "model folder names"),
     ("GET", "/models/{folder}", comfy_models, "a model folder's files"),
     ("GET", "/view", file_routes.view, "a file; `preview` re-encodes (webp/jpeg;quality), `channel` rgb or a"),

@@ -95,6 +95,7 @@ class Client:
         self.client_id = client_id
         self.protocol = protocol  # "graphflow", or "comfyui": ComfyUI's messages, for its own prompts only
         self.previews = previews
+        self.preview_metadata = False  # a ComfyUI client that asked for type-4 preview frames
         self.limit = limit
         self.send_timeout = send_timeout
         self.transport = transport
@@ -156,6 +157,7 @@ class Hub:
         self.clients: set[Client] = set()
         self.outbox_limit = outbox_limit
         self.send_timeout = send_timeout
+        self.node_states = comfyui_messages.NodeStates()  # for ComfyUI's progress_state
 
     def connect(self, ws, client_id: str, first: list[Outgoing], transport=None, protocol: str = "graphflow",
                 previews: bool = True) -> Client:
@@ -170,14 +172,16 @@ class Hub:
         self.clients.discard(client)
 
     def send(self, kind: str, data: dict, rank: int = KEEP, replaces: str | None = None) -> None:
+        changed = self.node_states.update(kind, data)  # kept with no client too: one may connect
         if not self.clients:
             return
         item = comfy_items = None
         for client in list(self.clients):
             if client.protocol == "comfyui":
                 if comfy_items is None:
+                    states = self.node_states.progress_state(data["run_id"]) if changed else None
                     comfy_items = [Outgoing(message(k, d), rank, replaces)
-                                   for k, d in comfyui_messages.translate(kind, data)]
+                                   for k, d in comfyui_messages.translate(kind, data, states)]
                 if comfyui_messages.concerns(client.client_id, data):
                     for comfy_item in comfy_items:
                         client.push(comfy_item)
@@ -187,17 +191,20 @@ class Hub:
 
     def send_frame(self, frame: bytes, client_id: str | None = None) -> None:
         """A preview frame of a run submitted by `client_id`: ours to our clients, ComfyUI's framing
-        to the ComfyUI clients that submitted it."""
+        (type 4 with metadata to those that asked for it, else type 1) to the ComfyUI clients that
+        submitted it."""
         item = Outgoing(frame, PREVIEW)
-        comfy_item = None
+        comfy_items: dict[bool, Outgoing] = {}
         for client in list(self.clients):
             if not client.previews:
                 continue
             if client.protocol != "comfyui":
                 client.push(item)
             elif comfyui_messages.concerns(client.client_id, {"client_id": client_id}):
-                comfy_item = comfy_item or Outgoing(comfyui_messages.preview_frame(frame), PREVIEW)
-                client.push(comfy_item)
+                metadata = client.preview_metadata
+                if metadata not in comfy_items:
+                    comfy_items[metadata] = Outgoing(comfyui_messages.preview_frame(frame, metadata), PREVIEW)
+                client.push(comfy_items[metadata])
 
     def send_image(self, frame: bytes, image: bytes, client_id: str | None) -> None:
         """An image a node sends instead of saving it (SaveImageWebsocket): to ComfyUI clients as

@@ -132,18 +132,25 @@ async def websocket(request):
     previews = protocol == "graphflow" or request.query.get("previews") in ("1", "true")
     client = server.hub.connect(ws, client_id, first, request.transport, protocol, previews)
     pump = asyncio.create_task(client.pump())
+    first_message = True
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
                 try:
-                    kind = json.loads(msg.data).get("type")
+                    received = json.loads(msg.data)
+                    kind = received.get("type")
                 except (json.JSONDecodeError, AttributeError):
-                    kind = None
+                    received, kind = {}, None
                 if kind == "ping":
                     client.push(Outgoing(message("pong", {})))
-                elif kind == "feature_flags" and protocol == "comfyui":  # ComfyUI's frontend says its own first
+                elif kind == "feature_flags" and protocol == "comfyui" and first_message:
+                    # ComfyUI's handshake: only a client's first message states its flags, and is answered
+                    # with the server's. One that reads type-4 frames knows a preview from a result.
+                    if comfyui_messages.wants_preview_metadata(received.get("data")):
+                        client.preview_metadata = client.previews = True
                     flags = comfyui_messages.feature_flags(server.config.limits.max_bytes)
                     client.push(Outgoing(message("feature_flags", flags)))
+                first_message = False
     finally:
         server.hub.disconnect(client)
         pump.cancel()
