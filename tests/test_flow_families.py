@@ -1,0 +1,268 @@
+"""What every flow-model family must do, one row per family: its file detected (bare or under
+model.diffusion_model.), named and inspected; loaded with the file's weights; ComfyUI's default
+sampling; saved by ModelSave and read back by UNETLoader and CheckpointLoaderSimple (which says
+which VAE and text encoder to load); dropped under memory pressure and read back from its file;
+UNETLoader's fp8 weight_dtype; bf16 / fp32 only where ComfyUI runs it so; prompts of other lengths
+not batched (ComfyUI's CONDRegular).
+
+A family's own numerics (against diffusers), nodes and detection subtleties stay in its own file
+(tests/test_<family>.py). A new family: one Family row in FAMILIES.
+"""
+
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Callable
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from graphflow import testing
+from graphflow.models.hidream import HiDream
+from graphflow.models.hunyuan_video import HunyuanVideo
+from graphflow.models.lumina2 import Lumina2
+from graphflow.models.mochi import Mochi
+from graphflow.models.qwen_image import QwenImage
+from graphflow.models.wan import Wan
+
+PREFIX = "model.diffusion_model."
+
+
+@dataclass(frozen=True)
+class Family:
+    id: str
+    arch: str
+    family: str  # detect_flow_model's family
+    name: str  # detect_flow_model's name, as inspect shows it: "<name> [<arch>, <family>]"
+    kind: str  # file_kind.identify's name
+    writer: Callable  # graphflow.testing's writer: writer(path, prefixed=, dtype=, seed=)
+    file: str  # the file's name, as ComfyUI's example workflows have it
+    cls: type  # the network class
+    config: object  # the tiny config the writer's file holds
+    latent: str  # latent format name
+    vae_file: str  # the note of a file without a VAE names this file
+    text_loader: str  # the note of a file without a text encoder names this loader (and type)
+    report: tuple  # more that inspect_report says of the network
+    in_channels: int
+    channels: int  # latent channels
+    text_width: int  # the conditioning tensor's width
+    sampling: tuple  # ComfyUI's default sampling: (kind, shift, multiplier); kind "shift" (discrete flow) or "flux"
+    video: bool = False
+    adm: int = 0  # pooled vector width
+    guidance_embed: bool = False
+    masked_timesteps: bool = False
+    fp8: tuple | None = None  # (Linear weights kept in fp8, norms kept in the compute dtype) with weight_dtype fp8
+    fp16: bool = True  # False: ComfyUI runs it in bf16 or fp32 only (supported_inference_dtypes)
+    extra: Callable | None = None  # generator -> the network's other inputs (kwargs) where the text alone is not enough
+
+
+def _hidream_extra(g):
+    return {"y": torch.randn(1, testing.HIDREAM_TINY_POOLED_DIM, generator=g),
+            "llama_states": torch.randn(1, 4, 7, testing.HIDREAM_TINY_LLAMA_DIM, generator=g)}
+
+
+FAMILIES = [
+    Family("qwen_image", "qwen_image", "qwen_image", "Qwen-Image", "Qwen-Image diffusion model",
+           testing.write_qwen_image, "qwen_image_bf16.safetensors", QwenImage, testing.qwen_image_config(), "wan21",
+           "qwen_image_vae.safetensors", "CLIPLoader, type qwen_image", ("2 double-stream blocks",),
+           in_channels=64, channels=16, text_width=testing.QWEN_IMAGE_TINY_JOINT_DIM, sampling=("flux", 1.15, 1.0),
+           video=True, fp8=(("transformer_blocks.0.attn.to_q.weight",), ("txt_norm.weight",)), fp16=False),
+    Family("hidream", "hidream", "hidream", "HiDream-I1", "HiDream-I1 diffusion model",
+           testing.write_hidream, "hidream_i1_dev_bf16.safetensors", HiDream, testing.hidream_config(), "flux",
+           "ae.safetensors", "QuadrupleCLIPLoader", ("2 double + 2 single blocks", "4 experts (top 2)"),
+           in_channels=16, channels=16, text_width=testing.HIDREAM_TINY_T5_DIM, sampling=("shift", 1.0, 1000.0),
+           adm=testing.HIDREAM_TINY_POOLED_DIM,
+           fp8=(("double_stream_blocks.0.block.attn1.to_q.weight", "double_stream_blocks.0.block.ff_i.experts.0.w1.weight"),
+                ("double_stream_blocks.0.block.attn1.q_rms_norm.weight",)),
+           fp16=False, extra=_hidream_extra),
+    Family("hunyuan_video", "hunyuan_video", "hunyuan_video", "HunyuanVideo 1.0 text-to-video",
+           "HunyuanVideo 1.0 diffusion model", testing.write_hunyuan_video, "hunyuan_video_t2v_720p_bf16.safetensors",
+           HunyuanVideo, testing.hunyuan_video_config(), "hunyuan_video", "hunyuan_video_vae_bf16.safetensors",
+           "DualCLIPLoader, type hunyuan_video", ("2 double + 2 single blocks", "guidance-distilled"),
+           in_channels=16, channels=16, text_width=testing.HUNYUAN_VIDEO_TINY_TEXT_DIM, sampling=("shift", 7.0, 1000.0),
+           video=True, adm=testing.hunyuan_video_config().vec_in_dim, guidance_embed=True,
+           fp8=(("double_blocks.0.img_attn_qkv.weight",), ("single_blocks.0.q_norm.weight",)), fp16=False),
+    Family("lumina2", "lumina2", "lumina2", "Lumina Image 2.0", "Lumina Image 2.0 diffusion model",
+           testing.write_lumina2, "lumina_2_model_bf16.safetensors", Lumina2, testing.lumina2_config(), "flux",
+           "ae.safetensors", "CLIPLoader, type lumina2", ("2 layers + 2 refiner layers",),
+           in_channels=16, channels=16, text_width=testing.lumina2_config().cap_feat_dim, sampling=("shift", 6.0, 1.0),
+           fp8=(("layers.0.attention.qkv.weight",), ("cap_embedder.0.weight",))),
+    Family("mochi", "mochi", "mochi", "Mochi 1 Preview", "Mochi diffusion model",
+           testing.write_mochi, "mochi_preview_bf16.safetensors", Mochi, testing.mochi_config(), "mochi",
+           "mochi_vae.safetensors", "CLIPLoader, type mochi",
+           ("2 blocks, widths 48 (video) / 24 (text)", "each channel standardised"),
+           in_channels=12, channels=12, text_width=testing.mochi_config().text_dim, sampling=("shift", 6.0, 1.0),
+           video=True, masked_timesteps=True),
+    Family("wan_t2v", "wan", "wan_t2v", "Wan 2.1 text-to-video", "Wan 2.1 diffusion model",
+           testing.write_wan, "wan2.1_t2v_1.3B_fp16.safetensors", Wan, testing.wan_config(), "wan21",
+           "wan_2.1_vae.safetensors", "UMT5-XXL with CLIPLoader, type wan", ("2 blocks, width 256, 2 heads",),
+           in_channels=16, channels=16, text_width=testing.wan_config().text_dim, sampling=("shift", 8.0, 1000.0),
+           video=True),
+    Family("wan_i2v", "wan", "wan_i2v", "Wan 2.1 image-to-video", "Wan 2.1 diffusion model",
+           partial(testing.write_wan, i2v=True), "wan2.1_i2v_480p_14B_fp16.safetensors", Wan,
+           testing.wan_config(i2v=True), "wan21", "wan_2.1_vae.safetensors", "UMT5-XXL with CLIPLoader, type wan",
+           ("2 blocks, width 256, 2 heads", "36 input ch (I2V"),
+           in_channels=36, channels=16, text_width=testing.wan_config().text_dim, sampling=("shift", 8.0, 1000.0),
+           video=True),
+]
+
+
+def families(*, having: str | None = None, lacking: str | None = None):
+    """FAMILIES as pytest params (by id), those with (or without) a row field set."""
+    return [pytest.param(f, id=f.id) for f in FAMILIES
+            if (having is None or getattr(f, having)) and (lacking is None or not getattr(f, lacking))]
+
+
+def load(f: Family, path, **options):
+    from graphflow.models.checkpoint import load_diffusion_model
+
+    return load_diffusion_model(path, device="cpu", **{"dtype": torch.float32, **options})
+
+
+def assert_notes(f: Family, notes):
+    assert any(f.vae_file in n for n in notes), notes
+    assert any(f.text_loader in n for n in notes), notes
+
+
+def meta_model(f: Family):
+    from graphflow.models.diffusion_model import DiffusionModel
+
+    with torch.device("meta"):
+        net = f.cls(f.config)
+    return DiffusionModel(net, f.arch, "flow")
+
+
+@pytest.mark.parametrize("prefixed", [False, True], ids=["bare", "prefixed"])
+@pytest.mark.parametrize("f", families())
+def test_detected_and_loaded(tmp_path, f, prefixed):
+    from graphflow.models.checkpoint_report import inspect_report
+    from graphflow.models.file_kind import identify
+    from graphflow.models.flow_architecture import detect_flow_model
+    from graphflow.models.weight_files import WeightFile
+
+    path = f.writer(tmp_path / f.file, prefixed=prefixed, dtype=torch.float32)
+    with WeightFile(path) as w:
+        info = detect_flow_model(w.shapes)
+        kind = identify(w.shapes)
+    assert (info.arch, info.family, info.name, info.prefix) == (f.arch, f.family, f.name, PREFIX if prefixed else "")
+    assert info.config == f.config and info.latent_format.name == f.latent and info.vae is None
+    assert_notes(f, info.notes)
+    assert kind.folder == "diffusion_models" and kind.name == f.kind
+    report = inspect_report(path)
+    assert f"{f.name} [{f.arch}, {f.family}]" in report
+    assert all(part in report for part in f.report), report
+    model = load(f, path)
+    assert model.arch == f.arch and model.is_flow and isinstance(model.unet, f.cls)
+    assert model.is_video == f.video and model.masked_timesteps == f.masked_timesteps
+    assert model.guidance_embed == f.guidance_embed and model.latent_format.name == f.latent
+    assert (model.in_channels, model.adm_channels) == (f.in_channels, f.adm)
+    ours = model.unet.state_dict()
+    stored = {k.removeprefix(info.prefix): v for k, v in load_file(str(path)).items()}
+    assert all(torch.equal(ours[k], v) for k, v in stored.items())
+
+
+@pytest.mark.parametrize("f", families())
+def test_sampling_defaults(f):
+    """ComfyUI's sampling_settings: discrete flow sigma = s t / (1 + (s - 1) t) over 1000 times, or
+    ModelSamplingFlux's e^mu / (e^mu + 1 / t - 1) over 10000; the network told sigma x the multiplier
+    (graphflow's flow networks scale sigma themselves, so the denoiser's own scale is 1)."""
+    from graphflow.sampling.flow_sampling import FlowDenoiser, model_sampling_for
+    from graphflow.sampling.schedules import compute_sigmas
+
+    kind, shift, multiplier = f.sampling
+    model = meta_model(f)
+    assert model.latent_format.name == f.latent and model.sampling_shift == shift
+    schedule = model_sampling_for(model)
+    assert (schedule.kind, schedule.shift, schedule.multiplier) == f.sampling
+
+    def sigma(t):
+        t = torch.as_tensor(t, dtype=torch.float64)
+        if kind == "flux":
+            return torch.exp(torch.tensor(shift, dtype=torch.float64)) / (
+                torch.exp(torch.tensor(shift, dtype=torch.float64)) + 1 / t - 1)
+        return shift * t / (1 + (shift - 1) * t)
+
+    n = 10000 if kind == "flux" else 1000
+    assert torch.allclose(schedule.sigmas.double(), sigma(torch.arange(1, n + 1) / n), atol=1e-6)
+    want = torch.cat([sigma(torch.tensor([1.0, 0.75, 0.5, 0.25])), torch.zeros(1, dtype=torch.float64)])
+    assert torch.allclose(compute_sigmas(schedule, "simple", 4).double(), want, atol=1e-6)
+    assert float(schedule.timestep(torch.tensor(0.5))) == 0.5 * multiplier
+    assert FlowDenoiser(model, schedule).timestep_scale == 1.0
+
+
+@pytest.mark.parametrize("f", families())
+def test_saved_and_reloaded(tmp_path, f):
+    """ModelSave's file (the weights under model.diffusion_model.) loads back unchanged with
+    UNETLoader, and with CheckpointLoaderSimple as a model without VAE or text encoder, its notes
+    saying which to load."""
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.models.checkpoint_save import save_model
+
+    model = load(f, f.writer(tmp_path / f.file, dtype=torch.float32))
+    saved = save_model(tmp_path / "saved_model.safetensors", model)
+    assert all(k.startswith(PREFIX) for k in load_file(str(saved)))
+    again = load(f, saved)
+    assert again.arch == f.arch and again.unet.config == f.config
+    assert all(torch.equal(again.unet.state_dict()[k], v) for k, v in model.unet.state_dict().items())
+    ckpt = load_checkpoint(saved, device="cpu", dtype=torch.float32)
+    assert isinstance(ckpt.model.unet, f.cls) and ckpt.vae is None and ckpt.clip is None
+    assert_notes(f, ckpt.info.notes)
+
+
+@pytest.mark.parametrize("f", families())
+def test_dropped_model_is_read_back_from_its_file(fresh_manager, tmp_path, f):
+    model = load(f, f.writer(tmp_path / f.file, prefixed=True, dtype=torch.float32))
+    comp = fresh_manager.components[id(model.unet)]
+    assert comp.name == f"diffusion_model:{f.arch}" and comp.reload is not None
+    before = {k: v.clone() for k, v in model.unet.state_dict().items()}
+    fresh_manager._drop(comp)
+    assert comp.state == "dropped" and all(p.is_meta for p in model.unet.parameters())
+    fresh_manager.present(model.unet)
+    assert all(torch.equal(model.unet.state_dict()[k], v) for k, v in before.items())
+
+
+@pytest.mark.parametrize("f", families(having="fp8"))
+def test_fp8_weight_dtype(tmp_path, f):
+    """UNETLoader's weight_dtype fp8_e4m3fn: the Linear weights stored in fp8, upcast per layer;
+    norms stay in the compute dtype; the velocity stays near the full-precision one."""
+    path = f.writer(tmp_path / f.file, dtype=torch.float32)
+    full, fp8 = load(f, path), load(f, path, weight_dtype="fp8_e4m3fn")
+    linears, norms = f.fp8
+    assert all(fp8.unet.get_parameter(name).dtype == torch.float8_e4m3fn for name in linears)
+    assert all(fp8.unet.get_parameter(name).dtype == torch.float32 for name in norms)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(1, f.channels, *((1,) if f.video else ()), 4, 4, generator=g)
+    context, sigma = torch.randn(1, 3, f.text_width, generator=g), torch.tensor([0.5])
+    extra = f.extra(g) if f.extra else {}
+    with torch.no_grad():
+        a, b = full(x, sigma, context, **extra), fp8(x, sigma, context, **extra)
+    assert 0 < float((a - b).abs().max()) < 0.1 * float(a.abs().max())
+
+
+@pytest.mark.parametrize("f", [p for p in families() if not p.values[0].fp16])
+def test_no_fp16_default(tmp_path, monkeypatch, f):
+    """Where the flow default would be fp16 (a GPU without bf16) a family ComfyUI runs in bf16 or
+    fp32 only loads in fp32; a dtype asked for is kept."""
+    from graphflow.models import checkpoint
+
+    path = f.writer(tmp_path / f.file)
+    monkeypatch.setattr(checkpoint, "_flow_default_dtype", lambda device: torch.float16)
+    assert checkpoint.load_diffusion_model(path, device="cpu").dtype == torch.float32
+    assert checkpoint.load_diffusion_model(path, device="cpu", dtype=torch.bfloat16).dtype == torch.bfloat16
+    assert checkpoint.flow_placement("cpu", None, f.arch)[1] == torch.float32
+    assert checkpoint.flow_placement("cpu", None, "flux")[1] == torch.float16
+
+
+@pytest.mark.parametrize("f", families(lacking="extra"))
+def test_prompts_of_other_lengths_are_not_batched(f):
+    """ComfyUI gives these DiTs their text as CONDRegular: prompts of other lengths run apart
+    (repeating a shorter prompt's tokens would change the text the image attends to); equal
+    lengths share a call."""
+    from graphflow.sampling.guidance import _can_batch, prepare_conds
+
+    model = meta_model(f)
+    x = torch.zeros(1, f.channels, *((1,) if f.video else ()), 4, 4)
+    short, long = ([(torch.zeros(1, n, 8), {})] for n in (3, 6))
+    a, b, c = (prepare_conds(cond, model, x.shape, "cpu")[0] for cond in (short, long, long))
+    assert not _can_batch((x, None, None, a), (x, None, None, b))
+    assert _can_batch((x, None, None, b), (x, None, None, c))
