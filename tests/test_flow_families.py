@@ -9,7 +9,7 @@ A family's own numerics (against diffusers), nodes and detection subtleties stay
 (tests/test_<family>.py). A new family: one Family row in FAMILIES.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
@@ -191,10 +191,11 @@ def test_sampling_defaults(f):
 
 
 @pytest.mark.parametrize("f", families())
-def test_saved_and_reloaded(tmp_path, f):
+def test_saved_reloaded_and_read_back_when_dropped(fresh_manager, tmp_path, f):
     """ModelSave's file (the weights under model.diffusion_model.) loads back unchanged with
     UNETLoader, and with CheckpointLoaderSimple as a model without VAE or text encoder, its notes
-    saying which to load."""
+    saying which to load. When RAM runs short the memory manager drops the loaded network and reads
+    it back from that file unchanged."""
     from graphflow.models.checkpoint import load_checkpoint
     from graphflow.models.checkpoint_save import save_model
 
@@ -203,22 +204,18 @@ def test_saved_and_reloaded(tmp_path, f):
     assert all(k.startswith(PREFIX) for k in load_file(str(saved)))
     again = load(f, saved)
     assert again.arch == f.arch and again.unet.config == f.config
-    assert all(torch.equal(again.unet.state_dict()[k], v) for k, v in model.unet.state_dict().items())
+    before = {k: v.clone() for k, v in again.unet.state_dict().items()}
+    assert all(torch.equal(before[k], v) for k, v in model.unet.state_dict().items())
     ckpt = load_checkpoint(saved, device="cpu", dtype=torch.float32)
     assert isinstance(ckpt.model.unet, f.cls) and ckpt.vae is None and ckpt.clip is None
     assert_notes(f, ckpt.info.notes)
 
-
-@pytest.mark.parametrize("f", families())
-def test_dropped_model_is_read_back_from_its_file(fresh_manager, tmp_path, f):
-    model = load(f, f.writer(tmp_path / f.file, prefixed=True, dtype=torch.float32))
-    comp = fresh_manager.components[id(model.unet)]
+    comp = fresh_manager.components[id(again.unet)]
     assert comp.name == f"diffusion_model:{f.arch}" and comp.reload is not None
-    before = {k: v.clone() for k, v in model.unet.state_dict().items()}
     fresh_manager._drop(comp)
-    assert comp.state == "dropped" and all(p.is_meta for p in model.unet.parameters())
-    fresh_manager.present(model.unet)
-    assert all(torch.equal(model.unet.state_dict()[k], v) for k, v in before.items())
+    assert comp.state == "dropped" and all(p.is_meta for p in again.unet.parameters())
+    fresh_manager.present(again.unet)
+    assert all(torch.equal(again.unet.state_dict()[k], v) for k, v in before.items())
 
 
 @pytest.mark.parametrize("f", families(having="fp8"))

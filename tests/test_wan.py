@@ -253,51 +253,7 @@ def test_config_from_shapes():
     assert wan_config(False).num_heads == 12 and wan_config(False).dim == 1536  # T2V 1.3B
 
 
-# -- detection, loading, sampling settings -------------------------------------------------------
-
-@pytest.mark.parametrize("prefixed,i2v", [(False, False), (True, False), (False, True)])
-def test_detected_and_loaded(tmp_path, prefixed, i2v):
-    from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.models.checkpoint_report import inspect_report
-    from graphflow.models.file_kind import identify
-    from graphflow.models.flow_architecture import detect_flow_model
-    from graphflow.models.wan import Wan
-    from graphflow.models.weight_files import WeightFile
-    from graphflow.testing import wan_config, write_wan
-
-    path = write_wan(tmp_path / "wan2.1_t2v_1.3B_fp16.safetensors", prefixed=prefixed, i2v=i2v, dtype=torch.float32)
-    with WeightFile(path) as f:
-        info = detect_flow_model(f.shapes)
-        kind = identify(f.shapes)
-    family = "wan_i2v" if i2v else "wan_t2v"
-    assert (info.arch, info.family, info.prefix) == ("wan", family, "model.diffusion_model." if prefixed else "")
-    assert info.config == wan_config(i2v=i2v) and info.latent_format.name == "wan21" and info.vae is None
-    assert any("UMT5-XXL with CLIPLoader, type wan" in n for n in info.notes)
-    assert any("wan_2.1_vae.safetensors" in n for n in info.notes)
-    assert kind.folder == "diffusion_models" and kind.name == "Wan 2.1 diffusion model"
-    report = inspect_report(path)
-    assert f"[wan, {family}]" in report and "2 blocks, width 256, 2 heads" in report
-    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
-    assert model.arch == "wan" and model.is_flow and model.is_video and model.adm_channels == 0
-    assert isinstance(model.unet, Wan) and model.in_channels == (36 if i2v else 16)
-
-
-def test_sampling_is_discrete_flow_shift_8():
-    """ComfyUI's WAN21_T2V sampling_settings: ModelSamplingDiscreteFlow, shift 8.0 (multiplier 1000)."""
-    from graphflow.models.diffusion_model import DiffusionModel
-    from graphflow.models.wan import Wan
-    from graphflow.sampling.flow_sampling import model_sampling_for
-    from graphflow.sampling.schedules import compute_sigmas
-    from graphflow.testing import wan_config
-
-    with torch.device("meta"):
-        net = Wan(wan_config())
-    schedule = model_sampling_for(DiffusionModel(net, "wan", "flow"))
-    assert (schedule.kind, schedule.shift, schedule.multiplier) == ("shift", 8.0, 1000.0)
-    sigmas = compute_sigmas(schedule, "simple", 4)
-    want = [8 * t / (1 + 7 * t) for t in (1.0, 0.75, 0.5, 0.25)] + [0.0]
-    assert torch.allclose(sigmas, torch.tensor(want), atol=1e-6)
-
+# -- the latent (detection, loading, sampling: tests/test_flow_families.py) ---------------------
 
 def test_latent_format_is_diffusers_wan_vae_statistics():
     from diffusers import AutoencoderKLWan
