@@ -54,6 +54,7 @@ class Family:
     fp8: tuple | None = None  # (Linear weights kept in fp8, norms kept in the compute dtype) with weight_dtype fp8
     fp16: bool = True  # False: ComfyUI runs it in bf16 or fp32 only (supported_inference_dtypes)
     extra: Callable | None = None  # generator -> the network's other inputs (kwargs) where the text alone is not enough
+    lora: tuple | None = None  # (the Linear a LoRA patches, one it leaves, key styles beside ComfyUI's and kohya's)
 
 
 def _hidream_extra(g):
@@ -66,38 +67,45 @@ FAMILIES = [
            testing.write_qwen_image, "qwen_image_bf16.safetensors", QwenImage, testing.qwen_image_config(), "wan21",
            "qwen_image_vae.safetensors", "CLIPLoader, type qwen_image", ("2 double-stream blocks",),
            in_channels=64, channels=16, text_width=testing.QWEN_IMAGE_TINY_JOINT_DIM, sampling=("flux", 1.15, 1.0),
-           video=True, fp8=(("transformer_blocks.0.attn.to_q.weight",), ("txt_norm.weight",)), fp16=False),
+           video=True, fp8=(("transformer_blocks.0.attn.to_q.weight",), ("txt_norm.weight",)), fp16=False,
+           lora=("transformer_blocks.1.attn.to_q", "transformer_blocks.0.attn.to_q",
+                 ("lycoris_{flat}", "{path}"))),  # SimpleTuner's LyCORIS; bare (ComfyUI's QwenImage map)
     Family("hidream", "hidream", "hidream", "HiDream-I1", "HiDream-I1 diffusion model",
            testing.write_hidream, "hidream_i1_dev_bf16.safetensors", HiDream, testing.hidream_config(), "flux",
            "ae.safetensors", "QuadrupleCLIPLoader", ("2 double + 2 single blocks", "4 experts (top 2)"),
            in_channels=16, channels=16, text_width=testing.HIDREAM_TINY_T5_DIM, sampling=("shift", 1.0, 1000.0),
            adm=testing.HIDREAM_TINY_POOLED_DIM,
-           fp8=(("double_stream_blocks.0.block.attn1.to_q.weight", "double_stream_blocks.0.block.ff_i.experts.0.w1.weight"),
+           fp8=(("double_stream_blocks.0.block.attn1.to_q.weight",
+                 "double_stream_blocks.0.block.ff_i.experts.0.w1.weight"),
                 ("double_stream_blocks.0.block.attn1.q_rms_norm.weight",)),
-           fp16=False, extra=_hidream_extra),
+           fp16=False, extra=_hidream_extra,
+           lora=("double_stream_blocks.1.block.attn1.to_q", "double_stream_blocks.0.block.attn1.to_q",
+                 ("lycoris_{flat}", "transformer.{path}"))),  # SimpleTuner's LyCORIS and PEFT names
     Family("hunyuan_video", "hunyuan_video", "hunyuan_video", "HunyuanVideo 1.0 text-to-video",
            "HunyuanVideo 1.0 diffusion model", testing.write_hunyuan_video, "hunyuan_video_t2v_720p_bf16.safetensors",
            HunyuanVideo, testing.hunyuan_video_config(), "hunyuan_video", "hunyuan_video_vae_bf16.safetensors",
            "DualCLIPLoader, type hunyuan_video", ("2 double + 2 single blocks", "guidance-distilled"),
            in_channels=16, channels=16, text_width=testing.HUNYUAN_VIDEO_TINY_TEXT_DIM, sampling=("shift", 7.0, 1000.0),
            video=True, adm=testing.hunyuan_video_config().vec_in_dim, guidance_embed=True,
-           fp8=(("double_blocks.0.img_attn_qkv.weight",), ("single_blocks.0.q_norm.weight",)), fp16=False),
+           fp8=(("double_blocks.0.img_attn_qkv.weight",), ("single_blocks.0.q_norm.weight",)), fp16=False,
+           lora=("double_blocks.1.img_attn_qkv", "double_blocks.0.img_attn_qkv", ())),
     Family("lumina2", "lumina2", "lumina2", "Lumina Image 2.0", "Lumina Image 2.0 diffusion model",
            testing.write_lumina2, "lumina_2_model_bf16.safetensors", Lumina2, testing.lumina2_config(), "flux",
            "ae.safetensors", "CLIPLoader, type lumina2", ("2 layers + 2 refiner layers",),
            in_channels=16, channels=16, text_width=testing.lumina2_config().cap_feat_dim, sampling=("shift", 6.0, 1.0),
-           fp8=(("layers.0.attention.qkv.weight",), ("cap_embedder.0.weight",))),
+           fp8=(("layers.0.attention.qkv.weight",), ("cap_embedder.0.weight",)),
+           lora=("layers.1.attention.qkv", "layers.0.attention.qkv", ())),
     Family("mochi", "mochi", "mochi", "Mochi 1 Preview", "Mochi diffusion model",
            testing.write_mochi, "mochi_preview_bf16.safetensors", Mochi, testing.mochi_config(), "mochi",
            "mochi_vae.safetensors", "CLIPLoader, type mochi",
            ("2 blocks, widths 48 (video) / 24 (text)", "each channel standardised"),
            in_channels=12, channels=12, text_width=testing.mochi_config().text_dim, sampling=("shift", 6.0, 1.0),
-           video=True, masked_timesteps=True),
+           video=True, masked_timesteps=True, lora=("blocks.1.attn.qkv_x", "blocks.0.attn.qkv_x", ())),
     Family("wan_t2v", "wan", "wan_t2v", "Wan 2.1 text-to-video", "Wan 2.1 diffusion model",
            testing.write_wan, "wan2.1_t2v_1.3B_fp16.safetensors", Wan, testing.wan_config(), "wan21",
            "wan_2.1_vae.safetensors", "UMT5-XXL with CLIPLoader, type wan", ("2 blocks, width 256, 2 heads",),
            in_channels=16, channels=16, text_width=testing.wan_config().text_dim, sampling=("shift", 8.0, 1000.0),
-           video=True),
+           video=True, lora=("blocks.1.self_attn.q", "blocks.0.self_attn.q", ())),
     Family("wan_i2v", "wan", "wan_i2v", "Wan 2.1 image-to-video", "Wan 2.1 diffusion model",
            partial(testing.write_wan, i2v=True), "wan2.1_i2v_480p_14B_fp16.safetensors", Wan,
            testing.wan_config(i2v=True), "wan21", "wan_2.1_vae.safetensors", "UMT5-XXL with CLIPLoader, type wan",
@@ -263,3 +271,28 @@ def test_prompts_of_other_lengths_are_not_batched(f):
     a, b, c = (prepare_conds(cond, model, x.shape, "cpu")[0] for cond in (short, long, long))
     assert not _can_batch((x, None, None, a), (x, None, None, b))
     assert _can_batch((x, None, None, b), (x, None, None, c))
+
+
+@pytest.mark.parametrize("f", families(having="lora"))
+def test_lora_in_comfyui_and_kohya_names(tmp_path, f):
+    """A LoRA (lora_down / lora_up / alpha) in ComfyUI's names (diffusion_model. + the module path),
+    kohya's (lora_unet_ + the path with _) and the family's other trainers' patches the Linear it
+    names, W + strength * alpha / rank * up @ down, and no other."""
+    from safetensors.torch import save_file
+
+    from graphflow.memory import manager
+    from graphflow.models.lora import apply_lora
+
+    path, other, more = f.lora
+    model = load(f, f.writer(tmp_path / f.file, dtype=torch.float32))
+    weight, untouched = (model.unet.get_parameter(p + ".weight") for p in (path, other))
+    g = torch.Generator().manual_seed(0)
+    down, up = torch.randn(4, weight.shape[1], generator=g), torch.randn(weight.shape[0], 4, generator=g)
+    for style in ("diffusion_model.{path}", "lora_unet_{flat}", *more):
+        name = style.format(path=path, flat=path.replace(".", "_"))
+        save_file({f"{name}.lora_down.weight": down, f"{name}.lora_up.weight": up, f"{name}.alpha": torch.tensor(2.0)},
+                  str(tmp_path / "lora.safetensors"))
+        patched, _ = apply_lora(model, None, tmp_path / "lora.safetensors", 0.5, 1.0)
+        weights = manager().weights(patched.unet, patched.patches)
+        assert torch.allclose(weights[path + ".weight"], weight + 0.5 * (2.0 / 4) * up @ down, atol=1e-5), name
+        assert torch.equal(weights[other + ".weight"], untouched), name

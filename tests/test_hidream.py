@@ -330,33 +330,6 @@ def test_lora_in_diffusers_layout_matches_diffusers(tmp_path):
     assert float((got - want).abs().max()) < 1e-4 * float(want.abs().max())
 
 
-@pytest.mark.parametrize("name", ["diffusion_model.double_stream_blocks.1.block.attn1.to_q",  # ComfyUI's
-                                  "lora_unet_double_stream_blocks_1_block_attn1_to_q",  # kohya's
-                                  "lycoris_double_stream_blocks_1_block_attn1_to_q",  # SimpleTuner's LyCORIS
-                                  "transformer.double_stream_blocks.1.block.attn1.to_q"])  # SimpleTuner's
-def test_lora_in_comfyui_and_kohya_names(tmp_path, name):
-    from safetensors.torch import save_file
-
-    from graphflow.memory import manager
-    from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.models.lora import apply_lora
-    from graphflow.testing import write_hidream
-
-    model = load_diffusion_model(write_hidream(tmp_path / "m.safetensors", dtype=torch.float32), device="cpu",
-                                 dtype=torch.float32)
-    weight = model.unet.double_stream_blocks[1].block.attn1.to_q.weight
-    g = torch.Generator().manual_seed(0)
-    down, up = torch.randn(4, weight.shape[1], generator=g), torch.randn(weight.shape[0], 4, generator=g)
-    save_file({f"{name}.lora_down.weight": down, f"{name}.lora_up.weight": up, f"{name}.alpha": torch.tensor(2.0)},
-              str(tmp_path / "lora.safetensors"))
-    patched, _ = apply_lora(model, None, tmp_path / "lora.safetensors", 0.5, 1.0)
-    weights = manager().weights(patched.unet, patched.patches)
-    key = "double_stream_blocks.1.block.attn1.to_q.weight"
-    assert torch.allclose(weights[key], weight + 0.5 * (2.0 / 4) * up @ down, atol=1e-5)
-    assert torch.equal(weights["double_stream_blocks.0.block.attn1.to_q.weight"],
-                       model.unet.double_stream_blocks[0].block.attn1.to_q.weight)
-
-
 # -- HiDream-E1 (the editing model, same layout): the input image beside the noisy latent ------------
 
 def test_e1_image_cond_through_ksampler(tmp_folders):

@@ -287,7 +287,7 @@ def test_model_merge_qwen_image_picks_each_blocks_weights(tmp_path):
     assert e.value.input == "model2"
 
 
-# -- LoRAs -----------------------------------------------------------------------------------------
+# -- LoRAs (ComfyUI's and kohya's names: tests/test_flow_families.py) ----------------------------
 
 def test_lora_in_diffusers_layout_matches_diffusers(tmp_path):
     """A PEFT LoRA on every Linear of diffusers' QwenImageTransformer2DModel (`transformer.` + its
@@ -317,33 +317,6 @@ def test_lora_in_diffusers_layout_matches_diffusers(tmp_path):
     want = diffusers_velocity(theirs, x, sigma, context)
     assert float((got - plain).abs().max()) > 1e-2  # the LoRA does something
     assert float((got - want).abs().max()) < TOL * float(want.abs().max())
-
-
-@pytest.mark.parametrize("name", ["diffusion_model.transformer_blocks.1.attn.to_q",  # ComfyUI's
-                                  "lora_unet_transformer_blocks_1_attn_to_q",  # kohya's
-                                  "lycoris_transformer_blocks_1_attn_to_q",  # SimpleTuner's LyCORIS
-                                  "transformer_blocks.1.attn.to_q"])  # bare (ComfyUI's QwenImage map)
-def test_lora_in_comfyui_and_kohya_names(tmp_path, name):
-    from safetensors.torch import save_file
-
-    from graphflow.memory import manager
-    from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.models.lora import apply_lora
-    from graphflow.testing import write_qwen_image
-
-    model = load_diffusion_model(write_qwen_image(tmp_path / "m.safetensors", dtype=torch.float32), device="cpu",
-                                 dtype=torch.float32)
-    weight = model.unet.transformer_blocks[1].attn.to_q.weight
-    g = torch.Generator().manual_seed(0)
-    down, up = torch.randn(4, weight.shape[1], generator=g), torch.randn(weight.shape[0], 4, generator=g)
-    save_file({f"{name}.lora_down.weight": down, f"{name}.lora_up.weight": up, f"{name}.alpha": torch.tensor(2.0)},
-              str(tmp_path / "lora.safetensors"))
-    patched, _ = apply_lora(model, None, tmp_path / "lora.safetensors", 0.5, 1.0)
-    weights = manager().weights(patched.unet, patched.patches)
-    assert torch.allclose(weights["transformer_blocks.1.attn.to_q.weight"], weight + 0.5 * (2.0 / 4) * up @ down,
-                          atol=1e-5)
-    untouched = model.unet.transformer_blocks[0].attn.to_q.weight
-    assert torch.equal(weights["transformer_blocks.0.attn.to_q.weight"], untouched)
 
 
 def test_ksampler_batch_of_two(tmp_folders):

@@ -506,31 +506,6 @@ def test_umt5_file_identified(tmp_path):
         assert ("NO tokenizer" in kind.name) != tokenizer
 
 
-def test_lora_in_comfyui_layout(tmp_path):
-    """Wan LoRAs as ComfyUI reads them: diffusion_model. + Wan's own module path (lora_down / lora_up / alpha)."""
-    from safetensors.torch import save_file
-
-    from graphflow import memory
-    from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.models.lora import apply_lora
-    from graphflow.testing import write_wan
-
-    model = load_diffusion_model(write_wan(tmp_path / "w.safetensors", dtype=torch.float32), device="cpu",
-                                 dtype=torch.float32)
-    gen = torch.Generator().manual_seed(0)
-    down, up = torch.randn(4, 256, generator=gen), torch.randn(256, 4, generator=gen)
-    save_file({"diffusion_model.blocks.1.self_attn.q.lora_down.weight": down,
-               "diffusion_model.blocks.1.self_attn.q.lora_up.weight": up,
-               "diffusion_model.blocks.1.self_attn.q.alpha": torch.tensor(2.0)}, str(tmp_path / "wan_lora.safetensors"))
-    patched, _ = apply_lora(model, None, tmp_path / "wan_lora.safetensors", 0.5, 0.0)
-    name = "blocks.1.self_attn.q.weight"
-    weight = memory.manager().weights(patched.unet, patched.patches)[name]
-    assert torch.allclose(weight, model.unet.state_dict()[name] + 0.5 * (2.0 / 4) * up @ down, atol=1e-5)
-    # the other layers are untouched
-    assert torch.equal(memory.manager().weights(patched.unet, patched.patches)["blocks.0.self_attn.q.weight"],
-                       model.unet.state_dict()["blocks.0.self_attn.q.weight"])
-
-
 @pytest.mark.parametrize("i2v", [False, True])
 def test_lora_in_diffusers_layout_matches_diffusers(tmp_path, i2v):
     """A PEFT LoRA on diffusers' WanTransformer3DModel (every Linear, diffusers' names) applied to our
