@@ -3,10 +3,11 @@ model.diffusion_model.), named and inspected; loaded with the file's weights; Co
 sampling; saved by ModelSave and read back by UNETLoader and CheckpointLoaderSimple (which says
 which VAE and text encoder to load); dropped under memory pressure and read back from its file;
 UNETLoader's fp8 weight_dtype; bf16 / fp32 only where ComfyUI runs it so; prompts of other lengths
-not batched (ComfyUI's CONDRegular).
+not batched (ComfyUI's CONDRegular); LoRAs in ComfyUI's and kohya's names.
 
 A family's own numerics (against diffusers), nodes and detection subtleties stay in its own file
-(tests/test_<family>.py). A new family: one Family row in FAMILIES.
+(tests/test_<family>.py). A new family: one more Family row in FAMILIES (the optional fields switch
+the fp8 / LoRA / fp16 tests on or off for it).
 """
 
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ class Family:
     family: str  # detect_flow_model's family
     name: str  # detect_flow_model's name, as inspect shows it: "<name> [<arch>, <family>]"
     kind: str  # file_kind.identify's name
-    writer: Callable  # graphflow.testing's writer: writer(path, prefixed=, dtype=, seed=)
+    writer: Callable  # graphflow.testing's writer of a tiny file: writer(path, prefixed=, dtype=)
     file: str  # the file's name, as ComfyUI's example workflows have it
     cls: type  # the network class
     config: object  # the tiny config the writer's file holds
@@ -63,55 +64,64 @@ def _hidream_extra(g):
 
 
 FAMILIES = [
-    Family("qwen_image", "qwen_image", "qwen_image", "Qwen-Image", "Qwen-Image diffusion model",
-           testing.write_qwen_image, "qwen_image_bf16.safetensors", QwenImage, testing.qwen_image_config(), "wan21",
-           "qwen_image_vae.safetensors", "CLIPLoader, type qwen_image", ("2 double-stream blocks",),
-           in_channels=64, channels=16, text_width=testing.QWEN_IMAGE_TINY_JOINT_DIM, sampling=("flux", 1.15, 1.0),
-           video=True, fp8=(("transformer_blocks.0.attn.to_q.weight",), ("txt_norm.weight",)), fp16=False,
+    Family(id="qwen_image", arch="qwen_image", family="qwen_image", name="Qwen-Image",
+           kind="Qwen-Image diffusion model", writer=testing.write_qwen_image, file="qwen_image_bf16.safetensors",
+           cls=QwenImage, config=testing.qwen_image_config(), latent="wan21",
+           vae_file="qwen_image_vae.safetensors", text_loader="CLIPLoader, type qwen_image",
+           report=("2 double-stream blocks",), in_channels=64, channels=16,
+           text_width=testing.QWEN_IMAGE_TINY_JOINT_DIM, sampling=("flux", 1.15, 1.0), video=True,
+           fp8=(("transformer_blocks.0.attn.to_q.weight",), ("txt_norm.weight",)), fp16=False,
            lora=("transformer_blocks.1.attn.to_q", "transformer_blocks.0.attn.to_q",
                  ("lycoris_{flat}", "{path}"))),  # SimpleTuner's LyCORIS; bare (ComfyUI's QwenImage map)
-    Family("hidream", "hidream", "hidream", "HiDream-I1", "HiDream-I1 diffusion model",
-           testing.write_hidream, "hidream_i1_dev_bf16.safetensors", HiDream, testing.hidream_config(), "flux",
-           "ae.safetensors", "QuadrupleCLIPLoader", ("2 double + 2 single blocks", "4 experts (top 2)"),
-           in_channels=16, channels=16, text_width=testing.HIDREAM_TINY_T5_DIM, sampling=("shift", 1.0, 1000.0),
-           adm=testing.HIDREAM_TINY_POOLED_DIM,
+    Family(id="hidream", arch="hidream", family="hidream", name="HiDream-I1",
+           kind="HiDream-I1 diffusion model", writer=testing.write_hidream, file="hidream_i1_dev_bf16.safetensors",
+           cls=HiDream, config=testing.hidream_config(), latent="flux",
+           vae_file="ae.safetensors", text_loader="QuadrupleCLIPLoader",
+           report=("2 double + 2 single blocks", "4 experts (top 2)"), in_channels=16, channels=16,
+           text_width=testing.HIDREAM_TINY_T5_DIM, sampling=("shift", 1.0, 1000.0), adm=testing.HIDREAM_TINY_POOLED_DIM,
            fp8=(("double_stream_blocks.0.block.attn1.to_q.weight",
                  "double_stream_blocks.0.block.ff_i.experts.0.w1.weight"),
-                ("double_stream_blocks.0.block.attn1.q_rms_norm.weight",)),
-           fp16=False, extra=_hidream_extra,
+                ("double_stream_blocks.0.block.attn1.q_rms_norm.weight",)), fp16=False, extra=_hidream_extra,
            lora=("double_stream_blocks.1.block.attn1.to_q", "double_stream_blocks.0.block.attn1.to_q",
                  ("lycoris_{flat}", "transformer.{path}"))),  # SimpleTuner's LyCORIS and PEFT names
-    Family("hunyuan_video", "hunyuan_video", "hunyuan_video", "HunyuanVideo 1.0 text-to-video",
-           "HunyuanVideo 1.0 diffusion model", testing.write_hunyuan_video, "hunyuan_video_t2v_720p_bf16.safetensors",
-           HunyuanVideo, testing.hunyuan_video_config(), "hunyuan_video", "hunyuan_video_vae_bf16.safetensors",
-           "DualCLIPLoader, type hunyuan_video", ("2 double + 2 single blocks", "guidance-distilled"),
-           in_channels=16, channels=16, text_width=testing.HUNYUAN_VIDEO_TINY_TEXT_DIM, sampling=("shift", 7.0, 1000.0),
-           video=True, adm=testing.hunyuan_video_config().vec_in_dim, guidance_embed=True,
+    Family(id="hunyuan_video", arch="hunyuan_video", family="hunyuan_video", name="HunyuanVideo 1.0 text-to-video",
+           kind="HunyuanVideo 1.0 diffusion model", writer=testing.write_hunyuan_video,
+           file="hunyuan_video_t2v_720p_bf16.safetensors", cls=HunyuanVideo, config=testing.hunyuan_video_config(),
+           latent="hunyuan_video", vae_file="hunyuan_video_vae_bf16.safetensors",
+           text_loader="DualCLIPLoader, type hunyuan_video",
+           report=("2 double + 2 single blocks", "guidance-distilled"), in_channels=16, channels=16,
+           text_width=testing.HUNYUAN_VIDEO_TINY_TEXT_DIM, sampling=("shift", 7.0, 1000.0), video=True,
+           adm=testing.hunyuan_video_config().vec_in_dim, guidance_embed=True,
            fp8=(("double_blocks.0.img_attn_qkv.weight",), ("single_blocks.0.q_norm.weight",)), fp16=False,
            lora=("double_blocks.1.img_attn_qkv", "double_blocks.0.img_attn_qkv", ())),
-    Family("lumina2", "lumina2", "lumina2", "Lumina Image 2.0", "Lumina Image 2.0 diffusion model",
-           testing.write_lumina2, "lumina_2_model_bf16.safetensors", Lumina2, testing.lumina2_config(), "flux",
-           "ae.safetensors", "CLIPLoader, type lumina2", ("2 layers + 2 refiner layers",),
-           in_channels=16, channels=16, text_width=testing.lumina2_config().cap_feat_dim, sampling=("shift", 6.0, 1.0),
+    Family(id="lumina2", arch="lumina2", family="lumina2", name="Lumina Image 2.0",
+           kind="Lumina Image 2.0 diffusion model", writer=testing.write_lumina2,
+           file="lumina_2_model_bf16.safetensors", cls=Lumina2, config=testing.lumina2_config(), latent="flux",
+           vae_file="ae.safetensors", text_loader="CLIPLoader, type lumina2",
+           report=("2 layers + 2 refiner layers",), in_channels=16, channels=16,
+           text_width=testing.lumina2_config().cap_feat_dim, sampling=("shift", 6.0, 1.0),
            fp8=(("layers.0.attention.qkv.weight",), ("cap_embedder.0.weight",)),
            lora=("layers.1.attention.qkv", "layers.0.attention.qkv", ())),
-    Family("mochi", "mochi", "mochi", "Mochi 1 Preview", "Mochi diffusion model",
-           testing.write_mochi, "mochi_preview_bf16.safetensors", Mochi, testing.mochi_config(), "mochi",
-           "mochi_vae.safetensors", "CLIPLoader, type mochi",
-           ("2 blocks, widths 48 (video) / 24 (text)", "each channel standardised"),
-           in_channels=12, channels=12, text_width=testing.mochi_config().text_dim, sampling=("shift", 6.0, 1.0),
-           video=True, masked_timesteps=True, lora=("blocks.1.attn.qkv_x", "blocks.0.attn.qkv_x", ())),
-    Family("wan_t2v", "wan", "wan_t2v", "Wan 2.1 text-to-video", "Wan 2.1 diffusion model",
-           testing.write_wan, "wan2.1_t2v_1.3B_fp16.safetensors", Wan, testing.wan_config(), "wan21",
-           "wan_2.1_vae.safetensors", "UMT5-XXL with CLIPLoader, type wan", ("2 blocks, width 256, 2 heads",),
-           in_channels=16, channels=16, text_width=testing.wan_config().text_dim, sampling=("shift", 8.0, 1000.0),
-           video=True, lora=("blocks.1.self_attn.q", "blocks.0.self_attn.q", ())),
-    Family("wan_i2v", "wan", "wan_i2v", "Wan 2.1 image-to-video", "Wan 2.1 diffusion model",
-           partial(testing.write_wan, i2v=True), "wan2.1_i2v_480p_14B_fp16.safetensors", Wan,
-           testing.wan_config(i2v=True), "wan21", "wan_2.1_vae.safetensors", "UMT5-XXL with CLIPLoader, type wan",
-           ("2 blocks, width 256, 2 heads", "36 input ch (I2V"),
-           in_channels=36, channels=16, text_width=testing.wan_config().text_dim, sampling=("shift", 8.0, 1000.0),
-           video=True),
+    Family(id="mochi", arch="mochi", family="mochi", name="Mochi 1 Preview",
+           kind="Mochi diffusion model", writer=testing.write_mochi, file="mochi_preview_bf16.safetensors",
+           cls=Mochi, config=testing.mochi_config(), latent="mochi",
+           vae_file="mochi_vae.safetensors", text_loader="CLIPLoader, type mochi",
+           report=("2 blocks, widths 48 (video) / 24 (text)", "each channel standardised"), in_channels=12,
+           channels=12, text_width=testing.mochi_config().text_dim, sampling=("shift", 6.0, 1.0), video=True,
+           masked_timesteps=True, lora=("blocks.1.attn.qkv_x", "blocks.0.attn.qkv_x", ())),
+    Family(id="wan_t2v", arch="wan", family="wan_t2v", name="Wan 2.1 text-to-video",
+           kind="Wan 2.1 diffusion model", writer=testing.write_wan, file="wan2.1_t2v_1.3B_fp16.safetensors",
+           cls=Wan, config=testing.wan_config(), latent="wan21",
+           vae_file="wan_2.1_vae.safetensors", text_loader="UMT5-XXL with CLIPLoader, type wan",
+           report=("2 blocks, width 256, 2 heads",), in_channels=16, channels=16,
+           text_width=testing.wan_config().text_dim, sampling=("shift", 8.0, 1000.0), video=True,
+           lora=("blocks.1.self_attn.q", "blocks.0.self_attn.q", ())),
+    Family(id="wan_i2v", arch="wan", family="wan_i2v", name="Wan 2.1 image-to-video",
+           kind="Wan 2.1 diffusion model", writer=partial(testing.write_wan, i2v=True),
+           file="wan2.1_i2v_480p_14B_fp16.safetensors", cls=Wan, config=testing.wan_config(i2v=True), latent="wan21",
+           vae_file="wan_2.1_vae.safetensors", text_loader="UMT5-XXL with CLIPLoader, type wan",
+           report=("2 blocks, width 256, 2 heads", "36 input ch (I2V"), in_channels=36, channels=16,
+           text_width=testing.wan_config().text_dim, sampling=("shift", 8.0, 1000.0), video=True),
 ]
 
 
@@ -121,7 +131,7 @@ def families(*, having: str | None = None, lacking: str | None = None):
             if (having is None or getattr(f, having)) and (lacking is None or not getattr(f, lacking))]
 
 
-def load(f: Family, path, **options):
+def load(path, **options):
     from graphflow.models.checkpoint import load_diffusion_model
 
     return load_diffusion_model(path, device="cpu", **{"dtype": torch.float32, **options})
@@ -159,7 +169,7 @@ def test_detected_and_loaded(tmp_path, f, prefixed):
     report = inspect_report(path)
     assert f"{f.name} [{f.arch}, {f.family}]" in report
     assert all(part in report for part in f.report), report
-    model = load(f, path)
+    model = load(path)
     assert model.arch == f.arch and model.is_flow and isinstance(model.unet, f.cls)
     assert model.is_video == f.video and model.masked_timesteps == f.masked_timesteps
     assert model.guidance_embed == f.guidance_embed and model.latent_format.name == f.latent
@@ -207,10 +217,10 @@ def test_saved_reloaded_and_read_back_when_dropped(fresh_manager, tmp_path, f):
     from graphflow.models.checkpoint import load_checkpoint
     from graphflow.models.checkpoint_save import save_model
 
-    model = load(f, f.writer(tmp_path / f.file, dtype=torch.float32))
+    model = load(f.writer(tmp_path / f.file, dtype=torch.float32))
     saved = save_model(tmp_path / "saved_model.safetensors", model)
     assert all(k.startswith(PREFIX) for k in load_file(str(saved)))
-    again = load(f, saved)
+    again = load(saved)
     assert again.arch == f.arch and again.unet.config == f.config
     before = {k: v.clone() for k, v in again.unet.state_dict().items()}
     assert all(torch.equal(before[k], v) for k, v in model.unet.state_dict().items())
@@ -231,7 +241,7 @@ def test_fp8_weight_dtype(tmp_path, f):
     """UNETLoader's weight_dtype fp8_e4m3fn: the Linear weights stored in fp8, upcast per layer;
     norms stay in the compute dtype; the velocity stays near the full-precision one."""
     path = f.writer(tmp_path / f.file, dtype=torch.float32)
-    full, fp8 = load(f, path), load(f, path, weight_dtype="fp8_e4m3fn")
+    full, fp8 = load(path), load(path, weight_dtype="fp8_e4m3fn")
     linears, norms = f.fp8
     assert all(fp8.unet.get_parameter(name).dtype == torch.float8_e4m3fn for name in linears)
     assert all(fp8.unet.get_parameter(name).dtype == torch.float32 for name in norms)
@@ -244,7 +254,7 @@ def test_fp8_weight_dtype(tmp_path, f):
     assert 0 < float((a - b).abs().max()) < 0.1 * float(a.abs().max())
 
 
-@pytest.mark.parametrize("f", [p for p in families() if not p.values[0].fp16])
+@pytest.mark.parametrize("f", families(lacking="fp16"))
 def test_no_fp16_default(tmp_path, monkeypatch, f):
     """Where the flow default would be fp16 (a GPU without bf16) a family ComfyUI runs in bf16 or
     fp32 only loads in fp32; a dtype asked for is kept."""
@@ -284,7 +294,7 @@ def test_lora_in_comfyui_and_kohya_names(tmp_path, f):
     from graphflow.models.lora import apply_lora
 
     path, other, more = f.lora
-    model = load(f, f.writer(tmp_path / f.file, dtype=torch.float32))
+    model = load(f.writer(tmp_path / f.file, dtype=torch.float32))
     weight, untouched = (model.unet.get_parameter(p + ".weight") for p in (path, other))
     g = torch.Generator().manual_seed(0)
     down, up = torch.randn(4, weight.shape[1], generator=g), torch.randn(weight.shape[0], 4, generator=g)
