@@ -122,6 +122,13 @@ FAMILIES = [
            vae_file="wan_2.1_vae.safetensors", text_loader="UMT5-XXL with CLIPLoader, type wan",
            report=("2 blocks, width 256, 2 heads", "36 input ch (I2V"), in_channels=36, channels=16,
            text_width=testing.wan_config().text_dim, sampling=("shift", 8.0, 1000.0), video=True),
+    Family(id="wan22_ti2v", arch="wan", family="wan22_ti2v", name="Wan 2.2 TI2V 5B (text/image-to-video)",
+           kind="Wan 2.2 TI2V 5B diffusion model", writer=partial(testing.write_wan, ti2v=True),
+           file="wan2.2_ti2v_5B_fp16.safetensors", cls=Wan, config=testing.wan_config(ti2v=True), latent="wan22",
+           vae_file="wan2.2_vae.safetensors", text_loader="UMT5-XXL with CLIPLoader, type wan",
+           report=("2 blocks, width 256, 2 heads", "48 input ch"), in_channels=48, channels=48,
+           text_width=testing.wan_config().text_dim, sampling=("shift", 8.0, 1000.0), video=True,
+           masked_timesteps=True),
 ]
 
 
