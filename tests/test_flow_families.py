@@ -56,6 +56,9 @@ class Family:
     fp16: bool = True  # False: ComfyUI runs it in bf16 or fp32 only (supported_inference_dtypes)
     extra: Callable | None = None  # generator -> the network's other inputs (kwargs) where the text alone is not enough
     lora: tuple | None = None  # (the Linear a LoRA patches, one it leaves, key styles beside ComfyUI's and kohya's)
+    # (ModelMerge node, a ratio for each of its inputs in their order, one "blocks.N." entry for all blocks, that the
+    # tiny model has; the full model's block count)
+    merge: tuple | None = None
 
 
 def _hidream_extra(g):
@@ -72,7 +75,10 @@ FAMILIES = [
            text_width=testing.QWEN_IMAGE_TINY_JOINT_DIM, sampling=("flux", 1.15, 1.0), video=True,
            fp8=(("transformer_blocks.0.attn.to_q.weight",), ("txt_norm.weight",)), fp16=False,
            lora=("transformer_blocks.1.attn.to_q", "transformer_blocks.0.attn.to_q",
-                 ("lycoris_{flat}", "{path}"))),  # SimpleTuner's LyCORIS; bare (ComfyUI's QwenImage map)
+                 ("lycoris_{flat}", "{path}")),  # SimpleTuner's LyCORIS; bare (ComfyUI's QwenImage map)
+           merge=("ModelMergeQwenImage", {"pos_embeds.": 0.75, "img_in.": 1.0, "txt_norm.": 0.0, "txt_in.": 0.25,
+                                          "time_text_embed.": 0.5, "transformer_blocks.0.": 0.0,
+                                          "transformer_blocks.1.": 0.4, "proj_out.": 0.9}, 60)),
     Family(id="hidream", arch="hidream", family="hidream", name="HiDream-I1",
            kind="HiDream-I1 diffusion model", writer=testing.write_hidream, file="hidream_i1_dev_bf16.safetensors",
            cls=HiDream, config=testing.hidream_config(), latent="flux",
@@ -108,7 +114,10 @@ FAMILIES = [
            vae_file="mochi_vae.safetensors", text_loader="CLIPLoader, type mochi",
            report=("2 blocks, widths 48 (video) / 24 (text)", "each channel standardised"), in_channels=12,
            channels=12, text_width=testing.mochi_config().text_dim, sampling=("shift", 6.0, 1.0), video=True,
-           masked_timesteps=True, lora=("blocks.1.attn.qkv_x", "blocks.0.attn.qkv_x", ())),
+           masked_timesteps=True, lora=("blocks.1.attn.qkv_x", "blocks.0.attn.qkv_x", ()),
+           merge=("ModelMergeMochiPreview", {"pos_frequencies.": 0.6, "t_embedder.": 1.0, "t5_y_embedder.": 0.3,
+                                             "t5_yproj.": 0.0, "blocks.0.": 1.0, "blocks.1.": 0.25,
+                                             "final_layer.": 0.8}, 48)),
     Family(id="wan_t2v", arch="wan", family="wan_t2v", name="Wan 2.1 text-to-video",
            kind="Wan 2.1 diffusion model", writer=testing.write_wan, file="wan2.1_t2v_1.3B_fp16.safetensors",
            cls=Wan, config=testing.wan_config(), latent="wan21",
@@ -121,7 +130,10 @@ FAMILIES = [
            file="wan2.1_i2v_480p_14B_fp16.safetensors", cls=Wan, config=testing.wan_config(i2v=True), latent="wan21",
            vae_file="wan_2.1_vae.safetensors", text_loader="UMT5-XXL with CLIPLoader, type wan",
            report=("2 blocks, width 256, 2 heads", "36 input ch (I2V"), in_channels=36, channels=16,
-           text_width=testing.wan_config().text_dim, sampling=("shift", 8.0, 1000.0), video=True),
+           text_width=testing.wan_config().text_dim, sampling=("shift", 8.0, 1000.0), video=True,
+           merge=("ModelMergeWAN2_1", {"patch_embedding.": 0.7, "time_embedding.": 1.0, "time_projection.": 0.2,
+                                       "text_embedding.": 0.0, "img_emb.": 0.45, "blocks.0.": 1.0, "blocks.1.": 0.25,
+                                       "head.": 0.9}, 40)),
     Family(id="wan22_ti2v", arch="wan", family="wan22_ti2v", name="Wan 2.2 TI2V 5B (text/image-to-video)",
            kind="Wan 2.2 TI2V 5B diffusion model", writer=partial(testing.write_wan, ti2v=True),
            file="wan2.2_ti2v_5B_fp16.safetensors", cls=Wan, config=testing.wan_config(ti2v=True), latent="wan22",
@@ -313,3 +325,37 @@ def test_lora_in_comfyui_and_kohya_names(tmp_path, f):
         weights = manager().weights(patched.unet, patched.patches)
         assert torch.allclose(weights[path + ".weight"], weight + 0.5 * (2.0 / 4) * up @ down, atol=1e-5), name
         assert torch.equal(weights[other + ".weight"], untouched), name
+
+
+@pytest.mark.parametrize("f", families(having="merge"))
+def test_model_merge_picks_each_blocks_ratio(tmp_path, f):
+    """The family's ModelMerge node: its inputs (one ratio per block of the full model), each weight
+    ratio * model1 + (1 - ratio) * model2 by the longest input prefix it starts with, those under none
+    taking the first input's (ComfyUI's rule); a model of another family refused as model2."""
+    import re
+
+    from graphflow.context import NodeInputError
+    from graphflow.registry import Registry
+    from tests.test_nodes_image_mask import call
+
+    node, ratios, depth = f.merge
+    reg = Registry().load_builtin()
+    block = next(p for p in ratios if re.fullmatch(r"\w+\.\d+\.", p)).split(".")[0]
+    widgets = [p.rstrip(".").replace(".", "_") for p in ratios]
+    first, last = widgets.index(f"{block}_0"), len(widgets) - widgets[::-1].index(f"{block}_1")
+    assert list(reg.get(node).input_specs) == ["model1", "model2", *widgets[:first],
+                                               *(f"{block}_{i}" for i in range(depth)), *widgets[last:]]
+    paths = [f.writer(tmp_path / f"m{seed}.safetensors", seed=seed, dtype=torch.float32) for seed in (0, 5)]
+    m1, m2 = (load(p) for p in paths)
+    a, b = (load_file(str(p)) for p in paths)
+    merged = call(reg, node, model1=m1, model2=m2, **dict(zip(widgets, ratios.values()))).unet.state_dict()
+    for name in a:
+        under = [p for p in ratios if name.startswith(p)]
+        r = ratios[max(under, key=len)] if under else next(iter(ratios.values()))
+        if r in (0.0, 1.0):
+            assert torch.equal(merged[name], a[name] if r else b[name]), name
+        torch.testing.assert_close(merged[name], r * a[name] + (1 - r) * b[name], msg=name)
+    other = next(g for g in FAMILIES if g.arch != f.arch)
+    with pytest.raises(NodeInputError, match=f"{f.arch}.*{other.arch}") as e:
+        call(reg, node, model1=m1, model2=load(other.writer(tmp_path / other.file, dtype=torch.float32)))
+    assert e.value.input == "model2"

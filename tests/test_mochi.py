@@ -147,26 +147,6 @@ def test_empty_mochi_latent_video(length, frames):
     assert latent["samples"].shape == (2, 12, frames, 6, 8) and latent["samples"].abs().max() == 0
 
 
-def test_model_merge_mochi_preview(tmp_path):
-    from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.testing import write_mochi
-
-    a, b = (load_diffusion_model(write_mochi(tmp_path / f"{n}.safetensors", seed=s, dtype=torch.float32),
-                                 device="cpu", dtype=torch.float32) for n, s in (("a", 0), ("b", 1)))
-    spec = registry().get("ModelMergeMochiPreview")
-    ratios = {name: 1.0 for name, s in spec.input_specs.items() if s.widget}
-    assert "blocks_47" in ratios and "pos_frequencies" in ratios and "final_layer" in ratios
-    ratios.update(blocks_1=0.25, t5_yproj=0.0)
-    merged = call(registry(), "ModelMergeMochiPreview", model1=a, model2=b, **ratios)
-    wa, wb, wm = (m.unet.state_dict() for m in (a, b, merged))
-    name = "blocks.1.attn.qkv_x.weight"
-    assert torch.allclose(wm[name], 0.25 * wa[name] + 0.75 * wb[name])
-    assert torch.equal(wm["t5_yproj.weight"], wb["t5_yproj.weight"])
-    assert torch.equal(wm["blocks.0.mod_x.weight"], wa["blocks.0.mod_x.weight"])
-    with pytest.raises(Exception, match="merges mochi models"):
-        call(registry(), "ModelMergeMochiPreview", model1=a, model2=object(), **ratios)
-
-
 def test_cliploader_mochi_gives_t5_tokens_as_masked_padding_would(tmp_folders):
     """CLIPLoader type mochi: T5-XXL alone, the prompt's tokens unpadded; equal to T5 run on the
     256-token padded prompt with its attention mask (ComfyUI's and diffusers' way), padding dropped."""

@@ -257,36 +257,6 @@ def test_ksampler_with_modelsamplingauraflow_matches_diffusers(tmp_folders):
     assert float((ours - x).abs().max()) < 1e-4 * float(x.abs().max())
 
 
-def test_model_merge_qwen_image_picks_each_blocks_weights(tmp_path):
-    """ModelMergeQwenImage: one ratio per block; norm_out, under none of ComfyUI's prefixes, takes the
-    first (pos_embeds.), as ComfyUI's block merge does."""
-    from safetensors.torch import load_file
-
-    from graphflow.context import NodeInputError
-    from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.registry import Registry
-    from graphflow.testing import write_lumina2, write_qwen_image
-    from tests.test_nodes_image_mask import call
-
-    reg = Registry().load_builtin()
-    paths = [write_qwen_image(tmp_path / f"q{s}.safetensors", dtype=torch.float32, seed=s) for s in (0, 5)]
-    m1, m2 = (load_diffusion_model(p, device="cpu", dtype=torch.float32) for p in paths)
-    files = [load_file(str(p)) for p in paths]
-    ratios = {"pos_embeds.": 0.75, "img_in.": 1.0, "txt_norm.": 0.0, "txt_in.": 0.25, "time_text_embed.": 0.5,
-              "transformer_blocks.0.": 0.0, "transformer_blocks.1.": 0.4, "proj_out.": 0.9}
-    widgets = {p.rstrip(".").replace(".", "_"): v for p, v in ratios.items()}
-    merged = call(reg, "ModelMergeQwenImage", model1=m1, model2=m2, **widgets).unet.state_dict()
-    for name, a in files[0].items():
-        r = ratios[next((p for p in ratios if name.startswith(p)), "pos_embeds.")]
-        torch.testing.assert_close(merged[name], r * a + (1 - r) * files[1][name], msg=name)
-    names = list(reg.get("ModelMergeQwenImage").input_specs)
-    assert names[2:4] == ["pos_embeds", "img_in"] and names[-2:] == ["transformer_blocks_59", "proj_out"]
-    lumina = load_diffusion_model(write_lumina2(tmp_path / "l.safetensors", dtype=torch.float32), device="cpu")
-    with pytest.raises(NodeInputError, match="qwen_image.*lumina2") as e:
-        call(reg, "ModelMergeQwenImage", model1=m1, model2=lumina)
-    assert e.value.input == "model2"
-
-
 # -- LoRAs (ComfyUI's and kohya's names: tests/test_flow_families.py) ----------------------------
 
 def test_lora_in_diffusers_layout_matches_diffusers(tmp_path):

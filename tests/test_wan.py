@@ -277,24 +277,6 @@ def test_empty_hunyuan_latent_video(length, frames):
     assert latent["samples"].shape == (2, 16, frames, 6, 8) and latent["samples"].abs().max() == 0
 
 
-def test_model_merge_wan(tmp_path):
-    from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.testing import write_wan
-
-    a, b = (load_diffusion_model(write_wan(tmp_path / f"{n}.safetensors", seed=s, dtype=torch.float32),
-                                 device="cpu", dtype=torch.float32) for n, s in (("a", 0), ("b", 1)))
-    spec = registry().get("ModelMergeWAN2_1")
-    ratios = {name: 1.0 for name, s in spec.input_specs.items() if s.widget}
-    assert "blocks_39" in ratios and "patch_embedding" in ratios and "head" in ratios and "img_emb" in ratios
-    ratios.update(blocks_1=0.25, text_embedding=0.0)
-    merged = call(registry(), "ModelMergeWAN2_1", model1=a, model2=b, **ratios)
-    wa, wb, wm = (m.unet.state_dict() for m in (a, b, merged))
-    name = "blocks.1.self_attn.q.weight"
-    assert torch.allclose(wm[name], 0.25 * wa[name] + 0.75 * wb[name])
-    assert torch.equal(wm["text_embedding.0.weight"], wb["text_embedding.0.weight"])
-    assert torch.equal(wm["blocks.0.modulation"], wa["blocks.0.modulation"])
-
-
 @functools.lru_cache(maxsize=1)
 def wan_vae():
     """A tiny random Wan 2.1 VAE (graphflow.models.wan_vae), as VAELoader gives it."""
