@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from graphflow import testing
+from graphflow.models.chroma import Chroma
 from graphflow.models.hidream import HiDream
 from graphflow.models.hunyuan_video import HunyuanVideo
 from graphflow.models.lumina2 import Lumina2
@@ -108,6 +109,14 @@ FAMILIES = [
            text_width=testing.lumina2_config().cap_feat_dim, sampling=("shift", 6.0, 1.0),
            fp8=(("layers.0.attention.qkv.weight",), ("cap_embedder.0.weight",)),
            lora=("layers.1.attention.qkv", "layers.0.attention.qkv", ())),
+    Family(id="chroma", arch="chroma", family="chroma", name="Chroma",
+           kind="Chroma diffusion model", writer=testing.write_chroma, file="chroma-unlocked-v50.safetensors",
+           cls=Chroma, config=testing.chroma_config(), latent="flux",
+           vae_file="ae.safetensors", text_loader="CLIPLoader, type chroma",
+           report=("2 double + 2 single blocks", "approximator 2 layers of 48"), in_channels=16, channels=16,
+           text_width=testing.chroma_config().context_in_dim, sampling=("flux", 1.15, 1.0),
+           fp8=(("double_blocks.0.img_attn.qkv.weight",), ("double_blocks.0.img_attn.norm.query_norm.scale",)),
+           lora=("double_blocks.1.txt_attn.qkv", "double_blocks.0.txt_attn.qkv", ())),
     Family(id="mochi", arch="mochi", family="mochi", name="Mochi 1 Preview",
            kind="Mochi diffusion model", writer=testing.write_mochi, file="mochi_preview_bf16.safetensors",
            cls=Mochi, config=testing.mochi_config(), latent="mochi",
