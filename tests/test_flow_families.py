@@ -10,6 +10,7 @@ A family's own numerics (against diffusers), nodes and detection subtleties stay
 the fp8 / LoRA / fp16 tests on or off for it).
 """
 
+import math
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable
@@ -181,6 +182,8 @@ def meta_model(f: Family):
 @pytest.mark.parametrize("prefixed", [False, True], ids=["bare", "prefixed"])
 @pytest.mark.parametrize("f", families())
 def test_detected_and_loaded(tmp_path, f, prefixed):
+    """detect_flow_model names the family, its config and latent; a file without VAE or text encoder
+    says which to load; the file kind and inspect report name it; UNETLoader loads the file's weights."""
     from graphflow.models.checkpoint_report import inspect_report
     from graphflow.models.file_kind import identify
     from graphflow.models.flow_architecture import detect_flow_model
@@ -222,11 +225,8 @@ def test_sampling_defaults(f):
     assert (schedule.kind, schedule.shift, schedule.multiplier) == f.sampling
 
     def sigma(t):
-        t = torch.as_tensor(t, dtype=torch.float64)
-        if kind == "flux":
-            return torch.exp(torch.tensor(shift, dtype=torch.float64)) / (
-                torch.exp(torch.tensor(shift, dtype=torch.float64)) + 1 / t - 1)
-        return shift * t / (1 + (shift - 1) * t)
+        t = t.double()
+        return math.exp(shift) / (math.exp(shift) + 1 / t - 1) if kind == "flux" else shift * t / (1 + (shift - 1) * t)
 
     n = 10000 if kind == "flux" else 1000
     assert torch.allclose(schedule.sigmas.double(), sigma(torch.arange(1, n + 1) / n), atol=1e-6)
