@@ -46,7 +46,7 @@ class Family:
     vae_file: str  # the note of a file without a VAE names this file
     text_loader: str  # the note of a file without a text encoder names this loader (and type)
     report: tuple  # more that inspect_report says of the network
-    in_channels: int
+    in_channels: int  # the network's input channels (the latent's and any concatenated conditioning's)
     channels: int  # latent channels
     text_width: int  # the conditioning tensor's width
     sampling: tuple  # ComfyUI's default sampling: (kind, shift, multiplier); kind "shift" (discrete flow) or "flux"
@@ -58,8 +58,8 @@ class Family:
     fp16: bool = True  # False: ComfyUI runs it in bf16 or fp32 only (supported_inference_dtypes)
     extra: Callable | None = None  # generator -> the network's other inputs (kwargs) where the text alone is not enough
     lora: tuple | None = None  # (the Linear a LoRA patches, one it leaves, key styles beside ComfyUI's and kohya's)
-    # (ModelMerge node, a ratio for each of its inputs in their order, one "blocks.N." entry for all blocks, that the
-    # tiny model has; the full model's block count)
+    # (its ModelMerge node, {input prefix: ratio} in the node's order for every weight of the tiny model (blocks 0
+    # and 1 standing for all blocks), the full model's block count)
     merge: tuple | None = None
 
 
