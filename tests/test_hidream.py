@@ -185,38 +185,12 @@ def test_bad_inputs_are_refused(pair):
         ours(torch.zeros(1, 4, 4, 4), s, t5, pooled, llama_states=llama)
 
 
-# -- detection, loading, sampling settings, the conditioning ---------------------------------------
-
-@pytest.mark.parametrize("prefixed", [False, True])
-def test_detected_and_loaded(tmp_path, prefixed):
-    from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.models.checkpoint_report import inspect_report
-    from graphflow.models.file_kind import identify
-    from graphflow.models.flow_architecture import detect_flow_model
-    from graphflow.models.weight_files import WeightFile
-    from graphflow.testing import write_hidream
-
-    path = write_hidream(tmp_path / "hidream_i1_dev_bf16.safetensors", prefixed=prefixed, dtype=torch.float32)
-    with WeightFile(path) as f:
-        info = detect_flow_model(f.shapes)
-        kind = identify(f.shapes)
-    assert (info.arch, info.family, info.prefix) == ("hidream", "hidream", "model.diffusion_model." if prefixed else "")
-    assert info.config == hidream_config() and info.latent_format.name == "flux" and info.vae is None
-    assert any("QuadrupleCLIPLoader" in n for n in info.notes) and any("ae.safetensors" in n for n in info.notes)
-    assert kind.folder == "diffusion_models" and kind.name == "HiDream-I1 diffusion model"
-    report = inspect_report(path)
-    assert "HiDream-I1 [hidream, hidream]" in report and "2 double + 2 single blocks" in report
-    assert "4 experts (top 2)" in report
-    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
-    assert model.arch == "hidream" and model.is_flow and not model.is_video and model.latent_format.name == "flux"
-    assert model.adm_channels == POOLED and model.in_channels == 16 and isinstance(model.unet, HiDream)
-    assert all(torch.equal(model.unet.state_dict()[k], v) for k, v in hidream_state().items())
-
+# -- sampling settings, the conditioning (what every family does: tests/test_flow_families.py) --
 
 def test_sampling_defaults_and_modelsamplingsd3():
     """ComfyUI's HiDream is ModelType.FLOW with empty sampling_settings (its shift 3.0 is overwritten
-    by a second, empty dict): discrete flow, shift 1, multiplier 1000 (the network told 1000 sigma).
-    Its workflows set the shift with ModelSamplingSD3 (multiplier 1000 too)."""
+    by a second, empty dict): discrete flow, shift 1, multiplier 1000, no dynamic shift. Its
+    workflows set the shift with ModelSamplingSD3 (multiplier 1000 too)."""
     from graphflow.models.diffusion_model import DiffusionModel
     from graphflow.registry import Registry
     from graphflow.sampling.flow_sampling import FlowDenoiser, model_sampling_for
@@ -225,10 +199,7 @@ def test_sampling_defaults_and_modelsamplingsd3():
     with torch.device("meta"):
         net = HiDream(hidream_config())
     model = DiffusionModel(net, "hidream", "flow")
-    assert model.latent_format.name == "flux" and model.sampling_shift == 1.0 and not model.shift_dynamic
-    schedule = model_sampling_for(model)
-    assert (schedule.kind, schedule.shift, schedule.multiplier) == ("shift", 1.0, 1000.0)
-    assert torch.allclose(schedule.sigmas, torch.arange(1, 1001) / 1000)
+    assert not model.shift_dynamic
     sd3 = call(Registry().load_builtin(), "ModelSamplingSD3", model=model, shift=3.0)
     s = model_sampling_for(sd3)
     assert (s.kind, s.shift, s.multiplier) == ("shift", 3.0, 1000.0)
@@ -311,65 +282,20 @@ def test_ksampler_matches_diffusers(tmp_folders):
     assert float((ours - x).abs().max()) < 1e-4 * float(x.abs().max())
 
 
-def test_fp8_weight_dtype(tmp_path):
-    """UNETLoader's weight_dtype fp8_e4m3fn: the Linear weights stored in fp8, upcast per layer."""
+def test_fp8_file_keeps_its_weights(tmp_path):
+    """A file stored in fp8 (ComfyUI's hidream_i1_*_fp8) keeps them so with weight_dtype default; the
+    gate and norms are upcast to the compute dtype (weight_dtype fp8_e4m3fn: tests/test_flow_families.py)."""
     from graphflow.models.checkpoint import load_diffusion_model
     from graphflow.testing import write_hidream
 
-    path = write_hidream(tmp_path / "m.safetensors", dtype=torch.float32)
-    full = load_diffusion_model(path, device="cpu", dtype=torch.float32)
-    fp8 = load_diffusion_model(path, device="cpu", dtype=torch.float32, weight_dtype="fp8_e4m3fn")
-    block = fp8.unet.double_stream_blocks[0].block
-    assert block.attn1.to_q.weight.dtype == block.ff_i.experts[0].w1.weight.dtype == torch.float8_e4m3fn
-    assert block.attn1.q_rms_norm.weight.dtype == torch.float32  # norms stay in the compute dtype
-    t5, llama, pooled = text(2, batch=1)
-    x = torch.randn(1, 16, 4, 4, generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        a, b = (m(x, torch.tensor([0.5]), t5, pooled, llama_states=llama) for m in (full, fp8))
-    assert 0 < float((a - b).abs().max()) < 0.1 * float(a.abs().max())
-    # a file stored in fp8 (ComfyUI's hidream_i1_*_fp8) keeps them so with weight_dtype default; the
-    # gate and norms are upcast to the compute dtype
     fp8_file = write_hidream(tmp_path / "hidream_i1_fast_fp8.safetensors", dtype=torch.float8_e4m3fn)
     stored = load_diffusion_model(fp8_file, device="cpu", dtype=torch.float32)
     block = stored.unet.single_stream_blocks[1].block
     assert block.attn1.to_v.weight.dtype == torch.float8_e4m3fn and block.ff_i.gate.weight.dtype == torch.float32
+    t5, llama, pooled = text(2, batch=1)
+    x = torch.randn(1, 16, 4, 4, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         assert stored(x, torch.tensor([0.5]), t5, pooled, llama_states=llama).isfinite().all()
-
-
-def test_no_fp16_default_and_read_back(tmp_path, monkeypatch, fresh_manager):
-    """ComfyUI runs HiDream in bf16 or fp32 only: where the flow default would be fp16 it loads in
-    fp32. A dropped model is read back from its file (the memory manager's flow registration)."""
-    from graphflow.models import checkpoint
-    from graphflow.testing import write_hidream
-
-    path = write_hidream(tmp_path / "m.safetensors", prefixed=True)
-    monkeypatch.setattr(checkpoint, "_flow_default_dtype", lambda device: torch.float16)
-    assert checkpoint.load_diffusion_model(path, device="cpu").dtype == torch.float32
-    assert checkpoint.load_diffusion_model(path, device="cpu", dtype=torch.bfloat16).dtype == torch.bfloat16
-    model = checkpoint.load_diffusion_model(path, device="cpu", dtype=torch.float32)
-    comp = fresh_manager.components[id(model.unet)]
-    assert comp.name == "diffusion_model:hidream" and comp.reload is not None
-    before = {k: v.clone() for k, v in model.unet.state_dict().items()}
-    fresh_manager._drop(comp)
-    assert all(p.is_meta for p in model.unet.parameters())
-    fresh_manager.present(model.unet)
-    assert all(torch.equal(model.unet.state_dict()[k], v) for k, v in before.items())
-
-
-def test_modelsave_round_trip(tmp_path):
-    from graphflow.models.checkpoint import load_checkpoint, load_diffusion_model
-    from graphflow.models.checkpoint_save import save_model
-    from graphflow.testing import write_hidream
-
-    model = load_diffusion_model(write_hidream(tmp_path / "m.safetensors", dtype=torch.float32), device="cpu",
-                                 dtype=torch.float32)
-    saved = save_model(tmp_path / "saved_model.safetensors", model)
-    again = load_diffusion_model(saved, device="cpu", dtype=torch.float32)
-    assert again.arch == "hidream"
-    assert all(torch.equal(again.unet.state_dict()[k], v) for k, v in model.unet.state_dict().items())
-    ckpt = load_checkpoint(saved, device="cpu", dtype=torch.float32)
-    assert isinstance(ckpt.model.unet, HiDream) and ckpt.vae is None and ckpt.clip is None
 
 
 # -- LoRAs: our module paths are ComfyUI's and diffusers' names alike --------------------------------
@@ -402,33 +328,6 @@ def test_lora_in_diffusers_layout_matches_diffusers(tmp_path):
     want = diffusers_velocity(theirs, x, sigma, t5, llama, pooled)
     assert float((got - plain).abs().max()) > 1e-2  # the LoRA does something
     assert float((got - want).abs().max()) < 1e-4 * float(want.abs().max())
-
-
-@pytest.mark.parametrize("name", ["diffusion_model.double_stream_blocks.1.block.attn1.to_q",  # ComfyUI's
-                                  "lora_unet_double_stream_blocks_1_block_attn1_to_q",  # kohya's
-                                  "lycoris_double_stream_blocks_1_block_attn1_to_q",  # SimpleTuner's LyCORIS
-                                  "transformer.double_stream_blocks.1.block.attn1.to_q"])  # SimpleTuner's
-def test_lora_in_comfyui_and_kohya_names(tmp_path, name):
-    from safetensors.torch import save_file
-
-    from graphflow.memory import manager
-    from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.models.lora import apply_lora
-    from graphflow.testing import write_hidream
-
-    model = load_diffusion_model(write_hidream(tmp_path / "m.safetensors", dtype=torch.float32), device="cpu",
-                                 dtype=torch.float32)
-    weight = model.unet.double_stream_blocks[1].block.attn1.to_q.weight
-    g = torch.Generator().manual_seed(0)
-    down, up = torch.randn(4, weight.shape[1], generator=g), torch.randn(weight.shape[0], 4, generator=g)
-    save_file({f"{name}.lora_down.weight": down, f"{name}.lora_up.weight": up, f"{name}.alpha": torch.tensor(2.0)},
-              str(tmp_path / "lora.safetensors"))
-    patched, _ = apply_lora(model, None, tmp_path / "lora.safetensors", 0.5, 1.0)
-    weights = manager().weights(patched.unet, patched.patches)
-    key = "double_stream_blocks.1.block.attn1.to_q.weight"
-    assert torch.allclose(weights[key], weight + 0.5 * (2.0 / 4) * up @ down, atol=1e-5)
-    assert torch.equal(weights["double_stream_blocks.0.block.attn1.to_q.weight"],
-                       model.unet.double_stream_blocks[0].block.attn1.to_q.weight)
 
 
 # -- HiDream-E1 (the editing model, same layout): the input image beside the noisy latent ------------

@@ -140,38 +140,7 @@ def test_bad_inputs_are_refused(hyv_pair):
         ours(torch.zeros(1, 16, 1, 4, 4), torch.tensor([0.5]), torch.zeros(1, 3, TEXT), control={"input": []})
 
 
-# -- detection, loading, sampling settings -------------------------------------------------------
-
-@pytest.mark.parametrize("prefixed", [False, True])
-def test_detected_and_loaded(tmp_path, prefixed):
-    from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.models.checkpoint_report import inspect_report
-    from graphflow.models.file_kind import identify
-    from graphflow.models.flow_architecture import detect_flow_model
-    from graphflow.models.weight_files import WeightFile
-    from graphflow.testing import write_hunyuan_video
-
-    path = write_hunyuan_video(tmp_path / "hunyuan_video_t2v_720p_bf16.safetensors", prefixed=prefixed,
-                               dtype=torch.float32)
-    with WeightFile(path) as f:
-        info = detect_flow_model(f.shapes)
-        kind = identify(f.shapes)
-    assert (info.arch, info.family, info.prefix) == ("hunyuan_video", "hunyuan_video",
-                                                     "model.diffusion_model." if prefixed else "")
-    assert info.config == hunyuan_video_config() and info.latent_format.name == "hunyuan_video" and info.vae is None
-    assert any("DualCLIPLoader, type hunyuan_video" in n for n in info.notes)
-    assert any("hunyuan_video_vae_bf16.safetensors" in n for n in info.notes)
-    assert kind.folder == "diffusion_models" and kind.name == "HunyuanVideo 1.0 diffusion model"
-    report = inspect_report(path)
-    assert "HunyuanVideo 1.0 text-to-video [hunyuan_video, hunyuan_video]" in report
-    assert "2 double + 2 single blocks" in report and "guidance-distilled" in report
-    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
-    assert model.arch == "hunyuan_video" and model.is_flow and model.is_video and not model.masked_timesteps
-    assert model.adm_channels == POOLED and model.in_channels == 16 and model.guidance_embed
-    assert isinstance(model.unet, HunyuanVideo)
-    state = hunyuan_video_state()
-    assert all(torch.equal(model.unet.state_dict()[k], v) for k, v in state.items())
-
+# -- detection, sampling settings (what every family does: tests/test_flow_families.py) ----------
 
 def comfy_names(key: str) -> str:
     """Tencent's name -> ComfyUI's own module name (its HunyuanVideo.process_unet_state_dict's replacements)."""
@@ -216,95 +185,21 @@ def test_file_in_comfyui_module_names(tmp_path):
 
 
 def test_sampling_defaults():
-    """ComfyUI's HunyuanVideo: ModelType.FLOW with sampling_settings shift 7.0 (multiplier 1000, so
-    the network is told sigma x 1000), the HunyuanVideo latent (scale 0.476986), bf16 or fp32 only;
-    a conditioning without FluxGuidance is given guidance 6.0 (its extra_conds' default)."""
-    from graphflow.models.checkpoint import flow_placement
+    """ComfyUI's HunyuanVideo latent (scale 0.476986) previews as ComfyUI fits it; a conditioning
+    without FluxGuidance is given guidance 6.0 (its extra_conds' default)."""
     from graphflow.models.diffusion_model import DiffusionModel
-    from graphflow.sampling.flow_sampling import FlowDenoiser, flow_vectors, model_sampling_for
+    from graphflow.sampling.flow_sampling import flow_vectors
 
     with torch.device("meta"):
         net = HunyuanVideo(hunyuan_video_config())
     model = DiffusionModel(net, "hunyuan_video", "flow")
-    assert model.latent_format.name == "hunyuan_video" and model.latent_format.scale_factor == 0.476986
-    assert model.sampling_shift == 7.0
-    fmt = model.latent_format  # ComfyUI's preview fit
+    fmt = model.latent_format
+    assert fmt.scale_factor == 0.476986
     assert fmt.rgb_factors[0] == (-0.0395, -0.0331, 0.0445) and fmt.rgb_bias == (0.0259, -0.0192, -0.0761)
     assert fmt.preview(torch.randn(1, 16, 3, 5)).shape == (1, 3, 5, 3)  # one frame of a video latent
-    schedule = model_sampling_for(model)
-    assert (schedule.kind, schedule.shift, schedule.multiplier) == ("shift", 7.0, 1000.0)
-    t = torch.arange(1, 1001) / 1000
-    assert torch.allclose(schedule.sigmas, 7 * t / (1 + 6 * t))
-    assert FlowDenoiser(model, schedule).timestep_scale == 1.0
     y, guidance = flow_vectors(model, {}, 2)
     assert y.shape == (2, POOLED) and not y.any() and guidance.tolist() == [6.0, 6.0]
     assert flow_vectors(model, {"guidance": 3.0}, 1)[1].tolist() == [3.0]
-    assert flow_placement("cpu", None, "hunyuan_video")[1] != torch.float16
-
-
-def test_prompts_of_other_lengths_are_not_batched():
-    """ComfyUI gives HunyuanVideo its text unpadded: prompts of other lengths run apart."""
-    from graphflow.sampling.guidance import _can_batch, prepare_conds
-
-    class Model:
-        arch, prediction, is_video, adm_channels, guidance_embed = "hunyuan_video", "flow", True, POOLED, True
-
-    x = torch.zeros(1, 16, 1, 4, 4)
-    short, long = ([(torch.zeros(1, n, 8), {})] for n in (3, 6))
-    a, b, c = (prepare_conds(cond, Model(), x.shape, "cpu")[0] for cond in (short, long, long))
-    assert not _can_batch((x, None, None, a), (x, None, None, b))
-    assert _can_batch((x, None, None, b), (x, None, None, c))
-
-
-def test_fp8_weight_dtype(tmp_path):
-    """UNETLoader's weight_dtype fp8_e4m3fn: the Linear weights stored in fp8, upcast per layer."""
-    from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.testing import write_hunyuan_video
-
-    path = write_hunyuan_video(tmp_path / "m.safetensors", dtype=torch.float32)
-    full = load_diffusion_model(path, device="cpu", dtype=torch.float32)
-    fp8 = load_diffusion_model(path, device="cpu", dtype=torch.float32, weight_dtype="fp8_e4m3fn")
-    assert fp8.unet.double_blocks[0].img_attn_qkv.weight.dtype == torch.float8_e4m3fn
-    assert fp8.unet.single_blocks[0].q_norm.weight.dtype == torch.float32  # norms stay in the compute dtype
-    g = torch.Generator().manual_seed(2)
-    x, context = torch.randn(1, 16, 1, 4, 4, generator=g), torch.randn(1, 3, TEXT, generator=g)
-    with torch.no_grad():
-        a, b = full(x, torch.tensor([0.5]), context), fp8(x, torch.tensor([0.5]), context)
-    assert 0 < float((a - b).abs().max()) < 0.1 * float(a.abs().max())
-
-
-def test_modelsave_and_checkpoint_loader(tmp_path):
-    """ModelSave's file (under model.diffusion_model., Tencent's names) loads back unchanged with
-    UNETLoader, and with CheckpointLoaderSimple as a model without VAE or text encoder (it says what to load)."""
-    from graphflow.models.checkpoint import load_checkpoint, load_diffusion_model
-    from graphflow.models.checkpoint_save import save_model
-    from graphflow.testing import write_hunyuan_video
-
-    model = load_diffusion_model(write_hunyuan_video(tmp_path / "m.safetensors", dtype=torch.float32), device="cpu",
-                                 dtype=torch.float32)
-    saved = save_model(tmp_path / "saved_model.safetensors", model)
-    again = load_diffusion_model(saved, device="cpu", dtype=torch.float32)
-    assert again.arch == "hunyuan_video"
-    assert all(torch.equal(again.unet.state_dict()[k], v) for k, v in model.unet.state_dict().items())
-    ckpt = load_checkpoint(saved, device="cpu", dtype=torch.float32)
-    assert isinstance(ckpt.model.unet, HunyuanVideo) and ckpt.vae is None and ckpt.clip is None
-    assert any("hunyuan_video_vae" in n for n in ckpt.info.notes)
-    assert any("type hunyuan_video" in n for n in ckpt.info.notes)
-
-
-def test_dropped_model_is_read_back_from_its_file(fresh_manager, tmp_path):
-    from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.testing import write_hunyuan_video
-
-    model = load_diffusion_model(write_hunyuan_video(tmp_path / "m.safetensors", prefixed=True, dtype=torch.float32),
-                                 device="cpu", dtype=torch.float32)
-    comp = fresh_manager.components[id(model.unet)]
-    assert comp.name == "diffusion_model:hunyuan_video" and comp.reload is not None
-    before = {k: v.clone() for k, v in model.unet.state_dict().items()}
-    fresh_manager._drop(comp)
-    assert comp.state == "dropped" and all(p.is_meta for p in model.unet.parameters())
-    fresh_manager.present(model.unet)
-    assert all(torch.equal(model.unet.state_dict()[k], v) for k, v in before.items())
 
 
 # -- sampling through the nodes --------------------------------------------------------------------

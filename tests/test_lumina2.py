@@ -159,63 +159,6 @@ def test_lumina2_odd_latent_is_padded_and_cropped(lumina_pair):
         ours(torch.zeros(1, 16, 4, 4), torch.tensor([0.4]), torch.zeros(1, 3, 4096))
 
 
-# -- detection, loading, sampling settings -------------------------------------------------------
-
-@pytest.mark.parametrize("prefixed", [False, True])
-def test_detected_and_loaded(tmp_path, prefixed):
-    from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.models.checkpoint_report import inspect_report
-    from graphflow.models.file_kind import identify
-    from graphflow.models.flow_architecture import detect_flow_model
-    from graphflow.models.weight_files import WeightFile
-    from graphflow.testing import write_lumina2
-
-    path = write_lumina2(tmp_path / "lumina_2_model_bf16.safetensors", prefixed=prefixed, dtype=torch.float32)
-    with WeightFile(path) as f:
-        info = detect_flow_model(f.shapes)
-        kind = identify(f.shapes)
-    assert (info.arch, info.family, info.prefix) == ("lumina2", "lumina2", "model.diffusion_model." if prefixed else "")
-    assert info.config == lumina2_config() and info.latent_format.name == "flux" and info.vae is None
-    assert any("CLIPLoader, type lumina2" in n for n in info.notes)
-    assert kind.folder == "diffusion_models" and kind.name == "Lumina Image 2.0 diffusion model"
-    report = inspect_report(path)
-    assert "Lumina Image 2.0 [lumina2, lumina2]" in report and "2 layers + 2 refiner layers" in report
-    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
-    assert model.arch == "lumina2" and model.is_flow and not model.is_video and model.adm_channels == 0
-    assert model.in_channels == 16 and isinstance(model.unet, Lumina2)
-    state = lumina2_state()
-    assert all(torch.equal(model.unet.state_dict()[k], v) for k, v in state.items())
-
-
-def test_sampling_is_discrete_flow_shift_6():
-    """ComfyUI's Lumina2 sampling_settings: ModelSamplingDiscreteFlow, shift 6.0, multiplier 1."""
-    from graphflow.models.diffusion_model import DiffusionModel
-    from graphflow.sampling.flow_sampling import model_sampling_for
-
-    with torch.device("meta"):
-        net = Lumina2(lumina2_config())
-    schedule = model_sampling_for(DiffusionModel(net, "lumina2", "flow"))
-    assert (schedule.kind, schedule.shift, schedule.multiplier) == ("shift", 6.0, 1.0)
-    t = torch.arange(1, 1001) / 1000
-    assert torch.allclose(schedule.sigmas, 6 * t / (1 + 5 * t))
-    assert float(schedule.timestep(torch.tensor(0.5))) == 0.5
-
-
-def test_prompts_of_other_lengths_are_not_batched():
-    """ComfyUI gives Lumina 2 its text as CONDRegular: prompts of other lengths run apart (repeating
-    a shorter prompt's tokens would change the caption the image attends to)."""
-    from graphflow.sampling.guidance import _can_batch, prepare_conds
-
-    class Model:
-        arch, prediction, is_video, adm_channels = "lumina2", "flow", False, 0
-
-    x = torch.zeros(1, 16, 4, 4)
-    short, long = ([(torch.zeros(1, n, 8), {})] for n in (3, 6))
-    a, b, c = (prepare_conds(cond, Model(), x.shape, "cpu")[0] for cond in (short, long, long))
-    assert not _can_batch((x, None, None, a), (x, None, None, b))
-    assert _can_batch((x, None, None, b), (x, None, None, c))
-
-
 # -- the lumina2 CLIP: Gemma-2 with its tokenizer inside the file ---------------------------------
 
 def _pieces():
@@ -458,20 +401,13 @@ def test_lumina2_graph_with_modelsamplingauraflow_and_renormcfg(lumina_models):
     assert torch.isfinite(latents[2]).all() and not torch.allclose(latents[0], latents[2], atol=1e-4)
 
 
-def test_modelsave_and_clipsave_load_back(tmp_path):
-    """ModelSave's file loads with UNETLoader, CLIPSave's Gemma-2 (with its tokenizer) with
-    CLIPLoader type lumina2, both unchanged."""
-    from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.models.checkpoint_save import save_model, save_text_encoder, text_encoder_states
+def test_clipsave_loads_back(tmp_path):
+    """CLIPSave's Gemma-2 (with its tokenizer) loads with CLIPLoader type lumina2 unchanged (ModelSave:
+    tests/test_flow_families.py)."""
+    from graphflow.models.checkpoint_save import save_text_encoder, text_encoder_states
     from graphflow.models.text_encoder_files import load_text_encoders
-    from graphflow.testing import write_gemma2, write_lumina2
+    from graphflow.testing import write_gemma2
 
-    model = load_diffusion_model(write_lumina2(tmp_path / "m.safetensors", dtype=torch.float32), device="cpu",
-                                 dtype=torch.float32)
-    again = load_diffusion_model(save_model(tmp_path / "saved_model.safetensors", model), device="cpu",
-                                 dtype=torch.float32)
-    assert again.arch == "lumina2"
-    assert all(torch.equal(again.unet.state_dict()[k], v) for k, v in model.unet.state_dict().items())
     clip = load_text_encoders(write_gemma2(tmp_path / "g.safetensors", dtype=torch.float32), "lumina2",
                               device="cpu", dtype=torch.float32)
     [(name, state)] = text_encoder_states(clip).items()
@@ -581,24 +517,6 @@ def test_lumina2_example_workflow(lumina_models):
     assert not torch.equal(run(**{"4__system_prompt": "alignment"}).values["9"][0], image)
 
 
-def test_fp8_weight_dtype(tmp_path):
-    """UNETLoader's weight_dtype fp8_e4m3fn: the Linear weights stored in fp8, upcast per layer;
-    the velocity stays near the full-precision one."""
-    from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.testing import write_lumina2
-
-    path = write_lumina2(tmp_path / "m.safetensors", dtype=torch.float32)
-    full = load_diffusion_model(path, device="cpu", dtype=torch.float32)
-    fp8 = load_diffusion_model(path, device="cpu", dtype=torch.float32, weight_dtype="fp8_e4m3fn")
-    assert fp8.unet.layers[0].attention.qkv.weight.dtype == torch.float8_e4m3fn
-    assert fp8.unet.cap_embedder[0].weight.dtype == torch.float32  # norms stay in the compute dtype
-    g = torch.Generator().manual_seed(2)
-    x, context, sigma = torch.randn(1, 16, 4, 4, generator=g), torch.randn(1, 3, 64, generator=g), torch.tensor([0.5])
-    with torch.no_grad():
-        a, b = full(x, sigma, context), fp8(x, sigma, context)
-    assert 0 < float((a - b).abs().max()) < 0.1 * float(a.abs().max())
-
-
 def test_lumina2_graph_batch_of_two(lumina_models):
     """A batch of two latents: each image equals the one sampled alone from its own noise."""
     from graphflow.executor import Executor
@@ -650,27 +568,28 @@ def test_all_in_one_checkpoint_graph_equals_separate_files(lumina_models):
 
 @pytest.mark.parametrize("all_in_one", [False, True])
 def test_dropped_components_are_read_back_from_their_files(fresh_manager, tmp_path, all_in_one):
-    """When RAM runs short the memory manager drops the NextDiT or Gemma-2 and reads it back from
-    its file (the all-in-one: that component alone) unchanged."""
+    """When RAM runs short the memory manager drops Gemma-2 (or, from the all-in-one file, the
+    NextDiT) and reads it back from its file (the all-in-one: that component alone) unchanged. (The
+    NextDiT from its own file: tests/test_flow_families.py.)"""
     from safetensors.torch import load_file, save_file
 
-    from graphflow.models.checkpoint import load_checkpoint, load_diffusion_model
+    from graphflow.models.checkpoint import load_checkpoint
     from graphflow.models.text_encoder_files import load_text_encoders
     from graphflow.testing import write_gemma2, write_lumina2
 
-    model_path = write_lumina2(tmp_path / "m.safetensors", dtype=torch.float32)
     gemma_path = write_gemma2(tmp_path / "g.safetensors", dtype=torch.float32)
     if all_in_one:
+        model_path = write_lumina2(tmp_path / "m.safetensors", dtype=torch.float32)
         state = {"model.diffusion_model." + k: v for k, v in load_file(str(model_path)).items()}
         state |= {("text_encoders." if k == "spiece_model" else "text_encoders.gemma2_2b.transformer.") + k: v
                   for k, v in load_file(str(gemma_path)).items()}
         save_file(state, str(tmp_path / "aio.safetensors"))
         loaded = load_checkpoint(tmp_path / "aio.safetensors", device="cpu", dtype=torch.float32)
-        model, clip = loaded.model, loaded.clip
+        parts = ((loaded.model.unet, "diffusion_model:lumina2"), (loaded.clip.model, "text_encoder:gemma2"))
     else:
-        model = load_diffusion_model(model_path, device="cpu", dtype=torch.float32)
         clip = load_text_encoders(gemma_path, "lumina2", device="cpu", dtype=torch.float32)
-    for module, name in ((model.unet, "diffusion_model:lumina2"), (clip.model, "text_encoder:gemma2")):
+        parts = ((clip.model, "text_encoder:gemma2"),)
+    for module, name in parts:
         comp = fresh_manager.components[id(module)]
         assert comp.name == name and comp.reload is not None
         before = {k: v.clone() for k, v in module.state_dict().items()}

@@ -118,51 +118,7 @@ def test_full_size_defaults_are_mochi_1_preview():
     assert ours["blocks.0.mlp_x.w1.weight"] == (2 * 8192, 3072) and ours["pos_frequencies"] == (3, 24, 64)
 
 
-# -- detection, loading, sampling settings -------------------------------------------------------
-
-@pytest.mark.parametrize("prefixed", [False, True])
-def test_detected_and_loaded(tmp_path, prefixed):
-    from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.models.checkpoint_report import inspect_report
-    from graphflow.models.file_kind import identify
-    from graphflow.models.flow_architecture import detect_flow_model
-    from graphflow.models.weight_files import WeightFile
-    from graphflow.testing import mochi_config, write_mochi
-
-    path = write_mochi(tmp_path / "mochi_preview_bf16.safetensors", prefixed=prefixed, dtype=torch.float32)
-    with WeightFile(path) as f:
-        info = detect_flow_model(f.shapes)
-        kind = identify(f.shapes)
-    assert (info.arch, info.family, info.prefix) == ("mochi", "mochi", "model.diffusion_model." if prefixed else "")
-    assert info.config == mochi_config() and info.latent_format.name == "mochi" and info.vae is None
-    assert any("CLIPLoader, type mochi" in n for n in info.notes)
-    assert kind.folder == "diffusion_models" and kind.name == "Mochi diffusion model"
-    report = inspect_report(path)
-    assert "Mochi 1 Preview [mochi, mochi]" in report and "2 blocks, widths 48 (video) / 24 (text)" in report
-    assert "each channel standardised" in report
-    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
-    assert model.arch == "mochi" and model.is_flow and model.is_video and model.adm_channels == 0
-    assert isinstance(model.unet, Mochi)
-
-
-def test_sampling_is_discrete_flow_shift_6():
-    """ComfyUI's Mochi sampling_settings: ModelSamplingDiscreteFlow, shift 6.0, multiplier 1."""
-    from graphflow.models.diffusion_model import DiffusionModel
-    from graphflow.sampling.flow_sampling import model_sampling_for
-    from graphflow.sampling.schedules import compute_sigmas
-    from graphflow.testing import mochi_config
-
-    with torch.device("meta"):
-        net = Mochi(mochi_config())
-    schedule = model_sampling_for(DiffusionModel(net, "mochi", "flow"))
-    assert (schedule.kind, schedule.shift, schedule.multiplier) == ("shift", 6.0, 1.0)
-    t = torch.arange(1, 1001) / 1000
-    assert torch.allclose(schedule.sigmas, 6 * t / (1 + 5 * t))
-    assert float(schedule.timestep(torch.tensor(0.5))) == 0.5
-    sigmas = compute_sigmas(schedule, "simple", 4)
-    want = [6 * t / (1 + 5 * t) for t in (1.0, 0.75, 0.5, 0.25)] + [0.0]
-    assert torch.allclose(sigmas, torch.tensor(want), atol=1e-6)
-
+# -- the latent (detection, loading, sampling: tests/test_flow_families.py) ---------------------
 
 def test_latent_format_is_per_channel():
     """process_in standardises each channel by the VAE's statistics (diffusers' MochiPipeline
@@ -191,26 +147,6 @@ def test_empty_mochi_latent_video(length, frames):
     assert latent["samples"].shape == (2, 12, frames, 6, 8) and latent["samples"].abs().max() == 0
 
 
-def test_model_merge_mochi_preview(tmp_path):
-    from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.testing import write_mochi
-
-    a, b = (load_diffusion_model(write_mochi(tmp_path / f"{n}.safetensors", seed=s, dtype=torch.float32),
-                                 device="cpu", dtype=torch.float32) for n, s in (("a", 0), ("b", 1)))
-    spec = registry().get("ModelMergeMochiPreview")
-    ratios = {name: 1.0 for name, s in spec.input_specs.items() if s.widget}
-    assert "blocks_47" in ratios and "pos_frequencies" in ratios and "final_layer" in ratios
-    ratios.update(blocks_1=0.25, t5_yproj=0.0)
-    merged = call(registry(), "ModelMergeMochiPreview", model1=a, model2=b, **ratios)
-    wa, wb, wm = (m.unet.state_dict() for m in (a, b, merged))
-    name = "blocks.1.attn.qkv_x.weight"
-    assert torch.allclose(wm[name], 0.25 * wa[name] + 0.75 * wb[name])
-    assert torch.equal(wm["t5_yproj.weight"], wb["t5_yproj.weight"])
-    assert torch.equal(wm["blocks.0.mod_x.weight"], wa["blocks.0.mod_x.weight"])
-    with pytest.raises(Exception, match="merges mochi models"):
-        call(registry(), "ModelMergeMochiPreview", model1=a, model2=object(), **ratios)
-
-
 def test_cliploader_mochi_gives_t5_tokens_as_masked_padding_would(tmp_folders):
     """CLIPLoader type mochi: T5-XXL alone, the prompt's tokens unpadded; equal to T5 run on the
     256-token padded prompt with its attention mask (ComfyUI's and diffusers' way), padding dropped."""
@@ -236,21 +172,6 @@ def test_cliploader_mochi_gives_t5_tokens_as_masked_padding_would(tmp_folders):
     n = int(tokens.attention_mask.sum())
     assert context.shape == (1, n, want.shape[-1])
     torch.testing.assert_close(context.float(), want[:, :n], atol=1e-4, rtol=1e-4)
-
-
-def test_prompts_of_other_lengths_are_not_batched():
-    """Mochi's text tokens are keys next to the image tokens: repeating a shorter prompt's tokens
-    (how other models batch unequal prompts) would change the result, so such entries run apart."""
-    from graphflow.sampling.guidance import _can_batch, prepare_conds
-
-    class Model:  # what prepare_conds reads of a Mochi MODEL
-        arch, prediction, is_video, adm_channels = "mochi", "flow", True, 0
-
-    x = torch.zeros(1, 12, 2, 4, 4)
-    short, long = ([(torch.zeros(1, n, 8), {})] for n in (3, 6))
-    a, b, c = (prepare_conds(cond, Model(), x.shape, "cpu")[0] for cond in (short, long, long))
-    assert not _can_batch((x, None, None, a), (x, None, None, b))
-    assert _can_batch((x, None, None, b), (x, None, None, c))
 
 
 # -- the VAE decoder ------------------------------------------------------------------------------

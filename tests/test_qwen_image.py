@@ -162,40 +162,11 @@ def test_bad_inputs_are_refused(qwen_pair):
         ours(torch.zeros(1, 16, 2, 4, 4), torch.tensor([0.5]), torch.zeros(1, 3, JOINT))
 
 
-# -- detection, loading, sampling settings -------------------------------------------------------
+# -- sampling settings (what every family does: tests/test_flow_families.py) -----------------------
 
-@pytest.mark.parametrize("prefixed", [False, True])
-def test_detected_and_loaded(tmp_path, prefixed):
-    from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.models.checkpoint_report import inspect_report
-    from graphflow.models.file_kind import identify
-    from graphflow.models.flow_architecture import detect_flow_model
-    from graphflow.models.weight_files import WeightFile
-    from graphflow.testing import write_qwen_image
-
-    path = write_qwen_image(tmp_path / "qwen_image_bf16.safetensors", prefixed=prefixed, dtype=torch.float32)
-    with WeightFile(path) as f:
-        info = detect_flow_model(f.shapes)
-        kind = identify(f.shapes)
-    assert (info.arch, info.family, info.prefix) == ("qwen_image", "qwen_image",
-                                                     "model.diffusion_model." if prefixed else "")
-    assert info.config == qwen_image_config() and info.latent_format.name == "wan21" and info.vae is None
-    assert any("CLIPLoader, type qwen_image" in n for n in info.notes)
-    assert any("qwen_image_vae.safetensors" in n for n in info.notes)
-    assert kind.folder == "diffusion_models" and kind.name == "Qwen-Image diffusion model"
-    report = inspect_report(path)
-    assert "Qwen-Image [qwen_image, qwen_image]" in report and "2 double-stream blocks" in report
-    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
-    assert model.arch == "qwen_image" and model.is_flow and model.is_video and not model.masked_timesteps
-    assert model.adm_channels == 0 and model.in_channels == 64 and isinstance(model.unet, QwenImage)
-    state = qwen_image_state()
-    assert all(torch.equal(model.unet.state_dict()[k], v) for k, v in state.items())
-
-
-def test_sampling_defaults_and_modelsamplingauraflow():
-    """ComfyUI's QwenImage is ModelType.FLUX: ModelSamplingFlux with its sampling_settings shift
-    1.15 (mu), the network told sigma. ModelSamplingAuraFlow (3.1 in ComfyUI's template): discrete
-    flow, multiplier 1, so the network is still told sigma."""
+def test_modelsamplingauraflow():
+    """ModelSamplingAuraFlow (3.1 in ComfyUI's template) on Qwen-Image (ModelSamplingFlux mu 1.15 by
+    default): discrete flow, multiplier 1, so the network is still told sigma."""
     from graphflow.models.diffusion_model import DiffusionModel
     from graphflow.registry import Registry
     from graphflow.sampling.flow_sampling import FlowDenoiser, model_sampling_for
@@ -204,81 +175,10 @@ def test_sampling_defaults_and_modelsamplingauraflow():
     with torch.device("meta"):
         net = QwenImage(qwen_image_config())
     model = DiffusionModel(net, "qwen_image", "flow")
-    assert model.latent_format.name == "wan21" and model.sampling_shift == 1.15
-    schedule = model_sampling_for(model)
-    assert (schedule.kind, schedule.shift, schedule.multiplier) == ("flux", 1.15, 1.0)
-    t = torch.arange(1, 10001) / 10000
-    e = torch.exp(torch.tensor(1.15))
-    assert torch.allclose(schedule.sigmas, e / (e + 1 / t - 1))
     aura = call(Registry().load_builtin(), "ModelSamplingAuraFlow", model=model, shift=3.1)
     s = model_sampling_for(aura)
     assert (s.kind, s.shift, s.multiplier) == ("shift", 3.1, 1.0)
     assert FlowDenoiser(aura, s).timestep_scale == 1.0
-
-
-def test_prompts_of_other_lengths_are_not_batched():
-    """ComfyUI gives Qwen-Image its text as CONDRegular and masks nothing: prompts of other lengths
-    run apart (repeating a shorter prompt's tokens would change the text the image attends to)."""
-    from graphflow.sampling.guidance import _can_batch, prepare_conds
-
-    class Model:
-        arch, prediction, is_video, adm_channels = "qwen_image", "flow", True, 0
-
-    x = torch.zeros(1, 16, 1, 4, 4)
-    short, long = ([(torch.zeros(1, n, 8), {})] for n in (3, 6))
-    a, b, c = (prepare_conds(cond, Model(), x.shape, "cpu")[0] for cond in (short, long, long))
-    assert not _can_batch((x, None, None, a), (x, None, None, b))
-    assert _can_batch((x, None, None, b), (x, None, None, c))
-
-
-def test_fp8_weight_dtype(tmp_path):
-    """UNETLoader's weight_dtype fp8_e4m3fn: the Linear weights stored in fp8, upcast per layer."""
-    from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.testing import write_qwen_image
-
-    path = write_qwen_image(tmp_path / "m.safetensors", dtype=torch.float32)
-    full = load_diffusion_model(path, device="cpu", dtype=torch.float32)
-    fp8 = load_diffusion_model(path, device="cpu", dtype=torch.float32, weight_dtype="fp8_e4m3fn")
-    assert fp8.unet.transformer_blocks[0].attn.to_q.weight.dtype == torch.float8_e4m3fn
-    assert fp8.unet.txt_norm.weight.dtype == torch.float32  # norms stay in the compute dtype
-    g = torch.Generator().manual_seed(2)
-    x, context = torch.randn(1, 16, 1, 4, 4, generator=g), torch.randn(1, 3, JOINT, generator=g)
-    with torch.no_grad():
-        a, b = full(x, torch.tensor([0.5]), context), fp8(x, torch.tensor([0.5]), context)
-    assert 0 < float((a - b).abs().max()) < 0.1 * float(a.abs().max())
-
-
-def test_modelsave_and_checkpoint_loader(tmp_path):
-    """ModelSave's file (under model.diffusion_model.) loads back unchanged with UNETLoader, and with
-    CheckpointLoaderSimple as a model without VAE or text encoder (it says what to load)."""
-    from graphflow.models.checkpoint import load_checkpoint, load_diffusion_model
-    from graphflow.models.checkpoint_save import save_model
-    from graphflow.testing import write_qwen_image
-
-    model = load_diffusion_model(write_qwen_image(tmp_path / "m.safetensors", dtype=torch.float32), device="cpu",
-                                 dtype=torch.float32)
-    saved = save_model(tmp_path / "saved_model.safetensors", model)
-    again = load_diffusion_model(saved, device="cpu", dtype=torch.float32)
-    assert again.arch == "qwen_image"
-    assert all(torch.equal(again.unet.state_dict()[k], v) for k, v in model.unet.state_dict().items())
-    ckpt = load_checkpoint(saved, device="cpu", dtype=torch.float32)
-    assert isinstance(ckpt.model.unet, QwenImage) and ckpt.vae is None and ckpt.clip is None
-    assert any("qwen_image_vae" in n for n in ckpt.info.notes) and any("type qwen_image" in n for n in ckpt.info.notes)
-
-
-def test_dropped_model_is_read_back_from_its_file(fresh_manager, tmp_path):
-    from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.testing import write_qwen_image
-
-    model = load_diffusion_model(write_qwen_image(tmp_path / "m.safetensors", prefixed=True, dtype=torch.float32),
-                                 device="cpu", dtype=torch.float32)
-    comp = fresh_manager.components[id(model.unet)]
-    assert comp.name == "diffusion_model:qwen_image" and comp.reload is not None
-    before = {k: v.clone() for k, v in model.unet.state_dict().items()}
-    fresh_manager._drop(comp)
-    assert comp.state == "dropped" and all(p.is_meta for p in model.unet.parameters())
-    fresh_manager.present(model.unet)
-    assert all(torch.equal(model.unet.state_dict()[k], v) for k, v in before.items())
 
 
 # -- the VAE: qwen_image_vae is a Wan 2.1 VAE ----------------------------------------------------
@@ -357,37 +257,7 @@ def test_ksampler_with_modelsamplingauraflow_matches_diffusers(tmp_folders):
     assert float((ours - x).abs().max()) < 1e-4 * float(x.abs().max())
 
 
-def test_model_merge_qwen_image_picks_each_blocks_weights(tmp_path):
-    """ModelMergeQwenImage: one ratio per block; norm_out, under none of ComfyUI's prefixes, takes the
-    first (pos_embeds.), as ComfyUI's block merge does."""
-    from safetensors.torch import load_file
-
-    from graphflow.context import NodeInputError
-    from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.registry import Registry
-    from graphflow.testing import write_lumina2, write_qwen_image
-    from tests.test_nodes_image_mask import call
-
-    reg = Registry().load_builtin()
-    paths = [write_qwen_image(tmp_path / f"q{s}.safetensors", dtype=torch.float32, seed=s) for s in (0, 5)]
-    m1, m2 = (load_diffusion_model(p, device="cpu", dtype=torch.float32) for p in paths)
-    files = [load_file(str(p)) for p in paths]
-    ratios = {"pos_embeds.": 0.75, "img_in.": 1.0, "txt_norm.": 0.0, "txt_in.": 0.25, "time_text_embed.": 0.5,
-              "transformer_blocks.0.": 0.0, "transformer_blocks.1.": 0.4, "proj_out.": 0.9}
-    widgets = {p.rstrip(".").replace(".", "_"): v for p, v in ratios.items()}
-    merged = call(reg, "ModelMergeQwenImage", model1=m1, model2=m2, **widgets).unet.state_dict()
-    for name, a in files[0].items():
-        r = ratios[next((p for p in ratios if name.startswith(p)), "pos_embeds.")]
-        torch.testing.assert_close(merged[name], r * a + (1 - r) * files[1][name], msg=name)
-    names = list(reg.get("ModelMergeQwenImage").input_specs)
-    assert names[2:4] == ["pos_embeds", "img_in"] and names[-2:] == ["transformer_blocks_59", "proj_out"]
-    lumina = load_diffusion_model(write_lumina2(tmp_path / "l.safetensors", dtype=torch.float32), device="cpu")
-    with pytest.raises(NodeInputError, match="qwen_image.*lumina2") as e:
-        call(reg, "ModelMergeQwenImage", model1=m1, model2=lumina)
-    assert e.value.input == "model2"
-
-
-# -- LoRAs -----------------------------------------------------------------------------------------
+# -- LoRAs (ComfyUI's and kohya's names: tests/test_flow_families.py) ----------------------------
 
 def test_lora_in_diffusers_layout_matches_diffusers(tmp_path):
     """A PEFT LoRA on every Linear of diffusers' QwenImageTransformer2DModel (`transformer.` + its
@@ -419,33 +289,6 @@ def test_lora_in_diffusers_layout_matches_diffusers(tmp_path):
     assert float((got - want).abs().max()) < TOL * float(want.abs().max())
 
 
-@pytest.mark.parametrize("name", ["diffusion_model.transformer_blocks.1.attn.to_q",  # ComfyUI's
-                                  "lora_unet_transformer_blocks_1_attn_to_q",  # kohya's
-                                  "lycoris_transformer_blocks_1_attn_to_q",  # SimpleTuner's LyCORIS
-                                  "transformer_blocks.1.attn.to_q"])  # bare (ComfyUI's QwenImage map)
-def test_lora_in_comfyui_and_kohya_names(tmp_path, name):
-    from safetensors.torch import save_file
-
-    from graphflow.memory import manager
-    from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.models.lora import apply_lora
-    from graphflow.testing import write_qwen_image
-
-    model = load_diffusion_model(write_qwen_image(tmp_path / "m.safetensors", dtype=torch.float32), device="cpu",
-                                 dtype=torch.float32)
-    weight = model.unet.transformer_blocks[1].attn.to_q.weight
-    g = torch.Generator().manual_seed(0)
-    down, up = torch.randn(4, weight.shape[1], generator=g), torch.randn(weight.shape[0], 4, generator=g)
-    save_file({f"{name}.lora_down.weight": down, f"{name}.lora_up.weight": up, f"{name}.alpha": torch.tensor(2.0)},
-              str(tmp_path / "lora.safetensors"))
-    patched, _ = apply_lora(model, None, tmp_path / "lora.safetensors", 0.5, 1.0)
-    weights = manager().weights(patched.unet, patched.patches)
-    assert torch.allclose(weights["transformer_blocks.1.attn.to_q.weight"], weight + 0.5 * (2.0 / 4) * up @ down,
-                          atol=1e-5)
-    untouched = model.unet.transformer_blocks[0].attn.to_q.weight
-    assert torch.equal(weights["transformer_blocks.0.attn.to_q.weight"], untouched)
-
-
 def test_ksampler_batch_of_two(tmp_folders):
     """EmptySD3LatentImage batch 2: [2, 16, 1, h, w] sampled; the first image equals the one sampled
     alone (ComfyUI's noise: one stream over the batch), the second differs."""
@@ -464,19 +307,6 @@ def test_ksampler_batch_of_two(tmp_folders):
             for n in (1, 2)]
     assert outs[1].shape == (2, 16, 1, 4, 8)
     assert torch.allclose(outs[1][:1], outs[0], atol=1e-5) and not torch.allclose(outs[1][0], outs[1][1])
-
-
-def test_no_fp16_default(tmp_path, monkeypatch):
-    """ComfyUI runs Qwen-Image in bf16 or fp32 only: where the flow default would be fp16 (a GPU
-    without bf16) it loads in fp32; a dtype asked for is kept."""
-    from graphflow.models import checkpoint
-    from graphflow.testing import write_qwen_image
-
-    path = write_qwen_image(tmp_path / "m.safetensors")
-    monkeypatch.setattr(checkpoint, "_flow_default_dtype", lambda device: torch.float16)
-    assert checkpoint.load_diffusion_model(path, device="cpu").dtype == torch.float32
-    assert checkpoint.load_diffusion_model(path, device="cpu", dtype=torch.bfloat16).dtype == torch.bfloat16
-    assert checkpoint.flow_placement("cpu", None, "flux")[1] == torch.float16
 
 
 # -- ComfyUI's Qwen-Image graph, prompt to picture (workflows/qwen_image.json) ----------------------

@@ -253,51 +253,7 @@ def test_config_from_shapes():
     assert wan_config(False).num_heads == 12 and wan_config(False).dim == 1536  # T2V 1.3B
 
 
-# -- detection, loading, sampling settings -------------------------------------------------------
-
-@pytest.mark.parametrize("prefixed,i2v", [(False, False), (True, False), (False, True)])
-def test_detected_and_loaded(tmp_path, prefixed, i2v):
-    from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.models.checkpoint_report import inspect_report
-    from graphflow.models.file_kind import identify
-    from graphflow.models.flow_architecture import detect_flow_model
-    from graphflow.models.wan import Wan
-    from graphflow.models.weight_files import WeightFile
-    from graphflow.testing import wan_config, write_wan
-
-    path = write_wan(tmp_path / "wan2.1_t2v_1.3B_fp16.safetensors", prefixed=prefixed, i2v=i2v, dtype=torch.float32)
-    with WeightFile(path) as f:
-        info = detect_flow_model(f.shapes)
-        kind = identify(f.shapes)
-    family = "wan_i2v" if i2v else "wan_t2v"
-    assert (info.arch, info.family, info.prefix) == ("wan", family, "model.diffusion_model." if prefixed else "")
-    assert info.config == wan_config(i2v=i2v) and info.latent_format.name == "wan21" and info.vae is None
-    assert any("UMT5-XXL with CLIPLoader, type wan" in n for n in info.notes)
-    assert any("wan_2.1_vae.safetensors" in n for n in info.notes)
-    assert kind.folder == "diffusion_models" and kind.name == "Wan 2.1 diffusion model"
-    report = inspect_report(path)
-    assert f"[wan, {family}]" in report and "2 blocks, width 256, 2 heads" in report
-    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
-    assert model.arch == "wan" and model.is_flow and model.is_video and model.adm_channels == 0
-    assert isinstance(model.unet, Wan) and model.in_channels == (36 if i2v else 16)
-
-
-def test_sampling_is_discrete_flow_shift_8():
-    """ComfyUI's WAN21_T2V sampling_settings: ModelSamplingDiscreteFlow, shift 8.0 (multiplier 1000)."""
-    from graphflow.models.diffusion_model import DiffusionModel
-    from graphflow.models.wan import Wan
-    from graphflow.sampling.flow_sampling import model_sampling_for
-    from graphflow.sampling.schedules import compute_sigmas
-    from graphflow.testing import wan_config
-
-    with torch.device("meta"):
-        net = Wan(wan_config())
-    schedule = model_sampling_for(DiffusionModel(net, "wan", "flow"))
-    assert (schedule.kind, schedule.shift, schedule.multiplier) == ("shift", 8.0, 1000.0)
-    sigmas = compute_sigmas(schedule, "simple", 4)
-    want = [8 * t / (1 + 7 * t) for t in (1.0, 0.75, 0.5, 0.25)] + [0.0]
-    assert torch.allclose(sigmas, torch.tensor(want), atol=1e-6)
-
+# -- the latent (detection, loading, sampling: tests/test_flow_families.py) ---------------------
 
 def test_latent_format_is_diffusers_wan_vae_statistics():
     from diffusers import AutoencoderKLWan
@@ -319,24 +275,6 @@ def test_latent_format_is_diffusers_wan_vae_statistics():
 def test_empty_hunyuan_latent_video(length, frames):
     latent = call(registry(), "EmptyHunyuanLatentVideo", width=64, height=48, length=length, batch_size=2)
     assert latent["samples"].shape == (2, 16, frames, 6, 8) and latent["samples"].abs().max() == 0
-
-
-def test_model_merge_wan(tmp_path):
-    from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.testing import write_wan
-
-    a, b = (load_diffusion_model(write_wan(tmp_path / f"{n}.safetensors", seed=s, dtype=torch.float32),
-                                 device="cpu", dtype=torch.float32) for n, s in (("a", 0), ("b", 1)))
-    spec = registry().get("ModelMergeWAN2_1")
-    ratios = {name: 1.0 for name, s in spec.input_specs.items() if s.widget}
-    assert "blocks_39" in ratios and "patch_embedding" in ratios and "head" in ratios and "img_emb" in ratios
-    ratios.update(blocks_1=0.25, text_embedding=0.0)
-    merged = call(registry(), "ModelMergeWAN2_1", model1=a, model2=b, **ratios)
-    wa, wb, wm = (m.unet.state_dict() for m in (a, b, merged))
-    name = "blocks.1.self_attn.q.weight"
-    assert torch.allclose(wm[name], 0.25 * wa[name] + 0.75 * wb[name])
-    assert torch.equal(wm["text_embedding.0.weight"], wb["text_embedding.0.weight"])
-    assert torch.equal(wm["blocks.0.modulation"], wa["blocks.0.modulation"])
 
 
 @functools.lru_cache(maxsize=1)
@@ -548,31 +486,6 @@ def test_umt5_file_identified(tmp_path):
             kind = identify(f.shapes)
         assert kind.name.startswith("UMT5-XXL text encoder (Wan 2.1") and kind.folder == "text_encoders"
         assert ("NO tokenizer" in kind.name) != tokenizer
-
-
-def test_lora_in_comfyui_layout(tmp_path):
-    """Wan LoRAs as ComfyUI reads them: diffusion_model. + Wan's own module path (lora_down / lora_up / alpha)."""
-    from safetensors.torch import save_file
-
-    from graphflow import memory
-    from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.models.lora import apply_lora
-    from graphflow.testing import write_wan
-
-    model = load_diffusion_model(write_wan(tmp_path / "w.safetensors", dtype=torch.float32), device="cpu",
-                                 dtype=torch.float32)
-    gen = torch.Generator().manual_seed(0)
-    down, up = torch.randn(4, 256, generator=gen), torch.randn(256, 4, generator=gen)
-    save_file({"diffusion_model.blocks.1.self_attn.q.lora_down.weight": down,
-               "diffusion_model.blocks.1.self_attn.q.lora_up.weight": up,
-               "diffusion_model.blocks.1.self_attn.q.alpha": torch.tensor(2.0)}, str(tmp_path / "wan_lora.safetensors"))
-    patched, _ = apply_lora(model, None, tmp_path / "wan_lora.safetensors", 0.5, 0.0)
-    name = "blocks.1.self_attn.q.weight"
-    weight = memory.manager().weights(patched.unet, patched.patches)[name]
-    assert torch.allclose(weight, model.unet.state_dict()[name] + 0.5 * (2.0 / 4) * up @ down, atol=1e-5)
-    # the other layers are untouched
-    assert torch.equal(memory.manager().weights(patched.unet, patched.patches)["blocks.0.self_attn.q.weight"],
-                       model.unet.state_dict()["blocks.0.self_attn.q.weight"])
 
 
 @pytest.mark.parametrize("i2v", [False, True])

@@ -184,33 +184,23 @@ def test_ti2v_per_frame_timesteps_match_diffusers(ti2v_pair):
     assert float((got - plain).abs().max()) > 1e-3  # the frame's timestep counts
 
 
-def test_ti2v_detected_and_loaded(tmp_path):
-    """A 48-channel Wan is the 2.2 TI2V 5B (ComfyUI's WAN22_T2V: out_dim 48): the Wan 2.2 latent
-    format, shift 8, per-frame timesteps from a noise mask (a Wan 2.1 keeps the step's)."""
+def test_ti2v_sampler_takes_frames_or_one_image(tmp_path):
+    """A 48-channel Wan is the 2.2 TI2V 5B (ComfyUI's WAN22_T2V: out_dim 48; its detection, the Wan 2.2
+    latent format, shift 8, per-frame timesteps: tests/test_flow_families.py): KSampler refuses a
+    latent that is not frames naming Wan22ImageToVideoLatent, and samples an image latent as one
+    frame. Its VAE file is named and inspected as the Wan 2.2 VAE."""
+    from graphflow.api import NodeInputError
     from graphflow.models.checkpoint import load_diffusion_model
     from graphflow.models.checkpoint_report import inspect_report
     from graphflow.models.file_kind import identify
-    from graphflow.models.flow_architecture import detect_flow_model
-    from graphflow.models.latent_formats import WAN21, WAN22
+    from graphflow.models.latent_formats import WAN22
     from graphflow.models.weight_files import WeightFile
-    from graphflow.sampling.flow_sampling import model_sampling_for
-    from graphflow.testing import wan_config, write_wan, write_wan_vae
-
-    path = write_wan(tmp_path / "wan2.2_ti2v_5B_fp16.safetensors", ti2v=True, dtype=torch.float32)
-    with WeightFile(path) as f:
-        info = detect_flow_model(f.shapes)
-        kind = identify(f.shapes)
-    assert (info.arch, info.family, info.config) == ("wan", "wan22_ti2v", wan_config(ti2v=True))
-    assert info.latent_format is WAN22 and any("wan2.2_vae.safetensors" in n for n in info.notes)
-    assert kind.name == "Wan 2.2 TI2V 5B diffusion model" and kind.folder == "diffusion_models"
-    assert "[wan, wan22_ti2v]" in inspect_report(path)
-    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
-    assert model.latent_format is WAN22 and model.masked_timesteps
-    schedule = model_sampling_for(model)
-    assert (schedule.kind, schedule.shift) == ("shift", 8.0)
-    from graphflow.api import NodeInputError
+    from graphflow.testing import write_wan, write_wan_vae
     from tests.test_nodes_image_mask import call
 
+    path = write_wan(tmp_path / "wan2.2_ti2v_5B_fp16.safetensors", ti2v=True, dtype=torch.float32)
+    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    assert model.latent_format is WAN22 and model.masked_timesteps
     with pytest.raises(NodeInputError, match="Wan22ImageToVideoLatent"):  # not a latent of frames: the node named
         call(registry(), "KSampler", model=model, seed=0, steps=1, cfg=1.0, sampler_name="euler", scheduler="simple",
              positive=[], negative=[], denoise=1.0, latent_image={"samples": torch.zeros(48, 2, 2)})
@@ -219,9 +209,6 @@ def test_ti2v_detected_and_loaded(tmp_path):
                  scheduler="simple", positive=[], negative=[], denoise=1.0,
                  latent_image={"samples": torch.zeros(1, 48, 2, 2)})
     assert image["samples"].shape == (1, 48, 1, 2, 2)
-    old = load_diffusion_model(write_wan(tmp_path / "wan21.safetensors", dtype=torch.float32), device="cpu",
-                               dtype=torch.float32)
-    assert old.latent_format is WAN21 and not old.masked_timesteps
 
     vae = write_wan_vae(tmp_path / "wan2.2_vae.safetensors", wan22=True, dtype=torch.float32)
     with WeightFile(vae) as f:
