@@ -357,7 +357,7 @@ def test_sa_solver_interval_bounds_are_compared_in_float32(tau_from):
     from graphflow.sampling.flow_sampling import FlowSchedule
     from graphflow.sampling.samplers import sa_solver_tau
 
-    flux = FlowSchedule("flux", 1.15, multiplier=1.0, timesteps=10000)
+    flux = FlowSchedule.flux(1.15)  # FLUX dev's default
     sigmas = SCHEDULERS["simple"](flux, 10)
     start, end = flux.percent_to_sigma(0.2), flux.percent_to_sigma(0.8)
     assert float(sigmas[2]) > start and sigmas[2] == torch.tensor(start)  # the case at hand
