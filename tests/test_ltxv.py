@@ -494,3 +494,17 @@ def test_causal_temporal_positioning_from_the_file_matches_diffusers_coordinates
                                 device="cpu", dtype=torch.float32).model(x, torch.tensor([0.6]), context, frame_rate=24.0)
     assert (got - want).abs().max() < TOL
     assert (got - plain).abs().max() > 1e-3  # the positions matter
+
+
+@pytest.mark.parametrize("steps,terminal", [(20, 0.1), (30, 0.05), (50, 0.3)])
+def test_ltxv_scheduler_stretch_rounds_as_comfyui(steps, terminal):
+    """The stretch to `terminal` in ComfyUI's float32 operation order, to the last bit: 1 - sigma
+    divided by the scale factor (1 - last nonzero sigma) / (1 - terminal), a float32 number."""
+    from graphflow.sampling.flow_sampling import ltxv_shift
+    from graphflow.sampling.schedules import ltxv_sigmas
+    mu = ltxv_shift(4096)
+    plain = ltxv_sigmas(steps, mu, stretch=False)
+    rest = 1.0 - plain[:-1]
+    scale = rest[-1] / (1.0 - terminal)
+    want = torch.cat([1.0 - rest / scale, plain[-1:]])
+    assert torch.equal(ltxv_sigmas(steps, mu, stretch=True, terminal=terminal), want)

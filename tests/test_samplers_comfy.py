@@ -348,6 +348,33 @@ def test_sa_solver_adds_noise_only_in_the_models_middle_range():
     assert draws == pytest.approx(inside) and 0 < len(inside) < len(sigmas) - 2
 
 
+@pytest.mark.parametrize("tau_from", ["default", "node"])
+def test_sa_solver_interval_bounds_are_compared_in_float32(tau_from):
+    """ComfyUI compares the step's float32 sigma TENSOR with the Python-float bounds, i.e. in
+    float32. FLUX's simple schedule over 10 steps lands on t = 0.8, whose float32 sigma rounds up
+    from the double percent_to_sigma(0.2): that step is inside the SDE interval (noise is drawn),
+    though in double precision it lies just above it."""
+    from graphflow.sampling.flow_sampling import FlowSchedule
+    from graphflow.sampling.samplers import sa_solver_tau
+
+    flux = FlowSchedule.flux(1.15)  # FLUX dev's default
+    sigmas = SCHEDULERS["simple"](flux, 10)
+    start, end = flux.percent_to_sigma(0.2), flux.percent_to_sigma(0.8)
+    assert float(sigmas[2]) > start and sigmas[2] == torch.tensor(start)  # the case at hand
+    f32_start, f32_end = float(torch.tensor(start)), float(torch.tensor(end))
+    inside = [float(s) for s in sigmas[1:-1] if f32_start >= float(s) >= f32_end]
+    assert float(sigmas[2]) in inside
+    draws = []
+
+    def noise(sigma, sigma_next):
+        draws.append(float(sigma_next))
+        return torch.zeros(1, 1, 4, 4)
+    tau = {} if tau_from == "default" else {"tau_func": sa_solver_tau(start, end, 1.0)}
+    SAMPLERS["sa_solver"](posterior_mean(0.3, 0.5), x0(9, shape=(1, 1, 4, 4)), sigmas, noise_sampler=noise,
+                          schedule=flux, flow=True, **tau)
+    assert draws == inside
+
+
 @pytest.mark.parametrize("name,solver_type", [("dpmpp_2m_sde_heun", "heun"), ("dpmpp_2m_sde", "midpoint")])
 def test_dpmpp_2m_sde_matches_diffusers_sde_dpmsolver_pp(name, solver_type):
     """diffusers' DPMSolverMultistepScheduler(algorithm_type="sde-dpmsolver++") works on the

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from numpy.polynomial import Polynomial
 
-from .model_sampling import append_dims
+from .model_sampling import append_dims, in_sigma_window
 from .noise import brownian_noise_sampler, gaussian_noise_sampler
 
 # ComfyUI runs these on steps + 1 sigmas with the second-to-last dropped.
@@ -1371,11 +1371,14 @@ def simple_order_2_coefficients(lambda_prev: float, lambda_s: float, lambda_t: f
 
 def sa_solver_tau(start_sigma: float, end_sigma: float, eta: float = 1.0):
     """SA-Solver's stochasticity tau(sigma): eta between start_sigma and end_sigma (inclusive), 0
-    (the ODE) outside and everywhere when eta <= 0 (ComfyUI's get_tau_interval_func)."""
+    (the ODE) outside and everywhere when eta <= 0 (ComfyUI's get_tau_interval_func). The bounds
+    are compared in the sigma's float32, as ComfyUI's comparison of the sigma tensor with Python
+    floats does: a flow model's step whose sigma is the float32 nearest a bound (FLUX's simple
+    schedule at t = 0.8 and 0.2) is inside."""
     def tau_func(sigma) -> float:
         if eta <= 0:
             return 0.0
-        return eta if start_sigma >= float(sigma) >= end_sigma else 0.0
+        return eta if in_sigma_window(torch.as_tensor(sigma), start_sigma, end_sigma, rounded=True) else 0.0
     return tau_func
 
 
@@ -1408,10 +1411,7 @@ def sample_sa_solver(denoiser, x, sigmas, extra_args=None, callback=None, disabl
         if schedule is None:
             from .model_sampling import DiscreteSchedule
             schedule = DiscreteSchedule.from_betas()
-        start, end = _percent_to_sigma(schedule, 0.2), _percent_to_sigma(schedule, 0.8)
-
-        def tau_func(sigma):
-            return 1.0 if start >= float(sigma) >= end else 0.0
+        tau_func = sa_solver_tau(_percent_to_sigma(schedule, 0.2), _percent_to_sigma(schedule, 0.8))
 
     def combine(preds, b):
         return sum(float(w) * p for w, p in zip(b, preds))

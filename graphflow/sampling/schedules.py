@@ -289,7 +289,8 @@ def ltxv_sigmas(steps: int, mu: float, stretch: bool = True, terminal: float = 0
     if stretch:
         kept = sigmas != 0
         rest = 1.0 - sigmas[kept]
-        sigmas[kept] = 1.0 - rest * (1.0 - terminal) / rest[-1]
+        scale = rest[-1] / (1.0 - terminal)  # a float32 factor first: ComfyUI's rounding, to the bit
+        sigmas[kept] = 1.0 - rest / scale
     return sigmas
 
 
