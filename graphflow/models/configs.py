@@ -969,8 +969,8 @@ _HYV_COMFY_NAMES = ((r"\.t_embedder\.in_layer\.", ".t_embedder.mlp.0."),
                     (r"\.t_embedder\.out_layer\.", ".t_embedder.mlp.2."),
                     (r"\.c_embedder\.in_layer\.", ".c_embedder.linear_1."),
                     (r"\.c_embedder\.out_layer\.", ".c_embedder.linear_2."),
-                    (r"^(time|guidance)_in\.in_layer\.", r"\1_in.mlp.0."),
-                    (r"^(time|guidance)_in\.out_layer\.", r"\1_in.mlp.2."),
+                    (r"^(time|guidance|time_r)_in\.in_layer\.", r"\1_in.mlp.0."),
+                    (r"^(time|guidance|time_r)_in\.out_layer\.", r"\1_in.mlp.2."),
                     (r"_mod\.lin\.", "_mod.linear."), (r"\.modulation\.lin\.", ".modulation.linear."),
                     (r"_attn\.qkv\.", "_attn_qkv."), (r"_attn\.proj\.", "_attn_proj."),
                     (r"_attn\.norm\.query_norm\.scale$", "_attn_q_norm.weight"),
@@ -1063,3 +1063,110 @@ def hunyuan_video_vae_config_from_state_dict(shapes) -> HunyuanVideoVAEConfig:
     mult = tuple(shapes[f"encoder.down.{i}.block.0.conv1.conv.weight"][0] // ch for i in levels)
     return HunyuanVideoVAEConfig(ch=ch, ch_mult=mult, num_res_blocks=len(blocks),
                                  z_channels=shapes["decoder.conv_in.conv.weight"][1])
+
+
+HUNYUAN_IMAGE_MARKER = "byt5_in.fc1.weight"  # with HUNYUAN_VIDEO_MARKER: HunyuanImage 2.1's glyph branch
+
+
+@dataclass(frozen=True)
+class HunyuanImageConfig:
+    """Defaults: HunyuanImage 2.1 (17B, hunyuanimage2.1_bf16): HunyuanVideo's network (its field names;
+    graphflow.models.hunyuan_video's blocks read them) on images: 20 double-stream + 40 single-stream
+    blocks, 28 heads of 128, 1x1 patches of its VAE's 64 channels, Qwen2.5-VL 7B's 3584-wide states
+    through the 2-block token refiner, no pooled vector, rotary axes (row, column) 64 + 64; byT5's
+    1472-wide glyph states through byt5_in. The distilled file adds guidance_in and time_r_in
+    (MeanFlow: the next step's timestep, averaged in)."""
+    in_channels: int = 64
+    out_channels: int = 64
+    patch_size: tuple = (1, 1)  # rows, columns
+    hidden_size: int = 3584
+    num_heads: int = 28
+    depth: int = 20
+    depth_single_blocks: int = 40
+    refiner_depth: int = 2
+    mlp_ratio: float = 4.0
+    context_in_dim: int = 3584
+    byt5_dim: int = 1472  # byT5-small's width; 0: no byt5_in
+    byt5_hidden: int = 2048  # byt5_in's fc1 / fc2 width
+    guidance_embed: bool = False
+    meanflow: bool = False
+    qkv_bias: bool = True
+    axes_dim: tuple = (64, 64)
+    theta: int = 256
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+
+def hunyuan_image_config_from_state_dict(shapes: dict[str, tuple]) -> HunyuanImageConfig:
+    """From the shapes of Tencent's names (or ComfyUI's own; prefix stripped), as ComfyUI's detection
+    reads a hunyuan_video file with 2-D patches and no vector_in; the rotary axes halve the head."""
+    shapes = {hunyuan_video_tencent_name(k): s for k, s in shapes.items()}
+    hidden, in_channels, *patch = shapes["img_in.proj.weight"]
+    later = sorted({k.split(".")[0] for k in shapes} & {"vision_in", "cond_type_embedding"})
+    if later or len(patch) != 2:
+        what = ", ".join(later) or f"{len(patch)}-D patches"
+        raise ValueError(f"its {what} belong to HunyuanVideo 1.5 (or the HunyuanImage 2.1 refiner), which "
+                         "graphflow does not read (HunyuanImage 2.1 itself, and HunyuanVideo 1.0)")
+    if "vector_in.in_layer.weight" in shapes:
+        raise ValueError("a HunyuanImage file with a pooled-vector embedder (vector_in), which HunyuanImage 2.1 "
+                         "does not have")
+    head_dim = shapes["double_blocks.0.img_attn_q_norm.weight"][0]
+    if hidden % head_dim or head_dim % 4:
+        raise ValueError(f"HunyuanImage heads of {head_dim} channels (width {hidden}) do not split into its "
+                         "two rotary axes")
+    count = lambda prefix: len({k[len(prefix):].split(".")[0] for k in shapes if k.startswith(prefix)})  # noqa: E731
+    byt5 = shapes.get("byt5_in.fc1.weight", (0, 0))
+    return HunyuanImageConfig(
+        in_channels=in_channels, out_channels=shapes["final_layer.linear.weight"][0] // math.prod(patch),
+        patch_size=tuple(patch), hidden_size=hidden, num_heads=hidden // head_dim,
+        depth=count("double_blocks."), depth_single_blocks=count("single_blocks."),
+        refiner_depth=count("txt_in.individual_token_refiner.blocks."),
+        mlp_ratio=shapes["double_blocks.0.img_mlp.fc1.weight"][0] / hidden,
+        context_in_dim=shapes["txt_in.input_embedder.weight"][1], byt5_dim=byt5[1], byt5_hidden=byt5[0],
+        guidance_embed="guidance_in.mlp.0.weight" in shapes, meanflow="time_r_in.mlp.0.weight" in shapes,
+        qkv_bias="double_blocks.0.img_attn_qkv.bias" in shapes, axes_dim=(head_dim // 2, head_dim // 2))
+
+
+@dataclass(frozen=True)
+class HunyuanImageVAEConfig:
+    """Defaults: HunyuanImage 2.1's VAE (hunyuan_image_2.1_vae_fp16; ComfyUI's ddconfig): 2-D, 32x
+    spatial compression by 5 pixel-(un)shuffle stages over widths 128 256 512 512 1024 1024, 2 res
+    blocks, 64 latent channels, no quant convs; ComfyUI's LDM-like names, the decoder's up.N in the
+    order it runs (up.0 the deepest)."""
+    block_out_channels: tuple = (128, 256, 512, 512, 1024, 1024)
+    num_res_blocks: int = 2
+    z_channels: int = 64
+    ffactor_spatial: int = 32
+    groups: int = 32
+    out_channels: int = 3
+
+    @property
+    def latent_channels(self) -> int:
+        return self.z_channels
+
+    @property
+    def downscale(self) -> int:
+        return self.ffactor_spatial
+
+    @property
+    def levels(self) -> int:
+        """How many stages change the size: log2 of the compression (ComfyUI's depth)."""
+        return (self.ffactor_spatial >> 1).bit_length()
+
+
+def is_hunyuan_image_vae(shapes) -> bool:
+    """ComfyUI's test (comfy/sd.py): an LDM-named 2-D VAE whose decoder takes 64 latent channels."""
+    conv_in = shapes.get("decoder.conv_in.weight")
+    return conv_in is not None and len(conv_in) == 4 and conv_in[1] == 64 and "encoder.down.0.block.0.conv1.weight" in shapes
+
+
+def hunyuan_image_vae_config_from_state_dict(shapes) -> HunyuanImageVAEConfig:
+    levels = sorted({int(k.split(".")[2]) for k in shapes if k.startswith("encoder.down.")})
+    blocks = {int(k.split(".")[4]) for k in shapes if k.startswith("encoder.down.0.block.")}
+    widths = tuple(shapes[f"encoder.down.{i}.block.0.conv1.weight"][0] for i in levels)
+    downsamples = sum(f"encoder.down.{i}.downsample.conv.weight" in shapes for i in levels)
+    return HunyuanImageVAEConfig(block_out_channels=widths, num_res_blocks=len(blocks),
+                                 z_channels=shapes["decoder.conv_in.weight"][1], ffactor_spatial=2 ** downsamples,
+                                 out_channels=shapes["decoder.conv_out.weight"][0])
