@@ -30,6 +30,7 @@ from .mmdit import MMDiT
 from .lumina2 import Lumina2
 from .qwen_image import QwenImage
 from .hidream import HiDream
+from .hunyuan_image import HunyuanImage
 from .hunyuan_video import HunyuanVideo
 from .mochi import Mochi
 from .wan import Wan
@@ -158,6 +159,21 @@ def build_hunyuan_video_vae(source, device, dtype):
     return HunyuanVideoVAE(_assign(module, source, device, dtype, "HunyuanVideo VAE"))
 
 
+def build_hunyuan_image_vae(source, device, dtype):
+    """HunyuanImage 2.1's 32x VAE (graphflow.models.hunyuan_image_vae) of a file in ComfyUI's layout, as the
+    image VAE socket in the HunyuanImage21 latent format."""
+    from .hunyuan_image_vae import HunyuanImageVAEModel, hunyuan_image_vae_config_from_state_dict
+    from .latent_formats import HUNYUAN_IMAGE21
+
+    try:
+        config = hunyuan_image_vae_config_from_state_dict(source.shapes)
+    except (KeyError, ValueError, IndexError) as e:
+        raise CheckpointError(f"a HunyuanImage 2.1 VAE of an unknown layout ({type(e).__name__}: {e})") from None
+    with torch.device("meta"):
+        module = HunyuanImageVAEModel(config)
+    return VAE(_assign(module, source, device, dtype, "HunyuanImage 2.1 VAE"), HUNYUAN_IMAGE21)
+
+
 def build_cosmos_vae(f, device, dtype):
     """NVIDIA's Cosmos 1.0 CV8x8x8 tokenizer (graphflow.models.cosmos_vae) of a file in NVIDIA's
     layout as a VAE socket; the file's wavelet buffers (constants) are not read."""
@@ -190,7 +206,7 @@ def build_flow_model(source, info: FlowInfo, device, dtype, weight_dtype: str = 
     Linear/Conv weights are stored in `weight_dtype` (fp8_e4m3fn / fp8_e5m2), or kept in fp8 where
     the file holds them so ("default"); everything else, and all computation, is in `dtype` (with
     an fp8 weight_dtype, holding fp8-rounded values, as ComfyUI's: see _weight_storage)."""
-    if info.arch == "hunyuan_video":  # a file ComfyUI saved holds its own module names: read as Tencent's
+    if info.arch in ("hunyuan_video", "hunyuan_image"):  # a file ComfyUI saved holds its own module names: read as Tencent's
         from .configs import hunyuan_video_tencent_name
 
         source = RenamedView(source, {hunyuan_video_tencent_name(k): k for k in source.shapes})
@@ -198,7 +214,7 @@ def build_flow_model(source, info: FlowInfo, device, dtype, weight_dtype: str = 
         network = ChromaRadiance if info.family == "chroma_radiance" else {
             "sd3": MMDiT, "flux": Flux, "chroma": Chroma, "ltxv": LTXV, "mochi": Mochi, "wan": Wan,
             "lumina2": Lumina2, "qwen_image": QwenImage, "hidream": HiDream,
-            "hunyuan_video": HunyuanVideo}[info.arch]
+            "hunyuan_video": HunyuanVideo, "hunyuan_image": HunyuanImage}[info.arch]
         net = network(info.config)
     dtype_of, rounded = _weight_storage(net, source, dtype, weight_dtype)
     net = _assign(net, source, device, dtype, f"{info.name} ({info.prefix or 'no prefix'})", dtype_of=dtype_of,
@@ -251,7 +267,7 @@ def _flow_default_dtype(device: torch.device) -> torch.dtype:
 
 
 # families ComfyUI runs in bf16 or fp32 only (their supported_inference_dtypes): fp32 where fp16 was the default
-NO_FP16_ARCHS = ("qwen_image", "hidream", "hunyuan_video")
+NO_FP16_ARCHS = ("qwen_image", "hidream", "hunyuan_video", "hunyuan_image")
 
 
 def flow_placement(device, dtype, arch: str | None = None) -> tuple[torch.device, torch.dtype]:
@@ -486,7 +502,7 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
 
 def _fp8_refused(kind: str) -> str:
     return ("weight_dtype fp8 is supported for SD1/SD2/SDXL UNets, PixArt and SD3, FLUX, Chroma, LTX-Video, Mochi, "
-            "Cosmos-Predict2, Cosmos 1.0, Lumina 2, Qwen-Image, HiDream and HunyuanVideo diffusion models"
+            "Cosmos-Predict2, Cosmos 1.0, Lumina 2, Qwen-Image, HiDream, HunyuanVideo and HunyuanImage diffusion models"
             " only; "
             f"this file is a {kind} model "
             "(use weight_dtype default)")
@@ -694,6 +710,7 @@ def _read_vae(path, device, dtype, latent_format) -> VAE:
     from .flow_architecture import LTXV_VAE_MARKER, ltxv_vae
     from .stage_a import StageAVAE, build_stage_a, is_stage_a
     from .stage_c_encoder import StageCEncoderVAE, build_stage_c_encoder, is_stage_c_encoder
+    from .hunyuan_image_vae import is_hunyuan_image_vae
     from .hunyuan_video_vae import is_hunyuan_video_vae
     from .wan_vae import is_wan_vae
 
@@ -711,6 +728,8 @@ def _read_vae(path, device, dtype, latent_format) -> VAE:
             return build_wan_vae(f, *_resolve(device, dtype, "vae"))
         if is_hunyuan_video_vae(f.shapes):  # HunyuanVideo's causal 3-D VAE (ComfyUI's LDM layout)
             return build_hunyuan_video_vae(f, *_resolve(device, dtype, "vae"))
+        if is_hunyuan_image_vae(f.shapes):  # HunyuanImage 2.1's 32x VAE (LDM-like names, 64 latent channels)
+            return build_hunyuan_image_vae(f, *_resolve(device, dtype, "vae"))
         if LTXV_VAE_MARKER in f.shapes:  # LTX-Video's VAE alone (as VAESave writes it)
             return build_ltxv_vae(f, ltxv_vae(f.shapes, "")[1], *_resolve(device, dtype, "vae"), what="no prefix")
         config = f.config()

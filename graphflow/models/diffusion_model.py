@@ -7,14 +7,15 @@ from dataclasses import dataclass
 import torch
 
 from .cast_layers import FP8_DTYPES, compute_dtype
-from .latent_formats import (COSMOS1, FLUX, HUNYUAN_VIDEO, LTXV, MOCHI, SC_B, SC_PRIOR, SD1, SD3, SDXL, WAN21, WAN22,
+from .latent_formats import (COSMOS1, FLUX, HUNYUAN_IMAGE21, HUNYUAN_VIDEO, LTXV, MOCHI, SC_B, SC_PRIOR, SD1, SD3, SDXL, WAN21, WAN22,
                              LatentFormat)
 from .unet import timestep_embedding
 
 ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux", "chroma", "stable_cascade_c", "stable_cascade_b",
          "pixart", "svd", "ltxv", "mochi", "cosmos", "cosmos1", "wan", "lumina2",
-         "qwen_image", "hidream", "hunyuan_video")
-FLOW_ARCHS = ("sd3", "flux", "chroma", "ltxv", "mochi", "wan", "lumina2", "qwen_image", "hidream", "hunyuan_video")
+         "qwen_image", "hidream", "hunyuan_video", "hunyuan_image")
+FLOW_ARCHS = ("sd3", "flux", "chroma", "ltxv", "mochi", "wan", "lumina2", "qwen_image", "hidream", "hunyuan_video",
+              "hunyuan_image")
 # latents [B, C, frames, h, w]; Cosmos-Predict2 and Qwen-Image (Wan 2.1 latents: ComfyUI's
 # latent_dimensions 3) sample an image as one frame
 VIDEO_ARCHS = ("ltxv", "mochi", "cosmos", "cosmos1", "wan", "qwen_image", "hunyuan_video")
@@ -119,6 +120,13 @@ class DiffusionModel:
     y CLIP-L's pooled vector; model(x, sigma, context, y, guidance=None, text_mask=None). Sampled as
     ComfyUI's HunyuanVideo: discrete flow, shift 7.0, multiplier 1000 (`sampling_shift`); its
     distilled guidance is FluxGuidance's, 6.0 when the conditioning sets none.
+    HunyuanImage 2.1 (hunyuan_image, graphflow.models.hunyuan_image): x an image latent [B, 64, h, w] of
+    its 32x VAE (format HUNYUAN_IMAGE21, scale 0.75289); context Qwen2.5-VL 7B's states (no pooled
+    vector); model(x, sigma, context, y, guidance=None, text_mask=None, txt_byt5=None, sigma_next=None):
+    txt_byt5 the conditioning's "conditioning_byt5small" (byT5's states of the quoted text). Sampled as
+    ComfyUI's HunyuanImage21: discrete flow, shift 5.0, multiplier 1000 (`sampling_shift`); the distilled
+    file's guidance embedding takes FluxGuidance's value, 6.0 when the conditioning sets none, and its
+    MeanFlow embedding the step's next sigma.
 
     Wan 2.1 (wan, graphflow.models.wan): x a video latent [B, 16, frames, h, w] (image-to-video
     models: 36 channels in, the concat's mask and image latent after the latent); context UMT5's
@@ -171,7 +179,7 @@ class DiffusionModel:
                                                 "stable_cascade_b": SC_B, "ltxv": LTXV, "mochi": MOCHI,
                                                 "cosmos": WAN21, "cosmos1": COSMOS1, "qwen_image": WAN21,
                                                 "hidream": FLUX,
-                                                "hunyuan_video": HUNYUAN_VIDEO,
+                                                "hunyuan_video": HUNYUAN_VIDEO, "hunyuan_image": HUNYUAN_IMAGE21,
                                                 "wan": wan_latent_format(getattr(unet, "config", None))}.get(arch) or (
             SDXL if arch.startswith("sdxl") else SD1)
         if beta_schedule is None:  # SD's, but the x4 upscaler was trained on its own
@@ -183,7 +191,7 @@ class DiffusionModel:
         if sampling_shift is None:
             sampling_shift = {"sd3": 3.0, "flux": 1.15 if self.guidance_embed else 1.0, "chroma": 1.15,
                               "ltxv": 2.37, "mochi": 6.0, "wan": 8.0, "lumina2": 6.0,
-                              "qwen_image": 1.15, "hidream": 1.0, "hunyuan_video": 7.0,
+                              "qwen_image": 1.15, "hidream": 1.0, "hunyuan_video": 7.0, "hunyuan_image": 5.0,
                               **CASCADE_SHIFTS}.get(arch)
         self.sampling_shift = sampling_shift
         self.shift_dynamic = (arch == "flux" and self.guidance_embed) if shift_dynamic is None else shift_dynamic
@@ -282,7 +290,8 @@ class DiffusionModel:
             return self.unet.config.vec_in_dim
         if self.arch == "hidream":
             return self.unet.config.text_emb_dim
-        if self.arch in ("chroma", "ltxv", "mochi", "cosmos", "cosmos1", "wan", "lumina2", "qwen_image"):
+        if self.arch in ("chroma", "ltxv", "mochi", "cosmos", "cosmos1", "wan", "lumina2", "qwen_image",
+                         "hunyuan_image"):
             return 0
         if self.arch == "pixart":  # α's (height, width, aspect ratio); Σ takes none
             return 3 if self.unet.config.micro_condition else 0

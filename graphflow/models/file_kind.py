@@ -10,7 +10,7 @@ a Control-LoRA has `lora_` keys and a GLIGEN file UNet block names, so those com
 
 from dataclasses import dataclass
 
-from .configs import is_hunyuan_video_vae  # torch-free
+from .configs import is_hunyuan_image_vae, is_hunyuan_video_vae  # torch-free
 
 UNET_PREFIX = "model.diffusion_model."
 # the tensors a union ControlNet (SDXL ControlNet++) adds to a plain one (torch-free here: validation reads it)
@@ -211,11 +211,14 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         name = {"sd3": "SD3 / SD3.5", "flux": "FLUX.1", "chroma": "Chroma", "ltxv": "LTX-Video",
                 "mochi": "Mochi", "wan": "Wan 2.1",
                 "lumina2": "Lumina Image 2.0", "qwen_image": "Qwen-Image",
-                "hidream": "HiDream-I1", "hunyuan_video": "HunyuanVideo 1.0"}[flow[0]]
+                "hidream": "HiDream-I1", "hunyuan_video": "HunyuanVideo 1.0", "hunyuan_image": "HunyuanImage 2.1"}[flow[0]]
         if flow[0] == "wan" and shapes[flow[1] + "patch_embedding.weight"][1] == 48:  # the 2.2 VAE's latents
             name = "Wan 2.2 TI2V 5B"
-        if flow[0] == "hunyuan_video" and _has(shapes, flow[1] + "byt5_in.", flow[1] + "vision_in."):
-            name = "HunyuanVideo 1.5 / HunyuanImage 2.1 (not supported)"
+        if flow[0] == "hunyuan_video" and _has(shapes, flow[1] + "vision_in."):
+            name = "HunyuanVideo 1.5 (not supported)"
+        if flow[0] == "hunyuan_image" and (len(shapes[flow[1] + "img_in.proj.weight"]) != 4 or _has(
+                shapes, flow[1] + "vision_in.", flow[1] + "cond_type_embedding.")):  # 3-D patches
+            name = "HunyuanVideo 1.5 / HunyuanImage 2.1 refiner (not supported)"
         if flow[0] == "chroma" and flow[1] + "nerf_blocks.0.norm.scale" in shapes:  # ComfyUI's marker
             name = "Chroma Radiance (pixel space)"
         if has_vae:
@@ -237,6 +240,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         return FileKind("LTX-Video video VAE", "vae", "LoadVAE")
     if is_hunyuan_video_vae(shapes):
         return FileKind("HunyuanVideo video VAE", "vae", "LoadVAE")
+    if is_hunyuan_image_vae(shapes):
+        return FileKind("HunyuanImage 2.1 VAE (32x, 64 channels)", "vae", "LoadVAE")
     if "encoder.conv1.weight" in shapes and _has(shapes, "decoder.upsamples."):  # before CLIP vision: it has a conv1
         if "decoder.upsamples.0.upsamples.0.residual.0.gamma" in shapes:  # residual stages
             return FileKind("Wan 2.2 video VAE", "vae", "LoadVAE")

@@ -29,6 +29,9 @@ files and ComfyUI's saves, none in diffusion-model-only files):
                               single_blocks.N.{linear1,modulation.linear,...}, img_in.proj,
                               txt_in.individual_token_refiner.blocks.N, time_in.mlp, guidance_in
                               (Tencent's names, as ComfyUI's hunyuan_video_t2v_720p file)
+    HunyuanImage 2.1 (Tencent) HunyuanVideo's names with 2-D img_in.proj, no vector_in, and
+                              byt5_in.{layernorm,fc1,fc2,fc3} (hunyuanimage2.1_bf16; the distilled
+                              file adds guidance_in, time_r_in)
     VAE                       first_stage_model.* (Stability) or vae.* (ComfyUI's FLUX saves)
     text encoders             text_encoders.{clip_l,clip_g,t5xxl}.transformer.* (transformers' layouts)
 
@@ -49,8 +52,9 @@ from .configs import (ChromaConfig, ChromaRadianceConfig, FluxConfig, LTXVConfig
                       WanConfig, mochi_config_from_state_dict, mochi_vae_config_from_state_dict,
                       vae_config_from_state_dict, wan_config_from_state_dict,
                       HunyuanVideoConfig, HunyuanVideoVAEConfig, hunyuan_video_config_from_state_dict,
-                      hunyuan_video_vae_config_from_state_dict, is_hunyuan_video_vae)
-from .latent_formats import CHROMA_RADIANCE, FLUX, HUNYUAN_VIDEO, LTXV, MOCHI, SD3, WAN21, WAN22, LatentFormat
+                      hunyuan_video_vae_config_from_state_dict, is_hunyuan_video_vae,
+                      HUNYUAN_IMAGE_MARKER, HunyuanImageConfig, hunyuan_image_config_from_state_dict)
+from .latent_formats import CHROMA_RADIANCE, FLUX, HUNYUAN_IMAGE21, HUNYUAN_VIDEO, LTXV, MOCHI, SD3, WAN21, WAN22, LatentFormat
 from .weight_files import CheckpointError
 
 DIFFUSION_PREFIXES = ("model.diffusion_model.", "")
@@ -69,6 +73,7 @@ FAMILY_NAMES = {"sd3_medium": "SD3 medium", "sd35_large": "SD3.5 large", "sd35_m
                 "wan_camera": "Wan Fun Control-Camera (camera-controlled image-to-video)",
                 "lumina2": "Lumina Image 2.0", "qwen_image": "Qwen-Image", "hidream": "HiDream-I1",
                 "hunyuan_video": "HunyuanVideo 1.0 text-to-video",
+                "hunyuan_image": "HunyuanImage 2.1", "hunyuan_image_distilled": "HunyuanImage 2.1 distilled",
                 "wan22_ti2v": "Wan 2.2 TI2V 5B (text/image-to-video)",
                 "wan22_i2v": "Wan 2.2 I2V A14B expert (image-to-video without CLIP vision)",
                 "wan22_animate": "Wan 2.2 Animate (character animation from pose and face videos)"}
@@ -85,16 +90,21 @@ _MARKERS = {"sd3": ("joint_blocks.0.x_block.attn.qkv.weight", "x_embedder.proj.w
                            "proj_out.weight"),  # proj_out: not its ControlNet (InstantX's, no final layer)
             "hidream": ("caption_projection.0.linear.weight", "x_embedder.proj.weight",
                         "p_embedder.pooled_embedder.linear_1.weight"),
+            # HunyuanImage 2.1 first: HunyuanVideo's markers and its glyph branch (HunyuanVideo 1.5 has one too:
+            # its config reader refuses it by name)
+            "hunyuan_image": ("txt_in.individual_token_refiner.blocks.0.norm1.weight", "img_in.proj.weight",
+                              HUNYUAN_IMAGE_MARKER),
             "hunyuan_video": ("txt_in.individual_token_refiner.blocks.0.norm1.weight", "img_in.proj.weight")}
 _CONFIG_READERS = {"sd3": mmdit_config_from_state_dict, "flux": flux_config_from_state_dict,
                    "chroma": chroma_config_from_state_dict, "ltxv": ltxv_config_from_state_dict,
                    "mochi": mochi_config_from_state_dict, "wan": wan_config_from_state_dict,
                    "lumina2": lumina2_config_from_state_dict, "qwen_image": qwen_image_config_from_state_dict,
                    "hidream": hidream_config_from_state_dict,
-                   "hunyuan_video": hunyuan_video_config_from_state_dict}
+                   "hunyuan_video": hunyuan_video_config_from_state_dict,
+                   "hunyuan_image": hunyuan_image_config_from_state_dict}
 _ARCH_NAMES = {"sd3": "MM-DiT", "flux": "FLUX", "chroma": "Chroma", "ltxv": "LTX-Video", "mochi": "Mochi",
                "wan": "Wan 2.1", "lumina2": "Lumina 2", "qwen_image": "Qwen-Image",
-               "hidream": "HiDream", "hunyuan_video": "HunyuanVideo"}
+               "hidream": "HiDream", "hunyuan_video": "HunyuanVideo", "hunyuan_image": "HunyuanImage"}
 T5_ALONE = ("chroma", "ltxv", "mochi", "wan")  # T5-XXL (Wan: UMT5-XXL) their only text encoder (CLIPLoader, type = the arch)
 
 
@@ -102,11 +112,11 @@ T5_ALONE = ("chroma", "ltxv", "mochi", "wan")  # T5-XXL (Wan: UMT5-XXL) their on
 class FlowInfo:
     """A flow-model file: the family, where each part is and the configurations read from shapes."""
 
-    arch: str  # sd3 | flux | chroma | ltxv | mochi | wan | lumina2 | qwen_image | hidream | hunyuan_video
+    arch: str  # sd3 | flux | chroma | ltxv | mochi | wan | lumina2 | qwen_image | hidream | hunyuan_video | hunyuan_image
     family: str  # a FAMILY_NAMES key
     prefix: str  # of the diffusion model's keys
     config: (MMDiTConfig | FluxConfig | ChromaConfig | LTXVConfig | MochiConfig | WanConfig | Lumina2Config
-             | QwenImageConfig | HiDreamConfig | HunyuanVideoConfig)
+             | QwenImageConfig | HiDreamConfig | HunyuanVideoConfig | HunyuanImageConfig)
     vae: VAEConfig | LTXVVAEConfig | MochiVAEConfig | HunyuanVideoVAEConfig | None = None
     vae_prefix: str | None = None
     text_encoders: dict = field(default_factory=dict)  # clip_l / clip_g / t5xxl -> key prefix
@@ -123,6 +133,8 @@ class FlowInfo:
             return WAN21
         if self.arch == "hunyuan_video":
             return HUNYUAN_VIDEO
+        if self.arch == "hunyuan_image":
+            return HUNYUAN_IMAGE21
         if self.arch == "wan":
             return WAN22 if self.config.out_channels == WAN22.channels else WAN21  # the 2.2 VAE's (TI2V 5B)
         if isinstance(self.config, ChromaRadianceConfig):
@@ -162,6 +174,8 @@ def _family(arch: str, config) -> str:
         return "wan_flf2v" if config.img_emb_tokens else "wan_i2v" if config.i2v else "wan_t2v"
     if arch == "chroma" and isinstance(config, ChromaRadianceConfig):
         return "chroma_radiance"
+    if arch == "hunyuan_image":
+        return "hunyuan_image_distilled" if config.meanflow or config.guidance_embed else arch
     if arch in (*T5_ALONE, "lumina2", "qwen_image", "hidream", "hunyuan_video"):
         return arch
     packed = config.in_channels // 4
@@ -291,7 +305,8 @@ def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
                     text_encoders=_text_encoders(shapes))
     # Wan, Qwen-Image: graphflow reads no Wan VAE inside a checkpoint yet (wan_2.1_vae / qwen_image_vae: VAELoader)
     vae = {"ltxv": ltxv_vae, "mochi": _mochi_vae, "wan": lambda s: None,
-           "qwen_image": lambda s: None, "hunyuan_video": _hunyuan_video_vae}.get(arch, vae_in)(shapes)
+           "qwen_image": lambda s: None, "hunyuan_video": _hunyuan_video_vae,
+           "hunyuan_image": lambda s: None}.get(arch, vae_in)(shapes)
     if arch in ("ltxv", "mochi", "hunyuan_video") and vae is not None:
         info.vae_prefix, info.vae = vae
     elif vae is not None:
@@ -308,6 +323,7 @@ def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
     else:
         vae_file = {"mochi": "mochi_vae.safetensors", "qwen_image": "qwen_image_vae.safetensors, a Wan 2.1 VAE",
                     "hunyuan_video": "hunyuan_video_vae_bf16.safetensors",
+                    "hunyuan_image": "hunyuan_image_2.1_vae_fp16.safetensors",
                     "wan": "wan2.2_vae.safetensors" if info.latent_format is WAN22 else "wan_2.1_vae.safetensors"}
         vae_file = vae_file.get(arch, "ae.safetensors for FLUX")
         info.notes.append(f"no VAE in the file: load one ({vae_file}) with LoadVAE")
@@ -320,6 +336,10 @@ def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
     elif not info.text_encoders and arch == "qwen_image":
         info.notes.append("no text encoder in the file: load Qwen2.5-VL 7B (qwen_2.5_vl_7b.safetensors) with "
                           "CLIPLoader, type qwen_image")
+    elif not info.text_encoders and arch == "hunyuan_image":
+        info.notes.append("no text encoders in the file: load Qwen2.5-VL 7B and the byT5 glyph encoder "
+                          "(qwen_2.5_vl_7b.safetensors, byt5_small_glyphxl_fp16.safetensors) with DualCLIPLoader, "
+                          "type hunyuan_image (or Qwen2.5-VL alone with CLIPLoader, type hunyuan_image)")
     elif not info.text_encoders and arch == "hunyuan_video":
         info.notes.append("no text encoders in the file: load CLIP-L and LLaVA-Llama-3 8B (clip_l.safetensors, "
                           "llava_llama3_fp8_scaled.safetensors) with DualCLIPLoader, type hunyuan_video")

@@ -220,5 +220,10 @@ HUNYUAN_VIDEO = LatentFormat(
                  (0.0249, -0.0469, -0.1703)),
     rgb_bias=(0.0259, -0.0192, -0.0761))
 
+# HunyuanImage 2.1's 32x VAE (ComfyUI's HunyuanImage21 format): 64 channels, scale 0.75289 (Tencent's
+# scaling_factor), no shift; image latents [B, 64, H/32, W/32]. No preview fit here: the preview shows
+# three channels, each stretched to its range.
+HUNYUAN_IMAGE21 = LatentFormat("hunyuan_image21", channels=64, scale_factor=0.75289)
+
 LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, PLAYGROUND_2_5, SD_X4, SD3, FLUX, SC_PRIOR, SC_B, LTXV, MOCHI, WAN21, WAN22,
-                                      CHROMA_RADIANCE, COSMOS1, HUNYUAN_VIDEO)}
+                                      CHROMA_RADIANCE, COSMOS1, HUNYUAN_VIDEO, HUNYUAN_IMAGE21)}

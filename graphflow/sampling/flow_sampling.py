@@ -39,6 +39,8 @@ LUMINA2_SHIFT = 6.0  # ComfyUI's Lumina2 sampling_settings: discrete flow, shift
 HIDREAM_SHIFT = 1.0  # ComfyUI's HiDream: ModelType.FLOW, sampling_settings empty (shift 1, multiplier 1000)
 HUNYUAN_VIDEO_SHIFT = 7.0  # ComfyUI's HunyuanVideo sampling_settings: discrete flow, shift 7 (multiplier 1000)
 HUNYUAN_VIDEO_GUIDANCE = 6.0  # ComfyUI's HunyuanVideo extra_conds: the guidance embedded when no FluxGuidance sets one
+HUNYUAN_IMAGE_SHIFT = 5.0  # ComfyUI's HunyuanImage21 sampling_settings: discrete flow, shift 5 (multiplier 1000)
+# (its extra_conds' guidance default is HunyuanVideo's 6.0, embedded by the distilled file only)
 QWEN_IMAGE_SHIFT = 1.15  # ComfyUI's QwenImage: ModelType.FLUX (ModelSamplingFlux), sampling_settings shift 1.15
 WAN_SHIFT = 8.0  # ComfyUI's WAN21_T2V / I2V sampling_settings: discrete flow, shift 8 (multiplier 1000)
 
@@ -175,6 +177,8 @@ def default_flow_schedule(model) -> FlowSchedule:
         return FlowSchedule.flux(QWEN_IMAGE_SHIFT if shift is None else float(shift))
     if arch == "hunyuan_video":
         return FlowSchedule.sd3(HUNYUAN_VIDEO_SHIFT if shift is None else float(shift))
+    if arch == "hunyuan_image":
+        return FlowSchedule.sd3(HUNYUAN_IMAGE_SHIFT if shift is None else float(shift))
     if arch == "wan":
         return FlowSchedule.sd3(WAN_SHIFT if shift is None else float(shift))
     if arch == "flux":
@@ -197,7 +201,7 @@ def model_sampling_for(model):
 
 POOLED_CHANNELS = {"sd3": 2048, "flux": 768, "hidream": 2048,
                    "chroma": 0, "ltxv": 0, "mochi": 0, "wan": 0, "lumina2": 0,
-                   "qwen_image": 0, "hunyuan_video": 768}
+                   "qwen_image": 0, "hunyuan_video": 768, "hunyuan_image": 0}
 
 
 class FlowDenoiser:
@@ -230,7 +234,8 @@ class FlowDenoiser:
                  vace_strength: tuple = (), time_dim_concat: torch.Tensor | None = None,
                  camera_conditions: torch.Tensor | None = None, pose_latents: torch.Tensor | None = None,
                  face_pixels: torch.Tensor | None = None, llama_states: torch.Tensor | None = None,
-                 guiding_frame_index: torch.Tensor | None = None) -> torch.Tensor:
+                 guiding_frame_index: torch.Tensor | None = None,
+                 byt5_states: torch.Tensor | None = None) -> torch.Tensor:
         dtype = self.model.dtype
         kwargs = {}
         if concat is not None and getattr(self.model, "arch", None) == "hidream":  # HiDream-E1: beside x, not channels
@@ -258,7 +263,9 @@ class FlowDenoiser:
             kwargs["llama_states"] = llama_states.to(x.device, dtype)
         if guiding_frame_index is not None:  # HunyuanVideo's token replace (v2 image to video)
             kwargs["guiding_frame_index"] = guiding_frame_index.to(x.device, torch.float32)
-        if attention_mask is not None and getattr(self.model, "arch", None) == "hunyuan_video":
+        if byt5_states is not None:  # HunyuanImage: byT5's states of the quoted text (conditioning_byt5small)
+            kwargs["txt_byt5"] = byt5_states.to(x.device, dtype)
+        if attention_mask is not None and getattr(self.model, "arch", None) in ("hunyuan_video", "hunyuan_image"):
             kwargs["text_mask"] = attention_mask.to(x.device)  # its text encoder's mask [B, T] (prepare_conds)
         elif attention_mask is not None:
             if getattr(self.model, "arch", None) != "flux":
@@ -359,6 +366,9 @@ def flow_vectors(model, options: dict, batch: int) -> tuple[torch.Tensor, torch.
     # no pooled vector, no guidance embedding
     if getattr(model, "arch", None) in ("ltxv", "mochi", "wan", "lumina2", "qwen_image"):
         return None, None
+    if getattr(model, "arch", None) == "hunyuan_image":  # no pooled vector; the distilled file's guidance
+        value = options.get("guidance", HUNYUAN_VIDEO_GUIDANCE) if getattr(model, "guidance_embed", False) else None
+        return None, None if value is None else torch.full((batch,), float(value))
     declared = getattr(model, "pooled_channels", None)
     pooled = options.get("pooled_output")
     if getattr(model, "arch", None) == "hidream":  # ComfyUI's encode_adm reads it, no zeros instead
