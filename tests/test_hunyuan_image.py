@@ -304,6 +304,42 @@ def test_ksampler_matches_diffusers(tmp_folders):
     assert float((ours - x).abs().max()) < 1e-4 * float(x.abs().max())
 
 
+def test_distilled_ksampler_embeds_guidance_and_next_sigma(tmp_folders):
+    """The distilled file (hunyuanimage2.1_distilled): KSampler (euler, 3 steps, cfg 1) with FluxGuidance
+    3.25 equals Euler steps of diffusers' transformer told the guidance and, MeanFlow, the next step's
+    sigma (ComfyUI's time_r_in: the sigma after the step's in the run's sigmas), x 1000."""
+    from safetensors.torch import load_file
+
+    from graphflow.models.latent_formats import HUNYUAN_IMAGE21
+    from graphflow.registry import Registry
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import write_hunyuan_image
+    from tests.test_nodes_image_mask import call
+
+    (tmp_folders.models / "diffusion_models").mkdir()
+    path = write_hunyuan_image(tmp_folders.models / "diffusion_models" / "hunyuanimage2.1_distilled_bf16.safetensors",
+                               seed=11, dtype=torch.float32, distilled=True)
+    reg = Registry().load_builtin()
+    model = call(reg, "LoadDiffusionModel", unet_name="hunyuanimage2.1_distilled_bf16.safetensors",
+                 weight_dtype="default")
+    latent = call(reg, "EmptyHunyuanImageLatent", width=64, height=96, batch_size=1)
+    g = torch.Generator().manual_seed(12)
+    cond, glyphs = torch.randn(1, 4, TEXT, generator=g), torch.randn(1, 2, BYT5, generator=g)
+    positive = call(reg, "FluxGuidance", conditioning=[(cond, {"conditioning_byt5small": glyphs})], guidance=3.25)
+    out = call(reg, "KSampler", model=model, seed=13, steps=3, cfg=1.0, sampler_name="euler", scheduler="simple",
+               positive=positive, negative=[(torch.zeros(1, 4, TEXT), {})], latent_image=latent,
+               denoise=1.0)["samples"]
+    theirs = diffusers_hyi(load_file(str(path)))
+    x = initial_noise(torch.zeros(1, 64, 3, 2), 13)
+    sigmas = [1.0] + [5 * t / (1 + 4 * t) for t in (0.667, 0.334)] + [0.0]  # simple: timesteps 1000, 667, 334
+    for sigma, following in zip(sigmas, sigmas[1:]):
+        v = diffusers_velocity(theirs, x, torch.tensor([sigma]), cond, glyphs, torch.tensor([3.25]),
+                               torch.tensor([following]))
+        x = x + (following - sigma) * v
+    ours = HUNYUAN_IMAGE21.process_in(out.float())
+    assert float(x.abs().mean()) > 0.05 and float((ours - x).abs().max()) < 1e-4 * float(x.abs().max())
+
+
 def test_modelsave_and_memory_read_back(tmp_path, fresh_manager):
     """ModelSave's file loads back unchanged; a dropped model is read back from its file."""
     from graphflow.models.checkpoint import load_diffusion_model

@@ -223,6 +223,7 @@ class FlowDenoiser:
         self.timestep_scale = getattr(self.schedule, "multiplier", native) / native
         self.network_wrappers = tuple(make() for make in getattr(model, "network_wrappers", ()))  # see ModelDenoiser
         self.context_windows = None  # a run's context windows (the pipeline sets them; predict_sides reads them)
+        self.sample_sigmas = None  # the run's sigmas (the pipeline sets them): MeanFlow models embed the next one
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
                  y: torch.Tensor | None = None, concat: torch.Tensor | None = None,
@@ -265,6 +266,9 @@ class FlowDenoiser:
             kwargs["guiding_frame_index"] = guiding_frame_index.to(x.device, torch.float32)
         if byt5_states is not None:  # HunyuanImage: byT5's states of the quoted text (conditioning_byt5small)
             kwargs["txt_byt5"] = byt5_states.to(x.device, dtype)
+        sigma_next = self._next_sigma(sigma)
+        if sigma_next is not None:  # the distilled HunyuanImage's MeanFlow embedding
+            kwargs["sigma_next"] = sigma_next.to(x.device).expand(x.shape[0])
         if attention_mask is not None and getattr(self.model, "arch", None) in ("hunyuan_video", "hunyuan_image"):
             kwargs["text_mask"] = attention_mask.to(x.device)  # its text encoder's mask [B, T] (prepare_conds)
         elif attention_mask is not None:
@@ -293,6 +297,17 @@ class FlowDenoiser:
 
         v = wrapped_network(self.network_wrappers, run, xc, sigma, x.shape[1])
         return self.schedule.denoised(sigma, v, x)
+
+    def _next_sigma(self, sigma: torch.Tensor) -> torch.Tensor | None:
+        """For a MeanFlow model (the distilled HunyuanImage 2.1: time_r_in), the sigma after this one in the
+        run's sigmas, found as ComfyUI finds it (the first equal to the step's); None when it is not one
+        of them (a sampler's intermediate sigma: not embedded, as ComfyUI) or the model has no such input."""
+        if self.sample_sigmas is None or getattr(self.model, "arch", None) != "hunyuan_image" \
+                or not self.model.unet.config.meanflow:
+            return None
+        sigmas = self.sample_sigmas.float().cpu()
+        where = (sigmas[:-1] == float(sigma.reshape(-1)[0])).nonzero()
+        return sigmas[int(where[0]) + 1].reshape(1) if len(where) else None
 
     def _model_sigma(self, sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """sigma [B], or with a timestep mask sigma per token [B, frames * h * w] (as the network takes it)."""

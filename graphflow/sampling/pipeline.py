@@ -357,6 +357,7 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
             # TI2V: each frame's mean; Wan 2.1 is told the step's sigma)
             timestep_mask = denoise_mask if getattr(model, "masked_timesteps", video) else None
             model_denoiser = FlowDenoiser(model, schedule, timestep_mask=timestep_mask)
+            model_denoiser.sample_sigmas = sigmas  # MeanFlow models (distilled HunyuanImage) embed the next sigma
         else:
             model_denoiser = ModelDenoiser(model, schedule)
             if getattr(model, "arch", None) == "cosmos" and denoise_mask is not None:
