@@ -423,3 +423,41 @@ def test_vae_loader_decodes_and_encodes_as_diffusers(tmp_folders):
     with torch.no_grad():
         mean = theirs.encode(pixels.permute(0, 3, 1, 2) * 2 - 1).latent_dist.mean
     assert latent.shape == (1, 64, 2, 3) and (latent - mean).abs().max() < TOL
+
+
+# -- LoRAs -----------------------------------------------------------------------------------------
+
+def test_lora_in_diffusers_layout_matches_diffusers(tmp_path):
+    """A PEFT LoRA on every Linear of diffusers' HunyuanImageTransformer2DModel (`transformer.` + its names:
+    q / k / v apart, byT5's context_embedder_2, the MeanFlow and guidance embedders), applied to our
+    distilled model, gives diffusers' output with the adapter."""
+    from safetensors.torch import save_file
+
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.lora import apply_lora
+    from graphflow.testing import write_hunyuan_image
+    from tests.test_flow_lora import random_peft_lora
+
+    model = load_diffusion_model(write_hunyuan_image(tmp_path / "m.safetensors", dtype=torch.float32, distilled=True),
+                                 device="cpu", dtype=torch.float32)
+    theirs = diffusers_hyi(hunyuan_image_state(distilled=True))
+    lora = {k: v for k, v in random_peft_lora(theirs, seed=5).items() if ".x_embedder." not in k}
+    assert "transformer.context_embedder_2.linear_3.lora_A.weight" in lora
+    assert "transformer.time_guidance_embed.timestep_embedder_r.linear_1.lora_B.weight" in lora
+    assert "transformer.single_transformer_blocks.1.proj_mlp.lora_A.weight" in lora
+    save_file(lora, str(tmp_path / "hyi_peft.safetensors"))
+    theirs.load_lora_adapter(dict(lora), prefix="transformer", adapter_name="test")
+    theirs.set_adapters(["test"], weights=[0.7])
+    patched, _ = apply_lora(model, None, tmp_path / "hyi_peft.safetensors", 0.7, 0.0)
+    # fused: each double block's image and text q / k / v, each single block's q / k / v / MLP, the refiner's q / k / v
+    assert len(patched.patches) == len(lora) // 2 - (2 * 4 + 2 * 3 + 2 * 2)
+    g = torch.Generator().manual_seed(1)
+    x, context, byt5 = (torch.randn(1, 64, 3, 4, generator=g), torch.randn(1, 5, TEXT, generator=g),
+                        torch.randn(1, 2, BYT5, generator=g))
+    extra = dict(guidance=torch.tensor([4.0]), sigma_next=torch.tensor([0.3]))
+    with torch.no_grad():
+        plain = model(x, torch.tensor([.6]), context, txt_byt5=byt5, **extra)
+        got = patched(x, torch.tensor([.6]), context, txt_byt5=byt5, **extra)
+    want = diffusers_velocity(theirs, x, torch.tensor([.6]), context, byt5, **extra)
+    assert float((got - plain).abs().max()) > 1e-2  # the LoRA does something
+    assert float((got - want).abs().max()) < TOL * float(want.abs().max())
