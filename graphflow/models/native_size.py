@@ -9,9 +9,9 @@ from .flow_architecture import FlowInfo
 from .weight_files import WeightFile
 
 # The family's training size: SD1 and SD2-base 512, SD2-v 768, SDXL, SD3, FLUX, Chroma and Lumina 2 1024,
-# HiDream-I1 1024, Qwen-Image 1328 (its 1:1 size).
+# HiDream-I1 1024, Qwen-Image 1328 (its 1:1 size), HunyuanImage 2.1 2048 (EmptyHunyuanImageLatent's default).
 FAMILY_SIZES = {"sd1": 512, "sd2": 512, "sdxl": 1024, "sdxl_refiner": 1024, "sd3": 1024, "flux": 1024, "chroma": 1024,
-                "lumina2": 1024, "qwen_image": 1328, "hidream": 1024}
+                "lumina2": 1024, "qwen_image": 1328, "hidream": 1024, "hunyuan_image": 2048}
 
 
 def _metadata_size(metadata: dict) -> tuple[tuple[int, int], str] | None:

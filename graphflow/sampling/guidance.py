@@ -361,7 +361,7 @@ def text_mask(mask, embedding: torch.Tensor, k: int) -> torch.Tensor:
     mask = mask[None] if mask.ndim == 1 else mask
     if mask.ndim != 2 or mask.shape[1] != embedding.shape[1]:
         raise ValueError(f"conditioning entry {k}: its attention_mask must be a text mask [B, {embedding.shape[1]}] "
-                         f"for a HunyuanVideo model, got shape {tuple(mask.shape)}")
+                         f"for a HunyuanVideo / HunyuanImage model, got shape {tuple(mask.shape)}")
     return mask
 
 
