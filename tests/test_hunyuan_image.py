@@ -213,6 +213,11 @@ def test_file_in_comfyui_module_names(tmp_path):
     with pytest.raises(CheckpointError, match="HunyuanVideo 1.5"):
         detect_flow_model(video15)
     assert identify(video15).name.startswith("HunyuanVideo 1.5 / HunyuanImage 2.1 refiner (not supported)")
+    refiner = {k: v for k, v in shapes.items() if not k.startswith("byt5_in.")}  # no glyph branch, 3-D patches
+    refiner["img_in.proj.weight"] = (64, 128, 1, 1, 1)
+    with pytest.raises(CheckpointError, match="HunyuanImage 2.1 refiner"):
+        detect_flow_model(refiner)
+    assert identify(refiner).name == "HunyuanImage 2.1 refiner (not supported) diffusion model"
 
 
 def test_sampling_defaults():

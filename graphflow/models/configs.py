@@ -994,6 +994,9 @@ def hunyuan_video_config_from_state_dict(shapes: dict[str, tuple]) -> HunyuanVid
     if later:
         raise ValueError(f"its {', '.join(later)} belong to HunyuanVideo 1.5 / HunyuanImage 2.1, which graphflow "
                          "does not read (HunyuanVideo 1.0 only)")
+    if "vector_in.in_layer.weight" not in shapes and "time_r_in.mlp.0.weight" in shapes:
+        raise ValueError("no pooled-vector embedder (vector_in) but a MeanFlow one (time_r_in): the HunyuanImage 2.1 "
+                         "refiner (hunyuanimage2.1_refiner), which graphflow does not read yet")
     hidden, in_channels, *patch = shapes["img_in.proj.weight"]
     head_dim = shapes["double_blocks.0.img_attn_q_norm.weight"][0]
     if hidden % head_dim or head_dim % 16:

@@ -216,6 +216,9 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
             name = "Wan 2.2 TI2V 5B"
         if flow[0] == "hunyuan_video" and _has(shapes, flow[1] + "vision_in."):
             name = "HunyuanVideo 1.5 (not supported)"
+        if flow[0] == "hunyuan_video" and flow[1] + "vector_in.in_layer.weight" not in shapes \
+                and _has(shapes, flow[1] + "time_r_in."):
+            name = "HunyuanImage 2.1 refiner (not supported)"
         if flow[0] == "hunyuan_image" and (len(shapes[flow[1] + "img_in.proj.weight"]) != 4 or _has(
                 shapes, flow[1] + "vision_in.", flow[1] + "cond_type_embedding.")):  # 3-D patches
             name = "HunyuanVideo 1.5 / HunyuanImage 2.1 refiner (not supported)"
