@@ -481,3 +481,27 @@ def test_lora_in_diffusers_layout_matches_diffusers(tmp_path):
     want = diffusers_velocity(theirs, x, torch.tensor([.6]), context, byt5, **extra)
     assert float((got - plain).abs().max()) > 1e-2  # the LoRA does something
     assert float((got - want).abs().max()) < TOL * float(want.abs().max())
+
+
+def test_checkpoint_with_its_vae(tmp_path):
+    """An all-in-one file (the model under model.diffusion_model., the VAE under vae., as ComfyUI's
+    CheckpointSave writes them): CheckpointLoaderSimple gives both, the VAE the file's; file kind checkpoint."""
+    from safetensors.torch import save_file
+
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.models.file_kind import identify
+    from graphflow.models.hunyuan_image_vae import HunyuanImageVAEModel
+    from graphflow.models.weight_files import WeightFile
+    from graphflow.testing import hunyuan_image_vae_config, hunyuan_image_vae_state
+
+    vae_state = hunyuan_image_vae_state(seed=2)
+    save_file({**{"model.diffusion_model." + k: v for k, v in hunyuan_image_state().items()},
+               **{"vae." + k: v for k, v in vae_state.items()}}, str(tmp_path / "all.safetensors"))
+    ckpt = load_checkpoint(tmp_path / "all.safetensors", device="cpu", dtype=torch.float32)
+    assert isinstance(ckpt.model.unet, HunyuanImage) and ckpt.clip is None
+    assert isinstance(ckpt.vae.module, HunyuanImageVAEModel) and ckpt.vae.module.config == hunyuan_image_vae_config()
+    assert ckpt.vae.latent_format.name == "hunyuan_image21" and ckpt.info.vae_prefix == "vae."
+    assert all(torch.equal(ckpt.vae.module.state_dict()[k], v) for k, v in vae_state.items())
+    assert not any("hunyuan_image_2.1_vae" in n for n in ckpt.info.notes)
+    with WeightFile(tmp_path / "all.safetensors") as f:
+        assert identify(f.shapes).name == "HunyuanImage 2.1 checkpoint"

@@ -447,6 +447,8 @@ def _load_flow_checkpoint(f, info: FlowInfo, device, dtype, weight_dtype, parts)
         vae = build_mochi_vae(f, info.vae_prefix, *_resolve(device, dtype, "vae"))
     elif info.vae is not None and "vae" in parts and info.arch == "hunyuan_video":
         vae = build_hunyuan_video_vae(f.view(info.vae_prefix), *_resolve(device, dtype, "vae"))
+    elif info.vae is not None and "vae" in parts and info.arch == "hunyuan_image":
+        vae = build_hunyuan_image_vae(f.view(info.vae_prefix), *_resolve(device, dtype, "vae"))
     elif info.vae is not None and "vae" in parts:
         vae = build_vae(f.view(info.vae_prefix), info.vae, info.latent_format, *_resolve(device, dtype, "vae"),
                         what=info.vae_prefix)

@@ -205,7 +205,7 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
     if stage in ("c", "b"):
         return FileKind(f"Stable Cascade Stage {stage.upper()} checkpoint", "checkpoints", "LoadCheckpoint")
     flow = find_flow_model(shapes)
-    has_vae = vae_in(shapes) is not None or (flow is not None and flow[0] in ("ltxv", "hunyuan_video")
+    has_vae = vae_in(shapes) is not None or (flow is not None and flow[0] in ("ltxv", "hunyuan_video", "hunyuan_image")
                                              and _has(shapes, "vae."))
     if flow is not None:
         name = {"sd3": "SD3 / SD3.5", "flux": "FLUX.1", "chroma": "Chroma", "ltxv": "LTX-Video",

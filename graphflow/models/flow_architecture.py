@@ -53,7 +53,8 @@ from .configs import (ChromaConfig, ChromaRadianceConfig, FluxConfig, LTXVConfig
                       vae_config_from_state_dict, wan_config_from_state_dict,
                       HunyuanVideoConfig, HunyuanVideoVAEConfig, hunyuan_video_config_from_state_dict,
                       hunyuan_video_vae_config_from_state_dict, is_hunyuan_video_vae,
-                      HUNYUAN_IMAGE_MARKER, HunyuanImageConfig, hunyuan_image_config_from_state_dict)
+                      HUNYUAN_IMAGE_MARKER, HunyuanImageConfig, hunyuan_image_config_from_state_dict,
+                      HunyuanImageVAEConfig, hunyuan_image_vae_config_from_state_dict, is_hunyuan_image_vae)
 from .latent_formats import CHROMA_RADIANCE, FLUX, HUNYUAN_IMAGE21, HUNYUAN_VIDEO, LTXV, MOCHI, SD3, WAN21, WAN22, LatentFormat
 from .weight_files import CheckpointError
 
@@ -117,7 +118,7 @@ class FlowInfo:
     prefix: str  # of the diffusion model's keys
     config: (MMDiTConfig | FluxConfig | ChromaConfig | LTXVConfig | MochiConfig | WanConfig | Lumina2Config
              | QwenImageConfig | HiDreamConfig | HunyuanVideoConfig | HunyuanImageConfig)
-    vae: VAEConfig | LTXVVAEConfig | MochiVAEConfig | HunyuanVideoVAEConfig | None = None
+    vae: VAEConfig | LTXVVAEConfig | MochiVAEConfig | HunyuanVideoVAEConfig | HunyuanImageVAEConfig | None = None
     vae_prefix: str | None = None
     text_encoders: dict = field(default_factory=dict)  # clip_l / clip_g / t5xxl -> key prefix
     notes: list = field(default_factory=list)
@@ -268,6 +269,19 @@ def _hunyuan_video_vae(shapes) -> tuple[str, HunyuanVideoVAEConfig] | None:
             from None
 
 
+def _hunyuan_image_vae(shapes) -> tuple[str, HunyuanImageVAEConfig] | None:
+    """(prefix, config) of a HunyuanImage 2.1 VAE saved in a checkpoint under vae. (CheckpointSave's), or None."""
+    prefix = "vae."
+    part = {k[len(prefix):]: tuple(s) for k, s in shapes.items() if k.startswith(prefix)}
+    if not is_hunyuan_image_vae(part):
+        return None
+    try:
+        return prefix, hunyuan_image_vae_config_from_state_dict(part)
+    except (KeyError, ValueError, IndexError) as e:
+        raise CheckpointError(f"the HunyuanImage 2.1 VAE keys under {prefix} are incomplete ({type(e).__name__}: {e})") \
+            from None
+
+
 def _ltxv_file_config(config: LTXVConfig, metadata: dict | None) -> LTXVConfig:
     """Lightricks' files state in their metadata what weights cannot show (`config`: JSON with a
     "transformer" section); ComfyUI reads causal_temporal_positioning and the head count there."""
@@ -306,8 +320,8 @@ def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
     # Wan, Qwen-Image: graphflow reads no Wan VAE inside a checkpoint yet (wan_2.1_vae / qwen_image_vae: VAELoader)
     vae = {"ltxv": ltxv_vae, "mochi": _mochi_vae, "wan": lambda s: None,
            "qwen_image": lambda s: None, "hunyuan_video": _hunyuan_video_vae,
-           "hunyuan_image": lambda s: None}.get(arch, vae_in)(shapes)
-    if arch in ("ltxv", "mochi", "hunyuan_video") and vae is not None:
+           "hunyuan_image": _hunyuan_image_vae}.get(arch, vae_in)(shapes)
+    if arch in ("ltxv", "mochi", "hunyuan_video", "hunyuan_image") and vae is not None:
         info.vae_prefix, info.vae = vae
     elif vae is not None:
         info.vae_prefix = vae[0]
