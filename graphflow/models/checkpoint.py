@@ -174,6 +174,22 @@ def build_hunyuan_image_vae(source, device, dtype):
     return VAE(_assign(module, source, device, dtype, "HunyuanImage 2.1 VAE"), HUNYUAN_IMAGE21)
 
 
+def build_hunyuan_image_refiner_vae(source, device, dtype):
+    """HunyuanImage 2.1's refiner VAE (graphflow.models.hunyuan_image_refiner_vae) of a file in ComfyUI's
+    layout, as its VAE socket (one-frame latents in the HunyuanImage21Refiner format)."""
+    from .hunyuan_image_refiner_vae import (HunyuanImageRefinerVAE, HunyuanImageRefinerVAEModel,
+                                            hunyuan_image_refiner_vae_config_from_state_dict)
+
+    try:
+        config = hunyuan_image_refiner_vae_config_from_state_dict(source.shapes)
+    except (KeyError, ValueError, IndexError, ZeroDivisionError) as e:
+        raise CheckpointError(f"a HunyuanImage 2.1 refiner VAE of an unknown layout ({type(e).__name__}: {e})") \
+            from None
+    with torch.device("meta"):
+        module = HunyuanImageRefinerVAEModel(config)
+    return HunyuanImageRefinerVAE(_assign(module, source, device, dtype, "HunyuanImage 2.1 refiner VAE"))
+
+
 def build_cosmos_vae(f, device, dtype):
     """NVIDIA's Cosmos 1.0 CV8x8x8 tokenizer (graphflow.models.cosmos_vae) of a file in NVIDIA's
     layout as a VAE socket; the file's wavelet buffers (constants) are not read."""
@@ -712,6 +728,7 @@ def _read_vae(path, device, dtype, latent_format) -> VAE:
     from .flow_architecture import LTXV_VAE_MARKER, ltxv_vae
     from .stage_a import StageAVAE, build_stage_a, is_stage_a
     from .stage_c_encoder import StageCEncoderVAE, build_stage_c_encoder, is_stage_c_encoder
+    from .hunyuan_image_refiner_vae import is_hunyuan_image_refiner_vae
     from .hunyuan_image_vae import is_hunyuan_image_vae
     from .hunyuan_video_vae import is_hunyuan_video_vae
     from .wan_vae import is_wan_vae
@@ -728,6 +745,8 @@ def _read_vae(path, device, dtype, latent_format) -> VAE:
             return build_cosmos_vae(f, *_resolve(device, dtype, "vae"))
         if is_wan_vae(f.shapes):  # Wan 2.1's causal video VAE (Cosmos-Predict2, Wan) or Wan 2.2's
             return build_wan_vae(f, *_resolve(device, dtype, "vae"))
+        if is_hunyuan_image_refiner_vae(f.shapes):  # before HunyuanVideo's: the same names, RMS norms
+            return build_hunyuan_image_refiner_vae(f, *_resolve(device, dtype, "vae"))
         if is_hunyuan_video_vae(f.shapes):  # HunyuanVideo's causal 3-D VAE (ComfyUI's LDM layout)
             return build_hunyuan_video_vae(f, *_resolve(device, dtype, "vae"))
         if is_hunyuan_image_vae(f.shapes):  # HunyuanImage 2.1's 32x VAE (LDM-like names, 64 latent channels)

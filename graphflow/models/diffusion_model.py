@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from .cast_layers import FP8_DTYPES, compute_dtype
-from .latent_formats import (COSMOS1, FLUX, HUNYUAN_IMAGE21, HUNYUAN_VIDEO, LTXV, MOCHI, SC_B, SC_PRIOR, SD1, SD3, SDXL, WAN21, WAN22,
-                             LatentFormat)
+from .latent_formats import (COSMOS1, FLUX, HUNYUAN_VIDEO, LTXV, MOCHI, SC_B, SC_PRIOR, SD1, SD3, SDXL, WAN21, WAN22,
+                             LatentFormat, hunyuan_image_latent_format)
 from .unet import timestep_embedding
 
 ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux", "chroma", "stable_cascade_c", "stable_cascade_b",
@@ -126,7 +126,9 @@ class DiffusionModel:
     txt_byt5 the conditioning's "conditioning_byt5small" (byT5's states of the quoted text). Sampled as
     ComfyUI's HunyuanImage21: discrete flow, shift 5.0, multiplier 1000 (`sampling_shift`); the distilled
     file's guidance embedding takes FluxGuidance's value, 6.0 when the conditioning sets none, and its
-    MeanFlow embedding the step's next sigma.
+    MeanFlow embedding the step's next sigma. Its refiner (config.refiner): x [B, 128, 1, h, w], the
+    sampled HunyuanImage21Refiner latent (64 channels: its VAE's 32 with the frame paired) and the
+    conditioning's concat_latent_image (HunyuanRefinerLatent's); shift 4.0; guidance 6.0 by default.
 
     Wan 2.1 (wan, graphflow.models.wan): x a video latent [B, 16, frames, h, w] (image-to-video
     models: 36 channels in, the concat's mask and image latent after the latent); context UMT5's
@@ -179,7 +181,8 @@ class DiffusionModel:
                                                 "stable_cascade_b": SC_B, "ltxv": LTXV, "mochi": MOCHI,
                                                 "cosmos": WAN21, "cosmos1": COSMOS1, "qwen_image": WAN21,
                                                 "hidream": FLUX,
-                                                "hunyuan_video": HUNYUAN_VIDEO, "hunyuan_image": HUNYUAN_IMAGE21,
+                                                "hunyuan_video": HUNYUAN_VIDEO,
+                                                "hunyuan_image": hunyuan_image_latent_format(getattr(unet, "config", None)),
                                                 "wan": wan_latent_format(getattr(unet, "config", None))}.get(arch) or (
             SDXL if arch.startswith("sdxl") else SD1)
         if beta_schedule is None:  # SD's, but the x4 upscaler was trained on its own
@@ -193,6 +196,8 @@ class DiffusionModel:
                               "ltxv": 2.37, "mochi": 6.0, "wan": 8.0, "lumina2": 6.0,
                               "qwen_image": 1.15, "hidream": 1.0, "hunyuan_video": 7.0, "hunyuan_image": 5.0,
                               **CASCADE_SHIFTS}.get(arch)
+            if arch == "hunyuan_image" and getattr(unet.config, "refiner", False):
+                sampling_shift = 4.0  # ComfyUI's HunyuanImage21Refiner
         self.sampling_shift = sampling_shift
         self.shift_dynamic = (arch == "flux" and self.guidance_embed) if shift_dynamic is None else shift_dynamic
         self.base_shift, self.max_shift = base_shift, max_shift
@@ -242,15 +247,16 @@ class DiffusionModel:
 
     @property
     def is_video(self) -> bool:
-        """Latents [B, C, frames, h, w] (LTX-Video, Mochi, Wan; Cosmos and Qwen-Image: an image is one frame)."""
-        return self.arch in VIDEO_ARCHS
+        """Latents [B, C, frames, h, w] (LTX-Video, Mochi, Wan; Cosmos, Qwen-Image and the HunyuanImage refiner: an
+        image is one frame)."""
+        return self.arch in VIDEO_ARCHS or (self.arch == "hunyuan_image" and self.unet.config.refiner)
 
     @property
     def masked_timesteps(self) -> bool:
         """A video latent's noise mask scales the timestep the network is told, per token (LTX-Video,
         Mochi) or per frame (the Wan 2.2 TI2V 5B; Wan 2.1 and Qwen-Image are told the step's, as ComfyUI's
         WAN21 and QwenImage)."""
-        if self.arch in ("qwen_image", "hunyuan_video"):  # ComfyUI's HunyuanVideo: the step's timestep too
+        if self.arch in ("qwen_image", "hunyuan_video", "hunyuan_image"):  # ComfyUI's HunyuanVideo: the step's too
             return False
         return self.is_video and not (self.arch == "wan" and self.latent_format is not WAN22)
 

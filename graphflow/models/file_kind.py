@@ -10,7 +10,7 @@ a Control-LoRA has `lora_` keys and a GLIGEN file UNet block names, so those com
 
 from dataclasses import dataclass
 
-from .configs import is_hunyuan_image_vae, is_hunyuan_video_vae  # torch-free
+from .configs import is_hunyuan_image_refiner_vae, is_hunyuan_image_vae, is_hunyuan_video_vae  # torch-free
 
 UNET_PREFIX = "model.diffusion_model."
 # the tensors a union ControlNet (SDXL ControlNet++) adds to a plain one (torch-free here: validation reads it)
@@ -214,14 +214,13 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
                 "hidream": "HiDream-I1", "hunyuan_video": "HunyuanVideo 1.0", "hunyuan_image": "HunyuanImage 2.1"}[flow[0]]
         if flow[0] == "wan" and shapes[flow[1] + "patch_embedding.weight"][1] == 48:  # the 2.2 VAE's latents
             name = "Wan 2.2 TI2V 5B"
-        if flow[0] == "hunyuan_video" and _has(shapes, flow[1] + "vision_in."):
+        if flow[0] == "hunyuan_video" and _has(shapes, flow[1] + "byt5_in.", flow[1] + "vision_in."):
+            name = "HunyuanVideo 1.5 / HunyuanImage 2.1 (not supported)"  # with vector_in: neither's
+        if flow[0] == "hunyuan_image" and len(shapes[flow[1] + "img_in.proj.weight"]) == 5:  # 3-D patches
+            name = "HunyuanImage 2.1 refiner"
+        if flow[0] == "hunyuan_image" and (_has(shapes, flow[1] + "vision_in.", flow[1] + "cond_type_embedding.") or (
+                name.endswith("refiner") and _has(shapes, flow[1] + "byt5_in."))):
             name = "HunyuanVideo 1.5 (not supported)"
-        if flow[0] == "hunyuan_video" and flow[1] + "vector_in.in_layer.weight" not in shapes \
-                and _has(shapes, flow[1] + "time_r_in."):
-            name = "HunyuanImage 2.1 refiner (not supported)"
-        if flow[0] == "hunyuan_image" and (len(shapes[flow[1] + "img_in.proj.weight"]) != 4 or _has(
-                shapes, flow[1] + "vision_in.", flow[1] + "cond_type_embedding.")):  # 3-D patches
-            name = "HunyuanVideo 1.5 / HunyuanImage 2.1 refiner (not supported)"
         if flow[0] == "chroma" and flow[1] + "nerf_blocks.0.norm.scale" in shapes:  # ComfyUI's marker
             name = "Chroma Radiance (pixel space)"
         if has_vae:
@@ -241,6 +240,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         return FileKind("Cosmos 1.0 video VAE (CV8x8x8 tokenizer)", "vae", "LoadVAE")
     if "decoder.up_blocks.0.res_blocks.0.conv1.conv.weight" in shapes:  # ComfyUI's marker
         return FileKind("LTX-Video video VAE", "vae", "LoadVAE")
+    if is_hunyuan_image_refiner_vae(shapes):  # before HunyuanVideo's: the same names, RMS norms
+        return FileKind("HunyuanImage 2.1 refiner VAE (16x, 32 channels; HunyuanVideo 1.5's shape)", "vae", "LoadVAE")
     if is_hunyuan_video_vae(shapes):
         return FileKind("HunyuanVideo video VAE", "vae", "LoadVAE")
     if is_hunyuan_image_vae(shapes):

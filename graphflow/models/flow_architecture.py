@@ -29,9 +29,10 @@ files and ComfyUI's saves, none in diffusion-model-only files):
                               single_blocks.N.{linear1,modulation.linear,...}, img_in.proj,
                               txt_in.individual_token_refiner.blocks.N, time_in.mlp, guidance_in
                               (Tencent's names, as ComfyUI's hunyuan_video_t2v_720p file)
-    HunyuanImage 2.1 (Tencent) HunyuanVideo's names with 2-D img_in.proj, no vector_in, and
-                              byt5_in.{layernorm,fc1,fc2,fc3} (hunyuanimage2.1_bf16; the distilled
-                              file adds guidance_in, time_r_in)
+    HunyuanImage 2.1 (Tencent) HunyuanVideo's names without vector_in (ComfyUI's test): 2-D
+                              img_in.proj and byt5_in.{layernorm,fc1,fc2,fc3} (hunyuanimage2.1_bf16;
+                              the distilled file adds guidance_in, time_r_in); the refiner's 3-D
+                              img_in.proj, guidance_in, time_r_in (hunyuanimage2.1_refiner)
     VAE                       first_stage_model.* (Stability) or vae.* (ComfyUI's FLUX saves)
     text encoders             text_encoders.{clip_l,clip_g,t5xxl}.transformer.* (transformers' layouts)
 
@@ -53,9 +54,10 @@ from .configs import (ChromaConfig, ChromaRadianceConfig, FluxConfig, LTXVConfig
                       vae_config_from_state_dict, wan_config_from_state_dict,
                       HunyuanVideoConfig, HunyuanVideoVAEConfig, hunyuan_video_config_from_state_dict,
                       hunyuan_video_vae_config_from_state_dict, is_hunyuan_video_vae,
-                      HUNYUAN_IMAGE_MARKER, HunyuanImageConfig, hunyuan_image_config_from_state_dict,
+                      HunyuanImageConfig, hunyuan_image_config_from_state_dict,
                       HunyuanImageVAEConfig, hunyuan_image_vae_config_from_state_dict, is_hunyuan_image_vae)
-from .latent_formats import CHROMA_RADIANCE, FLUX, HUNYUAN_IMAGE21, HUNYUAN_VIDEO, LTXV, MOCHI, SD3, WAN21, WAN22, LatentFormat
+from .latent_formats import (CHROMA_RADIANCE, FLUX, HUNYUAN_VIDEO, LTXV, MOCHI, SD3, WAN21, WAN22, LatentFormat,
+                             hunyuan_image_latent_format)
 from .weight_files import CheckpointError
 
 DIFFUSION_PREFIXES = ("model.diffusion_model.", "")
@@ -75,6 +77,7 @@ FAMILY_NAMES = {"sd3_medium": "SD3 medium", "sd35_large": "SD3.5 large", "sd35_m
                 "lumina2": "Lumina Image 2.0", "qwen_image": "Qwen-Image", "hidream": "HiDream-I1",
                 "hunyuan_video": "HunyuanVideo 1.0 text-to-video",
                 "hunyuan_image": "HunyuanImage 2.1", "hunyuan_image_distilled": "HunyuanImage 2.1 distilled",
+                "hunyuan_image_refiner": "HunyuanImage 2.1 refiner",
                 "wan22_ti2v": "Wan 2.2 TI2V 5B (text/image-to-video)",
                 "wan22_i2v": "Wan 2.2 I2V A14B expert (image-to-video without CLIP vision)",
                 "wan22_animate": "Wan 2.2 Animate (character animation from pose and face videos)"}
@@ -91,10 +94,7 @@ _MARKERS = {"sd3": ("joint_blocks.0.x_block.attn.qkv.weight", "x_embedder.proj.w
                            "proj_out.weight"),  # proj_out: not its ControlNet (InstantX's, no final layer)
             "hidream": ("caption_projection.0.linear.weight", "x_embedder.proj.weight",
                         "p_embedder.pooled_embedder.linear_1.weight"),
-            # HunyuanImage 2.1 first: HunyuanVideo's markers and its glyph branch (HunyuanVideo 1.5 has one too:
-            # its config reader refuses it by name)
-            "hunyuan_image": ("txt_in.individual_token_refiner.blocks.0.norm1.weight", "img_in.proj.weight",
-                              HUNYUAN_IMAGE_MARKER),
+            # (HunyuanImage 2.1 and its refiner: these without vector_in, see find_flow_model)
             "hunyuan_video": ("txt_in.individual_token_refiner.blocks.0.norm1.weight", "img_in.proj.weight")}
 _CONFIG_READERS = {"sd3": mmdit_config_from_state_dict, "flux": flux_config_from_state_dict,
                    "chroma": chroma_config_from_state_dict, "ltxv": ltxv_config_from_state_dict,
@@ -135,7 +135,7 @@ class FlowInfo:
         if self.arch == "hunyuan_video":
             return HUNYUAN_VIDEO
         if self.arch == "hunyuan_image":
-            return HUNYUAN_IMAGE21
+            return hunyuan_image_latent_format(self.config)
         if self.arch == "wan":
             return WAN22 if self.config.out_channels == WAN22.channels else WAN21  # the 2.2 VAE's (TI2V 5B)
         if isinstance(self.config, ChromaRadianceConfig):
@@ -152,6 +152,8 @@ def find_flow_model(shapes) -> tuple[str, str] | None:
     for arch, markers in _MARKERS.items():
         for prefix in DIFFUSION_PREFIXES:
             if all(prefix + m in shapes for m in markers):
+                if arch == "hunyuan_video" and prefix + "vector_in.in_layer.weight" not in shapes:
+                    return "hunyuan_image", prefix  # ComfyUI's HunyuanImage21(Refiner): vec_in_dim None
                 return arch, prefix
     return None
 
@@ -176,6 +178,8 @@ def _family(arch: str, config) -> str:
     if arch == "chroma" and isinstance(config, ChromaRadianceConfig):
         return "chroma_radiance"
     if arch == "hunyuan_image":
+        if config.refiner:
+            return "hunyuan_image_refiner"
         return "hunyuan_image_distilled" if config.meanflow or config.guidance_embed else arch
     if arch in (*T5_ALONE, "lumina2", "qwen_image", "hidream", "hunyuan_video"):
         return arch
@@ -337,7 +341,8 @@ def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
     else:
         vae_file = {"mochi": "mochi_vae.safetensors", "qwen_image": "qwen_image_vae.safetensors, a Wan 2.1 VAE",
                     "hunyuan_video": "hunyuan_video_vae_bf16.safetensors",
-                    "hunyuan_image": "hunyuan_image_2.1_vae_fp16.safetensors",
+                    "hunyuan_image": "hunyuan_image_refiner_vae_fp16.safetensors"
+                    if getattr(info.config, "refiner", False) else "hunyuan_image_2.1_vae_fp16.safetensors",
                     "wan": "wan2.2_vae.safetensors" if info.latent_format is WAN22 else "wan_2.1_vae.safetensors"}
         vae_file = vae_file.get(arch, "ae.safetensors for FLUX")
         info.notes.append(f"no VAE in the file: load one ({vae_file}) with LoadVAE")

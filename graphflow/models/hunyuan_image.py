@@ -16,10 +16,16 @@ which joint attention does not see); without them the branch is skipped, as Comf
 distilled model embeds the distilled guidance (x 1000) and, MeanFlow, the next step's timestep
 (time_r_in), averaged with the step's.
 
+The refiner (hunyuanimage2.1_refiner) is the same network with HunyuanVideo's 1x1x1 patches and
+(frame, row, column) rotary axes on its VAE's video-shaped latents (one frame per image, the
+HunyuanImage21Refiner format pairing frames into 64 channels), the image's latent concatenated by the
+sampler (128 input channels); guidance-distilled, its time_r_in unused (ComfyUI's disable_time_r).
+
 The timestep is sigma x 1000 (ComfyUI's ModelSamplingDiscreteFlow multiplier), embedded as it is
 (the refiner's too). The output is the velocity of x_t = (1 - sigma) x0 + sigma noise.
 """
 
+import math
 from types import SimpleNamespace
 
 import torch
@@ -54,7 +60,8 @@ class HunyuanImage(nn.Module):
             raise ValueError(f"rotary axes {cfg.axes_dim} must add up to the head size {cfg.head_dim}")
         dim = cfg.hidden_size
         self.img_in = nn.Module()
-        self.img_in.proj = nn.Conv2d(cfg.in_channels, dim, cfg.patch_size, stride=cfg.patch_size)
+        conv = nn.Conv3d if cfg.refiner else nn.Conv2d
+        self.img_in.proj = conv(cfg.in_channels, dim, cfg.patch_size, stride=cfg.patch_size)
         self.time_in = TimestepEmbedder(dim)
         self.guidance_in = TimestepEmbedder(dim) if cfg.guidance_embed else None
         self.time_r_in = TimestepEmbedder(dim) if cfg.meanflow else None
@@ -62,18 +69,20 @@ class HunyuanImage(nn.Module):
         self.byt5_in = ByT5Mapper(cfg) if cfg.byt5_dim else None
         self.double_blocks = nn.ModuleList(DoubleBlock(cfg) for _ in range(cfg.depth))
         self.single_blocks = nn.ModuleList(SingleBlock(cfg) for _ in range(cfg.depth_single_blocks))
-        ph, pw = cfg.patch_size
-        self.final_layer = LastLayer(SimpleNamespace(hidden_size=dim, out_channels=ph * pw * cfg.out_channels))
+        volume = math.prod(cfg.patch_size)
+        self.final_layer = LastLayer(SimpleNamespace(hidden_size=dim, out_channels=volume * cfg.out_channels))
 
-    def rope_table(self, txt_len: int, grid: tuple[int, int], device) -> torch.Tensor:
-        """[1, 1, txt_len + h*w, head_dim/2, 2, 2]: text at 0 on both axes, then the patches (row, column)."""
-        axes = torch.meshgrid(*(torch.arange(n, device=device) for n in grid), indexing="ij")
-        pos = torch.cat([torch.zeros(txt_len, 2, device=device), torch.stack(axes, -1).reshape(-1, 2).float()])
+    def rope_table(self, txt_len: int, grid: tuple[int, ...], device) -> torch.Tensor:
+        """[1, 1, txt_len + prod(grid), head_dim/2, 2, 2]: text at 0 on every axis, then the patches
+        ((frame,) row, column)."""
+        n = len(grid)
+        axes = torch.meshgrid(*(torch.arange(size, device=device) for size in grid), indexing="ij")
+        pos = torch.cat([torch.zeros(txt_len, n, device=device), torch.stack(axes, -1).reshape(-1, n).float()])
         return rope_table(pos[None], self.config.axes_dim, self.config.theta)[:, None]
 
     def forward(self, x, sigma, context, y=None, guidance=None, text_mask=None, txt_byt5=None, sigma_next=None,
                 control=None, **unused):
-        """x [B, 64, h, w]; sigma [B]; context Qwen2.5-VL's states [B or 1, T, context_in_dim]; y unused
+        """x [B, 64, h, w] (the refiner: [B, 128, frames, h, w]); sigma [B]; context Qwen2.5-VL's states [B or 1, T, context_in_dim]; y unused
         (no pooled vector); guidance [B] or None (embedded by the distilled model only); text_mask [B, T]
         (1 keep, kept tokens leading): each sample's text cut to its kept tokens (diffusers'
         encoder_attention_mask); txt_byt5 [B or 1, L, byt5_dim] the quoted text's byT5 states (None:
@@ -82,9 +91,10 @@ class HunyuanImage(nn.Module):
         if control is not None:
             raise ValueError("ControlNets are not supported with HunyuanImage models")
         cfg = self.config
-        if x.ndim != 4 or x.shape[1] != cfg.in_channels:
-            raise ValueError(f"HunyuanImage takes image latents [B, {cfg.in_channels}, h, w] (its 32x VAE's), "
-                             f"got {tuple(x.shape)}")
+        if x.ndim != 2 + len(cfg.patch_size) or x.shape[1] != cfg.in_channels:
+            want = (f"latents [B, {cfg.in_channels}, frames, h, w] (its VAE's and the image's)" if cfg.refiner
+                    else f"image latents [B, {cfg.in_channels}, h, w] (its 32x VAE's)")
+            raise ValueError(f"HunyuanImage{' refiner' if cfg.refiner else ''} takes {want}, got {tuple(x.shape)}")
         if context.shape[-1] != cfg.context_in_dim:
             raise ValueError(f"HunyuanImage takes {cfg.context_in_dim}-wide text states (Qwen2.5-VL 7B's), the "
                              f"conditioning has {context.shape[-1]}: encode the prompts with CLIPLoader / "
@@ -107,8 +117,7 @@ class HunyuanImage(nn.Module):
             return torch.cat([self(x[i:i + 1], sigma[i:i + 1], context[i:i + 1, :n], guidance=one(guidance, i),
                                    txt_byt5=one(txt_byt5, i), sigma_next=one(sigma_next, i))
                               for i, n in enumerate(lengths)])
-        H, W = x.shape[2:]
-        ph, pw = cfg.patch_size
+        size = x.shape[2:]
         img = self.img_in.proj(pad_to_patches(x, cfg.patch_size))
         grid = img.shape[2:]
         img = img.flatten(2).transpose(1, 2)
@@ -128,7 +137,9 @@ class HunyuanImage(nn.Module):
         seq = torch.cat([txt, img], dim=1)
         for block in self.single_blocks:
             seq = block(seq, vec, pe)
-        out = self.final_layer(seq[:, n:], vec)  # [B, h*w, (C, ph, pw)]
-        h, w = grid
-        out = out.reshape(b, h, w, cfg.out_channels, ph, pw).permute(0, 3, 1, 4, 2, 5)
-        return out.reshape(b, cfg.out_channels, h * ph, w * pw)[:, :, :H, :W]
+        out = self.final_layer(seq[:, n:], vec)  # [B, prod(grid), (C, *patch)]
+        n = len(grid)  # [B, g1.., C, p1..] -> [B, C, g1, p1, ..]
+        out = out.reshape(b, *grid, cfg.out_channels, *cfg.patch_size)
+        out = out.permute(0, n + 1, *(i for d in range(n) for i in (1 + d, n + 2 + d)))
+        out = out.reshape(b, cfg.out_channels, *(g * p for g, p in zip(grid, cfg.patch_size)))
+        return out[(..., *(slice(0, s) for s in size))]

@@ -60,24 +60,25 @@ class Upsample(nn.Module):
         return from_blocks(y) + from_blocks(x.repeat_interleave(y.shape[1] // x.shape[1], 1))
 
 
-def mid_block(channels: int, groups: int) -> nn.Module:
+def mid_block(channels: int, block, attn) -> nn.Module:
+    """mid.{block_1, attn_1, block_2}: block(cin, cout) and attn(channels) make the res blocks and attention."""
     mid = nn.Module()
-    mid.block_1, mid.attn_1, mid.block_2 = (ResnetBlock(channels, channels, groups), AttnBlock(channels, groups),
-                                            ResnetBlock(channels, channels, groups))
+    mid.block_1, mid.attn_1, mid.block_2 = block(channels, channels), attn(channels), block(channels, channels)
     return mid
 
 
-def stages(cfg: HunyuanImageVAEConfig, widths: tuple, blocks: int, resample) -> tuple[nn.ModuleList, int]:
-    """Stages of `blocks` res blocks at each width, the first `cfg.levels` ending in a resampling to the
-    next width (ComfyUI's *_match_channel); -> (stages, the last width)."""
+def stages(widths: tuple, levels: int, blocks: int, block, resample, name: str) -> tuple[nn.ModuleList, int]:
+    """Stages of `blocks` res blocks (block(cin, cout)) at each width, the first `levels` ending in a
+    resampling to the next width (`name`: resample(stage, cin, cout); ComfyUI's *_match_channel);
+    -> (stages, the last width)."""
     out, ch = nn.ModuleList(), widths[0]
     for i, width in enumerate(widths):
         stage = nn.Module()
-        stage.block = nn.ModuleList(ResnetBlock(ch if j == 0 else width, width, cfg.groups) for j in range(blocks))
+        stage.block = nn.ModuleList(block(ch if j == 0 else width, width) for j in range(blocks))
         ch = width
-        if i < cfg.levels:
+        if i < levels:
             following = widths[i + 1] if i + 1 < len(widths) else ch
-            setattr(stage, resample.__name__.lower(), resample(ch, following))
+            setattr(stage, name, resample(i, ch, following))
             ch = following
         out.append(stage)
     return out, ch
@@ -98,9 +99,11 @@ class Encoder(nn.Module):
         super().__init__()
         self.z_channels = cfg.z_channels
         widths = tuple(cfg.block_out_channels)
+        block = lambda cin, cout: ResnetBlock(cin, cout, cfg.groups)  # noqa: E731
         self.conv_in = nn.Conv2d(3, widths[0], 3, padding=1)
-        self.down, ch = stages(cfg, widths, cfg.num_res_blocks, Downsample)
-        self.mid = mid_block(ch, cfg.groups)
+        self.down, ch = stages(widths, cfg.levels, cfg.num_res_blocks, block, lambda i, a, b: Downsample(a, b),
+                               "downsample")
+        self.mid = mid_block(ch, block, lambda c: AttnBlock(c, cfg.groups))
         self.norm_out = _norm(ch, cfg.groups)
         self.conv_out = nn.Conv2d(ch, 2 * cfg.z_channels, 3, padding=1)
 
@@ -116,9 +119,11 @@ class Decoder(nn.Module):
     def __init__(self, cfg: HunyuanImageVAEConfig):
         super().__init__()
         widths = tuple(reversed(cfg.block_out_channels))
+        block = lambda cin, cout: ResnetBlock(cin, cout, cfg.groups)  # noqa: E731
         self.conv_in = nn.Conv2d(cfg.z_channels, widths[0], 3, padding=1)
-        self.mid = mid_block(widths[0], cfg.groups)
-        self.up, ch = stages(cfg, widths, cfg.num_res_blocks + 1, Upsample)
+        self.mid = mid_block(widths[0], block, lambda c: AttnBlock(c, cfg.groups))
+        self.up, ch = stages(widths, cfg.levels, cfg.num_res_blocks + 1, block, lambda i, a, b: Upsample(a, b),
+                             "upsample")
         self.norm_out = _norm(ch, cfg.groups)
         self.conv_out = nn.Conv2d(ch, cfg.out_channels, 3, padding=1)
 

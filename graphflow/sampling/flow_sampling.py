@@ -303,7 +303,7 @@ class FlowDenoiser:
         run's sigmas, found as ComfyUI finds it (the first equal to the step's); None when it is not one
         of them (a sampler's intermediate sigma: not embedded, as ComfyUI) or the model has no such input."""
         if self.sample_sigmas is None or getattr(self.model, "arch", None) != "hunyuan_image" \
-                or not self.model.unet.config.meanflow:
+                or not self.model.unet.config.meanflow or self.model.unet.config.refiner:  # (ComfyUI's disable_time_r)
             return None
         sigmas = self.sample_sigmas.float().cpu()
         where = (sigmas[:-1] == float(sigma.reshape(-1)[0])).nonzero()
