@@ -501,3 +501,151 @@ def test_checkpoint_with_its_vae(tmp_path):
     assert not any("hunyuan_image_2.1_vae" in n for n in ckpt.info.notes)
     with WeightFile(tmp_path / "all.safetensors") as f:
         assert identify(f.shapes).name == "HunyuanImage 2.1 checkpoint"
+
+
+# -- the refiner -------------------------------------------------------------------------------------
+
+def test_refiner_matches_diffusers():
+    """The refiner (3-D 1x1x1 patches of 128 channels, rotary frame / row / column, guidance-distilled, no
+    byt5_in): a batch of two against diffusers' transformer with the refiner's configuration; the full-size
+    defaults have diffusers' tensors."""
+    state = hunyuan_image_state(seed=5, refiner=True)
+    cfg = hunyuan_image_config_from_state_dict({k: tuple(v.shape) for k, v in state.items()})
+    assert cfg == hunyuan_image_config(refiner=True) and cfg.refiner and cfg.axes_dim == (4, 14, 14)
+    ours = HunyuanImage(cfg).eval()
+    ours.load_state_dict(state, strict=True)
+    theirs = diffusers_hyi(state)
+    g = torch.Generator().manual_seed(6)
+    x, context = torch.randn(2, 128, 1, 3, 5, generator=g), torch.randn(2, 4, TEXT, generator=g)
+    sigma, guidance = torch.tensor([0.7, 0.2]), torch.tensor([6.0, 3.0])
+    with torch.no_grad():
+        got = ours(x, sigma, context, guidance=guidance)
+    want = diffusers_velocity(theirs, x, sigma, context, guidance=guidance)
+    assert got.shape == (2, 64, 1, 3, 5) and float(want.abs().max()) > 0.1 and (got - want).abs().max() < TOL
+    with torch.device("meta"):
+        full = HunyuanImage(hunyuan_image_config(scaled_down=False, refiner=True))
+        reference = HunyuanImageTransformer2DModel(in_channels=128, out_channels=64, num_attention_heads=26,
+                                                   patch_size=(1, 1, 1), guidance_embeds=True, use_meanflow=True,
+                                                   rope_axes_dim=(16, 56, 56))
+    shapes = {k: tuple(v.shape) for k, v in full.state_dict().items()}
+    converted = to_diffusers({k: torch.empty(s, device="meta") for k, s in shapes.items()}, 3328)
+    assert {k: tuple(v.shape) for k, v in converted.items()} == {k: tuple(v.shape)
+                                                                  for k, v in reference.state_dict().items()}
+    assert hunyuan_image_config_from_state_dict(shapes) == hunyuan_image_config(scaled_down=False, refiner=True)
+
+
+def test_refiner_latent_format_pairs_frames_as_diffusers():
+    """HunyuanImage21Refiner: the raw latent scaled, its first frame repeated and frames paired into the
+    channels, as diffusers' refiner pipeline (_reorder_image_tokens x its VAE's scaling factor) and back."""
+    from diffusers.pipelines.hunyuan_image.pipeline_hunyuanimage_refiner import HunyuanImageRefinerPipeline as P
+
+    from graphflow.models.latent_formats import HUNYUAN_IMAGE21_REFINER as fmt
+
+    for frames in (1, 3):
+        z = torch.randn(2, 32, frames, 3, 4)
+        packed = fmt.process_in(z)
+        assert packed.shape == (2, 64, (frames + 1) // 2, 3, 4)
+        assert torch.allclose(packed, P._reorder_image_tokens(z) * 1.03682)
+        assert torch.allclose(fmt.process_out(packed), z, atol=1e-6)
+        assert torch.allclose(P._restore_image_tokens_order(packed) / 1.03682, z, atol=1e-6)
+    assert fmt.preview(torch.randn(1, 64, 1, 3, 5)).shape == (1, 3, 5, 3)
+
+
+def refiner_vae_to_diffusers(state, cfg):
+    """ComfyUI's names -> diffusers' AutoencoderKLHunyuanImageRefiner names (stage N's blocks and resampling
+    under down_blocks.N / up_blocks.N; the mid attention's q, k, v -> to_q, to_k, to_v)."""
+    flat = {}
+    for side, part, per in (("encoder", "down", cfg.num_res_blocks), ("decoder", "up", cfg.num_res_blocks + 1)):
+        for i in range(len(cfg.block_out_channels)):
+            flat.update({f"{side}.{part}.{i}.block.{j}.": f"{side}.{part}_blocks.{i}.resnets.{j}." for j in range(per)})
+            flat[f"{side}.{part}.{i}.{part}sample."] = f"{side}.{part}_blocks.{i}.{part}samplers.0."
+    out = {}
+    for k, v in state.items():
+        new = next((b + k[len(a):] for a, b in flat.items() if k.startswith(a)), k)
+        new = new.replace("mid.block_1.", "mid_block.resnets.0.").replace("mid.block_2.", "mid_block.resnets.1.")
+        if ".mid.attn_1." in new:
+            new = new.replace("mid.attn_1.", "mid_block.attentions.0.")
+            for a, b in ((".q.", ".to_q."), (".k.", ".to_k."), (".v.", ".to_v.")):
+                new = new.replace(a, b)
+        out[new] = v
+    return out
+
+
+def test_refiner_pass_matches_diffusers(tmp_folders):
+    """The refiner pass as ComfyUI wires it: VAELoader (hunyuan_image_refiner_vae: file kind, one-frame
+    latents) -> VAEEncode of a picture (diffusers' AutoencoderKLHunyuanImageRefiner's mean) ->
+    HunyuanRefinerLatent (noise_augmentation 0.1) -> KSampler on UNETLoader's refiner (euler, simple, 2
+    steps, cfg 1; shift 4) -> VAEDecode: Euler steps of diffusers' transformer on [x, the image's paired
+    latent x 0.75 + 0.1 x noise seeded by seed - 10], guidance 6.0 x 1000 and no timestep_r, decoded
+    by diffusers' VAE after _restore_image_tokens_order."""
+    from diffusers import AutoencoderKLHunyuanImageRefiner
+    from diffusers.pipelines.hunyuan_image.pipeline_hunyuanimage_refiner import HunyuanImageRefinerPipeline as P
+    from safetensors.torch import load_file
+
+    from graphflow.models.file_kind import identify
+    from graphflow.models.flow_architecture import detect_flow_model
+    from graphflow.models.weight_files import WeightFile
+    from graphflow.registry import Registry
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import (hunyuan_image_refiner_vae_config, hunyuan_image_refiner_vae_state,
+                                   write_hunyuan_image, write_hunyuan_image_refiner_vae)
+    from tests.test_nodes_image_mask import call
+
+    (tmp_folders.models / "diffusion_models").mkdir()
+    (tmp_folders.models / "vae").mkdir()
+    unet = write_hunyuan_image(tmp_folders.models / "diffusion_models" / "hunyuanimage2.1_refiner_bf16.safetensors",
+                               seed=8, dtype=torch.float32, refiner=True)
+    vae_path = write_hunyuan_image_refiner_vae(tmp_folders.models / "vae" / "hunyuan_image_refiner_vae_fp16.safetensors",
+                                               seed=9, dtype=torch.float32)
+    with WeightFile(unet) as f:
+        info, kind = detect_flow_model(f.shapes), identify(f.shapes)
+    assert (info.family, info.latent_format.name) == ("hunyuan_image_refiner", "hunyuan_image21_refiner")
+    assert kind.name == "HunyuanImage 2.1 refiner diffusion model"
+    assert any("hunyuan_image_refiner_vae_fp16.safetensors" in n for n in info.notes)
+    with WeightFile(vae_path) as f:
+        assert identify(f.shapes).name.startswith("HunyuanImage 2.1 refiner VAE")
+
+    reg = Registry().load_builtin()
+    model = call(reg, "LoadDiffusionModel", unet_name="hunyuanimage2.1_refiner_bf16.safetensors",
+                 weight_dtype="default")
+    assert model.is_video and model.sampling_shift == 4.0 and model.in_channels == 128 and model.guidance_embed
+    vae = call(reg, "LoadVAE", vae_name="hunyuan_image_refiner_vae_fp16.safetensors")
+    assert vae.module.config == hunyuan_image_refiner_vae_config() and (vae.downscale, vae.latent_channels) == (16, 32)
+    cfg = hunyuan_image_refiner_vae_config()
+    theirs_vae = AutoencoderKLHunyuanImageRefiner(in_channels=3, out_channels=3, latent_channels=32,
+                                                  block_out_channels=cfg.block_out_channels,
+                                                  layers_per_block=cfg.num_res_blocks).eval()
+    theirs_vae.load_state_dict(refiner_vae_to_diffusers(hunyuan_image_refiner_vae_state(seed=9), cfg), strict=True)
+
+    picture = torch.rand(1, 32, 48, 3, generator=torch.Generator().manual_seed(10))
+    encoded = call(reg, "VAEEncode", pixels=picture, vae=vae)
+    with torch.no_grad():
+        mean = theirs_vae.encode(picture.permute(0, 3, 1, 2)[:, :, None] * 2 - 1).latent_dist.mean
+    assert encoded["samples"].shape == (1, 32, 1, 2, 3) and (encoded["samples"] - mean).abs().max() < TOL
+
+    g = torch.Generator().manual_seed(11)
+    cond = torch.randn(1, 4, TEXT, generator=g)
+    positive, negative, latent = call(reg, "HunyuanRefinerLatent", positive=[(cond, {})],
+                                      negative=[(torch.zeros(1, 4, TEXT), {})], latent=encoded, noise_augmentation=0.1)
+    assert latent["samples"].shape == (1, 32, 1, 2, 3) and not latent["samples"].any()
+    assert positive[0][1]["noise_augmentation"] == 0.1 and negative[0][1]["concat_latent_image"] is encoded["samples"]
+    out = call(reg, "KSampler", model=model, seed=12, steps=2, cfg=1.0, sampler_name="euler", scheduler="simple",
+               positive=positive, negative=negative, latent_image=latent, denoise=1.0)["samples"]
+    images = call(reg, "VAEDecode", samples={"samples": out}, vae=vae)
+
+    theirs = diffusers_hyi(load_file(str(unet)))
+    image = P._reorder_image_tokens(mean) * 1.03682
+    noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(12 - 10))
+    concat = 0.1 * noise + 0.75 * image
+    x = initial_noise(torch.zeros(1, 64, 1, 2, 3), 12)
+    sigmas = [1.0, 4 * 0.5 / (1 + 3 * 0.5), 0.0]
+    for sigma, following in zip(sigmas, sigmas[1:]):
+        v = diffusers_velocity(theirs, torch.cat([x, concat], dim=1), torch.tensor([sigma]), cond,
+                               guidance=torch.tensor([6.0]))
+        x = x + (following - sigma) * v
+    want = P._restore_image_tokens_order(x) / 1.03682
+    assert out.shape == (1, 32, 1, 2, 3) and float(want.abs().mean()) > 0.05
+    assert float((out - want).abs().max()) < 1e-4 * float(want.abs().max())
+    with torch.no_grad():
+        pixels = ((theirs_vae.decode(want).sample[:, :, 0] + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1)
+    assert images.shape == (1, 32, 48, 3) and (images - pixels).abs().max() < 1e-3
