@@ -222,7 +222,7 @@ def build_flow_model(source, info: FlowInfo, device, dtype, weight_dtype: str = 
     Linear/Conv weights are stored in `weight_dtype` (fp8_e4m3fn / fp8_e5m2), or kept in fp8 where
     the file holds them so ("default"); everything else, and all computation, is in `dtype` (with
     an fp8 weight_dtype, holding fp8-rounded values, as ComfyUI's: see _weight_storage)."""
-    if info.arch in ("hunyuan_video", "hunyuan_image"):  # a file ComfyUI saved holds its own module names: read as Tencent's
+    if info.arch in ("hunyuan_video", "hunyuan_image"):  # a ComfyUI-saved file's own module names: read as Tencent's
         from .configs import hunyuan_video_tencent_name
 
         source = RenamedView(source, {hunyuan_video_tencent_name(k): k for k in source.shapes})

@@ -1169,7 +1169,8 @@ class HunyuanImageVAEConfig:
 def is_hunyuan_image_vae(shapes) -> bool:
     """ComfyUI's test (comfy/sd.py): an LDM-named 2-D VAE whose decoder takes 64 latent channels."""
     conv_in = shapes.get("decoder.conv_in.weight")
-    return conv_in is not None and len(conv_in) == 4 and conv_in[1] == 64 and "encoder.down.0.block.0.conv1.weight" in shapes
+    return conv_in is not None and len(conv_in) == 4 and conv_in[1] == 64 \
+        and "encoder.down.0.block.0.conv1.weight" in shapes
 
 
 def hunyuan_image_vae_config_from_state_dict(shapes) -> HunyuanImageVAEConfig:

@@ -182,7 +182,7 @@ class DiffusionModel:
                                                 "cosmos": WAN21, "cosmos1": COSMOS1, "qwen_image": WAN21,
                                                 "hidream": FLUX,
                                                 "hunyuan_video": HUNYUAN_VIDEO,
-                                                "hunyuan_image": hunyuan_image_latent_format(getattr(unet, "config", None)),
+                                                "hunyuan_image": hunyuan_image_latent_format(unet.config),
                                                 "wan": wan_latent_format(getattr(unet, "config", None))}.get(arch) or (
             SDXL if arch.startswith("sdxl") else SD1)
         if beta_schedule is None:  # SD's, but the x4 upscaler was trained on its own

@@ -211,7 +211,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         name = {"sd3": "SD3 / SD3.5", "flux": "FLUX.1", "chroma": "Chroma", "ltxv": "LTX-Video",
                 "mochi": "Mochi", "wan": "Wan 2.1",
                 "lumina2": "Lumina Image 2.0", "qwen_image": "Qwen-Image",
-                "hidream": "HiDream-I1", "hunyuan_video": "HunyuanVideo 1.0", "hunyuan_image": "HunyuanImage 2.1"}[flow[0]]
+                "hidream": "HiDream-I1", "hunyuan_video": "HunyuanVideo 1.0",
+                "hunyuan_image": "HunyuanImage 2.1"}[flow[0]]
         if flow[0] == "wan" and shapes[flow[1] + "patch_embedding.weight"][1] == 48:  # the 2.2 VAE's latents
             name = "Wan 2.2 TI2V 5B"
         if flow[0] == "hunyuan_video" and _has(shapes, flow[1] + "byt5_in.", flow[1] + "vision_in."):

@@ -113,7 +113,8 @@ T5_ALONE = ("chroma", "ltxv", "mochi", "wan")  # T5-XXL (Wan: UMT5-XXL) their on
 class FlowInfo:
     """A flow-model file: the family, where each part is and the configurations read from shapes."""
 
-    arch: str  # sd3 | flux | chroma | ltxv | mochi | wan | lumina2 | qwen_image | hidream | hunyuan_video | hunyuan_image
+    # sd3 | flux | chroma | ltxv | mochi | wan | lumina2 | qwen_image | hidream | hunyuan_video | hunyuan_image
+    arch: str
     family: str  # a FAMILY_NAMES key
     prefix: str  # of the diffusion model's keys
     config: (MMDiTConfig | FluxConfig | ChromaConfig | LTXVConfig | MochiConfig | WanConfig | Lumina2Config
@@ -282,8 +283,8 @@ def _hunyuan_image_vae(shapes) -> tuple[str, HunyuanImageVAEConfig] | None:
     try:
         return prefix, hunyuan_image_vae_config_from_state_dict(part)
     except (KeyError, ValueError, IndexError) as e:
-        raise CheckpointError(f"the HunyuanImage 2.1 VAE keys under {prefix} are incomplete ({type(e).__name__}: {e})") \
-            from None
+        raise CheckpointError(f"the HunyuanImage 2.1 VAE keys under {prefix} are incomplete "
+                              f"({type(e).__name__}: {e})") from None
 
 
 def _ltxv_file_config(config: LTXVConfig, metadata: dict | None) -> LTXVConfig:

@@ -226,9 +226,11 @@ def hunyuan_image_names(cfg) -> dict[str, tuple[str, Rows]]:
         embedders["guidance_embedder"] = "guidance_in"
     if cfg.meanflow:
         embedders["timestep_embedder_r"] = "time_r_in"
-        names.update({"time_r_in.in_layer": ("time_r_in.mlp.0", None), "time_r_in.out_layer": ("time_r_in.mlp.2", None)})
+        names.update({"time_r_in.in_layer": ("time_r_in.mlp.0", None),
+                      "time_r_in.out_layer": ("time_r_in.mlp.2", None)})
     for theirs, ours in embedders.items():
-        names.update({f"time_guidance_embed.{theirs}.linear_{n}": (f"{ours}.mlp.{m}", None) for n, m in ((1, 0), (2, 2))})
+        names.update({f"time_guidance_embed.{theirs}.linear_{n}": (f"{ours}.mlp.{m}", None)
+                      for n, m in ((1, 0), (2, 2))})
     if cfg.byt5_dim:
         names.update({f"context_embedder_2.linear_{n}": (f"byt5_in.fc{n}", None) for n in (1, 2, 3)})
     return names

@@ -82,12 +82,13 @@ class HunyuanImage(nn.Module):
 
     def forward(self, x, sigma, context, y=None, guidance=None, text_mask=None, txt_byt5=None, sigma_next=None,
                 control=None, **unused):
-        """x [B, 64, h, w] (the refiner: [B, 128, frames, h, w]); sigma [B]; context Qwen2.5-VL's states [B or 1, T, context_in_dim]; y unused
-        (no pooled vector); guidance [B] or None (embedded by the distilled model only); text_mask [B, T]
-        (1 keep, kept tokens leading): each sample's text cut to its kept tokens (diffusers'
-        encoder_attention_mask); txt_byt5 [B or 1, L, byt5_dim] the quoted text's byT5 states (None:
-        the glyph branch is skipped); sigma_next [B] the next step's sigma, which the MeanFlow
-        (distilled) model embeds (None: not embedded, as ComfyUI when it cannot find it) -> velocity."""
+        """x [B, 64, h, w] (the refiner: [B, 128, frames, h, w]); sigma [B]; context Qwen2.5-VL's states
+        [B or 1, T, context_in_dim]; y unused (no pooled vector); guidance [B] or None (embedded by the
+        distilled model and the refiner only); text_mask [B, T] (1 keep, kept tokens leading): each
+        sample's text cut to its kept tokens (diffusers' encoder_attention_mask); txt_byt5 [B or 1, L,
+        byt5_dim] the quoted text's byT5 states (None: the glyph branch is skipped); sigma_next [B] the
+        next step's sigma, which the MeanFlow (distilled) model embeds (None: not embedded, as ComfyUI
+        when it cannot find it) -> velocity."""
         if control is not None:
             raise ValueError("ControlNets are not supported with HunyuanImage models")
         cfg = self.config

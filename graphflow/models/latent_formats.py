@@ -258,4 +258,5 @@ def hunyuan_image_latent_format(config) -> LatentFormat:
     return HUNYUAN_IMAGE21_REFINER if getattr(config, "refiner", False) else HUNYUAN_IMAGE21
 
 LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, PLAYGROUND_2_5, SD_X4, SD3, FLUX, SC_PRIOR, SC_B, LTXV, MOCHI, WAN21, WAN22,
-                                      CHROMA_RADIANCE, COSMOS1, HUNYUAN_VIDEO, HUNYUAN_IMAGE21, HUNYUAN_IMAGE21_REFINER)}
+                                      CHROMA_RADIANCE, COSMOS1, HUNYUAN_VIDEO, HUNYUAN_IMAGE21,
+                                      HUNYUAN_IMAGE21_REFINER)}
