@@ -2045,3 +2045,101 @@ def write_hunyuan_image_qwen(path, seed: int = 3, dtype=torch.float32) -> Path:
     state = qwen25vl_state(seed, config=replace(qwen25vl_config(), num_layers=4))
     save_file({k: v.to(dtype) for k, v in state.items()}, str(path))
     return Path(path)
+
+
+# -- HunyuanImage 2.1: transformer and VAE (helper hyi-model) -------------------------------------
+
+HUNYUAN_IMAGE_TINY_TEXT_DIM = QWEN_IMAGE_TINY_JOINT_DIM  # the tiny Qwen2.5-VL's hidden size
+HUNYUAN_IMAGE_TINY_BYT5_DIM = 64  # the tiny byT5's width: pass the tiny byT5 writer's d_model where it differs
+
+
+def hunyuan_image_config(scaled_down: bool = True, context_in_dim: int = HUNYUAN_IMAGE_TINY_TEXT_DIM,
+                         byt5_dim: int = HUNYUAN_IMAGE_TINY_BYT5_DIM, distilled: bool = False, refiner: bool = False):
+    """HunyuanImage 2.1's transformer (20 + 40 blocks, 28 heads of 128), or a tiny one: 2 double + 2
+    single blocks, 2 heads of 32 (rotary axes 16, 16), the 2-block token refiner, byt5_in 48 wide, the
+    real 1x1 patches of 64 channels; text states context_in_dim wide, byT5's byt5_dim wide. distilled:
+    the distilled file's guidance_in and time_r_in (MeanFlow). refiner: the refiner's (3328 wide, 26
+    heads; tiny: the same 2 + 2 blocks, rotary axes 4, 14, 14): 1x1x1 patches of 128 channels in, 64 out,
+    guidance_in and time_r_in, no byt5_in."""
+    from .models.hunyuan_image import HunyuanImageConfig
+
+    extra = dict(guidance_embed=True, meanflow=True) if distilled or refiner else {}
+    if refiner:
+        extra.update(in_channels=128, patch_size=(1, 1, 1), byt5_dim=0)
+        if not scaled_down:
+            return HunyuanImageConfig(hidden_size=3328, num_heads=26, axes_dim=(16, 56, 56), **extra)
+        return HunyuanImageConfig(hidden_size=64, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=(4, 14, 14),
+                                  context_in_dim=context_in_dim, **extra)
+    if not scaled_down:
+        return HunyuanImageConfig(**extra)
+    return HunyuanImageConfig(hidden_size=64, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=(16, 16),
+                              context_in_dim=context_in_dim, byt5_dim=byt5_dim, byt5_hidden=48, **extra)
+
+
+def hunyuan_image_state(seed: int = 0, scaled_down: bool = True, context_in_dim: int = HUNYUAN_IMAGE_TINY_TEXT_DIM,
+                        byt5_dim: int = HUNYUAN_IMAGE_TINY_BYT5_DIM, distilled: bool = False,
+                        refiner: bool = False) -> dict[str, torch.Tensor]:
+    from .models.hunyuan_image import HunyuanImage
+
+    with torch.device("meta"):
+        shapes = _module_shapes(HunyuanImage(hunyuan_image_config(scaled_down, context_in_dim, byt5_dim, distilled,
+                                                                  refiner)))
+    return random_state(shapes, seed, torch.float32)
+
+
+def write_hunyuan_image(path, seed: int = 0, dtype=torch.bfloat16, scaled_down: bool = True, prefixed: bool = False,
+                        context_in_dim: int = HUNYUAN_IMAGE_TINY_TEXT_DIM, byt5_dim: int = HUNYUAN_IMAGE_TINY_BYT5_DIM,
+                        distilled: bool = False, refiner: bool = False) -> Path:
+    """A random HunyuanImage 2.1 transformer in Tencent's names, bare as ComfyUI's
+    hunyuanimage2.1_bf16.safetensors (distilled: hunyuanimage2.1_distilled_bf16; refiner:
+    hunyuanimage2.1_refiner_bf16) or, prefixed, under ComfyUI's model.diffusion_model."""
+    prefix = UNET_PREFIX if prefixed else ""
+    state = hunyuan_image_state(seed, scaled_down, context_in_dim, byt5_dim, distilled, refiner)
+    save_file({prefix + k: v.to(dtype) for k, v in state.items()}, str(path))
+    return Path(path)
+
+
+def hunyuan_image_vae_config(scaled_down: bool = True):
+    """HunyuanImage 2.1's VAE (widths 128 256 512 512 1024 1024, 2 res blocks), or a tiny one: widths
+    32 32 32 64 128 128, 1 res block; always 64 latent channels and 32x compression."""
+    from .models.hunyuan_image_vae import HunyuanImageVAEConfig
+
+    return HunyuanImageVAEConfig(block_out_channels=(32, 32, 32, 64, 128, 128), num_res_blocks=1) if scaled_down \
+        else HunyuanImageVAEConfig()
+
+
+def hunyuan_image_vae_state(seed: int = 0, scaled_down: bool = True) -> dict[str, torch.Tensor]:
+    from .models.hunyuan_image_vae import HunyuanImageVAEModel
+
+    with torch.device("meta"):
+        shapes = _module_shapes(HunyuanImageVAEModel(hunyuan_image_vae_config(scaled_down)))
+    return random_state(shapes, seed, torch.float32)
+
+
+def write_hunyuan_image_vae(path, seed: int = 0, dtype=torch.float16, scaled_down: bool = True) -> Path:
+    """A random HunyuanImage 2.1 VAE in ComfyUI's layout, as hunyuan_image_2.1_vae_fp16.safetensors."""
+    save_file({k: v.to(dtype) for k, v in hunyuan_image_vae_state(seed, scaled_down).items()}, str(path))
+    return Path(path)
+
+
+def hunyuan_image_refiner_vae_config(scaled_down: bool = True):
+    """HunyuanImage 2.1's refiner VAE (widths 128 256 512 1024 1024, 2 res blocks), or a tiny one: widths
+    32 32 64 64 64, 1 res block; always 32 latent channels, 16x in space."""
+    from .models.hunyuan_image_refiner_vae import HunyuanImageRefinerVAEConfig
+
+    return HunyuanImageRefinerVAEConfig(block_out_channels=(32, 32, 64, 64, 64), num_res_blocks=1) if scaled_down \
+        else HunyuanImageRefinerVAEConfig()
+
+
+def hunyuan_image_refiner_vae_state(seed: int = 0, scaled_down: bool = True) -> dict[str, torch.Tensor]:
+    from .models.hunyuan_image_refiner_vae import HunyuanImageRefinerVAEModel
+
+    with torch.device("meta"):
+        shapes = _module_shapes(HunyuanImageRefinerVAEModel(hunyuan_image_refiner_vae_config(scaled_down)))
+    return random_state(shapes, seed, torch.float32)
+
+
+def write_hunyuan_image_refiner_vae(path, seed: int = 0, dtype=torch.float16, scaled_down: bool = True) -> Path:
+    """A random HunyuanImage 2.1 refiner VAE in ComfyUI's layout, as hunyuan_image_refiner_vae_fp16.safetensors."""
+    save_file({k: v.to(dtype) for k, v in hunyuan_image_refiner_vae_state(seed, scaled_down).items()}, str(path))
+    return Path(path)

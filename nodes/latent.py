@@ -30,6 +30,20 @@ class EmptyLatent(Node):
         return {"samples": torch.zeros(self.batch_size, 4, self.height // 8, self.width // 8)}
 
 
+class EmptyHunyuanImageLatent(Node):
+    """A blank HunyuanImage 2.1 latent batch: 64 channels at 1/32 of the pixel size (its VAE's)."""
+    category = "latent"
+    width: int = Int(2048, min=64, max=MAX_SIZE, step=32, resource="width")
+    height: int = Int(2048, min=64, max=MAX_SIZE, step=32, resource="height")
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
+    outputs = {"latent": LATENT}
+    comfy = ComfyAlias(("EmptyHunyuanImageLatent",))
+
+    def run(self):
+        import torch
+        return {"samples": torch.zeros(self.batch_size, 64, self.height // 32, self.width // 32)}
+
+
 LATENT_RESIZE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "bislerp")
 
 

@@ -15,7 +15,7 @@ import torch
 from graphflow.models.architectures import ARCHITECTURES
 from graphflow.models.checkpoint import flow_network
 from graphflow.models.diffusion_model import DiffusionModel
-from graphflow.models.flow_architecture import _CONFIG_READERS, _MARKERS
+from graphflow.models.flow_architecture import _CONFIG_READERS, _LACKING, _MARKERS
 from graphflow.models.latent_formats import LATENT_FORMATS
 from graphflow.sampling.flow_sampling import default_flow_schedule, flow_vectors
 
@@ -30,14 +30,15 @@ def test_every_architecture_is_complete(key):
     if arch.flow:  # sampled without a ModelSampling node: its shift, its schedule; built from the file
         assert arch.shift is not None and arch.schedule in ("shift", "flux") and arch.multiplier > 0
         assert issubclass(flow_network(key), torch.nn.Module)
-        assert key in _MARKERS and key in _CONFIG_READERS  # detected in files, its config read from shapes
+        assert (key in _MARKERS or key in _LACKING) and key in _CONFIG_READERS  # told in files, config from shapes
     else:
         assert arch.schedule is None and arch.network is None and arch.pooled == 0
         assert arch.shift is None or arch.cascade  # (ModelSamplingStableCascade's)
     assert not arch.packed or arch.flow
     assert not arch.pooled or arch.vector_width  # a pooled vector has a width in the network's config
-    assert arch.guidance is None or arch.pooled  # a guidance embedding beside the pooled vector (FLUX's)
+    assert arch.guidance is None or arch.flow  # a distilled guidance embedding (FLUX dev's, HunyuanVideo's, ...)
     assert (arch.empty_latent is not None) == arch.video  # named when a video model gets no video latent
+    assert not arch.masked_timesteps or arch.video
     assert arch.saved_as in (None, "unet", "flow") and (arch.saved_as == "flow") <= arch.flow
     assert arch.native_size is None or arch.native_size % 8 == 0
 
@@ -49,7 +50,7 @@ def test_the_empty_latent_nodes_named_in_hints_exist(builtin_registry):
 
 def test_the_file_detectors_know_the_flow_families_and_only_them():
     flow = {k for k, a in ARCHITECTURES.items() if a.flow}
-    assert set(_MARKERS) == flow and set(_CONFIG_READERS) == flow
+    assert set(_MARKERS) | set(_LACKING) == flow and set(_CONFIG_READERS) == flow
 
 
 @pytest.mark.parametrize("key", [k for k, a in ARCHITECTURES.items() if a.flow])

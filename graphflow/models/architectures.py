@@ -37,6 +37,9 @@ class Architecture:
     # shorter prompts repeated to share a model call (ComfyUI's CONDCrossAttn, UNets); DiTs take the
     # prompt as CONDRegular: prompts of other lengths run apart (joint attention would change)
     repeats_text: bool = False
+    # video: a latent's noise mask scales the timestep the network is told, per token (LTX-Video, Mochi) or per
+    # frame (Cosmos; Wan only with the 2.2 VAE's latents: DiffusionModel); else every token is told the step's
+    masked_timesteps: bool = False
     empty_latent: str | None = None  # video: a node making latents it samples (named in hints)
     network: str | None = None  # flow: "module.Class" under graphflow.models, the network the loader builds
     vae_file: str = "ae.safetensors for FLUX"  # flow: the VAE file to load when the checkpoint holds none
@@ -82,16 +85,21 @@ ARCHITECTURES = {a.key: a for a in (
                  repeats_text=True, vector_width="clip_pooled_width"),
     Architecture("pixart", "PixArt", "sd1"),  # α's micro-conditions: DiffusionModel.adm_channels
     Architecture("svd", "Stable Video Diffusion", "sd1", modelspec="stable-video-diffusion-img2vid-v1", **_UNET),
-    Architecture("ltxv", "LTX-Video", "ltxv", flow=True, video=True, shift=2.37, schedule="flux",
-                 network="ltxv.LTXV", empty_latent="EmptyLTXVLatentVideo", text_encoder_note=_t5_alone("ltxv")),
-    Architecture("mochi", "Mochi", "mochi", flow=True, video=True, shift=6.0, schedule="shift", multiplier=1.0,
-                 network="mochi.Mochi", empty_latent="EmptyMochiLatentVideo", vae_file="mochi_vae.safetensors",
+    Architecture("ltxv", "LTX-Video", "ltxv", flow=True, video=True, masked_timesteps=True, shift=2.37,
+                 schedule="flux", network="ltxv.LTXV", empty_latent="EmptyLTXVLatentVideo",
+                 text_encoder_note=_t5_alone("ltxv")),
+    Architecture("mochi", "Mochi", "mochi", flow=True, video=True, masked_timesteps=True, shift=6.0,
+                 schedule="shift", multiplier=1.0, network="mochi.Mochi", empty_latent="EmptyMochiLatentVideo",
+                 vae_file="mochi_vae.safetensors",
                  text_encoder_note=_t5_alone("mochi")),
-    Architecture("cosmos", "Cosmos-Predict2", "wan21", video=True, empty_latent="EmptyHunyuanLatentVideo"),
-    Architecture("cosmos1", "Cosmos 1.0", "cosmos1cv8x8x8", video=True, empty_latent="EmptyCosmosLatentVideo"),
+    Architecture("cosmos", "Cosmos-Predict2", "wan21", video=True, masked_timesteps=True,
+                 empty_latent="EmptyHunyuanLatentVideo"),
+    Architecture("cosmos1", "Cosmos 1.0", "cosmos1cv8x8x8", video=True, masked_timesteps=True,
+                 empty_latent="EmptyCosmosLatentVideo"),
     # Wan 2.2's VAE (TI2V 5B, 48 channels): DiffusionModel and FlowInfo read it from the network's config
-    Architecture("wan", "Wan 2.1", "wan21", flow=True, video=True, shift=8.0, schedule="shift", network="wan.Wan",
-                 empty_latent="EmptyHunyuanLatentVideo", vae_file="wan_2.1_vae.safetensors",
+    Architecture("wan", "Wan 2.1", "wan21", flow=True, video=True, masked_timesteps=True, shift=8.0,
+                 schedule="shift", network="wan.Wan", empty_latent="EmptyHunyuanLatentVideo",
+                 vae_file="wan_2.1_vae.safetensors",
                  text_encoder_note=_t5_alone("wan", "UMT5-XXL")),
     Architecture("lumina2", "Lumina Image 2.0", "flux", short_name="Lumina 2", flow=True, shift=6.0,
                  schedule="shift", multiplier=1.0, native_size=1024, network="lumina2.Lumina2",
@@ -116,4 +124,13 @@ ARCHITECTURES = {a.key: a for a in (
                  text_encoder_note="no text encoders in the file: load CLIP-L and LLaVA-Llama-3 8B "
                                    "(clip_l.safetensors, llava_llama3_fp8_scaled.safetensors) with DualCLIPLoader, "
                                    "type hunyuan_video"),
+    # ComfyUI's HunyuanImage21: sampling_settings shift 5 (its refiner's 4: DiffusionModel); no pooled vector;
+    # extra_conds' guidance 6, embedded by the distilled file only
+    Architecture("hunyuan_image", "HunyuanImage 2.1", "hunyuan_image21", short_name="HunyuanImage", flow=True,
+                 shift=5.0, schedule="shift", native_size=2048, guidance=6.0, fp16=False,
+                 network="hunyuan_image.HunyuanImage", vae_file="hunyuan_image_2.1_vae_fp16.safetensors",
+                 text_encoder_note="no text encoders in the file: load Qwen2.5-VL 7B and the byT5 glyph encoder "
+                                   "(qwen_2.5_vl_7b.safetensors, byt5_small_glyphxl_fp16.safetensors) with "
+                                   "DualCLIPLoader, type hunyuan_image (or Qwen2.5-VL alone with CLIPLoader, type "
+                                   "hunyuan_image)"),
 )}

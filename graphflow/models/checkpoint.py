@@ -151,6 +151,37 @@ def build_hunyuan_video_vae(source, device, dtype):
     return HunyuanVideoVAE(_assign(module, source, device, dtype, "HunyuanVideo VAE"))
 
 
+def build_hunyuan_image_vae(source, device, dtype):
+    """HunyuanImage 2.1's 32x VAE (graphflow.models.hunyuan_image_vae) of a file in ComfyUI's layout, as the
+    image VAE socket in the HunyuanImage21 latent format."""
+    from .hunyuan_image_vae import HunyuanImageVAEModel, hunyuan_image_vae_config_from_state_dict
+    from .latent_formats import HUNYUAN_IMAGE21
+
+    try:
+        config = hunyuan_image_vae_config_from_state_dict(source.shapes)
+    except (KeyError, ValueError, IndexError) as e:
+        raise CheckpointError(f"a HunyuanImage 2.1 VAE of an unknown layout ({type(e).__name__}: {e})") from None
+    with torch.device("meta"):
+        module = HunyuanImageVAEModel(config)
+    return VAE(_assign(module, source, device, dtype, "HunyuanImage 2.1 VAE"), HUNYUAN_IMAGE21)
+
+
+def build_hunyuan_image_refiner_vae(source, device, dtype):
+    """HunyuanImage 2.1's refiner VAE (graphflow.models.hunyuan_image_refiner_vae) of a file in ComfyUI's
+    layout, as its VAE socket (one-frame latents in the HunyuanImage21Refiner format)."""
+    from .hunyuan_image_refiner_vae import (HunyuanImageRefinerVAE, HunyuanImageRefinerVAEModel,
+                                            hunyuan_image_refiner_vae_config_from_state_dict)
+
+    try:
+        config = hunyuan_image_refiner_vae_config_from_state_dict(source.shapes)
+    except (KeyError, ValueError, IndexError, ZeroDivisionError) as e:
+        raise CheckpointError(f"a HunyuanImage 2.1 refiner VAE of an unknown layout ({type(e).__name__}: {e})") \
+            from None
+    with torch.device("meta"):
+        module = HunyuanImageRefinerVAEModel(config)
+    return HunyuanImageRefinerVAE(_assign(module, source, device, dtype, "HunyuanImage 2.1 refiner VAE"))
+
+
 def build_cosmos_vae(f, device, dtype):
     """NVIDIA's Cosmos 1.0 CV8x8x8 tokenizer (graphflow.models.cosmos_vae) of a file in NVIDIA's
     layout as a VAE socket; the file's wavelet buffers (constants) are not read."""
@@ -189,7 +220,7 @@ def build_flow_model(source, info: FlowInfo, device, dtype, weight_dtype: str = 
     Linear/Conv weights are stored in `weight_dtype` (fp8_e4m3fn / fp8_e5m2), or kept in fp8 where
     the file holds them so ("default"); everything else, and all computation, is in `dtype` (with
     an fp8 weight_dtype, holding fp8-rounded values, as ComfyUI's: see _weight_storage)."""
-    if info.arch == "hunyuan_video":  # a file ComfyUI saved holds its own module names: read as Tencent's
+    if info.arch in ("hunyuan_video", "hunyuan_image"):  # a ComfyUI-saved file's own module names: read as Tencent's
         from .configs import hunyuan_video_tencent_name
 
         source = RenamedView(source, {hunyuan_video_tencent_name(k): k for k in source.shapes})
@@ -423,6 +454,8 @@ def _load_flow_checkpoint(f, info: FlowInfo, device, dtype, weight_dtype, parts)
         vae = build_mochi_vae(f, info.vae_prefix, *_resolve(device, dtype, "vae"))
     elif info.vae is not None and "vae" in parts and info.arch == "hunyuan_video":
         vae = build_hunyuan_video_vae(f.view(info.vae_prefix), *_resolve(device, dtype, "vae"))
+    elif info.vae is not None and "vae" in parts and info.arch == "hunyuan_image":
+        vae = build_hunyuan_image_vae(f.view(info.vae_prefix), *_resolve(device, dtype, "vae"))
     elif info.vae is not None and "vae" in parts:
         vae = build_vae(f.view(info.vae_prefix), info.vae, info.latent_format, *_resolve(device, dtype, "vae"),
                         what=info.vae_prefix)
@@ -478,7 +511,7 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
 
 def _fp8_refused(kind: str) -> str:
     return ("weight_dtype fp8 is supported for SD1/SD2/SDXL UNets, PixArt and SD3, FLUX, Chroma, LTX-Video, Mochi, "
-            "Cosmos-Predict2, Cosmos 1.0, Lumina 2, Qwen-Image, HiDream and HunyuanVideo diffusion models"
+            "Cosmos-Predict2, Cosmos 1.0, Lumina 2, Qwen-Image, HiDream, HunyuanVideo and HunyuanImage diffusion models"
             " only; "
             f"this file is a {kind} model "
             "(use weight_dtype default)")
@@ -686,6 +719,8 @@ def _read_vae(path, device, dtype, latent_format) -> VAE:
     from .flow_architecture import LTXV_VAE_MARKER, ltxv_vae
     from .stage_a import StageAVAE, build_stage_a, is_stage_a
     from .stage_c_encoder import StageCEncoderVAE, build_stage_c_encoder, is_stage_c_encoder
+    from .hunyuan_image_refiner_vae import is_hunyuan_image_refiner_vae
+    from .hunyuan_image_vae import is_hunyuan_image_vae
     from .hunyuan_video_vae import is_hunyuan_video_vae
     from .wan_vae import is_wan_vae
 
@@ -701,8 +736,12 @@ def _read_vae(path, device, dtype, latent_format) -> VAE:
             return build_cosmos_vae(f, *_resolve(device, dtype, "vae"))
         if is_wan_vae(f.shapes):  # Wan 2.1's causal video VAE (Cosmos-Predict2, Wan) or Wan 2.2's
             return build_wan_vae(f, *_resolve(device, dtype, "vae"))
+        if is_hunyuan_image_refiner_vae(f.shapes):  # before HunyuanVideo's: the same names, RMS norms
+            return build_hunyuan_image_refiner_vae(f, *_resolve(device, dtype, "vae"))
         if is_hunyuan_video_vae(f.shapes):  # HunyuanVideo's causal 3-D VAE (ComfyUI's LDM layout)
             return build_hunyuan_video_vae(f, *_resolve(device, dtype, "vae"))
+        if is_hunyuan_image_vae(f.shapes):  # HunyuanImage 2.1's 32x VAE (LDM-like names, 64 latent channels)
+            return build_hunyuan_image_vae(f, *_resolve(device, dtype, "vae"))
         if LTXV_VAE_MARKER in f.shapes:  # LTX-Video's VAE alone (as VAESave writes it)
             return build_ltxv_vae(f, ltxv_vae(f.shapes, "")[1], *_resolve(device, dtype, "vae"), what="no prefix")
         config = f.config()

@@ -330,6 +330,12 @@ def _flow_report(f: "WeightFile", info: FlowInfo, size: int) -> str:
                   f"{c.num_heads} heads, patch {'x'.join(map(str, c.patch_size))} of {c.in_channels} latent ch, "
                   f"text width {c.context_in_dim} ({c.refiner_depth} refiner blocks), pooled {c.vec_in_dim}"
                   + (", guidance-distilled" if c.guidance_embed else ""))
+    elif info.arch == "hunyuan_image":
+        detail = (f"{c.depth} double + {c.depth_single_blocks} single blocks, width {c.hidden_size}, "
+                  f"{c.num_heads} heads, patch {'x'.join(map(str, c.patch_size))} of {c.in_channels} latent ch, "
+                  f"text width {c.context_in_dim} ({c.refiner_depth} refiner blocks), "
+                  + (f"byT5 glyph width {c.byt5_dim}" if c.byt5_dim else "no byT5 glyph branch")
+                  + (", guidance-distilled" if c.guidance_embed else "") + (", MeanFlow" if c.meanflow else ""))
     elif info.arch == "qwen_image":
         detail = (f"{c.num_layers} double-stream blocks, width {c.dim}, {c.num_heads} heads of {c.head_dim}, "
                   f"patch {c.patch_size} of {c.out_channels} latent ch, text width {c.joint_attention_dim}")

@@ -969,8 +969,8 @@ _HYV_COMFY_NAMES = ((r"\.t_embedder\.in_layer\.", ".t_embedder.mlp.0."),
                     (r"\.t_embedder\.out_layer\.", ".t_embedder.mlp.2."),
                     (r"\.c_embedder\.in_layer\.", ".c_embedder.linear_1."),
                     (r"\.c_embedder\.out_layer\.", ".c_embedder.linear_2."),
-                    (r"^(time|guidance)_in\.in_layer\.", r"\1_in.mlp.0."),
-                    (r"^(time|guidance)_in\.out_layer\.", r"\1_in.mlp.2."),
+                    (r"^(time|guidance|time_r)_in\.in_layer\.", r"\1_in.mlp.0."),
+                    (r"^(time|guidance|time_r)_in\.out_layer\.", r"\1_in.mlp.2."),
                     (r"_mod\.lin\.", "_mod.linear."), (r"\.modulation\.lin\.", ".modulation.linear."),
                     (r"_attn\.qkv\.", "_attn_qkv."), (r"_attn\.proj\.", "_attn_proj."),
                     (r"_attn\.norm\.query_norm\.scale$", "_attn_q_norm.weight"),
@@ -1053,7 +1053,8 @@ class HunyuanVideoVAEConfig:
 
 
 def is_hunyuan_video_vae(shapes) -> bool:
-    return HUNYUAN_VIDEO_VAE_MARKER in shapes and "encoder.down.0.block.0.conv1.conv.weight" in shapes
+    return HUNYUAN_VIDEO_VAE_MARKER in shapes and "encoder.down.0.block.0.conv1.conv.weight" in shapes \
+        and "decoder.norm_out.gamma" not in shapes  # (RMS norms: HunyuanImage's refiner VAE)
 
 
 def hunyuan_video_vae_config_from_state_dict(shapes) -> HunyuanVideoVAEConfig:
@@ -1063,3 +1064,174 @@ def hunyuan_video_vae_config_from_state_dict(shapes) -> HunyuanVideoVAEConfig:
     mult = tuple(shapes[f"encoder.down.{i}.block.0.conv1.conv.weight"][0] // ch for i in levels)
     return HunyuanVideoVAEConfig(ch=ch, ch_mult=mult, num_res_blocks=len(blocks),
                                  z_channels=shapes["decoder.conv_in.conv.weight"][1])
+
+
+
+
+@dataclass(frozen=True)
+class HunyuanImageConfig:
+    """Defaults: HunyuanImage 2.1 (17B, hunyuanimage2.1_bf16): HunyuanVideo's network (its field names;
+    graphflow.models.hunyuan_video's blocks read them) on images: 20 double-stream + 40 single-stream
+    blocks, 28 heads of 128, 1x1 patches of its VAE's 64 channels, Qwen2.5-VL 7B's 3584-wide states
+    through the 2-block token refiner, no pooled vector, rotary axes (row, column) 64 + 64; byT5's
+    1472-wide glyph states through byt5_in. The distilled file adds guidance_in and time_r_in
+    (MeanFlow: the next step's timestep, averaged in). The refiner (hunyuanimage2.1_refiner): 1x1x1
+    patches of 128 channels (its 64-channel latent + the image's), 26 heads, rotary axes (frame,
+    row, column) 16 + 56 + 56, guidance_in and time_r_in (never used: ComfyUI's disable_time_r), no byt5_in."""
+    in_channels: int = 64
+    out_channels: int = 64
+    patch_size: tuple = (1, 1)  # rows, columns
+    hidden_size: int = 3584
+    num_heads: int = 28
+    depth: int = 20
+    depth_single_blocks: int = 40
+    refiner_depth: int = 2
+    mlp_ratio: float = 4.0
+    context_in_dim: int = 3584
+    byt5_dim: int = 1472  # byT5-small's width; 0: no byt5_in
+    byt5_hidden: int = 2048  # byt5_in's fc1 / fc2 width
+    guidance_embed: bool = False
+    meanflow: bool = False
+    qkv_bias: bool = True
+    axes_dim: tuple = (64, 64)
+    theta: int = 256
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def refiner(self) -> bool:
+        """The refiner's 3-D patches (its video-shaped latent, one frame per image)."""
+        return len(self.patch_size) == 3
+
+
+def hunyuan_image_config_from_state_dict(shapes: dict[str, tuple]) -> HunyuanImageConfig:
+    """From the shapes of Tencent's names (or ComfyUI's own; prefix stripped), as ComfyUI's detection
+    reads a hunyuan_video file without vector_in: 2-D patches (HunyuanImage 2.1, the rotary axes halving
+    the head) or 3-D ones (its refiner, the head split as HunyuanVideo's 16 / 56 / 56 of 128)."""
+    shapes = {hunyuan_video_tencent_name(k): s for k, s in shapes.items()}
+    hidden, in_channels, *patch = shapes["img_in.proj.weight"]
+    later = sorted({k.split(".")[0] for k in shapes} & {"vision_in", "cond_type_embedding"})
+    if later or (len(patch) == 3 and "byt5_in.fc1.weight" in shapes):
+        raise ValueError(f"its {', '.join(later) or '3-D patches with byt5_in'} belong to HunyuanVideo 1.5, which "
+                         "graphflow does not read (HunyuanImage 2.1 and its refiner, and HunyuanVideo 1.0)")
+    if "vector_in.in_layer.weight" in shapes:
+        raise ValueError("a HunyuanImage file with a pooled-vector embedder (vector_in), which HunyuanImage 2.1 "
+                         "does not have")
+    head_dim = shapes["double_blocks.0.img_attn_q_norm.weight"][0]
+    if hidden % head_dim or head_dim % (4 if len(patch) == 2 else 16):
+        raise ValueError(f"HunyuanImage heads of {head_dim} channels (width {hidden}) do not split into its "
+                         "rotary axes")
+    axes = (head_dim // 2, head_dim // 2) if len(patch) == 2 else (head_dim // 8, head_dim * 7 // 16,
+                                                                    head_dim * 7 // 16)
+    count = lambda prefix: len({k[len(prefix):].split(".")[0] for k in shapes if k.startswith(prefix)})  # noqa: E731
+    byt5 = shapes.get("byt5_in.fc1.weight")
+    glyphs = dict(byt5_dim=byt5[1], byt5_hidden=byt5[0]) if byt5 else dict(byt5_dim=0)
+    return HunyuanImageConfig(
+        in_channels=in_channels, out_channels=shapes["final_layer.linear.weight"][0] // math.prod(patch),
+        patch_size=tuple(patch), hidden_size=hidden, num_heads=hidden // head_dim,
+        depth=count("double_blocks."), depth_single_blocks=count("single_blocks."),
+        refiner_depth=count("txt_in.individual_token_refiner.blocks."),
+        mlp_ratio=shapes["double_blocks.0.img_mlp.fc1.weight"][0] / hidden,
+        context_in_dim=shapes["txt_in.input_embedder.weight"][1], **glyphs,
+        guidance_embed="guidance_in.mlp.0.weight" in shapes, meanflow="time_r_in.mlp.0.weight" in shapes,
+        qkv_bias="double_blocks.0.img_attn_qkv.bias" in shapes, axes_dim=axes)
+
+
+@dataclass(frozen=True)
+class HunyuanImageVAEConfig:
+    """Defaults: HunyuanImage 2.1's VAE (hunyuan_image_2.1_vae_fp16; ComfyUI's ddconfig): 2-D, 32x
+    spatial compression by 5 pixel-(un)shuffle stages over widths 128 256 512 512 1024 1024, 2 res
+    blocks, 64 latent channels, no quant convs; ComfyUI's LDM-like names, the decoder's up.N in the
+    order it runs (up.0 the deepest)."""
+    block_out_channels: tuple = (128, 256, 512, 512, 1024, 1024)
+    num_res_blocks: int = 2
+    z_channels: int = 64
+    ffactor_spatial: int = 32
+    groups: int = 32
+    out_channels: int = 3
+
+    @property
+    def latent_channels(self) -> int:
+        return self.z_channels
+
+    @property
+    def downscale(self) -> int:
+        return self.ffactor_spatial
+
+    @property
+    def levels(self) -> int:
+        """How many stages change the size: log2 of the compression (ComfyUI's depth)."""
+        return (self.ffactor_spatial >> 1).bit_length()
+
+
+def is_hunyuan_image_vae(shapes) -> bool:
+    """ComfyUI's test (comfy/sd.py): an LDM-named 2-D VAE whose decoder takes 64 latent channels."""
+    conv_in = shapes.get("decoder.conv_in.weight")
+    return conv_in is not None and len(conv_in) == 4 and conv_in[1] == 64 \
+        and "encoder.down.0.block.0.conv1.weight" in shapes
+
+
+def hunyuan_image_vae_config_from_state_dict(shapes) -> HunyuanImageVAEConfig:
+    levels = sorted({int(k.split(".")[2]) for k in shapes if k.startswith("encoder.down.")})
+    blocks = {int(k.split(".")[4]) for k in shapes if k.startswith("encoder.down.0.block.")}
+    widths = tuple(shapes[f"encoder.down.{i}.block.0.conv1.weight"][0] for i in levels)
+    downsamples = sum(f"encoder.down.{i}.downsample.conv.weight" in shapes for i in levels)
+    return HunyuanImageVAEConfig(block_out_channels=widths, num_res_blocks=len(blocks),
+                                 z_channels=shapes["decoder.conv_in.weight"][1], ffactor_spatial=2 ** downsamples,
+                                 out_channels=shapes["decoder.conv_out.weight"][0])
+
+
+@dataclass(frozen=True)
+class HunyuanImageRefinerVAEConfig:
+    """Defaults: HunyuanImage 2.1's refiner VAE (hunyuan_image_refiner_vae_fp16; ComfyUI's vae_refiner
+    ddconfig, diffusers' AutoencoderKLHunyuanImageRefiner): causal 3-D convolutions and RMS norms, widths
+    128 256 512 1024 1024, 2 res blocks, 32 latent channels, 16x in space (the deeper two encoder
+    resamplings, the shallower two decoder ones, also pair frames: 4x in time)."""
+    block_out_channels: tuple = (128, 256, 512, 1024, 1024)
+    num_res_blocks: int = 2
+    z_channels: int = 32
+    ffactor_spatial: int = 16
+    ffactor_temporal: int = 4
+    out_channels: int = 3
+
+    @property
+    def latent_channels(self) -> int:
+        return self.z_channels
+
+    @property
+    def downscale(self) -> int:
+        return self.ffactor_spatial
+
+    @property
+    def levels(self) -> int:
+        return (self.ffactor_spatial >> 1).bit_length()
+
+    def temporal_down(self, level: int) -> bool:
+        """Whether the encoder's resampling after stage `level` also pairs frames (ComfyUI's tds)."""
+        return level >= ((self.ffactor_spatial // self.ffactor_temporal) >> 1).bit_length()
+
+    def temporal_up(self, level: int) -> bool:
+        """Whether the decoder's resampling after its stage `level` also doubles frames (ComfyUI's tus)."""
+        return level < (self.ffactor_temporal >> 1).bit_length()
+
+
+def is_hunyuan_image_refiner_vae(shapes) -> bool:
+    """Causal 3-D convolutions (`.conv.` inside) with RMS norms (`gamma`): the refiner's VAE (HunyuanVideo 1.5's
+    shape), not HunyuanVideo 1.0's GroupNorm one."""
+    return "decoder.conv_in.conv.weight" in shapes and "decoder.norm_out.gamma" in shapes \
+        and "encoder.down.0.block.0.conv1.conv.weight" in shapes
+
+
+def hunyuan_image_refiner_vae_config_from_state_dict(shapes) -> HunyuanImageRefinerVAEConfig:
+    levels = sorted({int(k.split(".")[2]) for k in shapes if k.startswith("encoder.down.")})
+    blocks = {int(k.split(".")[4]) for k in shapes if k.startswith("encoder.down.0.block.")}
+    widths = tuple(shapes[f"encoder.down.{i}.block.0.conv1.conv.weight"][0] for i in levels)
+    down = [i for i in levels if f"encoder.down.{i}.downsample.conv.conv.weight" in shapes]
+    # a resampling that also pairs frames packs 8 pixels per channel, a spatial one 4
+    temporal = sum(widths[i + 1] // shapes[f"encoder.down.{i}.downsample.conv.conv.weight"][0] == 8 for i in down)
+    return HunyuanImageRefinerVAEConfig(block_out_channels=widths, num_res_blocks=len(blocks),
+                                        z_channels=shapes["decoder.conv_in.conv.weight"][1],
+                                        ffactor_spatial=2 ** len(down), ffactor_temporal=2 ** temporal,
+                                        out_channels=shapes["decoder.conv_out.conv.weight"][0])

@@ -8,7 +8,7 @@ import torch
 
 from .architectures import ARCHITECTURES
 from .cast_layers import FP8_DTYPES, compute_dtype
-from .latent_formats import WAN21, WAN22, LatentFormat
+from .latent_formats import WAN21, WAN22, LatentFormat, hunyuan_image_latent_format
 from .unet import timestep_embedding
 
 PREDICTIONS = ("eps", "v", "x0", "lcm", "img_to_img", "edm", "flow", "cosmos_rflow")  # as graphflow.sampling.model_sampling (+ flow)
@@ -109,6 +109,15 @@ class DiffusionModel:
     y CLIP-L's pooled vector; model(x, sigma, context, y, guidance=None, text_mask=None). Sampled as
     ComfyUI's HunyuanVideo: discrete flow, shift 7.0, multiplier 1000 (`sampling_shift`); its
     distilled guidance is FluxGuidance's, 6.0 when the conditioning sets none.
+    HunyuanImage 2.1 (hunyuan_image, graphflow.models.hunyuan_image): x an image latent [B, 64, h, w] of
+    its 32x VAE (format HUNYUAN_IMAGE21, scale 0.75289); context Qwen2.5-VL 7B's states (no pooled
+    vector); model(x, sigma, context, y, guidance=None, text_mask=None, txt_byt5=None, sigma_next=None):
+    txt_byt5 the conditioning's "conditioning_byt5small" (byT5's states of the quoted text). Sampled as
+    ComfyUI's HunyuanImage21: discrete flow, shift 5.0, multiplier 1000 (`sampling_shift`); the distilled
+    file's guidance embedding takes FluxGuidance's value, 6.0 when the conditioning sets none, and its
+    MeanFlow embedding the step's next sigma. Its refiner (config.refiner): x [B, 128, 1, h, w], the
+    sampled HunyuanImage21Refiner latent (64 channels: its VAE's 32 with the frame paired) and the
+    conditioning's concat_latent_image (HunyuanRefinerLatent's); shift 4.0; guidance 6.0 by default.
 
     Wan 2.1 (wan, graphflow.models.wan): x a video latent [B, 16, frames, h, w] (image-to-video
     models: 36 channels in, the concat's mask and image latent after the latent); context UMT5's
@@ -157,16 +166,19 @@ class DiffusionModel:
         self.unet = unet.eval()
         self.arch = arch
         self.prediction = prediction
-        self.latent_format = latent_format or (wan_latent_format(getattr(unet, "config", None)) if arch == "wan"
-                                                else ARCHITECTURES[arch].latent)
+        config = getattr(unet, "config", None)  # Wan 2.2's VAE, HunyuanImage's refiner: latents of their own
+        self.latent_format = latent_format or (wan_latent_format(config) if arch == "wan" else
+                                               hunyuan_image_latent_format(config) if arch == "hunyuan_image" else
+                                               ARCHITECTURES[arch].latent)
         if beta_schedule is None:  # SD's, but the x4 upscaler was trained on its own
             from .x4_upscaler import SCHEDULE
 
             beta_schedule = SCHEDULE if self.upscaler else BetaSchedule()
         self.beta_schedule = beta_schedule
         self.guidance_embed = bool(getattr(unet.config, "guidance_embed", False))
-        if sampling_shift is None:  # FLUX schnell (no guidance embedding): shift 1
-            sampling_shift = 1.0 if arch == "flux" and not self.guidance_embed else ARCHITECTURES[arch].shift
+        if sampling_shift is None:  # FLUX schnell (no guidance embedding): 1; HunyuanImage's refiner: 4 (ComfyUI's)
+            sampling_shift = 1.0 if arch == "flux" and not self.guidance_embed else \
+                4.0 if self.is_hunyuan_image_refiner else ARCHITECTURES[arch].shift
         self.sampling_shift = sampling_shift
         self.shift_dynamic = (arch == "flux" and self.guidance_embed) if shift_dynamic is None else shift_dynamic
         self.base_shift, self.max_shift = base_shift, max_shift
@@ -217,17 +229,21 @@ class DiffusionModel:
 
     @property
     def is_video(self) -> bool:
-        """Latents [B, C, frames, h, w] (LTX-Video, Mochi, Wan; Cosmos and Qwen-Image: an image is one frame)."""
-        return ARCHITECTURES[self.arch].video
+        """Latents [B, C, frames, h, w] (LTX-Video, Mochi, Wan; Cosmos, Qwen-Image and the HunyuanImage refiner: an
+        image is one frame)."""
+        return ARCHITECTURES[self.arch].video or self.is_hunyuan_image_refiner
+
+    @property
+    def is_hunyuan_image_refiner(self) -> bool:
+        return self.arch == "hunyuan_image" and bool(getattr(self.unet.config, "refiner", False))
 
     @property
     def masked_timesteps(self) -> bool:
         """A video latent's noise mask scales the timestep the network is told, per token (LTX-Video,
         Mochi) or per frame (the Wan 2.2 TI2V 5B; Wan 2.1 and Qwen-Image are told the step's, as ComfyUI's
         WAN21 and QwenImage)."""
-        if self.arch in ("qwen_image", "hunyuan_video"):  # ComfyUI's HunyuanVideo: the step's timestep too
-            return False
-        return self.is_video and not (self.arch == "wan" and self.latent_format is not WAN22)
+        wan21 = self.arch == "wan" and self.latent_format is not WAN22
+        return ARCHITECTURES[self.arch].masked_timesteps and not wan21
 
     @property
     def default_frame_rate(self) -> float | None:

@@ -11,7 +11,7 @@ a Control-LoRA has `lora_` keys and a GLIGEN file UNet block names, so those com
 from dataclasses import dataclass
 
 from .architectures import ARCHITECTURES
-from .configs import is_hunyuan_video_vae  # torch-free
+from .configs import is_hunyuan_image_refiner_vae, is_hunyuan_image_vae, is_hunyuan_video_vae  # torch-free
 
 UNET_PREFIX = "model.diffusion_model."
 # the tensors a union ControlNet (SDXL ControlNet++) adds to a plain one (torch-free here: validation reads it)
@@ -170,7 +170,7 @@ def find_cosmos1(shapes) -> str | None:
 
 def identify(shapes: dict[str, tuple]) -> FileKind | None:
     """The kind of model file these keys and shapes are, or None when nothing matches."""
-    from .flow_architecture import MOCHI_VAE_ENCODER, find_flow_model, mochi_vae_prefix, vae_in
+    from .flow_architecture import _VAE_READERS, MOCHI_VAE_ENCODER, find_flow_model, mochi_vae_prefix, vae_in
 
     controlnet = _controlnet(shapes)
     if controlnet is not None:
@@ -212,14 +212,19 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
     if stage in ("c", "b"):
         return FileKind(f"Stable Cascade Stage {stage.upper()} checkpoint", "checkpoints", "LoadCheckpoint")
     flow = find_flow_model(shapes)
-    has_vae = vae_in(shapes) is not None or (flow is not None and flow[0] in ("ltxv", "hunyuan_video")
-                                             and _has(shapes, "vae."))
+    # (a family whose checkpoints hold its VAE in a layout of its own: under vae.)
+    has_vae = vae_in(shapes) is not None or (flow is not None and flow[0] in _VAE_READERS and _has(shapes, "vae."))
     if flow is not None:
         name = ARCHITECTURES[flow[0]].name
         if flow[0] == "wan" and shapes[flow[1] + "patch_embedding.weight"][1] == 48:  # the 2.2 VAE's latents
             name = "Wan 2.2 TI2V 5B"
         if flow[0] == "hunyuan_video" and _has(shapes, flow[1] + "byt5_in.", flow[1] + "vision_in."):
-            name = "HunyuanVideo 1.5 / HunyuanImage 2.1 (not supported)"
+            name = "HunyuanVideo 1.5 / HunyuanImage 2.1 (not supported)"  # with vector_in: neither's
+        if flow[0] == "hunyuan_image" and len(shapes[flow[1] + "img_in.proj.weight"]) == 5:  # 3-D patches
+            name = "HunyuanImage 2.1 refiner"
+        if flow[0] == "hunyuan_image" and (_has(shapes, flow[1] + "vision_in.", flow[1] + "cond_type_embedding.") or (
+                name.endswith("refiner") and _has(shapes, flow[1] + "byt5_in."))):
+            name = "HunyuanVideo 1.5 (not supported)"
         if flow[0] == "chroma" and flow[1] + "nerf_blocks.0.norm.scale" in shapes:  # ComfyUI's marker
             name = "Chroma Radiance (pixel space)"
         if has_vae:
@@ -239,8 +244,12 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         return FileKind("Cosmos 1.0 video VAE (CV8x8x8 tokenizer)", "vae", "LoadVAE")
     if "decoder.up_blocks.0.res_blocks.0.conv1.conv.weight" in shapes:  # ComfyUI's marker
         return FileKind("LTX-Video video VAE", "vae", "LoadVAE")
+    if is_hunyuan_image_refiner_vae(shapes):  # before HunyuanVideo's: the same names, RMS norms
+        return FileKind("HunyuanImage 2.1 refiner VAE (16x, 32 channels; HunyuanVideo 1.5's shape)", "vae", "LoadVAE")
     if is_hunyuan_video_vae(shapes):
         return FileKind("HunyuanVideo video VAE", "vae", "LoadVAE")
+    if is_hunyuan_image_vae(shapes):
+        return FileKind("HunyuanImage 2.1 VAE (32x, 64 channels)", "vae", "LoadVAE")
     if "encoder.conv1.weight" in shapes and _has(shapes, "decoder.upsamples."):  # before CLIP vision: it has a conv1
         if "decoder.upsamples.0.upsamples.0.residual.0.gamma" in shapes:  # residual stages
             return FileKind("Wan 2.2 video VAE", "vae", "LoadVAE")

@@ -29,6 +29,10 @@ files and ComfyUI's saves, none in diffusion-model-only files):
                               single_blocks.N.{linear1,modulation.linear,...}, img_in.proj,
                               txt_in.individual_token_refiner.blocks.N, time_in.mlp, guidance_in
                               (Tencent's names, as ComfyUI's hunyuan_video_t2v_720p file)
+    HunyuanImage 2.1 (Tencent) HunyuanVideo's names without vector_in (ComfyUI's test): 2-D
+                              img_in.proj and byt5_in.{layernorm,fc1,fc2,fc3} (hunyuanimage2.1_bf16;
+                              the distilled file adds guidance_in, time_r_in); the refiner's 3-D
+                              img_in.proj, guidance_in, time_r_in (hunyuanimage2.1_refiner)
     VAE                       first_stage_model.* (Stability) or vae.* (ComfyUI's FLUX saves)
     text encoders             text_encoders.{clip_l,clip_g,t5xxl}.transformer.* (transformers' layouts)
 
@@ -49,9 +53,11 @@ from .configs import (ChromaConfig, ChromaRadianceConfig, FluxConfig, LTXVConfig
                       WanConfig, mochi_config_from_state_dict, mochi_vae_config_from_state_dict,
                       vae_config_from_state_dict, wan_config_from_state_dict,
                       HunyuanVideoConfig, HunyuanVideoVAEConfig, hunyuan_video_config_from_state_dict,
-                      hunyuan_video_vae_config_from_state_dict, is_hunyuan_video_vae)
+                      hunyuan_video_vae_config_from_state_dict, is_hunyuan_video_vae,
+                      HunyuanImageConfig, hunyuan_image_config_from_state_dict,
+                      HunyuanImageVAEConfig, hunyuan_image_vae_config_from_state_dict, is_hunyuan_image_vae)
 from .architectures import ARCHITECTURES
-from .latent_formats import CHROMA_RADIANCE, WAN21, WAN22, LatentFormat
+from .latent_formats import CHROMA_RADIANCE, WAN21, WAN22, LatentFormat, hunyuan_image_latent_format
 from .weight_files import CheckpointError
 
 DIFFUSION_PREFIXES = ("model.diffusion_model.", "")
@@ -70,6 +76,8 @@ FAMILY_NAMES = {"sd3_medium": "SD3 medium", "sd35_large": "SD3.5 large", "sd35_m
                 "wan_camera": "Wan Fun Control-Camera (camera-controlled image-to-video)",
                 "lumina2": "Lumina Image 2.0", "qwen_image": "Qwen-Image", "hidream": "HiDream-I1",
                 "hunyuan_video": "HunyuanVideo 1.0 text-to-video",
+                "hunyuan_image": "HunyuanImage 2.1", "hunyuan_image_distilled": "HunyuanImage 2.1 distilled",
+                "hunyuan_image_refiner": "HunyuanImage 2.1 refiner",
                 "wan22_ti2v": "Wan 2.2 TI2V 5B (text/image-to-video)",
                 "wan22_i2v": "Wan 2.2 I2V A14B expert (image-to-video without CLIP vision)",
                 "wan22_animate": "Wan 2.2 Animate (character animation from pose and face videos)"}
@@ -86,25 +94,31 @@ _MARKERS = {"sd3": ("joint_blocks.0.x_block.attn.qkv.weight", "x_embedder.proj.w
                            "proj_out.weight"),  # proj_out: not its ControlNet (InstantX's, no final layer)
             "hidream": ("caption_projection.0.linear.weight", "x_embedder.proj.weight",
                         "p_embedder.pooled_embedder.linear_1.weight"),
+            # (HunyuanImage 2.1 and its refiner: these without vector_in, see find_flow_model)
             "hunyuan_video": ("txt_in.individual_token_refiner.blocks.0.norm1.weight", "img_in.proj.weight")}
+# families told apart from another's markers by a key they lack: ComfyUI's HunyuanImage21(Refiner) is
+# HunyuanVideo's layout without vector_in (vec_in_dim None)
+_LACKING = {"hunyuan_image": ("hunyuan_video", "vector_in.in_layer.weight")}
 _CONFIG_READERS = {"sd3": mmdit_config_from_state_dict, "flux": flux_config_from_state_dict,
                    "chroma": chroma_config_from_state_dict, "ltxv": ltxv_config_from_state_dict,
                    "mochi": mochi_config_from_state_dict, "wan": wan_config_from_state_dict,
                    "lumina2": lumina2_config_from_state_dict, "qwen_image": qwen_image_config_from_state_dict,
                    "hidream": hidream_config_from_state_dict,
-                   "hunyuan_video": hunyuan_video_config_from_state_dict}
+                   "hunyuan_video": hunyuan_video_config_from_state_dict,
+                   "hunyuan_image": hunyuan_image_config_from_state_dict}
 
 
 @dataclass
 class FlowInfo:
     """A flow-model file: the family, where each part is and the configurations read from shapes."""
 
-    arch: str  # sd3 | flux | chroma | ltxv | mochi | wan | lumina2 | qwen_image | hidream | hunyuan_video
+    # sd3 | flux | chroma | ltxv | mochi | wan | lumina2 | qwen_image | hidream | hunyuan_video | hunyuan_image
+    arch: str
     family: str  # a FAMILY_NAMES key
     prefix: str  # of the diffusion model's keys
     config: (MMDiTConfig | FluxConfig | ChromaConfig | LTXVConfig | MochiConfig | WanConfig | Lumina2Config
-             | QwenImageConfig | HiDreamConfig | HunyuanVideoConfig)
-    vae: VAEConfig | LTXVVAEConfig | MochiVAEConfig | HunyuanVideoVAEConfig | None = None
+             | QwenImageConfig | HiDreamConfig | HunyuanVideoConfig | HunyuanImageConfig)
+    vae: VAEConfig | LTXVVAEConfig | MochiVAEConfig | HunyuanVideoVAEConfig | HunyuanImageVAEConfig | None = None
     vae_prefix: str | None = None
     text_encoders: dict = field(default_factory=dict)  # clip_l / clip_g / t5xxl -> key prefix
     notes: list = field(default_factory=list)
@@ -116,6 +130,8 @@ class FlowInfo:
 
     @property
     def latent_format(self) -> LatentFormat:
+        if self.arch == "hunyuan_image":  # its refiner's latents are its own
+            return hunyuan_image_latent_format(self.config)
         if self.arch == "wan":
             return WAN22 if self.config.out_channels == WAN22.channels else WAN21  # the 2.2 VAE's (TI2V 5B)
         if isinstance(self.config, ChromaRadianceConfig):
@@ -132,7 +148,9 @@ def find_flow_model(shapes) -> tuple[str, str] | None:
     for arch, markers in _MARKERS.items():
         for prefix in DIFFUSION_PREFIXES:
             if all(prefix + m in shapes for m in markers):
-                return arch, prefix
+                lacking = next((a for a, (of, key) in _LACKING.items() if of == arch and prefix + key not in shapes),
+                               None)
+                return lacking or arch, prefix
     return None
 
 
@@ -155,6 +173,10 @@ def _family(arch: str, config) -> str:
         return "wan_flf2v" if config.img_emb_tokens else "wan_i2v" if config.i2v else "wan_t2v"
     if arch == "chroma" and isinstance(config, ChromaRadianceConfig):
         return "chroma_radiance"
+    if arch == "hunyuan_image":
+        if config.refiner:
+            return "hunyuan_image_refiner"
+        return "hunyuan_image_distilled" if config.meanflow or config.guidance_embed else arch
     if arch in FAMILY_NAMES:  # a family of its own
         return arch
     packed = config.in_channels // 4
@@ -247,10 +269,23 @@ def _hunyuan_video_vae(shapes) -> tuple[str, HunyuanVideoVAEConfig] | None:
             from None
 
 
+def _hunyuan_image_vae(shapes) -> tuple[str, HunyuanImageVAEConfig] | None:
+    """(prefix, config) of a HunyuanImage 2.1 VAE saved in a checkpoint under vae. (CheckpointSave's), or None."""
+    prefix = "vae."
+    part = {k[len(prefix):]: tuple(s) for k, s in shapes.items() if k.startswith(prefix)}
+    if not is_hunyuan_image_vae(part):
+        return None
+    try:
+        return prefix, hunyuan_image_vae_config_from_state_dict(part)
+    except (KeyError, ValueError, IndexError) as e:
+        raise CheckpointError(f"the HunyuanImage 2.1 VAE keys under {prefix} are incomplete "
+                              f"({type(e).__name__}: {e})") from None
+
+
 # the families whose VAE a checkpoint holds in a layout of its own (else an LDM VAE under first_stage_model. /
 # vae.); Wan, Qwen-Image: graphflow reads no Wan VAE inside a checkpoint yet (wan_2.1_vae / qwen_image_vae: VAELoader)
 _VAE_READERS = {"ltxv": ltxv_vae, "mochi": _mochi_vae, "hunyuan_video": _hunyuan_video_vae,
-                "wan": lambda shapes: None, "qwen_image": lambda shapes: None}
+                "hunyuan_image": _hunyuan_image_vae, "wan": lambda shapes: None, "qwen_image": lambda shapes: None}
 
 
 def _ltxv_file_config(config: LTXVConfig, metadata: dict | None) -> LTXVConfig:
@@ -304,7 +339,9 @@ def detect_flow_model(shapes, metadata: dict | None = None) -> FlowInfo | None:
     elif info.family == "chroma_radiance":
         info.notes.append("pixel space, no VAE: VAELoader's pixel_space turns images into its latents and back")
     else:
-        vae_file = "wan2.2_vae.safetensors" if info.latent_format is WAN22 else ARCHITECTURES[arch].vae_file
+        vae_file = "wan2.2_vae.safetensors" if info.latent_format is WAN22 else \
+            "hunyuan_image_refiner_vae_fp16.safetensors" if info.family == "hunyuan_image_refiner" else \
+            ARCHITECTURES[arch].vae_file
         info.notes.append(f"no VAE in the file: load one ({vae_file}) with LoadVAE")
     if not info.text_encoders:
         info.notes.append(ARCHITECTURES[arch].text_encoder_note)

@@ -216,14 +216,36 @@ def hunyuan_video_names(cfg) -> dict[str, tuple[str, Rows]]:
     return {**names, **{theirs: (ours, None) for theirs, ours in comfy.items()}}
 
 
+def hunyuan_image_names(cfg) -> dict[str, tuple[str, Rows]]:
+    """diffusers name -> (path, rows) for a HunyuanImageConfig: HunyuanVideo's table (the same blocks and
+    refiner) with diffusers' HunyuanImage embedder names (time_guidance_embed.*: time_in, guidance_in,
+    time_r_in; context_embedder_2: byt5_in) and no vector_in; ComfyUI's time_r_in.in_layer / out_layer too."""
+    names = {k: v for k, v in hunyuan_video_names(cfg).items() if not k.startswith("time_text_embed.")}
+    embedders = {"timestep_embedder": "time_in"}
+    if cfg.guidance_embed:
+        embedders["guidance_embedder"] = "guidance_in"
+    if cfg.meanflow:
+        embedders["timestep_embedder_r"] = "time_r_in"
+        names.update({"time_r_in.in_layer": ("time_r_in.mlp.0", None),
+                      "time_r_in.out_layer": ("time_r_in.mlp.2", None)})
+    for theirs, ours in embedders.items():
+        names.update({f"time_guidance_embed.{theirs}.linear_{n}": (f"{ours}.mlp.{m}", None)
+                      for n, m in ((1, 0), (2, 2))})
+    if cfg.byt5_dim:
+        names.update({f"context_embedder_2.linear_{n}": (f"byt5_in.fc{n}", None) for n in (1, 2, 3)})
+    return names
+
+
 def flow_lora_names(net) -> dict[str, tuple[str, Rows]]:
     """kohya-style name (`lora_unet_` or `lora_transformer_` + diffusers' name with '_') -> (our
     module path, rows) for a Flux, Chroma, MMDiT, Wan or Lumina 2 network; empty for anything else."""
-    from .configs import ChromaConfig, FluxConfig, HunyuanVideoConfig, Lumina2Config, MMDiTConfig, WanConfig
+    from .configs import (ChromaConfig, FluxConfig, HunyuanImageConfig, HunyuanVideoConfig, Lumina2Config, MMDiTConfig,
+                          WanConfig)
 
     cfg = getattr(net, "config", None)
     table = {FluxConfig: flux_names, ChromaConfig: chroma_names, MMDiTConfig: mmdit_names,
-             WanConfig: wan_names, Lumina2Config: lumina2_names, HunyuanVideoConfig: hunyuan_video_names}.get(
+             WanConfig: wan_names, Lumina2Config: lumina2_names, HunyuanVideoConfig: hunyuan_video_names,
+             HunyuanImageConfig: hunyuan_image_names}.get(
         type(cfg), lambda cfg: {})(cfg)
     names = {}
     for theirs, target in table.items():

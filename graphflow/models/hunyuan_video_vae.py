@@ -53,9 +53,9 @@ class ResnetBlock(nn.Module):
 class AttnBlock(nn.Module):
     """One-head self-attention over every position of the video (1x1x1 convolutions as projections)."""
 
-    def __init__(self, channels: int, groups: int):
+    def __init__(self, channels: int, groups: int, norm: nn.Module | None = None):
         super().__init__()
-        self.norm = _norm(channels, groups)
+        self.norm = _norm(channels, groups) if norm is None else norm  # (HunyuanImage's refiner VAE: its RMS norm)
         self.q, self.k, self.v, self.proj_out = (nn.Conv3d(channels, channels, 1) for _ in range(4))
 
     def forward(self, x):

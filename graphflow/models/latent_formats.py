@@ -220,5 +220,43 @@ HUNYUAN_VIDEO = LatentFormat(
                  (0.0249, -0.0469, -0.1703)),
     rgb_bias=(0.0259, -0.0192, -0.0761))
 
+# HunyuanImage 2.1's 32x VAE (ComfyUI's HunyuanImage21 format): 64 channels, scale 0.75289 (Tencent's
+# scaling_factor), no shift; image latents [B, 64, H/32, W/32]. No preview fit here: the preview shows
+# three channels, each stretched to its range.
+HUNYUAN_IMAGE21 = LatentFormat("hunyuan_image21", channels=64, scale_factor=0.75289)
+
+
+@dataclass(frozen=True)
+class PairedFramesFormat(LatentFormat):
+    """ComfyUI's HunyuanImage21Refiner format: raw latents [B, raw_channels, T, h, w] of the refiner's VAE (one
+    frame per image) scaled, the first frame repeated, then each two consecutive frames' channels side by side:
+    model space [B, 2 raw_channels, (T + 1) / 2, h, w]; process_out undoes it."""
+    raw_channels: int = 32
+
+    def process_in(self, z: torch.Tensor) -> torch.Tensor:
+        import torch
+        z = torch.cat([z[:, :, :1], z], dim=2) * self.scale_factor
+        b, c, t, h, w = z.shape
+        return z.reshape(b, c, t // 2, 2, h, w).permute(0, 3, 1, 2, 4, 5).reshape(b, 2 * c, t // 2, h, w)
+
+    def process_out(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        z = x.reshape(b, 2, c // 2, t, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b, c // 2, 2 * t, h, w)
+        return z[:, :, 1:] / self.scale_factor
+
+    def preview(self, x: torch.Tensor) -> torch.Tensor:
+        return super().preview(x[:, :, 0] if x.ndim == 5 else x)
+
+
+# HunyuanImage 2.1's refiner VAE (32 channels, 16x; ComfyUI's HunyuanImage21Refiner: scale 1.03682, as
+# diffusers' AutoencoderKLHunyuanImageRefiner's scaling_factor), frames paired into 64 model channels
+HUNYUAN_IMAGE21_REFINER = PairedFramesFormat("hunyuan_image21_refiner", channels=64, scale_factor=1.03682)
+
+
+def hunyuan_image_latent_format(config) -> LatentFormat:
+    """A HunyuanImage 2.1 network's latent format: its refiner's (3-D patches) or the base model's."""
+    return HUNYUAN_IMAGE21_REFINER if getattr(config, "refiner", False) else HUNYUAN_IMAGE21
+
 LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, PLAYGROUND_2_5, SD_X4, SD3, FLUX, SC_PRIOR, SC_B, LTXV, MOCHI, WAN21, WAN22,
-                                      CHROMA_RADIANCE, COSMOS1, HUNYUAN_VIDEO)}
+                                      CHROMA_RADIANCE, COSMOS1, HUNYUAN_VIDEO, HUNYUAN_IMAGE21,
+                                      HUNYUAN_IMAGE21_REFINER)}

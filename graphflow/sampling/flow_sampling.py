@@ -147,8 +147,8 @@ def default_flow_schedule(model) -> FlowSchedule:
     """The sampling a flow MODEL gets without a ModelSamplingSD3/Flux node, as ComfyUI sets it:
     SD3/SD3.5 shift 3.0 (or the model's `sampling_shift`); FLUX dev mu 1.15; FLUX schnell (no
     guidance embedding) shift 1.0; LTX-Video mu 2.37; Mochi and Lumina 2 shift 6.0 (multiplier 1); Wan 2.1
-    shift 8.0; HiDream shift 1.0; HunyuanVideo shift 7.0; Qwen-Image mu 1.15 (ModelSamplingFlux, timestep sigma); Chroma mu
-    1.15 (ComfyUI's ModelType.FLUX: ModelSamplingFlux with its default shift, Chroma's
+    shift 8.0; HiDream shift 1.0; HunyuanVideo shift 7.0; HunyuanImage 2.1 shift 5.0 (its refiner 4.0);
+    Qwen-Image mu 1.15 (ModelSamplingFlux, timestep sigma); Chroma mu 1.15 (ComfyUI's ModelType.FLUX: ModelSamplingFlux with its default shift, Chroma's
     sampling_settings setting none)."""
     arch = getattr(model, "arch", None)
     shift = getattr(model, "sampling_shift", None)
@@ -195,6 +195,7 @@ class FlowDenoiser:
         self.timestep_scale = getattr(self.schedule, "multiplier", native) / native
         self.network_wrappers = tuple(make() for make in getattr(model, "network_wrappers", ()))  # see ModelDenoiser
         self.context_windows = None  # a run's context windows (the pipeline sets them; predict_sides reads them)
+        self.sample_sigmas = None  # the run's sigmas (the pipeline sets them): MeanFlow models embed the next one
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
                  y: torch.Tensor | None = None, concat: torch.Tensor | None = None,
@@ -207,7 +208,8 @@ class FlowDenoiser:
                  camera_conditions: torch.Tensor | None = None, pose_latents: torch.Tensor | None = None,
                  face_pixels: torch.Tensor | None = None, llama_states: torch.Tensor | None = None,
                  guiding_frame_index: torch.Tensor | None = None,
-                 text_mask: torch.Tensor | None = None) -> torch.Tensor:
+                 text_mask: torch.Tensor | None = None,
+                 byt5_states: torch.Tensor | None = None) -> torch.Tensor:
         dtype = self.model.dtype
         kwargs = {}
         if concat is not None and getattr(self.model, "arch", None) == "hidream":  # HiDream-E1: beside x, not channels
@@ -235,7 +237,12 @@ class FlowDenoiser:
             kwargs["llama_states"] = llama_states.to(x.device, dtype)
         if guiding_frame_index is not None:  # HunyuanVideo's token replace (v2 image to video)
             kwargs["guiding_frame_index"] = guiding_frame_index.to(x.device, torch.float32)
-        if text_mask is not None:  # HunyuanVideo's text encoder's mask [B, T] (prepare_conds)
+        if byt5_states is not None:  # HunyuanImage: byT5's states of the quoted text (conditioning_byt5small)
+            kwargs["txt_byt5"] = byt5_states.to(x.device, dtype)
+        sigma_next = self._next_sigma(sigma)
+        if sigma_next is not None:  # the distilled HunyuanImage's MeanFlow embedding
+            kwargs["sigma_next"] = sigma_next.to(x.device).expand(x.shape[0])
+        if text_mask is not None:  # HunyuanVideo's / HunyuanImage's text encoder's mask [B, T] (prepare_conds)
             kwargs["text_mask"] = text_mask.to(x.device)
         if attention_mask is not None:
             if getattr(self.model, "arch", None) != "flux":
@@ -263,6 +270,17 @@ class FlowDenoiser:
 
         v = wrapped_network(self.network_wrappers, run, xc, sigma, x.shape[1])
         return self.schedule.denoised(sigma, v, x)
+
+    def _next_sigma(self, sigma: torch.Tensor) -> torch.Tensor | None:
+        """For a MeanFlow model (the distilled HunyuanImage 2.1: time_r_in), the sigma after this one in the
+        run's sigmas, found as ComfyUI finds it (the first equal to the step's); None when it is not one
+        of them (a sampler's intermediate sigma: not embedded, as ComfyUI) or the model has no such input."""
+        if self.sample_sigmas is None or getattr(self.model, "arch", None) != "hunyuan_image" \
+                or not self.model.unet.config.meanflow or self.model.unet.config.refiner:  # (ComfyUI's disable_time_r)
+            return None
+        sigmas = self.sample_sigmas.float().cpu()
+        where = (sigmas[:-1] == float(sigma.reshape(-1)[0])).nonzero()
+        return sigmas[int(where[0]) + 1].reshape(1) if len(where) else None
 
     def _model_sigma(self, sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """sigma [B], or with a timestep mask sigma per token [B, frames * h * w] (as the network takes it)."""
@@ -327,15 +345,17 @@ def hidream_text(options: dict) -> torch.Tensor:
 def flow_vectors(model, options: dict, batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(y [B, P] or None, guidance [B] or None) of one conditioning entry for a flow model. y is the
     pooled text vector (zeros when the conditioning has none, as ComfyUI's zeroed encoders give);
-    guidance only for models with a guidance embedding (FLUX dev, HunyuanVideo), default 3.5 (HunyuanVideo
-    6.0) as in ComfyUI; for
+    guidance only for models with a guidance embedding (FLUX dev, HunyuanVideo, the distilled HunyuanImage
+    2.1), default 3.5 (HunyuanVideo and HunyuanImage 6.0) as in ComfyUI; for
     Chroma (no y: None) the conditioning's (FluxGuidance) when it sets one, else None (the model's 0)."""
     if getattr(model, "arch", None) == "chroma":  # no pooled vector
         value = options.get("guidance")
         return None, None if value is None else torch.full((batch,), float(value))
     spec = ARCHITECTURES.get(getattr(model, "arch", None))
-    if spec is not None and spec.flow and not spec.pooled:  # no pooled vector, no guidance embedding
-        return None, None
+    if spec is not None and spec.flow and not spec.pooled:  # no pooled vector; a guidance embedding only in
+        # a distilled file (HunyuanImage 2.1's: FluxGuidance's value, else its family's default)
+        value = options.get("guidance", spec.guidance) if getattr(model, "guidance_embed", False) else None
+        return None, None if value is None else torch.full((batch,), float(value))
     declared = getattr(model, "pooled_channels", None)
     pooled = options.get("pooled_output")
     if getattr(model, "arch", None) == "hidream":  # ComfyUI's encode_adm reads it, no zeros instead

@@ -100,6 +100,7 @@ class Cond:
     face_pixels: torch.Tensor | None = None  # [B, 3, frames, 512, 512] Wan Animate's face video in [-1, 1]
     llama_states: torch.Tensor | None = None  # [B, layers, L, 4096] HiDream: Llama 3.1's per-layer states
     guiding_frame_index: torch.Tensor | None = None  # [B] HunyuanVideo's token replace (HunyuanImageToVideo v2)
+    byt5_states: torch.Tensor | None = None  # [B, L, 1472] HunyuanImage: byT5's states of the prompt's quoted text
 
     def active(self, sigma: torch.Tensor) -> bool:
         if self.sigma_start is None and self.sigma_end is None:
@@ -223,7 +224,8 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
         if getattr(model, "prediction", None) == "flow":  # SD3 / FLUX: pooled text vector (+ guidance)
             from .flow_sampling import attention_bias, flow_vectors
             y, guidance = flow_vectors(model, options, batch)
-            if options.get("attention_mask") is not None and getattr(model, "arch", None) == "hunyuan_video":
+            if options.get("attention_mask") is not None and getattr(model, "arch", None) in ("hunyuan_video",
+                                                                                              "hunyuan_image"):
                 # the text encoder's mask [B, T] (1 keep; ComfyUI's hunyuan_video CLIP gives one only with padding)
                 mask_of_text = repeat_to_batch(text_mask(options["attention_mask"], embedding, k), batch).to(device)
             elif options.get("attention_mask") is not None:
@@ -308,6 +310,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             **_animate(model, options, batch, device),
             llama_states=_llama_states(model, options, batch, device),
             guiding_frame_index=_guiding_frame_index(model, options, batch, device),
+            byt5_states=_byt5_states(model, options, batch, device),
         ))
     return out
 
@@ -321,6 +324,19 @@ def _llama_states(model, options: dict, batch: int, device) -> torch.Tensor | No
     from .flow_sampling import hidream_text
 
     return repeat_to_batch(hidream_text(options).float(), batch).to(device, model.dtype)
+
+
+def _byt5_states(model, options: dict, batch: int, device) -> torch.Tensor | None:
+    """HunyuanImage's glyph text: the conditioning's "conditioning_byt5small" [B, L, 1472] (byT5's states of
+    the prompt's quoted text, DualCLIPLoader hunyuan_image's), as ComfyUI's HunyuanImage21 passes it
+    (txt_byt5); absent when the prompt quotes nothing. Other models ignore it."""
+    states = options.get("conditioning_byt5small")
+    if states is None or getattr(model, "arch", None) != "hunyuan_image":
+        return None
+    if not torch.is_tensor(states) or states.ndim != 3:
+        raise ValueError("a HunyuanImage conditioning's conditioning_byt5small must be byT5's states [B, L, width], "
+                         f"got {getattr(states, 'shape', type(states).__name__)}")
+    return repeat_to_batch(states.float(), batch).to(device, model.dtype)
 
 
 def _clip_fea(model, options: dict, batch: int, device) -> torch.Tensor | None:
@@ -339,7 +355,7 @@ def text_mask(mask, embedding: torch.Tensor, k: int) -> torch.Tensor:
     mask = mask[None] if mask.ndim == 1 else mask
     if mask.ndim != 2 or mask.shape[1] != embedding.shape[1]:
         raise ValueError(f"conditioning entry {k}: its attention_mask must be a text mask [B, {embedding.shape[1]}] "
-                         f"for a HunyuanVideo model, got shape {tuple(mask.shape)}")
+                         f"for a HunyuanVideo / HunyuanImage model, got shape {tuple(mask.shape)}")
     return mask
 
 
@@ -615,7 +631,7 @@ def _crop_and_weight(cond: Cond, x: torch.Tensor):
 # these names); entries batch only where each is absent from both or of one shape
 STACKED = ("guidance", "control_context", "prior", "clip_fea", "vace_context", "time_dim_concat",
            "camera_conditions", "pose_latents", "face_pixels", "llama_states",
-           "guiding_frame_index", "text_mask")
+           "guiding_frame_index", "text_mask", "byt5_states")
 
 
 def _can_batch(a, b) -> bool:

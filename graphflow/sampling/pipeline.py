@@ -326,6 +326,9 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
                 def concat_fn(options):
                     return hunyuan_video_concat(options, denoise_mask, latent_image, fmt, shape,
                                                 model.in_channels - fmt.channels, device)
+            elif getattr(model, "arch", None) == "hunyuan_image" and model.in_channels != fmt.channels:
+                def concat_fn(options):
+                    return hunyuan_refiner_concat(options, fmt, shape, seed, device)
         elif upscaler:
             def concat_fn(options):
                 return x4_concat(options, shape, device, seed)
@@ -357,6 +360,7 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
             # TI2V: each frame's mean; Wan 2.1 is told the step's sigma)
             timestep_mask = denoise_mask if getattr(model, "masked_timesteps", video) else None
             model_denoiser = FlowDenoiser(model, schedule, timestep_mask=timestep_mask)
+            model_denoiser.sample_sigmas = sigmas  # MeanFlow models (distilled HunyuanImage) embed the next sigma
         else:
             model_denoiser = ModelDenoiser(model, schedule)
             if getattr(model, "arch", None) == "cosmos" and denoise_mask is not None:
@@ -565,6 +569,26 @@ def hunyuan_video_concat(options: dict, denoise_mask: torch.Tensor | None, laten
                 mask = _resize_center(mask, h, w)
             parts.append(1.0 - resize_to_batch(mask.round(), batch))
     return torch.cat(parts, dim=1)
+
+
+def hunyuan_refiner_concat(options: dict, latent_format, shape: tuple, seed: int, device) -> torch.Tensor:
+    """The HunyuanImage refiner's extra input channels, as ComfyUI's HunyuanImage21Refiner.concat_cond builds
+    them: the conditioning's "concat_latent_image" (HunyuanRefinerLatent's: the image's latent from the
+    refiner's VAE) resized to the latent, in model space (frames paired), stretched to the batch, then
+    noise_augmentation x noise (the sampler's seed - 10, drawn on the CPU) + min(1 - noise_augmentation,
+    0.75) x it; without augmentation 0.75 x it; zeros without an image."""
+    image = options.get("concat_latent_image")
+    if image is None:
+        return torch.zeros(shape, device=device)
+    image = image.float().to(device)
+    if tuple(image.shape[-2:]) != tuple(shape[-2:]):
+        image = _resize_center(image, *shape[-2:])
+    image = resize_to_batch(latent_format.process_in(image), shape[0])
+    strength = float(options.get("noise_augmentation", 0.0))
+    if strength <= 0:
+        return 0.75 * image
+    noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(seed - 10), dtype=image.dtype)
+    return strength * noise.to(device) + min(1.0 - strength, 0.75) * image
 
 
 def ip2p_concat(options: dict, arch: str, latent_format, shape: tuple, device,
