@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 from graphflow import testing
 from graphflow.models.chroma import Chroma
 from graphflow.models.hidream import HiDream
+from graphflow.models.hunyuan_image import HunyuanImage
 from graphflow.models.hunyuan_video import HunyuanVideo
 from graphflow.models.lumina2 import Lumina2
 from graphflow.models.mochi import Mochi
@@ -102,6 +103,16 @@ FAMILIES = [
            adm=testing.hunyuan_video_config().vec_in_dim, guidance_embed=True,
            fp8=(("double_blocks.0.img_attn_qkv.weight",), ("single_blocks.0.q_norm.weight",)), fp16=False,
            lora=("double_blocks.1.img_attn_qkv", "double_blocks.0.img_attn_qkv", ())),
+    Family(id="hunyuan_image", arch="hunyuan_image", family="hunyuan_image", name="HunyuanImage 2.1",
+           kind="HunyuanImage 2.1 diffusion model", writer=testing.write_hunyuan_image,
+           file="hunyuanimage2.1_bf16.safetensors", cls=HunyuanImage, config=testing.hunyuan_image_config(),
+           latent="hunyuan_image21", vae_file="hunyuan_image_2.1_vae_fp16.safetensors",
+           text_loader="DualCLIPLoader, type hunyuan_image",
+           report=("2 double + 2 single blocks", f"byT5 glyph width {testing.HUNYUAN_IMAGE_TINY_BYT5_DIM}"),
+           in_channels=64, channels=64, text_width=testing.HUNYUAN_IMAGE_TINY_TEXT_DIM,
+           sampling=("shift", 5.0, 1000.0),
+           fp8=(("double_blocks.0.img_attn_qkv.weight", "byt5_in.fc1.weight"), ("single_blocks.0.q_norm.weight",)),
+           fp16=False, lora=("double_blocks.1.img_attn_qkv", "double_blocks.0.img_attn_qkv", ())),
     Family(id="lumina2", arch="lumina2", family="lumina2", name="Lumina Image 2.0",
            kind="Lumina Image 2.0 diffusion model", writer=testing.write_lumina2,
            file="lumina_2_model_bf16.safetensors", cls=Lumina2, config=testing.lumina2_config(), latent="flux",
