@@ -5,9 +5,10 @@ diffusers' byT5 projection is 2048 wide, so the tiny one is swapped in); detecti
 ComfyUI's sampling settings (discrete flow shift 5, multiplier 1000; the distilled file's guidance 6.0
 by default; the HunyuanImage21 latent); the byT5 states of a conditioning's "conditioning_byt5small"
 reach the model. The 32x VAE (ComfyUI's names, converted to diffusers') against diffusers'
-AutoencoderKLHunyuanImage.
+AutoencoderKLHunyuanImage. ComfyUI's graph (workflows/hunyuan_image.json) from prompt to picture.
 """
 
+import json
 import re
 
 import pytest
@@ -19,6 +20,8 @@ from diffusers.models.transformers.transformer_hunyuanimage import HunyuanImageB
 from graphflow.models.hunyuan_image import HunyuanImage, hunyuan_image_config_from_state_dict
 from graphflow.testing import (HUNYUAN_IMAGE_TINY_BYT5_DIM, HUNYUAN_IMAGE_TINY_TEXT_DIM, hunyuan_image_config,
                                hunyuan_image_state)
+
+from test_hunyuan_image_text import byt5_tokenizer, files, pipeline, reference_tokenizer  # noqa: F401 (fixtures)
 
 TOL = 1e-4
 TEXT, BYT5 = HUNYUAN_IMAGE_TINY_TEXT_DIM, HUNYUAN_IMAGE_TINY_BYT5_DIM
@@ -633,3 +636,65 @@ def test_refiner_pass_matches_diffusers(tmp_folders):
     with torch.no_grad():
         pixels = ((theirs_vae.decode(want).sample[:, :, 0] + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1)
     assert images.shape == (1, 32, 48, 3) and (images - pixels).abs().max() < 1e-3
+
+
+# -- ComfyUI's HunyuanImage 2.1 graph, prompt to picture (workflows/hunyuan_image.json) ----------------
+
+def test_example_workflow_matches_diffusers(tmp_folders, files, pipeline):
+    """workflows/hunyuan_image.json as saved but for its size and steps (64 x 64, 2 steps), on tiny files
+    under its file names: the prompt's Qwen2.5-VL states and its quoted text's byT5 states are diffusers'
+    HunyuanImagePipeline's, the empty negative has no glyph states, and two Euler CFG steps (shift 5:
+    sigmas 1, 5 * 0.5 / (1 + 4 * 0.5), 0) of diffusers' transformer on the same noise give the sampled
+    latent, which VAEDecode turns into the 64 x 64 picture SaveImage writes."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from graphflow.executor import Executor
+    from graphflow.models.hunyuan_image_text import BYT5_KEY, quoted_text
+    from graphflow.models.latent_formats import HUNYUAN_IMAGE21
+    from graphflow.registry import Registry
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import write_hunyuan_image, write_hunyuan_image_vae
+    from tests.test_workflows import workflow
+
+    m = tmp_folders.models
+    for sub in ("diffusion_models", "text_encoders", "vae"):
+        (m / sub).mkdir(exist_ok=True)
+    path = write_hunyuan_image(m / "diffusion_models" / "hunyuanimage2.1_bf16.safetensors", seed=13,
+                               dtype=torch.float32)
+    for file in files:
+        shutil.copy(file, m / "text_encoders" / file.name)
+    write_hunyuan_image_vae(m / "vae" / "hunyuan_image_2.1_vae_fp16.safetensors", seed=14, dtype=torch.float32)
+    wf = workflow("hunyuan_image", **{"5__width": 64, "5__height": 64, "6__steps": 2})
+    result = Executor(Registry().load_builtin()).run(wf)
+    assert result.ok, json.dumps(result.error, default=str)[:2000]
+    image = result.values["8"][0]
+    assert image.shape == (1, 64, 64, 3) and float(image.std()) > 0.01
+    assert result.outputs["9"]["images"][0]["filename"].startswith("hunyuan_image_")
+
+    def masked(embeds_and_mask):
+        embeds, mask = embeds_and_mask
+        return embeds[:, mask[0].bool()]
+
+    cpu, prompt = torch.device("cpu"), wf.nodes["3"].inputs["text"]
+    with torch.no_grad():
+        text, empty = (masked(pipeline._get_qwen_prompt_embeds(pipeline.tokenizer, pipeline.text_encoder, p,
+                                                               device=cpu, dtype=torch.float32)) for p in (prompt, ""))
+        glyphs = masked(pipeline._get_byt5_prompt_embeds(pipeline.tokenizer_2, pipeline.text_encoder_2,
+                                                         quoted_text(prompt), device=cpu, dtype=torch.float32))
+    [(positive, positive_options)], [(negative, negative_options)] = result.values["3"][0], result.values["4"][0]
+    assert positive.shape == text.shape and float((positive - text).abs().max()) < 2e-5
+    assert negative.shape == empty.shape and float((negative - empty).abs().max()) < 2e-5
+    assert float((positive_options[BYT5_KEY] - glyphs).abs().max()) < 2e-5 and BYT5_KEY not in negative_options
+
+    theirs = diffusers_hyi(load_file(str(path)))
+    cfg, x = wf.nodes["6"].inputs["cfg"], initial_noise(torch.zeros(1, 64, 2, 2), wf.nodes["6"].inputs["seed"])
+    sigmas = [1.0, 5 * 0.5 / (1 + 4 * 0.5), 0.0]
+    for sigma, following in zip(sigmas, sigmas[1:]):
+        s = torch.tensor([sigma])
+        v_cond, v_uncond = diffusers_velocity(theirs, x, s, text, glyphs), diffusers_velocity(theirs, x, s, empty)
+        x = x + (following - sigma) * (v_uncond + cfg * (v_cond - v_uncond))
+    ours = HUNYUAN_IMAGE21.process_in(result.values["6"][0]["samples"].float())
+    assert float(x.abs().mean()) > 0.05
+    assert float((ours - x).abs().max()) < 1e-4 * float(x.abs().max())
