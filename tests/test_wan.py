@@ -637,12 +637,15 @@ def test_scaled_fp8_files(tmp_folders, tmp_path):
     assert float((a - b).abs().max()) < 1e-4 * float(b.abs().max())
 
 
-def test_wan_i2v_graph_runs_and_matches_diffusers(tmp_folders):
-    """ComfyUI's Wan image-to-video graph on tiny files: UNETLoader (I2V), CLIPLoader (wan),
-    CLIPVisionLoader + CLIPVisionEncode (crop none) of a LoadImage picture, VAELoader (Wan VAE),
-    WanImageToVideo, KSampler, VAEDecode. The latent equals two Euler CFG steps of diffusers'
-    transformer on [x, 1 - mask x4, the start frame's latent in model space] with the picture's CLIP
-    vision penultimate states as image tokens and transformers' UMT5 states."""
+def test_wan_i2v_workflow_runs_and_matches_diffusers(tmp_folders):
+    """workflows/wan_i2v.json (ComfyUI's Wan 2.1 image-to-video template: UNETLoader (I2V), CLIPLoader
+    wan, CLIPVisionLoader + CLIPVisionEncode (crop none) of the LoadImage start picture, VAELoader,
+    WanImageToVideo, ModelSamplingSD3 shift 8, KSampler, VAEDecode, CreateVideo + SaveVideo) as saved
+    but for its size, steps and sampler (euler, to step by hand): the latent equals two Euler CFG
+    steps of diffusers' transformer on [x, 1 - mask x4, the start frame's latent in model space] with
+    the picture's CLIP vision penultimate states as image tokens and transformers' UMT5 states."""
+    from pathlib import Path
+
     import numpy as np
     from PIL import Image
 
@@ -656,43 +659,29 @@ def test_wan_i2v_graph_runs_and_matches_diffusers(tmp_folders):
     for sub in ("diffusion_models", "text_encoders", "vae", "clip_vision"):
         (m / sub).mkdir()
     write_wan(m / "diffusion_models" / "wan2.1_i2v_480p_14B_fp16.safetensors", seed=6, i2v=True, dtype=torch.float32)
-    write_umt5(m / "text_encoders" / "umt5_xxl_fp16.safetensors", seed=1, dtype=torch.float32)
+    write_umt5(m / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors", seed=1, dtype=torch.float32)
     write_wan_vae(m / "vae" / "wan_2.1_vae.safetensors", dtype=torch.float32)
     write_clip_vision(m / "clip_vision" / "clip_vision_h.safetensors", dtype=torch.float32)
     rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(tmp_folders.inputs / "start.png")
-    graph = {
-        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "wan2.1_i2v_480p_14B_fp16.safetensors",
-                                                     "weight_dtype": "default"}},
-        "2": {"class_type": "CLIPLoader", "inputs": {"clip_name": "umt5_xxl_fp16.safetensors", "type": "wan"}},
-        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "a fox turns its head", "clip": ["2", 0]}},
-        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "static", "clip": ["2", 0]}},
-        "5": {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": "clip_vision_h.safetensors"}},
-        "6": {"class_type": "LoadImage", "inputs": {"image": "start.png"}},
-        "7": {"class_type": "CLIPVisionEncode", "inputs": {"clip_vision": ["5", 0], "image": ["6", 0], "crop": "none"}},
-        "8": {"class_type": "VAELoader", "inputs": {"vae_name": "wan_2.1_vae.safetensors"}},
-        "9": {"class_type": "WanImageToVideo", "inputs": {"positive": ["3", 0], "negative": ["4", 0], "vae": ["8", 0],
-                                                          "clip_vision_output": ["7", 0], "start_image": ["6", 0],
-                                                          "width": 32, "height": 32, "length": 5, "batch_size": 1}},
-        "10": {"class_type": "KSampler", "inputs": {"seed": 11, "steps": 2, "cfg": 5.0, "sampler_name": "euler",
-                                                    "scheduler": "simple", "denoise": 1.0, "model": ["1", 0],
-                                                    "positive": ["9", 0], "negative": ["9", 1], "latent_image": ["9", 2]}},
-        "11": {"class_type": "VAEDecode", "inputs": {"samples": ["10", 0], "vae": ["8", 0]}},
-        "12": {"class_type": "SaveAnimatedWEBP", "inputs": {"images": ["11", 0], "filename_prefix": "wan_i2v",
-                                                            "fps": 16.0, "lossless": False, "quality": 90,
-                                                            "method": "default"}},
-    }
+    Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(
+        tmp_folders.inputs / "image_to_video_wan_start_image.png")
+    nodes = json.loads((Path(__file__).parent.parent / "workflows" / "wan_i2v.json").read_text())
+    graph = json.loads(json.dumps(nodes))
+    graph["50"]["inputs"].update(width=32, height=32, length=5)
+    graph["3"]["inputs"].update(steps=2, sampler_name="euler", seed=11)
     reg = registry()
     result = Executor(reg).run(parse_workflow(graph, reg))
     assert result.ok, json.dumps(result.error, default=str)[:3000]
-    assert result.values["11"][0].shape == (5, 32, 32, 3)
+    assert result.values["8"][0].shape == (5, 32, 32, 3)
+    assert len(list(tmp_folders.outputs.rglob("wan_i2v*.mp4"))) == 1
 
-    positive = result.values["9"][0][0][1]
-    vision = result.values["7"][0]
+    positive = result.values["50"][0][0][1]
+    vision = result.values["51"][0]
     assert positive["clip_vision_output"] is vision and vision.penultimate_hidden_states.shape == (1, 17, 64)
     theirs = diffusers_transformer(wan_config(i2v=True), wan_state(seed=6, i2v=True))
-    umt5, tokenizer = reference_umt5(m / "text_encoders" / "umt5_xxl_fp16.safetensors")
-    cond, uncond = (reference_text(umt5, tokenizer, graph[n]["inputs"]["text"])[0] for n in ("3", "4"))
+    umt5, tokenizer = reference_umt5(m / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors")
+    cond, uncond = (reference_text(umt5, tokenizer, nodes[n]["inputs"]["text"])[0] for n in ("6", "7"))
+    cfg_scale = nodes["3"]["inputs"]["cfg"]
     mask = torch.ones(1, 4, 2, 4, 4)
     mask[:, :, 0] = 0.0  # the start frame's latent frame is given
     extra = torch.cat([1 - mask, WAN21.process_in(positive["concat_latent_image"])], dim=1)
@@ -702,8 +691,8 @@ def test_wan_i2v_graph_runs_and_matches_diffusers(tmp_folders):
         s = torch.tensor([sigma])
         v_cond, v_uncond = (diffusers_velocity(theirs, torch.cat([x, extra], 1), s, c, vision.penultimate_hidden_states)
                             for c in (cond, uncond))
-        x = x + (v_uncond + 5.0 * (v_cond - v_uncond)) * (sigma_next - sigma)
-    ours = result.values["10"][0]["samples"]
+        x = x + (v_uncond + cfg_scale * (v_cond - v_uncond)) * (sigma_next - sigma)
+    ours = result.values["3"][0]["samples"]
     want = WAN21.process_out(x)
     assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
 
