@@ -179,6 +179,24 @@ def diffusers_transformer(cfg, state: dict):
     return theirs
 
 
+def comfy_lora(path, state: dict, targets, seed: int, rank: int = 4, alpha: float = 2.0) -> dict:
+    """A random LoRA in ComfyUI's Wan layout (diffusion_model. + the module's path; lora_down / lora_up /
+    alpha, as the lightx2v and relight files are) on `targets` of `state`; returns the merged deltas
+    (alpha / rank x up @ down) by weight name."""
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(seed)
+    tensors, deltas = {}, {}
+    for name in targets:
+        out_ch, in_ch = state[name + ".weight"].shape
+        down, up = torch.randn(rank, in_ch, generator=gen) * 0.3, torch.randn(out_ch, rank, generator=gen) * 0.3
+        tensors.update({f"diffusion_model.{name}.lora_down.weight": down, f"diffusion_model.{name}.lora_up.weight": up,
+                        f"diffusion_model.{name}.alpha": torch.tensor(alpha)})
+        deltas[name + ".weight"] = alpha / rank * up @ down
+    save_file(tensors, str(path))
+    return deltas
+
+
 def diffusers_velocity(theirs, x, sigma, context, image=None):
     """ComfyUI's model output from diffusers' transformer: net(x, 1000 sigma)."""
     with torch.no_grad():
@@ -860,6 +878,75 @@ def test_wan_vace_sampling_matches_diffusers(tmp_path):
         x = x + (v_uncond + 4.0 * (v_cond - v_uncond)) * (sigma_next - sigma)
     want = WAN21.process_out(x)
     assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
+
+
+def test_wan_vace_ref2v_workflow_runs_and_matches_diffusers(tmp_folders):
+    """workflows/wan_vace_ref2v.json (ComfyUI's Wan VACE 14B reference-to-video template, its bypassed
+    first-frame group left out: UNETLoader (VACE), CLIPLoader wan, LoraLoader (CausVid, model 0.3),
+    ModelSamplingSD3 shift 8, LoadImage reference, WanVaceToVideo, KSampler (cfg 1), TrimVideoLatent,
+    VAEDecode, CreateVideo + SaveVideo) as saved but for its size, steps and sampler (euler): the
+    latent, the reference frame first, equals two Euler steps of diffusers' WanVACETransformer3DModel
+    on the file's weights with the LoRA merged by hand at 0.3 (cfg 1: the positive alone), fed the
+    node's control latents and masks; TrimVideoLatent then drops the reference frame."""
+    from pathlib import Path
+
+    import numpy as np
+    from diffusers import WanVACETransformer3DModel
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+    from PIL import Image
+
+    from graphflow.executor import Executor
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import wan_config, wan_state, write_umt5, write_wan, write_wan_vae
+    from graphflow.workflow import parse_workflow
+
+    m = tmp_folders.models
+    for sub in ("diffusion_models", "loras", "text_encoders", "vae"):
+        (m / sub).mkdir(exist_ok=True)
+    write_wan(m / "diffusion_models" / "wan2.1_vace_14B_fp16.safetensors", seed=8, vace=True, dtype=torch.float32)
+    state = wan_state(seed=8, vace=True)
+    deltas = comfy_lora(m / "loras" / "Wan21_CausVid_14B_T2V_lora_rank32.safetensors", state,
+                        ["blocks.0.self_attn.q", "blocks.3.ffn.2", "vace_blocks.1.cross_attn.k"], seed=9)
+    write_umt5(m / "text_encoders" / "umt5_xxl_fp16.safetensors", seed=1, dtype=torch.float32)
+    write_wan_vae(m / "vae" / "wan_2.1_vae.safetensors", dtype=torch.float32)
+    rng = np.random.default_rng(2)
+    Image.fromarray(rng.integers(0, 255, (24, 40, 3), dtype=np.uint8)).save(
+        tmp_folders.inputs / "video_wan_vace_14B_ref2v_reference_image.jpg")
+    nodes = json.loads((Path(__file__).parent.parent / "workflows" / "wan_vace_ref2v.json").read_text())
+    graph = json.loads(json.dumps(nodes))
+    graph["109"]["inputs"].update(width=16, height=16, length=5)
+    graph["108"]["inputs"].update(steps=2, sampler_name="euler")
+    reg = registry()
+    result = Executor(reg).run(parse_workflow(graph, reg))
+    assert result.ok, json.dumps([result.error, result.problems], default=str)[:3000]
+    assert result.values["109"][3] == 1 and result.values["119"][0].shape == (5, 16, 16, 3)
+    assert len(list(tmp_folders.outputs.rglob("wan_vace_ref2v*.mp4"))) == 1
+
+    cfg = wan_config(vace=True)
+    theirs = WanVACETransformer3DModel(
+        patch_size=cfg.patch_size, num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
+        in_channels=16, out_channels=16, text_dim=cfg.text_dim, freq_dim=cfg.freq_dim, ffn_dim=cfg.ffn_dim,
+        num_layers=cfg.depth, vace_layers=[0, 2], vace_in_channels=96).eval()
+    merged = {k: v + 0.3 * deltas[k] if k in deltas else v for k, v in state.items()}
+    theirs.load_state_dict(convert_wan_transformer_to_diffusers(merged), strict=True)
+    umt5, tokenizer = reference_umt5(m / "text_encoders" / "umt5_xxl_fp16.safetensors")
+    cond = reference_text(umt5, tokenizer, nodes["105"]["inputs"]["text"])[0]
+    positive = result.values["109"][0][0][1]
+    frames, mask = positive["vace_frames"][0], positive["vace_mask"][0]
+    assert frames.shape == (1, 32, 3, 2, 2)  # the reference frame, then the 2 latent frames of the video
+    control_in = torch.cat([WAN21.process_in(frames[:, :16]), WAN21.process_in(frames[:, 16:]), mask], dim=1)
+    sigma_mid = 8 * 0.5 / (1 + 7 * 0.5)
+    x = initial_noise(torch.zeros(1, 16, 3, 2, 2), nodes["108"]["inputs"]["seed"])
+    for sigma, sigma_next in ((1.0, sigma_mid), (sigma_mid, 0.0)):
+        with torch.no_grad():
+            v = theirs(x, torch.tensor([sigma * 1000]), cond, control_hidden_states=control_in,
+                       control_hidden_states_scale=torch.tensor([1.0, 1.0]), return_dict=False)[0]
+        x = x + v * (sigma_next - sigma)  # cfg 1: the positive alone
+    ours = result.values["108"][0]["samples"]
+    want = WAN21.process_out(x)
+    assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
+    assert torch.equal(result.values["118"][0]["samples"], ours[:, :, 1:])
 
 
 # -- Phantom-Wan (WanPhantomSubjectToVideo) ---------------------------------------------------------

@@ -337,24 +337,6 @@ def test_bad_inputs_are_refused_clearly():
         wan_config_from_state_dict(shapes)
 
 
-def comfy_lora(path, state: dict, targets, seed: int, rank: int = 4, alpha: float = 2.0) -> dict:
-    """A random LoRA in ComfyUI's Wan layout (diffusion_model. + the module's path; lora_down / lora_up /
-    alpha, as the lightx2v and relight files are) on `targets` of `state`; returns the merged deltas
-    (alpha / rank x up @ down) by weight name."""
-    from safetensors.torch import save_file
-
-    gen = torch.Generator().manual_seed(seed)
-    tensors, deltas = {}, {}
-    for name in targets:
-        out_ch, in_ch = state[name + ".weight"].shape
-        down, up = torch.randn(rank, in_ch, generator=gen) * 0.3, torch.randn(out_ch, rank, generator=gen) * 0.3
-        tensors.update({f"diffusion_model.{name}.lora_down.weight": down, f"diffusion_model.{name}.lora_up.weight": up,
-                        f"diffusion_model.{name}.alpha": torch.tensor(alpha)})
-        deltas[name + ".weight"] = alpha / rank * up @ down
-    save_file(tensors, str(path))
-    return deltas
-
-
 def test_wan22_animate_workflow_runs_and_matches_diffusers(tmp_folders):
     """workflows/wan22_animate.json (ComfyUI's Wan 2.2 Animate template in Move mode: UNETLoader, the
     lightx2v and relight LoRAs through LoraLoaderModelOnly, ModelSamplingSD3 shift 8, CLIPLoader wan,
@@ -376,7 +358,7 @@ def test_wan22_animate_workflow_runs_and_matches_diffusers(tmp_folders):
         write_wan_animate, write_wan_vae
     from graphflow.video import Video, read_video, write_video
     from graphflow.workflow import parse_workflow
-    from tests.test_wan import reference_text, reference_umt5, registry
+    from tests.test_wan import comfy_lora, reference_text, reference_umt5, registry
 
     m = tmp_folders.models
     for sub in ("diffusion_models", "loras", "text_encoders", "vae", "clip_vision"):
