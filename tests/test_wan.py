@@ -715,6 +715,82 @@ def test_wan_i2v_workflow_runs_and_matches_diffusers(tmp_folders):
     assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
 
 
+def test_wan_flf2v_workflow_runs_and_matches_diffusers(tmp_folders):
+    """workflows/wan_flf2v.json (ComfyUI's Wan 2.1 first-last-frame template: UNETLoader (FLF2V: learned
+    positions for its two pictures' image tokens), CLIPLoader wan, CLIPVisionEncode of the start and of
+    the end picture, WanFirstLastFrameToVideo, ModelSamplingSD3 shift 8, KSampler (cfg 3), VAEDecode,
+    CreateVideo + SaveVideo) as saved but for its size, steps and sampler (euler): two Euler CFG steps
+    of diffusers' transformer built with pos_embed_seq_len (the file's img_emb.emb_pos, which diffusers'
+    converter leaves out, set by hand) on [x, 1 - the FLF mask x4, the start + grey + end latent] and
+    both pictures' CLIP vision states."""
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    from graphflow.executor import Executor
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import wan_config, wan_state, write_clip_vision, write_umt5, write_wan_vae
+    from graphflow.workflow import parse_workflow
+
+    m = tmp_folders.models
+    for sub in ("diffusion_models", "text_encoders", "vae", "clip_vision"):
+        (m / sub).mkdir()
+    cfg = wan_config(i2v=True)
+    state = wan_state(seed=12, i2v=True)
+    emb_pos = torch.randn(1, 2 * 17, cfg.image_dim, generator=torch.Generator().manual_seed(13))
+    save_file({**state, "img_emb.emb_pos": emb_pos}, str(m / "diffusion_models" / "wan2.1_flf2v_720p_14B_fp16.safetensors"))
+    write_umt5(m / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors", seed=1, dtype=torch.float32)
+    write_wan_vae(m / "vae" / "wan_2.1_vae.safetensors", dtype=torch.float32)
+    write_clip_vision(m / "clip_vision" / "clip_vision_h.safetensors", dtype=torch.float32)
+    rng = np.random.default_rng(3)
+    for name in ("wan2.1_flf2v_720_f16_start_image.png", "wan2.1_flf2v_720_f16_end_image.png"):
+        Image.fromarray(rng.integers(0, 255, (40, 24, 3), dtype=np.uint8)).save(tmp_folders.inputs / name)
+    nodes = json.loads((Path(__file__).parent.parent / "workflows" / "wan_flf2v.json").read_text())
+    graph = json.loads(json.dumps(nodes))
+    graph["83"]["inputs"].update(width=16, height=32, length=9)
+    graph["90"]["inputs"].update(steps=2, sampler_name="euler", seed=14)
+    reg = registry()
+    result = Executor(reg).run(parse_workflow(graph, reg))
+    assert result.ok, json.dumps([result.error, result.problems], default=str)[:3000]
+    assert result.values["8"][0].shape == (9, 32, 16, 3)
+    assert len(list(tmp_folders.outputs.rglob("wan_flf2v*.mp4"))) == 1
+
+    from diffusers import WanTransformer3DModel
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+
+    theirs = WanTransformer3DModel(
+        patch_size=cfg.patch_size, num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
+        in_channels=cfg.in_channels, out_channels=cfg.out_channels, text_dim=cfg.text_dim, freq_dim=cfg.freq_dim,
+        ffn_dim=cfg.ffn_dim, num_layers=cfg.depth, cross_attn_norm=cfg.cross_attn_norm, image_dim=cfg.image_dim,
+        added_kv_proj_dim=cfg.dim, pos_embed_seq_len=2 * 17).eval()
+    converted = convert_wan_transformer_to_diffusers(dict(state))
+    converted["condition_embedder.image_embedder.pos_embed"] = emb_pos
+    theirs.load_state_dict(converted, strict=True)
+    umt5, tokenizer = reference_umt5(m / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors")
+    cond, uncond = (reference_text(umt5, tokenizer, nodes[n]["inputs"]["text"])[0] for n in ("6", "7"))
+    cfg_scale = nodes["90"]["inputs"]["cfg"]
+    positive = result.values["83"][0][0][1]
+    # diffusers' FLF2V takes the two pictures' states as a batch of 2 and joins them behind its positions
+    image = torch.cat([result.values[n][0].penultimate_hidden_states for n in ("51", "87")])
+    mask = torch.ones(1, 4, 3, 4, 2)
+    mask[:, :, 0] = 0.0  # the start picture's latent frame
+    mask[:, 3, 2] = 0.0  # the end picture: the last pixel frame of the last latent frame
+    assert torch.equal(positive["concat_mask"], mask)
+    extra = torch.cat([1 - mask, WAN21.process_in(positive["concat_latent_image"])], dim=1)
+    sigma_mid = 8 * 0.5 / (1 + 7 * 0.5)
+    x = initial_noise(torch.zeros(1, 16, 3, 4, 2), 14)
+    for sigma, sigma_next in ((1.0, sigma_mid), (sigma_mid, 0.0)):
+        s = torch.tensor([sigma])
+        v_cond, v_uncond = (diffusers_velocity(theirs, torch.cat([x, extra], 1), s, c, image) for c in (cond, uncond))
+        x = x + (v_uncond + cfg_scale * (v_cond - v_uncond)) * (sigma_next - sigma)
+    ours = result.values["90"][0]["samples"]
+    want = WAN21.process_out(x)
+    assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
+
+
 def test_wan_fun_inpaint_and_control_nodes():
     """WanFunInpaintToVideo is WanFirstLastFrameToVideo with one CLIP vision output; WanFunControlToVideo
     puts the control video's latent and the start image's in 32 channels (what is not given: 0 in
