@@ -791,6 +791,96 @@ def test_wan_flf2v_workflow_runs_and_matches_diffusers(tmp_folders):
     assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
 
 
+def test_wan_fun_control_workflow_runs_and_matches_diffusers(tmp_folders):
+    """workflows/wan_fun_control.json (ComfyUI's Wan 2.1 Fun Control template: UNETLoader (Fun Control, 48
+    channels in), its "attention booster" chain SkipLayerGuidanceDiT (blocks 9, 10, scale 3, 1%-80%) ->
+    ModelSamplingSD3 shift 5 -> UNetTemporalAttentionMultiply (no attn1/attn2 names in Wan: no change, as
+    in ComfyUI) -> CFGZeroStar, CLIPVisionEncode of the start frame, LoadVideo -> GetVideoComponents ->
+    Canny for the control video, WanFunControlToVideo, KSampler (cfg 6), VAEDecode, CreateVideo +
+    SaveVideo) as saved but for its size, steps and sampler (euler), on an 11-block model so that blocks
+    9 and 10 exist: two Euler steps of diffusers' transformer with CFG 6, in the second step (the only one
+    inside the window) the push away from the positive prediction without blocks 9 and 10 (diffusers'
+    model with them removed), then CFG-Zero*'s optimised scale of the negative, in that order."""
+    import copy
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from graphflow.executor import Executor
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import wan_config, wan_state, write_clip_vision, write_umt5, write_wan, write_wan_vae
+    from graphflow.video import Video, write_video
+    from graphflow.workflow import parse_workflow
+
+    m = tmp_folders.models
+    for sub in ("diffusion_models", "text_encoders", "vae", "clip_vision"):
+        (m / sub).mkdir()
+    write_wan(m / "diffusion_models" / "wan2.1_fun_control_1.3B_bf16.safetensors", seed=15, i2v=True, depth=11,
+              in_channels=48, dtype=torch.float32)
+    write_umt5(m / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors", seed=1, dtype=torch.float32)
+    write_wan_vae(m / "vae" / "wan_2.1_vae.safetensors", dtype=torch.float32)
+    write_clip_vision(m / "clip_vision" / "clip_vision_h.safetensors", dtype=torch.float32)
+    rng = np.random.default_rng(4)
+    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+        tmp_folders.inputs / "wan2.1_fun_control_start_frame.png")
+    write_video(tmp_folders.inputs / "wan2.1_fun_control_control_video.mp4",
+                Video(torch.rand(5, 32, 32, 3, generator=torch.Generator().manual_seed(5)), 16), "mp4", "libx264")
+    nodes = json.loads((Path(__file__).parent.parent / "workflows" / "wan_fun_control.json").read_text())
+    graph = json.loads(json.dumps(nodes))
+    graph["55"]["inputs"].update(width=32, height=32, length=5)
+    graph["3"]["inputs"].update(steps=2, sampler_name="euler", seed=16)
+    reg = registry()
+    result = Executor(reg).run(parse_workflow(graph, reg))
+    assert result.ok, json.dumps([result.error, result.problems], default=str)[:3000]
+    assert result.values["8"][0].shape == (5, 32, 32, 3)
+    assert len(list(tmp_folders.outputs.rglob("wan_fun_control*.mp4"))) == 1
+
+    cfg = wan_config(i2v=True, depth=11, in_channels=48)
+    theirs = diffusers_transformer(cfg, wan_state(seed=15, i2v=True, depth=11, in_channels=48))
+    skipped = copy.deepcopy(theirs)
+    skipped.blocks = torch.nn.ModuleList(b for i, b in enumerate(theirs.blocks) if i not in (9, 10))
+    umt5, tokenizer = reference_umt5(m / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors")
+    uncond = reference_text(umt5, tokenizer, nodes["7"]["inputs"]["text"])[0]
+    # the positive's "(clay style:1.1)": ComfyUI tokenizes the two segments apart and scales the weighted
+    # tokens' states towards the empty prompt's (zeros past its first token) by 1.1
+    plain, weighted = nodes["6"]["inputs"]["text"].split("(")
+    assert weighted == "clay style:1.1)"
+    pieces = [tokenizer.sp.encode(segment, add_eos=False) for segment in (plain, "clay style")]
+    ids = pieces[0] + pieces[1] + [tokenizer.sp.eos_id()]
+    with torch.no_grad():
+        cond = umt5(torch.tensor([ids + [0] * (512 - len(ids))]),
+                    attention_mask=torch.tensor([[1] * len(ids) + [0] * (512 - len(ids))])).last_hidden_state
+    cond[:, len(ids):] = 0.0
+    cond[:, len(pieces[0]):len(pieces[0]) + len(pieces[1])] *= 1.1
+    positive = result.values["55"][0][0][1]
+    image = result.values["51"][0].penultimate_hidden_states
+    given = positive["concat_latent_image"]
+    assert given.shape == (1, 32, 2, 4, 4)
+    extra = torch.cat([WAN21.process_in(given[:, :16]), WAN21.process_in(given[:, 16:])], dim=1)
+    cfg_scale, slg_scale = nodes["3"]["inputs"]["cfg"], nodes["65"]["inputs"]["scale"]
+    sigma_mid = 5 * 0.5 / (1 + 4 * 0.5)  # "simple", 2 steps: t = 1, 0.5 through shift 5
+    x = initial_noise(torch.zeros(1, 16, 2, 4, 4), 16)
+    # the window 1%-80% in sigmas (shift 5 or the file's 8 alike): ~0.998 down to 0.56-0.67, so only sigma_mid
+    for sigma, sigma_next, in_window in ((1.0, sigma_mid, False), (sigma_mid, 0.0, True)):
+        s = torch.tensor([sigma])
+        xin = torch.cat([x, extra], 1)
+        den_c, den_u = (x - sigma * diffusers_velocity(theirs, xin, s, c, image) for c in (cond, uncond))
+        out = den_u + cfg_scale * (den_c - den_u)
+        if in_window:
+            den_skip = x - sigma * diffusers_velocity(skipped, xin, s, cond, image)
+            assert float((den_c - den_skip).abs().max()) > 1e-3
+            out = out + (den_c - den_skip) * slg_scale
+        pos, neg = (x - den_c).flatten(1), (x - den_u).flatten(1)
+        alpha = ((pos * neg).sum(1) / ((neg ** 2).sum(1) + 1e-8)).view(-1, 1, 1, 1, 1)
+        out = out + den_u * (alpha - 1) + cfg_scale * den_u * (1 - alpha)
+        x = x + (x - out) / sigma * (sigma_next - sigma)
+    ours = result.values["3"][0]["samples"]
+    want = WAN21.process_out(x)
+    assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
+
+
 def test_wan_fun_inpaint_and_control_nodes():
     """WanFunInpaintToVideo is WanFirstLastFrameToVideo with one CLIP vision output; WanFunControlToVideo
     puts the control video's latent and the start image's in 32 channels (what is not given: 0 in
