@@ -179,6 +179,24 @@ def diffusers_transformer(cfg, state: dict):
     return theirs
 
 
+def comfy_lora(path, state: dict, targets, seed: int, rank: int = 4, alpha: float = 2.0) -> dict:
+    """A random LoRA in ComfyUI's Wan layout (diffusion_model. + the module's path; lora_down / lora_up /
+    alpha, as the lightx2v and relight files are) on `targets` of `state`; returns the merged deltas
+    (alpha / rank x up @ down) by weight name."""
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(seed)
+    tensors, deltas = {}, {}
+    for name in targets:
+        out_ch, in_ch = state[name + ".weight"].shape
+        down, up = torch.randn(rank, in_ch, generator=gen) * 0.3, torch.randn(out_ch, rank, generator=gen) * 0.3
+        tensors.update({f"diffusion_model.{name}.lora_down.weight": down, f"diffusion_model.{name}.lora_up.weight": up,
+                        f"diffusion_model.{name}.alpha": torch.tensor(alpha)})
+        deltas[name + ".weight"] = alpha / rank * up @ down
+    save_file(tensors, str(path))
+    return deltas
+
+
 def diffusers_velocity(theirs, x, sigma, context, image=None):
     """ComfyUI's model output from diffusers' transformer: net(x, 1000 sigma)."""
     with torch.no_grad():
@@ -550,12 +568,15 @@ def test_scaled_fp8_files(tmp_folders, tmp_path):
     assert float((a - b).abs().max()) < 1e-4 * float(b.abs().max())
 
 
-def test_wan_i2v_graph_runs_and_matches_diffusers(tmp_folders):
-    """ComfyUI's Wan image-to-video graph on tiny files: UNETLoader (I2V), CLIPLoader (wan),
-    CLIPVisionLoader + CLIPVisionEncode (crop none) of a LoadImage picture, VAELoader (Wan VAE),
-    WanImageToVideo, KSampler, VAEDecode. The latent equals two Euler CFG steps of diffusers'
-    transformer on [x, 1 - mask x4, the start frame's latent in model space] with the picture's CLIP
-    vision penultimate states as image tokens and transformers' UMT5 states."""
+def test_wan_i2v_workflow_runs_and_matches_diffusers(tmp_folders):
+    """workflows/wan_i2v.json (ComfyUI's Wan 2.1 image-to-video template: UNETLoader (I2V), CLIPLoader
+    wan, CLIPVisionLoader + CLIPVisionEncode (crop none) of the LoadImage start picture, VAELoader,
+    WanImageToVideo, ModelSamplingSD3 shift 8, KSampler, VAEDecode, CreateVideo + SaveVideo) as saved
+    but for its size, steps and sampler (euler, to step by hand): the latent equals two Euler CFG
+    steps of diffusers' transformer on [x, 1 - mask x4, the start frame's latent in model space] with
+    the picture's CLIP vision penultimate states as image tokens and transformers' UMT5 states."""
+    from pathlib import Path
+
     import numpy as np
     from PIL import Image
 
@@ -569,43 +590,29 @@ def test_wan_i2v_graph_runs_and_matches_diffusers(tmp_folders):
     for sub in ("diffusion_models", "text_encoders", "vae", "clip_vision"):
         (m / sub).mkdir()
     write_wan(m / "diffusion_models" / "wan2.1_i2v_480p_14B_fp16.safetensors", seed=6, i2v=True, dtype=torch.float32)
-    write_umt5(m / "text_encoders" / "umt5_xxl_fp16.safetensors", seed=1, dtype=torch.float32)
+    write_umt5(m / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors", seed=1, dtype=torch.float32)
     write_wan_vae(m / "vae" / "wan_2.1_vae.safetensors", dtype=torch.float32)
     write_clip_vision(m / "clip_vision" / "clip_vision_h.safetensors", dtype=torch.float32)
     rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(tmp_folders.inputs / "start.png")
-    graph = {
-        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "wan2.1_i2v_480p_14B_fp16.safetensors",
-                                                     "weight_dtype": "default"}},
-        "2": {"class_type": "CLIPLoader", "inputs": {"clip_name": "umt5_xxl_fp16.safetensors", "type": "wan"}},
-        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "a fox turns its head", "clip": ["2", 0]}},
-        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "static", "clip": ["2", 0]}},
-        "5": {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": "clip_vision_h.safetensors"}},
-        "6": {"class_type": "LoadImage", "inputs": {"image": "start.png"}},
-        "7": {"class_type": "CLIPVisionEncode", "inputs": {"clip_vision": ["5", 0], "image": ["6", 0], "crop": "none"}},
-        "8": {"class_type": "VAELoader", "inputs": {"vae_name": "wan_2.1_vae.safetensors"}},
-        "9": {"class_type": "WanImageToVideo", "inputs": {"positive": ["3", 0], "negative": ["4", 0], "vae": ["8", 0],
-                                                          "clip_vision_output": ["7", 0], "start_image": ["6", 0],
-                                                          "width": 32, "height": 32, "length": 5, "batch_size": 1}},
-        "10": {"class_type": "KSampler", "inputs": {"seed": 11, "steps": 2, "cfg": 5.0, "sampler_name": "euler",
-                                                    "scheduler": "simple", "denoise": 1.0, "model": ["1", 0],
-                                                    "positive": ["9", 0], "negative": ["9", 1], "latent_image": ["9", 2]}},
-        "11": {"class_type": "VAEDecode", "inputs": {"samples": ["10", 0], "vae": ["8", 0]}},
-        "12": {"class_type": "SaveAnimatedWEBP", "inputs": {"images": ["11", 0], "filename_prefix": "wan_i2v",
-                                                            "fps": 16.0, "lossless": False, "quality": 90,
-                                                            "method": "default"}},
-    }
+    Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(
+        tmp_folders.inputs / "image_to_video_wan_start_image.png")
+    nodes = json.loads((Path(__file__).parent.parent / "workflows" / "wan_i2v.json").read_text())
+    graph = json.loads(json.dumps(nodes))
+    graph["50"]["inputs"].update(width=32, height=32, length=5)
+    graph["3"]["inputs"].update(steps=2, sampler_name="euler", seed=11)
     reg = registry()
     result = Executor(reg).run(parse_workflow(graph, reg))
     assert result.ok, json.dumps(result.error, default=str)[:3000]
-    assert result.values["11"][0].shape == (5, 32, 32, 3)
+    assert result.values["8"][0].shape == (5, 32, 32, 3)
+    assert len(list(tmp_folders.outputs.rglob("wan_i2v*.mp4"))) == 1
 
-    positive = result.values["9"][0][0][1]
-    vision = result.values["7"][0]
+    positive = result.values["50"][0][0][1]
+    vision = result.values["51"][0]
     assert positive["clip_vision_output"] is vision and vision.penultimate_hidden_states.shape == (1, 17, 64)
     theirs = diffusers_transformer(wan_config(i2v=True), wan_state(seed=6, i2v=True))
-    umt5, tokenizer = reference_umt5(m / "text_encoders" / "umt5_xxl_fp16.safetensors")
-    cond, uncond = (reference_text(umt5, tokenizer, graph[n]["inputs"]["text"])[0] for n in ("3", "4"))
+    umt5, tokenizer = reference_umt5(m / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors")
+    cond, uncond = (reference_text(umt5, tokenizer, nodes[n]["inputs"]["text"])[0] for n in ("6", "7"))
+    cfg_scale = nodes["3"]["inputs"]["cfg"]
     mask = torch.ones(1, 4, 2, 4, 4)
     mask[:, :, 0] = 0.0  # the start frame's latent frame is given
     extra = torch.cat([1 - mask, WAN21.process_in(positive["concat_latent_image"])], dim=1)
@@ -615,8 +622,174 @@ def test_wan_i2v_graph_runs_and_matches_diffusers(tmp_folders):
         s = torch.tensor([sigma])
         v_cond, v_uncond = (diffusers_velocity(theirs, torch.cat([x, extra], 1), s, c, vision.penultimate_hidden_states)
                             for c in (cond, uncond))
-        x = x + (v_uncond + 5.0 * (v_cond - v_uncond)) * (sigma_next - sigma)
-    ours = result.values["10"][0]["samples"]
+        x = x + (v_uncond + cfg_scale * (v_cond - v_uncond)) * (sigma_next - sigma)
+    ours = result.values["3"][0]["samples"]
+    want = WAN21.process_out(x)
+    assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
+
+
+def test_wan_flf2v_workflow_runs_and_matches_diffusers(tmp_folders):
+    """workflows/wan_flf2v.json (ComfyUI's Wan 2.1 first-last-frame template: UNETLoader (FLF2V: learned
+    positions for its two pictures' image tokens), CLIPLoader wan, CLIPVisionEncode of the start and of
+    the end picture, WanFirstLastFrameToVideo, ModelSamplingSD3 shift 8, KSampler (cfg 3), VAEDecode,
+    CreateVideo + SaveVideo) as saved but for its size, steps and sampler (euler): two Euler CFG steps
+    of diffusers' transformer built with pos_embed_seq_len (the file's img_emb.emb_pos, which diffusers'
+    converter leaves out, set by hand) on [x, 1 - the FLF mask x4, the start + grey + end latent] and
+    both pictures' CLIP vision states."""
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    from graphflow.executor import Executor
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import wan_config, wan_state, write_clip_vision, write_umt5, write_wan_vae
+    from graphflow.workflow import parse_workflow
+
+    m = tmp_folders.models
+    for sub in ("diffusion_models", "text_encoders", "vae", "clip_vision"):
+        (m / sub).mkdir()
+    cfg = wan_config(i2v=True)
+    state = wan_state(seed=12, i2v=True)
+    emb_pos = torch.randn(1, 2 * 17, cfg.image_dim, generator=torch.Generator().manual_seed(13))
+    save_file({**state, "img_emb.emb_pos": emb_pos}, str(m / "diffusion_models" / "wan2.1_flf2v_720p_14B_fp16.safetensors"))
+    write_umt5(m / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors", seed=1, dtype=torch.float32)
+    write_wan_vae(m / "vae" / "wan_2.1_vae.safetensors", dtype=torch.float32)
+    write_clip_vision(m / "clip_vision" / "clip_vision_h.safetensors", dtype=torch.float32)
+    rng = np.random.default_rng(3)
+    for name in ("wan2.1_flf2v_720_f16_start_image.png", "wan2.1_flf2v_720_f16_end_image.png"):
+        Image.fromarray(rng.integers(0, 255, (40, 24, 3), dtype=np.uint8)).save(tmp_folders.inputs / name)
+    nodes = json.loads((Path(__file__).parent.parent / "workflows" / "wan_flf2v.json").read_text())
+    graph = json.loads(json.dumps(nodes))
+    graph["83"]["inputs"].update(width=16, height=32, length=9)
+    graph["90"]["inputs"].update(steps=2, sampler_name="euler", seed=14)
+    reg = registry()
+    result = Executor(reg).run(parse_workflow(graph, reg))
+    assert result.ok, json.dumps([result.error, result.problems], default=str)[:3000]
+    assert result.values["8"][0].shape == (9, 32, 16, 3)
+    assert len(list(tmp_folders.outputs.rglob("wan_flf2v*.mp4"))) == 1
+
+    from diffusers import WanTransformer3DModel
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+
+    theirs = WanTransformer3DModel(
+        patch_size=cfg.patch_size, num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
+        in_channels=cfg.in_channels, out_channels=cfg.out_channels, text_dim=cfg.text_dim, freq_dim=cfg.freq_dim,
+        ffn_dim=cfg.ffn_dim, num_layers=cfg.depth, cross_attn_norm=cfg.cross_attn_norm, image_dim=cfg.image_dim,
+        added_kv_proj_dim=cfg.dim, pos_embed_seq_len=2 * 17).eval()
+    converted = convert_wan_transformer_to_diffusers(dict(state))
+    converted["condition_embedder.image_embedder.pos_embed"] = emb_pos
+    theirs.load_state_dict(converted, strict=True)
+    umt5, tokenizer = reference_umt5(m / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors")
+    cond, uncond = (reference_text(umt5, tokenizer, nodes[n]["inputs"]["text"])[0] for n in ("6", "7"))
+    cfg_scale = nodes["90"]["inputs"]["cfg"]
+    positive = result.values["83"][0][0][1]
+    # diffusers' FLF2V takes the two pictures' states as a batch of 2 and joins them behind its positions
+    image = torch.cat([result.values[n][0].penultimate_hidden_states for n in ("51", "87")])
+    mask = torch.ones(1, 4, 3, 4, 2)
+    mask[:, :, 0] = 0.0  # the start picture's latent frame
+    mask[:, 3, 2] = 0.0  # the end picture: the last pixel frame of the last latent frame
+    assert torch.equal(positive["concat_mask"], mask)
+    extra = torch.cat([1 - mask, WAN21.process_in(positive["concat_latent_image"])], dim=1)
+    sigma_mid = 8 * 0.5 / (1 + 7 * 0.5)
+    x = initial_noise(torch.zeros(1, 16, 3, 4, 2), 14)
+    for sigma, sigma_next in ((1.0, sigma_mid), (sigma_mid, 0.0)):
+        s = torch.tensor([sigma])
+        v_cond, v_uncond = (diffusers_velocity(theirs, torch.cat([x, extra], 1), s, c, image) for c in (cond, uncond))
+        x = x + (v_uncond + cfg_scale * (v_cond - v_uncond)) * (sigma_next - sigma)
+    ours = result.values["90"][0]["samples"]
+    want = WAN21.process_out(x)
+    assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
+
+
+def test_wan_fun_control_workflow_runs_and_matches_diffusers(tmp_folders):
+    """workflows/wan_fun_control.json (ComfyUI's Wan 2.1 Fun Control template: UNETLoader (Fun Control, 48
+    channels in), its "attention booster" chain SkipLayerGuidanceDiT (blocks 9, 10, scale 3, 1%-80%) ->
+    ModelSamplingSD3 shift 5 -> UNetTemporalAttentionMultiply (no attn1/attn2 names in Wan: no change, as
+    in ComfyUI) -> CFGZeroStar, CLIPVisionEncode of the start frame, LoadVideo -> GetVideoComponents ->
+    Canny for the control video, WanFunControlToVideo, KSampler (cfg 6), VAEDecode, CreateVideo +
+    SaveVideo) as saved but for its size, steps and sampler (euler), on an 11-block model so that blocks
+    9 and 10 exist: two Euler steps of diffusers' transformer with CFG 6, in the second step (the only one
+    inside the window) the push away from the positive prediction without blocks 9 and 10 (diffusers'
+    model with them removed), then CFG-Zero*'s optimised scale of the negative, in that order."""
+    import copy
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from graphflow.executor import Executor
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import wan_config, wan_state, write_clip_vision, write_umt5, write_wan, write_wan_vae
+    from graphflow.video import Video, write_video
+    from graphflow.workflow import parse_workflow
+
+    m = tmp_folders.models
+    for sub in ("diffusion_models", "text_encoders", "vae", "clip_vision"):
+        (m / sub).mkdir()
+    write_wan(m / "diffusion_models" / "wan2.1_fun_control_1.3B_bf16.safetensors", seed=15, i2v=True, depth=11,
+              in_channels=48, dtype=torch.float32)
+    write_umt5(m / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors", seed=1, dtype=torch.float32)
+    write_wan_vae(m / "vae" / "wan_2.1_vae.safetensors", dtype=torch.float32)
+    write_clip_vision(m / "clip_vision" / "clip_vision_h.safetensors", dtype=torch.float32)
+    rng = np.random.default_rng(4)
+    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+        tmp_folders.inputs / "wan2.1_fun_control_start_frame.png")
+    write_video(tmp_folders.inputs / "wan2.1_fun_control_control_video.mp4",
+                Video(torch.rand(5, 32, 32, 3, generator=torch.Generator().manual_seed(5)), 16), "mp4", "libx264")
+    nodes = json.loads((Path(__file__).parent.parent / "workflows" / "wan_fun_control.json").read_text())
+    graph = json.loads(json.dumps(nodes))
+    graph["55"]["inputs"].update(width=32, height=32, length=5)
+    graph["3"]["inputs"].update(steps=2, sampler_name="euler", seed=16)
+    reg = registry()
+    result = Executor(reg).run(parse_workflow(graph, reg))
+    assert result.ok, json.dumps([result.error, result.problems], default=str)[:3000]
+    assert result.values["8"][0].shape == (5, 32, 32, 3)
+    assert len(list(tmp_folders.outputs.rglob("wan_fun_control*.mp4"))) == 1
+
+    cfg = wan_config(i2v=True, depth=11, in_channels=48)
+    theirs = diffusers_transformer(cfg, wan_state(seed=15, i2v=True, depth=11, in_channels=48))
+    skipped = copy.deepcopy(theirs)
+    skipped.blocks = torch.nn.ModuleList(b for i, b in enumerate(theirs.blocks) if i not in (9, 10))
+    umt5, tokenizer = reference_umt5(m / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors")
+    uncond = reference_text(umt5, tokenizer, nodes["7"]["inputs"]["text"])[0]
+    # the positive's "(clay style:1.1)": ComfyUI tokenizes the two segments apart and scales the weighted
+    # tokens' states towards the empty prompt's (zeros past its first token) by 1.1
+    plain, weighted = nodes["6"]["inputs"]["text"].split("(")
+    assert weighted == "clay style:1.1)"
+    pieces = [tokenizer.sp.encode(segment, add_eos=False) for segment in (plain, "clay style")]
+    ids = pieces[0] + pieces[1] + [tokenizer.sp.eos_id()]
+    with torch.no_grad():
+        cond = umt5(torch.tensor([ids + [0] * (512 - len(ids))]),
+                    attention_mask=torch.tensor([[1] * len(ids) + [0] * (512 - len(ids))])).last_hidden_state
+    cond[:, len(ids):] = 0.0
+    cond[:, len(pieces[0]):len(pieces[0]) + len(pieces[1])] *= 1.1
+    positive = result.values["55"][0][0][1]
+    image = result.values["51"][0].penultimate_hidden_states
+    given = positive["concat_latent_image"]
+    assert given.shape == (1, 32, 2, 4, 4)
+    extra = torch.cat([WAN21.process_in(given[:, :16]), WAN21.process_in(given[:, 16:])], dim=1)
+    cfg_scale, slg_scale = nodes["3"]["inputs"]["cfg"], nodes["65"]["inputs"]["scale"]
+    sigma_mid = 5 * 0.5 / (1 + 4 * 0.5)  # "simple", 2 steps: t = 1, 0.5 through shift 5
+    x = initial_noise(torch.zeros(1, 16, 2, 4, 4), 16)
+    # the window 1%-80% in sigmas (shift 5 or the file's 8 alike): ~0.998 down to 0.56-0.67, so only sigma_mid
+    for sigma, sigma_next, in_window in ((1.0, sigma_mid, False), (sigma_mid, 0.0, True)):
+        s = torch.tensor([sigma])
+        xin = torch.cat([x, extra], 1)
+        den_c, den_u = (x - sigma * diffusers_velocity(theirs, xin, s, c, image) for c in (cond, uncond))
+        out = den_u + cfg_scale * (den_c - den_u)
+        if in_window:
+            den_skip = x - sigma * diffusers_velocity(skipped, xin, s, cond, image)
+            assert float((den_c - den_skip).abs().max()) > 1e-3
+            out = out + (den_c - den_skip) * slg_scale
+        pos, neg = (x - den_c).flatten(1), (x - den_u).flatten(1)
+        alpha = ((pos * neg).sum(1) / ((neg ** 2).sum(1) + 1e-8)).view(-1, 1, 1, 1, 1)
+        out = out + den_u * (alpha - 1) + cfg_scale * den_u * (1 - alpha)
+        x = x + (x - out) / sigma * (sigma_next - sigma)
+    ours = result.values["3"][0]["samples"]
     want = WAN21.process_out(x)
     assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
 
@@ -784,6 +957,75 @@ def test_wan_vace_sampling_matches_diffusers(tmp_path):
         x = x + (v_uncond + 4.0 * (v_cond - v_uncond)) * (sigma_next - sigma)
     want = WAN21.process_out(x)
     assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
+
+
+def test_wan_vace_ref2v_workflow_runs_and_matches_diffusers(tmp_folders):
+    """workflows/wan_vace_ref2v.json (ComfyUI's Wan VACE 14B reference-to-video template, its bypassed
+    first-frame group left out: UNETLoader (VACE), CLIPLoader wan, LoraLoader (CausVid, model 0.3),
+    ModelSamplingSD3 shift 8, LoadImage reference, WanVaceToVideo, KSampler (cfg 1), TrimVideoLatent,
+    VAEDecode, CreateVideo + SaveVideo) as saved but for its size, steps and sampler (euler): the
+    latent, the reference frame first, equals two Euler steps of diffusers' WanVACETransformer3DModel
+    on the file's weights with the LoRA merged by hand at 0.3 (cfg 1: the positive alone), fed the
+    node's control latents and masks; TrimVideoLatent then drops the reference frame."""
+    from pathlib import Path
+
+    import numpy as np
+    from diffusers import WanVACETransformer3DModel
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+    from PIL import Image
+
+    from graphflow.executor import Executor
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import wan_config, wan_state, write_umt5, write_wan, write_wan_vae
+    from graphflow.workflow import parse_workflow
+
+    m = tmp_folders.models
+    for sub in ("diffusion_models", "loras", "text_encoders", "vae"):
+        (m / sub).mkdir(exist_ok=True)
+    write_wan(m / "diffusion_models" / "wan2.1_vace_14B_fp16.safetensors", seed=8, vace=True, dtype=torch.float32)
+    state = wan_state(seed=8, vace=True)
+    deltas = comfy_lora(m / "loras" / "Wan21_CausVid_14B_T2V_lora_rank32.safetensors", state,
+                        ["blocks.0.self_attn.q", "blocks.3.ffn.2", "vace_blocks.1.cross_attn.k"], seed=9)
+    write_umt5(m / "text_encoders" / "umt5_xxl_fp16.safetensors", seed=1, dtype=torch.float32)
+    write_wan_vae(m / "vae" / "wan_2.1_vae.safetensors", dtype=torch.float32)
+    rng = np.random.default_rng(2)
+    Image.fromarray(rng.integers(0, 255, (24, 40, 3), dtype=np.uint8)).save(
+        tmp_folders.inputs / "video_wan_vace_14B_ref2v_reference_image.jpg")
+    nodes = json.loads((Path(__file__).parent.parent / "workflows" / "wan_vace_ref2v.json").read_text())
+    graph = json.loads(json.dumps(nodes))
+    graph["109"]["inputs"].update(width=16, height=16, length=5)
+    graph["108"]["inputs"].update(steps=2, sampler_name="euler")
+    reg = registry()
+    result = Executor(reg).run(parse_workflow(graph, reg))
+    assert result.ok, json.dumps([result.error, result.problems], default=str)[:3000]
+    assert result.values["109"][3] == 1 and result.values["119"][0].shape == (5, 16, 16, 3)
+    assert len(list(tmp_folders.outputs.rglob("wan_vace_ref2v*.mp4"))) == 1
+
+    cfg = wan_config(vace=True)
+    theirs = WanVACETransformer3DModel(
+        patch_size=cfg.patch_size, num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
+        in_channels=16, out_channels=16, text_dim=cfg.text_dim, freq_dim=cfg.freq_dim, ffn_dim=cfg.ffn_dim,
+        num_layers=cfg.depth, vace_layers=[0, 2], vace_in_channels=96).eval()
+    merged = {k: v + 0.3 * deltas[k] if k in deltas else v for k, v in state.items()}
+    theirs.load_state_dict(convert_wan_transformer_to_diffusers(merged), strict=True)
+    umt5, tokenizer = reference_umt5(m / "text_encoders" / "umt5_xxl_fp16.safetensors")
+    cond = reference_text(umt5, tokenizer, nodes["105"]["inputs"]["text"])[0]
+    positive = result.values["109"][0][0][1]
+    frames, mask = positive["vace_frames"][0], positive["vace_mask"][0]
+    assert frames.shape == (1, 32, 3, 2, 2)  # the reference frame, then the 2 latent frames of the video
+    control_in = torch.cat([WAN21.process_in(frames[:, :16]), WAN21.process_in(frames[:, 16:]), mask], dim=1)
+    sigma_mid = 8 * 0.5 / (1 + 7 * 0.5)
+    x = initial_noise(torch.zeros(1, 16, 3, 2, 2), nodes["108"]["inputs"]["seed"])
+    for sigma, sigma_next in ((1.0, sigma_mid), (sigma_mid, 0.0)):
+        with torch.no_grad():
+            v = theirs(x, torch.tensor([sigma * 1000]), cond, control_hidden_states=control_in,
+                       control_hidden_states_scale=torch.tensor([1.0, 1.0]), return_dict=False)[0]
+        x = x + v * (sigma_next - sigma)  # cfg 1: the positive alone
+    ours = result.values["108"][0]["samples"]
+    want = WAN21.process_out(x)
+    assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max())
+    assert torch.equal(result.values["118"][0]["samples"], ours[:, :, 1:])
 
 
 # -- Phantom-Wan (WanPhantomSubjectToVideo) ---------------------------------------------------------

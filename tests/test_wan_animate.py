@@ -335,3 +335,97 @@ def test_bad_inputs_are_refused_clearly():
               if not k.startswith("face_adapter.fuser_blocks.1.")}
     with pytest.raises(ValueError, match="needs 2 face adapter blocks, not 1"):
         wan_config_from_state_dict(shapes)
+
+
+def test_wan22_animate_workflow_runs_and_matches_diffusers(tmp_folders):
+    """workflows/wan22_animate.json (ComfyUI's Wan 2.2 Animate template in Move mode, its first chunk and
+    one video extend: UNETLoader, the lightx2v and relight LoRAs through LoraLoaderModelOnly,
+    ModelSamplingSD3 shift 8, CLIPLoader wan, CLIPVisionEncode of the reference picture, pose and face
+    videos from LoadVideo, WanAnimateToVideo, KSampler (euler, simple, cfg 1), TrimVideoLatent, VAEDecode,
+    ImageFromBatch, CreateVideo + SaveVideo; the extend's WanAnimateToVideo continuing the first chunk's
+    frames from its video_frame_offset, ImageBatch of both) as saved but for its size and steps: each
+    chunk's latent equals two Euler steps of diffusers' WanAnimateTransformer3DModel on the file's weights
+    with both LoRAs merged by hand (cfg 1: the positive alone), fed that chunk's pose latent, face video
+    and the image tokens; the extension adds only the frames after the continued ones."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from graphflow.executor import Executor
+    from graphflow.models.latent_formats import WAN21
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import wan_animate_config, wan_animate_state, write_clip_vision, write_umt5, \
+        write_wan_animate, write_wan_vae
+    from graphflow.video import Video, read_video, write_video
+    from graphflow.workflow import parse_workflow
+    from tests.test_wan import comfy_lora, reference_text, reference_umt5, registry
+
+    m = tmp_folders.models
+    for sub in ("diffusion_models", "loras", "text_encoders", "vae", "clip_vision"):
+        (m / sub).mkdir(exist_ok=True)
+    write_wan_animate(m / "diffusion_models" / "wan2.2_animate_14B_bf16.safetensors", seed=5, dtype=torch.float32)
+    state = wan_animate_state(seed=5)
+    lightx2v = comfy_lora(m / "loras" / "lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors", state,
+                          ["blocks.0.self_attn.q", "blocks.3.cross_attn.v", "blocks.5.ffn.0"], seed=6)
+    relight = comfy_lora(m / "loras" / "WanAnimate_relight_lora_fp16.safetensors", state,
+                         ["blocks.0.self_attn.q", "blocks.9.self_attn.o"], seed=7)
+    write_umt5(m / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors", seed=1, dtype=torch.float32)
+    write_wan_vae(m / "vae" / "wan_2.1_vae.safetensors", dtype=torch.float32)
+    write_clip_vision(m / "clip_vision" / "clip_vision_h.safetensors", dtype=torch.float32)
+    gen = torch.Generator().manual_seed(0)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(tmp_folders.inputs / "wan_animate_reference.png")
+    for name, size in (("wan_animate_pose.mp4", 32), ("wan_animate_face.mp4", 24)):
+        write_video(tmp_folders.inputs / name, Video(torch.rand(14, size, size, 3, generator=gen), 16), "mp4", "libx264")
+
+    nodes = json.loads((Path(__file__).parent.parent / "workflows" / "wan22_animate.json").read_text())
+    graph = json.loads(json.dumps(nodes))
+    for n in ("62", "90"):
+        graph[n]["inputs"].update(width=32, height=32, length=9)
+    for n in ("63", "91"):
+        graph[n]["inputs"]["steps"] = 2
+    reg = registry()
+    result = Executor(reg).run(parse_workflow(graph, reg))
+    assert result.ok, json.dumps([result.error, result.problems], default=str)[:3000]
+    assert result.values["62"][3:] == (1, 0, 9) and result.values["90"][3:] == (1, 5, 4 + 9)
+    first, more = result.values["58"][0], result.values["85"][0]
+    assert first.shape == (9, 32, 32, 3) and more.shape == (4, 32, 32, 3)  # the 5 continued frames cut
+    assert torch.equal(result.values["86"][0], torch.cat([first, more]))
+    assert len(list(tmp_folders.outputs.rglob("wan22_animate_0*.mp4"))) == 1
+    assert len(list(tmp_folders.outputs.rglob("wan22_animate_extended*.mp4"))) == 1
+
+    vae = result.values["3"][0]
+    pose_frames = read_video(tmp_folders.inputs / "wan_animate_pose.mp4").images
+    assert torch.allclose(result.values["62"][0][0][1]["pose_video_latent"], vae.encode(pose_frames[:9]), atol=1e-5)
+    assert torch.allclose(result.values["90"][0][0][1]["pose_video_latent"], vae.encode(pose_frames[4:13]), atol=1e-5)
+    merged = dict(state)
+    for deltas in (lightx2v, relight):
+        for name, delta in deltas.items():
+            merged[name] = merged[name] + delta  # strength 1 each
+    theirs = diffusers_animate(wan_animate_config(), merged)
+    plain = diffusers_animate(wan_animate_config(), state)
+    umt5, tokenizer = reference_umt5(m / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors")
+    cond = reference_text(umt5, tokenizer, nodes["21"]["inputs"]["text"])[0]
+    image = result.values["9"][0].penultimate_hidden_states
+    sigma_mid = 8 * 0.5 / (1 + 7 * 0.5)
+    for chunk, sampler in (("62", "63"), ("90", "91")):
+        positive = result.values[chunk][0][0][1]
+        extra = torch.cat([1 - positive["concat_mask"], WAN21.process_in(positive["concat_latent_image"])], dim=1)
+        kwargs = dict(encoder_hidden_states_image=image, pose_hidden_states=WAN21.process_in(positive["pose_video_latent"]),
+                      face_pixel_values=positive["face_video_pixels"], return_dict=False)
+        assert positive["face_video_pixels"].shape == (1, 3, 9, 512, 512)
+        x = initial_noise(torch.zeros(1, 16, 4, 4, 4), nodes[sampler]["inputs"]["seed"])
+        for sigma, sigma_next in ((1.0, sigma_mid), (sigma_mid, 0.0)):
+            s = torch.tensor([sigma * 1000])
+            with torch.no_grad():
+                v = theirs(torch.cat([x, extra], 1), s, cond, **kwargs)[0]
+                if sigma == 1.0 and chunk == "62":  # the LoRAs count
+                    assert float((plain(torch.cat([x, extra], 1), s, cond, **kwargs)[0] - v).abs().max()) > 1e-3
+            x = x + v * (sigma_next - sigma)  # cfg 1: the positive alone
+        ours = result.values[sampler][0]["samples"]
+        want = WAN21.process_out(x)
+        assert ours.shape == (1, 16, 4, 4, 4)
+        assert float((ours - want).abs().max()) < 1e-4 * float(want.abs().max()), chunk
+    assert torch.equal(result.values["57"][0]["samples"], result.values["63"][0]["samples"][:, :, 1:])

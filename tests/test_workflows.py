@@ -173,8 +173,9 @@ def test_every_workflow_file_is_covered():
                "hunyuan_video_t2v",  # tests/test_hunyuan_video.py
                "hunyuan_image",  # tests/test_hunyuan_image.py
                "qwen_image_edit",  # tests/test_qwen_edit.py
-               "wan_t2v",  # tests/test_wan.py
-               "wan22_14b_t2v", "wan22_5b_ti2v"}  # tests/test_wan22.py
+               "wan_t2v", "wan_i2v", "wan_flf2v", "wan_fun_control", "wan_vace_ref2v",  # tests/test_wan.py
+               "wan22_14b_t2v", "wan22_5b_ti2v",  # tests/test_wan22.py
+               "wan22_animate"}  # tests/test_wan_animate.py
 
     assert names <= covered, f"workflows without a test: {names - covered}"
 
