@@ -82,10 +82,10 @@ def test_cliploader_default_type_on_a_t5_file_gives_mochis_encoder(builtin_regis
 
 
 def test_unsupported_types_are_refused_by_name(builtin_registry, text_encoder_files):
-    """Types of families graphflow has no model for (omnigen2, hunyuan_image, ...) stop before running."""
+    """Types of families graphflow has no model for (omnigen2, ace) stop before running (every
+    DualCLIPLoader type has one)."""
     for class_type, inputs in [("CLIPLoader", {"clip_name": "t5xxl.safetensors", "type": "omnigen2"}),
-                               ("DualCLIPLoader", {"clip_name1": "clip_l.safetensors",
-                                                   "clip_name2": "t5xxl.safetensors", "type": "hunyuan_image"})]:
+                               ("CLIPLoader", {"clip_name": "t5xxl.safetensors", "type": "ace"})]:
         result = _run_loader(builtin_registry, class_type, inputs)
         assert result.status == "invalid" and result.problems[0].input == "type"
         assert inputs["type"] in result.problems[0].message
