@@ -271,15 +271,26 @@ class FlowDenoiser:
         v = wrapped_network(self.network_wrappers, run, xc, sigma, x.shape[1])
         return self.schedule.denoised(sigma, v, x)
 
+    @property
+    def sample_sigmas(self) -> torch.Tensor | None:
+        return self._sample_sigmas
+
+    @sample_sigmas.setter
+    def sample_sigmas(self, sigmas: torch.Tensor | None) -> None:
+        """The run's sigmas, kept (on the CPU) for a MeanFlow model only: the distilled HunyuanImage 2.1
+        (time_r_in) embeds the sigma after each step's; its refiner does not (ComfyUI's disable_time_r)."""
+        config = getattr(getattr(self.model, "unet", None), "config", None)
+        meanflow = getattr(config, "meanflow", False) and not getattr(config, "refiner", False)
+        self._sample_sigmas = sigmas.float().cpu() if sigmas is not None and meanflow else None
+
     def _next_sigma(self, sigma: torch.Tensor) -> torch.Tensor | None:
-        """For a MeanFlow model (the distilled HunyuanImage 2.1: time_r_in), the sigma after this one in the
-        run's sigmas, found as ComfyUI finds it (the first equal to the step's); None when it is not one
-        of them (a sampler's intermediate sigma: not embedded, as ComfyUI) or the model has no such input."""
-        if self.sample_sigmas is None or getattr(self.model, "arch", None) != "hunyuan_image" \
-                or not self.model.unet.config.meanflow or self.model.unet.config.refiner:  # (ComfyUI's disable_time_r)
+        """For a MeanFlow model, the sigma after this one in the run's sigmas, found as ComfyUI finds it
+        (the first equal to the step's); None when it is not one of them (a sampler's intermediate
+        sigma: not embedded, as ComfyUI) or the model has no such input."""
+        sigmas = self._sample_sigmas
+        if sigmas is None:
             return None
-        sigmas = self.sample_sigmas.float().cpu()
-        where = (sigmas[:-1] == float(sigma.reshape(-1)[0])).nonzero()
+        where = (sigmas[:-1] == float(sigma.reshape(-1)[0])).nonzero()  # (a sync: MeanFlow models only)
         return sigmas[int(where[0]) + 1].reshape(1) if len(where) else None
 
     def _model_sigma(self, sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
