@@ -119,7 +119,13 @@ class NodeStates:
             return False
         if kind not in ("node_started", "progress", "node_finished", "node_cached"):
             return False
-        entry = self.runs.setdefault(prompt_id, {}).setdefault(data["node"], {"state": "pending", "value": 0, "max": 1})
+        nodes, node = self.runs.setdefault(prompt_id, {}), data["node"]
+        entry = nodes.get(node)
+        if entry is None:  # ComfyUI's node state (graphflow has no subgraph expansion: a node is its own
+            # display and real node, parentless); pending nodes are not kept, as ComfyUI sends none
+            entry = nodes[node] = {"value": 0.0, "max": 1.0, "state": "running", "node_id": node,
+                                   "prompt_id": prompt_id, "display_node_id": node, "parent_node_id": None,
+                                   "real_node_id": node}
         if kind == "node_started":
             entry.update(state="running", value=0.0, max=1.0)
         elif kind == "progress":
@@ -129,12 +135,9 @@ class NodeStates:
         return True
 
     def progress_state(self, prompt_id: str) -> dict:
-        """ComfyUI's progress_state data: every node of the prompt that is not pending, keyed by id
-        (graphflow has no subgraph expansion: a node is its own display and real node, parentless)."""
-        return {"prompt_id": prompt_id, "nodes": {
-            node: {"value": entry["value"], "max": entry["max"], "state": entry["state"], "node_id": node,
-                   "prompt_id": prompt_id, "display_node_id": node, "parent_node_id": None, "real_node_id": node}
-            for node, entry in self.runs.get(prompt_id, {}).items() if entry["state"] != "pending"}}
+        """ComfyUI's progress_state data: every node of the prompt that has started, keyed by id (the
+        entries themselves: the message is serialised as it is made)."""
+        return {"prompt_id": prompt_id, "nodes": self.runs.get(prompt_id, {})}
 
 
 def translate(kind: str, data: dict, node_states: dict | None = None) -> list[tuple[str, dict]]:

@@ -178,13 +178,14 @@ class Hub:
         item = comfy_items = None
         for client in list(self.clients):
             if client.protocol == "comfyui":
-                if comfy_items is None:
+                if not comfyui_messages.concerns(client.client_id, data):
+                    continue
+                if comfy_items is None:  # built once, and only when a ComfyUI client is told of the run
                     states = self.node_states.progress_state(data["run_id"]) if changed else None
                     comfy_items = [Outgoing(message(k, d), rank, replaces)
                                    for k, d in comfyui_messages.translate(kind, data, states)]
-                if comfyui_messages.concerns(client.client_id, data):
-                    for comfy_item in comfy_items:
-                        client.push(comfy_item)
+                for comfy_item in comfy_items:
+                    client.push(comfy_item)
             else:
                 item = item or Outgoing(message(kind, data), rank, replaces)
                 client.push(item)
