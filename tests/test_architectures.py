@@ -39,6 +39,7 @@ def test_every_architecture_is_complete(key):
     assert arch.guidance is None or arch.flow  # a distilled guidance embedding (FLUX dev's, HunyuanVideo's, ...)
     assert (arch.empty_latent is not None) == arch.video  # named when a video model gets no video latent
     assert not arch.masked_timesteps or arch.video
+    assert not arch.text_mask or arch.flow
     assert arch.saved_as in (None, "unet", "flow") and (arch.saved_as == "flow") <= arch.flow
     assert arch.native_size is None or arch.native_size % 8 == 0
 

@@ -40,6 +40,9 @@ class Architecture:
     # video: a latent's noise mask scales the timestep the network is told, per token (LTX-Video, Mochi) or per
     # frame (Cosmos; Wan only with the 2.2 VAE's latents: DiffusionModel); else every token is told the step's
     masked_timesteps: bool = False
+    # flow: a conditioning's "attention_mask" is its text encoder's mask [B, T] (prepare_conds' Cond.text_mask),
+    # not FLUX's attention bias (HunyuanVideo's, HunyuanImage's)
+    text_mask: bool = False
     empty_latent: str | None = None  # video: a node making latents it samples (named in hints)
     network: str | None = None  # flow: "module.Class" under graphflow.models, the network the loader builds
     vae_file: str = "ae.safetensors for FLUX"  # flow: the VAE file to load when the checkpoint holds none
@@ -119,7 +122,8 @@ ARCHITECTURES = {a.key: a for a in (
     # ComfyUI's HunyuanVideo: sampling_settings shift 7 (multiplier 1000); extra_conds' guidance 6
     Architecture("hunyuan_video", "HunyuanVideo 1.0", "hunyuan_video", short_name="HunyuanVideo", flow=True,
                  video=True, shift=7.0, schedule="shift", guidance=6.0, pooled=768, vector_width="vec_in_dim",
-                 fp16=False, network="hunyuan_video.HunyuanVideo", vae_file="hunyuan_video_vae_bf16.safetensors",
+                 fp16=False, text_mask=True, network="hunyuan_video.HunyuanVideo",
+                 vae_file="hunyuan_video_vae_bf16.safetensors",
                  empty_latent="EmptyHunyuanLatentVideo",
                  text_encoder_note="no text encoders in the file: load CLIP-L and LLaVA-Llama-3 8B "
                                    "(clip_l.safetensors, llava_llama3_fp8_scaled.safetensors) with DualCLIPLoader, "
@@ -127,7 +131,7 @@ ARCHITECTURES = {a.key: a for a in (
     # ComfyUI's HunyuanImage21: sampling_settings shift 5 (its refiner's 4: DiffusionModel); no pooled vector;
     # extra_conds' guidance 6, embedded by the distilled file only
     Architecture("hunyuan_image", "HunyuanImage 2.1", "hunyuan_image21", short_name="HunyuanImage", flow=True,
-                 shift=5.0, schedule="shift", native_size=2048, guidance=6.0, fp16=False,
+                 shift=5.0, schedule="shift", native_size=2048, guidance=6.0, fp16=False, text_mask=True,
                  network="hunyuan_image.HunyuanImage", vae_file="hunyuan_image_2.1_vae_fp16.safetensors",
                  text_encoder_note="no text encoders in the file: load Qwen2.5-VL 7B and the byT5 glyph encoder "
                                    "(qwen_2.5_vl_7b.safetensors, byt5_small_glyphxl_fp16.safetensors) with "

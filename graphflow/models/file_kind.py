@@ -170,7 +170,7 @@ def find_cosmos1(shapes) -> str | None:
 
 def identify(shapes: dict[str, tuple]) -> FileKind | None:
     """The kind of model file these keys and shapes are, or None when nothing matches."""
-    from .flow_architecture import _VAE_READERS, MOCHI_VAE_ENCODER, find_flow_model, mochi_vae_prefix, vae_in
+    from .flow_architecture import OWN_VAE_FAMILIES, MOCHI_VAE_ENCODER, find_flow_model, mochi_vae_prefix, vae_in
 
     controlnet = _controlnet(shapes)
     if controlnet is not None:
@@ -212,8 +212,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
     if stage in ("c", "b"):
         return FileKind(f"Stable Cascade Stage {stage.upper()} checkpoint", "checkpoints", "LoadCheckpoint")
     flow = find_flow_model(shapes)
-    # (a family whose checkpoints hold its VAE in a layout of its own: under vae.)
-    has_vae = vae_in(shapes) is not None or (flow is not None and flow[0] in _VAE_READERS and _has(shapes, "vae."))
+    has_vae = vae_in(shapes) is not None or (flow is not None and flow[0] in OWN_VAE_FAMILIES
+                                             and _has(shapes, "vae."))
     if flow is not None:
         name = ARCHITECTURES[flow[0]].name
         if flow[0] == "wan" and shapes[flow[1] + "patch_embedding.weight"][1] == 48:  # the 2.2 VAE's latents

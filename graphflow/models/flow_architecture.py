@@ -284,8 +284,14 @@ def _hunyuan_image_vae(shapes) -> tuple[str, HunyuanImageVAEConfig] | None:
 
 # the families whose VAE a checkpoint holds in a layout of its own (else an LDM VAE under first_stage_model. /
 # vae.); Wan, Qwen-Image: graphflow reads no Wan VAE inside a checkpoint yet (wan_2.1_vae / qwen_image_vae: VAELoader)
+def _unread_vae(shapes) -> None:
+    return None
+
+
 _VAE_READERS = {"ltxv": ltxv_vae, "mochi": _mochi_vae, "hunyuan_video": _hunyuan_video_vae,
-                "hunyuan_image": _hunyuan_image_vae, "wan": lambda shapes: None, "qwen_image": lambda shapes: None}
+                "hunyuan_image": _hunyuan_image_vae, "wan": _unread_vae, "qwen_image": _unread_vae}
+# the families whose checkpoints graphflow reads a VAE of their own from (under vae.; file kinds tell them by it)
+OWN_VAE_FAMILIES = frozenset(arch for arch, reader in _VAE_READERS.items() if reader is not _unread_vae)
 
 
 def _ltxv_file_config(config: LTXVConfig, metadata: dict | None) -> LTXVConfig:

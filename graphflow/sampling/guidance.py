@@ -224,8 +224,8 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
         if getattr(model, "prediction", None) == "flow":  # SD3 / FLUX: pooled text vector (+ guidance)
             from .flow_sampling import attention_bias, flow_vectors
             y, guidance = flow_vectors(model, options, batch)
-            if options.get("attention_mask") is not None and getattr(model, "arch", None) in ("hunyuan_video",
-                                                                                              "hunyuan_image"):
+            spec = ARCHITECTURES.get(getattr(model, "arch", None))
+            if options.get("attention_mask") is not None and spec is not None and spec.text_mask:
                 # the text encoder's mask [B, T] (1 keep; ComfyUI's hunyuan_video CLIP gives one only with padding)
                 mask_of_text = repeat_to_batch(text_mask(options["attention_mask"], embedding, k), batch).to(device)
             elif options.get("attention_mask") is not None:
