@@ -11,7 +11,7 @@ Torch-free: `graphflow validate` / `inspect` read it through the file detectors.
 from dataclasses import dataclass
 
 from ..choices import DEFAULT_FLUX_GUIDANCE, FLUX_MAX_SHIFT
-from .latent_formats import LATENT_FORMATS, LatentFormat
+from .latent_formats import HUNYUAN_IMAGE21_REFINER, LATENT_FORMATS, WAN22, LatentFormat
 
 
 @dataclass(frozen=True)
@@ -138,3 +138,14 @@ ARCHITECTURES = {a.key: a for a in (
                                    "DualCLIPLoader, type hunyuan_image (or Qwen2.5-VL alone with CLIPLoader, type "
                                    "hunyuan_image)"),
 )}
+
+
+def network_latent_format(arch: str, config) -> LatentFormat:
+    """The latent format `arch`'s network with this config samples: its entry's, but for the networks
+    whose config picks another: Wan with the 2.2 VAE's 48 channels (the TI2V 5B, ComfyUI's WAN22_T2V),
+    HunyuanImage 2.1's refiner (Chroma Radiance's pixel space: its loader and FlowInfo)."""
+    if arch == "wan" and getattr(config, "out_channels", None) == WAN22.channels:
+        return WAN22
+    if arch == "hunyuan_image" and getattr(config, "refiner", False):
+        return HUNYUAN_IMAGE21_REFINER
+    return ARCHITECTURES[arch].latent

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .architectures import ARCHITECTURES
+from .architectures import ARCHITECTURES, network_latent_format
 from .cast_layers import FP8_DTYPES, compute_dtype
-from .latent_formats import WAN21, WAN22, LatentFormat, hunyuan_image_latent_format
+from .latent_formats import WAN22, LatentFormat
 from .unet import timestep_embedding
 
 PREDICTIONS = ("eps", "v", "x0", "lcm", "img_to_img", "edm", "flow", "cosmos_rflow")  # as graphflow.sampling.model_sampling (+ flow)
@@ -35,11 +35,6 @@ class BetaSchedule:
 
 # PixArt-α / Σ: DDPM's linear betas (ComfyUI's "sqrt_linear" for PixArt), epsilon prediction
 PIXART_SCHEDULE = BetaSchedule(linear_start=0.0001, linear_end=0.02, num_timesteps=1000, kind="linear")
-
-
-def wan_latent_format(config) -> LatentFormat:
-    """A Wan network's latent format: the 2.2 VAE's (TI2V 5B, 48 channels, ComfyUI's WAN22_T2V) or 2.1's."""
-    return WAN22 if getattr(config, "out_channels", 16) == WAN22.channels else WAN21
 
 
 class DiffusionModel:
@@ -166,10 +161,7 @@ class DiffusionModel:
         self.unet = unet.eval()
         self.arch = arch
         self.prediction = prediction
-        config = getattr(unet, "config", None)  # Wan 2.2's VAE, HunyuanImage's refiner: latents of their own
-        self.latent_format = latent_format or (wan_latent_format(config) if arch == "wan" else
-                                               hunyuan_image_latent_format(config) if arch == "hunyuan_image" else
-                                               ARCHITECTURES[arch].latent)
+        self.latent_format = latent_format or network_latent_format(arch, getattr(unet, "config", None))
         if beta_schedule is None:  # SD's, but the x4 upscaler was trained on its own
             from .x4_upscaler import SCHEDULE
 

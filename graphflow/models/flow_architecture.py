@@ -56,8 +56,8 @@ from .configs import (ChromaConfig, ChromaRadianceConfig, FluxConfig, LTXVConfig
                       hunyuan_video_vae_config_from_state_dict, is_hunyuan_video_vae,
                       HunyuanImageConfig, hunyuan_image_config_from_state_dict,
                       HunyuanImageVAEConfig, hunyuan_image_vae_config_from_state_dict, is_hunyuan_image_vae)
-from .architectures import ARCHITECTURES
-from .latent_formats import CHROMA_RADIANCE, WAN21, WAN22, LatentFormat, hunyuan_image_latent_format
+from .architectures import ARCHITECTURES, network_latent_format
+from .latent_formats import CHROMA_RADIANCE, WAN22, LatentFormat
 from .weight_files import CheckpointError
 
 DIFFUSION_PREFIXES = ("model.diffusion_model.", "")
@@ -130,13 +130,9 @@ class FlowInfo:
 
     @property
     def latent_format(self) -> LatentFormat:
-        if self.arch == "hunyuan_image":  # its refiner's latents are its own
-            return hunyuan_image_latent_format(self.config)
-        if self.arch == "wan":
-            return WAN22 if self.config.out_channels == WAN22.channels else WAN21  # the 2.2 VAE's (TI2V 5B)
         if isinstance(self.config, ChromaRadianceConfig):
             return CHROMA_RADIANCE
-        return ARCHITECTURES[self.arch].latent
+        return network_latent_format(self.arch, self.config)
 
     @property
     def latent_channels(self) -> int:

@@ -253,10 +253,6 @@ class PairedFramesFormat(LatentFormat):
 HUNYUAN_IMAGE21_REFINER = PairedFramesFormat("hunyuan_image21_refiner", channels=64, scale_factor=1.03682)
 
 
-def hunyuan_image_latent_format(config) -> LatentFormat:
-    """A HunyuanImage 2.1 network's latent format: its refiner's (3-D patches) or the base model's."""
-    return HUNYUAN_IMAGE21_REFINER if getattr(config, "refiner", False) else HUNYUAN_IMAGE21
-
 LATENT_FORMATS = {f.name: f for f in (SD1, SDXL, PLAYGROUND_2_5, SD_X4, SD3, FLUX, SC_PRIOR, SC_B, LTXV, MOCHI, WAN21, WAN22,
                                       CHROMA_RADIANCE, COSMOS1, HUNYUAN_VIDEO, HUNYUAN_IMAGE21,
                                       HUNYUAN_IMAGE21_REFINER)}
