@@ -25,12 +25,12 @@ class CheckpointSave(Node):
 
     def run(self):
         from graphflow.models.architectures import ARCHITECTURES
-        from graphflow.models.checkpoint_save import save_checkpoint
+        from graphflow.models.checkpoint_save import checkpoint_families, save_checkpoint
 
         arch = ARCHITECTURES.get(getattr(self.model, "arch", None))
         if arch is None or arch.saved_as is None:
-            raise NodeInputError("model", "CheckpointSave writes SD1.x / SD2.x / SDXL, SD3 / SD3.5, FLUX.1 and Chroma "
-                                          f"checkpoints; this model is {getattr(self.model, 'arch', '?')}")
+            raise NodeInputError("model", f"CheckpointSave writes {checkpoint_families()} checkpoints; this model "
+                                          f"is {getattr(self.model, 'arch', '?')}")
         for name in ("clip", "vae"):
             if getattr(self, name) is None:
                 raise NodeInputError(name, f"no {name.upper()} to save (the checkpoint had none)")

@@ -168,11 +168,16 @@ def flow_checkpoint_state(model: DiffusionModel, clip, vae: VAE) -> dict[str, to
     return _cpu(state)
 
 
+def checkpoint_families() -> str:
+    """The families CheckpointSave writes (Architecture.saved_as), as messages name them."""
+    names = [arch.name for arch in ARCHITECTURES.values() if arch.saved_as]
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def save_checkpoint(path, model: DiffusionModel, clip: TextEncoder, vae: VAE, extra_metadata: dict | None = None) -> Path:
     layout = ARCHITECTURES[model.arch].saved_as  # flow families: ComfyUI's layouts
     if layout is None:
-        raise ValueError(f"a {model.arch} model; single-file checkpoints are written for SD1.x / SD2.x / SDXL, "
-                         f"SD3 / SD3.5, FLUX.1 and Chroma")
+        raise ValueError(f"a {model.arch} model; single-file checkpoints are written for {checkpoint_families()}")
     if getattr(clip, "arch", None) != model.arch:
         raise ValueError(f"the text encoder is for {getattr(clip, 'arch', '?')}, the model is {model.arch}")
     if vae.latent_channels != model.latent_format.channels:
