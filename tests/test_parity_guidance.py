@@ -75,3 +75,26 @@ def test_skip_layer_guidance_node_on_qwen_image(builtin_registry):
         skipped = denoise(model.with_unet(shorter), pos, [], 1.0)
     assert (cond - skipped).abs().max() > 1e-4
     torch.testing.assert_close(got, plain + (cond - skipped) * 1.5, rtol=1e-4, atol=1e-5)
+
+
+# --- APG: a negative momentum ---------------------------------------------------------------------
+# The catalogue's APG takes momentum from -5 to 1 and ComfyUI's keeps a running sum whenever it is not
+# 0 (its older node, momentum 0 to 1, tested > 0): a negative momentum subtracts the past guidance.
+
+def test_apg_negative_momentum_subtracts_the_last_steps_guidance():
+    from sampling_fakes import FakeModel
+    from test_custom_sampling import run_node
+    from test_custom_sampling_more import guided_once, structured_eps
+
+    from nodes.guidance_patches import AdaptiveProjectedGuidance
+
+    model = FakeModel(structured_eps)
+    patched = run_node(AdaptiveProjectedGuidance, model=model, eta=1.0, norm_threshold=0.0, momentum=-0.5)
+    x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+    _, cond1, uncond1, _ = guided_once(model, x=x, sigma=3.0)
+    _, cond2, uncond2, _ = guided_once(model, x=x * 0.5, sigma=2.0)
+    guided_once(patched, x=x, sigma=3.0)
+    second = guided_once(patched, x=x * 0.5, sigma=2.0)[0]
+    # D = D_cond + cfg g', g' = g_2 - 0.5 g_1 (eta 1, no threshold: nothing projected away)
+    torch.testing.assert_close(second, cond2 + 4.0 * ((cond2 - uncond2) - 0.5 * (cond1 - uncond1)),
+                               rtol=1e-5, atol=1e-5)
