@@ -77,6 +77,31 @@ def test_skip_layer_guidance_node_on_qwen_image(builtin_registry):
     torch.testing.assert_close(got, plain + (cond - skipped) * 1.5, rtol=1e-4, atol=1e-5)
 
 
+
+def test_skip_layer_guidance_skips_hunyuan_videos_double_and_single_blocks():
+    """ComfyUI's HunyuanVideo checks ("double_block", i) and ("single_block", i) replacements: the
+    skipped prediction equals the network with those blocks taken out."""
+    from graphflow.models.hunyuan_video import HunyuanVideo
+    from graphflow.sampling.skip_layer_guidance import block_lists, check_layers, skipped_blocks
+    from graphflow.testing import hunyuan_video_config
+
+    torch.manual_seed(0)
+    net = HunyuanVideo(hunyuan_video_config()).eval()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1, 16, 2, 4, 4, generator=g)
+    context = torch.randn(1, 3, net.config.context_in_dim, generator=g)
+    doubles, singles = block_lists(net)
+    assert (len(doubles), len(singles)) == (2, 2) and check_layers(net, [1], [0]) is None
+    shorter = copy.deepcopy(net)
+    del shorter.double_blocks[1], shorter.single_blocks[0]
+    with torch.no_grad():
+        plain = net(x, torch.tensor([0.5]), context)
+        want = shorter(x, torch.tensor([0.5]), context)
+        with skipped_blocks(net, [1], [0]):
+            got = net(x, torch.tensor([0.5]), context)
+    assert (want - plain).abs().max() > 1e-4
+    torch.testing.assert_close(got, want)
+
 # --- APG: a negative momentum ---------------------------------------------------------------------
 # The catalogue's APG takes momentum from -5 to 1 and ComfyUI's keeps a running sum whenever it is not
 # 0 (its older node, momentum 0 to 1, tested > 0): a negative momentum subtracts the past guidance.
