@@ -78,9 +78,9 @@ class SkipLayerGuidanceSD3(Node):
 
 class SkipLayerGuidanceDiT(Node):
     """Skip Layer Guidance for diffusion transformers (SD3 / SD3.5, FLUX, Chroma, Wan, LTX-Video,
-    Mochi): like SkipLayerGuidanceSD3, with FLUX's double-stream and single-stream blocks listed
-    apart (SD3's joint blocks and Wan's, LTX-Video's and Mochi's blocks are double blocks; they
-    have no single ones, so single_layers is ignored there).
+    Mochi, Qwen-Image): like SkipLayerGuidanceSD3, with FLUX's double-stream and single-stream
+    blocks listed apart (SD3's joint blocks and Wan's, LTX-Video's, Mochi's and Qwen-Image's
+    blocks are double blocks; they have no single ones, so single_layers is ignored there).
     rescaling_scale above 0 pulls the result's overall standard deviation towards the positive
     prediction's (0 off, 1 fully)."""
     category = "advanced/guidance"

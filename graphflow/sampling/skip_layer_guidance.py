@@ -1,5 +1,5 @@
 """Skip Layer Guidance for the diffusion transformers (SD3 / SD3.5's MM-DiT, FLUX, Chroma, Wan,
-LTX-Video, Mochi), as ComfyUI's SkipLayerGuidanceSD3 / SkipLayerGuidanceDiT /
+LTX-Video, Mochi, Qwen-Image), as ComfyUI's SkipLayerGuidanceSD3 / SkipLayerGuidanceDiT /
 SkipLayerGuidanceDiTSimple (Stability AI's experiment for SD3.5, after Perturbed-Attention
 Guidance):
 
@@ -34,10 +34,11 @@ def parse_layers(text: str) -> list[int]:
 def block_lists(unet) -> tuple[list, list]:
     """(double-stream blocks, single-stream blocks) of a diffusion transformer, as ComfyUI's
     ("double_block", i) / ("single_block", i) replacements reach them: MM-DiT's joint blocks count
-    as double blocks and it has no single ones; Wan's, Mochi's and LTX-Video's blocks are all
-    double blocks."""
+    as double blocks and it has no single ones; Wan's, Mochi's, LTX-Video's and Qwen-Image's
+    blocks are all double blocks."""
     from graphflow.models.ltxv import LTXV
     from graphflow.models.mochi import Mochi
+    from graphflow.models.qwen_image import QwenImage
     from graphflow.models.wan import Wan
     if hasattr(unet, "joint_blocks"):
         return list(unet.joint_blocks), []
@@ -45,7 +46,7 @@ def block_lists(unet) -> tuple[list, list]:
         return list(unet.double_blocks), list(getattr(unet, "single_blocks", []))
     if isinstance(unet, (Wan, Mochi)):
         return list(unet.blocks), []
-    if isinstance(unet, LTXV):
+    if isinstance(unet, (LTXV, QwenImage)):
         return list(unet.transformer_blocks), []
     return [], []
 
@@ -86,7 +87,8 @@ def check_layers(unet, double: list[int], single: list[int]) -> str | None:
     single_layers are meant for FLUX)."""
     doubles, singles = block_lists(unet)
     if not doubles:
-        return "skip layer guidance needs a diffusion transformer (SD3, SD3.5, FLUX, Chroma, Wan, LTX-Video, Mochi)"
+        return ("skip layer guidance needs a diffusion transformer (SD3, SD3.5, FLUX, Chroma, Wan, LTX-Video, Mochi, "
+                "Qwen-Image)")
     for name, layers, blocks in (("double", double, doubles), ("single", single if singles else [], singles)):
         beyond = [i for i in layers if i >= len(blocks)]
         if beyond:
