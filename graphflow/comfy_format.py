@@ -1288,13 +1288,15 @@ def convert(workflow: Workflow, to: str, registry) -> dict:
 FORMATS = ("graphflow", "comfy-api", "comfy-ui")
 
 
-def comfy_texts(workflow_json: dict, registry) -> dict[str, str]:
-    """ComfyUI's embedded texts of a workflow being run: "prompt" (API format, what ran) and
-    "workflow" (its editor's format), as its savers write them. Empty when the graph can't be
-    written in them: a file is saved all the same, with our own text only."""
+def comfy_texts(workflow_json: dict, registry, editor: bool = True) -> dict[str, str]:
+    """ComfyUI's embedded texts of a workflow being run: "prompt" (API format, what ran) and, with
+    `editor`, "workflow" (its editor's format), as its savers write them. Empty when the graph can't
+    be written in them: a file is saved all the same, with our own text only."""
     try:
         workflow = parse_workflow(workflow_json, registry)
-        return {"prompt": json.dumps(export_api(workflow, registry)),
-                "workflow": json.dumps(export_ui(workflow, registry))}
+        texts = {"prompt": json.dumps(export_api(workflow, registry))}
+        if editor:
+            texts["workflow"] = json.dumps(export_ui(workflow, registry))
+        return texts
     except Exception:  # metadata must never cost the user the file
         return {}

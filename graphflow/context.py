@@ -141,7 +141,7 @@ def workflow_texts() -> dict[str, str]:
 
         from graphflow.comfy_format import comfy_texts
 
-        ctx.texts.update(comfy_texts(ctx.workflow, ctx.registry))
-        ctx.texts.update({key: json.dumps(value) for key, value in ctx.pnginfo.items() if key != "graphflow"})
+        texts = comfy_texts(ctx.workflow, ctx.registry, editor=("workflow" not in ctx.pnginfo))
+        ctx.texts.update({**texts, **{key: json.dumps(value) for key, value in ctx.pnginfo.items() if key != "graphflow"}})
         ctx.texts["graphflow"] = json.dumps(ctx.workflow)
     return dict(ctx.texts)

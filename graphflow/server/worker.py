@@ -228,7 +228,6 @@ def _run(executor: Executor, workflow, targets, on_event, interrupt, run_id, png
                         pnginfo=pnginfo)
 
 
-def pnginfo_of(record: dict) -> dict:
-    """The extra_pnginfo a ComfyUI client queued the run with (its extra_data), else {}."""
-    pnginfo = (record.get("extra") or {}).get("extra_pnginfo")
-    return pnginfo if isinstance(pnginfo, dict) else {}
+def pnginfo_of(record: dict):
+    """The extra_pnginfo a ComfyUI client queued the run with (its extra_data; Executor.run takes a dict)."""
+    return (record.get("extra") or {}).get("extra_pnginfo")
