@@ -105,12 +105,12 @@ class ApplyControlNet(Node):
     comfy = ComfyAlias(("ControlNetApply",))
 
     def run(self):
+        if self.strength == 0:  # as ComfyUI: nothing to add, the conditioning is passed through unchecked
+            return self.conditioning
         image = _hint_image(self.image)
         if getattr(self.control_net, "needs_vae", False):
             raise NodeInputError("control_net", "this ControlNet (SD3 / FLUX) reads the hint through a VAE: use "
                                                 "Apply ControlNet (ControlNetApplyAdvanced) with the vae connected")
-        if self.strength == 0:  # as ComfyUI: nothing to add, the conditioning is passed through
-            return self.conditioning
         return _apply(self.conditioning, self.control_net, image, self.strength, 0.0, 1.0, {}, to_uncond=True)
 
 
@@ -138,12 +138,12 @@ class ApplyControlNetAdvanced(Node):
 
 def _apply_pair(node, image=None, mask=None):
     """image: the hint as prepared (the node's image by default); mask: see ControlApplied."""
+    if node.strength == 0:  # as ComfyUI: both passed through before anything is checked (no VAE needed)
+        return node.positive, node.negative
     image = _hint_image(node.image) if image is None else image
     if getattr(node.control_net, "needs_vae", False) and node.vae is None:
         raise NodeInputError("vae", "this ControlNet (SD3 / FLUX) reads the hint image as a latent: connect the "
                                     "model's VAE")
-    if node.strength == 0:
-        return node.positive, node.negative
     cache = {}  # positive and negative share the control where they carried the same before
     vae = node.vae if getattr(node.control_net, "needs_vae", False) else None
     return tuple(_apply(c, node.control_net, image, node.strength, node.start_percent, node.end_percent, cache, vae,
