@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import torch
 
+from graphflow.testing import write_controlnet
 from tests.test_nodes_image_mask import call
 
 
@@ -26,3 +27,13 @@ def test_controlnet_apply_at_strength_zero_passes_through_unchecked(builtin_regi
                strength=0.0)
     assert out is positive
 
+
+def test_set_union_type_on_a_plain_controlnet_passes_it_through(builtin_registry, tmp_folders):
+    """ComfyUI hands the type to the net as an extra argument, which a plain ControlNet's forward
+    drops: the graph runs as without the node (any type, "auto" too)."""
+    folder = tmp_folders.models / "controlnet"
+    folder.mkdir(parents=True)
+    write_controlnet(folder / "plain.safetensors", "sd1")
+    plain = call(builtin_registry, "LoadControlNet", control_net_name="plain.safetensors")
+    for kind in ("auto", "depth", "repaint"):
+        assert call(builtin_registry, "SetUnionControlNetType", control_net=plain, type=kind) is plain
