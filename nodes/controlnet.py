@@ -105,12 +105,12 @@ class ApplyControlNet(Node):
     comfy = ComfyAlias(("ControlNetApply",))
 
     def run(self):
+        if self.strength == 0:  # as ComfyUI: nothing to add, the conditioning is passed through unchecked
+            return self.conditioning
         image = _hint_image(self.image)
         if getattr(self.control_net, "needs_vae", False):
             raise NodeInputError("control_net", "this ControlNet (SD3 / FLUX) reads the hint through a VAE: use "
                                                 "Apply ControlNet (ControlNetApplyAdvanced) with the vae connected")
-        if self.strength == 0:  # as ComfyUI: nothing to add, the conditioning is passed through
-            return self.conditioning
         return _apply(self.conditioning, self.control_net, image, self.strength, 0.0, 1.0, {}, to_uncond=True)
 
 
@@ -138,12 +138,12 @@ class ApplyControlNetAdvanced(Node):
 
 def _apply_pair(node, image=None, mask=None):
     """image: the hint as prepared (the node's image by default); mask: see ControlApplied."""
+    if node.strength == 0:  # as ComfyUI: both passed through before anything is checked (no VAE needed)
+        return node.positive, node.negative
     image = _hint_image(node.image) if image is None else image
     if getattr(node.control_net, "needs_vae", False) and node.vae is None:
         raise NodeInputError("vae", "this ControlNet (SD3 / FLUX) reads the hint image as a latent: connect the "
                                     "model's VAE")
-    if node.strength == 0:
-        return node.positive, node.negative
     cache = {}  # positive and negative share the control where they carried the same before
     vae = node.vae if getattr(node.control_net, "needs_vae", False) else None
     return tuple(_apply(c, node.control_net, image, node.strength, node.start_percent, node.end_percent, cache, vae,
@@ -240,9 +240,10 @@ class SetUnionControlNetType(Node):
     type, the FLUX union gets no mode token. As in ComfyUI, a FLUX union gets the type's position
     in this list (openpose 0 ... repaint 7) as its mode, though those files number their modes
     canny 0, tile 1, depth 2, blur 3, pose 4, gray 5, low quality 6: for a canny hint pick
-    openpose, for depth pick hed/pidi/scribble/ted, and so on. ComfyUI ignores a type set on
-    another ControlNet; here that is an error, except on Qwen-Image's InstantX ControlNets (their
-    Union net has no mode input), which pass through unchanged, as in ComfyUI."""
+    openpose, for depth pick hed/pidi/scribble/ted, and so on. Any other ControlNet or
+    T2I-Adapter (Qwen-Image's InstantX Union included, which has no mode input) is passed through
+    unchanged, whatever the type: ComfyUI hands it the type, which it ignores. A type past what a
+    union net knows (tile on the 6-type SDXL union) is an error, as in ComfyUI."""
     category = "conditioning/controlnet"
     control_net: CONTROL_NET
     type: str = Choice(UNION_CONTROLNET_TYPES, "auto")
@@ -253,13 +254,12 @@ class SetUnionControlNetType(Node):
         from graphflow.models.controlnet import UnionTyped
 
         net = self.control_net.net if isinstance(self.control_net, UnionTyped) else self.control_net
-        if getattr(net, "union_type_ignored", False):
-            return self.control_net
         try:
-            known = net.union_types
+            known = None if getattr(net, "union_type_ignored", False) else net.union_types
         except AttributeError:
-            raise NodeInputError("control_net", f"expected a union ControlNet (SDXL ControlNet++ or a FLUX union "
-                                                f"one), got a {type(net).__name__} that takes no type") from None
+            known = None
+        if known is None:  # not a union net: ComfyUI's type reaches a forward that drops it
+            return self.control_net
         if self.type not in known:
             raise NodeInputError("type", f"this union ControlNet knows {', '.join(known)}; not {self.type!r}")
         number = UNION_CONTROLNET_TYPES.index(self.type) - 1
