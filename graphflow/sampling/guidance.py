@@ -48,6 +48,7 @@ rows are the negative prompt's.
 """
 
 import contextvars
+import logging
 import math
 from dataclasses import dataclass, replace
 
@@ -488,10 +489,13 @@ def _reference_latents(model, options: dict, batch: int, device) -> tuple[torch.
     arch = getattr(model, "arch", None)
     if arch == "wan":  # Wan 2.2 Fun Control (Wan22FunControlToVideo's ref_image)
         return _wan_reference(model, latents, batch, device)
-    if arch not in ("flux", "qwen_image") or getattr(model, "fill", False):
-        raise ValueError(f"ReferenceLatent: reference latents need a FLUX Kontext or Qwen-Image-Edit model; this "
-                         f"{getattr(model, 'arch', '?')}{' Fill' if getattr(model, 'fill', False) else ''} "
-                         f"model does not take them (remove the ReferenceLatent node)")
+    if getattr(model, "fill", False):  # (ComfyUI's Fill would feed them to its 384-channel input and fail)
+        raise ValueError("ReferenceLatent: reference latents need a FLUX Kontext or Qwen-Image-Edit model; this "
+                         "FLUX Fill model does not take them (remove the ReferenceLatent node)")
+    if arch not in ("flux", "qwen_image"):  # ignored, as ComfyUI's models without the input ignore them
+        logging.getLogger(__name__).warning("ReferenceLatent: a %s model takes no reference latents; they are ignored",
+                                            arch)
+        return ()
     fmt = model.latent_format
     out = []
     for k, latent in enumerate(latents):
