@@ -470,7 +470,8 @@ class ReferenceLatent(Node):
     """Give an edit model a reference image: the latent (VAE-encoded image) is appended to the
     conditioning's reference latents. FLUX Kontext and Qwen-Image-Edit see them next to the image
     being generated; chain several for several reference images (FluxKontextMultiReferenceLatentMethod
-    places them). Without a latent the conditioning passes unchanged."""
+    places them). Without a latent the conditioning passes unchanged; models that take no reference
+    latents ignore them (with a warning), as in ComfyUI."""
     category = "advanced/conditioning/edit_models"
     conditioning: CONDITIONING
     latent: LATENT = None
