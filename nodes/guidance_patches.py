@@ -4,6 +4,8 @@ Mahiro, FreSca, RenormCFG, PerpNeg and the Skip Layer Guidance nodes."""
 
 from __future__ import annotations
 
+import logging
+
 from graphflow.api import CONDITIONING, MODEL, ComfyAlias, Float, Int, Node, NodeInputError, Text
 
 
@@ -46,13 +48,16 @@ class EpsilonScaling(Node):
 # ---- Skip Layer Guidance ---------------------------------------------------------------------------
 
 def _layers(model, double_text: str, single_text: str, double_input: str, single_input: str):
+    """The block indices; a model without such blocks, or an index past them, skips nothing there (as
+    ComfyUI's block replacements reach no block: its guidance term is then zero), with a warning."""
     from graphflow.sampling.skip_layer_guidance import block_lists, check_layers, parse_layers
     double, single = parse_layers(double_text), parse_layers(single_text)
     unet = getattr(model, "unet", None)
     problem = check_layers(unet, double, single)
     if problem is not None:
         doubles, _ = block_lists(unet)
-        raise NodeInputError(single_input if doubles and problem.startswith("single") else double_input, problem)
+        name = single_input if doubles and problem.startswith("single") else double_input
+        logging.getLogger(__name__).warning("%s: %s; nothing is skipped there", name, problem)
     return double, single
 
 

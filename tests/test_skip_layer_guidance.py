@@ -163,19 +163,26 @@ def test_simple_variant_costs_no_extra_evaluation(sd35):
     assert batches == [2, 1, 1]  # batched as usual; then positive and the skipped negative apart
 
 
-def test_bad_layers_and_models_are_refused(sd35, flux):
-    _, model = sd35
-    with pytest.raises(NodeInputError) as e:
-        node(SkipLayerGuidanceSD3, model=model, layers="1, 30", scale=3.0, start_percent=0.0, end_percent=1.0)
-    assert e.value.input == "layers" and "30" in str(e.value)
-    with pytest.raises(NodeInputError) as e:
-        node(SkipLayerGuidanceDiT, model=flux, double_layers="0", single_layers="5", scale=3.0, start_percent=0.0,
-             end_percent=1.0, rescaling_scale=0.0)
-    assert e.value.input == "single_layers"
+def test_blocks_a_model_lacks_skip_nothing_with_a_warning(sd35, flux, caplog):
+    """As ComfyUI's block replacements reach no block past the model's or on a model without such
+    blocks (a UNet): those layers skip nothing (the guidance term is zero there), with a warning."""
+    from graphflow.sampling.skip_layer_guidance import skipped_blocks
     from test_guidance_patches import tiny_model
-    with pytest.raises(NodeInputError) as e:
-        node(SkipLayerGuidanceSD3, model=tiny_model(), layers="1", scale=3.0, start_percent=0.0, end_percent=1.0)
-    assert e.value.input == "layers" and "diffusion transformer" in str(e.value)
+
+    _, model = sd35
+    patched = node(SkipLayerGuidanceSD3, model=model, layers="1, 30", scale=3.0, start_percent=0.0, end_percent=1.0)
+    assert len(patched.post_cfg_functions) == len(getattr(model, "post_cfg_functions", ())) + 1
+    assert "layers: double block 30 does not exist" in caplog.text
+    with skipped_blocks(model.unet, [1, 30], []) as swapped:
+        assert swapped == [model.unet.joint_blocks[1]]  # block 30 is none of them
+    node(SkipLayerGuidanceDiT, model=flux, double_layers="0", single_layers="5", scale=3.0, start_percent=0.0,
+         end_percent=1.0, rescaling_scale=0.0)
+    assert "single_layers: single block 5 does not exist" in caplog.text
+    unet = tiny_model()
+    node(SkipLayerGuidanceSD3, model=unet, layers="1", scale=3.0, start_percent=0.0, end_percent=1.0)
+    assert "diffusion transformer" in caplog.text
+    with skipped_blocks(unet.unet, [1], []) as swapped:
+        assert swapped == []  # its prediction with the blocks "skipped" is the plain one
     # nothing to skip or scale 0: the model comes back unchanged
     assert node(SkipLayerGuidanceSD3, model=model, layers="", scale=3.0, start_percent=0.0, end_percent=1.0) is model
     assert node(SkipLayerGuidanceSD3, model=model, layers="1", scale=0.0, start_percent=0.0, end_percent=1.0) is model
