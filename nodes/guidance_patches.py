@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from graphflow.api import CONDITIONING, MODEL, ComfyAlias, Float, Int, Node, NodeInputError, Text
+from graphflow.api import CONDITIONING, MODEL, ComfyAlias, Float, Int, Node, Text
 
 
 class AdaptiveProjectedGuidance(Node):
