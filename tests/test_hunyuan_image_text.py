@@ -207,7 +207,8 @@ def test_file_kinds_from_the_real_shapes():
     assert kind.name.startswith("byT5-small glyph text encoder (HunyuanImage 2.1")
     from transformers import T5EncoderModel
 
-    from graphflow.models.t5 import byte_level, t5_config_from_shapes
+    from graphflow.models.configs import byte_level
+    from graphflow.models.t5 import t5_config_from_shapes
 
     with torch.device("meta"):  # the real file's every shape: byT5-small's config read back from them
         real = {k: tuple(v.shape) for k, v in T5EncoderModel(byt5_config(scaled_down=False)).state_dict().items()}

@@ -1235,3 +1235,17 @@ def hunyuan_image_refiner_vae_config_from_state_dict(shapes) -> HunyuanImageRefi
                                         z_channels=shapes["decoder.conv_in.conv.weight"][1],
                                         ffactor_spatial=2 ** len(down), ffactor_temporal=2 ** temporal,
                                         out_channels=shapes["decoder.conv_out.conv.weight"][0])
+
+
+# UMT5: a relative position bias in every layer (T5: in the first only)
+UMT5_KEY = "encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight"
+# byT5's embedding has 384 rows (Glyph-ByT5: 1510) where T5's has 32,128
+BYTE_VOCAB_MAX = 4096
+
+
+def byte_level(shapes: dict[str, tuple]) -> bool:
+    """Whether T5 weights (prefix stripped) are byT5's (HunyuanImage 2.1's glyph encoder): an embedding
+    of bytes, not of pieces, and T5's layout (UMT5's, each layer with its position bias, has pieces:
+    small in tiny test files)."""
+    rows = (shapes.get("shared.weight") or shapes.get("encoder.embed_tokens.weight") or (0,))[0]
+    return 0 < rows < BYTE_VOCAB_MAX and UMT5_KEY not in shapes

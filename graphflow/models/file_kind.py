@@ -11,7 +11,8 @@ a Control-LoRA has `lora_` keys and a GLIGEN file UNet block names, so those com
 from dataclasses import dataclass
 
 from .architectures import ARCHITECTURES
-from .configs import is_hunyuan_image_refiner_vae, is_hunyuan_image_vae, is_hunyuan_video_vae  # torch-free
+from .configs import (byte_level, is_hunyuan_image_refiner_vae, is_hunyuan_image_vae,  # torch-free
+                      is_hunyuan_video_vae)
 
 UNET_PREFIX = "model.diffusion_model."
 # the tensors a union ControlNet (SDXL ControlNet++) adds to a plain one (torch-free here: validation reads it)
@@ -90,8 +91,7 @@ def _text_encoder(shapes) -> FileKind | None:
                 tokenizer = "its tokenizer inside" if "spiece_model" in shapes else "NO tokenizer inside (spiece_model)"
                 return FileKind(f"UMT5-XXL text encoder (Wan 2.1; {tokenizer})", "text_encoders", "LoadTextEncoder")
             prefix = key[:-len("encoder.block.0.layer.0.SelfAttention.q.weight")]
-            embedding = shapes.get(prefix + "shared.weight") or shapes.get(prefix + "encoder.embed_tokens.weight")
-            if embedding and embedding[0] < 4096:  # one row a byte (graphflow.models.t5.byte_level)
+            if byte_level({k[len(prefix):]: s for k, s in shapes.items() if k.startswith(prefix)}):
                 return FileKind("byT5-small glyph text encoder (HunyuanImage 2.1: DualCLIPLoader type hunyuan_image, "
                                 "with Qwen2.5-VL 7B)", "text_encoders", "LoadDualTextEncoders")
             if key.replace("layer.0.SelfAttention.q.", "layer.1.DenseReluDense.wi.") in shapes:  # ReLU: T5 v1.0

@@ -42,6 +42,7 @@ from pathlib import Path
 import torch
 
 from .attention import kernels
+from .configs import UMT5_KEY, byte_level
 from .tokenizer import EMBEDDING, _embedding_groups, parse_weighted_prompt
 
 TOKENIZER_FILE = Path(__file__).parent / "t5_tokenizer" / "tokenizer.json"
@@ -51,12 +52,9 @@ EOS, PAD = 1, 0
 # Wan: UMT5 padded to 512 (ComfyUI's UMT5XXlTokenizer min_length), the padding masked and zeroed
 MIN_LENGTH = {"sd3": 77, "flux": 256, "chroma": 1, "pixart": 1, "ltxv": 1, "mochi": 1, "cosmos": 512, "wan": 512}
 Q_KEY = "encoder.block.0.layer.0.SelfAttention.q.weight"
-# UMT5: a relative position bias in every layer (T5: in the first only)
-UMT5_KEY = "encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight"
 SPIECE_KEY = "spiece_model"  # ComfyUI's UMT5 files: the SentencePiece model's bytes (uint8)
-# byT5 (HunyuanImage 2.1's glyph encoder): bytes, not pieces; its embedding has 384 rows (Glyph-ByT5:
-# 1510) where T5's has 32,128: fewer than BYTE_VOCAB_MAX tells a byte-level T5 apart
-BYTE_OFFSET, BYTE_VOCAB, BYTE_VOCAB_MAX = 3, 384, 4096
+# byT5 (HunyuanImage 2.1's glyph encoder): bytes, not pieces (configs.byte_level tells it apart)
+BYTE_OFFSET, BYTE_VOCAB = 3, 384
 EXTRA_IDS = 125  # <extra_id_0> .. <extra_id_124>: ids 259 .. 383 (ComfyUI's byt5_tokenizer/added_tokens.json)
 
 
@@ -117,13 +115,6 @@ class ByteIds:
         for i, part in enumerate(self.pattern.split(text)):
             ids += [self.SPECIAL[part]] if i % 2 else [b + BYTE_OFFSET for b in part.encode("utf-8")]
         return ids
-
-
-def byte_level(shapes: dict[str, tuple]) -> bool:
-    """Whether T5 weights (prefix stripped) are byT5's: an embedding of bytes, not of pieces, and T5's
-    layout (UMT5's, each layer with its position bias, has pieces: small in tiny test files)."""
-    rows = (shapes.get("shared.weight") or shapes.get("encoder.embed_tokens.weight") or (0,))[0]
-    return 0 < rows < BYTE_VOCAB_MAX and UMT5_KEY not in shapes
 
 
 def tokenize_t5(prompt: str, min_length: int = 0, min_padding: int = 0, pieces=None,

@@ -25,7 +25,8 @@ from .qwen25vl import QwenTextEncoder, qwen25vl_prefix, qwen_text_encoder
 from .hidream_text import HiDreamTextEncoder
 from .hunyuan_image_text import HunyuanImageTextEncoder
 from .llama import DecoderTextEncoder, HunyuanVideoTextEncoder, llama_from_weights, llama_prefix
-from .t5 import UMT5_KEY, T5Encoder, byte_level, t5_from_weights, t5_prefix
+from .configs import UMT5_KEY, byte_level
+from .t5 import T5Encoder, t5_from_weights, t5_prefix
 from .text_encoders import ClipTower, TextEncoder
 from .weight_files import CheckpointError, KeyView, WeightFile
 
