@@ -34,8 +34,8 @@ from torch import nn
 
 from .cast_layers import Linear
 from .configs import HunyuanImageConfig, hunyuan_image_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
-from .flux import LastLayer, rope_table, text_lengths
-from .hunyuan_video import DoubleBlock, SingleBlock, TokenRefiner
+from .flux import LastLayer, text_lengths
+from .hunyuan_video import DoubleBlock, SingleBlock, TokenRefiner, patch_rope_table, unpatchify
 from .mmdit import TimestepEmbedder, pad_to_patches
 
 
@@ -71,14 +71,6 @@ class HunyuanImage(nn.Module):
         self.single_blocks = nn.ModuleList(SingleBlock(cfg) for _ in range(cfg.depth_single_blocks))
         volume = math.prod(cfg.patch_size)
         self.final_layer = LastLayer(SimpleNamespace(hidden_size=dim, out_channels=volume * cfg.out_channels))
-
-    def rope_table(self, txt_len: int, grid: tuple[int, ...], device) -> torch.Tensor:
-        """[1, 1, txt_len + prod(grid), head_dim/2, 2, 2]: text at 0 on every axis, then the patches
-        ((frame,) row, column)."""
-        n = len(grid)
-        axes = torch.meshgrid(*(torch.arange(size, device=device) for size in grid), indexing="ij")
-        pos = torch.cat([torch.zeros(txt_len, n, device=device), torch.stack(axes, -1).reshape(-1, n).float()])
-        return rope_table(pos[None], self.config.axes_dim, self.config.theta)[:, None]
 
     def forward(self, x, sigma, context, y=None, guidance=None, text_mask=None, txt_byt5=None, sigma_next=None,
                 control=None, **unused):
@@ -132,15 +124,11 @@ class HunyuanImage(nn.Module):
         if self.byt5_in is not None and txt_byt5 is not None:
             txt = torch.cat([txt, self.byt5_in(txt_byt5)], dim=1)
         n = txt.shape[1]
-        pe = self.rope_table(n, grid, x.device)
+        pe = patch_rope_table(n, grid, cfg.axes_dim, cfg.theta, x.device)
         for block in self.double_blocks:
             img, txt = block(img, txt, vec, pe)
         seq = torch.cat([txt, img], dim=1)
         for block in self.single_blocks:
             seq = block(seq, vec, pe)
         out = self.final_layer(seq[:, n:], vec)  # [B, prod(grid), (C, *patch)]
-        n = len(grid)  # [B, g1.., C, p1..] -> [B, C, g1, p1, ..]
-        out = out.reshape(b, *grid, cfg.out_channels, *cfg.patch_size)
-        out = out.permute(0, n + 1, *(i for d in range(n) for i in (1 + d, n + 2 + d)))
-        out = out.reshape(b, cfg.out_channels, *(g * p for g, p in zip(grid, cfg.patch_size)))
-        return out[(..., *(slice(0, s) for s in size))]
+        return unpatchify(out, grid, cfg.patch_size, cfg.out_channels, size)
