@@ -20,32 +20,14 @@ from torch import nn
 from .configs import (HunyuanImageRefinerVAEConfig, hunyuan_image_refiner_vae_config_from_state_dict,  # noqa: F401
                       is_hunyuan_image_refiner_vae)
 from .hunyuan_image_vae import from_blocks, mid_block, run_stages, stages, to_blocks
-from .hunyuan_video_vae import AttnBlock, CausalConv
+from .hunyuan_video_vae import AttnBlock, CausalConv, ResnetBlock
 from .latent_formats import HUNYUAN_IMAGE21_REFINER
 from .vae import VAE
+from .wan_vae import RMSNorm
 
 
-class RMSNorm(nn.Module):
-    """x / |x| over the channels x sqrt(channels) x gamma (ComfyUI's RMS_norm, gamma [C, 1, 1, 1])."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.gamma = nn.Parameter(torch.ones(channels, 1, 1, 1))
-
-    def forward(self, x):
-        return F.normalize(x.float(), dim=1).to(x.dtype) * self.gamma.shape[0] ** 0.5 * self.gamma
-
-
-class ResnetBlock(nn.Module):
-    def __init__(self, cin: int, cout: int):
-        super().__init__()
-        self.norm1, self.conv1 = RMSNorm(cin), CausalConv(cin, cout)
-        self.norm2, self.conv2 = RMSNorm(cout), CausalConv(cout, cout)
-        self.nin_shortcut = CausalConv(cin, cout, 1) if cin != cout else None
-
-    def forward(self, x):
-        h = self.conv2(F.silu(self.norm2(self.conv1(F.silu(self.norm1(x))))))
-        return (x if self.nin_shortcut is None else self.nin_shortcut(x)) + h
+def _block(cin: int, cout: int) -> nn.Module:
+    return ResnetBlock(cin, cout, norm=RMSNorm)
 
 
 class Downsample(nn.Module):
@@ -90,9 +72,9 @@ class Encoder(nn.Module):
         self.z_channels = cfg.z_channels
         widths = tuple(cfg.block_out_channels)
         self.conv_in = CausalConv(3, widths[0])
-        self.down, ch = stages(widths, cfg.levels, cfg.num_res_blocks, ResnetBlock,
+        self.down, ch = stages(widths, cfg.levels, cfg.num_res_blocks, _block,
                                lambda i, a, b: Downsample(a, b, cfg.temporal_down(i)), "downsample")
-        self.mid = mid_block(ch, ResnetBlock, _attn)
+        self.mid = mid_block(ch, _block, _attn)
         self.norm_out = RMSNorm(ch)
         self.conv_out = CausalConv(ch, 2 * cfg.z_channels)
 
@@ -109,8 +91,8 @@ class Decoder(nn.Module):
         super().__init__()
         widths = tuple(reversed(cfg.block_out_channels))
         self.conv_in = CausalConv(cfg.z_channels, widths[0])
-        self.mid = mid_block(widths[0], ResnetBlock, _attn)
-        self.up, ch = stages(widths, cfg.levels, cfg.num_res_blocks + 1, ResnetBlock,
+        self.mid = mid_block(widths[0], _block, _attn)
+        self.up, ch = stages(widths, cfg.levels, cfg.num_res_blocks + 1, _block,
                              lambda i, a, b: Upsample(a, b, cfg.temporal_up(i)), "upsample")
         self.norm_out = RMSNorm(ch)
         self.conv_out = CausalConv(ch, cfg.out_channels)

@@ -39,10 +39,12 @@ class CausalConv(nn.Module):
 
 
 class ResnetBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, groups: int):
+    def __init__(self, cin: int, cout: int, groups: int | None = None, norm=None):
         super().__init__()
-        self.norm1, self.conv1 = _norm(cin, groups), CausalConv(cin, cout)
-        self.norm2, self.conv2 = _norm(cout, groups), CausalConv(cout, cout)
+        # norm(channels) makes the norms (HunyuanImage's refiner VAE: its RMS norm), else GroupNorm(groups)
+        norm = norm or (lambda channels: _norm(channels, groups))
+        self.norm1, self.conv1 = norm(cin), CausalConv(cin, cout)
+        self.norm2, self.conv2 = norm(cout), CausalConv(cout, cout)
         self.nin_shortcut = CausalConv(cin, cout, 1) if cin != cout else None
 
     def forward(self, x):
