@@ -142,8 +142,8 @@ def flow_text_encoder_from_file(f, arch: str, device=None, dtype=None, only=None
 
 def _assemble(arch: str, found: dict, names: str) -> (FlowTextEncoder | GemmaTextEncoder | QwenTextEncoder
                                                               | HunyuanVideoTextEncoder | HiDreamTextEncoder):
-    if arch == "hunyuan_image" or "byt5_small" in found:
-        if arch != "hunyuan_image" or set(found) not in HUNYUAN_IMAGE_PARTS:
+    if arch == "hunyuan_image":  # (byT5 comes from its own file, refused under other types before this)
+        if set(found) not in HUNYUAN_IMAGE_PARTS:
             raise CheckpointError(f"{names}: found {sorted(found) or 'no text encoder'}; HunyuanImage 2.1 (type "
                                   f"hunyuan_image) takes Qwen2.5-VL 7B ({QWEN_FILES}), alone (CLIPLoader) or with "
                                   f"byT5-small glyph ({BYT5_FILE}, DualCLIPLoader), and byT5 is HunyuanImage's alone")
@@ -314,11 +314,10 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
         paths = sorted(paths, key=lambda p: tower_name(p) != "clip_l")  # CLIP-L first, whatever the node's order
         clip = load_text_encoder(paths, arch="sdxl" if clip_type == "sdxl" else None, device=device, dtype=dtype)
         return clip, ({tower.name: path for tower, path in zip(clip.towers, paths)} if len(paths) > 1 else {})
-    if clip_type not in ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "mochi", "cosmos", "wan",
-                         "lumina2", "qwen_image", "hunyuan_video", "hidream", "hunyuan_image"):
+    types = tuple(dict.fromkeys(CLIP_TYPES + DUAL_TYPES))  # CLIPLoader's and DualCLIPLoader's
+    if clip_type not in types:
         raise CheckpointError(f"text encoder type {clip_type!r} is not supported; graphflow builds "
-                              f"stable_diffusion, sdxl, sd3, flux, chroma, pixart, ltxv, mochi, cosmos, wan, lumina2, "
-                              f"qwen_image, hunyuan_video, hidream, hunyuan_image and stable_cascade")
+                              f"{', '.join(types[:-1])} and {types[-1]}")
     device, dtype = _device_dtype(device, dtype)
     found, sources = {}, {}
     for path in paths:
