@@ -95,7 +95,7 @@ class HunyuanImageTextEncoder(QwenTextEncoder):
         encoders); template, pictures: as QwenTextEncoder.encode's."""
         if clip_skip is not None:
             return self.with_clip_skip(clip_skip).encode(prompt, template=template, pictures=pictures)
-        if not isinstance(prompt, str):
-            raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
-        ids = self.tokenize(prompt, template, len(pictures))
-        return self.run([ids], pictures)[:, template_cut(ids):], None, self.encode_glyphs(prompt)
+        return (*super().encode(prompt, template=template, pictures=pictures), self.encode_glyphs(prompt))
+
+    def prompt_start(self, ids: list[int]) -> int:
+        return template_cut(ids)
