@@ -216,8 +216,8 @@ def text_encoder_states(clip) -> dict[str, tuple[dict[str, torch.Tensor], dict[s
         if isinstance(clip, GemmaTextEncoder):
             state[SPIECE_KEY] = torch.frombuffer(bytearray(clip.pieces.model), dtype=torch.uint8)
         states[clip.key] = (state, {})
-        if getattr(clip, "byt5", None) is not None:  # HunyuanImage's glyph encoder: byt5_small_glyphxl's keys
-            states["byt5_small"] = (_t5_state(clip.byt5), {})
+        for name, encoder in clip.extra_encoders:  # HunyuanImage's glyph encoder: byt5_small_glyphxl's keys
+            states[name] = (_t5_state(encoder), {})
         return states
     if isinstance(clip, TextEncoder):
         towers = {t.name: t for t in clip.towers}

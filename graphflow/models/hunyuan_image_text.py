@@ -66,6 +66,10 @@ class HunyuanImageTextEncoder(QwenTextEncoder):
         super().__init__(model, layer, patches)
         self.byt5 = byt5
 
+    @property
+    def extra_encoders(self) -> list[tuple[str, T5Encoder]]:
+        return [] if self.byt5 is None else [("byt5_small", self.byt5)]
+
     def with_clip_skip(self, clip_skip: int) -> "HunyuanImageTextEncoder":
         clone = super().with_clip_skip(clip_skip)
         if self.byt5 is not None:

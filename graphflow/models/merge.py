@@ -160,13 +160,12 @@ def _pinned_like(first: nn.Module, merged: nn.Module) -> nn.Module:
 
 def shared_encoders(clip1, clip2) -> list[str]:
     """The text encoders (by name) that a CLIP merge of clip2 into clip1 changes."""
-    names = {t.name for t in clip2.towers} | ({"t5xxl"} if getattr(clip2, "t5", None) is not None else set()) | (
-        {"llama"} if _hidream_llama(clip2) is not None else set()) | (
-        {"byt5_small"} if getattr(clip2, "byt5", None) is not None else set())
-    ours = [t.name for t in clip1.towers] + (["t5xxl"] if getattr(clip1, "t5", None) is not None else []) + (
-        ["llama"] if _hidream_llama(clip1) is not None else []) + (
-        ["byt5_small"] if getattr(clip1, "byt5", None) is not None else [])
-    return [n for n in ours if n in names]
+    def names(clip) -> list[str]:
+        return [t.name for t in clip.towers] + (["t5xxl"] if getattr(clip, "t5", None) is not None else []) + (
+            ["llama"] if _hidream_llama(clip) is not None else []) + [n for n, _ in getattr(clip, "extra_encoders", [])]
+
+    theirs = set(names(clip2))
+    return [n for n in names(clip1) if n in theirs]
 
 
 def _retied(original: nn.Module, t5: nn.Module) -> nn.Module:

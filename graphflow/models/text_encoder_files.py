@@ -211,9 +211,9 @@ def load_text_encoders(paths, clip_type: str, device=None, dtype=None,
         for tower in clip.towers:
             manager().set_source(tower.model, "text_encoder", f"text_encoder:{tower.name}",
                                  lambda name=tower.name: _read_one(sources[name], name, device, dtype).model)
-        if getattr(clip, "byt5", None) is not None:  # HunyuanImage's glyph encoder
-            manager().set_source(clip.byt5.model, "text_encoder", "text_encoder:byt5_small",
-                                 lambda: _read_one(sources["byt5_small"], "byt5_small", device, dtype).model)
+        for name, encoder in clip.extra_encoders:  # HunyuanImage's glyph encoder
+            manager().set_source(encoder.model, "text_encoder", f"text_encoder:{name}",
+                                 lambda name=name: _read_one(sources[name], name, device, dtype).model)
     elif isinstance(clip, HiDreamTextEncoder):
         for slot, in_file, name in (("clip_l", "clip_l", "clip_l"), ("clip_g", "clip_g", "clip_g"),
                                     ("t5", "t5xxl", "t5"), ("model", "llama", "llama")):
@@ -253,8 +253,8 @@ def _models(clip) -> list[tuple]:
                 (("clip_l", "clip_l"), ("clip_g", "clip_g"), ("t5", "t5"), ("model", "llama"))
                 if getattr(clip, slot) is not None]
     if isinstance(clip, DecoderTextEncoder):
-        byt5 = [(clip.byt5.model, "text_encoder:byt5_small")] if getattr(clip, "byt5", None) is not None else []
-        return [(clip.model, clip.memory_name)] + [(t.model, f"text_encoder:{t.name}") for t in clip.towers] + byt5
+        return [(clip.model, clip.memory_name)] + [(t.model, f"text_encoder:{t.name}") for t in clip.towers] + [
+            (encoder.model, f"text_encoder:{name}") for name, encoder in clip.extra_encoders]
     if isinstance(clip, FlowTextEncoder):
         return [(getattr(clip, slot).model, f"text_encoder:{slot}") for slot in ("clip_l", "clip_g", "t5")
                 if getattr(clip, slot) is not None]
