@@ -35,8 +35,9 @@ from torch import nn
 from .cast_layers import Linear
 from .configs import HunyuanImageConfig, hunyuan_image_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
 from .flux import LastLayer, text_lengths
-from .hunyuan_video import DoubleBlock, SingleBlock, TokenRefiner, patch_rope_table, unpatchify
-from .mmdit import TimestepEmbedder, pad_to_patches
+from .hunyuan_video import (DoubleBlock, SingleBlock, TokenRefiner, batch_inputs, patch_rope_table, patch_tokens,
+                            unpatchify)
+from .mmdit import TimestepEmbedder
 
 
 class ByT5Mapper(nn.Module):
@@ -96,13 +97,10 @@ class HunyuanImage(nn.Module):
             raise ValueError(f"HunyuanImage takes {cfg.byt5_dim}-wide byT5 glyph states (conditioning_byt5small), "
                              f"got {txt_byt5.shape[-1]}: encode with DualCLIPLoader, type hunyuan_image")
         b = x.shape[0]
-        sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(b)
-        context = context.to(x.dtype).expand(b, -1, -1)
+        sigma, context, guidance = batch_inputs(x, sigma, context, guidance)
         one = (lambda t, i: None if t is None else t[i:i + 1])
         if txt_byt5 is not None:
             txt_byt5 = txt_byt5.to(x.dtype).expand(b, -1, -1)
-        if guidance is not None:
-            guidance = torch.as_tensor(guidance, dtype=torch.float32, device=x.device).reshape(-1).expand(b)
         if sigma_next is not None:
             sigma_next = torch.as_tensor(sigma_next, device=x.device).reshape(-1).expand(b)
         if text_mask is not None:
@@ -111,9 +109,7 @@ class HunyuanImage(nn.Module):
                                    txt_byt5=one(txt_byt5, i), sigma_next=one(sigma_next, i))
                               for i, n in enumerate(lengths)])
         size = x.shape[2:]
-        img = self.img_in.proj(pad_to_patches(x, cfg.patch_size))
-        grid = img.shape[2:]
-        img = img.flatten(2).transpose(1, 2)
+        img, grid = patch_tokens(self.img_in.proj, x, cfg.patch_size)
         timestep = 1000 * sigma.float()
         vec = self.time_in(timestep, x.dtype)
         if self.time_r_in is not None and sigma_next is not None:  # MeanFlow: the mean of both embeddings

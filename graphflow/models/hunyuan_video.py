@@ -174,6 +174,22 @@ class SingleBlock(nn.Module):
         return x + gate * self.linear2(torch.cat([out, F.gelu(hidden, approximate="tanh")], dim=2))
 
 
+def batch_inputs(x, sigma, context, guidance):
+    """sigma [B], context [B, T, D] in x's dtype and guidance [B] float32 (None stays None), each
+    broadcast to x's batch B."""
+    b = x.shape[0]
+    sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(b)
+    if guidance is not None:
+        guidance = torch.as_tensor(guidance, dtype=torch.float32, device=x.device).reshape(-1).expand(b)
+    return sigma, context.to(x.dtype).expand(b, -1, -1), guidance
+
+
+def patch_tokens(proj, x, patch_size) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """x padded to whole patches (circularly) through img_in.proj -> (tokens [B, prod(grid), width], grid)."""
+    img = proj(pad_to_patches(x, patch_size))
+    return img.flatten(2).transpose(1, 2), img.shape[2:]
+
+
 def patch_rope_table(txt_len: int, grid: tuple[int, ...], axes_dim, theta, device) -> torch.Tensor:
     """[1, 1, txt_len + prod(grid), head_dim/2, 2, 2]: text at 0 on every axis, then the patches over
     `grid`'s axes ((frame,) row, column)."""
@@ -232,12 +248,9 @@ class HunyuanVideo(nn.Module):
                              f"conditioning has {context.shape[-1]}: encode the prompts with DualCLIPLoader, "
                              "type hunyuan_video (clip_l + llava_llama3)")
         b = x.shape[0]
-        sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(b)
-        context = context.to(x.dtype).expand(b, -1, -1)
+        sigma, context, guidance = batch_inputs(x, sigma, context, guidance)
         y = torch.zeros(b, cfg.vec_in_dim, device=x.device, dtype=x.dtype) if y is None else \
             y.to(x.dtype).reshape(-1, y.shape[-1]).expand(b, -1)
-        if guidance is not None:
-            guidance = torch.as_tensor(guidance, dtype=torch.float32, device=x.device).reshape(-1).expand(b)
         if text_mask is not None:
             lengths = text_lengths(text_mask, b)
             one = (lambda t, i: None if t is None else t[i:i + 1])
@@ -245,10 +258,7 @@ class HunyuanVideo(nn.Module):
                                    one(guidance, i), guiding_frame_index=one(guiding_frame_index, i))
                               for i, n in enumerate(lengths)])
         size = x.shape[2:]
-        x = pad_to_patches(x, cfg.patch_size)
-        img = self.img_in.proj(x)
-        grid = img.shape[2:]
-        img = img.flatten(2).transpose(1, 2)
+        img, grid = patch_tokens(self.img_in.proj, x, cfg.patch_size)
         timestep = 1000 * sigma.float()
         pooled = self.vector_in(y)
         vec = self.time_in(timestep, x.dtype) + pooled
