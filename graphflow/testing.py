@@ -1761,12 +1761,17 @@ def qwen25vl_state(seed: int = 3, config=None, vision=None) -> dict[str, torch.T
     return random_state(shapes, seed, torch.float32)
 
 
-def write_qwen25vl(path, seed: int = 3, dtype=torch.float32, vision: bool = True, lm_head: bool = False) -> Path:
+def write_qwen25vl(path, seed: int = 3, dtype=torch.float32, vision: bool = True, lm_head: bool = False,
+                   layers: int | None = None) -> Path:
     """A tiny qwen_2.5_vl_7b.safetensors as ComfyUI ships it: the language model's model.* weights
-    and its vision tower's visual.* (vision=False: without) and, with lm_head, a head as some saves
-    keep (`lm_head.weight`). ComfyUI's fp8 file: write_scaled_fp8 on this one with
-    prefixes=("model.",)."""
-    state = {k: v.to(dtype) for k, v in qwen25vl_state(seed, vision=qwen_vision_config() if vision else None).items()}
+    (`layers` of them, the tiny config's when None) and its vision tower's visual.* (vision=False:
+    without) and, with lm_head, a head as some saves keep (`lm_head.weight`). ComfyUI's fp8 file:
+    write_scaled_fp8 on this one with prefixes=("model.",)."""
+    from dataclasses import replace
+
+    config = None if layers is None else replace(qwen25vl_config(), num_layers=layers)
+    state = {k: v.to(dtype) for k, v in qwen25vl_state(seed, config,
+                                                       qwen_vision_config() if vision else None).items()}
     if lm_head:
         state["lm_head.weight"] = random_state({"w": state["model.embed_tokens.weight"].shape}, seed + 1,
                                                torch.float32)["w"].to(dtype)
@@ -2040,17 +2045,13 @@ def write_byt5(path, seed: int = 7, dtype=torch.float16) -> Path:
 def write_hunyuan_image_qwen(path, seed: int = 3, dtype=torch.float32) -> Path:
     """A tiny qwen_2.5_vl_7b.safetensors (no vision tower) of 4 layers, so that HunyuanImage's
     layer -3 has two after it (write_qwen25vl's has 2 layers)."""
-    from dataclasses import replace
-
-    state = qwen25vl_state(seed, config=replace(qwen25vl_config(), num_layers=4))
-    save_file({k: v.to(dtype) for k, v in state.items()}, str(path))
-    return Path(path)
+    return write_qwen25vl(path, seed, dtype, vision=False, layers=4)
 
 
 # -- HunyuanImage 2.1: transformer and VAE (helper hyi-model) -------------------------------------
 
 HUNYUAN_IMAGE_TINY_TEXT_DIM = QWEN_IMAGE_TINY_JOINT_DIM  # the tiny Qwen2.5-VL's hidden size
-HUNYUAN_IMAGE_TINY_BYT5_DIM = 64  # the tiny byT5's width: pass the tiny byT5 writer's d_model where it differs
+HUNYUAN_IMAGE_TINY_BYT5_DIM = BYT5_TINY_WIDTH  # the tiny byT5's width
 
 
 def hunyuan_image_config(scaled_down: bool = True, context_in_dim: int = HUNYUAN_IMAGE_TINY_TEXT_DIM,

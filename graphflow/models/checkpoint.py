@@ -137,18 +137,25 @@ def build_wan_vae(source, device, dtype):
     return WanVAE(_assign(module, source, device, dtype, "Wan 2.2 VAE" if config.is_residual else "Wan 2.1 VAE"))
 
 
+def _build_vae(source, device, dtype, read_config, model, socket, label: str):
+    """socket(model(read_config(shapes))), built on the meta device and given `source`'s weights; `label`
+    names the VAE in errors."""
+    try:
+        config = read_config(source.shapes)
+    except (KeyError, ValueError, IndexError, ZeroDivisionError) as e:
+        raise CheckpointError(f"a {label} of an unknown layout ({type(e).__name__}: {e})") from None
+    with torch.device("meta"):
+        module = model(config)
+    return socket(_assign(module, source, device, dtype, label))
+
+
 def build_hunyuan_video_vae(source, device, dtype):
     """HunyuanVideo's causal 3-D VAE (graphflow.models.hunyuan_video_vae) of a file in ComfyUI's LDM layout,
     as a VAE socket."""
     from .hunyuan_video_vae import HunyuanVideoVAE, HunyuanVideoVAEModel, hunyuan_video_vae_config_from_state_dict
 
-    try:
-        config = hunyuan_video_vae_config_from_state_dict(source.shapes)
-    except (KeyError, ValueError, IndexError) as e:
-        raise CheckpointError(f"a HunyuanVideo VAE of an unknown layout ({type(e).__name__}: {e})") from None
-    with torch.device("meta"):
-        module = HunyuanVideoVAEModel(config)
-    return HunyuanVideoVAE(_assign(module, source, device, dtype, "HunyuanVideo VAE"))
+    return _build_vae(source, device, dtype, hunyuan_video_vae_config_from_state_dict, HunyuanVideoVAEModel,
+                      HunyuanVideoVAE, "HunyuanVideo VAE")
 
 
 def build_hunyuan_image_vae(source, device, dtype):
@@ -157,13 +164,8 @@ def build_hunyuan_image_vae(source, device, dtype):
     from .hunyuan_image_vae import HunyuanImageVAEModel, hunyuan_image_vae_config_from_state_dict
     from .latent_formats import HUNYUAN_IMAGE21
 
-    try:
-        config = hunyuan_image_vae_config_from_state_dict(source.shapes)
-    except (KeyError, ValueError, IndexError) as e:
-        raise CheckpointError(f"a HunyuanImage 2.1 VAE of an unknown layout ({type(e).__name__}: {e})") from None
-    with torch.device("meta"):
-        module = HunyuanImageVAEModel(config)
-    return VAE(_assign(module, source, device, dtype, "HunyuanImage 2.1 VAE"), HUNYUAN_IMAGE21)
+    return _build_vae(source, device, dtype, hunyuan_image_vae_config_from_state_dict, HunyuanImageVAEModel,
+                      lambda module: VAE(module, HUNYUAN_IMAGE21), "HunyuanImage 2.1 VAE")
 
 
 def build_hunyuan_image_refiner_vae(source, device, dtype):
@@ -172,14 +174,8 @@ def build_hunyuan_image_refiner_vae(source, device, dtype):
     from .hunyuan_image_refiner_vae import (HunyuanImageRefinerVAE, HunyuanImageRefinerVAEModel,
                                             hunyuan_image_refiner_vae_config_from_state_dict)
 
-    try:
-        config = hunyuan_image_refiner_vae_config_from_state_dict(source.shapes)
-    except (KeyError, ValueError, IndexError, ZeroDivisionError) as e:
-        raise CheckpointError(f"a HunyuanImage 2.1 refiner VAE of an unknown layout ({type(e).__name__}: {e})") \
-            from None
-    with torch.device("meta"):
-        module = HunyuanImageRefinerVAEModel(config)
-    return HunyuanImageRefinerVAE(_assign(module, source, device, dtype, "HunyuanImage 2.1 refiner VAE"))
+    return _build_vae(source, device, dtype, hunyuan_image_refiner_vae_config_from_state_dict,
+                      HunyuanImageRefinerVAEModel, HunyuanImageRefinerVAE, "HunyuanImage 2.1 refiner VAE")
 
 
 def build_cosmos_vae(f, device, dtype):

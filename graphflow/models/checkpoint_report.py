@@ -293,6 +293,13 @@ def _embedded_vision_line(f: "WeightFile", prefix: str, keys: list[str], used: s
     return f"  clip vision ({prefix}): {_millions(_count(f, keys))} params, {_dtypes(f, keys)}; {_vision_detail(source)}"
 
 
+def _hunyuan_detail(c) -> str:
+    """The report line's fields HunyuanVideo's and HunyuanImage's transformers share."""
+    return (f"{c.depth} double + {c.depth_single_blocks} single blocks, width {c.hidden_size}, {c.num_heads} heads, "
+            f"patch {'x'.join(map(str, c.patch_size))} of {c.in_channels} latent ch, text width {c.context_in_dim} "
+            f"({c.refiner_depth} refiner blocks)")
+
+
 def _flow_report(f: "WeightFile", info: FlowInfo, size: int) -> str:
     lf = info.latent_format
     lines = [_file_line(f, size),
@@ -326,15 +333,9 @@ def _flow_report(f: "WeightFile", info: FlowInfo, size: int) -> str:
                   f"width {c.dim}, {c.num_heads} heads ({c.num_kv_heads} kv), patch {c.patch_size}, "
                   f"caption width {c.cap_feat_dim}")
     elif info.arch == "hunyuan_video":
-        detail = (f"{c.depth} double + {c.depth_single_blocks} single blocks, width {c.hidden_size}, "
-                  f"{c.num_heads} heads, patch {'x'.join(map(str, c.patch_size))} of {c.in_channels} latent ch, "
-                  f"text width {c.context_in_dim} ({c.refiner_depth} refiner blocks), pooled {c.vec_in_dim}"
-                  + (", guidance-distilled" if c.guidance_embed else ""))
+        detail = _hunyuan_detail(c) + f", pooled {c.vec_in_dim}" + (", guidance-distilled" if c.guidance_embed else "")
     elif info.arch == "hunyuan_image":
-        detail = (f"{c.depth} double + {c.depth_single_blocks} single blocks, width {c.hidden_size}, "
-                  f"{c.num_heads} heads, patch {'x'.join(map(str, c.patch_size))} of {c.in_channels} latent ch, "
-                  f"text width {c.context_in_dim} ({c.refiner_depth} refiner blocks), "
-                  + (f"byT5 glyph width {c.byt5_dim}" if c.byt5_dim else "no byT5 glyph branch")
+        detail = (_hunyuan_detail(c) + (f", byT5 glyph width {c.byt5_dim}" if c.byt5_dim else ", no byT5 glyph branch")
                   + (", guidance-distilled" if c.guidance_embed else "") + (", MeanFlow" if c.meanflow else ""))
     elif info.arch == "qwen_image":
         detail = (f"{c.num_layers} double-stream blocks, width {c.dim}, {c.num_heads} heads of {c.head_dim}, "

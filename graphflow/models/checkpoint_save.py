@@ -221,9 +221,8 @@ def text_encoder_states(clip) -> dict[str, tuple[dict[str, torch.Tensor], dict[s
         if isinstance(clip, GemmaTextEncoder):
             state[SPIECE_KEY] = torch.frombuffer(bytearray(clip.pieces.model), dtype=torch.uint8)
         states[clip.key] = (state, {})
-        if getattr(clip, "byt5", None) is not None:  # HunyuanImage's glyph encoder: byt5_small_glyphxl's keys
-            states["byt5_small"] = (_cpu({k: v for k, v in manager().weights(clip.byt5.model).items()
-                                          if k != "encoder.embed_tokens.weight"}), {})
+        for name, encoder in clip.extra_encoders:  # HunyuanImage's glyph encoder: byt5_small_glyphxl's keys
+            states[name] = (_t5_state(encoder), {})
         return states
     if isinstance(clip, TextEncoder):
         towers = {t.name: t for t in clip.towers}
@@ -234,12 +233,17 @@ def text_encoder_states(clip) -> dict[str, tuple[dict[str, torch.Tensor], dict[s
     states = {name: (_cpu(_hf_tower_state(tower)), _tower_metadata(name, tower)) for name, tower in towers.items()}
     if getattr(clip, "arch", None) == "hidream" and clip.model is not None:  # Llama 3.1's model.*, as ComfyUI's file
         states["llama"] = (_cpu(manager().weights(clip.model, clip.patches)), {})
-    if t5 is not None:  # files hold the tied embedding once, as shared.weight
-        state = _cpu({k: v for k, v in manager().weights(t5.model).items() if k != "encoder.embed_tokens.weight"})
+    if t5 is not None:
+        state = _t5_state(t5)
         if t5.pieces is not None:  # UMT5 (Wan): its tokenizer beside the weights, as Comfy-Org's files carry it
             state["spiece_model"] = torch.frombuffer(bytearray(t5.pieces.model), dtype=torch.uint8)
         states["umt5xxl" if t5.umt5 else "t5xxl"] = (state, {})
     return states
+
+
+def _t5_state(t5) -> dict[str, torch.Tensor]:
+    """A T5's (byT5's) weights on the CPU; files hold the tied embedding once, as shared.weight."""
+    return _cpu({k: v for k, v in manager().weights(t5.model).items() if k != "encoder.embed_tokens.weight"})
 
 
 def _tower_metadata(name: str, tower) -> dict[str, str]:

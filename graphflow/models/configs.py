@@ -986,6 +986,20 @@ def hunyuan_video_tencent_name(key: str) -> str:
     return key
 
 
+def _hunyuan_dit_fields(shapes: dict[str, tuple]) -> dict:
+    """The config fields HunyuanVideo and HunyuanImage read alike from Tencent's names."""
+    hidden, in_channels, *patch = shapes["img_in.proj.weight"]
+    return dict(
+        in_channels=in_channels, out_channels=shapes["final_layer.linear.weight"][0] // math.prod(patch),
+        patch_size=tuple(patch), hidden_size=hidden,
+        num_heads=hidden // shapes["double_blocks.0.img_attn_q_norm.weight"][0],
+        depth=_count_blocks(shapes, "double_blocks."), depth_single_blocks=_count_blocks(shapes, "single_blocks."),
+        refiner_depth=_count_blocks(shapes, "txt_in.individual_token_refiner.blocks."),
+        mlp_ratio=shapes["double_blocks.0.img_mlp.fc1.weight"][0] / hidden,
+        context_in_dim=shapes["txt_in.input_embedder.weight"][1],
+        guidance_embed="guidance_in.mlp.0.weight" in shapes, qkv_bias="double_blocks.0.img_attn_qkv.bias" in shapes)
+
+
 def hunyuan_video_config_from_state_dict(shapes: dict[str, tuple]) -> HunyuanVideoConfig:
     """From the shapes of Tencent's names (or ComfyUI's own; prefix stripped). Heads from the per-head q
     norm; the rotary axes split the head as (16, 56, 56) does a 128-wide one (ComfyUI fixes them at that)."""
@@ -994,22 +1008,13 @@ def hunyuan_video_config_from_state_dict(shapes: dict[str, tuple]) -> HunyuanVid
     if later:
         raise ValueError(f"its {', '.join(later)} belong to HunyuanVideo 1.5 / HunyuanImage 2.1, which graphflow "
                          "does not read (HunyuanVideo 1.0 only)")
-    hidden, in_channels, *patch = shapes["img_in.proj.weight"]
+    hidden = shapes["img_in.proj.weight"][0]
     head_dim = shapes["double_blocks.0.img_attn_q_norm.weight"][0]
     if hidden % head_dim or head_dim % 16:
         raise ValueError(f"HunyuanVideo heads of {head_dim} channels (width {hidden}) do not split into its "
                          "rotary axes")
-    count = lambda prefix: len({k[len(prefix):].split(".")[0] for k in shapes if k.startswith(prefix)})  # noqa: E731
-    volume = math.prod(patch)
-    return HunyuanVideoConfig(
-        in_channels=in_channels, out_channels=shapes["final_layer.linear.weight"][0] // volume,
-        patch_size=tuple(patch), hidden_size=hidden, num_heads=hidden // head_dim,
-        depth=count("double_blocks."), depth_single_blocks=count("single_blocks."),
-        refiner_depth=count("txt_in.individual_token_refiner.blocks."),
-        mlp_ratio=shapes["double_blocks.0.img_mlp.fc1.weight"][0] / hidden,
-        context_in_dim=shapes["txt_in.input_embedder.weight"][1], vec_in_dim=shapes["vector_in.in_layer.weight"][1],
-        guidance_embed="guidance_in.mlp.0.weight" in shapes, qkv_bias="double_blocks.0.img_attn_qkv.bias" in shapes,
-        axes_dim=(head_dim // 8, head_dim * 7 // 16, head_dim * 7 // 16))
+    return HunyuanVideoConfig(**_hunyuan_dit_fields(shapes), vec_in_dim=shapes["vector_in.in_layer.weight"][1],
+                              axes_dim=(head_dim // 8, head_dim * 7 // 16, head_dim * 7 // 16))
 
 
 HUNYUAN_VIDEO_VAE_MARKER = "decoder.conv_in.conv.weight"  # ComfyUI's test for this VAE (comfy/sd.py)
@@ -1111,7 +1116,7 @@ def hunyuan_image_config_from_state_dict(shapes: dict[str, tuple]) -> HunyuanIma
     reads a hunyuan_video file without vector_in: 2-D patches (HunyuanImage 2.1, the rotary axes halving
     the head) or 3-D ones (its refiner, the head split as HunyuanVideo's 16 / 56 / 56 of 128)."""
     shapes = {hunyuan_video_tencent_name(k): s for k, s in shapes.items()}
-    hidden, in_channels, *patch = shapes["img_in.proj.weight"]
+    hidden, _, *patch = shapes["img_in.proj.weight"]
     later = sorted({k.split(".")[0] for k in shapes} & {"vision_in", "cond_type_embedding"})
     if later or (len(patch) == 3 and "byt5_in.fc1.weight" in shapes):
         raise ValueError(f"its {', '.join(later) or '3-D patches with byt5_in'} belong to HunyuanVideo 1.5, which "
@@ -1125,18 +1130,10 @@ def hunyuan_image_config_from_state_dict(shapes: dict[str, tuple]) -> HunyuanIma
                          "rotary axes")
     axes = (head_dim // 2, head_dim // 2) if len(patch) == 2 else (head_dim // 8, head_dim * 7 // 16,
                                                                     head_dim * 7 // 16)
-    count = lambda prefix: len({k[len(prefix):].split(".")[0] for k in shapes if k.startswith(prefix)})  # noqa: E731
     byt5 = shapes.get("byt5_in.fc1.weight")
     glyphs = dict(byt5_dim=byt5[1], byt5_hidden=byt5[0]) if byt5 else dict(byt5_dim=0)
-    return HunyuanImageConfig(
-        in_channels=in_channels, out_channels=shapes["final_layer.linear.weight"][0] // math.prod(patch),
-        patch_size=tuple(patch), hidden_size=hidden, num_heads=hidden // head_dim,
-        depth=count("double_blocks."), depth_single_blocks=count("single_blocks."),
-        refiner_depth=count("txt_in.individual_token_refiner.blocks."),
-        mlp_ratio=shapes["double_blocks.0.img_mlp.fc1.weight"][0] / hidden,
-        context_in_dim=shapes["txt_in.input_embedder.weight"][1], **glyphs,
-        guidance_embed="guidance_in.mlp.0.weight" in shapes, meanflow="time_r_in.mlp.0.weight" in shapes,
-        qkv_bias="double_blocks.0.img_attn_qkv.bias" in shapes, axes_dim=axes)
+    return HunyuanImageConfig(**_hunyuan_dit_fields(shapes), **glyphs, meanflow="time_r_in.mlp.0.weight" in shapes,
+                              axes_dim=axes)
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,10 @@ from torch import nn
 
 from .cast_layers import Linear
 from .configs import HunyuanImageConfig, hunyuan_image_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
-from .flux import LastLayer, rope_table, text_lengths
-from .hunyuan_video import DoubleBlock, SingleBlock, TokenRefiner
-from .mmdit import TimestepEmbedder, pad_to_patches
+from .flux import LastLayer, text_lengths
+from .hunyuan_video import (DoubleBlock, SingleBlock, TokenRefiner, batch_inputs, patch_rope_table, patch_tokens,
+                            unpatchify)
+from .mmdit import TimestepEmbedder
 
 
 class ByT5Mapper(nn.Module):
@@ -72,14 +73,6 @@ class HunyuanImage(nn.Module):
         volume = math.prod(cfg.patch_size)
         self.final_layer = LastLayer(SimpleNamespace(hidden_size=dim, out_channels=volume * cfg.out_channels))
 
-    def rope_table(self, txt_len: int, grid: tuple[int, ...], device) -> torch.Tensor:
-        """[1, 1, txt_len + prod(grid), head_dim/2, 2, 2]: text at 0 on every axis, then the patches
-        ((frame,) row, column)."""
-        n = len(grid)
-        axes = torch.meshgrid(*(torch.arange(size, device=device) for size in grid), indexing="ij")
-        pos = torch.cat([torch.zeros(txt_len, n, device=device), torch.stack(axes, -1).reshape(-1, n).float()])
-        return rope_table(pos[None], self.config.axes_dim, self.config.theta)[:, None]
-
     def forward(self, x, sigma, context, y=None, guidance=None, text_mask=None, txt_byt5=None, sigma_next=None,
                 control=None, **unused):
         """x [B, 64, h, w] (the refiner: [B, 128, frames, h, w]); sigma [B]; context Qwen2.5-VL's states
@@ -104,13 +97,10 @@ class HunyuanImage(nn.Module):
             raise ValueError(f"HunyuanImage takes {cfg.byt5_dim}-wide byT5 glyph states (conditioning_byt5small), "
                              f"got {txt_byt5.shape[-1]}: encode with DualCLIPLoader, type hunyuan_image")
         b = x.shape[0]
-        sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(b)
-        context = context.to(x.dtype).expand(b, -1, -1)
+        sigma, context, guidance = batch_inputs(x, sigma, context, guidance)
         one = (lambda t, i: None if t is None else t[i:i + 1])
         if txt_byt5 is not None:
             txt_byt5 = txt_byt5.to(x.dtype).expand(b, -1, -1)
-        if guidance is not None:
-            guidance = torch.as_tensor(guidance, dtype=torch.float32, device=x.device).reshape(-1).expand(b)
         if sigma_next is not None:
             sigma_next = torch.as_tensor(sigma_next, device=x.device).reshape(-1).expand(b)
         if text_mask is not None:
@@ -119,9 +109,7 @@ class HunyuanImage(nn.Module):
                                    txt_byt5=one(txt_byt5, i), sigma_next=one(sigma_next, i))
                               for i, n in enumerate(lengths)])
         size = x.shape[2:]
-        img = self.img_in.proj(pad_to_patches(x, cfg.patch_size))
-        grid = img.shape[2:]
-        img = img.flatten(2).transpose(1, 2)
+        img, grid = patch_tokens(self.img_in.proj, x, cfg.patch_size)
         timestep = 1000 * sigma.float()
         vec = self.time_in(timestep, x.dtype)
         if self.time_r_in is not None and sigma_next is not None:  # MeanFlow: the mean of both embeddings
@@ -132,15 +120,11 @@ class HunyuanImage(nn.Module):
         if self.byt5_in is not None and txt_byt5 is not None:
             txt = torch.cat([txt, self.byt5_in(txt_byt5)], dim=1)
         n = txt.shape[1]
-        pe = self.rope_table(n, grid, x.device)
+        pe = patch_rope_table(n, grid, cfg.axes_dim, cfg.theta, x.device)
         for block in self.double_blocks:
             img, txt = block(img, txt, vec, pe)
         seq = torch.cat([txt, img], dim=1)
         for block in self.single_blocks:
             seq = block(seq, vec, pe)
         out = self.final_layer(seq[:, n:], vec)  # [B, prod(grid), (C, *patch)]
-        n = len(grid)  # [B, g1.., C, p1..] -> [B, C, g1, p1, ..]
-        out = out.reshape(b, *grid, cfg.out_channels, *cfg.patch_size)
-        out = out.permute(0, n + 1, *(i for d in range(n) for i in (1 + d, n + 2 + d)))
-        out = out.reshape(b, cfg.out_channels, *(g * p for g, p in zip(grid, cfg.patch_size)))
-        return out[(..., *(slice(0, s) for s in size))]
+        return unpatchify(out, grid, cfg.patch_size, cfg.out_channels, size)

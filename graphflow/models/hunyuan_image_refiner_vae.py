@@ -13,39 +13,22 @@ separate pictures): a longer video, which would need HunyuanVideo 1.5's frame ch
 latent's mean is the encoding.
 """
 
+from types import SimpleNamespace
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .configs import (HunyuanImageRefinerVAEConfig, hunyuan_image_refiner_vae_config_from_state_dict,  # noqa: F401
                       is_hunyuan_image_refiner_vae)
-from .hunyuan_image_vae import from_blocks, mid_block, run_stages, stages, to_blocks
-from .hunyuan_video_vae import AttnBlock, CausalConv
+from .hunyuan_image_vae import Decoder, Encoder, from_blocks, to_blocks
+from .hunyuan_video_vae import CausalConv, MidBlock, ResnetBlock
 from .latent_formats import HUNYUAN_IMAGE21_REFINER
 from .vae import VAE
+from .wan_vae import RMSNorm
 
 
-class RMSNorm(nn.Module):
-    """x / |x| over the channels x sqrt(channels) x gamma (ComfyUI's RMS_norm, gamma [C, 1, 1, 1])."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.gamma = nn.Parameter(torch.ones(channels, 1, 1, 1))
-
-    def forward(self, x):
-        return F.normalize(x.float(), dim=1).to(x.dtype) * self.gamma.shape[0] ** 0.5 * self.gamma
-
-
-class ResnetBlock(nn.Module):
-    def __init__(self, cin: int, cout: int):
-        super().__init__()
-        self.norm1, self.conv1 = RMSNorm(cin), CausalConv(cin, cout)
-        self.norm2, self.conv2 = RMSNorm(cout), CausalConv(cout, cout)
-        self.nin_shortcut = CausalConv(cin, cout, 1) if cin != cout else None
-
-    def forward(self, x):
-        h = self.conv2(F.silu(self.norm2(self.conv1(F.silu(self.norm1(x))))))
-        return (x if self.nin_shortcut is None else self.nin_shortcut(x)) + h
+def _block(cin: int, cout: int) -> nn.Module:
+    return ResnetBlock(cin, cout, norm=RMSNorm)
 
 
 class Downsample(nn.Module):
@@ -80,45 +63,11 @@ class Upsample(nn.Module):
         return (y + r)[:, :, None]
 
 
-def _attn(channels: int) -> nn.Module:
-    return AttnBlock(channels, 1, norm=RMSNorm(channels))
-
-
-class Encoder(nn.Module):
-    def __init__(self, cfg: HunyuanImageRefinerVAEConfig):
-        super().__init__()
-        self.z_channels = cfg.z_channels
-        widths = tuple(cfg.block_out_channels)
-        self.conv_in = CausalConv(3, widths[0])
-        self.down, ch = stages(widths, cfg.levels, cfg.num_res_blocks, ResnetBlock,
-                               lambda i, a, b: Downsample(a, b, cfg.temporal_down(i)), "downsample")
-        self.mid = mid_block(ch, ResnetBlock, _attn)
-        self.norm_out = RMSNorm(ch)
-        self.conv_out = CausalConv(ch, 2 * cfg.z_channels)
-
-    def forward(self, x):
-        x = run_stages(self.down, self.conv_in(x))
-        x = self.mid.block_2(self.mid.attn_1(self.mid.block_1(x)))
-        b, c, t, h, w = x.shape
-        skip = x.reshape(b, 2 * self.z_channels, c // (2 * self.z_channels), t, h, w).mean(2)
-        return self.conv_out(F.silu(self.norm_out(x))) + skip
-
-
-class Decoder(nn.Module):
-    def __init__(self, cfg: HunyuanImageRefinerVAEConfig):
-        super().__init__()
-        widths = tuple(reversed(cfg.block_out_channels))
-        self.conv_in = CausalConv(cfg.z_channels, widths[0])
-        self.mid = mid_block(widths[0], ResnetBlock, _attn)
-        self.up, ch = stages(widths, cfg.levels, cfg.num_res_blocks + 1, ResnetBlock,
-                             lambda i, a, b: Upsample(a, b, cfg.temporal_up(i)), "upsample")
-        self.norm_out = RMSNorm(ch)
-        self.conv_out = CausalConv(ch, cfg.out_channels)
-
-    def forward(self, z):
-        x = self.conv_in(z) + z.repeat_interleave(self.conv_in.conv.out_channels // z.shape[1], 1)
-        x = run_stages(self.up, self.mid.block_2(self.mid.attn_1(self.mid.block_1(x))))
-        return self.conv_out(F.silu(self.norm_out(x)))
+def _parts(cfg: HunyuanImageRefinerVAEConfig) -> SimpleNamespace:
+    """The image VAE's Encoder / Decoder layers made causal 3-D (hunyuan_image_vae.image_parts)."""
+    return SimpleNamespace(conv=CausalConv, norm=RMSNorm, block=_block, mid=lambda c: MidBlock(c, norm=RMSNorm),
+                           down=lambda i, cin, cout: Downsample(cin, cout, cfg.temporal_down(i)),
+                           up=lambda i, cin, cout: Upsample(cin, cout, cfg.temporal_up(i)))
 
 
 class HunyuanImageRefinerVAEModel(nn.Module):
@@ -128,7 +77,7 @@ class HunyuanImageRefinerVAEModel(nn.Module):
     def __init__(self, config: HunyuanImageRefinerVAEConfig):
         super().__init__()
         self.config = config
-        self.encoder, self.decoder = Encoder(config), Decoder(config)
+        self.encoder, self.decoder = Encoder(config, _parts(config)), Decoder(config, _parts(config))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, logvar = self.encoder(x[:, :, None]).contiguous()[:, :, 0].chunk(2, dim=1)

@@ -66,6 +66,10 @@ class HunyuanImageTextEncoder(QwenTextEncoder):
         super().__init__(model, layer, patches)
         self.byt5 = byt5
 
+    @property
+    def extra_encoders(self) -> list[tuple[str, T5Encoder]]:
+        return [] if self.byt5 is None else [("byt5_small", self.byt5)]
+
     def with_clip_skip(self, clip_skip: int) -> "HunyuanImageTextEncoder":
         clone = super().with_clip_skip(clip_skip)
         if self.byt5 is not None:
@@ -95,7 +99,7 @@ class HunyuanImageTextEncoder(QwenTextEncoder):
         encoders); template, pictures: as QwenTextEncoder.encode's."""
         if clip_skip is not None:
             return self.with_clip_skip(clip_skip).encode(prompt, template=template, pictures=pictures)
-        if not isinstance(prompt, str):
-            raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
-        ids = self.tokenize(prompt, template, len(pictures))
-        return self.run([ids], pictures)[:, template_cut(ids):], None, self.encode_glyphs(prompt)
+        return (*super().encode(prompt, template=template, pictures=pictures), self.encode_glyphs(prompt))
+
+    def prompt_start(self, ids: list[int]) -> int:
+        return template_cut(ids)

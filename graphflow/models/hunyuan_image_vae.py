@@ -11,13 +11,15 @@ features averaged down to the moments' channels, the latent repeated up to the d
 The latent's mean is the encoding (ComfyUI's DiagonalGaussianRegularizer without sampling).
 """
 
+from types import SimpleNamespace
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .configs import (HunyuanImageVAEConfig, hunyuan_image_vae_config_from_state_dict,  # noqa: F401 (torch-free)
                       is_hunyuan_image_vae)
-from .vae import AttnBlock, ResnetBlock, _fast_layout, _norm
+from .vae import MidBlock, ResnetBlock, _fast_layout, _norm
 
 
 def to_blocks(x: torch.Tensor) -> torch.Tensor:
@@ -60,13 +62,6 @@ class Upsample(nn.Module):
         return from_blocks(y) + from_blocks(x.repeat_interleave(y.shape[1] // x.shape[1], 1))
 
 
-def mid_block(channels: int, block, attn) -> nn.Module:
-    """mid.{block_1, attn_1, block_2}: block(cin, cout) and attn(channels) make the res blocks and attention."""
-    mid = nn.Module()
-    mid.block_1, mid.attn_1, mid.block_2 = block(channels, channels), attn(channels), block(channels, channels)
-    return mid
-
-
 def stages(widths: tuple, levels: int, blocks: int, block, resample, name: str) -> tuple[nn.ModuleList, int]:
     """Stages of `blocks` res blocks (block(cin, cout)) at each width, the first `levels` ending in a
     resampling to the next width (`name`: resample(stage, cin, cout); ComfyUI's *_match_channel);
@@ -94,42 +89,49 @@ def run_stages(stages_, x):
     return x
 
 
+def image_parts(cfg: HunyuanImageVAEConfig) -> SimpleNamespace:
+    """The layers Encoder / Decoder are built of, the image VAE's (2-D, GroupNorm): conv(cin, cout) a 3x3
+    convolution, norm(channels), block(cin, cout) a res block, mid(channels) the mid block, down / up(stage,
+    cin, cout) the resamplings (the refiner VAE passes its causal 3-D ones)."""
+    g = cfg.groups
+    return SimpleNamespace(conv=lambda cin, cout: nn.Conv2d(cin, cout, 3, padding=1), norm=lambda c: _norm(c, g),
+                           block=lambda cin, cout: ResnetBlock(cin, cout, g), mid=lambda c: MidBlock(c, g, True),
+                           down=lambda i, cin, cout: Downsample(cin, cout), up=lambda i, cin, cout: Upsample(cin, cout))
+
+
 class Encoder(nn.Module):
-    def __init__(self, cfg: HunyuanImageVAEConfig):
+    def __init__(self, cfg: HunyuanImageVAEConfig, parts: SimpleNamespace | None = None):
         super().__init__()
+        parts = parts or image_parts(cfg)
         self.z_channels = cfg.z_channels
         widths = tuple(cfg.block_out_channels)
-        block = lambda cin, cout: ResnetBlock(cin, cout, cfg.groups)  # noqa: E731
-        self.conv_in = nn.Conv2d(3, widths[0], 3, padding=1)
-        self.down, ch = stages(widths, cfg.levels, cfg.num_res_blocks, block, lambda i, a, b: Downsample(a, b),
-                               "downsample")
-        self.mid = mid_block(ch, block, lambda c: AttnBlock(c, cfg.groups))
-        self.norm_out = _norm(ch, cfg.groups)
-        self.conv_out = nn.Conv2d(ch, 2 * cfg.z_channels, 3, padding=1)
+        self.conv_in = parts.conv(3, widths[0])
+        self.down, ch = stages(widths, cfg.levels, cfg.num_res_blocks, parts.block, parts.down, "downsample")
+        self.mid = parts.mid(ch)
+        self.norm_out = parts.norm(ch)
+        self.conv_out = parts.conv(ch, 2 * cfg.z_channels)
 
     def forward(self, x):
-        x = run_stages(self.down, self.conv_in(x))
-        x = self.mid.block_2(self.mid.attn_1(self.mid.block_1(x)))
-        b, c, h, w = x.shape
-        skip = x.reshape(b, 2 * self.z_channels, c // (2 * self.z_channels), h, w).mean(2)
+        x = self.mid(run_stages(self.down, self.conv_in(x)))
+        skip = x.reshape(x.shape[0], 2 * self.z_channels, -1, *x.shape[2:]).mean(2)
         return self.conv_out(F.silu(self.norm_out(x))) + skip
 
 
 class Decoder(nn.Module):
-    def __init__(self, cfg: HunyuanImageVAEConfig):
+    def __init__(self, cfg: HunyuanImageVAEConfig, parts: SimpleNamespace | None = None):
         super().__init__()
+        parts = parts or image_parts(cfg)
         widths = tuple(reversed(cfg.block_out_channels))
-        block = lambda cin, cout: ResnetBlock(cin, cout, cfg.groups)  # noqa: E731
-        self.conv_in = nn.Conv2d(cfg.z_channels, widths[0], 3, padding=1)
-        self.mid = mid_block(widths[0], block, lambda c: AttnBlock(c, cfg.groups))
-        self.up, ch = stages(widths, cfg.levels, cfg.num_res_blocks + 1, block, lambda i, a, b: Upsample(a, b),
-                             "upsample")
-        self.norm_out = _norm(ch, cfg.groups)
-        self.conv_out = nn.Conv2d(ch, cfg.out_channels, 3, padding=1)
+        self.conv_in = parts.conv(cfg.z_channels, widths[0])
+        self.mid = parts.mid(widths[0])
+        self.up, ch = stages(widths, cfg.levels, cfg.num_res_blocks + 1, parts.block, parts.up, "upsample")
+        self.norm_out = parts.norm(ch)
+        self.conv_out = parts.conv(ch, cfg.out_channels)
 
     def forward(self, z):
-        x = self.conv_in(z) + z.repeat_interleave(self.conv_in.out_channels // z.shape[1], 1)
-        x = run_stages(self.up, self.mid.block_2(self.mid.attn_1(self.mid.block_1(x))))
+        x = self.conv_in(z)
+        x = x + z.repeat_interleave(x.shape[1] // z.shape[1], 1)
+        x = run_stages(self.up, self.mid(x))
         return self.conv_out(F.silu(self.norm_out(x)))
 
 

@@ -174,6 +174,41 @@ class SingleBlock(nn.Module):
         return x + gate * self.linear2(torch.cat([out, F.gelu(hidden, approximate="tanh")], dim=2))
 
 
+def batch_inputs(x, sigma, context, guidance):
+    """sigma [B], context [B, T, D] in x's dtype and guidance [B] float32 (None stays None), each
+    broadcast to x's batch B."""
+    b = x.shape[0]
+    sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(b)
+    if guidance is not None:
+        guidance = torch.as_tensor(guidance, dtype=torch.float32, device=x.device).reshape(-1).expand(b)
+    return sigma, context.to(x.dtype).expand(b, -1, -1), guidance
+
+
+def patch_tokens(proj, x, patch_size) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """x padded to whole patches (circularly) through img_in.proj -> (tokens [B, prod(grid), width], grid)."""
+    img = proj(pad_to_patches(x, patch_size))
+    return img.flatten(2).transpose(1, 2), img.shape[2:]
+
+
+def patch_rope_table(txt_len: int, grid: tuple[int, ...], axes_dim, theta, device) -> torch.Tensor:
+    """[1, 1, txt_len + prod(grid), head_dim/2, 2, 2]: text at 0 on every axis, then the patches over
+    `grid`'s axes ((frame,) row, column)."""
+    n = len(grid)
+    axes = torch.meshgrid(*(torch.arange(size, device=device) for size in grid), indexing="ij")
+    pos = torch.cat([torch.zeros(txt_len, n, device=device), torch.stack(axes, -1).reshape(-1, n).float()])
+    return rope_table(pos[None], axes_dim, theta)[:, None]
+
+
+def unpatchify(out, grid: tuple[int, ...], patch_size: tuple[int, ...], channels: int, size) -> torch.Tensor:
+    """The final layer's [B, prod(grid), (C, *patch)] -> [B, C, *size] (the patches put back in place,
+    the padding to whole patches cropped)."""
+    n = len(grid)  # [B, g1.., C, p1..] -> [B, C, g1, p1, ..]
+    out = out.reshape(out.shape[0], *grid, channels, *patch_size)
+    out = out.permute(0, n + 1, *(i for d in range(n) for i in (1 + d, n + 2 + d)))
+    out = out.reshape(out.shape[0], channels, *(g * p for g, p in zip(grid, patch_size)))
+    return out[(..., *(slice(0, s) for s in size))]
+
+
 class HunyuanVideo(nn.Module):
     def __init__(self, config: HunyuanVideoConfig):
         super().__init__()
@@ -192,12 +227,6 @@ class HunyuanVideo(nn.Module):
         # FLUX's final layer: LN, (shift, scale) from the vector, Linear to a patch of latent channels
         volume = cfg.patch_size[0] * cfg.patch_size[1] * cfg.patch_size[2]
         self.final_layer = LastLayer(SimpleNamespace(hidden_size=dim, out_channels=volume * cfg.out_channels))
-
-    def rope_table(self, txt_len: int, grid: tuple[int, int, int], device) -> torch.Tensor:
-        """[1, 1, txt_len + t*h*w, head_dim/2, 2, 2]: text at 0 on every axis, then the patches (frame, row, column)."""
-        axes = torch.meshgrid(*(torch.arange(n, device=device) for n in grid), indexing="ij")
-        pos = torch.cat([torch.zeros(txt_len, 3, device=device), torch.stack(axes, -1).reshape(-1, 3).float()])
-        return rope_table(pos[None], self.config.axes_dim, self.config.theta)[:, None]
 
     def forward(self, x, sigma, context, y=None, guidance=None, text_mask=None, control=None,
                 guiding_frame_index=None, **unused):
@@ -219,24 +248,17 @@ class HunyuanVideo(nn.Module):
                              f"conditioning has {context.shape[-1]}: encode the prompts with DualCLIPLoader, "
                              "type hunyuan_video (clip_l + llava_llama3)")
         b = x.shape[0]
-        sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(b)
-        context = context.to(x.dtype).expand(b, -1, -1)
+        sigma, context, guidance = batch_inputs(x, sigma, context, guidance)
         y = torch.zeros(b, cfg.vec_in_dim, device=x.device, dtype=x.dtype) if y is None else \
             y.to(x.dtype).reshape(-1, y.shape[-1]).expand(b, -1)
-        if guidance is not None:
-            guidance = torch.as_tensor(guidance, dtype=torch.float32, device=x.device).reshape(-1).expand(b)
         if text_mask is not None:
             lengths = text_lengths(text_mask, b)
             one = (lambda t, i: None if t is None else t[i:i + 1])
             return torch.cat([self(x[i:i + 1], sigma[i:i + 1], context[i:i + 1, :n], y[i:i + 1],
                                    one(guidance, i), guiding_frame_index=one(guiding_frame_index, i))
                               for i, n in enumerate(lengths)])
-        T, H, W = x.shape[2:]
-        pt, ph, pw = cfg.patch_size
-        x = pad_to_patches(x, cfg.patch_size)
-        img = self.img_in.proj(x)
-        grid = img.shape[2:]
-        img = img.flatten(2).transpose(1, 2)
+        size = x.shape[2:]
+        img, grid = patch_tokens(self.img_in.proj, x, cfg.patch_size)
         timestep = 1000 * sigma.float()
         pooled = self.vector_in(y)
         vec = self.time_in(timestep, x.dtype) + pooled
@@ -249,7 +271,7 @@ class HunyuanVideo(nn.Module):
             vec, first = vec + g, None if first is None else first + g
         txt = self.txt_in(context, timestep)
         n = txt.shape[1]
-        pe = self.rope_table(n, grid, x.device)
+        pe = patch_rope_table(n, grid, cfg.axes_dim, cfg.theta, x.device)
         # image tokens: the first frame's by `first` (token replace), else all by vec; text tokens by vec
         img_vec = vec if first is None else [(first, grid[1] * grid[2]), (vec, None)]
         for block in self.double_blocks:
@@ -263,6 +285,4 @@ class HunyuanVideo(nn.Module):
             shift, scale = segment_mods(lambda v: self.final_layer.adaLN_modulation(v)[:, None].chunk(2, dim=-1),
                                         img_vec, img.shape[1])
             out = self.final_layer.modulated(seq[:, n:], shift, scale)
-        t, h, w = grid
-        out = out.reshape(b, t, h, w, cfg.out_channels, pt, ph, pw).permute(0, 4, 1, 5, 2, 6, 3, 7)
-        return out.reshape(b, cfg.out_channels, t * pt, h * ph, w * pw)[:, :, :T, :H, :W]
+        return unpatchify(out, grid, cfg.patch_size, cfg.out_channels, size)

@@ -39,10 +39,12 @@ class CausalConv(nn.Module):
 
 
 class ResnetBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, groups: int):
+    def __init__(self, cin: int, cout: int, groups: int | None = None, norm=None):
         super().__init__()
-        self.norm1, self.conv1 = _norm(cin, groups), CausalConv(cin, cout)
-        self.norm2, self.conv2 = _norm(cout, groups), CausalConv(cout, cout)
+        # norm(channels) makes the norms (HunyuanImage's refiner VAE: its RMS norm), else GroupNorm(groups)
+        norm = norm or (lambda channels: _norm(channels, groups))
+        self.norm1, self.conv1 = norm(cin), CausalConv(cin, cout)
+        self.norm2, self.conv2 = norm(cout), CausalConv(cout, cout)
         self.nin_shortcut = CausalConv(cin, cout, 1) if cin != cout else None
 
     def forward(self, x):
@@ -66,15 +68,18 @@ class AttnBlock(nn.Module):
         return x + self.proj_out(out)
 
 
-def mid_block(channels: int, groups: int) -> nn.Module:
-    mid = nn.Module()
-    mid.block_1, mid.attn_1, mid.block_2 = (ResnetBlock(channels, channels, groups), AttnBlock(channels, groups),
-                                            ResnetBlock(channels, channels, groups))
-    return mid
+class MidBlock(nn.Module):
+    """mid.{block_1, attn_1, block_2} (graphflow.models.vae.MidBlock's in 3-D); norm(channels) makes the
+    norms (HunyuanImage's refiner VAE: its RMS norm), else GroupNorm(groups)."""
 
+    def __init__(self, channels: int, groups: int | None = None, norm=None):
+        super().__init__()
+        self.block_1 = ResnetBlock(channels, channels, groups, norm)
+        self.attn_1 = AttnBlock(channels, groups, None if norm is None else norm(channels))
+        self.block_2 = ResnetBlock(channels, channels, groups, norm)
 
-def run_mid(mid, x):
-    return mid.block_2(mid.attn_1(mid.block_1(x)))
+    def forward(self, x):
+        return self.block_2(self.attn_1(self.block_1(x)))
 
 
 class Downsample(nn.Module):
@@ -118,7 +123,7 @@ class Encoder(nn.Module):
                 stage.downsample = Downsample(cout, cfg.temporal_down(i))
             self.down.append(stage)
             cin = cout
-        self.mid = mid_block(cin, g)
+        self.mid = MidBlock(cin, g)
         self.norm_out = _norm(cin, g)
         self.conv_out = CausalConv(cin, 2 * cfg.z_channels)
 
@@ -129,7 +134,7 @@ class Encoder(nn.Module):
                 h = block(h)
             if hasattr(stage, "downsample"):
                 h = stage.downsample(h)
-        return self.conv_out(F.silu(self.norm_out(run_mid(self.mid, h))))
+        return self.conv_out(F.silu(self.norm_out(self.mid(h))))
 
 
 class Decoder(nn.Module):
@@ -138,7 +143,7 @@ class Decoder(nn.Module):
         g, widths = cfg.groups, [cfg.ch * m for m in cfg.ch_mult]
         cin = widths[-1]
         self.conv_in = CausalConv(cfg.z_channels, cin)
-        self.mid = mid_block(cin, g)
+        self.mid = MidBlock(cin, g)
         up = []
         for i in reversed(range(len(widths))):
             stage = nn.Module()
@@ -153,7 +158,7 @@ class Decoder(nn.Module):
         self.conv_out = CausalConv(cin, 3)
 
     def forward(self, z):
-        h = run_mid(self.mid, self.conv_in(z))
+        h = self.mid(self.conv_in(z))
         for stage in reversed(self.up):
             for block in stage.block:
                 h = block(h)

@@ -426,6 +426,12 @@ class DecoderTextEncoder:
         do not match the language model and are reported as such; model-side LoRAs apply as usual."""
         return []
 
+    @property
+    def extra_encoders(self) -> list[tuple[str, object]]:
+        """(name, T5Encoder) of the encoders beside the model and its towers, read, kept in memory and
+        saved under those names (HunyuanImage's byT5: byt5_small); none by default."""
+        return []
+
     def with_towers(self, towers: list):
         if towers:
             raise ValueError(f"{self.name} has no CLIP towers")

@@ -111,10 +111,7 @@ def merge_clips(clip1: TextEncoder, clip2: TextEncoder, factors: Factors) -> Tex
         clip1 = clip1._clone(model=model, patches=())
         byt5_1, byt5_2 = getattr(clip1, "byt5", None), getattr(clip2, "byt5", None)
         if byt5_1 is not None and byt5_2 is not None:  # HunyuanImage's byT5 merges by name too
-            byt5 = byt5_1.with_patches(())
-            byt5.model = _pinned_like(byt5_1.model, _retied(byt5_1.model, merge_modules(
-                byt5_1.model, byt5_2.model, factors, "text encoder byt5_small", (byt5_1.patches, byt5_2.patches))))
-            clip1 = clip1._clone(byt5=byt5)
+            clip1 = clip1._clone(byt5=_merged_t5(byt5_1, byt5_2, factors, "byt5_small"))
     # ComfyUI patches clip1's weights by name with clip2's (clip_l.*, clip_g.*, t5xxl.*): encoders of
     # the same name merge whatever the families (SDXL's CLIP-L into SD1's), the others stay as they are
     others = {t.name: t for t in clip2.towers}
@@ -125,12 +122,8 @@ def merge_clips(clip1: TextEncoder, clip2: TextEncoder, factors: Factors) -> Tex
               for t1 in clip1.towers]
     merged = clip1.with_towers(towers)
     t5_1, t5_2 = getattr(clip1, "t5", None), getattr(clip2, "t5", None)
-    if t5_1 is not None and t5_2 is not None:  # SD3 / FLUX: ComfyUI merges every weight of the CLIP, T5's too,
-        t5 = t5_1.with_patches(())  # each with its LoRAs (merged in: the result takes none)
-        t5.model = _pinned_like(t5_1.model, _retied(t5_1.model, merge_modules(t5_1.model, t5_2.model, factors,
-                                                                             "text encoder t5xxl",
-                                                                             (t5_1.patches, t5_2.patches))))
-        merged = merged.with_t5(t5)
+    if t5_1 is not None and t5_2 is not None:  # SD3 / FLUX: ComfyUI merges every weight of the CLIP, T5's too
+        merged = merged.with_t5(_merged_t5(t5_1, t5_2, factors, "t5xxl"))
     llama_1, llama_2 = _hidream_llama(clip1), _hidream_llama(clip2)
     if llama_1 is not None and llama_2 is not None:  # HiDream's Llama 3.1 merges by name too
         llama = _pinned_like(llama_1, merge_modules(llama_1, llama_2, factors, "text encoder llama",
@@ -138,6 +131,16 @@ def merge_clips(clip1: TextEncoder, clip2: TextEncoder, factors: Factors) -> Tex
         merged = merged.with_patches(())  # a new encoder object: its Llama is set below
         merged.model = llama
     return merged
+
+
+def _merged_t5(t5_1, t5_2, factors: Factors, name: str):
+    """The merge of two T5 encoders (`name`: t5xxl, HunyuanImage's byt5_small), each with its LoRAs
+    (merged in: the result takes none)."""
+    t5 = t5_1.with_patches(())
+    t5.model = _pinned_like(t5_1.model, _retied(t5_1.model, merge_modules(t5_1.model, t5_2.model, factors,
+                                                                         f"text encoder {name}",
+                                                                         (t5_1.patches, t5_2.patches))))
+    return t5
 
 
 def _hidream_llama(clip):
@@ -157,13 +160,12 @@ def _pinned_like(first: nn.Module, merged: nn.Module) -> nn.Module:
 
 def shared_encoders(clip1, clip2) -> list[str]:
     """The text encoders (by name) that a CLIP merge of clip2 into clip1 changes."""
-    names = {t.name for t in clip2.towers} | ({"t5xxl"} if getattr(clip2, "t5", None) is not None else set()) | (
-        {"llama"} if _hidream_llama(clip2) is not None else set()) | (
-        {"byt5_small"} if getattr(clip2, "byt5", None) is not None else set())
-    ours = [t.name for t in clip1.towers] + (["t5xxl"] if getattr(clip1, "t5", None) is not None else []) + (
-        ["llama"] if _hidream_llama(clip1) is not None else []) + (
-        ["byt5_small"] if getattr(clip1, "byt5", None) is not None else [])
-    return [n for n in ours if n in names]
+    def names(clip) -> list[str]:
+        return [t.name for t in clip.towers] + (["t5xxl"] if getattr(clip, "t5", None) is not None else []) + (
+            ["llama"] if _hidream_llama(clip) is not None else []) + [n for n, _ in getattr(clip, "extra_encoders", [])]
+
+    theirs = set(names(clip2))
+    return [n for n in names(clip1) if n in theirs]
 
 
 def _retied(original: nn.Module, t5: nn.Module) -> nn.Module:

@@ -457,7 +457,11 @@ class QwenTextEncoder(DecoderTextEncoder):
         if not isinstance(prompt, str):
             raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
         ids = self.tokenize(prompt, template, len(pictures))
-        return self.run([ids], pictures)[:, template_end(ids):], None  # cut where ComfyUI cuts, pictures counted
+        return self.run([ids], pictures)[:, self.prompt_start(ids):], None  # cut where ComfyUI cuts, pictures counted
+
+    def prompt_start(self, ids: list[int]) -> int:
+        """Where the prompt's states start in `ids` (HunyuanImage's encoder cuts its own way)."""
+        return template_end(ids)
 
 
 def qwen_text_encoder(source, device=None, dtype: torch.dtype = torch.float32) -> QwenTextEncoder:

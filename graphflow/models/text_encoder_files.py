@@ -143,8 +143,8 @@ def flow_text_encoder_from_file(f, arch: str, device=None, dtype=None, only=None
 
 def _assemble(arch: str, found: dict, names: str) -> (FlowTextEncoder | GemmaTextEncoder | QwenTextEncoder
                                                               | HunyuanVideoTextEncoder | HiDreamTextEncoder):
-    if arch == "hunyuan_image" or "byt5_small" in found:
-        if arch != "hunyuan_image" or set(found) not in HUNYUAN_IMAGE_PARTS:
+    if arch == "hunyuan_image":  # (byT5 comes from its own file, refused under other types before this)
+        if set(found) not in HUNYUAN_IMAGE_PARTS:
             raise CheckpointError(f"{names}: found {sorted(found) or 'no text encoder'}; HunyuanImage 2.1 (type "
                                   f"hunyuan_image) takes Qwen2.5-VL 7B ({QWEN_FILES}), alone (CLIPLoader) or with "
                                   f"byT5-small glyph ({BYT5_FILE}, DualCLIPLoader), and byT5 is HunyuanImage's alone")
@@ -212,9 +212,9 @@ def load_text_encoders(paths, clip_type: str, device=None, dtype=None,
         for tower in clip.towers:
             manager().set_source(tower.model, "text_encoder", f"text_encoder:{tower.name}",
                                  lambda name=tower.name: _read_one(sources[name], name, device, dtype).model)
-        if getattr(clip, "byt5", None) is not None:  # HunyuanImage's glyph encoder
-            manager().set_source(clip.byt5.model, "text_encoder", "text_encoder:byt5_small",
-                                 lambda: _read_one(sources["byt5_small"], "byt5_small", device, dtype).model)
+        for name, encoder in clip.extra_encoders:  # HunyuanImage's glyph encoder
+            manager().set_source(encoder.model, "text_encoder", f"text_encoder:{name}",
+                                 lambda name=name: _read_one(sources[name], name, device, dtype).model)
     elif isinstance(clip, HiDreamTextEncoder):
         for slot, in_file, name in (("clip_l", "clip_l", "clip_l"), ("clip_g", "clip_g", "clip_g"),
                                     ("t5", "t5xxl", "t5"), ("model", "llama", "llama")):
@@ -254,8 +254,8 @@ def _models(clip) -> list[tuple]:
                 (("clip_l", "clip_l"), ("clip_g", "clip_g"), ("t5", "t5"), ("model", "llama"))
                 if getattr(clip, slot) is not None]
     if isinstance(clip, DecoderTextEncoder):
-        byt5 = [(clip.byt5.model, "text_encoder:byt5_small")] if getattr(clip, "byt5", None) is not None else []
-        return [(clip.model, clip.memory_name)] + [(t.model, f"text_encoder:{t.name}") for t in clip.towers] + byt5
+        return [(clip.model, clip.memory_name)] + [(t.model, f"text_encoder:{t.name}") for t in clip.towers] + [
+            (encoder.model, f"text_encoder:{name}") for name, encoder in clip.extra_encoders]
     if isinstance(clip, FlowTextEncoder):
         return [(getattr(clip, slot).model, f"text_encoder:{slot}") for slot in ("clip_l", "clip_g", "t5")
                 if getattr(clip, slot) is not None]
@@ -315,11 +315,10 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
         paths = sorted(paths, key=lambda p: tower_name(p) != "clip_l")  # CLIP-L first, whatever the node's order
         clip = load_text_encoder(paths, arch="sdxl" if clip_type == "sdxl" else None, device=device, dtype=dtype)
         return clip, ({tower.name: path for tower, path in zip(clip.towers, paths)} if len(paths) > 1 else {})
-    if clip_type not in ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "mochi", "cosmos", "wan",
-                         "lumina2", "qwen_image", "hunyuan_video", "hidream", "hunyuan_image"):
+    types = tuple(dict.fromkeys(CLIP_TYPES + DUAL_TYPES))  # CLIPLoader's and DualCLIPLoader's
+    if clip_type not in types:
         raise CheckpointError(f"text encoder type {clip_type!r} is not supported; graphflow builds "
-                              f"stable_diffusion, sdxl, sd3, flux, chroma, pixart, ltxv, mochi, cosmos, wan, lumina2, "
-                              f"qwen_image, hunyuan_video, hidream, hunyuan_image and stable_cascade")
+                              f"{', '.join(types[:-1])} and {types[-1]}")
     device, dtype = _device_dtype(device, dtype)
     found, sources = {}, {}
     for path in paths:
