@@ -1136,18 +1136,8 @@ def hunyuan_image_config_from_state_dict(shapes: dict[str, tuple]) -> HunyuanIma
                               axes_dim=axes)
 
 
-@dataclass(frozen=True)
-class HunyuanImageVAEConfig:
-    """Defaults: HunyuanImage 2.1's VAE (hunyuan_image_2.1_vae_fp16; ComfyUI's ddconfig): 2-D, 32x
-    spatial compression by 5 pixel-(un)shuffle stages over widths 128 256 512 512 1024 1024, 2 res
-    blocks, 64 latent channels, no quant convs; ComfyUI's LDM-like names, the decoder's up.N in the
-    order it runs (up.0 the deepest)."""
-    block_out_channels: tuple = (128, 256, 512, 512, 1024, 1024)
-    num_res_blocks: int = 2
-    z_channels: int = 64
-    ffactor_spatial: int = 32
-    groups: int = 32
-    out_channels: int = 3
+class _HunyuanImageVAEShape:
+    """What HunyuanImage 2.1's VAEs (the image one and the refiner's) derive from their fields."""
 
     @property
     def latent_channels(self) -> int:
@@ -1161,6 +1151,20 @@ class HunyuanImageVAEConfig:
     def levels(self) -> int:
         """How many stages change the size: log2 of the compression (ComfyUI's depth)."""
         return (self.ffactor_spatial >> 1).bit_length()
+
+
+@dataclass(frozen=True)
+class HunyuanImageVAEConfig(_HunyuanImageVAEShape):
+    """Defaults: HunyuanImage 2.1's VAE (hunyuan_image_2.1_vae_fp16; ComfyUI's ddconfig): 2-D, 32x
+    spatial compression by 5 pixel-(un)shuffle stages over widths 128 256 512 512 1024 1024, 2 res
+    blocks, 64 latent channels, no quant convs; ComfyUI's LDM-like names, the decoder's up.N in the
+    order it runs (up.0 the deepest)."""
+    block_out_channels: tuple = (128, 256, 512, 512, 1024, 1024)
+    num_res_blocks: int = 2
+    z_channels: int = 64
+    ffactor_spatial: int = 32
+    groups: int = 32
+    out_channels: int = 3
 
 
 def is_hunyuan_image_vae(shapes) -> bool:
@@ -1181,7 +1185,7 @@ def hunyuan_image_vae_config_from_state_dict(shapes) -> HunyuanImageVAEConfig:
 
 
 @dataclass(frozen=True)
-class HunyuanImageRefinerVAEConfig:
+class HunyuanImageRefinerVAEConfig(_HunyuanImageVAEShape):
     """Defaults: HunyuanImage 2.1's refiner VAE (hunyuan_image_refiner_vae_fp16; ComfyUI's vae_refiner
     ddconfig, diffusers' AutoencoderKLHunyuanImageRefiner): causal 3-D convolutions and RMS norms, widths
     128 256 512 1024 1024, 2 res blocks, 32 latent channels, 16x in space (the deeper two encoder
@@ -1192,18 +1196,6 @@ class HunyuanImageRefinerVAEConfig:
     ffactor_spatial: int = 16
     ffactor_temporal: int = 4
     out_channels: int = 3
-
-    @property
-    def latent_channels(self) -> int:
-        return self.z_channels
-
-    @property
-    def downscale(self) -> int:
-        return self.ffactor_spatial
-
-    @property
-    def levels(self) -> int:
-        return (self.ffactor_spatial >> 1).bit_length()
 
     def temporal_down(self, level: int) -> bool:
         """Whether the encoder's resampling after stage `level` also pairs frames (ComfyUI's tds)."""
