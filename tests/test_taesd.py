@@ -278,3 +278,14 @@ def test_tiled_decode_and_encode_use_comfyuis_three_tilings():
                                 + [(r, c, min(128, 192 - r), 32) for r in (0, 112) for c in range(0, 144, 16)])
     mean = torch.nn.functional.avg_pool2d(image[..., :1].permute(0, 3, 1, 2), 8)
     assert torch.allclose(latent, (mean / SD1.scale_factor).repeat(1, 4, 1, 1), atol=1e-5)
+
+
+def test_encode_crops_to_multiples_of_8_around_the_centre():
+    """ComfyUI's VAE encode (TAESD's too) cuts the remainder of 8 from both sides, the extra pixel
+    at the bottom / right: 27 x 30 keeps rows 1..24 and columns 3..26."""
+    enc, dec = _random_halves(4)
+    vae = TinyVAE(enc, dec, SD1)
+    image = torch.rand(1, 27, 30, 3, generator=torch.Generator().manual_seed(0))
+    centre = image[:, 1:25, 3:27].contiguous()
+    assert torch.equal(vae.encode(image), vae.encode(centre))
+    assert torch.equal(vae.encode_tiled(image, 64, 16), vae.encode_tiled(centre, 64, 16))

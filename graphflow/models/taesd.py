@@ -153,10 +153,18 @@ class TinyVAE:
 
         if self.encoder is None:
             raise ValueError("this TAESD has no encoder")
-        h, w = image.shape[1] // 8 * 8, image.shape[2] // 8 * 8
         with memory.use(self.encoder, "vae", "taesd:encoder"):
-            x = image[:, :h, :w, :3].permute(0, 3, 1, 2).to(memory.manager().device_for(self.encoder), self.dtype)
-            return self.latent_format.process_out(self.encoder(x).float()).cpu()
+            return self.latent_format.process_out(self.encoder(self._pixels_in(image)).float()).cpu()
+
+    def _pixels_in(self, image: torch.Tensor) -> torch.Tensor:
+        """IMAGE -> NCHW 0..1 on the encoder's device, cut to multiples of 8 around the centre as
+        ComfyUI's VAE encode cuts every VAE's input (the odd pixel off the bottom / right)."""
+        from graphflow.memory import manager
+
+        h, w = image.shape[1] // 8 * 8, image.shape[2] // 8 * 8
+        top, left = (image.shape[1] - h) // 2, (image.shape[2] - w) // 2
+        x = image[:, top:top + h, left:left + w, :3].permute(0, 3, 1, 2)
+        return x.to(manager().device_for(self.encoder), self.dtype)
 
     # ComfyUI runs TAESD through its generic VAE, so the tiled nodes tile it as any image VAE
     # (graphflow.models.tiling.three_tilings): the seams then match ComfyUI's, not the whole run's.
@@ -187,9 +195,8 @@ class TinyVAE:
 
         if self.encoder is None:
             raise ValueError("this TAESD has no encoder")
-        h, w = image.shape[1] // 8 * 8, image.shape[2] // 8 * 8
         with memory.use(self.encoder, "vae", "taesd:encoder"):
-            x = image[:, :h, :w, :3].permute(0, 3, 1, 2).to(memory.manager().device_for(self.encoder), self.dtype)
+            x = self._pixels_in(image)
             # ComfyUI hands tiles over in -1..1 and TAESD maps them back to 0..1
             return three_tilings(lambda t: self.latent_format.process_out(self.encoder(t * 0.5 + 0.5).float()),
                                  x * 2 - 1, tile_size, overlap, out_channels=self.latent_channels, scale=1 / 8,
