@@ -33,7 +33,7 @@ class VAEEncode(Node):
     vae: VAE
     tiled: bool = Bool(False)
     tile_size: int = Int(512, min=64, max=MAX_TILE, step=32)
-    overlap: int = Int(64, min=0, max=MAX_TILE // 4, step=32)
+    overlap: int = Int(64, min=0, max=MAX_TILE, step=32)
     temporal_size: int = Int(64, min=8, max=MAX_TILE, step=4)
     temporal_overlap: int = Int(8, min=4, max=MAX_TILE, step=4)
     outputs = {"latent": LATENT}
@@ -67,7 +67,7 @@ class VAEDecode(Node):
     vae: VAE
     tiled: bool = Bool(False)
     tile_size: int = Int(512, min=64, max=MAX_TILE, step=32)
-    overlap: int = Int(64, min=0, max=MAX_TILE // 4, step=32)
+    overlap: int = Int(64, min=0, max=MAX_TILE, step=32)
     temporal_size: int = Int(64, min=8, max=MAX_TILE, step=4)
     temporal_overlap: int = Int(8, min=4, max=MAX_TILE, step=4)
     outputs = {"image": IMAGE}

@@ -82,8 +82,8 @@ def test_stage_a_equals_paella_vq_model(tmp_path):
 
     image = torch.rand(2, 34, 42, 3, generator=torch.Generator().manual_seed(1))  # cropped to 32x40
     latent = vae.encode(image)
-    with torch.no_grad():
-        reference_latent = theirs.encode(image[:, :32, :40].permute(0, 3, 1, 2)).latents
+    with torch.no_grad():  # around the centre, as ComfyUI's VAE encode crops
+        reference_latent = theirs.encode(image[:, 1:33, 1:41].permute(0, 3, 1, 2)).latents
         reference = theirs.decode(reference_latent, force_not_quantize=True).sample
     assert latent.shape == (2, 4, 8, 10)
     assert torch.allclose(latent, reference_latent, atol=1e-5)
@@ -92,6 +92,24 @@ def test_stage_a_equals_paella_vq_model(tmp_path):
     assert torch.allclose(decoded, reference.clamp(0, 1).permute(0, 2, 3, 1), atol=1e-5)
     with pytest.raises(ValueError, match="Stage B latents"):
         vae.decode(torch.zeros(1, 16, 8, 8))
+
+
+def test_stage_a_tiled_decode_and_encode_use_comfyuis_three_tilings(tmp_path):
+    """ComfyUI runs Stage A through its generic VAE (downscale 4), so VAEDecodeTiled and
+    VAEEncodeTiled tile it as every image VAE: three tilings averaged."""
+    from graphflow.models.tiling import ENCODE_TILINGS, three_tilings
+
+    vae = load_vae(write_stage_a(tmp_path / "stage_a.safetensors", seed=4))
+    z = torch.randn(1, 4, 24, 20, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():  # latent tiles of 64 // 4 = 16 overlapping by 16 // 4 = 4
+        expected = three_tilings(vae.module.decode, z, 16, 4, out_channels=3, scale=4)
+    assert torch.equal(vae.decode_tiled(z, 64, 16), expected.clamp(0, 1).permute(0, 2, 3, 1))
+    assert not torch.equal(vae.decode_tiled(z, 64, 16), vae.decode(z))
+    image = torch.rand(1, 64, 48, 3, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = three_tilings(vae.module.encode, image.permute(0, 3, 1, 2), 32, 8, out_channels=4,
+                                 scale=1 / 4, tilings=ENCODE_TILINGS)
+    assert torch.equal(vae.encode_tiled(image, 32, 8), expected)
 
 
 def comfy_sigma(t: float, shift: float) -> float:

@@ -237,3 +237,55 @@ async def test_server_sends_taesd_frames_over_the_websocket(builtin_registry, tm
     final = np.asarray(Image.open(tmp_folders.outputs / image["subfolder"] / image["filename"]), np.float32) / 255
     last = np.asarray(Image.open(io.BytesIO(frames[-1][1])).convert("RGB"), np.float32) / 255
     assert np.abs(last - final).mean() < 0.1
+
+
+class _PositionRecorder(torch.nn.Module):
+    """A stand-in TAESD half that records where each tile it runs on starts (channels 0 and 1 of
+    its input carry the position) and maps its input pointwise, resized by `factor`."""
+
+    def __init__(self, factor, scale):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+        self.factor, self.scale, self.seen = factor, scale, []
+
+    def forward(self, x):
+        self.seen.append((round(float(x[0, 0, 0, 0]) * self.scale), round(float(x[0, 1, 0, 0]) * self.scale),
+                          *x.shape[2:]))
+        if self.factor > 1:
+            return x[:, :3].repeat_interleave(self.factor, 2).repeat_interleave(self.factor, 3)
+        return torch.nn.functional.avg_pool2d(x[:, :1], -self.factor).repeat(1, 4, 1, 1)
+
+
+def test_tiled_decode_and_encode_use_comfyuis_three_tilings():
+    """ComfyUI runs TAESD through its generic VAE, so VAEDecodeTiled / VAEEncodeTiled tile it as
+    every image VAE (latent tiles 2t x t/2, t/2 x 2t, t x t for decode; pixel tiles t x t, t/2 x 2t,
+    2t x t/2 for encode), not the whole image at once."""
+    vae = TinyVAE(None, _PositionRecorder(8, 1 / SD1.scale_factor), SD1)
+    rows, cols = torch.meshgrid(torch.arange(24.0), torch.arange(20.0), indexing="ij")
+    z = torch.stack([rows, cols, rows * 0.01, cols * 0.01])[None]
+    out = vae.decode_tiled(z, 128, 32)  # t = 16 latents, overlap 4
+    assert vae.decoder.seen == ([(0, c, 24, 8) for c in (0, 4, 8, 12)] + [(r, 0, 8, 20) for r in (0, 4, 8, 12, 16)]
+                                + [(0, 0, 16, 16), (0, 12, 16, 8), (12, 0, 12, 16), (12, 12, 12, 8)])
+    expected = (z[:, :3] * SD1.scale_factor).clamp(0, 1).repeat_interleave(8, 2).repeat_interleave(8, 3)
+    assert torch.allclose(out, expected.permute(0, 2, 3, 1), atol=1e-6)
+
+    vae = TinyVAE(_PositionRecorder(-8, 200), None, SD1)
+    rows, cols = torch.meshgrid(torch.arange(192.0), torch.arange(160.0), indexing="ij")
+    image = torch.stack([rows / 200, cols / 200, rows * 0], -1)[None]  # TAESD's encoder takes 0..1 pixels
+    latent = vae.encode_tiled(image, 64, 16)  # pixel tiles of 64 overlapping by 16
+    assert vae.encoder.seen == ([(r, c, min(64, 192 - r), 64) for r in (0, 48, 96, 144) for c in (0, 48, 96)]
+                                + [(r, c, 32, min(128, 160 - c)) for r in range(0, 176, 16) for c in (0, 112)]
+                                + [(r, c, min(128, 192 - r), 32) for r in (0, 112) for c in range(0, 144, 16)])
+    mean = torch.nn.functional.avg_pool2d(image[..., :1].permute(0, 3, 1, 2), 8)
+    assert torch.allclose(latent, (mean / SD1.scale_factor).repeat(1, 4, 1, 1), atol=1e-5)
+
+
+def test_encode_crops_to_multiples_of_8_around_the_centre():
+    """ComfyUI's VAE encode (TAESD's too) cuts the remainder of 8 from both sides, the extra pixel
+    at the bottom / right: 27 x 30 keeps rows 1..24 and columns 3..26."""
+    enc, dec = _random_halves(4)
+    vae = TinyVAE(enc, dec, SD1)
+    image = torch.rand(1, 27, 30, 3, generator=torch.Generator().manual_seed(0))
+    centre = image[:, 1:25, 3:27].contiguous()
+    assert torch.equal(vae.encode(image), vae.encode(centre))
+    assert torch.equal(vae.encode_tiled(image, 64, 16), vae.encode_tiled(centre, 64, 16))

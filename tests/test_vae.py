@@ -257,6 +257,24 @@ def test_vae_encode_tiled_node_names_a_too_large_overlap(builtin_registry):
     assert e.value.input == "overlap"
 
 
+def test_tiled_nodes_take_comfyuis_overlap_range(builtin_registry):
+    """ComfyUI's VAEDecodeTiled / VAEEncodeTiled take an overlap up to 4096: decoding cuts one over
+    a quarter of the tile to the quarter, encoding uses it as given (here: tiles that all cover
+    the image, so the plain encode three times, averaged)."""
+    from test_nodes_image_mask import call
+
+    vae = VAE(random_vae(TINY["sd"]), SD1)
+    z = torch.randn(1, 4, 24, 20, generator=torch.Generator().manual_seed(0))
+    out = call(builtin_registry, "VAEDecode", samples={"samples": z}, vae=vae, tiled=True, tile_size=64,
+               overlap=2048)
+    assert torch.equal(out, vae.decode_tiled(z, 64, 16))  # cut to 64 // 4
+    image = torch.rand(1, 32, 40, 3, generator=torch.Generator().manual_seed(1))
+    latent = call(builtin_registry, "VAEEncode", pixels=image, vae=vae, tiled=True, tile_size=4096,
+                  overlap=1536)["samples"]
+    plain = vae.encode(image)
+    assert torch.equal(latent, (plain + plain + plain) / 3.0)  # three tilings of one tile each, averaged
+
+
 def test_tiled_encode_is_close_to_untiled():
     vae = VAE(random_vae(TINY["sd_8_groups"], seed=2), SD1)
     image = smooth_image(2, 64, 160)

@@ -130,13 +130,21 @@ class StageAVAE(VAESocket):
     def __init__(self, module: StageA):
         self.module = module
 
+    def _check_latent(self, latent: torch.Tensor):
+        if latent.dim() != 4 or latent.shape[1] != self.latent_channels:
+            raise ValueError(f"Stable Cascade Stage A decodes Stage B latents [B, {self.latent_channels}, h, w], "
+                             f"got shape {tuple(latent.shape)} (a Stage C latent goes through Stage B first)")
+
+    def _check_image(self, image: torch.Tensor):
+        f = self.downscale
+        if image.dim() != 4 or image.shape[1] < f or image.shape[2] < f:
+            raise ValueError(f"Stage A encodes an IMAGE [B, H, W, 3] of at least {f}x{f}, got {tuple(image.shape)}")
+
     @torch.no_grad()
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         from graphflow import memory
 
-        if latent.dim() != 4 or latent.shape[1] != self.latent_channels:
-            raise ValueError(f"Stable Cascade Stage A decodes Stage B latents [B, {self.latent_channels}, h, w], "
-                             f"got shape {tuple(latent.shape)} (a Stage C latent goes through Stage B first)")
+        self._check_latent(latent)
         with memory.use(self.module, "vae", "stage_a"):
             x = self.module.decode(latent.to(self.device, self.dtype))
             return x.float().clamp(0, 1).permute(0, 2, 3, 1).contiguous().cpu()
@@ -145,20 +153,49 @@ class StageAVAE(VAESocket):
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         from graphflow import memory
 
-        f = self.downscale
-        if image.dim() != 4 or image.shape[1] < f or image.shape[2] < f:
-            raise ValueError(f"Stage A encodes an IMAGE [B, H, W, 3] of at least {f}x{f}, got {tuple(image.shape)}")
-        h, w = image.shape[1] // f * f, image.shape[2] // f * f
+        self._check_image(image)
         with memory.use(self.module, "vae", "stage_a"):
-            x = image[:, :h, :w, :3].permute(0, 3, 1, 2).to(self.device, self.dtype)
-            return self.module.encode(x).float().cpu()
+            return self.module.encode(self._pixels_in(image)).float().cpu()
 
-    # fully convolutional and small: run it whole
+    def _pixels_in(self, image: torch.Tensor) -> torch.Tensor:
+        """IMAGE -> NCHW 0..1 on the device, cut to multiples of the downscale around the centre as
+        ComfyUI's VAE encode cuts every VAE's input (the odd pixel off the bottom / right)."""
+        f = self.downscale
+        h, w = image.shape[1] // f * f, image.shape[2] // f * f
+        top, left = (image.shape[1] - h) // 2, (image.shape[2] - w) // 2
+        return image[:, top:top + h, left:left + w, :3].permute(0, 3, 1, 2).to(self.device, self.dtype)
+
+    # ComfyUI runs Stage A through its generic VAE, so the tiled nodes tile it as any image VAE
+    # (graphflow.models.tiling.three_tilings), in pixels 0..1 both ways (no -1..1 mapping there)
+    @torch.no_grad()
     def decode_tiled(self, latent, tile_size=512, overlap=64):
-        return self.decode(latent)
+        """As VAEDecodeTiled: overlap cut to tile_size // 4, latent tiles of tile_size // 4, three
+        tilings averaged, clamped to 0..1 after (as our plain decode)."""
+        from graphflow import memory
 
+        from .tiling import three_tilings
+
+        self._check_latent(latent)
+        if tile_size < overlap * 4:
+            overlap = tile_size // 4
+        f = self.downscale
+        with memory.use(self.module, "vae", "stage_a"):
+            x = three_tilings(lambda t: self.module.decode(t).float(), latent.to(self.device, self.dtype),
+                              max(1, tile_size // f), overlap // f, out_channels=3, scale=f)
+        return x.clamp(0, 1).permute(0, 2, 3, 1).contiguous().cpu()
+
+    @torch.no_grad()
     def encode_tiled(self, image, tile_size=512, overlap=64):
-        return self.encode(image)
+        """As VAEEncodeTiled: pixel tiles of tile_size overlapping by overlap, three tilings averaged."""
+        from graphflow import memory
+
+        from .tiling import ENCODE_TILINGS, three_tilings
+
+        self._check_image(image)
+        with memory.use(self.module, "vae", "stage_a"):
+            return three_tilings(lambda t: self.module.encode(t).float(), self._pixels_in(image), tile_size, overlap,
+                                 out_channels=self.latent_channels, scale=1 / self.downscale,
+                                 tilings=ENCODE_TILINGS).cpu()
 
 
 def load_stage_a(path, device=None, dtype=None) -> StageAVAE:
