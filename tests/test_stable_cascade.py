@@ -89,7 +89,7 @@ def test_stage_a_equals_paella_vq_model(tmp_path):
     assert torch.allclose(latent, reference_latent, atol=1e-5)
     decoded = vae.decode(latent)
     assert decoded.shape == (2, 32, 40, 3)
-    assert torch.allclose(decoded, reference.clamp(0, 1).permute(0, 2, 3, 1), atol=1e-5)
+    assert torch.allclose(decoded, reference.permute(0, 2, 3, 1), atol=1e-5)  # not clamped, as ComfyUI
     with pytest.raises(ValueError, match="Stage B latents"):
         vae.decode(torch.zeros(1, 16, 8, 8))
 
@@ -103,13 +103,31 @@ def test_stage_a_tiled_decode_and_encode_use_comfyuis_three_tilings(tmp_path):
     z = torch.randn(1, 4, 24, 20, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():  # latent tiles of 64 // 4 = 16 overlapping by 16 // 4 = 4
         expected = three_tilings(vae.module.decode, z, 16, 4, out_channels=3, scale=4)
-    assert torch.equal(vae.decode_tiled(z, 64, 16), expected.clamp(0, 1).permute(0, 2, 3, 1))
+    assert torch.equal(vae.decode_tiled(z, 64, 16), expected.permute(0, 2, 3, 1))
     assert not torch.equal(vae.decode_tiled(z, 64, 16), vae.decode(z))
     image = torch.rand(1, 64, 48, 3, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         expected = three_tilings(vae.module.encode, image.permute(0, 3, 1, 2), 32, 8, out_channels=4,
                                  scale=1 / 4, tilings=ENCODE_TILINGS)
     assert torch.equal(vae.encode_tiled(image, 32, 8), expected)
+
+
+def test_stage_a_decode_is_not_clamped_as_comfyui(tmp_path):
+    """ComfyUI's VAE gives Stage A the identity as process_output (no -1..1 mapping, no clamp) and
+    VAEDecode / VAEDecodeTiled clamp nowhere after: values outside 0..1 reach the IMAGE as decoded
+    (only the savers clip them)."""
+    vae = load_vae(write_stage_a(tmp_path / "stage_a.safetensors", seed=4))
+    z = torch.randn(1, 4, 12, 10, generator=torch.Generator().manual_seed(5)) * 3
+    with torch.no_grad():
+        raw = vae.module.decode(z).permute(0, 2, 3, 1)
+    assert (raw < 0).any() and (raw > 1).any()  # the case that matters: out of range both ways
+    assert torch.equal(vae.decode(z), raw)
+    from nodes.vae import VAEDecode
+
+    sizes = {"tile_size": 64, "overlap": 16, "temporal_size": 64, "temporal_overlap": 8}
+    assert torch.equal(run_node(VAEDecode, samples={"samples": z}, vae=vae, tiled=False, **sizes), raw)
+    tiled = run_node(VAEDecode, samples={"samples": z}, vae=vae, tiled=True, **sizes)
+    assert tiled.min() < 0 and tiled.max() > 1
 
 
 def comfy_sigma(t: float, shift: float) -> float:

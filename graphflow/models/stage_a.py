@@ -123,7 +123,9 @@ def build_stage_a(source, device=None, dtype=None) -> StageA:
 
 class StageAVAE(VAESocket):
     """Stage A as a VAE socket: raw latents [B, 4, H/4, W/4] in and out, images in ComfyUI's
-    convention (BHWC, 0..1, CPU float32)."""
+    convention (BHWC, CPU float32). Pixels are 0..1 both ways with no mapping, and the decode is
+    not clamped: ComfyUI passes Stage A's output through as it is (its process_output is the
+    identity), so an IMAGE may stray a little outside 0..1 until it is saved (savers clip)."""
 
     latent_format = SC_B
 
@@ -147,7 +149,7 @@ class StageAVAE(VAESocket):
         self._check_latent(latent)
         with memory.use(self.module, "vae", "stage_a"):
             x = self.module.decode(latent.to(self.device, self.dtype))
-            return x.float().clamp(0, 1).permute(0, 2, 3, 1).contiguous().cpu()
+            return x.float().permute(0, 2, 3, 1).contiguous().cpu()
 
     @torch.no_grad()
     def encode(self, image: torch.Tensor) -> torch.Tensor:
@@ -170,7 +172,7 @@ class StageAVAE(VAESocket):
     @torch.no_grad()
     def decode_tiled(self, latent, tile_size=512, overlap=64):
         """As VAEDecodeTiled: overlap cut to tile_size // 4, latent tiles of tile_size // 4, three
-        tilings averaged, clamped to 0..1 after (as our plain decode)."""
+        tilings averaged, not clamped (as the plain decode)."""
         from graphflow import memory
 
         from .tiling import three_tilings
@@ -182,7 +184,7 @@ class StageAVAE(VAESocket):
         with memory.use(self.module, "vae", "stage_a"):
             x = three_tilings(lambda t: self.module.decode(t).float(), latent.to(self.device, self.dtype),
                               max(1, tile_size // f), overlap // f, out_channels=3, scale=f)
-        return x.clamp(0, 1).permute(0, 2, 3, 1).contiguous().cpu()
+        return x.permute(0, 2, 3, 1).contiguous().cpu()
 
     @torch.no_grad()
     def encode_tiled(self, image, tile_size=512, overlap=64):
