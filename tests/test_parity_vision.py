@@ -67,6 +67,41 @@ def test_stage_c_encoder_crops_the_remainder_around_the_centre():
     assert torch.equal(seen, image[:, 5:69, 2:98].movedim(-1, 1))
 
 
+class _TileMeanOut(nn.Module):
+    """Stands in for the EfficientNet: 32x32 block means minus the mean over the whole input (so a
+    tile's output depends on where the tile is), through a 1x1 mapper to 16 channels."""
+    def __init__(self):
+        super().__init__()
+        self.mapper = nn.Sequential(nn.Conv2d(3, 16, 1, bias=False))
+        nn.init.normal_(self.mapper[0].weight, generator=torch.Generator().manual_seed(1))
+
+    def forward(self, x):
+        blocks = F.avg_pool2d(x, 32)
+        return self.mapper(blocks - blocks.mean((2, 3), keepdim=True))
+
+
+def test_stage_c_encoder_is_tiled_under_vae_encode_tiled():
+    """ComfyUI loads the Stage C encoder as a generic image VAE (downscale 32, its input mapped to
+    -1..1 and back by the encoder itself), so VAEEncodeTiled runs it over three tilings of pixel
+    tiles, averaged. 128x128 pixels, tile 64, overlap 0: tiles of 64x64, 32x128 and 128x32, i.e. 2x2
+    blocks, whole block rows and whole block columns of the 4x4 latent; with no overlap there is no
+    feather, so each tiling subtracts its tile's mean: the latent is B - (M2x2 + Mrow + Mcol) / 3."""
+    from graphflow.models.stage_c_encoder import StageCEncoderVAE
+
+    module = _TileMeanOut()
+    vae = StageCEncoderVAE(module)
+    image = torch.rand(1, 128, 128, 3, generator=torch.Generator().manual_seed(0))
+    blocks = F.avg_pool2d(image.movedim(-1, 1), 32)  # [1, 3, 4, 4]
+    quads = F.avg_pool2d(blocks, 2).repeat_interleave(2, 2).repeat_interleave(2, 3)
+    expected = module.mapper(blocks - (quads + blocks.mean(3, keepdim=True) + blocks.mean(2, keepdim=True)) / 3)
+    sizes = {"tile_size": 64, "overlap": 0, "temporal_size": 64, "temporal_overlap": 8}
+    tiled = run_node("VAEEncode", pixels=image, vae=vae, tiled=True, **sizes)["samples"]
+    assert tiled.shape == (1, 16, 4, 4)
+    torch.testing.assert_close(tiled, expected.detach(), atol=1e-5, rtol=1e-5)
+    whole = run_node("VAEEncode", pixels=image, vae=vae, tiled=False, **sizes)["samples"]
+    assert not torch.allclose(tiled, whole, atol=1e-3)  # not the whole-picture encode
+
+
 # -- GLIGEN --------------------------------------------------------------------------------------
 
 def test_gligen_box_phrase_is_the_unprojected_pooled_output(tmp_path):

@@ -55,23 +55,37 @@ class StageCEncoderVAE(VAESocket):
     def latent_channels(self) -> int:
         return self.module.mapper[0].out_channels
 
-    @torch.no_grad()
-    def encode(self, image: torch.Tensor) -> torch.Tensor:
-        from graphflow import memory
-
+    def _pixels_in(self, image: torch.Tensor) -> torch.Tensor:
+        """IMAGE -> NCHW 0..1 on the device; sizes not a multiple of 32 lose the remainder, centred,
+        as ComfyUI's VAE encode crops."""
         f = self.downscale
         if image.dim() != 4 or image.shape[1] < f or image.shape[2] < f:
             raise ValueError(f"the Stage C encoder takes an IMAGE [B, H, W, 3] of at least {f}x{f}, "
                              f"got {tuple(image.shape)}")
         h, w = image.shape[1] // f * f, image.shape[2] // f * f
-        # sizes not a multiple of 32: the remainder is cropped, centred, as ComfyUI's VAE encode does
         top, left = (image.shape[1] % f) // 2, (image.shape[2] % f) // 2
-        with memory.use(self.module, "vae", "stage_c_encoder"):
-            x = image[:, top:top + h, left:left + w, :3].permute(0, 3, 1, 2).to(self.device, self.dtype)
-            return self.module(x).float().cpu()
+        return image[:, top:top + h, left:left + w, :3].permute(0, 3, 1, 2).to(self.device, self.dtype)
 
+    @torch.no_grad()
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        from graphflow import memory
+
+        with memory.use(self.module, "vae", "stage_c_encoder"):
+            return self.module(self._pixels_in(image)).float().cpu()
+
+    # ComfyUI loads the encoder as a generic image VAE (downscale 32), so VAEEncodeTiled tiles it as
+    # any: three tilings of pixel tiles, feathered over overlap / 32 latent positions
+    @torch.no_grad()
     def encode_tiled(self, image, tile_size=512, overlap=64):
-        return self.encode(image)
+        """As VAEEncodeTiled: pixel tiles of tile_size overlapping by overlap, three tilings averaged."""
+        from graphflow import memory
+
+        from .tiling import ENCODE_TILINGS, three_tilings
+
+        with memory.use(self.module, "vae", "stage_c_encoder"):
+            return three_tilings(lambda t: self.module(t).float(), self._pixels_in(image), tile_size, overlap,
+                                 out_channels=self.latent_channels, scale=1 / self.downscale,
+                                 tilings=ENCODE_TILINGS).cpu()
 
     def decode(self, latent):
         raise ValueError("the Stable Cascade Stage C encoder (effnet) only encodes: decode Stage C latents with "
