@@ -141,11 +141,13 @@ def _vae_name(name: str, num_up: int) -> str:
     return vae_key(name.replace("spatial_res_block.", ""), num_up)
 
 
-def test_temporal_vae_decode_matches_diffusers():
+def _tiny_temporal_vaes():
+    """diffusers' AutoencoderKLTemporalDecoder on tiny random weights (random mix factors) and ours
+    with the same weights."""
     from diffusers import AutoencoderKLTemporalDecoder
 
     from graphflow.models.configs import VAEConfig
-    from graphflow.models.video_vae import AutoencoderKLTemporal, VideoVAE
+    from graphflow.models.video_vae import AutoencoderKLTemporal
 
     torch.manual_seed(0)
     # layers_per_block 2: diffusers' temporal mid block has that many ResBlocks (and attends only between them)
@@ -162,7 +164,13 @@ def test_temporal_vae_decode_matches_diffusers():
     state = {_vae_name(k, 2): v for k, v in reference.state_dict().items() if not k.startswith("quant_conv.")}
     state = {k: v[:, :, None, None] if ".attn_1." in k and v.dim() == 2 else v for k, v in state.items()}
     ours.load_state_dict(state, strict=True)
+    return reference, ours
 
+
+def test_temporal_vae_decode_matches_diffusers():
+    from graphflow.models.video_vae import VideoVAE
+
+    reference, ours = _tiny_temporal_vaes()
     torch.manual_seed(1)
     z = torch.randn(5, 4, 6, 5)
     with torch.no_grad():
@@ -180,6 +188,33 @@ def test_temporal_vae_decode_matches_diffusers():
     frames = socket.decode(z)
     assert frames.shape == (5, 12, 10, 3)  # this tiny VAE downscales by 2
     torch.testing.assert_close(frames, ((chunked + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1), atol=1e-4, rtol=1e-4)
+
+
+def test_temporal_vae_tiled_decode_is_per_frame_as_comfyui():
+    """ComfyUI's VAEDecodeTiled on SVD's VAE: decode_tiled_ -> tiled_scale, which takes the latent
+    batch one sample at a time, so each frame is decoded as a one-frame video (the temporal
+    convolutions see zero padding, not the neighbouring frames). Tiles as large as the latent: every
+    tiling runs the decoder once on the whole frame, so the result is diffusers' decode of each
+    frame alone (num_frames=1). Plain VAEDecode decodes the frames together (memory permitting)."""
+    from graphflow.models.video_vae import VideoVAE
+    from nodes.vae import VAEDecode
+
+    reference, ours = _tiny_temporal_vaes()
+    z = torch.randn(3, 4, 6, 5, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        alone = torch.cat([reference.decode(z[i:i + 1], num_frames=1).sample for i in range(3)])
+        together = reference.decode(z, num_frames=3).sample
+    socket = VideoVAE(ours)
+    node = VAEDecode.__new__(VAEDecode)
+    node.__dict__.update(samples={"samples": z}, vae=socket, tiled=True, tile_size=64, overlap=0,
+                         temporal_size=64, temporal_overlap=8)
+    tiled = node.run()
+    expected = ((alone + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1)
+    torch.testing.assert_close(tiled, expected, atol=1e-4, rtol=1e-4)
+    node.tiled = False
+    torch.testing.assert_close(node.run(), ((together + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1),
+                               atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(tiled, node.run(), atol=1e-3)  # the frames' neighbours matter
 
 
 # -- nodes ---------------------------------------------------------------------------------------

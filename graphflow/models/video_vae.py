@@ -79,7 +79,8 @@ class AutoencoderKLTemporal(AutoencoderKL):
 class VideoVAE(VAE):
     """The VAE socket of a temporal-decoder VAE: decodes a latent batch of video frames in chunks
     of `chunk_frames` (all at once when None; halved while memory runs out), each chunk one video.
-    Tiled decoding (VAE.decode_tiled) runs each tile over all the frames at once."""
+    Tiled decoding decodes frame by frame, each frame a one-frame video, as ComfyUI's does (its
+    tiler takes the batch one sample at a time), so the temporal layers see no neighbours there."""
 
     chunk_frames: int | None = None
 
@@ -101,3 +102,9 @@ class VideoVAE(VAE):
             chunk = max(1, chunk // 2)  # outside the except block, so the failed attempt's tensors are freed
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+
+    def decode_tiled(self, latent: torch.Tensor, tile_size: int = 512, overlap: int = 64) -> torch.Tensor:
+        """As ComfyUI's VAEDecodeTiled: each frame alone through VAE.decode_tiled's three tilings."""
+        self._latent_in(latent[:0])  # the shape check, before any work
+        return torch.cat([super(VideoVAE, self).decode_tiled(latent[i:i + 1], tile_size, overlap)
+                          for i in range(latent.shape[0])])
