@@ -559,8 +559,8 @@ def test_widgets_drag_toggle_choose_upload_and_paint_mask(page, server, tmp_path
     assert value > 512 and (value - 512) % 32 == 0
     node(page, decode).locator('[data-input="tiled"] [role="switch"]').click()
     assert workflow(page)["nodes"][decode]["inputs"]["tiled"] is True
-    assert set_number(page, decode, "overlap", 99999) == "1024"  # typed values are kept within max
-    assert workflow(page)["nodes"][decode]["inputs"]["overlap"] == 1024
+    assert set_number(page, decode, "overlap", 99999) == "4096"  # typed values are kept within max
+    assert workflow(page)["nodes"][decode]["inputs"]["overlap"] == 4096
 
     sampler = add_node(page, "KSampler", 650, 150, search="ksampler")
     node(page, sampler).locator('[data-input="sampler_name"] select').select_option("dpmpp_2m")
