@@ -254,10 +254,7 @@ class SetUnionControlNetType(Node):
         from graphflow.models.controlnet import UnionTyped
 
         net = self.control_net.net if isinstance(self.control_net, UnionTyped) else self.control_net
-        try:
-            known = None if getattr(net, "union_type_ignored", False) else net.union_types
-        except AttributeError:
-            known = None
+        known = getattr(net, "union_types", None)  # (a FLUX ControlNet without modes raises AttributeError)
         if known is None:  # not a union net: ComfyUI's type reaches a forward that drops it
             return self.control_net
         if self.type not in known:

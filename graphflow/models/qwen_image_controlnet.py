@@ -50,7 +50,6 @@ class QwenImageControlNet(QwenImage):
         self.controlnet_x_embedder = Linear(config.hint_channels, dim)
 
     needs_vae = True  # the hint is a latent
-    union_type_ignored = True  # SetUnionControlNetType passes it through: ComfyUI's forward drops the type
 
     @property
     def dtype(self) -> torch.dtype:

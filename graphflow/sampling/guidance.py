@@ -208,6 +208,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
         raise TypeError(f"conditioning must be a list of (tensor, options) pairs, got {type(conditioning).__name__}")
     batch, latent_hw = x_shape[0], tuple(x_shape[2:])  # latent_hw: every latent dim (video: T, h, w)
     out = []
+    spec = ARCHITECTURES.get(getattr(model, "arch", None))
     for k, entry in enumerate(conditioning):
         if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and torch.is_tensor(entry[0])
                 and isinstance(entry[1], dict)):
@@ -225,7 +226,6 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
         if getattr(model, "prediction", None) == "flow":  # SD3 / FLUX: pooled text vector (+ guidance)
             from .flow_sampling import attention_bias, flow_vectors
             y, guidance = flow_vectors(model, options, batch)
-            spec = ARCHITECTURES.get(getattr(model, "arch", None))
             if options.get("attention_mask") is not None and spec is not None and spec.text_mask:
                 # the text encoder's mask [B, T] (1 keep; ComfyUI's hunyuan_video CLIP gives one only with padding)
                 mask_of_text = repeat_to_batch(text_mask(options["attention_mask"], embedding, k), batch).to(device)
@@ -303,7 +303,7 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             frame_rate=None if frame_rate is None else float(frame_rate),
             keyframe_positions=keyframes,
             # their text tokens are keys, not repeated (ComfyUI passes them as CONDRegular: same shapes only)
-            exact_tokens=getattr(model, "arch", None) in ARCHITECTURES and not ARCHITECTURES[model.arch].repeats_text,
+            exact_tokens=spec is not None and not spec.repeats_text,
             clip_fea=_clip_fea(model, options, batch, device),
             **_vace(model, options, x_shape, device),
             time_dim_concat=_time_dim_concat(model, options, batch, device),
