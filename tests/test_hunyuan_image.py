@@ -5,7 +5,8 @@ diffusers' byT5 projection is 2048 wide, so the tiny one is swapped in); detecti
 ComfyUI's sampling settings (discrete flow shift 5, multiplier 1000; the distilled file's guidance 6.0
 by default; the HunyuanImage21 latent); the byT5 states of a conditioning's "conditioning_byt5small"
 reach the model. The 32x VAE (ComfyUI's names, converted to diffusers') against diffusers'
-AutoencoderKLHunyuanImage. ComfyUI's graph (workflows/hunyuan_image.json) from prompt to picture.
+AutoencoderKLHunyuanImage. ComfyUI's graph (workflows/hunyuan_image.json) from prompt to picture, and with
+the refiner stage (workflows/hunyuan_image_refiner.json).
 """
 
 import json
@@ -698,3 +699,90 @@ def test_example_workflow_matches_diffusers(tmp_folders, files, pipeline):
     ours = HUNYUAN_IMAGE21.process_in(result.values["6"][0]["samples"].float())
     assert float(x.abs().mean()) > 0.05
     assert float((ours - x).abs().max()) < 1e-4 * float(x.abs().max())
+
+
+def test_refiner_workflow_matches_diffusers(tmp_folders, files, pipeline):
+    """workflows/hunyuan_image_refiner.json (the base graph, then ComfyUI's refiner stage) as saved but for
+    its size and steps (64 x 64, 2 steps each), on tiny files under its file names: the base picture
+    (VAEDecode, 32x VAE) is VAEEncoded by the refiner VAE (diffusers' AutoencoderKLHunyuanImageRefiner's
+    mean); the refiner prompt, in the refiner's own template, gives diffusers' refiner-template states (cut
+    at 36); HunyuanRefinerLatent + KSampler (cfg 1, shift 4) equal Euler steps of diffusers' refiner
+    transformer on the same noise and concat input [x, paired latent x 0.75 + 0.1 x noise seeded by seed -
+    10], guidance 6.0; the saved picture is the refiner VAE's decode of that latent."""
+    import shutil
+
+    from diffusers import AutoencoderKLHunyuanImageRefiner
+    from diffusers.pipelines.hunyuan_image.pipeline_hunyuanimage_refiner import HunyuanImageRefinerPipeline as P
+    from safetensors.torch import load_file
+
+    from graphflow.executor import Executor
+    from graphflow.registry import Registry
+    from graphflow.sampling.noise import initial_noise
+    from graphflow.testing import (hunyuan_image_refiner_vae_config, hunyuan_image_refiner_vae_state,
+                                   write_hunyuan_image, write_hunyuan_image_refiner_vae, write_hunyuan_image_vae)
+    from tests.test_workflows import workflow
+
+    m = tmp_folders.models
+    for sub in ("diffusion_models", "text_encoders", "vae"):
+        (m / sub).mkdir(exist_ok=True)
+    write_hunyuan_image(m / "diffusion_models" / "hunyuanimage2.1_bf16.safetensors", seed=13, dtype=torch.float32)
+    refiner = write_hunyuan_image(m / "diffusion_models" / "hunyuanimage2.1_refiner_bf16.safetensors", seed=15,
+                                  dtype=torch.float32, refiner=True)
+    for file in files:
+        shutil.copy(file, m / "text_encoders" / file.name)
+    write_hunyuan_image_vae(m / "vae" / "hunyuan_image_2.1_vae_fp16.safetensors", seed=14, dtype=torch.float32)
+    write_hunyuan_image_refiner_vae(m / "vae" / "hunyuan_image_refiner_vae_fp16.safetensors", seed=16,
+                                    dtype=torch.float32)
+    wf = workflow("hunyuan_image_refiner", **{"5__width": 64, "5__height": 64, "6__steps": 2, "16__steps": 2})
+    refine = wf.nodes["16"].inputs
+    assert (refine["sampler_name"], refine["scheduler"], refine["cfg"]) == ("euler", "simple", 1.0)
+    assert wf.nodes["15"].inputs["noise_augmentation"] == 0.1
+    result = Executor(Registry().load_builtin()).run(wf)
+    assert result.ok, json.dumps(result.error, default=str)[:2000]
+    base, final = result.values["8"][0], result.values["17"][0]
+    assert base.shape == final.shape == (1, 64, 64, 3) and float(final.std()) > 0.01
+    assert result.outputs["18"]["images"][0]["filename"].startswith("hunyuan_image_refiner_")
+    assert result.outputs["9"]["images"][0]["filename"].startswith("hunyuan_image_base_")
+
+    # the refiner prompt: its own template, as diffusers' HunyuanImageRefinerPipeline wraps the prompt
+    reference = P(scheduler=None, vae=None, text_encoder=None, tokenizer=None, transformer=None)
+    template, drop = reference.prompt_template_encode, reference.prompt_template_encode_start_idx
+    user = wf.nodes["3"].inputs["text"]
+    assert wf.nodes["12"].inputs["text"] == template.format(user)
+    assert wf.nodes["13"].inputs["text"] == template.format("")
+    with torch.no_grad():
+        embeds, mask = pipeline._get_qwen_prompt_embeds(pipeline.tokenizer, pipeline.text_encoder, user,
+                                                        device=torch.device("cpu"), dtype=torch.float32,
+                                                        template=template, drop_idx=drop)
+    text = embeds[:, mask[0].bool()]
+    [(positive, _)] = result.values["12"][0]
+    assert positive.shape == text.shape and float((positive - text).abs().max()) < 2e-5
+
+    # the base picture into the refiner VAE
+    cfg = hunyuan_image_refiner_vae_config()
+    theirs_vae = AutoencoderKLHunyuanImageRefiner(in_channels=3, out_channels=3, latent_channels=32,
+                                                  block_out_channels=cfg.block_out_channels,
+                                                  layers_per_block=cfg.num_res_blocks).eval()
+    theirs_vae.load_state_dict(refiner_vae_to_diffusers(hunyuan_image_refiner_vae_state(seed=16), cfg), strict=True)
+    with torch.no_grad():
+        mean = theirs_vae.encode(base.permute(0, 3, 1, 2)[:, :, None] * 2 - 1).latent_dist.mean
+    assert (result.values["14"][0]["samples"] - mean).abs().max() < TOL
+
+    # the refiner's Euler steps (shift 4: sigmas 1, 4 * 0.5 / (1 + 3 * 0.5), 0), guidance 6.0, no timestep_r
+    theirs = diffusers_hyi(load_file(str(refiner)))
+    seed = refine["seed"]
+    image = P._reorder_image_tokens(mean) * 1.03682
+    concat = 0.1 * torch.randn(image.shape, generator=torch.Generator().manual_seed(seed - 10)) + 0.75 * image
+    x = initial_noise(torch.zeros(1, 64, 1, 4, 4), seed)
+    sigmas = [1.0, 4 * 0.5 / (1 + 3 * 0.5), 0.0]
+    for sigma, following in zip(sigmas, sigmas[1:]):
+        v = diffusers_velocity(theirs, torch.cat([x, concat], dim=1), torch.tensor([sigma]), text,
+                               guidance=torch.tensor([6.0]))
+        x = x + (following - sigma) * v
+    want = P._restore_image_tokens_order(x) / 1.03682
+    out = result.values["16"][0]["samples"].float()
+    assert out.shape == (1, 32, 1, 4, 4) and float(want.abs().mean()) > 0.05
+    assert float((out - want).abs().max()) < 1e-4 * float(want.abs().max())
+    with torch.no_grad():
+        pixels = ((theirs_vae.decode(want).sample[:, :, 0] + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1)
+    assert (final - pixels).abs().max() < 1e-3 and (final - base).abs().max() > 0.01
