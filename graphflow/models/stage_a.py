@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from .file_kind import cascade_stage
 from .latent_formats import SC_B
-from .vae import VAESocket
+from .vae import VAESocket, centre_crop
 
 
 @dataclass(frozen=True)
@@ -162,10 +162,7 @@ class StageAVAE(VAESocket):
     def _pixels_in(self, image: torch.Tensor) -> torch.Tensor:
         """IMAGE -> NCHW 0..1 on the device, cut to multiples of the downscale around the centre as
         ComfyUI's VAE encode cuts every VAE's input (the odd pixel off the bottom / right)."""
-        f = self.downscale
-        h, w = image.shape[1] // f * f, image.shape[2] // f * f
-        top, left = (image.shape[1] - h) // 2, (image.shape[2] - w) // 2
-        return image[:, top:top + h, left:left + w, :3].permute(0, 3, 1, 2).to(self.device, self.dtype)
+        return centre_crop(image, self.downscale).to(self.device, self.dtype)
 
     # ComfyUI runs Stage A through its generic VAE, so the tiled nodes tile it as any image VAE
     # (graphflow.models.tiling.three_tilings), in pixels 0..1 both ways (no -1..1 mapping there)
@@ -175,15 +172,12 @@ class StageAVAE(VAESocket):
         tilings averaged, not clamped (as the plain decode)."""
         from graphflow import memory
 
-        from .tiling import three_tilings
+        from .tiling import decode_image_tiled
 
         self._check_latent(latent)
-        if tile_size < overlap * 4:
-            overlap = tile_size // 4
-        f = self.downscale
         with memory.use(self.module, "vae", "stage_a"):
-            x = three_tilings(lambda t: self.module.decode(t).float(), latent.to(self.device, self.dtype),
-                              max(1, tile_size // f), overlap // f, out_channels=3, scale=f)
+            x = decode_image_tiled(self.module.decode, latent.to(self.device, self.dtype), tile_size, overlap,
+                                   self.downscale, 3)
         return x.permute(0, 2, 3, 1).contiguous().cpu()
 
     @torch.no_grad()
@@ -191,13 +185,12 @@ class StageAVAE(VAESocket):
         """As VAEEncodeTiled: pixel tiles of tile_size overlapping by overlap, three tilings averaged."""
         from graphflow import memory
 
-        from .tiling import ENCODE_TILINGS, three_tilings
+        from .tiling import encode_image_tiled
 
         self._check_image(image)
         with memory.use(self.module, "vae", "stage_a"):
-            return three_tilings(lambda t: self.module.encode(t).float(), self._pixels_in(image), tile_size, overlap,
-                                 out_channels=self.latent_channels, scale=1 / self.downscale,
-                                 tilings=ENCODE_TILINGS).cpu()
+            return encode_image_tiled(self.module.encode, self._pixels_in(image), tile_size, overlap, self.downscale,
+                                      self.latent_channels).cpu()
 
 
 def load_stage_a(path, device=None, dtype=None) -> StageAVAE:

@@ -62,9 +62,9 @@ class StageCEncoderVAE(VAESocket):
         if image.dim() != 4 or image.shape[1] < f or image.shape[2] < f:
             raise ValueError(f"the Stage C encoder takes an IMAGE [B, H, W, 3] of at least {f}x{f}, "
                              f"got {tuple(image.shape)}")
-        h, w = image.shape[1] // f * f, image.shape[2] // f * f
-        top, left = (image.shape[1] % f) // 2, (image.shape[2] % f) // 2
-        return image[:, top:top + h, left:left + w, :3].permute(0, 3, 1, 2).to(self.device, self.dtype)
+        from .vae import centre_crop
+
+        return centre_crop(image, f).to(self.device, self.dtype)
 
     @torch.no_grad()
     def encode(self, image: torch.Tensor) -> torch.Tensor:
@@ -80,12 +80,11 @@ class StageCEncoderVAE(VAESocket):
         """As VAEEncodeTiled: pixel tiles of tile_size overlapping by overlap, three tilings averaged."""
         from graphflow import memory
 
-        from .tiling import ENCODE_TILINGS, three_tilings
+        from .tiling import encode_image_tiled
 
         with memory.use(self.module, "vae", "stage_c_encoder"):
-            return three_tilings(lambda t: self.module(t).float(), self._pixels_in(image), tile_size, overlap,
-                                 out_channels=self.latent_channels, scale=1 / self.downscale,
-                                 tilings=ENCODE_TILINGS).cpu()
+            return encode_image_tiled(self.module, self._pixels_in(image), tile_size, overlap, self.downscale,
+                                      self.latent_channels).cpu()
 
     def decode(self, latent):
         raise ValueError("the Stable Cascade Stage C encoder (effnet) only encodes: decode Stage C latents with "

@@ -161,10 +161,9 @@ class TinyVAE:
         ComfyUI's VAE encode cuts every VAE's input (the odd pixel off the bottom / right)."""
         from graphflow.memory import manager
 
-        h, w = image.shape[1] // 8 * 8, image.shape[2] // 8 * 8
-        top, left = (image.shape[1] - h) // 2, (image.shape[2] - w) // 2
-        x = image[:, top:top + h, left:left + w, :3].permute(0, 3, 1, 2)
-        return x.to(manager().device_for(self.encoder), self.dtype)
+        from .vae import centre_crop
+
+        return centre_crop(image, 8).to(manager().device_for(self.encoder), self.dtype)
 
     # ComfyUI runs TAESD through its generic VAE, so the tiled nodes tile it as any image VAE
     # (graphflow.models.tiling.three_tilings): the seams then match ComfyUI's, not the whole run's.
@@ -174,16 +173,14 @@ class TinyVAE:
         tilings averaged; each tile decoded to -1..1 (ComfyUI's TAESD.decode), clamped to 0..1 after."""
         from graphflow import memory
 
-        from .tiling import three_tilings
+        from .tiling import decode_image_tiled
 
         if self.decoder is None:
             raise ValueError("this TAESD has no decoder")
-        if tile_size < overlap * 4:
-            overlap = tile_size // 4
         with memory.use(self.decoder, "vae", "taesd:decoder"):
             z = latent.to(memory.manager().device_for(self.decoder), self.dtype)
-            x = three_tilings(lambda t: (self.decoder(self.latent_format.process_in(t)).float() - 0.5) * 2, z,
-                              max(1, tile_size // 8), overlap // 8, out_channels=3, scale=8)
+            x = decode_image_tiled(lambda t: (self.decoder(self.latent_format.process_in(t)).float() - 0.5) * 2, z,
+                                   tile_size, overlap, 8, 3)
         return ((x + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).contiguous().cpu()
 
     @torch.no_grad()
@@ -191,16 +188,15 @@ class TinyVAE:
         """As VAEEncodeTiled: pixel tiles of tile_size overlapping by overlap, three tilings averaged."""
         from graphflow import memory
 
-        from .tiling import ENCODE_TILINGS, three_tilings
+        from .tiling import encode_image_tiled
 
         if self.encoder is None:
             raise ValueError("this TAESD has no encoder")
         with memory.use(self.encoder, "vae", "taesd:encoder"):
             x = self._pixels_in(image)
             # ComfyUI hands tiles over in -1..1 and TAESD maps them back to 0..1
-            return three_tilings(lambda t: self.latent_format.process_out(self.encoder(t * 0.5 + 0.5).float()),
-                                 x * 2 - 1, tile_size, overlap, out_channels=self.latent_channels, scale=1 / 8,
-                                 tilings=ENCODE_TILINGS).cpu()
+            return encode_image_tiled(lambda t: self.latent_format.process_out(self.encoder(t * 0.5 + 0.5).float()),
+                                      x * 2 - 1, tile_size, overlap, 8, self.latent_channels).cpu()
 
 
 def load_tiny_vae(paths: dict[str, Path | None], name: str, device=None) -> TinyVAE:

@@ -15,13 +15,21 @@ from torch import nn
 from .attention import attention
 from .configs import VAEConfig, vae_config_from_state_dict  # noqa: F401 (the config lives in configs.py, torch-free)
 from .latent_formats import CHROMA_RADIANCE, SD1, LatentFormat
-from .tiling import ENCODE_TILINGS, three_tilings, tiled_map_nd, video_axes
+from .tiling import decode_image_tiled, encode_image_tiled, tiled_map_nd, video_axes
 
 OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 def _norm(channels: int, groups: int) -> nn.GroupNorm:
     return nn.GroupNorm(groups, channels, eps=1e-6)
+
+
+def centre_crop(image: torch.Tensor, f: int) -> torch.Tensor:
+    """IMAGE [B, H, W, C] -> NCHW RGB with H and W cut to multiples of f around the centre (the odd
+    pixel off the bottom / right), as ComfyUI's VAE encode cuts every VAE's input."""
+    h, w = image.shape[1] // f * f, image.shape[2] // f * f
+    top, left = (image.shape[1] - h) // 2, (image.shape[2] - w) // 2
+    return image[:, top:top + h, left:left + w, :3].permute(0, 3, 1, 2)
 
 
 class ResnetBlock(nn.Module):
@@ -251,15 +259,11 @@ class VAE(VAESocket):
     def _pixels_in(self, image: torch.Tensor) -> torch.Tensor:
         if image.dim() != 4 or image.shape[-1] not in (3, 4):
             raise ValueError(f"VAE encode expects an IMAGE [B, H, W, 3] in 0..1, got shape {tuple(image.shape)}")
-        image = image[..., :3]
         h, w = image.shape[1:3]
         f = self.downscale
         if h < f or w < f:
             raise ValueError(f"VAE encode needs an image of at least {f}x{f} pixels, got {w}x{h}")
-        # sizes must be multiples of the downscale factor: crop the remainder, centred (as ComfyUI does)
-        top, left = (h % f) // 2, (w % f) // 2
-        image = image[:, top:top + h - h % f, left:left + w - w % f]
-        return (image.permute(0, 3, 1, 2) * 2.0 - 1.0).to(self.device, self.dtype)
+        return (centre_crop(image, f) * 2.0 - 1.0).to(self.device, self.dtype)
 
     def _latent_in(self, latent: torch.Tensor) -> torch.Tensor:
         if latent.dim() != 4 or latent.shape[1] != self.latent_channels:
@@ -295,10 +299,9 @@ class VAE(VAESocket):
     def encode_posterior_tiled(self, image: torch.Tensor, tile_size: int = 512, overlap: int = 64):
         """As ComfyUI's VAEEncodeTiled: pixel tiles of tile_size overlapping by overlap, the encode
         averaged over three tilings (t x t, t/2 x 2t, 2t x t/2)."""
-        x = self._pixels_in(image)
-        f, c = self.downscale, self.latent_channels
-        moments = three_tilings(lambda t: torch.cat(self.module.encode(t), dim=1), x, tile_size, overlap,
-                                out_channels=2 * c, scale=1 / f, tilings=ENCODE_TILINGS)
+        c = self.latent_channels
+        moments = encode_image_tiled(lambda t: torch.cat(self.module.encode(t), dim=1), self._pixels_in(image),
+                                     tile_size, overlap, self.downscale, 2 * c)
         return moments[:, :c].float().cpu(), moments[:, c:].float().cpu()
 
     def encode_tiled(self, image: torch.Tensor, tile_size: int = 512, overlap: int = 64) -> torch.Tensor:
@@ -324,12 +327,8 @@ class VAE(VAESocket):
         """As ComfyUI's VAEDecodeTiled: overlap cut to tile_size // 4 when larger; latent tiles of
         t = tile_size // s overlapping by overlap // s (s the downscale), the decode averaged over
         three tilings (2t x t/2, t/2 x 2t, t x t), so even a latent within one tile is tiled twice."""
-        f = self.downscale
-        z = self._latent_in(latent)
-        if tile_size < overlap * 4:  # VAEDecodeTiled's cut
-            overlap = tile_size // 4
-        x = three_tilings(self.module.decode, z, max(1, tile_size // f), overlap // f,
-                          out_channels=self.module.config.out_channels, scale=f)
+        x = decode_image_tiled(self.module.decode, self._latent_in(latent), tile_size, overlap, self.downscale,
+                               self.module.config.out_channels)
         return self._pixels_out(x)
 
 
@@ -442,9 +441,7 @@ class VideoVAESocket(VAESocket):
         if image.dim() != 4 or image.shape[1] < f or image.shape[2] < f:
             raise ValueError(f"{self.title} encodes an IMAGE [frames, H, W, 3] of at least {f}x{f}, "
                              f"got shape {tuple(image.shape)}")
-        h, w = image.shape[1] // f * f, image.shape[2] // f * f
-        top, left = (image.shape[1] - h) // 2, (image.shape[2] - w) // 2
-        return image[:, top:top + h, left:left + w, :3].permute(3, 0, 1, 2)[None].float() * 2 - 1
+        return centre_crop(image, f).transpose(0, 1)[None].float() * 2 - 1  # frames as the depth
 
     @staticmethod
     def _frames_out(x: torch.Tensor) -> torch.Tensor:
