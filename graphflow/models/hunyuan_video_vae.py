@@ -55,9 +55,10 @@ class ResnetBlock(nn.Module):
 class AttnBlock(nn.Module):
     """One-head self-attention over every position of the video (1x1x1 convolutions as projections)."""
 
-    def __init__(self, channels: int, groups: int, norm: nn.Module | None = None):
+    def __init__(self, channels: int, groups: int | None = None, norm=None):
         super().__init__()
-        self.norm = _norm(channels, groups) if norm is None else norm  # (HunyuanImage's refiner VAE: its RMS norm)
+        # norm(channels) makes the norm (HunyuanImage's refiner VAE: its RMS norm), else GroupNorm(groups)
+        self.norm = _norm(channels, groups) if norm is None else norm(channels)
         self.q, self.k, self.v, self.proj_out = (nn.Conv3d(channels, channels, 1) for _ in range(4))
 
     def forward(self, x):
@@ -75,7 +76,7 @@ class MidBlock(nn.Module):
     def __init__(self, channels: int, groups: int | None = None, norm=None):
         super().__init__()
         self.block_1 = ResnetBlock(channels, channels, groups, norm)
-        self.attn_1 = AttnBlock(channels, groups, None if norm is None else norm(channels))
+        self.attn_1 = AttnBlock(channels, groups, norm)
         self.block_2 = ResnetBlock(channels, channels, groups, norm)
 
     def forward(self, x):
