@@ -20,7 +20,7 @@ from torch import nn
 
 from .configs import (HunyuanImageRefinerVAEConfig, hunyuan_image_refiner_vae_config_from_state_dict,  # noqa: F401
                       is_hunyuan_image_refiner_vae)
-from .hunyuan_image_vae import Decoder, Encoder, from_blocks, to_blocks
+from .hunyuan_image_vae import Decoder, Encoder, channels_down, channels_up, from_blocks, to_blocks
 from .hunyuan_video_vae import CausalConv, MidBlock, ResnetBlock
 from .latent_formats import HUNYUAN_IMAGE21_REFINER
 from .vae import VAE
@@ -44,7 +44,7 @@ class Downsample(nn.Module):
         if self.temporal:
             y = torch.cat([y, y], dim=1)
         r = to_blocks(x[:, :, 0])
-        return (y + r.reshape(r.shape[0], y.shape[1], -1, *r.shape[2:]).mean(2))[:, :, None]
+        return (y + channels_down(r, y.shape[1]))[:, :, None]
 
 
 class Upsample(nn.Module):
@@ -59,7 +59,7 @@ class Upsample(nn.Module):
         y = from_blocks(self.conv(x)[:, :, 0])
         if self.temporal:
             y = y[:, :y.shape[1] // 2]
-        r = from_blocks(x[:, :, 0].repeat_interleave(4 * y.shape[1] // x.shape[1], 1))
+        r = from_blocks(channels_up(x[:, :, 0], 4 * y.shape[1]))
         return (y + r)[:, :, None]
 
 

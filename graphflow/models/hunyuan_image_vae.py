@@ -35,6 +35,16 @@ def from_blocks(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(b, 2, 2, c // 4, h, w).permute(0, 3, 4, 1, 5, 2).reshape(b, c // 4, 2 * h, 2 * w)
 
 
+def channels_down(x: torch.Tensor, c: int) -> torch.Tensor:
+    """[B, n c, ...] -> [B, c, ...]: each output channel the mean of its group of n (the shortcut in)."""
+    return x.reshape(x.shape[0], c, -1, *x.shape[2:]).mean(2)
+
+
+def channels_up(x: torch.Tensor, c: int) -> torch.Tensor:
+    """[B, c / n, ...] -> [B, c, ...]: each channel repeated n times (the shortcut out)."""
+    return x.repeat_interleave(c // x.shape[1], 1)
+
+
 class Downsample(nn.Module):
     """Half size: conv to cout/4 channels, its 2x2 blocks into the channels, plus the input's blocks
     averaged over groups of 4 cin / cout channels."""
@@ -46,7 +56,7 @@ class Downsample(nn.Module):
     def forward(self, x):
         y = to_blocks(self.conv(x))
         r = to_blocks(x)
-        return y + r.reshape(r.shape[0], y.shape[1], -1, *r.shape[2:]).mean(2)
+        return y + channels_down(r, y.shape[1])
 
 
 class Upsample(nn.Module):
@@ -59,7 +69,7 @@ class Upsample(nn.Module):
 
     def forward(self, x):
         y = self.conv(x)
-        return from_blocks(y) + from_blocks(x.repeat_interleave(y.shape[1] // x.shape[1], 1))
+        return from_blocks(y) + from_blocks(channels_up(x, y.shape[1]))
 
 
 def stages(widths: tuple, levels: int, blocks: int, block, resample, name: str) -> tuple[nn.ModuleList, int]:
@@ -113,7 +123,7 @@ class Encoder(nn.Module):
 
     def forward(self, x):
         x = self.mid(run_stages(self.down, self.conv_in(x)))
-        skip = x.reshape(x.shape[0], 2 * self.z_channels, -1, *x.shape[2:]).mean(2)
+        skip = channels_down(x, 2 * self.z_channels)
         return self.conv_out(F.silu(self.norm_out(x))) + skip
 
 
@@ -130,7 +140,7 @@ class Decoder(nn.Module):
 
     def forward(self, z):
         x = self.conv_in(z)
-        x = x + z.repeat_interleave(x.shape[1] // z.shape[1], 1)
+        x = x + channels_up(z, x.shape[1])
         x = run_stages(self.up, self.mid(x))
         return self.conv_out(F.silu(self.norm_out(x)))
 
