@@ -378,13 +378,19 @@ def vae_to_diffusers(state, cfg):
                 flat[f"{side}.{part}.{i}.block.{j}."], n = f"{side}.{part}_blocks.{n}.", n + 1
             if i < cfg.levels:
                 flat[f"{side}.{part}.{i}.{part}sample."], n = f"{side}.{part}_blocks.{n}.", n + 1
+    return _vae_renamed(state, flat, ((".q.", ".to_q."), (".k.", ".to_k."), (".v.", ".to_v."), (".proj_out.", ".proj.")))
+
+
+def _vae_renamed(state, flat, attention):
+    """state with each `flat` prefix renamed, the mid block's names diffusers', and its attention's
+    projections renamed by the (ours, theirs) pairs in `attention`."""
     out = {}
     for k, v in state.items():
         new = next((b + k[len(a):] for a, b in flat.items() if k.startswith(a)), k)
         new = new.replace("mid.block_1.", "mid_block.resnets.0.").replace("mid.block_2.", "mid_block.resnets.1.")
         if ".mid.attn_1." in new:
             new = new.replace("mid.attn_1.", "mid_block.attentions.0.")
-            for a, b in ((".q.", ".to_q."), (".k.", ".to_k."), (".v.", ".to_v."), (".proj_out.", ".proj.")):
+            for a, b in attention:
                 new = new.replace(a, b)
         out[new] = v
     return out
@@ -547,16 +553,7 @@ def refiner_vae_to_diffusers(state, cfg):
         for i in range(len(cfg.block_out_channels)):
             flat.update({f"{side}.{part}.{i}.block.{j}.": f"{side}.{part}_blocks.{i}.resnets.{j}." for j in range(per)})
             flat[f"{side}.{part}.{i}.{part}sample."] = f"{side}.{part}_blocks.{i}.{part}samplers.0."
-    out = {}
-    for k, v in state.items():
-        new = next((b + k[len(a):] for a, b in flat.items() if k.startswith(a)), k)
-        new = new.replace("mid.block_1.", "mid_block.resnets.0.").replace("mid.block_2.", "mid_block.resnets.1.")
-        if ".mid.attn_1." in new:
-            new = new.replace("mid.attn_1.", "mid_block.attentions.0.")
-            for a, b in ((".q.", ".to_q."), (".k.", ".to_k."), (".v.", ".to_v.")):
-                new = new.replace(a, b)
-        out[new] = v
-    return out
+    return _vae_renamed(state, flat, ((".q.", ".to_q."), (".k.", ".to_k."), (".v.", ".to_v.")))
 
 
 def test_refiner_pass_matches_diffusers(tmp_folders):
