@@ -29,6 +29,25 @@ def registry():
     return Registry().load_builtin()
 
 
+def example_graph(name: str) -> tuple[dict, dict]:
+    """workflows/<name>.json as saved, and a copy of it to change."""
+    from pathlib import Path
+
+    nodes = json.loads((Path(__file__).parent.parent / "workflows" / f"{name}.json").read_text())
+    return nodes, json.loads(json.dumps(nodes))
+
+
+def run_graph(graph: dict):
+    """The API-format graph run by the built-in nodes; fails the test with its error if it does not run."""
+    from graphflow.executor import Executor
+    from graphflow.workflow import parse_workflow
+
+    reg = registry()
+    result = Executor(reg).run(parse_workflow(graph, reg))
+    assert result.ok, json.dumps([result.error, result.problems], default=str)[:3000]
+    return result
+
+
 # -- UMT5-XXL -------------------------------------------------------------------------------------
 
 class Tokenizer:
@@ -404,24 +423,18 @@ def test_wan_t2v_workflow_runs_and_matches_diffusers(wan_models):
     VAEDecode, SaveAnimatedWEBP (and SaveLatent of the video latent added); the sampled latent equals
     two Euler steps with CFG on diffusers' transformer fed transformers' UMT5 states of the
     512-token padded, masked prompts (zeroed padding), on ComfyUI's sigmas for Wan's shift 8."""
-    from pathlib import Path
 
     from safetensors.torch import load_file
 
-    from graphflow.executor import Executor
     from graphflow.models.latent_formats import WAN21
     from graphflow.sampling.noise import initial_noise
     from graphflow.testing import wan_config
-    from graphflow.workflow import parse_workflow
 
-    reg = registry()
-    nodes = json.loads((Path(__file__).parent.parent / "workflows" / "wan_t2v.json").read_text())
-    graph = json.loads(json.dumps(nodes))
+    nodes, graph = example_graph("wan_t2v")
     graph["5"]["inputs"].update(width=32, height=32, length=9)
     graph["6"]["inputs"]["steps"] = 2
     graph["11"] = {"class_type": "SaveLatent", "inputs": {"samples": ["6", 0], "filename_prefix": "latents/wan_t2v"}}
-    result = Executor(reg).run(parse_workflow(graph, reg))
-    assert result.ok, json.dumps(result.error, default=str)[:3000]
+    result = run_graph(graph)
     assert len(list(wan_models.outputs.rglob("wan_t2v*.latent"))) == 1
     assert len(list(wan_models.outputs.rglob("wan_*.webp"))) == 1
     frames = result.values["8"][0]
@@ -575,16 +588,13 @@ def test_wan_i2v_workflow_runs_and_matches_diffusers(tmp_folders):
     but for its size, steps and sampler (euler, to step by hand): the latent equals two Euler CFG
     steps of diffusers' transformer on [x, 1 - mask x4, the start frame's latent in model space] with
     the picture's CLIP vision penultimate states as image tokens and transformers' UMT5 states."""
-    from pathlib import Path
 
     import numpy as np
     from PIL import Image
 
-    from graphflow.executor import Executor
     from graphflow.models.latent_formats import WAN21
     from graphflow.sampling.noise import initial_noise
     from graphflow.testing import wan_config, wan_state, write_clip_vision, write_umt5, write_wan, write_wan_vae
-    from graphflow.workflow import parse_workflow
 
     m = tmp_folders.models
     for sub in ("diffusion_models", "text_encoders", "vae", "clip_vision"):
@@ -596,13 +606,10 @@ def test_wan_i2v_workflow_runs_and_matches_diffusers(tmp_folders):
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(
         tmp_folders.inputs / "image_to_video_wan_start_image.png")
-    nodes = json.loads((Path(__file__).parent.parent / "workflows" / "wan_i2v.json").read_text())
-    graph = json.loads(json.dumps(nodes))
+    nodes, graph = example_graph("wan_i2v")
     graph["50"]["inputs"].update(width=32, height=32, length=5)
     graph["3"]["inputs"].update(steps=2, sampler_name="euler", seed=11)
-    reg = registry()
-    result = Executor(reg).run(parse_workflow(graph, reg))
-    assert result.ok, json.dumps(result.error, default=str)[:3000]
+    result = run_graph(graph)
     assert result.values["8"][0].shape == (5, 32, 32, 3)
     assert len(list(tmp_folders.outputs.rglob("wan_i2v*.mp4"))) == 1
 
@@ -636,17 +643,14 @@ def test_wan_flf2v_workflow_runs_and_matches_diffusers(tmp_folders):
     of diffusers' transformer built with pos_embed_seq_len (the file's img_emb.emb_pos, which diffusers'
     converter leaves out, set by hand) on [x, 1 - the FLF mask x4, the start + grey + end latent] and
     both pictures' CLIP vision states."""
-    from pathlib import Path
 
     import numpy as np
     from PIL import Image
     from safetensors.torch import save_file
 
-    from graphflow.executor import Executor
     from graphflow.models.latent_formats import WAN21
     from graphflow.sampling.noise import initial_noise
     from graphflow.testing import wan_config, wan_state, write_clip_vision, write_umt5, write_wan_vae
-    from graphflow.workflow import parse_workflow
 
     m = tmp_folders.models
     for sub in ("diffusion_models", "text_encoders", "vae", "clip_vision"):
@@ -661,13 +665,10 @@ def test_wan_flf2v_workflow_runs_and_matches_diffusers(tmp_folders):
     rng = np.random.default_rng(3)
     for name in ("wan2.1_flf2v_720_f16_start_image.png", "wan2.1_flf2v_720_f16_end_image.png"):
         Image.fromarray(rng.integers(0, 255, (40, 24, 3), dtype=np.uint8)).save(tmp_folders.inputs / name)
-    nodes = json.loads((Path(__file__).parent.parent / "workflows" / "wan_flf2v.json").read_text())
-    graph = json.loads(json.dumps(nodes))
+    nodes, graph = example_graph("wan_flf2v")
     graph["83"]["inputs"].update(width=16, height=32, length=9)
     graph["90"]["inputs"].update(steps=2, sampler_name="euler", seed=14)
-    reg = registry()
-    result = Executor(reg).run(parse_workflow(graph, reg))
-    assert result.ok, json.dumps([result.error, result.problems], default=str)[:3000]
+    result = run_graph(graph)
     assert result.values["8"][0].shape == (9, 32, 16, 3)
     assert len(list(tmp_folders.outputs.rglob("wan_flf2v*.mp4"))) == 1
 
@@ -715,17 +716,14 @@ def test_wan_fun_control_workflow_runs_and_matches_diffusers(tmp_folders):
     inside the window) the push away from the positive prediction without blocks 9 and 10 (diffusers'
     model with them removed), then CFG-Zero*'s optimised scale of the negative, in that order."""
     import copy
-    from pathlib import Path
 
     import numpy as np
     from PIL import Image
 
-    from graphflow.executor import Executor
     from graphflow.models.latent_formats import WAN21
     from graphflow.sampling.noise import initial_noise
     from graphflow.testing import wan_config, wan_state, write_clip_vision, write_umt5, write_wan, write_wan_vae
     from graphflow.video import Video, write_video
-    from graphflow.workflow import parse_workflow
 
     m = tmp_folders.models
     for sub in ("diffusion_models", "text_encoders", "vae", "clip_vision"):
@@ -740,13 +738,10 @@ def test_wan_fun_control_workflow_runs_and_matches_diffusers(tmp_folders):
         tmp_folders.inputs / "wan2.1_fun_control_start_frame.png")
     write_video(tmp_folders.inputs / "wan2.1_fun_control_control_video.mp4",
                 Video(torch.rand(5, 32, 32, 3, generator=torch.Generator().manual_seed(5)), 16), "mp4", "libx264")
-    nodes = json.loads((Path(__file__).parent.parent / "workflows" / "wan_fun_control.json").read_text())
-    graph = json.loads(json.dumps(nodes))
+    nodes, graph = example_graph("wan_fun_control")
     graph["55"]["inputs"].update(width=32, height=32, length=5)
     graph["3"]["inputs"].update(steps=2, sampler_name="euler", seed=16)
-    reg = registry()
-    result = Executor(reg).run(parse_workflow(graph, reg))
-    assert result.ok, json.dumps([result.error, result.problems], default=str)[:3000]
+    result = run_graph(graph)
     assert result.values["8"][0].shape == (5, 32, 32, 3)
     assert len(list(tmp_folders.outputs.rglob("wan_fun_control*.mp4"))) == 1
 
@@ -967,18 +962,15 @@ def test_wan_vace_ref2v_workflow_runs_and_matches_diffusers(tmp_folders):
     latent, the reference frame first, equals two Euler steps of diffusers' WanVACETransformer3DModel
     on the file's weights with the LoRA merged by hand at 0.3 (cfg 1: the positive alone), fed the
     node's control latents and masks; TrimVideoLatent then drops the reference frame."""
-    from pathlib import Path
 
     import numpy as np
     from diffusers import WanVACETransformer3DModel
     from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
     from PIL import Image
 
-    from graphflow.executor import Executor
     from graphflow.models.latent_formats import WAN21
     from graphflow.sampling.noise import initial_noise
     from graphflow.testing import wan_config, wan_state, write_umt5, write_wan, write_wan_vae
-    from graphflow.workflow import parse_workflow
 
     m = tmp_folders.models
     for sub in ("diffusion_models", "loras", "text_encoders", "vae"):
@@ -992,13 +984,10 @@ def test_wan_vace_ref2v_workflow_runs_and_matches_diffusers(tmp_folders):
     rng = np.random.default_rng(2)
     Image.fromarray(rng.integers(0, 255, (24, 40, 3), dtype=np.uint8)).save(
         tmp_folders.inputs / "video_wan_vace_14B_ref2v_reference_image.jpg")
-    nodes = json.loads((Path(__file__).parent.parent / "workflows" / "wan_vace_ref2v.json").read_text())
-    graph = json.loads(json.dumps(nodes))
+    nodes, graph = example_graph("wan_vace_ref2v")
     graph["109"]["inputs"].update(width=16, height=16, length=5)
     graph["108"]["inputs"].update(steps=2, sampler_name="euler")
-    reg = registry()
-    result = Executor(reg).run(parse_workflow(graph, reg))
-    assert result.ok, json.dumps([result.error, result.problems], default=str)[:3000]
+    result = run_graph(graph)
     assert result.values["109"][3] == 1 and result.values["119"][0].shape == (5, 16, 16, 3)
     assert len(list(tmp_folders.outputs.rglob("wan_vace_ref2v*.mp4"))) == 1
 

@@ -214,18 +214,15 @@ def test_wan_animate_graph_samples_and_matches_diffusers(tmp_folders):
     WanAnimateToVideo, KSampler, TrimVideoLatent (trim_latent), VAEDecode. The latent equals two Euler
     CFG steps of diffusers' WanAnimateTransformer3DModel on [x, 1 - mask x4, the concat latent in model
     space] with the pose latent (model space), the face video (the negative: -1) and the image tokens."""
-    import json
 
     import numpy as np
     from PIL import Image
 
-    from graphflow.executor import Executor
     from graphflow.models.latent_formats import WAN21
     from graphflow.sampling.noise import initial_noise
     from graphflow.testing import wan_animate_config, wan_animate_state, write_clip_vision, write_umt5, \
         write_wan_animate, write_wan_vae
-    from graphflow.workflow import parse_workflow
-    from tests.test_wan import reference_text, reference_umt5, registry
+    from tests.test_wan import reference_text, reference_umt5, run_graph
 
     m = tmp_folders.models
     for sub in ("diffusion_models", "text_encoders", "vae", "clip_vision"):
@@ -265,9 +262,7 @@ def test_wan_animate_graph_samples_and_matches_diffusers(tmp_folders):
                                                             "fps": 16.0, "lossless": False, "quality": 90,
                                                             "method": "default"}},
     }
-    reg = registry()
-    result = Executor(reg).run(parse_workflow(graph, reg))
-    assert result.ok, json.dumps([result.error, result.problems], default=str)[:3000]
+    result = run_graph(graph)
     assert result.values["11"][0].shape == (5, 32, 32, 3)
 
     positive = result.values["9"][0][0][1]
@@ -347,20 +342,16 @@ def test_wan22_animate_workflow_runs_and_matches_diffusers(tmp_folders):
     chunk's latent equals two Euler steps of diffusers' WanAnimateTransformer3DModel on the file's weights
     with both LoRAs merged by hand (cfg 1: the positive alone), fed that chunk's pose latent, face video
     and the image tokens; the extension adds only the frames after the continued ones."""
-    import json
-    from pathlib import Path
 
     import numpy as np
     from PIL import Image
 
-    from graphflow.executor import Executor
     from graphflow.models.latent_formats import WAN21
     from graphflow.sampling.noise import initial_noise
     from graphflow.testing import wan_animate_config, wan_animate_state, write_clip_vision, write_umt5, \
         write_wan_animate, write_wan_vae
     from graphflow.video import Video, read_video, write_video
-    from graphflow.workflow import parse_workflow
-    from tests.test_wan import comfy_lora, reference_text, reference_umt5, registry
+    from tests.test_wan import comfy_lora, example_graph, reference_text, reference_umt5, run_graph
 
     m = tmp_folders.models
     for sub in ("diffusion_models", "loras", "text_encoders", "vae", "clip_vision"):
@@ -380,15 +371,12 @@ def test_wan22_animate_workflow_runs_and_matches_diffusers(tmp_folders):
     for name, size in (("wan_animate_pose.mp4", 32), ("wan_animate_face.mp4", 24)):
         write_video(tmp_folders.inputs / name, Video(torch.rand(14, size, size, 3, generator=gen), 16), "mp4", "libx264")
 
-    nodes = json.loads((Path(__file__).parent.parent / "workflows" / "wan22_animate.json").read_text())
-    graph = json.loads(json.dumps(nodes))
+    nodes, graph = example_graph("wan22_animate")
     for n in ("62", "90"):
         graph[n]["inputs"].update(width=32, height=32, length=9)
     for n in ("63", "91"):
         graph[n]["inputs"]["steps"] = 2
-    reg = registry()
-    result = Executor(reg).run(parse_workflow(graph, reg))
-    assert result.ok, json.dumps([result.error, result.problems], default=str)[:3000]
+    result = run_graph(graph)
     assert result.values["62"][3:] == (1, 0, 9) and result.values["90"][3:] == (1, 5, 4 + 9)
     first, more = result.values["58"][0], result.values["85"][0]
     assert first.shape == (9, 32, 32, 3) and more.shape == (4, 32, 32, 3)  # the 5 continued frames cut
