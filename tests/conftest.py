@@ -64,3 +64,31 @@ def builtin_registry():
     from graphflow.registry import Registry
 
     return Registry().load_builtin()
+
+
+# A whole run writes some 18 GB of model files into pytest's temp folder; kept to the run's end (and
+# pytest keeps the last runs), they filled the disk. A passing test's folder goes when it ends
+# (pyproject: tmp_path_retention_policy = "failed"), and a test file's module-scoped folders when
+# the file's tests have all passed (the suite runs a file's tests in one process, one after another);
+# a failing file keeps them to look at.
+_FAILED_MODULES: set[str] = set()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:
+        _FAILED_MODULES.add(item.module.__name__)
+    return report
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_temp_folders(request, tmp_path_factory):
+    import shutil
+
+    base = tmp_path_factory.getbasetemp()
+    before = set(base.iterdir())
+    yield
+    if request.module.__name__ not in _FAILED_MODULES:
+        for path in set(base.iterdir()) - before:
+            shutil.rmtree(path, ignore_errors=True)

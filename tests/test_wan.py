@@ -323,8 +323,9 @@ def wan_vae():
     from graphflow.models.checkpoint import load_vae
     from graphflow.testing import write_wan_vae
 
-    return load_vae(write_wan_vae(Path(tempfile.mkdtemp()) / "wan_2.1_vae.safetensors", dtype=torch.float32),
-                    device="cpu", dtype=torch.float32)
+    with tempfile.TemporaryDirectory() as folder:
+        return load_vae(write_wan_vae(Path(folder) / "wan_2.1_vae.safetensors", dtype=torch.float32),
+                        device="cpu", dtype=torch.float32)
 
 
 def test_wan_image_to_video_conditioning_and_concat():
