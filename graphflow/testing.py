@@ -2144,3 +2144,51 @@ def write_hunyuan_image_refiner_vae(path, seed: int = 0, dtype=torch.float16, sc
     """A random HunyuanImage 2.1 refiner VAE in ComfyUI's layout, as hunyuan_image_refiner_vae_fp16.safetensors."""
     save_file({k: v.to(dtype) for k, v in hunyuan_image_refiner_vae_state(seed, scaled_down).items()}, str(path))
     return Path(path)
+
+
+# -- AuraFlow (helper aura-model) ------------------------------------------------------------------
+
+AURA_FLOW_TINY_TEXT_DIM = 64  # the tiny network's text width (cond_seq_dim); Pile-T5-XL's is 2048
+AURA_FLOW_TEXT_PREFIX = "text_encoders.pile_t5xl.transformer."  # ComfyUI's all-in-one file's text encoder
+
+
+def aura_flow_config(scaled_down: bool = True, text_dim: int = AURA_FLOW_TINY_TEXT_DIM):
+    """AuraFlow v0.3's MM-DiT, or a tiny one: width 48 (ComfyUI's 12 heads, of 4), 2 double + 2 single
+    layers, a 7 x 7 position table (an odd side: diffusers' crop of it is ComfyUI's for every latent)."""
+    from .models.aura_flow import AuraFlowConfig
+    from .models.configs import swiglu_hidden
+
+    if not scaled_down:
+        return AuraFlowConfig()
+    return AuraFlowConfig(dim=48, n_layers=4, n_double_layers=2, global_conddim=48, cond_seq_dim=text_dim,
+                          max_seq=49, mlp_hidden=swiglu_hidden(48, 4 * 48))
+
+
+def aura_flow_state(seed: int = 0, scaled_down: bool = True, text_dim: int = AURA_FLOW_TINY_TEXT_DIM) -> dict:
+    from .models.aura_flow import AuraFlow
+
+    with torch.device("meta"):
+        shapes = _module_shapes(AuraFlow(aura_flow_config(scaled_down, text_dim)))
+    return random_state(shapes, seed, torch.float32)
+
+
+def write_aura_flow(path, seed: int = 0, dtype=torch.float16, scaled_down: bool = True, prefixed: bool = False,
+                    text_dim: int = AURA_FLOW_TINY_TEXT_DIM) -> Path:
+    """A random AuraFlow diffusion model in fal's / ComfyUI's layout, bare or, prefixed, under ComfyUI's
+    model.diffusion_model."""
+    prefix = UNET_PREFIX if prefixed else ""
+    save_file({prefix + k: v.to(dtype) for k, v in aura_flow_state(seed, scaled_down, text_dim).items()}, str(path))
+    return Path(path)
+
+
+def write_aura_flow_checkpoint(path, seed: int = 0, dtype=torch.float16, text_encoder: dict | None = None,
+                               text_dim: int = AURA_FLOW_TINY_TEXT_DIM, vae_prefix: str = "vae.") -> Path:
+    """ComfyUI's all-in-one AuraFlow file (aura_flow_0.3.safetensors): the network under model.diffusion_model.,
+    a tiny SDXL-layout VAE under `vae_prefix` (ComfyUI's AuraFlow saves vae.), and `text_encoder`'s tensors
+    (Pile-T5-XL's, T5 names without prefix; text_dim its width) under text_encoders.pile_t5xl.transformer.;
+    none when None."""
+    state = {UNET_PREFIX + k: v for k, v in aura_flow_state(seed, True, text_dim).items()}
+    state.update({vae_prefix + k: v for k, v in vae_state(vae_config(), seed + 1, torch.float32).items()})
+    state.update({AURA_FLOW_TEXT_PREFIX + k: v for k, v in (text_encoder or {}).items()})
+    save_file({k: v.to(dtype) for k, v in state.items()}, str(path))
+    return Path(path)

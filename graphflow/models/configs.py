@@ -1226,6 +1226,60 @@ def hunyuan_image_refiner_vae_config_from_state_dict(shapes) -> HunyuanImageRefi
                                         out_channels=shapes["decoder.conv_out.conv.weight"][0])
 
 
+AURA_FLOW_MARKER = "double_layers.0.attn.w1q.weight"  # ComfyUI's test for AuraFlow (model_detection's)
+AURA_FLOW_LATENT_CHANNELS = 4  # SDXL's VAE
+AURA_FLOW_HEADS = 12  # ComfyUI's MMDiT default, never read from a file (its norms have no weights to tell)
+
+
+@dataclass(frozen=True)
+class AuraFlowConfig:
+    """Defaults: AuraFlow v0.1-0.3 (fal, 6.8B): 4 double-stream (MMDiTBlock) + 32 single-stream (DiTBlock)
+    layers of width 3072, 12 heads of 256, 2x2 patches of the SDXL VAE's 4 channels, a 64 x 64 learned
+    position table (max_seq 4096), Pile-T5-XL's 2048-wide states. Field names are ComfyUI's MMDiT's."""
+    in_channels: int = AURA_FLOW_LATENT_CHANNELS
+    out_channels: int = AURA_FLOW_LATENT_CHANNELS
+    patch_size: int = 2
+    dim: int = 3072
+    n_layers: int = 36  # double + single
+    n_double_layers: int = 4
+    n_heads: int = AURA_FLOW_HEADS
+    global_conddim: int = 3072  # the timestep embedding's width
+    cond_seq_dim: int = 2048  # the text states' width
+    max_seq: int = 64 * 64  # the position table's entries, a square grid
+    mlp_hidden: int = 8192  # swiglu_hidden(dim, 4 dim)
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+    @property
+    def pos_side(self) -> int:
+        return math.isqrt(self.max_seq)
+
+
+def aura_flow_config_from_state_dict(shapes: dict[str, tuple]) -> AuraFlowConfig:
+    """From the shapes (prefix stripped), fal's / ComfyUI's names. ComfyUI reads max_seq, cond_seq_dim and
+    the layer counts; here the widths and the patch too (its defaults for AuraFlow's own), 12 heads as ComfyUI."""
+    dim, patch_in = shapes["init_x_linear.weight"]
+    patch = math.isqrt(patch_in // AURA_FLOW_LATENT_CHANNELS)
+    if patch * patch * AURA_FLOW_LATENT_CHANNELS != patch_in:
+        raise ValueError(f"AuraFlow's init_x_linear takes {patch_in} features, not patches of "
+                         f"{AURA_FLOW_LATENT_CHANNELS} channels")
+    max_seq = shapes["positional_encoding"][1]
+    if math.isqrt(max_seq) ** 2 != max_seq:
+        raise ValueError(f"AuraFlow's position table has {max_seq} entries, not a square grid")
+    if dim % AURA_FLOW_HEADS:
+        raise ValueError(f"AuraFlow's width {dim} does not split into {AURA_FLOW_HEADS} heads")
+    double, single = _count_blocks(shapes, "double_layers."), _count_blocks(shapes, "single_layers.")
+    if not single:  # ComfyUI's last double layer would then lack its text MLP (is_last)
+        raise ValueError("an AuraFlow network without single layers")
+    mlp = "double_layers.0.mlpX.c_fc1.weight" if double else "single_layers.0.mlp.c_fc1.weight"
+    return AuraFlowConfig(in_channels=AURA_FLOW_LATENT_CHANNELS, out_channels=shapes["final_linear.weight"][0] // patch ** 2,
+                          patch_size=patch, dim=dim, n_layers=double + single, n_double_layers=double,
+                          global_conddim=shapes["t_embedder.mlp.0.weight"][0],
+                          cond_seq_dim=shapes["cond_seq_linear.weight"][1], max_seq=max_seq, mlp_hidden=shapes[mlp][0])
+
+
 # UMT5: a relative position bias in every layer (T5: in the first only)
 UMT5_KEY = "encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight"
 # byT5's embedding has 384 rows (Glyph-ByT5: 1510) where T5's has 32,128
