@@ -137,6 +137,12 @@ ARCHITECTURES = {a.key: a for a in (
                                    "(qwen_2.5_vl_7b.safetensors, byt5_small_glyphxl_fp16.safetensors) with "
                                    "DualCLIPLoader, type hunyuan_image (or Qwen2.5-VL alone with CLIPLoader, type "
                                    "hunyuan_image)"),
+    # ComfyUI's AuraFlow: ModelType.FLOW, sampling_settings multiplier 1.0, shift 1.73 (ModelSamplingAuraFlow's)
+    Architecture("aura_flow", "AuraFlow", "sdxl", flow=True, shift=1.73, schedule="shift", multiplier=1.0,
+                 native_size=1024, network="aura_flow.AuraFlow", saved_as="flow",
+                 vae_file="sdxl_vae.safetensors, the SDXL VAE",
+                 text_encoder_note="no text encoder in the file: AuraFlow's Pile-T5-XL comes in ComfyUI's all-in-one "
+                                   "aura_flow_0.3.safetensors (CheckpointLoaderSimple)"),
 )}
 
 

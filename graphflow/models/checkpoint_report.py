@@ -344,6 +344,10 @@ def _flow_report(f: "WeightFile", info: FlowInfo, size: int) -> str:
         detail = (f"{c.num_layers} double + {c.num_single_layers} single blocks, width {c.dim}, {c.num_heads} heads "
                   f"of {c.head_dim}, {c.num_routed_experts} experts (top {c.num_activated_experts}) + shared, "
                   f"patch {c.patch_size}, text widths T5 {c.t5_dim} / Llama {c.llama_dim}, pooled {c.text_emb_dim}")
+    elif info.arch == "aura_flow":
+        detail = (f"{c.n_double_layers} double + {c.n_layers - c.n_double_layers} single layers, width {c.dim}, "
+                  f"{c.n_heads} heads, patch {c.patch_size}, position table {c.pos_side}^2, "
+                  f"text width {c.cond_seq_dim}")
     elif info.family == "chroma_radiance":
         detail = (f"{c.depth} double + {c.depth_single_blocks} single blocks, width {c.hidden_size}, "
                   f"{c.num_heads} heads, {c.patch_size}x{c.patch_size} pixel patches of {c.in_channels} ch, "

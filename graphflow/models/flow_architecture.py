@@ -33,6 +33,10 @@ files and ComfyUI's saves, none in diffusion-model-only files):
                               img_in.proj and byt5_in.{layernorm,fc1,fc2,fc3} (hunyuanimage2.1_bf16;
                               the distilled file adds guidance_in, time_r_in); the refiner's 3-D
                               img_in.proj, guidance_in, time_r_in (hunyuanimage2.1_refiner)
+    AuraFlow (fal)            P double_layers.N.{attn.w1q,modC,mlpX,...}, single_layers.N.{attn.w1q,modCX,
+                              mlp}, cond_seq_linear, init_x_linear, positional_encoding,
+                              register_tokens (fal's names); all-in-one (ComfyUI's aura_flow_0.3):
+                              the SDXL VAE under vae., Pile-T5-XL under text_encoders.pile_t5xl.
     VAE                       first_stage_model.* (Stability) or vae.* (ComfyUI's FLUX saves)
     text encoders             text_encoders.{clip_l,clip_g,t5xxl}.transformer.* (transformers' layouts)
 
@@ -55,7 +59,8 @@ from .configs import (ChromaConfig, ChromaRadianceConfig, FluxConfig, LTXVConfig
                       HunyuanVideoConfig, HunyuanVideoVAEConfig, hunyuan_video_config_from_state_dict,
                       hunyuan_video_vae_config_from_state_dict, is_hunyuan_video_vae,
                       HunyuanImageConfig, hunyuan_image_config_from_state_dict,
-                      HunyuanImageVAEConfig, hunyuan_image_vae_config_from_state_dict, is_hunyuan_image_vae)
+                      HunyuanImageVAEConfig, hunyuan_image_vae_config_from_state_dict, is_hunyuan_image_vae,
+                      AURA_FLOW_MARKER, AuraFlowConfig, aura_flow_config_from_state_dict)
 from .architectures import ARCHITECTURES, network_latent_format
 from .latent_formats import CHROMA_RADIANCE, WAN22, LatentFormat
 from .weight_files import CheckpointError
@@ -80,7 +85,8 @@ FAMILY_NAMES = {"sd3_medium": "SD3 medium", "sd35_large": "SD3.5 large", "sd35_m
                 "hunyuan_image_refiner": "HunyuanImage 2.1 refiner",
                 "wan22_ti2v": "Wan 2.2 TI2V 5B (text/image-to-video)",
                 "wan22_i2v": "Wan 2.2 I2V A14B expert (image-to-video without CLIP vision)",
-                "wan22_animate": "Wan 2.2 Animate (character animation from pose and face videos)"}
+                "wan22_animate": "Wan 2.2 Animate (character animation from pose and face videos)",
+                "aura_flow": "AuraFlow"}
 # Chroma first: it has FLUX's markers too
 _MARKERS = {"sd3": ("joint_blocks.0.x_block.attn.qkv.weight", "x_embedder.proj.weight"),
             "chroma": ("double_blocks.0.img_attn.qkv.weight", "distilled_guidance_layer.in_proj.weight"),
@@ -95,7 +101,8 @@ _MARKERS = {"sd3": ("joint_blocks.0.x_block.attn.qkv.weight", "x_embedder.proj.w
             "hidream": ("caption_projection.0.linear.weight", "x_embedder.proj.weight",
                         "p_embedder.pooled_embedder.linear_1.weight"),
             # (HunyuanImage 2.1 and its refiner: these without vector_in, see find_flow_model)
-            "hunyuan_video": ("txt_in.individual_token_refiner.blocks.0.norm1.weight", "img_in.proj.weight")}
+            "hunyuan_video": ("txt_in.individual_token_refiner.blocks.0.norm1.weight", "img_in.proj.weight"),
+            "aura_flow": (AURA_FLOW_MARKER, "cond_seq_linear.weight", "positional_encoding")}
 # families told apart from another's markers by a key they lack: ComfyUI's HunyuanImage21(Refiner) is
 # HunyuanVideo's layout without vector_in (vec_in_dim None)
 _LACKING = {"hunyuan_image": ("hunyuan_video", "vector_in.in_layer.weight")}
@@ -105,7 +112,8 @@ _CONFIG_READERS = {"sd3": mmdit_config_from_state_dict, "flux": flux_config_from
                    "lumina2": lumina2_config_from_state_dict, "qwen_image": qwen_image_config_from_state_dict,
                    "hidream": hidream_config_from_state_dict,
                    "hunyuan_video": hunyuan_video_config_from_state_dict,
-                   "hunyuan_image": hunyuan_image_config_from_state_dict}
+                   "hunyuan_image": hunyuan_image_config_from_state_dict,
+                   "aura_flow": aura_flow_config_from_state_dict}
 
 
 @dataclass
@@ -113,11 +121,12 @@ class FlowInfo:
     """A flow-model file: the family, where each part is and the configurations read from shapes."""
 
     # sd3 | flux | chroma | ltxv | mochi | wan | lumina2 | qwen_image | hidream | hunyuan_video | hunyuan_image
+    # | aura_flow
     arch: str
     family: str  # a FAMILY_NAMES key
     prefix: str  # of the diffusion model's keys
     config: (MMDiTConfig | FluxConfig | ChromaConfig | LTXVConfig | MochiConfig | WanConfig | Lumina2Config
-             | QwenImageConfig | HiDreamConfig | HunyuanVideoConfig | HunyuanImageConfig)
+             | QwenImageConfig | HiDreamConfig | HunyuanVideoConfig | HunyuanImageConfig | AuraFlowConfig)
     vae: VAEConfig | LTXVVAEConfig | MochiVAEConfig | HunyuanVideoVAEConfig | HunyuanImageVAEConfig | None = None
     vae_prefix: str | None = None
     text_encoders: dict = field(default_factory=dict)  # clip_l / clip_g / t5xxl -> key prefix
