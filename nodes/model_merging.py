@@ -226,6 +226,16 @@ ModelMergeQwenImage = _block_merge_node(
     + [f"transformer_blocks.{i}." for i in range(60)] + ["proj_out."], ("ModelMergeQwenImage",), ("qwen_image",))
 
 
+ModelMergeAuraflow = _block_merge_node(
+    "ModelMergeAuraflow", """Merge two AuraFlow models with one ratio per transformer layer (ratio 1 =
+    model1's weights): model1 * ratio + model2 * (1 - ratio). Inputs are the patch input (init_x_linear),
+    the position table, the text input (cond_seq_linear), the register tokens, the timestep embedding,
+    the 4 double-stream layers, the 32 single-stream layers, the final modulation (modF) and the final
+    linear.""",
+    ["init_x_linear.", "positional_encoding", "cond_seq_linear.", "register_tokens", "t_embedder."]
+    + [f"double_layers.{i}." for i in range(4)] + [f"single_layers.{i}." for i in range(32)]
+    + ["modF.", "final_linear."], ("ModelMergeAuraflow",), ("aura_flow",))
+
 
 class CLIPMergeSimple(Node):
     """clip1 * ratio + clip2 * (1 - ratio), weight by weight (ratio 1 = clip1 unchanged). Encoders merge by name

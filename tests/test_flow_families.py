@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 from graphflow import testing
+from graphflow.models.aura_flow import AuraFlow
 from graphflow.models.chroma import Chroma
 from graphflow.models.hidream import HiDream
 from graphflow.models.hunyuan_image import HunyuanImage
@@ -162,6 +163,15 @@ FAMILIES = [
            report=("2 blocks, width 256, 2 heads", "48 input ch"), in_channels=48, channels=48,
            text_width=testing.wan_config().text_dim, sampling=("shift", 8.0, 1000.0), video=True,
            masked_timesteps=True),
+    # ModelMergeAuraflow (two block groups): tests/test_aura_flow.py
+    Family(id="aura_flow", arch="aura_flow", family="aura_flow", name="AuraFlow", kind="AuraFlow diffusion model",
+           writer=testing.write_aura_flow, file="aura_flow_0.3_model.safetensors", cls=AuraFlow,
+           config=testing.aura_flow_config(), latent="sdxl", vae_file="sdxl_vae.safetensors",
+           text_loader="aura_flow_0.3.safetensors (CheckpointLoaderSimple)",
+           report=("2 double + 2 single layers", "position table 7^2"), in_channels=4, channels=4,
+           text_width=testing.AURA_FLOW_TINY_TEXT_DIM, sampling=("shift", 1.73, 1.0),
+           fp8=(("double_layers.0.attn.w1q.weight", "single_layers.0.mlp.c_fc1.weight"), ("positional_encoding",)),
+           lora=("single_layers.1.attn.w1q", "single_layers.0.attn.w1q", ())),
 ]
 
 

@@ -1,4 +1,4 @@
-"""diffusers' module names of FLUX, Chroma, MM-DiT (SD3), Wan 2.1, Lumina 2 and HunyuanVideo mapped onto our
+"""diffusers' module names of FLUX, Chroma, MM-DiT (SD3), Wan 2.1, Lumina 2, HunyuanVideo and AuraFlow mapped onto our
 BFL/SAI/Wan/Lumina module paths, for LoRAs trained on diffusers' `FluxTransformer2DModel` /
 `ChromaTransformer2DModel` / `SD3Transformer2DModel` / `WanTransformer3DModel` /
 `Lumina2Transformer2DModel` (the `transformer.` layout of ai-toolkit, SimpleTuner, diffusers' own
@@ -236,16 +236,40 @@ def hunyuan_image_names(cfg) -> dict[str, tuple[str, Rows]]:
     return names
 
 
+def aura_flow_names(cfg) -> dict[str, tuple[str, Rows]]:
+    """diffusers name -> (path, rows) for an AuraFlowConfig (the inverse of diffusers'
+    convert_auraflow_transformer_checkpoint_to_diffusers; ComfyUI's auraflow_to_diffusers): one to one,
+    but `norm_out.linear`, modF's (shift, scale) rows as (scale, shift)."""
+    d = cfg.dim
+    names: dict[str, tuple[str, Rows]] = {
+        "pos_embed.proj": ("init_x_linear", None), "context_embedder": ("cond_seq_linear", None),
+        "time_step_proj.linear_1": ("t_embedder.mlp.0", None), "time_step_proj.linear_2": ("t_embedder.mlp.2", None),
+        "proj_out": ("final_linear", None), "norm_out.linear": ("modF.1", ((d, 2 * d), (0, d)))}
+    mlp = {"linear_1": "c_fc1", "linear_2": "c_fc2", "out_projection": "c_proj"}
+    double = {"norm1.linear": "modX.1", "norm1_context.linear": "modC.1", "attn.to_q": "attn.w2q",
+              "attn.to_k": "attn.w2k", "attn.to_v": "attn.w2v", "attn.to_out.0": "attn.w2o",
+              "attn.add_q_proj": "attn.w1q", "attn.add_k_proj": "attn.w1k", "attn.add_v_proj": "attn.w1v",
+              "attn.to_add_out": "attn.w1o", **{f"ff.{k}": f"mlpX.{v}" for k, v in mlp.items()},
+              **{f"ff_context.{k}": f"mlpC.{v}" for k, v in mlp.items()}}
+    single = {"norm1.linear": "modCX.1", **{f"attn.to_{c}": f"attn.w1{c}" for c in "qkv"},
+              "attn.to_out.0": "attn.w1o", **{f"ff.{k}": f"mlp.{v}" for k, v in mlp.items()}}
+    for i in range(cfg.n_double_layers):
+        names.update({f"joint_transformer_blocks.{i}.{k}": (f"double_layers.{i}.{v}", None) for k, v in double.items()})
+    for i in range(cfg.n_layers - cfg.n_double_layers):
+        names.update({f"single_transformer_blocks.{i}.{k}": (f"single_layers.{i}.{v}", None) for k, v in single.items()})
+    return names
+
+
 def flow_lora_names(net) -> dict[str, tuple[str, Rows]]:
     """kohya-style name (`lora_unet_` or `lora_transformer_` + diffusers' name with '_') -> (our
     module path, rows) for a Flux, Chroma, MMDiT, Wan or Lumina 2 network; empty for anything else."""
-    from .configs import (ChromaConfig, FluxConfig, HunyuanImageConfig, HunyuanVideoConfig, Lumina2Config, MMDiTConfig,
-                          WanConfig)
+    from .configs import (AuraFlowConfig, ChromaConfig, FluxConfig, HunyuanImageConfig, HunyuanVideoConfig,
+                          Lumina2Config, MMDiTConfig, WanConfig)
 
     cfg = getattr(net, "config", None)
     table = {FluxConfig: flux_names, ChromaConfig: chroma_names, MMDiTConfig: mmdit_names,
              WanConfig: wan_names, Lumina2Config: lumina2_names, HunyuanVideoConfig: hunyuan_video_names,
-             HunyuanImageConfig: hunyuan_image_names}.get(
+             HunyuanImageConfig: hunyuan_image_names, AuraFlowConfig: aura_flow_names}.get(
         type(cfg), lambda cfg: {})(cfg)
     names = {}
     for theirs, target in table.items():
