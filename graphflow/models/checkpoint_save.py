@@ -159,7 +159,8 @@ def flow_checkpoint_state(model: DiffusionModel, clip, vae: VAE) -> dict[str, to
     """An SD3 / FLUX / Chroma checkpoint as ComfyUI's CheckpointSave writes one (its model configs'
     prefixes): the model under model.diffusion_model., each text encoder under
     text_encoders.<clip_l / clip_g / t5xxl>.transformer. (CLIPSave's keys), the VAE under
-    first_stage_model. (SD3) or vae. (FLUX, Chroma); the all-in-one loader reads it back."""
+    first_stage_model. (SD3) or vae. (FLUX, Chroma, AuraFlow: its vae_key_prefix); the all-in-one loader
+    reads it back."""
     state = model_state(model)
     for name, (tower, _) in text_encoder_states(clip).items():
         state.update({f"text_encoders.{name}.transformer.{k}": v for k, v in tower.items()})

@@ -114,6 +114,10 @@ class DiffusionModel:
     sampled HunyuanImage21Refiner latent (64 channels: its VAE's 32 with the frame paired) and the
     conditioning's concat_latent_image (HunyuanRefinerLatent's); shift 4.0; guidance 6.0 by default.
 
+    AuraFlow (aura_flow, graphflow.models.aura_flow): x an SDXL-VAE latent [B, 4, h, w]; context Pile-T5-XL's
+    states [B, T, 2048]; model(x, sigma, context, y) (y unused), the network's timestep sigma itself. Sampled
+    as ComfyUI's AuraFlow: discrete flow, shift 1.73, multiplier 1 (`sampling_shift`).
+
     Wan 2.1 (wan, graphflow.models.wan): x a video latent [B, 16, frames, h, w] (image-to-video
     models: 36 channels in, the concat's mask and image latent after the latent); context UMT5's
     512 tokens; model(x, sigma, context, y, clip_fea=None) (y unused; clip_fea CLIP vision's
