@@ -64,8 +64,8 @@ def test_full_size_defaults():
     count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
     assert count(ours) == count(theirs)
     shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
-    assert shapes["double_layers.0.mlpX.c_fc1.weight"] == (8192, 3072) and shapes["positional_encoding"] == (1, 4096,
-                                                                                                              3072)
+    assert shapes["double_layers.0.mlpX.c_fc1.weight"] == (8192, 3072)
+    assert shapes["positional_encoding"] == (1, 4096, 3072)
     assert aura_flow_config_from_state_dict(shapes) == testing.aura_flow_config(scaled_down=False)
 
 
@@ -156,7 +156,8 @@ def test_all_in_one_checkpoint_gives_model_and_vae(tmp_path):
         assert ckpt.model.arch == "aura_flow" and ckpt.info.vae_prefix == prefix
         assert ckpt.vae is not None and ckpt.vae.latent_format.name == "sdxl" and ckpt.vae.latent_channels == 4
         stored = load_file(str(path))
-        assert all(torch.equal(v, stored["model.diffusion_model." + k]) for k, v in ckpt.model.unet.state_dict().items())
+        net = ckpt.model.unet.state_dict()
+        assert all(torch.equal(v, stored["model.diffusion_model." + k]) for k, v in net.items())
         assert all(torch.equal(v, stored[prefix + k]) for k, v in ckpt.vae.module.state_dict().items())
 
 

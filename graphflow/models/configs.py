@@ -1274,8 +1274,8 @@ def aura_flow_config_from_state_dict(shapes: dict[str, tuple]) -> AuraFlowConfig
     if not single:  # ComfyUI's last double layer would then lack its text MLP (is_last)
         raise ValueError("an AuraFlow network without single layers")
     mlp = "double_layers.0.mlpX.c_fc1.weight" if double else "single_layers.0.mlp.c_fc1.weight"
-    return AuraFlowConfig(in_channels=AURA_FLOW_LATENT_CHANNELS, out_channels=shapes["final_linear.weight"][0] // patch ** 2,
-                          patch_size=patch, dim=dim, n_layers=double + single, n_double_layers=double,
+    return AuraFlowConfig(in_channels=AURA_FLOW_LATENT_CHANNELS,
+                          out_channels=shapes["final_linear.weight"][0] // patch ** 2, patch_size=patch, dim=dim, n_layers=double + single, n_double_layers=double,
                           global_conddim=shapes["t_embedder.mlp.0.weight"][0],
                           cond_seq_dim=shapes["cond_seq_linear.weight"][1], max_seq=max_seq, mlp_hidden=shapes[mlp][0])
 

@@ -253,10 +253,11 @@ def aura_flow_names(cfg) -> dict[str, tuple[str, Rows]]:
               **{f"ff_context.{k}": f"mlpC.{v}" for k, v in mlp.items()}}
     single = {"norm1.linear": "modCX.1", **{f"attn.to_{c}": f"attn.w1{c}" for c in "qkv"},
               "attn.to_out.0": "attn.w1o", **{f"ff.{k}": f"mlp.{v}" for k, v in mlp.items()}}
-    for i in range(cfg.n_double_layers):
-        names.update({f"joint_transformer_blocks.{i}.{k}": (f"double_layers.{i}.{v}", None) for k, v in double.items()})
-    for i in range(cfg.n_layers - cfg.n_double_layers):
-        names.update({f"single_transformer_blocks.{i}.{k}": (f"single_layers.{i}.{v}", None) for k, v in single.items()})
+    for group, ours, count, parts in (("joint_transformer_blocks", "double_layers", cfg.n_double_layers, double),
+                                      ("single_transformer_blocks", "single_layers",
+                                       cfg.n_layers - cfg.n_double_layers, single)):
+        for i in range(count):
+            names.update({f"{group}.{i}.{k}": (f"{ours}.{i}.{v}", None) for k, v in parts.items()})
     return names
 
 
