@@ -219,3 +219,23 @@ def test_lora_in_diffusers_names_matches_diffusers(tmp_path, pair):
         plain, got, want = model(x, sigma, context), patched(x, sigma, context), theirs(x, context, sigma).sample
     assert float((got - plain).abs().max()) > 1e-2  # the LoRA does something
     _close(got, want)
+
+
+def test_checkpoint_save_writes_comfyuis_layout(tmp_path):
+    """CheckpointSave of an AuraFlow MODEL and VAE: ComfyUI's AuraFlow layout (model.diffusion_model., the VAE
+    under vae., its vae_key_prefix), read back unchanged by CheckpointLoaderSimple. The text encoder here is a
+    stand-in without encoders (Pile-T5-XL's part of the file is text_encoders.pile_t5xl.transformer.)."""
+    from types import SimpleNamespace
+
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.models.checkpoint_save import save_checkpoint
+
+    ckpt = load_checkpoint(testing.write_aura_flow_checkpoint(tmp_path / "aura_flow_0.3.safetensors",
+                                                              dtype=torch.float32), device="cpu", dtype=torch.float32)
+    no_text = SimpleNamespace(arch="aura_flow", clip_l=None, clip_g=None, t5=None)
+    saved = load_file(str(save_checkpoint(tmp_path / "saved.safetensors", ckpt.model, no_text, ckpt.vae)))
+    assert {k.split(".")[0] for k in saved} == {"model", "vae"}
+    again = load_checkpoint(tmp_path / "saved.safetensors", device="cpu", dtype=torch.float32)
+    assert again.model.arch == "aura_flow" and again.info.vae_prefix == "vae."
+    for new, old in ((again.model.unet, ckpt.model.unet), (again.vae.module, ckpt.vae.module)):
+        assert all(torch.equal(v, old.state_dict()[k]) for k, v in new.state_dict().items())
