@@ -167,7 +167,7 @@ FAMILIES = [
     Family(id="aura_flow", arch="aura_flow", family="aura_flow", name="AuraFlow", kind="AuraFlow diffusion model",
            writer=testing.write_aura_flow, file="aura_flow_0.3_model.safetensors", cls=AuraFlow,
            config=testing.aura_flow_config(), latent="sdxl", vae_file="sdxl_vae.safetensors",
-           text_loader="aura_flow_0.3.safetensors (CheckpointLoaderSimple)",
+           text_loader="Pile-T5-XL with CLIPLoader",
            report=("2 double + 2 single layers", "position table 7^2"), in_channels=4, channels=4,
            text_width=testing.AURA_FLOW_TINY_TEXT_DIM, sampling=("shift", 1.73, 1.0),
            fp8=(("double_layers.0.attn.w1q.weight", "single_layers.0.mlp.c_fc1.weight"), ("positional_encoding",)),

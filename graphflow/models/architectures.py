@@ -141,8 +141,9 @@ ARCHITECTURES = {a.key: a for a in (
     Architecture("aura_flow", "AuraFlow", "sdxl", flow=True, shift=1.73, schedule="shift", multiplier=1.0,
                  native_size=1024, network="aura_flow.AuraFlow", saved_as="flow",
                  vae_file="sdxl_vae.safetensors, the SDXL VAE",
-                 text_encoder_note="no text encoder in the file: AuraFlow's Pile-T5-XL comes in ComfyUI's all-in-one "
-                                   "aura_flow_0.3.safetensors (CheckpointLoaderSimple)"),
+                 text_encoder_note="no text encoder in the file: load Pile-T5-XL with CLIPLoader (ComfyUI tells it "
+                                   "by its shapes, whatever the type), or ComfyUI's all-in-one "
+                                   "aura_flow_0.3.safetensors with CheckpointLoaderSimple"),
 )}
 
 
