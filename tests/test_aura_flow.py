@@ -239,3 +239,22 @@ def test_checkpoint_save_writes_comfyuis_layout(tmp_path):
     assert again.model.arch == "aura_flow" and again.info.vae_prefix == "vae."
     for new, old in ((again.model.unet, ckpt.model.unet), (again.vae.module, ckpt.vae.module)):
         assert all(torch.equal(v, old.state_dict()[k]) for k, v in new.state_dict().items())
+
+
+def test_unetloader_reads_diffusers_names(tmp_path, pair):
+    """A diffusers AuraFlowTransformer2DModel file (fal's transformer/ weights), as ComfyUI's UNETLoader converts
+    it: the same network as fal's names give, modF's halves swapped back; told apart by its file kind."""
+    from safetensors.torch import save_file
+
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.file_kind import identify
+    from graphflow.models.weight_files import WeightFile
+
+    ours, theirs = pair
+    save_file(dict(theirs.state_dict()), str(tmp_path / "diffusion_pytorch_model.safetensors"))
+    with WeightFile(tmp_path / "diffusion_pytorch_model.safetensors") as f:
+        kind = identify(f.shapes)
+    assert kind.folder == "diffusion_models" and "AuraFlowTransformer2DModel" in kind.name
+    model = load_diffusion_model(tmp_path / "diffusion_pytorch_model.safetensors", device="cpu", dtype=torch.float32)
+    assert model.arch == "aura_flow" and model.unet.config == ours.config
+    assert all(torch.equal(v, ours.state_dict()[k]) for k, v in model.unet.state_dict().items())

@@ -22,7 +22,8 @@ from .architecture import (EDM_VPRED_MAX, EDM_VPRED_MIN, UNET_PREFIX, VAE_PARTS,
 from .architectures import ARCHITECTURES
 from .cast_layers import FP8_DTYPES, WEIGHT_DTYPES, castable_weights, set_scales
 from .chroma import ChromaRadiance
-from .diffusers_names import vae_view
+from .configs import AURA_FLOW_DIFFUSERS_MARKER
+from .diffusers_names import aura_flow_view, vae_view
 from .diffusion_model import PIXART_SCHEDULE, DiffusionModel
 from .flow_architecture import FlowInfo, detect_flow_model, vae_in
 from .latent_formats import FLUX, SD1, SD3, SDXL, LatentFormat
@@ -488,9 +489,11 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
         cosmos = _read_cosmos1(f, path, device, dtype, weight_dtype)
         if cosmos is not None:
             return cosmos
-        info = detect_flow_model(f.shapes, f.metadata)
+        source = aura_flow_view(f) if AURA_FLOW_DIFFUSERS_MARKER in f.shapes else f  # ComfyUI converts these too
+        info = detect_flow_model(source.shapes, f.metadata)
         if info is not None:
-            return build_flow_model(f.view(info.prefix), info, *flow_placement(device, dtype, info.arch), weight_dtype)
+            return build_flow_model(source if source is not f else f.view(info.prefix), info,
+                                    *flow_placement(device, dtype, info.arch), weight_dtype)
         info = detect_architecture(f.shapes, f.metadata, get_tensor=f.get)
         unet_device, unet_dtype = _resolve(device, dtype, "unet")
         # an fp8 weight_dtype: ComfyUI's numbers (every tensor rounded to fp8, upcast where used),

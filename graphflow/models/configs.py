@@ -1227,6 +1227,8 @@ def hunyuan_image_refiner_vae_config_from_state_dict(shapes) -> HunyuanImageRefi
 
 
 AURA_FLOW_MARKER = "double_layers.0.attn.w1q.weight"  # ComfyUI's test for AuraFlow (model_detection's)
+# ComfyUI's test for diffusers' AuraFlowTransformer2DModel names (UNETLoader converts them: convert_diffusers_mmdit)
+AURA_FLOW_DIFFUSERS_MARKER = "joint_transformer_blocks.0.attn.add_k_proj.weight"
 AURA_FLOW_LATENT_CHANNELS = 4  # SDXL's VAE
 AURA_FLOW_HEADS = 12  # ComfyUI's MMDiT default, never read from a file (its norms have no weights to tell)
 

@@ -251,6 +251,34 @@ def transformer_view(source, arch: str) -> RenamedView:
     return RenamedView(source, names, fused_shapes(source.shapes, names), [n for n in names if n.startswith(swap)])
 
 
+# -- AuraFlow (diffusers' AuraFlowTransformer2DModel -> fal's names) ---------------------------------
+
+def aura_flow_view(source) -> RenamedView:
+    """A diffusers AuraFlowTransformer2DModel file under fal's / ComfyUI's names (ComfyUI's UNETLoader reads
+    these too): one to one, norm_out's (scale, shift) rows swapped back into modF's (shift, scale)."""
+    from types import SimpleNamespace
+
+    from .configs import _count_blocks
+    from .flow_lora_names import aura_flow_names
+
+    double = _count_blocks(source.shapes, "joint_transformer_blocks.")
+    layers = SimpleNamespace(n_double_layers=double,
+                             n_layers=double + _count_blocks(source.shapes, "single_transformer_blocks."), dim=0)
+    names = {"positional_encoding": "pos_embed.pos_embed", "register_tokens": "register_tokens",
+             "init_x_linear.bias": "pos_embed.proj.bias", "t_embedder.mlp.0.bias": "time_step_proj.linear_1.bias",
+             "t_embedder.mlp.2.bias": "time_step_proj.linear_2.bias"}
+    swapped = []
+    for theirs, (ours, rows) in aura_flow_names(layers).items():
+        names[ours + ".weight"] = theirs + ".weight"
+        if rows is not None:  # norm_out.linear
+            swapped.append(ours + ".weight")
+    missing = sorted(old for old in names.values() if old not in source.shapes)
+    if missing:
+        raise CheckpointError(f"a diffusers AuraFlowTransformer2DModel without {', '.join(missing[:4])}"
+                              + (f" and {len(missing) - 4} more" if len(missing) > 4 else ""))
+    return RenamedView(source, names, swapped=swapped)
+
+
 # -- PixArt-α / Σ (diffusers' PixArtTransformer2DModel -> the original PixArt names) ---------------
 
 PIXART_BLOCK = {

@@ -11,8 +11,8 @@ a Control-LoRA has `lora_` keys and a GLIGEN file UNet block names, so those com
 from dataclasses import dataclass
 
 from .architectures import ARCHITECTURES
-from .configs import (byte_level, is_hunyuan_image_refiner_vae, is_hunyuan_image_vae,  # torch-free
-                      is_hunyuan_video_vae)
+from .configs import (AURA_FLOW_DIFFUSERS_MARKER, byte_level, is_hunyuan_image_refiner_vae,  # torch-free
+                      is_hunyuan_image_vae, is_hunyuan_video_vae)
 
 UNET_PREFIX = "model.diffusion_model."
 # the tensors a union ControlNet (SDXL ControlNet++) adds to a plain one (torch-free here: validation reads it)
@@ -191,6 +191,9 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         family = "FLUX.1" if _has(shapes, "single_transformer_blocks.") else "SD3 / SD3.5"
         return FileKind(f"{family} transformer in diffusers' layout (part of a diffusers folder)", "diffusers",
                         "`LoadDiffusers` on the whole folder (model_index.json, transformer/, vae/, text_encoder*/)")
+    if AURA_FLOW_DIFFUSERS_MARKER in shapes:  # ComfyUI's UNETLoader converts it (convert_diffusers_mmdit)
+        return FileKind("AuraFlow diffusion model (diffusers' AuraFlowTransformer2DModel layout)", "diffusion_models",
+                        "LoadDiffusionModel")
     if find_cosmos(shapes) is not None:
         return FileKind("Cosmos-Predict2 diffusion model", "diffusion_models", "LoadDiffusionModel")
     if find_cosmos1(shapes) is not None:
