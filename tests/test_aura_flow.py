@@ -258,3 +258,27 @@ def test_unetloader_reads_diffusers_names(tmp_path, pair):
     model = load_diffusion_model(tmp_path / "diffusion_pytorch_model.safetensors", device="cpu", dtype=torch.float32)
     assert model.arch == "aura_flow" and model.unet.config == ours.config
     assert all(torch.equal(v, ours.state_dict()[k]) for k, v in model.unet.state_dict().items())
+
+
+def test_ksampler_steps_are_diffusers_euler_steps(pair):
+    """KSampler (euler, simple, 3 steps, cfg 2.5) on an AuraFlow MODEL: from seed noise at sigma 1, each step
+    x += (sigma_next - sigma) v with v CFG-mixed from diffusers' velocities at timestep sigma (prompts of other
+    lengths), the sigmas ComfyUI's discrete flow with shift 1.73; the result unscaled by SDXL's 0.13025."""
+    from graphflow.models.diffusion_model import DiffusionModel
+    from graphflow.sampling.flow_sampling import model_sampling_for
+    from graphflow.sampling.pipeline import sample
+    from graphflow.sampling.schedules import compute_sigmas
+
+    ours, theirs = pair
+    model = DiffusionModel(ours, "aura_flow", "flow")
+    g = torch.Generator().manual_seed(4)
+    pos, neg = torch.randn(1, 5, TEXT, generator=g), torch.randn(1, 3, TEXT, generator=g)
+    out = sample(model, 7, 3, 2.5, "euler", "simple", [(pos, {})], [(neg, {})],
+                 {"samples": torch.zeros(1, 4, 8, 6)})["samples"]
+    sigmas = compute_sigmas(model_sampling_for(model), "simple", 3)
+    x = torch.randn((1, 4, 8, 6), generator=torch.Generator().manual_seed(7)) * sigmas[0]
+    with torch.no_grad():
+        for sigma, following in zip(sigmas[:-1], sigmas[1:]):
+            v_pos, v_neg = (theirs(x, c, sigma.reshape(1)).sample for c in (pos, neg))
+            x = x + (following - sigma) * (v_neg + 2.5 * (v_pos - v_neg))
+    _close(out, x / 0.13025)
