@@ -247,6 +247,7 @@ def test_unetloader_reads_diffusers_names(tmp_path, pair):
     from safetensors.torch import save_file
 
     from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.checkpoint_report import inspect_report
     from graphflow.models.file_kind import identify
     from graphflow.models.weight_files import WeightFile
 
@@ -255,6 +256,7 @@ def test_unetloader_reads_diffusers_names(tmp_path, pair):
     with WeightFile(tmp_path / "diffusion_pytorch_model.safetensors") as f:
         kind = identify(f.shapes)
     assert kind.folder == "diffusion_models" and "AuraFlowTransformer2DModel" in kind.name
+    assert f"kind: {kind.name}" in inspect_report(tmp_path / "diffusion_pytorch_model.safetensors")
     model = load_diffusion_model(tmp_path / "diffusion_pytorch_model.safetensors", device="cpu", dtype=torch.float32)
     assert model.arch == "aura_flow" and model.unet.config == ours.config
     assert all(torch.equal(v, ours.state_dict()[k]) for k, v in model.unet.state_dict().items())

@@ -116,7 +116,8 @@ def _add_on_report(f: "WeightFile", size: int) -> str | None:
     if kind is None:
         return _upscaler_report(f, size)
     if kind.folder in ("checkpoints", "diffusion_models") and "UNet" not in kind.name \
-            and "Stable Cascade" not in kind.name and "PixArt" not in kind.name and "Cosmos" not in kind.name:
+            and "Stable Cascade" not in kind.name and "PixArt" not in kind.name and "Cosmos" not in kind.name \
+            and "AuraFlowTransformer2DModel" not in kind.name:
         return None
     keys = list(f.shapes)
     lines = [_file_line(f, size), f"kind: {kind.name}{_scaled_fp8(f)}, for models/{kind.folder}/, loaded by {kind.loader}",
