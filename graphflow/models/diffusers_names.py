@@ -263,7 +263,8 @@ def aura_flow_view(source) -> RenamedView:
 
     double = _count_blocks(source.shapes, "joint_transformer_blocks.")
     layers = SimpleNamespace(n_double_layers=double,
-                             n_layers=double + _count_blocks(source.shapes, "single_transformer_blocks."), dim=0)
+                             n_layers=double + _count_blocks(source.shapes, "single_transformer_blocks."),
+                             dim=source.shapes.get("context_embedder.weight", (0,))[0])  # (AuraFlowConfig's fields)
     names = {"positional_encoding": "pos_embed.pos_embed", "register_tokens": "register_tokens",
              "init_x_linear.bias": "pos_embed.proj.bias", "t_embedder.mlp.0.bias": "time_step_proj.linear_1.bias",
              "t_embedder.mlp.2.bias": "time_step_proj.linear_2.bias"}
