@@ -128,6 +128,15 @@ def test_the_samplers_model_call_gives_diffusers_denoised(pair):
         denoised = FlowDenoiser(model)(x, sigma, context)
         want = x - sigma * theirs(x, context, sigma).sample
     _close(denoised, want)
+    # ComfyUI's workflows set the same with ModelSamplingAuraFlow (its default shift 1.73)
+    from graphflow.registry import Registry
+    from tests.test_nodes_image_mask import call
+
+    node = call(Registry().load_builtin(), "ModelSamplingAuraFlow", model=model)
+    same = model_sampling_for(node)
+    assert torch.equal(same.sigmas, schedule.sigmas) and same.multiplier == 1.0
+    with torch.no_grad():
+        assert torch.equal(FlowDenoiser(node, same)(x, sigma, context), denoised)
 
 
 def test_wrong_inputs_are_refused(pair):
