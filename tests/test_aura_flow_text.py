@@ -207,3 +207,20 @@ def test_pile_t5_is_auraflows_alone(pile_file, tmp_folders):
     with pytest.raises(NodeInputError, match="Pile-T5 XL alone"):
         call(registry(), "LoadDualTextEncoders", clip_name1="clip_l.safetensors", clip_name2=pile_file.name,
              type="sd3")
+
+
+def test_clip_save_writes_pile_t5_that_loads_back_alike(pile_file, tmp_folders):
+    """CLIPSave names the file's encoder pile_t5xl (no tokenizer inside: it ships with graphflow, as
+    with ComfyUI); CLIPLoader reads it back as AuraFlow's encoder."""
+    import shutil
+
+    from safetensors import safe_open
+
+    clip = call(registry(), "LoadTextEncoder", clip_name=pile_file.name, type="stable_diffusion")
+    call(registry(), "CLIPSave", clip=clip, filename_prefix="text_encoders/saved")
+    [saved] = tmp_folders.outputs.rglob("saved_pile_t5xl*.safetensors")
+    with safe_open(str(saved), "pt") as f:
+        assert "shared.weight" in f.keys() and "spiece_model" not in f.keys()
+    shutil.copy(saved, pile_file.parent / "resaved.safetensors")
+    again = call(registry(), "LoadTextEncoder", clip_name="resaved.safetensors", type="stable_diffusion")
+    assert torch.equal(again.encode("a (red:1.2) fox")[0], clip.encode("a (red:1.2) fox")[0])
