@@ -224,3 +224,29 @@ def test_clip_save_writes_pile_t5_that_loads_back_alike(pile_file, tmp_folders):
     shutil.copy(saved, pile_file.parent / "resaved.safetensors")
     again = call(registry(), "LoadTextEncoder", clip_name="resaved.safetensors", type="stable_diffusion")
     assert torch.equal(again.encode("a (red:1.2) fox")[0], clip.encode("a (red:1.2) fox")[0])
+
+
+def test_embedding_names_read_pile_t5xl_vectors(llama_tokenizer, pile_file, tmp_folders):
+    """PT5XlTokenizer reads embedding:name under the key pile_t5xl (2048 wide on Pile-T5 XL; 32 here):
+    the vectors stand where the name was, inside the mask."""
+    from safetensors.torch import save_file
+
+    folder = tmp_folders.models / "embeddings"
+    folder.mkdir(parents=True, exist_ok=True)
+    vectors = torch.randn(2, 32, generator=torch.Generator().manual_seed(7))
+    save_file({"pile_t5xl": vectors, "t5xxl": torch.randn(3, 64)}, str(folder / "tv.safetensors"))
+    clip = call(registry(), "LoadTextEncoder", clip_name=pile_file.name, type="stable_diffusion")
+    got, _ = clip.encode("a embedding:tv (red:1.5) fox")
+    a = llama_tokenizer("a").input_ids[:-1]  # ComfyUI splits at " embedding:", the space with it
+    rest = comfy_ids(llama_tokenizer, "red", " fox")
+    ids = a + [1, 1] + rest[:256 - len(a) - 2]
+    n = ids.index(2) + 1
+    mask = torch.tensor([[1] * n + [0] * (256 - n)])
+    model = reference(pile_file)
+    with torch.no_grad():
+        embeds = model.get_input_embeddings()(torch.tensor([ids])).clone()
+        embeds[0, len(a):len(a) + 2] = vectors
+        z = model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state * mask[..., None]
+    red = slice(len(a) + 2, len(a) + 2 + len(llama_tokenizer("red").input_ids) - 1)
+    z[0, red] *= 1.5  # the masked empty prompt is zero past its </s>
+    torch.testing.assert_close(got, z, atol=TOL, rtol=TOL)
