@@ -128,9 +128,11 @@ def test_the_full_size_config_reads_back_as_comfyuis_t5_pile_config_xl():
     from graphflow.models.t5 import t5_config_from_shapes
 
     with torch.device("meta"):
-        shapes = {k: tuple(v.shape) for k, v in UMT5EncoderModel(pile_t5_config(scaled_down=False)).state_dict().items()}
+        model = UMT5EncoderModel(pile_t5_config(scaled_down=False))
+        shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     config = t5_config_from_shapes(shapes)
-    assert config.model_type == "umt5" and config.is_gated_act and config.dense_act_fn in ("gelu_new", "gelu_pytorch_tanh")
+    # gated GELU, tanh approximation (gelu_new is gelu_pytorch_tanh's formula)
+    assert config.model_type == "umt5" and config.is_gated_act and config.dense_act_fn == "gelu_new"
     assert (config.vocab_size, config.d_model, config.d_kv, config.d_ff, config.num_layers, config.num_heads,
             config.relative_attention_num_buckets) == (32128, 2048, 64, 5120, 24, 32, 32)
 
@@ -250,3 +252,15 @@ def test_embedding_names_read_pile_t5xl_vectors(llama_tokenizer, pile_file, tmp_
     red = slice(len(a) + 2, len(a) + 2 + len(llama_tokenizer("red").input_ids) - 1)
     z[0, red] *= 1.5  # the masked empty prompt is zero past its </s>
     torch.testing.assert_close(got, z, atol=TOL, rtol=TOL)
+
+
+def test_other_weights_under_the_pile_t5_prefix_are_refused(tmp_path):
+    from graphflow.models.text_encoder_files import flow_text_encoder_from_file
+    from graphflow.models.weight_files import CheckpointError, WeightFile
+    from graphflow.testing import t5_state
+    from safetensors.torch import save_file
+
+    path = tmp_path / "odd.safetensors"
+    save_file({PILE_T5_PREFIX + k: v for k, v in t5_state(dtype=torch.float32).items()}, str(path))
+    with WeightFile(path) as f, pytest.raises(CheckpointError, match="expected Pile-T5 XL"):
+        flow_text_encoder_from_file(f, "aura_flow", device="cpu", dtype=torch.float32)

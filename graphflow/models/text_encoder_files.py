@@ -117,11 +117,11 @@ def _prefixed_components(f, device, dtype, only=None) -> dict[str, object]:
                 if name == "gemma2_2b":
                     found[name] = _gemma(f, prefix, what, device, dtype)
                     break
+                if name == "pile_t5xl" and not _pile_t5(view):  # said before the weights are read
+                    raise CheckpointError(f"{what}: expected Pile-T5 XL (a UMT5 with a {PILE_T5_VOCAB}-row "
+                                          f"embedding), found other weights")
                 found[name] = _t5(view, what, device, dtype) if name in T5_NAMES else _tower(
                     view, what, device, dtype, {"text_encoders": {name: {}}})  # the prefix names the tower
-                if name == "pile_t5xl" and not found[name].pile_t5:
-                    raise CheckpointError(f"{what}: expected Pile-T5 XL (a UMT5 with a {PILE_T5_VOCAB}-row "
-                                          f"embedding), found another T5")
                 break
     return found
 
