@@ -160,7 +160,10 @@ def test_clip_text_encode_through_the_checkpoints_text_encoder(llama_tokenizer, 
     path = write_pile_t5(tmp_path / "aura_flow_0.3.safetensors", dtype=torch.float32, prefix=PILE_T5_PREFIX)
     with WeightFile(path) as f:
         clip = flow_text_encoder_from_file(f, "aura_flow", device="cpu", dtype=torch.float32)
-    assert clip.arch == "aura_flow" and clip.t5_name == "pile_t5xl"
+        # the memory manager reads it back alone by the name t5_name gives (checkpoint._set_sources)
+        alone = flow_text_encoder_from_file(f, "aura_flow", "cpu", torch.float32, only={clip.t5_name})
+        assert flow_text_encoder_from_file(f, "aura_flow", "cpu", torch.float32, only={"t5xxl"}) is None
+    assert clip.arch == "aura_flow" and clip.t5_name == "pile_t5xl" and alone.t5.pile_t5
     model = reference(path, PILE_T5_PREFIX)
     for prompt in ("a red fox, in the snow", LONG):
         [(cond, options)] = call(registry(), "CLIPEncode", clip=clip, text=prompt)
@@ -264,3 +267,16 @@ def test_other_weights_under_the_pile_t5_prefix_are_refused(tmp_path):
     save_file({PILE_T5_PREFIX + k: v for k, v in t5_state(dtype=torch.float32).items()}, str(path))
     with WeightFile(path) as f, pytest.raises(CheckpointError, match="expected Pile-T5 XL"):
         flow_text_encoder_from_file(f, "aura_flow", device="cpu", dtype=torch.float32)
+
+
+def test_t5_tokenizer_options_pad_auraflow_prompts(llama_tokenizer, pile_file):
+    """ComfyUI's T5TokenizerOptions sets pile_t5xl's min_padding / min_length too: <s> (1) padding,
+    still masked and zeroed past </s>."""
+    clip = call(registry(), "LoadTextEncoder", clip_name=pile_file.name, type="stable_diffusion")
+    padded = call(registry(), "T5TokenizerOptions", clip=clip, min_padding=3, min_length=16)
+    context, _ = padded.encode("a red fox")
+    n = len(llama_tokenizer("a red fox").input_ids)
+    assert context.shape[1] == 16 and not context[0, n:].any()
+    torch.testing.assert_close(context[:, :n], clip.encode("a red fox")[0][:, :n], atol=0, rtol=0)
+    unpadded, _ = call(registry(), "T5TokenizerOptions", clip=clip, min_padding=0, min_length=0).encode("a red fox")
+    assert unpadded.shape[1] == n
