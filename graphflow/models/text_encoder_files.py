@@ -81,8 +81,10 @@ def _t5(view, what: str, device, dtype) -> T5Encoder:
 def _pile_t5(view) -> bool:
     """Pile-T5 XL: a UMT5 of 32,128 rows (t5.PileT5Ids), told from the shapes before it is read."""
     prefix = t5_prefix(view.shapes)
-    return prefix is not None and prefix + UMT5_KEY in view.shapes and \
-        view.shapes.get(prefix + "shared.weight", (0,))[0] == PILE_T5_VOCAB
+    if prefix is None or prefix + UMT5_KEY not in view.shapes:
+        return False
+    rows = view.shapes.get(prefix + "shared.weight") or view.shapes.get(prefix + "encoder.embed_tokens.weight")
+    return rows is not None and rows[0] == PILE_T5_VOCAB
 
 
 def _gemma(f, prefix: str, what: str, device, dtype) -> GemmaTextEncoder:
