@@ -2146,10 +2146,10 @@ def write_hunyuan_image_refiner_vae(path, seed: int = 0, dtype=torch.float16, sc
     return Path(path)
 
 
-# -- AuraFlow (helper aura-model) ------------------------------------------------------------------
+# -- AuraFlow: its MM-DiT and all-in-one checkpoint ---------------------------------------------
 
 AURA_FLOW_TINY_TEXT_DIM = 64  # the tiny network's text width (cond_seq_dim); Pile-T5-XL's is 2048
-AURA_FLOW_TEXT_PREFIX = "text_encoders.pile_t5xl.transformer."  # ComfyUI's all-in-one file's text encoder
+PILE_T5_PREFIX = "text_encoders.pile_t5xl.transformer."  # ComfyUI's all-in-one AuraFlow file's text encoder
 
 
 def aura_flow_config(scaled_down: bool = True, text_dim: int = AURA_FLOW_TINY_TEXT_DIM):
@@ -2181,14 +2181,50 @@ def write_aura_flow(path, seed: int = 0, dtype=torch.float16, scaled_down: bool 
     return Path(path)
 
 
-def write_aura_flow_checkpoint(path, seed: int = 0, dtype=torch.float16, text_encoder: dict | None = None,
-                               text_dim: int = AURA_FLOW_TINY_TEXT_DIM, vae_prefix: str = "vae.") -> Path:
+def write_aura_flow_checkpoint(path, seed: int = 0, dtype=torch.float16, text_encoder: bool = False,
+                               vae_prefix: str = "vae.") -> Path:
     """ComfyUI's all-in-one AuraFlow file (aura_flow_0.3.safetensors): the network under model.diffusion_model.,
-    a tiny SDXL-layout VAE under `vae_prefix` (ComfyUI's AuraFlow saves vae.), and `text_encoder`'s tensors
-    (Pile-T5-XL's, T5 names without prefix; text_dim its width) under text_encoders.pile_t5xl.transformer.;
-    none when None."""
+    a tiny SDXL-layout VAE under `vae_prefix` (ComfyUI's AuraFlow saves vae.), and with `text_encoder` a tiny
+    Pile-T5 XL under text_encoders.pile_t5xl.transformer. (the network's text width then the encoder's)."""
+    text_dim = pile_t5_config().d_model if text_encoder else AURA_FLOW_TINY_TEXT_DIM
     state = {UNET_PREFIX + k: v for k, v in aura_flow_state(seed, True, text_dim).items()}
     state.update({vae_prefix + k: v for k, v in vae_state(vae_config(), seed + 1, torch.float32).items()})
-    state.update({AURA_FLOW_TEXT_PREFIX + k: v for k, v in (text_encoder or {}).items()})
+    if text_encoder:
+        state.update(pile_t5_state(seed + 2))
     save_file({k: v.to(dtype) for k, v in state.items()}, str(path))
+    return Path(path)
+
+
+# -- AuraFlow: Pile-T5 XL, its text encoder ---------------------------------------------------------
+
+def pile_t5_config(scaled_down: bool = True):
+    """Pile-T5 XL's encoder (ComfyUI's t5_pile_config_xl.json: UMT5, d_model 2048, 24 layers, 32 heads
+    of 64, d_ff 5120, gated GELU, 32 buckets), or a tiny one. Both keep the 32,128-row embedding:
+    it is how Pile-T5 is told apart, and the shipped tokenizer's ids (up to 32,099) need it."""
+    from transformers import UMT5Config
+
+    from .models.t5 import PILE_T5_VOCAB
+
+    size = dict(d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4) if scaled_down else \
+        dict(d_model=2048, d_kv=64, d_ff=5120, num_layers=24, num_heads=32)
+    return UMT5Config(vocab_size=PILE_T5_VOCAB, relative_attention_num_buckets=32, feed_forward_proj="gated-gelu",
+                      is_encoder_decoder=False, tie_word_embeddings=False, dropout_rate=0.0, **size)
+
+
+def pile_t5_state(seed: int = 3, scaled_down: bool = True, prefix: str = PILE_T5_PREFIX) -> dict[str, torch.Tensor]:
+    """Random Pile-T5 weights (float32) in transformers' / ComfyUI's names (shared.weight,
+    encoder.block.N..., encoder.final_layer_norm.weight) under `prefix` (the all-in-one layout by
+    default; "" for a bare text-encoder file)."""
+    from transformers import UMT5EncoderModel
+
+    with torch.device("meta"):
+        shapes = _module_shapes(UMT5EncoderModel(pile_t5_config(scaled_down)))
+    shapes.pop("encoder.embed_tokens.weight", None)  # tied to shared.weight
+    return {prefix + k: v for k, v in random_state(shapes, seed, torch.float32).items()}
+
+
+def write_pile_t5(path, seed: int = 3, dtype=torch.float16, prefix: str = "") -> Path:
+    """A tiny Pile-T5 XL text-encoder file (prefix "": bare, as CLIPLoader takes it; PILE_T5_PREFIX: the
+    text-encoder part of ComfyUI's aura_flow_0.3.safetensors)."""
+    save_file({k: v.to(dtype) for k, v in pile_t5_state(seed, prefix=prefix).items()}, str(path))
     return Path(path)

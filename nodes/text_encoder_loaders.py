@@ -59,7 +59,9 @@ class LoadTextEncoder(Node):
     or one of HiDream's four encoders (CLIP-L, CLIP-G, T5-XXL, Llama 3.1 8B) for hidream, the
     others' parts of the conditioning zeros; or Qwen2.5-VL 7B for hunyuan_image (HunyuanImage 2.1
     without its glyph encoder: quoted text gets no byT5 states), its template without the
-    assistant turn, the third-to-last layer's states.
+    assistant turn, the third-to-last layer's states. A Pile-T5 XL file makes AuraFlow's encoder
+    whatever the type, as in ComfyUI (which has no AuraFlow type): prompts padded to 256 tokens,
+    zeroed past the end token.
     device "cpu" keeps the encoder on the CPU for good: loaded and run there (a T5-XXL that
     would crowd a small GPU), only its conditioning goes to the GPU; "default" lets the memory
     manager move it to the GPU while it encodes."""

@@ -230,24 +230,25 @@ def test_lora_in_diffusers_names_matches_diffusers(tmp_path, pair):
     _close(got, want)
 
 
-def test_checkpoint_save_writes_comfyuis_layout(tmp_path):
-    """CheckpointSave of an AuraFlow MODEL and VAE: ComfyUI's AuraFlow layout (model.diffusion_model., the VAE
-    under vae., its vae_key_prefix), read back unchanged by CheckpointLoaderSimple. The text encoder here is a
-    stand-in without encoders (Pile-T5-XL's part of the file is text_encoders.pile_t5xl.transformer.)."""
-    from types import SimpleNamespace
-
+def test_all_in_one_checkpoint_round_trips_through_checkpoint_save(tmp_path):
+    """CheckpointLoaderSimple on ComfyUI's all-in-one file gives MODEL, CLIP (Pile-T5 XL) and VAE; CheckpointSave
+    writes ComfyUI's AuraFlow layout (model.diffusion_model., text_encoders.pile_t5xl.transformer., the VAE under
+    vae., its vae_key_prefix), read back unchanged."""
     from graphflow.models.checkpoint import load_checkpoint
     from graphflow.models.checkpoint_save import save_checkpoint
 
-    ckpt = load_checkpoint(testing.write_aura_flow_checkpoint(tmp_path / "aura_flow_0.3.safetensors",
-                                                              dtype=torch.float32), device="cpu", dtype=torch.float32)
-    no_text = SimpleNamespace(arch="aura_flow", clip_l=None, clip_g=None, t5=None)
-    saved = load_file(str(save_checkpoint(tmp_path / "saved.safetensors", ckpt.model, no_text, ckpt.vae)))
-    assert {k.split(".")[0] for k in saved} == {"model", "vae"}
+    path = testing.write_aura_flow_checkpoint(tmp_path / "aura_flow_0.3.safetensors", dtype=torch.float32,
+                                              text_encoder=True)
+    ckpt = load_checkpoint(path, device="cpu", dtype=torch.float32)
+    assert ckpt.clip is not None and ckpt.clip.t5 is not None
+    saved = load_file(str(save_checkpoint(tmp_path / "saved.safetensors", ckpt.model, ckpt.clip, ckpt.vae)))
+    assert {k.split(".")[0] for k in saved} == {"model", "text_encoders", "vae"}
+    assert all(k.startswith(testing.PILE_T5_PREFIX) for k in saved if k.startswith("text_encoders."))
+    original = load_file(str(path))
+    assert saved.keys() == original.keys()
+    assert all(torch.equal(saved[k], original[k]) for k in saved)
     again = load_checkpoint(tmp_path / "saved.safetensors", device="cpu", dtype=torch.float32)
-    assert again.model.arch == "aura_flow" and again.info.vae_prefix == "vae."
-    for new, old in ((again.model.unet, ckpt.model.unet), (again.vae.module, ckpt.vae.module)):
-        assert all(torch.equal(v, old.state_dict()[k]) for k, v in new.state_dict().items())
+    assert again.model.arch == "aura_flow" and again.info.vae_prefix == "vae." and again.clip.t5 is not None
 
 
 def test_unetloader_reads_diffusers_names(tmp_path, pair):

@@ -365,7 +365,7 @@ def _set_sources(ckpt: Checkpoint, read) -> None:
         parts.append((ckpt.clip.model, "text_encoder", ckpt.clip.memory_name, "text_encoder:gemma2_2b",
                       lambda c: c.clip.model))
     elif isinstance(ckpt.info, FlowInfo) and ckpt.clip is not None:  # by slot: the file's prefixes name them
-        for slot, in_file in (("clip_l", "clip_l"), ("clip_g", "clip_g"), ("t5", "t5xxl")):
+        for slot, in_file in (("clip_l", "clip_l"), ("clip_g", "clip_g"), ("t5", ckpt.clip.t5_name)):
             encoder = getattr(ckpt.clip, slot)
             if encoder is not None:
                 parts.append((encoder.model, "text_encoder", f"text_encoder:{slot}", f"text_encoder:{in_file}",

@@ -208,13 +208,14 @@ def save_vae(path, vae: VAE, extra_metadata: dict | None = None) -> Path:
 
 
 def text_encoder_states(clip) -> dict[str, tuple[dict[str, torch.Tensor], dict[str, str]]]:
-    """CLIPSave's files, by encoder name (clip_l, clip_g, clip_h, t5xxl): each encoder alone in the
-    names the separate-file loaders (CLIPLoader, DualCLIPLoader, ...) read, and its metadata.
+    """CLIPSave's files, by encoder name (clip_l, clip_g, clip_h, t5xxl, umt5xxl, pile_t5xl): each encoder
+    alone in the names the separate-file loaders (CLIPLoader, DualCLIPLoader, ...) read, and its metadata.
     Lumina 2's Gemma-2 (gemma2_2b): model.* with its tokenizer as spiece_model, as Comfy-Org's file;
     Qwen-Image's Qwen2.5-VL (qwen25_7b): its language model's model.* (no vision tower: it was not read);
     HunyuanImage's, and its byT5 (byt5_small) in T5's names."""
     from .gemma2 import SPIECE_KEY, GemmaTextEncoder
     from .llama import DecoderTextEncoder
+    from .t5 import SentencePieceIds
 
     if isinstance(clip, DecoderTextEncoder):  # HunyuanVideo's CLIP-L, then the model.* (llava_llama3_fp16's keys)
         states = {t.name: (_cpu(_hf_tower_state(t)), _tower_metadata(t.name, t)) for t in clip.towers}
@@ -236,9 +237,10 @@ def text_encoder_states(clip) -> dict[str, tuple[dict[str, torch.Tensor], dict[s
         states["llama"] = (_cpu(manager().weights(clip.model, clip.patches)), {})
     if t5 is not None:
         state = _t5_state(t5)
-        if t5.pieces is not None:  # UMT5 (Wan): its tokenizer beside the weights, as Comfy-Org's files carry it
+        if isinstance(t5.pieces, SentencePieceIds):  # UMT5 (Wan): its tokenizer beside the weights, as in Comfy-Org's
             state["spiece_model"] = torch.frombuffer(bytearray(t5.pieces.model), dtype=torch.uint8)
-        states["umt5xxl" if t5.umt5 else "t5xxl"] = (state, {})
+        # Pile-T5 (AuraFlow): its tokenizer ships with graphflow, as with ComfyUI
+        states["pile_t5xl" if t5.pile_t5 else "umt5xxl" if t5.umt5 else "t5xxl"] = (state, {})
     return states
 
 

@@ -69,7 +69,7 @@ DIFFUSION_PREFIXES = ("model.diffusion_model.", "")
 VAE_PREFIXES = ("first_stage_model.", "vae.")
 VAE_PARTS = ("encoder", "decoder", "quant_conv", "post_quant_conv")
 TEXT_ENCODER_PREFIX = "text_encoders."
-TEXT_ENCODERS = ("clip_l", "clip_g", "t5xxl", "gemma2_2b")
+TEXT_ENCODERS = ("clip_l", "clip_g", "t5xxl", "gemma2_2b", "pile_t5xl")  # pile_t5xl: AuraFlow's
 
 FAMILY_NAMES = {"sd3_medium": "SD3 medium", "sd35_large": "SD3.5 large", "sd35_medium": "SD3.5 medium",
                 "flux_dev": "FLUX.1 dev", "flux_schnell": "FLUX.1 schnell", "flux_fill": "FLUX.1 Fill (dev)",

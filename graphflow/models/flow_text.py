@@ -48,6 +48,11 @@ Cosmos 1.0 and Cosmos-Predict2 ("cosmos", CLIPLoader's type): context = "old" T5
      the padding masked and zeroes its outputs, and the model attends to all 512 (zeros included,
      no mask): the unpadded encoding followed by zero tokens, which is what is given here; no
      pooled vector (None).
+AuraFlow ("aura_flow"; ComfyUI's CLIPLoader has no such type, its checkpoint loader and a bare
+     Pile-T5 XL file under any type give it): Pile-T5 XL alone (graphflow.models.t5), as Wan's:
+     ComfyUI's PT5XlTokenizer pads to 256 tokens with <s> (1), PT5XlModel runs T5 with everything
+     after </s> masked and zeroes those outputs; the model gets all 256 tokens (context
+     [1, 256, 2048], more for a long prompt) and no mask. No pooled vector (None).
 CLIP hidden states are not passed through the final layer norm (as SDXL's, ComfyUI's and
 diffusers'); pooled always comes from the last layer, first window, unweighted.
 CLIPSetLastLayer (`with_clip_skip`) sets the layer of every encoder, T5 included, as ComfyUI's
@@ -64,10 +69,10 @@ from .embeddings import embedding_lookup
 from .text_encoders import ClipTower, check_clip_skip
 from .tokenizer import EOS, TokenWindows, empty_window, tokenize_prompt
 
-ARCHS = ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "mochi", "cosmos", "wan")
-T5_ALONE = ("chroma", "pixart", "ltxv", "mochi", "cosmos", "wan")
+ARCHS = ("sd3", "flux", "chroma", "pixart", "stable_cascade", "ltxv", "mochi", "cosmos", "wan", "aura_flow")
+T5_ALONE = ("chroma", "pixart", "ltxv", "mochi", "cosmos", "wan", "aura_flow")
 T5_ALONE_NAMES = {"chroma": "Chroma", "pixart": "PixArt", "ltxv": "LTX-Video", "mochi": "Mochi",
-                  "cosmos": "Cosmos-Predict2", "wan": "Wan"}
+                  "cosmos": "Cosmos-Predict2", "wan": "Wan", "aura_flow": "AuraFlow"}
 CONTEXT_DIM = 4096
 POOLED = {"clip_l": 768, "clip_g": 1280}
 
@@ -102,8 +107,8 @@ def _windows(tower: ClipTower | None, text: str, pad: int | None = None) -> Toke
 
 class FlowTextEncoder:
     """prompt -> (context [1, T, 4096], pooled [1, 2048 | 768]) for SD3 ("sd3") or FLUX ("flux");
-    Chroma ("chroma"), PixArt ("pixart"), LTX-Video ("ltxv"), Mochi ("mochi") and Wan ("wan",
-    UMT5-XXL), T5 alone: (context, None)."""
+    Chroma ("chroma"), PixArt ("pixart"), LTX-Video ("ltxv"), Mochi ("mochi"), Wan ("wan",
+    UMT5-XXL) and AuraFlow ("aura_flow", Pile-T5 XL), T5 alone: (context, None)."""
 
     def __init__(self, arch: str, clip_l: ClipTower | None = None, clip_g: ClipTower | None = None,
                  t5: T5Encoder | None = None, clip_skip: int = -2, context_dim: int | None = None):
@@ -137,6 +142,11 @@ class FlowTextEncoder:
             return POOLED[name]
         projected = name == "clip_g" and tower.projection is not None
         return tower.model.config.projection_dim if projected else tower.hidden_size
+
+    @property
+    def t5_name(self) -> str:
+        """The T5's name in ComfyUI's file prefixes (text_encoders.<name>.transformer.)."""
+        return "pile_t5xl" if self.t5 is not None and self.t5.pile_t5 else "t5xxl"
 
     @property
     def towers(self) -> list[ClipTower]:
@@ -181,7 +191,8 @@ class FlowTextEncoder:
 
     def _t5(self, prompt: str) -> torch.Tensor:
         min_padding, min_length = self.t5_padding or (0, MIN_LENGTH[self.arch])
-        if self.arch in ("wan", "cosmos"):  # the padding masked and zeroed: the unpadded encoding, then zeros
+        # Wan, Cosmos, AuraFlow (Pile-T5): the padding masked and zeroed: the unpadded encoding, then zeros
+        if self.arch in ("wan", "cosmos") or self.t5.pile_t5:
             return self.t5.encode_masked(prompt, min_length, min_padding)
         return self.t5.encode(prompt, min_length, min_padding, empty_end=self.arch not in ("chroma", "pixart"))
 

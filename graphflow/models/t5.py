@@ -32,9 +32,19 @@ byT5-small with Glyph-ByT5's weights (HunyuanImage 2.1's glyph encoder, byt5_sma
 the same names and stack (d_model 1472, 12 layers, 6 heads of 64, gated GELU), its embedding one
 row per byte and special token (1510 rows, where T5's has 32,128), which is how it is told
 apart; ids are UTF-8 bytes + 3 (ByteIds: ComfyUI's byt5_tokenizer, transformers' ByT5Tokenizer).
+
+Pile-T5 XL (AuraFlow's text encoder; ComfyUI's aura_flow_0.3 checkpoint under
+`text_encoders.pile_t5xl.transformer.`, or alone): UMT5's stack (d_model 2048, 24 layers, 32 heads of
+64, d_ff 5120, gated GELU) with a 32,128-row embedding, which is how it is told apart (no tokenizer
+inside its files). Its vocabulary is LLaMA's 32,000 pieces plus 100 sentinels, shipped in
+pile_t5_tokenizer/ (Llama 2 Community License; see its README) and read with `tokenizers`
+(PileT5Ids). Ids as ComfyUI's PT5XlTokenizer: the prompt's pieces, </s> (2), padded with <s>
+(1, Pile-T5's pad id) to 256, no start token; the encoder runs with everything after </s> masked
+and those outputs zeroed (PT5XlModel's enable_attention_masks and zero_out_masked).
 """
 
 import copy
+import gzip
 import re
 from collections.abc import Callable
 from functools import lru_cache
@@ -51,9 +61,14 @@ EOS, PAD = 1, 0
 # Chroma, PixArt, LTX-Video and Mochi: no padding (ComfyUI pads to 1 token, </s> alone; for ltxv
 # and mochi see graphflow.models.flow_text); Cosmos: 512, the padding zeroed
 # Wan: UMT5 padded to 512 (ComfyUI's UMT5XXlTokenizer min_length), the padding masked and zeroed
-MIN_LENGTH = {"sd3": 77, "flux": 256, "chroma": 1, "pixart": 1, "ltxv": 1, "mochi": 1, "cosmos": 512, "wan": 512}
+# AuraFlow: Pile-T5 padded to 256 (PT5XlTokenizer's min_length), the padding masked and zeroed
+MIN_LENGTH = {"sd3": 77, "flux": 256, "chroma": 1, "pixart": 1, "ltxv": 1, "mochi": 1, "cosmos": 512, "wan": 512,
+              "aura_flow": 256}
 Q_KEY = "encoder.block.0.layer.0.SelfAttention.q.weight"
 SPIECE_KEY = "spiece_model"  # ComfyUI's UMT5 files: the SentencePiece model's bytes (uint8)
+# Pile-T5 XL (AuraFlow): LLaMA's pieces + 100 sentinels, rows padded to 32,128 in the embedding
+PILE_T5_FILE = Path(__file__).parent / "pile_t5_tokenizer" / "tokenizer.json.gz"
+PILE_T5_VOCAB = 32128
 # byT5 (HunyuanImage 2.1's glyph encoder): bytes, not pieces (configs.byte_level tells it apart)
 BYTE_OFFSET, BYTE_VOCAB = 3, 384
 EXTRA_IDS = 125  # <extra_id_0> .. <extra_id_124>: ids 259 .. 383 (ComfyUI's byt5_tokenizer/added_tokens.json)
@@ -92,6 +107,25 @@ class SentencePieceIds:
         return self.processor.encode(text) if text else []
 
 
+@lru_cache(maxsize=1)
+def pile_t5_tokenizer():
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_str(gzip.decompress(PILE_T5_FILE.read_bytes()).decode("utf-8"))
+
+
+class PileT5Ids:
+    """Pile-T5's tokenizer (ComfyUI's PT5XlTokenizer): text -> LLaMA piece ids without </s>; </s> is
+    2 and the padding <s> (1). "</s>" or "<extra_id_0>" typed in a prompt are text, as ComfyUI's
+    sentencepiece reads them."""
+
+    embedding_key = "pile_t5xl"  # PT5XlTokenizer's: textual-inversion vectors under this key
+    eos, pad = 2, 1
+
+    def __call__(self, text: str) -> list[int]:
+        return pile_t5_tokenizer().encode(text, add_special_tokens=False).ids if text else []
+
+
 class ByteIds:
     """byT5's tokenizer (transformers' ByT5Tokenizer, ComfyUI's byt5_tokenizer): text -> ids without
     </s>: each UTF-8 byte b is b + 3; the special tokens <pad> (0), </s> (1), <unk> (2) and
@@ -115,16 +149,17 @@ class ByteIds:
 
 
 def tokenize_t5(prompt: str, min_length: int = 0, min_padding: int = 0, pieces=None,
-                eos: int = EOS) -> tuple[list[int], list[float]]:
+                eos: int = EOS, pad: int = PAD) -> tuple[list[int], list[float]]:
     """Weighted prompt -> (ids, weights): pieces, </s>, min_padding <pad>, then <pad> up to
     min_length (ComfyUI's order: T5TokenizerOptions sets both). `pieces`: text -> ids (T5's
-    vocabulary by default; a SentencePieceIds for UMT5) with its `eos`."""
-    ids, weights, _ = t5_tokens(prompt, min_length, min_padding, pieces, eos)
+    vocabulary by default; a SentencePieceIds for UMT5, PileT5Ids for Pile-T5) with its `eos`
+    and `pad`."""
+    ids, weights, _ = t5_tokens(prompt, min_length, min_padding, pieces, eos, pad=pad)
     return ids, weights
 
 
 def t5_tokens(prompt: str, min_length: int = 0, min_padding: int = 0, pieces=None, eos: int = EOS,
-              embeddings=None) -> tuple[list[int], list[float], dict]:
+              embeddings=None, pad: int = PAD) -> tuple[list[int], list[float], dict]:
     """tokenize_t5 with `embedding:name` read as ComfyUI's T5 tokenizers do (embeddings: name ->
     vectors or None, as for CLIP; None: plain text): (ids, weights, {(0, position): vector}),
     each vector standing at a <pad> placeholder id."""
@@ -138,13 +173,13 @@ def t5_tokens(prompt: str, min_length: int = 0, min_padding: int = 0, pieces=Non
         for group in groups:
             for t, w in group:
                 if not isinstance(t, int):
-                    vectors[(0, len(ids))], t = t, PAD
+                    vectors[(0, len(ids))], t = t, pad
                 ids.append(t)
                 weights.append(w)
-    ids += [eos] + [PAD] * min_padding
+    ids += [eos] + [pad] * min_padding
     weights += [1.0] * (1 + min_padding)
     padding = max(0, min_length - len(ids))
-    return ids + [PAD] * padding, weights + [1.0] * padding, vectors
+    return ids + [pad] * padding, weights + [1.0] * padding, vectors
 
 
 # -- weights -----------------------------------------------------------------------------------
@@ -190,7 +225,7 @@ class T5Encoder:
     """A T5 encoder stack and how prompts are padded for it (min_length: 77 SD3, 256 FLUX).
     `pieces`: UMT5's tokenizer (SentencePieceIds from its file); None: T5's vocabulary."""
 
-    def __init__(self, model, pieces: SentencePieceIds | None = None):
+    def __init__(self, model, pieces: SentencePieceIds | PileT5Ids | ByteIds | None = None):
         self.model = model
         self.pieces = pieces
         self.layer = None  # CLIPSetLastLayer's stop_at_clip_layer; None: the last layer
@@ -214,8 +249,17 @@ class T5Encoder:
         return EOS if self.pieces is None else self.pieces.eos
 
     @property
+    def pad(self) -> int:
+        return getattr(self.pieces, "pad", PAD)
+
+    @property
     def umt5(self) -> bool:
         return self.model.config.model_type == "umt5"
+
+    @property
+    def pile_t5(self) -> bool:
+        """Pile-T5 XL (AuraFlow's), told by its vocabulary (t5_from_weights)."""
+        return isinstance(self.pieces, PileT5Ids)
 
     def _check_pieces(self) -> None:
         if self.umt5 and self.pieces is None:
@@ -224,7 +268,7 @@ class T5Encoder:
 
     def tokenize(self, prompt: str, min_length: int = 0, min_padding: int = 0) -> tuple[list[int], list[float]]:
         self._check_pieces()
-        return tokenize_t5(prompt, min_length, min_padding, self.pieces, self.eos)
+        return tokenize_t5(prompt, min_length, min_padding, self.pieces, self.eos, self.pad)
 
     def _tokens(self, prompt: str, min_length: int, min_padding: int) -> tuple[list[int], list[float], dict]:
         """tokenize's with textual-inversion vectors (ComfyUI's T5 tokenizers read embedding:name,
@@ -234,7 +278,7 @@ class T5Encoder:
 
         key = "t5xxl" if self.pieces is None else self.pieces.embedding_key
         lookup = embedding_lookup(key, self.hidden_size, misfit_ok=True)
-        return t5_tokens(prompt, min_length, min_padding, self.pieces, self.eos, lookup)
+        return t5_tokens(prompt, min_length, min_padding, self.pieces, self.eos, lookup, self.pad)
 
     @property
     def device(self) -> torch.device:
@@ -306,7 +350,7 @@ class T5Encoder:
         """empty_end False: weights pull towards <pad>s alone rather than "</s> <pad>..." (ComfyUI's
         PixArt / Chroma T5, whose empty tokens have no </s>). vectors: as `run`'s, in row 0."""
         weighted = weights is not None and any(w != 1.0 for w in weights)
-        empty = ([self.eos] if empty_end else [PAD]) + [PAD] * (len(ids) - 1)
+        empty = ([self.eos] if empty_end else [self.pad]) + [self.pad] * (len(ids) - 1)
         batch = [ids] + ([empty] if weighted else [])
         hidden = self.run(batch, vectors)
         z = hidden[:1]
@@ -321,7 +365,8 @@ def t5_from_weights(shapes: dict[str, tuple], get_tensor: Callable[..., torch.Te
     """Build a T5Encoder from transformers-named keys (prefix stripped): `get_tensor(key, device,
     dtype)` reads one tensor cast and moved, so fp8 files are upcast one tensor at a time and the
     weights are never held twice (the model is built on the meta device and the tensors assigned).
-    A UMT5 file's `spiece_model` becomes its tokenizer; byT5's is ByteIds."""
+    A UMT5 file's `spiece_model` becomes its tokenizer; byT5's is ByteIds; Pile-T5's (a UMT5 of
+    32,128 rows) PileT5Ids."""
     from transformers import T5EncoderModel, UMT5EncoderModel
 
     config = t5_config_from_shapes(shapes)
@@ -329,6 +374,8 @@ def t5_from_weights(shapes: dict[str, tuple], get_tensor: Callable[..., torch.Te
     pieces = ByteIds() if byte_level(shapes) else None
     if umt5 and SPIECE_KEY in shapes:
         pieces = SentencePieceIds(get_tensor(SPIECE_KEY, None, None).cpu().numpy().tobytes())
+    elif umt5 and config.vocab_size == PILE_T5_VOCAB:
+        pieces = PileT5Ids()
     with torch.device("meta"):
         model = (UMT5EncoderModel if umt5 else T5EncoderModel)(config)
     state = {}

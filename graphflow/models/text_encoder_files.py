@@ -10,6 +10,9 @@ those for the checkpoint loader too. Gemma-2 2B (Lumina 2) and Qwen2.5-VL 7B (Qw
 language models whose files ComfyUI loads with one type alone (lumina2, qwen_image); Qwen2.5-VL 7B
 also makes HunyuanImage 2.1's encoder (hunyuan_image), alone or with byT5-small glyph
 (byt5_small_glyphxl_fp16.safetensors, a T5 of bytes: graphflow.models.hunyuan_image_text).
+Pile-T5 XL is AuraFlow's encoder, under `text_encoders.pile_t5xl.transformer.` in ComfyUI's AuraFlow
+checkpoints; ComfyUI's CLIPLoader has no AuraFlow type, but builds AuraFlow's encoder from a bare
+Pile-T5 XL file whatever the type (its T5_XL detection), and so does graphflow.
 """
 
 from pathlib import Path
@@ -26,12 +29,12 @@ from .hidream_text import HiDreamTextEncoder
 from .hunyuan_image_text import HunyuanImageTextEncoder
 from .llama import DecoderTextEncoder, HunyuanVideoTextEncoder, llama_from_weights, llama_prefix
 from .configs import UMT5_KEY, byte_level
-from .t5 import T5Encoder, t5_from_weights, t5_prefix
+from .t5 import PILE_T5_VOCAB, T5Encoder, t5_from_weights, t5_prefix
 from .text_encoders import ClipTower, TextEncoder
 from .weight_files import CheckpointError, KeyView, WeightFile
 
 COMPONENT_PREFIXES = {name: (f"text_encoders.{name}.transformer.", f"{name}.transformer.")
-                      for name in ("clip_l", "clip_g", "t5xxl", "gemma2_2b")}
+                      for name in ("clip_l", "clip_g", "t5xxl", "gemma2_2b", "pile_t5xl")}
 
 # CLIPLoader's types graphflow can build
 CLIP_TYPES = ("stable_diffusion", "stable_cascade", "sd3", "flux", "chroma", "pixart", "ltxv", "mochi", "cosmos",
@@ -43,6 +46,7 @@ QWEN_FILES = "qwen_2.5_vl_7b.safetensors or qwen_2.5_vl_7b_fp8_scaled.safetensor
 LLAVA_FILES = "llava_llama3_fp8_scaled.safetensors or llava_llama3_fp16.safetensors"  # ComfyUI's HunyuanVideo files
 BYT5_FILE = "byt5_small_glyphxl_fp16.safetensors"  # ComfyUI's HunyuanImage 2.1 glyph encoder
 HUNYUAN_IMAGE_PARTS = ({"qwen25_7b"}, {"qwen25_7b", "byt5_small"})  # CLIPLoader's, DualCLIPLoader's
+T5_NAMES = ("t5xxl", "pile_t5xl")  # the T5s that COMPONENT_PREFIXES name
 
 
 def _device_dtype(device, dtype):
@@ -72,6 +76,15 @@ def _built(build, what: str, device, dtype):
 def _t5(view, what: str, device, dtype) -> T5Encoder:
     sub = KeyView(view, t5_prefix(view.shapes))
     return _built(lambda d, t: t5_from_weights(sub.shapes, sub.get, d, t), what, device, dtype)
+
+
+def _pile_t5(view) -> bool:
+    """Pile-T5 XL: a UMT5 of 32,128 rows (t5.PileT5Ids), told from the shapes before it is read."""
+    prefix = t5_prefix(view.shapes)
+    if prefix is None or prefix + UMT5_KEY not in view.shapes:
+        return False
+    rows = view.shapes.get(prefix + "shared.weight") or view.shapes.get(prefix + "encoder.embed_tokens.weight")
+    return rows is not None and rows[0] == PILE_T5_VOCAB
 
 
 def _gemma(f, prefix: str, what: str, device, dtype) -> GemmaTextEncoder:
@@ -106,7 +119,10 @@ def _prefixed_components(f, device, dtype, only=None) -> dict[str, object]:
                 if name == "gemma2_2b":
                     found[name] = _gemma(f, prefix, what, device, dtype)
                     break
-                found[name] = _t5(view, what, device, dtype) if name == "t5xxl" else _tower(
+                if name == "pile_t5xl" and not _pile_t5(view):  # said before the weights are read
+                    raise CheckpointError(f"{what}: expected Pile-T5 XL (a UMT5 with a {PILE_T5_VOCAB}-row "
+                                          f"embedding), found other weights")
+                found[name] = _t5(view, what, device, dtype) if name in T5_NAMES else _tower(
                     view, what, device, dtype, {"text_encoders": {name: {}}})  # the prefix names the tower
                 break
     return found
@@ -114,13 +130,14 @@ def _prefixed_components(f, device, dtype, only=None) -> dict[str, object]:
 
 def components(f, device, dtype) -> dict[str, object]:
     """Every text encoder in an open weight file: {"clip_l" | "clip_g" | "clip_h": ClipTower,
-    "t5xxl" | "byt5_small": T5Encoder, "gemma2_2b": GemmaTextEncoder, "qwen25_7b": QwenTextEncoder,
+    "t5xxl" | "pile_t5xl" | "byt5_small": T5Encoder, "gemma2_2b": GemmaTextEncoder, "qwen25_7b": QwenTextEncoder,
     "llama": graphflow.models.llama.Llama}."""
     found = _prefixed_components(f, device, dtype)
     if found:
         return found
-    if t5_prefix(f.shapes) is not None:  # byT5 (its embedding one row a byte) or T5 / UMT5
-        name = "byt5_small" if byte_level(KeyView(f, t5_prefix(f.shapes)).shapes) else "t5xxl"
+    if t5_prefix(f.shapes) is not None:  # byT5 (its embedding one row a byte), Pile-T5 or T5 / UMT5
+        name = "byt5_small" if byte_level(KeyView(f, t5_prefix(f.shapes)).shapes) else \
+            "pile_t5xl" if _pile_t5(f) else "t5xxl"
         return {name: _t5(f, f.path.name, device, dtype)}
     if gemma2_prefix(f.shapes) == "":  # gemma_2_2b_fp16.safetensors
         return {"gemma2_2b": _gemma(f, "", f.path.name, device, dtype)}
@@ -133,7 +150,7 @@ def components(f, device, dtype) -> dict[str, object]:
 
 
 def flow_text_encoder_from_file(f, arch: str, device=None, dtype=None, only=None) -> FlowTextEncoder | None:
-    """The SD3 / FLUX text encoders inside an open all-in-one checkpoint (None if it has none);
+    """The SD3 / FLUX / AuraFlow text encoders inside an open all-in-one checkpoint (None if it has none);
     `only`: the names of those to read (COMPONENT_PREFIXES' keys), all when None."""
     found = _prefixed_components(f, *_device_dtype(device, dtype), only)
     if not found:
@@ -149,6 +166,11 @@ def _assemble(arch: str, found: dict, names: str) -> (FlowTextEncoder | GemmaTex
                                   f"hunyuan_image) takes Qwen2.5-VL 7B ({QWEN_FILES}), alone (CLIPLoader) or with "
                                   f"byT5-small glyph ({BYT5_FILE}, DualCLIPLoader), and byT5 is HunyuanImage's alone")
         return HunyuanImageTextEncoder(found["qwen25_7b"].model, found.get("byt5_small"))
+    if arch == "aura_flow" or "pile_t5xl" in found:
+        if arch != "aura_flow" or set(found) != {"pile_t5xl"}:
+            raise CheckpointError(f"{names}: found {sorted(found) or 'no text encoder'}; AuraFlow's text encoder is "
+                                  f"Pile-T5 XL alone, and Pile-T5 XL is AuraFlow's alone")
+        return FlowTextEncoder("aura_flow", t5=found["pile_t5xl"])
     if arch == "hidream":
         if not found or set(found) - HIDREAM_PARTS or ("t5xxl" in found and found["t5xxl"].umt5):
             raise CheckpointError(f"{names}: found {sorted(found) or 'no text encoder'}; HiDream (type hidream, "
@@ -224,7 +246,7 @@ def load_text_encoders(paths, clip_type: str, device=None, dtype=None,
                     _read_one(path, in_file, device, dtype))
                 manager().set_source(_part_module(part), "text_encoder", f"text_encoder:{name}", read)
     elif isinstance(clip, FlowTextEncoder):
-        for slot, in_file in (("clip_l", "clip_l"), ("clip_g", "clip_g"), ("t5", "t5xxl")):
+        for slot, in_file in (("clip_l", "clip_l"), ("clip_g", "clip_g"), ("t5", clip.t5_name)):
             if getattr(clip, slot) is not None:
                 manager().set_source(getattr(clip, slot).model, "text_encoder", f"text_encoder:{slot}",
                                      lambda path=sources[in_file], in_file=in_file: _read_one(path, in_file, device,
@@ -299,8 +321,15 @@ def _only_clip_towers(path: Path, clip_type: str) -> None:
                               f"hunyuan_video with CLIP-L)")
 
 
+def _is_pile_t5_file(path: Path) -> bool:
+    with WeightFile(path) as f:
+        return t5_prefix(f.shapes) == "" and _pile_t5(f)
+
+
 def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
     """The CLIP, and for SD3/FLUX the file each of its encoders came from (by COMPONENT_PREFIXES' names)."""
+    if len(paths) == 1 and _is_pile_t5_file(paths[0]):
+        clip_type = "aura_flow"  # ComfyUI's CLIPLoader: a T5-XL file makes AuraFlow's encoder, whatever the type
     if clip_type == "stable_diffusion" and len(paths) == 1:
         clip_type = _t5_type_of_clip_type(paths[0], clip_type)
     if clip_type in ("stable_diffusion", "sdxl"):
@@ -316,7 +345,7 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
         clip = load_text_encoder(paths, arch="sdxl" if clip_type == "sdxl" else None, device=device, dtype=dtype)
         return clip, ({tower.name: path for tower, path in zip(clip.towers, paths)} if len(paths) > 1 else {})
     types = tuple(dict.fromkeys(CLIP_TYPES + DUAL_TYPES))  # CLIPLoader's and DualCLIPLoader's
-    if clip_type not in types:
+    if clip_type not in types and clip_type != "aura_flow":
         raise CheckpointError(f"text encoder type {clip_type!r} is not supported; graphflow builds "
                               f"{', '.join(types[:-1])} and {types[-1]}")
     device, dtype = _device_dtype(device, dtype)
@@ -356,7 +385,7 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
     if clip_type == "hunyuan_video" and set(found) != {"clip_l", "llama"}:
         raise CheckpointError(f"{names}: HunyuanVideo needs a CLIP-L file (clip_l.safetensors) and a LLaVA-Llama-3 "
                               f"8B file ({LLAVA_FILES}), found {sorted(found) or 'no text encoder'}")
-    if clip_type in T5_ALONE and set(found) != {"t5xxl"}:
+    if clip_type in T5_ALONE and clip_type != "aura_flow" and set(found) != {"t5xxl"}:  # (AuraFlow: _assemble)
         name = T5_ALONE_NAMES[clip_type]
         raise CheckpointError(f"{names}: {name} needs a T5-XXL file alone, found {sorted(found)}")
     return _assemble(clip_type, found, names), sources
