@@ -294,3 +294,58 @@ def test_ksampler_steps_are_diffusers_euler_steps(pair):
             v_pos, v_neg = (theirs(x, c, sigma.reshape(1)).sample for c in (pos, neg))
             x = x + (following - sigma) * (v_neg + 2.5 * (v_pos - v_neg))
     _close(out, x / 0.13025)
+
+
+# -- ComfyUI's AuraFlow graph, prompt to picture (workflows/aura_flow.json) ---------------------------------
+
+def test_example_workflow_matches_aura_flow_pipeline(tmp_folders):
+    """workflows/aura_flow.json as saved but for its size and steps (64 x 48, 4 steps), on a tiny all-in-one
+    aura_flow_0.3.safetensors (network, Pile-T5 XL, SDXL VAE): diffusers' AuraFlowPipeline with the same
+    transformer (diffusers' converter), FlowMatchEulerDiscreteScheduler(shift 1.73) and cfg, on the same noise
+    and the prompt states our CLIPTextEncode made (Pile-T5's side: tests/test_aura_flow_text.py), ends on the
+    latent our KSampler gives; the saved picture is diffusers' VAE decode of it."""
+    from diffusers import AuraFlowPipeline, FlowMatchEulerDiscreteScheduler
+    from test_vae import to_diffusers_vae
+
+    from graphflow.executor import Executor
+    from graphflow.models.latent_formats import SDXL
+    from graphflow.registry import Registry
+    from graphflow.sampling.noise import initial_noise
+    from tests.test_workflows import workflow
+
+    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
+    path = testing.write_aura_flow_checkpoint(tmp_folders.models / "checkpoints" / "aura_flow_0.3.safetensors",
+                                              seed=5, dtype=torch.float32, text_encoder=True)
+    wf = workflow("aura_flow", **{"8__width": 64, "8__height": 48, "3__steps": 4})
+    result = Executor(Registry().load_builtin()).run(wf)
+    assert result.ok, result.error
+    image = result.values["9"][0]
+    assert image.shape == (1, 48, 64, 3) and float(image.std()) > 0.01
+    assert result.outputs["10"]["images"][0]["filename"].startswith("aura_flow_")
+
+    [(cond, _)], [(uncond, _)] = result.values["6"][0], result.values["7"][0]
+    assert cond.shape == uncond.shape == (1, 256, testing.pile_t5_config().d_model)
+    stored = load_file(str(path))
+    network = {k.removeprefix("model.diffusion_model."): v for k, v in stored.items()
+               if k.startswith("model.diffusion_model.")}
+    transformer = diffusers_aura_flow(network, testing.aura_flow_config(text_dim=cond.shape[-1]))
+    vae, _ = to_diffusers_vae(load_checkpoint_vae(path))
+    pipe = AuraFlowPipeline(tokenizer=None, text_encoder=None, vae=vae, transformer=transformer,
+                            scheduler=FlowMatchEulerDiscreteScheduler(shift=1.73))
+    noise = initial_noise(torch.zeros(1, 4, 6, 8), wf.nodes["3"].inputs["seed"])
+    ones = torch.ones(1, cond.shape[1])
+    with torch.no_grad():
+        theirs = pipe(prompt_embeds=cond, prompt_attention_mask=ones, negative_prompt_embeds=uncond,
+                      negative_prompt_attention_mask=ones, latents=noise.clone(), height=48, width=64,
+                      num_inference_steps=4, guidance_scale=wf.nodes["3"].inputs["cfg"], output_type="latent").images
+        picture = (vae.decode(theirs / SDXL.scale_factor).sample / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
+    ours = SDXL.process_in(result.values["3"][0]["samples"])
+    assert float((theirs - noise).abs().mean()) > 0.05  # the model moved the latent
+    assert float((ours - theirs).abs().max()) < 1e-4 * max(1.0, float(theirs.abs().max()))
+    assert float((image - picture).abs().max()) < 1e-3
+
+
+def load_checkpoint_vae(path):
+    from graphflow.models.checkpoint import load_checkpoint
+
+    return load_checkpoint(path, device="cpu", dtype=torch.float32).vae.module

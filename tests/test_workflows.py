@@ -172,6 +172,7 @@ def test_every_workflow_file_is_covered():
                "qwen_image",  # tests/test_qwen_image.py
                "hunyuan_video_t2v",  # tests/test_hunyuan_video.py
                "hunyuan_image", "hunyuan_image_refiner",  # tests/test_hunyuan_image.py
+               "aura_flow",  # tests/test_aura_flow.py
                "qwen_image_edit",  # tests/test_qwen_edit.py
                "wan_t2v", "wan_i2v", "wan_flf2v", "wan_fun_control", "wan_vace_ref2v",  # tests/test_wan.py
                "wan22_14b_t2v", "wan22_5b_ti2v",  # tests/test_wan22.py
