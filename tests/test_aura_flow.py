@@ -349,3 +349,22 @@ def load_checkpoint_vae(path):
     from graphflow.models.checkpoint import load_checkpoint
 
     return load_checkpoint(path, device="cpu", dtype=torch.float32).vae.module
+
+
+def test_time_embedding_rounds_as_comfyuis():
+    """ComfyUI's AuraFlow scales the sinusoid's frequencies by 1000, not sigma: the network's time input is
+    cos / sin of sigma * (1000 * freqs) to the bit (sigma * 1000 first rounds otherwise, by up to 6e-5 rad)."""
+    import math
+
+    net = AuraFlow(testing.aura_flow_config()).eval()
+    seen = []
+    net.t_embedder.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    sigma = torch.tensor([0.83, 0.27, 0.5123, 0.9993])
+    x, _, context = _inputs(4, 4, batch=4)
+    with torch.no_grad():
+        net(x, sigma, context)
+    base = torch.exp(-math.log(10000) * torch.arange(128, dtype=torch.float32) / 128)
+    args = sigma[:, None] * (1000 * base)[None]
+    assert torch.equal(seen[0], torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
+    other = (sigma * 1000)[:, None] * base[None]
+    assert not torch.equal(torch.cos(other), torch.cos(args))

@@ -24,11 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import attention
 from .cast_layers import Linear
 from .configs import AuraFlowConfig, aura_flow_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
 from .flux import patchify, unpatchify
-from .mmdit import Embedder, modulate, pad_to_patches, timestep_embedding
+from .mmdit import Embedder, joint_attention, modulate, pad_to_patches, timestep_embedding
 
 
 def _ln(x):
@@ -69,7 +68,7 @@ class Attention(nn.Module):
     def forward(self, *streams):
         parts = [self.qkv(x, s) for s, x in enumerate(streams, 1)]
         q, k, v = (torch.cat(t, dim=1).transpose(1, 2) for t in zip(*parts))
-        out = attention(q, k, v).transpose(1, 2).flatten(2)
+        out = joint_attention(q, k, v)
         outs = out.split([x.shape[1] for x in streams], dim=1)
         return [getattr(self, f"w{s}o")(o) for s, o in enumerate(outs, 1)]
 
@@ -153,7 +152,7 @@ class AuraFlow(nn.Module):
         txt = self.cond_seq_linear(context.to(x.dtype).expand(b, -1, -1))
         txt = torch.cat([self.register_tokens.to(txt.dtype).expand(b, -1, -1), txt], dim=1)
         sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(b)
-        t_emb = self.t_embedder(timestep_embedding(sigma * 1000).to(x.dtype))
+        t_emb = self.t_embedder(timestep_embedding(sigma, freq_scale=1000.0).to(x.dtype))
         for layer in self.double_layers:
             txt, img = layer(txt, img, t_emb)
         if len(self.single_layers):

@@ -22,10 +22,13 @@ from .configs import MMDiTConfig, mmdit_config_from_state_dict  # noqa: F401 (th
 from .cast_layers import Conv2d, Linear
 
 
-def timestep_embedding(t: torch.Tensor, dim: int = 256, max_period: float = 10000.0) -> torch.Tensor:
-    """Sinusoidal embedding, cos half first (as SD3 and FLUX were trained), float32."""
+def timestep_embedding(t: torch.Tensor, dim: int = 256, max_period: float = 10000.0,
+                       freq_scale: float = 1.0) -> torch.Tensor:
+    """Sinusoidal embedding, cos half first (as SD3 and FLUX were trained), float32. `freq_scale` multiplies
+    the frequencies, not t (AuraFlow's 1000: the same numbers on paper, rounded as ComfyUI's)."""
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    steps = torch.arange(half, dtype=torch.float32, device=t.device)
+    freqs = freq_scale * torch.exp(-math.log(max_period) * steps / half)
     args = t.float()[:, None] * freqs[None]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
