@@ -1355,12 +1355,13 @@ def umt5_config(vocab_size: int, scaled_down: bool = True):
                       feed_forward_proj="gated-gelu", is_encoder_decoder=False, tie_word_embeddings=False)
 
 
-def umt5_state(seed: int = 2) -> dict[str, torch.Tensor]:
-    """A random tiny UMT5 encoder in transformers' / ComfyUI's names (shared.weight, encoder.block.N...)."""
+def umt5_state(seed: int = 2, vocab: int | None = None) -> dict[str, torch.Tensor]:
+    """A random tiny UMT5 encoder in transformers' / ComfyUI's names (shared.weight, encoder.block.N...), its
+    embedding as large as the tiny SentencePiece model or `vocab`."""
     from sentencepiece import SentencePieceProcessor
     from transformers import UMT5EncoderModel
 
-    vocab = SentencePieceProcessor(model_proto=spiece_model()).get_piece_size()
+    vocab = vocab or SentencePieceProcessor(model_proto=spiece_model()).get_piece_size()
     with torch.device("meta"):
         shapes = _module_shapes(UMT5EncoderModel(umt5_config(vocab)))
     shapes.pop("encoder.embed_tokens.weight", None)  # tied to shared.weight
@@ -2186,7 +2187,7 @@ def write_aura_flow_checkpoint(path, seed: int = 0, dtype=torch.float16, text_en
     """ComfyUI's all-in-one AuraFlow file (aura_flow_0.3.safetensors): the network under model.diffusion_model.,
     a tiny SDXL-layout VAE under `vae_prefix` (ComfyUI's AuraFlow saves vae.), and with `text_encoder` a tiny
     Pile-T5 XL under text_encoders.pile_t5xl.transformer. (the network's text width then the encoder's)."""
-    text_dim = pile_t5_config().d_model if text_encoder else AURA_FLOW_TINY_TEXT_DIM
+    text_dim = UMT5_TINY_WIDTH if text_encoder else AURA_FLOW_TINY_TEXT_DIM
     state = {UNET_PREFIX + k: v for k, v in aura_flow_state(seed, True, text_dim).items()}
     state.update({vae_prefix + k: v for k, v in vae_state(vae_config(), seed + 1, torch.float32).items()})
     if text_encoder:
@@ -2199,28 +2200,25 @@ def write_aura_flow_checkpoint(path, seed: int = 0, dtype=torch.float16, text_en
 
 def pile_t5_config(scaled_down: bool = True):
     """Pile-T5 XL's encoder (ComfyUI's t5_pile_config_xl.json: UMT5, d_model 2048, 24 layers, 32 heads
-    of 64, d_ff 5120, gated GELU, 32 buckets), or a tiny one. Both keep the 32,128-row embedding:
+    of 64, d_ff 5120, gated GELU, 32 buckets), or the tiny UMT5. Both keep the 32,128-row embedding:
     it is how Pile-T5 is told apart, and the shipped tokenizer's ids (up to 32,099) need it."""
     from transformers import UMT5Config
 
     from .models.t5 import PILE_T5_VOCAB
 
-    size = dict(d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4) if scaled_down else \
-        dict(d_model=2048, d_kv=64, d_ff=5120, num_layers=24, num_heads=32)
-    return UMT5Config(vocab_size=PILE_T5_VOCAB, relative_attention_num_buckets=32, feed_forward_proj="gated-gelu",
-                      is_encoder_decoder=False, tie_word_embeddings=False, dropout_rate=0.0, **size)
+    if scaled_down:
+        return umt5_config(PILE_T5_VOCAB)
+    return UMT5Config(vocab_size=PILE_T5_VOCAB, d_model=2048, d_kv=64, d_ff=5120, num_layers=24, num_heads=32,
+                      feed_forward_proj="gated-gelu", is_encoder_decoder=False, tie_word_embeddings=False)
 
 
-def pile_t5_state(seed: int = 3, scaled_down: bool = True, prefix: str = PILE_T5_PREFIX) -> dict[str, torch.Tensor]:
-    """Random Pile-T5 weights (float32) in transformers' / ComfyUI's names (shared.weight,
+def pile_t5_state(seed: int = 3, prefix: str = PILE_T5_PREFIX) -> dict[str, torch.Tensor]:
+    """Random tiny Pile-T5 weights (float32) in transformers' / ComfyUI's names (shared.weight,
     encoder.block.N..., encoder.final_layer_norm.weight) under `prefix` (the all-in-one layout by
     default; "" for a bare text-encoder file)."""
-    from transformers import UMT5EncoderModel
+    from .models.t5 import PILE_T5_VOCAB
 
-    with torch.device("meta"):
-        shapes = _module_shapes(UMT5EncoderModel(pile_t5_config(scaled_down)))
-    shapes.pop("encoder.embed_tokens.weight", None)  # tied to shared.weight
-    return {prefix + k: v for k, v in random_state(shapes, seed, torch.float32).items()}
+    return {prefix + k: v for k, v in umt5_state(seed, PILE_T5_VOCAB).items()}
 
 
 def write_pile_t5(path, seed: int = 3, dtype=torch.float16, prefix: str = "") -> Path:

@@ -1275,11 +1275,11 @@ def aura_flow_config_from_state_dict(shapes: dict[str, tuple]) -> AuraFlowConfig
     double, single = _count_blocks(shapes, "double_layers."), _count_blocks(shapes, "single_layers.")
     if not single:  # ComfyUI's last double layer would then lack its text MLP (is_last)
         raise ValueError("an AuraFlow network without single layers")
-    mlp = "double_layers.0.mlpX.c_fc1.weight" if double else "single_layers.0.mlp.c_fc1.weight"
-    return AuraFlowConfig(in_channels=AURA_FLOW_LATENT_CHANNELS,
-                          out_channels=shapes["final_linear.weight"][0] // patch ** 2, patch_size=patch, dim=dim, n_layers=double + single, n_double_layers=double,
+    return AuraFlowConfig(out_channels=shapes["final_linear.weight"][0] // patch ** 2, patch_size=patch, dim=dim,
+                          n_layers=double + single, n_double_layers=double,
                           global_conddim=shapes["t_embedder.mlp.0.weight"][0],
-                          cond_seq_dim=shapes["cond_seq_linear.weight"][1], max_seq=max_seq, mlp_hidden=shapes[mlp][0])
+                          cond_seq_dim=shapes["cond_seq_linear.weight"][1], max_seq=max_seq,
+                          mlp_hidden=shapes["single_layers.0.mlp.c_fc1.weight"][0])
 
 
 # UMT5: a relative position bias in every layer (T5: in the first only)
@@ -1294,3 +1294,13 @@ def byte_level(shapes: dict[str, tuple]) -> bool:
     small in tiny test files)."""
     rows = (shapes.get("shared.weight") or shapes.get("encoder.embed_tokens.weight") or (0,))[0]
     return 0 < rows < BYTE_VOCAB_MAX and UMT5_KEY not in shapes
+
+
+PILE_T5_VOCAB = 32128  # Pile-T5 XL's embedding rows: LLaMA's 32,000 pieces, T5's 100 sentinels, padding
+
+
+def pile_t5(shapes: dict[str, tuple]) -> bool:
+    """Whether T5 weights (prefix stripped) are Pile-T5 XL's (AuraFlow's text encoder): UMT5's layout with
+    32,128 embedding rows (a ComfyUI UMT5 file carrying its SentencePiece model is read by that first)."""
+    rows = (shapes.get("shared.weight") or shapes.get("encoder.embed_tokens.weight") or (0,))[0]
+    return rows == PILE_T5_VOCAB and UMT5_KEY in shapes

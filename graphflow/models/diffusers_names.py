@@ -256,15 +256,12 @@ def transformer_view(source, arch: str) -> RenamedView:
 def aura_flow_view(source) -> RenamedView:
     """A diffusers AuraFlowTransformer2DModel file under fal's / ComfyUI's names (ComfyUI's UNETLoader reads
     these too): one to one, norm_out's (scale, shift) rows swapped back into modF's (shift, scale)."""
-    from types import SimpleNamespace
-
-    from .configs import _count_blocks
+    from .configs import AuraFlowConfig, _count_blocks
     from .flow_lora_names import aura_flow_names
 
     double = _count_blocks(source.shapes, "joint_transformer_blocks.")
-    layers = SimpleNamespace(n_double_layers=double,
-                             n_layers=double + _count_blocks(source.shapes, "single_transformer_blocks."),
-                             dim=source.shapes.get("context_embedder.weight", (0,))[0])  # (AuraFlowConfig's fields)
+    layers = AuraFlowConfig(n_double_layers=double,
+                            n_layers=double + _count_blocks(source.shapes, "single_transformer_blocks."))
     names = {"positional_encoding": "pos_embed.pos_embed", "register_tokens": "register_tokens",
              "init_x_linear.bias": "pos_embed.proj.bias", "t_embedder.mlp.0.bias": "time_step_proj.linear_1.bias",
              "t_embedder.mlp.2.bias": "time_step_proj.linear_2.bias"}

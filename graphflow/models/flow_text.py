@@ -117,7 +117,7 @@ class FlowTextEncoder:
         if arch == "flux" and clip_g is not None:
             raise ValueError("FLUX uses CLIP-L and T5-XXL, not CLIP-G")
         if arch in T5_ALONE and (t5 is None or clip_l is not None or clip_g is not None):
-            raise ValueError(f"{T5_ALONE_NAMES[arch]} uses T5-XXL alone")
+            raise ValueError(f"{T5_ALONE_NAMES[arch]} uses {'Pile-T5 XL' if arch == 'aura_flow' else 'T5-XXL'} alone")
         if arch == "stable_cascade" and (clip_g is None or clip_l is not None or t5 is not None):
             raise ValueError("Stable Cascade uses CLIP-G alone")
         if arch == "stable_cascade":

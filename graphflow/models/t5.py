@@ -53,7 +53,7 @@ from pathlib import Path
 import torch
 
 from .attention import kernels
-from .configs import UMT5_KEY, byte_level
+from .configs import PILE_T5_VOCAB, UMT5_KEY, byte_level, pile_t5  # noqa: F401 (PILE_T5_VOCAB: t5's name too)
 from .tokenizer import EMBEDDING, _embedding_groups, parse_weighted_prompt
 
 TOKENIZER_FILE = Path(__file__).parent / "t5_tokenizer" / "tokenizer.json"
@@ -68,7 +68,6 @@ Q_KEY = "encoder.block.0.layer.0.SelfAttention.q.weight"
 SPIECE_KEY = "spiece_model"  # ComfyUI's UMT5 files: the SentencePiece model's bytes (uint8)
 # Pile-T5 XL (AuraFlow): LLaMA's pieces + 100 sentinels, rows padded to 32,128 in the embedding
 PILE_T5_FILE = Path(__file__).parent / "pile_t5_tokenizer" / "tokenizer.json.gz"
-PILE_T5_VOCAB = 32128
 # byT5 (HunyuanImage 2.1's glyph encoder): bytes, not pieces (configs.byte_level tells it apart)
 BYTE_OFFSET, BYTE_VOCAB = 3, 384
 EXTRA_IDS = 125  # <extra_id_0> .. <extra_id_124>: ids 259 .. 383 (ComfyUI's byt5_tokenizer/added_tokens.json)
@@ -93,6 +92,7 @@ class SentencePieceIds:
     without </s>, `eos` the model's own </s> id (ComfyUI reads it off the encoding of "")."""
 
     embedding_key = "umt5xxl"  # ComfyUI's UMT5XXlTokenizer's: textual-inversion vectors under this key
+    pad = PAD
 
     def __init__(self, model: bytes):
         try:
@@ -137,7 +137,7 @@ class ByteIds:
     order comes from that JSON file, which neither ComfyUI nor graphflow ships.)"""
 
     embedding_key = "byt5_small"  # ComfyUI's ByT5SmallTokenizer's
-    eos = EOS
+    eos, pad = EOS, PAD
     SPECIAL = {"<pad>": PAD, "</s>": EOS, "<unk>": 2} | {f"<extra_id_{i}>": 259 + i for i in range(EXTRA_IDS)}
     pattern = re.compile("(" + "|".join(map(re.escape, SPECIAL)) + ")")  # compiled once, for every instance
 
@@ -250,7 +250,7 @@ class T5Encoder:
 
     @property
     def pad(self) -> int:
-        return getattr(self.pieces, "pad", PAD)
+        return PAD if self.pieces is None else self.pieces.pad
 
     @property
     def umt5(self) -> bool:
@@ -374,7 +374,7 @@ def t5_from_weights(shapes: dict[str, tuple], get_tensor: Callable[..., torch.Te
     pieces = ByteIds() if byte_level(shapes) else None
     if umt5 and SPIECE_KEY in shapes:
         pieces = SentencePieceIds(get_tensor(SPIECE_KEY, None, None).cpu().numpy().tobytes())
-    elif umt5 and config.vocab_size == PILE_T5_VOCAB:
+    elif pile_t5(shapes):
         pieces = PileT5Ids()
     with torch.device("meta"):
         model = (UMT5EncoderModel if umt5 else T5EncoderModel)(config)

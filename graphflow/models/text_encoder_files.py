@@ -28,8 +28,8 @@ from .qwen25vl import QwenTextEncoder, qwen25vl_prefix, qwen_text_encoder
 from .hidream_text import HiDreamTextEncoder
 from .hunyuan_image_text import HunyuanImageTextEncoder
 from .llama import DecoderTextEncoder, HunyuanVideoTextEncoder, llama_from_weights, llama_prefix
-from .configs import UMT5_KEY, byte_level
-from .t5 import PILE_T5_VOCAB, T5Encoder, t5_from_weights, t5_prefix
+from .configs import PILE_T5_VOCAB, UMT5_KEY, byte_level, pile_t5
+from .t5 import T5Encoder, t5_from_weights, t5_prefix
 from .text_encoders import ClipTower, TextEncoder
 from .weight_files import CheckpointError, KeyView, WeightFile
 
@@ -79,12 +79,9 @@ def _t5(view, what: str, device, dtype) -> T5Encoder:
 
 
 def _pile_t5(view) -> bool:
-    """Pile-T5 XL: a UMT5 of 32,128 rows (t5.PileT5Ids), told from the shapes before it is read."""
+    """Pile-T5 XL (configs.pile_t5), told from the shapes before it is read."""
     prefix = t5_prefix(view.shapes)
-    if prefix is None or prefix + UMT5_KEY not in view.shapes:
-        return False
-    rows = view.shapes.get(prefix + "shared.weight") or view.shapes.get(prefix + "encoder.embed_tokens.weight")
-    return rows is not None and rows[0] == PILE_T5_VOCAB
+    return prefix is not None and pile_t5(KeyView(view, prefix).shapes)
 
 
 def _gemma(f, prefix: str, what: str, device, dtype) -> GemmaTextEncoder:
