@@ -318,15 +318,13 @@ def _only_clip_towers(path: Path, clip_type: str) -> None:
                               f"hunyuan_video with CLIP-L)")
 
 
-def _is_pile_t5_file(path: Path) -> bool:
-    with WeightFile(path) as f:
-        return t5_prefix(f.shapes) == "" and _pile_t5(f)
-
-
 def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
     """The CLIP, and for SD3/FLUX the file each of its encoders came from (by COMPONENT_PREFIXES' names)."""
-    if len(paths) == 1 and _is_pile_t5_file(paths[0]):
-        clip_type = "aura_flow"  # ComfyUI's CLIPLoader: a T5-XL file makes AuraFlow's encoder, whatever the type
+    if len(paths) == 1:  # ComfyUI's CLIPLoader: a T5-XL file makes AuraFlow's encoder, whatever the type
+        with WeightFile(paths[0]) as f:
+            if t5_prefix(f.shapes) == "" and _pile_t5(f):
+                t5 = _t5(f, f.path.name, *_device_dtype(device, dtype))
+                return FlowTextEncoder("aura_flow", t5=t5), {"pile_t5xl": paths[0]}
     if clip_type == "stable_diffusion" and len(paths) == 1:
         clip_type = _t5_type_of_clip_type(paths[0], clip_type)
     if clip_type in ("stable_diffusion", "sdxl"):
@@ -342,7 +340,7 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
         clip = load_text_encoder(paths, arch="sdxl" if clip_type == "sdxl" else None, device=device, dtype=dtype)
         return clip, ({tower.name: path for tower, path in zip(clip.towers, paths)} if len(paths) > 1 else {})
     types = tuple(dict.fromkeys(CLIP_TYPES + DUAL_TYPES))  # CLIPLoader's and DualCLIPLoader's
-    if clip_type not in types and clip_type != "aura_flow":
+    if clip_type not in types:
         raise CheckpointError(f"text encoder type {clip_type!r} is not supported; graphflow builds "
                               f"{', '.join(types[:-1])} and {types[-1]}")
     device, dtype = _device_dtype(device, dtype)
@@ -382,7 +380,7 @@ def _read_text_encoders(paths: list[Path], clip_type: str, device, dtype):
     if clip_type == "hunyuan_video" and set(found) != {"clip_l", "llama"}:
         raise CheckpointError(f"{names}: HunyuanVideo needs a CLIP-L file (clip_l.safetensors) and a LLaVA-Llama-3 "
                               f"8B file ({LLAVA_FILES}), found {sorted(found) or 'no text encoder'}")
-    if clip_type in T5_ALONE and clip_type != "aura_flow" and set(found) != {"t5xxl"}:  # (AuraFlow: _assemble)
+    if clip_type in T5_ALONE and set(found) != {"t5xxl"}:
         name = T5_ALONE_NAMES[clip_type]
         raise CheckpointError(f"{names}: {name} needs a T5-XXL file alone, found {sorted(found)}")
     return _assemble(clip_type, found, names), sources
