@@ -144,6 +144,31 @@ def test_embeds_scalings_closed_form(scaling):
     torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
 
 
+def test_k_mean_v_takes_each_concatenated_images_own_mean():
+    """Two images concatenated (4 tokens each): K+mean(V) scales each image's values' mean over its
+    own 4 tokens, as the pack (whose images are batch rows until the attention joins them), not
+    the mean over all 8."""
+    from graphflow.models.ip_adapter import _ip_attention
+
+    g = torch.Generator().manual_seed(5)
+    heads, d, inner, per_image = 2, 8, 16, 4
+    to_k, to_v = torch.nn.Linear(6, inner, bias=False), torch.nn.Linear(6, inner, bias=False)
+    with torch.no_grad():
+        to_k.weight.copy_(torch.randn(inner, 6, generator=g))
+        to_v.weight.copy_(torch.randn(inner, 6, generator=g))
+    tokens, q = torch.randn(1, 2 * per_image, 6, generator=g), torch.randn(1, heads, 5, d, generator=g)
+    weight = 0.6
+    out = _ip_attention(to_k, to_v, tokens, tokens, weight, None, "K+mean(V) w/ C penalty",
+                        image_tokens=per_image)(q)
+    w = weight * inner / 1280
+    k, v = tokens[0] @ to_k.weight.T * w, tokens[0] @ to_v.weight.T
+    first, second = v[:per_image], v[per_image:]
+    v = torch.cat([first + (w - 1) * first.mean(0), second + (w - 1) * second.mean(0)])
+    expected = torch.stack([torch.softmax(q[0, h] @ k[:, h * d:(h + 1) * d].T / d ** 0.5, -1) @ v[:, h * d:(h + 1) * d]
+                            for h in range(heads)])[None]
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+
+
 def test_pickled_bin_loads_like_safetensors(tmp_path):
     a = load_ip_adapter(write_ip_adapter(tmp_path / "a.safetensors", "sd1", "plus", dtype=torch.float32))
     b = load_ip_adapter(write_ip_adapter(tmp_path / "b.bin", "sd1", "plus", dtype=torch.float32))

@@ -18,8 +18,8 @@ A file holds
 Each attn2 then computes, before its output projection,
     attention(q, k_text, v_text) + weight * attention(q, to_k_ip(tokens), to_v_ip(tokens))
 ("V only" embeds scaling; "K+V" scales to_k_ip's and to_v_ip's outputs by the weight instead;
-the "C penalty" ones by weight * inner width / 1280, "K+mean(V)" only the values' mean over the
-tokens, as Fooocus' channel penalty).
+the "C penalty" ones by weight * inner width / 1280, "K+mean(V)" only the values' mean over
+each image's tokens, as Fooocus' channel penalty).
 With CFG the negative prompt's rows get the uncond tokens: those of image_negative, else of zero
 image embeddings (basic) or of a black image's hidden states (plus), as ComfyUI_IPAdapter_plus.
 Between start and end percent of the schedule only; outside it the attention is the plain one.
@@ -324,7 +324,11 @@ def _row_mask(mask: torch.Tensor, size: tuple[int, int], negative, b: int, token
 
 
 def _ip_attention(to_k: nn.Linear, to_v: nn.Linear, cond: torch.Tensor, uncond: torch.Tensor, weight: float,
-                  sigma_range: tuple[float, float] | None, scaling: str, mask: torch.Tensor | None = None):
+                  sigma_range: tuple[float, float] | None, scaling: str, mask: torch.Tensor | None = None,
+                  image_tokens: int | None = None):
+    """image_tokens: the tokens each image gives (several images' concatenated in cond / uncond);
+    K+mean(V) takes the values' mean over each image's own tokens, as the pack (its images are
+    rows of the batch until the attention joins them). None: all the tokens are one image's."""
     keys_values: dict = {}  # (negative rows, batch, device, dtype) -> the image tokens' keys and values
     masks: dict = {}  # (negative rows, batch, grid, device, dtype) -> the mask per row at the grid
     active = [None, True]  # [the UNetRows judged last, its verdict]: sigma is read once per UNet call
@@ -355,9 +359,10 @@ def _ip_attention(to_k: nn.Linear, to_v: nn.Linear, cond: torch.Tensor, uncond: 
             if scaling != "V only":
                 # the C penalties weaken the narrow (high resolution) attentions: inner width / 1280
                 w = weight * (k.shape[-1] / 1280 if scaling.endswith("C penalty") else 1.0)
-                if scaling.startswith("K+mean(V)"):  # only the values' mean over the tokens is scaled
-                    mean = v.mean(1, keepdim=True)
-                    k, v = k * w, v - mean + mean * w
+                if scaling.startswith("K+mean(V)"):  # only the values' mean over each image's tokens is scaled
+                    per_image = v.unflatten(1, (-1, image_tokens or v.shape[1]))
+                    mean = per_image.mean(2, keepdim=True)
+                    k, v = k * w, (per_image - mean + mean * w).flatten(1, 2)
                 else:
                     k, v = k * w, v * w
             keys_values[key] = tuple(t.view(b, -1, heads, t.shape[-1] // heads).transpose(1, 2) for t in (k, v))
@@ -428,7 +433,7 @@ def apply_ip_adapter(model: DiffusionModel, adapter: IPAdapter, cond: torch.Tens
             layer_cond = composition_cond
         layer_cond, layer_uncond = (torch.zeros_like(layer_cond), layer_cond) if swapped else (layer_cond, uncond)
         extra = _ip_attention(adapter.to_k_ip[index], adapter.to_v_ip[index], layer_cond, layer_uncond, layer_weight,
-                              sigma_range, scaling, mask)
+                              sigma_range, scaling, mask, adapter.config.tokens)
         parent.extra_attention = extra if parent.extra_attention is None else _sum(parent.extra_attention, extra)
     return model.with_unet(unet)
 
