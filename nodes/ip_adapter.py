@@ -170,7 +170,7 @@ def apply_image_prompt(model, adapter, clip_vision, image, weight: float, start_
                        layer_weights=None):
     """The patched MODEL (the nodes' shared body; inputs already checked by name)."""
     adapter, clip_vision = _unbundle(adapter, clip_vision)
-    _check_model(model, start_at, end_at, attn_mask)
+    _check_model(model, attn_mask)
     cond = _features(adapter, clip_vision, image, "image")
     if image_negative is not None:
         uncond = _features(adapter, clip_vision, image_negative, "image_negative")
@@ -180,13 +180,12 @@ def apply_image_prompt(model, adapter, clip_vision, image, weight: float, start_
                        attn_mask, per_latent, boost=boost, layer_weights=layer_weights)
 
 
-def _check_model(model, start_at: float, end_at: float, attn_mask):
+def _check_model(model, attn_mask):
     if attn_mask is not None and (getattr(attn_mask, "ndim", 0) not in (2, 3) or 0 in attn_mask.shape):
         raise NodeInputError("attn_mask", f"expected a MASK [B, H, W], got shape {tuple(getattr(attn_mask, 'shape', ()))}")
     if getattr(model, "is_flow", True):
         raise NodeInputError("model", f"IP-Adapter is for SD1.x / SDXL UNets, not {getattr(model, 'arch', model)}")
-    if start_at > end_at:
-        raise NodeInputError("start_at", f"start_at {start_at} is after end_at {end_at}")
+    # start_at after end_at is no error in the pack: no sigma is in the window, the image prompt never acts
 
 
 def _combine(features, combine: str):
@@ -299,7 +298,7 @@ class IPAdapterStyleComposition(Node):
 
 def _run_style_composition(node, combine: str, per_latent: bool):
     adapter, clip_vision = _unbundle(node.ipadapter, node.clip_vision)
-    _check_model(node.model, node.start_at, node.end_at, node.attn_mask)
+    _check_model(node.model, node.attn_mask)
     if not node.model.arch.startswith("sdxl"):  # as the pack, which has no SD1.5 layout for it
         raise NodeInputError("model", f"style + composition transfer is for SDXL models only, not {node.model.arch}")
     cond = _features(adapter, clip_vision, node.image_style, "image_style")
@@ -361,7 +360,7 @@ class IPAdapterBatch(Node):
     def run(self):
         # encode_batch_size only splits the CLIP vision encoding in the pack; the result is the same
         adapter, clip_vision = _unbundle(self.ipadapter, self.clip_vision)
-        _check_model(self.model, self.start_at, self.end_at, self.attn_mask)
+        _check_model(self.model, self.attn_mask)
         cond = _features(adapter, clip_vision, self.image, "image")
         if self.image_negative is not None:
             uncond = _features(adapter, clip_vision, self.image_negative, "image_negative")
@@ -462,7 +461,7 @@ class IPAdapterEmbeds(Node):
 
     def run(self):
         adapter, clip_vision = _unbundle(self.ipadapter, self.clip_vision, need_clip_vision=False)
-        _check_model(self.model, self.start_at, self.end_at, self.attn_mask)
+        _check_model(self.model, self.attn_mask)
         _check_features(adapter, self.pos_embed, "pos_embed")
         uncond = self.neg_embed
         if uncond is None:
@@ -538,7 +537,7 @@ def _run_tiled(node, per_latent: bool):
     from graphflow.models.ip_adapter_images import reference_tiles
 
     adapter, clip_vision = _unbundle(node.ipadapter, node.clip_vision)
-    _check_model(node.model, node.start_at, node.end_at, node.attn_mask)
+    _check_model(node.model, node.attn_mask)
     _check_image(node.image, "image")
     mask = node.attn_mask
     if mask is not None and mask.ndim == 2:

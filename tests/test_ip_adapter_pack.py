@@ -476,7 +476,6 @@ def test_bad_inputs_are_named(builtin_registry, parts):
     base = dict(model=model, ipadapter=adapter, image=torch.rand(1, 32, 32, 3), clip_vision=vision)
     cases = [("IPAdapterTiled", dict(image=torch.rand(32, 32)), "image", r"IMAGE \[B, H, W, C\]"),
              ("IPAdapterTiled", dict(clip_vision=None), "clip_vision", "no CLIP vision model"),
-             ("IPAdapterPreciseComposition", dict(start_at=0.9, end_at=0.1), "start_at", "after end_at"),
              ("IPAdapterMS", dict(layer_weights="3=1"), "layer_weights", "not 'transformer:weight'")]
     for node, change, name, message in cases:
         with pytest.raises(NodeInputError, match=message) as info:
