@@ -139,8 +139,11 @@ def test_noise_types_as_the_pack_draws_them(builtin_registry):
     image's sum, *_like filling the tensors torchvision made); the same image gives the same
     noise; strength 0 keeps the image (fade)."""
     image = torch.rand(1, 60, 80, 3, generator=torch.Generator().manual_seed(4))
-    for source in (image, None):
-        x = _pack_noise_input(image) if source is not None else torch.zeros(1, 224, 224, 3)
+    # short side already 224: torchvision's crop is a view and its resize a no-op, so the pack's
+    # draws fill a plain [B, H, W, C] tensor, not a resized [B, C, H, W] one
+    at_size = [torch.rand(1, *shape, 3, generator=torch.Generator().manual_seed(7)) for shape in ((224, 224), (224, 300))]
+    for source in (image, None, *at_size):
+        x = _pack_noise_input(source) if source is not None else torch.zeros(1, 224, 224, 3)
         for kind, strength in (("fade", 0.3), ("dissolve", 0.4), ("gaussian", 0.2)):
             torch.manual_seed(int(x.sum().item()) % 1000000007)
             if kind == "fade":

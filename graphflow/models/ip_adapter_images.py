@@ -169,10 +169,11 @@ def noise_image(kind: str, strength: float, blur: int, image: torch.Tensor | Non
         x = _resize_antialiased(center_crop(x, side, side), CLIP_SIZE, CLIP_SIZE).movedim(1, -1)
     g = torch.Generator().manual_seed(int(x.sum().item()) % 1000000007)
     # the pack's *_like draws fill a tensor laid out as its image: [B, C, H, W] in memory where
-    # torchvision made it (resized or shuffled), seen as [B, H, W, C]; its black image is plain
-    # [B, H, W, C]. The layout decides the order of the numbers (and torch's normal draws differ
-    # for a non-contiguous tensor), so the same layout is filled here.
-    channels_first = image is not None or kind == "shuffle"
+    # torchvision made it (resized or shuffled), seen as [B, H, W, C]; its black image, and an image
+    # whose short side is already 224 (torchvision's crop is a view and its resize returns it as it
+    # is), are plain [B, H, W, C]. The layout decides the order of the numbers (and torch's normal
+    # draws differ for a non-contiguous tensor), so the same layout is filled here.
+    channels_first = (image is not None and min(image.shape[1:3]) != CLIP_SIZE) or kind == "shuffle"
 
     def draw(normal: bool = False) -> torch.Tensor:
         b, h, w, c = x.shape
