@@ -636,9 +636,9 @@ class IPAdapterNoise(Node):
 
 class IPAdapterPreciseStyleTransfer(Node):
     """The style of the image (weight type "style transfer precise"): the style transformers get
-    the image at `weight`; the composition ones (SDXL input block 8, SD1.5 input blocks 7-8) get
-    it at style_boost on the negative side only (the positive side none), which keeps the image's
-    composition out. The rest as IPAdapterAdvanced."""
+    the image at `weight`; the composition ones (SDXL input block 8, SD1.5 input blocks 7-8, block
+    7 at a quarter) get it at style_boost on the negative side only (the positive side none), which
+    keeps the image's composition out. The rest as IPAdapterAdvanced."""
     category = "ipadapter"
     model: MODEL
     ipadapter: IPADAPTER
@@ -675,8 +675,9 @@ class IPAdapterPreciseStyleTransferBatch(IPAdapterPreciseStyleTransfer):
 
 class IPAdapterPreciseComposition(Node):
     """The composition of the image (weight type "composition precise"): the composition
-    transformers get the image at `weight`; the others get it at composition_boost (a tenth on
-    SDXL and in SD1.5's middle block) on the negative side only. The rest as IPAdapterAdvanced."""
+    transformers get the image at `weight` (SD1.5's input block 7 a quarter); the others get it at
+    composition_boost on the negative side only: a tenth of it on SDXL but in output block 1, and
+    in SD1.5's middle block and output blocks 3-4. The rest as IPAdapterAdvanced."""
     category = "ipadapter"
     model: MODEL
     ipadapter: IPADAPTER
