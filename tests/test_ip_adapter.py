@@ -700,6 +700,37 @@ def test_masks_follow_the_latents_of_each_side(tmp_path):
     assert torch.equal(got[[1, 3]], torch.zeros_like(got[[1, 3]]))
 
 
+def test_per_latent_rows_count_within_each_batched_entry():
+    """Two positive entries (say two area conds) and the negative batched in one UNet call, two
+    latents each: rows are entry 0's latents 0, 1, entry 1's latents 0, 1, the negative's 0, 1.
+    Each row takes the image and the mask of its latent (the pack's rows / len(cond_or_uncond)),
+    not of its place among all the positive rows."""
+    from graphflow.models.ip_adapter import _ip_attention
+
+    g = torch.Generator().manual_seed(12)
+    heads, d, inner = 2, 8, 16
+    to_k, to_v = torch.nn.Linear(6, inner, bias=False), torch.nn.Linear(6, inner, bias=False)
+    with torch.no_grad():
+        to_k.weight.copy_(torch.randn(inner, 6, generator=g))
+        to_v.weight.copy_(torch.randn(inner, 6, generator=g))
+    cond, uncond = torch.randn(2, 3, 6, generator=g), torch.randn(2, 3, 6, generator=g)  # one image per latent
+    masks = torch.stack([torch.ones(4, 4), torch.full((4, 4), 0.5)])
+    q = torch.randn(6, heads, 16, d, generator=g)
+    rows = UNetRows(torch.tensor([5.0]), (False,) * 4 + (True,) * 2, ("entry 0", "entry 1", "negative"))
+    marker = unet_rows.set(rows)
+    try:
+        out = _ip_attention(to_k, to_v, cond, uncond, 1.0, None, "V only", masks)(q, (4, 4))
+    finally:
+        unet_rows.reset(marker)
+    latent = [0, 1, 0, 1, 0, 1]
+    for row in range(6):
+        tokens = (uncond if row >= 4 else cond)[latent[row]]
+        k, v = tokens @ to_k.weight.T, tokens @ to_v.weight.T
+        expected = torch.stack([torch.softmax(q[row, h] @ k[:, h * d:(h + 1) * d].T / d ** 0.5, -1)
+                                @ v[:, h * d:(h + 1) * d] for h in range(heads)]) * masks[latent[row], 0, 0]
+        torch.testing.assert_close(out[row], expected, atol=1e-6, rtol=0)
+
+
 def test_batch_node_gives_each_latent_its_image(builtin_registry, models):
     """IPAdapterBatch: latent k gets image k's tokens (latent 2 of 3 the last image's), each row as
     IPAdapterAdvanced with that one image; with CFG the negative rows get their side's tokens."""

@@ -289,9 +289,14 @@ def transformer_numbers(paths: list[str]) -> tuple[list[int], int]:
     return [transformers.index(p.split(".transformer_blocks.")[0]) for p in paths], len(transformers)
 
 
-def _latent_index(negative, b: int, count: int) -> list[int]:
+def _latent_index(negative, b: int, count: int, chunks: int = 0) -> list[int]:
     """Which of `count` per-latent things (masks, IPAdapterBatch's images) each of b rows takes: each
-    side's k-th row (a latent of the batch) the k-th, the last one when there are fewer."""
+    row's latent the one of its number, the last one when there are fewer. chunks: how many
+    conditioning entries the rows batch (equal chunks of the latents, UNetRows.conds): a row's
+    latent is its place in its chunk, as the pack's (rows / len(cond_or_uncond) per entry, several
+    positive entries batched too); 0: each side's run of rows."""
+    if chunks and b % chunks == 0:
+        return [min(i % (b // chunks), count - 1) for i in range(b)]
     flags = negative if negative is not None else (False,) * b
     index, run = [], 0
     for i, flag in enumerate(flags):
@@ -310,7 +315,7 @@ def mask_grid(latent: tuple[int, int], tokens: int) -> tuple[int, int]:
     return h, tokens // h
 
 
-def _row_mask(mask: torch.Tensor, size: tuple[int, int], negative, b: int, tokens: int) -> torch.Tensor:
+def _row_mask(mask: torch.Tensor, size: tuple[int, int], negative, b: int, tokens: int, chunks: int = 0) -> torch.Tensor:
     """The mask resized to `size`, its rows of pixels laid end to end, centred in the attention's
     tokens (zero padded or cut where size holds more or fewer), one per row [B, 1, tokens, 1]."""
     grid = torch.nn.functional.interpolate(mask[:, None].float(), size=size, mode="bilinear").flatten(1)
@@ -320,7 +325,7 @@ def _row_mask(mask: torch.Tensor, size: tuple[int, int], negative, b: int, token
     else:
         start = (grid.shape[1] - tokens) // 2
         grid = grid[:, start:start + tokens]
-    return grid[_latent_index(negative, b, mask.shape[0])].reshape(b, 1, -1, 1)
+    return grid[_latent_index(negative, b, mask.shape[0], chunks)].reshape(b, 1, -1, 1)
 
 
 def _ip_attention(to_k: nn.Linear, to_v: nn.Linear, cond: torch.Tensor, uncond: torch.Tensor, weight: float,
@@ -344,12 +349,13 @@ def _ip_attention(to_k: nn.Linear, to_v: nn.Linear, cond: torch.Tensor, uncond: 
                 return None
         b, heads = q.shape[0], q.shape[1]
         negative = rows.negative if rows is not None and any(rows.negative) and len(rows.negative) == b else None
-        key = (negative, b, q.device, q.dtype)
+        chunks = len(rows.conds) if rows is not None else 0
+        key = (negative, chunks, b, q.device, q.dtype)
         if key not in keys_values:
             if to_k.weight.device != q.device or to_k.weight.dtype != q.dtype:
                 to_k.to(q.device, q.dtype)  # run in the UNet's device and dtype, moved once
                 to_v.to(q.device, q.dtype)
-            rows_index = _latent_index(negative, b, cond.shape[0])
+            rows_index = _latent_index(negative, b, cond.shape[0], chunks)
             tokens = cond.to(q.device, q.dtype)[rows_index]
             if negative is not None:
                 rows_mask = torch.tensor(negative, device=q.device)[:, None, None]
@@ -374,9 +380,9 @@ def _ip_attention(to_k: nn.Linear, to_v: nn.Linear, cond: torch.Tensor, uncond: 
             grid = mask_grid(latent, q.shape[2]) if latent is not None else size
             if grid is None or (latent is None and size[0] * size[1] != q.shape[2]):
                 raise IPAdapterError(f"an attention mask needs the token grid; got {q.shape[2]} tokens, grid {size}")
-            grid_key = (negative, b, grid, q.shape[2], q.device, q.dtype)
+            grid_key = (negative, chunks, b, grid, q.shape[2], q.device, q.dtype)
             if grid_key not in masks:
-                masks[grid_key] = _row_mask(mask, grid, negative, b, q.shape[2]).to(q.device, q.dtype)
+                masks[grid_key] = _row_mask(mask, grid, negative, b, q.shape[2], chunks).to(q.device, q.dtype)
             out = out * masks[grid_key]
         return out
     return extra
