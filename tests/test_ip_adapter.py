@@ -731,6 +731,42 @@ def test_per_latent_rows_count_within_each_batched_entry():
         torch.testing.assert_close(out[row], expected, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("scaling", ["V only", "K+mean(V) w/ C penalty"])
+@pytest.mark.parametrize("negative", [(False, True), (True, False)])
+def test_uneven_sides_share_their_tokens_out_as_the_pack(scaling, negative):
+    """Two composition images (8 tokens) against one negative image (4 tokens), one latent with CFG:
+    the pack lays the rows' keys end to end in the batch's order and cuts them evenly, 6 tokens a
+    row, so the first row takes the first 6 of the 12 tokens, the second row the last 6 (K+mean(V):
+    each image's mean over its own 4 tokens, before the cut)."""
+    from graphflow.models.ip_adapter import _ip_attention
+
+    g = torch.Generator().manual_seed(13)
+    heads, d, inner, per_image = 2, 8, 16, 4
+    to_k, to_v = torch.nn.Linear(6, inner, bias=False), torch.nn.Linear(6, inner, bias=False)
+    with torch.no_grad():
+        to_k.weight.copy_(torch.randn(inner, 6, generator=g))
+        to_v.weight.copy_(torch.randn(inner, 6, generator=g))
+    cond, uncond = torch.randn(1, 2 * per_image, 6, generator=g), torch.randn(1, per_image, 6, generator=g)
+    q = torch.randn(2, heads, 5, d, generator=g)
+    weight = 0.7
+    marker = unet_rows.set(UNetRows(torch.tensor([5.0]), negative, ("first", "second")))
+    try:
+        out = _ip_attention(to_k, to_v, cond, uncond, weight, None, scaling, image_tokens=per_image)(q)
+    finally:
+        unet_rows.reset(marker)
+    flat = torch.cat([(uncond if side else cond)[0] for side in negative])  # 12 tokens
+    w = weight * inner / 1280 if "penalty" in scaling else weight
+    k, v = flat @ to_k.weight.T, flat @ to_v.weight.T
+    if scaling != "V only":
+        images = [v[i:i + per_image] for i in range(0, 12, per_image)]
+        k, v = k * w, torch.cat([x + (w - 1) * x.mean(0) for x in images])
+    for row in range(2):
+        kr, vr = k[6 * row:6 * row + 6], v[6 * row:6 * row + 6]
+        expected = torch.stack([torch.softmax(q[row, h] @ kr[:, h * d:(h + 1) * d].T / d ** 0.5, -1)
+                                @ vr[:, h * d:(h + 1) * d] for h in range(heads)])
+        torch.testing.assert_close(out[row], expected * (weight if scaling == "V only" else 1), atol=1e-6, rtol=0)
+
+
 def test_batch_node_gives_each_latent_its_image(builtin_registry, models):
     """IPAdapterBatch: latent k gets image k's tokens (latent 2 of 3 the last image's), each row as
     IPAdapterAdvanced with that one image; with CFG the negative rows get their side's tokens."""

@@ -490,3 +490,20 @@ def test_bad_inputs_are_named(builtin_registry, parts):
     with pytest.raises(NodeInputError, match="expected IP-Adapter EMBEDS") as info:
         call(builtin_registry, "IPAdapterSaveEmbeds", embeds=torch.zeros(3), filename_prefix="x")
     assert info.value.input == "embeds"
+
+
+def test_style_composition_with_more_composition_images_than_style_images(builtin_registry, parts, sdxl_models):
+    """One style image, two composition images, concat, with CFG: the pack's sides hold 8 and 4
+    tokens on the composition transformer and its attention cuts them evenly over the rows; the
+    model samples (no shape error) and without CFG both composition images reach the positive row."""
+    _, _, vision = parts
+    images = torch.rand(2, 32, 32, 3, generator=torch.Generator().manual_seed(14))
+    sdxl = call(builtin_registry, "LoadCheckpoint", checkpoint="sdxl.safetensors")[0]
+    adapter = call(builtin_registry, "IPAdapterModelLoader", ipadapter_file="ip-adapter_sdxl.safetensors")
+    base = dict(model=sdxl, ipadapter=adapter, clip_vision=vision, image_style=images[:1], combine_embeds="concat")
+    both = call(builtin_registry, "IPAdapterStyleComposition", image_composition=images, **base)
+    first = call(builtin_registry, "IPAdapterStyleComposition", image_composition=images[:1], **base)
+    with_cfg = _unet_out(both)  # rows: positive, negative
+    assert torch.isfinite(with_cfg).all() and (with_cfg - _unet_out(first)).abs().max() > 1e-5
+    positive = (False, False)
+    assert (_unet_out(both, negative=positive) - _unet_out(first, negative=positive)).abs().max() > 1e-5

@@ -305,6 +305,22 @@ def _latent_index(negative, b: int, count: int, chunks: int = 0) -> list[int]:
     return index
 
 
+def _uneven_rows(cond: torch.Tensor, uncond: torch.Tensor, negative, chunks: int, b: int) -> torch.Tensor:
+    """The rows' tokens [b, L, C] when the two sides concatenate different numbers of images
+    (IPAdapterStyleComposition: more or fewer composition images than style images): as the pack,
+    whose attention reads its keys so, each batched entry's chunk of rows holds its side's images
+    once per latent, all the chunks' tokens laid end to end and cut evenly into the b rows (so
+    rows mix the sides' images, an image may straddle two rows)."""
+    chunks = chunks if chunks and b % chunks == 0 else b
+    size = b // chunks
+    flat = torch.cat([(uncond if negative[c * size] else cond)[0].repeat(size, 1) for c in range(chunks)])
+    if flat.shape[0] % b:
+        raise IPAdapterError(f"the positive side's {cond.shape[1]} image tokens and the negative side's "
+                             f"{uncond.shape[1]} do not share out evenly over {b} rows: give as many composition "
+                             f"images as style images, or combine them")
+    return flat.reshape(b, -1, flat.shape[-1])
+
+
 def mask_grid(latent: tuple[int, int], tokens: int) -> tuple[int, int]:
     """The (h, w) ComfyUI_IPAdapter_plus resizes an attention mask to, from the latent's size and
     the attention's token count alone: h = latent h / sqrt(latent area / tokens), truncated, plus
@@ -355,20 +371,23 @@ def _ip_attention(to_k: nn.Linear, to_v: nn.Linear, cond: torch.Tensor, uncond: 
             if to_k.weight.device != q.device or to_k.weight.dtype != q.dtype:
                 to_k.to(q.device, q.dtype)  # run in the UNet's device and dtype, moved once
                 to_v.to(q.device, q.dtype)
-            rows_index = _latent_index(negative, b, cond.shape[0], chunks)
-            tokens = cond.to(q.device, q.dtype)[rows_index]
-            if negative is not None:
-                rows_mask = torch.tensor(negative, device=q.device)[:, None, None]
-                tokens = torch.where(rows_mask, uncond.to(q.device, q.dtype)[rows_index], tokens)
+            if negative is not None and cond.shape[1] != uncond.shape[1]:
+                tokens = _uneven_rows(cond, uncond, negative, chunks, b).to(q.device, q.dtype)
+            else:
+                rows_index = _latent_index(negative, b, cond.shape[0], chunks)
+                tokens = cond.to(q.device, q.dtype)[rows_index]
+                if negative is not None:
+                    rows_mask = torch.tensor(negative, device=q.device)[:, None, None]
+                    tokens = torch.where(rows_mask, uncond.to(q.device, q.dtype)[rows_index], tokens)
             with torch.no_grad():
                 k, v = to_k(tokens), to_v(tokens)
             if scaling != "V only":
                 # the C penalties weaken the narrow (high resolution) attentions: inner width / 1280
                 w = weight * (k.shape[-1] / 1280 if scaling.endswith("C penalty") else 1.0)
                 if scaling.startswith("K+mean(V)"):  # only the values' mean over each image's tokens is scaled
-                    per_image = v.unflatten(1, (-1, image_tokens or v.shape[1]))
-                    mean = per_image.mean(2, keepdim=True)
-                    k, v = k * w, (per_image - mean + mean * w).flatten(1, 2)
+                    per_image = v.reshape(-1, image_tokens or v.shape[1], v.shape[-1])  # rows' tokens end to end
+                    mean = per_image.mean(1, keepdim=True)
+                    k, v = k * w, (per_image - mean + mean * w).reshape(v.shape)
                 else:
                     k, v = k * w, v * w
             keys_values[key] = tuple(t.view(b, -1, heads, t.shape[-1] // heads).transpose(1, 2) for t in (k, v))
