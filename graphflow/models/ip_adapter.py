@@ -350,8 +350,8 @@ def _ip_attention(to_k: nn.Linear, to_v: nn.Linear, cond: torch.Tensor, uncond: 
     """image_tokens: the tokens each image gives (several images' concatenated in cond / uncond);
     K+mean(V) takes the values' mean over each image's own tokens, as the pack (its images are
     rows of the batch until the attention joins them). None: all the tokens are one image's."""
-    keys_values: dict = {}  # (negative rows, batch, device, dtype) -> the image tokens' keys and values
-    masks: dict = {}  # (negative rows, batch, grid, device, dtype) -> the mask per row at the grid
+    keys_values: dict = {}  # (negative rows, entries, batch, device, dtype) -> the image tokens' keys and values
+    masks: dict = {}  # (negative rows, entries, batch, grid, tokens, device, dtype) -> the mask per row at the grid
     active = [None, True]  # [the UNetRows judged last, its verdict]: sigma is read once per UNet call
     from graphflow.sampling.guidance import unet_rows  # once, not in every attention call
     from graphflow.sampling.model_sampling import in_sigma_window
