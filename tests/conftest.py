@@ -12,6 +12,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # has its own tests (tests/test_cpu_fast_mode.py), which set the dtype themselves; any test runs
 # in the fast mode with GRAPHFLOW_DTYPE=auto on the command line.
 os.environ.setdefault("GRAPHFLOW_DTYPE", "fp32")
+# transformers' tiktoken converter (the Qwen / Llama tokenizer tests' reference) caches every ranks
+# file it reads under the file's path, and each run's files have new temp paths: no cache.
+os.environ.setdefault("TIKTOKEN_CACHE_DIR", "")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
