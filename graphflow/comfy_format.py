@@ -476,10 +476,12 @@ class _Resolver:
             values = node.get("widgets_values") or []
             return ("value", values[0]) if values else None
         if mode == BYPASSED:
-            out_type = kind or _slot_type(node.get("outputs"), slot)
+            out_type = _slot_type(node.get("outputs"), slot)
             pairs = [(k, i.get("type")) for k, i in enumerate(inputs)]
-            chosen = bypass_input(pairs, pairs, slot, out_type)
-            return self.link(inputs[chosen].get("link"), depth + 1) if chosen is not None else None
+            chosen = bypass_input(pairs, pairs, slot, kind or out_type, out_type)
+            # Past the bypass, the chosen input's own type picks (ComfyUI resolves it as that input).
+            return self.link(inputs[chosen].get("link"), depth + 1, inputs[chosen].get("type")) \
+                if chosen is not None else None
         if node_type in ("Note", "MarkdownNote"):
             return None
         return ("link", node_id, slot)

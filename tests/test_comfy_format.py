@@ -347,6 +347,65 @@ def test_bypass_read_by_an_any_typed_input_passes_the_input_at_its_position(buil
     assert workflow.nodes["20"].inputs["source"] == [sampler, 0]
 
 
+def _bypassed_before_save(data, middle_inputs, feeds):
+    """Node 20 (bypassed, unknown to us, one IMAGE output) put before SaveImage; `feeds`: the
+    index of its input that takes the decoded image's link."""
+    save = next(n for n in data["nodes"] if n["type"] == "SaveImage")
+    link_in = save["inputs"][0]["link"]
+    middle_inputs[feeds]["link"] = link_in
+    data["nodes"].append({"id": 20, "type": "SomePackSwitch", "pos": [5, 5], "size": [300, 100], "flags": {},
+                          "order": 9, "mode": 4, "inputs": middle_inputs,
+                          "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [30]}],
+                          "properties": {}, "widgets_values": []})
+    data["links"].append([30, 20, 0, save["id"], 0, "IMAGE"])
+    for link in data["links"]:
+        if link[0] == link_in:
+            link[3], link[4] = 20, feeds
+    save["inputs"][0]["link"] = 30
+    return save
+
+
+@pytest.mark.parametrize("kind", ["*", "IMAGE,MASK", "image"])
+def test_bypass_takes_the_same_position_when_its_type_fits_as_litegraph_connects_types(kind, builtin_registry):
+    # ComfyUI's editor keeps the input at the output's position when LiteGraph would connect the
+    # types ("*" fits anything, "A,B" lists, any case), ahead of an exact IMAGE input further on.
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    save = _bypassed_before_save(data, [{"name": "any", "type": kind, "link": None},
+                                        {"name": "other", "type": "IMAGE", "link": None}], 0)
+    workflow = parse_workflow(data, builtin_registry)
+    assert workflow.nodes[str(save["id"])].inputs["images"] == ["8", 0]
+
+
+def test_bypass_falls_back_to_the_first_input_whose_type_fits(builtin_registry):
+    # No input at the output's position fits and none is exactly IMAGE: the first that fits ("*").
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    save = _bypassed_before_save(data, [{"name": "mask", "type": "MASK", "link": None},
+                                        {"name": "any", "type": "*", "link": None}], 1)
+    workflow = parse_workflow(data, builtin_registry)
+    assert workflow.nodes[str(save["id"])].inputs["images"] == ["8", 0]
+
+
+def test_bypass_behind_a_bypass_picks_by_the_chosen_input_type_not_its_links(builtin_registry):
+    # Bypassed 21 (inputs MASK, IMAGE) reaches bypassed 20's IMAGE input through a Reroute whose
+    # links are typed "*": ComfyUI resolves 20's chosen input as an IMAGE, so 21 passes its IMAGE
+    # input (not the MASK at the same position, as a "*" reader would take).
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    save = _bypassed_before_save(data, [{"name": "image", "type": "IMAGE", "link": None}], 0)
+    decoded = next(l for l in data["links"] if l[3] == 20)
+    data["nodes"] += [
+        {"id": 21, "type": "SomePackMasker", "pos": [5, 5], "size": [300, 100], "flags": {}, "order": 9, "mode": 4,
+         "inputs": [{"name": "mask", "type": "MASK", "link": None}, {"name": "image", "type": "IMAGE", "link": 40}],
+         "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [41]}], "properties": {}, "widgets_values": []},
+        {"id": 22, "type": "Reroute", "pos": [9, 9], "size": [75, 26], "flags": {}, "order": 10, "mode": 0,
+         "inputs": [{"name": "", "type": "*", "link": 41}], "outputs": [{"name": "", "type": "*", "links": [42]}],
+         "properties": {}}]
+    data["links"] += [[40, decoded[1], decoded[2], 21, 1, "IMAGE"], [41, 21, 0, 22, 0, "*"], [42, 22, 0, 20, 0, "*"]]
+    data["links"].remove(decoded)
+    data["nodes"][-3]["inputs"][0]["link"] = 42
+    workflow = parse_workflow(data, builtin_registry)
+    assert workflow.nodes[str(save["id"])].inputs["images"] == ["8", 0]
+
+
 def test_subgraph_is_expanded_with_instance_prefixed_ids(builtin_registry):
     workflow = load("txt2img_subgraph_ui.json", builtin_registry)
     assert workflow.nodes["6:1"].type == "CLIPEncode"
