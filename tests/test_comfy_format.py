@@ -406,6 +406,27 @@ def test_bypass_behind_a_bypass_picks_by_the_chosen_input_type_not_its_links(bui
     assert workflow.nodes[str(save["id"])].inputs["images"] == ["8", 0]
 
 
+def test_primitive_value_does_not_pass_a_bypassed_node(builtin_registry):
+    # Primitive 12 feeds the seed of a bypassed node (unknown to us) that feeds the sampler's seed:
+    # ComfyUI's editor copies 12's value into the bypassed node's own widget and resolves the
+    # sampler's link to nothing, so the sampler keeps its saved seed (7), not the Primitive's 42.
+    data = json.loads((CORPUS / "txt2img_tricks_ui.json").read_text())
+    sampler = next(n for n in data["nodes"] if n["type"] == "KSampler")
+    sampler["widgets_values"][0] = 7
+    data["nodes"].append({"id": 20, "type": "SomePackSeedOffset", "pos": [5, 5], "size": [300, 100], "flags": {},
+                          "order": 9, "mode": 4,
+                          "inputs": [{"name": "seed", "type": "INT", "link": 13, "widget": {"name": "seed"}}],
+                          "outputs": [{"name": "seed", "type": "INT", "links": [30]}],
+                          "properties": {}, "widgets_values": [0, "fixed"]})
+    next(link for link in data["links"] if link[0] == 13)[3:5] = [20, 0]
+    data["links"].append([30, 20, 0, sampler["id"], 4, "INT"])
+    next(i for i in sampler["inputs"] if i["name"] == "seed")["link"] = 30
+    workflow = parse_workflow(data, builtin_registry)
+    assert workflow.nodes[str(sampler["id"])].inputs["seed"] == 7
+    # Linked straight to the sampler, the Primitive's value arrives.
+    assert load("txt2img_tricks_ui.json", builtin_registry).nodes[str(sampler["id"])].inputs["seed"] == 42
+
+
 def test_subgraph_is_expanded_with_instance_prefixed_ids(builtin_registry):
     workflow = load("txt2img_subgraph_ui.json", builtin_registry)
     assert workflow.nodes["6:1"].type == "CLIPEncode"
