@@ -751,6 +751,24 @@ def test_comfyui_png_opens_its_editor_graph_else_its_prompt(builtin_registry, tm
     assert Path(printed).is_file() and Path(printed).parent == tmp_path / "out"
 
 
+def test_comfyui_animated_png_carries_its_graphs_in_comf_chunks(builtin_registry):
+    # SaveAnimatedPNG writes "key\0json" chunks of its own type "comf" after the frames (no text
+    # chunks); ComfyUI's editor reads them as it reads text chunks: the editor graph first.
+    info = PngImagePlugin.PngInfo()
+    for key, name in (("prompt", "txt2img_api.json"), ("workflow", "txt2img_ui.json")):
+        text = json.dumps(json.loads((CORPUS / name).read_text()))
+        info.add(b"comf", key.encode("latin-1") + b"\0" + text.encode("latin-1"), after_idat=True)
+    out = io.BytesIO()
+    frames = [Image.new("RGB", (8, 8), c) for c in ("red", "blue")]
+    frames[0].save(out, format="PNG", save_all=True, append_images=frames[1:], pnginfo=info)
+    assert b"comf" in out.getvalue() and b"tEXt" not in out.getvalue()
+    workflow = workflow_from_picture(out.getvalue(), builtin_registry)
+    assert workflow.ui["imported_from"] == "comfyui-ui" and "3" in workflow.nodes
+    # A PNG cut short, or one whose chunk lengths run past its end, holds no workflow: a clear error.
+    with pytest.raises(WorkflowFormatError):
+        workflow_from_picture(out.getvalue()[:60] + b"\xff" * 8, builtin_registry)
+
+
 def test_webp_with_comfyui_exif_strings(builtin_registry):
     exif = Image.Exif()
     exif[0x010F] = "workflow:" + (CORPUS / "txt2img_ui.json").read_text()
