@@ -471,6 +471,10 @@ class _Resolver:
             node_type, mode, inputs = None, BYPASSED, self.nodes[node_id + ":in"]["inputs"]
         if node_type in ("Reroute", "__forward"):
             index = 0 if node_type == "Reroute" else slot
+            if node_type == "Reroute" and node.get("mode") == BYPASSED and inputs:
+                # ComfyUI resolves a bypassed Reroute as any bypass: on through its input, read
+                # as that input's own type ("*"), no longer the type of the input it feeds.
+                kind, bypassed = inputs[0].get("type") or "*", True
             if index < len(inputs) and inputs[index].get("link") is None and "value" in inputs[index]:
                 return ("value", inputs[index]["value"])  # a subgraph instance's promoted widget
             return self.link(inputs[index].get("link"), depth + 1, kind, bypassed) if index < len(inputs) else None

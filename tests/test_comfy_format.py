@@ -406,6 +406,24 @@ def test_bypass_behind_a_bypass_picks_by_the_chosen_input_type_not_its_links(bui
     assert workflow.nodes[str(save["id"])].inputs["images"] == ["8", 0]
 
 
+def test_bypassed_reroute_passes_on_as_any_type(builtin_registry):
+    # Bypassed node 20 (inputs MASK, IMAGE) feeds SaveImage through Reroute 21. Plain, the Reroute
+    # forwards SaveImage's IMAGE type and 20 passes its IMAGE input; bypassed (mode 4), ComfyUI
+    # resolves the Reroute's own "*" input, and a "*" reader takes 20's input at the same position.
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    save = _bypassed_before_save(data, [{"name": "mask", "type": "MASK", "link": None},
+                                        {"name": "image", "type": "IMAGE", "link": None}], 1)
+    data["nodes"].append({"id": 21, "type": "Reroute", "pos": [9, 9], "size": [75, 26], "flags": {}, "order": 10,
+                          "mode": 0, "inputs": [{"name": "", "type": "*", "link": 30}],
+                          "outputs": [{"name": "", "type": "*", "links": [31]}], "properties": {}})
+    next(link for link in data["links"] if link[0] == 30)[3:5] = [21, 0]
+    data["links"].append([31, 21, 0, save["id"], 0, "*"])
+    save["inputs"][0]["link"] = 31
+    assert parse_workflow(data, builtin_registry).nodes[str(save["id"])].inputs["images"] == ["8", 0]
+    data["nodes"][-1]["mode"] = 4
+    assert "images" not in parse_workflow(data, builtin_registry).nodes[str(save["id"])].inputs
+
+
 def test_primitive_value_does_not_pass_a_bypassed_node(builtin_registry):
     # Primitive 12 feeds the seed of a bypassed node (unknown to us) that feeds the sampler's seed:
     # ComfyUI's editor copies 12's value into the bypassed node's own widget and resolves the
