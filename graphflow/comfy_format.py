@@ -439,22 +439,24 @@ MUTED_SOURCE = ("muted",)
 class _Resolver:
     """Follows a link back through Reroutes, dropped (muted or bypassed unknown) nodes and
     subgraph boundaries to a real node's output ("link", id, slot), a Primitive's value
-    ("value", v), a muted node (MUTED_SOURCE), or nothing (None)."""
+    ("value", v), a muted node (MUTED_SOURCE), or nothing (None). A Primitive's value passes
+    no bypass: ComfyUI's editor copies it into the widgets its links end at (there, the
+    bypassed node's own), and resolving a link to a Primitive finds nothing."""
 
     def __init__(self, nodes, links, dropped=frozenset()):
         self.nodes, self.links, self.dropped = nodes, links, dropped
 
-    def link(self, link_id, depth=0, kind=None):
+    def link(self, link_id, depth=0, kind=None, bypassed=False):
         """`kind`: the type of the input being fed, which picks what a bypass passes (a link's
-        own type may be "*" after a Reroute)."""
+        own type may be "*" after a Reroute); `bypassed`: whether the path went through a bypass."""
         if link_id is None or depth > 100:
             return None
         link = self.links.get(_node_id(link_id))
         if link is None:
             return None
-        return self.output(link[0], link[1], kind or link[4], depth)
+        return self.output(link[0], link[1], kind or link[4], depth, bypassed)
 
-    def output(self, node_id, slot, kind, depth):
+    def output(self, node_id, slot, kind, depth, bypassed=False):
         node = self.nodes.get(node_id)
         if node is None:
             return None
@@ -469,17 +471,23 @@ class _Resolver:
             node_type, mode, inputs = None, BYPASSED, self.nodes[node_id + ":in"]["inputs"]
         if node_type in ("Reroute", "__forward"):
             index = 0 if node_type == "Reroute" else slot
+            if node_type == "Reroute" and node.get("mode") == BYPASSED and inputs:
+                # ComfyUI resolves a bypassed Reroute as any bypass: on through its input, read
+                # as that input's own type ("*"), no longer the type of the input it feeds.
+                kind, bypassed = inputs[0].get("type") or "*", True
             if index < len(inputs) and inputs[index].get("link") is None and "value" in inputs[index]:
                 return ("value", inputs[index]["value"])  # a subgraph instance's promoted widget
-            return self.link(inputs[index].get("link"), depth + 1, kind) if index < len(inputs) else None
+            return self.link(inputs[index].get("link"), depth + 1, kind, bypassed) if index < len(inputs) else None
         if node_type == "PrimitiveNode":
             values = node.get("widgets_values") or []
-            return ("value", values[0]) if values else None
+            return ("value", values[0]) if values and not bypassed else None
         if mode == BYPASSED:
-            out_type = kind or _slot_type(node.get("outputs"), slot)
+            out_type = _slot_type(node.get("outputs"), slot)
             pairs = [(k, i.get("type")) for k, i in enumerate(inputs)]
-            chosen = bypass_input(pairs, pairs, slot, out_type)
-            return self.link(inputs[chosen].get("link"), depth + 1) if chosen is not None else None
+            chosen = bypass_input(pairs, pairs, slot, kind or out_type, out_type)
+            # Past the bypass, the chosen input's own type picks (ComfyUI resolves it as that input).
+            return self.link(inputs[chosen].get("link"), depth + 1, inputs[chosen].get("type"), True) \
+                if chosen is not None else None
         if node_type in ("Note", "MarkdownNote"):
             return None
         return ("link", node_id, slot)

@@ -13,16 +13,30 @@ from graphflow.workflow import Workflow, is_link
 MODES = ("mute", "bypass")
 
 
-def bypass_input(sockets: list[tuple], inputs: list[tuple], slot: int, wanted: str):
-    """The input a bypassed node's output `slot` of type `wanted` passes on, as ComfyUI's editor
-    picks it: the socket at the same index if its type matches, else the first input of that type
+def connects(a, b) -> bool:
+    """Whether socket types fit, as LiteGraph's isValidConnection: "*", "" or no type fits
+    anything; else the same name ignoring case, or a shared member of comma-separated lists
+    ("IMAGE,MASK")."""
+    if a in ("*", "", None) or b in ("*", "", None) or a == b:
+        return True
+    left, right = str(a).lower().split(","), str(b).lower().split(",")
+    return any(x == y or x in ("*", "") or y in ("*", "") for x in left for y in right)
+
+
+def bypass_input(sockets: list[tuple], inputs: list[tuple], slot: int, wanted: str, out_type=None):
+    """The input a bypassed node's output `slot` (of type `out_type`) passes to a reader of type
+    `wanted`, as ComfyUI's editor picks it: the socket at the same index if its type fits both
+    (connects), else the first input of exactly the wanted type, else the first that fits both
     (linked or not: an unlinked choice passes nothing). Items are (key, type); None: no match.
     A reader of any type ("*") takes the same index, else the first socket."""
     if wanted in ("*", ""):
         return sockets[slot][0] if slot < len(sockets) else sockets[0][0] if sockets else None
-    if slot < len(sockets) and sockets[slot][1] == wanted:
+    if slot < len(sockets) and connects(sockets[slot][1], out_type) and connects(sockets[slot][1], wanted):
         return sockets[slot][0]
-    return next((key for key, kind in inputs if kind == wanted), None)
+    exact = next((key for key, kind in inputs if kind == wanted), None)
+    if exact is not None:
+        return exact
+    return next((key for key, kind in inputs if connects(kind, out_type) and connects(kind, wanted)), None)
 
 
 def node_modes(workflow: Workflow) -> dict[str, str]:
@@ -54,7 +68,7 @@ def apply_modes(workflow: Workflow, registry) -> Workflow:
                 return None
             name = bypass_input([(s.name, s.type) for s in cls.input_specs.values() if s.socket is not None],
                                 [(s.name, s.type) for s in cls.input_specs.values()], index,
-                                "*" if reader == "*" else specs[index].type)
+                                "*" if reader == "*" else specs[index].type, specs[index].type)
             value = entry.inputs.get(name) if name is not None else None
             reader = cls.input_specs[name].type if name is not None else None
             if not is_link(value):

@@ -1,8 +1,9 @@
 """Workflows inside pictures: the text a PNG or WebP carries about how it was made.
 
 - ours: PNG text chunk `graphflow` (SaveImage writes it);
-- ComfyUI: PNG chunks `workflow` (UI format) and `prompt` (API format); in WebP, EXIF strings
-  "workflow:{...}" / "prompt:{...}" (tags 0x010F and below, 0x0110);
+- ComfyUI: PNG chunks `workflow` (UI format) and `prompt` (API format): text chunks, or in an
+  animated PNG (SaveAnimatedPNG) its own `comf` chunks ("key\0text", after the image data);
+  in WebP, EXIF strings "workflow:{...}" / "prompt:{...}" (tags 0x010F and below, 0x0110);
 - A1111 / Forge: PNG chunk `parameters` (in WebP/JPEG, EXIF UserComment), the generation
   settings as text, opened as the graph that makes the picture (txt2img, the prompt's LoRA tags,
   hires fix, refiner: a1111_graph);
@@ -84,6 +85,9 @@ def picture_text(raw: bytes) -> dict[str, str]:
     except (UnidentifiedImageError, OSError) as e:
         raise WorkflowFormatError(f"not a readable picture: {e}") from None
     chunks = {k: v for k, v in picture.info.items() if isinstance(v, str)}
+    if raw.startswith(PNG_SIGNATURE):
+        for key, text in _comf_chunks(raw).items():
+            chunks.setdefault(key, text)
     exif = picture.getexif()
     for tag in list(range(0x0100, 0x0111)):
         value = exif.get(tag)
@@ -97,6 +101,21 @@ def picture_text(raw: bytes) -> dict[str, str]:
     if comment and "parameters" not in chunks:
         chunks["parameters"] = _user_comment(comment)
     return chunks
+
+
+def _comf_chunks(raw: bytes) -> dict[str, str]:
+    """{key: text} of a PNG's `comf` chunks, which ComfyUI's SaveAnimatedPNG writes instead of
+    text chunks (PIL skips them) and its editor reads as text chunks: "key\0text", latin-1."""
+    found, at = {}, len(PNG_SIGNATURE)
+    while at + 8 <= len(raw):
+        length, kind = int.from_bytes(raw[at:at + 4], "big"), raw[at + 4:at + 8]
+        if kind == b"comf":
+            key, _, text = raw[at + 8:at + 8 + length].partition(b"\0")
+            found[key.decode("latin-1")] = text.decode("latin-1")
+        if kind == b"IEND":
+            break
+        at += 12 + length
+    return found
 
 
 def _user_comment(value) -> str:

@@ -347,6 +347,104 @@ def test_bypass_read_by_an_any_typed_input_passes_the_input_at_its_position(buil
     assert workflow.nodes["20"].inputs["source"] == [sampler, 0]
 
 
+def _bypassed_before_save(data, middle_inputs, feeds):
+    """Node 20 (bypassed, unknown to us, one IMAGE output) put before SaveImage; `feeds`: the
+    index of its input that takes the decoded image's link."""
+    save = next(n for n in data["nodes"] if n["type"] == "SaveImage")
+    link_in = save["inputs"][0]["link"]
+    middle_inputs[feeds]["link"] = link_in
+    data["nodes"].append({"id": 20, "type": "SomePackSwitch", "pos": [5, 5], "size": [300, 100], "flags": {},
+                          "order": 9, "mode": 4, "inputs": middle_inputs,
+                          "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [30]}],
+                          "properties": {}, "widgets_values": []})
+    data["links"].append([30, 20, 0, save["id"], 0, "IMAGE"])
+    for link in data["links"]:
+        if link[0] == link_in:
+            link[3], link[4] = 20, feeds
+    save["inputs"][0]["link"] = 30
+    return save
+
+
+@pytest.mark.parametrize("kind", ["*", "IMAGE,MASK", "image"])
+def test_bypass_takes_the_same_position_when_its_type_fits_as_litegraph_connects_types(kind, builtin_registry):
+    # ComfyUI's editor keeps the input at the output's position when LiteGraph would connect the
+    # types ("*" fits anything, "A,B" lists, any case), ahead of an exact IMAGE input further on.
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    save = _bypassed_before_save(data, [{"name": "any", "type": kind, "link": None},
+                                        {"name": "other", "type": "IMAGE", "link": None}], 0)
+    workflow = parse_workflow(data, builtin_registry)
+    assert workflow.nodes[str(save["id"])].inputs["images"] == ["8", 0]
+
+
+def test_bypass_falls_back_to_the_first_input_whose_type_fits(builtin_registry):
+    # No input at the output's position fits and none is exactly IMAGE: the first that fits ("*").
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    save = _bypassed_before_save(data, [{"name": "mask", "type": "MASK", "link": None},
+                                        {"name": "any", "type": "*", "link": None}], 1)
+    workflow = parse_workflow(data, builtin_registry)
+    assert workflow.nodes[str(save["id"])].inputs["images"] == ["8", 0]
+
+
+def test_bypass_behind_a_bypass_picks_by_the_chosen_input_type_not_its_links(builtin_registry):
+    # Bypassed 21 (inputs MASK, IMAGE) reaches bypassed 20's IMAGE input through a Reroute whose
+    # links are typed "*": ComfyUI resolves 20's chosen input as an IMAGE, so 21 passes its IMAGE
+    # input (not the MASK at the same position, as a "*" reader would take).
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    save = _bypassed_before_save(data, [{"name": "image", "type": "IMAGE", "link": None}], 0)
+    decoded = next(l for l in data["links"] if l[3] == 20)
+    data["nodes"] += [
+        {"id": 21, "type": "SomePackMasker", "pos": [5, 5], "size": [300, 100], "flags": {}, "order": 9, "mode": 4,
+         "inputs": [{"name": "mask", "type": "MASK", "link": None}, {"name": "image", "type": "IMAGE", "link": 40}],
+         "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [41]}], "properties": {}, "widgets_values": []},
+        {"id": 22, "type": "Reroute", "pos": [9, 9], "size": [75, 26], "flags": {}, "order": 10, "mode": 0,
+         "inputs": [{"name": "", "type": "*", "link": 41}], "outputs": [{"name": "", "type": "*", "links": [42]}],
+         "properties": {}}]
+    data["links"] += [[40, decoded[1], decoded[2], 21, 1, "IMAGE"], [41, 21, 0, 22, 0, "*"], [42, 22, 0, 20, 0, "*"]]
+    data["links"].remove(decoded)
+    data["nodes"][-3]["inputs"][0]["link"] = 42
+    workflow = parse_workflow(data, builtin_registry)
+    assert workflow.nodes[str(save["id"])].inputs["images"] == ["8", 0]
+
+
+def test_bypassed_reroute_passes_on_as_any_type(builtin_registry):
+    # Bypassed node 20 (inputs MASK, IMAGE) feeds SaveImage through Reroute 21. Plain, the Reroute
+    # forwards SaveImage's IMAGE type and 20 passes its IMAGE input; bypassed (mode 4), ComfyUI
+    # resolves the Reroute's own "*" input, and a "*" reader takes 20's input at the same position.
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    save = _bypassed_before_save(data, [{"name": "mask", "type": "MASK", "link": None},
+                                        {"name": "image", "type": "IMAGE", "link": None}], 1)
+    data["nodes"].append({"id": 21, "type": "Reroute", "pos": [9, 9], "size": [75, 26], "flags": {}, "order": 10,
+                          "mode": 0, "inputs": [{"name": "", "type": "*", "link": 30}],
+                          "outputs": [{"name": "", "type": "*", "links": [31]}], "properties": {}})
+    next(link for link in data["links"] if link[0] == 30)[3:5] = [21, 0]
+    data["links"].append([31, 21, 0, save["id"], 0, "*"])
+    save["inputs"][0]["link"] = 31
+    assert parse_workflow(data, builtin_registry).nodes[str(save["id"])].inputs["images"] == ["8", 0]
+    data["nodes"][-1]["mode"] = 4
+    assert "images" not in parse_workflow(data, builtin_registry).nodes[str(save["id"])].inputs
+
+
+def test_primitive_value_does_not_pass_a_bypassed_node(builtin_registry):
+    # Primitive 12 feeds the seed of a bypassed node (unknown to us) that feeds the sampler's seed:
+    # ComfyUI's editor copies 12's value into the bypassed node's own widget and resolves the
+    # sampler's link to nothing, so the sampler keeps its saved seed (7), not the Primitive's 42.
+    data = json.loads((CORPUS / "txt2img_tricks_ui.json").read_text())
+    sampler = next(n for n in data["nodes"] if n["type"] == "KSampler")
+    sampler["widgets_values"][0] = 7
+    data["nodes"].append({"id": 20, "type": "SomePackSeedOffset", "pos": [5, 5], "size": [300, 100], "flags": {},
+                          "order": 9, "mode": 4,
+                          "inputs": [{"name": "seed", "type": "INT", "link": 13, "widget": {"name": "seed"}}],
+                          "outputs": [{"name": "seed", "type": "INT", "links": [30]}],
+                          "properties": {}, "widgets_values": [0, "fixed"]})
+    next(link for link in data["links"] if link[0] == 13)[3:5] = [20, 0]
+    data["links"].append([30, 20, 0, sampler["id"], 4, "INT"])
+    next(i for i in sampler["inputs"] if i["name"] == "seed")["link"] = 30
+    workflow = parse_workflow(data, builtin_registry)
+    assert workflow.nodes[str(sampler["id"])].inputs["seed"] == 7
+    # Linked straight to the sampler, the Primitive's value arrives.
+    assert load("txt2img_tricks_ui.json", builtin_registry).nodes[str(sampler["id"])].inputs["seed"] == 42
+
+
 def test_subgraph_is_expanded_with_instance_prefixed_ids(builtin_registry):
     workflow = load("txt2img_subgraph_ui.json", builtin_registry)
     assert workflow.nodes["6:1"].type == "CLIPEncode"
@@ -669,6 +767,24 @@ def test_comfyui_png_opens_its_editor_graph_else_its_prompt(builtin_registry, tm
     assert main(["run", str(both), "--quiet", "--output-dir", str(tmp_path / "out")]) == 0
     (printed,) = capsys.readouterr().out.split()
     assert Path(printed).is_file() and Path(printed).parent == tmp_path / "out"
+
+
+def test_comfyui_animated_png_carries_its_graphs_in_comf_chunks(builtin_registry):
+    # SaveAnimatedPNG writes "key\0json" chunks of its own type "comf" after the frames (no text
+    # chunks); ComfyUI's editor reads them as it reads text chunks: the editor graph first.
+    info = PngImagePlugin.PngInfo()
+    for key, name in (("prompt", "txt2img_api.json"), ("workflow", "txt2img_ui.json")):
+        text = json.dumps(json.loads((CORPUS / name).read_text()))
+        info.add(b"comf", key.encode("latin-1") + b"\0" + text.encode("latin-1"), after_idat=True)
+    out = io.BytesIO()
+    frames = [Image.new("RGB", (8, 8), c) for c in ("red", "blue")]
+    frames[0].save(out, format="PNG", save_all=True, append_images=frames[1:], pnginfo=info)
+    assert b"comf" in out.getvalue() and b"tEXt" not in out.getvalue()
+    workflow = workflow_from_picture(out.getvalue(), builtin_registry)
+    assert workflow.ui["imported_from"] == "comfyui-ui" and "3" in workflow.nodes
+    # A PNG cut short, or one whose chunk lengths run past its end, holds no workflow: a clear error.
+    with pytest.raises(WorkflowFormatError):
+        workflow_from_picture(out.getvalue()[:60] + b"\xff" * 8, builtin_registry)
 
 
 def test_webp_with_comfyui_exif_strings(builtin_registry):
