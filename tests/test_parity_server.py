@@ -1,0 +1,51 @@
+"""ComfyUI's server, route by route: where a client written against ComfyUI (its frontend, its
+example scripts, API wrappers) would see graphflow answer otherwise. Facts from ComfyUI's
+server.py and execution.py of about September 2025."""
+
+import asyncio
+import io
+
+import aiohttp
+from PIL import Image
+
+from test_server import home, registry, start  # noqa: F401
+
+GRAPH = {"1": {"class_type": "Canvas", "inputs": {"red": 200, "steps": 1}},
+         "3": {"class_type": "SaveTestImage", "inputs": {"image": ["1", 0], "prefix": "parity"}}}
+
+
+async def finished(client, prompt_id) -> dict:
+    for _ in range(400):
+        history = await (await client.get(f"/history/{prompt_id}")).json()
+        if history:
+            return history[prompt_id]
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"prompt {prompt_id} did not finish")
+
+
+async def test_comfyui_routes_answer_under_api_too(start):
+    """ComfyUI serves every route also under /api (its frontend calls /api/prompt, /api/object_info,
+    /api/upload/image, ...); where our own API owns the path, ours answers."""
+    client = await start()
+    ws = await client.ws_connect("/api/ws?clientId=front")
+    assert (await ws.receive_json())["type"] == "status"
+    body = await (await client.post("/api/prompt", json={"prompt": GRAPH, "client_id": "front"})).json()
+    assert set(body) >= {"prompt_id", "number", "node_errors"}
+    assert (await finished(client, body["prompt_id"]))["status"]["completed"] is True
+    assert (await (await client.get("/api/prompt")).json()) == {"exec_info": {"queue_remaining": 0}}
+    assert list(await (await client.get("/api/object_info/Canvas")).json()) == ["Canvas"]
+    for path in ("/api/system_stats", "/api/embeddings", "/api/extensions", "/api/features", "/api/models",
+                 "/api/models/checkpoints"):
+        assert (await client.get(path)).status == 200, path
+    assert (await client.post("/api/queue", json={"clear": True})).status == 200
+    assert (await client.post("/api/history", json={"delete": [body["prompt_id"]]})).status == 200
+    assert await (await client.get(f"/history/{body['prompt_id']}")).json() == {}
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="PNG")
+    form = aiohttp.FormData()
+    form.add_field("image", buffer.getvalue(), filename="api.png", content_type="image/png")
+    uploaded = await (await client.post("/api/upload/image", data=form)).json()
+    assert uploaded["name"] == "api.png" and uploaded["type"] == "input"
+    # ours keeps its own /api/queue (and /api/history, /api/interrupt, ...): docs/api.md
+    assert "pending" in await (await client.get("/api/queue")).json()
+    await ws.close()
