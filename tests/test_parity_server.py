@@ -49,3 +49,18 @@ async def test_comfyui_routes_answer_under_api_too(start):
     # ours keeps its own /api/queue (and /api/history, /api/interrupt, ...): docs/api.md
     assert "pending" in await (await client.get("/api/queue")).json()
     await ws.close()
+
+
+async def test_view_names_the_file_and_answers_404_without_a_filename(start, home):
+    """ComfyUI's /view sends Content-Disposition: filename="NAME" with the file and with each
+    conversion; no `filename` at all is a 404."""
+    client = await start()
+    (home / "outputs").mkdir(parents=True, exist_ok=True)
+    Image.new("RGBA", (4, 4), (1, 2, 3, 4)).save(home / "outputs" / 'a"b.png')
+    for query in ("", "&preview=webp;80", "&channel=rgb", "&channel=a"):
+        response = await client.get("/view", params={"filename": 'a"b.png', "type": "output"} | dict(
+            [query[1:].split("=")] if query else []))
+        assert response.status == 200, query
+        assert response.headers["Content-Disposition"] == 'filename="a\\"b.png"', query
+    assert (await client.get("/view?type=output")).status == 404
+    assert (await client.get("/api/view?type=output")).status == 404

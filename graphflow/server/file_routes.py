@@ -14,8 +14,13 @@ from graphflow.server.uploads import RequestError
 
 async def view(request):
     query = request.query
+    if "filename" not in query:  # ComfyUI: 404 (an empty name: 400, below)
+        raise RequestError(404, "no 'filename' given: /view?filename=NAME[&subfolder=...&type=output|input|temp]")
     path = uploads.resolve_view(query.get("type") or "output", query.get("subfolder"), query.get("filename"))
-    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+    # ComfyUI names the file in every /view answer (clients save under that name); quoted, escaped
+    quoted = path.name.replace("\\", "\\\\").replace('"', '\\"')
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache",
+               "Content-Disposition": f'filename="{quoted}"'}
     content_type = uploads.VIEW_TYPES[path.suffix.lower()]
     if content_type.startswith("video/"):  # served as it is: the conversions below are for pictures
         return web.FileResponse(path, headers=dict(headers, **{"Content-Type": content_type}))
