@@ -64,3 +64,25 @@ async def test_view_names_the_file_and_answers_404_without_a_filename(start, hom
         assert response.headers["Content-Disposition"] == 'filename="a\\"b.png"', query
     assert (await client.get("/view?type=output")).status == 404
     assert (await client.get("/api/view?type=output")).status == 404
+
+
+async def test_history_max_items_and_offset_edges(start):
+    """ComfyUI's GET /history: a max_items over its 10000-prompt history is all of it, 0 is none,
+    and any negative offset means "the most recent"."""
+    client = await start()
+    ids = []
+    for _ in range(3):
+        ids.append((await (await client.post("/prompt", json={"prompt": GRAPH})).json())["prompt_id"])
+        await finished(client, ids[-1])
+
+    async def listed(query):
+        response = await client.get(f"/history?{query}")
+        assert response.status == 200, (query, await response.text())
+        return list(await response.json())
+
+    assert await listed("max_items=50000") == ids
+    assert await listed("max_items=0") == []
+    assert await listed("max_items=2&offset=-5") == ids[1:]
+    assert await listed("offset=-2") == ids
+    assert await listed("max_items=1&offset=1") == ids[1:2]
+    assert (await client.get("/history?max_items=x")).status == 400  # ComfyUI: 500

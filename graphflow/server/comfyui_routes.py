@@ -176,12 +176,17 @@ def _history_entry(record: dict, server) -> dict:
 
 async def comfy_history_list(request):
     """Finished prompts oldest first, as ComfyUI lists them: `max_items` of them from `offset`
-    (counted from the oldest), or without an offset the most recent `max_items`."""
+    (counted from the oldest), or without an offset (or a negative one) the most recent
+    `max_items`. ComfyUI keeps 10000 prompts: a larger `max_items` means all, none or fewer
+    means none."""
     server = server_of(request)
     store = server.store
-    max_items = int_query(request, "max_items", 10_000, 1, 10_000)
+    max_items = int_query(request, "max_items", 10_000, -2**62, 2**62)
+    if max_items <= 0:
+        return json_response({})
+    max_items = min(max_items, 10_000)
     total, _ = store.history(0, 0, ran=True)
-    offset = int_query(request, "offset", -1, -1, 2**31)
+    offset = int_query(request, "offset", -1, -2**62, 2**62)
     if offset < 0:
         offset = max(total - max_items, 0)
     count = max(min(max_items, total - offset), 0)
