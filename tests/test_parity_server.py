@@ -8,6 +8,7 @@ import io
 import aiohttp
 from PIL import Image
 
+from server_nodes import Hold
 from test_server import home, registry, start  # noqa: F401
 
 GRAPH = {"1": {"class_type": "Canvas", "inputs": {"red": 200, "steps": 1}},
@@ -86,3 +87,19 @@ async def test_history_max_items_and_offset_edges(start):
     assert await listed("offset=-2") == ids
     assert await listed("max_items=1&offset=1") == ids[1:2]
     assert (await client.get("/history?max_items=x")).status == 400  # ComfyUI: 500
+
+
+async def test_a_prompt_taken_off_the_queue_has_no_history(start):
+    """ComfyUI's /history/{id} of a prompt deleted from the queue before it ran is {} (it never
+    reaches the history), as /history leaves it out."""
+    client = await start()
+    held = {**GRAPH, "2": {"class_type": "Hold", "inputs": {"image": ["1", 0]}},
+            "3": {"class_type": "SaveTestImage", "inputs": {"image": ["2", 0], "prefix": "held"}}}
+    running = (await (await client.post("/prompt", json={"prompt": held})).json())["prompt_id"]
+    waiting = (await (await client.post("/prompt", json={"prompt": GRAPH})).json())["prompt_id"]
+    assert (await client.post("/queue", json={"delete": [waiting]})).status == 200
+    Hold.gate.set()
+    await finished(client, running)
+    assert await (await client.get(f"/history/{waiting}")).json() == {}
+    assert list(await (await client.get("/history")).json()) == [running]
+    assert (await (await client.get(f"/api/history/{waiting}")).json())["status"] == "cancelled"  # ours keeps it

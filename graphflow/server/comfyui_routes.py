@@ -91,8 +91,10 @@ async def comfy_prompt_info(request):
 
 
 async def comfy_history(request):
+    """One prompt's history entry, {} until it has run (as in ComfyUI, a prompt taken off the queue
+    before it ran never has one; ours keeps it in /api/history as cancelled)."""
     record = server_of(request).store.get(request.match_info["run_id"])
-    if record is None or record["status"] not in FINISHED:
+    if record is None or record["status"] not in FINISHED or record["status"] == "cancelled":
         return json_response({})
     return json_response({record["run_id"]: _history_entry(record, server_of(request))})
 
