@@ -103,3 +103,24 @@ async def test_a_prompt_taken_off_the_queue_has_no_history(start):
     assert await (await client.get(f"/history/{waiting}")).json() == {}
     assert list(await (await client.get("/history")).json()) == [running]
     assert (await (await client.get(f"/api/history/{waiting}")).json())["status"] == "cancelled"  # ours keeps it
+
+
+async def test_partial_execution_targets_run_only_those_outputs(start):
+    """ComfyUI's /prompt `partial_execution_targets` (its frontend's "queue selected output nodes"):
+    only the output nodes named run, the others are neither run nor validated; a list naming no
+    output node is prompt_no_outputs."""
+    client = await start()
+    graph = {**GRAPH, "4": {"class_type": "SaveTestImage", "inputs": {"image": ["1", 0], "prefix": "other"}},
+             "5": {"class_type": "SaveTestImage", "inputs": {"image": ["9", 0]}}}  # broken, not targeted
+    response = await client.post("/prompt", json={"prompt": graph, "partial_execution_targets": ["3", "1"]})
+    body = await response.json()
+    assert response.status == 200 and body["node_errors"] == {}, body
+    entry = await finished(client, body["prompt_id"])
+    assert list(entry["outputs"]) == ["3"] and entry["prompt"][4] == ["3"]
+    for targets in (["1"], [3], []):
+        response = await client.post("/prompt", json={"prompt": graph, "partial_execution_targets": targets})
+        assert response.status == 400 and (await response.json())["error"]["type"] == "prompt_no_outputs", targets
+    response = await client.post("/prompt", json={"prompt": graph, "partial_execution_targets": ["5"]})
+    assert (await response.json())["error"]["type"] == "prompt_outputs_failed_validation"
+    response = await client.post("/prompt", json={"prompt": graph, "partial_execution_targets": "3"})
+    assert response.status == 400 and (await response.json())["error"]["type"] == "invalid_prompt"

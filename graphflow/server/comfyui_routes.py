@@ -65,18 +65,24 @@ async def comfy_prompt(request):
         if run_id is not None and (not isinstance(run_id, str) or not CLIENT_ID.match(run_id)
                                    or server.store.status_of(run_id) is not None):
             raise RequestError(400, "prompt_id must be a new id of 1-128 letters, digits or _.:-")
+        # the frontend's "queue selected output nodes": only those of the graph's outputs run (ids
+        # are strings: as in ComfyUI, a number names no node)
+        targets = body.get("partial_execution_targets")
+        if targets is not None and not isinstance(targets, list):
+            raise RequestError(400, "partial_execution_targets must be a list of node ids")
     except RequestError as e:
         return _failed("invalid_prompt", str(e), [Problem(None, None, None, str(e))])
-    workflow, valid_outputs, problems, dependents = server.check_partial(body["prompt"])
+    workflow, valid_outputs, problems, dependents = server.check_partial(body["prompt"], targets)
     if workflow is None:  # not a graph at all (ComfyUI: a node without class_type, say)
         problems = problems or [Problem(None, None, None, "the prompt is not a graph of nodes")]
         return _failed("invalid_prompt", problems[0].message, problems)
     if not valid_outputs and not problems:
         return _failed("prompt_no_outputs", "Prompt has no outputs", [Problem(
-            None, None, None, "the prompt has no output node (SaveImage, PreviewImage, ...): nothing would run")])
+            None, None, None, "the prompt has no output node (SaveImage, PreviewImage, ...): nothing would run"
+            if targets is None else "partial_execution_targets names none of the prompt's output nodes")])
     if not valid_outputs:
         return _failed("prompt_outputs_failed_validation", "Prompt outputs failed validation", problems, dependents)
-    targets = None if not problems else valid_outputs
+    targets = None if not problems and targets is None else valid_outputs
     extra = body.get("extra_data") if isinstance(body.get("extra_data"), dict) else {}
     extra = {k: v for k, v in extra.items() if k not in SENSITIVE_EXTRA_DATA and k != "client_id"}
     queued = server.enqueue(workflow, client_id, targets, bool(body.get("front")), run_id, extra)
