@@ -124,3 +124,30 @@ async def test_partial_execution_targets_run_only_those_outputs(start):
     assert (await response.json())["error"]["type"] == "prompt_outputs_failed_validation"
     response = await client.post("/prompt", json={"prompt": graph, "partial_execution_targets": "3"})
     assert response.status == 400 and (await response.json())["error"]["type"] == "invalid_prompt"
+
+
+
+HELD = {**GRAPH, "2": {"class_type": "Hold", "inputs": {"image": ["1", 0]}},
+        "3": {"class_type": "SaveTestImage", "inputs": {"image": ["2", 0], "prefix": "held"}}}
+
+
+async def running_prompt(client) -> str:
+    prompt_id = (await (await client.post("/api/prompt", json={"prompt": HELD})).json())["prompt_id"]
+    for _ in range(400):
+        if (await (await client.get("/queue")).json())["queue_running"]:
+            return prompt_id
+        await asyncio.sleep(0.025)
+    raise AssertionError("the prompt did not start")
+
+
+async def test_api_interrupt_reads_comfyuis_prompt_id(start):
+    """ComfyUI's frontend posts {"prompt_id"} to /api/interrupt: a prompt that isn't running is
+    left alone, the one named is interrupted."""
+    client = await start()
+    prompt_id = await running_prompt(client)
+    assert (await client.post("/api/interrupt", json={"prompt_id": "not-this-one"})).status == 200
+    await asyncio.sleep(0.2)
+    assert [item[1] for item in (await (await client.get("/queue")).json())["queue_running"]] == [prompt_id]
+    assert (await client.post("/api/interrupt", json={"prompt_id": prompt_id})).status == 200
+    assert (await finished(client, prompt_id))["status"]["messages"][-1][0] == "execution_interrupted"
+

@@ -70,7 +70,8 @@ async def cancel_all(request):
 async def interrupt(request):
     server = server_of(request)
     body = await json_body(request, optional=True)
-    run_id = body.get("run_id") if isinstance(body, dict) else None
+    # ComfyUI's frontend posts its own {"prompt_id"} here (ComfyUI serves /interrupt under /api too)
+    run_id = (body.get("run_id") or body.get("prompt_id")) if isinstance(body, dict) else None
     interrupted = []
     for state in list(server.running.values()):
         if run_id is None or state.run_id == run_id:
