@@ -151,3 +151,11 @@ async def test_api_interrupt_reads_comfyuis_prompt_id(start):
     assert (await client.post("/api/interrupt", json={"prompt_id": prompt_id})).status == 200
     assert (await finished(client, prompt_id))["status"]["messages"][-1][0] == "execution_interrupted"
 
+
+async def test_interrupt_with_a_body_that_is_no_json_interrupts(start):
+    """ComfyUI's /interrupt reads a body that is no JSON as no body: it interrupts what runs."""
+    client = await start()
+    prompt_id = await running_prompt(client)
+    response = await client.post("/interrupt", data=b"not json", headers={"Content-Type": "text/plain"})
+    assert response.status == 200
+    assert (await finished(client, prompt_id))["status"]["messages"][-1][0] == "execution_interrupted"

@@ -268,9 +268,13 @@ async def comfy_features(request):
 
 
 async def comfy_interrupt(request):
-    """Interrupt the running prompt (ComfyUI's optional {"prompt_id"} names which)."""
+    """Interrupt the running prompt (ComfyUI's optional {"prompt_id"} names which); as in ComfyUI,
+    a body that is no JSON interrupts whatever runs."""
     server = server_of(request)
-    body = await json_body(request, optional=True)
+    try:
+        body = await json_body(request, optional=True)
+    except RequestError:
+        body = {}
     run_id = body.get("prompt_id") or body.get("run_id") if isinstance(body, dict) else None
     for state in list(server.running.values()):
         if run_id is None or state.run_id == run_id:
