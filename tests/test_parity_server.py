@@ -159,3 +159,30 @@ async def test_interrupt_with_a_body_that_is_no_json_interrupts(start):
     response = await client.post("/interrupt", data=b"not json", headers={"Content-Type": "text/plain"})
     assert response.status == 200
     assert (await finished(client, prompt_id))["status"]["messages"][-1][0] == "execution_interrupted"
+
+
+async def test_upload_mask_keeps_the_originals_png_text(start, home):
+    """ComfyUI's /upload/mask copies the original's PNG text chunks (a saved output's `prompt` and
+    `workflow`) into the masked image, whose alpha is the mask's."""
+    from PIL.PngImagePlugin import PngInfo
+
+    from graphflow.folders import folders
+
+    client = await start()
+    (home / "outputs").mkdir(parents=True, exist_ok=True)
+    info = PngInfo()
+    info.add_text("prompt", '{"1": {}}')
+    info.add_text("workflow", '{"nodes": []}')
+    Image.new("RGB", (6, 4), (9, 8, 7)).save(home / "outputs" / "orig.png", pnginfo=info)
+    mask = io.BytesIO()
+    Image.new("RGBA", (6, 4), (0, 0, 0, 77)).save(mask, format="PNG")
+    form = aiohttp.FormData()
+    form.add_field("image", mask.getvalue(), filename="clipspace-mask.png", content_type="image/png")
+    form.add_field("original_ref", '{"filename": "orig.png", "subfolder": "", "type": "output"}')
+    form.add_field("type", "input")
+    response = await client.post("/upload/mask", data=form)
+    body = await response.json()
+    assert response.status == 200, body
+    with Image.open(folders.inputs / body["name"]) as masked:
+        assert masked.text == {"prompt": '{"1": {}}', "workflow": '{"nodes": []}'}
+        assert masked.getpixel((0, 0)) == (9, 8, 7, 77)

@@ -248,8 +248,13 @@ def store_upload(data: bytes, filename: str, subfolder: str, fmt: str, overwrite
 def apply_mask(original: Path, mask_data: bytes) -> bytes:
     """The original image with the mask as its alpha channel (PNG bytes); see docs/api.md."""
     from PIL import Image, ImageOps
+    from PIL.PngImagePlugin import PngInfo
 
     with Image.open(original) as source, Image.open(io.BytesIO(mask_data)) as mask:
+        # the original's text chunks go along, as in ComfyUI (a saved output's workflow and prompt)
+        text = PngInfo()
+        for key, value in (getattr(source, "text", None) or {}).items():
+            text.add_text(key, value)
         image = ImageOps.exif_transpose(source).convert("RGBA")
         if "A" in mask.getbands():
             alpha = mask.getchannel("A")
@@ -259,7 +264,7 @@ def apply_mask(original: Path, mask_data: bytes) -> bytes:
             alpha = alpha.resize(image.size, Image.Resampling.BILINEAR)
         image.putalpha(alpha)
         buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
+        image.save(buffer, format="PNG", pnginfo=text)
         return buffer.getvalue()
 
 
