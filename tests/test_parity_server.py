@@ -186,3 +186,19 @@ async def test_upload_mask_keeps_the_originals_png_text(start, home):
     with Image.open(folders.inputs / body["name"]) as masked:
         assert masked.text == {"prompt": '{"1": {}}', "workflow": '{"nodes": []}'}
         assert masked.getpixel((0, 0)) == (9, 8, 7, 77)
+
+
+async def test_system_stats_device_fields(start, monkeypatch):
+    """ComfyUI's devices[0]: `index` is torch.device's (null for the CPU, 0 for cuda:0), and on the
+    CPU torch's VRAM figures are the machine's memory, as its vram_total/vram_free."""
+    from graphflow.server import comfyui_routes
+
+    client = await start()
+    monkeypatch.setattr(comfyui_routes, "memory_stats", lambda: {"device": "cpu"})
+    device = (await (await client.get("/system_stats")).json())["devices"][0]
+    assert device["type"] == "cpu" and device["index"] is None and device["vram_total"] > 0
+    assert (device["torch_vram_total"], device["torch_vram_free"]) == (device["vram_total"], device["vram_free"])
+    monkeypatch.setattr(comfyui_routes, "memory_stats", lambda: {
+        "device": "cuda:1", "name": "GPU", "vram_total": 80, "vram_free": 60})
+    device = (await (await client.get("/system_stats")).json())["devices"][0]
+    assert (device["type"], device["index"], device["vram_total"], device["vram_free"]) == ("cuda", 1, 80, 60)

@@ -232,10 +232,15 @@ async def comfy_system_stats(request):
 
     stats = await asyncio.to_thread(memory_stats)
     ram = system_routes.ram()
-    device = {"name": stats.get("name", stats["device"]), "type": stats["device"].split(":")[0], "index": 0,
-              "vram_total": stats.get("vram_total", ram.get("ram_total", 0)),
-              "vram_free": stats.get("vram_free", ram.get("ram_available", 0)),
-              "torch_vram_total": stats.get("vram_total", 0), "torch_vram_free": stats.get("vram_free", 0)}
+    # as ComfyUI's torch.device: "cpu" has no index (null), "cuda:0" has 0; on the CPU the "VRAM"
+    # is the machine's memory, torch's share of it all of it
+    kind, _, index = stats["device"].partition(":")
+    vram_total = stats.get("vram_total", ram.get("ram_total", 0))
+    vram_free = stats.get("vram_free", ram.get("ram_available", 0))
+    device = {"name": stats.get("name", stats["device"]), "type": kind,
+              "index": int(index) if index.isdigit() else 0 if kind == "cuda" else None,
+              "vram_total": vram_total, "vram_free": vram_free,
+              "torch_vram_total": vram_total, "torch_vram_free": vram_free}
     return json_response({
         "system": {"os": os.name, "ram_total": ram.get("ram_total", 0), "ram_free": ram.get("ram_available", 0),
                    "comfyui_version": f"graphflow {system_routes.version('graphflow')}",
