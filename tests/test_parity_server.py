@@ -202,3 +202,15 @@ async def test_system_stats_device_fields(start, monkeypatch):
         "device": "cuda:1", "name": "GPU", "vram_total": 80, "vram_free": 60})
     device = (await (await client.get("/system_stats")).json())["devices"][0]
     assert (device["type"], device["index"], device["vram_total"], device["vram_free"]) == ("cuda", 1, 80, 60)
+
+
+async def test_view_reads_an_annotated_filename(start, home):
+    """ComfyUI's /view takes LoadImage's annotated names: "x.png [output]" is outputs/x.png
+    whatever `type` says."""
+    client = await start()
+    (home / "outputs").mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (3, 2), (5, 6, 7)).save(home / "outputs" / "ann.png")
+    response = await client.get("/view", params={"filename": "ann.png [output]", "type": "input"})
+    assert response.status == 200
+    assert Image.open(io.BytesIO(await response.read())).getpixel((0, 0)) == (5, 6, 7)
+    assert response.headers["Content-Disposition"] == 'filename="ann.png"'

@@ -16,7 +16,9 @@ async def view(request):
     query = request.query
     if "filename" not in query:  # ComfyUI: 404 (an empty name: 400, below)
         raise RequestError(404, "no 'filename' given: /view?filename=NAME[&subfolder=...&type=output|input|temp]")
-    path = uploads.resolve_view(query.get("type") or "output", query.get("subfolder"), query.get("filename"))
+    # as in ComfyUI, an annotated name ("x.png [input]", LoadImage's value for it) says its folder
+    filename, annotated = split_annotation(query["filename"])
+    path = uploads.resolve_view(annotated or query.get("type") or "output", query.get("subfolder"), filename)
     # ComfyUI names the file in every /view answer (clients save under that name); quoted, escaped
     quoted = path.name.replace("\\", "\\\\").replace('"', '\\"')
     headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache",
