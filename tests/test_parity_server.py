@@ -214,3 +214,22 @@ async def test_view_reads_an_annotated_filename(start, home):
     assert response.status == 200
     assert Image.open(io.BytesIO(await response.read())).getpixel((0, 0)) == (5, 6, 7)
     assert response.headers["Content-Disposition"] == 'filename="ann.png"'
+
+
+async def test_api_ws_speaks_comfyuis_protocol_without_a_client_id(start):
+    """/api/ws is ComfyUI's alone: a client that connects without an id (as ComfyUI's frontend
+    first does) is given one as `sid` in ComfyUI's `status`, and gets ComfyUI's messages for it."""
+    client = await start()
+    ws = await client.ws_connect("/api/ws")
+    first = await ws.receive_json()
+    assert first["type"] == "status" and set(first["data"]) == {"status", "sid"}
+    sid = first["data"]["sid"]
+    assert first["data"]["status"] == {"exec_info": {"queue_remaining": 0}}
+    prompt_id = (await (await client.post("/prompt", json={"prompt": GRAPH, "client_id": sid})).json())["prompt_id"]
+    kinds = []
+    while not kinds or kinds[-1] != ("executing", None):
+        message = await asyncio.wait_for(ws.receive_json(), 30)
+        kinds.append((message["type"], message["data"].get("node", "")))
+    assert ("execution_start", "") in kinds and ("execution_success", "") in kinds
+    assert (await finished(client, prompt_id))["status"]["completed"]
+    await ws.close()

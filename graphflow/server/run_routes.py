@@ -111,8 +111,11 @@ async def delete_run(request):
 
 async def websocket(request):
     server = server_of(request)
-    # ComfyUI's clients say `clientId` and get ComfyUI's messages (graphflow.server.comfyui_messages).
-    protocol = "comfyui" if "clientId" in request.query or request.query.get("protocol") == "comfyui" else "graphflow"
+    # ComfyUI's clients say `clientId`, or connect to /api/ws (ComfyUI's path alone, where its
+    # frontend's first connection brings no id), and get ComfyUI's messages
+    # (graphflow.server.comfyui_messages).
+    protocol = "comfyui" if ("clientId" in request.query or request.query.get("protocol") == "comfyui"
+                             or request.path == "/api/ws") else "graphflow"
     client_id = valid_client_id(request.query.get("client_id") or request.query.get("clientId")) or uuid.uuid4().hex
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
     await ws.prepare(request)
