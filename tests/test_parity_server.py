@@ -233,3 +233,13 @@ async def test_api_ws_speaks_comfyuis_protocol_without_a_client_id(start):
     assert ("execution_start", "") in kinds and ("execution_success", "") in kinds
     assert (await finished(client, prompt_id))["status"]["completed"]
     await ws.close()
+
+
+async def test_models_lists_folder_names_once(start):
+    """ComfyUI's GET /models lists its folder names: text_encoders and diffusion_models, not the
+    legacy clip and unet beside them (ours still answers /models/clip, with text_encoders' files)."""
+    client = await start()
+    listed = await (await client.get("/models")).json()
+    assert "text_encoders" in listed and "diffusion_models" in listed
+    assert "clip" not in listed and "unet" not in listed and len(listed) == len(set(listed))
+    assert await (await client.get("/models/clip")).json() == await (await client.get("/models/text_encoders")).json()

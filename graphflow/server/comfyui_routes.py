@@ -256,8 +256,8 @@ async def comfy_embeddings(request):
 
 async def comfy_models(request):
     folder = request.match_info.get("folder")
-    if folder is None:
-        return json_response(list(MODEL_FOLDERS))
+    if folder is None:  # ComfyUI lists its folder names; the legacy "clip" and "unet" are no folders of it
+        return json_response(list(MODEL_KINDS))
     if folder not in MODEL_FOLDERS:
         return error_response(404, f"no model folder {folder!r}; there are {', '.join(MODEL_FOLDERS)}")
     return json_response(folders.list_models(COMFY_KINDS.get(folder, folder)))
