@@ -243,3 +243,23 @@ async def test_models_lists_folder_names_once(start):
     assert "text_encoders" in listed and "diffusion_models" in listed
     assert "clip" not in listed and "unet" not in listed and len(listed) == len(set(listed))
     assert await (await client.get("/models/clip")).json() == await (await client.get("/models/text_encoders")).json()
+
+
+async def test_view_metadata_gives_a_safetensors_files_metadata(start, home):
+    """ComfyUI's GET /view_metadata/{folder}?filename=: the file's safetensors `__metadata__`, 404
+    for another file type, a missing file, an unknown folder or a file without metadata."""
+    import torch
+    from safetensors.torch import save_file
+
+    client = await start()
+    loras = home / "models" / "loras"
+    loras.mkdir(parents=True)
+    save_file({"w": torch.zeros(2)}, str(loras / "tagged.safetensors"), metadata={"ss_tag_frequency": '{"a": 1}'})
+    save_file({"w": torch.zeros(2)}, str(loras / "bare.safetensors"))
+    response = await client.get("/view_metadata/loras?filename=tagged.safetensors")
+    assert response.status == 200 and await response.json() == {"ss_tag_frequency": '{"a": 1}'}
+    assert (await client.get("/api/view_metadata/loras?filename=tagged.safetensors")).status == 200
+    for path in ("/view_metadata/loras?filename=bare.safetensors", "/view_metadata/loras?filename=gone.safetensors",
+                 "/view_metadata/loras?filename=tagged.ckpt", "/view_metadata/nowhere?filename=tagged.safetensors",
+                 "/view_metadata/loras", "/view_metadata/loras?filename=../loras/tagged.safetensors"):
+        assert (await client.get(path)).status == 404, path

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from graphflow.device import memory_stats
 from graphflow.comfy_format import export_api
-from graphflow.folders import COMFY_KINDS, MODEL_KINDS, folders
+from graphflow.folders import COMFY_KINDS, MODEL_KINDS, UnsafePathError, folders
 from graphflow.validation import Problem, output_nodes
 from graphflow.workflow import WorkflowFormatError, parse_workflow
 
@@ -263,6 +263,30 @@ async def comfy_models(request):
     return json_response(folders.list_models(COMFY_KINDS.get(folder, folder)))
 
 
+async def comfy_view_metadata(request):
+    """A safetensors model file's `__metadata__` (LoRA browsers read training tags from it); 404, as
+    ComfyUI answers, for another folder or file type, a missing file or one without metadata."""
+    from graphflow.models.weight_files import CheckpointError, WeightFile
+
+    folder, name = request.match_info["folder"], request.query.get("filename", "")
+    if folder not in MODEL_FOLDERS or not name.endswith(".safetensors"):
+        return error_response(404, f"no safetensors file {name!r} in model folder {folder!r}")
+    try:
+        path = folders.find_model(COMFY_KINDS.get(folder, folder), name)
+    except (FileNotFoundError, UnsafePathError) as e:
+        return error_response(404, str(e))
+
+    def read():
+        with WeightFile(path) as weights:
+            return weights.metadata
+
+    try:
+        metadata = await asyncio.to_thread(read)
+    except CheckpointError as e:
+        return error_response(404, str(e))
+    return json_response(metadata) if metadata else error_response(404, f"{name!r} has no metadata")
+
+
 async def comfy_extensions(request):
     """ComfyUI's list of the frontend's extension scripts: graphflow serves none."""
     return json_response([])
@@ -304,6 +328,7 @@ ROUTES = (
     ("GET", "/features", comfy_features, "`supports_preview_metadata` (true), `max_upload_size`"),
     ("GET", "/models", comfy_models, "model folder names"),
     ("GET", "/models/{folder}", comfy_models, "a model folder's files"),
+    ("GET", "/view_metadata/{folder}", comfy_view_metadata, "a safetensors model's `__metadata__` (`filename`)"),
     ("GET", "/view", file_routes.view, "a file; `preview` re-encodes (webp/jpeg;quality), `channel` rgb or a"),
     ("POST", "/upload/image", file_routes.upload, "multipart `image`, `subfolder`, `type`, `overwrite`"),
     ("POST", "/upload/mask", partial(file_routes.upload, mask=True), "a mask onto an uploaded image (`original_ref`)"),
