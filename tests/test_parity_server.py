@@ -263,3 +263,14 @@ async def test_view_metadata_gives_a_safetensors_files_metadata(start, home):
                  "/view_metadata/loras?filename=tagged.ckpt", "/view_metadata/nowhere?filename=tagged.safetensors",
                  "/view_metadata/loras", "/view_metadata/loras?filename=../loras/tagged.safetensors"):
         assert (await client.get(path)).status == 404, path
+
+
+async def test_get_routes_answer_head(start, home):
+    """ComfyUI's GET routes answer HEAD as well (clients check that an output exists with HEAD /view)."""
+    client = await start()
+    (home / "outputs").mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (2, 2)).save(home / "outputs" / "h.png")
+    for path in ("/view?filename=h.png", "/api/view?filename=h.png", "/object_info", "/api/object_info/Canvas",
+                 "/system_stats", "/history", "/queue", "/prompt"):
+        assert (await client.head(path)).status == 200, path
+    assert (await client.head("/view?filename=gone.png")).status == 404
