@@ -274,3 +274,19 @@ async def test_get_routes_answer_head(start, home):
                  "/system_stats", "/history", "/queue", "/prompt"):
         assert (await client.head(path)).status == 200, path
     assert (await client.head("/view?filename=gone.png")).status == 404
+
+
+async def test_view_preview_falls_back_as_comfyui_does(start, home):
+    """ComfyUI's /view preview: a format other than webp/jpeg, or jpeg asked with an alpha channel,
+    is webp; a quality that is no number is 90; an unknown channel is the file as it is."""
+    client = await start()
+    (home / "outputs").mkdir(parents=True, exist_ok=True)
+    Image.new("RGBA", (6, 6), (10, 20, 30, 40)).save(home / "outputs" / "p.png")
+    for query, fmt in (("preview=avif", "WEBP"), ("preview=jpeg;80&channel=rgba", "WEBP"),
+                       ("preview=webp;best", "WEBP"), ("preview=jpeg;x", "JPEG"), ("preview=", "WEBP")):
+        response = await client.get(f"/view?filename=p.png&{query}")
+        assert response.status == 200, query
+        assert Image.open(io.BytesIO(await response.read())).format == fmt, query
+        assert response.headers["Content-Type"] == f"image/{fmt.lower()}", query
+    raw = await client.get("/view?filename=p.png&channel=bgr")
+    assert raw.status == 200 and await raw.read() == (home / "outputs" / "p.png").read_bytes()

@@ -30,9 +30,9 @@ async def view(request):
         size = int_query(request, "thumbnail", 256, 16, 2048)
         data = await asyncio.to_thread(uploads.thumbnail, path, size)
         return web.Response(body=data, content_type="image/jpeg", headers=headers)
-    channel = query.get("channel", "rgba")
+    channel = query.get("channel", "")
     preview = query.get("preview")
-    if preview or channel != "rgba":  # ComfyUI's /view options: a converted preview, or one channel
+    if preview is not None or channel in ("rgb", "a"):  # ComfyUI's /view options: a preview, or one channel
         data, content_type = await asyncio.to_thread(uploads.converted, path, preview, channel)
         return web.Response(body=data, content_type=content_type, headers=headers)
     headers["Content-Type"] = content_type
