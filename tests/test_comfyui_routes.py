@@ -317,8 +317,11 @@ async def test_view_preview_and_channel(start, home):
     assert rgb.mode == "RGB" and rgb.getpixel((0, 0)) == (200, 10, 30)
     alpha = Image.open(io.BytesIO(await (await client.get("/view?filename=pic.png&channel=a")).read()))
     assert alpha.getpixel((0, 0)) == (0, 0, 0, 128)
-    assert (await client.get("/view?filename=pic.png&channel=xyz")).status == 400
-    assert (await client.get("/view?filename=pic.png&preview=gif")).status == 400
+    # as ComfyUI reads them: another channel is the file as it is, another preview format webp
+    raw = await client.get("/view?filename=pic.png&channel=xyz")
+    assert raw.status == 200 and await raw.read() == (home / "outputs" / "pic.png").read_bytes()
+    response = await client.get("/view?filename=pic.png&preview=gif")
+    assert response.status == 200 and response.headers["Content-Type"] == "image/webp"
 
 
 async def test_upload_image_answers_in_comfyui_shape(start):

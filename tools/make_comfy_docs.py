@@ -175,6 +175,10 @@ def render() -> str:
               "Scripts, bots and apps written against ComfyUI's HTTP and websocket API work unchanged "
               "(details in docs/api.md):", "", "| method | path | what it does |", "|---|---|---|"]
     lines += [f"| {method} | `{path}` | {what} |" for method, path, _, what in ROUTES]
+    lines += ["", "As in ComfyUI, each is served under `/api` too (`/api/prompt`, `/api/ws`, ...), except where "
+              "graphflow's own API has that method and path: `GET /api/queue`, `GET /api/history`, "
+              "`GET /api/history/{id}`, `POST /api/interrupt` and `POST /api/free` answer in graphflow's shapes "
+              "(docs/api.md); `/api/view` and `/api/upload/mask` are the same as ComfyUI's."]
     lines += ["", "Websocket `/ws?clientId=ID` (ComfyUI's spelling) gets ComfyUI's messages for the prompts "
               "queued with that client id: " + ", ".join(f"`{m}`" for m in MESSAGE_TYPES) + ", with "
               "`executing` `node: null` at the end of every prompt; `progress_state` lists the prompt's "

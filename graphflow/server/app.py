@@ -129,9 +129,16 @@ def create_app(registry: Registry | None = None, db_path: str | Path | None = No
     r.add_post("/api/free", system_routes.free)
     r.add_get("/api/models/{kind}/info", model_routes.model_info)
     r.add_get("/ws", run_routes.websocket)
+    r.add_get("/api/ws", run_routes.websocket)
     # ComfyUI's API, for scripts written against ComfyUI (docs/comfyui.md lists it from ROUTES).
+    # ComfyUI serves each route under /api too (its own frontend calls /api/prompt, /api/object_info,
+    # ...); where our API already has that method and path, ours answers (docs/comfyui.md).
+    # A GET answers HEAD too, as aiohttp's add_get (ComfyUI's routes.get) makes it.
+    ours = {(route.method, route.resource.canonical) for route in r.routes()}
     for method, path, handler, _ in comfyui_routes.ROUTES:
-        r.add_route(method, path, handler)
+        for full in (path, "/api" + path):
+            if full == path or (method, full) not in ours:
+                r.add_get(full, handler) if method == "GET" else r.add_route(method, full, handler)
     r.add_get("/", editor_routes.index)
     if web_dir is not None and web_dir.is_dir():
         r.add_static("/web/", web_dir, follow_symlinks=False)

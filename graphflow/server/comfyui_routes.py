@@ -9,7 +9,7 @@ from aiohttp import web
 
 from graphflow.device import memory_stats
 from graphflow.comfy_format import export_api
-from graphflow.folders import COMFY_KINDS, MODEL_KINDS, folders
+from graphflow.folders import COMFY_KINDS, MODEL_KINDS, UnsafePathError, folders
 from graphflow.validation import Problem, output_nodes
 from graphflow.workflow import WorkflowFormatError, parse_workflow
 
@@ -65,18 +65,24 @@ async def comfy_prompt(request):
         if run_id is not None and (not isinstance(run_id, str) or not CLIENT_ID.match(run_id)
                                    or server.store.status_of(run_id) is not None):
             raise RequestError(400, "prompt_id must be a new id of 1-128 letters, digits or _.:-")
+        # the frontend's "queue selected output nodes": only those of the graph's outputs run (ids
+        # are strings: as in ComfyUI, a number names no node)
+        targets = body.get("partial_execution_targets")
+        if targets is not None and not isinstance(targets, list):
+            raise RequestError(400, "partial_execution_targets must be a list of node ids")
     except RequestError as e:
         return _failed("invalid_prompt", str(e), [Problem(None, None, None, str(e))])
-    workflow, valid_outputs, problems, dependents = server.check_partial(body["prompt"])
+    workflow, valid_outputs, problems, dependents = server.check_partial(body["prompt"], targets)
     if workflow is None:  # not a graph at all (ComfyUI: a node without class_type, say)
         problems = problems or [Problem(None, None, None, "the prompt is not a graph of nodes")]
         return _failed("invalid_prompt", problems[0].message, problems)
     if not valid_outputs and not problems:
         return _failed("prompt_no_outputs", "Prompt has no outputs", [Problem(
-            None, None, None, "the prompt has no output node (SaveImage, PreviewImage, ...): nothing would run")])
+            None, None, None, "the prompt has no output node (SaveImage, PreviewImage, ...): nothing would run"
+            if targets is None else "partial_execution_targets names none of the prompt's output nodes")])
     if not valid_outputs:
         return _failed("prompt_outputs_failed_validation", "Prompt outputs failed validation", problems, dependents)
-    targets = None if not problems else valid_outputs
+    targets = None if not problems and targets is None else valid_outputs
     extra = body.get("extra_data") if isinstance(body.get("extra_data"), dict) else {}
     extra = {k: v for k, v in extra.items() if k not in SENSITIVE_EXTRA_DATA and k != "client_id"}
     queued = server.enqueue(workflow, client_id, targets, bool(body.get("front")), run_id, extra)
@@ -91,8 +97,10 @@ async def comfy_prompt_info(request):
 
 
 async def comfy_history(request):
+    """One prompt's history entry, {} until it has run (as in ComfyUI, a prompt taken off the queue
+    before it ran never has one; ours keeps it in /api/history as cancelled)."""
     record = server_of(request).store.get(request.match_info["run_id"])
-    if record is None or record["status"] not in FINISHED:
+    if record is None or record["status"] not in FINISHED or record["status"] == "cancelled":
         return json_response({})
     return json_response({record["run_id"]: _history_entry(record, server_of(request))})
 
@@ -176,12 +184,17 @@ def _history_entry(record: dict, server) -> dict:
 
 async def comfy_history_list(request):
     """Finished prompts oldest first, as ComfyUI lists them: `max_items` of them from `offset`
-    (counted from the oldest), or without an offset the most recent `max_items`."""
+    (counted from the oldest), or without an offset (or a negative one) the most recent
+    `max_items`. ComfyUI keeps 10000 prompts: a larger `max_items` means all, none or fewer
+    means none."""
     server = server_of(request)
     store = server.store
-    max_items = int_query(request, "max_items", 10_000, 1, 10_000)
+    max_items = int_query(request, "max_items", 10_000, -2**62, 2**62)
+    if max_items <= 0:
+        return json_response({})
+    max_items = min(max_items, 10_000)
     total, _ = store.history(0, 0, ran=True)
-    offset = int_query(request, "offset", -1, -1, 2**31)
+    offset = int_query(request, "offset", -1, -2**62, 2**62)
     if offset < 0:
         offset = max(total - max_items, 0)
     count = max(min(max_items, total - offset), 0)
@@ -219,10 +232,15 @@ async def comfy_system_stats(request):
 
     stats = await asyncio.to_thread(memory_stats)
     ram = system_routes.ram()
-    device = {"name": stats.get("name", stats["device"]), "type": stats["device"].split(":")[0], "index": 0,
-              "vram_total": stats.get("vram_total", ram.get("ram_total", 0)),
-              "vram_free": stats.get("vram_free", ram.get("ram_available", 0)),
-              "torch_vram_total": stats.get("vram_total", 0), "torch_vram_free": stats.get("vram_free", 0)}
+    # as ComfyUI's torch.device: "cpu" has no index (null), "cuda:0" has 0; on the CPU the "VRAM"
+    # is the machine's memory, torch's share of it all of it
+    kind, _, index = stats["device"].partition(":")
+    vram_total = stats.get("vram_total", ram.get("ram_total", 0))
+    vram_free = stats.get("vram_free", ram.get("ram_available", 0))
+    device = {"name": stats.get("name", stats["device"]), "type": kind,
+              "index": int(index) if index.isdigit() else 0 if kind == "cuda" else None,
+              "vram_total": vram_total, "vram_free": vram_free,
+              "torch_vram_total": vram_total, "torch_vram_free": vram_free}
     return json_response({
         "system": {"os": os.name, "ram_total": ram.get("ram_total", 0), "ram_free": ram.get("ram_available", 0),
                    "comfyui_version": f"graphflow {system_routes.version('graphflow')}",
@@ -238,11 +256,35 @@ async def comfy_embeddings(request):
 
 async def comfy_models(request):
     folder = request.match_info.get("folder")
-    if folder is None:
-        return json_response(list(MODEL_FOLDERS))
+    if folder is None:  # ComfyUI lists its folder names; the legacy "clip" and "unet" are no folders of it
+        return json_response(list(MODEL_KINDS))
     if folder not in MODEL_FOLDERS:
         return error_response(404, f"no model folder {folder!r}; there are {', '.join(MODEL_FOLDERS)}")
     return json_response(folders.list_models(COMFY_KINDS.get(folder, folder)))
+
+
+async def comfy_view_metadata(request):
+    """A safetensors model file's `__metadata__` (LoRA browsers read training tags from it); 404, as
+    ComfyUI answers, for another folder or file type, a missing file or one without metadata."""
+    from graphflow.models.weight_files import CheckpointError, WeightFile
+
+    folder, name = request.match_info["folder"], request.query.get("filename", "")
+    if folder not in MODEL_FOLDERS or not name.endswith(".safetensors"):
+        return error_response(404, f"no safetensors file {name!r} in model folder {folder!r}")
+    try:
+        path = folders.find_model(COMFY_KINDS.get(folder, folder), name)
+    except (FileNotFoundError, UnsafePathError) as e:
+        return error_response(404, str(e))
+
+    def read():
+        with WeightFile(path) as weights:
+            return weights.metadata
+
+    try:
+        metadata = await asyncio.to_thread(read)
+    except CheckpointError as e:
+        return error_response(404, str(e))
+    return json_response(metadata) if metadata else error_response(404, f"{name!r} has no metadata")
 
 
 async def comfy_extensions(request):
@@ -255,9 +297,13 @@ async def comfy_features(request):
 
 
 async def comfy_interrupt(request):
-    """Interrupt the running prompt (ComfyUI's optional {"prompt_id"} names which)."""
+    """Interrupt the running prompt (ComfyUI's optional {"prompt_id"} names which); as in ComfyUI,
+    a body that is no JSON interrupts whatever runs."""
     server = server_of(request)
-    body = await json_body(request, optional=True)
+    try:
+        body = await json_body(request, optional=True)
+    except RequestError:
+        body = {}
     run_id = body.get("prompt_id") or body.get("run_id") if isinstance(body, dict) else None
     for state in list(server.running.values()):
         if run_id is None or state.run_id == run_id:
@@ -282,6 +328,7 @@ ROUTES = (
     ("GET", "/features", comfy_features, "`supports_preview_metadata` (true), `max_upload_size`"),
     ("GET", "/models", comfy_models, "model folder names"),
     ("GET", "/models/{folder}", comfy_models, "a model folder's files"),
+    ("GET", "/view_metadata/{folder}", comfy_view_metadata, "a safetensors model's `__metadata__` (`filename`)"),
     ("GET", "/view", file_routes.view, "a file; `preview` re-encodes (webp/jpeg;quality), `channel` rgb or a"),
     ("POST", "/upload/image", file_routes.upload, "multipart `image`, `subfolder`, `type`, `overwrite`"),
     ("POST", "/upload/mask", partial(file_routes.upload, mask=True), "a mask onto an uploaded image (`original_ref`)"),

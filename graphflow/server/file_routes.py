@@ -14,8 +14,15 @@ from graphflow.server.uploads import RequestError
 
 async def view(request):
     query = request.query
-    path = uploads.resolve_view(query.get("type") or "output", query.get("subfolder"), query.get("filename"))
-    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+    if "filename" not in query:  # ComfyUI: 404 (an empty name: 400, below)
+        raise RequestError(404, "no 'filename' given: /view?filename=NAME[&subfolder=...&type=output|input|temp]")
+    # as in ComfyUI, an annotated name ("x.png [input]", LoadImage's value for it) says its folder
+    filename, annotated = split_annotation(query["filename"])
+    path = uploads.resolve_view(annotated or query.get("type") or "output", query.get("subfolder"), filename)
+    # ComfyUI names the file in every /view answer (clients save under that name); quoted, escaped
+    quoted = path.name.replace("\\", "\\\\").replace('"', '\\"')
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache",
+               "Content-Disposition": f'filename="{quoted}"'}
     content_type = uploads.VIEW_TYPES[path.suffix.lower()]
     if content_type.startswith("video/"):  # served as it is: the conversions below are for pictures
         return web.FileResponse(path, headers=dict(headers, **{"Content-Type": content_type}))
@@ -23,9 +30,9 @@ async def view(request):
         size = int_query(request, "thumbnail", 256, 16, 2048)
         data = await asyncio.to_thread(uploads.thumbnail, path, size)
         return web.Response(body=data, content_type="image/jpeg", headers=headers)
-    channel = query.get("channel", "rgba")
+    channel = query.get("channel", "")
     preview = query.get("preview")
-    if preview or channel != "rgba":  # ComfyUI's /view options: a converted preview, or one channel
+    if preview is not None or channel in ("rgb", "a"):  # ComfyUI's /view options: a preview, or one channel
         data, content_type = await asyncio.to_thread(uploads.converted, path, preview, channel)
         return web.Response(body=data, content_type=content_type, headers=headers)
     headers["Content-Type"] = content_type

@@ -70,7 +70,8 @@ async def cancel_all(request):
 async def interrupt(request):
     server = server_of(request)
     body = await json_body(request, optional=True)
-    run_id = body.get("run_id") if isinstance(body, dict) else None
+    # ComfyUI's frontend posts its own {"prompt_id"} here (ComfyUI serves /interrupt under /api too)
+    run_id = (body.get("run_id") or body.get("prompt_id")) if isinstance(body, dict) else None
     interrupted = []
     for state in list(server.running.values()):
         if run_id is None or state.run_id == run_id:
@@ -110,8 +111,11 @@ async def delete_run(request):
 
 async def websocket(request):
     server = server_of(request)
-    # ComfyUI's clients say `clientId` and get ComfyUI's messages (graphflow.server.comfyui_messages).
-    protocol = "comfyui" if "clientId" in request.query or request.query.get("protocol") == "comfyui" else "graphflow"
+    # ComfyUI's clients say `clientId`, or connect to /api/ws (ComfyUI's path alone, where its
+    # frontend's first connection brings no id), and get ComfyUI's messages
+    # (graphflow.server.comfyui_messages).
+    protocol = "comfyui" if ("clientId" in request.query or request.query.get("protocol") == "comfyui"
+                             or request.path == "/api/ws") else "graphflow"
     client_id = valid_client_id(request.query.get("client_id") or request.query.get("clientId")) or uuid.uuid4().hex
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
     await ws.prepare(request)

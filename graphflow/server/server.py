@@ -162,19 +162,24 @@ class Server:
         problems = validate(workflow, self.registry, outputs or None, self.config.run_limits)
         return (None, problems) if problems else (workflow, [])
 
-    def check_partial(self, data) -> tuple[Workflow | None, list[str], list[Problem], dict[str, list[str]]]:
+    def check_partial(self, data, targets: list[str] | None = None
+                      ) -> tuple[Workflow | None, list[str], list[Problem], dict[str, list[str]]]:
         """ComfyUI's /prompt rule: (workflow, the output nodes whose part of the graph is valid, the
         problems of the others, and for each node with a problem the outputs it keeps from running:
-        ComfyUI's `dependent_outputs`)."""
-        workflow, problems = self.check(data, None)
-        if workflow is not None:
-            return workflow, output_nodes(workflow, self.registry), [], {}
+        ComfyUI's `dependent_outputs`). `targets` (ComfyUI's partial_execution_targets) keeps the
+        output nodes among them: other outputs are neither run nor checked."""
+        if targets is None:
+            workflow, problems = self.check(data, None)
+            if workflow is not None:
+                return workflow, output_nodes(workflow, self.registry), [], {}
         try:
             workflow = parse_workflow(data, self.registry)
-        except WorkflowFormatError:
-            return None, [], problems, {}
+        except WorkflowFormatError as e:
+            return None, [], e.problems, {}
         valid, problems, dependents = [], [], {}
         for node_id in output_nodes(workflow, self.registry):
+            if targets is not None and node_id not in targets:
+                continue
             node_problems = validate(workflow, self.registry, [node_id], self.config.run_limits)
             if node_problems:
                 problems += [p for p in node_problems if p not in problems]

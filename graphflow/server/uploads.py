@@ -248,8 +248,13 @@ def store_upload(data: bytes, filename: str, subfolder: str, fmt: str, overwrite
 def apply_mask(original: Path, mask_data: bytes) -> bytes:
     """The original image with the mask as its alpha channel (PNG bytes); see docs/api.md."""
     from PIL import Image, ImageOps
+    from PIL.PngImagePlugin import PngInfo
 
     with Image.open(original) as source, Image.open(io.BytesIO(mask_data)) as mask:
+        # the original's text chunks go along, as in ComfyUI (a saved output's workflow and prompt)
+        text = PngInfo()
+        for key, value in (getattr(source, "text", None) or {}).items():
+            text.add_text(key, value)
         image = ImageOps.exif_transpose(source).convert("RGBA")
         if "A" in mask.getbands():
             alpha = mask.getchannel("A")
@@ -259,29 +264,28 @@ def apply_mask(original: Path, mask_data: bytes) -> bytes:
             alpha = alpha.resize(image.size, Image.Resampling.BILINEAR)
         image.putalpha(alpha)
         buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
+        image.save(buffer, format="PNG", pnginfo=text)
         return buffer.getvalue()
 
 
 def converted(path: Path, preview: str | None, channel: str) -> tuple[bytes, str]:
     """ComfyUI's /view conversions: `channel` rgb (no alpha) or a (the alpha alone, on black), then
     `preview` "webp;90" / "jpeg;90" re-encodes at that quality ("png", ours, losslessly: the editor
-    paints masks on TIFFs, which browsers don't show, through it). Returns (bytes, content type)."""
+    paints masks on TIFFs, which browsers don't show, through it). As ComfyUI reads them, another
+    channel is the picture as it is, and another preview format, or jpeg with a channel naming
+    alpha ("a", "rgba"), is webp, a quality that is no number 90. `channel` "" is none given.
+    Returns (bytes, content type)."""
     from PIL import Image
 
-    if channel not in ("rgba", "rgb", "a"):
-        raise RequestError(400, f"channel must be rgba, rgb or a; got {channel!r}")
     fmt, quality = "png", 90
-    if preview:
+    if preview is not None:
         fmt, _, q = preview.partition(";")
         fmt = fmt.strip().lower()
-        if fmt not in ("webp", "jpeg", "png"):
-            raise RequestError(400, f"preview must be webp or jpeg with an optional ;quality, or png, got {preview!r}")
-        try:
-            quality = int(q) if q else 90
-        except ValueError:
-            raise RequestError(400, f"preview quality must be an integer, got {q!r}") from None
-        quality = min(max(quality, 1), 100)
+        if fmt not in ("webp", "jpeg", "png") or (fmt == "jpeg" and "a" in channel):
+            fmt = "webp"
+        quality = min(max(int(q), 1), 100) if q.strip().isdigit() else 90
+    if channel not in ("rgb", "a"):
+        channel = "rgba"
     with Image.open(path) as image:
         image.load()
         if channel == "rgb" or fmt == "jpeg":
