@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--max-upload-mb", type=float, default=50, help="largest accepted upload (default 50)")
     serve.add_argument("--cache-max-gb", type=float, help="bound on cached outputs and loaded models (default 16)")
     serve.add_argument("--workers", type=int, default=1, help="graphs run at once on the device (default 1)")
+    serve.add_argument("--enable-cors-header", nargs="?", const="*", metavar="ORIGIN",
+                       help="let web pages of ORIGIN (e.g. https://app.example:3000; without a value: any origin) "
+                            "call the server from a browser, as ComfyUI's flag (default: same-origin pages only)")
     _add_ray_flags(serve)
     _add_folder_flags(serve)
     _add_preview_flag(serve)
@@ -514,7 +517,8 @@ def cmd_serve(args) -> int:
         _error(str(e))
         return EXIT_USAGE
     return serve(ray=ray, host=args.host, port=args.port, db_path=args.db, max_upload_mb=args.max_upload_mb,
-                 cache_max_gb=args.cache_max_gb, workers=args.workers, run_limits=_limits(args, server=True))
+                 cache_max_gb=args.cache_max_gb, workers=args.workers, run_limits=_limits(args, server=True),
+                 allowed_origins=(args.enable_cors_header,) if args.enable_cors_header else ())
 
 
 class ProgressPrinter:

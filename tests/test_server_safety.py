@@ -341,6 +341,47 @@ async def test_foreign_origins_and_hosts_are_refused(start):
         await client.ws_connect("/ws", headers={"Origin": "http://evil.example"})
 
 
+async def test_an_allowed_origin_may_call_from_a_browser(start):
+    """serve --enable-cors-header ORIGIN (ComfyUI's flag): that origin's preflight is answered, and every
+    answer to it, errors too, carries the headers a browser needs to let the page read it; other
+    origins stay refused and get no CORS headers; without the flag a preflight is refused."""
+    app_origin, evil = "http://app.example:3000", "http://evil.example"
+    plain = await start()
+    assert (await plain.options("/prompt", headers={"Origin": app_origin})).status == 403
+    client = await start(allowed_origins=(app_origin,))
+    preflight = await client.options("/prompt", headers={"Origin": app_origin,
+                                                         "Access-Control-Request-Method": "POST",
+                                                         "Access-Control-Request-Headers": "content-type"})
+    assert preflight.status == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == app_origin
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    assert "Content-Type" in preflight.headers["Access-Control-Allow-Headers"]
+    queue = await client.get("/api/queue", headers={"Origin": app_origin})
+    assert queue.status == 200 and queue.headers["Access-Control-Allow-Origin"] == app_origin
+    missing = await client.get("/view", params={"filename": "missing.png"}, headers={"Origin": app_origin})
+    assert missing.status == 404 and missing.headers["Access-Control-Allow-Origin"] == app_origin
+    refused = await client.get("/api/queue", headers={"Origin": evil})
+    assert refused.status == 403 and "Access-Control-Allow-Origin" not in refused.headers
+    assert "Access-Control-Allow-Origin" not in (await client.get("/api/queue")).headers  # scripts: as before
+    anyone = await start(allowed_origins=("*",))
+    answer = await anyone.get("/api/queue", headers={"Origin": evil})
+    assert answer.status == 200 and answer.headers["Access-Control-Allow-Origin"] == evil
+    assert (await anyone.get("/api/queue", headers={"Origin": "null"})).status == 403
+
+
+def test_serve_takes_comfyuis_cors_flag(monkeypatch):
+    """`graphflow serve --enable-cors-header [ORIGIN]` passes the origin ("*" without a value) to the server."""
+    from graphflow import cli
+    from graphflow.server import app
+
+    seen = []
+    monkeypatch.setattr(app, "serve", lambda **options: seen.append(options["allowed_origins"]) or 0)
+    assert cli.main(["serve", "--enable-cors-header", "http://app.example:3000"]) == 0
+    assert cli.main(["serve", "--enable-cors-header"]) == 0
+    assert cli.main(["serve"]) == 0
+    assert seen == [("http://app.example:3000",), ("*",), ()]
+
+
 async def test_loopback_names_of_the_same_port_are_one_origin(start):
     """A page opened at 127.0.0.1:P may call localhost:P (and the reverse): the same machine and
     server. Another port, another host, or a name rebound to 127.0.0.1 stays out."""

@@ -58,15 +58,36 @@ def _same_origin(origin: str, host_header: str, scheme: str) -> bool:
     return theirs[0] == ours[0] or (is_loopback(theirs[0]) and is_loopback(ours[0]))
 
 
+CORS_HEADERS = {"Access-Control-Allow-Methods": "POST, GET, DELETE, PUT, OPTIONS, PATCH",  # ComfyUI's
+                "Access-Control-Allow-Headers": "Content-Type, Authorization",
+                "Access-Control-Allow-Credentials": "true", "Vary": "Origin"}
+
+
+def _granted(origin: str | None, allowed: tuple[str, ...]) -> bool:
+    """Whether a page of another origin may call (`serve --enable-cors-header`: one origin, or "*" any)."""
+    return origin is not None and origin != "null" and ("*" in allowed or origin in allowed)
+
+
+async def _cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer to a granted origin, errors too, tells the browser it may read it (a page of another
+    origin reads nothing without these, however the server answered)."""
+    origin = request.headers.get("Origin")
+    if _granted(origin, request.app[SERVER].config.allowed_origins):
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers.update(CORS_HEADERS)
+
+
 def _guard(server: Server):
     @web.middleware
     async def guard(request: web.Request, handler):
         if server.loopback_only and not is_loopback(_host_name(request.host).lower()):
             return error_response(403, f"host {request.host!r} is not this machine's loopback address")
         origin = request.headers.get("Origin")
-        if origin is not None and not _same_origin(origin, request.host, request.scheme) \
-                and origin not in server.config.allowed_origins:
+        granted = _granted(origin, server.config.allowed_origins)
+        if origin is not None and not _same_origin(origin, request.host, request.scheme) and not granted:
             return error_response(403, f"requests from {origin!r} are not allowed")
+        if granted and request.method == "OPTIONS":
+            return web.Response()  # a browser's preflight: the headers are _cors_headers'
         try:
             return await handler(request)
         except RequestError as e:
@@ -101,6 +122,7 @@ def create_app(registry: Registry | None = None, db_path: str | Path | None = No
     server = Server(registry, config, cache, paused=paused, dispatcher=dispatcher)
     app = web.Application(middlewares=[_guard(server)], client_max_size=max_upload_bytes + 2**20)
     app[SERVER] = server
+    app.on_response_prepare.append(_cors_headers)
     app.on_startup.append(server.start)
     app.on_shutdown.append(server.stop)
     app.on_cleanup.append(server.cleanup)
@@ -152,9 +174,11 @@ def _url(host: str, port: int) -> str:
 
 def serve(host: str = "127.0.0.1", port: int = 8188, *, db_path: str | Path | None = None,
           max_upload_mb: float = 50, cache_max_gb: float | None = None, workers: int = 1,
-          registry: Registry | None = None, run_limits: RunLimits | None = None, ray: dict | None = None) -> int:
+          registry: Registry | None = None, run_limits: RunLimits | None = None, ray: dict | None = None,
+          allowed_origins: tuple[str, ...] = ()) -> int:
     """Run the server until SIGINT/SIGTERM; prints the URL. Returns the exit code. `ray`: the
-    options of graphflow.cluster.WorkerPool (workers, address, gpus_per_worker) to run on Ray."""
+    options of graphflow.cluster.WorkerPool (workers, address, gpus_per_worker) to run on Ray;
+    `allowed_origins`: pages of these origins ("*": any) may call it from a browser (CORS)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     cache_max_bytes = int(cache_max_gb * 2**30) if cache_max_gb else None
@@ -166,7 +190,7 @@ def serve(host: str = "127.0.0.1", port: int = 8188, *, db_path: str | Path | No
         dispatcher = RayDispatcher(WorkerPool(**ray, cache_max_bytes=cache_max_bytes, limits=limits))
     return asyncio.run(_serve(host, port, db_path=db_path, max_upload_bytes=int(max_upload_mb * 2**20),
                               cache_max_bytes=cache_max_bytes, workers=workers, registry=registry,
-                              run_limits=run_limits, dispatcher=dispatcher))
+                              run_limits=run_limits, dispatcher=dispatcher, allowed_origins=allowed_origins))
 
 
 async def _serve(host, port, **options) -> int:
