@@ -76,6 +76,8 @@ def test_object_info_matches_comfyui_for_every_aliased_node(builtin_registry):
         assert mine["output"] == ref["output"], class_type
         assert mine["output_is_list"] == ref["output_is_list"], class_type
         assert mine["output_node"] == ref["output_node"], class_type
+        for flag in ("deprecated", "experimental", "api_node"):  # ComfyUI's frontend hides deprecated nodes
+            assert mine[flag] == bool(ref.get(flag)), (class_type, flag)
         checked += 1
     assert checked >= 30
 

@@ -47,9 +47,10 @@ def compact(info: dict) -> dict:
             if section == "optional":
                 entry["optional"] = True
             inputs.append(entry)
+    flags = {flag: True for flag in ("deprecated", "experimental") if info.get(flag)}  # /object_info says them
     return {"inputs": inputs,
             "outputs": [{"name": n, "type": t} for n, t in zip(info["output_name"], info["output"])],
-            "output_node": bool(info.get("output_node")), "category": info.get("category", "")}
+            "output_node": bool(info.get("output_node")), "category": info.get("category", "")} | flags
 
 
 def main(source: str) -> None:

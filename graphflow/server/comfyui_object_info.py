@@ -82,7 +82,8 @@ def class_info(cls, class_type: str, alias: ComfyAlias) -> dict:
     outputs = [o.type for o in specs]
     # ComfyUI's own output names where its catalogue has the class (GetVideoComponents' "images",
     # "audio", "fps"); otherwise, as ComfyUI names most outputs, the type
-    known = [o["name"] for o in comfy_catalogue().get(class_type, {}).get("outputs", [])]
+    catalogued = comfy_catalogue().get(class_type, {})
+    known = [o["name"] for o in catalogued.get("outputs", [])]
     names = known if len(known) == len(outputs) else outputs
     info = {
         "input": {"required": required} | ({"optional": optional} if optional else {}),
@@ -97,6 +98,10 @@ def class_info(cls, class_type: str, alias: ComfyAlias) -> dict:
         "python_module": "graphflow",
         "category": cls.category,
         "output_node": bool(cls.output_node),
+        # ComfyUI's flags (its frontend leaves deprecated nodes out of the search): the catalogue's
+        "deprecated": bool(catalogued.get("deprecated")),
+        "experimental": bool(catalogued.get("experimental")),
+        "api_node": False,
         "graphflow_node": cls.node_type,
     }
     return info
