@@ -290,3 +290,15 @@ async def test_view_preview_falls_back_as_comfyui_does(start, home):
         assert response.headers["Content-Type"] == f"image/{fmt.lower()}", query
     raw = await client.get("/view?filename=p.png&channel=bgr")
     assert raw.status == 200 and await raw.read() == (home / "outputs" / "p.png").read_bytes()
+
+
+async def test_view_quality_of_other_digits_means_90(start, home):
+    """A preview quality that is not an ASCII number (here a superscript two) means quality 90, as any
+    other non-number does, not a server error."""
+    client = await start()
+    (home / "outputs").mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (4, 4), (9, 8, 7)).save(home / "outputs" / "q.png")
+    odd = await client.get("/view", params={"filename": "q.png", "preview": "webp;\u00b2"})
+    plain = await client.get("/view", params={"filename": "q.png", "preview": "webp;90"})
+    assert odd.status == plain.status == 200
+    assert await odd.read() == await plain.read()

@@ -151,7 +151,7 @@ def create_app(registry: Registry | None = None, db_path: str | Path | None = No
     r.add_post("/api/free", system_routes.free)
     r.add_get("/api/models/{kind}/info", model_routes.model_info)
     r.add_get("/ws", run_routes.websocket)
-    r.add_get("/api/ws", run_routes.websocket)
+    r.add_get("/api/ws", partial(run_routes.websocket, comfyui=True))  # ComfyUI's path: its protocol
     # ComfyUI's API, for scripts written against ComfyUI (docs/comfyui.md lists it from ROUTES).
     # ComfyUI serves each route under /api too (its own frontend calls /api/prompt, /api/object_info,
     # ...); where our API already has that method and path, ours answers (docs/comfyui.md).

@@ -304,10 +304,7 @@ async def comfy_interrupt(request):
         body = await json_body(request, optional=True)
     except RequestError:
         body = {}
-    run_id = body.get("prompt_id") or body.get("run_id") if isinstance(body, dict) else None
-    for state in list(server.running.values()):
-        if run_id is None or state.run_id == run_id:
-            state.interrupt.set()
+    server.interrupt(body.get("prompt_id") or body.get("run_id") if isinstance(body, dict) else None)
     return web.Response(status=200)
 
 

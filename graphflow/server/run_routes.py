@@ -72,12 +72,7 @@ async def interrupt(request):
     body = await json_body(request, optional=True)
     # ComfyUI's frontend posts its own {"prompt_id"} here (ComfyUI serves /interrupt under /api too)
     run_id = (body.get("run_id") or body.get("prompt_id")) if isinstance(body, dict) else None
-    interrupted = []
-    for state in list(server.running.values()):
-        if run_id is None or state.run_id == run_id:
-            state.interrupt.set()
-            interrupted.append(state.run_id)
-    return json_response({"interrupted": interrupted})
+    return json_response({"interrupted": server.interrupt(run_id)})
 
 
 async def get_history(request):
@@ -109,13 +104,13 @@ async def delete_run(request):
     return error_response(409, f"run {run_id} is {status}; cancel or interrupt it first")
 
 
-async def websocket(request):
+async def websocket(request, comfyui: bool = False):
     server = server_of(request)
-    # ComfyUI's clients say `clientId`, or connect to /api/ws (ComfyUI's path alone, where its
-    # frontend's first connection brings no id), and get ComfyUI's messages
+    # ComfyUI's clients say `clientId`, or connect to /api/ws (comfyui: ComfyUI's path alone, where
+    # its frontend's first connection brings no id), and get ComfyUI's messages
     # (graphflow.server.comfyui_messages).
-    protocol = "comfyui" if ("clientId" in request.query or request.query.get("protocol") == "comfyui"
-                             or request.path == "/api/ws") else "graphflow"
+    protocol = "comfyui" if (comfyui or "clientId" in request.query
+                             or request.query.get("protocol") == "comfyui") else "graphflow"
     client_id = valid_client_id(request.query.get("client_id") or request.query.get("clientId")) or uuid.uuid4().hex
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
     await ws.prepare(request)

@@ -118,6 +118,15 @@ class Server:
         return {"running": [s.to_json() for s in self.running.values()],
                 "pending": self.store.pending(limit), "pending_total": self.store.count_pending()}
 
+    def interrupt(self, run_id: str | None = None) -> list[str]:
+        """Stop the running run `run_id` (every running one when None); the runs told."""
+        told = []
+        for state in list(self.running.values()):
+            if run_id is None or state.run_id == run_id:
+                state.interrupt.set()
+                told.append(state.run_id)
+        return told
+
     def queue_changed(self) -> None:
         """Tell clients about the queue, once per loop iteration however many changes came."""
         if not self._queue_scheduled:

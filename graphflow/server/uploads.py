@@ -283,7 +283,7 @@ def converted(path: Path, preview: str | None, channel: str) -> tuple[bytes, str
         fmt = fmt.strip().lower()
         if fmt not in ("webp", "jpeg", "png") or (fmt == "jpeg" and "a" in channel):
             fmt = "webp"
-        quality = min(max(int(q), 1), 100) if q.strip().isdigit() else 90
+        quality = min(max(int(q), 1), 100) if q.strip().isdecimal() and q.strip().isascii() else 90
     if channel not in ("rgb", "a"):
         channel = "rgba"
     with Image.open(path) as image:
