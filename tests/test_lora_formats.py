@@ -473,3 +473,81 @@ def test_set_weight_replaces_the_weight_at_any_strength(tmp_path):
     module = read_lora(tmp_path / "set.safetensors")["lora_unet_x"]
     for strength in (1.0, 0.3):
         assert torch.equal(module.patched(torch.zeros(6, 5), strength), new)
+
+
+def oft_rotated(w, blocks, alpha):
+    """Each block of rows of `w` times Rᵀ, R the Cayley transform of blocks' skew part, by the
+    identity Rᵀ = (I + Q)⁻¹ (I - Q) (Q skew), with Q scaled to norm alpha when it is larger."""
+    q = blocks - blocks.transpose(1, 2)
+    if alpha and q.norm() > alpha:
+        q = q * alpha / q.norm()
+    eye = torch.eye(blocks.shape[1]).expand_as(q)
+    rt = torch.linalg.solve(eye + q, eye - q)
+    rows = w.reshape(blocks.shape[0], blocks.shape[1], -1)
+    return (rt @ rows).reshape(w.shape)
+
+
+@pytest.mark.parametrize("shape, alpha", [((12, 5), None), ((12, 5), 0.5), ((8, 3, 3, 3), 0.0), ((8, 3, 3, 3), 1e3)])
+def test_oft_rotates_each_block_of_rows(tmp_path, shape, alpha):
+    """LyCORIS's OFT (oft_blocks [n, b, b]), read as ComfyUI reads it: an orthogonal Rᵀ per block
+    of b output rows (row norms of each block's columns kept), alpha bounding ||Q||, `rescale`
+    read but unused, and strength applied twice: W + strength² (Rᵀ W - W)."""
+    gen = torch.Generator().manual_seed(21)
+    count = 3 if shape[0] == 12 else 2
+    blocks = torch.randn(count, shape[0] // count, shape[0] // count, generator=gen) * 0.3
+    w = torch.randn(shape, generator=gen)
+    tensors = {"lora_unet_x.oft_blocks": blocks, "lora_unet_x.rescale": torch.full((shape[0], 1), 7.0)}
+    if alpha is not None:
+        tensors["lora_unet_x.alpha"] = torch.tensor(alpha)
+    save_file(tensors, str(tmp_path / "oft.safetensors"))
+    module = read_lora(tmp_path / "oft.safetensors")["lora_unet_x"]
+    rotated = oft_rotated(w, blocks, alpha)
+    torch.testing.assert_close(module.patched(w, 1.0), rotated, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(module.patched(w, 0.5), w + 0.25 * (rotated - w), atol=1e-5, rtol=1e-5)
+    # a rotation: each block's columns keep their lengths
+    cols = lambda t: t.reshape(count, shape[0] // count, -1).norm(dim=1)
+    torch.testing.assert_close(cols(module.patched(w, 1.0)), cols(w), atol=1e-4, rtol=1e-4)
+    if alpha == 0.5:  # the constraint is active here: without it the result differs
+        assert not torch.allclose(rotated, oft_rotated(w, blocks, None), atol=1e-3)
+
+
+def test_oft_file_patches_a_model_and_boft_is_refused(tmp_path, sd1):
+    ckpt, _ = sd1
+    kohya, name = CONV
+    w = ckpt.model.unet.get_submodule(name).weight.detach().clone()
+    blocks = torch.randn(w.shape[0] // 4, 4, 4, generator=torch.Generator().manual_seed(22)) * 0.2
+    save_file({f"lora_unet_{kohya.replace('.', '_')}.oft_blocks": blocks}, str(tmp_path / "oft.safetensors"))
+    model, _ = apply_lora(ckpt.model, None, tmp_path / "oft.safetensors", 1.0, 0.0)
+    torch.testing.assert_close(weights(model.unet, model.patches)[name + ".weight"], oft_rotated(w, blocks, None),
+                               atol=1e-5, rtol=1e-5)
+    save_file({"lora_unet_x.oft_blocks": torch.zeros(2, 3, 4, 4)}, str(tmp_path / "boft.safetensors"))
+    with pytest.raises(LoraError, match=r"boft\.safetensors: lora_unet_x: its oft_blocks \(2, 3, 4, 4\).*BOFT"):
+        read_lora(tmp_path / "boft.safetensors")
+    save_file({"lora_unet_x.oft_blocks": torch.zeros(2, 3, 3)}, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(ValueError, match=r"OFT module's 2 blocks of 3 rows do not fit a weight of shape \(5, 4\)"):
+        read_lora(tmp_path / "bad.safetensors")["lora_unet_x"].patched(torch.zeros(5, 4), 1.0)
+
+
+def test_keys_that_are_no_lora_parts_are_skipped_with_a_warning(tmp_path, sd1):
+    """ComfyUI loads a LoRA's modules and only warns ("lora key not loaded") about other keys (a
+    pivotal-tuning embedding, unknown extras); strict loading still refuses them."""
+    ckpt, _ = sd1
+    kohya, name = LINEAR
+    w = ckpt.model.unet.get_submodule(name).weight.detach().clone()
+    gen = torch.Generator().manual_seed(23)
+    down, up = torch.randn(2, w.shape[1], generator=gen), torch.randn(w.shape[0], 2, generator=gen)
+    prefix = f"lora_unet_{kohya.replace('.', '_')}"
+    save_file({f"{prefix}.lora_down.weight": down, f"{prefix}.lora_up.weight": up,
+               "emb_params": torch.zeros(2, 768), f"{prefix}.lokr_t1": torch.zeros(2, 2, 1, 1)},
+              str(tmp_path / "extra.safetensors"))
+    warnings = []
+    model, _ = apply_lora(ckpt.model, None, tmp_path / "extra.safetensors", 0.5, 0.0, strict=False, warn=warnings.append)
+    torch.testing.assert_close(weights(model.unet, model.patches)[name + ".weight"], w + 0.5 * up @ down)
+    [message] = warnings
+    assert "2 keys are no LoRA parts and were not loaded" in message and "emb_params" in message
+    assert f"{prefix}.lokr_t1" in message
+    with pytest.raises(LoraError, match=r"extra\.safetensors: unexpected key"):
+        apply_lora(ckpt.model, None, tmp_path / "extra.safetensors", 0.5, 0.0)
+    save_file({"emb_params": torch.zeros(2, 768)}, str(tmp_path / "none.safetensors"))
+    with pytest.raises(LoraError, match=r"none\.safetensors: unexpected key 'emb_params'; expected a LoRA file"):
+        apply_lora(ckpt.model, None, tmp_path / "none.safetensors", 0.5, 0.0, strict=False, warn=warnings.append)

@@ -13,6 +13,12 @@ Formats (per patched layer, all in float32; `strength` multiplies the whole chan
                 W itself: delta = s (W a1 a2 + b1 b2) (convs: a1, a2 act on W's input channels),
                 or, in old LyCORIS files (a1 [r, in], a2 [in, r] on a square W), s (b2 b1 + W a2 a1);
                 s = alpha / r, as ComfyUI reads both
+  OFT           `oft_blocks` [n, b, b] (LyCORIS; `rescale` is read and, as by ComfyUI, not used), on a
+                weight of n * b output rows: Q = blocks - blocksᵀ, bounded to norm alpha when alpha > 0
+                (alpha is OFT's constraint, not a scale), R = (I + Q)(I - Q)⁻¹; each block of b rows
+                W_k' = W_k + strength² (Rᵀ - I) W_k (ComfyUI applies strength twice: to R - I and to
+                the change; at strength 1 it is the rotation Rᵀ W_k). 4-dim oft_blocks (BOFT) and
+                OFT with dora_scale are refused
   set           `set_weight`: the weight replaced by it, whatever the strength (ComfyUI's "set")
   full diff     `diff`: delta = diff (any weight: linear, conv, norm, embedding); LyCORIS's norm
                 layer diffs `w_norm` / `b_norm` are read as `diff` / `diff_b`
@@ -75,13 +81,13 @@ from .diffusion_model import DiffusionModel
 from .flow_lora_names import flow_lora_names
 from .text_encoders import TextEncoder
 
-UNSUPPORTED = {"on_input": "IA3", "oft_": "OFT", "boft_": "BOFT"}
+UNSUPPORTED = {"on_input": "IA3", "oft_diag": "old LyCORIS OFT (oft_diag)", "boft_": "BOFT"}
 NORM_PARTS = {"w_norm": "diff", "b_norm": "diff_b"}  # LyCORIS's trained norm layers: plain diffs
 PARTS = ("lora_down.weight", "lora_up.weight", "lora_mid.weight", "alpha", "dora_scale", "magnitude", "diff", "diff_b",
          "set_weight",
          "hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2",
          "lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2",
-         "a1.weight", "a2.weight", "b1.weight", "b2.weight")
+         "a1.weight", "a2.weight", "b1.weight", "b2.weight", "oft_blocks", "rescale")
 # diffusers/PEFT part spellings -> kohya's
 DIFFUSERS_PARTS = {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_up.weight",
                    "lora_A.default.weight": "lora_down.weight",  # PEFT's with its adapter name left in
@@ -137,6 +143,8 @@ class LoraModule:
             return "LoKr"
         if "a1.weight" in names:
             return "GLoRA"
+        if "oft_blocks" in names:
+            return "OFT"
         if "diff" in names:
             return "diff"
         if "set_weight" in names:
@@ -159,7 +167,12 @@ class LoraModule:
                 "LoKr": [{"lokr_w1"} if "lokr_w1" in has else {"lokr_w1_a", "lokr_w1_b"},
                          {"lokr_w2"} if "lokr_w2" in has else {"lokr_w2_a", "lokr_w2_b"}],
                 "GLoRA": [{"a1.weight", "a2.weight", "b1.weight", "b2.weight"}],
-                "diff": [{"diff"}], "set": [{"set_weight"}], "bias diff": []}[self.kind]
+                "OFT": [{"oft_blocks"}], "diff": [{"diff"}], "set": [{"set_weight"}], "bias diff": []}[self.kind]
+        if self.kind == "OFT" and self.parts["oft_blocks"].dim() != 3:
+            return (f"its oft_blocks {tuple(self.parts['oft_blocks'].shape)} are not OFT's [blocks, size, size] "
+                    f"(4-dim: BOFT, which is not supported)")
+        if self.kind == "OFT" and "dora_scale" in self.parts:
+            return "an OFT module with dora_scale is not supported"
         if "hada_t1" in has or "hada_t2" in has:
             need.append({"hada_t1", "hada_t2"})
         missing = sorted(set().union(*need) - has)
@@ -225,6 +238,20 @@ class LoraModule:
         through = torch.einsum("o i ..., i j -> o j ...", torch.einsum("o i ..., i j -> o j ...", w, a1), a2)
         return through.reshape(w.shape) + (b1 @ b2).reshape(w.shape), a2.shape[0]
 
+    def _oft_change(self, w: torch.Tensor) -> torch.Tensor:
+        """OFT's (Rᵀ - I) W per block of output rows, at strength 1 (see the module docstring)."""
+        blocks = self.parts["oft_blocks"].to(w.device, torch.float32)
+        count, size = blocks.shape[:2]
+        if w.shape[0] != count * size:
+            raise ValueError(f"the OFT module's {count} blocks of {size} rows do not fit a weight of shape "
+                             f"{tuple(w.shape)}")
+        q = blocks - blocks.transpose(1, 2)
+        if (self.alpha or 0) > 0:  # the constraint: Q scaled down to norm alpha when it is larger
+            q = q * (self.alpha / (q.norm() + 1e-8)).clamp(max=1)
+        eye = torch.eye(size, device=w.device)
+        r = (eye + q) @ torch.linalg.inv(eye - q)
+        return torch.einsum("k n m, k n ... -> k m ...", r - eye, w.unflatten(0, (count, size))).flatten(0, 1)
+
     def patched(self, weight: torch.Tensor, strength: float) -> torch.Tensor:
         """The new weight (float32) at `strength`."""
         w = weight.float()
@@ -233,6 +260,8 @@ class LoraModule:
             if new.numel() != w.numel():
                 raise ValueError(f"the set_weight {tuple(new.shape)} does not fit a weight of shape {tuple(w.shape)}")
             return new.reshape(w.shape)
+        if self.kind == "OFT":
+            return w + strength * strength * self._oft_change(w)
         delta = self.delta(weight)
         if "dora_scale" not in self.parts and "magnitude" not in self.parts:
             return w + strength * delta
@@ -313,18 +342,22 @@ def _what_it_is(shapes) -> str:
     return "" if kind is None or kind.folder == "loras" else ". " + kind.advice()
 
 
-def _read_modules(path, file) -> dict[str, LoraModule]:
+def _read_modules(path, file, skipped: list | None = None) -> dict[str, LoraModule]:
     with WeightFile(path) as f:
         modules: dict[str, LoraModule] = {}
+        unexpected = []
         for key in f.shapes:
             name, part = _split_key(key)
             kind = next((k for k in UNSUPPORTED if k in part), None)
             if kind:
                 raise LoraError(f"{file}: {name} is a {UNSUPPORTED[kind]} module ({key}); supported are LoRA, "
-                                f"LoCon, LoHa, LoKr, GLoRA, DoRA and full-diff modules")
+                                f"LoCon, LoHa, LoKr, GLoRA, OFT, DoRA and full-diff modules")
             if part not in PARTS and part not in NORM_PARTS:
                 if part in ("lora_up.bias", "lora_down.bias", "bias"):
                     raise LoraError(f"{file}: {key} patches a bias; bias patches are not supported")
+                if skipped is not None:  # ComfyUI leaves such keys unread ("lora key not loaded")
+                    unexpected.append(key)
+                    continue
                 raise LoraError(f"{file}: unexpected key {key!r}; expected a LoRA file: kohya-style "
                                 f"<lora_unet_|lora_te_...>.lora_down.weight / .lora_up.weight / .alpha (or "
                                 f"LoHa hada_*, LoKr lokr_*, dora_scale), or diffusers/PEFT-style "
@@ -333,6 +366,10 @@ def _read_modules(path, file) -> dict[str, LoraModule]:
             tensor = f.get(key)
             part = NORM_PARTS.get(part, part)
             modules.setdefault(name, LoraModule()).parts[part] = tensor
+        if unexpected and not modules:
+            raise LoraError(f"{file}: unexpected key {unexpected[0]!r}; expected a LoRA file{_what_it_is(f.shapes)}")
+    if skipped is not None:
+        skipped.extend(unexpected)
     return modules
 
 
@@ -347,11 +384,13 @@ def lora_modules(state: dict[str, torch.Tensor], name: str = "LoRA") -> dict[str
     return _checked(modules, name)
 
 
-def read_lora(path) -> dict[str, LoraModule]:
-    """kohya module name -> LoraModule, from a file in any layout above."""
+def read_lora(path, skipped: list | None = None) -> dict[str, LoraModule]:
+    """kohya module name -> LoraModule, from a file in any layout above. A key that is no LoRA part
+    is an error, or, with a `skipped` list, added to it and left unread (as ComfyUI does) when the
+    file has LoRA modules besides."""
     file = Path(path).name
     try:
-        modules = _read_modules(path, file)
+        modules = _read_modules(path, file, skipped)
     except LoraError:
         raise
     except CheckpointError as e:
@@ -591,12 +630,15 @@ def apply_lora(model: DiffusionModel | None, clip: TextEncoder | None, lora_path
                modules: dict[str, LoraModule] | None = None) -> tuple[DiffusionModel | None, TextEncoder | None]:
     """(model, clip) with the LoRA applied, as new objects; the inputs are not modified.
     strict: every LoRA module must match a layer (else LoraError listing the unmatched ones);
-    with strict=False unmatched modules are skipped, with one call of `warn` listing them (as
-    ComfyUI does), but a LoRA that matches nothing still fails.
+    with strict=False unmatched modules, and keys of the file that are no LoRA parts, are skipped,
+    with a call of `warn` listing them (as ComfyUI does), but a LoRA that matches nothing still fails.
     With clip None, text-encoder modules are ignored (a model-only load). `modules`: the file's
     read_lora already read (hooks re-apply one LoRA at several strengths), lora_path then names it."""
     name = Path(lora_path).name
-    modules = read_lora(lora_path) if modules is None else modules
+    skipped = None if strict else []
+    modules = read_lora(lora_path, skipped) if modules is None else modules
+    if skipped and warn is not None:
+        warn(f"{name}: {len(skipped)} keys are no LoRA parts and were not loaded: {', '.join(sorted(skipped))}")
     unet_names = unet_lora_names(model.unet, every_weight=True) if model is not None else {}
     flow_names = flow_lora_names(model.unet) if model is not None else {}
     text_names = text_lora_names(clip, every_weight=True) if clip is not None else {}
