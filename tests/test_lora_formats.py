@@ -551,3 +551,16 @@ def test_keys_that_are_no_lora_parts_are_skipped_with_a_warning(tmp_path, sd1):
     save_file({"emb_params": torch.zeros(2, 768)}, str(tmp_path / "none.safetensors"))
     with pytest.raises(LoraError, match=r"none\.safetensors: unexpected key 'emb_params'; expected a LoRA file"):
         apply_lora(ckpt.model, None, tmp_path / "none.safetensors", 0.5, 0.0, strict=False, warn=warnings.append)
+
+
+def test_mochi_lora_a_b_without_weight_suffix(tmp_path, sd1):
+    """ComfyUI reads `<module>.lora_A` / `.lora_B` (Mochi trainers' keys, no `.weight`) as down / up."""
+    ckpt, _ = sd1
+    _, name = LINEAR
+    w = ckpt.model.unet.get_submodule(name).weight.detach().clone()
+    gen = torch.Generator().manual_seed(24)
+    down, up = torch.randn(3, w.shape[1], generator=gen), torch.randn(w.shape[0], 3, generator=gen)
+    save_file({f"diffusion_model.{name}.lora_A": down, f"diffusion_model.{name}.lora_B": up,
+               f"diffusion_model.{name}.alpha": torch.tensor(1.5)}, str(tmp_path / "mochi.safetensors"))
+    model, _ = apply_lora(ckpt.model, None, tmp_path / "mochi.safetensors", 0.8, 0.0)
+    torch.testing.assert_close(weights(model.unet, model.patches)[name + ".weight"], w + 0.8 * 0.5 * up @ down)

@@ -40,7 +40,7 @@ Key layouts:
                 FLUX numbered after the CLIP towers as ComfyUI does (SD3 `lora_te3_`, FLUX
                 `lora_te2_` or `lora_te3_`) + transformers' T5 path (encoder_block_0_layer_0_SelfAttention_q)
   diffusers/PEFT `unet.` / `transformer.` / `text_encoder.` / `text_encoder_2.` + dotted module
-                path + `.lora_A.weight` / `.lora_B.weight` (or `.lora.down.weight` /
+                path + `.lora_A.weight` / `.lora_B.weight` (or Mochi's `.lora_A` / `.lora_B`, `.lora.down.weight` /
                 `.lora.up.weight`, `.lora_A.default.weight`, `.lora_linear_layer.down.weight`, or old attention
                 processors' `processor.to_q_lora.down.weight`), `.alpha`,
                 `.lora_magnitude_vector`; PEFT's `base_model.model.` is dropped (with no component
@@ -90,6 +90,7 @@ PARTS = ("lora_down.weight", "lora_up.weight", "lora_mid.weight", "alpha", "dora
          "a1.weight", "a2.weight", "b1.weight", "b2.weight", "oft_blocks", "rescale")
 # diffusers/PEFT part spellings -> kohya's
 DIFFUSERS_PARTS = {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_up.weight",
+                   "lora_A": "lora_down.weight", "lora_B": "lora_up.weight",  # Mochi's, with no .weight
                    "lora_A.default.weight": "lora_down.weight",  # PEFT's with its adapter name left in
                    "lora_B.default.weight": "lora_up.weight",
                    "lora.down.weight": "lora_down.weight", "lora.up.weight": "lora_up.weight",
