@@ -564,3 +564,32 @@ def test_mochi_lora_a_b_without_weight_suffix(tmp_path, sd1):
                f"diffusion_model.{name}.alpha": torch.tensor(1.5)}, str(tmp_path / "mochi.safetensors"))
     model, _ = apply_lora(ckpt.model, None, tmp_path / "mochi.safetensors", 0.8, 0.0)
     torch.testing.assert_close(weights(model.unet, model.patches)[name + ".weight"], w + 0.8 * 0.5 * up @ down)
+
+
+def test_bare_module_paths_read_as_the_prefixed_layouts(tmp_path):
+    """ComfyUI reads DiffSynth's FLUX LoRAs (diffusers' names, no prefix) and Mochi's / ACE-Step's
+    official ones (the model's own names, no prefix): the same as with `transformer.` /
+    `diffusion_model.` in front."""
+    from graphflow.testing import write_flow_checkpoint
+
+    ckpt = load_checkpoint(write_flow_checkpoint(tmp_path / "flux.safetensors", "flux_schnell"), device="cpu")
+    unet, gen = ckpt.model.unet, torch.Generator().manual_seed(25)
+    hidden = unet.get_submodule("single_blocks.0.linear1").weight.shape[1]
+    mlp = unet.get_submodule("single_blocks.0.linear1").weight.shape[0] - 3 * hidden
+    qkv = unet.get_submodule("double_blocks.0.img_attn.qkv").weight
+    tensors = {"single_transformer_blocks.0.proj_mlp.lora_A.weight": torch.randn(2, hidden, generator=gen),
+               "single_transformer_blocks.0.proj_mlp.lora_B.weight": torch.randn(mlp, 2, generator=gen),
+               "x_embedder.lora_A.weight": torch.randn(2, unet.get_submodule("img_in").weight.shape[1], generator=gen),
+               "x_embedder.lora_B.weight": torch.randn(hidden, 2, generator=gen)}
+    own = {"double_blocks.0.img_attn.qkv.lora_A": torch.randn(2, qkv.shape[1], generator=gen),
+           "double_blocks.0.img_attn.qkv.lora_B": torch.randn(qkv.shape[0], 2, generator=gen)}
+    save_file(tensors | own, str(tmp_path / "bare.safetensors"))
+    save_file({"transformer." + k: v for k, v in tensors.items()} | {"diffusion_model." + k: v for k, v in own.items()},
+              str(tmp_path / "prefixed.safetensors"))
+    bare, _ = apply_lora(ckpt.model, None, tmp_path / "bare.safetensors", 0.7, 0.0)
+    prefixed, _ = apply_lora(ckpt.model, None, tmp_path / "prefixed.safetensors", 0.7, 0.0)
+    got, want, old = weights(bare.unet, bare.patches), weights(prefixed.unet, prefixed.patches), weights(unet)
+    assert {n for n in got if not torch.equal(got[n], old[n])} == {
+        "single_blocks.0.linear1.weight", "img_in.weight", "double_blocks.0.img_attn.qkv.weight"}
+    for n in got:
+        assert torch.equal(got[n], want[n]), n

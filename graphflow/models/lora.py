@@ -47,7 +47,9 @@ Key layouts:
                 prefix after it, the names are the transformer's, as ComfyUI reads SD3's)
   LyCORIS       SimpleTuner's `lycoris_` + diffusers' module path with '_' (as `lora_unet_`)
   bare          diffusers' transformer names with no prefix (`transformer_blocks.0.attn.to_q...`, as
-                ComfyUI reads Qwen-Image's LoRAs) as `transformer.`
+                ComfyUI reads Qwen-Image's and DiffSynth's FLUX LoRAs) as `transformer.`; any other
+                dotted module path with no prefix (Mochi's, ACE-Step's, Omnigen2's official LoRAs) as
+                `diffusion_model.` + the path
   Cascade       `lora_prior_unet_` / `lora_prior_te_` (Stable Cascade's kohya LoRAs) as `lora_unet_` / `lora_te_`
   ComfyUI/BFL   `diffusion_model.` + the model's own module path + the parts of either layout;
                 text encoders as `text_encoders.<clip_l|clip_g|clip_h>.transformer.` + the module's
@@ -332,6 +334,10 @@ def _split_key(key: str) -> tuple[str, str]:
                 kohya_part = DIFFUSERS_PARTS[part]
             return kohya + body[:-len(part) - 1].replace(".", "_"), kohya_part
     name, _, rest = key.partition(".")
+    if rest and not key.startswith("lora_") and rest not in PARTS and rest not in NORM_PARTS:
+        # a bare module path (Mochi's, ACE-Step's, Omnigen2's, DiffSynth's FLUX LoRAs): the model's own
+        # names or diffusers' (`single_transformer_blocks.0...`), as ComfyUI maps them per family
+        return _split_key("diffusion_model." + key)
     return name, rest
 
 
