@@ -593,3 +593,21 @@ def test_bare_module_paths_read_as_the_prefixed_layouts(tmp_path):
         "single_blocks.0.linear1.weight", "img_in.weight", "double_blocks.0.img_attn.qkv.weight"}
     for n in got:
         assert torch.equal(got[n], want[n]), n
+
+
+def test_flux_linear1_qkv_patches_the_first_three_hidden_rows_of_linear1(tmp_path):
+    """ComfyUI maps `single_blocks.N.linear1_qkv` onto rows 0..3h of linear1: the module sees
+    those rows as its weight; the MLP rows stay."""
+    from graphflow.testing import write_flow_checkpoint
+
+    ckpt = load_checkpoint(write_flow_checkpoint(tmp_path / "flux.safetensors", "flux_schnell"), device="cpu")
+    linear1 = ckpt.model.unet.get_submodule("single_blocks.0.linear1").weight.detach().clone()
+    h = linear1.shape[1]
+    gen = torch.Generator().manual_seed(26)
+    down, up = torch.randn(2, h, generator=gen), torch.randn(3 * h, 2, generator=gen)
+    save_file({"diffusion_model.single_blocks.0.linear1_qkv.lora_A.weight": down,
+               "diffusion_model.single_blocks.0.linear1_qkv.lora_B.weight": up}, str(tmp_path / "qkv.safetensors"))
+    model, _ = apply_lora(ckpt.model, None, tmp_path / "qkv.safetensors", 0.6, 0.0)
+    got = weights(model.unet, model.patches)["single_blocks.0.linear1.weight"]
+    torch.testing.assert_close(got[:3 * h], linear1[:3 * h] + 0.6 * up @ down)
+    assert torch.equal(got[3 * h:], linear1[3 * h:])
