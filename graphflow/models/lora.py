@@ -69,6 +69,7 @@ kept and a graph can keep using the un-patched model. A LoRA module that matches
 
 import copy
 import functools
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -581,29 +582,31 @@ def patched_copy(root: nn.Module, weights: dict[str, torch.Tensor]) -> nn.Module
     return clone
 
 
-def _change(lora: LoraModule, strength: float, weight: torch.Tensor) -> torch.Tensor:
-    return lora.patched(weight, strength).to(weight.dtype)
+def _change(lora: LoraModule, strength: float, weight: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    from .cast_layers import stochastic_round
+
+    return stochastic_round(lora.patched(weight, strength), weight.dtype, seed)
 
 
 def _bias_change(diff: torch.Tensor, strength: float, bias: torch.Tensor) -> torch.Tensor:
     return (bias.float() + strength * diff.to(bias.device, torch.float32)).to(bias.dtype)
 
 
-def _change_scaled(lora: LoraModule, strength: float, layer, weight: torch.Tensor) -> torch.Tensor:
+def _change_scaled(lora: LoraModule, strength: float, layer, weight: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """A scaled-fp8 layer's weight (graphflow.models.cast_layers): the LoRA changes the weight
-    times its scale, and the result is stored back over the same scale."""
-    from .cast_layers import scaled
+    times its scale, and the result is stored back over the same scale (stochastically rounded)."""
+    from .cast_layers import scaled, stochastic_round
 
     scale = layer.scale_weight.to(weight.device, torch.float32)
     new = scaled(lora.patched(scaled(weight.float(), scale), strength), 1 / scale)
-    limit = torch.finfo(weight.dtype).max  # e4m3fn has no infinity: beyond its range it gives NaN
-    return new.clamp(-limit, limit).to(weight.dtype)
+    return stochastic_round(new, weight.dtype, seed)
 
 
 def _weight_patches(root: nn.Module, patches: dict[str, LoraModule], strength: float,
-                    lora_name: str) -> tuple[WeightPatch, ...]:
+                    lora_name: str, key_prefix: str = "diffusion_model.") -> tuple[WeightPatch, ...]:
     """The LoRA as weight patches on `root`, each checked against its weight's shape (on the meta
-    device: nothing is computed until the manager applies them)."""
+    device: nothing is computed until the manager applies them). An fp8 weight is rounded
+    stochastically, seeded as ComfyUI seeds it: the CRC-32 of its state-dict key (key_prefix + path)."""
     out = []
     for path, lora in patches.items():
         layer = root.get_submodule(path)
@@ -625,10 +628,11 @@ def _weight_patches(root: nn.Module, patches: dict[str, LoraModule], strength: f
         except ValueError as e:
             raise LoraError(f"{lora_name}: {path}: {e}; the LoRA was probably made for another architecture "
                             f"or model size") from None
+        seed = zlib.crc32(f"{key_prefix}{path}.weight".encode())
         if getattr(layer, "scale_weight", None) is not None:
-            out.append(WeightPatch(path + ".weight", functools.partial(_change_scaled, lora, strength, layer)))
+            out.append(WeightPatch(path + ".weight", functools.partial(_change_scaled, lora, strength, layer, seed=seed)))
         else:
-            out.append(WeightPatch(path + ".weight", functools.partial(_change, lora, strength)))
+            out.append(WeightPatch(path + ".weight", functools.partial(_change, lora, strength, seed=seed)))
     return tuple(out)
 
 
@@ -685,9 +689,11 @@ def apply_lora(model: DiffusionModel | None, clip: TextEncoder | None, lora_path
         towers = list(clip.towers)
         for index, patches in text_patches.items():
             tower = towers[index]
-            towers[index] = tower.with_patches(tower.patches + _weight_patches(tower.model, patches, strength_clip, name))
+            towers[index] = tower.with_patches(tower.patches + _weight_patches(
+                tower.model, patches, strength_clip, name, f"{tower.name}.transformer."))
         clip = clip.with_towers(towers)
     if clip is not None and strength_clip != 0 and t5_patches:
         t5 = clip.t5
-        clip = clip.with_t5(t5.with_patches(t5.patches + _weight_patches(t5.model, t5_patches, strength_clip, name)))
+        prefix = f"{'umt5xxl' if t5.umt5 else 't5xxl'}.transformer."
+        clip = clip.with_t5(t5.with_patches(t5.patches + _weight_patches(t5.model, t5_patches, strength_clip, name, prefix)))
     return model, clip
