@@ -197,7 +197,7 @@ class LoadVAE(Node):
 
 class LoadLoRA(Node):
     """Apply a LoRA to the diffusion model and the text encoder with separate strengths: LoRA,
-    LoCon (with Tucker lora_mid), LoHa, LoKr, GLoRA, OFT, DoRA and full-diff modules (LyCORIS norm diffs too), in kohya's key layout,
+    LoCon (with Tucker lora_mid), LoHa, LoKr, GLoRA, OFT, BOFT, DoRA and full-diff modules (LyCORIS norm diffs too), in kohya's key layout,
     SimpleTuner's (lycoris_...), diffusers/PEFT's (unet./text_encoder./text_encoder_2. ... lora_A/lora_B) or ComfyUI's
     (diffusion_model. ..., FLUX/Chroma/SD3 in their own module names). FLUX/Chroma/SD3 LoRAs also in diffusers'
     transformer. layout (separate to_q/to_k/to_v, proj_mlp) and kohya's (lora_unet_double_blocks_...).

@@ -511,7 +511,7 @@ def test_oft_rotates_each_block_of_rows(tmp_path, shape, alpha):
         assert not torch.allclose(rotated, oft_rotated(w, blocks, None), atol=1e-3)
 
 
-def test_oft_file_patches_a_model_and_boft_is_refused(tmp_path, sd1):
+def test_oft_file_patches_a_model_and_refusals(tmp_path, sd1):
     ckpt, _ = sd1
     kohya, name = CONV
     w = ckpt.model.unet.get_submodule(name).weight.detach().clone()
@@ -520,8 +520,9 @@ def test_oft_file_patches_a_model_and_boft_is_refused(tmp_path, sd1):
     model, _ = apply_lora(ckpt.model, None, tmp_path / "oft.safetensors", 1.0, 0.0)
     torch.testing.assert_close(weights(model.unet, model.patches)[name + ".weight"], oft_rotated(w, blocks, None),
                                atol=1e-5, rtol=1e-5)
-    save_file({"lora_unet_x.oft_blocks": torch.zeros(2, 3, 4, 4)}, str(tmp_path / "boft.safetensors"))
-    with pytest.raises(LoraError, match=r"boft\.safetensors: lora_unet_x: its oft_blocks \(2, 3, 4, 4\).*BOFT"):
+    save_file({"lora_unet_x.oft_blocks": torch.zeros(2, 3, 4, 4), "lora_unet_x.dora_scale": torch.ones(12, 1)},
+              str(tmp_path / "boft.safetensors"))
+    with pytest.raises(LoraError, match=r"boft\.safetensors: lora_unet_x: dora_scale is not supported on BOFT modules"):
         read_lora(tmp_path / "boft.safetensors")
     save_file({"lora_unet_x.oft_blocks": torch.zeros(2, 3, 3)}, str(tmp_path / "bad.safetensors"))
     with pytest.raises(ValueError, match=r"OFT module's 2 blocks of 3 rows do not fit a weight of shape \(5, 4\)"):
@@ -611,3 +612,35 @@ def test_flux_linear1_qkv_patches_the_first_three_hidden_rows_of_linear1(tmp_pat
     got = weights(model.unet, model.patches)["single_blocks.0.linear1.weight"]
     torch.testing.assert_close(got[:3 * h], linear1[:3 * h] + 0.6 * up @ down)
     assert torch.equal(got[3 * h:], linear1[3 * h:])
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.4])
+def test_boft_is_a_product_of_butterfly_permuted_block_rotations(tmp_path, strength):
+    """BOFT (oft_blocks [m, n, b, b]): stage i rotates blocks of b rows after the butterfly
+    permutation pairing rows 2^i b/2 apart, as explicit matrices P_iᵀ diag(R_i) P_i; ComfyUI blends
+    each R_i with I by strength, multiplies by rescale, and scales the change by strength again."""
+    gen = torch.Generator().manual_seed(27)
+    stages, count, size, rows = 2, 4, 4, 16
+    blocks = torch.randn(stages, count, size, size, generator=gen) * 0.3
+    rescale = 1 + 0.1 * torch.randn(rows, 1, generator=gen)
+    w = torch.randn(rows, 6, generator=gen)
+    save_file({"lora_unet_x.oft_blocks": blocks, "lora_unet_x.rescale": rescale, "lora_unet_x.alpha": torch.tensor(2.0)},
+              str(tmp_path / "boft.safetensors"))
+    module = read_lora(tmp_path / "boft.safetensors")["lora_unet_x"]
+    q = blocks - blocks.transpose(-1, -2)
+    q = q * min(1.0, 2.0 / float(q.norm()))
+    eye = torch.eye(size)
+    total = torch.eye(rows)
+    for i in range(stages):
+        span = 2 ** i * size // 2
+        # position p of the permuted order takes row order[p]: within each group of 2 * span rows,
+        # row j and row j + span sit next to each other
+        order = [g * 2 * span + half * span + j for g in range(rows // (2 * span)) for j in range(span) for half in (0, 1)]
+        perm = torch.eye(rows)[order]
+        r = torch.linalg.solve((eye - q[i]).transpose(-1, -2), (eye + q[i]).transpose(-1, -2)).transpose(-1, -2)
+        r = strength * r + (1 - strength) * eye
+        total = perm.T @ torch.block_diag(*r) @ perm @ total
+    expected = w + strength * (rescale * (total @ w) - w)
+    torch.testing.assert_close(module.patched(w, strength), expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"BOFT module's 4 blocks of 4 rows do not fit a weight of shape \(12, 6\)"):
+        module.patched(torch.zeros(12, 6), 1.0)

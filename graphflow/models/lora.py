@@ -17,8 +17,11 @@ Formats (per patched layer, all in float32; `strength` multiplies the whole chan
                 weight of n * b output rows: Q = blocks - blocksᵀ, bounded to norm alpha when alpha > 0
                 (alpha is OFT's constraint, not a scale), R = (I + Q)(I - Q)⁻¹; each block of b rows
                 W_k' = W_k + strength² (Rᵀ - I) W_k (ComfyUI applies strength twice: to R - I and to
-                the change; at strength 1 it is the rotation Rᵀ W_k). 4-dim oft_blocks (BOFT) and
-                OFT with dora_scale are refused
+                the change; at strength 1 it is the rotation Rᵀ W_k). OFT with dora_scale is refused
+  BOFT          `oft_blocks` [m, n, b, b] (4-dim): m butterfly stages, each R_i (as OFT's, bounded by
+                alpha, blended strength R_i + (1 - strength) I) acting on blocks of b rows after
+                interleaving pairs of row groups 2^i b/2 long, then the rows put back; times
+                `rescale` if present; W + strength (that - W), as ComfyUI. BOFT with dora_scale is refused
   set           `set_weight`: the weight replaced by it, whatever the strength (ComfyUI's "set")
   full diff     `diff`: delta = diff (any weight: linear, conv, norm, embedding); LyCORIS's norm
                 layer diffs `w_norm` / `b_norm` are read as `diff` / `diff_b`
@@ -148,7 +151,7 @@ class LoraModule:
         if "a1.weight" in names:
             return "GLoRA"
         if "oft_blocks" in names:
-            return "OFT"
+            return "BOFT" if self.parts["oft_blocks"].dim() == 4 else "OFT"
         if "diff" in names:
             return "diff"
         if "set_weight" in names:
@@ -171,12 +174,12 @@ class LoraModule:
                 "LoKr": [{"lokr_w1"} if "lokr_w1" in has else {"lokr_w1_a", "lokr_w1_b"},
                          {"lokr_w2"} if "lokr_w2" in has else {"lokr_w2_a", "lokr_w2_b"}],
                 "GLoRA": [{"a1.weight", "a2.weight", "b1.weight", "b2.weight"}],
-                "OFT": [{"oft_blocks"}], "diff": [{"diff"}], "set": [{"set_weight"}], "bias diff": []}[self.kind]
+                "OFT": [{"oft_blocks"}], "BOFT": [{"oft_blocks"}], "diff": [{"diff"}], "set": [{"set_weight"}], "bias diff": []}[self.kind]
         if self.kind == "OFT" and self.parts["oft_blocks"].dim() != 3:
-            return (f"its oft_blocks {tuple(self.parts['oft_blocks'].shape)} are not OFT's [blocks, size, size] "
-                    f"(4-dim: BOFT, which is not supported)")
-        if self.kind == "OFT" and "dora_scale" in self.parts:
-            return "an OFT module with dora_scale is not supported"
+            return (f"its oft_blocks {tuple(self.parts['oft_blocks'].shape)} are neither OFT's [blocks, size, size] "
+                    f"nor BOFT's [stages, blocks, size, size]")
+        if self.kind in ("OFT", "BOFT") and "dora_scale" in self.parts:
+            return f"dora_scale is not supported on {self.kind} modules"
         if "hada_t1" in has or "hada_t2" in has:
             need.append({"hada_t1", "hada_t2"})
         missing = sorted(set().union(*need) - has)
@@ -242,19 +245,41 @@ class LoraModule:
         through = torch.einsum("o i ..., i j -> o j ...", torch.einsum("o i ..., i j -> o j ...", w, a1), a2)
         return through.reshape(w.shape) + (b1 @ b2).reshape(w.shape), a2.shape[0]
 
-    def _oft_change(self, w: torch.Tensor) -> torch.Tensor:
-        """OFT's (Rᵀ - I) W per block of output rows, at strength 1 (see the module docstring)."""
+    def _rotations(self, w: torch.Tensor) -> torch.Tensor:
+        """OFT's / BOFT's orthogonal blocks R = (I + Q)(I - Q)⁻¹ from oft_blocks, checked against w."""
         blocks = self.parts["oft_blocks"].to(w.device, torch.float32)
-        count, size = blocks.shape[:2]
-        if w.shape[0] != count * size:
-            raise ValueError(f"the OFT module's {count} blocks of {size} rows do not fit a weight of shape "
+        count, size = blocks.shape[-3:-1]
+        rows = size * 2 ** (blocks.shape[0] - 1) if blocks.dim() == 4 else size  # BOFT's last butterfly span
+        if w.shape[0] != count * size or w.shape[0] % rows:
+            raise ValueError(f"the {self.kind} module's {count} blocks of {size} rows do not fit a weight of shape "
                              f"{tuple(w.shape)}")
-        q = blocks - blocks.transpose(1, 2)
+        q = blocks - blocks.transpose(-1, -2)
         if (self.alpha or 0) > 0:  # the constraint: Q scaled down to norm alpha when it is larger
             q = q * (self.alpha / (q.norm() + 1e-8)).clamp(max=1)
         eye = torch.eye(size, device=w.device)
-        r = (eye + q) @ torch.linalg.inv(eye - q)
+        return (eye + q) @ torch.linalg.inv(eye - q)
+
+    def _oft_change(self, w: torch.Tensor) -> torch.Tensor:
+        """OFT's (Rᵀ - I) W per block of output rows, at strength 1 (see the module docstring)."""
+        r = self._rotations(w)
+        count, size = r.shape[:2]
+        eye = torch.eye(size, device=w.device)
         return torch.einsum("k n m, k n ... -> k m ...", r - eye, w.unflatten(0, (count, size))).flatten(0, 1)
+
+    def _boft(self, w: torch.Tensor, strength: float) -> torch.Tensor:
+        """BOFT's new weight (see the module docstring)."""
+        r = self._rotations(w)
+        size = r.shape[-1]
+        r = strength * r + (1 - strength) * torch.eye(size, device=w.device)
+        out = w
+        for i, stage in enumerate(r):
+            span = 2 ** i * (size // 2)  # row groups of this length are interleaved in pairs
+            out = out.unflatten(0, (-1, 2, span)).transpose(1, 2).flatten(0, 2).unflatten(0, (-1, size))
+            out = torch.einsum("b i j, b j ... -> b i ...", stage, out)
+            out = out.flatten(0, 1).unflatten(0, (-1, span, 2)).transpose(1, 2).flatten(0, 2)
+        if "rescale" in self.parts:
+            out = out * self.parts["rescale"].to(w.device, torch.float32)
+        return w + strength * (out - w)
 
     def patched(self, weight: torch.Tensor, strength: float) -> torch.Tensor:
         """The new weight (float32) at `strength`."""
@@ -266,6 +291,8 @@ class LoraModule:
             return new.reshape(w.shape)
         if self.kind == "OFT":
             return w + strength * strength * self._oft_change(w)
+        if self.kind == "BOFT":
+            return self._boft(w, strength)
         delta = self.delta(weight)
         if "dora_scale" not in self.parts and "magnitude" not in self.parts:
             return w + strength * delta
@@ -359,7 +386,7 @@ def _read_modules(path, file, skipped: list | None = None) -> dict[str, LoraModu
             kind = next((k for k in UNSUPPORTED if k in part), None)
             if kind:
                 raise LoraError(f"{file}: {name} is a {UNSUPPORTED[kind]} module ({key}); supported are LoRA, "
-                                f"LoCon, LoHa, LoKr, GLoRA, OFT, DoRA and full-diff modules")
+                                f"LoCon, LoHa, LoKr, GLoRA, OFT, BOFT, DoRA and full-diff modules")
             if part not in PARTS and part not in NORM_PARTS:
                 if part in ("lora_up.bias", "lora_down.bias", "bias"):
                     raise LoraError(f"{file}: {key} patches a bias; bias patches are not supported")
