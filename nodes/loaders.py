@@ -204,7 +204,7 @@ class LoadLoRA(Node):
     T5 modules (OneTrainer's lora_te3_...) patch SD3's / FLUX's T5 at strength_clip.
     The inputs are left untouched: new model and text encoder come out. Without a text encoder connected, only the model is changed. LoRA modules that match no
     layer, and keys that are no LoRA parts, are skipped with a warning listing them (as ComfyUI does); a LoRA that
-    matches nothing fails."""
+    matches nothing fails. At strength 0 (both, with a text encoder) the inputs come out and the file is not read."""
     category = "loaders"
     model: MODEL
     clip: CLIP = None
@@ -223,6 +223,8 @@ class LoadLoRA(Node):
         from graphflow.models.lora import apply_lora
 
         path = _find("loras", self.lora_name, "lora_name")
+        if self.strength_model == 0 and (self.clip is None or self.strength_clip == 0):
+            return self.model, self.clip  # as ComfyUI: the file is not read (a LoRA switched off by strength 0)
         try:
             return apply_lora(self.model, self.clip, path, self.strength_model, self.strength_clip, strict=False,
                               warn=warn)

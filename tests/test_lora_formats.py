@@ -644,3 +644,25 @@ def test_boft_is_a_product_of_butterfly_permuted_block_rotations(tmp_path, stren
     torch.testing.assert_close(module.patched(w, strength), expected, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match=r"BOFT module's 4 blocks of 4 rows do not fit a weight of shape \(12, 6\)"):
         module.patched(torch.zeros(12, 6), 1.0)
+
+
+def test_lora_loader_at_strength_zero_does_not_read_the_file(builtin_registry, tmp_folders):
+    """ComfyUI's LoraLoader returns its inputs when both strengths are 0 (LoraLoaderModelOnly when
+    strength_model is), before loading the file: a LoRA for another model, switched off, runs."""
+    from graphflow.executor import Executor
+    from graphflow.workflow import parse_workflow
+
+    for sub in ("checkpoints", "loras"):
+        (tmp_folders.models / sub).mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
+    write_lora(tmp_folders.models / "loras" / "xl.safetensors", "sdxl")
+    executor = Executor(builtin_registry)
+    for cls, inputs in (("LoraLoader", {"clip": ["4", 1], "strength_model": 0.0, "strength_clip": 0.0}),
+                        ("LoraLoaderModelOnly", {"strength_model": 0.0})):
+        graph = {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+                 "10": {"class_type": cls, "inputs": {"model": ["4", 0], "lora_name": "xl.safetensors", **inputs}}}
+        done = executor.run(parse_workflow(graph, builtin_registry), outputs=["10"])
+        assert done.status == "success", (cls, done.problems, done.error)
+        assert done.values["10"][0] is done.values["4"][0]
+    graph["10"]["inputs"]["strength_model"] = 0.5  # switched on, it is refused
+    assert executor.run(parse_workflow(graph, builtin_registry), outputs=["10"]).status != "success"
