@@ -66,7 +66,8 @@ Key layouts:
 weight patches (graphflow.memory.WeightPatch, after any the input carried): the memory manager
 applies a model's patches to the shared weights before it runs and restores the originals when
 another patch set (the un-patched model, another LoRA) runs, so no patched copy of the network is
-kept and a graph can keep using the un-patched model. A LoRA module that matches no layer is an error
+kept and a graph can keep using the un-patched model. A patched fp8 weight is stored stochastically
+rounded, seeded by its ComfyUI state-dict key, as ComfyUI's patcher does (cast_layers.stochastic_round). A LoRA module that matches no layer is an error
 (a LoRA for another architecture must not silently do nothing); strength 0 returns the input.
 """
 
