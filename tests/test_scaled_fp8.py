@@ -306,3 +306,27 @@ def test_lora_on_an_fp8_weight_keeps_a_change_below_half_a_step():
     assert float((torch.ones(256, 256) + 0.01).to(E4M3).float().mean()) == 1.0  # what rounding to nearest gives
     seed = zlib.crc32(b"diffusion_model.lin.weight")
     assert torch.equal(got, stochastic_round(torch.ones(256, 256) + up @ down, E4M3, seed))
+
+
+@torch.no_grad()
+def test_stacked_loras_on_an_fp8_weight_round_once():
+    """ComfyUI patches one float32 copy with every stacked LoRA and rounds into fp8 once."""
+    import zlib
+    from graphflow import memory
+    from graphflow.models.cast_layers import stochastic_round
+    from graphflow.models.lora import LoraModule, _weight_patches
+
+    net = torch.nn.Module()
+    net.lin = torch.nn.Linear(64, 32)
+    w = torch.randn(32, 64).to(E4M3)
+    net.lin.weight.data = w
+    gen = torch.Generator().manual_seed(3)
+    mods = [LoraModule({"lora_up.weight": torch.randn(32, 2, generator=gen) * 0.05,
+                        "lora_down.weight": torch.randn(2, 64, generator=gen)}) for _ in range(2)]
+    patches = sum((_weight_patches(net, {"lin": m}, 0.8, "x") for m in mods), ())
+    got = memory.manager().weights(net, patches)["lin.weight"]
+    deltas = [0.8 * m.parts["lora_up.weight"] @ m.parts["lora_down.weight"] for m in mods]
+    seed = zlib.crc32(b"diffusion_model.lin.weight")
+    assert torch.equal(got, stochastic_round(w.float() + deltas[0] + deltas[1], E4M3, seed))
+    each = stochastic_round(stochastic_round(w.float() + deltas[0], E4M3, seed).float() + deltas[1], E4M3, seed)
+    assert not torch.equal(got, each)  # the test tells the two apart

@@ -658,9 +658,10 @@ def _weight_patches(root: nn.Module, patches: dict[str, LoraModule], strength: f
                             f"or model size") from None
         seed = zlib.crc32(f"{key_prefix}{path}.weight".encode())
         if getattr(layer, "scale_weight", None) is not None:
-            out.append(WeightPatch(path + ".weight", functools.partial(_change_scaled, lora, strength, layer, seed=seed)))
+            out.append(WeightPatch(path + ".weight", functools.partial(_change_scaled, lora, strength, layer, seed=seed),
+                                   seed))
         else:
-            out.append(WeightPatch(path + ".weight", functools.partial(_change, lora, strength, seed=seed)))
+            out.append(WeightPatch(path + ".weight", functools.partial(_change, lora, strength, seed=seed), seed))
     return tuple(out)
 
 
