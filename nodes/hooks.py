@@ -35,7 +35,8 @@ def _lora_hook(node, strength_model: float, strength_clip: float):
     except CheckpointError as e:
         raise NodeInputError("lora_name", str(e)) from None
     if skipped:
-        warn(f"{path.name}: {len(skipped)} keys are no LoRA parts and were not loaded: {', '.join(sorted(skipped))}")
+        warn(f"{path.name}: {len(skipped)} keys were not loaded (no LoRA parts graphflow reads, as ComfyUI's "
+             f"'lora key not loaded'): {', '.join(sorted(skipped))}")
     hook = WeightHook(path.name, strength_model, strength_clip, lora=modules)
     return (node.prev_hooks or Hooks()).combine(Hooks((hook,)))
 

@@ -360,4 +360,5 @@ def test_create_hook_lora_skips_keys_that_are_no_lora_parts(builtin_registry, mo
     plain = call(builtin_registry, "CreateHookLora", lora_name="style.safetensors", strength_model=1.0,
                  strength_clip=1.0)
     assert hooks.hooks[0].lora.keys() == plain.hooks[0].lora.keys()
-    assert "1 keys are no LoRA parts and were not loaded: emb_params" in caplog.text
+    assert "1 keys were not loaded (no LoRA parts graphflow reads" in caplog.text
+    assert "'lora key not loaded'): emb_params" in caplog.text

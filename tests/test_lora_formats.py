@@ -539,14 +539,15 @@ def test_keys_that_are_no_lora_parts_are_skipped_with_a_warning(tmp_path, sd1):
     down, up = torch.randn(2, w.shape[1], generator=gen), torch.randn(w.shape[0], 2, generator=gen)
     prefix = f"lora_unet_{kohya.replace('.', '_')}"
     save_file({f"{prefix}.lora_down.weight": down, f"{prefix}.lora_up.weight": up,
-               "emb_params": torch.zeros(2, 768), f"{prefix}.lokr_t1": torch.zeros(2, 2, 1, 1)},
+               "emb_params": torch.zeros(2, 768), f"{prefix}.lokr_t1": torch.zeros(2, 2, 1, 1),
+               f"{prefix}.lora_up.bias": torch.zeros(w.shape[0])},
               str(tmp_path / "extra.safetensors"))
     warnings = []
     model, _ = apply_lora(ckpt.model, None, tmp_path / "extra.safetensors", 0.5, 0.0, strict=False, warn=warnings.append)
     torch.testing.assert_close(weights(model.unet, model.patches)[name + ".weight"], w + 0.5 * up @ down)
     [message] = warnings
-    assert "2 keys are no LoRA parts and were not loaded" in message and "emb_params" in message
-    assert f"{prefix}.lokr_t1" in message
+    assert "3 keys were not loaded (no LoRA parts graphflow reads" in message and "emb_params" in message
+    assert f"{prefix}.lokr_t1" in message and f"{prefix}.lora_up.bias" in message
     with pytest.raises(LoraError, match=r"extra\.safetensors: unexpected key"):
         apply_lora(ckpt.model, None, tmp_path / "extra.safetensors", 0.5, 0.0)
     save_file({"emb_params": torch.zeros(2, 768)}, str(tmp_path / "none.safetensors"))
@@ -635,7 +636,8 @@ def test_boft_is_a_product_of_butterfly_permuted_block_rotations(tmp_path, stren
         span = 2 ** i * size // 2
         # position p of the permuted order takes row order[p]: within each group of 2 * span rows,
         # row j and row j + span sit next to each other
-        order = [g * 2 * span + half * span + j for g in range(rows // (2 * span)) for j in range(span) for half in (0, 1)]
+        order = [g * 2 * span + half * span + j
+                 for g in range(rows // (2 * span)) for j in range(span) for half in (0, 1)]
         perm = torch.eye(rows)[order]
         r = torch.linalg.solve((eye - q[i]).transpose(-1, -2), (eye + q[i]).transpose(-1, -2)).transpose(-1, -2)
         r = strength * r + (1 - strength) * eye

@@ -67,7 +67,8 @@ weight patches (graphflow.memory.WeightPatch, after any the input carried): the 
 applies a model's patches to the shared weights before it runs and restores the originals when
 another patch set (the un-patched model, another LoRA) runs, so no patched copy of the network is
 kept and a graph can keep using the un-patched model. A patched fp8 weight is stored stochastically
-rounded, seeded by its ComfyUI state-dict key, as ComfyUI's patcher does (cast_layers.stochastic_round). A LoRA module that matches no layer is an error
+rounded, seeded by its ComfyUI state-dict key, as ComfyUI's patcher does
+(cast_layers.stochastic_round). A LoRA module that matches no layer is an error
 (a LoRA for another architecture must not silently do nothing); strength 0 returns the input.
 """
 
@@ -175,7 +176,8 @@ class LoraModule:
                 "LoKr": [{"lokr_w1"} if "lokr_w1" in has else {"lokr_w1_a", "lokr_w1_b"},
                          {"lokr_w2"} if "lokr_w2" in has else {"lokr_w2_a", "lokr_w2_b"}],
                 "GLoRA": [{"a1.weight", "a2.weight", "b1.weight", "b2.weight"}],
-                "OFT": [{"oft_blocks"}], "BOFT": [{"oft_blocks"}], "diff": [{"diff"}], "set": [{"set_weight"}], "bias diff": []}[self.kind]
+                "OFT": [{"oft_blocks"}], "BOFT": [{"oft_blocks"}], "diff": [{"diff"}], "set": [{"set_weight"}],
+                "bias diff": []}[self.kind]
         if self.kind == "OFT" and self.parts["oft_blocks"].dim() != 3:
             return (f"its oft_blocks {tuple(self.parts['oft_blocks'].shape)} are neither OFT's [blocks, size, size] "
                     f"nor BOFT's [stages, blocks, size, size]")
@@ -389,11 +391,11 @@ def _read_modules(path, file, skipped: list | None = None) -> dict[str, LoraModu
                 raise LoraError(f"{file}: {name} is a {UNSUPPORTED[kind]} module ({key}); supported are LoRA, "
                                 f"LoCon, LoHa, LoKr, GLoRA, OFT, BOFT, DoRA and full-diff modules")
             if part not in PARTS and part not in NORM_PARTS:
-                if part in ("lora_up.bias", "lora_down.bias", "bias"):
-                    raise LoraError(f"{file}: {key} patches a bias; bias patches are not supported")
                 if skipped is not None:  # ComfyUI leaves such keys unread ("lora key not loaded")
                     unexpected.append(key)
                     continue
+                if part in ("lora_up.bias", "lora_down.bias", "bias"):
+                    raise LoraError(f"{file}: {key} patches a bias; bias patches are not supported")
                 raise LoraError(f"{file}: unexpected key {key!r}; expected a LoRA file: kohya-style "
                                 f"<lora_unet_|lora_te_...>.lora_down.weight / .lora_up.weight / .alpha (or "
                                 f"LoHa hada_*, LoKr lokr_*, dora_scale), or diffusers/PEFT-style "
@@ -678,7 +680,8 @@ def apply_lora(model: DiffusionModel | None, clip: TextEncoder | None, lora_path
     skipped = None if strict else []
     modules = read_lora(lora_path, skipped) if modules is None else modules
     if skipped and warn is not None:
-        warn(f"{name}: {len(skipped)} keys are no LoRA parts and were not loaded: {', '.join(sorted(skipped))}")
+        warn(f"{name}: {len(skipped)} keys were not loaded (no LoRA parts graphflow reads, as ComfyUI's "
+             f"'lora key not loaded'): {', '.join(sorted(skipped))}")
     unet_names = unet_lora_names(model.unet, every_weight=True) if model is not None else {}
     flow_names = flow_lora_names(model.unet) if model is not None else {}
     text_names = text_lora_names(clip, every_weight=True) if clip is not None else {}
@@ -724,5 +727,6 @@ def apply_lora(model: DiffusionModel | None, clip: TextEncoder | None, lora_path
     if clip is not None and strength_clip != 0 and t5_patches:
         t5 = clip.t5
         prefix = f"{'umt5xxl' if t5.umt5 else 't5xxl'}.transformer."
-        clip = clip.with_t5(t5.with_patches(t5.patches + _weight_patches(t5.model, t5_patches, strength_clip, name, prefix)))
+        t5_weights = _weight_patches(t5.model, t5_patches, strength_clip, name, prefix)
+        clip = clip.with_t5(t5.with_patches(t5.patches + t5_weights))
     return model, clip
