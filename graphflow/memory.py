@@ -110,9 +110,11 @@ class WeightPatch:
     """A change to one parameter of a component (its path under the module `use` gets):
     `change(weight) -> new weight` of the same shape and dtype, the input left untouched. Patch
     sets are tuples applied in order (stacked LoRAs); compared by identity, so the same tuple
-    applied twice is applied once."""
+    applied twice is applied once. `seed`: of the stochastic rounding of stacked patches' result
+    into an fp8 weight (ComfyUI's: the CRC-32 of the weight's key)."""
     param: str
     change: Callable[[torch.Tensor], torch.Tensor]
+    seed: int = 0
 
 
 @dataclass(eq=False)
@@ -695,14 +697,16 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def _changed(weight: torch.Tensor, patches: tuple) -> torch.Tensor:
+    from graphflow.models.cast_layers import FP8_DTYPES, stochastic_round
+
     dtype = weight.dtype
-    if len(patches) > 1 and dtype in (torch.float16, torch.bfloat16):
+    if len(patches) > 1 and dtype in (torch.float16, torch.bfloat16, *FP8_DTYPES):
         # stacked patches (LoRAs) change one float32 copy and round once, as ComfyUI's patcher
-        # does: rounding to half precision after each would add their rounding errors
+        # does (into fp8 stochastically): rounding after each would add their rounding errors
         weight = weight.float()
     for p in patches:
         weight = p.change(weight)
-    return weight.to(dtype)
+    return stochastic_round(weight, dtype, patches[-1].seed) if weight.dtype != dtype else weight
 
 
 def _fly(owner: nn.Module, param: nn.Parameter, patches: tuple) -> tuple:

@@ -7,7 +7,7 @@ strength, timesteps range, hooks) set and combined one or a positive/negative pa
 from __future__ import annotations
 
 from graphflow.api import (CLIP, CONDITIONING, MASK, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError,
-                           folders, socket_type)
+                           folders, socket_type, warn)
 from nodes.conditioning import _with_options
 from nodes.loaders import _find
 
@@ -29,10 +29,14 @@ def _lora_hook(node, strength_model: float, strength_clip: float):
     if strength_model == 0 and strength_clip == 0:
         return node.prev_hooks
     path = _find("loras", node.lora_name, "lora_name")
+    skipped = []  # keys that are no LoRA parts: left unread with a warning, as ComfyUI does
     try:
-        modules = read_lora(path)
+        modules = read_lora(path, skipped)
     except CheckpointError as e:
         raise NodeInputError("lora_name", str(e)) from None
+    if skipped:
+        warn(f"{path.name}: {len(skipped)} keys were not loaded (no LoRA parts graphflow reads, as ComfyUI's "
+             f"'lora key not loaded'): {', '.join(sorted(skipped))}")
     hook = WeightHook(path.name, strength_model, strength_clip, lora=modules)
     return (node.prev_hooks or Hooks()).combine(Hooks((hook,)))
 

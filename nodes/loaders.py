@@ -197,13 +197,14 @@ class LoadVAE(Node):
 
 class LoadLoRA(Node):
     """Apply a LoRA to the diffusion model and the text encoder with separate strengths: LoRA,
-    LoCon (with Tucker lora_mid), LoHa, LoKr, GLoRA, DoRA and full-diff modules (LyCORIS norm diffs too), in kohya's key layout,
+    LoCon (with Tucker lora_mid), LoHa, LoKr, GLoRA, OFT, BOFT, DoRA and full-diff modules (LyCORIS norm diffs too), in kohya's key layout,
     SimpleTuner's (lycoris_...), diffusers/PEFT's (unet./text_encoder./text_encoder_2. ... lora_A/lora_B) or ComfyUI's
     (diffusion_model. ..., FLUX/Chroma/SD3 in their own module names). FLUX/Chroma/SD3 LoRAs also in diffusers'
     transformer. layout (separate to_q/to_k/to_v, proj_mlp) and kohya's (lora_unet_double_blocks_...).
     T5 modules (OneTrainer's lora_te3_...) patch SD3's / FLUX's T5 at strength_clip.
     The inputs are left untouched: new model and text encoder come out. Without a text encoder connected, only the model is changed. LoRA modules that match no
-    layer are skipped with one warning listing them; a LoRA that matches nothing fails."""
+    layer, and keys that are no LoRA parts, are skipped with a warning listing them (as ComfyUI does); a LoRA that
+    matches nothing fails. At strength 0 (both, with a text encoder) the inputs come out and the file is not read."""
     category = "loaders"
     model: MODEL
     clip: CLIP = None
@@ -222,6 +223,8 @@ class LoadLoRA(Node):
         from graphflow.models.lora import apply_lora
 
         path = _find("loras", self.lora_name, "lora_name")
+        if self.strength_model == 0 and (self.clip is None or self.strength_clip == 0):
+            return self.model, self.clip  # as ComfyUI: the file is not read (a LoRA switched off by strength 0)
         try:
             return apply_lora(self.model, self.clip, path, self.strength_model, self.strength_clip, strict=False,
                               warn=warn)

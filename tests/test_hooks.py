@@ -346,3 +346,19 @@ def test_hooks_patch_on_the_fly_when_ram_is_short(files, ckpt, prompts, fresh_ma
     assert {e["mode"] for e in fresh_manager.events if e["action"] == "patch"} == {"on_the_fly"}
     assert torch.equal(on_the_fly, in_place)
     assert all(torch.equal(v, before[k]) for k, v in state(ckpt.model).items())
+
+
+def test_create_hook_lora_skips_keys_that_are_no_lora_parts(builtin_registry, models, files, caplog):
+    """As LoraLoader (and ComfyUI's load_lora): extra keys are left unread with a warning."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(files["lora"]) | {"emb_params": torch.zeros(2, 8)}
+    save_file(tensors, str(models.models / "loras" / "extra.safetensors"))
+    with caplog.at_level("WARNING"):
+        hooks = call(builtin_registry, "CreateHookLora", lora_name="extra.safetensors", strength_model=1.0,
+                     strength_clip=1.0)
+    plain = call(builtin_registry, "CreateHookLora", lora_name="style.safetensors", strength_model=1.0,
+                 strength_clip=1.0)
+    assert hooks.hooks[0].lora.keys() == plain.hooks[0].lora.keys()
+    assert "1 keys were not loaded (no LoRA parts graphflow reads" in caplog.text
+    assert "'lora key not loaded'): emb_params" in caplog.text

@@ -473,3 +473,198 @@ def test_set_weight_replaces_the_weight_at_any_strength(tmp_path):
     module = read_lora(tmp_path / "set.safetensors")["lora_unet_x"]
     for strength in (1.0, 0.3):
         assert torch.equal(module.patched(torch.zeros(6, 5), strength), new)
+
+
+def oft_rotated(w, blocks, alpha):
+    """Each block of rows of `w` times Rᵀ, R the Cayley transform of blocks' skew part, by the
+    identity Rᵀ = (I + Q)⁻¹ (I - Q) (Q skew), with Q scaled to norm alpha when it is larger."""
+    q = blocks - blocks.transpose(1, 2)
+    if alpha and q.norm() > alpha:
+        q = q * alpha / q.norm()
+    eye = torch.eye(blocks.shape[1]).expand_as(q)
+    rt = torch.linalg.solve(eye + q, eye - q)
+    rows = w.reshape(blocks.shape[0], blocks.shape[1], -1)
+    return (rt @ rows).reshape(w.shape)
+
+
+@pytest.mark.parametrize("shape, alpha", [((12, 5), None), ((12, 5), 0.5), ((8, 3, 3, 3), 0.0), ((8, 3, 3, 3), 1e3)])
+def test_oft_rotates_each_block_of_rows(tmp_path, shape, alpha):
+    """LyCORIS's OFT (oft_blocks [n, b, b]), read as ComfyUI reads it: an orthogonal Rᵀ per block
+    of b output rows (row norms of each block's columns kept), alpha bounding ||Q||, `rescale`
+    read but unused, and strength applied twice: W + strength² (Rᵀ W - W)."""
+    gen = torch.Generator().manual_seed(21)
+    count = 3 if shape[0] == 12 else 2
+    blocks = torch.randn(count, shape[0] // count, shape[0] // count, generator=gen) * 0.3
+    w = torch.randn(shape, generator=gen)
+    tensors = {"lora_unet_x.oft_blocks": blocks, "lora_unet_x.rescale": torch.full((shape[0], 1), 7.0)}
+    if alpha is not None:
+        tensors["lora_unet_x.alpha"] = torch.tensor(alpha)
+    save_file(tensors, str(tmp_path / "oft.safetensors"))
+    module = read_lora(tmp_path / "oft.safetensors")["lora_unet_x"]
+    rotated = oft_rotated(w, blocks, alpha)
+    torch.testing.assert_close(module.patched(w, 1.0), rotated, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(module.patched(w, 0.5), w + 0.25 * (rotated - w), atol=1e-5, rtol=1e-5)
+    # a rotation: each block's columns keep their lengths
+    cols = lambda t: t.reshape(count, shape[0] // count, -1).norm(dim=1)
+    torch.testing.assert_close(cols(module.patched(w, 1.0)), cols(w), atol=1e-4, rtol=1e-4)
+    if alpha == 0.5:  # the constraint is active here: without it the result differs
+        assert not torch.allclose(rotated, oft_rotated(w, blocks, None), atol=1e-3)
+
+
+def test_oft_file_patches_a_model_and_refusals(tmp_path, sd1):
+    ckpt, _ = sd1
+    kohya, name = CONV
+    w = ckpt.model.unet.get_submodule(name).weight.detach().clone()
+    blocks = torch.randn(w.shape[0] // 4, 4, 4, generator=torch.Generator().manual_seed(22)) * 0.2
+    save_file({f"lora_unet_{kohya.replace('.', '_')}.oft_blocks": blocks}, str(tmp_path / "oft.safetensors"))
+    model, _ = apply_lora(ckpt.model, None, tmp_path / "oft.safetensors", 1.0, 0.0)
+    torch.testing.assert_close(weights(model.unet, model.patches)[name + ".weight"], oft_rotated(w, blocks, None),
+                               atol=1e-5, rtol=1e-5)
+    save_file({"lora_unet_x.oft_blocks": torch.zeros(2, 3, 4, 4), "lora_unet_x.dora_scale": torch.ones(12, 1)},
+              str(tmp_path / "boft.safetensors"))
+    with pytest.raises(LoraError, match=r"boft\.safetensors: lora_unet_x: dora_scale is not supported on BOFT modules"):
+        read_lora(tmp_path / "boft.safetensors")
+    save_file({"lora_unet_x.oft_blocks": torch.zeros(2, 3, 3)}, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(ValueError, match=r"OFT module's 2 blocks of 3 rows do not fit a weight of shape \(5, 4\)"):
+        read_lora(tmp_path / "bad.safetensors")["lora_unet_x"].patched(torch.zeros(5, 4), 1.0)
+
+
+def test_keys_that_are_no_lora_parts_are_skipped_with_a_warning(tmp_path, sd1):
+    """ComfyUI loads a LoRA's modules and only warns ("lora key not loaded") about other keys (a
+    pivotal-tuning embedding, unknown extras); strict loading still refuses them."""
+    ckpt, _ = sd1
+    kohya, name = LINEAR
+    w = ckpt.model.unet.get_submodule(name).weight.detach().clone()
+    gen = torch.Generator().manual_seed(23)
+    down, up = torch.randn(2, w.shape[1], generator=gen), torch.randn(w.shape[0], 2, generator=gen)
+    prefix = f"lora_unet_{kohya.replace('.', '_')}"
+    save_file({f"{prefix}.lora_down.weight": down, f"{prefix}.lora_up.weight": up,
+               "emb_params": torch.zeros(2, 768), f"{prefix}.lokr_t1": torch.zeros(2, 2, 1, 1),
+               f"{prefix}.lora_up.bias": torch.zeros(w.shape[0])},
+              str(tmp_path / "extra.safetensors"))
+    warnings = []
+    model, _ = apply_lora(ckpt.model, None, tmp_path / "extra.safetensors", 0.5, 0.0, strict=False, warn=warnings.append)
+    torch.testing.assert_close(weights(model.unet, model.patches)[name + ".weight"], w + 0.5 * up @ down)
+    [message] = warnings
+    assert "3 keys were not loaded (no LoRA parts graphflow reads" in message and "emb_params" in message
+    assert f"{prefix}.lokr_t1" in message and f"{prefix}.lora_up.bias" in message
+    with pytest.raises(LoraError, match=r"extra\.safetensors: unexpected key"):
+        apply_lora(ckpt.model, None, tmp_path / "extra.safetensors", 0.5, 0.0)
+    save_file({"emb_params": torch.zeros(2, 768)}, str(tmp_path / "none.safetensors"))
+    with pytest.raises(LoraError, match=r"none\.safetensors: unexpected key 'emb_params'; expected a LoRA file"):
+        apply_lora(ckpt.model, None, tmp_path / "none.safetensors", 0.5, 0.0, strict=False, warn=warnings.append)
+
+
+def test_mochi_lora_a_b_without_weight_suffix(tmp_path, sd1):
+    """ComfyUI reads `<module>.lora_A` / `.lora_B` (Mochi trainers' keys, no `.weight`) as down / up."""
+    ckpt, _ = sd1
+    _, name = LINEAR
+    w = ckpt.model.unet.get_submodule(name).weight.detach().clone()
+    gen = torch.Generator().manual_seed(24)
+    down, up = torch.randn(3, w.shape[1], generator=gen), torch.randn(w.shape[0], 3, generator=gen)
+    save_file({f"diffusion_model.{name}.lora_A": down, f"diffusion_model.{name}.lora_B": up,
+               f"diffusion_model.{name}.alpha": torch.tensor(1.5)}, str(tmp_path / "mochi.safetensors"))
+    model, _ = apply_lora(ckpt.model, None, tmp_path / "mochi.safetensors", 0.8, 0.0)
+    torch.testing.assert_close(weights(model.unet, model.patches)[name + ".weight"], w + 0.8 * 0.5 * up @ down)
+
+
+def test_bare_module_paths_read_as_the_prefixed_layouts(tmp_path):
+    """ComfyUI reads DiffSynth's FLUX LoRAs (diffusers' names, no prefix) and Mochi's / ACE-Step's
+    official ones (the model's own names, no prefix): the same as with `transformer.` /
+    `diffusion_model.` in front."""
+    from graphflow.testing import write_flow_checkpoint
+
+    ckpt = load_checkpoint(write_flow_checkpoint(tmp_path / "flux.safetensors", "flux_schnell"), device="cpu")
+    unet, gen = ckpt.model.unet, torch.Generator().manual_seed(25)
+    hidden = unet.get_submodule("single_blocks.0.linear1").weight.shape[1]
+    mlp = unet.get_submodule("single_blocks.0.linear1").weight.shape[0] - 3 * hidden
+    qkv = unet.get_submodule("double_blocks.0.img_attn.qkv").weight
+    tensors = {"single_transformer_blocks.0.proj_mlp.lora_A.weight": torch.randn(2, hidden, generator=gen),
+               "single_transformer_blocks.0.proj_mlp.lora_B.weight": torch.randn(mlp, 2, generator=gen),
+               "x_embedder.lora_A.weight": torch.randn(2, unet.get_submodule("img_in").weight.shape[1], generator=gen),
+               "x_embedder.lora_B.weight": torch.randn(hidden, 2, generator=gen)}
+    own = {"double_blocks.0.img_attn.qkv.lora_A": torch.randn(2, qkv.shape[1], generator=gen),
+           "double_blocks.0.img_attn.qkv.lora_B": torch.randn(qkv.shape[0], 2, generator=gen)}
+    save_file(tensors | own, str(tmp_path / "bare.safetensors"))
+    save_file({"transformer." + k: v for k, v in tensors.items()} | {"diffusion_model." + k: v for k, v in own.items()},
+              str(tmp_path / "prefixed.safetensors"))
+    bare, _ = apply_lora(ckpt.model, None, tmp_path / "bare.safetensors", 0.7, 0.0)
+    prefixed, _ = apply_lora(ckpt.model, None, tmp_path / "prefixed.safetensors", 0.7, 0.0)
+    got, want, old = weights(bare.unet, bare.patches), weights(prefixed.unet, prefixed.patches), weights(unet)
+    assert {n for n in got if not torch.equal(got[n], old[n])} == {
+        "single_blocks.0.linear1.weight", "img_in.weight", "double_blocks.0.img_attn.qkv.weight"}
+    for n in got:
+        assert torch.equal(got[n], want[n]), n
+
+
+def test_flux_linear1_qkv_patches_the_first_three_hidden_rows_of_linear1(tmp_path):
+    """ComfyUI maps `single_blocks.N.linear1_qkv` onto rows 0..3h of linear1: the module sees
+    those rows as its weight; the MLP rows stay."""
+    from graphflow.testing import write_flow_checkpoint
+
+    ckpt = load_checkpoint(write_flow_checkpoint(tmp_path / "flux.safetensors", "flux_schnell"), device="cpu")
+    linear1 = ckpt.model.unet.get_submodule("single_blocks.0.linear1").weight.detach().clone()
+    h = linear1.shape[1]
+    gen = torch.Generator().manual_seed(26)
+    down, up = torch.randn(2, h, generator=gen), torch.randn(3 * h, 2, generator=gen)
+    save_file({"diffusion_model.single_blocks.0.linear1_qkv.lora_A.weight": down,
+               "diffusion_model.single_blocks.0.linear1_qkv.lora_B.weight": up}, str(tmp_path / "qkv.safetensors"))
+    model, _ = apply_lora(ckpt.model, None, tmp_path / "qkv.safetensors", 0.6, 0.0)
+    got = weights(model.unet, model.patches)["single_blocks.0.linear1.weight"]
+    torch.testing.assert_close(got[:3 * h], linear1[:3 * h] + 0.6 * up @ down)
+    assert torch.equal(got[3 * h:], linear1[3 * h:])
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.4])
+def test_boft_is_a_product_of_butterfly_permuted_block_rotations(tmp_path, strength):
+    """BOFT (oft_blocks [m, n, b, b]): stage i rotates blocks of b rows after the butterfly
+    permutation pairing rows 2^i b/2 apart, as explicit matrices P_iᵀ diag(R_i) P_i; ComfyUI blends
+    each R_i with I by strength, multiplies by rescale, and scales the change by strength again."""
+    gen = torch.Generator().manual_seed(27)
+    stages, count, size, rows = 2, 4, 4, 16
+    blocks = torch.randn(stages, count, size, size, generator=gen) * 0.3
+    rescale = 1 + 0.1 * torch.randn(rows, 1, generator=gen)
+    w = torch.randn(rows, 6, generator=gen)
+    save_file({"lora_unet_x.oft_blocks": blocks, "lora_unet_x.rescale": rescale, "lora_unet_x.alpha": torch.tensor(2.0)},
+              str(tmp_path / "boft.safetensors"))
+    module = read_lora(tmp_path / "boft.safetensors")["lora_unet_x"]
+    q = blocks - blocks.transpose(-1, -2)
+    q = q * min(1.0, 2.0 / float(q.norm()))
+    eye = torch.eye(size)
+    total = torch.eye(rows)
+    for i in range(stages):
+        span = 2 ** i * size // 2
+        # position p of the permuted order takes row order[p]: within each group of 2 * span rows,
+        # row j and row j + span sit next to each other
+        order = [g * 2 * span + half * span + j
+                 for g in range(rows // (2 * span)) for j in range(span) for half in (0, 1)]
+        perm = torch.eye(rows)[order]
+        r = torch.linalg.solve((eye - q[i]).transpose(-1, -2), (eye + q[i]).transpose(-1, -2)).transpose(-1, -2)
+        r = strength * r + (1 - strength) * eye
+        total = perm.T @ torch.block_diag(*r) @ perm @ total
+    expected = w + strength * (rescale * (total @ w) - w)
+    torch.testing.assert_close(module.patched(w, strength), expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"BOFT module's 4 blocks of 4 rows do not fit a weight of shape \(12, 6\)"):
+        module.patched(torch.zeros(12, 6), 1.0)
+
+
+def test_lora_loader_at_strength_zero_does_not_read_the_file(builtin_registry, tmp_folders):
+    """ComfyUI's LoraLoader returns its inputs when both strengths are 0 (LoraLoaderModelOnly when
+    strength_model is), before loading the file: a LoRA for another model, switched off, runs."""
+    from graphflow.executor import Executor
+    from graphflow.workflow import parse_workflow
+
+    for sub in ("checkpoints", "loras"):
+        (tmp_folders.models / sub).mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
+    write_lora(tmp_folders.models / "loras" / "xl.safetensors", "sdxl")
+    executor = Executor(builtin_registry)
+    for cls, inputs in (("LoraLoader", {"clip": ["4", 1], "strength_model": 0.0, "strength_clip": 0.0}),
+                        ("LoraLoaderModelOnly", {"strength_model": 0.0})):
+        graph = {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+                 "10": {"class_type": cls, "inputs": {"model": ["4", 0], "lora_name": "xl.safetensors", **inputs}}}
+        done = executor.run(parse_workflow(graph, builtin_registry), outputs=["10"])
+        assert done.status == "success", (cls, done.problems, done.error)
+        assert done.values["10"][0] is done.values["4"][0]
+    graph["10"]["inputs"]["strength_model"] = 0.5  # switched on, it is refused
+    assert executor.run(parse_workflow(graph, builtin_registry), outputs=["10"]).status != "success"

@@ -266,3 +266,67 @@ def test_comfy_quant_layers_read_the_same_way(tmp_path):
     nvfp4 = write_scaled_fp8(source, tmp_path / "nvfp4.safetensors", ("",), comfy_quant="nvfp4")
     with pytest.raises(CheckpointError, match=r"nvfp4.safetensors: layer \S+ is quantised as 'nvfp4'"):
         load_diffusion_model(nvfp4, device="cpu")
+
+
+def test_stochastic_round_is_unbiased_onto_the_fp8_grid():
+    """ComfyUI stores patched fp8 weights stochastically rounded: each value goes to one of its two
+    fp8 neighbours, the nearer more often, so the mean is kept; values on the grid stay."""
+    from graphflow.models.cast_layers import stochastic_round
+
+    x = torch.full((100000,), 1.03)  # between 1.0 and 1.125 (e4m3fn's step there is 1/8)
+    got = stochastic_round(x, E4M3, 5).float()
+    assert set(got.unique().tolist()) == {1.0, 1.125}
+    assert abs(float(got.mean()) - 1.03) < 2e-3 and float(x.to(E4M3).float().mean()) == 1.0
+    assert torch.equal(stochastic_round(x, E4M3, 5), stochastic_round(x, E4M3, 5))
+    assert not torch.equal(stochastic_round(x, E4M3, 5), stochastic_round(x, E4M3, 6))
+    grid = torch.linspace(-448, 448, 4001).to(E4M3)
+    assert torch.equal(stochastic_round(grid.float(), E4M3, 1), grid)
+    assert torch.equal(stochastic_round(torch.tensor([1e4, -1e4]), E4M3, 0).float(), torch.tensor([448.0, -448.0]))
+    small = torch.full((100000,), -3e-3)  # subnormal range: step 2^-9
+    assert abs(float(stochastic_round(small, E4M3, 2).float().mean()) + 3e-3) < 5e-5
+    assert torch.equal(stochastic_round(x, torch.bfloat16, 0), x.to(torch.bfloat16))
+
+
+@torch.no_grad()
+def test_lora_on_an_fp8_weight_keeps_a_change_below_half_a_step():
+    """A LoRA change much smaller than fp8's step vanishes with rounding to nearest; ComfyUI's
+    stochastic rounding (seeded by the CRC-32 of the weight's key) keeps it on average."""
+    import zlib
+    from graphflow import memory
+    from graphflow.models.cast_layers import stochastic_round
+    from graphflow.models.lora import LoraModule, _weight_patches
+
+    net = torch.nn.Module()
+    net.lin = torch.nn.Linear(256, 256)
+    net.lin.weight.data = torch.ones(256, 256).to(E4M3)
+    up, down = torch.full((256, 1), 0.1), torch.full((1, 256), 0.1)  # a change of 0.01; the step at 1 is 1/8
+    patches = _weight_patches(net, {"lin": LoraModule({"lora_up.weight": up, "lora_down.weight": down})}, 1.0, "x")
+    got = memory.manager().weights(net, patches)["lin.weight"]
+    assert got.dtype == E4M3 and abs(float(got.float().mean()) - 1.01) < 3e-3
+    assert float((torch.ones(256, 256) + 0.01).to(E4M3).float().mean()) == 1.0  # what rounding to nearest gives
+    seed = zlib.crc32(b"diffusion_model.lin.weight")
+    assert torch.equal(got, stochastic_round(torch.ones(256, 256) + up @ down, E4M3, seed))
+
+
+@torch.no_grad()
+def test_stacked_loras_on_an_fp8_weight_round_once():
+    """ComfyUI patches one float32 copy with every stacked LoRA and rounds into fp8 once."""
+    import zlib
+    from graphflow import memory
+    from graphflow.models.cast_layers import stochastic_round
+    from graphflow.models.lora import LoraModule, _weight_patches
+
+    net = torch.nn.Module()
+    net.lin = torch.nn.Linear(64, 32)
+    w = torch.randn(32, 64).to(E4M3)
+    net.lin.weight.data = w
+    gen = torch.Generator().manual_seed(3)
+    mods = [LoraModule({"lora_up.weight": torch.randn(32, 2, generator=gen) * 0.05,
+                        "lora_down.weight": torch.randn(2, 64, generator=gen)}) for _ in range(2)]
+    patches = sum((_weight_patches(net, {"lin": m}, 0.8, "x") for m in mods), ())
+    got = memory.manager().weights(net, patches)["lin.weight"]
+    deltas = [0.8 * m.parts["lora_up.weight"] @ m.parts["lora_down.weight"] for m in mods]
+    seed = zlib.crc32(b"diffusion_model.lin.weight")
+    assert torch.equal(got, stochastic_round(w.float() + deltas[0] + deltas[1], E4M3, seed))
+    each = stochastic_round(stochastic_round(w.float() + deltas[0], E4M3, seed).float() + deltas[1], E4M3, seed)
+    assert not torch.equal(got, each)  # the test tells the two apart

@@ -26,6 +26,22 @@ def _cast(t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
     return t if t is None or t.dtype == like.dtype else t.to(like.dtype)
 
 
+def stochastic_round(x: torch.Tensor, dtype: torch.dtype, seed: int) -> torch.Tensor:
+    """float32 `x` in `dtype`; into fp8, rounded down or up at random with probability the distance
+    to the other neighbour (seeded: the same result for the same seed), as ComfyUI stores a LoRA-patched
+    fp8 weight: a change below half of fp8's step survives on average where rounding to nearest drops
+    it. Beyond fp8's range: its largest value (e4m3fn has no infinity). Other dtypes: a plain cast."""
+    if dtype not in FP8_DTYPES:
+        return x.to(dtype)
+    mantissa, bias, top = (3, 7, 15) if dtype == torch.float8_e4m3fn else (2, 15, 31)
+    a = x.float().abs()
+    exponent = (torch.floor(torch.log2(a)) + bias).clamp(0, top)  # biased; 0: subnormal (and zero)
+    step = torch.exp2(exponent.clamp(min=1) - bias - mantissa)  # the grid spacing at each value
+    noise = torch.rand(a.shape, generator=torch.Generator(a.device).manual_seed(seed), device=a.device)
+    limit = torch.finfo(dtype).max
+    return (torch.sign(x.float()) * torch.floor(a / step + noise) * step).clamp(-limit, limit).to(dtype)
+
+
 def scaled(weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """weight x scale_weight: a scalar, or one per output row ([out] or [out, 1])."""
     if scale.numel() > 1:

@@ -51,6 +51,7 @@ def flux_names(cfg) -> dict[str, tuple[str, Rows]]:
         names[theirs + "norm.linear"] = (ours + "modulation.lin", None)
         names[theirs + "proj_out"] = (ours + "linear2", None)
         names[theirs + "proj_mlp"] = (ours + "linear1", ((3 * h, 3 * h + m),))
+        names[ours + "linear1_qkv"] = (ours + "linear1", ((0, 3 * h),))  # ComfyUI's name for linear1's q/k/v rows
         for c, rows in _thirds(h).items():
             names[f"{theirs}attn.to_{c}"] = (ours + "linear1", rows)
     return names

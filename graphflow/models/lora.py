@@ -13,6 +13,15 @@ Formats (per patched layer, all in float32; `strength` multiplies the whole chan
                 W itself: delta = s (W a1 a2 + b1 b2) (convs: a1, a2 act on W's input channels),
                 or, in old LyCORIS files (a1 [r, in], a2 [in, r] on a square W), s (b2 b1 + W a2 a1);
                 s = alpha / r, as ComfyUI reads both
+  OFT           `oft_blocks` [n, b, b] (LyCORIS; `rescale` is read and, as by ComfyUI, not used), on a
+                weight of n * b output rows: Q = blocks - blocksᵀ, bounded to norm alpha when alpha > 0
+                (alpha is OFT's constraint, not a scale), R = (I + Q)(I - Q)⁻¹; each block of b rows
+                W_k' = W_k + strength² (Rᵀ - I) W_k (ComfyUI applies strength twice: to R - I and to
+                the change; at strength 1 it is the rotation Rᵀ W_k). OFT with dora_scale is refused
+  BOFT          `oft_blocks` [m, n, b, b] (4-dim): m butterfly stages, each R_i (as OFT's, bounded by
+                alpha, blended strength R_i + (1 - strength) I) acting on blocks of b rows after
+                interleaving pairs of row groups 2^i b/2 long, then the rows put back; times
+                `rescale` if present; W + strength (that - W), as ComfyUI. BOFT with dora_scale is refused
   set           `set_weight`: the weight replaced by it, whatever the strength (ComfyUI's "set")
   full diff     `diff`: delta = diff (any weight: linear, conv, norm, embedding); LyCORIS's norm
                 layer diffs `w_norm` / `b_norm` are read as `diff` / `diff_b`
@@ -34,14 +43,16 @@ Key layouts:
                 FLUX numbered after the CLIP towers as ComfyUI does (SD3 `lora_te3_`, FLUX
                 `lora_te2_` or `lora_te3_`) + transformers' T5 path (encoder_block_0_layer_0_SelfAttention_q)
   diffusers/PEFT `unet.` / `transformer.` / `text_encoder.` / `text_encoder_2.` + dotted module
-                path + `.lora_A.weight` / `.lora_B.weight` (or `.lora.down.weight` /
+                path + `.lora_A.weight` / `.lora_B.weight` (or Mochi's `.lora_A` / `.lora_B`, `.lora.down.weight` /
                 `.lora.up.weight`, `.lora_A.default.weight`, `.lora_linear_layer.down.weight`, or old attention
                 processors' `processor.to_q_lora.down.weight`), `.alpha`,
                 `.lora_magnitude_vector`; PEFT's `base_model.model.` is dropped (with no component
                 prefix after it, the names are the transformer's, as ComfyUI reads SD3's)
   LyCORIS       SimpleTuner's `lycoris_` + diffusers' module path with '_' (as `lora_unet_`)
   bare          diffusers' transformer names with no prefix (`transformer_blocks.0.attn.to_q...`, as
-                ComfyUI reads Qwen-Image's LoRAs) as `transformer.`
+                ComfyUI reads Qwen-Image's and DiffSynth's FLUX LoRAs) as `transformer.`; any other
+                dotted module path with no prefix (Mochi's, ACE-Step's, Omnigen2's official LoRAs) as
+                `diffusion_model.` + the path
   Cascade       `lora_prior_unet_` / `lora_prior_te_` (Stable Cascade's kohya LoRAs) as `lora_unet_` / `lora_te_`
   ComfyUI/BFL   `diffusion_model.` + the model's own module path + the parts of either layout;
                 text encoders as `text_encoders.<clip_l|clip_g|clip_h>.transformer.` + the module's
@@ -55,12 +66,15 @@ Key layouts:
 weight patches (graphflow.memory.WeightPatch, after any the input carried): the memory manager
 applies a model's patches to the shared weights before it runs and restores the originals when
 another patch set (the un-patched model, another LoRA) runs, so no patched copy of the network is
-kept and a graph can keep using the un-patched model. A LoRA module that matches no layer is an error
+kept and a graph can keep using the un-patched model. A patched fp8 weight is stored stochastically
+rounded, seeded by its ComfyUI state-dict key, as ComfyUI's patcher does
+(cast_layers.stochastic_round). A LoRA module that matches no layer is an error
 (a LoRA for another architecture must not silently do nothing); strength 0 returns the input.
 """
 
 import copy
 import functools
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,15 +89,16 @@ from .diffusion_model import DiffusionModel
 from .flow_lora_names import flow_lora_names
 from .text_encoders import TextEncoder
 
-UNSUPPORTED = {"on_input": "IA3", "oft_": "OFT", "boft_": "BOFT"}
+UNSUPPORTED = {"on_input": "IA3", "oft_diag": "old LyCORIS OFT (oft_diag)", "boft_": "BOFT"}
 NORM_PARTS = {"w_norm": "diff", "b_norm": "diff_b"}  # LyCORIS's trained norm layers: plain diffs
 PARTS = ("lora_down.weight", "lora_up.weight", "lora_mid.weight", "alpha", "dora_scale", "magnitude", "diff", "diff_b",
          "set_weight",
          "hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2",
          "lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2",
-         "a1.weight", "a2.weight", "b1.weight", "b2.weight")
+         "a1.weight", "a2.weight", "b1.weight", "b2.weight", "oft_blocks", "rescale")
 # diffusers/PEFT part spellings -> kohya's
 DIFFUSERS_PARTS = {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_up.weight",
+                   "lora_A": "lora_down.weight", "lora_B": "lora_up.weight",  # Mochi's, with no .weight
                    "lora_A.default.weight": "lora_down.weight",  # PEFT's with its adapter name left in
                    "lora_B.default.weight": "lora_up.weight",
                    "lora.down.weight": "lora_down.weight", "lora.up.weight": "lora_up.weight",
@@ -137,6 +152,8 @@ class LoraModule:
             return "LoKr"
         if "a1.weight" in names:
             return "GLoRA"
+        if "oft_blocks" in names:
+            return "BOFT" if self.parts["oft_blocks"].dim() == 4 else "OFT"
         if "diff" in names:
             return "diff"
         if "set_weight" in names:
@@ -159,7 +176,13 @@ class LoraModule:
                 "LoKr": [{"lokr_w1"} if "lokr_w1" in has else {"lokr_w1_a", "lokr_w1_b"},
                          {"lokr_w2"} if "lokr_w2" in has else {"lokr_w2_a", "lokr_w2_b"}],
                 "GLoRA": [{"a1.weight", "a2.weight", "b1.weight", "b2.weight"}],
-                "diff": [{"diff"}], "set": [{"set_weight"}], "bias diff": []}[self.kind]
+                "OFT": [{"oft_blocks"}], "BOFT": [{"oft_blocks"}], "diff": [{"diff"}], "set": [{"set_weight"}],
+                "bias diff": []}[self.kind]
+        if self.kind == "OFT" and self.parts["oft_blocks"].dim() != 3:
+            return (f"its oft_blocks {tuple(self.parts['oft_blocks'].shape)} are neither OFT's [blocks, size, size] "
+                    f"nor BOFT's [stages, blocks, size, size]")
+        if self.kind in ("OFT", "BOFT") and "dora_scale" in self.parts:
+            return f"dora_scale is not supported on {self.kind} modules"
         if "hada_t1" in has or "hada_t2" in has:
             need.append({"hada_t1", "hada_t2"})
         missing = sorted(set().union(*need) - has)
@@ -225,6 +248,42 @@ class LoraModule:
         through = torch.einsum("o i ..., i j -> o j ...", torch.einsum("o i ..., i j -> o j ...", w, a1), a2)
         return through.reshape(w.shape) + (b1 @ b2).reshape(w.shape), a2.shape[0]
 
+    def _rotations(self, w: torch.Tensor) -> torch.Tensor:
+        """OFT's / BOFT's orthogonal blocks R = (I + Q)(I - Q)⁻¹ from oft_blocks, checked against w."""
+        blocks = self.parts["oft_blocks"].to(w.device, torch.float32)
+        count, size = blocks.shape[-3:-1]
+        rows = size * 2 ** (blocks.shape[0] - 1) if blocks.dim() == 4 else size  # BOFT's last butterfly span
+        if w.shape[0] != count * size or w.shape[0] % rows:
+            raise ValueError(f"the {self.kind} module's {count} blocks of {size} rows do not fit a weight of shape "
+                             f"{tuple(w.shape)}")
+        q = blocks - blocks.transpose(-1, -2)
+        if (self.alpha or 0) > 0:  # the constraint: Q scaled down to norm alpha when it is larger
+            q = q * (self.alpha / (q.norm() + 1e-8)).clamp(max=1)
+        eye = torch.eye(size, device=w.device)
+        return (eye + q) @ torch.linalg.inv(eye - q)
+
+    def _oft_change(self, w: torch.Tensor) -> torch.Tensor:
+        """OFT's (Rᵀ - I) W per block of output rows, at strength 1 (see the module docstring)."""
+        r = self._rotations(w)
+        count, size = r.shape[:2]
+        eye = torch.eye(size, device=w.device)
+        return torch.einsum("k n m, k n ... -> k m ...", r - eye, w.unflatten(0, (count, size))).flatten(0, 1)
+
+    def _boft(self, w: torch.Tensor, strength: float) -> torch.Tensor:
+        """BOFT's new weight (see the module docstring)."""
+        r = self._rotations(w)
+        size = r.shape[-1]
+        r = strength * r + (1 - strength) * torch.eye(size, device=w.device)
+        out = w
+        for i, stage in enumerate(r):
+            span = 2 ** i * (size // 2)  # row groups of this length are interleaved in pairs
+            out = out.unflatten(0, (-1, 2, span)).transpose(1, 2).flatten(0, 2).unflatten(0, (-1, size))
+            out = torch.einsum("b i j, b j ... -> b i ...", stage, out)
+            out = out.flatten(0, 1).unflatten(0, (-1, span, 2)).transpose(1, 2).flatten(0, 2)
+        if "rescale" in self.parts:
+            out = out * self.parts["rescale"].to(w.device, torch.float32)
+        return w + strength * (out - w)
+
     def patched(self, weight: torch.Tensor, strength: float) -> torch.Tensor:
         """The new weight (float32) at `strength`."""
         w = weight.float()
@@ -233,6 +292,10 @@ class LoraModule:
             if new.numel() != w.numel():
                 raise ValueError(f"the set_weight {tuple(new.shape)} does not fit a weight of shape {tuple(w.shape)}")
             return new.reshape(w.shape)
+        if self.kind == "OFT":
+            return w + strength * strength * self._oft_change(w)
+        if self.kind == "BOFT":
+            return self._boft(w, strength)
         delta = self.delta(weight)
         if "dora_scale" not in self.parts and "magnitude" not in self.parts:
             return w + strength * delta
@@ -302,6 +365,10 @@ def _split_key(key: str) -> tuple[str, str]:
                 kohya_part = DIFFUSERS_PARTS[part]
             return kohya + body[:-len(part) - 1].replace(".", "_"), kohya_part
     name, _, rest = key.partition(".")
+    if rest and not key.startswith("lora_") and rest not in PARTS and rest not in NORM_PARTS:
+        # a bare module path (Mochi's, ACE-Step's, Omnigen2's, DiffSynth's FLUX LoRAs): the model's own
+        # names or diffusers' (`single_transformer_blocks.0...`), as ComfyUI maps them per family
+        return _split_key("diffusion_model." + key)
     return name, rest
 
 
@@ -313,16 +380,20 @@ def _what_it_is(shapes) -> str:
     return "" if kind is None or kind.folder == "loras" else ". " + kind.advice()
 
 
-def _read_modules(path, file) -> dict[str, LoraModule]:
+def _read_modules(path, file, skipped: list | None = None) -> dict[str, LoraModule]:
     with WeightFile(path) as f:
         modules: dict[str, LoraModule] = {}
+        unexpected = []
         for key in f.shapes:
             name, part = _split_key(key)
             kind = next((k for k in UNSUPPORTED if k in part), None)
             if kind:
                 raise LoraError(f"{file}: {name} is a {UNSUPPORTED[kind]} module ({key}); supported are LoRA, "
-                                f"LoCon, LoHa, LoKr, GLoRA, DoRA and full-diff modules")
+                                f"LoCon, LoHa, LoKr, GLoRA, OFT, BOFT, DoRA and full-diff modules")
             if part not in PARTS and part not in NORM_PARTS:
+                if skipped is not None:  # ComfyUI leaves such keys unread ("lora key not loaded")
+                    unexpected.append(key)
+                    continue
                 if part in ("lora_up.bias", "lora_down.bias", "bias"):
                     raise LoraError(f"{file}: {key} patches a bias; bias patches are not supported")
                 raise LoraError(f"{file}: unexpected key {key!r}; expected a LoRA file: kohya-style "
@@ -333,6 +404,10 @@ def _read_modules(path, file) -> dict[str, LoraModule]:
             tensor = f.get(key)
             part = NORM_PARTS.get(part, part)
             modules.setdefault(name, LoraModule()).parts[part] = tensor
+        if unexpected and not modules:
+            raise LoraError(f"{file}: unexpected key {unexpected[0]!r}; expected a LoRA file{_what_it_is(f.shapes)}")
+    if skipped is not None:
+        skipped.extend(unexpected)
     return modules
 
 
@@ -347,11 +422,13 @@ def lora_modules(state: dict[str, torch.Tensor], name: str = "LoRA") -> dict[str
     return _checked(modules, name)
 
 
-def read_lora(path) -> dict[str, LoraModule]:
-    """kohya module name -> LoraModule, from a file in any layout above."""
+def read_lora(path, skipped: list | None = None) -> dict[str, LoraModule]:
+    """kohya module name -> LoraModule, from a file in any layout above. A key that is no LoRA part
+    is an error, or, with a `skipped` list, added to it and left unread (as ComfyUI does) when the
+    file has LoRA modules besides."""
     file = Path(path).name
     try:
-        modules = _read_modules(path, file)
+        modules = _read_modules(path, file, skipped)
     except LoraError:
         raise
     except CheckpointError as e:
@@ -535,29 +612,31 @@ def patched_copy(root: nn.Module, weights: dict[str, torch.Tensor]) -> nn.Module
     return clone
 
 
-def _change(lora: LoraModule, strength: float, weight: torch.Tensor) -> torch.Tensor:
-    return lora.patched(weight, strength).to(weight.dtype)
+def _change(lora: LoraModule, strength: float, weight: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    from .cast_layers import stochastic_round
+
+    return stochastic_round(lora.patched(weight, strength), weight.dtype, seed)
 
 
 def _bias_change(diff: torch.Tensor, strength: float, bias: torch.Tensor) -> torch.Tensor:
     return (bias.float() + strength * diff.to(bias.device, torch.float32)).to(bias.dtype)
 
 
-def _change_scaled(lora: LoraModule, strength: float, layer, weight: torch.Tensor) -> torch.Tensor:
+def _change_scaled(lora: LoraModule, strength: float, layer, weight: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """A scaled-fp8 layer's weight (graphflow.models.cast_layers): the LoRA changes the weight
-    times its scale, and the result is stored back over the same scale."""
-    from .cast_layers import scaled
+    times its scale, and the result is stored back over the same scale (stochastically rounded)."""
+    from .cast_layers import scaled, stochastic_round
 
     scale = layer.scale_weight.to(weight.device, torch.float32)
     new = scaled(lora.patched(scaled(weight.float(), scale), strength), 1 / scale)
-    limit = torch.finfo(weight.dtype).max  # e4m3fn has no infinity: beyond its range it gives NaN
-    return new.clamp(-limit, limit).to(weight.dtype)
+    return stochastic_round(new, weight.dtype, seed)
 
 
 def _weight_patches(root: nn.Module, patches: dict[str, LoraModule], strength: float,
-                    lora_name: str) -> tuple[WeightPatch, ...]:
+                    lora_name: str, key_prefix: str = "diffusion_model.") -> tuple[WeightPatch, ...]:
     """The LoRA as weight patches on `root`, each checked against its weight's shape (on the meta
-    device: nothing is computed until the manager applies them)."""
+    device: nothing is computed until the manager applies them). An fp8 weight is rounded
+    stochastically, seeded as ComfyUI seeds it: the CRC-32 of its state-dict key (key_prefix + path)."""
     out = []
     for path, lora in patches.items():
         layer = root.get_submodule(path)
@@ -579,10 +658,12 @@ def _weight_patches(root: nn.Module, patches: dict[str, LoraModule], strength: f
         except ValueError as e:
             raise LoraError(f"{lora_name}: {path}: {e}; the LoRA was probably made for another architecture "
                             f"or model size") from None
+        seed = zlib.crc32(f"{key_prefix}{path}.weight".encode())
         if getattr(layer, "scale_weight", None) is not None:
-            out.append(WeightPatch(path + ".weight", functools.partial(_change_scaled, lora, strength, layer)))
+            out.append(WeightPatch(path + ".weight", functools.partial(_change_scaled, lora, strength, layer, seed=seed),
+                                   seed))
         else:
-            out.append(WeightPatch(path + ".weight", functools.partial(_change, lora, strength)))
+            out.append(WeightPatch(path + ".weight", functools.partial(_change, lora, strength, seed=seed), seed))
     return tuple(out)
 
 
@@ -591,12 +672,16 @@ def apply_lora(model: DiffusionModel | None, clip: TextEncoder | None, lora_path
                modules: dict[str, LoraModule] | None = None) -> tuple[DiffusionModel | None, TextEncoder | None]:
     """(model, clip) with the LoRA applied, as new objects; the inputs are not modified.
     strict: every LoRA module must match a layer (else LoraError listing the unmatched ones);
-    with strict=False unmatched modules are skipped, with one call of `warn` listing them (as
-    ComfyUI does), but a LoRA that matches nothing still fails.
+    with strict=False unmatched modules, and keys of the file that are no LoRA parts, are skipped,
+    with a call of `warn` listing them (as ComfyUI does), but a LoRA that matches nothing still fails.
     With clip None, text-encoder modules are ignored (a model-only load). `modules`: the file's
     read_lora already read (hooks re-apply one LoRA at several strengths), lora_path then names it."""
     name = Path(lora_path).name
-    modules = read_lora(lora_path) if modules is None else modules
+    skipped = None if strict else []
+    modules = read_lora(lora_path, skipped) if modules is None else modules
+    if skipped and warn is not None:
+        warn(f"{name}: {len(skipped)} keys were not loaded (no LoRA parts graphflow reads, as ComfyUI's "
+             f"'lora key not loaded'): {', '.join(sorted(skipped))}")
     unet_names = unet_lora_names(model.unet, every_weight=True) if model is not None else {}
     flow_names = flow_lora_names(model.unet) if model is not None else {}
     text_names = text_lora_names(clip, every_weight=True) if clip is not None else {}
@@ -636,9 +721,12 @@ def apply_lora(model: DiffusionModel | None, clip: TextEncoder | None, lora_path
         towers = list(clip.towers)
         for index, patches in text_patches.items():
             tower = towers[index]
-            towers[index] = tower.with_patches(tower.patches + _weight_patches(tower.model, patches, strength_clip, name))
+            towers[index] = tower.with_patches(tower.patches + _weight_patches(
+                tower.model, patches, strength_clip, name, f"{tower.name}.transformer."))
         clip = clip.with_towers(towers)
     if clip is not None and strength_clip != 0 and t5_patches:
         t5 = clip.t5
-        clip = clip.with_t5(t5.with_patches(t5.patches + _weight_patches(t5.model, t5_patches, strength_clip, name)))
+        prefix = f"{'umt5xxl' if t5.umt5 else 't5xxl'}.transformer."
+        t5_weights = _weight_patches(t5.model, t5_patches, strength_clip, name, prefix)
+        clip = clip.with_t5(t5.with_patches(t5.patches + t5_weights))
     return model, clip
