@@ -249,42 +249,34 @@ def mochi_encoder_prefix(shapes, decoder_prefix: str) -> str | None:
     return prefix if prefix is not None and prefix + MOCHI_VAE_ENCODER in shapes else None
 
 
-def _mochi_vae(shapes) -> tuple[str, MochiVAEConfig] | None:
-    """(prefix, config) of a Mochi VAE decoder saved in a checkpoint under vae.decoder., or None."""
-    prefix = "vae.decoder."
-    if prefix + MOCHI_VAE_DECODER not in shapes:
-        return None
+def _config_under(shapes, prefix: str, name: str, read):
+    """(prefix, read(the keys under prefix, prefix stripped)), or None where `read` gives None (not
+    that VAE); incomplete keys (KeyError / ValueError / IndexError) a CheckpointError naming `name`."""
     part = {k[len(prefix):]: tuple(s) for k, s in shapes.items() if k.startswith(prefix)}
     try:
-        return prefix, mochi_vae_config_from_state_dict(part)
+        config = read(part)
     except (KeyError, ValueError, IndexError) as e:
-        raise CheckpointError(f"the Mochi VAE keys under {prefix} are incomplete ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"the {name} keys under {prefix} are incomplete ({type(e).__name__}: {e})") from None
+    return None if config is None else (prefix, config)
+
+
+def _mochi_vae(shapes) -> tuple[str, MochiVAEConfig] | None:
+    """(prefix, config) of a Mochi VAE decoder saved in a checkpoint under vae.decoder., or None."""
+    if "vae.decoder." + MOCHI_VAE_DECODER not in shapes:
+        return None
+    return _config_under(shapes, "vae.decoder.", "Mochi VAE", mochi_vae_config_from_state_dict)
 
 
 def _hunyuan_video_vae(shapes) -> tuple[str, HunyuanVideoVAEConfig] | None:
     """(prefix, config) of a HunyuanVideo VAE saved in a checkpoint under vae. (ComfyUI's vae_key_prefix), or None."""
-    prefix = "vae."
-    part = {k[len(prefix):]: tuple(s) for k, s in shapes.items() if k.startswith(prefix)}
-    if not is_hunyuan_video_vae(part):
-        return None
-    try:
-        return prefix, hunyuan_video_vae_config_from_state_dict(part)
-    except (KeyError, ValueError, IndexError) as e:
-        raise CheckpointError(f"the HunyuanVideo VAE keys under {prefix} are incomplete ({type(e).__name__}: {e})") \
-            from None
+    return _config_under(shapes, "vae.", "HunyuanVideo VAE", lambda part: hunyuan_video_vae_config_from_state_dict(
+        part) if is_hunyuan_video_vae(part) else None)
 
 
 def _hunyuan_image_vae(shapes) -> tuple[str, HunyuanImageVAEConfig] | None:
     """(prefix, config) of a HunyuanImage 2.1 VAE saved in a checkpoint under vae. (CheckpointSave's), or None."""
-    prefix = "vae."
-    part = {k[len(prefix):]: tuple(s) for k, s in shapes.items() if k.startswith(prefix)}
-    if not is_hunyuan_image_vae(part):
-        return None
-    try:
-        return prefix, hunyuan_image_vae_config_from_state_dict(part)
-    except (KeyError, ValueError, IndexError) as e:
-        raise CheckpointError(f"the HunyuanImage 2.1 VAE keys under {prefix} are incomplete "
-                              f"({type(e).__name__}: {e})") from None
+    return _config_under(shapes, "vae.", "HunyuanImage 2.1 VAE", lambda part: hunyuan_image_vae_config_from_state_dict(
+        part) if is_hunyuan_image_vae(part) else None)
 
 
 # the families whose VAE a checkpoint holds in a layout of its own (else an LDM VAE under first_stage_model. /
