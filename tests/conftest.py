@@ -49,17 +49,30 @@ def tmp_folders(tmp_path):
     folders_module.folders.__dict__.update(saved)
 
 
-@pytest.fixture
-def fresh_manager(monkeypatch):
-    """A memory manager of the test's own, with no budget from the environment."""
+def _fresh_manager(patch: pytest.MonkeyPatch):
+    """A memory manager of its own, with no budget from the environment; offloaded at the end."""
     from graphflow import memory
 
     manager = memory.MemoryManager()
-    monkeypatch.setattr(memory, "_manager", manager)
+    patch.setattr(memory, "_manager", manager)
     for name in ("GRAPHFLOW_VRAM_BUDGET_GB", "GRAPHFLOW_RAM_BUDGET_GB"):
-        monkeypatch.delenv(name, raising=False)
+        patch.delenv(name, raising=False)
     yield manager
     manager.offload_all()  # removes the streaming hooks from shared (cached) models
+
+
+@pytest.fixture
+def fresh_manager(monkeypatch):
+    """A memory manager of the test's own, with no budget from the environment."""
+    yield from _fresh_manager(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def module_manager():
+    """fresh_manager, one for a test file's tests: its teardown (every module offloaded, a full
+    garbage collection) costs about a second, more than some tests."""
+    with pytest.MonkeyPatch.context() as patch:
+        yield from _fresh_manager(patch)
 
 
 @pytest.fixture(scope="session")

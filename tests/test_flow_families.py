@@ -257,23 +257,8 @@ def test_sampling_defaults(f):
     assert FlowDenoiser(model, schedule).timestep_scale == 1.0
 
 
-@pytest.fixture(scope="module")
-def rows_manager():
-    """conftest's fresh_manager, one for all rows: its teardown (every module offloaded, a full
-    garbage collection) costs about a second, more than a row's test."""
-    from graphflow import memory
-
-    with pytest.MonkeyPatch.context() as patch:
-        manager = memory.MemoryManager()
-        patch.setattr(memory, "_manager", manager)
-        for name in ("GRAPHFLOW_VRAM_BUDGET_GB", "GRAPHFLOW_RAM_BUDGET_GB"):
-            patch.delenv(name, raising=False)
-        yield manager
-        manager.offload_all()  # removes the streaming hooks from shared (cached) models
-
-
 @pytest.mark.parametrize("f", families())
-def test_saved_reloaded_and_read_back_when_dropped(rows_manager, tmp_path, f):
+def test_saved_reloaded_and_read_back_when_dropped(module_manager, tmp_path, f):
     """ModelSave's file (the weights under model.diffusion_model.) loads back unchanged with
     UNETLoader, and with CheckpointLoaderSimple as a model without VAE or text encoder, its notes
     saying which to load. When RAM runs short the memory manager drops the loaded network and reads
@@ -292,11 +277,11 @@ def test_saved_reloaded_and_read_back_when_dropped(rows_manager, tmp_path, f):
     assert isinstance(ckpt.model.unet, f.cls) and ckpt.vae is None and ckpt.clip is None
     assert_notes(f, ckpt.info.notes)
 
-    comp = rows_manager.components[id(again.unet)]
+    comp = module_manager.components[id(again.unet)]
     assert comp.name == f"diffusion_model:{f.arch}" and comp.reload is not None
-    rows_manager._drop(comp)
+    module_manager._drop(comp)
     assert comp.state == "dropped" and all(p.is_meta for p in again.unet.parameters())
-    rows_manager.present(again.unet)
+    module_manager.present(again.unet)
     assert all(torch.equal(again.unet.state_dict()[k], v) for k, v in before.items())
 
 
