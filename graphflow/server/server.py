@@ -177,14 +177,12 @@ class Server:
         problems of the others, and for each node with a problem the outputs it keeps from running:
         ComfyUI's `dependent_outputs`). `targets` (ComfyUI's partial_execution_targets) keeps the
         output nodes among them: other outputs are neither run nor checked."""
-        if targets is None:
-            workflow, problems = self.check(data, None)
-            if workflow is not None:
-                return workflow, output_nodes(workflow, self.registry), [], {}
         try:
             workflow = parse_workflow(data, self.registry)
         except WorkflowFormatError as e:
             return None, [], e.problems, {}
+        if targets is None and not validate(workflow, self.registry, None, self.config.run_limits):
+            return workflow, output_nodes(workflow, self.registry), [], {}
         valid, problems, dependents = [], [], {}
         for node_id in output_nodes(workflow, self.registry):
             if targets is not None and node_id not in targets:
