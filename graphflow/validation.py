@@ -132,17 +132,21 @@ def _natural_key(node_id: str):
     return (0, int(node_id), "") if node_id.isascii() and node_id.isdigit() else (1, 0, node_id)
 
 
+def unknown_type_problem(node_id: str, node_type: str, registry: Registry) -> Problem:
+    """A node of a type the registry lacks: which pack it comes from, or the names it is close to."""
+    from graphflow.comfy_format import unknown_type_hint
+
+    why = unknown_type_hint(node_type)
+    close = difflib.get_close_matches(node_type, [c.node_type for c in registry], n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return Problem(node_id, node_type, None, f"unknown node type: {why}" if why else f"unknown node type '{node_type}'{hint}")
+
+
 def _check_node(node_id, workflow: Workflow, registry: Registry, problems: list[Problem]) -> PlannedNode | None:
     entry = workflow.nodes[node_id]
     cls = registry.get(entry.type)
     if cls is None:
-        from graphflow.comfy_format import unknown_type_hint
-
-        why = unknown_type_hint(entry.type)
-        close = difflib.get_close_matches(entry.type, [c.node_type for c in registry], n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        message = f"unknown node type: {why}" if why else f"unknown node type '{entry.type}'{hint}"
-        problems.append(Problem(node_id, entry.type, None, message))
+        problems.append(unknown_type_problem(node_id, entry.type, registry))
         return None
 
     inputs = entry.inputs

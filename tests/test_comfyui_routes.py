@@ -435,3 +435,30 @@ async def test_progress_state_tracks_nodes_from_pending_to_finished(start):
     assert seen[-1] == {"1": ("finished", 1, 1), "3": ("finished", 1, 1)}
     assert "1" not in [m["data"]["node"] for m in messages if m["type"] == "executing"]
     await ws.close()
+
+
+async def test_a_class_nobody_has_refuses_the_whole_prompt_as_in_comfyui(start):
+    client = await start()
+    # ComfyUI checks every node's class before anything else: one it lacks refuses the whole
+    # prompt, even where other outputs are valid, with the message clients read to tell a missing
+    # custom node; the first such node in the prompt's order is named.
+    prompt = {"1": {"class_type": "Canvas", "inputs": {"red": 10}},
+              "2": {"class_type": "SaveTestImage", "inputs": {"image": ["1", 0]}},
+              "7": {"class_type": "Power Lora Loader (rgthree)X", "inputs": {}},
+              "5": {"class_type": "WeirdNode", "inputs": {"x": 1}}}
+    response = await client.post("/prompt", json={"prompt": prompt})
+    body = await response.json()
+    assert response.status == 400 and body["node_errors"] == {}
+    assert body["error"] == {"type": "invalid_prompt", "extra_info": {}, "details": "Node ID '#7'",
+                             "message": "Cannot execute because node Power Lora Loader (rgthree)X does not exist."}
+    assert [p["node_id"] for p in body["problems"]] == ["7", "5"]
+    assert "rgthree-comfy" in body["problems"][0]["message"]  # ours say which pack it comes from
+    # Nothing was queued.
+    assert (await (await client.get("/queue")).json())["queue_pending"] == []
+    # A node without a class: ComfyUI's own message.
+    response = await client.post("/prompt", json={"prompt": {"1": {"class_type": "Canvas", "inputs": {}},
+                                                              "3": {"inputs": {}}}})
+    body = await response.json()
+    assert response.status == 400 and body["error"]["type"] == "invalid_prompt"
+    assert body["error"]["message"] == "Cannot execute because a node is missing the class_type property."
+    assert body["error"]["details"] == "Node ID '#3'" and body["node_errors"] == {}

@@ -10,7 +10,7 @@ from aiohttp import web
 from graphflow.device import memory_stats
 from graphflow.comfy_format import export_api
 from graphflow.folders import COMFY_KINDS, MODEL_KINDS, UnsafePathError, folders
-from graphflow.validation import Problem, output_nodes
+from graphflow.validation import Problem, output_nodes, unknown_type_problem
 from graphflow.workflow import WorkflowFormatError, parse_workflow
 
 from graphflow.server import comfyui_messages, file_routes, system_routes
@@ -39,21 +39,25 @@ def _comfy_node_errors(problems: list[Problem], dependents: dict[str, list[str]]
     return errors
 
 
-def _failed(kind: str, message: str, problems: list[Problem], dependents: dict | None = None):
+def _failed(kind: str, message: str, problems: list[Problem], dependents: dict | None = None,
+            details: str | None = None):
     """ComfyUI's 400 answer: `error` {type, message, details, extra_info} and `node_errors`
-    (`problems`: ours, in our shape, for clients that want node and input apart)."""
-    details = "\n".join(f"{p.message}: {p.input or ''}" if p.node_id is not None else p.message for p in problems)
+    (`problems`: ours, in our shape, for clients that want node and input apart). A prompt-level
+    refusal (`details` given: ComfyUI's "Node ID '#3'") has no node_errors, as in ComfyUI."""
+    node_errors = _comfy_node_errors(problems, dependents) if details is None else {}
+    if details is None:
+        details = "\n".join(f"{p.message}: {p.input or ''}" if p.node_id is not None else p.message for p in problems)
     return json_response({
         "error": {"type": kind, "message": message, "details": details, "extra_info": {}},
-        "node_errors": _comfy_node_errors(problems, dependents),
+        "node_errors": node_errors,
         "problems": [p.to_dict() for p in problems]}, 400)
 
 
 async def comfy_prompt(request):
     """Queue a ComfyUI prompt. As in ComfyUI, the outputs whose part of the graph is valid run and
-    the invalid ones come back in `node_errors`; only a prompt with no valid output is refused, with
-    ComfyUI's error types: no_prompt, invalid_prompt, prompt_no_outputs or
-    prompt_outputs_failed_validation."""
+    the invalid ones come back in `node_errors`; only a prompt with no valid output, or with a node
+    of a class we lack anywhere in it, is refused, with ComfyUI's error types: no_prompt,
+    invalid_prompt, prompt_no_outputs or prompt_outputs_failed_validation."""
     server = server_of(request)
     try:
         body = await json_body(request)
@@ -75,7 +79,20 @@ async def comfy_prompt(request):
     workflow, valid_outputs, problems, dependents = server.check_partial(body["prompt"], targets)
     if workflow is None:  # not a graph at all (ComfyUI: a node without class_type, say)
         problems = problems or [Problem(None, None, None, "the prompt is not a graph of nodes")]
+        prompt = body["prompt"]
+        lacking = [k for k, v in prompt.items() if isinstance(v, dict) and "class_type" not in v] \
+            if isinstance(prompt, dict) else []
+        if lacking:
+            return _failed("invalid_prompt", "Cannot execute because a node is missing the class_type property.",
+                           problems, details=f"Node ID '#{lacking[0]}'")
         return _failed("invalid_prompt", problems[0].message, problems)
+    # As in ComfyUI, a class it does not know refuses the whole prompt, with the message clients
+    # look for to tell a missing custom node (the problems say which pack it comes from).
+    unknown = [unknown_type_problem(node_id, node.type, server.registry)
+               for node_id, node in workflow.nodes.items() if server.registry.get(node.type) is None]
+    if unknown:
+        return _failed("invalid_prompt", f"Cannot execute because node {unknown[0].node_type} does not exist.",
+                       unknown, details=f"Node ID '#{unknown[0].node_id}'")
     if not valid_outputs and not problems:
         return _failed("prompt_no_outputs", "Prompt has no outputs", [Problem(
             None, None, None, "the prompt has no output node (SaveImage, PreviewImage, ...): nothing would run"
@@ -310,7 +327,7 @@ async def comfy_interrupt(request):
 
 # (method, path, handler, what it does): registered by the app, listed in docs/comfyui.md.
 ROUTES = (
-    ("POST", "/prompt", comfy_prompt, "queue an API-format graph; valid outputs run, invalid ones come back in `node_errors`"),
+    ("POST", "/prompt", comfy_prompt, "queue an API-format graph; valid outputs run, invalid ones come back in `node_errors` (a class graphflow lacks refuses it)"),
     ("GET", "/prompt", comfy_prompt_info, "`exec_info.queue_remaining`"),
     ("GET", "/queue", comfy_queue, "`queue_running` and `queue_pending`"),
     ("POST", "/queue", comfy_queue_change, "`clear`, or `delete` a list of pending prompts"),
