@@ -354,7 +354,7 @@ def _expand_group_node(instance: dict, definition: dict, links: dict, registry, 
             notes.append({"node_id": inst, "node_type": instance.get("type"), "input": None,
                           "message": "the group node's widget values could not be matched to its inner nodes; "
                                      "the values saved in its definition were used"})
-    instance.update({"type": "__forward", "inputs": forwards, "group_node": instance.get("type")})
+    instance.update({"type": "__forward", "inputs": forwards, "group_node": instance.get("type"), "boundary": True})
     return made
 
 
@@ -393,7 +393,7 @@ def _flatten(data: dict, registry=None, notes: list | None = None) -> tuple[dict
                 b = node["id"] + ":out" if b == "-20" else inner + b
                 links[inner + link_id] = (a, a_slot, b, b_slot, kind)
             # The input proxy forwards what feeds the instance; the instance forwards its outputs.
-            nodes[node["id"] + ":in"] = {"id": node["id"] + ":in", "type": "__forward",
+            nodes[node["id"] + ":in"] = {"id": node["id"] + ":in", "type": "__forward", "boundary": True,
                                          "inputs": _promoted(node.get("inputs") or [], node.get("widgets_values"))}
             nodes[node["id"] + ":out"] = {"id": node["id"] + ":out", "type": "__forward", "inputs": [
                 {"name": o.get("name"), "type": o.get("type"), "link": None} for o in definition.get("outputs", [])]}
@@ -414,7 +414,7 @@ def _flatten(data: dict, registry=None, notes: list | None = None) -> tuple[dict
                 slots[b_slot]["link"] = link_id
     for instance in instances:
         nodes[instance] = {**nodes[instance], "type": "__forward", "inputs": nodes[instance + ":out"]["inputs"],
-                           "subgraph": nodes[instance].get("type")}
+                           "subgraph": nodes[instance].get("type"), "boundary": True}
     return nodes, links, instances
 
 
@@ -439,24 +439,26 @@ MUTED_SOURCE = ("muted",)
 class _Resolver:
     """Follows a link back through Reroutes, dropped (muted or bypassed unknown) nodes and
     subgraph boundaries to a real node's output ("link", id, slot), a Primitive's value
-    ("value", v), a muted node (MUTED_SOURCE), or nothing (None). A Primitive's value passes
-    no bypass: ComfyUI's editor copies it into the widgets its links end at (there, the
-    bypassed node's own), and resolving a link to a Primitive finds nothing."""
+    ("value", v), a muted node (MUTED_SOURCE), or nothing (None). A Primitive's value arrives
+    only over a direct link: ComfyUI's editor (PrimitiveNode.applyToGraph) copies it into the
+    widgets its own links end at, and resolving a link to a Primitive through anything else (a
+    Reroute, a bypass, a subgraph's boundary) finds nothing, so the reader keeps its own value."""
 
     def __init__(self, nodes, links, dropped=frozenset()):
         self.nodes, self.links, self.dropped = nodes, links, dropped
 
-    def link(self, link_id, depth=0, kind=None, bypassed=False):
+    def link(self, link_id, depth=0, kind=None, relayed=False):
         """`kind`: the type of the input being fed, which picks what a bypass passes (a link's
-        own type may be "*" after a Reroute); `bypassed`: whether the path went through a bypass."""
+        own type may be "*" after a Reroute); `relayed`: whether the path went through a node
+        (Reroute, bypass, subgraph boundary) rather than straight from its source."""
         if link_id is None or depth > 100:
             return None
         link = self.links.get(_node_id(link_id))
         if link is None:
             return None
-        return self.output(link[0], link[1], kind or link[4], depth, bypassed)
+        return self.output(link[0], link[1], kind or link[4], depth, relayed)
 
-    def output(self, node_id, slot, kind, depth, bypassed=False):
+    def output(self, node_id, slot, kind, depth, relayed=False):
         node = self.nodes.get(node_id)
         if node is None:
             return None
@@ -474,13 +476,15 @@ class _Resolver:
             if node_type == "Reroute" and node.get("mode") == BYPASSED and inputs:
                 # ComfyUI resolves a bypassed Reroute as any bypass: on through its input, read
                 # as that input's own type ("*"), no longer the type of the input it feeds.
-                kind, bypassed = inputs[0].get("type") or "*", True
+                kind = inputs[0].get("type") or "*"
             if index < len(inputs) and inputs[index].get("link") is None and "value" in inputs[index]:
                 return ("value", inputs[index]["value"])  # a subgraph instance's promoted widget
-            return self.link(inputs[index].get("link"), depth + 1, kind, bypassed) if index < len(inputs) else None
+            # Only the packs' forwarders (comfy_pack_nodes) pass a Primitive's value on, as before.
+            relayed = relayed or node_type == "Reroute" or node.get("boundary", False)
+            return self.link(inputs[index].get("link"), depth + 1, kind, relayed) if index < len(inputs) else None
         if node_type == "PrimitiveNode":
             values = node.get("widgets_values") or []
-            return ("value", values[0]) if values and not bypassed else None
+            return ("value", values[0]) if values and not relayed else None
         if mode == BYPASSED:
             out_type = _slot_type(node.get("outputs"), slot)
             pairs = [(k, i.get("type")) for k, i in enumerate(inputs)]

@@ -445,6 +445,39 @@ def test_primitive_value_does_not_pass_a_bypassed_node(builtin_registry):
     assert load("txt2img_tricks_ui.json", builtin_registry).nodes[str(sampler["id"])].inputs["seed"] == 42
 
 
+def test_primitive_value_reaches_only_the_widgets_it_links_to_directly(builtin_registry):
+    # ComfyUI's frontend (since March 2025) copies a Primitive's value only into the widgets its own
+    # links end at (PrimitiveNode.applyToGraph); a Reroute has no widget, and resolving a link through
+    # it to the Primitive finds nothing. So a sampler fed through two Reroutes keeps its own seed (7),
+    # while a second sampler linked straight to the same Primitive gets its value (42).
+    data = json.loads((CORPUS / "txt2img_tricks_ui.json").read_text())
+    sampler = next(n for n in data["nodes"] if n["type"] == "KSampler")
+    sampler["widgets_values"][0] = 7
+    twin = json.loads(json.dumps(sampler))
+    twin.update(id=30, pos=[5, 900], inputs=[{**i, "link": None} for i in twin["inputs"]],
+                outputs=[{**o, "links": []} for o in twin["outputs"]])
+    twin["widgets_values"][0] = 42  # the editor has copied the Primitive's value into its widget
+    seed_slot = next(k for k, i in enumerate(twin["inputs"]) if i["name"] == "seed")
+    twin["inputs"][seed_slot]["link"] = 33
+    data["nodes"].append(twin)
+    primitive = next(n for n in data["nodes"] if n["type"] == "PrimitiveNode")
+    reroute = {"pos": [9, 9], "size": [75, 26], "flags": {}, "order": 10, "mode": 0, "type": "Reroute",
+               "properties": {"showOutputText": False, "horizontal": False}}
+    data["nodes"] += [{**reroute, "id": 20, "inputs": [{"name": "", "type": "*", "link": 13, "widget": {"name": "value"}}],
+                       "outputs": [{"name": "", "type": "INT", "links": [31]}]},
+                      {**reroute, "id": 21, "inputs": [{"name": "", "type": "*", "link": 31, "widget": {"name": "value"}}],
+                       "outputs": [{"name": "", "type": "INT", "links": [32]}]}]
+    next(link for link in data["links"] if link[0] == 13)[3:5] = [20, 0]
+    data["links"] += [[31, 20, 0, 21, 0, "INT"], [32, 21, 0, sampler["id"], 4, "INT"], [33, primitive["id"], 0, 30, 4, "INT"]]
+    next(i for i in sampler["inputs"] if i["name"] == "seed")["link"] = 32
+    primitive["outputs"][0]["links"].append(33)
+    workflow = parse_workflow(json.loads(json.dumps(data)), builtin_registry)
+    assert workflow.nodes[str(sampler["id"])].inputs["seed"] == 7
+    assert workflow.nodes["30"].inputs["seed"] == 42
+    written = export_ui(workflow, builtin_registry)  # the links through the Reroutes stay
+    assert by_id(written["nodes"]) == by_id(data["nodes"]) and written["links"] == data["links"]
+
+
 def test_subgraph_is_expanded_with_instance_prefixed_ids(builtin_registry):
     workflow = load("txt2img_subgraph_ui.json", builtin_registry)
     assert workflow.nodes["6:1"].type == "CLIPEncode"
@@ -469,6 +502,17 @@ def test_subgraph_widget_promoted_to_the_instance_sends_the_instance_value(built
     assert workflow.nodes["6:1"].inputs == {"clip": ["4", 1], "text": "a blue square"}
     written = export_ui(workflow, builtin_registry)
     assert written["definitions"] == data["definitions"] and by_id(written["nodes"])[6] == instance
+    # Fed by a Primitive, the instance's widget gets its value (applyToGraph), but resolving the
+    # inner node's input across the boundary to the Primitive finds nothing: its own text is sent.
+    data["nodes"].append({"id": 20, "type": "PrimitiveNode", "pos": [0, 0], "size": [300, 80], "flags": {},
+                          "order": 0, "mode": 0, "inputs": [], "properties": {"Run widget replace on values": False},
+                          "outputs": [{"name": "STRING", "type": "STRING", "links": [30], "widget": {"name": "text"}}],
+                          "widgets_values": ["a green triangle"]})
+    data["links"].append([30, 20, 0, 6, len(instance["inputs"]) - 1, "STRING"])
+    instance["inputs"][-1]["link"] = 30
+    instance["widgets_values"] = ["a green triangle"]
+    workflow = parse_workflow(json.loads(json.dumps(data)), builtin_registry)
+    assert workflow.nodes["6:1"].inputs["text"] == definition["nodes"][0]["widgets_values"][0]
 
 
 def test_muted_or_bypassed_subgraph_instance(builtin_registry):
