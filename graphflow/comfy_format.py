@@ -39,6 +39,14 @@ VIRTUAL_TYPES = {"Reroute", "PrimitiveNode", "Note", "MarkdownNote"}
 UPLOAD_INPUTS = ("upload", "choose file to upload")  # the editor's upload button, which some exports write
 CONTROL_DEFAULT = "fixed"
 CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")  # control_after_generate's choices
+# Saves from before March 2023 hold a toggle's true/false there; ComfyUI's editor reads them as these
+# (for KSampler, KSamplerAdvanced and PrimitiveNode; other nodes keep the boolean, which acts as fixed).
+OLD_CONTROLS = {True: "randomize", False: "fixed"}
+# Class names ComfyUI's editor renames when it loads a workflow (app.ts loadGraphData), and the
+# KSampler samplers once saved with a "sample_" prefix, which it strips.
+RENAMED_TYPES = {"T2IAdapterLoader": "ControlNetLoader", "ConditioningAverage ": "ConditioningAverage",
+                 "SDV_img2vid_Conditioning": "SVD_img2vid_Conditioning"}
+SAMPLE_PREFIXED = ("KSampler", "KSamplerAdvanced")
 # (class, input, folder): the class a node is read as when its file name is annotated with that
 # folder, since ours load from one folder each (ComfyUI's LoadImage reads "x.png [output]" too)
 FOLDER_CLASSES = {("LoadImage", "image", "output"): "LoadImageOutput"}
@@ -373,6 +381,8 @@ def _flatten(data: dict, registry=None, notes: list | None = None) -> tuple[dict
         for raw in node_list:
             node = dict(raw)
             node["id"] = prefix + _node_id(raw["id"])
+            if isinstance(node.get("type"), str):
+                node["type"] = RENAMED_TYPES.get(node["type"], node["type"])
             if prefix:  # inner link ids are local to their subgraph
                 node["inputs"] = [{**i, "link": None if i.get("link") is None else prefix + _node_id(i["link"])}
                                   for i in raw.get("inputs") or []]
@@ -510,9 +520,11 @@ def _widget_values(node: dict, order: list[dict]) -> tuple[dict, dict]:
     values, controls, at = {}, {}, 0
     raw = raw or []
     for entry, role in _widget_slots(order):
-        if role == "control":  # older saves may lack it: only a control word is taken as one
-            if at < len(raw) and raw[at] in CONTROL_VALUES:
-                controls[entry["name"]] = raw[at]
+        if role == "control":  # a control word, or an old save's true/false (the editor reads
+            # any value there as the control; a save lacking it is read unshifted here, not shifted)
+            if at < len(raw) and (raw[at] in CONTROL_VALUES or isinstance(raw[at], bool)):
+                old = isinstance(raw[at], bool) and node.get("type") in SAMPLE_PREFIXED + ("PrimitiveNode",)
+                controls[entry["name"]] = OLD_CONTROLS[raw[at]] if old else raw[at]
                 at += 1
             continue
         if role == "value" and at < len(raw):
@@ -659,6 +671,9 @@ def ui_to_api(data: dict, registry, now: datetime | None = None,
         order = _widget_order(node_type, registry)
         inputs, seen, cut = {}, {}, set()
         values, controls = _widget_values(node, order or [])
+        sampler = values.get("sampler_name")
+        if node_type in SAMPLE_PREFIXED and isinstance(sampler, str) and sampler.startswith("sample_"):
+            values["sampler_name"] = sampler[len("sample_"):]
         for socket in node.get("inputs") or []:
             name = (socket.get("widget") or {}).get("name") or socket.get("name")
             target = resolver.link(socket.get("link"), kind=socket.get("type"))

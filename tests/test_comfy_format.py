@@ -577,6 +577,27 @@ def test_widget_order_includes_control_after_generate_and_upload_values(builtin_
     assert workflow.nodes["2"].inputs == {"image": "red-circle-on-blue.png"}
 
 
+def test_old_saves_control_toggles_sampler_prefixes_and_renamed_classes(builtin_registry):
+    # Saves from before March 2023 hold a true/false toggle after the seed: ComfyUI's editor reads
+    # the slot all the same (true as "randomize", false as "fixed"), strips KSampler's old
+    # "sample_" sampler names and renames T2IAdapterLoader (and two misspelt classes) on loading.
+    values = [5, True, 20, 8, "sample_euler_ancestral", "normal", 1]
+    ui = {"nodes": [{"id": 1, "type": "KSampler", "mode": 0, "inputs": [], "outputs": [], "widgets_values": values},
+                    {"id": 2, "type": "T2IAdapterLoader", "mode": 0, "inputs": [], "outputs": [],
+                     "widgets_values": ["t2iadapter_canny.pth"]},
+                    {"id": 3, "type": "KSampler", "mode": 0, "inputs": [], "outputs": [],
+                     "widgets_values": [5, 20, 8, "euler", "normal", 1]}], "links": []}
+    graph, kept, _ = ui_to_api(ui, builtin_registry)
+    assert graph["1"]["inputs"] == {"seed": 5, "steps": 20, "cfg": 8, "sampler_name": "euler_ancestral",
+                                    "scheduler": "normal", "denoise": 1}
+    assert kept["1"]["controls"] == {"seed": "randomize"}
+    assert graph["2"] == {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "t2iadapter_canny.pth"}}
+    # A save without the control value (the editor would shift the rest by one) is read unshifted.
+    assert graph["3"]["inputs"] == graph["1"]["inputs"] | {"sampler_name": "euler"}
+    values[1] = False
+    assert ui_to_api(ui, builtin_registry)[1]["1"]["controls"] == {"seed": "fixed"}
+
+
 def test_upload_value_comes_after_the_required_widgets(builtin_registry):
     # ComfyUI's editor adds its upload button after the class's required inputs: LoadImageMask
     # saves [image, channel, "image"], and writes it back so.
