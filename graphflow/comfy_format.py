@@ -338,8 +338,11 @@ def _expand_group_node(instance: dict, definition: dict, links: dict, registry, 
         trailing = []  # converted widgets fed from outside: the group's own widgets, after all others
         for i, node in enumerate(made):
             if node.get("type") == "PrimitiveNode":
-                if (i, 0) in linked_from:
-                    plan += [(i, 0), (i, 1)]  # its value and control_after_generate
+                if (i, 0) in linked_from:  # its value, then (INT, COMBO) control_after_generate and
+                    # (COMBO) the control's filter list, by the type of its first inner link
+                    kind = next((l[5] for l in inner_links if (l[0], l[1]) == (i, 0) and len(l) > 5), None)
+                    kind = kind or ((node.get("outputs") or [{}])[0] or {}).get("type")
+                    plan += [(i, k) for k in range({"INT": 2, "COMBO": 3}.get(kind, 1))]
                 continue
             order = _widget_order(node.get("type"), registry) if node.get("type") not in VIRTUAL_TYPES else []
             if order is None:
@@ -353,15 +356,18 @@ def _expand_group_node(instance: dict, definition: dict, links: dict, registry, 
                     trailing += [(i, at) for at, (entry, role) in slots if entry["name"] == name and role != "upload"]
         if plan is not None:
             plan += trailing
-        if plan is not None and len(plan) == len(values):
+            # By position, as ComfyUI's editor configures the group node's widgets.
             for (i, position), value in zip(plan, values):
                 saved = made[i].setdefault("widgets_values", [])
                 saved.extend([None] * (position + 1 - len(saved)))
                 saved[position] = value
-        else:
+        if plan is None or len(plan) != len(values):
+            what = f"its {len(values)} values were given by position to its {len(plan)} widgets, as ComfyUI's " \
+                   "editor does; widgets left without one keep its definition's value (the editor: the default)" \
+                if plan is not None else "its widget values could not be matched to its inner nodes (a class " \
+                                         "graphflow does not know); the values saved in its definition were used"
             notes.append({"node_id": inst, "node_type": instance.get("type"), "input": None,
-                          "message": "the group node's widget values could not be matched to its inner nodes; "
-                                     "the values saved in its definition were used"})
+                          "message": "the group node's widget values don't line up with its inner nodes: " + what})
     instance.update({"type": "__forward", "inputs": forwards, "group_node": instance.get("type"), "boundary": True})
     return made
 

@@ -544,8 +544,30 @@ def test_legacy_group_node_is_expanded_with_the_instance_values(builtin_registry
     data["nodes"][-1 if data["nodes"][-1]["id"] == 6 else [n["id"] for n in data["nodes"]].index(6)][
         "widgets_values"] = ["only one value"]
     workflow = parse_workflow(data, builtin_registry)
+    assert workflow.nodes["6:0"].inputs["text"] == "only one value"  # by position, as ComfyUI does
     assert workflow.nodes["6:1"].inputs["text"] == "old negative"  # the definition's, with a note
     assert [n["node_id"] for n in workflow.notes] == ["6"]
+
+
+@pytest.mark.parametrize("kind, slots", [("STRING", 1), ("INT", 2), ("COMBO", 3)])
+def test_legacy_group_node_primitive_takes_the_widgets_of_its_type(builtin_registry, kind, slots):
+    # A Primitive inside a group node is a widget of the group: its value, then for INT and COMBO
+    # a control_after_generate, and for COMBO the control's filter list (ComfyUI's group nodes mark
+    # the Primitive's input control_after_generate; string widgets take no control). The link's
+    # type says which; here a STRING Primitive (typed as each kind) feeds the positive text.
+    data = json.loads((CORPUS / "txt2img_group_node_ui.json").read_text())
+    definition = data["extra"]["groupNodes"]["Prompts"]
+    definition["nodes"][0]["inputs"].append({"name": "text", "type": "STRING", "link": 1, "widget": {"name": "text"}})
+    definition["nodes"].append({"type": "PrimitiveNode", "pos": [0, 0], "size": [300, 80], "flags": {}, "order": 0,
+                                "mode": 0, "inputs": [], "properties": {"Run widget replace on values": False},
+                                "outputs": [{"name": kind, "type": kind, "links": [1], "widget": {"name": "text"}}],
+                                "widgets_values": ["old primitive"], "index": 2})
+    definition["links"].append([2, 0, 0, 1, 2, kind])
+    instance = next(n for n in data["nodes"] if n["id"] == 6)
+    instance["widgets_values"] = ["the negative", "the positive", "fixed", ""][:1 + slots]
+    workflow = parse_workflow(data, builtin_registry)
+    assert workflow.nodes["6:0"].inputs["text"] == "the positive" and workflow.nodes["6:1"].inputs["text"] == "the negative"
+    assert workflow.notes == []
 
 
 def test_legacy_group_node_values_of_converted_widgets_come_last(builtin_registry):
