@@ -86,6 +86,7 @@ CUSTOM_PACKS = {
 }
 
 
+REPLACE_PROPERTY = "Run widget replace on values"  # a PrimitiveNode property: fill in %...% patterns
 EXTRA_PROPERTY = "graphflow_inputs"  # UI node property holding the values of our inputs ComfyUI lacks
 
 
@@ -341,7 +342,8 @@ def _expand_group_node(instance: dict, definition: dict, links: dict, registry, 
                 if (i, 0) in linked_from:  # its value, then (INT, COMBO) control_after_generate and
                     # (COMBO) the control's filter list, by the type of its first inner link
                     kind = next((l[5] for l in inner_links if (l[0], l[1]) == (i, 0) and len(l) > 5), None)
-                    kind = kind or ((node.get("outputs") or [{}])[0] or {}).get("type")
+                    output = (node.get("outputs") or [None])[0]
+                    kind = kind or (output.get("type") if isinstance(output, dict) else None)
                     plan += [(i, k) for k in range({"INT": 2, "COMBO": 3}.get(kind, 1))]
                 continue
             order = _widget_order(node.get("type"), registry) if node.get("type") not in VIRTUAL_TYPES else []
@@ -460,8 +462,10 @@ class _Resolver:
     widgets its own links end at, and resolving a link to a Primitive through anything else (a
     Reroute, a bypass, a subgraph's boundary) finds nothing, so the reader keeps its own value."""
 
-    def __init__(self, nodes, links, dropped=frozenset()):
-        self.nodes, self.links, self.dropped = nodes, links, dropped
+    def __init__(self, nodes, links, dropped=frozenset(), replace=None):
+        """`replace`: fills in a Primitive's text as the editor does where its "Run widget replace
+        on values" property is set (%date:...%, %Node.widget%)."""
+        self.nodes, self.links, self.dropped, self.replace = nodes, links, dropped, replace
 
     def link(self, link_id, depth=0, kind=None, relayed=False):
         """`kind`: the type of the input being fed, which picks what a bypass passes (a link's
@@ -500,7 +504,13 @@ class _Resolver:
             return self.link(inputs[index].get("link"), depth + 1, kind, relayed) if index < len(inputs) else None
         if node_type == "PrimitiveNode":
             values = node.get("widgets_values") or []
-            return ("value", values[0]) if values and not relayed else None
+            if not values or relayed:
+                return None
+            value = values[0]
+            properties = node.get("properties") if isinstance(node.get("properties"), dict) else {}
+            if self.replace and properties.get(REPLACE_PROPERTY) and value and isinstance(value, str):
+                value = self.replace(value)
+            return ("value", value)
         if mode == BYPASSED:
             out_type = _slot_type(node.get("outputs"), slot)
             pairs = [(k, i.get("type")) for k, i in enumerate(inputs)]
@@ -668,7 +678,7 @@ def ui_to_api(data: dict, registry, now: datetime | None = None,
     nodes, links, _ = _flatten(data, registry, notes)
     problems = comfy_pack_nodes.resolve(nodes, links)  # SetNode/GetNode, rgthree's, Use Everywhere
     dropped = _dropped(nodes, registry)
-    resolver = _Resolver(nodes, links, dropped)
+    resolver = _Resolver(nodes, links, dropped, lambda text: _replaced(text, data.get("nodes") or [], registry, now))
     graph, resolved_inputs = {}, {}
     for node_id, node in nodes.items():
         node_type = node.get("type")

@@ -648,6 +648,26 @@ def test_save_filename_prefix_patterns_are_filled_in_as_the_editor_queues_them(b
     assert by_id(export_ui(workflow, builtin_registry)["nodes"])[save["id"]]["widgets_values"] == [pattern]
 
 
+def test_primitive_with_widget_replace_fills_in_patterns(builtin_registry):
+    # A Primitive whose "Run widget replace on values" property is set has its text filled in by
+    # the editor (the same %date:...% / %Node.widget% replacement as a save node's prefix) before
+    # it is copied into the widgets it feeds; unset, the text goes as it is.
+    from datetime import datetime
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    encode = next(n for n in data["nodes"] if n["type"] == "CLIPTextEncode" and n["widgets_values"][0])
+    encode["inputs"].append({"name": "text", "type": "STRING", "link": 40, "widget": {"name": "text"}})
+    data["nodes"].append({"id": 40, "type": "PrimitiveNode", "pos": [0, 0], "size": [300, 80], "flags": {},
+                          "order": 0, "mode": 0, "inputs": [], "properties": {"Run widget replace on values": True},
+                          "outputs": [{"name": "STRING", "type": "STRING", "links": [40], "widget": {"name": "text"}}],
+                          "widgets_values": ["seed %KSampler.seed% on %date:yyyy-MM-dd%"]})
+    data["links"].append([40, 40, 0, encode["id"], len(encode["inputs"]) - 1, "STRING"])
+    graph = ui_to_api(data, builtin_registry, now=datetime(2025, 3, 7, 9, 5, 1))[0]
+    assert graph[str(encode["id"])]["inputs"]["text"] == "seed 42 on 2025-03-07"
+    data["nodes"][-1]["properties"]["Run widget replace on values"] = False
+    assert ui_to_api(data, builtin_registry)[0][str(encode["id"])]["inputs"]["text"] == \
+        "seed %KSampler.seed% on %date:yyyy-MM-dd%"
+
+
 def test_prompt_widgets_resolve_comments_and_choices_as_the_editor_queues_them(builtin_registry):
     # CLIPTextEncode's text is a dynamicPrompts widget: ComfyUI's editor drops // and /* */
     # comments and picks one option of each {a|b} when it queues; \{ \} become plain braces.
