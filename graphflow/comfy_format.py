@@ -370,7 +370,8 @@ def _expand_group_node(instance: dict, definition: dict, links: dict, registry, 
                                          "graphflow does not know); the values saved in its definition were used"
             notes.append({"node_id": inst, "node_type": instance.get("type"), "input": None,
                           "message": "the group node's widget values don't line up with its inner nodes: " + what})
-    instance.update({"type": "__forward", "inputs": forwards, "group_node": instance.get("type"), "boundary": True})
+    instance.update({"type": "__forward", "inputs": forwards, "group_node": instance.get("type"), "boundary": True,
+                     "outer_inputs": instance.get("inputs") or []})
     return made
 
 
@@ -491,6 +492,13 @@ class _Resolver:
             if node["mode"] == MUTED:
                 return MUTED_SOURCE
             node_type, mode, inputs = None, BYPASSED, self.nodes[node_id + ":in"]["inputs"]
+        if node.get("group_node") is not None and node.get("mode") == BYPASSED:
+            # A bypassed legacy group node passes on its first input of exactly the reader's type,
+            # that output's own position first (ExecutableGroupNodeDTO); its inner nodes still run.
+            outer = [i if isinstance(i, dict) else {} for i in node.get("outer_inputs") or []]
+            chosen = next((i for i in [slot, *range(len(outer))] if i < len(outer) and outer[i].get("type") == kind), None)
+            return self.link(outer[chosen].get("link"), depth + 1, outer[chosen].get("type"), True) \
+                if chosen is not None else None
         if node_type in ("Reroute", "__forward"):
             index = 0 if node_type == "Reroute" else slot
             if node_type == "Reroute" and node.get("mode") == BYPASSED and inputs:

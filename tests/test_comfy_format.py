@@ -549,6 +549,24 @@ def test_legacy_group_node_is_expanded_with_the_instance_values(builtin_registry
     assert [n["node_id"] for n in workflow.notes] == ["6"]
 
 
+def test_muted_or_bypassed_legacy_group_node(builtin_registry):
+    # ComfyUI's frontend of 2025 still runs a muted or bypassed group node's inner nodes (their
+    # own modes count, not the group's); muted, its readers still get the inner outputs; bypassed,
+    # each reader gets the group's first input of exactly its type (its own position first), else
+    # nothing.
+    data = json.loads((CORPUS / "txt2img_group_node_ui.json").read_text())
+    instance = next(n for n in data["nodes"] if n["id"] == 6)
+    instance["mode"] = 2
+    graph = ui_to_api(data, builtin_registry)[0]
+    assert {"6:0", "6:1"} <= set(graph) and graph["3"]["inputs"]["positive"] == ["6:0", 0]
+    instance["mode"] = 4
+    graph = ui_to_api(data, builtin_registry)[0]
+    assert {"6:0", "6:1"} <= set(graph) and "positive" not in graph["3"]["inputs"]  # no CONDITIONING input
+    instance["inputs"][1]["type"] = "CONDITIONING"
+    graph = ui_to_api(data, builtin_registry)[0]
+    assert graph["3"]["inputs"]["positive"] == ["4", 1] and graph["3"]["inputs"]["negative"] == ["4", 1]
+
+
 @pytest.mark.parametrize("kind, slots", [("STRING", 1), ("INT", 2), ("COMBO", 3)])
 def test_legacy_group_node_primitive_takes_the_widgets_of_its_type(builtin_registry, kind, slots):
     # A Primitive inside a group node is a widget of the group: its value, then for INT and COMBO
