@@ -709,6 +709,12 @@ def ui_to_api(data: dict, registry, now: datetime | None = None,
                 seen[name]["broadcast"] = True
             if name in cut:
                 seen[name]["cut"] = True
+            source = links.get(_node_id(socket.get("link"))) if socket.get("link") is not None else None
+            if target is not None and target[0] == "value" and source is not None and order is not None and \
+                    (nodes.get(source[0]) or {}).get("type") == "PrimitiveNode" and \
+                    not any(e["name"] == name and e.get("widget") for e in order):
+                target = None  # a socket-only input (forceInput) has no widget for the Primitive to set
+                seen[name]["resolved"] = None
             if target is None:
                 continue
             value = target[1] if target[0] == "value" else [target[1], target[2]]

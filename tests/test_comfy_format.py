@@ -666,6 +666,23 @@ def test_save_filename_prefix_patterns_are_filled_in_as_the_editor_queues_them(b
     assert by_id(export_ui(workflow, builtin_registry)["nodes"])[save["id"]]["widgets_values"] == [pattern]
 
 
+def test_primitive_sets_widgets_only(builtin_registry):
+    # The editor lets a Primitive link to a socket-only input of a widget type (SaveLoRANode's
+    # forceInput "steps"), but it copies its value into widgets only, and resolving the link to it
+    # finds nothing: the input is left out. KSampler's steps, a widget, gets the value.
+    primitive = {"id": 1, "type": "PrimitiveNode", "mode": 0, "inputs": [], "widgets_values": [12, "fixed"],
+                 "outputs": [{"name": "INT", "type": "INT", "links": [1, 2], "widget": {"name": "steps"}}]}
+    ui = {"nodes": [primitive,
+                    {"id": 2, "type": "SaveLoRANode", "mode": 0, "outputs": [], "widgets_values": ["loras/x"],
+                     "inputs": [{"name": "steps", "type": "INT", "link": 1}]},
+                    {"id": 3, "type": "KSampler", "mode": 0, "outputs": [], "widgets_values": [5, "fixed", 20, 8,
+                                                                                          "euler", "normal", 1],
+                     "inputs": [{"name": "steps", "type": "INT", "link": 2, "widget": {"name": "steps"}}]}],
+          "links": [[1, 1, 0, 2, 0, "INT"], [2, 1, 0, 3, 0, "INT"]]}
+    graph = ui_to_api(ui, builtin_registry)[0]
+    assert "steps" not in graph["2"]["inputs"] and graph["3"]["inputs"]["steps"] == 12
+
+
 def test_primitive_with_widget_replace_fills_in_patterns(builtin_registry):
     # A Primitive whose "Run widget replace on values" property is set has its text filled in by
     # the editor (the same %date:...% / %Node.widget% replacement as a save node's prefix) before
