@@ -41,8 +41,13 @@ Everywhere graphflow takes a workflow (`graphflow run` / `validate` / `convert`,
 - **ComfyUI UI format** (what its editor saves: `nodes`, `links`, positional `widgets_values`):
   widget values are named by each class's ComfyUI `input_order` (with the extra
   `control_after_generate` value after seed widgets and the upload value after the required
-  widgets), widgets converted to inputs and their links are read, PrimitiveNode values and Reroutes
-  are resolved. Muted (mode 2) and bypassed (mode 4) nodes stay, as our muted and bypassed
+  widgets; an old save's true/false there is read as ComfyUI's editor reads it), widgets converted
+  to inputs and their links are read, PrimitiveNode values and Reroutes are resolved. As in
+  ComfyUI's editor of 2025, a Primitive's value reaches only the widgets it links to directly
+  (through a Reroute or into a subgraph the reader keeps its own widget value), and a Primitive
+  whose "Run widget replace on values" is set has its `%...%` patterns filled in. Old class names
+  the editor renames on loading (T2IAdapterLoader, SDV_img2vid_Conditioning) and KSampler's old
+  `sample_` sampler names are read as it reads them. Muted (mode 2) and bypassed (mode 4) nodes stay, as our muted and bypassed
   modes (`ui.nodes[id].mode`, honoured by the engine as ComfyUI does); a muted or bypassed node
   of a class graphflow doesn't know is left out instead. A bypass passes each output the input
   at the same position if it has the output's type, else the first input of that type (nothing
@@ -108,9 +113,12 @@ LIMITS = """## Not supported yet
   their `widgets_values` can't be named without the node's definition; validation names the node
   and says it is not one of graphflow's (and which pack it comes from, for well-known packs).
 - A subgraph or group node is written back as it was read: edits made in graphflow to the nodes
-  inside it are not written into its definition. A group node whose widget values don't match
-  its inner nodes (PrimitiveNodes or custom nodes inside it) uses the values saved in its
-  definition, with a note.
+  inside it are not written into its definition. A group node's widget values go to its inner
+  nodes' widgets by position, as ComfyUI's editor gives them; where the counts differ (a class
+  that gained widgets since the save) the widgets left without a value keep the definition's
+  (ComfyUI: the widget's default), with a note; with a custom node inside, the definition's values
+  are used. A muted group node still runs, as in ComfyUI's editor of 2025; a bypassed one runs
+  its inner nodes and passes its readers its inputs of their type.
 - cg-use-everywhere broadcasts restricted by group (`group_restricted`, a group regex): which
   nodes a group holds is worked out by ComfyUI's editor from the drawn layout, which the saved
   file doesn't settle, so such a broadcaster is a problem naming it (link its targets directly).
