@@ -38,7 +38,10 @@ def compact(info: dict) -> dict:
                     default = options["options"][0]
                 if default is not None:
                     entry["default"] = default
-                if options.get("control_after_generate") or (kind == "INT" and name in ("seed", "noise_seed")):
+                # the editor's rule: the option if given (an explicit false too), else an INT named
+                # seed or noise_seed
+                control = options.get("control_after_generate")
+                if control or (control is None and kind == "INT" and name in ("seed", "noise_seed")):
                     entry["control"] = True
                 if any(options.get(flag) for flag in UPLOAD_FLAGS):
                     entry["upload"] = True
