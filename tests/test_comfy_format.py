@@ -470,7 +470,9 @@ def test_primitive_value_reaches_only_the_widgets_it_links_to_directly(builtin_r
     next(link for link in data["links"] if link[0] == 13)[3:5] = [20, 0]
     data["links"] += [[31, 20, 0, 21, 0, "INT"], [32, 21, 0, sampler["id"], 4, "INT"], [33, primitive["id"], 0, 30, 4, "INT"]]
     next(i for i in sampler["inputs"] if i["name"] == "seed")["link"] = 32
-    primitive["outputs"][0]["links"].append(33)
+    # (direct link first: were a Reroute's first, the editor of 2025 would load the Primitive with
+    # its widget's default, not its saved value, a bug it fixed in 2026)
+    primitive["outputs"][0]["links"].insert(0, 33)
     workflow = parse_workflow(json.loads(json.dumps(data)), builtin_registry)
     assert workflow.nodes[str(sampler["id"])].inputs["seed"] == 7
     assert workflow.nodes["30"].inputs["seed"] == 42
