@@ -722,6 +722,12 @@ def ui_to_api(data: dict, registry, now: datetime | None = None,
         for name, value in values.items():
             if name not in cut:
                 inputs.setdefault(name, {"__value__": value} if isinstance(value, list) else value)
+        if node_type in comfy_catalogue() and isinstance(node.get("widgets_values"), list):
+            # A widget the save has no value for (a shorter widgets_values) keeps its default, which
+            # the editor queues too; not a combo's, whose default is the first file of one machine.
+            for entry in order:
+                if entry.get("widget") and entry["type"] != "COMBO" and "default" in entry and entry["name"] not in cut:
+                    inputs.setdefault(entry["name"], entry["default"])
         extra = (node.get("properties") or {}).get(EXTRA_PROPERTY)
         if isinstance(extra, dict):
             for name, value in extra.items():

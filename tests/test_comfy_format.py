@@ -640,6 +640,18 @@ def test_old_saves_control_toggles_sampler_prefixes_and_renamed_classes(builtin_
     assert ui_to_api(ui, builtin_registry)[1]["1"]["controls"] == {"seed": "fixed"}
 
 
+def test_widgets_without_a_saved_value_keep_their_defaults(builtin_registry):
+    # The editor fills widgets by position and stops where widgets_values ends: the rest keep
+    # their defaults and are queued with them (not combos', which depend on the machine's files).
+    ui = {"nodes": [{"id": 1, "type": "KSampler", "mode": 0, "inputs": [], "outputs": [],
+                     "widgets_values": [5, "fixed", 30]},
+                    {"id": 2, "type": "EmptyLatentImage", "mode": 0, "inputs": [], "outputs": [],
+                     "widgets_values": [64, 64, 1, "one too many"]}], "links": []}
+    graph = ui_to_api(ui, builtin_registry)[0]
+    assert graph["1"]["inputs"] == {"seed": 5, "steps": 30, "cfg": 8.0, "denoise": 1.0}
+    assert graph["2"]["inputs"] == {"width": 64, "height": 64, "batch_size": 1}
+
+
 def test_upload_value_comes_after_the_required_widgets(builtin_registry):
     # ComfyUI's editor adds its upload button after the class's required inputs: LoadImageMask
     # saves [image, channel, "image"], and writes it back so.
