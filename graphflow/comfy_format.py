@@ -344,7 +344,7 @@ def _expand_group_node(instance: dict, definition: dict, links: dict, registry, 
                     kind = next((l[5] for l in inner_links if (l[0], l[1]) == (i, 0) and len(l) > 5), None)
                     output = (node.get("outputs") or [None])[0]
                     kind = kind or (output.get("type") if isinstance(output, dict) else None)
-                    plan += [(i, k) for k in range({"INT": 2, "COMBO": 3}.get(kind, 1))]
+                    plan += [(i, k) for k in range({"INT": 2, "COMBO": 3}.get(kind if isinstance(kind, str) else "", 1))]
                 continue
             order = _widget_order(node.get("type"), registry) if node.get("type") not in VIRTUAL_TYPES else []
             if order is None:
