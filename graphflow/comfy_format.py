@@ -189,6 +189,7 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
         declared = {i["name"] for i in catalogue[class_type]["inputs"]} if class_type in catalogue else None
         inputs = dict(alias.fixed) if alias is not None else {}
         for name, value in _gathered(raw_inputs, alias).items():
+            value = comfy_pack_nodes.combo_value(class_type, name, value)
             ours = alias.inputs.get(name, name) if alias is not None else name
             undeclared = declared is not None and name not in declared and not (cls and ours in cls.input_specs)
             if name in UPLOAD_INPUTS or undeclared:  # graphflow's own extra inputs are kept
