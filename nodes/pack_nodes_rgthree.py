@@ -1,7 +1,8 @@
 """rgthree-comfy's backend nodes beyond those in pack_nodes.py, under the pack's class names,
 inputs and outputs: the Context pipe (Context, Context Big, Context Switch, Context Switch Big,
 Context Merge, Context Merge Big), Any Switch, Display Int, SDXL Empty Latent Image, KSampler
-Config, Image Inset Crop, Image or Latent Size, Power Prompt and Power Prompt - Simple.
+Config, Image Inset Crop, Image or Latent Size, Power Prompt, Power Prompt - Simple and the SDXL
+Power Prompts (Positive, Simple / Negative).
 
 The pack's RGTHREE_CONTEXT is a dict holding the CONTEXT_FIELDS (None where unset); every
 Context node reads and writes all of them, the small ones showing only the first eight."""
@@ -13,7 +14,7 @@ import re
 from graphflow.api import ANY, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, VAE, Choice, \
     ComfyAlias, Float, Int, Node, NodeInputError, Text, folders, show, socket_type, warn
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
-from nodes.conditioning import CLIPEncode
+from nodes.conditioning import CLIPEncode, CLIPEncodeSDXL
 from nodes.controlnet import CONTROL_NET
 from nodes.image import MAX_SIZE
 from nodes.latent import EmptyLatent
@@ -318,6 +319,22 @@ def lora_tags(prompt: str) -> tuple[str, list[tuple[str, float]]]:
     return LORA_TAG.sub("", prompt), tags
 
 
+def apply_lora_tags(model, clip, tags: list[tuple[str, float]], input_name: str = "prompt"):
+    """The model and text encoder with each tag's LoRA applied in turn, as LoraLoader applies it
+    (strength 0 skipped; a name matching no file, as the pack matches names, skipped with a
+    warning)."""
+    names = folders.list_models("loras") if tags else []
+    for name, strength in tags:
+        if strength == 0:
+            continue
+        found = rgthree_lora_file(name, names)
+        if found is None:
+            warn(f"no LoRA file matches <lora:{name}>: skipped, as the pack skips it")
+            continue
+        model, clip = _apply_lora(model, clip, found, strength, strength, input_name)
+    return model, clip
+
+
 def encode_prompt(clip, text: str):
     """CLIPTextEncode's conditioning of the text (None without a text encoder)."""
     return None if clip is None else run_core(CLIPEncode, clip=clip, text=text)
@@ -374,15 +391,98 @@ class RgthreePowerPrompt(Node):
             prompt, _ = lora_tags(prompt)
         elif model is not None and clip is not None:
             prompt, tags = lora_tags(prompt)
-            names = folders.list_models("loras") if tags else []
-            for name, strength in tags:
-                if strength == 0:
-                    continue
-                found = rgthree_lora_file(name, names)
-                if found is None:
-                    warn(f"no LoRA file matches <lora:{name}>: skipped, as the pack skips it")
-                    continue
-                model, clip = _apply_lora(model, clip, found, strength, strength, "prompt")
+            model, clip = apply_lora_tags(model, clip, tags)
         elif LORA_TAG.search(prompt):
             warn("the prompt has <lora:...> tags, but no model and text encoder are connected: they stay in the text")
         return encode_prompt(clip, prompt), model, clip, prompt
+
+
+def sdxl_conditioning(node, clip, width, height, prompt_g: str, prompt_l: str):
+    """CLIPTextEncodeSDXL's conditioning, as rgthree's SDXL Power Prompts make it: at the
+    linked clip width and height, target sizes above 0 (else the clip size) and crops above 0
+    (else 0)."""
+    target_width = node.target_width if node.target_width > 0 else width
+    target_height = node.target_height if node.target_height > 0 else height
+    return run_core(CLIPEncodeSDXL, clip=clip, width=width, height=height, crop_w=max(node.crop_width, 0),
+                    crop_h=max(node.crop_height, 0), target_width=target_width, target_height=target_height,
+                    text_g=prompt_g, text_l=prompt_l)
+
+
+class RgthreeSDXLPowerPromptPositive(Node):
+    """Encode an SDXL prompt and apply the LoRAs it names, as rgthree's SDXL Power Prompt -
+    Positive does: the <lora:name:strength> tags of prompt_g and prompt_l are applied and taken
+    out as Power Prompt does; then, with a text encoder, CLIPTextEncodeSDXL at opt_clip_width x
+    opt_clip_height (target and crop sizes of -1: the clip size and no crop) when both are
+    linked, else CLIPTextEncode of prompt_g and prompt_l on two lines. As in the pack, a text
+    encoder that can't encode SDXL's way gives no conditioning (with a warning). Gives the
+    conditioning, model, text encoder and both texts. The insert lists are the pack's editor
+    helpers; its editor hides the target and crop sizes."""
+    category = "conditioning"
+    prompt_g: str = Text("", multiline=True)
+    prompt_l: str = Text("", multiline=True)
+    opt_model: MODEL = None
+    opt_clip: CLIP = None
+    opt_clip_width: INT = None
+    opt_clip_height: INT = None
+    insert_lora: str = Text("CHOOSE")
+    insert_embedding: str = Text("CHOOSE")
+    insert_saved: str = Text("CHOOSE")
+    target_width: int = Int(-1, min=-1, max=MAX_SIZE)
+    target_height: int = Int(-1, min=-1, max=MAX_SIZE)
+    crop_width: int = Int(-1, min=-1, max=MAX_SIZE)
+    crop_height: int = Int(-1, min=-1, max=MAX_SIZE)
+    outputs = {"CONDITIONING": CONDITIONING, "MODEL": MODEL, "CLIP": CLIP, "TEXT_G": STRING, "TEXT_L": STRING}
+    comfy = ComfyAlias(("SDXL Power Prompt - Positive (rgthree)",), ignore=("values_insert_saved",))
+
+    @classmethod
+    def fingerprint(cls, prompt_g="", prompt_l="", **widgets):
+        return RgthreePowerPrompt.fingerprint(prompt=prompt_g + prompt_l, **widgets)
+
+    def run(self):
+        prompt_g, prompt_l, model, clip = self.prompt_g, self.prompt_l, self.opt_model, self.opt_clip
+        if self.insert_lora == "DISABLE LORAS":
+            prompt_g, prompt_l = lora_tags(prompt_g)[0], lora_tags(prompt_l)[0]
+        elif model is not None and clip is not None:
+            (prompt_g, tags_g), (prompt_l, tags_l) = lora_tags(prompt_g), lora_tags(prompt_l)
+            model, clip = apply_lora_tags(model, clip, tags_g + tags_l, "prompt_g")
+        elif LORA_TAG.search(prompt_g + prompt_l):
+            warn("the prompts have <lora:...> tags, but no model and text encoder are connected: they stay in the text")
+        conditioning = None
+        if clip is not None and self.opt_clip_width and self.opt_clip_height:
+            try:
+                conditioning = sdxl_conditioning(self, clip, self.opt_clip_width, self.opt_clip_height, prompt_g,
+                                                 prompt_l)
+            except (NodeInputError, ValueError, KeyError, TypeError) as e:
+                warn(f"the text encoder can't encode SDXL's way ({e}): no conditioning, as the pack gives none")
+        elif clip is not None:
+            conditioning = encode_prompt(clip, f"{prompt_g}\n{prompt_l}")
+        return conditioning, model, clip, prompt_g, prompt_l
+
+
+class RgthreeSDXLPowerPromptSimple(Node):
+    """Encode an SDXL prompt, as rgthree's SDXL Power Prompt - Simple / Negative does:
+    CLIPTextEncodeSDXL at opt_clip_width x opt_clip_height (target and crop sizes of -1: the
+    clip size and no crop) when a text encoder and both sizes are linked, else no conditioning.
+    Gives the conditioning and both texts. The insert lists are the pack's editor helpers; its
+    editor hides the target and crop sizes."""
+    category = "conditioning"
+    prompt_g: str = Text("", multiline=True)
+    prompt_l: str = Text("", multiline=True)
+    opt_clip: CLIP = None
+    opt_clip_width: INT = None
+    opt_clip_height: INT = None
+    insert_embedding: str = Text("CHOOSE")
+    insert_saved: str = Text("CHOOSE")
+    target_width: int = Int(-1, min=-1, max=MAX_SIZE)
+    target_height: int = Int(-1, min=-1, max=MAX_SIZE)
+    crop_width: int = Int(-1, min=-1, max=MAX_SIZE)
+    crop_height: int = Int(-1, min=-1, max=MAX_SIZE)
+    outputs = {"CONDITIONING": CONDITIONING, "TEXT_G": STRING, "TEXT_L": STRING}
+    comfy = ComfyAlias(("SDXL Power Prompt - Simple / Negative (rgthree)",), ignore=("values_insert_saved",))
+
+    def run(self):
+        conditioning = None
+        if self.opt_clip is not None and self.opt_clip_width and self.opt_clip_height:
+            conditioning = sdxl_conditioning(self, self.opt_clip, self.opt_clip_width, self.opt_clip_height,
+                                             self.prompt_g, self.prompt_l)
+        return conditioning, self.prompt_g, self.prompt_l

@@ -3,7 +3,8 @@ from UI graphs in the pack's saved shape and API graphs, checked against the pac
 our core nodes: Context / Big (fields from base_ctx unless given), Switch (first non-empty,
 muted inputs skipped), Merge (last set wins), Any Switch, Display Int, SDXL Empty Latent Image
 (EmptyLatentImage's latent), KSampler Config (into a KSampler, as the same widgets), Image Inset
-Crop, Image or Latent Size, and Power Prompt (CLIPTextEncode and LoraLoader of its tags)."""
+Crop, Image or Latent Size, Power Prompt (CLIPTextEncode and LoraLoader of its tags) and the SDXL
+Power Prompts (CLIPTextEncodeSDXL)."""
 
 import pytest
 import torch
@@ -216,3 +217,62 @@ def test_power_prompt_applies_its_lora_tags_as_lora_loaders(registry, models):
     assert text == "a red cube ,  " and model is got["1"][0] and clip is got["1"][1]
     assert torch.equal(cond[0][0], call(registry, "CLIPEncode", text=text, clip=clip)[0][0])
     assert got["5"] == (None, None, None, prompt)  # nothing connected: tags kept, no conditioning
+
+
+def test_power_prompts_read_the_packs_ui_widgets(registry):
+    """The pack's editor drops the server's insert lists and adds back only those with entries
+    (insert_lora first), always showing "CHOOSE" but for insert_lora's "DISABLE LORAS"; it hides
+    the SDXL prompts' target and crop sizes."""
+    nodes = [ui_node(1, "Power Prompt (rgthree)", ["a <lora:x:1>", "DISABLE LORAS", "CHOOSE"],
+                     outputs=[("CONDITIONING", "CONDITIONING", [])]),
+             ui_node(2, "Power Prompt - Simple (rgthree)", ["blurry", "CHOOSE"]),
+             ui_node(3, "SDXL Power Prompt - Positive (rgthree)", ["g", "l", "CHOOSE"]),
+             ui_node(4, "SDXL Power Prompt - Simple / Negative (rgthree)", ["g2", "l2"])]
+    workflow = parse_workflow(ui_graph(nodes, []), registry)
+    assert workflow.nodes["1"].inputs == {"prompt": "a <lora:x:1>", "insert_lora": "DISABLE LORAS",
+                                          "insert_embedding": "CHOOSE"}
+    assert workflow.nodes["2"].inputs == {"prompt": "blurry", "insert_embedding": "CHOOSE"}
+    assert workflow.nodes["3"].inputs == {"prompt_g": "g", "prompt_l": "l", "insert_lora": "CHOOSE"}
+    assert workflow.nodes["4"].inputs == {"prompt_g": "g2", "prompt_l": "l2"}
+    result = Executor(registry).run(workflow, outputs=["1", "2", "3", "4"])
+    assert result.ok, (result.problems, result.error)
+    assert result.values["1"] == (None, None, None, "a ")
+    assert result.values["4"] == (None, "g2", "l2")
+
+
+def test_sdxl_power_prompts_encode_as_clip_text_encode_sdxl(registry, tmp_folders):
+    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "xl.safetensors", "sdxl")
+    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
+    graph = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "xl.safetensors"}},
+             "2": {"class_type": "SDXL Empty Latent Image (rgthree)", "inputs": {
+                 "dimensions": "1216 x 832   (landscape)", "clip_scale": 2.0, "batch_size": 1}},
+             "3": {"class_type": "SDXL Power Prompt - Positive (rgthree)", "inputs": {
+                 "prompt_g": "a red cube", "prompt_l": "sharp", "opt_model": ["1", 0], "opt_clip": ["1", 1],
+                 "opt_clip_width": ["2", 1], "opt_clip_height": ["2", 2], "insert_lora": "CHOOSE"}},
+             "4": {"class_type": "SDXL Power Prompt - Simple / Negative (rgthree)", "inputs": {
+                 "prompt_g": "blurry", "prompt_l": "dark", "opt_clip": ["1", 1], "opt_clip_width": ["2", 1],
+                 "opt_clip_height": ["2", 2], "target_width": 1024, "crop_height": 16}},
+             "5": {"class_type": "CLIPTextEncodeSDXL", "inputs": {
+                 "clip": ["1", 1], "width": 2432, "height": 1664, "crop_w": 0, "crop_h": 0, "target_width": 2432,
+                 "target_height": 1664, "text_g": "a red cube", "text_l": "sharp"}},
+             "6": {"class_type": "CLIPTextEncodeSDXL", "inputs": {
+                 "clip": ["1", 1], "width": 2432, "height": 1664, "crop_w": 0, "crop_h": 16, "target_width": 1024,
+                 "target_height": 1664, "text_g": "blurry", "text_l": "dark"}},
+             "7": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+             "8": {"class_type": "SDXL Power Prompt - Positive (rgthree)", "inputs": {
+                 "prompt_g": "a", "prompt_l": "b", "opt_clip": ["7", 1]}},
+             "9": {"class_type": "CLIPTextEncode", "inputs": {"text": "a\nb", "clip": ["7", 1]}},
+             "10": {"class_type": "SDXL Power Prompt - Positive (rgthree)", "inputs": {
+                 "prompt_g": "a", "prompt_l": "b", "opt_clip": ["7", 1], "opt_clip_width": ["2", 1],
+                 "opt_clip_height": ["2", 2]}}}
+    values = run(registry, graph, ["3", "4", "5", "6", "8", "9", "10"]).values
+    for got, want in ((values["3"][0], values["5"][0]), (values["4"][0], values["6"][0])):
+        [(tokens, options)], [(tokens_want, options_want)] = got, want
+        assert torch.equal(tokens, tokens_want) and options.keys() == options_want.keys()
+        assert all(torch.equal(options[k], v) if torch.is_tensor(v) else options[k] == v
+                   for k, v in options_want.items())
+    assert values["4"][0][0][1]["crop_h"] == 16 and values["3"][3:] == ("a red cube", "sharp")
+    # no sizes linked: CLIPTextEncode of both prompts on two lines
+    assert torch.equal(values["8"][0][0][0], values["9"][0][0][0]) and values["8"][1] is None
+    assert values["10"][0] is None  # an SD1 text encoder can't encode SDXL's way: none, as the pack
