@@ -276,3 +276,25 @@ def test_sdxl_power_prompts_encode_as_clip_text_encode_sdxl(registry, tmp_folder
     # no sizes linked: CLIPTextEncode of both prompts on two lines
     assert torch.equal(values["8"][0][0][0], values["9"][0][0][0]) and values["8"][1] is None
     assert values["10"][0] is None  # an SD1 text encoder can't encode SDXL's way: none, as the pack
+
+
+def test_any_switch_skips_muted_inputs_and_takes_what_a_bypass_passes(registry):
+    """ComfyUI drops a muted node's links (the switch's input is then unset) and passes a
+    bypassed node's input on; the pack's switch relies on both."""
+    def image(id, width, links, mode=0):
+        return {**ui_node(id, "EmptyImage", [width, 8, 1, 0], outputs=[("IMAGE", "IMAGE", links)]), "mode": mode}
+
+    nodes = [image(1, 16, [1], mode=2), image(2, 24, [2]), image(3, 32, [3]),
+             {**ui_node(4, "ImageInvert", [], [("image", "IMAGE", 3, False)], [("IMAGE", "IMAGE", [4])]), "mode": 4},
+             ui_node(5, "Any Switch (rgthree)", [], [("any_01", "IMAGE", 1, False), ("any_02", "IMAGE", 2, False),
+                                                     ("any_03", "IMAGE", None, False)], [("*", "IMAGE", [5])]),
+             ui_node(6, "Any Switch (rgthree)", [], [("any_01", "IMAGE", 4, False), ("any_02", "IMAGE", 6, False),
+                                                     ("any_03", "IMAGE", None, False)], [("*", "IMAGE", [])]),
+             ui_node(7, "GetImageSize", [], [("image", "IMAGE", 5, False)],
+                     [("width", "INT", []), ("height", "INT", []), ("batch_size", "INT", [])])]
+    nodes[1]["outputs"][0]["links"] = [2, 6]
+    links = [[1, 1, 0, 5, 0, "IMAGE"], [2, 2, 0, 5, 1, "IMAGE"], [3, 3, 0, 4, 0, "IMAGE"], [4, 4, 0, 6, 0, "IMAGE"],
+             [5, 5, 0, 7, 0, "IMAGE"], [6, 2, 0, 6, 1, "IMAGE"]]
+    result = run(registry, ui_graph(nodes, links), ["6", "7"])
+    assert tuple(result.values["7"])[:2] == (24, 8)  # the muted first input is skipped
+    assert result.values["6"][0] is result.values["3"][0]  # the bypass passes its input, not inverted
