@@ -82,7 +82,8 @@ def resolve(nodes: dict[str, dict], links: dict[str, tuple]) -> list[Problem]:
 
 def combo_value(class_type: str, name: str, value):
     """A pysssss loader's {content, image} file item as the file name (other values as they are)."""
-    if PYSSSSS_IMAGE_COMBOS.get(class_type) == name and isinstance(value, dict) and isinstance(value.get("content"), str):
+    if PYSSSSS_IMAGE_COMBOS.get(class_type) == name and isinstance(value, dict) \
+            and isinstance(value.get("content"), str):
         return value["content"]
     return value
 

@@ -104,10 +104,6 @@ class PysssssStringFunction(Node):
 
 # -- Math Expression --------------------------------------------------------------------------
 
-def _randomint(a, b):
-    return random.randint(a, b)
-
-
 # name: (fewest, most arguments (None: any), function), as the pack allows them
 MATH_FUNCTIONS = {
     "round": (1, 2, lambda a, b=None: round(a, b)),
@@ -115,7 +111,7 @@ MATH_FUNCTIONS = {
     "floor": (1, 1, math.floor),
     "min": (2, None, min),
     "max": (2, None, max),
-    "randomint": (2, 2, _randomint),
+    "randomint": (2, 2, lambda a, b: random.randint(a, b)),
     "randomchoice": (2, None, lambda *args: random.choice(args)),
     "sqrt": (1, 1, math.sqrt),
     "int": (1, 1, int),
