@@ -259,6 +259,8 @@ def _widget_order(class_type: str, registry) -> list[dict] | None:
             entry["widget"] = True
             if spec.type == "INT" and spec.name in ("seed", "noise_seed"):
                 entry["control"] = True
+            if spec.widget.hints.get("dynamic_prompts"):  # a pack's text the editor resolves {a|b} in
+                entry["dynamic"] = True
         order.append(entry)
     return order
 

@@ -368,7 +368,7 @@ class RgthreePowerPrompt(Node):
     text encoder and the prompt's text. The insert_lora, insert_embedding and insert_saved lists
     are otherwise the pack's editor helpers that type into the prompt."""
     category = "conditioning"
-    prompt: str = Text("", multiline=True)
+    prompt: str = Text("", multiline=True, dynamic_prompts=True)
     opt_model: MODEL = None
     opt_clip: CLIP = None
     insert_lora: str = Text("CHOOSE")
@@ -418,8 +418,8 @@ class RgthreeSDXLPowerPromptPositive(Node):
     conditioning, model, text encoder and both texts. The insert lists are the pack's editor
     helpers; its editor hides the target and crop sizes."""
     category = "conditioning"
-    prompt_g: str = Text("", multiline=True)
-    prompt_l: str = Text("", multiline=True)
+    prompt_g: str = Text("", multiline=True, dynamic_prompts=True)
+    prompt_l: str = Text("", multiline=True, dynamic_prompts=True)
     opt_model: MODEL = None
     opt_clip: CLIP = None
     opt_clip_width: INT = None

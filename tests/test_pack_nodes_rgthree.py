@@ -223,16 +223,17 @@ def test_power_prompt_applies_its_lora_tags_as_lora_loaders(registry, models):
 def test_power_prompts_read_the_packs_ui_widgets(registry):
     """The pack's editor drops the server's insert lists and adds back only those with entries
     (insert_lora first), always showing "CHOOSE" but for insert_lora's "DISABLE LORAS"; it hides
-    the SDXL prompts' target and crop sizes."""
-    nodes = [ui_node(1, "Power Prompt (rgthree)", ["a <lora:x:1>", "DISABLE LORAS", "CHOOSE"],
+    the SDXL prompts' target and crop sizes, and resolves {a|b} in Power Prompt's prompt (as
+    it does in CLIPTextEncode's, not in Power Prompt - Simple's)."""
+    nodes = [ui_node(1, "Power Prompt (rgthree)", ["{a|a} <lora:x:1>", "DISABLE LORAS", "CHOOSE"],
                      outputs=[("CONDITIONING", "CONDITIONING", [])]),
-             ui_node(2, "Power Prompt - Simple (rgthree)", ["blurry", "CHOOSE"]),
+             ui_node(2, "Power Prompt - Simple (rgthree)", ["blurry {a|a}", "CHOOSE"]),
              ui_node(3, "SDXL Power Prompt - Positive (rgthree)", ["g", "l", "CHOOSE"]),
              ui_node(4, "SDXL Power Prompt - Simple / Negative (rgthree)", ["g2", "l2"])]
     workflow = parse_workflow(ui_graph(nodes, []), registry)
     assert workflow.nodes["1"].inputs == {"prompt": "a <lora:x:1>", "insert_lora": "DISABLE LORAS",
                                           "insert_embedding": "CHOOSE"}
-    assert workflow.nodes["2"].inputs == {"prompt": "blurry", "insert_embedding": "CHOOSE"}
+    assert workflow.nodes["2"].inputs == {"prompt": "blurry {a|a}", "insert_embedding": "CHOOSE"}  # not dynamic
     assert workflow.nodes["3"].inputs == {"prompt_g": "g", "prompt_l": "l", "insert_lora": "CHOOSE"}
     assert workflow.nodes["4"].inputs == {"prompt_g": "g2", "prompt_l": "l2"}
     result = Executor(registry).run(workflow, outputs=["1", "2", "3", "4"])
