@@ -110,6 +110,12 @@ def test_string_function_node(registry):
     assert caught.value.input == "text_b"
     cls = registry.get("PysssssStringFunction")
     assert list(cls.input_specs) == ["action", "tidy_tags", "text_a", "text_b", "text_c"]
+    # the pack's editor adds a "result" widget showing the last result, saved after the others
+    nodes = [ui_node(1, "StringFunction|pysssss", ["replace", "no", "a cat", "cat", "dog", ["a dog"]],
+                     outputs=[("STRING", "STRING", [])])]
+    workflow = parse_workflow(ui_graph(nodes, []), registry)
+    assert workflow.nodes["1"].inputs == {"action": "replace", "tidy_tags": "no", "text_a": "a cat",
+                                          "text_b": "cat", "text_c": "dog"}
 
 
 IMAGE = torch.zeros(2, 24, 32, 3)
