@@ -363,8 +363,8 @@ class RgthreePowerPrompt(Node):
     skipped) applies that LoRA to both, as LoraLoader does, its name matched as the pack matches
     (without extension or folder, then any file containing it; none matching is skipped with a
     warning), and the tags are taken out of the prompt before it is encoded. insert_lora
-    "DISABLE LORAS" takes the tags out without applying them; without model and text encoder
-    they stay in the text. Gives the conditioning (none without a text encoder), the model, the
+    "DISABLE LORAS", or a model or text encoder left unconnected, takes the tags out without
+    applying them (the pack's SDXL Power Prompt - Positive keeps them then). Gives the conditioning (none without a text encoder), the model, the
     text encoder and the prompt's text. The insert_lora, insert_embedding and insert_saved lists
     are otherwise the pack's editor helpers that type into the prompt."""
     category = "conditioning"
@@ -392,8 +392,9 @@ class RgthreePowerPrompt(Node):
         elif model is not None and clip is not None:
             prompt, tags = lora_tags(prompt)
             model, clip = apply_lora_tags(model, clip, tags)
-        elif LORA_TAG.search(prompt):
-            warn("the prompt has <lora:...> tags, but no model and text encoder are connected: they stay in the text")
+        elif LORA_TAG.search(prompt):  # the pack's log says the tags stay, but its code takes them out
+            prompt, _ = lora_tags(prompt)
+            warn("the prompt has <lora:...> tags, but no model and text encoder are connected: not applied")
         return encode_prompt(clip, prompt), model, clip, prompt
 
 
@@ -411,7 +412,7 @@ def sdxl_conditioning(node, clip, width, height, prompt_g: str, prompt_l: str):
 class RgthreeSDXLPowerPromptPositive(Node):
     """Encode an SDXL prompt and apply the LoRAs it names, as rgthree's SDXL Power Prompt -
     Positive does: the <lora:name:strength> tags of prompt_g and prompt_l are applied and taken
-    out as Power Prompt does; then, with a text encoder, CLIPTextEncodeSDXL at opt_clip_width x
+    out as Power Prompt does (but kept, unapplied, without a model and a text encoder); then, with a text encoder, CLIPTextEncodeSDXL at opt_clip_width x
     opt_clip_height (target and crop sizes of -1: the clip size and no crop) when both are
     linked, else CLIPTextEncode of prompt_g and prompt_l on two lines. As in the pack, a text
     encoder that can't encode SDXL's way gives no conditioning (with a warning). Gives the
@@ -446,7 +447,8 @@ class RgthreeSDXLPowerPromptPositive(Node):
             (prompt_g, tags_g), (prompt_l, tags_l) = lora_tags(prompt_g), lora_tags(prompt_l)
             model, clip = apply_lora_tags(model, clip, tags_g + tags_l, "prompt_g")
         elif LORA_TAG.search(prompt_g + prompt_l):
-            warn("the prompts have <lora:...> tags, but no model and text encoder are connected: they stay in the text")
+            warn("the prompts have <lora:...> tags, but no model and text encoder are connected: "
+                 "they stay in the text")
         conditioning = None
         if clip is not None and self.opt_clip_width and self.opt_clip_height:
             try:

@@ -217,7 +217,7 @@ def test_power_prompt_applies_its_lora_tags_as_lora_loaders(registry, models):
     cond, model, clip, text = got["4"]  # DISABLE LORAS: tags out, nothing applied
     assert text == "a red cube ,  " and model is got["1"][0] and clip is got["1"][1]
     assert torch.equal(cond[0][0], call(registry, "CLIPEncode", text=text, clip=clip)[0][0])
-    assert got["5"] == (None, None, None, prompt)  # nothing connected: tags kept, no conditioning
+    assert got["5"] == (None, None, None, "a red cube ,  ")  # nothing connected: tags out, no conditioning
 
 
 def test_power_prompts_read_the_packs_ui_widgets(registry):
