@@ -364,9 +364,11 @@ class RgthreePowerPrompt(Node):
     (without extension or folder, then any file containing it; none matching is skipped with a
     warning), and the tags are taken out of the prompt before it is encoded. insert_lora
     "DISABLE LORAS", or a model or text encoder left unconnected, takes the tags out without
-    applying them (the pack's SDXL Power Prompt - Positive keeps them then). Gives the conditioning (none without a text encoder), the model, the
-    text encoder and the prompt's text. The insert_lora, insert_embedding and insert_saved lists
-    are otherwise the pack's editor helpers that type into the prompt."""
+    applying them (the pack's SDXL Power Prompt - Positive keeps them then). Gives the
+    conditioning (none without a text encoder), the model, the text encoder and the prompt's
+    text. The insert_lora, insert_embedding and insert_saved lists are otherwise the pack's
+    editor helpers that type into the prompt. As the pack's editor does, {a|b} choices and
+    comments in a saved editor graph's prompt are resolved when it is read."""
     category = "conditioning"
     prompt: str = Text("", multiline=True, dynamic_prompts=True)
     opt_model: MODEL = None
@@ -412,12 +414,13 @@ def sdxl_conditioning(node, clip, width, height, prompt_g: str, prompt_l: str):
 class RgthreeSDXLPowerPromptPositive(Node):
     """Encode an SDXL prompt and apply the LoRAs it names, as rgthree's SDXL Power Prompt -
     Positive does: the <lora:name:strength> tags of prompt_g and prompt_l are applied and taken
-    out as Power Prompt does (but kept, unapplied, without a model and a text encoder); then, with a text encoder, CLIPTextEncodeSDXL at opt_clip_width x
-    opt_clip_height (target and crop sizes of -1: the clip size and no crop) when both are
-    linked, else CLIPTextEncode of prompt_g and prompt_l on two lines. As in the pack, a text
-    encoder that can't encode SDXL's way gives no conditioning (with a warning). Gives the
-    conditioning, model, text encoder and both texts. The insert lists are the pack's editor
-    helpers; its editor hides the target and crop sizes."""
+    out as Power Prompt does (but kept, unapplied, without a model and a text encoder); then,
+    with a text encoder, CLIPTextEncodeSDXL at opt_clip_width x opt_clip_height (target and crop
+    sizes of -1: the clip size and no crop) when both are linked, else CLIPTextEncode of
+    prompt_g and prompt_l on two lines. As in the pack, a text encoder that can't encode SDXL's
+    way gives no conditioning (with a warning). Gives the conditioning, model, text encoder and
+    both texts. The insert lists are the pack's editor helpers; its editor hides the target and
+    crop sizes."""
     category = "conditioning"
     prompt_g: str = Text("", multiline=True, dynamic_prompts=True)
     prompt_l: str = Text("", multiline=True, dynamic_prompts=True)
