@@ -300,3 +300,24 @@ def test_any_switch_skips_muted_inputs_and_takes_what_a_bypass_passes(registry):
     result = run(registry, ui_graph(nodes, links), ["6", "7"])
     assert tuple(result.values["7"])[:2] == (24, 8)  # the muted first input is skipped
     assert result.values["6"][0] is result.values["3"][0]  # the bypass passes its input, not inverted
+
+
+def test_big_contexts_in_an_api_graph(registry):
+    """The pack's class names and inputs in an API graph: KSampler Config's outputs into Context
+    Big's sampler fields, merged over a Context Big holding a seed, switched, read back out."""
+    graph = {"1": {"class_type": "KSampler Config (rgthree)", "inputs": {
+        "steps_total": 12, "refiner_step": 9, "cfg": 4.5, "sampler_name": "dpmpp_2m", "scheduler": "karras"}},
+        "2": {"class_type": "Context Big (rgthree)", "inputs": {
+            "steps": ["1", 0], "step_refiner": ["1", 1], "cfg": ["1", 2], "sampler": ["1", 3], "scheduler": ["1", 4]}},
+        "3": {"class_type": "Seed (rgthree)", "inputs": {"seed": 77}},
+        "4": {"class_type": "Context Big (rgthree)", "inputs": {"seed": ["3", 0], "steps": ["1", 1]}},
+        "5": {"class_type": "Context Merge Big (rgthree)", "inputs": {"ctx_01": ["2", 0], "ctx_02": ["4", 0]}},
+        "6": {"class_type": "Context Switch Big (rgthree)", "inputs": {"ctx_02": ["5", 0]}},
+        "7": {"class_type": "Display Int (rgthree)", "inputs": {"input": ["6", 9]}}}
+    result = run(registry, graph, ["6", "7"])
+    _, *fields = result.values["6"]
+    got = dict(zip(CONTEXT_FIELDS, fields))
+    assert {k: got[k] for k in ("seed", "steps", "step_refiner", "cfg", "sampler", "scheduler", "model")} == \
+        {"seed": 77, "steps": 9, "step_refiner": 9, "cfg": 4.5, "sampler": "dpmpp_2m", "scheduler": "karras",
+         "model": None}
+    assert result.outputs["7"]["text"] == [9]
