@@ -183,7 +183,7 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
             problems.append(Problem(node_id, class_type, None,
                                     f"'inputs' must be an object of input name to value, got {_short(raw_inputs)}"))
             continue
-        class_type = _folder_class(class_type, raw_inputs)
+        class_type = comfy_pack_nodes.primitive_class(_folder_class(class_type, raw_inputs), raw_inputs)
         cls = registry.comfy_node(class_type)
         alias = _alias_for(cls, class_type)
         declared = {i["name"] for i in catalogue[class_type]["inputs"]} if class_type in catalogue else None

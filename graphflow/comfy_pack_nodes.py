@@ -14,7 +14,8 @@ code does when it builds the API prompt (a backend never sees them):
   property is "Separate Model & Clip", a null one as 1; else the model's strength serves both.
   `power_lora_widgets` writes the rows back as the editor saves them, with that property.
 - pysssss's Reroute Primitive forwards its input; one with nothing linked in holds the value of
-  the widget it shows for what it feeds (its `widgets_values[0]`), which is what it gives.
+  the widget it shows for what it feeds (its `widgets_values[0]`), which is what it gives (in an
+  API graph, where its editor sends that value, `primitive_class` reads it as a Primitive).
 - cg-use-everywhere's broadcasters: each linked input of an Everywhere node is sent to every
   unconnected input of the same type in its graph, under the node's restrictions (title and
   input-name regexes, colour), the highest priority winning; a tie connects nothing in ComfyUI
@@ -78,6 +79,16 @@ def resolve(nodes: dict[str, dict], links: dict[str, tuple]) -> list[Problem]:
         elif node.get("type") in RGTHREE_VIRTUAL + BROADCASTERS:  # muted or bypassed broadcasters send nothing
             node.update(type="__forward", inputs=[])
     return problems
+
+
+def primitive_class(class_type: str, inputs: dict) -> str:
+    """The class a node of an API graph is read as: a pysssss Reroute Primitive that its editor
+    queued with the value of its widget (not a link) is the ComfyUI Primitive of that value."""
+    value = inputs.get("value")
+    if class_type != PYSSSSS_REROUTE or isinstance(value, list):
+        return class_type
+    kinds = ((bool, "PrimitiveBoolean"), (int, "PrimitiveInt"), (float, "PrimitiveFloat"), (str, "PrimitiveString"))
+    return next((name for kind, name in kinds if isinstance(value, kind)), class_type)
 
 
 def combo_value(class_type: str, name: str, value):

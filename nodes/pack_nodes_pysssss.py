@@ -401,8 +401,8 @@ class PysssssSystemNotification(Node):
 
 class PysssssReroutePrimitive(Node):
     """Pass a value on, as pysssss's Reroute Primitive does. In the pack's editor a Reroute
-    Primitive with nothing linked in holds a widget for what it feeds; such a one in a saved
-    editor graph is read as that value."""
+    Primitive with nothing linked in holds a widget for what it feeds; such a one is read as
+    that value, from a saved editor graph and from an API graph (as the Primitive of it)."""
     category = "utils"
     value: ANY
     outputs = {"*": ANY}

@@ -281,3 +281,9 @@ def test_reroute_primitive_forwards_or_holds_a_value(registry):
              "3": {"class_type": "EmptyImage", "inputs": {"width": ["2", 0], "height": 8, "batch_size": 1,
                                                           "color": 0}}}
     assert run(registry, graph, ["3"]).values["3"][0].shape == (1, 8, 40, 3)
+    # queued by the pack's editor, one holding a widget sends its value: read as a Primitive of it
+    graph["2"]["inputs"]["value"] = 48
+    assert run(registry, graph, ["3"]).values["3"][0].shape == (1, 8, 48, 3)
+    graph["2"]["inputs"]["value"] = "48"  # text where a number goes: the Primitive's type is refused there
+    result = Executor(registry).run(parse_workflow(graph, registry), outputs=["3"])
+    assert not result.ok and result.problems[0].node_id == "3"
