@@ -118,8 +118,8 @@ LIMITS = """## Not supported yet
   setting, are not followed. Written back as a UI graph, a broadcast input gets a direct link.
 - rgthree's other nodes are unknown classes: Random Unmuter (it picks a node to unmute when
   queued), the Mute / Bypass Relay and Repeater, Node Collector, and the backend nodes Power Puter,
-  Power Primitive, Image Resize and the Dynamic Context ones. Its Context
-  Switch, Context Merge and Any Switch take five inputs here (the pack's editor may add more).
+  Power Primitive, Image Resize and the Dynamic Context ones. Its Context Switch, Context Merge
+  and Any Switch take five inputs here (the pack's editor may add more).
 - pysssss's Repeater with output "multi" (its editor splits the node into copies when queueing)
   is refused; node_mode "create" (copies of the source node) repeats the one value, with a warning.
 - A1111 settings that are not turned into nodes, each said in a note: ADetailer, variation seed,
