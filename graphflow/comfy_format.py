@@ -1131,6 +1131,8 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
             properties[EXTRA_PROPERTY] = extra
         if class_type == comfy_pack_nodes.POWER_LORA_LOADER:
             ui_node["widgets_values"] = comfy_pack_nodes.power_lora_widgets(inputs.get("loras", "[]"), properties)
+        if class_type in comfy_pack_nodes.PYSSSSS_IMAGE_COMBOS:
+            comfy_pack_nodes.file_item_widget(ui_node["widgets_values"], (old or {}).get("widgets_values"))
         ui_node["properties"] = properties
         if not old:
             cls = registry.comfy_node(class_type)

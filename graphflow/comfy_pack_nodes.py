@@ -42,8 +42,8 @@ RGTHREE_VIRTUAL = ("Fast Groups Muter (rgthree)", "Fast Groups Bypasser (rgthree
                    "Fast Bypasser (rgthree)", "Fast Actions Button (rgthree)", "Bookmark (rgthree)",
                    "Label (rgthree)")
 PYSSSSS_REROUTE = "ReroutePrimitive|pysssss"
-# pysssss's loaders whose file list holds {content: name, image: preview} items, which its editor
-# saves and queues as they are: {ComfyUI class: the input}
+# pysssss's loaders whose file list held {content: name, image: preview} items in the pack's older
+# versions, which their editor saves and queues as they are (read as the name): {class: the input}
 PYSSSSS_IMAGE_COMBOS = {"CheckpointLoader|pysssss": "ckpt_name", "LoraLoader|pysssss": "lora_name"}
 BROADCASTERS = ("Anything Everywhere", "Anything Everywhere?", "Anything Everywhere3", "Prompts Everywhere",
                 "Seed Everywhere")
@@ -97,6 +97,15 @@ def combo_value(class_type: str, name: str, value):
             and isinstance(value.get("content"), str):
         return value["content"]
     return value
+
+
+def file_item_widget(values: list, old_values) -> None:
+    """A pysssss loader's widgets_values with its file name written back as the {content, image}
+    item read, when the graph was read with one naming the same file (the pack's versions before
+    2025 save and queue such items; later ones plain names, as written otherwise)."""
+    old = old_values[0] if isinstance(old_values, list) and old_values else None
+    if values and isinstance(old, dict) and old.get("content") == values[0]:
+        values[0] = old
 
 
 def _power_lora_rows(values: list) -> list[dict]:

@@ -43,8 +43,9 @@ class PysssssCheckpointLoader(LoadCheckpoint):
 
 class PysssssLoraLoader(LoadLoRA):
     """Apply a LoRA as LoraLoader does, as pysssss's Lora Loader does, also giving the LoRA's
-    file name. The pack's editor adds an `example` list of the prompts saved next to the LoRA and
-    a `prompt` box showing the chosen one; neither changes what is loaded."""
+    file name (the pack's versions before 2025 gave the chosen example's prompt there). The
+    pack's editor adds an `example` list of the prompts saved next to the LoRA and a `prompt` box
+    showing the chosen one; neither changes what is loaded."""
     example: str = Text("[none]")
     prompt: str = Text("", multiline=True)
     outputs = {"MODEL": LoadLoRA.outputs["model"], "CLIP": LoadLoRA.outputs["clip"], "lora_name": STRING}

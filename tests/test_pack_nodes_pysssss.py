@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from graphflow import memory
+from graphflow.comfy_format import export_ui
 from graphflow.context import NodeInputError
 from graphflow.executor import Executor
 from graphflow.registry import Registry
@@ -75,6 +76,13 @@ def test_loaders_read_the_packs_ui_graph_and_equal_the_core_loaders(registry, mo
                                                          "strength_clip": -0.4}}}
     want = run(registry, core, ["2"]).values
     assert got.values["1"][3] == "" and got.values["2"][2] == "first.safetensors"
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}  # items kept
+    assert saved[1][:2] == [{"content": "tiny.safetensors", "image": None}, "[none]"]
+    assert saved[2] == [{"content": "first.safetensors", "image": "loras/first.png"}, 0.7, -0.4, "notes",
+                        "a trigger word"]
+    workflow.nodes["2"].inputs["lora_name"] = "second.safetensors"  # another file: a plain name, as now saved
+    assert next(n for n in export_ui(workflow, registry)["nodes"] if n["id"] == 2)["widgets_values"][0] == \
+        "second.safetensors"
     (unet, tower), (unet_want, tower_want) = weights(*got.values["2"][:2]), weights(*want["2"])
     base, _ = weights(*want["1"][:2])
     assert any(not torch.equal(unet[n], base[n]) for n in unet)

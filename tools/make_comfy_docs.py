@@ -200,8 +200,8 @@ def render() -> str:
               "and bypassers do is already saved as the nodes' modes (2 muted, 4 bypassed), which graphflow runs.",
               f"- ComfyUI-Custom-Scripts (pysssss): `{comfy_pack_nodes.PYSSSSS_REROUTE}` forwards its input; one with "
               "nothing linked in gives the value of the widget it holds (`widgets_values[0]`). The file lists of "
-              + ", ".join(f"`{n}`" for n in comfy_pack_nodes.PYSSSSS_IMAGE_COMBOS) + " save {content, image} "
-              "items: read as the file name (content).",
+              + ", ".join(f"`{n}`" for n in comfy_pack_nodes.PYSSSSS_IMAGE_COMBOS) + " in the pack's older "
+              "versions saved {content, image} items: read as the file name (content), written back as read.",
               "- cg-use-everywhere: " + ", ".join(f"`{n}`" for n in comfy_pack_nodes.BROADCASTERS) + ": each "
               "linked input is sent to every unconnected input of its type in the graph (a widget's input only "
               "where the node marks it `widget_ue_connectable`), with the pack's rules: title and input-name "
