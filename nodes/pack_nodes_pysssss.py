@@ -123,6 +123,7 @@ _MATH_BINARY = {**_BINARY, ast.BitXor: operator.xor, ast.BitAnd: operator.and_, 
                 ast.RShift: operator.rshift, ast.LShift: operator.lshift}
 _MATH_UNARY = {ast.USub: operator.neg, ast.Invert: operator.invert, ast.Not: lambda a: 0 if a else 1}
 SHIFT_LIMIT = 4096  # bigger left shifts make numbers too big to work with
+MAX_BITS = 1 << 16  # the biggest whole number a power may give (about 20,000 digits)
 
 
 def math_expression(expression: str, names: dict, widget=None):
@@ -132,15 +133,17 @@ def math_expression(expression: str, names: dict, widget=None):
     % ^ & | << >> (whole numbers stay whole, others become floats), unary - ~ not; and/or of
     the first two operands (1 or 0); a comparison of the first two operands (1 or 0); calls of
     round ceil floor min max randomint randomchoice sqrt int iif. Anything else is an error;
-    nothing is evaluated by Python itself. Unlike the pack, exponents above POWER_LIMIT and
-    shifts above SHIFT_LIMIT are refused."""
+    nothing is evaluated by Python itself. Unlike the pack, exponents above POWER_LIMIT, whole
+    powers above MAX_BITS bits and shifts above SHIFT_LIMIT are refused."""
     def number(node):
         v = value(node)
         return v if isinstance(v, int) else float(v)
 
     def binary(op, left, right):
         left, right = number(left), number(right)
-        if isinstance(op, ast.Pow) and abs(right) > POWER_LIMIT or \
+        # whole numbers grow without bound: refuse results of more than MAX_BITS bits
+        if isinstance(op, ast.Pow) and (abs(right) > POWER_LIMIT or isinstance(left, int) and isinstance(right, int)
+                                        and left.bit_length() * right > MAX_BITS) or \
                 isinstance(op, ast.LShift) and isinstance(right, int) and right > SHIFT_LIMIT:
             raise ValueError(f"{right} is too big a power or shift")
         return _operator(_MATH_BINARY, op)(left, right)
