@@ -68,7 +68,7 @@ def string_function(action: str, tidy_tags: bool, a: str, b: str, c: str) -> str
     Tidying then folds double spaces, " ," and ",," once each, as the pack does."""
     if action == "append":
         out = (", " if tidy_tags else "").join(t for t in (a, b, c) if t)
-    elif len(b) >= 2 and b.startswith("/") and b.endswith("/"):
+    elif b.startswith("/") and b.endswith("/"):  # a lone "/" too: the empty expression, as in the pack
         out = re.sub(b[1:-1], c, a)
     else:
         out = a.replace(b, c)

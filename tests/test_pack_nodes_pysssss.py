@@ -101,7 +101,8 @@ def test_loaders_read_the_packs_ui_graph_and_equal_the_core_loaders(registry, mo
     ("replace", False, ("a cat sat", "/c(a)t/", r"m\1p"), "a map sat"),  # /regex/
     ("replace", True, ("a, ,b", ",", ",,"), "a,b"),
     ("replace", True, ("a,,,,,,,,b", "x", "y"), "a,,b"),  # ",," folded twice only, as the pack
-    ("replace", False, ("x/y", "/", "-"), "x-y"),  # a lone slash is text
+    ("replace", False, ("x/y", "/", "-"), "-x-/-y-"),  # a lone slash: the empty expression, as in the pack
+    ("replace", False, ("x/y", "//", "-"), "-x-/-y-"),
 ])
 def test_string_function(action, tidy, texts, expected):
     assert string_function(action, tidy, *texts) == expected
