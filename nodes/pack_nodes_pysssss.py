@@ -16,6 +16,7 @@ import re
 from graphflow.api import ANY, FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Float, Int, ListOf, Node, \
     NodeInputError, Text, folders, safe_join, show, warn, workflow_texts
 from graphflow.folders import UnsafePathError
+from nodes.image import MAX_SIZE
 from nodes.loaders import LoadCheckpoint, LoadLoRA
 from nodes.pack_nodes import _BINARY, _COMPARE, POWER_LIMIT, _operator
 
@@ -303,16 +304,17 @@ def constrain_images(node, images) -> list:
 
 
 class PysssssConstrainImage(Node):
-    """Resize each image to fit within max_width x max_height, keeping its aspect, and to at
-    least min_width x min_height, as pysssss's Constrain Image does (Lanczos on its 8-bit RGB
-    picture); with crop_if_required "yes", it covers the box instead and the overflow is cut
-    off about the middle. Gives a list of single images (their sizes may differ)."""
+    """Resize each image to the largest size of its aspect within max_width x max_height (a
+    smaller one grows), at least min_width x min_height (the aspect then given up), as pysssss's
+    Constrain Image does (Lanczos on its 8-bit RGB picture); with crop_if_required "yes", a
+    side pushed past the box by a minimum is cut off about the middle instead. Gives a list of
+    single images (their sizes may differ)."""
     category = "image/transform"
     images: IMAGE
-    max_width: int = Int(1024, min=0)
-    max_height: int = Int(1024, min=0)
-    min_width: int = Int(0, min=0)
-    min_height: int = Int(0, min=0)
+    max_width: int = Int(1024, min=0, max=MAX_SIZE)
+    max_height: int = Int(1024, min=0, max=MAX_SIZE)
+    min_width: int = Int(0, min=0, max=MAX_SIZE)
+    min_height: int = Int(0, min=0, max=MAX_SIZE)
     crop_if_required: str = Choice(("yes", "no"), "no")
     outputs = {"IMAGE": ListOf(IMAGE)}
     comfy = ComfyAlias(("ConstrainImage|pysssss",))
