@@ -192,12 +192,13 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
             problems.append(Problem(node_id, class_type, None,
                                     f"'inputs' must be an object of input name to value, got {_short(raw_inputs)}"))
             continue
-        class_type = _folder_class(class_type, raw_inputs)
+        class_type = comfy_pack_nodes.primitive_class(_folder_class(class_type, raw_inputs), raw_inputs)
         cls = registry.comfy_node(class_type)
         alias = _alias_for(cls, class_type)
         declared = {i["name"] for i in catalogue[class_type]["inputs"]} if class_type in catalogue else None
         inputs = dict(alias.fixed) if alias is not None else {}
         for name, value in _gathered(raw_inputs, alias).items():
+            value = comfy_pack_nodes.combo_value(class_type, name, value)
             ours = alias.inputs.get(name, name) if alias is not None else name
             undeclared = declared is not None and name not in declared and not (cls and ours in cls.input_specs)
             if name in UPLOAD_INPUTS or undeclared:  # graphflow's own extra inputs are kept
@@ -267,6 +268,8 @@ def _widget_order(class_type: str, registry) -> list[dict] | None:
             entry["widget"] = True
             if spec.type == "INT" and spec.name in ("seed", "noise_seed"):
                 entry["control"] = True
+            if spec.widget.hints.get("dynamic_prompts"):  # a pack's text the editor resolves {a|b} in
+                entry["dynamic"] = True
         order.append(entry)
     return order
 
@@ -1183,6 +1186,8 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
             properties[EXTRA_PROPERTY] = extra
         if class_type == comfy_pack_nodes.POWER_LORA_LOADER:
             ui_node["widgets_values"] = comfy_pack_nodes.power_lora_widgets(inputs.get("loras", "[]"), properties)
+        if class_type in comfy_pack_nodes.PYSSSSS_IMAGE_COMBOS:
+            comfy_pack_nodes.file_item_widget(ui_node["widgets_values"], (old or {}).get("widgets_values"))
         ui_node["properties"] = properties
         if not old:
             cls = registry.comfy_node(class_type)

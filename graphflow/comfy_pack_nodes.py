@@ -13,6 +13,9 @@ code does when it builds the API prompt (a backend never sees them):
   editor sends a row's strengthTwo (the text encoder's) only when the node's "Show Strengths"
   property is "Separate Model & Clip", a null one as 1; else the model's strength serves both.
   `power_lora_widgets` writes the rows back as the editor saves them, with that property.
+- pysssss's Reroute Primitive forwards its input; one with nothing linked in holds the value of
+  the widget it shows for what it feeds (its `widgets_values[0]`), which is what it gives (in an
+  API graph, where its editor sends that value, `primitive_class` reads it as a Primitive).
 - cg-use-everywhere's broadcasters: each linked input of an Everywhere node is sent to every
   unconnected input of the same type in its graph, under the node's restrictions (title and
   input-name regexes, colour), the highest priority winning; a tie connects nothing in ComfyUI
@@ -38,9 +41,13 @@ SHOW_STRENGTHS, SEPARATE_STRENGTHS = "Show Strengths", "Separate Model & Clip"  
 RGTHREE_VIRTUAL = ("Fast Groups Muter (rgthree)", "Fast Groups Bypasser (rgthree)", "Fast Muter (rgthree)",
                    "Fast Bypasser (rgthree)", "Fast Actions Button (rgthree)", "Bookmark (rgthree)",
                    "Label (rgthree)")
+PYSSSSS_REROUTE = "ReroutePrimitive|pysssss"
+# pysssss's loaders whose file list held {content: name, image: preview} items in the pack's older
+# versions, which their editor saves and queues as they are (read as the name): {class: the input}
+PYSSSSS_IMAGE_COMBOS = {"CheckpointLoader|pysssss": "ckpt_name", "LoraLoader|pysssss": "lora_name"}
 BROADCASTERS = ("Anything Everywhere", "Anything Everywhere?", "Anything Everywhere3", "Prompts Everywhere",
                 "Seed Everywhere")
-TYPES = (SET, GET, RGTHREE_REROUTE) + RGTHREE_VIRTUAL + BROADCASTERS
+TYPES = (SET, GET, RGTHREE_REROUTE, PYSSSSS_REROUTE) + RGTHREE_VIRTUAL + BROADCASTERS
 
 # cg-use-everywhere's defaults (its i18n.js, with KSampler's English input names)
 SEED_REGEX = "seed|seed"
@@ -64,9 +71,41 @@ def resolve(nodes: dict[str, dict], links: dict[str, tuple]) -> list[Problem]:
             node["widgets_values"] = [json.dumps(rows)]
         if node.get("type") == RGTHREE_REROUTE:
             node["type"] = "__forward"
+        elif node.get("type") == PYSSSSS_REROUTE:
+            inputs = node.get("inputs") or [{"name": "value", "type": "*", "link": None}]
+            if inputs[0].get("link") is None and isinstance(values, list) and values:
+                inputs = [{**inputs[0], "value": values[0]}]  # its widget: given as a literal
+            node.update(type="__forward", inputs=inputs)
         elif node.get("type") in RGTHREE_VIRTUAL + BROADCASTERS:  # muted or bypassed broadcasters send nothing
             node.update(type="__forward", inputs=[])
     return problems
+
+
+def primitive_class(class_type: str, inputs: dict) -> str:
+    """The class a node of an API graph is read as: a pysssss Reroute Primitive that its editor
+    queued with the value of its widget (not a link) is the ComfyUI Primitive of that value."""
+    value = inputs.get("value")
+    if class_type != PYSSSSS_REROUTE or isinstance(value, list):
+        return class_type
+    kinds = ((bool, "PrimitiveBoolean"), (int, "PrimitiveInt"), (float, "PrimitiveFloat"), (str, "PrimitiveString"))
+    return next((name for kind, name in kinds if isinstance(value, kind)), class_type)
+
+
+def combo_value(class_type: str, name: str, value):
+    """A pysssss loader's {content, image} file item as the file name (other values as they are)."""
+    if PYSSSSS_IMAGE_COMBOS.get(class_type) == name and isinstance(value, dict) \
+            and isinstance(value.get("content"), str):
+        return value["content"]
+    return value
+
+
+def file_item_widget(values: list, old_values) -> None:
+    """A pysssss loader's widgets_values with its file name written back as the {content, image}
+    item read, when the graph was read with one naming the same file (the pack's versions before
+    2025 save and queue such items; later ones plain names, as written otherwise)."""
+    old = old_values[0] if isinstance(old_values, list) and old_values else None
+    if values and isinstance(old, dict) and old.get("content") == values[0]:
+        values[0] = old
 
 
 def _power_lora_rows(values: list) -> list[dict]:

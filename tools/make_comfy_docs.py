@@ -125,8 +125,11 @@ LIMITS = """## Not supported yet
   Broadcasts into subgraphs from outside them, and the pack's "connect to bypassed nodes"
   setting, are not followed. Written back as a UI graph, a broadcast input gets a direct link.
 - rgthree's other nodes are unknown classes: Random Unmuter (it picks a node to unmute when
-  queued), the Mute / Bypass Relay and Repeater, Node Collector, and its backend nodes (Context,
-  Context Big, Power Lora Loader, Seed, ...).
+  queued), the Mute / Bypass Relay and Repeater, Node Collector, and the backend nodes Power Puter,
+  Power Primitive, Image Resize and the Dynamic Context ones. Its Context Switch, Context Merge
+  and Any Switch take five inputs here (the pack's editor may add more).
+- pysssss's Repeater with output "multi" (its editor splits the node into copies when queueing)
+  is refused; node_mode "create" (copies of the source node) repeats the one value, with a warning.
 - A1111 settings that are not turned into nodes, each said in a note: ADetailer, variation seed,
   face restoration, eta / ENSD / RNG / noise multipliers; a refiner together with hires fix
   (A1111's "Hires refiner" option decides which pass it refines); prompt tags other than LoRA,
@@ -203,6 +206,10 @@ def render() -> str:
               f"- rgthree-comfy: `{comfy_pack_nodes.RGTHREE_REROUTE}` forwards its input; "
               + ", ".join(f"`{n}`" for n in comfy_pack_nodes.RGTHREE_VIRTUAL) + " are left out: what the muters "
               "and bypassers do is already saved as the nodes' modes (2 muted, 4 bypassed), which graphflow runs.",
+              f"- ComfyUI-Custom-Scripts (pysssss): `{comfy_pack_nodes.PYSSSSS_REROUTE}` forwards its input; one with "
+              "nothing linked in gives the value of the widget it holds (`widgets_values[0]`). The file lists of "
+              + ", ".join(f"`{n}`" for n in comfy_pack_nodes.PYSSSSS_IMAGE_COMBOS) + " in the pack's older "
+              "versions saved {content, image} items: read as the file name (content), written back as read.",
               "- cg-use-everywhere: " + ", ".join(f"`{n}`" for n in comfy_pack_nodes.BROADCASTERS) + ": each "
               "linked input is sent to every unconnected input of its type in the graph (a widget's input only "
               "where the node marks it `widget_ue_connectable`), with the pack's rules: title and input-name "

@@ -29,6 +29,8 @@ def _widget_options(widget, alias: ComfyAlias, our_name: str) -> dict:
                 options[key] = value
     if widget.kind == "STRING" and widget.multiline:
         options["multiline"] = True
+    if widget.hints.get("dynamic_prompts"):  # the editor resolves {a|b} in it when it queues
+        options["dynamicPrompts"] = True
     if widget.hints.get("control_after_generate") or (widget.kind == "INT" and our_name in ("seed", "noise_seed")):
         options["control_after_generate"] = True
     if widget.hints.get("upload") in ("image", "video"):
