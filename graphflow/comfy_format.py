@@ -506,9 +506,11 @@ def _widget_values(node: dict, order: list[dict]) -> tuple[dict, dict]:
     values, controls, at = {}, {}, 0
     raw = raw or []
     for entry, role in _widget_slots(order):
-        if role == "control":  # older saves may lack it: only a control word is taken as one
-            if at < len(raw) and raw[at] in CONTROL_VALUES:
-                controls[entry["name"]] = raw[at]
+        if role == "control":  # older saves may lack it: only a control word is taken as one, or the
+            # null of Efficiency Nodes' seed button, which its editor puts in the control's place
+            if at < len(raw) and (raw[at] in CONTROL_VALUES or raw[at] is None):
+                if raw[at] is not None:
+                    controls[entry["name"]] = raw[at]
                 at += 1
             continue
         if role == "value" and at < len(raw):

@@ -1,0 +1,595 @@
+"""Efficiency Nodes (jags111/efficiency-nodes-comfyui, the maintained fork of LucianoCirino's) built
+in under the pack's class names, inputs, defaults and outputs: Efficient Loader, Eff. Loader SDXL,
+LoRA Stacker, Control Net Stacker, Apply ControlNet Stack, Pack / Unpack SDXL Tuple and the three
+samplers KSampler (Efficient), KSampler Adv. (Efficient) and KSampler SDXL (Eff.). They call our
+core loaders, LoRA, text encoding, ControlNet, sampling and VAE code. The pack's scripts (XY Plot,
+HighRes-Fix, Noise Control, Tiled Upscaler, AnimateDiff) are not built in.
+
+Stacks as the pack passes them: LORA_STACK a list of (lora_name, model_strength, clip_strength),
+CONTROL_NET_STACK a list of (control_net, image, strength, start_percent, end_percent), SDXL_TUPLE
+(base model, base clip, base positive, base negative, refiner model, refiner clip, refiner
+positive, refiner negative)."""
+
+from __future__ import annotations
+
+import random
+from types import SimpleNamespace
+
+from graphflow.api import (CLIP, CONDITIONING, IMAGE, LATENT, MODEL, VAE, Choice, ComfyAlias, Float, Int, Node,
+                           NodeInputError, Text, folders, show, socket_type, warn)
+from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
+from nodes.conditioning import CLIPEncode, encoded
+from nodes.controlnet import CONTROL_NET, _apply_pair
+from nodes.image import temp_pngs
+from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadVAE
+from nodes.pack_nodes import _apply_lora, _lora_choices
+from nodes.sampling import SEED_MAX, KSampler, KSamplerAdvanced, _estimate
+from nodes.vae import VAEDecode
+
+LORA_STACK = socket_type("LORA_STACK", "#e5a03c", "Efficiency Nodes' LoRAs to apply: (name, model strength, clip strength)")
+CONTROL_NET_STACK = socket_type("CONTROL_NET_STACK", "#00b87a",
+                                "Efficiency Nodes' ControlNets to apply: (control net, image, strength, start, end)")
+SDXL_TUPLE = socket_type("SDXL_TUPLE", "#8d6ec8", "Efficiency Nodes' SDXL base and refiner models, text encoders "
+                                                  "and prompts in one link")
+DEPENDENCIES = socket_type("DEPENDENCIES", "#9e9e9e", "What Efficiency Nodes' XY Plot reads from a loader")
+SCRIPT = socket_type("SCRIPT", "#9e9e9e", "An Efficiency Nodes script (XY Plot, HighRes-Fix, ...)")
+
+BAKED_VAE = "Baked VAE"
+TOKEN_NORMALIZATIONS = ("none", "mean", "length", "length+mean")
+WEIGHT_INTERPRETATIONS = ("comfy", "A1111", "compel", "comfy++", "down_weight")
+# The pack's samplers add Align Your Steps and GITS to the scheduler list.
+EFF_SCHEDULERS = SCHEDULER_NAMES + ("AYS SD1", "AYS SDXL", "AYS SVD", "GITS")
+PREVIEW_METHODS = ("auto", "latent2rgb", "taesd", "vae_decoded_only", "none")  # KSampler (Efficient)'s
+ADV_PREVIEW_METHODS = ("auto", "latent2rgb", "taesd", "none")  # the Adv. and SDXL samplers'
+VAE_DECODES = ("true", "true (tiled)", "false")  # KSampler (Efficient)'s
+ADV_VAE_DECODES = ("true", "true (tiled)", "false", "output only", "output only (tiled)")
+STACKER_ROWS = 50  # the LoRA Stacker's rows: all saved by the editor, lora_count of them used
+RANDOM_SEED = -1  # the pack's seed widget value for "draw a seed when queueing"
+TILE_SIZE = 320  # the pack decodes "tiled" as VAEDecodeTiled(tile_size 320) with its other defaults
+SCRIPTS = "XY Plot, HighRes-Fix Script, Noise Control Script, Tiled Upscaler Script and AnimateDiff Script"
+
+
+def _checkpoint_choices() -> list[str]:
+    return folders.list_models("checkpoints")
+
+
+def _vae_choices() -> list[str]:
+    return [BAKED_VAE] + folders.list_models("vae")
+
+
+def _core(cls, renamed: dict | None = None, **inputs):
+    """A core node's run() on these inputs (the very code that node runs; widgets not given take
+    its defaults), its input errors named by this node's inputs (renamed: core name -> ours)."""
+    node = cls.__new__(cls)
+    node.__dict__.update({name: spec.default for name, spec in cls.input_specs.items()})
+    node.__dict__.update(inputs)
+    try:
+        return node.run()
+    except NodeInputError as e:
+        raise NodeInputError((renamed or {}).get(e.input, e.input), str(e)) from None
+
+
+# -- text encoding (the pack's AdvancedCLIPTextEncode, after ComfyUI_ADV_CLIP_emb) --------------
+
+def normalized_weights(weights: list[list[float]], words: list[list[int]], normalization: str) -> list[list[float]]:
+    """Token weights after token_normalization: "length" spreads a segment's weight over its tokens
+    (w -> 1 + (w - 1) / sqrt(n) for a segment of n tokens), "mean" shifts the weights of the
+    prompt's tokens so that they average 1; BOS, EOS and padding (word 0) keep 1."""
+    flat = [(w, word) for ws, ids in zip(weights, words) for w, word in zip(ws, ids)]
+    if normalization.startswith("length"):
+        counts = {}
+        for _, word in flat:
+            counts[word] = counts.get(word, 0) + 1
+        weights = [[1.0 if word == 0 else 1 + (w - 1) / counts[word] ** 0.5 for w, word in zip(ws, ids)]
+                   for ws, ids in zip(weights, words)]
+    if normalization.endswith("mean"):
+        spoken = [w for ws, ids in zip(weights, words) for w, word in zip(ws, ids) if word != 0]
+        if spoken:
+            delta = 1 - sum(spoken) / len(spoken)
+            weights = [[w if word == 0 else w + delta for w, word in zip(ws, ids)] for ws, ids in zip(weights, words)]
+    return weights
+
+
+def efficiency_encode(clip, text: str, token_normalization: str, weight_interpretation: str) -> list:
+    """A prompt's CONDITIONING as the pack's loaders encode it. none + comfy is CLIP Text Encode
+    itself; the other token normalizations reweight the tokens first (normalized_weights); A1111
+    multiplies the unweighted embedding by the weights and rescales it to its old mean (each of
+    SDXL's towers on its own, the pooled output unweighted). compel, comfy++ and down_weight (which
+    re-encode the prompt with tokens masked) are refused."""
+    if weight_interpretation not in ("comfy", "A1111"):
+        raise NodeInputError("weight_interpretation", f"{weight_interpretation!r} is not built in (it re-encodes the "
+                                                      f"prompt with masked tokens): use comfy or A1111")
+    if token_normalization == "none" and weight_interpretation == "comfy":
+        return _core(CLIPEncode, {"text": "positive"}, text=text, clip=clip)
+    if not hasattr(clip, "tokenize") or not hasattr(clip, "with_towers"):
+        raise NodeInputError("weight_interpretation", "token_normalization and weight_interpretation other than "
+                                                      "none / comfy need a CLIP text encoder (SD1, SD2, SDXL)")
+    import torch
+
+    from graphflow.models.tokenizer import TokenWindows
+
+    def encode(clip):
+        tokens, conds, pooled = clip.tokenize(text), [], None
+        for tower in clip.towers:
+            windows = tokens[tower.name]
+            weights = normalized_weights(windows.weights, windows.words, token_normalization)
+            single = clip.with_towers([tower])
+            if weight_interpretation == "comfy":
+                cond, pooled = single.encode_tokens({tower.name: TokenWindows(windows.ids, weights, windows.vectors,
+                                                                              windows.words)})
+            else:
+                plain = [[1.0] * len(w) for w in windows.weights]
+                base, pooled = single.encode_tokens({tower.name: TokenWindows(windows.ids, plain, windows.vectors,
+                                                                              windows.words)})
+                scale = torch.tensor(weights, dtype=base.dtype, device=base.device).reshape(1, -1, 1)
+                cond = base * scale
+                cond = base.mean() / cond.mean() * cond
+            conds.append(cond)
+        length = min(c.shape[1] for c in conds)
+        cond = torch.cat([c[:, :length] for c in conds], dim=-1)
+        return cond, {} if pooled is None else {"pooled_output": pooled}
+
+    return encoded(clip, encode)
+
+
+def _apply_cnet_stack(positive, negative, stack):
+    """Each ControlNet of a stack applied in turn to both prompts, as Apply ControlNet (advanced)."""
+    for entry in stack or []:
+        if not isinstance(entry, (tuple, list)) or len(entry) != 5:
+            raise NodeInputError("cnet_stack", f"expected (control_net, image, strength, start_percent, end_percent) "
+                                               f"entries, got {entry!r:.80}")
+        net, image, strength, start, end = entry
+        node = SimpleNamespace(positive=positive, negative=negative, control_net=net, image=image, strength=strength,
+                               start_percent=start, end_percent=end, vae=None)
+        try:
+            positive, negative = _apply_pair(node)
+        except NodeInputError as e:
+            raise NodeInputError("cnet_stack", str(e)) from None
+    return positive, negative
+
+
+def _lora_rows(lora_stack) -> list:
+    if lora_stack is None:
+        return []
+    if not isinstance(lora_stack, (list, tuple)) or not all(isinstance(r, (list, tuple)) and len(r) >= 3
+                                                              for r in lora_stack):
+        raise NodeInputError("lora_stack", f"expected a list of (lora_name, model_strength, clip_strength), "
+                                           f"got {lora_stack!r:.80}")
+    return [tuple(r[:3]) for r in lora_stack]
+
+
+def _load(ckpt_name: str, ckpt_input: str, vae_name: str, loras: list):
+    """Checkpoint, LoRAs in turn ((name, model strength, clip strength, our input naming it), each
+    applied as LoraLoader applies it, even at strength 0, as the pack does) and the VAE: the
+    checkpoint's own ("Baked VAE") or a file from models/vae."""
+    model, clip, vae = _core(LoadCheckpoint, {"checkpoint": ckpt_input}, checkpoint=ckpt_name)
+    for name, strength_model, strength_clip, input_name in loras:
+        model, clip = _apply_lora(model, clip, name, strength_model, strength_clip, input_name)
+    if vae_name != BAKED_VAE:
+        vae = _core(LoadVAE, vae_name=vae_name)
+    return model, clip, vae
+
+
+def _set_clip_skip(clip, clip_skip: int, input_name: str):
+    if clip is None:
+        raise NodeInputError(input_name, "the checkpoint has no text encoder")
+    try:
+        return clip.with_clip_skip(clip_skip)
+    except ValueError as e:
+        raise NodeInputError(input_name, str(e)) from None
+
+
+def _state(kind: str, name: str):
+    try:
+        return folders.model_state(kind, name)
+    except (FileNotFoundError, ValueError):
+        return None  # run() names the problem
+
+
+class EfficientLoader(Node):
+    """Load a checkpoint, apply a LoRA (lora_name, unless "None") and then the LoRAs of lora_stack in
+    turn, stop the text encoder at clip_skip, encode the positive and negative prompts, apply the
+    ControlNets of cnet_stack to them, and make an empty latent batch of the given size, as
+    Efficiency Nodes' Efficient Loader does. vae_name "Baked VAE" is the checkpoint's own VAE.
+    token_normalization none with weight_interpretation comfy encodes exactly as CLIP Text Encode;
+    mean / length / length+mean and A1111 follow ComfyUI_ADV_CLIP_emb's formulas; compel, comfy++
+    and down_weight are not built in and refused. The CLIP output is the clip-skipped text encoder;
+    DEPENDENCIES is what the pack's XY Plot reads (not built in)."""
+    category = "Efficiency Nodes/Loaders"
+    ckpt_name: str = Choice(_checkpoint_choices, DEMO_CHECKPOINT, model_folder="checkpoints")
+    vae_name: str = Choice(_vae_choices, BAKED_VAE, model_folder="vae", not_files=(BAKED_VAE,))
+    clip_skip: int = Int(-1, min=-24, max=-1)
+    lora_name: str = Choice(_lora_choices, "None", model_folder="loras", not_files=("None",))
+    lora_model_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_clip_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    positive: str = Text("CLIP_POSITIVE", multiline=True)
+    negative: str = Text("CLIP_NEGATIVE", multiline=True)
+    token_normalization: str = Choice(TOKEN_NORMALIZATIONS, "none")
+    weight_interpretation: str = Choice(WEIGHT_INTERPRETATIONS, "comfy")
+    empty_latent_width: int = Int(512, min=64, max=16384, step=64)
+    empty_latent_height: int = Int(512, min=64, max=16384, step=64)
+    batch_size: int = Int(1, min=1, max=262144)
+    lora_stack: LORA_STACK = None
+    cnet_stack: CONTROL_NET_STACK = None
+    outputs = {"MODEL": MODEL, "CONDITIONING+": CONDITIONING, "CONDITIONING-": CONDITIONING, "LATENT": LATENT,
+               "VAE": VAE, "CLIP": CLIP, "DEPENDENCIES": DEPENDENCIES}
+    comfy = ComfyAlias(("Efficient Loader",))
+
+    @classmethod
+    def fingerprint(cls, ckpt_name=DEMO_CHECKPOINT, vae_name=BAKED_VAE, lora_name="None", **widgets):
+        return (_state("checkpoints", ckpt_name), vae_name != BAKED_VAE and _state("vae", vae_name),
+                lora_name != "None" and _state("loras", lora_name))
+
+    def run(self):
+        import torch
+
+        loras = ([(self.lora_name, self.lora_model_strength, self.lora_clip_strength)] if self.lora_name != "None"
+                 else []) + _lora_rows(self.lora_stack)
+        model, clip, vae = _load(self.ckpt_name, "ckpt_name", self.vae_name,
+                                 [(*r, "lora_name" if i == 0 and self.lora_name != "None" else "lora_stack")
+                                  for i, r in enumerate(loras)])
+        clip = _set_clip_skip(clip, self.clip_skip, "clip_skip")
+        positive = efficiency_encode(clip, self.positive, self.token_normalization, self.weight_interpretation)
+        negative = efficiency_encode(clip, self.negative, self.token_normalization, self.weight_interpretation)
+        positive, negative = _apply_cnet_stack(positive, negative, self.cnet_stack)
+        latent = torch.zeros(self.batch_size, 4, self.empty_latent_height // 8, self.empty_latent_width // 8)
+        dependencies = (self.vae_name, self.ckpt_name, clip, self.clip_skip, "None", None, None, self.positive,
+                        self.negative, self.token_normalization, self.weight_interpretation, None,
+                        self.empty_latent_width, self.empty_latent_height, loras or None, self.cnet_stack)
+        return model, positive, negative, {"samples": latent}, vae, clip, dependencies
+
+
+class EffLoaderSDXL(Node):
+    """Efficiency Nodes' Eff. Loader SDXL: the base checkpoint with the LoRAs of lora_stack, its
+    text encoder at base_clip_skip, the prompts encoded as the Efficient Loader encodes them (and
+    the ControlNets of cnet_stack applied to them); the refiner checkpoint (unless "None") at
+    refiner_clip_skip with the same prompts encoded and given the aesthetic scores and the empty
+    latent's size, as CLIP Text Encode SDXL Refiner does. All of it goes out as one SDXL_TUPLE
+    (Unpack SDXL Tuple splits it; KSampler SDXL (Eff.) samples base then refiner)."""
+    category = "Efficiency Nodes/Loaders"
+    base_ckpt_name: str = Choice(_checkpoint_choices, DEMO_CHECKPOINT, model_folder="checkpoints")
+    base_clip_skip: int = Int(-2, min=-24, max=-1)
+    refiner_ckpt_name: str = Choice(lambda: ["None"] + _checkpoint_choices(), "None", model_folder="checkpoints",
+                                    not_files=("None",))
+    refiner_clip_skip: int = Int(-2, min=-24, max=-1)
+    positive_ascore: float = Float(6.0, min=0.0, max=1000.0, step=0.01)
+    negative_ascore: float = Float(2.0, min=0.0, max=1000.0, step=0.01)
+    vae_name: str = Choice(_vae_choices, BAKED_VAE, model_folder="vae", not_files=(BAKED_VAE,))
+    positive: str = Text("CLIP_POSITIVE", multiline=True)
+    negative: str = Text("CLIP_NEGATIVE", multiline=True)
+    token_normalization: str = Choice(TOKEN_NORMALIZATIONS, "none")
+    weight_interpretation: str = Choice(WEIGHT_INTERPRETATIONS, "comfy")
+    empty_latent_width: int = Int(1024, min=64, max=16384, step=64)
+    empty_latent_height: int = Int(1024, min=64, max=16384, step=64)
+    batch_size: int = Int(1, min=1, max=64)
+    lora_stack: LORA_STACK = None
+    cnet_stack: CONTROL_NET_STACK = None
+    outputs = {"SDXL_TUPLE": SDXL_TUPLE, "LATENT": LATENT, "VAE": VAE, "DEPENDENCIES": DEPENDENCIES}
+    comfy = ComfyAlias(("Eff. Loader SDXL",))
+
+    @classmethod
+    def fingerprint(cls, base_ckpt_name=DEMO_CHECKPOINT, refiner_ckpt_name="None", vae_name=BAKED_VAE, **widgets):
+        return (_state("checkpoints", base_ckpt_name), refiner_ckpt_name != "None"
+                and _state("checkpoints", refiner_ckpt_name), vae_name != BAKED_VAE and _state("vae", vae_name))
+
+    def run(self):
+        import torch
+
+        loras = _lora_rows(self.lora_stack)
+        model, clip, vae = _load(self.base_ckpt_name, "base_ckpt_name", self.vae_name,
+                                 [(*r, "lora_stack") for r in loras])
+        clip = _set_clip_skip(clip, self.base_clip_skip, "base_clip_skip")
+        positive = efficiency_encode(clip, self.positive, self.token_normalization, self.weight_interpretation)
+        negative = efficiency_encode(clip, self.negative, self.token_normalization, self.weight_interpretation)
+        positive, negative = _apply_cnet_stack(positive, negative, self.cnet_stack)
+        refiner_model = refiner_clip = refiner_positive = refiner_negative = None
+        if self.refiner_ckpt_name != "None":
+            refiner_model, refiner_clip, _ = _core(LoadCheckpoint, {"checkpoint": "refiner_ckpt_name"},
+                                                   checkpoint=self.refiner_ckpt_name)
+            refiner_clip = _set_clip_skip(refiner_clip, self.refiner_clip_skip, "refiner_clip_skip")
+            size = {"width": self.empty_latent_width, "height": self.empty_latent_height}
+            refiner_positive, refiner_negative = (
+                [(c, {**o, **size, "aesthetic_score": score}) for c, o in
+                 efficiency_encode(refiner_clip, text, self.token_normalization, self.weight_interpretation)]
+                for text, score in ((self.positive, self.positive_ascore), (self.negative, self.negative_ascore)))
+        latent = torch.zeros(self.batch_size, 4, self.empty_latent_height // 8, self.empty_latent_width // 8)
+        dependencies = (self.vae_name, self.base_ckpt_name, clip, self.base_clip_skip, self.refiner_ckpt_name,
+                        refiner_clip, self.refiner_clip_skip, self.positive, self.negative, self.token_normalization,
+                        self.weight_interpretation, (self.positive_ascore, self.negative_ascore),
+                        self.empty_latent_width, self.empty_latent_height, loras or None, self.cnet_stack)
+        sdxl = (model, clip, positive, negative, refiner_model, refiner_clip, refiner_positive, refiner_negative)
+        return sdxl, {"samples": latent}, vae, dependencies
+
+
+class LoRAStacker(Node):
+    """List LoRAs for the Efficient Loaders' lora_stack, as Efficiency Nodes' LoRA Stacker: the first
+    lora_count rows, those not "None", each with lora_wt for both model and text encoder ("simple")
+    or model_str and clip_str ("advanced"), followed by an incoming lora_stack's. The editor shows
+    only the rows in use but saves all 50."""
+    category = "Efficiency Nodes/Stackers"
+    input_mode: str = Choice(("simple", "advanced"), "simple")
+    lora_count: int = Int(3, min=0, max=STACKER_ROWS)
+    # The pack's 50 rows (lora_name_i, lora_wt_i, model_str_i, clip_str_i), declared in turn into the
+    # class body's namespace (a plain dict here; comprehensions can't see the class's loop variable).
+    for _i in range(1, STACKER_ROWS + 1):
+        __annotations__[f"lora_name_{_i}"] = str
+        locals()[f"lora_name_{_i}"] = Choice(_lora_choices, "None", model_folder="loras", not_files=("None",))
+        for _name in ("lora_wt", "model_str", "clip_str"):
+            __annotations__[f"{_name}_{_i}"] = float
+            locals()[f"{_name}_{_i}"] = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    del _i, _name
+    lora_stack: LORA_STACK = None
+    outputs = {"LORA_STACK": LORA_STACK}
+    comfy = ComfyAlias(("LoRA Stacker",))
+
+    def run(self):
+        rows = []
+        for i in range(1, self.lora_count + 1):
+            name = getattr(self, f"lora_name_{i}")
+            if name == "None":
+                continue
+            if self.input_mode == "simple":
+                rows.append((name, getattr(self, f"lora_wt_{i}"), getattr(self, f"lora_wt_{i}")))
+            else:
+                rows.append((name, getattr(self, f"model_str_{i}"), getattr(self, f"clip_str_{i}")))
+        return rows + [r for r in _lora_rows(self.lora_stack) if r[0] != "None"]
+
+
+class ControlNetStacker(Node):
+    """Add a ControlNet with its hint image, strength and start / end percent to a CNET_STACK, as
+    Efficiency Nodes' Control Net Stacker (applied later as Apply ControlNet (advanced) applies it)."""
+    category = "Efficiency Nodes/Stackers"
+    control_net: CONTROL_NET
+    image: IMAGE
+    strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_percent: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    cnet_stack: CONTROL_NET_STACK = None
+    outputs = {"CNET_STACK": CONTROL_NET_STACK}
+    comfy = ComfyAlias(("Control Net Stacker",))
+
+    def run(self):
+        # a new list: the pack extends the incoming one in place, which a cached run would repeat
+        return list(self.cnet_stack or []) + [(self.control_net, self.image, self.strength, self.start_percent,
+                                               self.end_percent)]
+
+
+class ApplyControlNetStack(Node):
+    """Apply each ControlNet of a CNET_STACK in turn to the positive and negative prompts, as
+    Apply ControlNet (advanced) does; without a stack both pass through."""
+    category = "Efficiency Nodes/Stackers"
+    positive: CONDITIONING
+    negative: CONDITIONING
+    cnet_stack: CONTROL_NET_STACK = None
+    outputs = {"CONDITIONING+": CONDITIONING, "CONDITIONING-": CONDITIONING}
+    comfy = ComfyAlias(("Apply ControlNet Stack",))
+
+    def run(self):
+        return _apply_cnet_stack(self.positive, self.negative, self.cnet_stack)
+
+
+class PackSDXLTuple(Node):
+    """Put SDXL base and refiner models, text encoders and prompts into one SDXL_TUPLE."""
+    category = "Efficiency Nodes/Misc"
+    base_model: MODEL
+    base_clip: CLIP
+    base_positive: CONDITIONING
+    base_negative: CONDITIONING
+    refiner_model: MODEL
+    refiner_clip: CLIP
+    refiner_positive: CONDITIONING
+    refiner_negative: CONDITIONING
+    outputs = {"SDXL_TUPLE": SDXL_TUPLE}
+    comfy = ComfyAlias(("Pack SDXL Tuple",))
+
+    def run(self):
+        return (self.base_model, self.base_clip, self.base_positive, self.base_negative, self.refiner_model,
+                self.refiner_clip, self.refiner_positive, self.refiner_negative)
+
+
+class UnpackSDXLTuple(Node):
+    """Split an SDXL_TUPLE into its base and refiner models, text encoders and prompts."""
+    category = "Efficiency Nodes/Misc"
+    sdxl_tuple: SDXL_TUPLE
+    outputs = {"BASE_MODEL": MODEL, "BASE_CLIP": CLIP, "BASE_CONDITIONING+": CONDITIONING,
+               "BASE_CONDITIONING-": CONDITIONING, "REFINER_MODEL": MODEL, "REFINER_CLIP": CLIP,
+               "REFINER_CONDITIONING+": CONDITIONING, "REFINER_CONDITIONING-": CONDITIONING}
+    comfy = ComfyAlias(("Unpack SDXL Tuple",))
+
+    def run(self):
+        return tuple(_sdxl_parts(self.sdxl_tuple))
+
+
+def _sdxl_parts(value) -> tuple:
+    if not isinstance(value, (tuple, list)) or len(value) != 8:
+        raise NodeInputError("sdxl_tuple", f"expected an SDXL_TUPLE of 8 parts (from Eff. Loader SDXL or Pack SDXL "
+                                           f"Tuple), got {type(value).__name__}")
+    return tuple(value)
+
+
+# -- the samplers -------------------------------------------------------------------------------
+
+def _seed(seed: int) -> int:
+    if seed == RANDOM_SEED:
+        drawn = random.SystemRandom().randint(0, 2**50)
+        warn(f"seed -1 is the pack's editor's marker for a seed drawn when queueing; got none, so using {drawn}")
+        return drawn
+    return seed
+
+
+def _random_fingerprint(seed):
+    return random.random() if seed == RANDOM_SEED else None  # a drawn seed is never reused from the cache
+
+
+def _refuse_script(script):
+    if script is not None:
+        raise NodeInputError("script", f"the pack's scripts ({SCRIPTS}) are not built in: disconnect the script, or "
+                                       f"use the core nodes (a second KSampler for a high-res fix, ...)")
+
+
+def _scheduler(name: str):
+    """The scheduler to sample with: ours, or the pack's AYS / GITS (their tables for `steps`)."""
+    if name in SCHEDULER_NAMES:
+        return name
+    raise NodeInputError("scheduler", f"{name!r} (the pack's Align Your Steps / GITS schedules) is not built in "
+                                      f"here: use AlignYourStepsScheduler or GITSScheduler with SamplerCustom")
+
+
+def _finish(latent, vae, vae_decode: str, preview_method: str):
+    """The IMAGE output and preview as the pack's samplers make them: "true" decodes and shows
+    the images (unless preview_method is "none"); "output only" decodes without showing them;
+    "(tiled)" decodes in 320-pixel tiles; "false", or no VAE connected, gives a 1x1 transparent
+    image."""
+    import torch
+
+    if vae is None and vae_decode != "false":
+        warn("no VAE connected (optional_vae): nothing is decoded, as the pack proceeds with vae_decode false")
+        vae_decode = "false"
+    if vae_decode == "false":
+        return torch.zeros(1, 1, 1, 4)
+    tiled = {"tiled": True, "tile_size": TILE_SIZE} if "tiled" in vae_decode else {}
+    images = _core(VAEDecode, {"samples": "latent_image", "vae": "optional_vae"}, samples=latent, vae=vae, **tiled)
+    if vae_decode.startswith("true") and preview_method != "none":
+        show(images=temp_pngs(images))
+    return images
+
+
+class KSamplerEfficient(Node):
+    """Sample as KSampler does (the same latent for the same settings; denoise 0 passes the latent
+    through), then decode it with optional_vae as vae_decode says: "true" decodes and previews the
+    images, "true (tiled)" decodes in 320-pixel tiles, "false" (or no VAE connected) gives a 1x1
+    transparent IMAGE. Passes model, prompts and VAE on, as Efficiency Nodes' KSampler (Efficient).
+    seed -1 is the pack's editor's "random" marker (it draws one when queueing); a -1 reaching the
+    engine becomes a random seed, with a warning. preview_method is ignored (live previews are a
+    server setting here), except that "none" shows no decoded images. The scheduler list adds the
+    pack's AYS / GITS, which are refused here, and a script (XY Plot, HighRes-Fix, Noise Control,
+    Tiled Upscaler) is refused: those are not built in."""
+    category = "Efficiency Nodes/Sampling"
+    output_node = True
+    model: MODEL
+    seed: int = Int(0, min=RANDOM_SEED, max=SEED_MAX)
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    cfg: float = Float(7.0, min=0.0, max=100.0, step=0.1)
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler")
+    scheduler: str = Choice(EFF_SCHEDULERS, "simple")
+    positive: CONDITIONING
+    negative: CONDITIONING
+    latent_image: LATENT
+    denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    preview_method: str = Choice(PREVIEW_METHODS, "auto")
+    vae_decode: str = Choice(VAE_DECODES, "true")
+    optional_vae: VAE = None
+    script: SCRIPT = None
+    outputs = {"MODEL": MODEL, "CONDITIONING+": CONDITIONING, "CONDITIONING-": CONDITIONING, "LATENT": LATENT,
+               "VAE": VAE, "IMAGE": IMAGE}
+    comfy = ComfyAlias(("KSampler (Efficient)",))
+    estimate = classmethod(_estimate)
+
+    @classmethod
+    def fingerprint(cls, seed=0, **widgets):
+        return _random_fingerprint(seed)
+
+    def run(self):
+        _refuse_script(self.script)
+        if self.denoise > 0:
+            latent = _core(KSampler, model=self.model, seed=_seed(self.seed), steps=self.steps, cfg=self.cfg,
+                           sampler_name=self.sampler_name, scheduler=_scheduler(self.scheduler),
+                           positive=self.positive, negative=self.negative, latent_image=self.latent_image,
+                           denoise=self.denoise)
+        else:
+            latent = self.latent_image
+        images = _finish(latent, self.optional_vae, self.vae_decode, self.preview_method)
+        return self.model, self.positive, self.negative, latent, self.optional_vae, images
+
+
+class KSamplerAdvEfficient(Node):
+    """Sample as KSamplerAdvanced does (add_noise, start_at_step, end_at_step,
+    return_with_leftover_noise), then decode as vae_decode says, as Efficiency Nodes' KSampler Adv.
+    (Efficient): "true" decodes and previews, "output only" decodes without previewing, "(tiled)" in
+    320-pixel tiles, "false" (or no VAE connected) gives a 1x1 transparent IMAGE. noise_seed -1,
+    preview_method, the AYS / GITS schedulers and scripts as in KSampler (Efficient)."""
+    category = "Efficiency Nodes/Sampling"
+    output_node = True
+    model: MODEL
+    add_noise: str = Choice(("enable", "disable"), "enable")
+    noise_seed: int = Int(0, min=RANDOM_SEED, max=SEED_MAX)
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    cfg: float = Float(7.0, min=0.0, max=100.0, step=0.1)
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler")
+    scheduler: str = Choice(EFF_SCHEDULERS, "simple")
+    positive: CONDITIONING
+    negative: CONDITIONING
+    latent_image: LATENT
+    start_at_step: int = Int(0, min=0, max=10000)
+    end_at_step: int = Int(10000, min=0, max=10000)
+    return_with_leftover_noise: str = Choice(("disable", "enable"), "disable")
+    preview_method: str = Choice(ADV_PREVIEW_METHODS, "auto")
+    vae_decode: str = Choice(ADV_VAE_DECODES, "true")
+    optional_vae: VAE = None
+    script: SCRIPT = None
+    outputs = {"MODEL": MODEL, "CONDITIONING+": CONDITIONING, "CONDITIONING-": CONDITIONING, "LATENT": LATENT,
+               "VAE": VAE, "IMAGE": IMAGE}
+    comfy = ComfyAlias(("KSampler Adv. (Efficient)",))
+    estimate = classmethod(_estimate)
+
+    @classmethod
+    def fingerprint(cls, noise_seed=0, **widgets):
+        return _random_fingerprint(noise_seed)
+
+    def run(self):
+        _refuse_script(self.script)
+        latent = _core(KSamplerAdvanced, model=self.model, add_noise=self.add_noise, noise_seed=_seed(self.noise_seed),
+                       steps=self.steps, cfg=self.cfg, sampler_name=self.sampler_name,
+                       scheduler=_scheduler(self.scheduler), positive=self.positive, negative=self.negative,
+                       latent_image=self.latent_image, start_at_step=self.start_at_step, end_at_step=self.end_at_step,
+                       return_with_leftover_noise=self.return_with_leftover_noise)
+        images = _finish(latent, self.optional_vae, self.vae_decode, self.preview_method)
+        return self.model, self.positive, self.negative, latent, self.optional_vae, images
+
+
+class KSamplerSDXLEff(Node):
+    """Sample an SDXL_TUPLE's base then refiner, as Efficiency Nodes' KSampler SDXL (Eff.): the base
+    runs steps start_at_step..refine_at_step with noise added and the leftover noise kept (as
+    KSamplerAdvanced), then, when there is a refiner and refine_at_step < steps, the refiner runs
+    the rest without adding noise, with the refiner prompts, the same seed and cfg. refine_at_step
+    -1 means steps (no refiner pass). Then decoded as vae_decode says (as in KSampler Adv.
+    (Efficient)). noise_seed -1, preview_method, AYS / GITS and scripts as in KSampler (Efficient)."""
+    category = "Efficiency Nodes/Sampling"
+    output_node = True
+    sdxl_tuple: SDXL_TUPLE
+    noise_seed: int = Int(0, min=RANDOM_SEED, max=SEED_MAX)
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    cfg: float = Float(7.0, min=0.0, max=100.0, step=0.1)
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler")
+    scheduler: str = Choice(EFF_SCHEDULERS, "simple")
+    latent_image: LATENT
+    start_at_step: int = Int(0, min=0, max=10000)
+    refine_at_step: int = Int(-1, min=-1, max=10000)
+    preview_method: str = Choice(ADV_PREVIEW_METHODS, "auto")
+    vae_decode: str = Choice(ADV_VAE_DECODES, "true")
+    optional_vae: VAE = None
+    script: SCRIPT = None
+    outputs = {"SDXL_TUPLE": SDXL_TUPLE, "LATENT": LATENT, "VAE": VAE, "IMAGE": IMAGE}
+    comfy = ComfyAlias(("KSampler SDXL (Eff.)",))
+    estimate = classmethod(_estimate)
+
+    @classmethod
+    def fingerprint(cls, noise_seed=0, **widgets):
+        return _random_fingerprint(noise_seed)
+
+    def run(self):
+        _refuse_script(self.script)
+        model, _, positive, negative, refiner_model, _, refiner_positive, refiner_negative = _sdxl_parts(self.sdxl_tuple)
+        seed, scheduler = _seed(self.noise_seed), _scheduler(self.scheduler)
+        end = self.steps if self.refine_at_step == -1 else self.refine_at_step
+        common = dict(noise_seed=seed, steps=self.steps, cfg=self.cfg, sampler_name=self.sampler_name,
+                      scheduler=scheduler)
+        latent = _core(KSamplerAdvanced, model=model, add_noise="enable", positive=positive, negative=negative,
+                       latent_image=self.latent_image, start_at_step=self.start_at_step, end_at_step=end,
+                       return_with_leftover_noise="enable", **common)
+        if refiner_model is not None and end < self.steps:
+            latent = _core(KSamplerAdvanced, model=refiner_model, add_noise="disable", positive=refiner_positive,
+                           negative=refiner_negative, latent_image=latent, start_at_step=end, end_at_step=self.steps,
+                           return_with_leftover_noise="disable", **common)
+        images = _finish(latent, self.optional_vae, self.vae_decode, self.preview_method)
+        return self.sdxl_tuple, latent, self.optional_vae, images
