@@ -428,11 +428,17 @@ def _refuse_script(script):
 
 
 def _scheduler(name: str):
-    """The scheduler to sample with: ours, or the pack's AYS / GITS (their tables for `steps`)."""
+    """The scheduler to sample with: ours by name, or the pack's AYS / GITS as a function of the
+    step count, which the pack patches into ComfyUI's sigma calculation: Align Your Steps' table
+    for the model type, GITS' at coeff 1.20, each at denoise 1 (KSampler's denoise and the
+    dropped penultimate sigma then apply to it as to any schedule)."""
     if name in SCHEDULER_NAMES:
         return name
-    raise NodeInputError("scheduler", f"{name!r} (the pack's Align Your Steps / GITS schedules) is not built in "
-                                      f"here: use AlignYourStepsScheduler or GITSScheduler with SamplerCustom")
+    from graphflow.sampling.schedules import align_your_steps, gits
+
+    if name == "GITS":
+        return lambda schedule, steps: gits(1.20, steps)
+    return lambda schedule, steps: align_your_steps(name.split(" ")[1], steps)
 
 
 def _finish(latent, vae, vae_decode: str, preview_method: str):
@@ -462,8 +468,9 @@ class KSamplerEfficient(Node):
     seed -1 is the pack's editor's "random" marker (it draws one when queueing); a -1 reaching the
     engine becomes a random seed, with a warning. preview_method is ignored (live previews are a
     server setting here), except that "none" shows no decoded images. The scheduler list adds the
-    pack's AYS / GITS, which are refused here, and a script (XY Plot, HighRes-Fix, Noise Control,
-    Tiled Upscaler) is refused: those are not built in."""
+    pack's AYS SD1 / SDXL / SVD (Align Your Steps' tables) and GITS (coeff 1.20), as the pack
+    computes them. A script (XY Plot, HighRes-Fix, Noise Control, Tiled Upscaler) is refused: the
+    pack's scripts are not built in."""
     category = "Efficiency Nodes/Sampling"
     output_node = True
     model: MODEL

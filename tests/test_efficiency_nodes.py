@@ -276,6 +276,34 @@ def test_controlnet_stack_equals_apply_controlnet_advanced_in_turn(registry, mod
     assert torch.equal(got, want) and not torch.equal(got, result.values["c8"][0]["samples"])
 
 
+@pytest.mark.parametrize("scheduler, sigmas, denoise", [
+    ("AYS SD1", {"class_type": "AlignYourStepsScheduler", "inputs": {"model_type": "SD1", "steps": 3, "denoise": 1.0}},
+     1.0),
+    ("AYS SDXL", {"class_type": "AlignYourStepsScheduler", "inputs": {"model_type": "SDXL", "steps": 6,
+                                                                      "denoise": 1.0}}, 0.5),
+    ("GITS", {"class_type": "GITSScheduler", "inputs": {"coeff": 1.2, "steps": 3, "denoise": 1.0}}, 1.0),
+])
+def test_the_packs_ays_and_gits_schedulers(registry, models, scheduler, sigmas, denoise):
+    """The pack computes AYS / GITS at denoise 1 for KSampler's step count (steps / denoise when
+    denoise < 1, then keeps the last steps + 1): SamplerCustom over those sigmas is the oracle."""
+    core = core_chain()
+    graph = {**core, "sig": sigmas,
+             "split": {"class_type": "SplitSigmas", "inputs": {"sigmas": ["sig", 0], "step": 3}},
+             "sel": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+             "ref": {"class_type": "SamplerCustom", "inputs": {
+                 "model": ["c3", 0], "add_noise": True, "noise_seed": 5, "cfg": 7.0, "positive": ["c5", 0],
+                 "negative": ["c6", 0], "sampler": ["sel", 0],
+                 "sigmas": ["sig" if denoise == 1.0 else "split", 0 if denoise == 1.0 else 1],
+                 "latent_image": ["c7", 0]}},
+             "eff": {"class_type": "KSampler (Efficient)", "inputs": {
+                 **{k: core["c8"]["inputs"][k] for k in ("model", "positive", "negative", "latent_image", "seed",
+                                                         "cfg", "sampler_name")},
+                 "steps": 3, "scheduler": scheduler, "denoise": denoise, "preview_method": "none",
+                 "vae_decode": "false"}}}
+    result = run(registry, graph, ["eff", "ref"])
+    assert torch.equal(result.values["eff"][3]["samples"], result.values["ref"][0]["samples"])
+
+
 def test_token_normalization_and_a1111_closed_forms(registry, models):
     clip = call(registry, "CLIPSetLastLayer", clip=call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")[1],
                 stop_at_clip_layer=-1)
@@ -314,9 +342,6 @@ def test_refusals_and_seed_marker(registry, models):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "KSamplerEfficient", script={"xyplot": ()}, **common)
     assert caught.value.input == "script" and "XY Plot" in str(caught.value)
-    with pytest.raises(NodeInputError) as caught:
-        call(registry, "KSamplerEfficient", scheduler="AYS SD1", **common)
-    assert caught.value.input == "scheduler" and "AYS SD1" in str(caught.value)
     # -1: the pack's "random" marker, drawn here when the editor did not; no VAE: a 1x1 image
     *_, first, _, image = call(registry, "KSamplerEfficient", seed=-1, vae_decode="true", **common)
     *_, second, _, _ = call(registry, "KSamplerEfficient", seed=-1, **common)
