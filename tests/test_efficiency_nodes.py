@@ -155,6 +155,29 @@ def test_api_workflow_and_the_old_control_word(registry, models):
     assert torch.equal(got.values["3"][5], want.values["c9"][0])
 
 
+def test_adv_sampler_ui_with_the_seed_fed_by_a_primitive(registry, models):
+    """KSampler Adv. (Efficient) as saved with noise_seed converted to an input and fed by a
+    Primitive: widgets_values keeps the widget's own value and the button's null in place."""
+    graph = eff_ui_graph([])
+    graph["nodes"][2] = ui_node(3, "KSampler Adv. (Efficient)",
+                                ["enable", 123, None, 4, 7.0, "euler", "normal", 1, 3, "disable", "none", "true"],
+                                SAMPLER_INPUTS + [("noise_seed", "INT", 8)], SAMPLER_OUTPUTS)
+    graph["nodes"][2]["inputs"][-1]["widget"] = {"name": "noise_seed"}
+    graph["nodes"].append(ui_node(4, "PrimitiveNode", [5, "fixed"], [], [("INT", "INT", [8])]))
+    graph["links"].append([8, 4, 0, 3, 6, "INT"])
+    result = run(registry, graph, ["3"])
+    core = core_chain()
+    core["c8"] = {"class_type": "KSamplerAdvanced", "inputs": {
+        **{k: core["c8"]["inputs"][k] for k in ("model", "positive", "negative", "latent_image", "cfg",
+                                                "sampler_name", "scheduler")},
+        "add_noise": "enable", "noise_seed": 5, "steps": 4, "start_at_step": 1, "end_at_step": 3,
+        "return_with_leftover_noise": "disable"}}
+    want = run(registry, core, ["c8", "c9"])
+    assert torch.equal(result.values["3"][3]["samples"], want.values["c8"][0]["samples"])
+    assert torch.equal(result.values["3"][5], want.values["c9"][0])
+    assert not result.outputs.get("3", {}).get("images")  # preview_method none: nothing shown
+
+
 def test_lora_stacker_rows(registry):
     rows = [("a.safetensors", 0.5, 0.1, 0.2), ("None", 1.0, 1.0, 1.0), ("b.safetensors", 2.0, 0.3, 0.4),
             ("c.safetensors", 1.0, 1.0, 1.0)]
