@@ -522,6 +522,16 @@ def _widget_values(node: dict, order: list[dict]) -> tuple[dict, dict]:
     return values, controls
 
 
+def _current_widgets(node: dict, registry) -> dict:
+    """The node with its widgets_values as its class's current editor saves them, where its alias
+    reads an older layout (ComfyAlias.widgets)."""
+    class_type, raw = node.get("type"), node.get("widgets_values")
+    alias = _alias_for(registry.comfy_node(class_type), class_type) if isinstance(class_type, str) else None
+    if alias is None or alias.widgets is None or not isinstance(raw, list):
+        return node
+    return {**node, "widgets_values": alias.widgets(list(raw))}
+
+
 def _widget_slots(order: list[dict]) -> list[tuple[dict, str]]:
     """The places of widgets_values: (input, "value" | "control" | "upload"). A seed's
     control_after_generate follows it; the upload button is a widget the editor adds after the
@@ -659,7 +669,7 @@ def ui_to_api(data: dict, registry, now: datetime | None = None,
             continue
         order = _widget_order(node_type, registry)
         inputs, seen, cut = {}, {}, set()
-        values, controls = _widget_values(node, order or [])
+        values, controls = _widget_values(_current_widgets(node, registry), order or [])
         for socket in node.get("inputs") or []:
             name = (socket.get("widget") or {}).get("name") or socket.get("name")
             target = resolver.link(socket.get("link"), kind=socket.get("type"))

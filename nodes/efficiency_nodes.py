@@ -186,6 +186,38 @@ def _state(kind: str, name: str):
         return None  # run() names the problem
 
 
+# -- saves of the pack's 2023 versions (before its October 2023 2.0), read into today's layout --
+
+SAMPLER_STATES = ("Sample", "Hold", "Script")  # the 2023 samplers' first widget
+
+
+def loader_widgets(values: list) -> list:
+    """Efficient Loader's widgets_values; a 2023 save has 11, without token_normalization and
+    weight_interpretation, which then take none and comfy (how the pack encoded before)."""
+    return values[:8] + ["none", "comfy"] + values[8:] if len(values) == 11 else values
+
+
+def sampler_widgets(values: list) -> list:
+    """The samplers' widgets_values; a 2023 save starts with sampler_state, which is dropped
+    (here every run samples: "Hold" reused the last results, "Script" ran the script)."""
+    return values[1:] if values and values[0] in SAMPLER_STATES else values
+
+
+def stacker_widgets(values: list) -> list:
+    """LoRA Stacker's widgets_values; a 2023 save has just its three rows (lora_name, lora_wt),
+    which become the simple mode's first three rows."""
+    if len(values) == 6 and values[0] not in ("simple", "advanced"):
+        return ["simple", 3] + [v for name, wt in zip(values[::2], values[1::2]) for v in (name, wt, 1.0, 1.0)]
+    return values
+
+
+def stacker_adv_widgets(values: list) -> list:
+    """The 2023 LoRA Stacker Adv.'s three rows (lora_name, model_str, clip_str) as the LoRA
+    Stacker's advanced mode."""
+    rows = [values[i:i + 3] for i in range(0, len(values) - len(values) % 3, 3)]
+    return ["advanced", len(rows)] + [v for name, model, clip in rows for v in (name, 1.0, model, clip)]
+
+
 class EfficientLoader(Node):
     """Load a checkpoint, apply a LoRA (lora_name, unless "None") and then the LoRAs of lora_stack in
     turn, stop the text encoder at clip_skip, encode the positive and negative prompts, apply the
@@ -194,7 +226,8 @@ class EfficientLoader(Node):
     token_normalization none with weight_interpretation comfy encodes exactly as CLIP Text Encode;
     mean / length / length+mean and A1111 follow ComfyUI_ADV_CLIP_emb's formulas; compel, comfy++
     and down_weight are not built in and refused. The CLIP output is the clip-skipped text encoder;
-    DEPENDENCIES is what the pack's XY Plot reads (not built in)."""
+    DEPENDENCIES is what the pack's XY Plot reads (not built in). Saves of the pack's 2023 versions
+    (no token_normalization / weight_interpretation) read as none / comfy."""
     category = "Efficiency Nodes/Loaders"
     ckpt_name: str = Choice(_checkpoint_choices, DEMO_CHECKPOINT, model_folder="checkpoints")
     vae_name: str = Choice(_vae_choices, BAKED_VAE, model_folder="vae", not_files=(BAKED_VAE,))
@@ -213,7 +246,7 @@ class EfficientLoader(Node):
     cnet_stack: CONTROL_NET_STACK = None
     outputs = {"MODEL": MODEL, "CONDITIONING+": CONDITIONING, "CONDITIONING-": CONDITIONING, "LATENT": LATENT,
                "VAE": VAE, "CLIP": CLIP, "DEPENDENCIES": DEPENDENCIES}
-    comfy = ComfyAlias(("Efficient Loader",))
+    comfy = ComfyAlias(("Efficient Loader",), widgets=loader_widgets)
 
     @classmethod
     def fingerprint(cls, ckpt_name=DEMO_CHECKPOINT, vae_name=BAKED_VAE, lora_name="None", **widgets):
@@ -305,7 +338,8 @@ class LoRAStacker(Node):
     """List LoRAs for the Efficient Loaders' lora_stack, as Efficiency Nodes' LoRA Stacker: the first
     lora_count rows, those not "None", each with lora_wt for both model and text encoder ("simple")
     or model_str and clip_str ("advanced"), followed by an incoming lora_stack's. The editor shows
-    only the rows in use but saves all 50."""
+    only the rows in use but saves all 50. The 2023 LoRA Stacker (three rows) and LoRA Stacker Adv.
+    read as the simple and advanced modes."""
     category = "Efficiency Nodes/Stackers"
     input_mode: str = Choice(("simple", "advanced"), "simple")
     lora_count: int = Int(3, min=0, max=STACKER_ROWS)
@@ -320,7 +354,9 @@ class LoRAStacker(Node):
     del _i, _name
     lora_stack: LORA_STACK = None
     outputs = {"LORA_STACK": LORA_STACK}
-    comfy = ComfyAlias(("LoRA Stacker",))
+    comfy = (ComfyAlias(("LoRA Stacker",), widgets=stacker_widgets),
+             ComfyAlias(("LoRA Stacker Adv.",), fixed={"input_mode": "advanced", "lora_count": 3},
+                        widgets=stacker_adv_widgets))
 
     def run(self):
         rows = []
@@ -470,7 +506,7 @@ class KSamplerEfficient(Node):
     server setting here), except that "none" shows no decoded images. The scheduler list adds the
     pack's AYS SD1 / SDXL / SVD (Align Your Steps' tables) and GITS (coeff 1.20), as the pack
     computes them. A script (XY Plot, HighRes-Fix, Noise Control, Tiled Upscaler) is refused: the
-    pack's scripts are not built in."""
+    pack's scripts are not built in. A 2023 save's sampler_state is dropped: every run samples."""
     category = "Efficiency Nodes/Sampling"
     output_node = True
     model: MODEL
@@ -489,7 +525,7 @@ class KSamplerEfficient(Node):
     script: SCRIPT = None
     outputs = {"MODEL": MODEL, "CONDITIONING+": CONDITIONING, "CONDITIONING-": CONDITIONING, "LATENT": LATENT,
                "VAE": VAE, "IMAGE": IMAGE}
-    comfy = ComfyAlias(("KSampler (Efficient)",))
+    comfy = ComfyAlias(("KSampler (Efficient)",), ignore=("sampler_state",), widgets=sampler_widgets)
     estimate = classmethod(_estimate)
 
     @classmethod
@@ -536,7 +572,7 @@ class KSamplerAdvEfficient(Node):
     script: SCRIPT = None
     outputs = {"MODEL": MODEL, "CONDITIONING+": CONDITIONING, "CONDITIONING-": CONDITIONING, "LATENT": LATENT,
                "VAE": VAE, "IMAGE": IMAGE}
-    comfy = ComfyAlias(("KSampler Adv. (Efficient)",))
+    comfy = ComfyAlias(("KSampler Adv. (Efficient)",), ignore=("sampler_state",), widgets=sampler_widgets)
     estimate = classmethod(_estimate)
 
     @classmethod

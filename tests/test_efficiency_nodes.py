@@ -178,6 +178,27 @@ def test_adv_sampler_ui_with_the_seed_fed_by_a_primitive(registry, models):
     assert not result.outputs.get("3", {}).get("images")  # preview_method none: nothing shown
 
 
+def test_saves_of_the_packs_2023_versions(registry, models):
+    """Before the pack's 2.0: the loader without token_normalization / weight_interpretation, the
+    sampler with sampler_state first, the LoRA Stacker's three rows, and LoRA Stacker Adv."""
+    loader = ["tiny.safetensors", "Baked VAE", -2, "first.safetensors", 0.7, 0.3, "a (red:1.2) cat", "blurry", 64,
+              64, 2]
+    sampler = ["Sample", 5, None, 2, 7.0, "euler", "normal", 1.0, "auto", "true"]
+    for stacker, stacker_type in ((["second.safetensors", 0.5, "None", 1.0, "None", 1.0], "LoRA Stacker"),
+                                  (["None", 1.0, 1.0, "second.safetensors", 0.5, 0.5, "None", 1.0, 1.0],
+                                   "LoRA Stacker Adv.")):
+        graph = eff_ui_graph(sampler, stacker)
+        graph["nodes"][0]["widgets_values"] = loader
+        graph["nodes"][1]["type"] = stacker_type
+        result = run(registry, graph, ["3"])
+        want = run(registry, core_chain(), ["c8"])
+        assert torch.equal(result.values["3"][3]["samples"], want.values["c8"][0]["samples"]), stacker_type
+    api = parse_workflow({"1": {"class_type": "KSampler (Efficient)", "inputs": {"sampler_state": "Hold", "seed": 1}},
+                          "2": {"class_type": "LoRA Stacker Adv.", "inputs": {"lora_name_1": "x"}}}, registry)
+    assert "sampler_state" not in api.nodes["1"].inputs
+    assert api.nodes["2"].inputs["input_mode"] == "advanced" and api.nodes["2"].inputs["lora_count"] == 3
+
+
 def test_lora_stacker_rows(registry):
     rows = [("a.safetensors", 0.5, 0.1, 0.2), ("None", 1.0, 1.0, 1.0), ("b.safetensors", 2.0, 0.3, 0.4),
             ("c.safetensors", 1.0, 1.0, 1.0)]
