@@ -41,8 +41,9 @@ WEIGHT_INTERPRETATIONS = ("comfy", "A1111", "compel", "comfy++", "down_weight")
 EFF_SCHEDULERS = SCHEDULER_NAMES + ("AYS SD1", "AYS SDXL", "AYS SVD", "GITS")
 PREVIEW_METHODS = ("auto", "latent2rgb", "taesd", "vae_decoded_only", "none")  # KSampler (Efficient)'s
 ADV_PREVIEW_METHODS = ("auto", "latent2rgb", "taesd", "none")  # the Adv. and SDXL samplers'
-VAE_DECODES = ("true", "true (tiled)", "false")  # KSampler (Efficient)'s
-ADV_VAE_DECODES = ("true", "true (tiled)", "false", "output only", "output only (tiled)")
+# The Adv. and SDXL samplers'; KSampler (Efficient) has the first three since the pack's 2.0, the
+# last two still read from its 2023 saves.
+VAE_DECODES = ("true", "true (tiled)", "false", "output only", "output only (tiled)")
 STACKER_ROWS = 50  # the LoRA Stacker's rows: all saved by the editor, lora_count of them used
 RANDOM_SEED = -1  # the pack's seed widget value for "draw a seed when queueing"
 TILE_SIZE = 320  # the pack decodes "tiled" as VAEDecodeTiled(tile_size 320) with its other defaults
@@ -479,7 +480,8 @@ def _scheduler(name: str):
 
 def _finish(latent, vae, vae_decode: str, preview_method: str):
     """The IMAGE output and preview as the pack's samplers make them: "true" decodes and shows
-    the images (unless preview_method is "none"); "output only" decodes without showing them;
+    the images (unless preview_method is "none"); "output only" decodes without showing them (its
+    meaning in the pack's 2023 versions; the 2024 code leaves IMAGE empty for it, a slip);
     "(tiled)" decodes in 320-pixel tiles; "false", or no VAE connected, gives a 1x1 transparent
     image."""
     import torch
@@ -500,8 +502,8 @@ class KSamplerEfficient(Node):
     """Sample as KSampler does (the same latent for the same settings; denoise 0 passes the latent
     through), then decode it with optional_vae as vae_decode says: "true" decodes and previews the
     images, "true (tiled)" decodes in 320-pixel tiles, "false" (or no VAE connected) gives a 1x1
-    transparent IMAGE. Passes model, prompts and VAE on, as Efficiency Nodes' KSampler (Efficient).
-    seed -1 is the pack's editor's "random" marker (it draws one when queueing); a -1 reaching the
+    transparent IMAGE ("output only", of the pack's 2023 version, decodes without previewing).
+    Passes model, prompts and VAE on, as Efficiency Nodes' KSampler (Efficient). seed -1 is the pack's editor's "random" marker (it draws one when queueing); a -1 reaching the
     engine becomes a random seed, with a warning. preview_method is ignored (live previews are a
     server setting here), except that "none" shows no decoded images. The scheduler list adds the
     pack's AYS SD1 / SDXL / SVD (Align Your Steps' tables) and GITS (coeff 1.20), as the pack
@@ -567,7 +569,7 @@ class KSamplerAdvEfficient(Node):
     end_at_step: int = Int(10000, min=0, max=10000)
     return_with_leftover_noise: str = Choice(("disable", "enable"), "disable")
     preview_method: str = Choice(ADV_PREVIEW_METHODS, "auto")
-    vae_decode: str = Choice(ADV_VAE_DECODES, "true")
+    vae_decode: str = Choice(VAE_DECODES, "true")
     optional_vae: VAE = None
     script: SCRIPT = None
     outputs = {"MODEL": MODEL, "CONDITIONING+": CONDITIONING, "CONDITIONING-": CONDITIONING, "LATENT": LATENT,
@@ -609,7 +611,7 @@ class KSamplerSDXLEff(Node):
     start_at_step: int = Int(0, min=0, max=10000)
     refine_at_step: int = Int(-1, min=-1, max=10000)
     preview_method: str = Choice(ADV_PREVIEW_METHODS, "auto")
-    vae_decode: str = Choice(ADV_VAE_DECODES, "true")
+    vae_decode: str = Choice(VAE_DECODES, "true")
     optional_vae: VAE = None
     script: SCRIPT = None
     outputs = {"SDXL_TUPLE": SDXL_TUPLE, "LATENT": LATENT, "VAE": VAE, "IMAGE": IMAGE}
