@@ -91,17 +91,18 @@ def normalized_weights(weights: list[list[float]], words: list[list[int]], norma
     return weights
 
 
-def efficiency_encode(clip, text: str, token_normalization: str, weight_interpretation: str) -> list:
+def efficiency_encode(clip, text: str, token_normalization: str, weight_interpretation: str,
+                      input_name: str = "positive") -> list:
     """A prompt's CONDITIONING as the pack's loaders encode it. none + comfy is CLIP Text Encode
     itself; the other token normalizations reweight the tokens first (normalized_weights); A1111
     multiplies the unweighted embedding by the weights and rescales it to its old mean (each of
     SDXL's towers on its own, the pooled output unweighted). compel, comfy++ and down_weight (which
-    re-encode the prompt with tokens masked) are refused."""
+    re-encode the prompt with tokens masked) are refused. input_name: the node's input holding the text."""
     if weight_interpretation not in ("comfy", "A1111"):
         raise NodeInputError("weight_interpretation", f"{weight_interpretation!r} is not built in (it re-encodes the "
                                                       f"prompt with masked tokens): use comfy or A1111")
     if token_normalization == "none" and weight_interpretation == "comfy":
-        return _core(CLIPEncode, {"text": "positive"}, text=text, clip=clip)
+        return _core(CLIPEncode, {"text": input_name}, text=text, clip=clip)
     if not hasattr(clip, "tokenize") or not hasattr(clip, "with_towers"):
         raise NodeInputError("weight_interpretation", "token_normalization and weight_interpretation other than "
                                                       "none / comfy need a CLIP text encoder (SD1, SD2, SDXL)")
@@ -263,8 +264,8 @@ class EfficientLoader(Node):
                                  [(*r, "lora_name" if i == 0 and self.lora_name != "None" else "lora_stack")
                                   for i, r in enumerate(loras)])
         clip = _set_clip_skip(clip, self.clip_skip, "clip_skip")
-        positive = efficiency_encode(clip, self.positive, self.token_normalization, self.weight_interpretation)
-        negative = efficiency_encode(clip, self.negative, self.token_normalization, self.weight_interpretation)
+        positive, negative = (efficiency_encode(clip, getattr(self, name), self.token_normalization,
+                                                self.weight_interpretation, name) for name in ("positive", "negative"))
         positive, negative = _apply_cnet_stack(positive, negative, self.cnet_stack)
         latent = torch.zeros(self.batch_size, 4, self.empty_latent_height // 8, self.empty_latent_width // 8)
         dependencies = (self.vae_name, self.ckpt_name, clip, self.clip_skip, "None", None, None, self.positive,
@@ -313,8 +314,8 @@ class EffLoaderSDXL(Node):
         model, clip, vae = _load(self.base_ckpt_name, "base_ckpt_name", self.vae_name,
                                  [(*r, "lora_stack") for r in loras])
         clip = _set_clip_skip(clip, self.base_clip_skip, "base_clip_skip")
-        positive = efficiency_encode(clip, self.positive, self.token_normalization, self.weight_interpretation)
-        negative = efficiency_encode(clip, self.negative, self.token_normalization, self.weight_interpretation)
+        positive, negative = (efficiency_encode(clip, getattr(self, name), self.token_normalization,
+                                                self.weight_interpretation, name) for name in ("positive", "negative"))
         positive, negative = _apply_cnet_stack(positive, negative, self.cnet_stack)
         refiner_model = refiner_clip = refiner_positive = refiner_negative = None
         if self.refiner_ckpt_name != "None":
@@ -324,8 +325,9 @@ class EffLoaderSDXL(Node):
             size = {"width": self.empty_latent_width, "height": self.empty_latent_height}
             refiner_positive, refiner_negative = (
                 [(c, {**o, **size, "aesthetic_score": score}) for c, o in
-                 efficiency_encode(refiner_clip, text, self.token_normalization, self.weight_interpretation)]
-                for text, score in ((self.positive, self.positive_ascore), (self.negative, self.negative_ascore)))
+                 efficiency_encode(refiner_clip, getattr(self, name), self.token_normalization,
+                                   self.weight_interpretation, name)]
+                for name, score in (("positive", self.positive_ascore), ("negative", self.negative_ascore)))
         latent = torch.zeros(self.batch_size, 4, self.empty_latent_height // 8, self.empty_latent_width // 8)
         dependencies = (self.vae_name, self.base_ckpt_name, clip, self.base_clip_skip, self.refiner_ckpt_name,
                         refiner_clip, self.refiner_clip_skip, self.positive, self.negative, self.token_normalization,
