@@ -26,7 +26,8 @@ from nodes.pack_nodes import _apply_lora, _lora_choices
 from nodes.sampling import SEED_MAX, KSampler, KSamplerAdvanced, _estimate
 from nodes.vae import VAEDecode
 
-LORA_STACK = socket_type("LORA_STACK", "#e5a03c", "Efficiency Nodes' LoRAs to apply: (name, model strength, clip strength)")
+LORA_STACK = socket_type("LORA_STACK", "#e5a03c",
+                         "Efficiency Nodes' LoRAs to apply: (name, model strength, clip strength)")
 CONTROL_NET_STACK = socket_type("CONTROL_NET_STACK", "#00b87a",
                                 "Efficiency Nodes' ControlNets to apply: (control net, image, strength, start, end)")
 SDXL_TUPLE = socket_type("SDXL_TUPLE", "#8d6ec8", "Efficiency Nodes' SDXL base and refiner models, text encoders "
@@ -91,16 +92,68 @@ def normalized_weights(weights: list[list[float]], words: list[list[int]], norma
     return weights
 
 
+MASK_TOKEN = 266  # the token ComfyUI_ADV_CLIP_emb masks words with (CLIP's "+")
+
+
+def _masked(ids, weights, vectors, positions):
+    """Windows with the (window, index) positions replaced by MASK_TOKEN at weight 1 (an embedding
+    vector there is dropped with its token)."""
+    ids = [[MASK_TOKEN if (k, j) in positions else t for j, t in enumerate(window)] for k, window in enumerate(ids)]
+    weights = [[1.0 if (k, j) in positions else w for j, w in enumerate(window)] for k, window in enumerate(weights)]
+    return ids, weights, {key: v for key, v in vectors.items() if key not in positions}
+
+
+def down_weighted(encode, ids, weights, strengths, vectors, base):
+    """ADV_CLIP_emb's down-weighting: for the distinct strengths below 1, lowest first, the tokens
+    at that strength are masked (cumulatively) and the prompt encoded again; the result mixes the
+    base embedding and those encodings with the steps between the strengths (w0 base + (w1 - w0)
+    first masked + ... + (1 - wn) all masked). `ids` / `weights` are what is encoded, `strengths`
+    the token strengths; encode(ids, weights, vectors) -> embedding."""
+    levels = sorted({w for window in strengths for w in window})
+    if not any(w < 1 for w in levels):
+        return base
+    embs, masked = [base], set()
+    for level in (w for w in levels if w < 1):
+        masked |= {(k, j) for k, window in enumerate(strengths) for j, w in enumerate(window) if w == level}
+        embs.append(encode(*_masked(ids, weights, vectors, masked)))
+    kept = [w for w in levels if w <= 1]
+    steps = [b - a for a, b in zip([0.0] + kept, kept)]
+    return sum(step * emb for step, emb in zip(steps, embs))
+
+
+def up_weighted(encode, ids, strengths, words, vectors, base):
+    """ADV_CLIP_emb's up-weighting by masking (comfy++): each word (segment) whose strength (at its
+    first token) is not 1 is masked and the prompt encoded again; each of its tokens gets
+    (strength - 1) times the difference between the base embedding and that encoding there."""
+    import torch
+
+    first = {}
+    for window_words, window in zip(words, strengths):
+        for word, w in zip(window_words, window):
+            first.setdefault(word, w)
+    out = torch.zeros_like(base)
+    plain = [[1.0] * len(window) for window in ids]
+    for word in (word for word, w in first.items() if w != 1.0):
+        positions = {(k, j) for k, window in enumerate(words) for j, wd in enumerate(window) if wd == word}
+        diff = base - encode(*_masked(ids, plain, vectors, positions))
+        mask = torch.tensor([wd == word for window in words for wd in window], dtype=base.dtype,
+                            device=base.device).reshape(1, -1, 1)
+        out = out + diff * mask
+    scale = torch.tensor(strengths, dtype=base.dtype, device=base.device).reshape(1, -1, 1)
+    return (scale - 1) * out
+
+
 def efficiency_encode(clip, text: str, token_normalization: str, weight_interpretation: str,
                       input_name: str = "positive") -> list:
-    """A prompt's CONDITIONING as the pack's loaders encode it. none + comfy is CLIP Text Encode
-    itself; the other token normalizations reweight the tokens first (normalized_weights); A1111
-    multiplies the unweighted embedding by the weights and rescales it to its old mean (each of
-    SDXL's towers on its own, the pooled output unweighted). compel, comfy++ and down_weight (which
-    re-encode the prompt with tokens masked) are refused. input_name: the node's input holding the text."""
-    if weight_interpretation not in ("comfy", "A1111"):
-        raise NodeInputError("weight_interpretation", f"{weight_interpretation!r} is not built in (it re-encodes the "
-                                                      f"prompt with masked tokens): use comfy or A1111")
+    """A prompt's CONDITIONING as the pack's loaders encode it (its AdvancedCLIPTextEncode, after
+    ComfyUI_ADV_CLIP_emb). none + comfy is CLIP Text Encode itself; the other token
+    normalizations reweight the tokens first (normalized_weights). Then, each of SDXL's towers on
+    its own: comfy encodes with the weights as CLIP Text Encode does; A1111 multiplies the
+    unweighted embedding by the weights and rescales it to its old mean; down_weight scales the
+    weights to at most 1 (padding at the top one) and down-weights by masking (down_weighted);
+    compel encodes the weights above 1 as comfy and down-weights the rest; comfy++ down-weights
+    below 1 and up-weights above 1 by masking (up_weighted). The pooled output is the unweighted
+    prompt's (comfy: the weighted one's). input_name: the node's input holding the text."""
     if token_normalization == "none" and weight_interpretation == "comfy":
         return _core(CLIPEncode, {"text": input_name}, text=text, clip=clip)
     if not hasattr(clip, "tokenize") or not hasattr(clip, "with_towers"):
@@ -113,19 +166,37 @@ def efficiency_encode(clip, text: str, token_normalization: str, weight_interpre
     def encode(clip):
         tokens, conds, pooled = clip.tokenize(text), [], None
         for tower in clip.towers:
-            windows = tokens[tower.name]
+            windows, single = tokens[tower.name], clip.with_towers([tower])
+
+            def run(ids, weights, vectors):
+                return single.encode_tokens({tower.name: TokenWindows(ids, weights, vectors, windows.words)})
+
+            ids, vectors = windows.ids, windows.vectors
             weights = normalized_weights(windows.weights, windows.words, token_normalization)
-            single = clip.with_towers([tower])
+            plain = [[1.0] * len(w) for w in weights]
             if weight_interpretation == "comfy":
-                cond, pooled = single.encode_tokens({tower.name: TokenWindows(windows.ids, weights, windows.vectors,
-                                                                              windows.words)})
-            else:
-                plain = [[1.0] * len(w) for w in windows.weights]
-                base, pooled = single.encode_tokens({tower.name: TokenWindows(windows.ids, plain, windows.vectors,
-                                                                              windows.words)})
+                cond, pooled = run(ids, weights, vectors)
+                conds.append(cond)
+                continue
+            base, pooled = run(ids, plain, vectors)
+            embed = lambda *args: run(*args)[0]  # noqa: E731
+            if weight_interpretation == "A1111":
                 scale = torch.tensor(weights, dtype=base.dtype, device=base.device).reshape(1, -1, 1)
                 cond = base * scale
                 cond = base.mean() / cond.mean() * cond
+            elif weight_interpretation == "compel":
+                up = [[max(w, 1.0) for w in window] for window in weights]
+                cond = down_weighted(embed, ids, up, weights, vectors, run(ids, up, vectors)[0])
+            elif weight_interpretation == "comfy++":
+                cond = down_weighted(embed, ids, plain, weights, vectors, base)
+                cond = cond + up_weighted(embed, ids, [[max(w, 1.0) for w in window] for window in weights],
+                                          windows.words, vectors, base)
+            else:  # down_weight: the weights over their top (at most 1), BOS / EOS / padding at it
+                top = max(w for window in weights for w in window)
+                ceiling = min(top, 1.0)
+                scaled = [[ceiling if word == 0 else w / top * ceiling for w, word in zip(window, window_words)]
+                          for window, window_words in zip(weights, windows.words)]
+                cond = down_weighted(embed, ids, plain, scaled, vectors, base)
             conds.append(cond)
         length = min(c.shape[1] for c in conds)
         cond = torch.cat([c[:, :length] for c in conds], dim=-1)
@@ -226,8 +297,9 @@ class EfficientLoader(Node):
     ControlNets of cnet_stack to them, and make an empty latent batch of the given size, as
     Efficiency Nodes' Efficient Loader does. vae_name "Baked VAE" is the checkpoint's own VAE.
     token_normalization none with weight_interpretation comfy encodes exactly as CLIP Text Encode;
-    mean / length / length+mean and A1111 follow ComfyUI_ADV_CLIP_emb's formulas; compel, comfy++
-    and down_weight are not built in and refused. The CLIP output is the clip-skipped text encoder;
+    the other token normalizations (mean, length, length+mean) and weight interpretations (A1111,
+    compel, comfy++, down_weight) follow the pack's ComfyUI_ADV_CLIP_emb formulas
+    (efficiency_encode). The CLIP output is the clip-skipped text encoder;
     DEPENDENCIES is what the pack's XY Plot reads (not built in). Saves of the pack's 2023 versions
     (no token_normalization / weight_interpretation) read as none / comfy."""
     category = "Efficiency Nodes/Loaders"
@@ -505,8 +577,9 @@ class KSamplerEfficient(Node):
     through), then decode it with optional_vae as vae_decode says: "true" decodes and previews the
     images, "true (tiled)" decodes in 320-pixel tiles, "false" (or no VAE connected) gives a 1x1
     transparent IMAGE ("output only", of the pack's 2023 version, decodes without previewing).
-    Passes model, prompts and VAE on, as Efficiency Nodes' KSampler (Efficient). seed -1 is the pack's editor's "random" marker (it draws one when queueing); a -1 reaching the
-    engine becomes a random seed, with a warning. preview_method is ignored (live previews are a
+    Passes model, prompts and VAE on, as Efficiency Nodes' KSampler (Efficient). seed -1 is the
+    pack's editor's "random" marker (it draws one when queueing); a -1 reaching the engine
+    becomes a random seed, with a warning. preview_method is ignored (live previews are a
     server setting here), except that "none" shows no decoded images. The scheduler list adds the
     pack's AYS SD1 / SDXL / SVD (Align Your Steps' tables) and GITS (coeff 1.20), as the pack
     computes them. A script (XY Plot, HighRes-Fix, Noise Control, Tiled Upscaler) is refused: the
@@ -626,7 +699,8 @@ class KSamplerSDXLEff(Node):
 
     def run(self):
         _refuse_script(self.script)
-        model, _, positive, negative, refiner_model, _, refiner_positive, refiner_negative = _sdxl_parts(self.sdxl_tuple)
+        model, _, positive, negative, refiner_model, _, refiner_positive, refiner_negative = \
+            _sdxl_parts(self.sdxl_tuple)
         seed, scheduler = _seed(self.noise_seed), _scheduler(self.scheduler)
         end = self.steps if self.refine_at_step == -1 else self.refine_at_step
         common = dict(noise_seed=seed, steps=self.steps, cfg=self.cfg, sampler_name=self.sampler_name,

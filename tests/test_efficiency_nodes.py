@@ -373,9 +373,18 @@ def test_token_normalization_and_a1111_closed_forms(registry, models):
     weights[1] = 1.5  # BOS, then "cat"
     scaled = base * weights[None, :, None]
     assert torch.allclose(encode("(cat:1.5) dog", "none", "A1111"), base.mean() / scaled.mean() * scaled, atol=1e-6)
-    with pytest.raises(NodeInputError) as caught:
-        encode("(cat:1.5) dog", "none", "compel")
-    assert caught.value.input == "weight_interpretation" and "compel" in str(caught.value)
+    # the masking interpretations: "+" is the mask token (266); cat and dog are one token each
+    plain, masked_cat, masked_dog = core("cat dog"), core("+ dog"), core("cat +")
+    assert torch.allclose(encode("(cat:0.5) dog", "none", "down_weight"), 0.5 * plain + 0.5 * masked_cat, atol=1e-5)
+    # down_weight first scales the weights by their top: dog at 2 makes cat 0.25 and dog 1
+    assert torch.allclose(encode("(cat:0.5) (dog:2)", "none", "down_weight"),
+                          0.25 * plain + 0.75 * masked_cat, atol=1e-5)
+    assert torch.allclose(encode("(cat:0.5) (dog:1.5)", "none", "compel"),
+                          0.5 * core("cat (dog:1.5)") + 0.5 * core("+ (dog:1.5)"), atol=1e-5)
+    up = torch.zeros_like(plain)
+    up[:, 2] = 0.5 * (plain - masked_dog)[:, 2]  # dog (position 2) at 1.5
+    assert torch.allclose(encode("(cat:0.5) (dog:1.5)", "none", "comfy++"),
+                          0.5 * plain + 0.5 * masked_cat + up, atol=1e-5)
 
 
 def test_refusals_and_seed_marker(registry, models):
