@@ -292,6 +292,21 @@ def test_sdxl_loader_and_sampler_equal_base_then_refiner(registry, tmp_folders):
     assert parts[6][0][1]["aesthetic_score"] == 6.5 and parts[7][0][1]["aesthetic_score"] == 2.5
 
 
+def test_sdxl_a1111_rescales_each_tower_on_its_own(registry, tmp_folders):
+    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "base.safetensors", "sdxl")
+    clip = call(registry, "LoadCheckpoint", checkpoint="base.safetensors")[1]
+    [(got, options)] = efficiency_encode(clip, "(cat:1.5) dog", "none", "A1111")
+    [(base, plain_options)] = call(registry, "CLIPEncode", clip=clip, text="cat dog")
+    weights = torch.ones(1, base.shape[1], 1)
+    weights[:, 1] = 1.5
+    split = clip.tower("clip_l").hidden_size
+    want = torch.cat([part.mean() / (part * weights).mean() * part * weights
+                      for part in (base[..., :split], base[..., split:])], dim=-1)
+    assert torch.allclose(got, want, atol=1e-5)
+    assert torch.equal(options["pooled_output"], plain_options["pooled_output"])  # the unweighted prompt's
+
+
 def test_controlnet_stack_equals_apply_controlnet_advanced_in_turn(registry, models):
     write_controlnet(models.models / "controlnet" / "cn.safetensors", "sd1")
     image = {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 1, "color": 0x808080}}
