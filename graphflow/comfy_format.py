@@ -596,7 +596,8 @@ def _replaced(text: str, ui_nodes: list[dict], registry, now: datetime) -> str:
                 [n for n in ui_nodes if (n.get("title") or n.get("type")) == split[0]]
         if not found:
             return match.group(0)
-        values, _ = _widget_values(found[0], _widget_order(found[0].get("type"), registry) or [])
+        values, _ = _widget_values(_current_widgets(found[0], registry),
+                                   _widget_order(found[0].get("type"), registry) or [])
         if split[1] not in values:
             return match.group(0)
         value = values[split[1]]
