@@ -555,7 +555,7 @@ def _scheduler(name: str):
 def _finish(latent, vae, vae_decode: str, preview_method: str):
     """The IMAGE output and preview as the pack's samplers make them: "true" decodes and shows
     the images (unless preview_method is "none"); "output only" decodes without showing them (its
-    meaning in the pack's 2023 versions; the 2024 code leaves IMAGE empty for it, a slip);
+    meaning in the pack's 2023 versions; the 2024 code no longer decodes it and gives no IMAGE);
     "(tiled)" decodes in 320-pixel tiles; "false", or no VAE connected, gives a 1x1 transparent
     image."""
     import torch
