@@ -690,7 +690,7 @@ class KSamplerSDXLEff(Node):
     optional_vae: VAE = None
     script: SCRIPT = None
     outputs = {"SDXL_TUPLE": SDXL_TUPLE, "LATENT": LATENT, "VAE": VAE, "IMAGE": IMAGE}
-    comfy = ComfyAlias(("KSampler SDXL (Eff.)",))
+    comfy = ComfyAlias(("KSampler SDXL (Eff.)",), ignore=("sampler_state",), widgets=sampler_widgets)
     estimate = classmethod(_estimate)
 
     @classmethod
