@@ -246,8 +246,7 @@ def test_sdxl_loader_and_sampler_equal_base_then_refiner(registry, tmp_folders):
     write_checkpoint(tmp_folders.models / "checkpoints" / "refiner.safetensors", "sdxl_refiner", seed=3)
     loader = ["base.safetensors", -2, "refiner.safetensors", -1, 6.5, 2.5, "Baked VAE", "a cat", "blurry", "none",
               "comfy", 64, 64, 1]
-    sampler = [7, None, 3, 5.0, "euler", "normal", "[latent]", 0, 2, "auto", "false"]
-    sampler[6:7] = []  # latent_image is a socket: no widget value
+    sampler = [7, None, 3, 5.0, "euler", "normal", 0, 2, "auto", "false"]  # noise_seed, its button, steps, ...
     graph = ui_graph([
         ui_node(1, "Eff. Loader SDXL", loader, [], [("SDXL_TUPLE", "SDXL_TUPLE", [1]), ("LATENT", "LATENT", [2]),
                                                     ("VAE", "VAE", []), ("DEPENDENCIES", "DEPENDENCIES", [])]),
