@@ -1,9 +1,10 @@
 """Efficiency Nodes (jags111/efficiency-nodes-comfyui, the maintained fork of LucianoCirino's) built
 in under the pack's class names, inputs, defaults and outputs: Efficient Loader, Eff. Loader SDXL,
-LoRA Stacker, Control Net Stacker, Apply ControlNet Stack, Pack / Unpack SDXL Tuple and the three
-samplers KSampler (Efficient), KSampler Adv. (Efficient) and KSampler SDXL (Eff.). They call our
-core loaders, LoRA, text encoding, ControlNet, sampling and VAE code. The pack's scripts (XY Plot,
-HighRes-Fix, Noise Control, Tiled Upscaler, AnimateDiff) are not built in.
+LoRA Stacker, LoRA Stack to String converter, Control Net Stacker, Apply ControlNet Stack, Pack /
+Unpack SDXL Tuple and the three samplers KSampler (Efficient), KSampler Adv. (Efficient) and
+KSampler SDXL (Eff.). They call our core loaders, LoRA, text encoding, ControlNet, sampling and VAE
+code. The pack's scripts (XY Plot, HighRes-Fix, Noise Control, Tiled Upscaler, AnimateDiff) are
+not built in.
 
 Stacks as the pack passes them: LORA_STACK a list of (lora_name, model_strength, clip_strength),
 CONTROL_NET_STACK a list of (control_net, image, strength, start_percent, end_percent), SDXL_TUPLE
@@ -15,8 +16,8 @@ from __future__ import annotations
 import random
 from types import SimpleNamespace
 
-from graphflow.api import (CLIP, CONDITIONING, IMAGE, LATENT, MODEL, VAE, Choice, ComfyAlias, Float, Int, Node,
-                           NodeInputError, Text, folders, show, socket_type, warn)
+from graphflow.api import (CLIP, CONDITIONING, IMAGE, LATENT, MODEL, STRING, VAE, Choice, ComfyAlias, Float, Int,
+                           Node, NodeInputError, Text, folders, show, socket_type, warn)
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncode, encoded
 from nodes.controlnet import CONTROL_NET, _apply_pair
@@ -444,6 +445,18 @@ class LoRAStacker(Node):
             else:
                 rows.append((name, getattr(self, f"model_str_{i}"), getattr(self, f"clip_str_{i}")))
         return rows + [r for r in _lora_rows(self.lora_stack) if r[0] != "None"]
+
+
+class LoRAStackToString(Node):
+    """Write a LORA_STACK as A1111-style prompt tags, "<lora:name:model strength:clip strength>"
+    separated by spaces, as Efficiency Nodes' LoRA Stack to String converter does."""
+    category = "Efficiency Nodes/Misc"
+    lora_stack: LORA_STACK
+    outputs = {"LoRA string": STRING}
+    comfy = ComfyAlias(("LoRA Stack to String converter",))
+
+    def run(self):
+        return " ".join(f"<lora:{name}:{model}:{clip}>" for name, model, clip in _lora_rows(self.lora_stack))
 
 
 class ControlNetStacker(Node):

@@ -218,6 +218,8 @@ def test_lora_stacker_rows(registry):
         ("a.safetensors", 0.1, 0.2), ("b.safetensors", 0.3, 0.4), ("c.safetensors", 1.0, 1.0),
         ("d.safetensors", 0.9, 0.8)]  # the incoming stack after, its "None" rows dropped
     assert stacker(input_mode="simple", lora_count=0) == []
+    assert call(registry, "LoRAStackToString", lora_stack=[("a.safetensors", 0.5, 1.0), ("sub/b.pt", -1, 2.25)]) == \
+        "<lora:a.safetensors:0.5:1.0> <lora:sub/b.pt:-1:2.25>"
     names = list(cls.input_specs)
     assert names[:6] == ["input_mode", "lora_count", "lora_name_1", "lora_wt_1", "model_str_1", "clip_str_1"]
     assert len(names) == 2 + 4 * 50 + 1 and names[-1] == "lora_stack"
