@@ -199,6 +199,24 @@ def test_saves_of_the_packs_2023_versions(registry, models):
     assert api.nodes["2"].inputs["input_mode"] == "advanced" and api.nodes["2"].inputs["lora_count"] == 3
 
 
+@pytest.mark.parametrize("mode", [0, 4])
+def test_a_script_node_is_named_and_a_bypassed_one_left_out(registry, models, mode):
+    """XY Plot is not built in: validation names it and its pack; bypassed (mode 4), ComfyUI
+    leaves it out and the sampler runs without a script, as here."""
+    graph = eff_ui_graph([5, None, 2, 7.0, "euler", "normal", 1.0, "none", "false"])
+    graph["nodes"][2]["inputs"][-1]["link"] = 9
+    graph["nodes"].append(ui_node(4, "XY Plot", [0, "False", "Horizontal", "True", "Images"], [],
+                                  [("SCRIPT", "SCRIPT", [9])]))
+    graph["nodes"][-1]["mode"] = mode
+    graph["links"].append([9, 4, 0, 3, 5, "SCRIPT"])
+    result = Executor(registry).run(parse_workflow(graph, registry), outputs=["3"])
+    if mode == 4:
+        assert result.ok, (result.problems, result.error)
+    else:
+        assert not result.ok and any("'XY Plot'" in p.message and "Efficiency Nodes" in p.message
+                                     for p in result.problems), result.problems
+
+
 def test_lora_stacker_rows(registry):
     rows = [("a.safetensors", 0.5, 0.1, 0.2), ("None", 1.0, 1.0, 1.0), ("b.safetensors", 2.0, 0.3, 0.4),
             ("c.safetensors", 1.0, 1.0, 1.0)]
