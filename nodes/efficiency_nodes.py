@@ -43,8 +43,8 @@ WEIGHT_INTERPRETATIONS = ("comfy", "A1111", "compel", "comfy++", "down_weight")
 EFF_SCHEDULERS = SCHEDULER_NAMES + ("AYS SD1", "AYS SDXL", "AYS SVD", "GITS")
 PREVIEW_METHODS = ("auto", "latent2rgb", "taesd", "vae_decoded_only", "none")  # KSampler (Efficient)'s
 ADV_PREVIEW_METHODS = ("auto", "latent2rgb", "taesd", "none")  # the Adv. and SDXL samplers'
-# The Adv. and SDXL samplers'; KSampler (Efficient) has the first three since the pack's 2.0, the
-# last two still read from its 2023 saves.
+# All three samplers' vae_decode: KSampler (Efficient) lists only the first three since the pack's
+# 2.0; the "output only" two are kept for its 2023 saves.
 VAE_DECODES = ("true", "true (tiled)", "false", "output only", "output only (tiled)")
 STACKER_ROWS = 50  # the LoRA Stacker's rows: all saved by the editor, lora_count of them used
 RANDOM_SEED = -1  # the pack's seed widget value for "draw a seed when queueing"
