@@ -1075,7 +1075,7 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
         old_inputs = dict(zip(old_list, (old or {}).get("inputs") or []))
         new_inputs, shown_values = [], {}
         controls = record.get("controls") or {}
-        old_values, _ = _widget_values(old, order) if old else ({}, {})
+        old_values, _ = _widget_values(_current_widgets(old, registry), order) if old else ({}, {})
         alias = _alias_for(registry.comfy_node(class_type), class_type)
         for position, spec in enumerate(order):
             name = spec["name"]

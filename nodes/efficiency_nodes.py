@@ -277,19 +277,30 @@ def sampler_widgets(values: list) -> list:
     return values[1:] if values and values[0] in SAMPLER_STATES else values
 
 
+def _stacker_save(mode: str, rows: list) -> list:
+    """The LoRA Stacker's widgets_values for rows (lora_name, lora_wt, model_str, clip_str), the
+    rest of its 50 at their defaults."""
+    count = len(rows)
+    rows = rows + [("None", 1.0, 1.0, 1.0)] * (STACKER_ROWS - count)
+    return [mode, count] + [v for row in rows for v in row]
+
+
 def stacker_widgets(values: list) -> list:
     """LoRA Stacker's widgets_values; a 2023 save has just its three rows (lora_name, lora_wt),
     which become the simple mode's first three rows."""
     if len(values) == 6 and values[0] not in ("simple", "advanced"):
-        return ["simple", 3] + [v for name, wt in zip(values[::2], values[1::2]) for v in (name, wt, 1.0, 1.0)]
+        return _stacker_save("simple", [(name, wt, 1.0, 1.0) for name, wt in zip(values[::2], values[1::2])])
     return values
 
 
 def stacker_adv_widgets(values: list) -> list:
     """The 2023 LoRA Stacker Adv.'s three rows (lora_name, model_str, clip_str) as the LoRA
-    Stacker's advanced mode."""
-    rows = [values[i:i + 3] for i in range(0, len(values) - len(values) % 3, 3)]
-    return ["advanced", len(rows)] + [v for name, model, clip in rows for v in (name, 1.0, model, clip)]
+    Stacker's advanced mode (a save already in the LoRA Stacker's layout, as graphflow writes the
+    class back, is kept)."""
+    if values and values[0] in ("simple", "advanced"):
+        return values
+    return _stacker_save("advanced", [(name, 1.0, model, clip) for name, model, clip in
+                                      (values[i:i + 3] for i in range(0, len(values) - len(values) % 3, 3))])
 
 
 class EfficientLoader(Node):

@@ -10,6 +10,7 @@ the LoRA Stacker's 50 rows all saved)."""
 import pytest
 import torch
 
+from graphflow.comfy_format import export_ui
 from graphflow.context import NodeInputError
 from graphflow.executor import Executor
 from graphflow.registry import Registry
@@ -193,6 +194,10 @@ def test_saves_of_the_packs_2023_versions(registry, models):
         result = run(registry, graph, ["3"])
         want = run(registry, core_chain(), ["c8"])
         assert torch.equal(result.values["3"][3]["samples"], want.values["c8"][0]["samples"]), stacker_type
+        # written back (in today's layout, under the class it was) it reads the same
+        workflow = parse_workflow(graph, registry)
+        again = parse_workflow(export_ui(workflow, registry), registry)
+        assert again.to_json()["nodes"] == workflow.to_json()["nodes"], stacker_type
     api = parse_workflow({"1": {"class_type": "KSampler (Efficient)", "inputs": {"sampler_state": "Hold", "seed": 1}},
                           "2": {"class_type": "LoRA Stacker Adv.", "inputs": {"lora_name_1": "x"}}}, registry)
     assert "sampler_state" not in api.nodes["1"].inputs
