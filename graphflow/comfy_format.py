@@ -62,7 +62,7 @@ CUSTOM_PACKS = {
                          "Eff. Loader SDXL", "KSampler SDXL (Eff.)", "LoRA Stacker", "Control Net Stacker",
                          "Apply ControlNet Stack", "Pack SDXL Tuple", "Unpack SDXL Tuple", "XY Plot", "XY Input: ",
                          "HighRes-Fix Script", "Noise Control Script", "Tiled Upscaler Script", "AnimateDiff Script",
-                         "LoRA Stack to String converter"),
+                         "LoRA Stack to String converter", "Image Overlay"),
     "ComfyUI_Comfyroll_CustomNodes": ("CR ",),
     "comfyui_controlnet_aux": ("CannyEdgePreprocessor", "DWPreprocessor", "OpenposePreprocessor",
                                "DepthAnythingPreprocessor", "LineArtPreprocessor", "AIO_Preprocessor",

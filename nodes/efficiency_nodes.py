@@ -1,8 +1,8 @@
 """Efficiency Nodes (jags111/efficiency-nodes-comfyui, the maintained fork of LucianoCirino's) built
 in under the pack's class names, inputs, defaults and outputs: Efficient Loader, Eff. Loader SDXL,
 LoRA Stacker, LoRA Stack to String converter, Control Net Stacker, Apply ControlNet Stack, Pack /
-Unpack SDXL Tuple and the three samplers KSampler (Efficient), KSampler Adv. (Efficient) and
-KSampler SDXL (Eff.). They call our core loaders, LoRA, text encoding, ControlNet, sampling and VAE
+Unpack SDXL Tuple, Image Overlay and the three samplers KSampler (Efficient), KSampler Adv.
+(Efficient) and KSampler SDXL (Eff.). They call our core loaders, LoRA, text encoding, ControlNet, sampling and VAE
 code. The pack's scripts (XY Plot, HighRes-Fix, Noise Control, Tiled Upscaler, AnimateDiff) are
 not built in.
 
@@ -16,12 +16,12 @@ from __future__ import annotations
 import random
 from types import SimpleNamespace
 
-from graphflow.api import (CLIP, CONDITIONING, IMAGE, LATENT, MODEL, STRING, VAE, Choice, ComfyAlias, Float, Int,
-                           Node, NodeInputError, Text, folders, show, socket_type, warn)
+from graphflow.api import (CLIP, CONDITIONING, IMAGE, LATENT, MASK, MODEL, STRING, VAE, Choice, ComfyAlias, Float,
+                           Int, Node, NodeInputError, Text, folders, show, socket_type, warn)
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncode, encoded
 from nodes.controlnet import CONTROL_NET, _apply_pair
-from nodes.image import temp_pngs
+from nodes.image import MAX_SIZE, _resize_image, temp_pngs
 from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadVAE
 from nodes.pack_nodes import _apply_lora, _lora_choices
 from nodes.sampling import SEED_MAX, KSampler, KSamplerAdvanced, _estimate
@@ -540,6 +540,73 @@ def _sdxl_parts(value) -> tuple:
         raise NodeInputError("sdxl_tuple", f"expected an SDXL_TUPLE of 8 parts (from Eff. Loader SDXL or Pack SDXL "
                                            f"Tuple), got {type(value).__name__}")
     return tuple(value)
+
+
+class ImageOverlay(Node):
+    """Paste an overlay picture onto each base image, as Efficiency Nodes' Image Overlay: the overlay
+    (the first of its batch) optionally resized first ("Fit" inside the base image keeping its
+    aspect, "Resize by rescale_factor", or to width x height, with resize_method as ImageScale),
+    optional_mask making it transparent where the mask is 1, rotated counter-clockwise by rotation
+    degrees (bicubic, canvas grown to fit), made opacity percent transparent, then alpha-composited
+    with its top left corner at x_offset, y_offset. As in the pack, the pictures are 8-bit (Pillow)
+    throughout, and offsets must not be negative."""
+    category = "Efficiency Nodes/Image"
+    base_image: IMAGE
+    overlay_image: IMAGE
+    overlay_resize: str = Choice(("None", "Fit", "Resize by rescale_factor", "Resize to width & heigth"), "None")
+    resize_method: str = Choice(("nearest-exact", "bilinear", "area"), "nearest-exact")
+    rescale_factor: float = Float(1.0, min=0.01, max=16.0, step=0.01)
+    width: int = Int(512, min=0, max=MAX_SIZE)
+    height: int = Int(512, min=0, max=MAX_SIZE)
+    x_offset: int = Int(0, min=-48000, max=48000)
+    y_offset: int = Int(0, min=-48000, max=48000)
+    rotation: int = Int(0, min=-180, max=180)
+    opacity: float = Float(0.0, min=0.0, max=100.0, step=0.1)
+    optional_mask: MASK = None
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Overlay",))
+
+    def run(self):
+        import numpy as np
+        import torch
+        from PIL import Image, ImageOps
+
+        from graphflow.images import image_to_pil, pil_to_image
+
+        for name in ("x_offset", "y_offset"):
+            if getattr(self, name) < 0:
+                raise NodeInputError(name, f"got {getattr(self, name)}; the pack's compositing takes offsets of 0 "
+                                           f"or more")
+        overlay = self.overlay_image
+        if self.overlay_resize != "None":
+            oh, ow = overlay.shape[1:3]
+            if self.overlay_resize == "Fit":
+                ratio = min(self.base_image.shape[1] / oh, self.base_image.shape[2] / ow)
+                size = (round(ow * ratio), round(oh * ratio))
+            elif self.overlay_resize == "Resize by rescale_factor":
+                size = (int(ow * self.rescale_factor), int(oh * self.rescale_factor))
+            else:
+                size = (self.width, self.height)
+            if min(size) < 1:
+                raise NodeInputError("overlay_resize", f"the overlay would be resized to {size[0]}x{size[1]}")
+            overlay = _resize_image(overlay, *size, self.resize_method)
+        picture = image_to_pil(overlay[0]).convert("RGBA")
+        picture.putalpha(255)
+        if self.optional_mask is not None:
+            mask = self.optional_mask[0] if self.optional_mask.dim() == 3 else self.optional_mask
+            mask = Image.fromarray(np.clip(mask.float().cpu().numpy() * 255, 0, 255).astype(np.uint8), "L")
+            picture.putalpha(ImageOps.invert(mask.resize(picture.size)))
+        picture = picture.rotate(self.rotation, resample=Image.BICUBIC, expand=True)
+        alpha = picture.getchannel("A").point(lambda a: max(0, int(a * (1 - self.opacity / 100))))
+        picture.putalpha(alpha)
+        out = []
+        for image in self.base_image:
+            base = image_to_pil(image).convert("RGB")
+            combined = Image.new("RGBA", base.size, (0, 0, 0, 0))
+            combined.paste(base, (0, 0))
+            combined.alpha_composite(picture, (self.x_offset, self.y_offset))
+            out.append(pil_to_image(combined.convert("RGB"))[0])
+        return torch.stack(out)
 
 
 # -- the samplers -------------------------------------------------------------------------------

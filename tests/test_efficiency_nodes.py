@@ -222,6 +222,36 @@ def test_a_script_node_is_named_and_a_bypassed_one_left_out(registry, models, mo
                                      for p in result.problems), result.problems
 
 
+def test_image_overlay(registry):
+    base = torch.zeros(2, 16, 16, 3)
+    base[1] = 0.2
+    red = torch.zeros(1, 4, 6, 3)
+    red[..., 0] = 1.0
+
+    def overlay(**widgets):
+        return call(registry, "ImageOverlay", base_image=base, overlay_image=red, **widgets)
+
+    out = overlay(x_offset=3, y_offset=5, opacity=50)
+    alpha = int(255 * 0.5) / 255  # the pack truncates the alpha to 8 bits
+    for i, under in enumerate((0.0, 0.2)):
+        patch = out[i, 5:9, 3:9]
+        assert torch.allclose(patch[..., 0], torch.full((4, 6), alpha + under * (1 - alpha)), atol=1.5 / 255)
+        assert torch.allclose(patch[..., 1], torch.full((4, 6), under * (1 - alpha)), atol=1.5 / 255)
+        outside = out[i].clone()
+        outside[5:9, 3:9] = under
+        assert torch.allclose(outside, torch.full_like(outside, under), atol=1 / 255)
+    turned = overlay(rotation=90)  # counter-clockwise, the canvas grown to 6 tall, 4 wide
+    assert torch.equal(turned[0, :6, :4, 0], torch.ones(6, 4)) and not turned[0, 6:, :, 0].any()
+    assert not turned[0, :, 4:, 0].any()
+    fit = overlay(overlay_resize="Fit")  # 6x4 fits 16x16 as 16x11 (rounded)
+    assert torch.equal(fit[0, :11, :, 0], torch.ones(11, 16)) and not fit[0, 11:, :, 0].any()
+    hidden = overlay(optional_mask=torch.ones(1, 4, 6))  # mask 1: the overlay fully transparent
+    assert torch.allclose(hidden, base, atol=1 / 255)
+    with pytest.raises(NodeInputError) as caught:
+        overlay(x_offset=-1)
+    assert caught.value.input == "x_offset"
+
+
 def test_lora_stacker_rows(registry):
     rows = [("a.safetensors", 0.5, 0.1, 0.2), ("None", 1.0, 1.0, 1.0), ("b.safetensors", 2.0, 0.3, 0.4),
             ("c.safetensors", 1.0, 1.0, 1.0)]
