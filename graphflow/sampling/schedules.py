@@ -18,6 +18,7 @@ How they relate to diffusers' schedulers (EulerDiscreteScheduler settings; teste
 """
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -294,7 +295,7 @@ def ltxv_sigmas(steps: int, mu: float, stretch: bool = True, terminal: float = 0
     return sigmas
 
 
-def compute_sigmas(schedule: DiscreteSchedule, scheduler: str, steps: int, denoise: float = 1.0,
+def compute_sigmas(schedule: DiscreteSchedule, scheduler: str | Callable, steps: int, denoise: float = 1.0,
                    discard_penultimate: bool = False) -> torch.Tensor:
     """The sigmas KSampler runs: the named schedule for `steps`, with ComfyUI's two adjustments.
 
