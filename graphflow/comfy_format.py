@@ -67,7 +67,10 @@ CUSTOM_PACKS = {
     "ComfyUI-Custom-Scripts (pysssss)": ("ShowText|pysssss", "CheckpointLoader|pysssss", "LoraLoader|pysssss",
                                          "StringFunction|pysssss", "|pysssss"),
     "Efficiency Nodes": ("Efficient Loader", "KSampler (Efficient)", "KSampler Adv. (Efficient)",
-                         "Eff. Loader SDXL", "LoRA Stacker", "XY Plot"),
+                         "Eff. Loader SDXL", "KSampler SDXL (Eff.)", "LoRA Stacker", "Control Net Stacker",
+                         "Apply ControlNet Stack", "Pack SDXL Tuple", "Unpack SDXL Tuple", "XY Plot", "XY Input: ",
+                         "HighRes-Fix Script", "Noise Control Script", "Tiled Upscaler Script", "AnimateDiff Script",
+                         "LoRA Stack to String converter", "Image Overlay"),
     "ComfyUI_Comfyroll_CustomNodes": ("CR ",),
     "comfyui_controlnet_aux": ("CannyEdgePreprocessor", "DWPreprocessor", "OpenposePreprocessor",
                                "DepthAnythingPreprocessor", "LineArtPreprocessor", "AIO_Preprocessor",
@@ -548,16 +551,28 @@ def _widget_values(node: dict, order: list[dict]) -> tuple[dict, dict]:
     raw = raw or []
     for entry, role in _widget_slots(order):
         if role == "control":  # a control word, or an old save's true/false (the editor reads
-            # any value there as the control; a save lacking it is read unshifted here, not shifted)
-            if at < len(raw) and (raw[at] in CONTROL_VALUES or isinstance(raw[at], bool)):
-                old = isinstance(raw[at], bool) and node.get("type") in SAMPLE_PREFIXED + ("PrimitiveNode",)
-                controls[entry["name"]] = OLD_CONTROLS[raw[at]] if old else raw[at]
+            # any value there as the control; a save lacking it is read unshifted here, not shifted),
+            # or the null of Efficiency Nodes' seed button, which its editor puts in the control's place
+            if at < len(raw) and (raw[at] in CONTROL_VALUES or isinstance(raw[at], bool) or raw[at] is None):
+                if raw[at] is not None:
+                    old = isinstance(raw[at], bool) and node.get("type") in SAMPLE_PREFIXED + ("PrimitiveNode",)
+                    controls[entry["name"]] = OLD_CONTROLS[raw[at]] if old else raw[at]
                 at += 1
             continue
         if role == "value" and at < len(raw):
             values[entry["name"]] = raw[at]
         at += 1
     return values, controls
+
+
+def _current_widgets(node: dict, registry) -> dict:
+    """The node with its widgets_values as its class's current editor saves them, where its alias
+    reads an older layout (ComfyAlias.widgets)."""
+    class_type, raw = node.get("type"), node.get("widgets_values")
+    alias = _alias_for(registry.comfy_node(class_type), class_type) if isinstance(class_type, str) else None
+    if alias is None or alias.widgets is None or not isinstance(raw, list):
+        return node
+    return {**node, "widgets_values": alias.widgets(list(raw))}
 
 
 def _widget_slots(order: list[dict]) -> list[tuple[dict, str]]:
@@ -624,7 +639,8 @@ def _replaced(text: str, ui_nodes: list[dict], registry, now: datetime) -> str:
                 [n for n in ui_nodes if (n.get("title") or n.get("type")) == split[0]]
         if not found:
             return match.group(0)
-        values, _ = _widget_values(found[0], _widget_order(found[0].get("type"), registry) or [])
+        values, _ = _widget_values(_current_widgets(found[0], registry),
+                                   _widget_order(found[0].get("type"), registry) or [])
         if split[1] not in values:
             return match.group(0)
         value = values[split[1]]
@@ -697,7 +713,7 @@ def ui_to_api(data: dict, registry, now: datetime | None = None,
             continue
         order = _widget_order(node_type, registry)
         inputs, seen, cut = {}, {}, set()
-        values, controls = _widget_values(node, order or [])
+        values, controls = _widget_values(_current_widgets(node, registry), order or [])
         sampler = values.get("sampler_name")
         if node_type in SAMPLE_PREFIXED and isinstance(sampler, str) and sampler.startswith("sample_"):
             values["sampler_name"] = sampler[len("sample_"):]
@@ -1117,7 +1133,7 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
         old_inputs = dict(zip(old_list, (old or {}).get("inputs") or []))
         new_inputs, shown_values = [], {}
         controls = record.get("controls") or {}
-        old_values, _ = _widget_values(old, order) if old else ({}, {})
+        old_values, _ = _widget_values(_current_widgets(old, registry), order) if old else ({}, {})
         alias = _alias_for(registry.comfy_node(class_type), class_type)
         for position, spec in enumerate(order):
             name = spec["name"]

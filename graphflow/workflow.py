@@ -10,6 +10,7 @@ notes) belongs to the editor and is kept verbatim.
 """
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,6 +235,9 @@ class ComfyAlias:
     # ComfyUI inputs named prefix + number (rgthree's lora_1, lora_2 ...) gathered, in number order,
     # into one of ours as JSON text: {prefix: our input}
     gather: dict[str, str] = field(default_factory=dict)
+    # a UI-format save's widgets_values list -> the same values as the pack's current editor saves
+    # them (an older version's layout read into today's: Efficiency Nodes' 2023 saves)
+    widgets: Callable[[list], list] | None = None
 
 
 def comfy_aliases(cls) -> tuple[ComfyAlias, ...]:

@@ -156,6 +156,8 @@ def render() -> str:
                 notes += [f"`{name}` = `{value!r}`" for name, value in alias.fixed.items()]
                 notes += [f"`{name}` ignored" for name in alias.ignore]
                 notes += [f"`{prefix}1`, `{prefix}2` ... → `{ours}` (a JSON list)" for prefix, ours in alias.gather.items()]
+                if alias.widgets is not None:
+                    notes.append("UI saves of the pack's older versions read too (see the node's help)")
                 if class_type not in comfy_catalogue():
                     notes.insert(0, f"custom node pack {custom_pack(class_type) or '(unnamed)'}")
                 shown = class_type.replace("|", "\\|")  # a table cell ends at a bare | even in code

@@ -79,7 +79,7 @@ def sample(model, seed: int, steps: int, cfg: float, sampler_name: str, schedule
     """
     if sampler_name not in SAMPLERS:
         raise NodeInputError("sampler_name", f"unknown sampler {sampler_name!r}; expected one of {', '.join(SAMPLERS)}")
-    if scheduler not in SCHEDULERS:
+    if not callable(scheduler) and scheduler not in SCHEDULERS:  # a function: compute_sigmas's custom schedule
         raise NodeInputError("scheduler", f"unknown scheduler {scheduler!r}; expected one of {', '.join(SCHEDULERS)}")
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise NodeInputError("steps", f"steps must be a whole number >= 1, got {steps!r}")

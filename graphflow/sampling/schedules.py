@@ -18,6 +18,7 @@ How they relate to diffusers' schedulers (EulerDiscreteScheduler settings; teste
 """
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -294,24 +295,27 @@ def ltxv_sigmas(steps: int, mu: float, stretch: bool = True, terminal: float = 0
     return sigmas
 
 
-def compute_sigmas(schedule: DiscreteSchedule, scheduler: str, steps: int, denoise: float = 1.0,
+def compute_sigmas(schedule: DiscreteSchedule, scheduler: str | Callable, steps: int, denoise: float = 1.0,
                    discard_penultimate: bool = False) -> torch.Tensor:
     """The sigmas KSampler runs: the named schedule for `steps`, with ComfyUI's two adjustments.
 
     discard_penultimate (dpm_2, dpm_2_ancestral, uni_pc, uni_pc_bh2): compute steps + 1 sigmas and
     drop the second-to-last, so the last step jumps from a mid sigma straight to 0.
     denoise < 1 (img2img): compute int(steps / denoise) steps and keep the last steps + 1 sigmas;
-    denoise <= 0 gives no sigmas (nothing to do)."""
-    if scheduler not in SCHEDULERS:
+    denoise <= 0 gives no sigmas (nothing to do).
+    `scheduler` may also be a function (schedule, steps) -> sigmas: a schedule of a custom pack's
+    (Efficiency Nodes' AYS / GITS), which ComfyUI's calculate_sigmas gets patched with."""
+    if not callable(scheduler) and scheduler not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {scheduler!r}; expected one of {', '.join(SCHEDULERS)}")
+    schedule_of = scheduler if callable(scheduler) else SCHEDULERS[scheduler]
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
 
     def full(n: int) -> torch.Tensor:
         if discard_penultimate:
-            sigmas = SCHEDULERS[scheduler](schedule, n + 1)
+            sigmas = schedule_of(schedule, n + 1)
             return torch.cat([sigmas[:-2], sigmas[-1:]])
-        return SCHEDULERS[scheduler](schedule, n)
+        return schedule_of(schedule, n)
 
     if denoise is None or denoise > 0.9999:
         return full(steps)

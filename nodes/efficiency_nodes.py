@@ -1,0 +1,807 @@
+"""Efficiency Nodes (jags111/efficiency-nodes-comfyui, the maintained fork of LucianoCirino's) built
+in under the pack's class names, inputs, defaults and outputs: Efficient Loader, Eff. Loader SDXL,
+LoRA Stacker, LoRA Stack to String converter, Control Net Stacker, Apply ControlNet Stack, Pack /
+Unpack SDXL Tuple, Image Overlay and the three samplers KSampler (Efficient), KSampler Adv.
+(Efficient) and KSampler SDXL (Eff.). They call our core loaders, LoRA, text encoding, ControlNet, sampling and VAE
+code. The pack's scripts (XY Plot, HighRes-Fix, Noise Control, Tiled Upscaler, AnimateDiff) are
+not built in.
+
+Stacks as the pack passes them: LORA_STACK a list of (lora_name, model_strength, clip_strength),
+CONTROL_NET_STACK a list of (control_net, image, strength, start_percent, end_percent), SDXL_TUPLE
+(base model, base clip, base positive, base negative, refiner model, refiner clip, refiner
+positive, refiner negative)."""
+
+from __future__ import annotations
+
+import random
+from types import SimpleNamespace
+
+from graphflow.api import (CLIP, CONDITIONING, IMAGE, LATENT, MASK, MODEL, STRING, VAE, Choice, ComfyAlias, Float,
+                           Int, Node, NodeInputError, Text, folders, show, socket_type, warn)
+from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
+from nodes.conditioning import CLIPEncode, encoded
+from nodes.controlnet import CONTROL_NET, _apply_pair
+from nodes.image import MAX_SIZE, _resize_image, temp_pngs
+from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadVAE
+from nodes.pack_nodes import _apply_lora, _lora_choices
+from nodes.sampling import SEED_MAX, KSampler, KSamplerAdvanced, _estimate
+from nodes.vae import VAEDecode
+
+LORA_STACK = socket_type("LORA_STACK", "#e5a03c",
+                         "Efficiency Nodes' LoRAs to apply: (name, model strength, clip strength)")
+CONTROL_NET_STACK = socket_type("CONTROL_NET_STACK", "#00b87a",
+                                "Efficiency Nodes' ControlNets to apply: (control net, image, strength, start, end)")
+SDXL_TUPLE = socket_type("SDXL_TUPLE", "#8d6ec8", "Efficiency Nodes' SDXL base and refiner models, text encoders "
+                                                  "and prompts in one link")
+DEPENDENCIES = socket_type("DEPENDENCIES", "#9e9e9e", "What Efficiency Nodes' XY Plot reads from a loader")
+SCRIPT = socket_type("SCRIPT", "#9e9e9e", "An Efficiency Nodes script (XY Plot, HighRes-Fix, ...)")
+
+BAKED_VAE = "Baked VAE"
+TOKEN_NORMALIZATIONS = ("none", "mean", "length", "length+mean")
+WEIGHT_INTERPRETATIONS = ("comfy", "A1111", "compel", "comfy++", "down_weight")
+# The pack's samplers add Align Your Steps and GITS to the scheduler list.
+EFF_SCHEDULERS = SCHEDULER_NAMES + ("AYS SD1", "AYS SDXL", "AYS SVD", "GITS")
+PREVIEW_METHODS = ("auto", "latent2rgb", "taesd", "vae_decoded_only", "none")  # KSampler (Efficient)'s
+ADV_PREVIEW_METHODS = ("auto", "latent2rgb", "taesd", "none")  # the Adv. and SDXL samplers'
+# All three samplers' vae_decode: KSampler (Efficient) lists only the first three since the pack's
+# 2.0; the "output only" two are kept for its 2023 saves.
+VAE_DECODES = ("true", "true (tiled)", "false", "output only", "output only (tiled)")
+STACKER_ROWS = 50  # the LoRA Stacker's rows: all saved by the editor, lora_count of them used
+RANDOM_SEED = -1  # the pack's seed widget value for "draw a seed when queueing"
+TILE_SIZE = 320  # the pack decodes "tiled" as VAEDecodeTiled(tile_size 320) with its other defaults
+SCRIPTS = "XY Plot, HighRes-Fix Script, Noise Control Script, Tiled Upscaler Script and AnimateDiff Script"
+
+
+def _checkpoint_choices() -> list[str]:
+    return folders.list_models("checkpoints")
+
+
+def _vae_choices() -> list[str]:
+    return [BAKED_VAE] + folders.list_models("vae")
+
+
+def _core(cls, renamed: dict | None = None, **inputs):
+    """A core node's run() on these inputs (the very code that node runs; widgets not given take
+    its defaults), its input errors named by this node's inputs (renamed: core name -> ours)."""
+    node = cls.__new__(cls)
+    node.__dict__.update({name: spec.default for name, spec in cls.input_specs.items()})
+    node.__dict__.update(inputs)
+    try:
+        return node.run()
+    except NodeInputError as e:
+        raise NodeInputError((renamed or {}).get(e.input, e.input), str(e)) from None
+
+
+# -- text encoding (the pack's AdvancedCLIPTextEncode, after ComfyUI_ADV_CLIP_emb) --------------
+
+def normalized_weights(weights: list[list[float]], words: list[list[int]], normalization: str) -> list[list[float]]:
+    """Token weights after token_normalization: "length" spreads a segment's weight over its tokens
+    (w -> 1 + (w - 1) / sqrt(n) for a segment of n tokens), "mean" shifts the weights of the
+    prompt's tokens so that they average 1; BOS, EOS and padding (word 0) keep 1."""
+    flat = [(w, word) for ws, ids in zip(weights, words) for w, word in zip(ws, ids)]
+    if normalization.startswith("length"):
+        counts = {}
+        for _, word in flat:
+            counts[word] = counts.get(word, 0) + 1
+        weights = [[1.0 if word == 0 else 1 + (w - 1) / counts[word] ** 0.5 for w, word in zip(ws, ids)]
+                   for ws, ids in zip(weights, words)]
+    if normalization.endswith("mean"):
+        spoken = [w for ws, ids in zip(weights, words) for w, word in zip(ws, ids) if word != 0]
+        if spoken:
+            delta = 1 - sum(spoken) / len(spoken)
+            weights = [[w if word == 0 else w + delta for w, word in zip(ws, ids)] for ws, ids in zip(weights, words)]
+    return weights
+
+
+MASK_TOKEN = 266  # the token ComfyUI_ADV_CLIP_emb masks words with (CLIP's "+")
+
+
+def _masked(ids, weights, vectors, positions):
+    """Windows with the (window, index) positions replaced by MASK_TOKEN at weight 1 (an embedding
+    vector there is dropped with its token)."""
+    ids = [[MASK_TOKEN if (k, j) in positions else t for j, t in enumerate(window)] for k, window in enumerate(ids)]
+    weights = [[1.0 if (k, j) in positions else w for j, w in enumerate(window)] for k, window in enumerate(weights)]
+    return ids, weights, {key: v for key, v in vectors.items() if key not in positions}
+
+
+def down_weighted(encode, ids, weights, strengths, vectors, base):
+    """ADV_CLIP_emb's down-weighting: for the distinct strengths below 1, lowest first, the tokens
+    at that strength are masked (cumulatively) and the prompt encoded again; the result mixes the
+    base embedding and those encodings with the steps between the strengths (w0 base + (w1 - w0)
+    first masked + ... + (1 - wn) all masked). `ids` / `weights` are what is encoded, `strengths`
+    the token strengths; encode(ids, weights, vectors) -> embedding."""
+    levels = sorted({w for window in strengths for w in window})
+    if not any(w < 1 for w in levels):
+        return base
+    embs, masked = [base], set()
+    for level in (w for w in levels if w < 1):
+        masked |= {(k, j) for k, window in enumerate(strengths) for j, w in enumerate(window) if w == level}
+        embs.append(encode(*_masked(ids, weights, vectors, masked)))
+    kept = [w for w in levels if w <= 1]
+    steps = [b - a for a, b in zip([0.0] + kept, kept)]
+    return sum(step * emb for step, emb in zip(steps, embs))
+
+
+def up_weighted(encode, ids, strengths, words, vectors, base):
+    """ADV_CLIP_emb's up-weighting by masking (comfy++): each word (segment) whose strength (at its
+    first token) is not 1 is masked and the prompt encoded again; each of its tokens gets
+    (strength - 1) times the difference between the base embedding and that encoding there."""
+    import torch
+
+    first = {}
+    for window_words, window in zip(words, strengths):
+        for word, w in zip(window_words, window):
+            first.setdefault(word, w)
+    out = torch.zeros_like(base)
+    plain = [[1.0] * len(window) for window in ids]
+    for word in (word for word, w in first.items() if w != 1.0):
+        positions = {(k, j) for k, window in enumerate(words) for j, wd in enumerate(window) if wd == word}
+        diff = base - encode(*_masked(ids, plain, vectors, positions))
+        mask = torch.tensor([wd == word for window in words for wd in window], dtype=base.dtype,
+                            device=base.device).reshape(1, -1, 1)
+        out = out + diff * mask
+    scale = torch.tensor(strengths, dtype=base.dtype, device=base.device).reshape(1, -1, 1)
+    return (scale - 1) * out
+
+
+def efficiency_encode(clip, text: str, token_normalization: str, weight_interpretation: str,
+                      input_name: str = "positive") -> list:
+    """A prompt's CONDITIONING as the pack's loaders encode it (its AdvancedCLIPTextEncode, after
+    ComfyUI_ADV_CLIP_emb). none + comfy is CLIP Text Encode itself; the other token
+    normalizations reweight the tokens first (normalized_weights). Then, each of SDXL's towers on
+    its own: comfy encodes with the weights as CLIP Text Encode does; A1111 multiplies the
+    unweighted embedding by the weights and rescales it to its old mean; down_weight scales the
+    weights to at most 1 (padding at the top one) and down-weights by masking (down_weighted);
+    compel encodes the weights above 1 as comfy and down-weights the rest; comfy++ down-weights
+    below 1 and up-weights above 1 by masking (up_weighted). The pooled output is the unweighted
+    prompt's (comfy: the weighted one's). input_name: the node's input holding the text."""
+    if token_normalization == "none" and weight_interpretation == "comfy":
+        return _core(CLIPEncode, {"text": input_name}, text=text, clip=clip)
+    if not hasattr(clip, "tokenize") or not hasattr(clip, "with_towers"):
+        raise NodeInputError("weight_interpretation", "token_normalization and weight_interpretation other than "
+                                                      "none / comfy need a CLIP text encoder (SD1, SD2, SDXL)")
+    import torch
+
+    from graphflow.models.tokenizer import TokenWindows
+
+    def encode(clip):
+        tokens, conds, pooled = clip.tokenize(text), [], None
+        for tower in clip.towers:
+            windows, single = tokens[tower.name], clip.with_towers([tower])
+
+            def run(ids, weights, vectors):
+                return single.encode_tokens({tower.name: TokenWindows(ids, weights, vectors, windows.words)})
+
+            ids, vectors = windows.ids, windows.vectors
+            weights = normalized_weights(windows.weights, windows.words, token_normalization)
+            plain = [[1.0] * len(w) for w in weights]
+            if weight_interpretation == "comfy":
+                cond, pooled = run(ids, weights, vectors)
+                conds.append(cond)
+                continue
+            base, pooled = run(ids, plain, vectors)
+            embed = lambda *args: run(*args)[0]  # noqa: E731
+            if weight_interpretation == "A1111":
+                scale = torch.tensor(weights, dtype=base.dtype, device=base.device).reshape(1, -1, 1)
+                cond = base * scale
+                cond = base.mean() / cond.mean() * cond
+            elif weight_interpretation == "compel":
+                up = [[max(w, 1.0) for w in window] for window in weights]
+                cond = down_weighted(embed, ids, up, weights, vectors, run(ids, up, vectors)[0])
+            elif weight_interpretation == "comfy++":
+                cond = down_weighted(embed, ids, plain, weights, vectors, base)
+                cond = cond + up_weighted(embed, ids, [[max(w, 1.0) for w in window] for window in weights],
+                                          windows.words, vectors, base)
+            else:  # down_weight: the weights over their top (at most 1), BOS / EOS / padding at it
+                top = max(w for window in weights for w in window)
+                ceiling = min(top, 1.0)
+                scaled = [[ceiling if word == 0 else w / top * ceiling for w, word in zip(window, window_words)]
+                          for window, window_words in zip(weights, windows.words)]
+                cond = down_weighted(embed, ids, plain, scaled, vectors, base)
+            conds.append(cond)
+        length = min(c.shape[1] for c in conds)
+        cond = torch.cat([c[:, :length] for c in conds], dim=-1)
+        return cond, {} if pooled is None else {"pooled_output": pooled}
+
+    return encoded(clip, encode)
+
+
+def _apply_cnet_stack(positive, negative, stack):
+    """Each ControlNet of a stack applied in turn to both prompts, as Apply ControlNet (advanced)."""
+    for entry in stack or []:
+        if not isinstance(entry, (tuple, list)) or len(entry) != 5:
+            raise NodeInputError("cnet_stack", f"expected (control_net, image, strength, start_percent, end_percent) "
+                                               f"entries, got {entry!r:.80}")
+        net, image, strength, start, end = entry
+        node = SimpleNamespace(positive=positive, negative=negative, control_net=net, image=image, strength=strength,
+                               start_percent=start, end_percent=end, vae=None)
+        try:
+            positive, negative = _apply_pair(node)
+        except NodeInputError as e:
+            raise NodeInputError("cnet_stack", str(e)) from None
+    return positive, negative
+
+
+def _lora_rows(lora_stack) -> list:
+    if lora_stack is None:
+        return []
+    if not isinstance(lora_stack, (list, tuple)) or not all(isinstance(r, (list, tuple)) and len(r) >= 3
+                                                              for r in lora_stack):
+        raise NodeInputError("lora_stack", f"expected a list of (lora_name, model_strength, clip_strength), "
+                                           f"got {lora_stack!r:.80}")
+    return [tuple(r[:3]) for r in lora_stack]
+
+
+def _load(ckpt_name: str, ckpt_input: str, vae_name: str, loras: list):
+    """Checkpoint, LoRAs in turn ((name, model strength, clip strength, our input naming it), each
+    applied as LoraLoader applies it, even at strength 0, as the pack does) and the VAE: the
+    checkpoint's own ("Baked VAE") or a file from models/vae."""
+    model, clip, vae = _core(LoadCheckpoint, {"checkpoint": ckpt_input}, checkpoint=ckpt_name)
+    for name, strength_model, strength_clip, input_name in loras:
+        model, clip = _apply_lora(model, clip, name, strength_model, strength_clip, input_name)
+    if vae_name != BAKED_VAE:
+        vae = _core(LoadVAE, vae_name=vae_name)
+    return model, clip, vae
+
+
+def _set_clip_skip(clip, clip_skip: int, input_name: str):
+    if clip is None:
+        raise NodeInputError(input_name, "the checkpoint has no text encoder")
+    try:
+        return clip.with_clip_skip(clip_skip)
+    except ValueError as e:
+        raise NodeInputError(input_name, str(e)) from None
+
+
+def _state(kind: str, name: str):
+    try:
+        return folders.model_state(kind, name)
+    except (FileNotFoundError, ValueError):
+        return None  # run() names the problem
+
+
+# -- saves of the pack's 2023 versions (before its October 2023 2.0), read into today's layout --
+
+SAMPLER_STATES = ("Sample", "Hold", "Script")  # the 2023 samplers' first widget
+
+
+def loader_widgets(values: list) -> list:
+    """Efficient Loader's widgets_values; a 2023 save has 11, without token_normalization and
+    weight_interpretation, which then take none and comfy (how the pack encoded before)."""
+    return values[:8] + ["none", "comfy"] + values[8:] if len(values) == 11 else values
+
+
+def sampler_widgets(values: list) -> list:
+    """The samplers' widgets_values; a 2023 save starts with sampler_state, which is dropped
+    (here every run samples: "Hold" reused the last results, "Script" ran the script)."""
+    return values[1:] if values and values[0] in SAMPLER_STATES else values
+
+
+def _stacker_save(mode: str, rows: list) -> list:
+    """The LoRA Stacker's widgets_values for rows (lora_name, lora_wt, model_str, clip_str), the
+    rest of its 50 at their defaults."""
+    count = len(rows)
+    rows = rows + [("None", 1.0, 1.0, 1.0)] * (STACKER_ROWS - count)
+    return [mode, count] + [v for row in rows for v in row]
+
+
+def stacker_widgets(values: list) -> list:
+    """LoRA Stacker's widgets_values; a 2023 save has just its three rows (lora_name, lora_wt),
+    which become the simple mode's first three rows."""
+    if len(values) == 6 and values[0] not in ("simple", "advanced"):
+        return _stacker_save("simple", [(name, wt, 1.0, 1.0) for name, wt in zip(values[::2], values[1::2])])
+    return values
+
+
+def stacker_adv_widgets(values: list) -> list:
+    """The 2023 LoRA Stacker Adv.'s three rows (lora_name, model_str, clip_str) as the LoRA
+    Stacker's advanced mode (a save already in the LoRA Stacker's layout, as graphflow writes the
+    class back, is kept)."""
+    if values and values[0] in ("simple", "advanced"):
+        return values
+    return _stacker_save("advanced", [(name, 1.0, model, clip) for name, model, clip in
+                                      (values[i:i + 3] for i in range(0, len(values) - len(values) % 3, 3))])
+
+
+class EfficientLoader(Node):
+    """Load a checkpoint, apply a LoRA (lora_name, unless "None") and then the LoRAs of lora_stack in
+    turn, stop the text encoder at clip_skip, encode the positive and negative prompts, apply the
+    ControlNets of cnet_stack to them, and make an empty latent batch of the given size, as
+    Efficiency Nodes' Efficient Loader does. vae_name "Baked VAE" is the checkpoint's own VAE.
+    token_normalization none with weight_interpretation comfy encodes exactly as CLIP Text Encode;
+    the other token normalizations (mean, length, length+mean) and weight interpretations (A1111,
+    compel, comfy++, down_weight) follow the pack's ComfyUI_ADV_CLIP_emb formulas
+    (efficiency_encode). The CLIP output is the clip-skipped text encoder;
+    DEPENDENCIES is what the pack's XY Plot reads (not built in). Saves of the pack's 2023 versions
+    (no token_normalization / weight_interpretation) read as none / comfy."""
+    category = "Efficiency Nodes/Loaders"
+    ckpt_name: str = Choice(_checkpoint_choices, DEMO_CHECKPOINT, model_folder="checkpoints")
+    vae_name: str = Choice(_vae_choices, BAKED_VAE, model_folder="vae", not_files=(BAKED_VAE,))
+    clip_skip: int = Int(-1, min=-24, max=-1)
+    lora_name: str = Choice(_lora_choices, "None", model_folder="loras", not_files=("None",))
+    lora_model_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_clip_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    positive: str = Text("CLIP_POSITIVE", multiline=True)
+    negative: str = Text("CLIP_NEGATIVE", multiline=True)
+    token_normalization: str = Choice(TOKEN_NORMALIZATIONS, "none")
+    weight_interpretation: str = Choice(WEIGHT_INTERPRETATIONS, "comfy")
+    empty_latent_width: int = Int(512, min=64, max=16384, step=64)
+    empty_latent_height: int = Int(512, min=64, max=16384, step=64)
+    batch_size: int = Int(1, min=1, max=262144)
+    lora_stack: LORA_STACK = None
+    cnet_stack: CONTROL_NET_STACK = None
+    outputs = {"MODEL": MODEL, "CONDITIONING+": CONDITIONING, "CONDITIONING-": CONDITIONING, "LATENT": LATENT,
+               "VAE": VAE, "CLIP": CLIP, "DEPENDENCIES": DEPENDENCIES}
+    comfy = ComfyAlias(("Efficient Loader",), widgets=loader_widgets)
+
+    @classmethod
+    def fingerprint(cls, ckpt_name=DEMO_CHECKPOINT, vae_name=BAKED_VAE, lora_name="None", **widgets):
+        return (_state("checkpoints", ckpt_name), vae_name != BAKED_VAE and _state("vae", vae_name),
+                lora_name != "None" and _state("loras", lora_name))
+
+    def run(self):
+        import torch
+
+        loras = ([(self.lora_name, self.lora_model_strength, self.lora_clip_strength)] if self.lora_name != "None"
+                 else []) + _lora_rows(self.lora_stack)
+        model, clip, vae = _load(self.ckpt_name, "ckpt_name", self.vae_name,
+                                 [(*r, "lora_name" if i == 0 and self.lora_name != "None" else "lora_stack")
+                                  for i, r in enumerate(loras)])
+        clip = _set_clip_skip(clip, self.clip_skip, "clip_skip")
+        positive, negative = (efficiency_encode(clip, getattr(self, name), self.token_normalization,
+                                                self.weight_interpretation, name) for name in ("positive", "negative"))
+        positive, negative = _apply_cnet_stack(positive, negative, self.cnet_stack)
+        latent = torch.zeros(self.batch_size, 4, self.empty_latent_height // 8, self.empty_latent_width // 8)
+        dependencies = (self.vae_name, self.ckpt_name, clip, self.clip_skip, "None", None, None, self.positive,
+                        self.negative, self.token_normalization, self.weight_interpretation, None,
+                        self.empty_latent_width, self.empty_latent_height, loras or None, self.cnet_stack)
+        return model, positive, negative, {"samples": latent}, vae, clip, dependencies
+
+
+class EffLoaderSDXL(Node):
+    """Efficiency Nodes' Eff. Loader SDXL: the base checkpoint with the LoRAs of lora_stack, its
+    text encoder at base_clip_skip, the prompts encoded as the Efficient Loader encodes them (and
+    the ControlNets of cnet_stack applied to them); the refiner checkpoint (unless "None") at
+    refiner_clip_skip with the same prompts encoded and given the aesthetic scores and the empty
+    latent's size, as CLIP Text Encode SDXL Refiner does. All of it goes out as one SDXL_TUPLE
+    (Unpack SDXL Tuple splits it; KSampler SDXL (Eff.) samples base then refiner)."""
+    category = "Efficiency Nodes/Loaders"
+    base_ckpt_name: str = Choice(_checkpoint_choices, DEMO_CHECKPOINT, model_folder="checkpoints")
+    base_clip_skip: int = Int(-2, min=-24, max=-1)
+    refiner_ckpt_name: str = Choice(lambda: ["None"] + _checkpoint_choices(), "None", model_folder="checkpoints",
+                                    not_files=("None",))
+    refiner_clip_skip: int = Int(-2, min=-24, max=-1)
+    positive_ascore: float = Float(6.0, min=0.0, max=1000.0, step=0.01)
+    negative_ascore: float = Float(2.0, min=0.0, max=1000.0, step=0.01)
+    vae_name: str = Choice(_vae_choices, BAKED_VAE, model_folder="vae", not_files=(BAKED_VAE,))
+    positive: str = Text("CLIP_POSITIVE", multiline=True)
+    negative: str = Text("CLIP_NEGATIVE", multiline=True)
+    token_normalization: str = Choice(TOKEN_NORMALIZATIONS, "none")
+    weight_interpretation: str = Choice(WEIGHT_INTERPRETATIONS, "comfy")
+    empty_latent_width: int = Int(1024, min=64, max=16384, step=64)
+    empty_latent_height: int = Int(1024, min=64, max=16384, step=64)
+    batch_size: int = Int(1, min=1, max=64)
+    lora_stack: LORA_STACK = None
+    cnet_stack: CONTROL_NET_STACK = None
+    outputs = {"SDXL_TUPLE": SDXL_TUPLE, "LATENT": LATENT, "VAE": VAE, "DEPENDENCIES": DEPENDENCIES}
+    comfy = ComfyAlias(("Eff. Loader SDXL",))
+
+    @classmethod
+    def fingerprint(cls, base_ckpt_name=DEMO_CHECKPOINT, refiner_ckpt_name="None", vae_name=BAKED_VAE, **widgets):
+        return (_state("checkpoints", base_ckpt_name), refiner_ckpt_name != "None"
+                and _state("checkpoints", refiner_ckpt_name), vae_name != BAKED_VAE and _state("vae", vae_name))
+
+    def run(self):
+        import torch
+
+        loras = _lora_rows(self.lora_stack)
+        model, clip, vae = _load(self.base_ckpt_name, "base_ckpt_name", self.vae_name,
+                                 [(*r, "lora_stack") for r in loras])
+        clip = _set_clip_skip(clip, self.base_clip_skip, "base_clip_skip")
+        positive, negative = (efficiency_encode(clip, getattr(self, name), self.token_normalization,
+                                                self.weight_interpretation, name) for name in ("positive", "negative"))
+        positive, negative = _apply_cnet_stack(positive, negative, self.cnet_stack)
+        refiner_model = refiner_clip = refiner_positive = refiner_negative = None
+        if self.refiner_ckpt_name != "None":
+            refiner_model, refiner_clip, _ = _core(LoadCheckpoint, {"checkpoint": "refiner_ckpt_name"},
+                                                   checkpoint=self.refiner_ckpt_name)
+            refiner_clip = _set_clip_skip(refiner_clip, self.refiner_clip_skip, "refiner_clip_skip")
+            size = {"width": self.empty_latent_width, "height": self.empty_latent_height}
+            refiner_positive, refiner_negative = (
+                [(c, {**o, **size, "aesthetic_score": score}) for c, o in
+                 efficiency_encode(refiner_clip, getattr(self, name), self.token_normalization,
+                                   self.weight_interpretation, name)]
+                for name, score in (("positive", self.positive_ascore), ("negative", self.negative_ascore)))
+        latent = torch.zeros(self.batch_size, 4, self.empty_latent_height // 8, self.empty_latent_width // 8)
+        dependencies = (self.vae_name, self.base_ckpt_name, clip, self.base_clip_skip, self.refiner_ckpt_name,
+                        refiner_clip, self.refiner_clip_skip, self.positive, self.negative, self.token_normalization,
+                        self.weight_interpretation, (self.positive_ascore, self.negative_ascore),
+                        self.empty_latent_width, self.empty_latent_height, loras or None, self.cnet_stack)
+        sdxl = (model, clip, positive, negative, refiner_model, refiner_clip, refiner_positive, refiner_negative)
+        return sdxl, {"samples": latent}, vae, dependencies
+
+
+class LoRAStacker(Node):
+    """List LoRAs for the Efficient Loaders' lora_stack, as Efficiency Nodes' LoRA Stacker: the first
+    lora_count rows, those not "None", each with lora_wt for both model and text encoder ("simple")
+    or model_str and clip_str ("advanced"), followed by an incoming lora_stack's. The editor shows
+    only the rows in use but saves all 50. The 2023 LoRA Stacker (three rows) and LoRA Stacker Adv.
+    read as the simple and advanced modes."""
+    category = "Efficiency Nodes/Stackers"
+    input_mode: str = Choice(("simple", "advanced"), "simple")
+    lora_count: int = Int(3, min=0, max=STACKER_ROWS)
+    # The pack's 50 rows (lora_name_i, lora_wt_i, model_str_i, clip_str_i), declared in turn into the
+    # class body's namespace (a plain dict here; comprehensions can't see the class's loop variable).
+    for _i in range(1, STACKER_ROWS + 1):
+        __annotations__[f"lora_name_{_i}"] = str
+        locals()[f"lora_name_{_i}"] = Choice(_lora_choices, "None", model_folder="loras", not_files=("None",))
+        for _name in ("lora_wt", "model_str", "clip_str"):
+            __annotations__[f"{_name}_{_i}"] = float
+            locals()[f"{_name}_{_i}"] = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    del _i, _name
+    lora_stack: LORA_STACK = None
+    outputs = {"LORA_STACK": LORA_STACK}
+    comfy = (ComfyAlias(("LoRA Stacker",), widgets=stacker_widgets),
+             ComfyAlias(("LoRA Stacker Adv.",), fixed={"input_mode": "advanced", "lora_count": 3},
+                        widgets=stacker_adv_widgets))
+
+    def run(self):
+        rows = []
+        for i in range(1, self.lora_count + 1):
+            name = getattr(self, f"lora_name_{i}")
+            if name == "None":
+                continue
+            if self.input_mode == "simple":
+                rows.append((name, getattr(self, f"lora_wt_{i}"), getattr(self, f"lora_wt_{i}")))
+            else:
+                rows.append((name, getattr(self, f"model_str_{i}"), getattr(self, f"clip_str_{i}")))
+        return rows + [r for r in _lora_rows(self.lora_stack) if r[0] != "None"]
+
+
+class LoRAStackToString(Node):
+    """Write a LORA_STACK as A1111-style prompt tags, "<lora:name:model strength:clip strength>"
+    separated by spaces, as Efficiency Nodes' LoRA Stack to String converter does."""
+    category = "Efficiency Nodes/Misc"
+    lora_stack: LORA_STACK
+    outputs = {"LoRA string": STRING}
+    comfy = ComfyAlias(("LoRA Stack to String converter",))
+
+    def run(self):
+        return " ".join(f"<lora:{name}:{model}:{clip}>" for name, model, clip in _lora_rows(self.lora_stack))
+
+
+class ControlNetStacker(Node):
+    """Add a ControlNet with its hint image, strength and start / end percent to a CNET_STACK, as
+    Efficiency Nodes' Control Net Stacker (applied later as Apply ControlNet (advanced) applies it)."""
+    category = "Efficiency Nodes/Stackers"
+    control_net: CONTROL_NET
+    image: IMAGE
+    strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_percent: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    cnet_stack: CONTROL_NET_STACK = None
+    outputs = {"CNET_STACK": CONTROL_NET_STACK}
+    comfy = ComfyAlias(("Control Net Stacker",))
+
+    def run(self):
+        # a new list: the pack extends the incoming one in place, which a cached run would repeat
+        return list(self.cnet_stack or []) + [(self.control_net, self.image, self.strength, self.start_percent,
+                                               self.end_percent)]
+
+
+class ApplyControlNetStack(Node):
+    """Apply each ControlNet of a CNET_STACK in turn to the positive and negative prompts, as
+    Apply ControlNet (advanced) does; without a stack both pass through."""
+    category = "Efficiency Nodes/Stackers"
+    positive: CONDITIONING
+    negative: CONDITIONING
+    cnet_stack: CONTROL_NET_STACK = None
+    outputs = {"CONDITIONING+": CONDITIONING, "CONDITIONING-": CONDITIONING}
+    comfy = ComfyAlias(("Apply ControlNet Stack",))
+
+    def run(self):
+        return _apply_cnet_stack(self.positive, self.negative, self.cnet_stack)
+
+
+class PackSDXLTuple(Node):
+    """Put SDXL base and refiner models, text encoders and prompts into one SDXL_TUPLE."""
+    category = "Efficiency Nodes/Misc"
+    base_model: MODEL
+    base_clip: CLIP
+    base_positive: CONDITIONING
+    base_negative: CONDITIONING
+    refiner_model: MODEL
+    refiner_clip: CLIP
+    refiner_positive: CONDITIONING
+    refiner_negative: CONDITIONING
+    outputs = {"SDXL_TUPLE": SDXL_TUPLE}
+    comfy = ComfyAlias(("Pack SDXL Tuple",))
+
+    def run(self):
+        return (self.base_model, self.base_clip, self.base_positive, self.base_negative, self.refiner_model,
+                self.refiner_clip, self.refiner_positive, self.refiner_negative)
+
+
+class UnpackSDXLTuple(Node):
+    """Split an SDXL_TUPLE into its base and refiner models, text encoders and prompts."""
+    category = "Efficiency Nodes/Misc"
+    sdxl_tuple: SDXL_TUPLE
+    outputs = {"BASE_MODEL": MODEL, "BASE_CLIP": CLIP, "BASE_CONDITIONING+": CONDITIONING,
+               "BASE_CONDITIONING-": CONDITIONING, "REFINER_MODEL": MODEL, "REFINER_CLIP": CLIP,
+               "REFINER_CONDITIONING+": CONDITIONING, "REFINER_CONDITIONING-": CONDITIONING}
+    comfy = ComfyAlias(("Unpack SDXL Tuple",))
+
+    def run(self):
+        return tuple(_sdxl_parts(self.sdxl_tuple))
+
+
+def _sdxl_parts(value) -> tuple:
+    if not isinstance(value, (tuple, list)) or len(value) != 8:
+        raise NodeInputError("sdxl_tuple", f"expected an SDXL_TUPLE of 8 parts (from Eff. Loader SDXL or Pack SDXL "
+                                           f"Tuple), got {type(value).__name__}")
+    return tuple(value)
+
+
+class ImageOverlay(Node):
+    """Paste an overlay picture onto each base image, as Efficiency Nodes' Image Overlay: the overlay
+    (the first of its batch) optionally resized first ("Fit" inside the base image keeping its
+    aspect, "Resize by rescale_factor", or to width x height, with resize_method as ImageScale),
+    optional_mask making it transparent where the mask is 1, rotated counter-clockwise by rotation
+    degrees (bicubic, canvas grown to fit), made opacity percent transparent, then alpha-composited
+    with its top left corner at x_offset, y_offset. As in the pack, the pictures are 8-bit (Pillow)
+    throughout, and offsets must not be negative."""
+    category = "Efficiency Nodes/Image"
+    base_image: IMAGE
+    overlay_image: IMAGE
+    overlay_resize: str = Choice(("None", "Fit", "Resize by rescale_factor", "Resize to width & heigth"), "None")
+    resize_method: str = Choice(("nearest-exact", "bilinear", "area"), "nearest-exact")
+    rescale_factor: float = Float(1.0, min=0.01, max=16.0, step=0.01)
+    width: int = Int(512, min=0, max=MAX_SIZE)
+    height: int = Int(512, min=0, max=MAX_SIZE)
+    x_offset: int = Int(0, min=-48000, max=48000)
+    y_offset: int = Int(0, min=-48000, max=48000)
+    rotation: int = Int(0, min=-180, max=180)
+    opacity: float = Float(0.0, min=0.0, max=100.0, step=0.1)
+    optional_mask: MASK = None
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Overlay",))
+
+    def run(self):
+        import numpy as np
+        import torch
+        from PIL import Image, ImageOps
+
+        from graphflow.images import image_to_pil, pil_to_image
+
+        for name in ("x_offset", "y_offset"):
+            if getattr(self, name) < 0:
+                raise NodeInputError(name, f"got {getattr(self, name)}; the pack's compositing takes offsets of 0 "
+                                           f"or more")
+        overlay = self.overlay_image
+        if self.overlay_resize != "None":
+            oh, ow = overlay.shape[1:3]
+            if self.overlay_resize == "Fit":
+                ratio = min(self.base_image.shape[1] / oh, self.base_image.shape[2] / ow)
+                size = (round(ow * ratio), round(oh * ratio))
+            elif self.overlay_resize == "Resize by rescale_factor":
+                size = (int(ow * self.rescale_factor), int(oh * self.rescale_factor))
+            else:
+                size = (self.width, self.height)
+            if min(size) < 1:
+                raise NodeInputError("overlay_resize", f"the overlay would be resized to {size[0]}x{size[1]}")
+            overlay = _resize_image(overlay, *size, self.resize_method)
+        picture = image_to_pil(overlay[0]).convert("RGBA")
+        picture.putalpha(255)
+        if self.optional_mask is not None:
+            mask = self.optional_mask[0] if self.optional_mask.dim() == 3 else self.optional_mask
+            mask = Image.fromarray(np.clip(mask.float().cpu().numpy() * 255, 0, 255).astype(np.uint8), "L")
+            picture.putalpha(ImageOps.invert(mask.resize(picture.size)))
+        picture = picture.rotate(self.rotation, resample=Image.BICUBIC, expand=True)
+        alpha = picture.getchannel("A").point(lambda a: max(0, int(a * (1 - self.opacity / 100))))
+        picture.putalpha(alpha)
+        out = []
+        for image in self.base_image:
+            base = image_to_pil(image).convert("RGB")
+            combined = Image.new("RGBA", base.size, (0, 0, 0, 0))
+            combined.paste(base, (0, 0))
+            combined.alpha_composite(picture, (self.x_offset, self.y_offset))
+            out.append(pil_to_image(combined.convert("RGB"))[0])
+        return torch.stack(out)
+
+
+# -- the samplers -------------------------------------------------------------------------------
+
+def _seed(seed: int) -> int:
+    if seed == RANDOM_SEED:
+        drawn = random.SystemRandom().randint(0, 2**50)
+        warn(f"seed -1 is the pack's editor's marker for a seed drawn when queueing; got none, so using {drawn}")
+        return drawn
+    return seed
+
+
+def _random_fingerprint(seed):
+    return random.random() if seed == RANDOM_SEED else None  # a drawn seed is never reused from the cache
+
+
+def _refuse_script(script):
+    if script is not None:
+        raise NodeInputError("script", f"the pack's scripts ({SCRIPTS}) are not built in: disconnect the script, or "
+                                       f"use the core nodes (a second KSampler for a high-res fix, ...)")
+
+
+def _scheduler(name: str):
+    """The scheduler to sample with: ours by name, or the pack's AYS / GITS as a function of the
+    step count, which the pack patches into ComfyUI's sigma calculation: Align Your Steps' table
+    for the model type, GITS' at coeff 1.20, each at denoise 1 (KSampler's denoise and the
+    dropped penultimate sigma then apply to it as to any schedule)."""
+    if name in SCHEDULER_NAMES:
+        return name
+    from graphflow.sampling.schedules import align_your_steps, gits
+
+    if name == "GITS":
+        return lambda schedule, steps: gits(1.20, steps)
+    return lambda schedule, steps: align_your_steps(name.split(" ")[1], steps)
+
+
+def _finish(latent, vae, vae_decode: str, preview_method: str):
+    """The IMAGE output and preview as the pack's samplers make them: "true" decodes and shows
+    the images (unless preview_method is "none"); "output only" decodes without showing them (its
+    meaning in the pack's 2023 versions; the 2024 code no longer decodes it and gives no IMAGE);
+    "(tiled)" decodes in 320-pixel tiles; "false", or no VAE connected, gives a 1x1 transparent
+    image."""
+    import torch
+
+    if vae is None and vae_decode != "false":
+        warn("no VAE connected (optional_vae): nothing is decoded, as the pack proceeds with vae_decode false")
+        vae_decode = "false"
+    if vae_decode == "false":
+        return torch.zeros(1, 1, 1, 4)
+    tiled = {"tiled": True, "tile_size": TILE_SIZE} if "tiled" in vae_decode else {}
+    images = _core(VAEDecode, {"samples": "latent_image", "vae": "optional_vae"}, samples=latent, vae=vae, **tiled)
+    if vae_decode.startswith("true") and preview_method != "none":
+        show(images=temp_pngs(images))
+    return images
+
+
+class KSamplerEfficient(Node):
+    """Sample as KSampler does (the same latent for the same settings; denoise 0 passes the latent
+    through), then decode it with optional_vae as vae_decode says: "true" decodes and previews the
+    images, "true (tiled)" decodes in 320-pixel tiles, "false" (or no VAE connected) gives a 1x1
+    transparent IMAGE ("output only", of the pack's 2023 version, decodes without previewing).
+    Passes model, prompts and VAE on, as Efficiency Nodes' KSampler (Efficient). seed -1 is the
+    pack's editor's "random" marker (it draws one when queueing); a -1 reaching the engine
+    becomes a random seed, with a warning. preview_method is ignored (live previews are a
+    server setting here), except that "none" shows no decoded images. The scheduler list adds the
+    pack's AYS SD1 / SDXL / SVD (Align Your Steps' tables) and GITS (coeff 1.20), as the pack
+    computes them. A script (XY Plot, HighRes-Fix, Noise Control, Tiled Upscaler) is refused: the
+    pack's scripts are not built in. A 2023 save's sampler_state is dropped: every run samples."""
+    category = "Efficiency Nodes/Sampling"
+    output_node = True
+    model: MODEL
+    seed: int = Int(0, min=RANDOM_SEED, max=SEED_MAX)
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    cfg: float = Float(7.0, min=0.0, max=100.0, step=0.1)
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler")
+    scheduler: str = Choice(EFF_SCHEDULERS, "simple")
+    positive: CONDITIONING
+    negative: CONDITIONING
+    latent_image: LATENT
+    denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    preview_method: str = Choice(PREVIEW_METHODS, "auto")
+    vae_decode: str = Choice(VAE_DECODES, "true")
+    optional_vae: VAE = None
+    script: SCRIPT = None
+    outputs = {"MODEL": MODEL, "CONDITIONING+": CONDITIONING, "CONDITIONING-": CONDITIONING, "LATENT": LATENT,
+               "VAE": VAE, "IMAGE": IMAGE}
+    comfy = ComfyAlias(("KSampler (Efficient)",), ignore=("sampler_state",), widgets=sampler_widgets)
+    estimate = classmethod(_estimate)
+
+    @classmethod
+    def fingerprint(cls, seed=0, **widgets):
+        return _random_fingerprint(seed)
+
+    def run(self):
+        _refuse_script(self.script)
+        if self.denoise > 0:
+            latent = _core(KSampler, model=self.model, seed=_seed(self.seed), steps=self.steps, cfg=self.cfg,
+                           sampler_name=self.sampler_name, scheduler=_scheduler(self.scheduler),
+                           positive=self.positive, negative=self.negative, latent_image=self.latent_image,
+                           denoise=self.denoise)
+        else:
+            latent = self.latent_image
+        images = _finish(latent, self.optional_vae, self.vae_decode, self.preview_method)
+        return self.model, self.positive, self.negative, latent, self.optional_vae, images
+
+
+class KSamplerAdvEfficient(Node):
+    """Sample as KSamplerAdvanced does (add_noise, start_at_step, end_at_step,
+    return_with_leftover_noise), then decode as vae_decode says, as Efficiency Nodes' KSampler Adv.
+    (Efficient): "true" decodes and previews, "output only" decodes without previewing, "(tiled)" in
+    320-pixel tiles, "false" (or no VAE connected) gives a 1x1 transparent IMAGE. noise_seed -1,
+    preview_method, the AYS / GITS schedulers and scripts as in KSampler (Efficient)."""
+    category = "Efficiency Nodes/Sampling"
+    output_node = True
+    model: MODEL
+    add_noise: str = Choice(("enable", "disable"), "enable")
+    noise_seed: int = Int(0, min=RANDOM_SEED, max=SEED_MAX)
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    cfg: float = Float(7.0, min=0.0, max=100.0, step=0.1)
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler")
+    scheduler: str = Choice(EFF_SCHEDULERS, "simple")
+    positive: CONDITIONING
+    negative: CONDITIONING
+    latent_image: LATENT
+    start_at_step: int = Int(0, min=0, max=10000)
+    end_at_step: int = Int(10000, min=0, max=10000)
+    return_with_leftover_noise: str = Choice(("disable", "enable"), "disable")
+    preview_method: str = Choice(ADV_PREVIEW_METHODS, "auto")
+    vae_decode: str = Choice(VAE_DECODES, "true")
+    optional_vae: VAE = None
+    script: SCRIPT = None
+    outputs = {"MODEL": MODEL, "CONDITIONING+": CONDITIONING, "CONDITIONING-": CONDITIONING, "LATENT": LATENT,
+               "VAE": VAE, "IMAGE": IMAGE}
+    comfy = ComfyAlias(("KSampler Adv. (Efficient)",), ignore=("sampler_state",), widgets=sampler_widgets)
+    estimate = classmethod(_estimate)
+
+    @classmethod
+    def fingerprint(cls, noise_seed=0, **widgets):
+        return _random_fingerprint(noise_seed)
+
+    def run(self):
+        _refuse_script(self.script)
+        latent = _core(KSamplerAdvanced, model=self.model, add_noise=self.add_noise, noise_seed=_seed(self.noise_seed),
+                       steps=self.steps, cfg=self.cfg, sampler_name=self.sampler_name,
+                       scheduler=_scheduler(self.scheduler), positive=self.positive, negative=self.negative,
+                       latent_image=self.latent_image, start_at_step=self.start_at_step, end_at_step=self.end_at_step,
+                       return_with_leftover_noise=self.return_with_leftover_noise)
+        images = _finish(latent, self.optional_vae, self.vae_decode, self.preview_method)
+        return self.model, self.positive, self.negative, latent, self.optional_vae, images
+
+
+class KSamplerSDXLEff(Node):
+    """Sample an SDXL_TUPLE's base then refiner, as Efficiency Nodes' KSampler SDXL (Eff.): the base
+    runs steps start_at_step..refine_at_step with noise added and the leftover noise kept (as
+    KSamplerAdvanced), then, when there is a refiner and refine_at_step < steps, the refiner runs
+    the rest without adding noise, with the refiner prompts, the same seed and cfg. refine_at_step
+    -1 means steps (no refiner pass). Then decoded as vae_decode says (as in KSampler Adv.
+    (Efficient)). noise_seed -1, preview_method, AYS / GITS and scripts as in KSampler (Efficient)."""
+    category = "Efficiency Nodes/Sampling"
+    output_node = True
+    sdxl_tuple: SDXL_TUPLE
+    noise_seed: int = Int(0, min=RANDOM_SEED, max=SEED_MAX)
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    cfg: float = Float(7.0, min=0.0, max=100.0, step=0.1)
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler")
+    scheduler: str = Choice(EFF_SCHEDULERS, "simple")
+    latent_image: LATENT
+    start_at_step: int = Int(0, min=0, max=10000)
+    refine_at_step: int = Int(-1, min=-1, max=10000)
+    preview_method: str = Choice(ADV_PREVIEW_METHODS, "auto")
+    vae_decode: str = Choice(VAE_DECODES, "true")
+    optional_vae: VAE = None
+    script: SCRIPT = None
+    outputs = {"SDXL_TUPLE": SDXL_TUPLE, "LATENT": LATENT, "VAE": VAE, "IMAGE": IMAGE}
+    comfy = ComfyAlias(("KSampler SDXL (Eff.)",), ignore=("sampler_state",), widgets=sampler_widgets)
+    estimate = classmethod(_estimate)
+
+    @classmethod
+    def fingerprint(cls, noise_seed=0, **widgets):
+        return _random_fingerprint(noise_seed)
+
+    def run(self):
+        _refuse_script(self.script)
+        model, _, positive, negative, refiner_model, _, refiner_positive, refiner_negative = \
+            _sdxl_parts(self.sdxl_tuple)
+        seed, scheduler = _seed(self.noise_seed), _scheduler(self.scheduler)
+        end = self.steps if self.refine_at_step == -1 else self.refine_at_step
+        common = dict(noise_seed=seed, steps=self.steps, cfg=self.cfg, sampler_name=self.sampler_name,
+                      scheduler=scheduler)
+        latent = _core(KSamplerAdvanced, model=model, add_noise="enable", positive=positive, negative=negative,
+                       latent_image=self.latent_image, start_at_step=self.start_at_step, end_at_step=end,
+                       return_with_leftover_noise="enable", **common)
+        if refiner_model is not None and end < self.steps:
+            latent = _core(KSamplerAdvanced, model=refiner_model, add_noise="disable", positive=refiner_positive,
+                           negative=refiner_negative, latent_image=latent, start_at_step=end, end_at_step=self.steps,
+                           return_with_leftover_noise="disable", **common)
+        images = _finish(latent, self.optional_vae, self.vae_decode, self.preview_method)
+        return self.sdxl_tuple, latent, self.optional_vae, images
