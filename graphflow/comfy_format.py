@@ -550,7 +550,7 @@ def _dropped(nodes: dict, registry) -> set[str]:
 # %KSampler.seed%); an API graph sent to ComfyUI directly keeps such text as it is.
 SAVE_TYPES = {"SaveImage", "SaveAnimatedWEBP", "SaveAnimatedPNG", "SaveWEBM", "SaveVideo", "SaveAudio",
               "SaveAudioMP3", "SaveAudioOpus", "SaveGLB", "SaveSVGNode", "CLIPSave", "VAESave", "ModelSave",
-              "LoraSave", "SaveLatent"}
+              "LoraSave", "SaveLatent", "VHS_VideoCombine"}  # VideoHelperSuite's editor dates its prefix too
 DATE_PARTS = re.compile(r"dd?|MM?|hh?|mm?|ss?|yyy?y?")
 
 

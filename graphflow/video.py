@@ -140,10 +140,15 @@ def read_metadata(raw: bytes) -> dict[str, str]:
 
 
 def write_video(path, video: Video, container_format: str, codec: str, pix_fmt: str = "yuv420p",
-                options: dict | None = None, metadata: dict[str, str] | None = None, audio_codec: str = "aac") -> None:
+                options: dict | None = None, metadata: dict[str, str] | None = None, audio_codec: str = "aac",
+                bt709: bool = False, depth: int = 8, codec_tag: str | None = None) -> None:
     """Encode a Video into `path` (any name: the container format is given; or a writable binary
-    file). Frames are cut to 8 bits as ComfyUI's video savers do (255 x value, clamped, truncated);
-    sound is encoded when the Video has some."""
+    file). Frames are cut to 8 bits as ComfyUI's video savers do (255 x value, clamped, truncated),
+    or to 16 (65535 x value) with depth=16; sound is encoded when the Video has some (resampled
+    where the codec takes another sample format or rate). bt709: the pictures are turned into YUV
+    with the BT.709 matrix in TV range and tagged so (as VideoHelperSuite's formats write them),
+    rather than FFmpeg's default BT.601 conversion. codec_tag: the stream's four-letter tag (hvc1:
+    H.265 that Apple's players open)."""
     import av
     import torch
 
@@ -154,9 +159,13 @@ def write_video(path, video: Video, container_format: str, codec: str, pix_fmt: 
     if codec in ("libx264", "h264") and (width % 2 or height % 2):
         raise VideoFileError(f"H.264 in {pix_fmt} needs an even width and height; the frames are {width}x{height} "
                              "(crop or scale them)")
-    pixels = (images[..., :3].detach().float() * 255.0).clamp(0, 255).to(torch.uint8).cpu().numpy()
+    top, kind = (65535.0, torch.int32) if depth == 16 else (255.0, torch.uint8)
+    pixels = (images[..., :3].detach().float() * top).clamp(0, top).to(kind).cpu().numpy()
+    if depth == 16:
+        pixels = pixels.astype("uint16")
     if pixels.shape[-1] == 1:
         pixels = pixels.repeat(3, axis=-1)
+    source_format = "rgb48le" if depth == 16 else "rgb24"
     # MP4 keeps tags other than its own only with this flag (as ComfyUI writes them)
     flags = {"movflags": "use_metadata_tags"} if container_format == "mp4" else {}
     target = path if hasattr(path, "write") else str(path)
@@ -167,9 +176,17 @@ def write_video(path, video: Video, container_format: str, codec: str, pix_fmt: 
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         if options:
             stream.options = options
+        if codec_tag:
+            stream.codec_context.codec_tag = codec_tag
+        if bt709:  # BT.709 primaries, transfer and matrix (1), TV range (1), as the stream's tags
+            context = stream.codec_context
+            context.colorspace = context.color_primaries = context.color_trc = context.color_range = 1
         sound = _add_audio(container, video.audio, audio_codec) if video.audio is not None else None
         for pixel in pixels:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixel, format="rgb24")))
+            frame = av.VideoFrame.from_ndarray(pixel, format=source_format)
+            if bt709:
+                frame = frame.reformat(format=pix_fmt, dst_colorspace="ITU709", dst_color_range="MPEG")
+            container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
         if sound is not None:
             _encode_audio(container, sound, video.audio)
@@ -198,8 +215,16 @@ def _add_audio(container, audio: dict, codec: str):
         shape = tuple(waveform.shape) if hasattr(waveform, "shape") else None
         raise VideoFileError(f"audio must be a waveform [batch, 1 or 2 channels, samples] with a sample_rate; "
                              f"got shape {shape} at rate {rate!r}")
-    sound = container.add_stream(codec, rate=int(rate))
-    sound.layout, sound.format = LAYOUTS[waveform.shape[1]], "fltp"
+    import av
+
+    # the codec's own sample format and rate where it takes no float planes at this rate (Opus, FLAC, PCM)
+    found = av.codec.Codec(codec, "w")
+    formats = [f.name for f in found.audio_formats or []]
+    rates = found.audio_rates
+    rate = int(rate) if not rates or int(rate) in rates else max(rates)
+    sound = container.add_stream(codec, rate=rate)
+    sound.layout = LAYOUTS[waveform.shape[1]]
+    sound.format = "fltp" if not formats or "fltp" in formats else formats[-1]
     return sound
 
 
@@ -209,9 +234,14 @@ def _encode_audio(container, sound, audio: dict) -> None:
     waveform = audio["waveform"].detach().float().cpu()
     # a batch of sounds plays one after another, as ComfyUI lays the batch out in its one audio frame
     samples = waveform.movedim(0, 1).reshape(waveform.shape[1], -1).numpy()
-    layout = LAYOUTS[samples.shape[0]]
+    layout, rate = LAYOUTS[samples.shape[0]], int(audio["sample_rate"])
+    same = sound.format.name == "fltp" and sound.rate == rate
+    resampler = None if same else av.AudioResampler(format=sound.format.name, layout=layout, rate=sound.rate)
     for start in range(0, samples.shape[1], AUDIO_CHUNK):
         frame = av.AudioFrame.from_ndarray(samples[:, start:start + AUDIO_CHUNK].copy(), format="fltp", layout=layout)
-        frame.sample_rate, frame.pts = sound.rate, start
-        container.mux(sound.encode(frame))
+        frame.sample_rate, frame.pts = rate, start
+        for part in [frame] if same else resampler.resample(frame):
+            container.mux(sound.encode(part))
+    for part in [] if same else resampler.resample(None):
+        container.mux(sound.encode(part))
     container.mux(sound.encode(None))

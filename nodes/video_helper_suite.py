@@ -1,0 +1,850 @@
+"""ComfyUI-VideoHelperSuite's nodes (Kosinkadink's pack, "VHS"), under the pack's class names,
+inputs, defaults and outputs, so the many community video workflows that load a video with
+VHS_LoadVideo and end in VHS_VideoCombine run unchanged: Video Combine (GIF and WebP through
+Pillow, the pack's FFmpeg formats that PyAV can write through graphflow.video), Load Video
+(upload and path), the Video Info nodes, and the image / latent / mask batch helpers.
+
+The pack's editor saves every VHS node's widgets as a dict by name (Video Combine's format
+widgets and its "videopreview" entry included): graphflow.comfy_format reads that shape, and the
+entries that are no inputs of ours (the preview, the upload button) are left out."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import math
+from pathlib import Path
+
+from graphflow.api import (ANY, AUDIO, FLOAT, IMAGE, INT, LATENT, MASK, VAE, Bool, Choice, ComfyAlias, Float, Int, Node,
+                           NodeInputError, Text, folders, safe_join, show, socket_type, warn, workflow_texts)
+from nodes.image import _next_counter, _png_metadata, _resize_image, _write_new
+from nodes.latent import _upscale
+
+CATEGORY = "Video Helper Suite 🎥🅥🅗🅢"
+BIGMAX = 2 ** 53 - 1  # the pack's bounds for counts and indexes
+DIMMAX = 8192  # and for sizes
+
+VHS_FILENAMES = socket_type("VHS_FILENAMES", "#8d6e63", "VideoHelperSuite's saved files: (save_output, [paths])")
+VHS_VIDEOINFO = socket_type("VHS_VIDEOINFO", "#8d6e63", "VideoHelperSuite's facts of a loaded video (source_*, loaded_*)")
+VHS_BATCH_MANAGER = socket_type("VHS_BatchManager", "#8d6e63", "VideoHelperSuite's Meta Batch Manager (not built in)")
+
+# -- Video Combine ---------------------------------------------------------------------------
+
+# The pack's FFmpeg formats (its video_formats/*.json) that PyAV writes, by the pack's name:
+# container, extension, video and sound encoders, the format's widgets (in the pack's order) and
+# its fixed settings. webm's sound: the pack names Vorbis, which our FFmpeg lacks: Opus (the
+# pack's own fallback codec) instead.
+VIDEO_FORMATS = {
+    "h264-mp4": {"container": "mp4", "ext": "mp4", "codec": "libx264", "audio": "aac", "bt709": True,
+                 "pix_fmts": ("yuv420p", "yuv420p10le"), "widgets": ("pix_fmt", "crf", "save_metadata", "trim_to_audio")},
+    "h265-mp4": {"container": "mp4", "ext": "mp4", "codec": "libx265", "audio": "aac", "bt709": True, "tag": "hvc1",
+                 "options": {"preset": "medium", "x265-params": "log-level=quiet"},
+                 "pix_fmts": ("yuv420p10le", "yuv420p"), "widgets": ("pix_fmt", "crf", "save_metadata")},
+    "webm": {"container": "webm", "ext": "webm", "codec": "libvpx-vp9", "audio": "libopus", "options": {"b": "0"},
+             "pix_fmts": ("yuv420p",), "widgets": ("crf", "save_metadata")},
+    "av1-webm": {"container": "webm", "ext": "webm", "codec": "libsvtav1", "audio": "libopus",
+                 "pix_fmts": ("yuv420p10le", "yuv420p"),
+                 "widgets": ("pix_fmt", "crf", "input_color_depth", "save_metadata")},
+    "ffv1-mkv": {"container": "matroska", "ext": "mkv", "codec": "ffv1", "audio": "flac", "depth": 16,
+                 "pix_fmts": ("rgba64le", "bgra", "yuv420p", "yuv422p", "yuv444p", "yuva420p", "yuva422p", "yuva444p",
+                              "yuv420p10le", "yuv422p10le", "yuv444p10le", "yuv420p12le", "yuv422p12le",
+                              "yuv444p12le", "yuv420p14le", "yuv422p14le", "yuv444p14le", "yuv420p16le",
+                              "yuv422p16le", "yuv444p16le", "gray", "gray10le", "gray12le", "gray16le"),
+                 "widgets": ("level", "coder", "context", "gop_size", "slices", "slicecrc", "pix_fmt", "save_metadata",
+                             "trim_to_audio")},
+    "ProRes": {"container": "mov", "ext": "mov", "codec": "prores_ks", "audio": "pcm_s16le", "bt709": True,
+               "pix_fmts": (), "widgets": ("profile",)},
+}
+PIX_FMTS = tuple(dict.fromkeys(p for f in VIDEO_FORMATS.values() for p in f["pix_fmts"]))
+PRORES_PROFILES = ("lt", "standard", "hq", "4444", "4444xq")
+# the pack's FFmpeg formats graphflow does not write, and why
+UNSUPPORTED_FORMATS = {"nvenc_h264-mp4": "NVIDIA's hardware encoder", "nvenc_hevc-mp4": "NVIDIA's hardware encoder",
+                       "nvenc_av1-mp4": "NVIDIA's hardware encoder", "gifski": "the gifski program",
+                       "ffmpeg-gif": "FFmpeg's palette filters (image/gif writes a GIF)",
+                       "8bit-png": "image sequences", "16bit-png": "image sequences"}
+
+
+def _encoder_exists(codec: str) -> bool:
+    import av
+
+    try:
+        av.codec.Codec(codec, "w")
+        return True
+    except (av.FFmpegError, ValueError):
+        return False
+
+
+def combine_formats() -> list[str]:
+    """VHS_VideoCombine's formats: the Pillow ones, then the pack's FFmpeg ones whose encoder our
+    FFmpeg has (H.265 and AV1 may be missing)."""
+    return ["image/gif", "image/webp"] + [f"video/{name}" for name, f in VIDEO_FORMATS.items()
+                                          if _encoder_exists(f["codec"])]
+
+
+def _pingpong(frames: list) -> list:
+    """The frames, then back again without repeating either end (the pack's pingpong)."""
+    return frames + frames[-2:0:-1]
+
+
+def _saved(folder: Path, stem: str, counter: int, suffix: str, write) -> Path:
+    """Write a file named as the pack names it (`stem_NNNNN<suffix>`) with `write(path)`."""
+    name, _ = _write_new(write, folder, stem, counter, suffix)
+    return folder / name
+
+
+class VHSVideoCombine(Node):
+    """Save images (or a LATENT decoded with the optional vae) as an animation or a video, frame_rate
+    frames a second, as VideoHelperSuite's Video Combine: image/gif and image/webp through Pillow
+    (loop_count 0 loops forever), or one of the pack's FFmpeg formats that graphflow writes (H.264 /
+    H.265 MP4, VP9 / AV1 WebM, FFV1 MKV, ProRes MOV; its NVENC, gifski and PNG-sequence formats are
+    refused). A video is played loop_count extra times; pingpong plays the frames forward then back.
+    Odd sizes are padded by repeating the edge pixels (the pack's dim_alignment 2). Beside it the first
+    frame is saved as a PNG holding the workflow (the pack's VHS_MetadataImage setting, kept in the
+    workflow, turns that off); with save_metadata the video's comment tag holds the prompt and workflow.
+    With audio a second file `..-audio.<ext>` holds the sound too, padded with silence or cut to the
+    pictures' length (trim_to_audio: the pictures are cut to a shorter sound). save_output False
+    writes to the temp folder. The format's own widgets (pix_fmt, crf, save_metadata, trim_to_audio,
+    input_color_depth, lossless, FFV1's and ProRes' options) are read by name and only the chosen
+    format's count; webm's sound is Opus (the pack asks for Vorbis, which graphflow's FFmpeg lacks).
+    meta_batch (the pack's Meta Batch Manager) is not supported. Output: (save_output, [paths])."""
+    category = CATEGORY
+    output_node = True
+    images: ANY  # IMAGE, or a LATENT with the vae connected (the pack's image-or-latent input)
+    frame_rate: float = Float(8.0, min=1.0, max=1000.0, step=1.0)
+    loop_count: int = Int(0, min=0, max=100)
+    filename_prefix: str = Text("AnimateDiff", file_name=True)
+    format: str = Choice(combine_formats, "image/gif")
+    pingpong: bool = Bool(False)
+    save_output: bool = Bool(True)
+    audio: AUDIO = None
+    meta_batch: VHS_BATCH_MANAGER = None
+    vae: VAE = None
+    # the formats' own widgets, which the pack's editor adds for the chosen format
+    pix_fmt: str = Choice(PIX_FMTS, "yuv420p")
+    crf: int = Int(19, min=0, max=100)
+    save_metadata: bool = Bool(True)
+    trim_to_audio: bool = Bool(False)
+    input_color_depth: str = Choice(("8bit", "16bit"), "8bit")
+    lossless: bool = Bool(True)
+    level: str = Choice(("0", "1", "3"), "3")
+    coder: str = Choice(("0", "1", "2"), "1")
+    context: str = Choice(("0", "1"), "1")
+    gop_size: int = Int(1, min=1, max=300)
+    slices: str = Choice(("4", "6", "9", "12", "16", "20", "24", "30"), "16")
+    slicecrc: str = Choice(("0", "1"), "1")
+    profile: str = Choice(PRORES_PROFILES, "hq")
+    outputs = {"Filenames": VHS_FILENAMES}
+    comfy = ComfyAlias(("VHS_VideoCombine",), values={"save_metadata": {"comment": True, "False": False}},
+                       optional=("audio", "meta_batch", "vae", "pix_fmt", "crf", "save_metadata", "trim_to_audio",
+                                 "input_color_depth", "lossless", "level", "coder", "context", "gop_size", "slices",
+                                 "slicecrc", "profile"))
+
+    def run(self):
+        if self.meta_batch is not None:
+            raise NodeInputError("meta_batch", "the pack's Meta Batch Manager is not supported by graphflow; "
+                                               "disconnect it to save all frames at once")
+        frames = self._frames()
+        if frames is None:
+            return (self.save_output, [])
+        kind, name = self.format.split("/", 1)
+        base = folders.outputs if self.save_output else folders.temp
+        try:
+            target = safe_join(base, self.filename_prefix)
+        except ValueError as e:
+            raise NodeInputError("filename_prefix", str(e)) from None
+        folder, stem = target.parent, target.name
+        folder.mkdir(parents=True, exist_ok=True)
+        counter = _next_counter(folder, stem)
+        texts = workflow_texts()
+        extra = json.loads(texts["workflow"]).get("extra", {}) if "workflow" in texts else {}
+        files = []
+        if extra.get("VHS_MetadataImage", True) is not False:
+            png = _first_frame_png(frames[0])
+            first = _saved(folder, stem, counter, ".png", lambda p: png.save(p, format="PNG", **png.encoderinfo))
+            counter = int(first.stem.rsplit("_", 1)[1])
+            files.append(first)
+        if kind == "image":
+            files.append(self._save_picture(frames, name, folder, stem, counter))
+        else:
+            files += self._save_video(frames, name, folder, stem, counter, texts)
+        if extra.get("VHS_KeepIntermediate", True) is False:
+            for path in files[1:-1]:
+                path.unlink(missing_ok=True)
+        shown = files[-1]
+        subfolder = folder.relative_to(base).as_posix()
+        subfolder = "" if subfolder == "." else subfolder
+        kind_of = "output" if self.save_output else "temp"
+        show(images=[{"filename": shown.name, "subfolder": subfolder, "type": kind_of}], animated=[True],
+             gifs=[{"filename": shown.name, "subfolder": subfolder, "type": kind_of, "format": self.format,
+                    "frame_rate": self.frame_rate, "workflow": files[0].name if len(files) > 1 else None,
+                    "fullpath": str(shown)}])
+        return (self.save_output, [str(p) for p in files])
+
+    def _frames(self):
+        """The frames to save: the images, or the latent decoded; None for an empty batch."""
+        images = self.images
+        if isinstance(images, dict):
+            if self.vae is None:
+                raise NodeInputError("images", "got a LATENT: connect the vae input to decode it, as the pack does")
+            if not hasattr(images.get("samples"), "shape"):
+                raise NodeInputError("images", "expected IMAGE, or a LATENT (a dict with 'samples')")
+            images = self.vae.decode(images["samples"])
+        if not hasattr(images, "dim") or images.dim() != 4:
+            raise NodeInputError("images", f"expected an IMAGE batch [frames, height, width, channels], "
+                                           f"got {type(images).__name__}")
+        return None if len(images) == 0 else images
+
+    def _save_picture(self, frames, ext: str, folder: Path, stem: str, counter: int) -> Path:
+        from PIL import Image
+
+        from graphflow.images import image_to_pil
+
+        pictures = [image_to_pil(f) for f in frames]
+        pictures = _pingpong(pictures) if self.pingpong else pictures
+        options = {"disposal": 2} if ext == "gif" else {}
+        if ext == "webp":  # the pack's WebP: lossless by default, its time of saving in the EXIF
+            exif = Image.Exif()
+            exif[0x8769] = {36867: datetime.datetime.now().isoformat(" ")[:19]}
+            options.update(exif=exif, lossless=self.lossless)
+        # the pack's frame time: 1000 / frame_rate milliseconds, rounded
+        return _saved(folder, stem, counter, f".{ext}", lambda p: pictures[0].save(
+            p, format=ext.upper(), save_all=True, append_images=pictures[1:], duration=round(1000 / self.frame_rate),
+            loop=self.loop_count, **options))
+
+    def _save_video(self, frames, name: str, folder: Path, stem: str, counter: int, texts: dict) -> list[Path]:
+        import torch
+
+        from graphflow.video import Video, VideoFileError, frame_rate, write_video
+
+        if name in UNSUPPORTED_FORMATS or name not in VIDEO_FORMATS:
+            why = f"it needs {UNSUPPORTED_FORMATS[name]}, which graphflow does not use" if name in UNSUPPORTED_FORMATS \
+                else "it is no format of the pack that graphflow knows"
+            raise NodeInputError("format", f"video/{name} can't be written: {why}; graphflow writes "
+                                           f"{', '.join(combine_formats())}")
+        spec = VIDEO_FORMATS[name]
+        if not _encoder_exists(spec["codec"]):
+            raise NodeInputError("format", f"video/{name} needs the {spec['codec']} encoder, which this FFmpeg lacks; "
+                                           f"graphflow writes {', '.join(combine_formats())}")
+        widgets = spec["widgets"]
+        pix_fmt = self.pix_fmt if "pix_fmt" in widgets else None
+        if pix_fmt is not None and pix_fmt not in spec["pix_fmts"]:
+            raise NodeInputError("pix_fmt", f"video/{name} takes {', '.join(spec['pix_fmts'])}, not {pix_fmt!r}")
+        if name == "ProRes":  # the profile's own sampling, as FFmpeg picks it for RGB pictures
+            pix_fmt = "yuv444p10le" if self.profile.startswith("4444") else "yuv422p10le"
+        elif name == "webm":
+            pix_fmt = "yuv420p"
+        options = dict(spec.get("options", {}))
+        if "crf" in widgets:
+            options["crf"] = str(self.crf)
+        if name == "ffv1-mkv":
+            options.update(level=self.level, coder=self.coder, context=self.context, g=str(self.gop_size),
+                           slices=self.slices, slicecrc=self.slicecrc)
+        if name == "ProRes":
+            options["profile"] = self.profile
+        depth = 16 if spec.get("depth") == 16 or ("input_color_depth" in widgets and self.input_color_depth == "16bit") \
+            else 8
+        frames = frames[..., :3]
+        height, width = frames.shape[1:3]
+        if spec["codec"] == "libx265" and min(width, height) < 64:  # seen to corrupt memory and kill the process
+            raise NodeInputError("format", f"video/{name}: the x265 encoder of graphflow's FFmpeg crashes on frames "
+                                           f"under 64 pixels; these are {width}x{height} (use video/h264-mp4)")
+        if height % 2 or width % 2:  # the pack pads to even sizes, repeating the edges
+            warn("the frames' width or height is odd: padded to even sizes by repeating the edge pixels, as the pack does")
+            pad_w, pad_h = width % 2, height % 2
+            frames = torch.nn.functional.pad(frames.movedim(-1, 1).float(), (pad_w // 2, pad_w - pad_w // 2,
+                                                                              pad_h // 2, pad_h - pad_h // 2),
+                                             mode="replicate").movedim(1, -1)
+        count = len(frames)
+        order = list(range(count))
+        order = _pingpong(order) if self.pingpong else order
+        # FFmpeg's loop filter, as the pack sets it: the first `count` frames played loop_count more times
+        order = order[:count] * (self.loop_count + 1) + order[count:]
+        frames = frames[order]
+        rate = frame_rate(self.frame_rate)
+        save = ("save_metadata" in widgets and self.save_metadata)
+        metadata = {"comment": _comment(texts), "creation_time": datetime.datetime.now(datetime.timezone.utc)
+                    .strftime("%Y-%m-%dT%H:%M:%S.%fZ")} if save else None
+
+        def encode(video, path):
+            try:
+                write_video(path, video, spec["container"], spec["codec"], pix_fmt=pix_fmt or "yuv420p",
+                            options=options, metadata=metadata, audio_codec=spec["audio"],
+                            bt709=spec.get("bt709", False), depth=depth, codec_tag=spec.get("tag"))
+            except (VideoFileError, ValueError) as e:
+                raise NodeInputError("format", f"video/{name} could not be written: {e}") from None
+
+        suffix = f".{spec['ext']}"
+        files = [_saved(folder, stem, counter, suffix, lambda p: encode(Video(frames, rate), p))]
+        audio = self.audio
+        if isinstance(audio, dict) and hasattr(audio.get("waveform"), "shape"):
+            trim = "trim_to_audio" in widgets and self.trim_to_audio
+            sound, pictures = _fit_sound(audio, frames, rate, trim)
+            files.append(_saved(folder, stem, counter, f"-audio{suffix}",
+                                lambda p: encode(Video(pictures, rate, sound), p)))
+        return files
+
+
+def _first_frame_png(frame):
+    """The pack's first frame PNG: the workflow texts and the time of saving."""
+    from graphflow.images import image_to_pil
+
+    info = _png_metadata()
+    info.add_text("CreationTime", datetime.datetime.now().isoformat(" ")[:19])
+    picture = image_to_pil(frame)
+    picture.encoderinfo = {"pnginfo": info, "compress_level": 4}
+    return picture
+
+
+def _comment(texts: dict) -> str:
+    """The video's comment tag as the pack writes it: a JSON object of the prompt (as JSON text) and
+    the workflow's other entries (as objects)."""
+    comment = {}
+    for key, text in texts.items():
+        comment[key] = text if key == "prompt" else json.loads(text)
+    return json.dumps(comment)
+
+
+def _fit_sound(audio: dict, frames, rate, trim: bool):
+    """The sound padded with silence (or cut) to the pictures' length, as the pack's FFmpeg call
+    (apad, then -shortest) ends it; with trim, a shorter sound cuts the pictures instead."""
+    import torch
+
+    waveform, sample_rate = audio["waveform"], int(audio["sample_rate"])
+    waveform = waveform.movedim(0, 1).reshape(1, waveform.shape[1], -1)  # a batch plays one after another
+    seconds = len(frames) / rate
+    if trim and waveform.shape[-1] < seconds * sample_rate:
+        frames = frames[:max(1, math.ceil(waveform.shape[-1] / sample_rate * rate))]
+        seconds = len(frames) / rate
+    keep = math.ceil(seconds * sample_rate)
+    if waveform.shape[-1] < keep:
+        waveform = torch.nn.functional.pad(waveform, (0, keep - waveform.shape[-1]))
+    return {"waveform": waveform[..., :keep], "sample_rate": sample_rate}, frames
+
+
+# -- Load Video ------------------------------------------------------------------------------
+
+# The pack's load formats: what a model family wants of the frames. dim: (size step, ..., width,
+# height the editor suggests); frames: (div, mod): the count is cut to div * n + mod.
+LOAD_FORMATS = {
+    "None": {},
+    "AnimateDiff": {"target_rate": 8, "dim": (8, 0, 512, 512)},
+    "Mochi": {"target_rate": 24, "dim": (16, 0, 848, 480), "frames": (6, 1)},
+    "LTXV": {"target_rate": 24, "dim": (32, 0, 768, 512), "frames": (8, 1)},
+    "Hunyuan": {"target_rate": 24, "dim": (16, 0, 848, 480), "frames": (4, 1)},
+    "Cosmos": {"target_rate": 24, "dim": (16, 0, 1280, 704), "frames": (8, 1)},
+    "Wan": {"target_rate": 16, "dim": (8, 0, 832, 480), "frames": (4, 1)},
+}
+VIDEO_EXTENSIONS = ("webm", "mp4", "mkv", "gif", "mov")  # the pack's video_extensions
+
+
+def vhs_frame_indices(count: int, fps: float, force_rate: float, skip_first: int, every_nth: int, cap: int) -> list[int]:
+    """Which of a video's `count` frames the pack's Load Video keeps: resampled to force_rate (0: the
+    video's own rate) by its frame clock (for each target time k / force_rate, the first frame at or
+    after it), then the first skip_first dropped, every every_nth kept, at most cap (0: all)."""
+    base = 1 / fps
+    target = 1 / force_rate if force_rate else base
+    kept, current, clock, taken, seen = [], 0, target, 0, -1
+    while True:
+        if clock < target:
+            current += 1
+            if current >= count:
+                break
+            clock += base
+        if clock < target:
+            continue
+        clock -= target
+        taken += 1
+        if taken <= skip_first:
+            continue
+        seen += 1
+        if seen % every_nth:
+            continue
+        kept.append(current)
+        if cap and len(kept) >= cap:
+            break
+    return kept
+
+
+def vhs_target_size(width: int, height: int, custom_width: int, custom_height: int, step: int) -> tuple[int, int]:
+    """The pack's loaded size: custom_width / custom_height (0 keeps the aspect from the other; both 0
+    keep the size), then each rounded to the nearest multiple of step."""
+    if custom_width and custom_height:
+        width, height = custom_width, custom_height
+    elif custom_width:
+        width, height = custom_width, height * custom_width / width
+    elif custom_height:
+        width, height = width * custom_height / height, custom_height
+    return int(width / step + 0.5) * step, int(height / step + 0.5) * step
+
+
+def _migrated_size(force_size: str, custom_width: int, custom_height: int) -> tuple[int, int]:
+    """custom_width / custom_height from an older save's force_size, as the pack's editor migrates
+    it ("512x?" -> 512 and 0; "Disabled" -> 0 and 0; "Custom Width" keeps the width only ...)."""
+    if "x" in force_size:
+        w, h = force_size.split("x", 1)
+        return (0 if w == "?" else int(w)), (0 if h == "?" else int(h))
+    if force_size in ("Disabled", "Custom Height"):
+        custom_width = 0
+    if force_size in ("Disabled", "Custom Width"):
+        custom_height = 0
+    return custom_width, custom_height
+
+
+def load_vhs_video(node, path: Path):
+    """Load Video's work on a file: frames picked, resized, optionally encoded; (IMAGE or LATENT,
+    frame_count, audio, video_info)."""
+    from graphflow.video import VideoFileError, read_video
+
+    try:
+        video = read_video(path)
+    except VideoFileError as e:
+        raise NodeInputError("video", f"can't read {path.name!r}: {e}") from None
+    custom_width, custom_height = node.custom_width, node.custom_height
+    if node.force_size:
+        try:
+            custom_width, custom_height = _migrated_size(node.force_size, custom_width, custom_height)
+        except ValueError:
+            raise NodeInputError("force_size", f"expected 'Disabled', 'Custom', 'Custom Width', 'Custom Height' "
+                                               f"or a size like '512x?', got {node.force_size!r}") from None
+    fmt = LOAD_FORMATS[node.format]
+    step = node.vae.downscale if node.vae is not None else fmt.get("dim", (1,))[0]
+    fps = float(video.fps)
+    total, (height, width) = len(video.images), video.images.shape[1:3]
+    picked = vhs_frame_indices(total, fps, node.force_rate, node.skip_first_frames, node.select_every_nth,
+                               node.frame_load_cap)
+    if not picked:
+        raise NodeInputError("skip_first_frames", f"no frames left: the video has {total} at {fps:g} fps")
+    images = video.images[picked]
+    new_w, new_h = vhs_target_size(width, height, custom_width, custom_height, step)
+    if (new_w, new_h) != (width, height):
+        if new_w <= 0 or new_h <= 0:
+            raise NodeInputError("custom_width", f"the size comes to {new_w}x{new_h}")
+        images = _resize_image(images, new_w, new_h, "lanczos", crop=True)
+    if "frames" in fmt and len(images) % fmt["frames"][0] != fmt["frames"][1]:
+        div, mod = fmt["frames"]
+        images = images[:(len(images) - mod) // div * div + mod]  # the format's frame count, as the pack cuts it
+        if len(images) == 0:
+            raise NodeInputError("format", f"{node.format} wants {div}n+{mod} frames; fewer were loaded")
+    frame_time = 1 / node.force_rate if node.force_rate else 1 / fps
+    start = node.skip_first_frames * frame_time
+    frame_time *= node.select_every_nth
+    audio = _sound_part(video.audio, start, node.frame_load_cap * frame_time)
+    info = {"source_fps": fps, "source_frame_count": total, "source_duration": total / fps,
+            "source_width": width, "source_height": height, "loaded_fps": 1 / frame_time,
+            "loaded_frame_count": len(images), "loaded_duration": len(images) * frame_time,
+            "loaded_width": new_w, "loaded_height": new_h}
+    if node.vae is not None:
+        return {"samples": node.vae.encode(images)}, len(images), audio, info
+    return images, len(images), audio, info
+
+
+def _sound_part(audio, start: float, duration: float):
+    """The sound from start seconds on, duration seconds of it (0: to the end); None without sound."""
+    if audio is None:
+        return None
+    rate = int(audio["sample_rate"])
+    first = round(start * rate)
+    last = first + round(duration * rate) if duration else None
+    return {"waveform": audio["waveform"][..., first:last], "sample_rate": rate}
+
+
+def _load_inputs_doc(source: str) -> str:
+    return (f"Load a video ({source}) as VideoHelperSuite's Load Video: force_rate resamples it to that many "
+            "frames a second (0: its own), skip_first_frames drops frames at the start, select_every_nth keeps "
+            "every nth, frame_load_cap stops after that many (0: all). custom_width / custom_height resize it "
+            "(0 keeps the aspect from the other; centre-cropped, Lanczos), each rounded to the format's size step "
+            "(AnimateDiff: 8, Wan: 8, LTXV: 32 ...; None: 1; with a vae, the VAE's), and the format's frame count "
+            "rule cuts the frames (Wan: 4n+1 ...). With a vae the frames come out encoded as a LATENT. Outputs the "
+            "frames, their count, the sound of the loaded part (none if the file has none) and the video_info. "
+            "force_size from older saves is migrated as the pack's editor does. meta_batch is not supported.")
+
+
+class _LoadVideoBase(Node):
+    force_rate: float = Float(0.0, min=0.0, max=60.0, step=1.0)
+    custom_width: int = Int(0, min=0, max=DIMMAX)
+    custom_height: int = Int(0, min=0, max=DIMMAX)
+    frame_load_cap: int = Int(0, min=0, max=BIGMAX)
+    skip_first_frames: int = Int(0, min=0, max=BIGMAX)
+    select_every_nth: int = Int(1, min=1, max=BIGMAX)
+    meta_batch: VHS_BATCH_MANAGER = None
+    vae: VAE = None
+    format: str = Choice(tuple(LOAD_FORMATS), "AnimateDiff")
+    force_size: str = Text("")  # the pack's hidden input: older saves' size choice, migrated
+    outputs = {"IMAGE": ANY, "frame_count": INT, "audio": AUDIO, "video_info": VHS_VIDEOINFO}
+
+    def _load(self, path: Path):
+        if self.meta_batch is not None:
+            raise NodeInputError("meta_batch", "the pack's Meta Batch Manager is not supported by graphflow; "
+                                               "disconnect it to load the frames at once")
+        return load_vhs_video(self, path)
+
+
+_LOAD_OPTIONAL = ("meta_batch", "vae", "format", "force_size")
+
+
+class VHSLoadVideo(_LoadVideoBase):
+    __doc__ = _load_inputs_doc("a file in the inputs folder")
+    category = CATEGORY
+    video: str = Choice(folders.list_input_videos, upload="video", description="a video in the inputs folder")
+    comfy = ComfyAlias(("VHS_LoadVideo",), folders={"video": "input"}, optional=_LOAD_OPTIONAL)
+
+    @classmethod
+    def fingerprint(cls, video="", **widgets):
+        try:
+            return hashlib.sha256(folders.input_path(video).read_bytes()).hexdigest()
+        except (OSError, ValueError):
+            return None  # run() reports it
+
+    def run(self):
+        try:
+            path = folders.input_path(self.video)
+        except ValueError as e:
+            raise NodeInputError("video", str(e)) from None
+        if not path.is_file():
+            raise NodeInputError("video", f"no video {self.video!r} in the inputs folder")
+        return self._load(path)
+
+
+def allowed_video_path(text: str) -> Path:
+    """The file a Load Video (Path) names, kept inside graphflow's inputs, outputs or temp folder (an
+    absolute path must lead into one; "input/...", "output/..." and "temp/..." name them as ComfyUI's
+    working folder does; any other relative path is in the inputs). Anything else is refused:
+    a workflow must not read the server's other files. URLs are refused (nothing is downloaded)."""
+    name = text.strip().strip('"')
+    if not name:
+        raise ValueError("no path given")
+    if "://" in name:
+        raise ValueError(f"{name!r} is a URL; graphflow downloads nothing: put the file in the inputs folder")
+    path = Path(name)
+    if path.is_absolute():
+        resolved = path.resolve()
+        for base in (*folders.input_dirs(), folders.outputs, folders.temp):
+            base = Path(base).resolve()
+            if resolved == base or base in resolved.parents:
+                return safe_join(base, resolved.relative_to(base).as_posix())
+        raise ValueError(f"{name!r} is outside graphflow's inputs, outputs and temp folders, which are the only "
+                         "places a workflow may read a video from")
+    bases = {"input": folders.inputs, "output": folders.outputs, "temp": folders.temp}
+    if path.parts and path.parts[0] in bases and len(path.parts) > 1:
+        return safe_join(bases[path.parts[0]], Path(*path.parts[1:]).as_posix())
+    return folders.input_path(name)
+
+
+class VHSLoadVideoPath(_LoadVideoBase):
+    __doc__ = _load_inputs_doc("by its path: inside graphflow's inputs, outputs or temp folder only; "
+                               "'input/x.mp4' and 'output/x.mp4' name those folders as in ComfyUI")
+    category = CATEGORY
+    video: str = Text("", description="the video's path (inside the inputs, outputs or temp folder)")
+    comfy = ComfyAlias(("VHS_LoadVideoPath",), optional=_LOAD_OPTIONAL)
+
+    @classmethod
+    def fingerprint(cls, video="", **widgets):
+        try:
+            return hashlib.sha256(allowed_video_path(video).read_bytes()).hexdigest()
+        except (OSError, ValueError):
+            return None
+
+    def run(self):
+        try:
+            path = allowed_video_path(self.video)
+        except ValueError as e:
+            raise NodeInputError("video", str(e)) from None
+        if not path.is_file():
+            raise NodeInputError("video", f"no video file at {self.video!r}")
+        return self._load(path)
+
+
+# -- Video Info ------------------------------------------------------------------------------
+
+INFO_KEYS = ("fps", "frame_count", "duration", "width", "height")
+
+
+def _info(video_info, prefix: str) -> tuple:
+    if not isinstance(video_info, dict) or any(f"{prefix}_{k}" not in video_info for k in INFO_KEYS):
+        raise NodeInputError("video_info", "expected a VHS_VIDEOINFO from a Load Video node")
+    return tuple(video_info[f"{prefix}_{k}"] for k in INFO_KEYS)
+
+
+class VHSVideoInfo(Node):
+    """The source video's fps, frame count, duration, width and height (yellow), then the same of
+    what was loaded (blue), from a Load Video's video_info."""
+    category = CATEGORY
+    video_info: VHS_VIDEOINFO
+    outputs = {"source_fps🟨": FLOAT, "source_frame_count🟨": INT, "source_duration🟨": FLOAT,
+               "source_width🟨": INT, "source_height🟨": INT, "loaded_fps🟦": FLOAT, "loaded_frame_count🟦": INT,
+               "loaded_duration🟦": FLOAT, "loaded_width🟦": INT, "loaded_height🟦": INT}
+    comfy = ComfyAlias(("VHS_VideoInfo",))
+
+    def run(self):
+        return _info(self.video_info, "source") + _info(self.video_info, "loaded")
+
+
+class VHSVideoInfoSource(Node):
+    """The source video's fps, frame count, duration, width and height, from a Load Video's video_info."""
+    category = CATEGORY
+    video_info: VHS_VIDEOINFO
+    outputs = {"fps🟨": FLOAT, "frame_count🟨": INT, "duration🟨": FLOAT, "width🟨": INT, "height🟨": INT}
+    comfy = ComfyAlias(("VHS_VideoInfoSource",))
+
+    def run(self):
+        return _info(self.video_info, "source")
+
+
+class VHSVideoInfoLoaded(Node):
+    """The loaded frames' fps, count, duration, width and height, from a Load Video's video_info."""
+    category = CATEGORY
+    video_info: VHS_VIDEOINFO
+    outputs = {"fps🟦": FLOAT, "frame_count🟦": INT, "duration🟦": FLOAT, "width🟦": INT, "height🟦": INT}
+    comfy = ComfyAlias(("VHS_VideoInfoLoaded",))
+
+    def run(self):
+        return _info(self.video_info, "loaded")
+
+
+# -- batch helpers: split, merge, select every nth, count, repeat ------------------------------
+
+MERGE_STRATEGIES = ("match A", "match B", "match smaller", "match larger")
+SCALE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "bislerp")
+CROP_METHODS = ("disabled", "center")
+
+
+def _merged(a, b, strategy: str, method: str, crop: str):
+    """Two NCHW batches put one after the other, one resized to the other's size first when they
+    differ, as the pack decides: A's size for "match A", B's for "match B"; for "match smaller" and
+    "match larger", when A's area is at most B's, A's and B's size respectively, and when A is the
+    larger, A's size for both (the pack's rule, kept so its workflows give the same frames)."""
+    import torch
+
+    if a.shape[-2:] != b.shape[-2:]:
+        use_a = True
+        if strategy == "match B":
+            use_a = False
+        elif strategy in ("match smaller", "match larger") and a.shape[-1] * a.shape[-2] <= b.shape[-1] * b.shape[-2]:
+            use_a = strategy == "match smaller"
+        if use_a:
+            b = _upscale(b, a.shape[-1], a.shape[-2], method, crop)
+        else:
+            a = _upscale(a, b.shape[-1], b.shape[-2], method, crop)
+    return torch.cat([a, b])
+
+
+class VHSSplitImages(Node):
+    """Split images at split_index: the first ones (A) and the rest (B), with their counts (Python
+    slicing: a negative index counts from the end)."""
+    category = f"{CATEGORY}/image"
+    images: IMAGE
+    split_index: int = Int(0, min=-BIGMAX, max=BIGMAX)
+    outputs = {"IMAGE_A": IMAGE, "A_count": INT, "IMAGE_B": IMAGE, "B_count": INT}
+    comfy = ComfyAlias(("VHS_SplitImages",))
+
+    def run(self):
+        a, b = self.images[:self.split_index], self.images[self.split_index:]
+        return a, len(a), b, len(b)
+
+
+class VHSSplitLatents(Node):
+    """Split latents at split_index: the first ones (A) and the rest (B), with their counts."""
+    category = f"{CATEGORY}/latent"
+    latents: LATENT
+    split_index: int = Int(0, min=-BIGMAX, max=BIGMAX)
+    outputs = {"LATENT_A": LATENT, "A_count": INT, "LATENT_B": LATENT, "B_count": INT}
+    comfy = ComfyAlias(("VHS_SplitLatents",))
+
+    def run(self):
+        samples = self.latents["samples"]
+        a, b = samples[:self.split_index], samples[self.split_index:]
+        return {"samples": a}, len(a), {"samples": b}, len(b)
+
+
+class VHSSplitMasks(Node):
+    """Split masks at split_index: the first ones (A) and the rest (B), with their counts."""
+    category = f"{CATEGORY}/mask"
+    mask: MASK
+    split_index: int = Int(0, min=-BIGMAX, max=BIGMAX)
+    outputs = {"MASK_A": MASK, "A_count": INT, "MASK_B": MASK, "B_count": INT}
+    comfy = ComfyAlias(("VHS_SplitMasks",))
+
+    def run(self):
+        a, b = self.mask[:self.split_index], self.mask[self.split_index:]
+        return a, len(a), b, len(b)
+
+
+class VHSMergeImages(Node):
+    """Put two image batches one after the other; when their sizes differ one is resized (and with
+    crop center, centre-cropped) to the other's, as merge_strategy says: match A / match B, or
+    match smaller / match larger, which pick by area only when A is not the larger (a larger A's
+    size is kept either way, as the pack does)."""
+    category = f"{CATEGORY}/image"
+    images_A: IMAGE
+    images_B: IMAGE
+    merge_strategy: str = Choice(MERGE_STRATEGIES)
+    scale_method: str = Choice(SCALE_METHODS)
+    crop: str = Choice(CROP_METHODS)
+    outputs = {"IMAGE": IMAGE, "count": INT}
+    comfy = ComfyAlias(("VHS_MergeImages",))
+
+    def run(self):
+        if self.images_A.shape[-1] != self.images_B.shape[-1]:
+            raise NodeInputError("images_B", f"has {self.images_B.shape[-1]} channels, images_A "
+                                             f"{self.images_A.shape[-1]}")
+        merged = _merged(self.images_A.movedim(-1, 1), self.images_B.movedim(-1, 1), self.merge_strategy,
+                         self.scale_method, self.crop).movedim(1, -1)
+        return merged, len(merged)
+
+
+class VHSMergeLatents(Node):
+    """Put two latent batches one after the other, resizing one to the other's size when they differ,
+    as merge_strategy says."""
+    category = f"{CATEGORY}/latent"
+    latents_A: LATENT
+    latents_B: LATENT
+    merge_strategy: str = Choice(MERGE_STRATEGIES)
+    scale_method: str = Choice(SCALE_METHODS)
+    crop: str = Choice(CROP_METHODS)
+    outputs = {"LATENT": LATENT, "count": INT}
+    comfy = ComfyAlias(("VHS_MergeLatents",))
+
+    def run(self):
+        merged = _merged(self.latents_A["samples"], self.latents_B["samples"], self.merge_strategy,
+                         self.scale_method, self.crop)
+        return {"samples": merged}, len(merged)
+
+
+class VHSMergeMasks(Node):
+    """Put two mask batches one after the other, resizing one to the other's size when they differ,
+    as merge_strategy says."""
+    category = f"{CATEGORY}/mask"
+    mask_A: MASK
+    mask_B: MASK
+    merge_strategy: str = Choice(MERGE_STRATEGIES)
+    scale_method: str = Choice(SCALE_METHODS)
+    crop: str = Choice(CROP_METHODS)
+    outputs = {"MASK": MASK, "count": INT}
+    comfy = ComfyAlias(("VHS_MergeMasks",))
+
+    def run(self):
+        merged = _merged(self.mask_A[:, None], self.mask_B[:, None], self.merge_strategy, self.scale_method,
+                         self.crop)[:, 0]
+        return merged, len(merged)
+
+
+class VHSSelectEveryNthImage(Node):
+    """Keep every nth image, after skipping the first skip_first_images; and their count."""
+    category = f"{CATEGORY}/image"
+    images: IMAGE
+    select_every_nth: int = Int(1, min=1, max=BIGMAX)
+    skip_first_images: int = Int(0, min=0, max=BIGMAX)
+    outputs = {"IMAGE": IMAGE, "count": INT}
+    comfy = ComfyAlias(("VHS_SelectEveryNthImage",))
+
+    def run(self):
+        kept = self.images[self.skip_first_images::self.select_every_nth]
+        return kept, len(kept)
+
+
+class VHSSelectEveryNthLatent(Node):
+    """Keep every nth latent, after skipping the first skip_first_latents; and their count."""
+    category = f"{CATEGORY}/latent"
+    latents: LATENT
+    select_every_nth: int = Int(1, min=1, max=BIGMAX)
+    skip_first_latents: int = Int(0, min=0, max=BIGMAX)
+    outputs = {"LATENT": LATENT, "count": INT}
+    comfy = ComfyAlias(("VHS_SelectEveryNthLatent",))
+
+    def run(self):
+        kept = self.latents["samples"][self.skip_first_latents::self.select_every_nth]
+        return {"samples": kept}, len(kept)
+
+
+class VHSSelectEveryNthMask(Node):
+    """Keep every nth mask, after skipping the first skip_first_masks; and their count."""
+    category = f"{CATEGORY}/mask"
+    mask: MASK
+    select_every_nth: int = Int(1, min=1, max=BIGMAX)
+    skip_first_masks: int = Int(0, min=0, max=BIGMAX)
+    outputs = {"MASK": MASK, "count": INT}
+    comfy = ComfyAlias(("VHS_SelectEveryNthMask",))
+
+    def run(self):
+        kept = self.mask[self.skip_first_masks::self.select_every_nth]
+        return kept, len(kept)
+
+
+class VHSGetImageCount(Node):
+    """How many images the batch holds."""
+    category = f"{CATEGORY}/image"
+    images: IMAGE
+    outputs = {"count": INT}
+    comfy = ComfyAlias(("VHS_GetImageCount",))
+
+    def run(self):
+        return len(self.images)
+
+
+class VHSGetLatentCount(Node):
+    """How many latents the batch holds."""
+    category = f"{CATEGORY}/latent"
+    latents: LATENT
+    outputs = {"count": INT}
+    comfy = ComfyAlias(("VHS_GetLatentCount",))
+
+    def run(self):
+        return len(self.latents["samples"])
+
+
+class VHSGetMaskCount(Node):
+    """How many masks the batch holds."""
+    category = f"{CATEGORY}/mask"
+    mask: MASK
+    outputs = {"count": INT}
+    comfy = ComfyAlias(("VHS_GetMaskCount",))
+
+    def run(self):
+        return len(self.mask)
+
+
+class VHSDuplicateImages(Node):
+    """The image batch repeated multiply_by times, one copy after another; and the new count."""
+    category = f"{CATEGORY}/image"
+    images: IMAGE
+    multiply_by: int = Int(1, min=1, max=BIGMAX)
+    outputs = {"IMAGE": IMAGE, "count": INT}
+    comfy = ComfyAlias(("VHS_DuplicateImages",))
+
+    def run(self):
+        import torch
+
+        out = torch.cat([self.images] * self.multiply_by)
+        return out, len(out)
+
+
+class VHSDuplicateLatents(Node):
+    """The latent batch repeated multiply_by times, one copy after another (its other entries kept);
+    and the new count."""
+    category = f"{CATEGORY}/latent"
+    latents: LATENT
+    multiply_by: int = Int(1, min=1, max=BIGMAX)
+    outputs = {"LATENT": LATENT, "count": INT}
+    comfy = ComfyAlias(("VHS_DuplicateLatents",))
+
+    def run(self):
+        import torch
+
+        out = {**self.latents, "samples": torch.cat([self.latents["samples"]] * self.multiply_by)}
+        return out, len(out["samples"])
+
+
+class VHSDuplicateMasks(Node):
+    """The mask batch repeated multiply_by times, one copy after another; and the new count."""
+    category = f"{CATEGORY}/mask"
+    mask: MASK
+    multiply_by: int = Int(1, min=1, max=BIGMAX)
+    outputs = {"MASK": MASK, "count": INT}
+    comfy = ComfyAlias(("VHS_DuplicateMasks",))
+
+    def run(self):
+        import torch
+
+        out = torch.cat([self.mask] * self.multiply_by)
+        return out, len(out)

@@ -1,0 +1,382 @@
+"""ComfyUI-VideoHelperSuite's nodes built in (nodes/video_helper_suite.py): workflows saved by the
+pack's editor (its dict-shaped widgets_values, "videopreview" entry and all) and API graphs run
+unchanged, checked against independent readers: PyAV and Pillow reading the written files back
+(frame counts, rates, loop counts, pixel formats, colour tags, sound, metadata), the frame picks
+worked out by hand from the pack's frame clock, and the core nodes (ImageScale, VAEEncode,
+VAEDecode) for the same settings."""
+
+import json
+import math
+import threading
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from graphflow.context import NodeContext, NodeInputError, _current
+from graphflow.executor import Executor
+from graphflow.picture_metadata import picture_text
+from graphflow.testing import write_checkpoint
+from graphflow.video import Video, write_video
+from graphflow.workflow import load_workflow, parse_workflow
+from nodes.video_helper_suite import allowed_video_path, vhs_frame_indices
+from tests.test_nodes_image_mask import call
+
+RATE, COUNT, SAMPLE_RATE = 10, 12, 16000
+
+
+@pytest.fixture
+def running():
+    workflow = {"nodes": {"1": {"type": "VHSVideoCombine", "inputs": {}}}}
+    token = _current.set(NodeContext("run", "1", "test", lambda event: None, threading.Event(), workflow))
+    yield
+    _current.reset(token)
+
+
+def clip_frames(count=COUNT, height=48, width=64):
+    """Smooth frames (lossy codecs keep them well) that differ from frame to frame."""
+    y = torch.linspace(0, 1, height).reshape(height, 1, 1).expand(height, width, 1)
+    x = torch.linspace(0, 1, width).reshape(1, width, 1).expand(height, width, 1)
+    return torch.stack([torch.cat([x, y, torch.full_like(x, i / count)], -1) for i in range(count)])
+
+
+def clip_sound(seconds=COUNT / RATE):
+    t = torch.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return {"waveform": (0.5 * torch.sin(2 * math.pi * 440 * t))[None, None], "sample_rate": SAMPLE_RATE}
+
+
+@pytest.fixture
+def clip(tmp_folders):
+    """A lossless source video (FFV1 + FLAC) in the inputs: 12 frames at 10 fps, 64x48, with sound."""
+    write_video(tmp_folders.inputs / "clip.mkv", Video(clip_frames(), Fraction(RATE), clip_sound()), "matroska", "ffv1",
+                pix_fmt="bgr0", audio_codec="flac")
+    return (clip_frames() * 255).to(torch.uint8)  # what a decoder gives back
+
+
+def read_frames(path, pix="rgb24"):
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = np.stack([f.to_ndarray(format=pix) for f in container.decode(stream)])
+        context = stream.codec_context
+        facts = {"codec": context.name, "pix_fmt": context.pix_fmt, "rate": stream.average_rate,
+                 "colorspace": context.colorspace, "range": context.color_range,
+                 "tags": {k.lower(): v for k, v in container.metadata.items()}}
+    return frames, facts
+
+
+def sound_seconds(path):
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        samples = sum(f.samples for f in container.decode(stream))
+        return samples / stream.rate
+
+
+VIDEO_PREVIEW = {"hidden": False, "paused": False, "params": {"filename": "x.mp4", "type": "output"}}
+
+
+def ui_graph():
+    """Load Video -> Video Combine as the pack's editor saves them (widgets by name)."""
+    return {
+        "last_node_id": 2, "last_link_id": 2, "version": 0.4,
+        "nodes": [
+            {"id": 1, "type": "VHS_LoadVideo", "pos": [0, 0], "size": [300, 400], "mode": 0, "order": 0,
+             "inputs": [{"name": "meta_batch", "type": "VHS_BatchManager", "link": None},
+                        {"name": "vae", "type": "VAE", "link": None}],
+             "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [1], "slot_index": 0},
+                         {"name": "frame_count", "type": "INT", "links": None},
+                         {"name": "audio", "type": "AUDIO", "links": [2], "slot_index": 2},
+                         {"name": "video_info", "type": "VHS_VIDEOINFO", "links": None}],
+             "properties": {"Node name for S&R": "VHS_LoadVideo"},
+             "widgets_values": {"video": "clip.mkv", "force_rate": 5, "custom_width": 0, "custom_height": 0,
+                                "frame_load_cap": 0, "skip_first_frames": 2, "select_every_nth": 1, "format": "None",
+                                "choose video to upload": "image", "videopreview": VIDEO_PREVIEW}},
+            {"id": 2, "type": "VHS_VideoCombine", "pos": [400, 0], "size": [300, 500], "mode": 0, "order": 1,
+             "inputs": [{"name": "images", "type": "IMAGE", "link": 1},
+                        {"name": "audio", "type": "AUDIO", "link": 2},
+                        {"name": "meta_batch", "type": "VHS_BatchManager", "link": None},
+                        {"name": "vae", "type": "VAE", "link": None}],
+             "outputs": [{"name": "Filenames", "type": "VHS_FILENAMES", "links": None}],
+             "properties": {"Node name for S&R": "VHS_VideoCombine"},
+             "widgets_values": {"frame_rate": 5, "loop_count": 0, "filename_prefix": "vhs/clip",
+                                "format": "video/h264-mp4", "pix_fmt": "yuv420p", "crf": 19, "save_metadata": True,
+                                "trim_to_audio": False, "pingpong": False, "save_output": True,
+                                "videopreview": VIDEO_PREVIEW}},
+        ],
+        "links": [[1, 1, 0, 2, 0, "IMAGE"], [2, 1, 2, 2, 1, "AUDIO"]],
+        "groups": [], "config": {}, "extra": {}, "version_": 0.4,
+    }
+
+
+def test_editor_saved_load_and_combine_run_and_files_read_back(builtin_registry, clip, tmp_folders):
+    workflow = parse_workflow(ui_graph(), builtin_registry)
+    assert workflow.nodes["2"].inputs["format"] == "video/h264-mp4" and "videopreview" not in workflow.nodes["2"].inputs
+    result = Executor(builtin_registry).run(workflow)
+    assert result.ok, (result.problems, result.error)
+    save_output, paths = result.values["2"][0]
+    folder = tmp_folders.outputs / "vhs"
+    assert save_output is True and paths == [str(folder / n) for n in
+                                             ("clip_00001.png", "clip_00001.mp4", "clip_00001-audio.mp4")]
+    # 10 fps forced to 5: every other frame (0, 2, 4 ...), the first two of those skipped
+    kept = clip[[4, 6, 8, 10]].numpy()
+    for path in paths[1:]:
+        frames, facts = read_frames(path)
+        assert facts["codec"] == "h264" and facts["pix_fmt"] == "yuv420p" and facts["rate"] == 5
+        assert (facts["colorspace"], facts["range"]) == (1, 1)  # BT.709, TV range: the pack's h264-mp4
+        assert frames.shape == kept.shape and np.abs(frames.astype(float) - kept).mean() < 4
+    # the sound: from 0.4 s (the skipped frames' time) for as long as the pictures last
+    assert abs(sound_seconds(paths[2]) - 4 / 5) < 0.07
+    # the workflow: in the first frame's PNG and in the video's comment tag, as the pack writes them
+    png = Image.open(paths[0])
+    assert np.array_equal(np.asarray(png), clip[4].numpy()) and "CreationTime" in png.info
+    assert json.loads(png.info["workflow"])["nodes"] and json.loads(png.info["prompt"])["2"]["class_type"] \
+        == "VHS_VideoCombine"
+    comment = json.loads(read_frames(paths[1])[1]["tags"]["comment"])
+    assert isinstance(comment["prompt"], str) and isinstance(comment["workflow"], dict)
+    assert set(load_workflow(paths[2]).nodes) == {"1", "2"}  # the video opens as its workflow again
+    assert json.loads(picture_text(open(paths[1], "rb").read())["prompt"])["1"]["class_type"] == "VHS_LoadVideo"
+    shown = result.outputs["2"]
+    assert shown["gifs"][0] | {"fullpath": None} == {
+        "filename": "clip_00001-audio.mp4", "subfolder": "vhs", "type": "output", "format": "video/h264-mp4",
+        "frame_rate": 5.0, "workflow": "clip_00001.png", "fullpath": None}
+    assert shown["images"] == [{"filename": "clip_00001-audio.mp4", "subfolder": "vhs", "type": "output"}]
+
+
+def test_gif_and_webp_keep_rate_loop_and_pingpong(builtin_registry, tmp_folders, running):
+    levels = torch.tensor([0.0, 0.25, 0.5, 1.0])
+    frames = levels.reshape(4, 1, 1, 1).expand(4, 8, 8, 3).contiguous()
+    gif = call(builtin_registry, "VHSVideoCombine", images=frames, frame_rate=8.0, loop_count=3, format="image/gif",
+               pingpong=True, filename_prefix="anim")[1][1]
+    webp = call(builtin_registry, "VHSVideoCombine", images=frames, frame_rate=8.0, loop_count=0, format="image/webp",
+                filename_prefix="anim")[1][1]
+    assert gif.endswith("anim_00001.gif") and webp.endswith("anim_00002.webp")
+    picture = Image.open(gif)
+    assert picture.n_frames == 6 and picture.info["loop"] == 3
+    shades = []
+    for i in range(6):
+        picture.seek(i)
+        shades.append(picture.convert("RGB").getpixel((0, 0))[0])
+        assert picture.info["duration"] == 120  # round(1000 / 8) ms, in the GIF's hundredths
+    assert shades == [0, 63, 127, 255, 127, 63]  # forward, then back without repeating either end
+    picture = Image.open(webp)
+    assert picture.n_frames == 4 and picture.info["loop"] == 0
+    for i, level in enumerate(levels):
+        picture.seek(i)
+        picture.load()  # Pillow reads a WebP frame's time when it decodes it
+        assert picture.info["duration"] == 125
+        assert np.array_equal(np.asarray(picture.convert("RGB")), np.full((8, 8, 3), int(level * 255), np.uint8))
+
+
+@pytest.mark.parametrize("fmt, widgets, codec, pix_fmt", [
+    ("video/h265-mp4", {"pix_fmt": "yuv420p10le", "crf": 22}, "hevc", "yuv420p10le"),
+    ("video/webm", {"crf": 20}, "vp9", "yuv420p"),
+    ("video/av1-webm", {"pix_fmt": "yuv420p", "input_color_depth": "16bit"}, "libdav1d", "yuv420p"),
+    ("video/ProRes", {"profile": "4444"}, "prores", "yuv444p12le"),  # 4:4:4, which FFmpeg decodes to 12 bits
+])
+def test_lossy_formats_read_back_with_loop_and_pingpong(builtin_registry, tmp_folders, running, fmt, widgets, codec,
+                                                        pix_fmt):
+    frames = clip_frames(count=4, height=64, width=64)
+    (path,) = call(builtin_registry, "VHSVideoCombine", images=frames, frame_rate=12.0, loop_count=1, pingpong=True,
+                   format=fmt, filename_prefix="v", **widgets)[1][1:]
+    got, facts = read_frames(path)
+    assert facts["codec"] == codec and facts["pix_fmt"] == pix_fmt and facts["rate"] == 12
+    # pingpong 0 1 2 3 2 1, then FFmpeg's loop filter as the pack sets it: the first 4 frames once more
+    order = [0, 1, 2, 3, 0, 1, 2, 3, 2, 1]
+    want = (frames[order] * 255).numpy()
+    assert got.shape == want.shape and np.abs(got - want).mean() < 6
+    assert ("comment" in facts["tags"]) == (fmt != "video/ProRes")  # ProRes has no save_metadata
+
+
+def test_ffv1_is_16_bit_exact_and_odd_sizes_are_edge_padded(builtin_registry, tmp_folders, running):
+    frames = torch.rand(3, 5, 7, 3, generator=torch.Generator().manual_seed(0))
+    (path,) = call(builtin_registry, "VHSVideoCombine", images=frames, frame_rate=8.0, format="video/ffv1-mkv",
+                   pix_fmt="rgba64le", filename_prefix="lossless")[1][1:]
+    got, facts = read_frames(path, pix="rgb48le")
+    assert facts["codec"] == "ffv1"
+    # the pack's padding: one column on the right, one row at the bottom, copies of the edge
+    padded = torch.nn.functional.pad(frames.movedim(-1, 1), (0, 1, 0, 1), mode="replicate").movedim(1, -1)
+    assert np.array_equal(got, (padded * 65535).to(torch.int32).numpy())
+
+
+def test_sound_is_padded_to_the_pictures_or_trims_them(builtin_registry, tmp_folders, running):
+    frames = clip_frames(count=8)
+    short = clip_sound(seconds=0.3)
+    padded = call(builtin_registry, "VHSVideoCombine", images=frames, frame_rate=8.0, format="video/h264-mp4",
+                  audio=short, filename_prefix="s")[1][-1]
+    assert len(read_frames(padded)[0]) == 8 and abs(sound_seconds(padded) - 1.0) < 0.07
+    trimmed = call(builtin_registry, "VHSVideoCombine", images=frames, frame_rate=8.0, format="video/h264-mp4",
+                   audio=short, trim_to_audio=True, filename_prefix="s")[1][-1]
+    assert len(read_frames(trimmed)[0]) == 3  # ceil(0.3 s x 8 fps)
+
+
+def test_combine_temp_folder_latent_input_and_refusals(builtin_registry, tmp_folders, running):
+    (tmp_folders.models / "checkpoints").mkdir()
+    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
+    _, _, vae = call(builtin_registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
+    latent = {"samples": torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(1))}
+    save_output, paths = call(builtin_registry, "VHSVideoCombine", images=latent, vae=vae, format="video/ffv1-mkv",
+                              pix_fmt="rgba64le", save_output=False, filename_prefix="tmp/x")
+    assert save_output is False and all(p.startswith(str(tmp_folders.temp)) for p in paths)
+    decoded = call(builtin_registry, "VAEDecode", samples=latent, vae=vae)
+    assert np.array_equal(read_frames(paths[1], pix="rgb48le")[0], (decoded.clamp(0, 1) * 65535).to(torch.int32).numpy())
+    with pytest.raises(NodeInputError) as e:
+        call(builtin_registry, "VHSVideoCombine", images=latent, format="image/gif")
+    assert e.value.input == "images" and "vae" in str(e.value)
+    with pytest.raises(NodeInputError) as e:
+        call(builtin_registry, "VHSVideoCombine", images=clip_frames(2), meta_batch=object())
+    assert e.value.input == "meta_batch"
+    with pytest.raises(NodeInputError) as e:
+        call(builtin_registry, "VHSVideoCombine", images=clip_frames(2), format="video/h264-mp4", pix_fmt="rgba64le")
+    assert e.value.input == "pix_fmt" and "yuv420p10le" in str(e.value)
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 2, "color": 0}},
+             "2": {"class_type": "VHS_VideoCombine", "inputs": {"images": ["1", 0], "frame_rate": 8, "loop_count": 0,
+                                                                "filename_prefix": "n", "format": "video/nvenc_h264-mp4",
+                                                                "pingpong": False, "save_output": True}}}
+    result = Executor(builtin_registry).run(parse_workflow(graph, builtin_registry))
+    (problem,) = result.problems
+    assert problem.input == "format" and "video/h264-mp4" in problem.message and "image/gif" in problem.message
+
+
+@pytest.mark.parametrize("fps, force_rate, skip, nth, cap", [
+    (10, 0, 0, 1, 0), (10, 0, 3, 2, 3), (10, 5, 0, 1, 0), (10, 5, 1, 2, 0), (10, 4, 0, 1, 0), (10, 20, 0, 1, 7),
+    (30, 7, 2, 3, 0), (29.97, 8, 0, 1, 0), (60, 24, 1, 1, 5),
+])
+def test_frame_clock_keeps_the_first_frame_at_or_after_each_target_time(fps, force_rate, skip, nth, cap):
+    """The pack's frame clock, worked out in closed form: target frame k is due at k / force_rate
+    seconds and the first frame at or after that time (frame f plays from f / fps) is kept. (Where a
+    due time falls exactly on a frame's time, the pack's summed float clock decides, and the node
+    sums it the same way: see the test below.)"""
+    count = 36
+    due = [math.ceil(k * fps / (force_rate or fps) - 1e-9) for k in range(count * 4)]
+    want = [f for f in due if f < count][skip::nth]
+    assert vhs_frame_indices(count, fps, force_rate, skip, nth, cap) == (want[:cap] if cap else want)
+
+
+def test_frame_clock_ties_follow_the_packs_float_clock():
+    # 24 fps forced to 16: 0.125 s is frame 3's time exactly, but the clock, summed in floats
+    # (1/24 three times, less 1/16 twice), falls short of it, so the pack moves on to frame 4
+    assert vhs_frame_indices(6, 24, 16, 0, 1, 0) == [0, 2, 4, 5]
+
+
+def test_load_video_sizes_formats_info_and_older_saves(builtin_registry, clip):
+    def load(**widgets):
+        inputs = {"video": "clip.mkv", "format": "None", **widgets}
+        return call(builtin_registry, "VHSLoadVideo", **inputs)
+
+    images, count, audio, info = load(skip_first_frames=3, select_every_nth=2, frame_load_cap=3)
+    assert count == 3 and torch.equal((images * 255).round().to(torch.uint8), clip[[3, 5, 7]])
+    # the sound of the loaded part: 3 frames of 0.1 s skipped, then 3 frames 0.2 s apart (every other)
+    sound = call(builtin_registry, "GetVideoComponents", video=call(builtin_registry, "LoadVideo", file="clip.mkv"))[1]
+    start = round(0.3 * SAMPLE_RATE)
+    assert torch.equal(audio["waveform"], sound["waveform"][..., start:start + round(0.6 * SAMPLE_RATE)])
+    assert info == pytest.approx({"source_fps": 10.0, "source_frame_count": 12, "source_duration": 1.2,
+                                  "source_width": 64, "source_height": 48, "loaded_fps": 5.0, "loaded_frame_count": 3,
+                                  "loaded_duration": 0.6, "loaded_width": 64, "loaded_height": 48})
+    assert call(builtin_registry, "VHSVideoInfo", video_info=info) == tuple(info[f"{part}_{key}"] for part in (
+        "source", "loaded") for key in ("fps", "frame_count", "duration", "width", "height"))
+    assert call(builtin_registry, "VHSVideoInfoLoaded", video_info=info) == (5.0, 3, info["loaded_duration"], 64, 48)
+    assert call(builtin_registry, "VHSVideoInfoSource", video_info=info) == (10.0, 12, 1.2, 64, 48)
+    # a width alone keeps the aspect; resized as ImageScale does with Lanczos and a centre crop
+    images = load(custom_width=32)[0]
+    full = load()[0]
+    scaled = call(builtin_registry, "ImageScale", image=full, upscale_method="lanczos", width=32, height=24,
+                  crop="center")
+    assert images.shape == (12, 24, 32, 3) and torch.equal(images, scaled)
+    # AnimateDiff's size step is 8: 50 x 37.5 comes to 48 x 40; Wan keeps 4n + 1 frames: 9 of 12
+    assert load(custom_width=50, format="AnimateDiff")[0].shape == (12, 40, 48, 3)
+    assert load(format="Wan")[1] == 9
+    # an older save's force_size, migrated as the pack's editor does: "?x24" is a height of 24
+    assert load(force_size="?x24", custom_width=512, custom_height=512)[0].shape == (12, 24, 32, 3)
+    assert load(force_size="Disabled", custom_width=512, custom_height=512)[0].shape == (12, 48, 64, 3)
+
+
+def test_load_video_vae_gives_the_latent_vae_encode_gives(builtin_registry, clip, tmp_folders):
+    (tmp_folders.models / "checkpoints").mkdir()
+    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
+    _, _, vae = call(builtin_registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
+    latent, count, _, info = call(builtin_registry, "VHSLoadVideo", video="clip.mkv", frame_load_cap=2, vae=vae,
+                                  format="None")
+    frames = call(builtin_registry, "VHSLoadVideo", video="clip.mkv", frame_load_cap=2, format="None")[0]
+    want = call(builtin_registry, "VAEEncode", pixels=frames, vae=vae)
+    assert count == 2 and torch.equal(latent["samples"], want["samples"]) and info["loaded_width"] == 64
+
+
+def test_load_video_path_stays_inside_graphflows_folders(builtin_registry, clip, tmp_folders):
+    assert allowed_video_path("input/clip.mkv") == tmp_folders.inputs / "clip.mkv"
+    assert allowed_video_path(f'"{tmp_folders.inputs / "clip.mkv"}"') == tmp_folders.inputs / "clip.mkv"
+    assert call(builtin_registry, "VHSLoadVideoPath", video="clip.mkv", format="None")[1] == COUNT
+    outside = tmp_folders.inputs.parent.parent / "secret.mp4"
+    outside.write_bytes(b"x")
+    for path, why in [(str(outside), "outside"), ("../secret.mp4", "inside"), ("https://x.org/v.mp4", "URL"),
+                      ("input/../../secret.mp4", "inside")]:
+        with pytest.raises(NodeInputError) as e:
+            call(builtin_registry, "VHSLoadVideoPath", video=path)
+        assert e.value.input == "video" and why in str(e.value), path
+
+
+def test_api_graph_and_old_list_save(builtin_registry, clip, tmp_folders):
+    graph = {"1": {"class_type": "VHS_LoadVideoPath",
+                   "inputs": {"video": "input/clip.mkv", "force_rate": 0, "custom_width": 0, "custom_height": 0,
+                              "frame_load_cap": 0, "skip_first_frames": 0, "select_every_nth": 1, "format": "None"}},
+             "2": {"class_type": "VHS_SelectEveryNthImage",
+                   "inputs": {"images": ["1", 0], "select_every_nth": 3, "skip_first_images": 1}},
+             "3": {"class_type": "VHS_VideoCombine",
+                   "inputs": {"images": ["2", 0], "frame_rate": 4, "loop_count": 0, "filename_prefix": "api",
+                              "format": "video/webm", "pingpong": False, "save_output": True, "crf": 20,
+                              "save_metadata": "False"}}}
+    workflow = parse_workflow(graph, builtin_registry)
+    assert workflow.nodes["3"].inputs["save_metadata"] is False  # webm's choice "comment" / "False"
+    result = Executor(builtin_registry).run(workflow)
+    assert result.ok, (result.problems, result.error)
+    frames, facts = read_frames(result.values["3"][0][1][1])
+    assert len(frames) == 4 and facts["rate"] == 4 and "comment" not in facts["tags"]  # frames 1, 4, 7, 10
+    assert np.abs(frames.astype(float) - clip[[1, 4, 7, 10]].numpy()).mean() < 4
+    # a save from before the pack's widgets were kept by name: the list in the pack's order
+    ui = ui_graph()
+    ui["nodes"][1]["widgets_values"] = [5, 0, "old", "image/gif", False, True]
+    inputs = parse_workflow(ui, builtin_registry).nodes["2"].inputs
+    assert {"frame_rate": 5, "filename_prefix": "old", "format": "image/gif", "save_output": True}.items() <= inputs.items()
+
+
+def test_batch_helpers_match_slicing_and_image_scale(builtin_registry):
+    images = torch.rand(5, 8, 6, 3, generator=torch.Generator().manual_seed(2))
+    a, a_count, b, b_count = call(builtin_registry, "VHSSplitImages", images=images, split_index=-2)
+    assert torch.equal(a, images[:3]) and torch.equal(b, images[3:]) and (a_count, b_count) == (3, 2)
+    masks = images[..., 0]
+    assert call(builtin_registry, "VHSSplitMasks", mask=masks, split_index=1)[3] == 4
+    latent = {"samples": torch.rand(5, 4, 2, 2)}
+    split = call(builtin_registry, "VHSSplitLatents", latents=latent, split_index=2)
+    assert torch.equal(split[2]["samples"], latent["samples"][2:]) and split[1] == 2
+    kept, count = call(builtin_registry, "VHSSelectEveryNthImage", images=images, select_every_nth=2,
+                       skip_first_images=1)
+    assert torch.equal(kept, images[[1, 3]]) and count == 2
+    assert call(builtin_registry, "VHSSelectEveryNthMask", mask=masks, select_every_nth=3, skip_first_masks=0)[1] == 2
+    assert call(builtin_registry, "VHSSelectEveryNthLatent", latents=latent, select_every_nth=4,
+                skip_first_latents=0)[1] == 2
+    assert call(builtin_registry, "VHSGetImageCount", images=images) == 5
+    assert call(builtin_registry, "VHSGetMaskCount", mask=masks) == 5
+    assert call(builtin_registry, "VHSGetLatentCount", latents=latent) == 5
+    doubled, count = call(builtin_registry, "VHSDuplicateImages", images=images, multiply_by=2)
+    assert torch.equal(doubled, torch.cat([images, images])) and count == 10
+    assert call(builtin_registry, "VHSDuplicateMasks", mask=masks, multiply_by=3)[1] == 15
+    assert call(builtin_registry, "VHSDuplicateLatents", latents=latent, multiply_by=2)[1] == 10
+    # different sizes: with A the smaller, "match smaller" scales B to A's size, as ImageScale does
+    small = torch.rand(2, 4, 4, 3, generator=torch.Generator().manual_seed(3))
+    merged, count = call(builtin_registry, "VHSMergeImages", images_A=small, images_B=images,
+                         merge_strategy="match smaller", scale_method="bilinear", crop="center")
+    scaled = call(builtin_registry, "ImageScale", image=images, upscale_method="bilinear", width=4, height=4,
+                  crop="center")
+    assert count == 7 and torch.equal(merged, torch.cat([small, scaled]))
+    # the pack's rule when A is the larger: A's size, "match smaller" or not
+    merged = call(builtin_registry, "VHSMergeImages", images_A=images, images_B=small, merge_strategy="match smaller",
+                  scale_method="bilinear", crop="disabled")[0]
+    assert merged.shape == (7, 8, 6, 3)
+    merged = call(builtin_registry, "VHSMergeImages", images_A=images, images_B=small, merge_strategy="match A",
+                  scale_method="nearest-exact", crop="disabled")[0]
+    assert merged.shape == (7, 8, 6, 3) and torch.equal(merged[:5], images)
+    assert call(builtin_registry, "VHSMergeMasks", mask_A=masks, mask_B=small[..., 0], merge_strategy="match larger",
+                scale_method="area", crop="disabled")[0].shape == (7, 8, 6)
+    assert call(builtin_registry, "VHSMergeLatents", latents_A=latent, latents_B={"samples": torch.rand(1, 4, 4, 4)},
+                merge_strategy="match B", scale_method="bislerp", crop="disabled")[0]["samples"].shape == (6, 4, 4, 4)
