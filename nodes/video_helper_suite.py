@@ -26,7 +26,8 @@ BIGMAX = 2 ** 53 - 1  # the pack's bounds for counts and indexes
 DIMMAX = 8192  # and for sizes
 
 VHS_FILENAMES = socket_type("VHS_FILENAMES", "#8d6e63", "VideoHelperSuite's saved files: (save_output, [paths])")
-VHS_VIDEOINFO = socket_type("VHS_VIDEOINFO", "#8d6e63", "VideoHelperSuite's facts of a loaded video (source_*, loaded_*)")
+VHS_VIDEOINFO = socket_type("VHS_VIDEOINFO", "#8d6e63",
+                            "VideoHelperSuite's facts of a loaded video (source_*, loaded_*)")
 VHS_BATCH_MANAGER = socket_type("VHS_BatchManager", "#8d6e63", "VideoHelperSuite's Meta Batch Manager (not built in)")
 
 # -- Video Combine ---------------------------------------------------------------------------
@@ -37,7 +38,8 @@ VHS_BATCH_MANAGER = socket_type("VHS_BatchManager", "#8d6e63", "VideoHelperSuite
 # pack's own fallback codec) instead.
 VIDEO_FORMATS = {
     "h264-mp4": {"container": "mp4", "ext": "mp4", "codec": "libx264", "audio": "aac", "bt709": True,
-                 "pix_fmts": ("yuv420p", "yuv420p10le"), "widgets": ("pix_fmt", "crf", "save_metadata", "trim_to_audio")},
+                 "pix_fmts": ("yuv420p", "yuv420p10le"),
+                 "widgets": ("pix_fmt", "crf", "save_metadata", "trim_to_audio")},
     "h265-mp4": {"container": "mp4", "ext": "mp4", "codec": "libx265", "audio": "aac", "bt709": True, "tag": "hvc1",
                  "options": {"preset": "medium", "x265-params": "log-level=quiet"},
                  "pix_fmts": ("yuv420p10le", "yuv420p"), "widgets": ("pix_fmt", "crf", "save_metadata")},
@@ -108,6 +110,7 @@ class VHSVideoCombine(Node):
     input_color_depth, lossless, FFV1's and ProRes' options) are read by name and only the chosen
     format's count; webm's sound is Opus (the pack asks for Vorbis, which graphflow's FFmpeg lacks).
     meta_batch (the pack's Meta Batch Manager) is not supported. Output: (save_output, [paths])."""
+    display_name = "Video Combine 🎥🅥🅗🅢"  # the pack's name for it
     category = CATEGORY
     output_node = True
     images: ANY  # IMAGE, or a LATENT with the vae connected (the pack's image-or-latent input)
@@ -242,15 +245,16 @@ class VHSVideoCombine(Node):
                            slices=self.slices, slicecrc=self.slicecrc)
         if name == "ProRes":
             options["profile"] = self.profile
-        depth = 16 if spec.get("depth") == 16 or ("input_color_depth" in widgets and self.input_color_depth == "16bit") \
-            else 8
+        wide = spec.get("depth") == 16 or ("input_color_depth" in widgets and self.input_color_depth == "16bit")
+        depth = 16 if wide else 8
         frames = frames[..., :3]
         height, width = frames.shape[1:3]
         if spec["codec"] == "libx265" and min(width, height) < 64:  # seen to corrupt memory and kill the process
             raise NodeInputError("format", f"video/{name}: the x265 encoder of graphflow's FFmpeg crashes on frames "
                                            f"under 64 pixels; these are {width}x{height} (use video/h264-mp4)")
         if height % 2 or width % 2:  # the pack pads to even sizes, repeating the edges
-            warn("the frames' width or height is odd: padded to even sizes by repeating the edge pixels, as the pack does")
+            warn("the frames' width or height is odd: padded to even sizes by repeating the edge pixels, "
+                 "as the pack does")
             pad_w, pad_h = width % 2, height % 2
             frames = torch.nn.functional.pad(frames.movedim(-1, 1).float(), (pad_w // 2, pad_w - pad_w // 2,
                                                                               pad_h // 2, pad_h - pad_h // 2),
@@ -338,7 +342,8 @@ LOAD_FORMATS = {
 VIDEO_EXTENSIONS = ("webm", "mp4", "mkv", "gif", "mov")  # the pack's video_extensions
 
 
-def vhs_frame_indices(count: int, fps: float, force_rate: float, skip_first: int, every_nth: int, cap: int) -> list[int]:
+def vhs_frame_indices(count: int, fps: float, force_rate: float, skip_first: int, every_nth: int,
+                      cap: int) -> list[int]:
     """Which of a video's `count` frames the pack's Load Video keeps: resampled to force_rate (0: the
     video's own rate) by its frame clock (for each target time k / force_rate, the first frame at or
     after it), then the first skip_first dropped, every every_nth kept, at most cap (0: all)."""
@@ -485,6 +490,7 @@ _LOAD_OPTIONAL = ("meta_batch", "vae", "format", "force_size")
 
 class VHSLoadVideo(_LoadVideoBase):
     __doc__ = _load_inputs_doc("a file in the inputs folder")
+    display_name = "Load Video (Upload) 🎥🅥🅗🅢"  # the pack's name for it
     category = CATEGORY
     video: str = Choice(folders.list_input_videos, upload="video", description="a video in the inputs folder")
     comfy = ComfyAlias(("VHS_LoadVideo",), folders={"video": "input"}, optional=_LOAD_OPTIONAL)
@@ -534,6 +540,7 @@ def allowed_video_path(text: str) -> Path:
 class VHSLoadVideoPath(_LoadVideoBase):
     __doc__ = _load_inputs_doc("by its path: inside graphflow's inputs, outputs or temp folder only; "
                                "'input/x.mp4' and 'output/x.mp4' name those folders as in ComfyUI")
+    display_name = "Load Video (Path) 🎥🅥🅗🅢"  # the pack's name for it
     category = CATEGORY
     video: str = Text("", description="the video's path (inside the inputs, outputs or temp folder)")
     comfy = ComfyAlias(("VHS_LoadVideoPath",), optional=_LOAD_OPTIONAL)
@@ -569,11 +576,13 @@ def _info(video_info, prefix: str) -> tuple:
 class VHSVideoInfo(Node):
     """The source video's fps, frame count, duration, width and height (yellow), then the same of
     what was loaded (blue), from a Load Video's video_info."""
+    display_name = "Video Info 🎥🅥🅗🅢"  # the pack's name for it
     category = CATEGORY
     video_info: VHS_VIDEOINFO
     outputs = {"source_fps🟨": FLOAT, "source_frame_count🟨": INT, "source_duration🟨": FLOAT,
-               "source_width🟨": INT, "source_height🟨": INT, "loaded_fps🟦": FLOAT, "loaded_frame_count🟦": INT,
-               "loaded_duration🟦": FLOAT, "loaded_width🟦": INT, "loaded_height🟦": INT}
+               "source_width🟨": INT, "source_height🟨": INT, "loaded_fps🟦": FLOAT,
+               "loaded_frame_count🟦": INT, "loaded_duration🟦": FLOAT, "loaded_width🟦": INT,
+               "loaded_height🟦": INT}
     comfy = ComfyAlias(("VHS_VideoInfo",))
 
     def run(self):
@@ -582,6 +591,7 @@ class VHSVideoInfo(Node):
 
 class VHSVideoInfoSource(Node):
     """The source video's fps, frame count, duration, width and height, from a Load Video's video_info."""
+    display_name = "Video Info (Source) 🎥🅥🅗🅢"  # the pack's name for it
     category = CATEGORY
     video_info: VHS_VIDEOINFO
     outputs = {"fps🟨": FLOAT, "frame_count🟨": INT, "duration🟨": FLOAT, "width🟨": INT, "height🟨": INT}
@@ -593,6 +603,7 @@ class VHSVideoInfoSource(Node):
 
 class VHSVideoInfoLoaded(Node):
     """The loaded frames' fps, count, duration, width and height, from a Load Video's video_info."""
+    display_name = "Video Info (Loaded) 🎥🅥🅗🅢"  # the pack's name for it
     category = CATEGORY
     video_info: VHS_VIDEOINFO
     outputs = {"fps🟦": FLOAT, "frame_count🟦": INT, "duration🟦": FLOAT, "width🟦": INT, "height🟦": INT}
@@ -632,6 +643,7 @@ def _merged(a, b, strategy: str, method: str, crop: str):
 class VHSSplitImages(Node):
     """Split images at split_index: the first ones (A) and the rest (B), with their counts (Python
     slicing: a negative index counts from the end)."""
+    display_name = "Split Images 🎥🅥🅗🅢"  # the pack's name for it
     category = f"{CATEGORY}/image"
     images: IMAGE
     split_index: int = Int(0, min=-BIGMAX, max=BIGMAX)
@@ -645,6 +657,7 @@ class VHSSplitImages(Node):
 
 class VHSSplitLatents(Node):
     """Split latents at split_index: the first ones (A) and the rest (B), with their counts."""
+    display_name = "Split Latents 🎥🅥🅗🅢"  # the pack's name for it
     category = f"{CATEGORY}/latent"
     latents: LATENT
     split_index: int = Int(0, min=-BIGMAX, max=BIGMAX)
@@ -659,6 +672,7 @@ class VHSSplitLatents(Node):
 
 class VHSSplitMasks(Node):
     """Split masks at split_index: the first ones (A) and the rest (B), with their counts."""
+    display_name = "Split Masks 🎥🅥🅗🅢"  # the pack's name for it
     category = f"{CATEGORY}/mask"
     mask: MASK
     split_index: int = Int(0, min=-BIGMAX, max=BIGMAX)
@@ -675,6 +689,7 @@ class VHSMergeImages(Node):
     crop center, centre-cropped) to the other's, as merge_strategy says: match A / match B, or
     match smaller / match larger, which pick by area only when A is not the larger (a larger A's
     size is kept either way, as the pack does)."""
+    display_name = "Merge Images 🎥🅥🅗🅢"  # the pack's name for it
     category = f"{CATEGORY}/image"
     images_A: IMAGE
     images_B: IMAGE
@@ -696,6 +711,7 @@ class VHSMergeImages(Node):
 class VHSMergeLatents(Node):
     """Put two latent batches one after the other, resizing one to the other's size when they differ,
     as merge_strategy says."""
+    display_name = "Merge Latents 🎥🅥🅗🅢"  # the pack's name for it
     category = f"{CATEGORY}/latent"
     latents_A: LATENT
     latents_B: LATENT
@@ -714,6 +730,7 @@ class VHSMergeLatents(Node):
 class VHSMergeMasks(Node):
     """Put two mask batches one after the other, resizing one to the other's size when they differ,
     as merge_strategy says."""
+    display_name = "Merge Masks 🎥🅥🅗🅢"  # the pack's name for it
     category = f"{CATEGORY}/mask"
     mask_A: MASK
     mask_B: MASK
@@ -731,6 +748,7 @@ class VHSMergeMasks(Node):
 
 class VHSSelectEveryNthImage(Node):
     """Keep every nth image, after skipping the first skip_first_images; and their count."""
+    display_name = "Select Every Nth Image 🎥🅥🅗🅢"  # the pack's name for it
     category = f"{CATEGORY}/image"
     images: IMAGE
     select_every_nth: int = Int(1, min=1, max=BIGMAX)
@@ -745,6 +763,7 @@ class VHSSelectEveryNthImage(Node):
 
 class VHSSelectEveryNthLatent(Node):
     """Keep every nth latent, after skipping the first skip_first_latents; and their count."""
+    display_name = "Select Every Nth Latent 🎥🅥🅗🅢"  # the pack's name for it
     category = f"{CATEGORY}/latent"
     latents: LATENT
     select_every_nth: int = Int(1, min=1, max=BIGMAX)
@@ -759,6 +778,7 @@ class VHSSelectEveryNthLatent(Node):
 
 class VHSSelectEveryNthMask(Node):
     """Keep every nth mask, after skipping the first skip_first_masks; and their count."""
+    display_name = "Select Every Nth Mask 🎥🅥🅗🅢"  # the pack's name for it
     category = f"{CATEGORY}/mask"
     mask: MASK
     select_every_nth: int = Int(1, min=1, max=BIGMAX)
@@ -773,6 +793,7 @@ class VHSSelectEveryNthMask(Node):
 
 class VHSGetImageCount(Node):
     """How many images the batch holds."""
+    display_name = "Get Image Count 🎥🅥🅗🅢"  # the pack's name for it
     category = f"{CATEGORY}/image"
     images: IMAGE
     outputs = {"count": INT}
@@ -784,6 +805,7 @@ class VHSGetImageCount(Node):
 
 class VHSGetLatentCount(Node):
     """How many latents the batch holds."""
+    display_name = "Get Latent Count 🎥🅥🅗🅢"  # the pack's name for it
     category = f"{CATEGORY}/latent"
     latents: LATENT
     outputs = {"count": INT}
@@ -795,6 +817,7 @@ class VHSGetLatentCount(Node):
 
 class VHSGetMaskCount(Node):
     """How many masks the batch holds."""
+    display_name = "Get Mask Count 🎥🅥🅗🅢"  # the pack's name for it
     category = f"{CATEGORY}/mask"
     mask: MASK
     outputs = {"count": INT}
@@ -806,6 +829,7 @@ class VHSGetMaskCount(Node):
 
 class VHSDuplicateImages(Node):
     """The image batch repeated multiply_by times, one copy after another; and the new count."""
+    display_name = "Repeat Images 🎥🅥🅗🅢"  # the pack's name for it
     category = f"{CATEGORY}/image"
     images: IMAGE
     multiply_by: int = Int(1, min=1, max=BIGMAX)
@@ -822,6 +846,7 @@ class VHSDuplicateImages(Node):
 class VHSDuplicateLatents(Node):
     """The latent batch repeated multiply_by times, one copy after another (its other entries kept);
     and the new count."""
+    display_name = "Repeat Latents 🎥🅥🅗🅢"  # the pack's name for it
     category = f"{CATEGORY}/latent"
     latents: LATENT
     multiply_by: int = Int(1, min=1, max=BIGMAX)
@@ -837,6 +862,7 @@ class VHSDuplicateLatents(Node):
 
 class VHSDuplicateMasks(Node):
     """The mask batch repeated multiply_by times, one copy after another; and the new count."""
+    display_name = "Repeat Masks 🎥🅥🅗🅢"  # the pack's name for it
     category = f"{CATEGORY}/mask"
     mask: MASK
     multiply_by: int = Int(1, min=1, max=BIGMAX)
@@ -848,3 +874,97 @@ class VHSDuplicateMasks(Node):
 
         out = torch.cat([self.mask] * self.multiply_by)
         return out, len(out)
+
+
+# -- select by indexes -----------------------------------------------------------------------
+
+SELECT_HELP = ("indexes: comma-separated, in the order given: an index (negative counts from the end), or a "
+               "Python range start:end or start:end:step (end left out), e.g. with 16 items: 0 -> [0]; -1 -> [15]; "
+               "0:5, 13 -> [0, 1, 2, 3, 4, 13]; 0:-1 -> [0 ... 14]; 0:5:-1 -> [4, 3, 2, 1, 0]; ::-1 -> all reversed. "
+               "err_if_missing: an index beyond the batch is an error (else it is skipped); err_if_empty: "
+               "selecting nothing is an error.")
+
+
+def vhs_indexes(text: str, length: int, err_if_missing: bool = True) -> list[int]:
+    """The items the pack's Select nodes take: the indexes string read by its grammar (SELECT_HELP)."""
+    chosen = []
+    for group in (g.strip() for g in text.split(",")) if text else ():
+        try:
+            if ":" in group:
+                parts = [p.strip() for p in group.split(":", 2)]
+                start, end = (int(parts[0]) if parts[0] else 0), (int(parts[1]) if parts[1] else length)
+                step = int(parts[2]) if len(parts) > 2 and parts[2] else 1
+                if step == 0:
+                    raise ValueError(f"a range's step can't be 0 (in {group!r})")
+                chosen += list(range(length))[start:end][::step]
+                continue
+            index = int(group)
+        except ValueError as e:
+            raise ValueError(str(e) if "step" in str(e) else f"index {group!r} must be an integer or a range") from None
+        real = index + length if index < 0 else index
+        if not 0 <= real < length:
+            if err_if_missing:
+                raise ValueError(f"index {index} is out of range for {length} item(s)")
+            continue  # skipped (where the pack's own indexing fails)
+        chosen.append(real)
+    return chosen
+
+
+def _select(length: int, indexes: str, err_if_missing: bool, err_if_empty: bool) -> list[int]:
+    try:
+        chosen = vhs_indexes(indexes, length, err_if_missing)
+    except ValueError as e:
+        raise NodeInputError("indexes", str(e)) from None
+    if err_if_empty and not chosen:
+        raise NodeInputError("indexes", f"nothing was selected by {indexes!r} (of {length} item(s))")
+    return chosen
+
+
+class VHSSelectImages(Node):
+    __doc__ = "Pick images by index, in the order given. " + SELECT_HELP
+    display_name = "Select Images 🎥🅥🅗🅢"  # the pack's name for it
+    category = f"{CATEGORY}/image"
+    image: IMAGE
+    indexes: str = Text("0")
+    err_if_missing: bool = Bool(True)
+    err_if_empty: bool = Bool(True)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("VHS_SelectImages",))
+
+    def run(self):
+        return self.image[_select(len(self.image), self.indexes, self.err_if_missing, self.err_if_empty)]
+
+
+class VHSSelectMasks(Node):
+    __doc__ = "Pick masks by index, in the order given. " + SELECT_HELP
+    display_name = "Select Masks 🎥🅥🅗🅢"  # the pack's name for it
+    category = f"{CATEGORY}/mask"
+    mask: MASK
+    indexes: str = Text("0")
+    err_if_missing: bool = Bool(True)
+    err_if_empty: bool = Bool(True)
+    outputs = {"MASK": MASK}
+    comfy = ComfyAlias(("VHS_SelectMasks",))
+
+    def run(self):
+        return self.mask[_select(len(self.mask), self.indexes, self.err_if_missing, self.err_if_empty)]
+
+
+class VHSSelectLatents(Node):
+    __doc__ = ("Pick latents by index, in the order given; the latent's other per-item tensors (a noise mask "
+               "of the batch's length) are picked alike. " + SELECT_HELP)
+    display_name = "Select Latents 🎥🅥🅗🅢"  # the pack's name for it
+    category = f"{CATEGORY}/latent"
+    latent: LATENT
+    indexes: str = Text("0")
+    err_if_missing: bool = Bool(True)
+    err_if_empty: bool = Bool(True)
+    outputs = {"LATENT": LATENT}
+    comfy = ComfyAlias(("VHS_SelectLatents",))
+
+    def run(self):
+        import torch
+
+        length = len(self.latent["samples"])
+        chosen = _select(length, self.indexes, self.err_if_missing, self.err_if_empty)
+        return {k: v[chosen] if isinstance(v, torch.Tensor) and len(v) == length else v for k, v in self.latent.items()}

@@ -220,7 +220,8 @@ def test_combine_temp_folder_latent_input_and_refusals(builtin_registry, tmp_fol
                               pix_fmt="rgba64le", save_output=False, filename_prefix="tmp/x")
     assert save_output is False and all(p.startswith(str(tmp_folders.temp)) for p in paths)
     decoded = call(builtin_registry, "VAEDecode", samples=latent, vae=vae)
-    assert np.array_equal(read_frames(paths[1], pix="rgb48le")[0], (decoded.clamp(0, 1) * 65535).to(torch.int32).numpy())
+    want = (decoded.clamp(0, 1) * 65535).to(torch.int32).numpy()
+    assert np.array_equal(read_frames(paths[1], pix="rgb48le")[0], want)
     with pytest.raises(NodeInputError) as e:
         call(builtin_registry, "VHSVideoCombine", images=latent, format="image/gif")
     assert e.value.input == "images" and "vae" in str(e.value)
@@ -230,10 +231,10 @@ def test_combine_temp_folder_latent_input_and_refusals(builtin_registry, tmp_fol
     with pytest.raises(NodeInputError) as e:
         call(builtin_registry, "VHSVideoCombine", images=clip_frames(2), format="video/h264-mp4", pix_fmt="rgba64le")
     assert e.value.input == "pix_fmt" and "yuv420p10le" in str(e.value)
+    combine = {"images": ["1", 0], "frame_rate": 8, "loop_count": 0, "filename_prefix": "n",
+               "format": "video/nvenc_h264-mp4", "pingpong": False, "save_output": True}
     graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 2, "color": 0}},
-             "2": {"class_type": "VHS_VideoCombine", "inputs": {"images": ["1", 0], "frame_rate": 8, "loop_count": 0,
-                                                                "filename_prefix": "n", "format": "video/nvenc_h264-mp4",
-                                                                "pingpong": False, "save_output": True}}}
+             "2": {"class_type": "VHS_VideoCombine", "inputs": combine}}
     result = Executor(builtin_registry).run(parse_workflow(graph, builtin_registry))
     (problem,) = result.problems
     assert problem.input == "format" and "video/h264-mp4" in problem.message and "image/gif" in problem.message
@@ -337,7 +338,8 @@ def test_api_graph_and_old_list_save(builtin_registry, clip, tmp_folders):
     ui = ui_graph()
     ui["nodes"][1]["widgets_values"] = [5, 0, "old", "image/gif", False, True]
     inputs = parse_workflow(ui, builtin_registry).nodes["2"].inputs
-    assert {"frame_rate": 5, "filename_prefix": "old", "format": "image/gif", "save_output": True}.items() <= inputs.items()
+    want = {"frame_rate": 5, "filename_prefix": "old", "format": "image/gif", "save_output": True}
+    assert want.items() <= inputs.items()
 
 
 def test_batch_helpers_match_slicing_and_image_scale(builtin_registry):
@@ -380,3 +382,28 @@ def test_batch_helpers_match_slicing_and_image_scale(builtin_registry):
                 scale_method="area", crop="disabled")[0].shape == (7, 8, 6)
     assert call(builtin_registry, "VHSMergeLatents", latents_A=latent, latents_B={"samples": torch.rand(1, 4, 4, 4)},
                 merge_strategy="match B", scale_method="bislerp", crop="disabled")[0]["samples"].shape == (6, 4, 4, 4)
+
+
+@pytest.mark.parametrize("indexes, want", [
+    ("0", [0]), ("-1", [15]), ("0, 1, 13", [0, 1, 13]), ("0:5, 13", [0, 1, 2, 3, 4, 13]),
+    ("0:-1", list(range(15))), ("0:5:-1", [4, 3, 2, 1, 0]), ("0:5:2", [0, 2, 4]), ("::-1", list(range(15, -1, -1))),
+])
+def test_select_nodes_follow_the_packs_index_grammar(builtin_registry, indexes, want):
+    """The pack's own examples (its Select nodes' help, 16 items), against Python's slicing."""
+    images = torch.arange(16.0).reshape(16, 1, 1, 1).expand(16, 2, 2, 3)
+    assert call(builtin_registry, "VHSSelectImages", image=images, indexes=indexes)[:, 0, 0, 0].tolist() == want
+    assert call(builtin_registry, "VHSSelectMasks", mask=images[..., 0], indexes=indexes)[:, 0, 0].tolist() == want
+    latent = {"samples": images.movedim(-1, 1), "noise_mask": images[..., 0], "batch_index": [0]}
+    picked = call(builtin_registry, "VHSSelectLatents", latent=latent, indexes=indexes)
+    assert picked["samples"][:, 0, 0, 0].tolist() == want and picked["noise_mask"][:, 0, 0].tolist() == want
+    assert picked["batch_index"] == [0]
+
+
+def test_select_nodes_report_bad_indexes(builtin_registry):
+    images = torch.zeros(4, 2, 2, 3)
+    for indexes, words in [("7", "out of range"), ("a", "integer"), ("0:4:0", "step"), ("", "nothing")]:
+        with pytest.raises(NodeInputError) as e:
+            call(builtin_registry, "VHSSelectImages", image=images, indexes=indexes)
+        assert e.value.input == "indexes" and words in str(e.value)
+    assert len(call(builtin_registry, "VHSSelectImages", image=images, indexes="1, 7", err_if_missing=False)) == 1
+    assert len(call(builtin_registry, "VHSSelectImages", image=images, indexes="", err_if_empty=False)) == 0
