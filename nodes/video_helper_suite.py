@@ -126,7 +126,7 @@ class VHSVideoCombine(Node):
     # the formats' own widgets, which the pack's editor adds for the chosen format
     pix_fmt: str = Choice(PIX_FMTS, "yuv420p")
     crf: int = Int(19, min=0, max=100)
-    save_metadata: bool = Bool(True)
+    save_metadata: bool = Choice((True, False, "comment", "False"), True)  # webm's own choice: comment / False
     trim_to_audio: bool = Bool(False)
     input_color_depth: str = Choice(("8bit", "16bit"), "8bit")
     lossless: bool = Bool(True)
@@ -138,8 +138,7 @@ class VHSVideoCombine(Node):
     slicecrc: str = Choice(("0", "1"), "1")
     profile: str = Choice(PRORES_PROFILES, "hq")
     outputs = {"Filenames": VHS_FILENAMES}
-    comfy = ComfyAlias(("VHS_VideoCombine",), values={"save_metadata": {"comment": True, "False": False}},
-                       optional=("audio", "meta_batch", "vae", "pix_fmt", "crf", "save_metadata", "trim_to_audio",
+    comfy = ComfyAlias(("VHS_VideoCombine",), optional=("audio", "meta_batch", "vae", "pix_fmt", "crf", "save_metadata", "trim_to_audio",
                                  "input_color_depth", "lossless", "level", "coder", "context", "gop_size", "slices",
                                  "slicecrc", "profile"))
 
@@ -266,7 +265,7 @@ class VHSVideoCombine(Node):
         order = order[:count] * (self.loop_count + 1) + order[count:]
         frames = frames[order]
         rate = frame_rate(self.frame_rate)
-        save = ("save_metadata" in widgets and self.save_metadata)
+        save = "save_metadata" in widgets and self.save_metadata not in (False, "False")  # the pack's test
         metadata = {"comment": _comment(texts), "creation_time": datetime.datetime.now(datetime.timezone.utc)
                     .strftime("%Y-%m-%dT%H:%M:%S.%fZ")} if save else None
 

@@ -328,7 +328,7 @@ def test_api_graph_and_old_list_save(builtin_registry, clip, tmp_folders):
                               "format": "video/webm", "pingpong": False, "save_output": True, "crf": 20,
                               "save_metadata": "False"}}}
     workflow = parse_workflow(graph, builtin_registry)
-    assert workflow.nodes["3"].inputs["save_metadata"] is False  # webm's choice "comment" / "False"
+    assert workflow.nodes["3"].inputs["save_metadata"] == "False"  # webm's choice "comment" / "False"
     result = Executor(builtin_registry).run(workflow)
     assert result.ok, (result.problems, result.error)
     frames, facts = read_frames(result.values["3"][0][1][1])
@@ -407,3 +407,22 @@ def test_select_nodes_report_bad_indexes(builtin_registry):
         assert e.value.input == "indexes" and words in str(e.value)
     assert len(call(builtin_registry, "VHSSelectImages", image=images, indexes="1, 7", err_if_missing=False)) == 1
     assert len(call(builtin_registry, "VHSSelectImages", image=images, indexes="", err_if_empty=False)) == 0
+
+
+def test_written_back_in_the_packs_shape(builtin_registry, clip):
+    """Back to ComfyUI's editor format, VHS nodes keep widgets by name (the pack's editor reads only
+    that), their preview entry included; a dated prefix is the editor's pattern again."""
+    from datetime import datetime
+
+    from graphflow.comfy_format import export_ui
+
+    ui = ui_graph()
+    ui["nodes"][1]["widgets_values"]["filename_prefix"] = "%date:yyyy%/clip"
+    workflow = parse_workflow(ui, builtin_registry)
+    assert workflow.nodes["2"].inputs["filename_prefix"] == f"{datetime.now().year}/clip"
+    workflow.nodes["2"].inputs["crf"] = 23
+    nodes = {n["id"]: n for n in export_ui(workflow, builtin_registry)["nodes"]}
+    combine = nodes[2]["widgets_values"]
+    assert combine["crf"] == 23 and combine["videopreview"] == VIDEO_PREVIEW
+    assert combine["filename_prefix"] == "%date:yyyy%/clip" and combine["format"] == "video/h264-mp4"
+    assert nodes[1]["widgets_values"]["video"] == "clip.mkv" and nodes[1]["widgets_values"]["force_rate"] == 5
