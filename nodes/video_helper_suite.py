@@ -382,19 +382,6 @@ def vhs_target_size(width: int, height: int, custom_width: int, custom_height: i
     return int(width / step + 0.5) * step, int(height / step + 0.5) * step
 
 
-def _migrated_size(force_size: str, custom_width: int, custom_height: int) -> tuple[int, int]:
-    """custom_width / custom_height from an older save's force_size, as the pack's editor migrates
-    it ("512x?" -> 512 and 0; "Disabled" -> 0 and 0; "Custom Width" keeps the width only ...)."""
-    if "x" in force_size:
-        w, h = force_size.split("x", 1)
-        return (0 if w == "?" else int(w)), (0 if h == "?" else int(h))
-    if force_size in ("Disabled", "Custom Height"):
-        custom_width = 0
-    if force_size in ("Disabled", "Custom Width"):
-        custom_height = 0
-    return custom_width, custom_height
-
-
 def load_vhs_video(node, path: Path):
     """Load Video's work on a file: frames picked, resized, optionally encoded; (IMAGE or LATENT,
     frame_count, audio, video_info)."""
@@ -405,12 +392,9 @@ def load_vhs_video(node, path: Path):
     except VideoFileError as e:
         raise NodeInputError("video", f"can't read {path.name!r}: {e}") from None
     custom_width, custom_height = node.custom_width, node.custom_height
-    if node.force_size:
-        try:
-            custom_width, custom_height = _migrated_size(node.force_size, custom_width, custom_height)
-        except ValueError:
-            raise NodeInputError("force_size", f"expected 'Disabled', 'Custom', 'Custom Width', 'Custom Height' "
-                                               f"or a size like '512x?', got {node.force_size!r}") from None
+    if node.force_size:  # an older API prompt's: dropped by the pack's backend too (its editor migrates saves)
+        warn(f"force_size {node.force_size!r} is ignored, as the pack ignores it: custom_width and custom_height "
+             "set the size")
     fmt = LOAD_FORMATS[node.format]
     step = node.vae.downscale if node.vae is not None else fmt.get("dim", (1,))[0]
     fps = float(video.fps)
@@ -461,10 +445,12 @@ def _load_inputs_doc(source: str) -> str:
             "(AnimateDiff: 8, Wan: 8, LTXV: 32 ...; None: 1; with a vae, the VAE's), and the format's frame count "
             "rule cuts the frames (Wan: 4n+1 ...). With a vae the frames come out encoded as a LATENT. Outputs the "
             "frames, their count, the sound of the loaded part (none if the file has none) and the video_info. "
-            "force_size from older saves is migrated as the pack's editor does. meta_batch is not supported.")
+            "An older save's force_size is turned into custom_width / custom_height on reading, as the pack's editor "
+            "does; in an API prompt it is ignored, as by the pack. meta_batch is not supported.")
 
 
 class _LoadVideoBase(Node):
+    video: str  # first, as in the pack: each loader declares its own widget for it
     force_rate: float = Float(0.0, min=0.0, max=60.0, step=1.0)
     custom_width: int = Int(0, min=0, max=DIMMAX)
     custom_height: int = Int(0, min=0, max=DIMMAX)
@@ -474,7 +460,7 @@ class _LoadVideoBase(Node):
     meta_batch: VHS_BATCH_MANAGER = None
     vae: VAE = None
     format: str = Choice(tuple(LOAD_FORMATS), "AnimateDiff")
-    force_size: str = Text("")  # the pack's hidden input: older saves' size choice, migrated
+    force_size: str = Text("")  # the pack's hidden input, which older prompts send: ignored with a warning
     outputs = {"IMAGE": ANY, "frame_count": INT, "audio": AUDIO, "video_info": VHS_VIDEOINFO}
 
     def _load(self, path: Path):

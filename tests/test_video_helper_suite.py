@@ -261,7 +261,7 @@ def test_frame_clock_ties_follow_the_packs_float_clock():
     assert vhs_frame_indices(6, 24, 16, 0, 1, 0) == [0, 2, 4, 5]
 
 
-def test_load_video_sizes_formats_info_and_older_saves(builtin_registry, clip):
+def test_load_video_sizes_formats_and_info(builtin_registry, clip):
     def load(**widgets):
         inputs = {"video": "clip.mkv", "format": "None", **widgets}
         return call(builtin_registry, "VHSLoadVideo", **inputs)
@@ -288,9 +288,30 @@ def test_load_video_sizes_formats_info_and_older_saves(builtin_registry, clip):
     # AnimateDiff's size step is 8: 50 x 37.5 comes to 48 x 40; Wan keeps 4n + 1 frames: 9 of 12
     assert load(custom_width=50, format="AnimateDiff")[0].shape == (12, 40, 48, 3)
     assert load(format="Wan")[1] == 9
-    # an older save's force_size, migrated as the pack's editor does: "?x24" is a height of 24
-    assert load(force_size="?x24", custom_width=512, custom_height=512)[0].shape == (12, 24, 32, 3)
-    assert load(force_size="Disabled", custom_width=512, custom_height=512)[0].shape == (12, 48, 64, 3)
+    # an older prompt's force_size: ignored, as the pack's backend ignores it
+    assert load(force_size="?x24", custom_width=32)[0].shape == (12, 24, 32, 3)
+
+
+def test_older_saves_read_as_the_packs_editor_restores_them(builtin_registry):
+    """Saves from before the pack kept widgets by name (a list in its older order, force_size in
+    place of custom sizes) and dict saves with force_size, migrated as its editor does on loading."""
+    ui = ui_graph()
+    ui["nodes"][0]["widgets_values"] = ["clip.mkv", 5, "?x24", 4, 1, 2, "image"]
+    ui["nodes"][1]["widgets_values"] = [5, 0, "old", "image/gif", False, True]
+    nodes = parse_workflow(ui, builtin_registry).nodes
+    want = {"video": "clip.mkv", "force_rate": 5, "custom_width": 0, "custom_height": 24, "frame_load_cap": 4,
+            "skip_first_frames": 1, "select_every_nth": 2}
+    assert want.items() <= nodes["1"].inputs.items() and "force_size" not in nodes["1"].inputs
+    want = {"frame_rate": 5, "loop_count": 0, "filename_prefix": "old", "format": "image/gif", "pingpong": False,
+            "save_output": True}
+    assert want.items() <= nodes["2"].inputs.items()
+    for size, width, height in [("512x?", 512, 0), ("Disabled", 0, 0), ("Custom Width", 320, 0),
+                                ("Custom Height", 0, 240), ("Custom", 320, 240)]:
+        ui["nodes"][0]["widgets_values"] = {"video": "clip.mkv", "force_rate": 0, "force_size": size,
+                                            "custom_width": 320, "custom_height": 240, "frame_load_cap": 0,
+                                            "skip_first_frames": 0, "select_every_nth": 1}
+        inputs = parse_workflow(ui, builtin_registry).nodes["1"].inputs
+        assert (inputs["custom_width"], inputs["custom_height"]) == (width, height), size
 
 
 def test_load_video_vae_gives_the_latent_vae_encode_gives(builtin_registry, clip, tmp_folders):
@@ -317,7 +338,7 @@ def test_load_video_path_stays_inside_graphflows_folders(builtin_registry, clip,
         assert e.value.input == "video" and why in str(e.value), path
 
 
-def test_api_graph_and_old_list_save(builtin_registry, clip, tmp_folders):
+def test_api_graph_runs(builtin_registry, clip, tmp_folders):
     graph = {"1": {"class_type": "VHS_LoadVideoPath",
                    "inputs": {"video": "input/clip.mkv", "force_rate": 0, "custom_width": 0, "custom_height": 0,
                               "frame_load_cap": 0, "skip_first_frames": 0, "select_every_nth": 1, "format": "None"}},
@@ -334,12 +355,6 @@ def test_api_graph_and_old_list_save(builtin_registry, clip, tmp_folders):
     frames, facts = read_frames(result.values["3"][0][1][1])
     assert len(frames) == 4 and facts["rate"] == 4 and "comment" not in facts["tags"]  # frames 1, 4, 7, 10
     assert np.abs(frames.astype(float) - clip[[1, 4, 7, 10]].numpy()).mean() < 4
-    # a save from before the pack's widgets were kept by name: the list in the pack's order
-    ui = ui_graph()
-    ui["nodes"][1]["widgets_values"] = [5, 0, "old", "image/gif", False, True]
-    inputs = parse_workflow(ui, builtin_registry).nodes["2"].inputs
-    want = {"frame_rate": 5, "filename_prefix": "old", "format": "image/gif", "save_output": True}
-    assert want.items() <= inputs.items()
 
 
 def test_batch_helpers_match_slicing_and_image_scale(builtin_registry):
