@@ -109,6 +109,7 @@ class VHSVideoCombine(Node):
     writes to the temp folder. The format's own widgets (pix_fmt, crf, save_metadata, trim_to_audio,
     input_color_depth, lossless, FFV1's and ProRes' options) are read by name and only the chosen
     format's count; webm's sound is Opus (the pack asks for Vorbis, which graphflow's FFmpeg lacks).
+    H.265 is refused for frames under 64 pixels (graphflow's x265 build was seen to crash on them).
     meta_batch (the pack's Meta Batch Manager) is not supported. Output: (save_output, [paths])."""
     display_name = "Video Combine 🎥🅥🅗🅢"  # the pack's name for it
     category = CATEGORY
@@ -138,7 +139,8 @@ class VHSVideoCombine(Node):
     slicecrc: str = Choice(("0", "1"), "1")
     profile: str = Choice(PRORES_PROFILES, "hq")
     outputs = {"Filenames": VHS_FILENAMES}
-    comfy = ComfyAlias(("VHS_VideoCombine",), optional=("audio", "meta_batch", "vae", "pix_fmt", "crf", "save_metadata", "trim_to_audio",
+    comfy = ComfyAlias(("VHS_VideoCombine",),
+                       optional=("audio", "meta_batch", "vae", "pix_fmt", "crf", "save_metadata", "trim_to_audio",
                                  "input_color_depth", "lossless", "level", "coder", "context", "gop_size", "slices",
                                  "slicecrc", "profile"))
 
@@ -162,8 +164,9 @@ class VHSVideoCombine(Node):
         extra = json.loads(texts["workflow"]).get("extra", {}) if "workflow" in texts else {}
         files = []
         if extra.get("VHS_MetadataImage", True) is not False:
-            png = _first_frame_png(frames[0])
-            first = _saved(folder, stem, counter, ".png", lambda p: png.save(p, format="PNG", **png.encoderinfo))
+            picture, info = _first_frame_png(frames[0])
+            first = _saved(folder, stem, counter, ".png",
+                           lambda p: picture.save(p, format="PNG", pnginfo=info, compress_level=4))
             counter = int(first.stem.rsplit("_", 1)[1])
             files.append(first)
         if kind == "image":
@@ -179,7 +182,7 @@ class VHSVideoCombine(Node):
         kind_of = "output" if self.save_output else "temp"
         show(images=[{"filename": shown.name, "subfolder": subfolder, "type": kind_of}], animated=[True],
              gifs=[{"filename": shown.name, "subfolder": subfolder, "type": kind_of, "format": self.format,
-                    "frame_rate": self.frame_rate, "workflow": files[0].name if len(files) > 1 else None,
+                    "frame_rate": self.frame_rate, "workflow": f"{stem}_{counter:05}.png",
                     "fullpath": str(shown)}])
         return (self.save_output, [str(p) for p in files])
 
@@ -289,14 +292,12 @@ class VHSVideoCombine(Node):
 
 
 def _first_frame_png(frame):
-    """The pack's first frame PNG: the workflow texts and the time of saving."""
+    """The pack's first frame PNG: the picture and its text chunks (the workflow, the time of saving)."""
     from graphflow.images import image_to_pil
 
     info = _png_metadata()
     info.add_text("CreationTime", datetime.datetime.now().isoformat(" ")[:19])
-    picture = image_to_pil(frame)
-    picture.encoderinfo = {"pnginfo": info, "compress_level": 4}
-    return picture
+    return image_to_pil(frame), info
 
 
 def _comment(texts: dict) -> str:

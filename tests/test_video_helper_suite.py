@@ -231,6 +231,9 @@ def test_combine_temp_folder_latent_input_and_refusals(builtin_registry, tmp_fol
     with pytest.raises(NodeInputError) as e:
         call(builtin_registry, "VHSVideoCombine", images=clip_frames(2), format="video/h264-mp4", pix_fmt="rgba64le")
     assert e.value.input == "pix_fmt" and "yuv420p10le" in str(e.value)
+    with pytest.raises(NodeInputError) as e:  # refused rather than risk x265's crash on tiny frames
+        call(builtin_registry, "VHSVideoCombine", images=clip_frames(2, 32, 48), format="video/h265-mp4")
+    assert e.value.input == "format" and "64 pixels" in str(e.value)
     combine = {"images": ["1", 0], "frame_rate": 8, "loop_count": 0, "filename_prefix": "n",
                "format": "video/nvenc_h264-mp4", "pingpong": False, "save_output": True}
     graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 2, "color": 0}},
