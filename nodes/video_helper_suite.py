@@ -16,10 +16,12 @@ import json
 import math
 from pathlib import Path
 
-from graphflow.api import (ANY, AUDIO, FLOAT, IMAGE, INT, LATENT, MASK, VAE, Bool, Choice, ComfyAlias, Float, Int, Node,
-                           NodeInputError, Text, folders, safe_join, show, socket_type, warn, workflow_texts)
+from graphflow.api import (ANY, AUDIO, FLOAT, IMAGE, INT, LATENT, MASK, STRING, VAE, Bool, Choice, ComfyAlias, Float,
+                           Int, Node, NodeInputError, Text, folders, safe_join, show, socket_type, warn,
+                           workflow_texts)
 from nodes.image import _next_counter, _png_metadata, _resize_image, _write_new
 from nodes.latent import _upscale
+from nodes.vae import _require_vae
 
 CATEGORY = "Video Helper Suite 🎥🅥🅗🅢"
 BIGMAX = 2 ** 53 - 1  # the pack's bounds for counts and indexes
@@ -954,3 +956,86 @@ class VHSSelectLatents(Node):
         length = len(self.latent["samples"])
         chosen = _select(length, self.indexes, self.err_if_missing, self.err_if_empty)
         return {k: v[chosen] if isinstance(v, torch.Tensor) and len(v) == length else v for k, v in self.latent.items()}
+
+
+# -- batched VAE, file names -----------------------------------------------------------------
+
+
+class VHSVAEDecodeBatched(Node):
+    """Decode latents per_batch at a time (less memory at once), as VideoHelperSuite's VAE Decode
+    Batched: the images VAEDecode gives, put one after another."""
+    display_name = "VAE Decode Batched 🎥🅥🅗🅢"  # the pack's name for it
+    category = f"{CATEGORY}/batched nodes"
+    samples: LATENT
+    vae: VAE
+    per_batch: int = Int(16, min=1, max=BIGMAX)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("VHS_VAEDecodeBatched",))
+
+    def run(self):
+        import torch
+
+        vae, latent = _require_vae(self.vae), self.samples["samples"]
+        return torch.cat([vae.decode(latent[i:i + self.per_batch]) for i in range(0, len(latent), self.per_batch)])
+
+
+class VHSVAEEncodeBatched(Node):
+    """Encode images per_batch at a time (less memory at once), as VideoHelperSuite's VAE Encode
+    Batched: the latents VAEEncode gives (sizes cropped to the VAE's multiple, alpha dropped)."""
+    display_name = "VAE Encode Batched 🎥🅥🅗🅢"  # the pack's name for it
+    category = f"{CATEGORY}/batched nodes"
+    pixels: IMAGE
+    vae: VAE
+    per_batch: int = Int(16, min=1, max=BIGMAX)
+    outputs = {"LATENT": LATENT}
+    comfy = ComfyAlias(("VHS_VAEEncodeBatched",))
+
+    def run(self):
+        import torch
+
+        vae, pixels = _require_vae(self.vae), self.pixels[..., :3]
+        return {"samples": torch.cat([vae.encode(pixels[i:i + self.per_batch])
+                                      for i in range(0, len(pixels), self.per_batch)])}
+
+
+class VHSSelectFilename(Node):
+    """One path from a Video Combine's Filenames: index -1 (the default) is the last, the file the
+    editor shows (the video with sound, if there is one)."""
+    display_name = "Select Filename 🎥🅥🅗🅢"  # the pack's name for it
+    category = CATEGORY
+    filenames: VHS_FILENAMES
+    index: int = Int(-1, min=-1, max=BIGMAX)
+    outputs = {"Filename": STRING}
+    comfy = ComfyAlias(("VHS_SelectFilename",))
+
+    def run(self):
+        paths = self.filenames[1]
+        if not -len(paths) <= self.index < len(paths):
+            raise NodeInputError("index", f"the Filenames hold {len(paths)} path(s); no index {self.index}")
+        return paths[self.index]
+
+
+class VHSPruneOutputs(Node):
+    """Delete a Video Combine's in-between files, as VideoHelperSuite's Prune Outputs: Intermediate
+    removes the video without sound (where a video with sound was made); Intermediate and Utility
+    also the first frame's PNG. Only files inside the outputs or temp folder are ever deleted."""
+    display_name = "Prune Outputs 🎥🅥🅗🅢"  # the pack's name for it
+    category = CATEGORY
+    output_node = True
+    filenames: VHS_FILENAMES
+    options: str = Choice(("Intermediate", "Intermediate and Utility"))
+    comfy = ComfyAlias(("VHS_PruneOutputs",))
+
+    def run(self):
+        paths = [Path(p) for p in self.filenames[1]]
+        if not paths:
+            return
+        if not 2 <= len(paths) <= 3:
+            raise NodeInputError("filenames", f"expected a Video Combine's 2 or 3 files, got {len(paths)}")
+        doomed = paths[1:-1] + (paths[:1] if self.options == "Intermediate and Utility" else [])
+        bases = [Path(folders.outputs).resolve(), Path(folders.temp).resolve()]
+        for path in doomed:
+            resolved = path.resolve()
+            if not any(base in resolved.parents for base in bases):
+                raise NodeInputError("filenames", f"{path} is outside the outputs and temp folders: not deleted")
+            resolved.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ import json
 import math
 import threading
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -315,6 +316,32 @@ def test_older_saves_read_as_the_packs_editor_restores_them(builtin_registry):
                                             "skip_first_frames": 0, "select_every_nth": 1}
         inputs = parse_workflow(ui, builtin_registry).nodes["1"].inputs
         assert (inputs["custom_width"], inputs["custom_height"]) == (width, height), size
+
+
+def test_batched_vae_nodes_filenames_and_pruning(builtin_registry, tmp_folders, running):
+    (tmp_folders.models / "checkpoints").mkdir()
+    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
+    _, _, vae = call(builtin_registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
+    pixels = clip_frames(count=5, height=16, width=16)
+    whole = call(builtin_registry, "VAEEncode", pixels=pixels, vae=vae)["samples"]
+    batched = call(builtin_registry, "VHSVAEEncodeBatched", pixels=pixels, vae=vae, per_batch=2)["samples"]
+    assert batched.shape == whole.shape and torch.allclose(batched, whole, atol=1e-5)
+    images = call(builtin_registry, "VHSVAEDecodeBatched", samples={"samples": whole}, vae=vae, per_batch=3)
+    assert torch.allclose(images, call(builtin_registry, "VAEDecode", samples={"samples": whole}, vae=vae), atol=1e-5)
+    files = call(builtin_registry, "VHSVideoCombine", images=pixels, format="video/h264-mp4", audio=clip_sound(),
+                 filename_prefix="p")
+    assert call(builtin_registry, "VHSSelectFilename", filenames=files) == files[1][-1]
+    assert call(builtin_registry, "VHSSelectFilename", filenames=files, index=0).endswith("p_00001.png")
+    call(builtin_registry, "VHSPruneOutputs", filenames=files, options="Intermediate")
+    assert [Path(p).exists() for p in files[1]] == [True, False, True]
+    call(builtin_registry, "VHSPruneOutputs", filenames=files, options="Intermediate and Utility")
+    assert [Path(p).exists() for p in files[1]] == [False, False, True]
+    outside = tmp_folders.inputs / "keep.mp4"
+    outside.write_bytes(b"x")
+    with pytest.raises(NodeInputError) as e:
+        call(builtin_registry, "VHSPruneOutputs", filenames=(True, [files[1][0], str(outside), files[1][2]]),
+             options="Intermediate")
+    assert e.value.input == "filenames" and outside.exists()
 
 
 def test_load_video_vae_gives_the_latent_vae_encode_gives(builtin_registry, clip, tmp_folders):
