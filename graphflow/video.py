@@ -10,6 +10,7 @@ read_metadata without torch.
 from __future__ import annotations
 
 import io
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -53,42 +54,80 @@ def _readable(source):
 def read_video(source) -> Video:
     """Decode a file (a path or bytes) into a Video: every frame as RGB, the last audio stream (if
     any) as float samples at its own rate and channel count."""
+    import numpy as np
+    import torch
+
+    with video_frames(source) as (facts, frames):
+        frames = list(frames)
+    if not frames:
+        raise VideoFileError("the video has no frames")
+    images = torch.from_numpy(np.stack(frames)).float() / 255.0
+    return Video(images, facts.fps, read_sound(source), source)
+
+
+@dataclass
+class VideoFacts:
+    fps: Fraction
+    width: int
+    height: int
+    frames: int  # as the container states it, else as its duration implies (0: unknown)
+
+
+def _open(source):
+    import av
+
+    try:
+        return av.open(_readable(source))
+    except (av.FFmpegError, OSError) as e:
+        raise VideoFileError(f"not a video FFmpeg can read: {e}") from None
+
+
+@contextmanager
+def video_frames(source):
+    """The first video stream's facts and its frames (uint8 RGB arrays [H, W, 3]) decoded one by one
+    as they are read: a reader that stops early (a frame cap) decodes no further."""
+    import av
+
+    with _open(source) as container:
+        if not container.streams.video:
+            raise VideoFileError("the file has no video stream")
+        stream = container.streams.video[0]
+        fps = Fraction(stream.average_rate or stream.guessed_rate or Fraction(1))
+        count = stream.frames or (round(container.duration / av.time_base * fps) if container.duration else 0)
+
+        def frames():
+            try:
+                for frame in container.decode(stream):
+                    yield frame.to_ndarray(format="rgb24")
+            except av.FFmpegError as e:
+                raise VideoFileError(f"the video could not be decoded: {e}") from None
+
+        yield VideoFacts(fps, stream.codec_context.width, stream.codec_context.height, int(count)), frames()
+
+
+def read_sound(source) -> dict | None:
+    """The last audio stream of a file (as ComfyUI takes it) as AUDIO, float samples at its own rate
+    and channel count; None without one."""
     import av
     import numpy as np
     import torch
 
-    try:
-        container = av.open(_readable(source))
-    except (av.FFmpegError, OSError) as e:
-        raise VideoFileError(f"not a video FFmpeg can read: {e}") from None
-    with container:
-        if not container.streams.video:
-            raise VideoFileError("the file has no video stream")
-        stream = container.streams.video[0]
-        sound = container.streams.audio[-1] if container.streams.audio else None  # the last, as ComfyUI takes
-        resampler = av.AudioResampler(format="fltp", layout=sound.layout.name, rate=sound.rate) if sound else None
-        frames, samples = [], []
+    with _open(source) as container:
+        if not container.streams.audio:
+            return None
+        sound = container.streams.audio[-1]
+        resampler = av.AudioResampler(format="fltp", layout=sound.layout.name, rate=sound.rate)
+        samples = []
         try:
-            for packet in container.demux(*[s for s in (stream, sound) if s is not None]):
-                for frame in packet.decode():
-                    if packet.stream is stream:
-                        frames.append(frame.to_ndarray(format="rgb24"))
-                    else:
-                        samples.extend(part.to_ndarray() for part in resampler.resample(frame))
-            if resampler is not None:
-                samples.extend(part.to_ndarray() for part in resampler.resample(None))
+            for frame in container.decode(sound):
+                samples.extend(part.to_ndarray() for part in resampler.resample(frame))
+            samples.extend(part.to_ndarray() for part in resampler.resample(None))
         except av.FFmpegError as e:
             raise VideoFileError(f"the video could not be decoded: {e}") from None
-        if not frames:
-            raise VideoFileError("the video has no frames")
-        rate = stream.average_rate or stream.guessed_rate or Fraction(1)
-        sample_rate = int(sound.rate) if sound else 0
-    images = torch.from_numpy(np.stack(frames)).float() / 255.0
-    audio = None
-    if samples:
-        waveform = torch.from_numpy(np.concatenate(samples, axis=1)).float().unsqueeze(0)
-        audio = {"waveform": waveform, "sample_rate": sample_rate}
-    return Video(images, Fraction(rate), audio, source)
+        rate = int(sound.rate)
+    if not samples:
+        return None
+    return {"waveform": torch.from_numpy(np.concatenate(samples, axis=1)).float().unsqueeze(0), "sample_rate": rate}
 
 
 def source_streams(source) -> tuple[list[str], str] | None:

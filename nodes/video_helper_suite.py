@@ -347,19 +347,23 @@ LOAD_FORMATS = {
 VIDEO_EXTENSIONS = ("webm", "mp4", "mkv", "gif", "mov")  # the pack's video_extensions
 
 
-def vhs_frame_indices(count: int, fps: float, force_rate: float, skip_first: int, every_nth: int,
-                      cap: int) -> list[int]:
-    """Which of a video's `count` frames the pack's Load Video keeps: resampled to force_rate (0: the
-    video's own rate) by its frame clock (for each target time k / force_rate, the first frame at or
-    after it), then the first skip_first dropped, every every_nth kept, at most cap (0: all)."""
+def vhs_pick(frames, fps: float, force_rate: float, skip_first: int, every_nth: int, cap: int):
+    """The frames (an iterable, read no further than needed) the pack's Load Video keeps: resampled to
+    force_rate (0: the video's own rate) by its frame clock (for each target time k / force_rate, the
+    first frame at or after it; a frame may come twice when forced faster), then the first skip_first
+    dropped, every every_nth kept, at most cap (0: all)."""
     base = 1 / fps
     target = 1 / force_rate if force_rate else base
-    kept, current, clock, taken, seen = [], 0, target, 0, -1
+    frames = iter(frames)
+    current = next(frames, None)
+    if current is None:
+        return
+    clock, taken, seen, kept = target, 0, -1, 0
     while True:
         if clock < target:
-            current += 1
-            if current >= count:
-                break
+            current = next(frames, None)
+            if current is None:
+                return
             clock += base
         if clock < target:
             continue
@@ -370,10 +374,16 @@ def vhs_frame_indices(count: int, fps: float, force_rate: float, skip_first: int
         seen += 1
         if seen % every_nth:
             continue
-        kept.append(current)
-        if cap and len(kept) >= cap:
-            break
-    return kept
+        yield current
+        kept += 1
+        if cap and kept >= cap:
+            return
+
+
+def vhs_frame_indices(count: int, fps: float, force_rate: float, skip_first: int, every_nth: int,
+                      cap: int) -> list[int]:
+    """Which of a video's `count` frames vhs_pick keeps."""
+    return list(vhs_pick(range(count), fps, force_rate, skip_first, every_nth, cap))
 
 
 def vhs_target_size(width: int, height: int, custom_width: int, custom_height: int, step: int) -> tuple[int, int]:
@@ -391,10 +401,17 @@ def vhs_target_size(width: int, height: int, custom_width: int, custom_height: i
 def load_vhs_video(node, path: Path):
     """Load Video's work on a file: frames picked, resized, optionally encoded; (IMAGE or LATENT,
     frame_count, audio, video_info)."""
-    from graphflow.video import VideoFileError, read_video
+    import numpy as np
+    import torch
 
-    try:
-        video = read_video(path)
+    from graphflow.video import VideoFileError, read_sound, video_frames
+
+    try:  # decoded as far as the frames kept need, as the pack reads a long video with a small cap
+        with video_frames(path) as (facts, frames):
+            fps = float(facts.fps)
+            picked = list(vhs_pick(frames, fps, node.force_rate, node.skip_first_frames, node.select_every_nth,
+                                   node.frame_load_cap))
+        sound = read_sound(path)
     except VideoFileError as e:
         raise NodeInputError("video", f"can't read {path.name!r}: {e}") from None
     custom_width, custom_height = node.custom_width, node.custom_height
@@ -403,13 +420,11 @@ def load_vhs_video(node, path: Path):
              "set the size")
     fmt = LOAD_FORMATS[node.format]
     step = node.vae.downscale if node.vae is not None else fmt.get("dim", (1,))[0]
-    fps = float(video.fps)
-    total, (height, width) = len(video.images), video.images.shape[1:3]
-    picked = vhs_frame_indices(total, fps, node.force_rate, node.skip_first_frames, node.select_every_nth,
-                               node.frame_load_cap)
+    total, width, height = facts.frames, facts.width, facts.height
     if not picked:
-        raise NodeInputError("skip_first_frames", f"no frames left: the video has {total} at {fps:g} fps")
-    images = video.images[picked]
+        raise NodeInputError("skip_first_frames", f"no frames left: the video has {total or 'no'} frames "
+                                                  f"at {fps:g} fps")
+    images = torch.from_numpy(np.stack(picked)).float() / 255.0
     new_w, new_h = vhs_target_size(width, height, custom_width, custom_height, step)
     if (new_w, new_h) != (width, height):
         if new_w <= 0 or new_h <= 0:
@@ -423,7 +438,7 @@ def load_vhs_video(node, path: Path):
     frame_time = 1 / node.force_rate if node.force_rate else 1 / fps
     start = node.skip_first_frames * frame_time
     frame_time *= node.select_every_nth
-    audio = _sound_part(video.audio, start, node.frame_load_cap * frame_time)
+    audio = _sound_part(sound, start, node.frame_load_cap * frame_time)
     info = {"source_fps": fps, "source_frame_count": total, "source_duration": total / fps,
             "source_width": width, "source_height": height, "loaded_fps": 1 / frame_time,
             "loaded_frame_count": len(images), "loaded_duration": len(images) * frame_time,

@@ -23,7 +23,7 @@ from graphflow.picture_metadata import picture_text
 from graphflow.testing import write_checkpoint
 from graphflow.video import Video, write_video
 from graphflow.workflow import load_workflow, parse_workflow
-from nodes.video_helper_suite import allowed_video_path, vhs_frame_indices
+from nodes.video_helper_suite import allowed_video_path, vhs_frame_indices, vhs_pick
 from tests.test_nodes_image_mask import call
 
 RATE, COUNT, SAMPLE_RATE = 10, 12, 16000
@@ -471,3 +471,11 @@ def test_written_back_in_the_packs_shape(builtin_registry, clip):
     assert combine["crf"] == 23 and combine["videopreview"] == VIDEO_PREVIEW
     assert combine["filename_prefix"] == "%date:yyyy%/clip" and combine["format"] == "video/h264-mp4"
     assert nodes[1]["widgets_values"]["video"] == "clip.mkv" and nodes[1]["widgets_values"]["force_rate"] == 5
+
+
+def test_frames_are_read_no_further_than_the_cap_needs():
+    def frames():
+        yield from range(5)
+        raise AssertionError("decoded past the frames kept")
+
+    assert list(vhs_pick(frames(), 10, 0, 1, 1, 3)) == [1, 2, 3]
