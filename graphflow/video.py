@@ -180,14 +180,16 @@ def read_metadata(raw: bytes) -> dict[str, str]:
 
 def write_video(path, video: Video, container_format: str, codec: str, pix_fmt: str = "yuv420p",
                 options: dict | None = None, metadata: dict[str, str] | None = None, audio_codec: str = "aac",
-                bt709: bool = False, depth: int = 8, codec_tag: str | None = None) -> None:
+                bt709: bool = False, depth: int = 8, codec_tag: str | None = None,
+                order: list[int] | None = None) -> None:
     """Encode a Video into `path` (any name: the container format is given; or a writable binary
     file). Frames are cut to 8 bits as ComfyUI's video savers do (255 x value, clamped, truncated),
     or to 16 (65535 x value) with depth=16; sound is encoded when the Video has some (resampled
     where the codec takes another sample format or rate). bt709: the pictures are turned into YUV
     with the BT.709 matrix in TV range and tagged so (as VideoHelperSuite's formats write them),
     rather than FFmpeg's default BT.601 conversion. codec_tag: the stream's four-letter tag (hvc1:
-    H.265 that Apple's players open)."""
+    H.265 that Apple's players open). order: the frames' indexes in the order played (repeats allowed:
+    a loop or pingpong without copies of the frames); all of them once when None."""
     import av
     import torch
 
@@ -221,8 +223,8 @@ def write_video(path, video: Video, container_format: str, codec: str, pix_fmt: 
             context = stream.codec_context
             context.colorspace = context.color_primaries = context.color_trc = context.color_range = 1
         sound = _add_audio(container, video.audio, audio_codec) if video.audio is not None else None
-        for pixel in pixels:
-            frame = av.VideoFrame.from_ndarray(pixel, format=source_format)
+        for index in range(len(pixels)) if order is None else order:
+            frame = av.VideoFrame.from_ndarray(pixels[index], format=source_format)
             if bt709:
                 frame = frame.reformat(format=pix_fmt, dst_colorspace="ITU709", dst_color_range="MPEG")
             container.mux(stream.encode(frame))

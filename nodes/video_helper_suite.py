@@ -269,30 +269,29 @@ class VHSVideoCombine(Node):
         order = _pingpong(order) if self.pingpong else order
         # FFmpeg's loop filter, as the pack sets it: the first `count` frames played loop_count more times
         order = order[:count] * (self.loop_count + 1) + order[count:]
-        frames = frames[order]
         rate = frame_rate(self.frame_rate)
         save = "save_metadata" in widgets and self.save_metadata not in (False, "False")  # the pack's test
         metadata = {"comment": _comment(texts), "creation_time": datetime.datetime.now(datetime.timezone.utc)
                     .strftime("%Y-%m-%dT%H:%M:%S.%fZ")} if save else None
 
-        def encode(video, path):
+        def encode(video, path, order):
             try:
                 write_video(path, video, spec["container"], spec["codec"], pix_fmt=pix_fmt or "yuv420p",
                             options=options, metadata=metadata, audio_codec=spec["audio"],
-                            bt709=spec.get("bt709", False), depth=depth, codec_tag=spec.get("tag"))
+                            bt709=spec.get("bt709", False), depth=depth, codec_tag=spec.get("tag"), order=order)
             except (VideoFileError, ValueError) as e:
                 raise NodeInputError("format", f"video/{name} could not be written: {e}") from None
 
         for key, value in spec.get("env", {}).items():  # the format's environment (SVT-AV1: errors only)
             os.environ.setdefault(key, value)
         suffix = f".{spec['ext']}"
-        files = [_saved(folder, stem, counter, suffix, lambda p: encode(Video(frames, rate), p))]
+        files = [_saved(folder, stem, counter, suffix, lambda p: encode(Video(frames, rate), p, order))]
         audio = self.audio
         if isinstance(audio, dict) and hasattr(audio.get("waveform"), "shape"):
             trim = "trim_to_audio" in widgets and self.trim_to_audio
-            sound, pictures = _fit_sound(audio, frames, rate, trim)
+            sound, played = _fit_sound(audio, order, rate, trim)
             files.append(_saved(folder, stem, counter, f"-audio{suffix}",
-                                lambda p: encode(Video(pictures, rate, sound), p)))
+                                lambda p: encode(Video(frames, rate, sound), p, played)))
         return files
 
 
@@ -314,9 +313,10 @@ def _comment(texts: dict) -> str:
     return json.dumps(comment)
 
 
-def _fit_sound(audio: dict, frames, rate, trim: bool):
+def _fit_sound(audio: dict, frames: list, rate, trim: bool):
     """The sound padded with silence (or cut) to the pictures' length, as the pack's FFmpeg call
-    (apad, then -shortest) ends it; with trim, a shorter sound cuts the pictures instead."""
+    (apad, then -shortest) ends it; with trim, a shorter sound cuts the pictures (`frames`: the
+    order they play in) instead."""
     import torch
 
     waveform, sample_rate = audio["waveform"], int(audio["sample_rate"])
