@@ -518,8 +518,8 @@ class VHSLoadVideo(_LoadVideoBase):
         return self._load(path)
 
 
-def allowed_video_path(text: str) -> Path:
-    """The file a Load Video (Path) names, kept inside graphflow's inputs, outputs or temp folder (an
+def allowed_path(text: str) -> Path:
+    """The file (or folder) a VHS Path node names, kept inside graphflow's inputs, outputs or temp folder (an
     absolute path must lead into one; "input/...", "output/..." and "temp/..." name them as ComfyUI's
     working folder does; any other relative path is in the inputs). Anything else is refused:
     a workflow must not read the server's other files. URLs are refused (nothing is downloaded)."""
@@ -536,7 +536,7 @@ def allowed_video_path(text: str) -> Path:
             if resolved == base or base in resolved.parents:
                 return safe_join(base, resolved.relative_to(base).as_posix())
         raise ValueError(f"{name!r} is outside graphflow's inputs, outputs and temp folders, which are the only "
-                         "places a workflow may read a video from")
+                         "places a workflow may read from")
     bases = {"input": folders.inputs, "output": folders.outputs, "temp": folders.temp}
     if path.parts and path.parts[0] in bases and len(path.parts) > 1:
         return safe_join(bases[path.parts[0]], Path(*path.parts[1:]).as_posix())
@@ -554,18 +554,143 @@ class VHSLoadVideoPath(_LoadVideoBase):
     @classmethod
     def fingerprint(cls, video="", **widgets):
         try:
-            return hashlib.sha256(allowed_video_path(video).read_bytes()).hexdigest()
+            return hashlib.sha256(allowed_path(video).read_bytes()).hexdigest()
         except (OSError, ValueError):
             return None
 
     def run(self):
         try:
-            path = allowed_video_path(self.video)
+            path = allowed_path(self.video)
         except ValueError as e:
             raise NodeInputError("video", str(e)) from None
         if not path.is_file():
             raise NodeInputError("video", f"no video file at {self.video!r}")
         return self._load(path)
+
+
+# -- Load Images (a folder of pictures as frames) --------------------------------------------
+
+# the pictures the pack reads from a folder (k-diffusion's FolderOfImages extensions)
+FOLDER_PICTURES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def _folder_pictures(folder: Path, skip_first: int, every_nth: int, cap: int) -> list[Path]:
+    """The pack's pick of a folder's pictures: by name, skip_first dropped, every every_nth kept, at most cap."""
+    names = sorted(p.name for p in folder.iterdir())
+    files = [folder / n for n in names if (folder / n).is_file() and "." + n.split(".")[-1].lower() in FOLDER_PICTURES]
+    files = files[skip_first::every_nth]
+    return files[:cap] if cap else files
+
+
+def load_vhs_images(node, folder: Path):
+    """Load Images' work: the pictures as frames at the most common size (others Lanczos-resized with a
+    centre crop), their alpha as MASK (1 - alpha; [n, 64, 64] zeros without), and the count."""
+    import numpy as np
+    import torch
+    from PIL import Image, ImageOps
+
+    if node.meta_batch is not None:
+        raise NodeInputError("meta_batch", "the pack's Meta Batch Manager is not supported by graphflow; "
+                                           "disconnect it to load the pictures at once")
+    if not folder.is_dir():
+        raise NodeInputError("directory", f"no folder {node.directory!r}")
+    files = _folder_pictures(folder, node.skip_first_images, node.select_every_nth, node.image_load_cap)
+    if not files:
+        raise NodeInputError("directory", f"no pictures ({', '.join(FOLDER_PICTURES)}) to load in {node.directory!r}")
+    pictures = [ImageOps.exif_transpose(Image.open(f)) for f in files]
+    sizes = [p.size for p in pictures]
+    width, height = max(dict.fromkeys(sizes), key=sizes.count)  # the most common; the first of a tie
+    alpha = any("A" in p.getbands() for p in pictures)
+    frames = []
+    for picture in pictures:
+        frame = torch.from_numpy(np.asarray(picture.convert("RGBA" if alpha else "RGB"), dtype=np.float32) / 255.0)
+        if picture.size != (width, height):
+            frame = _resize_image(frame[None], width, height, "lanczos", crop=True)[0]
+        frames.append(frame.half())  # the pack loads pictures as float16: its values, here as float32
+    images = torch.stack(frames).float()
+    masks = 1.0 - images[..., 3] if alpha else torch.zeros(len(images), 64, 64)
+    return images[..., :3].contiguous(), masks, len(images)
+
+
+def _pictures_state(folder: Path, node_inputs: dict) -> str | None:
+    try:
+        files = _folder_pictures(folder, node_inputs.get("skip_first_images", 0),
+                                 node_inputs.get("select_every_nth", 1), node_inputs.get("image_load_cap", 0))
+        return hashlib.sha256("".join(f"{f}:{f.stat().st_mtime_ns}:{f.stat().st_size};" for f in files)
+                              .encode()).hexdigest()
+    except (OSError, ValueError):
+        return None
+
+
+def _input_folders() -> list[str]:
+    """The inputs folder's subfolders (the pack's choices; ComfyUI's clipspace left out)."""
+    if not folders.inputs.is_dir():
+        return []
+    return sorted(p.name for p in folders.inputs.iterdir() if p.is_dir() and p.name != "clipspace")
+
+
+_LOAD_IMAGES_DOC = ("Load the pictures of a folder ({}) as frames, as VideoHelperSuite's Load Images: by file name, "
+                    "skip_first_images dropped, every select_every_nth kept, at most image_load_cap (0: all). All come "
+                    "out at the most common size (others Lanczos-resized, centre-cropped); MASK is 1 - alpha (zeros "
+                    "[n, 64, 64] when none has alpha); INT their count. Values are the pack's float16 ones. "
+                    "meta_batch is not supported.")
+
+
+class VHSLoadImages(Node):
+    __doc__ = _LOAD_IMAGES_DOC.format("a subfolder of the inputs")
+    display_name = "Load Images (Upload) 🎥🅥🅗🅢"  # the pack's name for it
+    category = CATEGORY
+    directory: str = Choice(_input_folders, description="a subfolder of the inputs folder")
+    image_load_cap: int = Int(0, min=0, max=BIGMAX)
+    skip_first_images: int = Int(0, min=0, max=BIGMAX)
+    select_every_nth: int = Int(1, min=1, max=BIGMAX)
+    meta_batch: VHS_BATCH_MANAGER = None
+    outputs = {"IMAGE": IMAGE, "MASK": MASK, "INT": INT}
+    comfy = ComfyAlias(("VHS_LoadImages",), optional=("image_load_cap", "skip_first_images", "select_every_nth",
+                                                      "meta_batch"))
+
+    @classmethod
+    def fingerprint(cls, directory="", **widgets):
+        try:
+            return _pictures_state(safe_join(folders.inputs, directory), widgets)
+        except ValueError:
+            return None
+
+    def run(self):
+        try:
+            folder = safe_join(folders.inputs, self.directory.strip())
+        except ValueError as e:
+            raise NodeInputError("directory", str(e)) from None
+        return load_vhs_images(self, folder)
+
+
+class VHSLoadImagesPath(Node):
+    __doc__ = _LOAD_IMAGES_DOC.format("by its path: inside graphflow's inputs, outputs or temp folder only; "
+                                      "'input/frames' names the inputs' frames folder as in ComfyUI")
+    display_name = "Load Images (Path) 🎥🅥🅗🅢"  # the pack's name for it
+    category = CATEGORY
+    directory: str = Text("", description="the folder's path (inside the inputs, outputs or temp folder)")
+    image_load_cap: int = Int(0, min=0, max=BIGMAX)
+    skip_first_images: int = Int(0, min=0, max=BIGMAX)
+    select_every_nth: int = Int(1, min=1, max=BIGMAX)
+    meta_batch: VHS_BATCH_MANAGER = None
+    outputs = {"IMAGE": IMAGE, "MASK": MASK, "INT": INT}
+    comfy = ComfyAlias(("VHS_LoadImagesPath",), optional=("image_load_cap", "skip_first_images", "select_every_nth",
+                                                          "meta_batch"))
+
+    @classmethod
+    def fingerprint(cls, directory="", **widgets):
+        try:
+            return _pictures_state(allowed_path(directory), widgets)
+        except ValueError:
+            return None
+
+    def run(self):
+        try:
+            folder = allowed_path(self.directory)
+        except ValueError as e:
+            raise NodeInputError("directory", str(e)) from None
+        return load_vhs_images(self, folder)
 
 
 # -- Video Info ------------------------------------------------------------------------------

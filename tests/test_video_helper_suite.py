@@ -23,7 +23,7 @@ from graphflow.picture_metadata import picture_text
 from graphflow.testing import write_checkpoint
 from graphflow.video import Video, write_video
 from graphflow.workflow import load_workflow, parse_workflow
-from nodes.video_helper_suite import allowed_video_path, vhs_frame_indices, vhs_pick
+from nodes.video_helper_suite import allowed_path, vhs_frame_indices, vhs_pick
 from tests.test_nodes_image_mask import call
 
 RATE, COUNT, SAMPLE_RATE = 10, 12, 16000
@@ -356,8 +356,8 @@ def test_load_video_vae_gives_the_latent_vae_encode_gives(builtin_registry, clip
 
 
 def test_load_video_path_stays_inside_graphflows_folders(builtin_registry, clip, tmp_folders):
-    assert allowed_video_path("input/clip.mkv") == tmp_folders.inputs / "clip.mkv"
-    assert allowed_video_path(f'"{tmp_folders.inputs / "clip.mkv"}"') == tmp_folders.inputs / "clip.mkv"
+    assert allowed_path("input/clip.mkv") == tmp_folders.inputs / "clip.mkv"
+    assert allowed_path(f'"{tmp_folders.inputs / "clip.mkv"}"') == tmp_folders.inputs / "clip.mkv"
     assert call(builtin_registry, "VHSLoadVideoPath", video="clip.mkv", format="None")[1] == COUNT
     outside = tmp_folders.inputs.parent.parent / "secret.mp4"
     outside.write_bytes(b"x")
@@ -479,3 +479,31 @@ def test_frames_are_read_no_further_than_the_cap_needs():
         raise AssertionError("decoded past the frames kept")
 
     assert list(vhs_pick(frames(), 10, 0, 1, 1, 3)) == [1, 2, 3]
+
+
+def test_load_images_reads_a_folder_as_the_pack_does(builtin_registry, tmp_folders):
+    frames = tmp_folders.inputs / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(4)
+    pixels = [rng.integers(0, 256, (6, 8, 4), dtype=np.uint8) for _ in range(5)]
+    for i, p in enumerate(pixels):  # names sort as frame order; one of another size, one not a picture
+        Image.fromarray(p, "RGBA").save(frames / f"f{i:02d}.png")
+    Image.fromarray(pixels[0][:4, :4, :3]).save(frames / "f05.png")
+    (frames / "notes.txt").write_text("x")
+    assert builtin_registry.get("VHSLoadImages").input_specs["directory"].widget.options() == ["frames"]
+    images, mask, count = call(builtin_registry, "VHSLoadImages", directory="frames", skip_first_images=1,
+                               select_every_nth=2, image_load_cap=2)
+    want = torch.from_numpy(np.stack([pixels[1], pixels[3]]).astype(np.float32) / 255).half().float()
+    assert count == 2 and torch.equal(images, want[..., :3]) and torch.equal(mask, 1 - want[..., 3])
+    images, mask, count = call(builtin_registry, "VHSLoadImages", directory="frames")
+    assert count == 6 and images.shape == (6, 6, 8, 3)  # the odd one resized to the common 8x6
+    assert torch.equal(mask[5], torch.zeros(6, 8))  # opaque: no alpha to take 1 from
+    small = torch.from_numpy(pixels[0][:4, :4, :3].astype(np.float32) / 255)[None]
+    scaled = call(builtin_registry, "ImageScale", image=small, upscale_method="lanczos", width=8, height=6,
+                  crop="center")
+    assert torch.equal(images[5], scaled[0].half().float())
+    path_images, _, count = call(builtin_registry, "VHSLoadImagesPath", directory="input/frames", image_load_cap=3)
+    assert count == 3 and torch.equal(path_images, images[:3])
+    with pytest.raises(NodeInputError) as e:
+        call(builtin_registry, "VHSLoadImagesPath", directory="/etc")
+    assert e.value.input == "directory" and "outside" in str(e.value)
