@@ -112,7 +112,8 @@ class VHSVideoCombine(Node):
     writes to the temp folder. The format's own widgets (pix_fmt, crf, save_metadata, trim_to_audio,
     input_color_depth, lossless, FFV1's and ProRes' options) are read by name and only the chosen
     format's count; webm's sound is Opus (the pack asks for Vorbis, which graphflow's FFmpeg lacks).
-    H.265 is refused for frames under 64 pixels (graphflow's x265 build was seen to crash on them).
+    H.265 is refused for frames under 64 pixels (graphflow's x265 build was seen to crash on them);
+    the FFmpeg formats drop the frames' alpha (the pack keeps it where the pixel format has one).
     meta_batch (the pack's Meta Batch Manager) is not supported. Output: (save_output, [paths])."""
     display_name = "Video Combine 🎥🅥🅗🅢"  # the pack's name for it
     category = CATEGORY
