@@ -694,6 +694,81 @@ class VHSLoadImagesPath(Node):
         return load_vhs_images(self, folder)
 
 
+# -- Load Audio ------------------------------------------------------------------------------
+
+AUDIO_EXTENSIONS = (".mp3", ".mp4", ".wav", ".ogg")  # the pack's audio_extensions (its upload node's choices)
+
+
+def load_vhs_audio(path: Path, start: float, duration: float, input_name: str):
+    """The sound of a file from start seconds on, duration seconds of it (0: to the end), as the pack's
+    get_audio cuts it; the last audio stream where there are several."""
+    from graphflow.video import VideoFileError, read_sound
+
+    if not path.is_file():
+        raise NodeInputError(input_name, f"no file at {path.name!r}")
+    try:
+        sound = read_sound(path)
+    except VideoFileError as e:
+        raise NodeInputError(input_name, f"can't read {path.name!r}: {e}") from None
+    if sound is None:
+        raise NodeInputError(input_name, f"{path.name!r} has no sound")
+    return _sound_part(sound, start, duration)
+
+
+class VHSLoadAudioUpload(Node):
+    """Load the sound of a file in the inputs folder (mp3, mp4, wav, ogg) as AUDIO, as VideoHelperSuite's
+    Load Audio (Upload): from start_time seconds on, duration seconds of it (0: to the end)."""
+    display_name = "Load Audio (Upload)🎥🅥🅗🅢"  # the pack's name for it
+    category = f"{CATEGORY}/audio"
+    audio: str = Choice(lambda: folders.list_inputs(AUDIO_EXTENSIONS), upload="audio",
+                        description="a sound file in the inputs folder")
+    start_time: float = Float(0.0, min=0.0, max=10000000.0, step=0.01)
+    duration: float = Float(0.0, min=0.0, max=10000000.0, step=0.01)
+    outputs = {"audio": AUDIO}
+    comfy = ComfyAlias(("VHS_LoadAudioUpload",), folders={"audio": "input"})
+
+    @classmethod
+    def fingerprint(cls, audio="", **widgets):
+        try:
+            return hashlib.sha256(folders.input_path(audio).read_bytes()).hexdigest()
+        except (OSError, ValueError):
+            return None
+
+    def run(self):
+        try:
+            path = folders.input_path(self.audio)
+        except ValueError as e:
+            raise NodeInputError("audio", str(e)) from None
+        return load_vhs_audio(path, self.start_time, self.duration, "audio")
+
+
+class VHSLoadAudio(Node):
+    """Load the sound of a file by its path (inside graphflow's inputs, outputs or temp folder only;
+    'input/x.wav' names the inputs' as in ComfyUI) as AUDIO, as VideoHelperSuite's Load Audio (Path):
+    from seek_seconds on, duration seconds of it (0: to the end)."""
+    display_name = "Load Audio (Path)🎥🅥🅗🅢"  # the pack's name for it
+    category = f"{CATEGORY}/audio"
+    audio_file: str = Text("input/", description="the sound file's path (inside the inputs, outputs or temp folder)")
+    seek_seconds: float = Float(0.0, min=0.0, max=10000000.0, step=0.01)
+    duration: float = Float(0.0, min=0.0, max=10000000.0, step=0.01)
+    outputs = {"audio": AUDIO}
+    comfy = ComfyAlias(("VHS_LoadAudio",), optional=("seek_seconds", "duration"))
+
+    @classmethod
+    def fingerprint(cls, audio_file="", **widgets):
+        try:
+            return hashlib.sha256(allowed_path(audio_file).read_bytes()).hexdigest()
+        except (OSError, ValueError):
+            return None
+
+    def run(self):
+        try:
+            path = allowed_path(self.audio_file)
+        except ValueError as e:
+            raise NodeInputError("audio_file", str(e)) from None
+        return load_vhs_audio(path, self.seek_seconds, self.duration, "audio_file")
+
+
 # -- Video Info ------------------------------------------------------------------------------
 
 INFO_KEYS = ("fps", "frame_count", "duration", "width", "height")

@@ -507,3 +507,27 @@ def test_load_images_reads_a_folder_as_the_pack_does(builtin_registry, tmp_folde
     with pytest.raises(NodeInputError) as e:
         call(builtin_registry, "VHSLoadImagesPath", directory="/etc")
     assert e.value.input == "directory" and "outside" in str(e.value)
+
+
+def test_load_audio_cuts_the_sound_as_asked(builtin_registry, tmp_folders):
+    sound = clip_sound(seconds=1.0)
+    with av.open(str(tmp_folders.inputs / "tone.wav"), "w") as container:  # 16-bit PCM, read back exactly
+        stream = container.add_stream("pcm_s16le", rate=SAMPLE_RATE)
+        stream.layout = "mono"
+        samples = (sound["waveform"][0] * 32767).round().to(torch.int16).numpy()
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        container.mux(stream.encode(None))
+    want = torch.from_numpy(samples.astype(np.float32) / 32768)[None]
+    assert builtin_registry.get("VHSLoadAudioUpload").input_specs["audio"].widget.options() == ["tone.wav"]
+    got = call(builtin_registry, "VHSLoadAudioUpload", audio="tone.wav", start_time=0.25, duration=0.5)
+    first = round(0.25 * SAMPLE_RATE)
+    assert got["sample_rate"] == SAMPLE_RATE and torch.equal(got["waveform"], want[..., first:first + SAMPLE_RATE // 2])
+    whole = call(builtin_registry, "VHSLoadAudio", audio_file="input/tone.wav")
+    assert torch.equal(whole["waveform"], want)
+    for path, words in [("/etc/passwd", "outside"), ("input/none.wav", "no file")]:
+        with pytest.raises(NodeInputError) as e:
+            call(builtin_registry, "VHSLoadAudio", audio_file=path)
+        assert e.value.input == "audio_file" and words in str(e.value)
