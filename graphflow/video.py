@@ -10,6 +10,7 @@ read_metadata without torch.
 from __future__ import annotations
 
 import io
+import itertools
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -71,6 +72,8 @@ class VideoFacts:
     width: int
     height: int
     frames: int  # as the container states it, else as its duration implies (0: unknown)
+    duration: float  # seconds, as the container states it (0: unknown)
+    pix_fmt: str  # the decoded pictures' own pixel format (yuva420p: with alpha)
 
 
 def _open(source):
@@ -83,9 +86,12 @@ def _open(source):
 
 
 @contextmanager
-def video_frames(source):
-    """The first video stream's facts and its frames (uint8 RGB arrays [H, W, 3]) decoded one by one
-    as they are read: a reader that stops early (a frame cap) decodes no further."""
+def video_frames(source, filters: tuple = (), pix_fmt: str = "rgb24"):
+    """The first video stream's facts and its frames (arrays in pix_fmt: uint8 RGB [H, W, 3] by
+    default) decoded one by one as they are read: a reader that stops early (a frame cap) decodes no
+    further. filters: FFmpeg video filters as (name, arguments) pairs, chained as `-vf` chains them
+    (fps, crop, scale, trim ...), the frames passed through them; another pix_fmt is converted by
+    FFmpeg's format filter, as its command line's -pix_fmt does."""
     import av
 
     with _open(source) as container:
@@ -93,16 +99,42 @@ def video_frames(source):
             raise VideoFileError("the file has no video stream")
         stream = container.streams.video[0]
         fps = Fraction(stream.average_rate or stream.guessed_rate or Fraction(1))
-        count = stream.frames or (round(container.duration / av.time_base * fps) if container.duration else 0)
+        duration = container.duration / av.time_base if container.duration else 0.0
+        count = stream.frames or round(duration * fps)
 
-        def frames():
+        def decoded():
             try:
-                for frame in container.decode(stream):
-                    yield frame.to_ndarray(format="rgb24")
+                yield from container.decode(stream)
             except av.FFmpegError as e:
                 raise VideoFileError(f"the video could not be decoded: {e}") from None
 
-        yield VideoFacts(fps, stream.codec_context.width, stream.codec_context.height, int(count)), frames()
+        def frames():
+            if not filters and pix_fmt == "rgb24":  # else through FFmpeg's format filter, as its -pix_fmt converts
+                for frame in decoded():
+                    yield frame.to_ndarray(format=pix_fmt)
+                return
+            graph = av.filter.Graph()
+            chain = [graph.add_buffer(template=stream)]
+            for name, arguments in (*filters, ("format", pix_fmt)):
+                chain.append(graph.add(name, arguments))
+                chain[-2].link_to(chain[-1])
+            chain.append(graph.add("buffersink"))
+            chain[-2].link_to(chain[-1])
+            try:
+                graph.configure()
+            except (av.FFmpegError, ValueError) as e:
+                raise VideoFileError(f"the filters {filters} could not be set up: {e}") from None
+            for frame in itertools.chain(decoded(), [None]):  # None: the end, flushing the filters
+                chain[0].push(frame)
+                while True:
+                    try:
+                        yield chain[-1].pull().to_ndarray()
+                    except (av.error.BlockingIOError, av.error.EOFError):
+                        break
+
+        facts = VideoFacts(fps, stream.codec_context.width, stream.codec_context.height, int(count), duration,
+                           stream.codec_context.pix_fmt or "")
+        yield facts, frames()
 
 
 def read_sound(source) -> dict | None:

@@ -399,6 +399,28 @@ def vhs_target_size(width: int, height: int, custom_width: int, custom_height: i
     return int(width / step + 0.5) * step, int(height / step + 0.5) * step
 
 
+def _size_step(node) -> int:
+    """The multiple sizes are rounded to: the VAE's downscale with a vae, else the format's (None: 1)."""
+    return node.vae.downscale if node.vae is not None else LOAD_FORMATS[node.format].get("dim", (1,))[0]
+
+
+def _ignore_force_size(node) -> None:
+    if node.force_size:  # an older API prompt's: dropped by the pack's backend too (its editor migrates saves)
+        warn(f"force_size {node.force_size!r} is ignored, as the pack ignores it: custom_width and custom_height "
+             "set the size")
+
+
+def _cut_to_format(node, images):
+    """The frames cut to the format's count rule (Wan: 4n + 1 ...), as the pack cuts them."""
+    fmt = LOAD_FORMATS[node.format]
+    if "frames" in fmt and len(images) % fmt["frames"][0] != fmt["frames"][1]:
+        div, mod = fmt["frames"]
+        images = images[:(len(images) - mod) // div * div + mod]
+        if len(images) == 0:
+            raise NodeInputError("format", f"{node.format} wants {div}n+{mod} frames; fewer were loaded")
+    return images
+
+
 def load_vhs_video(node, path: Path):
     """Load Video's work on a file: frames picked, resized, optionally encoded; (IMAGE or LATENT,
     frame_count, audio, video_info)."""
@@ -407,6 +429,7 @@ def load_vhs_video(node, path: Path):
 
     from graphflow.video import VideoFileError, read_sound, video_frames
 
+    _ignore_force_size(node)
     try:  # decoded as far as the frames kept need, as the pack reads a long video with a small cap
         with video_frames(path) as (facts, frames):
             fps = float(facts.fps)
@@ -415,27 +438,17 @@ def load_vhs_video(node, path: Path):
         sound = read_sound(path)
     except VideoFileError as e:
         raise NodeInputError("video", f"can't read {path.name!r}: {e}") from None
-    custom_width, custom_height = node.custom_width, node.custom_height
-    if node.force_size:  # an older API prompt's: dropped by the pack's backend too (its editor migrates saves)
-        warn(f"force_size {node.force_size!r} is ignored, as the pack ignores it: custom_width and custom_height "
-             "set the size")
-    fmt = LOAD_FORMATS[node.format]
-    step = node.vae.downscale if node.vae is not None else fmt.get("dim", (1,))[0]
     total, width, height = facts.frames, facts.width, facts.height
     if not picked:
         raise NodeInputError("skip_first_frames", f"no frames left: the video has {total or 'no'} frames "
                                                   f"at {fps:g} fps")
     images = torch.from_numpy(np.stack(picked)).float() / 255.0
-    new_w, new_h = vhs_target_size(width, height, custom_width, custom_height, step)
+    new_w, new_h = vhs_target_size(width, height, node.custom_width, node.custom_height, _size_step(node))
     if (new_w, new_h) != (width, height):
         if new_w <= 0 or new_h <= 0:
             raise NodeInputError("custom_width", f"the size comes to {new_w}x{new_h}")
         images = _resize_image(images, new_w, new_h, "lanczos", crop=True)
-    if "frames" in fmt and len(images) % fmt["frames"][0] != fmt["frames"][1]:
-        div, mod = fmt["frames"]
-        images = images[:(len(images) - mod) // div * div + mod]  # the format's frame count, as the pack cuts it
-        if len(images) == 0:
-            raise NodeInputError("format", f"{node.format} wants {div}n+{mod} frames; fewer were loaded")
+    images = _cut_to_format(node, images)
     frame_time = 1 / node.force_rate if node.force_rate else 1 / fps
     start = node.skip_first_frames * frame_time
     frame_time *= node.select_every_nth
@@ -447,6 +460,63 @@ def load_vhs_video(node, path: Path):
     if node.vae is not None:
         return {"samples": node.vae.encode(images)}, len(images), audio, info
     return images, len(images), audio, info
+
+
+def vhs_ffmpeg_filters(width: int, height: int, force_rate: float, custom_width: int, custom_height: int,
+                       step: int, start_time: float) -> tuple[list[tuple[str, str]], tuple[int, int]]:
+    """The FFmpeg filters the pack's FFmpeg loaders run (as its -vf and -ss set them) and the size
+    they give: fps for force_rate; for custom sizes a centre crop (under the pack's own test of the
+    aspect) and a scale to vhs_target_size; the frames before start_time dropped."""
+    filters, size = [], (width, height)
+    if force_rate:
+        filters.append(("fps", f"fps={force_rate}"))
+    if custom_width or custom_height:
+        size = vhs_target_size(width, height, custom_width, custom_height, step)
+        aspect = size[0] / size[1]
+        if abs(width * aspect - height) >= 1:  # the pack's test, as written (width x new aspect against height)
+            wider = f"gt({aspect}\\,a)"  # the new aspect wider than the picture's: keep the width
+            filters.append(("crop", f"if({wider}\\,iw\\,ih*{aspect}):if({wider}\\,iw/{aspect}\\,ih)"))
+        filters.append(("scale", f"{size[0]}:{size[1]}"))
+    if start_time > 0:
+        filters.append(("trim", f"start={start_time}"))
+    return filters, size
+
+
+def load_vhs_video_ffmpeg(node, path: Path):
+    """Load Video FFmpeg's work on a file: (IMAGE or LATENT, mask, audio, video_info)."""
+    import itertools
+    import re
+
+    import numpy as np
+    import torch
+
+    from graphflow.video import VideoFileError, read_sound, video_frames
+
+    _ignore_force_size(node)
+    try:
+        with video_frames(path) as (facts, _):
+            fps, duration = float(facts.fps), facts.duration
+        filters, size = vhs_ffmpeg_filters(facts.width, facts.height, node.force_rate, node.custom_width,
+                                           node.custom_height, _size_step(node), node.start_time)
+        with video_frames(path, tuple(filters), "rgba64le") as (_, frames):
+            picked = list(itertools.islice(frames, node.frame_load_cap or None))
+        sound = read_sound(path)
+    except VideoFileError as e:
+        raise NodeInputError("video", f"can't read {path.name!r}: {e}") from None
+    if not picked:
+        raise NodeInputError("start_time", f"no frames left: the video lasts {duration:g} s")
+    alpha = re.search("yuva|rgba|bgra", facts.pix_fmt) is not None
+    images = _cut_to_format(node, torch.from_numpy(np.stack(picked).astype(np.float32) / 65535.0))
+    frame_time = 1 / (node.force_rate or fps)
+    audio = _sound_part(sound, node.start_time, node.frame_load_cap * frame_time)
+    info = {"source_fps": fps, "source_frame_count": fps * duration, "source_duration": duration,
+            "source_width": facts.width, "source_height": facts.height, "loaded_fps": 1 / frame_time,
+            "loaded_frame_count": len(images), "loaded_duration": len(images) * frame_time,
+            "loaded_width": size[0], "loaded_height": size[1]}
+    if node.vae is not None:
+        return {"samples": node.vae.encode(images[..., :3])}, None, audio, info
+    mask = 1.0 - images[..., 3] if alpha else torch.zeros(len(images), 64, 64)
+    return images[..., :3].contiguous(), mask, audio, info
 
 
 def _sound_part(audio, start: float, duration: float):
@@ -567,6 +637,57 @@ class VHSLoadVideoPath(_LoadVideoBase):
         if not path.is_file():
             raise NodeInputError("video", f"no video file at {self.video!r}")
         return self._load(path)
+
+
+_FFMPEG_DOC = ("Load a video ({}) as VideoHelperSuite's Load Video FFmpeg: through FFmpeg's own filters, as the "
+               "pack runs them: force_rate resamples with the fps filter (0: the video's rate), custom_width / "
+               "custom_height crop to the new aspect and scale (bicubic; 0 keeps the aspect from the other; "
+               "rounded to the format's size step, or the VAE's), the frames before start_time (seconds) are "
+               "dropped, frame_load_cap stops after that many (0: all); then the format's frame count rule. Frames "
+               "are read at 16 bits; mask is 1 - alpha for a video with alpha (zeros [n, 64, 64] without; none with "
+               "a vae, whose LATENT takes the frames' place). VP9 alpha, which the pack reads with libvpx, is not "
+               "read. Outputs the frames, mask, the sound of the loaded part and the video_info. meta_batch is not "
+               "supported; an API prompt's force_size is ignored, as by the pack.")
+
+
+class _LoadVideoFFmpegBase(Node):
+    video: str  # first, as in the pack: each loader declares its own widget for it
+    force_rate: float = Float(0.0, min=0.0, max=60.0, step=1.0)
+    custom_width: int = Int(0, min=0, max=DIMMAX)
+    custom_height: int = Int(0, min=0, max=DIMMAX)
+    frame_load_cap: int = Int(0, min=0, max=BIGMAX)
+    start_time: float = Float(0.0, min=0.0, max=float(BIGMAX), step=0.001)
+    meta_batch: VHS_BATCH_MANAGER = None
+    vae: VAE = None
+    format: str = Choice(tuple(LOAD_FORMATS), "AnimateDiff")
+    force_size: str = Text("")  # the pack's hidden input, which older prompts send: ignored with a warning
+    outputs = {"IMAGE": ANY, "mask": MASK, "audio": AUDIO, "video_info": VHS_VIDEOINFO}
+
+    def _load(self, path: Path):
+        if self.meta_batch is not None:
+            raise NodeInputError("meta_batch", "the pack's Meta Batch Manager is not supported by graphflow; "
+                                               "disconnect it to load the frames at once")
+        return load_vhs_video_ffmpeg(self, path)
+
+
+class VHSLoadVideoFFmpeg(_LoadVideoFFmpegBase):
+    __doc__ = _FFMPEG_DOC.format("a file in the inputs folder")
+    display_name = "Load Video FFmpeg (Upload) 🎥🅥🅗🅢"  # the pack's name for it
+    category = CATEGORY
+    video: str = Choice(folders.list_input_videos, upload="video", description="a video in the inputs folder")
+    comfy = ComfyAlias(("VHS_LoadVideoFFmpeg",), folders={"video": "input"}, optional=_LOAD_OPTIONAL)
+    fingerprint = VHSLoadVideo.fingerprint
+    run = VHSLoadVideo.run
+
+
+class VHSLoadVideoFFmpegPath(_LoadVideoFFmpegBase):
+    __doc__ = _FFMPEG_DOC.format("by its path: inside graphflow's inputs, outputs or temp folder only")
+    display_name = "Load Video FFmpeg (Path) 🎥🅥🅗🅢"  # the pack's name for it
+    category = CATEGORY
+    video: str = Text("", description="the video's path (inside the inputs, outputs or temp folder)")
+    comfy = ComfyAlias(("VHS_LoadVideoFFmpegPath",), optional=_LOAD_OPTIONAL)
+    fingerprint = VHSLoadVideoPath.fingerprint
+    run = VHSLoadVideoPath.run
 
 
 # -- Load Images (a folder of pictures as frames) --------------------------------------------

@@ -531,3 +531,50 @@ def test_load_audio_cuts_the_sound_as_asked(builtin_registry, tmp_folders):
         with pytest.raises(NodeInputError) as e:
             call(builtin_registry, "VHSLoadAudio", audio_file=path)
         assert e.value.input == "audio_file" and words in str(e.value)
+
+
+def ffmpeg_fps_pick(count, fps, rate):
+    """FFmpeg's fps filter in closed form (round=near): frame i (at i / fps s) falls to output slot
+    round(i x rate / fps), halves away from zero; each slot shows the last frame that fell to it."""
+    slots = [math.floor(i * rate / fps + 0.5) for i in range(count)]
+    return [max(i for i in range(count) if slots[i] == k) for k in range(slots[-1] + 1)]
+
+
+def test_load_video_ffmpeg_runs_ffmpegs_filters_as_the_pack_sets_them(builtin_registry, clip, tmp_folders):
+    def load(**widgets):
+        return call(builtin_registry, "VHSLoadVideoFFmpeg", **{"video": "clip.mkv", "format": "None", **widgets})
+
+    source = clip.float() / 255
+    near = 2 / 255  # FFmpeg's own 8 to 16 bit conversion (swscale, dithered) stays within two levels
+    images, mask, audio, info = load()
+    assert torch.allclose(images, source, atol=near) and torch.equal(mask, torch.zeros(COUNT, 64, 64))
+    assert info["loaded_fps"] == 10 and info["loaded_frame_count"] == COUNT and info["source_duration"] > 1.1
+    picks = ffmpeg_fps_pick(COUNT, RATE, 4)
+    assert picks == [1, 3, 6, 8, 11]
+    assert torch.allclose(load(force_rate=4)[0], source[picks], atol=near)
+    # the frames before start_time dropped, frame_load_cap counted from there; the sound from start_time
+    images, _, audio, info = load(start_time=0.5, frame_load_cap=3)
+    assert torch.allclose(images, source[5:8], atol=near) and info["loaded_duration"] == pytest.approx(0.3)
+    sound = call(builtin_registry, "GetVideoComponents", video=call(builtin_registry, "LoadVideo", file="clip.mkv"))[1]
+    assert torch.equal(audio["waveform"], sound["waveform"][..., 8000:8000 + 4800])
+    # a new aspect: the centre cut to it, then scaled (a flat picture stays flat)
+    images = load(custom_width=32, custom_height=32)[0]
+    assert images.shape == (COUNT, 32, 32, 3)
+    centre = source[:, :, 8:56].mean(dim=(1, 2))
+    assert torch.allclose(images.mean(dim=(1, 2)), centre, atol=2 / 255)
+    assert load(custom_height=24, format="AnimateDiff")[0].shape == (COUNT, 24, 32, 3)
+
+
+def test_load_video_ffmpeg_reads_alpha_as_the_mask(builtin_registry, tmp_folders):
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 256, (3, 8, 10, 4), dtype=np.uint8)
+    with av.open(str(tmp_folders.inputs / "alpha.mkv"), "w") as container:
+        stream = container.add_stream("ffv1", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 10, 8, "bgra"
+        for frame in pixels:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgba")))
+        container.mux(stream.encode(None))
+    images, mask, _, _ = call(builtin_registry, "VHSLoadVideoFFmpegPath", video="input/alpha.mkv", format="None")
+    want = torch.from_numpy(pixels.astype(np.float32) / 255)
+    assert torch.allclose(images, want[..., :3], atol=2 / 255)  # within two levels, as above
+    assert torch.allclose(mask, 1 - want[..., 3], atol=2 / 255)
