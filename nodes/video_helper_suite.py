@@ -1379,3 +1379,39 @@ class VHSPruneOutputs(Node):
             if not any(base in resolved.parents for base in bases):
                 raise NodeInputError("filenames", f"{path} is outside the outputs and temp folders: not deleted")
             resolved.unlink(missing_ok=True)
+
+
+class VHSUnbatch(Node):
+    """Join a list of values (what a node giving a list, such as RebatchImages, sends on one item at a
+    time) back into one, as VideoHelperSuite's Unbatch: image or mask batches one after another; latents
+    and sounds by their samples / waveforms (the first's other entries kept, its batch_index dropped);
+    lists and texts added together."""
+    display_name = "Unbatch 🎥🅥🅗🅢"  # the pack's name for it
+    category = CATEGORY
+    input_is_list = True
+    batched: ANY
+    outputs = {"unbatched": ANY}
+    comfy = ComfyAlias(("VHS_Unbatch",))
+
+    def run(self):
+        import functools
+
+        import torch
+
+        items = list(self.batched)
+        if not items:
+            raise NodeInputError("batched", "nothing to join")
+        first = items[0]
+        try:
+            if isinstance(first, torch.Tensor):
+                return torch.cat(items)
+            if isinstance(first, dict):
+                out = dict(first)
+                for key in ("samples", "waveform"):
+                    if key in out:
+                        out[key] = torch.cat([item[key] for item in items])
+                out.pop("batch_index", None)
+                return out
+            return functools.reduce(lambda a, b: a + b, items)
+        except (TypeError, RuntimeError, KeyError) as e:
+            raise NodeInputError("batched", f"the items can't be joined: {e}") from None

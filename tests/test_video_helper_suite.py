@@ -578,3 +578,20 @@ def test_load_video_ffmpeg_reads_alpha_as_the_mask(builtin_registry, tmp_folders
     want = torch.from_numpy(pixels.astype(np.float32) / 255)
     assert torch.allclose(images, want[..., :3], atol=2 / 255)  # within two levels, as above
     assert torch.allclose(mask, 1 - want[..., 3], atol=2 / 255)
+
+
+def test_unbatch_joins_a_list_back(builtin_registry):
+    images = torch.rand(5, 4, 4, 3, generator=torch.Generator().manual_seed(6))
+    assert call(builtin_registry, "VHSUnbatch", batched=[images[:2], images[2:4], images[4:]]).equal(images)
+    latent = call(builtin_registry, "VHSUnbatch", batched=[{"samples": images[:2], "batch_index": [0, 1]},
+                                                           {"samples": images[2:], "batch_index": [2, 3, 4]}])
+    assert latent.keys() == {"samples"} and latent["samples"].equal(images)
+    assert call(builtin_registry, "VHSUnbatch", batched=[[1], [2, 3]]) == [1, 2, 3]
+    # in a graph: RebatchImages sends 5 pictures as a list of 3 batches; Unbatch takes them whole
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 4, "batch_size": 5, "color": 255}},
+             "2": {"class_type": "RebatchImages", "inputs": {"images": ["1", 0], "batch_size": 2}},
+             "3": {"class_type": "VHS_Unbatch", "inputs": {"batched": ["2", 0]}},
+             "4": {"class_type": "VHS_GetImageCount", "inputs": {"images": ["3", 0]}}}
+    result = Executor(builtin_registry).run(parse_workflow(graph, builtin_registry), outputs=["4"])
+    assert result.ok, (result.problems, result.error)
+    assert len(result.values["2"][0]) == 3 and result.values["4"] == (5,)
