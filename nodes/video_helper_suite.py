@@ -1,8 +1,11 @@
 """ComfyUI-VideoHelperSuite's nodes (Kosinkadink's pack, "VHS"), under the pack's class names,
 inputs, defaults and outputs, so the many community video workflows that load a video with
 VHS_LoadVideo and end in VHS_VideoCombine run unchanged: Video Combine (GIF and WebP through
-Pillow, the pack's FFmpeg formats that PyAV can write through graphflow.video), Load Video
-(upload and path), the Video Info nodes, and the image / latent / mask batch helpers.
+Pillow, the pack's FFmpeg formats that PyAV can write through graphflow.video), Load Video and
+Load Video FFmpeg (upload and path), Load Images and Load Audio, the Video Info nodes, the
+image / latent / mask batch helpers, batched VAE, Select Filename, Prune Outputs and Unbatch.
+Not built in: the Meta Batch Manager (meta_batch inputs are refused), Select Latest (an editor
+node) and the legacy VHS_AUDIO converters. Path inputs are kept inside graphflow's folders.
 
 The pack's editor saves every VHS node's widgets as a dict by name (Video Combine's format
 widgets and its "videopreview" entry included): graphflow.comfy_format reads that shape, and the
