@@ -233,12 +233,13 @@ def write_video(path, video: Video, container_format: str, codec: str, pix_fmt: 
         raise VideoFileError(f"H.264 in {pix_fmt} needs an even width and height; the frames are {width}x{height} "
                              "(crop or scale them)")
     top, kind = (65535.0, torch.int32) if depth == 16 else (255.0, torch.uint8)
-    pixels = (images[..., :3].detach().float() * top).clamp(0, top).to(kind).cpu().numpy()
+    alpha = images.shape[-1] == 4  # kept where the pixel format has alpha (FFV1's rgba64le); else dropped
+    pixels = (images[..., :4 if alpha else 3].detach().float() * top).clamp(0, top).to(kind).cpu().numpy()
     if depth == 16:
         pixels = pixels.astype("uint16")
     if pixels.shape[-1] == 1:
         pixels = pixels.repeat(3, axis=-1)
-    source_format = "rgb48le" if depth == 16 else "rgb24"
+    source_format = ("rgba64le" if alpha else "rgb48le") if depth == 16 else ("rgba" if alpha else "rgb24")
     # MP4 keeps tags other than its own only with this flag (as ComfyUI writes them)
     flags = {"movflags": "use_metadata_tags"} if container_format == "mp4" else {}
     target = path if hasattr(path, "write") else str(path)

@@ -115,8 +115,8 @@ class VHSVideoCombine(Node):
     writes to the temp folder. The format's own widgets (pix_fmt, crf, save_metadata, trim_to_audio,
     input_color_depth, lossless, FFV1's and ProRes' options) are read by name and only the chosen
     format's count; webm's sound is Opus (the pack asks for Vorbis, which graphflow's FFmpeg lacks).
-    H.265 is refused for frames under 64 pixels (graphflow's x265 build was seen to crash on them);
-    the FFmpeg formats drop the frames' alpha (the pack keeps it where the pixel format has one).
+    H.265 is refused for frames under 64 pixels (graphflow's x265 build was seen to crash on them).
+    Frames with alpha keep it where the pixel format has one (FFV1's rgba64le, bgra, yuva...).
     meta_batch (the pack's Meta Batch Manager) is not supported. Output: (save_output, [paths])."""
     display_name = "Video Combine 🎥🅥🅗🅢"  # the pack's name for it
     category = CATEGORY
@@ -256,7 +256,6 @@ class VHSVideoCombine(Node):
             options["profile"] = self.profile
         wide = spec.get("depth") == 16 or ("input_color_depth" in widgets and self.input_color_depth == "16bit")
         depth = 16 if wide else 8
-        frames = frames[..., :3]
         height, width = frames.shape[1:3]
         if spec["codec"] == "libx265" and min(width, height) < 64:  # seen to corrupt memory and kill the process
             raise NodeInputError("format", f"video/{name}: the x265 encoder of graphflow's FFmpeg crashes on frames "

@@ -201,6 +201,13 @@ def test_ffv1_is_16_bit_exact_and_odd_sizes_are_edge_padded(builtin_registry, tm
     assert np.array_equal(got, (padded * 65535).to(torch.int32).numpy())
 
 
+def test_ffv1_keeps_alpha(builtin_registry, tmp_folders, running):
+    frames = torch.rand(2, 4, 6, 4, generator=torch.Generator().manual_seed(7))
+    (path,) = call(builtin_registry, "VHSVideoCombine", images=frames, frame_rate=8.0, format="video/ffv1-mkv",
+                   pix_fmt="rgba64le", filename_prefix="alpha")[1][1:]
+    assert np.array_equal(read_frames(path, pix="rgba64le")[0], (frames * 65535).to(torch.int32).numpy())
+
+
 def test_sound_is_padded_to_the_pictures_or_trims_them(builtin_registry, tmp_folders, running):
     frames = clip_frames(count=8)
     short = clip_sound(seconds=0.3)
