@@ -392,6 +392,12 @@ def test_api_graph_runs(builtin_registry, clip, tmp_folders):
     frames, facts = read_frames(result.values["3"][0][1][1])
     assert len(frames) == 4 and facts["rate"] == 4 and "comment" not in facts["tags"]  # frames 1, 4, 7, 10
     assert np.abs(frames.astype(float) - clip[[1, 4, 7, 10]].numpy()).mean() < 4
+    # written in ComfyUI's editor format for the first time: widgets by name, as the pack's editor reads them
+    from graphflow.comfy_format import export_ui
+
+    saved = {n["type"]: n["widgets_values"] for n in export_ui(workflow, builtin_registry)["nodes"]}
+    assert saved["VHS_VideoCombine"]["format"] == "video/webm" and saved["VHS_VideoCombine"]["save_metadata"] == "False"
+    assert saved["VHS_SelectEveryNthImage"] == {"select_every_nth": 3, "skip_first_images": 1}
 
 
 def test_batch_helpers_match_slicing_and_image_scale(builtin_registry):
