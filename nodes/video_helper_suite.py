@@ -242,8 +242,9 @@ class VHSVideoCombine(Node):
         pix_fmt = self.pix_fmt if "pix_fmt" in widgets else None
         if pix_fmt is not None and pix_fmt not in spec["pix_fmts"]:
             raise NodeInputError("pix_fmt", f"video/{name} takes {', '.join(spec['pix_fmts'])}, not {pix_fmt!r}")
-        if name == "ProRes":  # the profile's own sampling, as FFmpeg picks it for RGB pictures
-            pix_fmt = "yuv444p10le" if self.profile.startswith("4444") else "yuv422p10le"
+        if name == "ProRes":  # the profile's sampling: 4:4:4 for 4444 (with alpha where the frames have it), else 4:2:2
+            alpha = frames.shape[-1] == 4
+            pix_fmt = ("yuva444p10le" if alpha else "yuv444p10le") if self.profile.startswith("4444") else "yuv422p10le"
         elif name == "webm":
             pix_fmt = "yuv420p"
         options = dict(spec.get("options", {}))
