@@ -90,6 +90,9 @@ CUSTOM_PACKS = {
 
 
 REPLACE_PROPERTY = "Run widget replace on values"  # a PrimitiveNode property: fill in %...% patterns
+# Classes whose pack's editor saves widgets_values as a dict by name (VideoHelperSuite's, each with a
+# "videopreview" entry): written back so, as their editor reads only that shape.
+NAMED_WIDGETS = ("VHS_",)
 EXTRA_PROPERTY = "graphflow_inputs"  # UI node property holding the values of our inputs ComfyUI lacks
 
 
@@ -608,7 +611,7 @@ def _dropped(nodes: dict, registry) -> set[str]:
 # %KSampler.seed%); an API graph sent to ComfyUI directly keeps such text as it is.
 SAVE_TYPES = {"SaveImage", "SaveAnimatedWEBP", "SaveAnimatedPNG", "SaveWEBM", "SaveVideo", "SaveAudio",
               "SaveAudioMP3", "SaveAudioOpus", "SaveGLB", "SaveSVGNode", "CLIPSave", "VAESave", "ModelSave",
-              "LoraSave", "SaveLatent"}
+              "LoraSave", "SaveLatent", "VHS_VideoCombine"}  # VideoHelperSuite's editor dates its prefix too
 DATE_PARTS = re.compile(r"dd?|MM?|hh?|mm?|ss?|yyy?y?")
 
 
@@ -1192,6 +1195,10 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
                    for spec, role in _widget_slots(order)]
         # A class without widgets keeps what its frontend saved there (the text pysssss's Show Text shows).
         ui_node["widgets_values"] = widgets if widgets or not old else old.get("widgets_values", widgets)
+        saved = (old or {}).get("widgets_values")
+        if isinstance(saved, dict) or class_type.startswith(NAMED_WIDGETS):  # kept by name, the rest (previews) too
+            named = {spec["name"]: shown_values[spec["name"]] for spec, role in _widget_slots(order) if role == "value"}
+            ui_node["widgets_values"] = {**(saved if isinstance(saved, dict) else {}), **named}
         # Values of inputs ComfyUI's class lacks (ours: KSampler's noise_mode, tiling sizes) have no
         # place among its positional widgets; they ride in the node's properties, which ComfyUI keeps.
         known = {spec["name"] for spec in order}

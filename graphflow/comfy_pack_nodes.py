@@ -21,6 +21,9 @@ code does when it builds the API prompt (a backend never sees them):
   input-name regexes, colour), the highest priority winning; a tie connects nothing in ComfyUI
   and is a problem here, as is a group restriction (which nodes a group holds is worked out by
   the editor from the drawn geometry, which the file doesn't settle).
+- VideoHelperSuite's nodes (`VHS_`): its editor keeps widgets by name; a save from before that (a
+  list, for the classes in VHS_LIST_WIDGETS) is read by the pack's positions, and an older size
+  choice `force_size` becomes custom_width / custom_height, as its editor migrates them on loading.
 
 `resolve(nodes, links)` rewrites the flattened UI graph (comfy_format._flatten) in place: the
 pack's nodes become forwarders (`__forward`: output slot i passes on input i) or Primitives,
@@ -48,6 +51,15 @@ PYSSSSS_IMAGE_COMBOS = {"CheckpointLoader|pysssss": "ckpt_name", "LoraLoader|pys
 BROADCASTERS = ("Anything Everywhere", "Anything Everywhere?", "Anything Everywhere3", "Prompts Everywhere",
                 "Seed Everywhere")
 TYPES = (SET, GET, RGTHREE_REROUTE, PYSSSSS_REROUTE) + RGTHREE_VIRTUAL + BROADCASTERS
+# VideoHelperSuite's editor: the widgets of its list-shaped saves, by position (None: the upload button)
+VHS_LIST_WIDGETS = {
+    "VHS_LoadImages": ("directory", None, "image_load_cap", "skip_first_images", "select_every_nth"),
+    "VHS_LoadImagesPath": ("directory", "image_load_cap", "skip_first_images", "select_every_nth"),
+    "VHS_VideoCombine": ("frame_rate", "loop_count", "filename_prefix", "format", "pingpong", "save_output"),
+    "VHS_LoadVideo": ("video", "force_rate", "force_size", "frame_load_cap", "skip_first_frames", "select_every_nth"),
+    "VHS_LoadVideoPath": ("video", "force_rate", "force_size", "frame_load_cap", "skip_first_frames",
+                          "select_every_nth"),
+}
 
 # cg-use-everywhere's defaults (its i18n.js, with KSampler's English input names)
 SEED_REGEX = "seed|seed"
@@ -69,6 +81,8 @@ def resolve(nodes: dict[str, dict], links: dict[str, tuple]) -> list[Problem]:
             rows = [{**row, "strengthTwo": (1 if row.get("strengthTwo") is None else row["strengthTwo"])
                      if separate else None} for row in _power_lora_rows(values)]
             node["widgets_values"] = [json.dumps(rows)]
+        if str(node.get("type")).startswith("VHS_"):
+            _vhs_widgets(node)
         if node.get("type") == RGTHREE_REROUTE:
             node["type"] = "__forward"
         elif node.get("type") == PYSSSSS_REROUTE:
@@ -106,6 +120,31 @@ def file_item_widget(values: list, old_values) -> None:
     old = old_values[0] if isinstance(old_values, list) and old_values else None
     if values and isinstance(old, dict) and old.get("content") == values[0]:
         values[0] = old
+
+
+def _vhs_widgets(node: dict) -> None:
+    """A VHS node's widgets_values as the pack's editor restores them: by name (an old list by the
+    pack's positions; save_image is save_output's old name), force_size turned into custom sizes."""
+    values = node.get("widgets_values")
+    names = VHS_LIST_WIDGETS.get(node.get("type"))
+    if isinstance(values, list) and names and len(values) >= len(names):
+        values = {name: value for name, value in zip(names, values) if name}
+    if not isinstance(values, dict):
+        return
+    values = dict(values)
+    if "save_image" in values:
+        values.setdefault("save_output", values.pop("save_image"))
+    size = values.pop("force_size", None)
+    if isinstance(size, str) and "x" in size:  # "512x?": a width of 512, the height from the aspect
+        width, height = size.split("x", 1)
+        values["custom_width"] = 0 if width == "?" else int(width) if width.isdigit() else width
+        values["custom_height"] = 0 if height == "?" else int(height) if height.isdigit() else height
+    elif isinstance(size, str):
+        if size in ("Disabled", "Custom Height"):
+            values["custom_width"] = 0
+        if size in ("Disabled", "Custom Width"):
+            values["custom_height"] = 0
+    node["widgets_values"] = values
 
 
 def _power_lora_rows(values: list) -> list[dict]:

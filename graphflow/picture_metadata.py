@@ -79,7 +79,7 @@ def is_picture_file(path) -> bool:
 def picture_text(raw: bytes) -> dict[str, str]:
     """{key: text} of the workflow-bearing metadata of a PNG or WebP picture, or of a video."""
     if is_video(raw):
-        return read_metadata(raw)
+        return _with_comment(read_metadata(raw))
     try:
         picture = Image.open(io.BytesIO(raw))
     except (UnidentifiedImageError, OSError) as e:
@@ -116,6 +116,21 @@ def _comf_chunks(raw: bytes) -> dict[str, str]:
             break
         at += 12 + length
     return found
+
+
+def _with_comment(tags: dict[str, str]) -> dict[str, str]:
+    """A video's tags with VideoHelperSuite's: its comment tag is a JSON object of the prompt (as
+    JSON text) and the workflow (as an object), opened as those keys."""
+    try:
+        comment = json.loads(tags.get("comment", ""))
+    except ValueError:
+        return tags
+    if isinstance(comment, dict):
+        for key in ("workflow", "prompt", "graphflow"):
+            value = comment.get(key)
+            if value is not None and key not in tags:
+                tags[key] = value if isinstance(value, str) else json.dumps(value)
+    return tags
 
 
 def _user_comment(value) -> str:

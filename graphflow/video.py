@@ -10,6 +10,8 @@ read_metadata without torch.
 from __future__ import annotations
 
 import io
+import itertools
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -53,42 +55,111 @@ def _readable(source):
 def read_video(source) -> Video:
     """Decode a file (a path or bytes) into a Video: every frame as RGB, the last audio stream (if
     any) as float samples at its own rate and channel count."""
+    import numpy as np
+    import torch
+
+    with video_frames(source) as (facts, frames):
+        frames = list(frames)
+    if not frames:
+        raise VideoFileError("the video has no frames")
+    images = torch.from_numpy(np.stack(frames)).float() / 255.0
+    return Video(images, facts.fps, read_sound(source), source)
+
+
+@dataclass
+class VideoFacts:
+    fps: Fraction
+    width: int
+    height: int
+    frames: int  # as the container states it, else as its duration implies (0: unknown)
+    duration: float  # seconds, as the container states it (0: unknown)
+    pix_fmt: str  # the decoded pictures' own pixel format (yuva420p: with alpha)
+
+
+def _open(source):
+    import av
+
+    try:
+        return av.open(_readable(source))
+    except (av.FFmpegError, OSError) as e:
+        raise VideoFileError(f"not a video FFmpeg can read: {e}") from None
+
+
+@contextmanager
+def video_frames(source, filters: tuple = (), pix_fmt: str = "rgb24"):
+    """The first video stream's facts and its frames (arrays in pix_fmt: uint8 RGB [H, W, 3] by
+    default) decoded one by one as they are read: a reader that stops early (a frame cap) decodes no
+    further. filters: FFmpeg video filters as (name, arguments) pairs, chained as `-vf` chains them
+    (fps, crop, scale, trim ...), the frames passed through them; another pix_fmt is converted by
+    FFmpeg's format filter, as its command line's -pix_fmt does."""
+    import av
+
+    with _open(source) as container:
+        if not container.streams.video:
+            raise VideoFileError("the file has no video stream")
+        stream = container.streams.video[0]
+        fps = Fraction(stream.average_rate or stream.guessed_rate or Fraction(1))
+        duration = container.duration / av.time_base if container.duration else 0.0
+        count = stream.frames or round(duration * fps)
+
+        def decoded():
+            try:
+                yield from container.decode(stream)
+            except av.FFmpegError as e:
+                raise VideoFileError(f"the video could not be decoded: {e}") from None
+
+        def frames():
+            if not filters and pix_fmt == "rgb24":  # else through FFmpeg's format filter, as its -pix_fmt converts
+                for frame in decoded():
+                    yield frame.to_ndarray(format=pix_fmt)
+                return
+            graph = av.filter.Graph()
+            chain = [graph.add_buffer(template=stream)]
+            for name, arguments in (*filters, ("format", pix_fmt)):
+                chain.append(graph.add(name, arguments))
+                chain[-2].link_to(chain[-1])
+            chain.append(graph.add("buffersink"))
+            chain[-2].link_to(chain[-1])
+            try:
+                graph.configure()
+            except (av.FFmpegError, ValueError) as e:
+                raise VideoFileError(f"the filters {filters} could not be set up: {e}") from None
+            for frame in itertools.chain(decoded(), [None]):  # None: the end, flushing the filters
+                chain[0].push(frame)
+                while True:
+                    try:
+                        yield chain[-1].pull().to_ndarray()
+                    except (av.error.BlockingIOError, av.error.EOFError):
+                        break
+
+        facts = VideoFacts(fps, stream.codec_context.width, stream.codec_context.height, int(count), duration,
+                           stream.codec_context.pix_fmt or "")
+        yield facts, frames()
+
+
+def read_sound(source) -> dict | None:
+    """The last audio stream of a file (as ComfyUI takes it) as AUDIO, float samples at its own rate
+    and channel count; None without one."""
     import av
     import numpy as np
     import torch
 
-    try:
-        container = av.open(_readable(source))
-    except (av.FFmpegError, OSError) as e:
-        raise VideoFileError(f"not a video FFmpeg can read: {e}") from None
-    with container:
-        if not container.streams.video:
-            raise VideoFileError("the file has no video stream")
-        stream = container.streams.video[0]
-        sound = container.streams.audio[-1] if container.streams.audio else None  # the last, as ComfyUI takes
-        resampler = av.AudioResampler(format="fltp", layout=sound.layout.name, rate=sound.rate) if sound else None
-        frames, samples = [], []
+    with _open(source) as container:
+        if not container.streams.audio:
+            return None
+        sound = container.streams.audio[-1]
+        resampler = av.AudioResampler(format="fltp", layout=sound.layout.name, rate=sound.rate)
+        samples = []
         try:
-            for packet in container.demux(*[s for s in (stream, sound) if s is not None]):
-                for frame in packet.decode():
-                    if packet.stream is stream:
-                        frames.append(frame.to_ndarray(format="rgb24"))
-                    else:
-                        samples.extend(part.to_ndarray() for part in resampler.resample(frame))
-            if resampler is not None:
-                samples.extend(part.to_ndarray() for part in resampler.resample(None))
+            for frame in container.decode(sound):
+                samples.extend(part.to_ndarray() for part in resampler.resample(frame))
+            samples.extend(part.to_ndarray() for part in resampler.resample(None))
         except av.FFmpegError as e:
             raise VideoFileError(f"the video could not be decoded: {e}") from None
-        if not frames:
-            raise VideoFileError("the video has no frames")
-        rate = stream.average_rate or stream.guessed_rate or Fraction(1)
-        sample_rate = int(sound.rate) if sound else 0
-    images = torch.from_numpy(np.stack(frames)).float() / 255.0
-    audio = None
-    if samples:
-        waveform = torch.from_numpy(np.concatenate(samples, axis=1)).float().unsqueeze(0)
-        audio = {"waveform": waveform, "sample_rate": sample_rate}
-    return Video(images, Fraction(rate), audio, source)
+        rate = int(sound.rate)
+    if not samples:
+        return None
+    return {"waveform": torch.from_numpy(np.concatenate(samples, axis=1)).float().unsqueeze(0), "sample_rate": rate}
 
 
 def source_streams(source) -> tuple[list[str], str] | None:
@@ -140,10 +211,17 @@ def read_metadata(raw: bytes) -> dict[str, str]:
 
 
 def write_video(path, video: Video, container_format: str, codec: str, pix_fmt: str = "yuv420p",
-                options: dict | None = None, metadata: dict[str, str] | None = None, audio_codec: str = "aac") -> None:
+                options: dict | None = None, metadata: dict[str, str] | None = None, audio_codec: str = "aac",
+                bt709: bool = False, depth: int = 8, codec_tag: str | None = None,
+                order: list[int] | None = None) -> None:
     """Encode a Video into `path` (any name: the container format is given; or a writable binary
-    file). Frames are cut to 8 bits as ComfyUI's video savers do (255 x value, clamped, truncated);
-    sound is encoded when the Video has some."""
+    file). Frames are cut to 8 bits as ComfyUI's video savers do (255 x value, clamped, truncated),
+    or to 16 (65535 x value) with depth=16; sound is encoded when the Video has some (resampled
+    where the codec takes another sample format or rate). bt709: the pictures are turned into YUV
+    with the BT.709 matrix in TV range and tagged so (as VideoHelperSuite's formats write them),
+    rather than FFmpeg's default BT.601 conversion. codec_tag: the stream's four-letter tag (hvc1:
+    H.265 that Apple's players open). order: the frames' indexes in the order played (repeats allowed:
+    a loop or pingpong without copies of the frames); all of them once when None."""
     import av
     import torch
 
@@ -154,9 +232,14 @@ def write_video(path, video: Video, container_format: str, codec: str, pix_fmt: 
     if codec in ("libx264", "h264") and (width % 2 or height % 2):
         raise VideoFileError(f"H.264 in {pix_fmt} needs an even width and height; the frames are {width}x{height} "
                              "(crop or scale them)")
-    pixels = (images[..., :3].detach().float() * 255.0).clamp(0, 255).to(torch.uint8).cpu().numpy()
+    top, kind = (65535.0, torch.int32) if depth == 16 else (255.0, torch.uint8)
+    alpha = images.shape[-1] == 4  # kept where the pixel format has alpha (FFV1's rgba64le); else dropped
+    pixels = (images[..., :4 if alpha else 3].detach().float() * top).clamp(0, top).to(kind).cpu().numpy()
+    if depth == 16:
+        pixels = pixels.astype("uint16")
     if pixels.shape[-1] == 1:
         pixels = pixels.repeat(3, axis=-1)
+    source_format = ("rgba64le" if alpha else "rgb48le") if depth == 16 else ("rgba" if alpha else "rgb24")
     # MP4 keeps tags other than its own only with this flag (as ComfyUI writes them)
     flags = {"movflags": "use_metadata_tags"} if container_format == "mp4" else {}
     target = path if hasattr(path, "write") else str(path)
@@ -167,9 +250,17 @@ def write_video(path, video: Video, container_format: str, codec: str, pix_fmt: 
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         if options:
             stream.options = options
+        if codec_tag:
+            stream.codec_context.codec_tag = codec_tag
+        if bt709:  # BT.709 primaries, transfer and matrix (1), TV range (1), as the stream's tags
+            context = stream.codec_context
+            context.colorspace = context.color_primaries = context.color_trc = context.color_range = 1
         sound = _add_audio(container, video.audio, audio_codec) if video.audio is not None else None
-        for pixel in pixels:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixel, format="rgb24")))
+        for index in range(len(pixels)) if order is None else order:
+            frame = av.VideoFrame.from_ndarray(pixels[index], format=source_format)
+            if bt709:
+                frame = frame.reformat(format=pix_fmt, dst_colorspace="ITU709", dst_color_range="MPEG")
+            container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
         if sound is not None:
             _encode_audio(container, sound, video.audio)
@@ -198,8 +289,16 @@ def _add_audio(container, audio: dict, codec: str):
         shape = tuple(waveform.shape) if hasattr(waveform, "shape") else None
         raise VideoFileError(f"audio must be a waveform [batch, 1 or 2 channels, samples] with a sample_rate; "
                              f"got shape {shape} at rate {rate!r}")
-    sound = container.add_stream(codec, rate=int(rate))
-    sound.layout, sound.format = LAYOUTS[waveform.shape[1]], "fltp"
+    import av
+
+    # the codec's own sample format and rate where it takes no float planes at this rate (Opus, FLAC, PCM)
+    found = av.codec.Codec(codec, "w")
+    formats = [f.name for f in found.audio_formats or []]
+    rates = found.audio_rates
+    rate = int(rate) if not rates or int(rate) in rates else max(rates)
+    sound = container.add_stream(codec, rate=rate)
+    sound.layout = LAYOUTS[waveform.shape[1]]
+    sound.format = "fltp" if not formats or "fltp" in formats else formats[-1]
     return sound
 
 
@@ -209,9 +308,14 @@ def _encode_audio(container, sound, audio: dict) -> None:
     waveform = audio["waveform"].detach().float().cpu()
     # a batch of sounds plays one after another, as ComfyUI lays the batch out in its one audio frame
     samples = waveform.movedim(0, 1).reshape(waveform.shape[1], -1).numpy()
-    layout = LAYOUTS[samples.shape[0]]
+    layout, rate = LAYOUTS[samples.shape[0]], int(audio["sample_rate"])
+    same = sound.format.name == "fltp" and sound.rate == rate
+    resampler = None if same else av.AudioResampler(format=sound.format.name, layout=layout, rate=sound.rate)
     for start in range(0, samples.shape[1], AUDIO_CHUNK):
         frame = av.AudioFrame.from_ndarray(samples[:, start:start + AUDIO_CHUNK].copy(), format="fltp", layout=layout)
-        frame.sample_rate, frame.pts = sound.rate, start
-        container.mux(sound.encode(frame))
+        frame.sample_rate, frame.pts = rate, start
+        for part in [frame] if same else resampler.resample(frame):
+            container.mux(sound.encode(part))
+    for part in [] if same else resampler.resample(None):
+        container.mux(sound.encode(part))
     container.mux(sound.encode(None))

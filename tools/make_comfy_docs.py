@@ -220,7 +220,12 @@ def render() -> str:
               "input regexes, Seed Everywhere's seed (to inputs matching `seed`), the repeated-type rule, and "
               "priorities (the pack's defaults or a saved one); a muted or bypassed broadcaster sends nothing. "
               "An input two broadcasts of the same top priority match is a problem naming it (ComfyUI connects "
-              "neither).", "",
+              "neither).",
+              "- ComfyUI-VideoHelperSuite: its editor saves the widgets of every `VHS_` node by name (with a "
+              "`videopreview` entry, left out); older list-shaped saves of "
+              + ", ".join(f"`{n}`" for n in comfy_pack_nodes.VHS_LIST_WIDGETS) + " are read by the pack's old "
+              "positions, and `force_size` becomes `custom_width` / `custom_height`, as its editor migrates them. "
+              "Written back, VHS nodes keep widgets by name.", "",
               "Backend nodes of custom packs with a graphflow node of their own are in the table above "
               "(listed as built in under \"Custom node packs recognised by name\").", ""]
     lines += ["", "## Custom node packs recognised by name", ""]
