@@ -22,6 +22,7 @@ from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncode, encoded
 from nodes.controlnet import CONTROL_NET, _apply_pair
 from nodes.image import MAX_SIZE, _resize_image, temp_pngs
+from nodes.latent import EmptyLatent
 from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadVAE
 from nodes.pack_nodes import _apply_lora, _lora_choices
 from nodes.sampling import SEED_MAX, KSampler, KSamplerAdvanced, _estimate
@@ -325,9 +326,9 @@ class EfficientLoader(Node):
     negative: str = Text("CLIP_NEGATIVE", multiline=True)
     token_normalization: str = Choice(TOKEN_NORMALIZATIONS, "none")
     weight_interpretation: str = Choice(WEIGHT_INTERPRETATIONS, "comfy")
-    empty_latent_width: int = Int(512, min=64, max=16384, step=64)
-    empty_latent_height: int = Int(512, min=64, max=16384, step=64)
-    batch_size: int = Int(1, min=1, max=262144)
+    empty_latent_width: int = Int(512, min=64, max=16384, step=64, resource="width")
+    empty_latent_height: int = Int(512, min=64, max=16384, step=64, resource="height")
+    batch_size: int = Int(1, min=1, max=262144, resource="batch")
     lora_stack: LORA_STACK = None
     cnet_stack: CONTROL_NET_STACK = None
     outputs = {"MODEL": MODEL, "CONDITIONING+": CONDITIONING, "CONDITIONING-": CONDITIONING, "LATENT": LATENT,
@@ -340,8 +341,6 @@ class EfficientLoader(Node):
                 lora_name != "None" and _state("loras", lora_name))
 
     def run(self):
-        import torch
-
         loras = ([(self.lora_name, self.lora_model_strength, self.lora_clip_strength)] if self.lora_name != "None"
                  else []) + _lora_rows(self.lora_stack)
         model, clip, vae = _load(self.ckpt_name, "ckpt_name", self.vae_name,
@@ -351,11 +350,12 @@ class EfficientLoader(Node):
         positive, negative = (efficiency_encode(clip, getattr(self, name), self.token_normalization,
                                                 self.weight_interpretation, name) for name in ("positive", "negative"))
         positive, negative = _apply_cnet_stack(positive, negative, self.cnet_stack)
-        latent = torch.zeros(self.batch_size, 4, self.empty_latent_height // 8, self.empty_latent_width // 8)
+        latent = _core(EmptyLatent, width=self.empty_latent_width, height=self.empty_latent_height,
+                       batch_size=self.batch_size)
         dependencies = (self.vae_name, self.ckpt_name, clip, self.clip_skip, "None", None, None, self.positive,
                         self.negative, self.token_normalization, self.weight_interpretation, None,
                         self.empty_latent_width, self.empty_latent_height, loras or None, self.cnet_stack)
-        return model, positive, negative, {"samples": latent}, vae, clip, dependencies
+        return model, positive, negative, latent, vae, clip, dependencies
 
 
 class EffLoaderSDXL(Node):
@@ -378,9 +378,9 @@ class EffLoaderSDXL(Node):
     negative: str = Text("CLIP_NEGATIVE", multiline=True)
     token_normalization: str = Choice(TOKEN_NORMALIZATIONS, "none")
     weight_interpretation: str = Choice(WEIGHT_INTERPRETATIONS, "comfy")
-    empty_latent_width: int = Int(1024, min=64, max=16384, step=64)
-    empty_latent_height: int = Int(1024, min=64, max=16384, step=64)
-    batch_size: int = Int(1, min=1, max=64)
+    empty_latent_width: int = Int(1024, min=64, max=16384, step=64, resource="width")
+    empty_latent_height: int = Int(1024, min=64, max=16384, step=64, resource="height")
+    batch_size: int = Int(1, min=1, max=64, resource="batch")
     lora_stack: LORA_STACK = None
     cnet_stack: CONTROL_NET_STACK = None
     outputs = {"SDXL_TUPLE": SDXL_TUPLE, "LATENT": LATENT, "VAE": VAE, "DEPENDENCIES": DEPENDENCIES}
@@ -392,8 +392,6 @@ class EffLoaderSDXL(Node):
                 and _state("checkpoints", refiner_ckpt_name), vae_name != BAKED_VAE and _state("vae", vae_name))
 
     def run(self):
-        import torch
-
         loras = _lora_rows(self.lora_stack)
         model, clip, vae = _load(self.base_ckpt_name, "base_ckpt_name", self.vae_name,
                                  [(*r, "lora_stack") for r in loras])
@@ -412,13 +410,14 @@ class EffLoaderSDXL(Node):
                  efficiency_encode(refiner_clip, getattr(self, name), self.token_normalization,
                                    self.weight_interpretation, name)]
                 for name, score in (("positive", self.positive_ascore), ("negative", self.negative_ascore)))
-        latent = torch.zeros(self.batch_size, 4, self.empty_latent_height // 8, self.empty_latent_width // 8)
+        latent = _core(EmptyLatent, width=self.empty_latent_width, height=self.empty_latent_height,
+                       batch_size=self.batch_size)
         dependencies = (self.vae_name, self.base_ckpt_name, clip, self.base_clip_skip, self.refiner_ckpt_name,
                         refiner_clip, self.refiner_clip_skip, self.positive, self.negative, self.token_normalization,
                         self.weight_interpretation, (self.positive_ascore, self.negative_ascore),
                         self.empty_latent_width, self.empty_latent_height, loras or None, self.cnet_stack)
         sdxl = (model, clip, positive, negative, refiner_model, refiner_clip, refiner_positive, refiner_negative)
-        return sdxl, {"samples": latent}, vae, dependencies
+        return sdxl, latent, vae, dependencies
 
 
 class LoRAStacker(Node):

@@ -14,7 +14,9 @@ from graphflow.comfy_format import export_ui
 from graphflow.context import NodeInputError
 from graphflow.executor import Executor
 from graphflow.registry import Registry
+from graphflow.resource_limits import SERVER_LIMITS
 from graphflow.testing import write_checkpoint, write_controlnet, write_lora
+from graphflow.validation import validate
 from graphflow.workflow import parse_workflow
 from nodes.efficiency_nodes import efficiency_encode
 from tests.test_nodes_image_mask import call
@@ -220,6 +222,26 @@ def test_a_script_node_is_named_and_a_bypassed_one_left_out(registry, models, mo
     else:
         assert not result.ok and any("'XY Plot'" in p.message and "Efficiency Nodes" in p.message
                                      for p in result.problems), result.problems
+
+
+@pytest.mark.parametrize("loader, sampler, links", [
+    ("EfficientLoader", "KSamplerEfficient",
+     {"model": ["1", 0], "positive": ["1", 1], "negative": ["1", 2], "latent_image": ["1", 3]}),
+    ("EffLoaderSDXL", "KSamplerSDXLEff", {"sdxl_tuple": ["1", 0], "latent_image": ["1", 1]})])
+def test_the_loaders_empty_latent_is_held_to_the_server_limits(registry, loader, sampler, links):
+    """The loaders make the empty latent as EmptyLatent does, so the server refuses an oversized
+    one at the loader, as it refuses EmptyLatent's."""
+    def workflow(width, height, batch):
+        return parse_workflow({"nodes": {
+            "1": {"type": loader, "inputs": {"empty_latent_width": width, "empty_latent_height": height,
+                                             "batch_size": batch}},
+            "2": {"type": sampler, "inputs": links}}})
+
+    found = {(p.node_id, p.input) for p in validate(workflow(16384, 16384, 64), registry, limits=SERVER_LIMITS)}
+    assert ("1", "empty_latent_width") in found, found  # 268 megapixels, over the server's 67
+    found = {(p.node_id, p.input) for p in validate(workflow(1024, 1024, 65), registry, limits=SERVER_LIMITS)}
+    assert ("1", "batch_size") in found, found  # over the server's 64
+    assert validate(workflow(1024, 1024, 2), registry, limits=SERVER_LIMITS) == []
 
 
 def test_image_overlay(registry):
