@@ -24,7 +24,7 @@ from nodes.controlnet import CONTROL_NET, _apply_pair
 from nodes.image import MAX_SIZE, _resize_image, temp_pngs
 from nodes.latent import EmptyLatent
 from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadVAE
-from nodes.pack_nodes import _apply_lora, _lora_choices
+from nodes.pack_nodes import _apply_lora, _lora_choices, random_seed
 from nodes.sampling import SEED_MAX, KSampler, KSamplerAdvanced, _estimate
 from nodes.vae import VAEDecode
 
@@ -611,11 +611,7 @@ class ImageOverlay(Node):
 # -- the samplers -------------------------------------------------------------------------------
 
 def _seed(seed: int) -> int:
-    if seed == RANDOM_SEED:
-        drawn = random.SystemRandom().randint(0, 2**50)
-        warn(f"seed -1 is the pack's editor's marker for a seed drawn when queueing; got none, so using {drawn}")
-        return drawn
-    return seed
+    return random_seed(seed, 2**50) if seed == RANDOM_SEED else seed
 
 
 def _random_fingerprint(seed):

@@ -160,6 +160,14 @@ def _apply_lora(model, clip, name, strength_model, strength_clip, input_name):
         raise NodeInputError(input_name, str(e)) from None
 
 
+def random_seed(marker: int, limit: int) -> int:
+    """A fresh random seed in 0..limit for an editor's seed marker (-1 "random", ...) that reached
+    the engine unreplaced (an API graph written by hand), with a warning, as the packs' backends do."""
+    seed = random.SystemRandom().randint(0, limit)
+    warn(f"seed {marker} is the editor's marker for a seed drawn when queueing; got none, so using random seed {seed}")
+    return seed
+
+
 class RgthreeSeed(Node):
     """A seed to link into samplers, as rgthree's Seed node: -1, -2 and -3 are the editor's
     "random", "increment" and "decrement" markers, replaced by the pack's editor when queueing;
@@ -175,11 +183,7 @@ class RgthreeSeed(Node):
         return random.random() if seed in RGTHREE_SPECIAL_SEEDS else None  # never reuse a random draw
 
     def run(self):
-        if self.seed in RGTHREE_SPECIAL_SEEDS:
-            seed = random.SystemRandom().randint(0, RGTHREE_SEED_MAX)
-            warn(f"seed {self.seed} is the editor's marker for a generated seed; got none, so using random seed {seed}")
-            return seed
-        return self.seed
+        return random_seed(self.seed, RGTHREE_SEED_MAX) if self.seed in RGTHREE_SPECIAL_SEEDS else self.seed
 
 
 class ImageComparer(Node):
