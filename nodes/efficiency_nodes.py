@@ -588,7 +588,7 @@ class ImageOverlay(Node):
                 size = (self.width, self.height)
             if min(size) < 1:
                 raise NodeInputError("overlay_resize", f"the overlay would be resized to {size[0]}x{size[1]}")
-            overlay = _resize_image(overlay, *size, self.resize_method)
+            overlay = _resize_image(overlay[:1], *size, self.resize_method)  # only the first is used
         picture = image_to_pil(overlay[0]).convert("RGBA")
         picture.putalpha(255)
         if self.optional_mask is not None:
