@@ -547,8 +547,9 @@ class ImageOverlay(Node):
     aspect, "Resize by rescale_factor", or to width x height, with resize_method as ImageScale),
     optional_mask making it transparent where the mask is 1, rotated counter-clockwise by rotation
     degrees (bicubic, canvas grown to fit), made opacity percent transparent, then alpha-composited
-    with its top left corner at x_offset, y_offset. As in the pack, the pictures are 8-bit (Pillow)
-    throughout, and offsets must not be negative."""
+    with its top left corner at x_offset, y_offset (over an RGBA base's own alpha, which the output
+    then drops). As in the pack, the pictures are 8-bit (Pillow) throughout, and offsets must not be
+    negative."""
     category = "Efficiency Nodes/Image"
     base_image: IMAGE
     overlay_image: IMAGE
@@ -600,9 +601,9 @@ class ImageOverlay(Node):
         picture.putalpha(alpha)
         out = []
         for image in self.base_image:
-            base = image_to_pil(image).convert("RGB")
-            combined = Image.new("RGBA", base.size, (0, 0, 0, 0))
-            combined.paste(base, (0, 0))
+            # As the pack: an RGBA base keeps its alpha under the overlay (a see-through base pixel
+            # takes the overlay's colour), and the alpha is dropped after.
+            combined = image_to_pil(image).convert("RGBA")
             combined.alpha_composite(picture, (self.x_offset, self.y_offset))
             out.append(pil_to_image(combined.convert("RGB"))[0])
         return torch.stack(out)

@@ -269,6 +269,13 @@ def test_image_overlay(registry):
     assert torch.equal(fit[0, :11, :, 0], torch.ones(11, 16)) and not fit[0, 11:, :, 0].any()
     hidden = overlay(optional_mask=torch.ones(1, 4, 6))  # mask 1: the overlay fully transparent
     assert torch.allclose(hidden, base, atol=1 / 255)
+    # An RGBA base (JoinImageWithAlpha's) keeps its alpha under the overlay, as in the pack: over
+    # a see-through base the half-transparent overlay gives its own colour, not a blend.
+    clear = torch.cat([torch.full((1, 16, 16, 3), 0.2), torch.zeros(1, 16, 16, 1)], dim=-1)
+    out = call(registry, "ImageOverlay", base_image=clear, overlay_image=red, opacity=50)
+    assert out.shape == (1, 16, 16, 3)
+    assert torch.allclose(out[0, :4, :6], torch.tensor([1.0, 0.0, 0.0]).expand(4, 6, 3), atol=1.5 / 255)
+    assert torch.allclose(out[0, 4:], torch.full((12, 16, 3), 0.2), atol=1 / 255)  # outside: the base's colour
     with pytest.raises(NodeInputError) as caught:
         overlay(x_offset=-1)
     assert caught.value.input == "x_offset"
