@@ -106,9 +106,19 @@ class PysssssStringFunction(Node):
 
 # -- Math Expression --------------------------------------------------------------------------
 
+
+def _round(a, b=None):
+    """round(a, b); for a whole number a, b is first raised to -(a.bit_length() // 3 + 2), past
+    a's digits: the result is 0 all the same, without Python working out 10 ** -b (round(1,
+    -10**8) would take minutes and gigabytes)."""
+    if isinstance(a, int) and isinstance(b, int):
+        b = max(b, -(a.bit_length() // 3 + 2))
+    return round(a, b)
+
+
 # name: (fewest, most arguments (None: any), function), as the pack allows them
 MATH_FUNCTIONS = {
-    "round": (1, 2, lambda a, b=None: round(a, b)),
+    "round": (1, 2, _round),
     "ceil": (1, 1, math.ceil),
     "floor": (1, 1, math.floor),
     "min": (2, None, min),

@@ -4,6 +4,8 @@ image} file items, the example widgets), String Function, Math Expression (its g
 Node.widget), Constrain Image against Pillow, Repeater, Load / Save Text (inside their folders),
 Play Sound / System Notification and Reroute Primitive."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -165,6 +167,15 @@ def test_math_expression_refusals(registry, expression, message):
     with pytest.raises(NodeInputError, match=message) as caught:
         call(registry, "PysssssMathExpression", expression=expression, a=IMAGE)
     assert caught.value.input == "expression"
+
+
+def test_math_expression_round_to_far_left_digits_is_quick():
+    """round of a whole number to -b digits works out 10 ** -b in Python: 16 s for b = -10**7."""
+    start = time.monotonic()
+    assert math_expression("round(1, -10000000) + round(-7 * 10 ** 40, -3000000)", {}) == 0
+    assert time.monotonic() - start < 1
+    assert [math_expression(f"round({a}, {b})", {}) for a, b in ((15, -1), (25, -1), (-1250, -2), (7, 2))] == \
+        [20, 20, -1200, 7]
 
 
 def test_math_expression_node_outputs_and_random(registry):
