@@ -19,6 +19,7 @@ from graphflow.folders import UnsafePathError
 from nodes.image import MAX_SIZE
 from nodes.loaders import LoadCheckpoint, LoadLoRA
 from nodes.pack_nodes import _BINARY, _COMPARE, POWER_LIMIT, _operator
+from nodes.strings import _fits, _guarded
 
 # -- loaders ------------------------------------------------------------------------------------
 
@@ -66,16 +67,39 @@ class PysssssLoraLoader(LoadLoRA):
 def string_function(action: str, tidy_tags: bool, a: str, b: str, c: str) -> str:
     """pysssss's String Function: "append" joins the non-empty texts (with ", " when tidying
     tags); "replace" replaces b in a by c, b being a regular expression when written /like this/.
-    Tidying then folds double spaces, " ," and ",," once each, as the pack does."""
+    Tidying then folds double spaces, " ," and ",," once each, as the pack does. As strings.py's
+    nodes, an expression that backtracks too long is stopped and a result over MAX_TEXT refused."""
     if action == "append":
         out = (", " if tidy_tags else "").join(t for t in (a, b, c) if t)
     elif b.startswith("/") and b.endswith("/"):  # a lone "/" too: the empty expression, as in the pack
-        out = re.sub(b[1:-1], c, a)
+        out = regex_replace(a, b[1:-1], c)
     else:
+        _fits(len(a) + a.count(b) * (len(c) - len(b)), "text_c")  # "" is found between every character
         out = a.replace(b, c)
     if tidy_tags:
         out = out.replace("  ", " ").replace(" ,", ",").replace(",,", ",").replace(",,", ",")
     return out
+
+
+def regex_replace(text: str, expression: str, replace: str) -> str:
+    """re.sub(expression, replace, text), as the pack runs it, guarded as RegexReplace is."""
+    try:
+        pattern = re.compile(expression)
+    except (re.error, ValueError, OverflowError, RecursionError) as e:
+        raise NodeInputError("text_b", f"not a regular expression: /{expression}/ ({e})") from None
+    try:
+        pattern.sub(replace, "")  # re reads the template before matching: a bad one fails with no match too
+    except (re.error, IndexError) as e:
+        raise NodeInputError("text_c", f"not a valid replacement for /{expression}/: {e}") from None
+    growth = [len(text)]
+
+    def expand(match):  # the template filled in, its size counted as the result grows
+        filled = match.expand(replace)
+        growth[0] += len(filled) - (match.end() - match.start())
+        _fits(growth[0], "text_c")
+        return filled
+
+    return _guarded(pattern, text, every_match=True, input_name="text_b").sub(expand, text)
 
 
 class PysssssStringFunction(Node):
@@ -96,10 +120,7 @@ class PysssssStringFunction(Node):
     def run(self):
         # the pack's editor sends an unconnected converted text as "undefined"
         texts = ["" if t == "undefined" else t for t in (self.text_a, self.text_b, self.text_c)]
-        try:
-            out = string_function(self.action, self.tidy_tags == "yes", *texts)
-        except re.error as e:
-            raise NodeInputError("text_b", f"not a regular expression: {texts[1]!r} ({e})") from None
+        out = string_function(self.action, self.tidy_tags == "yes", *texts)
         show(text=[out])
         return out
 

@@ -110,6 +110,26 @@ def test_string_function(action, tidy, texts, expected):
     assert string_function(action, tidy, *texts) == expected
 
 
+def test_string_function_stops_backtracking_and_refuses_huge_results(monkeypatch):
+    """A /regex/ is guarded as RegexReplace's (re can't be stopped once it runs), and a replace
+    that would write text_c between every character is refused before the text is built."""
+    monkeypatch.setattr("nodes.strings.REGEX_SECONDS", 0.2)
+    start = time.monotonic()
+    with pytest.raises(NodeInputError, match="backtracks") as caught:
+        string_function("replace", False, "a" * 200 + "b", "/^(a|aa)+$/", "")
+    assert time.monotonic() - start < 5 and caught.value.input == "text_b"
+    monkeypatch.setattr("nodes.strings.MAX_TEXT", 1000)
+    for find in ("", "/", "//", "/x??/", "x"):
+        with pytest.raises(NodeInputError, match="1,000") as caught:
+            string_function("replace", False, "x" * 100, find, "y" * 20)
+        assert caught.value.input == "text_c"
+    for find in ("", "//"):  # 40 * 21 + 20 characters: within the limit
+        assert string_function("replace", False, "x" * 40, find, "y" * 20) == "y" * 20 + ("x" + "y" * 20) * 40
+    with pytest.raises(NodeInputError, match="replacement") as caught:  # re reads the template first, as the pack
+        string_function("replace", False, "abc", "/(x)/", r"\3")
+    assert caught.value.input == "text_c"
+
+
 def test_string_function_node(registry):
     graph = {"1": {"class_type": "StringFunction|pysssss", "inputs": {
         "action": "append", "tidy_tags": "yes", "text_a": "red", "text_b": "undefined", "text_c": "cube"}}}
