@@ -266,8 +266,9 @@ class PysssssMathExpression(Node):
 
     @classmethod
     def fingerprint(cls, expression="", **widgets):
-        # random draws, and other nodes' widgets (not among this node's inputs), are read anew each run
-        if "random" in expression or re.search(r"[A-Za-z_]\w*\.(?!width\b|height\b)", expression):
+        # random draws, and other nodes' widgets (not among this node's inputs), are read anew each run;
+        # a name is tried from its start only (?<!\w), else a long run of letters takes quadratic time
+        if "random" in expression or re.search(r"(?<!\w)[A-Za-z_]\w*\.(?!width\b|height\b)", expression):
             return random.random()
         return None
 

@@ -206,6 +206,10 @@ def test_math_expression_node_outputs_and_random(registry):
     assert cls.fingerprint(expression="randomint(1, 9)") != cls.fingerprint(expression="randomint(1, 9)")
     assert cls.fingerprint(expression="a.width + 1") is None
     assert cls.fingerprint(expression="KSampler.steps") != cls.fingerprint(expression="KSampler.steps")
+    start = time.monotonic()  # run on every queue: linear in the formula's length (3 s for 40k letters before)
+    for long in ("a" * 100_000, "7" * 100_000 + "x", "b1" * 50_000 + ".width"):
+        assert cls.fingerprint(expression=long) is None
+    assert time.monotonic() - start < 1
 
 
 def test_math_expression_reads_another_nodes_widget_in_a_ui_graph(registry):
