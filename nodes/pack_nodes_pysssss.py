@@ -504,8 +504,9 @@ class PysssssSaveText(Node):
     """Write text to a file in the input, output or temp folder, as pysssss's Save Text does:
     "append" adds to its end (with insert, after a new line when the file isn't empty),
     "overwrite" replaces it, "new only" refuses a file that exists. Missing subfolders are made
-    (the pack fails on them); names never leave the folder. Gives the file's whole text and its
-    name up to the first dot; always runs."""
+    (the pack fails on them); names never leave the folder, and of the input folder's files
+    (images, masks) only .txt files are appended to or overwritten. Gives the file's whole text
+    and its name up to the first dot; always runs."""
     category = "utils"
     output_node = True
     root_dir: str = Choice(TEXT_DIRS, "input")
@@ -522,11 +523,21 @@ class PysssssSaveText(Node):
 
     def run(self):
         path = text_file(self.root_dir, self.file)
-        if self.append == "new only" and path.exists():
-            raise NodeInputError("file", f"{self.file!r} already exists and append is \"new only\"")
+        # the input folder holds the user's images and masks: of its files only text files (the
+        # pack's lists show *.txt) may be appended to or overwritten
+        if self.append != "new only" and folders.inputs.resolve() in path.parents and path.exists() \
+                and not path.name.endswith(".txt"):
+            raise NodeInputError("file", f"{self.file!r} is a file of the input folder that isn't a .txt file: "
+                                         f"expected a .txt file to {self.append} (or another name)")
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a" if self.append == "append" else "w", encoding="utf-8") as f:
-            if f.tell() != 0 and self.insert:
-                f.write("\n")
-            f.write(self.text)
+        mode = {"append": "a", "overwrite": "w"}.get(self.append, "x")  # "x": checks and creates in one step
+        try:
+            with open(path, mode, encoding="utf-8") as f:
+                if f.tell() != 0 and self.insert:
+                    f.write("\n")
+                f.write(self.text)
+        except FileExistsError:
+            raise NodeInputError("file", f"{self.file!r} already exists and append is \"new only\"") from None
+        except OSError as e:
+            raise NodeInputError("file", f"can't write {self.file!r}: {e}") from None
         return text_and_name(path, self.file)

@@ -299,6 +299,26 @@ def test_save_and_load_text_stay_in_their_folders(registry, tmp_folders):
     assert not (tmp_folders.home / "outside.txt").exists()
 
 
+def test_save_text_leaves_the_input_folders_other_files_alone(registry, tmp_folders):
+    """Nothing but outputs and temp may be overwritten: in the input folder only .txt files (the
+    pack's lists show only those) are appended to or overwritten."""
+    def save(file, append):
+        return call(registry, "PysssssSaveText", text="x", root_dir="input", file=file, append=append)
+
+    tmp_folders.inputs.mkdir(parents=True, exist_ok=True)
+    mask = tmp_folders.inputs / "masks" / "mask.png"
+    mask.parent.mkdir()
+    mask.write_bytes(b"\x89PNG not text")
+    for append in ("overwrite", "append", "new only"):
+        with pytest.raises(NodeInputError) as caught:
+            save("masks/mask.png", append)
+        assert caught.value.input == "file"
+    assert mask.read_bytes() == b"\x89PNG not text"
+    (tmp_folders.inputs / "prompt.txt").write_text("old", encoding="utf-8")
+    assert save("prompt.txt", "overwrite") == ("x", "prompt") and save("prompt.txt", "append") == ("x\nx", "prompt")
+    assert save("masks/new.png", "append") == ("x", "masks/new")  # a new file: nothing overwritten
+
+
 def test_sound_and_notification_pass_values_on(registry):
     graph = {"1": {"class_type": "PrimitiveInt", "inputs": {"value": 4}},
              "2": {"class_type": "PlaySound|pysssss", "inputs": {"any": ["1", 0], "mode": "always", "volume": 0.5}},
