@@ -411,6 +411,22 @@ def sdxl_conditioning(node, clip, width, height, prompt_g: str, prompt_l: str):
                     text_g=prompt_g, text_l=prompt_l)
 
 
+def sdxl_prompt_conditioning(node, clip, prompt_g: str, prompt_l: str):
+    """Both SDXL Power Prompts' conditioning, as the pack's get_conditioning makes it: none
+    without a text encoder; CLIPTextEncodeSDXL when both clip sizes are linked (none, with a
+    warning, when the text encoder can't encode SDXL's way); else CLIPTextEncode of prompt_g and
+    prompt_l on two lines."""
+    if clip is None:
+        return None
+    if not (node.opt_clip_width and node.opt_clip_height):
+        return encode_prompt(clip, f"{prompt_g}\n{prompt_l}")
+    try:
+        return sdxl_conditioning(node, clip, node.opt_clip_width, node.opt_clip_height, prompt_g, prompt_l)
+    except (NodeInputError, ValueError, KeyError, TypeError) as e:
+        warn(f"the text encoder can't encode SDXL's way ({e}): no conditioning, as the pack gives none")
+        return None
+
+
 class RgthreeSDXLPowerPromptPositive(Node):
     """Encode an SDXL prompt and apply the LoRAs it names, as rgthree's SDXL Power Prompt -
     Positive does: the <lora:name:strength> tags of prompt_g and prompt_l are applied and taken
@@ -452,24 +468,17 @@ class RgthreeSDXLPowerPromptPositive(Node):
         elif LORA_TAG.search(prompt_g + prompt_l):
             warn("the prompts have <lora:...> tags, but no model and text encoder are connected: "
                  "they stay in the text")
-        conditioning = None
-        if clip is not None and self.opt_clip_width and self.opt_clip_height:
-            try:
-                conditioning = sdxl_conditioning(self, clip, self.opt_clip_width, self.opt_clip_height, prompt_g,
-                                                 prompt_l)
-            except (NodeInputError, ValueError, KeyError, TypeError) as e:
-                warn(f"the text encoder can't encode SDXL's way ({e}): no conditioning, as the pack gives none")
-        elif clip is not None:
-            conditioning = encode_prompt(clip, f"{prompt_g}\n{prompt_l}")
-        return conditioning, model, clip, prompt_g, prompt_l
+        return sdxl_prompt_conditioning(self, clip, prompt_g, prompt_l), model, clip, prompt_g, prompt_l
 
 
 class RgthreeSDXLPowerPromptSimple(Node):
-    """Encode an SDXL prompt, as rgthree's SDXL Power Prompt - Simple / Negative does:
-    CLIPTextEncodeSDXL at opt_clip_width x opt_clip_height (target and crop sizes of -1: the
-    clip size and no crop) when a text encoder and both sizes are linked, else no conditioning.
-    Gives the conditioning and both texts. The insert lists are the pack's editor helpers; its
-    editor hides the target and crop sizes."""
+    """Encode an SDXL prompt, as rgthree's SDXL Power Prompt - Simple / Negative does (as its
+    Positive, without LoRAs): with a text encoder, CLIPTextEncodeSDXL at opt_clip_width x
+    opt_clip_height (target and crop sizes of -1: the clip size and no crop) when both are
+    linked, else CLIPTextEncode of prompt_g and prompt_l on two lines; a text encoder that can't
+    encode SDXL's way gives no conditioning (with a warning). Gives the conditioning and both
+    texts. The insert lists are the pack's editor helpers; its editor hides the target and crop
+    sizes."""
     category = "conditioning"
     prompt_g: str = Text("", multiline=True)
     prompt_l: str = Text("", multiline=True)
@@ -486,8 +495,5 @@ class RgthreeSDXLPowerPromptSimple(Node):
     comfy = ComfyAlias(("SDXL Power Prompt - Simple / Negative (rgthree)",), ignore=("values_insert_saved",))
 
     def run(self):
-        conditioning = None
-        if self.opt_clip is not None and self.opt_clip_width and self.opt_clip_height:
-            conditioning = sdxl_conditioning(self, self.opt_clip, self.opt_clip_width, self.opt_clip_height,
-                                             self.prompt_g, self.prompt_l)
-        return conditioning, self.prompt_g, self.prompt_l
+        return sdxl_prompt_conditioning(self, self.opt_clip, self.prompt_g, self.prompt_l), self.prompt_g, \
+            self.prompt_l

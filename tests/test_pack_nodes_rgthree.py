@@ -267,8 +267,13 @@ def test_sdxl_power_prompts_encode_as_clip_text_encode_sdxl(registry, tmp_folder
              "9": {"class_type": "CLIPTextEncode", "inputs": {"text": "a\nb", "clip": ["7", 1]}},
              "10": {"class_type": "SDXL Power Prompt - Positive (rgthree)", "inputs": {
                  "prompt_g": "a", "prompt_l": "b", "opt_clip": ["7", 1], "opt_clip_width": ["2", 1],
+                 "opt_clip_height": ["2", 2]}},
+             "11": {"class_type": "SDXL Power Prompt - Simple / Negative (rgthree)", "inputs": {
+                 "prompt_g": "a", "prompt_l": "b", "opt_clip": ["7", 1]}},
+             "12": {"class_type": "SDXL Power Prompt - Simple / Negative (rgthree)", "inputs": {
+                 "prompt_g": "a", "prompt_l": "b", "opt_clip": ["7", 1], "opt_clip_width": ["2", 1],
                  "opt_clip_height": ["2", 2]}}}
-    values = run(registry, graph, ["3", "4", "5", "6", "8", "9", "10"]).values
+    values = run(registry, graph, ["3", "4", "5", "6", "8", "9", "10", "11", "12"]).values
     for got, want in ((values["3"][0], values["5"][0]), (values["4"][0], values["6"][0])):
         [(tokens, options)], [(tokens_want, options_want)] = got, want
         assert torch.equal(tokens, tokens_want) and options.keys() == options_want.keys()
@@ -278,6 +283,8 @@ def test_sdxl_power_prompts_encode_as_clip_text_encode_sdxl(registry, tmp_folder
     # no sizes linked: CLIPTextEncode of both prompts on two lines
     assert torch.equal(values["8"][0][0][0], values["9"][0][0][0]) and values["8"][1] is None
     assert values["10"][0] is None  # an SD1 text encoder can't encode SDXL's way: none, as the pack
+    # the Simple / Negative one encodes as the Positive one (the pack's shared get_conditioning)
+    assert torch.equal(values["11"][0][0][0], values["9"][0][0][0]) and values["12"] == (None, "a", "b")
 
 
 def test_any_switch_skips_muted_inputs_and_takes_what_a_bypass_passes(registry):
