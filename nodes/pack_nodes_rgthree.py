@@ -344,9 +344,10 @@ class RgthreePowerPromptSimple(Node):
     """Encode a prompt, as rgthree's Power Prompt - Simple does: CLIPTextEncode's conditioning
     when a text encoder is connected (else none), and the prompt as text. Its insert_embedding
     and insert_saved lists are the pack's editor helpers that type into the prompt; their values
-    are kept but do nothing here."""
+    are kept but do nothing here. As the pack's editor does, {a|b} choices and comments in a
+    saved editor graph's prompt are resolved when it is read."""
     category = "conditioning"
-    prompt: str = Text("", multiline=True)
+    prompt: str = Text("", multiline=True, dynamic_prompts=True)
     opt_clip: CLIP = None
     insert_embedding: str = Text("CHOOSE")
     insert_saved: str = Text("CHOOSE")
@@ -478,10 +479,11 @@ class RgthreeSDXLPowerPromptSimple(Node):
     linked, else CLIPTextEncode of prompt_g and prompt_l on two lines; a text encoder that can't
     encode SDXL's way gives no conditioning (with a warning). Gives the conditioning and both
     texts. The insert lists are the pack's editor helpers; its editor hides the target and crop
-    sizes."""
+    sizes. As the pack's editor does, {a|b} choices and comments in a saved editor graph's
+    prompts are resolved when it is read."""
     category = "conditioning"
-    prompt_g: str = Text("", multiline=True)
-    prompt_l: str = Text("", multiline=True)
+    prompt_g: str = Text("", multiline=True, dynamic_prompts=True)
+    prompt_l: str = Text("", multiline=True, dynamic_prompts=True)
     opt_clip: CLIP = None
     opt_clip_width: INT = None
     opt_clip_height: INT = None
