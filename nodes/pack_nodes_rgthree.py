@@ -18,20 +18,10 @@ from nodes.conditioning import CLIPEncode, CLIPEncodeSDXL
 from nodes.controlnet import CONTROL_NET
 from nodes.image import MAX_SIZE
 from nodes.latent import EmptyLatent
-from nodes.pack_nodes import _apply_lora, rgthree_lora_file
+from nodes.pack_nodes import _apply_lora, _core, rgthree_lora_file
 
 RGTHREE_CONTEXT = socket_type("RGTHREE_CONTEXT", "#96a0ad",
                               "rgthree's context pipe: model, clip, vae, prompts, latent, seed, ... in one link")
-
-
-def run_core(cls, **inputs):
-    """The result of one of our core nodes' run() for these inputs (the rest at their defaults),
-    so a pack node that is a core node plus something gives the core node's values."""
-    node = cls.__new__(cls)
-    for name, spec in cls.input_specs.items():
-        default = spec.widget.default if spec.widget is not None and not spec.required else None
-        setattr(node, name, inputs.get(name, default))
-    return node.run()
 
 
 # -- Context ----------------------------------------------------------------------------------
@@ -231,7 +221,7 @@ class RgthreeSDXLEmptyLatentImage(Node):
     def run(self):
         width, _, height = self.dimensions.split()[:3]
         width, height = int(width), int(height)
-        latent = run_core(EmptyLatent, width=width, height=height, batch_size=self.batch_size)
+        latent = _core(EmptyLatent, width=width, height=height, batch_size=self.batch_size)
         return latent, int(width * self.clip_scale), int(height * self.clip_scale)
 
 
@@ -337,7 +327,7 @@ def apply_lora_tags(model, clip, tags: list[tuple[str, float]], input_name: str 
 
 def encode_prompt(clip, text: str):
     """CLIPTextEncode's conditioning of the text (None without a text encoder)."""
-    return None if clip is None else run_core(CLIPEncode, clip=clip, text=text)
+    return None if clip is None else _core(CLIPEncode, clip=clip, text=text)
 
 
 class RgthreePowerPromptSimple(Node):
@@ -407,7 +397,7 @@ def sdxl_conditioning(node, clip, width, height, prompt_g: str, prompt_l: str):
     (else 0)."""
     target_width = node.target_width if node.target_width > 0 else width
     target_height = node.target_height if node.target_height > 0 else height
-    return run_core(CLIPEncodeSDXL, clip=clip, width=width, height=height, crop_w=max(node.crop_width, 0),
+    return _core(CLIPEncodeSDXL, clip=clip, width=width, height=height, crop_w=max(node.crop_width, 0),
                     crop_h=max(node.crop_height, 0), target_width=target_width, target_height=target_height,
                     text_g=prompt_g, text_l=prompt_l)
 
