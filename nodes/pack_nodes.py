@@ -33,6 +33,17 @@ def _core(cls, renamed: dict | None = None, **inputs):
         raise NodeInputError((renamed or {}).get(e.input, e.input), str(e)) from None
 
 
+def image_or_latent_size(value) -> tuple[int, int] | None:
+    """(width, height) of an image or mask batch, or of a latent's pixels (its size times 8), as
+    rgthree's Image or Latent Size and pysssss's Math Expression read them; None for anything else."""
+    if isinstance(value, dict) and "samples" in value:
+        return value["samples"].shape[3] * 8, value["samples"].shape[2] * 8
+    shape = getattr(value, "shape", None)
+    if shape is None or len(shape) < 3:
+        return None
+    return shape[2], shape[1]
+
+
 # -- rgthree-comfy ----------------------------------------------------------------------------
 
 RGTHREE_SEED_MAX = 1125899906842624  # the Seed node's widget bounds: ±2**50

@@ -18,7 +18,7 @@ from graphflow.api import ANY, FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAli
 from graphflow.folders import UnsafePathError
 from nodes.image import MAX_SIZE
 from nodes.loaders import LoadCheckpoint, LoadLoRA
-from nodes.pack_nodes import _BINARY, _COMPARE, POWER_LIMIT, _operator
+from nodes.pack_nodes import _BINARY, _COMPARE, POWER_LIMIT, _operator, image_or_latent_size
 from nodes.strings import _fits, _guarded
 
 # -- loaders ------------------------------------------------------------------------------------
@@ -223,11 +223,10 @@ def math_expression(expression: str, names: dict, widget=None):
 
 def _size(target, name: str, side: str) -> int:
     """An image's (or mask's) width or height, or a latent's times 8, for a.width / a.height."""
-    if isinstance(target, dict) and "samples" in target:
-        return target["samples"].shape[3 if side == "width" else 2] * 8
-    if hasattr(target, "shape") and len(target.shape) >= 3:
-        return target.shape[2 if side == "width" else 1]
-    raise TypeError(f"{name}.{side}: {name} is not an image or latent")
+    size = image_or_latent_size(target)
+    if size is None:
+        raise TypeError(f"{name}.{side}: {name} is not an image or latent")
+    return size[0 if side == "width" else 1]
 
 
 def comfy_widget(node_name: str, widget: str):

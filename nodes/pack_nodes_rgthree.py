@@ -18,7 +18,7 @@ from nodes.conditioning import CLIPEncode, CLIPEncodeSDXL
 from nodes.controlnet import CONTROL_NET
 from nodes.image import MAX_SIZE
 from nodes.latent import EmptyLatent
-from nodes.pack_nodes import _apply_lora, _core, rgthree_lora_file
+from nodes.pack_nodes import _apply_lora, _core, image_or_latent_size, rgthree_lora_file
 
 RGTHREE_CONTEXT = socket_type("RGTHREE_CONTEXT", "#96a0ad",
                               "rgthree's context pipe: model, clip, vae, prompts, latent, seed, ... in one link")
@@ -286,14 +286,10 @@ class RgthreeImageOrLatentSize(Node):
     comfy = ComfyAlias(("Image or Latent Size (rgthree)",))
 
     def run(self):
-        value = self.input
-        if isinstance(value, dict) and "samples" in value:
-            _, _, height, width = value["samples"].shape[:4]
-            return width * 8, height * 8
-        shape = getattr(value, "shape", None)
-        if shape is None or len(shape) < 3:
-            raise NodeInputError("input", f"expected an image, mask or latent, got {type(value).__name__}")
-        return shape[2], shape[1]
+        size = image_or_latent_size(self.input)
+        if size is None:
+            raise NodeInputError("input", f"expected an image, mask or latent, got {type(self.input).__name__}")
+        return size
 
 
 # -- Power Prompt -------------------------------------------------------------------------------
