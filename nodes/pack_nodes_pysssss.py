@@ -229,21 +229,28 @@ def _size(target, name: str, side: str) -> int:
     return size[0 if side == "width" else 1]
 
 
-def comfy_widget(node_name: str, widget: str):
-    """The value of a widget of another node of the running workflow, found as Math Expression
-    finds it: the first node of the editor's graph whose "Node name for S&R" (else class), or
-    else title, is node_name; its input in the queued (API) graph."""
-    texts = workflow_texts()
-    graph = json.loads(texts.get("workflow") or "{}")
-    prompt = json.loads(texts.get("prompt") or "{}")
-    for node in graph.get("nodes") or []:
-        name = (node.get("properties") or {}).get("Node name for S&R", node.get("type"))
-        if name == node_name or node.get("title") == node_name:
-            inputs = (prompt.get(str(node.get("id"))) or {}).get("inputs") or {}
-            if widget in inputs:
-                return inputs[widget]
-            raise NameError(f"Widget not found: {node_name}.{widget}")
-    raise NameError(f"Node not found: {node_name}.{widget}")
+def comfy_widgets():
+    """widget(node_name, widget): the value of a widget of another node of the running workflow,
+    found as Math Expression finds it: the first node of the editor's graph whose "Node name for
+    S&R" (else class), or else title, is node_name; its input in the queued (API) graph. The
+    workflow is parsed once, at the first widget read."""
+    parsed = []
+
+    def widget(node_name: str, name: str):
+        if not parsed:
+            texts = workflow_texts()
+            parsed.extend((json.loads(texts.get("workflow") or "{}"), json.loads(texts.get("prompt") or "{}")))
+        graph, prompt = parsed
+        for node in graph.get("nodes") or []:
+            found = (node.get("properties") or {}).get("Node name for S&R", node.get("type"))
+            if found == node_name or node.get("title") == node_name:
+                inputs = (prompt.get(str(node.get("id"))) or {}).get("inputs") or {}
+                if name in inputs:
+                    return inputs[name]
+                raise NameError(f"Widget not found: {node_name}.{name}")
+        raise NameError(f"Node not found: {node_name}.{name}")
+
+    return widget
 
 
 class PysssssMathExpression(Node):
@@ -274,7 +281,7 @@ class PysssssMathExpression(Node):
     def run(self):
         names = {"a": self.a, "b": self.b, "c": self.c}
         try:
-            result = math_expression(self.expression, names, comfy_widget)
+            result = math_expression(self.expression, names, comfy_widgets())
         except SyntaxError as e:
             raise NodeInputError("expression", f"not a formula: {self.expression!r} ({e.msg})") from None
         except (TypeError, ValueError, NameError, ZeroDivisionError, OverflowError, IndexError, KeyError) as e:

@@ -4,6 +4,7 @@ image} file items, the example widgets), String Function, Math Expression (its g
 Node.widget), Constrain Image against Pillow, Repeater, Load / Save Text (inside their folders),
 Play Sound / System Notification and Reroute Primitive."""
 
+import json
 import time
 
 import numpy as np
@@ -18,7 +19,7 @@ from graphflow.executor import Executor
 from graphflow.registry import Registry
 from graphflow.testing import write_checkpoint, write_lora
 from graphflow.workflow import parse_workflow
-from nodes.pack_nodes_pysssss import constrain_size, math_expression, string_function
+from nodes.pack_nodes_pysssss import comfy_widgets, constrain_size, math_expression, string_function
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import ui_node
 
@@ -222,6 +223,15 @@ def test_math_expression_reads_another_nodes_widget_in_a_ui_graph(registry):
     ]
     result = run(registry, ui_graph(nodes, [[1, 1, 0, 3, 0, "IMAGE"]]), ["3"])
     assert result.values["3"] == (96, 96.0) and result.outputs["3"]["value"] == [96]
+
+
+def test_math_expression_reads_the_workflow_once_per_run(monkeypatch):
+    calls = []
+    texts = {"workflow": json.dumps({"nodes": [{"id": 4, "type": "KSampler"}]}),
+             "prompt": json.dumps({"4": {"inputs": {"steps": 20, "cfg": 7.5}}})}
+    monkeypatch.setattr("nodes.pack_nodes_pysssss.workflow_texts", lambda: calls.append(1) or texts)
+    assert math_expression("KSampler.steps * KSampler.cfg + KSampler.steps", {}, comfy_widgets()) == 170
+    assert len(calls) == 1
 
 
 @pytest.mark.parametrize("size, limits, crop, want", [
