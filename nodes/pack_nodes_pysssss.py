@@ -282,14 +282,19 @@ class PysssssMathExpression(Node):
         names = {"a": self.a, "b": self.b, "c": self.c}
         try:
             result = math_expression(self.expression, names, comfy_widgets())
+            finite = isinstance(result, int) or isinstance(result, float) and math.isfinite(result)
+            outputs = (int(result), float(result)) if finite else None  # float() of 2**1024 or more overflows
         except SyntaxError as e:
             raise NodeInputError("expression", f"not a formula: {self.expression!r} ({e.msg})") from None
         except (TypeError, ValueError, NameError, ZeroDivisionError, OverflowError, IndexError, KeyError) as e:
             raise NodeInputError("expression", f"{self.expression!r} can't be worked out: {e}") from None
-        if not isinstance(result, (int, float)) or isinstance(result, float) and not math.isfinite(result):
+        except (RecursionError, MemoryError):  # Python's parser reports very deep nesting as either
+            raise NodeInputError("expression", f"{self.expression!r} is nested too deeply (or is too big) to be "
+                                               "worked out") from None
+        if outputs is None:
             raise NodeInputError("expression", f"{self.expression!r} gives {result!r}, not a finite number")
         show(value=[result])
-        return int(result), float(result)
+        return outputs
 
 
 # -- images -------------------------------------------------------------------------------------

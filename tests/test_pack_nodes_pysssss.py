@@ -183,6 +183,10 @@ def test_math_expression_grammar(expression, names, expected):
     ("1 << 100000", "too big"),
     ("(10 ** 9000) ** 9000", "too big"),  # each exponent allowed, the result far too big
     ("1 in 2", "not one of"),
+    ("-" * 5000 + "1", "nested too deeply"),
+    ("+".join(["1"] * 5000), "nested too deeply"),
+    ("-" * 200_000 + "1", "nested too deeply"),  # the parser's MemoryError
+    ("2 ** 1023 * 2", "too large to convert to float"),  # a whole number, but no float output
 ])
 def test_math_expression_refusals(registry, expression, message):
     with pytest.raises(NodeInputError, match=message) as caught:
