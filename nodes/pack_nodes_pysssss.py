@@ -405,47 +405,41 @@ class PysssssRepeater(Node):
         return [self.source] * self.repeats
 
 
-class PysssssPlaySound(Node):
-    """Play a sound in the editor when the run gets here, as pysssss's PlaySound does: the sound
-    (mode, volume) is the pack's editor's effect; the backend passes `any` on and always runs."""
+class _EditorEffect:
+    """What Play Sound and System Notification share: their effect is the pack's editor's; the
+    backend passes `any` on and always runs."""
     category = "utils"
     output_node = True
     input_is_list = True
+
+    @classmethod
+    def fingerprint(cls, **widgets):
+        return random.random()  # the pack runs it every time, so the editor plays it every time
+
+    def run(self):
+        show(a=[])  # the message the pack's editor plays its sound or shows its notification on
+        return self.any
+
+
+class PysssssPlaySound(_EditorEffect, Node):
+    """Play a sound in the editor when the run gets here, as pysssss's PlaySound does: the sound
+    (mode, volume) is the pack's editor's effect; the backend passes `any` on and always runs."""
     any: ANY
     mode: str = Choice(("always", "on empty queue"), "always")
     volume: float = Float(0.5, min=0.0, max=1.0, step=0.1)
     outputs = {"*": ListOf(ANY)}
     comfy = ComfyAlias(("PlaySound|pysssss",))
 
-    @classmethod
-    def fingerprint(cls, **widgets):
-        return random.random()  # the pack runs it every time, so the editor hears it every time
 
-    def run(self):
-        show(a=[])  # the message the pack's editor plays its sound on
-        return self.any
-
-
-class PysssssSystemNotification(Node):
+class PysssssSystemNotification(_EditorEffect, Node):
     """Show a desktop notification when the run gets here, as pysssss's SystemNotification does:
     the notification (message, mode) is the pack's editor's effect; the backend passes `any` on
     and always runs."""
-    category = "utils"
-    output_node = True
-    input_is_list = True
     message: str = Text("Your notification has triggered.")
     any: ANY
     mode: str = Choice(("always", "on empty queue"), "always")
     outputs = {"*": ListOf(ANY)}
     comfy = ComfyAlias(("SystemNotification|pysssss",))
-
-    @classmethod
-    def fingerprint(cls, **widgets):
-        return random.random()
-
-    def run(self):
-        show(a=[])
-        return self.any
 
 
 class PysssssReroutePrimitive(Node):
