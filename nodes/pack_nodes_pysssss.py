@@ -462,12 +462,12 @@ TEXT_DIRS = ("input", "output", "temp")
 
 
 def text_file(root_dir: str, name: str):
-    """The file `name` in the folder root_dir names (created when missing, as the pack does);
-    names leaving the folder are refused."""
+    """The file `name` in the folder root_dir names; names leaving the folder are refused. (The
+    pack makes the folder here; Save Text makes it when it writes, so that planning a run, which
+    reads Load Text's fingerprint, makes no folders.)"""
     base = {"input": folders.inputs, "output": folders.outputs, "temp": folders.temp}[root_dir]
     if not name or not name.strip() or name == "[none]":
         raise NodeInputError("file", "no file chosen: expected a file name")
-    base.mkdir(parents=True, exist_ok=True)
     try:
         return safe_join(base, name)
     except UnsafePathError as e:
