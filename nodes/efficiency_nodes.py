@@ -24,7 +24,7 @@ from nodes.controlnet import CONTROL_NET, _apply_pair
 from nodes.image import MAX_SIZE, _resize_image, temp_pngs
 from nodes.latent import EmptyLatent
 from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadVAE
-from nodes.pack_nodes import _apply_lora, _lora_choices, random_seed
+from nodes.pack_nodes import _apply_lora, _core, _lora_choices, random_seed
 from nodes.sampling import SEED_MAX, KSampler, KSamplerAdvanced, _estimate
 from nodes.vae import VAEDecode
 
@@ -59,18 +59,6 @@ def _checkpoint_choices() -> list[str]:
 
 def _vae_choices() -> list[str]:
     return [BAKED_VAE] + folders.list_models("vae")
-
-
-def _core(cls, renamed: dict | None = None, **inputs):
-    """A core node's run() on these inputs (the very code that node runs; widgets not given take
-    its defaults), its input errors named by this node's inputs (renamed: core name -> ours)."""
-    node = cls.__new__(cls)
-    node.__dict__.update({name: spec.default for name, spec in cls.input_specs.items()})
-    node.__dict__.update(inputs)
-    try:
-        return node.run()
-    except NodeInputError as e:
-        raise NodeInputError((renamed or {}).get(e.input, e.input), str(e)) from None
 
 
 # -- text encoding (the pack's AdvancedCLIPTextEncode, after ComfyUI_ADV_CLIP_emb) --------------

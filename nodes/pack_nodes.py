@@ -19,6 +19,31 @@ from graphflow.choices import RESIZE_METHODS
 from nodes.conditioning import concat_conditioning
 from nodes.image import MAX_SIZE, _resize_image, temp_pngs
 
+
+def _core(cls, renamed: dict | None = None, **inputs):
+    """A core node's run() on these inputs (the very code that node runs; widgets not given take
+    its defaults), its input errors named by this node's inputs (renamed: core name -> ours):
+    a pack node that is a core node plus something gives the core node's values."""
+    node = cls.__new__(cls)
+    node.__dict__.update({name: spec.default for name, spec in cls.input_specs.items()})
+    node.__dict__.update(inputs)
+    try:
+        return node.run()
+    except NodeInputError as e:
+        raise NodeInputError((renamed or {}).get(e.input, e.input), str(e)) from None
+
+
+def image_or_latent_size(value) -> tuple[int, int] | None:
+    """(width, height) of an image or mask batch, or of a latent's pixels (its size times 8), as
+    rgthree's Image or Latent Size and pysssss's Math Expression read them; None for anything else."""
+    if isinstance(value, dict) and "samples" in value:
+        return value["samples"].shape[3] * 8, value["samples"].shape[2] * 8
+    shape = getattr(value, "shape", None)
+    if shape is None or len(shape) < 3:
+        return None
+    return shape[2], shape[1]
+
+
 # -- rgthree-comfy ----------------------------------------------------------------------------
 
 RGTHREE_SEED_MAX = 1125899906842624  # the Seed node's widget bounds: ±2**50

@@ -18,7 +18,8 @@ from graphflow.api import ANY, FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAli
 from graphflow.folders import UnsafePathError
 from nodes.image import MAX_SIZE
 from nodes.loaders import LoadCheckpoint, LoadLoRA
-from nodes.pack_nodes import _BINARY, _COMPARE, POWER_LIMIT, _operator
+from nodes.pack_nodes import _BINARY, _COMPARE, POWER_LIMIT, _operator, image_or_latent_size
+from nodes.strings import _fits, _guarded
 
 # -- loaders ------------------------------------------------------------------------------------
 
@@ -66,16 +67,39 @@ class PysssssLoraLoader(LoadLoRA):
 def string_function(action: str, tidy_tags: bool, a: str, b: str, c: str) -> str:
     """pysssss's String Function: "append" joins the non-empty texts (with ", " when tidying
     tags); "replace" replaces b in a by c, b being a regular expression when written /like this/.
-    Tidying then folds double spaces, " ," and ",," once each, as the pack does."""
+    Tidying then folds double spaces, " ," and ",," once each, as the pack does. As strings.py's
+    nodes, an expression that backtracks too long is stopped and a result over MAX_TEXT refused."""
     if action == "append":
         out = (", " if tidy_tags else "").join(t for t in (a, b, c) if t)
     elif b.startswith("/") and b.endswith("/"):  # a lone "/" too: the empty expression, as in the pack
-        out = re.sub(b[1:-1], c, a)
+        out = regex_replace(a, b[1:-1], c)
     else:
+        _fits(len(a) + a.count(b) * (len(c) - len(b)), "text_c")  # "" is found between every character
         out = a.replace(b, c)
     if tidy_tags:
         out = out.replace("  ", " ").replace(" ,", ",").replace(",,", ",").replace(",,", ",")
     return out
+
+
+def regex_replace(text: str, expression: str, replace: str) -> str:
+    """re.sub(expression, replace, text), as the pack runs it, guarded as RegexReplace is."""
+    try:
+        pattern = re.compile(expression)
+    except (re.error, ValueError, OverflowError, RecursionError) as e:
+        raise NodeInputError("text_b", f"not a regular expression: /{expression}/ ({e})") from None
+    try:
+        pattern.sub(replace, "")  # re reads the template before matching: a bad one fails with no match too
+    except (re.error, IndexError) as e:
+        raise NodeInputError("text_c", f"not a valid replacement for /{expression}/: {e}") from None
+    growth = [len(text)]
+
+    def expand(match):  # the template filled in, its size counted as the result grows
+        filled = match.expand(replace)
+        growth[0] += len(filled) - (match.end() - match.start())
+        _fits(growth[0], "text_c")
+        return filled
+
+    return _guarded(pattern, text, every_match=True, input_name="text_b").sub(expand, text)
 
 
 class PysssssStringFunction(Node):
@@ -96,19 +120,26 @@ class PysssssStringFunction(Node):
     def run(self):
         # the pack's editor sends an unconnected converted text as "undefined"
         texts = ["" if t == "undefined" else t for t in (self.text_a, self.text_b, self.text_c)]
-        try:
-            out = string_function(self.action, self.tidy_tags == "yes", *texts)
-        except re.error as e:
-            raise NodeInputError("text_b", f"not a regular expression: {texts[1]!r} ({e})") from None
+        out = string_function(self.action, self.tidy_tags == "yes", *texts)
         show(text=[out])
         return out
 
 
 # -- Math Expression --------------------------------------------------------------------------
 
+
+def _round(a, b=None):
+    """round(a, b); for a whole number a, b is first raised to -(a.bit_length() // 3 + 2), past
+    a's digits: the result is 0 all the same, without Python working out 10 ** -b (round(1,
+    -10**8) would take minutes and gigabytes)."""
+    if isinstance(a, int) and isinstance(b, int):
+        b = max(b, -(a.bit_length() // 3 + 2))
+    return round(a, b)
+
+
 # name: (fewest, most arguments (None: any), function), as the pack allows them
 MATH_FUNCTIONS = {
-    "round": (1, 2, lambda a, b=None: round(a, b)),
+    "round": (1, 2, _round),
     "ceil": (1, 1, math.ceil),
     "floor": (1, 1, math.floor),
     "min": (2, None, min),
@@ -192,28 +223,34 @@ def math_expression(expression: str, names: dict, widget=None):
 
 def _size(target, name: str, side: str) -> int:
     """An image's (or mask's) width or height, or a latent's times 8, for a.width / a.height."""
-    if isinstance(target, dict) and "samples" in target:
-        return target["samples"].shape[3 if side == "width" else 2] * 8
-    if hasattr(target, "shape") and len(target.shape) >= 3:
-        return target.shape[2 if side == "width" else 1]
-    raise TypeError(f"{name}.{side}: {name} is not an image or latent")
+    size = image_or_latent_size(target)
+    if size is None:
+        raise TypeError(f"{name}.{side}: {name} is not an image or latent")
+    return size[0 if side == "width" else 1]
 
 
-def comfy_widget(node_name: str, widget: str):
-    """The value of a widget of another node of the running workflow, found as Math Expression
-    finds it: the first node of the editor's graph whose "Node name for S&R" (else class), or
-    else title, is node_name; its input in the queued (API) graph."""
-    texts = workflow_texts()
-    graph = json.loads(texts.get("workflow") or "{}")
-    prompt = json.loads(texts.get("prompt") or "{}")
-    for node in graph.get("nodes") or []:
-        name = (node.get("properties") or {}).get("Node name for S&R", node.get("type"))
-        if name == node_name or node.get("title") == node_name:
-            inputs = (prompt.get(str(node.get("id"))) or {}).get("inputs") or {}
-            if widget in inputs:
-                return inputs[widget]
-            raise NameError(f"Widget not found: {node_name}.{widget}")
-    raise NameError(f"Node not found: {node_name}.{widget}")
+def comfy_widgets():
+    """widget(node_name, widget): the value of a widget of another node of the running workflow,
+    found as Math Expression finds it: the first node of the editor's graph whose "Node name for
+    S&R" (else class), or else title, is node_name; its input in the queued (API) graph. The
+    workflow is parsed once, at the first widget read."""
+    parsed = []
+
+    def widget(node_name: str, name: str):
+        if not parsed:
+            texts = workflow_texts()
+            parsed.extend((json.loads(texts.get("workflow") or "{}"), json.loads(texts.get("prompt") or "{}")))
+        graph, prompt = parsed
+        for node in graph.get("nodes") or []:
+            found = (node.get("properties") or {}).get("Node name for S&R", node.get("type"))
+            if found == node_name or node.get("title") == node_name:
+                inputs = (prompt.get(str(node.get("id"))) or {}).get("inputs") or {}
+                if name in inputs:
+                    return inputs[name]
+                raise NameError(f"Widget not found: {node_name}.{name}")
+        raise NameError(f"Node not found: {node_name}.{name}")
+
+    return widget
 
 
 class PysssssMathExpression(Node):
@@ -235,23 +272,29 @@ class PysssssMathExpression(Node):
 
     @classmethod
     def fingerprint(cls, expression="", **widgets):
-        # random draws, and other nodes' widgets (not among this node's inputs), are read anew each run
-        if "random" in expression or re.search(r"[A-Za-z_]\w*\.(?!width\b|height\b)", expression):
+        # random draws, and other nodes' widgets (not among this node's inputs), are read anew each run;
+        # a name is tried from its start only (?<!\w), else a long run of letters takes quadratic time
+        if "random" in expression or re.search(r"(?<!\w)[A-Za-z_]\w*\.(?!width\b|height\b)", expression):
             return random.random()
         return None
 
     def run(self):
         names = {"a": self.a, "b": self.b, "c": self.c}
         try:
-            result = math_expression(self.expression, names, comfy_widget)
+            result = math_expression(self.expression, names, comfy_widgets())
+            finite = isinstance(result, int) or isinstance(result, float) and math.isfinite(result)
+            outputs = (int(result), float(result)) if finite else None  # float() of 2**1024 or more overflows
         except SyntaxError as e:
             raise NodeInputError("expression", f"not a formula: {self.expression!r} ({e.msg})") from None
         except (TypeError, ValueError, NameError, ZeroDivisionError, OverflowError, IndexError, KeyError) as e:
             raise NodeInputError("expression", f"{self.expression!r} can't be worked out: {e}") from None
-        if not isinstance(result, (int, float)) or isinstance(result, float) and not math.isfinite(result):
+        except (RecursionError, MemoryError):  # Python's parser reports very deep nesting as either
+            raise NodeInputError("expression", f"{self.expression!r} is nested too deeply (or is too big) to be "
+                                               "worked out") from None
+        if outputs is None:
             raise NodeInputError("expression", f"{self.expression!r} gives {result!r}, not a finite number")
         show(value=[result])
-        return int(result), float(result)
+        return outputs
 
 
 # -- images -------------------------------------------------------------------------------------
@@ -362,47 +405,41 @@ class PysssssRepeater(Node):
         return [self.source] * self.repeats
 
 
-class PysssssPlaySound(Node):
-    """Play a sound in the editor when the run gets here, as pysssss's PlaySound does: the sound
-    (mode, volume) is the pack's editor's effect; the backend passes `any` on and always runs."""
+class _EditorEffect:
+    """What Play Sound and System Notification share: their effect is the pack's editor's; the
+    backend passes `any` on and always runs."""
     category = "utils"
     output_node = True
     input_is_list = True
+
+    @classmethod
+    def fingerprint(cls, **widgets):
+        return random.random()  # the pack runs it every time, so the editor plays it every time
+
+    def run(self):
+        show(a=[])  # the message the pack's editor plays its sound or shows its notification on
+        return self.any
+
+
+class PysssssPlaySound(_EditorEffect, Node):
+    """Play a sound in the editor when the run gets here, as pysssss's PlaySound does: the sound
+    (mode, volume) is the pack's editor's effect; the backend passes `any` on and always runs."""
     any: ANY
     mode: str = Choice(("always", "on empty queue"), "always")
     volume: float = Float(0.5, min=0.0, max=1.0, step=0.1)
     outputs = {"*": ListOf(ANY)}
     comfy = ComfyAlias(("PlaySound|pysssss",))
 
-    @classmethod
-    def fingerprint(cls, **widgets):
-        return random.random()  # the pack runs it every time, so the editor hears it every time
 
-    def run(self):
-        show(a=[])  # the message the pack's editor plays its sound on
-        return self.any
-
-
-class PysssssSystemNotification(Node):
+class PysssssSystemNotification(_EditorEffect, Node):
     """Show a desktop notification when the run gets here, as pysssss's SystemNotification does:
     the notification (message, mode) is the pack's editor's effect; the backend passes `any` on
     and always runs."""
-    category = "utils"
-    output_node = True
-    input_is_list = True
     message: str = Text("Your notification has triggered.")
     any: ANY
     mode: str = Choice(("always", "on empty queue"), "always")
     outputs = {"*": ListOf(ANY)}
     comfy = ComfyAlias(("SystemNotification|pysssss",))
-
-    @classmethod
-    def fingerprint(cls, **widgets):
-        return random.random()
-
-    def run(self):
-        show(a=[])
-        return self.any
 
 
 class PysssssReroutePrimitive(Node):
@@ -425,12 +462,12 @@ TEXT_DIRS = ("input", "output", "temp")
 
 
 def text_file(root_dir: str, name: str):
-    """The file `name` in the folder root_dir names (created when missing, as the pack does);
-    names leaving the folder are refused."""
+    """The file `name` in the folder root_dir names; names leaving the folder are refused. (The
+    pack makes the folder here; Save Text makes it when it writes, so that planning a run, which
+    reads Load Text's fingerprint, makes no folders.)"""
     base = {"input": folders.inputs, "output": folders.outputs, "temp": folders.temp}[root_dir]
     if not name or not name.strip() or name == "[none]":
         raise NodeInputError("file", "no file chosen: expected a file name")
-    base.mkdir(parents=True, exist_ok=True)
     try:
         return safe_join(base, name)
     except UnsafePathError as e:
@@ -472,8 +509,9 @@ class PysssssSaveText(Node):
     """Write text to a file in the input, output or temp folder, as pysssss's Save Text does:
     "append" adds to its end (with insert, after a new line when the file isn't empty),
     "overwrite" replaces it, "new only" refuses a file that exists. Missing subfolders are made
-    (the pack fails on them); names never leave the folder. Gives the file's whole text and its
-    name up to the first dot; always runs."""
+    (the pack fails on them); names never leave the folder, and of the input folder's files
+    (images, masks) only .txt files are appended to or overwritten. Gives the file's whole text
+    and its name up to the first dot; always runs."""
     category = "utils"
     output_node = True
     root_dir: str = Choice(TEXT_DIRS, "input")
@@ -490,11 +528,21 @@ class PysssssSaveText(Node):
 
     def run(self):
         path = text_file(self.root_dir, self.file)
-        if self.append == "new only" and path.exists():
-            raise NodeInputError("file", f"{self.file!r} already exists and append is \"new only\"")
+        # the input folder holds the user's images and masks: of its files only text files (the
+        # pack's lists show *.txt) may be appended to or overwritten
+        if self.append != "new only" and folders.inputs.resolve() in path.parents and path.exists() \
+                and not path.name.endswith(".txt"):
+            raise NodeInputError("file", f"{self.file!r} is a file of the input folder that isn't a .txt file: "
+                                         f"expected a .txt file to {self.append} (or another name)")
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a" if self.append == "append" else "w", encoding="utf-8") as f:
-            if f.tell() != 0 and self.insert:
-                f.write("\n")
-            f.write(self.text)
+        mode = {"append": "a", "overwrite": "w"}.get(self.append, "x")  # "x": checks and creates in one step
+        try:
+            with open(path, mode, encoding="utf-8") as f:
+                if f.tell() != 0 and self.insert:
+                    f.write("\n")
+                f.write(self.text)
+        except FileExistsError:
+            raise NodeInputError("file", f"{self.file!r} already exists and append is \"new only\"") from None
+        except OSError as e:
+            raise NodeInputError("file", f"can't write {self.file!r}: {e}") from None
         return text_and_name(path, self.file)

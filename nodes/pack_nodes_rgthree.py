@@ -18,20 +18,10 @@ from nodes.conditioning import CLIPEncode, CLIPEncodeSDXL
 from nodes.controlnet import CONTROL_NET
 from nodes.image import MAX_SIZE
 from nodes.latent import EmptyLatent
-from nodes.pack_nodes import _apply_lora, rgthree_lora_file
+from nodes.pack_nodes import _apply_lora, _core, image_or_latent_size, rgthree_lora_file
 
 RGTHREE_CONTEXT = socket_type("RGTHREE_CONTEXT", "#96a0ad",
                               "rgthree's context pipe: model, clip, vae, prompts, latent, seed, ... in one link")
-
-
-def run_core(cls, **inputs):
-    """The result of one of our core nodes' run() for these inputs (the rest at their defaults),
-    so a pack node that is a core node plus something gives the core node's values."""
-    node = cls.__new__(cls)
-    for name, spec in cls.input_specs.items():
-        default = spec.widget.default if spec.widget is not None and not spec.required else None
-        setattr(node, name, inputs.get(name, default))
-    return node.run()
 
 
 # -- Context ----------------------------------------------------------------------------------
@@ -231,7 +221,7 @@ class RgthreeSDXLEmptyLatentImage(Node):
     def run(self):
         width, _, height = self.dimensions.split()[:3]
         width, height = int(width), int(height)
-        latent = run_core(EmptyLatent, width=width, height=height, batch_size=self.batch_size)
+        latent = _core(EmptyLatent, width=width, height=height, batch_size=self.batch_size)
         return latent, int(width * self.clip_scale), int(height * self.clip_scale)
 
 
@@ -296,14 +286,10 @@ class RgthreeImageOrLatentSize(Node):
     comfy = ComfyAlias(("Image or Latent Size (rgthree)",))
 
     def run(self):
-        value = self.input
-        if isinstance(value, dict) and "samples" in value:
-            _, _, height, width = value["samples"].shape[:4]
-            return width * 8, height * 8
-        shape = getattr(value, "shape", None)
-        if shape is None or len(shape) < 3:
-            raise NodeInputError("input", f"expected an image, mask or latent, got {type(value).__name__}")
-        return shape[2], shape[1]
+        size = image_or_latent_size(self.input)
+        if size is None:
+            raise NodeInputError("input", f"expected an image, mask or latent, got {type(self.input).__name__}")
+        return size
 
 
 # -- Power Prompt -------------------------------------------------------------------------------
@@ -337,16 +323,17 @@ def apply_lora_tags(model, clip, tags: list[tuple[str, float]], input_name: str 
 
 def encode_prompt(clip, text: str):
     """CLIPTextEncode's conditioning of the text (None without a text encoder)."""
-    return None if clip is None else run_core(CLIPEncode, clip=clip, text=text)
+    return None if clip is None else _core(CLIPEncode, clip=clip, text=text)
 
 
 class RgthreePowerPromptSimple(Node):
     """Encode a prompt, as rgthree's Power Prompt - Simple does: CLIPTextEncode's conditioning
     when a text encoder is connected (else none), and the prompt as text. Its insert_embedding
     and insert_saved lists are the pack's editor helpers that type into the prompt; their values
-    are kept but do nothing here."""
+    are kept but do nothing here. As the pack's editor does, {a|b} choices and comments in a
+    saved editor graph's prompt are resolved when it is read."""
     category = "conditioning"
-    prompt: str = Text("", multiline=True)
+    prompt: str = Text("", multiline=True, dynamic_prompts=True)
     opt_clip: CLIP = None
     insert_embedding: str = Text("CHOOSE")
     insert_saved: str = Text("CHOOSE")
@@ -406,9 +393,25 @@ def sdxl_conditioning(node, clip, width, height, prompt_g: str, prompt_l: str):
     (else 0)."""
     target_width = node.target_width if node.target_width > 0 else width
     target_height = node.target_height if node.target_height > 0 else height
-    return run_core(CLIPEncodeSDXL, clip=clip, width=width, height=height, crop_w=max(node.crop_width, 0),
+    return _core(CLIPEncodeSDXL, clip=clip, width=width, height=height, crop_w=max(node.crop_width, 0),
                     crop_h=max(node.crop_height, 0), target_width=target_width, target_height=target_height,
                     text_g=prompt_g, text_l=prompt_l)
+
+
+def sdxl_prompt_conditioning(node, clip, prompt_g: str, prompt_l: str):
+    """Both SDXL Power Prompts' conditioning, as the pack's get_conditioning makes it: none
+    without a text encoder; CLIPTextEncodeSDXL when both clip sizes are linked (none, with a
+    warning, when the text encoder can't encode SDXL's way); else CLIPTextEncode of prompt_g and
+    prompt_l on two lines."""
+    if clip is None:
+        return None
+    if not (node.opt_clip_width and node.opt_clip_height):
+        return encode_prompt(clip, f"{prompt_g}\n{prompt_l}")
+    try:
+        return sdxl_conditioning(node, clip, node.opt_clip_width, node.opt_clip_height, prompt_g, prompt_l)
+    except (NodeInputError, ValueError, KeyError, TypeError) as e:
+        warn(f"the text encoder can't encode SDXL's way ({e}): no conditioning, as the pack gives none")
+        return None
 
 
 class RgthreeSDXLPowerPromptPositive(Node):
@@ -452,27 +455,21 @@ class RgthreeSDXLPowerPromptPositive(Node):
         elif LORA_TAG.search(prompt_g + prompt_l):
             warn("the prompts have <lora:...> tags, but no model and text encoder are connected: "
                  "they stay in the text")
-        conditioning = None
-        if clip is not None and self.opt_clip_width and self.opt_clip_height:
-            try:
-                conditioning = sdxl_conditioning(self, clip, self.opt_clip_width, self.opt_clip_height, prompt_g,
-                                                 prompt_l)
-            except (NodeInputError, ValueError, KeyError, TypeError) as e:
-                warn(f"the text encoder can't encode SDXL's way ({e}): no conditioning, as the pack gives none")
-        elif clip is not None:
-            conditioning = encode_prompt(clip, f"{prompt_g}\n{prompt_l}")
-        return conditioning, model, clip, prompt_g, prompt_l
+        return sdxl_prompt_conditioning(self, clip, prompt_g, prompt_l), model, clip, prompt_g, prompt_l
 
 
 class RgthreeSDXLPowerPromptSimple(Node):
-    """Encode an SDXL prompt, as rgthree's SDXL Power Prompt - Simple / Negative does:
-    CLIPTextEncodeSDXL at opt_clip_width x opt_clip_height (target and crop sizes of -1: the
-    clip size and no crop) when a text encoder and both sizes are linked, else no conditioning.
-    Gives the conditioning and both texts. The insert lists are the pack's editor helpers; its
-    editor hides the target and crop sizes."""
+    """Encode an SDXL prompt, as rgthree's SDXL Power Prompt - Simple / Negative does (as its
+    Positive, without LoRAs): with a text encoder, CLIPTextEncodeSDXL at opt_clip_width x
+    opt_clip_height (target and crop sizes of -1: the clip size and no crop) when both are
+    linked, else CLIPTextEncode of prompt_g and prompt_l on two lines; a text encoder that can't
+    encode SDXL's way gives no conditioning (with a warning). Gives the conditioning and both
+    texts. The insert lists are the pack's editor helpers; its editor hides the target and crop
+    sizes. As the pack's editor does, {a|b} choices and comments in a saved editor graph's
+    prompts are resolved when it is read."""
     category = "conditioning"
-    prompt_g: str = Text("", multiline=True)
-    prompt_l: str = Text("", multiline=True)
+    prompt_g: str = Text("", multiline=True, dynamic_prompts=True)
+    prompt_l: str = Text("", multiline=True, dynamic_prompts=True)
     opt_clip: CLIP = None
     opt_clip_width: INT = None
     opt_clip_height: INT = None
@@ -486,8 +483,5 @@ class RgthreeSDXLPowerPromptSimple(Node):
     comfy = ComfyAlias(("SDXL Power Prompt - Simple / Negative (rgthree)",), ignore=("values_insert_saved",))
 
     def run(self):
-        conditioning = None
-        if self.opt_clip is not None and self.opt_clip_width and self.opt_clip_height:
-            conditioning = sdxl_conditioning(self, self.opt_clip, self.opt_clip_width, self.opt_clip_height,
-                                             self.prompt_g, self.prompt_l)
-        return conditioning, self.prompt_g, self.prompt_l
+        return sdxl_prompt_conditioning(self, self.opt_clip, self.prompt_g, self.prompt_l), self.prompt_g, \
+            self.prompt_l

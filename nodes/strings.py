@@ -154,11 +154,11 @@ def _compile(pattern: str, case_insensitive: bool, multiline: bool, dotall: bool
         raise NodeInputError("regex_pattern", f"not a valid regular expression: {e}") from None
 
 
-def _guarded(pattern: re.Pattern, text: str, every_match: bool) -> re.Pattern:
+def _guarded(pattern: re.Pattern, text: str, every_match: bool, input_name: str = "regex_pattern") -> re.Pattern:
     """`pattern`, once the `regex` module has run it over `text` within REGEX_SECONDS (its first
     match, or every match): `re` can't be stopped, so a pattern that backtracks without end is
-    caught here first. (The results are re's: `regex` differs in details, e.g. which characters
-    \\w takes.) A pattern `regex` can't read runs unguarded."""
+    caught here first, as an error naming input_name. (The results are re's: `regex` differs in
+    details, e.g. which characters \\w takes.) A pattern `regex` can't read runs unguarded."""
     import regex
 
     try:
@@ -174,10 +174,10 @@ def _guarded(pattern: re.Pattern, text: str, every_match: bool) -> re.Pattern:
         else:
             guard.search(text, timeout=REGEX_SECONDS)
     except TimeoutError:
-        raise NodeInputError("regex_pattern", f"matching took longer than {REGEX_SECONDS:g} s on this text and "
-                                              "was stopped: the pattern backtracks too much (nested repeats "
-                                              "like (a+)+ or overlapping alternatives like (a|aa)+); "
-                                              "make it more specific") from None
+        raise NodeInputError(input_name, f"matching took longer than {REGEX_SECONDS:g} s on this text and "
+                                         "was stopped: the pattern backtracks too much (nested repeats "
+                                         "like (a+)+ or overlapping alternatives like (a|aa)+); "
+                                         "make it more specific") from None
     return pattern
 
 

@@ -4,6 +4,9 @@ image} file items, the example widgets), String Function, Math Expression (its g
 Node.widget), Constrain Image against Pillow, Repeater, Load / Save Text (inside their folders),
 Play Sound / System Notification and Reroute Primitive."""
 
+import json
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -16,7 +19,7 @@ from graphflow.executor import Executor
 from graphflow.registry import Registry
 from graphflow.testing import write_checkpoint, write_lora
 from graphflow.workflow import parse_workflow
-from nodes.pack_nodes_pysssss import constrain_size, math_expression, string_function
+from nodes.pack_nodes_pysssss import comfy_widgets, constrain_size, math_expression, string_function
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import ui_node
 
@@ -108,6 +111,26 @@ def test_string_function(action, tidy, texts, expected):
     assert string_function(action, tidy, *texts) == expected
 
 
+def test_string_function_stops_backtracking_and_refuses_huge_results(monkeypatch):
+    """A /regex/ is guarded as RegexReplace's (re can't be stopped once it runs), and a replace
+    that would write text_c between every character is refused before the text is built."""
+    monkeypatch.setattr("nodes.strings.REGEX_SECONDS", 0.2)
+    start = time.monotonic()
+    with pytest.raises(NodeInputError, match="backtracks") as caught:
+        string_function("replace", False, "a" * 200 + "b", "/^(a|aa)+$/", "")
+    assert time.monotonic() - start < 5 and caught.value.input == "text_b"
+    monkeypatch.setattr("nodes.strings.MAX_TEXT", 1000)
+    for find in ("", "/", "//", "/x??/", "x"):
+        with pytest.raises(NodeInputError, match="1,000") as caught:
+            string_function("replace", False, "x" * 100, find, "y" * 20)
+        assert caught.value.input == "text_c"
+    for find in ("", "//"):  # 40 * 21 + 20 characters: within the limit
+        assert string_function("replace", False, "x" * 40, find, "y" * 20) == "y" * 20 + ("x" + "y" * 20) * 40
+    with pytest.raises(NodeInputError, match="replacement") as caught:  # re reads the template first, as the pack
+        string_function("replace", False, "abc", "/(x)/", r"\3")
+    assert caught.value.input == "text_c"
+
+
 def test_string_function_node(registry):
     graph = {"1": {"class_type": "StringFunction|pysssss", "inputs": {
         "action": "append", "tidy_tags": "yes", "text_a": "red", "text_b": "undefined", "text_c": "cube"}}}
@@ -160,11 +183,24 @@ def test_math_expression_grammar(expression, names, expected):
     ("1 << 100000", "too big"),
     ("(10 ** 9000) ** 9000", "too big"),  # each exponent allowed, the result far too big
     ("1 in 2", "not one of"),
+    ("-" * 5000 + "1", "nested too deeply"),
+    ("+".join(["1"] * 5000), "nested too deeply"),
+    ("-" * 200_000 + "1", "nested too deeply"),  # the parser's MemoryError
+    ("2 ** 1023 * 2", "too large to convert to float"),  # a whole number, but no float output
 ])
 def test_math_expression_refusals(registry, expression, message):
     with pytest.raises(NodeInputError, match=message) as caught:
         call(registry, "PysssssMathExpression", expression=expression, a=IMAGE)
     assert caught.value.input == "expression"
+
+
+def test_math_expression_round_to_far_left_digits_is_quick():
+    """round of a whole number to -b digits works out 10 ** -b in Python: 16 s for b = -10**7."""
+    start = time.monotonic()
+    assert math_expression("round(1, -10000000) + round(-7 * 10 ** 40, -3000000)", {}) == 0
+    assert time.monotonic() - start < 1
+    assert [math_expression(f"round({a}, {b})", {}) for a, b in ((15, -1), (25, -1), (-1250, -2), (7, 2))] == \
+        [20, 20, -1200, 7]
 
 
 def test_math_expression_node_outputs_and_random(registry):
@@ -175,6 +211,10 @@ def test_math_expression_node_outputs_and_random(registry):
     assert cls.fingerprint(expression="randomint(1, 9)") != cls.fingerprint(expression="randomint(1, 9)")
     assert cls.fingerprint(expression="a.width + 1") is None
     assert cls.fingerprint(expression="KSampler.steps") != cls.fingerprint(expression="KSampler.steps")
+    start = time.monotonic()  # run on every queue: linear in the formula's length (3 s for 40k letters before)
+    for long in ("a" * 100_000, "7" * 100_000 + "x", "b1" * 50_000 + ".width"):
+        assert cls.fingerprint(expression=long) is None
+    assert time.monotonic() - start < 1
 
 
 def test_math_expression_reads_another_nodes_widget_in_a_ui_graph(registry):
@@ -187,6 +227,15 @@ def test_math_expression_reads_another_nodes_widget_in_a_ui_graph(registry):
     ]
     result = run(registry, ui_graph(nodes, [[1, 1, 0, 3, 0, "IMAGE"]]), ["3"])
     assert result.values["3"] == (96, 96.0) and result.outputs["3"]["value"] == [96]
+
+
+def test_math_expression_reads_the_workflow_once_per_run(monkeypatch):
+    calls = []
+    texts = {"workflow": json.dumps({"nodes": [{"id": 4, "type": "KSampler"}]}),
+             "prompt": json.dumps({"4": {"inputs": {"steps": 20, "cfg": 7.5}}})}
+    monkeypatch.setattr("nodes.pack_nodes_pysssss.workflow_texts", lambda: calls.append(1) or texts)
+    assert math_expression("KSampler.steps * KSampler.cfg + KSampler.steps", {}, comfy_widgets()) == 170
+    assert len(calls) == 1
 
 
 @pytest.mark.parametrize("size, limits, crop, want", [
@@ -262,6 +311,37 @@ def test_save_and_load_text_stay_in_their_folders(registry, tmp_folders):
         with pytest.raises(NodeInputError):
             save("x", file=name)
     assert not (tmp_folders.home / "outside.txt").exists()
+
+
+
+def test_only_save_text_makes_the_folder(registry, tmp_folders):
+    """Planning a run reads Load Text's fingerprint: no folder is made then, only when writing."""
+    assert not tmp_folders.temp.exists()
+    assert registry.get("PysssssLoadText").fingerprint(root_dir="temp", file="a.txt") is None
+    with pytest.raises(NodeInputError, match="no file"):
+        call(registry, "PysssssLoadText", root_dir="temp", file="a.txt")
+    assert not tmp_folders.temp.exists()
+    assert call(registry, "PysssssSaveText", text="t", root_dir="temp", file="a.txt") == ("t", "a")
+    assert (tmp_folders.temp / "a.txt").read_text() == "t"
+
+def test_save_text_leaves_the_input_folders_other_files_alone(registry, tmp_folders):
+    """Nothing but outputs and temp may be overwritten: in the input folder only .txt files (the
+    pack's lists show only those) are appended to or overwritten."""
+    def save(file, append):
+        return call(registry, "PysssssSaveText", text="x", root_dir="input", file=file, append=append)
+
+    tmp_folders.inputs.mkdir(parents=True, exist_ok=True)
+    mask = tmp_folders.inputs / "masks" / "mask.png"
+    mask.parent.mkdir()
+    mask.write_bytes(b"\x89PNG not text")
+    for append in ("overwrite", "append", "new only"):
+        with pytest.raises(NodeInputError) as caught:
+            save("masks/mask.png", append)
+        assert caught.value.input == "file"
+    assert mask.read_bytes() == b"\x89PNG not text"
+    (tmp_folders.inputs / "prompt.txt").write_text("old", encoding="utf-8")
+    assert save("prompt.txt", "overwrite") == ("x", "prompt") and save("prompt.txt", "append") == ("x\nx", "prompt")
+    assert save("masks/new.png", "append") == ("x", "masks/new")  # a new file: nothing overwritten
 
 
 def test_sound_and_notification_pass_values_on(registry):

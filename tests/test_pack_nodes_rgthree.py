@@ -13,6 +13,7 @@ from graphflow import memory
 from graphflow.context import NodeInputError
 from graphflow.executor import Executor
 from graphflow.registry import Registry
+from graphflow.server.comfyui_object_info import object_info
 from graphflow.testing import write_checkpoint, write_lora
 from graphflow.workflow import parse_workflow
 from nodes.pack_nodes_rgthree import CONTEXT_FIELDS, SDXL_DIMENSIONS, lora_tags
@@ -223,23 +224,27 @@ def test_power_prompt_applies_its_lora_tags_as_lora_loaders(registry, models):
 def test_power_prompts_read_the_packs_ui_widgets(registry):
     """The pack's editor drops the server's insert lists and adds back only those with entries
     (insert_lora first), always showing "CHOOSE" but for insert_lora's "DISABLE LORAS"; it hides
-    the SDXL prompts' target and crop sizes, and resolves {a|b} in Power Prompt's prompt (as
-    it does in CLIPTextEncode's, not in Power Prompt - Simple's)."""
+    the SDXL prompts' target and crop sizes, and resolves {a|b} in every Power Prompt's prompts
+    (as it does in CLIPTextEncode's; the pack's 601043ed declares them all dynamicPrompts)."""
     nodes = [ui_node(1, "Power Prompt (rgthree)", ["{a|a} <lora:x:1>", "DISABLE LORAS", "CHOOSE"],
                      outputs=[("CONDITIONING", "CONDITIONING", [])]),
              ui_node(2, "Power Prompt - Simple (rgthree)", ["blurry {a|a}", "CHOOSE"]),
              ui_node(3, "SDXL Power Prompt - Positive (rgthree)", ["g", "l", "CHOOSE"]),
-             ui_node(4, "SDXL Power Prompt - Simple / Negative (rgthree)", ["g2", "l2"])]
+             ui_node(4, "SDXL Power Prompt - Simple / Negative (rgthree)", ["g2 {b|b}", "{c|c} l2"])]
     workflow = parse_workflow(ui_graph(nodes, []), registry)
     assert workflow.nodes["1"].inputs == {"prompt": "a <lora:x:1>", "insert_lora": "DISABLE LORAS",
                                           "insert_embedding": "CHOOSE"}
-    assert workflow.nodes["2"].inputs == {"prompt": "blurry {a|a}", "insert_embedding": "CHOOSE"}  # not dynamic
+    assert workflow.nodes["2"].inputs == {"prompt": "blurry a", "insert_embedding": "CHOOSE"}
     assert workflow.nodes["3"].inputs == {"prompt_g": "g", "prompt_l": "l", "insert_lora": "CHOOSE"}
-    assert workflow.nodes["4"].inputs == {"prompt_g": "g2", "prompt_l": "l2"}
+    assert workflow.nodes["4"].inputs == {"prompt_g": "g2 b", "prompt_l": "c l2"}
     result = Executor(registry).run(workflow, outputs=["1", "2", "3", "4"])
     assert result.ok, (result.problems, result.error)
     assert result.values["1"] == (None, None, None, "a ")
-    assert result.values["4"] == (None, "g2", "l2")
+    assert result.values["4"] == (None, "g2 b", "c l2")
+    info = object_info(registry)  # the editor's object_info marks them dynamic, as the pack's
+    for name, inputs in (("Power Prompt - Simple (rgthree)", ("prompt",)),
+                         ("SDXL Power Prompt - Simple / Negative (rgthree)", ("prompt_g", "prompt_l"))):
+        assert all(info[name]["input"]["required"][i][1].get("dynamicPrompts") is True for i in inputs)
 
 
 def test_sdxl_power_prompts_encode_as_clip_text_encode_sdxl(registry, tmp_folders):
@@ -267,8 +272,13 @@ def test_sdxl_power_prompts_encode_as_clip_text_encode_sdxl(registry, tmp_folder
              "9": {"class_type": "CLIPTextEncode", "inputs": {"text": "a\nb", "clip": ["7", 1]}},
              "10": {"class_type": "SDXL Power Prompt - Positive (rgthree)", "inputs": {
                  "prompt_g": "a", "prompt_l": "b", "opt_clip": ["7", 1], "opt_clip_width": ["2", 1],
+                 "opt_clip_height": ["2", 2]}},
+             "11": {"class_type": "SDXL Power Prompt - Simple / Negative (rgthree)", "inputs": {
+                 "prompt_g": "a", "prompt_l": "b", "opt_clip": ["7", 1]}},
+             "12": {"class_type": "SDXL Power Prompt - Simple / Negative (rgthree)", "inputs": {
+                 "prompt_g": "a", "prompt_l": "b", "opt_clip": ["7", 1], "opt_clip_width": ["2", 1],
                  "opt_clip_height": ["2", 2]}}}
-    values = run(registry, graph, ["3", "4", "5", "6", "8", "9", "10"]).values
+    values = run(registry, graph, ["3", "4", "5", "6", "8", "9", "10", "11", "12"]).values
     for got, want in ((values["3"][0], values["5"][0]), (values["4"][0], values["6"][0])):
         [(tokens, options)], [(tokens_want, options_want)] = got, want
         assert torch.equal(tokens, tokens_want) and options.keys() == options_want.keys()
@@ -278,6 +288,8 @@ def test_sdxl_power_prompts_encode_as_clip_text_encode_sdxl(registry, tmp_folder
     # no sizes linked: CLIPTextEncode of both prompts on two lines
     assert torch.equal(values["8"][0][0][0], values["9"][0][0][0]) and values["8"][1] is None
     assert values["10"][0] is None  # an SD1 text encoder can't encode SDXL's way: none, as the pack
+    # the Simple / Negative one encodes as the Positive one (the pack's shared get_conditioning)
+    assert torch.equal(values["11"][0][0][0], values["9"][0][0][0]) and values["12"] == (None, "a", "b")
 
 
 def test_any_switch_skips_muted_inputs_and_takes_what_a_bypass_passes(registry):
