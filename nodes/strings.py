@@ -2,9 +2,9 @@
 replace, compare, and regular expressions (search, extract, replace).
 
 Regular expressions run with Python's `re`, as ComfyUI's: its syntax, its matches. Each is first
-run by the `regex` module (in its re-compatible mode, which can stop a match): one that takes
-longer than REGEX_SECONDS on its text (catastrophic backtracking, like (a|aa)+$) is stopped and
-reported instead of hanging the server. An invalid pattern is an error naming the input, where
+run in a child process, which can be stopped: one that takes longer than REGEX_SECONDS on its text
+(catastrophic backtracking, like (a+)+$ or (a|aa)+$) is stopped and reported instead of hanging
+the server. An invalid pattern is an error naming the input, where
 ComfyUI quietly gives False or empty text. A result longer than MAX_TEXT characters is refused before it is built
 (an empty `find` or a chain of concatenations would otherwise fill the server's memory)."""
 
@@ -154,30 +154,41 @@ def _compile(pattern: str, case_insensitive: bool, multiline: bool, dotall: bool
         raise NodeInputError("regex_pattern", f"not a valid regular expression: {e}") from None
 
 
-def _guarded(pattern: re.Pattern, text: str, every_match: bool, input_name: str = "regex_pattern") -> re.Pattern:
-    """`pattern`, once the `regex` module has run it over `text` within REGEX_SECONDS (its first
-    match, or every match): `re` can't be stopped, so a pattern that backtracks without end is
-    caught here first, as an error naming input_name. (The results are re's: `regex` differs in
-    details, e.g. which characters \\w takes.) A pattern `regex` can't read runs unguarded."""
-    import regex
+# Runs `re` over the text in a child process, so that a match that backtracks without end can
+# be stopped (re holds the interpreter until it is done; threads can't stop it).
+_RE_TRIAL = """
+import json, re, sys
+job = json.load(sys.stdin)
+pattern = re.compile(job["pattern"], job["flags"])
+if job["every_match"]:
+    for _ in pattern.finditer(job["text"]):
+        pass
+else:
+    pattern.search(job["text"])
+"""
 
-    try:
-        # the node's flags (their values are the same in both modules; others, like re.ASCII, are not)
-        guard = regex.compile(pattern.pattern, (pattern.flags & (re.IGNORECASE | re.MULTILINE | re.DOTALL))
-                              | regex.VERSION0)
-    except (regex.error, ValueError, OverflowError, RecursionError):
-        return pattern
-    try:
-        if every_match:
-            for _ in guard.finditer(text, timeout=REGEX_SECONDS):
-                pass
-        else:
-            guard.search(text, timeout=REGEX_SECONDS)
-    except TimeoutError:
+
+def _guarded(pattern: re.Pattern, text: str, every_match: bool, input_name: str = "regex_pattern") -> re.Pattern:
+    """`pattern`, once `re` itself has run it over `text` (its first match, or every match) in a
+    child process within REGEX_SECONDS: a pattern that backtracks without end ((a+)+$ or
+    (a|aa)+$ on "aaa...b") is stopped there, as an error naming input_name, instead of holding
+    the server. The node then runs it here: the same engine on the same text, so it ends too."""
+    import json
+    import subprocess
+    import sys
+
+    job = json.dumps({"pattern": pattern.pattern, "flags": pattern.flags, "text": text,
+                      "every_match": every_match})
+    try:  # -I -S: no site packages or user paths, so the child starts in milliseconds
+        subprocess.run([sys.executable, "-I", "-S", "-c", _RE_TRIAL], input=job.encode(), check=True,
+                       timeout=REGEX_SECONDS + 0.5, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
         raise NodeInputError(input_name, f"matching took longer than {REGEX_SECONDS:g} s on this text and "
                                          "was stopped: the pattern backtracks too much (nested repeats "
                                          "like (a+)+ or overlapping alternatives like (a|aa)+); "
                                          "make it more specific") from None
+    except subprocess.CalledProcessError:
+        pass  # the child failed where this process may not (its memory, say): run here as before
     return pattern
 
 
