@@ -23,6 +23,7 @@ from pathlib import Path
 from graphflow.api import (ANY, AUDIO, FLOAT, IMAGE, INT, LATENT, MASK, STRING, VAE, Bool, Choice, ComfyAlias, Float,
                            Int, Node, NodeInputError, Text, folders, safe_join, show, socket_type, warn,
                            workflow_texts)
+from graphflow.folders import _stays_inside
 from nodes.image import _next_counter, _png_metadata, _resize_image, _write_new
 from nodes.latent import _upscale
 from nodes.vae import _require_vae
@@ -700,9 +701,11 @@ FOLDER_PICTURES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".ti
 
 
 def _folder_pictures(folder: Path, skip_first: int, every_nth: int, cap: int) -> list[Path]:
-    """The pack's pick of a folder's pictures: by name, skip_first dropped, every every_nth kept, at most cap."""
+    """The pack's pick of a folder's pictures: by name, skip_first dropped, every every_nth kept, at most cap.
+    Links that lead out of the folder are left out, as the inputs' lists leave them out."""
     names = sorted(p.name for p in folder.iterdir())
-    files = [folder / n for n in names if (folder / n).is_file() and "." + n.split(".")[-1].lower() in FOLDER_PICTURES]
+    files = [folder / n for n in names if "." + n.split(".")[-1].lower() in FOLDER_PICTURES
+             and (folder / n).is_file() and _stays_inside(folder, folder / n)]
     files = files[skip_first::every_nth]
     return files[:cap] if cap else files
 

@@ -522,6 +522,21 @@ def test_load_images_reads_a_folder_as_the_pack_does(builtin_registry, tmp_folde
     assert e.value.input == "directory" and "outside" in str(e.value)
 
 
+def test_load_images_skips_links_that_lead_out_of_the_folder(builtin_registry, tmp_folders):
+    frames = tmp_folders.inputs / "frames"
+    frames.mkdir()
+    Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(frames / "a.png")
+    (frames / "b.png").symlink_to(frames / "a.png")  # a link that stays inside is a picture like any other
+    secret = tmp_folders.inputs.parent.parent / "secret.png"
+    Image.fromarray(np.full((6, 8, 3), 255, np.uint8)).save(secret)
+    (frames / "c.png").symlink_to(secret)
+    images, _, count = call(builtin_registry, "VHSLoadImages", directory="frames")
+    assert count == 2 and images.max() == 0
+    state = builtin_registry.get("VHSLoadImages").fingerprint(directory="frames")
+    secret.write_bytes(b"changed")  # what lies outside is no part of the folder's state either
+    assert builtin_registry.get("VHSLoadImages").fingerprint(directory="frames") == state
+
+
 def test_load_audio_cuts_the_sound_as_asked(builtin_registry, tmp_folders):
     sound = clip_sound(seconds=1.0)
     with av.open(str(tmp_folders.inputs / "tone.wav"), "w") as container:  # 16-bit PCM, read back exactly
