@@ -20,8 +20,8 @@ import math
 import os
 from pathlib import Path
 
-from graphflow.api import (ANY, AUDIO, FLOAT, IMAGE, INT, LATENT, MASK, STRING, VAE, Bool, Choice, ComfyAlias, Float,
-                           Int, Node, NodeInputError, Text, folders, safe_join, show, socket_type, warn,
+from graphflow.api import (ANY, AUDIO, FLOAT, IMAGE, INT, LATENT, MASK, STRING, VAE, Bool, Choice, ComfyAlias, Estimate,
+                           Float, Int, Node, NodeInputError, Size, Text, folders, safe_join, show, socket_type, warn,
                            workflow_texts)
 from graphflow.folders import _stays_inside
 from nodes.image import _next_counter, _png_metadata, _resize_image, _write_new
@@ -1161,6 +1161,13 @@ class VHSGetMaskCount(Node):
         return len(self.mask)
 
 
+def _repeated(size, times) -> Estimate:
+    """The Repeat nodes' estimate: the batch `times` as long (unknown while either is)."""
+    if size is None or not isinstance(times, int):
+        return Estimate(size)
+    return Estimate(Size(size.batch * times, size.height, size.width))
+
+
 class VHSDuplicateImages(Node):
     """The image batch repeated multiply_by times, one copy after another; and the new count."""
     display_name = "Repeat Images 🎥🅥🅗🅢"  # the pack's name for it
@@ -1169,6 +1176,10 @@ class VHSDuplicateImages(Node):
     multiply_by: int = Int(1, min=1, max=BIGMAX)
     outputs = {"IMAGE": IMAGE, "count": INT}
     comfy = ComfyAlias(("VHS_DuplicateImages",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return _repeated(inputs.get("images"), widgets.get("multiply_by"))
 
     def run(self):
         import torch
@@ -1187,6 +1198,10 @@ class VHSDuplicateLatents(Node):
     outputs = {"LATENT": LATENT, "count": INT}
     comfy = ComfyAlias(("VHS_DuplicateLatents",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return _repeated(inputs.get("latents"), widgets.get("multiply_by"))
+
     def run(self):
         import torch
 
@@ -1202,6 +1217,10 @@ class VHSDuplicateMasks(Node):
     multiply_by: int = Int(1, min=1, max=BIGMAX)
     outputs = {"MASK": MASK, "count": INT}
     comfy = ComfyAlias(("VHS_DuplicateMasks",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return _repeated(inputs.get("mask"), widgets.get("multiply_by"))
 
     def run(self):
         import torch

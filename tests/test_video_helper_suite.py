@@ -20,7 +20,9 @@ from PIL import Image
 from graphflow.context import NodeContext, NodeInputError, _current
 from graphflow.executor import Executor
 from graphflow.picture_metadata import picture_text
+from graphflow.resource_limits import RunLimits, Size
 from graphflow.testing import write_checkpoint
+from graphflow.validation import validate
 from graphflow.video import Video, write_video
 from graphflow.workflow import load_workflow, parse_workflow
 from nodes.video_helper_suite import allowed_path, vhs_frame_indices, vhs_pick
@@ -440,6 +442,19 @@ def test_batch_helpers_match_slicing_and_image_scale(builtin_registry):
                 scale_method="area", crop="disabled")[0].shape == (7, 8, 6)
     assert call(builtin_registry, "VHSMergeLatents", latents_A=latent, latents_B={"samples": torch.rand(1, 4, 4, 4)},
                 merge_strategy="match B", scale_method="bislerp", crop="disabled")[0]["samples"].shape == (6, 4, 4, 4)
+
+
+def test_repeat_nodes_declare_their_batch_so_limits_refuse_a_huge_one(builtin_registry):
+    size = Size(2, 48, 64)
+    for node, name in [("VHSDuplicateImages", "images"), ("VHSDuplicateLatents", "latents"),
+                       ("VHSDuplicateMasks", "mask")]:
+        assert builtin_registry.get(node).estimate({"multiply_by": 3}, {name: size}).size == Size(6, 48, 64)
+    workflow = {"nodes": {"1": {"type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 1}},
+                          "2": {"type": "VHSDuplicateImages", "inputs": {"images": ["1", 0], "multiply_by": 2 ** 40}},
+                          "3": {"type": "PreviewImage", "inputs": {"images": ["2", 0]}}}}
+    found = validate(parse_workflow(workflow), builtin_registry, limits=RunLimits(max_batch=64))
+    assert found and {p.node_id for p in found} == {"2"}, found
+    assert "a batch of 1099511627776 is more than" in found[0].message
 
 
 @pytest.mark.parametrize("indexes, want", [
