@@ -570,12 +570,15 @@ def _widget_values(node: dict, order: list[dict]) -> tuple[dict, dict]:
 
 def _current_widgets(node: dict, registry) -> dict:
     """The node with its widgets_values as its class's current editor saves them, where its alias
-    reads an older layout (ComfyAlias.widgets)."""
+    reads an older layout (ComfyAlias.widgets): a list, or the dict of a class saved by name
+    (NAMED_WIDGETS: VideoHelperSuite's renamed and migrated widgets)."""
     class_type, raw = node.get("type"), node.get("widgets_values")
     alias = _alias_for(registry.comfy_node(class_type), class_type) if isinstance(class_type, str) else None
-    if alias is None or alias.widgets is None or not isinstance(raw, list):
+    if alias is None or alias.widgets is None:
         return node
-    return {**node, "widgets_values": alias.widgets(list(raw))}
+    if isinstance(raw, dict) and class_type.startswith(NAMED_WIDGETS):
+        return {**node, "widgets_values": alias.widgets(dict(raw))}
+    return {**node, "widgets_values": alias.widgets(list(raw))} if isinstance(raw, list) else node
 
 
 def _widget_slots(order: list[dict]) -> list[tuple[dict, str]]:

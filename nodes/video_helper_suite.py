@@ -14,6 +14,7 @@ entries that are no inputs of ours (the preview, the upload button) are left out
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 import math
@@ -23,6 +24,7 @@ from pathlib import Path
 from graphflow.api import (ANY, AUDIO, FLOAT, IMAGE, INT, LATENT, MASK, STRING, VAE, Bool, Choice, ComfyAlias, Estimate,
                            Float, Int, Node, NodeInputError, Size, Text, folders, safe_join, show, socket_type, warn,
                            workflow_texts)
+from graphflow.comfy_pack_nodes import VHS_LIST_WIDGETS, vhs_widgets
 from graphflow.folders import _stays_inside
 from nodes.image import _next_counter, _png_metadata, _resize_image, _write_new
 from nodes.latent import _upscale
@@ -72,6 +74,11 @@ UNSUPPORTED_FORMATS = {"nvenc_h264-mp4": "NVIDIA's hardware encoder", "nvenc_hev
                        "nvenc_av1-mp4": "NVIDIA's hardware encoder", "gifski": "the gifski program",
                        "ffmpeg-gif": "FFmpeg's palette filters (image/gif writes a GIF)",
                        "8bit-png": "image sequences", "16bit-png": "image sequences"}
+
+
+def _saved_widgets(class_type: str):
+    """The ComfyAlias.widgets of a pack class whose older saves are lists (VHS_LIST_WIDGETS)."""
+    return functools.partial(vhs_widgets, names=VHS_LIST_WIDGETS[class_type])
 
 
 def _encoder_exists(codec: str) -> bool:
@@ -147,7 +154,7 @@ class VHSVideoCombine(Node):
     slicecrc: str = Choice(("0", "1"), "1")
     profile: str = Choice(PRORES_PROFILES, "hq")
     outputs = {"Filenames": VHS_FILENAMES}
-    comfy = ComfyAlias(("VHS_VideoCombine",),
+    comfy = ComfyAlias(("VHS_VideoCombine",), widgets=_saved_widgets("VHS_VideoCombine"),
                        optional=("audio", "meta_batch", "vae", "pix_fmt", "crf", "save_metadata", "trim_to_audio",
                                  "input_color_depth", "lossless", "level", "coder", "context", "gop_size", "slices",
                                  "slicecrc", "profile"))
@@ -574,7 +581,8 @@ class VHSLoadVideo(_LoadVideoBase):
     display_name = "Load Video (Upload) 🎥🅥🅗🅢"  # the pack's name for it
     category = CATEGORY
     video: str = Choice(folders.list_input_videos, upload="video", description="a video in the inputs folder")
-    comfy = ComfyAlias(("VHS_LoadVideo",), folders={"video": "input"}, optional=_LOAD_OPTIONAL)
+    comfy = ComfyAlias(("VHS_LoadVideo",), folders={"video": "input"}, optional=_LOAD_OPTIONAL,
+                       widgets=_saved_widgets("VHS_LoadVideo"))
 
     @classmethod
     def fingerprint(cls, video="", **widgets):
@@ -624,7 +632,7 @@ class VHSLoadVideoPath(_LoadVideoBase):
     display_name = "Load Video (Path) 🎥🅥🅗🅢"  # the pack's name for it
     category = CATEGORY
     video: str = Text("", description="the video's path (inside the inputs, outputs or temp folder)")
-    comfy = ComfyAlias(("VHS_LoadVideoPath",), optional=_LOAD_OPTIONAL)
+    comfy = ComfyAlias(("VHS_LoadVideoPath",), widgets=_saved_widgets("VHS_LoadVideoPath"), optional=_LOAD_OPTIONAL)
 
     @classmethod
     def fingerprint(cls, video="", **widgets):
@@ -679,7 +687,8 @@ class VHSLoadVideoFFmpeg(_LoadVideoFFmpegBase):
     display_name = "Load Video FFmpeg (Upload) 🎥🅥🅗🅢"  # the pack's name for it
     category = CATEGORY
     video: str = Choice(folders.list_input_videos, upload="video", description="a video in the inputs folder")
-    comfy = ComfyAlias(("VHS_LoadVideoFFmpeg",), folders={"video": "input"}, optional=_LOAD_OPTIONAL)
+    comfy = ComfyAlias(("VHS_LoadVideoFFmpeg",), folders={"video": "input"}, optional=_LOAD_OPTIONAL,
+                       widgets=vhs_widgets)
     fingerprint = VHSLoadVideo.fingerprint
     run = VHSLoadVideo.run
 
@@ -689,7 +698,7 @@ class VHSLoadVideoFFmpegPath(_LoadVideoFFmpegBase):
     display_name = "Load Video FFmpeg (Path) 🎥🅥🅗🅢"  # the pack's name for it
     category = CATEGORY
     video: str = Text("", description="the video's path (inside the inputs, outputs or temp folder)")
-    comfy = ComfyAlias(("VHS_LoadVideoFFmpegPath",), optional=_LOAD_OPTIONAL)
+    comfy = ComfyAlias(("VHS_LoadVideoFFmpegPath",), widgets=vhs_widgets, optional=_LOAD_OPTIONAL)
     fingerprint = VHSLoadVideoPath.fingerprint
     run = VHSLoadVideoPath.run
 
@@ -775,7 +784,8 @@ class VHSLoadImages(Node):
     meta_batch: VHS_BATCH_MANAGER = None
     outputs = {"IMAGE": IMAGE, "MASK": MASK, "INT": INT}
     comfy = ComfyAlias(("VHS_LoadImages",), optional=("image_load_cap", "skip_first_images", "select_every_nth",
-                                                      "meta_batch"))
+                                                      "meta_batch"),
+                       widgets=_saved_widgets("VHS_LoadImages"))
 
     @classmethod
     def fingerprint(cls, directory="", **widgets):
@@ -804,7 +814,8 @@ class VHSLoadImagesPath(Node):
     meta_batch: VHS_BATCH_MANAGER = None
     outputs = {"IMAGE": IMAGE, "MASK": MASK, "INT": INT}
     comfy = ComfyAlias(("VHS_LoadImagesPath",), optional=("image_load_cap", "skip_first_images", "select_every_nth",
-                                                          "meta_batch"))
+                                                          "meta_batch"),
+                       widgets=_saved_widgets("VHS_LoadImagesPath"))
 
     @classmethod
     def fingerprint(cls, directory="", **widgets):

@@ -318,6 +318,10 @@ def test_older_saves_read_as_the_packs_editor_restores_them(builtin_registry):
     want = {"frame_rate": 5, "loop_count": 0, "filename_prefix": "old", "format": "image/gif", "pingpong": False,
             "save_output": True}
     assert want.items() <= nodes["2"].inputs.items()
+    # every reader of the save sees it so: a %Node.widget% prefix too
+    ui["nodes"][1]["widgets_values"] = [5, 0, "v/%VHS_LoadVideo.custom_height%_%VHS_LoadVideo.frame_load_cap%",
+                                        "image/gif", False, True]
+    assert parse_workflow(ui, builtin_registry).nodes["2"].inputs["filename_prefix"] == "v/24_4"
     for size, width, height in [("512x?", 512, 0), ("Disabled", 0, 0), ("Custom Width", 320, 0),
                                 ("Custom Height", 0, 240), ("Custom", 320, 240)]:
         ui["nodes"][0]["widgets_values"] = {"video": "clip.mkv", "force_rate": 0, "force_size": size,
