@@ -69,11 +69,6 @@ VIDEO_FORMATS = {
 }
 PIX_FMTS = tuple(dict.fromkeys(p for f in VIDEO_FORMATS.values() for p in f["pix_fmts"]))
 PRORES_PROFILES = ("lt", "standard", "hq", "4444", "4444xq")
-# the pack's FFmpeg formats graphflow does not write, and why
-UNSUPPORTED_FORMATS = {"nvenc_h264-mp4": "NVIDIA's hardware encoder", "nvenc_hevc-mp4": "NVIDIA's hardware encoder",
-                       "nvenc_av1-mp4": "NVIDIA's hardware encoder", "gifski": "the gifski program",
-                       "ffmpeg-gif": "FFmpeg's palette filters (image/gif writes a GIF)",
-                       "8bit-png": "image sequences", "16bit-png": "image sequences"}
 
 
 def _saved_widgets(class_type: str):
@@ -166,6 +161,9 @@ class VHSVideoCombine(Node):
         frames = self._frames()
         if frames is None:
             return (self.save_output, [])
+        if self.format not in combine_formats():  # validation refuses it; a node run directly gets here
+            raise NodeInputError("format", f"{self.format!r} is not one of graphflow's formats: "
+                                           f"{', '.join(combine_formats())}")
         kind, name = self.format.split("/", 1)
         base = folders.outputs if self.save_output else folders.temp
         try:
@@ -237,15 +235,7 @@ class VHSVideoCombine(Node):
 
         from graphflow.video import Video, VideoFileError, frame_rate, write_video
 
-        if name in UNSUPPORTED_FORMATS or name not in VIDEO_FORMATS:
-            why = f"it needs {UNSUPPORTED_FORMATS[name]}, which graphflow does not use" if name in UNSUPPORTED_FORMATS \
-                else "it is no format of the pack that graphflow knows"
-            raise NodeInputError("format", f"video/{name} can't be written: {why}; graphflow writes "
-                                           f"{', '.join(combine_formats())}")
         spec = VIDEO_FORMATS[name]
-        if not _encoder_exists(spec["codec"]):
-            raise NodeInputError("format", f"video/{name} needs the {spec['codec']} encoder, which this FFmpeg lacks; "
-                                           f"graphflow writes {', '.join(combine_formats())}")
         widgets = spec["widgets"]
         pix_fmt = self.pix_fmt if "pix_fmt" in widgets else None
         if pix_fmt is not None and pix_fmt not in spec["pix_fmts"]:

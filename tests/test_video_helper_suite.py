@@ -251,6 +251,14 @@ def test_combine_temp_folder_latent_input_and_refusals(builtin_registry, tmp_fol
     result = Executor(builtin_registry).run(parse_workflow(graph, builtin_registry))
     (problem,) = result.problems
     assert problem.input == "format" and "video/h264-mp4" in problem.message and "image/gif" in problem.message
+    cls = builtin_registry.get("VHSVideoCombine")  # run without validation: refused as clearly, nothing written
+    node = cls.__new__(cls)
+    node.__dict__.update(cls.widget_model.model_validate({}).model_dump(), images=clip_frames(2), audio=None,
+                         meta_batch=None, vae=None, format="video/nvenc_h264-mp4")
+    with pytest.raises(NodeInputError) as e:
+        node.run()
+    assert e.value.input == "format" and "video/h264-mp4" in str(e.value)
+    assert not list(tmp_folders.outputs.rglob("n_*"))
 
 
 @pytest.mark.parametrize("fps, force_rate, skip, nth, cap", [
