@@ -190,12 +190,40 @@ def copy_streams(path, source, container_format: str, metadata: dict[str, str] |
                 output.metadata[key] = value
             copies = {stream: output.add_stream_from_template(stream, opaque=True) for stream in container.streams
                       if stream.type in ("video", "audio", "subtitle")}
-            for packet in container.demux(*copies):
-                if packet.dts is not None:  # the demuxer's end-of-stream packets carry nothing
-                    packet.stream = copies[packet.stream]
-                    output.mux(packet)
+            _mux_copies(container, output, copies)
     except (av.FFmpegError, ValueError, OSError) as e:  # ValueError: a codec the container can't hold
         raise VideoFileError(f"the loaded video's streams could not be copied into {container_format}: {e}") from None
+
+
+def add_sound(path, pictures, container_format: str, audio: dict, audio_codec: str,
+              metadata: dict[str, str] | None = None) -> None:
+    """Write the first video stream of the file `pictures` into `path` unchanged (its packets copied:
+    no second encoding) with `audio` encoded as its sound and `metadata` as its tags, as
+    VideoHelperSuite muxes the sound onto its pictures-only file."""
+    import av
+
+    flags = {"movflags": "use_metadata_tags"} if container_format == "mp4" else {}
+    try:
+        with av.open(str(pictures)) as container, \
+                av.open(str(path), mode="w", format=container_format, options=flags) as output:
+            for key, value in (metadata or {}).items():
+                output.metadata[key] = value
+            video = container.streams.video[0]
+            copies = {video: output.add_stream_from_template(video, opaque=True)}
+            copies[video].codec_context.codec_tag = video.codec_context.codec_tag  # else H.265's hvc1 becomes hev1
+            sound = _add_audio(output, audio, audio_codec)
+            _mux_copies(container, output, copies)
+            _encode_audio(output, sound, audio)
+    except (av.FFmpegError, OSError) as e:
+        raise VideoFileError(f"the sound could not be added to {pictures}: {e}") from None
+
+
+def _mux_copies(container, output, copies: dict) -> None:
+    """Mux the packets of the streams `copies` maps ({container's stream: output's}) unchanged."""
+    for packet in container.demux(*copies):
+        if packet.dts is not None:  # the demuxer's end-of-stream packets carry nothing
+            packet.stream = copies[packet.stream]
+            output.mux(packet)
 
 
 def read_metadata(raw: bytes) -> dict[str, str]:

@@ -233,7 +233,7 @@ class VHSVideoCombine(Node):
     def _save_video(self, frames, name: str, folder: Path, stem: str, counter: int, texts: dict) -> list[Path]:
         import torch
 
-        from graphflow.video import Video, VideoFileError, frame_rate, write_video
+        from graphflow.video import Video, VideoFileError, add_sound, frame_rate, write_video
 
         spec = VIDEO_FORMATS[name]
         widgets = spec["widgets"]
@@ -292,8 +292,16 @@ class VHSVideoCombine(Node):
         if isinstance(audio, dict) and hasattr(audio.get("waveform"), "shape"):
             trim = "trim_to_audio" in widgets and self.trim_to_audio
             sound, played = _fit_sound(audio, order, rate, trim)
-            files.append(_saved(folder, stem, counter, f"-audio{suffix}",
-                                lambda p: encode(Video(frames, rate, sound), p, played)))
+
+            def with_sound(path):  # the pictures' packets copied (encoded once), unless the sound cut them
+                if played != order:
+                    return encode(Video(frames, rate, sound), path, played)
+                try:
+                    add_sound(path, files[0], spec["container"], sound, spec["audio"], metadata)
+                except VideoFileError as e:
+                    raise NodeInputError("format", f"video/{name} could not be written: {e}") from None
+
+            files.append(_saved(folder, stem, counter, f"-audio{suffix}", with_sound))
         return files
 
 

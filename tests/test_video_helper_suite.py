@@ -64,10 +64,15 @@ def read_frames(path, pix="rgb24"):
         stream = container.streams.video[0]
         frames = np.stack([f.to_ndarray(format=pix) for f in container.decode(stream)])
         context = stream.codec_context
-        facts = {"codec": context.name, "pix_fmt": context.pix_fmt, "rate": stream.average_rate,
-                 "colorspace": context.colorspace, "range": context.color_range,
+        facts = {"codec": context.name, "tag": context.codec_tag, "pix_fmt": context.pix_fmt,
+                 "rate": stream.average_rate, "colorspace": context.colorspace, "range": context.color_range,
                  "tags": {k.lower(): v for k, v in container.metadata.items()}}
     return frames, facts
+
+
+def video_packets(path):
+    with av.open(str(path)) as container:
+        return [bytes(p) for p in container.demux(container.streams.video[0]) if p.size]
 
 
 def sound_seconds(path):
@@ -216,6 +221,13 @@ def test_sound_is_padded_to_the_pictures_or_trims_them(builtin_registry, tmp_fol
     padded = call(builtin_registry, "VHSVideoCombine", images=frames, frame_rate=8.0, format="video/h264-mp4",
                   audio=short, filename_prefix="s")[1][-1]
     assert len(read_frames(padded)[0]) == 8 and abs(sound_seconds(padded) - 1.0) < 0.07
+    pictures = padded.replace("-audio.mp4", ".mp4")
+    assert video_packets(padded) == video_packets(pictures)  # the pictures encoded once, their packets copied
+    assert read_frames(padded)[1] == read_frames(pictures)[1]  # rate, colour tags, metadata too
+    hevc = call(builtin_registry, "VHSVideoCombine", images=clip_frames(count=8, height=64, width=64), frame_rate=8.0,
+                format="video/h265-mp4", audio=short, filename_prefix="h")[1][-1]
+    assert video_packets(hevc) == video_packets(hevc.replace("-audio.mp4", ".mp4"))
+    assert read_frames(hevc)[1]["tag"] == "hvc1"  # the tag Apple's players need, kept by the copy
     trimmed = call(builtin_registry, "VHSVideoCombine", images=frames, frame_rate=8.0, format="video/h264-mp4",
                    audio=short, trim_to_audio=True, filename_prefix="s")[1][-1]
     assert len(read_frames(trimmed)[0]) == 3  # ceil(0.3 s x 8 fps)
