@@ -237,14 +237,13 @@ class VHSVideoCombine(Node):
 
         spec = VIDEO_FORMATS[name]
         widgets = spec["widgets"]
-        pix_fmt = self.pix_fmt if "pix_fmt" in widgets else None
+        # the widget's choice, else the format's own (webm's yuv420p); ProRes's follows its profile
+        pix_fmt = self.pix_fmt if "pix_fmt" in widgets else spec["pix_fmts"][0] if spec["pix_fmts"] else None
         if pix_fmt is not None and pix_fmt not in spec["pix_fmts"]:
             raise NodeInputError("pix_fmt", f"video/{name} takes {', '.join(spec['pix_fmts'])}, not {pix_fmt!r}")
         if name == "ProRes":  # the profile's sampling: 4:4:4 for 4444 (with alpha where the frames have it), else 4:2:2
             alpha = frames.shape[-1] == 4
             pix_fmt = ("yuva444p10le" if alpha else "yuv444p10le") if self.profile.startswith("4444") else "yuv422p10le"
-        elif name == "webm":
-            pix_fmt = "yuv420p"
         options = dict(spec.get("options", {}))
         if "crf" in widgets:
             options["crf"] = str(self.crf)
@@ -278,7 +277,7 @@ class VHSVideoCombine(Node):
 
         def encode(video, path, order):
             try:
-                write_video(path, video, spec["container"], spec["codec"], pix_fmt=pix_fmt or "yuv420p",
+                write_video(path, video, spec["container"], spec["codec"], pix_fmt=pix_fmt,
                             options=options, metadata=metadata, audio_codec=spec["audio"],
                             bt709=spec.get("bt709", False), depth=depth, codec_tag=spec.get("tag"), order=order)
             except (VideoFileError, ValueError) as e:
