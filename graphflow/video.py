@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -271,6 +272,8 @@ def write_video(path, video: Video, container_format: str, codec: str, pix_fmt: 
     # MP4 keeps tags other than its own only with this flag (as ComfyUI writes them)
     flags = {"movflags": "use_metadata_tags"} if container_format == "mp4" else {}
     target = path if hasattr(path, "write") else str(path)
+    if codec == "libsvtav1":  # SVT-AV1 logs its settings to stderr unless told: errors only (as VideoHelperSuite)
+        os.environ.setdefault("SVT_LOG", "1")  # read when the first encoder opens; the user's own setting kept
     with av.open(target, mode="w", format=container_format, options=flags) as container:
         for key, value in (metadata or {}).items():
             container.metadata[key] = value

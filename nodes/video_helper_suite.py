@@ -18,7 +18,6 @@ import functools
 import hashlib
 import json
 import math
-import os
 from pathlib import Path
 
 from graphflow.api import (ANY, AUDIO, FLOAT, IMAGE, INT, LATENT, MASK, STRING, VAE, Bool, Choice, ComfyAlias, Estimate,
@@ -54,7 +53,7 @@ VIDEO_FORMATS = {
                  "pix_fmts": ("yuv420p10le", "yuv420p"), "widgets": ("pix_fmt", "crf", "save_metadata")},
     "webm": {"container": "webm", "ext": "webm", "codec": "libvpx-vp9", "audio": "libopus", "options": {"b": "0"},
              "pix_fmts": ("yuv420p",), "widgets": ("crf", "save_metadata")},
-    "av1-webm": {"container": "webm", "ext": "webm", "codec": "libsvtav1", "audio": "libopus", "env": {"SVT_LOG": "1"},
+    "av1-webm": {"container": "webm", "ext": "webm", "codec": "libsvtav1", "audio": "libopus",
                  "pix_fmts": ("yuv420p10le", "yuv420p"),
                  "widgets": ("pix_fmt", "crf", "input_color_depth", "save_metadata")},
     "ffv1-mkv": {"container": "matroska", "ext": "mkv", "codec": "ffv1", "audio": "flac", "depth": 16,
@@ -283,8 +282,6 @@ class VHSVideoCombine(Node):
             except (VideoFileError, ValueError) as e:
                 raise NodeInputError("format", f"video/{name} could not be written: {e}") from None
 
-        for key, value in spec.get("env", {}).items():  # the format's environment (SVT-AV1: errors only)
-            os.environ.setdefault(key, value)
         suffix = f".{spec['ext']}"
         files = [_saved(folder, stem, counter, suffix, lambda p: encode(Video(frames, rate), p, order))]
         audio = self.audio
