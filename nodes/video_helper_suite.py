@@ -97,10 +97,11 @@ def _pingpong(frames: list) -> list:
     return frames + frames[-2:0:-1]
 
 
-def _saved(folder: Path, stem: str, counter: int, suffix: str, write) -> Path:
-    """Write a file named as the pack names it (`stem_NNNNN<suffix>`) with `write(path)`."""
-    name, _ = _write_new(write, folder, stem, counter, suffix)
-    return folder / name
+def _saved(folder: Path, stem: str, counter: int, suffix: str, write) -> tuple[Path, int]:
+    """Write a file named as the pack names it (`stem_NNNNN<suffix>`, the first free NNNNN from
+    counter on) with `write(path)`; (its path, NNNNN)."""
+    name, number = _write_new(write, folder, stem, counter, suffix)
+    return folder / name, number
 
 
 class VHSVideoCombine(Node):
@@ -177,9 +178,8 @@ class VHSVideoCombine(Node):
         files = []
         if extra.get("VHS_MetadataImage", True) is not False:
             picture, info = _first_frame_png(frames[0])
-            first = _saved(folder, stem, counter, ".png",
-                           lambda p: picture.save(p, format="PNG", pnginfo=info, compress_level=4))
-            counter = int(first.stem.rsplit("_", 1)[1])
+            first, counter = _saved(folder, stem, counter, ".png",
+                                    lambda p: picture.save(p, format="PNG", pnginfo=info, compress_level=4))
             files.append(first)
         if kind == "image":
             files.append(self._save_picture(frames, name, folder, stem, counter))
@@ -227,7 +227,7 @@ class VHSVideoCombine(Node):
         # the pack's frame time: 1000 / frame_rate milliseconds, rounded
         return _saved(folder, stem, counter, f".{ext}", lambda p: pictures[0].save(
             p, format=ext.upper(), save_all=True, append_images=pictures[1:], duration=round(1000 / self.frame_rate),
-            loop=self.loop_count, **options))
+            loop=self.loop_count, **options))[0]
 
     def _save_video(self, frames, name: str, folder: Path, stem: str, counter: int, texts: dict) -> list[Path]:
         import torch
@@ -283,7 +283,8 @@ class VHSVideoCombine(Node):
                 raise NodeInputError("format", f"video/{name} could not be written: {e}") from None
 
         suffix = f".{spec['ext']}"
-        files = [_saved(folder, stem, counter, suffix, lambda p: encode(Video(frames, rate), p, order))]
+        video, counter = _saved(folder, stem, counter, suffix, lambda p: encode(Video(frames, rate), p, order))
+        files = [video]
         audio = self.audio
         if isinstance(audio, dict) and hasattr(audio.get("waveform"), "shape"):
             trim = "trim_to_audio" in widgets and self.trim_to_audio
@@ -297,7 +298,7 @@ class VHSVideoCombine(Node):
                 except VideoFileError as e:
                     raise NodeInputError("format", f"video/{name} could not be written: {e}") from None
 
-            files.append(_saved(folder, stem, counter, f"-audio{suffix}", with_sound))
+            files.append(_saved(folder, stem, counter, f"-audio{suffix}", with_sound)[0])  # the video's number
         return files
 
 

@@ -233,6 +233,14 @@ def test_sound_is_padded_to_the_pictures_or_trims_them(builtin_registry, tmp_fol
     assert len(read_frames(trimmed)[0]) == 3  # ceil(0.3 s x 8 fps)
 
 
+def test_a_taken_name_moves_the_video_and_its_audio_file_together(builtin_registry, tmp_folders, running, monkeypatch):
+    monkeypatch.setattr("nodes.video_helper_suite._next_counter", lambda folder, stem: 1)  # as a run saving at once
+    (tmp_folders.outputs / "t_00001.mp4").write_bytes(b"another run's")
+    files = call(builtin_registry, "VHSVideoCombine", images=clip_frames(4), frame_rate=8.0, format="video/h264-mp4",
+                 audio=clip_sound(0.5), filename_prefix="t")[1]
+    assert [Path(f).name for f in files] == ["t_00001.png", "t_00002.mp4", "t_00002-audio.mp4"]
+
+
 def test_combine_temp_folder_latent_input_and_refusals(builtin_registry, tmp_folders, running):
     (tmp_folders.models / "checkpoints").mkdir()
     write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
