@@ -1404,12 +1404,10 @@ class VHSPruneOutputs(Node):
         if not 2 <= len(paths) <= 3:
             raise NodeInputError("filenames", f"expected a Video Combine's 2 or 3 files, got {len(paths)}")
         doomed = paths[1:-1] + (paths[:1] if self.options == "Intermediate and Utility" else [])
-        bases = [Path(folders.outputs).resolve(), Path(folders.temp).resolve()]
         for path in doomed:
-            resolved = path.resolve()
-            if not any(base in resolved.parents for base in bases):
+            if not any(_stays_inside(base, path) for base in (folders.outputs, folders.temp)):
                 raise NodeInputError("filenames", f"{path} is outside the outputs and temp folders: not deleted")
-            resolved.unlink(missing_ok=True)
+            path.resolve().unlink(missing_ok=True)
 
 
 class VHSUnbatch(Node):
