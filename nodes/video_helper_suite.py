@@ -387,12 +387,6 @@ def vhs_pick(frames, fps: float, force_rate: float, skip_first: int, every_nth: 
             return
 
 
-def vhs_frame_indices(count: int, fps: float, force_rate: float, skip_first: int, every_nth: int,
-                      cap: int) -> list[int]:
-    """Which of a video's `count` frames vhs_pick keeps."""
-    return list(vhs_pick(range(count), fps, force_rate, skip_first, every_nth, cap))
-
-
 def vhs_target_size(width: int, height: int, custom_width: int, custom_height: int, step: int) -> tuple[int, int]:
     """The pack's loaded size: custom_width / custom_height (0 keeps the aspect from the other; both 0
     keep the size), then each rounded to the nearest multiple of step."""

@@ -25,10 +25,16 @@ from graphflow.testing import write_checkpoint
 from graphflow.validation import validate
 from graphflow.video import Video, write_video
 from graphflow.workflow import load_workflow, parse_workflow
-from nodes.video_helper_suite import allowed_path, vhs_frame_indices, vhs_pick
+from nodes.video_helper_suite import allowed_path, vhs_pick
 from tests.test_nodes_image_mask import call
 
 RATE, COUNT, SAMPLE_RATE = 10, 12, 16000
+
+
+def vhs_frame_indices(count: int, fps: float, force_rate: float, skip_first: int, every_nth: int,
+                      cap: int) -> list[int]:
+    """Which of a video's `count` frames vhs_pick keeps."""
+    return list(vhs_pick(range(count), fps, force_rate, skip_first, every_nth, cap))
 
 
 @pytest.fixture
