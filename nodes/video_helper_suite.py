@@ -742,8 +742,8 @@ def _pictures_state(folder: Path, node_inputs: dict) -> str | None:
     try:
         files = _folder_pictures(folder, node_inputs.get("skip_first_images", 0),
                                  node_inputs.get("select_every_nth", 1), node_inputs.get("image_load_cap", 0))
-        return hashlib.sha256("".join(f"{f}:{f.stat().st_mtime_ns}:{f.stat().st_size};" for f in files)
-                              .encode()).hexdigest()
+        stats = [(f, f.stat()) for f in files]
+        return hashlib.sha256("".join(f"{f}:{st.st_mtime_ns}:{st.st_size};" for f, st in stats).encode()).hexdigest()
     except (OSError, ValueError):
         return None
 
