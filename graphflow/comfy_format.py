@@ -77,7 +77,7 @@ CUSTOM_PACKS = {
                                "Zoe-DepthMapPreprocessor", "MiDaS-DepthMapPreprocessor", "HEDPreprocessor"),
     "ComfyUI_IPAdapter_plus": ("IPAdapter", "PrepImageForClipVision", "PrepImageForInsightFace", "IPAAdapterFaceIDBatch"),
     "ComfyUI-KJNodes": ("GetNode", "SetNode", "ImageResizeKJ", "ConditioningMultiCombine", "GetImageSizeAndCount"),
-    "ComfyUI-VideoHelperSuite": ("VHS_",),
+    "ComfyUI-VideoHelperSuite": (comfy_pack_nodes.VHS_PREFIX,),
     "ComfyUI_UltimateSDUpscale": ("UltimateSDUpscale",),
     "ComfyUI-AnimateDiff-Evolved": ("ADE_", "AnimateDiff"),
     "ComfyUI-Advanced-ControlNet": ("ACN_", "ControlNetLoaderAdvanced"),
@@ -92,7 +92,7 @@ CUSTOM_PACKS = {
 REPLACE_PROPERTY = "Run widget replace on values"  # a PrimitiveNode property: fill in %...% patterns
 # Classes whose pack's editor saves widgets_values as a dict by name (VideoHelperSuite's, each with a
 # "videopreview" entry): written back so, as their editor reads only that shape.
-NAMED_WIDGETS = ("VHS_",)
+NAMED_WIDGETS = (comfy_pack_nodes.VHS_PREFIX,)
 EXTRA_PROPERTY = "graphflow_inputs"  # UI node property holding the values of our inputs ComfyUI lacks
 
 

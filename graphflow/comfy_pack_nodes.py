@@ -52,6 +52,7 @@ PYSSSSS_IMAGE_COMBOS = {"CheckpointLoader|pysssss": "ckpt_name", "LoraLoader|pys
 BROADCASTERS = ("Anything Everywhere", "Anything Everywhere?", "Anything Everywhere3", "Prompts Everywhere",
                 "Seed Everywhere")
 TYPES = (SET, GET, RGTHREE_REROUTE, PYSSSSS_REROUTE) + RGTHREE_VIRTUAL + BROADCASTERS
+VHS_PREFIX = "VHS_"  # VideoHelperSuite's class names
 # VideoHelperSuite's editor: the widgets of its list-shaped saves, by position (None: the upload button)
 VHS_LIST_WIDGETS = {
     "VHS_LoadImages": ("directory", None, "image_load_cap", "skip_first_images", "select_every_nth"),
