@@ -27,6 +27,7 @@ from graphflow.comfy_pack_nodes import VHS_LIST_WIDGETS, vhs_widgets
 from graphflow.folders import _stays_inside
 from nodes.image import _next_counter, _png_metadata, _resize_image, _write_new
 from nodes.latent import _upscale
+from nodes.video import file_sha256
 from nodes.vae import _require_vae
 
 CATEGORY = "Video Helper Suite 🎥🅥🅗🅢"
@@ -575,10 +576,7 @@ class VHSLoadVideo(_LoadVideoBase):
 
     @classmethod
     def fingerprint(cls, video="", **widgets):
-        try:
-            return hashlib.sha256(folders.input_path(video).read_bytes()).hexdigest()
-        except (OSError, ValueError):
-            return None  # run() reports it
+        return file_sha256(folders.input_path, video)
 
     def run(self):
         try:
@@ -625,10 +623,7 @@ class VHSLoadVideoPath(_LoadVideoBase):
 
     @classmethod
     def fingerprint(cls, video="", **widgets):
-        try:
-            return hashlib.sha256(allowed_path(video).read_bytes()).hexdigest()
-        except (OSError, ValueError):
-            return None
+        return file_sha256(allowed_path, video)
 
     def run(self):
         try:
@@ -856,10 +851,7 @@ class VHSLoadAudioUpload(Node):
 
     @classmethod
     def fingerprint(cls, audio="", **widgets):
-        try:
-            return hashlib.sha256(folders.input_path(audio).read_bytes()).hexdigest()
-        except (OSError, ValueError):
-            return None
+        return file_sha256(folders.input_path, audio)
 
     def run(self):
         try:
@@ -883,10 +875,7 @@ class VHSLoadAudio(Node):
 
     @classmethod
     def fingerprint(cls, audio_file="", **widgets):
-        try:
-            return hashlib.sha256(allowed_path(audio_file).read_bytes()).hexdigest()
-        except (OSError, ValueError):
-            return None
+        return file_sha256(allowed_path, audio_file)
 
     def run(self):
         try:

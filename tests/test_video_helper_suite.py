@@ -5,6 +5,7 @@ unchanged, checked against independent readers: PyAV and Pillow reading the writ
 worked out by hand from the pack's frame clock, and the core nodes (ImageScale, VAEEncode,
 VAEDecode) for the same settings."""
 
+import hashlib
 import json
 import math
 import threading
@@ -406,6 +407,10 @@ def test_load_video_path_stays_inside_graphflows_folders(builtin_registry, clip,
     assert allowed_path("input/clip.mkv") == tmp_folders.inputs / "clip.mkv"
     assert allowed_path(f'"{tmp_folders.inputs / "clip.mkv"}"') == tmp_folders.inputs / "clip.mkv"
     assert call(builtin_registry, "VHSLoadVideoPath", video="clip.mkv", format="None")[1] == COUNT
+    digest = hashlib.sha256((tmp_folders.inputs / "clip.mkv").read_bytes()).hexdigest()
+    assert builtin_registry.get("VHSLoadVideoPath").fingerprint(video="input/clip.mkv") == digest
+    assert builtin_registry.get("VHSLoadVideo").fingerprint(video="clip.mkv") == digest
+    assert builtin_registry.get("VHSLoadVideoPath").fingerprint(video="../secret.mp4") is None
     outside = tmp_folders.inputs.parent.parent / "secret.mp4"
     outside.write_bytes(b"x")
     for path, why in [(str(outside), "outside"), ("../secret.mp4", "inside"), ("https://x.org/v.mp4", "URL"),
