@@ -175,7 +175,8 @@ class VHSVideoCombine(Node):
         folder.mkdir(parents=True, exist_ok=True)
         counter = _next_counter(folder, stem)
         texts = workflow_texts()
-        extra = json.loads(texts["workflow"]).get("extra", {}) if "workflow" in texts else {}
+        parsed = {"workflow": json.loads(texts["workflow"])} if "workflow" in texts else {}  # read once
+        extra = parsed["workflow"].get("extra", {}) if parsed else {}
         files = []
         if extra.get("VHS_MetadataImage", True) is not False:
             picture, info = _first_frame_png(frames[0])
@@ -185,7 +186,7 @@ class VHSVideoCombine(Node):
         if kind == "image":
             files.append(self._save_picture(frames, name, folder, stem, counter))
         else:
-            files += self._save_video(frames, name, folder, stem, counter, texts)
+            files += self._save_video(frames, name, folder, stem, counter, texts, parsed)
         if extra.get("VHS_KeepIntermediate", True) is False:
             for path in files[1:-1]:
                 path.unlink(missing_ok=True)
@@ -230,7 +231,8 @@ class VHSVideoCombine(Node):
             p, format=ext.upper(), save_all=True, append_images=pictures[1:], duration=round(1000 / self.frame_rate),
             loop=self.loop_count, **options))[0]
 
-    def _save_video(self, frames, name: str, folder: Path, stem: str, counter: int, texts: dict) -> list[Path]:
+    def _save_video(self, frames, name: str, folder: Path, stem: str, counter: int, texts: dict,
+                    parsed: dict) -> list[Path]:
         import torch
 
         from graphflow.video import Video, VideoFileError, add_sound, frame_rate, write_video
@@ -272,7 +274,7 @@ class VHSVideoCombine(Node):
         order = order[:count] * (self.loop_count + 1) + order[count:]
         rate = frame_rate(self.frame_rate)
         save = "save_metadata" in widgets and self.save_metadata not in (False, "False")  # the pack's test
-        metadata = {"comment": _comment(texts), "creation_time": datetime.datetime.now(datetime.timezone.utc)
+        metadata = {"comment": _comment(texts, parsed), "creation_time": datetime.datetime.now(datetime.timezone.utc)
                     .strftime("%Y-%m-%dT%H:%M:%S.%fZ")} if save else None
 
         def encode(video, path, order):
@@ -312,12 +314,12 @@ def _first_frame_png(frame):
     return image_to_pil(frame), info
 
 
-def _comment(texts: dict) -> str:
+def _comment(texts: dict, parsed: dict) -> str:
     """The video's comment tag as the pack writes it: a JSON object of the prompt (as JSON text) and
-    the workflow's other entries (as objects)."""
+    the workflow's other entries (as objects; `parsed`: those already read)."""
     comment = {}
     for key, text in texts.items():
-        comment[key] = text if key == "prompt" else json.loads(text)
+        comment[key] = text if key == "prompt" else parsed[key] if key in parsed else json.loads(text)
     return json.dumps(comment)
 
 
