@@ -430,15 +430,15 @@ def load_vhs_video(node, path: Path):
     import numpy as np
     import torch
 
-    from graphflow.video import VideoFileError, read_sound, video_frames
+    from graphflow.video import VideoFileError, video_frames
 
     _ignore_force_size(node)
     try:  # decoded as far as the frames kept need, as the pack reads a long video with a small cap
-        with video_frames(path) as (facts, frames):
+        with video_frames(path) as (facts, frames, read_sound):
             fps = float(facts.fps)
-            picked = list(vhs_pick(frames, fps, node.force_rate, node.skip_first_frames, node.select_every_nth,
-                                   node.frame_load_cap))
-        sound = read_sound(path)
+            picked = [frame.to_ndarray(format="rgb24") for frame in vhs_pick(
+                frames, fps, node.force_rate, node.skip_first_frames, node.select_every_nth, node.frame_load_cap)]
+            sound = read_sound()
     except VideoFileError as e:
         raise NodeInputError("video", f"can't read {path.name!r}: {e}") from None
     total, width, height = facts.frames, facts.width, facts.height
@@ -493,17 +493,22 @@ def load_vhs_video_ffmpeg(node, path: Path):
     import numpy as np
     import torch
 
-    from graphflow.video import VideoFileError, read_sound, video_frames
+    from graphflow.video import VideoFileError, video_frames
 
     _ignore_force_size(node)
+    size = None
+
+    def filters(facts):  # set from the video's own size, as the pack's probe sets them
+        nonlocal size
+        chain, size = vhs_ffmpeg_filters(facts.width, facts.height, node.force_rate, node.custom_width,
+                                         node.custom_height, _size_step(node), node.start_time)
+        return tuple(chain)
+
     try:
-        with video_frames(path) as (facts, _):
+        with video_frames(path, filters, "rgba64le") as (facts, frames, read_sound):
             fps, duration = float(facts.fps), facts.duration
-        filters, size = vhs_ffmpeg_filters(facts.width, facts.height, node.force_rate, node.custom_width,
-                                           node.custom_height, _size_step(node), node.start_time)
-        with video_frames(path, tuple(filters), "rgba64le") as (_, frames):
-            picked = list(itertools.islice(frames, node.frame_load_cap or None))
-        sound = read_sound(path)
+            picked = [frame.to_ndarray() for frame in itertools.islice(frames, node.frame_load_cap or None)]
+            sound = read_sound()
     except VideoFileError as e:
         raise NodeInputError("video", f"can't read {path.name!r}: {e}") from None
     if not picked:

@@ -6,6 +6,7 @@ worked out by hand from the pack's frame clock, and the core nodes (ImageScale, 
 VAEDecode) for the same settings."""
 
 import hashlib
+import itertools
 import json
 import math
 import threading
@@ -24,7 +25,7 @@ from graphflow.picture_metadata import picture_text
 from graphflow.resource_limits import RunLimits, Size
 from graphflow.testing import write_checkpoint
 from graphflow.validation import validate
-from graphflow.video import Video, write_video
+from graphflow.video import Video, read_sound, read_video, video_frames, write_video
 from graphflow.workflow import load_workflow, parse_workflow
 from nodes.video_helper_suite import allowed_path, vhs_pick
 from tests.test_nodes_image_mask import call
@@ -550,6 +551,18 @@ def test_frames_are_read_no_further_than_the_cap_needs():
         raise AssertionError("decoded past the frames kept")
 
     assert list(vhs_pick(frames(), 10, 0, 1, 1, 3)) == [1, 2, 3]
+
+
+def test_sound_is_read_in_the_pictures_pass_whole_however_few_frames_are_read(clip, tmp_folders):
+    path = tmp_folders.inputs / "clip.mkv"
+    whole = read_sound(path)
+    assert whole["waveform"].shape[-1] == round(COUNT / RATE * SAMPLE_RATE)
+    for taken in (0, 2, COUNT):
+        with video_frames(path) as (facts, frames, sound):
+            kept = [frame.to_ndarray(format="rgb24") for frame in itertools.islice(frames, taken)]
+            audio = sound()
+        assert len(kept) == taken and torch.equal(audio["waveform"], whole["waveform"]), taken
+    assert torch.equal(read_video(path).audio["waveform"], whole["waveform"])
 
 
 def test_load_images_reads_a_folder_as_the_pack_does(builtin_registry, tmp_folders):
