@@ -105,6 +105,12 @@ def _saved(folder: Path, stem: str, counter: int, suffix: str, write) -> tuple[P
     return folder / name, number
 
 
+def _refuse_meta_batch(node, what: str) -> None:
+    if node.meta_batch is not None:
+        raise NodeInputError("meta_batch", f"the pack's Meta Batch Manager is not supported by graphflow; "
+                                           f"disconnect it to {what} at once")
+
+
 class VHSVideoCombine(Node):
     """Save images (or a LATENT decoded with the optional vae) as an animation or a video, frame_rate
     frames a second, as VideoHelperSuite's Video Combine: image/gif and image/webp through Pillow
@@ -156,9 +162,7 @@ class VHSVideoCombine(Node):
                                  "slicecrc", "profile"))
 
     def run(self):
-        if self.meta_batch is not None:
-            raise NodeInputError("meta_batch", "the pack's Meta Batch Manager is not supported by graphflow; "
-                                               "disconnect it to save all frames at once")
+        _refuse_meta_batch(self, "save all frames")
         frames = self._frames()
         if frames is None:
             return (self.save_output, [])
@@ -564,9 +568,7 @@ class _LoadVideoBase(Node):
     outputs = {"IMAGE": ANY, "frame_count": INT, "audio": AUDIO, "video_info": VHS_VIDEOINFO}
 
     def _load(self, path: Path):
-        if self.meta_batch is not None:
-            raise NodeInputError("meta_batch", "the pack's Meta Batch Manager is not supported by graphflow; "
-                                               "disconnect it to load the frames at once")
+        _refuse_meta_batch(self, "load the frames")
         return load_vhs_video(self, path)
 
 
@@ -667,9 +669,7 @@ class _LoadVideoFFmpegBase(Node):
     outputs = {"IMAGE": ANY, "mask": MASK, "audio": AUDIO, "video_info": VHS_VIDEOINFO}
 
     def _load(self, path: Path):
-        if self.meta_batch is not None:
-            raise NodeInputError("meta_batch", "the pack's Meta Batch Manager is not supported by graphflow; "
-                                               "disconnect it to load the frames at once")
+        _refuse_meta_batch(self, "load the frames")
         return load_vhs_video_ffmpeg(self, path)
 
 
@@ -717,9 +717,7 @@ def load_vhs_images(node, folder: Path):
     import torch
     from PIL import Image, ImageOps
 
-    if node.meta_batch is not None:
-        raise NodeInputError("meta_batch", "the pack's Meta Batch Manager is not supported by graphflow; "
-                                           "disconnect it to load the pictures at once")
+    _refuse_meta_batch(node, "load the pictures")
     if not folder.is_dir():
         raise NodeInputError("directory", f"no folder {node.directory!r}")
     files = _folder_pictures(folder, node.skip_first_images, node.select_every_nth, node.image_load_cap)
