@@ -77,7 +77,7 @@ CUSTOM_PACKS = {
                                "Zoe-DepthMapPreprocessor", "MiDaS-DepthMapPreprocessor", "HEDPreprocessor"),
     "ComfyUI_IPAdapter_plus": ("IPAdapter", "PrepImageForClipVision", "PrepImageForInsightFace", "IPAAdapterFaceIDBatch"),
     "ComfyUI-KJNodes": ("GetNode", "SetNode", "ImageResizeKJ", "ConditioningMultiCombine", "GetImageSizeAndCount"),
-    "ComfyUI-VideoHelperSuite": ("VHS_",),
+    "ComfyUI-VideoHelperSuite": (comfy_pack_nodes.VHS_PREFIX,),
     "ComfyUI_UltimateSDUpscale": ("UltimateSDUpscale",),
     "ComfyUI-AnimateDiff-Evolved": ("ADE_", "AnimateDiff"),
     "ComfyUI-Advanced-ControlNet": ("ACN_", "ControlNetLoaderAdvanced"),
@@ -92,7 +92,7 @@ CUSTOM_PACKS = {
 REPLACE_PROPERTY = "Run widget replace on values"  # a PrimitiveNode property: fill in %...% patterns
 # Classes whose pack's editor saves widgets_values as a dict by name (VideoHelperSuite's, each with a
 # "videopreview" entry): written back so, as their editor reads only that shape.
-NAMED_WIDGETS = ("VHS_",)
+NAMED_WIDGETS = (comfy_pack_nodes.VHS_PREFIX,)
 EXTRA_PROPERTY = "graphflow_inputs"  # UI node property holding the values of our inputs ComfyUI lacks
 
 
@@ -570,12 +570,15 @@ def _widget_values(node: dict, order: list[dict]) -> tuple[dict, dict]:
 
 def _current_widgets(node: dict, registry) -> dict:
     """The node with its widgets_values as its class's current editor saves them, where its alias
-    reads an older layout (ComfyAlias.widgets)."""
+    reads an older layout (ComfyAlias.widgets): a list, or the dict of a class saved by name
+    (NAMED_WIDGETS: VideoHelperSuite's renamed and migrated widgets)."""
     class_type, raw = node.get("type"), node.get("widgets_values")
     alias = _alias_for(registry.comfy_node(class_type), class_type) if isinstance(class_type, str) else None
-    if alias is None or alias.widgets is None or not isinstance(raw, list):
+    if alias is None or alias.widgets is None:
         return node
-    return {**node, "widgets_values": alias.widgets(list(raw))}
+    if isinstance(raw, dict) and class_type.startswith(NAMED_WIDGETS):
+        return {**node, "widgets_values": alias.widgets(dict(raw))}
+    return {**node, "widgets_values": alias.widgets(list(raw))} if isinstance(raw, list) else node
 
 
 def _widget_slots(order: list[dict]) -> list[tuple[dict, str]]:

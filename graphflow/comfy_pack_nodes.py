@@ -23,7 +23,8 @@ code does when it builds the API prompt (a backend never sees them):
   the editor from the drawn geometry, which the file doesn't settle).
 - VideoHelperSuite's nodes (`VHS_`): its editor keeps widgets by name; a save from before that (a
   list, for the classes in VHS_LIST_WIDGETS) is read by the pack's positions, and an older size
-  choice `force_size` becomes custom_width / custom_height, as its editor migrates them on loading.
+  choice `force_size` becomes custom_width / custom_height, as its editor migrates them on loading
+  (`vhs_widgets`, the pack's nodes' ComfyAlias.widgets hook, so every reader of a save sees it).
 
 `resolve(nodes, links)` rewrites the flattened UI graph (comfy_format._flatten) in place: the
 pack's nodes become forwarders (`__forward`: output slot i passes on input i) or Primitives,
@@ -51,6 +52,7 @@ PYSSSSS_IMAGE_COMBOS = {"CheckpointLoader|pysssss": "ckpt_name", "LoraLoader|pys
 BROADCASTERS = ("Anything Everywhere", "Anything Everywhere?", "Anything Everywhere3", "Prompts Everywhere",
                 "Seed Everywhere")
 TYPES = (SET, GET, RGTHREE_REROUTE, PYSSSSS_REROUTE) + RGTHREE_VIRTUAL + BROADCASTERS
+VHS_PREFIX = "VHS_"  # VideoHelperSuite's class names
 # VideoHelperSuite's editor: the widgets of its list-shaped saves, by position (None: the upload button)
 VHS_LIST_WIDGETS = {
     "VHS_LoadImages": ("directory", None, "image_load_cap", "skip_first_images", "select_every_nth"),
@@ -81,8 +83,6 @@ def resolve(nodes: dict[str, dict], links: dict[str, tuple]) -> list[Problem]:
             rows = [{**row, "strengthTwo": (1 if row.get("strengthTwo") is None else row["strengthTwo"])
                      if separate else None} for row in _power_lora_rows(values)]
             node["widgets_values"] = [json.dumps(rows)]
-        if str(node.get("type")).startswith("VHS_"):
-            _vhs_widgets(node)
         if node.get("type") == RGTHREE_REROUTE:
             node["type"] = "__forward"
         elif node.get("type") == PYSSSSS_REROUTE:
@@ -122,15 +122,14 @@ def file_item_widget(values: list, old_values) -> None:
         values[0] = old
 
 
-def _vhs_widgets(node: dict) -> None:
+def vhs_widgets(values: list | dict, names: tuple = ()) -> list | dict:
     """A VHS node's widgets_values as the pack's editor restores them: by name (an old list by the
-    pack's positions; save_image is save_output's old name), force_size turned into custom sizes."""
-    values = node.get("widgets_values")
-    names = VHS_LIST_WIDGETS.get(node.get("type"))
+    pack's positions `names`, VHS_LIST_WIDGETS; save_image is save_output's old name), force_size
+    turned into custom sizes. The pack's ComfyAlias.widgets: `partial(vhs_widgets, names=...)`."""
     if isinstance(values, list) and names and len(values) >= len(names):
         values = {name: value for name, value in zip(names, values) if name}
     if not isinstance(values, dict):
-        return
+        return values
     values = dict(values)
     if "save_image" in values:
         values.setdefault("save_output", values.pop("save_image"))
@@ -144,7 +143,7 @@ def _vhs_widgets(node: dict) -> None:
             values["custom_width"] = 0
         if size in ("Disabled", "Custom Width"):
             values["custom_height"] = 0
-    node["widgets_values"] = values
+    return values
 
 
 def _power_lora_rows(values: list) -> list[dict]:

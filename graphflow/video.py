@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -54,16 +55,17 @@ def _readable(source):
 
 def read_video(source) -> Video:
     """Decode a file (a path or bytes) into a Video: every frame as RGB, the last audio stream (if
-    any) as float samples at its own rate and channel count."""
+    any) as float samples at its own rate and channel count, both in one pass over the file."""
     import numpy as np
     import torch
 
-    with video_frames(source) as (facts, frames):
-        frames = list(frames)
+    with video_frames(source) as (facts, frames, sound):
+        frames = [frame.to_ndarray(format="rgb24") for frame in frames]
+        audio = sound()
     if not frames:
         raise VideoFileError("the video has no frames")
     images = torch.from_numpy(np.stack(frames)).float() / 255.0
-    return Video(images, facts.fps, read_sound(source), source)
+    return Video(images, facts.fps, audio, source)
 
 
 @dataclass
@@ -85,13 +87,42 @@ def _open(source):
         raise VideoFileError(f"not a video FFmpeg can read: {e}") from None
 
 
+class _Sound:
+    """An audio stream's samples gathered as its packets are read: float planes at its own rate."""
+
+    def __init__(self, stream):
+        import av
+
+        self.stream, self.parts, self.done = stream, [], False
+        self.resampler = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=stream.rate)
+
+    def add(self, packet) -> None:
+        for frame in packet.decode():
+            self.parts.extend(part.to_ndarray() for part in self.resampler.resample(frame))
+
+    def audio(self) -> dict | None:
+        """AUDIO ({"waveform": [1, channels, samples], "sample_rate"}); None where it held none."""
+        import numpy as np
+        import torch
+
+        if not self.done:
+            self.parts.extend(part.to_ndarray() for part in self.resampler.resample(None))
+            self.done = True
+        if not self.parts:
+            return None
+        waveform = torch.from_numpy(np.concatenate(self.parts, axis=1)).float().unsqueeze(0)
+        return {"waveform": waveform, "sample_rate": int(self.stream.rate)}
+
+
 @contextmanager
-def video_frames(source, filters: tuple = (), pix_fmt: str = "rgb24"):
-    """The first video stream's facts and its frames (arrays in pix_fmt: uint8 RGB [H, W, 3] by
-    default) decoded one by one as they are read: a reader that stops early (a frame cap) decodes no
-    further. filters: FFmpeg video filters as (name, arguments) pairs, chained as `-vf` chains them
-    (fps, crop, scale, trim ...), the frames passed through them; another pix_fmt is converted by
-    FFmpeg's format filter, as its command line's -pix_fmt does."""
+def video_frames(source, filters=(), pix_fmt: str = "rgb24"):
+    """The first video stream's facts, its frames decoded one by one as they are read (a reader that
+    stops early, at a frame cap, decodes no further), and a `sound()` that gives the last audio
+    stream as AUDIO (None without one; read in the same pass, the rest of it when called). The frames
+    are PyAV's: `to_ndarray(format=pix_fmt)` the ones kept (uint8 RGB [H, W, 3] by default).
+    filters: FFmpeg video filters as (name, arguments) pairs, or a function of the facts giving them,
+    chained as `-vf` chains them (fps, crop, scale, trim ...), the frames passed through them; another
+    pix_fmt is converted by FFmpeg's format filter, as its command line's -pix_fmt does."""
     import av
 
     with _open(source) as container:
@@ -101,65 +132,73 @@ def video_frames(source, filters: tuple = (), pix_fmt: str = "rgb24"):
         fps = Fraction(stream.average_rate or stream.guessed_rate or Fraction(1))
         duration = container.duration / av.time_base if container.duration else 0.0
         count = stream.frames or round(duration * fps)
+        facts = VideoFacts(fps, stream.codec_context.width, stream.codec_context.height, int(count), duration,
+                           stream.codec_context.pix_fmt or "")
+        chain = filters(facts) if callable(filters) else filters
+        sound = _Sound(container.streams.audio[-1]) if container.streams.audio else None
+        read = [False]  # whether the demuxer reached the end
 
-        def decoded():
+        def demuxed(*streams):
             try:
-                yield from container.decode(stream)
+                for packet in container.demux(*streams):
+                    if sound is not None and packet.stream is sound.stream:
+                        sound.add(packet)
+                    else:
+                        yield from packet.decode()
+                read[0] = True
             except av.FFmpegError as e:
                 raise VideoFileError(f"the video could not be decoded: {e}") from None
 
         def frames():
-            if not filters and pix_fmt == "rgb24":  # else through FFmpeg's format filter, as its -pix_fmt converts
-                for frame in decoded():
-                    yield frame.to_ndarray(format=pix_fmt)
+            decoded = demuxed(stream, *([sound.stream] if sound else []))
+            if not chain and pix_fmt == "rgb24":  # else through FFmpeg's format filter, as its -pix_fmt converts
+                yield from decoded
                 return
             graph = av.filter.Graph()
-            chain = [graph.add_buffer(template=stream)]
-            for name, arguments in (*filters, ("format", pix_fmt)):
-                chain.append(graph.add(name, arguments))
-                chain[-2].link_to(chain[-1])
-            chain.append(graph.add("buffersink"))
-            chain[-2].link_to(chain[-1])
+            nodes = [graph.add_buffer(template=stream)]
+            for name, arguments in (*chain, ("format", pix_fmt)):
+                nodes.append(graph.add(name, arguments))
+                nodes[-2].link_to(nodes[-1])
+            nodes.append(graph.add("buffersink"))
+            nodes[-2].link_to(nodes[-1])
             try:
                 graph.configure()
             except (av.FFmpegError, ValueError) as e:
-                raise VideoFileError(f"the filters {filters} could not be set up: {e}") from None
-            for frame in itertools.chain(decoded(), [None]):  # None: the end, flushing the filters
-                chain[0].push(frame)
+                raise VideoFileError(f"the filters {chain} could not be set up: {e}") from None
+            for frame in itertools.chain(decoded, [None]):  # None: the end, flushing the filters
+                nodes[0].push(frame)
                 while True:
                     try:
-                        yield chain[-1].pull().to_ndarray()
+                        yield nodes[-1].pull()
                     except (av.error.BlockingIOError, av.error.EOFError):
                         break
 
-        facts = VideoFacts(fps, stream.codec_context.width, stream.codec_context.height, int(count), duration,
-                           stream.codec_context.pix_fmt or "")
-        yield facts, frames()
+        def read_sound_too():
+            if sound is None:
+                return None
+            if not read[0]:  # the frames were read no further than needed: the rest of the sound
+                for _ in demuxed(sound.stream):
+                    pass
+            return sound.audio()
+
+        yield facts, frames(), read_sound_too
 
 
 def read_sound(source) -> dict | None:
     """The last audio stream of a file (as ComfyUI takes it) as AUDIO, float samples at its own rate
     and channel count; None without one."""
     import av
-    import numpy as np
-    import torch
 
     with _open(source) as container:
         if not container.streams.audio:
             return None
-        sound = container.streams.audio[-1]
-        resampler = av.AudioResampler(format="fltp", layout=sound.layout.name, rate=sound.rate)
-        samples = []
+        sound = _Sound(container.streams.audio[-1])
         try:
-            for frame in container.decode(sound):
-                samples.extend(part.to_ndarray() for part in resampler.resample(frame))
-            samples.extend(part.to_ndarray() for part in resampler.resample(None))
+            for packet in container.demux(sound.stream):
+                sound.add(packet)
         except av.FFmpegError as e:
             raise VideoFileError(f"the video could not be decoded: {e}") from None
-        rate = int(sound.rate)
-    if not samples:
-        return None
-    return {"waveform": torch.from_numpy(np.concatenate(samples, axis=1)).float().unsqueeze(0), "sample_rate": rate}
+        return sound.audio()
 
 
 def source_streams(source) -> tuple[list[str], str] | None:
@@ -190,12 +229,40 @@ def copy_streams(path, source, container_format: str, metadata: dict[str, str] |
                 output.metadata[key] = value
             copies = {stream: output.add_stream_from_template(stream, opaque=True) for stream in container.streams
                       if stream.type in ("video", "audio", "subtitle")}
-            for packet in container.demux(*copies):
-                if packet.dts is not None:  # the demuxer's end-of-stream packets carry nothing
-                    packet.stream = copies[packet.stream]
-                    output.mux(packet)
+            _mux_copies(container, output, copies)
     except (av.FFmpegError, ValueError, OSError) as e:  # ValueError: a codec the container can't hold
         raise VideoFileError(f"the loaded video's streams could not be copied into {container_format}: {e}") from None
+
+
+def add_sound(path, pictures, container_format: str, audio: dict, audio_codec: str,
+              metadata: dict[str, str] | None = None) -> None:
+    """Write the first video stream of the file `pictures` into `path` unchanged (its packets copied:
+    no second encoding) with `audio` encoded as its sound and `metadata` as its tags, as
+    VideoHelperSuite muxes the sound onto its pictures-only file."""
+    import av
+
+    flags = {"movflags": "use_metadata_tags"} if container_format == "mp4" else {}
+    try:
+        with av.open(str(pictures)) as container, \
+                av.open(str(path), mode="w", format=container_format, options=flags) as output:
+            for key, value in (metadata or {}).items():
+                output.metadata[key] = value
+            video = container.streams.video[0]
+            copies = {video: output.add_stream_from_template(video, opaque=True)}
+            copies[video].codec_context.codec_tag = video.codec_context.codec_tag  # else H.265's hvc1 becomes hev1
+            sound = _add_audio(output, audio, audio_codec)
+            _mux_copies(container, output, copies)
+            _encode_audio(output, sound, audio)
+    except (av.FFmpegError, OSError) as e:
+        raise VideoFileError(f"the sound could not be added to {pictures}: {e}") from None
+
+
+def _mux_copies(container, output, copies: dict) -> None:
+    """Mux the packets of the streams `copies` maps ({container's stream: output's}) unchanged."""
+    for packet in container.demux(*copies):
+        if packet.dts is not None:  # the demuxer's end-of-stream packets carry nothing
+            packet.stream = copies[packet.stream]
+            output.mux(packet)
 
 
 def read_metadata(raw: bytes) -> dict[str, str]:
@@ -243,6 +310,8 @@ def write_video(path, video: Video, container_format: str, codec: str, pix_fmt: 
     # MP4 keeps tags other than its own only with this flag (as ComfyUI writes them)
     flags = {"movflags": "use_metadata_tags"} if container_format == "mp4" else {}
     target = path if hasattr(path, "write") else str(path)
+    if codec == "libsvtav1":  # SVT-AV1 logs its settings to stderr unless told: errors only (as VideoHelperSuite)
+        os.environ.setdefault("SVT_LOG", "1")  # read when the first encoder opens; the user's own setting kept
     with av.open(target, mode="w", format=container_format, options=flags) as container:
         for key, value in (metadata or {}).items():
             container.metadata[key] = value

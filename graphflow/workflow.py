@@ -235,9 +235,10 @@ class ComfyAlias:
     # ComfyUI inputs named prefix + number (rgthree's lora_1, lora_2 ...) gathered, in number order,
     # into one of ours as JSON text: {prefix: our input}
     gather: dict[str, str] = field(default_factory=dict)
-    # a UI-format save's widgets_values list -> the same values as the pack's current editor saves
-    # them (an older version's layout read into today's: Efficiency Nodes' 2023 saves)
-    widgets: Callable[[list], list] | None = None
+    # a UI-format save's widgets_values list (or dict, for a class its editor saves by name) -> the
+    # same values as the pack's current editor saves them (an older version's layout read into
+    # today's: Efficiency Nodes' 2023 saves, VideoHelperSuite's list-shaped ones)
+    widgets: Callable[[list | dict], list | dict] | None = None
 
 
 def comfy_aliases(cls) -> tuple[ComfyAlias, ...]:

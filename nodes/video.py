@@ -47,6 +47,16 @@ def _encode(video, container_format: str, codec: str, **options):
     return lambda path, metadata: write_video(path, video, container_format, codec, metadata=metadata, **options)
 
 
+def file_sha256(find, name: str) -> str | None:
+    """A loader's fingerprint: the SHA-256 of the file `find(name)` gives, read in pieces (a video
+    is not held in memory for it); None where there is none (run() reports it)."""
+    try:
+        with open(find(name), "rb") as file:
+            return hashlib.file_digest(file, "sha256").hexdigest()
+    except (OSError, ValueError):
+        return None
+
+
 class LoadVideo(Node):
     """Load a video file from the inputs folder (MP4, WebM, MOV, MKV, GIF...): its frames, frame
     rate and sound (if it has some; the last sound track of several, as ComfyUI takes) as a VIDEO."""
@@ -57,10 +67,7 @@ class LoadVideo(Node):
 
     @classmethod
     def fingerprint(cls, file):
-        try:
-            return hashlib.sha256(folders.input_path(file).read_bytes()).hexdigest()
-        except (OSError, ValueError):
-            return None  # run() reports it
+        return file_sha256(folders.input_path, file)
 
     def run(self):
         from graphflow.video import VideoFileError, read_video

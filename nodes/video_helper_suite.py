@@ -14,17 +14,20 @@ entries that are no inputs of ours (the preview, the upload button) are left out
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 import math
-import os
 from pathlib import Path
 
-from graphflow.api import (ANY, AUDIO, FLOAT, IMAGE, INT, LATENT, MASK, STRING, VAE, Bool, Choice, ComfyAlias, Float,
-                           Int, Node, NodeInputError, Text, folders, safe_join, show, socket_type, warn,
+from graphflow.api import (ANY, AUDIO, FLOAT, IMAGE, INT, LATENT, MASK, STRING, VAE, Bool, Choice, ComfyAlias, Estimate,
+                           Float, Int, Node, NodeInputError, Size, Text, folders, safe_join, show, socket_type, warn,
                            workflow_texts)
+from graphflow.comfy_pack_nodes import VHS_LIST_WIDGETS, vhs_widgets
+from graphflow.folders import _stays_inside
 from nodes.image import _next_counter, _png_metadata, _resize_image, _write_new
 from nodes.latent import _upscale
+from nodes.video import file_sha256
 from nodes.vae import _require_vae
 
 CATEGORY = "Video Helper Suite 🎥🅥🅗🅢"
@@ -51,7 +54,7 @@ VIDEO_FORMATS = {
                  "pix_fmts": ("yuv420p10le", "yuv420p"), "widgets": ("pix_fmt", "crf", "save_metadata")},
     "webm": {"container": "webm", "ext": "webm", "codec": "libvpx-vp9", "audio": "libopus", "options": {"b": "0"},
              "pix_fmts": ("yuv420p",), "widgets": ("crf", "save_metadata")},
-    "av1-webm": {"container": "webm", "ext": "webm", "codec": "libsvtav1", "audio": "libopus", "env": {"SVT_LOG": "1"},
+    "av1-webm": {"container": "webm", "ext": "webm", "codec": "libsvtav1", "audio": "libopus",
                  "pix_fmts": ("yuv420p10le", "yuv420p"),
                  "widgets": ("pix_fmt", "crf", "input_color_depth", "save_metadata")},
     "ffv1-mkv": {"container": "matroska", "ext": "mkv", "codec": "ffv1", "audio": "flac", "depth": 16,
@@ -66,11 +69,11 @@ VIDEO_FORMATS = {
 }
 PIX_FMTS = tuple(dict.fromkeys(p for f in VIDEO_FORMATS.values() for p in f["pix_fmts"]))
 PRORES_PROFILES = ("lt", "standard", "hq", "4444", "4444xq")
-# the pack's FFmpeg formats graphflow does not write, and why
-UNSUPPORTED_FORMATS = {"nvenc_h264-mp4": "NVIDIA's hardware encoder", "nvenc_hevc-mp4": "NVIDIA's hardware encoder",
-                       "nvenc_av1-mp4": "NVIDIA's hardware encoder", "gifski": "the gifski program",
-                       "ffmpeg-gif": "FFmpeg's palette filters (image/gif writes a GIF)",
-                       "8bit-png": "image sequences", "16bit-png": "image sequences"}
+
+
+def _saved_widgets(class_type: str):
+    """The ComfyAlias.widgets of a pack class whose older saves are lists (VHS_LIST_WIDGETS)."""
+    return functools.partial(vhs_widgets, names=VHS_LIST_WIDGETS[class_type])
 
 
 def _encoder_exists(codec: str) -> bool:
@@ -95,10 +98,17 @@ def _pingpong(frames: list) -> list:
     return frames + frames[-2:0:-1]
 
 
-def _saved(folder: Path, stem: str, counter: int, suffix: str, write) -> Path:
-    """Write a file named as the pack names it (`stem_NNNNN<suffix>`) with `write(path)`."""
-    name, _ = _write_new(write, folder, stem, counter, suffix)
-    return folder / name
+def _saved(folder: Path, stem: str, counter: int, suffix: str, write) -> tuple[Path, int]:
+    """Write a file named as the pack names it (`stem_NNNNN<suffix>`, the first free NNNNN from
+    counter on) with `write(path)`; (its path, NNNNN)."""
+    name, number = _write_new(write, folder, stem, counter, suffix)
+    return folder / name, number
+
+
+def _refuse_meta_batch(node, what: str) -> None:
+    if node.meta_batch is not None:
+        raise NodeInputError("meta_batch", f"the pack's Meta Batch Manager is not supported by graphflow; "
+                                           f"disconnect it to {what} at once")
 
 
 class VHSVideoCombine(Node):
@@ -146,18 +156,19 @@ class VHSVideoCombine(Node):
     slicecrc: str = Choice(("0", "1"), "1")
     profile: str = Choice(PRORES_PROFILES, "hq")
     outputs = {"Filenames": VHS_FILENAMES}
-    comfy = ComfyAlias(("VHS_VideoCombine",),
+    comfy = ComfyAlias(("VHS_VideoCombine",), widgets=_saved_widgets("VHS_VideoCombine"),
                        optional=("audio", "meta_batch", "vae", "pix_fmt", "crf", "save_metadata", "trim_to_audio",
                                  "input_color_depth", "lossless", "level", "coder", "context", "gop_size", "slices",
                                  "slicecrc", "profile"))
 
     def run(self):
-        if self.meta_batch is not None:
-            raise NodeInputError("meta_batch", "the pack's Meta Batch Manager is not supported by graphflow; "
-                                               "disconnect it to save all frames at once")
+        _refuse_meta_batch(self, "save all frames")
         frames = self._frames()
         if frames is None:
             return (self.save_output, [])
+        if self.format not in combine_formats():  # validation refuses it; a node run directly gets here
+            raise NodeInputError("format", f"{self.format!r} is not one of graphflow's formats: "
+                                           f"{', '.join(combine_formats())}")
         kind, name = self.format.split("/", 1)
         base = folders.outputs if self.save_output else folders.temp
         try:
@@ -168,18 +179,18 @@ class VHSVideoCombine(Node):
         folder.mkdir(parents=True, exist_ok=True)
         counter = _next_counter(folder, stem)
         texts = workflow_texts()
-        extra = json.loads(texts["workflow"]).get("extra", {}) if "workflow" in texts else {}
+        parsed = {"workflow": json.loads(texts["workflow"])} if "workflow" in texts else {}  # read once
+        extra = parsed["workflow"].get("extra", {}) if parsed else {}
         files = []
         if extra.get("VHS_MetadataImage", True) is not False:
             picture, info = _first_frame_png(frames[0])
-            first = _saved(folder, stem, counter, ".png",
-                           lambda p: picture.save(p, format="PNG", pnginfo=info, compress_level=4))
-            counter = int(first.stem.rsplit("_", 1)[1])
+            first, counter = _saved(folder, stem, counter, ".png",
+                                    lambda p: picture.save(p, format="PNG", pnginfo=info, compress_level=4))
             files.append(first)
         if kind == "image":
             files.append(self._save_picture(frames, name, folder, stem, counter))
         else:
-            files += self._save_video(frames, name, folder, stem, counter, texts)
+            files += self._save_video(frames, name, folder, stem, counter, texts, parsed)
         if extra.get("VHS_KeepIntermediate", True) is False:
             for path in files[1:-1]:
                 path.unlink(missing_ok=True)
@@ -222,31 +233,23 @@ class VHSVideoCombine(Node):
         # the pack's frame time: 1000 / frame_rate milliseconds, rounded
         return _saved(folder, stem, counter, f".{ext}", lambda p: pictures[0].save(
             p, format=ext.upper(), save_all=True, append_images=pictures[1:], duration=round(1000 / self.frame_rate),
-            loop=self.loop_count, **options))
+            loop=self.loop_count, **options))[0]
 
-    def _save_video(self, frames, name: str, folder: Path, stem: str, counter: int, texts: dict) -> list[Path]:
+    def _save_video(self, frames, name: str, folder: Path, stem: str, counter: int, texts: dict,
+                    parsed: dict) -> list[Path]:
         import torch
 
-        from graphflow.video import Video, VideoFileError, frame_rate, write_video
+        from graphflow.video import Video, VideoFileError, add_sound, frame_rate, write_video
 
-        if name in UNSUPPORTED_FORMATS or name not in VIDEO_FORMATS:
-            why = f"it needs {UNSUPPORTED_FORMATS[name]}, which graphflow does not use" if name in UNSUPPORTED_FORMATS \
-                else "it is no format of the pack that graphflow knows"
-            raise NodeInputError("format", f"video/{name} can't be written: {why}; graphflow writes "
-                                           f"{', '.join(combine_formats())}")
         spec = VIDEO_FORMATS[name]
-        if not _encoder_exists(spec["codec"]):
-            raise NodeInputError("format", f"video/{name} needs the {spec['codec']} encoder, which this FFmpeg lacks; "
-                                           f"graphflow writes {', '.join(combine_formats())}")
         widgets = spec["widgets"]
-        pix_fmt = self.pix_fmt if "pix_fmt" in widgets else None
+        # the widget's choice, else the format's own (webm's yuv420p); ProRes's follows its profile
+        pix_fmt = self.pix_fmt if "pix_fmt" in widgets else spec["pix_fmts"][0] if spec["pix_fmts"] else None
         if pix_fmt is not None and pix_fmt not in spec["pix_fmts"]:
             raise NodeInputError("pix_fmt", f"video/{name} takes {', '.join(spec['pix_fmts'])}, not {pix_fmt!r}")
         if name == "ProRes":  # the profile's sampling: 4:4:4 for 4444 (with alpha where the frames have it), else 4:2:2
             alpha = frames.shape[-1] == 4
             pix_fmt = ("yuva444p10le" if alpha else "yuv444p10le") if self.profile.startswith("4444") else "yuv422p10le"
-        elif name == "webm":
-            pix_fmt = "yuv420p"
         options = dict(spec.get("options", {}))
         if "crf" in widgets:
             options["crf"] = str(self.crf)
@@ -275,27 +278,34 @@ class VHSVideoCombine(Node):
         order = order[:count] * (self.loop_count + 1) + order[count:]
         rate = frame_rate(self.frame_rate)
         save = "save_metadata" in widgets and self.save_metadata not in (False, "False")  # the pack's test
-        metadata = {"comment": _comment(texts), "creation_time": datetime.datetime.now(datetime.timezone.utc)
+        metadata = {"comment": _comment(texts, parsed), "creation_time": datetime.datetime.now(datetime.timezone.utc)
                     .strftime("%Y-%m-%dT%H:%M:%S.%fZ")} if save else None
 
         def encode(video, path, order):
             try:
-                write_video(path, video, spec["container"], spec["codec"], pix_fmt=pix_fmt or "yuv420p",
+                write_video(path, video, spec["container"], spec["codec"], pix_fmt=pix_fmt,
                             options=options, metadata=metadata, audio_codec=spec["audio"],
                             bt709=spec.get("bt709", False), depth=depth, codec_tag=spec.get("tag"), order=order)
             except (VideoFileError, ValueError) as e:
                 raise NodeInputError("format", f"video/{name} could not be written: {e}") from None
 
-        for key, value in spec.get("env", {}).items():  # the format's environment (SVT-AV1: errors only)
-            os.environ.setdefault(key, value)
         suffix = f".{spec['ext']}"
-        files = [_saved(folder, stem, counter, suffix, lambda p: encode(Video(frames, rate), p, order))]
+        video, counter = _saved(folder, stem, counter, suffix, lambda p: encode(Video(frames, rate), p, order))
+        files = [video]
         audio = self.audio
         if isinstance(audio, dict) and hasattr(audio.get("waveform"), "shape"):
             trim = "trim_to_audio" in widgets and self.trim_to_audio
             sound, played = _fit_sound(audio, order, rate, trim)
-            files.append(_saved(folder, stem, counter, f"-audio{suffix}",
-                                lambda p: encode(Video(frames, rate, sound), p, played)))
+
+            def with_sound(path):  # the pictures' packets copied (encoded once), unless the sound cut them
+                if played != order:
+                    return encode(Video(frames, rate, sound), path, played)
+                try:
+                    add_sound(path, files[0], spec["container"], sound, spec["audio"], metadata)
+                except VideoFileError as e:
+                    raise NodeInputError("format", f"video/{name} could not be written: {e}") from None
+
+            files.append(_saved(folder, stem, counter, f"-audio{suffix}", with_sound)[0])  # the video's number
         return files
 
 
@@ -308,12 +318,12 @@ def _first_frame_png(frame):
     return image_to_pil(frame), info
 
 
-def _comment(texts: dict) -> str:
+def _comment(texts: dict, parsed: dict) -> str:
     """The video's comment tag as the pack writes it: a JSON object of the prompt (as JSON text) and
-    the workflow's other entries (as objects)."""
+    the workflow's other entries (as objects; `parsed`: those already read)."""
     comment = {}
     for key, text in texts.items():
-        comment[key] = text if key == "prompt" else json.loads(text)
+        comment[key] = text if key == "prompt" else parsed[key] if key in parsed else json.loads(text)
     return json.dumps(comment)
 
 
@@ -384,12 +394,6 @@ def vhs_pick(frames, fps: float, force_rate: float, skip_first: int, every_nth: 
             return
 
 
-def vhs_frame_indices(count: int, fps: float, force_rate: float, skip_first: int, every_nth: int,
-                      cap: int) -> list[int]:
-    """Which of a video's `count` frames vhs_pick keeps."""
-    return list(vhs_pick(range(count), fps, force_rate, skip_first, every_nth, cap))
-
-
 def vhs_target_size(width: int, height: int, custom_width: int, custom_height: int, step: int) -> tuple[int, int]:
     """The pack's loaded size: custom_width / custom_height (0 keeps the aspect from the other; both 0
     keep the size), then each rounded to the nearest multiple of step."""
@@ -430,15 +434,15 @@ def load_vhs_video(node, path: Path):
     import numpy as np
     import torch
 
-    from graphflow.video import VideoFileError, read_sound, video_frames
+    from graphflow.video import VideoFileError, video_frames
 
     _ignore_force_size(node)
     try:  # decoded as far as the frames kept need, as the pack reads a long video with a small cap
-        with video_frames(path) as (facts, frames):
+        with video_frames(path) as (facts, frames, read_sound):
             fps = float(facts.fps)
-            picked = list(vhs_pick(frames, fps, node.force_rate, node.skip_first_frames, node.select_every_nth,
-                                   node.frame_load_cap))
-        sound = read_sound(path)
+            picked = [frame.to_ndarray(format="rgb24") for frame in vhs_pick(
+                frames, fps, node.force_rate, node.skip_first_frames, node.select_every_nth, node.frame_load_cap)]
+            sound = read_sound()
     except VideoFileError as e:
         raise NodeInputError("video", f"can't read {path.name!r}: {e}") from None
     total, width, height = facts.frames, facts.width, facts.height
@@ -493,17 +497,22 @@ def load_vhs_video_ffmpeg(node, path: Path):
     import numpy as np
     import torch
 
-    from graphflow.video import VideoFileError, read_sound, video_frames
+    from graphflow.video import VideoFileError, video_frames
 
     _ignore_force_size(node)
+    size = None
+
+    def filters(facts):  # set from the video's own size, as the pack's probe sets them
+        nonlocal size
+        chain, size = vhs_ffmpeg_filters(facts.width, facts.height, node.force_rate, node.custom_width,
+                                         node.custom_height, _size_step(node), node.start_time)
+        return tuple(chain)
+
     try:
-        with video_frames(path) as (facts, _):
+        with video_frames(path, filters, "rgba64le") as (facts, frames, read_sound):
             fps, duration = float(facts.fps), facts.duration
-        filters, size = vhs_ffmpeg_filters(facts.width, facts.height, node.force_rate, node.custom_width,
-                                           node.custom_height, _size_step(node), node.start_time)
-        with video_frames(path, tuple(filters), "rgba64le") as (_, frames):
-            picked = list(itertools.islice(frames, node.frame_load_cap or None))
-        sound = read_sound(path)
+            picked = [frame.to_ndarray() for frame in itertools.islice(frames, node.frame_load_cap or None)]
+            sound = read_sound()
     except VideoFileError as e:
         raise NodeInputError("video", f"can't read {path.name!r}: {e}") from None
     if not picked:
@@ -559,9 +568,7 @@ class _LoadVideoBase(Node):
     outputs = {"IMAGE": ANY, "frame_count": INT, "audio": AUDIO, "video_info": VHS_VIDEOINFO}
 
     def _load(self, path: Path):
-        if self.meta_batch is not None:
-            raise NodeInputError("meta_batch", "the pack's Meta Batch Manager is not supported by graphflow; "
-                                               "disconnect it to load the frames at once")
+        _refuse_meta_batch(self, "load the frames")
         return load_vhs_video(self, path)
 
 
@@ -573,14 +580,12 @@ class VHSLoadVideo(_LoadVideoBase):
     display_name = "Load Video (Upload) 🎥🅥🅗🅢"  # the pack's name for it
     category = CATEGORY
     video: str = Choice(folders.list_input_videos, upload="video", description="a video in the inputs folder")
-    comfy = ComfyAlias(("VHS_LoadVideo",), folders={"video": "input"}, optional=_LOAD_OPTIONAL)
+    comfy = ComfyAlias(("VHS_LoadVideo",), folders={"video": "input"}, optional=_LOAD_OPTIONAL,
+                       widgets=_saved_widgets("VHS_LoadVideo"))
 
     @classmethod
     def fingerprint(cls, video="", **widgets):
-        try:
-            return hashlib.sha256(folders.input_path(video).read_bytes()).hexdigest()
-        except (OSError, ValueError):
-            return None  # run() reports it
+        return file_sha256(folders.input_path, video)
 
     def run(self):
         try:
@@ -623,14 +628,11 @@ class VHSLoadVideoPath(_LoadVideoBase):
     display_name = "Load Video (Path) 🎥🅥🅗🅢"  # the pack's name for it
     category = CATEGORY
     video: str = Text("", description="the video's path (inside the inputs, outputs or temp folder)")
-    comfy = ComfyAlias(("VHS_LoadVideoPath",), optional=_LOAD_OPTIONAL)
+    comfy = ComfyAlias(("VHS_LoadVideoPath",), widgets=_saved_widgets("VHS_LoadVideoPath"), optional=_LOAD_OPTIONAL)
 
     @classmethod
     def fingerprint(cls, video="", **widgets):
-        try:
-            return hashlib.sha256(allowed_path(video).read_bytes()).hexdigest()
-        except (OSError, ValueError):
-            return None
+        return file_sha256(allowed_path, video)
 
     def run(self):
         try:
@@ -667,9 +669,7 @@ class _LoadVideoFFmpegBase(Node):
     outputs = {"IMAGE": ANY, "mask": MASK, "audio": AUDIO, "video_info": VHS_VIDEOINFO}
 
     def _load(self, path: Path):
-        if self.meta_batch is not None:
-            raise NodeInputError("meta_batch", "the pack's Meta Batch Manager is not supported by graphflow; "
-                                               "disconnect it to load the frames at once")
+        _refuse_meta_batch(self, "load the frames")
         return load_vhs_video_ffmpeg(self, path)
 
 
@@ -678,7 +678,8 @@ class VHSLoadVideoFFmpeg(_LoadVideoFFmpegBase):
     display_name = "Load Video FFmpeg (Upload) 🎥🅥🅗🅢"  # the pack's name for it
     category = CATEGORY
     video: str = Choice(folders.list_input_videos, upload="video", description="a video in the inputs folder")
-    comfy = ComfyAlias(("VHS_LoadVideoFFmpeg",), folders={"video": "input"}, optional=_LOAD_OPTIONAL)
+    comfy = ComfyAlias(("VHS_LoadVideoFFmpeg",), folders={"video": "input"}, optional=_LOAD_OPTIONAL,
+                       widgets=vhs_widgets)
     fingerprint = VHSLoadVideo.fingerprint
     run = VHSLoadVideo.run
 
@@ -688,7 +689,7 @@ class VHSLoadVideoFFmpegPath(_LoadVideoFFmpegBase):
     display_name = "Load Video FFmpeg (Path) 🎥🅥🅗🅢"  # the pack's name for it
     category = CATEGORY
     video: str = Text("", description="the video's path (inside the inputs, outputs or temp folder)")
-    comfy = ComfyAlias(("VHS_LoadVideoFFmpegPath",), optional=_LOAD_OPTIONAL)
+    comfy = ComfyAlias(("VHS_LoadVideoFFmpegPath",), widgets=vhs_widgets, optional=_LOAD_OPTIONAL)
     fingerprint = VHSLoadVideoPath.fingerprint
     run = VHSLoadVideoPath.run
 
@@ -700,9 +701,11 @@ FOLDER_PICTURES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".ti
 
 
 def _folder_pictures(folder: Path, skip_first: int, every_nth: int, cap: int) -> list[Path]:
-    """The pack's pick of a folder's pictures: by name, skip_first dropped, every every_nth kept, at most cap."""
+    """The pack's pick of a folder's pictures: by name, skip_first dropped, every every_nth kept, at most cap.
+    Links that lead out of the folder are left out, as the inputs' lists leave them out."""
     names = sorted(p.name for p in folder.iterdir())
-    files = [folder / n for n in names if (folder / n).is_file() and "." + n.split(".")[-1].lower() in FOLDER_PICTURES]
+    files = [folder / n for n in names if "." + n.split(".")[-1].lower() in FOLDER_PICTURES
+             and (folder / n).is_file() and _stays_inside(folder, folder / n)]
     files = files[skip_first::every_nth]
     return files[:cap] if cap else files
 
@@ -714,9 +717,7 @@ def load_vhs_images(node, folder: Path):
     import torch
     from PIL import Image, ImageOps
 
-    if node.meta_batch is not None:
-        raise NodeInputError("meta_batch", "the pack's Meta Batch Manager is not supported by graphflow; "
-                                           "disconnect it to load the pictures at once")
+    _refuse_meta_batch(node, "load the pictures")
     if not folder.is_dir():
         raise NodeInputError("directory", f"no folder {node.directory!r}")
     files = _folder_pictures(folder, node.skip_first_images, node.select_every_nth, node.image_load_cap)
@@ -741,8 +742,8 @@ def _pictures_state(folder: Path, node_inputs: dict) -> str | None:
     try:
         files = _folder_pictures(folder, node_inputs.get("skip_first_images", 0),
                                  node_inputs.get("select_every_nth", 1), node_inputs.get("image_load_cap", 0))
-        return hashlib.sha256("".join(f"{f}:{f.stat().st_mtime_ns}:{f.stat().st_size};" for f in files)
-                              .encode()).hexdigest()
+        stats = [(f, f.stat()) for f in files]
+        return hashlib.sha256("".join(f"{f}:{st.st_mtime_ns}:{st.st_size};" for f, st in stats).encode()).hexdigest()
     except (OSError, ValueError):
         return None
 
@@ -772,7 +773,8 @@ class VHSLoadImages(Node):
     meta_batch: VHS_BATCH_MANAGER = None
     outputs = {"IMAGE": IMAGE, "MASK": MASK, "INT": INT}
     comfy = ComfyAlias(("VHS_LoadImages",), optional=("image_load_cap", "skip_first_images", "select_every_nth",
-                                                      "meta_batch"))
+                                                      "meta_batch"),
+                       widgets=_saved_widgets("VHS_LoadImages"))
 
     @classmethod
     def fingerprint(cls, directory="", **widgets):
@@ -801,7 +803,8 @@ class VHSLoadImagesPath(Node):
     meta_batch: VHS_BATCH_MANAGER = None
     outputs = {"IMAGE": IMAGE, "MASK": MASK, "INT": INT}
     comfy = ComfyAlias(("VHS_LoadImagesPath",), optional=("image_load_cap", "skip_first_images", "select_every_nth",
-                                                          "meta_batch"))
+                                                          "meta_batch"),
+                       widgets=_saved_widgets("VHS_LoadImagesPath"))
 
     @classmethod
     def fingerprint(cls, directory="", **widgets):
@@ -853,10 +856,7 @@ class VHSLoadAudioUpload(Node):
 
     @classmethod
     def fingerprint(cls, audio="", **widgets):
-        try:
-            return hashlib.sha256(folders.input_path(audio).read_bytes()).hexdigest()
-        except (OSError, ValueError):
-            return None
+        return file_sha256(folders.input_path, audio)
 
     def run(self):
         try:
@@ -880,10 +880,7 @@ class VHSLoadAudio(Node):
 
     @classmethod
     def fingerprint(cls, audio_file="", **widgets):
-        try:
-            return hashlib.sha256(allowed_path(audio_file).read_bytes()).hexdigest()
-        except (OSError, ValueError):
-            return None
+        return file_sha256(allowed_path, audio_file)
 
     def run(self):
         try:
@@ -1158,6 +1155,13 @@ class VHSGetMaskCount(Node):
         return len(self.mask)
 
 
+def _repeated(size, times) -> Estimate:
+    """The Repeat nodes' estimate: the batch `times` as long (unknown while either is)."""
+    if size is None or not isinstance(times, int):
+        return Estimate(size)
+    return Estimate(Size(size.batch * times, size.height, size.width))
+
+
 class VHSDuplicateImages(Node):
     """The image batch repeated multiply_by times, one copy after another; and the new count."""
     display_name = "Repeat Images 🎥🅥🅗🅢"  # the pack's name for it
@@ -1166,6 +1170,10 @@ class VHSDuplicateImages(Node):
     multiply_by: int = Int(1, min=1, max=BIGMAX)
     outputs = {"IMAGE": IMAGE, "count": INT}
     comfy = ComfyAlias(("VHS_DuplicateImages",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return _repeated(inputs.get("images"), widgets.get("multiply_by"))
 
     def run(self):
         import torch
@@ -1184,6 +1192,10 @@ class VHSDuplicateLatents(Node):
     outputs = {"LATENT": LATENT, "count": INT}
     comfy = ComfyAlias(("VHS_DuplicateLatents",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return _repeated(inputs.get("latents"), widgets.get("multiply_by"))
+
     def run(self):
         import torch
 
@@ -1199,6 +1211,10 @@ class VHSDuplicateMasks(Node):
     multiply_by: int = Int(1, min=1, max=BIGMAX)
     outputs = {"MASK": MASK, "count": INT}
     comfy = ComfyAlias(("VHS_DuplicateMasks",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return _repeated(inputs.get("mask"), widgets.get("multiply_by"))
 
     def run(self):
         import torch
@@ -1376,12 +1392,10 @@ class VHSPruneOutputs(Node):
         if not 2 <= len(paths) <= 3:
             raise NodeInputError("filenames", f"expected a Video Combine's 2 or 3 files, got {len(paths)}")
         doomed = paths[1:-1] + (paths[:1] if self.options == "Intermediate and Utility" else [])
-        bases = [Path(folders.outputs).resolve(), Path(folders.temp).resolve()]
         for path in doomed:
-            resolved = path.resolve()
-            if not any(base in resolved.parents for base in bases):
+            if not any(_stays_inside(base, path) for base in (folders.outputs, folders.temp)):
                 raise NodeInputError("filenames", f"{path} is outside the outputs and temp folders: not deleted")
-            resolved.unlink(missing_ok=True)
+            path.resolve().unlink(missing_ok=True)
 
 
 class VHSUnbatch(Node):

@@ -5,6 +5,8 @@ unchanged, checked against independent readers: PyAV and Pillow reading the writ
 worked out by hand from the pack's frame clock, and the core nodes (ImageScale, VAEEncode,
 VAEDecode) for the same settings."""
 
+import hashlib
+import itertools
 import json
 import math
 import threading
@@ -20,13 +22,21 @@ from PIL import Image
 from graphflow.context import NodeContext, NodeInputError, _current
 from graphflow.executor import Executor
 from graphflow.picture_metadata import picture_text
+from graphflow.resource_limits import RunLimits, Size
 from graphflow.testing import write_checkpoint
-from graphflow.video import Video, write_video
+from graphflow.validation import validate
+from graphflow.video import Video, read_sound, read_video, video_frames, write_video
 from graphflow.workflow import load_workflow, parse_workflow
-from nodes.video_helper_suite import allowed_path, vhs_frame_indices, vhs_pick
+from nodes.video_helper_suite import allowed_path, vhs_pick
 from tests.test_nodes_image_mask import call
 
 RATE, COUNT, SAMPLE_RATE = 10, 12, 16000
+
+
+def vhs_frame_indices(count: int, fps: float, force_rate: float, skip_first: int, every_nth: int,
+                      cap: int) -> list[int]:
+    """Which of a video's `count` frames vhs_pick keeps."""
+    return list(vhs_pick(range(count), fps, force_rate, skip_first, every_nth, cap))
 
 
 @pytest.fixture
@@ -62,10 +72,15 @@ def read_frames(path, pix="rgb24"):
         stream = container.streams.video[0]
         frames = np.stack([f.to_ndarray(format=pix) for f in container.decode(stream)])
         context = stream.codec_context
-        facts = {"codec": context.name, "pix_fmt": context.pix_fmt, "rate": stream.average_rate,
-                 "colorspace": context.colorspace, "range": context.color_range,
+        facts = {"codec": context.name, "tag": context.codec_tag, "pix_fmt": context.pix_fmt,
+                 "rate": stream.average_rate, "colorspace": context.colorspace, "range": context.color_range,
                  "tags": {k.lower(): v for k, v in container.metadata.items()}}
     return frames, facts
+
+
+def video_packets(path):
+    with av.open(str(path)) as container:
+        return [bytes(p) for p in container.demux(container.streams.video[0]) if p.size]
 
 
 def sound_seconds(path):
@@ -214,9 +229,24 @@ def test_sound_is_padded_to_the_pictures_or_trims_them(builtin_registry, tmp_fol
     padded = call(builtin_registry, "VHSVideoCombine", images=frames, frame_rate=8.0, format="video/h264-mp4",
                   audio=short, filename_prefix="s")[1][-1]
     assert len(read_frames(padded)[0]) == 8 and abs(sound_seconds(padded) - 1.0) < 0.07
+    pictures = padded.replace("-audio.mp4", ".mp4")
+    assert video_packets(padded) == video_packets(pictures)  # the pictures encoded once, their packets copied
+    assert read_frames(padded)[1] == read_frames(pictures)[1]  # rate, colour tags, metadata too
+    hevc = call(builtin_registry, "VHSVideoCombine", images=clip_frames(count=8, height=64, width=64), frame_rate=8.0,
+                format="video/h265-mp4", audio=short, filename_prefix="h")[1][-1]
+    assert video_packets(hevc) == video_packets(hevc.replace("-audio.mp4", ".mp4"))
+    assert read_frames(hevc)[1]["tag"] == "hvc1"  # the tag Apple's players need, kept by the copy
     trimmed = call(builtin_registry, "VHSVideoCombine", images=frames, frame_rate=8.0, format="video/h264-mp4",
                    audio=short, trim_to_audio=True, filename_prefix="s")[1][-1]
     assert len(read_frames(trimmed)[0]) == 3  # ceil(0.3 s x 8 fps)
+
+
+def test_a_taken_name_moves_the_video_and_its_audio_file_together(builtin_registry, tmp_folders, running, monkeypatch):
+    monkeypatch.setattr("nodes.video_helper_suite._next_counter", lambda folder, stem: 1)  # as a run saving at once
+    (tmp_folders.outputs / "t_00001.mp4").write_bytes(b"another run's")
+    files = call(builtin_registry, "VHSVideoCombine", images=clip_frames(4), frame_rate=8.0, format="video/h264-mp4",
+                 audio=clip_sound(0.5), filename_prefix="t")[1]
+    assert [Path(f).name for f in files] == ["t_00001.png", "t_00002.mp4", "t_00002-audio.mp4"]
 
 
 def test_combine_temp_folder_latent_input_and_refusals(builtin_registry, tmp_folders, running):
@@ -249,6 +279,14 @@ def test_combine_temp_folder_latent_input_and_refusals(builtin_registry, tmp_fol
     result = Executor(builtin_registry).run(parse_workflow(graph, builtin_registry))
     (problem,) = result.problems
     assert problem.input == "format" and "video/h264-mp4" in problem.message and "image/gif" in problem.message
+    cls = builtin_registry.get("VHSVideoCombine")  # run without validation: refused as clearly, nothing written
+    node = cls.__new__(cls)
+    node.__dict__.update(cls.widget_model.model_validate({}).model_dump(), images=clip_frames(2), audio=None,
+                         meta_batch=None, vae=None, format="video/nvenc_h264-mp4")
+    with pytest.raises(NodeInputError) as e:
+        node.run()
+    assert e.value.input == "format" and "video/h264-mp4" in str(e.value)
+    assert not list(tmp_folders.outputs.rglob("n_*"))
 
 
 @pytest.mark.parametrize("fps, force_rate, skip, nth, cap", [
@@ -316,6 +354,10 @@ def test_older_saves_read_as_the_packs_editor_restores_them(builtin_registry):
     want = {"frame_rate": 5, "loop_count": 0, "filename_prefix": "old", "format": "image/gif", "pingpong": False,
             "save_output": True}
     assert want.items() <= nodes["2"].inputs.items()
+    # every reader of the save sees it so: a %Node.widget% prefix too
+    ui["nodes"][1]["widgets_values"] = [5, 0, "v/%VHS_LoadVideo.custom_height%_%VHS_LoadVideo.frame_load_cap%",
+                                        "image/gif", False, True]
+    assert parse_workflow(ui, builtin_registry).nodes["2"].inputs["filename_prefix"] == "v/24_4"
     for size, width, height in [("512x?", 512, 0), ("Disabled", 0, 0), ("Custom Width", 320, 0),
                                 ("Custom Height", 0, 240), ("Custom", 320, 240)]:
         ui["nodes"][0]["widgets_values"] = {"video": "clip.mkv", "force_rate": 0, "force_size": size,
@@ -366,6 +408,10 @@ def test_load_video_path_stays_inside_graphflows_folders(builtin_registry, clip,
     assert allowed_path("input/clip.mkv") == tmp_folders.inputs / "clip.mkv"
     assert allowed_path(f'"{tmp_folders.inputs / "clip.mkv"}"') == tmp_folders.inputs / "clip.mkv"
     assert call(builtin_registry, "VHSLoadVideoPath", video="clip.mkv", format="None")[1] == COUNT
+    digest = hashlib.sha256((tmp_folders.inputs / "clip.mkv").read_bytes()).hexdigest()
+    assert builtin_registry.get("VHSLoadVideoPath").fingerprint(video="input/clip.mkv") == digest
+    assert builtin_registry.get("VHSLoadVideo").fingerprint(video="clip.mkv") == digest
+    assert builtin_registry.get("VHSLoadVideoPath").fingerprint(video="../secret.mp4") is None
     outside = tmp_folders.inputs.parent.parent / "secret.mp4"
     outside.write_bytes(b"x")
     for path, why in [(str(outside), "outside"), ("../secret.mp4", "inside"), ("https://x.org/v.mp4", "URL"),
@@ -442,6 +488,19 @@ def test_batch_helpers_match_slicing_and_image_scale(builtin_registry):
                 merge_strategy="match B", scale_method="bislerp", crop="disabled")[0]["samples"].shape == (6, 4, 4, 4)
 
 
+def test_repeat_nodes_declare_their_batch_so_limits_refuse_a_huge_one(builtin_registry):
+    size = Size(2, 48, 64)
+    for node, name in [("VHSDuplicateImages", "images"), ("VHSDuplicateLatents", "latents"),
+                       ("VHSDuplicateMasks", "mask")]:
+        assert builtin_registry.get(node).estimate({"multiply_by": 3}, {name: size}).size == Size(6, 48, 64)
+    workflow = {"nodes": {"1": {"type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 1}},
+                          "2": {"type": "VHSDuplicateImages", "inputs": {"images": ["1", 0], "multiply_by": 2 ** 40}},
+                          "3": {"type": "PreviewImage", "inputs": {"images": ["2", 0]}}}}
+    found = validate(parse_workflow(workflow), builtin_registry, limits=RunLimits(max_batch=64))
+    assert found and {p.node_id for p in found} == {"2"}, found
+    assert "a batch of 1099511627776 is more than" in found[0].message
+
+
 @pytest.mark.parametrize("indexes, want", [
     ("0", [0]), ("-1", [15]), ("0, 1, 13", [0, 1, 13]), ("0:5, 13", [0, 1, 2, 3, 4, 13]),
     ("0:-1", list(range(15))), ("0:5:-1", [4, 3, 2, 1, 0]), ("0:5:2", [0, 2, 4]), ("::-1", list(range(15, -1, -1))),
@@ -494,6 +553,18 @@ def test_frames_are_read_no_further_than_the_cap_needs():
     assert list(vhs_pick(frames(), 10, 0, 1, 1, 3)) == [1, 2, 3]
 
 
+def test_sound_is_read_in_the_pictures_pass_whole_however_few_frames_are_read(clip, tmp_folders):
+    path = tmp_folders.inputs / "clip.mkv"
+    whole = read_sound(path)
+    assert whole["waveform"].shape[-1] == round(COUNT / RATE * SAMPLE_RATE)
+    for taken in (0, 2, COUNT):
+        with video_frames(path) as (facts, frames, sound):
+            kept = [frame.to_ndarray(format="rgb24") for frame in itertools.islice(frames, taken)]
+            audio = sound()
+        assert len(kept) == taken and torch.equal(audio["waveform"], whole["waveform"]), taken
+    assert torch.equal(read_video(path).audio["waveform"], whole["waveform"])
+
+
 def test_load_images_reads_a_folder_as_the_pack_does(builtin_registry, tmp_folders):
     frames = tmp_folders.inputs / "frames"
     frames.mkdir()
@@ -520,6 +591,21 @@ def test_load_images_reads_a_folder_as_the_pack_does(builtin_registry, tmp_folde
     with pytest.raises(NodeInputError) as e:
         call(builtin_registry, "VHSLoadImagesPath", directory="/etc")
     assert e.value.input == "directory" and "outside" in str(e.value)
+
+
+def test_load_images_skips_links_that_lead_out_of_the_folder(builtin_registry, tmp_folders):
+    frames = tmp_folders.inputs / "frames"
+    frames.mkdir()
+    Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(frames / "a.png")
+    (frames / "b.png").symlink_to(frames / "a.png")  # a link that stays inside is a picture like any other
+    secret = tmp_folders.inputs.parent.parent / "secret.png"
+    Image.fromarray(np.full((6, 8, 3), 255, np.uint8)).save(secret)
+    (frames / "c.png").symlink_to(secret)
+    images, _, count = call(builtin_registry, "VHSLoadImages", directory="frames")
+    assert count == 2 and images.max() == 0
+    state = builtin_registry.get("VHSLoadImages").fingerprint(directory="frames")
+    secret.write_bytes(b"changed")  # what lies outside is no part of the folder's state either
+    assert builtin_registry.get("VHSLoadImages").fingerprint(directory="frames") == state
 
 
 def test_load_audio_cuts_the_sound_as_asked(builtin_registry, tmp_folders):
