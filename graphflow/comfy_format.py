@@ -568,6 +568,16 @@ def _widget_values(node: dict, order: list[dict]) -> tuple[dict, dict]:
     return values, controls
 
 
+def _saved_widgets(node: dict, order: list[dict], registry) -> tuple[dict, dict]:
+    """_widget_values of a node as the editor loads it: an older layout read through its alias
+    (ComfyAlias.widgets), and KSampler's old 'sample_' sampler names without the prefix."""
+    values, controls = _widget_values(_current_widgets(node, registry), order)
+    sampler = values.get("sampler_name")
+    if node.get("type") in SAMPLE_PREFIXED and isinstance(sampler, str) and sampler.startswith("sample_"):
+        values["sampler_name"] = sampler[len("sample_"):]
+    return values, controls
+
+
 def _current_widgets(node: dict, registry) -> dict:
     """The node with its widgets_values as its class's current editor saves them, where its alias
     reads an older layout (ComfyAlias.widgets): a list, or the dict of a class saved by name
@@ -645,8 +655,7 @@ def _replaced(text: str, ui_nodes: list[dict], registry, now: datetime) -> str:
                 [n for n in ui_nodes if (n.get("title") or n.get("type")) == split[0]]
         if not found:
             return match.group(0)
-        values, _ = _widget_values(_current_widgets(found[0], registry),
-                                   _widget_order(found[0].get("type"), registry) or [])
+        values, _ = _saved_widgets(found[0], _widget_order(found[0].get("type"), registry) or [], registry)
         if split[1] not in values:
             return match.group(0)
         value = values[split[1]]
@@ -719,10 +728,7 @@ def ui_to_api(data: dict, registry, now: datetime | None = None,
             continue
         order = _widget_order(node_type, registry)
         inputs, seen, cut = {}, {}, set()
-        values, controls = _widget_values(_current_widgets(node, registry), order or [])
-        sampler = values.get("sampler_name")
-        if node_type in SAMPLE_PREFIXED and isinstance(sampler, str) and sampler.startswith("sample_"):
-            values["sampler_name"] = sampler[len("sample_"):]
+        values, controls = _saved_widgets(node, order or [], registry)
         for socket in node.get("inputs") or []:
             name = (socket.get("widget") or {}).get("name") or socket.get("name")
             target = resolver.link(socket.get("link"), kind=socket.get("type"))
@@ -1139,7 +1145,7 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
         old_inputs = dict(zip(old_list, (old or {}).get("inputs") or []))
         new_inputs, shown_values = [], {}
         controls = record.get("controls") or {}
-        old_values, _ = _widget_values(_current_widgets(old, registry), order) if old else ({}, {})
+        old_values, _ = _saved_widgets(old, order, registry) if old else ({}, {})
         alias = _alias_for(registry.comfy_node(class_type), class_type)
         for position, spec in enumerate(order):
             name = spec["name"]

@@ -638,6 +638,10 @@ def test_old_saves_control_toggles_sampler_prefixes_and_renamed_classes(builtin_
     assert graph["3"]["inputs"] == graph["1"]["inputs"] | {"sampler_name": "euler"}
     values[1] = False
     assert ui_to_api(ui, builtin_registry)[1]["1"]["controls"] == {"seed": "fixed"}
+    # The prefix is gone wherever the values are read: a %KSampler.sampler_name% file name too.
+    ui["nodes"].append({"id": 4, "type": "SaveImage", "mode": 0, "inputs": [], "outputs": [],
+                        "widgets_values": ["%KSampler.sampler_name%"]})
+    assert ui_to_api(ui, builtin_registry)[0]["4"]["inputs"]["filename_prefix"] == "euler_ancestral"
 
 
 def test_widgets_without_a_saved_value_keep_their_defaults(builtin_registry):
