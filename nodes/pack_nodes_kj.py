@@ -1,14 +1,17 @@
 """ComfyUI-KJNodes' (kijai's) backend nodes beyond those in nodes/pack_nodes.py, under the pack's
 class names, inputs and outputs: its constants (INTConstant, FloatConstant, StringConstant,
 StringConstantMultiline, BOOLConstant), batch ranges (GetImageRangeFromBatch,
-GetLatentRangeFromBatch), ImageBatchMulti, and its CUDA speed patches (PathchSageAttentionKJ,
+GetLatentRangeFromBatch), ImageBatchMulti, ImagePadKJ and ImageResizeKJv2, and its CUDA speed patches (PathchSageAttentionKJ,
 TorchCompileModelWanVideoV2, ModelPatchTorchSettings), which pass the model on unchanged here."""
 
 from __future__ import annotations
 
+import math
+
 from graphflow.api import BOOLEAN, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, Bool, Choice, ComfyAlias, \
     Float, Int, Node, NodeInputError, Text, warn
-from nodes.image import _image, _resize_image
+from graphflow.choices import RESIZE_METHODS
+from nodes.image import MAX_SIZE, _image, _resize_image
 
 KJ_INT_LIMIT = 0xffffffffffffffff  # the pack's INTConstant and FloatConstant bounds, both signs
 
@@ -177,6 +180,207 @@ class ImageBatchMulti(Node):
                 image = _resize_image(image, first.shape[2], first.shape[1], "bilinear", crop=True)
             parts.append(image.to(first.dtype))
         return torch.cat(parts)
+
+
+# -- resize and pad ---------------------------------------------------------------------------
+
+
+def kj_color(text: str, name: str) -> list[float]:
+    """A KJNodes colour widget: "r, g, b" (0-255; one number is a grey) or "#rrggbb", as 0..1."""
+    text = text.strip()
+    try:
+        if text.startswith("#") and len(text) == 7:
+            values = [int(text[i:i + 2], 16) for i in (1, 3, 5)]
+        else:
+            values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 3) or not all(0 <= v <= 255 for v in values):
+        raise NodeInputError(name, f"{text!r} is not a colour: expected \"r, g, b\" (0-255) or \"#rrggbb\"")
+    return [v / 255 for v in values * (3 if len(values) == 1 else 1)]
+
+
+def kj_pad(image, mask, left: int, right: int, top: int, bottom: int, mode: str, color: str):
+    """ImagePadKJ's padding of an image batch (and its mask): "color" fills with the colour, "edge"
+    each side with the mean colour of the image's edge row or column there (the left and right
+    sides over the corners), "edge_pixel" repeats the edge pixels outwards. A given mask (at the
+    image's size) is padded by repeating its edges; without one the mask is 1 on the padding and
+    0 on the image. (image, mask)."""
+    import torch
+    import torch.nn.functional as F
+    b, h, w, c = image.shape
+    if mode == "edge_pixel":
+        out = F.pad(image.movedim(-1, 1), (left, right, top, bottom), mode="replicate").movedim(1, -1)
+    else:
+        out = image.new_zeros(b, h + top + bottom, w + left + right, c)
+        if mode == "color":
+            fill = torch.tensor(kj_color(color, "color"), dtype=image.dtype)
+            out[:] = torch.cat([fill, fill.new_ones(max(c - 3, 0))])[:c]
+        else:  # edge: in the pack's order, so the left and right means cover the corners
+            out[:, :top] = image[:, :1].mean(dim=2, keepdim=True)
+            out[:, top + h:] = image[:, -1:].mean(dim=2, keepdim=True)
+            out[:, :, :left] = image[:, :, :1].mean(dim=1, keepdim=True)
+            out[:, :, left + w:] = image[:, :, -1:].mean(dim=1, keepdim=True)
+        out[:, top:top + h, left:left + w] = image
+    if mask is not None:
+        out_mask = F.pad(mask[:, None], (left, right, top, bottom), mode="replicate")[:, 0]
+    else:
+        out_mask = image.new_ones(b, h + top + bottom, w + left + right)
+        out_mask[:, top:top + h, left:left + w] = 0
+    return out, out_mask
+
+
+def _mask_to(mask, width: int, height: int, method: str):
+    """A MASK batch resized as an IMAGE is (each of its 3 copies alike)."""
+    return _resize_image(mask[..., None].expand(-1, -1, -1, 3), width, height, method)[..., 0]
+
+
+class ImagePadKJ(Node):
+    """Pad images (and a mask), as KJNodes' Pad Image KJ does: by left, right, top and bottom, each
+    plus extra_padding; or, with target_width and target_height connected, centred in that size
+    (the image first shrunk by extra_padding, lanczos). pad_mode "color" fills with color ("r, g,
+    b" 0-255), "edge" with each edge's mean colour, "edge_pixel" repeats the edge pixels;
+    "pillarbox_blur" is refused here. The mask is 1 on the padding, 0 on the image; a given mask is
+    resized to the image (nearest-exact) and padded by repeating its edges."""
+    category = "KJNodes/image"
+    image: IMAGE
+    left: int = Int(0, min=0, max=MAX_SIZE)
+    right: int = Int(0, min=0, max=MAX_SIZE)
+    top: int = Int(0, min=0, max=MAX_SIZE)
+    bottom: int = Int(0, min=0, max=MAX_SIZE)
+    extra_padding: int = Int(0, min=0, max=MAX_SIZE)
+    pad_mode: str = Choice(("edge", "edge_pixel", "color", "pillarbox_blur"), "edge")
+    color: str = Text("0, 0, 0")
+    mask: MASK = None
+    target_width: INT = None
+    target_height: INT = None
+    outputs = {"images": IMAGE, "masks": MASK}
+    comfy = ComfyAlias(("ImagePadKJ",))
+
+    def run(self):
+        if self.pad_mode == "pillarbox_blur":
+            raise NodeInputError("pad_mode", "pillarbox_blur is not supported by graphflow: expected edge, edge_pixel "
+                                             "or color")
+        image, mask, extra = _image(self.image, "image"), self.mask, self.extra_padding
+        _, h, w, _ = image.shape
+        if self.target_width is not None and self.target_height is not None:
+            if extra > 0:
+                if extra >= min(w, h):
+                    raise NodeInputError("extra_padding", f"{extra} would shrink the {w}x{h} image to nothing")
+                w, h = w - extra, h - extra
+                image = _resize_image(image, w, h, "lanczos")
+            left, top = (self.target_width - w) // 2, (self.target_height - h) // 2
+            right, bottom = self.target_width - w - left, self.target_height - h - top
+            if min(left, top, right, bottom) < 0:
+                raise NodeInputError("target_width", f"{self.target_width}x{self.target_height} is smaller than "
+                                                     f"the {w}x{h} image: expected a size to pad it to")
+        else:
+            left, right, top, bottom = (v + extra for v in (self.left, self.right, self.top, self.bottom))
+        if mask is not None and mask.shape[-2:] != (h, w):
+            mask = _mask_to(mask, w, h, "nearest-exact")
+        return kj_pad(image, mask, left, right, top, bottom, self.pad_mode, self.color)
+
+
+KEEP_PROPORTION = ("stretch", "resize", "pad", "pad_edge", "pad_edge_pixel", "crop", "pillarbox_blur", "total_pixels")
+CROP_POSITIONS = ("center", "top", "bottom", "left", "right")
+
+
+def kj_v2_plan(ow: int, oh: int, width: int, height: int, keep: str, position: str, divisible_by: int):
+    """ImageResizeKJv2's geometry for an ow x oh image: (crop box (x, y, w, h) or None, resized
+    size (w, h), padding (left, right, top, bottom))."""
+    pads = (0, 0, 0, 0)
+    if keep in ("resize", "total_pixels") or keep.startswith("pad"):
+        if keep == "total_pixels":  # width x height pixels in the image's aspect
+            new_w, new_h = int(math.sqrt(width * height * ow / oh)), int(math.sqrt(width * height * oh / ow))
+        elif width == 0 or height == 0:  # a 0 side follows the other (both 0: the image's size)
+            new_w = width or (round(ow * height / oh) if height else ow)
+            new_h = height or (round(oh * width / ow) if width else oh)
+        else:
+            ratio = min(width / ow, height / oh)
+            new_w, new_h = round(ow * ratio), round(oh * ratio)
+        if keep.startswith("pad"):  # the rest of width x height, placed by crop_position
+            free_w, free_h = max((width or new_w) - new_w, 0), max((height or new_h) - new_h, 0)
+            left = {"left": 0, "right": free_w}.get(position, free_w // 2)
+            top = {"top": 0, "bottom": free_h}.get(position, free_h // 2)
+            pads = (left, free_w - left, top, free_h - top)
+        width, height = new_w, new_h
+    else:
+        width, height = width or ow, height or oh
+    if divisible_by > 1:
+        width, height = width - width % divisible_by, height - height % divisible_by
+    crop = None
+    if keep == "crop" and width > 0 and height > 0:
+        if ow / oh > width / height:
+            cw, ch = round(oh * width / height), oh
+        else:
+            cw, ch = ow, round(ow * height / width)
+        x = {"left": 0, "right": ow - cw}.get(position, (ow - cw) // 2)
+        y = {"top": 0, "bottom": oh - ch}.get(position, (oh - ch) // 2)
+        crop = (x, y, cw, ch)
+    if any(pads) and divisible_by > 1:  # the padded size is rounded up on the right and bottom
+        left, right, top, bottom = pads
+        right += -(width + left + right) % divisible_by
+        bottom += -(height + top + bottom) % divisible_by
+        pads = (left, right, top, bottom)
+    return crop, (width, height), pads
+
+
+class ImageResizeKJv2(Node):
+    """Resize images (and a mask), as KJNodes' Resize Image v2 does. keep_proportion: "stretch" to
+    width x height (a 0 side keeps the image's); "resize" to the largest size of the image's aspect
+    inside it (a 0 side follows the other); "crop" cuts the image to width x height's aspect at
+    crop_position first; "pad" / "pad_edge" / "pad_edge_pixel" resize as "resize" and then pad to
+    width x height, the image placed by crop_position, padding with pad_color ("r, g, b"), the edge
+    means or the edge pixels (as ImagePadKJ); "total_pixels" keeps the image's aspect with about
+    width x height pixels. The size is then cut down to multiples of divisible_by (a padded size
+    rounded up). "pillarbox_blur" and the nvidia_rtx_vsr method are refused here; device is
+    ignored. The mask output is the resized (and padded) mask; without one, 1 on the padding, or a
+    64x64 zero placeholder when nothing was padded, as the pack gives."""
+    category = "KJNodes/image"
+    image: IMAGE
+    width: int = Int(512, min=0, max=MAX_SIZE)
+    height: int = Int(512, min=0, max=MAX_SIZE)
+    upscale_method: str = Choice(RESIZE_METHODS + ("nvidia_rtx_vsr",), "nearest-exact")
+    keep_proportion: str = Choice(KEEP_PROPORTION, "stretch")
+    pad_color: str = Text("0, 0, 0")
+    crop_position: str = Choice(CROP_POSITIONS, "center")
+    divisible_by: int = Int(2, min=0, max=512)
+    mask: MASK = None
+    device: str = Choice(("cpu", "gpu"), "cpu")
+    outputs = {"IMAGE": IMAGE, "width": INT, "height": INT, "mask": MASK}
+    comfy = ComfyAlias(("ImageResizeKJv2",), optional=("device",))
+
+    def run(self):
+        import torch
+        if self.keep_proportion == "pillarbox_blur":
+            raise NodeInputError("keep_proportion", "pillarbox_blur is not supported by graphflow: expected stretch, "
+                                                    "resize, pad, pad_edge, pad_edge_pixel, crop or total_pixels")
+        if self.upscale_method == "nvidia_rtx_vsr":
+            raise NodeInputError("upscale_method", "nvidia_rtx_vsr (NVIDIA's video super resolution) is not "
+                                                   "supported by graphflow: expected one of " + ", ".join(RESIZE_METHODS))
+        image, mask = _image(self.image, "image"), self.mask
+        _, oh, ow, _ = image.shape
+        if mask is not None and mask.shape[-2:] == (64, 64) and (oh, ow) != (64, 64):
+            mask = None  # ComfyUI's 64x64 placeholder for "no mask", as the pack reads it
+        if mask is not None and mask.shape[-2:] != (oh, ow):
+            mask = _mask_to(mask, ow, oh, "bilinear")
+        crop, (width, height), pads = kj_v2_plan(ow, oh, self.width, self.height, self.keep_proportion,
+                                                 self.crop_position, self.divisible_by)
+        if width < 1 or height < 1:
+            raise NodeInputError("divisible_by" if self.divisible_by > 1 else "width",
+                                 f"the {ow}x{oh} image would be resized to {width}x{height}: expected at least 1x1")
+        if crop is not None:
+            x, y, cw, ch = crop
+            image = image[:, y:y + ch, x:x + cw]
+            mask = None if mask is None else mask[:, y:y + ch, x:x + cw]
+        image = _resize_image(image, width, height, self.upscale_method)
+        mask = None if mask is None else _mask_to(mask, width, height, self.upscale_method)
+        if any(pads):
+            mode = {"pad_edge": "edge", "pad_edge_pixel": "edge_pixel"}.get(self.keep_proportion, "color")
+            image, mask = kj_pad(image, mask, *pads, mode, self.pad_color)
+        if mask is None:
+            mask = torch.zeros(64, 64)
+        return image, image.shape[2], image.shape[1], mask
 
 
 # -- CUDA speed patches -----------------------------------------------------------------------

@@ -13,6 +13,7 @@ from graphflow.executor import Executor
 from graphflow.registry import Registry
 from graphflow.workflow import parse_workflow
 from tests.test_nodes_image_mask import call
+from nodes.pack_nodes_kj import kj_v2_plan
 from tests.test_pack_nodes import ui_node
 
 
@@ -152,3 +153,96 @@ def test_speed_patches_left_off_say_nothing(registry, caplog):
         assert call(registry, "PathchSageAttentionKJ", model=model, sage_attention="disabled") is model
         assert call(registry, "ModelPatchTorchSettings", model=model, enable_fp16_accumulation=False) is model
     assert "passed on" not in caplog.text
+
+
+def picture(h=12, w=20, b=2, seed=0):
+    return torch.rand(b, h, w, 3, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("size, target, keep, position, divisible_by, plan", [
+    ((20, 12), (10, 10), "stretch", "center", 2, (None, (10, 10), (0, 0, 0, 0))),
+    ((20, 12), (0, 9), "stretch", "center", 0, (None, (20, 9), (0, 0, 0, 0))),
+    ((20, 12), (10, 10), "resize", "center", 0, (None, (10, 6), (0, 0, 0, 0))),
+    ((20, 12), (0, 6), "resize", "center", 0, (None, (10, 6), (0, 0, 0, 0))),
+    ((20, 12), (10, 10), "pad", "center", 0, (None, (10, 6), (0, 0, 2, 2))),
+    ((20, 12), (10, 10), "pad", "bottom", 0, (None, (10, 6), (0, 0, 4, 0))),
+    ((12, 20), (10, 10), "pad_edge", "left", 0, (None, (6, 10), (0, 4, 0, 0))),
+    # 8x8 inside 11x8, padded 1 + 2, rounded up to 12 wide on the right
+    ((20, 20), (11, 8), "pad", "center", 2, (None, (8, 8), (1, 3, 0, 0))),
+    # 7x7 inside 11x7, cut to 6x6: the padding (2 + 2) makes 10, already even
+    ((20, 20), (11, 7), "pad", "center", 2, (None, (6, 6), (2, 2, 0, 0))),
+    ((20, 12), (10, 10), "crop", "center", 0, ((4, 0, 12, 12), (10, 10), (0, 0, 0, 0))),
+    ((20, 12), (10, 10), "crop", "right", 0, ((8, 0, 12, 12), (10, 10), (0, 0, 0, 0))),
+    ((12, 20), (10, 5), "crop", "top", 0, ((0, 0, 12, 6), (10, 5), (0, 0, 0, 0))),
+    ((20, 10), (10, 10), "total_pixels", "center", 0, (None, (14, 7), (0, 0, 0, 0))),
+])
+def test_image_resize_kj_v2_plan(size, target, keep, position, divisible_by, plan):
+    assert kj_v2_plan(*size, *target, keep, position, divisible_by) == plan
+
+
+def test_image_resize_kj_v2_stretch_and_crop_are_image_scales(registry):
+    image = picture()
+    out, w, h, mask = call(registry, "ImageResizeKJv2", image=image, width=10, height=8, upscale_method="bilinear",
+                           keep_proportion="stretch")
+    assert (w, h) == (10, 8) and mask.shape == (64, 64) and not mask.any()
+    assert torch.equal(out, call(registry, "ImageScale", image=image, width=10, height=8, upscale_method="bilinear"))
+    out, w, h, _ = call(registry, "ImageResizeKJv2", image=image, width=8, height=8, upscale_method="area",
+                        keep_proportion="crop", crop_position="left")
+    assert torch.equal(out, call(registry, "ImageScale", image=image[:, :, :12], width=8, height=8,
+                                 upscale_method="area"))
+
+
+def test_image_resize_kj_v2_pads_with_the_colour_and_gives_the_mask(registry):
+    image = picture()
+    out, w, h, mask = call(registry, "ImageResizeKJv2", image=image, width=10, height=10, upscale_method="bicubic",
+                           keep_proportion="pad", pad_color="255, 0, 51", divisible_by=0)
+    assert (w, h) == (10, 10)
+    inner = call(registry, "ImageScale", image=image, width=10, height=6, upscale_method="bicubic")
+    assert torch.equal(out[:, 2:8], inner)
+    assert torch.allclose(out[:, :2], torch.tensor([1.0, 0.0, 0.2])) and torch.allclose(out[:, 8:],
+                                                                                       torch.tensor([1.0, 0.0, 0.2]))
+    assert mask[:, 2:8].sum() == 0 and mask[:, :2].min() == 1 and mask[:, 8:].min() == 1
+    # a given mask is resized with the image and its edges repeated over the padding
+    given = torch.zeros(2, 12, 20)
+    given[:, :2] = 1  # nearest-exact halving samples rows 1, 3 ...
+    _, _, _, mask = call(registry, "ImageResizeKJv2", image=image, mask=given, width=10, height=10,
+                         upscale_method="nearest-exact", keep_proportion="pad_edge_pixel", divisible_by=0)
+    assert mask[:, :3].min() == 1 and mask[:, 3:].max() == 0
+
+
+def test_image_pad_kj_modes(registry):
+    image = picture(4, 5, 1)
+    out, mask = call(registry, "ImagePadKJ", image=image, left=2, right=1, top=1, bottom=3, pad_mode="edge_pixel")
+    rows = torch.tensor([0, 0, 1, 2, 3, 3, 3, 3])
+    cols = torch.tensor([0, 0, 0, 1, 2, 3, 4, 4])
+    assert torch.equal(out, image[:, rows][:, :, cols])
+    assert mask.shape == (1, 8, 8) and mask[:, 1:5, 2:7].sum() == 0 and mask.sum() == 64 - 20
+    out, _ = call(registry, "ImagePadKJ", image=image, top=1, left=1, pad_mode="edge")
+    assert torch.allclose(out[0, 0, 1:], image[0, 0].mean(0).expand(5, 3))  # top: the top row's mean
+    assert torch.allclose(out[0, :, 0], image[0, :, 0].mean(0).expand(5, 3))  # left (over the corner)
+    out, mask = call(registry, "ImagePadKJ", image=image, extra_padding=1, pad_mode="color", color="#ff8000")
+    assert out.shape == (1, 6, 7, 3) and torch.allclose(out[0, 0, 0], torch.tensor([1.0, 128 / 255, 0.0]))
+    out, mask = call(registry, "ImagePadKJ", image=image, target_width=9, target_height=6, pad_mode="color")
+    assert out.shape == (1, 6, 9, 3) and torch.equal(out[:, 1:5, 2:7], image) and out[:, 0].max() == 0
+    for widgets, name in (({"pad_mode": "pillarbox_blur"}, "pad_mode"), ({"pad_mode": "color", "color": "red"}, "color")):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "ImagePadKJ", image=image, left=1, **widgets)
+        assert caught.value.input == name
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "ImagePadKJ", image=image, target_width=3, target_height=6)
+    assert caught.value.input == "target_width"
+
+
+def test_image_resize_kj_v2_reads_the_packs_graph(registry):
+    """As the pack's editor saves it: the optional device widget after the required ones."""
+    nodes = [ui_node(1, "EmptyImage", [40, 20, 1, 0xFF0000], outputs=[("IMAGE", "IMAGE", [1])]),
+             ui_node(2, "ImageResizeKJv2", [32, 32, "lanczos", "pad", "0, 0, 255", "center", 16, "cpu"],
+                     [("image", "IMAGE", 1, False), ("mask", "MASK", None, False)],
+                     [("IMAGE", "IMAGE", []), ("width", "INT", []), ("height", "INT", []), ("mask", "MASK", [])])]
+    workflow, values = run(registry, ui_graph(nodes, [[1, 1, 0, 2, 0, "IMAGE"]]), ["2"])
+    assert workflow.nodes["2"].inputs["keep_proportion"] == "pad"
+    image, width, height, mask = values["2"]
+    assert (width, height) == (32, 32) and image.shape == (1, 32, 32, 3)
+    assert torch.allclose(image[0, 0, 0], torch.tensor([0.0, 0.0, 1.0])) and image[0, 16, 16, 0] > 0.9
+    node = next(n for n in export_ui(workflow, registry)["nodes"] if n["id"] == 2)
+    assert node["widgets_values"] == [32, 32, "lanczos", "pad", "0, 0, 255", "center", 16, "cpu"]
