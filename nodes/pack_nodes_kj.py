@@ -1,7 +1,7 @@
 """ComfyUI-KJNodes' (kijai's) backend nodes beyond those in nodes/pack_nodes.py, under the pack's
 class names, inputs and outputs: its constants (INTConstant, FloatConstant, StringConstant,
 StringConstantMultiline, BOOLConstant), batch ranges (GetImageRangeFromBatch,
-GetLatentRangeFromBatch), ImageBatchMulti, ImagePadKJ and ImageResizeKJv2, and its CUDA speed patches (PathchSageAttentionKJ,
+GetLatentRangeFromBatch), ImageBatchMulti, ImagePadKJ and ImageResizeKJv2, GrowMaskWithBlur, and its CUDA speed patches (PathchSageAttentionKJ,
 TorchCompileModelWanVideoV2, ModelPatchTorchSettings), which pass the model on unchanged here."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from graphflow.api import BOOLEAN, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRIN
     Float, Int, Node, NodeInputError, Text, warn
 from graphflow.choices import RESIZE_METHODS
 from nodes.image import MAX_SIZE, _image, _resize_image
+from nodes.mask import grow_mask
 
 KJ_INT_LIMIT = 0xffffffffffffffff  # the pack's INTConstant and FloatConstant bounds, both signs
 
@@ -381,6 +382,67 @@ class ImageResizeKJv2(Node):
         if mask is None:
             mask = torch.zeros(64, 64)
         return image, image.shape[2], image.shape[1], mask
+
+
+# -- masks ------------------------------------------------------------------------------------
+
+
+def kj_blur_mask(mask, radius: float):
+    """A mask blurred as the pack blurs it: as an 8-bit picture (values cut, not rounded) through
+    PIL's GaussianBlur(radius), back to 0..1."""
+    import numpy as np
+    import torch
+    from PIL import Image, ImageFilter
+    levels = np.clip(255.0 * mask.cpu().numpy(), 0, 255).astype(np.uint8)
+    blurred = Image.fromarray(levels).filter(ImageFilter.GaussianBlur(radius))
+    return torch.from_numpy(np.asarray(blurred).astype(np.float32) / 255.0)
+
+
+class GrowMaskWithBlur(Node):
+    """Grow (or with a negative expand, shrink) each mask of a batch, then blur, as KJNodes' Grow
+    Mask With Blur does. flip_input inverts the input first. Growing is GrowMask's (tapered_corners:
+    the cross step); each next mask grows by incremental_expandrate more (away from 0). fill_holes
+    fills enclosed holes (the mask made 0/1). With lerp_alpha < 1 each mask is mixed with the one
+    before it (alpha * this + (1 - alpha) * previous); with decay_factor < 1, decay * previous is
+    added and the mask scaled back to a maximum of 1. blur_radius > 0 blurs each mask as an 8-bit
+    picture (PIL's Gaussian blur). Gives the mask and 1 - mask."""
+    category = "KJNodes/masking"
+    mask: MASK
+    expand: int = Int(0, min=-MAX_SIZE, max=MAX_SIZE)
+    incremental_expandrate: float = Float(0.0, min=0.0, max=100.0, step=0.1)
+    tapered_corners: bool = Bool(True)
+    flip_input: bool = Bool(False)
+    blur_radius: float = Float(0.0, min=0.0, max=100.0, step=0.1)
+    lerp_alpha: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    decay_factor: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    fill_holes: bool = Bool(False)
+    outputs = {"mask": MASK, "mask_inverted": MASK}
+    comfy = ComfyAlias(("GrowMaskWithBlur",), optional=("fill_holes",))
+
+    def run(self):
+        import scipy.ndimage
+        import torch
+        masks = self.mask.reshape(-1, *self.mask.shape[-2:]).float()
+        if self.flip_input:
+            masks = 1.0 - masks
+        out, previous, expand = [], None, float(self.expand)
+        for m in masks:
+            m = grow_mask(m[None], round(expand), self.tapered_corners)[0]
+            # the step grows away from 0 (an expand of 0 grows)
+            expand += -self.incremental_expandrate if expand < 0 else self.incremental_expandrate
+            if self.fill_holes:
+                m = torch.from_numpy(scipy.ndimage.binary_fill_holes((m > 0).numpy()).astype("float32"))
+            if previous is not None and self.lerp_alpha < 1.0:
+                m = self.lerp_alpha * m + (1 - self.lerp_alpha) * previous
+            if previous is not None and self.decay_factor < 1.0:
+                m = m + self.decay_factor * previous
+                m = m / m.max() if m.max() > 0 else m
+            previous = m
+            out.append(m)
+        if self.blur_radius > 0:
+            out = [kj_blur_mask(m, self.blur_radius) for m in out]
+        result = torch.stack(out)
+        return result, 1.0 - result
 
 
 # -- CUDA speed patches -----------------------------------------------------------------------

@@ -1,9 +1,10 @@
-"""KJNodes' constants, batch ranges, ImageBatchMulti and CUDA speed patches (nodes/pack_nodes_kj.py):
-read from graphs as the pack's editor saves them (UI format, widgets in the pack's input order)
+"""KJNodes' constants, batch ranges, ImageBatchMulti, ImagePadKJ, ImageResizeKJv2, GrowMaskWithBlur
+and CUDA speed patches (nodes/pack_nodes_kj.py): read from graphs as the pack's editor saves them (UI format, widgets in the pack's input order)
 and from API graphs, checked against closed forms and the core nodes."""
 
 import logging
 
+import numpy
 import pytest
 import torch
 
@@ -246,3 +247,57 @@ def test_image_resize_kj_v2_reads_the_packs_graph(registry):
     assert torch.allclose(image[0, 0, 0], torch.tensor([0.0, 0.0, 1.0])) and image[0, 16, 16, 0] > 0.9
     node = next(n for n in export_ui(workflow, registry)["nodes"] if n["id"] == 2)
     assert node["widgets_values"] == [32, 32, "lanczos", "pad", "0, 0, 255", "center", 16, "cpu"]
+
+
+def square_masks(n=3, size=16):
+    masks = torch.zeros(n, size, size)
+    masks[:, 6:10, 6:10] = 1
+    return masks
+
+
+def test_grow_mask_with_blur_grows_each_frame_more_as_grow_mask(registry):
+    masks = square_masks()
+    out, inverted = call(registry, "GrowMaskWithBlur", mask=masks, expand=2, incremental_expandrate=1.0,
+                         tapered_corners=True)
+    for i in range(3):
+        assert torch.equal(out[i], call(registry, "GrowMask", mask=masks[i:i + 1], expand=2 + i)[0])
+    assert torch.equal(inverted, 1 - out)
+    out, _ = call(registry, "GrowMaskWithBlur", mask=masks, expand=-1, incremental_expandrate=1.0,
+                  tapered_corners=False)
+    assert [int(m.sum()) for m in out] == [4, 0, 0]  # 4x4 -> 2x2, then shrunk by 2 more: gone
+    out, _ = call(registry, "GrowMaskWithBlur", mask=masks, flip_input=True)
+    assert torch.equal(out, 1 - masks)
+
+
+def test_grow_mask_with_blur_fills_holes_lerps_and_decays(registry):
+    ring = torch.zeros(1, 9, 9)
+    ring[0, 2:7, 2:7] = 1
+    ring[0, 3:6, 3:6] = 0
+    out, _ = call(registry, "GrowMaskWithBlur", mask=ring, fill_holes=True)
+    assert out[0, 2:7, 2:7].min() == 1 and out.sum() == 25
+    a, b = torch.zeros(1, 4, 4), torch.ones(1, 4, 4)
+    out, _ = call(registry, "GrowMaskWithBlur", mask=torch.cat([b, a]), lerp_alpha=0.25)
+    assert torch.allclose(out[1], torch.full((4, 4), 0.75))  # 0.25 * 0 + 0.75 * previous
+    half = torch.full((1, 4, 4), 0.5)
+    half[0, 0, 0] = 0
+    out, _ = call(registry, "GrowMaskWithBlur", mask=torch.cat([half, a]), decay_factor=0.5)
+    # second frame: 0 + 0.5 * previous, scaled to a maximum of 1
+    assert torch.allclose(out[1], half[0] / 0.5)
+
+
+def test_grow_mask_with_blur_blurs_as_an_8_bit_picture(registry):
+    from PIL import Image, ImageFilter
+    masks = square_masks(1) * 0.9
+    out, _ = call(registry, "GrowMaskWithBlur", mask=masks, blur_radius=1.5)
+    picture = Image.fromarray((masks[0].numpy() * 255).astype("uint8")).filter(ImageFilter.GaussianBlur(1.5))
+    assert torch.equal(out[0], torch.from_numpy(numpy.asarray(picture).astype("float32")) / 255)
+    assert 0 < out[0, 5, 5] < out[0, 7, 7] < 0.9
+
+
+def test_grow_mask_with_blur_reads_the_packs_graph(registry):
+    nodes = [ui_node(1, "SolidMask", [1.0, 8, 8], outputs=[("MASK", "MASK", [1])]),
+             ui_node(2, "GrowMaskWithBlur", [-2, 0, True, False, 0, 1, 1, False], [("mask", "MASK", 1, False)],
+                     [("mask", "MASK", []), ("mask_inverted", "MASK", [])])]
+    workflow, values = run(registry, ui_graph(nodes, [[1, 1, 0, 2, 0, "MASK"]]), ["2"])
+    assert workflow.nodes["2"].inputs["expand"] == -2
+    assert values["2"][0].shape == (1, 8, 8) and values["2"][0].min() == 1  # erosion leaves the edges (geodesic)
