@@ -1,7 +1,7 @@
 """ComfyUI-KJNodes' (kijai's) backend nodes beyond those in nodes/pack_nodes.py, under the pack's
 class names, inputs and outputs: its constants (INTConstant, FloatConstant, StringConstant,
 StringConstantMultiline, BOOLConstant), batch ranges (GetImageRangeFromBatch,
-GetLatentRangeFromBatch), ImageBatchMulti, ImagePadKJ and ImageResizeKJv2, GrowMaskWithBlur, and its CUDA speed patches (PathchSageAttentionKJ,
+GetLatentRangeFromBatch), ImageBatchMulti, ImageConcanate (sic), ImagePadKJ and ImageResizeKJv2, GrowMaskWithBlur, and its CUDA speed patches (PathchSageAttentionKJ,
 TorchCompileModelWanVideoV2, ModelPatchTorchSettings), which pass the model on unchanged here."""
 
 from __future__ import annotations
@@ -181,6 +181,51 @@ class ImageBatchMulti(Node):
                 image = _resize_image(image, first.shape[2], first.shape[1], "bilinear", crop=True)
             parts.append(image.to(first.dtype))
         return torch.cat(parts)
+
+
+def _repeat_last(images, count: int):
+    """The batch made `count` long by repeating its last image."""
+    import torch
+    return torch.cat([images, images[-1:].expand(count - len(images), -1, -1, -1)]) if len(images) < count else images
+
+
+class ImageConcanate(Node):
+    """Put image2 beside image1 (right, left) or under or above it (down, up), as KJNodes' Image
+    Concatenate (ImageConcanate, the pack's spelling) does as of 2025: the shorter batch repeats
+    its last image; match_image_size first resizes image2 (lanczos) to image1's height (right,
+    left) or width (down, up), keeping image2's aspect (the other side rounded down); an image
+    without alpha gets an opaque one when the other has it. Without match_image_size the sides
+    that meet must be the same size."""
+    category = "KJNodes/image"
+    image1: IMAGE
+    image2: IMAGE
+    direction: str = Choice(("right", "down", "left", "up"), "right")
+    match_image_size: bool = Bool(True)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageConcanate",))
+
+    def run(self):
+        import torch
+        a, b = _image(self.image1, "image1"), _image(self.image2, "image2")
+        count = max(len(a), len(b))
+        a, b = _repeat_last(a, count), _repeat_last(b, count)
+        across = self.direction in ("right", "left")
+        if self.match_image_size:
+            aspect = b.shape[2] / b.shape[1]
+            size = (int(a.shape[1] * aspect), a.shape[1]) if across else (a.shape[2], int(a.shape[2] / aspect))
+            if min(size) < 1:
+                raise NodeInputError("image2", f"a {b.shape[2]}x{b.shape[1]} image would be resized to "
+                                               f"{size[0]}x{size[1]} to match image1")
+            b = _resize_image(b, *size, "lanczos")
+        if a.shape[-1] != b.shape[-1]:  # the one with fewer channels gets opaque ones
+            more = max(a.shape[-1], b.shape[-1])
+            a, b = (torch.cat([t, t.new_ones(*t.shape[:-1], more - t.shape[-1])], -1) for t in (a, b))
+        side = 1 if across else 2
+        if a.shape[side] != b.shape[side]:
+            raise NodeInputError("image2", f"{'height' if across else 'width'} {b.shape[side]}, image1's is "
+                                           f"{a.shape[side]}: expected the same, or match_image_size on")
+        first, second = (a, b.to(a.dtype)) if self.direction in ("right", "down") else (b.to(a.dtype), a)
+        return torch.cat([first, second], dim=2 if across else 1)
 
 
 # -- resize and pad ---------------------------------------------------------------------------

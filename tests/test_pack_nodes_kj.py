@@ -301,3 +301,31 @@ def test_grow_mask_with_blur_reads_the_packs_graph(registry):
     workflow, values = run(registry, ui_graph(nodes, [[1, 1, 0, 2, 0, "MASK"]]), ["2"])
     assert workflow.nodes["2"].inputs["expand"] == -2
     assert values["2"][0].shape == (1, 8, 8) and values["2"][0].min() == 1  # erosion leaves the edges (geodesic)
+
+
+def test_image_concanate_directions_batches_and_sizes(registry):
+    a, b = picture(12, 20, 2, seed=1), picture(6, 5, 1, seed=2)
+    out = call(registry, "ImageConcanate", image1=a, image2=b, direction="right", match_image_size=True)
+    resized = call(registry, "ImageScale", image=b, width=10, height=12, upscale_method="lanczos")
+    assert out.shape == (2, 12, 30, 3)
+    assert torch.equal(out[:, :, :20], a) and torch.equal(out[0, :, 20:], resized[0])
+    assert torch.equal(out[1, :, 20:], resized[0])  # the shorter batch repeats its last image
+    out = call(registry, "ImageConcanate", image1=a, image2=b, direction="up", match_image_size=True)
+    assert out.shape == (2, 24 + 12, 20, 3) and torch.equal(out[:, 24:], a)  # 20 wide: 24 high, above
+    c = picture(12, 4, 1, seed=3)
+    out = call(registry, "ImageConcanate", image1=a, image2=c, direction="left", match_image_size=False)
+    assert torch.equal(out[:, :, :4], c.expand(2, -1, -1, -1)) and torch.equal(out[:, :, 4:], a)
+    rgba = torch.cat([c, torch.full((1, 12, 4, 1), 0.5)], -1)
+    out = call(registry, "ImageConcanate", image1=a, image2=rgba, match_image_size=False)
+    assert out.shape[-1] == 4 and out[:, :, :20, 3].min() == 1 and out[:, :, 20:, 3].max() == 0.5
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "ImageConcanate", image1=a, image2=b, direction="down", match_image_size=False)
+    assert caught.value.input == "image2"
+
+
+def test_image_concanate_reads_the_packs_graph(registry):
+    nodes = [ui_node(1, "EmptyImage", [16, 8, 1, 0], outputs=[("IMAGE", "IMAGE", [1, 2])]),
+             ui_node(2, "ImageConcanate", ["down", False], [("image1", "IMAGE", 1, False), ("image2", "IMAGE", 2, False)],
+                     [("IMAGE", "IMAGE", [])])]
+    _, values = run(registry, ui_graph(nodes, [[1, 1, 0, 2, 0, "IMAGE"], [2, 1, 0, 2, 1, "IMAGE"]]), ["2"])
+    assert values["2"][0].shape == (1, 16, 16, 3)
