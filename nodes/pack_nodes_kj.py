@@ -1,7 +1,7 @@
 """ComfyUI-KJNodes' (kijai's) backend nodes beyond those in nodes/pack_nodes.py, under the pack's
 class names, inputs and outputs: its constants (INTConstant, FloatConstant, StringConstant,
 StringConstantMultiline, BOOLConstant), batch ranges (GetImageRangeFromBatch,
-GetLatentRangeFromBatch), ImageBatchMulti, ImageConcanate (sic), ImagePadKJ and ImageResizeKJv2, GrowMaskWithBlur, and its CUDA speed patches (PathchSageAttentionKJ,
+GetLatentRangeFromBatch), ImageBatchMulti, ImageConcanate (sic), ImagePadKJ and ImageResizeKJv2, GrowMaskWithBlur, ColorMatch (its 'mkl' method), and its CUDA speed patches (PathchSageAttentionKJ,
 TorchCompileModelWanVideoV2, ModelPatchTorchSettings), which pass the model on unchanged here."""
 
 from __future__ import annotations
@@ -488,6 +488,68 @@ class GrowMaskWithBlur(Node):
             out = [kj_blur_mask(m, self.blur_radius) for m in out]
         result = torch.stack(out)
         return result, 1.0 - result
+
+
+# -- colour ----------------------------------------------------------------------------------
+
+COLOR_MATCH_METHODS = ("mkl", "hm", "reinhard", "mvgd", "hm-mvgd-hm", "hm-mkl-hm")
+
+
+def mkl_transfer(target, ref):
+    """The colours of target [H, W, 3] moved onto ref's by the Monge-Kantorovich linearisation
+    (Pitie et al.), as the color-matcher library's 'mkl' does: x -> (x - mean_t) T + mean_r with
+    the symmetric T = St^-1/2 (St^1/2 Sr St^1/2)^1/2 St^-1/2 (S: unbiased colour covariances),
+    which gives the result ref's mean and covariance. Float64 throughout."""
+    import torch
+    t, r = target.reshape(-1, 3).double(), ref.reshape(-1, 3).double()
+    cov_t, cov_r = torch.cov(t.T), torch.cov(r.T)
+    values, vectors = torch.linalg.eigh(cov_t)
+    root = values.clamp(min=0).sqrt()
+    # the library adds a double's spacing before inverting, so a flat channel gives no division by 0
+    inv_root = 1.0 / (root + torch.finfo(torch.float64).eps)
+    c = root[:, None] * (vectors.T @ cov_r @ vectors) * root[None, :]
+    c_values, c_vectors = torch.linalg.eigh(c)
+    c_root = c_vectors @ torch.diag(c_values.clamp(min=0).sqrt()) @ c_vectors.T
+    transfer = vectors @ (inv_root[:, None] * c_root * inv_root[None, :]) @ vectors.T
+    out = (t - t.mean(0)) @ transfer + r.mean(0)
+    return out.reshape(target.shape).to(target.dtype)
+
+
+class ColorMatch(Node):
+    """Match image_target's colours to image_ref's, as KJNodes' Color Match does with the
+    color-matcher library: 'mkl' (Monge-Kantorovich linearisation: the result gets the reference's
+    mean colour and colour covariance) is built in; the library's other methods (hm, reinhard,
+    mvgd and the hm compounds) are refused here. Each target image is matched to the reference of
+    the same index (a single reference serves all); strength mixes the result with the target
+    (1: all of it; above 1 goes further), then it is clipped to 0..1. multithread does nothing
+    here."""
+    category = "KJNodes/image"
+    image_ref: IMAGE
+    image_target: IMAGE
+    method: str = Choice(COLOR_MATCH_METHODS, "mkl")
+    strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    multithread: bool = Bool(True)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("ColorMatch",), optional=("strength", "multithread"))
+
+    def run(self):
+        import torch
+        if self.method != "mkl":
+            raise NodeInputError("method", f"{self.method!r} is not built into graphflow: expected 'mkl'")
+        target, ref = _image(self.image_target, "image_target"), _image(self.image_ref, "image_ref")
+        if self.strength == 0:
+            return target
+        for name, image in (("image_target", target), ("image_ref", ref)):
+            if image.shape[-1] != 3:
+                raise NodeInputError(name, f"{image.shape[-1]} channels: expected RGB images")
+        if len(ref) != 1 and len(ref) < len(target):
+            raise NodeInputError("image_ref", f"{len(ref)} images for {len(target)} targets: expected one, or one "
+                                              "per target image")
+        out = []
+        for i, image in enumerate(target):
+            matched = mkl_transfer(image, ref[0 if len(ref) == 1 else i])
+            out.append(image + self.strength * (matched - image))
+        return torch.stack(out).float().clamp(0, 1)
 
 
 # -- CUDA speed patches -----------------------------------------------------------------------

@@ -329,3 +329,49 @@ def test_image_concanate_reads_the_packs_graph(registry):
                      [("IMAGE", "IMAGE", [])])]
     _, values = run(registry, ui_graph(nodes, [[1, 1, 0, 2, 0, "IMAGE"], [2, 1, 0, 2, 1, "IMAGE"]]), ["2"])
     assert values["2"][0].shape == (1, 16, 16, 3)
+
+
+def colour_cast(seed, n=1, h=10, w=12):
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(n, h, w, 1, generator=g)
+    mix = torch.tensor([[0.5, 0.2, 0.1], [0.1, 0.3, 0.2], [0.05, 0.1, 0.4]]) * (1 + seed % 3)
+    return (base * torch.tensor([0.6, 0.3, 0.2]) + torch.rand(n, h, w, 3, generator=g) @ mix * 0.5).clamp(0, 1)
+
+
+def test_color_match_mkl_gives_the_references_mean_and_covariance(registry):
+    from nodes.pack_nodes_kj import mkl_transfer
+    target, ref = colour_cast(1)[0].double(), colour_cast(2)[0].double()
+    out = mkl_transfer(target, ref).reshape(-1, 3)
+    assert torch.allclose(out.mean(0), ref.reshape(-1, 3).mean(0), atol=1e-10)
+    assert torch.allclose(torch.cov(out.T), torch.cov(ref.reshape(-1, 3).T), atol=1e-10)
+    assert torch.allclose(mkl_transfer(ref, ref), ref, atol=1e-6)  # an image matched to itself is unchanged
+    # the library's own construction (numpy's eig, its spacing before inverting) gives the same map
+    t, r = target.reshape(-1, 3).numpy(), ref.reshape(-1, 3).numpy()
+    values, ua = numpy.linalg.eig(numpy.cov(t.T))
+    da = numpy.diag(numpy.sqrt(values.clip(0)))
+    c_values, uc = numpy.linalg.eig(da @ ua.T @ numpy.cov(r.T) @ ua @ da)
+    da_inv = numpy.diag(1.0 / (numpy.diag(da) + numpy.spacing(1)))
+    transfer = ua @ da_inv @ uc @ numpy.diag(numpy.sqrt(c_values.clip(0))) @ uc.T @ da_inv @ ua.T
+    want = (t - t.mean(0)) @ transfer + r.mean(0)
+    assert numpy.allclose(out.numpy(), want, atol=1e-9)
+
+
+def test_color_match_node_strength_batches_and_refusals(registry):
+    from nodes.pack_nodes_kj import mkl_transfer
+    target, ref = colour_cast(1, n=2), colour_cast(5)
+    out = call(registry, "ColorMatch", image_ref=ref, image_target=target, method="mkl", strength=0.5)
+    want = torch.stack([t + 0.5 * (mkl_transfer(t, ref[0]) - t) for t in target]).clamp(0, 1)
+    assert torch.allclose(out, want, atol=1e-6) and out.dtype == torch.float32
+    assert call(registry, "ColorMatch", image_ref=ref, image_target=target, strength=0.0) is target
+    for inputs, name in (({"method": "reinhard"}, "method"), ({"image_ref": colour_cast(3, n=2)[:, :, :, :2]}, "image_ref")):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "ColorMatch", **{"image_ref": ref, "image_target": target, **inputs})
+        assert caught.value.input == name
+    nodes = [ui_node(1, "EmptyImage", [8, 8, 1, 0x336699], outputs=[("IMAGE", "IMAGE", [1])]),
+             ui_node(2, "EmptyImage", [8, 8, 2, 0x993311], outputs=[("IMAGE", "IMAGE", [2])]),
+             ui_node(3, "ColorMatch", ["mkl", 1.0, True], [("image_ref", "IMAGE", 1, False),
+                                                          ("image_target", "IMAGE", 2, False)],
+                     [("image", "IMAGE", [])])]
+    _, values = run(registry, ui_graph(nodes, [[1, 1, 0, 3, 0, "IMAGE"], [2, 2, 0, 3, 1, "IMAGE"]]), ["3"])
+    # flat colours: the mean moves onto the reference's colour
+    assert torch.allclose(values["3"][0], torch.tensor([0x33, 0x66, 0x99]) / 255.0 * torch.ones(2, 8, 8, 3), atol=1e-6)
