@@ -1,7 +1,7 @@
 """ComfyUI-KJNodes' (kijai's) backend nodes beyond those in nodes/pack_nodes.py, under the pack's
 class names, inputs and outputs: its constants (INTConstant, FloatConstant, StringConstant,
 StringConstantMultiline, BOOLConstant), batch ranges (GetImageRangeFromBatch,
-GetLatentRangeFromBatch), ImageBatchMulti, ImageConcanate (sic), ImagePadKJ and ImageResizeKJv2, GrowMaskWithBlur, ColorMatch (its 'mkl' method), and its CUDA speed patches (PathchSageAttentionKJ,
+GetLatentRangeFromBatch), ImageBatchMulti, ImageConcanate (sic), ImageConcatMulti, ImagePadKJ and ImageResizeKJv2, GrowMaskWithBlur, ColorMatch (its 'mkl' method), and its CUDA speed patches (PathchSageAttentionKJ,
 TorchCompileModelWanVideoV2, ModelPatchTorchSettings), which pass the model on unchanged here."""
 
 from __future__ import annotations
@@ -205,27 +205,77 @@ class ImageConcanate(Node):
     comfy = ComfyAlias(("ImageConcanate",))
 
     def run(self):
-        import torch
-        a, b = _image(self.image1, "image1"), _image(self.image2, "image2")
-        count = max(len(a), len(b))
-        a, b = _repeat_last(a, count), _repeat_last(b, count)
-        across = self.direction in ("right", "left")
-        if self.match_image_size:
-            aspect = b.shape[2] / b.shape[1]
-            size = (int(a.shape[1] * aspect), a.shape[1]) if across else (a.shape[2], int(a.shape[2] / aspect))
-            if min(size) < 1:
-                raise NodeInputError("image2", f"a {b.shape[2]}x{b.shape[1]} image would be resized to "
-                                               f"{size[0]}x{size[1]} to match image1")
-            b = _resize_image(b, *size, "lanczos")
-        if a.shape[-1] != b.shape[-1]:  # the one with fewer channels gets opaque ones
-            more = max(a.shape[-1], b.shape[-1])
-            a, b = (torch.cat([t, t.new_ones(*t.shape[:-1], more - t.shape[-1])], -1) for t in (a, b))
-        side = 1 if across else 2
-        if a.shape[side] != b.shape[side]:
-            raise NodeInputError("image2", f"{'height' if across else 'width'} {b.shape[side]}, image1's is "
-                                           f"{a.shape[side]}: expected the same, or match_image_size on")
-        first, second = (a, b.to(a.dtype)) if self.direction in ("right", "down") else (b.to(a.dtype), a)
-        return torch.cat([first, second], dim=2 if across else 1)
+        return kj_concat(_image(self.image1, "image1"), _image(self.image2, "image2"), self.direction,
+                         self.match_image_size)
+
+
+def kj_concat(a, b, direction: str, match: bool, size_of=None, name: str = "image2"):
+    """ImageConcanate's join of b onto a; with match, b takes the height (or width) of `size_of`
+    (a [B, H, W, C] shape; a's own by default), as ImageConcatMulti keeps its first image's."""
+    import torch
+    count = max(len(a), len(b))
+    a, b = _repeat_last(a, count), _repeat_last(b, count)
+    across = direction in ("right", "left")
+    if match:
+        height, width = (size_of or a.shape)[1:3]
+        aspect = b.shape[2] / b.shape[1]
+        size = (int(height * aspect), height) if across else (width, int(width / aspect))
+        if min(size) < 1:
+            raise NodeInputError(name, f"a {b.shape[2]}x{b.shape[1]} image would be resized to {size[0]}x{size[1]} "
+                                       "to match the first image")
+        b = _resize_image(b, *size, "lanczos")
+    if a.shape[-1] != b.shape[-1]:  # the one with fewer channels gets opaque ones
+        more = max(a.shape[-1], b.shape[-1])
+        a, b = (torch.cat([t, t.new_ones(*t.shape[:-1], more - t.shape[-1])], -1) for t in (a, b))
+    side = 1 if across else 2
+    if a.shape[side] != b.shape[side]:
+        raise NodeInputError(name, f"{'height' if across else 'width'} {b.shape[side]}, the image it joins has "
+                                   f"{a.shape[side]}: expected the same, or match_image_size on")
+    first, second = (a, b.to(a.dtype)) if direction in ("right", "down") else (b.to(a.dtype), a)
+    return torch.cat([first, second], dim=2 if across else 1)
+
+
+class ImageConcatMulti(Node):
+    """Join image_1 ... image_<inputcount> one after another in one direction, as KJNodes' Image
+    Concatenate Multi does: each next image is joined onto the result so far as ImageConcanate
+    joins image2, with match_image_size matching it to image_1's height (right, left) or width
+    (down, up). Up to 20 inputs here (the pack allows 1000)."""
+    category = "KJNodes/image"
+    inputcount: int = Int(2, min=2, max=20)
+    image_1: IMAGE
+    image_2: IMAGE
+    direction: str = Choice(("right", "down", "left", "up"), "right")
+    match_image_size: bool = Bool(False)
+    image_3: IMAGE = None
+    image_4: IMAGE = None
+    image_5: IMAGE = None
+    image_6: IMAGE = None
+    image_7: IMAGE = None
+    image_8: IMAGE = None
+    image_9: IMAGE = None
+    image_10: IMAGE = None
+    image_11: IMAGE = None
+    image_12: IMAGE = None
+    image_13: IMAGE = None
+    image_14: IMAGE = None
+    image_15: IMAGE = None
+    image_16: IMAGE = None
+    image_17: IMAGE = None
+    image_18: IMAGE = None
+    image_19: IMAGE = None
+    image_20: IMAGE = None
+    outputs = {"images": IMAGE}
+    comfy = ComfyAlias(("ImageConcatMulti",))
+
+    def run(self):
+        out = first = _image(self.image_1, "image_1")
+        for i in range(2, self.inputcount + 1):
+            name = f"image_{i}"
+            if getattr(self, name) is None:
+                raise NodeInputError(name, f"not connected, but inputcount is {self.inputcount}")
+            out = kj_concat(out, _image(getattr(self, name), name), self.direction, self.match_image_size,
+                            first.shape, name)
+        return out
 
 
 # -- resize and pad ---------------------------------------------------------------------------

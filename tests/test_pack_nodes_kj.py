@@ -375,3 +375,26 @@ def test_color_match_node_strength_batches_and_refusals(registry):
     _, values = run(registry, ui_graph(nodes, [[1, 1, 0, 3, 0, "IMAGE"], [2, 2, 0, 3, 1, "IMAGE"]]), ["3"])
     # flat colours: the mean moves onto the reference's colour
     assert torch.allclose(values["3"][0], torch.tensor([0x33, 0x66, 0x99]) / 255.0 * torch.ones(2, 8, 8, 3), atol=1e-6)
+
+
+def test_image_concat_multi_joins_in_turn_matching_the_first_image(registry):
+    a, b, c = picture(12, 20, 1, seed=1), picture(6, 5, 1, seed=2), picture(24, 8, 1, seed=3)
+    out = call(registry, "ImageConcatMulti", inputcount=3, image_1=a, image_2=b, image_3=c, direction="right",
+               match_image_size=True)
+    ab = call(registry, "ImageConcanate", image1=a, image2=b, direction="right", match_image_size=True)
+    assert torch.equal(out, call(registry, "ImageConcanate", image1=ab, image2=c, direction="right",
+                                 match_image_size=True))
+    assert out.shape == (1, 12, 20 + 10 + 4, 3)
+    # down: each next one matched to image_1's width (20), not the result's
+    out = call(registry, "ImageConcatMulti", inputcount=2, image_1=a, image_2=c, direction="down",
+               match_image_size=True)
+    assert out.shape == (1, 12 + 60, 20, 3)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "ImageConcatMulti", inputcount=3, image_1=a, image_2=a)
+    assert caught.value.input == "image_3"
+    nodes = [ui_node(1, "EmptyImage", [8, 8, 1, 0], outputs=[("IMAGE", "IMAGE", [1, 2])]),
+             ui_node(2, "ImageConcatMulti", [2, "left", False], [("image_1", "IMAGE", 1, False),
+                                                                 ("image_2", "IMAGE", 2, False)],
+                     [("images", "IMAGE", [])])]
+    workflow, values = run(registry, ui_graph(nodes, [[1, 1, 0, 2, 0, "IMAGE"], [2, 1, 0, 2, 1, "IMAGE"]]), ["2"])
+    assert workflow.nodes["2"].inputs["direction"] == "left" and values["2"][0].shape == (1, 8, 16, 3)
