@@ -1,7 +1,7 @@
 """ComfyUI-KJNodes' (kijai's) backend nodes beyond those in nodes/pack_nodes.py, under the pack's
 class names, inputs and outputs: its constants (INTConstant, FloatConstant, StringConstant,
 StringConstantMultiline, BOOLConstant), batch ranges (GetImageRangeFromBatch,
-GetLatentRangeFromBatch), ImageBatchMulti, ImageConcanate (sic), ImageConcatMulti, ImagePadKJ and ImageResizeKJv2, GrowMaskWithBlur, ColorMatch (its 'mkl' method), and its CUDA speed patches (PathchSageAttentionKJ,
+GetLatentRangeFromBatch, InsertImagesToBatchIndexed, ReplaceImagesInBatch), ImageBatchMulti, ImageConcanate (sic), ImageConcatMulti, ImagePadKJ and ImageResizeKJv2, GrowMaskWithBlur, ColorMatch (its 'mkl' method), and its CUDA speed patches (PathchSageAttentionKJ,
 TorchCompileModelWanVideoV2, ModelPatchTorchSettings), which pass the model on unchanged here."""
 
 from __future__ import annotations
@@ -135,6 +135,98 @@ class GetLatentRangeFromBatch(Node):
         start, end = kj_range(x.shape[2 if video else 0], self.start_index, self.num_frames,
                               "latent's frames" if video else "latent batch")
         return {"samples": (x[:, :, start:end] if video else x[start:end]).contiguous()}
+
+
+def kj_indexes(text: str) -> list[int]:
+    """KJNodes' index list: whole numbers separated by commas ("0, 1, 2")."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise NodeInputError("indexes", f"{text!r}: expected whole numbers separated by commas, like \"0, 4, 8\"") \
+            from None
+
+
+class InsertImagesToBatchIndexed(Node):
+    """Put images_to_insert into original_images at the listed indexes, as KJNodes' Insert Images To
+    Batch Indexed does. mode "replace": the n-th listed frame becomes the n-th inserted image (as
+    many as there are of both; negative indexes count from the end). mode "insert": the images go
+    in between, each at its index in the new, longer batch (list them in increasing order; the
+    inserted images repeat when fewer than the indexes). Empty indexes pass the batch on."""
+    category = "KJNodes/image"
+    original_images: IMAGE
+    images_to_insert: IMAGE
+    indexes: str = Text("0, 1, 2", multiline=True)
+    mode: str = Choice(("replace", "insert"), "replace")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("InsertImagesToBatchIndexed",), optional=("mode",))
+
+    def run(self):
+        import torch
+        original, new = _image(self.original_images, "original_images"), _image(self.images_to_insert,
+                                                                                "images_to_insert")
+        if self.indexes == "":
+            return original
+        indexes = kj_indexes(self.indexes)
+        if original.shape[1:] != new.shape[1:]:
+            raise NodeInputError("images_to_insert", f"{new.shape[2]}x{new.shape[1]}x{new.shape[3]} images: expected "
+                                                     f"original_images' {original.shape[2]}x{original.shape[1]}x"
+                                                     f"{original.shape[3]}")
+        count = len(original) + len(indexes)
+        if self.mode == "replace":
+            out = original.clone()
+            for index, image in zip(indexes, new):
+                if not -len(out) <= index < len(out):
+                    raise NodeInputError("indexes", f"{index} is outside the batch of {len(out)}")
+                out[index] = image
+            return out
+        if indexes != sorted(indexes) or indexes[0] < 0 or indexes[-1] >= count:
+            raise NodeInputError("indexes", f"expected increasing indexes from 0 to {count - 1} to insert at")
+        frames, taken = [], 0
+        for i in range(count):
+            if taken < len(indexes) and i == indexes[taken]:
+                frames.append(new[taken % len(new)])
+                taken += 1
+            else:
+                frames.append(original[i - taken])
+        return torch.stack(frames)
+
+
+class ReplaceImagesInBatch(Node):
+    """Overwrite frames from start_index on with the replacement images (and masks), as KJNodes'
+    Replace Images In Batch does: replacements of another size are first resized to the
+    original's (lanczos for images, nearest-exact for masks, cropped to the aspect at the centre).
+    The replacements must fit before the batch ends. An output whose original and replacement are
+    not both connected gives the pack's black 64x64 placeholder."""
+    category = "KJNodes/image"
+    start_index: int = Int(1, min=0, max=4096)
+    original_images: IMAGE = None
+    replacement_images: IMAGE = None
+    original_masks: MASK = None
+    replacement_masks: MASK = None
+    outputs = {"IMAGE": IMAGE, "MASK": MASK}
+    comfy = ComfyAlias(("ReplaceImagesInBatch",))
+
+    def replaced(self, original, new, what: str, method: str):
+        end = self.start_index + len(new)
+        if self.start_index >= len(original) or end > len(original):
+            raise NodeInputError("start_index", f"{len(new)} replacement {what} from {self.start_index} do not fit "
+                                                f"in the {len(original)} original ones")
+        if new.shape[1:3] != original.shape[1:3]:
+            new = _resize_image(new, original.shape[2], original.shape[1], method, crop=True)
+        out = original.clone()
+        out[self.start_index:end] = new.to(out.dtype)
+        return out
+
+    def run(self):
+        import torch
+        images, masks = torch.zeros(1, 64, 64, 3), torch.zeros(1, 64, 64)
+        if self.original_images is not None and self.replacement_images is not None:
+            images = self.replaced(_image(self.original_images, "original_images"),
+                                   _image(self.replacement_images, "replacement_images"), "images", "lanczos")
+        if self.original_masks is not None and self.replacement_masks is not None:
+            masks = self.replaced(self.original_masks[..., None], self.replacement_masks[..., None], "masks",
+                                  "nearest-exact")[..., 0]
+        return images, masks
 
 
 class ImageBatchMulti(Node):

@@ -398,3 +398,39 @@ def test_image_concat_multi_joins_in_turn_matching_the_first_image(registry):
                      [("images", "IMAGE", [])])]
     workflow, values = run(registry, ui_graph(nodes, [[1, 1, 0, 2, 0, "IMAGE"], [2, 1, 0, 2, 1, "IMAGE"]]), ["2"])
     assert workflow.nodes["2"].inputs["direction"] == "left" and values["2"][0].shape == (1, 8, 16, 3)
+
+
+def test_insert_images_to_batch_indexed(registry):
+    original, new = frames(4), frames(2) + 1
+    out = call(registry, "InsertImagesToBatchIndexed", original_images=original, images_to_insert=new,
+               indexes="1, -1", mode="replace")
+    assert torch.equal(out, torch.stack([original[0], new[0], original[2], new[1]]))
+    out = call(registry, "InsertImagesToBatchIndexed", original_images=original, images_to_insert=new,
+               indexes="0, 3, 5", mode="insert")
+    # new frames at 0, 3 and 5 of the 7; the inserted images repeat
+    assert torch.equal(out, torch.stack([new[0], original[0], original[1], new[1], original[2], new[0], original[3]]))
+    assert call(registry, "InsertImagesToBatchIndexed", original_images=original, images_to_insert=new,
+                indexes="") is original
+    for indexes, mode in (("1, x", "replace"), ("9", "replace"), ("3, 1", "insert")):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "InsertImagesToBatchIndexed", original_images=original, images_to_insert=new,
+                 indexes=indexes, mode=mode)
+        assert caught.value.input == "indexes"
+
+
+def test_replace_images_in_batch(registry):
+    original, new = frames(5), frames(2) + 1
+    masks = torch.zeros(5, 4, 6)
+    images, out_masks = call(registry, "ReplaceImagesInBatch", start_index=2, original_images=original,
+                             replacement_images=new, original_masks=masks, replacement_masks=torch.ones(2, 8, 12))
+    assert torch.equal(images, torch.cat([original[:2], new, original[4:]]))
+    assert out_masks.shape == (5, 4, 6) and out_masks[2:4].min() == 1 and out_masks[[0, 1, 4]].max() == 0
+    small = frames(1, 2, 3)
+    images, placeholder = call(registry, "ReplaceImagesInBatch", start_index=0, original_images=original,
+                               replacement_images=small)
+    assert torch.equal(images[0], call(registry, "ImageScale", image=small, width=6, height=4,
+                                       upscale_method="lanczos", crop="center")[0])
+    assert placeholder.shape == (1, 64, 64) and not placeholder.any()
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "ReplaceImagesInBatch", start_index=4, original_images=original, replacement_images=new)
+    assert caught.value.input == "start_index"
